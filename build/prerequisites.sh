@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the few system tools SharpTune's build needs on this machine, and only where they are needed:
+# patchelf and g++ on Linux distributions whose libstdc++ predates GCC 13 (see native-compat.sh).
+# Everything else comes from NuGet during `dotnet build`. Safe to run repeatedly.
+set -euo pipefail
+[ "$(uname -s)" = Linux ] || exit 0
+need=()
+libstdcxx=$( (/sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null) | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
+if [ -n "$libstdcxx" ] && ! grep -qa 'GLIBCXX_3\.4\.32' "$libstdcxx"; then
+  command -v patchelf >/dev/null || need+=(patchelf)
+  command -v g++ >/dev/null || need+=(g++)
+fi
+for extra in "$@"; do
+  case "$extra" in
+    chromium) command -v chromium >/dev/null || need+=(chromium) ;;
+  esac
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null; then
+  echo "SharpTune needs: ${need[*]} (install them with your package manager)" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "Installing ${need[*]} ..." >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
