@@ -1,0 +1,44 @@
+namespace SharpTune.Tests.Support;
+
+/// <summary>Locates the repository and the real assets in ../shared beside it.</summary>
+public static class TestAssets
+{
+    /// <summary>The repository root (the folder holding SharpTune.sln).</summary>
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    /// <summary>The shared assets folder beside the repository (may be absent).</summary>
+    public static string SharedDir => Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
+
+    public static string Stories260K => Path.Combine(SharedDir, "models", "stories260K");
+    public static string Gpt2Tokenizer => Path.Combine(SharedDir, "tokenizers", "gpt2");
+
+    private static string FindRepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "SharpTune.sln")))
+            dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("cannot find SharpTune.sln above " + AppContext.BaseDirectory);
+    }
+}
+
+/// <summary>A fact that is reported as skipped, with the reason, when a shared asset folder is absent.</summary>
+public sealed class SharedAssetFactAttribute : FactAttribute
+{
+    public SharedAssetFactAttribute(string relativeToShared)
+    {
+        var path = Path.Combine(TestAssets.SharedDir, relativeToShared);
+        if (!Directory.Exists(path) && !File.Exists(path))
+            Skip = $"shared asset absent: {path} (place ../shared beside the repository to run this test)";
+    }
+}
+
+/// <summary>A theory that is reported as skipped, with the reason, when a shared asset folder is absent.</summary>
+public sealed class SharedAssetTheoryAttribute : TheoryAttribute
+{
+    public SharedAssetTheoryAttribute(string relativeToShared)
+    {
+        var path = Path.Combine(TestAssets.SharedDir, relativeToShared);
+        if (!Directory.Exists(path) && !File.Exists(path))
+            Skip = $"shared asset absent: {path} (place ../shared beside the repository to run this test)";
+    }
+}
