@@ -1,0 +1,38 @@
+namespace SharpTune.Generation;
+
+/// <summary>What to do when prompt + new tokens exceed the model's context length.</summary>
+public enum ContextOverflow
+{
+    /// <summary>Throw a <see cref="ContextLengthException"/> naming the lengths.</summary>
+    Error,
+    /// <summary>Drop the oldest prompt tokens so prompt + max new tokens fit (the user asked for it).</summary>
+    TruncatePromptLeft,
+}
+
+/// <summary>Decoding settings, as in Hugging Face's GenerationConfig.</summary>
+public sealed record GenerationOptions
+{
+    public int MaxNewTokens { get; init; } = 128;
+    /// <summary>0 means greedy (argmax); otherwise logits are divided by it before sampling.</summary>
+    public double Temperature { get; init; } = 1.0;
+    /// <summary>Keep only the k most likely tokens (0 = off).</summary>
+    public int TopK { get; init; }
+    /// <summary>Nucleus sampling: keep the smallest set of tokens whose probability reaches p (1 = off).</summary>
+    public double TopP { get; init; } = 1.0;
+    /// <summary>CTRL-style penalty on tokens already in the prompt or output (1 = off), as transformers applies it.</summary>
+    public double RepetitionPenalty { get; init; } = 1.0;
+    public long? Seed { get; init; }
+    /// <summary>Token ids that end a sequence; null = the model config's eos_token_id.</summary>
+    public IReadOnlyList<int>? EosTokenIds { get; init; }
+    public ContextOverflow Overflow { get; init; } = ContextOverflow.Error;
+
+    public bool IsGreedy => Temperature <= 0;
+}
+
+public enum FinishReason { Length, Eos, Stop }
+
+/// <summary>One sequence's output: the prompt actually used (after any truncation) and the new tokens.</summary>
+public sealed record GenerationResult(IReadOnlyList<int> PromptIds, IReadOnlyList<int> Tokens, FinishReason FinishReason);
+
+/// <summary>A prompt that, with the requested new tokens, does not fit the model's context.</summary>
+public sealed class ContextLengthException(string message) : Exception(message);

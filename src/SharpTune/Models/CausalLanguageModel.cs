@@ -1,0 +1,50 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>
+/// A decoder-only language model whose module fields are named exactly as the Hugging Face parameters, so
+/// <c>state_dict()</c> keys match checkpoint names with no renaming table. The forward pass is split in three so
+/// fine-tuning methods can act between the steps (prompt tuning prepends embeddings; poolers read hidden states).
+/// </summary>
+public abstract class CausalLanguageModel : nn.Module
+{
+    protected CausalLanguageModel(string name, ModelConfig config) : base(name)
+    {
+        Config = config;
+    }
+
+    public ModelConfig Config { get; }
+
+    /// <summary>Token ids (B, T) → embeddings (B, T, C).</summary>
+    public abstract Tensor EmbedTokens(Tensor inputIds);
+
+    /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C), after the last norm.</summary>
+    public abstract Tensor DecodeHidden(Tensor inputsEmbeds, ForwardContext context);
+
+    /// <summary>Hidden states (…, C) → vocabulary logits (…, V).</summary>
+    public abstract Tensor ComputeLogits(Tensor hidden);
+
+    /// <summary>The token-embedding matrix (V, C), e.g. for initialising prompt-tuning embeddings from text.</summary>
+    public abstract Tensor EmbeddingWeight { get; }
+
+    /// <summary>Checkpoint tensors this architecture knows and deliberately does not load (old non-persistent buffers).</summary>
+    public virtual bool IsIgnorableCheckpointTensor(string name) => false;
+
+    /// <summary>Names that must not be written when saving (e.g. a tied output projection).</summary>
+    public virtual bool IsTiedAlias(string name) => false;
+
+    /// <summary>Full forward: ids (B, T) → logits (B, T, V).</summary>
+    public Tensor Forward(Tensor inputIds, ForwardContext? context = null)
+    {
+        using var scope = NewDisposeScope();
+        var ctx = context ?? ForwardContext.Causal(inputIds.shape[0], inputIds.shape[1], inputIds.device);
+        return ComputeLogits(DecodeHidden(EmbedTokens(inputIds), ctx)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The dtype of the model's floating-point weights.</summary>
+    public ScalarType WeightDtype => EmbeddingWeight.dtype;
+
+    public Device Device => EmbeddingWeight.device;
+}

@@ -1,0 +1,52 @@
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>
+/// Pre-allocated key/value buffers for incremental decoding: one (B, nkv, capacity, hd) pair per layer. Layers write
+/// their new keys/values at <see cref="Length"/>; the model advances <see cref="Length"/> once all layers have run.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    private readonly Tensor[] keys;
+    private readonly Tensor[] values;
+
+    public KvCache(ModelConfig config, int batchSize, int capacity, ScalarType dtype, Device device)
+    {
+        keys = new Tensor[config.NumLayers];
+        values = new Tensor[config.NumLayers];
+        for (var i = 0; i < config.NumLayers; i++)
+        {
+            keys[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
+            values[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
+        }
+        Capacity = capacity;
+        BatchSize = batchSize;
+    }
+
+    public int Capacity { get; }
+    public int BatchSize { get; }
+
+    /// <summary>Number of positions already stored.</summary>
+    public int Length { get; private set; }
+
+    /// <summary>Stores (B, nkv, T, hd) keys/values for one layer and returns all keys/values so far (views).</summary>
+    public (Tensor keys, Tensor values) Update(int layer, Tensor k, Tensor v)
+    {
+        var t = (int)k.shape[2];
+        if (Length + t > Capacity)
+            throw new InvalidOperationException($"KV cache full: {Length} + {t} positions exceed its capacity of {Capacity}");
+        keys[layer].narrow(2, Length, t).copy_(k);
+        values[layer].narrow(2, Length, t).copy_(v);
+        return (keys[layer].narrow(2, 0, Length + t), values[layer].narrow(2, 0, Length + t));
+    }
+
+    /// <summary>Marks <paramref name="positions"/> more positions as stored (after every layer has written them).</summary>
+    public void Advance(int positions) => Length += positions;
+
+    public void Dispose()
+    {
+        foreach (var t in keys) t.Dispose();
+        foreach (var t in values) t.Dispose();
+    }
+}

@@ -1,0 +1,154 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SharpTune.Models;
+
+/// <summary>
+/// Llama-family decoder (Llama 2/3, TinyLlama, SmolLM, Mistral, Qwen2 with q/k/v bias): RMSNorm, rotary attention
+/// with grouped-query heads, SwiGLU MLP. Reads top to bottom like the architecture; field names are the HF names.
+/// </summary>
+public sealed class LlamaForCausalLM : CausalLanguageModel
+{
+    public readonly LlamaModel model;
+    public readonly nn.Module<Tensor, Tensor>? lm_head;
+
+    public LlamaForCausalLM(ModelConfig config) : base(nameof(LlamaForCausalLM), config)
+    {
+        model = new LlamaModel(config);
+        if (!config.TieWordEmbeddings)
+            lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    public override Tensor EmbedTokens(Tensor inputIds) => model.embed_tokens.forward(inputIds);
+
+    public override Tensor DecodeHidden(Tensor inputsEmbeds, ForwardContext context) => model.Forward(inputsEmbeds, context);
+
+    public override Tensor ComputeLogits(Tensor hidden) =>
+        lm_head is null ? F.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);
+
+    public override Tensor EmbeddingWeight => model.embed_tokens.weight!;
+
+    public override bool IsIgnorableCheckpointTensor(string name) =>
+        name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) ||
+        (Config.TieWordEmbeddings && name == "lm_head.weight");
+}
+
+public sealed class LlamaModel : nn.Module
+{
+    public readonly Embedding embed_tokens;
+    public readonly ModuleList<LlamaDecoderLayer> layers;
+    public readonly RmsNorm norm;
+    private readonly ModelConfig config;
+    private RotaryEmbedding? rotary;
+
+    public LlamaModel(ModelConfig config) : base(nameof(LlamaModel))
+    {
+        this.config = config;
+        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        layers = new ModuleList<LlamaDecoderLayer>(
+            Enumerable.Range(0, config.NumLayers).Select(i => new LlamaDecoderLayer(config, i)).ToArray());
+        norm = new RmsNorm(config.HiddenSize, config.NormEps);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, ForwardContext ctx)
+    {
+        var rope = Rotary(x.device);
+        foreach (var layer in layers)
+            x = layer.Forward(x, ctx, rope);
+        if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
+        return norm.forward(x);
+    }
+
+    private RotaryEmbedding Rotary(Device device)
+    {
+        if (rotary is null || rotary.MaxPositions < config.MaxPositionEmbeddings || !SameDevice(device))
+        {
+            rotary?.Dispose();
+            rotary = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta, config.RopeScaling, device);
+            rotaryDevice = device.ToString();
+        }
+        return rotary;
+    }
+
+    private string? rotaryDevice;
+    private bool SameDevice(Device device) => rotaryDevice == device.ToString();
+}
+
+public sealed class LlamaDecoderLayer : nn.Module
+{
+    public readonly LlamaAttention self_attn;
+    public readonly LlamaMlp mlp;
+    public readonly RmsNorm input_layernorm;
+    public readonly RmsNorm post_attention_layernorm;
+
+    public LlamaDecoderLayer(ModelConfig config, int layerIndex) : base(nameof(LlamaDecoderLayer))
+    {
+        self_attn = new LlamaAttention(config, layerIndex);
+        mlp = new LlamaMlp(config);
+        input_layernorm = new RmsNorm(config.HiddenSize, config.NormEps);
+        post_attention_layernorm = new RmsNorm(config.HiddenSize, config.NormEps);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, ForwardContext ctx, RotaryEmbedding rope)
+    {
+        using var scope = NewDisposeScope();
+        x = x + self_attn.Forward(input_layernorm.forward(x), ctx, rope);
+        x = x + mlp.forward(post_attention_layernorm.forward(x));
+        return x.MoveToOuterDisposeScope();
+    }
+}
+
+public sealed class LlamaAttention : nn.Module
+{
+    // Typed as plain modules so fine-tuning methods can wrap them (LoRA, IA3, adapters) without touching this file.
+    public nn.Module<Tensor, Tensor> q_proj;
+    public nn.Module<Tensor, Tensor> k_proj;
+    public nn.Module<Tensor, Tensor> v_proj;
+    public nn.Module<Tensor, Tensor> o_proj;
+    private readonly int numHeads, numKvHeads, headDim, layerIndex;
+
+    public LlamaAttention(ModelConfig config, int layerIndex) : base(nameof(LlamaAttention))
+    {
+        (numHeads, numKvHeads, headDim, this.layerIndex) = (config.NumHeads, config.NumKeyValueHeads, config.HeadDim, layerIndex);
+        q_proj = nn.Linear(config.HiddenSize, numHeads * headDim, hasBias: config.AttentionBias);
+        k_proj = nn.Linear(config.HiddenSize, numKvHeads * headDim, hasBias: config.AttentionBias);
+        v_proj = nn.Linear(config.HiddenSize, numKvHeads * headDim, hasBias: config.AttentionBias);
+        // Qwen2 has biases on q/k/v only; Llama's attention_bias puts one on o_proj too.
+        o_proj = nn.Linear(numHeads * headDim, config.HiddenSize,
+            hasBias: config.AttentionBias && config.Architecture != "Qwen2ForCausalLM");
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, ForwardContext ctx, RotaryEmbedding rope)
+    {
+        var (b, t) = (x.shape[0], x.shape[1]);
+        var q = q_proj.forward(x).view(b, t, numHeads, headDim).transpose(1, 2);      // (B, nh, T, hd)
+        var k = k_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
+        var v = v_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
+        (q, k) = rope.Apply(q, k, ctx.PositionIds);
+        return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex));
+    }
+}
+
+public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
+{
+    public nn.Module<Tensor, Tensor> gate_proj;
+    public nn.Module<Tensor, Tensor> up_proj;
+    public nn.Module<Tensor, Tensor> down_proj;
+
+    public LlamaMlp(ModelConfig config) : base(nameof(LlamaMlp))
+    {
+        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
+        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
+        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) =>
+        down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x));
+}

@@ -1,0 +1,57 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>Creates the right <see cref="CausalLanguageModel"/> for a config: one line per architecture.</summary>
+public static class ModelFactory
+{
+    private static readonly Dictionary<string, Func<ModelConfig, CausalLanguageModel>> Architectures = new()
+    {
+        ["LlamaForCausalLM"] = c => new LlamaForCausalLM(c),
+        ["MistralForCausalLM"] = c => new LlamaForCausalLM(c),
+        ["Qwen2ForCausalLM"] = c => new LlamaForCausalLM(c),
+        ["GPT2LMHeadModel"] = c => new GPT2LMHeadModel(c),
+    };
+
+    public static IReadOnlyCollection<string> SupportedArchitectures => Architectures.Keys;
+
+    /// <summary>Builds a randomly initialised model in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
+    public static CausalLanguageModel Create(ModelConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    {
+        if (!Architectures.TryGetValue(config.Architecture, out var build))
+            throw new NotSupportedException(
+                $"architecture '{config.Architecture}' is not supported; supported: {string.Join(", ", Architectures.Keys)}");
+        var previous = get_default_dtype();
+        set_default_dtype(dtype);   // parameters are born in the target dtype: no second full-size copy
+        try
+        {
+            var model = build(config);
+            WeightInitializer.InitializeLikeHuggingFace(model);
+            if (device is not null && device.type != DeviceType.CPU) model.to(device);
+            return model;
+        }
+        finally
+        {
+            set_default_dtype(previous);
+        }
+    }
+
+    /// <summary>Parses the dtype names users and config.json use (f32, float32, bf16, bfloat16, f16, float16).</summary>
+    public static ScalarType ParseDtype(string name) => name.ToLowerInvariant() switch
+    {
+        "f32" or "float32" or "fp32" or "float" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        "f16" or "float16" or "fp16" or "half" => ScalarType.Float16,
+        _ => throw new ArgumentException($"unknown dtype '{name}' (use f32, bf16 or f16)"),
+    };
+
+    /// <summary>The config.json spelling of a dtype.</summary>
+    public static string DtypeName(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float32 => "float32",
+        ScalarType.BFloat16 => "bfloat16",
+        ScalarType.Float16 => "float16",
+        _ => dtype.ToString().ToLowerInvariant(),
+    };
+}
