@@ -1,0 +1,117 @@
+using SharpTune.Models;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>A micro-batch on the device: inputs, next-token targets (-100 = ignored) and the forward context.</summary>
+public sealed class TrainingBatch : IDisposable
+{
+    public required Tensor InputIds { get; init; }          // (B, T)
+    public required Tensor Targets { get; init; }           // (B, T): target for position t is token t+1
+    public required ForwardContext Context { get; init; }
+    public required int SupervisedTokens { get; init; }
+    public required int Tokens { get; init; }
+
+    public void Dispose()
+    {
+        InputIds.Dispose();
+        Targets.Dispose();
+        Context.PositionIds.Dispose();
+        Context.AttentionMask?.Dispose();
+    }
+}
+
+/// <summary>Turns tokenized examples into padded or packed micro-batches.</summary>
+public static class BatchCollator
+{
+    public const long IgnoreIndex = -100;
+
+    /// <summary>Right-pads examples to the longest one. Causal attention never looks right, so no mask is needed.</summary>
+    public static TrainingBatch Pad(IReadOnlyList<TokenizedExample> examples, Device device)
+    {
+        var b = examples.Count;
+        var t = examples.Max(e => e.Length);
+        var ids = new long[b, t];
+        var targets = new long[b, t];
+        var supervised = 0;
+        var tokens = 0;
+        for (var r = 0; r < b; r++)
+        {
+            var e = examples[r];
+            tokens += e.Length;
+            for (var j = 0; j < t; j++)
+            {
+                ids[r, j] = j < e.Length ? e.InputIds[j] : 0;
+                var next = j + 1;
+                var isTarget = next < e.Length && e.Supervised[next];
+                targets[r, j] = isTarget ? e.InputIds[next] : IgnoreIndex;
+                if (isTarget) supervised++;
+            }
+        }
+        return new TrainingBatch
+        {
+            InputIds = tensor(ids, device: device),
+            Targets = tensor(targets, device: device),
+            Context = ForwardContext.Causal(b, t, device),
+            SupervisedTokens = supervised,
+            Tokens = tokens,
+        };
+    }
+
+    /// <summary>
+    /// Packs examples end to end into rows of at most <paramref name="rowLength"/> tokens with per-example positions
+    /// and a block-diagonal causal mask, so no example attends to another (the trap of packing without a mask).
+    /// </summary>
+    public static TrainingBatch Pack(IReadOnlyList<TokenizedExample> examples, int rowLength, Device device)
+    {
+        var rows = new List<List<TokenizedExample>>();
+        foreach (var e in examples.OrderByDescending(e => e.Length))
+        {
+            var row = rows.FirstOrDefault(r => r.Sum(x => x.Length) + e.Length <= rowLength);
+            if (row is null) rows.Add(row = []);
+            row.Add(e);
+        }
+        var t = rows.Max(r => r.Sum(x => x.Length));
+        var ids = new long[rows.Count, t];
+        var targets = new long[rows.Count, t];
+        var segments = new long[rows.Count, t];
+        var supervised = 0;
+        var tokens = 0;
+        for (var r = 0; r < rows.Count; r++)
+        {
+            var col = 0;
+            var segment = 0;
+            foreach (var e in rows[r])
+            {
+                for (var j = 0; j < e.Length; j++, col++)
+                {
+                    ids[r, col] = e.InputIds[j];
+                    segments[r, col] = segment;
+                    var isTarget = j + 1 < e.Length && e.Supervised[j + 1];
+                    targets[r, col] = isTarget ? e.InputIds[j + 1] : IgnoreIndex;
+                    if (isTarget) supervised++;
+                }
+                tokens += e.Length;
+                segment++;
+            }
+            for (; col < t; col++)
+            {
+                targets[r, col] = IgnoreIndex;
+                segments[r, col] = segment;   // padding forms its own segment
+            }
+        }
+        using var segmentIds = tensor(segments, device: device);
+        return new TrainingBatch
+        {
+            InputIds = tensor(ids, device: device),
+            Targets = tensor(targets, device: device),
+            Context = new ForwardContext
+            {
+                PositionIds = AttentionMasks.PackedPositions(segmentIds),
+                AttentionMask = AttentionMasks.PackedCausal(segmentIds),
+            },
+            SupervisedTokens = supervised,
+            Tokens = tokens,
+        };
+    }
+}
