@@ -1,0 +1,139 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Tokenization;
+
+/// <summary>
+/// A Hugging Face tokenizer read from <c>tokenizer.json</c> (plus <c>tokenizer_config.json</c> and
+/// <c>special_tokens_map.json</c> when present): byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM) and SentencePiece-style
+/// BPE with byte fallback (Llama 2, TinyLlama, Mistral). Thread-safe after construction.
+/// </summary>
+public sealed class HfTokenizer
+{
+    private readonly AddedTokenMatcher _addedTokens;
+    private readonly TextNormalizer? _normalizer;
+    private readonly PreTokenizer? _preTokenizer;
+    private readonly BpeModel _model;
+    private readonly TokenDecoder? _decoder;
+    private readonly SpecialTokenTemplate _specialTemplate;
+    private readonly string?[] _idToToken;
+    private readonly Dictionary<string, int> _addedByContent;
+    private readonly HashSet<int> _specialIds;
+
+    private HfTokenizer(string tokenizerJsonPath, TokenizerConfig config)
+    {
+        var json = new JsonFields(tokenizerJsonPath);
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(tokenizerJsonPath)) as JsonObject
+                ?? throw json.Error(null, "expected a JSON object at the top level");
+        }
+        catch (JsonException e)
+        {
+            throw json.Error(null, $"invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {e.Message}");
+        }
+
+        if (root["model"] is null) throw json.Error(root, "missing 'model' (is this a Hugging Face tokenizer.json?)");
+        _model = BpeModel.FromJson(root["model"], json);
+        _normalizer = TextNormalizer.FromJson(root["normalizer"], json);
+        _preTokenizer = PreTokenizer.FromJson(root["pre_tokenizer"], json);
+        _decoder = TokenDecoder.FromJson(root["decoder"], json);
+        var added = AddedTokenMatcher.FromJson(root["added_tokens"], json);
+        _addedTokens = new AddedTokenMatcher(added);
+        _addedByContent = added.GroupBy(t => t.Content).ToDictionary(g => g.Key, g => g.Last().Id, StringComparer.Ordinal);
+        _specialIds = added.Where(t => t.Special).Select(t => t.Id).ToHashSet();
+
+        int maxId = Math.Max(_model.Vocabulary.Count == 0 ? -1 : _model.Vocabulary.Values.Max(), added.Count == 0 ? -1 : added.Max(t => t.Id));
+        _idToToken = new string?[maxId + 1];
+        foreach (var (token, id) in _model.Vocabulary) _idToToken[id] = token;
+        foreach (var token in added) _idToToken[token.Id] = token.Content;
+        VocabSize = _idToToken.Count(t => t is not null);
+
+        BosToken = config.BosToken;
+        EosToken = config.EosToken;
+        BosTokenId = IdOfConfigured(config.BosToken, "bos_token");
+        EosTokenId = IdOfConfigured(config.EosToken, "eos_token");
+        PadTokenId = IdOfConfigured(config.PadToken, "pad_token");
+        ChatTemplate = config.ChatTemplate;
+
+        // tokenizer_config's add_bos_token/add_eos_token win where present (transformers rebuilds the post-processor
+        // from them); otherwise tokenizer.json's post_processor says what to add.
+        if (config.AddBosToken is not null || config.AddEosToken is not null)
+            _specialTemplate = new SpecialTokenTemplate(
+                config.AddBosToken == true && BosTokenId is { } bos ? [bos] : [],
+                config.AddEosToken == true && EosTokenId is { } eos ? [eos] : []);
+        else
+            _specialTemplate = SpecialTokenTemplate.FromJson(root["post_processor"], json);
+
+        int? IdOfConfigured(string? token, string field) => token is null ? null
+            : TokenToId(token) ?? throw new TokenizerFormatException(Path.Combine(Path.GetDirectoryName(tokenizerJsonPath)!, "tokenizer_config.json"),
+                $"{field} '{token}' is not in the vocabulary of {tokenizerJsonPath}");
+    }
+
+    /// <summary>Loads the tokenizer files from a model (or tokenizer-only) directory.</summary>
+    /// <exception cref="TokenizerFormatException">tokenizer.json is missing, malformed, or uses an unsupported component.</exception>
+    public static HfTokenizer FromDirectory(string dir)
+    {
+        var path = Path.Combine(dir, "tokenizer.json");
+        if (!File.Exists(path))
+            throw new TokenizerFormatException(path, "not found; a Hugging Face tokenizer.json is required (vocab.json/merges.txt or tokenizer.model alone are not read)");
+        return new HfTokenizer(path, TokenizerConfig.Read(dir));
+    }
+
+    /// <summary>Number of distinct token ids, added tokens included (Hugging Face's <c>len(tokenizer)</c>).</summary>
+    public int VocabSize { get; }
+    public int? BosTokenId { get; }
+    public int? EosTokenId { get; }
+    public int? PadTokenId { get; }
+    public string? BosToken { get; }
+    public string? EosToken { get; }
+
+    /// <summary>The Jinja chat template from tokenizer_config.json (or chat_template.jinja), if any.</summary>
+    public string? ChatTemplate { get; }
+
+    /// <summary>Whether the id is an added token marked special (skipped by <c>skipSpecialTokens</c>).</summary>
+    public bool IsSpecial(int id) => _specialIds.Contains(id);
+
+    public int? TokenToId(string token) =>
+        _addedByContent.TryGetValue(token, out var added) ? added
+        : _model.Vocabulary.TryGetValue(token, out var id) ? id : null;
+
+    public string? IdToToken(int id) => id >= 0 && id < _idToToken.Length ? _idToToken[id] : null;
+
+    /// <summary>Encodes text; added and special tokens written in the text are recognised as single ids.</summary>
+    /// <param name="addSpecialTokens">Add BOS/EOS as tokenizer_config.json or the post_processor template says.</param>
+    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var ids = new List<int>(text.Length / 3 + 4);
+        if (addSpecialTokens) ids.AddRange(_specialTemplate.Prefix);
+        foreach (var segment in _addedTokens.Split(text))
+        {
+            if (segment.Text is null) { ids.Add(segment.AddedTokenId); continue; }
+            var normalized = _normalizer?.Normalize(segment.Text) ?? segment.Text;
+            if (normalized.Length == 0) continue;
+            var pieces = _preTokenizer?.Split([normalized], atTextStart: segment.Start == 0) ?? [normalized];
+            foreach (var piece in pieces) _model.Encode(piece, ids);
+        }
+        if (addSpecialTokens) ids.AddRange(_specialTemplate.Suffix);
+        return ids;
+    }
+
+    /// <summary>Decodes ids to text through the tokenizer's decoder chain.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An id is not in the vocabulary.</exception>
+    public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = false)
+    {
+        var tokens = new List<string>();
+        foreach (var id in ids)
+        {
+            if (skipSpecialTokens && _specialIds.Contains(id)) continue;
+            tokens.Add(IdToToken(id) ?? throw new ArgumentOutOfRangeException(nameof(ids), id, $"token id {id} is not in the vocabulary (size {VocabSize})"));
+        }
+        if (_decoder is null) return string.Join(' ', tokens); // Hugging Face's behaviour without a decoder
+        return string.Concat(_decoder.Decode(tokens));
+    }
+
+    /// <summary>A decoder for generation that returns only newly completed text per token.</summary>
+    public StreamingDecoder CreateStreamingDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
+}
