@@ -1,0 +1,75 @@
+using TorchSharp;
+using SharpTune.IO;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>Loads and saves models in Hugging Face layout (config.json + safetensors, single file or shards).</summary>
+public static class PretrainedModel
+{
+    /// <summary>
+    /// Loads a model folder. Weights are read one tensor at a time straight into the parameters, so a model is never
+    /// held twice. <paramref name="dtype"/> null keeps the checkpoint's dtype (config.json's torch_dtype, else the
+    /// first floating tensor's).
+    /// </summary>
+    public static CausalLanguageModel Load(string modelDir, ScalarType? dtype = null, Device? device = null)
+    {
+        if (!Directory.Exists(modelDir))
+            throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
+        var config = ModelConfig.Load(modelDir);
+        using var checkpoint = HfCheckpoint.Open(modelDir);
+        var target = dtype ?? CheckpointDtype(config, checkpoint);
+        var model = ModelFactory.Create(config, target);
+        WeightLoader.Load(model, new CheckpointSource(checkpoint), modelDir);
+        if (device is not null) model.to(device);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Writes config.json and the weights (tied aliases and non-persistent buffers excluded).</summary>
+    public static void Save(CausalLanguageModel model, string outputDir, long maxShardBytes = HfCheckpoint.DefaultMaxShardBytes)
+    {
+        Directory.CreateDirectory(outputDir);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(model.Config.ToJson())!.AsObject();
+        json["torch_dtype"] = ModelFactory.DtypeName(model.WeightDtype);
+        File.WriteAllText(Path.Combine(outputDir, "config.json"), json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        var tensors = model.state_dict().Where(kv => !model.IsIgnorableCheckpointTensor(kv.Key));
+        HfCheckpoint.Save(outputDir, tensors, maxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    /// <summary>Copies tokenizer and generation files that travel with a model folder.</summary>
+    public static void CopyCompanionFiles(string fromDir, string toDir)
+    {
+        string[] names = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+            "tokenizer.model", "README.md", "LICENSE", "LICENSE.txt", "chat_template.jinja"];
+        foreach (var name in names)
+        {
+            var source = Path.Combine(fromDir, name);
+            if (File.Exists(source)) File.Copy(source, Path.Combine(toDir, name), overwrite: true);
+        }
+    }
+
+    private static ScalarType CheckpointDtype(ModelConfig config, CheckpointIndex checkpoint)
+    {
+        if (config.TorchDtype is { } name)
+        {
+            try { return ModelFactory.ParseDtype(name); }
+            catch (ArgumentException) { /* an unusual torch_dtype: fall back to the tensors themselves */ }
+        }
+        var first = checkpoint.Tensors.Values.Select(t => t.Info.DType)
+            .FirstOrDefault(d => d is SafetensorsDType.F32 or SafetensorsDType.BF16 or SafetensorsDType.F16, SafetensorsDType.F32);
+        return first switch
+        {
+            SafetensorsDType.BF16 => ScalarType.BFloat16,
+            SafetensorsDType.F16 => ScalarType.Float16,
+            _ => ScalarType.Float32,
+        };
+    }
+
+    private sealed class CheckpointSource(CheckpointIndex checkpoint) : ITensorSource
+    {
+        public IReadOnlyCollection<string> Names => checkpoint.Tensors.Keys.ToArray();
+        public long[] ShapeOf(string name) => checkpoint.Tensors[name].Info.Shape;
+        public Tensor Read(string name, ScalarType dtype) => checkpoint.Read(name, dtype);
+    }
+}
