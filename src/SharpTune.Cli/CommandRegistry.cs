@@ -7,5 +7,7 @@ internal static class CommandRegistry
 {
     public static IEnumerable<Command> All() =>
     [
+        Commands.InfoCommand.Create(),
+        Commands.GenerateCommand.Create(),
     ];
 }

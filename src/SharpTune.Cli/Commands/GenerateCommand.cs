@@ -1,0 +1,87 @@
+using System.CommandLine;
+using SharpTune.Generation;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>`sharptune generate`: streams a completion to stdout; diagnostics go to stderr.</summary>
+internal static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = ModelOptions.Model();
+        var dtype = ModelOptions.Dtype();
+        var prompt = new Option<string?>("--prompt") { Description = "Prompt text" };
+        var promptIds = new Option<string?>("--prompt-ids") { Description = "Prompt as space-separated token ids (no tokenizer needed)" };
+        var printIds = new Option<bool>("--print-ids") { Description = "Print generated token ids instead of text" };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Maximum new tokens", DefaultValueFactory = _ => 128 };
+        var temperature = new Option<double>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8 };
+        var topP = new Option<double>("--top-p") { Description = "Nucleus sampling threshold", DefaultValueFactory = _ => 1.0 };
+        var topK = new Option<int>("--top-k") { Description = "Keep only the k most likely tokens (0 = off)" };
+        var repetition = new Option<double>("--repetition-penalty") { DefaultValueFactory = _ => 1.0, Description = "Penalty on repeated tokens (1 = off)" };
+        var seed = new Option<long?>("--seed") { Description = "Random seed for sampling" };
+        var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var noCache = new Option<bool>("--no-cache") { Description = "Recompute the whole sequence each step (debugging)" };
+        var truncate = new Option<bool>("--truncate-prompt") { Description = "Drop the oldest prompt tokens when prompt + max tokens exceed the context" };
+        var command = new Command("generate", "Generate a continuation of a prompt")
+        {
+            model, dtype, prompt, promptIds, printIds, maxTokens, temperature, topP, topK, repetition, seed, stop, noCache, truncate,
+        };
+        command.SetAction(parse =>
+        {
+            var text = parse.GetValue(prompt);
+            var ids = parse.GetValue(promptIds);
+            if ((text is null) == (ids is null))
+            {
+                Console.Error.WriteLine("error: give exactly one of --prompt or --prompt-ids");
+                return 2;
+            }
+            var dir = parse.GetValue(model)!;
+            using var lm = ModelOptions.Load(dir, parse.GetValue(dtype));
+            var options = new GenerationOptions
+            {
+                MaxNewTokens = parse.GetValue(maxTokens),
+                Temperature = parse.GetValue(temperature),
+                TopP = parse.GetValue(topP),
+                TopK = parse.GetValue(topK),
+                RepetitionPenalty = parse.GetValue(repetition),
+                Seed = parse.GetValue(seed),
+                Overflow = parse.GetValue(truncate) ? ContextOverflow.TruncatePromptLeft : ContextOverflow.Error,
+            };
+            var useCache = !parse.GetValue(noCache);
+            var hasTokenizer = File.Exists(Path.Combine(dir, "tokenizer.json"));
+            if (ids is not null && (parse.GetValue(printIds) || !hasTokenizer))
+            {
+                var promptTokens = ParseIds(ids);
+                var first = true;
+                TokenGenerator.Generate(lm, [promptTokens], options, (_, token) =>
+                {
+                    Console.Write(first ? $"{token}" : $" {token}");
+                    first = false;
+                    Console.Out.Flush();
+                    return true;
+                }, useCache: useCache);
+                Console.WriteLine();
+                return 0;
+            }
+            var tokenizer = HfTokenizer.FromDirectory(dir);
+            var generator = new TextGenerator(lm, tokenizer);
+            IReadOnlyList<int> encoded = ids is not null ? ParseIds(ids) : tokenizer.Encode(text!, addSpecialTokens: true);
+            var result = generator.GenerateFromIds([encoded], options, parse.GetValue(stop), (_, piece) =>
+            {
+                if (parse.GetValue(printIds)) return;
+                Console.Write(piece);
+                Console.Out.Flush();
+            })[0];
+            if (parse.GetValue(printIds)) Console.Write(string.Join(' ', result.Tokens));
+            Console.WriteLine();
+            Console.Error.WriteLine($"[{result.Tokens.Count} tokens, finish: {result.FinishReason.ToString().ToLowerInvariant()}]");
+            return 0;
+        });
+        return command;
+    }
+
+    private static int[] ParseIds(string ids) =>
+        ids.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries).Select(s =>
+            int.TryParse(s, out var id) ? id : throw new FormatException($"--prompt-ids: '{s}' is not a token id")).ToArray();
+}

@@ -1,0 +1,69 @@
+using System.CommandLine;
+using System.Text.Json;
+using SharpTune.IO;
+using SharpTune.Models;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>`sharptune info`: what a model folder holds, without loading the weights.</summary>
+internal static class InfoCommand
+{
+    public static Command Create()
+    {
+        var model = ModelOptions.Model();
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var command = new Command("info", "Show a model's architecture, size, dtype, context length, vocabulary and licence") { model, json };
+        command.SetAction(parse =>
+        {
+            var dir = parse.GetValue(model)!;
+            var config = ModelConfig.Load(dir);
+            using var checkpoint = HfCheckpoint.Open(dir);
+            var parameters = checkpoint.Tensors.Values.Sum(t => t.Info.Shape.Aggregate(1L, (a, b) => a * b));
+            var dtypes = checkpoint.Tensors.Values.Select(t => t.Info.DType.ToString()).Distinct().Order().ToArray();
+            var license = ReadLicenseField(dir);
+            var info = new
+            {
+                architecture = config.Architecture,
+                model_type = config.ModelType,
+                parameters,
+                dtype = config.TorchDtype ?? string.Join(",", dtypes),
+                tensor_dtypes = dtypes,
+                context_length = config.MaxPositionEmbeddings,
+                vocab_size = config.VocabSize,
+                hidden_size = config.HiddenSize,
+                layers = config.NumLayers,
+                attention_heads = config.NumHeads,
+                key_value_heads = config.NumKeyValueHeads,
+                tied_embeddings = config.TieWordEmbeddings,
+                license,
+            };
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(info, new JsonSerializerOptions { WriteIndented = true }));
+                return 0;
+            }
+            Console.WriteLine($"architecture    {info.architecture} ({info.model_type})");
+            Console.WriteLine($"parameters      {parameters:N0}");
+            Console.WriteLine($"dtype           {info.dtype}");
+            Console.WriteLine($"context length  {info.context_length}");
+            Console.WriteLine($"vocabulary      {info.vocab_size}");
+            Console.WriteLine($"layers          {info.layers} × hidden {info.hidden_size}, {info.attention_heads} heads ({info.key_value_heads} key/value)");
+            Console.WriteLine($"licence         {license ?? "(not stated)"}");
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>The model card's `license:` front-matter field, if the folder has a README.md with one.</summary>
+    private static string? ReadLicenseField(string dir)
+    {
+        var card = Path.Combine(dir, "README.md");
+        if (!File.Exists(card)) return null;
+        var lines = File.ReadLines(card).Take(200).ToList();
+        if (lines.Count == 0 || lines[0].Trim() != "---") return null;
+        foreach (var line in lines.Skip(1).TakeWhile(l => l.Trim() != "---"))
+            if (line.StartsWith("license:", StringComparison.Ordinal))
+                return line["license:".Length..].Trim().Trim('"', '\'');
+        return null;
+    }
+}
