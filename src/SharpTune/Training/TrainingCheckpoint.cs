@@ -1,0 +1,73 @@
+using System.Text.Json;
+using SharpTune.IO;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>Counters a resumed run needs besides tensors.</summary>
+public sealed record TrainerState(int Step, double? BestValidationLoss, int? BestStep, int EvaluationsWithoutImprovement, long OptimizerSteps);
+
+/// <summary>
+/// Checkpoints under RUN/checkpoints/step-NNNNNN: trainable weights, optimizer state (safetensors) and trainer
+/// counters (JSON). Each is written into a temporary folder that is renamed into place only when complete, so an
+/// interrupted write never leaves a checkpoint that looks valid.
+/// </summary>
+public static class TrainingCheckpoint
+{
+    private const string Prefix = "step-";
+
+    public static string Save(string runDir, TrainerState state, IReadOnlyList<(string Name, Parameter Parameter)> trainable,
+        AdamW optimizer, int keep)
+    {
+        var root = Path.Combine(runDir, "checkpoints");
+        Directory.CreateDirectory(root);
+        var final = Path.Combine(root, $"{Prefix}{state.Step:D6}");
+        var temp = Path.Combine(root, $".incomplete-{state.Step:D6}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(temp);
+        SafetensorsWriter.Write(Path.Combine(temp, "trainable.safetensors"),
+            trainable.Select(t => new KeyValuePair<string, Tensor>(t.Name, t.Parameter)));
+        SafetensorsWriter.Write(Path.Combine(temp, "optimizer.safetensors"), optimizer.StateTensors());
+        File.WriteAllText(Path.Combine(temp, "trainer_state.json"), JsonSerializer.Serialize(state));
+        if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
+        Directory.Move(temp, final);
+        foreach (var old in List(runDir).SkipLast(Math.Max(1, keep)))
+            Directory.Delete(old, recursive: true);
+        return final;
+    }
+
+    /// <summary>Complete checkpoint folders, oldest first.</summary>
+    public static IReadOnlyList<string> List(string runDir)
+    {
+        var root = Path.Combine(runDir, "checkpoints");
+        if (!Directory.Exists(root)) return [];
+        return Directory.GetDirectories(root, Prefix + "*")
+            .Where(d => File.Exists(Path.Combine(d, "trainer_state.json")))
+            .OrderBy(d => d, StringComparer.Ordinal)
+            .ToArray();
+    }
+
+    /// <summary>Restores weights and optimizer state from the newest complete checkpoint; null when there is none.</summary>
+    public static TrainerState? RestoreLatest(string runDir, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamW optimizer)
+    {
+        var latest = List(runDir).LastOrDefault();
+        if (latest is null) return null;
+        var statePath = Path.Combine(latest, "trainer_state.json");
+        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath))
+                    ?? throw new InvalidDataException($"{statePath}: empty trainer state");
+        using (var weights = SafetensorsFile.Open(Path.Combine(latest, "trainable.safetensors")))
+        using (no_grad())
+        {
+            foreach (var (name, parameter) in trainable)
+            {
+                if (!weights.Tensors.ContainsKey(name))
+                    throw new InvalidDataException($"{weights.Path}: checkpoint has no tensor '{name}' (was the run started with other settings?)");
+                using var value = weights.Read(name, parameter.dtype);
+                parameter.copy_(value);
+            }
+        }
+        using var opt = SafetensorsFile.Open(Path.Combine(latest, "optimizer.safetensors"));
+        optimizer.LoadState(name => opt.Tensors.ContainsKey(name) ? opt.Read(name) : null, state.OptimizerSteps);
+        return state;
+    }
+}

@@ -1,0 +1,174 @@
+using SharpTune.Models;
+using SharpTune.Tests.Support;
+using SharpTune.Training;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Training;
+
+public class TrainerTests
+{
+    private static TokenizedExample Example(int[] ids, int promptLength) =>
+        new(ids, ids.Select((_, i) => i >= promptLength).ToArray());
+
+    private static IReadOnlyList<TokenizedExample> MemorisationSet() =>
+    [
+        Example([1, 10, 11, 12, 13, 14, 15, 16, 2], 1),
+        Example([1, 20, 21, 22, 23, 2], 1),
+        Example([1, 30, 31, 32, 33, 34, 35, 2], 1),
+        Example([1, 40, 41, 42, 2], 1),
+    ];
+
+    private static TrainingOptions Options(string output) => new()
+    {
+        Output = output, Method = "full", LearningRate = 3e-3, LrSchedule = "constant", WarmupSteps = 0,
+        MicroBatchSize = 2, GradientAccumulation = 1, MaxSteps = 30, EvalEvery = 10, SaveEvery = 10, Seed = 5,
+    };
+
+    private static List<(string, TorchSharp.Modules.Parameter)> AllParameters(CausalLanguageModel model) =>
+        model.named_parameters().Select(p => (p.name, p.parameter)).ToList();
+
+    [Fact]
+    public void FullFineTuningLossFallsOnAMemorisationTask()
+    {
+        using var dir = new TempDir();
+        using var model = TestModels.Create("llama");
+        var options = Options(dir.Path);
+        var trainer = new Trainer(model, AllParameters(model), options, _ => { });
+        var result = trainer.Train(MemorisationSet(), MemorisationSet());
+        Assert.Equal(30, result.StepsCompleted);
+        Assert.True(result.TrainLosses[^1] < result.TrainLosses[0] * 0.3, $"loss went {result.TrainLosses[0]} → {result.TrainLosses[^1]}");
+        Assert.True(File.Exists(Path.Combine(dir.Path, "metrics.jsonl")));
+        Assert.True(File.Exists(Path.Combine(dir.Path, "loss.png")));
+        Assert.True(Directory.Exists(Path.Combine(dir.Path, "final")));
+        Assert.True(Directory.Exists(Path.Combine(dir.Path, "best")));
+    }
+
+    [Fact]
+    public void GradientAccumulationFourByTwoEqualsBatchEight()
+    {
+        int[][] lengths = [[3, 9, 4, 12], [5, 2, 7, 6]];
+        var examples = lengths.SelectMany(x => x).Select((n, i) =>
+            Example(Enumerable.Range(0, n).Select(j => 3 + (i * 7 + j * 3) % 80).ToArray(), 1)).ToArray();
+        using var model = TestModels.Create("llama");
+        TrainingObjective objective = (m, b) => CausalLmLoss.Compute(m, b);
+        Dictionary<string, Tensor> Gradients(int micro)
+        {
+            foreach (var p in model.parameters()) p.grad = null;
+            var batches = examples.Chunk(micro).Select(c => BatchCollator.Pad(c, CPU)).ToArray();
+            Trainer.AccumulateGradients(model, objective, batches);
+            return model.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.clone());
+        }
+        var whole = Gradients(8);
+        var accumulated = Gradients(2);
+        foreach (var (name, value) in whole)
+            Assert.True(value.allclose(accumulated[name], rtol: 1e-4, atol: 1e-6), $"{name}: gradient differs between 8×1 and 2×4");
+        // Averaging per micro-batch (the bug this guards against) would give a different gradient here.
+        Assert.NotEqual(examples.Take(4).Sum(e => e.SupervisedCount), examples.Skip(4).Sum(e => e.SupervisedCount));
+    }
+
+    [Fact]
+    public void AKilledRunResumesWithTheSameLossSequence()
+    {
+        using var uninterruptedDir = new TempDir();
+        using var resumedDir = new TempDir();
+        var options = Options(uninterruptedDir.Path) with { MaxSteps = 8, SaveEvery = 3, EvalEvery = 100 };
+        using (var model = TestModels.Create("llama"))
+            new Trainer(model, AllParameters(model), options, _ => { }).Train(MemorisationSet(), []);
+        var expected = Losses(uninterruptedDir.Path);
+
+        var killed = options with { Output = resumedDir.Path };
+        using (var model = TestModels.Create("llama"))
+        {
+            using var cancel = new CancellationTokenSource();
+            var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 5) cancel.Cancel(); });
+            Assert.ThrowsAny<OperationCanceledException>(() =>
+                new Trainer(model, AllParameters(model), killed, _ => { }).Train(MemorisationSet(), [], progress: progress, cancellationToken: cancel.Token));
+        }
+        Assert.Equal(5, Losses(resumedDir.Path).Count);
+        using (var model = TestModels.Create("llama", seed: 999))   // a fresh process: weights come from the checkpoint
+            new Trainer(model, AllParameters(model), killed, _ => { }).Train(MemorisationSet(), [], resume: true);
+        Assert.Equal(expected, Losses(resumedDir.Path));
+    }
+
+    [Fact]
+    public void ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint()
+    {
+        using var dir = new TempDir();
+        using var model = TestModels.Create("llama");
+        var calls = 0;
+        TrainingObjective poisoned = (m, b) =>
+        {
+            var (loss, correct) = CausalLmLoss.Compute(m, b);
+            return ++calls >= 4 ? (loss * double.NaN, correct) : (loss, correct);
+        };
+        var options = Options(dir.Path) with { SaveEvery = 2, MaxSteps = 10 };
+        var error = Assert.Throws<TrainingDivergedException>(() =>
+            new Trainer(model, AllParameters(model), options, _ => { }, poisoned).Train(MemorisationSet(), []));
+        Assert.Contains("step 4", error.Message);
+        Assert.Contains("step-000002", error.Message);
+        Assert.Equal(["step-000002"], TrainingCheckpoint.List(dir.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void EarlyStoppingStopsWhenValidationStopsImproving()
+    {
+        using var dir = new TempDir();
+        using var model = TestModels.Create("llama");
+        // Validation continues the training prefixes differently, so memorising the training set hurts it.
+        IReadOnlyList<TokenizedExample> validation =
+        [
+            Example([1, 10, 11, 12, 50, 51, 52, 53, 2], 1),
+            Example([1, 20, 21, 60, 61, 62, 2], 1),
+        ];
+        var options = Options(dir.Path) with { MaxSteps = 200, EvalEvery = 5, EarlyStoppingPatience = 2, LearningRate = 5e-3 };
+        var result = new Trainer(model, AllParameters(model), options, _ => { }).Train(MemorisationSet(), validation);
+        Assert.True(result.StoppedEarly);
+        Assert.True(result.StepsCompleted < 200);
+        Assert.True(result.BestStep < result.StepsCompleted);
+    }
+
+    [Fact]
+    public void CollatorSupervisesOnlyCompletionTokensIncludingEos()
+    {
+        // prompt: 1 5 6 | completion: 7 8 2 (EOS = 2, which is also what a careless pad-based mask would hide)
+        var batch = BatchCollator.Pad([Example([1, 5, 6, 7, 8, 2], 3), Example([1, 9, 2], 2)], CPU);
+        var targets = batch.Targets.data<long>().ToArray();
+        long[] expected = [-100, -100, 7, 8, 2, -100, /* row 2 */ -100, 2, -100, -100, -100, -100];
+        Assert.Equal(expected, targets);
+        Assert.Equal(4, batch.SupervisedTokens);
+    }
+
+    [Fact]
+    public void LossCountsOnlySupervisedPositions()
+    {
+        using var model = TestModels.Create("llama");
+        model.eval();
+        using var noGrad = no_grad();
+        var example = Example([1, 5, 6, 7, 8, 2], 3);
+        using var batch = BatchCollator.Pad([example], CPU);
+        var (loss, _) = CausalLmLoss.Compute(model, batch);
+        var logProbs = model.Forward(tensor(new long[,] { { 1, 5, 6, 7, 8, 2 } })).log_softmax(-1);
+        // Hand-worked: targets 7, 8, 2 are predicted at positions 2, 3, 4.
+        var expected = -(logProbs[0, 2, 7].item<float>() + logProbs[0, 3, 8].item<float>() + logProbs[0, 4, 2].item<float>());
+        Assert.Equal(expected, loss.item<float>(), 4);
+    }
+
+    [Fact]
+    public void SchedulesFollowTheirFormulas()
+    {
+        Assert.Equal(0.5, LearningRateSchedule.At("linear", 1.0, 0, 10, 2), 9);
+        Assert.Equal(1.0, LearningRateSchedule.At("linear", 1.0, 2, 10, 2), 9);
+        Assert.Equal(0.5, LearningRateSchedule.At("linear", 1.0, 6, 10, 2), 9);
+        Assert.Equal(0.5, LearningRateSchedule.At("cosine", 1.0, 6, 10, 2), 9);      // half way: (1 + cos(π/2)) / 2
+        Assert.Equal(1.0, LearningRateSchedule.At("constant", 1.0, 9, 10, 2), 9);
+    }
+
+    private static List<double> Losses(string runDir) =>
+        SharpTune.Tracking.MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
+}
+
+/// <summary>An IProgress that reports on the caller's thread (Progress&lt;T&gt; posts to the thread pool).</summary>
+public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
