@@ -15,10 +15,14 @@ internal static class CheckpointIndexJson
         var length = new FileInfo(path).Length;
         if (length > MaxIndexBytes)
             throw new SafetensorsFormatException(path, $"index is {length} bytes, more than the {MaxIndexBytes}-byte limit");
+        ReadOnlyMemory<byte> bytes = File.ReadAllBytes(path);
+        if (bytes.Span.StartsWith("\uFEFF"u8)) bytes = bytes[3..];   // a BOM some editors add
+        if (!System.Text.Unicode.Utf8.IsValid(bytes.Span))
+            throw new SafetensorsFormatException(path, "index is not valid UTF-8");
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { MaxDepth = 16 });
+            document = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 16 });
         }
         catch (JsonException e)
         {

@@ -25,10 +25,13 @@ public static partial class HfCheckpoint
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxShardBytes);
         var all = tensors.ToList();
         var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (name, _) in all)
+        foreach (var (name, tensor) in all)
         {
             if (string.IsNullOrEmpty(name)) throw new ArgumentException("tensor names must be non-empty", nameof(tensors));
             if (!names.Add(name)) throw new ArgumentException($"tensor name '{name}' appears more than once", nameof(tensors));
+            ArgumentNullException.ThrowIfNull(tensor, $"tensor '{name}'");
+            if (!SafetensorsDTypes.TryFromScalarType(tensor.dtype, out _))
+                throw new ArgumentException($"tensor '{name}': dtype {tensor.dtype} cannot be stored in safetensors", nameof(tensors));
         }
 
         var fileMetadata = new Dictionary<string, string>(StringComparer.Ordinal) { ["format"] = "pt" };

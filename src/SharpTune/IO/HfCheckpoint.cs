@@ -17,7 +17,8 @@ public static partial class HfCheckpoint
     /// <summary>
     /// Opens a checkpoint folder (or a single .safetensors file) and validates it without reading tensor data: every file
     /// the index names exists inside the folder, every listed tensor is in its file, and no tensor is in two files.
-    /// A folder with both layouts is read from <c>model.safetensors</c>, as transformers does.
+    /// A folder with both layouts is read from <c>model.safetensors</c>, as transformers does. Tensors a shard holds
+    /// beyond those its index lists are included, since transformers loads whole shards.
     /// </summary>
     /// <exception cref="SafetensorsFormatException">The index or a weights file is malformed or inconsistent.</exception>
     /// <exception cref="FileNotFoundException">The folder holds neither weights layout.</exception>

@@ -15,6 +15,9 @@ internal static class SafetensorsHeader
 
     public static Parsed Parse(string path, ReadOnlyMemory<byte> json, long dataLength)
     {
+        // JsonDocument defers UTF-8 validation of string contents until they are read, so check it all first.
+        if (!System.Text.Unicode.Utf8.IsValid(json.Span))
+            throw new SafetensorsFormatException(path, "header is not valid UTF-8 JSON (invalid UTF-8 bytes)");
         JsonDocument document;
         try
         {
