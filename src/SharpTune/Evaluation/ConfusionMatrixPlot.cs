@@ -40,6 +40,8 @@ internal static class ConfusionMatrixPlot
         plot.XLabel("Predicted label");
         plot.YLabel("Gold label");
         plot.Title(title);
+        plot.HideGrid();
+        plot.Axes.Margins(0, 0);
 
         string? directory = Path.GetDirectoryName(Path.GetFullPath(path));
         if (directory is not null) Directory.CreateDirectory(directory);
