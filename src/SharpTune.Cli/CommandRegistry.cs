@@ -9,5 +9,6 @@ internal static class CommandRegistry
     [
         Commands.InfoCommand.Create(),
         Commands.GenerateCommand.Create(),
+        Commands.ScoreCommand.Create(),
     ];
 }
