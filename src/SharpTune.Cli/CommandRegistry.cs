@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SharpTune.Cli.Commands;
 
 namespace SharpTune.Cli;
 
@@ -7,5 +8,8 @@ internal static class CommandRegistry
 {
     public static IEnumerable<Command> All() =>
     [
+        LicenseCommand.Create(),
+        DownloadCommand.Create(),
+        EstimateCommand.Create(),
     ];
 }

@@ -53,7 +53,9 @@ public static class LicenseChecker
 
         // One family: prefer the most specific identifier (e.g. "bsd-3-clause" over "bsd", "llama3.1" over "llama3").
         var chosen = findings.Select(f => f.License).OrderByDescending(l => l.Id.Length).First();
-        var conditions = chosen.Conditions.Concat(extraConditions).Distinct().ToList();
+        // The catalogue's own conditions may already name the use policy (Llama); don't say it twice.
+        var coversPolicy = chosen.Conditions.Any(c => c.Contains("USE_POLICY.md", StringComparison.Ordinal));
+        var conditions = chosen.Conditions.Concat(coversPolicy ? [] : extraConditions).Distinct().ToList();
         var reportedId = chosen.Id == "research-only" && declaredName is not null ? declaredName : chosen.Id;
         return new LicenseReport(reportedId, chosen.CommercialUse, evidence, Summarise(chosen), conditions, chosen.Category);
     }
