@@ -97,8 +97,8 @@ public static class LicenseChecker
             }
             else
             {
-                if (!id.Equals("other", StringComparison.OrdinalIgnoreCase) && !id.Equals("unknown", StringComparison.OrdinalIgnoreCase))
-                    declaredName ??= id;
+                // "other" without a license_name still tells the user a custom licence exists somewhere.
+                if (!id.Equals("unknown", StringComparison.OrdinalIgnoreCase)) declaredName ??= id;
                 AddDeclared(id, $"license: {id}", where, evidence, findings);
             }
         }
