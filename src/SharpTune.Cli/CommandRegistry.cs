@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SharpTune.Cli.Commands;
 
 namespace SharpTune.Cli;
 
@@ -10,5 +11,8 @@ internal static class CommandRegistry
         Commands.InfoCommand.Create(),
         Commands.GenerateCommand.Create(),
         Commands.ScoreCommand.Create(),
+        LicenseCommand.Create(),
+        DownloadCommand.Create(),
+        EstimateCommand.Create(),
     ];
 }
