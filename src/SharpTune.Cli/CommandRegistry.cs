@@ -8,9 +8,9 @@ internal static class CommandRegistry
 {
     public static IEnumerable<Command> All() =>
     [
-        Commands.InfoCommand.Create(),
-        Commands.GenerateCommand.Create(),
-        Commands.ScoreCommand.Create(),
+        InfoCommand.Create(),
+        GenerateCommand.Create(),
+        ScoreCommand.Create(),
         LicenseCommand.Create(),
         DownloadCommand.Create(),
         EstimateCommand.Create(),
