@@ -14,5 +14,6 @@ internal static class CommandRegistry
         LicenseCommand.Create(),
         DownloadCommand.Create(),
         EstimateCommand.Create(),
+        Commands.TokenizeCommand.Create(),
     ];
 }

@@ -102,6 +102,7 @@ public sealed class HfTokenizer
     public string? IdToToken(int id) => id >= 0 && id < _idToToken.Length ? _idToToken[id] : null;
 
     /// <summary>Encodes text; added and special tokens written in the text are recognised as single ids.</summary>
+    /// <param name="text">The raw text (not normalized).</param>
     /// <param name="addSpecialTokens">Add BOS/EOS as tokenizer_config.json or the post_processor template says.</param>
     public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = false)
     {

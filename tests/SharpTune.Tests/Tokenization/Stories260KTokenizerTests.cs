@@ -96,4 +96,16 @@ public sealed class Stories260KTokenizerTests
         Assert.Equal("Once", pieces[0][..4]);
         Assert.StartsWith(" ", pieces[^1]);
     }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Encodes_a_megabyte_without_pre_tokenizer_in_reasonable_time()
+    {
+        // With no pre-tokenizer the whole text is one BPE word: the merge loop must not be quadratic.
+        var text = string.Concat(Enumerable.Repeat("Once upon a time, Lily saw a big cat. ", 27_000)); // ≈ 1 MB
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var ids = Stories.Value.Encode(text);
+        watch.Stop();
+        Assert.Equal(text, Stories.Value.Decode(ids));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"encoding 1 MB took {watch.Elapsed}");
+    }
 }

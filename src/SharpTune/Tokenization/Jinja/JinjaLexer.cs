@@ -1,0 +1,157 @@
+using System.Text;
+
+namespace SharpTune.Tokenization.Jinja;
+
+internal enum SegmentKind { Text, Output, Statement }
+
+/// <summary>A stretch of template: literal text, or the inside of {{ }} / {% %} with its line number.</summary>
+internal sealed record TemplateSegment(SegmentKind Kind, string Content, int Line);
+
+internal enum TokenKind { Name, String, Number, Operator, End }
+
+internal sealed record ExprToken(TokenKind Kind, string Text, object? Value = null);
+
+/// <summary>
+/// Splits a template into text and tags with Jinja's whitespace control, using the settings transformers renders chat
+/// templates with: trim_blocks (drop the newline after a block tag) and lstrip_blocks (drop indentation before one).
+/// </summary>
+internal static class JinjaLexer
+{
+    public static List<TemplateSegment> Segment(string template)
+    {
+        var segments = new List<TemplateSegment>();
+        var text = new StringBuilder();
+        int i = 0, line = 1;
+        bool trimNextLeading = false, trimNextNewline = false;
+        while (i < template.Length)
+        {
+            int open = NextTagStart(template, i);
+            var literal = open < 0 ? template[i..] : template[i..open];
+            if (trimNextLeading) literal = literal.TrimStart();
+            else if (trimNextNewline) literal = literal.StartsWith("\r\n") ? literal[2..] : literal.StartsWith('\n') ? literal[1..] : literal;
+            trimNextLeading = trimNextNewline = false;
+            if (open < 0) { text.Append(literal); break; }
+
+            line += CountLines(template, i, open);
+            char kind = template[open + 1];
+            bool stripBefore = open + 2 < template.Length && template[open + 2] == '-';
+            bool keepIndent = open + 2 < template.Length && template[open + 2] == '+';
+            if (stripBefore) literal = literal.TrimEnd();
+            else if (kind != '{' && !keepIndent && TagStartsLine(template, open)) literal = literal.TrimEnd(' ', '\t');
+            text.Append(literal);
+
+            int bodyStart = open + 2 + (stripBefore || keepIndent ? 1 : 0);
+            string closer = kind switch { '{' => "}}", '%' => "%}", _ => "#}" };
+            int close = kind == '#' ? template.IndexOf(closer, bodyStart, StringComparison.Ordinal) : FindCloser(template, bodyStart, closer);
+            if (close < 0) throw new JinjaException($"line {line}: tag '{{{kind}' is never closed with '{closer}'");
+            bool stripAfter = close > bodyStart && template[close - 1] == '-';
+            var body = template[bodyStart..(stripAfter ? close - 1 : close)].Trim();
+
+            if (kind != '#')
+            {
+                if (text.Length > 0) { segments.Add(new(SegmentKind.Text, text.ToString(), line)); text.Clear(); }
+                segments.Add(new(kind == '{' ? SegmentKind.Output : SegmentKind.Statement, body, line));
+            }
+            line += CountLines(template, open, close);
+            i = close + 2;
+            if (stripAfter) trimNextLeading = true;
+            else if (kind != '{') trimNextNewline = true;
+        }
+        if (text.Length > 0) segments.Add(new(SegmentKind.Text, text.ToString(), line));
+        return segments;
+    }
+
+    private static int NextTagStart(string s, int from)
+    {
+        for (int i = s.IndexOf('{', from); i >= 0 && i + 1 < s.Length; i = s.IndexOf('{', i + 1))
+            if (s[i + 1] is '{' or '%' or '#') return i;
+        return -1;
+    }
+
+    /// <summary>lstrip_blocks applies when only spaces and tabs stand between the line's start and the tag.</summary>
+    private static bool TagStartsLine(string template, int open)
+    {
+        int k = open;
+        while (k > 0 && template[k - 1] is ' ' or '\t') k--;
+        return k == 0 || template[k - 1] == '\n';
+    }
+
+    private static int FindCloser(string s, int from, string closer)
+    {
+        char quote = '\0';
+        for (int i = from; i + 1 < s.Length; i++)
+        {
+            char c = s[i];
+            if (quote != '\0')
+            {
+                if (c == '\\') i++;
+                else if (c == quote) quote = '\0';
+            }
+            else if (c is '\'' or '"') quote = c;
+            else if (c == closer[0] && s[i + 1] == closer[1]) return i;
+        }
+        return -1;
+    }
+
+    private static int CountLines(string s, int from, int to)
+    {
+        int n = 0;
+        for (int i = from; i < to && i < s.Length; i++) if (s[i] == '\n') n++;
+        return n;
+    }
+
+    private static readonly string[] Operators =
+        ["//", "**", "==", "!=", "<=", ">=", "(", ")", "[", "]", "{", "}", ".", ",", ":", "|", "+", "-", "*", "/", "%", "~", "<", ">", "="];
+
+    public static List<ExprToken> Tokenize(string source, int line)
+    {
+        var tokens = new List<ExprToken>();
+        int i = 0;
+        while (i < source.Length)
+        {
+            char c = source[i];
+            if (char.IsWhiteSpace(c)) { i++; continue; }
+            if (char.IsLetter(c) || c == '_')
+            {
+                int start = i;
+                while (i < source.Length && (char.IsLetterOrDigit(source[i]) || source[i] == '_')) i++;
+                tokens.Add(new(TokenKind.Name, source[start..i]));
+            }
+            else if (char.IsDigit(c))
+            {
+                int start = i;
+                while (i < source.Length && (char.IsDigit(source[i]) || source[i] == '_')) i++;
+                bool isFloat = i + 1 < source.Length && source[i] == '.' && char.IsDigit(source[i + 1]);
+                if (isFloat) { i++; while (i < source.Length && char.IsDigit(source[i])) i++; }
+                var digits = source[start..i].Replace("_", "");
+                object number = isFloat // each branch boxed, so the conditional does not widen a long to double
+                    ? (object)double.Parse(digits, System.Globalization.CultureInfo.InvariantCulture) : long.Parse(digits, System.Globalization.CultureInfo.InvariantCulture);
+                tokens.Add(new(TokenKind.Number, digits, number));
+            }
+            else if (c is '\'' or '"')
+            {
+                var value = new StringBuilder();
+                i++;
+                while (true)
+                {
+                    if (i >= source.Length) throw new JinjaException($"line {line}: unterminated string in '{source}'");
+                    char d = source[i++];
+                    if (d == c) break;
+                    if (d != '\\' || i >= source.Length) { value.Append(d); continue; }
+                    char e = source[i++];
+                    value.Append(e switch { 'n' => '\n', 't' => '\t', 'r' => '\r', '\\' => '\\', '\'' => '\'', '"' => '"', _ => e });
+                }
+                tokens.Add(new(TokenKind.String, value.ToString(), value.ToString()));
+            }
+            else
+            {
+                var op = Operators.FirstOrDefault(o => string.CompareOrdinal(source, i, o, 0, o.Length) == 0)
+                    ?? throw new JinjaException($"line {line}: unexpected character '{c}' in '{source}'");
+                tokens.Add(new(TokenKind.Operator, op));
+                i += op.Length;
+            }
+        }
+        tokens.Add(new(TokenKind.End, ""));
+        return tokens;
+    }
+}

@@ -1,0 +1,155 @@
+using System.Text;
+
+namespace SharpTune.Tokenization.Jinja;
+
+/// <summary>Renders parsed template nodes: Jinja scoping (a for loop's body has its own scope, so templates use
+/// namespace() to carry values out), loop variables, break/continue.</summary>
+internal sealed class JinjaRenderer
+{
+    private readonly List<Dictionary<string, object?>> _scopes;
+    private readonly StringBuilder _out = new();
+
+    private sealed class BreakSignal : Exception;
+    private sealed class ContinueSignal : Exception;
+
+    public JinjaRenderer(Dictionary<string, object?> globals) => _scopes = [globals];
+
+    public string Render(List<Node> nodes)
+    {
+        try { RenderNodes(nodes); }
+        catch (BreakSignal) { throw new JinjaException("'break' outside a loop"); }
+        catch (ContinueSignal) { throw new JinjaException("'continue' outside a loop"); }
+        return _out.ToString();
+    }
+
+    private void RenderNodes(List<Node> nodes)
+    {
+        foreach (var node in nodes) RenderNode(node);
+    }
+
+    private void RenderNode(Node node)
+    {
+        try
+        {
+            switch (node)
+            {
+                case TextNode t: _out.Append(t.Text); break;
+                case OutputNode o: _out.Append(JinjaValues.ToText(Eval(o.Value))); break;
+                case IfNode i:
+                    foreach (var (condition, body) in i.Branches)
+                        if (JinjaValues.IsTrue(Eval(condition))) { RenderNodes(body); return; }
+                    if (i.Else is not null) RenderNodes(i.Else);
+                    break;
+                case ForNode f: RenderFor(f); break;
+                case SetNode s:
+                    var value = Eval(s.Value);
+                    if (s.Attribute is null) _scopes[^1][s.Name] = value;
+                    else if (Lookup(s.Name) is Dictionary<string, object?> ns) ns[s.Attribute] = value;
+                    else throw new JinjaException($"cannot set '{s.Name}.{s.Attribute}': '{s.Name}' is not a namespace");
+                    break;
+                case BreakNode: throw new BreakSignal();
+                case ContinueNode: throw new ContinueSignal();
+            }
+        }
+        catch (JinjaException e) when (node.Line > 0 && !e.Message.StartsWith("line ", StringComparison.Ordinal))
+        {
+            throw new JinjaException($"line {node.Line}: {e.Message}");
+        }
+    }
+
+    private void RenderFor(ForNode f)
+    {
+        var items = JinjaValues.Iterate(Eval(f.Iterable)).ToList();
+        if (f.Filter is not null)
+            items = items.Where(item => { using var _ = PushScope(); Bind(f.Targets, item); return JinjaValues.IsTrue(Eval(f.Filter)); }).ToList();
+        if (items.Count == 0) { if (f.Else is not null) RenderNodes(f.Else); return; }
+        for (int i = 0; i < items.Count; i++)
+        {
+            using var _ = PushScope();
+            Bind(f.Targets, items[i]);
+            _scopes[^1]["loop"] = new Dictionary<string, object?>
+            {
+                ["index"] = (long)i + 1, ["index0"] = (long)i, ["first"] = i == 0, ["last"] = i == items.Count - 1,
+                ["length"] = (long)items.Count, ["revindex"] = (long)(items.Count - i), ["revindex0"] = (long)(items.Count - i - 1),
+                ["previtem"] = i > 0 ? items[i - 1] : Undefined.Instance,
+                ["nextitem"] = i + 1 < items.Count ? items[i + 1] : Undefined.Instance,
+            };
+            try { RenderNodes(f.Body); }
+            catch (BreakSignal) { break; }
+            catch (ContinueSignal) { }
+        }
+    }
+
+    private void Bind(List<string> targets, object? item)
+    {
+        if (targets.Count == 1) { _scopes[^1][targets[0]] = item; return; }
+        var parts = JinjaValues.Iterate(item).ToList();
+        if (parts.Count != targets.Count) throw new JinjaException($"cannot unpack {parts.Count} values into {targets.Count} names");
+        for (int i = 0; i < targets.Count; i++) _scopes[^1][targets[i]] = parts[i];
+    }
+
+    private ScopeGuard PushScope()
+    {
+        _scopes.Add(new Dictionary<string, object?>());
+        return new ScopeGuard(_scopes);
+    }
+
+    private readonly struct ScopeGuard(List<Dictionary<string, object?>> scopes) : IDisposable
+    {
+        public void Dispose() => scopes.RemoveAt(scopes.Count - 1);
+    }
+
+    private object? Lookup(string name)
+    {
+        for (int i = _scopes.Count - 1; i >= 0; i--)
+            if (_scopes[i].TryGetValue(name, out var v)) return v;
+        return JinjaBuiltins.Globals.TryGetValue(name, out var f) ? f : Undefined.Instance;
+    }
+
+    public object? Eval(Expr expr) => expr switch
+    {
+        LiteralExpr l => l.Value,
+        NameExpr n => Lookup(n.Name),
+        AttributeExpr a => JinjaBuiltins.GetAttribute(Eval(a.Target), a.Name),
+        ItemExpr i => JinjaBuiltins.GetItem(Eval(i.Target), Eval(i.Key)),
+        SliceExpr s => JinjaBuiltins.Slice(Eval(s.Target), Opt(s.Start), Opt(s.Stop), Opt(s.Step)),
+        ListExpr l => l.Items.Select(Eval).ToList(),
+        DictExpr d => d.Items.ToDictionary(p => JinjaValues.ToText(Eval(p.Key)), p => Eval(p.Value)),
+        ConditionalExpr c => JinjaValues.IsTrue(Eval(c.Condition)) ? Eval(c.Then) : c.Else is null ? Undefined.Instance : Eval(c.Else),
+        UnaryExpr { Op: "not" } u => !JinjaValues.IsTrue(Eval(u.Operand)),
+        UnaryExpr u => Eval(u.Operand) switch
+        {
+            long l => (object)(-l),
+            double d => -d,
+            var v => throw new JinjaException($"cannot negate {JinjaValues.TypeName(v)}"),
+        },
+        BinaryExpr { Op: "and" } b => Eval(b.Left) is var left && !JinjaValues.IsTrue(left) ? left : Eval(b.Right),
+        BinaryExpr { Op: "or" } b => Eval(b.Left) is var left && JinjaValues.IsTrue(left) ? left : Eval(b.Right),
+        BinaryExpr b => JinjaBuiltins.Binary(b.Op, Eval(b.Left), Eval(b.Right)),
+        FilterExpr f => JinjaBuiltins.Filter(f.Name, Eval(f.Target), f.Args.Select(Eval).ToList(), f.Kwargs.ToDictionary(k => k.Name, k => Eval(k.Value))),
+        TestExpr t => JinjaBuiltins.Test(t.Name, Eval(t.Target), t.Args.Select(Eval).ToList()) != t.Negated,
+        CallExpr c => Call(c),
+        _ => throw new JinjaException($"unsupported expression {expr.GetType().Name}"),
+    };
+
+    private long? Opt(Expr? e) => e is null ? null : JinjaValues.ToLong(Eval(e));
+
+    private object? Call(CallExpr call)
+    {
+        var args = call.Args.Select(Eval).ToList();
+        var kwargs = call.Kwargs.ToDictionary(k => k.Name, k => Eval(k.Value));
+        if (call.Callee is AttributeExpr method)
+        {
+            var target = Eval(method.Target);
+            if (target is not Dictionary<string, object?> d || !d.ContainsKey(method.Name))
+                return JinjaBuiltins.CallMethod(target, method.Name, args);
+        }
+        return Eval(call.Callee) switch
+        {
+            JinjaFunction f => f(args, kwargs),
+            var other => throw new JinjaException($"{Describe(call.Callee)} is {JinjaValues.TypeName(other)}, not a function"),
+        };
+    }
+
+    private static string Describe(Expr e) => e switch { NameExpr n => $"'{n.Name}'", AttributeExpr a => $"'.{a.Name}'", _ => "the callee" };
+}

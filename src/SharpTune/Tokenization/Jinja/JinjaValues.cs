@@ -1,0 +1,139 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace SharpTune.Tokenization.Jinja;
+
+/// <summary>Jinja's undefined value: renders as nothing, is falsy, and yields undefined for attribute access.</summary>
+internal sealed class Undefined
+{
+    public static readonly Undefined Instance = new();
+    private Undefined() { }
+}
+
+/// <summary>A callable global such as raise_exception or namespace.</summary>
+internal delegate object? JinjaFunction(List<object?> args, Dictionary<string, object?> kwargs);
+
+/// <summary>Python-like semantics for the values a template sees: string, long, double, bool, null, lists and dicts.</summary>
+internal static class JinjaValues
+{
+    public static bool IsTrue(object? v) => v switch
+    {
+        null or Undefined => false,
+        bool b => b,
+        long l => l != 0,
+        double d => d != 0,
+        string s => s.Length > 0,
+        System.Collections.ICollection c => c.Count > 0,
+        _ => true,
+    };
+
+    public static string ToText(object? v) => v switch
+    {
+        null => "None",
+        Undefined => "",
+        string s => s,
+        bool b => b ? "True" : "False",
+        long l => l.ToString(CultureInfo.InvariantCulture),
+        double d => d == Math.Floor(d) && Math.Abs(d) < 1e16 ? d.ToString("0.0", CultureInfo.InvariantCulture) : d.ToString("R", CultureInfo.InvariantCulture),
+        List<object?> list => "[" + string.Join(", ", list.Select(Repr)) + "]",
+        Dictionary<string, object?> dict => "{" + string.Join(", ", dict.Select(p => Repr(p.Key) + ": " + Repr(p.Value))) + "}",
+        _ => v.ToString() ?? "",
+    };
+
+    private static string Repr(object? v) => v is string s ? "'" + s.Replace("\\", "\\\\").Replace("'", "\\'") + "'" : ToText(v);
+
+    public static string TypeName(object? v) => v switch
+    {
+        null => "none", Undefined => "undefined", string => "string", bool => "boolean", long => "integer", double => "float",
+        List<object?> => "list", Dictionary<string, object?> => "dict", _ => v.GetType().Name,
+    };
+
+    public static new bool Equals(object? a, object? b) => (a, b) switch
+    {
+        (null, null) => true,
+        (Undefined, Undefined) => true,
+        (long x, long y) => x == y,
+        (long or double, long or double) => Convert.ToDouble(a, CultureInfo.InvariantCulture) == Convert.ToDouble(b, CultureInfo.InvariantCulture),
+        (bool x, bool y) => x == y,
+        (string x, string y) => string.Equals(x, y, StringComparison.Ordinal),
+        (List<object?> x, List<object?> y) => x.Count == y.Count && x.Zip(y).All(p => Equals(p.First, p.Second)),
+        _ => ReferenceEquals(a, b),
+    };
+
+    public static int Compare(object? a, object? b) => (a, b) switch
+    {
+        (long x, long y) => x.CompareTo(y),
+        (long or double, long or double) => Convert.ToDouble(a, CultureInfo.InvariantCulture).CompareTo(Convert.ToDouble(b, CultureInfo.InvariantCulture)),
+        (string x, string y) => string.CompareOrdinal(x, y),
+        _ => throw new JinjaException($"cannot compare {TypeName(a)} with {TypeName(b)}"),
+    };
+
+    public static IEnumerable<object?> Iterate(object? v) => v switch
+    {
+        List<object?> list => list,
+        Dictionary<string, object?> dict => dict.Keys,
+        string s => s.EnumerateRunes().Select(r => (object?)r.ToString()),
+        null or Undefined => throw new JinjaException($"cannot iterate over {TypeName(v)}"),
+        _ => throw new JinjaException($"cannot iterate over {TypeName(v)}"),
+    };
+
+    public static long ToLong(object? v) => v switch
+    {
+        long l => l,
+        double d => (long)d,
+        bool b => b ? 1 : 0,
+        string s when long.TryParse(s.Trim(), CultureInfo.InvariantCulture, out var l) => l,
+        _ => throw new JinjaException($"expected an integer, found {TypeName(v)}"),
+    };
+
+    /// <summary>Converts caller data (strings, numbers, records of strings, lists, dictionaries) into template values.</summary>
+    public static object? FromClr(object? v) => v switch
+    {
+        null or string or bool or long or double or Undefined or JinjaFunction => v,
+        int i => (long)i,
+        float f => (double)f,
+        Dictionary<string, object?> d => d,
+        System.Collections.IDictionary d => d.Keys.Cast<object>().ToDictionary(k => k.ToString()!, k => FromClr(d[k])),
+        System.Collections.IEnumerable e => e.Cast<object?>().Select(FromClr).ToList(),
+        _ => throw new JinjaException($"cannot pass a {v.GetType().Name} to a template"),
+    };
+
+    /// <summary>Python's json.dumps as transformers' tojson uses it (ensure_ascii=False, separators ", " and ": ").</summary>
+    public static string ToJson(object? v, int? indent)
+    {
+        var sb = new StringBuilder();
+        Write(v, 0);
+        return sb.ToString();
+
+        void Write(object? value, int depth)
+        {
+            switch (value)
+            {
+                case null or Undefined: sb.Append("null"); break;
+                case bool b: sb.Append(b ? "true" : "false"); break;
+                case long or double: sb.Append(ToText(value)); break;
+                case string s:
+                    sb.Append(JsonSerializer.Serialize(s, new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+                    break;
+                case List<object?> list: Container('[', ']', list.Select(x => (Key: (string?)null, Value: x)).ToList(), depth); break;
+                case Dictionary<string, object?> dict: Container('{', '}', dict.Select(p => (Key: (string?)p.Key, Value: p.Value)).ToList(), depth); break;
+                default: sb.Append(JsonSerializer.Serialize(ToText(value))); break;
+            }
+        }
+
+        void Container(char open, char close, List<(string? Key, object? Value)> items, int depth)
+        {
+            sb.Append(open);
+            for (int i = 0; i < items.Count; i++)
+            {
+                if (i > 0) sb.Append(indent is null ? ", " : ",");
+                if (indent is { } n) sb.Append('\n').Append(' ', n * (depth + 1));
+                if (items[i].Key is { } key) { Write(key, depth + 1); sb.Append(": "); }
+                Write(items[i].Value, depth + 1);
+            }
+            if (indent is { } m && items.Count > 0) sb.Append('\n').Append(' ', m * depth);
+            sb.Append(close);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+using SharpTune.Tokenization;
+
+namespace SharpTune.Tests.Tokenization;
+
+/// <summary>Real model templates (copied from their tokenizer_config.json) against renderings written by hand from each
+/// format's definition.</summary>
+public sealed class ChatTemplateTests
+{
+    // Qwen2-7B-Instruct's template (SmolLM2-Instruct's differs only in the default system text).
+    private const string Qwen2Template =
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+        + "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    private static readonly ChatMessage System = new("system", "You are terse.");
+    private static readonly ChatMessage User = new("user", "Hi there");
+    private static readonly ChatMessage Assistant = new("assistant", "Hello!");
+    private static readonly ChatMessage User2 = new("user", "Bye");
+
+    [Fact]
+    public void Qwen2_chatml_adds_default_system_and_generation_prompt()
+    {
+        var template = ChatTemplate.FromSource(Qwen2Template, null, "<|im_end|>");
+        Assert.Equal(
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+            template.Render([User], addGenerationPrompt: true));
+        Assert.Equal(
+            "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n",
+            template.Render([System, User, Assistant], addGenerationPrompt: false));
+    }
+
+    [Fact]
+    public void Llama3_template_trims_content_and_starts_with_bos()
+    {
+        var template = ChatTemplate.BuiltIn("llama-3");
+        Assert.Equal(
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
+            + "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
+            + "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            template.Render([System, new ChatMessage("user", "  Hi there \n")], addGenerationPrompt: true));
+    }
+
+    [Fact]
+    public void Llama2_template_folds_system_into_first_user_turn()
+    {
+        var template = ChatTemplate.BuiltIn("llama-2");
+        Assert.Equal(
+            "<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nHi there [/INST] Hello! </s><s>[INST] Bye [/INST]",
+            template.Render([System, User, Assistant, User2], addGenerationPrompt: true));
+    }
+
+    [Fact]
+    public void Llama2_template_rejects_non_alternating_roles_with_its_message()
+    {
+        var e = Assert.Throws<ChatTemplateException>(() => ChatTemplate.BuiltIn("llama-2").Render([User, User2], false));
+        Assert.Contains("Conversation roles must alternate", e.Message);
+    }
+
+    [Fact]
+    public void Zephyr_template_with_trim_blocks_puts_each_turn_on_its_own_lines()
+    {
+        var template = ChatTemplate.BuiltIn("zephyr");
+        Assert.Equal(
+            "<|system|>\nYou are terse.</s>\n<|user|>\nHi there</s>\n<|assistant|>\nHello!</s>\n<|user|>\nBye</s>\n<|assistant|>\n",
+            template.Render([System, User, Assistant, User2], addGenerationPrompt: true));
+    }
+
+    [Fact]
+    public void Chatml_builtin_has_no_default_system_prompt()
+    {
+        Assert.Equal("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", ChatTemplate.BuiltIn("chatml").Render([User], true));
+        Assert.Equal("<|im_start|>user\nHi there<|im_end|>\n", ChatTemplate.BuiltIn("ChatML").Render([User], false));
+    }
+
+    [Theory]
+    [InlineData("chatml", "Hello!<|im_end|>\n", "Fine.<|im_end|>\n")]
+    [InlineData("llama-3", "Hello!<|eot_id|>", "Fine.<|eot_id|>")]
+    [InlineData("zephyr", "Hello!</s>\n", "Fine.</s>\n")]
+    [InlineData("llama-2", " Hello! </s>", " Fine. </s>")]
+    public void Assistant_spans_cover_content_and_end_of_turn(string name, string first, string second)
+    {
+        var rendered = ChatTemplate.BuiltIn(name).RenderWithAssistantSpans([System, User, Assistant, User2, new ChatMessage("assistant", "Fine.")]);
+        Assert.Equal(2, rendered.AssistantSpans.Count);
+        Assert.Equal(2, rendered.AssistantSpans[0].MessageIndex);
+        Assert.Equal(4, rendered.AssistantSpans[1].MessageIndex);
+        Assert.Equal(first, rendered.Text[rendered.AssistantSpans[0].Start..rendered.AssistantSpans[0].End]);
+        Assert.Equal(second, rendered.Text[rendered.AssistantSpans[1].Start..rendered.AssistantSpans[1].End]);
+        Assert.EndsWith(second, rendered.Text);
+    }
+
+    [Fact]
+    public void Template_that_rewrites_history_cannot_be_span_located()
+    {
+        // Renders only the last assistant reply in full, as some reasoning-model templates do.
+        var template = ChatTemplate.FromSource(
+            "{% for m in messages %}{% if m.role == 'assistant' and not loop.last %}[old]{% else %}{{ m.role }}:{{ m.content }};{% endif %}{% endfor %}", null, null);
+        var e = Assert.Throws<ChatTemplateException>(() => template.RenderWithAssistantSpans([User, Assistant, User2, Assistant]));
+        Assert.Contains("--chat-template", e.Message);
+    }
+
+    [Fact]
+    public void Unsupported_syntax_suggests_builtin_templates()
+    {
+        var e = Assert.Throws<ChatTemplateException>(() => ChatTemplate.FromSource("{% macro f() %}x{% endmacro %}{{ f() }}", null, null));
+        Assert.Contains("macro", e.Message);
+        Assert.Contains("--chat-template chatml|llama-3|llama-2|zephyr", e.Message);
+        Assert.Throws<ChatTemplateException>(() => ChatTemplate.BuiltIn("vicuna"));
+    }
+
+    [Fact]
+    public void Tokenizer_template_is_used_with_its_special_tokens()
+    {
+        var dir = TokenizerFixtures.WriteByteLevel(TokenizerFixtures.TempDir("chat"), llama3: false,
+            new System.Text.Json.Nodes.JsonObject { ["eos_token"] = "<|im_end|>", ["chat_template"] = "{{ messages[0].content }}{{ eos_token }}" });
+        var template = ChatTemplate.FromTokenizer(HfTokenizer.FromDirectory(dir));
+        Assert.Equal("Hi there<|im_end|>", template.Render([User], false));
+        var bare = HfTokenizer.FromDirectory(TokenizerFixtures.WriteByteLevel(TokenizerFixtures.TempDir("nochat"), llama3: true));
+        Assert.Contains("--chat-template", Assert.Throws<ChatTemplateException>(() => ChatTemplate.FromTokenizer(bare)).Message);
+    }
+}

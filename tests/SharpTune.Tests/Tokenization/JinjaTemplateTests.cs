@@ -1,0 +1,85 @@
+using SharpTune.Tokenization.Jinja;
+
+namespace SharpTune.Tests.Tokenization;
+
+/// <summary>The Jinja subset; expected outputs follow Jinja2's documented semantics with trim_blocks and lstrip_blocks.</summary>
+public sealed class JinjaTemplateTests
+{
+    private static string Render(string source, Dictionary<string, object?>? vars = null) =>
+        JinjaTemplate.Parse(source).Render(vars ?? new Dictionary<string, object?>());
+
+    private static readonly List<Dictionary<string, object?>> Messages =
+    [
+        new() { ["role"] = "user", ["content"] = "a" },
+        new() { ["role"] = "assistant", ["content"] = "b" },
+        new() { ["role"] = "user", ["content"] = "c" },
+    ];
+
+    [Theory]
+    [InlineData("{{ 1 + 2 * 3 }}", "7")]
+    [InlineData("{{ 7 // 2 }} {{ 7 % 3 }} {{ 7 / 2 }}", "3 1 3.5")]
+    [InlineData("{{ 'a' + 'b' ~ 1 }}", "ab1")]
+    [InlineData("{{ not true or false }}|{{ 1 < 2 and 2 <= 2 }}", "False|True")]
+    [InlineData("{{ 'ell' in 'hello' }} {{ 'x' not in ['x'] }}", "True False")]
+    [InlineData("{{ '  pad ' | trim }}|{{ [1, 2, 3] | length }}|{{ 'abc' | upper }}", "pad|3|ABC")]
+    [InlineData("{{ 'yes' if 0 else 'no' }}", "no")]
+    [InlineData("{{ undefined_name }}|{{ undefined_name is defined }}|{{ none is none }}", "|False|True")]
+    [InlineData("{{ 'a,b'.split(',') | join('-') }} {{ ' x '.strip() }} {{ 'Hi'.startswith('H') }}", "a-b x True")]
+    [InlineData("{{ [1, 2, 3][1:] }} {{ 'hello'[::-1] }} {{ [1, 2, 3][-1] }}", "[2, 3] olleh 3")]
+    [InlineData("{{ {'k': 'v'}.get('k') }}{{ {'k': 'v'}.get('z', 'd') }}", "vd")]
+    [InlineData("{{ {'a': [1, 'x'], 'b': none} | tojson }}", "{\"a\": [1, \"x\"], \"b\": null}")]
+    [InlineData("{{ missing | default('dflt') }}", "dflt")]
+    [InlineData("{% set x = 3 %}{% if x > 5 %}big{% elif x > 2 %}mid{% else %}small{% endif %}", "mid")]
+    [InlineData("{% for i in range(5) %}{% if i == 3 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}", "02")]
+    [InlineData("{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }};{% endfor %}", "a=1;b=2;")]
+    [InlineData("{% for i in [] %}x{% else %}empty{% endfor %}", "empty")]
+    [InlineData("{# comment #}a  {{- ' b ' -}}  c", "a b c")]
+    public void Evaluates_expressions_and_statements(string source, string expected) => Assert.Equal(expected, Render(source));
+
+    [Fact]
+    public void Loop_variables_and_message_access_both_styles()
+    {
+        var output = Render(
+            "{% for m in messages %}{{ loop.index0 }}{{ m['role'][0] }}{{ m.content }}{% if loop.first %}F{% endif %}{% if loop.last %}L{% endif %}{{ loop.length }} {% endfor %}",
+            new() { ["messages"] = Messages });
+        Assert.Equal("0uaF3 1ab3 2ucL3 ", output);
+    }
+
+    [Fact]
+    public void Set_inside_a_loop_does_not_leak_but_namespace_does()
+    {
+        var output = Render(
+            "{% set count = 0 %}{% set ns = namespace(count=0) %}{% for m in messages %}{% set count = count + 1 %}{% set ns.count = ns.count + 1 %}{% endfor %}{{ count }} {{ ns.count }}",
+            new() { ["messages"] = Messages });
+        Assert.Equal("0 3", output);
+    }
+
+    [Fact]
+    public void Trim_blocks_and_lstrip_blocks_remove_block_lines()
+    {
+        // Jinja with trim_blocks=True, lstrip_blocks=True: the tag lines vanish, output lines stay.
+        var source = "<ul>\n  {% for x in items %}\n  <li>{{ x }}</li>\n  {% endfor %}\n</ul>";
+        Assert.Equal("<ul>\n  <li>1</li>\n  <li>2</li>\n</ul>", Render(source, new() { ["items"] = new List<object?> { 1L, 2L } }));
+        // lstrip_blocks only strips indentation at the start of a line, never spaces after text on the same line.
+        Assert.Equal("a   b", Render("a  {% if true %} b{% endif %}"));
+    }
+
+    [Fact]
+    public void Raise_exception_carries_the_template_message()
+    {
+        var e = Assert.Throws<JinjaRaisedException>(() => Render("{{ raise_exception('roles must alternate') }}"));
+        Assert.Equal("roles must alternate", e.Message);
+    }
+
+    [Theory]
+    [InlineData("{% macro m() %}{% endmacro %}", "macro")]
+    [InlineData("{{ x | wordwrap }}", "wordwrap")]
+    [InlineData("{% if x %}never closed", "endif")]
+    [InlineData("{{ 'a' + }}", "line 1")]
+    [InlineData("line one\n{{ 1 + 'a' }}", "line 2")]
+    public void Unsupported_or_broken_templates_fail_clearly(string source, string mentioned)
+    {
+        var e = Assert.Throws<JinjaException>(() => Render(source, new() { ["x"] = "v" }));
+        Assert.Contains(mentioned, e.Message);
+    }
+}
