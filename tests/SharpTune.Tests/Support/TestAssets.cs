@@ -6,8 +6,24 @@ public static class TestAssets
     /// <summary>The repository root (the folder holding SharpTune.sln).</summary>
     public static string RepoRoot { get; } = FindRepoRoot();
 
-    /// <summary>The shared assets folder beside the repository (may be absent).</summary>
-    public static string SharedDir => Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
+    /// <summary>
+    /// The shared assets folder: SHARPTUNE_SHARED if set, else the nearest "shared" folder beside the repository or
+    /// one of its parents (a git worktree may live deeper than the main checkout). May be absent.
+    /// </summary>
+    public static string SharedDir { get; } = FindSharedDir();
+
+    private static string FindSharedDir()
+    {
+        if (Environment.GetEnvironmentVariable("SHARPTUNE_SHARED") is { Length: > 0 } fromEnvironment)
+            return Path.GetFullPath(fromEnvironment);
+        for (var dir = new DirectoryInfo(RepoRoot).Parent; dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "shared");
+            if (Directory.Exists(Path.Combine(candidate, "models")) || Directory.Exists(Path.Combine(candidate, "tokenizers")))
+                return candidate;
+        }
+        return Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
+    }
 
     public static string Stories260K => Path.Combine(SharedDir, "models", "stories260K");
     public static string Gpt2Tokenizer => Path.Combine(SharedDir, "tokenizers", "gpt2");
