@@ -38,6 +38,9 @@ public interface IPeftAdapter
     /// <summary>Folds the adapter into the base weights and restores the plain modules; the adapter is unusable afterwards.</summary>
     void MergeAndUnload();
 
+    /// <summary>Removes the adapter without merging, restoring the base model exactly (modules and trainability).</summary>
+    void Unload();
+
     /// <summary>The <c>adapter_config.json</c> content, as PEFT writes it.</summary>
     JsonObject AdapterConfigJson();
 }

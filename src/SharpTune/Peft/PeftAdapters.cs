@@ -59,7 +59,10 @@ public static class PeftAdapters
         return create(json, path);
     }
 
-    /// <summary>Loads the adapter folder <paramref name="directory"/> into <paramref name="model"/> (inject + load weights).</summary>
+    /// <summary>
+    /// Loads the adapter folder <paramref name="directory"/> into <paramref name="model"/> (inject + load weights).
+    /// When the weights do not fit, the model is restored and the error names the file and the mismatched keys.
+    /// </summary>
     public static IPeftAdapter Load(CausalLanguageModel model, string directory, IAdapterTensorStore? store = null)
     {
         var tensors = AdapterFiles.Resolve(store);
@@ -77,6 +80,7 @@ public static class PeftAdapters
         }
         catch (InvalidDataException e)
         {
+            adapter.Unload();   // leave the model as it was, not with half-loaded adapter layers
             throw new InvalidDataException($"{weights}: {e.Message}", e);
         }
         finally

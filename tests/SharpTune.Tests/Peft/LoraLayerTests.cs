@@ -87,6 +87,25 @@ public class LoraLayerTests
     }
 
     [Fact]
+    public void UnloadRestoresTheBaseModulesAndTrainability()
+    {
+        using var model = TestModels.Create("gpt2");
+        model.eval();
+        using var ids = Ids();
+        using var baseLogits = Logits(model, ids);
+        var adapter = new LoraAdapter(new LoraConfig { R = 4, TargetModules = TargetModules.AllLinear });
+        adapter.Inject(model);
+        Randomize(adapter);
+        Assert.DoesNotContain(model.parameters(), p => p.requires_grad && p.shape.Length == 1);
+        adapter.Unload();
+        Assert.All(ModuleSurgery.NamedModules(model), m => Assert.IsNotType<LoraLinear>(m.Module));
+        Assert.IsType<Conv1D>(((GPT2LMHeadModel)model).transformer.h[0].attn.c_attn);
+        Assert.All(model.parameters(), p => Assert.True(p.requires_grad));
+        using var after = Logits(model, ids);
+        Assert.True(baseLogits.equal(after).all().item<bool>());
+    }
+
+    [Fact]
     public void RsLoraScalesByAlphaOverSquareRootOfRank()
     {
         // Hand-worked: A (4×2), B (2×4), x = [1, 2] → A·x = [1, 2, 3, 0], B·A·x = [1, 3].

@@ -42,6 +42,7 @@ public sealed class LoraAdapter : IPeftAdapter
             throw new InvalidOperationException("the model already carries LoRA layers; merge or discard them first");
         var targets = Config.TargetModules ?? TargetModules.Names(LoraConfig.DefaultTargetModules(model.Config.ModelType));
         var selected = targets.Select(model);
+        var savedTargets = targets.Expand(model);
 
         foreach (var p in model.parameters())
         {
@@ -53,11 +54,12 @@ public sealed class LoraAdapter : IPeftAdapter
             var layer = LoraLinear.FromBase((nn.Module<Tensor, Tensor>)module, Config.R, Config.Scaling, Config.LoraDropout,
                 Config.UseDora, Config.InitLoraWeights);
             layer.Enabled = enabled;
+            layer.train(module.training);   // a new module starts in training mode: an eval model must not get dropout
             ModuleSurgery.Replace(model, path, layer);
             layers.Add((path, layer));
         }
         // PEFT sets fan_in_fan_out for Conv1D targets itself; the saved config says what the layers really are.
-        Config = Config with { TargetModules = targets.Expand(model), FanInFanOut = layers.Any(l => l.Layer.FanInFanOut) };
+        Config = Config with { TargetModules = savedTargets, FanInFanOut = layers.Any(l => l.Layer.FanInFanOut) };
         this.model = model;
     }
 
@@ -114,12 +116,16 @@ public sealed class LoraAdapter : IPeftAdapter
         }
     }
 
-    public void MergeAndUnload()
+    public void MergeAndUnload() => Restore(merge: true);
+
+    public void Unload() => Restore(merge: false);
+
+    private void Restore(bool merge)
     {
         RequireInjected();
         foreach (var (path, layer) in layers)
         {
-            ModuleSurgery.Replace(model!, path, layer.Fuse());
+            ModuleSurgery.Replace(model!, path, merge ? layer.Fuse() : layer.base_layer);
             // Free the adapter's tensors now; disposing the wrapper itself would also dispose the base layer it holds.
             layer.lora_A.Dispose();
             layer.lora_B.Dispose();
