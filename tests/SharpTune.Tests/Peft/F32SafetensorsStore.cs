@@ -21,13 +21,14 @@ internal sealed class F32SafetensorsStore : IAdapterTensorStore
     {
         var header = new JsonObject { ["__metadata__"] = new JsonObject(metadata.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))) };
         var data = new MemoryStream();
+        Span<byte> bytes = stackalloc byte[4];
         foreach (var (name, tensor) in tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
+            using var scope = NewDisposeScope();
             var values = tensor.detach().to(ScalarType.Float32).contiguous().data<float>().ToArray();
             var begin = data.Length;
             foreach (var v in values)
             {
-                Span<byte> bytes = stackalloc byte[4];
                 BinaryPrimitives.WriteSingleLittleEndian(bytes, v);
                 data.Write(bytes);
             }
