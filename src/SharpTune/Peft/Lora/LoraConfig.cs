@@ -1,0 +1,172 @@
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Peft.Lora;
+
+/// <summary>How LoRA's matrices start: PEFT's <c>init_lora_weights</c>.</summary>
+public enum LoraInit
+{
+    /// <summary><c>true</c>: A Kaiming-uniform, B zero, so the model starts unchanged.</summary>
+    Default,
+    /// <summary><c>"gaussian"</c>: A normal with std 1/r, B zero.</summary>
+    Gaussian,
+    /// <summary><c>false</c>: both random (the adapter changes the model from the start; for tests).</summary>
+    Random,
+}
+
+/// <summary>
+/// LoRA's settings, one property per field of PEFT's <c>LoraConfig</c> JSON (<c>adapter_config.json</c>).
+/// </summary>
+public sealed record LoraConfig
+{
+    /// <summary><c>r</c>: the rank of the update BA.</summary>
+    public int R { get; init; } = 8;
+    /// <summary><c>lora_alpha</c>: the update is scaled by alpha / r (alpha / √r with rsLoRA).</summary>
+    public double LoraAlpha { get; init; } = 8;
+    /// <summary><c>lora_dropout</c>: dropout on the adapter's input during training.</summary>
+    public double LoraDropout { get; init; }
+    /// <summary><c>target_modules</c>; null picks PEFT's default for the model type.</summary>
+    public TargetModules? TargetModules { get; init; }
+    /// <summary><c>use_rslora</c>: scale by alpha / √r (Kalajdzievski 2023).</summary>
+    public bool UseRsLora { get; init; }
+    /// <summary><c>use_dora</c>: weight-decomposed LoRA (Liu et al. 2024).</summary>
+    public bool UseDora { get; init; }
+    /// <summary><c>bias</c>: only "none" (biases stay frozen) is supported.</summary>
+    public string Bias { get; init; } = "none";
+    /// <summary><c>fan_in_fan_out</c>: the target stores its weight (in, out), as GPT-2's Conv1D does.</summary>
+    public bool FanInFanOut { get; init; }
+    /// <summary><c>init_lora_weights</c>.</summary>
+    public LoraInit InitLoraWeights { get; init; } = LoraInit.Default;
+    /// <summary><c>base_model_name_or_path</c>.</summary>
+    public string? BaseModelNameOrPath { get; init; }
+    /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
+    public bool InferenceMode { get; init; }
+
+    public const string PeftTypeName = "LORA";
+    public const string TaskType = "CAUSAL_LM";
+
+    /// <summary>The factor on BA: alpha / r, or alpha / √r with rsLoRA.</summary>
+    public double Scaling => UseRsLora ? LoraAlpha / Math.Sqrt(R) : LoraAlpha / R;
+
+    /// <summary>PEFT's default targets per <c>model_type</c> (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING).</summary>
+    public static IReadOnlyList<string> DefaultTargetModules(string modelType) => modelType switch
+    {
+        "llama" or "mistral" or "qwen2" or "gemma" or "phi3" => ["q_proj", "v_proj"],
+        "gpt2" => ["c_attn"],
+        _ => throw new ArgumentException(
+            $"no default LoRA target modules for model_type '{modelType}': give target_modules (names, a regex or \"all-linear\")"),
+    };
+
+    /// <summary>Throws when a value is out of range or asks for something not supported.</summary>
+    public void Validate(string source = "LoRA config")
+    {
+        if (R <= 0) throw new ArgumentException($"{source}: r must be positive, found {R}");
+        if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"{source}: lora_dropout must be in [0, 1), found {LoraDropout}");
+        if (Bias != "none")
+            throw new NotSupportedException($"{source}: bias = \"{Bias}\" is not supported; only \"none\" (biases stay frozen) is");
+    }
+
+    /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for LoRA.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["alpha_pattern"] = new JsonObject(),
+        ["auto_mapping"] = null,
+        ["base_model_name_or_path"] = BaseModelNameOrPath,
+        ["bias"] = Bias,
+        ["fan_in_fan_out"] = FanInFanOut,
+        ["inference_mode"] = InferenceMode,
+        ["init_lora_weights"] = InitLoraWeights switch
+        {
+            LoraInit.Default => JsonValue.Create(true),
+            LoraInit.Gaussian => JsonValue.Create("gaussian"),
+            _ => JsonValue.Create(false),
+        },
+        ["layer_replication"] = null,
+        ["layers_pattern"] = null,
+        ["layers_to_transform"] = null,
+        ["loftq_config"] = new JsonObject(),
+        ["lora_alpha"] = LoraAlpha == Math.Floor(LoraAlpha) ? JsonValue.Create((long)LoraAlpha) : JsonValue.Create(LoraAlpha),
+        ["lora_dropout"] = LoraDropout,
+        ["megatron_config"] = null,
+        ["megatron_core"] = "megatron.core",
+        ["modules_to_save"] = null,
+        ["peft_type"] = PeftTypeName,
+        ["r"] = R,
+        ["rank_pattern"] = new JsonObject(),
+        ["revision"] = null,
+        ["target_modules"] = TargetModules?.ToJson(),
+        ["task_type"] = TaskType,
+        ["use_dora"] = UseDora,
+        ["use_rslora"] = UseRsLora,
+    };
+
+    // Fields PEFT may set that change which weights exist or how they are used; reading past them would give a
+    // different model than PEFT's, so a file that sets any of them is refused.
+    private static readonly string[] UnsupportedFields =
+    [
+        "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "modules_to_save", "layer_replication",
+        "loftq_config", "megatron_config", "exclude_modules", "trainable_token_indices", "target_parameters",
+        "use_qalora", "lora_bias", "corda_config", "eva_config",
+    ];
+
+    /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
+    public static LoraConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
+    {
+        // Values built in code (not parsed) refuse numeric conversions such as long → double; a reparse makes them uniform.
+        json = JsonNode.Parse(json.ToJsonString())!.AsObject();
+        var peftType = json["peft_type"]?.GetValue<string>();
+        if (peftType != PeftTypeName)
+            throw new InvalidDataException($"{source}: peft_type is '{peftType}', expected '{PeftTypeName}'");
+        var taskType = json["task_type"]?.GetValue<string>();
+        if (taskType is not (null or TaskType))
+            throw new NotSupportedException($"{source}: task_type '{taskType}' is not supported; only '{TaskType}' is");
+        foreach (var field in UnsupportedFields)
+            if (IsSet(json[field]))
+                throw new NotSupportedException($"{source}: field '{field}' = {json[field]!.ToJsonString()} is not supported");
+
+        var config = new LoraConfig
+        {
+            R = Read(json, "r", 8, source),
+            LoraAlpha = Read(json, "lora_alpha", 8.0, source),
+            LoraDropout = Read(json, "lora_dropout", 0.0, source),
+            TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
+            UseRsLora = Read(json, "use_rslora", false, source),
+            UseDora = Read(json, "use_dora", false, source),
+            Bias = Read(json, "bias", "none", source),
+            FanInFanOut = Read(json, "fan_in_fan_out", false, source),
+            InitLoraWeights = ReadInit(json["init_lora_weights"], source),
+            BaseModelNameOrPath = Read<string?>(json, "base_model_name_or_path", null, source),
+            InferenceMode = Read(json, "inference_mode", false, source),
+        };
+        config.Validate(source);
+        return config;
+    }
+
+    private static bool IsSet(JsonNode? node) => node switch
+    {
+        null => false,
+        JsonObject o => o.Count > 0,
+        JsonArray a => a.Count > 0,
+        JsonValue v when v.TryGetValue<bool>(out var b) => b,
+        _ => true,
+    };
+
+    private static LoraInit ReadInit(JsonNode? node, string source)
+    {
+        if (node is null) return LoraInit.Default;
+        if (node is JsonValue v && v.TryGetValue<bool>(out var b)) return b ? LoraInit.Default : LoraInit.Random;
+        if (node is JsonValue s && s.TryGetValue<string>(out var name) && name == "gaussian") return LoraInit.Gaussian;
+        throw new NotSupportedException(
+            $"{source}: init_lora_weights = {node.ToJsonString()} is not supported (true, false and \"gaussian\" are)");
+    }
+
+    private static T Read<T>(JsonObject json, string key, T fallback, string source)
+    {
+        var node = json[key];
+        if (node is null) return fallback;
+        try { return node.GetValue<T>(); }
+        catch (Exception e) when (e is FormatException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{source}: field '{key}' must be a {typeof(T).Name}, found {node.ToJsonString()}");
+        }
+    }
+}

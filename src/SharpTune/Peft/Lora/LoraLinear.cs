@@ -1,0 +1,148 @@
+using SharpTune.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SharpTune.Peft.Lora;
+
+/// <summary>
+/// A Linear or Conv1D layer plus a low-rank update: y = base(x) + s·B(A(dropout(x))), s = alpha/r (alpha/√r with
+/// rsLoRA). With DoRA (PEFT's DoraLinearLayer) the updated weight W + s·BA is renormalised per output row to a learned
+/// magnitude m. Field names are PEFT's (<c>base_layer</c>, <c>lora_A</c>, <c>lora_B</c>, <c>lora_magnitude_vector</c>).
+/// The adapter's parameters stay fp32 whatever the base dtype: the adapter path runs in fp32 and is cast back.
+/// </summary>
+public sealed class LoraLinear : nn.Module<Tensor, Tensor>
+{
+    public readonly nn.Module<Tensor, Tensor> base_layer;
+    public readonly Linear lora_A;                        // (r, in)
+    public readonly Linear lora_B;                        // (out, r)
+    public readonly Parameter? lora_magnitude_vector;     // (out), DoRA only
+    private readonly double dropout;
+
+    /// <summary>The factor on BA.</summary>
+    public double Scaling { get; }
+
+    /// <summary>When false the layer is exactly its base layer.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>True when the base layer stores its weight (in, out) (GPT-2's Conv1D).</summary>
+    public bool FanInFanOut => base_layer is Conv1D;
+
+    public bool UseDora => lora_magnitude_vector is not null;
+
+    private LoraLinear(nn.Module<Tensor, Tensor> baseLayer, int r, double scaling, double dropout, bool useDora, LoraInit init)
+        : base(nameof(LoraLinear))
+    {
+        base_layer = baseLayer;
+        Scaling = scaling;
+        this.dropout = dropout;
+        var (inFeatures, outFeatures) = Shape(baseLayer);
+        var device = BaseWeight(baseLayer).device;
+        lora_A = nn.Linear(inFeatures, r, hasBias: false, device: device, dtype: ScalarType.Float32);
+        lora_B = nn.Linear(r, outFeatures, hasBias: false, device: device, dtype: ScalarType.Float32);
+        using (no_grad())
+        {
+            switch (init)
+            {
+                case LoraInit.Default:   // PEFT: kaiming_uniform_(A, a=√5), B = 0
+                    nn.init.kaiming_uniform_(lora_A.weight!, a: Math.Sqrt(5));
+                    nn.init.zeros_(lora_B.weight!);
+                    break;
+                case LoraInit.Gaussian:  // PEFT: normal_(A, std=1/r), B = 0
+                    nn.init.normal_(lora_A.weight!, std: 1.0 / r);
+                    nn.init.zeros_(lora_B.weight!);
+                    break;
+                case LoraInit.Random:    // nn.Linear's own initialisation for both
+                    break;
+            }
+        }
+        if (useDora)
+        {
+            // m starts as ‖W + s·BA‖ per output row, so DoRA too leaves the model unchanged at initialisation.
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            lora_magnitude_vector = new Parameter(WeightNorm(UpdatedWeight()).detach().clone().MoveToOuterDisposeScope());
+        }
+        RegisterComponents();
+    }
+
+    /// <summary>Wraps <paramref name="baseLayer"/> (an nn.Linear or Conv1D) in a LoRA layer of rank <paramref name="r"/>.</summary>
+    public static LoraLinear FromBase(nn.Module<Tensor, Tensor> baseLayer, int r, double scaling, double dropout = 0,
+        bool useDora = false, LoraInit init = LoraInit.Default)
+    {
+        if (baseLayer is not (Linear or Conv1D))
+            throw new ArgumentException($"LoRA wraps Linear or Conv1D layers, not {baseLayer.GetType().Name}");
+        return new LoraLinear(baseLayer, r, scaling, dropout, useDora, init);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var y = base_layer.forward(x);
+        if (!Enabled) return y.MoveToOuterDisposeScope();
+        var x32 = x.to(ScalarType.Float32);
+        var dropped = dropout > 0 && training ? F.dropout(x32, dropout, training: true) : x32;
+        var z = lora_B.forward(lora_A.forward(dropped));                              // (…, out)
+        var delta = UseDora ? DoraDelta(y, dropped, z) : z * Scaling;
+        return (y + delta.to(y.dtype)).MoveToOuterDisposeScope();
+    }
+
+    // PEFT's DoraLinearLayer: with g = m / ‖W + s·BA‖ (norm detached, as the paper advises), the layer computes
+    // g·(x Wᵀ + s·BA x) + b = base(x) + (g − 1)·(x Wᵀ) + g·s·BA x; the bias is not rescaled.
+    private Tensor DoraDelta(Tensor baseOutput, Tensor x, Tensor z)
+    {
+        var norm = WeightNorm(UpdatedWeight().detach()).detach();                     // (out)
+        var g = lora_magnitude_vector! / norm;                                        // (out)
+        var withoutBias = dropout > 0 && training
+            ? F.linear(x, BaseWeight(base_layer).to(ScalarType.Float32))              // x is the dropped-out input
+            : BaseBias(base_layer) is { } bias ? (baseOutput - bias).to(ScalarType.Float32) : baseOutput.to(ScalarType.Float32);
+        return (g - 1) * withoutBias + g * (z * Scaling);
+    }
+
+    /// <summary>
+    /// Folds the update into the base weight (computed in fp32 on a full-precision copy, then cast back to the base
+    /// dtype) and returns the base layer, which no longer references this wrapper.
+    /// </summary>
+    public nn.Module<Tensor, Tensor> Fuse()
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var merged = UpdatedWeight();                                                 // (out, in) fp32
+        if (UseDora) merged = (lora_magnitude_vector! / WeightNorm(merged)).unsqueeze(1) * merged;
+        var weight = BaseWeight(base_layer);
+        weight.copy_(FanInFanOut ? merged.t() : merged);
+        return base_layer;
+    }
+
+    /// <summary>W + s·BA in (out, in) layout and fp32.</summary>
+    private Tensor UpdatedWeight()
+    {
+        var w = BaseWeight(base_layer).to(ScalarType.Float32);
+        var w32 = FanInFanOut ? w.t() : w;                                            // (out, in)
+        return w32 + Scaling * torch.matmul(lora_B.weight!, lora_A.weight!);
+    }
+
+    private static Tensor WeightNorm(Tensor weight) => torch.linalg.vector_norm(weight, dims: [1]);
+
+    private static Tensor BaseWeight(nn.Module<Tensor, Tensor> layer) => layer switch
+    {
+        Linear linear => linear.weight!,
+        Conv1D conv => conv.weight,
+        _ => throw new InvalidOperationException($"unsupported base layer {layer.GetType().Name}"),
+    };
+
+    private static Tensor? BaseBias(nn.Module<Tensor, Tensor> layer) => layer switch
+    {
+        Linear linear => linear.bias,
+        Conv1D conv => conv.bias,
+        _ => null,
+    };
+
+    private static (long In, long Out) Shape(nn.Module<Tensor, Tensor> layer) => layer switch
+    {
+        Linear linear => (linear.in_features, linear.out_features),
+        Conv1D conv => (conv.InFeatures, conv.OutFeatures),
+        _ => throw new ArgumentException($"LoRA wraps Linear or Conv1D layers, not {layer.GetType().Name}"),
+    };
+}
