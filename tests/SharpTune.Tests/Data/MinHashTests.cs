@@ -61,8 +61,17 @@ public class MinHashTests
         var p = LshParameters.ForThreshold(threshold, permutations);
         Assert.True(p.Bands * p.RowsPerBand <= permutations);
         Assert.InRange(p.ApproximateThreshold, threshold - 0.12, threshold + 0.05);
-        Assert.True(LshParameters.CandidateProbability(threshold + 0.1, p.Bands, p.RowsPerBand) > 0.9);
+        Assert.True(LshParameters.CandidateProbability(threshold + 0.1, p.Bands, p.RowsPerBand) > 0.85);
         Assert.True(LshParameters.CandidateProbability(threshold - 0.3, p.Bands, p.RowsPerBand) < 0.25);
+    }
+
+    [Fact]
+    public void Balanced_parameters_match_datasketch_and_the_index_favours_recall()
+    {
+        // datasketch's MinHashLSH(threshold=0.8, num_perm=128) chooses b = 9, r = 13 with its default 0.5/0.5 weights.
+        Assert.Equal(new LshParameters(9, 13), LshParameters.ForThreshold(0.8, 128));
+        var index = new NearDuplicateIndex(0.8);
+        Assert.True(LshParameters.CandidateProbability(0.8, index.Parameters.Bands, index.Parameters.RowsPerBand) > 0.8);
     }
 
     [Fact]
