@@ -18,6 +18,14 @@ public sealed class SplitResult
         AugmentedRows = augmentedRows;
     }
 
+    /// <summary>
+    /// Wraps splits made earlier (e.g. files written by <see cref="WriteJsonl"/>) so they can be augmented: the rows
+    /// given as <paramref name="train"/> are the only ones augmentation will add to.
+    /// </summary>
+    public static SplitResult FromExistingSplits(IReadOnlyList<DataRow> train, IReadOnlyList<DataRow>? validation = null,
+        IReadOnlyList<DataRow>? test = null, DatasetFormat? format = null) =>
+        new(format ?? (train.Count == 0 ? DatasetFormat.Text : DatasetFormatDetector.Detect(train)), train, validation ?? [], test ?? []);
+
     public DatasetFormat Format { get; }
     public IReadOnlyList<DataRow> Train { get; }
     public IReadOnlyList<DataRow> Validation { get; }
