@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using SharpTune.Tests.Support;
 
 namespace SharpTune.Tests.Data;
 
@@ -60,6 +61,17 @@ public class DataCliTests
         Assert.True(code == 0, stderr);
         Assert.Contains("rows: 40", stdout);
         Assert.True(File.Exists(Path.Combine(reportDir, "token_lengths.png")));
+    }
+
+    [SharedAssetFact("models/stories260K/tokenizer.model")]
+    public void Inspect_counts_tokens_with_the_model_tokenizer()
+    {
+        using var dir = new TempDir();
+        var input = dir.File("in.jsonl", "{\"text\":\"Once upon a time there was a little girl.\"}\n{\"text\":\"The cat sat.\"}\n");
+        var (code, stdout, stderr) = Run("data", "inspect", input, "--model", TestAssets.Stories260K);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("tokens (stories260K): min", stdout);
+        Assert.DoesNotContain("approximate", stdout);
     }
 
     [Fact]
