@@ -14,7 +14,7 @@ internal static class CommandRegistry
         LicenseCommand.Create(),
         DownloadCommand.Create(),
         EstimateCommand.Create(),
-        Commands.TokenizeCommand.Create(),
-        Commands.DataCommand.Create(),
+        TokenizeCommand.Create(),
+        DataCommand.Create(),
     ];
 }
