@@ -10,6 +10,8 @@ internal static class CommandRegistry
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
+        TrainCommand.Create(),
+        MergeCommand.Create(),
         ScoreCommand.Create(),
         LicenseCommand.Create(),
         DownloadCommand.Create(),
