@@ -25,7 +25,7 @@ public sealed record FineTuneResult(
 /// </summary>
 public static class FineTuneJob
 {
-    public const string ChatTemplateFileName = "chat_template.jinja";
+    public const string ChatTemplateFileName = Generation.LoadedModel.ChatTemplateFileName;
 
     public static FineTuneResult Run(TrainingOptions options, bool resume = false, IProgress<TrainingProgress>? progress = null,
         Action<string>? log = null, CancellationToken cancellationToken = default)
