@@ -35,7 +35,13 @@ internal static class DataInspectCommand
                 SeedTexts = seedTexts,
                 TestRows = parse.GetValue(test) is { } t ? DatasetReader.ReadAll(t) : null,
             };
-            var result = DatasetInspector.Inspect(DatasetReader.ReadAll(path), options, path);
+            using var malformed = new RejectLog();
+            var rows = new DatasetReader(RejectPolicy.Record, malformed).Read(path).ToList();
+            var result = DatasetInspector.Inspect(rows, options, path) with
+            {
+                MalformedRows = malformed.Total,
+                MalformedExamples = malformed.Examples,
+            };
             Console.WriteLine(InspectionReportWriter.ToText(result));
             if (parse.GetValue(report) is { } dir)
                 Console.WriteLine("report written: " + string.Join(", ", InspectionReportWriter.Write(result, dir)));

@@ -92,7 +92,7 @@ public class ReaderTests
         async Task Write(string path, int start, int count)
         {
             var data = Enumerable.Range(start, count)
-                .Select(i => (IDictionary<string, object>)new Dictionary<string, object> { ["text"] = $"row {i}", ["label"] = i % 2 })
+                .Select(i => (IDictionary<string, object?>)new Dictionary<string, object?> { ["text"] = $"row {i}", ["label"] = i % 2 })
                 .ToList();
             await using var stream = File.Create(path);
             await ParquetSerializer.SerializeUntypedAsync(data, schema, stream);
@@ -119,9 +119,9 @@ public class ReaderTests
         using var dir = new TempDir();
         var schema = new ParquetSchema(new ListField("messages",
             new StructField("element", new DataField<string>("role"), new DataField<string>("content"))));
-        var data = new List<IDictionary<string, object>>
+        var data = new List<IDictionary<string, object?>>
         {
-            new Dictionary<string, object>
+            new Dictionary<string, object?>
             {
                 ["messages"] = new List<Dictionary<string, object>>
                 {
