@@ -138,3 +138,28 @@ public class ReaderTests
         Assert.Equal([("user", "hi"), ("assistant", "hello")], chat.Messages.Select(m => (m.Role, m.Content)));
     }
 }
+
+public class JsonArrayReaderTests
+{
+    [Fact]
+    public void Json_array_file_is_read_as_rows_numbered_by_element()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("a.json", "[\n  {\"text\": \"one\"},\n  {\"text\":\n    \"two\"},\n  7\n]");
+        using var rejects = new RejectLog();
+        var reader = new DatasetReader(RejectPolicy.Record, rejects);
+        var rows = reader.Read(path).ToList();
+        Assert.Equal(["one", "two"], rows.Select(r => r.Fields["text"]!.GetValue<string>()));
+        Assert.Equal([1L, 2L], rows.Select(r => r.LineNumber));
+        Assert.Equal(1, rejects.CountsByReason["not_an_object"]);
+        Assert.Equal(3, reader.RowsRead);
+    }
+
+    [Fact]
+    public void Json_file_without_array_is_json_lines()
+    {
+        using var dir = new TempDir();
+        var rows = DatasetReader.ReadAll(dir.File("b.json", "{\"text\":\"x\"}\n{\"text\":\"y\"}\n"));
+        Assert.Equal(2, rows.Count);
+    }
+}
