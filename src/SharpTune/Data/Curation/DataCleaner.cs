@@ -75,12 +75,13 @@ public sealed class DataCleaner(CleanOptions? options = null)
         }
         foreach (var filter in _options.Filters)
             if (filter.Check(text) is { } why) return (filter.Reason, why);
-        var key = TextNormalizer.ExactKey(text);
+        var normalized = TextNormalizer.Normalize(text);
+        var key = TextNormalizer.KeyOfNormalized(normalized);
         if (exactSeen is not null && exactSeen.TryGetValue(key, out var first))
             return ("exact_duplicate", $"same normalised text as {first.File}:{first.Line}");
         if (nearIndex is not null)
         {
-            var signature = nearIndex.Hasher.Signature(text);
+            var signature = nearIndex.Hasher.SignatureOfNormalized(normalized);
             if (nearIndex.FindNearDuplicate(signature) is { } match)
             {
                 var (file, line) = nearLocations[match.Id];
