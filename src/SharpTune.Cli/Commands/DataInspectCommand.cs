@@ -17,9 +17,10 @@ internal static class DataInspectCommand
         var seed = new Option<string?>("--seed") { Description = "File of in-domain example rows (dataset file, or .txt with one per line)." };
         var test = new Option<string?>("--test") { Description = "Held-out file to check for train/test leakage." };
         var report = new Option<string?>("--report") { Description = "Folder for report.md, report.html and PNG plots." };
+        var format = new Option<DatasetFormat?>("--format") { Description = "Training format (completion, chat, instruction, text, classification, preference); default: detected." };
         var command = new Command("inspect", "Report counts, lengths, duplicates, label balance, diversity, relevance, size and leakage.");
         command.Arguments.Add(file);
-        foreach (var option in new Option[] { model, context, domain, seed, test, report }) command.Options.Add(option);
+        foreach (var option in new Option[] { model, context, domain, seed, test, report, format }) command.Options.Add(option);
         command.SetAction((parse, _) => DataCommand.Guard(() =>
         {
             var path = parse.GetValue(file)!;
@@ -30,12 +31,19 @@ internal static class DataInspectCommand
             var options = new InspectOptions
             {
                 TokenCounter = DataTokenCounters.For(parse.GetValue(model)),
+                Format = parse.GetValue(format),
                 ContextLength = parse.GetValue(context),
                 DomainDescription = parse.GetValue(domain),
                 SeedTexts = seedTexts,
                 TestRows = parse.GetValue(test) is { } t ? DatasetReader.ReadAll(t) : null,
             };
-            var result = DatasetInspector.Inspect(DatasetReader.ReadAll(path), options, path);
+            using var malformed = new RejectLog();
+            var rows = new DatasetReader(RejectPolicy.Record, malformed).Read(path).ToList();
+            var result = DatasetInspector.Inspect(rows, options, path) with
+            {
+                MalformedRows = malformed.Total,
+                MalformedExamples = malformed.Examples,
+            };
             Console.WriteLine(InspectionReportWriter.ToText(result));
             if (parse.GetValue(report) is { } dir)
                 Console.WriteLine("report written: " + string.Join(", ", InspectionReportWriter.Write(result, dir)));

@@ -21,6 +21,7 @@ public sealed class RejectLog : IDisposable
 {
     private readonly StreamWriter? _writer;
     private readonly Dictionary<string, long> _counts = new(StringComparer.Ordinal);
+    private readonly List<string> _examples = [];
 
     /// <summary>A log that only counts (no file).</summary>
     public RejectLog() { }
@@ -43,6 +44,12 @@ public sealed class RejectLog : IDisposable
     /// <summary>Rejected rows per reason.</summary>
     public IReadOnlyDictionary<string, long> CountsByReason => _counts;
 
+    /// <summary>The first rejects as "file:line: reason: detail" (at most <see cref="ExampleLimit"/>), for summaries.</summary>
+    public IReadOnlyList<string> Examples => _examples;
+
+    /// <summary>How many rejects <see cref="Examples"/> keeps.</summary>
+    public int ExampleLimit { get; init; } = 20;
+
     /// <summary>Records a row that could not be read (raw text kept when there is no parsed row).</summary>
     public void Add(DataFormatException error, string? rawText = null, JsonObject? row = null) =>
         Add(error.SourceFile, error.LineNumber, error.Reason, error.Message, row, rawText);
@@ -55,6 +62,7 @@ public sealed class RejectLog : IDisposable
     {
         Total++;
         _counts[reason] = _counts.TryGetValue(reason, out var n) ? n + 1 : 1;
+        if (_examples.Count < ExampleLimit) _examples.Add(detail.StartsWith(file, StringComparison.Ordinal) ? $"{reason}: {detail}" : $"{file}:{line}: {reason}: {detail}");
         if (_writer is null) return;
         var entry = new JsonObject
         {

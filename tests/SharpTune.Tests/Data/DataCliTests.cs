@@ -75,11 +75,16 @@ public class DataCliTests
     }
 
     [Fact]
-    public void Malformed_input_without_rejects_flag_fails_with_file_and_line()
+    public void Malformed_rows_are_named_by_file_and_line()
     {
         using var dir = new TempDir();
         var input = dir.File("bad.jsonl", "{\"text\":\"a\"}\n{oops\n");
-        var (code, _, stderr) = Run("data", "inspect", input);
+        var (code, stdout, stderr) = Run("data", "inspect", input);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("malformed rows (not inspected): 1", stdout);
+        Assert.Contains("bad.jsonl:2", stdout);
+
+        (code, _, stderr) = Run("data", "split", input, "--out", Path.Combine(dir.Path, "split"));
         Assert.Equal(1, code);
         Assert.Contains("bad.jsonl:2", stderr);
     }

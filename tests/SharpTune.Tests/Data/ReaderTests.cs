@@ -92,7 +92,7 @@ public class ReaderTests
         async Task Write(string path, int start, int count)
         {
             var data = Enumerable.Range(start, count)
-                .Select(i => (IDictionary<string, object>)new Dictionary<string, object> { ["text"] = $"row {i}", ["label"] = i % 2 })
+                .Select(i => (IDictionary<string, object?>)new Dictionary<string, object?> { ["text"] = $"row {i}", ["label"] = i % 2 })
                 .ToList();
             await using var stream = File.Create(path);
             await ParquetSerializer.SerializeUntypedAsync(data, schema, stream);
@@ -119,9 +119,9 @@ public class ReaderTests
         using var dir = new TempDir();
         var schema = new ParquetSchema(new ListField("messages",
             new StructField("element", new DataField<string>("role"), new DataField<string>("content"))));
-        var data = new List<IDictionary<string, object>>
+        var data = new List<IDictionary<string, object?>>
         {
-            new Dictionary<string, object>
+            new Dictionary<string, object?>
             {
                 ["messages"] = new List<Dictionary<string, object>>
                 {
@@ -136,5 +136,30 @@ public class ReaderTests
         var row = Assert.Single(DatasetReader.ReadAll(path));
         var chat = Assert.IsType<ChatExample>(TrainingExampleMapper.Map(row));
         Assert.Equal([("user", "hi"), ("assistant", "hello")], chat.Messages.Select(m => (m.Role, m.Content)));
+    }
+}
+
+public class JsonArrayReaderTests
+{
+    [Fact]
+    public void Json_array_file_is_read_as_rows_numbered_by_element()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("a.json", "[\n  {\"text\": \"one\"},\n  {\"text\":\n    \"two\"},\n  7\n]");
+        using var rejects = new RejectLog();
+        var reader = new DatasetReader(RejectPolicy.Record, rejects);
+        var rows = reader.Read(path).ToList();
+        Assert.Equal(["one", "two"], rows.Select(r => r.Fields["text"]!.GetValue<string>()));
+        Assert.Equal([1L, 2L], rows.Select(r => r.LineNumber));
+        Assert.Equal(1, rejects.CountsByReason["not_an_object"]);
+        Assert.Equal(3, reader.RowsRead);
+    }
+
+    [Fact]
+    public void Json_file_without_array_is_json_lines()
+    {
+        using var dir = new TempDir();
+        var rows = DatasetReader.ReadAll(dir.File("b.json", "{\"text\":\"x\"}\n{\"text\":\"y\"}\n"));
+        Assert.Equal(2, rows.Count);
     }
 }

@@ -14,6 +14,10 @@ public sealed class DataCleaner(CleanOptions? options = null)
     private readonly CleanOptions _options = options ?? new CleanOptions();
 
     /// <summary>Cleans <paramref name="rows"/>, passing kept rows to <paramref name="keep"/> and removed ones to <paramref name="rejects"/>.</summary>
+    /// <param name="rows">The rows, in file order (earlier rows win ties).</param>
+    /// <param name="keep">Receives each kept row (redacted when PII redaction is on).</param>
+    /// <param name="rejects">Receives each removed row with its reason.</param>
+    /// <param name="progress">Rows processed so far, every 10,000.</param>
     /// <param name="rowsRejectedBeforeCleaning">Rows a reader already rejected into the same log (malformed), counted as read.</param>
     public CleanReport Clean(IEnumerable<DataRow> rows, Action<DataRow> keep, RejectLog rejects, IProgress<long>? progress = null,
         Func<long>? rowsRejectedBeforeCleaning = null)
@@ -71,12 +75,13 @@ public sealed class DataCleaner(CleanOptions? options = null)
         }
         foreach (var filter in _options.Filters)
             if (filter.Check(text) is { } why) return (filter.Reason, why);
-        var key = TextNormalizer.ExactKey(text);
+        var normalized = TextNormalizer.Normalize(text);
+        var key = TextNormalizer.KeyOfNormalized(normalized);
         if (exactSeen is not null && exactSeen.TryGetValue(key, out var first))
             return ("exact_duplicate", $"same normalised text as {first.File}:{first.Line}");
         if (nearIndex is not null)
         {
-            var signature = nearIndex.Hasher.Signature(text);
+            var signature = nearIndex.Hasher.SignatureOfNormalized(normalized);
             if (nearIndex.FindNearDuplicate(signature) is { } match)
             {
                 var (file, line) = nearLocations[match.Id];

@@ -44,8 +44,11 @@ public sealed class MinHasher
     public MinHashOptions Options { get; }
 
     /// <summary>The signature of a raw text (normalised and shingled here).</summary>
-    public uint[] Signature(string text) =>
-        SignatureOfShingles(Shingler.Shingles(TextNormalizer.Normalize(text), Options.Unit, Options.ShingleSize));
+    public uint[] Signature(string text) => SignatureOfNormalized(TextNormalizer.Normalize(text));
+
+    /// <summary>The signature of a text already passed through <see cref="TextNormalizer.Normalize"/>.</summary>
+    public uint[] SignatureOfNormalized(string normalizedText) =>
+        SignatureOfShingles(Shingler.Shingles(normalizedText, Options.Unit, Options.ShingleSize));
 
     /// <summary>The signature of a shingle-hash set. An empty set gives all uint.MaxValue (similar only to another empty text).</summary>
     public uint[] SignatureOfShingles(IEnumerable<ulong> shingles)

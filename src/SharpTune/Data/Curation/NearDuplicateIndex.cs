@@ -9,7 +9,7 @@ namespace SharpTune.Data.Curation;
 /// estimated Jaccard ≥ <see cref="Threshold"/>. To keep memory near 2·k bytes per row, the low 16 bits of each
 /// signature value are stored for confirmation (b-bit MinHash, Li &amp; König 2010; chance agreement 2^-16 is
 /// negligible). At most <see cref="MaxComparisonsPerBucket"/> of the most recent members of a bucket are compared,
-/// which bounds the work when thousands of rows share one bucket.
+/// which bounds the work when thousands of rows share one bucket. Not thread-safe: use one index per thread.
 /// </summary>
 public sealed class NearDuplicateIndex
 {

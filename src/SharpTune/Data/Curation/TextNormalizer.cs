@@ -32,8 +32,11 @@ public static class TextNormalizer
     }
 
     /// <summary>A 128-bit hash of the normalised text (XxHash128), the key of exact deduplication.</summary>
-    public static UInt128 ExactKey(string text) =>
-        XxHash128.HashToUInt128(MemoryMarshal.AsBytes(Normalize(text).AsSpan()));
+    public static UInt128 ExactKey(string text) => KeyOfNormalized(Normalize(text));
+
+    /// <summary><see cref="ExactKey"/> of a text already passed through <see cref="Normalize"/>.</summary>
+    public static UInt128 KeyOfNormalized(string normalizedText) =>
+        XxHash128.HashToUInt128(MemoryMarshal.AsBytes(normalizedText.AsSpan()));
 
     private static void AppendFolded(StringBuilder sb, char c)
     {

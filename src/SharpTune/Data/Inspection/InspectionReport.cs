@@ -42,5 +42,11 @@ public sealed record InspectionReport
     public IReadOnlyList<RowNote> LeastRelevant { get; init; } = [];
 
     public required SizeVerdict Size { get; init; }
+
+    /// <summary>Rows the reader could not parse (set by the caller that read the file with <see cref="RejectPolicy.Record"/>).</summary>
+    public long MalformedRows { get; init; }
+
+    /// <summary>The first malformed rows, "file:line: reason: detail".</summary>
+    public IReadOnlyList<string> MalformedExamples { get; init; } = [];
     public LeakageReport? Leakage { get; init; }
 }

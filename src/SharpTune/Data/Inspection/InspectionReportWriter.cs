@@ -13,6 +13,7 @@ public static class InspectionReportWriter
         {
             ("Overview", [
                 $"source: {r.Source}", $"format: {r.Format.ToString().ToLowerInvariant()}", $"rows: {r.Count}",
+                $"malformed rows (not inspected): {r.MalformedRows}", .. r.MalformedExamples.Take(10).Select(e => "  " + e),
                 $"size verdict: {r.Size.Level} — {r.Size.Message}"]),
             ("Lengths", [
                 $"characters: min {r.Characters.Min}, median {r.Characters.Median}, p90 {r.Characters.P90}, p99 {r.Characters.P99}, max {r.Characters.Max}, mean {r.Characters.Mean:F1}",

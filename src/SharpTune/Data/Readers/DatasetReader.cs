@@ -2,7 +2,7 @@ namespace SharpTune.Data.Readers;
 
 /// <summary>
 /// Reads a dataset file or folder as a stream of <see cref="DataRow"/>s, choosing the reader by extension
-/// (<c>.jsonl</c>/<c>.json</c>/<c>.ndjson</c>, <c>.csv</c>, <c>.tsv</c>, <c>.parquet</c>) or, for a folder, reading
+/// (<c>.jsonl</c>/<c>.ndjson</c>, <c>.json</c> as JSON Lines or one array of objects, <c>.csv</c>, <c>.tsv</c>, <c>.parquet</c>) or, for a folder, reading
 /// every Parquet shard in it. Malformed rows throw or go to the <see cref="RejectLog"/> according to the policy;
 /// either way <see cref="RowsRead"/> counts them, so kept + rejected = read.
 /// </summary>
@@ -66,7 +66,8 @@ public sealed class DatasetReader
 
     private static IEnumerable<RowReadResult> ReadFile(string file) => Path.GetExtension(file).ToLowerInvariant() switch
     {
-        ".jsonl" or ".ndjson" or ".json" => JsonlRowReader.Read(file),
+        ".jsonl" or ".ndjson" => JsonlRowReader.Read(file),
+        ".json" => JsonArrayRowReader.LooksLikeArray(file) ? JsonArrayRowReader.Read(file) : JsonlRowReader.Read(file),
         ".csv" => CsvRowReader.Read(file),
         ".tsv" => CsvRowReader.Read(file, '\t'),
         ".parquet" => ParquetRowReader.Read(file),

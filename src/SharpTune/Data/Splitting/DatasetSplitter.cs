@@ -6,7 +6,8 @@ namespace SharpTune.Data.Splitting;
 /// Splits a dataset into train/validation/test. Near-duplicate clusters (MinHash + LSH) move as one unit, so no
 /// near-duplicate pair straddles two splits; with stratification each label is split on its own. Units are shuffled
 /// with the seed, placed largest first, each into the split furthest below its target (targets by largest remainder),
-/// so with singleton clusters every split holds each class's proportion to within one example.
+/// so with singleton clusters every split holds each class's proportion to within one example. A cluster whose
+/// members carry different labels is stratified under its first member's label.
 /// </summary>
 public static class DatasetSplitter
 {
