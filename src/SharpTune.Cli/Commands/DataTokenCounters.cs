@@ -1,5 +1,5 @@
-using Microsoft.ML.Tokenizers;
 using SharpTune.Data;
+using SharpTune.Tokenization;
 
 namespace SharpTune.Cli.Commands;
 
@@ -9,14 +9,8 @@ internal static class DataTokenCounters
     public static ITokenCounter For(string? modelDirectory)
     {
         if (modelDirectory is null) return WordTokenCounter.Instance;
-        var sentencePiece = Path.Combine(modelDirectory, "tokenizer.model");
-        if (File.Exists(sentencePiece))
-        {
-            using var stream = File.OpenRead(sentencePiece);
-            var tokenizer = LlamaTokenizer.Create(stream);
-            return new DelegateTokenCounter($"tokens ({Path.GetFileName(Path.TrimEndingDirectorySeparator(modelDirectory))})",
-                text => tokenizer.CountTokens(text));
-        }
-        throw new FileNotFoundException($"--model {modelDirectory}: no tokenizer.model found to count tokens with");
+        var tokenizer = HfTokenizer.FromDirectory(modelDirectory);
+        return new DelegateTokenCounter($"tokens ({Path.GetFileName(Path.TrimEndingDirectorySeparator(modelDirectory))})",
+            text => tokenizer.Encode(text, addSpecialTokens: true).Count);
     }
 }
