@@ -8,6 +8,7 @@ internal static class CommandRegistry
 {
     public static IEnumerable<Command> All() =>
     [
+        QuickstartCommand.Create(),
         InfoCommand.Create(),
         GenerateCommand.Create(),
         TrainCommand.Create(),
