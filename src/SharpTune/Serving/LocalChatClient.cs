@@ -4,7 +4,6 @@ using Microsoft.Extensions.AI;
 using SharpTune.Generation;
 using SharpTune.Models;
 using SharpTune.Peft;
-using SharpTune.Runtime;
 using SharpTune.Tokenization;
 
 namespace SharpTune.Serving;
@@ -31,51 +30,41 @@ public sealed class LocalChatClient : IChatClient
 
     /// <summary>Wraps an already-loaded model and tokenizer; the caller keeps ownership of the model.</summary>
     public LocalChatClient(CausalLanguageModel model, HfTokenizer tokenizer, LocalChatClientOptions? options = null, IPeftAdapter? adapter = null)
-        : this(model, tokenizer, options ?? new LocalChatClientOptions(), adapter, storedTemplate: null, defaultModelId: "local", ownsModel: false)
+        : this(model, tokenizer, options ?? new LocalChatClientOptions(), adapter,
+            LoadedModel.ResolveChatTemplate(tokenizer, adapterDir: null, builtInName: null), defaultModelId: "local", ownsModel: false)
     {
     }
 
     private LocalChatClient(CausalLanguageModel model, HfTokenizer tokenizer, LocalChatClientOptions options, IPeftAdapter? adapter,
-        ChatTemplate? storedTemplate, string defaultModelId, bool ownsModel)
+        ChatTemplate? resolvedTemplate, string defaultModelId, bool ownsModel)
     {
         generator = new TextGenerator(model, tokenizer);
         this.options = options;
         this.ownsModel = ownsModel;
         Adapter = adapter;
-        var template = options.ChatTemplate ?? storedTemplate
-            ?? (tokenizer.ChatTemplate is not null ? Tokenization.ChatTemplate.FromTokenizer(tokenizer) : null);
-        promptBuilder = new ChatPromptBuilder(tokenizer, template);
+        promptBuilder = new ChatPromptBuilder(tokenizer, options.ChatTemplate ?? resolvedTemplate);
         Metadata = new ChatClientMetadata("sharptune", providerUri: null, defaultModelId: options.ModelId ?? defaultModelId);
     }
 
     /// <summary>
-    /// Loads the model in <paramref name="modelDir"/> (config.json, safetensors, tokenizer.json) and, when given, the PEFT
-    /// adapter in <paramref name="adapterDir"/> on top of it.
+    /// Loads the model in <paramref name="modelDir"/> (a Hugging Face-layout folder, or a repo id already in the local hub
+    /// cache) and, when given, the PEFT adapter in <paramref name="adapterDir"/> on top of it, with the chat template
+    /// stored beside the adapter (as <c>sharptune train</c> writes it) unless the options override it.
     /// </summary>
     /// <exception cref="FileNotFoundException">A required file of the model or adapter folder is missing.</exception>
+    /// <exception cref="InvalidOperationException">The model folder has no tokenizer.json.</exception>
     public static LocalChatClient Load(string modelDir, string? adapterDir = null, LocalChatClientOptions? options = null)
     {
         options ??= new LocalChatClientOptions();
-        TorchRuntime.EnsureInitialised();
-        var tokenizer = HfTokenizer.FromDirectory(modelDir);
-        var model = PretrainedModel.Load(modelDir, options.Dtype is null ? null : ModelFactory.ParseDtype(options.Dtype), TorchRuntime.DefaultDevice);
+        var loaded = LoadedModel.Load(modelDir, adapterDir, options.Dtype is null ? null : ModelFactory.ParseDtype(options.Dtype));
         try
         {
-            IPeftAdapter? adapter = null;
-            ChatTemplate? stored = null;
-            if (adapterDir is not null)
-            {
-                adapter = PeftAdapters.Load(model, adapterDir, AdapterFiles.DefaultStore ?? SafetensorsAdapterStore.Instance);
-                model.eval();
-                if (TokenizerConfig.Read(adapterDir).ChatTemplate is { } source)
-                    stored = Tokenization.ChatTemplate.FromSource(source, tokenizer.BosToken, tokenizer.EosToken);
-            }
-            var id = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(adapterDir ?? modelDir)));
-            return new LocalChatClient(model, tokenizer, options, adapter, stored, id, ownsModel: true);
+            var id = Path.GetFileName(Path.TrimEndingDirectorySeparator(adapterDir is null ? loaded.ModelDirectory : Path.GetFullPath(adapterDir)));
+            return new LocalChatClient(loaded.Model, loaded.RequireTokenizer(), options, loaded.Adapter, loaded.ChatTemplate, id, ownsModel: true);
         }
         catch
         {
-            model.Dispose();
+            loaded.Dispose();
             throw;
         }
     }

@@ -43,6 +43,17 @@ public sealed class LocalChatClientPromptTests
     }
 
     [SharedAssetFact(Stories)]
+    public async Task A_user_message_through_a_template_equals_sharptune_generate_chat()
+    {
+        using var client = LocalChatClient.Load(TestAssets.Stories260K, options: new LocalChatClientOptions { ChatTemplate = ChatTemplate.BuiltIn("chatml") });
+        var response = await client.GetResponseAsync([new AIChatMessage(ChatRole.User, "Once upon a time")],
+            new ChatOptions { Temperature = 0.8f, Seed = 7, MaxOutputTokens = 20 });
+        var cli = SharpTuneCli.Generate("Once upon a time", "--chat", "--chat-template", "chatml", "--temperature", "0.8", "--seed", "7", "--max-tokens", "20");
+        Assert.True(response.Text.Length > 10, response.Text);
+        Assert.Equal(cli, response.Text);
+    }
+
+    [SharedAssetFact(Stories)]
     public void Without_a_template_a_conversation_becomes_a_role_transcript_that_stops_at_the_next_user_turn()
     {
         var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
@@ -75,7 +86,7 @@ public sealed class LocalChatClientPromptTests
         adapter.Inject(model);
         LoraTestSupport.Randomize(adapter, seed: 3);
         model.eval();
-        PeftAdapters.Save(adapter, dir.Path, TestAssets.Stories260K, SafetensorsAdapterStore.Instance);
+        PeftAdapters.Save(adapter, dir.Path, TestAssets.Stories260K);
         // A template that keeps only the message text, behind BOS: the prompt equals the raw prompt's ids.
         File.WriteAllText(dir.File("chat_template.jinja"), "{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}");
         var adaptedText = new TextGenerator(model, tokenizer).Generate(["Once upon a time"], greedy)[0].Text;

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.Extensions.AI;
 using SharpTune.Generation;
 using SharpTune.Models;
@@ -44,18 +43,7 @@ public sealed class LocalChatClientTests(Stories260KChatFixture fixture) : IClas
     private string ReferenceText(GenerationOptions options, params string[] stops) =>
         fixture.Reference.Generate([Prompt], options, stops)[0].Text;
 
-    private static string CliGenerate(params string[] args)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SharpTune.Cli.dll"));
-        foreach (var a in (string[])["generate", "--model", TestAssets.Stories260K, "--prompt", Prompt, .. args]) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"sharptune generate failed: {stderr.Result}");
-        return stdout.EndsWith('\n') ? stdout[..^1] : stdout;   // the CLI ends its output with one newline
-    }
+    private static string CliGenerate(params string[] args) => SharpTuneCli.Generate(Prompt, args);
 
     [SharedAssetFact(Stories)]
     public async Task Greedy_reply_equals_sharptune_generate_and_the_text_generator()
