@@ -19,5 +19,6 @@ internal static class CommandRegistry
         EstimateCommand.Create(),
         TokenizeCommand.Create(),
         DataCommand.Create(),
+        DashboardCommand.Create(),
     ];
 }
