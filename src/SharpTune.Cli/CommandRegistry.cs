@@ -15,5 +15,6 @@ internal static class CommandRegistry
         DownloadCommand.Create(),
         EstimateCommand.Create(),
         Commands.TokenizeCommand.Create(),
+        ServeCommand.Create(),
     ];
 }
