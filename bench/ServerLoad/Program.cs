@@ -50,7 +50,7 @@ Console.WriteLine($"server {url}, model {modelName}, max_tokens {maxTokens}, {En
         var perToken = clock.Elapsed.TotalSeconds / completion.Tokens.Count;
         if (perToken < best) { best = perToken; result = new GenerationResult(completion.PromptIds, completion.Tokens, completion.FinishReason); }
     }
-    Console.WriteLine($"library single stream (as sharptune generate): {1 / best:F1} tok/s ({result!.Tokens.Count} tokens)");
+    Console.WriteLine($"library single stream (as sharptune generate, prefill included): {1 / best:F1} tok/s ({result!.Tokens.Count} tokens)");
 }
 using (var client = new LoadClient(url, apiKey))
 {
