@@ -10,11 +10,14 @@ internal static class CommandRegistry
     [
         InfoCommand.Create(),
         GenerateCommand.Create(),
+        TrainCommand.Create(),
+        MergeCommand.Create(),
         ScoreCommand.Create(),
         LicenseCommand.Create(),
         DownloadCommand.Create(),
         EstimateCommand.Create(),
-        Commands.TokenizeCommand.Create(),
+        TokenizeCommand.Create(),
+        DataCommand.Create(),
         ServeCommand.Create(),
     ];
 }

@@ -23,9 +23,13 @@ internal static class GenerateCommand
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var noCache = new Option<bool>("--no-cache") { Description = "Recompute the whole sequence each step (debugging)" };
         var truncate = new Option<bool>("--truncate-prompt") { Description = "Drop the oldest prompt tokens when prompt + max tokens exceed the context" };
+        var adapter = new Option<string?>("--adapter") { Description = "Adapter folder (PEFT layout) to apply" };
+        var chat = new Option<bool>("--chat") { Description = "Send the prompt as one user message through the chat template (the adapter's, else the tokenizer's)" };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in template for --chat: chatml|llama-3|llama-2|zephyr" };
         var command = new Command("generate", "Generate a continuation of a prompt")
         {
             model, dtype, prompt, promptIds, printIds, maxTokens, temperature, topP, topK, repetition, seed, stop, noCache, truncate,
+            adapter, chat, chatTemplate,
         };
         command.SetAction(parse =>
         {
@@ -36,8 +40,9 @@ internal static class GenerateCommand
                 Console.Error.WriteLine("error: give exactly one of --prompt or --prompt-ids");
                 return 2;
             }
-            var dir = parse.GetValue(model)!;
-            using var lm = ModelOptions.Load(dir, parse.GetValue(dtype));
+            using var loaded = LoadedModel.Load(parse.GetValue(model)!, parse.GetValue(adapter), ModelOptions.ParseDtype(parse.GetValue(dtype)),
+                parse.GetValue(chatTemplate));
+            var lm = loaded.Model;
             var options = new GenerationOptions
             {
                 MaxNewTokens = parse.GetValue(maxTokens),
@@ -49,8 +54,7 @@ internal static class GenerateCommand
                 Overflow = parse.GetValue(truncate) ? ContextOverflow.TruncatePromptLeft : ContextOverflow.Error,
             };
             var useCache = !parse.GetValue(noCache);
-            var hasTokenizer = File.Exists(Path.Combine(dir, "tokenizer.json"));
-            if (ids is not null && (parse.GetValue(printIds) || !hasTokenizer))
+            if (ids is not null && (parse.GetValue(printIds) || loaded.Tokenizer is null))
             {
                 var promptTokens = ParseIds(ids);
                 var first = true;
@@ -64,9 +68,11 @@ internal static class GenerateCommand
                 Console.WriteLine();
                 return 0;
             }
-            var tokenizer = HfTokenizer.FromDirectory(dir);
-            var generator = new TextGenerator(lm, tokenizer);
-            IReadOnlyList<int> encoded = ids is not null ? ParseIds(ids) : tokenizer.Encode(text!, addSpecialTokens: true);
+            var tokenizer = loaded.RequireTokenizer();
+            var generator = loaded.CreateTextGenerator();
+            IReadOnlyList<int> encoded = ids is not null ? ParseIds(ids)
+                : parse.GetValue(chat) ? tokenizer.Encode(RequireTemplate(loaded).Render([new ChatMessage("user", text!)], addGenerationPrompt: true))
+                : tokenizer.Encode(text!, addSpecialTokens: true);
             var result = generator.GenerateFromIds([encoded], options, parse.GetValue(stop), (_, piece) =>
             {
                 if (parse.GetValue(printIds)) return;
@@ -80,6 +86,9 @@ internal static class GenerateCommand
         });
         return command;
     }
+
+    private static ChatTemplate RequireTemplate(LoadedModel loaded) => loaded.ChatTemplate ?? throw new InvalidOperationException(
+        "--chat needs a chat template: the model and adapter have none; pass --chat-template chatml|llama-3|llama-2|zephyr");
 
     private static int[] ParseIds(string ids) =>
         ids.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries).Select(s =>

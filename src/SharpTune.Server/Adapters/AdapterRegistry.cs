@@ -38,7 +38,7 @@ public sealed partial class AdapterRegistry(IAdapterActivator activator, HfToken
         var weightsPath = Path.Combine(directory, AdapterFiles.WeightsFileName);
         if (!File.Exists(weightsPath))
             throw new FileNotFoundException($"{weightsPath}: adapter weights file not found", weightsPath);
-        var weights = SafetensorsAdapterStore.Instance.Read(weightsPath);
+        var weights = AdapterFiles.DefaultStore.Read(weightsPath);
         var served = new ServedAdapter(name, Path.GetFullPath(directory), method, weights,
             ChatPromptFormat.StoredWithAdapter(directory, tokenizer));
         try

@@ -14,6 +14,8 @@ public static class ModelFactory
         ["GPT2LMHeadModel"] = c => new GPT2LMHeadModel(c),
     };
 
+    private static readonly object DefaultDtypeGate = new();
+
     public static IReadOnlyCollection<string> SupportedArchitectures => Architectures.Keys;
 
     /// <summary>Builds a randomly initialised model in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
@@ -22,18 +24,23 @@ public static class ModelFactory
         if (!Architectures.TryGetValue(config.Architecture, out var build))
             throw new NotSupportedException(
                 $"architecture '{config.Architecture}' is not supported; supported: {string.Join(", ", Architectures.Keys)}");
-        var previous = get_default_dtype();
-        set_default_dtype(dtype);   // parameters are born in the target dtype: no second full-size copy
-        try
+        // Parameters are born in the target dtype (no second full-size copy). The default dtype is process-wide,
+        // so creation is serialised and the default is touched only for non-fp32 models.
+        lock (DefaultDtypeGate)
         {
-            var model = build(config);
-            WeightInitializer.InitializeLikeHuggingFace(model);
-            if (device is not null && device.type != DeviceType.CPU) model.to(device);
-            return model;
-        }
-        finally
-        {
-            set_default_dtype(previous);
+            var previous = get_default_dtype();
+            if (dtype != previous) set_default_dtype(dtype);
+            try
+            {
+                var model = build(config);
+                WeightInitializer.InitializeLikeHuggingFace(model);
+                if (device is not null && device.type != DeviceType.CPU) model.to(device);
+                return model;
+            }
+            finally
+            {
+                if (dtype != previous) set_default_dtype(previous);
+            }
         }
     }
 

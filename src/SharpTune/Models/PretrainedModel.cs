@@ -41,7 +41,7 @@ public static class PretrainedModel
     public static void CopyCompanionFiles(string fromDir, string toDir)
     {
         string[] names = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-            "tokenizer.model", "README.md", "LICENSE", "LICENSE.txt", "chat_template.jinja"];
+            "tokenizer.model", "README.md", "LICENSE", "LICENSE.txt", "LICENSE.md", "USE_POLICY.md", "chat_template.jinja"];
         foreach (var name in names)
         {
             var source = Path.Combine(fromDir, name);

@@ -26,9 +26,7 @@ public static class AdapterFiles
     /// The store <see cref="PeftAdapters.Save"/> and <see cref="PeftAdapters.Load"/> use when none is passed:
     /// the safetensors implementation of SharpTune.IO.
     /// </summary>
-    public static IAdapterTensorStore? DefaultStore { get; set; }
+    public static IAdapterTensorStore DefaultStore { get; set; } = SafetensorsAdapterStore.Instance;
 
-    internal static IAdapterTensorStore Resolve(IAdapterTensorStore? store) =>
-        store ?? DefaultStore ?? throw new InvalidOperationException(
-            "no safetensors store is configured for adapter files: set AdapterFiles.DefaultStore or pass a store");
+    internal static IAdapterTensorStore Resolve(IAdapterTensorStore? store) => store ?? DefaultStore;
 }

@@ -210,3 +210,21 @@ public sealed class PeftAdapterFilesTests : IDisposable
         Assert.Contains("adapter_config.json", error.Message);
     }
 }
+
+public class SafetensorsAdapterStoreTests
+{
+    [Fact]
+    public void TheDefaultStoreWritesFilesTheIndependentReaderReadsBack()
+    {
+        using var dir = new SharpTune.Tests.Support.TempDir();
+        using var model = SharpTune.Tests.Support.TestModels.Create("llama");
+        var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig { R = 4, LoraAlpha = 8 });
+        adapter.Inject(model);
+        SharpTune.Peft.PeftAdapters.Save(adapter, dir.Path, "tiny-llama");
+        var expected = adapter.AdapterStateDict();
+        var read = F32SafetensorsStore.Instance.Read(Path.Combine(dir.Path, SharpTune.Peft.AdapterFiles.WeightsFileName));
+        Assert.Equal(expected.Keys.Order(), read.Keys.Order());
+        foreach (var (name, value) in expected)
+            Assert.True(value.allclose(read[name], rtol: 0, atol: 0), name);
+    }
+}

@@ -7,7 +7,6 @@ using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using SharpTune.Server;
-using SharpTune.Server.Adapters;
 using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
 using TorchSharp;
@@ -78,7 +77,7 @@ public sealed class ServerFixture : IAsyncLifetime
     public string Reference(IReadOnlyList<SharpTune.Tokenization.ChatMessage> messages, int maxTokens, string? adapter = null)
     {
         using var model = PretrainedModel.Load(ModelDir);
-        if (adapter is not null) PeftAdapters.Load(model, AdapterDir(adapter), SafetensorsAdapterStore.Instance);
+        if (adapter is not null) PeftAdapters.Load(model, AdapterDir(adapter));
         var tokenizer = HfTokenizer.FromDirectory(ModelDir);
         var ids = tokenizer.Encode(ChatPromptFormat.RenderTranscript(messages), addSpecialTokens: true);
         return new TextGenerator(model, tokenizer)
@@ -94,7 +93,7 @@ public sealed class ServerFixture : IAsyncLifetime
         using (torch.no_grad())
             foreach (var (key, tensor) in adapter.AdapterStateDict())
                 if (key.Contains("lora_B")) tensor.copy_(torch.randn_like(tensor) * 0.5);
-        PeftAdapters.Save(adapter, AdapterDir(name), BaseName, SafetensorsAdapterStore.Instance);
+        PeftAdapters.Save(adapter, AdapterDir(name), BaseName);
     }
 }
 

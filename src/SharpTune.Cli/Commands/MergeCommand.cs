@@ -1,0 +1,41 @@
+using TorchSharp;
+using System.CommandLine;
+using SharpTune.Advisors.License;
+using SharpTune.Models;
+using SharpTune.Peft;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>`sharptune merge`: folds a LoRA/DoRA adapter into full-precision base weights and writes HF layout.</summary>
+internal static class MergeCommand
+{
+    public static Command Create()
+    {
+        var model = ModelOptions.Model("Base model folder");
+        var adapter = new Option<string>("--adapter") { Description = "Adapter folder (PEFT layout)", Required = true };
+        var output = new Option<string>("--out") { Description = "Output folder for the merged model", Required = true };
+        var dtype = new Option<string?>("--dtype") { Description = "dtype to save (default: the base checkpoint's)" };
+        var command = new Command("merge", "Merge an adapter into the base model and save it in Hugging Face layout") { model, adapter, output, dtype };
+        command.SetAction(parse =>
+        {
+            var modelDir = parse.GetValue(model)!;
+            if (LicenseWarning.For(modelDir) is { } warning) Console.Error.WriteLine($"warning: {warning}");
+            var saveDtype = ModelOptions.ParseDtype(parse.GetValue(dtype));
+            // Merge in fp32 whatever the checkpoint's dtype: merging into reduced-precision weights loses the update.
+            using var lm = PretrainedModel.Load(modelDir, TorchSharp.torch.ScalarType.Float32);
+            var checkpointDtype = lm.Config.TorchDtype is { } name ? ModelFactory.ParseDtype(name) : TorchSharp.torch.ScalarType.Float32;
+            var loaded = PeftAdapters.Load(lm, parse.GetValue(adapter)!);
+            loaded.MergeAndUnload();
+            var target = saveDtype ?? checkpointDtype;
+            if (target != TorchSharp.torch.ScalarType.Float32) lm.to(target);
+            var outDir = parse.GetValue(output)!;
+            PretrainedModel.Save(lm, outDir);
+            PretrainedModel.CopyCompanionFiles(modelDir, outDir);
+            PretrainedModel.CopyCompanionFiles(parse.GetValue(adapter)!, outDir);   // the adapter's tokenizer/chat template win
+            Console.Error.WriteLine($"merged {loaded.PeftType} adapter into {outDir}");
+            Console.WriteLine(outDir);
+            return 0;
+        });
+        return command;
+    }
+}

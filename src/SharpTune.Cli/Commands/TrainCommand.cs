@@ -1,0 +1,87 @@
+using System.CommandLine;
+using SharpTune.Advisors.License;
+using SharpTune.Training;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>`sharptune train`: a YAML config and/or flags (flags win) → a run directory with RUN/final/.</summary>
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<string?>("--config") { Description = "YAML config (snake_case keys as in examples/*.yaml)" };
+        var model = new Option<string?>("--model") { Description = "Base model folder (or Hub repo id)" };
+        var data = new Option<string?>("--data") { Description = "Training data (JSONL: completion, chat, instruction or text)" };
+        var validation = new Option<string?>("--validation") { Description = "Validation data (default: hold out 10% of --data)" };
+        var method = new Option<string?>("--method") { Description = $"{string.Join("|", FineTuningMethods.Names)}" };
+        var output = new Option<string?>("--output") { Description = "Run directory (default runs/<name>)" };
+        var maxSteps = new Option<int?>("--max-steps") { Description = "Stop after N optimizer steps" };
+        var epochs = new Option<int?>("--epochs") { Description = "Passes over the training data" };
+        var lr = new Option<double?>("--lr") { Description = "Peak learning rate" };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in the run directory" };
+        var loraR = new Option<int?>("--lora-r") { Description = "LoRA rank" };
+        var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha" };
+        var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex, or all-linear" };
+        var batch = new Option<int?>("--batch-size") { Description = "Micro-batch size" };
+        var accumulation = new Option<int?>("--grad-accum") { Description = "Micro-batches per optimizer step" };
+        var seqLength = new Option<int?>("--max-seq-length") { Description = "Longest sequence in tokens" };
+        var dtype = new Option<string?>("--dtype") { Description = "f32 or bf16 compute for the base weights" };
+        var seed = new Option<long?>("--seed") { Description = "Random seed" };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "chatml|llama-3|llama-2|zephyr (overrides the tokenizer's)" };
+        var packing = new Option<bool?>("--packing") { Description = "Pack several examples per sequence (with a block-diagonal mask)" };
+        var patience = new Option<int?>("--early-stopping-patience") { Description = "Stop after N evaluations without improvement" };
+        var evalEvery = new Option<int?>("--eval-every") { Description = "Validate every N steps" };
+        var command = new Command("train", "Fine-tune a model (full, LoRA, DoRA) and write RUN_DIR/final/")
+        {
+            config, model, data, validation, method, output, maxSteps, epochs, lr, resume, loraR, loraAlpha, targets, batch,
+            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery,
+        };
+        command.SetAction(parse =>
+        {
+            var options = parse.GetValue(config) is { } path ? TrainingConfigFile.Load(path) : new TrainingOptions();
+            options = options with
+            {
+                Model = parse.GetValue(model) ?? options.Model,
+                Data = parse.GetValue(data) ?? options.Data,
+                Validation = parse.GetValue(validation) ?? options.Validation,
+                Method = parse.GetValue(method) ?? options.Method,
+                MaxSteps = parse.GetValue(maxSteps) ?? options.MaxSteps,
+                Epochs = parse.GetValue(epochs) ?? options.Epochs,
+                LearningRate = parse.GetValue(lr) ?? options.LearningRate,
+                LoraR = parse.GetValue(loraR) ?? options.LoraR,
+                LoraAlpha = parse.GetValue(loraAlpha) ?? options.LoraAlpha,
+                TargetModules = parse.GetValue(targets) ?? options.TargetModules,
+                MicroBatchSize = parse.GetValue(batch) ?? options.MicroBatchSize,
+                GradientAccumulation = parse.GetValue(accumulation) ?? options.GradientAccumulation,
+                MaxSeqLength = parse.GetValue(seqLength) ?? options.MaxSeqLength,
+                Dtype = parse.GetValue(dtype) ?? options.Dtype,
+                Seed = parse.GetValue(seed) ?? options.Seed,
+                ChatTemplate = parse.GetValue(chatTemplate) ?? options.ChatTemplate,
+                Packing = parse.GetValue(packing) ?? options.Packing,
+                EarlyStoppingPatience = parse.GetValue(patience) ?? options.EarlyStoppingPatience,
+                EvalEvery = parse.GetValue(evalEvery) ?? options.EvalEvery,
+            };
+            options = options with { Output = parse.GetValue(output) ?? (options.Output == new TrainingOptions().Output ? DefaultRunDir(options) : options.Output) };
+            if (options.Model.Length == 0 || options.Data.Length == 0)
+            {
+                Console.Error.WriteLine("error: --model and --data are required (on the command line or in --config)");
+                return 2;
+            }
+            if (Directory.Exists(options.Model) && LicenseWarning.For(options.Model) is { } warning)
+                Console.Error.WriteLine($"warning: {warning}");
+            var printer = new TrainingProgressPrinter();
+            var result = FineTuneJob.Run(options, parse.GetValue(resume), printer, Console.Error.WriteLine);
+            printer.EndLiveLine();
+            var t = result.Training;
+            Console.Error.WriteLine($"done: {t.StepsCompleted} steps, final train loss {t.FinalTrainLoss:F4}" +
+                (t.BestValidationLoss is { } best ? $", best validation loss {best:F4} at step {t.BestStep}" : "") +
+                (result.InitialValidationLoss is { } initial ? $" (before training {initial:F4})" : ""));
+            Console.WriteLine(result.FinalDirectory);
+            return 0;
+        });
+        return command;
+    }
+
+    private static string DefaultRunDir(TrainingOptions o) =>
+        Path.Combine("runs", $"{Path.GetFileName(Path.TrimEndingDirectorySeparator(o.Model))}-{o.Method}-{DateTime.Now:yyyyMMdd-HHmmss}");
+}

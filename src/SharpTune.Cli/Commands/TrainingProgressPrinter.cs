@@ -1,0 +1,51 @@
+using System.Globalization;
+using SharpTune.Training;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>
+/// Renders training progress on stderr: a single live line (step/total, loss, lr, tokens/s, ETA) on a terminal,
+/// one line per report otherwise; evaluations and messages always get their own line.
+/// </summary>
+internal sealed class TrainingProgressPrinter : IProgress<TrainingProgress>
+{
+    private readonly bool live = !Console.IsErrorRedirected;
+
+    public void Report(TrainingProgress p)
+    {
+        if (p.Message is not null)
+        {
+            EndLiveLine();
+            Console.Error.WriteLine(p.Message);
+            return;
+        }
+        var line = string.Create(CultureInfo.InvariantCulture,
+            $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  acc {p.TokenAccuracy:P1}  lr {p.LearningRate:0.###e+0}  " +
+            $"grad {p.GradNorm:F2}  {p.TokensPerSecond:N0} tok/s  ETA {Format(p.Eta)}");
+        if (p.ValidationLoss is { } val)
+        {
+            EndLiveLine();
+            Console.Error.WriteLine(line + string.Create(CultureInfo.InvariantCulture, $"  val_loss {val:F4}  val_acc {p.ValidationAccuracy:P1}"));
+        }
+        else if (live)
+        {
+            Console.Error.Write("\r" + line.PadRight(Math.Max(line.Length, 110)));
+            liveLineOpen = true;
+        }
+        else
+        {
+            Console.Error.WriteLine(line);
+        }
+    }
+
+    private bool liveLineOpen;
+
+    public void EndLiveLine()
+    {
+        if (!liveLineOpen) return;
+        Console.Error.WriteLine();
+        liveLineOpen = false;
+    }
+
+    private static string Format(TimeSpan? t) => t is { } v ? v.ToString(v.TotalHours >= 1 ? @"h\:mm\:ss" : @"m\:ss") : "?";
+}

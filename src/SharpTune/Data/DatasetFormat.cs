@@ -1,0 +1,23 @@
+namespace SharpTune.Data;
+
+/// <summary>The training formats SharpTune reads; each maps to one <see cref="TrainingExample"/> record type.</summary>
+public enum DatasetFormat
+{
+    /// <summary><c>{"prompt","completion"}</c> → <see cref="CompletionExample"/>.</summary>
+    Completion,
+
+    /// <summary>OpenAI fine-tuning chat: <c>{"messages":[{"role","content","weight"?}]}</c> → <see cref="ChatExample"/>.</summary>
+    Chat,
+
+    /// <summary>Alpaca: <c>{"instruction","input"?,"output"}</c> → <see cref="InstructionExample"/>.</summary>
+    Instruction,
+
+    /// <summary>Plain text for continued pre-training: <c>{"text"}</c> → <see cref="TextExample"/>.</summary>
+    Text,
+
+    /// <summary><c>{"text","label"}</c> → <see cref="ClassificationExample"/>.</summary>
+    Classification,
+
+    /// <summary><c>{"prompt","chosen","rejected"}</c> or OpenAI's <c>{"input":{"messages"},"preferred_output","non_preferred_output"}</c> → <see cref="PreferenceExample"/>.</summary>
+    Preference,
+}

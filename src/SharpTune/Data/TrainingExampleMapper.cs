@@ -1,0 +1,120 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Data;
+
+/// <summary>
+/// Maps a <see cref="DataRow"/> to the typed <see cref="TrainingExample"/> of a format, checking every field it needs;
+/// a missing or mistyped field is a <see cref="DataFormatException"/> naming file, line and field.
+/// </summary>
+public static class TrainingExampleMapper
+{
+    /// <summary>Maps <paramref name="row"/> as <paramref name="format"/>.</summary>
+    public static TrainingExample Map(DataRow row, DatasetFormat format) => format switch
+    {
+        DatasetFormat.Completion => new CompletionExample(Text(row, "prompt"), Text(row, "completion")),
+        DatasetFormat.Chat => new ChatExample(Messages(row, row.Fields["messages"], "messages")),
+        DatasetFormat.Instruction => new InstructionExample(Text(row, "instruction"), OptionalText(row, "input"), Text(row, "output")),
+        DatasetFormat.Text => new TextExample(Text(row, "text")),
+        DatasetFormat.Classification => new ClassificationExample(Text(row, "text"), Label(row)),
+        DatasetFormat.Preference => Preference(row),
+        _ => throw new ArgumentOutOfRangeException(nameof(format), format, null),
+    };
+
+    /// <summary>Maps with the format the row's own fields suggest.</summary>
+    public static TrainingExample Map(DataRow row) =>
+        Map(row, DatasetFormatDetector.Detect(row.Fields) ?? throw new DataFormatException(row.SourceFile, row.LineNumber,
+            null, "unknown_format", $"no training format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]"));
+
+    private static PreferenceExample Preference(DataRow row)
+    {
+        if (row.Fields.ContainsKey("chosen") && !row.Fields.ContainsKey("preferred_output"))
+        {
+            var prompt = row.Fields["prompt"] is JsonArray promptTurns
+                ? Messages(row, promptTurns, "prompt")
+                : [new ChatTurn("user", Text(row, "prompt"))];
+            return new PreferenceExample(prompt, Answer(row, "chosen"), Answer(row, "rejected"));
+        }
+        var input = row.Fields["input"] as JsonObject
+            ?? throw Error(row, "input", "wrong_type", $"expected an object {{\"messages\": [...]}}, found {Kind(row.Fields["input"])}");
+        var preferred = row.Fields.ContainsKey("preferred_output") ? "preferred_output" : "preferred_completion";
+        var nonPreferred = row.Fields.ContainsKey("non_preferred_output") ? "non_preferred_output" : "non_preferred_completion";
+        return new PreferenceExample(Messages(row, input["messages"], "input.messages"), Answer(row, preferred), Answer(row, nonPreferred));
+    }
+
+    private static IReadOnlyList<ChatTurn> Answer(DataRow row, string field) => row.Fields[field] switch
+    {
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => [new ChatTurn("assistant", v.GetValue<string>())],
+        var node => Messages(row, node, field),
+    };
+
+    private static IReadOnlyList<ChatTurn> Messages(DataRow row, JsonNode? node, string field)
+    {
+        // CSV cells hold JSON as text; accept a string that parses to the expected array.
+        if (node is JsonValue text && text.GetValueKind() == JsonValueKind.String)
+        {
+            try { node = JsonNode.Parse(text.GetValue<string>()); }
+            catch (JsonException) { throw Error(row, field, "wrong_type", "expected an array of messages, found a string that is not JSON"); }
+        }
+        if (node is not JsonArray array)
+            throw Error(row, field, node is null ? "missing_field" : "wrong_type", $"expected an array of messages, found {Kind(node)}");
+        if (array.Count == 0) throw Error(row, field, "empty_field", "expected at least one message, found an empty array");
+        var turns = new List<ChatTurn>(array.Count);
+        for (int i = 0; i < array.Count; i++)
+        {
+            var path = $"{field}[{i}]";
+            if (array[i] is not JsonObject message) throw Error(row, path, "wrong_type", $"expected a message object, found {Kind(array[i])}");
+            var role = StringAt(row, message, "role", path);
+            if (role.Length == 0) throw Error(row, path + ".role", "empty_field", "expected a role (system, user, assistant or tool)");
+            var content = StringAt(row, message, "content", path);
+            int? weight = null;
+            if (message["weight"] is JsonNode w)
+            {
+                if (w is not JsonValue wv || !wv.TryGetValue<int>(out var weightValue) && !TryIntegralDouble(wv, out weightValue)
+                    || weightValue is not (0 or 1))
+                    throw Error(row, path + ".weight", "wrong_type", $"expected 0 or 1, found {w.ToJsonString()}");
+                weight = weightValue;
+            }
+            turns.Add(new ChatTurn(role, content, weight));
+        }
+        return turns;
+    }
+
+    private static bool TryIntegralDouble(JsonValue value, out int result)
+    {
+        result = 0;
+        if (!value.TryGetValue<double>(out var d) || d != Math.Floor(d)) return false;
+        result = (int)d;
+        return true;
+    }
+
+    private static string StringAt(DataRow row, JsonObject obj, string key, string path) => obj[key] switch
+    {
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
+        null => throw Error(row, $"{path}.{key}", "missing_field", "expected a string, found nothing"),
+        var other => throw Error(row, $"{path}.{key}", "wrong_type", $"expected a string, found {Kind(other)}"),
+    };
+
+    private static string Text(DataRow row, string field) => row.Fields[field] switch
+    {
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
+        null when !row.Fields.ContainsKey(field) => throw Error(row, field, "missing_field", "expected a string, found no such field"),
+        var other => throw Error(row, field, "wrong_type", $"expected a string, found {Kind(other)}"),
+    };
+
+    private static string OptionalText(DataRow row, string field) =>
+        row.Fields[field] is null ? "" : Text(row, field);
+
+    private static string Label(DataRow row) => row.Fields["label"] switch
+    {
+        JsonValue v when v.GetValueKind() is JsonValueKind.String => v.GetValue<string>(),
+        JsonValue v when v.GetValueKind() is JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False => v.ToJsonString(),
+        var other => throw Error(row, "label", other is null ? "missing_field" : "wrong_type",
+            $"expected a string or number label, found {Kind(other)}"),
+    };
+
+    private static string Kind(JsonNode? node) => node is null ? "null" : node.GetValueKind().ToString().ToLowerInvariant();
+
+    private static DataFormatException Error(DataRow row, string field, string reason, string detail) =>
+        new(row.SourceFile, row.LineNumber, field, reason, detail);
+}

@@ -1,0 +1,67 @@
+using SharpTune.Hub;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Runtime;
+using SharpTune.Tokenization;
+using static TorchSharp.torch;
+
+namespace SharpTune.Generation;
+
+/// <summary>
+/// A model ready for inference: weights, tokenizer, the chat template training used (an adapter folder's
+/// chat_template.jinja wins over the tokenizer's), and the adapter if one was given.
+/// </summary>
+public sealed class LoadedModel : IDisposable
+{
+    public const string ChatTemplateFileName = "chat_template.jinja";
+
+    private LoadedModel(CausalLanguageModel model, HfTokenizer? tokenizer, ChatTemplate? chatTemplate, IPeftAdapter? adapter, string modelDir)
+    {
+        Model = model;
+        Tokenizer = tokenizer;
+        ChatTemplate = chatTemplate;
+        Adapter = adapter;
+        ModelDirectory = modelDir;
+    }
+
+    public CausalLanguageModel Model { get; }
+    public HfTokenizer? Tokenizer { get; }
+    public ChatTemplate? ChatTemplate { get; }
+    public IPeftAdapter? Adapter { get; }
+    public string ModelDirectory { get; }
+
+    /// <summary>The tokenizer, or a clear error for models shipped without one.</summary>
+    public HfTokenizer RequireTokenizer() => Tokenizer ?? throw new InvalidOperationException(
+        $"{ModelDirectory} has no tokenizer.json: pass token ids instead of text");
+
+    /// <summary>Loads <paramref name="modelOrRepoId"/> (+ adapter) in <paramref name="dtype"/> (null = the checkpoint's).</summary>
+    public static LoadedModel Load(string modelOrRepoId, string? adapterDir = null, ScalarType? dtype = null, string? chatTemplateName = null)
+    {
+        TorchRuntime.EnsureInitialised();
+        var modelDir = ModelLocator.Resolve(modelOrRepoId);
+        var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice);
+        IPeftAdapter? adapter = null;
+        if (adapterDir is not null)
+        {
+            adapter = PeftAdapters.Load(model, adapterDir);
+            model.eval();
+        }
+        var tokenizerDir = adapterDir is not null && File.Exists(Path.Combine(adapterDir, "tokenizer.json")) ? adapterDir : modelDir;
+        var tokenizer = File.Exists(Path.Combine(tokenizerDir, "tokenizer.json")) ? HfTokenizer.FromDirectory(tokenizerDir) : null;
+        return new LoadedModel(model, tokenizer, ResolveChatTemplate(tokenizer, adapterDir, chatTemplateName), adapter, modelDir);
+    }
+
+    /// <summary>A named built-in template, else the adapter's stored one, else the tokenizer's, else none.</summary>
+    public static ChatTemplate? ResolveChatTemplate(HfTokenizer? tokenizer, string? adapterDir, string? builtInName)
+    {
+        if (builtInName is not null) return ChatTemplate.BuiltIn(builtInName);
+        var stored = adapterDir is null ? null : Path.Combine(adapterDir, ChatTemplateFileName);
+        if (stored is not null && File.Exists(stored))
+            return ChatTemplate.FromSource(File.ReadAllText(stored), tokenizer?.BosToken, tokenizer?.EosToken);
+        return tokenizer?.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
+    }
+
+    public TextGenerator CreateTextGenerator() => new(Model, RequireTokenizer());
+
+    public void Dispose() => Model.Dispose();
+}

@@ -1,0 +1,104 @@
+using SharpTune.Data;
+using SharpTune.Data.Readers;
+using SharpTune.Hub;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Runtime;
+using SharpTune.Tokenization;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>The outcome of a fine-tuning run.</summary>
+public sealed record FineTuneResult(
+    TrainingResult Training,
+    TokenizationReport TrainData,
+    TokenizationReport? ValidationData,
+    ParameterSummary Parameters,
+    string FinalDirectory,
+    double? InitialValidationLoss);
+
+/// <summary>
+/// The supervised fine-tuning recipe, end to end: model and tokenizer, data (read, map, split, tokenize), method
+/// (full or an adapter), trainer, and the final model or adapter in Hugging Face / PEFT layout with its tokenizer and
+/// chat template beside it (so generate, eval and serve render prompts exactly as training did).
+/// </summary>
+public static class FineTuneJob
+{
+    public const string ChatTemplateFileName = Generation.LoadedModel.ChatTemplateFileName;
+
+    public static FineTuneResult Run(TrainingOptions options, bool resume = false, IProgress<TrainingProgress>? progress = null,
+        Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        TorchRuntime.EnsureInitialised();
+        var modelDir = ModelLocator.Resolve(options.Model);
+        Directory.CreateDirectory(options.Output);
+        TrainingConfigFile.Save(options, Path.Combine(options.Output, "config.yaml"));
+
+        var tokenizer = HfTokenizer.FromDirectory(modelDir);
+        var chatTemplate = options.ChatTemplate is { } name ? ChatTemplate.BuiltIn(name)
+            : tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
+        var sft = new SftTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop", options.CompletionOnlyLoss);
+
+        var (trainExamples, validationExamples) = ReadData(options);
+        var (train, trainReport) = sft.TokenizeAll(trainExamples);
+        var (validation, validationReport) = sft.TokenizeAll(validationExamples);
+        log?.Invoke($"train data: {trainReport}");
+        log?.Invoke($"validation data: {validationReport}");
+        if (train.Count == 0) throw new InvalidDataException($"{options.Data}: no usable training examples ({trainReport})");
+
+        var dtype = ModelFactory.ParseDtype(options.Dtype);
+        using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice);
+        var adapter = FineTuningMethods.CreateAdapter(options);
+        IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
+        if (adapter is null)
+        {
+            foreach (var p in model.parameters()) p.requires_grad = true;
+            trainable = model.named_parameters().Select(p => (p.name, p.parameter)).ToArray();
+        }
+        else
+        {
+            adapter.Inject(model);
+            trainable = adapter.TrainableParameters;
+        }
+        var parameters = ParameterSummary.Of(model);
+        log?.Invoke($"method {options.Method}: {parameters}");
+
+        void SaveModel(string dir)
+        {
+            if (adapter is null) PretrainedModel.Save(model, dir);
+            else PeftAdapters.Save(adapter, dir, Path.GetFullPath(modelDir));
+            PretrainedModel.CopyCompanionFiles(modelDir, dir);
+            if (chatTemplate is not null) File.WriteAllText(Path.Combine(dir, ChatTemplateFileName), chatTemplate.Source);
+        }
+
+        var trainer = new Trainer(model, trainable, options, SaveModel);
+        double? initialValidationLoss = null;
+        if (validation.Count > 0 && !resume)
+            initialValidationLoss = trainer.Evaluate(validation, model.Device).Loss;
+        var result = trainer.Train(train, validation, resume, progress, cancellationToken);
+        return new FineTuneResult(result, trainReport, validation.Count > 0 ? validationReport : null, parameters,
+            Path.Combine(options.Output, "final"), initialValidationLoss);
+    }
+
+    /// <summary>Training and validation examples: the validation file, or a seeded hold-out of the training data.</summary>
+    public static (IReadOnlyList<TrainingExample> Train, IReadOnlyList<TrainingExample> Validation) ReadData(TrainingOptions options)
+    {
+        var train = ReadExamples(options.Data);
+        if (options.Validation is { } validationPath)
+            return (train, ReadExamples(validationPath));
+        if (options.ValidationFraction <= 0 || train.Count < 2) return (train, []);
+        var order = Enumerable.Range(0, train.Count).ToArray();
+        new Random(unchecked((int)options.Seed)).Shuffle(order);
+        var held = Math.Max(1, (int)Math.Round(train.Count * options.ValidationFraction));
+        return (order.Skip(held).Select(i => train[i]).ToArray(), order.Take(held).Select(i => train[i]).ToArray());
+    }
+
+    private static List<TrainingExample> ReadExamples(string path)
+    {
+        var rows = new DatasetReader().Read(path).ToList();
+        if (rows.Count == 0) throw new InvalidDataException($"{path}: no rows");
+        var format = DatasetFormatDetector.Detect(rows);
+        return rows.Select(r => TrainingExampleMapper.Map(r, format)).ToList();
+    }
+}

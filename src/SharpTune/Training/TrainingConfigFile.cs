@@ -1,0 +1,29 @@
+using YamlDotNet.Core;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace SharpTune.Training;
+
+/// <summary>Reads and writes <see cref="TrainingOptions"/> as YAML with snake_case keys (one key per option).</summary>
+public static class TrainingConfigFile
+{
+    public static TrainingOptions Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"config file not found: {path}", path);
+        var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
+        try
+        {
+            return deserializer.Deserialize<TrainingOptions>(File.ReadAllText(path)) ?? new TrainingOptions();
+        }
+        catch (YamlException e)
+        {
+            var detail = e.InnerException?.Message ?? e.Message;
+            throw new InvalidDataException($"{path}:{e.Start.Line}:{e.Start.Column}: {detail}", e);
+        }
+    }
+
+    public static string ToYaml(TrainingOptions options) =>
+        new SerializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build().Serialize(options);
+
+    public static void Save(TrainingOptions options, string path) => File.WriteAllText(path, ToYaml(options));
+}

@@ -1,0 +1,86 @@
+using System.Text.Json.Nodes;
+using SharpTune.Generation;
+using SharpTune.Peft;
+using SharpTune.Tests.Support;
+using SharpTune.Training;
+
+namespace SharpTune.Tests.Training;
+
+public class FineTuneJobTests
+{
+    private static string WriteData(string dir)
+    {
+        var path = Path.Combine(dir, "train.jsonl");
+        string[] names = ["Lily", "Tom", "Ben", "Sue"];
+        string[] things = ["ball", "cat", "tree", "cake"];
+        File.WriteAllLines(path, Enumerable.Range(0, 32).Select(i =>
+            new JsonObject
+            {
+                ["prompt"] = $"Once upon a time, {names[i % 4]} had a",
+                ["completion"] = $" {things[i / 4 % 4]}. {names[i % 4]} loved the {things[i / 4 % 4]}.",
+            }.ToJsonString()));
+        return path;
+    }
+
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData("lora")]
+    [InlineData("full")]
+    public void FineTuningLowersValidationLossAndWritesTheFinalModel(string method)
+    {
+        using var dir = new TempDir();
+        var options = new TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = WriteData(dir.Path), Output = Path.Combine(dir.Path, "run"), Method = method,
+            MaxSteps = 12, LearningRate = method == "full" ? 2e-3 : 1e-2, MicroBatchSize = 4, EvalEvery = 6, SaveEvery = 6,
+            TargetModules = "all-linear", ValidationFraction = 0.25,
+        };
+        var result = FineTuneJob.Run(options);
+        Assert.NotNull(result.InitialValidationLoss);
+        Assert.True(result.Training.BestValidationLoss < result.InitialValidationLoss * 0.6,
+            $"validation loss {result.InitialValidationLoss} → {result.Training.BestValidationLoss}");
+        Assert.Equal(24, result.TrainData.Examples);
+        Assert.True(File.Exists(Path.Combine(options.Output, "config.yaml")));
+        var final = result.FinalDirectory;
+        Assert.True(File.Exists(Path.Combine(final, "tokenizer.json")));
+        if (method == "full")
+        {
+            Assert.True(File.Exists(Path.Combine(final, "config.json")));
+            Assert.True(File.Exists(Path.Combine(final, "model.safetensors")));
+            using var reloaded = LoadedModel.Load(final);
+            Assert.Equal(260_032, reloaded.Model.parameters().Sum(p => p.numel()));
+        }
+        else
+        {
+            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(final, AdapterFiles.ConfigFileName)))!;
+            Assert.Equal("LORA", config["peft_type"]!.GetValue<string>());
+            using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);
+            Assert.NotNull(loaded.Adapter);
+            var text = loaded.CreateTextGenerator().Generate(["Once upon a time, Tom had a"],
+                new GenerationOptions { MaxNewTokens = 6, Temperature = 0 })[0].Text;
+            Assert.Matches(@"^ (ball|cat|tree|cake)\.", text);
+        }
+    }
+
+    [Fact]
+    public void YamlConfigMapsOntoOptionsAndUnknownKeysAreErrorsWithALine()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.yaml");
+        File.WriteAllText(path, "model: models/base\ndata: data/train.jsonl\nmethod: dora\nlora_r: 16\nmicro_batch_size: 2\nlearning_rate: 0.0003\npacking: true\n");
+        var options = TrainingConfigFile.Load(path);
+        Assert.Equal(("models/base", "data/train.jsonl", "dora", 16, 2, 3e-4, true),
+            (options.Model, options.Data, options.Method, options.LoraR, options.MicroBatchSize, options.LearningRate, options.Packing));
+        Assert.Equal(options, TrainingConfigFile.Load(WriteBack(options, dir.File("round.yaml"))));
+
+        File.WriteAllText(path, "model: m\nlearnin_rate: 0.1\n");
+        var error = Assert.Throws<InvalidDataException>(() => TrainingConfigFile.Load(path));
+        Assert.Contains("config.yaml:2", error.Message);
+        Assert.Contains("learnin_rate", error.Message);
+    }
+
+    private static string WriteBack(TrainingOptions options, string path)
+    {
+        TrainingConfigFile.Save(options, path);
+        return path;
+    }
+}
