@@ -7,7 +7,8 @@ namespace SharpTune.Server.Engine;
 
 /// <summary>
 /// A batch of rows decoded together with one KV cache, advanced one token per <see cref="Step"/> so the engine can
-/// interleave batches, admit new requests and drop cancelled rows between steps. Rows are left-padded as in
+/// admit new requests and drop cancelled rows between steps. After its first step (the prompt) a new batch is merged
+/// into the running one by <see cref="Combine"/> (continuous batching), which also drops finished requests. Rows are left-padded as in
 /// <see cref="TokenGenerator"/> (same positions and masks, so a lone request decodes exactly as the library does); each
 /// request samples with its own settings and generator, and each row ends on its own (EOS, stop string, its own
 /// max_tokens, or cancellation) without holding the others.
@@ -41,6 +42,21 @@ internal sealed class DecodeBatch : IDisposable
     private readonly bool[,] real;
     private int length;   // columns filled so far
     private int start;    // first column not yet in the cache
+    private bool handedOver;   // rows and samplers moved into a combined batch
+
+    private DecodeBatch(CausalLanguageModel model, HashSet<int> eos, Row[] rows, RequestSlot[] slots, KvCache cache,
+        long[,] ids, bool[,] real, int length, int start)
+    {
+        this.model = model;
+        this.eos = eos;
+        this.rows = rows;
+        this.slots = slots;
+        this.cache = cache;
+        this.ids = ids;
+        this.real = real;
+        this.length = length;
+        this.start = start;
+    }
 
     public DecodeBatch(CausalLanguageModel model, HfTokenizer tokenizer, IReadOnlySet<int> eosIds, IReadOnlyList<InferenceRequest> requests)
     {
@@ -80,6 +96,12 @@ internal sealed class DecodeBatch : IDisposable
 
     /// <summary>Rows still decoding.</summary>
     public int LiveRows => rows.Count(r => !r.Done);
+
+    /// <summary>True once the prompt has been through the model (the batch can then be combined with others).</summary>
+    public bool Prefilled => start > 0;
+
+    /// <summary>Rows of requests that have ended (they still occupy the cache until the batch is combined).</summary>
+    public int FinishedRequestRows => slots.Where(s => s.RowsLeft == 0).Sum(s => s.Request.Rows);
 
     /// <summary>True once every row has ended.</summary>
     public bool Finished => rows.All(r => r.Done);
@@ -141,7 +163,75 @@ internal sealed class DecodeBatch : IDisposable
     public void Dispose()
     {
         cache.Dispose();
-        foreach (var slot in slots) slot.Sampler.Dispose();
+        if (!handedOver)
+            foreach (var slot in slots) slot.Sampler.Dispose();
+    }
+
+    /// <summary>
+    /// One batch holding the live requests of <paramref name="batches"/> (all prefilled, same model state): each row's
+    /// cached keys/values and tokens are copied, left-padded to the longest, so every row continues exactly where it
+    /// was (positions count real tokens only and padding is masked). Finished requests are dropped. The inputs must be
+    /// disposed afterwards; their rows and samplers now belong to the result.
+    /// </summary>
+    public static DecodeBatch Combine(IReadOnlyList<DecodeBatch> batches)
+    {
+        var first = batches[0];
+        var kept = batches.SelectMany(b => b.slots.Where(s => s.RowsLeft > 0).Select(s => (Batch: b, Slot: s))).ToList();
+        var cached = batches.Max(b => b.start);                         // columns already in the caches
+        var remaining = kept.SelectMany(k => Enumerable.Range(k.Slot.FirstRow, k.Slot.Request.Rows)
+            .Select(r => k.Slot.Request.MaxTokens - k.Batch.rows[r].Generated)).DefaultIfEmpty(1).Max();
+        var capacity = cached + 1 + Math.Max(1, remaining);
+        var rowCount = kept.Sum(k => k.Slot.Request.Rows);
+        var ids = new long[rowCount, capacity];
+        var real = new bool[rowCount, capacity];
+        var rows = new List<Row>();
+        var slots = new List<RequestSlot>();
+        var cache = new KvCache(first.model.Config, Math.Max(1, rowCount), capacity, first.model.WeightDtype, first.model.Device);
+        foreach (var (batch, slot) in kept)
+        {
+            slots.Add(new RequestSlot(slot.Request, rows.Count, slot.Sampler) { RowsLeft = slot.RowsLeft });
+            var shift = cached - batch.start;
+            for (var r = slot.FirstRow; r < slot.FirstRow + slot.Request.Rows; r++)
+            {
+                for (var c = 0; c <= batch.start; c++)   // the cached columns and the pending (last sampled) one
+                {
+                    ids[rows.Count, shift + c] = batch.ids[r, c];
+                    real[rows.Count, shift + c] = batch.real[r, c];
+                }
+                rows.Add(batch.rows[r]);
+            }
+        }
+        using (var noGrad = no_grad())
+            for (var layer = 0; layer < first.model.Config.NumLayers && rowCount > 0; layer++)
+            {
+                using var scope = NewDisposeScope();
+                var keys = new List<Tensor>();
+                var values = new List<Tensor>();
+                foreach (var group in kept.GroupBy(k => k.Batch))
+                {
+                    var batch = group.Key;
+                    var (k, v) = batch.StoredKeysValues(layer);                                  // (B, nkv, start, hd)
+                    var index = tensor(group.SelectMany(g => Enumerable.Range(g.Slot.FirstRow, g.Slot.Request.Rows))
+                        .Select(r => (long)r).ToArray(), device: k.device);
+                    var pad = cached - batch.start;
+                    keys.Add(nn.functional.pad(k.index_select(0, index), [0, 0, pad, 0]));    // left-pad the time axis
+                    values.Add(nn.functional.pad(v.index_select(0, index), [0, 0, pad, 0]));
+                }
+                cache.Update(layer, cat(keys, 0), cat(values, 0));
+            }
+        cache.Advance(cached);
+        foreach (var batch in batches) batch.handedOver = true;
+        foreach (var batch in batches)
+            foreach (var slot in batch.slots.Where(s => s.RowsLeft == 0)) slot.Sampler.Dispose();
+        return new DecodeBatch(first.model, first.eos, rows.ToArray(), slots.ToArray(), cache, ids, real, cached + 1, cached);
+    }
+
+    /// <summary>The keys/values cached so far for <paramref name="layer"/>: a zero-length update returns them as views.</summary>
+    private (Tensor Keys, Tensor Values) StoredKeysValues(int layer)
+    {
+        var config = model.Config;
+        using var empty = zeros([cache.BatchSize, config.NumKeyValueHeads, 0, config.HeadDim], model.WeightDtype, model.Device);
+        return cache.Update(layer, empty, empty);
     }
 
     private void Accept(Row row, int token)

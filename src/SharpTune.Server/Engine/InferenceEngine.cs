@@ -7,9 +7,9 @@ namespace SharpTune.Server.Engine;
 /// <summary>
 /// Owns the model on one thread (a TorchSharp module is not safe to use from two threads at once). Requests wait in a
 /// bounded FIFO queue; between decode steps the thread admits the requests at the head of the queue that fit (same
-/// adapter as the running batches, rows left under <see cref="ServerOptions.MaxBatchSize"/>) as a new batch, then advances
-/// every running batch by one token. So a request never waits for another to finish, and requests arriving together
-/// decode together. A request for another adapter waits at the head until the running batches drain, then the adapter
+/// adapter as the running batch, rows left under <see cref="ServerOptions.MaxBatchSize"/>) as a new batch, runs their
+/// prompts, and merges them into the running batch (continuous batching). So a request never waits for another to
+/// finish, and every live row advances in one forward pass per token. A request for another adapter waits at the head until the running batches drain, then the adapter
 /// is switched: requests keep their arrival order and none starves.
 /// </summary>
 public sealed class InferenceEngine : IDisposable
@@ -73,12 +73,18 @@ public sealed class InferenceEngine : IDisposable
                 Admit();
                 foreach (var batch in batches.ToArray())
                 {
-                    try { batch.Step(); }
+                    try
+                    {
+                        var rows = batch.LiveRows;
+                        batch.Step();
+                        metrics.StepRows(rows);
+                    }
                     catch (Exception e) { batch.Fail(e); }
                     if (!batch.Finished) continue;
                     batches.Remove(batch);
                     batch.Dispose();
                 }
+                CombineBatches();
                 activeRows = batches.Sum(b => b.LiveRows);
                 activeBatches = batches.Count;
             }
@@ -98,6 +104,34 @@ public sealed class InferenceEngine : IDisposable
                 if (item is InferenceRequest request) request.Events.Writer.TryComplete(shutdown);
                 else if (item is ControlItem control) control.Completion.TrySetException(shutdown);
             }
+        }
+    }
+
+    /// <summary>
+    /// Merges the running batches into one (continuous batching: a request admitted between steps decodes in the same
+    /// forward pass as the others from its second token on), and drops finished requests from a batch once they are
+    /// half of it, so they stop costing compute.
+    /// </summary>
+    private void CombineBatches()
+    {
+        var worthCompacting = batches.Count == 1 && batches[0].FinishedRequestRows * 2 >= batches[0].RowCount;
+        if (batches.Count < 2 && !worthCompacting) return;
+        try
+        {
+            var combined = DecodeBatch.Combine(batches);
+            foreach (var batch in batches) batch.Dispose();
+            batches.Clear();
+            batches.Add(combined);
+            metrics.BatchesCombined();
+        }
+        catch (Exception e)
+        {
+            foreach (var batch in batches)
+            {
+                batch.Fail(e);
+                batch.Dispose();
+            }
+            batches.Clear();
         }
     }
 
@@ -121,7 +155,7 @@ public sealed class InferenceEngine : IDisposable
         if (batches.Count >= Math.Max(1, options.MaxConcurrentBatches)) return;
         var picked = new List<InferenceRequest>();
         var rows = 0;
-        var free = options.MaxBatchSize - batches.Sum(b => b.RowCount);
+        var free = options.MaxBatchSize - batches.Sum(b => b.RowCount - b.FinishedRequestRows);
         ServedAdapter? adapter = null;
         while (queue.Reader.TryPeek(out var item))
         {

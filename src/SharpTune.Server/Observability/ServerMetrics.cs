@@ -19,6 +19,8 @@ public sealed class ServerMetrics
     private readonly Gauge activeRows;
     private readonly Gauge activeBatches;
     private readonly Counter adapterSwitches;
+    private readonly Histogram stepRows;
+    private readonly Counter combined;
 
     public ServerMetrics()
     {
@@ -37,6 +39,9 @@ public sealed class ServerMetrics
         queueDepth = factory.CreateGauge("sharptune_queue_depth", "Requests waiting for the model.");
         activeRows = factory.CreateGauge("sharptune_active_rows", "Rows decoding now, across batches.");
         activeBatches = factory.CreateGauge("sharptune_active_batches", "Batches decoding now.");
+        stepRows = factory.CreateHistogram("sharptune_step_rows", "Live rows advanced by each forward pass (the effective batch size).",
+            new HistogramConfiguration { Buckets = [1, 2, 4, 8, 16, 32, 64, 128] });
+        combined = factory.CreateCounter("sharptune_batch_merges_total", "Times running batches were merged into one (continuous batching) or compacted.");
         adapterSwitches = factory.CreateCounter("sharptune_adapter_switches_total", "Times a different adapter was applied to the base model.");
     }
 
@@ -60,6 +65,10 @@ public sealed class ServerMetrics
     public void BatchStarted(int rows) => batchRows.Observe(rows);
 
     public void AdapterSwitched() => adapterSwitches.Inc();
+
+    public void StepRows(int rows) => stepRows.Observe(rows);
+
+    public void BatchesCombined() => combined.Inc();
 
     public void Engine(int queued, int rows, int batches)
     {

@@ -49,6 +49,45 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
     }
 
     [ServerFact]
+    public async Task ARequestArrivingMidDecodeJoinsTheRunningBatchAndBothTextsMatchTheirSoloRuns()
+    {
+        using var http = fixture.Http();
+        async Task<string> Solo(string text, int maxTokens) =>
+            (string)JsonNode.Parse(await (await http.PostAsync("/v1/chat/completions", Chat(ServerFixture.BaseName, text, maxTokens))).Content.ReadAsStringAsync())!
+                ["choices"]![0]!["message"]!["content"]!;
+        var soloLong = await Solo("Lily and Ben played all day.", 120);
+        var soloShort = await Solo("Max saw a frog.", 12);
+        var before = await MetricsAsync();
+
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat(ServerFixture.BaseName, "Lily and Ben played all day.", 120, stream: true) };
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var longText = new StringBuilder();
+        async Task<bool> ReadEventAsync()
+        {
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
+                if (line == "data: [DONE]") return false;
+                longText.Append((string?)JsonNode.Parse(line[6..])!["choices"]![0]!["delta"]!["content"] ?? "");
+                return true;
+            }
+            return false;
+        }
+        for (var i = 0; i < 3; i++) Assert.True(await ReadEventAsync());   // role chunk + first text: the long row is decoding
+        var joined = await Solo("Max saw a frog.", 12);
+        while (await ReadEventAsync()) { }
+
+        var after = await MetricsAsync();
+        Assert.Equal(soloShort, joined);
+        Assert.Equal(soloLong, longText.ToString());
+        Assert.True(after["sharptune_batch_merges_total"] > before["sharptune_batch_merges_total"], "the joining request was not merged into the running batch");
+        var multiRowSteps = (after["sharptune_step_rows_count"] - after["sharptune_step_rows_bucket{le=\"1\"}"])
+                            - (before["sharptune_step_rows_count"] - before["sharptune_step_rows_bucket{le=\"1\"}"]);
+        Assert.True(multiRowSteps > 0, "no forward pass advanced both rows together");
+    }
+
+    [ServerFact]
     public async Task ADisconnectedStreamIsDroppedWithoutHoldingTheOthers()
     {
         using var http = fixture.Http();
