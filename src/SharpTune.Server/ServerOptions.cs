@@ -33,11 +33,6 @@ public sealed record ServerOptions
     /// <summary>Most sequences (rows, counting <c>n</c>) decoded at once across all running batches.</summary>
     public int MaxBatchSize { get; init; } = 16;
 
-    /// <summary>
-    /// Most batches decoded side by side; requests arriving while this many run wait and start together as one batch.
-    /// </summary>
-    public int MaxConcurrentBatches { get; init; } = 4;
-
     /// <summary>How long an idle engine waits after the first request for others to join its batch.</summary>
     public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(5);
 

@@ -152,7 +152,6 @@ public sealed class InferenceEngine : IDisposable
 
     private void Admit()
     {
-        if (batches.Count >= Math.Max(1, options.MaxConcurrentBatches)) return;
         var picked = new List<InferenceRequest>();
         var rows = 0;
         var free = options.MaxBatchSize - batches.Sum(b => b.RowCount - b.FinishedRequestRows);

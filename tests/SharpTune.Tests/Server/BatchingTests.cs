@@ -142,7 +142,7 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
     {
         await using var server = await SharpTuneServer.StartAsync(fixture.Options() with
         {
-            ApiKeys = [], Adapters = new Dictionary<string, string>(), MaxQueue = 1, MaxBatchSize = 1, MaxConcurrentBatches = 1,
+            ApiKeys = [], Adapters = new Dictionary<string, string>(), MaxQueue = 1, MaxBatchSize = 1,
         });
         using var http = new HttpClient { BaseAddress = server.Url };
         var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(i =>
