@@ -8,6 +8,7 @@ internal static class CommandRegistry
 {
     public static IEnumerable<Command> All() =>
     [
+        QuickstartCommand.Create(),
         InfoCommand.Create(),
         GenerateCommand.Create(),
         TrainCommand.Create(),
@@ -18,6 +19,7 @@ internal static class CommandRegistry
         EstimateCommand.Create(),
         TokenizeCommand.Create(),
         DataCommand.Create(),
+        DashboardCommand.Create(),
         ServeCommand.Create(),
     ];
 }

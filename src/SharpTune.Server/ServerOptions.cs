@@ -45,6 +45,12 @@ public sealed record ServerOptions
     /// <summary>Compute dtype ("f32", "bf16"…); null keeps the checkpoint's.</summary>
     public string? Dtype { get; init; }
 
+    /// <summary>
+    /// A folder of training runs to show at <c>/dashboard</c> (the runs dashboard) beside the API; null = no dashboard.
+    /// The page and its <c>/api/runs</c> data are not behind the API key.
+    /// </summary>
+    public string? RunsDir { get; init; }
+
     /// <summary>A built-in chat template name (chatml, llama-3, …) that overrides the tokenizer's and adapters' own.</summary>
     public string? ChatTemplate { get; init; }
 }

@@ -10,6 +10,7 @@ using SharpTune.Models;
 using SharpTune.Runtime;
 using SharpTune.Server.Adapters;
 using SharpTune.Server.Api;
+using SharpTune.Server.Dashboard;
 using SharpTune.Server.Engine;
 using SharpTune.Server.Observability;
 using SharpTune.Tokenization;
@@ -108,6 +109,7 @@ public static class SharpTuneServer
             c.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             await metrics.WriteAsync(c.Response.Body, c.RequestAborted);
         });
+        if (options.RunsDir is not null) app.MapRunsDashboard(options.RunsDir);
         app.MapFallback((HttpContext c) =>
             new ApiException(404, $"no endpoint {c.Request.Method} {c.Request.Path}", code: "not_found").WriteAsync(c));
         return app;

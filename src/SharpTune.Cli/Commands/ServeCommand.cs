@@ -18,10 +18,11 @@ internal static class ServeCommand
         var maxQueue = new Option<int>("--max-queue") { Description = "Waiting requests beyond this get 429", DefaultValueFactory = _ => 256 };
         var name = new Option<string?>("--model-name") { Description = "Name of the base model in the API (default: the folder name)" };
         var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, llama-3, llama-2, zephyr)" };
+        var runs = new Option<string?>("--runs") { Description = "Also show the runs dashboard for this folder at /dashboard" };
         var timeout = new Option<int>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 300 };
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
         {
-            model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, timeout,
+            model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, timeout, runs,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -53,9 +54,11 @@ internal static class ServeCommand
                 RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
                 Dtype = parse.GetValue(dtype),
                 ChatTemplate = parse.GetValue(template),
+                RunsDir = parse.GetValue(runs),
             };
             await using var server = await SharpTuneServer.StartAsync(options, cancellationToken);
             Console.Error.WriteLine($"serving '{server.ModelName}'{(adapterDirs.Count > 0 ? $" + adapters {string.Join(", ", adapterDirs.Keys)}" : "")} at {server.OpenAiEndpoint}");
+            if (options.RunsDir is not null) Console.Error.WriteLine($"runs dashboard at {new Uri(server.Url, "/dashboard")}");
             if (apiKeys.Count == 0) Console.Error.WriteLine("no API key configured: anyone who can reach this address can use it");
             await server.WaitForShutdownAsync(cancellationToken);
             return 0;

@@ -163,6 +163,19 @@ public sealed class HttpProtocolTests(ServerFixture fixture) : IClassFixture<Ser
     }
 
     [ServerFact]
+    public async Task TheRunsDashboardIsServedBesideTheApiWhenARunsFolderIsGiven()
+    {
+        using var runs = new Support.TempDir();
+        await using var server = await SharpTune.Server.SharpTuneServer.StartAsync(fixture.Options() with { RunsDir = runs.Path, Adapters = new Dictionary<string, string>() });
+        using var http = new HttpClient { BaseAddress = server.Url };
+        using var page = await http.GetAsync("/dashboard");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Equal("text/html", page.Content.Headers.ContentType!.MediaType);
+        Assert.Equal("[]", (await http.GetStringAsync("/api/runs")).Trim());
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/v1/models")).StatusCode);   // the API keeps its key
+    }
+
+    [ServerFact]
     public async Task AdaptersCanBeLoadedAndUnloadedAtRuntime()
     {
         using var http = fixture.Http();

@@ -1,0 +1,46 @@
+using Microsoft.Extensions.AI;
+using SharpTune.Generation;
+
+namespace SharpTune.Serving;
+
+/// <summary>Maps Microsoft.Extensions.AI's <see cref="ChatOptions"/> onto <see cref="GenerationOptions"/> and stop strings.</summary>
+internal static class ChatOptionsMapping
+{
+    public static (GenerationOptions Generation, IReadOnlyList<string> Stops) Map(ChatOptions? chat, LocalChatClientOptions defaults, string modelId)
+    {
+        if (chat is null) return (new GenerationOptions { MaxNewTokens = defaults.DefaultMaxOutputTokens, Temperature = defaults.DefaultTemperature }, []);
+        Reject(chat, modelId);
+        var generation = new GenerationOptions
+        {
+            MaxNewTokens = chat.MaxOutputTokens is { } max
+                ? max > 0 ? max : throw new ArgumentOutOfRangeException(nameof(chat), $"ChatOptions.MaxOutputTokens must be positive, was {max}")
+                : defaults.DefaultMaxOutputTokens,
+            Temperature = chat.Temperature is { } t ? AsDecimalDouble(t) : defaults.DefaultTemperature,
+            TopP = chat.TopP is { } p ? AsDecimalDouble(p) : 1.0,
+            TopK = chat.TopK ?? 0,
+            Seed = chat.Seed,
+        };
+        return (generation, chat.StopSequences?.ToArray() ?? []);
+    }
+
+    /// <summary>
+    /// The float 0.8f is 0.800000011920929 as a double; converting through decimal gives the 0.8 the caller wrote, so
+    /// sampling matches a run given 0.8 on the command line.
+    /// </summary>
+    private static double AsDecimalDouble(float value) => float.IsFinite(value) ? (double)(decimal)value : value;
+
+    /// <summary>Options this client cannot honour are errors rather than silently ignored.</summary>
+    private static void Reject(ChatOptions chat, string modelId)
+    {
+        if (chat.Tools is { Count: > 0 })
+            throw new NotSupportedException("ChatOptions.Tools: tool calling is not supported by the local chat client");
+        if (chat.FrequencyPenalty is { } f && f != 0)
+            throw new NotSupportedException("ChatOptions.FrequencyPenalty is not supported by the local chat client");
+        if (chat.PresencePenalty is { } pp && pp != 0)
+            throw new NotSupportedException("ChatOptions.PresencePenalty is not supported by the local chat client");
+        if (chat.ResponseFormat is ChatResponseFormatJson)
+            throw new NotSupportedException("ChatOptions.ResponseFormat JSON is not supported by the local chat client (no constrained decoding)");
+        if (chat.ModelId is { } requested && requested != modelId)
+            throw new ArgumentException($"ChatOptions.ModelId '{requested}' does not match this client's model '{modelId}'", nameof(chat));
+    }
+}

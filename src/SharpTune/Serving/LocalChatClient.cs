@@ -1,0 +1,206 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Microsoft.Extensions.AI;
+using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Serving;
+
+/// <summary>
+/// A local Hugging Face-layout model (optionally with a PEFT adapter) as a Microsoft.Extensions.AI <see cref="IChatClient"/>,
+/// for applications that run a fine-tuned model in-process, offline.
+/// </summary>
+/// <remarks>
+/// Prompt format: the chat template from <see cref="LocalChatClientOptions.ChatTemplate"/>, else the adapter folder's
+/// (chat_template.jinja or tokenizer_config.json there), else the tokenizer's. Without any template a single user message
+/// is encoded as the raw prompt with the tokenizer's special tokens (exactly as <c>sharptune generate --prompt</c>), and
+/// any other conversation as a transcript "System: …\nUser: …\nAssistant: …\nAssistant:" that stops at "\nUser:".
+/// Requests are served one at a time (the model is not re-entrant); concurrent callers wait their turn.
+/// </remarks>
+public sealed class LocalChatClient : IChatClient
+{
+    private readonly TextGenerator generator;
+    private readonly ChatPromptBuilder promptBuilder;
+    private readonly LocalChatClientOptions options;
+    private readonly SemaphoreSlim modelGate = new(1, 1);
+    private readonly bool ownsModel;
+    private bool disposed;
+
+    /// <summary>Wraps an already-loaded model and tokenizer; the caller keeps ownership of the model.</summary>
+    public LocalChatClient(CausalLanguageModel model, HfTokenizer tokenizer, LocalChatClientOptions? options = null, IPeftAdapter? adapter = null)
+        : this(model, tokenizer, options ?? new LocalChatClientOptions(), adapter,
+            LoadedModel.ResolveChatTemplate(tokenizer, adapterDir: null, builtInName: null), defaultModelId: "local", ownsModel: false)
+    {
+    }
+
+    private LocalChatClient(CausalLanguageModel model, HfTokenizer tokenizer, LocalChatClientOptions options, IPeftAdapter? adapter,
+        ChatTemplate? resolvedTemplate, string defaultModelId, bool ownsModel)
+    {
+        generator = new TextGenerator(model, tokenizer);
+        this.options = options;
+        this.ownsModel = ownsModel;
+        Adapter = adapter;
+        promptBuilder = new ChatPromptBuilder(tokenizer, options.ChatTemplate ?? resolvedTemplate);
+        Metadata = new ChatClientMetadata("sharptune", providerUri: null, defaultModelId: options.ModelId ?? defaultModelId);
+    }
+
+    /// <summary>
+    /// Loads the model in <paramref name="modelDir"/> (a Hugging Face-layout folder, or a repo id already in the local hub
+    /// cache) and, when given, the PEFT adapter in <paramref name="adapterDir"/> on top of it, with the chat template
+    /// stored beside the adapter (as <c>sharptune train</c> writes it) unless the options override it.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">A required file of the model or adapter folder is missing.</exception>
+    /// <exception cref="InvalidOperationException">The model folder has no tokenizer.json.</exception>
+    public static LocalChatClient Load(string modelDir, string? adapterDir = null, LocalChatClientOptions? options = null)
+    {
+        options ??= new LocalChatClientOptions();
+        var loaded = LoadedModel.Load(modelDir, adapterDir, options.Dtype is null ? null : ModelFactory.ParseDtype(options.Dtype));
+        try
+        {
+            var id = Path.GetFileName(Path.TrimEndingDirectorySeparator(adapterDir is null ? loaded.ModelDirectory : Path.GetFullPath(adapterDir)));
+            return new LocalChatClient(loaded.Model, loaded.RequireTokenizer(), options, loaded.Adapter, loaded.ChatTemplate, id, ownsModel: true);
+        }
+        catch
+        {
+            loaded.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Provider "sharptune" and the model id.</summary>
+    public ChatClientMetadata Metadata { get; }
+
+    /// <summary>The adapter applied to the model, if any.</summary>
+    public IPeftAdapter? Adapter { get; }
+
+    /// <summary>The chat template in use; null when prompts use the plain fallback.</summary>
+    public ChatTemplate? ChatTemplate => promptBuilder.Template;
+
+    /// <summary>Called on the generation thread for each streamed piece (lets tests cancel at an exact point).</summary>
+    internal Action? PieceProduced { get; set; }
+
+    private string ModelId => Metadata.DefaultModelId!;
+
+    /// <inheritdoc />
+    public async Task<ChatResponse> GetResponseAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, ChatOptions? chatOptions = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        var (prompt, generation, stops) = Prepare(messages, chatOptions);
+        await modelGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        TextCompletion completion;
+        try
+        {
+            // Generation is CPU-bound and synchronous: keep it off the caller's thread.
+            completion = await Task.Run(() => generator.GenerateFromIds([prompt], generation, stops, null, cancellationToken)[0],
+                cancellationToken).ConfigureAwait(false);
+        }
+        finally { modelGate.Release(); }
+        return new ChatResponse(new Microsoft.Extensions.AI.ChatMessage(ChatRole.Assistant, completion.Text))
+        {
+            ResponseId = NewResponseId(),
+            ModelId = ModelId,
+            CreatedAt = DateTimeOffset.UtcNow,
+            FinishReason = ToChatFinishReason(completion.FinishReason),
+            Usage = Usage(completion),
+        };
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages,
+        ChatOptions? chatOptions = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        var (prompt, generation, stops) = Prepare(messages, chatOptions);
+        var responseId = NewResponseId();
+        var pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        // Cancelled by the caller's token or when the consumer stops enumerating early.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var producer = Task.Run(async () =>
+        {
+            await modelGate.WaitAsync(stop.Token).ConfigureAwait(false);
+            try
+            {
+                return generator.GenerateFromIds([prompt], generation, stops, (_, piece) =>
+                {
+                    PieceProduced?.Invoke();
+                    pieces.Writer.TryWrite(piece);
+                }, stop.Token)[0];
+            }
+            finally { modelGate.Release(); }
+        }, stop.Token);
+        _ = producer.ContinueWith(t => pieces.Writer.TryComplete(t.Exception?.InnerException), TaskScheduler.Default);
+
+        try
+        {
+            await foreach (var piece in pieces.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // Pieces may already be buffered when the caller cancels; ReadAllAsync only checks the token while waiting.
+                cancellationToken.ThrowIfCancellationRequested();
+                yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId };
+            }
+            var completion = await producer.ConfigureAwait(false);
+            yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(completion))])
+            {
+                ResponseId = responseId,
+                MessageId = responseId,
+                ModelId = ModelId,
+                CreatedAt = DateTimeOffset.UtcNow,
+                FinishReason = ToChatFinishReason(completion.FinishReason),
+            };
+        }
+        finally
+        {
+            stop.Cancel();
+            // Wait for the generation thread to leave the model before the token source is disposed.
+            try { await producer.ConfigureAwait(false); }
+            catch (Exception) { /* a failure already reached the reader through the channel; a cancellation is expected here */ }
+        }
+    }
+
+    /// <inheritdoc />
+    public object? GetService(Type serviceType, object? serviceKey = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        if (serviceKey is not null) return null;
+        if (serviceType == typeof(ChatClientMetadata)) return Metadata;
+        if (serviceType.IsInstanceOfType(this)) return this;
+        if (serviceType == typeof(CausalLanguageModel)) return generator.Model;
+        if (serviceType == typeof(HfTokenizer)) return generator.Tokenizer;
+        if (Adapter is not null && serviceType.IsInstanceOfType(Adapter)) return Adapter;
+        return null;
+    }
+
+    /// <summary>Releases the model when this client loaded it; waits for a running generation to finish first.</summary>
+    public void Dispose()
+    {
+        if (disposed) return;
+        disposed = true;
+        modelGate.Wait();
+        if (ownsModel) generator.Model.Dispose();
+        modelGate.Dispose();
+    }
+
+    private (IReadOnlyList<int> Prompt, GenerationOptions Generation, IReadOnlyList<string> Stops) Prepare(
+        IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, ChatOptions? chatOptions)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        var (generation, stops) = ChatOptionsMapping.Map(chatOptions, options, ModelId);
+        var prompt = promptBuilder.Build(messages);
+        return (prompt.Ids, generation, stops.Concat(prompt.ImpliedStops).Distinct().ToArray());
+    }
+
+    private static UsageDetails Usage(TextCompletion completion) => new()
+    {
+        InputTokenCount = completion.PromptIds.Count,
+        OutputTokenCount = completion.Tokens.Count,
+        TotalTokenCount = completion.PromptIds.Count + completion.Tokens.Count,
+    };
+
+    private static ChatFinishReason ToChatFinishReason(FinishReason reason) =>
+        reason == FinishReason.Length ? ChatFinishReason.Length : ChatFinishReason.Stop;
+
+    private static string NewResponseId() => "chatcmpl-" + Guid.NewGuid().ToString("N");
+}

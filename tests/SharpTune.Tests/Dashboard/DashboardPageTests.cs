@@ -1,0 +1,62 @@
+using System.Text.Json;
+using Microsoft.Playwright;
+using SharpTune.Server.Dashboard;
+using SharpTune.Tests.Support;
+
+namespace SharpTune.Tests.Dashboard;
+
+/// <summary>The dashboard page in headless Chromium (the system browser, driven by Playwright).</summary>
+public sealed class DashboardPageTests
+{
+    private static readonly BrowserTypeLaunchOptions Launch = new()
+    {
+        ExecutablePath = ChromiumFactAttribute.ChromiumPath,
+        Headless = true,
+        Args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    };
+
+    /// <summary>The points the page drew on a chart canvas, per series, from its data-points attribute.</summary>
+    private static async Task<Dictionary<string, double[][]>> ChartPoints(IPage page, string canvasId)
+    {
+        var json = await page.Locator($"#{canvasId}").GetAttributeAsync("data-points");
+        return JsonSerializer.Deserialize<Dictionary<string, double[][]>>(json!)!;
+    }
+
+    [ChromiumFact]
+    public async Task Lists_the_run_draws_its_curves_and_picks_up_appended_metrics()
+    {
+        using var runs = new TempDir();
+        var runDir = RunFixtures.WriteRun(runs.Path, "lora-r8", steps: 6);
+        File.WriteAllText(Path.Combine(runDir, "eval_test.json"), """{"perplexity": 3.41}""");
+        await using var dashboard = await RunsDashboard.StartAsync(runs.Path);
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(Launch);
+        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 1000 } });
+        var consoleErrors = new List<string>();
+        page.Console += (_, message) => { if (message.Type == "error") consoleErrors.Add(message.Text); };
+
+        await page.GotoAsync(dashboard.PageUrl.ToString());
+
+        await Assertions.Expect(page.Locator("#runs li[data-run='lora-r8']")).ToBeVisibleAsync();
+        await Assertions.Expect(page.Locator("#run-name")).ToHaveTextAsync("lora-r8");
+        await Assertions.Expect(page.Locator("#config")).ToHaveTextAsync(RunFixtures.Config);
+        await Assertions.Expect(page.Locator("#evals table[data-file='eval_test.json']")).ToContainTextAsync("3.41");
+        var loss = await ChartPoints(page, "loss-chart");
+        Assert.Equal(Enumerable.Range(1, 6).Select(s => new[] { s, RunFixtures.LossAt(s) }), loss["loss"]);
+        Assert.Equal([[2, 2.75], [4, 2.25]], loss["val_loss"]);
+        var lr = await ChartPoints(page, "lr-chart");
+        Assert.Equal(6, lr["lr"].Length);
+        Assert.Equal(6e-4, lr["lr"][5][1], 12);
+
+        if (Environment.GetEnvironmentVariable("SHARPTUNE_DASHBOARD_SCREENSHOT") is { Length: > 0 } shot)
+            await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true });
+
+        // The trainer appends a line: the page polls every 2 s and must draw it within a few seconds.
+        RunFixtures.AppendLine(runDir, RunFixtures.Line(7));
+        await page.WaitForFunctionAsync(
+            "() => JSON.parse(document.getElementById('loss-chart').dataset.points).loss.length === 7",
+            null, new PageWaitForFunctionOptions { Timeout = 8000 });
+        Assert.Equal([7, RunFixtures.LossAt(7)], (await ChartPoints(page, "loss-chart"))["loss"][6]);
+        Assert.Empty(consoleErrors);
+    }
+}
