@@ -88,6 +88,24 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
     }
 
     [ServerFact]
+    public async Task ASeededSampleIsTheSameAloneAndWhileSharingTheBatch()
+    {
+        using var http = fixture.Http();
+        StringContent Seeded() => new(new JsonObject
+        {
+            ["model"] = ServerFixture.BaseName, ["prompt"] = "The sun was hot.", ["max_tokens"] = 20, ["temperature"] = 1.0, ["seed"] = 1234,
+        }.ToJsonString(), Encoding.UTF8, "application/json");
+        async Task<string> TextOf(Task<HttpResponseMessage> response) =>
+            (string)JsonNode.Parse(await (await response).Content.ReadAsStringAsync())!["choices"]![0]!["text"]!;
+
+        var alone = await TextOf(http.PostAsync("/v1/completions", Seeded()));
+        var neighbours = Enumerable.Range(0, 4).Select(i => http.PostAsync("/v1/chat/completions", Chat(ServerFixture.BaseName, $"Noise {i}", 20, temperature: 1))).ToList();
+        var shared = await TextOf(http.PostAsync("/v1/completions", Seeded()));
+        await Task.WhenAll(neighbours);
+        Assert.Equal(alone, shared);
+    }
+
+    [ServerFact]
     public async Task ADisconnectedStreamIsDroppedWithoutHoldingTheOthers()
     {
         using var http = fixture.Http();
