@@ -33,6 +33,9 @@ public sealed class RunningServer : IAsyncDisposable
     internal AdapterRegistry Adapters { get; }
     internal ServedModel Served { get; }
 
+    /// <summary>The fine-tuning jobs API, when <see cref="ServerOptions.FineTuning"/> turned it on.</summary>
+    public FineTuning.FineTuningService? FineTuning { get; internal init; }
+
     /// <summary>Completes when the host is asked to stop (Ctrl+C, SIGTERM) or <paramref name="cancellationToken"/> fires.</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => app.WaitForShutdownAsync(cancellationToken);
 
@@ -42,6 +45,7 @@ public sealed class RunningServer : IAsyncDisposable
         if (Interlocked.Exchange(ref disposed, 1) == 1) return;
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
             await app.StopAsync(timeout.Token);
+        FineTuning?.Dispose();   // before the engine: a job finishing now still registers its adapter
         Engine.Dispose();
         await app.DisposeAsync();
         Adapters.Dispose();

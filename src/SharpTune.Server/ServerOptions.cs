@@ -53,4 +53,7 @@ public sealed record ServerOptions
 
     /// <summary>A built-in chat template name (chatml, llama-3, …) that overrides the tokenizer's and adapters' own.</summary>
     public string? ChatTemplate { get; init; }
+
+    /// <summary>Turns on the fine-tuning jobs API (<c>/v1/files</c>, <c>/v1/fine_tuning/jobs</c>); null = off.</summary>
+    public FineTuning.FineTuningServerOptions? FineTuning { get; init; }
 }

@@ -12,6 +12,7 @@ using SharpTune.Server.Adapters;
 using SharpTune.Server.Api;
 using SharpTune.Server.Dashboard;
 using SharpTune.Server.Engine;
+using SharpTune.Server.FineTuning;
 using SharpTune.Server.Observability;
 using SharpTune.Tokenization;
 
@@ -33,6 +34,7 @@ public static class SharpTuneServer
         ServedModel? served = null;
         AdapterRegistry? registry = null;
         InferenceEngine? engine = null;
+        FineTuningService? fineTuning = null;
         try
         {
             var tokenizer = HfTokenizer.FromDirectory(options.ModelDir);
@@ -43,14 +45,17 @@ public static class SharpTuneServer
             foreach (var (adapterName, dir) in options.Adapters) registry.Load(adapterName, dir);
             var metrics = new ServerMetrics();
             engine = new InferenceEngine(served, activator, options, metrics);
-            var app = Build(options, served, registry, engine, metrics);
+            if (options.FineTuning is { } ft) fineTuning = new FineTuningService(ft, name, options.ModelDir, options.ChatTemplate, registry, engine);
+            var app = Build(options, served, registry, engine, metrics, fineTuning);
             engine.Start();
+            fineTuning?.Start();
             await app.StartAsync(cancellationToken);
             var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            return new RunningServer(app, engine, registry, served, new Uri(url.Replace("[::]", "localhost", StringComparison.Ordinal)));
+            return new RunningServer(app, engine, registry, served, new Uri(url.Replace("[::]", "localhost", StringComparison.Ordinal))) { FineTuning = fineTuning };
         }
         catch
         {
+            fineTuning?.Dispose();
             engine?.Dispose();
             registry?.Dispose();
             if (served is not null) served.Dispose(); else model.Dispose();
@@ -74,7 +79,8 @@ public static class SharpTuneServer
     private static bool IsLoopback(string host) =>
         host == "localhost" || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
 
-    private static WebApplication Build(ServerOptions options, ServedModel served, AdapterRegistry registry, InferenceEngine engine, ServerMetrics metrics)
+    private static WebApplication Build(ServerOptions options, ServedModel served, AdapterRegistry registry, InferenceEngine engine, ServerMetrics metrics,
+        FineTuningService? fineTuning)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "SharpTune.Server" });
         builder.Logging.ClearProviders();   // the library never writes to the console; hosts add their own logging
@@ -110,6 +116,7 @@ public static class SharpTuneServer
             await metrics.WriteAsync(c.Response.Body, c.RequestAborted);
         });
         if (options.RunsDir is not null) app.MapRunsDashboard(options.RunsDir);
+        if (fineTuning is not null) app.MapFineTuning(fineTuning, options.MaxBodyBytes);
         app.MapFallback((HttpContext c) =>
             new ApiException(404, $"no endpoint {c.Request.Method} {c.Request.Path}", code: "not_found").WriteAsync(c));
         return app;

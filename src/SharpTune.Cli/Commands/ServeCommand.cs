@@ -20,10 +20,12 @@ internal static class ServeCommand
         var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, llama-3, llama-2, zephyr)" };
         var runs = new Option<string?>("--runs") { Description = "Also show the runs dashboard for this folder at /dashboard" };
         var timeout = new Option<int>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 300 };
+        var jobs = FineTuningOptions.Create();
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
         {
             model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, timeout, runs,
         };
+        jobs.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var apiKeys = (parse.GetValue(keys) ?? []).ToList();
@@ -40,6 +42,12 @@ internal static class ServeCommand
                 adapterDirs[spec[..at]] = spec[(at + 1)..];
             }
             var explicitHost = parse.GetValue(host);
+            var fineTuning = jobs.Read(parse, out var jobsError);
+            if (jobsError is not null)
+            {
+                Console.Error.WriteLine($"error: {jobsError}");
+                return 2;
+            }
             var options = new ServerOptions
             {
                 ModelDir = parse.GetValue(model)!,
@@ -55,9 +63,11 @@ internal static class ServeCommand
                 Dtype = parse.GetValue(dtype),
                 ChatTemplate = parse.GetValue(template),
                 RunsDir = parse.GetValue(runs),
+                FineTuning = fineTuning,
             };
             await using var server = await SharpTuneServer.StartAsync(options, cancellationToken);
             Console.Error.WriteLine($"serving '{server.ModelName}'{(adapterDirs.Count > 0 ? $" + adapters {string.Join(", ", adapterDirs.Keys)}" : "")} at {server.OpenAiEndpoint}");
+            if (fineTuning is not null) Console.Error.WriteLine($"fine-tuning jobs API on, jobs in {Path.GetFullPath(fineTuning.JobsDir)}");
             if (options.RunsDir is not null) Console.Error.WriteLine($"runs dashboard at {new Uri(server.Url, "/dashboard")}");
             if (apiKeys.Count == 0) Console.Error.WriteLine("no API key configured: anyone who can reach this address can use it");
             await server.WaitForShutdownAsync(cancellationToken);

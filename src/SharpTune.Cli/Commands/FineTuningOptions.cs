@@ -1,0 +1,55 @@
+using System.CommandLine;
+using SharpTune.Server.FineTuning;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>The `serve` options that turn on and configure the fine-tuning jobs API (<c>/v1/files</c>, <c>/v1/fine_tuning/jobs</c>).</summary>
+internal sealed class FineTuningOptions
+{
+    private readonly Option<string?> jobsDir = new("--jobs-dir") { Description = "Turn on the fine-tuning jobs API, keeping its database, files and runs in DIR" };
+    private readonly Option<string[]> baseModels = new("--base-model") { Description = "NAME=DIR: another base model jobs may fine-tune (repeatable)" };
+    private readonly Option<string> method = new("--ft-method") { Description = "Method jobs train with: lora, dora or full", DefaultValueFactory = _ => "lora" };
+    private readonly Option<int> rank = new("--ft-rank") { Description = "LoRA rank of jobs (alpha = 2 x rank)", DefaultValueFactory = _ => 8 };
+    private readonly Option<int> maxJobs = new("--max-jobs") { Description = "Waiting jobs beyond this get 429", DefaultValueFactory = _ => 16 };
+    private readonly Option<long> maxUploadMb = new("--max-upload-mb") { Description = "Largest upload to /v1/files in MiB", DefaultValueFactory = _ => 512 };
+    private readonly Option<int> checkpointEvery = new("--checkpoint-every") { Description = "Steps between job checkpoints (0 = every epoch)", DefaultValueFactory = _ => 0 };
+    private readonly Option<bool> scopedKeys = new("--scoped-keys") { Description = "Files and jobs belong to the API key that created them; other keys get 404" };
+
+    public static FineTuningOptions Create() => new();
+
+    public void AddTo(Command command)
+    {
+        foreach (var option in new Option[] { jobsDir, baseModels, method, rank, maxJobs, maxUploadMb, checkpointEvery, scopedKeys })
+            command.Options.Add(option);
+    }
+
+    /// <summary>The settings, or null when --jobs-dir is absent; <paramref name="error"/> explains a malformed value.</summary>
+    public FineTuningServerOptions? Read(ParseResult parse, out string? error)
+    {
+        error = null;
+        var dir = parse.GetValue(jobsDir);
+        if (dir is null) return null;
+        var extra = new Dictionary<string, string>();
+        foreach (var spec in parse.GetValue(baseModels) ?? [])
+        {
+            var at = spec.IndexOf('=');
+            if (at <= 0 || at == spec.Length - 1)
+            {
+                error = $"--base-model '{spec}' must be NAME=DIR";
+                return null;
+            }
+            extra[spec[..at]] = spec[(at + 1)..];
+        }
+        return new FineTuningServerOptions
+        {
+            JobsDir = dir,
+            ExtraBaseModels = extra,
+            Method = parse.GetValue(method)!,
+            LoraRank = parse.GetValue(rank),
+            MaxQueuedJobs = parse.GetValue(maxJobs),
+            MaxUploadBytes = parse.GetValue(maxUploadMb) << 20,
+            CheckpointEvery = parse.GetValue(checkpointEvery),
+            ScopedKeys = parse.GetValue(scopedKeys),
+        };
+    }
+}

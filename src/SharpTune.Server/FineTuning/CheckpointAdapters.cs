@@ -1,0 +1,73 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpTune.Generation;
+using SharpTune.IO;
+using SharpTune.Peft;
+using SharpTune.Tokenization;
+using SharpTune.Training;
+using static TorchSharp.torch;
+
+namespace SharpTune.Server.FineTuning;
+
+/// <summary>
+/// Turns a trainer checkpoint (RUN/checkpoints/step-N/trainable.safetensors, named by module path) into a loadable PEFT
+/// adapter folder, so every checkpoint can be served by name while the job still trains. Written into a temporary folder
+/// and renamed into place, so a folder that exists is complete.
+/// </summary>
+internal static class CheckpointAdapters
+{
+    // PEFT's saved keys are the module path under "base_model.model." (DESIGN §6); the trainer names parameters by path.
+    private const string PeftKeyPrefix = "base_model.model.";
+    private const string TrainableFileName = "trainable.safetensors";
+
+    /// <summary>
+    /// The adapter_config.json of a job's adapter as PeftAdapters.Save writes it, or null when the method trains every
+    /// weight (full fine-tuning has no adapter to serve).
+    /// </summary>
+    public static JsonObject? AdapterConfig(TrainingOptions options, string baseModelDir)
+    {
+        var adapter = FineTuningMethods.CreateAdapter(options);
+        if (adapter is null) return null;
+        var config = adapter.AdapterConfigJson();
+        config["base_model_name_or_path"] = Path.GetFullPath(baseModelDir);
+        config["inference_mode"] = true;
+        return config;
+    }
+
+    /// <summary>The chat template training renders with (written beside the adapter, as FineTuneJob does for final/).</summary>
+    public static string? ChatTemplateSource(TrainingOptions options, string baseModelDir)
+    {
+        if (options.ChatTemplate is { } name) return ChatTemplate.BuiltIn(name).Source;
+        var tokenizer = HfTokenizer.FromDirectory(baseModelDir);
+        return tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer).Source : null;
+    }
+
+    /// <summary>The trainer's checkpoint folders that are complete, by step.</summary>
+    public static IEnumerable<(int Step, string Directory)> Complete(string runDir) =>
+        TrainingCheckpoint.List(runDir).Select(d => (int.Parse(Path.GetFileName(d)["step-".Length..]), d));
+
+    /// <summary>Writes the adapter folder <paramref name="target"/> from the checkpoint folder <paramref name="checkpointDir"/>.</summary>
+    public static void Export(string checkpointDir, string target, JsonObject adapterConfig, string? chatTemplate)
+    {
+        var temp = target + ".incomplete";
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        Directory.CreateDirectory(temp);
+        var tensors = new Dictionary<string, Tensor>();
+        try
+        {
+            using (var file = SafetensorsFile.Open(Path.Combine(checkpointDir, TrainableFileName)))
+                foreach (var name in file.Tensors.Keys)
+                    tensors[PeftKeyPrefix + name] = file.Read(name);
+            SafetensorsWriter.Write(Path.Combine(temp, AdapterFiles.WeightsFileName), tensors, AdapterFiles.Metadata);
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+        File.WriteAllText(Path.Combine(temp, AdapterFiles.ConfigFileName),
+            adapterConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        if (chatTemplate is not null) File.WriteAllText(Path.Combine(temp, LoadedModel.ChatTemplateFileName), chatTemplate);
+        if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
+        Directory.Move(temp, target);
+    }
+}

@@ -1,0 +1,128 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using SharpTune.Server.Api;
+
+namespace SharpTune.Server.FineTuning;
+
+/// <summary>
+/// <c>/v1/files</c>: upload (multipart <c>file</c> + <c>purpose=fine-tune</c>, every line validated before anything is
+/// stored), list, retrieve, content and delete, in OpenAI's shapes.
+/// </summary>
+internal sealed class FileEndpoints(FineTuningService service)
+{
+    // Room for the multipart boundaries and the purpose field around the file itself.
+    private const long MultipartOverhead = 64 * 1024;
+
+    public static async Task Guard(HttpContext context, Func<Task> handler)
+    {
+        try { await handler(); }
+        catch (ApiException e) when (!context.Response.HasStarted) { await e.WriteAsync(context); }
+    }
+
+    public async Task UploadAsync(HttpContext context)
+    {
+        var limit = service.Options.MaxUploadBytes;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+            size.MaxRequestBodySize = limit + MultipartOverhead;
+        if (context.Request.ContentLength > limit + MultipartOverhead) throw TooLarge(limit, null);
+        if (!context.Request.HasFormContentType)
+            throw new ApiException(400, "upload the file as multipart/form-data with fields 'file' and 'purpose'", code: "invalid_request");
+        context.Features.Set<IFormFeature>(new FormFeature(context.Request, new Microsoft.AspNetCore.Http.Features.FormOptions
+        {
+            MultipartBodyLengthLimit = limit + MultipartOverhead,
+        }));
+        IFormCollection form;
+        try { form = await context.Request.ReadFormAsync(context.RequestAborted); }
+        catch (Exception e) when (e is InvalidDataException or BadHttpRequestException or IOException)
+        {
+            throw e is BadHttpRequestException { StatusCode: 413 } || e.Message.Contains("limit", StringComparison.OrdinalIgnoreCase)
+                ? TooLarge(limit, null)
+                : new ApiException(400, $"the multipart body could not be read: {e.Message}", code: "invalid_request");
+        }
+        var purpose = form["purpose"].ToString();
+        if (purpose != "fine-tune")
+            throw ApiException.BadField("purpose", $"purpose must be 'fine-tune' on this server, found '{purpose}'");
+        var upload = form.Files.GetFile("file") ?? throw ApiException.BadField("file", "the multipart field 'file' is missing");
+        if (upload.Length == 0) throw BadFile("line 1: the file is empty (0 bytes); expected one JSON object per line");
+        if (upload.Length > limit) throw TooLarge(limit, await LineAtLimitAsync(upload, limit));
+
+        var id = Ids.New("file");
+        var temp = service.Files.TemporaryPath(id);
+        try
+        {
+            await using (var source = upload.OpenReadStream())
+            await using (var target = File.Create(temp))
+                await source.CopyToAsync(target, context.RequestAborted);
+            TrainingFileSummary summary;
+            try { summary = TrainingFileValidator.Validate(temp); }
+            catch (TrainingFileException e) { throw BadFile(e.Message); }
+            var file = new StoredFile(id, FineTuningService.OwnerOf(context.Request.Headers.Authorization), FineTuningService.Now(),
+                upload.Length, FileStore.SanitiseFilename(upload.FileName), purpose, summary.Format.ToString(), summary.Examples);
+            service.Files.Commit(id, temp, purpose);
+            service.Database.AddFile(file);
+            await JsonResponse.WriteAsync(context, FineTuningJson.File(file));
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+
+    public Task ListAsync(HttpContext context)
+    {
+        var owner = FineTuningService.OwnerOf(context.Request.Headers.Authorization);
+        var purpose = context.Request.Query["purpose"].ToString();
+        var limit = JobEndpoints.Limit(context, 10_000, 10_000);
+        var (items, hasMore) = service.Database.ListFiles(owner, service.Options.ScopedKeys, context.Request.Query["after"].FirstOrDefault(), limit);
+        var shown = items.Where(f => purpose.Length == 0 || f.Purpose == purpose).ToArray();
+        return JsonResponse.WriteAsync(context, FineTuningJson.List(shown, hasMore, FineTuningJson.File, f => f.Id));
+    }
+
+    public Task GetAsync(HttpContext context, string id) => JsonResponse.WriteAsync(context, FineTuningJson.File(Find(context, id)));
+
+    public async Task ContentAsync(HttpContext context, string id)
+    {
+        var file = Find(context, id);
+        context.Response.ContentType = file.Purpose == FileStore.ResultsPurpose ? "text/csv" : "application/jsonl";
+        await context.Response.SendFileAsync(service.Files.PathOf(file), context.RequestAborted);
+    }
+
+    public Task DeleteAsync(HttpContext context, string id)
+    {
+        var file = Find(context, id);
+        service.Database.DeleteFile(file.Id);
+        service.Files.Delete(file);
+        return JsonResponse.WriteAsync(context, new JsonObject { ["id"] = file.Id, ["object"] = "file", ["deleted"] = true });
+    }
+
+    /// <summary>The file <paramref name="id"/> if it exists and the caller may see it; else 404 (the same answer either way).</summary>
+    public StoredFile Find(HttpContext context, string id)
+    {
+        var file = FileStore.IsFileId(id) ? service.Database.GetFile(id) : null;
+        if (file is null || !service.Visible(file.Owner, FineTuningService.OwnerOf(context.Request.Headers.Authorization)))
+            throw new ApiException(404, $"No such File object: {id}", param: "id", code: "file_not_found");
+        return file;
+    }
+
+    private static ApiException BadFile(string message) => new(400, message, param: "file", code: "invalid_file");
+
+    private static ApiException TooLarge(long limit, long? line) => new(400,
+        (line is { } l ? $"line {l}: " : "") + $"the file is larger than this server's upload limit of {limit} bytes" +
+        (line is not null ? " (the limit is reached within this line)" : ""), param: "file", code: "file_too_large");
+
+    /// <summary>The 1-based line the byte limit falls in, for the error message.</summary>
+    private static async Task<long> LineAtLimitAsync(IFormFile upload, long limit)
+    {
+        await using var stream = upload.OpenReadStream();
+        var buffer = new byte[81920];
+        long seen = 0, line = 1;
+        int read;
+        while (seen < limit && (read = await stream.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, limit - seen)))) > 0)
+        {
+            for (var i = 0; i < read; i++) if (buffer[i] == (byte)'\n') line++;
+            seen += read;
+        }
+        return line;
+    }
+}

@@ -1,0 +1,167 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Data.Sqlite;
+
+namespace SharpTune.Server.FineTuning;
+
+/// <summary>
+/// Files, jobs, events and checkpoints of the fine-tuning API in one SQLite database, so a restart loses nothing.
+/// One connection serialised by a lock: the API's writes are few and small, and it keeps the ordering of events simple.
+/// Lists are newest first with an <c>after</c> cursor (an id) as OpenAI paginates.
+/// </summary>
+public sealed class JobDatabase : IDisposable
+{
+    private readonly SqliteConnection connection;
+    private readonly Lock gate = new();
+
+    /// <summary>Opens (creating when missing) the database at <paramref name="path"/>.</summary>
+    public JobDatabase(string path)
+    {
+        connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
+        connection.Open();
+        Execute("""
+            PRAGMA journal_mode = WAL;
+            PRAGMA synchronous = FULL;
+            CREATE TABLE IF NOT EXISTS files (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT, json TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT, json TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL, json TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL, step INTEGER NOT NULL, json TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
+            CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job_id, seq);
+            """);
+    }
+
+    public void AddFile(StoredFile file) => Upsert("files", file.Id, file.Owner, file);
+    public StoredFile? GetFile(string id) => Get<StoredFile>("files", id);
+    public bool DeleteFile(string id) => Delete("files", id);
+    public (IReadOnlyList<StoredFile> Items, bool HasMore) ListFiles(string? owner, bool scoped, string? after, int limit) =>
+        List<StoredFile>("files", null, owner, scoped, after, limit);
+
+    public void SaveJob(JobRecord job) => Upsert("jobs", job.Id, job.Owner, job);
+    public JobRecord? GetJob(string id) => Get<JobRecord>("jobs", id);
+    public (IReadOnlyList<JobRecord> Items, bool HasMore) ListJobs(string? owner, bool scoped, string? after, int limit) =>
+        List<JobRecord>("jobs", null, owner, scoped, after, limit);
+
+    /// <summary>Every job, oldest first (the order the queue runs them in).</summary>
+    public IReadOnlyList<JobRecord> AllJobsOldestFirst()
+    {
+        lock (gate)
+        {
+            using var command = Command("SELECT json FROM jobs ORDER BY seq");
+            return ReadAll<JobRecord>(command);
+        }
+    }
+
+    public void AddEvent(JobEvent e)
+    {
+        lock (gate)
+        {
+            using var command = Command("INSERT INTO events (id, job_id, json) VALUES ($id, $job, $json)",
+                ("$id", e.Id), ("$job", e.JobId), ("$json", JsonSerializer.Serialize(e)));
+            command.ExecuteNonQuery();
+        }
+    }
+
+    public (IReadOnlyList<JobEvent> Items, bool HasMore) ListEvents(string jobId, string? after, int limit) =>
+        List<JobEvent>("events", jobId, null, false, after, limit);
+
+    public void AddCheckpoint(JobCheckpoint c)
+    {
+        lock (gate)
+        {
+            using var command = Command("INSERT INTO checkpoints (id, job_id, step, json) VALUES ($id, $job, $step, $json)",
+                ("$id", c.Id), ("$job", c.JobId), ("$step", c.Step), ("$json", JsonSerializer.Serialize(c)));
+            command.ExecuteNonQuery();
+        }
+    }
+
+    public (IReadOnlyList<JobCheckpoint> Items, bool HasMore) ListCheckpoints(string jobId, string? after, int limit) =>
+        List<JobCheckpoint>("checkpoints", jobId, null, false, after, limit);
+
+    /// <summary>All checkpoints of <paramref name="jobId"/>, oldest first.</summary>
+    public IReadOnlyList<JobCheckpoint> AllCheckpoints(string jobId)
+    {
+        lock (gate)
+        {
+            using var command = Command("SELECT json FROM checkpoints WHERE job_id = $job ORDER BY seq", ("$job", jobId));
+            return ReadAll<JobCheckpoint>(command);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (gate) connection.Dispose();
+    }
+
+    private void Upsert<T>(string table, string id, string? owner, T value)
+    {
+        lock (gate)
+        {
+            using var command = Command(
+                $"INSERT INTO {table} (id, owner, json) VALUES ($id, $owner, $json) ON CONFLICT(id) DO UPDATE SET json = excluded.json",
+                ("$id", id), ("$owner", owner), ("$json", JsonSerializer.Serialize(value)));
+            command.ExecuteNonQuery();
+        }
+    }
+
+    private T? Get<T>(string table, string id) where T : class
+    {
+        lock (gate)
+        {
+            using var command = Command($"SELECT json FROM {table} WHERE id = $id", ("$id", id));
+            return command.ExecuteScalar() is string json ? JsonSerializer.Deserialize<T>(json) : null;
+        }
+    }
+
+    private bool Delete(string table, string id)
+    {
+        lock (gate)
+        {
+            using var command = Command($"DELETE FROM {table} WHERE id = $id", ("$id", id));
+            return command.ExecuteNonQuery() > 0;
+        }
+    }
+
+    /// <summary>Newest first; <paramref name="after"/> = the last id of the previous page; one extra row tells has_more.</summary>
+    private (IReadOnlyList<T> Items, bool HasMore) List<T>(string table, string? jobId, string? owner, bool scoped, string? after, int limit)
+    {
+        lock (gate)
+        {
+            var where = new List<string>();
+            var parameters = new List<(string, object?)> { ("$limit", limit + 1) };
+            if (jobId is not null) { where.Add("job_id = $job"); parameters.Add(("$job", jobId)); }
+            if (scoped) { where.Add("owner IS $owner"); parameters.Add(("$owner", owner)); }
+            if (after is not null)
+            {
+                where.Add($"seq < COALESCE((SELECT seq FROM {table} WHERE id = $after), -1)");
+                parameters.Add(("$after", after));
+            }
+            var sql = $"SELECT json FROM {table}{(where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "")} ORDER BY seq DESC LIMIT $limit";
+            using var command = Command(sql, parameters.ToArray());
+            var rows = ReadAll<T>(command);
+            return (rows.Take(limit).ToArray(), rows.Count > limit);
+        }
+    }
+
+    private static List<T> ReadAll<T>(SqliteCommand command)
+    {
+        var rows = new List<T>();
+        using var reader = command.ExecuteReader();
+        while (reader.Read()) rows.Add(JsonSerializer.Deserialize<T>(reader.GetString(0))!);
+        return rows;
+    }
+
+    private SqliteCommand Command(string sql, params (string Name, object? Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters) command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        return command;
+    }
+
+    private void Execute(string sql)
+    {
+        using var command = Command(sql);
+        command.ExecuteNonQuery();
+    }
+}

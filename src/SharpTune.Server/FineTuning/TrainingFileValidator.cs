@@ -1,0 +1,86 @@
+using SharpTune.Data;
+using SharpTune.Data.Readers;
+
+namespace SharpTune.Server.FineTuning;
+
+/// <summary>What a valid training file holds.</summary>
+public sealed record TrainingFileSummary(DatasetFormat Format, int Examples);
+
+/// <summary>A training file that fails validation: <see cref="LineNumber"/> is 1-based (0 = the file as a whole).</summary>
+public sealed class TrainingFileException(long lineNumber, string message) : Exception(message)
+{
+    public long LineNumber { get; } = lineNumber;
+}
+
+/// <summary>
+/// Checks every line of an uploaded fine-tuning file as OpenAI's API does: one JSON object per line in one of its three
+/// formats (chat <c>messages</c> with optional per-assistant <c>weight</c> 0/1, legacy <c>prompt</c>/<c>completion</c>,
+/// or preference <c>input</c> + <c>preferred_output</c>/<c>non_preferred_output</c> — also spelled
+/// <c>preferred_completion</c>/<c>non_preferred_completion</c>), every line the same format, known roles only, and
+/// something to train on. Field checks come from the library's <see cref="TrainingExampleMapper"/> so the server accepts
+/// exactly what the trainer reads.
+/// </summary>
+public static class TrainingFileValidator
+{
+    private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool", "function"];
+
+    /// <exception cref="TrainingFileException">The first bad line, with its number in the message.</exception>
+    public static TrainingFileSummary Validate(string path)
+    {
+        DatasetFormat? fileFormat = null;
+        long firstLine = 0;
+        var examples = 0;
+        foreach (var result in JsonlRowReader.Read(path))
+        {
+            if (result.Error is { } error) throw Bad(error.LineNumber, error.Detail);
+            var row = result.Row!;
+            var format = DatasetFormatDetector.Detect(row.Fields);
+            if (format is not (DatasetFormat.Chat or DatasetFormat.Completion or DatasetFormat.Preference))
+                throw Bad(row.LineNumber, $"no fine-tuning format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]; " +
+                    "expected {\"messages\": [...]}, {\"prompt\", \"completion\"} or {\"input\", \"preferred_output\", \"non_preferred_output\"}");
+            if (fileFormat is null) (fileFormat, firstLine) = (format, row.LineNumber);
+            else if (format != fileFormat)
+                throw Bad(row.LineNumber, $"this line is in {Describe(format.Value)} format but line {firstLine} is in {Describe(fileFormat.Value)} format; use one format per file");
+            TrainingExample example;
+            try { example = TrainingExampleMapper.Map(row, format.Value); }
+            catch (DataFormatException e) { throw Bad(e.LineNumber, e.Field is null ? e.Detail : $"field '{e.Field}': {e.Detail}"); }
+            CheckRoles(row.LineNumber, example);
+            examples++;
+        }
+        if (fileFormat is null) throw new TrainingFileException(0, "the file holds no training examples (it is empty or only blank lines)");
+        return new TrainingFileSummary(fileFormat.Value, examples);
+    }
+
+    private static void CheckRoles(long line, TrainingExample example)
+    {
+        switch (example)
+        {
+            case ChatExample chat:
+                for (var i = 0; i < chat.Messages.Count; i++)
+                    if (!Roles.Contains(chat.Messages[i].Role))
+                        throw Bad(line, $"field 'messages[{i}].role': unknown role '{chat.Messages[i].Role}' (expected system, user, assistant or tool)");
+                if (!chat.Messages.Any(m => m.Role == "assistant"))
+                    throw Bad(line, "field 'messages': no assistant message, so there is nothing to train on");
+                if (!chat.Messages.Any(m => m.IsTrained))
+                    throw Bad(line, "field 'messages': every assistant message has weight 0, so there is nothing to train on");
+                break;
+            case PreferenceExample preference:
+                for (var i = 0; i < preference.Prompt.Count; i++)
+                    if (!Roles.Contains(preference.Prompt[i].Role))
+                        throw Bad(line, $"field 'input.messages[{i}].role': unknown role '{preference.Prompt[i].Role}'");
+                if (preference.Chosen.Concat(preference.Rejected).FirstOrDefault(m => m.Role != "assistant") is { } wrong)
+                    throw Bad(line, $"preferred and non-preferred outputs must be assistant messages, found role '{wrong.Role}'");
+                break;
+        }
+    }
+
+    private static string Describe(DatasetFormat format) => format switch
+    {
+        DatasetFormat.Chat => "chat (messages)",
+        DatasetFormat.Completion => "prompt/completion",
+        DatasetFormat.Preference => "preference",
+        _ => format.ToString(),
+    };
+
+    private static TrainingFileException Bad(long line, string detail) => new(line, $"line {line}: {detail}");
+}
