@@ -1,0 +1,223 @@
+#pragma warning disable OPENAI001   // the SDK marks its fine-tuning client experimental
+using System.Net;
+using System.Text.Json.Nodes;
+using OpenAI.Chat;
+using OpenAI.Files;
+using OpenAI.FineTuning;
+
+namespace SharpTune.Tests.Server.FineTuning;
+
+/// <summary>Fine-tuning jobs end to end over loopback: the official OpenAI SDK's file and fine-tuning clients against a real server.</summary>
+public sealed class FineTuningJobTests(JobsHarness harness) : IClassFixture<JobsHarness>
+{
+    private static readonly TimeSpan JobTimeout = TimeSpan.FromSeconds(90);
+
+    [ServerFact]
+    public async Task SupervisedJobSucceedsAndItsModelAndCheckpointsAnswerAsTheirAdaptersDo()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        var sdk = JobsHarness.Sdk(server);
+        using var http = JobsHarness.Http(server);
+
+        var data = JobsHarness.CompletionData(16);
+        var file = (await sdk.GetOpenAIFileClient().UploadFileAsync(BinaryData.FromString(data).ToStream(), "train.jsonl", FileUploadPurpose.FineTune)).Value;
+        Assert.StartsWith("file-", file.Id);
+        Assert.Equal("train.jsonl", file.Filename);
+        Assert.Equal(System.Text.Encoding.UTF8.GetByteCount(data), file.SizeInBytesLong);
+        Assert.Equal(data, await http.GetStringAsync($"/v1/files/{file.Id}/content"));
+
+        var client = sdk.GetFineTuningClient();
+        var job = await client.FineTuneAsync(JobsHarness.BaseName, file.Id, waitUntilCompleted: false, new FineTuningOptions
+        {
+            Suffix = "story",
+            Seed = 7,
+            TrainingMethod = FineTuningTrainingMethod.CreateSupervised(new HyperparameterBatchSize(4), new HyperparameterEpochCount(2), new HyperparameterLearningRate(50)),
+        });
+        Assert.StartsWith("ftjob-", job.JobId);
+        Assert.Equal(7, job.Seed);
+
+        var done = await JobsHarness.WaitForStatusAsync(http, job.JobId, JobTimeout, "succeeded");
+        Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
+        await job.UpdateStatusAsync();
+        Assert.Equal(FineTuningStatus.Succeeded, job.Status);
+        var modelId = $"ft:{JobsHarness.BaseName}:story:{job.JobId}";
+        Assert.Equal(modelId, job.Value);
+        Assert.Equal(8, done["hyperparameters"]!["n_epochs"]!.GetValue<int>() * 4);   // 2 epochs as asked, 16 examples / batch 4 = 4 steps each
+        Assert.True(done["trained_tokens"]!.GetValue<long>() > 0);
+        Assert.NotNull(done["finished_at"]!.GetValue<long>());
+
+        // Events, newest first through the SDK; the metrics events' train_loss falls from the first step to the last.
+        var events = new List<string>();
+        await foreach (var e in job.GetEventsAsync(new GetEventsOptions { PageSize = 5 })) events.Add(e.Message);
+        Assert.Equal("The job has successfully completed", events[0]);
+        var raw = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{job.JobId}/events?limit=1000"))!["data"]!.AsArray();
+        Assert.Equal(events.Count, raw.Count);
+        var metrics = raw.Where(e => e!["type"]!.GetValue<string>() == "metrics").Select(e => e!["data"]!).Reverse().ToArray();
+        Assert.Equal(Enumerable.Range(1, 8), metrics.Select(m => m["step"]!.GetValue<int>()));
+        Assert.All(metrics, m => Assert.Equal(8, m["total_steps"]!.GetValue<int>()));
+        Assert.True(metrics[^1]["train_loss"]!.GetValue<double>() < metrics[0]["train_loss"]!.GetValue<double>() * 0.7,
+            $"train_loss did not fall: {string.Join(", ", metrics.Select(m => m["train_loss"]))}");
+
+        // Checkpoints every 2 steps, newest first, each a served model.
+        var checkpoints = new List<FineTuningCheckpoint>();
+        await foreach (var c in job.GetCheckpointsAsync()) checkpoints.Add(c);
+        Assert.Equal([8, 6, 4, 2], checkpoints.Select(c => c.StepNumber));
+        Assert.All(checkpoints, c => Assert.StartsWith("ftckpt-", c.Id));
+        Assert.Equal($"{modelId}:ckpt-step-4", checkpoints[2].ModelId);
+        Assert.Equal(job.JobId, checkpoints[2].JobId);
+        Assert.True(checkpoints[2].Metrics.TrainLoss > 0);
+
+        var models = await http.GetStringAsync("/v1/models");
+        Assert.Contains($"\"id\":\"{modelId}\"", models);
+        Assert.Contains($"\"id\":\"{modelId}:ckpt-step-4\"", models);
+
+        // The served fine-tuned model and a checkpoint answer exactly as their adapters loaded directly do.
+        var greedy = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 16 };
+        const string prompt = "Tom had a toy number 3.";
+        var chat = (await sdk.GetChatClient(modelId).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
+        var finalDir = server.FineTuning!.RunDirectory(job.JobId) + "/final";
+        Assert.Equal(harness.Reference(prompt, 16, finalDir), chat);
+        Assert.Contains("Lily", chat);
+        var atStep4 = (await sdk.GetChatClient(checkpoints[2].ModelId).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
+        Assert.Equal(harness.Reference(prompt, 16, server.FineTuning.CheckpointDirectory(job.JobId, 4)), atStep4);
+        var baseAnswer = (await sdk.GetChatClient(JobsHarness.BaseName).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
+        Assert.NotEqual(baseAnswer, chat);
+
+        // The results file: one CSV row per step.
+        var resultId = done["result_files"]![0]!.GetValue<string>();
+        var csv = (await http.GetStringAsync($"/v1/files/{resultId}/content")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("step,train_loss,train_mean_token_accuracy,valid_loss,valid_mean_token_accuracy", csv[0]);
+        Assert.Equal(9, csv.Length);
+        Assert.StartsWith("8,", csv[^1]);
+
+        // The job in the SDK's list.
+        var listed = new List<string>();
+        await foreach (var j in client.GetJobsAsync(new FineTuningJobCollectionOptions { PageSize = 10 })) listed.Add(j.JobId);
+        Assert.Contains(job.JobId, listed);
+    }
+
+    [ServerFact]
+    public async Task DpoJobFailsCleanlyWithAnErrorObjectUntilTheTrainerSupportsIt()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        var sdk = JobsHarness.Sdk(server);
+        using var http = JobsHarness.Http(server);
+        var file = (await sdk.GetOpenAIFileClient().UploadFileAsync(BinaryData.FromString(JobsHarness.PreferenceData(4)).ToStream(), "pairs.jsonl", FileUploadPurpose.FineTune)).Value;
+
+        // Preference data is refused for supervised training, and chat data for DPO, naming the field.
+        var wrong = await http.PostAsync("/v1/fine_tuning/jobs", Json(new JsonObject { ["model"] = JobsHarness.BaseName, ["training_file"] = file.Id }));
+        Assert.Equal(HttpStatusCode.BadRequest, wrong.StatusCode);
+        Assert.Equal("training_file", JsonNode.Parse(await wrong.Content.ReadAsStringAsync())!["error"]!["param"]!.GetValue<string>());
+
+        var job = await sdk.GetFineTuningClient().FineTuneAsync(JobsHarness.BaseName, file.Id, waitUntilCompleted: false, new FineTuningOptions
+        {
+            TrainingMethod = FineTuningTrainingMethod.CreateDirectPreferenceOptimization(betaFactor: new HyperparameterBetaFactor(1)),
+        });
+        var done = await JobsHarness.WaitForStatusAsync(http, job.JobId, JobTimeout, "failed");
+        Assert.Equal("failed", done["status"]!.GetValue<string>());
+        Assert.Equal("unsupported_method", done["error"]!["code"]!.GetValue<string>());
+        Assert.Equal("dpo", done["method"]!["type"]!.GetValue<string>());
+        Assert.Equal(1.0, done["method"]!["dpo"]!["hyperparameters"]!["beta"]!.GetValue<double>());
+        Assert.Null(done["fine_tuned_model"]);
+    }
+
+    [ServerFact]
+    public async Task CancellingARunningJobStopsTrainingWithinSecondsAndLeavesOnlyCompleteCheckpoints()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        using var http = JobsHarness.Http(server);
+        var jobId = await StartLongJobAsync(http);
+        await WaitForCheckpointAsync(http, jobId);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var cancelled = await http.PostAsync($"/v1/fine_tuning/jobs/{jobId}/cancel", null);
+        Assert.Equal(HttpStatusCode.OK, cancelled.StatusCode);
+        Assert.Equal("cancelled", JsonNode.Parse(await cancelled.Content.ReadAsStringAsync())!["status"]!.GetValue<string>());
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"cancel took {clock.Elapsed}");
+
+        var steps = await MetricsStepsAsync(http, jobId);
+        await Task.Delay(500);
+        Assert.Equal(steps, await MetricsStepsAsync(http, jobId));   // no step after the cancel
+        Assert.True(steps.Max() < 400, "the job ran to its end instead of stopping");
+        var checkpoints = Path.Combine(server.FineTuning!.RunDirectory(jobId), "checkpoints");
+        Assert.All(Directory.GetDirectories(checkpoints), d =>
+        {
+            Assert.StartsWith("step-", Path.GetFileName(d));
+            Assert.True(File.Exists(Path.Combine(d, "trainer_state.json")), $"{d} is incomplete");
+        });
+        Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(server.FineTuning.CheckpointDirectory(jobId, 1))!, "*.incomplete"));
+        var job = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!;
+        Assert.Equal("cancelled", job["status"]!.GetValue<string>());
+        Assert.Null(job["fine_tuned_model"]);
+    }
+
+    [ServerFact]
+    public async Task AJobRunningWhenTheServerStopsResumesFromItsLastCheckpointAfterARestart()
+    {
+        var jobsDir = harness.NewJobsDir();
+        string jobId, fileId;
+        int checkpointStep;
+        var server = await harness.StartAsync(jobsDir, o => o with { CheckpointEvery = 5 });
+        try
+        {
+            using var http = JobsHarness.Http(server);
+            jobId = await StartLongJobAsync(http, epochs: 6);
+            fileId = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!["training_file"]!.GetValue<string>();
+            checkpointStep = await WaitForCheckpointAsync(http, jobId);
+        }
+        finally
+        {
+            await server.DisposeAsync();   // mid-run: the job must stay "running", not become cancelled or failed
+        }
+
+        await using var restarted = await harness.StartAsync(jobsDir, o => o with { CheckpointEvery = 5 });
+        using var again = JobsHarness.Http(restarted);
+        var done = await JobsHarness.WaitForStatusAsync(again, jobId, JobTimeout, "succeeded");
+        Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
+        var messages = JsonNode.Parse(await again.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/events?limit=1000"))!["data"]!.AsArray()
+            .Select(e => e!["message"]!.GetValue<string>()).ToArray();
+        var resumedAt = messages.Select(m => System.Text.RegularExpressions.Regex.Match(m, @"^resumed from step (\d+)$"))
+            .Single(m => m.Success).Groups[1].Value;
+        Assert.True(int.Parse(resumedAt) >= checkpointStep, $"resumed at {resumedAt}, but step {checkpointStep} was checkpointed before the stop");
+        Assert.Contains("Fine-tuning job started", messages);   // events from before the restart are still there
+        Assert.Contains($"\"id\":\"{fileId}\"", await again.GetStringAsync("/v1/files"));
+        Assert.Contains(jobId, await again.GetStringAsync("/v1/fine_tuning/jobs"));
+        var csv = (await again.GetStringAsync($"/v1/files/{done["result_files"]![0]}/content")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(Enumerable.Range(1, 96), csv.Skip(1).Select(l => int.Parse(l.Split(',')[0])));   // every step exactly once
+        Assert.Contains($"\"id\":\"{done["fine_tuned_model"]}\"", await again.GetStringAsync("/v1/models"));
+    }
+
+    /// <summary>A job of many small steps (16 examples, batch 1) so it is still running when the test acts.</summary>
+    private static async Task<string> StartLongJobAsync(HttpClient http, int epochs = 25)
+    {
+        var upload = await JobsHarness.UploadRawAsync(http, System.Text.Encoding.UTF8.GetBytes(JobsHarness.CompletionData(16)));
+        var fileId = JsonNode.Parse(await upload.Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
+        var created = await http.PostAsync("/v1/fine_tuning/jobs", Json(new JsonObject
+        {
+            ["model"] = JobsHarness.BaseName,
+            ["training_file"] = fileId,
+            ["seed"] = 3,
+            ["hyperparameters"] = new JsonObject { ["n_epochs"] = epochs, ["batch_size"] = 1, ["learning_rate_multiplier"] = "auto" },
+        }));
+        Assert.Equal(HttpStatusCode.OK, created.StatusCode);
+        return JsonNode.Parse(await created.Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
+    }
+
+    private static async Task<int> WaitForCheckpointAsync(HttpClient http, string jobId)
+    {
+        var deadline = DateTime.UtcNow + JobTimeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            var list = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/checkpoints"))!["data"]!.AsArray();
+            if (list.Count > 0) return list[0]!["step_number"]!.GetValue<int>();
+            await Task.Delay(50);
+        }
+        throw new TimeoutException($"no checkpoint of {jobId} within {JobTimeout}");
+    }
+
+    private static async Task<int[]> MetricsStepsAsync(HttpClient http, string jobId) =>
+        JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/events?limit=1000"))!["data"]!.AsArray()
+            .Where(e => e!["type"]!.GetValue<string>() == "metrics").Select(e => e!["data"]!["step"]!.GetValue<int>()).ToArray();
+
+    private static StringContent Json(JsonObject body) => new(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json");
+}
