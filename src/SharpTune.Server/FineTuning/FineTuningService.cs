@@ -21,6 +21,7 @@ public sealed class FineTuningService : IDisposable
     internal FineTuningService(FineTuningServerOptions options, string servedModelName, string servedModelDir, string? servedChatTemplate,
         AdapterRegistry adapters, InferenceEngine engine)
     {
+        Validate(options);
         ServedChatTemplate = servedChatTemplate;
         Options = options;
         ServedModelName = servedModelName;
@@ -158,6 +159,17 @@ public sealed class FineTuningService : IDisposable
         {
             return false;
         }
+    }
+
+    private static void Validate(FineTuningServerOptions o)
+    {
+        if (!Training.FineTuningMethods.Names.Contains(o.Method, StringComparer.OrdinalIgnoreCase))
+            throw new ArgumentException($"fine-tuning method '{o.Method}' is unknown; choose one of: {string.Join(", ", Training.FineTuningMethods.Names)}");
+        if (o.LoraRank < 1) throw new ArgumentException($"LoraRank is {o.LoraRank}; it must be at least 1");
+        if (o.MaxQueuedJobs < 1) throw new ArgumentException($"MaxQueuedJobs is {o.MaxQueuedJobs}; it must be at least 1");
+        if (o.MaxUploadBytes < 1) throw new ArgumentException($"MaxUploadBytes is {o.MaxUploadBytes}; it must be positive");
+        if (o.CheckpointEvery < 0) throw new ArgumentException($"CheckpointEvery is {o.CheckpointEvery}; use 0 (every epoch) or a positive step count");
+        if (o.AutoStepCap < 1) throw new ArgumentException($"AutoStepCap is {o.AutoStepCap}; it must be at least 1");
     }
 
     internal static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();

@@ -34,6 +34,7 @@ public static class TrainingFileValidator
         {
             if (result.Error is { } error) throw Bad(error.LineNumber, error.Detail);
             var row = result.Row!;
+            CheckPreferenceSides(row);
             var format = DatasetFormatDetector.Detect(row.Fields);
             if (format is not (DatasetFormat.Chat or DatasetFormat.Completion or DatasetFormat.Preference))
                 throw Bad(row.LineNumber, $"no fine-tuning format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]; " +
@@ -49,6 +50,18 @@ public static class TrainingFileValidator
         }
         if (fileFormat is null) throw new TrainingFileException(0, "the file holds no training examples (it is empty or only blank lines)");
         return new TrainingFileSummary(fileFormat.Value, examples);
+    }
+
+    /// <summary>A preference line must carry both sides, under either spelling; say which one is missing.</summary>
+    private static void CheckPreferenceSides(DataRow row)
+    {
+        if (!row.Fields.ContainsKey("input")) return;
+        var preferred = row.Fields.ContainsKey("preferred_output") || row.Fields.ContainsKey("preferred_completion");
+        var nonPreferred = row.Fields.ContainsKey("non_preferred_output") || row.Fields.ContainsKey("non_preferred_completion");
+        if (preferred && !nonPreferred)
+            throw Bad(row.LineNumber, "field 'non_preferred_output': missing; a preference line needs both sides (also spelled non_preferred_completion)");
+        if (nonPreferred && !preferred)
+            throw Bad(row.LineNumber, "field 'preferred_output': missing; a preference line needs both sides (also spelled preferred_completion)");
     }
 
     private static void CheckRoles(long line, TrainingExample example)

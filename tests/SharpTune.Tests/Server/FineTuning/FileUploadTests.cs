@@ -1,0 +1,119 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using SharpTune.Server;
+
+namespace SharpTune.Tests.Server.FineTuning;
+
+/// <summary><c>/v1/files</c>: every line validated before anything is stored, ids never paths, keys scoped when asked.</summary>
+public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHarness>
+{
+    private const string Good = """{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello","weight":1}]}""";
+
+    public static TheoryData<string, string, string> BadFiles => new()
+    {
+        { "malformed JSON", Good + "\n{\"messages\": [\n", "line 2:" },
+        { "wrong role", Good + "\n" + """{"messages":[{"role":"user","content":"Hi"},{"role":"robot","content":"Beep"}]}""", "line 2: field 'messages[1].role': unknown role 'robot'" },
+        { "no assistant message", Good + "\n" + Good + "\n" + """{"messages":[{"role":"user","content":"Hi"}]}""", "line 3:" },
+        { "bad weight", Good + "\n" + """{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Yo","weight":2}]}""", "line 2: field 'messages[1].weight'" },
+        { "preference missing a side", Pair(true) + "\n" + Pair(false), "line 2: field 'non_preferred_output': missing" },
+        { "preference missing the preferred side", Pair(true) + "\n" + Pair(true).Replace("\"preferred_output\"", "\"other\""), "line 2: field 'preferred_output': missing" },
+        { "mixed formats", Good + "\n" + """{"prompt":"a","completion":"b"}""", "line 2:" },
+        { "not an object", Good + "\n[1, 2]", "line 2: expected a JSON object" },
+    };
+
+    [ServerTheory]
+    [MemberData(nameof(BadFiles))]
+    public async Task ABadLineIsRefusedWithItsNumberAndNothingIsStored(string why, string content, string expected)
+    {
+        var jobsDir = harness.NewJobsDir();
+        await using var server = await harness.StartAsync(jobsDir);
+        using var http = JobsHarness.Http(server);
+        await AssertRefusedAsync(http, jobsDir, Encoding.UTF8.GetBytes(content), expected, why);
+    }
+
+    [ServerFact]
+    public async Task EmptyAndOversizedFilesAreRefusedWithALineNumberAndNothingIsStored()
+    {
+        var jobsDir = harness.NewJobsDir();
+        await using var server = await harness.StartAsync(jobsDir);   // upload limit 32 KiB
+        using var http = JobsHarness.Http(server);
+        await AssertRefusedAsync(http, jobsDir, [], "line 1: the file is empty", "empty");
+        var lines = string.Join("\n", Enumerable.Repeat(Good, 40 * 1024 / Good.Length));
+        var limitLine = 32 * 1024 / (Good.Length + 1) + 1;
+        await AssertRefusedAsync(http, jobsDir, Encoding.UTF8.GetBytes(lines), $"line {limitLine}: the file is larger than this server's upload limit of 32768 bytes", "oversized");
+    }
+
+    [ServerFact]
+    public async Task AnUploadedFileIsListedReadAndDeletedAndItsNameNeverBecomesAPath()
+    {
+        var jobsDir = harness.NewJobsDir();
+        await using var server = await harness.StartAsync(jobsDir);
+        using var http = JobsHarness.Http(server);
+        var content = Good + "\n" + Good + "\n";
+        var upload = await JobsHarness.UploadRawAsync(http, Encoding.UTF8.GetBytes(content), "../../../etc/evil.jsonl");
+        Assert.Equal(HttpStatusCode.OK, upload.StatusCode);
+        var file = JsonNode.Parse(await upload.Content.ReadAsStringAsync())!;
+        var id = file["id"]!.GetValue<string>();
+        Assert.Matches("^file-[0-9a-f]{24}$", id);
+        Assert.Equal("evil.jsonl", file["filename"]!.GetValue<string>());
+        Assert.Equal("fine-tune", file["purpose"]!.GetValue<string>());
+        Assert.Equal(Encoding.UTF8.GetByteCount(content), file["bytes"]!.GetValue<long>());
+        Assert.Equal([$"{id}.jsonl"], Directory.GetFiles(Path.Combine(jobsDir, "files")).Select(Path.GetFileName));
+
+        Assert.Equal(id, JsonNode.Parse(await http.GetStringAsync("/v1/files"))!["data"]![0]!["id"]!.GetValue<string>());
+        Assert.Equal(id, JsonNode.Parse(await http.GetStringAsync($"/v1/files/{id}"))!["id"]!.GetValue<string>());
+        Assert.Equal(content, await http.GetStringAsync($"/v1/files/{id}/content"));
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/v1/files/..%2F..%2Fjobs.db/content")).StatusCode);
+
+        var deleted = JsonNode.Parse(await (await http.DeleteAsync($"/v1/files/{id}")).Content.ReadAsStringAsync())!;
+        Assert.True(deleted["deleted"]!.GetValue<bool>());
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"/v1/files/{id}")).StatusCode);
+        Assert.Empty(Directory.GetFiles(Path.Combine(jobsDir, "files")));
+    }
+
+    [ServerFact]
+    public async Task WithScopedKeysAnotherKeyCannotSeeOrUseAFileAndNoKeyIsRefused()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir(), o => o with { ScopedKeys = true });
+        using var owner = JobsHarness.Http(server);
+        using var other = JobsHarness.Http(server, JobsHarness.OtherKey);
+        var upload = await JobsHarness.UploadRawAsync(owner, Encoding.UTF8.GetBytes(JobsHarness.CompletionData(2)));
+        var id = JsonNode.Parse(await upload.Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
+
+        Assert.Equal(HttpStatusCode.OK, (await owner.GetAsync($"/v1/files/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await other.GetAsync($"/v1/files/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await other.GetAsync($"/v1/files/{id}/content")).StatusCode);
+        Assert.Empty(JsonNode.Parse(await other.GetStringAsync("/v1/files"))!["data"]!.AsArray());
+        var job = await other.PostAsync("/v1/fine_tuning/jobs", new StringContent(
+            new JsonObject { ["model"] = JobsHarness.BaseName, ["training_file"] = id }.ToJsonString(), Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, job.StatusCode);
+        Assert.Equal("training_file", JsonNode.Parse(await job.Content.ReadAsStringAsync())!["error"]!["param"]!.GetValue<string>());
+
+        using var anonymous = new HttpClient { BaseAddress = server.Url };
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/files")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/fine_tuning/jobs")).StatusCode);
+    }
+
+    private static async Task AssertRefusedAsync(HttpClient http, string jobsDir, byte[] content, string expected, string why)
+    {
+        var response = await JobsHarness.UploadRawAsync(http, content);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{why}: {response.StatusCode} {body}");
+        var message = JsonNode.Parse(body)!["error"]!["message"]!.GetValue<string>();
+        Assert.StartsWith(expected, message);
+        Assert.Empty(JsonNode.Parse(await http.GetStringAsync("/v1/files"))!["data"]!.AsArray());
+        Assert.Empty(Directory.GetFiles(Path.Combine(jobsDir, "files")));
+    }
+
+    private static string Pair(bool bothSides)
+    {
+        var pair = new JsonObject
+        {
+            ["input"] = new JsonObject { ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Story" }) },
+            ["preferred_output"] = new JsonArray(new JsonObject { ["role"] = "assistant", ["content"] = "Lily was happy." }),
+        };
+        if (bothSides) pair["non_preferred_output"] = new JsonArray(new JsonObject { ["role"] = "assistant", ["content"] = "Tom was sad." });
+        return pair.ToJsonString();
+    }
+}
