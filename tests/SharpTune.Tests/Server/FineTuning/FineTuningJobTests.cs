@@ -121,6 +121,16 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         Assert.Equal("dpo", done["method"]!["type"]!.GetValue<string>());
         Assert.Equal(1.0, done["method"]!["dpo"]!["hyperparameters"]!["beta"]!.GetValue<double>());
         Assert.Null(done["fine_tuned_model"]);
+
+        // Pagination: newest first, `after` continues from the previous page's last id.
+        var second = await sdk.GetFineTuningClient().FineTuneAsync(JobsHarness.BaseName, file.Id, waitUntilCompleted: false,
+            new FineTuningOptions { TrainingMethod = FineTuningTrainingMethod.CreateDirectPreferenceOptimization() });
+        var first = JsonNode.Parse(await http.GetStringAsync("/v1/fine_tuning/jobs?limit=1"))!;
+        Assert.Equal(second.JobId, first["data"]![0]!["id"]!.GetValue<string>());
+        Assert.True(first["has_more"]!.GetValue<bool>());
+        var next = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs?limit=1&after={second.JobId}"))!;
+        Assert.Equal(job.JobId, next["data"]![0]!["id"]!.GetValue<string>());
+        Assert.False(next["has_more"]!.GetValue<bool>());
     }
 
     [ServerFact]
@@ -151,6 +161,38 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         var job = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!;
         Assert.Equal("cancelled", job["status"]!.GetValue<string>());
         Assert.Null(job["fine_tuned_model"]);
+    }
+
+    [ServerFact]
+    public async Task APausedJobStopsAndResumesFromItsLastCheckpointAndTheQueueIsBounded()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir(), o => o with { MaxQueuedJobs = 1 });
+        using var http = JobsHarness.Http(server);
+        var running = await StartLongJobAsync(http);
+        await WaitForCheckpointAsync(http, running);
+        var queued = await StartLongJobAsync(http);
+        var refused = await http.PostAsync("/v1/fine_tuning/jobs", Json(new JsonObject
+        {
+            ["model"] = JobsHarness.BaseName,
+            ["training_file"] = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{queued}"))!["training_file"]!.GetValue<string>(),
+        }));
+        Assert.Equal((HttpStatusCode)429, refused.StatusCode);
+
+        var paused = JsonNode.Parse(await (await http.PostAsync($"/v1/fine_tuning/jobs/{running}/pause", null)).Content.ReadAsStringAsync())!;
+        Assert.Equal("paused", paused["status"]!.GetValue<string>());
+        // The queued job starts once the first is paused; pause it too so the first can be resumed alone.
+        await JobsHarness.WaitForStatusAsync(http, queued, JobTimeout, "running");
+        await http.PostAsync($"/v1/fine_tuning/jobs/{queued}/cancel", null);
+        var stepsWhilePaused = await MetricsStepsAsync(http, running);
+
+        var resumed = JsonNode.Parse(await (await http.PostAsync($"/v1/fine_tuning/jobs/{running}/resume", null)).Content.ReadAsStringAsync())!;
+        Assert.Equal("queued", resumed["status"]!.GetValue<string>());
+        var deadline = DateTime.UtcNow + JobTimeout;
+        while ((await MetricsStepsAsync(http, running)).Length == stepsWhilePaused.Length && DateTime.UtcNow < deadline) await Task.Delay(50);
+        var messages = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{running}/events?limit=1000"))!["data"]!.AsArray()
+            .Select(e => e!["message"]!.GetValue<string>()).ToArray();
+        Assert.Contains(messages, m => m.StartsWith("resumed from step ", StringComparison.Ordinal));
+        Assert.Equal("cancelled", JsonNode.Parse(await (await http.PostAsync($"/v1/fine_tuning/jobs/{running}/cancel", null)).Content.ReadAsStringAsync())!["status"]!.GetValue<string>());
     }
 
     [ServerFact]
