@@ -72,7 +72,10 @@ public static class FineTuneJob
             if (chatTemplate is not null) File.WriteAllText(Path.Combine(dir, ChatTemplateFileName), chatTemplate.Source);
         }
 
-        var trainer = new Trainer(model, trainable, options, SaveModel);
+        var hook = options.EvalMetrics is { Count: > 0 } metricNames && validationExamples.Count > 0
+            ? new Evaluation.ValidationMetricsHook(model, tokenizer, chatTemplate, validationExamples, metricNames, options.EvalSample, options.Seed)
+            : null;
+        var trainer = new Trainer(model, trainable, options, SaveModel, evaluationHook: hook);
         double? initialValidationLoss = null;
         if (validation.Count > 0 && !resume)
             initialValidationLoss = trainer.Evaluate(validation, model.Device).Loss;

@@ -22,12 +22,15 @@ public sealed class Trainer
     private readonly TrainingOptions options;
     private readonly TrainingObjective objective;
     private readonly Action<string> saveModel;
+    private readonly IEvaluationHook? evaluationHook;
 
     /// <param name="trainable">The parameters to update (all for full fine-tuning, the adapter's otherwise).</param>
     /// <param name="saveModel">Writes the trained model or adapter into a folder (used for best/ and final/).</param>
+    /// <param name="evaluationHook">Extra metrics computed at each evaluation step and merged into metrics.jsonl.</param>
     public Trainer(CausalLanguageModel model, IReadOnlyList<(string Name, Parameter Parameter)> trainable, TrainingOptions options,
-        Action<string> saveModel, TrainingObjective? objective = null)
+        Action<string> saveModel, TrainingObjective? objective = null, IEvaluationHook? evaluationHook = null)
     {
+        this.evaluationHook = evaluationHook;
         this.model = model;
         this.trainable = trainable;
         this.options = options;
@@ -118,6 +121,7 @@ public sealed class Trainer
                 (valLoss, valAccuracy) = Evaluate(validation, device);
                 record["val_loss"] = valLoss.Value;
                 record["val_token_accuracy"] = valAccuracy.Value;
+                foreach (var (key, value) in evaluationHook?.Evaluate(state.Step) ?? new Dictionary<string, double>()) record[key] = value;
                 if (state.BestValidationLoss is null || valLoss < state.BestValidationLoss)
                 {
                     state = state with { BestValidationLoss = valLoss, BestStep = state.Step, EvaluationsWithoutImprovement = 0 };
