@@ -56,6 +56,8 @@ internal static class ServeCommand
                 ChatTemplate = parse.GetValue(template),
                 RunsDir = parse.GetValue(runs),
             };
+            if (Directory.Exists(options.ModelDir) && SharpTune.Advisors.License.LicenseWarning.For(options.ModelDir) is { } warning)
+                Console.Error.WriteLine($"warning: {warning}");
             await using var server = await SharpTuneServer.StartAsync(options, cancellationToken);
             Console.Error.WriteLine($"serving '{server.ModelName}'{(adapterDirs.Count > 0 ? $" + adapters {string.Join(", ", adapterDirs.Keys)}" : "")} at {server.OpenAiEndpoint}");
             if (options.RunsDir is not null) Console.Error.WriteLine($"runs dashboard at {new Uri(server.Url, "/dashboard")}");
