@@ -22,5 +22,6 @@ internal static class CommandRegistry
         TokenizeCommand.Create(),
         DataCommand.Create(),
         DashboardCommand.Create(),
+        ServeCommand.Create(),
     ];
 }
