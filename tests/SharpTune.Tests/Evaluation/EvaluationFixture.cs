@@ -56,8 +56,8 @@ public sealed class EvaluationFixture : IDisposable
         JsonObject Row(string name, string word, bool positive, string group) =>
             new() { ["text"] = $"{name} was very {word} today.", ["label"] = positive ? "good" : "bad", ["group"] = group };
         var all = names.SelectMany(n => good.Select(w => Row(n, w, true, "x")).Concat(bad.Select(w => Row(n, w, false, "x")))).ToArray();
-        var train = Write("classification-train.jsonl", Enumerable.Repeat(all.Where((_, i) => i % 6 != 0), 3).SelectMany(r => r));
-        Write("classification-test.jsonl", all.Where((_, i) => i % 6 == 0));
+        var train = Write("classification-train.jsonl", Enumerable.Repeat(all.Where((_, i) => i % 4 != 0), 3).SelectMany(r => r));
+        Write("classification-test.jsonl", all.Where((_, i) => i % 4 == 0));
         return Train("classification", train, new TrainingOptions { MaxSteps = 24, ValidationFraction = 0 });
     }
 
