@@ -65,6 +65,8 @@ internal static class ServeCommand
                 RunsDir = parse.GetValue(runs),
                 FineTuning = fineTuning,
             };
+            if (Directory.Exists(options.ModelDir) && SharpTune.Advisors.License.LicenseWarning.For(options.ModelDir) is { } warning)
+                Console.Error.WriteLine($"warning: {warning}");
             await using var server = await SharpTuneServer.StartAsync(options, cancellationToken);
             Console.Error.WriteLine($"serving '{server.ModelName}'{(adapterDirs.Count > 0 ? $" + adapters {string.Join(", ", adapterDirs.Keys)}" : "")} at {server.OpenAiEndpoint}");
             if (fineTuning is not null) Console.Error.WriteLine($"fine-tuning jobs API on, jobs in {Path.GetFullPath(fineTuning.JobsDir)}");
