@@ -17,6 +17,7 @@ public sealed class FineTuningService : IDisposable
     private readonly JobRunner runner;
     private readonly AdapterRegistry adapters;
     private readonly InferenceEngine engine;
+    private readonly Dictionary<string, bool> chatTemplates;
 
     internal FineTuningService(FineTuningServerOptions options, string servedModelName, string servedModelDir, string? servedChatTemplate,
         AdapterRegistry adapters, InferenceEngine engine)
@@ -37,6 +38,8 @@ public sealed class FineTuningService : IDisposable
             bases[name] = dir;
         }
         BaseModels = bases;
+        chatTemplates = bases.ToDictionary(b => b.Key, b =>
+            (b.Key == servedModelName && servedChatTemplate is not null) || Tokenization.HfTokenizer.FromDirectory(b.Value).ChatTemplate is not null);
         runner = new JobRunner(this);
     }
 
@@ -46,6 +49,9 @@ public sealed class FineTuningService : IDisposable
     public string? ServedChatTemplate { get; }
     /// <summary>Base models jobs may name, with their folders.</summary>
     public IReadOnlyDictionary<string, string> BaseModels { get; }
+    /// <summary>Whether jobs on <paramref name="baseModel"/> can render chat data (a chat template is configured or in its tokenizer).</summary>
+    public bool HasChatTemplate(string baseModel) => chatTemplates.GetValueOrDefault(baseModel);
+
     internal JobDatabase Database { get; }
     internal FileStore Files { get; }
 

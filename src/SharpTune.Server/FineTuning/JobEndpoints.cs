@@ -20,9 +20,9 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
         if (!service.BaseModels.ContainsKey(model))
             throw ApiException.BadField("model", $"the model '{model}' cannot be fine-tuned here; base models: {string.Join(", ", service.BaseModels.Keys)}", "model_not_found");
         var (methodType, hyper) = Method(body);
-        var training = FineTuningFile(context, RequiredString(body, "training_file"), "training_file", methodType);
+        var training = FineTuningFile(context, RequiredString(body, "training_file"), "training_file", methodType, model);
         var validationId = OptionalString(body, "validation_file");
-        var validation = validationId is null ? null : FineTuningFile(context, validationId, "validation_file", methodType);
+        var validation = validationId is null ? null : FineTuningFile(context, validationId, "validation_file", methodType, model);
         var suffix = OptionalString(body, "suffix");
         if (suffix is not null && !SuffixPattern().IsMatch(suffix))
             throw ApiException.BadField("suffix", "suffix must be 1-40 characters: letters, digits, '.', '_' or '-'");
@@ -118,7 +118,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
     }
 
     /// <summary>The file the job names, checked to exist, be visible to the caller and suit the method.</summary>
-    private StoredFile FineTuningFile(HttpContext context, string id, string param, string methodType)
+    private StoredFile FineTuningFile(HttpContext context, string id, string param, string methodType, string model)
     {
         StoredFile file;
         try { file = files.Find(context, id); }
@@ -129,6 +129,9 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
             throw ApiException.BadField(param, $"method 'dpo' needs preference data (input, preferred_output, non_preferred_output); '{id}' is {file.Format} data", "invalid_file");
         if (methodType == "supervised" && preference)
             throw ApiException.BadField(param, $"method 'supervised' needs chat or prompt/completion data; '{id}' holds preference pairs (use method 'dpo')", "invalid_file");
+        if (file.Format == nameof(DatasetFormat.Chat) && !service.HasChatTemplate(model))
+            throw ApiException.BadField(param, $"'{id}' holds chat data but the base model '{model}' has no chat template to render it; " +
+                "start the server with --chat-template (chatml, llama-3, …) or use prompt/completion data", "invalid_file");
         return file;
     }
 

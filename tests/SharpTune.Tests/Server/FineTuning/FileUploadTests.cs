@@ -90,6 +90,16 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
         Assert.Equal(HttpStatusCode.BadRequest, job.StatusCode);
         Assert.Equal("training_file", JsonNode.Parse(await job.Content.ReadAsStringAsync())!["error"]!["param"]!.GetValue<string>());
 
+        // Chat data on a base model without a chat template is refused when the job is created, not after it starts.
+        var chat = await JobsHarness.UploadRawAsync(owner, Encoding.UTF8.GetBytes(Good + "\n"));
+        var chatJob = await owner.PostAsync("/v1/fine_tuning/jobs", new StringContent(new JsonObject
+        {
+            ["model"] = JobsHarness.BaseName,
+            ["training_file"] = JsonNode.Parse(await chat.Content.ReadAsStringAsync())!["id"]!.GetValue<string>(),
+        }.ToJsonString(), Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, chatJob.StatusCode);
+        Assert.Contains("no chat template", await chatJob.Content.ReadAsStringAsync());
+
         using var anonymous = new HttpClient { BaseAddress = server.Url };
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/files")).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/v1/fine_tuning/jobs")).StatusCode);

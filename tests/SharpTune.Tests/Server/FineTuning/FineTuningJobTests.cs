@@ -99,6 +99,35 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
     }
 
     [ServerFact]
+    public async Task AChatFileTrainsWithTheServersChatTemplateAndTheModelAnswersAsItsAdapterDoes()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir(), chatTemplate: "chatml");
+        var sdk = JobsHarness.Sdk(server);
+        using var http = JobsHarness.Http(server);
+        var lines = string.Concat(Enumerable.Range(0, 8).Select(i => new JsonObject
+        {
+            ["messages"] = new JsonArray(
+                new JsonObject { ["role"] = "system", ["content"] = "You tell short stories." },
+                new JsonObject { ["role"] = "user", ["content"] = $"Tell me story {i}." },
+                new JsonObject { ["role"] = "assistant", ["content"] = "Lily saw a big red ball.", ["weight"] = 1 }),
+        }.ToJsonString() + "\n"));
+        var file = (await sdk.GetOpenAIFileClient().UploadFileAsync(BinaryData.FromString(lines).ToStream(), "chat.jsonl", FileUploadPurpose.FineTune)).Value;
+        var job = await sdk.GetFineTuningClient().FineTuneAsync(JobsHarness.BaseName, file.Id, waitUntilCompleted: false, new FineTuningOptions
+        {
+            Suffix = "chat",
+            TrainingMethod = FineTuningTrainingMethod.CreateSupervised(new HyperparameterBatchSize(4), new HyperparameterEpochCount(3), new HyperparameterLearningRate(50)),
+        });
+        var done = await JobsHarness.WaitForStatusAsync(http, job.JobId, JobTimeout, "succeeded");
+        Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
+
+        const string prompt = "Tell me story 5.";
+        var answer = (await sdk.GetChatClient(done["fine_tuned_model"]!.GetValue<string>())
+            .CompleteChatAsync([new UserChatMessage(prompt)], new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 12 })).Value.Content[0].Text;
+        Assert.Equal(harness.Reference(prompt, 12, server.FineTuning!.RunDirectory(job.JobId) + "/final", "chatml"), answer);
+        Assert.True(File.Exists(Path.Combine(server.FineTuning.RunDirectory(job.JobId), "final", "chat_template.jinja")));
+    }
+
+    [ServerFact]
     public async Task DpoJobFailsCleanlyWithAnErrorObjectUntilTheTrainerSupportsIt()
     {
         await using var server = await harness.StartAsync(harness.NewJobsDir());
@@ -140,6 +169,12 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         using var http = JobsHarness.Http(server);
         var jobId = await StartLongJobAsync(http);
         await WaitForCheckpointAsync(http, jobId);
+
+        // Inference goes on while the job trains.
+        var reply = await JobsHarness.Sdk(server).GetChatClient(JobsHarness.BaseName)
+            .CompleteChatAsync([new UserChatMessage("Tom had a toy.")], new ChatCompletionOptions { MaxOutputTokenCount = 4 });
+        Assert.False(string.IsNullOrEmpty(reply.Value.Content[0].Text));
+        Assert.Equal("running", JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!["status"]!.GetValue<string>());
 
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var cancelled = await http.PostAsync($"/v1/fine_tuning/jobs/{jobId}/cancel", null);

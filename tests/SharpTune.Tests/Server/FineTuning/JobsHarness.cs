@@ -39,7 +39,7 @@ public sealed class JobsHarness : IDisposable
     public string NewJobsDir() => Path.Combine(temp.Path, "jobs-" + Guid.NewGuid().ToString("N")[..8]);
 
     public Task<RunningServer> StartAsync(string jobsDir, Func<FineTuningServerOptions, FineTuningServerOptions>? configure = null,
-        long maxBodyBytes = 64 * 1024)
+        long maxBodyBytes = 64 * 1024, string? chatTemplate = null)
     {
         var ft = new FineTuningServerOptions { JobsDir = jobsDir, CheckpointEvery = 2, LoraRank = 4, MaxUploadBytes = 32 * 1024 };
         return SharpTuneServer.StartAsync(new ServerOptions
@@ -48,6 +48,7 @@ public sealed class JobsHarness : IDisposable
             Port = 0,
             ApiKeys = [Key, OtherKey],
             MaxBodyBytes = maxBodyBytes,
+            ChatTemplate = chatTemplate,
             FineTuning = configure is null ? ft : configure(ft),
         });
     }
@@ -111,15 +112,19 @@ public sealed class JobsHarness : IDisposable
         return job;
     }
 
-    /// <summary>What the library generates greedily for <paramref name="prompt"/> (rendered as the server renders a chat) with the adapter folder applied.</summary>
-    public string Reference(string prompt, int maxTokens, string adapterDir)
+    /// <summary>
+    /// What the library generates greedily for <paramref name="prompt"/> with the adapter folder applied, the chat rendered
+    /// as the server renders it: with the built-in <paramref name="chatTemplate"/>, else in the transcript format.
+    /// </summary>
+    public string Reference(string prompt, int maxTokens, string adapterDir, string? chatTemplate = null)
     {
         using var model = PretrainedModel.Load(ModelDir);
         PeftAdapters.Load(model, adapterDir);
         var tokenizer = HfTokenizer.FromDirectory(ModelDir);
-        var ids = tokenizer.Encode(ChatPromptFormat.RenderTranscript([new ChatMessage("user", prompt)]), addSpecialTokens: true);
+        var format = chatTemplate is null ? ChatPromptFormat.Transcript : ChatPromptFormat.FromTemplate(ChatTemplate.BuiltIn(chatTemplate));
+        var ids = format.Encode([new ChatMessage("user", prompt)], tokenizer);
         return new TextGenerator(model, tokenizer)
-            .GenerateFromIds([ids], new GenerationOptions { Temperature = 0, MaxNewTokens = maxTokens }, ["\nUser:"])[0].Text;
+            .GenerateFromIds([ids], new GenerationOptions { Temperature = 0, MaxNewTokens = maxTokens }, format.ImpliedStops)[0].Text;
     }
 
     public void Dispose() => temp.Dispose();
