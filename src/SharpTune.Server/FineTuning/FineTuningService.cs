@@ -73,7 +73,7 @@ public sealed class FineTuningService : IDisposable
     }
 
     /// <summary>The owner recorded for a request's bearer key: a hash, never the key itself; null without keys.</summary>
-    public static string? OwnerOf(string? authorizationHeader)
+    internal static string? OwnerOf(string? authorizationHeader)
     {
         if (authorizationHeader is null || !authorizationHeader.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return null;
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(authorizationHeader["Bearer ".Length..].Trim()));
@@ -81,7 +81,7 @@ public sealed class FineTuningService : IDisposable
     }
 
     /// <summary>Whether <paramref name="owner"/> may see a resource owned by <paramref name="resourceOwner"/>.</summary>
-    public bool Visible(string? resourceOwner, string? owner) => !Options.ScopedKeys || resourceOwner == owner;
+    internal bool Visible(string? resourceOwner, string? owner) => !Options.ScopedKeys || resourceOwner == owner;
 
     /// <summary>Adds a job (already validated) and wakes the training thread.</summary>
     internal void Submit(JobRecord job)
@@ -112,26 +112,31 @@ public sealed class FineTuningService : IDisposable
     }
 
     /// <summary>Cancels a job: a waiting one at once, a running one at the end of its current step. Final jobs are unchanged.</summary>
-    public JobRecord? Cancel(string jobId)
+    internal JobRecord? Cancel(string jobId)
     {
-        var job = Update(jobId, j => j.Status is JobStatus.ValidatingFiles or JobStatus.Queued or JobStatus.Paused
+        var stopsNow = false;
+        // A job marked running that the training thread has not taken up yet (just after a restart) stops here too.
+        var job = Update(jobId, j => (stopsNow = Waiting(j.Status) || (j.Status == JobStatus.Running && !runner.IsRunning(jobId)))
             ? j with { Status = JobStatus.Cancelled, FinishedAt = Now() } : j);
-        if (job?.Status == JobStatus.Cancelled && !runner.IsRunning(jobId)) AddEvent(jobId, "Fine-tuning job cancelled");
-        if (job?.Status == JobStatus.Running) runner.Stop(jobId, JobRunner.StopReason.Cancel);
+        if (stopsNow) AddEvent(jobId, "Fine-tuning job cancelled");
+        else if (job?.Status == JobStatus.Running) runner.Stop(jobId, JobRunner.StopReason.Cancel);
         return job;
     }
 
     /// <summary>Pauses a job: a waiting one stays out of the queue; a running one stops after its current step (it later resumes from its last checkpoint).</summary>
-    public JobRecord? Pause(string jobId)
+    internal JobRecord? Pause(string jobId)
     {
-        var job = Update(jobId, j => j.Status is JobStatus.ValidatingFiles or JobStatus.Queued ? j with { Status = JobStatus.Paused } : j);
-        if (job?.Status == JobStatus.Paused) AddEvent(jobId, "Fine-tuning job paused");
-        if (job?.Status == JobStatus.Running) runner.Stop(jobId, JobRunner.StopReason.Pause);
+        var stopsNow = false;
+        var job = Update(jobId, j => (stopsNow = j.Status is JobStatus.ValidatingFiles or JobStatus.Queued
+                                                 || (j.Status == JobStatus.Running && !runner.IsRunning(jobId)))
+            ? j with { Status = JobStatus.Paused } : j);
+        if (stopsNow) AddEvent(jobId, "Fine-tuning job paused");
+        else if (job?.Status == JobStatus.Running) runner.Stop(jobId, JobRunner.StopReason.Pause);
         return job;
     }
 
     /// <summary>Puts a paused job back in the queue.</summary>
-    public JobRecord? Resume(string jobId)
+    internal JobRecord? Resume(string jobId)
     {
         var job = Update(jobId, j => j.Status == JobStatus.Paused ? j with { Status = JobStatus.Queued } : j);
         if (job?.Status == JobStatus.Queued)
@@ -143,7 +148,7 @@ public sealed class FineTuningService : IDisposable
     }
 
     /// <summary>Waits (up to <paramref name="timeout"/>) for a running job to stop after a cancel or pause.</summary>
-    public bool WaitUntilStopped(string jobId, TimeSpan timeout) => runner.WaitUntilNotRunning(jobId, timeout);
+    internal bool WaitUntilStopped(string jobId, TimeSpan timeout) => runner.WaitUntilNotRunning(jobId, timeout);
 
     internal void AddEvent(string jobId, string message, string type = "message", JsonObject? data = null, string level = "info") =>
         Database.AddEvent(new JobEvent(Ids.New("ftevent"), jobId, Now(), level, message, type, data));
@@ -177,6 +182,8 @@ public sealed class FineTuningService : IDisposable
         if (o.CheckpointEvery < 0) throw new ArgumentException($"CheckpointEvery is {o.CheckpointEvery}; use 0 (every epoch) or a positive step count");
         if (o.AutoStepCap < 1) throw new ArgumentException($"AutoStepCap is {o.AutoStepCap}; it must be at least 1");
     }
+
+    private static bool Waiting(string status) => status is JobStatus.ValidatingFiles or JobStatus.Queued or JobStatus.Paused;
 
     internal static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 

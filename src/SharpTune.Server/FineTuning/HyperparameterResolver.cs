@@ -16,7 +16,7 @@ namespace SharpTune.Server.FineTuning;
 /// </list>
 /// Numbers the user gives are used as given (after range checks), and never capped.
 /// </summary>
-public static class HyperparameterResolver
+internal static class HyperparameterResolver
 {
     /// <summary>The base learning rate a multiplier of 1 stands for.</summary>
     public static double BaseLearningRate(string method) =>

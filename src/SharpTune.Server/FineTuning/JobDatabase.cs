@@ -10,7 +10,7 @@ namespace SharpTune.Server.FineTuning;
 /// With write-ahead logging, a committed write survives the process being killed (synchronous=NORMAL risks only the
 /// last transactions on a power loss, and costs no fsync per event). Lists are newest first with an <c>after</c> cursor (an id) as OpenAI paginates.
 /// </summary>
-public sealed class JobDatabase : IDisposable
+internal sealed class JobDatabase : IDisposable
 {
     private readonly SqliteConnection connection;
     private readonly Lock gate = new();

@@ -106,16 +106,16 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
         var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown.Token);
         lock (gate)
         {
-            // A cancel or pause may have landed between choosing the job and now.
-            var current = service.Database.GetJob(job.Id);
-            if (current is null || current.Status is not (JobStatus.Queued or JobStatus.Running)) return;
             currentJob = job.Id;
             currentStop = stop;
             stopReason = StopReason.Shutdown;
         }
         try
         {
-            job = service.Update(job.Id, j => j with { Status = JobStatus.Running, Started = true })!;
+            // Marked as ours first, then moved to running only if still waiting: a cancel or pause that landed in between
+            // either changed the status already (and we leave) or finds the job ours and stops it through the token.
+            job = service.Update(job.Id, j => j.Status is JobStatus.Queued or JobStatus.Running ? j with { Status = JobStatus.Running, Started = true } : j)!;
+            if (job.Status != JobStatus.Running) return;
             if (job.MethodType == "dpo")
             {
                 Fail(job.Id, "unsupported_method", "DPO fine-tuning is not available in this SharpTune build; use method type 'supervised'", "method");

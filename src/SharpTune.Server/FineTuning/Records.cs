@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>An uploaded (or result) file: metadata only; the bytes live in the file store under <see cref="Id"/>.</summary>
-public sealed record StoredFile(
+internal sealed record StoredFile(
     string Id,
     string? Owner,
     long CreatedAt,
@@ -14,13 +14,13 @@ public sealed record StoredFile(
     int Examples);
 
 /// <summary>Hyperparameters after "auto" was resolved; <see cref="Beta"/> only for DPO.</summary>
-public sealed record ResolvedHyperparameters(int NEpochs, int BatchSize, double LearningRateMultiplier, double? Beta, int MaxSteps);
+internal sealed record ResolvedHyperparameters(int NEpochs, int BatchSize, double LearningRateMultiplier, double? Beta, int MaxSteps);
 
 /// <summary>An OpenAI-shaped job error.</summary>
-public sealed record JobError(string Code, string Message, string? Param);
+internal sealed record JobError(string Code, string Message, string? Param);
 
 /// <summary>The job statuses of OpenAI's API.</summary>
-public static class JobStatus
+internal static class JobStatus
 {
     public const string ValidatingFiles = "validating_files";
     public const string Queued = "queued";
@@ -35,7 +35,7 @@ public static class JobStatus
 }
 
 /// <summary>A fine-tuning job as stored (one JSON document per job in the database).</summary>
-public sealed record JobRecord
+internal sealed record JobRecord
 {
     public required string Id { get; init; }
     public string? Owner { get; init; }
@@ -68,7 +68,7 @@ public sealed record JobRecord
 }
 
 /// <summary>A job event; <see cref="Data"/> holds the metrics of a <c>metrics</c> event.</summary>
-public sealed record JobEvent(string Id, string JobId, long CreatedAt, string Level, string Message, string Type, JsonObject? Data);
+internal sealed record JobEvent(string Id, string JobId, long CreatedAt, string Level, string Message, string Type, JsonObject? Data);
 
 /// <summary>A saved checkpoint, served as <see cref="ModelName"/> from the adapter folder <see cref="Directory"/>.</summary>
-public sealed record JobCheckpoint(string Id, string JobId, long CreatedAt, int Step, string ModelName, JsonObject Metrics, string Directory);
+internal sealed record JobCheckpoint(string Id, string JobId, long CreatedAt, int Step, string ModelName, JsonObject Metrics, string Directory);

@@ -4,10 +4,10 @@ using SharpTune.Data.Readers;
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>What a valid training file holds.</summary>
-public sealed record TrainingFileSummary(DatasetFormat Format, int Examples);
+internal sealed record TrainingFileSummary(DatasetFormat Format, int Examples);
 
 /// <summary>A training file that fails validation: <see cref="LineNumber"/> is 1-based (0 = the file as a whole).</summary>
-public sealed class TrainingFileException(long lineNumber, string message) : Exception(message)
+internal sealed class TrainingFileException(long lineNumber, string message) : Exception(message)
 {
     public long LineNumber { get; } = lineNumber;
 }
@@ -20,7 +20,7 @@ public sealed class TrainingFileException(long lineNumber, string message) : Exc
 /// something to train on. Field checks come from the library's <see cref="TrainingExampleMapper"/> so the server accepts
 /// exactly what the trainer reads.
 /// </summary>
-public static class TrainingFileValidator
+internal static class TrainingFileValidator
 {
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool", "function"];
 

@@ -255,8 +255,7 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
         var messages = JsonNode.Parse(await again.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/events?limit=1000"))!["data"]!.AsArray()
             .Select(e => e!["message"]!.GetValue<string>()).ToArray();
-        foreach (var e in JsonNode.Parse(await again.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/events?limit=1000"))!["data"]!.AsArray().Reverse())
-            output.WriteLine($"{DateTimeOffset.FromUnixTimeSeconds(e!["created_at"]!.GetValue<long>()):HH:mm:ss} {e["message"]}");
+        await WriteTimelineAsync(again, jobId);
         var resumedAt = messages.Select(m => Regex.Match(m, @"^resumed from step (\d+)$"))
             .Single(m => m.Success).Groups[1].Value;
         Assert.True(int.Parse(resumedAt) >= checkpointStep, $"resumed at {resumedAt}, but step {checkpointStep} was checkpointed before the stop");
@@ -298,6 +297,7 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         await using var restarted = await harness.StartAsync(jobsDir, o => o with { CheckpointEvery = 4 });
         using var again = JobsHarness.Http(restarted);
         var done = await JobsHarness.WaitForStatusAsync(again, jobId, JobTimeout, "succeeded");
+        await WriteTimelineAsync(again, jobId);
         Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
         var messages = JsonNode.Parse(await again.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/events?limit=1000"))!["data"]!.AsArray()
             .Select(e => e!["message"]!.GetValue<string>()).ToArray();
@@ -307,6 +307,13 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
             .Select(c => c!["step_number"]!.GetValue<int>()).ToArray();
         Assert.Equal(checkpoints.Distinct(), checkpoints);   // a checkpoint seen before the kill is not listed twice
         Assert.Equal(32, checkpoints[0]);
+    }
+
+    /// <summary>The job's events, oldest first, into the test output (where the time went when a run is slow).</summary>
+    private async Task WriteTimelineAsync(HttpClient http, string jobId)
+    {
+        foreach (var e in JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/events?limit=1000"))!["data"]!.AsArray().Reverse())
+            output.WriteLine($"{DateTimeOffset.FromUnixTimeSeconds(e!["created_at"]!.GetValue<long>()):HH:mm:ss} {e["message"]}");
     }
 
     private static async Task<Uri> ReadUrlAsync(StreamReader stderr)
