@@ -37,6 +37,7 @@ public sealed class DpoObjective(DpoSettings settings, DpoReference reference) :
         }
         var result = DpoLoss.Compute(policyLogProbs.narrow(0, 0, p), policyLogProbs.narrow(0, p, p),
             referenceLogProbs.narrow(0, 0, p), referenceLogProbs.narrow(0, p, p), settings.Beta, settings.LabelSmoothing, settings.LossType);
+        var lossSum = result.Losses.sum();   // before no_grad: the gradient flows through this one
         using var noGrad = no_grad();
         var detached = policyLogProbs.detach();
         var metrics = new Dictionary<string, Tensor>
@@ -47,6 +48,6 @@ public sealed class DpoObjective(DpoSettings settings, DpoReference reference) :
             ["logps/chosen"] = detached.narrow(0, 0, p).sum(),
             ["logps/rejected"] = detached.narrow(0, p, p).sum(),
         };
-        return new ObjectiveOutput(result.Losses.sum(), result.ChosenRewards.gt(result.RejectedRewards).sum(), metrics);
+        return new ObjectiveOutput(lossSum, result.ChosenRewards.gt(result.RejectedRewards).sum(), metrics);
     }
 }
