@@ -46,7 +46,8 @@ public static class ComparisonReport
             "Peak RSS is the process's working set sampled every 50 ms during the run (managed heap + native tensors + " +
             "runtime); added RSS is that peak minus the working set just before the run. Methods run one after another in " +
             "one process, so the added figure is the fairer comparison. Time is the whole run's wall time; tokens/s counts " +
-            "training tokens over the training steps only. Test metrics use the final model.");
+            "training tokens over the training loop (validation passes and checkpoints included). The first method also pays " +
+            "the process's warm-up. Test metrics use the final model.");
         return sb.ToString();
     }
 

@@ -6,7 +6,7 @@ namespace SharpTune.Comparison;
 /// <param name="PeakWorkingSetMb">The process's peak working set during the run (resident memory, MiB).</param>
 /// <param name="PeakAboveBaselineMb">That peak minus the working set just before the run: what this run added.</param>
 /// <param name="Seconds">Wall time of the whole run (loading, training, evaluation, saving).</param>
-/// <param name="TokensPerSecond">Training tokens processed per second of training steps.</param>
+/// <param name="TokensPerSecond">Training tokens per second of the training loop (validation and checkpoints included).</param>
 /// <param name="TestLoss">Loss of the final model on the test data (per supervised token; per pair for DPO).</param>
 /// <param name="TestPerplexity">exp(test loss) for SFT; null for DPO.</param>
 /// <param name="TestExactMatch">Greedy answers equal to the reference (normalised), when the test answers are short; else null.</param>

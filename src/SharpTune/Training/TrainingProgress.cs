@@ -30,7 +30,7 @@ public sealed record TrainingResult(
     string RunDirectory,
     IReadOnlyList<double> TrainLosses)
 {
-    /// <summary>Seconds spent in training steps this session (excluding set-up), and tokens processed in them.</summary>
+    /// <summary>Seconds spent in the training loop this session (steps, validation, checkpoints; not set-up or final saving), and training tokens processed.</summary>
     public double TrainingSeconds { get; init; }
     public long TokensProcessed { get; init; }
 }
