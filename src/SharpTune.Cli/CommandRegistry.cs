@@ -12,6 +12,7 @@ internal static class CommandRegistry
         InfoCommand.Create(),
         GenerateCommand.Create(),
         TrainCommand.Create(),
+        CompareCommand.Create(),
         MergeCommand.Create(),
         ScoreCommand.Create(),
         EvalCommand.Create(),

@@ -61,4 +61,17 @@ public sealed record TrainingOptions
     /// <summary>Stop after this many evaluations without improvement (0 = never).</summary>
     public int EarlyStoppingPatience { get; init; }
     public int LogEvery { get; init; } = 1;
+
+    /// <summary>sft (next-token loss on completions) or dpo (preference pairs: prompt, chosen, rejected).</summary>
+    public string Objective { get; init; } = "sft";
+    /// <summary>DPO: strength of the pull towards the reference model (TRL's beta).</summary>
+    public double Beta { get; init; } = 0.1;
+    /// <summary>DPO: probability that a preference label is flipped (conservative DPO), in [0, 0.5).</summary>
+    public double LabelSmoothing { get; init; }
+    /// <summary>DPO: sigmoid (the DPO paper) or ipo.</summary>
+    public string LossType { get; init; } = "sigmoid";
+    /// <summary>DPO: score every pair with the reference model once before training (full fine-tuning then needs no second model copy).</summary>
+    public bool PrecomputeRefLogProbs { get; init; }
+    /// <summary>Test data, evaluated once with the final model (same format and masking as validation).</summary>
+    public string? Test { get; init; }
 }
