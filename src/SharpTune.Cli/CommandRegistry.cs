@@ -20,5 +20,6 @@ internal static class CommandRegistry
         TokenizeCommand.Create(),
         DataCommand.Create(),
         DashboardCommand.Create(),
+        ServeCommand.Create(),
     ];
 }

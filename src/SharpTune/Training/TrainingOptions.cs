@@ -13,6 +13,8 @@ public sealed record TrainingOptions
     /// <summary>Validation data; when absent, <see cref="ValidationFraction"/> of the training data is held out.</summary>
     public string? Validation { get; init; }
     public double ValidationFraction { get; init; } = 0.1;
+    /// <summary>When set, malformed rows are written here with their reason and counted instead of stopping the run.</summary>
+    public string? RejectsFile { get; init; }
     /// <summary>Run directory (config, metrics, checkpoints, plots, final/).</summary>
     public string Output { get; init; } = "runs/run";
 
