@@ -21,9 +21,8 @@ public static class TokenGenerator
         bool useCache = true)
     {
         if (prompts.Count == 0) return [];
-        // Prompt/prefix tuning's virtual tokens take positions (and, for prompt tuning, cache slots) before the prompt.
-        var virtualTokens = model.ForwardAdapter?.VirtualTokenCount ?? 0;
-        var context = model.Config.MaxPositionEmbeddings - virtualTokens;
+        // Prompt/prefix tuning's virtual tokens take positions before the prompt.
+        var context = model.Config.MaxPositionEmbeddings - (model.ForwardAdapter?.VirtualTokenCount ?? 0);
         var fitted = prompts.Select((p, i) => FitToContext(p, i, options, context)).ToArray();
         var eos = (options.EosTokenIds ?? model.Config.EosTokenIds).ToHashSet();
         var batch = fitted.Length;
@@ -35,7 +34,7 @@ public static class TokenGenerator
         var finish = new FinishReason?[batch];
         using var noGrad = no_grad();
         using var sampler = new TokenSampler(options);
-        using var cache = useCache ? new KvCache(model.Config, batch, capacity + virtualTokens, model.WeightDtype, device) : null;
+        using var cache = useCache ? new KvCache(model.Config, batch, capacity, model.WeightDtype, device) : null;
 
         // Left padding: row i's real tokens occupy columns [promptLength - len_i, promptLength). Keys of padding columns
         // stay hidden for the whole generation; generated columns are always visible (a finished row keeps decoding

@@ -10,8 +10,8 @@ namespace SharpTune.Models;
 public interface IForwardAdapter
 {
     /// <summary>
-    /// How many positions the adapter occupies before the real tokens: real tokens' positions shift by this much, the
-    /// usable context shrinks by it, and a KV cache needs this many extra slots.
+    /// How many positions the adapter occupies before the real tokens: real tokens' positions shift by this much and the
+    /// usable context shrinks by it. A KV cache needs no extra slots: virtual keys/values are never stored in it.
     /// </summary>
     int VirtualTokenCount { get; }
 

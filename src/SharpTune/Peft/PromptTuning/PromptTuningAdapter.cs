@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json.Nodes;
 using SharpTune.Hub;
 using SharpTune.Models;
@@ -11,7 +12,8 @@ namespace SharpTune.Peft.PromptTuning;
 /// <summary>
 /// Prompt tuning (PEFT's PROMPT_TUNING): n trainable embeddings prepended to every input as virtual tokens, the whole
 /// base model frozen. It acts inside the forward pass (<see cref="IForwardAdapter"/>), so training, evaluation and
-/// generation with or without a KV cache all see the virtual tokens; logits cover only the real tokens. Saved as PEFT
+/// generation with or without a KV cache all see the virtual tokens; logits cover only the real tokens. With a KV cache
+/// the virtual tokens' keys/values are computed once per cache and reused, so change the embeddings only between caches. Saved as PEFT
 /// does: the single tensor <c>prompt_embeddings</c> (n, hidden).
 /// </summary>
 public sealed class PromptTuningAdapter : IPeftAdapter, IForwardAdapter
@@ -25,6 +27,9 @@ public sealed class PromptTuningAdapter : IPeftAdapter, IForwardAdapter
     private readonly FrozenBase frozen = new();
     private CausalLanguageModel? model;
     private PromptEmbedding? encoder;
+    // Virtual keys/values per KV cache in use; a cache's entry goes when the cache is collected or the adapter unloads.
+    private readonly ConditionalWeakTable<KvCache, VirtualPast> pasts = new();
+    private bool computingPast;
 
     public PromptTuningAdapter(PromptTuningConfig config)
     {
@@ -95,13 +100,60 @@ public sealed class PromptTuningAdapter : IPeftAdapter, IForwardAdapter
 
     public (Tensor InputsEmbeds, ForwardContext Context) Adjust(Tensor inputsEmbeds, ForwardContext context)
     {
-        if (!Enabled) return (inputsEmbeds, context);
+        if (!Enabled || computingPast) return (inputsEmbeds, context);
         var n = Config.NumVirtualTokens;
-        if (context.Cache is { Length: > 0 })   // the virtual tokens are already in the cache
-            return (inputsEmbeds, VirtualTokenContext.AfterPrefill(context, n));
         var batch = inputsEmbeds.shape[0];
+        if (context.Cache is { } cache)
+        {
+            // The virtual tokens attend only to each other, so their keys/values depend on nothing but the prompt
+            // embeddings: they are computed once per cache and supplied as per-layer prefixes, never stored in the
+            // cache. Its capacity and any handling of it by callers (the server merges batches' caches) stay as they are.
+            var past = pasts.GetValue(cache, _ => ComputePast());
+            return (inputsEmbeds, new ForwardContext
+            {
+                PositionIds = context.PositionIds + n,
+                AttentionMask = context.AttentionMask,   // Attention widens it over the prefix keys itself
+                Cache = cache,
+                LayerPrefix = layer => past.For(layer, batch),
+            });
+        }
         var prompts = encoder!.Weight.to(inputsEmbeds.dtype).unsqueeze(0).expand(batch, n, -1);          // (B, n, C)
         return (cat([prompts, inputsEmbeds], dim: 1), VirtualTokenContext.Prefill(context, n, batch, inputsEmbeds.device));
+    }
+
+    // Runs the virtual tokens alone through the model (positions 0..n-1) and keeps each layer's keys and values.
+    private VirtualPast ComputePast()
+    {
+        var m = model!;
+        var n = Config.NumVirtualTokens;
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        using var past = new KvCache(m.Config, 1, n, m.WeightDtype, m.Device);
+        computingPast = true;
+        try
+        {
+            var positions = arange(n, dtype: ScalarType.Int64, device: m.Device).unsqueeze(0);
+            m.DecodeHidden(encoder!.Weight.to(m.WeightDtype).unsqueeze(0), new ForwardContext { PositionIds = positions, Cache = past });
+        }
+        finally { computingPast = false; }
+        using var empty = zeros([1, m.Config.NumKeyValueHeads, 0, m.Config.HeadDim], m.WeightDtype, m.Device);
+        var layers = Enumerable.Range(0, m.Config.NumLayers).Select(layer =>
+        {
+            var (k, v) = past.Update(layer, empty, empty);                                                // (1, nkv, n, hd)
+            return (k.clone().DetachFromDisposeScope(), v.clone().DetachFromDisposeScope());
+        }).ToArray();
+        return new VirtualPast(layers);
+    }
+
+    private sealed class VirtualPast((Tensor Keys, Tensor Values)[] layers) : IDisposable
+    {
+        public (Tensor Keys, Tensor Values)? For(int layer, long batch) =>
+            (layers[layer].Keys.expand(batch, -1, -1, -1), layers[layer].Values.expand(batch, -1, -1, -1));
+
+        public void Dispose()
+        {
+            foreach (var (k, v) in layers) { k.Dispose(); v.Dispose(); }
+        }
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters =>
@@ -127,6 +179,8 @@ public sealed class PromptTuningAdapter : IPeftAdapter, IForwardAdapter
         model!.ForwardAdapter = null;
         frozen.Restore();
         model.register_module(ModuleName, null!);
+        foreach (var (_, past) in pasts) past.Dispose();
+        pasts.Clear();
         encoder!.Dispose();
         encoder = null;
         model = null;

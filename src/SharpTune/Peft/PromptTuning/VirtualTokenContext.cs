@@ -6,11 +6,10 @@ namespace SharpTune.Peft.PromptTuning;
 /// <summary>
 /// The forward context once n virtual tokens sit before the real ones: the virtual tokens take positions 0..n-1 and
 /// attend causally among themselves only; every real token's position shifts by n and it sees all virtual tokens.
-/// With a KV cache the virtual tokens enter the cache on the first (prefill) call; later calls only see them there.
 /// </summary>
 internal static class VirtualTokenContext
 {
-    /// <summary>The context for the prefill call, where the n virtual rows are prepended to the real ones.</summary>
+    /// <summary>The context once the n virtual rows are prepended to the real ones.</summary>
     public static ForwardContext Prefill(ForwardContext real, int n, long batch, Device device)
     {
         var virtualPositions = arange(n, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, n);
@@ -23,15 +22,6 @@ internal static class VirtualTokenContext
             LayerPrefix = real.LayerPrefix,
         };
     }
-
-    /// <summary>The context for a later cached call: the n virtual keys are already in the cache.</summary>
-    public static ForwardContext AfterPrefill(ForwardContext real, int n) => new()
-    {
-        PositionIds = real.PositionIds + n,
-        AttentionMask = real.AttentionMask is { } mask ? VirtualKeysVisible(mask, n) : null,
-        Cache = real.Cache,
-        LayerPrefix = real.LayerPrefix,
-    };
 
     // (B, 1, T, S) → (B, 1, n+T, n+S): virtual queries see earlier virtual keys; real queries see every virtual key
     // and, beyond them, exactly what the caller's mask allowed.
