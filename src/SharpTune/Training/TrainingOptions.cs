@@ -18,7 +18,7 @@ public sealed record TrainingOptions
     /// <summary>Run directory (config, metrics, checkpoints, plots, final/).</summary>
     public string Output { get; init; } = "runs/run";
 
-    /// <summary>full, lora or dora.</summary>
+    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter or ia3.</summary>
     public string Method { get; init; } = "lora";
     public int LoraR { get; init; } = 8;
     public double LoraAlpha { get; init; } = 16;
@@ -74,4 +74,23 @@ public sealed record TrainingOptions
     public bool PrecomputeRefLogProbs { get; init; }
     /// <summary>Test data, evaluated once with the final model (same format and masking as validation).</summary>
     public string? Test { get; init; }
+
+    // Prompt tuning, prefix tuning, bottleneck adapters and IA3 (docs/methods.md).
+    /// <summary>prompt-tuning / prefix-tuning: how many virtual tokens (PEFT's num_virtual_tokens).</summary>
+    public int NumVirtualTokens { get; init; } = 20;
+    /// <summary>prompt-tuning: start from this text's token embeddings (PEFT's TEXT init); empty = random.</summary>
+    public string? PromptTuningInitText { get; init; }
+    /// <summary>prefix-tuning: train the prefixes through a two-layer MLP (PEFT's prefix_projection).</summary>
+    public bool PrefixProjection { get; init; }
+    /// <summary>prefix-tuning: the MLP's hidden width; empty = the key/value width.</summary>
+    public int? EncoderHiddenSize { get; init; }
+    /// <summary>adapter: houlsby (after attention and MLP) or pfeiffer (after the MLP only).</summary>
+    public string AdapterType { get; init; } = "houlsby";
+    /// <summary>adapter: the bottleneck width; empty = layer width / <see cref="ReductionFactor"/>.</summary>
+    public int? BottleneckSize { get; init; }
+    public int ReductionFactor { get; init; } = 16;
+    /// <summary>adapter: relu, gelu, silu or tanh.</summary>
+    public string NonLinearity { get; init; } = "relu";
+    /// <summary>ia3: the targets scaled on their input (comma-separated names or a regex); empty = PEFT's default.</summary>
+    public string? FeedforwardModules { get; init; }
 }
