@@ -17,6 +17,7 @@ internal static class CommandRegistry
         LicenseCommand.Create(),
         DownloadCommand.Create(),
         EstimateCommand.Create(),
+        SelectCommand.Create(),
         TokenizeCommand.Create(),
         DataCommand.Create(),
         DashboardCommand.Create(),
