@@ -14,6 +14,8 @@ internal static class CommandRegistry
         TrainCommand.Create(),
         MergeCommand.Create(),
         ScoreCommand.Create(),
+        EvalCommand.Create(),
+        BiasCommand.Create(),
         LicenseCommand.Create(),
         DownloadCommand.Create(),
         EstimateCommand.Create(),
@@ -21,5 +23,6 @@ internal static class CommandRegistry
         TokenizeCommand.Create(),
         DataCommand.Create(),
         DashboardCommand.Create(),
+        ServeCommand.Create(),
     ];
 }

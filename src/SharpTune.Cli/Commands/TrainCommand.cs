@@ -31,10 +31,11 @@ internal static class TrainCommand
         var packing = new Option<bool?>("--packing") { Description = "Pack several examples per sequence (with a block-diagonal mask)" };
         var patience = new Option<int?>("--early-stopping-patience") { Description = "Stop after N evaluations without improvement" };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Validate every N steps" };
+        var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
         var command = new Command("train", "Fine-tune a model (full, LoRA, DoRA) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, loraR, loraAlpha, targets, batch,
-            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery,
+            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, rejectsFile,
         };
         command.SetAction(parse =>
         {
@@ -60,6 +61,7 @@ internal static class TrainCommand
                 Packing = parse.GetValue(packing) ?? options.Packing,
                 EarlyStoppingPatience = parse.GetValue(patience) ?? options.EarlyStoppingPatience,
                 EvalEvery = parse.GetValue(evalEvery) ?? options.EvalEvery,
+                RejectsFile = parse.GetValue(rejectsFile) ?? options.RejectsFile,
             };
             options = options with { Output = parse.GetValue(output) ?? (options.Output == new TrainingOptions().Output ? DefaultRunDir(options) : options.Output) };
             if (options.Model.Length == 0 || options.Data.Length == 0)

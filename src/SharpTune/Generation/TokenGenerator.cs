@@ -35,56 +35,65 @@ public static class TokenGenerator
         using var sampler = new TokenSampler(options);
         using var cache = useCache ? new KvCache(model.Config, batch, capacity, model.WeightDtype, device) : null;
 
-        // Left padding: row i's real tokens occupy columns [promptLength - len_i, promptLength).
-        var ids = new long[batch, capacity];
-        var real = new bool[batch, capacity];
+        // Left padding: row i's real tokens occupy columns [promptLength - len_i, promptLength). Keys of padding columns
+        // stay hidden for the whole generation; generated columns are always visible (a finished row keeps decoding
+        // filler tokens, whose outputs are discarded).
+        var promptIds = new long[batch, promptLength];
+        var promptPositions = new long[batch, promptLength];
+        var keyIsReal = new bool[batch, capacity];
+        var padded = false;
         var nextPosition = new long[batch];
         for (var r = 0; r < batch; r++)
         {
             var offset = promptLength - fitted[r].Count;
+            padded |= offset > 0;
             for (var j = 0; j < fitted[r].Count; j++)
             {
-                ids[r, offset + j] = fitted[r][j];
-                real[r, offset + j] = true;
+                promptIds[r, offset + j] = fitted[r][j];
+                promptPositions[r, offset + j] = j;
             }
+            for (var c = offset; c < capacity; c++) keyIsReal[r, c] = true;
             nextPosition[r] = fitted[r].Count;
         }
         using var seen = options.RepetitionPenalty != 1.0 ? SeenTokens(fitted, model.Config.VocabSize) : null;
+        using var realKeys = padded ? tensor(keyIsReal, device: device) : null;                 // (B, capacity)
+        var history = new List<long[]>();                                                        // generated columns
 
         var length = promptLength;        // columns filled so far
-        var start = 0;                    // first column not yet in the cache
         for (var step = 0; step < options.MaxNewTokens; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             long[] next;
             using (var scope = NewDisposeScope())
             {
-                var from = useCache ? start : 0;
-                var input = tensor(Slice(ids, from, length), device: device);                    // (B, T)
-                var isReal = tensor(Slice(real, 0, length), device: device);                     // (B, S)
-                var positions = (isReal.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0).narrow(1, from, length - from);
-                var ctx = new ForwardContext
+                Tensor input;
+                ForwardContext ctx;
+                if (useCache && step > 0)
                 {
-                    PositionIds = positions,
-                    AttentionMask = AttentionMasks.CausalWithPadding(isReal, length - from),
-                    Cache = cache,
-                };
+                    input = tensor(history[^1], device: device).view(batch, 1);
+                    ctx = DecodeStep(nextPosition, realKeys, length, cache!, device);
+                }
+                else
+                {
+                    ctx = FullSequence(promptIds, promptPositions, history, realKeys, length, cache, device, out input);
+                }
                 var hidden = model.DecodeHidden(model.EmbedTokens(input), ctx);
                 var logits = model.ComputeLogits(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1); // (B, V)
                 next = sampler.Next(logits, seen);
             }
-            start = length;
+            var column = new long[batch];
             for (var r = 0; r < batch; r++)
             {
                 var token = finish[r] is null ? (int)next[r] : PadFor(eos, fitted[r]);
-                ids[r, length] = token;
-                real[r, length] = finish[r] is null;
+                column[r] = token;
+                nextPosition[r]++;
                 if (finish[r] is not null) continue;
                 generated[r].Add(token);
                 if (seen is not null) seen[r, token] = true;
                 if (eos.Contains(token)) finish[r] = FinishReason.Eos;
                 else if (onToken is not null && !onToken(r, token)) finish[r] = FinishReason.Stop;
             }
+            history.Add(column);
             length++;
             if (finish.All(f => f is not null)) break;
         }
@@ -106,17 +115,44 @@ public static class TokenGenerator
             "Shorten the prompt, lower max_new_tokens, or ask for left truncation.");
     }
 
-    private static int PadFor(HashSet<int> eos, IReadOnlyList<int> prompt) => eos.Count > 0 ? eos.First() : prompt[^1];
-
-    private static T[,] Slice<T>(T[,] source, int from, int to)
+    /// <summary>Context for one new token per row after the cache holds everything before it.</summary>
+    private static ForwardContext DecodeStep(long[] nextPosition, Tensor? realKeys, int length, KvCache cache, Device device)
     {
-        var rows = source.GetLength(0);
-        var result = new T[rows, to - from];
-        for (var r = 0; r < rows; r++)
-            for (var c = from; c < to; c++)
-                result[r, c - from] = source[r, c];
-        return result;
+        var batch = nextPosition.Length;
+        var positions = tensor(nextPosition.Select(p => p - 1).ToArray(), device: device).view(batch, 1);
+        // A single query may see every cached key except left padding.
+        var mask = realKeys?.narrow(1, 0, length).view(batch, 1, 1, length);
+        return new ForwardContext { PositionIds = positions, AttentionMask = mask, Cache = cache };
     }
+
+    /// <summary>Context (and input ids) for the whole sequence so far: the prefill, or every step without a cache.</summary>
+    private static ForwardContext FullSequence(long[,] promptIds, long[,] promptPositions, List<long[]> history, Tensor? realKeys,
+        int length, KvCache? cache, Device device, out Tensor input)
+    {
+        var batch = promptIds.GetLength(0);
+        var promptLength = promptIds.GetLength(1);
+        var ids = new long[batch, length];
+        var positions = new long[batch, length];
+        for (var r = 0; r < batch; r++)
+        {
+            for (var c = 0; c < promptLength; c++)
+            {
+                ids[r, c] = promptIds[r, c];
+                positions[r, c] = promptPositions[r, c];
+            }
+            var promptReal = promptLength == 0 ? 0 : positions[r, promptLength - 1] + 1;
+            for (var c = promptLength; c < length; c++)
+            {
+                ids[r, c] = history[c - promptLength][r];
+                positions[r, c] = promptReal + c - promptLength;
+            }
+        }
+        input = tensor(ids, device: device);
+        var mask = realKeys is null ? null : AttentionMasks.CausalWithPadding(realKeys.narrow(1, 0, length), length);
+        return new ForwardContext { PositionIds = tensor(positions, device: device), AttentionMask = mask, Cache = cache };
+    }
+
+    private static int PadFor(HashSet<int> eos, IReadOnlyList<int> prompt) => eos.Count > 0 ? eos.First() : prompt[^1];
 
     private static Tensor SeenTokens(IReadOnlyList<IReadOnlyList<int>> prompts, int vocab)
     {

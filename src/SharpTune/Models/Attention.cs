@@ -27,14 +27,17 @@ internal static class Attention
             v = RepeatKv(v, groups);
         }
         var mask = ctx.AttentionMask;
-        var plainCausal = mask is null && ctx.Cache is null && prefixLength == 0;
-        if (mask is null && !plainCausal)
+        var queries = q.shape[2];
+        var keys = k.shape[2];
+        // Without a mask, a square block is plain causal attention and a single query may see every key; only a block of
+        // several queries after cached keys or prefixes needs an explicit mask (SDPA's causal flag aligns top-left).
+        var plainCausal = mask is null && queries == keys;
+        if (mask is null && queries > 1 && queries != keys)
         {
-            // A cache or prefix makes the query/key lengths differ; SDPA's own causal flag aligns top-left, so build it.
-            var realKeys = ones(q.shape[0], k.shape[2] - prefixLength, dtype: ScalarType.Bool, device: q.device);
-            mask = AttentionMasks.CausalWithPadding(realKeys, (int)q.shape[2]);
+            var realKeys = ones(q.shape[0], keys - prefixLength, dtype: ScalarType.Bool, device: q.device);
+            mask = AttentionMasks.CausalWithPadding(realKeys, (int)queries);
         }
-        if (mask is not null && prefixLength > 0)
+        if (mask is not null && prefixLength > 0 && mask.shape[3] != keys)
             mask = cat([ones(mask.shape[0], 1, mask.shape[2], prefixLength, dtype: ScalarType.Bool, device: mask.device), mask], dim: 3);
         var y = F.scaled_dot_product_attention(q, k, v, mask, 0.0, plainCausal);                // (B, nh, T, hd)
         return y.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1);                           // (B, T, nh·hd)

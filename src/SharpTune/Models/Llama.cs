@@ -56,11 +56,12 @@ public sealed class LlamaModel : nn.Module
 
     public Tensor Forward(Tensor x, ForwardContext ctx)
     {
-        var rope = Rotary(x.device);
+        using var scope = NewDisposeScope();
+        var angles = Rotary(x.device).Angles(ctx.PositionIds, x.dtype);   // shared by every layer
         foreach (var layer in layers)
-            x = layer.Forward(x, ctx, rope);
+            x = layer.Forward(x, ctx, angles);
         if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
-        return norm.forward(x);
+        return norm.forward(x).MoveToOuterDisposeScope();
     }
 
     private RotaryEmbedding Rotary(Device device)
@@ -94,10 +95,10 @@ public sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, ForwardContext ctx, RotaryEmbedding rope)
+    public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
     {
         using var scope = NewDisposeScope();
-        x = x + self_attn.Forward(input_layernorm.forward(x), ctx, rope);
+        x = x + self_attn.Forward(input_layernorm.forward(x), ctx, angles);
         x = x + mlp.forward(post_attention_layernorm.forward(x));
         return x.MoveToOuterDisposeScope();
     }
@@ -124,13 +125,13 @@ public sealed class LlamaAttention : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, ForwardContext ctx, RotaryEmbedding rope)
+    public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
         var q = q_proj.forward(x).view(b, t, numHeads, headDim).transpose(1, 2);      // (B, nh, T, hd)
         var k = k_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
         var v = v_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
-        (q, k) = rope.Apply(q, k, ctx.PositionIds);
+        (q, k) = RotaryEmbedding.Apply(q, k, angles);
         return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex));
     }
 }

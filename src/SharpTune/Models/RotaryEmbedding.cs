@@ -41,14 +41,17 @@ public sealed class RotaryEmbedding : IDisposable
         return where(isMedium, smoothed, scaled);
     }
 
-    /// <summary>Rotates q (B, nh, T, hd) and k (B, nkv, T, hd) for the given positions (B, T).</summary>
-    public (Tensor q, Tensor k) Apply(Tensor q, Tensor k, Tensor positionIds)
+    /// <summary>cos and sin tables (B, 1, T, hd) for the given positions (B, T), computed once per forward pass.</summary>
+    public (Tensor Cos, Tensor Sin) Angles(Tensor positionIds, ScalarType dtype)
     {
         var flat = positionIds.reshape(-1);
-        var c = cos.index_select(0, flat).view(positionIds.shape[0], 1, positionIds.shape[1], -1).to(q.dtype); // (B,1,T,hd)
-        var s = sin.index_select(0, flat).view(positionIds.shape[0], 1, positionIds.shape[1], -1).to(q.dtype);
-        return (q * c + RotateHalf(q) * s, k * c + RotateHalf(k) * s);
+        var shape = new[] { positionIds.shape[0], 1, positionIds.shape[1], cos.shape[1] };
+        return (cos.index_select(0, flat).view(shape).to(dtype), sin.index_select(0, flat).view(shape).to(dtype));
     }
+
+    /// <summary>Rotates q (B, nh, T, hd) and k (B, nkv, T, hd) by the angles from <see cref="Angles"/>.</summary>
+    public static (Tensor q, Tensor k) Apply(Tensor q, Tensor k, (Tensor Cos, Tensor Sin) angles) =>
+        (q * angles.Cos + RotateHalf(q) * angles.Sin, k * angles.Cos + RotateHalf(k) * angles.Sin);
 
     private static Tensor RotateHalf(Tensor x)
     {

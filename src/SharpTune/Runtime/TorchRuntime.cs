@@ -30,6 +30,7 @@ public static class TorchRuntime
         lock (Gate)
         {
             if (initialised) return;
+            AllocatorTuning.Apply();
             var threads = Environment.GetEnvironmentVariable("SHARPTUNE_THREADS");
             torch.set_num_threads(int.TryParse(threads, out var n) && n > 0 ? n : Environment.ProcessorCount);
             var requested = Environment.GetEnvironmentVariable("SHARPTUNE_DEVICE");

@@ -40,7 +40,7 @@ public static class FineTuneJob
             : tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
         var sft = new SftTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop", options.CompletionOnlyLoss);
 
-        var (trainExamples, validationExamples) = ReadData(options);
+        var (trainExamples, validationExamples) = ReadData(options, log);
         var (train, trainReport) = sft.TokenizeAll(trainExamples);
         var (validation, validationReport) = sft.TokenizeAll(validationExamples);
         log?.Invoke($"train data: {trainReport}");
@@ -72,7 +72,10 @@ public static class FineTuneJob
             if (chatTemplate is not null) File.WriteAllText(Path.Combine(dir, ChatTemplateFileName), chatTemplate.Source);
         }
 
-        var trainer = new Trainer(model, trainable, options, SaveModel);
+        var hook = options.EvalMetrics is { Count: > 0 } metricNames && validationExamples.Count > 0
+            ? new Evaluation.ValidationMetricsHook(model, tokenizer, chatTemplate, validationExamples, metricNames, options.EvalSample, options.Seed)
+            : null;
+        var trainer = new Trainer(model, trainable, options, SaveModel, evaluationHook: hook);
         double? initialValidationLoss = null;
         if (validation.Count > 0 && !resume)
             initialValidationLoss = trainer.Evaluate(validation, model.Device).Loss;
@@ -82,11 +85,16 @@ public static class FineTuneJob
     }
 
     /// <summary>Training and validation examples: the validation file, or a seeded hold-out of the training data.</summary>
-    public static (IReadOnlyList<TrainingExample> Train, IReadOnlyList<TrainingExample> Validation) ReadData(TrainingOptions options)
+    public static (IReadOnlyList<TrainingExample> Train, IReadOnlyList<TrainingExample> Validation) ReadData(TrainingOptions options,
+        Action<string>? log = null)
     {
-        var train = ReadExamples(options.Data);
-        if (options.Validation is { } validationPath)
-            return (train, ReadExamples(validationPath));
+        using var rejects = options.RejectsFile is { } rejectsPath ? new RejectLog(rejectsPath) : null;
+        var train = ReadExamples(options.Data, rejects);
+        var validation = options.Validation is { } validationPath ? ReadExamples(validationPath, rejects) : null;
+        if (rejects is { Total: > 0 })
+            log?.Invoke($"rejected {rejects.Total} malformed rows into {rejects.FilePath}: " +
+                        string.Join(", ", rejects.CountsByReason.Select(kv => $"{kv.Key} {kv.Value}")));
+        if (validation is not null) return (train, validation);
         if (options.ValidationFraction <= 0 || train.Count < 2) return (train, []);
         var order = Enumerable.Range(0, train.Count).ToArray();
         new Random(unchecked((int)options.Seed)).Shuffle(order);
@@ -94,11 +102,19 @@ public static class FineTuneJob
         return (order.Skip(held).Select(i => train[i]).ToArray(), order.Take(held).Select(i => train[i]).ToArray());
     }
 
-    private static List<TrainingExample> ReadExamples(string path)
+    /// <summary>Reads and maps rows; a malformed row stops the run, or goes to <paramref name="rejects"/> when given.</summary>
+    private static List<TrainingExample> ReadExamples(string path, RejectLog? rejects)
     {
-        var rows = new DatasetReader().Read(path).ToList();
+        var reader = rejects is null ? new DatasetReader() : new DatasetReader(RejectPolicy.Record, rejects);
+        var rows = reader.Read(path).ToList();
         if (rows.Count == 0) throw new InvalidDataException($"{path}: no rows");
         var format = DatasetFormatDetector.Detect(rows);
-        return rows.Select(r => TrainingExampleMapper.Map(r, format)).ToList();
+        var examples = new List<TrainingExample>(rows.Count);
+        foreach (var row in rows)
+        {
+            try { examples.Add(TrainingExampleMapper.Map(row, format)); }
+            catch (DataFormatException e) when (rejects is not null) { rejects.Add(e, row: row.Fields); }
+        }
+        return examples;
     }
 }

@@ -22,12 +22,15 @@ public sealed class Trainer
     private readonly TrainingOptions options;
     private readonly TrainingObjective objective;
     private readonly Action<string> saveModel;
+    private readonly IEvaluationHook? evaluationHook;
 
     /// <param name="trainable">The parameters to update (all for full fine-tuning, the adapter's otherwise).</param>
     /// <param name="saveModel">Writes the trained model or adapter into a folder (used for best/ and final/).</param>
+    /// <param name="evaluationHook">Extra metrics computed at each evaluation step and merged into metrics.jsonl.</param>
     public Trainer(CausalLanguageModel model, IReadOnlyList<(string Name, Parameter Parameter)> trainable, TrainingOptions options,
-        Action<string> saveModel, TrainingObjective? objective = null)
+        Action<string> saveModel, TrainingObjective? objective = null, IEvaluationHook? evaluationHook = null)
     {
+        this.evaluationHook = evaluationHook;
         this.model = model;
         this.trainable = trainable;
         this.options = options;
@@ -55,8 +58,8 @@ public sealed class Trainer
         {
             state = restored;
             metrics.TruncateAfter(state.Step);
-            progress?.Report(Progress(state.Step, totalSteps, 0, double.NaN, 0, 0, 0, 0, TimeSpan.Zero, null,
-                $"resumed from step {state.Step}"));
+            progress?.Report(new TrainingProgress(state.Step, totalSteps, 0, double.NaN, 0, 0, 0, 0, TimeSpan.Zero, null,
+                Message: $"resumed from step {state.Step}"));
         }
         else if (!resume && File.Exists(metrics.FilePath))
         {
@@ -118,6 +121,7 @@ public sealed class Trainer
                 (valLoss, valAccuracy) = Evaluate(validation, device);
                 record["val_loss"] = valLoss.Value;
                 record["val_token_accuracy"] = valAccuracy.Value;
+                foreach (var (key, value) in evaluationHook?.Evaluate(state.Step) ?? new Dictionary<string, double>()) record[key] = value;
                 if (state.BestValidationLoss is null || valLoss < state.BestValidationLoss)
                 {
                     state = state with { BestValidationLoss = valLoss, BestStep = state.Step, EvaluationsWithoutImprovement = 0 };
@@ -130,17 +134,17 @@ public sealed class Trainer
             }
             metrics.Append(state.Step, record);
             if (state.Step % Math.Max(1, options.LogEvery) == 0 || valLoss is not null || isLast)
-                progress?.Report(Progress(state.Step, totalSteps, (int)record["epoch"], stepLoss, correct / supervised, lr, gradNorm,
-                    tokensPerSecond, clock.Elapsed, eta, null, valLoss, valAccuracy));
+                progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], stepLoss, correct / supervised, lr,
+                    gradNorm, tokensPerSecond, clock.Elapsed, eta, valLoss, valAccuracy));
             var patienceExhausted = options.EarlyStoppingPatience > 0 && state.EvaluationsWithoutImprovement >= options.EarlyStoppingPatience;
             if ((options.SaveEvery > 0 && state.Step % options.SaveEvery == 0) || isLast || patienceExhausted)
                 TrainingCheckpoint.Save(runDir, state, trainable, optimizer, options.KeepCheckpoints);
             if (patienceExhausted)
             {
                 stoppedEarly = true;
-                progress?.Report(Progress(state.Step, totalSteps, (int)record["epoch"], stepLoss, correct / supervised, lr, gradNorm,
-                    tokensPerSecond, clock.Elapsed, TimeSpan.Zero,
-                    $"early stopping: validation loss has not improved for {state.EvaluationsWithoutImprovement} evaluations (best {state.BestValidationLoss:F4} at step {state.BestStep})"));
+                progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], stepLoss, correct / supervised, lr,
+                    gradNorm, tokensPerSecond, clock.Elapsed, TimeSpan.Zero,
+                    Message: $"early stopping: validation loss has not improved for {state.EvaluationsWithoutImprovement} evaluations (best {state.BestValidationLoss:F4} at step {state.BestStep})"));
                 break;
             }
         }
@@ -234,12 +238,4 @@ public sealed class Trainer
     /// <summary>Norm scales and biases are not decayed (as transformers' trainer excludes them).</summary>
     private static bool NoDecay(string name, Parameter p) =>
         p.dim() < 2 || name.EndsWith("bias", StringComparison.Ordinal) || name.Contains("norm") || name.Contains("ln_");
-
-    private static TrainingProgress Progress(int step, int total, int epoch, double loss, double acc, double lr, double gradNorm,
-        double tps, TimeSpan elapsed, TimeSpan? eta, string? message, double? valLoss = null, double? valAcc = null) =>
-        new(step, total, epoch, loss, acc, lr, gradNorm, tps, elapsed, eta, valLoss, valAcc, message);
-
-    private static TrainingProgress Progress(int step, int total, int epoch, double loss, double acc, double lr, double gradNorm,
-        double tps, TimeSpan elapsed, TimeSpan? eta, string message) =>
-        new(step, total, epoch, loss, acc, lr, gradNorm, tps, elapsed, eta, null, null, message);
 }

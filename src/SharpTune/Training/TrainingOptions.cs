@@ -13,6 +13,8 @@ public sealed record TrainingOptions
     /// <summary>Validation data; when absent, <see cref="ValidationFraction"/> of the training data is held out.</summary>
     public string? Validation { get; init; }
     public double ValidationFraction { get; init; } = 0.1;
+    /// <summary>When set, malformed rows are written here with their reason and counted instead of stopping the run.</summary>
+    public string? RejectsFile { get; init; }
     /// <summary>Run directory (config, metrics, checkpoints, plots, final/).</summary>
     public string Output { get; init; } = "runs/run";
 
@@ -50,6 +52,10 @@ public sealed record TrainingOptions
     public long Seed { get; init; } = 42;
 
     public int EvalEvery { get; init; } = 50;
+    /// <summary>Evaluation metrics computed at each evaluation step on a validation sample (exact_match, rouge, bleu, chrf, accuracy, perplexity).</summary>
+    public IReadOnlyList<string>? EvalMetrics { get; init; }
+    /// <summary>Validation examples the <see cref="EvalMetrics"/> are computed on (0 = all).</summary>
+    public int EvalSample { get; init; } = 32;
     public int SaveEvery { get; init; } = 50;
     public int KeepCheckpoints { get; init; } = 2;
     /// <summary>Stop after this many evaluations without improvement (0 = never).</summary>

@@ -84,3 +84,43 @@ public class FineTuneJobTests
         return path;
     }
 }
+
+public class TrainingDataErrorTests
+{
+    private static string WriteBadData(string dir)
+    {
+        var path = Path.Combine(dir, "train.jsonl");
+        File.WriteAllLines(path,
+        [
+            "{\"prompt\": \"Once upon a time\", \"completion\": \" there was a cat.\"}",
+            "{\"prompt\": \"The dog\", \"completion\": ",
+            "{\"prompt\": \"The sun\", \"completion\": 42}",
+            "{\"prompt\": \"A bird\", \"completion\": \" sang.\"}",
+        ]);
+        return path;
+    }
+
+    [Fact]
+    public void AMalformedLineStopsTheRunNamingFileAndLine()
+    {
+        using var dir = new TempDir();
+        var options = new TrainingOptions { Data = WriteBadData(dir.Path), ValidationFraction = 0 };
+        var error = Assert.Throws<SharpTune.Data.DataFormatException>(() => FineTuneJob.ReadData(options));
+        Assert.Contains("train.jsonl:2", error.Message);
+    }
+
+    [Fact]
+    public void WithARejectsFileBadRowsAreRecordedAndCounted()
+    {
+        using var dir = new TempDir();
+        var rejects = dir.File("rejects.jsonl");
+        var options = new TrainingOptions { Data = WriteBadData(dir.Path), ValidationFraction = 0, RejectsFile = rejects };
+        var messages = new List<string>();
+        var (train, _) = FineTuneJob.ReadData(options, messages.Add);
+        Assert.Equal(2, train.Count);
+        var lines = File.ReadAllLines(rejects);
+        Assert.Equal(2, lines.Length);                                  // kept + rejected = read
+        Assert.Contains(lines, l => l.Contains("completion"));            // the field that was wrong is named
+        Assert.Contains(messages, m => m.Contains("rejected 2 malformed rows"));
+    }
+}

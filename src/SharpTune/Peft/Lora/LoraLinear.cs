@@ -81,6 +81,14 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var y = base_layer.forward(x);
         if (!Enabled) return y.MoveToOuterDisposeScope();
+        if (!UseDora && x.dtype != ScalarType.Float32)
+        {
+            // Reduced-precision base (bf16): run the low-rank path in the activations' dtype, as autocast would, and
+            // cast the small fp32 A/B instead of the large activations; gradients still reach the fp32 parameters.
+            var input = dropout > 0 && training ? F.dropout(x, dropout, training: true) : x;
+            var low = F.linear(F.linear(input, lora_A.weight!.to(x.dtype)), lora_B.weight!.to(x.dtype));   // (…, out)
+            return (y + low * Scaling).MoveToOuterDisposeScope();
+        }
         var x32 = x.to(ScalarType.Float32);
         var dropped = dropout > 0 && training ? F.dropout(x32, dropout, training: true) : x32;
         var z = lora_B.forward(lora_A.forward(dropped));                              // (…, out)

@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Globalization;
+using SharpTune.Bench.ServerLoad;
+using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Server;
+using SharpTune.Tokenization;
+
+// Usage: dotnet run -c Release --project bench/ServerLoad -- --model DIR [--clients 32] [--requests 10] [--max-tokens 32]
+//        [--levels 1,4,8,16] [--url http://host:port --api-key KEY --model-name NAME]
+// Without --url the server is started in-process on loopback. Run it alone on a quiet machine.
+var arguments = Args.Parse(args);
+var modelDir = arguments.Get("--model") ?? throw new ArgumentException("--model DIR is required");
+var clients = arguments.Int("--clients", 32);
+var requests = arguments.Int("--requests", 10);
+var maxTokens = arguments.Int("--max-tokens", 32);
+var levels = (arguments.Get("--levels") ?? "1,4,8,16").Split(',').Select(int.Parse).ToArray();
+var prompts = new[] { "Lily went to the park.", "Tim had a red ball.", "Once upon a time", "The cat was sad.", "Sam and Mia found a box." };
+
+RunningServer? server = null;
+Uri url;
+string modelName;
+var apiKey = arguments.Get("--api-key");
+if (arguments.Get("--url") is { } external)
+{
+    url = new Uri(external);
+    modelName = arguments.Get("--model-name") ?? Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd('/'));
+}
+else
+{
+    server = await SharpTuneServer.StartAsync(new ServerOptions { ModelDir = modelDir, Port = 0, MaxBatchSize = Math.Max(16, levels.Max()), MaxQueue = 1024 });
+    url = server.Url;
+    modelName = server.ModelName;
+}
+Console.WriteLine($"server {url}, model {modelName}, max_tokens {maxTokens}, {Environment.ProcessorCount} cores");
+
+// 1. Single-stream decode speed: the library directly (as `sharptune generate`) and one stream through the server.
+{
+    using var model = PretrainedModel.Load(modelDir);
+    var tokenizer = HfTokenizer.FromDirectory(modelDir);
+    var generator = new TextGenerator(model, tokenizer);
+    var options = new GenerationOptions { Temperature = 0.8, Seed = 1, MaxNewTokens = maxTokens * 4 };
+    generator.Generate([prompts[0]], options);   // warm-up
+    var best = double.MaxValue;
+    GenerationResult? result = null;
+    for (var run = 0; run < 3; run++)   // best of three: the figure least disturbed by anything else on the machine
+    {
+        var clock = Stopwatch.StartNew();
+        var completion = generator.Generate([prompts[0]], options)[0];
+        var perToken = clock.Elapsed.TotalSeconds / completion.Tokens.Count;
+        if (perToken < best) { best = perToken; result = new GenerationResult(completion.PromptIds, completion.Tokens, completion.FinishReason); }
+    }
+    Console.WriteLine($"library single stream (as sharptune generate, prefill included): {1 / best:F1} tok/s ({result!.Tokens.Count} tokens)");
+}
+using (var client = new LoadClient(url, apiKey))
+{
+    await client.ChatAsync(modelName, prompts[0], maxTokens);   // warm-up
+    var outcome = await client.ChatAsync(modelName, prompts[0], maxTokens * 4);
+    var decode = (outcome.CompletionTokens - 1) / (outcome.LatencySeconds - outcome.FirstTokenSeconds);
+    Console.WriteLine($"server single stream: {decode:F1} tok/s decode after first token ({outcome.CompletionTokens} tokens, first token {outcome.FirstTokenSeconds * 1000:F0} ms)");
+}
+
+// 2. Throughput at each concurrency, and 3. the full bounded load test.
+Console.WriteLine();
+Console.WriteLine("| streams | requests | p50 latency (s) | p99 latency (s) | p99 first token (s) | aggregate tok/s | non-2xx | incomplete |");
+Console.WriteLine("|---|---|---|---|---|---|---|---|");
+foreach (var level in levels) Report(level, await Run(level, Math.Max(2, requests / 2)));
+Report(clients, await Run(clients, requests));
+if (server is not null) await server.DisposeAsync();
+
+async Task<(List<RequestOutcome> Outcomes, double Seconds)> Run(int concurrency, int perClient)
+{
+    var clock = Stopwatch.StartNew();
+    var all = await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async c =>
+    {
+        using var client = new LoadClient(url, apiKey);
+        var outcomes = new List<RequestOutcome>();
+        for (var i = 0; i < perClient; i++) outcomes.Add(await client.ChatAsync(modelName, prompts[(c + i) % prompts.Length], maxTokens));
+        return outcomes;
+    }));
+    return (all.SelectMany(o => o).ToList(), clock.Elapsed.TotalSeconds);
+}
+
+void Report(int concurrency, (List<RequestOutcome> Outcomes, double Seconds) run)
+{
+    var ok = run.Outcomes.Where(o => o.Status == 200).ToList();
+    static double P(IEnumerable<double> values, double q)
+    {
+        var sorted = values.Where(v => !double.IsNaN(v)).Order().ToArray();
+        return sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
+    }
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"| {concurrency} | {run.Outcomes.Count} | {P(ok.Select(o => o.LatencySeconds), 0.5):F3} | {P(ok.Select(o => o.LatencySeconds), 0.99):F3} | " +
+        $"{P(ok.Select(o => o.FirstTokenSeconds), 0.99):F3} | {ok.Sum(o => o.CompletionTokens) / run.Seconds:F1} | " +
+        $"{run.Outcomes.Count(o => o.Status != 200)} | {ok.Count(o => !o.Complete)} |"));
+}
+
+/// <summary>Minimal "--name value" argument reading for a benchmark script.</summary>
+internal sealed class Args(Dictionary<string, string> values)
+{
+    public static Args Parse(string[] args)
+    {
+        var values = new Dictionary<string, string>();
+        for (var i = 0; i + 1 < args.Length; i += 2)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException($"expected --name value, found '{args[i]}'");
+            values[args[i]] = args[i + 1];
+        }
+        return new Args(values);
+    }
+
+    public string? Get(string name) => values.GetValueOrDefault(name);
+
+    public int Int(string name, int fallback) => Get(name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+}

@@ -1,0 +1,35 @@
+using System.Diagnostics;
+using SharpTune.Generation;
+using SharpTune.Models;
+using static TorchSharp.torch;
+
+namespace SharpTune.Bench;
+
+/// <summary>Prefill and decode throughput with the KV cache, batch 1 and 8, and the per-step overhead.</summary>
+internal static class GenerationBench
+{
+    public static void Run(string configOrDir, string dtypeName, int batch, int promptLength, int newTokens)
+    {
+        var dtype = ModelFactory.ParseDtype(dtypeName);
+        manual_seed(0);
+        using var model = Directory.Exists(configOrDir)
+            ? PretrainedModel.Load(configOrDir, dtype)
+            : ModelFactory.Create(BenchModels.Config(configOrDir), dtype);
+        model.eval();
+        var random = new Random(1);
+        var prompts = Enumerable.Range(0, batch)
+            .Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, promptLength).Select(_ => random.Next(3, model.Config.VocabSize)).ToArray())
+            .ToArray();
+        var greedy = new GenerationOptions { Temperature = 0, EosTokenIds = [] };
+        TokenGenerator.Generate(model, prompts, greedy with { MaxNewTokens = 4 });   // warm-up
+        var prefill = Stopwatch.StartNew();
+        TokenGenerator.Generate(model, prompts, greedy with { MaxNewTokens = 1 });
+        var prefillSeconds = prefill.Elapsed.TotalSeconds;
+        var full = Stopwatch.StartNew();
+        TokenGenerator.Generate(model, prompts, greedy with { MaxNewTokens = newTokens + 1 });
+        var decodeSeconds = Math.Max(1e-9, full.Elapsed.TotalSeconds - prefillSeconds);
+        var name = Directory.Exists(configOrDir) ? Path.GetFileName(Path.TrimEndingDirectorySeparator(configOrDir)) : configOrDir;
+        Console.WriteLine($"| {name} | {dtypeName} | {batch} | {batch * promptLength / prefillSeconds:N0} | " +
+                          $"{batch * newTokens / decodeSeconds:N0} | {decodeSeconds / newTokens * 1000:F2} |");
+    }
+}

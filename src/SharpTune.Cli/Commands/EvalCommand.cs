@@ -1,0 +1,85 @@
+using System.CommandLine;
+using System.Globalization;
+using SharpTune.Evaluation;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>
+/// <c>sharptune eval --model DIR [--adapter DIR|name=DIR|base …] [--adapters a=DIR,b=DIR] --data FILE [--metrics …]</c>:
+/// evaluates one model, or several side by side, and writes eval.json/.md/.html (or eval_compare.*).
+/// </summary>
+public static class EvalCommand
+{
+    /// <summary>Builds the <c>eval</c> command.</summary>
+    public static Command Create()
+    {
+        var model = ModelOptions.Model();
+        var dtype = ModelOptions.Dtype();
+        var adapter = new Option<string[]>("--adapter") { Description = "Adapter folder, name=DIR, or 'base'; repeat to compare side by side", AllowMultipleArgumentsPerToken = false };
+        var adapters = new Option<string?>("--adapters") { Description = "Comma-separated name=DIR list to compare (name=base for the base model)" };
+        var data = new Option<string>("--data") { Description = "Test data (JSONL/CSV/Parquet: completion, chat, instruction, classification or text)", Required = true };
+        var metrics = new Option<string?>("--metrics") { Description = $"Comma-separated: {string.Join(",", EvaluationMetrics.All)} (default: all that apply)" };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Most new tokens per generated output", DefaultValueFactory = _ => 128 };
+        var batchSize = new Option<int>("--batch-size") { Description = "Examples per batch", DefaultValueFactory = _ => 8 };
+        var output = new Option<string?>("--output") { Description = "Report folder (default: the adapter's run folder, else ./eval)" };
+        var labelMode = new Option<string>("--label-mode") { Description = "Classification labels by loglik (score each option) or generate", DefaultValueFactory = _ => "loglik" };
+        labelMode.AcceptOnlyFromAmong("loglik", "generate");
+        var labels = new Option<string?>("--labels") { Description = "Comma-separated label options (default: the labels in the data)" };
+        var maxExamples = new Option<int>("--max-examples") { Description = "Evaluate only the first N examples (0 = all)" };
+        var stemmer = new Option<bool>("--rouge-stemmer") { Description = "ROUGE with the Porter stemmer" };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the stored one" };
+        var command = new Command("eval", "Evaluate a model (or several side by side) on a test set")
+        {
+            model, dtype, adapter, adapters, data, metrics, maxTokens, batchSize, output, labelMode, labels, maxExamples, stemmer, chatTemplate,
+        };
+        command.SetAction(parse =>
+        {
+            try
+            {
+                var candidates = (parse.GetValue(adapter) ?? []).Select(EvaluationCandidate.Parse)
+                    .Concat((parse.GetValue(adapters) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(EvaluationCandidate.Parse))
+                    .ToList();
+                if (candidates.Count == 0) candidates.Add(new EvaluationCandidate("base", null));
+                var options = new EvaluationOptions
+                {
+                    Metrics = EvaluationMetrics.Parse(parse.GetValue(metrics)),
+                    MaxNewTokens = parse.GetValue(maxTokens),
+                    BatchSize = parse.GetValue(batchSize),
+                    LabelMode = parse.GetValue(labelMode) == "generate" ? LabelMode.Generate : LabelMode.LogLikelihood,
+                    Labels = parse.GetValue(labels)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
+                    MaxExamples = parse.GetValue(maxExamples),
+                    RougeStemmer = parse.GetValue(stemmer),
+                };
+                var testData = EvaluationData.Read(parse.GetValue(data)!);
+                var outputDir = parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates.FirstOrDefault(c => c.Adapter is not null)?.Adapter);
+                var progress = new Progress<EvaluationProgress>(p => { if (p.Done == 0) Console.Error.WriteLine($"{p.Stage} {p.Total} examples…"); });
+                var dtypeValue = ModelOptions.ParseDtype(parse.GetValue(dtype));
+                if (candidates.Count == 1)
+                {
+                    var result = EvaluationJob.Run(parse.GetValue(model)!, candidates[0], testData, options, dtypeValue, parse.GetValue(chatTemplate), progress);
+                    var files = EvaluationReportWriter.Write(result, outputDir);
+                    foreach (var (name, value) in result.Metrics) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-14} {value:0.####}"));
+                    foreach (var (name, signature) in result.Signatures) Console.WriteLine($"{name} signature: {signature}");
+                    Console.WriteLine($"report: {files.Json}, {files.Html}");
+                }
+                else
+                {
+                    var comparison = EvaluationJob.Compare(parse.GetValue(model)!, candidates, testData, options, dtypeValue, parse.GetValue(chatTemplate), progress);
+                    var json = ComparisonReportWriter.Write(comparison, outputDir);
+                    Console.WriteLine($"{"metric",-14} " + string.Join(" ", comparison.Names.Select(n => $"{n,14}")));
+                    foreach (var m in comparison.Metrics)
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{m.Metric,-14} ") + string.Join(" ", m.Values.Select((v, i) =>
+                            i == 0 ? FormattableString.Invariant($"{v,14:0.####}") : FormattableString.Invariant($"{v,8:0.####} ({m.DeltasFromFirst[i]:+0.##;-0.##;0})"))));
+                    Console.WriteLine($"{comparison.ChangedExamples} of {comparison.Examples.Count} outputs differ; report: {json}, {Path.ChangeExtension(json, ".html")}");
+                }
+                return 0;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException or InvalidOperationException)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return 1;
+            }
+        });
+        return command;
+    }
+}

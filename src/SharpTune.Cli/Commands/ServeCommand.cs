@@ -1,0 +1,70 @@
+using System.CommandLine;
+using SharpTune.Server;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>`sharptune serve`: the OpenAI-compatible server over a model and its adapters, until Ctrl+C.</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var model = ModelOptions.Model();
+        var dtype = ModelOptions.Dtype();
+        var adapters = new Option<string[]>("--adapter") { Description = "NAME=DIR: serve a PEFT adapter as model NAME (repeatable)" };
+        var host = new Option<string?>("--host") { Description = "Address to bind (default 127.0.0.1, loopback only)" };
+        var port = new Option<int>("--port") { Description = "TCP port (0 = any free port)", DefaultValueFactory = _ => 8000 };
+        var keys = new Option<string[]>("--api-key") { Description = "Accepted Bearer key (repeatable; also SHARPTUNE_API_KEY)" };
+        var maxBatch = new Option<int>("--max-batch") { Description = "Most sequences decoded at once", DefaultValueFactory = _ => 16 };
+        var maxQueue = new Option<int>("--max-queue") { Description = "Waiting requests beyond this get 429", DefaultValueFactory = _ => 256 };
+        var name = new Option<string?>("--model-name") { Description = "Name of the base model in the API (default: the folder name)" };
+        var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, llama-3, llama-2, zephyr)" };
+        var runs = new Option<string?>("--runs") { Description = "Also show the runs dashboard for this folder at /dashboard" };
+        var timeout = new Option<int>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 300 };
+        var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
+        {
+            model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, timeout, runs,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var apiKeys = (parse.GetValue(keys) ?? []).ToList();
+            if (Environment.GetEnvironmentVariable("SHARPTUNE_API_KEY") is { Length: > 0 } fromEnvironment) apiKeys.Add(fromEnvironment);
+            var adapterDirs = new Dictionary<string, string>();
+            foreach (var spec in parse.GetValue(adapters) ?? [])
+            {
+                var at = spec.IndexOf('=');
+                if (at <= 0 || at == spec.Length - 1)
+                {
+                    Console.Error.WriteLine($"error: --adapter '{spec}' must be NAME=DIR");
+                    return 2;
+                }
+                adapterDirs[spec[..at]] = spec[(at + 1)..];
+            }
+            var explicitHost = parse.GetValue(host);
+            var options = new ServerOptions
+            {
+                ModelDir = parse.GetValue(model)!,
+                ModelName = parse.GetValue(name),
+                Adapters = adapterDirs,
+                Host = explicitHost ?? "127.0.0.1",
+                AllowOpenRemote = explicitHost is not null,
+                Port = parse.GetValue(port),
+                ApiKeys = apiKeys,
+                MaxBatchSize = parse.GetValue(maxBatch),
+                MaxQueue = parse.GetValue(maxQueue),
+                RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                Dtype = parse.GetValue(dtype),
+                ChatTemplate = parse.GetValue(template),
+                RunsDir = parse.GetValue(runs),
+            };
+            if (Directory.Exists(options.ModelDir) && SharpTune.Advisors.License.LicenseWarning.For(options.ModelDir) is { } warning)
+                Console.Error.WriteLine($"warning: {warning}");
+            await using var server = await SharpTuneServer.StartAsync(options, cancellationToken);
+            Console.Error.WriteLine($"serving '{server.ModelName}'{(adapterDirs.Count > 0 ? $" + adapters {string.Join(", ", adapterDirs.Keys)}" : "")} at {server.OpenAiEndpoint}");
+            if (options.RunsDir is not null) Console.Error.WriteLine($"runs dashboard at {new Uri(server.Url, "/dashboard")}");
+            if (apiKeys.Count == 0) Console.Error.WriteLine("no API key configured: anyone who can reach this address can use it");
+            await server.WaitForShutdownAsync(cancellationToken);
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,80 @@
+using System.Collections.Concurrent;
+using System.Text.RegularExpressions;
+using SharpTune.Peft;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Server.Adapters;
+
+/// <summary>
+/// The adapters served over one base model, by name. Lookups are thread-safe; <see cref="Load"/> and
+/// <see cref="Unload"/> touch the model and run on the engine's model thread.
+/// </summary>
+public sealed partial class AdapterRegistry(IAdapterActivator activator, HfTokenizer tokenizer, string baseModelName) : IDisposable
+{
+    private readonly ConcurrentDictionary<string, ServedAdapter> adapters = new(StringComparer.Ordinal);
+
+    /// <summary>The adapters now served, by name order.</summary>
+    public IReadOnlyList<ServedAdapter> All => adapters.Values.OrderBy(a => a.Name, StringComparer.Ordinal).ToArray();
+
+    /// <summary>The adapter named <paramref name="name"/>, if served.</summary>
+    public bool TryGet(string name, out ServedAdapter adapter) => adapters.TryGetValue(name, out adapter!);
+
+    /// <summary>
+    /// Reads the PEFT folder, checks its weights fit the base model (by applying it once) and serves it as
+    /// <paramref name="name"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The name is invalid or already used.</exception>
+    /// <exception cref="FileNotFoundException">The folder lacks adapter_config.json or adapter_model.safetensors.</exception>
+    /// <exception cref="InvalidDataException">The config or weights are malformed or do not fit the model.</exception>
+    public ServedAdapter Load(string name, string directory)
+    {
+        if (!ValidName().IsMatch(name))
+            throw new ArgumentException($"adapter name '{name}' is invalid: use letters, digits and . _ - : / (1-128 characters)");
+        if (name == baseModelName || adapters.ContainsKey(name))
+            throw new ArgumentException($"adapter name '{name}' is already in use; unload it first or choose another name");
+        if (!System.IO.Directory.Exists(directory))
+            throw new DirectoryNotFoundException($"adapter folder not found: {directory}");
+        var method = PeftAdapters.ReadConfig(directory);
+        var weightsPath = Path.Combine(directory, AdapterFiles.WeightsFileName);
+        if (!File.Exists(weightsPath))
+            throw new FileNotFoundException($"{weightsPath}: adapter weights file not found", weightsPath);
+        var weights = AdapterFiles.DefaultStore.Read(weightsPath);
+        var served = new ServedAdapter(name, Path.GetFullPath(directory), method, weights,
+            ChatPromptFormat.StoredWithAdapter(directory, tokenizer));
+        try
+        {
+            activator.Activate(served);
+        }
+        catch (InvalidDataException e)
+        {
+            served.Dispose();
+            throw new InvalidDataException($"{weightsPath}: {e.Message}", e);
+        }
+        catch
+        {
+            served.Dispose();
+            throw;
+        }
+        adapters[name] = served;
+        return served;
+    }
+
+    /// <summary>Stops serving <paramref name="name"/>, restoring the base model if it was active; false if unknown.</summary>
+    public bool Unload(string name)
+    {
+        if (!adapters.TryRemove(name, out var served)) return false;
+        served.Removed = true;
+        if (ReferenceEquals(activator.Active, served)) activator.Activate(null);
+        served.Dispose();
+        return true;
+    }
+
+    /// <summary>Frees every adapter's weights.</summary>
+    public void Dispose()
+    {
+        foreach (var name in adapters.Keys.ToArray()) Unload(name);
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9._:/-]{1,128}$")]
+    private static partial Regex ValidName();
+}

@@ -1,0 +1,221 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using SharpTune.Server.Adapters;
+using SharpTune.Server.Engine;
+using SharpTune.Server.Observability;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Server.Api;
+
+/// <summary>
+/// <c>POST /v1/chat/completions</c> and <c>POST /v1/completions</c>: validate, render and encode the prompt, queue it on
+/// the engine, and answer with the whole completion or as server-sent events.
+/// </summary>
+internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry adapters, InferenceEngine engine,
+    ServerOptions options, ServerMetrics metrics)
+{
+    public Task ChatAsync(HttpContext context) => HandleAsync(context, chat: true);
+
+    public Task CompletionsAsync(HttpContext context) => HandleAsync(context, chat: false);
+
+    private async Task HandleAsync(HttpContext context, bool chat)
+    {
+        var started = Stopwatch.GetTimestamp();
+        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        cancellation.CancelAfter(options.RequestTimeout);
+        try
+        {
+            var body = await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes);
+            var request = CompletionRequestParser.Parse(body, chat, options.MaxBatchSize);
+            var requests = Prepare(request, chat, cancellation.Token);
+            foreach (var item in requests)
+            {
+                if (engine.TryEnqueue(item)) continue;
+                await cancellation.CancelAsync();   // drop the prompts of this call already queued
+                context.Response.Headers.RetryAfter = "1";
+                throw new ApiException(429, $"the server is at capacity ({engine.QueueDepth} requests waiting); retry later",
+                    "rate_limit_error", code: "rate_limit_exceeded");
+            }
+            var shapes = new ResponseShapes(chat, request.Model);
+            var promptTokens = requests.Sum(r => r.PromptIds.Count);
+            var events = Merge(requests, request.N);
+            var completionTokens = request.Stream
+                ? await StreamAsync(context, shapes, request, requests.Count * request.N, promptTokens, events, started, cancellation.Token)
+                : await RespondAsync(context, shapes, requests.Count * request.N, promptTokens, events, started, cancellation.Token);
+            metrics.Tokens(promptTokens, completionTokens);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away: its rows were dropped at the engine's next step; nothing to answer.
+        }
+        catch (Exception e)
+        {
+            var error = e switch
+            {
+                ApiException api => api,
+                OperationCanceledException when cancellation.IsCancellationRequested => new ApiException(504,
+                    $"the completion did not finish within the server's request timeout of {options.RequestTimeout.TotalSeconds:0.###} s",
+                    "timeout_error", code: "timeout"),
+                OperationCanceledException => new ApiException(503, "the server is shutting down", "server_error"),
+                AdapterRemovedException removed => new ApiException(404, removed.Message, param: "model", code: "model_not_found"),
+                _ => new ApiException(500, $"generation failed: {e.Message}", "server_error"),
+            };
+            if (!context.Response.HasStarted)
+                await error.WriteAsync(context);
+            else if (!context.RequestAborted.IsCancellationRequested)
+            {
+                await WriteEventAsync(context, error.ToJson(), CancellationToken.None);   // a stream already under way
+            }
+        }
+    }
+
+    private List<InferenceRequest> Prepare(CompletionRequest request, bool chat, CancellationToken cancellation)
+    {
+        var (adapter, format) = Resolve(request.Model);
+        var tokenizer = served.Tokenizer;
+        IReadOnlyList<IReadOnlyList<int>> prompts;
+        try
+        {
+            prompts = chat ? [format.Encode(request.Messages!, tokenizer)] : request.Prompts!.Select(p => tokenizer.Encode(p, addSpecialTokens: true)).ToArray();
+        }
+        catch (ChatTemplateException e)
+        {
+            throw ApiException.BadField("messages", e.Message);
+        }
+        var stops = chat ? request.Stop.Concat(format.ImpliedStops).Distinct().ToArray() : request.Stop;
+        var field = chat ? "messages" : "prompt";
+        var context = served.ContextLength;
+        return prompts.Select((prompt, i) =>
+        {
+            if (prompt.Count == 0)
+                throw ApiException.BadField(field, $"the {field} encodes to no tokens; give some text");
+            var maxTokens = request.MaxTokens ?? Math.Min(options.DefaultMaxTokens, context - prompt.Count);
+            if (maxTokens < 1 || prompt.Count + maxTokens > context)
+                throw ApiException.BadField(field,
+                    $"This model's maximum context length is {context} tokens. However, you requested {prompt.Count + Math.Max(maxTokens, 1)} tokens " +
+                    $"({prompt.Count} in the {field}{(request.Prompts?.Count > 1 ? $"[{i}]" : "")}, {Math.Max(maxTokens, 1)} in the completion). " +
+                    $"Please reduce the length of the {field} or the completion.", "context_length_exceeded");
+            return new InferenceRequest
+            {
+                PromptIds = prompt,
+                Rows = request.N,
+                MaxTokens = maxTokens,
+                Temperature = request.Temperature,
+                TopP = request.TopP,
+                Seed = request.Seed,
+                Stops = stops,
+                Adapter = adapter,
+                Cancellation = cancellation,
+            };
+        }).ToList();
+    }
+
+    private (ServedAdapter? Adapter, ChatPromptFormat Format) Resolve(string model)
+    {
+        if (model == served.Name) return (null, served.ChatFormat);
+        if (adapters.TryGet(model, out var adapter))
+            return (adapter, options.ChatTemplate is null ? adapter.ChatFormat ?? served.ChatFormat : served.ChatFormat);
+        throw new ApiException(404, $"The model '{model}' does not exist. Served: {string.Join(", ", new[] { served.Name }.Concat(adapters.All.Select(a => a.Name)))}",
+            param: "model", code: "model_not_found");
+    }
+
+    private async Task<int> RespondAsync(HttpContext context, ResponseShapes shapes, int choiceCount, int promptTokens,
+        ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
+    {
+        var texts = Enumerable.Range(0, choiceCount).Select(_ => new System.Text.StringBuilder()).ToArray();
+        var finish = new string[choiceCount];
+        var completionTokens = 0;
+        var first = true;
+        await foreach (var (choice, item) in events.ReadAllAsync(cancellation))
+        {
+            if (item is RowText text)
+            {
+                if (first) metrics.FirstToken(Stopwatch.GetElapsedTime(started));
+                first = false;
+                texts[choice].Append(text.Text);
+            }
+            else if (item is RowFinished done)
+            {
+                finish[choice] = done.FinishReason;
+                completionTokens += done.CompletionTokens;
+            }
+        }
+        var body = shapes.Response(texts.Select((t, i) => (t.ToString(), finish[i])).ToArray(), promptTokens, completionTokens);
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(body.ToJsonString(), cancellation);
+        return completionTokens;
+    }
+
+    private async Task<int> StreamAsync(HttpContext context, ResponseShapes shapes, CompletionRequest request, int choiceCount,
+        int promptTokens, ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
+    {
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-cache";
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        var chat = request.Messages is not null;
+        if (chat)
+            for (var i = 0; i < choiceCount; i++)
+                await WriteEventAsync(context, shapes.Chunk(i, null, null, roleOnly: true, request.IncludeUsage), cancellation);
+        var completionTokens = 0;
+        var first = true;
+        await foreach (var (choice, item) in events.ReadAllAsync(cancellation))
+        {
+            if (item is RowText text)
+            {
+                if (first) metrics.FirstToken(Stopwatch.GetElapsedTime(started));
+                first = false;
+                await WriteEventAsync(context, shapes.Chunk(choice, text.Text, null, roleOnly: false, request.IncludeUsage), cancellation);
+            }
+            else if (item is RowFinished done)
+            {
+                completionTokens += done.CompletionTokens;
+                await WriteEventAsync(context, shapes.Chunk(choice, chat ? null : "", done.FinishReason, roleOnly: false, request.IncludeUsage), cancellation);
+            }
+        }
+        if (request.IncludeUsage) await WriteEventAsync(context, shapes.UsageChunk(promptTokens, completionTokens), cancellation);
+        await context.Response.WriteAsync("data: [DONE]\n\n", cancellation);
+        await context.Response.Body.FlushAsync(cancellation);
+        return completionTokens;
+    }
+
+    private static async Task WriteEventAsync(HttpContext context, JsonObject json, CancellationToken cancellation)
+    {
+        await context.Response.WriteAsync("data: " + json.ToJsonString() + "\n\n", cancellation);
+        await context.Response.Body.FlushAsync(cancellation);
+    }
+
+    /// <summary>One reader over every prompt's events, with choice indexes prompt × n + row as OpenAI numbers them.</summary>
+    private static ChannelReader<(int Choice, RowEvent Event)> Merge(IReadOnlyList<InferenceRequest> requests, int n)
+    {
+        if (requests.Count == 1)
+            return new SingleRequestReader(requests[0].Events.Reader);
+        var merged = Channel.CreateUnbounded<(int, RowEvent)>(new UnboundedChannelOptions { SingleReader = true });
+        var pumps = requests.Select(async (request, i) =>
+        {
+            await foreach (var item in request.Events.Reader.ReadAllAsync())
+                merged.Writer.TryWrite((i * n + Row(item), item));
+        }).ToArray();
+        _ = Task.WhenAll(pumps).ContinueWith(t => merged.Writer.TryComplete(t.Exception?.InnerException), TaskScheduler.Default);
+        return merged.Reader;
+    }
+
+    private static int Row(RowEvent item) => item switch { RowText t => t.Row, RowFinished f => f.Row, _ => 0 };
+
+    /// <summary>A view of one request's events with the row as the choice index (no copying task needed).</summary>
+    private sealed class SingleRequestReader(ChannelReader<RowEvent> inner) : ChannelReader<(int Choice, RowEvent Event)>
+    {
+        public override Task Completion => inner.Completion;
+
+        public override bool TryRead(out (int Choice, RowEvent Event) item)
+        {
+            if (inner.TryRead(out var e)) { item = (Row(e), e); return true; }
+            item = default;
+            return false;
+        }
+
+        public override ValueTask<bool> WaitToReadAsync(CancellationToken cancellationToken = default) => inner.WaitToReadAsync(cancellationToken);
+    }
+}

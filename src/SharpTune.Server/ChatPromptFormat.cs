@@ -1,0 +1,85 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Server;
+
+/// <summary>
+/// How chat messages become a prompt for one served model: a Jinja chat template (rendered as transformers'
+/// <c>apply_chat_template</c> does, so no second BOS is added when encoding), or — for a tokenizer without one — a
+/// plain transcript: an optional system text, then "User: …" / "Assistant: …" lines, ending with "Assistant:", encoded
+/// with the tokenizer's BOS; generation then also stops at "\nUser:" so the model does not write the next turn.
+/// </summary>
+public sealed class ChatPromptFormat
+{
+    private static readonly string[] TranscriptStops = ["\nUser:"];
+
+    private ChatPromptFormat(ChatTemplate? template) => Template = template;
+
+    /// <summary>The Jinja template, or null for the plain transcript.</summary>
+    public ChatTemplate? Template { get; }
+
+    /// <summary>"transcript" or the template's name.</summary>
+    public string Name => Template?.Name ?? "transcript";
+
+    /// <summary>The plain transcript format.</summary>
+    public static ChatPromptFormat Transcript { get; } = new(null);
+
+    /// <summary>Wraps a Jinja chat template.</summary>
+    public static ChatPromptFormat FromTemplate(ChatTemplate template) => new(template);
+
+    /// <summary>
+    /// The format for the base model: the built-in <paramref name="overrideName"/> when given, else the tokenizer's own
+    /// template, else the plain transcript.
+    /// </summary>
+    public static ChatPromptFormat ForModel(HfTokenizer tokenizer, string? overrideName) =>
+        overrideName is not null ? new(ChatTemplate.BuiltIn(overrideName))
+        : tokenizer.ChatTemplate is not null ? new(ChatTemplate.FromTokenizer(tokenizer))
+        : Transcript;
+
+    /// <summary>
+    /// The template stored with an adapter (its <c>chat_template.jinja</c>, or <c>chat_template</c> in its
+    /// <c>tokenizer_config.json</c>), so serving renders as training did; null when the adapter stores none.
+    /// </summary>
+    public static ChatPromptFormat? StoredWithAdapter(string adapterDir, HfTokenizer tokenizer)
+    {
+        var jinja = Path.Combine(adapterDir, "chat_template.jinja");
+        if (File.Exists(jinja))
+            return new(ChatTemplate.FromSource(File.ReadAllText(jinja), tokenizer.BosToken, tokenizer.EosToken));
+        var config = Path.Combine(adapterDir, "tokenizer_config.json");
+        if (!File.Exists(config)) return null;
+        JsonNode? json;
+        try { json = JsonNode.Parse(File.ReadAllText(config)); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{config}: not valid JSON: {e.Message}", e); }
+        return json?["chat_template"] is JsonValue value && value.TryGetValue<string>(out var source)
+            ? new(ChatTemplate.FromSource(source, tokenizer.BosToken, tokenizer.EosToken))
+            : null;
+    }
+
+    /// <summary>Stop strings this format adds to the request's own.</summary>
+    public IReadOnlyList<string> ImpliedStops => Template is null ? TranscriptStops : [];
+
+    /// <summary>Renders the conversation up to where the assistant's reply begins and encodes it.</summary>
+    /// <exception cref="ChatTemplateException">The template rejected the conversation.</exception>
+    public IReadOnlyList<int> Encode(IReadOnlyList<ChatMessage> messages, HfTokenizer tokenizer) =>
+        Template is { } template
+            ? tokenizer.Encode(template.Render(messages, addGenerationPrompt: true), addSpecialTokens: false)
+            : tokenizer.Encode(RenderTranscript(messages), addSpecialTokens: true);
+
+    /// <summary>The plain transcript text for <paramref name="messages"/>.</summary>
+    public static string RenderTranscript(IReadOnlyList<ChatMessage> messages)
+    {
+        var text = new StringBuilder();
+        foreach (var message in messages)
+        {
+            var line = message.Role switch
+            {
+                "system" or "developer" => message.Content + "\n\n",
+                "assistant" => $"Assistant: {message.Content}\n",
+                _ => $"User: {message.Content}\n",
+            };
+            text.Append(line);
+        }
+        return text.Append("Assistant:").ToString();
+    }
+}

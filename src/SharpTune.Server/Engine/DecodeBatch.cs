@@ -1,0 +1,282 @@
+using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Tokenization;
+using static TorchSharp.torch;
+
+namespace SharpTune.Server.Engine;
+
+/// <summary>
+/// A batch of rows decoded together with one KV cache, advanced one token per <see cref="Step"/> so the engine can
+/// admit new requests and drop cancelled rows between steps. After its first step (the prompt) a new batch is merged
+/// into the running one by <see cref="Combine"/> (continuous batching), which also drops finished requests. Rows are left-padded as in
+/// <see cref="TokenGenerator"/> (same positions and masks, so a lone request decodes exactly as the library does); each
+/// request samples with its own settings and generator, and each row ends on its own (EOS, stop string, its own
+/// max_tokens, or cancellation) without holding the others.
+/// </summary>
+internal sealed class DecodeBatch : IDisposable
+{
+    private sealed class Row(InferenceRequest request, int index, StreamingDecoder decoder)
+    {
+        public InferenceRequest Request { get; } = request;
+        public int Index { get; } = index;
+        public StreamingDecoder Decoder { get; } = decoder;
+        public StopStringFilter Filter { get; } = new(request.Stops);
+        public int Generated { get; set; }
+        public bool Done { get; set; }
+    }
+
+    private sealed class RequestSlot(InferenceRequest request, int firstRow, TokenSampler sampler)
+    {
+        public InferenceRequest Request { get; } = request;
+        public int FirstRow { get; } = firstRow;
+        public TokenSampler Sampler { get; } = sampler;
+        public int RowsLeft { get; set; } = request.Rows;
+    }
+
+    private readonly CausalLanguageModel model;
+    private readonly HashSet<int> eos;
+    private readonly Row[] rows;
+    private readonly RequestSlot[] slots;
+    private readonly KvCache cache;
+    private readonly long[,] ids;
+    private readonly bool[,] real;
+    private int length;   // columns filled so far
+    private int start;    // first column not yet in the cache
+    private bool handedOver;   // rows and samplers moved into a combined batch
+
+    private DecodeBatch(CausalLanguageModel model, HashSet<int> eos, Row[] rows, RequestSlot[] slots, KvCache cache,
+        long[,] ids, bool[,] real, int length, int start)
+    {
+        this.model = model;
+        this.eos = eos;
+        this.rows = rows;
+        this.slots = slots;
+        this.cache = cache;
+        this.ids = ids;
+        this.real = real;
+        this.length = length;
+        this.start = start;
+    }
+
+    public DecodeBatch(CausalLanguageModel model, HfTokenizer tokenizer, IReadOnlySet<int> eosIds, IReadOnlyList<InferenceRequest> requests)
+    {
+        this.model = model;
+        eos = eosIds.ToHashSet();
+        var rowList = new List<Row>();
+        var slotList = new List<RequestSlot>();
+        foreach (var request in requests)
+        {
+            var options = new GenerationOptions { Temperature = request.Temperature, TopP = request.TopP, Seed = request.Seed };
+            slotList.Add(new RequestSlot(request, rowList.Count, new TokenSampler(options)));
+            for (var i = 0; i < request.Rows; i++)
+                rowList.Add(new Row(request, i, tokenizer.CreateStreamingDecoder(skipSpecialTokens: true)));
+        }
+        rows = rowList.ToArray();
+        slots = slotList.ToArray();
+        var promptLength = requests.Max(r => r.PromptIds.Count);
+        var capacity = promptLength + requests.Max(r => r.MaxTokens);
+        cache = new KvCache(model.Config, rows.Length, capacity, model.WeightDtype, model.Device);
+        ids = new long[rows.Length, capacity];
+        real = new bool[rows.Length, capacity];
+        for (var r = 0; r < rows.Length; r++)
+        {
+            var prompt = rows[r].Request.PromptIds;
+            var offset = promptLength - prompt.Count;
+            for (var j = 0; j < prompt.Count; j++)
+            {
+                ids[r, offset + j] = prompt[j];
+                real[r, offset + j] = true;
+            }
+        }
+        length = promptLength;
+    }
+
+    /// <summary>Rows in the batch, finished ones included (they occupy the cache until the batch ends).</summary>
+    public int RowCount => rows.Length;
+
+    /// <summary>Rows still decoding.</summary>
+    public int LiveRows => rows.Count(r => !r.Done);
+
+    /// <summary>True once the prompt has been through the model (the batch can then be combined with others).</summary>
+    public bool Prefilled => start > 0;
+
+    /// <summary>Rows of requests that have ended (they still occupy the cache until the batch is combined).</summary>
+    public int FinishedRequestRows => slots.Where(s => s.RowsLeft == 0).Sum(s => s.Request.Rows);
+
+    /// <summary>True once every row has ended.</summary>
+    public bool Finished => rows.All(r => r.Done);
+
+    /// <summary>Runs the model once (the whole prompt on the first step) and hands each live row its next token.</summary>
+    public void Step()
+    {
+        DropCancelledRows();
+        if (Finished) return;
+        long[] next;
+        using (var noGrad = no_grad())
+        using (var scope = NewDisposeScope())
+        {
+            var device = model.Device;
+            var input = tensor(Slice(ids, start, length), device: device);                    // (B, T)
+            var isReal = tensor(Slice(real, 0, length), device: device);                      // (B, S)
+            var positions = (isReal.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0).narrow(1, start, length - start);
+            var context = new ForwardContext
+            {
+                PositionIds = positions,
+                AttentionMask = AttentionMasks.CausalWithPadding(isReal, length - start),
+                Cache = cache,
+            };
+            var hidden = model.DecodeHidden(model.EmbedTokens(input), context);
+            var logits = model.ComputeLogits(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1); // (B, V)
+            next = new long[rows.Length];
+            foreach (var slot in slots)
+            {
+                if (slot.RowsLeft == 0) continue;
+                var picked = slot.Sampler.Next(logits.narrow(0, slot.FirstRow, slot.Request.Rows), null);
+                Array.Copy(picked, 0, next, slot.FirstRow, picked.Length);
+            }
+        }
+        start = length;
+        var pad = eos.Count > 0 ? eos.First() : 0;
+        for (var r = 0; r < rows.Length; r++)
+        {
+            var row = rows[r];
+            var token = row.Done ? pad : (int)next[r];
+            ids[r, length] = token;
+            real[r, length] = !row.Done;
+            if (!row.Done) Accept(row, token);
+        }
+        length++;
+    }
+
+    /// <summary>Ends every live row with <paramref name="error"/> (a failed forward pass).</summary>
+    public void Fail(Exception error)
+    {
+        foreach (var slot in slots)
+            if (slot.RowsLeft > 0)
+            {
+                slot.RowsLeft = 0;
+                slot.Request.Events.Writer.TryComplete(error);
+            }
+        foreach (var row in rows) row.Done = true;
+    }
+
+    public void Dispose()
+    {
+        cache.Dispose();
+        if (!handedOver)
+            foreach (var slot in slots) slot.Sampler.Dispose();
+    }
+
+    /// <summary>
+    /// One batch holding the live requests of <paramref name="batches"/> (all prefilled, same model state): each row's
+    /// cached keys/values and tokens are copied, left-padded to the longest, so every row continues exactly where it
+    /// was (positions count real tokens only and padding is masked). Finished requests are dropped. The inputs must be
+    /// disposed afterwards; their rows and samplers now belong to the result.
+    /// </summary>
+    public static DecodeBatch Combine(IReadOnlyList<DecodeBatch> batches)
+    {
+        var first = batches[0];
+        var kept = batches.SelectMany(b => b.slots.Where(s => s.RowsLeft > 0).Select(s => (Batch: b, Slot: s))).ToList();
+        var cached = batches.Max(b => b.start);                         // columns already in the caches
+        var remaining = kept.SelectMany(k => Enumerable.Range(k.Slot.FirstRow, k.Slot.Request.Rows)
+            .Select(r => k.Slot.Request.MaxTokens - k.Batch.rows[r].Generated)).DefaultIfEmpty(1).Max();
+        var capacity = cached + 1 + Math.Max(1, remaining);
+        var rowCount = kept.Sum(k => k.Slot.Request.Rows);
+        var ids = new long[rowCount, capacity];
+        var real = new bool[rowCount, capacity];
+        var rows = new List<Row>();
+        var slots = new List<RequestSlot>();
+        var cache = new KvCache(first.model.Config, Math.Max(1, rowCount), capacity, first.model.WeightDtype, first.model.Device);
+        foreach (var (batch, slot) in kept)
+        {
+            slots.Add(new RequestSlot(slot.Request, rows.Count, slot.Sampler) { RowsLeft = slot.RowsLeft });
+            var shift = cached - batch.start;
+            for (var r = slot.FirstRow; r < slot.FirstRow + slot.Request.Rows; r++)
+            {
+                for (var c = 0; c <= batch.start; c++)   // the cached columns and the pending (last sampled) one
+                {
+                    ids[rows.Count, shift + c] = batch.ids[r, c];
+                    real[rows.Count, shift + c] = batch.real[r, c];
+                }
+                rows.Add(batch.rows[r]);
+            }
+        }
+        using (var noGrad = no_grad())
+            for (var layer = 0; layer < first.model.Config.NumLayers && rowCount > 0; layer++)
+            {
+                using var scope = NewDisposeScope();
+                var keys = new List<Tensor>();
+                var values = new List<Tensor>();
+                foreach (var group in kept.GroupBy(k => k.Batch))
+                {
+                    var batch = group.Key;
+                    var (k, v) = batch.StoredKeysValues(layer);                                  // (B, nkv, start, hd)
+                    var index = tensor(group.SelectMany(g => Enumerable.Range(g.Slot.FirstRow, g.Slot.Request.Rows))
+                        .Select(r => (long)r).ToArray(), device: k.device);
+                    var pad = cached - batch.start;
+                    keys.Add(nn.functional.pad(k.index_select(0, index), [0, 0, pad, 0]));    // left-pad the time axis
+                    values.Add(nn.functional.pad(v.index_select(0, index), [0, 0, pad, 0]));
+                }
+                cache.Update(layer, cat(keys, 0), cat(values, 0));
+            }
+        cache.Advance(cached);
+        foreach (var batch in batches) batch.handedOver = true;
+        foreach (var batch in batches)
+            foreach (var slot in batch.slots.Where(s => s.RowsLeft == 0)) slot.Sampler.Dispose();
+        return new DecodeBatch(first.model, first.eos, rows.ToArray(), slots.ToArray(), cache, ids, real, cached + 1, cached);
+    }
+
+    /// <summary>The keys/values cached so far for <paramref name="layer"/>: a zero-length update returns them as views.</summary>
+    private (Tensor Keys, Tensor Values) StoredKeysValues(int layer)
+    {
+        var config = model.Config;
+        using var empty = zeros([cache.BatchSize, config.NumKeyValueHeads, 0, config.HeadDim], model.WeightDtype, model.Device);
+        return cache.Update(layer, empty, empty);
+    }
+
+    private void Accept(Row row, int token)
+    {
+        row.Generated++;
+        var writer = row.Request.Events.Writer;
+        if (eos.Contains(token))
+        {
+            Finish(row, "stop", row.Filter.Flush() + row.Decoder.Flush());
+            return;
+        }
+        var (emit, stopped) = row.Filter.Accept(row.Decoder.Push(token));
+        if (emit.Length > 0) writer.TryWrite(new RowText(row.Index, emit));
+        if (stopped) Finish(row, "stop", "");
+        else if (row.Generated >= row.Request.MaxTokens) Finish(row, "length", row.Filter.Flush() + row.Decoder.Flush());
+    }
+
+    private void Finish(Row row, string reason, string rest)
+    {
+        var writer = row.Request.Events.Writer;
+        if (rest.Length > 0) writer.TryWrite(new RowText(row.Index, rest));
+        writer.TryWrite(new RowFinished(row.Index, reason, row.Generated));
+        row.Done = true;
+        var slot = slots.First(s => ReferenceEquals(s.Request, row.Request));
+        if (--slot.RowsLeft == 0) writer.TryComplete();
+    }
+
+    private void DropCancelledRows()
+    {
+        foreach (var slot in slots)
+        {
+            if (slot.RowsLeft == 0 || !slot.Request.Cancellation.IsCancellationRequested) continue;
+            slot.RowsLeft = 0;
+            for (var r = slot.FirstRow; r < slot.FirstRow + slot.Request.Rows; r++) rows[r].Done = true;
+            slot.Request.Events.Writer.TryComplete(new OperationCanceledException(slot.Request.Cancellation));
+        }
+    }
+
+    private static T[,] Slice<T>(T[,] source, int from, int to)
+    {
+        var count = source.GetLength(0);
+        var result = new T[count, to - from];
+        for (var r = 0; r < count; r++)
+            for (var c = from; c < to; c++)
+                result[r, c - from] = source[r, c];
+        return result;
+    }
+}

@@ -1,0 +1,215 @@
+using System.Threading.Channels;
+using SharpTune.Server.Adapters;
+using SharpTune.Server.Observability;
+
+namespace SharpTune.Server.Engine;
+
+/// <summary>
+/// Owns the model on one thread (a TorchSharp module is not safe to use from two threads at once). Requests wait in a
+/// bounded FIFO queue; between decode steps the thread admits the requests at the head of the queue that fit (same
+/// adapter as the running batch, rows left under <see cref="ServerOptions.MaxBatchSize"/>) as a new batch, runs their
+/// prompts, and merges them into the running batch (continuous batching). So a request never waits for another to
+/// finish, and every live row advances in one forward pass per token. A request for another adapter waits at the head until the running batches drain, then the adapter
+/// is switched: requests keep their arrival order and none starves.
+/// </summary>
+public sealed class InferenceEngine : IDisposable
+{
+    private readonly ServedModel served;
+    private readonly IAdapterActivator activator;
+    private readonly ServerOptions options;
+    private readonly ServerMetrics metrics;
+    private readonly Channel<EngineItem> queue;
+    private readonly List<DecodeBatch> batches = [];
+    private readonly CancellationTokenSource stopping = new();
+    private readonly Thread thread;
+    private volatile int activeRows;
+    private volatile int activeBatches;
+
+    public InferenceEngine(ServedModel served, IAdapterActivator activator, ServerOptions options, ServerMetrics metrics)
+    {
+        this.served = served;
+        this.activator = activator;
+        this.options = options;
+        this.metrics = metrics;
+        queue = Channel.CreateBounded<EngineItem>(new BoundedChannelOptions(Math.Max(1, options.MaxQueue))
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        metrics.BeforeScrape(() => metrics.Engine(QueueDepth, activeRows, activeBatches));
+        thread = new Thread(Run) { IsBackground = true, Name = "sharptune-model" };
+    }
+
+    /// <summary>True while the model thread is serving.</summary>
+    public bool Running => thread.IsAlive && !stopping.IsCancellationRequested;
+
+    /// <summary>Requests waiting for the model.</summary>
+    public int QueueDepth => queue.Reader.Count;
+
+    /// <summary>Starts the model thread.</summary>
+    public void Start() => thread.Start();
+
+    /// <summary>Queues <paramref name="request"/>; false when the queue is full (the caller answers 429).</summary>
+    public bool TryEnqueue(InferenceRequest request) => queue.Writer.TryWrite(request);
+
+    /// <summary>
+    /// Runs <paramref name="action"/> on the model thread once the requests queued before it are done and no batch is
+    /// decoding (for module surgery such as loading or unloading an adapter).
+    /// </summary>
+    public async Task<T> RunExclusiveAsync<T>(Func<T> action, CancellationToken cancellationToken)
+    {
+        var item = new ControlItem(() => action());
+        await queue.Writer.WriteAsync(item, cancellationToken);
+        return (T)(await item.Completion.Task)!;
+    }
+
+    private void Run()
+    {
+        try
+        {
+            while (!stopping.IsCancellationRequested)
+            {
+                if (batches.Count == 0 && !WaitForWork()) break;
+                Admit();
+                foreach (var batch in batches.ToArray())
+                {
+                    try
+                    {
+                        var rows = batch.LiveRows;
+                        batch.Step();
+                        metrics.StepRows(rows);
+                    }
+                    catch (Exception e) { batch.Fail(e); }
+                    if (!batch.Finished) continue;
+                    batches.Remove(batch);
+                    batch.Dispose();
+                }
+                CombineBatches();
+                activeRows = batches.Sum(b => b.LiveRows);
+                activeBatches = batches.Count;
+            }
+        }
+        finally
+        {
+            var shutdown = new OperationCanceledException("the server is shutting down");
+            foreach (var batch in batches)
+            {
+                batch.Fail(shutdown);
+                batch.Dispose();
+            }
+            batches.Clear();
+            queue.Writer.TryComplete();
+            while (queue.Reader.TryRead(out var item))
+            {
+                if (item is InferenceRequest request) request.Events.Writer.TryComplete(shutdown);
+                else if (item is ControlItem control) control.Completion.TrySetException(shutdown);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Merges the running batches into one (continuous batching: a request admitted between steps decodes in the same
+    /// forward pass as the others from its second token on), and drops finished requests from a batch once they are
+    /// half of it, so they stop costing compute.
+    /// </summary>
+    private void CombineBatches()
+    {
+        var worthCompacting = batches.Count == 1 && batches[0].FinishedRequestRows * 2 >= batches[0].RowCount;
+        if (batches.Count < 2 && !worthCompacting) return;
+        try
+        {
+            var combined = DecodeBatch.Combine(batches);
+            foreach (var batch in batches) batch.Dispose();
+            batches.Clear();
+            batches.Add(combined);
+            metrics.BatchesCombined();
+        }
+        catch (Exception e)
+        {
+            foreach (var batch in batches)
+            {
+                batch.Fail(e);
+                batch.Dispose();
+            }
+            batches.Clear();
+        }
+    }
+
+    /// <summary>Blocks until an item is queued, then lets others arriving with it gather for the batch window.</summary>
+    private bool WaitForWork()
+    {
+        if (!queue.Reader.TryPeek(out _))
+        {
+            try
+            {
+                if (!queue.Reader.WaitToReadAsync(stopping.Token).AsTask().GetAwaiter().GetResult()) return false;
+            }
+            catch (OperationCanceledException) { return false; }
+            if (options.BatchWindow > TimeSpan.Zero) Thread.Sleep(options.BatchWindow);
+        }
+        return true;
+    }
+
+    private void Admit()
+    {
+        var picked = new List<InferenceRequest>();
+        var rows = 0;
+        var free = options.MaxBatchSize - batches.Sum(b => b.RowCount - b.FinishedRequestRows);
+        ServedAdapter? adapter = null;
+        while (queue.Reader.TryPeek(out var item))
+        {
+            if (item is ControlItem control)
+            {
+                if (batches.Count > 0 || picked.Count > 0) break;
+                queue.Reader.TryRead(out _);
+                control.Run();
+                continue;
+            }
+            var request = (InferenceRequest)item;
+            if (request.Cancellation.IsCancellationRequested)
+            {
+                queue.Reader.TryRead(out _);
+                request.Events.Writer.TryComplete(new OperationCanceledException(request.Cancellation));
+                continue;
+            }
+            if (request.Adapter is { Removed: true } removed)
+            {
+                queue.Reader.TryRead(out _);
+                request.Events.Writer.TryComplete(new AdapterRemovedException(removed.Name));
+                continue;
+            }
+            var target = picked.Count > 0 ? adapter : batches.Count > 0 ? activator.Active : request.Adapter;
+            if (!ReferenceEquals(request.Adapter, target) || rows + request.Rows > free) break;
+            queue.Reader.TryRead(out _);
+            picked.Add(request);
+            rows += request.Rows;
+            adapter = request.Adapter;
+        }
+        if (picked.Count == 0) return;
+        try
+        {
+            if (!ReferenceEquals(activator.Active, adapter))
+            {
+                activator.Activate(adapter);
+                metrics.AdapterSwitched();
+            }
+            batches.Add(new DecodeBatch(served.Model, served.Tokenizer, served.EosTokenIds, picked));
+            metrics.BatchStarted(rows);
+        }
+        catch (Exception e)
+        {
+            foreach (var request in picked) request.Events.Writer.TryComplete(e);
+        }
+    }
+
+    /// <summary>Stops the model thread; queued and running requests end with an error.</summary>
+    public void Dispose()
+    {
+        stopping.Cancel();
+        if (thread.IsAlive) thread.Join(TimeSpan.FromSeconds(30));
+        stopping.Dispose();
+    }
+}
+
+/// <summary>A request's adapter was unloaded while the request waited.</summary>
+public sealed class AdapterRemovedException(string name) : Exception($"the model '{name}' was unloaded while the request waited");

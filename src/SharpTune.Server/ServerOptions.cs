@@ -1,0 +1,56 @@
+namespace SharpTune.Server;
+
+/// <summary>Everything <see cref="SharpTuneServer.StartAsync"/> needs: the model, adapters, address and limits.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>The base model folder in Hugging Face layout (config.json, safetensors, tokenizer.json).</summary>
+    public required string ModelDir { get; init; }
+
+    /// <summary>The name clients put in the <c>model</c> field for the base model; default: the folder's name.</summary>
+    public string? ModelName { get; init; }
+
+    /// <summary>PEFT adapter folders to serve over the base model, by the name clients request them with.</summary>
+    public IReadOnlyDictionary<string, string> Adapters { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The address to bind: loopback unless asked otherwise.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>The TCP port; 0 picks a free one (see <see cref="RunningServer.Url"/>).</summary>
+    public int Port { get; init; } = 8000;
+
+    /// <summary>Bearer keys accepted on /v1 and /admin; empty = no authentication (loopback only, see <see cref="AllowOpenRemote"/>).</summary>
+    public IReadOnlyList<string> ApiKeys { get; init; } = [];
+
+    /// <summary>Allows binding a non-loopback address without API keys (the user asked for it explicitly).</summary>
+    public bool AllowOpenRemote { get; init; }
+
+    /// <summary>Largest accepted request body; larger ones get 413.</summary>
+    public long MaxBodyBytes { get; init; } = 1 << 20;
+
+    /// <summary>Requests waiting for the model beyond this many get 429.</summary>
+    public int MaxQueue { get; init; } = 256;
+
+    /// <summary>Most sequences (rows, counting <c>n</c>) decoded at once across all running batches.</summary>
+    public int MaxBatchSize { get; init; } = 16;
+
+    /// <summary>How long an idle engine waits after the first request for others to join its batch.</summary>
+    public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>A request still generating after this long is ended (504 or a streamed error event).</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary><c>max_tokens</c> when the request gives none (capped by the room left in the context).</summary>
+    public int DefaultMaxTokens { get; init; } = 256;
+
+    /// <summary>Compute dtype ("f32", "bf16"…); null keeps the checkpoint's.</summary>
+    public string? Dtype { get; init; }
+
+    /// <summary>
+    /// A folder of training runs to show at <c>/dashboard</c> (the runs dashboard) beside the API; null = no dashboard.
+    /// The page and its <c>/api/runs</c> data are not behind the API key.
+    /// </summary>
+    public string? RunsDir { get; init; }
+
+    /// <summary>A built-in chat template name (chatml, llama-3, …) that overrides the tokenizer's and adapters' own.</summary>
+    public string? ChatTemplate { get; init; }
+}

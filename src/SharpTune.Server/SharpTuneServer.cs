@@ -1,0 +1,117 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using SharpTune.Models;
+using SharpTune.Runtime;
+using SharpTune.Server.Adapters;
+using SharpTune.Server.Api;
+using SharpTune.Server.Dashboard;
+using SharpTune.Server.Engine;
+using SharpTune.Server.Observability;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Server;
+
+/// <summary>
+/// The OpenAI-compatible HTTP server: loads the base model once, serves it and its adapters on Kestrel, and batches
+/// requests on one model thread. Used by <c>sharptune serve</c> and, in-process on loopback, by tests.
+/// </summary>
+public static class SharpTuneServer
+{
+    /// <summary>Loads the model and adapters, binds the address and starts serving; dispose the result to stop.</summary>
+    /// <exception cref="ArgumentException">The options are inconsistent (e.g. an open server on a public address).</exception>
+    public static async Task<RunningServer> StartAsync(ServerOptions options, CancellationToken cancellationToken = default)
+    {
+        Validate(options);
+        TorchRuntime.EnsureInitialised();
+        var model = PretrainedModel.Load(options.ModelDir, options.Dtype is null ? null : ModelFactory.ParseDtype(options.Dtype), TorchRuntime.DefaultDevice);
+        ServedModel? served = null;
+        AdapterRegistry? registry = null;
+        InferenceEngine? engine = null;
+        try
+        {
+            var tokenizer = HfTokenizer.FromDirectory(options.ModelDir);
+            var name = options.ModelName ?? Path.GetFileName(Path.GetFullPath(options.ModelDir).TrimEnd(Path.DirectorySeparatorChar));
+            served = new ServedModel(name, model, tokenizer, ChatPromptFormat.ForModel(tokenizer, options.ChatTemplate));
+            var activator = new SwapInAdapterActivator(model);
+            registry = new AdapterRegistry(activator, tokenizer, name);
+            foreach (var (adapterName, dir) in options.Adapters) registry.Load(adapterName, dir);
+            var metrics = new ServerMetrics();
+            engine = new InferenceEngine(served, activator, options, metrics);
+            var app = Build(options, served, registry, engine, metrics);
+            engine.Start();
+            await app.StartAsync(cancellationToken);
+            var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            return new RunningServer(app, engine, registry, served, new Uri(url.Replace("[::]", "localhost", StringComparison.Ordinal)));
+        }
+        catch
+        {
+            engine?.Dispose();
+            registry?.Dispose();
+            if (served is not null) served.Dispose(); else model.Dispose();
+            throw;
+        }
+    }
+
+    private static void Validate(ServerOptions options)
+    {
+        if (options.MaxBatchSize < 1) throw new ArgumentException($"MaxBatchSize is {options.MaxBatchSize}; it must be at least 1");
+        if (options.MaxQueue < 1) throw new ArgumentException($"MaxQueue is {options.MaxQueue}; it must be at least 1");
+        if (options.MaxBodyBytes < 1024) throw new ArgumentException($"MaxBodyBytes is {options.MaxBodyBytes}; it must be at least 1024");
+        if (options.Port is < 0 or > 65535) throw new ArgumentException($"Port {options.Port} is not a TCP port (0-65535)");
+        if (options.ChatTemplate is not null) ChatTemplate.BuiltIn(options.ChatTemplate);   // fail early on an unknown name
+        if (options.ApiKeys.Count == 0 && !IsLoopback(options.Host) && !options.AllowOpenRemote)
+            throw new ArgumentException(
+                $"refusing to serve without an API key on {options.Host}, which is reachable from other machines: " +
+                "configure an API key, or bind a loopback address (127.0.0.1, ::1, localhost)");
+    }
+
+    private static bool IsLoopback(string host) =>
+        host == "localhost" || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
+
+    private static WebApplication Build(ServerOptions options, ServedModel served, AdapterRegistry registry, InferenceEngine engine, ServerMetrics metrics)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "SharpTune.Server" });
+        builder.Logging.ClearProviders();   // the library never writes to the console; hosts add their own logging
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+            if (options.Host == "localhost") kestrel.ListenLocalhost(options.Port);
+            else if (IPAddress.TryParse(options.Host, out var address)) kestrel.Listen(address, options.Port);
+            else throw new ArgumentException($"Host '{options.Host}' is not an IP address or 'localhost'");
+        });
+        var app = builder.Build();
+        app.UseMiddleware<RequestMetricsMiddleware>(metrics);
+        app.UseRouting();
+        app.UseMiddleware<ApiKeyMiddleware>(options.ApiKeys);
+
+        var completions = new CompletionEndpoints(served, registry, engine, options, metrics);
+        var models = new ModelEndpoints(served, registry);
+        var admin = new AdminEndpoints(registry, engine, options.MaxBodyBytes);
+        app.MapPost("/v1/chat/completions", completions.ChatAsync);
+        app.MapPost("/v1/completions", completions.CompletionsAsync);
+        app.MapGet("/v1/models", models.ListAsync);
+        app.MapGet("/v1/models/{**id}", (HttpContext c, string id) => models.GetAsync(c, id));
+        app.MapGet("/admin/adapters", admin.ListAsync);
+        app.MapPost("/admin/adapters", admin.LoadAsync);
+        app.MapDelete("/admin/adapters/{**name}", (HttpContext c, string name) => admin.UnloadAsync(c, name));
+        app.MapGet("/health", (HttpContext c) => JsonResponse.WriteAsync(c, new System.Text.Json.Nodes.JsonObject { ["status"] = "ok" }));
+        app.MapGet("/ready", (HttpContext c) => engine.Running
+            ? JsonResponse.WriteAsync(c, new System.Text.Json.Nodes.JsonObject { ["status"] = "ready", ["model"] = served.Name })
+            : JsonResponse.WriteAsync(c, new System.Text.Json.Nodes.JsonObject { ["status"] = "not ready" }, StatusCodes.Status503ServiceUnavailable));
+        app.MapGet("/metrics", async (HttpContext c) =>
+        {
+            c.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await metrics.WriteAsync(c.Response.Body, c.RequestAborted);
+        });
+        if (options.RunsDir is not null) app.MapRunsDashboard(options.RunsDir);
+        app.MapFallback((HttpContext c) =>
+            new ApiException(404, $"no endpoint {c.Request.Method} {c.Request.Path}", code: "not_found").WriteAsync(c));
+        return app;
+    }
+}

@@ -1,0 +1,62 @@
+using System.Text.Json.Serialization;
+
+namespace SharpTune.Evaluation;
+
+/// <summary>
+/// One example's outcome: what the model saw, the reference, what it produced, and its per-example scores
+/// (e.g. perplexity, sentence BLEU, chrF, ROUGE F-measures, exact_match 0/1, correct 0/1).
+/// </summary>
+public sealed record ExampleRecord(int Index, string Input, string? Reference, string? Output, IReadOnlyDictionary<string, double> Scores)
+{
+    /// <summary>For log-likelihood labelling: each label option's summed answer log-probability (nats).</summary>
+    public IReadOnlyDictionary<string, double>? LabelLogLikelihoods { get; init; }
+}
+
+/// <summary>Classification results in report form (JSON-friendly: the confusion matrix as rows of counts).</summary>
+public sealed record ClassificationSummary(string LabelMode, IReadOnlyList<string> Labels, double Accuracy,
+    IReadOnlyList<ClassMetrics> PerClass, ClassMetrics Macro, ClassMetrics Micro, ClassMetrics Weighted, int[][] ConfusionMatrix)
+{
+    /// <summary>The plot file written beside the report (null until written).</summary>
+    public string? ConfusionMatrixPlot { get; init; }
+
+    /// <summary>The full metrics object (for plotting and sklearn-style text reports).</summary>
+    [JsonIgnore] public ClassificationMetrics? Metrics { get; init; }
+
+    /// <summary>Summarises <paramref name="metrics"/>.</summary>
+    public static ClassificationSummary From(ClassificationMetrics metrics, Evaluation.LabelMode mode)
+    {
+        var k = metrics.Labels.Count;
+        var matrix = Enumerable.Range(0, k).Select(r => Enumerable.Range(0, k).Select(c => metrics.ConfusionMatrix[r, c]).ToArray()).ToArray();
+        return new ClassificationSummary(mode == Evaluation.LabelMode.LogLikelihood ? "loglik" : "generate", metrics.Labels, metrics.Accuracy,
+            metrics.PerClass, metrics.Macro, metrics.Micro, metrics.Weighted, matrix) { Metrics = metrics };
+    }
+}
+
+/// <summary>
+/// Everything one evaluation produced: corpus-level metrics (BLEU and chrF on 0–100 as sacreBLEU prints them; ROUGE,
+/// exact match and accuracy on 0–1; perplexity token-weighted), the metric signatures, classification details and the
+/// per-example records.
+/// </summary>
+public sealed record EvaluationResult(
+    string Name,
+    string Format,
+    int Examples,
+    IReadOnlyDictionary<string, double> Metrics,
+    IReadOnlyDictionary<string, string> Signatures,
+    ClassificationSummary? Classification,
+    IReadOnlyList<ExampleRecord> Records)
+{
+    /// <summary>The model folder or hub id evaluated.</summary>
+    public string? Model { get; init; }
+    /// <summary>The adapter folder applied, if any.</summary>
+    public string? Adapter { get; init; }
+    /// <summary>The data file evaluated.</summary>
+    public string? Data { get; init; }
+    /// <summary>When the evaluation finished (UTC).</summary>
+    public DateTimeOffset CreatedAt { get; init; } = DateTimeOffset.UtcNow;
+    /// <summary>Wall-clock seconds the evaluation took.</summary>
+    public double Seconds { get; init; }
+}
+
+/// <summary>Progress of an evaluation: the stage (scoring, generating, labelling) and examples done of total.</summary>
+public sealed record EvaluationProgress(string Stage, int Done, int Total);

@@ -1,0 +1,33 @@
+using System.Runtime.InteropServices;
+
+namespace SharpTune.Runtime;
+
+/// <summary>
+/// glibc's malloc returns large freed blocks to the kernel (mmap/munmap above 32 MB, heap trimming above 128 KB) and
+/// maps them again on the next training step: with libtorch allocating through it, that meant constant page faults
+/// (DESIGN.md §5 measured a 2× slowdown for a PyTorch trainer). Keeping freed memory for reuse is what jemalloc-style
+/// allocators do; this sets the equivalent glibc options at start-up (what MALLOC_MMAP_MAX_=0 and
+/// MALLOC_TRIM_THRESHOLD_ would do, which only work when set before the process starts). Set SHARPTUNE_MALLOC_TUNING=0
+/// to keep glibc's defaults. Elsewhere (Windows, macOS, musl) this does nothing.
+/// </summary>
+internal static partial class AllocatorTuning
+{
+    private const int M_TRIM_THRESHOLD = -1;
+    private const int M_MMAP_MAX = -4;
+
+    [LibraryImport("libc", EntryPoint = "mallopt")]
+    private static partial int Mallopt(int parameter, int value);
+
+    public static bool Apply()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("SHARPTUNE_MALLOC_TUNING") == "0") return false;
+        try
+        {
+            return Mallopt(M_MMAP_MAX, 0) == 1 && Mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            return false;   // not glibc
+        }
+    }
+}

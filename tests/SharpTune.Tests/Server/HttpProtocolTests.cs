@@ -1,0 +1,219 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Tests.Server;
+
+/// <summary>The wire format checked with a plain HttpClient: SSE framing, OpenAI shapes, limits and error bodies.</summary>
+public sealed class HttpProtocolTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private static StringContent Json(JsonNode body) => new(body.ToJsonString(), Encoding.UTF8, "application/json");
+
+    private static async Task<JsonObject> ErrorOf(HttpResponseMessage response) =>
+        (JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"] as JsonObject)!;
+
+    [ServerFact]
+    public async Task RawChatStreamIsServerSentEventsWithRoleFirstFinishLastUsageAndDone()
+    {
+        using var http = fixture.Http();
+        var body = new JsonObject
+        {
+            ["model"] = ServerFixture.BaseName,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Lily went to the park." }),
+            ["max_tokens"] = 12, ["temperature"] = 0, ["stream"] = true,
+            ["stream_options"] = new JsonObject { ["include_usage"] = true },
+        };
+        using var response = await http.PostAsync("/v1/chat/completions", Json(body));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        var raw = await response.Content.ReadAsStringAsync();
+        var events = raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.All(events, e => Assert.StartsWith("data: ", e));
+        Assert.Equal("data: [DONE]", events[^1]);
+        Assert.True(raw.EndsWith("data: [DONE]\n\n", StringComparison.Ordinal));
+        var chunks = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!.AsObject()).ToList();
+
+        Assert.All(chunks, c => Assert.Equal("chat.completion.chunk", (string)c["object"]!));
+        Assert.Single(chunks.Select(c => (string)c["id"]!).Distinct());
+        Assert.StartsWith("chatcmpl-", (string)chunks[0]["id"]!);
+        Assert.Equal("assistant", (string)chunks[0]["choices"]![0]!["delta"]!["role"]!);
+        var withChoices = chunks.Where(c => c["choices"]!.AsArray().Count > 0).ToList();
+        Assert.All(withChoices[..^1], c => Assert.Null(c["choices"]![0]!["finish_reason"]));
+        Assert.Contains((string)withChoices[^1]["choices"]![0]!["finish_reason"]!, new[] { "stop", "length" });
+        var usage = chunks[^1];
+        Assert.Empty(usage["choices"]!.AsArray());
+        var text = string.Concat(withChoices.Select(c => (string?)c["choices"]![0]!["delta"]!["content"] ?? ""));
+
+        var whole = JsonNode.Parse(await (await http.PostAsync("/v1/chat/completions", Json(WithoutStream(body)))).Content.ReadAsStringAsync())!;
+        Assert.Equal((string)whole["choices"]![0]!["message"]!["content"]!, text);
+        Assert.Equal(whole["usage"]!.ToJsonString(), usage["usage"]!.ToJsonString());
+    }
+
+    private static JsonObject WithoutStream(JsonObject body)
+    {
+        var copy = body.DeepClone().AsObject();
+        copy.Remove("stream");
+        copy.Remove("stream_options");
+        return copy;
+    }
+
+    [ServerFact]
+    public async Task TextCompletionsTakeAPromptArrayAndNAndCountUsageOverAllChoices()
+    {
+        using var http = fixture.Http();
+        var body = new JsonObject
+        {
+            ["model"] = ServerFixture.BaseName, ["prompt"] = new JsonArray("Once upon a time", "The cat"),
+            ["max_tokens"] = 8, ["temperature"] = 0.8, ["seed"] = 7, ["n"] = 2,
+        };
+        using var response = await http.PostAsync("/v1/completions", Json(body));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var json = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.Equal("text_completion", (string)json["object"]!);
+        Assert.StartsWith("cmpl-", (string)json["id"]!);
+        var choices = json["choices"]!.AsArray();
+        Assert.Equal([0, 1, 2, 3], choices.Select(c => (int)c!["index"]!));
+        Assert.All(choices, c => Assert.Contains((string)c!["finish_reason"]!, new[] { "stop", "length" }));
+        var usage = json["usage"]!;
+        Assert.InRange((int)usage["completion_tokens"]!, 4, 32);
+        Assert.Equal((int)usage["prompt_tokens"]! + (int)usage["completion_tokens"]!, (int)usage["total_tokens"]!);
+
+        // A seed makes sampling repeatable, whatever else shares the batch.
+        var again = JsonNode.Parse(await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync())!;
+        Assert.Equal(choices.Select(c => (string)c!["text"]!), again["choices"]!.AsArray().Select(c => (string)c!["text"]!));
+    }
+
+    [ServerFact]
+    public async Task StopStringEndsTheTextBeforeIt()
+    {
+        using var http = fixture.Http();
+        var body = new JsonObject { ["model"] = ServerFixture.BaseName, ["prompt"] = "Once upon a time", ["max_tokens"] = 40, ["temperature"] = 0 };
+        var free = (string)JsonNode.Parse(await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync())!["choices"]![0]!["text"]!;
+        var stop = free.Split(' ', StringSplitOptions.RemoveEmptyEntries)[3];
+        body["stop"] = new JsonArray(stop, "zzzz");
+        var stopped = JsonNode.Parse(await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync())!["choices"]![0]!;
+        Assert.Equal(free[..free.IndexOf(stop, StringComparison.Ordinal)], (string)stopped["text"]!);
+        Assert.Equal("stop", (string)stopped["finish_reason"]!);
+    }
+
+    [ServerFact]
+    public async Task OversizedBodyIs413WithTheOpenAiErrorShape()
+    {
+        using var http = fixture.Http();
+        var body = new JsonObject { ["model"] = ServerFixture.BaseName, ["prompt"] = new string('a', 40_000) };
+        using var response = await http.PostAsync("/v1/completions", Json(body));
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        var error = await ErrorOf(response);
+        Assert.Equal("request_too_large", (string)error["code"]!);
+        Assert.Contains("16384", (string)error["message"]!);
+        Assert.True(error.ContainsKey("type") && error.ContainsKey("param"));
+    }
+
+    [ServerFact]
+    public async Task PromptLongerThanTheContextIs400ContextLengthExceeded()
+    {
+        using var http = fixture.Http();
+        var longText = string.Join(' ', Enumerable.Repeat("Lily saw a big tree.", 150));   // far over 512 tokens, under 16 KB
+        var body = new JsonObject
+        {
+            ["model"] = ServerFixture.BaseName, ["max_tokens"] = 10,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = longText }),
+        };
+        using var response = await http.PostAsync("/v1/chat/completions", Json(body));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = await ErrorOf(response);
+        Assert.Equal("context_length_exceeded", (string)error["code"]!);
+        Assert.Equal("messages", (string)error["param"]!);
+        Assert.Contains("maximum context length is 512", (string)error["message"]!);
+    }
+
+    [ServerTheory]
+    [InlineData("{not json", null, "invalid_json")]
+    [InlineData("{\"model\":\"stories260K\"}", "messages", null)]
+    [InlineData("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "model", null)]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", "messages[0].role", null)]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":\"hot\"}", "temperature", null)]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", "max_tokens", null)]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":99}", "n", null)]
+    [InlineData("{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}", "stop[0]", null)]
+    public async Task MalformedRequestsAre400NamingTheField(string body, string? param, string? code)
+    {
+        using var http = fixture.Http();
+        using var response = await http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = await ErrorOf(response);
+        Assert.Equal("invalid_request_error", (string)error["type"]!);
+        Assert.Equal(param, (string?)error["param"]);
+        if (code is not null) Assert.Equal(code, (string)error["code"]!);
+        if (param is not null) Assert.Contains(param.Split('.')[^1].Split('[')[0], (string)error["message"]!);
+    }
+
+    [ServerFact]
+    public async Task MissingKeyIs401ButProbesAndMetricsStayOpen()
+    {
+        using var anonymous = fixture.Http(key: null);
+        using var denied = await anonymous.GetAsync("/v1/models");
+        Assert.Equal(HttpStatusCode.Unauthorized, denied.StatusCode);
+        Assert.Equal("invalid_api_key", (string)(await ErrorOf(denied))["code"]!);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/admin/adapters")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/health")).StatusCode);
+        var ready = await anonymous.GetAsync("/ready");
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        Assert.Equal("ready", (string)JsonNode.Parse(await ready.Content.ReadAsStringAsync())!["status"]!);
+    }
+
+    [ServerFact]
+    public async Task TheRunsDashboardIsServedBesideTheApiWhenARunsFolderIsGiven()
+    {
+        using var runs = new Support.TempDir();
+        await using var server = await SharpTune.Server.SharpTuneServer.StartAsync(fixture.Options() with { RunsDir = runs.Path, Adapters = new Dictionary<string, string>() });
+        using var http = new HttpClient { BaseAddress = server.Url };
+        using var page = await http.GetAsync("/dashboard");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Equal("text/html", page.Content.Headers.ContentType!.MediaType);
+        Assert.Equal("[]", (await http.GetStringAsync("/api/runs")).Trim());
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/v1/models")).StatusCode);   // the API keeps its key
+    }
+
+    [ServerFact]
+    public async Task AdaptersCanBeLoadedAndUnloadedAtRuntime()
+    {
+        using var http = fixture.Http();
+        var load = await http.PostAsync("/admin/adapters", Json(new JsonObject { ["name"] = "tiny-a-again", ["path"] = fixture.AdapterDir("tiny-a") }));
+        Assert.Equal(HttpStatusCode.Created, load.StatusCode);
+        Assert.Equal("LORA", (string)JsonNode.Parse(await load.Content.ReadAsStringAsync())!["peft_type"]!);
+
+        var chat = new JsonObject
+        {
+            ["model"] = "tiny-a-again", ["max_tokens"] = 10, ["temperature"] = 0,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "A bird" }),
+        };
+        var viaNew = await (await http.PostAsync("/v1/chat/completions", Json(chat))).Content.ReadAsStringAsync();
+        chat["model"] = "tiny-a";
+        var viaOriginal = await (await http.PostAsync("/v1/chat/completions", Json(chat))).Content.ReadAsStringAsync();
+        Assert.Equal(JsonNode.Parse(viaOriginal)!["choices"]!.ToJsonString(), JsonNode.Parse(viaNew)!["choices"]!.ToJsonString());
+
+        var listed = JsonNode.Parse(await http.GetStringAsync("/admin/adapters"))!["data"]!.AsArray().Select(a => (string)a!["name"]!);
+        Assert.Contains("tiny-a-again", listed);
+        Assert.Equal(HttpStatusCode.Conflict,
+            (await http.PostAsync("/admin/adapters", Json(new JsonObject { ["name"] = "tiny-a-again", ["path"] = fixture.AdapterDir("tiny-a") }))).StatusCode);
+        var missing = await http.PostAsync("/admin/adapters", Json(new JsonObject { ["name"] = "x", ["path"] = "/nonexistent/adapter" }));
+        Assert.Equal(HttpStatusCode.BadRequest, missing.StatusCode);
+        Assert.Equal("path", (string)(await ErrorOf(missing))["param"]!);
+
+        Assert.Equal(HttpStatusCode.OK, (await http.DeleteAsync("/admin/adapters/tiny-a-again")).StatusCode);
+        chat["model"] = "tiny-a-again";
+        var gone = await http.PostAsync("/v1/chat/completions", Json(chat));
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.DeleteAsync("/admin/adapters/tiny-a-again")).StatusCode);
+    }
+}
+
+/// <summary>A theory that skips visibly when stories260K is absent.</summary>
+public sealed class ServerTheoryAttribute : TheoryAttribute
+{
+    public ServerTheoryAttribute()
+    {
+        if (!ServerFixture.Available) Skip = $"shared asset absent: {Support.TestAssets.Stories260K}";
+    }
+}
