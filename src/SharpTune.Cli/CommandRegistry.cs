@@ -20,6 +20,7 @@ internal static class CommandRegistry
         LicenseCommand.Create(),
         DownloadCommand.Create(),
         EstimateCommand.Create(),
+        SelectCommand.Create(),
         TokenizeCommand.Create(),
         DataCommand.Create(),
         DashboardCommand.Create(),
