@@ -1,14 +1,116 @@
 using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using SharpTune.Advisors.Memory;
 
 namespace SharpTune.Cli.Commands;
 
-/// <summary><c>sharptune estimate …</c>: answers to "will it fit, how long, what will it cost" before a run.</summary>
+/// <summary>
+/// <c>sharptune estimate --model DIR|--config config.json …</c>: parameters, memory, FLOPs and time of a fine-tuning
+/// run before running it; <c>sharptune estimate cost</c> compares fine-tuning with prompting.
+/// </summary>
 internal static class EstimateCommand
 {
     public static Command Create()
     {
+        var model = new Option<string?>("--model") { Description = "Model folder (only its config.json is read)" };
+        var config = new Option<string?>("--config") { Description = "A config.json file" };
+        var method = new Option<string>("--method") { Description = "full, lora or dora", DefaultValueFactory = _ => "lora" };
+        method.AcceptOnlyFromAmong("full", "lora", "dora");
+        var seq = new Option<int>("--seq") { Description = "Tokens per sequence", DefaultValueFactory = _ => 512 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per micro-batch", DefaultValueFactory = _ => 4 };
+        var dtype = new Option<string>("--dtype") { Description = "f32 or bf16", DefaultValueFactory = _ => "f32" };
+        dtype.AcceptOnlyFromAmong("f32", "bf16");
+        var loraR = new Option<int>("--lora-r") { Description = "LoRA rank", DefaultValueFactory = _ => 8 };
+        var loraDropout = new Option<double>("--lora-dropout") { Description = "LoRA dropout", DefaultValueFactory = _ => 0.05 };
+        var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex or all-linear (default: PEFT's for the model type)" };
+        var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Estimate with activation recomputation" };
+        var datasetTokens = new Option<long?>("--dataset-tokens") { Description = "Tokens in one epoch, for per-epoch FLOPs and time" };
+        var utilization = new Option<double?>("--utilization") { Description = "Fraction of peak reached (default: 0.3 on this CPU, 0.4 on GPUs)" };
+        var json = new Option<bool>("--json") { Description = "Print the estimate as JSON" };
+
         var command = new Command("estimate", "Estimate memory, time and cost of fine-tuning before running it.");
+        foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, datasetTokens, utilization, json })
+            command.Options.Add(option);
         command.Subcommands.Add(EstimateCostCommand.Create());
+        command.SetAction(parseResult =>
+        {
+            var source = parseResult.GetValue(model) ?? parseResult.GetValue(config);
+            if (source is null)
+            {
+                Console.Error.WriteLine("error: give --model DIR or --config config.json (or use `sharptune estimate cost`)");
+                return 1;
+            }
+            try
+            {
+                var settings = new EstimateSettings
+                {
+                    Method = parseResult.GetValue(method)!, SequenceLength = parseResult.GetValue(seq), MicroBatchSize = parseResult.GetValue(batch),
+                    Dtype = parseResult.GetValue(dtype)!, LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
+                    TargetModules = parseResult.GetValue(targets), GradientCheckpointing = parseResult.GetValue(checkpointing),
+                    DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
+                };
+                var estimate = TrainingEstimator.Estimate(TrainingEstimator.LoadConfig(source), settings, source);
+                Console.Out.WriteLine(parseResult.GetValue(json)
+                    ? JsonSerializer.Serialize(estimate, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true })
+                    : EstimateTable.Render(estimate));
+                return 0;
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or NotSupportedException)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return 1;
+            }
+        });
         return command;
     }
+}
+
+/// <summary>The plain-text rendering of a <see cref="TrainingEstimate"/>.</summary>
+internal static class EstimateTable
+{
+    public static string Render(TrainingEstimate e)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var s = e.Settings;
+        var w = new StringWriter(c);
+        w.WriteLine($"{e.Model}: method {s.Method}, dtype {s.Dtype}, batch {s.MicroBatchSize} × seq {s.SequenceLength}");
+        w.WriteLine(string.Format(c, "parameters: {0:N0} total, {1:N0} trainable ({2:P2}){3}", e.Parameters.Total, e.Parameters.Trainable,
+            (double)e.Parameters.Trainable / e.Parameters.Total,
+            e.Parameters.TargetModules.Count > 0 ? $", targets {string.Join(",", e.Parameters.TargetModules)}" : ""));
+        w.WriteLine();
+        w.WriteLine($"{"memory",-22}{"plain",12}{"checkpointed",14}");
+        void Row(string name, double a, double b) => w.WriteLine($"{name,-22}{Bytes(a),12}{Bytes(b),14}");
+        Row("weights", e.Training.Weights, e.TrainingWithCheckpointing.Weights);
+        Row("gradients", e.Training.Gradients, e.TrainingWithCheckpointing.Gradients);
+        Row("optimizer state", e.Training.OptimizerState, e.TrainingWithCheckpointing.OptimizerState);
+        Row("activations", e.Training.Activations, e.TrainingWithCheckpointing.Activations);
+        Row("  of which loss", e.Training.Logits, e.TrainingWithCheckpointing.Logits);
+        Row("peak (training)", e.Training.PeakTraining, e.TrainingWithCheckpointing.PeakTraining);
+        w.WriteLine($"{"inference",-22}{Bytes(e.InferenceBytes),12}   (KV cache {Bytes(e.KvCacheBytes)} at batch × seq)");
+        w.WriteLine();
+        w.WriteLine(string.Format(c, "FLOPs: {0:0.###e0} per token{1}", e.TrainingFlopsPerToken,
+            e.TrainingFlopsPerEpoch is { } epoch ? string.Format(c, ", {0:0.###e0} per epoch", epoch) : ""));
+        w.WriteLine($"{"device",-38}{"peak TFLOP/s",13}{"util",6}{"per step",11}{"per epoch",12}{"fits",6}");
+        foreach (var t in e.Times)
+            w.WriteLine($"{t.Device,-38}{t.PeakTflops.ToString("0.###", c),13}{t.Utilization.ToString("0.##", c),6}{Duration(t.SecondsPerStep),11}" +
+                        $"{(t.SecondsPerEpoch is { } x ? Duration(x) : "-"),12}{(t.FitsInMemory is { } f ? (f ? "yes" : "no") : "-"),6}");
+        w.WriteLine();
+        foreach (var note in e.Notes) w.WriteLine($"note: {note}");
+        return w.ToString().TrimEnd();
+    }
+
+    private static string Bytes(double bytes) => bytes switch
+    {
+        >= 1L << 30 => (bytes / (1L << 30)).ToString("0.00", CultureInfo.InvariantCulture) + " GiB",
+        _ => (bytes / (1L << 20)).ToString("0.0", CultureInfo.InvariantCulture) + " MiB",
+    };
+
+    private static string Duration(double seconds) => seconds switch
+    {
+        < 1 => (seconds * 1000).ToString("0", CultureInfo.InvariantCulture) + " ms",
+        < 120 => seconds.ToString("0.0", CultureInfo.InvariantCulture) + " s",
+        < 7200 => (seconds / 60).ToString("0.0", CultureInfo.InvariantCulture) + " min",
+        _ => (seconds / 3600).ToString("0.0", CultureInfo.InvariantCulture) + " h",
+    };
 }

@@ -32,10 +32,17 @@ internal static class TrainCommand
         var patience = new Option<int?>("--early-stopping-patience") { Description = "Stop after N evaluations without improvement" };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Validate every N steps" };
         var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
-        var command = new Command("train", "Fine-tune a model (full, LoRA, DoRA) and write RUN_DIR/final/")
+        var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
+        var objective = new Option<string?>("--objective") { Description = "sft (default) or dpo (preference pairs: prompt, chosen, rejected)" };
+        var beta = new Option<double?>("--beta") { Description = "DPO: pull towards the reference model (default 0.1)" };
+        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid (default) or ipo" };
+        var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO: assumed label-flip probability in [0, 0.5)" };
+        var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
+        var command = new Command("train", "Fine-tune a model (SFT or DPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, loraR, loraAlpha, targets, batch,
-            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, rejectsFile,
+            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, rejectsFile, test, objective, beta, lossType,
+            labelSmoothing, precompute,
         };
         command.SetAction(parse =>
         {
@@ -62,6 +69,12 @@ internal static class TrainCommand
                 EarlyStoppingPatience = parse.GetValue(patience) ?? options.EarlyStoppingPatience,
                 EvalEvery = parse.GetValue(evalEvery) ?? options.EvalEvery,
                 RejectsFile = parse.GetValue(rejectsFile) ?? options.RejectsFile,
+                Test = parse.GetValue(test) ?? options.Test,
+                Objective = parse.GetValue(objective) ?? options.Objective,
+                Beta = parse.GetValue(beta) ?? options.Beta,
+                LossType = parse.GetValue(lossType) ?? options.LossType,
+                LabelSmoothing = parse.GetValue(labelSmoothing) ?? options.LabelSmoothing,
+                PrecomputeRefLogProbs = parse.GetValue(precompute) ?? options.PrecomputeRefLogProbs,
             };
             options = options with { Output = parse.GetValue(output) ?? (options.Output == new TrainingOptions().Output ? DefaultRunDir(options) : options.Output) };
             if (options.Model.Length == 0 || options.Data.Length == 0)
@@ -78,6 +91,9 @@ internal static class TrainCommand
             Console.Error.WriteLine($"done: {t.StepsCompleted} steps, final train loss {t.FinalTrainLoss:F4}" +
                 (t.BestValidationLoss is { } best ? $", best validation loss {best:F4} at step {t.BestStep}" : "") +
                 (result.InitialValidationLoss is { } initial ? $" (before training {initial:F4})" : ""));
+            if (result.TestLoss is { } testLoss)
+                Console.Error.WriteLine($"test: loss {testLoss:F4}, accuracy {result.TestAccuracy:P1}" +
+                    (result.TestMetrics?.GetValueOrDefault("rewards/margins") is { } margin and not 0 ? $", reward margin {margin:F4}" : ""));
             Console.WriteLine(result.FinalDirectory);
             return 0;
         });

@@ -22,10 +22,14 @@ internal sealed class TrainingProgressPrinter : IProgress<TrainingProgress>
         var line = string.Create(CultureInfo.InvariantCulture,
             $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  acc {p.TokenAccuracy:P1}  lr {p.LearningRate:0.###e+0}  " +
             $"grad {p.GradNorm:F2}  {p.TokensPerSecond:N0} tok/s  ETA {Format(p.Eta)}");
+        if (p.Metrics?.GetValueOrDefault("rewards/margins", double.NaN) is { } margin && !double.IsNaN(margin))
+            line += string.Create(CultureInfo.InvariantCulture, $"  margin {margin:F3}");
         if (p.ValidationLoss is { } val)
         {
             EndLiveLine();
-            Console.Error.WriteLine(line + string.Create(CultureInfo.InvariantCulture, $"  val_loss {val:F4}  val_acc {p.ValidationAccuracy:P1}"));
+            var valMargin = p.Metrics?.GetValueOrDefault("val_rewards/margins", double.NaN) ?? double.NaN;
+            Console.Error.WriteLine(line + string.Create(CultureInfo.InvariantCulture, $"  val_loss {val:F4}  val_acc {p.ValidationAccuracy:P1}") +
+                (double.IsNaN(valMargin) ? "" : string.Create(CultureInfo.InvariantCulture, $"  val_margin {valMargin:F3}")));
         }
         else if (live)
         {

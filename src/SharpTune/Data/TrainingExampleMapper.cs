@@ -30,10 +30,11 @@ public static class TrainingExampleMapper
     {
         if (row.Fields.ContainsKey("chosen") && !row.Fields.ContainsKey("preferred_output"))
         {
+            var plainPrompt = row.Fields["prompt"] is not JsonArray;
             var prompt = row.Fields["prompt"] is JsonArray promptTurns
                 ? Messages(row, promptTurns, "prompt")
                 : [new ChatTurn("user", Text(row, "prompt"))];
-            return new PreferenceExample(prompt, Answer(row, "chosen"), Answer(row, "rejected"));
+            return new PreferenceExample(prompt, Answer(row, "chosen"), Answer(row, "rejected")) { PlainText = plainPrompt };
         }
         var input = row.Fields["input"] as JsonObject
             ?? throw Error(row, "input", "wrong_type", $"expected an object {{\"messages\": [...]}}, found {Kind(row.Fields["input"])}");

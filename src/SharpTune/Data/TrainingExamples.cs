@@ -71,6 +71,12 @@ public sealed record PreferenceExample(IReadOnlyList<ChatTurn> Prompt, IReadOnly
 
     public override string TrainingText => string.Join("\n", Prompt.Concat(Chosen).Concat(Rejected).Select(m => m.Content));
 
+    /// <summary>
+    /// The prompt came as a plain string (<c>{"prompt": "…"}</c>) rather than chat messages, so DPO renders it as plain
+    /// text even when a chat template exists (as TRL treats "standard" versus "conversational" preference data).
+    /// </summary>
+    public bool PlainText { get; init; }
+
     /// <summary>The prompt's text (turn contents joined with newlines).</summary>
     public string PromptText => string.Join("\n", Prompt.Select(m => m.Content));
 
@@ -82,5 +88,5 @@ public sealed record PreferenceExample(IReadOnlyList<ChatTurn> Prompt, IReadOnly
 
     /// <summary>A pair from plain strings: one user turn, one assistant turn each.</summary>
     public static PreferenceExample FromText(string prompt, string chosen, string rejected) =>
-        new([new ChatTurn("user", prompt)], [new ChatTurn("assistant", chosen)], [new ChatTurn("assistant", rejected)]);
+        new([new ChatTurn("user", prompt)], [new ChatTurn("assistant", chosen)], [new ChatTurn("assistant", rejected)]) { PlainText = true };
 }

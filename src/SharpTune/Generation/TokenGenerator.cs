@@ -21,7 +21,8 @@ public static class TokenGenerator
         bool useCache = true)
     {
         if (prompts.Count == 0) return [];
-        var context = model.Config.MaxPositionEmbeddings;
+        // Prompt/prefix tuning's virtual tokens take positions before the prompt.
+        var context = model.Config.MaxPositionEmbeddings - (model.ForwardAdapter?.VirtualTokenCount ?? 0);
         var fitted = prompts.Select((p, i) => FitToContext(p, i, options, context)).ToArray();
         var eos = (options.EosTokenIds ?? model.Config.EosTokenIds).ToHashSet();
         var batch = fitted.Length;

@@ -20,8 +20,30 @@ public abstract class CausalLanguageModel : nn.Module
     /// <summary>Token ids (B, T) → embeddings (B, T, C).</summary>
     public abstract Tensor EmbedTokens(Tensor inputIds);
 
-    /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C), after the last norm.</summary>
-    public abstract Tensor DecodeHidden(Tensor inputsEmbeds, ForwardContext context);
+    /// <summary>
+    /// Embeddings (B, T, C) → final hidden states (B, T, C), after the last norm. When a <see cref="ForwardAdapter"/>
+    /// is set it rewrites the inputs first; the result still covers only the caller's T tokens.
+    /// </summary>
+    public Tensor DecodeHidden(Tensor inputsEmbeds, ForwardContext context)
+    {
+        if (ForwardAdapter is not { } adapter) return DecodeLayers(inputsEmbeds, context);
+        using var scope = NewDisposeScope();
+        var realTokens = inputsEmbeds.shape[1];
+        var (embeds, adjusted) = adapter.Adjust(inputsEmbeds, context);
+        var hidden = DecodeLayers(embeds, adjusted);
+        // Virtual tokens were prepended (prompt tuning): callers get hidden states, and so logits, of their own tokens.
+        if (hidden.shape[1] != realTokens) hidden = hidden.narrow(1, hidden.shape[1] - realTokens, realTokens);
+        return hidden.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The architecture's decoder stack: embeddings (B, T, C) → final hidden states (B, T, C).</summary>
+    protected abstract Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context);
+
+    /// <summary>
+    /// A method that acts inside the forward pass (prompt or prefix tuning); set by its <c>Inject</c>, cleared by
+    /// <c>Unload</c>. Null for the plain model and for methods that wrap modules (LoRA, IA3, adapters).
+    /// </summary>
+    public IForwardAdapter? ForwardAdapter { get; set; }
 
     /// <summary>Hidden states (…, C) → vocabulary logits (…, V).</summary>
     public abstract Tensor ComputeLogits(Tensor hidden);

@@ -21,7 +21,7 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
 
     public override Tensor EmbedTokens(Tensor inputIds) => transformer.wte.forward(inputIds);
 
-    public override Tensor DecodeHidden(Tensor inputsEmbeds, ForwardContext context) => transformer.Forward(inputsEmbeds, context);
+    protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) => transformer.Forward(inputsEmbeds, context);
 
     public override Tensor ComputeLogits(Tensor hidden) => F.linear(hidden, transformer.wte.weight!);
 

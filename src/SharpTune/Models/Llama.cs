@@ -24,7 +24,7 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
 
     public override Tensor EmbedTokens(Tensor inputIds) => model.embed_tokens.forward(inputIds);
 
-    public override Tensor DecodeHidden(Tensor inputsEmbeds, ForwardContext context) => model.Forward(inputsEmbeds, context);
+    protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) => model.Forward(inputsEmbeds, context);
 
     public override Tensor ComputeLogits(Tensor hidden) =>
         lm_head is null ? F.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);

@@ -1,7 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Models;
+using SharpTune.Peft.Adapters;
+using SharpTune.Peft.IA3;
 using SharpTune.Peft.Lora;
+using SharpTune.Peft.PrefixTuning;
+using SharpTune.Peft.PromptTuning;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft;
@@ -15,6 +19,10 @@ public static class PeftAdapters
     private static readonly Dictionary<string, Func<JsonObject, string, IPeftAdapter>> Methods = new()
     {
         ["LORA"] = LoraAdapter.FromConfigJson,
+        ["PROMPT_TUNING"] = PromptTuningAdapter.FromConfigJson,
+        ["PREFIX_TUNING"] = PrefixTuningAdapter.FromConfigJson,
+        ["BOTTLENECK"] = BottleneckAdapter.FromConfigJson,
+        ["IA3"] = IA3Adapter.FromConfigJson,
     };
 
     /// <summary>The <c>peft_type</c> values that can be loaded.</summary>

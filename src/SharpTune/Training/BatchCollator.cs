@@ -4,15 +4,23 @@ using static TorchSharp.torch;
 namespace SharpTune.Training;
 
 /// <summary>A micro-batch on the device: inputs, next-token targets (-100 = ignored) and the forward context.</summary>
-public sealed class TrainingBatch : IDisposable
+public class TrainingBatch : IDisposable
 {
+    private int? lossUnits;
+
     public required Tensor InputIds { get; init; }          // (B, T)
     public required Tensor Targets { get; init; }           // (B, T): target for position t is token t+1
     public required ForwardContext Context { get; init; }
     public required int SupervisedTokens { get; init; }
     public required int Tokens { get; init; }
 
-    public void Dispose()
+    /// <summary>
+    /// What the objective's summed loss is divided by across an optimizer step: the supervised tokens (causal LM, the
+    /// default) or the preference pairs (DPO). Dividing by the step's total, never per micro-batch, keeps accumulation exact.
+    /// </summary>
+    public int LossUnits { get => lossUnits ?? SupervisedTokens; init => lossUnits = value; }
+
+    public virtual void Dispose()
     {
         InputIds.Dispose();
         Targets.Dispose();

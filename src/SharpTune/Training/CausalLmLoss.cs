@@ -16,7 +16,7 @@ public static class CausalLmLoss
     {
         var hidden = model.DecodeHidden(inputsEmbeds ?? model.EmbedTokens(batch.InputIds), batch.Context);   // (B, T, C)
         var targets = batch.Targets;
-        if (hidden.shape[1] != targets.shape[1])   // virtual tokens prepended (prompt tuning): score only the real ones
+        if (hidden.shape[1] != targets.shape[1])   // defensive: DecodeHidden already returns only the real tokens' states
             hidden = hidden.narrow(1, hidden.shape[1] - targets.shape[1], targets.shape[1]);
         var flatHidden = hidden.reshape(-1, hidden.shape[2]);
         var flatTargets = targets.reshape(-1);

@@ -5,6 +5,7 @@ using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Runtime;
 using SharpTune.Tokenization;
+using SharpTune.Training.Objectives;
 using static TorchSharp.torch;
 
 namespace SharpTune.Training;
@@ -16,20 +17,37 @@ public sealed record FineTuneResult(
     TokenizationReport? ValidationData,
     ParameterSummary Parameters,
     string FinalDirectory,
-    double? InitialValidationLoss);
+    double? InitialValidationLoss)
+{
+    /// <summary>Loss of the final model on <see cref="TrainingOptions.Test"/> (per supervised token, or per pair for DPO).</summary>
+    public double? TestLoss { get; init; }
+    /// <summary>Token accuracy (SFT) or preference accuracy (DPO) of the final model on the test data.</summary>
+    public double? TestAccuracy { get; init; }
+    /// <summary>The objective's other metrics on the test data (DPO: rewards/margins…).</summary>
+    public IReadOnlyDictionary<string, double>? TestMetrics { get; init; }
+    /// <summary>What the test data's tokenization kept and dropped.</summary>
+    public TokenizationReport? TestData { get; init; }
+}
 
 /// <summary>
-/// The supervised fine-tuning recipe, end to end: model and tokenizer, data (read, map, split, tokenize), method
-/// (full or an adapter), trainer, and the final model or adapter in Hugging Face / PEFT layout with its tokenizer and
-/// chat template beside it (so generate, eval and serve render prompts exactly as training did).
+/// The fine-tuning recipe, end to end: model and tokenizer, data (read, map, split, tokenize), method (full or an
+/// adapter), objective (SFT or DPO), trainer, and the final model or adapter in Hugging Face / PEFT layout with its
+/// tokenizer and chat template beside it (so generate, eval and serve render prompts exactly as training did).
 /// </summary>
 public static class FineTuneJob
 {
     public const string ChatTemplateFileName = Generation.LoadedModel.ChatTemplateFileName;
 
+    /// <summary>The <see cref="TrainingOptions.Objective"/> names.</summary>
+    public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo"];
+
     public static FineTuneResult Run(TrainingOptions options, bool resume = false, IProgress<TrainingProgress>? progress = null,
         Action<string>? log = null, CancellationToken cancellationToken = default)
     {
+        var objective = options.Objective.Trim().ToLowerInvariant();
+        if (!Objectives.Contains(objective))
+            throw new ArgumentException($"unknown objective '{options.Objective}' (choose one of: {string.Join(", ", Objectives)})");
+        var dpo = objective == "dpo" ? DpoSettings.From(options) : null;   // validates loss_type before any work
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(options.Model);
         Directory.CreateDirectory(options.Output);
@@ -38,14 +56,8 @@ public static class FineTuneJob
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var chatTemplate = options.ChatTemplate is { } name ? ChatTemplate.BuiltIn(name)
             : tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
-        var sft = new SftTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop", options.CompletionOnlyLoss);
-
         var (trainExamples, validationExamples) = ReadData(options, log);
-        var (train, trainReport) = sft.TokenizeAll(trainExamples);
-        var (validation, validationReport) = sft.TokenizeAll(validationExamples);
-        log?.Invoke($"train data: {trainReport}");
-        log?.Invoke($"validation data: {validationReport}");
-        if (train.Count == 0) throw new InvalidDataException($"{options.Data}: no usable training examples ({trainReport})");
+        IReadOnlyList<TrainingExample> testExamples = options.Test is { } testPath ? ReadExamples(testPath) : [];
 
         var dtype = ModelFactory.ParseDtype(options.Dtype);
         using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice);
@@ -61,7 +73,7 @@ public static class FineTuneJob
             adapter.Inject(model);
             trainable = adapter.TrainableParameters;
         }
-        var parameters = ParameterSummary.Of(model);
+        var parameters = CountParameters(model, trainable);
         log?.Invoke($"method {options.Method}: {parameters}");
 
         void SaveModel(string dir)
@@ -72,16 +84,28 @@ public static class FineTuneJob
             if (chatTemplate is not null) File.WriteAllText(Path.Combine(dir, ChatTemplateFileName), chatTemplate.Source);
         }
 
+        var context = new RecipeContext(options, model, trainable, SaveModel, resume, progress, log, cancellationToken);
+        if (dpo is not null)
+        {
+            var pairs = new PreferenceTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop");
+            return DpoRecipe.Run(context, dpo, adapter, modelDir, dtype, pairs, trainExamples, validationExamples, testExamples, parameters);
+        }
+        var sft = new SftTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop", options.CompletionOnlyLoss);
         var hook = options.EvalMetrics is { Count: > 0 } metricNames && validationExamples.Count > 0
             ? new Evaluation.ValidationMetricsHook(model, tokenizer, chatTemplate, validationExamples, metricNames, options.EvalSample, options.Seed)
             : null;
-        var trainer = new Trainer(model, trainable, options, SaveModel, evaluationHook: hook);
-        double? initialValidationLoss = null;
-        if (validation.Count > 0 && !resume)
-            initialValidationLoss = trainer.Evaluate(validation, model.Device).Loss;
-        var result = trainer.Train(train, validation, resume, progress, cancellationToken);
-        return new FineTuneResult(result, trainReport, validation.Count > 0 ? validationReport : null, parameters,
-            Path.Combine(options.Output, "final"), initialValidationLoss);
+        return context.Run(new Trainer(model, trainable, options, SaveModel, evaluationHook: hook), sft.TokenizeAll, trainExamples, validationExamples, testExamples,
+            (examples, device) => options.Packing ? BatchCollator.Pack(examples, options.MaxSeqLength, device) : BatchCollator.Pad(examples, device),
+            parameters);
+    }
+
+    /// <summary>Trainable parameters as the optimizer sees them (a method may keep some outside the model's modules).</summary>
+    private static ParameterSummary CountParameters(CausalLanguageModel model,
+        IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable)
+    {
+        var counted = ParameterSummary.Of(model);
+        var listed = trainable.Sum(t => t.Parameter.numel());
+        return listed > counted.Trainable ? new ParameterSummary(listed, counted.Total - counted.Trainable + listed) : counted;
     }
 
     /// <summary>Training and validation examples: the validation file, or a seeded hold-out of the training data.</summary>
@@ -102,8 +126,11 @@ public static class FineTuneJob
         return (order.Skip(held).Select(i => train[i]).ToArray(), order.Take(held).Select(i => train[i]).ToArray());
     }
 
-    /// <summary>Reads and maps rows; a malformed row stops the run, or goes to <paramref name="rejects"/> when given.</summary>
-    private static List<TrainingExample> ReadExamples(string path, RejectLog? rejects)
+    /// <summary>
+    /// Reads a data file and maps each row to its detected training format; a malformed row stops the run, or goes to
+    /// <paramref name="rejects"/> (with its reason) when given.
+    /// </summary>
+    public static List<TrainingExample> ReadExamples(string path, RejectLog? rejects = null)
     {
         var reader = rejects is null ? new DatasetReader() : new DatasetReader(RejectPolicy.Record, rejects);
         var rows = reader.Read(path).ToList();

@@ -1,5 +1,9 @@
 using SharpTune.Peft;
+using SharpTune.Peft.Adapters;
+using SharpTune.Peft.IA3;
 using SharpTune.Peft.Lora;
+using SharpTune.Peft.PrefixTuning;
+using SharpTune.Peft.PromptTuning;
 
 namespace SharpTune.Training;
 
@@ -13,6 +17,16 @@ public static class FineTuningMethods
     {
         ["lora"] = o => new LoraAdapter(Lora(o)),
         ["dora"] = o => new LoraAdapter(Lora(o) with { UseDora = true }),
+        ["prompt-tuning"] = o => new PromptTuningAdapter(PromptTuning(o)),
+        ["prefix-tuning"] = o => new PrefixTuningAdapter(new PrefixTuningConfig
+            { NumVirtualTokens = o.NumVirtualTokens, PrefixProjection = o.PrefixProjection, EncoderHiddenSize = o.EncoderHiddenSize }),
+        ["adapter"] = o => new BottleneckAdapter(new BottleneckConfig
+        {
+            AdapterType = BottleneckConfig.ParsePlacement(o.AdapterType, "adapter_type"), BottleneckSize = o.BottleneckSize,
+            ReductionFactor = o.ReductionFactor, NonLinearity = o.NonLinearity, TargetModules = ParseTargets(o.TargetModules),
+        }),
+        ["ia3"] = o => new IA3Adapter(new IA3Config
+            { TargetModules = ParseTargets(o.TargetModules), FeedforwardModules = ParseTargets(o.FeedforwardModules) }),
     };
 
     public static IReadOnlyCollection<string> Names => ["full", .. Adapters.Keys];
@@ -34,6 +48,14 @@ public static class FineTuningMethods
         UseRsLora = o.UseRslora,
         TargetModules = ParseTargets(o.TargetModules),
     };
+
+    private static PromptTuningConfig PromptTuning(TrainingOptions o) => string.IsNullOrEmpty(o.PromptTuningInitText)
+        ? new() { NumVirtualTokens = o.NumVirtualTokens }
+        : new()
+        {
+            NumVirtualTokens = o.NumVirtualTokens, PromptTuningInit = PromptTuningInit.Text,
+            PromptTuningInitText = o.PromptTuningInitText, TokenizerNameOrPath = o.Model,
+        };
 
     /// <summary>"all-linear", a comma-separated name list, or (anything with regex characters) a regex.</summary>
     public static TargetModules? ParseTargets(string? text)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SharpTune.Models;
 using SharpTune.Tracking;
+using SharpTune.Training.Objectives;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -20,25 +21,43 @@ public sealed class Trainer
     private readonly CausalLanguageModel model;
     private readonly IReadOnlyList<(string Name, Parameter Parameter)> trainable;
     private readonly TrainingOptions options;
-    private readonly TrainingObjective objective;
+    private readonly ITrainingObjective objective;
     private readonly Action<string> saveModel;
     private readonly IEvaluationHook? evaluationHook;
 
     /// <param name="trainable">The parameters to update (all for full fine-tuning, the adapter's otherwise).</param>
     /// <param name="saveModel">Writes the trained model or adapter into a folder (used for best/ and final/).</param>
+    /// <param name="objective">The per-batch loss; next-token cross-entropy when null.</param>
     /// <param name="evaluationHook">Extra metrics computed at each evaluation step and merged into metrics.jsonl.</param>
     public Trainer(CausalLanguageModel model, IReadOnlyList<(string Name, Parameter Parameter)> trainable, TrainingOptions options,
         Action<string> saveModel, TrainingObjective? objective = null, IEvaluationHook? evaluationHook = null)
+        : this(model, trainable, options, saveModel, objective is null ? TokenObjective.CausalLm : new TokenObjective(objective), evaluationHook)
+    {
+    }
+
+    /// <summary>A trainer for any objective (e.g. <see cref="DpoObjective"/> over preference batches).</summary>
+    public Trainer(CausalLanguageModel model, IReadOnlyList<(string Name, Parameter Parameter)> trainable, TrainingOptions options,
+        Action<string> saveModel, ITrainingObjective objective, IEvaluationHook? evaluationHook = null)
     {
         this.evaluationHook = evaluationHook;
         this.model = model;
         this.trainable = trainable;
         this.options = options;
         this.saveModel = saveModel;
-        this.objective = objective ?? ((m, b) => CausalLmLoss.Compute(m, b));
+        this.objective = objective;
     }
 
+    /// <summary>Trains on tokenized sequences, padded or packed per <see cref="TrainingOptions.Packing"/>.</summary>
     public TrainingResult Train(IReadOnlyList<TokenizedExample> train, IReadOnlyList<TokenizedExample> validation,
+        bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        Train(train, validation, Collate, resume, progress, cancellationToken);
+
+    /// <summary>
+    /// Trains on any example type that <paramref name="collate"/> turns into micro-batches the objective understands
+    /// (preference pairs for DPO). Step order, accumulation, checkpoints and resume are the same for every type.
+    /// </summary>
+    public TrainingResult Train<TExample>(IReadOnlyList<TExample> train, IReadOnlyList<TExample> validation,
+        Func<IReadOnlyList<TExample>, Device, TrainingBatch> collate,
         bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (train.Count == 0) throw new ArgumentException("no training examples");
@@ -67,6 +86,7 @@ public sealed class Trainer
         }
 
         var losses = new List<double>();
+        long tokensProcessed = 0;
         var clock = Stopwatch.StartNew();
         var stepsThisSession = 0;
         var stoppedEarly = false;
@@ -80,8 +100,10 @@ public sealed class Trainer
             manual_seed(options.Seed * 1_000_003 + step);   // dropout masks depend only on the step
             var micro = ExamplesForStep(train.Count, step, examplesPerStep).Select(i => train[i]).ToArray();
             var batches = micro.Chunk(options.MicroBatchSize).ToArray();
-            var collated = batches.Select(b => Collate(b, device)).ToArray();
-            var (lossSum, correct, tokens, supervised) = AccumulateGradients(model, objective, collated);
+            var collated = batches.Select(b => collate(b, device)).ToArray();
+            var totals = AccumulateGradients(model, objective, collated);
+            var (lossSum, correct, tokens, supervised) = (totals.LossSum, totals.Correct, totals.Tokens, totals.Units);
+            tokensProcessed += tokens;
             var stepLoss = lossSum / supervised;
             if (!double.IsFinite(stepLoss))
             {
@@ -109,18 +131,21 @@ public sealed class Trainer
             {
                 ["epoch"] = (double)state.Step * examplesPerStep / train.Count,
                 ["loss"] = stepLoss,
-                ["token_accuracy"] = correct / supervised,
+                [objective.AccuracyMetric] = correct / supervised,
                 ["lr"] = lr,
                 ["grad_norm"] = gradNorm,
                 ["tokens_per_second"] = tokensPerSecond,
             };
+            foreach (var (name, sum) in totals.MetricSums) record[name] = sum / supervised;
             double? valLoss = null, valAccuracy = null;
             var isLast = state.Step == totalSteps;
             if (validation.Count > 0 && (state.Step % Math.Max(1, options.EvalEvery) == 0 || isLast))
             {
-                (valLoss, valAccuracy) = Evaluate(validation, device);
-                record["val_loss"] = valLoss.Value;
-                record["val_token_accuracy"] = valAccuracy.Value;
+                var evaluation = Evaluate(validation, collate, device);
+                (valLoss, valAccuracy) = (evaluation.Loss, evaluation.Accuracy);
+                record["val_loss"] = evaluation.Loss;
+                record["val_" + objective.AccuracyMetric] = evaluation.Accuracy;
+                foreach (var (name, value) in evaluation.Metrics) record["val_" + name] = value;
                 foreach (var (key, value) in evaluationHook?.Evaluate(state.Step) ?? new Dictionary<string, double>()) record[key] = value;
                 if (state.BestValidationLoss is null || valLoss < state.BestValidationLoss)
                 {
@@ -135,7 +160,7 @@ public sealed class Trainer
             metrics.Append(state.Step, record);
             if (state.Step % Math.Max(1, options.LogEvery) == 0 || valLoss is not null || isLast)
                 progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], stepLoss, correct / supervised, lr,
-                    gradNorm, tokensPerSecond, clock.Elapsed, eta, valLoss, valAccuracy));
+                    gradNorm, tokensPerSecond, clock.Elapsed, eta, valLoss, valAccuracy) { Metrics = record });
             var patienceExhausted = options.EarlyStoppingPatience > 0 && state.EvaluationsWithoutImprovement >= options.EarlyStoppingPatience;
             if ((options.SaveEvery > 0 && state.Step % options.SaveEvery == 0) || isLast || patienceExhausted)
                 TrainingCheckpoint.Save(runDir, state, trainable, optimizer, options.KeepCheckpoints);
@@ -149,56 +174,84 @@ public sealed class Trainer
             }
         }
 
+        var trainingSeconds = clock.Elapsed.TotalSeconds;
         var all = MetricsLog.ReadAll(metrics.FilePath);
         LossPlot.Save(all, Path.Combine(runDir, "loss.png"), $"{Path.GetFileName(Path.GetFullPath(runDir))}: loss");
         LossPlot.SaveLearningRate(all, Path.Combine(runDir, "lr.png"));
         SaveAtomically(Path.Combine(runDir, "final"));
         return new TrainingResult(state.Step, losses.Count > 0 ? losses[^1] : null, state.BestValidationLoss, state.BestStep,
-            stoppedEarly, runDir, losses);
+            stoppedEarly, runDir, losses) { TrainingSeconds = trainingSeconds, TokensProcessed = tokensProcessed };
     }
 
     /// <summary>
-    /// Back-propagates one optimizer step's micro-batches. Each micro-batch's summed loss is divided by the supervised
-    /// token count of the whole step, never averaged per micro-batch, so splitting a batch does not change the gradient.
-    /// Disposes the batches.
+    /// Back-propagates one optimizer step's micro-batches. Each micro-batch's summed loss is divided by the loss units
+    /// (supervised tokens, or pairs) of the whole step, never averaged per micro-batch, so splitting a batch does not
+    /// change the gradient. Disposes the batches.
     /// </summary>
     public static (double LossSum, double Correct, int Tokens, int Supervised) AccumulateGradients(
         CausalLanguageModel model, TrainingObjective objective, IReadOnlyList<TrainingBatch> batches)
     {
-        var supervised = Math.Max(1, batches.Sum(b => b.SupervisedTokens));
+        var totals = AccumulateGradients(model, new TokenObjective(objective), batches);
+        return (totals.LossSum, totals.Correct, totals.Tokens, totals.Units);
+    }
+
+    /// <inheritdoc cref="AccumulateGradients(CausalLanguageModel, TrainingObjective, IReadOnlyList{TrainingBatch})"/>
+    public static StepTotals AccumulateGradients(CausalLanguageModel model, ITrainingObjective objective, IReadOnlyList<TrainingBatch> batches)
+    {
+        var units = Math.Max(1, batches.Sum(b => b.LossUnits));
         double lossSum = 0, correct = 0;
         var tokens = 0;
+        var metricSums = new Dictionary<string, double>();
         foreach (var batch in batches)
         {
             using var scope = NewDisposeScope();
-            var (loss, hits) = objective(model, batch);
-            (loss / supervised).backward();
-            lossSum += loss.item<float>();
-            correct += hits.item<long>();
+            var output = objective.Compute(model, batch);
+            (output.LossSum / units).backward();
+            lossSum += output.LossSum.item<float>();
+            correct += output.Correct.to(ScalarType.Float64).item<double>();
+            AddMetrics(metricSums, output);
             tokens += batch.Tokens;
             batch.Dispose();
         }
-        return (lossSum, correct, tokens, supervised);
+        return new StepTotals(lossSum, correct, tokens, units, metricSums);
     }
 
-    /// <summary>Token-weighted validation loss and next-token accuracy, with dropout off.</summary>
+    /// <summary>Validation loss and accuracy per loss unit (token-weighted for causal LM), with dropout off.</summary>
     public (double Loss, double Accuracy) Evaluate(IReadOnlyList<TokenizedExample> examples, Device device)
+    {
+        var result = Evaluate(examples, Collate, device);
+        return (result.Loss, result.Accuracy);
+    }
+
+    /// <summary>Loss, accuracy and the objective's other metrics per loss unit over <paramref name="examples"/>, with dropout off.</summary>
+    public EvaluationTotals Evaluate<TExample>(IReadOnlyList<TExample> examples, Func<IReadOnlyList<TExample>, Device, TrainingBatch> collate,
+        Device device)
     {
         model.eval();
         using var noGrad = no_grad();
         double loss = 0, correct = 0;
         long count = 0;
+        var metricSums = new Dictionary<string, double>();
         foreach (var chunk in examples.Chunk(Math.Max(1, options.MicroBatchSize)))
         {
             using var scope = NewDisposeScope();
-            using var batch = Collate(chunk, device);
-            var (sum, hits) = objective(model, batch);
-            loss += sum.item<float>();
-            correct += hits.item<long>();
-            count += batch.SupervisedTokens;
+            using var batch = collate(chunk, device);
+            var output = objective.Compute(model, batch);
+            loss += output.LossSum.item<float>();
+            correct += output.Correct.to(ScalarType.Float64).item<double>();
+            AddMetrics(metricSums, output);
+            count += batch.LossUnits;
         }
         model.train();
-        return count == 0 ? (double.NaN, double.NaN) : (loss / count, correct / count);
+        if (count == 0) return new EvaluationTotals(double.NaN, double.NaN, new Dictionary<string, double>());
+        return new EvaluationTotals(loss / count, correct / count, metricSums.ToDictionary(m => m.Key, m => m.Value / count));
+    }
+
+    private static void AddMetrics(Dictionary<string, double> sums, ObjectiveOutput output)
+    {
+        if (output.MetricSums is null) return;
+        foreach (var (name, value) in output.MetricSums)
+            sums[name] = sums.GetValueOrDefault(name) + value.to(ScalarType.Float64).item<double>();
     }
 
     private TrainingBatch Collate(IReadOnlyList<TokenizedExample> examples, Device device) =>
@@ -239,3 +292,9 @@ public sealed class Trainer
     private static bool NoDecay(string name, Parameter p) =>
         p.dim() < 2 || name.EndsWith("bias", StringComparison.Ordinal) || name.Contains("norm") || name.Contains("ln_");
 }
+
+/// <summary>One optimizer step's sums over its micro-batches; <see cref="Units"/> is what they are divided by.</summary>
+public sealed record StepTotals(double LossSum, double Correct, int Tokens, int Units, IReadOnlyDictionary<string, double> MetricSums);
+
+/// <summary>An evaluation's loss, accuracy and the objective's other metrics, each per loss unit.</summary>
+public sealed record EvaluationTotals(double Loss, double Accuracy, IReadOnlyDictionary<string, double> Metrics);

@@ -18,7 +18,7 @@ public sealed record TrainingOptions
     /// <summary>Run directory (config, metrics, checkpoints, plots, final/).</summary>
     public string Output { get; init; } = "runs/run";
 
-    /// <summary>full, lora or dora.</summary>
+    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter or ia3.</summary>
     public string Method { get; init; } = "lora";
     public int LoraR { get; init; } = 8;
     public double LoraAlpha { get; init; } = 16;
@@ -61,4 +61,36 @@ public sealed record TrainingOptions
     /// <summary>Stop after this many evaluations without improvement (0 = never).</summary>
     public int EarlyStoppingPatience { get; init; }
     public int LogEvery { get; init; } = 1;
+
+    /// <summary>sft (next-token loss on completions) or dpo (preference pairs: prompt, chosen, rejected).</summary>
+    public string Objective { get; init; } = "sft";
+    /// <summary>DPO: strength of the pull towards the reference model (TRL's beta).</summary>
+    public double Beta { get; init; } = 0.1;
+    /// <summary>DPO: probability that a preference label is flipped (conservative DPO), in [0, 0.5).</summary>
+    public double LabelSmoothing { get; init; }
+    /// <summary>DPO: sigmoid (the DPO paper) or ipo.</summary>
+    public string LossType { get; init; } = "sigmoid";
+    /// <summary>DPO: score every pair with the reference model once before training (full fine-tuning then needs no second model copy).</summary>
+    public bool PrecomputeRefLogProbs { get; init; }
+    /// <summary>Test data, evaluated once with the final model (same format and masking as validation).</summary>
+    public string? Test { get; init; }
+
+    // Prompt tuning, prefix tuning, bottleneck adapters and IA3 (docs/methods.md).
+    /// <summary>prompt-tuning / prefix-tuning: how many virtual tokens (PEFT's num_virtual_tokens).</summary>
+    public int NumVirtualTokens { get; init; } = 20;
+    /// <summary>prompt-tuning: start from this text's token embeddings (PEFT's TEXT init); empty = random.</summary>
+    public string? PromptTuningInitText { get; init; }
+    /// <summary>prefix-tuning: train the prefixes through a two-layer MLP (PEFT's prefix_projection).</summary>
+    public bool PrefixProjection { get; init; }
+    /// <summary>prefix-tuning: the MLP's hidden width; empty = the key/value width.</summary>
+    public int? EncoderHiddenSize { get; init; }
+    /// <summary>adapter: houlsby (after attention and MLP) or pfeiffer (after the MLP only).</summary>
+    public string AdapterType { get; init; } = "houlsby";
+    /// <summary>adapter: the bottleneck width; empty = layer width / <see cref="ReductionFactor"/>.</summary>
+    public int? BottleneckSize { get; init; }
+    public int ReductionFactor { get; init; } = 16;
+    /// <summary>adapter: relu, gelu, silu or tanh.</summary>
+    public string NonLinearity { get; init; } = "relu";
+    /// <summary>ia3: the targets scaled on their input (comma-separated names or a regex); empty = PEFT's default.</summary>
+    public string? FeedforwardModules { get; init; }
 }

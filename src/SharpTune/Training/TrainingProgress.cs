@@ -14,7 +14,11 @@ public sealed record TrainingProgress(
     TimeSpan? Eta,
     double? ValidationLoss = null,
     double? ValidationAccuracy = null,
-    string? Message = null);
+    string? Message = null)
+{
+    /// <summary>Everything logged for this step in metrics.jsonl (e.g. DPO's rewards/margins); null for messages.</summary>
+    public IReadOnlyDictionary<string, double>? Metrics { get; init; }
+}
 
 /// <summary>How a run ended.</summary>
 public sealed record TrainingResult(
@@ -24,7 +28,12 @@ public sealed record TrainingResult(
     int? BestStep,
     bool StoppedEarly,
     string RunDirectory,
-    IReadOnlyList<double> TrainLosses);
+    IReadOnlyList<double> TrainLosses)
+{
+    /// <summary>Seconds spent in the training loop this session (steps, validation, checkpoints; not set-up or final saving), and training tokens processed.</summary>
+    public double TrainingSeconds { get; init; }
+    public long TokensProcessed { get; init; }
+}
 
 /// <summary>The loss became NaN or infinite; the last good checkpoint is kept and nothing after it is written.</summary>
 public sealed class TrainingDivergedException(string message) : Exception(message);

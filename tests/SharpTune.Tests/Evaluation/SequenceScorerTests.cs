@@ -58,7 +58,7 @@ public class SequenceScorerTests
         public override Tensor EmbedTokens(Tensor inputIds) =>
             table.index_select(0, inputIds.flatten()).view(inputIds.shape[0], inputIds.shape[1], -1);
 
-        public override Tensor DecodeHidden(Tensor inputsEmbeds, ForwardContext context) => inputsEmbeds;
+        protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) => inputsEmbeds;
 
         public override Tensor ComputeLogits(Tensor hidden) => hidden;
 

@@ -1,0 +1,83 @@
+namespace SharpTune.Advisors.Memory;
+
+/// <summary>
+/// Bytes a training step keeps for the backward pass, counted tensor by tensor from what our Llama implementation and
+/// libtorch's autograd actually hold (in the spirit of Korthikanti et al. 2022, "Reducing Activation Recomputation in
+/// Large Transformer Models", §4, adapted to this code):
+/// <list type="bullet">
+/// <item>Layer outputs, the embeddings and the final hidden state stay referenced by the step's dispose scope until the
+/// step ends: (L + 2)·d·b per token.</item>
+/// <item>RMSNorm computes in fp32: it keeps the fp32 input (a copy when b = 2), the normalised value and its output
+/// (the next linear's input).</item>
+/// <item>A linear layer keeps its input whether or not its weight trains (measured: a frozen base with LoRA keeps as
+/// much per layer as full fine-tuning); a LoRA layer adds A's output (r floats) and, when its input is not fp32 or
+/// dropout is on, its own fp32 copy of the input (dropout: the dropped copy and a byte mask).</item>
+/// <item>Attention: rotary cos/sin (2·hd), rotated q, k and v after repeating KV heads (GQA), the SDPA output and its
+/// log-sum-exp (4 bytes per head), and o_proj's input (the transposed output made contiguous).
+/// libtorch's CPU SDPA for the causal, unmasked case is the flash kernel: no T×T score matrix is kept.</item>
+/// <item>SwiGLU: gate and up outputs, silu(gate) and their product (4·ffn).</item>
+/// <item>Loss: logits (b), their fp32 copy (b = 2) and the log-softmax (fp32) for every token are held until the step
+/// ends (the 2048-token chunking bounds only the backward's transient: two fp32 gradients of one chunk).</item>
+/// </list>
+/// </summary>
+public static class ActivationAccounting
+{
+    /// <summary>Bytes per token one decoder layer keeps for the backward pass (excluding its output).</summary>
+    public static double LayerBytesPerToken(ModelLayout layout, EstimateSettings s, IReadOnlySet<string> loraTargets)
+    {
+        var c = layout.Config;
+        double b = s.ComputeBytes, castCopy = s.ComputeBytes == 4 ? 0 : 4;
+        double d = c.HiddenSize, attention = (double)c.NumHeads * c.HeadDim, kv = (double)c.NumKeyValueHeads * c.HeadDim;
+        double ffn = c.IntermediateSize, heads = c.NumHeads, headDim = c.HeadDim;
+        var kvForSdpa = c.NumHeads > c.NumKeyValueHeads ? attention : kv;    // repeated KV heads are materialised
+
+        if (layout.IsGpt2)
+        {
+            // LayerNorm keeps input, mean and rstd; c_attn's output holds q, k, v; GELU keeps its input (and its tanh
+            // approximation's intermediates: counted as two more ffn-sized tensors). Not checked against measurement.
+            var norms = 4 * d * b;
+            var attn = (3 * d + d + d) * b + 4 * heads;
+            var mlp = 4 * ffn * b;
+            return norms + attn + mlp + d * b + LoraBytes(layout, s, loraTargets);
+        }
+
+        var norm1 = castCopy * d + 2 * b * d;                                  // fp32 input copy, normalised value, output
+        var norm2 = 4 * d + 2 * b * d;                                         // fp32 view of the mid residual (or its copy)
+        var attn1 = b * (2 * headDim + attention + 2 * kvForSdpa + attention + attention) + 4 * heads;
+        var mlp1 = 4 * ffn * b;
+        return norm1 + norm2 + attn1 + mlp1 + LoraBytes(layout, s, loraTargets);
+    }
+
+    /// <summary>What LoRA layers keep per token in one decoder layer: fp32 inputs, A's output, DoRA's extra terms.</summary>
+    private static double LoraBytes(ModelLayout layout, EstimateSettings s, IReadOnlySet<string> targets)
+    {
+        if (s.IsFull || targets.Count == 0) return 0;
+        var layer0 = layout.Linears.Where(l => l.Path.StartsWith(layout.IsGpt2 ? "transformer.h.0." : "model.layers.0.", StringComparison.Ordinal)
+                                              && targets.Contains(l.LeafName)).ToArray();
+        double bytes = 0;
+        foreach (var l in layer0)
+        {
+            bytes += 4.0 * s.LoraR;                                            // A's output, kept for ∂B
+            if (s.LoraDropout > 0) bytes += 5.0 * l.InFeatures;                // dropped fp32 copy + bool mask
+            else if (s.ComputeBytes != 4) bytes += 4.0 * l.InFeatures;         // each LoRA layer casts its input to fp32
+            if (s.IsDora) bytes += 8.0 * l.OutFeatures;                        // fp32 base output and scaled update
+        }
+        return bytes;
+    }
+
+    /// <summary>Bytes per token held outside the layers: embeddings, every layer's output, the final norm's output and internals.</summary>
+    public static double HeldBytesPerToken(ModelLayout layout, EstimateSettings s)
+    {
+        double b = s.ComputeBytes, d = layout.Config.HiddenSize;
+        var finalNorm = (s.ComputeBytes == 4 ? 0 : 4) * d + b * d;
+        return (layout.Config.NumLayers + 2) * d * b + finalNorm;
+    }
+
+    /// <summary>Bytes per token the loss holds until the step ends: logits, their fp32 copy, the log-softmax.</summary>
+    public static double LogitsBytesPerToken(ModelLayout layout, EstimateSettings s) =>
+        (double)layout.Config.VocabSize * (s.ComputeBytes + (s.ComputeBytes == 4 ? 0 : 4) + 4);
+
+    /// <summary>The backward's transient for one loss chunk: the fp32 gradients of the log-softmax and of the logits.</summary>
+    public static double LossBackwardTransientBytes(ModelLayout layout, EstimateSettings s, long tokens) =>
+        (double)Math.Min(tokens, s.LossChunkTokens) * layout.Config.VocabSize * (8 + (s.ComputeBytes == 4 ? 0 : s.ComputeBytes));
+}

@@ -1,0 +1,52 @@
+namespace SharpTune.Advisors.Memory;
+
+/// <summary>What a training run would look like: method, shapes, dtype and optional data size.</summary>
+public sealed record EstimateSettings
+{
+    /// <summary>full, lora or dora (the names of <c>sharptune train --method</c>).</summary>
+    public string Method { get; init; } = "lora";
+    /// <summary>Tokens per sequence.</summary>
+    public int SequenceLength { get; init; } = 512;
+    /// <summary>Sequences per micro-batch (what is in memory at once).</summary>
+    public int MicroBatchSize { get; init; } = 4;
+    /// <summary>f32 or bf16: the dtype of the base weights and of the computation.</summary>
+    public string Dtype { get; init; } = "f32";
+    public int LoraR { get; init; } = 8;
+    /// <summary>LoRA dropout: above 0 each adapted layer keeps a dropped-out fp32 copy of its input and a mask.</summary>
+    public double LoraDropout { get; init; }
+    /// <summary>target_modules as <c>--target-modules</c> takes it; null = PEFT's default for the model type.</summary>
+    public string? TargetModules { get; init; }
+    /// <summary>Keep only each layer's input and recompute the layer in the backward pass.</summary>
+    public bool GradientCheckpointing { get; init; }
+    /// <summary>Tokens in one epoch of the dataset, for the per-epoch FLOPs and time; null = not known.</summary>
+    public long? DatasetTokens { get; init; }
+    /// <summary>Fraction of the hardware's peak a training step reaches (model FLOPs utilisation).</summary>
+    public double? Utilization { get; init; }
+    /// <summary>The logits are computed in chunks of this many tokens (<c>CausalLmLoss</c>'s default).</summary>
+    public int LossChunkTokens { get; init; } = 2048;
+
+    public bool IsFull => string.Equals(Method, "full", StringComparison.OrdinalIgnoreCase);
+    public bool IsDora => string.Equals(Method, "dora", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Bytes per element of the base weights and activations.</summary>
+    public int ComputeBytes => Dtype.ToLowerInvariant() switch
+    {
+        "f32" or "fp32" or "float32" => 4,
+        "bf16" or "bfloat16" or "f16" or "fp16" or "float16" => 2,
+        _ => throw new ArgumentException($"unknown dtype '{Dtype}' (use f32 or bf16)"),
+    };
+
+    /// <summary>Throws with the offending setting named when a value is out of range.</summary>
+    public void Validate()
+    {
+        if (Method.ToLowerInvariant() is not ("full" or "lora" or "dora"))
+            throw new ArgumentException($"method '{Method}' is not estimated (choose full, lora or dora)");
+        if (SequenceLength <= 0) throw new ArgumentException($"sequence length must be positive, found {SequenceLength}");
+        if (MicroBatchSize <= 0) throw new ArgumentException($"batch size must be positive, found {MicroBatchSize}");
+        if (LoraR <= 0) throw new ArgumentException($"LoRA rank must be positive, found {LoraR}");
+        if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"LoRA dropout must be in [0, 1), found {LoraDropout}");
+        if (Utilization is <= 0 or > 1) throw new ArgumentException($"utilization must be in (0, 1], found {Utilization}");
+        if (DatasetTokens is < 0) throw new ArgumentException($"dataset tokens must not be negative, found {DatasetTokens}");
+        _ = ComputeBytes;
+    }
+}

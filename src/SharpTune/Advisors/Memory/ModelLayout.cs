@@ -1,0 +1,75 @@
+using SharpTune.Models;
+
+namespace SharpTune.Advisors.Memory;
+
+/// <summary>One weight matrix of a linear layer (nn.Linear or GPT-2's Conv1D), named by its module path.</summary>
+public sealed record LinearLayerShape(string Path, long InFeatures, long OutFeatures, bool HasBias)
+{
+    /// <summary>Weight plus bias elements.</summary>
+    public long Parameters => InFeatures * OutFeatures + (HasBias ? OutFeatures : 0);
+
+    /// <summary>The module name without its path (q_proj, c_attn…), as target_modules lists name it.</summary>
+    public string LeafName => Path[(Path.LastIndexOf('.') + 1)..];
+}
+
+/// <summary>
+/// The parameter shapes of an architecture computed from its config alone, with the module paths the model classes
+/// register (so target_modules select the same layers here as on a loaded model), without building any tensor.
+/// </summary>
+public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerShape> Linears, long OtherParameters, bool IsGpt2)
+{
+    /// <summary>Every parameter of the model (a tied output head counted once).</summary>
+    public long TotalParameters => Linears.Sum(l => l.Parameters) + OtherParameters;
+
+    /// <summary>Parameters that take part in matrix multiplies per token: all linear layers plus a tied head.</summary>
+    public long MatmulParameters =>
+        Linears.Sum(l => l.InFeatures * l.OutFeatures) + (Config.TieWordEmbeddings ? (long)Config.VocabSize * Config.HiddenSize : 0);
+
+    /// <summary>The layout of <paramref name="config"/>; throws for an architecture the model factory cannot build.</summary>
+    public static ModelLayout Of(ModelConfig config) => config.Architecture switch
+    {
+        "LlamaForCausalLM" or "MistralForCausalLM" or "Qwen2ForCausalLM" => Llama(config),
+        "GPT2LMHeadModel" => Gpt2(config),
+        _ => throw new NotSupportedException(
+            $"architecture '{config.Architecture}' is not supported by the estimator; supported: {string.Join(", ", ModelFactory.SupportedArchitectures)}"),
+    };
+
+    private static ModelLayout Llama(ModelConfig c)
+    {
+        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, ffn = c.IntermediateSize;
+        var oBias = c.AttentionBias && c.Architecture != "Qwen2ForCausalLM";
+        var linears = new List<LinearLayerShape>();
+        for (var i = 0; i < c.NumLayers; i++)
+        {
+            var p = $"model.layers.{i}";
+            linears.Add(new($"{p}.self_attn.q_proj", d, attention, c.AttentionBias));
+            linears.Add(new($"{p}.self_attn.k_proj", d, kv, c.AttentionBias));
+            linears.Add(new($"{p}.self_attn.v_proj", d, kv, c.AttentionBias));
+            linears.Add(new($"{p}.self_attn.o_proj", attention, d, oBias));
+            linears.Add(new($"{p}.mlp.gate_proj", d, ffn, c.MlpBias));
+            linears.Add(new($"{p}.mlp.up_proj", d, ffn, c.MlpBias));
+            linears.Add(new($"{p}.mlp.down_proj", ffn, d, c.MlpBias));
+        }
+        if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
+        var other = (long)c.VocabSize * d + (2L * c.NumLayers + 1) * d;     // embeddings, two RMSNorms per layer, final norm
+        return new ModelLayout(c, linears, other, IsGpt2: false);
+    }
+
+    private static ModelLayout Gpt2(ModelConfig c)
+    {
+        long d = c.HiddenSize, ffn = c.IntermediateSize;
+        var linears = new List<LinearLayerShape>();
+        for (var i = 0; i < c.NumLayers; i++)
+        {
+            var p = $"transformer.h.{i}";
+            linears.Add(new($"{p}.attn.c_attn", d, 3 * d, true));
+            linears.Add(new($"{p}.attn.c_proj", d, d, true));
+            linears.Add(new($"{p}.mlp.c_fc", d, ffn, true));
+            linears.Add(new($"{p}.mlp.c_proj", ffn, d, true));
+        }
+        if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
+        // token and position embeddings, LayerNorm weight+bias twice per block and once at the end
+        var other = (long)c.VocabSize * d + (long)c.MaxPositionEmbeddings * d + (4L * c.NumLayers + 2) * d;
+        return new ModelLayout(c, linears, other, IsGpt2: true);
+    }
+}

@@ -1,0 +1,130 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Peft.Lora;
+using SharpTune.Training;
+
+namespace SharpTune.Advisors.Memory;
+
+/// <summary>
+/// "How much memory do I need, and how long will it take?" from a config.json alone: parameter counts, memory of a
+/// training step by component (with and without gradient checkpointing), inference footprint, FLOPs and time.
+/// Memory follows what SharpTune's own trainer allocates (<see cref="AdamW"/>: two fp32 states per trainable parameter
+/// and an fp32 master copy of non-fp32 trainable weights; LoRA weights always fp32).
+/// </summary>
+public static class TrainingEstimator
+{
+    /// <summary>Reads a model folder's config.json, or a config.json file given directly.</summary>
+    public static ModelConfig LoadConfig(string modelDirOrConfigFile)
+    {
+        if (Directory.Exists(modelDirOrConfigFile)) return ModelConfig.Load(modelDirOrConfigFile);
+        if (!File.Exists(modelDirOrConfigFile))
+            throw new FileNotFoundException($"{modelDirOrConfigFile}: neither a model folder nor a config.json file", modelDirOrConfigFile);
+        JsonNode? node;
+        try { node = JsonNode.Parse(File.ReadAllText(modelDirOrConfigFile)); }
+        catch (JsonException e) { throw new InvalidDataException($"{modelDirOrConfigFile}: not valid JSON: {e.Message}", e); }
+        return node is JsonObject obj
+            ? ModelConfig.FromJson(obj, modelDirOrConfigFile)
+            : throw new InvalidDataException($"{modelDirOrConfigFile}: config.json must hold a JSON object");
+    }
+
+    /// <summary>Counts parameters; for LoRA/DoRA, exactly r·(in + out) (+ out for DoRA's magnitude) per adapted layer.</summary>
+    public static ParameterCounts CountParameters(ModelConfig config, EstimateSettings settings)
+    {
+        var layout = ModelLayout.Of(config);
+        if (settings.IsFull) return new(layout.TotalParameters, layout.TotalParameters, layout.MatmulParameters, []);
+        var targets = SelectTargets(layout, settings);
+        var adapter = targets.Sum(l => (long)settings.LoraR * (l.InFeatures + l.OutFeatures) + (settings.IsDora ? l.OutFeatures : 0));
+        return new(layout.TotalParameters + adapter, adapter, layout.MatmulParameters,
+            targets.Select(t => t.LeafName).Distinct().ToArray());
+    }
+
+    /// <summary>The full estimate for <paramref name="config"/>; <paramref name="modelName"/> labels it.</summary>
+    public static TrainingEstimate Estimate(ModelConfig config, EstimateSettings settings, string modelName = "model")
+    {
+        settings.Validate();
+        var layout = ModelLayout.Of(config);
+        var counts = CountParameters(config, settings);
+        var targetLeaves = counts.TargetModules.ToHashSet();
+        var b = settings.ComputeBytes;
+        long tokens = (long)settings.SequenceLength * settings.MicroBatchSize;
+
+        var weights = (double)layout.TotalParameters * b + (settings.IsFull ? 0 : counts.Trainable * 4.0);
+        var gradientBytes = settings.IsFull ? b : 4;
+        var gradients = (double)counts.Trainable * gradientBytes;
+        var optimizer = counts.Trainable * (8.0 + (settings.IsFull && b != 4 ? 4 : 0));   // exp_avg, exp_avg_sq (+ fp32 master)
+        // The first gradient the backward makes is the output head's (V×d); with full fine-tuning it exists during the peak.
+        var headGradient = settings.IsFull ? (double)config.VocabSize * config.HiddenSize * gradientBytes : 0;
+
+        var layer = ActivationAccounting.LayerBytesPerToken(layout, settings, targetLeaves) * tokens;
+        var held = ActivationAccounting.HeldBytesPerToken(layout, settings) * tokens;
+        var logits = ActivationAccounting.LogitsBytesPerToken(layout, settings) * tokens;
+        var transient = ActivationAccounting.LossBackwardTransientBytes(layout, settings, tokens);
+        // After the backward only what the step's scope references survives: layer outputs and the logits tensors.
+        var heldAtEnd = held + tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4));
+
+        MemoryBreakdown Breakdown(int layersKept)
+        {
+            var activations = held + layersKept * layer + logits;
+            var peak = weights + optimizer + Math.Max(activations + transient + headGradient, gradients + heldAtEnd);
+            return new MemoryBreakdown(weights, gradients, optimizer, activations, logits, peak);
+        }
+        var plain = Breakdown(config.NumLayers);
+        var checkpointed = Breakdown(Math.Min(1, config.NumLayers));   // only the layer being recomputed is whole
+
+        var kvWidth = layout.IsGpt2 ? config.HiddenSize : (long)config.NumKeyValueHeads * config.HeadDim;
+        var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
+        // Inference without autograd frees each op's inputs: about one layer's widest tensors live at once, plus the
+        // fp32 logits of the last position per sequence.
+        var widest = 2.0 * config.HiddenSize + 2.0 * kvWidth + (layout.IsGpt2 ? 2 : 3) * (double)config.IntermediateSize;
+        var inferenceWorking = widest * tokens * b + settings.MicroBatchSize * (double)config.VocabSize * 4;
+        var inference = (double)layout.TotalParameters * b + kvCache + inferenceWorking;
+
+        var attentionWidth = layout.IsGpt2 ? config.HiddenSize : (double)config.NumHeads * config.HeadDim;
+        var attentionFlops = 12.0 * config.NumLayers * attentionWidth * settings.SequenceLength;
+        var flopsPerToken = settings.IsFull
+            ? 6.0 * layout.MatmulParameters + attentionFlops
+            : 4.0 * layout.MatmulParameters + 6.0 * counts.Trainable + attentionFlops;
+        double? flopsPerEpoch = settings.DatasetTokens is { } dataset ? flopsPerToken * dataset : null;
+        var peak = settings.GradientCheckpointing ? checkpointed.PeakTraining : plain.PeakTraining;
+        // Recomputing each layer's forward costs one more forward of the layers: 2·N (+ attention's forward third).
+        var flopsForTime = flopsPerToken + (settings.GradientCheckpointing ? 2.0 * layout.MatmulParameters + attentionFlops / 3 : 0);
+
+        var times = new List<DeviceTime>();
+        foreach (var device in new[] { HardwareCatalog.ThisMachine }.Concat(HardwareCatalog.Gpus))
+        {
+            var utilization = settings.Utilization ?? device.DefaultUtilization;
+            var rate = device.PeakFlops(b) * utilization;
+            var perStep = flopsForTime * tokens / rate;
+            double? perEpoch = settings.DatasetTokens is { } n ? flopsForTime * n / rate : null;
+            bool? fits = device.MemoryGiB is { } gib ? peak <= gib * (1L << 30) : null;
+            times.Add(new DeviceTime(device.Name, device.PeakFlops(b) / 1e12, utilization, perStep, perEpoch, fits, device.Source));
+        }
+
+        var notes = new List<string>
+        {
+            "Memory counts what SharpTune's trainer allocates (AdamW: 2 fp32 states per trainable parameter, fp32 master for bf16 trainable weights; LoRA weights fp32).",
+            "GPU figures exclude the CUDA context and allocator caching (typically 0.5-1.5 GiB more).",
+        };
+        if (layout.IsGpt2) notes.Add("GPT-2 activations use the same accounting but were not checked against measured runs.");
+        if (settings.GradientCheckpointing)
+            notes.Add("Gradient checkpointing is not implemented by SharpTune's trainer yet: this is what it would use.");
+        return new TrainingEstimate(modelName, settings, counts, plain, checkpointed, inference, kvCache, flopsPerToken, flopsPerEpoch,
+            times, notes);
+    }
+
+    private static IReadOnlyList<LinearLayerShape> SelectTargets(ModelLayout layout, EstimateSettings settings)
+    {
+        var targets = FineTuningMethods.ParseTargets(settings.TargetModules)
+                      ?? TargetModules.Names(LoraConfig.DefaultTargetModules(layout.Config.ModelType));
+        var selected = targets == TargetModules.AllLinear
+            ? layout.Linears.Where(l => l.Path != "lm_head").ToArray()
+            : layout.Linears.Where(l => targets.Matches(l.Path)).ToArray();
+        if (selected.Length == 0)
+            throw new ArgumentException(
+                $"target modules {targets} match no linear layer of this {layout.Config.Architecture}; its linear layers are: " +
+                string.Join(", ", layout.Linears.Select(l => l.LeafName).Distinct()));
+        return selected;
+    }
+}

@@ -1,0 +1,77 @@
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Peft.IA3;
+
+/// <summary>
+/// (IA)³'s settings (Liu et al. 2022), one property per field of PEFT's <c>IA3Config</c> JSON.
+/// </summary>
+public sealed record IA3Config
+{
+    public const string PeftTypeName = "IA3";
+
+    /// <summary><c>target_modules</c>: layers whose output (or, for feed-forward ones, input) is rescaled; null = PEFT's default.</summary>
+    public TargetModules? TargetModules { get; init; }
+    /// <summary><c>feedforward_modules</c>: the targets scaled on their input (the MLP's intermediate activations); null = PEFT's default.</summary>
+    public TargetModules? FeedforwardModules { get; init; }
+    /// <summary><c>fan_in_fan_out</c>: the targets store weights (in, out), as GPT-2's Conv1D; set by Inject from the layers.</summary>
+    public bool FanInFanOut { get; init; }
+    /// <summary><c>init_ia3_weights</c>: start the vectors at one (true) or random (false; for tests).</summary>
+    public bool InitIA3Weights { get; init; } = true;
+    /// <summary><c>base_model_name_or_path</c>.</summary>
+    public string? BaseModelNameOrPath { get; init; }
+    /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
+    public bool InferenceMode { get; init; }
+
+    /// <summary>PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING.</summary>
+    public static IReadOnlyList<string> DefaultTargetModules(string modelType) => modelType switch
+    {
+        "llama" or "mistral" or "qwen2" or "gemma" or "phi3" => ["k_proj", "v_proj", "down_proj"],
+        "gpt2" => ["c_attn", "mlp.c_proj"],
+        _ => throw new ArgumentException(
+            $"no default IA3 target modules for model_type '{modelType}': give target_modules and feedforward_modules"),
+    };
+
+    /// <summary>PEFT's TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.</summary>
+    public static IReadOnlyList<string> DefaultFeedforwardModules(string modelType) => modelType switch
+    {
+        "llama" or "mistral" or "qwen2" or "gemma" or "phi3" => ["down_proj"],
+        "gpt2" => ["mlp.c_proj"],
+        _ => throw new ArgumentException(
+            $"no default IA3 feedforward modules for model_type '{modelType}': give target_modules and feedforward_modules"),
+    };
+
+    /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for IA3.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["auto_mapping"] = null,
+        ["base_model_name_or_path"] = BaseModelNameOrPath,
+        ["exclude_modules"] = null,
+        ["fan_in_fan_out"] = FanInFanOut,
+        ["feedforward_modules"] = FeedforwardModules?.ToJson(),
+        ["inference_mode"] = InferenceMode,
+        ["init_ia3_weights"] = InitIA3Weights,
+        ["modules_to_save"] = null,
+        ["peft_type"] = PeftTypeName,
+        ["revision"] = null,
+        ["target_modules"] = TargetModules?.ToJson(),
+        ["task_type"] = "CAUSAL_LM",
+    };
+
+    /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
+    public static IA3Config FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
+    {
+        AdapterState.RequireType(json, PeftTypeName, source);
+        foreach (var field in new[] { "modules_to_save", "exclude_modules" })
+            if (json[field] is JsonArray { Count: > 0 } or JsonValue)
+                throw new NotSupportedException($"{source}: field '{field}' = {json[field]!.ToJsonString()} is not supported");
+        return new IA3Config
+        {
+            TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
+            FeedforwardModules = json["feedforward_modules"] is { } ff ? Peft.TargetModules.FromJson(ff, source) : null,
+            FanInFanOut = AdapterState.Read(json, "fan_in_fan_out", false, source),
+            InitIA3Weights = AdapterState.Read(json, "init_ia3_weights", true, source),
+            BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
+            InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+        };
+    }
+}

@@ -1,0 +1,106 @@
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Peft.PromptTuning;
+
+/// <summary>How the virtual-token embeddings start: PEFT's <c>prompt_tuning_init</c>.</summary>
+public enum PromptTuningInit
+{
+    /// <summary><c>"RANDOM"</c>: standard normal, as PEFT's freshly built <c>nn.Embedding</c>.</summary>
+    Random,
+    /// <summary><c>"TEXT"</c>: the embeddings of <c>prompt_tuning_init_text</c>'s tokens, repeated or cut to n.</summary>
+    Text,
+}
+
+/// <summary>
+/// Prompt tuning's settings (Lester et al. 2021), one property per field of PEFT's <c>PromptTuningConfig</c> JSON.
+/// <see cref="TokenDim"/>, <see cref="NumAttentionHeads"/> and <see cref="NumLayers"/> describe the base model and are
+/// filled in by <see cref="PromptTuningAdapter.Inject"/>, as PEFT does.
+/// </summary>
+public sealed record PromptTuningConfig
+{
+    public const string PeftTypeName = "PROMPT_TUNING";
+
+    /// <summary><c>num_virtual_tokens</c>: how many trainable embeddings are prepended to every input.</summary>
+    public int NumVirtualTokens { get; init; } = 20;
+    /// <summary><c>prompt_tuning_init</c>.</summary>
+    public PromptTuningInit PromptTuningInit { get; init; } = PromptTuningInit.Random;
+    /// <summary><c>prompt_tuning_init_text</c>: required with <see cref="PromptTuningInit.Text"/>.</summary>
+    public string? PromptTuningInitText { get; init; }
+    /// <summary><c>tokenizer_name_or_path</c>: the folder whose tokenizer.json encodes the init text.</summary>
+    public string? TokenizerNameOrPath { get; init; }
+    /// <summary>
+    /// The init text's token ids when the caller has tokenized it already (not saved). When null, the text is encoded
+    /// with the tokenizer in <see cref="TokenizerNameOrPath"/>, special tokens included as PEFT's <c>tokenizer(text)</c> does.
+    /// </summary>
+    public IReadOnlyList<int>? InitTokenIds { get; init; }
+    /// <summary><c>token_dim</c>: the model's hidden size.</summary>
+    public int? TokenDim { get; init; }
+    /// <summary><c>num_attention_heads</c> of the base model.</summary>
+    public int? NumAttentionHeads { get; init; }
+    /// <summary><c>num_layers</c> of the base model.</summary>
+    public int? NumLayers { get; init; }
+    /// <summary><c>base_model_name_or_path</c>.</summary>
+    public string? BaseModelNameOrPath { get; init; }
+    /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
+    public bool InferenceMode { get; init; }
+
+    /// <summary>Throws when a value is out of range or a TEXT init has no text.</summary>
+    public void Validate(string source = "prompt tuning config")
+    {
+        if (NumVirtualTokens <= 0)
+            throw new ArgumentException($"{source}: num_virtual_tokens must be positive, found {NumVirtualTokens}");
+        if (PromptTuningInit == PromptTuningInit.Text && string.IsNullOrEmpty(PromptTuningInitText) && InitTokenIds is null)
+            throw new ArgumentException($"{source}: prompt_tuning_init is TEXT but prompt_tuning_init_text is empty");
+        if (InitTokenIds is { Count: 0 })
+            throw new ArgumentException($"{source}: the init text encodes to no tokens");
+    }
+
+    /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for prompt tuning.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["auto_mapping"] = null,
+        ["base_model_name_or_path"] = BaseModelNameOrPath,
+        ["inference_mode"] = InferenceMode,
+        ["num_attention_heads"] = NumAttentionHeads,
+        ["num_layers"] = NumLayers,
+        ["num_transformer_submodules"] = 1,
+        ["num_virtual_tokens"] = NumVirtualTokens,
+        ["peft_type"] = PeftTypeName,
+        ["prompt_tuning_init"] = PromptTuningInit == PromptTuningInit.Text ? "TEXT" : "RANDOM",
+        ["prompt_tuning_init_text"] = PromptTuningInitText,
+        ["revision"] = null,
+        ["task_type"] = "CAUSAL_LM",
+        ["token_dim"] = TokenDim,
+        ["tokenizer_kwargs"] = null,
+        ["tokenizer_name_or_path"] = TokenizerNameOrPath,
+    };
+
+    /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
+    public static PromptTuningConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
+    {
+        AdapterState.RequireType(json, PeftTypeName, source);
+        var submodules = AdapterState.Read<int?>(json, "num_transformer_submodules", null, source);
+        if (submodules is not (null or 1))
+            throw new NotSupportedException($"{source}: num_transformer_submodules = {submodules}; a decoder-only model has 1");
+        var init = AdapterState.Read(json, "prompt_tuning_init", "RANDOM", source);
+        var config = new PromptTuningConfig
+        {
+            NumVirtualTokens = AdapterState.Read(json, "num_virtual_tokens", 0, source),
+            PromptTuningInit = init switch
+            {
+                "RANDOM" => PromptTuningInit.Random,
+                "TEXT" => PromptTuningInit.Text,
+                _ => throw new NotSupportedException($"{source}: prompt_tuning_init '{init}' is not supported (RANDOM and TEXT are)"),
+            },
+            PromptTuningInitText = AdapterState.Read<string?>(json, "prompt_tuning_init_text", null, source),
+            TokenizerNameOrPath = AdapterState.Read<string?>(json, "tokenizer_name_or_path", null, source),
+            TokenDim = AdapterState.Read<int?>(json, "token_dim", null, source),
+            NumAttentionHeads = AdapterState.Read<int?>(json, "num_attention_heads", null, source),
+            NumLayers = AdapterState.Read<int?>(json, "num_layers", null, source),
+            BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
+            InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+        };
+        config.Validate(source);
+        return config;
+    }
+}

@@ -1,0 +1,101 @@
+using System.Text.Json.Nodes;
+using SharpTune.Advisors.Memory;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Peft.Lora;
+using SharpTune.Tests.Support;
+
+namespace SharpTune.Tests.Advisors.Memory;
+
+public class TrainingEstimatorTests
+{
+    // meta-llama/Llama-2-7b-hf config.json
+    private static ModelConfig Llama2_7B() => ModelConfig.FromJson(new JsonObject
+    {
+        ["architectures"] = new JsonArray("LlamaForCausalLM"), ["model_type"] = "llama", ["vocab_size"] = 32000,
+        ["hidden_size"] = 4096, ["intermediate_size"] = 11008, ["num_hidden_layers"] = 32, ["num_attention_heads"] = 32,
+        ["num_key_value_heads"] = 32, ["max_position_embeddings"] = 4096, ["tie_word_embeddings"] = false,
+    });
+
+    [Fact]
+    public void LoraCountsMatchPeftsPublishedPrintoutForLlama2_7B()
+    {
+        // PEFT's print_trainable_parameters() for Llama-2-7b with LoraConfig(r=8, target_modules=["q_proj","v_proj"])
+        // (the PEFT README's example): "trainable params: 4,194,304 || all params: 6,742,609,920".
+        var counts = TrainingEstimator.CountParameters(Llama2_7B(), new EstimateSettings { Method = "lora", LoraR = 8 });
+        Assert.Equal(4_194_304, counts.Trainable);
+        Assert.Equal(6_742_609_920, counts.Total);
+    }
+
+    [Theory]
+    [InlineData("llama", null, "lora")]
+    [InlineData("llama", "all-linear", "lora")]
+    [InlineData("llama-tied", "q_proj,o_proj,down_proj", "dora")]
+    [InlineData("qwen2", "all-linear", "lora")]
+    [InlineData("gpt2", null, "lora")]
+    [InlineData("llama", null, "full")]
+    public void CountsEqualTheParametersOfABuiltModel(string kind, string? targets, string method)
+    {
+        using var model = TestModels.Create(kind);
+        var settings = new EstimateSettings { Method = method, LoraR = 4, TargetModules = targets };
+        var counts = TrainingEstimator.CountParameters(model.Config, settings);
+        long trainable;
+        if (method == "full")
+        {
+            trainable = model.parameters().Sum(p => p.numel());
+        }
+        else
+        {
+            var adapter = new LoraAdapter(new LoraConfig { R = 4, UseDora = method == "dora", TargetModules = SharpTune.Training.FineTuningMethods.ParseTargets(targets) });
+            adapter.Inject(model);
+            trainable = adapter.TrainableParameters.Sum(p => p.Parameter.numel());
+        }
+        Assert.Equal(trainable, counts.Trainable);
+        Assert.Equal(model.parameters().Sum(p => p.numel()), counts.Total);
+    }
+
+    [Fact]
+    public void MemoryComponentsFollowTheOptimizerAndDtypeRules()
+    {
+        var config = Llama2_7B();
+        var full32 = TrainingEstimator.Estimate(config, new EstimateSettings { Method = "full", Dtype = "f32", SequenceLength = 128, MicroBatchSize = 1 });
+        var fullBf16 = TrainingEstimator.Estimate(config, new EstimateSettings { Method = "full", Dtype = "bf16", SequenceLength = 128, MicroBatchSize = 1 });
+        var n = (double)full32.Parameters.Total;
+        Assert.Equal(4 * n, full32.Training.Weights);
+        Assert.Equal(4 * n, full32.Training.Gradients);
+        Assert.Equal(8 * n, full32.Training.OptimizerState);            // exp_avg + exp_avg_sq
+        Assert.Equal(2 * n, fullBf16.Training.Weights);
+        Assert.Equal(2 * n, fullBf16.Training.Gradients);
+        Assert.Equal(12 * n, fullBf16.Training.OptimizerState);         // + fp32 master copy
+
+        var lora = TrainingEstimator.Estimate(config, new EstimateSettings { Method = "lora", Dtype = "bf16", SequenceLength = 128, MicroBatchSize = 1 });
+        Assert.Equal(2 * n + 4 * 4_194_304.0, lora.Training.Weights);   // LoRA weights stay fp32
+        Assert.Equal(8 * 4_194_304.0, lora.Training.OptimizerState);
+        Assert.True(lora.TrainingWithCheckpointing.Activations < lora.Training.Activations / 5);
+        // 6N + 12·L·d·T per token (PaLM appendix B), N = matmul parameters (embeddings excluded: untied head counted).
+        var matmul = n - 32000.0 * 4096 - (2 * 32 + 1) * 4096;
+        Assert.Equal(6 * matmul + 12.0 * 32 * 4096 * 128, full32.TrainingFlopsPerToken, 1e-6 * full32.TrainingFlopsPerToken);
+        // KV cache: 2 · layers · kv width · tokens · bytes = 2·32·4096·128·2
+        Assert.Equal(2.0 * 32 * 4096 * 128 * 2, fullBf16.KvCacheBytes);
+    }
+
+    [Fact]
+    public void TimeUsesThePeakAndUtilisation()
+    {
+        var estimate = TrainingEstimator.Estimate(Llama2_7B(), new EstimateSettings
+        {
+            Method = "full", Dtype = "bf16", SequenceLength = 128, MicroBatchSize = 1, DatasetTokens = 1_000_000, Utilization = 0.5,
+        });
+        var a100 = estimate.Times.Single(t => t.Device.Contains("A100"));
+        Assert.Equal(estimate.TrainingFlopsPerEpoch!.Value / (312e12 * 0.5), a100.SecondsPerEpoch!.Value, 1e-6);
+        Assert.False(a100.FitsInMemory);   // 7B full fine-tuning needs ~16 bytes per parameter: > 80 GB
+    }
+
+    [Fact]
+    public void UnknownTargetsAreAnErrorNamingTheLayers()
+    {
+        var e = Assert.Throws<ArgumentException>(() =>
+            TrainingEstimator.CountParameters(Llama2_7B(), new EstimateSettings { Method = "lora", TargetModules = "c_attn" }));
+        Assert.Contains("q_proj", e.Message);
+    }
+}

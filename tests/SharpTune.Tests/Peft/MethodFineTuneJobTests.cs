@@ -1,0 +1,54 @@
+using System.Text.Json.Nodes;
+using SharpTune.Generation;
+using SharpTune.Peft;
+using SharpTune.Tests.Support;
+using SharpTune.Training;
+
+namespace SharpTune.Tests.Peft;
+
+/// <summary>Each method end to end through <see cref="FineTuneJob"/> on the real stories260K model.</summary>
+public class MethodFineTuneJobTests
+{
+    private static string WriteData(string dir)
+    {
+        var path = Path.Combine(dir, "train.jsonl");
+        string[] names = ["Lily", "Tom", "Ben", "Sue"];
+        string[] things = ["ball", "cat", "tree", "cake"];
+        File.WriteAllLines(path, Enumerable.Range(0, 32).Select(i =>
+            new JsonObject
+            {
+                ["prompt"] = $"Once upon a time, {names[i % 4]} had a",
+                ["completion"] = $" {things[i / 4 % 4]}. {names[i % 4]} loved the {things[i / 4 % 4]}.",
+            }.ToJsonString()));
+        return path;
+    }
+
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData("prompt-tuning", "PROMPT_TUNING", 0.1)]
+    [InlineData("prefix-tuning", "PREFIX_TUNING", 0.1)]
+    [InlineData("adapter", "BOTTLENECK", 1e-2)]
+    [InlineData("ia3", "IA3", 0.1)]
+    public void FineTuningLowersValidationLossAndTheAdapterServes(string method, string peftType, double lr)
+    {
+        using var dir = new TempDir();
+        var options = new TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = WriteData(dir.Path), Output = Path.Combine(dir.Path, "run"), Method = method,
+            MaxSteps = 12, LearningRate = lr, MicroBatchSize = 4, EvalEvery = 6, SaveEvery = 6, ValidationFraction = 0.25,
+            NumVirtualTokens = 8, PromptTuningInitText = method == "prompt-tuning" ? "Once upon a time" : null,
+        };
+        var result = FineTuneJob.Run(options);
+        Assert.NotNull(result.InitialValidationLoss);
+        Assert.True(result.Training.BestValidationLoss < result.InitialValidationLoss * 0.8,
+            $"validation loss {result.InitialValidationLoss} → {result.Training.BestValidationLoss}");
+        Assert.True(result.Parameters.Trainable > 0 && result.Parameters.Trainable < result.Parameters.Total / 2);
+
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, AdapterFiles.ConfigFileName)))!;
+        Assert.Equal(peftType, config["peft_type"]!.GetValue<string>());
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, result.FinalDirectory);
+        Assert.Equal(peftType, loaded.Adapter!.PeftType);
+        var text = loaded.CreateTextGenerator().Generate(["Once upon a time, Tom had a"],
+            new GenerationOptions { MaxNewTokens = 6, Temperature = 0 })[0].Text;
+        Assert.NotEmpty(text);
+    }
+}
