@@ -116,11 +116,6 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
             // either changed the status already (and we leave) or finds the job ours and stops it through the token.
             job = service.Update(job.Id, j => j.Status is JobStatus.Queued or JobStatus.Running ? j with { Status = JobStatus.Running, Started = true } : j)!;
             if (job.Status != JobStatus.Running) return;
-            if (job.MethodType == "dpo")
-            {
-                Fail(job.Id, "unsupported_method", "DPO fine-tuning is not available in this SharpTune build; use method type 'supervised'", "method");
-                return;
-            }
             service.AddEvent(job.Id, resume ? "Fine-tuning job resumed from its last checkpoint" : "Fine-tuning job started");
             RunTraining(job, resume, stop.Token);
         }
@@ -187,6 +182,8 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
             // Train with the template the server renders chats with, so train and serve agree.
             ChatTemplate = job.Model == service.ServedModelName ? service.ServedChatTemplate : null,
             Seed = job.Seed,
+            Objective = job.MethodType == "dpo" ? "dpo" : "sft",
+            Beta = h.Beta ?? 0.1,
             EvalEvery = every,
             SaveEvery = every,
             KeepCheckpoints = 2,
@@ -195,6 +192,9 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
         var adapterConfig = CheckpointAdapters.AdapterConfig(options, baseDir);
         var chatTemplate = adapterConfig is null ? null : CheckpointAdapters.ChatTemplateSource(options, baseDir);
         var serve = job.Model == service.ServedModelName && adapterConfig is not null;
+        // A checkpoint's weights are named by module path; only LoRA's PEFT keys are that path with PEFT's prefix, so
+        // only LoRA/DoRA checkpoints become adapters (other methods still checkpoint for resuming).
+        if (adapterConfig?["peft_type"]?.GetValue<string>() != "LORA") adapterConfig = null;
         var exported = service.Database.AllCheckpoints(job.Id).Select(c => c.Step).ToHashSet();
         var metricsPath = Path.Combine(runDir, "metrics.jsonl");
         // Without a complete checkpoint there is nothing to resume from: start over (the trainer then clears old metrics).
@@ -267,11 +267,11 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
         {
             ["step"] = step,
             ["train_loss"] = r?["loss"]?.DeepClone(),
-            ["train_mean_token_accuracy"] = r?["token_accuracy"]?.DeepClone(),
+            ["train_mean_token_accuracy"] = r is null ? null : Accuracy(r)?.DeepClone(),
             ["valid_loss"] = r?["val_loss"]?.DeepClone(),
-            ["valid_mean_token_accuracy"] = r?["val_token_accuracy"]?.DeepClone(),
+            ["valid_mean_token_accuracy"] = r is null ? null : Accuracy(r, "val_")?.DeepClone(),
             ["full_valid_loss"] = r?["val_loss"]?.DeepClone(),
-            ["full_valid_mean_token_accuracy"] = r?["val_token_accuracy"]?.DeepClone(),
+            ["full_valid_mean_token_accuracy"] = r is null ? null : Accuracy(r, "val_")?.DeepClone(),
         };
     }
 
@@ -281,7 +281,7 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
         var csv = new StringBuilder("step,train_loss,train_mean_token_accuracy,valid_loss,valid_mean_token_accuracy\n");
         foreach (var r in MetricsLog.ReadAll(metricsPath))
             csv.Append(string.Join(',', r["step"]!.GetValue<int>().ToString(CultureInfo.InvariantCulture),
-                Cell(r["loss"]), Cell(r["token_accuracy"]), Cell(r["val_loss"]), Cell(r["val_token_accuracy"]))).Append('\n');
+                Cell(r["loss"]), Cell(Accuracy(r)), Cell(r["val_loss"]), Cell(Accuracy(r, "val_")))).Append('\n');
         var bytes = Encoding.UTF8.GetBytes(csv.ToString());
         var file = new StoredFile(Ids.New("file"), job.Owner, FineTuningService.Now(), bytes.Length, "step_metrics.csv",
             FileStore.ResultsPurpose, null, 0);
@@ -289,6 +289,10 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
         service.Database.AddFile(file);
         return file;
     }
+
+    /// <summary>The objective's accuracy in a metrics record: token accuracy (causal LM) or reward accuracy (DPO).</summary>
+    private static JsonNode? Accuracy(JsonObject record, string prefix = "") =>
+        record[prefix + "token_accuracy"] ?? record[prefix + "rewards/accuracies"];
 
     private static string Cell(JsonNode? value) =>
         value is JsonValue v && v.TryGetValue<double>(out var d) ? d.ToString("R", CultureInfo.InvariantCulture) : "";

