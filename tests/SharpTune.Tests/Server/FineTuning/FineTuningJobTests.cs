@@ -265,7 +265,7 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         try
         {
             using var http = JobsHarness.Http(server);
-            jobId = await StartLongJobAsync(http, epochs: 2);
+            jobId = await StartLongJobAsync(http, epochs: 3);
             fileId = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!["training_file"]!.GetValue<string>();
             checkpointStep = await WaitForCheckpointAsync(http, jobId);
         }
@@ -288,7 +288,7 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         Assert.Contains($"\"id\":\"{fileId}\"", await again.GetStringAsync("/v1/files"));
         Assert.Contains(jobId, await again.GetStringAsync("/v1/fine_tuning/jobs"));
         var csv = (await again.GetStringAsync($"/v1/files/{done["result_files"]![0]}/content")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(Enumerable.Range(1, 32), csv.Skip(1).Select(l => int.Parse(l.Split(',')[0])));   // every step exactly once
+        Assert.Equal(Enumerable.Range(1, 48), csv.Skip(1).Select(l => int.Parse(l.Split(',')[0])));   // every step exactly once
         Assert.Contains($"\"id\":\"{done["fine_tuned_model"]}\"", await again.GetStringAsync("/v1/models"));
     }
 
@@ -309,7 +309,7 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
                 var url = await ReadUrlAsync(process.StandardError);
                 using var http = new HttpClient { BaseAddress = url };
                 http.DefaultRequestHeaders.Authorization = new("Bearer", JobsHarness.Key);
-                jobId = await StartLongJobAsync(http, epochs: 2);
+                jobId = await StartLongJobAsync(http, epochs: 3);
                 checkpointStep = await WaitForCheckpointAsync(http, jobId);
             }
             finally
@@ -331,7 +331,7 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         var checkpoints = JsonNode.Parse(await again.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/checkpoints?limit=100"))!["data"]!.AsArray()
             .Select(c => c!["step_number"]!.GetValue<int>()).ToArray();
         Assert.Equal(checkpoints.Distinct(), checkpoints);   // a checkpoint seen before the kill is not listed twice
-        Assert.Equal(32, checkpoints[0]);
+        Assert.Equal(48, checkpoints[0]);
     }
 
     /// <summary>The job's events, oldest first, into the test output (where the time went when a run is slow).</summary>
