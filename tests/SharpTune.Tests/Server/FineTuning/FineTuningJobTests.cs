@@ -201,10 +201,11 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         Assert.False(string.IsNullOrEmpty(reply.Value.Content[0].Text));
         Assert.Equal("running", JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!["status"]!.GetValue<string>());
 
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var cancelled = await http.PostAsync($"/v1/fine_tuning/jobs/{jobId}/cancel", null);
-        Assert.Equal(HttpStatusCode.OK, cancelled.StatusCode);
-        Assert.Equal("cancelled", JsonNode.Parse(await cancelled.Content.ReadAsStringAsync())!["status"]!.GetValue<string>());
+        var job = await JobsHarness.Sdk(server).GetFineTuningClient().GetJobAsync(jobId);
+        Assert.Equal(FineTuningStatus.Running, job.Status);
+        var clock = Stopwatch.StartNew();
+        await job.CancelAndUpdateAsync();
+        Assert.Equal(FineTuningStatus.Cancelled, job.Status);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"cancel took {clock.Elapsed}");
 
         var steps = await MetricsStepsAsync(http, jobId);
@@ -218,9 +219,9 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
             Assert.True(File.Exists(Path.Combine(d, "trainer_state.json")), $"{d} is incomplete");
         });
         Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(server.FineTuning.CheckpointDirectory(jobId, 1))!, "*.incomplete"));
-        var job = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!;
-        Assert.Equal("cancelled", job["status"]!.GetValue<string>());
-        Assert.Null(job["fine_tuned_model"]);
+        var stored = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!;
+        Assert.Equal("cancelled", stored["status"]!.GetValue<string>());
+        Assert.Null(stored["fine_tuned_model"]);
     }
 
     [ServerFact]
