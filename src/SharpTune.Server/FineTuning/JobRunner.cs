@@ -76,10 +76,15 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
                 if (next.Status == JobStatus.ValidatingFiles) ValidateFiles(next);
                 else Train(next);
             }
+            catch (Exception) when (shutdown.IsCancellationRequested)
+            {
+                return;   // the database may already be closed; the job resumes on the next start
+            }
             catch (Exception e)
             {
                 // A failure of the runner itself (not of training) must not end the thread: the job fails, the queue goes on.
-                Fail(next.Id, "server_error", $"the server failed while running the job: {e.Message}", null);
+                try { Fail(next.Id, "server_error", $"the server failed while running the job: {e.Message}", null); }
+                catch (Exception) when (shutdown.IsCancellationRequested) { return; }
             }
         }
     }
@@ -135,11 +140,11 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
             }
             // Shutdown: the job stays running and resumes when the server starts again.
         }
-        catch (Exception e) when (e is DataFormatException or InvalidDataException)
+        catch (Exception e) when ((e is DataFormatException or InvalidDataException) && !shutdown.IsCancellationRequested)
         {
             Fail(job.Id, "invalid_training_file", e.Message.Replace(service.Options.JobsDir, "", StringComparison.Ordinal), "training_file");
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (Exception e) when (e is not OutOfMemoryException && !shutdown.IsCancellationRequested)
         {
             Fail(job.Id, e is TrainingDivergedException ? "training_diverged" : "training_failed", e.Message, null);
         }
@@ -306,7 +311,11 @@ internal sealed class JobRunner(FineTuningService service) : IDisposable
     /// <summary>Stops the thread; a job it was training stays <c>running</c> so the next start resumes it.</summary>
     public void Dispose()
     {
-        lock (gate) stopReason = StopReason.Shutdown;
+        lock (gate)
+        {
+            // A cancel or pause already asked for still counts; otherwise the job is left running to resume later.
+            if (currentStop is not { IsCancellationRequested: true }) stopReason = StopReason.Shutdown;
+        }
         shutdown.Cancel();
         worker?.Join(TimeSpan.FromSeconds(60));
         wake.Dispose();
