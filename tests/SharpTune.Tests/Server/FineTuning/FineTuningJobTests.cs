@@ -257,6 +257,25 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
     }
 
     [ServerFact]
+    public async Task AJobWhoseFileIsDeletedWhileItWaitsFailsWithAnInvalidFileError()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        using var http = JobsHarness.Http(server);
+        var running = await StartLongJobAsync(http);
+        await JobsHarness.WaitForStatusAsync(http, running, JobTimeout, "running");
+        var waiting = await StartLongJobAsync(http);
+        var fileId = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{waiting}"))!["training_file"]!.GetValue<string>();
+        Assert.Equal(HttpStatusCode.OK, (await http.DeleteAsync($"/v1/files/{fileId}")).StatusCode);
+        await http.PostAsync($"/v1/fine_tuning/jobs/{running}/cancel", null);
+
+        var failed = await JobsHarness.WaitForStatusAsync(http, waiting, JobTimeout, "failed");
+        Assert.Equal("failed", failed["status"]!.GetValue<string>());
+        Assert.Equal("invalid_file", failed["error"]!["code"]!.GetValue<string>());
+        Assert.Equal("training_file", failed["error"]!["param"]!.GetValue<string>());
+        Assert.Contains(fileId, failed["error"]!["message"]!.GetValue<string>());
+    }
+
+    [ServerFact]
     public async Task AJobRunningWhenTheServerStopsResumesFromItsLastCheckpointAfterARestart()
     {
         var jobsDir = harness.NewJobsDir();
