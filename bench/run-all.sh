@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every benchmark once and prints the Markdown rows that docs/benchmarks.md records.
+# Run it alone on a quiet machine (no builds, tests or other CPU-heavy processes): OpenMP's busy-waiting makes any
+# neighbour distort the figures badly. Usage: bash bench/run-all.sh [STORIES_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stories=${1:-../shared/models/stories260K}
+dotnet build -c Release bench/SharpTune.Bench bench/ServerLoad bench/DataCleanBench >/dev/null
+bench="dotnet bench/SharpTune.Bench/bin/Release/net10.0/SharpTune.Bench.dll"
+
+echo "## Training (tokens/s, MFU against the measured peak, peak RSS GiB)"
+echo "| config | method | dtype | batch×seq | tokens/s | MFU | peak RSS |"
+echo "|---|---|---|---|---|---|---|"
+for config in S M; do
+  for dtype in f32 bf16; do
+    for method in full lora; do $bench training $config $method $dtype 6 2>/dev/null; done
+  done
+done
+for method in dora prompt-tuning prefix-tuning adapter ia3; do $bench training S $method bf16 6 2>/dev/null; done
+
+echo "## Generation (prefill and decode tokens/s, ms per decode step)"
+echo "| model | dtype | batch | prefill tok/s | decode tok/s | ms/step |"
+echo "|---|---|---|---|---|---|"
+for model in "$stories" S M; do
+  for dtype in f32 bf16; do
+    for batch in 1 8; do $bench generation "$model" $dtype $batch 128 64 2>/dev/null; done
+  done
+done
+
+echo "## Evaluation (examples/s)"
+echo "| config | batch | prompt+answer tokens | perplexity ex/s | generation ex/s |"
+echo "|---|---|---|---|---|"
+$bench evaluation S 64 8 96 32 2>/dev/null
+
+echo "## Data clean (near-dedup)"
+dotnet bench/DataCleanBench/bin/Release/net10.0/DataCleanBench.dll 1000000 --scaling
+
+echo "## Server"
+dotnet bench/ServerLoad/bin/Release/net10.0/ServerLoad.dll --model "$stories" --clients 32 --requests 10 --max-tokens 32
