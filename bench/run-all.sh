@@ -5,18 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stories=${1:-../shared/models/stories260K}
-dotnet build -c Release bench/SharpTune.Bench bench/ServerLoad bench/DataCleanBench >/dev/null
+for project in bench/SharpTune.Bench bench/ServerLoad bench/DataCleanBench; do dotnet build -c Release "$project" >/dev/null; done
 bench="dotnet bench/SharpTune.Bench/bin/Release/net10.0/SharpTune.Bench.dll"
 
-echo "## Training (tokens/s, MFU against the measured peak, peak RSS GiB)"
-echo "| config | method | dtype | batch×seq | tokens/s | MFU | peak RSS |"
-echo "|---|---|---|---|---|---|---|"
+echo "## Training (tokens/s, model GFLOP/s, MFU against today's measured matmul peak and DESIGN.md's, peak RSS GiB)"
+echo "| config | method | dtype | batch×seq | tokens/s | GFLOP/s | MFU (measured peak) | MFU (design peak) | peak RSS |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for config in S M; do
   for dtype in f32 bf16; do
     for method in full lora; do $bench training $config $method $dtype 6 2>/dev/null; done
   done
 done
 for method in dora prompt-tuning prefix-tuning adapter ia3; do $bench training S $method bf16 6 2>/dev/null; done
+echo "PyTorch peer on the same machine (Debian's python3-torch 1.13):"
+for config in S M; do for method in full lora; do /usr/bin/python3 bench/pytorch-peer/train_peer.py $config $method 6 || true; done; done
 
 echo "## Generation (prefill and decode tokens/s, ms per decode step)"
 echo "| model | dtype | batch | prefill tok/s | decode tok/s | ms/step |"
