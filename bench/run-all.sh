@@ -20,9 +20,9 @@ for method in dora prompt-tuning prefix-tuning adapter ia3; do $bench training S
 echo "PyTorch peer on the same machine (Debian's python3-torch 1.13):"
 for config in S M; do for method in full lora; do /usr/bin/python3 bench/pytorch-peer/train_peer.py $config $method 6 || true; done; done
 
-echo "## Generation (prefill and decode tokens/s, ms per decode step)"
-echo "| model | dtype | batch | prefill tok/s | decode tok/s | ms/step |"
-echo "|---|---|---|---|---|---|"
+echo "## Generation (prefill and decode tokens/s, ms per decode step, peak RSS GiB)"
+echo "| model | dtype | batch | prefill tok/s | decode tok/s | ms/step | peak RSS |"
+echo "|---|---|---|---|---|---|---|"
 for model in "$stories" S M; do
   for dtype in f32 bf16; do
     for batch in 1 8; do $bench generation "$model" $dtype $batch 128 64 2>/dev/null; done

@@ -30,6 +30,6 @@ internal static class GenerationBench
         var decodeSeconds = Math.Max(1e-9, full.Elapsed.TotalSeconds - prefillSeconds);
         var name = Directory.Exists(configOrDir) ? Path.GetFileName(Path.TrimEndingDirectorySeparator(configOrDir)) : configOrDir;
         Console.WriteLine($"| {name} | {dtypeName} | {batch} | {batch * promptLength / prefillSeconds:N0} | " +
-                          $"{batch * newTokens / decodeSeconds:N0} | {decodeSeconds / newTokens * 1000:F2} |");
+                          $"{batch * newTokens / decodeSeconds:N0} | {decodeSeconds / newTokens * 1000:F2} | {MemoryProbe.PeakRssGiB():F2} |");
     }
 }

@@ -22,15 +22,19 @@ internal static class DataAugmentCommand
         var endpoint = new Option<string?>("--endpoint") { Description = "OpenAI-compatible base URL for paraphrase/back-translation (key from OPENAI_API_KEY)." };
         var apiModel = new Option<string?>("--api-model") { Description = "Model name at the endpoint." };
         var pivot = new Option<string>("--pivot-language") { Description = "Back-translation pivot language.", DefaultValueFactory = _ => "French" };
+        var localModel = new Option<string?>("--local-model") { Description = "Paraphrase/back-translate with SharpTune's own local model (a model folder) instead of an endpoint." };
+        var localAdapter = new Option<string?>("--local-adapter") { Description = "Adapter for --local-model." };
         var prompt = new Option<string?>("--paraphrase-prompt") { Description = "Paraphrase prompt template containing {text}." };
         var command = new Command("augment", "Add EDA or model-made variants of train rows; each records source_row and augmentation.");
         command.Arguments.Add(input);
-        foreach (var option in new Option[] { output, methods, copies, seed, synonyms, endpoint, apiModel, pivot, prompt }) command.Options.Add(option);
+        foreach (var option in new Option[] { output, methods, copies, seed, synonyms, endpoint, apiModel, localModel, localAdapter, pivot, prompt }) command.Options.Add(option);
         command.SetAction((parse, ct) => DataCommand.Guard(async () =>
         {
             var table = parse.GetValue(synonyms) is { } s ? SynonymTable.BuiltIn.Merge(SynonymTable.Load(s)) : SynonymTable.BuiltIn;
             IChatClient? client = null;
-            IChatClient Client() => client ??= CreateClient(parse.GetValue(endpoint), parse.GetValue(apiModel));
+            IChatClient Client() => client ??= parse.GetValue(localModel) is { } local
+                ? SharpTune.Serving.LocalChatClient.Load(local, parse.GetValue(localAdapter))
+                : CreateClient(parse.GetValue(endpoint), parse.GetValue(apiModel));
             var augmenters = parse.GetValue(methods)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
                 .Select(name => name switch
                 {
@@ -48,6 +52,7 @@ internal static class DataAugmentCommand
             JsonlRowWriter.WriteAll(parse.GetValue(output)!, augmented.Train);
             Console.WriteLine($"train {split.Train.Count} + {report.Added} augmented ({string.Join(", ", report.AddedByMethod.Select(p => $"{p.Key} {p.Value}"))}); " +
                               $"{report.DroppedAsDuplicate} dropped as duplicates, {report.Unchanged} unchanged → {parse.GetValue(output)}");
+            client?.Dispose();
             return 0;
         }));
         return command;
@@ -66,7 +71,7 @@ internal static class DataAugmentCommand
     private static IChatClient CreateClient(string? endpoint, string? model)
     {
         if (endpoint is null || model is null)
-            throw new ArgumentException("paraphrase and back-translation need --endpoint URL and --api-model NAME");
+            throw new ArgumentException("paraphrase and back-translation need --endpoint URL and --api-model NAME, or --local-model DIR");
         var key = Environment.GetEnvironmentVariable("OPENAI_API_KEY") ?? "unused";
         return new OpenAI.Chat.ChatClient(model, new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(endpoint) }).AsIChatClient();
     }

@@ -137,3 +137,24 @@ public class AugmentationTests
         Assert.Contains("{text}", e.Message);
     }
 }
+
+public class LocalModelAugmentationTests
+{
+    [SharedAssetFact("models/stories260K")]
+    public async Task ParaphrasesWithSharpTunesOwnLocalModelEndToEnd()
+    {
+        using var client = SharpTune.Serving.LocalChatClient.Load(TestAssets.Stories260K,
+            options: new SharpTune.Serving.LocalChatClientOptions { DefaultMaxOutputTokens = 12, DefaultTemperature = 0 });
+        var rows = Enumerable.Range(0, 3).Select(i => new SharpTune.Data.DataRow("train.jsonl", i + 1,
+            new System.Text.Json.Nodes.JsonObject { ["text"] = $"Lily saw a big dog number {i}.", ["label"] = "story" })).ToList();
+        var split = SharpTune.Data.Splitting.SplitResult.FromExistingSplits(rows);
+        var (augmented, report) = await new SharpTune.Data.Augmentation.DataAugmenter(
+            [new SharpTune.Data.Augmentation.ParaphraseAugmenter(client)]).AugmentTrainAsync(split);
+        Assert.Equal(rows.Count, report.Added + report.DroppedAsDuplicate + report.Unchanged);
+        Assert.True(report.Added > 0, "the local model produced no new variants");
+        var added = augmented.Train.Skip(rows.Count).ToList();
+        Assert.All(added, r => Assert.Equal("paraphrase", r.Fields["augmentation"]!.GetValue<string>()));
+        Assert.All(added, r => Assert.Equal("story", r.Fields["label"]!.GetValue<string>()));
+        Assert.All(added, r => Assert.False(string.IsNullOrWhiteSpace(r.Fields["text"]!.GetValue<string>())));
+    }
+}

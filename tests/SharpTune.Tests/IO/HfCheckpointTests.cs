@@ -25,7 +25,7 @@ public class HfCheckpointTests
     [Fact]
     public void SingleFileSaveAndLoadRoundTrips()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var model = SmallModel();
         try
         {
@@ -51,7 +51,7 @@ public class HfCheckpointTests
     [Fact]
     public void ShardedSaveSplitsLikeHuggingFaceHubAndWritesTheIndex()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var model = SmallModel();
         try
         {
@@ -98,7 +98,7 @@ public class HfCheckpointTests
     [Fact]
     public void ResavingReplacesTheOldLayout()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var model = SmallModel();
         try
         {
@@ -118,7 +118,7 @@ public class HfCheckpointTests
     [Fact]
     public void OpenAcceptsASingleSafetensorsFilePath()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("adapter_model.safetensors");
         using var x = torch.ones(3);
         SafetensorsWriter.Write(path, [new("x", x)]);
@@ -131,7 +131,7 @@ public class HfCheckpointTests
     [Fact]
     public void ReadAfterDisposeThrows()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var model = SmallModel();
         try
         {
@@ -146,7 +146,7 @@ public class HfCheckpointTests
         finally { DisposeAll(model); }
     }
 
-    private static string WriteShardedModel(TempFolder folder)
+    private static string WriteShardedModel(TempDir folder)
     {
         var model = SmallModel();
         try { HfCheckpoint.Save(folder.Path, model, maxShardBytes: 80); }
@@ -160,7 +160,7 @@ public class HfCheckpointTests
     [Fact]
     public void MissingShardIsNamed()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var indexPath = WriteShardedModel(folder);
         File.Delete(Path.Combine(folder.Path, "model-00002-of-00003.safetensors"));
         var error = Assert.Throws<SafetensorsFormatException>(() => HfCheckpoint.Open(folder.Path));
@@ -178,7 +178,7 @@ public class HfCheckpointTests
     [InlineData("C:\\\\model.safetensors")]
     public void ShardNamesThatCouldLeaveTheFolderAreRejected(string fileName)
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var indexPath = WriteShardedModel(folder);
         RewriteIndex(indexPath, text => text.Replace("\"model-00002-of-00003.safetensors\"", JsonSerializer.Serialize(fileName)));
         var error = Assert.Throws<SafetensorsFormatException>(() => HfCheckpoint.Open(folder.Path));
@@ -190,7 +190,7 @@ public class HfCheckpointTests
     [Fact]
     public void TensorListedInTheWrongShardIsNamed()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var indexPath = WriteShardedModel(folder);
         RewriteIndex(indexPath, text => text.Replace("\"model.norm.weight\": \"model-00003-of-00003.safetensors\"", "\"model.norm.weight\": \"model-00001-of-00003.safetensors\""));
         var error = Assert.Throws<SafetensorsFormatException>(() => HfCheckpoint.Open(folder.Path));
@@ -202,7 +202,7 @@ public class HfCheckpointTests
     [Fact]
     public void TensorListedButAbsentEverywhereIsNamed()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var indexPath = WriteShardedModel(folder);
         RewriteIndex(indexPath, text => text.Replace("\"weight_map\": {", "\"weight_map\": {\n    \"ghost\": \"model-00001-of-00003.safetensors\","));
         var error = Assert.Throws<SafetensorsFormatException>(() => HfCheckpoint.Open(folder.Path));
@@ -213,7 +213,7 @@ public class HfCheckpointTests
     [Fact]
     public void TensorInTwoShardsIsRejected()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         WriteShardedModel(folder);
         using var duplicate = torch.zeros(25);
         SafetensorsWriter.Write(Path.Combine(folder.Path, "model-00003-of-00003.safetensors"), [new("lm_head.weight", duplicate), new("model.norm.weight", duplicate),
@@ -232,7 +232,7 @@ public class HfCheckpointTests
     [InlineData("{\"metadata\": {\"total_size\": \"big\"}, \"weight_map\": {}}", "metadata.total_size")]
     public void MalformedIndexIsNamed(string indexText, string expected)
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var indexPath = Path.Combine(folder.Path, HfCheckpoint.IndexFileName);
         File.WriteAllText(indexPath, indexText);
         var error = Assert.Throws<SafetensorsFormatException>(() => HfCheckpoint.Open(folder.Path));
@@ -243,7 +243,7 @@ public class HfCheckpointTests
     [Fact]
     public void CorruptShardIsNamed()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         WriteShardedModel(folder);
         var shard = Path.Combine(folder.Path, "model-00003-of-00003.safetensors");
         File.WriteAllBytes(shard, File.ReadAllBytes(shard)[..20]);
@@ -254,7 +254,7 @@ public class HfCheckpointTests
     [Fact]
     public void FolderWithoutWeightsIsExplained()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var error = Assert.Throws<FileNotFoundException>(() => HfCheckpoint.Open(folder.Path));
         Assert.Contains(HfCheckpoint.SingleFileName, error.Message);
         Assert.Contains(HfCheckpoint.IndexFileName, error.Message);
@@ -264,7 +264,7 @@ public class HfCheckpointTests
     [Fact]
     public void SaveRejectsDuplicateNamesAcrossShards()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         using var a = torch.zeros(100);
         using var b = torch.zeros(100);
         var error = Assert.Throws<ArgumentException>(() => HfCheckpoint.Save(folder.Path, [new("x", a), new("x", b)], maxShardBytes: 400));

@@ -33,7 +33,7 @@ public class RealCheckpointTests
         var tensors = HfCheckpoint.LoadAll(TestAssets.Stories260K);
         try
         {
-            using var folder = new TempFolder();
+            using var folder = new TempDir();
             var rewritten = folder.File("model.safetensors");
             SafetensorsWriter.Write(rewritten, tensors, new Dictionary<string, string> { ["format"] = "pt" });
             Assert.Equal(File.ReadAllBytes(original), File.ReadAllBytes(rewritten));

@@ -12,7 +12,7 @@ public class SafetensorsRoundTripTests
     [MemberData(nameof(AllDTypes))]
     public void EveryDTypeRoundTripsBitExactly(SafetensorsDType dtype)
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         using var original = RandomBits(dtype.ToScalarType(), [3, 5, 7], seed: (int)dtype);
         var path = folder.File("t.safetensors");
 
@@ -39,7 +39,7 @@ public class SafetensorsRoundTripTests
         ushort[] bits = type == torch.ScalarType.BFloat16
             ? [0x0000, 0x8000, 0x3F80, 0x0001, 0x007F, 0x7F80, 0xFF80, 0x7FC0, 0x7F81, 0xFFC1]
             : [0x0000, 0x8000, 0x3C00, 0x0001, 0x03FF, 0x7C00, 0xFC00, 0x7E00, 0x7C01, 0xFE01];
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         using var original = FromBits16(type, bits);
         var path = folder.File("special.safetensors");
         SafetensorsWriter.Write(path, [new("x", original)]);
@@ -57,7 +57,7 @@ public class SafetensorsRoundTripTests
     [Fact]
     public void ScalarKeepsEmptyShape()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         using var scalar = torch.tensor(3.25f);
         using var integer = torch.tensor(-7L);
         var path = folder.File("s.safetensors");
@@ -75,7 +75,7 @@ public class SafetensorsRoundTripTests
     [Fact]
     public void EmptyTensorsRoundTripWithTheirShapes()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         using var empty1 = torch.empty([0], torch.ScalarType.Float32);
         using var empty3 = torch.empty([3, 0, 2], torch.ScalarType.BFloat16);
         using var after = torch.arange(4, dtype: torch.ScalarType.Int32);
@@ -95,7 +95,7 @@ public class SafetensorsRoundTripTests
     [Fact]
     public void NonContiguousAndOffsetViewsAreWrittenInLogicalOrder()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         using var baseTensor = torch.arange(12, dtype: torch.ScalarType.Float32).reshape(3, 4);
         using var transposed = baseTensor.t();                 // (4, 3), strides (1, 4)
         using var offsetRows = baseTensor.narrow(0, 1, 2);      // contiguous, storage offset 4
@@ -116,7 +116,7 @@ public class SafetensorsRoundTripTests
     [Fact]
     public void ReadConvertsDTypeOnRequest()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         using var values = torch.tensor(new[] { 1.5f, -2f, 0.25f }).to_type(torch.ScalarType.BFloat16);
         var path = folder.File("c.safetensors");
         SafetensorsWriter.Write(path, [new("v", values)]);
@@ -130,7 +130,7 @@ public class SafetensorsRoundTripTests
     [Fact]
     public void MetadataRoundTrips()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         using var x = torch.zeros(2);
         var path = folder.File("m.safetensors");
         SafetensorsWriter.Write(path, [new("x", x)], new Dictionary<string, string> { ["format"] = "pt", ["note"] = "ünïcode \"quoted\"" });
@@ -143,7 +143,7 @@ public class SafetensorsRoundTripTests
     [Fact]
     public void OverwritingReplacesTheFileAndLeavesNoTemporaryFiles()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("o.safetensors");
         using var first = torch.ones(4);
         using var second = torch.zeros(2, dtype: torch.ScalarType.Int64);
@@ -158,7 +158,7 @@ public class SafetensorsRoundTripTests
     [Fact]
     public void WriterRejectsBadNamesAndDTypes()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("bad.safetensors");
         using var x = torch.zeros(2);
         using var complex = torch.zeros(2, dtype: torch.ScalarType.ComplexFloat32);
@@ -173,7 +173,7 @@ public class SafetensorsRoundTripTests
     [Fact]
     public void ReadingAnUnknownNameNamesTheFile()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("k.safetensors");
         using var x = torch.zeros(2);
         SafetensorsWriter.Write(path, [new("x", x)]);
@@ -186,7 +186,7 @@ public class SafetensorsRoundTripTests
     [Fact]
     public void LargeTensorReadsAndWritesInChunks()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("big.safetensors");
         // 64 MiB of float32 with a pattern that catches a chunk written or read at the wrong offset.
         using var big = torch.arange(16L * 1024 * 1024, dtype: torch.ScalarType.Int32).to_type(torch.ScalarType.Float32).reshape(4096, 4096);

@@ -31,7 +31,7 @@ public class SafetensorsSpecTests
             0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x20, 0xC0,   // F32 1.0, -2.5
             0x80, 0x3F, 0x00, 0xC0,                           // BF16 1.0 (0x3F80), -2.0 (0xC000)
         ];
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("hand.safetensors");
         File.WriteAllBytes(path, Assemble(header, data));
 
@@ -56,7 +56,7 @@ public class SafetensorsSpecTests
     {
         var header = """{"x":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}}""";
         header = header.PadRight((header.Length + 7) / 8 * 8 + 8);
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("padded.safetensors");
         File.WriteAllBytes(path, Assemble(header, [7, 8, 9]));
 
@@ -73,7 +73,7 @@ public class SafetensorsSpecTests
         // The Python library's save_file({"a": torch.zeros(2)}, metadata={"format": "pt"}) writes compact serde_json
         // with fields in TensorInfo's order (dtype, shape, data_offsets), __metadata__ first, padded with spaces to 8.
         const string expectedJson = """{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""";
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("ref.safetensors");
         using var zeros = torch.zeros(2);
         SafetensorsWriter.Write(path, [new("a", zeros)], new Dictionary<string, string> { ["format"] = "pt" });
@@ -88,7 +88,7 @@ public class SafetensorsSpecTests
     [Fact]
     public void WriterOutputFollowsTheSpec()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("spec.safetensors");
         using var b = torch.tensor(new[] { 1.5f, -0.25f });
         using var a = torch.tensor(new[] { 3f });

@@ -11,7 +11,7 @@ public class SafetensorsValidationTests
 {
     private static SafetensorsFormatException Rejected(byte[] fileBytes)
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("bad.safetensors");
         File.WriteAllBytes(path, fileBytes);
         var error = Assert.Throws<SafetensorsFormatException>(() => SafetensorsFile.Open(path).Dispose());
@@ -104,7 +104,7 @@ public class SafetensorsValidationTests
     [Fact]
     public void ZeroSizeTensorsMayShareAnOffset()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var path = folder.File("zero.safetensors");
         File.WriteAllBytes(path, Assemble(
             """{"a":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"c":{"dtype":"I8","shape":[2,0],"data_offsets":[4,4]}}""",
@@ -116,7 +116,7 @@ public class SafetensorsValidationTests
     [Fact]
     public void FuzzedFilesNeverFailWithAnythingButAFormatException()
     {
-        using var folder = new TempFolder();
+        using var folder = new TempDir();
         var valid = folder.File("valid.safetensors");
         using (var w = TensorTestData.RandomBits(torch.ScalarType.BFloat16, [3, 4], seed: 1))
         using (var b = TensorTestData.RandomBits(torch.ScalarType.Float32, [5], seed: 2))
