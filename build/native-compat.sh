@@ -12,11 +12,11 @@ lib="$native_dir/libLibTorchSharp.so"
 compat_name=libsharptune_stdcxx_compat.so
 [ -f "$lib" ] || exit 0
 
-system_libstdcxx=$( (/sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null) | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
+system_libstdcxx=$( (/sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null) | awk '/libstdc\+\+\.so\.6 .*x86-64/ && !found {print $NF; found = 1}')
 if [ -z "$system_libstdcxx" ] || grep -qa 'GLIBCXX_3\.4\.32' "$system_libstdcxx"; then
   exit 0   # a current libstdc++: nothing to do
 fi
-if patchelf --print-needed "$lib" 2>/dev/null | grep -qx "$compat_name"; then
+if patchelf --print-needed "$lib" 2>/dev/null | grep -x "$compat_name" >/dev/null; then
   exit 0   # this copy is already patched
 fi
 for tool in patchelf g++; do

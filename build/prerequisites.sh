@@ -5,7 +5,7 @@
 set -euo pipefail
 [ "$(uname -s)" = Linux ] || exit 0
 need=()
-libstdcxx=$( (/sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null) | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
+libstdcxx=$( (/sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null) | awk '/libstdc\+\+\.so\.6 .*x86-64/ && !found {print $NF; found = 1}')
 if [ -n "$libstdcxx" ] && ! grep -qa 'GLIBCXX_3\.4\.32' "$libstdcxx"; then
   command -v patchelf >/dev/null || need+=(patchelf)
   command -v g++ >/dev/null || need+=(g++)
