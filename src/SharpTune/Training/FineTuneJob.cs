@@ -72,6 +72,7 @@ public static class FineTuneJob
         {
             adapter.Inject(model);
             trainable = adapter.TrainableParameters;
+            options = FitToContext(model, options, log);
         }
         var parameters = CountParameters(model, trainable);
         log?.Invoke($"method {options.Method}: {parameters}");
@@ -97,6 +98,21 @@ public static class FineTuneJob
         return context.Run(new Trainer(model, trainable, options, SaveModel, evaluationHook: hook), sft.TokenizeAll, trainExamples, validationExamples, testExamples,
             (examples, device) => options.Packing ? BatchCollator.Pack(examples, options.MaxSeqLength, device) : BatchCollator.Pad(examples, device),
             parameters);
+    }
+
+    /// <summary>
+    /// Virtual tokens (prompt/prefix tuning) take positions too: when the longest sequence plus them would pass the
+    /// model's context, sequences are capped shorter (and then truncated or dropped as <c>overflow</c> says).
+    /// </summary>
+    private static TrainingOptions FitToContext(CausalLanguageModel model, TrainingOptions options, Action<string>? log)
+    {
+        var virtualTokens = model.ForwardAdapter?.VirtualTokenCount ?? 0;
+        var room = model.Config.MaxPositionEmbeddings - virtualTokens;
+        if (virtualTokens == 0 || options.MaxSeqLength <= room) return options;
+        if (room < 2)
+            throw new ArgumentException($"{virtualTokens} virtual tokens leave no room in the model's context of {model.Config.MaxPositionEmbeddings}");
+        log?.Invoke($"max_seq_length lowered from {options.MaxSeqLength} to {room}: {virtualTokens} virtual tokens share the context of {model.Config.MaxPositionEmbeddings}");
+        return options with { MaxSeqLength = room };
     }
 
     /// <summary>Trainable parameters as the optimizer sees them (a method may keep some outside the model's modules).</summary>

@@ -124,3 +124,24 @@ public class TrainingDataErrorTests
         Assert.Contains(messages, m => m.Contains("rejected 2 malformed rows"));
     }
 }
+
+public class VirtualTokenContextTests
+{
+    [SharedAssetFact("models/stories260K")]
+    public void VirtualTokensLowerTheSequenceCapSoExamplesStillFitTheContext()
+    {
+        using var dir = new TempDir();
+        var longCompletion = string.Join(" ", Enumerable.Repeat("the cat ran and the dog sat", 120));
+        var data = dir.File("train.jsonl", $"{{\"prompt\": \"Once\", \"completion\": \" {longCompletion}\"}}\n{{\"prompt\": \"The\", \"completion\": \" dog ran.\"}}\n");
+        var options = new TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = data, Output = dir.File("run"), Method = "prompt-tuning", NumVirtualTokens = 20,
+            MaxSeqLength = 512, MaxSteps = 1, ValidationFraction = 0,
+        };
+        var messages = new List<string>();
+        var result = FineTuneJob.Run(options, log: messages.Add);
+        Assert.Contains(messages, m => m.Contains("max_seq_length lowered from 512 to 492"));
+        Assert.Equal(1, result.TrainData.Truncated);
+        Assert.Equal(1, result.Training.StepsCompleted);
+    }
+}
