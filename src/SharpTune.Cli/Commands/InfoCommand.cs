@@ -15,7 +15,7 @@ internal static class InfoCommand
         var command = new Command("info", "Show a model's architecture, size, dtype, context length, vocabulary and licence") { model, json };
         command.SetAction(parse =>
         {
-            var dir = parse.GetValue(model)!;
+            var dir = ModelOptions.ResolveDir(parse.GetValue(model)!);
             var config = ModelConfig.Load(dir);
             using var checkpoint = HfCheckpoint.Open(dir);
             var parameters = checkpoint.Tensors.Values.Sum(t => t.Info.Shape.Aggregate(1L, (a, b) => a * b));

@@ -18,7 +18,7 @@ internal static class MergeCommand
         var command = new Command("merge", "Merge an adapter into the base model and save it in Hugging Face layout") { model, adapter, output, dtype };
         command.SetAction(parse =>
         {
-            var modelDir = parse.GetValue(model)!;
+            var modelDir = ModelOptions.ResolveDir(parse.GetValue(model)!);
             if (LicenseWarning.For(modelDir) is { } warning) Console.Error.WriteLine($"warning: {warning}");
             var saveDtype = ModelOptions.ParseDtype(parse.GetValue(dtype));
             // Merge in fp32 whatever the checkpoint's dtype: merging into reduced-precision weights loses the update.

@@ -50,7 +50,7 @@ internal static class ServeCommand
             }
             var options = new ServerOptions
             {
-                ModelDir = parse.GetValue(model)!,
+                ModelDir = ModelOptions.ResolveDir(parse.GetValue(model)!),
                 ModelName = parse.GetValue(name),
                 Adapters = adapterDirs,
                 Host = explicitHost ?? "127.0.0.1",

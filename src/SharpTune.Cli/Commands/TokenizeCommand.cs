@@ -30,7 +30,7 @@ internal static class TokenizeCommand
             }
             try
             {
-                var tokenizer = HfTokenizer.FromDirectory(parseResult.GetValue(model)!);
+                var tokenizer = HfTokenizer.FromDirectory(ModelOptions.ResolveDir(parseResult.GetValue(model)!));
                 if (input is not null)
                     output.WriteLine(string.Join(' ', tokenizer.Encode(input, parseResult.GetValue(special))));
                 else
