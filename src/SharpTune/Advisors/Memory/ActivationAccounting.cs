@@ -10,8 +10,8 @@ namespace SharpTune.Advisors.Memory;
 /// <item>RMSNorm computes in fp32: it keeps the fp32 input (a copy when b = 2), the normalised value and its output
 /// (the next linear's input).</item>
 /// <item>A linear layer keeps its input whether or not its weight trains (measured: a frozen base with LoRA keeps as
-/// much per layer as full fine-tuning); a LoRA layer adds A's output (r floats) and, when its input is not fp32 or
-/// dropout is on, its own fp32 copy of the input (dropout: the dropped copy and a byte mask).</item>
+/// much per layer as full fine-tuning); a LoRA layer adds A's output (r values) and, with dropout, the dropped copy of its
+/// input and a byte mask; DoRA on a bf16 base also keeps an fp32 copy of the input.</item>
 /// <item>Attention: rotary cos/sin (2·hd), rotated q, k and v after repeating KV heads (GQA), the SDPA output and its
 /// log-sum-exp (4 bytes per head), and o_proj's input (the transposed output made contiguous).
 /// libtorch's CPU SDPA for the causal, unmasked case is the flash kernel: no T×T score matrix is kept.</item>
@@ -57,9 +57,13 @@ public static class ActivationAccounting
         double bytes = 0;
         foreach (var l in layer0)
         {
-            bytes += 4.0 * s.LoraR;                                            // A's output, kept for ∂B
-            if (s.LoraDropout > 0) bytes += 5.0 * l.InFeatures;                // dropped fp32 copy + bool mask
-            else if (s.ComputeBytes != 4) bytes += 4.0 * l.InFeatures;         // each LoRA layer casts its input to fp32
+            // On a reduced-precision base, plain LoRA runs its low-rank path in the activations' dtype and shares the base
+            // layer's input; DoRA (and an fp32 base) computes it in fp32 on an fp32 copy of the input.
+            var lowRankInFp32 = s.IsDora || s.ComputeBytes == 4;
+            var elementBytes = lowRankInFp32 ? 4.0 : s.ComputeBytes;
+            bytes += elementBytes * s.LoraR;                                   // A's output, kept for ∂B
+            if (s.LoraDropout > 0) bytes += (elementBytes + 1) * l.InFeatures; // dropped copy + bool mask
+            else if (lowRankInFp32 && s.ComputeBytes != 4) bytes += 4.0 * l.InFeatures;   // the fp32 copy of the input
             if (s.IsDora) bytes += 8.0 * l.OutFeatures;                        // fp32 base output and scaled update
         }
         return bytes;
