@@ -1,7 +1,13 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using SharpTune.Cli;
 
-var root = new RootCommand("SharpTune: fine-tune, evaluate and serve causal language models from .NET.");
+// Named `sharptune` whatever the executable is called (dotnet run, the dotnet tool, a published binary).
+var root = new Command("sharptune", "SharpTune: fine-tune, evaluate and serve causal language models from .NET.")
+{
+    new HelpOption(),
+    new VersionOption(),
+};
 foreach (var command in CommandRegistry.All())
     root.Subcommands.Add(command);
 try
