@@ -14,7 +14,7 @@ public sealed class LoraAdapter : IPeftAdapter
 {
     private const string KeyPrefix = "base_model.model.";
     private readonly List<(string Path, LoraLinear Layer)> layers = [];
-    private readonly List<Parameter> unfrozenBeforeInject = [];
+    private readonly FrozenBase frozen = new();
     private CausalLanguageModel? model;
     private bool enabled = true;
 
@@ -44,11 +44,7 @@ public sealed class LoraAdapter : IPeftAdapter
         var selected = targets.Select(model);
         var savedTargets = targets.Expand(model);
 
-        foreach (var p in model.parameters())
-        {
-            if (p.requires_grad) unfrozenBeforeInject.Add(p);
-            p.requires_grad = false;
-        }
+        frozen.Freeze(model);
         foreach (var (path, module) in selected)
         {
             var layer = LoraLinear.FromBase((nn.Module<Tensor, Tensor>)module, Config.R, Config.Scaling, Config.LoraDropout,
@@ -131,9 +127,8 @@ public sealed class LoraAdapter : IPeftAdapter
             layer.lora_B.Dispose();
             layer.lora_magnitude_vector?.Dispose();
         }
-        foreach (var p in unfrozenBeforeInject) p.requires_grad = true;
+        frozen.Restore();
         layers.Clear();
-        unfrozenBeforeInject.Clear();
         model = null;
     }
 
