@@ -51,6 +51,12 @@ public abstract class CausalLanguageModel : nn.Module
     /// <summary>The token-embedding matrix (V, C), e.g. for initialising prompt-tuning embeddings from text.</summary>
     public abstract Tensor EmbeddingWeight { get; }
 
+    /// <summary>
+    /// Whether the output projection (LM head, or the tied embedding) takes gradients. When it does not — every
+    /// adapter method — the loss can run the head's backward chunk by chunk (see CausalLmLoss). Unknown heads say true.
+    /// </summary>
+    public virtual bool HeadIsTrainable => true;
+
     /// <summary>Checkpoint tensors this architecture knows and deliberately does not load (old non-persistent buffers).</summary>
     public virtual bool IsIgnorableCheckpointTensor(string name) => false;
 

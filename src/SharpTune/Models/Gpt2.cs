@@ -27,6 +27,8 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
 
     public override Tensor EmbeddingWeight => transformer.wte.weight!;
 
+    public override bool HeadIsTrainable => transformer.wte.weight!.requires_grad;
+
     // Old GPT-2 checkpoints carry the causal-mask buffers "attn.bias" / "attn.masked_bias"; the mask is built per call.
     public override bool IsIgnorableCheckpointTensor(string name) =>
         name.EndsWith(".attn.masked_bias", StringComparison.Ordinal) ||

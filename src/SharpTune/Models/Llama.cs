@@ -31,6 +31,13 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
 
     public override Tensor EmbeddingWeight => model.embed_tokens.weight!;
 
+    public override bool HeadIsTrainable => lm_head switch
+    {
+        null => model.embed_tokens.weight!.requires_grad,
+        Linear linear => linear.weight!.requires_grad,
+        _ => true,   // wrapped by an adapter
+    };
+
     public override bool IsIgnorableCheckpointTensor(string name) =>
         name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) ||
         (Config.TieWordEmbeddings && name == "lm_head.weight");

@@ -14,12 +14,27 @@ public static class CausalLmLoss
     public static (Tensor LossSum, Tensor Correct) Compute(CausalLanguageModel model, TrainingBatch batch, Tensor? inputsEmbeds = null,
         int chunkTokens = 2048)
     {
+        var hiddenStates = Hidden(model, batch, inputsEmbeds);
+        if (is_grad_enabled() && hiddenStates.requires_grad && !model.HeadIsTrainable)
+            return ChunkedHeadBackward(model, hiddenStates, batch.Targets.reshape(-1), FrozenHeadChunkTokens);
+        return Plain(model, hiddenStates, batch.Targets.reshape(-1), chunkTokens);
+    }
+
+    /// <summary>Tokens per chunk when the head's backward runs chunk by chunk: [256 × vocab] fp32 at a time.</summary>
+    public const int FrozenHeadChunkTokens = 256;
+
+    /// <summary>Final hidden states of the real tokens, flattened to (tokens, C).</summary>
+    private static Tensor Hidden(CausalLanguageModel model, TrainingBatch batch, Tensor? inputsEmbeds)
+    {
         var hidden = model.DecodeHidden(inputsEmbeds ?? model.EmbedTokens(batch.InputIds), batch.Context);   // (B, T, C)
         var targets = batch.Targets;
         if (hidden.shape[1] != targets.shape[1])   // defensive: DecodeHidden already returns only the real tokens' states
             hidden = hidden.narrow(1, hidden.shape[1] - targets.shape[1], targets.shape[1]);
-        var flatHidden = hidden.reshape(-1, hidden.shape[2]);
-        var flatTargets = targets.reshape(-1);
+        return hidden.reshape(-1, hidden.shape[2]);
+    }
+
+    private static (Tensor LossSum, Tensor Correct) Plain(CausalLanguageModel model, Tensor flatHidden, Tensor flatTargets, int chunkTokens)
+    {
         var total = (long)flatTargets.shape[0];
         Tensor? loss = null;
         Tensor? correct = null;
@@ -37,5 +52,36 @@ public static class CausalLmLoss
             loss = loss is null ? part : loss + part;
         }
         return (loss!, correct!);
+    }
+
+    /// <summary>
+    /// With a frozen head (any adapter method), the head and loss are differentiated chunk by chunk right here, so only
+    /// one chunk's fp32 logits and log-softmax ever exist (as Liger's fused linear cross-entropy does). The returned loss
+    /// has the summed value and, through a surrogate term, exactly the gradient the whole-sequence loss would send into
+    /// the hidden states when the caller back-propagates it.
+    /// </summary>
+    private static (Tensor LossSum, Tensor Correct) ChunkedHeadBackward(CausalLanguageModel model, Tensor flatHidden, Tensor flatTargets,
+        int chunkTokens)
+    {
+        var leaf = flatHidden.detach().requires_grad_(true);
+        var total = (long)flatTargets.shape[0];
+        double lossValue = 0;
+        long hits = 0;
+        for (long start = 0; start < total; start += chunkTokens)
+        {
+            using var scope = NewDisposeScope();
+            var n = Math.Min(chunkTokens, total - start);
+            var logits = model.ComputeLogits(leaf.narrow(0, start, n)).to(ScalarType.Float32);            // (n, V)
+            var chunkTargets = flatTargets.narrow(0, start, n);
+            var part = F.cross_entropy(logits, chunkTargets, ignore_index: BatchCollator.IgnoreIndex, reduction: nn.Reduction.Sum);
+            part.backward();                                                                              // into leaf.grad
+            lossValue += part.item<float>();
+            using (no_grad())
+                hits += logits.argmax(-1).eq(chunkTargets).logical_and(chunkTargets.ne(BatchCollator.IgnoreIndex)).sum().item<long>();
+        }
+        var gradient = leaf.grad!.detach();
+        var surrogate = (flatHidden * gradient).sum();                                                    // ∂/∂hidden = gradient
+        var loss = surrogate - surrogate.detach() + tensor(lossValue, dtype: ScalarType.Float32, device: flatHidden.device);
+        return (loss, tensor(hits, device: flatHidden.device));
     }
 }

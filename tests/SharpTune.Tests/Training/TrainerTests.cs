@@ -172,3 +172,40 @@ public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
 {
     public void Report(T value) => report(value);
 }
+
+public class FrozenHeadLossTests
+{
+    [Fact]
+    public void ChunkedHeadBackwardGivesTheWholeSequenceLossAndGradients()
+    {
+        using var model = TestModels.Create("llama");
+        var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig { R = 4, LoraAlpha = 8, TargetModules = SharpTune.Peft.TargetModules.AllLinear });
+        adapter.Inject(model);
+        using (no_grad())
+            foreach (var (name, p) in adapter.TrainableParameters)
+                if (name.Contains("lora_B")) p.copy_(randn_like(p) * 0.1);
+        Assert.False(model.HeadIsTrainable);
+        var random = new Random(3);
+        var examples = Enumerable.Range(0, 3).Select(_ =>
+        {
+            var ids = Enumerable.Range(0, 120).Select(_ => random.Next(3, 90)).ToArray();
+            return new TokenizedExample(ids, ids.Select((_, i) => i > 10).ToArray());
+        }).ToArray();
+        using var batch = BatchCollator.Pad(examples, CPU);   // 360 positions: two chunks of the frozen-head path
+
+        var (loss, correct) = CausalLmLoss.Compute(model, batch);
+        loss.backward();
+        var chunked = adapter.TrainableParameters.ToDictionary(t => t.Name, t => t.Parameter.grad!.clone());
+        var chunkedLoss = loss.item<float>();
+        foreach (var (_, p) in adapter.TrainableParameters) p.grad = null;
+
+        var logits = model.Forward(batch.InputIds).to(ScalarType.Float32);
+        var reference = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), batch.Targets.reshape(-1),
+            ignore_index: BatchCollator.IgnoreIndex, reduction: nn.Reduction.Sum);
+        reference.backward();
+        Assert.Equal(reference.item<float>(), chunkedLoss, 2);
+        foreach (var (name, p) in adapter.TrainableParameters)
+            Assert.True(p.grad!.allclose(chunked[name], rtol: 1e-4, atol: 1e-6), $"{name}: gradient differs");
+        Assert.InRange(correct.item<long>(), 0, batch.SupervisedTokens);
+    }
+}

@@ -16,8 +16,9 @@ namespace SharpTune.Advisors.Memory;
 /// log-sum-exp (4 bytes per head), and o_proj's input (the transposed output made contiguous).
 /// libtorch's CPU SDPA for the causal, unmasked case is the flash kernel: no T×T score matrix is kept.</item>
 /// <item>SwiGLU: gate and up outputs, silu(gate) and their product (4·ffn).</item>
-/// <item>Loss: logits (b), their fp32 copy (b = 2) and the log-softmax (fp32) for every token are held until the step
-/// ends (the 2048-token chunking bounds only the backward's transient: two fp32 gradients of one chunk).</item>
+/// <item>Loss, full fine-tuning: logits (b), their fp32 copy (b = 2) and the log-softmax (fp32) for every token are held
+/// until the step ends (the 2048-token chunking bounds only the backward's transient: two fp32 gradients of one chunk).
+/// With a frozen head the loss runs the head's backward per 256-token chunk, so only one chunk's worth exists.</item>
 /// </list>
 /// </summary>
 public static class ActivationAccounting

@@ -59,10 +59,13 @@ public static class TrainingEstimator
 
         var layer = ActivationAccounting.LayerBytesPerToken(layout, settings, targetLeaves) * tokens;
         var held = ActivationAccounting.HeldBytesPerToken(layout, settings) * tokens;
-        var logits = ActivationAccounting.LogitsBytesPerToken(layout, settings) * tokens;
-        var transient = ActivationAccounting.LossBackwardTransientBytes(layout, settings, tokens);
-        // After the backward only what the step's scope references survives: layer outputs and the logits tensors.
-        var heldAtEnd = held + tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4));
+        // With a frozen head (every adapter method) the loss differentiates the head chunk by chunk before the trunk's
+        // backward (CausalLmLoss), so only one chunk's logits ever exist; full fine-tuning keeps every token's logits.
+        var lossTokens = settings.IsFull ? tokens : Math.Min(tokens, Training.CausalLmLoss.FrozenHeadChunkTokens);
+        var logits = ActivationAccounting.LogitsBytesPerToken(layout, settings) * lossTokens;
+        var transient = ActivationAccounting.LossBackwardTransientBytes(layout, settings, lossTokens);
+        // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
+        var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
 
         MemoryBreakdown Breakdown(int layersKept)
         {
