@@ -37,6 +37,7 @@ internal static class TrainingBench
             adapterParams = trainable.Sum(t => t.Item2.numel());
         }
         model.train();
+        model.GradientCheckpointing = Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_CHECKPOINTING") == "1";
         var optimizer = new AdamW(trainable.Select(t => (t.Item1, t.Item2, 0.0)));
         var n = BenchModels.MatmulParameters(config);
         // Frozen-base methods: forward 2N + backward through activations 2N (no weight gradients) + 6 per adapter weight.

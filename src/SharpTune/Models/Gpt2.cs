@@ -21,7 +21,8 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
 
     public override Tensor EmbedTokens(Tensor inputIds) => transformer.wte.forward(inputIds);
 
-    protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) => transformer.Forward(inputsEmbeds, context);
+    protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
+        transformer.Forward(inputsEmbeds, context, CheckpointLayersNow);
 
     public override Tensor ComputeLogits(Tensor hidden) => F.linear(hidden, transformer.wte.weight!);
 
@@ -52,11 +53,11 @@ public sealed class GPT2Model : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, ForwardContext ctx)
+    public Tensor Forward(Tensor x, ForwardContext ctx, bool checkpointLayers = false)
     {
         x = x + wpe.forward(ctx.PositionIds);
         foreach (var block in h)
-            x = block.Forward(x, ctx);
+            x = checkpointLayers ? ActivationCheckpoint.Run(input => block.Forward(input, ctx), x) : block.Forward(x, ctx);
         if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
         return ln_f.forward(x);
     }

@@ -24,7 +24,8 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
 
     public override Tensor EmbedTokens(Tensor inputIds) => model.embed_tokens.forward(inputIds);
 
-    protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) => model.Forward(inputsEmbeds, context);
+    protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
+        model.Forward(inputsEmbeds, context, CheckpointLayersNow);
 
     public override Tensor ComputeLogits(Tensor hidden) =>
         lm_head is null ? F.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);
@@ -61,12 +62,14 @@ public sealed class LlamaModel : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, ForwardContext ctx)
+    public Tensor Forward(Tensor x, ForwardContext ctx, bool checkpointLayers = false)
     {
         using var scope = NewDisposeScope();
         var angles = Rotary(x.device).Angles(ctx.PositionIds, x.dtype);   // shared by every layer
+        if (checkpointLayers)   // the backward recomputes layers after this scope has ended
+            angles = (angles.Cos.DetachFromDisposeScope(), angles.Sin.DetachFromDisposeScope());
         foreach (var layer in layers)
-            x = layer.Forward(x, ctx, angles);
+            x = checkpointLayers ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x) : layer.Forward(x, ctx, angles);
         if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
         return norm.forward(x).MoveToOuterDisposeScope();
     }

@@ -61,6 +61,7 @@ public static class FineTuneJob
 
         var dtype = ModelFactory.ParseDtype(options.Dtype);
         using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice);
+        model.GradientCheckpointing = options.GradientCheckpointing;
         var adapter = FineTuningMethods.CreateAdapter(options);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
         if (adapter is null)
