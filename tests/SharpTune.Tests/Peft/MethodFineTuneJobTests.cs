@@ -9,20 +9,6 @@ namespace SharpTune.Tests.Peft;
 /// <summary>Each method end to end through <see cref="FineTuneJob"/> on the real stories260K model.</summary>
 public class MethodFineTuneJobTests
 {
-    private static string WriteData(string dir)
-    {
-        var path = Path.Combine(dir, "train.jsonl");
-        string[] names = ["Lily", "Tom", "Ben", "Sue"];
-        string[] things = ["ball", "cat", "tree", "cake"];
-        File.WriteAllLines(path, Enumerable.Range(0, 32).Select(i =>
-            new JsonObject
-            {
-                ["prompt"] = $"Once upon a time, {names[i % 4]} had a",
-                ["completion"] = $" {things[i / 4 % 4]}. {names[i % 4]} loved the {things[i / 4 % 4]}.",
-            }.ToJsonString()));
-        return path;
-    }
-
     [SharedAssetTheory("models/stories260K")]
     [InlineData("prompt-tuning", "PROMPT_TUNING", 0.1)]
     [InlineData("prefix-tuning", "PREFIX_TUNING", 0.1)]
@@ -33,7 +19,7 @@ public class MethodFineTuneJobTests
         using var dir = new TempDir();
         var options = new TrainingOptions
         {
-            Model = TestAssets.Stories260K, Data = WriteData(dir.Path), Output = Path.Combine(dir.Path, "run"), Method = method,
+            Model = TestAssets.Stories260K, Data = StoryData.Write(dir.Path), Output = Path.Combine(dir.Path, "run"), Method = method,
             MaxSteps = 12, LearningRate = lr, MicroBatchSize = 4, EvalEvery = 6, SaveEvery = 6, ValidationFraction = 0.25,
             NumVirtualTokens = 8, PromptTuningInitText = method == "prompt-tuning" ? "Once upon a time" : null,
         };

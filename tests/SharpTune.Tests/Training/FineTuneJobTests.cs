@@ -8,20 +8,6 @@ namespace SharpTune.Tests.Training;
 
 public class FineTuneJobTests
 {
-    private static string WriteData(string dir)
-    {
-        var path = Path.Combine(dir, "train.jsonl");
-        string[] names = ["Lily", "Tom", "Ben", "Sue"];
-        string[] things = ["ball", "cat", "tree", "cake"];
-        File.WriteAllLines(path, Enumerable.Range(0, 32).Select(i =>
-            new JsonObject
-            {
-                ["prompt"] = $"Once upon a time, {names[i % 4]} had a",
-                ["completion"] = $" {things[i / 4 % 4]}. {names[i % 4]} loved the {things[i / 4 % 4]}.",
-            }.ToJsonString()));
-        return path;
-    }
-
     [SharedAssetTheory("models/stories260K")]
     [InlineData("lora")]
     [InlineData("full")]
@@ -30,7 +16,7 @@ public class FineTuneJobTests
         using var dir = new TempDir();
         var options = new TrainingOptions
         {
-            Model = TestAssets.Stories260K, Data = WriteData(dir.Path), Output = Path.Combine(dir.Path, "run"), Method = method,
+            Model = TestAssets.Stories260K, Data = StoryData.Write(dir.Path), Output = Path.Combine(dir.Path, "run"), Method = method,
             MaxSteps = 12, LearningRate = method == "full" ? 2e-3 : 1e-2, MicroBatchSize = 4, EvalEvery = 6, SaveEvery = 6,
             TargetModules = "all-linear", ValidationFraction = 0.25,
         };
