@@ -3,6 +3,8 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using SharpTune.Server.Api;
 
+using SharpTune.Jobs;
+
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>
@@ -60,7 +62,7 @@ internal sealed class FileEndpoints(FineTuningService service)
             var file = new StoredFile(id, FineTuningService.OwnerOf(context.Request.Headers.Authorization), FineTuningService.Now(),
                 upload.Length, FileStore.SanitiseFilename(upload.FileName), purpose, summary.Format.ToString(), summary.Examples);
             service.Files.Commit(id, temp, purpose);
-            service.Database.AddFile(file);
+            service.Store.AddFile(file);
             await JsonResponse.WriteAsync(context, FineTuningJson.File(file));
         }
         finally
@@ -74,7 +76,7 @@ internal sealed class FileEndpoints(FineTuningService service)
         var owner = FineTuningService.OwnerOf(context.Request.Headers.Authorization);
         var purpose = context.Request.Query["purpose"].ToString();
         var limit = JobEndpoints.Limit(context, 10_000, 10_000);
-        var (items, hasMore) = service.Database.ListFiles(owner, service.Options.ScopedKeys, context.Request.Query["after"].FirstOrDefault(), limit);
+        var (items, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, context.Request.Query["after"].FirstOrDefault(), limit);
         var shown = items.Where(f => purpose.Length == 0 || f.Purpose == purpose).ToArray();
         return JsonResponse.WriteAsync(context, FineTuningJson.List(shown, hasMore, FineTuningJson.File, f => f.Id));
     }
@@ -91,7 +93,7 @@ internal sealed class FileEndpoints(FineTuningService service)
     public Task DeleteAsync(HttpContext context, string id)
     {
         var file = Find(context, id);
-        service.Database.DeleteFile(file.Id);
+        service.Store.DeleteFile(file.Id);
         service.Files.Delete(file);
         return JsonResponse.WriteAsync(context, new JsonObject { ["id"] = file.Id, ["object"] = "file", ["deleted"] = true });
     }
@@ -99,7 +101,7 @@ internal sealed class FileEndpoints(FineTuningService service)
     /// <summary>The file <paramref name="id"/> if it exists and the caller may see it; else 404 (the same answer either way).</summary>
     public StoredFile Find(HttpContext context, string id)
     {
-        var file = FileStore.IsFileId(id) ? service.Database.GetFile(id) : null;
+        var file = FileStore.IsFileId(id) ? service.Store.GetFile(id) : null;
         if (file is null || !service.Visible(file.Owner, FineTuningService.OwnerOf(context.Request.Headers.Authorization)))
             throw new ApiException(404, $"No such File object: {id}", param: "id", code: "file_not_found");
         return file;

@@ -1,6 +1,8 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 
+using SharpTune.Jobs;
+
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>Maps the files and fine-tuning jobs API onto the server (behind the same API keys as /v1).</summary>

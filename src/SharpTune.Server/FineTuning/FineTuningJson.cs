@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
 
+using SharpTune.Jobs;
+
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>The OpenAI wire shapes of files, jobs, events, checkpoints and lists.</summary>

@@ -1,3 +1,5 @@
+using SharpTune.Jobs;
+
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>

@@ -1,19 +1,20 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
+using SharpTune.Jobs;
 using SharpTune.Server.Adapters;
 using SharpTune.Server.Engine;
 
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>
-/// The fine-tuning API's state: the database, the file store, the job queue and the training thread, and the serving
-/// of finished models and checkpoints through the server's <see cref="AdapterRegistry"/>. Job records change only
-/// under one lock, so a cancel from a request and a status change from the training thread never interleave.
+/// The fine-tuning API's state: the job store, the artifacts folder, the job queue and the training thread, and the
+/// serving of finished models and checkpoints through the server's <see cref="AdapterRegistry"/>. Job records change
+/// only through the store's atomic update, so a cancel from a request and a status change from the training thread
+/// never interleave.
 /// </summary>
 public sealed class FineTuningService : IDisposable
 {
-    private readonly Lock jobsLock = new();
     private readonly JobRunner runner;
     private readonly AdapterRegistry adapters;
     private readonly InferenceEngine engine;
@@ -28,9 +29,8 @@ public sealed class FineTuningService : IDisposable
         ServedModelName = servedModelName;
         this.adapters = adapters;
         this.engine = engine;
-        Directory.CreateDirectory(options.JobsDir);
-        Files = new FileStore(Path.Combine(options.JobsDir, "files"));
-        Database = new JobDatabase(Path.Combine(options.JobsDir, "jobs.db"));
+        Artifacts = new JobArtifacts(options.JobsDir, receivesUploads: true);
+        Store = new SqliteJobStore(Path.Combine(options.JobsDir, "jobs.db"));
         var bases = new Dictionary<string, string>(StringComparer.Ordinal) { [servedModelName] = servedModelDir };
         foreach (var (name, dir) in options.ExtraBaseModels)
         {
@@ -40,7 +40,17 @@ public sealed class FineTuningService : IDisposable
         BaseModels = bases;
         chatTemplates = bases.ToDictionary(b => b.Key, b =>
             (b.Key == servedModelName && servedChatTemplate is not null) || Tokenization.HfTokenizer.FromDirectory(b.Value).ChatTemplate is not null);
-        runner = new JobRunner(this);
+        runner = new JobRunner(Store, Artifacts, new JobTrainingSettings
+        {
+            BaseModels = bases,
+            ServedModelName = servedModelName,
+            ServedChatTemplate = servedChatTemplate,
+            Method = options.Method,
+            LoraRank = options.LoraRank,
+            CheckpointEvery = options.CheckpointEvery,
+            MaxSeqLength = options.MaxSeqLength,
+            Dtype = options.Dtype,
+        }, new JobRunnerOptions { Publish = Serve });
     }
 
     public FineTuningServerOptions Options { get; }
@@ -52,21 +62,22 @@ public sealed class FineTuningService : IDisposable
     /// <summary>Whether jobs on <paramref name="baseModel"/> can render chat data (a chat template is configured or in its tokenizer).</summary>
     public bool HasChatTemplate(string baseModel) => chatTemplates.GetValueOrDefault(baseModel);
 
-    internal JobDatabase Database { get; }
-    internal FileStore Files { get; }
+    internal IJobStore Store { get; }
+    internal JobArtifacts Artifacts { get; }
+    internal FileStore Files => Artifacts.Files;
 
     /// <summary>Where a job's training run (checkpoints, metrics, final adapter) lives.</summary>
-    public string RunDirectory(string jobId) => Path.Combine(Options.JobsDir, "jobs", jobId, "run");
+    public string RunDirectory(string jobId) => Artifacts.RunDirectory(jobId);
 
     /// <summary>Where a job's checkpoint adapters live.</summary>
-    public string CheckpointDirectory(string jobId, int step) => Path.Combine(Options.JobsDir, "jobs", jobId, "checkpoints", $"step-{step:D6}");
+    public string CheckpointDirectory(string jobId, int step) => Artifacts.CheckpointDirectory(jobId, step);
 
     /// <summary>Serves finished models and checkpoints again and starts the training thread (which resumes interrupted jobs).</summary>
     internal void Start()
     {
-        foreach (var job in Database.AllJobsOldestFirst().Where(j => j.Model == ServedModelName))
+        foreach (var job in Store.AllJobsOldestFirst().Where(j => j.Model == ServedModelName))
         {
-            foreach (var checkpoint in Database.AllCheckpoints(job.Id)) Serve(checkpoint.ModelName, checkpoint.Directory);
+            foreach (var checkpoint in Store.AllCheckpoints(job.Id)) Serve(checkpoint.ModelName, checkpoint.Directory);
             if (job.Status == JobStatus.Succeeded && job.FineTunedModel is { } model) Serve(model, Path.Combine(RunDirectory(job.Id), "final"));
         }
         runner.Start();
@@ -86,38 +97,23 @@ public sealed class FineTuningService : IDisposable
     /// <summary>Adds a job (already validated) and wakes the training thread.</summary>
     internal void Submit(JobRecord job)
     {
-        lock (jobsLock)
-        {
-            var waiting = Database.AllJobsOldestFirst().Count(j => j.Status is JobStatus.ValidatingFiles or JobStatus.Queued or JobStatus.Paused);
-            if (waiting >= Options.MaxQueuedJobs)
-                throw new Api.ApiException(429, $"{waiting} fine-tuning jobs are already waiting, this server's limit; try again when one finishes",
-                    type: "rate_limit_error", code: "too_many_jobs");
-            Database.SaveJob(job);
-        }
+        var waiting = Store.AddJobIfRoom(job, Options.MaxQueuedJobs);
+        if (waiting >= Options.MaxQueuedJobs)
+            throw new Api.ApiException(429, $"{waiting} fine-tuning jobs are already waiting, this server's limit; try again when one finishes",
+                type: "rate_limit_error", code: "too_many_jobs");
         AddEvent(job.Id, $"Validating training file: {job.TrainingFile}" + (job.ValidationFile is { } v ? $" and validation file: {v}" : ""));
         runner.Wake();
-    }
-
-    /// <summary>Applies <paramref name="change"/> to the stored job atomically; returns the new record (null: unknown job).</summary>
-    internal JobRecord? Update(string jobId, Func<JobRecord, JobRecord> change)
-    {
-        lock (jobsLock)
-        {
-            var job = Database.GetJob(jobId);
-            if (job is null) return null;
-            var updated = change(job);
-            if (!ReferenceEquals(updated, job)) Database.SaveJob(updated);
-            return updated;
-        }
     }
 
     /// <summary>Cancels a job: a waiting one at once, a running one at the end of its current step. Final jobs are unchanged.</summary>
     internal JobRecord? Cancel(string jobId)
     {
         var stopsNow = false;
-        // A job marked running that the training thread has not taken up yet (just after a restart) stops here too.
-        var job = Update(jobId, j => (stopsNow = Waiting(j.Status) || (j.Status == JobStatus.Running && !runner.IsRunning(jobId)))
-            ? j with { Status = JobStatus.Cancelled, FinishedAt = Now() } : j);
+        // A job marked running that no runner has taken up (just after a restart, or its worker died) stops here too;
+        // one a runner holds is asked to stop, through the store for a worker on another machine.
+        var job = Store.UpdateJob(jobId, (j, held) => (stopsNow = Waiting(j.Status) || (j.Status == JobStatus.Running && !held && !runner.IsRunning(jobId)))
+            ? j with { Status = JobStatus.Cancelled, FinishedAt = Now(), StopRequest = null }
+            : j.Status == JobStatus.Running ? j with { StopRequest = JobStopRequest.Cancel } : j);
         if (stopsNow) AddEvent(jobId, "Fine-tuning job cancelled");
         else if (job?.Status == JobStatus.Running) runner.Stop(jobId, JobRunner.StopReason.Cancel);
         return job;
@@ -127,9 +123,10 @@ public sealed class FineTuningService : IDisposable
     internal JobRecord? Pause(string jobId)
     {
         var stopsNow = false;
-        var job = Update(jobId, j => (stopsNow = j.Status is JobStatus.ValidatingFiles or JobStatus.Queued
-                                                 || (j.Status == JobStatus.Running && !runner.IsRunning(jobId)))
-            ? j with { Status = JobStatus.Paused } : j);
+        var job = Store.UpdateJob(jobId, (j, held) => (stopsNow = j.Status is JobStatus.ValidatingFiles or JobStatus.Queued
+                                                 || (j.Status == JobStatus.Running && !held && !runner.IsRunning(jobId)))
+            ? j with { Status = JobStatus.Paused, StopRequest = null }
+            : j.Status == JobStatus.Running ? j with { StopRequest = JobStopRequest.Pause } : j);
         if (stopsNow) AddEvent(jobId, "Fine-tuning job paused");
         else if (job?.Status == JobStatus.Running) runner.Stop(jobId, JobRunner.StopReason.Pause);
         return job;
@@ -138,7 +135,7 @@ public sealed class FineTuningService : IDisposable
     /// <summary>Puts a paused job back in the queue.</summary>
     internal JobRecord? Resume(string jobId)
     {
-        var job = Update(jobId, j => j.Status == JobStatus.Paused ? j with { Status = JobStatus.Queued } : j);
+        var job = Store.UpdateJob(jobId, j => j.Status == JobStatus.Paused ? j with { Status = JobStatus.Queued } : j);
         if (job?.Status == JobStatus.Queued)
         {
             AddEvent(jobId, "Fine-tuning job resumed");
@@ -148,10 +145,21 @@ public sealed class FineTuningService : IDisposable
     }
 
     /// <summary>Waits (up to <paramref name="timeout"/>) for a running job to stop after a cancel or pause.</summary>
-    internal bool WaitUntilStopped(string jobId, TimeSpan timeout) => runner.WaitUntilNotRunning(jobId, timeout);
+    internal bool WaitUntilStopped(string jobId, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        if (!runner.WaitUntilNotRunning(jobId, timeout)) return false;
+        // A worker elsewhere clears the request when it has stopped.
+        while (Store.GetJob(jobId) is { Status: JobStatus.Running, StopRequest: not null })
+        {
+            if (DateTime.UtcNow > deadline) return false;
+            Thread.Sleep(100);
+        }
+        return true;
+    }
 
     internal void AddEvent(string jobId, string message, string type = "message", JsonObject? data = null, string level = "info") =>
-        Database.AddEvent(new JobEvent(Ids.New("ftevent"), jobId, Now(), level, message, type, data));
+        Store.AddEvent(jobId, message, type, data, level);
 
     /// <summary>Serves an adapter folder under <paramref name="name"/> (on the model thread); false when the engine is gone or the folder does not load.</summary>
     internal bool Serve(string name, string directory)
@@ -185,18 +193,13 @@ public sealed class FineTuningService : IDisposable
 
     private static bool Waiting(string status) => status is JobStatus.ValidatingFiles or JobStatus.Queued or JobStatus.Paused;
 
-    internal static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    internal static long Now() => Ids.Now();
 
     /// <summary>Stops the training thread (a running job stays <c>running</c> and resumes on the next start) and closes the database.</summary>
     public void Dispose()
     {
         runner.Dispose();
-        Database.Dispose();
+        Store.Dispose();
     }
 }
 
-/// <summary>Identifiers as OpenAI writes them: a prefix and random hex, never derived from user input.</summary>
-internal static class Ids
-{
-    public static string New(string prefix) => $"{prefix}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12))}";
-}

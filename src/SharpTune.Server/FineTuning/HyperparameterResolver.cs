@@ -2,6 +2,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Server.Api;
 
+using SharpTune.Jobs;
+
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>
@@ -19,8 +21,7 @@ namespace SharpTune.Server.FineTuning;
 internal static class HyperparameterResolver
 {
     /// <summary>The base learning rate a multiplier of 1 stands for.</summary>
-    public static double BaseLearningRate(string method) =>
-        string.Equals(method, "full", StringComparison.OrdinalIgnoreCase) ? 2e-5 : 2e-4;
+    public static double BaseLearningRate(string method) => JobTrainingSettings.BaseLearningRate(method);
 
     /// <exception cref="ApiException">A value is neither "auto" nor a number in range (400 naming the field).</exception>
     public static ResolvedHyperparameters Resolve(JsonObject? requested, int examples, string methodType, int stepCap)

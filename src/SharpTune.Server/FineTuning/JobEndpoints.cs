@@ -5,6 +5,8 @@ using Microsoft.AspNetCore.Http;
 using SharpTune.Data;
 using SharpTune.Server.Api;
 
+using SharpTune.Jobs;
+
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>
@@ -51,7 +53,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
     public Task ListAsync(HttpContext context)
     {
         var owner = FineTuningService.OwnerOf(context.Request.Headers.Authorization);
-        var (items, hasMore) = service.Database.ListJobs(owner, service.Options.ScopedKeys, context.Request.Query["after"].FirstOrDefault(), Limit(context, 20, 100));
+        var (items, hasMore) = service.Store.ListJobs(owner, service.Options.ScopedKeys, context.Request.Query["after"].FirstOrDefault(), Limit(context, 20, 100));
         return JsonResponse.WriteAsync(context, FineTuningJson.List(items, hasMore, FineTuningJson.Job, j => j.Id));
     }
 
@@ -65,7 +67,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
         service.Cancel(id);
         // A running job stops at the end of its current step; answer with the settled state when that is quick.
         await Task.Run(() => service.WaitUntilStopped(id, TimeSpan.FromSeconds(10)), context.RequestAborted);
-        await JsonResponse.WriteAsync(context, FineTuningJson.Job(service.Database.GetJob(id)!));
+        await JsonResponse.WriteAsync(context, FineTuningJson.Job(service.Store.GetJob(id)!));
     }
 
     public async Task PauseAsync(HttpContext context, string id)
@@ -75,7 +77,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
             throw new ApiException(400, $"the job is {job.Status} and cannot be paused", param: "id", code: "invalid_job_state");
         service.Pause(id);
         await Task.Run(() => service.WaitUntilStopped(id, TimeSpan.FromSeconds(10)), context.RequestAborted);
-        await JsonResponse.WriteAsync(context, FineTuningJson.Job(service.Database.GetJob(id)!));
+        await JsonResponse.WriteAsync(context, FineTuningJson.Job(service.Store.GetJob(id)!));
     }
 
     public Task ResumeAsync(HttpContext context, string id)
@@ -89,14 +91,14 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
     public Task EventsAsync(HttpContext context, string id)
     {
         Find(context, id);
-        var (items, hasMore) = service.Database.ListEvents(id, context.Request.Query["after"].FirstOrDefault(), Limit(context, 20, 1000));
+        var (items, hasMore) = service.Store.ListEvents(id, context.Request.Query["after"].FirstOrDefault(), Limit(context, 20, 1000));
         return JsonResponse.WriteAsync(context, FineTuningJson.List(items, hasMore, FineTuningJson.Event, e => e.Id));
     }
 
     public Task CheckpointsAsync(HttpContext context, string id)
     {
         Find(context, id);
-        var (items, hasMore) = service.Database.ListCheckpoints(id, context.Request.Query["after"].FirstOrDefault(), Limit(context, 10, 100));
+        var (items, hasMore) = service.Store.ListCheckpoints(id, context.Request.Query["after"].FirstOrDefault(), Limit(context, 10, 100));
         return JsonResponse.WriteAsync(context, FineTuningJson.List(items, hasMore, FineTuningJson.Checkpoint, c => c.Id));
     }
 
@@ -111,7 +113,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
 
     private JobRecord Find(HttpContext context, string id)
     {
-        var job = service.Database.GetJob(id);
+        var job = service.Store.GetJob(id);
         if (job is null || !service.Visible(job.Owner, FineTuningService.OwnerOf(context.Request.Headers.Authorization)))
             throw new ApiException(404, $"No fine-tuning job found with id '{id}'", param: "id", code: "fine_tuning_job_not_found");
         return job;

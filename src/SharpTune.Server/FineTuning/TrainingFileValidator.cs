@@ -1,6 +1,8 @@
 using SharpTune.Data;
 using SharpTune.Data.Readers;
 
+using SharpTune.Jobs;
+
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>What a valid training file holds.</summary>

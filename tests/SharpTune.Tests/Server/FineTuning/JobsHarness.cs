@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using OpenAI;
 using SharpTune.Generation;
+using SharpTune.Jobs;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Server;

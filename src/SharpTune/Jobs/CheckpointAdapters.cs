@@ -7,7 +7,7 @@ using SharpTune.Tokenization;
 using SharpTune.Training;
 using static TorchSharp.torch;
 
-namespace SharpTune.Server.FineTuning;
+namespace SharpTune.Jobs;
 
 /// <summary>
 /// Turns a trainer checkpoint (RUN/checkpoints/step-N/trainable.safetensors, named by module path) into a loadable PEFT

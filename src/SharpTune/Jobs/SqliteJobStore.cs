@@ -2,34 +2,70 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Data.Sqlite;
 
-namespace SharpTune.Server.FineTuning;
+namespace SharpTune.Jobs;
 
 /// <summary>
-/// Files, jobs, events and checkpoints of the fine-tuning API in one SQLite database, so a restart loses nothing.
+/// Files, jobs, events and checkpoints of the fine-tuning API in one SQLite database, so a restart loses nothing: the
+/// embedded store of one machine, whose single runner lives in the server's process (so holds need no leases: the next
+/// claim after a restart takes up a job left running).
 /// One connection serialised by a lock: the API's writes are few and small, and it keeps the ordering of events simple.
 /// With write-ahead logging, a committed write survives the process being killed (synchronous=NORMAL risks only the
 /// last transactions on a power loss, and costs no fsync per event). Lists are newest first with an <c>after</c> cursor (an id) as OpenAI paginates.
 /// </summary>
-internal sealed class JobDatabase : IDisposable
+public sealed class SqliteJobStore : IJobStore
 {
     private readonly SqliteConnection connection;
-    private readonly Lock gate = new();
+    private readonly Lock gate = new();   // re-entrant: UpdateJob reads under the same lock
 
-    /// <summary>Opens (creating when missing) the database at <paramref name="path"/>.</summary>
-    public JobDatabase(string path)
+    /// <summary>Schema changes in order; the database's <c>user_version</c> is the number applied. Never edit one: add another.</summary>
+    private static readonly string[] Migrations =
+    [
+        // 1: the first schema (databases from before versioning already have it, hence IF NOT EXISTS).
+        """
+        CREATE TABLE IF NOT EXISTS files (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT, json TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT, json TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL, json TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL, step INTEGER NOT NULL, json TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
+        CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job_id, seq);
+        """,
+    ];
+
+    /// <summary>Opens (creating when missing) the database at <paramref name="path"/> and brings its schema up to date.</summary>
+    public SqliteJobStore(string path)
     {
         connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
         connection.Open();
-        Execute("""
-            PRAGMA journal_mode = WAL;
-            PRAGMA synchronous = NORMAL;
-            CREATE TABLE IF NOT EXISTS files (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT, json TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, owner TEXT, json TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL, json TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL, step INTEGER NOT NULL, json TEXT NOT NULL);
-            CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
-            CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints (job_id, seq);
-            """);
+        Execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+        Migrate();
+    }
+
+    /// <summary>The schema version of this database (the number of migrations applied).</summary>
+    public int SchemaVersion
+    {
+        get
+        {
+            lock (gate)
+            {
+                using var command = Command("PRAGMA user_version");
+                return Convert.ToInt32(command.ExecuteScalar());
+            }
+        }
+    }
+
+    private void Migrate()
+    {
+        var version = SchemaVersion;
+        if (version > Migrations.Length)
+            throw new InvalidDataException($"the jobs database has schema version {version}, newer than this SharpTune's {Migrations.Length}; upgrade SharpTune");
+        for (var v = version; v < Migrations.Length; v++)
+        {
+            using var transaction = connection.BeginTransaction();
+            using var command = Command(Migrations[v] + $"; PRAGMA user_version = {v + 1};");
+            command.Transaction = transaction;
+            command.ExecuteNonQuery();
+            transaction.Commit();
+        }
     }
 
     public void AddFile(StoredFile file) => Upsert("files", file.Id, file.Owner, file);
@@ -38,7 +74,36 @@ internal sealed class JobDatabase : IDisposable
     public (IReadOnlyList<StoredFile> Items, bool HasMore) ListFiles(string? owner, bool scoped, string? after, int limit) =>
         List<StoredFile>("files", null, owner, scoped, after, limit);
 
-    public void SaveJob(JobRecord job) => Upsert("jobs", job.Id, job.Owner, job);
+    public int AddJobIfRoom(JobRecord job, int maxWaiting)
+    {
+        lock (gate)
+        {
+            var waiting = AllJobsOldestFirst().Count(j => JobStores.IsWaiting(j.Status));
+            if (waiting < maxWaiting) Upsert("jobs", job.Id, job.Owner, job);
+            return waiting;
+        }
+    }
+
+    public JobRecord? UpdateJob(string id, Func<JobRecord, bool, JobRecord> change)
+    {
+        lock (gate)
+        {
+            var job = GetJob(id);
+            if (job is null) return null;
+            var updated = change(job, false);
+            if (!ReferenceEquals(updated, job)) Upsert("jobs", updated.Id, updated.Owner, updated);
+            return updated;
+        }
+    }
+
+    /// <summary>The oldest job needing a worker; there is one runner per database, so no hold is recorded.</summary>
+    public JobRecord? ClaimNext(string worker, TimeSpan lease) =>
+        AllJobsOldestFirst().FirstOrDefault(j => JobStores.IsRunnable(j.Status));
+
+    public JobRecord? Heartbeat(string jobId, string worker, TimeSpan lease) => GetJob(jobId);
+
+    public void Release(string jobId, string worker) { }
+
     public JobRecord? GetJob(string id) => Get<JobRecord>("jobs", id);
     public (IReadOnlyList<JobRecord> Items, bool HasMore) ListJobs(string? owner, bool scoped, string? after, int limit) =>
         List<JobRecord>("jobs", null, owner, scoped, after, limit);

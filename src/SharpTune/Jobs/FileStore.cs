@@ -1,22 +1,26 @@
 using System.Text.RegularExpressions;
 
-namespace SharpTune.Server.FineTuning;
+namespace SharpTune.Jobs;
 
 /// <summary>
 /// The bytes of uploaded and result files, one file per id in one folder. Paths come only from ids this server
 /// generated (checked against their exact shape), never from a client's file name, so no upload can name a path.
 /// </summary>
-internal sealed partial class FileStore
+public sealed partial class FileStore
 {
     public const string ResultsPurpose = "fine-tune-results";
 
     private readonly string directory;
 
-    public FileStore(string directory)
+    /// <param name="removeUnfinishedUploads">
+    /// True for the process that receives uploads (the server): uploads cut short by a crash leave temporaries behind,
+    /// never recorded, so they go. A worker sharing the folder passes false, or it would delete uploads in progress.
+    /// </param>
+    public FileStore(string directory, bool removeUnfinishedUploads)
     {
         this.directory = directory;
         Directory.CreateDirectory(directory);
-        // Uploads cut short by a crash leave temporaries behind; they were never recorded, so they go.
+        if (!removeUnfinishedUploads) return;
         foreach (var temp in Directory.EnumerateFiles(directory, "*.upload")) File.Delete(temp);
     }
 

@@ -1,9 +1,10 @@
+using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 
-namespace SharpTune.Server.FineTuning;
+namespace SharpTune.Jobs;
 
 /// <summary>An uploaded (or result) file: metadata only; the bytes live in the file store under <see cref="Id"/>.</summary>
-internal sealed record StoredFile(
+public sealed record StoredFile(
     string Id,
     string? Owner,
     long CreatedAt,
@@ -14,13 +15,13 @@ internal sealed record StoredFile(
     int Examples);
 
 /// <summary>Hyperparameters after "auto" was resolved; <see cref="Beta"/> only for DPO.</summary>
-internal sealed record ResolvedHyperparameters(int NEpochs, int BatchSize, double LearningRateMultiplier, double? Beta, int MaxSteps);
+public sealed record ResolvedHyperparameters(int NEpochs, int BatchSize, double LearningRateMultiplier, double? Beta, int MaxSteps);
 
 /// <summary>An OpenAI-shaped job error.</summary>
-internal sealed record JobError(string Code, string Message, string? Param);
+public sealed record JobError(string Code, string Message, string? Param);
 
 /// <summary>The job statuses of OpenAI's API.</summary>
-internal static class JobStatus
+public static class JobStatus
 {
     public const string ValidatingFiles = "validating_files";
     public const string Queued = "queued";
@@ -35,7 +36,7 @@ internal static class JobStatus
 }
 
 /// <summary>A fine-tuning job as stored (one JSON document per job in the database).</summary>
-internal sealed record JobRecord
+public sealed record JobRecord
 {
     public required string Id { get; init; }
     public string? Owner { get; init; }
@@ -58,6 +59,11 @@ internal sealed record JobRecord
     public long? EstimatedFinish { get; init; }
     /// <summary>True once training has started, so the next run continues from the last checkpoint.</summary>
     public bool Started { get; init; }
+    /// <summary>
+    /// A cancel or pause asked for while a worker trains the job (<see cref="JobStopRequest"/>); the worker holding it
+    /// reads this on its heartbeat, stops after the current step and clears it. Not part of the API's job object.
+    /// </summary>
+    public string? StopRequest { get; init; }
 
     /// <summary>The fine-tuned model's name for a job <paramref name="id"/>: <c>ft:{base}:{suffix}:{id}</c> (no suffix: <c>ft:{base}:{id}</c>).</summary>
     public static string ModelName(string baseModel, string? suffix, string id) =>
@@ -67,8 +73,24 @@ internal sealed record JobRecord
     public string CheckpointModelName(int step) => $"{ModelName(Model, Suffix, Id)}:ckpt-step-{step}";
 }
 
+/// <summary>What a <see cref="JobRecord.StopRequest"/> asks the worker holding a job to do.</summary>
+public static class JobStopRequest
+{
+    public const string Cancel = "cancel";
+    public const string Pause = "pause";
+}
+
 /// <summary>A job event; <see cref="Data"/> holds the metrics of a <c>metrics</c> event.</summary>
-internal sealed record JobEvent(string Id, string JobId, long CreatedAt, string Level, string Message, string Type, JsonObject? Data);
+public sealed record JobEvent(string Id, string JobId, long CreatedAt, string Level, string Message, string Type, JsonObject? Data);
 
 /// <summary>A saved checkpoint, served as <see cref="ModelName"/> from the adapter folder <see cref="Directory"/>.</summary>
-internal sealed record JobCheckpoint(string Id, string JobId, long CreatedAt, int Step, string ModelName, JsonObject Metrics, string Directory);
+public sealed record JobCheckpoint(string Id, string JobId, long CreatedAt, int Step, string ModelName, JsonObject Metrics, string Directory);
+
+/// <summary>Identifiers as OpenAI writes them: a prefix and random hex, never derived from user input.</summary>
+public static class Ids
+{
+    public static string New(string prefix) => $"{prefix}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12))}";
+
+    /// <summary>Seconds since the Unix epoch, the unit of every <c>created_at</c> in the API.</summary>
+    public static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+}

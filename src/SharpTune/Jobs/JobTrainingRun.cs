@@ -1,0 +1,164 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using SharpTune.Tracking;
+using SharpTune.Training;
+
+namespace SharpTune.Jobs;
+
+/// <summary>
+/// Trains one job: its options from the job's hyperparameters and the service's settings, <see cref="FineTuneJob"/>
+/// with progress turned into events, each new checkpoint exported as an adapter (and published when served), then the
+/// results file and the job's final record.
+/// </summary>
+internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, JobTrainingSettings settings, Func<string, string, bool>? publish)
+{
+    public void Run(JobRecord job, bool resume, CancellationToken cancellationToken)
+    {
+        var baseDir = settings.BaseModels[job.Model];
+        var training = store.GetFile(job.TrainingFile)!;
+        var validation = job.ValidationFile is { } v ? store.GetFile(v) : null;
+        var h = job.Hyperparameters;
+        var stepsPerEpoch = Math.Max(1, (int)Math.Ceiling((double)training.Examples / h.BatchSize));
+        var every = settings.CheckpointEvery > 0 ? settings.CheckpointEvery : stepsPerEpoch;
+        var runDir = artifacts.RunDirectory(job.Id);
+        var options = new TrainingOptions
+        {
+            Model = baseDir,
+            Data = artifacts.Files.PathOf(training),
+            Validation = validation is null ? null : artifacts.Files.PathOf(validation),
+            ValidationFraction = 0,
+            Output = runDir,
+            Method = settings.Method,
+            LoraR = settings.LoraRank,
+            LoraAlpha = 2 * settings.LoraRank,
+            LearningRate = JobTrainingSettings.BaseLearningRate(settings.Method) * h.LearningRateMultiplier,
+            MicroBatchSize = h.BatchSize,
+            Epochs = h.NEpochs,
+            MaxSteps = h.MaxSteps,
+            MaxSeqLength = settings.MaxSeqLength,
+            Dtype = settings.Dtype,
+            // Train with the template the server renders chats with, so train and serve agree.
+            ChatTemplate = job.Model == settings.ServedModelName ? settings.ServedChatTemplate : null,
+            Seed = job.Seed,
+            Objective = job.MethodType == "dpo" ? "dpo" : "sft",
+            Beta = h.Beta ?? 0.1,
+            EvalEvery = every,
+            SaveEvery = every,
+            KeepCheckpoints = 2,
+            LogEvery = 1,
+        };
+        var adapterConfig = CheckpointAdapters.AdapterConfig(options, baseDir);
+        var chatTemplate = adapterConfig is null ? null : CheckpointAdapters.ChatTemplateSource(options, baseDir);
+        var serve = publish is not null && job.Model == settings.ServedModelName && adapterConfig is not null;
+        // A checkpoint's weights are named by module path; only LoRA's PEFT keys are that path with PEFT's prefix, so
+        // only LoRA/DoRA checkpoints become adapters (other methods still checkpoint for resuming).
+        if (adapterConfig?["peft_type"]?.GetValue<string>() != "LORA") adapterConfig = null;
+        var exported = store.AllCheckpoints(job.Id).Select(c => c.Step).ToHashSet();
+        var metricsPath = Path.Combine(runDir, "metrics.jsonl");
+        // Without a complete checkpoint there is nothing to resume from: start over (the trainer then clears old metrics).
+        if (resume && !CheckpointAdapters.Complete(runDir).Any()) resume = false;
+
+        void ExportNewCheckpoints()
+        {
+            if (adapterConfig is null) return;
+            foreach (var (step, dir) in CheckpointAdapters.Complete(runDir))
+            {
+                if (!exported.Add(step)) continue;
+                var target = artifacts.CheckpointDirectory(job.Id, step);
+                CheckpointAdapters.Export(dir, target, adapterConfig, chatTemplate);
+                var checkpoint = new JobCheckpoint(Ids.New("ftckpt"), job.Id, Ids.Now(), step, job.CheckpointModelName(step),
+                    CheckpointMetrics(step, metricsPath), target);
+                if (serve) publish!(checkpoint.ModelName, target);
+                store.AddCheckpoint(checkpoint);
+                store.AddEvent(job.Id, $"Checkpoint created at step {step}");
+            }
+        }
+
+        var progress = new SynchronousProgress<TrainingProgress>(p =>
+        {
+            if (p.Message is { } message) store.AddEvent(job.Id, message);
+            else
+            {
+                store.AddEvent(job.Id, $"Step {p.Step}/{p.TotalSteps}: training loss={p.Loss:0.####}" +
+                    (p.ValidationLoss is { } vl ? $", validation loss={vl:0.####}" : ""), "metrics", MetricsData(p));
+            }
+            ExportNewCheckpoints();
+        });
+        var result = FineTuneJob.Run(options, resume, progress, line => store.AddEvent(job.Id, line), cancellationToken);
+        ExportNewCheckpoints();
+
+        var results = WriteResultsFile(job, metricsPath);
+        var steps = result.Training.StepsCompleted;
+        var trained = result.TrainData.Kept == 0 ? 0 : (long)Math.Round((double)result.TrainData.Tokens / result.TrainData.Kept * steps * h.BatchSize);
+        var name = RecordModelName(job);
+        if (serve && !publish!(name, result.FinalDirectory))
+            throw new InvalidDataException($"the trained adapter could not be served as '{name}'");
+        store.UpdateJob(job.Id, j => j with
+        {
+            Status = JobStatus.Succeeded,
+            FinishedAt = Ids.Now(),
+            FineTunedModel = name,
+            TrainedTokens = trained,
+            ResultFiles = [results.Id],
+        });
+        store.AddEvent(job.Id, $"New fine-tuned model created: {name}");
+        store.AddEvent(job.Id, "The job has successfully completed");
+    }
+
+    private static string RecordModelName(JobRecord job) => JobRecord.ModelName(job.Model, job.Suffix, job.Id);
+
+    private static JsonObject MetricsData(TrainingProgress p) => new()
+    {
+        ["step"] = p.Step,
+        ["total_steps"] = p.TotalSteps,
+        ["train_loss"] = p.Loss,
+        ["train_mean_token_accuracy"] = p.TokenAccuracy,
+        ["valid_loss"] = p.ValidationLoss,
+        ["valid_mean_token_accuracy"] = p.ValidationAccuracy,
+    };
+
+    /// <summary>A checkpoint's metrics from the run's metrics.jsonl (written before the checkpoint, and kept across restarts).</summary>
+    private static JsonObject CheckpointMetrics(int step, string metricsPath)
+    {
+        var r = File.Exists(metricsPath) ? MetricsLog.ReadAll(metricsPath).LastOrDefault(m => m["step"]?.GetValue<int>() == step) : null;
+        return new JsonObject
+        {
+            ["step"] = step,
+            ["train_loss"] = r?["loss"]?.DeepClone(),
+            ["train_mean_token_accuracy"] = r is null ? null : Accuracy(r)?.DeepClone(),
+            ["valid_loss"] = r?["val_loss"]?.DeepClone(),
+            ["valid_mean_token_accuracy"] = r is null ? null : Accuracy(r, "val_")?.DeepClone(),
+            ["full_valid_loss"] = r?["val_loss"]?.DeepClone(),
+            ["full_valid_mean_token_accuracy"] = r is null ? null : Accuracy(r, "val_")?.DeepClone(),
+        };
+    }
+
+    /// <summary>The results CSV (one row per step from the run's metrics.jsonl), stored as a file of the job's owner.</summary>
+    private StoredFile WriteResultsFile(JobRecord job, string metricsPath)
+    {
+        var csv = new StringBuilder("step,train_loss,train_mean_token_accuracy,valid_loss,valid_mean_token_accuracy\n");
+        foreach (var r in MetricsLog.ReadAll(metricsPath))
+            csv.Append(string.Join(',', r["step"]!.GetValue<int>().ToString(CultureInfo.InvariantCulture),
+                Cell(r["loss"]), Cell(Accuracy(r)), Cell(r["val_loss"]), Cell(Accuracy(r, "val_")))).Append('\n');
+        var bytes = Encoding.UTF8.GetBytes(csv.ToString());
+        var file = new StoredFile(Ids.New("file"), job.Owner, Ids.Now(), bytes.Length, "step_metrics.csv",
+            FileStore.ResultsPurpose, null, 0);
+        File.WriteAllBytes(artifacts.Files.PathOf(file), bytes);
+        store.AddFile(file);
+        return file;
+    }
+
+    /// <summary>The objective's accuracy in a metrics record: token accuracy (causal LM) or reward accuracy (DPO).</summary>
+    private static JsonNode? Accuracy(JsonObject record, string prefix = "") =>
+        record[prefix + "token_accuracy"] ?? record[prefix + "rewards/accuracies"];
+
+    private static string Cell(JsonNode? value) =>
+        value is JsonValue v && v.TryGetValue<double>(out var d) ? d.ToString("R", CultureInfo.InvariantCulture) : "";
+
+    /// <summary>Reports on the training thread itself: <see cref="Progress{T}"/> would post to the thread pool and reorder events.</summary>
+    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}

@@ -1,0 +1,36 @@
+namespace SharpTune.Jobs;
+
+/// <summary>
+/// How a runner trains jobs: the base models jobs may name and the method settings. The server and every worker of one
+/// service use the same values, so a job trains the same wherever it runs.
+/// </summary>
+public sealed record JobTrainingSettings
+{
+    /// <summary>Base models jobs may name, with their folders.</summary>
+    public required IReadOnlyDictionary<string, string> BaseModels { get; init; }
+
+    /// <summary>The model the server serves (jobs on it train with <see cref="ServedChatTemplate"/>); null: none.</summary>
+    public string? ServedModelName { get; init; }
+
+    /// <summary>The built-in chat template the server renders chats with (null: the tokenizer's).</summary>
+    public string? ServedChatTemplate { get; init; }
+
+    /// <summary>lora (default), dora or full.</summary>
+    public string Method { get; init; } = "lora";
+
+    /// <summary>LoRA rank; alpha is twice the rank.</summary>
+    public int LoraRank { get; init; } = 8;
+
+    /// <summary>Optimizer steps between checkpoints (and validation passes); 0 = once per epoch.</summary>
+    public int CheckpointEvery { get; init; }
+
+    /// <summary>Longest training sequence in tokens.</summary>
+    public int MaxSeqLength { get; init; } = 512;
+
+    /// <summary>Compute dtype of the frozen weights (f32 or bf16).</summary>
+    public string Dtype { get; init; } = "f32";
+
+    /// <summary>The base learning rate a multiplier of 1 stands for: 2e-4 for LoRA/DoRA, 2e-5 for full fine-tuning.</summary>
+    public static double BaseLearningRate(string method) =>
+        string.Equals(method, "full", StringComparison.OrdinalIgnoreCase) ? 2e-5 : 2e-4;
+}
