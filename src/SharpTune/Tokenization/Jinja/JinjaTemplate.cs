@@ -2,7 +2,7 @@ namespace SharpTune.Tokenization.Jinja;
 
 /// <summary>
 /// A compiled template in the Jinja subset Hugging Face chat templates use. Written here because no served .NET package
-/// renders Jinja: Fluid (pinned) is Liquid, which has no '+' on strings, no elif, no loop.first, no not/and-or
+/// renders Jinja: Fluid is Liquid, which has no '+' on strings, no elif, no loop.first, no not/and-or
 /// expressions, no raise_exception or namespace(), so real chat templates do not parse there.
 /// Rendering follows transformers' settings: trim_blocks and lstrip_blocks on.
 /// </summary>
