@@ -50,7 +50,7 @@ public static class TestExactMatch
     {
         CompletionExample c => (c.Prompt, null, c.Completion),
         ChatExample chat when chat.Messages.Count > 1 && chat.Messages[^1].Role == "assistant" =>
-            ("", chat.Messages.SkipLast(1).Select(m => new ChatMessage(m.Role, m.Content)).ToArray(), chat.Messages[^1].Content),
+            ("", chat.Messages.SkipLast(1).Select(m => m.Message).ToArray(), chat.Messages[^1].Content),
         _ => null,
     };
 }

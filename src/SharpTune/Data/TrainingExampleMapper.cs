@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using SharpTune.Tokenization;
 
 namespace SharpTune.Data;
 
@@ -13,7 +14,7 @@ public static class TrainingExampleMapper
     public static TrainingExample Map(DataRow row, DatasetFormat format) => format switch
     {
         DatasetFormat.Completion => new CompletionExample(Text(row, "prompt"), Text(row, "completion")),
-        DatasetFormat.Chat => new ChatExample(Messages(row, row.Fields["messages"], "messages")),
+        DatasetFormat.Chat => Chat(row),
         DatasetFormat.Instruction => new InstructionExample(Text(row, "instruction"), OptionalText(row, "input"), Text(row, "output")),
         DatasetFormat.Text => new TextExample(Text(row, "text")),
         DatasetFormat.Classification => new ClassificationExample(Text(row, "text"), Label(row)),
@@ -49,36 +50,47 @@ public static class TrainingExampleMapper
         var node => Messages(row, node, field),
     };
 
+    /// <summary>A conversation with its optional per-example <c>tools</c> (or OpenAI's legacy <c>functions</c>).</summary>
+    private static ChatExample Chat(DataRow row)
+    {
+        var messages = Messages(row, row.Fields["messages"], "messages");
+        try
+        {
+            var tools = ChatJson.ReadTools(JsonCell(row, row.Fields["tools"], "tools"), "tools",
+                JsonCell(row, row.Fields["functions"], "functions"), "functions");
+            return new ChatExample(messages) { Tools = tools };
+        }
+        catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
+    }
+
     private static IReadOnlyList<ChatTurn> Messages(DataRow row, JsonNode? node, string field)
     {
-        // CSV cells hold JSON as text; accept a string that parses to the expected array.
-        if (node is JsonValue text && text.GetValueKind() == JsonValueKind.String)
+        IReadOnlyList<ChatMessage> messages;
+        try { messages = ChatJson.ReadMessages(JsonCell(row, node, field), field); }
+        catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
+        var array = (JsonArray)JsonCell(row, node, field)!;
+        var turns = new List<ChatTurn>(messages.Count);
+        for (int i = 0; i < messages.Count; i++)
         {
-            try { node = JsonNode.Parse(text.GetValue<string>()); }
-            catch (JsonException) { throw Error(row, field, "wrong_type", "expected an array of messages, found a string that is not JSON"); }
-        }
-        if (node is not JsonArray array)
-            throw Error(row, field, node is null ? "missing_field" : "wrong_type", $"expected an array of messages, found {Kind(node)}");
-        if (array.Count == 0) throw Error(row, field, "empty_field", "expected at least one message, found an empty array");
-        var turns = new List<ChatTurn>(array.Count);
-        for (int i = 0; i < array.Count; i++)
-        {
-            var path = $"{field}[{i}]";
-            if (array[i] is not JsonObject message) throw Error(row, path, "wrong_type", $"expected a message object, found {Kind(array[i])}");
-            var role = StringAt(row, message, "role", path);
-            if (role.Length == 0) throw Error(row, path + ".role", "empty_field", "expected a role (system, user, assistant or tool)");
-            var content = StringAt(row, message, "content", path);
             int? weight = null;
-            if (message["weight"] is JsonNode w)
+            if (array[i]!["weight"] is JsonNode w)
             {
                 if (w is not JsonValue wv || !wv.TryGetValue<int>(out var weightValue) && !TryIntegralDouble(wv, out weightValue)
                     || weightValue is not (0 or 1))
-                    throw Error(row, path + ".weight", "wrong_type", $"expected 0 or 1, found {w.ToJsonString()}");
+                    throw Error(row, $"{field}[{i}].weight", "wrong_type", $"expected 0 or 1, found {w.ToJsonString()}");
                 weight = weightValue;
             }
-            turns.Add(new ChatTurn(role, content, weight));
+            turns.Add(new ChatTurn(messages[i], weight));
         }
         return turns;
+    }
+
+    /// <summary>CSV cells hold JSON as text; a string that parses as JSON stands for the value it holds.</summary>
+    private static JsonNode? JsonCell(DataRow row, JsonNode? node, string field)
+    {
+        if (node is not JsonValue text || text.GetValueKind() != JsonValueKind.String) return node;
+        try { return JsonNode.Parse(text.GetValue<string>()); }
+        catch (JsonException) { throw Error(row, field, "wrong_type", "expected JSON (an array), found a string that is not JSON"); }
     }
 
     private static bool TryIntegralDouble(JsonValue value, out int result)
@@ -88,13 +100,6 @@ public static class TrainingExampleMapper
         result = (int)d;
         return true;
     }
-
-    private static string StringAt(DataRow row, JsonObject obj, string key, string path) => obj[key] switch
-    {
-        JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
-        null => throw Error(row, $"{path}.{key}", "missing_field", "expected a string, found nothing"),
-        var other => throw Error(row, $"{path}.{key}", "wrong_type", $"expected a string, found {Kind(other)}"),
-    };
 
     private static string Text(DataRow row, string field) => row.Fields[field] switch
     {

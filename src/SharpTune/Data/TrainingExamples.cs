@@ -1,3 +1,5 @@
+using SharpTune.Tokenization;
+
 namespace SharpTune.Data;
 
 /// <summary>
@@ -16,11 +18,27 @@ public abstract record TrainingExample
     public virtual string? Label => null;
 }
 
-/// <summary>One chat turn. <paramref name="Weight"/> (assistant turns only) is OpenAI's 0|1 flag: 0 = not trained on.</summary>
-public sealed record ChatTurn(string Role, string Content, int? Weight = null)
+/// <summary>
+/// One chat turn: the message (with its tool calls, tool-call id, reasoning, content parts) and OpenAI's 0|1
+/// <paramref name="Weight"/> flag (assistant turns only): 0 = not trained on.
+/// </summary>
+public sealed record ChatTurn(ChatMessage Message, int? Weight = null)
 {
+    /// <summary>A plain text turn.</summary>
+    public ChatTurn(string Role, string Content, int? Weight = null) : this(new ChatMessage(Role, Content), Weight) { }
+
+    public string Role => Message.Role;
+
+    /// <summary>The message's text ("" for an assistant message that only calls tools).</summary>
+    public string Content => Message.Content;
+
     /// <summary>Whether the trainer should compute loss on this turn: assistant turns whose weight is not 0.</summary>
     public bool IsTrained => Role == "assistant" && Weight != 0;
+
+    /// <summary>Everything the turn says, for curation: reasoning, content, and each tool call as name(arguments).</summary>
+    public string AllText => string.Join("\n", new[] { Message.ReasoningContent, Content }
+        .Concat(Message.ToolCalls.Select(c => $"{c.Name}({c.ArgumentsJson})"))
+        .Where(t => !string.IsNullOrEmpty(t)));
 }
 
 /// <summary>A prompt and the completion the model should learn to produce after it.</summary>
@@ -30,11 +48,21 @@ public sealed record CompletionExample(string Prompt, string Completion) : Train
     public override string TrainingText => Prompt + "\n" + Completion;
 }
 
-/// <summary>A conversation; loss goes on the assistant turns that <see cref="ChatTurn.IsTrained"/>.</summary>
+/// <summary>
+/// A conversation; loss goes on the assistant turns that <see cref="ChatTurn.IsTrained"/> (their content, reasoning and
+/// tool calls as the template renders them). <see cref="Tools"/> is the example's own <c>tools</c> list, which the chat
+/// template renders (usually into the system turn).
+/// </summary>
 public sealed record ChatExample(IReadOnlyList<ChatTurn> Messages) : TrainingExample
 {
     public override DatasetFormat Format => DatasetFormat.Chat;
-    public override string TrainingText => string.Join("\n", Messages.Select(m => m.Content));
+    public override string TrainingText => string.Join("\n", Messages.Select(m => m.AllText));
+
+    /// <summary>The functions this example's model may call; null when the example gives none.</summary>
+    public IReadOnlyList<ChatTool>? Tools { get; init; }
+
+    /// <summary>The messages as the chat template receives them.</summary>
+    public IReadOnlyList<ChatMessage> ChatMessages => Messages.Select(m => m.Message).ToArray();
 }
 
 /// <summary>An Alpaca-style instruction with optional input and the expected output.</summary>

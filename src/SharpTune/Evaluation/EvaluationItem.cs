@@ -39,7 +39,7 @@ public sealed record EvaluationItem(TrainingExample Example, string Input, IRead
         var last = chat.Messages.Count - 1;
         while (last >= 0 && chat.Messages[last].Role != "assistant") last--;
         if (last < 0) throw new InvalidDataException("a chat example has no assistant turn to evaluate against");
-        var history = chat.Messages.Take(last).Select(m => new ChatMessage(m.Role, m.Content)).ToArray();
+        var history = chat.Messages.Take(last).Select(m => m.Message).ToArray();
         var input = string.Join("\n", chat.Messages.Take(last).Where(m => m.Role != "system").Select(m => m.Content));
         if (template is null)
             throw new InvalidOperationException("chat data needs a chat template: the model's tokenizer has none and no adapter stored one");

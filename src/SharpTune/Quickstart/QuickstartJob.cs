@@ -98,7 +98,7 @@ public static class QuickstartJob
             }
         }
         var prompts = examples.Select(e => (IReadOnlyList<int>)tokenizer.Encode(template.Render(
-            e.Messages.SkipLast(1).Select(m => new ChatMessage(m.Role, m.Content)).ToArray(), addGenerationPrompt: true))).ToArray();
+            e.Messages.SkipLast(1).Select(m => m.Message).ToArray(), addGenerationPrompt: true))).ToArray();
         var generator = loaded.CreateTextGenerator();
         var correct = 0;
         foreach (var chunk in prompts.Select((p, i) => (p, i)).Chunk(16))

@@ -11,6 +11,7 @@ public sealed class ChatTemplate
     private static string Suggestion => $"pass --chat-template {string.Join('|', BuiltInChatTemplates.All.Keys)} to use a built-in format";
 
     private readonly JinjaTemplate _template;
+    private readonly bool _contentParts;
 
     private ChatTemplate(string name, string source, string? bosToken, string? eosToken)
     {
@@ -18,6 +19,7 @@ public sealed class ChatTemplate
         Source = source;
         BosToken = bosToken;
         EosToken = eosToken;
+        _contentParts = ChatTemplateValues.IteratesContentParts(source);
         try { _template = JinjaTemplate.Parse(source); }
         catch (JinjaException e) { throw new ChatTemplateException($"chat template '{name}' cannot be read: {e.Message}; {Suggestion}", e); }
     }
@@ -47,43 +49,84 @@ public sealed class ChatTemplate
     /// <summary>Any Jinja template source (e.g. one stored with an adapter).</summary>
     public static ChatTemplate FromSource(string source, string? bosToken, string? eosToken) => new("custom", source, bosToken, eosToken);
 
-    /// <summary>Renders the conversation; with <paramref name="addGenerationPrompt"/> the text ends where the assistant's reply begins.</summary>
+    /// <summary>
+    /// Renders the conversation as transformers' <c>apply_chat_template(messages, tools=tools,
+    /// add_generation_prompt=…, tokenize=False)</c> does: the template sees <c>messages</c>, <c>tools</c> (none when
+    /// there are none), <c>documents</c> (none), <c>add_generation_prompt</c>, the special tokens (<c>bos_token</c>,
+    /// <c>eos_token</c> where the tokenizer has them) and <paramref name="templateArguments"/> (e.g. Qwen3's
+    /// <c>enable_thinking</c>), which override the special tokens as transformers' kwargs do. With
+    /// <paramref name="addGenerationPrompt"/> the text ends where the assistant's reply begins.
+    /// </summary>
     /// <exception cref="ChatTemplateException">The template failed or rejected the conversation (its message is included).</exception>
-    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
-    {
-        var variables = new Dictionary<string, object?>
-        {
-            ["messages"] = messages.Select(m => new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content }).ToList(),
-            ["add_generation_prompt"] = addGenerationPrompt,
-            ["bos_token"] = BosToken ?? "",
-            ["eos_token"] = EosToken ?? "",
-        };
-        try { return _template.Render(variables); }
-        catch (JinjaRaisedException e) { throw new ChatTemplateException($"chat template '{Name}' rejected the conversation: {e.Message}", e); }
-        catch (JinjaException e) { throw new ChatTemplateException($"chat template '{Name}' failed: {e.Message}; {Suggestion}", e); }
-    }
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<ChatTool>? tools = null,
+        IReadOnlyDictionary<string, object?>? templateArguments = null) =>
+        Guard(() => _template.Render(Variables(ChatTemplateValues.Messages(messages, _contentParts), addGenerationPrompt, tools, templateArguments)));
 
     /// <summary>
-    /// Renders the whole conversation and locates each assistant message: its span runs from the end of the rendering of
-    /// the preceding messages with the generation prompt to the end of the rendering that includes the message, so it
-    /// covers the content and whatever the template writes after it for that turn (the end-of-turn token).
+    /// Renders the whole conversation and locates each assistant turn in that rendering, as the model will see it in
+    /// training: a turn's span covers what the template wrote for that message (its reasoning where the template keeps
+    /// it, content, tool calls and end-of-turn marker), less the header the generation prompt supplies at inference.
+    /// Turns are found in the full rendering itself (by which message the template was iterating while it wrote each
+    /// stretch), so templates that render earlier turns differently once later ones exist — Qwen3 drops the reasoning of
+    /// earlier turns — are located exactly.
     /// </summary>
-    /// <exception cref="ChatTemplateException">The template renders earlier turns differently once later ones exist.</exception>
-    public RenderedChat RenderWithAssistantSpans(IReadOnlyList<ChatMessage> messages)
+    /// <exception cref="ChatTemplateException">The template failed, or an assistant turn could not be found in the rendering.</exception>
+    public RenderedChat RenderWithAssistantSpans(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ChatTool>? tools = null,
+        IReadOnlyDictionary<string, object?>? templateArguments = null)
     {
-        var full = Render(messages, addGenerationPrompt: false);
+        var values = ChatTemplateValues.Messages(messages, _contentParts);
+        var (full, ranges) = Guard(() => _template.RenderTracked(Variables(values, false, tools, templateArguments), values!));
         var spans = new List<AssistantSpan>();
         for (int i = 0; i < messages.Count; i++)
         {
             if (messages[i].Role != "assistant") continue;
-            var before = Render(messages.Take(i).ToList(), addGenerationPrompt: true);
-            var through = Render(messages.Take(i + 1).ToList(), addGenerationPrompt: false);
-            if (!through.StartsWith(before, StringComparison.Ordinal) || !full.StartsWith(through, StringComparison.Ordinal))
+            var owned = ranges.Where(r => r.Item == i).ToList();
+            var prompt = PromptBefore(messages, i, tools, templateArguments);
+            if (owned.Count > 0)
+            {
+                int start = owned[0].Start, end = owned[^1].End;
+                spans.Add(new AssistantSpan(i, start + AssistantSpanText.HeaderOverlap(prompt, full.AsSpan(start, end - start)), end));
+                continue;
+            }
+            // The template wrote this turn outside any loop over the messages: fall back to rendering the prefix.
+            var through = Render(messages.Take(i + 1).ToList(), addGenerationPrompt: false, tools, templateArguments);
+            if (prompt.Length == 0 || !through.StartsWith(prompt, StringComparison.Ordinal) || !full.StartsWith(through, StringComparison.Ordinal))
                 throw new ChatTemplateException(
-                    $"chat template '{Name}' renders earlier turns differently when later ones follow (at message {i}), so assistant " +
-                    $"replies cannot be located for loss masking; {Suggestion}");
-            spans.Add(new AssistantSpan(i, before.Length, through.Length));
+                    $"chat template '{Name}' does not write assistant message {i} inside its loop over the messages and renders earlier " +
+                    $"turns differently when later ones follow, so the reply cannot be located for loss masking; {Suggestion}");
+            spans.Add(new AssistantSpan(i, prompt.Length, through.Length));
         }
         return new RenderedChat(full, spans);
+    }
+
+    /// <summary>The conversation before message <paramref name="index"/> with the generation prompt; "" when the template
+    /// refuses that prefix (e.g. one that must start with a user turn).</summary>
+    private string PromptBefore(IReadOnlyList<ChatMessage> messages, int index, IReadOnlyList<ChatTool>? tools,
+        IReadOnlyDictionary<string, object?>? templateArguments)
+    {
+        try { return Render(messages.Take(index).ToList(), addGenerationPrompt: true, tools, templateArguments); }
+        catch (ChatTemplateException) { return ""; }
+    }
+
+    private Dictionary<string, object?> Variables(List<object?> messages, bool addGenerationPrompt, IReadOnlyList<ChatTool>? tools,
+        IReadOnlyDictionary<string, object?>? templateArguments)
+    {
+        var variables = new Dictionary<string, object?>();
+        if (BosToken is not null) variables["bos_token"] = BosToken;
+        if (EosToken is not null) variables["eos_token"] = EosToken;
+        if (templateArguments is not null)
+            foreach (var (key, value) in templateArguments) variables[key] = value;
+        variables["messages"] = messages;
+        variables["tools"] = ChatTemplateValues.Tools(tools);
+        variables["documents"] = null;
+        variables["add_generation_prompt"] = addGenerationPrompt;
+        return variables;
+    }
+
+    private T Guard<T>(Func<T> render)
+    {
+        try { return render(); }
+        catch (JinjaRaisedException e) { throw new ChatTemplateException($"chat template '{Name}' rejected the conversation: {e.Message}", e); }
+        catch (JinjaException e) { throw new ChatTemplateException($"chat template '{Name}' failed: {e.Message}; {Suggestion}", e); }
     }
 }

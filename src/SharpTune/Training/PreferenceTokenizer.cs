@@ -48,7 +48,7 @@ public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? cha
                 prompt.RemoveAt(prompt.Count - 1);   // add_eos_token: the EOS belongs after the answer, not the prompt
             return new TokenizedPreferencePair(prompt.ToArray(), PlainAnswer(example.ChosenText), PlainAnswer(example.RejectedText));
         }
-        var promptMessages = example.Prompt.Select(m => new ChatMessage(m.Role, m.Content)).ToArray();
+        var promptMessages = example.Prompt.Select(m => m.Message).ToArray();
         var promptText = chatTemplate.Render(promptMessages, addGenerationPrompt: true);
         return new TokenizedPreferencePair(tokenizer.Encode(promptText, addSpecialTokens: false).ToArray(),
             ChatAnswer(promptMessages, promptText, example.Chosen), ChatAnswer(promptMessages, promptText, example.Rejected));
@@ -77,7 +77,7 @@ public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? cha
 
     private int[] ChatAnswer(IReadOnlyList<ChatMessage> prompt, string promptText, IReadOnlyList<ChatTurn> answer)
     {
-        var full = chatTemplate!.Render([.. prompt, .. answer.Select(m => new ChatMessage(m.Role, m.Content))], addGenerationPrompt: false);
+        var full = chatTemplate!.Render([.. prompt, .. answer.Select(m => m.Message)], addGenerationPrompt: false);
         if (!full.StartsWith(promptText, StringComparison.Ordinal))
             throw new ChatTemplateException(
                 $"chat template '{chatTemplate.Name}' renders the prompt differently once an answer follows, so the answer " +

@@ -64,8 +64,7 @@ public sealed class SftTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
     {
         var template = chatTemplate ?? throw new InvalidOperationException(
             "the tokenizer has no chat template: choose one with chat_template (chatml, llama-3, llama-2, zephyr)");
-        var messages = chat.Messages.Select(m => new ChatMessage(m.Role, m.Content)).ToArray();
-        var rendered = template.RenderWithAssistantSpans(messages);
+        var rendered = template.RenderWithAssistantSpans(chat.ChatMessages, chat.Tools);
         var ids = tokenizer.Encode(rendered.Text, addSpecialTokens: false).ToArray();
         var trainedSpans = rendered.AssistantSpans.Where(s => chat.Messages[s.MessageIndex].IsTrained).ToArray();
         var supervised = new bool[ids.Length];

@@ -28,6 +28,9 @@ public static class TestAssets
     public static string Stories260K => Path.Combine(SharedDir, "models", "stories260K");
     public static string Gpt2Tokenizer => Path.Combine(SharedDir, "tokenizers", "gpt2");
 
+    /// <summary>A real tokenizer folder in ../shared/tokenizers (llama3, qwen3, gemma3: the files those models ship).</summary>
+    public static string Tokenizer(string name) => Path.Combine(SharedDir, "tokenizers", name);
+
     private static string FindRepoRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);

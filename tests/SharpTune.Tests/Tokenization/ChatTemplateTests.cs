@@ -88,13 +88,16 @@ public sealed class ChatTemplateTests
     }
 
     [Fact]
-    public void Template_that_rewrites_history_cannot_be_span_located()
+    public void Turns_are_located_in_the_full_rendering_even_when_history_is_rewritten()
     {
-        // Renders only the last assistant reply in full, as some reasoning-model templates do.
+        // Renders earlier assistant replies as "[old]" once later turns exist, as reasoning-model templates drop history:
+        // the prefix rendering never matches, yet each turn is found where the full rendering writes it.
         var template = ChatTemplate.FromSource(
-            "{% for m in messages %}{% if m.role == 'assistant' and not loop.last %}[old]{% else %}{{ m.role }}:{{ m.content }};{% endif %}{% endfor %}", null, null);
-        var e = Assert.Throws<ChatTemplateException>(() => template.RenderWithAssistantSpans([User, Assistant, User2, Assistant]));
-        Assert.Contains("--chat-template", e.Message);
+            "{% for m in messages %}{% if m.role == 'assistant' and not loop.last %}[old]{% else %}{{ m.role }}:{{ m.content }};{% endif %}{% endfor %}"
+            + "{% if add_generation_prompt %}assistant:{% endif %}", null, null);
+        var rendered = template.RenderWithAssistantSpans([User, Assistant, User2, new ChatMessage("assistant", "Fine.")]);
+        Assert.Equal("user:Hi there;[old]user:Bye;assistant:Fine.;", rendered.Text);
+        Assert.Equal(["[old]", "Fine.;"], rendered.AssistantSpans.Select(s => rendered.Text[s.Start..s.End]));
     }
 
     [Fact]

@@ -9,10 +9,22 @@ internal sealed class JinjaRenderer
     private readonly List<Dictionary<string, object?>> _scopes;
     private readonly StringBuilder _out = new();
 
+    // Output provenance: which tracked loop item (e.g. which message) was being iterated when each stretch was written.
+    private readonly IReadOnlyDictionary<object, int>? _tracked;
+    private readonly List<OwnedRange> _owned = [];
+    private int _owner = -1;
+
     private sealed class BreakSignal : Exception;
     private sealed class ContinueSignal : Exception;
 
-    public JinjaRenderer(Dictionary<string, object?> globals) => _scopes = [globals];
+    public JinjaRenderer(Dictionary<string, object?> globals, IReadOnlyDictionary<object, int>? tracked = null)
+    {
+        _scopes = [globals];
+        _tracked = tracked;
+    }
+
+    /// <summary>Stretches of the output written while a tracked item was the innermost tracked loop item.</summary>
+    public IReadOnlyList<OwnedRange> OwnedRanges => _owned;
 
     public string Render(List<Node> nodes)
     {
@@ -33,8 +45,8 @@ internal sealed class JinjaRenderer
         {
             switch (node)
             {
-                case TextNode t: _out.Append(t.Text); break;
-                case OutputNode o: _out.Append(JinjaValues.ToText(Eval(o.Value))); break;
+                case TextNode t: Write(t.Text); break;
+                case OutputNode o: Write(JinjaValues.ToText(Eval(o.Value))); break;
                 case IfNode i:
                     foreach (var (condition, body) in i.Branches)
                         if (JinjaValues.IsTrue(Eval(condition))) { RenderNodes(body); return; }
@@ -57,6 +69,16 @@ internal sealed class JinjaRenderer
         }
     }
 
+    private void Write(string text)
+    {
+        if (text.Length == 0) return;
+        var start = _out.Length;
+        _out.Append(text);
+        if (_owner < 0) return;
+        if (_owned.Count > 0 && _owned[^1].Item == _owner && _owned[^1].End == start) _owned[^1] = _owned[^1] with { End = _out.Length };
+        else _owned.Add(new OwnedRange(_owner, start, _out.Length));
+    }
+
     private void RenderFor(ForNode f)
     {
         var items = JinjaValues.Iterate(Eval(f.Iterable)).ToList();
@@ -74,9 +96,12 @@ internal sealed class JinjaRenderer
                 ["previtem"] = i > 0 ? items[i - 1] : Undefined.Instance,
                 ["nextitem"] = i + 1 < items.Count ? items[i + 1] : Undefined.Instance,
             };
+            var outerOwner = _owner;
+            if (_tracked is not null && items[i] is { } item && _tracked.TryGetValue(item, out var owner)) _owner = owner;
             try { RenderNodes(f.Body); }
             catch (BreakSignal) { break; }
             catch (ContinueSignal) { }
+            finally { _owner = outerOwner; }
         }
     }
 

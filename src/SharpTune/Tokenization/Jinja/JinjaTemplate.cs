@@ -22,4 +22,23 @@ public sealed class JinjaTemplate
         var globals = variables.ToDictionary(p => p.Key, p => JinjaValues.FromClr(p.Value));
         return new JinjaRenderer(globals).Render(_nodes);
     }
+
+    /// <summary>
+    /// Renders and reports which output each of <paramref name="trackedItems"/> produced: a stretch belongs to item k when
+    /// it was written while k was the innermost tracked item a for loop was iterating over (by reference, so a loop over
+    /// a slice or a reversed copy of the list still finds its items). Items must be values passed in
+    /// <paramref name="variables"/> as they are (lists and dictionaries are passed by reference).
+    /// </summary>
+    public (string Text, IReadOnlyList<OwnedRange> Ranges) RenderTracked(IReadOnlyDictionary<string, object?> variables, IReadOnlyList<object> trackedItems)
+    {
+        var globals = variables.ToDictionary(p => p.Key, p => JinjaValues.FromClr(p.Value));
+        var tracked = new Dictionary<object, int>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < trackedItems.Count; i++) tracked.TryAdd(trackedItems[i], i);
+        var renderer = new JinjaRenderer(globals, tracked);
+        var text = renderer.Render(_nodes);
+        return (text, renderer.OwnedRanges);
+    }
 }
+
+/// <summary>Output characters [Start, End) written while tracked item <see cref="Item"/> was being iterated.</summary>
+public readonly record struct OwnedRange(int Item, int Start, int End);

@@ -1,0 +1,80 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+
+namespace SharpTune.Tokenization;
+
+/// <summary>
+/// What a chat template receives, shaped as transformers' <c>apply_chat_template</c> passes it: each message a dict with
+/// <c>role</c> and <c>content</c>, plus <c>tool_calls</c> (<c>{"id","type","function":{"name","arguments"}}</c>, arguments
+/// as the data holds them), <c>tool_call_id</c>, <c>name</c> and <c>reasoning_content</c> only where the message has
+/// them (templates test <c>'tool_calls' in message</c> and <c>is defined</c>); <c>tools</c> as the list of tool
+/// definitions, or none.
+/// </summary>
+internal static partial class ChatTemplateValues
+{
+    /// <summary>
+    /// Whether a template iterates over a message's content parts (Gemma 3's does): such templates receive content
+    /// lists as lists; the others receive the parts' text joined, as vLLM decides from the template itself.
+    /// </summary>
+    public static bool IteratesContentParts(string source) => ContentLoop().IsMatch(source);
+
+    [GeneratedRegex(@"\{%-?\s*for\s+\w+\s+in\s+\w+\s*(\.\s*content\b|\[\s*['""]content['""]\s*\])")]
+    private static partial Regex ContentLoop();
+
+    public static List<object?> Messages(IReadOnlyList<ChatMessage> messages, bool contentParts) =>
+        messages.Select(m => (object?)Message(m, contentParts)).ToList();
+
+    public static Dictionary<string, object?> Message(ChatMessage message, bool contentParts)
+    {
+        var dict = new Dictionary<string, object?>
+        {
+            ["role"] = message.Role,
+            ["content"] = contentParts && message.ContentParts is { } parts
+                ? parts.Select(p => FromJson(p.Part)).ToList()
+                : message.Content,
+        };
+        if (message.ToolCalls.Count > 0) dict["tool_calls"] = message.ToolCalls.Select(c => (object?)ToolCall(c)).ToList();
+        if (message.ToolCallId is not null) dict["tool_call_id"] = message.ToolCallId;
+        if (message.Name is not null) dict["name"] = message.Name;
+        if (message.ReasoningContent is not null) dict["reasoning_content"] = message.ReasoningContent;
+        return dict;
+    }
+
+    public static List<object?>? Tools(IReadOnlyList<ChatTool>? tools) =>
+        tools is null or { Count: 0 } ? null : tools.Select(t => FromJson(t.Definition)).ToList();
+
+    private static Dictionary<string, object?> ToolCall(ToolCall call)
+    {
+        var dict = new Dictionary<string, object?>();
+        if (call.Id is not null) dict["id"] = call.Id;
+        dict["type"] = call.Type;
+        dict["function"] = new Dictionary<string, object?> { ["name"] = call.Name, ["arguments"] = FromJson(call.Arguments) };
+        return dict;
+    }
+
+    /// <summary>JSON as Python's json.loads gives it: objects in key order, integers as ints, other numbers as floats.</summary>
+    public static object? FromJson(JsonNode? node) => node switch
+    {
+        null => null,
+        JsonObject o => o.ToDictionary(p => p.Key, p => FromJson(p.Value)),
+        JsonArray a => a.Select(FromJson).ToList(),
+        JsonValue v => v.GetValueKind() switch
+        {
+            JsonValueKind.String => v.GetValue<string>(),
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            JsonValueKind.Null => null,
+            JsonValueKind.Number => Number(v),
+            var kind => throw new ChatTemplateException($"cannot pass a JSON {kind} to a template"),
+        },
+        _ => null,
+    };
+
+    private static object Number(JsonValue v)
+    {
+        var text = v.ToJsonString();
+        if (!text.Contains('.') && !text.Contains('e') && !text.Contains('E') && long.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var l)) return l;
+        return double.Parse(text, System.Globalization.CultureInfo.InvariantCulture);
+    }
+}
