@@ -22,7 +22,7 @@ public abstract record TrainingExample
 /// One chat turn: the message (with its tool calls, tool-call id, reasoning, content parts) and OpenAI's 0|1
 /// <paramref name="Weight"/> flag (assistant turns only): 0 = not trained on.
 /// </summary>
-public sealed record ChatTurn(ChatMessage Message, int? Weight = null)
+public sealed record ChatTurn(ChatMessage Message, int? Weight)
 {
     /// <summary>A plain text turn.</summary>
     public ChatTurn(string Role, string Content, int? Weight = null) : this(new ChatMessage(Role, Content), Weight) { }

@@ -29,7 +29,7 @@ public sealed class JinjaTemplate
     /// a slice or a reversed copy of the list still finds its items). Items must be values passed in
     /// <paramref name="variables"/> as they are (lists and dictionaries are passed by reference).
     /// </summary>
-    public (string Text, IReadOnlyList<OwnedRange> Ranges) RenderTracked(IReadOnlyDictionary<string, object?> variables, IReadOnlyList<object> trackedItems)
+    internal (string Text, IReadOnlyList<OwnedRange> Ranges) RenderTracked(IReadOnlyDictionary<string, object?> variables, IReadOnlyList<object> trackedItems)
     {
         var globals = variables.ToDictionary(p => p.Key, p => JinjaValues.FromClr(p.Value));
         var tracked = new Dictionary<object, int>(ReferenceEqualityComparer.Instance);
@@ -41,4 +41,4 @@ public sealed class JinjaTemplate
 }
 
 /// <summary>Output characters [Start, End) written while tracked item <see cref="Item"/> was being iterated.</summary>
-public readonly record struct OwnedRange(int Item, int Start, int End);
+internal readonly record struct OwnedRange(int Item, int Start, int End);
