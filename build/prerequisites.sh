@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the few system tools SharpTune's build needs on this machine, and only where they are needed:
-# patchelf and g++ on Linux distributions whose libstdc++ predates GCC 13 (see native-compat.sh).
+# patchelf and g++ on Linux distributions whose libstdc++ predates GCC 13 (see native-compat.sh); with arguments, the
+# tools some tests need: chromium (dashboard pages), postgresql (the shared job store), openmpi (distributed training).
 # Everything else comes from NuGet during `dotnet build`. Safe to run repeatedly.
 set -euo pipefail
 [ "$(uname -s)" = Linux ] || exit 0
@@ -13,6 +14,10 @@ fi
 for extra in "$@"; do
   case "$extra" in
     chromium) command -v chromium >/dev/null || need+=(chromium) ;;
+    # The shared job store's tests start a real PostgreSQL server from the package's binaries.
+    postgresql) compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql) ;;
+    # Data-parallel training (train --nproc, mpirun) runs over Open MPI's libmpi.
+    openmpi) command -v mpirun >/dev/null && (/sbin/ldconfig -p 2>/dev/null || ldconfig -p) | grep 'libmpi\.so' >/dev/null || need+=(openmpi-bin libopenmpi-dev) ;;
   esac
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -25,5 +25,6 @@ internal static class CommandRegistry
         DataCommand.Create(),
         DashboardCommand.Create(),
         ServeCommand.Create(),
+        WorkerCommand.Create(),
     ];
 }

@@ -6,7 +6,9 @@ namespace SharpTune.Cli.Commands;
 /// <summary>The `serve` options that turn on and configure the fine-tuning jobs API (<c>/v1/files</c>, <c>/v1/fine_tuning/jobs</c>).</summary>
 internal sealed class FineTuningOptions
 {
-    private readonly Option<string?> jobsDir = new("--jobs-dir") { Description = "Turn on the fine-tuning jobs API, keeping its database, files and runs in DIR" };
+    private readonly Option<string?> jobsDir = new("--jobs-dir", "--artifacts") { Description = "Turn on the fine-tuning jobs API, keeping its files and runs (and, without --jobs-db, its database) in DIR" };
+    private readonly Option<string?> jobsDb = new("--jobs-db") { Description = "postgres://user:pass@host:port/db (shared with `sharptune worker` processes, which then train) or a SQLite file" };
+    private readonly Option<bool> trainHere = new("--train-jobs") { Description = "Train jobs in this process even with a PostgreSQL --jobs-db (default: only workers train)" };
     private readonly Option<string[]> baseModels = new("--base-model") { Description = "NAME=DIR: another base model jobs may fine-tune (repeatable)" };
     private readonly Option<string> method = new("--ft-method") { Description = "Method jobs train with: lora, dora or full", DefaultValueFactory = _ => "lora" };
     private readonly Option<int> rank = new("--ft-rank") { Description = "LoRA rank of jobs (alpha = 2 x rank)", DefaultValueFactory = _ => 8 };
@@ -19,7 +21,7 @@ internal sealed class FineTuningOptions
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { jobsDir, baseModels, method, rank, maxJobs, maxUploadMb, checkpointEvery, scopedKeys })
+        foreach (var option in new Option[] { jobsDir, jobsDb, trainHere, baseModels, method, rank, maxJobs, maxUploadMb, checkpointEvery, scopedKeys })
             command.Options.Add(option);
     }
 
@@ -28,21 +30,18 @@ internal sealed class FineTuningOptions
     {
         error = null;
         var dir = parse.GetValue(jobsDir);
-        if (dir is null) return null;
-        var extra = new Dictionary<string, string>();
-        foreach (var spec in parse.GetValue(baseModels) ?? [])
+        if (dir is null)
         {
-            var at = spec.IndexOf('=');
-            if (at <= 0 || at == spec.Length - 1)
-            {
-                error = $"--base-model '{spec}' must be NAME=DIR";
-                return null;
-            }
-            extra[spec[..at]] = spec[(at + 1)..];
+            if (parse.GetValue(jobsDb) is not null) error = "--jobs-db needs --artifacts DIR (the folder the server and its workers share)";
+            return null;
         }
+        var extra = ParseBaseModels(parse.GetValue(baseModels) ?? [], out error);
+        if (extra is null) return null;
         return new FineTuningServerOptions
         {
             JobsDir = dir,
+            JobsDatabase = parse.GetValue(jobsDb),
+            TrainInProcess = parse.GetValue(trainHere) ? true : null,
             ExtraBaseModels = extra,
             Method = parse.GetValue(method)!,
             LoraRank = parse.GetValue(rank),
@@ -51,5 +50,23 @@ internal sealed class FineTuningOptions
             CheckpointEvery = parse.GetValue(checkpointEvery),
             ScopedKeys = parse.GetValue(scopedKeys),
         };
+    }
+
+    /// <summary>NAME=DIR specs as a dictionary; null with <paramref name="error"/> set when one is malformed.</summary>
+    public static Dictionary<string, string>? ParseBaseModels(IEnumerable<string> specs, out string? error)
+    {
+        error = null;
+        var models = new Dictionary<string, string>();
+        foreach (var spec in specs)
+        {
+            var at = spec.IndexOf('=');
+            if (at <= 0 || at == spec.Length - 1)
+            {
+                error = $"--base-model '{spec}' must be NAME=DIR";
+                return null;
+            }
+            models[spec[..at]] = spec[(at + 1)..];
+        }
+        return models;
     }
 }

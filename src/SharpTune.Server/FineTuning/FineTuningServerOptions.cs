@@ -8,8 +8,26 @@ namespace SharpTune.Server.FineTuning;
 /// </summary>
 public sealed record FineTuningServerOptions
 {
-    /// <summary>Holds the database (jobs.db), uploaded files (files/) and job runs (jobs/). Created when missing.</summary>
+    /// <summary>
+    /// The artifacts folder: uploaded files (files/) and job runs (jobs/), and the SQLite database (jobs.db) unless
+    /// <see cref="JobsDatabase"/> names another store. Created when missing. With workers, every one mounts the same folder.
+    /// </summary>
     public required string JobsDir { get; init; }
+
+    /// <summary>
+    /// Where jobs, files' metadata, events and checkpoints' metadata live: a <c>postgres://</c> URL or Npgsql connection
+    /// string (shared with <c>sharptune worker</c> processes), or a SQLite file path; null = JobsDir/jobs.db.
+    /// </summary>
+    public string? JobsDatabase { get; init; }
+
+    /// <summary>
+    /// Whether this server trains jobs itself. Null (the default) = yes with SQLite, no with PostgreSQL, where workers
+    /// train and the server schedules, serves and answers the API.
+    /// </summary>
+    public bool? TrainInProcess { get; init; }
+
+    /// <summary>How long a worker's hold on a job lasts without a heartbeat (PostgreSQL): after it, another worker resumes the job.</summary>
+    public TimeSpan WorkerLease { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// Base models jobs may train besides the served one, by the name given in the job's <c>model</c> field. Jobs on

@@ -15,7 +15,9 @@ namespace SharpTune.Server.FineTuning;
 /// </summary>
 public sealed class FineTuningService : IDisposable
 {
-    private readonly JobRunner runner;
+    private readonly JobRunner? runner;
+    private readonly HashSet<string> published = [];
+    private Timer? publisher;
     private readonly AdapterRegistry adapters;
     private readonly InferenceEngine engine;
     private readonly Dictionary<string, bool> chatTemplates;
@@ -30,7 +32,7 @@ public sealed class FineTuningService : IDisposable
         this.adapters = adapters;
         this.engine = engine;
         Artifacts = new JobArtifacts(options.JobsDir, receivesUploads: true);
-        Store = new SqliteJobStore(Path.Combine(options.JobsDir, "jobs.db"));
+        Store = options.JobsDatabase is { } database ? JobStores.Open(database) : new SqliteJobStore(Path.Combine(options.JobsDir, "jobs.db"));
         var bases = new Dictionary<string, string>(StringComparer.Ordinal) { [servedModelName] = servedModelDir };
         foreach (var (name, dir) in options.ExtraBaseModels)
         {
@@ -40,7 +42,8 @@ public sealed class FineTuningService : IDisposable
         BaseModels = bases;
         chatTemplates = bases.ToDictionary(b => b.Key, b =>
             (b.Key == servedModelName && servedChatTemplate is not null) || Tokenization.HfTokenizer.FromDirectory(b.Value).ChatTemplate is not null);
-        runner = new JobRunner(Store, Artifacts, new JobTrainingSettings
+        TrainsJobs = options.TrainInProcess ?? Store is SqliteJobStore;
+        if (TrainsJobs) runner = new JobRunner(Store, Artifacts, new JobTrainingSettings
         {
             BaseModels = bases,
             ServedModelName = servedModelName,
@@ -50,7 +53,7 @@ public sealed class FineTuningService : IDisposable
             CheckpointEvery = options.CheckpointEvery,
             MaxSeqLength = options.MaxSeqLength,
             Dtype = options.Dtype,
-        }, new JobRunnerOptions { Publish = Serve });
+        }, new JobRunnerOptions { Publish = Serve, Lease = options.WorkerLease, HeartbeatInterval = options.WorkerLease / 6 });
     }
 
     public FineTuningServerOptions Options { get; }
@@ -59,6 +62,9 @@ public sealed class FineTuningService : IDisposable
     public string? ServedChatTemplate { get; }
     /// <summary>Base models jobs may name, with their folders.</summary>
     public IReadOnlyDictionary<string, string> BaseModels { get; }
+    /// <summary>Whether this server trains jobs itself (otherwise <c>sharptune worker</c> processes do).</summary>
+    public bool TrainsJobs { get; }
+
     /// <summary>Whether jobs on <paramref name="baseModel"/> can render chat data (a chat template is configured or in its tokenizer).</summary>
     public bool HasChatTemplate(string baseModel) => chatTemplates.GetValueOrDefault(baseModel);
 
@@ -72,15 +78,39 @@ public sealed class FineTuningService : IDisposable
     /// <summary>Where a job's checkpoint adapters live.</summary>
     public string CheckpointDirectory(string jobId, int step) => Artifacts.CheckpointDirectory(jobId, step);
 
-    /// <summary>Serves finished models and checkpoints again and starts the training thread (which resumes interrupted jobs).</summary>
+    /// <summary>
+    /// Serves finished models and checkpoints again and starts the training thread (which resumes interrupted jobs);
+    /// without one, keeps serving what workers produce as they record it.
+    /// </summary>
     internal void Start()
     {
-        foreach (var job in Store.AllJobsOldestFirst().Where(j => j.Model == ServedModelName))
+        PublishRecorded();
+        if (runner is not null) runner.Start();
+        else publisher = new Timer(_ => PublishRecorded(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+    }
+
+    /// <summary>Serves every recorded checkpoint and finished model of the served base model not served yet.</summary>
+    private void PublishRecorded()
+    {
+        if (!Monitor.TryEnter(published)) return;   // the previous pass still runs
+        try
         {
-            foreach (var checkpoint in Store.AllCheckpoints(job.Id)) Serve(checkpoint.ModelName, checkpoint.Directory);
-            if (job.Status == JobStatus.Succeeded && job.FineTunedModel is { } model) Serve(model, Path.Combine(RunDirectory(job.Id), "final"));
+            foreach (var job in Store.AllJobsOldestFirst().Where(j => j.Model == ServedModelName))
+            {
+                foreach (var checkpoint in Store.AllCheckpoints(job.Id))
+                    if (!published.Contains(checkpoint.ModelName) && Serve(checkpoint.ModelName, checkpoint.Directory)) published.Add(checkpoint.ModelName);
+                if (job.Status == JobStatus.Succeeded && job.FineTunedModel is { } model && !published.Contains(model)
+                    && Serve(model, Path.Combine(RunDirectory(job.Id), "final"))) published.Add(model);
+            }
         }
-        runner.Start();
+        catch (Exception)
+        {
+            // The store is unreachable for a moment; the next pass catches up.
+        }
+        finally
+        {
+            Monitor.Exit(published);
+        }
     }
 
     /// <summary>The owner recorded for a request's bearer key: a hash, never the key itself; null without keys.</summary>
@@ -102,7 +132,7 @@ public sealed class FineTuningService : IDisposable
             throw new Api.ApiException(429, $"{waiting} fine-tuning jobs are already waiting, this server's limit; try again when one finishes",
                 type: "rate_limit_error", code: "too_many_jobs");
         AddEvent(job.Id, $"Validating training file: {job.TrainingFile}" + (job.ValidationFile is { } v ? $" and validation file: {v}" : ""));
-        runner.Wake();
+        runner?.Wake();
     }
 
     /// <summary>Cancels a job: a waiting one at once, a running one at the end of its current step. Final jobs are unchanged.</summary>
@@ -111,11 +141,11 @@ public sealed class FineTuningService : IDisposable
         var stopsNow = false;
         // A job marked running that no runner has taken up (just after a restart, or its worker died) stops here too;
         // one a runner holds is asked to stop, through the store for a worker on another machine.
-        var job = Store.UpdateJob(jobId, (j, held) => (stopsNow = Waiting(j.Status) || (j.Status == JobStatus.Running && !held && !runner.IsRunning(jobId)))
+        var job = Store.UpdateJob(jobId, (j, held) => (stopsNow = Waiting(j.Status) || (j.Status == JobStatus.Running && !held && !RunsHere(jobId)))
             ? j with { Status = JobStatus.Cancelled, FinishedAt = Now(), StopRequest = null }
             : j.Status == JobStatus.Running ? j with { StopRequest = JobStopRequest.Cancel } : j);
         if (stopsNow) AddEvent(jobId, "Fine-tuning job cancelled");
-        else if (job?.Status == JobStatus.Running) runner.Stop(jobId, JobRunner.StopReason.Cancel);
+        else if (job?.Status == JobStatus.Running) runner?.Stop(jobId, JobRunner.StopReason.Cancel);
         return job;
     }
 
@@ -124,11 +154,11 @@ public sealed class FineTuningService : IDisposable
     {
         var stopsNow = false;
         var job = Store.UpdateJob(jobId, (j, held) => (stopsNow = j.Status is JobStatus.ValidatingFiles or JobStatus.Queued
-                                                 || (j.Status == JobStatus.Running && !held && !runner.IsRunning(jobId)))
+                                                 || (j.Status == JobStatus.Running && !held && !RunsHere(jobId)))
             ? j with { Status = JobStatus.Paused, StopRequest = null }
             : j.Status == JobStatus.Running ? j with { StopRequest = JobStopRequest.Pause } : j);
         if (stopsNow) AddEvent(jobId, "Fine-tuning job paused");
-        else if (job?.Status == JobStatus.Running) runner.Stop(jobId, JobRunner.StopReason.Pause);
+        else if (job?.Status == JobStatus.Running) runner?.Stop(jobId, JobRunner.StopReason.Pause);
         return job;
     }
 
@@ -139,7 +169,7 @@ public sealed class FineTuningService : IDisposable
         if (job?.Status == JobStatus.Queued)
         {
             AddEvent(jobId, "Fine-tuning job resumed");
-            runner.Wake();
+            runner?.Wake();
         }
         return job;
     }
@@ -148,7 +178,7 @@ public sealed class FineTuningService : IDisposable
     internal bool WaitUntilStopped(string jobId, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
-        if (!runner.WaitUntilNotRunning(jobId, timeout)) return false;
+        if (runner is not null && !runner.WaitUntilNotRunning(jobId, timeout)) return false;
         // A worker elsewhere clears the request when it has stopped.
         while (Store.GetJob(jobId) is { Status: JobStatus.Running, StopRequest: not null })
         {
@@ -191,6 +221,8 @@ public sealed class FineTuningService : IDisposable
         if (o.AutoStepCap < 1) throw new ArgumentException($"AutoStepCap is {o.AutoStepCap}; it must be at least 1");
     }
 
+    private bool RunsHere(string jobId) => runner?.IsRunning(jobId) == true;
+
     private static bool Waiting(string status) => status is JobStatus.ValidatingFiles or JobStatus.Queued or JobStatus.Paused;
 
     internal static long Now() => Ids.Now();
@@ -198,8 +230,9 @@ public sealed class FineTuningService : IDisposable
     /// <summary>Stops the training thread (a running job stays <c>running</c> and resumes on the next start) and closes the database.</summary>
     public void Dispose()
     {
-        runner.Dispose();
-        Store.Dispose();
+        publisher?.Dispose();
+        runner?.Dispose();
+        lock (published) Store.Dispose();
     }
 }
 

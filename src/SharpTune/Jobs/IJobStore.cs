@@ -3,7 +3,7 @@ namespace SharpTune.Jobs;
 /// <summary>
 /// Where the fine-tuning service keeps files' metadata, jobs, events and checkpoints' metadata, and the queue that
 /// workers take jobs from. <see cref="SqliteJobStore"/> is the embedded store of one machine (one runner, in the server's
-/// process); a PostgreSQL store is shared by a server and any number of workers on any machines.
+/// process); <see cref="PostgresJobStore"/> is shared by a server and any number of workers on any machines.
 /// Lists are newest first with an <c>after</c> cursor (an id), as OpenAI paginates.
 /// </summary>
 public interface IJobStore : IDisposable
@@ -64,6 +64,12 @@ public static class JobStores
 
     /// <summary>Whether a job in <paramref name="status"/> needs a worker.</summary>
     public static bool IsRunnable(string status) => status is JobStatus.ValidatingFiles or JobStatus.Queued or JobStatus.Running;
+
+    /// <summary>
+    /// Opens the store a <c>--jobs-db</c> value names: a <c>postgres://</c> or <c>postgresql://</c> URL, or an Npgsql
+    /// connection string (<c>Host=…;Database=…</c>); anything else is the path of a SQLite file.
+    /// </summary>
+    public static IJobStore Open(string spec) => PostgresJobStore.IsPostgres(spec) ? new PostgresJobStore(spec) : new SqliteJobStore(spec);
 
     /// <summary><see cref="IJobStore.UpdateJob"/> for a change that does not depend on who holds the job.</summary>
     public static JobRecord? UpdateJob(this IJobStore store, string id, Func<JobRecord, JobRecord> change) =>
