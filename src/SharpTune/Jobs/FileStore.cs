@@ -6,7 +6,7 @@ namespace SharpTune.Jobs;
 /// The bytes of uploaded and result files, one file per id in one folder. Paths come only from ids this server
 /// generated (checked against their exact shape), never from a client's file name, so no upload can name a path.
 /// </summary>
-public sealed partial class FileStore
+internal sealed partial class FileStore
 {
     public const string ResultsPurpose = "fine-tune-results";
 

@@ -6,7 +6,7 @@ namespace SharpTune.Jobs;
 /// process); <see cref="PostgresJobStore"/> is shared by a server and any number of workers on any machines.
 /// Lists are newest first with an <c>after</c> cursor (an id), as OpenAI paginates.
 /// </summary>
-public interface IJobStore : IDisposable
+internal interface IJobStore : IDisposable
 {
     void AddFile(StoredFile file);
     StoredFile? GetFile(string id);
@@ -57,7 +57,7 @@ public interface IJobStore : IDisposable
 }
 
 /// <summary>Shared helpers of the stores.</summary>
-public static class JobStores
+internal static class JobStores
 {
     /// <summary>Whether a job in <paramref name="status"/> counts against the queue's limit.</summary>
     public static bool IsWaiting(string status) => status is JobStatus.ValidatingFiles or JobStatus.Queued or JobStatus.Paused;

@@ -5,7 +5,7 @@ namespace SharpTune.Jobs;
 /// <c>files/</c> (uploaded and result files by id), <c>jobs/ID/run</c> (the training run: checkpoints, metrics,
 /// final/) and <c>jobs/ID/checkpoints/step-N</c> (each checkpoint as a servable adapter).
 /// </summary>
-public sealed class JobArtifacts
+internal sealed class JobArtifacts
 {
     /// <param name="root">The folder (created when missing).</param>
     /// <param name="receivesUploads">True in the server (see <see cref="FileStore"/>); false in a worker.</param>

@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 namespace SharpTune.Jobs;
 
 /// <summary>An uploaded (or result) file: metadata only; the bytes live in the file store under <see cref="Id"/>.</summary>
-public sealed record StoredFile(
+internal sealed record StoredFile(
     string Id,
     string? Owner,
     long CreatedAt,
@@ -15,13 +15,13 @@ public sealed record StoredFile(
     int Examples);
 
 /// <summary>Hyperparameters after "auto" was resolved; <see cref="Beta"/> only for DPO.</summary>
-public sealed record ResolvedHyperparameters(int NEpochs, int BatchSize, double LearningRateMultiplier, double? Beta, int MaxSteps);
+internal sealed record ResolvedHyperparameters(int NEpochs, int BatchSize, double LearningRateMultiplier, double? Beta, int MaxSteps);
 
 /// <summary>An OpenAI-shaped job error.</summary>
-public sealed record JobError(string Code, string Message, string? Param);
+internal sealed record JobError(string Code, string Message, string? Param);
 
 /// <summary>The job statuses of OpenAI's API.</summary>
-public static class JobStatus
+internal static class JobStatus
 {
     public const string ValidatingFiles = "validating_files";
     public const string Queued = "queued";
@@ -36,7 +36,7 @@ public static class JobStatus
 }
 
 /// <summary>A fine-tuning job as stored (one JSON document per job in the database).</summary>
-public sealed record JobRecord
+internal sealed record JobRecord
 {
     public required string Id { get; init; }
     public string? Owner { get; init; }
@@ -74,20 +74,20 @@ public sealed record JobRecord
 }
 
 /// <summary>What a <see cref="JobRecord.StopRequest"/> asks the worker holding a job to do.</summary>
-public static class JobStopRequest
+internal static class JobStopRequest
 {
     public const string Cancel = "cancel";
     public const string Pause = "pause";
 }
 
 /// <summary>A job event; <see cref="Data"/> holds the metrics of a <c>metrics</c> event.</summary>
-public sealed record JobEvent(string Id, string JobId, long CreatedAt, string Level, string Message, string Type, JsonObject? Data);
+internal sealed record JobEvent(string Id, string JobId, long CreatedAt, string Level, string Message, string Type, JsonObject? Data);
 
 /// <summary>A saved checkpoint, served as <see cref="ModelName"/> from the adapter folder <see cref="Directory"/>.</summary>
-public sealed record JobCheckpoint(string Id, string JobId, long CreatedAt, int Step, string ModelName, JsonObject Metrics, string Directory);
+internal sealed record JobCheckpoint(string Id, string JobId, long CreatedAt, int Step, string ModelName, JsonObject Metrics, string Directory);
 
 /// <summary>Identifiers as OpenAI writes them: a prefix and random hex, never derived from user input.</summary>
-public static class Ids
+internal static class Ids
 {
     public static string New(string prefix) => $"{prefix}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12))}";
 

@@ -4,7 +4,7 @@ using SharpTune.Training;
 namespace SharpTune.Jobs;
 
 /// <summary>How a <see cref="JobRunner"/> takes part in the queue.</summary>
-public sealed record JobRunnerOptions
+internal sealed record JobRunnerOptions
 {
     /// <summary>This runner's name in the store's holds (host and process id by default).</summary>
     public string WorkerId { get; init; } = $"{Environment.MachineName}:{Environment.ProcessId}";
@@ -34,7 +34,7 @@ public sealed record JobRunnerOptions
 /// current step. A job found <c>running</c> with no live holder (a server or worker stopped mid-run) continues from its
 /// last checkpoint.
 /// </summary>
-public sealed class JobRunner(IJobStore store, JobArtifacts artifacts, JobTrainingSettings settings, JobRunnerOptions options) : IDisposable
+internal sealed class JobRunner(IJobStore store, JobArtifacts artifacts, JobTrainingSettings settings, JobRunnerOptions options) : IDisposable
 {
     /// <summary>Why a running job was asked to stop.</summary>
     public enum StopReason { Cancel, Pause, Shutdown, LostHold }

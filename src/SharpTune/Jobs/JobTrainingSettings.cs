@@ -4,7 +4,7 @@ namespace SharpTune.Jobs;
 /// How a runner trains jobs: the base models jobs may name and the method settings. The server and every worker of one
 /// service use the same values, so a job trains the same wherever it runs.
 /// </summary>
-public sealed record JobTrainingSettings
+internal sealed record JobTrainingSettings
 {
     /// <summary>Base models jobs may name, with their folders.</summary>
     public required IReadOnlyDictionary<string, string> BaseModels { get; init; }

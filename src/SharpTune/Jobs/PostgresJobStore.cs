@@ -11,7 +11,7 @@ namespace SharpTune.Jobs;
 /// a job whose holder stopped heartbeating is claimable again once its lease has passed. Updates lock the row, so a
 /// cancel and a worker's status change never interleave. Connections come from a pool: the store is thread-safe.
 /// </summary>
-public sealed class PostgresJobStore : IJobStore
+internal sealed class PostgresJobStore : IJobStore
 {
     // Any constant: serialises migrations and the waiting-job count of concurrent submissions across processes.
     private const long MigrationLockKey = 0x5348_5450_4A4F_4231;   // "SHTPJOB1"

@@ -12,7 +12,7 @@ namespace SharpTune.Jobs;
 /// With write-ahead logging, a committed write survives the process being killed (synchronous=NORMAL risks only the
 /// last transactions on a power loss, and costs no fsync per event). Lists are newest first with an <c>after</c> cursor (an id) as OpenAI paginates.
 /// </summary>
-public sealed class SqliteJobStore : IJobStore
+internal sealed class SqliteJobStore : IJobStore
 {
     private readonly SqliteConnection connection;
     private readonly Lock gate = new();   // re-entrant: UpdateJob reads under the same lock
