@@ -3,13 +3,19 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace SharpTune.Models;
 
-/// <summary>The scaled-dot-product core shared by every architecture: cache, prefixes, GQA and masking.</summary>
+/// <summary>How one layer attends beyond the shared defaults (head_dim^-½ scaling, full causal attention).</summary>
+/// <param name="SlidingWindow">Keys a query may see, itself included (transformers: kv_idx &gt; q_idx - window).</param>
+/// <param name="Scale">Factor on q·k (Gemma 3: query_pre_attn_scalar^-½); null = head_dim^-½.</param>
+/// <param name="SoftCap">Scores become cap·tanh(score / cap) before masking (Gemma's attn_logit_softcapping).</param>
+public readonly record struct AttentionSettings(int? SlidingWindow = null, double? Scale = null, double? SoftCap = null);
+
+/// <summary>The scaled-dot-product core shared by every architecture: cache, prefixes, GQA, windows and masking.</summary>
 internal static class Attention
 {
     /// <summary>
     /// q (B, nh, T, hd), k/v (B, nkv, T, hd) for the current tokens → attention output (B, T, nh·hd).
     /// </summary>
-    public static Tensor Compute(Tensor q, Tensor k, Tensor v, ForwardContext ctx, int layer)
+    public static Tensor Compute(Tensor q, Tensor k, Tensor v, ForwardContext ctx, int layer, AttentionSettings settings = default)
     {
         if (ctx.Cache is { } cache)
             (k, v) = cache.Update(layer, k, v);
@@ -29,18 +35,41 @@ internal static class Attention
         var mask = ctx.AttentionMask;
         var queries = q.shape[2];
         var keys = k.shape[2];
+        // A window wider than every key changes nothing; a narrower one needs an explicit mask.
+        var window = settings.SlidingWindow is { } w && keys > w ? w : (int?)null;
+        var manual = settings.SoftCap is not null;
         // Without a mask, a square block is plain causal attention and a single query may see every key; only a block of
         // several queries after cached keys or prefixes needs an explicit mask (SDPA's causal flag aligns top-left).
-        var plainCausal = mask is null && queries == keys;
-        if (mask is null && queries > 1 && queries != keys)
+        if (mask is null && ((queries > 1 && queries != keys) || window is not null || (manual && queries > 1)))
         {
             var realKeys = ones(q.shape[0], keys - prefixLength, dtype: ScalarType.Bool, device: q.device);
             mask = AttentionMasks.CausalWithPadding(realKeys, (int)queries);
         }
         if (mask is not null && prefixLength > 0 && mask.shape[3] != keys)
             mask = cat([ones(mask.shape[0], 1, mask.shape[2], prefixLength, dtype: ScalarType.Bool, device: mask.device), mask], dim: 3);
-        var y = F.scaled_dot_product_attention(q, k, v, mask, 0.0, plainCausal);                // (B, nh, T, hd)
-        return y.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1);                           // (B, T, nh·hd)
+        if (mask is not null && window is not null)
+            mask = mask.logical_and(AttentionMasks.SlidingWindow((int)queries, (int)keys, window.Value, q.device));
+        var plainCausal = mask is null && queries == keys && queries > 1;
+        Tensor y;
+        if (manual)
+            y = SoftCappedAttention(q, k, v, mask, settings.Scale ?? 1.0 / Math.Sqrt(q.shape[3]), settings.SoftCap!.Value);
+        else
+        {
+            // SDPA here takes no scale argument: fold a custom one into q (SDPA multiplies by head_dim^-½ itself).
+            if (settings.Scale is { } scale) q = q * (scale * Math.Sqrt(q.shape[3]));
+            y = F.scaled_dot_product_attention(q, k, v, mask, 0.0, plainCausal);                 // (B, nh, T, hd)
+        }
+        return y.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1);                            // (B, T, nh·hd)
+    }
+
+    // transformers' eager attention with soft-capping: scores·scale → cap·tanh(·/cap) → mask → softmax in fp32.
+    private static Tensor SoftCappedAttention(Tensor q, Tensor k, Tensor v, Tensor? mask, double scale, double cap)
+    {
+        var scores = matmul(q, k.transpose(-2, -1)) * scale;                                      // (B, nh, T, S)
+        scores = (scores / cap).tanh() * cap;
+        if (mask is not null) scores = scores.masked_fill(mask.logical_not(), float.NegativeInfinity);
+        var probs = F.softmax(scores.to(ScalarType.Float32), -1).to(q.dtype);
+        return matmul(probs, v);                                                                   // (B, nh, T, hd)
     }
 
     private static Tensor RepeatKv(Tensor x, long groups)

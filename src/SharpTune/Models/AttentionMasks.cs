@@ -25,6 +25,20 @@ public static class AttentionMasks
     }
 
     /// <summary>
+    /// The sliding-window band for queries at key slots (S-T)..(S-1): a query sees a key when
+    /// query slot - key slot &lt; <paramref name="window"/>, i.e. <paramref name="window"/> keys including itself
+    /// (transformers' sliding_window_overlay: kv_idx &gt; q_idx - window). Combine it with a causal/padding mask.
+    /// </summary>
+    /// <returns>(1, 1, T, S) bool.</returns>
+    public static Tensor SlidingWindow(int queryLength, int keyLength, int window, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var queryPos = arange(keyLength - queryLength, keyLength, dtype: ScalarType.Int64, device: device).view(1, 1, queryLength, 1);
+        var keyPos = arange(keyLength, dtype: ScalarType.Int64, device: device).view(1, 1, 1, keyLength);
+        return (keyPos > queryPos - window).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// Block-diagonal causal mask for packed sequences: a token attends only to earlier tokens of the same segment.
     /// </summary>
     /// <param name="segmentIds">(B, T) integer id of the example each token belongs to.</param>

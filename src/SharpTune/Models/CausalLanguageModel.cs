@@ -69,6 +69,18 @@ public abstract class CausalLanguageModel : nn.Module
     /// <summary>Checkpoint tensors this architecture knows and deliberately does not load (old non-persistent buffers).</summary>
     public virtual bool IsIgnorableCheckpointTensor(string name) => false;
 
+    /// <summary>The state-dict name of the token embedding, the tensor a tied output head shares.</summary>
+    public virtual string EmbeddingParameterName => "model.embed_tokens.weight";
+
+    /// <summary>
+    /// transformers' <c>base_model_prefix</c> ("model", "transformer"): checkpoints saved from the base model (GPT-2 on
+    /// the Hub: <c>h.0.attn.c_attn.weight</c>, <c>wte.weight</c>) store names without it, and still load.
+    /// </summary>
+    public string BaseModelPrefix => EmbeddingParameterName[..Math.Max(0, EmbeddingParameterName.IndexOf('.'))];
+
+    /// <summary>The name of the output head's weight when it is not tied.</summary>
+    public const string OutputHeadParameterName = "lm_head.weight";
+
     /// <summary>Names that must not be written when saving (e.g. a tied output projection).</summary>
     public virtual bool IsTiedAlias(string name) => false;
 

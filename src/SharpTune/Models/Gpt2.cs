@@ -30,6 +30,8 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
 
     public override bool HeadIsTrainable => transformer.wte.weight!.requires_grad;
 
+    public override string EmbeddingParameterName => "transformer.wte.weight";
+
     // Old GPT-2 checkpoints carry the causal-mask buffers "attn.bias" / "attn.masked_bias"; the mask is built per call.
     public override bool IsIgnorableCheckpointTensor(string name) =>
         name.EndsWith(".attn.masked_bias", StringComparison.Ordinal) ||

@@ -6,15 +6,18 @@ using F = TorchSharp.torch.nn.functional;
 namespace SharpTune.Models;
 
 /// <summary>
-/// Llama-family decoder (Llama 2/3, TinyLlama, SmolLM, Mistral, Qwen2 with q/k/v bias): RMSNorm, rotary attention
-/// with grouped-query heads, SwiGLU MLP. Reads top to bottom like the architecture; field names are the HF names.
+/// Llama-family decoder (Llama 2/3, TinyLlama, SmolLM, Mistral with its sliding window, Qwen2 with q/k/v bias and
+/// optional windows): RMSNorm, rotary attention with grouped-query heads, SwiGLU MLP. Reads top to bottom like the
+/// architecture; field names are the HF names. Per-layer windows and RoPE switches come from the config.
 /// </summary>
-public sealed class LlamaForCausalLM : CausalLanguageModel
+public class LlamaForCausalLM : CausalLanguageModel
 {
     public readonly LlamaModel model;
     public readonly nn.Module<Tensor, Tensor>? lm_head;
 
-    public LlamaForCausalLM(ModelConfig config) : base(nameof(LlamaForCausalLM), config)
+    public LlamaForCausalLM(ModelConfig config) : this(nameof(LlamaForCausalLM), config) { }
+
+    protected LlamaForCausalLM(string name, ModelConfig config) : base(name, config)
     {
         model = new LlamaModel(config);
         if (!config.TieWordEmbeddings)
@@ -42,6 +45,8 @@ public sealed class LlamaForCausalLM : CausalLanguageModel
     public override bool IsIgnorableCheckpointTensor(string name) =>
         name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) ||
         (Config.TieWordEmbeddings && name == "lm_head.weight");
+
+    public override string EmbeddingParameterName => "model.embed_tokens.weight";
 }
 
 public sealed class LlamaModel : nn.Module
@@ -50,7 +55,7 @@ public sealed class LlamaModel : nn.Module
     public readonly ModuleList<LlamaDecoderLayer> layers;
     public readonly RmsNorm norm;
     private readonly ModelConfig config;
-    private RotaryEmbedding? rotary;
+    private readonly DeviceCached<RotaryEmbedding> rotary;
 
     public LlamaModel(ModelConfig config) : base(nameof(LlamaModel))
     {
@@ -59,13 +64,14 @@ public sealed class LlamaModel : nn.Module
         layers = new ModuleList<LlamaDecoderLayer>(
             Enumerable.Range(0, config.NumLayers).Select(i => new LlamaDecoderLayer(config, i)).ToArray());
         norm = new RmsNorm(config.HiddenSize, config.NormEps);
+        rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
         RegisterComponents();
     }
 
     public Tensor Forward(Tensor x, ForwardContext ctx, bool checkpointLayers = false)
     {
         using var scope = NewDisposeScope();
-        var angles = Rotary(x.device).Angles(ctx.PositionIds, x.dtype);   // shared by every layer
+        var angles = rotary.For(x.device).Angles(ctx.PositionIds, x.dtype);   // shared by every layer
         if (checkpointLayers)   // the backward recomputes layers after this scope has ended
             angles = (angles.Cos.DetachFromDisposeScope(), angles.Sin.DetachFromDisposeScope());
         foreach (var layer in layers)
@@ -73,20 +79,6 @@ public sealed class LlamaModel : nn.Module
         if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
         return norm.forward(x).MoveToOuterDisposeScope();
     }
-
-    private RotaryEmbedding Rotary(Device device)
-    {
-        if (rotary is null || rotary.MaxPositions < config.MaxPositionEmbeddings || !SameDevice(device))
-        {
-            rotary?.Dispose();
-            rotary = new RotaryEmbedding(config.HeadDim, config.MaxPositionEmbeddings, config.RopeTheta, config.RopeScaling, device);
-            rotaryDevice = device.ToString();
-        }
-        return rotary;
-    }
-
-    private string? rotaryDevice;
-    private bool SameDevice(Device device) => rotaryDevice == device.ToString();
 }
 
 public sealed class LlamaDecoderLayer : nn.Module
@@ -122,10 +114,14 @@ public sealed class LlamaAttention : nn.Module
     public nn.Module<Tensor, Tensor> v_proj;
     public nn.Module<Tensor, Tensor> o_proj;
     private readonly int numHeads, numKvHeads, headDim, layerIndex;
+    private readonly bool useRope;
+    private readonly AttentionSettings settings;
 
     public LlamaAttention(ModelConfig config, int layerIndex) : base(nameof(LlamaAttention))
     {
         (numHeads, numKvHeads, headDim, this.layerIndex) = (config.NumHeads, config.NumKeyValueHeads, config.HeadDim, layerIndex);
+        useRope = config.UsesRope(layerIndex);                         // SmolLM3's NoPE layers skip RoPE
+        settings = new AttentionSettings(SlidingWindow: config.SlidingWindowOf(layerIndex));
         q_proj = nn.Linear(config.HiddenSize, numHeads * headDim, hasBias: config.AttentionBias);
         k_proj = nn.Linear(config.HiddenSize, numKvHeads * headDim, hasBias: config.AttentionBias);
         v_proj = nn.Linear(config.HiddenSize, numKvHeads * headDim, hasBias: config.AttentionBias);
@@ -141,8 +137,8 @@ public sealed class LlamaAttention : nn.Module
         var q = q_proj.forward(x).view(b, t, numHeads, headDim).transpose(1, 2);      // (B, nh, T, hd)
         var k = k_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
         var v = v_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
-        (q, k) = RotaryEmbedding.Apply(q, k, angles);
-        return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex));
+        if (useRope) (q, k) = RotaryEmbedding.Apply(q, k, angles);
+        return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
     }
 }
 
@@ -151,9 +147,12 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public nn.Module<Tensor, Tensor> gate_proj;
     public nn.Module<Tensor, Tensor> up_proj;
     public nn.Module<Tensor, Tensor> down_proj;
+    private readonly Func<Tensor, Tensor> act;
 
+    /// <summary>Gated MLP: down(act(gate(x)) · up(x)); the activation is the config's (SiLU for Llama, GELU-tanh for Gemma).</summary>
     public LlamaMlp(ModelConfig config) : base(nameof(LlamaMlp))
     {
+        act = Activations.For(config.HiddenAct);
         gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
         up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
         down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
@@ -161,5 +160,5 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) =>
-        down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x));
+        down_proj.forward(act(gate_proj.forward(x)) * up_proj.forward(x));
 }

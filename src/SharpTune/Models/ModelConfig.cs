@@ -3,21 +3,16 @@ using System.Text.Json.Nodes;
 
 namespace SharpTune.Models;
 
-/// <summary>RoPE frequency scaling as Hugging Face's <c>rope_scaling</c> describes it.</summary>
-/// <param name="Type">"default", "linear" or "llama3".</param>
-public sealed record RopeScaling(
-    string Type,
-    double Factor = 1.0,
-    double LowFreqFactor = 1.0,
-    double HighFreqFactor = 4.0,
-    int OriginalMaxPositionEmbeddings = 8192);
-
 /// <summary>
-/// The architecture-independent view of a Hugging Face <c>config.json</c>. GPT-2's own field names (n_embd, n_layer…)
-/// are mapped onto the same properties; <see cref="Raw"/> keeps the original document so a saved model keeps every field.
+/// The architecture-independent view of a Hugging Face <c>config.json</c>. Each family's own field names and defaults
+/// (GPT-2's n_embd, Gemma 3's hidden_activation…) are mapped onto the same properties, following the family's
+/// transformers config class; <see cref="Raw"/> keeps the original document so a saved model keeps every field.
 /// </summary>
-public sealed record ModelConfig
+public sealed partial record ModelConfig
 {
+    public const string FullAttention = "full_attention";
+    public const string SlidingAttention = "sliding_attention";
+
     public required string Architecture { get; init; }
     public required string ModelType { get; init; }
     public required int VocabSize { get; init; }
@@ -40,7 +35,39 @@ public sealed record ModelConfig
     public int? PadTokenId { get; init; }
     /// <summary>The checkpoint's dtype as config.json names it (float32, bfloat16, float16), if given.</summary>
     public string? TorchDtype { get; init; }
+
+    /// <summary>Per layer, "full_attention" or "sliding_attention" (transformers' <c>layer_types</c>); empty = all full.</summary>
+    public IReadOnlyList<string> LayerTypes { get; init; } = [];
+    /// <summary>Keys a sliding-attention layer sees, the current one included (transformers' masks); null = no window.</summary>
+    public int? SlidingWindow { get; init; }
+    /// <summary>Per layer, whether RoPE is applied (SmolLM3's <c>no_rope_layers</c>: 1 = RoPE); null = every layer.</summary>
+    public IReadOnlyList<bool>? RopeLayers { get; init; }
+    /// <summary>Gemma 3: attention scores are scaled by query_pre_attn_scalar^-½ instead of head_dim^-½.</summary>
+    public double? QueryPreAttnScalar { get; init; }
+    /// <summary>Gemma: attention scores become cap·tanh(score / cap) before the mask and softmax.</summary>
+    public double? AttnLogitSoftcapping { get; init; }
+    /// <summary>Gemma: logits become cap·tanh(logit / cap).</summary>
+    public double? FinalLogitSoftcapping { get; init; }
+    /// <summary>Gemma 3: RoPE base of the sliding (local) layers, which use no rope_scaling.</summary>
+    public double? RopeLocalBaseFreq { get; init; }
+    /// <summary>Phi-3 family: the fraction of each head's dimensions that RoPE rotates (the rest pass through).</summary>
+    public double PartialRotaryFactor { get; init; } = 1.0;
+    /// <summary>
+    /// The architecture the checkpoint was saved as when it differs from <see cref="Architecture"/> (the text model of a
+    /// Gemma3ForConditionalGeneration checkpoint); weight names are mapped from that layout.
+    /// </summary>
+    public string? CheckpointArchitecture { get; init; }
     public JsonObject Raw { get; init; } = new();
+
+    /// <summary>The window of layer <paramref name="layer"/>, or null for full attention.</summary>
+    public int? SlidingWindowOf(int layer) =>
+        SlidingWindow is { } window && layer < LayerTypes.Count && LayerTypes[layer] == SlidingAttention ? window : null;
+
+    /// <summary>Whether layer <paramref name="layer"/> rotates queries and keys.</summary>
+    public bool UsesRope(int layer) => RopeLayers is null || layer >= RopeLayers.Count || RopeLayers[layer];
+
+    /// <summary>How many dimensions of each head RoPE rotates (transformers: int(head_dim · partial_rotary_factor)).</summary>
+    public int RotaryDim => (int)(HeadDim * PartialRotaryFactor);
 
     /// <summary>Reads <c>config.json</c> from a model folder.</summary>
     public static ModelConfig Load(string modelDir)
@@ -59,98 +86,38 @@ public sealed record ModelConfig
     /// <summary>Maps a parsed config.json onto a <see cref="ModelConfig"/>; <paramref name="source"/> names it in errors.</summary>
     public static ModelConfig FromJson(JsonObject json, string source = "config.json")
     {
+        // Values built in code (not parsed) refuse numeric conversions such as int → double; a reparse makes them uniform.
+        json = JsonNode.Parse(json.ToJsonString())!.AsObject();
         var reader = new ConfigReader(json, source);
         var architecture = json["architectures"] is JsonArray { Count: > 0 } arr ? arr[0]!.GetValue<string>() : null;
         var modelType = reader.OptionalString("model_type") ?? "";
-        architecture ??= modelType switch
+        architecture ??= ArchitectureOfModelType.TryGetValue(modelType, out var known) ? known
+            : throw new NotSupportedException(
+                $"{source}: model_type '{modelType}' is not supported and 'architectures' does not name one; supported model types: " +
+                string.Join(", ", ArchitectureOfModelType.Keys));
+        return architecture switch
         {
-            "llama" => "LlamaForCausalLM",
-            "mistral" => "MistralForCausalLM",
-            "qwen2" => "Qwen2ForCausalLM",
-            "gpt2" => "GPT2LMHeadModel",
-            _ => throw new InvalidDataException($"{source}: neither 'architectures' nor a known 'model_type' says which model this is"),
-        };
-        return architecture == "GPT2LMHeadModel" ? Gpt2(reader, architecture, modelType) : LlamaFamily(reader, architecture, modelType);
-    }
-
-    private static ModelConfig LlamaFamily(ConfigReader r, string architecture, string modelType)
-    {
-        var hidden = r.RequiredInt("hidden_size");
-        var heads = r.RequiredInt("num_attention_heads");
-        var isQwen2 = architecture == "Qwen2ForCausalLM";
-        var slidingWindow = r.OptionalInt("sliding_window");
-        var maxPositions = r.OptionalInt("max_position_embeddings") ?? 2048;
-        var useSliding = r.Json["use_sliding_window"]?.GetValue<bool>() ?? !isQwen2;
-        if (slidingWindow is { } window && useSliding && window < maxPositions)
-            throw new NotSupportedException(
-                $"{r.Source}: sliding_window = {window} is smaller than max_position_embeddings = {maxPositions}; " +
-                "sliding-window attention is not supported");
-        return new ModelConfig
-        {
-            Architecture = architecture,
-            ModelType = modelType,
-            VocabSize = r.RequiredInt("vocab_size"),
-            HiddenSize = hidden,
-            IntermediateSize = r.RequiredInt("intermediate_size"),
-            NumLayers = r.RequiredInt("num_hidden_layers"),
-            NumHeads = heads,
-            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? heads,
-            HeadDim = r.OptionalInt("head_dim") ?? hidden / heads,
-            MaxPositionEmbeddings = maxPositions,
-            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-6,
-            RopeTheta = r.OptionalDouble("rope_theta") ?? 10000.0,
-            RopeScaling = ReadRopeScaling(r),
-            TieWordEmbeddings = r.Json["tie_word_embeddings"]?.GetValue<bool>() ?? false,
-            AttentionBias = isQwen2 || (r.Json["attention_bias"]?.GetValue<bool>() ?? false),
-            MlpBias = r.Json["mlp_bias"]?.GetValue<bool>() ?? false,
-            HiddenAct = r.OptionalString("hidden_act") ?? "silu",
-            BosTokenId = r.OptionalInt("bos_token_id"),
-            EosTokenIds = r.IntOrIntList("eos_token_id"),
-            PadTokenId = r.OptionalInt("pad_token_id"),
-            TorchDtype = r.OptionalString("torch_dtype") ?? r.OptionalString("dtype"),
-            Raw = r.Json,
+            "GPT2LMHeadModel" => Gpt2(reader, architecture, modelType),
+            "Gemma3ForCausalLM" => Gemma3Text(reader, architecture, modelType == "" ? "gemma3_text" : modelType),
+            "Gemma3ForConditionalGeneration" => Gemma3FromMultimodal(reader),
+            "Phi3ForCausalLM" => Phi3(reader, architecture, modelType == "" ? "phi3" : modelType),
+            _ => LlamaFamily(reader, architecture, modelType),
         };
     }
 
-    private static ModelConfig Gpt2(ConfigReader r, string architecture, string modelType)
+    /// <summary>model_type → the causal-LM architecture transformers builds for it (for configs without 'architectures').</summary>
+    public static readonly IReadOnlyDictionary<string, string> ArchitectureOfModelType = new Dictionary<string, string>
     {
-        var hidden = r.RequiredInt("n_embd");
-        var heads = r.RequiredInt("n_head");
-        return new ModelConfig
-        {
-            Architecture = architecture,
-            ModelType = modelType == "" ? "gpt2" : modelType,
-            VocabSize = r.RequiredInt("vocab_size"),
-            HiddenSize = hidden,
-            IntermediateSize = r.OptionalInt("n_inner") ?? 4 * hidden,
-            NumLayers = r.RequiredInt("n_layer"),
-            NumHeads = heads,
-            NumKeyValueHeads = heads,
-            HeadDim = hidden / heads,
-            MaxPositionEmbeddings = r.OptionalInt("n_positions") ?? r.OptionalInt("n_ctx") ?? 1024,
-            NormEps = r.OptionalDouble("layer_norm_epsilon") ?? 1e-5,
-            TieWordEmbeddings = r.Json["tie_word_embeddings"]?.GetValue<bool>() ?? true,
-            AttentionBias = true,
-            MlpBias = true,
-            HiddenAct = r.OptionalString("activation_function") ?? "gelu_new",
-            BosTokenId = r.OptionalInt("bos_token_id"),
-            EosTokenIds = r.IntOrIntList("eos_token_id"),
-            PadTokenId = r.OptionalInt("pad_token_id"),
-            TorchDtype = r.OptionalString("torch_dtype") ?? r.OptionalString("dtype"),
-            Raw = r.Json,
-        };
-    }
-
-    private static RopeScaling? ReadRopeScaling(ConfigReader r)
-    {
-        if (r.Json["rope_scaling"] is not JsonObject scaling) return null;
-        var type = (scaling["rope_type"] ?? scaling["type"])?.GetValue<string>() ?? "default";
-        if (type is not ("default" or "linear" or "llama3"))
-            throw new NotSupportedException($"{r.Source}: rope_scaling type '{type}' is not supported (default, linear, llama3 are)");
-        double D(string key, double fallback) => scaling[key]?.GetValue<double>() ?? fallback;
-        return new RopeScaling(type, D("factor", 1.0), D("low_freq_factor", 1.0), D("high_freq_factor", 4.0),
-            (int)D("original_max_position_embeddings", 8192));
-    }
+        ["llama"] = "LlamaForCausalLM",
+        ["mistral"] = "MistralForCausalLM",
+        ["qwen2"] = "Qwen2ForCausalLM",
+        ["qwen3"] = "Qwen3ForCausalLM",
+        ["gemma3_text"] = "Gemma3ForCausalLM",
+        ["gemma3"] = "Gemma3ForConditionalGeneration",
+        ["phi3"] = "Phi3ForCausalLM",
+        ["smollm3"] = "SmolLM3ForCausalLM",
+        ["gpt2"] = "GPT2LMHeadModel",
+    };
 
     /// <summary>Writes this configuration as config.json content, keeping unknown fields of the original.</summary>
     public string ToJson()
@@ -163,50 +130,4 @@ public sealed record ModelConfig
 
     /// <summary>Token ids that end generation (config's eos_token_id, which may be a list).</summary>
     public bool IsEos(int tokenId) => EosTokenIds.Contains(tokenId);
-
-    private sealed record ConfigReader(JsonObject Json, string Source)
-    {
-        public int RequiredInt(string key) =>
-            OptionalInt(key) ?? throw new InvalidDataException($"{Source}: required field '{key}' is missing");
-
-        public int? OptionalInt(string key)
-        {
-            var node = Json[key];
-            if (node is null) return null;
-            try { return node.GetValue<int>(); }
-            catch (Exception e) when (e is FormatException or InvalidOperationException)
-            {
-                throw new InvalidDataException($"{Source}: field '{key}' must be an integer, found {node.ToJsonString()}");
-            }
-        }
-
-        public double? OptionalDouble(string key)
-        {
-            var node = Json[key];
-            if (node is null) return null;
-            try { return node.GetValue<double>(); }
-            catch (Exception e) when (e is FormatException or InvalidOperationException)
-            {
-                throw new InvalidDataException($"{Source}: field '{key}' must be a number, found {node.ToJsonString()}");
-            }
-        }
-
-        public string? OptionalString(string key)
-        {
-            var node = Json[key];
-            if (node is null) return null;
-            try { return node.GetValue<string>(); }
-            catch (InvalidOperationException)
-            {
-                throw new InvalidDataException($"{Source}: field '{key}' must be a string, found {node.ToJsonString()}");
-            }
-        }
-
-        public IReadOnlyList<int> IntOrIntList(string key) => Json[key] switch
-        {
-            null => [],
-            JsonArray a => a.Select(n => n!.GetValue<int>()).ToArray(),
-            var n => [n.GetValue<int>()],
-        };
-    }
 }

@@ -11,6 +11,10 @@ public static class ModelFactory
         ["LlamaForCausalLM"] = c => new LlamaForCausalLM(c),
         ["MistralForCausalLM"] = c => new LlamaForCausalLM(c),
         ["Qwen2ForCausalLM"] = c => new LlamaForCausalLM(c),
+        ["Qwen3ForCausalLM"] = c => new Qwen3ForCausalLM(c),
+        ["Gemma3ForCausalLM"] = c => new Gemma3ForCausalLM(c),
+        ["Phi3ForCausalLM"] = c => new Phi3ForCausalLM(c),
+        ["SmolLM3ForCausalLM"] = c => new SmolLM3ForCausalLM(c),
         ["GPT2LMHeadModel"] = c => new GPT2LMHeadModel(c),
     };
 

@@ -71,5 +71,7 @@ public static class PretrainedModel
         public IReadOnlyCollection<string> Names => checkpoint.Tensors.Keys.ToArray();
         public long[] ShapeOf(string name) => checkpoint.Tensors[name].Info.Shape;
         public Tensor Read(string name, ScalarType dtype) => checkpoint.Read(name, dtype);
+        public IReadOnlyDictionary<string, string> Aliases { get; } =
+            checkpoint.FileMetadata.Where(kv => checkpoint.Tensors.ContainsKey(kv.Value)).ToDictionary();
     }
 }

@@ -3,55 +3,109 @@ using static TorchSharp.torch;
 namespace SharpTune.Models;
 
 /// <summary>
-/// Rotary position embedding in Hugging Face's rotate-half form, with default, linear and Llama 3 frequency scaling
-/// (transformers' <c>_compute_llama3_parameters</c>). Tables are fp32; they are cast to the activations' dtype per call.
+/// Rotary position embedding in Hugging Face's rotate-half form, computed as transformers computes it: float32 inverse
+/// frequencies (default, linear, Llama 3 and LongRoPE scaling, as in modeling_rope_utils), angles = position × inv_freq
+/// in float32 per call, cos/sin times the attention factor, cast to the activations' dtype. Partial rotary (Phi-3)
+/// rotates only the first <c>rotaryDim</c> dimensions of each head.
 /// </summary>
 public sealed class RotaryEmbedding : IDisposable
 {
-    private readonly Tensor cos;   // (maxPositions, headDim)
-    private readonly Tensor sin;
+    private readonly Tensor invFreq;        // (rotaryDim/2) float32
+    private readonly Tensor? longInvFreq;   // longrope: used once a position reaches past the original context
+    private readonly int originalMaxPositions;
+    private readonly double attentionScaling;
 
-    public RotaryEmbedding(int headDim, int maxPositions, double theta, RopeScaling? scaling, Device device)
+    /// <param name="rotaryDim">Dimensions rotated per head (head_dim × partial_rotary_factor).</param>
+    public RotaryEmbedding(int rotaryDim, double theta, RopeScaling? scaling, Device device)
     {
         using var scope = NewDisposeScope();
-        var invFreq = InverseFrequencies(headDim, theta, scaling);                       // (hd/2)
-        var positions = arange(maxPositions, dtype: ScalarType.Float64);
-        var freqs = outer(positions, invFreq);                                            // (P, hd/2)
-        var emb = cat([freqs, freqs], dim: -1);                                           // (P, hd)
-        cos = emb.cos().to(ScalarType.Float32).to(device).DetachFromDisposeScope();
-        sin = emb.sin().to(ScalarType.Float32).to(device).DetachFromDisposeScope();
+        RotaryDim = rotaryDim;
+        var exponents = arange(0, rotaryDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / rotaryDim;
+        var powers = pow(theta, exponents);                                               // float32, as transformers
+        attentionScaling = 1.0;
+        switch (scaling?.Type)
+        {
+            case null or "default":
+                invFreq = 1.0f / powers;
+                break;
+            case "linear":
+                invFreq = 1.0f / powers / (float)scaling.Factor;
+                break;
+            case "llama3":
+                invFreq = Llama3(1.0f / powers, scaling);
+                break;
+            case "longrope":
+                invFreq = 1.0f / (Factors(scaling.ShortFactor!, rotaryDim) * powers);
+                longInvFreq = (1.0f / (Factors(scaling.LongFactor!, rotaryDim) * powers)).to(device).DetachFromDisposeScope();
+                originalMaxPositions = scaling.OriginalMaxPositionEmbeddings;
+                attentionScaling = scaling.AttentionFactor
+                    ?? (scaling.Factor <= 1.0 ? 1.0 : Math.Sqrt(1 + Math.Log(scaling.Factor) / Math.Log(originalMaxPositions)));
+                break;
+            default:
+                throw new NotSupportedException($"rope_scaling type '{scaling.Type}' is not supported");
+        }
+        invFreq = invFreq.to(device).DetachFromDisposeScope();
     }
 
-    public int MaxPositions => (int)cos.shape[0];
+    /// <summary>The RoPE of layers with the config's own base and scaling.</summary>
+    public static RotaryEmbedding ForConfig(ModelConfig config, Device device) =>
+        new(config.RotaryDim, config.RopeTheta, config.RopeScaling, device);
 
-    private static Tensor InverseFrequencies(int headDim, double theta, RopeScaling? scaling)
+    public int RotaryDim { get; }
+
+    private static Tensor Factors(IReadOnlyList<double> factors, int rotaryDim)
     {
-        var invFreq = 1.0 / pow(theta, arange(0, headDim, 2, dtype: ScalarType.Float64) / headDim);
-        if (scaling is null || scaling.Type == "default") return invFreq;
-        if (scaling.Type == "linear") return invFreq / scaling.Factor;
-        // Llama 3: keep high frequencies, divide low frequencies by the factor, interpolate smoothly in between.
-        var lowFreqWavelen = scaling.OriginalMaxPositionEmbeddings / scaling.LowFreqFactor;
-        var highFreqWavelen = scaling.OriginalMaxPositionEmbeddings / scaling.HighFreqFactor;
+        if (factors.Count != rotaryDim / 2)
+            throw new InvalidDataException($"rope_scaling: longrope factors must have {rotaryDim / 2} entries (rotary dim / 2), found {factors.Count}");
+        return tensor(factors.Select(f => (float)f).ToArray());
+    }
+
+    // transformers' _compute_llama3_parameters: keep high frequencies, divide low ones by the factor, blend in between.
+    private static Tensor Llama3(Tensor invFreq, RopeScaling s)
+    {
+        var lowFreqWavelen = s.OriginalMaxPositionEmbeddings / s.LowFreqFactor;
+        var highFreqWavelen = s.OriginalMaxPositionEmbeddings / s.HighFreqFactor;
         var wavelen = 2 * Math.PI / invFreq;
-        var scaled = where(wavelen > lowFreqWavelen, invFreq / scaling.Factor, invFreq);
-        var smooth = (scaling.OriginalMaxPositionEmbeddings / wavelen - scaling.LowFreqFactor)
-                     / (scaling.HighFreqFactor - scaling.LowFreqFactor);
-        var smoothed = (1 - smooth) * scaled / scaling.Factor + smooth * scaled;
+        var scaled = where(wavelen > lowFreqWavelen, invFreq / s.Factor, invFreq);
+        var smooth = (s.OriginalMaxPositionEmbeddings / wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
+        var smoothed = (1 - smooth) * scaled / s.Factor + smooth * scaled;
         var isMedium = (wavelen >= highFreqWavelen).logical_and(wavelen <= lowFreqWavelen);
         return where(isMedium, smoothed, scaled);
     }
 
-    /// <summary>cos and sin tables (B, 1, T, hd) for the given positions (B, T), computed once per forward pass.</summary>
+    /// <summary>cos and sin (B, 1, T, rotaryDim) for the given positions (B, T), computed once per forward pass.</summary>
     public (Tensor Cos, Tensor Sin) Angles(Tensor positionIds, ScalarType dtype)
     {
-        var flat = positionIds.reshape(-1);
-        var shape = new[] { positionIds.shape[0], 1, positionIds.shape[1], cos.shape[1] };
-        return (cos.index_select(0, flat).view(shape).to(dtype), sin.index_select(0, flat).view(shape).to(dtype));
+        using var scope = NewDisposeScope();
+        var frequencies = invFreq;
+        // transformers' longrope_frequency_update: the long factors once max(position) + 1 exceeds the original context.
+        if (longInvFreq is not null && positionIds.numel() > 0 && positionIds.max().item<long>() + 1 > originalMaxPositions)
+            frequencies = longInvFreq;
+        var freqs = positionIds.to(ScalarType.Float32).unsqueeze(-1) * frequencies.to(positionIds.device);   // (B, T, rd/2)
+        var emb = cat([freqs, freqs], dim: -1).unsqueeze(1);                                                  // (B, 1, T, rd)
+        var cos = emb.cos();
+        var sin = emb.sin();
+        if (attentionScaling != 1.0)
+        {
+            cos = cos * attentionScaling;
+            sin = sin * attentionScaling;
+        }
+        return (cos.to(dtype).MoveToOuterDisposeScope(), sin.to(dtype).MoveToOuterDisposeScope());
     }
 
     /// <summary>Rotates q (B, nh, T, hd) and k (B, nkv, T, hd) by the angles from <see cref="Angles"/>.</summary>
     public static (Tensor q, Tensor k) Apply(Tensor q, Tensor k, (Tensor Cos, Tensor Sin) angles) =>
-        (q * angles.Cos + RotateHalf(q) * angles.Sin, k * angles.Cos + RotateHalf(k) * angles.Sin);
+        (Rotate(q, angles), Rotate(k, angles));
+
+    /// <summary>Rotates the first rotaryDim dimensions of x (B, h, T, hd); the rest pass through (partial rotary).</summary>
+    public static Tensor Rotate(Tensor x, (Tensor Cos, Tensor Sin) angles)
+    {
+        var rotary = angles.Cos.shape[^1];
+        if (rotary == x.shape[^1]) return x * angles.Cos + RotateHalf(x) * angles.Sin;
+        var rot = x.narrow(-1, 0, rotary);
+        var pass = x.narrow(-1, rotary, x.shape[^1] - rotary);
+        return cat([rot * angles.Cos + RotateHalf(rot) * angles.Sin, pass], dim: -1);
+    }
 
     private static Tensor RotateHalf(Tensor x)
     {
@@ -63,7 +117,7 @@ public sealed class RotaryEmbedding : IDisposable
 
     public void Dispose()
     {
-        cos.Dispose();
-        sin.Dispose();
+        invFreq.Dispose();
+        longInvFreq?.Dispose();
     }
 }

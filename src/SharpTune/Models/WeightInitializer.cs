@@ -36,6 +36,9 @@ public static class WeightInitializer
                 case RmsNorm rms:
                     rms.weight.fill_(1);
                     break;
+                case GemmaRmsNorm gemmaNorm:   // (1 + w): zero is the identity scale
+                    gemmaNorm.weight.zero_();
+                    break;
             }
         }
     }

@@ -9,27 +9,36 @@ public interface ITensorSource
     long[] ShapeOf(string name);
     /// <summary>Reads one tensor, converted to <paramref name="dtype"/>. The caller disposes it.</summary>
     Tensor Read(string name, ScalarType dtype);
+    /// <summary>
+    /// Names the file does not store because they share another tensor's data: safetensors' <c>__metadata__</c>
+    /// maps each removed name to the stored one (safetensors.torch.save_model writes this for tied weights).
+    /// </summary>
+    IReadOnlyDictionary<string, string> Aliases => new Dictionary<string, string>();
 }
 
-/// <summary>Copies weights into a model by name, refusing missing, unexpected or mis-shaped tensors.</summary>
+/// <summary>
+/// Copies weights into a model by name, resolving names as transformers does: with or without the base-model prefix,
+/// the text model of a multimodal Gemma 3 checkpoint, tied embeddings stored under either name (or aliased in the
+/// safetensors metadata), checkpoint tensors the architecture ignores; missing, unexpected or mis-shaped tensors are
+/// refused by name. Values convert to the parameter's dtype.
+/// </summary>
 public static class WeightLoader
 {
     public static void Load(CausalLanguageModel model, ITensorSource source, string sourceDescription)
     {
         var parameters = model.state_dict();
-        var expected = parameters.Keys.ToHashSet();
-        var available = source.Names.ToHashSet();
-        var missing = expected.Where(n => !available.Contains(n)).OrderBy(n => n).ToList();
-        var unexpected = available.Where(n => !expected.Contains(n) && !model.IsIgnorableCheckpointTensor(n)).OrderBy(n => n).ToList();
-        var misShaped = expected.Where(available.Contains)
-            .Where(n => !parameters[n].shape.SequenceEqual(source.ShapeOf(n)))
-            .Select(n => $"{n}: expected [{string.Join(", ", parameters[n].shape)}], found [{string.Join(", ", source.ShapeOf(n))}]")
+        var resolved = CheckpointNames.Resolve(model, source, parameters.Keys);
+        var missing = parameters.Keys.Where(n => !resolved.Sources.ContainsKey(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
+        var misShaped = resolved.Sources
+            .Where(kv => !parameters[kv.Key].shape.SequenceEqual(source.ShapeOf(kv.Value)))
+            .Select(kv => $"{kv.Key}: expected [{string.Join(", ", parameters[kv.Key].shape)}], found [{string.Join(", ", source.ShapeOf(kv.Value))}]" +
+                          (kv.Key == kv.Value ? "" : $" (stored as {kv.Value})"))
             .ToList();
-        if (missing.Count > 0 || unexpected.Count > 0 || misShaped.Count > 0)
+        if (missing.Count > 0 || resolved.Unexpected.Count > 0 || misShaped.Count > 0)
         {
             var parts = new List<string>();
             if (missing.Count > 0) parts.Add($"missing tensors ({missing.Count}): {Describe(missing)}");
-            if (unexpected.Count > 0) parts.Add($"unexpected tensors ({unexpected.Count}): {Describe(unexpected)}");
+            if (resolved.Unexpected.Count > 0) parts.Add($"unexpected tensors ({resolved.Unexpected.Count}): {Describe(resolved.Unexpected)}");
             if (misShaped.Count > 0) parts.Add($"mis-shaped tensors ({misShaped.Count}): {Describe(misShaped)}");
             throw new InvalidDataException(
                 $"{sourceDescription}: the weights do not match {model.Config.Architecture} as config.json describes it — " +
@@ -38,7 +47,7 @@ public static class WeightLoader
         using var noGrad = no_grad();
         foreach (var (name, parameter) in parameters)
         {
-            using var value = source.Read(name, parameter.dtype);
+            using var value = source.Read(resolved.Sources[name], parameter.dtype);
             parameter.copy_(value);
         }
     }

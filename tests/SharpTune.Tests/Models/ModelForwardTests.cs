@@ -12,6 +12,12 @@ public class ModelForwardTests
     [InlineData("llama-tied")]
     [InlineData("qwen2")]
     [InlineData("gpt2")]
+    [InlineData("qwen3")]
+    [InlineData("gemma3")]
+    [InlineData("phi3")]
+    [InlineData("smollm3")]
+    [InlineData("mistral-window")]
+    [InlineData("qwen2-window")]
     public void IncrementalDecodingWithCacheEqualsFullForward(string kind)
     {
         using var model = TestModels.Create(kind);
@@ -37,6 +43,12 @@ public class ModelForwardTests
     [InlineData("llama")]
     [InlineData("qwen2")]
     [InlineData("gpt2")]
+    [InlineData("qwen3")]
+    [InlineData("gemma3")]
+    [InlineData("phi3")]
+    [InlineData("smollm3")]
+    [InlineData("mistral-window")]
+    [InlineData("qwen2-window")]
     public void GreedyGenerationIsTheSameWithAndWithoutCacheAndInABatch(string kind)
     {
         using var model = TestModels.Create(kind);

@@ -13,6 +13,12 @@ public class PretrainedModelTests
     [InlineData("llama-tied")]
     [InlineData("qwen2")]
     [InlineData("gpt2")]
+    [InlineData("qwen3")]
+    [InlineData("gemma3")]
+    [InlineData("phi3")]
+    [InlineData("smollm3")]
+    [InlineData("mistral-window")]
+    [InlineData("qwen2-window")]
     public void SavedModelLoadsBackBitExactly(string kind)
     {
         using var dir = new TempDir();

@@ -50,8 +50,70 @@ public static class TestModels
         "llama-tied" => LlamaConfigJson(tied: true),
         "qwen2" => LlamaConfigJson(architecture: "Qwen2ForCausalLM"),
         "gpt2" => Gpt2ConfigJson(),
+        "qwen3" => Qwen3ConfigJson(),
+        "gemma3" => Gemma3ConfigJson(),
+        "phi3" => Phi3ConfigJson(),
+        "smollm3" => SmolLM3ConfigJson(),
+        "mistral-window" => With(LlamaConfigJson(architecture: "MistralForCausalLM"), new() { ["sliding_window"] = 3 }),
+        "qwen2-window" => With(LlamaConfigJson(architecture: "Qwen2ForCausalLM"),
+            new() { ["use_sliding_window"] = true, ["sliding_window"] = 3, ["max_window_layers"] = 1 }),
         _ => throw new ArgumentException(kind),
     };
+
+    /// <summary>Qwen3, untied, with heads × head_dim (4 × 24 = 96) ≠ hidden (64) and GQA 4/2.</summary>
+    public static JsonObject Qwen3ConfigJson(int vocab = 96) => With(LlamaConfigJson(vocab), new()
+    {
+        ["architectures"] = new JsonArray("Qwen3ForCausalLM"), ["model_type"] = "qwen3", ["head_dim"] = 24,
+        ["attention_bias"] = false, ["use_sliding_window"] = false, ["rope_theta"] = 1000000.0,
+    });
+
+    /// <summary>
+    /// Gemma 3 with every option switched on: an explicit layer_types list (local, global, local), window 3,
+    /// query_pre_attn_scalar ≠ head_dim, attention and final-logit soft-capping, linear RoPE scaling on the global layer,
+    /// untied head with heads × head_dim ≠ hidden.
+    /// </summary>
+    public static JsonObject Gemma3ConfigJson(int vocab = 96) => new()
+    {
+        ["architectures"] = new JsonArray("Gemma3ForCausalLM"), ["model_type"] = "gemma3_text", ["vocab_size"] = vocab,
+        ["hidden_size"] = 64, ["intermediate_size"] = 96, ["num_hidden_layers"] = 3, ["num_attention_heads"] = 4,
+        ["num_key_value_heads"] = 2, ["head_dim"] = 24, ["max_position_embeddings"] = 128, ["rms_norm_eps"] = 1e-6,
+        ["rope_theta"] = 1000000.0, ["rope_local_base_freq"] = 10000.0, ["rope_scaling"] = new JsonObject { ["rope_type"] = "linear", ["factor"] = 2.0 },
+        ["sliding_window"] = 3, ["layer_types"] = new JsonArray("sliding_attention", "full_attention", "sliding_attention"),
+        ["query_pre_attn_scalar"] = 20, ["attn_logit_softcapping"] = 5.0, ["final_logit_softcapping"] = 3.0,
+        ["hidden_activation"] = "gelu_pytorch_tanh", ["tie_word_embeddings"] = false,
+        ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["pad_token_id"] = 0, ["torch_dtype"] = "float32",
+    };
+
+    /// <summary>Phi-3 with GQA, partial rotary 0.5, LongRoPE (original context 64) and a window of 5 on every layer.</summary>
+    public static JsonObject Phi3ConfigJson(int vocab = 96) => new()
+    {
+        ["architectures"] = new JsonArray("Phi3ForCausalLM"), ["model_type"] = "phi3", ["vocab_size"] = vocab,
+        ["hidden_size"] = 64, ["intermediate_size"] = 96, ["num_hidden_layers"] = 2, ["num_attention_heads"] = 4,
+        ["num_key_value_heads"] = 2, ["max_position_embeddings"] = 256, ["original_max_position_embeddings"] = 64,
+        ["partial_rotary_factor"] = 0.5, ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 10000.0, ["sliding_window"] = 5,
+        ["rope_scaling"] = new JsonObject
+        {
+            ["type"] = "longrope",
+            ["short_factor"] = new JsonArray(1.0, 1.1, 1.3, 1.7),
+            ["long_factor"] = new JsonArray(1.0, 2.0, 4.0, 8.0),
+        },
+        ["tie_word_embeddings"] = false, ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["torch_dtype"] = "float32",
+    };
+
+    /// <summary>SmolLM3: tied, RoPE on layer 0 only (no_rope_layers [1, 0]).</summary>
+    public static JsonObject SmolLM3ConfigJson(int vocab = 96) => With(LlamaConfigJson(vocab, tied: true), new()
+    {
+        ["architectures"] = new JsonArray("SmolLM3ForCausalLM"), ["model_type"] = "smollm3",
+        ["no_rope_layers"] = new JsonArray(1, 0), ["rope_theta"] = 2000000.0,
+    });
+
+    /// <summary>A copy of <paramref name="json"/> with <paramref name="changes"/> set.</summary>
+    public static JsonObject With(JsonObject json, JsonObject changes)
+    {
+        var copy = (JsonObject)json.DeepClone();
+        foreach (var (key, value) in changes) copy[key] = value?.DeepClone();
+        return copy;
+    }
 
     /// <summary>A randomly initialised tiny model; weights are perturbed so biases and norms are not trivial.</summary>
     public static CausalLanguageModel Create(string kind, long seed = 1234, ScalarType dtype = ScalarType.Float32)

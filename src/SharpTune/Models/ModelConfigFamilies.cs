@@ -1,0 +1,211 @@
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Models;
+
+// Per-family parsing: field names and defaults follow each family's transformers config class (LlamaConfig,
+// MistralConfig, Qwen2Config, Qwen3Config, SmolLM3Config, Gemma3TextConfig, Phi3Config, GPT2Config), because real
+// config.json files often omit fields whose default the config class supplies (Gemma 3's text_config lists only a few).
+public sealed partial record ModelConfig
+{
+    private static ModelConfig LlamaFamily(ConfigReader r, string architecture, string modelType)
+    {
+        var hidden = r.RequiredInt("hidden_size");
+        var heads = r.RequiredInt("num_attention_heads");
+        var layers = r.RequiredInt("num_hidden_layers");
+        var isQwen2 = architecture == "Qwen2ForCausalLM";
+        var isQwen3 = architecture == "Qwen3ForCausalLM";
+        var isSmol = architecture == "SmolLM3ForCausalLM";
+        var (layerTypes, window, ropeLayers) = architecture switch
+        {
+            // Mistral applies its window (default 4096) on every layer unless sliding_window is null.
+            "MistralForCausalLM" => r.Json.ContainsKey("sliding_window") && r.Json["sliding_window"] is null
+                ? (Uniform(layers, FullAttention), null, null)
+                : (Uniform(layers, SlidingAttention), r.OptionalInt("sliding_window") ?? 4096, (IReadOnlyList<bool>?)null),
+            "Qwen2ForCausalLM" or "Qwen3ForCausalLM" => QwenWindows(r, layers),
+            "SmolLM3ForCausalLM" => SmolLM3Windows(r, layers),
+            _ => (Uniform(layers, FullAttention), (int?)null, (IReadOnlyList<bool>?)null),   // Llama has no window
+        };
+        var attentionBias = isQwen2 || (r.OptionalBool("attention_bias") ?? false);
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.RequiredInt("vocab_size"),
+            HiddenSize = hidden,
+            IntermediateSize = r.RequiredInt("intermediate_size"),
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? heads,
+            HeadDim = r.OptionalInt("head_dim") ?? (isQwen3 ? 128 : hidden / heads),   // Qwen3Config defaults head_dim to 128
+            MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 2048,
+            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-6,
+            RopeTheta = r.OptionalDouble("rope_theta") ?? (isSmol ? 2_000_000.0 : 10000.0),
+            RopeScaling = RopeScaling.Read(r),
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? isSmol,
+            AttentionBias = attentionBias,
+            MlpBias = r.OptionalBool("mlp_bias") ?? false,
+            HiddenAct = r.OptionalString("hidden_act") ?? "silu",
+            LayerTypes = layerTypes,
+            SlidingWindow = window,
+            RopeLayers = ropeLayers,
+        };
+    }
+
+    // Qwen2Config / Qwen3Config: the window exists only with use_sliding_window; layers from max_window_layers on slide.
+    private static (IReadOnlyList<string>, int?, IReadOnlyList<bool>?) QwenWindows(ConfigReader r, int layers)
+    {
+        var window = r.OptionalBool("use_sliding_window") == true ? r.OptionalInt("sliding_window") ?? 4096 : (int?)null;
+        var maxWindowLayers = r.OptionalInt("max_window_layers") ?? 28;
+        var types = ExplicitLayerTypes(r, layers)
+            ?? Enumerable.Range(0, layers).Select(i => window is not null && i >= maxWindowLayers ? SlidingAttention : FullAttention).ToArray();
+        return (types, window, null);
+    }
+
+    // SmolLM3Config: no_rope_layers (1 = RoPE) defaults to a NoPE layer every no_rope_layer_interval layers; with
+    // use_sliding_window the NoPE layers slide.
+    private static (IReadOnlyList<string>, int?, IReadOnlyList<bool>?) SmolLM3Windows(ConfigReader r, int layers)
+    {
+        var interval = r.OptionalInt("no_rope_layer_interval") ?? 4;
+        var rope = r.OptionalIntList("no_rope_layers")?.Select(v => v != 0).ToArray()
+                   ?? Enumerable.Range(0, layers).Select(i => (i + 1) % interval != 0).ToArray();
+        if (rope.Length < layers)
+            throw new InvalidDataException($"{r.Source}: no_rope_layers has {rope.Length} entries for {layers} layers");
+        var window = r.OptionalInt("sliding_window");
+        var useSliding = r.OptionalBool("use_sliding_window") ?? false;
+        var types = ExplicitLayerTypes(r, layers)
+            ?? Enumerable.Range(0, layers).Select(i => useSliding && window is not null && !rope[i] ? SlidingAttention : FullAttention).ToArray();
+        return (types, window, rope);
+    }
+
+    private static ModelConfig Gemma3Text(ConfigReader r, string architecture, string modelType)
+    {
+        var layers = r.OptionalInt("num_hidden_layers") ?? 26;
+        var pattern = r.OptionalInt("sliding_window_pattern") ?? r.OptionalInt("_sliding_window_pattern") ?? 6;
+        var types = ExplicitLayerTypes(r, layers)
+            ?? Enumerable.Range(0, layers).Select(i => (i + 1) % pattern != 0 ? SlidingAttention : FullAttention).ToArray();
+        var heads = r.OptionalInt("num_attention_heads") ?? 8;
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.OptionalInt("vocab_size") ?? 262_208,
+            HiddenSize = r.OptionalInt("hidden_size") ?? 2304,
+            IntermediateSize = r.OptionalInt("intermediate_size") ?? 9216,
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? 4,
+            HeadDim = r.OptionalInt("head_dim") ?? 256,
+            MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 131_072,
+            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-6,
+            RopeTheta = r.OptionalDouble("rope_theta") ?? 1_000_000.0,
+            RopeScaling = RopeScaling.Read(r),
+            RopeLocalBaseFreq = r.OptionalDouble("rope_local_base_freq") ?? 10_000.0,
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? true,
+            AttentionBias = r.OptionalBool("attention_bias") ?? false,
+            HiddenAct = r.OptionalString("hidden_activation") ?? r.OptionalString("hidden_act") ?? "gelu_pytorch_tanh",
+            QueryPreAttnScalar = r.OptionalDouble("query_pre_attn_scalar") ?? 256,
+            AttnLogitSoftcapping = r.OptionalDouble("attn_logit_softcapping"),
+            FinalLogitSoftcapping = r.OptionalDouble("final_logit_softcapping"),
+            LayerTypes = types,
+            SlidingWindow = r.Json.ContainsKey("sliding_window") ? r.OptionalInt("sliding_window") : 4096,
+            BosTokenId = r.OptionalInt("bos_token_id") ?? 2,
+            EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [1],
+            PadTokenId = r.OptionalInt("pad_token_id") ?? 0,
+        };
+    }
+
+    // Gemma3ForConditionalGeneration (4B/12B/27B): the text model alone, from text_config, for text-only fine-tuning.
+    private static ModelConfig Gemma3FromMultimodal(ConfigReader r)
+    {
+        var text = r.Json["text_config"] is JsonObject t ? (JsonObject)t.DeepClone() : new JsonObject();
+        foreach (var key in new[] { "torch_dtype", "dtype", "eos_token_id", "bos_token_id", "pad_token_id", "tie_word_embeddings", "initializer_range" })
+            if (!text.ContainsKey(key) && r.Json[key] is { } value) text[key] = value.DeepClone();
+        text["model_type"] = "gemma3_text";
+        var config = Gemma3Text(new ConfigReader(text, r.Source + " (text_config)"), "Gemma3ForCausalLM", "gemma3_text");
+        return config with { CheckpointArchitecture = "Gemma3ForConditionalGeneration", Raw = text };
+    }
+
+    private static ModelConfig Phi3(ConfigReader r, string architecture, string modelType)
+    {
+        var hidden = r.OptionalInt("hidden_size") ?? 3072;
+        var heads = r.OptionalInt("num_attention_heads") ?? 32;
+        var layers = r.OptionalInt("num_hidden_layers") ?? 32;
+        var maxPositions = r.OptionalInt("max_position_embeddings") ?? 4096;
+        var original = r.OptionalInt("original_max_position_embeddings") ?? 4096;
+        var scaling = RopeScaling.Read(r);
+        // transformers' longrope for Phi-3: the switch point is original_max_position_embeddings and the default
+        // attention factor comes from max_position_embeddings / original_max_position_embeddings, not rope_scaling.factor.
+        if (scaling is { Type: "longrope" })
+            scaling = scaling with { OriginalMaxPositionEmbeddings = original, Factor = maxPositions / (double)original };
+        var window = r.OptionalInt("sliding_window");
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.OptionalInt("vocab_size") ?? 32064,
+            HiddenSize = hidden,
+            IntermediateSize = r.OptionalInt("intermediate_size") ?? 8192,
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? heads,
+            HeadDim = r.OptionalInt("head_dim") ?? hidden / heads,
+            MaxPositionEmbeddings = maxPositions,
+            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-5,
+            RopeTheta = r.OptionalDouble("rope_theta") ?? 10000.0,
+            RopeScaling = scaling,
+            PartialRotaryFactor = r.OptionalDouble("partial_rotary_factor") ?? 1.0,
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
+            HiddenAct = r.OptionalString("hidden_act") ?? "silu",
+            LayerTypes = Uniform(layers, window is null ? FullAttention : SlidingAttention),
+            SlidingWindow = window,
+            BosTokenId = r.Json.ContainsKey("bos_token_id") ? r.OptionalInt("bos_token_id") : 1,
+            EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [32000],
+        };
+    }
+
+    private static ModelConfig Gpt2(ConfigReader r, string architecture, string modelType)
+    {
+        var hidden = r.RequiredInt("n_embd");
+        var heads = r.RequiredInt("n_head");
+        var layers = r.RequiredInt("n_layer");
+        return Common(r, architecture, modelType == "" ? "gpt2" : modelType) with
+        {
+            VocabSize = r.RequiredInt("vocab_size"),
+            HiddenSize = hidden,
+            IntermediateSize = r.OptionalInt("n_inner") ?? 4 * hidden,
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKeyValueHeads = heads,
+            HeadDim = hidden / heads,
+            MaxPositionEmbeddings = r.OptionalInt("n_positions") ?? r.OptionalInt("n_ctx") ?? 1024,
+            NormEps = r.OptionalDouble("layer_norm_epsilon") ?? 1e-5,
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? true,
+            AttentionBias = true,
+            MlpBias = true,
+            HiddenAct = r.OptionalString("activation_function") ?? "gelu_new",
+            LayerTypes = Uniform(layers, FullAttention),
+        };
+    }
+
+    /// <summary>Fields every family reads the same way; sizes are filled in by the family.</summary>
+    private static ModelConfig Common(ConfigReader r, string architecture, string modelType) => new()
+    {
+        Architecture = architecture,
+        ModelType = modelType,
+        VocabSize = 0, HiddenSize = 0, IntermediateSize = 0, NumLayers = 0, NumHeads = 0, NumKeyValueHeads = 0, HeadDim = 0,
+        MaxPositionEmbeddings = 0,
+        BosTokenId = r.OptionalInt("bos_token_id"),
+        EosTokenIds = r.IntOrIntList("eos_token_id"),
+        PadTokenId = r.OptionalInt("pad_token_id"),
+        TorchDtype = r.OptionalString("torch_dtype") ?? r.OptionalString("dtype"),
+        Raw = r.Json,
+    };
+
+    private static IReadOnlyList<string>? ExplicitLayerTypes(ConfigReader r, int layers)
+    {
+        var types = r.OptionalStringList("layer_types");
+        if (types is null) return null;
+        if (types.Count != layers)
+            throw new InvalidDataException($"{r.Source}: layer_types has {types.Count} entries for num_hidden_layers = {layers}");
+        foreach (var t in types)
+            if (t is not (FullAttention or SlidingAttention))
+                throw new NotSupportedException($"{r.Source}: layer type '{t}' is not supported ({FullAttention}, {SlidingAttention} are)");
+        return types;
+    }
+
+    private static IReadOnlyList<string> Uniform(int layers, string type) => Enumerable.Repeat(type, layers).ToArray();
+}
