@@ -22,6 +22,7 @@ internal static class CommandRegistry
         EstimateCommand.Create(),
         SelectCommand.Create(),
         TokenizeCommand.Create(),
+        ChatTemplateCommand.Create(),
         DataCommand.Create(),
         DashboardCommand.Create(),
         ServeCommand.Create(),

@@ -46,6 +46,25 @@ public sealed class ChatTemplate
             ? new ChatTemplate(name.ToLowerInvariant(), d.Source, d.BosToken, d.EosToken)
             : throw new ChatTemplateException($"unknown chat template '{name}'; built-in ones are {string.Join(", ", BuiltInChatTemplates.All.Keys)}");
 
+    /// <summary>
+    /// The chat template of a model or tokenizer folder, read from its tokenizer_config.json / chat_template.jinja
+    /// without loading tokenizer.json: the built-in <paramref name="builtInName"/> when given (with the folder's own
+    /// BOS/EOS strings where it has them), else the folder's own template.
+    /// </summary>
+    /// <exception cref="ChatTemplateException">The folder has no template (and no built-in one was named).</exception>
+    public static ChatTemplate FromModelDirectory(string dir, string? builtInName = null)
+    {
+        var config = TokenizerConfig.Read(dir);
+        if (builtInName is not null)
+        {
+            var builtIn = BuiltIn(builtInName);
+            return new ChatTemplate(builtIn.Name, builtIn.Source, config.BosToken ?? builtIn.BosToken, config.EosToken ?? builtIn.EosToken);
+        }
+        return config.ChatTemplate is { } source
+            ? new ChatTemplate("tokenizer", source, config.BosToken, config.EosToken)
+            : throw new ChatTemplateException($"{dir} has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja); {Suggestion}");
+    }
+
     /// <summary>Any Jinja template source (e.g. one stored with an adapter).</summary>
     public static ChatTemplate FromSource(string source, string? bosToken, string? eosToken) => new("custom", source, bosToken, eosToken);
 

@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using SharpTune.Tests.Support;
+
+namespace SharpTune.Tests.Tokenization;
+
+/// <summary>Runs the real `sharptune chat-template` executable against transformers' renderings in EXPECTED.json.</summary>
+public sealed class ChatTemplateCommandTests
+{
+    private static (int Code, string Out, string Err) RunCli(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SharpTune.Cli.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, stdout.Result, stderr);
+    }
+
+    private static JsonObject Case(string tokenizer, string list, int index) =>
+        JsonNode.Parse(File.ReadAllText(Path.Combine(TestAssets.Tokenizer(tokenizer), "EXPECTED.json")))![list]![index]!.AsObject();
+
+    private static string Write(JsonNode? node)
+    {
+        var path = Path.Combine(TokenizerFixtures.TempDir("chat-cli"), "data.json");
+        File.WriteAllText(path, node!.ToJsonString());
+        return path;
+    }
+
+    [SharedAssetFact("tokenizers/llama3")]
+    public void Prints_the_rendering_exactly_with_no_newline_added()
+    {
+        var item = Case("llama3", "chat", 0);
+        Assert.True(item["add_generation_prompt"]!.GetValue<bool>());
+        var (code, output, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("llama3"), "--messages", Write(item["messages"]), "--add-generation-prompt");
+        Assert.True(code == 0, error);
+        Assert.Equal(item["rendered"]!.GetValue<string>(), output);
+    }
+
+    [SharedAssetFact("tokenizers/qwen3")]
+    public void Renders_tools_given_in_their_own_file()
+    {
+        var item = Case("qwen3", "chat_with_tools", 1);
+        Assert.False(item["add_generation_prompt"]!.GetValue<bool>());
+        var (code, output, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("qwen3"),
+            "--messages", Write(item["messages"]), "--tools", Write(item["tools"]));
+        Assert.True(code == 0, error);
+        Assert.Equal(item["rendered"]!.GetValue<string>(), output);
+    }
+
+    [SharedAssetFact("tokenizers/qwen3")]
+    public void Bad_message_is_reported_with_the_file_and_field()
+    {
+        var path = Write(JsonNode.Parse("""{"messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c","function":{"arguments":"{}"}}]}]}"""));
+        var (code, _, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("qwen3"), "--messages", path);
+        Assert.Equal(1, code);
+        Assert.Contains(path, error);
+        Assert.Contains("messages[1].tool_calls[0].function.name", error);
+    }
+}
