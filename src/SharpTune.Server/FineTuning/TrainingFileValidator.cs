@@ -19,7 +19,8 @@ internal sealed class TrainingFileException(long lineNumber, string message) : E
 /// formats (chat <c>messages</c> with optional per-assistant <c>weight</c> 0/1, legacy <c>prompt</c>/<c>completion</c>,
 /// or preference <c>input</c> + <c>preferred_output</c>/<c>non_preferred_output</c> — also spelled
 /// <c>preferred_completion</c>/<c>non_preferred_completion</c>), every line the same format, known roles only, and
-/// something to train on. Field checks come from the library's <see cref="TrainingExampleMapper"/> so the server accepts
+/// something to train on. Chat lines may carry <c>tools</c> (or the legacy <c>functions</c>), assistant
+/// <c>tool_calls</c> without content, and <c>tool</c> messages, under <see cref="ToolCallRules"/>. Field checks come from the library's <see cref="TrainingExampleMapper"/> so the server accepts
 /// exactly what the trainer reads.
 /// </summary>
 internal static class TrainingFileValidator
@@ -78,6 +79,11 @@ internal static class TrainingFileValidator
                     throw Bad(line, "field 'messages': no assistant message, so there is nothing to train on");
                 if (!chat.Messages.Any(m => m.IsTrained))
                     throw Bad(line, "field 'messages': every assistant message has weight 0, so there is nothing to train on");
+                for (var i = 0; i < chat.Messages.Count; i++)
+                    if (chat.Messages[i].Weight is not null && chat.Messages[i].Role != "assistant")
+                        throw Bad(line, $"field 'messages[{i}].weight': only assistant messages carry a weight, found it on role '{chat.Messages[i].Role}'");
+                if (ToolCallRules.FirstProblem(chat) is { } problem)
+                    throw Bad(line, $"field '{problem.Field}': {problem.Detail}");
                 break;
             case PreferenceExample preference:
                 for (var i = 0; i < preference.Prompt.Count; i++)

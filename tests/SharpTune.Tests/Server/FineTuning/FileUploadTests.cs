@@ -10,8 +10,17 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
 {
     private const string Good = """{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello","weight":1}]}""";
 
+    // OpenAI's tool-calling line: tools, an assistant message with tool_calls and no content, the tool's result, the answer.
+    private const string ToolLine = """{"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],"messages":[{"role":"user","content":"Weather in Paris?"},{"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}]},{"role":"tool","tool_call_id":"call_1","content":"21"},{"role":"assistant","content":"21 °C."}]}""";
+
+    // The same conversation in OpenAI's legacy form: functions, function_call and a function-role result.
+    private const string LegacyFunctionLine = """{"functions":[{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}],"messages":[{"role":"user","content":"Weather in Paris?"},{"role":"assistant","function_call":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}},{"role":"function","name":"get_weather","content":"21"},{"role":"assistant","content":"21 °C."}]}""";
+
     public static TheoryData<string, string, string> BadFiles => new()
     {
+        { "tool result answering no call", ToolLine + "\n" + ToolLine.Replace("\"tool_call_id\":\"call_1\"", "\"tool_call_id\":\"call_9\""), "line 2: field 'messages[2].tool_call_id': no earlier assistant message made a tool call with id 'call_9'" },
+        { "call to a function not in tools", ToolLine + "\n" + ToolLine.Replace("\"name\":\"get_weather\",\"arguments\"", "\"name\":\"get_time\",\"arguments\""), "line 2: field 'messages[1].tool_calls[0].function.name': 'get_time' is not one of this example's tools" },
+        { "arguments that are not JSON", ToolLine.Replace("\"arguments\":\"{", "\"arguments\":\"{{"), "line 1: field 'messages[1].tool_calls[0].function.arguments'" },
         { "malformed JSON", Good + "\n{\"messages\": [\n", "line 2:" },
         { "wrong role", Good + "\n" + """{"messages":[{"role":"user","content":"Hi"},{"role":"robot","content":"Beep"}]}""", "line 2: field 'messages[1].role': unknown role 'robot'" },
         { "no assistant message", Good + "\n" + Good + "\n" + """{"messages":[{"role":"user","content":"Hi"}]}""", "line 3:" },
@@ -30,6 +39,15 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
         await using var server = await harness.StartAsync(jobsDir);
         using var http = JobsHarness.Http(server);
         await AssertRefusedAsync(http, jobsDir, Encoding.UTF8.GetBytes(content), expected, why);
+    }
+
+    [ServerFact]
+    public async Task ToolCallingLinesInTheCurrentAndLegacyFormsAreAccepted()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        using var http = JobsHarness.Http(server);
+        var upload = await JobsHarness.UploadRawAsync(http, Encoding.UTF8.GetBytes(ToolLine + "\n" + LegacyFunctionLine + "\n"), "tools.jsonl");
+        Assert.True(upload.StatusCode == HttpStatusCode.OK, await upload.Content.ReadAsStringAsync());
     }
 
     [ServerFact]
