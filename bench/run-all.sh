@@ -34,6 +34,11 @@ echo "| config | batch | prompt+answer tokens | perplexity ex/s | generation ex/
 echo "|---|---|---|---|---|"
 $bench evaluation S 64 8 96 32 2>/dev/null
 
+echo "## Tokenizer load (tokenizer.json to first encode, fresh process, before libtorch loads)"
+echo "| tokenizer | vocabulary | load time | peak RSS | RSS before |"
+echo "|---|---|---|---|---|"
+$bench tokenizer-load "${stories%/models/stories260K}/tokenizers/gemma3" 2>/dev/null
+
 echo "## Data clean (near-dedup)"
 dotnet bench/DataCleanBench/bin/Release/net10.0/DataCleanBench.dll 1000000 --scaling
 

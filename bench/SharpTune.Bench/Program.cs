@@ -4,9 +4,16 @@ using SharpTune.Runtime;
 // dotnet run --project bench/SharpTune.Bench -c Release -- training S|M full|lora f32|bf16 [steps] [batch] [seq]
 // dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new]
 // dotnet run --project bench/SharpTune.Bench -c Release -- evaluation S [examples] [batch] [prompt] [answer]
+// dotnet run --project bench/SharpTune.Bench -c Release -- tokenizer-load [TOKENIZER_DIR]
 // Run alone on a quiet machine: another CPU-heavy process distorts every figure.
-TorchRuntime.EnsureInitialised();
 string Arg(int i, string fallback) => args.Length > i ? args[i] : fallback;
+if (Arg(0, "") == "tokenizer-load")
+{
+    // Before libtorch is loaded, so the peak RSS is the tokenizer's and the runtime's only, as in `sharptune tokenize`.
+    TokenizerLoadBench.Run(Arg(1, "../shared/tokenizers/gemma3"));
+    return 0;
+}
+TorchRuntime.EnsureInitialised();
 switch (Arg(0, ""))
 {
     case "training":
@@ -20,7 +27,7 @@ switch (Arg(0, ""))
         EvaluationBench.Run(Arg(1, "S"), int.Parse(Arg(2, "64")), int.Parse(Arg(3, "8")), int.Parse(Arg(4, "96")), int.Parse(Arg(5, "32")));
         break;
     default:
-        Console.Error.WriteLine("usage: training S|M full|lora f32|bf16 [steps] [batch] [seq] | generation S|M|DIR f32|bf16 [batch] [prompt] [new]");
+        Console.Error.WriteLine("usage: training S|M full|lora f32|bf16 [steps] [batch] [seq] | generation S|M|DIR f32|bf16 [batch] [prompt] [new] | tokenizer-load [DIR]");
         return 2;
 }
 return 0;
