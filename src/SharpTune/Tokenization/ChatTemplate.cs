@@ -72,7 +72,7 @@ public sealed class ChatTemplate
     /// Renders the conversation as transformers' <c>apply_chat_template(messages, tools=tools,
     /// add_generation_prompt=…, tokenize=False)</c> does: the template sees <c>messages</c>, <c>tools</c> (none when
     /// there are none), <c>documents</c> (none), <c>add_generation_prompt</c>, the special tokens (<c>bos_token</c>,
-    /// <c>eos_token</c> where the tokenizer has them) and <paramref name="templateArguments"/> (e.g. Qwen3's
+    /// <c>eos_token</c>; "" where the tokenizer has none) and <paramref name="templateArguments"/> (e.g. Qwen3's
     /// <c>enable_thinking</c>), which override the special tokens as transformers' kwargs do. With
     /// <paramref name="addGenerationPrompt"/> the text ends where the assistant's reply begins.
     /// </summary>
@@ -130,9 +130,9 @@ public sealed class ChatTemplate
     private Dictionary<string, object?> Variables(List<object?> messages, bool addGenerationPrompt, IReadOnlyList<ChatTool>? tools,
         IReadOnlyDictionary<string, object?>? templateArguments)
     {
-        var variables = new Dictionary<string, object?>();
-        if (BosToken is not null) variables["bos_token"] = BosToken;
-        if (EosToken is not null) variables["eos_token"] = EosToken;
+        // A tokenizer without BOS/EOS gives "" (transformers leaves the name undefined): templates that concatenate
+        // bos_token then still render, as they did before tools were passed.
+        var variables = new Dictionary<string, object?> { ["bos_token"] = BosToken ?? "", ["eos_token"] = EosToken ?? "" };
         if (templateArguments is not null)
             foreach (var (key, value) in templateArguments) variables[key] = value;
         variables["messages"] = messages;
