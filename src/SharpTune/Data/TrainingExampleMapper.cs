@@ -44,7 +44,7 @@ public static class TrainingExampleMapper
         return new PreferenceExample(Messages(row, input["messages"], "input.messages"), Answer(row, preferred), Answer(row, nonPreferred));
     }
 
-    private static IReadOnlyList<ChatTurn> Answer(DataRow row, string field) => row.Fields[field] switch
+    internal static IReadOnlyList<ChatTurn> Answer(DataRow row, string field) => row.Fields[field] switch
     {
         JsonValue v when v.GetValueKind() == JsonValueKind.String => [new ChatTurn("assistant", v.GetValue<string>())],
         var node => Messages(row, node, field),
@@ -63,7 +63,7 @@ public static class TrainingExampleMapper
         catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
     }
 
-    private static IReadOnlyList<ChatTurn> Messages(DataRow row, JsonNode? node, string field)
+    internal static IReadOnlyList<ChatTurn> Messages(DataRow row, JsonNode? node, string field)
     {
         IReadOnlyList<ChatMessage> messages;
         try { messages = ChatJson.ReadMessages(JsonCell(row, node, field), field); }
@@ -119,8 +119,8 @@ public static class TrainingExampleMapper
             $"expected a string or number label, found {Kind(other)}"),
     };
 
-    private static string Kind(JsonNode? node) => node is null ? "null" : node.GetValueKind().ToString().ToLowerInvariant();
+    internal static string Kind(JsonNode? node) => node is null ? "null" : node.GetValueKind().ToString().ToLowerInvariant();
 
-    private static DataFormatException Error(DataRow row, string field, string reason, string detail) =>
+    internal static DataFormatException Error(DataRow row, string field, string reason, string detail) =>
         new(row.SourceFile, row.LineNumber, field, reason, detail);
 }

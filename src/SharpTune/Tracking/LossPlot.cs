@@ -27,6 +27,24 @@ public static class LossPlot
         plot.SavePng(pngPath, 900, 300);
     }
 
+    /// <summary>GRPO's reward curve: the mean reward, each function's mean, and the validation reward.</summary>
+    public static void SaveReward(IReadOnlyList<JsonObject> records, string pngPath, string title = "Reward")
+    {
+        var plot = new Plot();
+        AddSeries(plot, records, "reward", "mean reward");
+        var functions = records.SelectMany(r => r.Select(kv => kv.Key))
+            .Where(k => k.StartsWith("rewards/", StringComparison.Ordinal) && k.EndsWith("/mean", StringComparison.Ordinal))
+            .Distinct().Order(StringComparer.Ordinal).ToArray();
+        if (functions.Length > 1)
+            foreach (var key in functions) AddSeries(plot, records, key, key["rewards/".Length..^"/mean".Length]);
+        AddSeries(plot, records, "val_reward", "validation reward");
+        plot.Title(title);
+        plot.XLabel("step");
+        plot.YLabel("reward");
+        plot.ShowLegend(Alignment.LowerRight);
+        plot.SavePng(pngPath, 900, 500);
+    }
+
     private static void AddSeries(Plot plot, IReadOnlyList<JsonObject> records, string key, string label)
     {
         var points = records

@@ -39,15 +39,27 @@ public static class FineTuneJob
     public const string ChatTemplateFileName = Generation.LoadedModel.ChatTemplateFileName;
 
     /// <summary>The <see cref="TrainingOptions.Objective"/> names.</summary>
-    public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo"];
+    public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo", "orpo", "simpo", "kto", "grpo"];
 
+    /// <param name="rewards">GRPO: the judge's grader and custom reward functions, beside the built-ins the options name.</param>
     public static FineTuneResult Run(TrainingOptions options, bool resume = false, IProgress<TrainingProgress>? progress = null,
-        Action<string>? log = null, CancellationToken cancellationToken = default)
+        Action<string>? log = null, CancellationToken cancellationToken = default, RewardSources? rewards = null)
     {
         var objective = options.Objective.Trim().ToLowerInvariant();
         if (!Objectives.Contains(objective))
             throw new ArgumentException($"unknown objective '{options.Objective}' (choose one of: {string.Join(", ", Objectives)})");
-        var dpo = objective == "dpo" ? DpoSettings.From(options) : null;   // validates loss_type before any work
+        // Settings are parsed before any work, so a bad loss_type or scale_rewards fails at once.
+        var dpo = objective == "dpo" ? DpoSettings.From(options) : null;
+        var kto = objective == "kto"
+            ? new KtoSettings(options.Beta ?? 0.1, options.DesirableWeight, options.UndesirableWeight, KtoLoss.ParseType(options.LossType ?? "kto"))
+            : null;
+        var grpo = objective == "grpo" ? GrpoSettings.From(options) : null;
+        Func<DataRow, TrainingExample>? map = objective switch
+        {
+            "kto" => UnpairedPreferenceExample.FromRow,
+            "grpo" => PromptExample.FromRow,
+            _ => null,
+        };
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(options.Model);
         Directory.CreateDirectory(options.Output);
@@ -56,8 +68,8 @@ public static class FineTuneJob
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var chatTemplate = options.ChatTemplate is { } name ? ChatTemplate.BuiltIn(name)
             : tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
-        var (trainExamples, validationExamples) = ReadData(options, log);
-        IReadOnlyList<TrainingExample> testExamples = options.Test is { } testPath ? ReadExamples(testPath) : [];
+        var (trainExamples, validationExamples) = ReadData(options, log, map);
+        IReadOnlyList<TrainingExample> testExamples = options.Test is { } testPath ? ReadExamples(testPath, map: map) : [];
 
         var dtype = ModelFactory.ParseDtype(options.Dtype);
         using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice);
@@ -87,11 +99,25 @@ public static class FineTuneJob
         }
 
         var context = new RecipeContext(options, model, trainable, SaveModel, resume, progress, log, cancellationToken);
+        var truncate = options.Overflow != "drop";
         if (dpo is not null)
         {
-            var pairs = new PreferenceTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop");
+            var pairs = new PreferenceTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, truncate);
             return DpoRecipe.Run(context, dpo, adapter, modelDir, dtype, pairs, trainExamples, validationExamples, testExamples, parameters);
         }
+        if (objective is "orpo" or "simpo")
+        {
+            ITrainingObjective paired = objective == "orpo"
+                ? new OrpoObjective(options.Beta ?? 0.1)
+                : new SimpoObjective(new SimpoSettings(options.Beta ?? 0.1, options.SimpoGamma, options.CpoAlpha, options.LabelSmoothing));
+            return PreferenceFamilyRecipe.RunPaired(context, paired, new PreferenceTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, truncate),
+                trainExamples, validationExamples, testExamples, parameters);
+        }
+        if (kto is not null)
+            return PreferenceFamilyRecipe.RunKto(context, kto, adapter, modelDir, dtype, new KtoTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, truncate),
+                trainExamples, validationExamples, testExamples, parameters);
+        if (grpo is not null)
+            return GrpoRecipe.Run(context, grpo, adapter, modelDir, dtype, tokenizer, chatTemplate, trainExamples, validationExamples, parameters, rewards);
         var sft = new SftTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop", options.CompletionOnlyLoss);
         var hook = options.EvalMetrics is { Count: > 0 } metricNames && validationExamples.Count > 0
             ? new Evaluation.ValidationMetricsHook(model, tokenizer, chatTemplate, validationExamples, metricNames, options.EvalSample, options.Seed)
@@ -126,12 +152,13 @@ public static class FineTuneJob
     }
 
     /// <summary>Training and validation examples: the validation file, or a seeded hold-out of the training data.</summary>
+    /// <param name="map">Maps each row (default: by the format its fields suggest; KTO and GRPO read their own shapes).</param>
     public static (IReadOnlyList<TrainingExample> Train, IReadOnlyList<TrainingExample> Validation) ReadData(TrainingOptions options,
-        Action<string>? log = null)
+        Action<string>? log = null, Func<DataRow, TrainingExample>? map = null)
     {
         using var rejects = options.RejectsFile is { } rejectsPath ? new RejectLog(rejectsPath) : null;
-        var train = ReadExamples(options.Data, rejects);
-        var validation = options.Validation is { } validationPath ? ReadExamples(validationPath, rejects) : null;
+        var train = ReadExamples(options.Data, rejects, map);
+        var validation = options.Validation is { } validationPath ? ReadExamples(validationPath, rejects, map) : null;
         if (rejects is { Total: > 0 })
             log?.Invoke($"rejected {rejects.Total} malformed rows into {rejects.FilePath}: " +
                         string.Join(", ", rejects.CountsByReason.Select(kv => $"{kv.Key} {kv.Value}")));
@@ -147,16 +174,20 @@ public static class FineTuneJob
     /// Reads a data file and maps each row to its detected training format; a malformed row stops the run, or goes to
     /// <paramref name="rejects"/> (with its reason) when given.
     /// </summary>
-    public static List<TrainingExample> ReadExamples(string path, RejectLog? rejects = null)
+    public static List<TrainingExample> ReadExamples(string path, RejectLog? rejects = null, Func<DataRow, TrainingExample>? map = null)
     {
         var reader = rejects is null ? new DatasetReader() : new DatasetReader(RejectPolicy.Record, rejects);
         var rows = reader.Read(path).ToList();
         if (rows.Count == 0) throw new InvalidDataException($"{path}: no rows");
-        var format = DatasetFormatDetector.Detect(rows);
+        if (map is null)
+        {
+            var format = DatasetFormatDetector.Detect(rows);
+            map = row => TrainingExampleMapper.Map(row, format);
+        }
         var examples = new List<TrainingExample>(rows.Count);
         foreach (var row in rows)
         {
-            try { examples.Add(TrainingExampleMapper.Map(row, format)); }
+            try { examples.Add(map(row)); }
             catch (DataFormatException e) when (rejects is not null) { rejects.Add(e, row: row.Fields); }
         }
         return examples;

@@ -136,7 +136,8 @@ public sealed class Trainer
                 ["grad_norm"] = gradNorm,
                 ["tokens_per_second"] = tokensPerSecond,
             };
-            foreach (var (name, sum) in totals.MetricSums) record[name] = sum / supervised;
+            foreach (var (name, value) in MetricMeans(totals.MetricSums, supervised)) record[name] = value;
+            objective.CompleteMetrics(record);
             double? valLoss = null, valAccuracy = null;
             var isLast = state.Step == totalSteps;
             if (validation.Count > 0 && (state.Step % Math.Max(1, options.EvalEvery) == 0 || isLast))
@@ -244,14 +245,32 @@ public sealed class Trainer
         }
         model.train();
         if (count == 0) return new EvaluationTotals(double.NaN, double.NaN, new Dictionary<string, double>());
-        return new EvaluationTotals(loss / count, correct / count, metricSums.ToDictionary(m => m.Key, m => m.Value / count));
+        var metrics = MetricMeans(metricSums, count);
+        objective.CompleteMetrics(metrics);
+        return new EvaluationTotals(loss / count, correct / count, metrics);
     }
+
+    private const string CountPrefix = "\0count:";
 
     private static void AddMetrics(Dictionary<string, double> sums, ObjectiveOutput output)
     {
-        if (output.MetricSums is null) return;
-        foreach (var (name, value) in output.MetricSums)
+        foreach (var (name, value) in output.MetricSums ?? new Dictionary<string, Tensor>())
             sums[name] = sums.GetValueOrDefault(name) + value.to(ScalarType.Float64).item<double>();
+        foreach (var (name, value) in output.MetricCounts ?? new Dictionary<string, Tensor>())
+            sums[CountPrefix + name] = sums.GetValueOrDefault(CountPrefix + name) + value.to(ScalarType.Float64).item<double>();
+    }
+
+    /// <summary>Each metric sum over its own count when the objective gave one, else over the loss units.</summary>
+    private static Dictionary<string, double> MetricMeans(IReadOnlyDictionary<string, double> sums, double units)
+    {
+        var means = new Dictionary<string, double>();
+        foreach (var (name, sum) in sums)
+        {
+            if (name.StartsWith(CountPrefix, StringComparison.Ordinal)) continue;
+            if (!sums.TryGetValue(CountPrefix + name, out var count)) means[name] = sum / units;
+            else if (count > 0) means[name] = sum / count;
+        }
+        return means;
     }
 
     private TrainingBatch Collate(IReadOnlyList<TokenizedExample> examples, Device device) =>

@@ -64,16 +64,71 @@ public sealed record TrainingOptions
     public int EarlyStoppingPatience { get; init; }
     public int LogEvery { get; init; } = 1;
 
-    /// <summary>sft (next-token loss on completions) or dpo (preference pairs: prompt, chosen, rejected).</summary>
+    /// <summary>
+    /// sft (next-token loss on completions), dpo, orpo, simpo (preference pairs: prompt, chosen, rejected), kto
+    /// (unpaired: prompt, completion, label) or grpo (prompts scored by reward functions).
+    /// </summary>
     public string Objective { get; init; } = "sft";
-    /// <summary>DPO: strength of the pull towards the reference model (TRL's beta).</summary>
-    public double Beta { get; init; } = 0.1;
-    /// <summary>DPO: probability that a preference label is flipped (conservative DPO), in [0, 0.5).</summary>
+    /// <summary>
+    /// The objective's beta (TRL's), empty = TRL's default for the objective: DPO/ORPO/SimPO/KTO 0.1 (pull towards the
+    /// reference, or ORPO's λ), GRPO 0 (no KL penalty).
+    /// </summary>
+    public double? Beta { get; init; }
+    /// <summary>DPO/SimPO: probability that a preference label is flipped (conservative DPO), in [0, 0.5).</summary>
     public double LabelSmoothing { get; init; }
-    /// <summary>DPO: sigmoid (the DPO paper) or ipo.</summary>
-    public string LossType { get; init; } = "sigmoid";
+    /// <summary>DPO: sigmoid (default) or ipo; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or apo_zero_unpaired.</summary>
+    public string? LossType { get; init; }
     /// <summary>DPO: score every pair with the reference model once before training (full fine-tuning then needs no second model copy).</summary>
     public bool PrecomputeRefLogProbs { get; init; }
+    /// <summary>SimPO: the target reward margin γ (TRL's simpo_gamma).</summary>
+    public double SimpoGamma { get; init; } = 0.5;
+    /// <summary>SimPO/CPO: weight of the NLL term on the chosen answers (TRL's cpo_alpha; SimPO proper is 0).</summary>
+    public double CpoAlpha { get; init; }
+    /// <summary>KTO: weight of the desirable examples' losses.</summary>
+    public double DesirableWeight { get; init; } = 1.0;
+    /// <summary>KTO: weight of the undesirable examples' losses.</summary>
+    public double UndesirableWeight { get; init; } = 1.0;
+
+    // GRPO (docs/training.md, "Reinforcement learning with rewards").
+    /// <summary>GRPO: completions sampled per prompt (the group G).</summary>
+    public int NumGenerations { get; init; } = 8;
+    /// <summary>GRPO: longest completion in tokens; longer samples are cut (and count as truncated).</summary>
+    public int MaxCompletionLength { get; init; } = 512;
+    /// <summary>GRPO: prompts longer than this are cut from the left (0 = only the context limits them).</summary>
+    public int MaxPromptLength { get; init; }
+    /// <summary>GRPO: sampling temperature.</summary>
+    public double Temperature { get; init; } = 1.0;
+    /// <summary>GRPO: nucleus sampling threshold (1 = off).</summary>
+    public double TopP { get; init; } = 1.0;
+    /// <summary>GRPO: keep only the k most likely tokens (0 = off).</summary>
+    public int TopK { get; init; }
+    /// <summary>GRPO: optimisation passes μ over each generated batch (old log-probs kept for the ratio).</summary>
+    public int NumIterations { get; init; } = 1;
+    /// <summary>GRPO: the clip range's lower ε (ratio ≥ 1 − ε).</summary>
+    public double Epsilon { get; init; } = 0.2;
+    /// <summary>GRPO: the clip range's upper ε (ratio ≤ 1 + ε_high); empty = <see cref="Epsilon"/> (DAPO uses 0.28).</summary>
+    public double? EpsilonHigh { get; init; }
+    /// <summary>GRPO: group (divide advantages by the group's reward std), batch (by the whole batch's) or none (Dr. GRPO).</summary>
+    public string ScaleRewards { get; init; } = "group";
+    /// <summary>GRPO: completions cut at <see cref="MaxCompletionLength"/> take no part in the loss.</summary>
+    public bool MaskTruncatedCompletions { get; init; }
+    /// <summary>GRPO: reward functions, each NAME or NAME=WEIGHT (exact, number, regex, json-schema, length, bleu, chrf, rouge, judge).</summary>
+    public IReadOnlyList<string>? Rewards { get; init; }
+    /// <summary>GRPO: the data field holding the reference answer the rewards compare with.</summary>
+    public string RewardField { get; init; } = "answer";
+    /// <summary>GRPO regex reward: the pattern a completion must match (from its start, .NET syntax).</summary>
+    public string? RewardPattern { get; init; }
+    /// <summary>GRPO json-schema reward: path of the JSON Schema completions must validate against.</summary>
+    public string? RewardSchema { get; init; }
+    /// <summary>GRPO judge reward: base URL of an OpenAI-compatible endpoint (its key from OPENAI_API_KEY).</summary>
+    public string? JudgeUrl { get; init; }
+    /// <summary>GRPO judge reward: the grader model's name at <see cref="JudgeUrl"/>.</summary>
+    public string? JudgeModel { get; init; }
+    /// <summary>GRPO judge reward: instructions for the grader (empty = a built-in 0–10 grading prompt).</summary>
+    public string? JudgePrompt { get; init; }
+    /// <summary>GRPO: sampled completions written to completions.jsonl every this many steps (0 = never).</summary>
+    public int LogCompletionsEvery { get; init; } = 1;
+
     /// <summary>Test data, evaluated once with the final model (same format and masking as validation).</summary>
     public string? Test { get; init; }
 

@@ -7,7 +7,7 @@ namespace SharpTune.Training.Objectives;
 public sealed record DpoSettings(double Beta = 0.1, double LabelSmoothing = 0, DpoLossType LossType = DpoLossType.Sigmoid)
 {
     public static DpoSettings From(TrainingOptions options) =>
-        new(options.Beta, options.LabelSmoothing, DpoLoss.ParseType(options.LossType));
+        new(options.Beta ?? 0.1, options.LabelSmoothing, DpoLoss.ParseType(options.LossType ?? "sigmoid"));
 }
 
 /// <summary>

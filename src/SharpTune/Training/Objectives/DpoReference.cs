@@ -11,7 +11,13 @@ namespace SharpTune.Training.Objectives;
 public abstract class DpoReference
 {
     /// <summary>(2P) summed completion log-probs of the batch's rows under the reference model.</summary>
-    public abstract Tensor LogProbs(CausalLanguageModel policy, PreferenceBatch batch);
+    public virtual Tensor LogProbs(CausalLanguageModel policy, PreferenceBatch batch) => Score(policy, m => SequenceLogProbs.Compute(m, batch));
+
+    /// <summary>
+    /// Runs <paramref name="score"/> on the reference model, in eval mode and without gradients (KTO's and GRPO's
+    /// reference passes use it with their own scoring).
+    /// </summary>
+    public abstract T Score<T>(CausalLanguageModel policy, Func<CausalLanguageModel, T> score);
 
     /// <summary>
     /// The policy itself with the adapter switched off: exactly the base model, with no second copy in memory.
@@ -32,14 +38,14 @@ public abstract class DpoReference
     public static DpoReference Precomputed { get; } = new PrecomputedReference();
 
     /// <summary>Runs <paramref name="model"/> in eval mode without gradients, restoring its previous mode.</summary>
-    protected static Tensor ScoreFrozen(CausalLanguageModel model, TrainingBatch batch)
+    protected static T ScoreFrozen<T>(CausalLanguageModel model, Func<CausalLanguageModel, T> score)
     {
         var wasTraining = model.training;
         model.eval();
         try
         {
             using var noGrad = no_grad();
-            return SequenceLogProbs.Compute(model, batch);
+            return score(model);
         }
         finally
         {
@@ -49,11 +55,11 @@ public abstract class DpoReference
 
     private sealed class AdapterDisabledReference(IPeftAdapter adapter) : DpoReference
     {
-        public override Tensor LogProbs(CausalLanguageModel policy, PreferenceBatch batch)
+        public override T Score<T>(CausalLanguageModel policy, Func<CausalLanguageModel, T> score)
         {
             var wasEnabled = adapter.Enabled;
             adapter.Enabled = false;
-            try { return ScoreFrozen(policy, batch); }
+            try { return ScoreFrozen(policy, score); }
             finally { adapter.Enabled = wasEnabled; }
         }
     }
@@ -69,16 +75,19 @@ public abstract class DpoReference
             reference.eval();
         }
 
-        public override Tensor LogProbs(CausalLanguageModel policy, PreferenceBatch batch) => ScoreFrozen(reference, batch);
+        public override T Score<T>(CausalLanguageModel policy, Func<CausalLanguageModel, T> score) => ScoreFrozen(reference, score);
     }
 
     private sealed class PolicyReference : DpoReference
     {
-        public override Tensor LogProbs(CausalLanguageModel policy, PreferenceBatch batch) => ScoreFrozen(policy, batch);
+        public override T Score<T>(CausalLanguageModel policy, Func<CausalLanguageModel, T> score) => ScoreFrozen(policy, score);
     }
 
     private sealed class PrecomputedReference : DpoReference
     {
+        public override T Score<T>(CausalLanguageModel policy, Func<CausalLanguageModel, T> score) =>
+            throw new InvalidOperationException("precomputed reference log-probs cover only the pairs they were computed for");
+
         public override Tensor LogProbs(CausalLanguageModel policy, PreferenceBatch batch) =>
             batch.ReferenceChosen is { } chosen && batch.ReferenceRejected is { } rejected
                 ? cat([chosen, rejected], 0)

@@ -9,7 +9,14 @@ namespace SharpTune.Training.Objectives;
 /// them by the step's total units. <see cref="MetricSums"/> are further per-unit sums to log (e.g. DPO's rewards), also
 /// divided by the units.
 /// </summary>
-public sealed record ObjectiveOutput(Tensor LossSum, Tensor Correct, IReadOnlyDictionary<string, Tensor>? MetricSums = null);
+public sealed record ObjectiveOutput(Tensor LossSum, Tensor Correct, IReadOnlyDictionary<string, Tensor>? MetricSums = null)
+{
+    /// <summary>
+    /// What some <see cref="MetricSums"/> are divided by instead of the loss units (KTO's rewards/chosen is a mean over
+    /// the desirable examples only); summed over micro-batches like the sums. A metric whose count is 0 is not logged.
+    /// </summary>
+    public IReadOnlyDictionary<string, Tensor>? MetricCounts { get; init; }
+}
 
 /// <summary>A training objective: how a micro-batch becomes a summed loss, and what its accuracy counts.</summary>
 public interface ITrainingObjective
@@ -19,6 +26,11 @@ public interface ITrainingObjective
 
     /// <summary>Forward pass and loss for one micro-batch (gradients flow through <see cref="ObjectiveOutput.LossSum"/>).</summary>
     ObjectiveOutput Compute(CausalLanguageModel model, TrainingBatch batch);
+
+    /// <summary>Adds metrics derived from the averaged ones (e.g. KTO's rewards/margins) to a step's or evaluation's record.</summary>
+    void CompleteMetrics(IDictionary<string, double> metrics)
+    {
+    }
 }
 
 /// <summary>Wraps a plain <see cref="TrainingObjective"/> delegate (next-token cross-entropy and its variants).</summary>

@@ -1,0 +1,258 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpTune.Models;
+using SharpTune.Tracking;
+using SharpTune.Training.Objectives;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// GRPO's training loop, as TRL's GRPOTrainer: every μ optimizer steps, take the next prompts (an epoch-seeded
+/// permutation, as the SFT trainer), sample G completions each, score and normalise them; then each step makes one
+/// pass over that batch, shuffled once and cut into gradient_accumulation micro-batches, with TRL's clipped surrogate
+/// loss. Sampling seeds, the shuffle and dropout masks are pure functions of the step, and a checkpoint taken between
+/// the μ passes carries its generation batch, so resuming replays exactly the uninterrupted run.
+/// </summary>
+public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string Name, Parameter Parameter)> trainable,
+    TrainingOptions options, GrpoSettings settings, GrpoRolloutMaker rollouts, Action<string> saveModel)
+{
+    private int PromptsPerGeneration => options.MicroBatchSize * options.GradientAccumulation / settings.NumGenerations;
+
+    /// <summary>Optimizer steps for <paramref name="promptCount"/> prompts: max_steps, or epochs × generation batches × μ.</summary>
+    public int TotalSteps(int promptCount) => options.MaxSteps > 0
+        ? options.MaxSteps
+        : Math.Max(1, (int)Math.Ceiling((double)options.Epochs * promptCount / PromptsPerGeneration)) * settings.NumIterations;
+
+    public TrainingResult Train(IReadOnlyList<GrpoPrompt> train, IReadOnlyList<GrpoPrompt> validation, bool resume = false,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        if (train.Count == 0) throw new ArgumentException("no training prompts");
+        var runDir = options.Output;
+        Directory.CreateDirectory(runDir);
+        var totalSteps = TotalSteps(train.Count);
+        var warmup = options.WarmupSteps >= 0 ? options.WarmupSteps : (int)Math.Round(options.WarmupRatio * totalSteps);
+        using var optimizer = new AdamW(trainable.Select(t => (t.Name, t.Parameter, t.Parameter.dim() < 2 ? 0.0 : options.WeightDecay)));
+        var state = new TrainerState(0, null, null, 0, 0);
+        using var metrics = new MetricsLog(runDir);
+        var completionsPath = Path.Combine(runDir, "completions.jsonl");
+        GrpoBuffer? buffer = null;
+        if (resume && TrainingCheckpoint.RestoreLatest(runDir, trainable, optimizer) is { } restored)
+        {
+            state = restored;
+            metrics.TruncateAfter(state.Step);
+            buffer = GrpoBuffer.Load(TrainingCheckpoint.List(runDir)[^1]);
+            progress?.Report(new TrainingProgress(state.Step, totalSteps, 0, double.NaN, 0, 0, 0, 0, TimeSpan.Zero, null,
+                Message: $"resumed from step {state.Step}"));
+        }
+        else if (!resume)
+        {
+            if (File.Exists(metrics.FilePath)) File.Delete(metrics.FilePath);
+            if (File.Exists(completionsPath)) File.Delete(completionsPath);
+        }
+
+        var losses = new List<double>();
+        long tokensProcessed = 0;
+        var clock = Stopwatch.StartNew();
+        var stepsThisSession = 0;
+        var stoppedEarly = false;
+        double? bestReward = state.BestValidationLoss is { } negated ? -negated : null;   // stored negated: lower is better there
+        while (state.Step < totalSteps)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var step = state.Step;
+            var generation = step / settings.NumIterations;
+            var stepClock = Stopwatch.StartNew();
+            if (buffer is null || buffer.GenerationIndex != generation)
+            {
+                var prompts = PromptsFor(train.Count, generation).Select(i => train[i]).ToArray();
+                var rollout = rollouts.Make(prompts, SamplingSeed(generation), step + 1, settings.NumIterations > 1, cancellationToken);
+                buffer = new GrpoBuffer(generation, rollout.Rows, rollout.Metrics);
+                if (settings.LogCompletionsEvery > 0 && (step + 1) % settings.LogCompletionsEvery == 0)
+                    AppendCompletions(completionsPath, step + 1, rollout);
+            }
+            var optimizeClock = Stopwatch.StartNew();
+            var lr = LearningRateSchedule.At(options.LrSchedule, options.LearningRate, step, totalSteps, warmup);
+            model.train();
+            manual_seed(options.Seed * 1_000_003 + step);   // dropout masks depend only on the step
+            var (loss, stepMetrics, tokens) = Optimise(buffer.Rows, generation);
+            if (!double.IsFinite(loss))
+            {
+                optimizer.ZeroGrad();
+                var last = TrainingCheckpoint.List(runDir).LastOrDefault();
+                throw new TrainingDivergedException($"the GRPO loss became {loss} at step {step + 1}; training stopped. " +
+                    (last is null ? "No checkpoint was written before it." : $"The last good checkpoint is {last}.") + " Lower the learning rate.");
+            }
+            double gradNorm;
+            using (NewDisposeScope()) gradNorm = nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), options.MaxGradNorm);
+            optimizer.Step(lr);
+            optimizer.ZeroGrad();
+            stepsThisSession++;
+            tokensProcessed += tokens;
+            losses.Add(loss);
+            state = state with { Step = step + 1, OptimizerSteps = optimizer.StepCount };
+
+            var record = new Dictionary<string, double>(buffer.Metrics)
+            {
+                ["epoch"] = (double)(generation + 1) * PromptsPerGeneration / train.Count,
+                ["loss"] = loss,
+                ["lr"] = lr,
+                ["grad_norm"] = gradNorm,
+                ["tokens_per_second"] = tokens / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds),
+                ["time/optimization_s"] = optimizeClock.Elapsed.TotalSeconds,
+                ["time/step_s"] = stepClock.Elapsed.TotalSeconds,
+            };
+            foreach (var (key, value) in stepMetrics) record[key] = value;
+            var isLast = state.Step == totalSteps;
+            double? valReward = null;
+            if (validation.Count > 0 && (state.Step % Math.Max(1, options.EvalEvery) == 0 || isLast))
+            {
+                valReward = ValidationReward(validation, cancellationToken);
+                record["val_reward"] = valReward.Value;
+                if (bestReward is null || valReward > bestReward)
+                {
+                    bestReward = valReward;
+                    state = state with { BestValidationLoss = -valReward, BestStep = state.Step, EvaluationsWithoutImprovement = 0 };
+                    SaveAtomically(Path.Combine(runDir, "best"));
+                }
+                else state = state with { EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement + 1 };
+            }
+            metrics.Append(state.Step, record);
+            var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / stepsThisSession * (totalSteps - state.Step));
+            if (state.Step % Math.Max(1, options.LogEvery) == 0 || valReward is not null || isLast)
+                progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], loss, record["reward"], lr, gradNorm,
+                    record["tokens_per_second"], clock.Elapsed, eta, valReward is null ? null : -valReward, valReward) { Metrics = record });
+            var patienceExhausted = options.EarlyStoppingPatience > 0 && state.EvaluationsWithoutImprovement >= options.EarlyStoppingPatience;
+            if ((options.SaveEvery > 0 && state.Step % options.SaveEvery == 0) || isLast || patienceExhausted)
+            {
+                var midGeneration = state.Step % settings.NumIterations != 0;
+                var saved = TrainingCheckpoint.Save(runDir, state, trainable, optimizer, options.KeepCheckpoints);
+                if (midGeneration) buffer.Save(saved);
+            }
+            if (patienceExhausted)
+            {
+                stoppedEarly = true;
+                progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], loss, record["reward"], lr, gradNorm, 0,
+                    clock.Elapsed, TimeSpan.Zero, Message: $"early stopping: the validation reward has not improved for " +
+                    $"{state.EvaluationsWithoutImprovement} evaluations (best {bestReward:F4} at step {state.BestStep})"));
+                break;
+            }
+        }
+
+        var all = MetricsLog.ReadAll(metrics.FilePath);
+        var name = Path.GetFileName(Path.GetFullPath(runDir));
+        LossPlot.Save(all, Path.Combine(runDir, "loss.png"), $"{name}: loss");
+        LossPlot.SaveReward(all, Path.Combine(runDir, "reward.png"), $"{name}: reward");
+        LossPlot.SaveLearningRate(all, Path.Combine(runDir, "lr.png"));
+        SaveAtomically(Path.Combine(runDir, "final"));
+        return new TrainingResult(state.Step, losses.Count > 0 ? losses[^1] : null, state.BestValidationLoss, state.BestStep, stoppedEarly,
+            runDir, losses) { TrainingSeconds = clock.Elapsed.TotalSeconds, TokensProcessed = tokensProcessed };
+    }
+
+    /// <summary>One pass over the generation batch: micro-batch gradients summed as TRL scales them; returns the step's metrics.</summary>
+    private (double Loss, Dictionary<string, double> Metrics, int Tokens) Optimise(IReadOnlyList<GrpoRow> rows, int generation)
+    {
+        var order = Enumerable.Range(0, rows.Count).ToArray();
+        new Random(unchecked((int)(options.Seed * 31337 + generation))).Shuffle(order);   // TRL's shuffle_sequence_dict
+        var micro = order.Select(i => rows[i]).Chunk(options.MicroBatchSize).ToArray();
+        var batchTokens = rows.Where(r => !(settings.MaskTruncatedCompletions && r.Truncated)).Sum(r => (double)r.CompletionIds.Length);
+        double loss = 0, kl = 0, low = 0, high = 0, region = 0, count = 0, entropy = 0;
+        var tokens = 0;
+        foreach (var chunk in micro)
+        {
+            using var scope = NewDisposeScope();
+            using var batch = GrpoBatch.Collate(chunk, model.Device, settings.MaskTruncatedCompletions);
+            var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out var entropies, withEntropy: true);
+            var result = GrpoLoss.Compute(logProbs, batch.OldLogProbs, batch.ReferenceLogProbs, batch.Advantages, batch.Mask, settings.Loss,
+                micro.Length, batchTokens);
+            result.Loss.backward();
+            loss += result.Loss.item<float>();
+            kl += result.KlSum.item<float>();
+            low += result.LowClippedSum.item<float>();
+            high += result.HighClippedSum.item<float>();
+            region += result.RegionClippedSum.item<float>();
+            count += result.TokenCount.item<float>();
+            entropy += (entropies! * batch.Mask).sum().item<float>();
+            tokens += batch.Tokens;
+        }
+        var denominator = Math.Max(1.0, count);
+        var metrics = new Dictionary<string, double>
+        {
+            ["entropy"] = entropy / denominator,
+            ["clip_ratio/low_mean"] = low / denominator,
+            ["clip_ratio/high_mean"] = high / denominator,
+            ["clip_ratio/region_mean"] = region / denominator,
+        };
+        if (settings.Loss.Beta != 0) metrics["kl"] = kl / denominator;
+        return (loss, metrics, tokens);
+    }
+
+    /// <summary>Mean reward of G completions per validation prompt, sampled as in training with a fixed seed.</summary>
+    private double ValidationReward(IReadOnlyList<GrpoPrompt> validation, CancellationToken cancellationToken)
+    {
+        var sum = 0.0;
+        var count = 0;
+        foreach (var chunk in validation.Chunk(Math.Max(1, PromptsPerGeneration)))
+        {
+            var rollout = rollouts.Make(chunk, options.Seed * 7_777_777 + 1, 0, withOld: false, cancellationToken, withReference: false);
+            foreach (var r in rollout.Rewards.Where(r => !double.IsNaN(r))) { sum += r; count++; }
+        }
+        return count == 0 ? double.NaN : sum / count;
+    }
+
+    /// <summary>The prompt indices of generation batch <paramref name="generation"/>: epoch e visits a permutation seeded by (seed, e).</summary>
+    private IEnumerable<int> PromptsFor(int count, int generation)
+    {
+        for (var k = 0; k < PromptsPerGeneration; k++)
+        {
+            var global = (long)generation * PromptsPerGeneration + k;
+            var epoch = (int)(global / count);
+            if (!permutations.TryGetValue(epoch, out var permutation))
+            {
+                permutation = Enumerable.Range(0, count).ToArray();
+                new Random(unchecked((int)(options.Seed * 7919 + epoch))).Shuffle(permutation);
+                permutations[epoch] = permutation;
+            }
+            yield return permutation[(int)(global % count)];
+        }
+    }
+
+    private readonly Dictionary<int, int[]> permutations = [];
+
+    private long SamplingSeed(int generation) => options.Seed * 1_000_033 + generation;
+
+    /// <summary>Appends each sample of the step with its rewards and advantage to completions.jsonl (TRL's log_completions).</summary>
+    private void AppendCompletions(string path, int step, GrpoRollout rollout)
+    {
+        using var writer = new StreamWriter(path, append: true);
+        for (var i = 0; i < rollout.Samples.Count; i++)
+        {
+            var sample = rollout.Samples[i];
+            var scores = new JsonObject();
+            for (var f = 0; f < rollout.Scores.GetLength(1); f++)
+                scores[rollouts.RewardNames[f]] = double.IsNaN(rollout.Scores[i, f]) ? null : rollout.Scores[i, f];
+            writer.WriteLine(new JsonObject
+            {
+                ["step"] = step,
+                ["prompt"] = sample.Prompt,
+                ["completion"] = sample.Completion,
+                ["rewards"] = scores,
+                ["reward"] = double.IsNaN(rollout.Rewards[i]) ? null : rollout.Rewards[i],
+                ["advantage"] = rollout.Rows[i].Advantage,
+                ["truncated"] = sample.Truncated,
+            }.ToJsonString());
+        }
+    }
+
+    private void SaveAtomically(string dir)
+    {
+        var temp = dir + ".incomplete";
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        Directory.CreateDirectory(temp);
+        saveModel(temp);
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        Directory.Move(temp, dir);
+    }
+}

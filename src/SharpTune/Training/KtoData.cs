@@ -1,0 +1,82 @@
+using SharpTune.Data;
+using SharpTune.Tokenization;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>A tokenized KTO example: prompt and completion ids, and whether the completion is desirable.</summary>
+public sealed record TokenizedUnpairedExample(int[] PromptIds, int[] CompletionIds, bool Desirable)
+{
+    public int Tokens => PromptIds.Length + CompletionIds.Length;
+}
+
+/// <summary>
+/// Tokenizes KTO examples exactly as <see cref="PreferenceTokenizer"/> tokenizes a pair's prompt and chosen answer (chat
+/// template or plain text with BOS/EOS; prompt cut from the left, completion from the right past the maximum length).
+/// </summary>
+public sealed class KtoTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTemplate, int maxLength, bool truncate)
+{
+    private readonly PreferenceTokenizer pairs = new(tokenizer, chatTemplate, maxLength, truncate);
+
+    public (IReadOnlyList<TokenizedUnpairedExample> Examples, TokenizationReport Report) TokenizeAll(IEnumerable<TrainingExample> examples)
+    {
+        var kept = new List<TokenizedUnpairedExample>();
+        int total = 0, truncated = 0, tooLong = 0, noTarget = 0;
+        foreach (var example in examples)
+        {
+            total++;
+            if (example is not UnpairedPreferenceExample unpaired)
+                throw new InvalidDataException($"example {total} is {example.Format} data; KTO needs {{\"prompt\", \"completion\", \"label\"}} rows");
+            var pair = pairs.Tokenize(new PreferenceExample(unpaired.Prompt, unpaired.Completion, unpaired.Completion) { PlainText = unpaired.PlainText });
+            if (pair.PromptIds.Length + pair.ChosenIds.Length > maxLength)
+            {
+                if (!truncate) { tooLong++; continue; }
+                pair = PreferenceTokenizer.Truncate(pair, maxLength);
+                truncated++;
+            }
+            if (pair.ChosenIds.Length == 0) { noTarget++; continue; }
+            kept.Add(new TokenizedUnpairedExample(pair.PromptIds, pair.ChosenIds, unpaired.Desirable));
+        }
+        return (kept, new TokenizationReport(total, kept.Count, truncated, tooLong, noTarget,
+            kept.Sum(e => (long)e.Tokens), kept.Sum(e => (long)e.CompletionIds.Length)));
+    }
+}
+
+/// <summary>
+/// A KTO micro-batch: rows 0..B−1 are prompt i + completion i; with <see cref="HasKlRows"/>, rows B..2B−1 are prompt i +
+/// completion i−1 (cyclically), the mismatched pairs whose log-ratio estimates the KL reference point (TRL rotates the
+/// completions of each batch by one the same way). The loss is divided by examples.
+/// </summary>
+public sealed class KtoBatch : TrainingBatch
+{
+    public required int Examples { get; init; }
+
+    /// <summary>(B) whether each example's completion is desirable.</summary>
+    public required bool[] Desirable { get; init; }
+
+    public required bool HasKlRows { get; init; }
+
+    public static KtoBatch Collate(IReadOnlyList<TokenizedUnpairedExample> examples, Device device, bool klRows)
+    {
+        if (examples.Count == 0) throw new ArgumentException("a KTO batch needs at least one example", nameof(examples));
+        var rows = examples.Select(e => Sequence(e.PromptIds, e.CompletionIds)).ToList();
+        if (klRows)
+            rows.AddRange(examples.Select((e, i) => Sequence(e.PromptIds, examples[(i - 1 + examples.Count) % examples.Count].CompletionIds)));
+        var padded = BatchCollator.Pad(rows, device);
+        return new KtoBatch
+        {
+            InputIds = padded.InputIds,
+            Targets = padded.Targets,
+            Context = padded.Context,
+            SupervisedTokens = padded.SupervisedTokens,
+            Tokens = padded.Tokens,
+            LossUnits = examples.Count,
+            Examples = examples.Count,
+            Desirable = examples.Select(e => e.Desirable).ToArray(),
+            HasKlRows = klRows,
+        };
+    }
+
+    private static TokenizedExample Sequence(int[] prompt, int[] completion) =>
+        new([.. prompt, .. completion], [.. prompt.Select(_ => false), .. completion.Select(_ => true)]);
+}
