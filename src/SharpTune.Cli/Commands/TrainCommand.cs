@@ -34,17 +34,19 @@ internal static class TrainCommand
         var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Recompute layers in the backward pass: less memory, ~1/3 more compute" };
         var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
-        var objective = new Option<string?>("--objective") { Description = "sft (default) or dpo (preference pairs: prompt, chosen, rejected)" };
-        var beta = new Option<double?>("--beta") { Description = "DPO: pull towards the reference model (default 0.1)" };
-        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid (default) or ipo" };
+        var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };
+        var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0" };
+        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
-        var command = new Command("train", "Fine-tune a model (SFT or DPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
+        var grpo = GrpoCommandOptions.Create();
+        var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, loraR, loraAlpha, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute,
         };
+        grpo.AddTo(command);
         command.SetAction(parse =>
         {
             var options = parse.GetValue(config) is { } path ? TrainingConfigFile.Load(path) : new TrainingOptions();
@@ -78,6 +80,7 @@ internal static class TrainCommand
                 LabelSmoothing = parse.GetValue(labelSmoothing) ?? options.LabelSmoothing,
                 PrecomputeRefLogProbs = parse.GetValue(precompute) ?? options.PrecomputeRefLogProbs,
             };
+            options = grpo.Apply(parse, options);
             options = options with { Output = parse.GetValue(output) ?? (options.Output == new TrainingOptions().Output ? DefaultRunDir(options) : options.Output) };
             if (options.Model.Length == 0 || options.Data.Length == 0)
             {
@@ -87,7 +90,7 @@ internal static class TrainCommand
             if (Directory.Exists(options.Model) && LicenseWarning.For(options.Model) is { } warning)
                 Console.Error.WriteLine($"warning: {warning}");
             var printer = new TrainingProgressPrinter();
-            var result = FineTuneJob.Run(options, parse.GetValue(resume), printer, Console.Error.WriteLine);
+            var result = FineTuneJob.Run(options, parse.GetValue(resume), printer, Console.Error.WriteLine, rewards: GrpoCommandOptions.Judge(options));
             printer.EndLiveLine();
             var t = result.Training;
             Console.Error.WriteLine($"done: {t.StepsCompleted} steps, final train loss {t.FinalTrainLoss:F4}" +

@@ -19,8 +19,12 @@ internal sealed class TrainingProgressPrinter : IProgress<TrainingProgress>
             Console.Error.WriteLine(p.Message);
             return;
         }
+        // GRPO reports its mean reward where other objectives report an accuracy.
+        var reward = p.Metrics?.GetValueOrDefault("reward", double.NaN) ?? double.NaN;
+        var score = double.IsNaN(reward) ? string.Create(CultureInfo.InvariantCulture, $"acc {p.TokenAccuracy:P1}")
+            : string.Create(CultureInfo.InvariantCulture, $"reward {reward:F3}");
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  acc {p.TokenAccuracy:P1}  lr {p.LearningRate:0.###e+0}  " +
+            $"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  {score}  lr {p.LearningRate:0.###e+0}  " +
             $"grad {p.GradNorm:F2}  {p.TokensPerSecond:N0} tok/s  ETA {Format(p.Eta)}");
         if (p.Metrics?.GetValueOrDefault("rewards/margins", double.NaN) is { } margin && !double.IsNaN(margin))
             line += string.Create(CultureInfo.InvariantCulture, $"  margin {margin:F3}");
@@ -28,7 +32,10 @@ internal sealed class TrainingProgressPrinter : IProgress<TrainingProgress>
         {
             EndLiveLine();
             var valMargin = p.Metrics?.GetValueOrDefault("val_rewards/margins", double.NaN) ?? double.NaN;
-            Console.Error.WriteLine(line + string.Create(CultureInfo.InvariantCulture, $"  val_loss {val:F4}  val_acc {p.ValidationAccuracy:P1}") +
+            var validation = double.IsNaN(reward)
+                ? string.Create(CultureInfo.InvariantCulture, $"  val_loss {val:F4}  val_acc {p.ValidationAccuracy:P1}")
+                : string.Create(CultureInfo.InvariantCulture, $"  val_reward {p.ValidationAccuracy:F3}");
+            Console.Error.WriteLine(line + validation +
                 (double.IsNaN(valMargin) ? "" : string.Create(CultureInfo.InvariantCulture, $"  val_margin {valMargin:F3}")));
         }
         else if (live)

@@ -74,6 +74,7 @@ public static class FineTuneJob
         var dtype = ModelFactory.ParseDtype(options.Dtype);
         using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice);
         model.GradientCheckpointing = options.GradientCheckpointing;
+        manual_seed(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
         if (adapter is null)

@@ -44,6 +44,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             state = restored;
             metrics.TruncateAfter(state.Step);
             buffer = GrpoBuffer.Load(TrainingCheckpoint.List(runDir)[^1]);
+            TruncateCompletionsAfter(completionsPath, state.Step);
             progress?.Report(new TrainingProgress(state.Step, totalSteps, 0, double.NaN, 0, 0, 0, 0, TimeSpan.Zero, null,
                 Message: $"resumed from step {state.Step}"));
         }
@@ -244,6 +245,14 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
                 ["truncated"] = sample.Truncated,
             }.ToJsonString());
         }
+    }
+
+    /// <summary>Drops completions logged after the checkpoint a run resumes from (they will be sampled again).</summary>
+    private static void TruncateCompletionsAfter(string path, int step)
+    {
+        if (!File.Exists(path)) return;
+        var kept = File.ReadAllLines(path).Where(line => JsonNode.Parse(line)?["step"]?.GetValue<int>() <= step).ToArray();
+        File.WriteAllLines(path, kept);
     }
 
     private void SaveAtomically(string dir)

@@ -1,0 +1,79 @@
+using System.ClientModel;
+using System.CommandLine;
+using Microsoft.Extensions.AI;
+using OpenAI;
+using SharpTune.Training;
+
+namespace SharpTune.Cli.Commands;
+
+/// <summary>`train` options of the preference family and GRPO (TRL's names with dashes); flags win over the YAML config.</summary>
+internal sealed class GrpoCommandOptions
+{
+    private readonly Option<int?> numGenerations = new("--num-generations") { Description = "GRPO: completions per prompt G (default 8)" };
+    private readonly Option<int?> maxCompletion = new("--max-completion-length") { Description = "GRPO: longest completion in tokens (default 512)" };
+    private readonly Option<int?> maxPrompt = new("--max-prompt-length") { Description = "GRPO: cut longer prompts from the left (default: no limit)" };
+    private readonly Option<double?> temperature = new("--temperature") { Description = "GRPO: sampling temperature (default 1)" };
+    private readonly Option<double?> topP = new("--top-p") { Description = "GRPO: nucleus sampling (default 1 = off)" };
+    private readonly Option<int?> topK = new("--top-k") { Description = "GRPO: top-k sampling (default 0 = off)" };
+    private readonly Option<int?> iterations = new("--num-iterations") { Description = "GRPO: optimisation passes μ per generated batch (default 1)" };
+    private readonly Option<double?> epsilon = new("--epsilon") { Description = "GRPO: clip range ε (default 0.2)" };
+    private readonly Option<double?> epsilonHigh = new("--epsilon-high") { Description = "GRPO: upper clip ε (default ε; DAPO uses 0.28)" };
+    private readonly Option<string?> scaleRewards = new("--scale-rewards") { Description = "GRPO: group|batch|none (default group)" };
+    private readonly Option<bool?> maskTruncated = new("--mask-truncated-completions") { Description = "GRPO: leave truncated completions out of the loss" };
+    private readonly Option<string[]> rewards = new("--reward") { Description = "GRPO: NAME or NAME=WEIGHT, repeatable: exact, number, regex, json-schema, length, bleu, chrf, rouge, judge" };
+    private readonly Option<string?> rewardField = new("--reward-field") { Description = "GRPO: the data field rewards compare with (default answer)" };
+    private readonly Option<string?> rewardPattern = new("--reward-pattern") { Description = "GRPO regex reward: the pattern completions must match" };
+    private readonly Option<string?> rewardSchema = new("--reward-schema") { Description = "GRPO json-schema reward: the JSON Schema file" };
+    private readonly Option<string?> judgeUrl = new("--judge-url") { Description = "GRPO judge reward: OpenAI-compatible base URL (key from OPENAI_API_KEY)" };
+    private readonly Option<string?> judgeModel = new("--judge-model") { Description = "GRPO judge reward: the grader model" };
+    private readonly Option<double?> simpoGamma = new("--simpo-gamma") { Description = "SimPO: target reward margin γ (default 0.5)" };
+    private readonly Option<double?> cpoAlpha = new("--cpo-alpha") { Description = "SimPO: weight of the chosen answers' NLL (default 0)" };
+    private readonly Option<double?> desirableWeight = new("--desirable-weight") { Description = "KTO: weight of desirable examples (default 1)" };
+    private readonly Option<double?> undesirableWeight = new("--undesirable-weight") { Description = "KTO: weight of undesirable examples (default 1)" };
+
+    public static GrpoCommandOptions Create() => new();
+
+    public void AddTo(Command command)
+    {
+        foreach (var option in new Option[] { numGenerations, maxCompletion, maxPrompt, temperature, topP, topK, iterations, epsilon, epsilonHigh,
+                     scaleRewards, maskTruncated, rewards, rewardField, rewardPattern, rewardSchema, judgeUrl, judgeModel, simpoGamma, cpoAlpha,
+                     desirableWeight, undesirableWeight })
+            command.Options.Add(option);
+    }
+
+    public TrainingOptions Apply(ParseResult parse, TrainingOptions o) => o with
+    {
+        NumGenerations = parse.GetValue(numGenerations) ?? o.NumGenerations,
+        MaxCompletionLength = parse.GetValue(maxCompletion) ?? o.MaxCompletionLength,
+        MaxPromptLength = parse.GetValue(maxPrompt) ?? o.MaxPromptLength,
+        Temperature = parse.GetValue(temperature) ?? o.Temperature,
+        TopP = parse.GetValue(topP) ?? o.TopP,
+        TopK = parse.GetValue(topK) ?? o.TopK,
+        NumIterations = parse.GetValue(iterations) ?? o.NumIterations,
+        Epsilon = parse.GetValue(epsilon) ?? o.Epsilon,
+        EpsilonHigh = parse.GetValue(epsilonHigh) ?? o.EpsilonHigh,
+        ScaleRewards = parse.GetValue(scaleRewards) ?? o.ScaleRewards,
+        MaskTruncatedCompletions = parse.GetValue(maskTruncated) ?? o.MaskTruncatedCompletions,
+        Rewards = parse.GetValue(rewards) is { Length: > 0 } given ? given : o.Rewards,
+        RewardField = parse.GetValue(rewardField) ?? o.RewardField,
+        RewardPattern = parse.GetValue(rewardPattern) ?? o.RewardPattern,
+        RewardSchema = parse.GetValue(rewardSchema) ?? o.RewardSchema,
+        JudgeUrl = parse.GetValue(judgeUrl) ?? o.JudgeUrl,
+        JudgeModel = parse.GetValue(judgeModel) ?? o.JudgeModel,
+        SimpoGamma = parse.GetValue(simpoGamma) ?? o.SimpoGamma,
+        CpoAlpha = parse.GetValue(cpoAlpha) ?? o.CpoAlpha,
+        DesirableWeight = parse.GetValue(desirableWeight) ?? o.DesirableWeight,
+        UndesirableWeight = parse.GetValue(undesirableWeight) ?? o.UndesirableWeight,
+    };
+
+    /// <summary>The judge reward's grader: an OpenAI-compatible endpoint through the official SDK, as an IChatClient.</summary>
+    public static RewardSources? Judge(TrainingOptions options)
+    {
+        if (options.JudgeUrl is null && options.JudgeModel is null) return null;
+        if (options.JudgeUrl is null || options.JudgeModel is null)
+            throw new ArgumentException("the judge reward needs both --judge-url and --judge-model");
+        var key = Environment.GetEnvironmentVariable("OPENAI_API_KEY") is { Length: > 0 } k ? k : "none";
+        var client = new OpenAIClient(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(options.JudgeUrl) });
+        return new RewardSources(client.GetChatClient(options.JudgeModel).AsIChatClient());
+    }
+}
