@@ -60,7 +60,7 @@ internal sealed class FileEndpoints(FineTuningService service)
             try { summary = TrainingFileValidator.Validate(temp); }
             catch (TrainingFileException e) { throw BadFile(e.Message); }
             var file = new StoredFile(id, FineTuningService.OwnerOf(context.Request.Headers.Authorization), FineTuningService.Now(),
-                upload.Length, FileStore.SanitiseFilename(upload.FileName), purpose, summary.Format.ToString(), summary.Examples);
+                upload.Length, FileStore.SanitiseFilename(upload.FileName), purpose, summary.StoredFormat, summary.Examples);
             service.Files.Commit(id, temp, purpose);
             service.Store.AddFile(file);
             await JsonResponse.WriteAsync(context, FineTuningJson.File(file));

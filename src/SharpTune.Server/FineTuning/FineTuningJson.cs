@@ -48,7 +48,8 @@ internal static class FineTuningJson
             ["method"] = new JsonObject
             {
                 ["type"] = j.MethodType,
-                [j.MethodType] = new JsonObject { ["hyperparameters"] = hyper },
+                [j.MethodType] = j.Grader is null ? new JsonObject { ["hyperparameters"] = hyper }
+                    : new JsonObject { ["grader"] = j.Grader.DeepClone(), ["hyperparameters"] = hyper },
             },
         };
     }

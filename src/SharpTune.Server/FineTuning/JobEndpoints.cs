@@ -21,7 +21,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
         var model = RequiredString(body, "model");
         if (!service.BaseModels.ContainsKey(model))
             throw ApiException.BadField("model", $"the model '{model}' cannot be fine-tuned here; base models: {string.Join(", ", service.BaseModels.Keys)}", "model_not_found");
-        var (methodType, hyper) = Method(body);
+        var (methodType, hyper, grader) = Method(body);
         var training = FineTuningFile(context, RequiredString(body, "training_file"), "training_file", methodType, model);
         var validationId = OptionalString(body, "validation_file");
         var validation = validationId is null ? null : FineTuningFile(context, validationId, "validation_file", methodType, model);
@@ -44,6 +44,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
             Seed = Seed(body),
             Metadata = Metadata(body),
             MethodType = methodType,
+            Grader = grader,
             Hyperparameters = HyperparameterResolver.Resolve(hyper, training.Examples, methodType, service.Options.AutoStepCap),
         };
         service.Submit(job);
@@ -127,26 +128,50 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
         catch (ApiException) { throw ApiException.BadField(param, $"the file '{id}' does not exist", "file_not_found"); }
         if (file.Purpose != "fine-tune") throw ApiException.BadField(param, $"the file '{id}' has purpose '{file.Purpose}', not 'fine-tune'", "invalid_file");
         var preference = file.Format == nameof(DatasetFormat.Preference);
+        var promptsOnly = file.Format == TrainingFileValidator.PromptsFormat;
+        if (methodType == "reinforcement")
+        {
+            if (preference)
+                throw ApiException.BadField(param, $"method 'reinforcement' needs prompts ({{\"messages\": [...]}} plus the fields the grader reads); '{id}' holds preference pairs", "invalid_file");
+        }
+        else if (promptsOnly)
+            throw ApiException.BadField(param, $"method '{methodType}' needs an assistant answer on every line; '{id}' holds prompts only (use method 'reinforcement')", "invalid_file");
         if (methodType == "dpo" && !preference)
             throw ApiException.BadField(param, $"method 'dpo' needs preference data (input, preferred_output, non_preferred_output); '{id}' is {file.Format} data", "invalid_file");
         if (methodType == "supervised" && preference)
             throw ApiException.BadField(param, $"method 'supervised' needs chat or prompt/completion data; '{id}' holds preference pairs (use method 'dpo')", "invalid_file");
-        if (file.Format == nameof(DatasetFormat.Chat) && !service.HasChatTemplate(model))
+        if ((file.Format == nameof(DatasetFormat.Chat) || promptsOnly) && !service.HasChatTemplate(model))
             throw ApiException.BadField(param, $"'{id}' holds chat data but the base model '{model}' has no chat template to render it; " +
                 "start the server with --chat-template (chatml, llama-3, …) or use prompt/completion data", "invalid_file");
         return file;
     }
 
-    /// <summary>The method type and its hyperparameters: <c>method.{type}.hyperparameters</c>, else the legacy top-level <c>hyperparameters</c>.</summary>
-    private static (string Type, JsonObject? Hyperparameters) Method(JsonObject body)
+    /// <summary>
+    /// The method type, its hyperparameters (<c>method.{type}.hyperparameters</c>, else the legacy top-level
+    /// <c>hyperparameters</c>) and, for reinforcement, the grader — checked now, so a malformed one is a 400 naming its field.
+    /// </summary>
+    private static (string Type, JsonObject? Hyperparameters, JsonObject? Grader) Method(JsonObject body)
     {
         var legacy = body["hyperparameters"] as JsonObject;
-        if (body["method"] is not JsonObject method) return ("supervised", legacy);
+        if (body["method"] is not JsonObject method) return ("supervised", legacy, null);
         var type = method["type"] is JsonValue t && t.TryGetValue<string>(out var s) ? s : "supervised";
-        if (type is not ("supervised" or "dpo"))
-            throw ApiException.BadField("method.type", $"method type '{type}' is not supported; use 'supervised' or 'dpo'");
+        if (type is not ("supervised" or "dpo" or "reinforcement"))
+            throw ApiException.BadField("method.type", $"method type '{type}' is not supported; use 'supervised', 'dpo' or 'reinforcement'");
         var hyper = method[type]?["hyperparameters"] as JsonObject;
-        return (type, hyper ?? legacy);
+        JsonObject? grader = null;
+        if (type == "reinforcement")
+        {
+            grader = method["reinforcement"]?["grader"] as JsonObject
+                ?? throw ApiException.BadField("method.reinforcement.grader", "reinforcement fine-tuning needs a grader (string_check, text_similarity or multi)");
+            try { SharpTune.Training.Rewards.Graders.OpenAiGraders.Create(grader, "method.reinforcement.grader"); }
+            catch (ArgumentException e)
+            {
+                var field = e.Message.Split(':')[0];
+                throw ApiException.BadField(field.StartsWith("method.", StringComparison.Ordinal) ? field : "method.reinforcement.grader", e.Message);
+            }
+            grader = (JsonObject)grader.DeepClone();
+        }
+        return (type, hyper ?? legacy, grader);
     }
 
     private static int Seed(JsonObject body)

@@ -6,7 +6,11 @@ using SharpTune.Jobs;
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>What a valid training file holds.</summary>
-internal sealed record TrainingFileSummary(DatasetFormat Format, int Examples);
+internal sealed record TrainingFileSummary(DatasetFormat Format, int Examples, bool PromptsOnly = false)
+{
+    /// <summary>The format recorded with the file: chat lines without any assistant answer are prompts (reinforcement only).</summary>
+    public string StoredFormat => PromptsOnly ? TrainingFileValidator.PromptsFormat : Format.ToString();
+}
 
 /// <summary>A training file that fails validation: <see cref="LineNumber"/> is 1-based (0 = the file as a whole).</summary>
 internal sealed class TrainingFileException(long lineNumber, string message) : Exception(message)
@@ -27,12 +31,16 @@ internal static class TrainingFileValidator
 {
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool", "function"];
 
+    /// <summary>The stored format of a file of chat prompts with no answers (reinforcement fine-tuning's data).</summary>
+    public const string PromptsFormat = "Prompts";
+
     /// <exception cref="TrainingFileException">The first bad line, with its number in the message.</exception>
     public static TrainingFileSummary Validate(string path)
     {
         DatasetFormat? fileFormat = null;
         long firstLine = 0;
         var examples = 0;
+        long? firstPrompt = null, firstAnswered = null;
         foreach (var result in JsonlRowReader.Read(path))
         {
             if (result.Error is { } error) throw Bad(error.LineNumber, error.Detail);
@@ -49,10 +57,18 @@ internal static class TrainingFileValidator
             try { example = TrainingExampleMapper.Map(row, format.Value); }
             catch (DataFormatException e) { throw Bad(e.LineNumber, e.Field is null ? e.Detail : $"field '{e.Field}': {e.Detail}"); }
             CheckRoles(row.LineNumber, example);
+            if (example is ChatExample chat)
+            {
+                if (chat.Messages.Any(m => m.Role == "assistant")) firstAnswered ??= row.LineNumber;
+                else firstPrompt ??= row.LineNumber;
+                if (firstPrompt is { } p && firstAnswered is { } a)
+                    throw Bad(Math.Max(p, a), $"field 'messages': line {p} has no assistant message (a reinforcement prompt) but line {a} has one; " +
+                        "use one kind per file (supervised data needs an assistant answer on every line)");
+            }
             examples++;
         }
         if (fileFormat is null) throw new TrainingFileException(0, "the file holds no training examples (it is empty or only blank lines)");
-        return new TrainingFileSummary(fileFormat.Value, examples);
+        return new TrainingFileSummary(fileFormat.Value, examples, firstPrompt is not null);
     }
 
     /// <summary>A preference line must carry both sides, under either spelling; say which one is missing.</summary>
@@ -75,8 +91,7 @@ internal static class TrainingFileValidator
                 for (var i = 0; i < chat.Messages.Count; i++)
                     if (!Roles.Contains(chat.Messages[i].Role))
                         throw Bad(line, $"field 'messages[{i}].role': unknown role '{chat.Messages[i].Role}' (expected system, user, assistant or tool)");
-                if (!chat.Messages.Any(m => m.Role == "assistant"))
-                    throw Bad(line, "field 'messages': no assistant message, so there is nothing to train on");
+                if (!chat.Messages.Any(m => m.Role == "assistant")) return;   // a prompt for reinforcement fine-tuning
                 if (!chat.Messages.Any(m => m.IsTrained))
                     throw Bad(line, "field 'messages': every assistant message has weight 0, so there is nothing to train on");
                 for (var i = 0; i < chat.Messages.Count; i++)

@@ -50,8 +50,10 @@ internal sealed record JobRecord
     public string? Suffix { get; init; }
     public required int Seed { get; init; }
     public Dictionary<string, string>? Metadata { get; init; }
-    /// <summary>supervised or dpo.</summary>
+    /// <summary>supervised, dpo or reinforcement.</summary>
     public required string MethodType { get; init; }
+    /// <summary>Reinforcement fine-tuning: the OpenAI grader object the rewards come from.</summary>
+    public JsonObject? Grader { get; init; }
     public required ResolvedHyperparameters Hyperparameters { get; init; }
     public long? TrainedTokens { get; init; }
     public JobError? Error { get; init; }

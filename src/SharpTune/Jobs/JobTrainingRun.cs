@@ -3,6 +3,8 @@ using System.Text;
 using System.Text.Json.Nodes;
 using SharpTune.Tracking;
 using SharpTune.Training;
+using SharpTune.Training.Rewards;
+using SharpTune.Training.Rewards.Graders;
 
 namespace SharpTune.Jobs;
 
@@ -41,13 +43,29 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             // Train with the template the server renders chats with, so train and serve agree.
             ChatTemplate = job.Model == settings.ServedModelName ? settings.ServedChatTemplate : null,
             Seed = job.Seed,
-            Objective = job.MethodType == "dpo" ? "dpo" : "sft",
-            Beta = h.Beta ?? 0.1,
+            Objective = job.MethodType switch { "dpo" => "dpo", "reinforcement" => "grpo", _ => "sft" },
+            Beta = job.MethodType == "dpo" ? h.Beta ?? 0.1 : null,
             EvalEvery = every,
             SaveEvery = every,
             KeepCheckpoints = 2,
             LogEvery = 1,
         };
+        RewardSources? rewards = null;
+        if (job.MethodType == "reinforcement")
+        {
+            // Reinforcement fine-tuning runs GRPO: batch_size prompts per step, each answered ReinforcementGenerations times
+            // and scored by the job's grader.
+            var grader = OpenAiGraders.Create(job.Grader ?? throw new InvalidDataException("the reinforcement job has no grader"));
+            options = options with
+            {
+                MicroBatchSize = h.BatchSize * ReinforcementGenerations,
+                NumGenerations = ReinforcementGenerations,
+                MaxCompletionLength = Math.Max(8, settings.MaxSeqLength / 4),
+                LossType = "dapo",
+                LogCompletionsEvery = 1,
+            };
+            rewards = new RewardSources(Custom: [new WeightedReward(grader)]);
+        }
         var adapterConfig = CheckpointAdapters.AdapterConfig(options, baseDir);
         var chatTemplate = adapterConfig is null ? null : CheckpointAdapters.ChatTemplateSource(options, baseDir);
         var serve = publish is not null && job.Model == settings.ServedModelName && adapterConfig is not null;
@@ -80,12 +98,15 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             if (p.Message is { } message) store.AddEvent(job.Id, message);
             else
             {
+                var reward = p.Metrics?.GetValueOrDefault("reward", double.NaN) ?? double.NaN;
                 store.AddEvent(job.Id, $"Step {p.Step}/{p.TotalSteps}: training loss={p.Loss:0.####}" +
-                    (p.ValidationLoss is { } vl ? $", validation loss={vl:0.####}" : ""), "metrics", MetricsData(p));
+                    (double.IsNaN(reward) ? "" : $", reward={reward:0.####}") +
+                    (p.Metrics?.GetValueOrDefault("val_reward", double.NaN) is { } vr && !double.IsNaN(vr) ? $", validation reward={vr:0.####}"
+                        : p.ValidationLoss is { } vl ? $", validation loss={vl:0.####}" : ""), "metrics", MetricsData(p));
             }
             ExportNewCheckpoints();
         });
-        var result = FineTuneJob.Run(options, resume, progress, line => store.AddEvent(job.Id, line), cancellationToken);
+        var result = FineTuneJob.Run(options, resume, progress, line => store.AddEvent(job.Id, line), cancellationToken, rewards);
         ExportNewCheckpoints();
 
         var results = WriteResultsFile(job, metricsPath);
@@ -108,15 +129,38 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
 
     private static string RecordModelName(JobRecord job) => JobRecord.ModelName(job.Model, job.Suffix, job.Id);
 
-    private static JsonObject MetricsData(TrainingProgress p) => new()
+    /// <summary>Completions sampled per prompt in reinforcement jobs (GRPO's group size).</summary>
+    public const int ReinforcementGenerations = 4;
+
+    private static JsonObject MetricsData(TrainingProgress p)
     {
-        ["step"] = p.Step,
-        ["total_steps"] = p.TotalSteps,
-        ["train_loss"] = p.Loss,
-        ["train_mean_token_accuracy"] = p.TokenAccuracy,
-        ["valid_loss"] = p.ValidationLoss,
-        ["valid_mean_token_accuracy"] = p.ValidationAccuracy,
-    };
+        if (p.Metrics?.TryGetValue("reward", out var reward) == true)
+        {
+            // Reinforcement fine-tuning: OpenAI reports the mean reward (per grader too) rather than token accuracy.
+            var data = new JsonObject
+            {
+                ["step"] = p.Step,
+                ["total_steps"] = p.TotalSteps,
+                ["train_loss"] = p.Loss,
+                ["train_reward_mean"] = reward,
+                ["valid_reward_mean"] = p.Metrics.TryGetValue("val_reward", out var v) ? v : null,
+                ["frac_reward_zero_std"] = p.Metrics.GetValueOrDefault("frac_reward_zero_std"),
+                ["completion_mean_length"] = p.Metrics.GetValueOrDefault("completions/mean_length"),
+            };
+            foreach (var (key, value) in p.Metrics.Where(m => m.Key.StartsWith("rewards/", StringComparison.Ordinal) && m.Key.EndsWith("/mean", StringComparison.Ordinal)))
+                data["train_reward_mean/" + key["rewards/".Length..^"/mean".Length]] = value;
+            return data;
+        }
+        return new JsonObject
+        {
+            ["step"] = p.Step,
+            ["total_steps"] = p.TotalSteps,
+            ["train_loss"] = p.Loss,
+            ["train_mean_token_accuracy"] = p.TokenAccuracy,
+            ["valid_loss"] = p.ValidationLoss,
+            ["valid_mean_token_accuracy"] = p.ValidationAccuracy,
+        };
+    }
 
     /// <summary>A checkpoint's metrics from the run's metrics.jsonl (written before the checkpoint, and kept across restarts).</summary>
     private static JsonObject CheckpointMetrics(int step, string metricsPath)
@@ -131,6 +175,8 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             ["valid_mean_token_accuracy"] = r is null ? null : Accuracy(r, "val_")?.DeepClone(),
             ["full_valid_loss"] = r?["val_loss"]?.DeepClone(),
             ["full_valid_mean_token_accuracy"] = r is null ? null : Accuracy(r, "val_")?.DeepClone(),
+            ["train_reward_mean"] = r?["reward"]?.DeepClone(),
+            ["valid_reward_mean"] = r?["val_reward"]?.DeepClone(),
         };
     }
 
@@ -151,7 +197,7 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
 
     /// <summary>The objective's accuracy in a metrics record: token accuracy (causal LM) or reward accuracy (DPO).</summary>
     private static JsonNode? Accuracy(JsonObject record, string prefix = "") =>
-        record[prefix + "token_accuracy"] ?? record[prefix + "rewards/accuracies"];
+        record[prefix + "token_accuracy"] ?? record[prefix + "rewards/accuracies"] ?? record[prefix + "reward"];
 
     private static string Cell(JsonNode? value) =>
         value is JsonValue v && v.TryGetValue<double>(out var d) ? d.ToString("R", CultureInfo.InvariantCulture) : "";
