@@ -6,7 +6,8 @@ namespace SharpTune.Data;
 /// <summary>
 /// A prompt to sample completions for (GRPO, reinforcement fine-tuning), with the row's other fields for the reward
 /// functions to read (e.g. <c>answer</c>). Accepts TRL's <c>{"prompt": "…" | [messages]}</c> and OpenAI's reinforcement
-/// fine-tuning rows <c>{"messages": [...], …}</c> (a trailing assistant turn, if any, is not part of the prompt).
+/// fine-tuning rows <c>{"messages": [...], …}</c> (a trailing assistant turn is not part of the prompt: it becomes the
+/// <c>answer</c> field when the row has none).
 /// </summary>
 public sealed record PromptExample(IReadOnlyList<ChatTurn> Prompt, JsonObject Fields) : TrainingExample
 {
@@ -30,9 +31,19 @@ public sealed record PromptExample(IReadOnlyList<ChatTurn> Prompt, JsonObject Fi
         if (row.Fields.ContainsKey("messages"))
         {
             var messages = TrainingExampleMapper.Messages(row, row.Fields["messages"], "messages");
-            if (messages[^1].Role == "assistant") messages = messages.Take(messages.Count - 1).ToArray();
+            var fields = row.Fields;
+            if (messages[^1].Role == "assistant")
+            {
+                // A supervised chat file works as is: its final answer becomes the reference the rewards compare with.
+                if (!fields.ContainsKey("answer"))
+                {
+                    fields = (JsonObject)fields.DeepClone();
+                    fields["answer"] = messages[^1].Content;
+                }
+                messages = messages.Take(messages.Count - 1).ToArray();
+            }
             if (messages.Count == 0) throw TrainingExampleMapper.Error(row, "messages", "empty_field", "no prompt turns before the answer");
-            return new PromptExample(messages, row.Fields) { Location = row.Location };
+            return new PromptExample(messages, fields) { Location = row.Location };
         }
         throw TrainingExampleMapper.Error(row, row.Fields.ContainsKey("prompt") ? "prompt" : "messages",
             row.Fields.ContainsKey("prompt") ? "wrong_type" : "missing_field",

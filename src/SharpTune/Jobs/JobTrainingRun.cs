@@ -60,7 +60,7 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             {
                 MicroBatchSize = h.BatchSize * ReinforcementGenerations,
                 NumGenerations = ReinforcementGenerations,
-                MaxCompletionLength = Math.Max(8, settings.MaxSeqLength / 4),
+                MaxCompletionLength = Math.Clamp(settings.MaxSeqLength / 8, 4, 256),
                 LossType = "dapo",
                 LogCompletionsEvery = 1,
             };

@@ -30,7 +30,7 @@ public sealed class GraderFormula
         public int Position;
 
         public ArgumentException Error(string what) =>
-            new($"calculate_output \"{text}\": {what} at position {Position + 1}");
+            new($"calculate_output: \"{text}\": {what} at position {Position + 1}");
 
         public void SkipSpaces()
         {
