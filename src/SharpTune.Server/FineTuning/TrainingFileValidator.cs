@@ -91,8 +91,8 @@ internal static class TrainingFileValidator
                 for (var i = 0; i < chat.Messages.Count; i++)
                     if (!Roles.Contains(chat.Messages[i].Role))
                         throw Bad(line, $"field 'messages[{i}].role': unknown role '{chat.Messages[i].Role}' (expected system, user, assistant or tool)");
-                if (!chat.Messages.Any(m => m.Role == "assistant")) return;   // a prompt for reinforcement fine-tuning
-                if (!chat.Messages.Any(m => m.IsTrained))
+                // A line without any assistant message is a prompt for reinforcement fine-tuning.
+                if (chat.Messages.Any(m => m.Role == "assistant") && !chat.Messages.Any(m => m.IsTrained))
                     throw Bad(line, "field 'messages': every assistant message has weight 0, so there is nothing to train on");
                 for (var i = 0; i < chat.Messages.Count; i++)
                     if (chat.Messages[i].Weight is not null && chat.Messages[i].Role != "assistant")
