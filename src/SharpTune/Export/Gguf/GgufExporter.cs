@@ -1,0 +1,86 @@
+using System.Text.Json.Nodes;
+using SharpTune.Models;
+using SharpTune.Runtime;
+
+namespace SharpTune.Export.Gguf;
+
+/// <summary>What to export: a model folder (with an adapter to merge first, if given) to one GGUF file.</summary>
+public sealed record GgufExportOptions
+{
+    public required string ModelDir { get; init; }
+    /// <summary>A PEFT LoRA/DoRA adapter folder merged into the float32 weights before conversion.</summary>
+    public string? AdapterDir { get; init; }
+    public required string OutputPath { get; init; }
+    public GgufExportType Type { get; init; } = GgufExportType.F16;
+    /// <summary>general.name; default: the model folder's name.</summary>
+    public string? Name { get; init; }
+}
+
+/// <summary>What was written: the file, its size, and how many tensors got each ggml type.</summary>
+public sealed record GgufExportReport(string Path, long Bytes, string Architecture, IReadOnlyDictionary<GgmlType, int> TensorTypes);
+
+/// <summary>
+/// Writes a Hugging Face model folder as a GGUF file that llama.cpp (and Ollama, LM Studio, LLamaSharp…) loads: the same
+/// metadata, tensor names, layouts and tokenizer that llama.cpp's convert_hf_to_gguf.py writes, quantized the way
+/// llama-quantize would quantize that file. Unsupported architectures, tokenizers or types fail before anything is written.
+/// </summary>
+public static class GgufExporter
+{
+    public static IReadOnlyCollection<string> SupportedArchitectures => GgufArchitecture.SupportedArchitectures;
+
+    public static GgufExportReport Export(GgufExportOptions options)
+    {
+        var config = ModelConfig.Load(options.ModelDir);
+        var architecture = GgufArchitecture.For(config);
+        var tokenizerDir = options.AdapterDir is { } a && File.Exists(Path.Combine(a, "tokenizer.json")) ? a : options.ModelDir;
+        var metadata = new List<KeyValuePair<string, GgufValue>>
+        {
+            new("general.architecture", GgufValue.Str(architecture.Name)),
+            new("general.type", GgufValue.Str("model")),
+            new("general.name", GgufValue.Str(options.Name ?? ModelName(options.ModelDir, config))),
+        };
+        architecture.AddHyperParameters(metadata, config);
+        metadata.Add(new("general.file_type", GgufValue.U32((uint)GgufExportTypes.FileType(options.Type))));
+        metadata.Add(new("general.quantization_version", GgufValue.U32(2)));
+        GgufVocabulary.AddTo(metadata, tokenizerDir, config);
+
+        TorchRuntime.EnsureInitialised();
+        IWeightSource source = options.AdapterDir is { } adapter ? new MergedWeights(options.ModelDir, adapter) : new CheckpointWeights(options.ModelDir);
+        try
+        {
+            var mapped = architecture.MapTensors(source, config);
+            var types = ChooseTypes(mapped, options.Type, config.NumLayers);
+            var tensors = mapped.Select(m => new GgufTensor(m.Name, m.Shape.Reverse().ToArray(), types[m.Name], stream =>
+            {
+                var values = m.Values(source);
+                var bytes = new byte[GgmlTypeInfo.RowBytes(types[m.Name], m.Shape[^1]) * (values.Length / m.Shape[^1])];
+                GgmlCodec.Quantize(types[m.Name], values, bytes);
+                stream.Write(bytes);
+            })).ToList();
+            var directory = Path.GetDirectoryName(Path.GetFullPath(options.OutputPath))!;
+            Directory.CreateDirectory(directory);
+            GgufWriter.Write(options.OutputPath, metadata, tensors);
+            var counts = types.Values.GroupBy(t => t).ToDictionary(g => g.Key, g => g.Count());
+            return new GgufExportReport(Path.GetFullPath(options.OutputPath), new FileInfo(options.OutputPath).Length, architecture.Name, counts);
+        }
+        finally
+        {
+            (source as IDisposable)?.Dispose();
+        }
+    }
+
+    /// <summary>Each tensor's type, decided in llama-quantize's order since its per-layer counters depend on it.</summary>
+    internal static Dictionary<string, GgmlType> ChooseTypes(IReadOnlyList<MappedTensor> tensors, GgufExportType type, int layers)
+    {
+        var plan = new GgufTypePlan(type, tensors.Select(t => t.Name).ToArray(), layers);
+        var types = new Dictionary<string, GgmlType>(StringComparer.Ordinal);
+        foreach (var tensor in tensors.OrderBy(t => t.Name, Comparer<string>.Create(GgufTypePlan.QuantizeOrder)))
+            types[tensor.Name] = plan.Choose(tensor.Name, tensor.Shape[^1], tensor.Shape.Length);
+        return types;
+    }
+
+    private static string ModelName(string modelDir, ModelConfig config) =>
+        config.Raw["_name_or_path"] is JsonValue v && v.TryGetValue<string>(out var name) && name.Length > 0 && !name.StartsWith('/')
+            ? name.Split('/')[^1]
+            : new DirectoryInfo(Path.GetFullPath(modelDir)).Name;
+}

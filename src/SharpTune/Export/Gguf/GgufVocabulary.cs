@@ -1,0 +1,182 @@
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using SharpTune.Models;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Export.Gguf;
+
+/// <summary>llama.cpp's token types (llama_token_type / gguf TokenType).</summary>
+internal enum GgufTokenType { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 }
+
+/// <summary>
+/// The <c>tokenizer.ggml.*</c> metadata llama.cpp's converter writes for a Hugging Face <c>tokenizer.json</c>:
+/// <c>llama</c> (SentencePiece-style BPE with ▁ and byte fallback: tokens, scores, token types) or <c>gpt2</c>
+/// (byte-level BPE: tokens, token types, merges, and the pre-tokenizer name), the special-token ids, the add-BOS/EOS
+/// flags and the chat template. Ids the model has but the tokenizer lacks become <c>[PADn]</c> (unused), as the
+/// converter pads them.
+/// </summary>
+internal static class GgufVocabulary
+{
+    // The pre-tokenizer regexes of the families llama.cpp knows, as the Hugging Face tokenizer.json files spell them.
+    private const string Llama3Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    private const string Qwen2Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    private static readonly string[] EndOfTurnTokens = ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>"];
+
+    public static void AddTo(List<KeyValuePair<string, GgufValue>> metadata, string tokenizerDir, ModelConfig config)
+    {
+        var path = Path.Combine(tokenizerDir, "tokenizer.json");
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{path}: GGUF export needs the model's tokenizer.json (llama.cpp tokenizes with the vocabulary stored in the file)", path);
+        var root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: expected a JSON object");
+        var model = root["model"] as JsonObject ?? throw new InvalidDataException($"{path}: no 'model'");
+        var modelType = model["type"]?.GetValue<string>() ?? "BPE";
+        if (modelType != "BPE")
+            throw new NotSupportedException($"{path}: tokenizer model '{modelType}' cannot be exported to GGUF (BPE tokenizers can)");
+        var tokenizer = HfTokenizer.FromDirectory(tokenizerDir);
+
+        var vocab = (model["vocab"] as JsonObject ?? throw new InvalidDataException($"{path}: model.vocab missing"))
+            .ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<int>());
+        var added = (root["added_tokens"] as JsonArray ?? [])
+            .Select(t => (Id: t!["id"]!.GetValue<int>(), Content: t["content"]!.GetValue<string>(), Special: t["special"]?.GetValue<bool>() ?? false))
+            .ToList();
+        var size = Math.Max(config.VocabSize, Math.Max(vocab.Values.DefaultIfEmpty(-1).Max(), added.Select(a => a.Id).DefaultIfEmpty(-1).Max()) + 1);
+        if (size > config.VocabSize)
+            throw new InvalidDataException($"{path}: the tokenizer has ids up to {size - 1}, beyond the model's vocab_size {config.VocabSize}");
+
+        var tokens = new string[size];
+        var types = new int[size];
+        foreach (var (text, id) in vocab) { tokens[id] = text; types[id] = (int)GgufTokenType.Normal; }
+        var unk = model["unk_token"]?.GetValue<string>();
+        var merges = ReadMerges(model, path);
+        var byteLevel = IsByteLevel(root);
+        foreach (var (id, content, special) in added)
+        {
+            tokens[id] = content;
+            types[id] = (int)(special || LooksSpecial(content) ? GgufTokenType.Control : GgufTokenType.UserDefined);
+            if (!byteLevel && !special) tokens[id] = content.Replace('\u2581', ' ');
+        }
+        for (var i = 0; i < size; i++)
+        {
+            if (tokens[i] is not null) continue;
+            tokens[i] = $"[PAD{i}]";
+            types[i] = (int)GgufTokenType.Unused;
+        }
+
+        if (byteLevel)
+        {
+            metadata.Add(new("tokenizer.ggml.model", GgufValue.Str("gpt2")));
+            metadata.Add(new("tokenizer.ggml.pre", GgufValue.Str(PreTokenizerName(root, path))));
+            metadata.Add(new("tokenizer.ggml.tokens", GgufValue.Strings(tokens)));
+            metadata.Add(new("tokenizer.ggml.token_type", GgufValue.Ints(types)));
+            metadata.Add(new("tokenizer.ggml.merges", GgufValue.Strings(merges)));
+        }
+        else
+        {
+            // SentencePiece-style: llama.cpp merges the adjacent pair whose result has the highest score, so a merged
+            // token scores minus its merge rank and the tokenizer replays the BPE merges in order.
+            var scores = new float[size];
+            for (var rank = 0; rank < merges.Count; rank++)
+            {
+                var merged = merges[rank].Replace(" ", "");
+                if (vocab.TryGetValue(merged, out var id) && scores[id] == 0) scores[id] = -(rank + 1);
+            }
+            for (var i = 0; i < size; i++)
+            {
+                if (types[i] == (int)GgufTokenType.Unused) scores[i] = -1000f;
+                else if (tokens[i] == unk) types[i] = (int)GgufTokenType.Unknown;
+                else if (Regex.IsMatch(tokens[i], "^<0x[0-9A-Fa-f]{2}>$")) types[i] = (int)GgufTokenType.Byte;
+            }
+            metadata.Add(new("tokenizer.ggml.model", GgufValue.Str("llama")));
+            metadata.Add(new("tokenizer.ggml.pre", GgufValue.Str("default")));
+            metadata.Add(new("tokenizer.ggml.tokens", GgufValue.Strings(tokens)));
+            metadata.Add(new("tokenizer.ggml.scores", GgufValue.Floats(scores)));
+            metadata.Add(new("tokenizer.ggml.token_type", GgufValue.Ints(types)));
+            metadata.Add(new("tokenizer.ggml.add_space_prefix", GgufValue.Bool(PrependsSpace(root))));
+        }
+
+        var bos = tokenizer.BosTokenId ?? config.BosTokenId;
+        var eos = tokenizer.EosTokenId ?? (config.EosTokenIds.Count > 0 ? config.EosTokenIds[0] : null);
+        if (bos is { } b) metadata.Add(new("tokenizer.ggml.bos_token_id", GgufValue.U32((uint)b)));
+        if (eos is { } e) metadata.Add(new("tokenizer.ggml.eos_token_id", GgufValue.U32((uint)e)));
+        if (unk is not null && tokenizer.TokenToId(unk) is { } u) metadata.Add(new("tokenizer.ggml.unknown_token_id", GgufValue.U32((uint)u)));
+        if ((tokenizer.PadTokenId ?? config.PadTokenId) is { } p) metadata.Add(new("tokenizer.ggml.padding_token_id", GgufValue.U32((uint)p)));
+        var endOfTurn = EndOfTurnTokens.Select(tokenizer.TokenToId).FirstOrDefault(id => id is not null && id != eos);
+        if (tokenizer.ChatTemplate is not null && endOfTurn is { } eot)
+            metadata.Add(new("tokenizer.ggml.eot_token_id", GgufValue.U32((uint)eot)));
+        var (addBos, addEos) = SpecialTokenFlags(root, tokenizerDir);
+        if (addBos is { } ab) metadata.Add(new("tokenizer.ggml.add_bos_token", GgufValue.Bool(ab)));
+        if (addEos is { } ae) metadata.Add(new("tokenizer.ggml.add_eos_token", GgufValue.Bool(ae)));
+        if (tokenizer.ChatTemplate is { } template) metadata.Add(new("tokenizer.chat_template", GgufValue.Str(template)));
+    }
+
+    /// <summary>End-of-turn token ids of the template family, for the Ollama Modelfile's stop parameters.</summary>
+    public static IEnumerable<string> EndOfTurnTokenTexts(HfTokenizer tokenizer) =>
+        EndOfTurnTokens.Where(t => tokenizer.TokenToId(t) is not null);
+
+    private static List<string> ReadMerges(JsonObject model, string path) => (model["merges"] as JsonArray ?? []).Select(m => m switch
+    {
+        JsonValue v => v.GetValue<string>(),
+        JsonArray pair when pair.Count == 2 => pair[0]!.GetValue<string>() + " " + pair[1]!.GetValue<string>(),
+        _ => throw new InvalidDataException($"{path}: a merge must be \"a b\" or [\"a\", \"b\"], found {m?.ToJsonString()}"),
+    }).ToList();
+
+    private static IEnumerable<JsonObject> Flatten(JsonNode? node, string listKey) => node switch
+    {
+        JsonObject o when o["type"]?.GetValue<string>() == "Sequence" => (o[listKey] as JsonArray ?? []).SelectMany(n => Flatten(n, listKey)),
+        JsonObject o => [o],
+        _ => [],
+    };
+
+    private static bool IsByteLevel(JsonObject root) =>
+        Flatten(root["pre_tokenizer"], "pretokenizers").Any(p => p["type"]?.GetValue<string>() == "ByteLevel")
+        || Flatten(root["decoder"], "decoders").Any(d => d["type"]?.GetValue<string>() == "ByteLevel");
+
+    private static bool PrependsSpace(JsonObject root) =>
+        Flatten(root["normalizer"], "normalizers").Any(n => n["type"]?.GetValue<string>() == "Prepend" && n["prepend"]?.GetValue<string>() == "\u2581")
+        || Flatten(root["pre_tokenizer"], "pretokenizers").Any(p => p["type"]?.GetValue<string>() == "Metaspace"
+            && (p["prepend_scheme"]?.GetValue<string>() ?? (p["add_prefix_space"]?.GetValue<bool>() == false ? "never" : "always")) != "never");
+
+    /// <summary>The llama.cpp pre-tokenizer whose splitting rules equal this tokenizer's (tokenizer.ggml.pre).</summary>
+    private static string PreTokenizerName(JsonObject root, string path)
+    {
+        var steps = Flatten(root["pre_tokenizer"], "pretokenizers").ToList();
+        string Type(JsonObject o) => o["type"]?.GetValue<string>() ?? "";
+        if (steps.Count == 1 && Type(steps[0]) == "ByteLevel" && (steps[0]["use_regex"]?.GetValue<bool>() ?? true))
+            return "gpt-2";
+        if (steps.Count == 2 && Type(steps[0]) == "Split" && Type(steps[1]) == "ByteLevel" && steps[1]["use_regex"]?.GetValue<bool>() == false)
+        {
+            var pattern = steps[0]["pattern"]?["Regex"]?.GetValue<string>();
+            if (pattern == Llama3Pattern) return "llama-bpe";
+            if (pattern == Qwen2Pattern) return "qwen2";
+        }
+        if (steps.Count == 2 && Type(steps[0]) == "Digits" && steps[0]["individual_digits"]?.GetValue<bool>() == true
+            && Type(steps[1]) == "ByteLevel" && (steps[1]["use_regex"]?.GetValue<bool>() ?? true))
+            return "smollm";
+        throw new NotSupportedException(
+            $"{path}: its pre-tokenizer {root["pre_tokenizer"]?.ToJsonString()} matches none llama.cpp implements that SharpTune can name " +
+            "(GPT-2, Llama 3, Qwen2, SmolLM); llama.cpp would split text differently than the model was trained on");
+    }
+
+    /// <summary>add_bos/add_eos as tokenizer_config.json says, else as tokenizer.json's TemplateProcessing implies.</summary>
+    private static (bool? AddBos, bool? AddEos) SpecialTokenFlags(JsonObject root, string dir)
+    {
+        var configPath = Path.Combine(dir, "tokenizer_config.json");
+        var config = File.Exists(configPath) ? JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject : null;
+        bool? Flag(string key) => config?[key] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
+        bool? addBos = Flag("add_bos_token"), addEos = Flag("add_eos_token");
+        if (Flatten(root["post_processor"], "processors").FirstOrDefault(p => p["type"]?.GetValue<string>() == "TemplateProcessing") is { } template
+            && template["single"] is JsonArray single)
+        {
+            addBos ??= single.Count > 0 && single[0]?["SpecialToken"] is not null;
+            addEos ??= single.Count > 1 && single[^1]?["SpecialToken"] is not null;
+        }
+        return (addBos, addEos);
+    }
+
+    /// <summary>The converter's does_token_look_special: added tokens like &lt;|…|&gt; are control tokens.</summary>
+    private static bool LooksSpecial(string token) =>
+        token is "<pad>" or "<mask>" or "<2mass>" or "[@BOS@]"
+        || (token.StartsWith("<|", StringComparison.Ordinal) && token.EndsWith("|>", StringComparison.Ordinal))
+        || (token.StartsWith("<unused", StringComparison.Ordinal) && token.EndsWith('>'));
+}

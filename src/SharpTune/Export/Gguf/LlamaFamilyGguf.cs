@@ -1,0 +1,145 @@
+using SharpTune.Models;
+
+namespace SharpTune.Export.Gguf;
+
+/// <summary>
+/// llama (Llama 2/3, Mistral, SmolLM), qwen2 and qwen3 in llama.cpp: the Hugging Face decoder layout renamed
+/// (<c>model.layers.N.self_attn.q_proj</c> → <c>blk.N.attn_q</c>…). Llama uses GPT-J-style interleaved RoPE in llama.cpp,
+/// so the converter reorders the rows of Q and K from Hugging Face's rotate-half order; Qwen uses NEOX RoPE and keeps them.
+/// </summary>
+internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchitecture
+{
+    private static readonly (string Hf, string Gguf)[] LayerTensors =
+    [
+        ("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"),
+        ("self_attn.v_proj", "attn_v"), ("self_attn.o_proj", "attn_output"), ("self_attn.q_norm", "attn_q_norm"),
+        ("self_attn.k_norm", "attn_k_norm"), ("post_attention_layernorm", "ffn_norm"), ("mlp.gate_proj", "ffn_gate"),
+        ("mlp.up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down"),
+    ];
+
+    public override string Name => name;
+
+    public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
+    {
+        Add(metadata, $"{Name}.block_count", GgufValue.U32((uint)config.NumLayers));
+        Add(metadata, $"{Name}.context_length", GgufValue.U32((uint)config.MaxPositionEmbeddings));
+        Add(metadata, $"{Name}.embedding_length", GgufValue.U32((uint)config.HiddenSize));
+        Add(metadata, $"{Name}.feed_forward_length", GgufValue.U32((uint)config.IntermediateSize));
+        Add(metadata, $"{Name}.attention.head_count", GgufValue.U32((uint)config.NumHeads));
+        Add(metadata, $"{Name}.attention.head_count_kv", GgufValue.U32((uint)config.NumKeyValueHeads));
+        Add(metadata, $"{Name}.rope.freq_base", GgufValue.F32((float)config.RopeTheta));
+        Add(metadata, $"{Name}.attention.layer_norm_rms_epsilon", GgufValue.F32((float)config.NormEps));
+        if (config.Raw["head_dim"] is not null)
+        {
+            Add(metadata, $"{Name}.attention.key_length", GgufValue.U32((uint)config.HeadDim));
+            Add(metadata, $"{Name}.attention.value_length", GgufValue.U32((uint)config.HeadDim));
+        }
+        if (config.RopeScaling is { Type: "linear" } linear)
+        {
+            Add(metadata, $"{Name}.rope.scaling.type", GgufValue.Str("linear"));
+            Add(metadata, $"{Name}.rope.scaling.factor", GgufValue.F32((float)linear.Factor));
+        }
+        if (Name == "llama")
+        {
+            Add(metadata, "llama.vocab_size", GgufValue.U32((uint)config.VocabSize));
+            Add(metadata, "llama.rope.dimension_count", GgufValue.U32((uint)config.HeadDim));
+        }
+    }
+
+    public override IReadOnlyList<MappedTensor> MapTensors(IWeightSource source, ModelConfig config)
+    {
+        var names = source.Names.ToHashSet();
+        var tensors = new List<MappedTensor>();
+        if (config.RopeScaling is { Type: "llama3" } scaling)
+            tensors.Add(new MappedTensor("rope_freqs.weight", [config.HeadDim / 2], _ => Llama3RopeFactors(config, scaling)));
+        // Tied checkpoints may keep only lm_head.weight (transformers accepts either name); llama.cpp reads token_embd.
+        var embedding = names.Contains("model.embed_tokens.weight") ? "model.embed_tokens.weight"
+            : config.TieWordEmbeddings && names.Contains("lm_head.weight") ? "lm_head.weight"
+            : throw new InvalidDataException("the checkpoint has no model.embed_tokens.weight");
+        tensors.Add(Same("token_embd.weight", embedding, source));
+        for (var i = 0; i < config.NumLayers; i++)
+        {
+            foreach (var (hf, gguf) in LayerTensors)
+                foreach (var suffix in new[] { "weight", "bias" })
+                {
+                    var checkpointName = $"model.layers.{i}.{hf}.{suffix}";
+                    if (!names.Contains(checkpointName)) continue;
+                    var heads = gguf == "attn_q" ? config.NumHeads : gguf == "attn_k" ? config.NumKeyValueHeads : 0;
+                    tensors.Add(permuteQk && heads > 0
+                        ? Permuted($"blk.{i}.{gguf}.{suffix}", checkpointName, heads, source)
+                        : Same($"blk.{i}.{gguf}.{suffix}", checkpointName, source));
+                }
+        }
+        tensors.Add(Same("output_norm.weight", "model.norm.weight", source));
+        if (!config.TieWordEmbeddings && names.Contains("lm_head.weight"))
+            tensors.Add(Same("output.weight", "lm_head.weight", source));
+        return tensors;
+    }
+
+    public override string? LinearName(string checkpointName)
+    {
+        var parts = checkpointName.Split('.');
+        // model.layers.N.<module>.<proj>.weight
+        if (parts.Length < 6 || parts[0] != "model" || parts[1] != "layers") return null;
+        var module = string.Join('.', parts[3..^1]);
+        var match = LayerTensors.FirstOrDefault(t => t.Hf == module);
+        return match.Gguf is null ? null : $"blk.{parts[2]}.{match.Gguf}.weight";
+    }
+
+    public override float[] TransformLoraB(string checkpointName, float[] values, long[] shape, ModelConfig config)
+    {
+        if (!permuteQk) return values;
+        if (checkpointName.Contains("self_attn.q_proj")) return PermuteRows(values, shape, config.NumHeads);
+        if (checkpointName.Contains("self_attn.k_proj")) return PermuteRows(values, shape, config.NumKeyValueHeads);
+        return values;
+    }
+
+    private static MappedTensor Permuted(string ggufName, string checkpointName, int heads, IWeightSource source)
+    {
+        var shape = source.ShapeOf(checkpointName);
+        return new MappedTensor(ggufName, shape, s => PermuteRows(s.Read(checkpointName), shape, heads));
+    }
+
+    /// <summary>
+    /// The converter's permute: rows viewed as (heads, 2, head_dim/2) become (heads, head_dim/2, 2), turning each head's
+    /// rotate-half halves [x0..x(d/2-1) | y0..y(d/2-1)] into interleaved pairs x0 y0 x1 y1 ….
+    /// </summary>
+    internal static float[] PermuteRows(float[] values, long[] shape, int heads)
+    {
+        var rows = shape[0];
+        var columns = values.Length / rows;
+        var half = rows / heads / 2;
+        var result = new float[values.Length];
+        for (long h = 0; h < heads; h++)
+            for (long pair = 0; pair < 2; pair++)
+                for (long j = 0; j < half; j++)
+                {
+                    var from = h * 2 * half + pair * half + j;
+                    var to = h * 2 * half + j * 2 + pair;
+                    Array.Copy(values, from * columns, result, to * columns, columns);
+                }
+        return result;
+    }
+
+    /// <summary>Llama 3.1's per-frequency RoPE divisors, computed as the converter's generate_extra_tensors does.</summary>
+    private static float[] Llama3RopeFactors(ModelConfig config, RopeScaling scaling)
+    {
+        var dim = config.HeadDim;
+        double lowWavelength = scaling.OriginalMaxPositionEmbeddings / scaling.LowFreqFactor;
+        double highWavelength = scaling.OriginalMaxPositionEmbeddings / scaling.HighFreqFactor;
+        var factors = new float[dim / 2];
+        for (var i = 0; i < dim / 2; i++)
+        {
+            var freq = 1.0f / MathF.Pow((float)config.RopeTheta, 2 * i / (float)dim);
+            var wavelength = 2 * Math.PI / freq;
+            if (wavelength < highWavelength) factors[i] = 1;
+            else if (wavelength > lowWavelength) factors[i] = (float)scaling.Factor;
+            else
+            {
+                var smooth = (scaling.OriginalMaxPositionEmbeddings / wavelength - scaling.LowFreqFactor) / (scaling.HighFreqFactor - scaling.LowFreqFactor);
+                factors[i] = (float)(1 / ((1 - smooth) / scaling.Factor + smooth));
+            }
+        }
+        return factors;
+    }
+}

@@ -1,0 +1,75 @@
+using SharpTune.IO;
+using SharpTune.Models;
+using SharpTune.Peft;
+using static TorchSharp.torch;
+
+namespace SharpTune.Export.Gguf;
+
+/// <summary>A checkpoint folder's tensors, read one at a time (the model is never held whole).</summary>
+internal sealed class CheckpointWeights(string modelDir) : IWeightSource, IDisposable
+{
+    private readonly CheckpointIndex _checkpoint = HfCheckpoint.Open(modelDir);
+
+    public IReadOnlyCollection<string> Names => _checkpoint.Tensors.Keys.ToArray();
+
+    public long[] ShapeOf(string name) => Info(name).Info.Shape;
+
+    public float[] Read(string name)
+    {
+        _ = Info(name);
+        using var tensor = _checkpoint.Read(name, ScalarType.Float32);
+        return tensor.data<float>().ToArray();
+    }
+
+    private CheckpointTensor Info(string name) => _checkpoint.Tensors.TryGetValue(name, out var info) ? info
+        : throw new InvalidDataException($"{modelDir}: the checkpoint has no tensor '{name}'");
+
+    public void Dispose() => _checkpoint.Dispose();
+}
+
+/// <summary>
+/// The base model with an adapter merged into its float32 weights (merging into reduced precision loses the update;
+/// quantization comes after). Names are the model's state-dict keys, which equal the checkpoint's.
+/// </summary>
+internal sealed class MergedWeights : IWeightSource, IDisposable
+{
+    private readonly CausalLanguageModel _model;
+    private readonly Dictionary<string, Tensor> _state;
+
+    public MergedWeights(string modelDir, string adapterDir)
+    {
+        _model = PretrainedModel.Load(modelDir, ScalarType.Float32);
+        try
+        {
+            var adapter = PeftAdapters.Load(_model, adapterDir);
+            try { adapter.MergeAndUnload(); }
+            catch (Exception e) when (e is NotSupportedException or InvalidOperationException)
+            {
+                throw new NotSupportedException($"{adapterDir}: a {adapter.PeftType} adapter cannot be merged into the weights, so it cannot be exported to GGUF: {e.Message}", e);
+            }
+            _state = _model.state_dict()
+                .Where(kv => !_model.IsIgnorableCheckpointTensor(kv.Key) && !_model.IsTiedAlias(kv.Key))
+                .ToDictionary(kv => kv.Key, kv => kv.Value);
+        }
+        catch
+        {
+            _model.Dispose();
+            throw;
+        }
+    }
+
+    public IReadOnlyCollection<string> Names => _state.Keys;
+
+    public long[] ShapeOf(string name) => Tensor(name).shape;
+
+    public float[] Read(string name)
+    {
+        using var contiguous = Tensor(name).detach().to(ScalarType.Float32).contiguous();
+        return contiguous.data<float>().ToArray();
+    }
+
+    private Tensor Tensor(string name) => _state.TryGetValue(name, out var tensor) ? tensor
+        : throw new InvalidDataException($"the merged model has no tensor '{name}'");
+
+    public void Dispose() => _model.Dispose();
+}

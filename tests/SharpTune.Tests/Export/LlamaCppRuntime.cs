@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Tests.Export;
+
+/// <summary>
+/// llama.cpp's prebuilt CPU library from npm (node-llama-cpp 3.21.1 and @node-llama-cpp/linux-x64, pinned by
+/// LlamaCpp/package-lock.json), installed on first use with <c>npm ci</c> into LlamaCpp/node_modules, and driven through
+/// LlamaCpp/llama-run.mjs. Its libggml-base.so is also loaded directly for ggml's own quantizers and dequantizers.
+/// </summary>
+public static class LlamaCppRuntime
+{
+    private static readonly object Gate = new();
+    private static bool _installed;
+
+    public static string PackageDir => Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Export", "LlamaCpp");
+
+    public static string BinariesDir => Path.Combine(PackageDir, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64");
+
+    /// <summary>Why the interop tests cannot run here, or null when they can.</summary>
+    public static string? Unavailable { get; } = FindUnavailable();
+
+    private static string? FindUnavailable()
+    {
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
+            return "llama.cpp interop tests use the linux-x64 build of node-llama-cpp";
+        foreach (var tool in new[] { "node", "npm" })
+            if (!OnPath(tool))
+                return $"'{tool}' not found: install Node.js and npm (bash build/prerequisites.sh node) to run the llama.cpp interop tests";
+        return null;
+    }
+
+    private static bool OnPath(string tool) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(dir => File.Exists(Path.Combine(dir, tool)));
+
+    /// <summary>Installs the pinned packages unless the lock file's install is already there.</summary>
+    public static void EnsureInstalled()
+    {
+        lock (Gate)
+        {
+            if (_installed) return;
+            var marker = Path.Combine(PackageDir, "node_modules", ".sharptune-lock-sha256");
+            var lockHash = Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(Path.Combine(PackageDir, "package-lock.json"))));
+            if (!File.Exists(marker) || File.ReadAllText(marker) != lockHash || !File.Exists(Path.Combine(BinariesDir, "libggml-base.so")))
+            {
+                // --ignore-scripts: node-llama-cpp's postinstall would try to download or build; the prebuilt package is all we use.
+                var (code, output) = RunProcess("npm", ["ci", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund"], PackageDir, TimeSpan.FromMinutes(10));
+                if (code != 0) throw new InvalidOperationException($"npm ci in {PackageDir} failed ({code}):\n{output}");
+                File.WriteAllText(marker, lockHash);
+            }
+            _installed = true;
+        }
+    }
+
+    /// <summary>Runs jobs through llama.cpp (see llama-run.mjs for the job forms) and returns one result per job.</summary>
+    public static IReadOnlyList<JsonObject> Run(IEnumerable<JsonObject> jobs)
+    {
+        EnsureInstalled();
+        using var dir = new TempDir();
+        var jobsPath = dir.File("jobs.json", new JsonObject { ["jobs"] = new JsonArray(jobs.Select(j => (JsonNode)j).ToArray()) }.ToJsonString());
+        var (code, output) = RunProcess("node", [Path.Combine(PackageDir, "llama-run.mjs"), jobsPath], PackageDir, TimeSpan.FromMinutes(5));
+        if (code != 0) throw new InvalidOperationException($"llama-run.mjs failed ({code}):\n{output}");
+        var json = output[output.IndexOf("{\"results\"", StringComparison.Ordinal)..];
+        return JsonNode.Parse(json)!["results"]!.AsArray().Select(r => r!.AsObject()).ToList();
+    }
+
+    public static JsonObject Greedy(string model, IReadOnlyList<int> prompt, int tokens, string? lora = null) => new()
+    {
+        ["kind"] = "greedy", ["model"] = model, ["lora"] = lora, ["prompt"] = new JsonArray(prompt.Select(t => (JsonNode)t).ToArray()), ["tokens"] = tokens,
+    };
+
+    public static JsonObject Perplexity(string model, IReadOnlyList<int> ids) => new()
+    {
+        ["kind"] = "perplexity", ["model"] = model, ["ids"] = new JsonArray(ids.Select(t => (JsonNode)t).ToArray()),
+    };
+
+    private static (int Code, string Output) RunProcess(string file, string[] args, string workingDir, TimeSpan timeout)
+    {
+        var info = new ProcessStartInfo(file) { WorkingDirectory = workingDir, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{file} {string.Join(' ', args)} ran past {timeout}");
+        }
+        return (process.ExitCode, stdout.Result + stderr.Result);
+    }
+}
+
+/// <summary>A fact that needs Node.js and npm for llama.cpp; reported as skipped, with the reason, without them.</summary>
+public sealed class LlamaCppFactAttribute : FactAttribute
+{
+    public LlamaCppFactAttribute()
+    {
+        if (LlamaCppRuntime.Unavailable is { } reason) Skip = reason;
+    }
+}
+
+/// <summary>A theory that needs Node.js and npm for llama.cpp; reported as skipped, with the reason, without them.</summary>
+public sealed class LlamaCppTheoryAttribute : TheoryAttribute
+{
+    public LlamaCppTheoryAttribute()
+    {
+        if (LlamaCppRuntime.Unavailable is { } reason) Skip = reason;
+    }
+}
