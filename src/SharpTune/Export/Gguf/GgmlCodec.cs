@@ -1,7 +1,7 @@
 namespace SharpTune.Export.Gguf;
 
 /// <summary>Converts float32 rows to and from every <see cref="GgmlType"/> the export writes.</summary>
-public static class GgmlCodec
+internal static class GgmlCodec
 {
     /// <summary>Encodes <paramref name="values"/> (whole rows) as <paramref name="type"/> into <paramref name="output"/>.</summary>
     public static void Quantize(GgmlType type, ReadOnlySpan<float> values, Span<byte> output)

@@ -14,7 +14,7 @@ public enum GgmlType : uint
 }
 
 /// <summary>Block geometry of each <see cref="GgmlType"/>: values per block and bytes per block (ggml's type traits).</summary>
-public static class GgmlTypeInfo
+internal static class GgmlTypeInfo
 {
     /// <summary>Values in a K-quant super-block (ggml's QK_K).</summary>
     public const int SuperBlock = 256;
@@ -60,7 +60,7 @@ public static class GgmlTypeInfo
 }
 
 /// <summary>llama.cpp's <c>llama_ftype</c> values written as <c>general.file_type</c>.</summary>
-public enum LlamaFileType : uint
+internal enum LlamaFileType : uint
 {
     AllF32 = 0,
     MostlyF16 = 1,

@@ -3,7 +3,7 @@ using System.Text;
 namespace SharpTune.Export.Gguf;
 
 /// <summary>A tensor's entry in a GGUF file: ggml shape, type, and absolute file offset of its data.</summary>
-public sealed record GgufTensorInfo(string Name, long[] Shape, GgmlType Type, long FileOffset)
+internal sealed record GgufTensorInfo(string Name, long[] Shape, GgmlType Type, long FileOffset)
 {
     public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
     public long ByteSize => GgmlTypeInfo.RowBytes(Type, Shape[0]) * (ElementCount / Shape[0]);
@@ -13,7 +13,7 @@ public sealed record GgufTensorInfo(string Name, long[] Shape, GgmlType Type, lo
 /// Reads GGUF v2/v3 files: metadata and tensor infos up front, tensor data on demand (dequantized to float32 with the
 /// same block decoders the export uses). Validates sizes and offsets before reading data.
 /// </summary>
-public sealed class GgufReader
+internal sealed class GgufReader
 {
     private GgufReader(string path, Dictionary<string, GgufValue> metadata, List<GgufTensorInfo> tensors)
     {

@@ -1,14 +1,14 @@
 namespace SharpTune.Export.Gguf;
 
 /// <summary>GGUF metadata value types (gguf_type).</summary>
-public enum GgufValueType : uint
+internal enum GgufValueType : uint
 {
     UInt8 = 0, Int8 = 1, UInt16 = 2, Int16 = 3, UInt32 = 4, Int32 = 5, Float32 = 6, Bool = 7, String = 8, Array = 9,
     UInt64 = 10, Int64 = 11, Float64 = 12,
 }
 
 /// <summary>One metadata value: a scalar, a string, or an array of one element type.</summary>
-public sealed record GgufValue(GgufValueType Type, object Value, GgufValueType ElementType = GgufValueType.UInt8)
+internal sealed record GgufValue(GgufValueType Type, object Value, GgufValueType ElementType = GgufValueType.UInt8)
 {
     public static GgufValue U32(uint v) => new(GgufValueType.UInt32, v);
     public static GgufValue I32(int v) => new(GgufValueType.Int32, v);

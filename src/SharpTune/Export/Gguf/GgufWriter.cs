@@ -6,7 +6,7 @@ namespace SharpTune.Export.Gguf;
 /// <summary>A tensor to write: its GGUF name, ggml shape (ne[0] = row length first), type, and a producer of its bytes.</summary>
 /// <param name="Shape">ggml dimension order: the reverse of the PyTorch/NumPy shape.</param>
 /// <param name="WriteData">Writes exactly <see cref="ByteSize"/> bytes; called once, while the file is written.</param>
-public sealed record GgufTensor(string Name, long[] Shape, GgmlType Type, Action<Stream> WriteData)
+internal sealed record GgufTensor(string Name, long[] Shape, GgmlType Type, Action<Stream> WriteData)
 {
     public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
 
@@ -18,7 +18,7 @@ public sealed record GgufTensor(string Name, long[] Shape, GgmlType Type, Action
 /// key-value counts, the key-values, the tensor infos (name, dims, type, offset), padding to the alignment, then each
 /// tensor's data at an aligned offset. Little-endian throughout; the file appears atomically.
 /// </summary>
-public static class GgufWriter
+internal static class GgufWriter
 {
     public const uint Magic = 0x46554747; // "GGUF"
     public const uint Version = 3;

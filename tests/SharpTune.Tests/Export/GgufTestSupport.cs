@@ -1,0 +1,38 @@
+using System.Text.Json.Nodes;
+using SharpTune.Export.Gguf;
+using SharpTune.Models;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Export;
+
+/// <summary>SharpTune's side of the llama.cpp comparisons: its own greedy decoding, and f16-rounded copies of weights.</summary>
+public static class GgufTestSupport
+{
+    /// <summary>Greedy continuation by full forward passes (no cache, EOS not special), as llama-run.mjs decodes.</summary>
+    public static int[] Greedy(CausalLanguageModel model, IReadOnlyList<int> prompt, int tokens)
+    {
+        var ids = prompt.Select(t => (long)t).ToList();
+        using var noGrad = no_grad();
+        for (var i = 0; i < tokens; i++)
+        {
+            using var scope = NewDisposeScope();
+            var logits = model.Forward(tensor(ids.ToArray()).unsqueeze(0));
+            ids.Add(logits[0, -1].argmax().item<long>());
+        }
+        return ids.Skip(prompt.Count).Select(t => (int)t).ToArray();
+    }
+
+    /// <summary>Rounds the weights the f16 export stores in f16 (matrices, not norms or biases) through f16.</summary>
+    public static void RoundMatricesToF16(CausalLanguageModel model)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in model.named_parameters())
+            if (parameter.dim() >= 2 && !name.Contains("norm") && !name.Contains("wpe"))
+                parameter.copy_(parameter.to(ScalarType.Float16).to(ScalarType.Float32));
+    }
+
+    public static int[] Ids(JsonObject result, string key) => result[key]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+
+    public static GgufExportReport Export(string modelDir, string output, GgufExportType type, string? adapterDir = null) =>
+        GgufExporter.Export(new GgufExportOptions { ModelDir = modelDir, OutputPath = output, Type = type, AdapterDir = adapterDir });
+}
