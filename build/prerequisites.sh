@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the few system tools SharpTune's build needs on this machine, and only where they are needed:
 # patchelf and g++ on Linux distributions whose libstdc++ predates GCC 13 (see native-compat.sh); with arguments, the
-# tools some tests need: chromium (dashboard pages), postgresql (the shared job store), openmpi (distributed training).
+# tools some tests need: chromium (dashboard pages), postgresql (the shared job store), openmpi (distributed training),
+# node (Node.js and npm: exported GGUF files run in llama.cpp's npm build).
 # Everything else comes from NuGet during `dotnet build`. Safe to run repeatedly.
 set -euo pipefail
 [ "$(uname -s)" = Linux ] || exit 0
@@ -18,6 +19,8 @@ for extra in "$@"; do
     postgresql) compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql) ;;
     # Data-parallel training (train --nproc, mpirun) runs over Open MPI's libmpi.
     openmpi) command -v mpirun >/dev/null && (/sbin/ldconfig -p 2>/dev/null || ldconfig -p) | grep 'libmpi\.so' >/dev/null || need+=(openmpi-bin libopenmpi-dev) ;;
+    # The GGUF export tests run llama.cpp's prebuilt CPU library from npm through Node.js.
+    node) command -v node >/dev/null || need+=(nodejs); command -v npm >/dev/null || need+=(npm) ;;
   esac
 done
 [ ${#need[@]} -eq 0 ] && exit 0

