@@ -3,6 +3,7 @@ using SharpTune.Runtime;
 
 // dotnet run --project bench/SharpTune.Bench -c Release -- training S|M full|lora f32|bf16 [steps] [batch] [seq]
 // dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new]
+// dotnet run --project bench/SharpTune.Bench -c Release -- constrained S|M TOKENIZER_DIR f32|bf16 [new] [rounds]
 // dotnet run --project bench/SharpTune.Bench -c Release -- evaluation S [examples] [batch] [prompt] [answer]
 // dotnet run --project bench/SharpTune.Bench -c Release -- tokenizer-load [TOKENIZER_DIR]
 // Run alone on a quiet machine: another CPU-heavy process distorts every figure.
@@ -22,6 +23,9 @@ switch (Arg(0, ""))
         break;
     case "generation":
         GenerationBench.Run(Arg(1, "S"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "128")), int.Parse(Arg(5, "64")));
+        break;
+    case "constrained":
+        ConstrainedBench.Run(Arg(1, "S"), Arg(2, "../shared/tokenizers/qwen3"), Arg(3, "f32"), int.Parse(Arg(4, "96")), int.Parse(Arg(5, "5")));
         break;
     case "evaluation":
         EvaluationBench.Run(Arg(1, "S"), int.Parse(Arg(2, "64")), int.Parse(Arg(3, "8")), int.Parse(Arg(4, "96")), int.Parse(Arg(5, "32")));

@@ -17,18 +17,22 @@ public sealed class TextGenerator(CausalLanguageModel model, HfTokenizer tokeniz
 
     /// <summary>Generates a completion for each prompt; <paramref name="onText"/> receives (row, text piece) as produced.</summary>
     public IReadOnlyList<TextCompletion> Generate(IReadOnlyList<string> prompts, GenerationOptions options,
-        IReadOnlyList<string>? stopStrings = null, Action<int, string>? onText = null, CancellationToken cancellationToken = default)
+        IReadOnlyList<string>? stopStrings = null, Action<int, string>? onText = null, CancellationToken cancellationToken = default,
+        Constrained.ConstrainedGrammar? grammar = null)
     {
         var ids = prompts.Select(p => Tokenizer.Encode(p, addSpecialTokens: true)).ToArray();
-        return GenerateFromIds(ids, options, stopStrings, onText, cancellationToken);
+        return GenerateFromIds(ids, options, stopStrings, onText, cancellationToken, grammar);
     }
 
     /// <summary>As <see cref="Generate"/>, from already-encoded prompts (e.g. a rendered chat template).</summary>
     public IReadOnlyList<TextCompletion> GenerateFromIds(IReadOnlyList<IReadOnlyList<int>> promptIds, GenerationOptions options,
-        IReadOnlyList<string>? stopStrings = null, Action<int, string>? onText = null, CancellationToken cancellationToken = default)
+        IReadOnlyList<string>? stopStrings = null, Action<int, string>? onText = null, CancellationToken cancellationToken = default,
+        Constrained.ConstrainedGrammar? grammar = null)
     {
         var stops = (stopStrings ?? []).Where(s => s.Length > 0).ToArray();
         var eos = options.EosTokenIds ?? Model.Config.EosTokenIds.Concat(Tokenizer.EosTokenId is { } e ? [e] : Array.Empty<int>()).Distinct().ToArray();
+        var vocabulary = grammar is null ? null : Constrained.TokenVocabulary.For(Tokenizer, Model.Config.VocabSize);
+        var constraints = grammar is null ? null : promptIds.Select(_ => grammar.CreateConstraint(vocabulary!, eos)).ToArray();
         var rows = promptIds.Select(_ => new RowState(Tokenizer.CreateStreamingDecoder(skipSpecialTokens: true), stops)).ToArray();
         var results = TokenGenerator.Generate(Model, promptIds, options with { EosTokenIds = eos }, (row, token) =>
         {
@@ -38,7 +42,7 @@ public sealed class TextGenerator(CausalLanguageModel model, HfTokenizer tokeniz
             var (emit, stopped) = state.Accept(piece);
             if (emit.Length > 0) onText?.Invoke(row, emit);
             return !stopped;
-        }, cancellationToken);
+        }, cancellationToken, constraints: constraints);
         return results.Select((r, i) =>
         {
             var state = rows[i];

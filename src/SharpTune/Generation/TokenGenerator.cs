@@ -18,7 +18,8 @@ public static class TokenGenerator
         GenerationOptions options,
         Func<int, int, bool>? onToken = null,
         CancellationToken cancellationToken = default,
-        bool useCache = true)
+        bool useCache = true,
+        IReadOnlyList<Constrained.ITokenConstraint?>? constraints = null)
     {
         if (prompts.Count == 0) return [];
         // Prompt/prefix tuning's virtual tokens take positions before the prompt.
@@ -80,7 +81,8 @@ public static class TokenGenerator
                 }
                 var hidden = model.DecodeHidden(model.EmbedTokens(input), ctx);
                 var logits = model.ComputeLogits(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1); // (B, V)
-                next = sampler.Next(logits, seen);
+                using var allowed = constraints is null ? null : AllowedMask(constraints, generated, finish, options.MaxNewTokens, (int)logits.shape[1]);
+                next = sampler.Next(logits, seen, allowed);
             }
             var column = new long[batch];
             for (var r = 0; r < batch; r++)
@@ -90,6 +92,7 @@ public static class TokenGenerator
                 nextPosition[r]++;
                 if (finish[r] is not null) continue;
                 generated[r].Add(token);
+                if (constraints?[r] is { } constraint) constraint.Accept(token);
                 if (seen is not null) seen[r, token] = true;
                 if (eos.Contains(token)) finish[r] = FinishReason.Eos;
                 else if (onToken is not null && !onToken(r, token)) finish[r] = FinishReason.Stop;
@@ -151,6 +154,25 @@ public static class TokenGenerator
         input = tensor(ids, device: device);
         var mask = realKeys is null ? null : AttentionMasks.CausalWithPadding(realKeys.narrow(1, 0, length), length);
         return new ForwardContext { PositionIds = tensor(positions, device: device), AttentionMask = mask, Cache = cache };
+    }
+
+    /// <summary>The (B, V) mask of tokens each row's constraint allows (every token for rows without one); a row with none left ends.</summary>
+    private static Tensor AllowedMask(IReadOnlyList<Constrained.ITokenConstraint?> constraints, List<int>[] generated, FinishReason?[] finish,
+        int maxNewTokens, int width)
+    {
+        var mask = new bool[constraints.Count * width];
+        for (var r = 0; r < constraints.Count; r++)
+        {
+            var row = mask.AsSpan(r * width, width);
+            if (constraints[r] is { } c && finish[r] is null) c.FillAllowed(row, maxNewTokens - generated[r].Count);
+            else row.Fill(true);
+            if (row.IndexOf(true) < 0)
+            {
+                finish[r] = FinishReason.Eos;   // nothing may follow (complete output and no end token to write): the row ends
+                row.Fill(true);
+            }
+        }
+        return tensor(mask, [constraints.Count, width]);
     }
 
     private static int PadFor(HashSet<int> eos, IReadOnlyList<int> prompt) => eos.Count > 0 ? eos.First() : prompt[^1];

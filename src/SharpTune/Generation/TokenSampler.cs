@@ -18,11 +18,15 @@ public sealed class TokenSampler : IDisposable
             generator = new Generator((ulong)(options.Seed ?? Random.Shared.NextInt64()), CPU);
     }
 
-    /// <summary>logits (B, V) in any dtype; seen (B, V) bool marks tokens already present (for the penalty).</summary>
-    public long[] Next(Tensor logits, Tensor? seen)
+    /// <summary>
+    /// logits (B, V) in any dtype; seen (B, V) bool marks tokens already present (for the penalty); allowed (B, V) bool,
+    /// when given, is the constrained-decoding mask: other tokens are never picked.
+    /// </summary>
+    public long[] Next(Tensor logits, Tensor? seen, Tensor? allowed = null)
     {
         using var scope = NewDisposeScope();
         var x = logits.to(ScalarType.Float32).cpu();
+        if (allowed is not null) x = x.masked_fill(allowed.cpu().logical_not(), double.NegativeInfinity);
         if (options.RepetitionPenalty != 1.0 && seen is not null)
         {
             var penalised = where(x > 0, x / options.RepetitionPenalty, x * options.RepetitionPenalty);

@@ -135,6 +135,27 @@ public sealed class HfTokenizer
         return string.Concat(_decoder.Decode(tokens));
     }
 
+    /// <summary>
+    /// The bytes token <paramref name="id"/> adds to decoded text in the middle of a sequence: byte-level characters
+    /// mapped back to bytes, a byte-fallback token (&lt;0xNN&gt;) as its byte, anything else as the UTF-8 of its decoded
+    /// text. A token may hold part of a UTF-8 character. Special tokens give their content's bytes. Null for an unused id.
+    /// </summary>
+    public byte[]? TokenBytes(int id)
+    {
+        var token = IdToToken(id);
+        if (token is null) return null;
+        if (_addedByContent.ContainsKey(token) && _addedByContent[token] == id) return System.Text.Encoding.UTF8.GetBytes(token);
+        if (_decoder is null) return System.Text.Encoding.UTF8.GetBytes(token);
+        if (_decoder.Contains(d => d is ByteLevelDecoder))
+        {
+            var bytes = new List<byte>(token.Length);
+            ByteLevelAlphabet.AppendBytes(token, bytes);
+            return bytes.ToArray();
+        }
+        if (_decoder.Contains(d => d is ByteFallbackDecoder) && ByteFallbackDecoder.TryParseByteToken(token, out var b)) return [b];
+        return System.Text.Encoding.UTF8.GetBytes(string.Concat(_decoder.DecodeMidSequence([token])));
+    }
+
     /// <summary>A decoder for generation that returns only newly completed text per token.</summary>
     public StreamingDecoder CreateStreamingDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
 }

@@ -10,6 +10,15 @@ internal abstract class TokenDecoder
 {
     public abstract List<string> Decode(List<string> tokens);
 
+    /// <summary>
+    /// As <see cref="Decode"/> for tokens in the middle of a sequence: rules that only touch the start or end of the
+    /// whole text (Strip, Metaspace's dropped first space) are left out, so one token's text is what it adds there.
+    /// </summary>
+    public virtual List<string> DecodeMidSequence(List<string> tokens) => Decode(tokens);
+
+    /// <summary>True when this decoder (or one in its sequence) satisfies <paramref name="test"/>.</summary>
+    public virtual bool Contains(Func<TokenDecoder, bool> test) => test(this);
+
     public static TokenDecoder? FromJson(JsonNode? node, JsonFields json)
     {
         if (node is null) return null;
@@ -47,6 +56,14 @@ internal sealed class SequenceDecoder(TokenDecoder[] steps) : TokenDecoder
         foreach (var step in steps) tokens = step.Decode(tokens);
         return tokens;
     }
+
+    public override List<string> DecodeMidSequence(List<string> tokens)
+    {
+        foreach (var step in steps) tokens = step.DecodeMidSequence(tokens);
+        return tokens;
+    }
+
+    public override bool Contains(Func<TokenDecoder, bool> test) => test(this) || steps.Any(s => s.Contains(test));
 }
 
 /// <summary>Maps byte-level characters back to bytes and decodes UTF-8, invalid sequences becoming U+FFFD.</summary>
@@ -116,6 +133,8 @@ internal sealed class StripDecoder(string content, int start, int stop) : TokenD
         for (int i = 0; i < stop && to > from && t[to - 1] == _char; i++) to--;
         return t[from..to];
     }).ToList();
+
+    public override List<string> DecodeMidSequence(List<string> tokens) => tokens;
 }
 
 /// <summary>'▁' back to spaces; the space the pre-tokenizer prepended to the first token is dropped.</summary>
@@ -126,4 +145,7 @@ internal sealed class MetaspaceDecoder(string replacement, bool dropFirstSpace) 
         var text = t.Replace(replacement, " ", StringComparison.Ordinal);
         return i == 0 && dropFirstSpace && text.StartsWith(' ') ? text[1..] : text;
     }).ToList();
+
+    public override List<string> DecodeMidSequence(List<string> tokens) =>
+        tokens.Select(t => t.Replace(replacement, " ", StringComparison.Ordinal)).ToList();
 }

@@ -1,0 +1,157 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Generation.Constrained;
+
+/// <summary>A JSON schema that cannot be compiled into a constraint; the message names the schema path.</summary>
+public sealed class JsonSchemaException(string message) : Exception(message);
+
+/// <summary>
+/// Compiles a JSON schema into the <see cref="GrammarNode"/>s that constrain decoding: the subset OpenAI's strict structured
+/// outputs accept — <c>type</c> (one or a list), <c>properties</c>/<c>required</c>/<c>additionalProperties</c>, <c>items</c>
+/// with <c>minItems</c>/<c>maxItems</c>, <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> into <c>$defs</c>/<c>definitions</c>
+/// (recursion included). In strict mode a keyword that would not be enforced (<c>pattern</c>, <c>format</c>, <c>minimum</c>, …)
+/// is an error; otherwise it is ignored, as OpenAI ignores the schema when <c>strict</c> is off.
+/// </summary>
+public sealed class JsonSchemaCompiler
+{
+    private static readonly HashSet<string> Annotations =
+        ["type", "description", "title", "default", "examples", "$schema", "$id", "$comment", "properties", "required",
+         "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf", "$ref", "$defs", "definitions", "nullable", "strict"];
+
+    private readonly bool strict;
+    private readonly JsonObject root;
+    private readonly Dictionary<string, ReferenceNode> references = [];
+
+    private JsonSchemaCompiler(JsonObject root, bool strict)
+    {
+        this.root = root;
+        this.strict = strict;
+    }
+
+    /// <summary>Compiles <paramref name="schema"/>; <paramref name="strict"/> rejects keywords it cannot enforce.</summary>
+    /// <exception cref="JsonSchemaException">The schema is malformed or (strict) uses an unsupported keyword.</exception>
+    public static GrammarNode Compile(JsonNode? schema, bool strict = true)
+    {
+        if (schema is not JsonObject obj) throw new JsonSchemaException("the schema must be a JSON object");
+        var compiler = new JsonSchemaCompiler(obj, strict);
+        var node = compiler.Node(obj, "#");
+        foreach (var (path, reference) in compiler.references)
+            reference.Target = compiler.Node(compiler.Resolve(path), path);
+        return node;
+    }
+
+    private GrammarNode Node(JsonNode? schema, string path)
+    {
+        if (schema is JsonValue v && v.GetValueKind() == JsonValueKind.True) return AnyValueNode.Value;
+        if (schema is not JsonObject obj) throw new JsonSchemaException($"{path}: a schema must be an object (or true)");
+        if (strict)
+            foreach (var (key, _) in obj)
+                if (!Annotations.Contains(key))
+                    throw new JsonSchemaException($"{path}: keyword '{key}' is not supported in strict mode (it would not be enforced); " +
+                        "remove it or set strict to false");
+        if (obj["$ref"] is { } reference)
+        {
+            var target = reference is JsonValue rv && rv.TryGetValue<string>(out var r) ? r : throw new JsonSchemaException($"{path}.$ref: must be a string");
+            if (!references.TryGetValue(target, out var node)) references[target] = node = new ReferenceNode(target);
+            return node;
+        }
+        if (obj["const"] is { } constant) return new LiteralNode([Canonical(constant)]);
+        if (obj.ContainsKey("const")) return LiteralNode.Null;
+        if (obj["enum"] is { } enumeration)
+        {
+            if (enumeration is not JsonArray { Count: > 0 } values) throw new JsonSchemaException($"{path}.enum: must be a non-empty array");
+            return new LiteralNode(values.Select(Canonical));
+        }
+        if (obj["anyOf"] is { } anyOf)
+        {
+            if (anyOf is not JsonArray { Count: > 0 } options) throw new JsonSchemaException($"{path}.anyOf: must be a non-empty array");
+            return new UnionNode(options.Select((o, i) => Node(o, $"{path}.anyOf[{i}]")).ToArray());
+        }
+        var types = obj["type"] switch
+        {
+            null => null,
+            JsonValue t when t.TryGetValue<string>(out var one) => [one],
+            JsonArray list => list.Select((t, i) => t is JsonValue tv && tv.TryGetValue<string>(out var s) ? s
+                : throw new JsonSchemaException($"{path}.type[{i}]: must be a string")).ToArray(),
+            _ => throw new JsonSchemaException($"{path}.type: must be a string or an array of strings"),
+        };
+        if (types is null) return obj.ContainsKey("properties") ? Object(obj, path) : AnyValueNode.Value;
+        var nodes = types.Select(t => TypeNode(t, obj, path)).ToList();
+        if (obj["nullable"] is JsonValue n && n.GetValueKind() == JsonValueKind.True && !types.Contains("null")) nodes.Add(LiteralNode.Null);
+        return nodes.Count == 1 ? nodes[0] : new UnionNode(nodes);
+    }
+
+    private GrammarNode TypeNode(string type, JsonObject obj, string path) => type switch
+    {
+        "string" => StringNode.Instance,
+        "number" => NumberNode.Number,
+        "integer" => NumberNode.Integer,
+        "boolean" => LiteralNode.Boolean,
+        "null" => LiteralNode.Null,
+        "object" => Object(obj, path),
+        "array" => Array(obj, path),
+        _ => throw new JsonSchemaException($"{path}.type: unknown type '{type}' (string, number, integer, boolean, null, object, array)"),
+    };
+
+    private GrammarNode Object(JsonObject obj, string path)
+    {
+        var additional = obj["additionalProperties"];
+        var closed = additional is JsonValue a && a.GetValueKind() == JsonValueKind.False;
+        if (obj["properties"] is not JsonObject properties)
+        {
+            if (obj.ContainsKey("properties")) throw new JsonSchemaException($"{path}.properties: must be an object");
+            return closed ? new ObjectNode([]) : AnyValueNode.Object;
+        }
+        if (strict && !closed)
+            throw new JsonSchemaException($"{path}: strict mode needs \"additionalProperties\": false on every object");
+        var required = obj["required"] switch
+        {
+            null => new HashSet<string>(),
+            JsonArray list => list.Select((r, i) => r is JsonValue rv && rv.TryGetValue<string>(out var s) ? s
+                : throw new JsonSchemaException($"{path}.required[{i}]: must be a string")).ToHashSet(),
+            _ => throw new JsonSchemaException($"{path}.required: must be an array of property names"),
+        };
+        foreach (var name in required)
+            if (!properties.ContainsKey(name)) throw new JsonSchemaException($"{path}.required: '{name}' is not in properties");
+        if (strict)
+            foreach (var (name, _) in properties)
+                if (!required.Contains(name))
+                    throw new JsonSchemaException($"{path}.required: strict mode needs every property required; '{name}' is not " +
+                        "(make it nullable with \"type\": [\"…\", \"null\"] instead)");
+        return new ObjectNode(properties.Select(p => new ObjectProperty(p.Key, Node(p.Value, $"{path}.properties.{p.Key}"), required.Contains(p.Key))).ToArray());
+    }
+
+    private GrammarNode Array(JsonObject obj, string path)
+    {
+        var items = obj["items"] is { } i ? Node(i, $"{path}.items") : AnyValueNode.Value;
+        var min = Count(obj, "minItems", path) ?? 0;
+        var max = Count(obj, "maxItems", path);
+        if (max < min) throw new JsonSchemaException($"{path}: maxItems {max} is below minItems {min}");
+        return new ArrayNode(items, min, max);
+    }
+
+    private static int? Count(JsonObject obj, string name, string path) => obj[name] switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<int>(out var n) && n >= 0 => n,
+        _ => throw new JsonSchemaException($"{path}.{name}: must be a non-negative integer"),
+    };
+
+    private JsonNode Resolve(string reference)
+    {
+        if (reference == "#") return root;
+        if (!reference.StartsWith("#/", StringComparison.Ordinal))
+            throw new JsonSchemaException($"$ref '{reference}': only references inside the schema (#/...) are supported");
+        JsonNode? node = root;
+        foreach (var part in reference[2..].Split('/'))
+        {
+            var key = part.Replace("~1", "/").Replace("~0", "~");
+            node = node is JsonObject o && o.TryGetPropertyValue(key, out var child) ? child
+                : throw new JsonSchemaException($"$ref '{reference}': nothing at '{key}'");
+        }
+        return node ?? throw new JsonSchemaException($"$ref '{reference}' points at null");
+    }
+
+    private static string Canonical(JsonNode? value) => value is null ? "null" : value.ToJsonString(JsonText.Options);
+}
