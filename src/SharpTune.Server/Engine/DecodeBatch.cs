@@ -1,4 +1,5 @@
 using SharpTune.Generation;
+using SharpTune.Generation.Constrained;
 using SharpTune.Models;
 using SharpTune.Tokenization;
 using static TorchSharp.torch;
@@ -15,9 +16,10 @@ namespace SharpTune.Server.Engine;
 /// </summary>
 internal sealed class DecodeBatch : IDisposable
 {
-    private sealed class Row(InferenceRequest request, int index, StreamingDecoder decoder)
+    private sealed class Row(InferenceRequest request, int index, StreamingDecoder decoder, ITokenConstraint? constraint)
     {
         public InferenceRequest Request { get; } = request;
+        public ITokenConstraint? Constraint { get; } = constraint;
         public int Index { get; } = index;
         public StreamingDecoder Decoder { get; } = decoder;
         public StopStringFilter Filter { get; } = new(request.Stops);
@@ -68,8 +70,10 @@ internal sealed class DecodeBatch : IDisposable
         {
             var options = new GenerationOptions { Temperature = request.Temperature, TopP = request.TopP, Seed = request.Seed };
             slotList.Add(new RequestSlot(request, rowList.Count, new TokenSampler(options)));
+            var vocabulary = request.Grammar is null ? null : TokenVocabulary.For(tokenizer, model.Config.VocabSize);
             for (var i = 0; i < request.Rows; i++)
-                rowList.Add(new Row(request, i, tokenizer.CreateStreamingDecoder(skipSpecialTokens: true)));
+                rowList.Add(new Row(request, i, tokenizer.CreateStreamingDecoder(skipSpecialTokens: request.SkipSpecialTokens),
+                    request.Grammar?.CreateConstraint(vocabulary!, eos)));
         }
         rows = rowList.ToArray();
         slots = slotList.ToArray();
@@ -112,6 +116,7 @@ internal sealed class DecodeBatch : IDisposable
         DropCancelledRows();
         if (Finished) return;
         long[] next;
+        TokenLogprob?[] logprobs;
         using (var noGrad = no_grad())
         using (var scope = NewDisposeScope())
         {
@@ -126,13 +131,18 @@ internal sealed class DecodeBatch : IDisposable
                 Cache = cache,
             };
             var hidden = model.DecodeHidden(model.EmbedTokens(input), context);
+            if (start == 0) ReportPromptLogprobs(hidden);
             var logits = model.ComputeLogits(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1); // (B, V)
             next = new long[rows.Length];
+            logprobs = new TokenLogprob?[rows.Length];
             foreach (var slot in slots)
             {
                 if (slot.RowsLeft == 0) continue;
-                var picked = slot.Sampler.Next(logits.narrow(0, slot.FirstRow, slot.Request.Rows), null);
+                var slotLogits = logits.narrow(0, slot.FirstRow, slot.Request.Rows);
+                var picked = slot.Sampler.Next(slotLogits, null, AllowedMask(slot));
                 Array.Copy(picked, 0, next, slot.FirstRow, picked.Length);
+                if (slot.Request.TopLogprobs is { } top)
+                    Logprobs.Of(slotLogits, picked, top).CopyTo(logprobs, slot.FirstRow);
             }
         }
         start = length;
@@ -143,7 +153,9 @@ internal sealed class DecodeBatch : IDisposable
             var token = row.Done ? pad : (int)next[r];
             ids[r, length] = token;
             real[r, length] = !row.Done;
-            if (!row.Done) Accept(row, token);
+            if (row.Done) continue;
+            if (logprobs[r] is { } logprob && !eos.Contains(token)) row.Request.Events.Writer.TryWrite(new RowToken(row.Index, logprob));
+            Accept(row, token);
         }
         length++;
     }
@@ -234,9 +246,49 @@ internal sealed class DecodeBatch : IDisposable
         return cache.Update(layer, empty, empty);
     }
 
+    /// <summary>
+    /// The (rows, V) mask of tokens the slot's constraints allow, on the logits' device; null when the request is not
+    /// constrained. Tokens left for a row bound what it may still open, so its output completes within max_tokens.
+    /// </summary>
+    private Tensor? AllowedMask(RequestSlot slot)
+    {
+        if (slot.Request.Grammar is null) return null;
+        var width = model.Config.VocabSize;
+        var mask = new bool[slot.Request.Rows * width];
+        for (var i = 0; i < slot.Request.Rows; i++)
+        {
+            var row = rows[slot.FirstRow + i];
+            var span = mask.AsSpan(i * width, width);
+            if (row.Done || row.Constraint is null) span.Fill(true);
+            else row.Constraint.FillAllowed(span, row.Request.MaxTokens - row.Generated);
+        }
+        return tensor(mask, [slot.Request.Rows, width]);
+    }
+
+    /// <summary>On the prefill step: each request that asked for them gets its prompt tokens' log-probabilities (one event per request).</summary>
+    private void ReportPromptLogprobs(Tensor hidden)
+    {
+        foreach (var slot in slots)
+        {
+            if (!slot.Request.PromptLogprobs || slot.RowsLeft == 0) continue;
+            var prompt = slot.Request.PromptIds;
+            var offset = length - prompt.Count;
+            var rowHidden = hidden.narrow(0, slot.FirstRow, 1).narrow(1, offset, prompt.Count).squeeze(0);   // (P, D)
+            var tokens = new TokenLogprob?[prompt.Count];
+            if (prompt.Count > 1)
+            {
+                var logits = model.ComputeLogits(rowHidden.narrow(0, 0, prompt.Count - 1).unsqueeze(0)).squeeze(0);   // (P-1, V)
+                var picked = prompt.Skip(1).Select(t => (long)t).ToArray();
+                Logprobs.Of(logits, picked, slot.Request.TopLogprobs ?? 0).CopyTo(tokens, 1);
+            }
+            slot.Request.Events.Writer.TryWrite(new PromptLogprobs(tokens));
+        }
+    }
+
     private void Accept(Row row, int token)
     {
         row.Generated++;
+        row.Constraint?.Accept(token);
         var writer = row.Request.Events.Writer;
         if (eos.Contains(token))
         {

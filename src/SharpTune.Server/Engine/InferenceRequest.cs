@@ -12,6 +12,15 @@ public abstract record RowEvent;
 /// <summary>New text for row <paramref name="Row"/>.</summary>
 public sealed record RowText(int Row, string Text) : RowEvent;
 
+/// <summary>A token's log-probability under the model (log-softmax of its raw logits) and the most likely alternatives.</summary>
+public sealed record TokenLogprob(int Id, float Logprob, IReadOnlyList<(int Id, float Logprob)> Top);
+
+/// <summary>Row <paramref name="Row"/> sampled a token (sent only when the request asked for log-probabilities; never for EOS).</summary>
+public sealed record RowToken(int Row, TokenLogprob Token) : RowEvent;
+
+/// <summary>The prompt's tokens with their log-probabilities (the first has none), for <c>echo</c> with <c>logprobs</c>.</summary>
+public sealed record PromptLogprobs(IReadOnlyList<TokenLogprob?> Tokens) : RowEvent;
+
 /// <summary>Row <paramref name="Row"/> ended: "stop" (EOS or a stop string) or "length".</summary>
 public sealed record RowFinished(int Row, string FinishReason, int CompletionTokens) : RowEvent;
 
@@ -42,6 +51,18 @@ public sealed class InferenceRequest : EngineItem
 
     /// <summary>Strings that end a row (excluded from the text).</summary>
     public IReadOnlyList<string> Stops { get; init; } = [];
+
+    /// <summary>Constrained decoding: every row's output must match this grammar (JSON schema, tool call), or null.</summary>
+    public SharpTune.Generation.Constrained.ConstrainedGrammar? Grammar { get; init; }
+
+    /// <summary>Report each sampled token's log-probability with this many alternatives (0-20); null = no log-probabilities.</summary>
+    public int? TopLogprobs { get; init; }
+
+    /// <summary>Also report the prompt tokens' log-probabilities (completions' <c>echo</c> with <c>logprobs</c>).</summary>
+    public bool PromptLogprobs { get; init; }
+
+    /// <summary>Leave special tokens out of the text (false when a tool-call format marks calls with one, e.g. Mistral's [TOOL_CALLS]).</summary>
+    public bool SkipSpecialTokens { get; init; } = true;
 
     /// <summary>The adapter to apply, or null for the base model.</summary>
     public ServedAdapter? Adapter { get; init; }

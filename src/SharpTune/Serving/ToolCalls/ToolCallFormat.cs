@@ -1,0 +1,136 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using SharpTune.Generation.Constrained;
+
+namespace SharpTune.Serving.ToolCalls;
+
+/// <summary>A function call parsed from model output: name and arguments as JSON text (OpenAI's wire form).</summary>
+public sealed record ParsedToolCall(string Name, string ArgumentsJson);
+
+/// <summary>
+/// How a model family writes tool calls, which follows from its chat template (as vLLM's tool parsers do):
+/// Hermes/Qwen <c>&lt;tool_call&gt;{"name", "arguments"}&lt;/tool_call&gt;</c> blocks, Llama 3.1+ a bare JSON object
+/// <c>{"name", "parameters"}</c> (several joined by ';'), Mistral <c>[TOOL_CALLS]</c> followed by a JSON array.
+/// </summary>
+public sealed partial class ToolCallFormat
+{
+    private ToolCallFormat(string name, string? startMarker, string? endMarker, string argumentsKey)
+    {
+        Name = name;
+        StartMarker = startMarker;
+        EndMarker = endMarker;
+        ArgumentsKey = argumentsKey;
+    }
+
+    /// <summary>Qwen 2.5/3, Hermes and most ChatML tool templates (also the default).</summary>
+    public static ToolCallFormat Hermes { get; } = new("hermes", "<tool_call>", "</tool_call>", "arguments");
+
+    /// <summary>Llama 3.1 and later: JSON with "parameters".</summary>
+    public static ToolCallFormat Llama3Json { get; } = new("llama3_json", null, null, "parameters");
+
+    /// <summary>Mistral: [TOOL_CALLS] then a JSON array.</summary>
+    public static ToolCallFormat Mistral { get; } = new("mistral", "[TOOL_CALLS]", null, "arguments");
+
+    public string Name { get; }
+
+    /// <summary>The text that opens the tool calls (null when a call is bare JSON).</summary>
+    public string? StartMarker { get; }
+
+    /// <summary>The text that closes each call (Hermes); null when the calls run to the end of the output.</summary>
+    public string? EndMarker { get; }
+
+    /// <summary>The key holding the arguments object.</summary>
+    public string ArgumentsKey { get; }
+
+    /// <summary>The format a chat template renders tool calls in (Hermes when it shows none of the known markers).</summary>
+    public static ToolCallFormat ForTemplate(string? templateSource) =>
+        templateSource is null ? Hermes
+        : templateSource.Contains("[TOOL_CALLS]", StringComparison.Ordinal) ? Mistral
+        : templateSource.Contains("<tool_call>", StringComparison.Ordinal) ? Hermes
+        : templateSource.Contains("<|python_tag|>", StringComparison.Ordinal) || templateSource.Contains("ipython", StringComparison.Ordinal) ? Llama3Json
+        : Hermes;
+
+    /// <summary>
+    /// The grammar that forces a call (<c>tool_choice</c> "required", or a named function when <paramref name="tools"/>
+    /// holds one): the format's markers around JSON whose name is one of the tools and whose arguments follow its
+    /// parameters schema (any object when a tool has none or its schema is outside the supported subset).
+    /// </summary>
+    public ConstrainedGrammar RequiredCallGrammar(IReadOnlyList<(string Name, JsonObject? Parameters)> tools)
+    {
+        var options = tools.Select(t => (GrammarNode)new ObjectNode([
+            new ObjectProperty("name", new LiteralNode([JsonSerializer.Serialize(t.Name)]), true),
+            new ObjectProperty(ArgumentsKey, Arguments(t.Parameters), true)])).ToArray();
+        GrammarNode call = options.Length == 1 ? options[0] : new UnionNode(options);
+        return this == Mistral
+            ? new ConstrainedGrammar(new ArrayNode(call, 1, null), StartMarker!)
+            : new ConstrainedGrammar(call, StartMarker is null ? "" : StartMarker + "\n", EndMarker is null ? "" : "\n" + EndMarker);
+    }
+
+    private static GrammarNode Arguments(JsonObject? parameters)
+    {
+        if (parameters is null) return AnyValueNode.Object;
+        try { return JsonSchemaCompiler.Compile(parameters, strict: false); }
+        catch (JsonSchemaException) { return AnyValueNode.Object; }
+    }
+
+    /// <summary>Splits finished output into its text content and the calls it makes; text that does not parse as calls stays content.</summary>
+    public (string Content, IReadOnlyList<ParsedToolCall> Calls) Parse(string output)
+    {
+        if (this == Hermes)
+        {
+            var calls = new List<ParsedToolCall>();
+            foreach (Match m in HermesCall().Matches(output))
+                if (TryCall(m.Groups[1].Value) is { } call) calls.Add(call); else return (output, []);
+            return calls.Count == 0 ? (output, []) : (HermesCall().Replace(output, "").Trim(), calls);
+        }
+        if (this == Mistral)
+        {
+            var at = output.IndexOf(StartMarker!, StringComparison.Ordinal);
+            if (at < 0) return (output, []);
+            var calls = TryCalls(output[(at + StartMarker!.Length)..]);
+            return calls is null ? (output, []) : (output[..at].Trim(), calls);
+        }
+        var text = output.Trim();
+        if (text.StartsWith("<|python_tag|>", StringComparison.Ordinal)) text = text["<|python_tag|>".Length..].Trim();
+        if (!text.StartsWith('{')) return (output, []);
+        var parsed = new List<ParsedToolCall>();
+        foreach (var part in text.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            if (TryCall(part) is { } call) parsed.Add(call); else return (output, []);
+        return ("", parsed);
+    }
+
+    private IReadOnlyList<ParsedToolCall>? TryCalls(string json)
+    {
+        try
+        {
+            var node = JsonNode.Parse(json.Trim());
+            var items = node is JsonArray array ? array.ToList() : [node];
+            var calls = items.Select(i => i is JsonObject o ? FromObject(o) : null).ToList();
+            return calls.Count > 0 && calls.All(c => c is not null) ? calls! : null;
+        }
+        catch (JsonException) { return null; }
+    }
+
+    private ParsedToolCall? TryCall(string json)
+    {
+        try { return JsonNode.Parse(json.Trim()) is JsonObject o ? FromObject(o) : null; }
+        catch (JsonException) { return null; }
+    }
+
+    private ParsedToolCall? FromObject(JsonObject call)
+    {
+        if (call["name"] is not JsonValue nameValue || !nameValue.TryGetValue<string>(out var name)) return null;
+        var arguments = call[ArgumentsKey] ?? call["arguments"] ?? call["parameters"];
+        var json = arguments switch
+        {
+            null => "{}",
+            JsonValue v when v.TryGetValue<string>(out var text) => text,
+            _ => arguments.ToJsonString(),
+        };
+        return new ParsedToolCall(name, json);
+    }
+
+    [GeneratedRegex(@"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", RegexOptions.Singleline)]
+    private static partial Regex HermesCall();
+}
