@@ -61,10 +61,18 @@ public sealed class ChatPromptFormat
 
     /// <summary>Renders the conversation up to where the assistant's reply begins and encodes it.</summary>
     /// <exception cref="ChatTemplateException">The template rejected the conversation.</exception>
-    public IReadOnlyList<int> Encode(IReadOnlyList<ChatMessage> messages, HfTokenizer tokenizer) =>
-        Template is { } template
-            ? tokenizer.Encode(template.Render(messages, addGenerationPrompt: true), addSpecialTokens: false)
-            : tokenizer.Encode(RenderTranscript(messages), addSpecialTokens: true);
+    public IReadOnlyList<int> Encode(IReadOnlyList<ChatMessage> messages, HfTokenizer tokenizer, IReadOnlyList<ChatTool>? tools = null) =>
+        tokenizer.Encode(Render(messages, tools), addSpecialTokens: Template is null);
+
+    /// <summary>The prompt text: the template's rendering with the generation prompt (and <paramref name="tools"/>), or the transcript.</summary>
+    public string Render(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ChatTool>? tools = null) =>
+        Template is { } template ? template.Render(messages, addGenerationPrompt: true, tools) : RenderTranscript(messages);
+
+    /// <summary>How this format's model writes tool calls (from its template).</summary>
+    public SharpTune.Serving.ToolCalls.ToolCallFormat ToolCalls => SharpTune.Serving.ToolCalls.ToolCallFormat.ForTemplate(Template?.Source);
+
+    /// <summary>True when the template writes reasoning in &lt;think&gt; blocks (its output is split into reasoning_content).</summary>
+    public bool Reasons => Template?.Source.Contains("<think>", StringComparison.Ordinal) == true;
 
     /// <summary>The plain transcript text for <paramref name="messages"/>.</summary>
     public static string RenderTranscript(IReadOnlyList<ChatMessage> messages)

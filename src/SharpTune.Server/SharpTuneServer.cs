@@ -92,6 +92,14 @@ public static class SharpTuneServer
             else throw new ArgumentException($"Host '{options.Host}' is not an IP address or 'localhost'");
         });
         var app = builder.Build();
+        app.Use((context, next) =>
+        {
+            // Every answer names its request, as OpenAI's do (x-request-id), echoing a well-formed id the client sent.
+            var sent = context.Request.Headers["x-request-id"].FirstOrDefault();
+            context.Response.Headers["x-request-id"] = sent is { Length: > 0 and <= 128 } && sent.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_')
+                ? sent : "req_" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+            return next(context);
+        });
         app.UseMiddleware<RequestMetricsMiddleware>(metrics);
         app.UseRouting();
         app.UseMiddleware<ApiKeyMiddleware>(options.ApiKeys);

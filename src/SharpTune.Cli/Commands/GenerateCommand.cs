@@ -26,10 +26,11 @@ internal static class GenerateCommand
         var adapter = new Option<string?>("--adapter") { Description = "Adapter folder (PEFT layout) to apply" };
         var chat = new Option<bool>("--chat") { Description = "Send the prompt as one user message through the chat template (the adapter's, else the tokenizer's)" };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in template for --chat: chatml|llama-3|llama-2|zephyr" };
+        var jsonSchema = new Option<string?>("--json-schema") { Description = "Constrain the output to JSON valid for this JSON schema file ('object' = any JSON object)" };
         var command = new Command("generate", "Generate a continuation of a prompt")
         {
             model, dtype, prompt, promptIds, printIds, maxTokens, temperature, topP, topK, repetition, seed, stop, noCache, truncate,
-            adapter, chat, chatTemplate,
+            adapter, chat, chatTemplate, jsonSchema,
         };
         command.SetAction(parse =>
         {
@@ -73,18 +74,27 @@ internal static class GenerateCommand
             IReadOnlyList<int> encoded = ids is not null ? ParseIds(ids)
                 : parse.GetValue(chat) ? tokenizer.Encode(RequireTemplate(loaded).Render([new ChatMessage("user", text!)], addGenerationPrompt: true))
                 : tokenizer.Encode(text!, addSpecialTokens: true);
+            var schemaFile = parse.GetValue(jsonSchema);
+            var grammar = schemaFile is null ? null : schemaFile == "object" ? SharpTune.Generation.Constrained.ConstrainedGrammar.JsonObject
+                : SharpTune.Generation.Constrained.ConstrainedGrammar.FromSchema(ReadSchema(schemaFile), strict: false);
             var result = generator.GenerateFromIds([encoded], options, parse.GetValue(stop), (_, piece) =>
             {
                 if (parse.GetValue(printIds)) return;
                 Console.Write(piece);
                 Console.Out.Flush();
-            })[0];
+            }, grammar: grammar)[0];
             if (parse.GetValue(printIds)) Console.Write(string.Join(' ', result.Tokens));
             Console.WriteLine();
             Console.Error.WriteLine($"[{result.Tokens.Count} tokens, finish: {result.FinishReason.ToString().ToLowerInvariant()}]");
             return 0;
         });
         return command;
+    }
+
+    private static System.Text.Json.Nodes.JsonNode? ReadSchema(string path)
+    {
+        try { return System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path)); }
+        catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e); }
     }
 
     private static ChatTemplate RequireTemplate(LoadedModel loaded) => loaded.ChatTemplate ?? throw new InvalidOperationException(

@@ -30,7 +30,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         {
             var body = await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes);
             var request = CompletionRequestParser.Parse(body, chat, options.MaxBatchSize);
-            var requests = Prepare(request, chat, cancellation.Token);
+            var requests = Prepare(request, chat, cancellation.Token, out var output);
             foreach (var item in requests)
             {
                 if (engine.TryEnqueue(item)) continue;
@@ -42,9 +42,10 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
             var shapes = new ResponseShapes(chat, request.Model);
             var promptTokens = requests.Sum(r => r.PromptIds.Count);
             var events = Merge(requests, request.N);
+            var choices = Enumerable.Range(0, requests.Count * request.N).Select(i => new ChoiceOutput(output, i / request.N)).ToArray();
             var completionTokens = request.Stream
-                ? await StreamAsync(context, shapes, request, requests.Count * request.N, promptTokens, events, started, cancellation.Token)
-                : await RespondAsync(context, shapes, requests.Count * request.N, promptTokens, events, started, cancellation.Token);
+                ? await StreamAsync(context, shapes, request, choices, promptTokens, events, started, cancellation.Token)
+                : await RespondAsync(context, shapes, request, choices, promptTokens, events, started, cancellation.Token);
             metrics.Tokens(promptTokens, completionTokens);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -72,19 +73,29 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         }
     }
 
-    private List<InferenceRequest> Prepare(CompletionRequest request, bool chat, CancellationToken cancellation)
+    private List<InferenceRequest> Prepare(CompletionRequest request, bool chat, CancellationToken cancellation, out OutputSettings output)
     {
         var (adapter, format) = Resolve(request.Model);
         var tokenizer = served.Tokenizer;
         IReadOnlyList<IReadOnlyList<int>> prompts;
+        var tools = request.ToolChoice == "none" ? null : request.Tools;
+        var insideReasoning = false;
         try
         {
-            prompts = chat ? [format.Encode(request.Messages!, tokenizer)] : request.Prompts!.Select(p => tokenizer.Encode(p, addSpecialTokens: true)).ToArray();
+            if (chat)
+            {
+                var text = format.Render(request.Messages!, request.Tools);
+                prompts = [tokenizer.Encode(text, addSpecialTokens: format.Template is null)];
+                insideReasoning = format.Reasons && text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal);
+            }
+            else prompts = request.Prompts!.Select(p => tokenizer.Encode(p, addSpecialTokens: true)).ToArray();
         }
         catch (ChatTemplateException e)
         {
             throw ApiException.BadField("messages", e.Message);
         }
+        output = new OutputSettings(chat && tools is not null ? format.ToolCalls : null, chat && format.Reasons, insideReasoning,
+            request.ParallelToolCalls, new LogprobsJson(tokenizer), prompts, request.Echo ? request.Prompts : null);
         var stops = chat ? request.Stop.Concat(format.ImpliedStops).Distinct().ToArray() : request.Stop;
         var field = chat ? "messages" : "prompt";
         var context = served.ContextLength;
@@ -100,6 +111,10 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                     $"Please reduce the length of the {field} or the completion.", "context_length_exceeded");
             return new InferenceRequest
             {
+                Grammar = Grammar(request, format),
+                TopLogprobs = request.Logprobs ? request.TopLogprobs : null,
+                PromptLogprobs = request.Echo && request.Logprobs,
+                SkipSpecialTokens = tools is null || format.ToolCalls.StartMarker is not { } marker || tokenizer.TokenToId(marker) is not { } id || !tokenizer.IsSpecial(id),
                 PromptIds = prompt,
                 Rows = request.N,
                 MaxTokens = maxTokens,
@@ -113,6 +128,18 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         }).ToList();
     }
 
+    /// <summary>What constrains the output: a forced tool call (tool_choice required or named), else the response format.</summary>
+    private static SharpTune.Generation.Constrained.ConstrainedGrammar? Grammar(CompletionRequest request, ChatPromptFormat format)
+    {
+        if (request.Tools is { } tools && request.ToolChoice == "required")
+        {
+            var callable = tools.Where(t => request.ToolChoiceFunction is null || t.Name == request.ToolChoiceFunction)
+                .Select(t => (t.Name, t.Parameters)).ToArray();
+            return format.ToolCalls.RequiredCallGrammar(callable);
+        }
+        return request.ResponseGrammar;
+    }
+
     private (ServedAdapter? Adapter, ChatPromptFormat Format) Resolve(string model)
     {
         if (model == served.Name) return (null, served.ChatFormat);
@@ -122,34 +149,29 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
             param: "model", code: "model_not_found");
     }
 
-    private async Task<int> RespondAsync(HttpContext context, ResponseShapes shapes, int choiceCount, int promptTokens,
-        ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
+    private async Task<int> RespondAsync(HttpContext context, ResponseShapes shapes, CompletionRequest request, ChoiceOutput[] choices,
+        int promptTokens, ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
     {
-        var texts = Enumerable.Range(0, choiceCount).Select(_ => new System.Text.StringBuilder()).ToArray();
-        var finish = new string[choiceCount];
         var completionTokens = 0;
         var first = true;
         await foreach (var (choice, item) in events.ReadAllAsync(cancellation))
         {
-            if (item is RowText text)
-            {
-                if (first) metrics.FirstToken(Stopwatch.GetElapsedTime(started));
-                first = false;
-                texts[choice].Append(text.Text);
-            }
-            else if (item is RowFinished done)
-            {
-                finish[choice] = done.FinishReason;
-                completionTokens += done.CompletionTokens;
-            }
+            if (item is RowText && first) { metrics.FirstToken(Stopwatch.GetElapsedTime(started)); first = false; }
+            if (item is PromptLogprobs prompt)
+                for (var i = 0; i < request.N; i++) choices[choice + i].Prompt = prompt;
+            else
+                choices[choice].Add(item);
+            if (item is RowFinished done) completionTokens += done.CompletionTokens;
         }
-        var body = shapes.Response(texts.Select((t, i) => (t.ToString(), finish[i])).ToArray(), promptTokens, completionTokens);
+        var chat = request.Messages is not null;
+        var array = new JsonArray(choices.Select((c, i) => (JsonNode)(chat ? c.WholeChatChoice(i, request.Logprobs) : c.WholeTextChoice(i, request.Logprobs, request.TopLogprobs > 0))).ToArray());
+        var body = shapes.Response(array, promptTokens, completionTokens);
         context.Response.ContentType = "application/json";
         await context.Response.WriteAsync(body.ToJsonString(), cancellation);
         return completionTokens;
     }
 
-    private async Task<int> StreamAsync(HttpContext context, ResponseShapes shapes, CompletionRequest request, int choiceCount,
+    private async Task<int> StreamAsync(HttpContext context, ResponseShapes shapes, CompletionRequest request, ChoiceOutput[] choices,
         int promptTokens, ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
     {
         context.Response.ContentType = "text/event-stream";
@@ -157,23 +179,25 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         var chat = request.Messages is not null;
         if (chat)
-            for (var i = 0; i < choiceCount; i++)
-                await WriteEventAsync(context, shapes.Chunk(i, null, null, roleOnly: true, request.IncludeUsage), cancellation);
+            for (var i = 0; i < choices.Length; i++)
+                await WriteEventAsync(context, shapes.ChatChunk(i, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null, request.IncludeUsage), cancellation);
         var completionTokens = 0;
         var first = true;
         await foreach (var (choice, item) in events.ReadAllAsync(cancellation))
         {
-            if (item is RowText text)
+            if (item is RowText && first) { metrics.FirstToken(Stopwatch.GetElapsedTime(started)); first = false; }
+            if (item is PromptLogprobs prompt)
             {
-                if (first) metrics.FirstToken(Stopwatch.GetElapsedTime(started));
-                first = false;
-                await WriteEventAsync(context, shapes.Chunk(choice, text.Text, null, roleOnly: false, request.IncludeUsage), cancellation);
+                for (var i = 0; i < request.N; i++) choices[choice + i].Prompt = prompt;
+                continue;
             }
-            else if (item is RowFinished done)
-            {
-                completionTokens += done.CompletionTokens;
-                await WriteEventAsync(context, shapes.Chunk(choice, chat ? null : "", done.FinishReason, roleOnly: false, request.IncludeUsage), cancellation);
-            }
+            if (item is RowFinished done) completionTokens += done.CompletionTokens;
+            var state = choices[choice];
+            var chunks = chat ? state.StreamChat(item, request.Logprobs) : state.StreamText(item, request.Logprobs, request.TopLogprobs > 0);
+            foreach (var (delta, logprobs, finish) in chunks)
+                await WriteEventAsync(context, chat
+                    ? shapes.ChatChunk(choice, (JsonObject)delta, logprobs, finish, request.IncludeUsage)
+                    : shapes.TextChunk(choice, delta.GetValue<string>(), logprobs, finish, request.IncludeUsage), cancellation);
         }
         if (request.IncludeUsage) await WriteEventAsync(context, shapes.UsageChunk(promptTokens, completionTokens), cancellation);
         await context.Response.WriteAsync("data: [DONE]\n\n", cancellation);
@@ -202,7 +226,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         return merged.Reader;
     }
 
-    private static int Row(RowEvent item) => item switch { RowText t => t.Row, RowFinished f => f.Row, _ => 0 };
+    private static int Row(RowEvent item) => item switch { RowText t => t.Row, RowFinished f => f.Row, RowToken k => k.Row, _ => 0 };
 
     /// <summary>A view of one request's events with the row as the choice index (no copying task needed).</summary>
     private sealed class SingleRequestReader(ChannelReader<RowEvent> inner) : ChannelReader<(int Choice, RowEvent Event)>

@@ -33,4 +33,28 @@ public sealed record CompletionRequest
 
     /// <summary><c>stream_options.include_usage</c>: a last chunk carries the usage.</summary>
     public bool IncludeUsage { get; init; }
+
+    /// <summary>Chat <c>logprobs</c> / completions <c>logprobs</c> (any value, 0 included): report token log-probabilities.</summary>
+    public bool Logprobs { get; init; }
+
+    /// <summary>Chat <c>top_logprobs</c> (0-20) or the completions <c>logprobs</c> count (0-5): alternatives per token.</summary>
+    public int TopLogprobs { get; init; }
+
+    /// <summary>Completions <c>echo</c>: the prompt is included in the text (and in the log-probabilities).</summary>
+    public bool Echo { get; init; }
+
+    /// <summary><c>response_format</c> json_object/json_schema: the output is constrained to it; null for text.</summary>
+    public SharpTune.Generation.Constrained.ConstrainedGrammar? ResponseGrammar { get; init; }
+
+    /// <summary>The functions the model may call (<c>tools</c>); null when none were given.</summary>
+    public IReadOnlyList<ChatTool>? Tools { get; init; }
+
+    /// <summary><c>tool_choice</c>: "none", "auto" (the default with tools), "required", or the name of the function that must be called.</summary>
+    public string ToolChoice { get; init; } = "auto";
+
+    /// <summary>The function <c>tool_choice</c> names, when it names one.</summary>
+    public string? ToolChoiceFunction { get; init; }
+
+    /// <summary><c>parallel_tool_calls</c> (default true).</summary>
+    public bool ParallelToolCalls { get; init; } = true;
 }

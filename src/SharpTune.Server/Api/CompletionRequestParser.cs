@@ -21,8 +21,24 @@ public static class CompletionRequestParser
         if (n > maxN) throw ApiException.BadField("n", $"'n' is {n}; this server generates at most {maxN} completions per request");
         var streamOptions = json["stream_options"];
         if (streamOptions is not null and not JsonObject) throw ApiException.BadField("stream_options", "'stream_options' must be an object");
+        var stream = OptionalBool(json, "stream") ?? false;
+        if (streamOptions is not null && !stream)
+            throw ApiException.BadField("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
+        OptionalDouble(json, "presence_penalty", -2, 2);
+        OptionalDouble(json, "frequency_penalty", -2, 2);
+        var (logprobs, top) = chat ? ChatLogprobs(json) : CompletionLogprobs(json);
+        var tools = chat ? Tools(json) : null;
+        var (toolChoice, toolFunction) = chat ? ToolChoice(json, tools) : ("none", null);
         return new CompletionRequest
         {
+            Logprobs = logprobs,
+            TopLogprobs = top,
+            Echo = !chat && (OptionalBool(json, "echo") ?? false),
+            ResponseGrammar = ResponseFormat(json),
+            Tools = tools,
+            ToolChoice = toolChoice,
+            ToolChoiceFunction = toolFunction,
+            ParallelToolCalls = OptionalBool(json, "parallel_tool_calls") ?? true,
             Model = model,
             Messages = chat ? Messages(json) : null,
             Prompts = chat ? null : Prompts(json),
@@ -32,50 +48,99 @@ public static class CompletionRequestParser
             N = n,
             Stop = Stops(json),
             Seed = json["seed"] is null ? null : Number(json, "seed", v => v.TryGetValue<long>(out var s) ? s : (long?)null, "an integer"),
-            Stream = OptionalBool(json, "stream") ?? false,
+            Stream = stream,
             IncludeUsage = streamOptions is JsonObject so && OptionalBool(so, "include_usage", "stream_options.include_usage") == true,
         };
     }
 
     private static IReadOnlyList<ChatMessage> Messages(JsonObject json)
     {
-        if (json["messages"] is not JsonArray { Count: > 0 } array)
+        if (json["messages"] is not JsonArray { Count: > 0 })
             throw ApiException.BadField("messages", json["messages"] is null
                 ? "required field 'messages' is missing" : "'messages' must be a non-empty array of {role, content} objects");
-        var messages = new List<ChatMessage>();
-        for (var i = 0; i < array.Count; i++)
-        {
-            var field = $"messages[{i}]";
-            if (array[i] is not JsonObject message) throw ApiException.BadField(field, $"'{field}' must be an object with 'role' and 'content'");
-            var role = RequiredString(message, "role", $"{field}.role");
-            if (!Roles.Contains(role))
-                throw ApiException.BadField($"{field}.role", $"'{field}.role' is '{role}'; expected one of {string.Join(", ", Roles)}");
-            messages.Add(new ChatMessage(role, Content(message["content"], $"{field}.content", role)));
-        }
+        IReadOnlyList<ChatMessage> messages;
+        try { messages = ChatJson.ReadMessages(json["messages"], "messages"); }
+        catch (ChatFormatException e) { throw ApiException.BadField(e.Field, $"'{e.Field}': {e.Detail}"); }
+        for (var i = 0; i < messages.Count; i++)
+            if (!Roles.Contains(messages[i].Role) && messages[i].Role != "function")
+                throw ApiException.BadField($"messages[{i}].role", $"'messages[{i}].role' is '{messages[i].Role}'; expected one of {string.Join(", ", Roles)}");
         return messages;
     }
 
-    /// <summary>A string, or an array of content parts of which only text parts are supported.</summary>
-    private static string Content(JsonNode? content, string field, string role)
+    private static (bool Logprobs, int Top) ChatLogprobs(JsonObject json)
     {
-        switch (content)
+        var logprobs = OptionalBool(json, "logprobs") ?? false;
+        if (json["top_logprobs"] is null) return (logprobs, 0);
+        var top = Number(json, "top_logprobs", v => v.TryGetValue<int>(out var i) ? i : (int?)null, "an integer");
+        if (top is < 0 or > 20) throw ApiException.BadField("top_logprobs", $"'top_logprobs' is {top}; it must be between 0 and 20");
+        if (!logprobs) throw ApiException.BadField("top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
+        return (true, top);
+    }
+
+    private static (bool Logprobs, int Top) CompletionLogprobs(JsonObject json)
+    {
+        if (json["logprobs"] is null) return (false, 0);
+        var top = Number(json, "logprobs", v => v.TryGetValue<int>(out var i) ? i : (int?)null, "an integer");
+        return top is >= 0 and <= 5 ? (true, top) : throw ApiException.BadField("logprobs", $"'logprobs' is {top}; it must be between 0 and 5");
+    }
+
+    private static SharpTune.Generation.Constrained.ConstrainedGrammar? ResponseFormat(JsonObject json)
+    {
+        if (json["response_format"] is null) return null;
+        if (json["response_format"] is not JsonObject format) throw ApiException.BadField("response_format", "'response_format' must be an object with a 'type'");
+        var type = RequiredString(format, "type", "response_format.type");
+        switch (type)
         {
-            case JsonValue v when v.TryGetValue<string>(out var text): return text;
-            case null when role == "assistant": return "";
-            case JsonArray parts:
-                var joined = new System.Text.StringBuilder();
-                for (var i = 0; i < parts.Count; i++)
+            case "text": return null;
+            case "json_object": return SharpTune.Generation.Constrained.ConstrainedGrammar.JsonObject;
+            case "json_schema":
+                if (format["json_schema"] is not JsonObject spec)
+                    throw ApiException.BadField("response_format.json_schema", "'response_format.json_schema' is required for type 'json_schema'");
+                var name = RequiredString(spec, "name", "response_format.json_schema.name");
+                if (!System.Text.RegularExpressions.Regex.IsMatch(name, "^[a-zA-Z0-9_-]{1,64}$"))
+                    throw ApiException.BadField("response_format.json_schema.name", "'response_format.json_schema.name' must be 1-64 letters, digits, '_' or '-'");
+                var strict = OptionalBool(spec, "strict", "response_format.json_schema.strict") ?? false;
+                try { return SharpTune.Generation.Constrained.ConstrainedGrammar.FromSchema(spec["schema"] ?? new JsonObject(), strict); }
+                catch (SharpTune.Generation.Constrained.JsonSchemaException e)
                 {
-                    if (parts[i] is not JsonObject part || part["type"]?.GetValueKind() != JsonValueKind.String)
-                        throw ApiException.BadField($"{field}[{i}]", $"'{field}[{i}]' must be a content part with a 'type'");
-                    var type = part["type"]!.GetValue<string>();
-                    if (type != "text")
-                        throw ApiException.BadField($"{field}[{i}].type", $"content parts of type '{type}' are not supported; only 'text'");
-                    joined.Append(RequiredString(part, "text", $"{field}[{i}].text"));
+                    throw ApiException.BadField("response_format.json_schema.schema", $"Invalid schema for response_format '{name}': {e.Message}", "invalid_json_schema");
                 }
-                return joined.ToString();
             default:
-                throw ApiException.BadField(field, content is null ? $"required field '{field}' is missing" : $"'{field}' must be a string or an array of text parts");
+                throw ApiException.BadField("response_format.type", $"'response_format.type' is '{type}'; expected 'text', 'json_object' or 'json_schema'");
+        }
+    }
+
+    private static IReadOnlyList<ChatTool>? Tools(JsonObject json)
+    {
+        try
+        {
+            var tools = ChatJson.ReadTools(json["tools"], "tools", json["functions"]);
+            return tools is { Count: 0 } ? null : tools;
+        }
+        catch (ChatFormatException e) { throw ApiException.BadField(e.Field, $"'{e.Field}': {e.Detail}"); }
+    }
+
+    private static (string Choice, string? Function) ToolChoice(JsonObject json, IReadOnlyList<ChatTool>? tools)
+    {
+        var node = json["tool_choice"] ?? json["function_call"];
+        var field = json["tool_choice"] is null ? "function_call" : "tool_choice";
+        switch (node)
+        {
+            case null: return (tools is null ? "none" : "auto", null);
+            case JsonValue v when v.TryGetValue<string>(out var mode):
+                if (mode is not ("none" or "auto" or "required"))
+                    throw ApiException.BadField(field, $"'{field}' is '{mode}'; expected 'none', 'auto', 'required' or a function");
+                if (mode == "required" && tools is null) throw ApiException.BadField(field, $"'{field}' is 'required' but no 'tools' were given");
+                return (tools is null ? "none" : mode, null);
+            case JsonObject obj:
+                var name = (obj["function"] as JsonObject)?["name"] ?? obj["name"];
+                if (name is not JsonValue nv || !nv.TryGetValue<string>(out var function))
+                    throw ApiException.BadField($"{field}.function.name", $"'{field}' must name a function: {{\"type\": \"function\", \"function\": {{\"name\": …}}}}");
+                if (tools?.Any(t => t.Name == function) != true)
+                    throw ApiException.BadField(field, $"'{field}' names the function '{function}', which is not in 'tools'");
+                return ("required", function);
+            default:
+                throw ApiException.BadField(field, $"'{field}' must be 'none', 'auto', 'required' or an object naming a function");
         }
     }
 

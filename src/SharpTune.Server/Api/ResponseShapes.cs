@@ -55,6 +55,45 @@ internal sealed class ResponseShapes(bool chat, string model)
         return chunk;
     }
 
+    /// <summary>A whole chat choice: the assistant message (content, reasoning_content, tool_calls) with its logprobs.</summary>
+    public static JsonObject ChatChoice(int index, JsonObject message, JsonNode? logprobs, string finishReason) => new()
+    {
+        ["index"] = index,
+        ["message"] = message,
+        ["logprobs"] = logprobs,
+        ["finish_reason"] = finishReason,
+    };
+
+    /// <summary>A whole text-completion choice.</summary>
+    public static JsonObject TextChoice(int index, string text, JsonNode? logprobs, string finishReason) => new()
+    {
+        ["text"] = text,
+        ["index"] = index,
+        ["logprobs"] = logprobs,
+        ["finish_reason"] = finishReason,
+    };
+
+    /// <summary>The complete response from already built choices.</summary>
+    public JsonObject Response(JsonArray choices, int promptTokens, int completionTokens) =>
+        Envelope(chat ? "chat.completion" : "text_completion", choices, Usage(promptTokens, completionTokens));
+
+    /// <summary>A streamed chat chunk with an arbitrary delta (content, reasoning_content, tool_calls).</summary>
+    public JsonObject ChatChunk(int index, JsonObject delta, JsonNode? logprobs, string? finishReason, bool withUsageField)
+    {
+        var chunk = Envelope("chat.completion.chunk",
+            new JsonArray(new JsonObject { ["index"] = index, ["delta"] = delta, ["logprobs"] = logprobs, ["finish_reason"] = finishReason }), null);
+        if (withUsageField) chunk["usage"] = null;
+        return chunk;
+    }
+
+    /// <summary>A streamed text-completion chunk with its logprobs.</summary>
+    public JsonObject TextChunk(int index, string text, JsonNode? logprobs, string? finishReason, bool withUsageField)
+    {
+        var chunk = Envelope("text_completion", new JsonArray(TextChoice(index, text, logprobs, finishReason!)), null);
+        if (withUsageField) chunk["usage"] = null;
+        return chunk;
+    }
+
     /// <summary>The last chunk when <c>stream_options.include_usage</c> is set: no choices, the usage.</summary>
     public JsonObject UsageChunk(int promptTokens, int completionTokens) =>
         Envelope(chat ? "chat.completion.chunk" : "text_completion", new JsonArray(), Usage(promptTokens, completionTokens));

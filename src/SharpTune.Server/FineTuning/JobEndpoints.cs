@@ -54,8 +54,34 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
     public Task ListAsync(HttpContext context)
     {
         var owner = FineTuningService.OwnerOf(context.Request.Headers.Authorization);
-        var (items, hasMore) = service.Store.ListJobs(owner, service.Options.ScopedKeys, context.Request.Query["after"].FirstOrDefault(), Limit(context, 20, 100));
-        return JsonResponse.WriteAsync(context, FineTuningJson.List(items, hasMore, FineTuningJson.Job, j => j.Id));
+        var after = context.Request.Query["after"].FirstOrDefault();
+        var limit = Limit(context, 20, 100);
+        var filter = MetadataFilter(context);
+        if (filter.Count == 0)
+        {
+            var (items, hasMore) = service.Store.ListJobs(owner, service.Options.ScopedKeys, after, limit);
+            return JsonResponse.WriteAsync(context, FineTuningJson.List(items, hasMore, FineTuningJson.Job, j => j.Id));
+        }
+        // metadata[key]=value: pages through the store (newest first) keeping the jobs whose metadata holds every pair.
+        var matching = new List<JobRecord>();
+        while (matching.Count <= limit)
+        {
+            var (page, more) = service.Store.ListJobs(owner, service.Options.ScopedKeys, after, 100);
+            matching.AddRange(page.Where(j => filter.All(f => j.Metadata is { } m && m.TryGetValue(f.Key, out var v) && v == f.Value)));
+            if (!more || page.Count == 0) break;
+            after = page[^1].Id;
+        }
+        return JsonResponse.WriteAsync(context, FineTuningJson.List(matching.Take(limit).ToList(), matching.Count > limit, FineTuningJson.Job, j => j.Id));
+    }
+
+    /// <summary>The <c>metadata[key]=value</c> query parameters of a list request (OpenAI's filter).</summary>
+    private static Dictionary<string, string> MetadataFilter(HttpContext context)
+    {
+        var filter = new Dictionary<string, string>();
+        foreach (var (name, values) in context.Request.Query)
+            if (name.StartsWith("metadata[", StringComparison.Ordinal) && name.EndsWith(']') && name.Length > "metadata[]".Length)
+                filter[name["metadata[".Length..^1]] = values.ToString();
+        return filter;
     }
 
     public Task GetAsync(HttpContext context, string id) => JsonResponse.WriteAsync(context, FineTuningJson.Job(Find(context, id)));
@@ -63,7 +89,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
     public async Task CancelAsync(HttpContext context, string id)
     {
         var job = Find(context, id);
-        if (JobStatus.IsFinal(job.Status) && job.Status != JobStatus.Cancelled)
+        if (JobStatus.IsFinal(job.Status))   // succeeded, failed or cancelled alike, as OpenAI answers
             throw new ApiException(400, $"the job is already {job.Status} and cannot be cancelled", param: "id", code: "invalid_job_state");
         service.Cancel(id);
         // A running job stops at the end of its current step; answer with the settled state when that is quick.

@@ -1,0 +1,205 @@
+#pragma warning disable OPENAI001
+using System.ClientModel;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Json.Schema;
+using OpenAI;
+using OpenAI.Chat;
+using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Server;
+using SharpTune.Tests.Support;
+using HfTokenizer = SharpTune.Tokenization.HfTokenizer;
+using ChatTool = OpenAI.Chat.ChatTool;
+using ChatMessage = OpenAI.Chat.ChatMessage;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Server;
+
+/// <summary>
+/// A server over a random-weight tiny Llama with stories260K's tokenizer and Qwen3's chat template (which renders tools,
+/// tool calls and tool results): whatever it writes, constrained decoding must turn into valid calls and JSON.
+/// </summary>
+public sealed class AgentServerFixture : IAsyncLifetime
+{
+    private readonly TempDir temp = new();
+
+    public RunningServer Server { get; private set; } = null!;
+    public string ModelDir => Path.Combine(temp.Path, "random-qwen-chat");
+
+    public async Task InitializeAsync()
+    {
+        if (!Available) return;
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var config = TestModels.LlamaConfigJson(vocab: tokenizer.VocabSize);
+        config["max_position_embeddings"] = 2048;
+        torch.manual_seed(99);
+        using (var model = ModelFactory.Create(ModelConfig.FromJson(config)))
+            PretrainedModel.Save(model, ModelDir);
+        File.Copy(Path.Combine(TestAssets.Stories260K, "tokenizer.json"), Path.Combine(ModelDir, "tokenizer.json"));
+        var tokenizerConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(TestAssets.Stories260K, "tokenizer_config.json")))!.AsObject();
+        tokenizerConfig["chat_template"] = JsonNode.Parse(File.ReadAllText(Path.Combine(TestAssets.SharedDir, "tokenizers", "qwen3", "tokenizer_config.json")))!["chat_template"]!.DeepClone();
+        File.WriteAllText(Path.Combine(ModelDir, "tokenizer_config.json"), tokenizerConfig.ToJsonString());
+        Server = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = ModelDir, Port = 0, ApiKeys = [ServerFixture.Key], MaxBatchSize = 32, BatchWindow = TimeSpan.FromMilliseconds(50),
+        });
+    }
+
+    public static bool Available => Directory.Exists(TestAssets.Stories260K) && Directory.Exists(Path.Combine(TestAssets.SharedDir, "tokenizers", "qwen3"));
+
+    public ChatClient Chat() => new("random-qwen-chat", new ApiKeyCredential(ServerFixture.Key), new OpenAIClientOptions { Endpoint = Server.OpenAiEndpoint });
+
+    public async Task DisposeAsync()
+    {
+        if (Server is not null) await Server.DisposeAsync();
+        temp.Dispose();
+    }
+}
+
+public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixture<AgentServerFixture>
+{
+    private static readonly ChatTool Weather = ChatTool.CreateFunctionTool("get_weather", "Current weather in a city",
+        BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string"},"unit":{"enum":["c","f"]}},"required":["city","unit"],"additionalProperties":false}"""));
+
+    private static readonly ChatTool Time = ChatTool.CreateFunctionTool("get_time", "Local time in a city",
+        BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"""));
+
+    private const string PersonSchema = """
+        {"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"},"pets":{"type":"array","items":{"enum":["cat","dog"]},"maxItems":3},
+         "home":{"anyOf":[{"type":"null"},{"type":"object","properties":{"city":{"type":"string"}},"required":["city"],"additionalProperties":false}]}},
+         "required":["name","age","pets","home"],"additionalProperties":false}
+        """;
+
+    [AgentServerFact]
+    public async Task RequiredToolCallThenToolResultThenAnswer()
+    {
+        var options = new ChatCompletionOptions { Tools = { Weather, Time }, ToolChoice = ChatToolChoice.CreateRequiredChoice(), MaxOutputTokenCount = 200, Temperature = 1, Seed = 5 };
+        List<ChatMessage> messages = [new UserChatMessage("What is the weather in Paris?")];
+        var first = (await fixture.Chat().CompleteChatAsync(messages, options)).Value;
+
+        Assert.Equal(ChatFinishReason.ToolCalls, first.FinishReason);
+        var call = Assert.Single(first.ToolCalls);
+        Assert.StartsWith("call_", call.Id);
+        Assert.Contains(call.FunctionName, new[] { "get_weather", "get_time" });
+        using var arguments = JsonDocument.Parse(call.FunctionArguments.ToString());
+        Assert.Equal(JsonValueKind.String, arguments.RootElement.GetProperty("city").ValueKind);
+
+        messages.Add(new AssistantChatMessage(first));
+        messages.Add(new ToolChatMessage(call.Id, """{"temperature": 18, "sky": "clear"}"""));
+        var answer = (await fixture.Chat().CompleteChatAsync(messages,
+            new ChatCompletionOptions { Tools = { Weather, Time }, ToolChoice = ChatToolChoice.CreateNoneChoice(), MaxOutputTokenCount = 12, Temperature = 0 })).Value;
+        Assert.Empty(answer.ToolCalls);
+        Assert.NotEqual(ChatFinishReason.ToolCalls, answer.FinishReason);
+        Assert.NotNull(answer.Content);
+    }
+
+    [AgentServerFact]
+    public async Task NamedToolChoiceStreamsTheCallAsOpenAiDoes()
+    {
+        var options = new ChatCompletionOptions { Tools = { Weather, Time }, ToolChoice = ChatToolChoice.CreateFunctionChoice("get_time"), MaxOutputTokenCount = 160, Temperature = 1, Seed = 11 };
+        string? id = null, name = null;
+        var args = new System.Text.StringBuilder();
+        ChatFinishReason? finish = null;
+        await foreach (var update in fixture.Chat().CompleteChatStreamingAsync([new UserChatMessage("Time in Oslo?")], options))
+        {
+            foreach (var part in update.ToolCallUpdates)
+            {
+                Assert.Equal(0, part.Index);
+                id ??= part.ToolCallId;
+                name ??= part.FunctionName;
+                if (part.FunctionArgumentsUpdate is { } a && !a.ToMemory().IsEmpty) args.Append(a.ToString());
+            }
+            finish ??= update.FinishReason;
+        }
+        Assert.StartsWith("call_", id);
+        Assert.Equal("get_time", name);
+        using var parsed = JsonDocument.Parse(args.ToString());
+        Assert.True(parsed.RootElement.TryGetProperty("city", out _));
+        Assert.Equal(ChatFinishReason.ToolCalls, finish);
+    }
+
+    [AgentServerFact]
+    public async Task StrictJsonSchemaValidatesOnAHundredSeeds()
+    {
+        var schema = JsonSchema.FromText(PersonSchema);
+        var options = Enumerable.Range(0, 100).Select(seed => new ChatCompletionOptions
+        {
+            ResponseFormat = ChatResponseFormat.CreateJsonSchemaFormat("person", BinaryData.FromString(PersonSchema), jsonSchemaIsStrict: true),
+            Temperature = 1, Seed = seed, MaxOutputTokenCount = 60 + seed % 30,
+        }).ToArray();
+        var replies = await Task.WhenAll(options.Select(o => fixture.Chat().CompleteChatAsync([new UserChatMessage("Describe a person.")], o)));
+        for (var seed = 0; seed < replies.Length; seed++)
+        {
+            var text = replies[seed].Value.Content[0].Text;
+            JsonDocument document;
+            try { document = JsonDocument.Parse(text); }
+            catch (JsonException e) { throw new Xunit.Sdk.XunitException($"seed {seed}: not JSON ({e.Message}): {text}"); }
+            using (document) Assert.True(schema.Evaluate(document.RootElement).IsValid, $"seed {seed}: {text}");
+        }
+        Assert.True(replies.Select(r => r.Value.Content[0].Text).Distinct().Count() > 90);   // the seeds gave different outputs
+    }
+
+    [AgentServerFact]
+    public async Task LogprobsAreTheForwardPassLogSoftmax()
+    {
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 8, IncludeLogProbabilities = true, TopLogProbabilityCount = 3 };
+        var reply = (await fixture.Chat().CompleteChatAsync([new UserChatMessage("Hello there")], options)).Value;
+        var served = reply.ContentTokenLogProbabilities;
+        Assert.NotEmpty(served);
+
+        using var model = PretrainedModel.Load(fixture.ModelDir);
+        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
+        var prompt = ChatPromptFormat.ForModel(tokenizer, null).Encode([new SharpTune.Tokenization.ChatMessage("user", "Hello there")], tokenizer);
+        var generated = TokenGenerator.Generate(model, [prompt], new GenerationOptions { Temperature = 0, MaxNewTokens = served.Count })[0].Tokens;
+        using var noGrad = no_grad();
+        var ids = prompt.Concat(generated).Select(i => (long)i).ToArray();
+        var logits = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(ids).view(1, -1)), new ForwardContext { PositionIds = arange(ids.Length).view(1, -1) }));
+        var logp = logits.squeeze(0).log_softmax(-1);
+        for (var i = 0; i < served.Count; i++)
+        {
+            var row = logp[prompt.Count - 1 + i];
+            var expected = row[generated[i]].item<float>();
+            Assert.Equal(tokenizer.TokenBytes(generated[i]), (served[i].Utf8Bytes ?? default).ToArray());
+            Assert.Equal(expected, served[i].LogProbability, 3);
+            Assert.Equal(3, served[i].TopLogProbabilities.Count);
+            Assert.Equal(row.max().item<float>(), served[i].TopLogProbabilities[0].LogProbability, 3);
+        }
+    }
+
+    [AgentServerFact]
+    public async Task ValidationAnswersLikeOpenAi()
+    {
+        using var http = new HttpClient { BaseAddress = fixture.Server.Url };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+        async Task<(int Status, string? Param, HttpResponseMessage Response)> Post(string body)
+        {
+            var response = await http.PostAsync("/v1/chat/completions", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+            var json = JsonNode.Parse(await response.Content.ReadAsStringAsync());
+            return ((int)response.StatusCode, json?["error"]?["param"]?.GetValue<string>(), response);
+        }
+        const string messages = "\"model\":\"random-qwen-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2";
+        Assert.Equal((400, "presence_penalty"), Trim(await Post($"{{{messages},\"presence_penalty\":2.5}}")));
+        Assert.Equal((400, "frequency_penalty"), Trim(await Post($"{{{messages},\"frequency_penalty\":-3}}")));
+        Assert.Equal((400, "top_logprobs"), Trim(await Post($"{{{messages},\"logprobs\":true,\"top_logprobs\":21}}")));
+        Assert.Equal((400, "stream_options"), Trim(await Post($"{{{messages},\"stream_options\":{{\"include_usage\":true}}}}")));
+        Assert.Equal((400, "response_format.json_schema.schema"), Trim(await Post($"{{{messages},\"response_format\":{{\"type\":\"json_schema\",\"json_schema\":{{\"name\":\"x\",\"strict\":true,\"schema\":{{\"type\":\"object\",\"properties\":{{\"a\":{{\"type\":\"string\",\"pattern\":\"a+\"}}}},\"required\":[\"a\"],\"additionalProperties\":false}}}}}}}}")));
+        var ok = await Post($"{{{messages}}}");
+        Assert.Equal(200, ok.Status);
+        Assert.StartsWith("req_", ok.Response.Headers.GetValues("x-request-id").Single());
+        var bad = await Post("{}");
+        Assert.True(bad.Response.Headers.Contains("x-request-id"));
+
+        static (int, string?) Trim((int Status, string? Param, HttpResponseMessage _) r) => (r.Status, r.Param);
+    }
+}
+
+/// <summary>Skips visibly when stories260K or the Qwen3 tokenizer files are absent.</summary>
+public sealed class AgentServerFactAttribute : FactAttribute
+{
+    public AgentServerFactAttribute()
+    {
+        if (!AgentServerFixture.Available) Skip = "shared assets absent: stories260K and tokenizers/qwen3";
+    }
+}
