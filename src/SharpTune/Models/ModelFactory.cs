@@ -48,6 +48,33 @@ public static class ModelFactory
         }
     }
 
+    /// <summary>
+    /// Builds the model's modules on the "meta" device: shapes and dtypes without memory, for loaders that fill each
+    /// tensor themselves (a quantized load never allocates the full-precision decoder). Every parameter must be
+    /// replaced before use.
+    /// </summary>
+    internal static CausalLanguageModel CreateOnMeta(ModelConfig config, ScalarType dtype)
+    {
+        if (!Architectures.TryGetValue(config.Architecture, out var build))
+            throw new NotSupportedException(
+                $"architecture '{config.Architecture}' is not supported; supported: {string.Join(", ", Architectures.Keys)}");
+        lock (DefaultDtypeGate)
+        {
+            var previous = get_default_dtype();
+            if (dtype != previous) set_default_dtype(dtype);
+            set_default_device(device("meta"));
+            try
+            {
+                return build(config);
+            }
+            finally
+            {
+                set_default_device(CPU);
+                if (dtype != previous) set_default_dtype(previous);
+            }
+        }
+    }
+
     /// <summary>Parses the dtype names users and config.json use (f32, float32, bf16, bfloat16, f16, float16).</summary>
     public static ScalarType ParseDtype(string name) => name.ToLowerInvariant() switch
     {

@@ -12,8 +12,12 @@ public static class PretrainedModel
     /// held twice. <paramref name="dtype"/> null keeps the checkpoint's dtype (config.json's torch_dtype, else the
     /// first floating tensor's).
     /// </summary>
-    public static CausalLanguageModel Load(string modelDir, ScalarType? dtype = null, Device? device = null)
+    /// <param name="quantization">When set, the decoder's linear layers are loaded quantized (see ModelQuantizer) and
+    /// the other weights take <paramref name="dtype"/>, by default the compute dtype.</param>
+    public static CausalLanguageModel Load(string modelDir, ScalarType? dtype = null, Device? device = null,
+        Quantization.QuantizationOptions? quantization = null)
     {
+        if (quantization is not null) return Quantization.ModelQuantizer.Load(modelDir, quantization, dtype, device);
         if (!Directory.Exists(modelDir))
             throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
         var config = ModelConfig.Load(modelDir);
@@ -29,6 +33,10 @@ public static class PretrainedModel
     /// <summary>Writes config.json and the weights (tied aliases and non-persistent buffers excluded).</summary>
     public static void Save(CausalLanguageModel model, string outputDir, long maxShardBytes = HfCheckpoint.DefaultMaxShardBytes)
     {
+        if (Quantization.ModelQuantizer.IsQuantized(model))
+            throw new NotSupportedException(
+                "a model with quantized layers cannot be saved as a Hugging Face checkpoint; merge dequantizes into the " +
+                "compute dtype (sharptune merge --quantize …), or save the adapter alone");
         Directory.CreateDirectory(outputDir);
         var json = System.Text.Json.Nodes.JsonNode.Parse(model.Config.ToJson())!.AsObject();
         json["torch_dtype"] = ModelFactory.DtypeName(model.WeightDtype);

@@ -24,10 +24,14 @@ public interface ITensorSource
 /// </summary>
 public static class WeightLoader
 {
-    public static void Load(CausalLanguageModel model, ITensorSource source, string sourceDescription)
+    /// <param name="loadedElsewhere">Stored tensor names another loader already consumed (quantized weights).</param>
+    public static void Load(CausalLanguageModel model, ITensorSource source, string sourceDescription,
+        IReadOnlySet<string>? loadedElsewhere = null)
     {
         var parameters = model.state_dict();
         var resolved = CheckpointNames.Resolve(model, source, parameters.Keys);
+        if (loadedElsewhere is not null)
+            resolved = resolved with { Unexpected = resolved.Unexpected.Where(n => !loadedElsewhere.Contains(n)).ToList() };
         var missing = parameters.Keys.Where(n => !resolved.Sources.ContainsKey(n)).OrderBy(n => n, StringComparer.Ordinal).ToList();
         var misShaped = resolved.Sources
             .Where(kv => !parameters[kv.Key].shape.SequenceEqual(source.ShapeOf(kv.Value)))

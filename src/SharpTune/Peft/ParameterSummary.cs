@@ -15,6 +15,9 @@ public sealed record ParameterSummary(long Trainable, long Total)
             total += p.numel();
             if (p.requires_grad) trainable += p.numel();
         }
+        // Quantized weights are stored codes, not parameters; they still count as the model's (frozen) weights.
+        foreach (var module in model.modules())
+            if (module is Quantization.QuantizedLinear quantized) total += quantized.Weight.ElementCount;
         return new ParameterSummary(trainable, total);
     }
 

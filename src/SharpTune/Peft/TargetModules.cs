@@ -35,7 +35,7 @@ public abstract record TargetModules
             if (!effective.Matches(path)) continue;
             if (!IsLinear(module))
                 throw new NotSupportedException(
-                    $"target module '{path}' is a {module.GetType().Name}; only Linear and Conv1D layers can be targeted. " +
+                    $"target module '{path}' is a {module.GetType().Name}; only Linear, Conv1D and quantized linear layers can be targeted. " +
                     $"Linear layers in this model: {DescribeLinearLayers(modules)}");
             selected.Add((path, module));
         }
@@ -67,8 +67,8 @@ public abstract record TargetModules
         _ => throw new InvalidDataException($"{source}: target_modules must be a list of names or a string, found {node.ToJsonString()}"),
     };
 
-    /// <summary>Linear layers a method can wrap: nn.Linear and GPT-2's Conv1D.</summary>
-    public static bool IsLinear(torch.nn.Module module) => module is TorchSharp.Modules.Linear or Conv1D;
+    /// <summary>Linear layers a method can wrap: nn.Linear, GPT-2's Conv1D and quantized linear layers.</summary>
+    public static bool IsLinear(torch.nn.Module module) => BaseLayer.IsSupported(module);
 
     private static bool IsOutputHead(string path) => LeafName(path) == "lm_head";
 

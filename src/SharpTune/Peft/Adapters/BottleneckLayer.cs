@@ -10,7 +10,7 @@ namespace SharpTune.Peft.Adapters;
 /// A layer followed by a bottleneck adapter: y = base(x); y + up(act(down(y))). The up-projection starts at zero, so
 /// the layer starts exactly as its base. The adapter runs in fp32 whatever the base dtype and is cast back.
 /// </summary>
-public sealed class BottleneckLayer : nn.Module<Tensor, Tensor>
+public sealed class BottleneckLayer : nn.Module<Tensor, Tensor>, IWrappingLayer
 {
     public readonly nn.Module<Tensor, Tensor> base_layer;
     public readonly Linear adapter_down;   // (bottleneck, out)
@@ -25,7 +25,7 @@ public sealed class BottleneckLayer : nn.Module<Tensor, Tensor>
     {
         base_layer = baseLayer;
         this.nonLinearity = nonLinearity;
-        var device = BaseWeight(baseLayer).device;
+        var device = BaseLayer.DeviceOf(baseLayer);
         adapter_down = nn.Linear(width, bottleneck, dtype: ScalarType.Float32, device: device);
         adapter_up = nn.Linear(bottleneck, width, dtype: ScalarType.Float32, device: device);
         using (no_grad())
@@ -36,16 +36,28 @@ public sealed class BottleneckLayer : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>Wraps <paramref name="baseLayer"/> (an nn.Linear or Conv1D) with an adapter on its output.</summary>
+    /// <summary>Wraps <paramref name="baseLayer"/> (Linear, Conv1D or quantized) with an adapter on its output.</summary>
     public static BottleneckLayer FromBase(nn.Module<Tensor, Tensor> baseLayer, BottleneckConfig config)
     {
-        var width = baseLayer switch
-        {
-            Linear linear => linear.out_features,
-            Conv1D conv => conv.OutFeatures,
-            _ => throw new ArgumentException($"bottleneck adapters wrap Linear or Conv1D layers, not {baseLayer.GetType().Name}"),
-        };
+        BaseLayer.Require(baseLayer, "bottleneck adapters");
+        var width = BaseLayer.Shape(baseLayer).Out;
         return new BottleneckLayer(baseLayer, width, config.SizeFor(width), config.NonLinearity);
+    }
+
+    public nn.Module<Tensor, Tensor> BaseModule => base_layer;
+
+    public IEnumerable<(string Suffix, Parameter Parameter)> AdapterParameters()
+    {
+        yield return ("adapter_down.weight", adapter_down.weight!);
+        yield return ("adapter_down.bias", adapter_down.bias!);
+        yield return ("adapter_up.weight", adapter_up.weight!);
+        yield return ("adapter_up.bias", adapter_up.bias!);
+    }
+
+    public void DisposeAdapter()
+    {
+        adapter_down.Dispose();
+        adapter_up.Dispose();
     }
 
     public override Tensor forward(Tensor x)
@@ -64,12 +76,5 @@ public sealed class BottleneckLayer : nn.Module<Tensor, Tensor>
         "silu" => F.silu(h),
         "tanh" => torch.tanh(h),
         _ => throw new InvalidOperationException($"unknown non_linearity '{nonLinearity}'"),
-    };
-
-    private static Tensor BaseWeight(nn.Module<Tensor, Tensor> layer) => layer switch
-    {
-        Linear linear => linear.weight!,
-        Conv1D conv => conv.weight,
-        _ => throw new ArgumentException($"bottleneck adapters wrap Linear or Conv1D layers, not {layer.GetType().Name}"),
     };
 }

@@ -11,8 +11,9 @@ namespace SharpTune.Peft.Lora;
 /// rsLoRA). With DoRA (PEFT's DoraLinearLayer) the updated weight W + s·BA is renormalised per output row to a learned
 /// magnitude m. Field names are PEFT's (<c>base_layer</c>, <c>lora_A</c>, <c>lora_B</c>, <c>lora_magnitude_vector</c>).
 /// The adapter's parameters stay fp32 whatever the base dtype: the adapter path runs in fp32 and is cast back.
+/// A quantized base (QLoRA) is read through its dequantized weight, as PEFT's bitsandbytes layers do.
 /// </summary>
-public sealed class LoraLinear : nn.Module<Tensor, Tensor>
+public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
 {
     public readonly nn.Module<Tensor, Tensor> base_layer;
     public readonly Linear lora_A;                        // (r, in)
@@ -27,7 +28,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public bool Enabled { get; set; } = true;
 
     /// <summary>True when the base layer stores its weight (in, out) (GPT-2's Conv1D).</summary>
-    public bool FanInFanOut => base_layer is Conv1D;
+    public bool FanInFanOut => BaseLayer.FanInFanOut(base_layer);
 
     public bool UseDora => lora_magnitude_vector is not null;
 
@@ -37,8 +38,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         base_layer = baseLayer;
         Scaling = scaling;
         this.dropout = dropout;
-        var (inFeatures, outFeatures) = Shape(baseLayer);
-        var device = BaseWeight(baseLayer).device;
+        var (inFeatures, outFeatures) = BaseLayer.Shape(baseLayer);
+        var device = BaseLayer.DeviceOf(baseLayer);
         lora_A = nn.Linear(inFeatures, r, hasBias: false, device: device, dtype: ScalarType.Float32);
         lora_B = nn.Linear(r, outFeatures, hasBias: false, device: device, dtype: ScalarType.Float32);
         using (no_grad())
@@ -67,13 +68,28 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>Wraps <paramref name="baseLayer"/> (an nn.Linear or Conv1D) in a LoRA layer of rank <paramref name="r"/>.</summary>
+    /// <summary>Wraps <paramref name="baseLayer"/> (Linear, Conv1D or quantized) in a LoRA layer of rank <paramref name="r"/>.</summary>
     public static LoraLinear FromBase(nn.Module<Tensor, Tensor> baseLayer, int r, double scaling, double dropout = 0,
         bool useDora = false, LoraInit init = LoraInit.Default)
     {
-        if (baseLayer is not (Linear or Conv1D))
-            throw new ArgumentException($"LoRA wraps Linear or Conv1D layers, not {baseLayer.GetType().Name}");
+        BaseLayer.Require(baseLayer, "LoRA");
         return new LoraLinear(baseLayer, r, scaling, dropout, useDora, init);
+    }
+
+    public nn.Module<Tensor, Tensor> BaseModule => base_layer;
+
+    public IEnumerable<(string Suffix, Parameter Parameter)> AdapterParameters()
+    {
+        yield return ("lora_A.weight", lora_A.weight!);
+        yield return ("lora_B.weight", lora_B.weight!);
+        if (lora_magnitude_vector is { } magnitude) yield return ("lora_magnitude_vector", magnitude);
+    }
+
+    public void DisposeAdapter()
+    {
+        lora_A.Dispose();
+        lora_B.Dispose();
+        lora_magnitude_vector?.Dispose();
     }
 
     public override Tensor forward(Tensor x)
@@ -103,14 +119,15 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var norm = WeightNorm(UpdatedWeight().detach()).detach();                     // (out)
         var g = lora_magnitude_vector! / norm;                                        // (out)
         var withoutBias = dropout > 0 && training
-            ? F.linear(x, BaseWeight(base_layer).to(ScalarType.Float32))              // x is the dropped-out input
-            : BaseBias(base_layer) is { } bias ? (baseOutput - bias).to(ScalarType.Float32) : baseOutput.to(ScalarType.Float32);
+            ? F.linear(x, BaseLayer.Weight(base_layer, ScalarType.Float32))           // x is the dropped-out input
+            : BaseLayer.Bias(base_layer) is { } bias ? (baseOutput - bias).to(ScalarType.Float32) : baseOutput.to(ScalarType.Float32);
         return (g - 1) * withoutBias + g * (z * Scaling);
     }
 
     /// <summary>
     /// Folds the update into the base weight (computed in fp32 on a full-precision copy, then cast back to the base
-    /// dtype) and returns the base layer, which no longer references this wrapper.
+    /// dtype) and returns the base layer, which no longer references this wrapper. A quantized base is dequantized and
+    /// becomes a plain Linear in its compute dtype.
     /// </summary>
     public nn.Module<Tensor, Tensor> Fuse()
     {
@@ -118,39 +135,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         using var noGrad = no_grad();
         var merged = UpdatedWeight();                                                 // (out, in) fp32
         if (UseDora) merged = (lora_magnitude_vector! / WeightNorm(merged)).unsqueeze(1) * merged;
-        var weight = BaseWeight(base_layer);
-        weight.copy_(FanInFanOut ? merged.t() : merged);
-        return base_layer;
+        return BaseLayer.WithWeight(base_layer, merged);
     }
 
     /// <summary>W + s·BA in (out, in) layout and fp32.</summary>
-    private Tensor UpdatedWeight()
-    {
-        var w = BaseWeight(base_layer).to(ScalarType.Float32);
-        var w32 = FanInFanOut ? w.t() : w;                                            // (out, in)
-        return w32 + Scaling * torch.matmul(lora_B.weight!, lora_A.weight!);
-    }
+    private Tensor UpdatedWeight() =>
+        BaseLayer.Weight(base_layer, ScalarType.Float32) + Scaling * torch.matmul(lora_B.weight!, lora_A.weight!);
 
     private static Tensor WeightNorm(Tensor weight) => torch.linalg.vector_norm(weight, dims: [1]);
-
-    private static Tensor BaseWeight(nn.Module<Tensor, Tensor> layer) => layer switch
-    {
-        Linear linear => linear.weight!,
-        Conv1D conv => conv.weight,
-        _ => throw new InvalidOperationException($"unsupported base layer {layer.GetType().Name}"),
-    };
-
-    private static Tensor? BaseBias(nn.Module<Tensor, Tensor> layer) => layer switch
-    {
-        Linear linear => linear.bias,
-        Conv1D conv => conv.bias,
-        _ => null,
-    };
-
-    private static (long In, long Out) Shape(nn.Module<Tensor, Tensor> layer) => layer switch
-    {
-        Linear linear => (linear.in_features, linear.out_features),
-        Conv1D conv => (conv.InFeatures, conv.OutFeatures),
-        _ => throw new ArgumentException($"LoRA wraps Linear or Conv1D layers, not {layer.GetType().Name}"),
-    };
 }

@@ -1,0 +1,121 @@
+using System.Text.Json.Nodes;
+using SharpTune.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Peft;
+
+/// <summary>
+/// The plumbing every method that wraps layers shares (LoRA, IA3, bottleneck adapters): select the targets, freeze
+/// the base, swap each target for its wrapper, list trainable parameters, save and load them under PEFT's keys
+/// (<c>base_model.model.&lt;path&gt;.&lt;suffix&gt;</c>), switch them on and off, and unload or merge them. A method
+/// supplies its targets, how to wrap one layer, and how to fold a wrapper back.
+/// </summary>
+public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.Module<Tensor, Tensor>, IWrappingLayer
+{
+    private const string KeyPrefix = "base_model.model.";
+    private readonly List<(string Path, TLayer Layer)> layers = [];
+    private readonly FrozenBase frozen = new();
+    private CausalLanguageModel? model;
+    private bool enabled = true;
+
+    public abstract string PeftType { get; }
+
+    /// <summary>The method's name in error messages ("LoRA", "IA3"…).</summary>
+    protected abstract string MethodName { get; }
+
+    /// <summary>The wrapped layers by module path, in model order.</summary>
+    public IReadOnlyList<(string Path, TLayer Layer)> Layers => layers;
+
+    /// <summary>The layers to wrap, resolved against <paramref name="model"/> (with a clear error when none match).</summary>
+    protected abstract IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model);
+
+    /// <summary>Wraps one target layer.</summary>
+    protected abstract TLayer Wrap(string path, nn.Module<Tensor, Tensor> baseLayer);
+
+    /// <summary>Called once every target is wrapped, to record the resolved targets in the configuration.</summary>
+    protected virtual void OnInjected(CausalLanguageModel model) { }
+
+    /// <summary>The base layer with the wrapper's effect folded in (the default: not mergeable).</summary>
+    protected virtual nn.Module<Tensor, Tensor> Fuse(TLayer layer) =>
+        throw new NotSupportedException($"{MethodName} cannot be merged into the base weights");
+
+    /// <summary>Saved key spellings other tools write, mapped to ours (e.g. a trailing ".weight").</summary>
+    protected virtual string NormaliseKey(string key) => key;
+
+    public void Inject(CausalLanguageModel model)
+    {
+        if (this.model is not null) throw new InvalidOperationException($"this {MethodName} adapter is already injected into a model");
+        if (ModuleSurgery.NamedModules(model).Any(m => m.Module is TLayer))
+            throw new InvalidOperationException($"the model already carries {MethodName} layers; merge or discard them first");
+        var selected = SelectTargets(model);
+        frozen.Freeze(model);
+        foreach (var (path, module) in selected)
+        {
+            var layer = Wrap(path, (nn.Module<Tensor, Tensor>)module);
+            layer.Enabled = enabled;
+            layer.train(module.training);   // a new module starts in training mode: an eval model must not get dropout
+            ModuleSurgery.Replace(model, path, layer);
+            layers.Add((path, layer));
+        }
+        OnInjected(model);
+        this.model = model;
+    }
+
+    public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters =>
+        layers.SelectMany(l => l.Layer.AdapterParameters().Select(p => ($"{l.Path}.{p.Suffix}", p.Parameter))).ToList();
+
+    public IReadOnlyDictionary<string, Tensor> AdapterStateDict()
+    {
+        if (model is null) throw new InvalidOperationException($"the {MethodName} adapter is not injected into a model (call Inject first)");
+        var state = new Dictionary<string, Tensor>();
+        foreach (var (path, layer) in layers)
+            foreach (var (suffix, parameter) in layer.AdapterParameters())
+                state[KeyPrefix + path + "." + suffix] = parameter;
+        return state;
+    }
+
+    public void LoadAdapterState(IReadOnlyDictionary<string, Tensor> state)
+    {
+        var normalised = new Dictionary<string, Tensor>();
+        foreach (var (key, tensor) in state)
+        {
+            var name = NormaliseKey(key);
+            if (!normalised.TryAdd(name, tensor))
+                throw new InvalidDataException($"adapter tensors hold '{name}' twice (with and without '.weight')");
+        }
+        AdapterState.CopyInto(AdapterStateDict(), normalised, MethodName);
+    }
+
+    public bool Enabled
+    {
+        get => enabled;
+        set
+        {
+            enabled = value;
+            foreach (var (_, layer) in layers) layer.Enabled = value;
+        }
+    }
+
+    public virtual void MergeAndUnload() => Restore(merge: true);
+
+    public void Unload() => Restore(merge: false);
+
+    private void Restore(bool merge)
+    {
+        if (model is null) throw new InvalidOperationException($"the {MethodName} adapter is not injected into a model (call Inject first)");
+        foreach (var (path, layer) in layers)
+        {
+            var restored = merge ? Fuse(layer) : layer.BaseModule;
+            ModuleSurgery.Replace(model, path, restored);
+            if (!ReferenceEquals(restored, layer.BaseModule)) layer.BaseModule.Dispose();   // a merged quantized layer became a new Linear
+            layer.DisposeAdapter();
+        }
+        frozen.Restore();
+        layers.Clear();
+        model = null;
+    }
+
+    public abstract JsonObject AdapterConfigJson();
+}

@@ -1,0 +1,93 @@
+using static TorchSharp.torch;
+
+namespace SharpTune.Quantization;
+
+/// <summary>
+/// The absmax statistics of a 4-bit weight, quantized once more (QLoRA's double quantization, bitsandbytes'
+/// <c>compress_statistics</c>): their mean is subtracted (<c>offset</c>), the rest is quantized blockwise to 8 bits in
+/// blocks of 256 with bitsandbytes' signed dynamic map (<c>create_dynamic_map()</c>), one fp32 absmax per block.
+/// Costs 8/64 + 32/(64·256) ≈ 0.127 bits per weight instead of 32/64 = 0.5.
+/// </summary>
+public sealed class DoubleQuantizedAbsmax : IDisposable
+{
+    /// <summary>Block size of the second quantization (bitsandbytes' fixed 256).</summary>
+    public const int BlockSize = 256;
+
+    private static readonly Lazy<float[]> Map = new(CreateDynamicMap);
+    private static readonly DeviceTables MapTables = new(device => tensor(Map.Value, device: device));
+
+    private DoubleQuantizedAbsmax(Tensor codes, Tensor absmax, Tensor offset)
+    {
+        Codes = codes.DetachFromDisposeScope();   // stored statistics outlive the scope that computed them
+        Absmax = absmax.DetachFromDisposeScope();
+        Offset = offset.DetachFromDisposeScope();
+    }
+
+    /// <summary>One 8-bit index into <see cref="DynamicMap"/> per first-level block (uint8).</summary>
+    public Tensor Codes { get; }
+
+    /// <summary>One fp32 absmax per 256 codes.</summary>
+    public Tensor Absmax { get; }
+
+    /// <summary>The fp32 mean of the original absmax values (a scalar tensor).</summary>
+    public Tensor Offset { get; }
+
+    /// <summary>bitsandbytes' 256-entry signed dynamic map, ascending.</summary>
+    public static IReadOnlyList<float> DynamicMap => Map.Value;
+
+    /// <summary>Quantizes the (fp32) absmax values of a 4-bit weight.</summary>
+    public static DoubleQuantizedAbsmax Quantize(Tensor absmax)
+    {
+        using var scope = NewDisposeScope();
+        var values = absmax.to(ScalarType.Float32);
+        var offset = values.mean();
+        var (scaled, secondAbsmax) = Blockwise.Scale(values - offset, BlockSize);
+        var codes = Blockwise.NearestCode(scaled, Map.Value).to(ScalarType.Byte);
+        return new DoubleQuantizedAbsmax(codes.MoveToOuterDisposeScope(), secondAbsmax.MoveToOuterDisposeScope(),
+            offset.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The first-level absmax values, fp32: code[q] · absmax₂ + offset (bitsandbytes' dequantize_4bit).</summary>
+    public Tensor Dequantize()
+    {
+        using var scope = NewDisposeScope();
+        var values = MapTables.On(Codes.device).index_select(0, Codes.to(ScalarType.Int64));
+        return (Blockwise.Rescale(values, Absmax, BlockSize) + Offset).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The same statistics on <paramref name="device"/>.</summary>
+    public DoubleQuantizedAbsmax To(Device device) => new(Codes.to(device), Absmax.to(device), Offset.to(device));
+
+    public void Dispose()
+    {
+        Codes.Dispose();
+        Absmax.Dispose();
+        Offset.Dispose();
+    }
+
+    // bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), step by step in fp32 on the
+    // same libtorch ops (linspace, the mean of neighbours, the decade scale), then sorted: 127 positive values, their
+    // negatives, 0 and 1.
+    private static float[] CreateDynamicMap()
+    {
+        const int maxExponentBits = 7, nonSignBits = 7;
+        double[] decades = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1];   // 10 ** (-(max_exponent_bits - 1) + i)
+        var data = new List<float>();
+        using (var scope = NewDisposeScope())
+        {
+            for (var i = 0; i < maxExponentBits; i++)
+            {
+                var fractionItems = (1 << (i + nonSignBits - maxExponentBits)) + 1;
+                var boundaries = linspace(0.1, 1, fractionItems, dtype: ScalarType.Float32);
+                var means = (boundaries.narrow(0, 0, fractionItems - 1) + boundaries.narrow(0, 1, fractionItems - 1)) / 2.0;
+                data.AddRange((means * decades[i]).data<float>().ToArray());
+                data.AddRange((means * -decades[i]).data<float>().ToArray());
+            }
+        }
+        data.Add(0f);
+        data.Add(1f);
+        if (data.Count != 256) throw new InvalidOperationException($"dynamic map has {data.Count} entries, expected 256");
+        data.Sort();
+        return data.ToArray();
+    }
+}

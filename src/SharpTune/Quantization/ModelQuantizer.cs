@@ -1,0 +1,116 @@
+using SharpTune.IO;
+using SharpTune.Models;
+using SharpTune.Peft;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Quantization;
+
+/// <summary>
+/// Puts a model's frozen linear layers in a quantized format: every Linear/Conv1D of the decoder (attention and MLP
+/// projections, fused or not) becomes a <see cref="QuantizedLinear"/>; embeddings, norms and the output head stay in
+/// the compute dtype, as transformers' bitsandbytes integration leaves them.
+/// </summary>
+public static class ModelQuantizer
+{
+    /// <summary>The layers that get quantized: every linear layer except the output head, in model order.</summary>
+    public static IReadOnlyList<(string Path, nn.Module Module)> Targets(nn.Module model) =>
+        ModuleSurgery.NamedModules(model)
+            .Where(m => TargetModules.IsLinear(m.Module) && m.Path[(m.Path.LastIndexOf('.') + 1)..] != "lm_head")
+            .ToList();
+
+    /// <summary>The quantized layers of <paramref name="model"/> by path (wrapped ones included).</summary>
+    public static IReadOnlyList<(string Path, QuantizedLinear Layer)> QuantizedLayers(nn.Module model) =>
+        ModuleSurgery.NamedModules(model).Where(m => m.Module is QuantizedLinear)
+            .Select(m => (m.Path, (QuantizedLinear)m.Module)).ToList();
+
+    /// <summary>Whether any layer of <paramref name="model"/> is quantized.</summary>
+    public static bool IsQuantized(nn.Module model) => model.modules().Any(m => m is QuantizedLinear);
+
+    /// <summary>
+    /// Quantizes the layers of an already loaded model in place, one at a time (each full-precision layer is freed once
+    /// its quantized form exists). Non-quantized weights are cast to the compute dtype.
+    /// </summary>
+    public static void Quantize(CausalLanguageModel model, QuantizationOptions options)
+    {
+        if (IsQuantized(model)) throw new InvalidOperationException("the model is already quantized");
+        if (model.modules().Any(m => m.GetType().Namespace?.StartsWith("SharpTune.Peft", StringComparison.Ordinal) == true))
+            throw new InvalidOperationException("quantize the base model before injecting an adapter");
+        foreach (var (path, module) in Targets(model))
+        {
+            var quantized = QuantizedLinear.FromLinear((nn.Module<Tensor, Tensor>)module, options);
+            quantized.train(module.training);
+            ModuleSurgery.Replace(model, path, quantized);
+            module.Dispose();
+        }
+        if (model.WeightDtype != options.ComputeDtype) model.to(options.ComputeDtype);
+        foreach (var p in model.parameters()) p.requires_grad = false;
+    }
+
+    /// <summary>Replaces every quantized layer by a plain Linear holding its dequantized weight in the compute dtype.</summary>
+    public static void Dequantize(CausalLanguageModel model)
+    {
+        foreach (var (path, layer) in QuantizedLayers(model))
+        {
+            Linear plain;
+            using (var weight = layer.DequantizedWeight(layer.ComputeDtype)) plain = layer.ToLinear(weight, layer.ComputeDtype);
+            ModuleSurgery.Replace(model, path, plain);
+            layer.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Loads a Hugging Face model folder straight into quantized form: the modules are built without memory, each
+    /// linear weight is read (in fp32), quantized and dropped before the next, and the remaining tensors are loaded in
+    /// <paramref name="dtype"/> (default: the compute dtype). The full-precision decoder never exists at once.
+    /// </summary>
+    public static CausalLanguageModel Load(string modelDir, QuantizationOptions options, ScalarType? dtype = null, Device? device = null)
+    {
+        if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
+        options.Validated();
+        var config = ModelConfig.Load(modelDir);
+        using var checkpoint = HfCheckpoint.Open(modelDir);
+        var model = ModelFactory.CreateOnMeta(config, dtype ?? options.ComputeDtype);
+        try
+        {
+            var consumed = new HashSet<string>();
+            foreach (var (path, module) in Targets(model))
+            {
+                var name = path + ".weight";
+                var isConv1D = module is Conv1D;
+                var expected = ((nn.Module<Tensor, Tensor>)module).named_parameters().First(p => p.name == "weight").parameter.shape;
+                if (!checkpoint.Tensors.TryGetValue(name, out var stored))
+                    throw new InvalidDataException($"{modelDir}: the weights do not match {config.Architecture}: missing tensor {name}");
+                if (!stored.Info.Shape.SequenceEqual(expected))
+                    throw new InvalidDataException(
+                        $"{modelDir}: tensor {name} has shape [{string.Join(", ", stored.Info.Shape)}], {config.Architecture} expects [{string.Join(", ", expected)}]");
+                var bias = ((nn.Module<Tensor, Tensor>)module).named_parameters().FirstOrDefault(p => p.name == "bias").parameter;
+                QuantizedLinear quantized;
+                using (var weight = checkpoint.Read(name, ScalarType.Float32))
+                using (var placeholderBias = bias is null ? null : zeros(bias.shape, ScalarType.Float32))
+                    quantized = QuantizedLinear.Quantize(isConv1D ? weight.t() : weight, placeholderBias, options);   // bias loaded below
+                ModuleSurgery.Replace(model, path, quantized);
+                consumed.Add(name);
+            }
+            MetaMaterializer.Materialize(model);
+            WeightLoader.Load(model, new CheckpointTensors(checkpoint), modelDir, consumed);
+            foreach (var p in model.parameters()) p.requires_grad = false;   // a quantized base is frozen by definition
+            if (device is not null && device.type != DeviceType.CPU) model.to(device);
+            model.eval();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private sealed class CheckpointTensors(CheckpointIndex checkpoint) : ITensorSource
+    {
+        public IReadOnlyCollection<string> Names => checkpoint.Tensors.Keys.ToArray();
+        public long[] ShapeOf(string name) => checkpoint.Tensors[name].Info.Shape;
+        public Tensor Read(string name, ScalarType dtype) => checkpoint.Read(name, dtype);
+    }
+}

@@ -1,0 +1,149 @@
+using SharpTune.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Quantization;
+
+/// <summary>
+/// A frozen linear layer whose weight is stored quantized (bitsandbytes' <c>Linear4bit</c> / <c>Linear8bitLt</c>):
+/// y = x · deq(W)ᵀ + b, with the input cast to the compute dtype and the output cast back, as bitsandbytes does. The
+/// weight is dequantized inside the forward pass and again in the backward (never kept between them), so a full-
+/// precision copy exists for one layer at a time. The bias stays a (frozen) parameter in the compute dtype.
+/// </summary>
+public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
+{
+    public readonly Parameter? bias;   // (out), compute dtype
+    private QuantizedWeight weight;
+
+    private QuantizedLinear(QuantizedWeight weight, Tensor? bias, ScalarType computeDtype, QuantizationOptions options)
+        : base(nameof(QuantizedLinear))
+    {
+        this.weight = weight;
+        ComputeDtype = computeDtype;
+        Options = options;
+        if (bias is not null) this.bias = new Parameter(bias.to(computeDtype).detach().clone().DetachFromDisposeScope(), requires_grad: false);
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Quantizes <paramref name="weight"/> (out, in) with <paramref name="options"/>; <paramref name="bias"/> (out) is
+    /// kept in the compute dtype. The inputs are not disposed.
+    /// </summary>
+    public static QuantizedLinear Quantize(Tensor weight, Tensor? bias, QuantizationOptions options)
+    {
+        options.Validated();
+        using var noGrad = no_grad();
+        QuantizedWeight stored = options.IsFourBit
+            ? FourBitCodec.For(options.Type).Quantize(weight, options.DoubleQuant)
+            : Int8RowwiseCodec.Quantize(weight);
+        return new QuantizedLinear(stored, bias, options.ComputeDtype, options);
+    }
+
+    /// <summary>Quantizes a loaded nn.Linear or GPT-2 Conv1D (whose (in, out) weight is transposed first).</summary>
+    public static QuantizedLinear FromLinear(nn.Module<Tensor, Tensor> layer, QuantizationOptions options) => layer switch
+    {
+        Linear linear => Quantize(linear.weight!, linear.bias, options),
+        Conv1D conv => Quantize(conv.weight.t(), conv.bias, options),
+        _ => throw new ArgumentException($"only Linear and Conv1D layers can be quantized, not {layer.GetType().Name}"),
+    };
+
+    /// <summary>The quantized weight (codes and statistics).</summary>
+    public QuantizedWeight Weight => weight;
+
+    /// <summary>The options the layer was quantized with.</summary>
+    public QuantizationOptions Options { get; }
+
+    /// <summary>The dtype the weight is dequantized to and the product computed in.</summary>
+    public ScalarType ComputeDtype { get; }
+
+    public long InFeatures => weight.InFeatures;
+    public long OutFeatures => weight.OutFeatures;
+
+    /// <summary>Bytes of the stored weight, bias included.</summary>
+    public long StorageBytes => weight.StorageBytes + (bias is null ? 0 : bias.numel() * bias.ElementSize);
+
+    /// <summary>The (out, in) weight dequantized to <paramref name="dtype"/> (a new tensor the caller owns).</summary>
+    public Tensor DequantizedWeight(ScalarType dtype)
+    {
+        using var noGrad = no_grad();
+        return weight.Dequantize(dtype);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var input = x.dtype == ComputeDtype ? x : x.to(ComputeDtype);
+        var y = input.requires_grad && is_grad_enabled()
+            ? QuantizedMatmul.Apply(input, weight)
+            : MatmulWithoutGrad(input);
+        if (bias is not null) y = y + bias;
+        return (y.dtype == x.dtype ? y : y.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A plain nn.Linear in <paramref name="dtype"/> holding <paramref name="fullWeight"/> (out, in) and this bias.</summary>
+    public Linear ToLinear(Tensor fullWeight, ScalarType dtype)
+    {
+        using var noGrad = no_grad();
+        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: fullWeight.device, dtype: dtype);
+        linear.weight!.copy_(fullWeight);
+        if (bias is not null) linear.bias!.copy_(bias);
+        linear.weight.requires_grad = false;
+        if (linear.bias is not null) linear.bias.requires_grad = false;
+        linear.train(training);
+        return linear;
+    }
+
+    private Tensor MatmulWithoutGrad(Tensor input)
+    {
+        using var noGrad = no_grad();
+        return weight.MatmulTransposed(input);
+    }
+
+    // Module.to(device) moves registered tensors; the quantized codes are not registered (they are not parameters and
+    // must keep their integer dtype), so they move here. A dtype change leaves them alone: the compute dtype is fixed.
+    protected override void _toEpilog(ScalarType? dtype, Device device, bool non_blocking)
+    {
+        base._toEpilog(dtype, device, non_blocking);
+        if (device is null) return;
+        var moved = weight.To(device);
+        if (!ReferenceEquals(moved, weight))
+        {
+            weight.Dispose();
+            weight = moved;
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) weight.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>
+/// x · deq(W)ᵀ as an autograd function that keeps only x's shape for the backward, not the dequantized weight
+/// (bitsandbytes' MatMul4Bit): the backward dequantizes again. The weight itself never takes a gradient.
+/// </summary>
+internal sealed class QuantizedMatmul : autograd.SingleTensorFunction<QuantizedMatmul>
+{
+    public override string Name => nameof(QuantizedMatmul);
+
+    public static Tensor Apply(Tensor input, QuantizedWeight weight) => apply(input, weight);
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var input = (Tensor)vars[0];
+        var weight = (QuantizedWeight)vars[1];
+        ctx.save_data("weight", weight);
+        using var noGrad = no_grad();
+        return weight.MatmulTransposed(input);
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        var weight = (QuantizedWeight)ctx.get_data("weight");
+        using var noGrad = no_grad();
+        return [weight.BackwardInput(gradOutput), null!];
+    }
+}

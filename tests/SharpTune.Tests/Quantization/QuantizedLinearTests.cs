@@ -1,0 +1,78 @@
+using SharpTune.Models;
+using SharpTune.Quantization;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SharpTune.Tests.Quantization;
+
+public class QuantizedLinearTests
+{
+    [Theory]
+    [InlineData(QuantizationType.Nf4, ScalarType.Float32)]
+    [InlineData(QuantizationType.Fp4, ScalarType.Float32)]
+    [InlineData(QuantizationType.Int8, ScalarType.Float32)]
+    [InlineData(QuantizationType.Nf4, ScalarType.BFloat16)]
+    public void OutputAndInputGradientEqualThoseOfTheDequantizedWeight(QuantizationType type, ScalarType compute)
+    {
+        torch.manual_seed(5);
+        using var w = randn(24, 128) * 0.1;
+        using var b = randn(24) * 0.1;
+        using var layer = QuantizedLinear.Quantize(w, b, new QuantizationOptions(type, compute));
+        using var deq = layer.DequantizedWeight(ScalarType.Float32);
+
+        using var x = randn(2, 3, 128).requires_grad_(true);
+        var y = layer.forward(x);
+        Assert.Equal(ScalarType.Float32, y.dtype);                       // cast back to the input's dtype
+        using var x2 = x.detach().clone().requires_grad_(true);
+        var reference = F.linear(x2.to(compute), deq.to(compute), b.to(compute)).to(ScalarType.Float32);
+        var tolerance = compute == ScalarType.Float32 ? 1e-5 : 2e-2;
+        Assert.True(y.allclose(reference, rtol: tolerance, atol: tolerance), $"max diff {(y - reference).abs().max().item<float>()}");
+
+        using var upstream = randn(2, 3, 24);
+        (y * upstream).sum().backward();
+        (reference * upstream).sum().backward();
+        Assert.True(x.grad!.allclose(x2.grad!, rtol: tolerance, atol: tolerance));
+    }
+
+    [Fact]
+    public void QuantizedLoadEqualsQuantizingTheLoadedModelAndReportsItsSize()
+    {
+        using var dir = new TempDir();
+        using (var source = TestModels.Create("qwen2")) PretrainedModel.Save(source, dir.Path);   // q/k/v biases too
+        var options = new QuantizationOptions(QuantizationType.Nf4, ScalarType.Float32);
+        using var loaded = PretrainedModel.Load(dir.Path, quantization: options);
+        using var reference = PretrainedModel.Load(dir.Path, ScalarType.Float32);
+        ModelQuantizer.Quantize(reference, options);
+
+        Assert.Equal(14, ModelQuantizer.QuantizedLayers(loaded).Count);   // 2 layers × (q, k, v, o, gate, up, down)
+        Assert.DoesNotContain(ModelQuantizer.QuantizedLayers(loaded), l => l.Path.Contains("lm_head"));
+        using var ids = tensor(new long[,] { { 1, 5, 9, 33, 7 } });
+        using var noGrad = no_grad();
+        Assert.True(loaded.Forward(ids).equal(reference.Forward(ids)).all().item<bool>());
+
+        var measured = QuantizationReport.Of(loaded);
+        Assert.Equal(measured, QuantizationReport.Estimate(dir.Path, options));
+        Assert.InRange(measured.BitsPerQuantizedWeight, 4.12, 4.2);   // 4 + 8/64 + 32/(64·256) = 4.127
+    }
+
+    [Fact]
+    public void QuantizedModelIsCloseToTheFullPrecisionOneAndRefusesToBeSavedWhole()
+    {
+        using var dir = new TempDir();
+        using (var source = TestModels.Create("gpt2")) PretrainedModel.Save(source, dir.Path);   // Conv1D layers
+        using var full = PretrainedModel.Load(dir.Path, ScalarType.Float32);
+        using var int8 = PretrainedModel.Load(dir.Path, quantization: new QuantizationOptions(QuantizationType.Int8, ScalarType.Float32));
+        Assert.Equal(8, ModelQuantizer.QuantizedLayers(int8).Count);       // c_attn, c_proj, c_fc, mlp.c_proj × 2
+        using var ids = tensor(new long[,] { { 1, 5, 9, 33, 7 } });
+        using (no_grad())
+        {
+            using var a = full.Forward(ids);
+            using var b = int8.Forward(ids);
+            var relative = ((a - b).norm() / a.norm()).item<float>();
+            Assert.InRange(relative, 1e-6, 0.02);
+        }
+        var e = Assert.Throws<NotSupportedException>(() => PretrainedModel.Save(int8, Path.Combine(dir.Path, "out")));
+        Assert.Contains("merge", e.Message);
+    }
+}
