@@ -45,6 +45,9 @@ public sealed record ServerOptions
     /// <summary>Compute dtype ("f32", "bf16"…); null keeps the checkpoint's.</summary>
     public string? Dtype { get; init; }
 
+    /// <summary>Serve a quantized base (nf4/fp4/int8 linear layers; adapters wrap them); null = full precision.</summary>
+    public SharpTune.Quantization.QuantizationOptions? Quantization { get; init; }
+
     /// <summary>
     /// A folder of training runs to show at <c>/dashboard</c> (the runs dashboard) beside the API; null = no dashboard.
     /// The page and its <c>/api/runs</c> data are not behind the API key.

@@ -30,7 +30,8 @@ public static class SharpTuneServer
     {
         Validate(options);
         TorchRuntime.EnsureInitialised();
-        var model = PretrainedModel.Load(options.ModelDir, options.Dtype is null ? null : ModelFactory.ParseDtype(options.Dtype), TorchRuntime.DefaultDevice);
+        var model = PretrainedModel.Load(options.ModelDir, options.Dtype is null ? null : ModelFactory.ParseDtype(options.Dtype), TorchRuntime.DefaultDevice,
+            options.Quantization);
         ServedModel? served = null;
         AdapterRegistry? registry = null;
         InferenceEngine? engine = null;

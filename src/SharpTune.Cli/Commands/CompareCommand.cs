@@ -16,9 +16,12 @@ internal static class CompareCommand
         {
             config, methods, output,
         };
+        var quantize = new QuantizeOptions();
+        quantize.AddTo(command);
         command.SetAction(parse =>
         {
             var options = TrainingConfigFile.Load(parse.GetValue(config)!);
+            options = quantize.ApplyTo(options, parse);   // flags win over the config's quantize / compute_dtype / double_quant
             var names = parse.GetValue(methods)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var dir = parse.GetValue(output) ?? Path.Combine("runs", $"compare-{DateTime.Now:yyyyMMdd-HHmmss}");
             try

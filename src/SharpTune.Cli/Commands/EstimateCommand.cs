@@ -28,9 +28,11 @@ internal static class EstimateCommand
         var datasetTokens = new Option<long?>("--dataset-tokens") { Description = "Tokens in one epoch, for per-epoch FLOPs and time" };
         var utilization = new Option<double?>("--utilization") { Description = "Fraction of peak reached (default: 0.3 on this CPU, 0.4 on GPUs)" };
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON" };
+        var quantize = new Option<string?>("--quantize") { Description = "nf4|fp4|int8: the base's linear layers stored quantized (--dtype is the compute dtype)" };
+        var doubleQuant = new Option<bool>("--double-quant") { Description = "With 4-bit --quantize: quantize the absmax too", DefaultValueFactory = _ => true };
 
         var command = new Command("estimate", "Estimate memory, time and cost of fine-tuning before running it.");
-        foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, datasetTokens, utilization, json })
+        foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, datasetTokens, utilization, json, quantize, doubleQuant })
             command.Options.Add(option);
         command.Subcommands.Add(EstimateCostCommand.Create());
         command.SetAction(parseResult =>
@@ -49,6 +51,7 @@ internal static class EstimateCommand
                     Dtype = parseResult.GetValue(dtype)!, LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
                     TargetModules = parseResult.GetValue(targets), GradientCheckpointing = parseResult.GetValue(checkpointing),
                     DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
+                    Quantize = parseResult.GetValue(quantize), DoubleQuant = parseResult.GetValue(doubleQuant),
                 };
                 var estimate = TrainingEstimator.Estimate(TrainingEstimator.LoadConfig(source), settings, source);
                 Console.Out.WriteLine(parseResult.GetValue(json)
@@ -74,7 +77,7 @@ internal static class EstimateTable
         var c = CultureInfo.InvariantCulture;
         var s = e.Settings;
         var w = new StringWriter(c);
-        w.WriteLine($"{e.Model}: method {s.Method}, dtype {s.Dtype}, batch {s.MicroBatchSize} × seq {s.SequenceLength}");
+        w.WriteLine($"{e.Model}: method {s.Method}, dtype {s.Dtype}{(s.Quantize is null ? "" : $", base {s.QuantizationSettings()}")}, batch {s.MicroBatchSize} × seq {s.SequenceLength}");
         w.WriteLine(string.Format(c, "parameters: {0:N0} total, {1:N0} trainable ({2:P2}){3}", e.Parameters.Total, e.Parameters.Trainable,
             (double)e.Parameters.Trainable / e.Parameters.Total,
             e.Parameters.TargetModules.Count > 0 ? $", targets {string.Join(",", e.Parameters.TargetModules)}" : ""));

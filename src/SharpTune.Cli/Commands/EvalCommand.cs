@@ -32,10 +32,13 @@ public static class EvalCommand
         {
             model, dtype, adapter, adapters, data, metrics, maxTokens, batchSize, output, labelMode, labels, maxExamples, stemmer, chatTemplate,
         };
+        var quantize = new QuantizeOptions();
+        quantize.AddTo(command);
         command.SetAction(parse =>
         {
             try
             {
+                var quantization = quantize.Parse(parse);
                 var candidates = (parse.GetValue(adapter) ?? []).Select(EvaluationCandidate.Parse)
                     .Concat((parse.GetValue(adapters) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(EvaluationCandidate.Parse))
                     .ToList();
@@ -56,7 +59,8 @@ public static class EvalCommand
                 var dtypeValue = ModelOptions.ParseDtype(parse.GetValue(dtype));
                 if (candidates.Count == 1)
                 {
-                    var result = EvaluationJob.Run(parse.GetValue(model)!, candidates[0], testData, options, dtypeValue, parse.GetValue(chatTemplate), progress);
+                    var result = EvaluationJob.Run(parse.GetValue(model)!, candidates[0], testData, options, dtypeValue, parse.GetValue(chatTemplate), progress,
+                        quantization: quantization);
                     var files = EvaluationReportWriter.Write(result, outputDir);
                     foreach (var (name, value) in result.Metrics) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-14} {value:0.####}"));
                     foreach (var (name, signature) in result.Signatures) Console.WriteLine($"{name} signature: {signature}");
@@ -64,7 +68,8 @@ public static class EvalCommand
                 }
                 else
                 {
-                    var comparison = EvaluationJob.Compare(parse.GetValue(model)!, candidates, testData, options, dtypeValue, parse.GetValue(chatTemplate), progress);
+                    var comparison = EvaluationJob.Compare(parse.GetValue(model)!, candidates, testData, options, dtypeValue, parse.GetValue(chatTemplate), progress,
+                        quantization: quantization);
                     var json = ComparisonReportWriter.Write(comparison, outputDir);
                     Console.WriteLine($"{"metric",-14} " + string.Join(" ", comparison.Names.Select(n => $"{n,14}")));
                     foreach (var m in comparison.Metrics)

@@ -32,6 +32,8 @@ internal static class GenerateCommand
             model, dtype, prompt, promptIds, printIds, maxTokens, temperature, topP, topK, repetition, seed, stop, noCache, truncate,
             adapter, chat, chatTemplate, jsonSchema,
         };
+        var quantize = new QuantizeOptions();
+        quantize.AddTo(command);
         command.SetAction(parse =>
         {
             var text = parse.GetValue(prompt);
@@ -42,7 +44,7 @@ internal static class GenerateCommand
                 return 2;
             }
             using var loaded = LoadedModel.Load(parse.GetValue(model)!, parse.GetValue(adapter), ModelOptions.ParseDtype(parse.GetValue(dtype)),
-                parse.GetValue(chatTemplate));
+                parse.GetValue(chatTemplate), quantize.Parse(parse));
             var lm = loaded.Model;
             var options = new GenerationOptions
             {

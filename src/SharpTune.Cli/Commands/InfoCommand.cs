@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using SharpTune.IO;
 using SharpTune.Models;
+using SharpTune.Quantization;
 
 namespace SharpTune.Cli.Commands;
 
@@ -13,9 +14,13 @@ internal static class InfoCommand
         var model = ModelOptions.Model();
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var command = new Command("info", "Show a model's architecture, size, dtype, context length, vocabulary and licence") { model, json };
+        var quantize = new QuantizeOptions();
+        quantize.AddTo(command);
         command.SetAction(parse =>
         {
             var dir = ModelOptions.ResolveDir(parse.GetValue(model)!);
+            var quantization = quantize.Parse(parse);
+            var quantized = quantization is null ? null : QuantizationReport.Estimate(dir, quantization);
             var config = ModelConfig.Load(dir);
             using var checkpoint = HfCheckpoint.Open(dir);
             var parameters = checkpoint.Tensors.Values.Sum(t => t.Info.Shape.Aggregate(1L, (a, b) => a * b));
@@ -36,6 +41,17 @@ internal static class InfoCommand
                 key_value_heads = config.NumKeyValueHeads,
                 tied_embeddings = config.TieWordEmbeddings,
                 license,
+                quantized = quantized is null ? null : new
+                {
+                    format = quantization!.ToString(),
+                    quantized_weights = quantized.QuantizedWeights,
+                    quantized_bytes = quantized.QuantizedBytes,
+                    bytes_per_weight = quantized.BytesPerQuantizedWeight,
+                    bits_per_weight = quantized.BitsPerQuantizedWeight,
+                    other_weights = quantized.OtherWeights,
+                    other_bytes = quantized.OtherBytes,
+                    total_bytes = quantized.TotalBytes,
+                },
             };
             if (parse.GetValue(json))
             {
@@ -49,6 +65,13 @@ internal static class InfoCommand
             Console.WriteLine($"vocabulary      {info.vocab_size}");
             Console.WriteLine($"layers          {info.layers} × hidden {info.hidden_size}, {info.attention_heads} heads ({info.key_value_heads} key/value)");
             Console.WriteLine($"licence         {license ?? "(not stated)"}");
+            if (quantized is not null)
+            {
+                Console.WriteLine($"quantized       {quantization}: {quantized.QuantizedWeights:N0} linear weights in " +
+                    $"{QuantizationReport.Bytes(quantized.QuantizedBytes)} ({quantized.BytesPerQuantizedWeight:F4} bytes = {quantized.BitsPerQuantizedWeight:F3} bits per weight)");
+                Console.WriteLine($"kept            {quantized.OtherWeights:N0} weights (embeddings, norms, head, biases) in {QuantizationReport.Bytes(quantized.OtherBytes)}");
+                Console.WriteLine($"total           {QuantizationReport.Bytes(quantized.TotalBytes)} ({quantized.TotalBytes:N0} bytes)");
+            }
             return 0;
         });
         return command;

@@ -3,6 +3,7 @@ using System.CommandLine;
 using SharpTune.Advisors.License;
 using SharpTune.Models;
 using SharpTune.Peft;
+using SharpTune.Quantization;
 
 namespace SharpTune.Cli.Commands;
 
@@ -16,11 +17,23 @@ internal static class MergeCommand
         var output = new Option<string>("--out") { Description = "Output folder for the merged model", Required = true };
         var dtype = new Option<string?>("--dtype") { Description = "dtype to save (default: the base checkpoint's)" };
         var command = new Command("merge", "Merge an adapter into the base model and save it in Hugging Face layout") { model, adapter, output, dtype };
+        var quantize = new QuantizeOptions();
+        quantize.AddTo(command);
         command.SetAction(parse =>
         {
             var modelDir = ModelOptions.ResolveDir(parse.GetValue(model)!);
             if (LicenseWarning.For(modelDir) is { } warning) Console.Error.WriteLine($"warning: {warning}");
             var saveDtype = ModelOptions.ParseDtype(parse.GetValue(dtype));
+            if (quantize.Parse(parse) is { } quantization)
+            {
+                var outputDir = parse.GetValue(output)!;
+                QuantizedMerge.Run(modelDir, parse.GetValue(adapter)!, outputDir, quantization,
+                    parse.GetValue(quantize.ComputeDtype) is not null, saveDtype);
+                Console.Error.WriteLine($"merged into the {quantization.TypeName} base dequantized to " +
+                    $"{ModelFactory.DtypeName(quantization.ComputeDtype)}; saved in {ModelFactory.DtypeName(quantization.ComputeDtype)} to {outputDir}");
+                Console.WriteLine(outputDir);
+                return 0;
+            }
             // Merge in fp32 whatever the checkpoint's dtype: merging into reduced-precision weights loses the update.
             using var lm = PretrainedModel.Load(modelDir, TorchSharp.torch.ScalarType.Float32);
             var checkpointDtype = lm.Config.TorchDtype is { } name ? ModelFactory.ParseDtype(name) : TorchSharp.torch.ScalarType.Float32;

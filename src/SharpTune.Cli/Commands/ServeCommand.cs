@@ -26,6 +26,8 @@ internal static class ServeCommand
             model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, timeout, runs,
         };
         jobs.AddTo(command);
+        var quantize = new QuantizeOptions();
+        quantize.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var apiKeys = (parse.GetValue(keys) ?? []).ToList();
@@ -61,6 +63,7 @@ internal static class ServeCommand
                 MaxQueue = parse.GetValue(maxQueue),
                 RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
                 Dtype = parse.GetValue(dtype),
+                Quantization = quantize.Parse(parse),
                 ChatTemplate = parse.GetValue(template),
                 RunsDir = parse.GetValue(runs),
                 FineTuning = fineTuning,

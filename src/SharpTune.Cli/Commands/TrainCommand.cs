@@ -47,6 +47,8 @@ internal static class TrainCommand
             labelSmoothing, precompute,
         };
         grpo.AddTo(command);
+        var quantize = new QuantizeOptions();
+        quantize.AddTo(command);
         command.SetAction(parse =>
         {
             var options = parse.GetValue(config) is { } path ? TrainingConfigFile.Load(path) : new TrainingOptions();
@@ -81,6 +83,7 @@ internal static class TrainCommand
                 PrecomputeRefLogProbs = parse.GetValue(precompute) ?? options.PrecomputeRefLogProbs,
             };
             options = grpo.Apply(parse, options);
+            options = quantize.ApplyTo(options, parse);
             options = options with { Output = parse.GetValue(output) ?? (options.Output == new TrainingOptions().Output ? DefaultRunDir(options) : options.Output) };
             if (options.Model.Length == 0 || options.Data.Length == 0)
             {

@@ -26,21 +26,23 @@ public static class EvaluationJob
 {
     /// <summary>Evaluates one model (with <paramref name="candidate"/>'s adapter) on <paramref name="data"/>.</summary>
     public static EvaluationResult Run(string model, EvaluationCandidate candidate, EvaluationData data, EvaluationOptions options,
-        ScalarType? dtype = null, string? chatTemplate = null, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
+        ScalarType? dtype = null, string? chatTemplate = null, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default,
+        Quantization.QuantizationOptions? quantization = null)
     {
-        using var loaded = LoadedModel.Load(model, candidate.Adapter, dtype, chatTemplate);
+        using var loaded = LoadedModel.Load(model, candidate.Adapter, dtype, chatTemplate, quantization);
         return new ModelEvaluator(loaded, options).Evaluate(data.Examples, candidate.Name, progress, cancellationToken)
             with { Model = model, Adapter = candidate.Adapter, Data = data.Path };
     }
 
     /// <summary>Evaluates every candidate on the same data and compares them (the first is the baseline).</summary>
     public static EvaluationComparison Compare(string model, IReadOnlyList<EvaluationCandidate> candidates, EvaluationData data, EvaluationOptions options,
-        ScalarType? dtype = null, string? chatTemplate = null, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
+        ScalarType? dtype = null, string? chatTemplate = null, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default,
+        Quantization.QuantizationOptions? quantization = null)
     {
         var names = candidates.Select(c => c.Name).ToArray();
         if (names.Distinct().Count() != names.Length)
             throw new ArgumentException($"candidate names must be distinct ({string.Join(", ", names)}): name them as name=DIR");
-        return EvaluationComparison.Compare(candidates.Select(c => Run(model, c, data, options, dtype, chatTemplate, progress, cancellationToken)).ToArray());
+        return EvaluationComparison.Compare(candidates.Select(c => Run(model, c, data, options, dtype, chatTemplate, progress, cancellationToken, quantization)).ToArray());
     }
 
     /// <summary>

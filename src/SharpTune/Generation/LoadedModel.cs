@@ -35,11 +35,13 @@ public sealed class LoadedModel : IDisposable
         $"{ModelDirectory} has no tokenizer.json: pass token ids instead of text");
 
     /// <summary>Loads <paramref name="modelOrRepoId"/> (+ adapter) in <paramref name="dtype"/> (null = the checkpoint's).</summary>
-    public static LoadedModel Load(string modelOrRepoId, string? adapterDir = null, ScalarType? dtype = null, string? chatTemplateName = null)
+    /// <param name="quantization">Load the decoder's linear layers quantized (the adapter, if any, wraps them).</param>
+    public static LoadedModel Load(string modelOrRepoId, string? adapterDir = null, ScalarType? dtype = null, string? chatTemplateName = null,
+        Quantization.QuantizationOptions? quantization = null)
     {
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(modelOrRepoId);
-        var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice);
+        var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
         IPeftAdapter? adapter = null;
         if (adapterDir is not null)
         {

@@ -3,6 +3,7 @@ using SharpTune.Data.Readers;
 using SharpTune.Hub;
 using SharpTune.Models;
 using SharpTune.Peft;
+using SharpTune.Quantization;
 using SharpTune.Runtime;
 using SharpTune.Tokenization;
 using SharpTune.Training.Objectives;
@@ -60,6 +61,11 @@ public static class FineTuneJob
             "grpo" => PromptExample.FromRow,
             _ => null,
         };
+        var quantization = options.QuantizationSettings();
+        if (quantization is not null && FineTuningMethods.CreateAdapter(options) is null)
+            throw new ArgumentException(
+                $"quantize {options.Quantize}: a quantized base is frozen, so method 'full' cannot train it; choose an adapter method " +
+                $"({string.Join(", ", FineTuningMethods.Names.Where(n => n != "full"))})");
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(options.Model);
         Directory.CreateDirectory(options.Output);
@@ -71,8 +77,10 @@ public static class FineTuneJob
         var (trainExamples, validationExamples) = ReadData(options, log, map);
         IReadOnlyList<TrainingExample> testExamples = options.Test is { } testPath ? ReadExamples(testPath, map: map) : [];
 
-        var dtype = ModelFactory.ParseDtype(options.Dtype);
-        using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice);
+        // A quantized base keeps its unquantized weights (embeddings, norms, head) in the compute dtype, as bitsandbytes does.
+        var dtype = quantization?.ComputeDtype ?? ModelFactory.ParseDtype(options.Dtype);
+        using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
+        if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
         model.GradientCheckpointing = options.GradientCheckpointing;
         manual_seed(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);

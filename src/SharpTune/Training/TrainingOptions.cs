@@ -49,6 +49,15 @@ public sealed record TrainingOptions
     public string? ChatTemplate { get; init; }
     /// <summary>f32 or bf16 compute for the frozen/base weights; trainable weights keep fp32 master copies.</summary>
     public string Dtype { get; init; } = "f32";
+    /// <summary>
+    /// nf4, fp4 or int8: load the frozen base with its decoder's linear layers quantized (QLoRA). Adapter methods only;
+    /// null keeps the base in <see cref="Dtype"/>.
+    /// </summary>
+    public string? Quantize { get; init; }
+    /// <summary>With <see cref="Quantize"/>: the dtype weights are dequantized to and unquantized weights kept in (bf16 default, f32).</summary>
+    public string? ComputeDtype { get; init; }
+    /// <summary>With a 4-bit <see cref="Quantize"/>: quantize the absmax statistics too (QLoRA's double quantization).</summary>
+    public bool DoubleQuant { get; init; } = true;
     /// <summary>Recompute each layer in the backward pass instead of keeping its activations (less memory, ~1/3 more compute).</summary>
     public bool GradientCheckpointing { get; init; }
     public long Seed { get; init; } = 42;
@@ -150,4 +159,9 @@ public sealed record TrainingOptions
     public string NonLinearity { get; init; } = "relu";
     /// <summary>ia3: the targets scaled on their input (comma-separated names or a regex); empty = PEFT's default.</summary>
     public string? FeedforwardModules { get; init; }
+
+    /// <summary>The parsed <see cref="Quantize"/> settings (null when not quantizing); a wrong value is a clear error.</summary>
+    public Quantization.QuantizationOptions? QuantizationSettings() => Quantize is null
+        ? null
+        : Quantization.QuantizationOptions.Parse(Quantize, ComputeDtype, DoubleQuant ? "true" : "false", "quantize");
 }

@@ -38,6 +38,23 @@ public class DpoJobTests
         return path;
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void DpoOnAnNf4BaseUsesTheQuantizedBaseWithAdaptersOffAsReference()
+    {
+        using var dir = new TempDir();
+        var options = new TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = WritePlain(dir.File("train.jsonl"), 24, 0), Validation = WritePlain(dir.File("val.jsonl"), 8, 24),
+            Output = Path.Combine(dir.Path, "run"), Objective = "dpo", Method = "lora", Beta = 0.2, MaxSteps = 10, LearningRate = 1e-2,
+            LrSchedule = "constant", WarmupSteps = 0, MicroBatchSize = 4, EvalEvery = 5, SaveEvery = 5, TargetModules = "all-linear",
+            Quantize = "nf4", ComputeDtype = "f32",
+        };
+        var result = FineTuneJob.Run(options);
+        // Policy = reference before training: both are the same NF4 base (adapter disabled for the reference).
+        Assert.Equal(Math.Log(2), result.InitialValidationLoss!.Value, 5);
+        Assert.True(result.Training.BestValidationLoss < Math.Log(2), $"best validation DPO loss {result.Training.BestValidationLoss}");
+    }
+
     [SharedAssetTheory("models/stories260K")]
     [InlineData("plain", "lora")]
     [InlineData("openai", "dora")]

@@ -24,6 +24,15 @@ public sealed record EstimateSettings
     public double? Utilization { get; init; }
     /// <summary>The logits are computed in chunks of this many tokens (<c>CausalLmLoss</c>'s default).</summary>
     public int LossChunkTokens { get; init; } = 2048;
+    /// <summary>nf4, fp4 or int8: the decoder's linear layers stored quantized (<see cref="Dtype"/> is then the compute dtype).</summary>
+    public string? Quantize { get; init; }
+    /// <summary>With a 4-bit <see cref="Quantize"/>: the absmax statistics quantized too.</summary>
+    public bool DoubleQuant { get; init; } = true;
+
+    /// <summary>The quantization settings, or null.</summary>
+    public Quantization.QuantizationOptions? QuantizationSettings() => Quantize is null ? null
+        : new Quantization.QuantizationOptions(Quantization.QuantizationOptions.ParseType(Quantize),
+            ComputeBytes == 4 ? TorchSharp.torch.ScalarType.Float32 : TorchSharp.torch.ScalarType.BFloat16, DoubleQuant);
 
     public bool IsFull => string.Equals(Method, "full", StringComparison.OrdinalIgnoreCase);
     public bool IsDora => string.Equals(Method, "dora", StringComparison.OrdinalIgnoreCase);
@@ -48,5 +57,8 @@ public sealed record EstimateSettings
         if (Utilization is <= 0 or > 1) throw new ArgumentException($"utilization must be in (0, 1], found {Utilization}");
         if (DatasetTokens is < 0) throw new ArgumentException($"dataset tokens must not be negative, found {DatasetTokens}");
         _ = ComputeBytes;
+        if (Quantize is not null && IsFull)
+            throw new ArgumentException($"quantize {Quantize}: a quantized base is frozen; estimate an adapter method (lora or dora)");
+        _ = QuantizationSettings();
     }
 }

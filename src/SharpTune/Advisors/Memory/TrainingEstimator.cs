@@ -50,7 +50,8 @@ public static class TrainingEstimator
         var b = settings.ComputeBytes;
         long tokens = (long)settings.SequenceLength * settings.MicroBatchSize;
 
-        var weights = (double)layout.TotalParameters * b + (settings.IsFull ? 0 : counts.Trainable * 4.0);
+        var baseWeights = BaseWeightBytes(layout, settings, out var dequantizeTransient);
+        var weights = baseWeights + (settings.IsFull ? 0 : counts.Trainable * 4.0);
         var gradientBytes = settings.IsFull ? b : 4;
         var gradients = (double)counts.Trainable * gradientBytes;
         var optimizer = counts.Trainable * (8.0 + (settings.IsFull && b != 4 ? 4 : 0));   // exp_avg, exp_avg_sq (+ fp32 master)
@@ -70,7 +71,7 @@ public static class TrainingEstimator
         MemoryBreakdown Breakdown(int layersKept)
         {
             var activations = held + layersKept * layer + logits;
-            var peak = weights + optimizer + Math.Max(activations + transient + headGradient, gradients + heldAtEnd);
+            var peak = weights + optimizer + Math.Max(activations + transient + headGradient, gradients + heldAtEnd) + dequantizeTransient;
             return new MemoryBreakdown(weights, gradients, optimizer, activations, logits, peak);
         }
         var plain = Breakdown(config.NumLayers);
@@ -82,7 +83,7 @@ public static class TrainingEstimator
         // fp32 logits of the last position per sequence.
         var widest = 2.0 * config.HiddenSize + 2.0 * kvWidth + (layout.IsGpt2 ? 2 : 3) * (double)config.IntermediateSize;
         var inferenceWorking = widest * tokens * b + settings.MicroBatchSize * (double)config.VocabSize * 4;
-        var inference = (double)layout.TotalParameters * b + kvCache + inferenceWorking;
+        var inference = baseWeights + kvCache + inferenceWorking + dequantizeTransient;
 
         var attentionWidth = layout.IsGpt2 ? config.HiddenSize : (double)config.NumHeads * config.HeadDim;
         var attentionFlops = 12.0 * config.NumLayers * attentionWidth * settings.SequenceLength;
@@ -111,6 +112,8 @@ public static class TrainingEstimator
             "GPU figures exclude the CUDA context and allocator caching (typically 0.5-1.5 GiB more).",
         };
         if (layout.IsGpt2) notes.Add("GPT-2 activations use the same accounting but were not checked against measured runs.");
+        if (settings.Quantize is not null)
+            notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
         if (settings.GradientCheckpointing)
             notes.Add("Gradient checkpointing is not implemented by SharpTune's trainer yet: this is what it would use.");
         return new TrainingEstimate(modelName, settings, counts, plain, checkpointed, inference, kvCache, flopsPerToken, flopsPerEpoch,
@@ -129,5 +132,28 @@ public static class TrainingEstimator
                 $"target modules {targets} match no linear layer of this {layout.Config.Architecture}; its linear layers are: " +
                 string.Join(", ", layout.Linears.Select(l => l.LeafName).Distinct()));
         return selected;
+    }
+
+    /// <summary>
+    /// Bytes of the base weights: all in the compute dtype, or with the decoder's linear weights quantized (codes and
+    /// statistics as QuantizationReport counts them). A quantized layer is dequantized inside its forward/backward, so
+    /// one layer's weight exists in full at a time: its fp32 values and the compute-dtype copy (<paramref name="transient"/>).
+    /// </summary>
+    public static double BaseWeightBytes(ModelLayout layout, EstimateSettings settings, out double transient)
+    {
+        var b = settings.ComputeBytes;
+        transient = 0;
+        if (settings.QuantizationSettings() is not { } quantization) return (double)layout.TotalParameters * b;
+        double bytes = (double)layout.OtherParameters * b;
+        long largest = 0;
+        foreach (var linear in layout.Linears)
+        {
+            var n = linear.InFeatures * linear.OutFeatures;
+            if (linear.LeafName == "lm_head") { bytes += (double)linear.Parameters * b; continue; }
+            bytes += Quantization.QuantizationReport.BytesFor(n, linear.OutFeatures, quantization) + (linear.HasBias ? linear.OutFeatures * b : 0);
+            largest = Math.Max(largest, n);
+        }
+        transient = quantization.IsFourBit ? largest * (4.0 + 4.0 + b) : largest * (double)b;
+        return bytes;
     }
 }

@@ -30,6 +30,7 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
     {
         { "full", "f32" },
         { "lora", "bf16" },
+        { "lora-nf4", "bf16" },
     };
 
     [ProcessMemoryTheory]
@@ -39,9 +40,17 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
         SharpTune.Runtime.TorchRuntime.EnsureInitialised();
         const int batch = 4, seq = 256;
         var config = ModelConfig.FromJson(Config());
-        var settings = new EstimateSettings { Method = method, Dtype = dtype, SequenceLength = seq, MicroBatchSize = batch, LoraR = 8 };
+        var quantized = method.EndsWith("-nf4");
+        var settings = new EstimateSettings
+        {
+            Method = quantized ? "lora" : method, Dtype = dtype, SequenceLength = seq, MicroBatchSize = batch, LoraR = 8,
+            Quantize = quantized ? "nf4" : null,
+        };
         var estimate = TrainingEstimator.Estimate(config, settings);
 
+        using var checkpoint = new TempDir();
+        if (quantized)   // the quantized base is loaded as users load it: straight from a checkpoint, layer by layer
+            using (var source = ModelFactory.Create(config, ScalarType.BFloat16)) PretrainedModel.Save(source, checkpoint.Path);
         WarmUp(config);
         // The resident high-water mark of one run wanders by tens of MB (allocator and thread-pool scratch); the median
         // of three runs is the figure compared.
@@ -49,7 +58,7 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
         for (var round = 0; round < 3; round++)
         {
             var before = ProcessMemory.ResetPeakAndReadResident();
-            RunSteps(config, method, ModelFactory.ParseDtype(dtype), batch, seq, steps: 2);
+            RunSteps(config, method, ModelFactory.ParseDtype(dtype), batch, seq, steps: 2, quantized ? checkpoint.Path : null);
             runs.Add(ProcessMemory.PeakResident() - before);
         }
         var measured = runs.Order().ElementAt(1);
@@ -72,10 +81,11 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
         RunSteps(small, "full", ScalarType.BFloat16, 2, 32, steps: 1);
     }
 
-    private static void RunSteps(ModelConfig config, string method, ScalarType dtype, int batch, int seq, int steps)
+    private static void RunSteps(ModelConfig config, string method, ScalarType dtype, int batch, int seq, int steps, string? nf4Checkpoint = null)
     {
         manual_seed(3);
-        using var model = ModelFactory.Create(config, dtype);
+        using var model = nf4Checkpoint is null ? ModelFactory.Create(config, dtype)
+            : PretrainedModel.Load(nf4Checkpoint, quantization: new SharpTune.Quantization.QuantizationOptions(SharpTune.Quantization.QuantizationType.Nf4, dtype));
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
         if (method == "full")
         {

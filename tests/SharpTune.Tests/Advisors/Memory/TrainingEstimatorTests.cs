@@ -79,6 +79,24 @@ public class TrainingEstimatorTests
         Assert.Equal(2.0 * 32 * 4096 * 128 * 2, fullBf16.KvCacheBytes);
     }
 
+    [Theory]
+    [InlineData("llama", "nf4", true)]
+    [InlineData("qwen2", "int8", false)]
+    [InlineData("gpt2", "fp4", false)]
+    public void QuantizedBaseWeightsEqualWhatTheQuantizedLoaderHolds(string kind, string quantize, bool doubleQuant)
+    {
+        using var dir = new TempDir();
+        using (var source = TestModels.Create(kind)) PretrainedModel.Save(source, dir.Path);
+        var settings = new EstimateSettings { Method = "lora", Dtype = "bf16", Quantize = quantize, DoubleQuant = doubleQuant };
+        var layout = ModelLayout.Of(ModelConfig.Load(dir.Path));
+        var estimated = TrainingEstimator.BaseWeightBytes(layout, settings, out var transient);
+        using var loaded = PretrainedModel.Load(dir.Path, quantization: settings.QuantizationSettings());
+        Assert.Equal(SharpTune.Quantization.QuantizationReport.Of(loaded).TotalBytes, (long)estimated);
+        Assert.True(transient > 0);
+        Assert.True(estimated < TrainingEstimator.BaseWeightBytes(layout, settings with { Quantize = null }, out _));
+        Assert.Contains("lora or dora", Assert.Throws<ArgumentException>(() => (settings with { Method = "full" }).Validate()).Message);
+    }
+
     [Fact]
     public void TimeUsesThePeakAndUtilisation()
     {
