@@ -29,4 +29,33 @@ internal static class BenchModels
         c.NumLayers * (2L * c.HiddenSize * c.NumHeads * c.HeadDim + 2L * c.HiddenSize * c.NumKeyValueHeads * c.HeadDim
                        + 3L * c.HiddenSize * c.IntermediateSize)
         + (long)c.HiddenSize * c.VocabSize;
+
+    /// <summary>
+    /// A checkpoint folder of the bench model <paramref name="name"/> (random weights, seed 0, bf16), written once by a
+    /// child process (<c>checkpoint NAME DIR</c>) under the temp folder, so loading it quantized is measured alone.
+    /// </summary>
+    public static string Checkpoint(string name)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"sharptune-bench-{name}-bf16");
+        if (File.Exists(Path.Combine(dir, "config.json"))) return dir;
+        var self = Environment.ProcessPath!;
+        var start = new System.Diagnostics.ProcessStartInfo(self) { RedirectStandardOutput = false };
+        if (Path.GetFileNameWithoutExtension(self) == "dotnet") start.ArgumentList.Add(typeof(BenchModels).Assembly.Location);
+        foreach (var a in new[] { "checkpoint", name, dir }) start.ArgumentList.Add(a);
+        using var child = System.Diagnostics.Process.Start(start)!;
+        child.WaitForExit();
+        if (child.ExitCode != 0) throw new InvalidOperationException($"writing the {name} checkpoint failed (exit {child.ExitCode})");
+        return dir;
+    }
+
+    /// <summary>Writes the random bench model <paramref name="name"/> in bf16 to <paramref name="dir"/> (the child's work).</summary>
+    public static void WriteCheckpoint(string name, string dir)
+    {
+        TorchSharp.torch.manual_seed(0);
+        using var model = ModelFactory.Create(Config(name), TorchSharp.torch.ScalarType.BFloat16);
+        var partial = dir + ".partial";
+        PretrainedModel.Save(model, partial);
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        Directory.Move(partial, dir);
+    }
 }

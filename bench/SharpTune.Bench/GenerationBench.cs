@@ -8,13 +8,16 @@ namespace SharpTune.Bench;
 /// <summary>Prefill and decode throughput with the KV cache, batch 1 and 8, and the per-step overhead.</summary>
 internal static class GenerationBench
 {
-    public static void Run(string configOrDir, string dtypeName, int batch, int promptLength, int newTokens)
+    /// <param name="quantize">nf4|fp4|int8: load the base quantized (from a checkpoint written by a child process for S/M).</param>
+    public static void Run(string configOrDir, string dtypeName, int batch, int promptLength, int newTokens, string? quantize = null)
     {
         var dtype = ModelFactory.ParseDtype(dtypeName);
         manual_seed(0);
+        var quantization = quantize is null ? null : SharpTune.Quantization.QuantizationOptions.Parse(quantize, dtypeName);
         using var model = Directory.Exists(configOrDir)
-            ? PretrainedModel.Load(configOrDir, dtype)
-            : ModelFactory.Create(BenchModels.Config(configOrDir), dtype);
+            ? PretrainedModel.Load(configOrDir, dtype, quantization: quantization)
+            : quantization is null ? ModelFactory.Create(BenchModels.Config(configOrDir), dtype)
+            : PretrainedModel.Load(BenchModels.Checkpoint(configOrDir), quantization: quantization);
         model.eval();
         var random = new Random(1);
         var prompts = Enumerable.Range(0, batch)
@@ -29,7 +32,7 @@ internal static class GenerationBench
         TokenGenerator.Generate(model, prompts, greedy with { MaxNewTokens = newTokens + 1 });
         var decodeSeconds = Math.Max(1e-9, full.Elapsed.TotalSeconds - prefillSeconds);
         var name = Directory.Exists(configOrDir) ? Path.GetFileName(Path.TrimEndingDirectorySeparator(configOrDir)) : configOrDir;
-        Console.WriteLine($"| {name} | {dtypeName} | {batch} | {batch * promptLength / prefillSeconds:N0} | " +
+        Console.WriteLine($"| {name}{(quantize is null ? "" : $" {quantize}")} | {dtypeName} | {batch} | {batch * promptLength / prefillSeconds:N0} | " +
                           $"{batch * newTokens / decodeSeconds:N0} | {decodeSeconds / newTokens * 1000:F2} | {MemoryProbe.PeakRssGiB():F2} |");
     }
 }

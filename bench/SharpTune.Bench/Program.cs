@@ -1,8 +1,9 @@
 using SharpTune.Bench;
 using SharpTune.Runtime;
 
-// dotnet run --project bench/SharpTune.Bench -c Release -- training S|M full|lora f32|bf16 [steps] [batch] [seq]
-// dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new]
+// dotnet run --project bench/SharpTune.Bench -c Release -- training S|M full|lora f32|bf16 [steps] [batch] [seq] [nf4|fp4|int8]
+// dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new] [nf4|fp4|int8]
+// dotnet run --project bench/SharpTune.Bench -c Release -- perplexity MODEL_DIR TEXT_FILE [lines]   (quality: f32 vs quantized)
 // dotnet run --project bench/SharpTune.Bench -c Release -- constrained S|M TOKENIZER_DIR f32|bf16 [new] [rounds]
 // dotnet run --project bench/SharpTune.Bench -c Release -- evaluation S [examples] [batch] [prompt] [answer]
 // dotnet run --project bench/SharpTune.Bench -c Release -- tokenizer-load [TOKENIZER_DIR]
@@ -19,10 +20,17 @@ switch (Arg(0, ""))
 {
     case "training":
         TrainingBench.Run(Arg(1, "S"), Arg(2, "lora"), Arg(3, "bf16"), int.Parse(Arg(4, "8")),
-            int.Parse(Arg(5, Arg(1, "S") == "M" ? "4" : "8")), int.Parse(Arg(6, "256")));
+            int.Parse(Arg(5, Arg(1, "S") == "M" ? "4" : "8")), int.Parse(Arg(6, "256")), args.Length > 7 ? args[7] : null);
         break;
     case "generation":
-        GenerationBench.Run(Arg(1, "S"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "128")), int.Parse(Arg(5, "64")));
+        GenerationBench.Run(Arg(1, "S"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "128")), int.Parse(Arg(5, "64")),
+            args.Length > 6 ? args[6] : null);
+        break;
+    case "perplexity":
+        QuantizedPerplexityBench.Run(Arg(1, ""), Arg(2, ""), int.Parse(Arg(3, "200")));
+        break;
+    case "checkpoint":   // the child process of BenchModels.Checkpoint
+        BenchModels.WriteCheckpoint(Arg(1, "M"), Arg(2, ""));
         break;
     case "constrained":
         ConstrainedBench.Run(Arg(1, "S"), Arg(2, "../shared/tokenizers/qwen3"), Arg(3, "f32"), int.Parse(Arg(4, "96")), int.Parse(Arg(5, "5")));

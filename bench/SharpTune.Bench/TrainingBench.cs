@@ -14,12 +14,16 @@ namespace SharpTune.Bench;
 /// </summary>
 internal static class TrainingBench
 {
-    public static void Run(string configName, string method, string dtypeName, int steps, int batch, int seq)
+    /// <param name="quantize">nf4|fp4|int8: the base is loaded quantized from a checkpoint of the same random model
+    /// (written by a child process, so its full-precision copy never counts in this process's peak RSS); null = none.</param>
+    public static void Run(string configName, string method, string dtypeName, int steps, int batch, int seq, string? quantize = null)
     {
         var config = BenchModels.Config(configName);
         var dtype = ModelFactory.ParseDtype(dtypeName);
         manual_seed(0);
-        using var model = ModelFactory.Create(config, dtype);
+        using var model = quantize is null
+            ? ModelFactory.Create(config, dtype)
+            : PretrainedModel.Load(BenchModels.Checkpoint(configName), quantization: SharpTune.Quantization.QuantizationOptions.Parse(quantize, dtypeName));
         IReadOnlyList<(string, TorchSharp.Modules.Parameter)> trainable;
         long adapterParams = 0;
         if (method == "full")
@@ -66,7 +70,7 @@ internal static class TrainingBench
         }
         var tokensPerSecond = measured * batch * seq / total;
         var achieved = tokensPerSecond * flopsPerToken;
-        Console.WriteLine($"| {configName} | {method} | {dtypeName} | {batch}×{seq} | {tokensPerSecond:N0} | {achieved / 1e9:F0} | " +
+        Console.WriteLine($"| {configName} | {method}{(quantize is null ? "" : $" on {quantize}")} | {dtypeName} | {batch}×{seq} | {tokensPerSecond:N0} | {achieved / 1e9:F0} | " +
                           $"{achieved / measuredPeak:P0} of {measuredPeak / 1e9:F0} | {achieved / PeakProbe.Design(dtype):P0} | {MemoryProbe.PeakRssGiB():F2} |");
     }
 }
