@@ -74,7 +74,7 @@ public static class PretrainedModel
         };
     }
 
-    private sealed class CheckpointSource(CheckpointIndex checkpoint) : ITensorSource
+    internal sealed class CheckpointSource(CheckpointIndex checkpoint) : ITensorSource
     {
         public IReadOnlyCollection<string> Names => checkpoint.Tensors.Keys.ToArray();
         public long[] ShapeOf(string name) => checkpoint.Tensors[name].Info.Shape;

@@ -74,27 +74,30 @@ public static class ModelQuantizer
         var model = ModelFactory.CreateOnMeta(config, dtype ?? options.ComputeDtype);
         try
         {
-            var consumed = new HashSet<string>();
+            var source = new PretrainedModel.CheckpointSource(checkpoint);
+            // Stored names as the full-precision loader resolves them (base prefix, multimodal layouts, aliases).
+            var resolved = CheckpointNames.Resolve(model, source, model.state_dict().Keys);
+            var consumed = new HashSet<string>(StringComparer.Ordinal);
             foreach (var (path, module) in Targets(model))
             {
                 var name = path + ".weight";
-                var isConv1D = module is Conv1D;
-                var expected = ((nn.Module<Tensor, Tensor>)module).named_parameters().First(p => p.name == "weight").parameter.shape;
-                if (!checkpoint.Tensors.TryGetValue(name, out var stored))
+                var layer = (nn.Module<Tensor, Tensor>)module;
+                var expected = layer.named_parameters().First(p => p.name == "weight").parameter.shape;
+                if (!resolved.Sources.TryGetValue(name, out var stored))
                     throw new InvalidDataException($"{modelDir}: the weights do not match {config.Architecture}: missing tensor {name}");
-                if (!stored.Info.Shape.SequenceEqual(expected))
+                if (!source.ShapeOf(stored).SequenceEqual(expected))
                     throw new InvalidDataException(
-                        $"{modelDir}: tensor {name} has shape [{string.Join(", ", stored.Info.Shape)}], {config.Architecture} expects [{string.Join(", ", expected)}]");
-                var bias = ((nn.Module<Tensor, Tensor>)module).named_parameters().FirstOrDefault(p => p.name == "bias").parameter;
+                        $"{modelDir}: tensor {stored} has shape [{string.Join(", ", source.ShapeOf(stored))}], {config.Architecture} expects [{string.Join(", ", expected)}]");
+                var bias = layer.named_parameters().FirstOrDefault(p => p.name == "bias").parameter;
                 QuantizedLinear quantized;
-                using (var weight = checkpoint.Read(name, ScalarType.Float32))
+                using (var weight = source.Read(stored, ScalarType.Float32))
                 using (var placeholderBias = bias is null ? null : zeros(bias.shape, ScalarType.Float32))
-                    quantized = QuantizedLinear.Quantize(isConv1D ? weight.t() : weight, placeholderBias, options);   // bias loaded below
+                    quantized = QuantizedLinear.Quantize(module is Conv1D ? weight.t() : weight, placeholderBias, options);   // bias loaded below
                 ModuleSurgery.Replace(model, path, quantized);
-                consumed.Add(name);
+                consumed.Add(stored);
             }
             MetaMaterializer.Materialize(model);
-            WeightLoader.Load(model, new CheckpointTensors(checkpoint), modelDir, consumed);
+            WeightLoader.Load(model, source, modelDir, consumed);
             foreach (var p in model.parameters()) p.requires_grad = false;   // a quantized base is frozen by definition
             if (device is not null && device.type != DeviceType.CPU) model.to(device);
             model.eval();
@@ -105,12 +108,5 @@ public static class ModelQuantizer
             model.Dispose();
             throw;
         }
-    }
-
-    private sealed class CheckpointTensors(CheckpointIndex checkpoint) : ITensorSource
-    {
-        public IReadOnlyCollection<string> Names => checkpoint.Tensors.Keys.ToArray();
-        public long[] ShapeOf(string name) => checkpoint.Tensors[name].Info.Shape;
-        public Tensor Read(string name, ScalarType dtype) => checkpoint.Read(name, dtype);
     }
 }

@@ -1,4 +1,5 @@
 using SharpTune.Models;
+using SharpTune.Peft;
 using SharpTune.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -35,17 +36,23 @@ public class QuantizedLinearTests
         Assert.True(x.grad!.allclose(x2.grad!, rtol: tolerance, atol: tolerance));
     }
 
-    [Fact]
-    public void QuantizedLoadEqualsQuantizingTheLoadedModelAndReportsItsSize()
+    [Theory]
+    [InlineData("qwen2")]     // q/k/v biases
+    [InlineData("qwen3")]
+    [InlineData("gemma3")]
+    [InlineData("phi3")]      // fused qkv_proj and gate_up_proj
+    [InlineData("smollm3")]
+    public void QuantizedLoadEqualsQuantizingTheLoadedModelAndReportsItsSize(string kind)
     {
         using var dir = new TempDir();
-        using (var source = TestModels.Create("qwen2")) PretrainedModel.Save(source, dir.Path);   // q/k/v biases too
+        using (var source = TestModels.Create(kind)) PretrainedModel.Save(source, dir.Path);
         var options = new QuantizationOptions(QuantizationType.Nf4, ScalarType.Float32);
         using var loaded = PretrainedModel.Load(dir.Path, quantization: options);
         using var reference = PretrainedModel.Load(dir.Path, ScalarType.Float32);
+        var perLayer = kind == "phi3" ? 4 : 7;   // q, k, v, o, gate, up, down — or Phi-3's fused qkv_proj, o, gate_up_proj, down
+        Assert.Equal(perLayer * reference.Config.NumLayers, ModelQuantizer.Targets(reference).Count);
         ModelQuantizer.Quantize(reference, options);
-
-        Assert.Equal(14, ModelQuantizer.QuantizedLayers(loaded).Count);   // 2 layers × (q, k, v, o, gate, up, down)
+        Assert.Equal(perLayer * reference.Config.NumLayers, ModelQuantizer.QuantizedLayers(loaded).Count);
         Assert.DoesNotContain(ModelQuantizer.QuantizedLayers(loaded), l => l.Path.Contains("lm_head"));
         using var ids = tensor(new long[,] { { 1, 5, 9, 33, 7 } });
         using var noGrad = no_grad();
