@@ -46,12 +46,17 @@ internal static class GenerateCommand
             using var loaded = LoadedModel.Load(parse.GetValue(model)!, parse.GetValue(adapter), ModelOptions.ParseDtype(parse.GetValue(dtype)),
                 parse.GetValue(chatTemplate), quantize.Parse(parse));
             var lm = loaded.Model;
+            // Options the user did not give come from the model's generation_config.json (do_sample, temperature, top_p, top_k).
+            var (sampledTemperature, sampledTopP, sampledTopK) = lm.Config.Generation.Resolve(
+                parse.GetResult(temperature) is { Implicit: false } ? parse.GetValue(temperature) : null,
+                parse.GetResult(topP) is { Implicit: false } ? parse.GetValue(topP) : null,
+                parse.GetResult(topK) is { Implicit: false } ? parse.GetValue(topK) : null, defaultTemperature: 0.8);
             var options = new GenerationOptions
             {
                 MaxNewTokens = parse.GetValue(maxTokens),
-                Temperature = parse.GetValue(temperature),
-                TopP = parse.GetValue(topP),
-                TopK = parse.GetValue(topK),
+                Temperature = sampledTemperature,
+                TopP = sampledTopP,
+                TopK = sampledTopK,
                 RepetitionPenalty = parse.GetValue(repetition),
                 Seed = parse.GetValue(seed),
                 Overflow = parse.GetValue(truncate) ? ContextOverflow.TruncatePromptLeft : ContextOverflow.Error,

@@ -99,6 +99,8 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         var stops = chat ? request.Stop.Concat(format.ImpliedStops).Distinct().ToArray() : request.Stop;
         var field = chat ? "messages" : "prompt";
         var context = served.ContextLength;
+        // What the request leaves out comes from the model's generation_config.json, as transformers' generate does.
+        var sampling = served.Model.Config.Generation.Resolve(request.Temperature, request.TopP, topK: null);
         return prompts.Select((prompt, i) =>
         {
             if (prompt.Count == 0)
@@ -118,8 +120,9 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                 PromptIds = prompt,
                 Rows = request.N,
                 MaxTokens = maxTokens,
-                Temperature = request.Temperature,
-                TopP = request.TopP,
+                Temperature = sampling.Temperature,
+                TopP = sampling.TopP,
+                TopK = sampling.TopK,
                 Seed = request.Seed,
                 Stops = stops,
                 Adapter = adapter,

@@ -18,9 +18,9 @@ public sealed record CompletionRequest
     public int? MaxTokens { get; init; }
 
     /// <summary>OpenAI's default is 1; 0 = greedy.</summary>
-    public double Temperature { get; init; } = 1.0;
+    public double? Temperature { get; init; }
 
-    public double TopP { get; init; } = 1.0;
+    public double? TopP { get; init; }
 
     /// <summary>Completions per prompt.</summary>
     public int N { get; init; } = 1;

@@ -43,8 +43,8 @@ public static class CompletionRequestParser
             Messages = chat ? Messages(json) : null,
             Prompts = chat ? null : Prompts(json),
             MaxTokens = maxTokens,
-            Temperature = OptionalDouble(json, "temperature", 0, 2) ?? 1.0,
-            TopP = OptionalDouble(json, "top_p", 0, 1) is { } p ? (p == 0 ? throw ApiException.BadField("top_p", "'top_p' must be greater than 0") : p) : 1.0,
+            Temperature = OptionalDouble(json, "temperature", 0, 2),   // unset: the model's generation_config.json, else 1
+            TopP = OptionalDouble(json, "top_p", 0, 1) is { } p ? (p == 0 ? throw ApiException.BadField("top_p", "'top_p' must be greater than 0") : p) : null,
             N = n,
             Stop = Stops(json),
             Seed = json["seed"] is null ? null : Number(json, "seed", v => v.TryGetValue<long>(out var s) ? s : (long?)null, "an integer"),

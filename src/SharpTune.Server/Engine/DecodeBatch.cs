@@ -68,7 +68,7 @@ internal sealed class DecodeBatch : IDisposable
         var slotList = new List<RequestSlot>();
         foreach (var request in requests)
         {
-            var options = new GenerationOptions { Temperature = request.Temperature, TopP = request.TopP, Seed = request.Seed };
+            var options = new GenerationOptions { Temperature = request.Temperature, TopP = request.TopP, TopK = request.TopK, Seed = request.Seed };
             slotList.Add(new RequestSlot(request, rowList.Count, new TokenSampler(options)));
             var vocabulary = request.Grammar is null ? null : TokenVocabulary.For(tokenizer, model.Config.VocabSize);
             for (var i = 0; i < request.Rows; i++)

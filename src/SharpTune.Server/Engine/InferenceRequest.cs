@@ -46,6 +46,9 @@ public sealed class InferenceRequest : EngineItem
     /// <summary>Nucleus threshold (1 = off).</summary>
     public double TopP { get; init; } = 1.0;
 
+    /// <summary>Keep only the k most likely tokens (0 = off); from the model's generation_config.json.</summary>
+    public int TopK { get; init; }
+
     /// <summary>Sampling seed; each request samples with its own generator, so batch neighbours do not change it.</summary>
     public long? Seed { get; init; }
 

@@ -57,6 +57,8 @@ public sealed partial record ModelConfig
     /// Gemma3ForConditionalGeneration checkpoint); weight names are mapped from that layout.
     /// </summary>
     public string? CheckpointArchitecture { get; init; }
+    /// <summary>The folder's generation_config.json (its EOS ids are already part of <see cref="EosTokenIds"/>).</summary>
+    public GenerationConfig Generation { get; init; } = GenerationConfig.None;
     public JsonObject Raw { get; init; } = new();
 
     /// <summary>The window of layer <paramref name="layer"/>, or null for full attention.</summary>
@@ -80,7 +82,10 @@ public sealed partial record ModelConfig
         catch (JsonException e) { throw new InvalidDataException($"{path}: config.json is not valid JSON: {e.Message}", e); }
         if (node is not JsonObject obj)
             throw new InvalidDataException($"{path}: config.json must hold a JSON object");
-        return FromJson(obj, path);
+        var config = FromJson(obj, path);
+        // transformers' generate stops on generation_config's eos_token_id (a list for Llama 3 and Gemma 3 instruct).
+        var generation = GenerationConfig.Load(modelDir);
+        return config with { Generation = generation, EosTokenIds = config.EosTokenIds.Concat(generation.EosTokenIds).Distinct().ToArray() };
     }
 
     /// <summary>Maps a parsed config.json onto a <see cref="ModelConfig"/>; <paramref name="source"/> names it in errors.</summary>

@@ -6,20 +6,27 @@ namespace SharpTune.Serving;
 /// <summary>Maps Microsoft.Extensions.AI's <see cref="ChatOptions"/> onto <see cref="GenerationOptions"/> and stop strings.</summary>
 internal static class ChatOptionsMapping
 {
-    public static (GenerationOptions Generation, IReadOnlyList<string> Stops) Map(ChatOptions? chat, LocalChatClientOptions defaults, string modelId)
+    /// <param name="modelDefaults">The model's generation_config.json: its sampling defaults fill what neither the
+    /// request nor <paramref name="defaults"/> sets.</param>
+    public static (GenerationOptions Generation, IReadOnlyList<string> Stops) Map(ChatOptions? chat, LocalChatClientOptions defaults, string modelId,
+        SharpTune.Models.GenerationConfig modelDefaults)
     {
-        if (chat is null) return (new GenerationOptions { MaxNewTokens = defaults.DefaultMaxOutputTokens, Temperature = defaults.DefaultTemperature }, []);
-        Reject(chat, modelId);
+        if (chat is not null) Reject(chat, modelId);
+        var (temperature, topP, topK) = modelDefaults.Resolve(
+            chat?.Temperature is { } t ? AsDecimalDouble(t) : defaults.DefaultTemperature,
+            chat?.TopP is { } p ? AsDecimalDouble(p) : null,
+            chat?.TopK);
         var generation = new GenerationOptions
         {
-            MaxNewTokens = chat.MaxOutputTokens is { } max
+            MaxNewTokens = chat?.MaxOutputTokens is { } max
                 ? max > 0 ? max : throw new ArgumentOutOfRangeException(nameof(chat), $"ChatOptions.MaxOutputTokens must be positive, was {max}")
                 : defaults.DefaultMaxOutputTokens,
-            Temperature = chat.Temperature is { } t ? AsDecimalDouble(t) : defaults.DefaultTemperature,
-            TopP = chat.TopP is { } p ? AsDecimalDouble(p) : 1.0,
-            TopK = chat.TopK ?? 0,
-            Seed = chat.Seed,
+            Temperature = temperature,
+            TopP = topP,
+            TopK = topK,
+            Seed = chat?.Seed,
         };
+        if (chat is null) return (generation, []);
         return (generation, chat.StopSequences?.ToArray() ?? []);
     }
 

@@ -187,7 +187,7 @@ public sealed class LocalChatClient : IChatClient
         IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, ChatOptions? chatOptions)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        var (generation, stops) = ChatOptionsMapping.Map(chatOptions, options, ModelId);
+        var (generation, stops) = ChatOptionsMapping.Map(chatOptions, options, ModelId, generator.Model.Config.Generation);
         var prompt = promptBuilder.Build(messages);
         return (prompt.Ids, generation, stops.Concat(prompt.ImpliedStops).Distinct().ToArray());
     }

@@ -11,9 +11,9 @@ public sealed record LocalChatClientOptions
     /// <summary>New-token limit when <c>ChatOptions.MaxOutputTokens</c> is not set.</summary>
     public int DefaultMaxOutputTokens { get; init; } = 256;
 
-    /// <summary>Sampling temperature when <c>ChatOptions.Temperature</c> is not set (0 = greedy). 1.0 as in OpenAI's API
-    /// and Hugging Face's GenerationConfig.</summary>
-    public double DefaultTemperature { get; init; } = 1.0;
+    /// <summary>Sampling temperature when <c>ChatOptions.Temperature</c> is not set (0 = greedy); null = the model's
+    /// generation_config.json (its do_sample/temperature), else 1.0 as in OpenAI's API.</summary>
+    public double? DefaultTemperature { get; init; }
 
     /// <summary>
     /// Overrides the chat template (e.g. <c>ChatTemplate.BuiltIn("chatml")</c>). Without it the adapter folder's template

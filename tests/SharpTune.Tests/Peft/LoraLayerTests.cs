@@ -60,6 +60,11 @@ public class LoraLayerTests
     [InlineData("gpt2", false, false)]
     [InlineData("gpt2", true, false)]
     [InlineData("qwen2", true, true)]
+    [InlineData("phi3", false, false)]
+    [InlineData("phi3", true, false)]
+    [InlineData("qwen3", false, false)]
+    [InlineData("gemma3", false, false)]
+    [InlineData("smollm3", false, false)]
     public void MergedModelEqualsBasePlusAdapter(string kind, bool useDora, bool useRsLora)
     {
         using var model = TestModels.Create(kind);

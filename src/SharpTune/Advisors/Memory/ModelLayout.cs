@@ -28,7 +28,9 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     /// <summary>The layout of <paramref name="config"/>; throws for an architecture the model factory cannot build.</summary>
     public static ModelLayout Of(ModelConfig config) => config.Architecture switch
     {
-        "LlamaForCausalLM" or "MistralForCausalLM" or "Qwen2ForCausalLM" => Llama(config),
+        "LlamaForCausalLM" or "MistralForCausalLM" or "Qwen2ForCausalLM" or "SmolLM3ForCausalLM" or "Qwen3ForCausalLM"
+            or "Gemma3ForCausalLM" => Llama(config),
+        "Phi3ForCausalLM" => Phi3(config),
         "GPT2LMHeadModel" => Gpt2(config),
         _ => throw new NotSupportedException(
             $"architecture '{config.Architecture}' is not supported by the estimator; supported: {string.Join(", ", ModelFactory.SupportedArchitectures)}"),
@@ -37,7 +39,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     private static ModelLayout Llama(ModelConfig c)
     {
         long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, ffn = c.IntermediateSize;
-        var oBias = c.AttentionBias && c.Architecture != "Qwen2ForCausalLM";
+        var oBias = c.AttentionBias && c.Architecture != "Qwen2ForCausalLM";   // Qwen2's bias is on q/k/v only
         var linears = new List<LinearLayerShape>();
         for (var i = 0; i < c.NumLayers; i++)
         {
@@ -51,7 +53,28 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
             linears.Add(new($"{p}.mlp.down_proj", ffn, d, c.MlpBias));
         }
         if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
-        var other = (long)c.VocabSize * d + (2L * c.NumLayers + 1) * d;     // embeddings, two RMSNorms per layer, final norm
+        // embeddings, the RMSNorms of each layer (Gemma 3 has four), per-head q/k norms (Qwen3, Gemma 3), final norm
+        var isGemma3 = c.Architecture == "Gemma3ForCausalLM";
+        var hasQkNorm = isGemma3 || c.Architecture == "Qwen3ForCausalLM";
+        var other = (long)c.VocabSize * d + ((isGemma3 ? 4L : 2L) * c.NumLayers + 1) * d + (hasQkNorm ? 2L * c.HeadDim * c.NumLayers : 0);
+        return new ModelLayout(c, linears, other, IsGpt2: false);
+    }
+
+    // Phi-3: fused qkv_proj and gate_up_proj, no biases.
+    private static ModelLayout Phi3(ModelConfig c)
+    {
+        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, ffn = c.IntermediateSize;
+        var linears = new List<LinearLayerShape>();
+        for (var i = 0; i < c.NumLayers; i++)
+        {
+            var p = $"model.layers.{i}";
+            linears.Add(new($"{p}.self_attn.qkv_proj", d, attention + 2 * kv, false));
+            linears.Add(new($"{p}.self_attn.o_proj", attention, d, false));
+            linears.Add(new($"{p}.mlp.gate_up_proj", d, 2 * ffn, false));
+            linears.Add(new($"{p}.mlp.down_proj", ffn, d, false));
+        }
+        if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
+        var other = (long)c.VocabSize * d + (2L * c.NumLayers + 1) * d;
         return new ModelLayout(c, linears, other, IsGpt2: false);
     }
 

@@ -47,10 +47,15 @@ public sealed record LoraConfig
     /// <summary>The factor on BA: alpha / r, or alpha / √r with rsLoRA.</summary>
     public double Scaling => UseRsLora ? LoraAlpha / Math.Sqrt(R) : LoraAlpha / R;
 
-    /// <summary>PEFT's default targets per <c>model_type</c> (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING).</summary>
+    /// <summary>
+    /// PEFT's default targets per <c>model_type</c> (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). Phi-3's fused
+    /// attention input is <c>qkv_proj</c>; SmolLM3 (absent from PEFT's table, which would ask for target_modules) gets
+    /// the Llama default its layers share.
+    /// </summary>
     public static IReadOnlyList<string> DefaultTargetModules(string modelType) => modelType switch
     {
-        "llama" or "mistral" or "qwen2" or "gemma" or "phi3" => ["q_proj", "v_proj"],
+        "llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "smollm3" => ["q_proj", "v_proj"],
+        "phi3" => ["qkv_proj"],
         "gpt2" => ["c_attn"],
         _ => throw new ArgumentException(
             $"no default LoRA target modules for model_type '{modelType}': give target_modules (names, a regex or \"all-linear\")"),

@@ -40,6 +40,7 @@ public class BottleneckAdapterTests
     [Theory]
     [InlineData("llama")]
     [InlineData("gpt2")]
+    [InlineData("phi3")]
     public void LossFallsOnATinyMemorisationTask(string kind) =>
         PeftMethodChecks.LossFalls(kind, () => Create(size: 16), lr: 1e-2);
 

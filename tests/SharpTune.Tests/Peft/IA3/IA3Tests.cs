@@ -14,6 +14,9 @@ public class IA3Tests
     [Theory]
     [InlineData("llama")]
     [InlineData("gpt2")]
+    [InlineData("qwen3")]
+    [InlineData("gemma3")]
+    [InlineData("phi3")]
     public void AtInitialisationOutputsAreUnchanged(string kind)
     {
         using var model = TestModels.Create(kind);
@@ -42,6 +45,9 @@ public class IA3Tests
     [Theory]
     [InlineData("llama")]
     [InlineData("gpt2")]
+    [InlineData("qwen3")]
+    [InlineData("gemma3")]
+    [InlineData("phi3")]
     public void MergedModelEqualsTheUnmergedOne(string kind)
     {
         using var model = TestModels.Create(kind);
