@@ -1,5 +1,6 @@
 using System.CommandLine;
 using SharpTune.Advisors.License;
+using SharpTune.Distributed;
 using SharpTune.Training;
 
 namespace SharpTune.Cli.Commands;
@@ -40,16 +41,49 @@ internal static class TrainCommand
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
         var grpo = GrpoCommandOptions.Create();
+        var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, loraR, loraAlpha, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, rejectsFile, test, objective, beta, lossType,
-            labelSmoothing, precompute,
+            labelSmoothing, precompute, nproc,
         };
         grpo.AddTo(command);
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
         command.SetAction(parse =>
+        {
+            var processes = parse.GetValue(nproc);
+            if (processes < 1)
+            {
+                Console.Error.WriteLine("error: --nproc must be at least 1");
+                return 2;
+            }
+            if (processes > 1 && !ProcessGroups.LaunchedByMpi)
+            {
+                if (parse.GetValue(output) is null)
+                {
+                    Console.Error.WriteLine("error: --nproc needs --output (every rank must name the same run directory)");
+                    return 2;
+                }
+                return MpiLauncher.Run(processes, MpiLauncher.ArgumentsWithout("--nproc"));
+            }
+            var group = ProcessGroups.InitializeFromEnvironment();
+            int code;
+            try { code = Train(parse, group); }
+            catch (Exception e) when (group.Size > 1)
+            {
+                // The other ranks are waiting in a collective: end them all rather than leave them hanging.
+                Console.Error.WriteLine($"error on rank {group.Rank}: {e.Message}");
+                ProcessGroups.Abort(1);
+                throw;
+            }
+            ProcessGroups.Shutdown();
+            return code;
+        });
+        return command;
+
+        int Train(ParseResult parse, IProcessGroup group)
         {
             var options = parse.GetValue(config) is { } path ? TrainingConfigFile.Load(path) : new TrainingOptions();
             options = options with
@@ -90,6 +124,21 @@ internal static class TrainCommand
                 Console.Error.WriteLine("error: --model and --data are required (on the command line or in --config)");
                 return 2;
             }
+            if (group.Size > 1)
+            {
+                if (parse.GetValue(output) is null && parse.GetValue(config) is null)
+                {
+                    Console.Error.WriteLine("error: training on several processes needs --output (every rank must name the same run directory)");
+                    return 2;
+                }
+                Console.Error.WriteLine($"rank {group.Rank} of {group.Size} (pid {Environment.ProcessId} on {Environment.MachineName})");
+                // Rank 0 speaks for the run; the others only train (their errors still print).
+                if (group.Rank != 0)
+                {
+                    FineTuneJob.Run(options, parse.GetValue(resume));
+                    return 0;
+                }
+            }
             if (Directory.Exists(options.Model) && LicenseWarning.For(options.Model) is { } warning)
                 Console.Error.WriteLine($"warning: {warning}");
             var printer = new TrainingProgressPrinter();
@@ -104,8 +153,7 @@ internal static class TrainCommand
                     (result.TestMetrics?.GetValueOrDefault("rewards/margins") is { } margin and not 0 ? $", reward margin {margin:F4}" : ""));
             Console.WriteLine(result.FinalDirectory);
             return 0;
-        });
-        return command;
+        }
     }
 
     private static string DefaultRunDir(TrainingOptions o) =>

@@ -69,7 +69,7 @@ public static class FineTuneJob
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(options.Model);
         Directory.CreateDirectory(options.Output);
-        TrainingConfigFile.Save(options, Path.Combine(options.Output, "config.yaml"));
+        if (Distributed.ProcessGroups.Current.Rank == 0) TrainingConfigFile.Save(options, Path.Combine(options.Output, "config.yaml"));
 
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var chatTemplate = options.ChatTemplate is { } name ? ChatTemplate.BuiltIn(name)

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using SharpTune.Distributed;
 using SharpTune.Models;
 using SharpTune.Tracking;
 using SharpTune.Training.Objectives;
@@ -15,6 +16,10 @@ public delegate (Tensor LossSum, Tensor Correct) TrainingObjective(CausalLanguag
 /// loss by the step's total supervised tokens (so accumulation 4×2 equals batch 8), clip, update, log, evaluate,
 /// checkpoint. Data order, dropout masks and the learning rate are pure functions of the step number, so resuming
 /// from a checkpoint replays exactly the steps an uninterrupted run would have taken.
+/// Under MPI (<see cref="ProcessGroups.Current"/> of several ranks) each rank takes its share of every step's
+/// micro-batches (global batch = micro-batch × accumulation × ranks), gradients are summed across ranks and normalised by
+/// the step's supervised tokens over all ranks, so the update equals one process's over the same global batch; rank 0
+/// alone writes metrics, plots, checkpoints, best/ and final/.
 /// </summary>
 public sealed class Trainer
 {
@@ -64,7 +69,10 @@ public sealed class Trainer
         var runDir = options.Output;
         Directory.CreateDirectory(runDir);
         var device = model.Device;
-        var examplesPerStep = options.MicroBatchSize * options.GradientAccumulation;
+        var group = ProcessGroups.Current;
+        var isRoot = group.Rank == 0;
+        if (!isRoot) progress = null;
+        var examplesPerStep = options.MicroBatchSize * options.GradientAccumulation * group.Size;
         var totalSteps = options.MaxSteps > 0
             ? options.MaxSteps
             : Math.Max(1, (int)Math.Ceiling((double)options.Epochs * train.Count / examplesPerStep));
@@ -72,15 +80,15 @@ public sealed class Trainer
 
         using var optimizer = new AdamW(trainable.Select(t => (t.Name, t.Parameter, NoDecay(t.Name, t.Parameter) ? 0.0 : options.WeightDecay)));
         var state = new TrainerState(0, null, null, 0, 0);
-        using var metrics = new MetricsLog(runDir);
-        if (resume && TrainingCheckpoint.RestoreLatest(runDir, trainable, optimizer) is { } restored)
+        using var metrics = isRoot ? new MetricsLog(runDir) : null;
+        if (DataParallel.Start(runDir, resume, trainable, optimizer, group) is { } restored)
         {
             state = restored;
-            metrics.TruncateAfter(state.Step);
+            metrics?.TruncateAfter(state.Step);
             progress?.Report(new TrainingProgress(state.Step, totalSteps, 0, double.NaN, 0, 0, 0, 0, TimeSpan.Zero, null,
                 Message: $"resumed from step {state.Step}"));
         }
-        else if (!resume && File.Exists(metrics.FilePath))
+        else if (!resume && metrics is not null && File.Exists(metrics.FilePath))
         {
             File.Delete(metrics.FilePath);
         }
@@ -92,16 +100,24 @@ public sealed class Trainer
         var stoppedEarly = false;
         while (state.Step < totalSteps)
         {
-            cancellationToken.ThrowIfCancellationRequested();
+            if (group.Size == 1) cancellationToken.ThrowIfCancellationRequested();
             var step = state.Step;
             var lr = LearningRateSchedule.At(options.LrSchedule, options.LearningRate, step, totalSteps, warmup);
             var stepClock = Stopwatch.StartNew();
             model.train();
             manual_seed(options.Seed * 1_000_003 + step);   // dropout masks depend only on the step
             var micro = ExamplesForStep(train.Count, step, examplesPerStep).Select(i => train[i]).ToArray();
-            var batches = micro.Chunk(options.MicroBatchSize).ToArray();
+            var batches = DataParallel.ShareOf(micro.Chunk(options.MicroBatchSize).ToArray(), options.GradientAccumulation, group);
             var collated = batches.Select(b => collate(b, device)).ToArray();
-            var totals = AccumulateGradients(model, objective, collated);
+            // Every rank learns the step's loss units over all ranks (and whether any rank must stop) before its backward pass.
+            var (units, stop) = DataParallel.Agree(collated.Sum(b => b.LossUnits), cancellationToken.IsCancellationRequested, group);
+            if (stop)
+            {
+                foreach (var b in collated) b.Dispose();
+                throw new OperationCanceledException(cancellationToken.IsCancellationRequested ? cancellationToken : CancellationToken.None);
+            }
+            var totals = DataParallel.Sum(AccumulateGradients(model, objective, collated, units), Math.Max(1, units), group);
+            GradientAllReduce.Sum(trainable, group);
             var (lossSum, correct, tokens, supervised) = (totals.LossSum, totals.Correct, totals.Tokens, totals.Units);
             tokensProcessed += tokens;
             var stepLoss = lossSum / supervised;
@@ -147,23 +163,24 @@ public sealed class Trainer
                 record["val_loss"] = evaluation.Loss;
                 record["val_" + objective.AccuracyMetric] = evaluation.Accuracy;
                 foreach (var (name, value) in evaluation.Metrics) record["val_" + name] = value;
-                foreach (var (key, value) in evaluationHook?.Evaluate(state.Step) ?? new Dictionary<string, double>()) record[key] = value;
+                if (isRoot)
+                    foreach (var (key, value) in evaluationHook?.Evaluate(state.Step) ?? new Dictionary<string, double>()) record[key] = value;
                 if (state.BestValidationLoss is null || valLoss < state.BestValidationLoss)
                 {
                     state = state with { BestValidationLoss = valLoss, BestStep = state.Step, EvaluationsWithoutImprovement = 0 };
-                    SaveAtomically(Path.Combine(runDir, "best"));
+                    if (isRoot) SaveAtomically(Path.Combine(runDir, "best"));
                 }
                 else
                 {
                     state = state with { EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement + 1 };
                 }
             }
-            metrics.Append(state.Step, record);
+            metrics?.Append(state.Step, record);
             if (state.Step % Math.Max(1, options.LogEvery) == 0 || valLoss is not null || isLast)
                 progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], stepLoss, correct / supervised, lr,
                     gradNorm, tokensPerSecond, clock.Elapsed, eta, valLoss, valAccuracy) { Metrics = record });
             var patienceExhausted = options.EarlyStoppingPatience > 0 && state.EvaluationsWithoutImprovement >= options.EarlyStoppingPatience;
-            if ((options.SaveEvery > 0 && state.Step % options.SaveEvery == 0) || isLast || patienceExhausted)
+            if (isRoot && ((options.SaveEvery > 0 && state.Step % options.SaveEvery == 0) || isLast || patienceExhausted))
                 TrainingCheckpoint.Save(runDir, state, trainable, optimizer, options.KeepCheckpoints);
             if (patienceExhausted)
             {
@@ -176,10 +193,13 @@ public sealed class Trainer
         }
 
         var trainingSeconds = clock.Elapsed.TotalSeconds;
-        var all = MetricsLog.ReadAll(metrics.FilePath);
-        LossPlot.Save(all, Path.Combine(runDir, "loss.png"), $"{Path.GetFileName(Path.GetFullPath(runDir))}: loss");
-        LossPlot.SaveLearningRate(all, Path.Combine(runDir, "lr.png"));
-        SaveAtomically(Path.Combine(runDir, "final"));
+        if (metrics is not null)
+        {
+            var all = MetricsLog.ReadAll(metrics.FilePath);
+            LossPlot.Save(all, Path.Combine(runDir, "loss.png"), $"{Path.GetFileName(Path.GetFullPath(runDir))}: loss");
+            LossPlot.SaveLearningRate(all, Path.Combine(runDir, "lr.png"));
+            SaveAtomically(Path.Combine(runDir, "final"));
+        }
         return new TrainingResult(state.Step, losses.Count > 0 ? losses[^1] : null, state.BestValidationLoss, state.BestStep,
             stoppedEarly, runDir, losses) { TrainingSeconds = trainingSeconds, TokensProcessed = tokensProcessed };
     }
@@ -197,9 +217,14 @@ public sealed class Trainer
     }
 
     /// <inheritdoc cref="AccumulateGradients(CausalLanguageModel, TrainingObjective, IReadOnlyList{TrainingBatch})"/>
-    public static StepTotals AccumulateGradients(CausalLanguageModel model, ITrainingObjective objective, IReadOnlyList<TrainingBatch> batches)
+    public static StepTotals AccumulateGradients(CausalLanguageModel model, ITrainingObjective objective, IReadOnlyList<TrainingBatch> batches) =>
+        AccumulateGradients(model, objective, batches, batches.Sum(b => b.LossUnits));
+
+    /// <summary>As above, dividing by <paramref name="stepUnits"/>: the loss units of the whole step over every rank.</summary>
+    internal static StepTotals AccumulateGradients(CausalLanguageModel model, ITrainingObjective objective, IReadOnlyList<TrainingBatch> batches,
+        int stepUnits)
     {
-        var units = Math.Max(1, batches.Sum(b => b.LossUnits));
+        var units = Math.Max(1, stepUnits);
         double lossSum = 0, correct = 0;
         var tokens = 0;
         var metricSums = new Dictionary<string, double>();
@@ -233,7 +258,9 @@ public sealed class Trainer
         double loss = 0, correct = 0;
         long count = 0;
         var metricSums = new Dictionary<string, double>();
-        foreach (var chunk in examples.Chunk(Math.Max(1, options.MicroBatchSize)))
+        var group = ProcessGroups.Current;
+        // Each rank scores every Size-th micro-batch; the sums are then added across ranks.
+        foreach (var chunk in examples.Chunk(Math.Max(1, options.MicroBatchSize)).Where((_, i) => i % group.Size == group.Rank))
         {
             using var scope = NewDisposeScope();
             using var batch = collate(chunk, device);
@@ -244,6 +271,7 @@ public sealed class Trainer
             count += batch.LossUnits;
         }
         model.train();
+        (loss, correct, count, metricSums) = DataParallel.Sum(loss, correct, count, metricSums, group);
         if (count == 0) return new EvaluationTotals(double.NaN, double.NaN, new Dictionary<string, double>());
         var metrics = MetricMeans(metricSums, count);
         objective.CompleteMetrics(metrics);
