@@ -22,6 +22,9 @@ switch (Arg(0, ""))
         TrainingBench.Run(Arg(1, "S"), Arg(2, "lora"), Arg(3, "bf16"), int.Parse(Arg(4, "8")),
             int.Parse(Arg(5, Arg(1, "S") == "M" ? "4" : "8")), int.Parse(Arg(6, "256")), args.Length > 7 ? args[7] : null);
         break;
+    case "data-parallel":   // under mpirun: see bench/distributed.sh
+        DataParallelBench.Run(Arg(1, "M"), Arg(2, "lora"), Arg(3, "bf16"), int.Parse(Arg(4, "6")), int.Parse(Arg(5, "4")), int.Parse(Arg(6, "256")));
+        break;
     case "generation":
         GenerationBench.Run(Arg(1, "S"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "128")), int.Parse(Arg(5, "64")),
             args.Length > 6 ? args[6] : null);
