@@ -36,6 +36,12 @@ public sealed record ServerOptions
     /// <summary>How long an idle engine waits after the first request for others to join its batch.</summary>
     public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(5);
 
+    /// <summary>
+    /// Test hook for deterministic batching: asked on the model thread before each admission and decode step; while it
+    /// returns false the engine holds (asking again every millisecond), e.g. until N requests are queued. Null = never hold.
+    /// </summary>
+    public Func<EngineGateState, bool>? EngineGate { get; init; }
+
     /// <summary>A request still generating after this long is ended (504 or a streamed error event).</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
@@ -60,3 +66,6 @@ public sealed record ServerOptions
     /// <summary>Turns on the fine-tuning jobs API (<c>/v1/files</c>, <c>/v1/fine_tuning/jobs</c>); null = off.</summary>
     public FineTuning.FineTuningServerOptions? FineTuning { get; init; }
 }
+
+/// <summary>What <see cref="ServerOptions.EngineGate"/> is shown: requests waiting, rows decoding, decode steps run so far.</summary>
+public readonly record struct EngineGateState(int QueuedRequests, int LiveRows, long Steps);

@@ -24,6 +24,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly Thread thread;
     private volatile int activeRows;
     private volatile int activeBatches;
+    private long steps;
 
     public InferenceEngine(ServedModel served, IAdapterActivator activator, ServerOptions options, ServerMetrics metrics)
     {
@@ -70,6 +71,7 @@ public sealed class InferenceEngine : IDisposable
             while (!stopping.IsCancellationRequested)
             {
                 if (batches.Count == 0 && !WaitForWork()) break;
+                if (!PassGate()) break;
                 Admit();
                 foreach (var batch in batches.ToArray())
                 {
@@ -77,6 +79,7 @@ public sealed class InferenceEngine : IDisposable
                     {
                         var rows = batch.LiveRows;
                         batch.Step();
+                        steps++;
                         metrics.StepRows(rows);
                     }
                     catch (Exception e) { batch.Fail(e); }
@@ -146,6 +149,18 @@ public sealed class InferenceEngine : IDisposable
             }
             catch (OperationCanceledException) { return false; }
             if (options.BatchWindow > TimeSpan.Zero) Thread.Sleep(options.BatchWindow);
+        }
+        return true;
+    }
+
+    /// <summary>Holds while the test hook <see cref="ServerOptions.EngineGate"/> says so; false when the engine is stopping.</summary>
+    private bool PassGate()
+    {
+        if (options.EngineGate is not { } gate) return true;
+        while (!gate(new EngineGateState(queue.Reader.Count, batches.Sum(b => b.LiveRows), steps)))
+        {
+            if (stopping.IsCancellationRequested) return false;
+            Thread.Sleep(1);
         }
         return true;
     }

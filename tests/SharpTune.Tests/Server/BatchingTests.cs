@@ -24,6 +24,9 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
         return PrometheusText.Parse(await response.Content.ReadAsStringAsync());
     }
 
+    /// <summary>Fails the test instead of hanging when something it waits for never happens (not a speed limit).</summary>
+    private static readonly TimeSpan HangGuard = TimeSpan.FromMinutes(2);
+
     [ServerFact]
     public async Task ConcurrentRequestsAreDecodedInOneBatchAndGiveTheSameTextAsAlone()
     {
@@ -31,18 +34,32 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
         var alone = JsonNode.Parse(await (await http.PostAsync("/v1/chat/completions", Chat(ServerFixture.BaseName, "Sue found a shell.", 16))).Content.ReadAsStringAsync())!;
         var before = await MetricsAsync();
 
-        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(async i =>
-            JsonNode.Parse(await (await http.PostAsync("/v1/chat/completions",
-                Chat(ServerFixture.BaseName, i == 0 ? "Sue found a shell." : $"Ben had {i} apples.", 16))).Content.ReadAsStringAsync())!));
+        // The engine admits nothing until all six requests are queued, however slowly they arrive.
+        var open = false;
+        fixture.Gate = s => open || (open = s.QueuedRequests >= 6);
+        JsonNode[] responses;
+        try
+        {
+            responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(async i =>
+            {
+                using var response = await http.PostAsync("/v1/chat/completions",
+                    Chat(ServerFixture.BaseName, i == 0 ? "Sue found a shell." : $"Ben had {i} apples.", 16));
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                return JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+            })).WaitAsync(HangGuard);
+        }
+        finally { fixture.Gate = null; }
 
         var after = await MetricsAsync();
-        var batched = (after["sharptune_batch_rows_count"] - PrometheusText.Get(after, "sharptune_batch_rows_bucket{le=\"1\"}"))
-                      - (before["sharptune_batch_rows_count"] - PrometheusText.Get(before, "sharptune_batch_rows_bucket{le=\"1\"}"));
-        Assert.True(batched >= 1, "no batch with more than one row was decoded");
+        // Exactly one batch started, holding all six rows.
+        Assert.Equal(1, after["sharptune_batch_rows_count"] - before["sharptune_batch_rows_count"]);
+        Assert.Equal(6, after["sharptune_batch_rows_sum"] - before["sharptune_batch_rows_sum"]);
         // Left padding must not change a row's result: the batched answer equals the one decoded alone.
         Assert.Equal(alone["choices"]![0]!["message"]!["content"]!.ToString(), responses[0]["choices"]![0]!["message"]!["content"]!.ToString());
-        Assert.True(after["sharptune_completion_tokens_total"] > before["sharptune_completion_tokens_total"]);
-        Assert.True(PrometheusText.Get(after, "sharptune_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"}") >= 7);
+        var completionTokens = responses.Sum(r => (int)r["usage"]!["completion_tokens"]!);
+        Assert.Equal(completionTokens, after["sharptune_completion_tokens_total"] - before["sharptune_completion_tokens_total"]);
+        Assert.Equal(6, PrometheusText.Get(after, "sharptune_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"}")
+                        - PrometheusText.Get(before, "sharptune_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"}"));
         Assert.Contains("sharptune_request_duration_seconds_count{endpoint=\"/v1/chat/completions\"}", after.Keys);
         Assert.Contains("sharptune_time_to_first_token_seconds_count", after.Keys);
         Assert.Contains("sharptune_queue_depth", after.Keys);
@@ -59,32 +76,52 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
         var soloShort = await Solo("Max saw a frog.", 12);
         var before = await MetricsAsync();
 
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat(ServerFixture.BaseName, "Lily and Ben played all day.", 120, stream: true) };
-        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        var longText = new StringBuilder();
-        async Task<bool> ReadEventAsync()
+        // The long row decodes three steps, then the engine holds it until the short request is queued: the short one
+        // arrives mid-decode however fast or slow the machine is.
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var phase = 0;   // 0: waiting for the long request; 1: decoding it alone; 2: the short one has arrived
+        long firstStep = 0;
+        fixture.Gate = s =>
         {
-            while (await reader.ReadLineAsync() is { } line)
-            {
-                if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
-                if (line == "data: [DONE]") return false;
-                longText.Append((string?)JsonNode.Parse(line[6..])!["choices"]![0]!["delta"]!["content"] ?? "");
-                return true;
-            }
+            if (phase == 0 && s.QueuedRequests > 0) (phase, firstStep) = (1, s.Steps);
+            else if (phase == 1 && s.QueuedRequests > 0) phase = 2;
+            if (phase != 1) return phase == 2;
+            if (s.Steps - firstStep <= 3) return true;
+            held.TrySetResult();
             return false;
+        };
+        string joinedText;
+        var longText = new StringBuilder();
+        try
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat(ServerFixture.BaseName, "Lily and Ben played all day.", 120, stream: true) };
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            var reading = ReadStreamAsync(response, longText);
+            await held.Task.WaitAsync(HangGuard);
+            joinedText = await Solo("Max saw a frog.", 12).WaitAsync(HangGuard);
+            await reading.WaitAsync(HangGuard);
         }
-        for (var i = 0; i < 3; i++) Assert.True(await ReadEventAsync());   // role chunk + first text: the long row is decoding
-        var joined = await Solo("Max saw a frog.", 12);
-        while (await ReadEventAsync()) { }
+        finally { fixture.Gate = null; }
 
         var after = await MetricsAsync();
-        Assert.Equal(soloShort, joined);
+        Assert.Equal(soloShort, joinedText);
         Assert.Equal(soloLong, longText.ToString());
         Assert.True(after["sharptune_batch_merges_total"] > before["sharptune_batch_merges_total"], "the joining request was not merged into the running batch");
         var multiRowSteps = (after["sharptune_step_rows_count"] - after["sharptune_step_rows_bucket{le=\"1\"}"])
                             - (before["sharptune_step_rows_count"] - before["sharptune_step_rows_bucket{le=\"1\"}"]);
         Assert.True(multiRowSteps > 0, "no forward pass advanced both rows together");
+    }
+
+    /// <summary>Appends a chat stream's text deltas to <paramref name="text"/> until [DONE].</summary>
+    private static async Task ReadStreamAsync(HttpResponseMessage response, StringBuilder text)
+    {
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
+            if (line == "data: [DONE]") return;
+            text.Append((string?)JsonNode.Parse(line[6..])!["choices"]![0]!["delta"]!["content"] ?? "");
+        }
     }
 
     [ServerFact]
@@ -99,9 +136,17 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
             (string)JsonNode.Parse(await (await response).Content.ReadAsStringAsync())!["choices"]![0]!["text"]!;
 
         var alone = await TextOf(http.PostAsync("/v1/completions", Seeded()));
-        var neighbours = Enumerable.Range(0, 4).Select(i => http.PostAsync("/v1/chat/completions", Chat(ServerFixture.BaseName, $"Noise {i}", 20, temperature: 1))).ToList();
-        var shared = await TextOf(http.PostAsync("/v1/completions", Seeded()));
-        await Task.WhenAll(neighbours);
+        // The seeded request is admitted together with four sampling neighbours, never alone.
+        var open = false;
+        fixture.Gate = s => open || (open = s.QueuedRequests >= 5);
+        string shared;
+        try
+        {
+            var neighbours = Enumerable.Range(0, 4).Select(i => http.PostAsync("/v1/chat/completions", Chat(ServerFixture.BaseName, $"Noise {i}", 20, temperature: 1))).ToList();
+            shared = await TextOf(http.PostAsync("/v1/completions", Seeded())).WaitAsync(HangGuard);
+            await Task.WhenAll(neighbours).WaitAsync(HangGuard);
+        }
+        finally { fixture.Gate = null; }
         Assert.Equal(alone, shared);
     }
 
@@ -118,7 +163,7 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
 
         var other = await http.PostAsync("/v1/chat/completions", Chat(ServerFixture.BaseName, "Tom ran.", 8));
         Assert.Equal(HttpStatusCode.OK, other.StatusCode);
-        var deadline = DateTime.UtcNow.AddSeconds(20);
+        var deadline = DateTime.UtcNow + HangGuard;
         Dictionary<string, double> metrics;
         do
         {
@@ -158,16 +203,20 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
     [ServerFact]
     public async Task AFullQueueAnswers429WithTheOpenAiErrorShape()
     {
+        using var release = new ManualResetEventSlim();
         await using var server = await SharpTuneServer.StartAsync(fixture.Options() with
         {
-            ApiKeys = [], Adapters = new Dictionary<string, string>(), MaxQueue = 1, MaxBatchSize = 1,
+            // The engine admits nothing until released: one request fills the queue of one, the other five must be refused.
+            ApiKeys = [], Adapters = new Dictionary<string, string>(), MaxQueue = 1, MaxBatchSize = 1, EngineGate = _ => release.IsSet,
         });
-        using var http = new HttpClient { BaseAddress = server.Url };
-        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(i =>
-            http.PostAsync("/v1/chat/completions", Chat(server.ModelName, $"Story {i}", 200, temperature: 1))));
+        using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(5) };
+        var posts = Enumerable.Range(0, 6).Select(i => http.PostAsync("/v1/chat/completions", Chat(server.ModelName, $"Story {i}", 8, temperature: 1))).ToList();
+        while (posts.Count(p => p.IsCompleted) < 5) await Task.WhenAny(posts.Where(p => !p.IsCompleted)).WaitAsync(HangGuard);
+        release.Set();
+        var responses = await Task.WhenAll(posts).WaitAsync(HangGuard);
         var limited = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
-        Assert.NotEmpty(limited);
-        Assert.All(responses, r => Assert.Contains(r.StatusCode, new[] { HttpStatusCode.OK, HttpStatusCode.TooManyRequests }));
+        Assert.Equal(5, limited.Count);
+        Assert.Single(responses, r => r.StatusCode == HttpStatusCode.OK);
         var error = JsonNode.Parse(await limited[0].Content.ReadAsStringAsync())!["error"]!;
         Assert.Equal("rate_limit_exceeded", (string)error["code"]!);
         Assert.Equal("rate_limit_error", (string)error["type"]!);
@@ -179,12 +228,11 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
     {
         await using var server = await SharpTuneServer.StartAsync(fixture.Options() with
         {
-            // The 5 ms timeout fires while the request waits out the engine's 20 ms batch window: deterministic.
-            ApiKeys = [], Adapters = new Dictionary<string, string>(), RequestTimeout = TimeSpan.FromMilliseconds(5),
-            BatchWindow = TimeSpan.FromMilliseconds(20),
+            // The engine never admits the request, so its timeout is the only way it can end.
+            ApiKeys = [], Adapters = new Dictionary<string, string>(), RequestTimeout = TimeSpan.FromMilliseconds(200), EngineGate = _ => false,
         });
-        using var http = new HttpClient { BaseAddress = server.Url };
-        using var response = await http.PostAsync("/v1/chat/completions", Chat(server.ModelName, "Once", 480, temperature: 1));
+        using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(5) };
+        using var response = await http.PostAsync("/v1/chat/completions", Chat(server.ModelName, "Once", 8, temperature: 1)).WaitAsync(HangGuard);
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.Equal("timeout", (string)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!["code"]!);
     }

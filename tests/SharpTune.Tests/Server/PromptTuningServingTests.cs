@@ -41,7 +41,7 @@ public class PromptTuningServingTests
         {
             ModelDir = TestAssets.Stories260K, Port = 0, Adapters = new Dictionary<string, string> { ["prompt"] = adapterDir },
         });
-        using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromSeconds(60) };
+        using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(5) };
         async Task<string[]> Complete(string model, string prompt, int n)
         {
             using var response = await http.PostAsJsonAsync("/v1/completions",

@@ -17,7 +17,7 @@ public sealed partial class ServeCommandTests
         using var process = Process.Start(start)!;
         try
         {
-            var url = await ReadUrlAsync(process.StandardError, TimeSpan.FromSeconds(60));
+            var url = await ReadUrlAsync(process.StandardError, TimeSpan.FromMinutes(5));
             Assert.Equal("127.0.0.1", url.Host);
             using var http = new HttpClient { BaseAddress = url };
             Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health")).StatusCode);

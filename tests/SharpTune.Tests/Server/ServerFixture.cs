@@ -29,6 +29,12 @@ public sealed class ServerFixture : IAsyncLifetime
     public string AdapterDir(string name) => Path.Combine(temp.Path, "adapters", name);
     public Uri Url => Server.Url;
 
+    /// <summary>
+    /// The shared server's engine gate (see <see cref="ServerOptions.EngineGate"/>): null lets the engine run freely; a
+    /// test sets it to hold admission or decoding at an exact point, and clears it in a finally.
+    /// </summary>
+    public Func<EngineGateState, bool>? Gate { get; set; }
+
     public static bool Available => Directory.Exists(TestAssets.Stories260K);
 
     public async Task InitializeAsync()
@@ -52,6 +58,7 @@ public sealed class ServerFixture : IAsyncLifetime
         MaxBodyBytes = 16 * 1024,
         MaxBatchSize = 8,
         BatchWindow = TimeSpan.FromMilliseconds(20),
+        EngineGate = state => Gate?.Invoke(state) ?? true,
     };
 
     public async Task DisposeAsync()
@@ -61,11 +68,11 @@ public sealed class ServerFixture : IAsyncLifetime
     }
 
     public ChatClient Chat(string model = BaseName, string key = Key) =>
-        new(model, new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = Server.OpenAiEndpoint });
+        new(model, new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = Server.OpenAiEndpoint, NetworkTimeout = TimeSpan.FromMinutes(5) });
 
     public HttpClient Http(string? key = Key)
     {
-        var client = new HttpClient { BaseAddress = Url, Timeout = TimeSpan.FromSeconds(60) };
+        var client = new HttpClient { BaseAddress = Url, Timeout = TimeSpan.FromMinutes(5) };
         if (key is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         return client;
     }
