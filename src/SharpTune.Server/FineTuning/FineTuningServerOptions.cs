@@ -62,6 +62,13 @@ public sealed record FineTuningServerOptions
     /// <summary>Longest training sequence in tokens; longer examples are truncated.</summary>
     public int MaxSeqLength { get; init; } = 512;
 
+    /// <summary>
+    /// Test hook for deterministic job tests: called on the training thread after each step's events and checkpoints are
+    /// recorded, with the job id, the step and the job's stop token (cancelled by cancel, pause or shutdown). A test may
+    /// block in it to act at an exact step. Null = nothing.
+    /// </summary>
+    public Action<string, int, CancellationToken>? AfterStep { get; init; }
+
     /// <summary>Compute dtype of the training model's frozen weights (f32 or bf16).</summary>
     public string Dtype { get; init; } = "f32";
 }

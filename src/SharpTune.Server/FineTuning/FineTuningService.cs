@@ -53,7 +53,7 @@ public sealed class FineTuningService : IDisposable
             CheckpointEvery = options.CheckpointEvery,
             MaxSeqLength = options.MaxSeqLength,
             Dtype = options.Dtype,
-        }, new JobRunnerOptions { Publish = Serve, Lease = options.WorkerLease, HeartbeatInterval = options.WorkerLease / 6 });
+        }, new JobRunnerOptions { Publish = Serve, Lease = options.WorkerLease, HeartbeatInterval = options.WorkerLease / 6, AfterStep = options.AfterStep });
     }
 
     public FineTuningServerOptions Options { get; }

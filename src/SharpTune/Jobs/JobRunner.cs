@@ -24,6 +24,13 @@ internal sealed record JobRunnerOptions
     /// adapters up from the store).
     /// </summary>
     public Func<string, string, bool>? Publish { get; init; }
+
+    /// <summary>
+    /// Test hook for deterministic job tests: called on the training thread after each step's events and checkpoints are
+    /// recorded, with the job id, the step and the job's stop token (cancelled by cancel, pause or shutdown). A test may
+    /// block in it to act at an exact step. Null = nothing.
+    /// </summary>
+    public Action<string, int, CancellationToken>? AfterStep { get; init; }
 }
 
 /// <summary>
@@ -166,7 +173,7 @@ internal sealed class JobRunner(IJobStore store, JobArtifacts artifacts, JobTrai
             if (job.Status != JobStatus.Running) return;
             if (job.StopRequest is { } asked) Stop(job.Id, asked == JobStopRequest.Pause ? StopReason.Pause : StopReason.Cancel);
             store.AddEvent(job.Id, resume ? "Fine-tuning job resumed from its last checkpoint" : "Fine-tuning job started");
-            new JobTrainingRun(store, artifacts, settings, options.Publish).Run(job, resume, stop.Token);
+            new JobTrainingRun(store, artifacts, settings, options.Publish, options.AfterStep).Run(job, resume, stop.Token);
         }
         catch (OperationCanceledException)
         {

@@ -13,7 +13,8 @@ namespace SharpTune.Jobs;
 /// with progress turned into events, each new checkpoint exported as an adapter (and published when served), then the
 /// results file and the job's final record.
 /// </summary>
-internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, JobTrainingSettings settings, Func<string, string, bool>? publish)
+internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, JobTrainingSettings settings, Func<string, string, bool>? publish,
+    Action<string, int, CancellationToken>? afterStep = null)
 {
     public void Run(JobRecord job, bool resume, CancellationToken cancellationToken)
     {
@@ -105,6 +106,7 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
                         : p.ValidationLoss is { } vl ? $", validation loss={vl:0.####}" : ""), "metrics", MetricsData(p));
             }
             ExportNewCheckpoints();
+            if (p.Message is null) afterStep?.Invoke(job.Id, p.Step, cancellationToken);
         });
         var result = FineTuneJob.Run(options, resume, progress, line => store.AddEvent(job.Id, line), cancellationToken, rewards);
         ExportNewCheckpoints();

@@ -12,7 +12,7 @@ namespace SharpTune.Tests.Server.FineTuning;
 /// <summary>Fine-tuning jobs end to end over loopback: the official OpenAI SDK's file and fine-tuning clients against a real server.</summary>
 public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<JobsHarness>
 {
-    private static readonly TimeSpan JobTimeout = TimeSpan.FromSeconds(90);
+    private static readonly TimeSpan JobTimeout = JobsHarness.HangGuard;
 
     [ServerFact]
     public async Task SupervisedJobSucceedsAndItsModelAndCheckpointsAnswerAsTheirAdaptersDo()
@@ -45,8 +45,10 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         var modelId = $"ft:{JobsHarness.BaseName}:story:{job.JobId}";
         Assert.Equal(modelId, job.Value);
         Assert.Equal(8, done["hyperparameters"]!["n_epochs"]!.GetValue<int>() * 4);   // 2 epochs as asked, 16 examples / batch 4 = 4 steps each
-        Assert.True(done["trained_tokens"]!.GetValue<long>() > 0);
-        Assert.NotNull(done["finished_at"]!.GetValue<long>());
+        // 2 epochs of 16 examples, each at least its completion and EOS.
+        var completionTokens = SharpTune.Tokenization.HfTokenizer.FromDirectory(harness.ModelDir).Encode("Lily saw a big red ball.").Count + 1;
+        Assert.True(done["trained_tokens"]!.GetValue<long>() >= 32 * completionTokens, done.ToJsonString());
+        Assert.True(done["finished_at"]!.GetValue<long>() >= done["created_at"]!.GetValue<long>(), done.ToJsonString());
 
         // Events, newest first through the SDK; the metrics events' train_loss falls from the first step to the last.
         var events = new List<string>();
@@ -67,7 +69,7 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         Assert.All(checkpoints, c => Assert.StartsWith("ftckpt-", c.Id));
         Assert.Equal($"{modelId}:ckpt-step-4", checkpoints[2].ModelId);
         Assert.Equal(job.JobId, checkpoints[2].JobId);
-        Assert.True(checkpoints[2].Metrics.TrainLoss > 0);
+        Assert.Equal(metrics[3]["train_loss"]!.GetValue<double>(), checkpoints[2].Metrics.TrainLoss!.Value, 6);   // step 4's loss
 
         var models = await http.GetStringAsync("/v1/models");
         Assert.Contains($"\"id\":\"{modelId}\"", models);
@@ -188,12 +190,13 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
     }
 
     [ServerFact]
-    public async Task CancellingARunningJobStopsTrainingWithinSecondsAndLeavesOnlyCompleteCheckpoints()
+    public async Task CancellingARunningJobStopsItAfterTheCurrentStepAndLeavesOnlyCompleteCheckpoints()
     {
-        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        var gate = new StepGate(parkAt: 5);
+        await using var server = await harness.StartAsync(harness.NewJobsDir(), o => o with { AfterStep = gate.AfterStep });
         using var http = JobsHarness.Http(server);
         var jobId = await StartLongJobAsync(http);
-        await WaitForCheckpointAsync(http, jobId);
+        Assert.Equal(5, await gate.HeldAsync(jobId));   // held after step 5: checkpoints 2 and 4 are written
 
         // Inference goes on while the job trains.
         var reply = await JobsHarness.Sdk(server).GetChatClient(JobsHarness.BaseName)
@@ -203,15 +206,13 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
 
         var job = await JobsHarness.Sdk(server).GetFineTuningClient().GetJobAsync(jobId);
         Assert.Equal(FineTuningStatus.Running, job.Status);
-        var clock = Stopwatch.StartNew();
         await job.CancelAndUpdateAsync();
-        Assert.Equal(FineTuningStatus.Cancelled, job.Status);
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"cancel took {clock.Elapsed}");
+        var stored = await JobsHarness.WaitForStatusAsync(http, jobId, JobTimeout, "cancelled");
+        Assert.Equal("cancelled", stored["status"]!.GetValue<string>());
+        Assert.Null(stored["fine_tuned_model"]);
 
-        var steps = await MetricsStepsAsync(http, jobId);
-        await Task.Delay(500);
-        Assert.Equal(steps, await MetricsStepsAsync(http, jobId));   // no step after the cancel
-        Assert.True(steps.Max() < 400, "the job ran to its end instead of stopping");
+        // The cancel reached the job while it was held after step 5: it never started step 6.
+        Assert.Equal(Enumerable.Range(1, 5), (await MetricsStepsAsync(http, jobId)).Order());
         var checkpoints = Path.Combine(server.FineTuning!.RunDirectory(jobId), "checkpoints");
         Assert.All(Directory.GetDirectories(checkpoints), d =>
         {
@@ -219,18 +220,16 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
             Assert.True(File.Exists(Path.Combine(d, "trainer_state.json")), $"{d} is incomplete");
         });
         Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(server.FineTuning.CheckpointDirectory(jobId, 1))!, "*.incomplete"));
-        var stored = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!;
-        Assert.Equal("cancelled", stored["status"]!.GetValue<string>());
-        Assert.Null(stored["fine_tuned_model"]);
     }
 
     [ServerFact]
     public async Task APausedJobStopsAndResumesFromItsLastCheckpointAndTheQueueIsBounded()
     {
-        await using var server = await harness.StartAsync(harness.NewJobsDir(), o => o with { MaxQueuedJobs = 1 });
+        var gate = new StepGate(parkAt: 5);
+        await using var server = await harness.StartAsync(harness.NewJobsDir(), o => o with { MaxQueuedJobs = 1, AfterStep = gate.AfterStep });
         using var http = JobsHarness.Http(server);
         var running = await StartLongJobAsync(http);
-        await WaitForCheckpointAsync(http, running);
+        Assert.Equal(5, await gate.HeldAsync(running));
         var queued = await StartLongJobAsync(http);
         var refused = await http.PostAsync("/v1/fine_tuning/jobs", Json(new JsonObject
         {
@@ -239,21 +238,33 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         }));
         Assert.Equal((HttpStatusCode)429, refused.StatusCode);
 
-        var paused = JsonNode.Parse(await (await http.PostAsync($"/v1/fine_tuning/jobs/{running}/pause", null)).Content.ReadAsStringAsync())!;
-        Assert.Equal("paused", paused["status"]!.GetValue<string>());
-        // The queued job starts once the first is paused; pause it too so the first can be resumed alone.
-        await JobsHarness.WaitForStatusAsync(http, queued, JobTimeout, "running");
+        await http.PostAsync($"/v1/fine_tuning/jobs/{running}/pause", null);
+        Assert.Equal("paused", (await JobsHarness.WaitForStatusAsync(http, running, JobTimeout, "paused"))["status"]!.GetValue<string>());
+        // The queued job starts once the first is paused; it is cancelled where the gate holds it, so the first resumes alone.
+        Assert.Equal(5, await gate.HeldAsync(queued));
         await http.PostAsync($"/v1/fine_tuning/jobs/{queued}/cancel", null);
-        var stepsWhilePaused = await MetricsStepsAsync(http, running);
+        Assert.Equal("cancelled", (await JobsHarness.WaitForStatusAsync(http, queued, JobTimeout, "cancelled"))["status"]!.GetValue<string>());
+        var lastCheckpoint = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{running}/checkpoints"))!["data"]![0]!["step_number"]!.GetValue<int>();
+        Assert.Equal(4, lastCheckpoint);
+        Assert.Equal("paused", JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{running}"))!["status"]!.GetValue<string>());
 
         var resumed = JsonNode.Parse(await (await http.PostAsync($"/v1/fine_tuning/jobs/{running}/resume", null)).Content.ReadAsStringAsync())!;
         Assert.Equal("queued", resumed["status"]!.GetValue<string>());
-        var deadline = DateTime.UtcNow + JobTimeout;
-        while ((await MetricsStepsAsync(http, running)).Length == stepsWhilePaused.Length && DateTime.UtcNow < deadline) await Task.Delay(50);
-        var messages = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{running}/events?limit=1000"))!["data"]!.AsArray()
-            .Select(e => e!["message"]!.GetValue<string>()).ToArray();
-        Assert.Contains(messages, m => m.StartsWith("resumed from step ", StringComparison.Ordinal));
-        Assert.Equal("cancelled", JsonNode.Parse(await (await http.PostAsync($"/v1/fine_tuning/jobs/{running}/cancel", null)).Content.ReadAsStringAsync())!["status"]!.GetValue<string>());
+        Assert.Equal(5, await gate.HeldAsync(running));   // held again after redoing step 5
+
+        // Oldest first: steps 1–5, nothing while paused, then the resumed run starts from the last checkpoint (step 4).
+        var events = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{running}/events?limit=1000"))!["data"]!.AsArray().Reverse().ToArray();
+        var timeline = events.Select(e => e!["type"]!.GetValue<string>() == "metrics" ? $"step {e["data"]!["step"]}" : e!["message"]!.GetValue<string>()).ToList();
+        var pausedAt = timeline.IndexOf("Fine-tuning job paused; it continues from its last checkpoint when resumed");
+        var resumedAt = timeline.IndexOf("Fine-tuning job resumed");
+        Assert.True(pausedAt > 0 && resumedAt > pausedAt, string.Join("\n", timeline));
+        Assert.Equal(["step 1", "step 2", "step 3", "step 4", "step 5"], timeline[..pausedAt].Where(t => t.StartsWith("step ", StringComparison.Ordinal)));
+        Assert.DoesNotContain(timeline[pausedAt..resumedAt], t => t.StartsWith("step ", StringComparison.Ordinal));
+        var afterResume = timeline[resumedAt..];
+        Assert.Contains($"resumed from step {lastCheckpoint}", afterResume);
+        Assert.Equal([$"step {lastCheckpoint + 1}"], afterResume.Where(t => t.StartsWith("step ", StringComparison.Ordinal)));
+        await http.PostAsync($"/v1/fine_tuning/jobs/{running}/cancel", null);
+        Assert.Equal("cancelled", (await JobsHarness.WaitForStatusAsync(http, running, JobTimeout, "cancelled"))["status"]!.GetValue<string>());
     }
 
     [ServerFact]
@@ -281,18 +292,21 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         var jobsDir = harness.NewJobsDir();
         string jobId, fileId;
         int checkpointStep;
-        var server = await harness.StartAsync(jobsDir, o => o with { CheckpointEvery = 4 });
+        var gate = new StepGate(parkAt: 5);
+        var server = await harness.StartAsync(jobsDir, o => o with { CheckpointEvery = 4, AfterStep = gate.AfterStep });
         try
         {
             using var http = JobsHarness.Http(server);
             jobId = await StartLongJobAsync(http, epochs: 3);
             fileId = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!["training_file"]!.GetValue<string>();
-            checkpointStep = await WaitForCheckpointAsync(http, jobId);
+            Assert.Equal(5, await gate.HeldAsync(jobId));
+            checkpointStep = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/checkpoints"))!["data"]![0]!["step_number"]!.GetValue<int>();
         }
         finally
         {
-            await server.DisposeAsync();   // mid-run: the job must stay "running", not become cancelled or failed
+            await server.DisposeAsync();   // held after step 5: the job must stay "running", not become cancelled or failed
         }
+        Assert.Equal(4, checkpointStep);
 
         await using var restarted = await harness.StartAsync(jobsDir, o => o with { CheckpointEvery = 4 });
         using var again = JobsHarness.Http(restarted);
@@ -303,7 +317,7 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         await WriteTimelineAsync(again, jobId);
         var resumedAt = messages.Select(m => Regex.Match(m, @"^resumed from step (\d+)$"))
             .Single(m => m.Success).Groups[1].Value;
-        Assert.True(int.Parse(resumedAt) >= checkpointStep, $"resumed at {resumedAt}, but step {checkpointStep} was checkpointed before the stop");
+        Assert.Equal(checkpointStep, int.Parse(resumedAt));
         Assert.Contains("Fine-tuning job started", messages);   // events from before the restart are still there
         Assert.Contains($"\"id\":\"{fileId}\"", await again.GetStringAsync("/v1/files"));
         Assert.Contains(jobId, await again.GetStringAsync("/v1/fine_tuning/jobs"));
@@ -329,7 +343,8 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
                 var url = await ReadUrlAsync(process.StandardError);
                 using var http = new HttpClient { BaseAddress = url };
                 http.DefaultRequestHeaders.Authorization = new("Bearer", JobsHarness.Key);
-                jobId = await StartLongJobAsync(http, epochs: 3);
+                // 400 steps: the kill lands long before the end, wherever the first checkpoint is seen.
+                jobId = await StartLongJobAsync(http);
                 checkpointStep = await WaitForCheckpointAsync(http, jobId);
             }
             finally
@@ -339,19 +354,22 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
             }
         }
 
-        await using var restarted = await harness.StartAsync(jobsDir, o => o with { CheckpointEvery = 4 });
+        var gate = new StepGate(parkAt: null);   // hold the resumed job after its first step
+        await using var restarted = await harness.StartAsync(jobsDir, o => o with { CheckpointEvery = 4, AfterStep = gate.AfterStep });
         using var again = JobsHarness.Http(restarted);
-        var done = await JobsHarness.WaitForStatusAsync(again, jobId, JobTimeout, "succeeded");
+        var firstStep = await gate.HeldAsync(jobId);
         await WriteTimelineAsync(again, jobId);
-        Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
         var messages = JsonNode.Parse(await again.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/events?limit=1000"))!["data"]!.AsArray()
             .Select(e => e!["message"]!.GetValue<string>()).ToArray();
-        Assert.Contains(messages, m => m.StartsWith("resumed from step ", StringComparison.Ordinal)
-                                       && int.Parse(m["resumed from step ".Length..]) >= checkpointStep);
+        var resumedFrom = messages.Select(m => Regex.Match(m, @"^resumed from step (\d+)$")).Single(m => m.Success).Groups[1].Value;
+        Assert.True(int.Parse(resumedFrom) >= checkpointStep, $"resumed from {resumedFrom}, but step {checkpointStep} was checkpointed before the kill");
+        Assert.Equal(int.Parse(resumedFrom) + 1, firstStep);
         var checkpoints = JsonNode.Parse(await again.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}/checkpoints?limit=100"))!["data"]!.AsArray()
             .Select(c => c!["step_number"]!.GetValue<int>()).ToArray();
+        Assert.Contains(checkpointStep, checkpoints);
         Assert.Equal(checkpoints.Distinct(), checkpoints);   // a checkpoint seen before the kill is not listed twice
-        Assert.Equal(48, checkpoints[0]);
+        await again.PostAsync($"/v1/fine_tuning/jobs/{jobId}/cancel", null);
+        Assert.Equal("cancelled", (await JobsHarness.WaitForStatusAsync(again, jobId, JobTimeout, "cancelled"))["status"]!.GetValue<string>());
     }
 
     /// <summary>The job's events, oldest first, into the test output (where the time went when a run is slow).</summary>
@@ -363,13 +381,13 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
 
     private static async Task<Uri> ReadUrlAsync(StreamReader stderr)
     {
-        using var cancellation = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var cancellation = new CancellationTokenSource(JobsHarness.HangGuard);
         while (await stderr.ReadLineAsync(cancellation.Token) is { } line)
             if (Regex.Match(line, @" at (http://\S+)/v1") is { Success: true } match) return new Uri(match.Groups[1].Value);
         throw new InvalidOperationException("sharptune serve ended without announcing its address");
     }
 
-    /// <summary>A job of many small steps (16 examples, batch 1) so it is still running when the test acts.</summary>
+    /// <summary>A job of many small steps (16 examples, batch 1; 400 steps unless told) so it is still running when the test acts.</summary>
     private static async Task<string> StartLongJobAsync(HttpClient http, int epochs = 25)
     {
         var upload = await JobsHarness.UploadRawAsync(http, System.Text.Encoding.UTF8.GetBytes(JobsHarness.CompletionData(16)));

@@ -55,11 +55,11 @@ public sealed class JobsHarness : IDisposable
     }
 
     public static OpenAIClient Sdk(RunningServer server, string key = Key) =>
-        new(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = server.OpenAiEndpoint, NetworkTimeout = TimeSpan.FromSeconds(60) });
+        new(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = server.OpenAiEndpoint, NetworkTimeout = TimeSpan.FromMinutes(5) });
 
     public static HttpClient Http(RunningServer server, string key = Key)
     {
-        var client = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromSeconds(60) };
+        var client = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(5) };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         return client;
     }
@@ -98,19 +98,25 @@ public sealed class JobsHarness : IDisposable
         return await http.PostAsync("/v1/files", form);
     }
 
-    /// <summary>Polls the job until it reaches <paramref name="status"/> (or a final status), within <paramref name="timeout"/>.</summary>
+    /// <summary>Fails a test instead of hanging when what it waits for never happens; not a speed limit.</summary>
+    public static readonly TimeSpan HangGuard = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Polls the job until it reaches <paramref name="status"/> (or a final status); throws when it has not within
+    /// <paramref name="timeout"/>.
+    /// </summary>
     public static async Task<JsonObject> WaitForStatusAsync(HttpClient http, string jobId, TimeSpan timeout, params string[] status)
     {
         var deadline = DateTime.UtcNow + timeout;
-        JsonObject job;
-        do
+        while (true)
         {
-            job = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!.AsObject();
+            var job = JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{jobId}"))!.AsObject();
             var now = job["status"]!.GetValue<string>();
             if (status.Contains(now) || JobStatus.IsFinal(now)) return job;
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"job {jobId} is still {now} after {timeout}, waiting for {string.Join(" or ", status)}");
             await Task.Delay(100);
-        } while (DateTime.UtcNow < deadline);
-        return job;
+        }
     }
 
     /// <summary>
@@ -129,4 +135,32 @@ public sealed class JobsHarness : IDisposable
     }
 
     public void Dispose() => temp.Dispose();
+}
+
+/// <summary>
+/// Holds a job's training thread after a chosen step (through <see cref="FineTuningServerOptions.AfterStep"/>) until the
+/// job is cancelled, paused or the server stops, so a test acts at an exact step however fast or slow the machine is.
+/// </summary>
+public sealed class StepGate(int? parkAt)
+{
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, System.Threading.Channels.Channel<int>> parked = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> heldOnce = new();
+
+    /// <summary>The step after which jobs are held; null holds each job after the first step it runs (e.g. after a resume).</summary>
+    public int? ParkAt { get; set; } = parkAt;
+
+    /// <summary>The hook to give the server.</summary>
+    public void AfterStep(string jobId, int step, CancellationToken stop)
+    {
+        if (ParkAt is { } at ? step != at : !heldOnce.TryAdd(jobId, true)) return;
+        Channel(jobId).Writer.TryWrite(step);
+        if (!stop.WaitHandle.WaitOne(JobsHarness.HangGuard))
+            throw new TimeoutException($"job {jobId} was held after step {step} and never stopped");
+    }
+
+    /// <summary>The step of the job's next hold (each hold is reported once).</summary>
+    public Task<int> HeldAsync(string jobId) => Channel(jobId).Reader.ReadAsync().AsTask().WaitAsync(JobsHarness.HangGuard);
+
+    private System.Threading.Channels.Channel<int> Channel(string jobId) =>
+        parked.GetOrAdd(jobId, _ => System.Threading.Channels.Channel.CreateUnbounded<int>());
 }
