@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
+using SharpTune.Tokenization;
 
 namespace SharpTune.Tests.Server;
 
@@ -73,10 +74,14 @@ public sealed class HttpProtocolTests(ServerFixture fixture) : IClassFixture<Ser
         Assert.StartsWith("cmpl-", (string)json["id"]!);
         var choices = json["choices"]!.AsArray();
         Assert.Equal([0, 1, 2, 3], choices.Select(c => (int)c!["index"]!));
-        Assert.All(choices, c => Assert.Contains((string)c!["finish_reason"]!, new[] { "stop", "length" }));
+        // Usage sums over every choice: each prompt counted once (as OpenAI and vLLM count it), every choice's tokens.
         var usage = json["usage"]!;
-        Assert.InRange((int)usage["completion_tokens"]!, 4, 32);
-        Assert.Equal((int)usage["prompt_tokens"]! + (int)usage["completion_tokens"]!, (int)usage["total_tokens"]!);
+        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
+        var promptTokens = tokenizer.Encode("Once upon a time", addSpecialTokens: true).Count + tokenizer.Encode("The cat", addSpecialTokens: true).Count;
+        Assert.Equal(promptTokens, (int)usage["prompt_tokens"]!);
+        Assert.All(choices, c => Assert.Equal("length", (string)c!["finish_reason"]!));   // seeded: no choice meets EOS within 8 tokens
+        Assert.Equal(4 * 8, (int)usage["completion_tokens"]!);
+        Assert.Equal(promptTokens + 4 * 8, (int)usage["total_tokens"]!);
 
         // A seed makes sampling repeatable, whatever else shares the batch.
         var again = JsonNode.Parse(await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync())!;
