@@ -1,6 +1,9 @@
+using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Generation;
 using SharpTune.Peft;
+using SharpTune.Server;
 using SharpTune.Tests.Support;
 using SharpTune.Training;
 
@@ -14,7 +17,7 @@ public class MethodFineTuneJobTests
     [InlineData("prefix-tuning", "PREFIX_TUNING", 0.1)]
     [InlineData("adapter", "BOTTLENECK", 1e-2)]
     [InlineData("ia3", "IA3", 0.1)]
-    public void FineTuningLowersValidationLossAndTheAdapterServes(string method, string peftType, double lr)
+    public async Task FineTuningLowersValidationLossAndTheServedAdapterAnswersAsTheLibraryDoes(string method, string peftType, double lr)
     {
         using var dir = new TempDir();
         var options = new TrainingOptions
@@ -31,10 +34,23 @@ public class MethodFineTuneJobTests
 
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, AdapterFiles.ConfigFileName)))!;
         Assert.Equal(peftType, config["peft_type"]!.GetValue<string>());
-        using var loaded = LoadedModel.Load(TestAssets.Stories260K, result.FinalDirectory);
-        Assert.Equal(peftType, loaded.Adapter!.PeftType);
-        var text = loaded.CreateTextGenerator().Generate(["Once upon a time, Tom had a"],
-            new GenerationOptions { MaxNewTokens = 6, Temperature = 0 })[0].Text;
-        Assert.NotEmpty(text);
+        const string prompt = "Once upon a time, Tom had a";
+        string text;
+        using (var loaded = LoadedModel.Load(TestAssets.Stories260K, result.FinalDirectory))
+        {
+            Assert.Equal(peftType, loaded.Adapter!.PeftType);
+            text = loaded.CreateTextGenerator().Generate([prompt], new GenerationOptions { MaxNewTokens = 6, Temperature = 0 })[0].Text;
+        }
+
+        // The server loads the saved adapter on its own and must answer exactly as the library generates.
+        await using var server = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = TestAssets.Stories260K, Port = 0, Adapters = new Dictionary<string, string> { [method] = result.FinalDirectory },
+        });
+        using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(5) };
+        using var response = await http.PostAsJsonAsync("/v1/completions",
+            new JsonObject { ["model"] = method, ["prompt"] = prompt, ["max_tokens"] = 6, ["temperature"] = 0 });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(text, (string)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["choices"]![0]!["text"]!);
     }
 }
