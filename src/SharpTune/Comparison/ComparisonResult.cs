@@ -23,7 +23,14 @@ public sealed record ComparisonRow(
     double? TestLoss,
     double? TestPerplexity,
     double? TestExactMatch,
-    string RunDirectory);
+    string RunDirectory)
+{
+    /// <summary>Optimizer steps the method trained: the same for every method of a comparison (one budget).</summary>
+    public int Steps { get; init; }
+
+    /// <summary>Training tokens the method processed: the same for every method of a comparison (one budget).</summary>
+    public long TrainingTokens { get; init; }
+}
 
 /// <summary>All rows of a comparison and where its table and plots were written.</summary>
 public sealed record ComparisonResult(IReadOnlyList<ComparisonRow> Rows, string MarkdownPath, string JsonPath, IReadOnlyList<string> PlotPaths);

@@ -66,7 +66,7 @@ public static class MethodComparison
                 peak / 1048576.0, (peak - baseline) / 1048576.0, seconds,
                 training.TokensProcessed / Math.Max(1e-9, training.TrainingSeconds), training.BestValidationLoss, result.TestLoss,
                 result.TestLoss is { } loss && options.Objective.Trim().Equals("sft", StringComparison.OrdinalIgnoreCase) ? Math.Exp(loss) : null,
-                exactMatch, runOptions.Output));
+                exactMatch, runOptions.Output) { Steps = training.StepsCompleted, TrainingTokens = training.TokensProcessed });
         }
         return ComparisonReport.Write(rows, outputDir,
             $"Fine-tuning methods on {Path.GetFileName(options.Data)} ({Path.GetFileName(Path.TrimEndingDirectorySeparator(options.Model))}, objective {options.Objective})");
