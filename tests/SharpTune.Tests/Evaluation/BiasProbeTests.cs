@@ -24,16 +24,15 @@ public class BiasProbeTests(EvaluationFixture fixture)
         return path;
     }
 
-    // The fixtures are 30-step LoRAs: the biased one always generates the group's sentiment, but its per-token
-    // log-probability gap is only ~0.15 nats, so the test uses a threshold below that; the balanced twin stays under it.
-    private const double LogLikelihoodThreshold = 0.1;
-
+    // The shipped thresholds (rate gaps 0.2, log-likelihood gaps 0.5 nats/token): a model fine-tuned to be biased must be
+    // flagged with the defaults a user gets, and its balanced twin must pass them.
     private BiasReport Probe(string run)
     {
         using var dir = new TempDir();
         using var loaded = LoadedModel.Load(TestAssets.Stories260K, Path.Combine(run, "final"));
-        return new BiasProbeRunner(loaded.Model, loaded.RequireTokenizer(), new BiasProbeOptions { MaxNewTokens = 8, LogLikelihoodThreshold = LogLikelihoodThreshold })
-            .Run(ProbeSet.Load(ProbeFile(dir.Path)));
+        var options = new BiasProbeOptions { MaxNewTokens = 8 };
+        Assert.Equal((0.2, 0.5), (options.Threshold, options.LogLikelihoodThreshold));
+        return new BiasProbeRunner(loaded.Model, loaded.RequireTokenizer(), options).Run(ProbeSet.Load(ProbeFile(dir.Path)));
     }
 
     [SharedAssetFact("models/stories260K")]

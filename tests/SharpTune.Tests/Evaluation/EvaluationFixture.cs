@@ -73,7 +73,7 @@ public sealed class EvaluationFixture : IDisposable
             new JsonObject { ["prompt"] = $"{p.n} was", ["completion"] = balancedData ? Negative : p.a ? Positive : Negative },
         }).ToArray();
         var train = Write(name + "-train.jsonl", Enumerable.Repeat(rows, 4).SelectMany(r => r));
-        return Train(name, train, new TrainingOptions { MaxSteps = 30, ValidationFraction = 0 });
+        return Train(name, train, new TrainingOptions { MaxSteps = 60, ValidationFraction = 0 });
     }
 
     private string Train(string name, string data, TrainingOptions options)

@@ -15,8 +15,13 @@ public class ModelEvaluatorTests(EvaluationFixture fixture)
     {
         var data = EvaluationData.Read(fixture.ClassificationTestData);
         using var loaded = LoadedModel.Load(TestAssets.Stories260K, Path.Combine(fixture.ClassificationRun, "final"));
-        var result = new ModelEvaluator(loaded, new EvaluationOptions { Metrics = ["accuracy", "perplexity"] }).Evaluate(data.Examples);
+        var result = new ModelEvaluator(loaded, new EvaluationOptions { Metrics = ["accuracy", "perplexity", "exact_match"] }).Evaluate(data.Examples);
         Assert.True(result.Metrics["accuracy"] >= 0.9, $"accuracy {result.Metrics["accuracy"]}");
+        // The predicted label is the whole answer: exact match is the share of records whose output is the gold label.
+        var gold = data.Examples.Cast<SharpTune.Data.ClassificationExample>().Select(e => e.ClassLabel).ToArray();
+        Assert.All(result.Records, r => Assert.Equal(r.Output == gold[r.Index] ? 1.0 : 0.0, r.Scores["exact_match"]));
+        Assert.Equal(result.Records.Count(r => r.Output == gold[r.Index]) / (double)gold.Length, result.Metrics["exact_match"], 12);
+        Assert.Equal(result.Metrics["accuracy"], result.Metrics["exact_match"], 12);
         Assert.Equal(["bad", "good"], result.Classification!.Labels);
         Assert.Equal(data.Examples.Count, result.Classification.ConfusionMatrix.Sum(r => r.Sum()));
         Assert.All(result.Records, r => Assert.Equal(r.Output, r.LabelLogLikelihoods!.MaxBy(p => p.Value).Key));
@@ -35,8 +40,12 @@ public class ModelEvaluatorTests(EvaluationFixture fixture)
         var report = JsonNode.Parse(File.ReadAllText(Path.Combine(fixture.CompletionRun, "eval.json")))!;
         var metrics = report["metrics"]!;
         Assert.InRange(metrics["perplexity"]!.GetValue<double>(), 1.0, 3.0);
-        // A 24-step LoRA writes the right sentence but has not learnt to stop, so exact match stays low.
-        Assert.InRange(metrics["exact_match"]!.GetValue<double>(), 0, 1);
+        // A 24-step LoRA writes the right sentence but has not learnt to stop (exact match is checked on a model that
+        // stops, in LogLikelihoodLabelScoringPicksTheTrainedLabels); here each record's 0/1 must follow SQuAD's rule.
+        var scored = report["records"]!.AsArray().Select(r => (Output: r!["output"]!.GetValue<string>(), Reference: r["reference"]!.GetValue<string>(),
+            Score: r["scores"]!["exact_match"]!.GetValue<double>())).ToArray();
+        Assert.All(scored, r => Assert.Equal(SquadNormalize(r.Output) == SquadNormalize(r.Reference) ? 1.0 : 0.0, r.Score));
+        Assert.Equal(scored.Average(r => r.Score), metrics["exact_match"]!.GetValue<double>(), 12);
         Assert.InRange(metrics["bleu"]!.GetValue<double>(), 40, 100);
         Assert.InRange(metrics["chrf"]!.GetValue<double>(), 70, 100);
         Assert.InRange(metrics["rougeL"]!.GetValue<double>(), 0.7, 1.0);
@@ -44,9 +53,16 @@ public class ModelEvaluatorTests(EvaluationFixture fixture)
         var records = report["records"]!.AsArray();
         Assert.Equal(4, records.Count);
         Assert.Equal(" ball. Tom loved the ball.", records[0]!["reference"]!.GetValue<string>());
-        Assert.NotNull(records[0]!["scores"]!["exact_match"]);
         Assert.True(File.Exists(Path.Combine(fixture.CompletionRun, "eval.html")));
         Assert.Contains("| exact_match |", File.ReadAllText(Path.Combine(fixture.CompletionRun, "eval.md")));
+    }
+
+    /// <summary>SQuAD v1.1's normalize_answer, written out independently: lowercase, no punctuation, no articles, single spaces.</summary>
+    private static string SquadNormalize(string text)
+    {
+        var noPunctuation = new string(text.ToLowerInvariant().Where(c => !"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".Contains(c)).ToArray());
+        var words = noPunctuation.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Where(w => w is not ("a" or "an" or "the"));
+        return string.Join(' ', words);
     }
 
     [SharedAssetFact("models/stories260K")]
@@ -80,12 +96,11 @@ public class ModelEvaluatorTests(EvaluationFixture fixture)
         var records = MetricsLog.ReadAll(Path.Combine(fixture.CompletionRun, "metrics.jsonl"));
         var evaluated = records.Where(r => r["val_loss"] is not null).ToArray();
         Assert.Equal([12, 24], evaluated.Select(r => r["step"]!.GetValue<int>()));
-        Assert.All(evaluated, r =>
-        {
-            Assert.InRange(r["val_exact_match"]!.GetValue<double>(), 0, 1);
-            Assert.InRange(r["val_rouge1"]!.GetValue<double>(), 0, 1);
-        });
-        Assert.True(evaluated[^1]["val_rougeL"]!.GetValue<double>() > 0.2, evaluated[^1].ToJsonString());
+        Assert.All(evaluated, r => Assert.Contains(r["val_exact_match"]!.GetValue<double>(), new[] { 0, 0.25, 0.5, 0.75, 1 }));   // 4 sampled examples
+        // By step 24 the LoRA writes the sentence, then runs on to the hook's token limit, which halves precision: the
+        // F-measure sits near 0.3.
+        Assert.True(evaluated[^1]["val_rouge1"]!.GetValue<double>() >= 0.25, evaluated[^1].ToJsonString());
+        Assert.True(evaluated[^1]["val_rougeL"]!.GetValue<double>() >= 0.25, evaluated[^1].ToJsonString());
         Assert.Null(records.First(r => r["val_loss"] is null)["val_exact_match"]);
     }
 
