@@ -7,6 +7,7 @@ using SharpTune.Runtime;
 // dotnet run --project bench/SharpTune.Bench -c Release -- constrained S|M TOKENIZER_DIR f32|bf16 [new] [rounds]
 // dotnet run --project bench/SharpTune.Bench -c Release -- evaluation S [examples] [batch] [prompt] [answer]
 // dotnet run --project bench/SharpTune.Bench -c Release -- tokenizer-load [TOKENIZER_DIR]
+// dotnet run --project bench/SharpTune.Bench -c Release -- tokenize TOKENIZER_DIR [megabytes]
 // Run alone on a quiet machine: another CPU-heavy process distorts every figure.
 string Arg(int i, string fallback) => args.Length > i ? args[i] : fallback;
 if (Arg(0, "") == "tokenizer-load")
@@ -40,6 +41,9 @@ switch (Arg(0, ""))
         break;
     case "evaluation":
         EvaluationBench.Run(Arg(1, "S"), int.Parse(Arg(2, "64")), int.Parse(Arg(3, "8")), int.Parse(Arg(4, "96")), int.Parse(Arg(5, "32")));
+        break;
+    case "tokenize":
+        TokenizerBench.Run(Arg(1, "../shared/models/stories260K"), double.Parse(Arg(2, "1"), System.Globalization.CultureInfo.InvariantCulture));
         break;
     default:
         Console.Error.WriteLine("usage: training S|M full|lora f32|bf16 [steps] [batch] [seq] | generation S|M|DIR f32|bf16 [batch] [prompt] [new] | tokenizer-load [DIR]");

@@ -92,15 +92,14 @@ public class MinHashTests
     }
 
     [Fact]
-    public void Clustering_many_rows_stays_fast_and_finds_planted_pairs()
+    public void Clustering_many_rows_finds_planted_pairs_and_nothing_else()
     {
         var rng = new Random(3);
         string Sentence() => string.Join(' ', Enumerable.Range(0, 12).Select(_ => new string((char)('a' + rng.Next(26)), 1) + rng.Next(1000)));
         var texts = Enumerable.Range(0, 5000).Select(_ => Sentence()).ToList();
         for (int i = 0; i < 50; i++) texts.Add(texts[i * 10] + " .");
-        var started = System.Diagnostics.Stopwatch.StartNew();
+        // How the time grows with rows is measured by bench/DataCleanBench (--scaling) on a quiet machine.
         var clusters = NearDuplicateClusters.Assign(texts, 0.8);
-        Assert.True(started.Elapsed.TotalSeconds < 20, $"took {started.Elapsed}");
         for (int i = 0; i < 50; i++) Assert.Equal(clusters[i * 10], clusters[5000 + i]);
         Assert.Equal(5000, clusters.Distinct().Count());
     }

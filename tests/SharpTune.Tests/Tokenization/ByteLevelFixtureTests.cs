@@ -102,13 +102,12 @@ public sealed class ByteLevelFixtureTests
     }
 
     [Fact]
-    public void Encodes_a_megabyte_quickly_thanks_to_the_piece_cache()
+    public void Encodes_a_megabyte_and_decodes_it_back_exactly()
     {
+        // Speed is measured by `bench/SharpTune.Bench tokenize` on a quiet machine, not asserted here.
         var text = string.Concat(Enumerable.Repeat("hello world 123, it's   here\n", 36_000)); // ≈ 1 MB
-        var watch = System.Diagnostics.Stopwatch.StartNew();
         var ids = Llama3Like.Value.Encode(text);
-        watch.Stop();
+        Assert.Equal(Enumerable.Repeat(Llama3Like.Value.Encode("hello world 123, it's   here\n"), 36_000).SelectMany(i => i), ids);
         Assert.Equal(text, Llama3Like.Value.Decode(ids));
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"encoding 1 MB took {watch.Elapsed}");
     }
 }

@@ -98,14 +98,12 @@ public sealed class Stories260KTokenizerTests
     }
 
     [SharedAssetFact("models/stories260K")]
-    public void Encodes_a_megabyte_without_pre_tokenizer_in_reasonable_time()
+    public void Encodes_a_megabyte_without_pre_tokenizer_and_decodes_it_back_exactly()
     {
-        // With no pre-tokenizer the whole text is one BPE word: the merge loop must not be quadratic.
+        // With no pre-tokenizer the whole text is one BPE word. That the merge loop is not quadratic is measured by
+        // `bench/SharpTune.Bench tokenize` on a quiet machine, not asserted here.
         var text = string.Concat(Enumerable.Repeat("Once upon a time, Lily saw a big cat. ", 27_000)); // ≈ 1 MB
-        var watch = System.Diagnostics.Stopwatch.StartNew();
         var ids = Stories.Value.Encode(text);
-        watch.Stop();
         Assert.Equal(text, Stories.Value.Decode(ids));
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"encoding 1 MB took {watch.Elapsed}");
     }
 }
