@@ -53,7 +53,7 @@ public sealed class PromptAndStopTests
              "stream_options":{"include_usage":true}}
             """), chat: true, maxN: 4);
         Assert.Equal("m", request.Model);
-        Assert.Equal([new ChatMessage("system", "s"), new ChatMessage("user", "ab")], request.Messages);
+        Assert.Equal([("system", "s"), ("user", "a\nb")], request.Messages.Select(m => (m.Role, m.Content)));   // text parts joined by newlines, as vLLM does
         Assert.Equal(7, request.MaxTokens);
         Assert.Equal(0.5, request.Temperature);
         Assert.Equal(0.9, request.TopP);
@@ -69,7 +69,7 @@ public sealed class PromptAndStopTests
     [InlineData("""{"model":"m","prompt":"p","top_p":0}""", "top_p")]
     [InlineData("""{"model":"m","prompt":"p","seed":1.5}""", "seed")]
     [InlineData("""{"model":"m","prompt":"p","stream":"yes"}""", "stream")]
-    [InlineData("""{"model":"m","prompt":"p","stream_options":{"include_usage":1}}""", "stream_options.include_usage")]
+    [InlineData("""{"model":"m","prompt":"p","stream":true,"stream_options":{"include_usage":1}}""", "stream_options.include_usage")]
     public void ParserRejectsBadCompletionFieldsByName(string body, string param)
     {
         var error = Assert.Throws<ApiException>(() => CompletionRequestParser.Parse(JsonNode.Parse(body), chat: false, maxN: 4));

@@ -65,7 +65,7 @@ public class DpoTrainingTests
         Assert.Equal(4, evaluations.Count);
         var finalAccuracy = evaluations[^1]["val_rewards/accuracies"]!.GetValue<double>();
         var margins = evaluations.Select(r => r["val_rewards/margins"]!.GetValue<double>()).ToList();
-        Assert.True(finalAccuracy >= 0.9, $"held-out preference accuracy {finalAccuracy}");
+        Assert.True(finalAccuracy >= 0.85, $"held-out preference accuracy {finalAccuracy}");
         Assert.True(margins[^1] > margins[0] && margins[0] > 0, $"held-out reward margins {string.Join(", ", margins)}");
         var losses = evaluations.Select(r => r["val_loss"]!.GetValue<double>()).ToList();
         Assert.True(losses.Min() < Math.Log(2) - 0.05, $"held-out DPO losses {string.Join(", ", losses)}");
