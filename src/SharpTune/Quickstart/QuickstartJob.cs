@@ -64,7 +64,7 @@ public static class QuickstartJob
             Model = baseDir, Data = Path.Combine(dataDir, "train.jsonl"), Validation = Path.Combine(dataDir, "validation.jsonl"),
             Output = runDir, Method = "lora", LoraR = 16, LoraAlpha = 32, LoraDropout = 0.0, TargetModules = "all-linear",
             LearningRate = 5e-3, LrSchedule = "cosine", WarmupSteps = 10, MicroBatchSize = 8, MaxSteps = options.FineTuneSteps,
-            MaxSeqLength = 128, EvalEvery = 20, SaveEvery = 50, Seed = options.Seed,
+            MaxSeqLength = 128, EvalEvery = 20, SaveEvery = 50, Seed = options.Seed + 1,
         };
         FineTuneJob.Run(fineTune, resume: false, progress, log, cancellationToken);
         var adapterDir = Path.Combine(runDir, "final");
