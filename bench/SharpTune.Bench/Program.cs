@@ -3,7 +3,7 @@ using SharpTune.Runtime;
 
 // dotnet run --project bench/SharpTune.Bench -c Release -- training S|M full|lora f32|bf16 [steps] [batch] [seq] [nf4|fp4|int8]
 // dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new] [nf4|fp4|int8]
-// dotnet run --project bench/SharpTune.Bench -c Release -- perplexity MODEL_DIR TEXT_FILE [lines]   (quality: f32 vs quantized)
+// dotnet run --project bench/SharpTune.Bench -c Release -- perplexity MODEL_DIR TEXT_FILE|quickstart [lines]   (quality: f32 vs quantized)
 // dotnet run --project bench/SharpTune.Bench -c Release -- constrained S|M TOKENIZER_DIR f32|bf16 [new] [rounds]
 // dotnet run --project bench/SharpTune.Bench -c Release -- evaluation S [examples] [batch] [prompt] [answer]
 // dotnet run --project bench/SharpTune.Bench -c Release -- tokenizer-load [TOKENIZER_DIR]

@@ -13,10 +13,16 @@ namespace SharpTune.Bench;
 /// </summary>
 internal static class QuantizedPerplexityBench
 {
+    /// <summary>
+    /// <paramref name="textFile"/> "quickstart" scores fresh documents of the quickstart base's own generated domain
+    /// (its pretraining corpus generator with another seed), since stories are not what that base was trained on.
+    /// </summary>
     public static void Run(string modelDir, string textFile, int maxLines)
     {
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
-        var lines = File.ReadLines(textFile).Where(l => l.Trim().Length > 0).Take(maxLines).ToArray();
+        var lines = (textFile == "quickstart"
+                ? SharpTune.Quickstart.QuickstartData.Corpus(maxLines, seed: 1_000_003)
+                : File.ReadLines(textFile).Where(l => l.Trim().Length > 0).Take(maxLines)).ToArray();
         var formats = new (string Name, QuantizationOptions? Options)[]
         {
             ("f32", null),

@@ -46,7 +46,9 @@ internal static class TrainingBench
         var n = BenchModels.MatmulParameters(config);
         // Frozen-base methods: forward 2N + backward through activations 2N (no weight gradients) + 6 per adapter weight.
         var flopsPerToken = method == "full" ? 6.0 * n : 4.0 * n + 6.0 * adapterParams;
+        Console.Error.WriteLine($"  peak RSS after loading: {MemoryProbe.PeakRssGiB():F2} GiB");
         var measuredPeak = PeakProbe.Measure(dtype);
+        Console.Error.WriteLine($"  peak RSS after the matmul probe: {MemoryProbe.PeakRssGiB():F2} GiB");
         var random = new Random(1);
         TrainingObjective objective = (m, b) => CausalLmLoss.Compute(m, b);
         double total = 0;
@@ -66,7 +68,7 @@ internal static class TrainingBench
             optimizer.ZeroGrad();
             var seconds = clock.Elapsed.TotalSeconds;
             if (step >= 2) { total += seconds; measured++; }   // the first steps warm up allocators and kernels
-            Console.Error.WriteLine($"  step {step}: {seconds:F3} s");
+            Console.Error.WriteLine($"  step {step}: {seconds:F3} s, peak RSS {MemoryProbe.PeakRssGiB():F2} GiB");
         }
         var tokensPerSecond = measured * batch * seq / total;
         var achieved = tokensPerSecond * flopsPerToken;

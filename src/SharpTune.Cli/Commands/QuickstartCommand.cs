@@ -12,9 +12,10 @@ internal static class QuickstartCommand
         var rebuild = new Option<bool>("--rebuild-base") { Description = "Build the base model again instead of using the cached one" };
         var pretrainSteps = new Option<int>("--pretrain-steps") { Description = "Pretraining steps for the base model", DefaultValueFactory = _ => new QuickstartOptions().PretrainSteps };
         var steps = new Option<int>("--steps") { Description = "LoRA fine-tuning steps", DefaultValueFactory = _ => new QuickstartOptions().FineTuneSteps };
+        var quantize = new Option<string?>("--quantize") { Description = "Fine-tune on a quantized base (nf4, fp4, int8: QLoRA, bf16 compute), in run-QUANTIZE/" };
         var command = new Command("quickstart", "Build a small base model, fine-tune it with LoRA on a generated task, and compare before/after")
         {
-            output, rebuild, pretrainSteps, steps,
+            output, rebuild, pretrainSteps, steps, quantize,
         };
         command.SetAction(parse =>
         {
@@ -23,6 +24,7 @@ internal static class QuickstartCommand
             {
                 Output = parse.GetValue(output)!, RebuildBase = parse.GetValue(rebuild),
                 PretrainSteps = parse.GetValue(pretrainSteps), FineTuneSteps = parse.GetValue(steps),
+                Quantize = parse.GetValue(quantize),
             }, printer, message => { printer.EndLiveLine(); Console.Error.WriteLine(message); });
             printer.EndLiveLine();
             Console.WriteLine();

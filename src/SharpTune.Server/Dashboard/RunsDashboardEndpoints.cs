@@ -21,7 +21,8 @@ public static class RunsDashboardEndpoints
     /// <summary>
     /// Adds the dashboard over the runs in <paramref name="runsDir"/>: <c>GET /dashboard</c> (the page),
     /// <c>GET /api/runs</c>, <c>GET /api/runs/{name}</c> (config + summary + evaluation reports) and
-    /// <c>GET /api/runs/{name}/metrics?after=STEP</c>. Run names that are not plain folder names get 400.
+    /// <c>GET /api/runs/{name}/metrics?after=STEP</c> and <c>GET /api/runs/{name}/completions?step=STEP</c> (the sampled
+    /// completions of a reinforcement-learning run; the last step by default). Run names that are not plain folder names get 400.
     /// </summary>
     public static IEndpointRouteBuilder MapRunsDashboard(this IEndpointRouteBuilder app, string runsDir)
     {
@@ -34,6 +35,7 @@ public static class RunsDashboardEndpoints
         api.MapGet("", () => Results.Json(runs.List()));
         api.MapGet("/{name}", (string name) => ForRun(name, () => runs.Details(name)));
         api.MapGet("/{name}/metrics", (string name, int? after) => ForRun(name, () => runs.Metrics(name, after)));
+        api.MapGet("/{name}/completions", (string name, int? step) => ForRun(name, () => runs.Completions(name, step)));
         return app;
     }
 

@@ -17,6 +17,12 @@ public sealed record EvalReportFile(string File, JsonNode? Report, string? Error
 /// <summary>Metrics records with step greater than the requested one, and any lines that could not be read.</summary>
 public sealed record MetricsPage(IReadOnlyList<JsonObject> Records, IReadOnlyList<string> Errors);
 
+/// <summary>
+/// The completions a reinforcement-learning run sampled at one step (completions.jsonl, as TRL's log_completions), with
+/// the steps that have any; <paramref name="Step"/> is null when the run logged none.
+/// </summary>
+public sealed record CompletionsPage(int? Step, IReadOnlyList<int> Steps, IReadOnlyList<JsonObject> Completions, IReadOnlyList<string> Errors);
+
 /// <summary>A run name that is not a plain folder name directly inside the runs folder.</summary>
 public sealed class InvalidRunNameException(string message) : Exception(message);
 
@@ -28,6 +34,7 @@ public sealed class RunsDirectory
 {
     private const string MetricsFile = "metrics.jsonl";
     private const string ConfigFile = "config.yaml";
+    private const string CompletionsFile = "completions.jsonl";
 
     /// <summary>Creates the view; the folder must exist.</summary>
     public RunsDirectory(string root)
@@ -73,21 +80,39 @@ public sealed class RunsDirectory
         var metrics = ReadMetrics(dir, afterStep: null);
         var evals = Directory.EnumerateFiles(dir, "eval*.json").Order(StringComparer.Ordinal).Select(ReadEvalReport).ToArray();
         var outputs = new[] { "checkpoints", "best", "final", "tensorboard" }.Where(o => Directory.Exists(Path.Combine(dir, o)))
-            .Concat(new[] { "loss.png" }.Where(o => File.Exists(Path.Combine(dir, o)))).ToArray();
+            .Concat(new[] { "loss.png", "reward.png", CompletionsFile }.Where(o => File.Exists(Path.Combine(dir, o)))).ToArray();
         return new RunDetails(name, config, Summarise(metrics), evals, outputs);
     }
 
     /// <summary>Metrics records of a run with step greater than <paramref name="afterStep"/> (all when null); null when there is no such run.</summary>
     public MetricsPage? Metrics(string name, int? afterStep) => Resolve(name) is { } dir ? ReadMetrics(dir, afterStep) : null;
 
+    /// <summary>
+    /// The completions sampled at <paramref name="step"/> (the last logged step when null); null when there is no such run.
+    /// </summary>
+    public CompletionsPage? Completions(string name, int? step)
+    {
+        if (Resolve(name) is not { } dir) return null;
+        var (records, errors) = ReadStepRecords(Path.Combine(dir, CompletionsFile), CompletionsFile);
+        var steps = records.Select(r => r.Step).Distinct().Order().ToArray();
+        var shown = step ?? (steps.Length > 0 ? steps[^1] : null);
+        return new CompletionsPage(shown, steps, records.Where(r => r.Step == shown).Select(r => r.Record).ToArray(), errors);
+    }
+
     private static MetricsPage ReadMetrics(string dir, int? afterStep)
     {
-        var path = Path.Combine(dir, MetricsFile);
-        if (!File.Exists(path)) return new MetricsPage([], []);
+        var (records, errors) = ReadStepRecords(Path.Combine(dir, MetricsFile), MetricsFile);
+        return new MetricsPage(records.Where(r => afterStep is null || r.Step > afterStep).Select(r => r.Record).ToArray(), errors);
+    }
+
+    /// <summary>The complete lines of a JSON-lines file whose records carry an integer "step", and the lines that do not parse.</summary>
+    private static (List<(int Step, JsonObject Record)> Records, List<string> Errors) ReadStepRecords(string path, string file)
+    {
+        var records = new List<(int, JsonObject)>();
+        var errors = new List<string>();
+        if (!File.Exists(path)) return (records, errors);
         var text = ReadShared(path);
         var complete = text.LastIndexOf('\n') + 1;   // a line still being written has no newline yet
-        var records = new List<JsonObject>();
-        var errors = new List<string>();
         var lineNumber = 0;
         foreach (var line in text[..complete].Split('\n'))
         {
@@ -98,11 +123,11 @@ public sealed class RunsDirectory
                 var record = JsonNode.Parse(line) as JsonObject ?? throw new JsonException("not a JSON object");
                 if (record["step"] is not JsonValue stepValue || !stepValue.TryGetValue<int>(out var step))
                     throw new JsonException("no integer 'step' field");
-                if (afterStep is null || step > afterStep) records.Add(record);
+                records.Add((step, record));
             }
-            catch (JsonException e) { errors.Add($"{MetricsFile}:{lineNumber}: {e.Message}"); }
+            catch (JsonException e) { errors.Add($"{file}:{lineNumber}: {e.Message}"); }
         }
-        return new MetricsPage(records, errors);
+        return (records, errors);
     }
 
     private static JsonObject Summarise(MetricsPage metrics)
@@ -111,7 +136,7 @@ public sealed class RunsDirectory
         if (metrics.Records.Count == 0) return summary;
         var last = metrics.Records[^1];
         summary["last_step"] = last["step"]!.DeepClone();
-        foreach (var key in new[] { "loss", "lr", "tokens_per_second", "token_accuracy" })
+        foreach (var key in new[] { "loss", "lr", "tokens_per_second", "token_accuracy", "reward", "val_reward" })
             if (metrics.Records.LastOrDefault(r => r[key] is JsonValue) is { } withKey) summary[key] = withKey[key]!.DeepClone();
         var validations = metrics.Records.Where(r => r["val_loss"] is JsonValue v && v.TryGetValue<double>(out _)).ToArray();
         if (validations.Length > 0)

@@ -21,6 +21,11 @@ public sealed record QuickstartOptions
     /// <summary>Build the base model again even if a cached one exists.</summary>
     public bool RebuildBase { get; init; }
     public long Seed { get; init; } = 7;
+    /// <summary>
+    /// Fine-tune and evaluate on a quantized base (nf4, fp4 or int8; QLoRA with bf16 compute), in run-QUANTIZE/, so its
+    /// held-out figures can be compared with the unquantized run's.
+    /// </summary>
+    public string? Quantize { get; init; }
 }
 
 /// <summary>Test-set figures of one model: masked loss on the answers, its perplexity, and answer accuracy.</summary>
@@ -57,20 +62,23 @@ public static class QuickstartJob
         WriteJsonl(Path.Combine(dataDir, "validation.jsonl"), validation);
         WriteJsonl(Path.Combine(dataDir, "test.jsonl"), test);
 
-        var runDir = Path.Combine(output, "run");
-        log?.Invoke($"fine-tuning with LoRA on {train.Count} examples ({dataDir})");
+        var quantization = options.Quantize is null ? null
+            : Quantization.QuantizationOptions.Parse(options.Quantize, "bf16", "true", "--quantize");
+        var runDir = Path.Combine(output, options.Quantize is null ? "run" : "run-" + options.Quantize.ToLowerInvariant());
+        log?.Invoke($"fine-tuning with LoRA on {train.Count} examples ({dataDir})" + (quantization is null ? "" : $" on a {options.Quantize} base"));
         var fineTune = new TrainingOptions
         {
             Model = baseDir, Data = Path.Combine(dataDir, "train.jsonl"), Validation = Path.Combine(dataDir, "validation.jsonl"),
             Output = runDir, Method = "lora", LoraR = 16, LoraAlpha = 32, LoraDropout = 0.0, TargetModules = "all-linear",
             LearningRate = 5e-3, LrSchedule = "cosine", WarmupSteps = 10, MicroBatchSize = 8, MaxSteps = options.FineTuneSteps,
             MaxSeqLength = 128, EvalEvery = 20, SaveEvery = 50, Seed = options.Seed + 1,
+            Quantize = options.Quantize, ComputeDtype = quantization is null ? null : "bf16",
         };
         FineTuneJob.Run(fineTune, resume: false, progress, log, cancellationToken);
         var adapterDir = Path.Combine(runDir, "final");
 
         log?.Invoke($"evaluating on the held-out test split ({test.Count} examples)");
-        using var loaded = LoadedModel.Load(baseDir, adapterDir);
+        using var loaded = LoadedModel.Load(baseDir, adapterDir, quantization: quantization);
         var examples = test.Select(row => (ChatExample)TrainingExampleMapper.Map(new DataRow("test.jsonl", 0, row), DatasetFormat.Chat)).ToArray();
         loaded.Adapter!.Enabled = false;
         var before = Measure(loaded, examples);

@@ -10,7 +10,9 @@ public static class TrainingConfigFile
     public static TrainingOptions Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"config file not found: {path}", path);
-        var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
+        // List options (rewards, eval_metrics) are read-only lists in TrainingOptions; YamlDotNet builds no interface itself.
+        var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance)
+            .WithTypeMapping<IReadOnlyList<string>, List<string>>().Build();
         try
         {
             return deserializer.Deserialize<TrainingOptions>(File.ReadAllText(path)) ?? new TrainingOptions();

@@ -62,4 +62,39 @@ public sealed class DashboardPageTests
         Assert.Equal([7, RunFixtures.LossAt(7)], (await ChartPoints(page, "loss-chart"))["loss"][6]);
         Assert.Empty(consoleErrors);
     }
+
+    [ChromiumFact]
+    public async Task A_reinforcement_learning_run_shows_its_reward_curve_and_sampled_completions()
+    {
+        using var runs = new TempDir();
+        var runDir = RunFixtures.WriteGrpoRun(runs.Path, "grpo", steps: 3);
+        await using var dashboard = await RunsDashboard.StartAsync(runs.Path);
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(Launch);
+        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 1000 } });
+        var consoleErrors = new List<string>();
+        page.Console += (_, message) => { if (message.Type == "error") consoleErrors.Add(message.Text); };
+        Assertions.SetDefaultExpectTimeout(60_000);   // hang guards, not speed requirements
+        page.SetDefaultTimeout(60_000);
+        await page.GotoAsync(dashboard.PageUrl.ToString());
+
+        var rows = page.Locator("#completions tbody tr");
+        await Assertions.Expect(rows).ToHaveCountAsync(2);
+        await Assertions.Expect(rows.Nth(0)).ToContainTextAsync("c3a");
+        await Assertions.Expect(rows.Nth(1)).ToHaveClassAsync("truncated");
+        await Assertions.Expect(rows.Nth(0).Locator("td").Nth(4)).ToHaveTextAsync("exact 1");
+        var reward = await ChartPoints(page, "reward-chart");
+        Assert.Equal([[1, 0.25], [2, 0.5], [3, 0.75]], reward["reward"]);
+        Assert.Equal([[2, 0.4]], reward["val_reward"]);
+
+        // An earlier step chosen in the selector stays shown while the run goes on.
+        await page.SelectOptionAsync("#completions-step", "1");
+        await Assertions.Expect(rows.Nth(0)).ToContainTextAsync("c1a");
+        File.AppendAllLines(Path.Combine(runDir, "metrics.jsonl"), ["""{"step":4,"loss":0.04,"lr":1e-5,"reward":1.0}"""]);
+        await page.WaitForFunctionAsync(
+            "() => JSON.parse(document.getElementById('reward-chart').dataset.points).reward.length === 4",
+            null, new PageWaitForFunctionOptions { Timeout = 120_000, PollingInterval = 200 });
+        await Assertions.Expect(rows.Nth(0)).ToContainTextAsync("c1a");
+        Assert.Empty(consoleErrors);
+    }
 }

@@ -101,6 +101,34 @@ public sealed class RunsDashboardApiTests : IAsyncLifetime
         Assert.StartsWith("metrics.jsonl:6:", error);
     }
 
+    [Fact]
+    public async Task Completions_of_the_last_step_by_default_or_of_a_chosen_step()
+    {
+        var dir = RunFixtures.WriteGrpoRun(runs.Path, "grpo", steps: 3);
+        RunFixtures.WriteRun(runs.Path, "sft");
+
+        var last = await Get("/api/runs/grpo/completions");
+        Assert.Equal(3, last["step"]!.GetValue<int>());
+        Assert.Equal([1, 2, 3], last["steps"]!.AsArray().Select(s => s!.GetValue<int>()));
+        Assert.Equal(["c3a", "c3b"], last["completions"]!.AsArray().Select(c => c!["completion"]!.GetValue<string>()));
+        Assert.Equal(-0.7071, last["completions"]![1]!["advantage"]!.GetValue<double>());
+
+        var first = await Get("/api/runs/grpo/completions?step=1");
+        Assert.Equal(["c1a", "c1b"], first["completions"]!.AsArray().Select(c => c!["completion"]!.GetValue<string>()));
+
+        File.AppendAllText(Path.Combine(dir, "completions.jsonl"), "{broken\n");
+        Assert.StartsWith("completions.jsonl:7:", (await Get("/api/runs/grpo/completions"))["errors"]![0]!.GetValue<string>());
+
+        var summary = (await Get("/api/runs/grpo"))["summary"]!;
+        Assert.Equal(0.75, summary["reward"]!.GetValue<double>());
+        Assert.Equal(0.4, summary["val_reward"]!.GetValue<double>());
+
+        var none = await Get("/api/runs/sft/completions");
+        Assert.Null(none["step"]);
+        Assert.Empty(none["completions"]!.AsArray());
+        await Get("/api/runs/missing/completions", HttpStatusCode.NotFound);
+    }
+
     [Theory]
     [InlineData("/api/runs/..%2F..%2Fetc")]
     [InlineData("/api/runs/..%5C..%5Cetc/metrics")]

@@ -20,7 +20,11 @@ public class QuickstartJobTests
         Assert.True(File.Exists(Path.Combine(first.AdapterDirectory, "adapter_config.json")));
         Assert.True(File.Exists(Path.Combine(first.RunDirectory, "loss.png")));
 
-        var second = QuickstartJob.Run(options with { FineTuneSteps = 20 });
+        // QLoRA on the cached base: the same held-out accuracy from an NF4 base, in its own run folder.
+        var second = QuickstartJob.Run(options with { Quantize = "nf4" });
         Assert.True(second.BaseWasCached);
+        Assert.Equal(Path.Combine(dir.Path, "run-nf4"), second.RunDirectory);
+        Assert.True(second.After.Accuracy >= 0.9, $"fine-tuned accuracy on an NF4 base {second.After.Accuracy}");
+        Assert.True(File.Exists(Path.Combine(first.AdapterDirectory, "adapter_config.json")));   // the unquantized run is kept
     }
 }

@@ -64,6 +64,24 @@ public class FineTuneJobTests
         Assert.Contains("learnin_rate", error.Message);
     }
 
+    [Fact]
+    public void EveryExampleConfigLoadsWithItsLists()
+    {
+        var examples = Directory.GetFiles(Path.Combine(TestAssets.RepoRoot, "examples"), "*.yaml");
+        Assert.NotEmpty(examples);
+        foreach (var path in examples) Assert.NotNull(TrainingConfigFile.Load(path).Model);
+        var grpo = TrainingConfigFile.Load(Path.Combine(TestAssets.RepoRoot, "examples", "grpo.yaml"));
+        Assert.Equal(["exact=0.5", "chrf=0.5"], grpo.Rewards!);
+
+        using var dir = new TempDir();
+        var path2 = dir.File("lists.yaml");
+        File.WriteAllText(path2, "model: m\nrewards: [exact=2, regex]\neval_metrics:\n  - bleu\n  - chrf\n");
+        var lists = TrainingConfigFile.Load(path2);
+        Assert.Equal(["exact=2", "regex"], lists.Rewards!);
+        Assert.Equal(["bleu", "chrf"], lists.EvalMetrics!);
+        Assert.Equal(["exact=2", "regex"], TrainingConfigFile.Load(WriteBack(lists, dir.File("round.yaml"))).Rewards!);
+    }
+
     private static string WriteBack(TrainingOptions options, string path)
     {
         TrainingConfigFile.Save(options, path);

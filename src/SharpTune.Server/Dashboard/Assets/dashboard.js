@@ -4,7 +4,8 @@
 "use strict";
 
 const POLL_MS = 2000;
-const state = { runs: [], selected: null, records: [], lastStep: null, details: null, errors: [], charts: {} };
+const state = { runs: [], selected: null, records: [], lastStep: null, details: null, errors: [], charts: {},
+  completions: null, completionsStep: null };
 window.sharptuneDashboard = state;   // read by tests and handy in the browser console
 
 const $ = id => document.getElementById(id);
@@ -101,6 +102,46 @@ function drawCharts() {
     { name: "val_loss", color: css.getPropertyValue("--val").trim(), points: seriesOf("val_loss"), markers: true },
   ]);
   drawChart($("lr-chart"), [{ name: "lr", color: css.getPropertyValue("--lr").trim(), points: seriesOf("lr") }]);
+  // Reinforcement-learning runs (GRPO) log a reward per step: drawn only when the run has one.
+  const rewards = seriesOf("reward");
+  $("reward-figure").hidden = rewards.length === 0;
+  if (rewards.length)
+    drawChart($("reward-chart"), [
+      { name: "reward", color: css.getPropertyValue("--train").trim(), points: rewards },
+      { name: "val_reward", color: css.getPropertyValue("--val").trim(), points: seriesOf("val_reward"), markers: true },
+    ]);
+}
+
+// ---- sampled completions (GRPO's completions.jsonl) -------------------------------------------------------------
+
+function renderCompletions() {
+  const page = state.completions;
+  $("completions-section").hidden = !page || page.step === null;
+  if (!page || page.step === null) return;
+  const select = $("completions-step");
+  select.replaceChildren(...page.steps.map(step => {
+    const option = document.createElement("option");
+    option.value = step; option.textContent = step; option.selected = step === page.step;
+    return option;
+  }));
+  $("completions").tBodies[0].replaceChildren(...page.completions.map(c => {
+    const row = document.createElement("tr");
+    const perFunction = Object.entries(c.rewards ?? {}).map(([name, value]) => `${name} ${format(value)}`).join(", ");
+    for (const value of [c.prompt, c.completion, format(c.reward), format(c.advantage), perFunction]) {
+      const cell = row.insertCell(); cell.textContent = value;
+    }
+    if (c.truncated) row.classList.add("truncated");
+    return row;
+  }));
+}
+
+async function refreshCompletions(name) {
+  // Follows the newest step unless the user picked an earlier one.
+  const query = state.completionsStep === null ? "" : `?step=${state.completionsStep}`;
+  const page = await getJson(`/api/runs/${enc(name)}/completions${query}`);
+  if (name !== state.selected) return;
+  state.completions = page;
+  renderCompletions();
 }
 
 // ---- run list and details -----------------------------------------------------------------------------------
@@ -146,7 +187,7 @@ function renderDetails() {
   $("summary").replaceChildren(
     card("step", s.last_step), card("loss", s.loss), card("val loss", s.val_loss), card("best val loss", s.best_val_loss),
     card("best at step", s.best_val_step), card("learning rate", s.lr), card("tokens/s", s.tokens_per_second),
-    card("token accuracy", s.token_accuracy));
+    card("token accuracy", s.token_accuracy), ...(s.reward === undefined ? [] : [card("reward", s.reward), card("val reward", s.val_reward)]));
   $("config").textContent = d.config ?? "(no config.yaml)";
   $("outputs").textContent = d.outputs.length ? "outputs: " + d.outputs.join(", ") : "";
   $("evals-section").hidden = d.evalReports.length === 0;
@@ -171,6 +212,7 @@ function renderErrors() {
 
 async function select(name) {
   state.selected = name; state.records = []; state.lastStep = null; state.details = null;
+  state.completions = null; state.completionsStep = null;
   history.replaceState(null, "", "#run=" + enc(name));
   renderRuns();
   await refreshSelected();
@@ -194,6 +236,7 @@ async function refreshSelected() {
   state.errors = page.errors;
   renderErrors();
   drawCharts();
+  if (state.details.outputs.includes("completions.jsonl")) await refreshCompletions(name);
 }
 
 async function refresh() {
@@ -220,6 +263,13 @@ async function tick() {
     busy = false;
   }
 }
+
+$("completions-step").addEventListener("change", event => {
+  const steps = state.completions?.steps ?? [];
+  const step = Number(event.target.value);
+  state.completionsStep = step === steps[steps.length - 1] ? null : step;
+  if (state.selected) refreshCompletions(state.selected);
+});
 
 tick();
 setInterval(tick, POLL_MS);
