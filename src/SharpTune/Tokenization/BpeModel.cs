@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -36,7 +37,9 @@ internal sealed class BpeModel
     /// <summary>The model vocabulary, token → id.</summary>
     public IReadOnlyDictionary<string, int> Vocabulary => _vocab;
 
-    public static BpeModel FromJson(JsonNode? node, JsonFields json)
+    /// <param name="node">The "model" object, for its small fields and error paths.</param>
+    /// <param name="modelElement">The same object as a document element, for its vocabulary and merges.</param>
+    public static BpeModel FromJson(JsonNode? node, JsonElement modelElement, JsonFields json)
     {
         var obj = json.Object(node, "'model'");
         var type = json.OptionalString(obj, "type") ?? "BPE";
@@ -46,24 +49,10 @@ internal sealed class BpeModel
             if (!string.IsNullOrEmpty(json.OptionalString(obj, affix)))
                 throw json.Error(obj, $"BPE '{affix}' is not supported");
 
-        var vocabObj = json.Object(obj["vocab"], "model 'vocab'");
-        var vocab = new Dictionary<string, int>(vocabObj.Count, StringComparer.Ordinal);
-        foreach (var (token, idNode) in vocabObj)
-        {
-            if (idNode is not JsonValue v || !v.TryGetValue<int>(out var id) || id < 0)
-                throw json.Error(idNode ?? vocabObj, $"vocab entry '{token}' must map to a non-negative integer id");
-            vocab[token] = id;
-        }
-
-        var mergesArray = obj["merges"] as JsonArray ?? throw json.Error(obj, "model needs a 'merges' array");
-        var merges = new Dictionary<long, (int, int)>(mergesArray.Count);
-        for (int rank = 0; rank < mergesArray.Count; rank++)
-        {
-            var (left, right) = ParseMerge(mergesArray[rank], json);
-            if (!vocab.TryGetValue(left, out var l) || !vocab.TryGetValue(right, out var r) || !vocab.TryGetValue(left + right, out var merged))
-                throw json.Error(mergesArray[rank], $"merge #{rank} '{left} {right}' uses a token missing from the vocabulary");
-            merges.TryAdd(PairKey(l, r), (rank, merged));
-        }
+        // The vocabulary and merges are most of a tokenizer.json (Gemma 3: 262k entries and 515k merges): they are read
+        // straight from the parsed document's elements, since a JsonNode per entry costs several times the parse itself.
+        var vocab = ReadVocabulary(modelElement, json);
+        var merges = ReadMerges(modelElement, vocab, json);
 
         int? unkId = null;
         if (json.OptionalString(obj, "unk_token") is { } unk)
@@ -71,18 +60,49 @@ internal sealed class BpeModel
         return new BpeModel(vocab, merges, unkId, json.Bool(obj, "fuse_unk", false), json.Bool(obj, "byte_fallback", false), json.Bool(obj, "ignore_merges", false));
     }
 
-    /// <summary>Merges are written "a b" (older files) or ["a", "b"] (newer files, which allows spaces in tokens).</summary>
-    private static (string, string) ParseMerge(JsonNode? node, JsonFields json)
+    private static Dictionary<string, int> ReadVocabulary(JsonElement model, JsonFields json)
     {
-        if (node is JsonValue v && v.TryGetValue<string>(out var s) && s.Length > 1)
+        if (!model.TryGetProperty("vocab", out var vocabElement) || vocabElement.ValueKind != JsonValueKind.Object)
+            throw json.Error("$.model.vocab", "expected model 'vocab' to be a JSON object");
+        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var entry in vocabElement.EnumerateObject())
+        {
+            if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out var id) || id < 0)
+                throw json.Error($"$.model.vocab['{entry.Name}']", $"vocab entry '{entry.Name}' must map to a non-negative integer id");
+            vocab[entry.Name] = id;
+        }
+        return vocab;
+    }
+
+    private static Dictionary<long, (int, int)> ReadMerges(JsonElement model, Dictionary<string, int> vocab, JsonFields json)
+    {
+        if (!model.TryGetProperty("merges", out var mergesElement) || mergesElement.ValueKind != JsonValueKind.Array)
+            throw json.Error("$.model", "model needs a 'merges' array");
+        var merges = new Dictionary<long, (int, int)>(mergesElement.GetArrayLength());
+        var rank = 0;
+        foreach (var merge in mergesElement.EnumerateArray())
+        {
+            var (left, right) = ParseMerge(merge, rank, json);
+            if (!vocab.TryGetValue(left, out var l) || !vocab.TryGetValue(right, out var r) || !vocab.TryGetValue(left + right, out var merged))
+                throw json.Error($"$.model.merges[{rank}]", $"merge #{rank} '{left} {right}' uses a token missing from the vocabulary");
+            merges.TryAdd(PairKey(l, r), (rank, merged));
+            rank++;
+        }
+        return merges;
+    }
+
+    /// <summary>Merges are written "a b" (older files) or ["a", "b"] (newer files, which allows spaces in tokens).</summary>
+    private static (string, string) ParseMerge(JsonElement merge, int rank, JsonFields json)
+    {
+        if (merge.ValueKind == JsonValueKind.String && merge.GetString() is { Length: > 1 } s)
         {
             int space = s.IndexOf(' ', 1);
             if (space > 0) return (s[..space], s[(space + 1)..]);
         }
-        else if (node is JsonArray { Count: 2 } a && a[0] is JsonValue l && l.TryGetValue<string>(out var left)
-                 && a[1] is JsonValue r && r.TryGetValue<string>(out var right))
-            return (left, right);
-        throw json.Error(node, "a merge must be \"left right\" or [\"left\", \"right\"]");
+        else if (merge.ValueKind == JsonValueKind.Array && merge.GetArrayLength() == 2
+                 && merge[0].ValueKind == JsonValueKind.String && merge[1].ValueKind == JsonValueKind.String)
+            return (merge[0].GetString()!, merge[1].GetString()!);
+        throw json.Error($"$.model.merges[{rank}]", "a merge must be \"left right\" or [\"left\", \"right\"]");
     }
 
     private static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;

@@ -23,19 +23,22 @@ public sealed class HfTokenizer
     private HfTokenizer(string tokenizerJsonPath, TokenizerConfig config)
     {
         var json = new JsonFields(tokenizerJsonPath);
-        JsonObject root;
+        JsonDocument document;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(tokenizerJsonPath)) as JsonObject
-                ?? throw json.Error(null, "expected a JSON object at the top level");
+            document = JsonDocument.Parse(File.ReadAllBytes(tokenizerJsonPath));
         }
         catch (JsonException e)
         {
             throw json.Error(null, $"invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {e.Message}");
         }
+        using var _ = document;
+        // Nodes over the document are built lazily, section by section: only the small sections become nodes.
+        var root = JsonObject.Create(document.RootElement) ?? throw json.Error(null, "expected a JSON object at the top level");
 
-        if (root["model"] is null) throw json.Error(root, "missing 'model' (is this a Hugging Face tokenizer.json?)");
-        _model = BpeModel.FromJson(root["model"], json);
+        if (!document.RootElement.TryGetProperty("model", out var modelElement) || modelElement.ValueKind == JsonValueKind.Null)
+            throw json.Error(root, "missing 'model' (is this a Hugging Face tokenizer.json?)");
+        _model = BpeModel.FromJson(root["model"], modelElement, json);
         _normalizer = TextNormalizer.FromJson(root["normalizer"], json);
         _preTokenizer = PreTokenizer.FromJson(root["pre_tokenizer"], json);
         _decoder = TokenDecoder.FromJson(root["decoder"], json);

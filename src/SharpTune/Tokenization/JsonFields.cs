@@ -10,6 +10,9 @@ internal sealed class JsonFields(string file)
     public TokenizerFormatException Error(JsonNode? at, string message) =>
         new(File, at is null ? message : $"{message} (at {at.GetPath()})");
 
+    /// <summary>An error at a JSON path written out (for values read from document elements rather than nodes).</summary>
+    public TokenizerFormatException Error(string path, string message) => new(File, $"{message} (at {path})");
+
     public JsonObject Object(JsonNode? node, string what) =>
         node as JsonObject ?? throw Error(node, $"expected {what} to be a JSON object");
 
