@@ -22,22 +22,43 @@ public sealed class DashboardPageTests
         return JsonSerializer.Deserialize<Dictionary<string, double[][]>>(json!)!;
     }
 
+    /// <summary>The dashboard over a runs folder, opened in a fresh headless Chromium page that records console errors.</summary>
+    private sealed class PageSession : IAsyncDisposable
+    {
+        private RunsDashboard dashboard = null!;
+        private IPlaywright playwright = null!;
+        private IBrowser browser = null!;
+        public IPage Page { get; private set; } = null!;
+        public List<string> ConsoleErrors { get; } = [];
+
+        public static async Task<PageSession> OpenAsync(string runsDir)
+        {
+            var session = new PageSession { dashboard = await RunsDashboard.StartAsync(runsDir), playwright = await Playwright.CreateAsync() };
+            session.browser = await session.playwright.Chromium.LaunchAsync(Launch);
+            session.Page = await session.browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 1000 } });
+            session.Page.Console += (_, message) => { if (message.Type == "error") session.ConsoleErrors.Add(message.Text); };
+            Assertions.SetDefaultExpectTimeout(60_000);   // hang guards for a loaded machine, not speed requirements
+            session.Page.SetDefaultTimeout(60_000);
+            await session.Page.GotoAsync(session.dashboard.PageUrl.ToString());
+            return session;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await browser.DisposeAsync();
+            playwright.Dispose();
+            await dashboard.DisposeAsync();
+        }
+    }
+
     [ChromiumFact]
     public async Task Lists_the_run_draws_its_curves_and_picks_up_appended_metrics()
     {
         using var runs = new TempDir();
         var runDir = RunFixtures.WriteRun(runs.Path, "lora-r8", steps: 6);
         File.WriteAllText(Path.Combine(runDir, "eval_test.json"), """{"perplexity": 3.41}""");
-        await using var dashboard = await RunsDashboard.StartAsync(runs.Path);
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(Launch);
-        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 1000 } });
-        var consoleErrors = new List<string>();
-        page.Console += (_, message) => { if (message.Type == "error") consoleErrors.Add(message.Text); };
-
-        Assertions.SetDefaultExpectTimeout(60_000);   // a hang guard for a loaded machine, not a speed requirement
-        page.SetDefaultTimeout(60_000);
-        await page.GotoAsync(dashboard.PageUrl.ToString());
+        await using var session = await PageSession.OpenAsync(runs.Path);
+        var (page, consoleErrors) = (session.Page, session.ConsoleErrors);
 
         await Assertions.Expect(page.Locator("#runs li[data-run='lora-r8']")).ToBeVisibleAsync();
         await Assertions.Expect(page.Locator("#run-name")).ToHaveTextAsync("lora-r8");
@@ -68,15 +89,8 @@ public sealed class DashboardPageTests
     {
         using var runs = new TempDir();
         var runDir = RunFixtures.WriteGrpoRun(runs.Path, "grpo", steps: 3);
-        await using var dashboard = await RunsDashboard.StartAsync(runs.Path);
-        using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(Launch);
-        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 1000 } });
-        var consoleErrors = new List<string>();
-        page.Console += (_, message) => { if (message.Type == "error") consoleErrors.Add(message.Text); };
-        Assertions.SetDefaultExpectTimeout(60_000);   // hang guards, not speed requirements
-        page.SetDefaultTimeout(60_000);
-        await page.GotoAsync(dashboard.PageUrl.ToString());
+        await using var session = await PageSession.OpenAsync(runs.Path);
+        var (page, consoleErrors) = (session.Page, session.ConsoleErrors);
 
         var rows = page.Locator("#completions tbody tr");
         await Assertions.Expect(rows).ToHaveCountAsync(2);

@@ -31,7 +31,7 @@ public sealed class HttpProtocolTests(ServerFixture fixture) : IClassFixture<Ser
         var events = raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.All(events, e => Assert.StartsWith("data: ", e));
         Assert.Equal("data: [DONE]", events[^1]);
-        Assert.True(raw.EndsWith("data: [DONE]\n\n", StringComparison.Ordinal));
+        Assert.EndsWith("data: [DONE]\n\n", raw, StringComparison.Ordinal);
         var chunks = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!.AsObject()).ToList();
 
         Assert.All(chunks, c => Assert.Equal("chat.completion.chunk", (string)c["object"]!));

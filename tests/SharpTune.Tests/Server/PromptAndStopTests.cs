@@ -53,7 +53,7 @@ public sealed class PromptAndStopTests
              "stream_options":{"include_usage":true}}
             """), chat: true, maxN: 4);
         Assert.Equal("m", request.Model);
-        Assert.Equal([("system", "s"), ("user", "a\nb")], request.Messages.Select(m => (m.Role, m.Content)));   // text parts joined by newlines, as vLLM does
+        Assert.Equal([("system", "s"), ("user", "a\nb")], request.Messages!.Select(m => (m.Role, m.Content)));   // text parts joined by newlines, as vLLM does
         Assert.Equal(7, request.MaxTokens);
         Assert.Equal(0.5, request.Temperature);
         Assert.Equal(0.9, request.TopP);
@@ -78,9 +78,9 @@ public sealed class PromptAndStopTests
     }
 
     [Fact]
-    public void OpenServerOnAPublicAddressIsRefusedUnlessAskedForExplicitly()
+    public async Task OpenServerOnAPublicAddressIsRefusedUnlessAskedForExplicitly()
     {
-        var error = Assert.ThrowsAsync<ArgumentException>(() => SharpTuneServer.StartAsync(new ServerOptions { ModelDir = "/nonexistent", Host = "0.0.0.0" })).Result;
+        var error = await Assert.ThrowsAsync<ArgumentException>(() => SharpTuneServer.StartAsync(new ServerOptions { ModelDir = "/nonexistent", Host = "0.0.0.0" }));
         Assert.Contains("API key", error.Message);
     }
 }
