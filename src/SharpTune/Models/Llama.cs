@@ -1,7 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace SharpTune.Models;
 
@@ -10,103 +9,57 @@ namespace SharpTune.Models;
 /// optional windows): RMSNorm, rotary attention with grouped-query heads, SwiGLU MLP. Reads top to bottom like the
 /// architecture; field names are the HF names. Per-layer windows and RoPE switches come from the config.
 /// </summary>
-public class LlamaForCausalLM : CausalLanguageModel
+public class LlamaForCausalLM : DecoderForCausalLM
 {
-    public readonly LlamaModel model;
-    public readonly nn.Module<Tensor, Tensor>? lm_head;
-
     public LlamaForCausalLM(ModelConfig config) : this(nameof(LlamaForCausalLM), config) { }
 
-    protected LlamaForCausalLM(string name, ModelConfig config) : base(name, config)
+    protected LlamaForCausalLM(string name, ModelConfig config)
+        : base(name, config, new DecoderModel(config, i => new LlamaDecoderLayer(config, new LlamaAttention(config, i), new LlamaMlp(config))))
     {
-        model = new LlamaModel(config);
-        if (!config.TieWordEmbeddings)
-            lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
-        RegisterComponents();
-    }
-
-    public override Tensor EmbedTokens(Tensor inputIds) => model.embed_tokens.forward(inputIds);
-
-    protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
-        model.Forward(inputsEmbeds, context, CheckpointLayersNow);
-
-    public override Tensor ComputeLogits(Tensor hidden) =>
-        lm_head is null ? F.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);
-
-    public override Tensor EmbeddingWeight => model.embed_tokens.weight!;
-
-    public override bool HeadIsTrainable => lm_head switch
-    {
-        null => model.embed_tokens.weight!.requires_grad,
-        Linear linear => linear.weight!.requires_grad,
-        _ => true,   // wrapped by an adapter
-    };
-
-    public override bool IsIgnorableCheckpointTensor(string name) =>
-        name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) ||
-        (Config.TieWordEmbeddings && name == "lm_head.weight");
-
-    public override string EmbeddingParameterName => "model.embed_tokens.weight";
-}
-
-public sealed class LlamaModel : nn.Module
-{
-    public readonly Embedding embed_tokens;
-    public readonly ModuleList<LlamaDecoderLayer> layers;
-    public readonly RmsNorm norm;
-    private readonly ModelConfig config;
-    private readonly DeviceCached<RotaryEmbedding> rotary;
-
-    public LlamaModel(ModelConfig config) : base(nameof(LlamaModel))
-    {
-        this.config = config;
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
-        layers = new ModuleList<LlamaDecoderLayer>(
-            Enumerable.Range(0, config.NumLayers).Select(i => new LlamaDecoderLayer(config, i)).ToArray());
-        norm = new RmsNorm(config.HiddenSize, config.NormEps);
-        rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
-        RegisterComponents();
-    }
-
-    public Tensor Forward(Tensor x, ForwardContext ctx, bool checkpointLayers = false)
-    {
-        using var scope = NewDisposeScope();
-        var angles = rotary.For(x.device).Angles(ctx.PositionIds, x.dtype);   // shared by every layer
-        if (checkpointLayers)   // the backward recomputes layers after this scope has ended
-            angles = (angles.Cos.DetachFromDisposeScope(), angles.Sin.DetachFromDisposeScope());
-        foreach (var layer in layers)
-            x = checkpointLayers ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x) : layer.Forward(x, ctx, angles);
-        if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
-        return norm.forward(x).MoveToOuterDisposeScope();
     }
 }
 
-public sealed class LlamaDecoderLayer : nn.Module
+/// <summary>
+/// The pre-norm decoder layer of Llama, Qwen2/3, SmolLM3 and Phi-3: x + attn(norm(x)), then x + mlp(norm(x)). The
+/// family supplies its attention (plain, with q/k norms, fused qkv) and MLP (separate or fused gate/up); Phi-3 adds
+/// residual dropout (resid_pdrop) after each block.
+/// </summary>
+public sealed class LlamaDecoderLayer : DecoderLayer
 {
-    public readonly LlamaAttention self_attn;
-    public readonly LlamaMlp mlp;
+    public readonly DecoderAttention self_attn;
+    public readonly nn.Module<Tensor, Tensor> mlp;
     public readonly RmsNorm input_layernorm;
     public readonly RmsNorm post_attention_layernorm;
+    public readonly Dropout? resid_attn_dropout;
+    public readonly Dropout? resid_mlp_dropout;
 
-    public LlamaDecoderLayer(ModelConfig config, int layerIndex) : base(nameof(LlamaDecoderLayer))
+    public LlamaDecoderLayer(ModelConfig config, DecoderAttention attention, nn.Module<Tensor, Tensor> mlp, double? residualDropout = null)
+        : base(nameof(LlamaDecoderLayer))
     {
-        self_attn = new LlamaAttention(config, layerIndex);
-        mlp = new LlamaMlp(config);
+        self_attn = attention;
+        this.mlp = mlp;
         input_layernorm = new RmsNorm(config.HiddenSize, config.NormEps);
         post_attention_layernorm = new RmsNorm(config.HiddenSize, config.NormEps);
+        if (residualDropout is { } p)
+        {
+            resid_attn_dropout = nn.Dropout(p);
+            resid_mlp_dropout = nn.Dropout(p);
+        }
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
+    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
     {
         using var scope = NewDisposeScope();
-        x = x + self_attn.Forward(input_layernorm.forward(x), ctx, angles);
-        x = x + mlp.forward(post_attention_layernorm.forward(x));
+        var attended = self_attn.Forward(input_layernorm.forward(x), ctx, angles);
+        x = x + (resid_attn_dropout?.forward(attended) ?? attended);
+        var fed = mlp.forward(post_attention_layernorm.forward(x));
+        x = x + (resid_mlp_dropout?.forward(fed) ?? fed);
         return x.MoveToOuterDisposeScope();
     }
 }
 
-public sealed class LlamaAttention : nn.Module
+public sealed class LlamaAttention : DecoderAttention
 {
     // Typed as plain modules so fine-tuning methods can wrap them (LoRA, IA3, adapters) without touching this file.
     public nn.Module<Tensor, Tensor> q_proj;
@@ -131,7 +84,7 @@ public sealed class LlamaAttention : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
+    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
         var q = q_proj.forward(x).view(b, t, numHeads, headDim).transpose(1, 2);      // (B, nh, T, hd)

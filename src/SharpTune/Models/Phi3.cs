@@ -1,7 +1,5 @@
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace SharpTune.Models;
 
@@ -11,103 +9,11 @@ namespace SharpTune.Models;
 /// on the first partial_rotary_factor of each head, LongRoPE scaling (short/long factors switched past
 /// original_max_position_embeddings, with its attention factor), and the config's sliding window on every layer.
 /// </summary>
-public sealed class Phi3ForCausalLM : CausalLanguageModel
-{
-    public readonly Phi3Model model;
-    public readonly nn.Module<Tensor, Tensor>? lm_head;
+public sealed class Phi3ForCausalLM(ModelConfig config) : DecoderForCausalLM(nameof(Phi3ForCausalLM), config,
+    new DecoderModel(config, i => new LlamaDecoderLayer(config, new Phi3Attention(config, i), new Phi3Mlp(config),
+        residualDropout: config.Raw["resid_pdrop"]?.GetValue<double>() ?? 0.0)));
 
-    public Phi3ForCausalLM(ModelConfig config) : base(nameof(Phi3ForCausalLM), config)
-    {
-        model = new Phi3Model(config);
-        if (!config.TieWordEmbeddings)
-            lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
-        RegisterComponents();
-    }
-
-    public override Tensor EmbedTokens(Tensor inputIds) => model.embed_tokens.forward(inputIds);
-
-    protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
-        model.Forward(inputsEmbeds, context, CheckpointLayersNow);
-
-    public override Tensor ComputeLogits(Tensor hidden) =>
-        lm_head is null ? F.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);
-
-    public override Tensor EmbeddingWeight => model.embed_tokens.weight!;
-
-    public override string EmbeddingParameterName => "model.embed_tokens.weight";
-
-    public override bool HeadIsTrainable => lm_head switch
-    {
-        null => model.embed_tokens.weight!.requires_grad,
-        Linear linear => linear.weight!.requires_grad,
-        _ => true,
-    };
-
-    public override bool IsIgnorableCheckpointTensor(string name) =>
-        name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal);
-}
-
-public sealed class Phi3Model : nn.Module
-{
-    public readonly Embedding embed_tokens;
-    public readonly ModuleList<Phi3DecoderLayer> layers;
-    public readonly RmsNorm norm;
-    private readonly DeviceCached<RotaryEmbedding> rotary;
-
-    public Phi3Model(ModelConfig config) : base(nameof(Phi3Model))
-    {
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
-        layers = new ModuleList<Phi3DecoderLayer>(
-            Enumerable.Range(0, config.NumLayers).Select(i => new Phi3DecoderLayer(config, i)).ToArray());
-        norm = new RmsNorm(config.HiddenSize, config.NormEps);
-        rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
-        RegisterComponents();
-    }
-
-    public Tensor Forward(Tensor x, ForwardContext ctx, bool checkpointLayers = false)
-    {
-        using var scope = NewDisposeScope();
-        var angles = rotary.For(x.device).Angles(ctx.PositionIds, x.dtype);   // (B, 1, T, rotary dim)
-        if (checkpointLayers)   // the backward recomputes layers after this scope has ended
-            angles = (angles.Cos.DetachFromDisposeScope(), angles.Sin.DetachFromDisposeScope());
-        foreach (var layer in layers)
-            x = checkpointLayers ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x) : layer.Forward(x, ctx, angles);
-        if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
-        return norm.forward(x).MoveToOuterDisposeScope();
-    }
-}
-
-public sealed class Phi3DecoderLayer : nn.Module
-{
-    public readonly Phi3Attention self_attn;
-    public readonly Phi3Mlp mlp;
-    public readonly RmsNorm input_layernorm;
-    public readonly RmsNorm post_attention_layernorm;
-    public readonly Dropout resid_attn_dropout;
-    public readonly Dropout resid_mlp_dropout;
-
-    public Phi3DecoderLayer(ModelConfig config, int layerIndex) : base(nameof(Phi3DecoderLayer))
-    {
-        self_attn = new Phi3Attention(config, layerIndex);
-        mlp = new Phi3Mlp(config);
-        input_layernorm = new RmsNorm(config.HiddenSize, config.NormEps);
-        post_attention_layernorm = new RmsNorm(config.HiddenSize, config.NormEps);
-        var residualDropout = config.Raw["resid_pdrop"]?.GetValue<double>() ?? 0.0;
-        resid_attn_dropout = nn.Dropout(residualDropout);
-        resid_mlp_dropout = nn.Dropout(residualDropout);
-        RegisterComponents();
-    }
-
-    public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
-    {
-        using var scope = NewDisposeScope();
-        x = x + resid_attn_dropout.forward(self_attn.Forward(input_layernorm.forward(x), ctx, angles));
-        x = x + resid_mlp_dropout.forward(mlp.forward(post_attention_layernorm.forward(x)));
-        return x.MoveToOuterDisposeScope();
-    }
-}
-
-public sealed class Phi3Attention : nn.Module
+public sealed class Phi3Attention : DecoderAttention
 {
     public nn.Module<Tensor, Tensor> qkv_proj;   // (C → nh·hd + 2·nkv·hd): queries, keys, values
     public nn.Module<Tensor, Tensor> o_proj;
@@ -123,7 +29,7 @@ public sealed class Phi3Attention : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
+    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
         var qkv = qkv_proj.forward(x);                                                           // (B, T, (nh+2nkv)·hd)

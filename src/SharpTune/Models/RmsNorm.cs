@@ -4,24 +4,36 @@ using static TorchSharp.torch;
 
 namespace SharpTune.Models;
 
-/// <summary>Root-mean-square layer norm (Llama, Qwen2), computed in fp32 whatever the model's dtype, as Hugging Face does.</summary>
+/// <summary>
+/// Root-mean-square layer norm, normalised in fp32 whatever the model's dtype, as Hugging Face does. Llama's form
+/// (Llama, Qwen, Phi-3, SmolLM3) multiplies by w in the activations' dtype; Gemma's (<paramref name="unitOffset"/>)
+/// multiplies by (1 + w) in fp32 before casting back, and its weight starts at zero.
+/// </summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly double eps;
     public readonly Parameter weight;
 
-    public RmsNorm(int size, double eps) : base(nameof(RmsNorm))
+    /// <param name="unitOffset">Gemma's RMSNorm: scale by (1 + w), computed in float32.</param>
+    public RmsNorm(int size, double eps, bool unitOffset = false) : base(nameof(RmsNorm))
     {
         this.eps = eps;
-        weight = new Parameter(torch.ones(size));
+        UnitOffset = unitOffset;
+        weight = new Parameter(unitOffset ? torch.zeros(size) : torch.ones(size));
         RegisterComponents();
     }
+
+    /// <summary>Whether the scale is (1 + w) (Gemma) rather than w: zero is then the identity weight.</summary>
+    public bool UnitOffset { get; }
 
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         var x32 = x.to(ScalarType.Float32);
         var normed = x32 * torch.rsqrt(x32.pow(2).mean([-1L], keepdim: true) + eps);
-        return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
+        var result = UnitOffset
+            ? (normed * (1.0 + weight.to(ScalarType.Float32))).to(x.dtype)
+            : weight * normed.to(x.dtype);
+        return result.MoveToOuterDisposeScope();
     }
 }

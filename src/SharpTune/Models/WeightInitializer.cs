@@ -33,11 +33,8 @@ public static class WeightInitializer
                     norm.weight!.fill_(1);
                     norm.bias?.zero_();
                     break;
-                case RmsNorm rms:
-                    rms.weight.fill_(1);
-                    break;
-                case GemmaRmsNorm gemmaNorm:   // (1 + w): zero is the identity scale
-                    gemmaNorm.weight.zero_();
+                case RmsNorm rms:   // Gemma's (1 + w): zero is the identity scale
+                    rms.weight.fill_(rms.UnitOffset ? 0 : 1);
                     break;
             }
         }

@@ -1,0 +1,88 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>
+/// The decoder stack of the Llama-style families (transformers' <c>LlamaModel</c>, <c>Qwen3Model</c>,
+/// <c>Phi3Model</c>, <c>Gemma3TextModel</c>…): token embeddings, the family's layers, a final RMSNorm. RoPE angles are
+/// computed once per forward and shared by every layer; layers that ask for local RoPE (Gemma 3's sliding layers) get
+/// angles from rope_local_base_freq without scaling.
+/// </summary>
+public sealed class DecoderModel : nn.Module
+{
+    public readonly Embedding embed_tokens;
+    public readonly ModuleList<DecoderLayer> layers;
+    public readonly RmsNorm norm;
+    private readonly double? embedScale;
+    private readonly bool hasLocalRopeLayers;
+    private readonly DeviceCached<RotaryEmbedding> rotary;
+    private readonly DeviceCached<RotaryEmbedding> localRotary;
+
+    /// <param name="layer">Builds decoder layer i.</param>
+    /// <param name="gemmaStyle">Gemma: embeddings scaled by √hidden and a (1 + w) final norm.</param>
+    public DecoderModel(ModelConfig config, Func<int, DecoderLayer> layer, bool gemmaStyle = false) : base(nameof(DecoderModel))
+    {
+        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, config.NumLayers).Select(layer).ToArray());
+        norm = new RmsNorm(config.HiddenSize, config.NormEps, unitOffset: gemmaStyle);
+        embedScale = gemmaStyle ? Math.Sqrt(config.HiddenSize) : null;
+        hasLocalRopeLayers = layers.Any(l => l.UsesLocalRope);
+        rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
+        // Local layers: rope_local_base_freq and no scaling (transformers copies the config with rope_type "default").
+        localRotary = new DeviceCached<RotaryEmbedding>(device =>
+            new RotaryEmbedding(config.RotaryDim, config.RopeLocalBaseFreq ?? config.RopeTheta, null, device));
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Token ids (B, T) → embeddings (B, T, C). Gemma's scaled embedding multiplies by √hidden first rounded to the
+    /// weight dtype, as Gemma3TextScaledWordEmbedding does.
+    /// </summary>
+    public Tensor Embed(Tensor inputIds)
+    {
+        if (embedScale is not { } scaleValue) return embed_tokens.forward(inputIds);
+        using var scope = NewDisposeScope();
+        var weight = embed_tokens.weight!;
+        var scale = tensor((float)scaleValue, ScalarType.Float32, weight.device).to(weight.dtype);
+        return (embed_tokens.forward(inputIds) * scale).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C); advances the cache, if any, by T.</summary>
+    public Tensor Forward(Tensor x, ForwardContext ctx, bool checkpointLayers = false)
+    {
+        using var scope = NewDisposeScope();
+        var global = Angles(rotary, x, ctx, checkpointLayers);                                // (B, 1, T, rotary dim)
+        var local = hasLocalRopeLayers ? Angles(localRotary, x, ctx, checkpointLayers) : global;
+        foreach (var layer in layers)
+        {
+            var angles = layer.UsesLocalRope ? local : global;
+            x = checkpointLayers ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x) : layer.Forward(x, ctx, angles);
+        }
+        if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
+        return norm.forward(x).MoveToOuterDisposeScope();
+    }
+
+    private static (Tensor Cos, Tensor Sin) Angles(DeviceCached<RotaryEmbedding> rope, Tensor x, ForwardContext ctx, bool checkpointLayers)
+    {
+        var angles = rope.For(x.device).Angles(ctx.PositionIds, x.dtype);
+        // The backward recomputes layers after the forward's scope has ended.
+        return checkpointLayers ? (angles.Cos.DetachFromDisposeScope(), angles.Sin.DetachFromDisposeScope()) : angles;
+    }
+}
+
+/// <summary>One decoder layer of a <see cref="DecoderModel"/>: hidden states (B, T, C) → (B, T, C).</summary>
+public abstract class DecoderLayer(string name) : nn.Module(name)
+{
+    /// <summary>Whether this layer rotates with the local RoPE base (Gemma 3's sliding layers) instead of the config's.</summary>
+    public virtual bool UsesLocalRope => false;
+
+    public abstract Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles);
+}
+
+/// <summary>The self-attention block of a decoder layer: normed hidden states (B, T, C) → (B, T, C).</summary>
+public abstract class DecoderAttention(string name) : nn.Module(name)
+{
+    public abstract Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles);
+}
