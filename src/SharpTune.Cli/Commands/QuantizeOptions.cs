@@ -48,6 +48,8 @@ internal sealed class QuantizeOptions
     public SharpTune.Training.TrainingOptions ApplyTo(SharpTune.Training.TrainingOptions options, ParseResult parse)
     {
         var doubleQuant = parse.GetValue(DoubleQuant);
+        // A value typed on the command line is named as the flag in the error, not as the config key.
+        if (parse.GetValue(Quantize) is { } flag) QuantizationOptions.ParseType(flag);
         var result = options with
         {
             Quantize = parse.GetValue(Quantize) ?? options.Quantize,

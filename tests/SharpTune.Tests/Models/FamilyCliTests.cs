@@ -1,0 +1,139 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.AI;
+using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Serving;
+using SharpTune.Tests.Serving;
+using SharpTune.Tests.Support;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Models;
+
+/// <summary>
+/// Each family's shared checkpoint through the real `sharptune` executable, as a user meets it: `info`, greedy
+/// `generate` (the library's ids), two LoRA steps of `train` (on the family's default targets), `merge` (the merged
+/// folder computes what base + adapter computes), and `serve` answering a chat completion as the library does.
+/// </summary>
+public class FamilyCliTests
+{
+    private const string Prompt = "Once upon a time, Tom had a";
+    private const int NewTokens = 10;
+
+    // The reference-archs checkpoints ship no tokenizer; stories260K's has the same 512 ids, which makes them complete
+    // model folders. SmolLM3 has no shared checkpoint: a random tiny one (RoPE off on its second layer) stands in.
+    // tinystories-656k is a real Hub folder with its own tokenizer and generation_config.json.
+    private static string ModelFolder(string name, TempDir dir, string? chatTemplate = null)
+    {
+        if (name == "tinystories-656k") return Path.Combine(TestAssets.SharedDir, "models", name);
+        var folder = Path.Combine(dir.Path, name);
+        Directory.CreateDirectory(folder);
+        if (name == "smollm3")
+        {
+            manual_seed(5);
+            using var model = ModelFactory.Create(ModelConfig.FromJson(TestModels.SmolLM3ConfigJson(vocab: 512)));
+            PretrainedModel.Save(model, folder);
+        }
+        else
+            foreach (var file in new[] { "config.json", "model.safetensors" })
+                File.Copy(Path.Combine(TestAssets.SharedDir, "models", "reference-archs", name, file), Path.Combine(folder, file));
+        File.Copy(Path.Combine(TestAssets.Stories260K, "tokenizer.json"), Path.Combine(folder, "tokenizer.json"));
+        var tokenizerConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(TestAssets.Stories260K, "tokenizer_config.json")))!.AsObject();
+        if (chatTemplate is not null) tokenizerConfig["chat_template"] = chatTemplate;
+        File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), tokenizerConfig.ToJsonString());
+        return folder;
+    }
+
+    private static string Ok((int ExitCode, string Stdout, string Stderr) run, string what)
+    {
+        Assert.True(run.ExitCode == 0, $"sharptune {what} exited with {run.ExitCode}:\n{run.Stdout}\n{run.Stderr}");
+        return run.Stdout;
+    }
+
+    private static int[] CliGreedyIds(string modelDir, string? adapter = null) =>
+        Ok(SharpTuneCli.Run(["generate", "--model", modelDir, "--prompt", Prompt, "--temperature", "0", "--max-tokens", $"{NewTokens}",
+            "--print-ids", .. adapter is null ? Array.Empty<string>() : ["--adapter", adapter]]), "generate")
+            .Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+
+    private static int[] LibraryGreedyIds(string modelDir, string? adapter = null)
+    {
+        using var loaded = LoadedModel.Load(modelDir, adapter);
+        return loaded.CreateTextGenerator().Generate([Prompt], new GenerationOptions { MaxNewTokens = NewTokens, Temperature = 0 })[0]
+            .Tokens.ToArray();
+    }
+
+    private static Tensor LastLogits(string modelDir, string? adapter = null)
+    {
+        using var loaded = LoadedModel.Load(modelDir, adapter, ScalarType.Float32);
+        using var noGrad = no_grad();
+        using var ids = tensor(loaded.RequireTokenizer().Encode(Prompt, addSpecialTokens: true).Select(i => (long)i).ToArray()).unsqueeze(0);
+        using var logits = loaded.Model.Forward(ids);
+        return logits[0, -1].clone();
+    }
+
+    [SharedAssetTheory("models/reference-archs")]
+    [InlineData("qwen3_tied", "Qwen3ForCausalLM", "qwen3", "q_proj")]
+    [InlineData("gemma3_pattern", "Gemma3ForCausalLM", "gemma3_text", "q_proj")]
+    [InlineData("phi3_mini", "Phi3ForCausalLM", "phi3", "qkv_proj")]
+    [InlineData("smollm3", "SmolLM3ForCausalLM", "smollm3", "q_proj")]
+    [InlineData("tinystories-656k", "LlamaForCausalLM", "llama", "q_proj")]
+    public void InfoGenerateTrainAndMergeThroughTheExecutable(string name, string architecture, string modelType, string loraTarget)
+    {
+        using var dir = new TempDir();
+        var model = ModelFolder(name, dir);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "config.json")))!;
+
+        var info = JsonNode.Parse(Ok(SharpTuneCli.Run("info", "--model", model, "--json"), "info"))!;
+        Assert.Equal(architecture, (string)info["architecture"]!);
+        Assert.Equal(modelType, (string)info["model_type"]!);
+        Assert.Equal((int)config["num_hidden_layers"]!, (int)info["layers"]!);
+        Assert.Equal((bool)config["tie_word_embeddings"]!, (bool)info["tied_embeddings"]!);
+
+        var baseIds = CliGreedyIds(model);
+        Assert.Equal(LibraryGreedyIds(model), baseIds);
+
+        var run = Path.Combine(dir.Path, "run");
+        var settings = dir.File("settings.yaml", "validation_fraction: 0\nsave_every: 1000\nwarmup_steps: 0\nlora_dropout: 0\n");
+        Ok(SharpTuneCli.Run("train", "--config", settings, "--model", model, "--data", StoryData.Write(dir.Path), "--output", run,
+            "--method", "lora", "--max-steps", "2", "--batch-size", "4", "--lr", "0.05", "--seed", "3"), "train");
+        var adapter = Path.Combine(run, "final");
+        // PEFT's default targets for the model type: Phi-3's fused qkv_proj, q_proj/v_proj elsewhere.
+        Assert.Contains(AdapterAssertions.LoraTrained(adapter), k => k.EndsWith($"layers.0.self_attn.{loraTarget}.lora_A.weight", StringComparison.Ordinal));
+
+        var merged = Path.Combine(dir.Path, "merged");
+        Ok(SharpTuneCli.Run("merge", "--model", model, "--adapter", adapter, "--out", merged), "merge");
+        Assert.Equal(LibraryGreedyIds(merged), CliGreedyIds(merged));
+        using var mergedLogits = LastLogits(merged);
+        using var adapted = LastLogits(model, adapter);
+        using var original = LastLogits(model);
+        var mergeError = (mergedLogits - adapted).abs().max().item<float>();
+        Assert.True(mergeError < 1e-4, $"merged vs base + adapter logits differ by {mergeError}");
+        Assert.True((mergedLogits - original).abs().max().item<float>() > 1e-3, "the merged model computes what the base did");
+    }
+
+    [SharedAssetFact("models/reference-archs")]
+    public async Task ServeAnswersAChatCompletionAsTheLibraryDoes()
+    {
+        using var dir = new TempDir();
+        const string template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
+        var model = ModelFolder("qwen3_tied", dir, template);
+        const string question = "Once upon a time, Lily had a";
+        string expected;
+        using (var client = LocalChatClient.Load(model))
+            expected = (await client.GetResponseAsync([new ChatMessage(ChatRole.User, question)],
+                new ChatOptions { Temperature = 0, MaxOutputTokens = 8 })).Text;
+
+        await using var server = await SharpTuneCli.StartServeAsync("--model", model, "--model-name", "qwen3", "--port", "0");
+        using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(5) };
+        using var response = await http.PostAsJsonAsync("/v1/chat/completions", new JsonObject
+        {
+            ["model"] = "qwen3", ["max_tokens"] = 8, ["temperature"] = 0,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = question }),
+        });
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+        Assert.False(string.IsNullOrEmpty(expected));
+        Assert.Equal(expected, (string)JsonNode.Parse(body)!["choices"]![0]!["message"]!["content"]!);
+    }
+}

@@ -1,0 +1,59 @@
+using SharpTune.Generation;
+using SharpTune.Tests.Serving;
+using SharpTune.Tests.Support;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Quantization;
+
+/// <summary>QLoRA's flags through the real `sharptune` executable: what reaches the job, and the errors users see.</summary>
+public class QuantizedCliTests
+{
+    [SharedAssetFact("models/stories260K")]
+    public void TrainOnAnNf4BaseWithBf16ComputeWritesOnlyAnAdapterThatLoadsOnTheF32Base()
+    {
+        using var dir = new TempDir();
+        var run = Path.Combine(dir.Path, "run");
+        var settings = dir.File("settings.yaml", "validation_fraction: 0\nsave_every: 1000\nwarmup_steps: 0\nlora_dropout: 0\n");
+        var (code, _, stderr) = SharpTuneCli.Run("train", "--config", settings, "--model", TestAssets.Stories260K, "--data", StoryData.Write(dir.Path),
+            "--output", run, "--method", "lora", "--max-steps", "2", "--batch-size", "4", "--lr", "0.02",
+            "--quantize", "nf4", "--compute-dtype", "bf16");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("base quantized: nf4 + double quantization, compute bfloat16", stderr);   // the flags reached the job
+
+        // The run's output is an adapter alone: no base weights, only LoRA matrices, every B moved off its zero start.
+        var final = Path.Combine(run, "final");
+        Assert.Empty(Directory.GetFiles(final, "model*.safetensors"));
+        Assert.All(AdapterAssertions.LoraTrained(final), k => Assert.Matches(@"\.lora_[AB]\.weight$", k));
+
+        // Trained on NF4, it is a plain PEFT adapter: the CLI applies it to the f32 checkpoint as the library does.
+        var generated = SharpTuneCli.Run("generate", "--model", TestAssets.Stories260K, "--adapter", final, "--prompt", "Once upon a time",
+            "--temperature", "0", "--max-tokens", "8", "--print-ids");
+        Assert.True(generated.ExitCode == 0, generated.Stderr);
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, final, ScalarType.Float32);
+        Assert.False(SharpTune.Quantization.ModelQuantizer.IsQuantized(loaded.Model));
+        var expected = loaded.CreateTextGenerator().Generate(["Once upon a time"], new GenerationOptions { MaxNewTokens = 8, Temperature = 0 })[0].Tokens;
+        Assert.Equal(string.Join(' ', expected), generated.Stdout.Trim());
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void AWrongQuantizeValueAndAQuantizedMergeWithoutComputeDtypeAreClearErrors()
+    {
+        using var dir = new TempDir();
+        var (code, _, stderr) = SharpTuneCli.Run("train", "--model", TestAssets.Stories260K, "--data", StoryData.Write(dir.Path),
+            "--output", Path.Combine(dir.Path, "run"), "--quantize", "nf5");
+        Assert.NotEqual(0, code);
+        Assert.Contains("error: --quantize: unknown quantization 'nf5'; use one of nf4, fp4, int8", stderr);
+        Assert.False(Directory.Exists(Path.Combine(dir.Path, "run")), "a refused run must not leave a run directory");
+
+        var merged = Path.Combine(dir.Path, "merged");
+        (code, _, stderr) = SharpTuneCli.Run("merge", "--model", TestAssets.Stories260K, "--adapter", dir.File("adapter/"), "--out", merged,
+            "--quantize", "nf4");
+        Assert.NotEqual(0, code);
+        Assert.Contains("merging into a nf4 base needs --compute-dtype (bf16 or f32)", stderr);
+        Assert.False(Directory.Exists(merged));
+
+        (code, _, stderr) = SharpTuneCli.Run("generate", "--model", TestAssets.Stories260K, "--prompt", "Once", "--compute-dtype", "bf16");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--compute-dtype and --double-quant apply to a quantized base: add --quantize nf4|fp4|int8", stderr);
+    }
+}

@@ -1,0 +1,25 @@
+using SharpTune.IO;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Support;
+
+/// <summary>Checks on an adapter folder as training wrote it.</summary>
+public static class AdapterAssertions
+{
+    /// <summary>
+    /// The saved tensor names of <paramref name="adapterDir"/>'s adapter_model.safetensors, after checking that every LoRA
+    /// B matrix moved off its zero initialisation (so the adapter really trained).
+    /// </summary>
+    public static IReadOnlyCollection<string> LoraTrained(string adapterDir)
+    {
+        using var saved = SafetensorsFile.Open(Path.Combine(adapterDir, "adapter_model.safetensors"));
+        var bs = saved.Tensors.Keys.Where(k => k.EndsWith("lora_B.weight", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(bs);
+        foreach (var key in bs)
+        {
+            using var b = saved.Read(key, ScalarType.Float32);
+            Assert.True(b.abs().max().item<float>() > 0, $"{key} is still zero: the adapter did not train");
+        }
+        return saved.Tensors.Keys.ToArray();
+    }
+}
