@@ -9,7 +9,7 @@ pkg=tests/SharpTune.Tests/Export/LlamaCpp
 [ -d "$pkg/node_modules/node-llama-cpp" ] || (cd "$pkg" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund)
 st quickstart >/dev/null   # builds (or reuses) quickstart/base and quickstart/run/final
 out=$(mktemp -d)
-for type in f16 q8_0 q6_k q4_k_m q4_0; do
+for type in f16 q8_0 q6_k q5_k_m q4_k_m q4_0; do
   st export gguf --model quickstart/base --adapter quickstart/run/final --out "$out/quickstart-$type.gguf" --type "$type" >/dev/null
 done
 cp bench/gguf/speed.mjs "$pkg/speed.mjs"

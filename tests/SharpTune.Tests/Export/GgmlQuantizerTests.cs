@@ -8,7 +8,10 @@ namespace SharpTune.Tests.Export;
 /// </summary>
 public class GgmlQuantizerTests
 {
-    public static TheoryData<GgmlType> Types => new() { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K };
+    public static TheoryData<GgmlType> Types => new()
+    {
+        GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+    };
 
     /// <summary>Weight-like values: Gaussian rows with outliers, a zero block, a constant block, tiny and huge scales.</summary>
     private static float[] TestValues(int count, int seed)

@@ -23,7 +23,7 @@ public class GgufQuickstartInteropTests(QuickstartBaseFixture quickstart) : ICla
         var mergedF16 = ExportModel(quickstart.BaseDir, File("merged-f16.gguf"), GgufExportType.F16, quickstart.AdapterDir).Path;
         var baseF16 = ExportModel(quickstart.BaseDir, File("base-f16.gguf"), GgufExportType.F16).Path;
         var lora = GgufLoraExporter.Export(new GgufLoraExportOptions { AdapterDir = quickstart.AdapterDir, ModelDir = quickstart.BaseDir, OutputPath = File("lora.gguf") }).Path;
-        var quantized = new[] { GgufExportType.Q8_0, GgufExportType.Q4_0, GgufExportType.Q4_K_M, GgufExportType.Q6_K }
+        var quantized = new[] { GgufExportType.Q8_0, GgufExportType.Q4_0, GgufExportType.Q4_K_M, GgufExportType.Q5_K_M, GgufExportType.Q6_K }
             .ToDictionary(t => t, t => ExportModel(quickstart.BaseDir, File($"base-{GgufExportTypes.Name(t)}.gguf"), t).Path);
 
         var heldOut = quickstart.HeldOutIds(240);
@@ -73,7 +73,14 @@ public class GgufQuickstartInteropTests(QuickstartBaseFixture quickstart) : ICla
                 Assert.Equal(GgmlNative.Dequantize(type, bytes, tensor.ElementCount), reader.ReadFloat32(tensor.Name));
             }
         }
-        if (quickstart.Built) AssertQ4KMTypes(GgufReader.Open(quantized[GgufExportType.Q4_K_M]));
+        if (quickstart.Built)
+        {
+            AssertQ4KMTypes(GgufReader.Open(quantized[GgufExportType.Q4_K_M]));
+            var q5 = GgufReader.Open(quantized[GgufExportType.Q5_K_M]);
+            Assert.Equal(GgmlType.Q5_K, q5.Tensor("blk.0.attn_v.weight").Type);
+            Assert.Equal(GgmlType.Q6_K, q5.Tensor("blk.1.attn_v.weight").Type);
+            Assert.Equal(GgmlType.Q5_K, q5.Tensor("blk.0.attn_q.weight").Type);
+        }
     }
 
     /// <summary>

@@ -23,7 +23,9 @@ internal static class GgmlCodec
             case GgmlType.Q8_0: LegacyQuants.QuantizeQ8_0(values, output); break;
             case GgmlType.Q4_0: LegacyQuants.QuantizeQ4_0(values, output); break;
             case GgmlType.Q5_0: LegacyQuants.QuantizeQ5_0(values, output); break;
+            case GgmlType.Q5_1: LegacyQuants.QuantizeQ5_1(values, output); break;
             case GgmlType.Q4_K: KQuants.QuantizeQ4_K(values, output); break;
+            case GgmlType.Q5_K: KQuants.QuantizeQ5_K(values, output); break;
             case GgmlType.Q6_K: KQuants.QuantizeQ6_K(values, output); break;
             default: throw new NotSupportedException($"ggml type {type} cannot be written");
         }
@@ -46,7 +48,9 @@ internal static class GgmlCodec
             case GgmlType.Q8_0: LegacyQuants.DequantizeQ8_0(data, output); break;
             case GgmlType.Q4_0: LegacyQuants.DequantizeQ4_0(data, output); break;
             case GgmlType.Q5_0: LegacyQuants.DequantizeQ5_0(data, output); break;
+            case GgmlType.Q5_1: LegacyQuants.DequantizeQ5_1(data, output); break;
             case GgmlType.Q4_K: KQuants.DequantizeQ4_K(data, output); break;
+            case GgmlType.Q5_K: KQuants.DequantizeQ5_K(data, output); break;
             case GgmlType.Q6_K: KQuants.DequantizeQ6_K(data, output); break;
             default: throw new NotSupportedException($"ggml type {type} cannot be read");
         }

@@ -7,8 +7,10 @@ public enum GgmlType : uint
     F16 = 1,
     Q4_0 = 2,
     Q5_0 = 6,
+    Q5_1 = 7,
     Q8_0 = 8,
     Q4_K = 12,
+    Q5_K = 13,
     Q6_K = 14,
     BF16 = 30,
 }
@@ -22,8 +24,8 @@ internal static class GgmlTypeInfo
     public static int BlockSize(GgmlType type) => type switch
     {
         GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => 1,
-        GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 => 32,
-        GgmlType.Q4_K or GgmlType.Q6_K => SuperBlock,
+        GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 => 32,
+        GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => SuperBlock,
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "unknown ggml type"),
     };
 
@@ -33,8 +35,10 @@ internal static class GgmlTypeInfo
         GgmlType.F16 or GgmlType.BF16 => 2,
         GgmlType.Q4_0 => 2 + 16,
         GgmlType.Q5_0 => 2 + 4 + 16,
+        GgmlType.Q5_1 => 2 + 2 + 4 + 16,
         GgmlType.Q8_0 => 2 + 32,
         GgmlType.Q4_K => 2 + 2 + 12 + 128,
+        GgmlType.Q5_K => 2 + 2 + 12 + 32 + 128,
         GgmlType.Q6_K => 128 + 64 + 16 + 2,
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "unknown ggml type"),
     };
@@ -54,6 +58,7 @@ internal static class GgmlTypeInfo
     public static string Name(GgmlType type) => type switch
     {
         GgmlType.Q4_K => "q4_K",
+        GgmlType.Q5_K => "q5_K",
         GgmlType.Q6_K => "q6_K",
         _ => type.ToString().ToLowerInvariant(),
     };
@@ -67,6 +72,7 @@ internal enum LlamaFileType : uint
     MostlyQ4_0 = 2,
     MostlyQ8_0 = 7,
     MostlyQ4_K_M = 15,
+    MostlyQ5_K_M = 17,
     MostlyQ6_K = 18,
     MostlyBF16 = 32,
 }

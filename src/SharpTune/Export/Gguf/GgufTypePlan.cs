@@ -3,9 +3,10 @@ namespace SharpTune.Export.Gguf;
 /// <summary>
 /// Chooses each tensor's ggml type. Float exports follow convert_hf_to_gguf.py (1-D tensors, norms, biases and learned
 /// positions stay F32; other weights take the file type). Quantized exports follow llama-quantize on such a file:
-/// llama_tensor_get_type's per-tensor rules (Q4_K_M gives attn_v and ffn_down of the first and last eighth of the layers,
-/// and every third layer between, Q6_K; the output projection, or a tied token embedding, gets Q6_K) and its fallbacks for
-/// rows that do not divide into blocks (Q4_K → Q5_0, Q6_K → Q8_0, then F16).
+/// llama_tensor_get_type's per-tensor rules (Q4_K_M and Q5_K_M give attn_v and ffn_down of the first and last eighth of
+/// the layers, and every third layer between, Q6_K; a fused attn_qkv gets one type up, Q5_K or Q6_K; the output
+/// projection, or a tied token embedding, gets Q6_K) and its fallbacks for rows that do not divide into blocks
+/// (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, then F16).
 /// </summary>
 internal sealed class GgufTypePlan
 {
@@ -45,6 +46,7 @@ internal sealed class GgufTypePlan
             GgufExportType.Q8_0 => GgmlType.Q8_0,
             GgufExportType.Q4_0 => GgmlType.Q4_0,
             GgufExportType.Q4_K_M => GgmlType.Q4_K,
+            GgufExportType.Q5_K_M => GgmlType.Q5_K,
             GgufExportType.Q6_K => GgmlType.Q6_K,
             _ => throw new ArgumentOutOfRangeException(nameof(name)),
         };
@@ -54,15 +56,20 @@ internal sealed class GgufTypePlan
             if (columns % GgmlTypeInfo.BlockSize(chosen) != 0) chosen = GgmlType.Q8_0;
             else if (chosen != GgmlType.Q8_0) chosen = GgmlType.Q6_K;
         }
-        else if (name.Contains("attn_v.weight") || name.Contains("attn_qkv.weight"))
+        else if (name.Contains("attn_v.weight"))
         {
-            if (_type == GgufExportType.Q4_K_M && UseMoreBits(_attentionVSeen, _attentionV)) chosen = GgmlType.Q6_K;
+            if (_type is GgufExportType.Q4_K_M or GgufExportType.Q5_K_M && UseMoreBits(_attentionVSeen, _attentionV)) chosen = GgmlType.Q6_K;
             _attentionVSeen++;
         }
         else if (name.Contains("ffn_down"))
         {
-            if (_type == GgufExportType.Q4_K_M && UseMoreBits(_ffnDownSeen, _layers)) chosen = GgmlType.Q6_K;
+            if (_type is GgufExportType.Q4_K_M or GgufExportType.Q5_K_M && UseMoreBits(_ffnDownSeen, _layers)) chosen = GgmlType.Q6_K;
             _ffnDownSeen++;
+        }
+        else if (name.Contains("attn_qkv.weight"))
+        {
+            if (_type == GgufExportType.Q4_K_M) chosen = GgmlType.Q5_K;
+            else if (_type == GgufExportType.Q5_K_M) chosen = GgmlType.Q6_K;
         }
         return Fallback(chosen, columns);
     }
@@ -78,7 +85,7 @@ internal sealed class GgufTypePlan
     private static GgmlType Fallback(GgmlType type, long columns)
     {
         if (columns % GgmlTypeInfo.BlockSize(type) == 0) return type;
-        var next = type switch { GgmlType.Q4_K => GgmlType.Q5_0, GgmlType.Q6_K => GgmlType.Q8_0, _ => GgmlType.F16 };
+        var next = type switch { GgmlType.Q4_K => GgmlType.Q5_0, GgmlType.Q5_K => GgmlType.Q5_1, GgmlType.Q6_K => GgmlType.Q8_0, _ => GgmlType.F16 };
         return columns % GgmlTypeInfo.BlockSize(next) == 0 ? next : GgmlType.F16;
     }
 

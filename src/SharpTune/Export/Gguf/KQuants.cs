@@ -1,75 +1,111 @@
 namespace SharpTune.Export.Gguf;
 
 /// <summary>
-/// ggml's K-quants on 256-value super-blocks, exactly as quantize_row_q4_K_ref / quantize_row_q6_K_ref (no importance
-/// matrix) and their dequantizers in ggml-quants.c.
+/// ggml's K-quants on 256-value super-blocks, exactly as quantize_row_q4_K_ref / quantize_row_q5_K_ref /
+/// quantize_row_q6_K_ref (no importance matrix) and their dequantizers in ggml-quants.c.
 /// Q4_K: fp16 d, fp16 dmin, 12 bytes of packed 6-bit scales and mins for eight 32-value groups, 128 bytes of nibbles.
+/// Q5_K: as Q4_K, plus 32 bytes holding each value's fifth bit (levels 0–31).
 /// Q6_K: 128 bytes of low nibbles, 64 bytes of high 2-bit pairs, sixteen int8 scales (one per 16 values), fp16 d.
 /// </summary>
 internal static class KQuants
 {
     private const int QK = GgmlTypeInfo.SuperBlock;
     private const int Q4KBytes = 144;
+    private const int Q5KBytes = 176;
     private const int Q6KBytes = 210;
 
     public static void QuantizeQ4_K(ReadOnlySpan<float> x, Span<byte> y)
     {
         Span<byte> levels = stackalloc byte[QK];
+        for (int b = 0, o = 0; b < x.Length; b += QK, o += Q4KBytes)
+        {
+            var output = y.Slice(o, Q4KBytes);
+            QuantizeScalesAndLevels(x.Slice(b, QK), output, levels, nmax: 15, rmin: -1f, nstep: 20);
+            var qs = output.Slice(16, 128);
+            for (int j = 0, q = 0; j < QK; j += 64, q += 32)
+                for (var l = 0; l < 32; l++) qs[q + l] = (byte)(levels[j + l] | (levels[j + l + 32] << 4));
+        }
+    }
+
+    public static void QuantizeQ5_K(ReadOnlySpan<float> x, Span<byte> y)
+    {
+        Span<byte> levels = stackalloc byte[QK];
+        for (int b = 0, o = 0; b < x.Length; b += QK, o += Q5KBytes)
+        {
+            var output = y.Slice(o, Q5KBytes);
+            QuantizeScalesAndLevels(x.Slice(b, QK), output, levels, nmax: 31, rmin: -0.5f, nstep: 15);
+            var qh = output.Slice(16, 32);
+            var ql = output.Slice(48, 128);
+            qh.Clear();
+            byte m1 = 1, m2 = 2;
+            for (int n = 0, q = 0; n < QK; n += 64, q += 32)
+            {
+                for (var j = 0; j < 32; j++)
+                {
+                    int l1 = levels[n + j], l2 = levels[n + j + 32];
+                    if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+                    if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+                    ql[q + j] = (byte)(l1 | (l2 << 4));
+                }
+                m1 <<= 2;
+                m2 <<= 2;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The part Q4_K and Q5_K share: per 32-value group a scale and minimum by make_qkx2_quants, both quantized to 6 bits
+    /// against the block's fp16 d and dmin (bytes 0–15 of the block), then every value's level in [0, nmax].
+    /// </summary>
+    private static void QuantizeScalesAndLevels(ReadOnlySpan<float> block, Span<byte> output, Span<byte> levels, int nmax, float rmin, int nstep)
+    {
         Span<byte> scratch = stackalloc byte[32];
         Span<float> weights = stackalloc float[32];
         Span<float> mins = stackalloc float[QK / 32];
         Span<float> scales = stackalloc float[QK / 32];
-        for (int b = 0, o = 0; b < x.Length; b += QK, o += Q4KBytes)
+        var packedScales = output.Slice(4, 12);
+        float maxScale = 0, maxMin = 0;
+        for (var j = 0; j < QK / 32; j++)
         {
-            var block = x.Slice(b, QK);
-            var output = y.Slice(o, Q4KBytes);
-            var packedScales = output.Slice(4, 12);
-            float maxScale = 0, maxMin = 0;
-            for (var j = 0; j < QK / 32; j++)
+            var group = block.Slice(32 * j, 32);
+            float sumX2 = 0;
+            for (var l = 0; l < 32; l++) sumX2 += group[l] * group[l];
+            var avX = MathF.Sqrt(sumX2 / 32);
+            for (var l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(group[l]);
+            scales[j] = QuantMath.MakeQkx2Quants(nmax, group, weights, levels.Slice(32 * j, 32), out mins[j], scratch, rmin, 0.1f, nstep, false);
+            if (scales[j] > maxScale) maxScale = scales[j];
+            if (mins[j] > maxMin) maxMin = mins[j];
+        }
+        var invScale = maxScale > 0 ? 63f / maxScale : 0f;
+        var invMin = maxMin > 0 ? 63f / maxMin : 0f;
+        for (var j = 0; j < QK / 32; j++)
+        {
+            var ls = Math.Min((byte)63, (byte)QuantMath.NearestInt(invScale * scales[j]));
+            var lm = Math.Min((byte)63, (byte)QuantMath.NearestInt(invMin * mins[j]));
+            if (j < 4)
             {
-                var group = block.Slice(32 * j, 32);
-                float sumX2 = 0;
-                for (var l = 0; l < 32; l++) sumX2 += group[l] * group[l];
-                var avX = MathF.Sqrt(sumX2 / 32);
-                for (var l = 0; l < 32; l++) weights[l] = avX + MathF.Abs(group[l]);
-                scales[j] = QuantMath.MakeQkx2Quants(15, group, weights, levels.Slice(32 * j, 32), out mins[j], scratch, -1f, 0.1f, 20, false);
-                if (scales[j] > maxScale) maxScale = scales[j];
-                if (mins[j] > maxMin) maxMin = mins[j];
+                packedScales[j] = ls;
+                packedScales[j + 4] = lm;
             }
-            var invScale = maxScale > 0 ? 63f / maxScale : 0f;
-            var invMin = maxMin > 0 ? 63f / maxMin : 0f;
-            for (var j = 0; j < QK / 32; j++)
+            else
             {
-                var ls = Math.Min((byte)63, (byte)QuantMath.NearestInt(invScale * scales[j]));
-                var lm = Math.Min((byte)63, (byte)QuantMath.NearestInt(invMin * mins[j]));
-                if (j < 4)
-                {
-                    packedScales[j] = ls;
-                    packedScales[j + 4] = lm;
-                }
-                else
-                {
-                    packedScales[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
-                    packedScales[j - 4] |= (byte)((ls >> 4) << 6);
-                    packedScales[j] |= (byte)((lm >> 4) << 6);
-                }
+                packedScales[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
+                packedScales[j - 4] |= (byte)((ls >> 4) << 6);
+                packedScales[j] |= (byte)((lm >> 4) << 6);
             }
-            Fp16.Write(output, 0, Fp16.FromFloat(maxScale / 63f));
-            Fp16.Write(output, 2, Fp16.FromFloat(maxMin / 63f));
-            var d = Fp16.ToFloat(Fp16.Read(output, 0));
-            var dmin = Fp16.ToFloat(Fp16.Read(output, 2));
-            for (var j = 0; j < QK / 32; j++)
-            {
-                var (sc, m) = ScaleMin(j, packedScales);
-                var dj = d * sc;
-                if (dj == 0) continue;
-                var dm = dmin * m;
-                for (var i = 0; i < 32; i++)
-                    levels[32 * j + i] = (byte)Math.Max(0, Math.Min(15, QuantMath.NearestInt((block[32 * j + i] + dm) / dj)));
-            }
-            var qs = output.Slice(16, 128);
-            for (int j = 0, q = 0; j < QK; j += 64, q += 32)
-                for (var l = 0; l < 32; l++) qs[q + l] = (byte)(levels[j + l] | (levels[j + l + 32] << 4));
+        }
+        Fp16.Write(output, 0, Fp16.FromFloat(maxScale / 63f));
+        Fp16.Write(output, 2, Fp16.FromFloat(maxMin / 63f));
+        var d = Fp16.ToFloat(Fp16.Read(output, 0));
+        var dmin = Fp16.ToFloat(Fp16.Read(output, 2));
+        for (var j = 0; j < QK / 32; j++)
+        {
+            var (sc, m) = ScaleMin(j, packedScales);
+            var dj = d * sc;
+            if (dj == 0) continue;
+            var dm = dmin * m;
+            for (var i = 0; i < 32; i++)
+                levels[32 * j + i] = (byte)Math.Max(0, Math.Min(nmax, QuantMath.NearestInt((block[32 * j + i] + dm) / dj)));
         }
     }
 
@@ -90,6 +126,31 @@ internal static class KQuants
                 float d1 = d * sc1, min1 = min * m1, d2 = d * sc2, min2 = min * m2;
                 for (var l = 0; l < 32; l++) y[outIndex++] = d1 * (qs[q + l] & 0xF) - min1;
                 for (var l = 0; l < 32; l++) y[outIndex++] = d2 * (qs[q + l] >> 4) - min2;
+            }
+        }
+    }
+
+    public static void DequantizeQ5_K(ReadOnlySpan<byte> x, Span<float> y)
+    {
+        for (int b = 0, o = 0; b < y.Length; b += QK, o += Q5KBytes)
+        {
+            var block = x.Slice(o, Q5KBytes);
+            var d = Fp16.ToFloat(Fp16.Read(block, 0));
+            var min = Fp16.ToFloat(Fp16.Read(block, 2));
+            var packedScales = block.Slice(4, 12);
+            var qh = block.Slice(16, 32);
+            var ql = block.Slice(48, 128);
+            var outIndex = b;
+            byte u1 = 1, u2 = 2;
+            for (int j = 0, q = 0, group = 0; j < QK; j += 64, q += 32, group += 2)
+            {
+                var (sc1, m1) = ScaleMin(group, packedScales);
+                var (sc2, m2) = ScaleMin(group + 1, packedScales);
+                float d1 = d * sc1, min1 = min * m1, d2 = d * sc2, min2 = min * m2;
+                for (var l = 0; l < 32; l++) y[outIndex++] = d1 * ((ql[q + l] & 0xF) + ((qh[l] & u1) != 0 ? 16 : 0)) - min1;
+                for (var l = 0; l < 32; l++) y[outIndex++] = d2 * ((ql[q + l] >> 4) + ((qh[l] & u2) != 0 ? 16 : 0)) - min2;
+                u1 <<= 2;
+                u2 <<= 2;
             }
         }
     }
