@@ -21,7 +21,7 @@ internal static class ExportCommand
         var model = ModelOptions.Model("Model folder in Hugging Face layout, or a Hub repo id");
         var adapter = new Option<string?>("--adapter") { Description = "LoRA/DoRA adapter folder to merge into the weights first" };
         var output = new Option<string>("--out") { Description = "Output .gguf file", Required = true };
-        var type = new Option<string>("--type") { Description = "f32, f16, bf16, q8_0, q4_0, q4_k_m or q6_k", DefaultValueFactory = _ => "f16" };
+        var type = new Option<string>("--type") { Description = "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m or q6_k", DefaultValueFactory = _ => "f16" };
         var ollama = new Option<bool>("--ollama") { Description = "Also write an Ollama Modelfile beside the file and print the `ollama create` command" };
         var system = new Option<string?>("--system") { Description = "System prompt for the Ollama Modelfile" };
         var name = new Option<string?>("--name") { Description = "general.name in the file and the Ollama model name (default: the folder's name)" };
@@ -37,6 +37,7 @@ internal static class ExportCommand
             });
             Console.Error.WriteLine($"wrote {report.Architecture} {GgufExportTypes.Name(exportType)}: {report.Bytes / 1e6:F1} MB, tensors " +
                 string.Join(", ", report.TensorTypes.OrderBy(t => t.Key).Select(t => $"{t.Value} {t.Key}")));
+            foreach (var warning in report.Warnings) Console.Error.WriteLine($"warning: {warning}");
             if (parse.GetValue(ollama))
             {
                 var tokenizer = HfTokenizer.FromDirectory(parse.GetValue(adapter) is { } a && File.Exists(Path.Combine(a, "tokenizer.json")) ? a : modelDir);
@@ -64,6 +65,7 @@ internal static class ExportCommand
                 AdapterDir = parse.GetValue(adapter)!, ModelDir = modelDir, OutputPath = parse.GetValue(output)!,
             });
             Console.Error.WriteLine($"wrote {report.Architecture} LoRA adapter: {report.Bytes / 1e6:F2} MB, {report.TensorTypes.Values.Sum() / 2} adapted weights");
+            foreach (var warning in report.Warnings) Console.Error.WriteLine($"warning: {warning}");
             if (parse.GetValue(ollama) is { } baseGguf)
             {
                 var adapterDir = parse.GetValue(adapter)!;

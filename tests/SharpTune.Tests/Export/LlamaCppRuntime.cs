@@ -90,6 +90,21 @@ public static class LlamaCppRuntime
         ["kind"] = "greedy", ["model"] = model, ["lora"] = lora, ["prompt"] = new JsonArray(prompt.Select(t => (JsonNode)t).ToArray()), ["tokens"] = tokens,
     };
 
+    /// <summary>llama.cpp's next-token distribution after <paramref name="prompt"/> (see <see cref="Probabilities"/>).</summary>
+    public static JsonObject Distribution(string model, IReadOnlyList<int> prompt) => new()
+    {
+        ["kind"] = "distribution", ["model"] = model, ["prompt"] = new JsonArray(prompt.Select(t => (JsonNode)t).ToArray()),
+    };
+
+    /// <summary>A distribution job's result as probabilities indexed by token id (tokens llama.cpp left out get 0).</summary>
+    public static double[] Probabilities(JsonObject result, int vocabulary)
+    {
+        var probabilities = new double[vocabulary];
+        foreach (var pair in result["distribution"]!.AsArray())
+            probabilities[pair![0]!.GetValue<int>()] = pair[1]!.GetValue<double>();
+        return probabilities;
+    }
+
     public static JsonObject Perplexity(string model, IReadOnlyList<int> ids) => new()
     {
         ["kind"] = "perplexity", ["model"] = model, ["ids"] = new JsonArray(ids.Select(t => (JsonNode)t).ToArray()),

@@ -28,12 +28,21 @@ internal abstract class GgufArchitecture
     /// <summary>Rewrites a LoRA B matrix the way the base weight's rows are rewritten (e.g. the Q/K permutation).</summary>
     public virtual float[] TransformLoraB(string checkpointName, float[] values, long[] shape, ModelConfig config) => values;
 
+    /// <summary>
+    /// Throws <see cref="NotSupportedException"/> for a configuration llama.cpp would compute differently from
+    /// transformers (so no file is written), and returns warnings for what llama.cpp reproduces only within limits.
+    /// </summary>
+    public virtual IReadOnlyList<string> Check(ModelConfig config) => [];
+
     private static readonly Dictionary<string, Func<GgufArchitecture>> Registry = new()
     {
         ["LlamaForCausalLM"] = () => new LlamaFamilyGguf("llama", permuteQk: true),
         ["MistralForCausalLM"] = () => new LlamaFamilyGguf("llama", permuteQk: true),
         ["Qwen2ForCausalLM"] = () => new LlamaFamilyGguf("qwen2", permuteQk: false),
         ["Qwen3ForCausalLM"] = () => new LlamaFamilyGguf("qwen3", permuteQk: false),
+        ["SmolLM3ForCausalLM"] = () => new LlamaFamilyGguf("smollm3", permuteQk: true),
+        ["Gemma3ForCausalLM"] = () => new Gemma3Gguf(),
+        ["Phi3ForCausalLM"] = () => new Phi3Gguf(),
         ["GPT2LMHeadModel"] = () => new Gpt2Gguf(),
     };
 
@@ -45,6 +54,65 @@ internal abstract class GgufArchitecture
                 $"GGUF export does not support architecture '{config.Architecture}'; supported: {string.Join(", ", Registry.Keys)}");
 
     protected static void Add(List<KeyValuePair<string, GgufValue>> metadata, string key, GgufValue value) => metadata.Add(new(key, value));
+
+    /// <summary>The hyper-parameters every RMSNorm decoder writes (the converter's TextModel.set_gguf_parameters).</summary>
+    protected void AddDecoderHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
+    {
+        Add(metadata, $"{Name}.block_count", GgufValue.U32((uint)config.NumLayers));
+        Add(metadata, $"{Name}.context_length", GgufValue.U32((uint)config.MaxPositionEmbeddings));
+        Add(metadata, $"{Name}.embedding_length", GgufValue.U32((uint)config.HiddenSize));
+        Add(metadata, $"{Name}.feed_forward_length", GgufValue.U32((uint)config.IntermediateSize));
+        Add(metadata, $"{Name}.attention.head_count", GgufValue.U32((uint)config.NumHeads));
+        Add(metadata, $"{Name}.attention.head_count_kv", GgufValue.U32((uint)config.NumKeyValueHeads));
+        Add(metadata, $"{Name}.rope.freq_base", GgufValue.F32((float)config.RopeTheta));
+        Add(metadata, $"{Name}.attention.layer_norm_rms_epsilon", GgufValue.F32((float)config.NormEps));
+    }
+
+    /// <summary>
+    /// For architectures whose llama.cpp graph has no sliding window: a warning when the model's window is shorter than
+    /// its context, since llama.cpp then attends further back than transformers once a sequence outgrows the window.
+    /// </summary>
+    protected IEnumerable<string> IgnoredWindowWarning(ModelConfig config)
+    {
+        var windowed = Enumerable.Range(0, config.NumLayers).Count(i => config.SlidingWindowOf(i) is not null);
+        if (windowed == 0 || config.SlidingWindow is not { } window || window >= config.MaxPositionEmbeddings) yield break;
+        yield return $"llama.cpp's {Name} attends over the whole context: the model's sliding window of {window} tokens " +
+                     $"({windowed} of {config.NumLayers} layers) is not applied, so llama.cpp matches transformers only while a sequence fits in {window} tokens";
+    }
+
+    /// <summary>
+    /// The stored name of a decoder tensor named <paramref name="name"/> (model.…) in the text-only layout: itself, or its
+    /// place in a Gemma3ForConditionalGeneration checkpoint (language_model.model.… before transformers 4.52,
+    /// model.language_model.… after).
+    /// </summary>
+    protected static string? Stored(ISet<string> names, string name)
+    {
+        if (names.Contains(name)) return name;
+        if (name.StartsWith("model.", StringComparison.Ordinal))
+        {
+            var rest = name["model.".Length..];
+            foreach (var candidate in new[] { "language_model.model." + rest, "model.language_model." + rest })
+                if (names.Contains(candidate)) return candidate;
+        }
+        if (name == "lm_head.weight" && names.Contains("language_model.lm_head.weight")) return "language_model.lm_head.weight";
+        return null;
+    }
+
+    /// <summary>
+    /// The decoder-layer part of a checkpoint name, as (layer, module, suffix) for model.layers.N.module.suffix, also
+    /// under a Gemma 3 multimodal prefix; null for other names.
+    /// </summary>
+    protected static (string Layer, string Module, string Suffix)? DecoderParts(string checkpointName)
+    {
+        foreach (var prefix in new[] { "model.layers.", "language_model.model.layers.", "model.language_model.layers." })
+        {
+            if (!checkpointName.StartsWith(prefix, StringComparison.Ordinal)) continue;
+            var parts = checkpointName[prefix.Length..].Split('.');
+            if (parts.Length < 3) return null;
+            return (parts[0], string.Join('.', parts[1..^1]), parts[^1]);
+        }
+        return null;
+    }
 
     /// <summary>Reads a tensor unchanged.</summary>
     protected static MappedTensor Same(string ggufName, string checkpointName, IWeightSource source) =>

@@ -17,7 +17,11 @@ public sealed record GgufExportOptions
 }
 
 /// <summary>What was written: the file, its size, and how many tensors got each ggml type.</summary>
-public sealed record GgufExportReport(string Path, long Bytes, string Architecture, IReadOnlyDictionary<GgmlType, int> TensorTypes);
+public sealed record GgufExportReport(string Path, long Bytes, string Architecture, IReadOnlyDictionary<GgmlType, int> TensorTypes)
+{
+    /// <summary>Where llama.cpp will run the model differently from transformers (e.g. a sliding window it does not apply).</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}
 
 /// <summary>
 /// Writes a Hugging Face model folder as a GGUF file that llama.cpp (and Ollama, LM Studio, LLamaSharp…) loads: the same
@@ -32,17 +36,20 @@ public static class GgufExporter
     {
         var config = ModelConfig.Load(options.ModelDir);
         var architecture = GgufArchitecture.For(config);
+        var warnings = architecture.Check(config);
         var tokenizerDir = options.AdapterDir is { } a && File.Exists(Path.Combine(a, "tokenizer.json")) ? a : options.ModelDir;
+        var name = options.Name ?? ModelName(options.ModelDir, config);
         var metadata = new List<KeyValuePair<string, GgufValue>>
         {
             new("general.architecture", GgufValue.Str(architecture.Name)),
             new("general.type", GgufValue.Str("model")),
-            new("general.name", GgufValue.Str(options.Name ?? ModelName(options.ModelDir, config))),
+            new("general.name", GgufValue.Str(name)),
         };
         architecture.AddHyperParameters(metadata, config);
         metadata.Add(new("general.file_type", GgufValue.U32((uint)GgufExportTypes.FileType(options.Type))));
         metadata.Add(new("general.quantization_version", GgufValue.U32(2)));
         GgufVocabulary.AddTo(metadata, tokenizerDir, config);
+        CheckPhi3NameTokens(name, metadata);
 
         TorchRuntime.EnsureInitialised();
         IWeightSource source = options.AdapterDir is { } adapter ? new MergedWeights(options.ModelDir, adapter) : new CheckpointWeights(options.ModelDir);
@@ -61,7 +68,10 @@ public static class GgufExporter
             Directory.CreateDirectory(directory);
             GgufWriter.Write(options.OutputPath, metadata, tensors);
             var counts = types.Values.GroupBy(t => t).ToDictionary(g => g.Key, g => g.Count());
-            return new GgufExportReport(Path.GetFullPath(options.OutputPath), new FileInfo(options.OutputPath).Length, architecture.Name, counts);
+            return new GgufExportReport(Path.GetFullPath(options.OutputPath), new FileInfo(options.OutputPath).Length, architecture.Name, counts)
+            {
+                Warnings = warnings,
+            };
         }
         finally
         {
@@ -77,6 +87,23 @@ public static class GgufExporter
         foreach (var tensor in tensors.OrderBy(t => t.Name, Comparer<string>.Create(GgufTypePlan.QuantizeOrder)))
             types[tensor.Name] = plan.Choose(tensor.Name, tensor.Shape[^1], tensor.Shape.Length);
         return types;
+    }
+
+    /// <summary>
+    /// llama.cpp's vocabulary loader, for a general.name containing "phi3" or "phi-3", looks up &lt;unk&gt;, &lt;s&gt;,
+    /// &lt;/s&gt; and &lt;|endoftext|&gt; by text (Phi-3's token attributes) and fails to load the file when one is
+    /// missing, so such a name needs those tokens.
+    /// </summary>
+    private static void CheckPhi3NameTokens(string name, List<KeyValuePair<string, GgufValue>> metadata)
+    {
+        var lower = name.ToLowerInvariant();
+        if (!lower.Contains("phi3") && !lower.Contains("phi-3")) return;
+        var tokens = metadata.First(kv => kv.Key == "tokenizer.ggml.tokens").Value.AsArray<string>().ToHashSet(StringComparer.Ordinal);
+        var missing = new[] { "<unk>", "<s>", "</s>", "<|endoftext|>" }.Where(t => !tokens.Contains(t)).ToList();
+        if (missing.Count > 0)
+            throw new NotSupportedException(
+                $"general.name '{name}' makes llama.cpp look up Phi-3's special tokens {string.Join(", ", missing)}, which this " +
+                "vocabulary lacks, and llama.cpp would then refuse to load the file; choose a name without \"phi3\" or \"phi-3\" (--name)");
     }
 
     private static string ModelName(string modelDir, ModelConfig config) =>

@@ -29,6 +29,7 @@ public static class GgufLoraExporter
     {
         var config = ModelConfig.Load(options.ModelDir);
         var architecture = GgufArchitecture.For(config);
+        var warnings = architecture.Check(config);
         var adapterConfigPath = Path.Combine(options.AdapterDir, AdapterFiles.ConfigFileName);
         if (!File.Exists(adapterConfigPath))
             throw new FileNotFoundException($"{adapterConfigPath}: not a PEFT adapter folder", adapterConfigPath);
@@ -80,7 +81,7 @@ public static class GgufLoraExporter
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.OutputPath))!);
         GgufWriter.Write(options.OutputPath, metadata, tensors);
         return new GgufExportReport(Path.GetFullPath(options.OutputPath), new FileInfo(options.OutputPath).Length, architecture.Name,
-            new Dictionary<GgmlType, int> { [GgmlType.F32] = tensors.Count });
+            new Dictionary<GgmlType, int> { [GgmlType.F32] = tensors.Count }) { Warnings = warnings };
     }
 
     private static float[] Read(CheckpointIndex weights, string name)

@@ -147,7 +147,9 @@ internal static class GgufVocabulary
         if (steps.Count == 2 && Type(steps[0]) == "Split" && Type(steps[1]) == "ByteLevel" && steps[1]["use_regex"]?.GetValue<bool>() == false)
         {
             var pattern = steps[0]["pattern"]?["Regex"]?.GetValue<string>();
-            if (pattern == Llama3Pattern) return "llama-bpe";
+            // llama.cpp's llama-bpe also ignores merges for words in the vocabulary (Llama 3's ignore_merges); smaug-bpe
+            // splits the same way and applies every merge (SmolLM3 and other Llama-3-style tokenizers without the flag).
+            if (pattern == Llama3Pattern) return root["model"]?["ignore_merges"]?.GetValue<bool>() == true ? "llama-bpe" : "smaug-bpe";
             if (pattern == Qwen2Pattern) return "qwen2";
         }
         if (steps.Count == 2 && Type(steps[0]) == "Digits" && steps[0]["individual_digits"]?.GetValue<bool>() == true
@@ -155,7 +157,7 @@ internal static class GgufVocabulary
             return "smollm";
         throw new NotSupportedException(
             $"{path}: its pre-tokenizer {root["pre_tokenizer"]?.ToJsonString()} matches none llama.cpp implements that SharpTune can name " +
-            "(GPT-2, Llama 3, Qwen2, SmolLM); llama.cpp would split text differently than the model was trained on");
+            "(GPT-2, Llama 3, Smaug, Qwen2, SmolLM); llama.cpp would split text differently than the model was trained on");
     }
 
     /// <summary>add_bos/add_eos as tokenizer_config.json says, else as tokenizer.json's TemplateProcessing implies.</summary>

@@ -3,12 +3,16 @@ using SharpTune.Models;
 namespace SharpTune.Export.Gguf;
 
 /// <summary>
-/// llama (Llama 2/3, Mistral, SmolLM), qwen2 and qwen3 in llama.cpp: the Hugging Face decoder layout renamed
-/// (<c>model.layers.N.self_attn.q_proj</c> → <c>blk.N.attn_q</c>…). Llama uses GPT-J-style interleaved RoPE in llama.cpp,
-/// so the converter reorders the rows of Q and K from Hugging Face's rotate-half order; Qwen uses NEOX RoPE and keeps them.
+/// llama (Llama 2/3, Mistral, SmolLM), qwen2, qwen3 and smollm3 in llama.cpp: the Hugging Face decoder layout renamed
+/// (<c>model.layers.N.self_attn.q_proj</c> → <c>blk.N.attn_q</c>…). Llama and SmolLM3 use GPT-J-style interleaved RoPE in
+/// llama.cpp, so the converter reorders the rows of Q and K from Hugging Face's rotate-half order; Qwen uses NEOX RoPE and
+/// keeps them. SmolLM3's NoPE layers are fixed in llama.cpp (every fourth), so other patterns are refused.
 /// </summary>
 internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchitecture
 {
+    /// <summary>llama.cpp's smollm3 graph skips RoPE where (layer + 1) % 4 == 0; no GGUF key changes it.</summary>
+    private const int SmolLM3NoRopeStep = 4;
+
     private static readonly (string Hf, string Gguf)[] LayerTensors =
     [
         ("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"),
@@ -19,16 +23,29 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
 
     public override string Name => name;
 
+    /// <summary>Architectures whose converter writes vocab_size and rope.dimension_count (LlamaModel and its subclasses).</summary>
+    private bool IsLlamaModel => Name is "llama" or "smollm3";
+
+    public override IReadOnlyList<string> Check(ModelConfig config)
+    {
+        if (config.RopeScaling is { Type: not ("default" or "linear") } scaling && !(scaling.Type == "llama3" && Name == "llama"))
+            throw new NotSupportedException(
+                $"{config.Architecture}: rope_scaling '{scaling.Type}' has no llama.cpp {Name} equivalent (llama.cpp's {Name} graph applies linear scaling only)");
+        if (Name == "smollm3")
+        {
+            var llamaCppRope = Enumerable.Range(0, config.NumLayers).Select(i => (i + 1) % SmolLM3NoRopeStep != 0).ToArray();
+            var modelRope = Enumerable.Range(0, config.NumLayers).Select(config.UsesRope).ToArray();
+            if (!llamaCppRope.SequenceEqual(modelRope))
+                throw new NotSupportedException(
+                    $"{config.Architecture}: no_rope_layers [{string.Join(", ", modelRope.Select(r => r ? 1 : 0))}] differs from llama.cpp's smollm3, " +
+                    $"which skips RoPE on every {SmolLM3NoRopeStep}th layer and has no setting to change it");
+        }
+        return IgnoredWindowWarning(config).ToList();
+    }
+
     public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
     {
-        Add(metadata, $"{Name}.block_count", GgufValue.U32((uint)config.NumLayers));
-        Add(metadata, $"{Name}.context_length", GgufValue.U32((uint)config.MaxPositionEmbeddings));
-        Add(metadata, $"{Name}.embedding_length", GgufValue.U32((uint)config.HiddenSize));
-        Add(metadata, $"{Name}.feed_forward_length", GgufValue.U32((uint)config.IntermediateSize));
-        Add(metadata, $"{Name}.attention.head_count", GgufValue.U32((uint)config.NumHeads));
-        Add(metadata, $"{Name}.attention.head_count_kv", GgufValue.U32((uint)config.NumKeyValueHeads));
-        Add(metadata, $"{Name}.rope.freq_base", GgufValue.F32((float)config.RopeTheta));
-        Add(metadata, $"{Name}.attention.layer_norm_rms_epsilon", GgufValue.F32((float)config.NormEps));
+        AddDecoderHyperParameters(metadata, config);
         if (config.Raw["head_dim"] is not null)
         {
             Add(metadata, $"{Name}.attention.key_length", GgufValue.U32((uint)config.HeadDim));
@@ -39,10 +56,10 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
             Add(metadata, $"{Name}.rope.scaling.type", GgufValue.Str("linear"));
             Add(metadata, $"{Name}.rope.scaling.factor", GgufValue.F32((float)linear.Factor));
         }
-        if (Name == "llama")
+        if (IsLlamaModel)
         {
-            Add(metadata, "llama.vocab_size", GgufValue.U32((uint)config.VocabSize));
-            Add(metadata, "llama.rope.dimension_count", GgufValue.U32((uint)config.HeadDim));
+            Add(metadata, $"{Name}.vocab_size", GgufValue.U32((uint)config.VocabSize));
+            Add(metadata, $"{Name}.rope.dimension_count", GgufValue.U32((uint)config.HeadDim));
         }
     }
 
@@ -50,7 +67,7 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
     {
         var names = source.Names.ToHashSet();
         var tensors = new List<MappedTensor>();
-        if (config.RopeScaling is { Type: "llama3" } scaling)
+        if (config.RopeScaling is { Type: "llama3" } scaling && Name == "llama")
             tensors.Add(new MappedTensor("rope_freqs.weight", [config.HeadDim / 2], _ => Llama3RopeFactors(config, scaling)));
         // Tied checkpoints may keep only lm_head.weight (transformers accepts either name); llama.cpp reads token_embd.
         var embedding = names.Contains("model.embed_tokens.weight") ? "model.embed_tokens.weight"
@@ -78,12 +95,9 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
 
     public override string? LinearName(string checkpointName)
     {
-        var parts = checkpointName.Split('.');
-        // model.layers.N.<module>.<proj>.weight
-        if (parts.Length < 6 || parts[0] != "model" || parts[1] != "layers") return null;
-        var module = string.Join('.', parts[3..^1]);
-        var match = LayerTensors.FirstOrDefault(t => t.Hf == module);
-        return match.Gguf is null ? null : $"blk.{parts[2]}.{match.Gguf}.weight";
+        if (DecoderParts(checkpointName) is not { } parts) return null;
+        var match = LayerTensors.FirstOrDefault(t => t.Hf == parts.Module);
+        return match.Gguf is null ? null : $"blk.{parts.Layer}.{match.Gguf}.weight";
     }
 
     public override float[] TransformLoraB(string checkpointName, float[] values, long[] shape, ModelConfig config)

@@ -1,9 +1,13 @@
 // Runs GGUF files through llama.cpp (node-llama-cpp's prebuilt CPU library) for SharpTune's interop tests.
 // Usage: node llama-run.mjs jobs.json > results.json
 // jobs.json: {"jobs": [{"model": "a.gguf", "lora": "b.gguf"|null, "kind": "greedy", "prompt": [ids], "tokens": 48}
-//                      | {"model": ..., "kind": "perplexity", "ids": [ids]}]}
+//                      | {"model": ..., "kind": "perplexity", "ids": [ids]}
+//                      | {"model": ..., "kind": "distribution", "prompt": [ids]}]}
 // Greedy decoding takes the most probable next token from llama.cpp's full distribution and never stops at EOS, so
 // the ids compare position by position. Perplexity is exp(mean negative log-likelihood of ids[1..] given the prefix).
+// Distribution is llama.cpp's next-token distribution after the prompt, as [[token, probability], ...] for every
+// token. A job with "float32": true computes attention in float32 (llama.cpp's defaults use an f16 cache and flash
+// attention).
 import { readFileSync } from "node:fs";
 import { getLlama } from "node-llama-cpp";
 
@@ -26,10 +30,13 @@ function argmax(probabilities) {
 
 for (const job of jobs) {
     const model = await loadModel(job.model);
-    const length = job.kind === "greedy" ? job.prompt.length + job.tokens : job.ids.length;
+    const length = job.kind === "greedy" ? job.prompt.length + job.tokens : job.kind === "distribution" ? job.prompt.length : job.ids.length;
     const context = await model.createContext({
         contextSize: Math.max(64, length + 8), batchSize: Math.max(64, length + 8), threads: 1, sequences: 1,
         lora: job.lora ? { adapters: [{ filePath: job.lora, scale: 1 }] } : undefined,
+        // "float32": keys and values in float32 and no flash attention (whose CPU kernel rounds through f16), so logits
+        // compare with a float32 reference to about 1e-6.
+        ...(job.float32 ? { experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32", flashAttention: false } : {}),
     });
     const sequence = context.getSequence();
     const next = { generateNext: { probabilities: true, options: sampling } };
@@ -53,6 +60,10 @@ for (const job of jobs) {
             if (i === 0) for (const p of probabilities.values()) mass += p;
         }
         results.push({ perplexity: Math.exp(nll / (job.ids.length - 1)), nll, count: job.ids.length - 1, firstMass: mass });
+    } else if (job.kind === "distribution") {
+        const input = job.prompt.map((t, i) => i === job.prompt.length - 1 ? [t, next] : t);
+        const evaluated = await sequence.controlledEvaluate(input);
+        results.push({ distribution: [...evaluated[evaluated.length - 1].next.probabilities.entries()] });
     } else {
         throw new Error(`unknown job kind ${job.kind}`);
     }

@@ -1,0 +1,98 @@
+using SharpTune.Models;
+
+namespace SharpTune.Export.Gguf;
+
+/// <summary>
+/// Phi-3 / Phi-3.5 / Phi-4-mini in llama.cpp (arch <c>phi3</c>), as convert_hf_to_gguf.py's Phi3MiniModel writes them:
+/// the fused <c>qkv_proj</c> becomes <c>attn_qkv</c> and the fused <c>gate_up_proj</c> becomes <c>ffn_up</c> unchanged
+/// (llama.cpp's SwiGLU takes the gate from the first half, as Phi3MLP does), NEOX RoPE on the first
+/// <c>rope.dimension_count</c> dimensions of each head, and LongRoPE's per-frequency divisors as the
+/// <c>rope_factors_short</c> / <c>rope_factors_long</c> tensors with the attention factor in
+/// <c>rope.scaling.attn_factor</c>. llama.cpp switches to the long factors when its context exceeds the original
+/// context, where transformers switches by sequence length.
+/// </summary>
+internal sealed class Phi3Gguf : GgufArchitecture
+{
+    private static readonly (string Hf, string Gguf)[] LayerTensors =
+    [
+        ("input_layernorm", "attn_norm"), ("self_attn.qkv_proj", "attn_qkv"), ("self_attn.o_proj", "attn_output"),
+        ("post_attention_layernorm", "ffn_norm"), ("mlp.gate_up_proj", "ffn_up"), ("mlp.down_proj", "ffn_down"),
+    ];
+
+    public override string Name => "phi3";
+
+    public override IReadOnlyList<string> Check(ModelConfig config)
+    {
+        if (config.RopeScaling is { Type: not ("default" or "longrope") } scaling)
+            throw new NotSupportedException(
+                $"{config.Architecture}: rope_scaling '{scaling.Type}' has no llama.cpp phi3 equivalent (the converter writes LongRoPE only)");
+        if (config.RopeScaling is { Type: "longrope" } longRope
+            && (longRope.ShortFactor!.Count != config.RotaryDim / 2 || longRope.LongFactor!.Count != config.RotaryDim / 2))
+            throw new InvalidDataException(
+                $"{config.Architecture}: LongRoPE short_factor and long_factor need {config.RotaryDim / 2} entries (rotary dimensions / 2), " +
+                $"found {longRope.ShortFactor.Count} and {longRope.LongFactor!.Count}");
+        if (config.AttentionBias)
+            throw new NotSupportedException($"{config.Architecture}: attention biases have no place in llama.cpp's phi3");
+        var warnings = IgnoredWindowWarning(config).ToList();
+        if (config.RopeScaling is { Type: "longrope" } scaled)
+            warnings.Add($"LongRoPE: llama.cpp uses the long factors whenever its context is larger than {scaled.OriginalMaxPositionEmbeddings} tokens " +
+                         "(transformers switches once a sequence grows past it), so run llama.cpp with a context of at most that size for short-context behaviour");
+        return warnings;
+    }
+
+    public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
+    {
+        AddDecoderHyperParameters(metadata, config);
+        var original = config.RopeScaling?.OriginalMaxPositionEmbeddings
+                       ?? (config.Raw["original_max_position_embeddings"] is { } o ? o.GetValue<int>() : config.MaxPositionEmbeddings);
+        Add(metadata, "phi3.rope.scaling.original_context_length", GgufValue.U32((uint)original));
+        Add(metadata, "phi3.rope.dimension_count", GgufValue.U32((uint)config.RotaryDim));
+        if (config.Raw["head_dim"] is not null)
+        {
+            Add(metadata, "phi3.attention.key_length", GgufValue.U32((uint)config.HeadDim));
+            Add(metadata, "phi3.attention.value_length", GgufValue.U32((uint)config.HeadDim));
+        }
+        // The converter writes 0 without a window ("distinguishes Phi-4"); llama.cpp's phi3 reads and then disables it.
+        Add(metadata, "phi3.attention.sliding_window", GgufValue.U32((uint)(config.SlidingWindow ?? 0)));
+        if (config.RopeScaling is { Type: "longrope" } scaling)
+        {
+            var attentionFactor = scaling.AttentionFactor
+                                  ?? (scaling.Factor > 1 ? Math.Sqrt(1 + Math.Log(scaling.Factor) / Math.Log(scaling.OriginalMaxPositionEmbeddings)) : 1.0);
+            Add(metadata, "phi3.rope.scaling.attn_factor", GgufValue.F32((float)attentionFactor));
+        }
+    }
+
+    public override IReadOnlyList<MappedTensor> MapTensors(IWeightSource source, ModelConfig config)
+    {
+        var names = source.Names.ToHashSet();
+        var tensors = new List<MappedTensor>();
+        if (config.RopeScaling is { Type: "longrope" } scaling)
+        {
+            tensors.Add(new MappedTensor("rope_factors_long.weight", [scaling.LongFactor!.Count], _ => scaling.LongFactor.Select(f => (float)f).ToArray()));
+            tensors.Add(new MappedTensor("rope_factors_short.weight", [scaling.ShortFactor!.Count], _ => scaling.ShortFactor.Select(f => (float)f).ToArray()));
+        }
+        var embedding = names.Contains("model.embed_tokens.weight") ? "model.embed_tokens.weight"
+            : config.TieWordEmbeddings && names.Contains("lm_head.weight") ? "lm_head.weight"
+            : throw new InvalidDataException("the checkpoint has no model.embed_tokens.weight");
+        tensors.Add(Same("token_embd.weight", embedding, source));
+        for (var i = 0; i < config.NumLayers; i++)
+            foreach (var (hf, gguf) in LayerTensors)
+            {
+                var checkpointName = $"model.layers.{i}.{hf}.weight";
+                if (!names.Contains(checkpointName))
+                    throw new InvalidDataException($"the checkpoint has no {checkpointName} (llama.cpp's phi3 needs the fused qkv_proj and gate_up_proj)");
+                tensors.Add(Same($"blk.{i}.{gguf}.weight", checkpointName, source));
+            }
+        tensors.Add(Same("output_norm.weight", "model.norm.weight", source));
+        if (!config.TieWordEmbeddings && names.Contains("lm_head.weight"))
+            tensors.Add(Same("output.weight", "lm_head.weight", source));
+        return tensors;
+    }
+
+    public override string? LinearName(string checkpointName)
+    {
+        if (DecoderParts(checkpointName) is not { } parts) return null;
+        var match = LayerTensors.FirstOrDefault(t => t.Hf == parts.Module && !t.Gguf.EndsWith("norm", StringComparison.Ordinal));
+        return match.Gguf is null ? null : $"blk.{parts.Layer}.{match.Gguf}.weight";
+    }
+}

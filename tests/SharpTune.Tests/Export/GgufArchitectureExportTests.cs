@@ -1,0 +1,172 @@
+using System.Text.Json.Nodes;
+using SharpTune.Export.Gguf;
+using SharpTune.IO;
+using SharpTune.Models;
+using static SharpTune.Tests.Export.GgufModelFolders;
+using static SharpTune.Tests.Export.GgufTestSupport;
+
+namespace SharpTune.Tests.Export;
+
+/// <summary>
+/// What the Gemma 3, Phi-3 and SmolLM3 exports write, read back from the file and checked against hand-worked values
+/// and the checkpoint, and the configurations llama.cpp cannot run refused before a file exists.
+/// </summary>
+public class GgufArchitectureExportTests
+{
+    [Fact]
+    public void Gemma3StoresOnePlusEachNormWeightAndItsWindowPattern()
+    {
+        using var dir = new TempDir();
+        var folder = ReferenceCopy(dir, "gemma3_pattern", "gemma3");
+        var path = ExportModel(folder, Path.Combine(dir.Path, "g.gguf"), GgufExportType.F32).Path;
+        var file = GgufReader.Open(path);
+        Assert.Equal("gemma3", file.Metadata["general.architecture"].AsString());
+        // layer_types slide, slide, full, slide, slide, full: llama.cpp's set_swa_pattern(3).
+        Assert.Equal(3, file.Metadata["gemma3.attention.sliding_window_pattern"].AsInteger());
+        Assert.Equal(8, file.Metadata["gemma3.attention.sliding_window"].AsInteger());
+        Assert.Equal(10000f, file.Metadata["gemma3.rope.freq_base_swa"].AsFloat());
+        Assert.Equal(1_000_000f, file.Metadata["gemma3.rope.freq_base"].AsFloat());
+        Assert.Equal(16, file.Metadata["gemma3.attention.key_length"].AsInteger());
+        Assert.Equal(1, file.Metadata["gemma3.attention.head_count_kv"].AsInteger());
+        Assert.DoesNotContain(file.Tensors, t => t.Name == "output.weight");   // tied: llama.cpp reuses token_embd
+        using var checkpoint = HfCheckpoint.Open(folder);
+        foreach (var (hf, gguf) in new[]
+                 {
+                     ("model.layers.0.input_layernorm.weight", "blk.0.attn_norm.weight"),
+                     ("model.layers.4.self_attn.k_norm.weight", "blk.4.attn_k_norm.weight"),
+                     ("model.layers.5.pre_feedforward_layernorm.weight", "blk.5.ffn_norm.weight"),
+                     ("model.layers.1.post_feedforward_layernorm.weight", "blk.1.post_ffw_norm.weight"),
+                     ("model.norm.weight", "output_norm.weight"),
+                 })
+        {
+            using var weight = checkpoint.Read(hf, TorchSharp.torch.ScalarType.Float32);
+            Assert.Equal(weight.data<float>().Select(w => w + 1f).ToArray(), file.ReadFloat32(gguf));
+        }
+        using var query = checkpoint.Read("model.layers.2.self_attn.q_proj.weight", TorchSharp.torch.ScalarType.Float32);
+        Assert.Equal(query.data<float>().ToArray(), file.ReadFloat32("blk.2.attn_q.weight"));   // NEOX RoPE: rows kept
+    }
+
+    [Fact]
+    public void Phi3KeepsFusedProjectionsAndWritesLongRopeFactors()
+    {
+        using var dir = new TempDir();
+        var folder = ReferenceCopy(dir, "phi3_mini", "phi3", GgufArchitectureInteropTests.Phi3LongRope());
+        var report = ExportModel(folder, Path.Combine(dir.Path, "p.gguf"), GgufExportType.F32);
+        var file = GgufReader.Open(report.Path);
+        Assert.Equal("phi3", file.Metadata["general.architecture"].AsString());
+        Assert.Equal(8, file.Metadata["phi3.rope.dimension_count"].AsInteger());          // 16 × 0.5
+        Assert.Equal(4096, file.Metadata["phi3.rope.scaling.original_context_length"].AsInteger());
+        Assert.Equal(8192, file.Metadata["phi3.context_length"].AsInteger());
+        // Scale 8192 / 4096 = 2: √(1 + ln 2 / ln 4096) = √(1 + 1/12).
+        Assert.Equal(Math.Sqrt(13.0 / 12.0), file.Metadata["phi3.rope.scaling.attn_factor"].AsFloat(), 6);
+        Assert.Equal([1f, 1.25f, 1.5f, 2f], file.ReadFloat32("rope_factors_short.weight"));
+        Assert.Equal([1f, 4f, 16f, 64f], file.ReadFloat32("rope_factors_long.weight"));
+        Assert.Equal(0, file.Metadata["phi3.attention.sliding_window"].AsInteger());
+        // ggml shapes are [columns, rows]: qkv_proj 3 × 64 rows, gate_up_proj 2 × 128 rows, both over 64 inputs.
+        Assert.Equal([64L, 192L], file.Tensor("blk.0.attn_qkv.weight").Shape);
+        Assert.Equal([64L, 256L], file.Tensor("blk.3.ffn_up.weight").Shape);
+        using var checkpoint = HfCheckpoint.Open(folder);
+        using var gateUp = checkpoint.Read("model.layers.3.mlp.gate_up_proj.weight", TorchSharp.torch.ScalarType.Float32);
+        Assert.Equal(gateUp.data<float>().ToArray(), file.ReadFloat32("blk.3.ffn_up.weight"));
+        Assert.Contains(report.Warnings, w => w.Contains("LongRoPE"));
+        Assert.Contains("output.weight", file.Tensors.Select(t => t.Name));                 // untied head
+    }
+
+    [Fact]
+    public void SmolLM3IsWrittenAsLlamaCppsSmolLM3WithPermutedQueries()
+    {
+        using var dir = new TempDir();
+        var folder = RandomCheckpoint(dir, "smollm3", GgufArchitectureInteropTests.SmolLM3Config(), seed: 5);
+        var file = GgufReader.Open(ExportModel(folder, Path.Combine(dir.Path, "s.gguf"), GgufExportType.F32).Path);
+        Assert.Equal("smollm3", file.Metadata["general.architecture"].AsString());
+        Assert.Equal(16, file.Metadata["smollm3.rope.dimension_count"].AsInteger());
+        using var checkpoint = HfCheckpoint.Open(folder);
+        using var query = checkpoint.Read("model.layers.1.self_attn.q_proj.weight", TorchSharp.torch.ScalarType.Float32);
+        Assert.Equal(LlamaFamilyGguf.PermuteRows(query.data<float>().ToArray(), [64, 64], heads: 4), file.ReadFloat32("blk.1.attn_q.weight"));
+    }
+
+    public static TheoryData<string, JsonObject, string> Refused => new()
+    {
+        // llama.cpp's smollm3 hard-codes NoPE on every fourth layer.
+        { "smollm3", new JsonObject { ["no_rope_layers"] = new JsonArray(1, 0, 1, 1) }, "no_rope_layers" },
+        // llama.cpp's gemma3 scales attention by 1/√head_dim (16) and has no attention soft-capping.
+        { "gemma3_pattern", new JsonObject { ["query_pre_attn_scalar"] = 20 }, "query_pre_attn_scalar" },
+        { "gemma3_pattern", new JsonObject { ["attn_logit_softcapping"] = 50.0 }, "attn_logit_softcapping" },
+        {
+            "gemma3_pattern", new JsonObject
+            {
+                ["layer_types"] = new JsonArray("sliding_attention", "full_attention", "full_attention", "sliding_attention", "sliding_attention", "full_attention"),
+            },
+            "layer_types"
+        },
+        // Qwen's llama.cpp graph has no per-frequency RoPE factors.
+        {
+            "qwen3_tied", new JsonObject
+            {
+                ["rope_scaling"] = new JsonObject
+                {
+                    ["rope_type"] = "llama3", ["factor"] = 8.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0,
+                    ["original_max_position_embeddings"] = 256,
+                },
+            },
+            "llama3"
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(Refused))]
+    public void ConfigurationsLlamaCppWouldRunDifferentlyAreRefusedBeforeWriting(string model, JsonObject changes, string named)
+    {
+        using var dir = new TempDir();
+        var folder = model == "smollm3"
+            ? RandomCheckpoint(dir, "smollm3", TestModels.With(GgufArchitectureInteropTests.SmolLM3Config(), changes), seed: 3)
+            : ReferenceCopy(dir, model, model, changes);
+        var output = Path.Combine(dir.Path, "out", "model.gguf");
+        var error = Assert.Throws<NotSupportedException>(() => ExportModel(folder, output, GgufExportType.F16));
+        Assert.Contains(named, error.Message);
+        Assert.False(File.Exists(output));
+        Assert.False(Directory.Exists(Path.GetDirectoryName(output)));
+    }
+
+    [Fact]
+    public void APhi3NameNeedsTheSpecialTokensLlamaCppLooksUpForIt()
+    {
+        using var dir = new TempDir();
+        var folder = ReferenceCopy(dir, "phi3_mini", "my-phi3-model");
+        WriteByteLevelTokenizer(folder, specialTokens: false);
+        var output = Path.Combine(dir.Path, "p.gguf");
+        var error = Assert.Throws<NotSupportedException>(() => ExportModel(folder, output, GgufExportType.F16));
+        Assert.Contains("</s>", error.Message);
+        Assert.False(File.Exists(output));
+        GgufExporter.Export(new GgufExportOptions { ModelDir = folder, OutputPath = output, Type = GgufExportType.F16, Name = "tiny" });
+        Assert.True(File.Exists(output));
+    }
+
+    [Fact]
+    public void FusedQkvTakesLlamaQuantizesTypeOneStepUp()
+    {
+        // llama_tensor_get_type: attn_qkv is Q5_K in Q4_K_M and Q6_K in Q5_K_M; rows of 64 fall back Q5_K → Q5_1.
+        string[] names = ["blk.0.attn_qkv.weight", "blk.0.ffn_down.weight", "blk.1.attn_qkv.weight", "blk.1.ffn_down.weight", "output.weight"];
+        var q4 = new GgufTypePlan(GgufExportType.Q4_K_M, names, 2);
+        Assert.Equal(GgmlType.Q5_K, q4.Choose("blk.0.attn_qkv.weight", 3072, 2));
+        Assert.Equal(GgmlType.Q5_1, q4.Choose("blk.1.attn_qkv.weight", 64, 2));
+        var q5 = new GgufTypePlan(GgufExportType.Q5_K_M, names, 2);
+        Assert.Equal(GgmlType.Q6_K, q5.Choose("blk.0.attn_qkv.weight", 3072, 2));
+        // Two layers: use_more_bits(0, 2) is false (0 < 2/8 = 0 fails, 0 ≥ 7·2/8 = 1 fails), use_more_bits(1, 2) true.
+        Assert.Equal(GgmlType.Q5_K, q5.Choose("blk.0.ffn_down.weight", 3072, 2));
+        Assert.Equal(GgmlType.Q6_K, q5.Choose("blk.1.ffn_down.weight", 3072, 2));
+        Assert.Equal(GgmlType.Q6_K, q5.Choose("output.weight", 3072, 2));
+        Assert.Equal(GgmlType.Q5_K, new GgufTypePlan(GgufExportType.Q5_K_M, ["blk.0.attn_q.weight"], 1).Choose("blk.0.attn_q.weight", 512, 2));
+        Assert.Equal(GgufExportType.Q5_K_M, GgufExportTypes.Parse("q5_k_m"));
+    }
+
+    [Fact]
+    public void LoraTargetsMapToTheFusedAndGemmaTensors()
+    {
+        Assert.Equal("blk.3.attn_qkv.weight", new Phi3Gguf().LinearName("model.layers.3.self_attn.qkv_proj.weight"));
+        Assert.Equal("blk.0.ffn_up.weight", new Phi3Gguf().LinearName("model.layers.0.mlp.gate_up_proj.weight"));
+        Assert.Equal("blk.2.ffn_down.weight", new Gemma3Gguf().LinearName("language_model.model.layers.2.mlp.down_proj.weight"));
+        Assert.Equal("blk.2.attn_output.weight", new Gemma3Gguf().LinearName("model.layers.2.self_attn.o_proj.weight"));
+        Assert.Null(new Gemma3Gguf().LinearName("model.layers.2.input_layernorm.weight"));
+    }
+}

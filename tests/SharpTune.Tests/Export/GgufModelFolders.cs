@@ -1,0 +1,119 @@
+using System.Text.Json.Nodes;
+using SharpTune.Models;
+using SharpTune.Tests.Support;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Export;
+
+/// <summary>
+/// Model folders for the GGUF architecture checks: copies of ../shared/models/reference-archs (with config changes for
+/// the variants the README lists) and small random checkpoints, each with a byte-level tokenizer, since llama.cpp reads
+/// the vocabulary from the GGUF file and these checkpoints have none.
+/// </summary>
+public static class GgufModelFolders
+{
+    public static string ReferenceArchs => Path.Combine(TestAssets.SharedDir, "models", "reference-archs");
+
+    /// <summary>The prompts of a reference folder's EXPECTED.json: input ids, transformers' last logits and greedy ids.</summary>
+    public static IReadOnlyList<(int[] Ids, double[] LastLogits, int[] Greedy)> ExpectedPrompts(string name) =>
+        JsonNode.Parse(File.ReadAllText(Path.Combine(ReferenceArchs, name, "EXPECTED.json")))!["prompts"]!.AsArray()
+            .Select(p => (Ints(p!["input_ids"]!), p["last_logits"]!.AsArray().Select(n => n!.GetValue<double>()).ToArray(), Ints(p["greedy_ids"]!)))
+            .ToList();
+
+    private static int[] Ints(JsonNode node) => node.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+
+    /// <summary>A copy of reference checkpoint <paramref name="name"/> with <paramref name="changes"/> applied to its config.</summary>
+    public static string ReferenceCopy(TempDir dir, string name, string label, JsonObject? changes = null)
+    {
+        var source = Path.Combine(ReferenceArchs, name);
+        var target = Path.Combine(dir.Path, label);
+        Directory.CreateDirectory(target);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject();
+        if (changes is not null) config = TestModels.With(config, changes);
+        File.WriteAllText(Path.Combine(target, "config.json"), config.ToJsonString());
+        File.Copy(Path.Combine(source, "model.safetensors"), Path.Combine(target, "model.safetensors"));
+        WriteByteLevelTokenizer(target);
+        return target;
+    }
+
+    /// <summary>A randomly initialised checkpoint of <paramref name="config"/> (norms and biases perturbed), saved with a tokenizer.</summary>
+    public static string RandomCheckpoint(TempDir dir, string label, JsonObject config, long seed)
+    {
+        manual_seed(seed);
+        using var model = ModelFactory.Create(ModelConfig.FromJson(config), ScalarType.Float32);
+        using (no_grad())
+            foreach (var (name, parameter) in model.named_parameters())
+                if (name.Contains("norm") || name.EndsWith("bias", StringComparison.Ordinal))
+                    parameter.add_(randn_like(parameter) * 0.1);
+        var target = Path.Combine(dir.Path, label);
+        PretrainedModel.Save(model, target);
+        WriteByteLevelTokenizer(target);
+        return target;
+    }
+
+    /// <summary>
+    /// A GPT-2-style byte-level BPE tokenizer.json: the 256 byte tokens in GPT-2's byte-to-unicode alphabet (ids = byte
+    /// values), two merges and (unless <paramref name="specialTokens"/> is false) the special tokens &lt;unk&gt;, &lt;s&gt;,
+    /// &lt;/s&gt; and &lt;|endoftext|&gt; at 258–261, so it fits any vocabulary of 262 or more ids (the rest become
+    /// llama.cpp's unused tokens).
+    /// </summary>
+    public static void WriteByteLevelTokenizer(string dir, bool specialTokens = true)
+    {
+        var vocab = new JsonObject();
+        foreach (var (b, c) in ByteToUnicode()) vocab[c.ToString()] = b;
+        vocab["\u0120t"] = 256;
+        vocab["he"] = 257;
+        var added = new JsonArray();
+        if (specialTokens)
+            foreach (var (token, i) in new[] { "<unk>", "<s>", "</s>", "<|endoftext|>" }.Select((t, i) => (t, i)))
+                added.Add(new JsonObject
+                {
+                    ["id"] = 258 + i, ["content"] = token, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+                    ["normalized"] = false, ["special"] = true,
+                });
+        JsonObject ByteLevel(bool prefix) => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefix, ["trim_offsets"] = true, ["use_regex"] = true };
+        var tokenizer = new JsonObject
+        {
+            ["version"] = "1.0", ["truncation"] = null, ["padding"] = null, ["added_tokens"] = added, ["normalizer"] = null,
+            ["pre_tokenizer"] = ByteLevel(false), ["post_processor"] = ByteLevel(true), ["decoder"] = ByteLevel(true),
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = "", ["end_of_word_suffix"] = "",
+                ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocab, ["merges"] = new JsonArray("\u0120 t", "h e"),
+            },
+        };
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokenizer.ToJsonString());
+    }
+
+    /// <summary>GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to U+0100 onwards.</summary>
+    private static IEnumerable<(int Byte, char Char)> ByteToUnicode()
+    {
+        var next = 0;
+        for (var b = 0; b < 256; b++)
+        {
+            var printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
+            yield return (b, printable ? (char)b : (char)(256 + next++));
+        }
+    }
+
+    /// <summary>SharpTune's next-token log-probabilities after <paramref name="prompt"/>.</summary>
+    public static double[] LogProbabilities(CausalLanguageModel model, IReadOnlyList<int> prompt)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var logits = model.Forward(tensor(prompt.Select(t => (long)t).ToArray()).unsqueeze(0))[0, -1].to(ScalarType.Float64);
+        return logits.log_softmax(0).data<double>().ToArray();
+    }
+
+    /// <summary>Log-softmax of reference logits (EXPECTED.json's last_logits).</summary>
+    public static double[] LogSoftmax(double[] logits)
+    {
+        var max = logits.Max();
+        var logSum = max + Math.Log(logits.Sum(l => Math.Exp(l - max)));
+        return logits.Select(l => l - logSum).ToArray();
+    }
+
+    /// <summary>The largest |log p − expected log p| over the vocabulary (a token llama.cpp left out counts as infinite).</summary>
+    public static double MaxLogProbabilityDifference(double[] expectedLogProbabilities, double[] probabilities) =>
+        expectedLogProbabilities.Zip(probabilities, (e, p) => Math.Abs(e - Math.Log(p))).Max();
+}
