@@ -73,7 +73,8 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         }
     }
 
-    private List<InferenceRequest> Prepare(CompletionRequest request, bool chat, CancellationToken cancellation, out OutputSettings output)
+    /// <summary>Renders and encodes the request's prompts into engine requests (shared with the Responses API).</summary>
+    internal List<InferenceRequest> Prepare(CompletionRequest request, bool chat, CancellationToken cancellation, out OutputSettings output)
     {
         var (adapter, format) = Resolve(request.Model);
         var tokenizer = served.Tokenizer;

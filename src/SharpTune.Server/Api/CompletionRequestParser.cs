@@ -171,7 +171,7 @@ public static class CompletionRequestParser
         return stops.Where(s => s.Length > 0).ToArray();
     }
 
-    private static string RequiredString(JsonObject json, string name, string? field = null)
+    internal static string RequiredString(JsonObject json, string name, string? field = null)
     {
         field ??= name;
         return json[name] switch
@@ -182,14 +182,14 @@ public static class CompletionRequestParser
         };
     }
 
-    private static int? OptionalInt(JsonObject json, string name, int min)
+    internal static int? OptionalInt(JsonObject json, string name, int min)
     {
         if (json[name] is null) return null;
         var value = Number(json, name, v => v.TryGetValue<int>(out var i) ? i : (int?)null, "an integer");
         return value >= min ? value : throw ApiException.BadField(name, $"'{name}' is {value}; it must be at least {min}");
     }
 
-    private static double? OptionalDouble(JsonObject json, string name, double min, double max)
+    internal static double? OptionalDouble(JsonObject json, string name, double min, double max)
     {
         if (json[name] is null) return null;
         var value = Number(json, name, v => v.TryGetValue<double>(out var d) ? d : (double?)null, "a number");
@@ -197,14 +197,14 @@ public static class CompletionRequestParser
             : throw ApiException.BadField(name, $"'{name}' is {value}; it must be between {min} and {max}");
     }
 
-    private static bool? OptionalBool(JsonObject json, string name, string? field = null) => json[name] switch
+    internal static bool? OptionalBool(JsonObject json, string name, string? field = null) => json[name] switch
     {
         null => null,
         JsonValue v when v.GetValueKind() is JsonValueKind.True or JsonValueKind.False => v.GetValue<bool>(),
         _ => throw ApiException.BadField(field ?? name, $"'{field ?? name}' must be true or false"),
     };
 
-    private static T Number<T>(JsonObject json, string name, Func<JsonValue, T?> read, string what) where T : struct =>
+    internal static T Number<T>(JsonObject json, string name, Func<JsonValue, T?> read, string what) where T : struct =>
         json[name] is JsonValue v && v.GetValueKind() == JsonValueKind.Number && read(v) is { } value ? value
             : throw ApiException.BadField(name, $"'{name}' must be {what}");
 }

@@ -1,0 +1,71 @@
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+
+namespace SharpTune.Server.Api.Responses;
+
+/// <summary>The response object of the Responses API for one request, in progress or finished.</summary>
+internal sealed class ResponseJson(ResponsesRequest request)
+{
+    public string Id { get; } = "resp_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
+
+    private readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    public JsonObject InProgress() => Build("in_progress", [], null, null);
+
+    /// <summary>"completed", or "incomplete" with reason max_output_tokens when the reply ran out of tokens.</summary>
+    public JsonObject Finished(JsonArray output, string finishReason, int inputTokens, int outputTokens)
+    {
+        var usage = new JsonObject
+        {
+            ["input_tokens"] = inputTokens,
+            ["input_tokens_details"] = new JsonObject { ["cached_tokens"] = 0 },
+            ["output_tokens"] = outputTokens,
+            ["output_tokens_details"] = new JsonObject { ["reasoning_tokens"] = 0 },
+            ["total_tokens"] = inputTokens + outputTokens,
+        };
+        return finishReason == "length"
+            ? Build("incomplete", output, usage, new JsonObject { ["reason"] = "max_output_tokens" })
+            : Build("completed", output, usage, null);
+    }
+
+    /// <summary>Input items with an id each (as OpenAI lists them), ids the client gave kept.</summary>
+    public static JsonArray WithIds(JsonArray items) => new(items.Select(i =>
+    {
+        var item = (JsonObject)i!.DeepClone();
+        if (item["id"] is null)
+        {
+            var prefix = (item["type"] as JsonValue)?.GetValue<string>() switch { "function_call" => "fc_", "function_call_output" => "fco_", "reasoning" => "rs_", _ => "msg_" };
+            item["id"] = prefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        }
+        return (JsonNode)item;
+    }).ToArray());
+
+    private JsonObject Build(string status, JsonArray output, JsonObject? usage, JsonObject? incomplete) => new()
+    {
+        ["id"] = Id,
+        ["object"] = "response",
+        ["created_at"] = created,
+        ["status"] = status,
+        ["background"] = false,
+        ["error"] = null,
+        ["incomplete_details"] = incomplete,
+        ["instructions"] = request.Instructions,
+        ["max_output_tokens"] = request.MaxOutputTokens,
+        ["max_tool_calls"] = null,
+        ["model"] = request.Model,
+        ["output"] = output,
+        ["parallel_tool_calls"] = request.ParallelToolCalls,
+        ["previous_response_id"] = request.PreviousResponseId,
+        ["reasoning"] = new JsonObject { ["effort"] = null, ["summary"] = null },
+        ["store"] = request.Store,
+        ["temperature"] = request.Temperature ?? 1.0,
+        ["text"] = new JsonObject { ["format"] = request.TextFormatJson.DeepClone() },
+        ["tool_choice"] = request.ToolChoiceJson.DeepClone(),
+        ["tools"] = request.ToolsJson.DeepClone(),
+        ["top_p"] = request.TopP ?? 1.0,
+        ["truncation"] = "disabled",
+        ["usage"] = usage,
+        ["user"] = request.User,
+        ["metadata"] = request.Metadata.DeepClone(),
+    };
+}

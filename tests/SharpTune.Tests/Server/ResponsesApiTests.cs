@@ -1,0 +1,206 @@
+#pragma warning disable OPENAI001
+#pragma warning disable SCME0001   // JsonPatch: the SDK's way to send a field it does not model (seed, a SharpTune extension here)
+using System.ClientModel;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Json.Schema;
+using OpenAI.Responses;
+using SharpTune.Server;
+using SharpTune.Tests.Support;
+using ChatMessage = SharpTune.Tokenization.ChatMessage;
+using HfTokenizer = SharpTune.Tokenization.HfTokenizer;
+using ToolCall = SharpTune.Tokenization.ToolCall;
+
+namespace SharpTune.Tests.Server;
+
+/// <summary>
+/// The Responses API driven by the official OpenAI .NET SDK's <see cref="ResponsesClient"/> against the random-weight
+/// Qwen3-template server: forced function calls, a tool round trip through <c>previous_response_id</c> and through
+/// resent items (both must render exactly the conversation transformers' template would), streamed events in OpenAI's
+/// order, and strict JSON output.
+/// </summary>
+public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixture<AgentServerFixture>
+{
+    private const string WeatherParameters =
+        """{"type":"object","properties":{"city":{"type":"string"},"unit":{"enum":["c","f"]}},"required":["city","unit"],"additionalProperties":false}""";
+
+    private static ResponseTool Weather => ResponseTool.CreateFunctionTool("get_weather", BinaryData.FromString(WeatherParameters), strictModeEnabled: true,
+        "Current weather in a city");
+
+    private ResponsesClient Client() => new(new ApiKeyCredential(ServerFixture.Key), new ResponsesClientOptions { Endpoint = fixture.Server.OpenAiEndpoint });
+
+    /// <summary>Prompt tokens of the conversation as the served template renders it with the weather tool.</summary>
+    private int PromptTokens(IReadOnlyList<ChatMessage> messages, bool withTool = true)
+    {
+        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
+        var tool = SharpTune.Tokenization.ChatTool.Function("get_weather", "Current weather in a city", JsonNode.Parse(WeatherParameters)!.AsObject());
+        return ChatPromptFormat.ForModel(tokenizer, null).Encode(messages, tokenizer, withTool ? [tool] : null).Count;
+    }
+
+    [AgentServerFact]
+    public async Task ForcedCallThenToolOutputContinuesTheStoredConversation()
+    {
+        var question = ResponseItem.CreateUserMessageItem("What is the weather in Paris?");
+        var firstOptions = new CreateResponseOptions("random-qwen-chat", [question])
+        {
+            Instructions = "You answer weather questions.",
+            Tools = { Weather },
+            ToolChoice = ResponseToolChoice.CreateRequiredChoice(),
+            MaxOutputTokenCount = 200,
+            Temperature = 1,
+        };
+        firstOptions.Patch.Set("$.seed"u8, 5);
+        var first = (await Client().CreateResponseAsync(firstOptions)).Value;
+
+        Assert.StartsWith("resp_", first.Id);
+        Assert.Equal(ResponseStatus.Completed, first.Status);
+        var call = Assert.IsType<FunctionCallResponseItem>(Assert.Single(first.OutputItems));
+        Assert.Equal("get_weather", call.FunctionName);
+        Assert.StartsWith("call_", call.CallId);
+        Assert.StartsWith("fc_", call.Id);
+        using (var arguments = JsonDocument.Parse(call.FunctionArguments.ToString()))
+        {
+            Assert.Equal(JsonValueKind.String, arguments.RootElement.GetProperty("city").ValueKind);
+            Assert.Contains(arguments.RootElement.GetProperty("unit").GetString(), new[] { "c", "f" });
+        }
+        var withInstructions = PromptTokens([new ChatMessage("system", "You answer weather questions."), new ChatMessage("user", "What is the weather in Paris?")]);
+        Assert.Equal(withInstructions, first.Usage.InputTokenCount);
+        Assert.Equal(first.Usage.InputTokenCount + first.Usage.OutputTokenCount, first.Usage.TotalTokenCount);
+
+        var fetched = (await Client().GetResponseAsync(first.Id)).Value;
+        Assert.Equal(call.CallId, Assert.IsType<FunctionCallResponseItem>(Assert.Single(fetched.OutputItems)).CallId);
+
+        // The tool's result, continuing the stored response: instructions are not carried over (as OpenAI documents).
+        var result = ResponseItem.CreateFunctionCallOutputItem(call.CallId, """{"temperature": 18, "sky": "clear"}""");
+        var answer = (await Client().CreateResponseAsync(new CreateResponseOptions("random-qwen-chat", [result])
+        {
+            PreviousResponseId = first.Id, Tools = { Weather }, ToolChoice = ResponseToolChoice.CreateNoneChoice(), MaxOutputTokenCount = 16, Temperature = 0,
+        })).Value;
+        Assert.Equal(first.Id, answer.PreviousResponseId);
+        var message = Assert.IsAssignableFrom<MessageResponseItem>(Assert.Single(answer.OutputItems));
+        Assert.Equal(answer.GetOutputText(), message.Content.Single().Text);
+        Assert.NotEmpty(answer.GetOutputText());
+        var conversation = new List<ChatMessage>
+        {
+            new("user", "What is the weather in Paris?"),
+            ChatMessage.AssistantToolCalls("", ToolCall.FromJsonText(call.CallId, "get_weather", call.FunctionArguments.ToString())),
+            ChatMessage.ToolResult(call.CallId, """{"temperature": 18, "sky": "clear"}""", "get_weather"),
+        };
+        Assert.Equal(PromptTokens(conversation), answer.Usage.InputTokenCount);
+
+        // The same turn without stored state: the client resends the question, the call item and the result.
+        var stateless = (await Client().CreateResponseAsync(new CreateResponseOptions("random-qwen-chat", [question, .. first.OutputItems, result])
+        {
+            Tools = { Weather }, ToolChoice = ResponseToolChoice.CreateNoneChoice(), MaxOutputTokenCount = 16, Temperature = 0, StoredOutputEnabled = false,
+        })).Value;
+        Assert.Equal(answer.Usage.InputTokenCount, stateless.Usage.InputTokenCount);
+        Assert.Equal(answer.GetOutputText(), stateless.GetOutputText());
+        await Assert.ThrowsAsync<ClientResultException>(() => Client().GetResponseAsync(stateless.Id));
+    }
+
+    [AgentServerFact]
+    public async Task StreamedFunctionCallArrivesAsOpenAiOrdersTheEvents()
+    {
+        var options = new CreateResponseOptions("random-qwen-chat", [ResponseItem.CreateUserMessageItem("Weather in Oslo?")])
+        {
+            Tools = { Weather }, ToolChoice = ResponseToolChoice.CreateFunctionChoice("get_weather"), MaxOutputTokenCount = 200, Temperature = 1, StreamingEnabled = true,
+        };
+        options.Patch.Set("$.seed"u8, 11);
+        var updates = new List<StreamingResponseUpdate>();
+        await foreach (var update in await Client().CreateResponseStreamingAsync(options)) updates.Add(update);
+
+        Assert.Equal(Enumerable.Range(0, updates.Count), updates.Select(u => u.SequenceNumber));
+        Assert.Equal(
+            ["Created", "InProgress", "OutputItemAdded", "FunctionCallArgumentsDelta", "FunctionCallArgumentsDone", "OutputItemDone", "Completed"],
+            updates.Select(u => u.GetType().Name["StreamingResponse".Length..^"Update".Length]));
+        var added = Assert.IsType<FunctionCallResponseItem>(((StreamingResponseOutputItemAddedUpdate)updates[2]).Item);
+        var delta = ((StreamingResponseFunctionCallArgumentsDeltaUpdate)updates[3]).Delta.ToString();
+        var done = Assert.IsType<FunctionCallResponseItem>(((StreamingResponseOutputItemDoneUpdate)updates[5]).Item);
+        var completed = ((StreamingResponseCompletedUpdate)updates[6]).Response;
+        Assert.Equal("get_weather", added.FunctionName);
+        Assert.Equal(added.Id, done.Id);
+        Assert.Equal(delta, done.FunctionArguments.ToString());
+        using (var arguments = JsonDocument.Parse(delta)) Assert.True(arguments.RootElement.TryGetProperty("city", out _));
+        var final = Assert.IsType<FunctionCallResponseItem>(Assert.Single(completed.OutputItems));
+        Assert.Equal((done.CallId, delta), (final.CallId, final.FunctionArguments.ToString()));
+        Assert.Equal(ResponseStatus.Completed, completed.Status);
+        Assert.True(completed.Usage.OutputTokenCount > 0);
+    }
+
+    [AgentServerFact]
+    public async Task StreamedStrictJsonSchemaTextValidatesAndMatchesTheFinalResponse()
+    {
+        const string schemaText = """{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"],"additionalProperties":false}""";
+        var options = new CreateResponseOptions("random-qwen-chat", [ResponseItem.CreateUserMessageItem("Describe a person.")])
+        {
+            TextOptions = new ResponseTextOptions { TextFormat = ResponseTextFormat.CreateJsonSchemaFormat("person", BinaryData.FromString(schemaText), jsonSchemaIsStrict: true) },
+            MaxOutputTokenCount = 60, Temperature = 1, StreamingEnabled = true,
+        };
+        options.Patch.Set("$.seed"u8, 3);
+        var kinds = new List<string>();
+        var deltas = new StringBuilder();
+        string? doneText = null;
+        ResponseResult? completed = null;
+        await foreach (var update in await Client().CreateResponseStreamingAsync(options))
+        {
+            kinds.Add(update.GetType().Name["StreamingResponse".Length..^"Update".Length]);
+            if (update is StreamingResponseOutputTextDeltaUpdate d) deltas.Append(d.Delta);
+            if (update is StreamingResponseOutputTextDoneUpdate t) doneText = t.Text;
+            if (update is StreamingResponseCompletedUpdate c) completed = c.Response;
+            if (update is StreamingResponseIncompleteUpdate i) completed = i.Response;
+        }
+        Assert.Equal(["Created", "InProgress", "OutputItemAdded", "ContentPartAdded"], kinds.Take(4));
+        // A random model rarely closes its strings before the budget forces it: then the JSON ends exactly at the budget and the
+        // response is incomplete (max_output_tokens), as OpenAI reports a reply cut by the limit; either way the JSON is whole.
+        var last = completed!.Status == ResponseStatus.Completed ? "Completed" : "Incomplete";
+        Assert.Equal(["OutputTextDone", "ContentPartDone", "OutputItemDone", last], kinds.TakeLast(4));
+        if (last == "Incomplete") Assert.Equal((ResponseStatus.Incomplete, 60), (completed.Status!.Value, completed.Usage.OutputTokenCount));
+        Assert.All(kinds.Skip(4).SkipLast(4), k => Assert.Equal("OutputTextDelta", k));
+        Assert.Equal(deltas.ToString(), doneText);
+        Assert.Equal(doneText, completed.GetOutputText());
+        using var document = JsonDocument.Parse(doneText!);
+        Assert.True(JsonSchema.FromText(schemaText).Evaluate(document.RootElement).IsValid, doneText);
+        Assert.Equal(PromptTokens([new ChatMessage("user", "Describe a person.")], withTool: false), completed.Usage.InputTokenCount);
+    }
+
+    [AgentServerFact]
+    public async Task StoredResponsesCanBeListedAndDeletedAndBadRequestsNameTheField()
+    {
+        using var http = new HttpClient { BaseAddress = fixture.Server.Url };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+        async Task<(int Status, JsonNode? Body)> Send(HttpMethod method, string path, string? body = null)
+        {
+            using var request = new HttpRequestMessage(method, path);
+            if (body is not null) request.Content = new StringContent(body, Encoding.UTF8, "application/json");
+            var response = await http.SendAsync(request);
+            return ((int)response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync()));
+        }
+
+        var created = await Send(HttpMethod.Post, "/v1/responses", """{"model":"random-qwen-chat","input":"hi","max_output_tokens":16,"temperature":0,"metadata":{"run":"7"}}""");
+        Assert.Equal(200, created.Status);
+        var id = (string)created.Body!["id"]!;
+        Assert.Equal("7", (string)created.Body["metadata"]!["run"]!);
+        var items = await Send(HttpMethod.Get, $"/v1/responses/{id}/input_items");
+        var item = Assert.Single(items.Body!["data"]!.AsArray())!;
+        Assert.Equal(("message", "user", "hi"), ((string)item["type"]!, (string)item["role"]!, (string)item["content"]![0]!["text"]!));
+        Assert.Equal(200, (await Send(HttpMethod.Delete, $"/v1/responses/{id}")).Status);
+        Assert.Equal(404, (await Send(HttpMethod.Get, $"/v1/responses/{id}")).Status);
+
+        const string model = "\"model\":\"random-qwen-chat\"";
+        foreach (var (body, param) in new[]
+        {
+            ($"{{{model}}}", "input"),
+            ($"{{{model},\"input\":\"hi\",\"max_output_tokens\":5}}", "max_output_tokens"),
+            ($"{{{model},\"input\":\"hi\",\"tools\":[{{\"type\":\"web_search\"}}]}}", "tools[0].type"),
+            ($"{{{model},\"input\":\"hi\",\"tools\":[{{\"type\":\"function\",\"name\":\"f\"}}],\"tool_choice\":{{\"type\":\"function\",\"name\":\"g\"}}}}", "tool_choice"),
+            ($"{{{model},\"input\":\"hi\",\"previous_response_id\":\"resp_missing\"}}", "previous_response_id"),
+            ($"{{{model},\"input\":[{{\"type\":\"message\",\"role\":\"user\",\"content\":[{{\"type\":\"input_image\",\"image_url\":\"x\"}}]}}]}}", "input[0].content[0].type"),
+            ($"{{{model},\"input\":\"hi\",\"text\":{{\"format\":{{\"type\":\"json_schema\",\"name\":\"x\"}}}}}}", "text.format.schema"),
+        })
+        {
+            var (status, error) = await Send(HttpMethod.Post, "/v1/responses", body);
+            Assert.True((400, param) == (status, (string?)error?["error"]?["param"]), $"{body}: {status} {error}");
+        }
+    }
+}
