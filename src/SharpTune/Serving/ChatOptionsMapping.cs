@@ -39,14 +39,10 @@ internal static class ChatOptionsMapping
     /// <summary>Options this client cannot honour are errors rather than silently ignored.</summary>
     private static void Reject(ChatOptions chat, string modelId)
     {
-        if (chat.Tools is { Count: > 0 })
-            throw new NotSupportedException("ChatOptions.Tools: tool calling is not supported by the local chat client");
         if (chat.FrequencyPenalty is { } f && f != 0)
             throw new NotSupportedException("ChatOptions.FrequencyPenalty is not supported by the local chat client");
         if (chat.PresencePenalty is { } pp && pp != 0)
             throw new NotSupportedException("ChatOptions.PresencePenalty is not supported by the local chat client");
-        if (chat.ResponseFormat is ChatResponseFormatJson)
-            throw new NotSupportedException("ChatOptions.ResponseFormat JSON is not supported by the local chat client (no constrained decoding)");
         if (chat.ModelId is { } requested && requested != modelId)
             throw new ArgumentException($"ChatOptions.ModelId '{requested}' does not match this client's model '{modelId}'", nameof(chat));
     }

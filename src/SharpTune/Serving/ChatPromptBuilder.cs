@@ -1,16 +1,17 @@
 using System.Text;
 using SharpTune.Tokenization;
 using AIChatMessage = Microsoft.Extensions.AI.ChatMessage;
-using AITextContent = Microsoft.Extensions.AI.TextContent;
 
 namespace SharpTune.Serving;
 
 /// <summary>A conversation turned into prompt ids, plus stop strings the prompt format implies.</summary>
-internal sealed record ChatPrompt(IReadOnlyList<int> Ids, IReadOnlyList<string> ImpliedStops);
+/// <param name="EndsInsideReasoning">The rendering ends by opening a &lt;think&gt; block (the reply starts inside it).</param>
+internal sealed record ChatPrompt(IReadOnlyList<int> Ids, IReadOnlyList<string> ImpliedStops, bool EndsInsideReasoning = false);
 
 /// <summary>
-/// Turns Microsoft.Extensions.AI messages into prompt token ids: through the chat template when there is one, else as the
-/// raw prompt (a single user message) or a plain "Role: text" transcript.
+/// Turns Microsoft.Extensions.AI messages into prompt token ids: through the chat template when there is one (with the
+/// tools, tool calls and tool results it renders), else as the raw prompt (a single user message) or a plain
+/// "Role: text" transcript.
 /// </summary>
 internal sealed class ChatPromptBuilder(HfTokenizer tokenizer, ChatTemplate? template)
 {
@@ -19,16 +20,21 @@ internal sealed class ChatPromptBuilder(HfTokenizer tokenizer, ChatTemplate? tem
 
     public ChatTemplate? Template { get; } = template;
 
-    public ChatPrompt Build(IEnumerable<AIChatMessage> messages)
+    public ChatPrompt Build(IEnumerable<AIChatMessage> messages, IReadOnlyList<ChatTool>? tools = null, string? instructions = null)
     {
-        var turns = messages.Select(ToTurn).ToList();
+        var turns = ChatContentMapping.ToTurns(messages);
         if (turns.Count == 0) throw new ArgumentException("at least one chat message is required", nameof(messages));
+        if (instructions is not null) turns.Insert(0, new ChatMessage("system", instructions));
         if (Template is not null)
         {
             // The rendered text already carries BOS where the template wants it (as transformers' apply_chat_template).
-            var text = Template.Render(turns, addGenerationPrompt: true);
-            return new ChatPrompt(tokenizer.Encode(text, addSpecialTokens: false), []);
+            var text = Template.Render(turns, addGenerationPrompt: true, tools);
+            return new ChatPrompt(tokenizer.Encode(text, addSpecialTokens: false), [], text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal));
         }
+        if (tools is not null || turns.Any(t => t.ToolCalls.Count > 0 || t.Role == "tool"))
+            throw new NotSupportedException(
+                "ChatOptions.Tools: tool calling needs a chat template that renders tools (the model's tokenizer has none); " +
+                "set LocalChatClientOptions.ChatTemplate");
         if (turns.Count == 1 && turns[0].Role == "user")
             return new ChatPrompt(tokenizer.Encode(turns[0].Content, addSpecialTokens: true), []);
         return new ChatPrompt(tokenizer.Encode(Transcript(turns), addSpecialTokens: true), [FallbackUserTurn]);
@@ -44,13 +50,4 @@ internal sealed class ChatPromptBuilder(HfTokenizer tokenizer, ChatTemplate? tem
     }
 
     private static string Capitalise(string role) => role.Length == 0 ? role : char.ToUpperInvariant(role[0]) + role[1..];
-
-    private static ChatMessage ToTurn(AIChatMessage message, int index)
-    {
-        var unsupported = message.Contents.FirstOrDefault(c => c is not AITextContent);
-        if (unsupported is not null)
-            throw new NotSupportedException(
-                $"message {index} ({message.Role}) holds {unsupported.GetType().Name}; a local text model accepts text content only");
-        return new ChatMessage(message.Role.Value, message.Text);
-    }
 }

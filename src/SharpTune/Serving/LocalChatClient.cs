@@ -4,6 +4,7 @@ using Microsoft.Extensions.AI;
 using SharpTune.Generation;
 using SharpTune.Models;
 using SharpTune.Peft;
+using SharpTune.Serving.ToolCalls;
 using SharpTune.Tokenization;
 
 namespace SharpTune.Serving;
@@ -18,6 +19,14 @@ namespace SharpTune.Serving;
 /// is encoded as the raw prompt with the tokenizer's special tokens (exactly as <c>sharptune generate --prompt</c>), and
 /// any other conversation as a transcript "System: …\nUser: …\nAssistant: …\nAssistant:" that stops at "\nUser:".
 /// Requests are served one at a time (the model is not re-entrant); concurrent callers wait their turn.
+/// <para>
+/// Tools (with a chat template that renders them): <c>ChatOptions.Tools</c> function declarations reach the template as
+/// tools, the reply's calls — in the format the template's family writes — come back as <see cref="FunctionCallContent"/>
+/// with finish reason <see cref="ChatFinishReason.ToolCalls"/>, and <see cref="FunctionResultContent"/> messages are
+/// rendered as tool results, so <c>ChatClientBuilder.UseFunctionInvocation()</c> runs a tool loop in-process. A required
+/// tool mode forces a call, and a JSON <c>ChatOptions.ResponseFormat</c> forces JSON valid for its schema, by
+/// constrained decoding. Reasoning in &lt;think&gt; blocks comes back as <see cref="TextReasoningContent"/>.
+/// </para>
 /// </remarks>
 public sealed class LocalChatClient : IChatClient
 {
@@ -88,22 +97,26 @@ public sealed class LocalChatClient : IChatClient
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var (prompt, generation, stops) = Prepare(messages, chatOptions);
+        var chat = Prepare(messages, chatOptions);
         await modelGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         TextCompletion completion;
         try
         {
             // Generation is CPU-bound and synchronous: keep it off the caller's thread.
-            completion = await Task.Run(() => generator.GenerateFromIds([prompt], generation, stops, null, cancellationToken)[0],
+            completion = await Task.Run(() => generator.GenerateFromIds([chat.Prompt], chat.Generation, chat.Stops, null, cancellationToken, chat.Grammar)[0],
                 cancellationToken).ConfigureAwait(false);
         }
         finally { modelGate.Release(); }
-        return new ChatResponse(new Microsoft.Extensions.AI.ChatMessage(ChatRole.Assistant, completion.Text))
+        var reply = new ReplyContents(chat.NewParser(), chat.ParallelCalls);
+        var message = reply.Parses
+            ? new Microsoft.Extensions.AI.ChatMessage(ChatRole.Assistant, ReplyContents.Merge([.. reply.Push(completion.Text), .. reply.Finish()]))
+            : new Microsoft.Extensions.AI.ChatMessage(ChatRole.Assistant, completion.Text);
+        return new ChatResponse(message)
         {
             ResponseId = NewResponseId(),
             ModelId = ModelId,
             CreatedAt = DateTimeOffset.UtcNow,
-            FinishReason = ToChatFinishReason(completion.FinishReason),
+            FinishReason = reply.FinishReasonFor(completion.FinishReason),
             Usage = Usage(completion),
         };
     }
@@ -113,8 +126,9 @@ public sealed class LocalChatClient : IChatClient
         ChatOptions? chatOptions = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var (prompt, generation, stops) = Prepare(messages, chatOptions);
+        var chat = Prepare(messages, chatOptions);
         var responseId = NewResponseId();
+        var reply = new ReplyContents(chat.NewParser(), chat.ParallelCalls);
         var pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // Cancelled by the caller's token or when the consumer stops enumerating early.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -123,11 +137,11 @@ public sealed class LocalChatClient : IChatClient
             await modelGate.WaitAsync(stop.Token).ConfigureAwait(false);
             try
             {
-                return generator.GenerateFromIds([prompt], generation, stops, (_, piece) =>
+                return generator.GenerateFromIds([chat.Prompt], chat.Generation, chat.Stops, (_, piece) =>
                 {
                     PieceProduced?.Invoke();
                     pieces.Writer.TryWrite(piece);
-                }, stop.Token)[0];
+                }, stop.Token, chat.Grammar)[0];
             }
             finally { modelGate.Release(); }
         }, stop.Token);
@@ -139,16 +153,25 @@ public sealed class LocalChatClient : IChatClient
             {
                 // Pieces may already be buffered when the caller cancels; ReadAllAsync only checks the token while waiting.
                 cancellationToken.ThrowIfCancellationRequested();
-                yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId };
+                if (!reply.Parses)
+                {
+                    yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId };
+                    continue;
+                }
+                // Text that may begin a tool call or close a reasoning block is held until it is known.
+                foreach (var content in reply.Push(piece))
+                    yield return new ChatResponseUpdate(ChatRole.Assistant, [content]) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId };
             }
             var completion = await producer.ConfigureAwait(false);
+            foreach (var content in reply.Finish())
+                yield return new ChatResponseUpdate(ChatRole.Assistant, [content]) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId };
             yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(completion))])
             {
                 ResponseId = responseId,
                 MessageId = responseId,
                 ModelId = ModelId,
                 CreatedAt = DateTimeOffset.UtcNow,
-                FinishReason = ToChatFinishReason(completion.FinishReason),
+                FinishReason = reply.FinishReasonFor(completion.FinishReason),
             };
         }
         finally
@@ -183,13 +206,26 @@ public sealed class LocalChatClient : IChatClient
         modelGate.Dispose();
     }
 
-    private (IReadOnlyList<int> Prompt, GenerationOptions Generation, IReadOnlyList<string> Stops) Prepare(
-        IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, ChatOptions? chatOptions)
+    private PreparedChat Prepare(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, ChatOptions? chatOptions)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         var (generation, stops) = ChatOptionsMapping.Map(chatOptions, options, ModelId, generator.Model.Config.Generation);
-        var prompt = promptBuilder.Build(messages);
-        return (prompt.Ids, generation, stops.Concat(prompt.ImpliedStops).Distinct().ToArray());
+        var tools = ChatContentMapping.Tools(chatOptions);
+        var prompt = promptBuilder.Build(messages, tools, chatOptions?.Instructions);
+        // The template decides how the model writes calls and whether its replies reason in <think> blocks.
+        var source = promptBuilder.Template?.Source;
+        var format = ToolCallFormat.ForTemplate(source);
+        var callable = chatOptions?.ToolMode is NoneChatToolMode ? null : tools;
+        return new PreparedChat(prompt.Ids, generation, stops.Concat(prompt.ImpliedStops).Distinct().ToArray(),
+            ChatContentMapping.Grammar(chatOptions, callable, format), callable is null ? null : format,
+            source?.Contains("<think>", StringComparison.Ordinal) == true, prompt.EndsInsideReasoning, chatOptions?.AllowMultipleToolCalls ?? true);
+    }
+
+    /// <summary>One request ready to generate: prompt, sampling, stops, constraint, and how to read the reply.</summary>
+    private sealed record PreparedChat(IReadOnlyList<int> Prompt, GenerationOptions Generation, IReadOnlyList<string> Stops,
+        SharpTune.Generation.Constrained.ConstrainedGrammar? Grammar, ToolCallFormat? Calls, bool Reasons, bool InsideReasoning, bool ParallelCalls)
+    {
+        public ChatOutputParser? NewParser() => Calls is not null || Reasons ? new ChatOutputParser(Calls, Reasons, InsideReasoning) : null;
     }
 
     private static UsageDetails Usage(TextCompletion completion) => new()
@@ -198,9 +234,6 @@ public sealed class LocalChatClient : IChatClient
         OutputTokenCount = completion.Tokens.Count,
         TotalTokenCount = completion.PromptIds.Count + completion.Tokens.Count,
     };
-
-    private static ChatFinishReason ToChatFinishReason(FinishReason reason) =>
-        reason == FinishReason.Length ? ChatFinishReason.Length : ChatFinishReason.Stop;
 
     private static string NewResponseId() => "chatcmpl-" + Guid.NewGuid().ToString("N");
 }

@@ -31,20 +31,26 @@ public sealed class AgentServerFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         if (!Available) return;
+        CreateRandomQwenChatModel(ModelDir);
+        Server = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = ModelDir, Port = 0, ApiKeys = [ServerFixture.Key], MaxBatchSize = 32, BatchWindow = TimeSpan.FromMilliseconds(50),
+        });
+    }
+
+    /// <summary>Writes the random-weight tiny Llama (seed 99) with stories260K's tokenizer and Qwen3's chat template to <paramref name="dir"/>.</summary>
+    public static void CreateRandomQwenChatModel(string dir)
+    {
         var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
         var config = TestModels.LlamaConfigJson(vocab: tokenizer.VocabSize);
         config["max_position_embeddings"] = 2048;
         torch.manual_seed(99);
         using (var model = ModelFactory.Create(ModelConfig.FromJson(config)))
-            PretrainedModel.Save(model, ModelDir);
-        File.Copy(Path.Combine(TestAssets.Stories260K, "tokenizer.json"), Path.Combine(ModelDir, "tokenizer.json"));
+            PretrainedModel.Save(model, dir);
+        File.Copy(Path.Combine(TestAssets.Stories260K, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
         var tokenizerConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(TestAssets.Stories260K, "tokenizer_config.json")))!.AsObject();
         tokenizerConfig["chat_template"] = JsonNode.Parse(File.ReadAllText(Path.Combine(TestAssets.SharedDir, "tokenizers", "qwen3", "tokenizer_config.json")))!["chat_template"]!.DeepClone();
-        File.WriteAllText(Path.Combine(ModelDir, "tokenizer_config.json"), tokenizerConfig.ToJsonString());
-        Server = await SharpTuneServer.StartAsync(new ServerOptions
-        {
-            ModelDir = ModelDir, Port = 0, ApiKeys = [ServerFixture.Key], MaxBatchSize = 32, BatchWindow = TimeSpan.FromMilliseconds(50),
-        });
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), tokenizerConfig.ToJsonString());
     }
 
     public static bool Available => Directory.Exists(TestAssets.Stories260K) && Directory.Exists(Path.Combine(TestAssets.SharedDir, "tokenizers", "qwen3"));
