@@ -3,6 +3,7 @@ using SharpTune.Runtime;
 
 // dotnet run --project bench/SharpTune.Bench -c Release -- training S|M full|lora f32|bf16 [steps] [batch] [seq] [nf4|fp4|int8]
 // dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new] [nf4|fp4|int8]
+// dotnet run --project bench/SharpTune.Bench -c Release -- decode-path S|M|MODEL_DIR f32|bf16 [batch] [new] [rounds]   (fast vs general decode, relative)
 // dotnet run --project bench/SharpTune.Bench -c Release -- perplexity MODEL_DIR TEXT_FILE|quickstart [lines]   (quality: f32 vs quantized)
 // dotnet run --project bench/SharpTune.Bench -c Release -- constrained S|M TOKENIZER_DIR f32|bf16 [new] [rounds]
 // dotnet run --project bench/SharpTune.Bench -c Release -- evaluation S [examples] [batch] [prompt] [answer]
@@ -29,6 +30,9 @@ switch (Arg(0, ""))
     case "generation":
         GenerationBench.Run(Arg(1, "S"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "128")), int.Parse(Arg(5, "64")),
             args.Length > 6 ? args[6] : null);
+        break;
+    case "decode-path":   // relative: the decode fast path against the general path, interleaved
+        DecodePathBench.Run(Arg(1, "../shared/models/stories260K"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "64")), int.Parse(Arg(5, "9")));
         break;
     case "perplexity":
         QuantizedPerplexityBench.Run(Arg(1, ""), Arg(2, ""), int.Parse(Arg(3, "200")));

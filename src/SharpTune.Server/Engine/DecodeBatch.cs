@@ -122,14 +122,7 @@ internal sealed class DecodeBatch : IDisposable
         {
             var device = model.Device;
             var input = tensor(Slice(ids, start, length), device: device);                    // (B, T)
-            var isReal = tensor(Slice(real, 0, length), device: device);                      // (B, S)
-            var positions = (isReal.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0).narrow(1, start, length - start);
-            var context = new ForwardContext
-            {
-                PositionIds = positions,
-                AttentionMask = AttentionMasks.CausalWithPadding(isReal, length - start),
-                Cache = cache,
-            };
+            var context = length - start == 1 ? DecodeContext(device) : PromptContext(device);
             var hidden = model.DecodeHidden(model.EmbedTokens(input), context);
             if (start == 0) ReportPromptLogprobs(hidden);
             var logits = model.ComputeLogits(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1); // (B, V)
@@ -158,6 +151,52 @@ internal sealed class DecodeBatch : IDisposable
             Accept(row, token);
         }
         length++;
+    }
+
+    /// <summary>The whole prompt block (first step): positions count real tokens; causal mask hiding left padding.</summary>
+    private ForwardContext PromptContext(Device device)
+    {
+        var isReal = tensor(Slice(real, 0, length), device: device);                          // (B, S)
+        var positions = (isReal.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0).narrow(1, start, length - start);
+        return new ForwardContext
+        {
+            PositionIds = positions,
+            AttentionMask = AttentionMasks.CausalWithPadding(isReal, length - start),
+            Cache = cache,
+        };
+    }
+
+    /// <summary>
+    /// One new token per row, built on the host from the token table: its position (real tokens before it) and, only
+    /// when some key is padding or a finished row's filler, the (B, 1, 1, S) mask of visible keys — each query always
+    /// sees itself, as in <see cref="AttentionMasks.CausalWithPadding"/>. A batch without hidden keys passes no mask,
+    /// exactly as the library's unpadded decode does.
+    /// </summary>
+    private ForwardContext DecodeContext(Device device)
+    {
+        var batch = rows.Length;
+        var positions = new long[batch];
+        var visible = new bool[batch, length];
+        var hidden = false;
+        for (var r = 0; r < batch; r++)
+        {
+            var count = 0L;
+            for (var c = 0; c < length; c++)
+            {
+                var see = real[r, c] || c == length - 1;
+                visible[r, c] = see;
+                hidden |= !see;
+                if (real[r, c]) count++;
+            }
+            positions[r] = Math.Max(0, count - 1);
+        }
+        return new ForwardContext
+        {
+            PositionIds = tensor(positions, device: device).view(batch, 1),
+            AttentionMask = hidden ? tensor(visible, device: device).view(batch, 1, 1, length) : null,
+            Cache = cache,
+            MaxPosition = positions.Max(),
+        };
     }
 
     /// <summary>Ends every live row with <paramref name="error"/> (a failed forward pass).</summary>

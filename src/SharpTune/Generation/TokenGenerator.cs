@@ -126,7 +126,7 @@ public static class TokenGenerator
         var positions = tensor(nextPosition.Select(p => p - 1).ToArray(), device: device).view(batch, 1);
         // A single query may see every cached key except left padding.
         var mask = realKeys?.narrow(1, 0, length).view(batch, 1, 1, length);
-        return new ForwardContext { PositionIds = positions, AttentionMask = mask, Cache = cache };
+        return new ForwardContext { PositionIds = positions, AttentionMask = mask, Cache = cache, MaxPosition = nextPosition.Max() - 1 };
     }
 
     /// <summary>Context (and input ids) for the whole sequence so far: the prefill, or every step without a cache.</summary>

@@ -19,6 +19,8 @@ internal static class Attention
     {
         if (ctx.Cache is { } cache)
             (k, v) = cache.Update(layer, k, v);
+        if (q.shape[2] == 1 && ctx.LayerPrefix is null && InferenceShortcuts.Enabled)
+            return SingleQuery(q, k, v, ctx.AttentionMask, settings);
         var prefixLength = 0L;
         if (ctx.LayerPrefix?.Invoke(layer) is { } prefix)
         {
@@ -60,6 +62,35 @@ internal static class Attention
             y = F.scaled_dot_product_attention(q, k, v, mask, 0.0, plainCausal);                 // (B, nh, T, hd)
         }
         return y.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1);                            // (B, T, nh·hd)
+    }
+
+    /// <summary>
+    /// One query per row (a decode step): the same attention without building anything per step. A window keeps the
+    /// last <c>SlidingWindow</c> keys (narrowing the padding mask with them) instead of masking the rest, and grouped-
+    /// query heads attend as (B, nkv, group, hd) query blocks against the shared keys instead of copying every cached
+    /// key group times. The mask, if any, is (B, 1, 1, S) and applies to every head alike.
+    /// </summary>
+    private static Tensor SingleQuery(Tensor q, Tensor k, Tensor v, Tensor? mask, AttentionSettings settings)
+    {
+        var (batch, heads, headDim) = (q.shape[0], q.shape[1], q.shape[3]);
+        var keys = k.shape[2];
+        if (settings.SlidingWindow is { } w && keys > w)
+        {
+            k = k.narrow(2, keys - w, w);
+            v = v.narrow(2, keys - w, w);
+            mask = mask?.narrow(3, keys - w, w);
+        }
+        var kvHeads = k.shape[1];
+        var grouped = q.reshape(batch, kvHeads, heads / kvHeads, headDim);                       // (B, nkv, g, hd)
+        Tensor y;
+        if (settings.SoftCap is { } cap)
+            y = SoftCappedAttention(grouped, k, v, mask, settings.Scale ?? 1.0 / Math.Sqrt(headDim), cap);
+        else
+        {
+            if (settings.Scale is { } scale) grouped = grouped * (scale * Math.Sqrt(headDim));
+            y = F.scaled_dot_product_attention(grouped, k, v, mask, 0.0, false);                 // (B, nkv, g, hd)
+        }
+        return y.reshape(batch, 1, heads * headDim);                                             // (B, 1, nh·hd)
     }
 
     // transformers' eager attention with soft-capping: scores·scale → cap·tanh(·/cap) → mask → softmax in fp32.

@@ -64,11 +64,12 @@ public sealed class DecoderModel : nn.Module
         return norm.forward(x).MoveToOuterDisposeScope();
     }
 
-    private static (Tensor Cos, Tensor Sin) Angles(DeviceCached<RotaryEmbedding> rope, Tensor x, ForwardContext ctx, bool checkpointLayers)
+    /// <summary>cos and the sign-folded sin of <see cref="RotaryEmbedding.RotationTables"/>, once per forward for every layer.</summary>
+    private static (Tensor Cos, Tensor SignedSin) Angles(DeviceCached<RotaryEmbedding> rope, Tensor x, ForwardContext ctx, bool checkpointLayers)
     {
-        var angles = rope.For(x.device).Angles(ctx.PositionIds, x.dtype);
+        var angles = rope.For(x.device).RotationTables(ctx.PositionIds, x.dtype, ctx.MaxPosition);
         // The backward recomputes layers after the forward's scope has ended.
-        return checkpointLayers ? (angles.Cos.DetachFromDisposeScope(), angles.Sin.DetachFromDisposeScope()) : angles;
+        return checkpointLayers ? (angles.Cos.DetachFromDisposeScope(), angles.SignedSin.DetachFromDisposeScope()) : angles;
     }
 }
 
@@ -78,11 +79,11 @@ public abstract class DecoderLayer(string name) : nn.Module(name)
     /// <summary>Whether this layer rotates with the local RoPE base (Gemma 3's sliding layers) instead of the config's.</summary>
     public virtual bool UsesLocalRope => false;
 
-    public abstract Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles);
+    public abstract Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles);
 }
 
 /// <summary>The self-attention block of a decoder layer: normed hidden states (B, T, C) → (B, T, C).</summary>
 public abstract class DecoderAttention(string name) : nn.Module(name)
 {
-    public abstract Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles);
+    public abstract Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles);
 }

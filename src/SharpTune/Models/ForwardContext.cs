@@ -16,6 +16,12 @@ public sealed class ForwardContext
 
     public KvCache? Cache { get; init; }
 
+    /// <summary>
+    /// The largest value in <see cref="PositionIds"/> when the caller knows it on the host (decoding does), so RoPE
+    /// scalings that switch on it (LongRoPE) need not read it back from the device; null = read it when needed.
+    /// </summary>
+    public long? MaxPosition { get; init; }
+
     /// <summary>Optional per-layer key/value prefixes (prefix tuning): returns (B, nkv, P, hd) keys and values.</summary>
     public Func<int, (Tensor Keys, Tensor Values)?>? LayerPrefix { get; init; }
 

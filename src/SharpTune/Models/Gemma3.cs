@@ -44,7 +44,7 @@ public sealed class Gemma3DecoderLayer : DecoderLayer
     /// <summary>A local layer (sliding window) rotates with rope_local_base_freq.</summary>
     public override bool UsesLocalRope { get; }
 
-    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
+    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         using var scope = NewDisposeScope();
         x = x + post_attention_layernorm.forward(self_attn.Forward(input_layernorm.forward(x), ctx, angles));
@@ -63,6 +63,7 @@ public sealed class Gemma3Attention : DecoderAttention
     public readonly RmsNorm k_norm;
     private readonly int numHeads, numKvHeads, headDim, layerIndex;
     private readonly AttentionSettings settings;
+    private readonly FusedLinear qkv = new();
 
     public Gemma3Attention(ModelConfig config, int layerIndex) : base(nameof(Gemma3Attention))
     {
@@ -80,13 +81,20 @@ public sealed class Gemma3Attention : DecoderAttention
         RegisterComponents();
     }
 
-    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
+    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
-        var q = q_norm.forward(q_proj.forward(x).view(b, t, numHeads, headDim).transpose(1, 2));     // (B, nh, T, hd)
-        var k = k_norm.forward(k_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2));   // (B, nkv, T, hd)
-        var v = v_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);                   // (B, nkv, T, hd)
-        (q, k) = RotaryEmbedding.Apply(q, k, angles);
+        var (q, k, v) = Projections.QueryKeyValue(qkv, x, q_proj, k_proj, v_proj, numHeads * headDim, numKvHeads * headDim);
+        q = q_norm.forward(q.view(b, t, numHeads, headDim).transpose(1, 2));       // (B, nh, T, hd)
+        k = k_norm.forward(k.view(b, t, numKvHeads, headDim).transpose(1, 2));     // (B, nkv, T, hd)
+        v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);                     // (B, nkv, T, hd)
+        (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
         return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) qkv.Dispose();
+        base.Dispose(disposing);
     }
 }

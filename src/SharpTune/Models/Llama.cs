@@ -48,7 +48,7 @@ public sealed class LlamaDecoderLayer : DecoderLayer
         RegisterComponents();
     }
 
-    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
+    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         using var scope = NewDisposeScope();
         var attended = self_attn.Forward(input_layernorm.forward(x), ctx, angles);
@@ -69,6 +69,7 @@ public sealed class LlamaAttention : DecoderAttention
     private readonly int numHeads, numKvHeads, headDim, layerIndex;
     private readonly bool useRope;
     private readonly AttentionSettings settings;
+    private readonly FusedLinear qkv = new();
 
     public LlamaAttention(ModelConfig config, int layerIndex) : base(nameof(LlamaAttention))
     {
@@ -84,14 +85,26 @@ public sealed class LlamaAttention : DecoderAttention
         RegisterComponents();
     }
 
-    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
+    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
-        var q = q_proj.forward(x).view(b, t, numHeads, headDim).transpose(1, 2);      // (B, nh, T, hd)
-        var k = k_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
-        var v = v_proj.forward(x).view(b, t, numKvHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
-        if (useRope) (q, k) = RotaryEmbedding.Apply(q, k, angles);
+        if (t == 1 && qkv.TryForward(x, q_proj, k_proj, v_proj) is { } fused)   // decoding: heads straight from the fused product
+        {
+            var (dq, dk, dv) = Projections.DecodeHeads(fused, b, numHeads, numKvHeads, headDim, useRope ? angles : null);
+            return o_proj.forward(Attention.Compute(dq, dk, dv, ctx, layerIndex, settings));
+        }
+        var (q, k, v) = Projections.QueryKeyValue(qkv, x, q_proj, k_proj, v_proj, numHeads * headDim, numKvHeads * headDim);
+        q = q.view(b, t, numHeads, headDim).transpose(1, 2);       // (B, nh, T, hd)
+        k = k.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)
+        v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)
+        if (useRope) (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
         return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) qkv.Dispose();
+        base.Dispose(disposing);
     }
 }
 
@@ -101,17 +114,30 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public nn.Module<Tensor, Tensor> up_proj;
     public nn.Module<Tensor, Tensor> down_proj;
     private readonly Func<Tensor, Tensor> act;
+    private readonly FusedLinear gateUp = new();
+    private readonly long intermediate;
 
     /// <summary>Gated MLP: down(act(gate(x)) · up(x)); the activation is the config's (SiLU for Llama, GELU-tanh for Gemma).</summary>
     public LlamaMlp(ModelConfig config) : base(nameof(LlamaMlp))
     {
         act = Activations.For(config.HiddenAct);
+        intermediate = config.IntermediateSize;
         gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
         up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
         down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) =>
-        down_proj.forward(act(gate_proj.forward(x)) * up_proj.forward(x));
+    public override Tensor forward(Tensor x)
+    {
+        if (gateUp.TryForward(x, gate_proj, up_proj) is { } fused)                             // (…, 2·ffn): gate, then up
+            return down_proj.forward(act(fused.narrow(-1, 0, intermediate)) * fused.narrow(-1, intermediate, intermediate));
+        return down_proj.forward(act(gate_proj.forward(x)) * up_proj.forward(x));
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) gateUp.Dispose();
+        base.Dispose(disposing);
+    }
 }

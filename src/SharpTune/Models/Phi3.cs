@@ -29,14 +29,19 @@ public sealed class Phi3Attention : DecoderAttention
         RegisterComponents();
     }
 
-    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor Sin) angles)
+    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
         var qkv = qkv_proj.forward(x);                                                           // (B, T, (nh+2nkv)·hd)
+        if (t == 1 && InferenceShortcuts.Enabled)   // decoding: heads straight from the product
+        {
+            var (dq, dk, dv) = Projections.DecodeHeads(qkv, b, numHeads, numKvHeads, headDim, angles);
+            return o_proj.forward(Attention.Compute(dq, dk, dv, ctx, layerIndex, settings));
+        }
         var q = qkv.narrow(-1, 0, numHeads * headDim).view(b, t, numHeads, headDim).transpose(1, 2);
         var k = qkv.narrow(-1, numHeads * headDim, numKvHeads * headDim).view(b, t, numKvHeads, headDim).transpose(1, 2);
         var v = qkv.narrow(-1, (numHeads + numKvHeads) * headDim, numKvHeads * headDim).view(b, t, numKvHeads, headDim).transpose(1, 2);
-        (q, k) = RotaryEmbedding.Apply(q, k, angles);
+        (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
         return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
     }
 }

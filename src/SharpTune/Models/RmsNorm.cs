@@ -29,11 +29,14 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var x32 = x.to(ScalarType.Float32);
-        var normed = x32 * torch.rsqrt(x32.pow(2).mean([-1L], keepdim: true) + eps);
+        var x32 = x.dtype == ScalarType.Float32 ? x : x.to(ScalarType.Float32);
+        var inverseRms = x32.pow(2).mean([-1L], keepdim: true).add_(eps).rsqrt_();   // in place: fewer tensors per call
+        var normed = x32 * inverseRms;
         var result = UnitOffset
-            ? (normed * (1.0 + weight.to(ScalarType.Float32))).to(x.dtype)
-            : weight * normed.to(x.dtype);
+            ? Cast(normed * (1.0 + (weight.dtype == ScalarType.Float32 ? weight : weight.to(ScalarType.Float32))), x.dtype)
+            : weight * Cast(normed, x.dtype);
         return result.MoveToOuterDisposeScope();
     }
+
+    private static Tensor Cast(Tensor t, ScalarType dtype) => t.dtype == dtype ? t : t.to(dtype);
 }

@@ -77,20 +77,40 @@ public sealed class RotaryEmbedding : IDisposable
     public (Tensor Cos, Tensor Sin) Angles(Tensor positionIds, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
+        var (cos, sin) = HalfAngles(positionIds, null);
+        return (cat([cos, cos], dim: -1).to(dtype).MoveToOuterDisposeScope(), cat([sin, sin], dim: -1).to(dtype).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The tables <see cref="ApplyRotation"/> takes: cos as in <see cref="Angles"/>, and sin with the first half of
+    /// each head negated (rotate_half's sign folded into the table, once per forward pass instead of once per layer).
+    /// </summary>
+    /// <param name="maxPosition">The largest position id, when the caller knows it (no device read for LongRoPE).</param>
+    public (Tensor Cos, Tensor SignedSin) RotationTables(Tensor positionIds, ScalarType dtype, long? maxPosition = null)
+    {
+        using var scope = NewDisposeScope();
+        var (cos, sin) = HalfAngles(positionIds, maxPosition);
+        return (cat([cos, cos], dim: -1).to(dtype).MoveToOuterDisposeScope(), cat([-sin, sin], dim: -1).to(dtype).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>cos and sin (B, 1, T, rotaryDim/2) in float32, times the attention factor: each frequency once.</summary>
+    private (Tensor Cos, Tensor Sin) HalfAngles(Tensor positionIds, long? maxPosition)
+    {
         var frequencies = invFreq;
         // transformers' longrope_frequency_update: the long factors once max(position) + 1 exceeds the original context.
-        if (longInvFreq is not null && positionIds.numel() > 0 && positionIds.max().item<long>() + 1 > originalMaxPositions)
+        if (longInvFreq is not null && positionIds.numel() > 0 &&
+            (maxPosition ?? positionIds.max().item<long>()) + 1 > originalMaxPositions)
             frequencies = longInvFreq;
-        var freqs = positionIds.to(ScalarType.Float32).unsqueeze(-1) * frequencies.to(positionIds.device);   // (B, T, rd/2)
-        var emb = cat([freqs, freqs], dim: -1).unsqueeze(1);                                                  // (B, 1, T, rd)
-        var cos = emb.cos();
-        var sin = emb.sin();
+        if (frequencies.device_type != positionIds.device_type) frequencies = frequencies.to(positionIds.device);
+        var freqs = (positionIds.to(ScalarType.Float32).unsqueeze(-1) * frequencies).unsqueeze(1);             // (B, 1, T, rd/2)
+        var cos = freqs.cos();
+        var sin = freqs.sin();
         if (attentionScaling != 1.0)
         {
             cos = cos * attentionScaling;
             sin = sin * attentionScaling;
         }
-        return (cos.to(dtype).MoveToOuterDisposeScope(), sin.to(dtype).MoveToOuterDisposeScope());
+        return (cos, sin);
     }
 
     /// <summary>Rotates q (B, nh, T, hd) and k (B, nkv, T, hd) by the angles from <see cref="Angles"/>.</summary>
@@ -105,6 +125,20 @@ public sealed class RotaryEmbedding : IDisposable
         var rot = x.narrow(-1, 0, rotary);
         var pass = x.narrow(-1, rotary, x.shape[^1] - rotary);
         return cat([rot * angles.Cos + RotateHalf(rot) * angles.Sin, pass], dim: -1);
+    }
+
+    /// <summary>
+    /// Rotates the first rotaryDim dimensions of x (…, hd) by tables from <see cref="RotationTables"/>:
+    /// x·cos + roll(x, rd/2)·signed sin. Element for element the same products and sum as <see cref="Rotate"/>
+    /// (−x₂·sin = x₂·(−sin) exactly), in one roll instead of rotate_half's narrow, neg and cat.
+    /// </summary>
+    public static Tensor ApplyRotation(Tensor x, (Tensor Cos, Tensor SignedSin) tables)
+    {
+        var rotary = tables.Cos.shape[^1];
+        if (rotary == x.shape[^1]) return x * tables.Cos + x.roll(rotary / 2, -1) * tables.SignedSin;
+        var rot = x.narrow(-1, 0, rotary);
+        var pass = x.narrow(-1, rotary, x.shape[^1] - rotary);
+        return cat([rot * tables.Cos + rot.roll(rotary / 2, -1) * tables.SignedSin, pass], dim: -1);
     }
 
     private static Tensor RotateHalf(Tensor x)

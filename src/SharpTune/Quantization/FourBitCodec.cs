@@ -145,6 +145,29 @@ public sealed class FourBitWeight : QuantizedWeight
     /// <summary>The per-block absmax in fp32 (dequantized from the second level when double-quantized).</summary>
     public Tensor AbsmaxFloat32() => DoubleQuantized?.Dequantize() ?? Absmax!.alias();
 
+    private Tensor? blockAbsmax;   // the decode kernel's fp32 block scales (0.5 bit per weight), made on first use
+
+    /// <summary>The fp32 absmax per block, kept after the first call (the stored form may be double-quantized).</summary>
+    internal Tensor BlockAbsmaxFloat32()
+    {
+        if (blockAbsmax is null)
+        {
+            using var scope = NewDisposeScope();
+            blockAbsmax = AbsmaxFloat32().to(ScalarType.Float32).contiguous().DetachFromDisposeScope();
+        }
+        return blockAbsmax;
+    }
+
+    protected override void ReleaseCaches()
+    {
+        blockAbsmax?.Dispose();
+        blockAbsmax = null;
+    }
+
+    /// <summary>x Wᵀ: decoding on the CPU reads the codes directly (<see cref="FourBitMatVec"/>); otherwise dequantize and multiply.</summary>
+    public override Tensor MatmulTransposed(Tensor x) =>
+        FourBitMatVec.Supports(x, this) ? FourBitMatVec.Multiply(x, this) : base.MatmulTransposed(x);
+
     public override Tensor Dequantize(ScalarType dtype)
     {
         using var scope = NewDisposeScope();

@@ -58,6 +58,7 @@ public sealed class Int8Weight : QuantizedWeight
     /// </summary>
     public override Tensor MatmulTransposed(Tensor x)
     {
+        if (Int8MatVec.Supports(x, this)) return Int8MatVec.Multiply(x, this);   // decoding on the CPU: no converted copy
         using var scope = NewDisposeScope();
         return (F.linear(x, Codes.to(x.dtype)) * (RowAbsmax / 127.0).to(x.dtype)).MoveToOuterDisposeScope();
     }

@@ -44,12 +44,16 @@ public abstract class QuantizedWeight : IDisposable
     /// <summary>∂L/∂x = ∂L/∂y · W for the product above.</summary>
     public virtual Tensor BackwardInput(Tensor gradOutput) => gradOutput.matmul(Dequantize(gradOutput.dtype));
 
+    /// <summary>Frees derived tensors a subclass keeps for speed (not part of the stored form).</summary>
+    protected virtual void ReleaseCaches() { }
+
     /// <summary>The same weight with its tensors on <paramref name="device"/> (this instance when already there).</summary>
     public abstract QuantizedWeight To(Device device);
 
     public void Dispose()
     {
         foreach (var t in StoredTensors.Values) t.Dispose();
+        ReleaseCaches();
         GC.SuppressFinalize(this);
     }
 }

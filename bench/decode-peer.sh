@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Decode next to llama.cpp on the same machine, models and settings (batch 1, prompt 128, 64 new, 2 threads):
+# SharpTune's `bench generation` rows, then llama.cpp's rows for GGUF exports of the same weights (`sharptune export
+# gguf`), measured by bench/llamacpp-peer/peer.c over llama.cpp's prebuilt CPU library from npm
+# (@node-llama-cpp/linux-x64, pinned by tests/SharpTune.Tests/Export/LlamaCpp/package-lock.json) with one persistent
+# thread pool as llama-bench runs it; then the server's single stream next to the library's (bench/ServerLoad).
+# Pairs: M bf16 / F16, M int8 / Q8_0, M nf4 / Q4_0, stories260K f32 / F32.
+# Run it ALONE on a quiet machine (no builds, tests or other jobs). Needs gcc, git, Node.js and npm.
+# Usage: bash bench/decode-peer.sh [STORIES_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stories=${1:-../shared/models/stories260K}
+threads=${THREADS:-2}
+for project in src/SharpTune.Cli bench/SharpTune.Bench bench/ServerLoad; do dotnet build -c Release "$project" >/dev/null; done
+bench="dotnet bench/SharpTune.Bench/bin/Release/net10.0/SharpTune.Bench.dll"
+st="dotnet src/SharpTune.Cli/bin/Release/net10.0/SharpTune.Cli.dll"
+
+# llama.cpp: the pinned npm package, and the headers of the llama.cpp release it was built from.
+pkg=tests/SharpTune.Tests/Export/LlamaCpp
+bins=$pkg/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
+[ -f "$bins/libllama.so" ] || (cd "$pkg" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund >/dev/null)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+bash bench/llamacpp-peer/headers.sh "$pkg/node_modules/node-llama-cpp" "$work/llama.cpp"
+gcc -O2 -std=gnu11 -o "$work/peer" bench/llamacpp-peer/peer.c -I"$work/llama.cpp/include" -I"$work/llama.cpp/ggml/include" \
+  -L"$bins" -lllama -lggml -lggml-base -Wl,-rpath,"$(cd "$bins" && pwd)"
+peer() { OMP_WAIT_POLICY=PASSIVE "$work/peer" "$@" "$threads" 128 64 3; }
+
+# The M checkpoint (random weights, seed 0, bf16) with a tokenizer for the GGUF metadata (ids past it are padding).
+$bench checkpoint M "$work/M" >/dev/null
+cp "$stories"/tokenizer.json "$stories"/tokenizer_config.json "$work/M/"
+for type in f16 q8_0 q4_0; do $st export gguf --model "$work/M" --out "$work/M-$type.gguf" --type "$type" >/dev/null; done
+$st export gguf --model "$stories" --out "$work/stories260K-f32.gguf" --type f32 >/dev/null
+
+echo "## Decode next to llama.cpp (batch 1, prompt 128, 64 new, $threads threads)"
+echo "| model | dtype | batch | prefill tok/s | decode tok/s | ms/step | peak RSS GiB |"
+echo "|---|---|---|---|---|---|---|"
+$bench generation M bf16 1 128 64 2>/dev/null
+peer "$work/M-f16.gguf" "M (llama.cpp)" F16
+$bench generation M bf16 1 128 64 int8 2>/dev/null
+peer "$work/M-q8_0.gguf" "M (llama.cpp)" Q8_0
+$bench generation M bf16 1 128 64 nf4 2>/dev/null
+peer "$work/M-q4_0.gguf" "M (llama.cpp)" Q4_0
+$bench generation "$stories" f32 1 128 64 2>/dev/null
+peer "$work/stories260K-f32.gguf" "stories260K (llama.cpp)" F32
+
+echo "## Server single stream next to the library (stories260K)"
+dotnet bench/ServerLoad/bin/Release/net10.0/ServerLoad.dll --model "$stories" --clients 8 --requests 4 --max-tokens 32 --levels 1,8

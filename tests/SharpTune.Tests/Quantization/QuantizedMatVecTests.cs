@@ -1,0 +1,116 @@
+using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Quantization;
+using SharpTune.Tests.Support;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SharpTune.Tests.Quantization;
+
+/// <summary>The int8 and 4-bit matrix–vector kernels against TorchSharp's dequantize-then-multiply, and in a decode.</summary>
+public class QuantizedMatVecTests
+{
+    [Theory]
+    [InlineData(1, 64, 40)]      // one AVX-512 block
+    [InlineData(3, 200, 300)]    // a 16-wide step and a scalar tail; several rows; two threads' worth of outputs
+    [InlineData(1, 768, 2048)]   // the M shape's gate/up
+    [InlineData(8, 5, 7)]        // shorter than any vector
+    public void EqualsDequantizeThenMatmulInFloat32(int rows, int inFeatures, int outFeatures)
+    {
+        manual_seed(3);
+        using var w = randn(outFeatures, inFeatures) * 0.05;
+        using var weight = Int8RowwiseCodec.Quantize(w);
+        using var x = randn(rows, inFeatures);
+        Assert.True(Int8MatVec.Supports(x, weight));
+        using var deq = weight.Dequantize(ScalarType.Float32);
+        using var expected = F.linear(x, deq);
+        using var actual = Int8MatVec.Multiply(x, weight);
+        Assert.Equal(expected.shape, actual.shape);
+        var worst = (actual - expected).abs().max().item<float>();
+        Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-5), $"differs by up to {worst}");
+    }
+
+    [Fact]
+    public void Bfloat16InputsGiveTheFloat32ProductRoundedOnce()
+    {
+        manual_seed(4);
+        using var w = randn(96, 128) * 0.05;
+        using var weight = Int8RowwiseCodec.Quantize(w);
+        using var x = randn(2, 1, 128).to(ScalarType.BFloat16);
+        using var actual = Int8MatVec.Multiply(x, weight);
+        Assert.Equal(ScalarType.BFloat16, actual.dtype);
+        Assert.Equal(new long[] { 2, 1, 96 }, actual.shape);
+        using var expected = F.linear(x.to(ScalarType.Float32), weight.Dequantize(ScalarType.Float32)).to(ScalarType.BFloat16);
+        // Both sides round an fp32 result to bf16 once; only the summation order differs.
+        Assert.True(actual.to(ScalarType.Float32).allclose(expected.to(ScalarType.Float32), rtol: 1e-2, atol: 1e-3));
+    }
+
+    [Fact]
+    public void BatchesAboveTheDecodeSizeAndAutogradInputsStayOnTorch()
+    {
+        using var weight = Int8RowwiseCodec.Quantize(randn(16, 32));
+        Assert.False(Int8MatVec.Supports(randn(Int8MatVec.MaxRows + 1, 32), weight));
+        Assert.False(Int8MatVec.Supports(randn(1, 32, dtype: ScalarType.Float64), weight));
+        using (InferenceShortcuts.Disable()) Assert.False(Int8MatVec.Supports(randn(1, 32), weight));
+    }
+
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("qwen3")]
+    public void Int8ModelDecodesTheSameTokensWithTheKernelAsWithTorch(string kind)
+    {
+        using var model = TestModels.Create(kind);
+        ModelQuantizer.Quantize(model, new QuantizationOptions(QuantizationType.Int8, ScalarType.Float32));
+        model.eval();
+        var options = new GenerationOptions { Temperature = 0, EosTokenIds = [], MaxNewTokens = 16 };
+        IReadOnlyList<int>[] prompts = [[4, 8, 15, 16], [23, 42]];
+        var kernel = TokenGenerator.Generate(model, prompts, options);
+        IReadOnlyList<GenerationResult> torchPath;
+        using (InferenceShortcuts.Disable()) torchPath = TokenGenerator.Generate(model, prompts, options);
+        for (var i = 0; i < prompts.Length; i++) Assert.Equal(torchPath[i].Tokens, kernel[i].Tokens);
+    }
+
+    [Theory]
+    [InlineData(QuantizationType.Nf4, true, 1, 128, 40)]
+    [InlineData(QuantizationType.Nf4, false, 3, 768, 300)]
+    [InlineData(QuantizationType.Fp4, true, 2, 64, 17)]
+    public void FourBitKernelEqualsDequantizeThenMatmulInFloat32(QuantizationType type, bool doubleQuant, int rows, int inFeatures, int outFeatures)
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx512F.IsSupported) return;   // the kernel needs AVX-512; torch serves other CPUs
+        manual_seed(6);
+        using var w = randn(outFeatures, inFeatures) * 0.05;
+        using var weight = FourBitCodec.For(type).Quantize(w, doubleQuant);
+        using var x = randn(rows, inFeatures);
+        Assert.True(FourBitMatVec.Supports(x, weight));
+        using var deq = weight.Dequantize(ScalarType.Float32);
+        using var expected = F.linear(x, deq);
+        using var actual = FourBitMatVec.Multiply(x, weight);
+        var worst = (actual - expected).abs().max().item<float>();
+        Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-5), $"differs by up to {worst}");
+    }
+
+    [Fact]
+    public void FourBitRowsThatAreNotWholeBlocksStayOnTorch()
+    {
+        using var weight = FourBitCodec.For(QuantizationType.Nf4).Quantize(randn(8, 96), doubleQuant: false);
+        Assert.False(FourBitMatVec.Supports(randn(1, 96), weight));
+        using var x = randn(1, 96);
+        using var y = weight.MatmulTransposed(x);
+        using var expected = F.linear(x, weight.Dequantize(ScalarType.Float32));
+        Assert.True(y.allclose(expected, rtol: 1e-5, atol: 1e-5));
+    }
+
+    [Fact]
+    public void Nf4ModelDecodesTheSameTokensWithTheKernelAsWithTorch()
+    {
+        using var model = TestModels.Create("llama");
+        ModelQuantizer.Quantize(model, new QuantizationOptions(QuantizationType.Nf4, ScalarType.Float32));
+        model.eval();
+        var options = new GenerationOptions { Temperature = 0, EosTokenIds = [], MaxNewTokens = 16 };
+        IReadOnlyList<int>[] prompts = [[4, 8, 15, 16], [23, 42]];
+        var kernel = TokenGenerator.Generate(model, prompts, options);
+        IReadOnlyList<GenerationResult> torchPath;
+        using (InferenceShortcuts.Disable()) torchPath = TokenGenerator.Generate(model, prompts, options);
+        for (var i = 0; i < prompts.Length; i++) Assert.Equal(torchPath[i].Tokens, kernel[i].Tokens);
+    }
+}
