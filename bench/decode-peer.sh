@@ -18,13 +18,14 @@ st="dotnet src/SharpTune.Cli/bin/Release/net10.0/SharpTune.Cli.dll"
 # llama.cpp: the pinned npm package, and the headers of the llama.cpp release it was built from.
 pkg=tests/SharpTune.Tests/Export/LlamaCpp
 bins=$pkg/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
-[ -f "$bins/libllama.so" ] || (cd "$pkg" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund >/dev/null)
+ls "$bins"/libllama*.so >/dev/null 2>&1 || (cd "$pkg" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund >/dev/null)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 bash bench/llamacpp-peer/headers.sh "$pkg/node_modules/node-llama-cpp" "$work/llama.cpp"
+bins=$(cd "$bins" && pwd)
 gcc -O2 -std=gnu11 -o "$work/peer" bench/llamacpp-peer/peer.c -I"$work/llama.cpp/include" -I"$work/llama.cpp/ggml/include" \
-  -L"$bins" -lllama -lggml -lggml-base -Wl,-rpath,"$(cd "$bins" && pwd)"
-peer() { OMP_WAIT_POLICY=PASSIVE "$work/peer" "$@" "$threads" 128 64 3; }
+  "$(ls "$bins"/libllama*.so | grep -v common | head -1)" "$(ls "$bins"/libggml.*so | head -1)" "$bins/libggml-base.so" -Wl,-rpath,"$bins"
+peer() { PEER_BACKEND_DIR="$bins" "$work/peer" "$@" "$threads" 128 64 3; }
 
 # The M checkpoint (random weights, seed 0, bf16) with a tokenizer for the GGUF metadata (ids past it are padding).
 $bench checkpoint M "$work/M" >/dev/null

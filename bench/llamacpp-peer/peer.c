@@ -48,7 +48,9 @@ int main(int argc, char **argv) {
     const int repetitions = argc > 7 ? atoi(argv[7]) : 3;
 
     llama_log_set(quiet_log, NULL);
-    ggml_backend_load_all();
+    // The npm build loads its CPU backend as a module (one per instruction set): load them from the package folder.
+    const char *backends = getenv("PEER_BACKEND_DIR");
+    if (backends) ggml_backend_load_all_from_path(backends); else ggml_backend_load_all();
     llama_backend_init();
 
     struct llama_model_params model_params = llama_model_default_params();
