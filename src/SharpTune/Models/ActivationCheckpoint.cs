@@ -25,8 +25,9 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
     {
         var input = (Tensor)vars[0];
         var block = (Func<Tensor, Tensor>)vars[1];
-        // A handle of our own, outside any dispose scope: the caller's scope ends before the backward runs.
-        ctx.save_for_backward([input.detach().DetachFromDisposeScope()]);
+        // The saved variable holds its own reference, so this handle may die with the caller's scope; a handle taken
+        // out of every scope would instead keep the input alive until the garbage collector happens to run.
+        ctx.save_for_backward([input.detach()]);
         ctx.save_data("block", block);
         using (var rng = get_rng_state()) ctx.save_data("rng", rng.data<byte>().ToArray());   // a byte tensor, kept as bytes
         using var noGrad = no_grad();
@@ -35,16 +36,23 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
-        var input = ctx.get_saved_variables()[0];
-        var block = (Func<Tensor, Tensor>)ctx.get_data("block");
-        using var forwardRng = tensor((byte[])ctx.get_data("rng"), dtype: ScalarType.Byte);
-        using var currentRng = get_rng_state();
-        set_rng_state(forwardRng);
-        using var grad = enable_grad();
-        var leaf = input.detach().requires_grad_(true);
-        var output = block(leaf);
-        set_rng_state(currentRng);
-        output.backward([gradOutput]);
-        return [leaf.grad!, null!];   // one gradient per apply() argument; the block itself has none
+        // The recomputed block's tensors live in a scope of this backward, not the training step's: otherwise every
+        // layer's recomputation would stay alive until the step ends (see CustomBackward).
+        var inputGradient = CustomBackward.Run(gradOutput, grad =>
+        {
+            var input = ctx.get_saved_variables()[0];
+            var block = (Func<Tensor, Tensor>)ctx.get_data("block");
+            using var forwardRng = tensor((byte[])ctx.get_data("rng"), dtype: ScalarType.Byte);
+            using var currentRng = get_rng_state();
+            set_rng_state(forwardRng);
+            using var enabled = enable_grad();
+            var leaf = input.detach().requires_grad_(true);
+            var output = block(leaf);
+            set_rng_state(currentRng);
+            output.backward([grad]);
+            CustomBackward.ReleaseReturned();   // the nested backward's results are libtorch's now
+            return leaf.grad!;
+        });
+        return [inputGradient, null!];   // one gradient per apply() argument; the block itself has none
     }
 }

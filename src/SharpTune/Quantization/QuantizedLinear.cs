@@ -143,7 +143,12 @@ internal sealed class QuantizedMatmul : autograd.SingleTensorFunction<QuantizedM
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
         var weight = (QuantizedWeight)ctx.get_data("weight");
-        using var noGrad = no_grad();
-        return [weight.BackwardInput(gradOutput), null!];
+        // In a scope of its own: the dequantized weight and the gradient handles must not live until the step ends.
+        var inputGradient = CustomBackward.Run(gradOutput, grad =>
+        {
+            using var noGrad = no_grad();
+            return weight.BackwardInput(grad);
+        });
+        return [inputGradient, null!];
     }
 }

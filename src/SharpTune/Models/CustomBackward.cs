@@ -1,0 +1,40 @@
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>
+/// Handle hygiene for the backward of a TorchSharp custom autograd function. libtorch calls it with gradient handles
+/// the managed side owns, created in whatever dispose scope is current — the training step's, which lives until the
+/// step ends — and copies the returned gradients as soon as the callback returns. Left to the step's scope, every
+/// incoming and outgoing gradient (and any temporary the backward makes) would stay alive for the whole backward pass:
+/// on a quantized 12-layer model that held hundreds of megabytes. So a backward runs its work in its own scope
+/// (<see cref="Run"/>), disposes the incoming gradient, and hands back a result that is released on this thread's next
+/// custom backward (by then libtorch has copied it), or at <see cref="ReleaseReturned"/>.
+/// </summary>
+internal static class CustomBackward
+{
+    [ThreadStatic] private static List<Tensor>? returned;
+
+    /// <summary>
+    /// Runs <paramref name="body"/> in a dispose scope of its own, disposes <paramref name="gradOutput"/> (the handle
+    /// libtorch passed in) and returns the input gradient ready to hand back to libtorch.
+    /// </summary>
+    public static Tensor Run(Tensor gradOutput, Func<Tensor, Tensor> body)
+    {
+        ReleaseReturned();
+        Tensor gradient;
+        using (var scope = NewDisposeScope())
+            gradient = body(gradOutput).DetachFromDisposeScope();
+        if (!ReferenceEquals(gradient, gradOutput)) gradOutput.Dispose();
+        (returned ??= []).Add(gradient);
+        return gradient;
+    }
+
+    /// <summary>Disposes the gradients earlier backward calls on this thread returned (libtorch holds its own copies).</summary>
+    public static void ReleaseReturned()
+    {
+        if (returned is not { Count: > 0 } list) return;
+        foreach (var t in list) t.Dispose();
+        list.Clear();
+    }
+}
