@@ -46,21 +46,29 @@ public sealed class CheckpointIndex : IDisposable
 
     /// <summary>Reads one tensor from its file, optionally converting dtype and device.</summary>
     /// <exception cref="KeyNotFoundException">No tensor of that name in the checkpoint.</exception>
-    public torch.Tensor Read(string name, torch.ScalarType? asType = null, torch.Device? device = null)
+    public torch.Tensor Read(string name, torch.ScalarType? asType = null, torch.Device? device = null) =>
+        FileOf(name).Read(name, asType, device);
+
+    /// <summary>
+    /// Reads one tensor straight into <paramref name="destination"/> when it is a contiguous CPU tensor of the stored
+    /// dtype and shape; false (nothing read) otherwise. See <see cref="SafetensorsFile.TryReadInto"/>.
+    /// </summary>
+    public bool TryReadInto(string name, torch.Tensor destination) => FileOf(name).TryReadInto(name, destination);
+
+    private SafetensorsFile FileOf(string name)
     {
         if (!Tensors.TryGetValue(name, out var location))
             throw new KeyNotFoundException($"{Directory}: no tensor named '{name}' among its {Tensors.Count} tensors");
-        SafetensorsFile file;
         lock (openFiles)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            if (!openFiles.TryGetValue(location.File, out file!))
+            if (!openFiles.TryGetValue(location.File, out var file))
             {
                 file = OpenUnchanged(location.File);
                 openFiles.Add(location.File, file);
             }
+            return file;
         }
-        return file.Read(name, asType, device);
     }
 
     /// <summary>Closes every shard file opened so far.</summary>

@@ -91,6 +91,22 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reads tensor <paramref name="name"/> straight into <paramref name="destination"/>'s memory when it is a
+    /// contiguous CPU tensor of the stored dtype and shape (no temporary copy); returns false, reading nothing, otherwise.
+    /// </summary>
+    public bool TryReadInto(string name, torch.Tensor destination)
+    {
+        if (!Tensors.TryGetValue(name, out var info))
+            throw new KeyNotFoundException($"{Path}: no tensor named '{name}' among its {Tensors.Count} tensors");
+        var handle = file ?? throw new ObjectDisposedException(nameof(SafetensorsFile), $"{Path} is closed");
+        if (destination.device_type != DeviceType.CPU || !destination.is_contiguous() || destination.dtype != info.DType.ToScalarType() ||
+            !destination.shape.AsSpan().SequenceEqual(info.Shape))
+            return false;
+        TensorBytes.ReadInto(handle, Path, dataStart + info.Begin, destination);
+        return true;
+    }
+
     /// <summary>Closes the file.</summary>
     public void Dispose()
     {

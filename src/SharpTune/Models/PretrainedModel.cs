@@ -79,6 +79,16 @@ public static class PretrainedModel
         public IReadOnlyCollection<string> Names => checkpoint.Tensors.Keys.ToArray();
         public long[] ShapeOf(string name) => checkpoint.Tensors[name].Info.Shape;
         public Tensor Read(string name, ScalarType dtype) => checkpoint.Read(name, dtype);
+
+        /// <summary>The tensor in its stored dtype (no conversion).</summary>
+        public Tensor ReadAsStored(string name) => checkpoint.Read(name);
+
+        public void ReadInto(string name, Tensor destination)
+        {
+            if (checkpoint.TryReadInto(name, destination)) return;   // the common case: no temporary copy of the tensor
+            using var value = checkpoint.Read(name, destination.dtype);
+            destination.copy_(value);
+        }
         public IReadOnlyDictionary<string, string> Aliases { get; } =
             checkpoint.FileMetadata.Where(kv => checkpoint.Tensors.ContainsKey(kv.Value)).ToDictionary();
     }

@@ -10,6 +10,15 @@ public interface ITensorSource
     /// <summary>Reads one tensor, converted to <paramref name="dtype"/>. The caller disposes it.</summary>
     Tensor Read(string name, ScalarType dtype);
     /// <summary>
+    /// Fills <paramref name="destination"/> (same shape) with tensor <paramref name="name"/>, converted to its dtype.
+    /// Sources that can write straight into the destination's memory override this to skip the temporary copy.
+    /// </summary>
+    void ReadInto(string name, Tensor destination)
+    {
+        using var value = Read(name, destination.dtype);
+        destination.copy_(value);
+    }
+    /// <summary>
     /// Names the file does not store because they share another tensor's data: safetensors' <c>__metadata__</c>
     /// maps each removed name to the stored one (safetensors.torch.save_model writes this for tied weights).
     /// </summary>
@@ -49,11 +58,7 @@ public static class WeightLoader
                 string.Join("; ", parts));
         }
         using var noGrad = no_grad();
-        foreach (var (name, parameter) in parameters)
-        {
-            using var value = source.Read(resolved.Sources[name], parameter.dtype);
-            parameter.copy_(value);
-        }
+        foreach (var (name, parameter) in parameters) source.ReadInto(resolved.Sources[name], parameter);
     }
 
     private static string Describe(IReadOnlyList<string> names) =>

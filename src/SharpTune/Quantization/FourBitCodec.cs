@@ -62,24 +62,48 @@ public abstract class FourBitCodec
         _ => throw new ArgumentException($"{type} is not a 4-bit format"),
     };
 
-    /// <summary>Quantizes <paramref name="weight"/> (any shape, any float dtype; values as read in fp32).</summary>
+    /// <summary>
+    /// Elements quantized at once: the fp32 and int64 temporaries of one chunk take ~35 bytes per element (~4.5 MB), so
+    /// quantizing at load time never needs more than that beside the model, whatever the layer's size.
+    /// </summary>
+    internal const long ChunkElements = 1L << 17;
+
+    /// <summary>Quantizes <paramref name="weight"/> (out, in), any float dtype; values as read in fp32.</summary>
     /// <param name="doubleQuant">Quantize the absmax values too (<see cref="DoubleQuantizedAbsmax"/>).</param>
-    public FourBitWeight Quantize(Tensor weight, bool doubleQuant)
+    public FourBitWeight Quantize(Tensor weight, bool doubleQuant) => Quantize(weight, doubleQuant, ChunkElements);
+
+    /// <summary>
+    /// As above, <paramref name="chunkElements"/> (a multiple of the block size) at a time: blocks are consecutive
+    /// runs of 64 in row-major order, so chunks aligned to them give exactly the whole tensor's codes and absmax.
+    /// </summary>
+    internal FourBitWeight Quantize(Tensor weight, bool doubleQuant, long chunkElements)
     {
         if (weight.dim() != 2) throw new ArgumentException($"expected an (out, in) weight, got {weight.dim()} dimensions");
+        if (chunkElements <= 0 || chunkElements % BlockSize != 0)
+            throw new ArgumentException($"chunks must be a positive multiple of {BlockSize} elements, not {chunkElements}");
         using var scope = NewDisposeScope();
-        var (scaled, absmax) = Blockwise.Scale(weight.reshape(-1), BlockSize);
-        if (scaled.numel() % 2 == 1) scaled = nn.functional.pad(scaled, [0, 1]);
+        var flat = weight.reshape(-1);
+        var n = flat.numel();
+        var packed = empty((n + 1) / 2, ScalarType.Byte, device: weight.device);
+        var absmax = empty((n + BlockSize - 1) / BlockSize, ScalarType.Float32, device: weight.device);
         var (sortedCode, order) = sorted.Value;
-        var indices = tensor(order, device: scaled.device).index_select(0, Blockwise.NearestCode(scaled, sortedCode))
-            .to(ScalarType.Byte).view(-1, 2);
-        var packed = indices[.., 0].bitwise_left_shift(4).bitwise_or(indices[.., 1]).contiguous();   // first value high
-        var result = doubleQuant
+        var bitPatterns = tensor(order, device: weight.device);
+        for (long start = 0; start < n; start += chunkElements)
+        {
+            using var chunkScope = NewDisposeScope();
+            var length = Math.Min(chunkElements, n - start);
+            var (scaled, chunkAbsmax) = Blockwise.Scale(flat.narrow(0, start, length), BlockSize);
+            absmax.narrow(0, start / BlockSize, chunkAbsmax.numel()).copy_(chunkAbsmax);
+            if (scaled.numel() % 2 == 1) scaled = nn.functional.pad(scaled, [0, 1]);   // only the last chunk can be odd
+            var indices = bitPatterns.index_select(0, Blockwise.NearestCode(scaled, sortedCode)).to(ScalarType.Byte).view(-1, 2);
+            var pairs = indices[.., 0].bitwise_left_shift(4).bitwise_or(indices[.., 1]);   // first value high
+            packed.narrow(0, start / 2, pairs.numel()).copy_(pairs);
+        }
+        return doubleQuant
             ? new FourBitWeight(this, weight.shape[0], weight.shape[1], packed.MoveToOuterDisposeScope(), null,
                 DoubleQuantizedAbsmax.Quantize(absmax))
             : new FourBitWeight(this, weight.shape[0], weight.shape[1], packed.MoveToOuterDisposeScope(),
                 absmax.MoveToOuterDisposeScope(), null);
-        return result;
     }
 
     /// <summary>

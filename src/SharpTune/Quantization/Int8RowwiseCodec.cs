@@ -11,15 +11,28 @@ namespace SharpTune.Quantization;
 public static class Int8RowwiseCodec
 {
     /// <summary>Quantizes an (out, in) weight (values as read in fp32).</summary>
-    public static Int8Weight Quantize(Tensor weight)
+    public static Int8Weight Quantize(Tensor weight) => Quantize(weight, FourBitCodec.ChunkElements);
+
+    /// <summary>As above, whole rows of about <paramref name="chunkElements"/> elements at a time (bounded temporaries).</summary>
+    internal static Int8Weight Quantize(Tensor weight, long chunkElements)
     {
         if (weight.dim() != 2) throw new ArgumentException($"expected an (out, in) weight, got {weight.dim()} dimensions");
         using var scope = NewDisposeScope();
-        var w = weight.to(ScalarType.Float32);
-        var rowAbsmax = w.abs().amax([1L]);                                                     // (out)
-        // 127 / s as PyTorch evaluates it (reciprocal, then × 127); an all-zero row gets codes 0, not NaN.
-        var scale = rowAbsmax.clamp_min(1e-38).reciprocal() * 127.0;
-        var codes = (w * scale.unsqueeze(-1)).round().to(ScalarType.Int8);
+        var (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1]);
+        var codes = empty(outFeatures, inFeatures, ScalarType.Int8, device: weight.device);
+        var rowAbsmax = empty(outFeatures, ScalarType.Float32, device: weight.device);
+        var rowsPerChunk = Math.Max(1, chunkElements / Math.Max(1, inFeatures));
+        for (long row = 0; row < outFeatures; row += rowsPerChunk)
+        {
+            using var chunkScope = NewDisposeScope();
+            var rows = Math.Min(rowsPerChunk, outFeatures - row);
+            var w = weight.narrow(0, row, rows).to(ScalarType.Float32);
+            var absmax = w.abs().amax([1L]);                                                        // (rows)
+            // 127 / s as PyTorch evaluates it (reciprocal, then × 127); an all-zero row gets codes 0, not NaN.
+            var scale = absmax.clamp_min(1e-38).reciprocal() * 127.0;
+            codes.narrow(0, row, rows).copy_((w * scale.unsqueeze(-1)).round().to(ScalarType.Int8));
+            rowAbsmax.narrow(0, row, rows).copy_(absmax);
+        }
         return new Int8Weight(codes.MoveToOuterDisposeScope(), rowAbsmax.MoveToOuterDisposeScope());
     }
 }

@@ -62,8 +62,9 @@ public static class ModelQuantizer
 
     /// <summary>
     /// Loads a Hugging Face model folder straight into quantized form: the modules are built without memory, each
-    /// linear weight is read (in fp32), quantized and dropped before the next, and the remaining tensors are loaded in
-    /// <paramref name="dtype"/> (default: the compute dtype). The full-precision decoder never exists at once.
+    /// linear weight is read in its stored dtype, quantized a chunk at a time and dropped before the next, and the
+    /// remaining tensors are read straight into their parameters in <paramref name="dtype"/> (default: the compute
+    /// dtype). The full-precision decoder never exists at once: the peak is the quantized model plus one stored layer.
     /// </summary>
     public static CausalLanguageModel Load(string modelDir, QuantizationOptions options, ScalarType? dtype = null, Device? device = null)
     {
@@ -90,7 +91,8 @@ public static class ModelQuantizer
                         $"{modelDir}: tensor {stored} has shape [{string.Join(", ", source.ShapeOf(stored))}], {config.Architecture} expects [{string.Join(", ", expected)}]");
                 var bias = layer.named_parameters().FirstOrDefault(p => p.name == "bias").parameter;
                 QuantizedLinear quantized;
-                using (var weight = source.Read(stored, ScalarType.Float32))
+                // In the stored dtype: the codec converts to fp32 a chunk at a time, never the whole matrix.
+                using (var weight = source.ReadAsStored(stored))
                 using (var placeholderBias = bias is null ? null : zeros(bias.shape, ScalarType.Float32))
                     quantized = QuantizedLinear.Quantize(module is Conv1D ? weight.t() : weight, placeholderBias, options);   // bias loaded below
                 ModuleSurgery.Replace(model, path, quantized);

@@ -208,4 +208,27 @@ public class SafetensorsRoundTripTests
         TensorBytes.WriteTo(stream, tensor, maxChunkBytes: 63);   // 31 elements per chunk, last one partial
         Assert.Equal(RawBytes(tensor), stream.ToArray());
     }
+
+    [Fact]
+    public void TryReadIntoFillsAMatchingTensorInPlaceAndRefusesOtherDtypesOrShapes()
+    {
+        using var folder = new TempDir();
+        using var original = RandomBits(torch.ScalarType.BFloat16, [4, 6], seed: 11);
+        var path = folder.File("t.safetensors");
+        SafetensorsWriter.Write(path, [new("w", original)]);
+        using var file = SafetensorsFile.Open(path);
+
+        using var destination = torch.zeros([4, 6], torch.ScalarType.BFloat16);
+        Assert.True(file.TryReadInto("w", destination));
+        Assert.Equal(RawBytes(original), RawBytes(destination));           // the given tensor itself now holds the data
+
+        using var otherDtype = torch.zeros([4, 6], torch.ScalarType.Float32);
+        Assert.False(file.TryReadInto("w", otherDtype));
+        Assert.True(otherDtype.eq(0).all().item<bool>());                   // untouched
+        using var otherShape = torch.zeros([6, 4], torch.ScalarType.BFloat16);
+        Assert.False(file.TryReadInto("w", otherShape));
+        using var strided = torch.zeros([6, 4], torch.ScalarType.BFloat16).t();
+        Assert.False(file.TryReadInto("w", strided));                       // not contiguous
+        Assert.Throws<KeyNotFoundException>(() => file.TryReadInto("missing", destination));
+    }
 }

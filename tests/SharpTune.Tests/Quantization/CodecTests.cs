@@ -144,4 +144,43 @@ public class CodecTests
         Assert.Contains("--compute-dtype", Assert.Throws<ArgumentException>(() => QuantizationOptions.Parse("nf4", "int8")).Message);
         Assert.Contains("--double-quant", Assert.Throws<ArgumentException>(() => QuantizationOptions.Parse("nf4", "bf16", "maybe")).Message);
     }
+
+    [Theory]
+    [InlineData(QuantizationType.Nf4, true, 7, 96)]     // 672 weights: chunks of 128 leave a 32-weight partial last block
+    [InlineData(QuantizationType.Nf4, false, 5, 77)]    // 385 weights: odd count, last code padded
+    [InlineData(QuantizationType.Fp4, true, 9, 64)]
+    public void ChunkedFourBitQuantizationEqualsWholeTensorQuantization(QuantizationType type, bool doubleQuant, int rows, int cols)
+    {
+        manual_seed(21);
+        using var w = randn(rows, cols) * 0.3;
+        var codec = FourBitCodec.For(type);
+        var wholeChunk = (w.numel() + 63) / 64 * 64;
+        using var whole = codec.Quantize(w, doubleQuant, wholeChunk);
+        using var chunked = codec.Quantize(w, doubleQuant, 128);
+        using var single = codec.Quantize(w, doubleQuant, 64);
+        foreach (var other in new[] { chunked, single })
+        {
+            Assert.Equal(Bytes(whole.Packed), Bytes(other.Packed));
+            foreach (var (name, t) in whole.StoredTensors)
+                Assert.True(t.equal(other.StoredTensors[name]).all().item<bool>(), $"{name} differs when quantized in chunks");
+        }
+        // The chunked form is also what bitsandbytes' rule gives: dequantized values within half a code step of w.
+        using var back = whole.Dequantize(ScalarType.Float32);
+        Assert.True((back - w).abs().max().item<float>() < w.abs().max().item<float>() * 0.2f);
+    }
+
+    [Fact]
+    public void ChunkedInt8QuantizationEqualsWholeTensorQuantization()
+    {
+        manual_seed(22);
+        using var w = randn(11, 40) * 0.5;
+        using var whole = Int8RowwiseCodec.Quantize(w, 11 * 40);
+        using var chunked = Int8RowwiseCodec.Quantize(w, 90);   // two rows per chunk, a single row last
+        using var rowByRow = Int8RowwiseCodec.Quantize(w, 1);
+        foreach (var other in new[] { chunked, rowByRow })
+        {
+            Assert.True(whole.Codes.equal(other.Codes).all().item<bool>());
+            Assert.True(whole.RowAbsmax.equal(other.RowAbsmax).all().item<bool>());
+        }
+    }
 }
