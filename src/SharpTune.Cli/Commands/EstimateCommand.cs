@@ -24,7 +24,7 @@ internal static class EstimateCommand
         var loraR = new Option<int>("--lora-r") { Description = "LoRA rank", DefaultValueFactory = _ => 8 };
         var loraDropout = new Option<double>("--lora-dropout") { Description = "LoRA dropout", DefaultValueFactory = _ => 0.05 };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex or all-linear (default: PEFT's for the model type)" };
-        var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Estimate with activation recomputation" };
+        var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Estimate with activation recomputation (default: on with --quantize, as train)" };
         var datasetTokens = new Option<long?>("--dataset-tokens") { Description = "Tokens in one epoch, for per-epoch FLOPs and time" };
         var utilization = new Option<double?>("--utilization") { Description = "Fraction of peak reached (default: 0.3 on this CPU, 0.4 on GPUs)" };
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON" };
@@ -49,7 +49,7 @@ internal static class EstimateCommand
                 {
                     Method = parseResult.GetValue(method)!, SequenceLength = parseResult.GetValue(seq), MicroBatchSize = parseResult.GetValue(batch),
                     Dtype = parseResult.GetValue(dtype)!, LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
-                    TargetModules = parseResult.GetValue(targets), GradientCheckpointing = parseResult.GetValue(checkpointing),
+                    TargetModules = parseResult.GetValue(targets), GradientCheckpointing = parseResult.GetValue(checkpointing) ?? parseResult.GetValue(quantize) is not null,
                     DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
                     Quantize = parseResult.GetValue(quantize), DoubleQuant = parseResult.GetValue(doubleQuant),
                 };

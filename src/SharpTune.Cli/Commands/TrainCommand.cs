@@ -32,7 +32,7 @@ internal static class TrainCommand
         var packing = new Option<bool?>("--packing") { Description = "Pack several examples per sequence (with a block-diagonal mask)" };
         var patience = new Option<int?>("--early-stopping-patience") { Description = "Stop after N evaluations without improvement" };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Validate every N steps" };
-        var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Recompute layers in the backward pass: less memory, ~1/3 more compute" };
+        var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Recompute layers in the backward pass: less memory, ~1/3 more compute (default: on with --quantize)" };
         var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
         var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };

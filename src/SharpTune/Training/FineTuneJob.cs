@@ -81,7 +81,9 @@ public static class FineTuneJob
         var dtype = quantization?.ComputeDtype ?? ModelFactory.ParseDtype(options.Dtype);
         using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
         if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
-        model.GradientCheckpointing = options.GradientCheckpointing;
+        model.GradientCheckpointing = options.UsesGradientCheckpointing();
+        if (quantization is not null && options.GradientCheckpointing is null)
+            log?.Invoke("gradient checkpointing on (the default with a quantized base; gradient_checkpointing: false turns it off)");
         manual_seed(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;

@@ -58,8 +58,12 @@ public sealed record TrainingOptions
     public string? ComputeDtype { get; init; }
     /// <summary>With a 4-bit <see cref="Quantize"/>: quantize the absmax statistics too (QLoRA's double quantization).</summary>
     public bool DoubleQuant { get; init; } = true;
-    /// <summary>Recompute each layer in the backward pass instead of keeping its activations (less memory, ~1/3 more compute).</summary>
-    public bool GradientCheckpointing { get; init; }
+    /// <summary>
+    /// Recompute each layer in the backward pass instead of keeping its activations (less memory, ~1/3 more compute).
+    /// Unset = on with <see cref="Quantize"/> (PEFT's <c>prepare_model_for_kbit_training</c> default, since a quantized
+    /// base is chosen to save memory), off otherwise; see <see cref="UsesGradientCheckpointing"/>.
+    /// </summary>
+    public bool? GradientCheckpointing { get; init; }
     public long Seed { get; init; } = 42;
 
     public int EvalEvery { get; init; } = 50;
@@ -159,6 +163,9 @@ public sealed record TrainingOptions
     public string NonLinearity { get; init; } = "relu";
     /// <summary>ia3: the targets scaled on their input (comma-separated names or a regex); empty = PEFT's default.</summary>
     public string? FeedforwardModules { get; init; }
+
+    /// <summary>Whether layers are recomputed: <see cref="GradientCheckpointing"/> when set, else whether the base is quantized.</summary>
+    public bool UsesGradientCheckpointing() => GradientCheckpointing ?? Quantize is not null;
 
     /// <summary>The parsed <see cref="Quantize"/> settings (null when not quantizing); a wrong value is a clear error.</summary>
     public Quantization.QuantizationOptions? QuantizationSettings() => Quantize is null

@@ -82,6 +82,26 @@ public class FineTuneJobTests
         Assert.Equal(["exact=2", "regex"], TrainingConfigFile.Load(WriteBack(lists, dir.File("round.yaml"))).Rewards!);
     }
 
+    [Fact]
+    public void GradientCheckpointingDefaultsToOnForAQuantizedBaseUnlessSetExplicitly()
+    {
+        Assert.False(new TrainingOptions().UsesGradientCheckpointing());
+        Assert.True(new TrainingOptions { GradientCheckpointing = true }.UsesGradientCheckpointing());
+        Assert.True(new TrainingOptions { Quantize = "nf4" }.UsesGradientCheckpointing());    // PEFT's prepare_model_for_kbit_training
+        Assert.False(new TrainingOptions { Quantize = "nf4", GradientCheckpointing = false }.UsesGradientCheckpointing());
+
+        using var dir = new TempDir();
+        var path = dir.File("config.yaml");
+        File.WriteAllText(path, "model: m\nquantize: int8\ngradient_checkpointing: false\n");
+        var explicitOff = TrainingConfigFile.Load(path);
+        Assert.False(explicitOff.UsesGradientCheckpointing());
+        Assert.Equal(explicitOff, TrainingConfigFile.Load(WriteBack(explicitOff, dir.File("round.yaml"))));
+        File.WriteAllText(path, "model: m\nquantize: int8\n");
+        var unset = TrainingConfigFile.Load(path);
+        Assert.Null(unset.GradientCheckpointing);
+        Assert.True(TrainingConfigFile.Load(WriteBack(unset, dir.File("round2.yaml"))).UsesGradientCheckpointing());
+    }
+
     private static string WriteBack(TrainingOptions options, string path)
     {
         TrainingConfigFile.Save(options, path);

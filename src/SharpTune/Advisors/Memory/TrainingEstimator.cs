@@ -115,7 +115,7 @@ public static class TrainingEstimator
         if (settings.Quantize is not null)
             notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
         if (settings.GradientCheckpointing)
-            notes.Add("Gradient checkpointing is not implemented by SharpTune's trainer yet: this is what it would use.");
+            notes.Add("Gradient checkpointing: each layer's input is kept and the layer recomputed in the backward pass.");
         return new TrainingEstimate(modelName, settings, counts, plain, checkpointed, inference, kvCache, flopsPerToken, flopsPerEpoch,
             times, notes);
     }
