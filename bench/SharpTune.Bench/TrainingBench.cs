@@ -48,7 +48,7 @@ internal static class TrainingBench
         var flopsPerToken = method == "full" ? 6.0 * n : 4.0 * n + 6.0 * adapterParams;
         Console.Error.WriteLine($"  peak RSS after loading: {MemoryProbe.PeakRssGiB():F2} GiB");
         var measuredPeak = PeakProbe.Measure(dtype);
-        Console.Error.WriteLine($"  peak RSS after the matmul probe: {MemoryProbe.PeakRssGiB():F2} GiB");
+        Console.Error.WriteLine($"  peak RSS after the matmul probe: {MemoryProbe.PeakRssGiB():F2} GiB (checkpointing {(model.GradientCheckpointing ? "on" : "off")})");
         var random = new Random(1);
         TrainingObjective objective = (m, b) => CausalLmLoss.Compute(m, b);
         double total = 0;
