@@ -16,12 +16,15 @@ public static class CausalLmLoss
     {
         var hiddenStates = Hidden(model, batch, inputsEmbeds);
         if (is_grad_enabled() && hiddenStates.requires_grad && !model.HeadIsTrainable)
-            return ChunkedHeadBackward(model, hiddenStates, batch.Targets.reshape(-1), FrozenHeadChunkTokens);
+            return ChunkedHeadBackward(model, hiddenStates, batch.Targets.reshape(-1), FrozenHeadChunkTokensFor(model.Config.VocabSize));
         return Plain(model, hiddenStates, batch.Targets.reshape(-1), chunkTokens);
     }
 
-    /// <summary>Tokens per chunk when the head's backward runs chunk by chunk: [256 × vocab] fp32 at a time.</summary>
-    public const int FrozenHeadChunkTokens = 256;
+    /// <summary>
+    /// Tokens per chunk when the head's backward runs chunk by chunk: about 4M logits (16 MB in fp32) at a time — 128
+    /// tokens for a 32k vocabulary, 16 for Gemma's 262k — and at most 256.
+    /// </summary>
+    public static int FrozenHeadChunkTokensFor(int vocabSize) => Math.Clamp((1 << 22) / Math.Max(1, vocabSize), 16, 256);
 
     /// <summary>Final hidden states of the real tokens, flattened to (tokens, C).</summary>
     private static Tensor Hidden(CausalLanguageModel model, TrainingBatch batch, Tensor? inputsEmbeds)
@@ -56,9 +59,12 @@ public static class CausalLmLoss
 
     /// <summary>
     /// With a frozen head (any adapter method), the head and loss are differentiated chunk by chunk right here, so only
-    /// one chunk's fp32 logits and log-softmax ever exist (as Liger's fused linear cross-entropy does). The returned loss
-    /// has the summed value and, through a surrogate term, exactly the gradient the whole-sequence loss would send into
-    /// the hidden states when the caller back-propagates it.
+    /// one chunk's logits ever exist (as Liger's fused linear cross-entropy does). The loss's gradient with respect to
+    /// the logits is written in place of its fp32 copy — softmax − one-hot for supervised rows, 0 for ignored ones, the
+    /// exact derivative of the summed cross-entropy — so a chunk holds its logits, one fp32 buffer and the gradient in
+    /// the logits' dtype, instead of autograd's log-softmax, its gradient and the cross-entropy's. The returned loss has
+    /// the summed value and, through a surrogate term, exactly the gradient the whole-sequence loss would send into the
+    /// hidden states when the caller back-propagates it.
     /// </summary>
     private static (Tensor LossSum, Tensor Correct) ChunkedHeadBackward(CausalLanguageModel model, Tensor flatHidden, Tensor flatTargets,
         int chunkTokens)
@@ -71,13 +77,25 @@ public static class CausalLmLoss
         {
             using var scope = NewDisposeScope();
             var n = Math.Min(chunkTokens, total - start);
-            var logits = model.ComputeLogits(leaf.narrow(0, start, n)).to(ScalarType.Float32);            // (n, V)
-            var chunkTargets = flatTargets.narrow(0, start, n);
-            var part = F.cross_entropy(logits, chunkTargets, ignore_index: BatchCollator.IgnoreIndex, reduction: nn.Reduction.Sum);
-            part.backward();                                                                              // into leaf.grad
-            lossValue += part.item<float>();
+            var logits = model.ComputeLogits(leaf.narrow(0, start, n));                                   // (n, V)
+            Tensor gradLogits;
             using (no_grad())
-                hits += logits.argmax(-1).eq(chunkTargets).logical_and(chunkTargets.ne(BatchCollator.IgnoreIndex)).sum().item<long>();
+            {
+                var chunkTargets = flatTargets.narrow(0, start, n);
+                var supervised = chunkTargets.ne(BatchCollator.IgnoreIndex);                               // (n)
+                var safeTargets = chunkTargets.masked_fill(supervised.logical_not(), 0).unsqueeze(1);     // (n, 1)
+                // An fp32 buffer of our own (never the logits themselves: they are an autograd output).
+                var values = logits.dtype == ScalarType.Float32 ? logits.detach().clone() : logits.to(ScalarType.Float32);   // (n, V)
+                var logSumExp = values.logsumexp(1, keepdim: true);                                       // (n, 1)
+                var targetLogit = values.gather(1, safeTargets);                                          // (n, 1)
+                lossValue += (logSumExp - targetLogit).squeeze(1).masked_fill(supervised.logical_not(), 0).sum().to(ScalarType.Float64).item<double>();
+                hits += values.argmax(-1).eq(chunkTargets).logical_and(supervised).sum().item<long>();
+                values.sub_(logSumExp).exp_();                                                            // softmax
+                values.scatter_add_(1, safeTargets, ones_like(targetLogit).neg_());                       // − one-hot
+                values.mul_(supervised.unsqueeze(1).to(ScalarType.Float32));                              // ignored rows: 0
+                gradLogits = values.to(logits.dtype);
+            }
+            logits.backward([gradLogits]);                                                                // into leaf.grad
         }
         var gradient = leaf.grad!.detach();
         var surrogate = (flatHidden * gradient).sum();                                                    // ∂/∂hidden = gradient

@@ -175,10 +175,12 @@ public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
 
 public class FrozenHeadLossTests
 {
-    [Fact]
-    public void ChunkedHeadBackwardGivesTheWholeSequenceLossAndGradients()
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void ChunkedHeadBackwardGivesTheWholeSequenceLossAndGradients(ScalarType dtype)
     {
-        using var model = TestModels.Create("llama");
+        using var model = TestModels.Create("llama", dtype: dtype);
         var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig { R = 4, LoraAlpha = 8, TargetModules = SharpTune.Peft.TargetModules.AllLinear });
         adapter.Inject(model);
         using (no_grad())
@@ -203,9 +205,12 @@ public class FrozenHeadLossTests
         var reference = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), batch.Targets.reshape(-1),
             ignore_index: BatchCollator.IgnoreIndex, reduction: nn.Reduction.Sum);
         reference.backward();
-        Assert.Equal(reference.item<float>(), chunkedLoss, 2);
+        // The gradient of the logits is written by hand (softmax − one-hot) rather than by autograd's log-softmax.
+        var tolerance = dtype == ScalarType.Float32 ? 1e-4 : 2e-2;
+        Assert.InRange(chunkedLoss, reference.item<float>() * (1 - tolerance * 0.1), reference.item<float>() * (1 + tolerance * 0.1));
         foreach (var (name, p) in adapter.TrainableParameters)
-            Assert.True(p.grad!.allclose(chunked[name], rtol: 1e-4, atol: 1e-6), $"{name}: gradient differs");
+            Assert.True(p.grad!.allclose(chunked[name], rtol: tolerance, atol: tolerance * 1e-2),
+                $"{name}: gradient differs by up to {(p.grad! - chunked[name]).abs().max().item<float>()} (largest {p.grad!.abs().max().item<float>()})");
         Assert.InRange(correct.item<long>(), 0, batch.SupervisedTokens);
     }
 }

@@ -62,9 +62,14 @@ public static class TrainingEstimator
         var held = ActivationAccounting.HeldBytesPerToken(layout, settings) * tokens;
         // With a frozen head (every adapter method) the loss differentiates the head chunk by chunk before the trunk's
         // backward (CausalLmLoss), so only one chunk's logits ever exist; full fine-tuning keeps every token's logits.
-        var lossTokens = settings.IsFull ? tokens : Math.Min(tokens, Training.CausalLmLoss.FrozenHeadChunkTokens);
-        var logits = ActivationAccounting.LogitsBytesPerToken(layout, settings) * lossTokens;
-        var transient = ActivationAccounting.LossBackwardTransientBytes(layout, settings, lossTokens);
+        // Each chunk holds its logits, one fp32 buffer that becomes their gradient, and that gradient in the compute dtype.
+        var lossTokens = settings.IsFull ? tokens : Math.Min(tokens, Training.CausalLmLoss.FrozenHeadChunkTokensFor(config.VocabSize));
+        var logits = settings.IsFull
+            ? ActivationAccounting.LogitsBytesPerToken(layout, settings) * lossTokens
+            : (double)config.VocabSize * (b + 4) * lossTokens;
+        var transient = settings.IsFull
+            ? ActivationAccounting.LossBackwardTransientBytes(layout, settings, lossTokens)
+            : b == 4 ? 0 : (double)config.VocabSize * b * lossTokens;   // in fp32 the buffer is the gradient
         // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
         var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
 
