@@ -115,6 +115,22 @@ internal abstract class GgufArchitecture
     }
 
     /// <summary>Reads a tensor unchanged.</summary>
+    /// <summary>The final norm and, when the head is not tied to the embeddings, the output matrix of a decoder-only model.</summary>
+    protected static void AddDecoderOutput(List<MappedTensor> tensors, ISet<string> names, ModelConfig config, IWeightSource source)
+    {
+        tensors.Add(Same("output_norm.weight", "model.norm.weight", source));
+        if (!config.TieWordEmbeddings && names.Contains("lm_head.weight"))
+            tensors.Add(Same("output.weight", "lm_head.weight", source));
+    }
+
+    /// <summary>The GGUF name of a decoder layer's linear weight, from the architecture's (checkpoint, GGUF) name table.</summary>
+    protected static string? DecoderLinearName(string checkpointName, IEnumerable<(string Hf, string Gguf)> layerTensors)
+    {
+        if (DecoderParts(checkpointName) is not { } parts) return null;
+        var match = layerTensors.FirstOrDefault(t => t.Hf == parts.Module && !t.Gguf.EndsWith("norm", StringComparison.Ordinal));
+        return match.Gguf is null ? null : $"blk.{parts.Layer}.{match.Gguf}.weight";
+    }
+
     protected static MappedTensor Same(string ggufName, string checkpointName, IWeightSource source) =>
         new(ggufName, source.ShapeOf(checkpointName), s => s.Read(checkpointName));
 

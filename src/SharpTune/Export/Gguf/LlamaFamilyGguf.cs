@@ -87,18 +87,11 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
                         : Same($"blk.{i}.{gguf}.{suffix}", checkpointName, source));
                 }
         }
-        tensors.Add(Same("output_norm.weight", "model.norm.weight", source));
-        if (!config.TieWordEmbeddings && names.Contains("lm_head.weight"))
-            tensors.Add(Same("output.weight", "lm_head.weight", source));
+        AddDecoderOutput(tensors, names, config, source);
         return tensors;
     }
 
-    public override string? LinearName(string checkpointName)
-    {
-        if (DecoderParts(checkpointName) is not { } parts) return null;
-        var match = LayerTensors.FirstOrDefault(t => t.Hf == parts.Module);
-        return match.Gguf is null ? null : $"blk.{parts.Layer}.{match.Gguf}.weight";
-    }
+    public override string? LinearName(string checkpointName) => DecoderLinearName(checkpointName, LayerTensors);
 
     public override float[] TransformLoraB(string checkpointName, float[] values, long[] shape, ModelConfig config)
     {

@@ -83,16 +83,9 @@ internal sealed class Phi3Gguf : GgufArchitecture
                     throw new InvalidDataException($"the checkpoint has no {checkpointName} (llama.cpp's phi3 needs the fused qkv_proj and gate_up_proj)");
                 tensors.Add(Same($"blk.{i}.{gguf}.weight", checkpointName, source));
             }
-        tensors.Add(Same("output_norm.weight", "model.norm.weight", source));
-        if (!config.TieWordEmbeddings && names.Contains("lm_head.weight"))
-            tensors.Add(Same("output.weight", "lm_head.weight", source));
+        AddDecoderOutput(tensors, names, config, source);
         return tensors;
     }
 
-    public override string? LinearName(string checkpointName)
-    {
-        if (DecoderParts(checkpointName) is not { } parts) return null;
-        var match = LayerTensors.FirstOrDefault(t => t.Hf == parts.Module && !t.Gguf.EndsWith("norm", StringComparison.Ordinal));
-        return match.Gguf is null ? null : $"blk.{parts.Layer}.{match.Gguf}.weight";
-    }
+    public override string? LinearName(string checkpointName) => DecoderLinearName(checkpointName, LayerTensors);
 }
