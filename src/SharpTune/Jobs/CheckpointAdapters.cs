@@ -49,25 +49,23 @@ internal static class CheckpointAdapters
     /// <summary>Writes the adapter folder <paramref name="target"/> from the checkpoint folder <paramref name="checkpointDir"/>.</summary>
     public static void Export(string checkpointDir, string target, JsonObject adapterConfig, string? chatTemplate)
     {
-        var temp = target + ".incomplete";
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        Directory.CreateDirectory(temp);
-        var tensors = new Dictionary<string, Tensor>();
-        try
+        IO.AtomicDirectory.Write(target, temp =>
         {
-            using (var file = SafetensorsFile.Open(Path.Combine(checkpointDir, TrainableFileName)))
-                foreach (var name in file.Tensors.Keys)
-                    tensors[PeftKeyPrefix + name] = file.Read(name);
-            SafetensorsWriter.Write(Path.Combine(temp, AdapterFiles.WeightsFileName), tensors, AdapterFiles.Metadata);
-        }
-        finally
-        {
-            foreach (var t in tensors.Values) t.Dispose();
-        }
-        File.WriteAllText(Path.Combine(temp, AdapterFiles.ConfigFileName),
-            adapterConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-        if (chatTemplate is not null) File.WriteAllText(Path.Combine(temp, LoadedModel.ChatTemplateFileName), chatTemplate);
-        if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
-        Directory.Move(temp, target);
+            var tensors = new Dictionary<string, Tensor>();
+            try
+            {
+                using (var file = SafetensorsFile.Open(Path.Combine(checkpointDir, TrainableFileName)))
+                    foreach (var name in file.Tensors.Keys)
+                        tensors[PeftKeyPrefix + name] = file.Read(name);
+                SafetensorsWriter.Write(Path.Combine(temp, AdapterFiles.WeightsFileName), tensors, AdapterFiles.Metadata);
+            }
+            finally
+            {
+                foreach (var t in tensors.Values) t.Dispose();
+            }
+            File.WriteAllText(Path.Combine(temp, AdapterFiles.ConfigFileName),
+                adapterConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            if (chatTemplate is not null) File.WriteAllText(Path.Combine(temp, LoadedModel.ChatTemplateFileName), chatTemplate);
+        });
     }
 }

@@ -255,13 +255,5 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         File.WriteAllLines(path, kept);
     }
 
-    private void SaveAtomically(string dir)
-    {
-        var temp = dir + ".incomplete";
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        Directory.CreateDirectory(temp);
-        saveModel(temp);
-        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        Directory.Move(temp, dir);
-    }
+    private void SaveAtomically(string dir) => IO.AtomicDirectory.Write(dir, saveModel);
 }

@@ -325,15 +325,7 @@ public sealed class Trainer
         return permutations[epoch] = p;
     }
 
-    private void SaveAtomically(string dir)
-    {
-        var temp = dir + ".incomplete";
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        Directory.CreateDirectory(temp);
-        saveModel(temp);
-        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        Directory.Move(temp, dir);
-    }
+    private void SaveAtomically(string dir) => IO.AtomicDirectory.Write(dir, saveModel);
 
     /// <summary>Norm scales and biases are not decayed (as transformers' trainer excludes them).</summary>
     private static bool NoDecay(string name, Parameter p) =>
