@@ -24,7 +24,9 @@ internal static class GenerationBench
             .Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, promptLength).Select(_ => random.Next(3, model.Config.VocabSize)).ToArray())
             .ToArray();
         var greedy = new GenerationOptions { Temperature = 0, EosTokenIds = [] };
-        TokenGenerator.Generate(model, prompts, greedy with { MaxNewTokens = 4 });   // warm-up
+        // Warm-up at full length: the steady state, after the JIT's tiered recompilation of the decode loop, is what is measured.
+        TokenGenerator.Generate(model, prompts, greedy with { MaxNewTokens = newTokens + 1 });
+        TokenGenerator.Generate(model, prompts, greedy with { MaxNewTokens = newTokens + 1 });
         var prefill = Stopwatch.StartNew();
         TokenGenerator.Generate(model, prompts, greedy with { MaxNewTokens = 1 });
         var prefillSeconds = prefill.Elapsed.TotalSeconds;

@@ -33,7 +33,9 @@ public static class TokenGenerator
 
         var generated = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
         var finish = new FinishReason?[batch];
-        using var noGrad = no_grad();
+        // Inference mode, not just no_grad: no version counters or view tracking, a fifth less per tensor call.
+        using var inference = inference_mode();
+        using var threads = new DecodeThreads(device, model.WeightDtype);
         using var sampler = new TokenSampler(options);
         using var cache = useCache ? new KvCache(model.Config, batch, capacity, model.WeightDtype, device) : null;
 
@@ -99,6 +101,7 @@ public static class TokenGenerator
             }
             history.Add(column);
             length++;
+            if (useCache) threads.Narrow();   // the prefill ran on libtorch's threads; the steps run on our kernels'
             if (finish.All(f => f is not null)) break;
         }
         return Enumerable.Range(0, batch)

@@ -35,7 +35,7 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
     /// <summary>The head (or the tied embedding), then Gemma's final_logit_softcapping cap·tanh(logit / cap) when set.</summary>
     public override Tensor ComputeLogits(Tensor hidden)
     {
-        var logits = lm_head is null ? F.linear(hidden, model.embed_tokens.weight!) : lm_head.forward(hidden);
+        var logits = lm_head is null ? DenseMatVec.Linear(hidden, model.embed_tokens.weight!) : DenseMatVec.Forward(lm_head, hidden);
         if (Config.FinalLogitSoftcapping is not { } cap) return logits;
         using var scope = NewDisposeScope();
         return ((logits / cap).tanh() * cap).MoveToOuterDisposeScope();

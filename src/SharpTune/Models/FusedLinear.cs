@@ -34,7 +34,7 @@ internal sealed class FusedLinear : IDisposable
                 return null;
             }
         if (!IsCurrent(layers) && !Fuse(layers)) return null;
-        return F.linear(x, weight!, bias);
+        return DenseMatVec.Linear(x, weight!, bias);
     }
 
     /// <summary>True while every part's weight (and bias) is still the view of the fused buffer made by <see cref="Fuse"/>.</summary>

@@ -89,7 +89,7 @@ public sealed class Gemma3Attention : DecoderAttention
         k = k_norm.forward(k.view(b, t, numKvHeads, headDim).transpose(1, 2));     // (B, nkv, T, hd)
         v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);                     // (B, nkv, T, hd)
         (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
-        return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
+        return DenseMatVec.Forward(o_proj, Attention.Compute(q, k, v, ctx, layerIndex, settings));
     }
 
     protected override void Dispose(bool disposing)

@@ -91,7 +91,7 @@ public sealed class LlamaAttention : DecoderAttention
         if (t == 1 && qkv.TryForward(x, q_proj, k_proj, v_proj) is { } fused)   // decoding: heads straight from the fused product
         {
             var (dq, dk, dv) = Projections.DecodeHeads(fused, b, numHeads, numKvHeads, headDim, useRope ? angles : null);
-            return o_proj.forward(Attention.Compute(dq, dk, dv, ctx, layerIndex, settings));
+            return DenseMatVec.Forward(o_proj, Attention.Compute(dq, dk, dv, ctx, layerIndex, settings));
         }
         var (q, k, v) = Projections.QueryKeyValue(qkv, x, q_proj, k_proj, v_proj, numHeads * headDim, numKvHeads * headDim);
         q = q.view(b, t, numHeads, headDim).transpose(1, 2);       // (B, nh, T, hd)
@@ -131,7 +131,7 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         if (gateUp.TryForward(x, gate_proj, up_proj) is { } fused)                             // (…, 2·ffn): gate, then up
-            return down_proj.forward(act(fused.narrow(-1, 0, intermediate)) * fused.narrow(-1, intermediate, intermediate));
+            return DenseMatVec.Forward(down_proj, act(fused.narrow(-1, 0, intermediate)) * fused.narrow(-1, intermediate, intermediate));
         return down_proj.forward(act(gate_proj.forward(x)) * up_proj.forward(x));
     }
 

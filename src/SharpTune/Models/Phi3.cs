@@ -32,11 +32,11 @@ public sealed class Phi3Attention : DecoderAttention
     public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
-        var qkv = qkv_proj.forward(x);                                                           // (B, T, (nh+2nkv)·hd)
+        var qkv = DenseMatVec.Forward(qkv_proj, x);                                                           // (B, T, (nh+2nkv)·hd)
         if (t == 1 && InferenceShortcuts.Enabled)   // decoding: heads straight from the product
         {
             var (dq, dk, dv) = Projections.DecodeHeads(qkv, b, numHeads, numKvHeads, headDim, angles);
-            return o_proj.forward(Attention.Compute(dq, dk, dv, ctx, layerIndex, settings));
+            return DenseMatVec.Forward(o_proj, Attention.Compute(dq, dk, dv, ctx, layerIndex, settings));
         }
         var q = qkv.narrow(-1, 0, numHeads * headDim).view(b, t, numHeads, headDim).transpose(1, 2);
         var k = qkv.narrow(-1, numHeads * headDim, numKvHeads * headDim).view(b, t, numKvHeads, headDim).transpose(1, 2);
@@ -64,7 +64,7 @@ public sealed class Phi3Mlp : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        var gateUp = gate_up_proj.forward(x);
-        return down_proj.forward(gateUp.narrow(-1, intermediate, intermediate) * act(gateUp.narrow(-1, 0, intermediate)));
+        var gateUp = DenseMatVec.Forward(gate_up_proj, x);
+        return DenseMatVec.Forward(down_proj, gateUp.narrow(-1, intermediate, intermediate) * act(gateUp.narrow(-1, 0, intermediate)));
     }
 }

@@ -63,7 +63,7 @@ public sealed class BottleneckLayer : nn.Module<Tensor, Tensor>, IWrappingLayer
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var y = base_layer.forward(x);
+        var y = DenseMatVec.Forward(base_layer, x);
         if (!Enabled) return y.MoveToOuterDisposeScope();
         var z = adapter_up.forward(Activate(adapter_down.forward(y.to(ScalarType.Float32))));
         return (y + z.to(y.dtype)).MoveToOuterDisposeScope();

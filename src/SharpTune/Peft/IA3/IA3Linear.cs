@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -53,12 +54,12 @@ public sealed class IA3Linear : nn.Module<Tensor, Tensor>, IWrappingLayer
 
     public override Tensor forward(Tensor x)
     {
-        if (!Enabled) return base_layer.forward(x);
+        if (!Enabled) return DenseMatVec.Forward(base_layer, x);
         using var scope = NewDisposeScope();
         var scaling = ia3_l.flatten();
         if (IsFeedforward)
             return base_layer.forward((x.to(ScalarType.Float32) * scaling).to(x.dtype)).MoveToOuterDisposeScope();
-        var y = base_layer.forward(x);
+        var y = DenseMatVec.Forward(base_layer, x);
         return (y.to(ScalarType.Float32) * scaling).to(y.dtype).MoveToOuterDisposeScope();
     }
 

@@ -95,7 +95,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var y = base_layer.forward(x);
+        var y = DenseMatVec.Forward(base_layer, x);
         if (!Enabled) return y.MoveToOuterDisposeScope();
         if (!UseDora && x.dtype != ScalarType.Float32)
         {

@@ -1,0 +1,131 @@
+using System.Runtime.Intrinsics.X86;
+using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Quantization;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace SharpTune.Tests.Generation;
+
+/// <summary>The dense bf16/fp32 matrix–vector kernel against libtorch's product, its thread pool, and the decode thread budget.</summary>
+public class DenseMatVecTests
+{
+    [Theory]
+    [InlineData(1, 64, 40, false)]       // one block pair, fewer rows than a thread's share
+    [InlineData(3, 96, 300, true)]       // a single-block tail after the double step; rows split unevenly over threads
+    [InlineData(1, 768, 2304, false)]    // the M shape's fused q/k/v
+    [InlineData(8, 2048, 768, true)]     // the most input rows served, the M shape's down projection
+    public void Float32EqualsTorchsProduct(int rows, int inFeatures, int outFeatures, bool withBias)
+    {
+        if (!Avx512F.IsSupported) return;   // the kernel is AVX-512 only; libtorch serves other CPUs
+        manual_seed(5);
+        using var weight = randn(outFeatures, inFeatures) * 0.05;
+        using var bias = withBias ? randn(outFeatures) : null;
+        using var x = randn(rows, 1, inFeatures);
+        using var noGrad = no_grad();
+        using var expected = F.linear(x, weight, bias);
+        using var actual = DenseMatVec.Multiply(x, weight, bias);
+        Assert.Equal(expected.shape, actual.shape);
+        var worst = (actual - expected).abs().max().item<float>();
+        Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-5), $"differs by up to {worst}");
+    }
+
+    [Theory]
+    [InlineData(1, 768, 4096, false)]
+    [InlineData(5, 160, 130, true)]
+    public void Bfloat16IsTheFloat32ProductRoundedOnceToNearestEven(int rows, int inFeatures, int outFeatures, bool withBias)
+    {
+        if (!Avx512F.IsSupported) return;
+        manual_seed(6);
+        using var weight = (randn(outFeatures, inFeatures) * 0.05).to(ScalarType.BFloat16);
+        using var bias = withBias ? randn(outFeatures).to(ScalarType.BFloat16) : null;
+        using var x = randn(rows, inFeatures).to(ScalarType.BFloat16);
+        using var noGrad = no_grad();
+        using var actual = DenseMatVec.Multiply(x, weight, bias);
+        Assert.Equal(ScalarType.BFloat16, actual.dtype);
+        // The exact products of bf16 values are fp32-representable: the fp32 product of the same values, rounded once
+        // to bf16, is the answer up to the summation order (at most one bf16 step apart).
+        using var exact = F.linear(x.to(ScalarType.Float32), weight.to(ScalarType.Float32), bias?.to(ScalarType.Float32));
+        using var rounded = exact.to(ScalarType.BFloat16).to(ScalarType.Float32);
+        using var got = actual.to(ScalarType.Float32);
+        using var step = exact.abs().clamp_min(1e-3) * (1.0 / 128);   // one bf16 ulp is at most |v|/128
+        Assert.True((got - rounded).abs().le(step).all().item<bool>(), $"differs by up to {(got - rounded).abs().max().item<float>()}");
+        var equal = got.eq(rounded).to(ScalarType.Float32).mean().item<float>();
+        Assert.True(equal > 0.9, $"only {equal:P0} of outputs equal the once-rounded fp32 product");
+    }
+
+    [Fact]
+    public void RecordedGradientsBatchesAndOddWidthsStayOnTorch()
+    {
+        using var weight = randn(16, 64);
+        using var linear = nn.Linear(64, 16);
+        using (no_grad())
+        {
+            Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(Int8MatVec.MaxRows + 1, 64), weight, null));
+            Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(1, 48), randn(16, 48), null));
+            Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(1, 64, dtype: ScalarType.Float64), weight, null));
+            using (InferenceShortcuts.Disable())
+                Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(1, 64), weight, null));
+        }
+        // With autograd on, Forward is the layer's own forward: the result has a gradient function.
+        using var x = randn(1, 64);
+        using var y = DenseMatVec.Forward(linear, x);
+        Assert.True(y.requires_grad);
+    }
+
+    [Fact]
+    public void RowParallelCoversEveryRowOnceAndReportsFailures()
+    {
+        var hits = new int[1000];
+        RowParallel.ThreadsOverride = 3;
+        try
+        {
+            for (var round = 0; round < 50; round++)
+                RowParallel.For(hits.Length, (from, to) =>
+                {
+                    for (var r = from; r < to; r++) Interlocked.Increment(ref hits[r]);
+                });
+            Assert.All(hits, h => Assert.Equal(50, h));
+            var failure = Assert.Throws<AggregateException>(() => RowParallel.For(1000, (from, _) =>
+            {
+                if (from > 0) throw new InvalidOperationException("helper failed");
+            }));
+            Assert.Equal("helper failed", failure.InnerException!.Message);
+            RowParallel.For(hits.Length, (from, to) => { for (var r = from; r < to; r++) hits[r]++; });   // still serving
+            Assert.All(hits, h => Assert.Equal(51, h));
+        }
+        finally
+        {
+            RowParallel.ThreadsOverride = 0;
+        }
+    }
+
+    [Fact]
+    public void DecodeThreadsNarrowLibtorchAndRestoreIt()
+    {
+        if (!DenseMatVec.Available(ScalarType.Float32)) return;
+        var before = get_num_threads();
+        set_num_threads(2);
+        try
+        {
+            using (var threads = new DecodeThreads(CPU, ScalarType.Float32))
+            {
+                Assert.Equal(2, get_num_threads());   // the prefill keeps libtorch's threads
+                threads.Narrow();
+                Assert.Equal(1, get_num_threads());
+                Assert.Equal(2, RowParallel.ThreadsOverride);
+            }
+            Assert.Equal(2, get_num_threads());
+            Assert.Equal(0, RowParallel.ThreadsOverride);
+            using (var halfPrecision = new DecodeThreads(CPU, ScalarType.Float16))
+            {
+                halfPrecision.Narrow();   // no kernel serves fp16 weights: libtorch keeps its threads
+                Assert.Equal(2, get_num_threads());
+            }
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
+}
