@@ -68,6 +68,7 @@ internal sealed class FusedLinear : IDisposable
             refused = true;
             return false;
         }
+        using var normal = inference_mode(false);   // the parameters become views of this buffer: it must be an ordinary tensor
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var fusedWeight = cat(linears.Select(l => (Tensor)l.weight!).ToArray(), 0);

@@ -177,6 +177,7 @@ public sealed class FourBitWeight : QuantizedWeight
         if (blockAbsmax is null)
         {
             using var scope = NewDisposeScope();
+            using var normal = inference_mode(false);   // first read may be in a decode step; training reads it later
             blockAbsmax = AbsmaxFloat32().to(ScalarType.Float32).contiguous().DetachFromDisposeScope();
         }
         return blockAbsmax;
