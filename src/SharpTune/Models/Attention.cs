@@ -17,9 +17,13 @@ internal static class Attention
     /// </summary>
     public static Tensor Compute(Tensor q, Tensor k, Tensor v, ForwardContext ctx, int layer, AttentionSettings settings = default)
     {
+        var single = ctx.LayerPrefix is null && InferenceShortcuts.Enabled && q.shape[2] == 1;
+        if (single && ctx.Cache is { } decoding &&
+            SingleQueryAttentionKernel.TryCompute(q, k, v, decoding, layer, ctx.AttentionMask, settings) is { } attended)
+            return attended;
         if (ctx.Cache is { } cache)
             (k, v) = cache.Update(layer, k, v);
-        if (q.shape[2] == 1 && ctx.LayerPrefix is null && InferenceShortcuts.Enabled)
+        if (single)
             return SingleQuery(q, k, v, ctx.AttentionMask, settings);
         var prefixLength = 0L;
         if (ctx.LayerPrefix?.Invoke(layer) is { } prefix)

@@ -22,6 +22,12 @@ internal static class DenseMatVec
 {
     private const int Lanes = 32;   // weights per 64-byte vector
 
+    /// <summary>
+    /// Smaller weights stay with libtorch: a call here costs some microseconds before the first multiply (shape reads,
+    /// the output, the hand-off), more than libtorch needs for a matrix of a few thousand weights (stories260K's).
+    /// </summary>
+    internal const long MinWeights = 1 << 16;
+
     /// <summary>The layer's output for x, through the kernel when it applies, else through the layer itself.</summary>
     public static Tensor Forward(nn.Module<Tensor, Tensor> layer, Tensor x) =>
         layer is Linear linear && TryMultiply(x, linear.weight!, linear.bias) is { } y ? y : layer.forward(x);
@@ -51,7 +57,8 @@ internal static class DenseMatVec
         var shape = x.shape;
         var rows = 1L;
         for (var d = 0; d < shape.Length - 1; d++) rows *= shape[d];
-        if (inFeatures % Lanes != 0 || shape[^1] != inFeatures || rows > Int8MatVec.MaxRows || !weight.is_contiguous())
+        if (inFeatures % Lanes != 0 || outFeatures * inFeatures < MinWeights || shape[^1] != inFeatures || rows > Int8MatVec.MaxRows ||
+            !weight.is_contiguous())
             return null;
         shape[^1] = outFeatures;
         var brain = weight.dtype == ScalarType.BFloat16;
@@ -165,12 +172,7 @@ internal static class DenseMatVec
         return Vector512.Sum((a0 + a1) + (a2 + a3));
     }
 
-    /// <summary>fp32 sum (+ bf16 bias, added in fp32 as libtorch's addmm does) → bf16, rounded to nearest even.</summary>
-    private static unsafe ushort Round(float sum, ushort* bias, long r)
-    {
-        if (bias != null) sum += BitConverter.Int32BitsToSingle(bias[r] << 16);
-        var bits = BitConverter.SingleToUInt32Bits(sum);
-        if (float.IsNaN(sum)) return (ushort)((bits >> 16) | 0x40);   // a quiet NaN stays a NaN
-        return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
-    }
+    /// <summary>fp32 sum (+ bf16 bias, added in fp32 as libtorch's addmm does) → bf16.</summary>
+    private static unsafe ushort Round(float sum, ushort* bias, long r) =>
+        BFloat16Bits.Round(bias == null ? sum : sum + BFloat16Bits.ToSingle(bias[r]));
 }

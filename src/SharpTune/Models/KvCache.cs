@@ -22,7 +22,15 @@ public sealed class KvCache : IDisposable
         }
         Capacity = capacity;
         BatchSize = batchSize;
+        (Dtype, KvHeads, HeadDim) = (dtype, config.NumKeyValueHeads, config.HeadDim);
     }
+
+    internal ScalarType Dtype { get; }
+    internal int KvHeads { get; }
+    internal int HeadDim { get; }
+
+    /// <summary>Layer <paramref name="layer"/>'s whole (B, nkv, capacity, hd) key and value buffers, for kernels that write in place.</summary>
+    internal (Tensor Keys, Tensor Values) Buffers(int layer) => (keys[layer], values[layer]);
 
     public int Capacity { get; }
     public int BatchSize { get; }

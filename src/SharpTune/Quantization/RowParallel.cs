@@ -19,10 +19,13 @@ internal static class RowParallel
     /// <summary>Threads for the kernels while libtorch runs single-threaded (set by <see cref="DecodeThreads"/>); 0 = libtorch's count.</summary>
     [ThreadStatic] internal static int ThreadsOverride;
 
-    public static void For(long rows, Action<long, long> body)
+    public static void For(long rows, Action<long, long> body) => For(rows, body, MinRowsPerThread);
+
+    /// <param name="minRowsPerThread">Fewest rows worth a thread of their own (rows of unequal cost say so here).</param>
+    public static void For(long rows, Action<long, long> body, long minRowsPerThread)
     {
         var budget = ThreadsOverride > 0 ? ThreadsOverride : TorchSharp.torch.get_num_threads();
-        var threads = (int)Math.Min(Math.Max(1, budget), Math.Max(1, rows / MinRowsPerThread));
+        var threads = (int)Math.Min(Math.Max(1, budget), Math.Max(1, rows / minRowsPerThread));
         if (threads <= 1 || !Monitor.TryEnter(Gate))
         {
             body(0, rows);

@@ -11,8 +11,8 @@ namespace SharpTune.Tests.Generation;
 public class DenseMatVecTests
 {
     [Theory]
-    [InlineData(1, 64, 40, false)]       // one block pair, fewer rows than a thread's share
-    [InlineData(3, 96, 300, true)]       // a single-block tail after the double step; rows split unevenly over threads
+    [InlineData(1, 64, 1024, false)]     // one block pair a row
+    [InlineData(3, 96, 700, true)]       // a single-block tail after the double step; rows split unevenly over threads
     [InlineData(1, 768, 2304, false)]    // the M shape's fused q/k/v
     [InlineData(8, 2048, 768, true)]     // the most input rows served, the M shape's down projection
     public void Float32EqualsTorchsProduct(int rows, int inFeatures, int outFeatures, bool withBias)
@@ -32,7 +32,7 @@ public class DenseMatVecTests
 
     [Theory]
     [InlineData(1, 768, 4096, false)]
-    [InlineData(5, 160, 130, true)]
+    [InlineData(5, 160, 430, true)]
     public void Bfloat16IsTheFloat32ProductRoundedOnceToNearestEven(int rows, int inFeatures, int outFeatures, bool withBias)
     {
         if (!Avx512F.IsSupported) return;
@@ -57,12 +57,13 @@ public class DenseMatVecTests
     [Fact]
     public void RecordedGradientsBatchesAndOddWidthsStayOnTorch()
     {
-        using var weight = randn(16, 64);
+        using var weight = randn(1024, 64);
         using var linear = nn.Linear(64, 16);
         using (no_grad())
         {
             Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(Int8MatVec.MaxRows + 1, 64), weight, null));
-            Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(1, 48), randn(16, 48), null));
+            Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(1, 48), randn(2048, 48), null));
+            Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(1, 64), randn(16, 64), null));   // below MinWeights
             Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(1, 64, dtype: ScalarType.Float64), weight, null));
             using (InferenceShortcuts.Disable())
                 Assert.Throws<ArgumentException>(() => DenseMatVec.Multiply(randn(1, 64), weight, null));

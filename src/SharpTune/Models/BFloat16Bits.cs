@@ -1,0 +1,14 @@
+namespace SharpTune.Models;
+
+/// <summary>bf16 ↔ fp32 on raw bits, as libtorch converts: widening is exact, narrowing rounds to nearest, ties to even.</summary>
+internal static class BFloat16Bits
+{
+    public static float ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    public static ushort Round(float value)
+    {
+        var bits = BitConverter.SingleToUInt32Bits(value);
+        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x40);   // a quiet NaN stays a NaN
+        return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+    }
+}
