@@ -28,6 +28,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
+        if (RmsNormKernel.TryNormalize(x, weight, eps, UnitOffset) is { } decoded) return decoded;   // a decode step's few rows
         using var scope = NewDisposeScope();
         var x32 = x.dtype == ScalarType.Float32 ? x : x.to(ScalarType.Float32);
         var inverseRms = x32.pow(2).mean([-1L], keepdim: true).add_(eps).rsqrt_();   // in place: fewer tensors per call
