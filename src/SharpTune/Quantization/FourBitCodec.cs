@@ -193,7 +193,20 @@ public sealed class FourBitWeight : QuantizedWeight
     public override Tensor MatmulTransposed(Tensor x) =>
         FourBitMatVec.Supports(x, this) ? FourBitMatVec.Multiply(x, this) : base.MatmulTransposed(x);
 
+    [ThreadStatic] private static long dequantizations;
+
+    /// <summary>Full dequantizations of any 4-bit weight on this thread so far (tests count them per training step).</summary>
+    internal static long DequantizationsOnThisThread => dequantizations;
+
+    /// <summary>On the CPU in bf16 or fp32, one SIMD pass (<see cref="FourBitDequantizer"/>); otherwise <see cref="DequantizeWithTorch"/>.</summary>
     public override Tensor Dequantize(ScalarType dtype)
+    {
+        dequantizations++;
+        return FourBitDequantizer.Supports(this, dtype) ? FourBitDequantizer.Dequantize(this, dtype) : DequantizeWithTorch(dtype);
+    }
+
+    /// <summary>The dequantization in TorchSharp operations (any device and dtype): the reference the SIMD pass must equal.</summary>
+    internal Tensor DequantizeWithTorch(ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         return Codec.DequantizeFloat32(this).to(dtype).MoveToOuterDisposeScope();

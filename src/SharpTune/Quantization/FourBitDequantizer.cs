@@ -1,0 +1,118 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using static TorchSharp.torch;
+
+namespace SharpTune.Quantization;
+
+/// <summary>
+/// NF4/FP4 codes → the compute dtype (bf16 or fp32) on the CPU in one pass, for the training forward and backward,
+/// which dequantize every layer's weight at every step. The TorchSharp path (<see cref="FourBitCodec"/>) makes three
+/// full-size tensors on the way — the fp32 values from a pair table, their product with the block scales, the cast —
+/// and reads and writes each; here each block of 64 weights scales the 16-entry code book once by its absmax (in fp32,
+/// the same product the TorchSharp path computes, then rounded to bf16 to nearest-even as libtorch rounds), keeps it in
+/// one AVX-512 register, and turns 32 packed bytes into 64 output values with table lookups (vpermw for bf16, vpermps
+/// for fp32). The result is bit for bit what the TorchSharp path gives (tested). Other dtypes, devices, shapes whose size
+/// is not a multiple of 64 and CPUs without AVX-512BW use the TorchSharp path.
+/// </summary>
+internal static class FourBitDequantizer
+{
+    /// <summary>Blocks below which one thread does the whole matrix (waking a worker costs more).</summary>
+    private const long MinBlocksPerThread = 2048;
+
+    public static bool Supports(FourBitWeight weight, ScalarType dtype) =>
+        Avx512BW.IsSupported && dtype is ScalarType.BFloat16 or ScalarType.Float32 &&
+        weight.Packed.device_type == TorchSharp.DeviceType.CPU && weight.ElementCount % FourBitCodec.BlockSize == 0 &&
+        weight.Packed.is_contiguous();
+
+    /// <summary>The (out, in) weight in <paramref name="dtype"/> (bf16 or fp32; see <see cref="Supports"/>).</summary>
+    public static Tensor Dequantize(FourBitWeight weight, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var absmax = weight.AbsmaxFloat32().to(ScalarType.Float32).contiguous();   // one per block, fp32
+        var output = empty([weight.OutFeatures, weight.InFeatures], dtype);
+        var blocks = weight.ElementCount / FourBitCodec.BlockSize;
+        var code = weight.Codec.Code.ToArray();
+        unsafe
+        {
+            fixed (float* table = code)
+            fixed (byte* packed = weight.Packed.bytes)
+            fixed (byte* scales = absmax.bytes)
+            fixed (byte* values = output.bytes)
+            {
+                var (t, p, s, v) = ((nint)table, (nint)packed, (nint)scales, (nint)values);
+                Action<long, long> body = dtype == ScalarType.BFloat16
+                    ? (from, to) => BFloat16Blocks((float*)t, (byte*)p, (float*)s, (ushort*)v, from, to)
+                    : (from, to) => Float32Blocks((float*)t, (byte*)p, (float*)s, (float*)v, from, to);
+                ForBlocks(blocks, body);
+            }
+        }
+        return output.MoveToOuterDisposeScope();
+    }
+
+    private static void ForBlocks(long blocks, Action<long, long> body)
+    {
+        var threads = (int)Math.Min(Math.Max(1, get_num_threads()), Math.Max(1, blocks / MinBlocksPerThread));
+        if (threads <= 1)
+        {
+            body(0, blocks);
+            return;
+        }
+        var chunk = (blocks + threads - 1) / threads;
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+        {
+            var from = i * chunk;
+            body(from, Math.Min(blocks, from + chunk));
+        });
+    }
+
+    private static unsafe void BFloat16Blocks(float* table, byte* packed, float* absmax, ushort* output, long from, long to)
+    {
+        var code = Avx512F.LoadVector512(table);
+        for (var b = from; b < to; b++)
+        {
+            var scaled = Avx512F.Multiply(code, Vector512.Create(absmax[b]));              // code[i] · absmax, fp32
+            var book = Vector512.Create(RoundToBFloat16(scaled), Vector256<ushort>.Zero);  // 16 bf16 values, then unused
+            var (first, second) = Indices(packed + b * 32);
+            var destination = output + b * 64;
+            Avx512BW.PermuteVar32x16(book, Avx512BW.ConvertToVector512UInt16(first)).Store(destination);
+            Avx512BW.PermuteVar32x16(book, Avx512BW.ConvertToVector512UInt16(second)).Store(destination + 32);
+        }
+    }
+
+    private static unsafe void Float32Blocks(float* table, byte* packed, float* absmax, float* output, long from, long to)
+    {
+        var code = Avx512F.LoadVector512(table);
+        for (var b = from; b < to; b++)
+        {
+            var book = Avx512F.Multiply(code, Vector512.Create(absmax[b]));
+            var (first, second) = Indices(packed + b * 32);
+            var destination = output + b * 64;
+            Avx512F.PermuteVar16x32(book, Avx512F.ConvertToVector512Int32(first.GetLower())).Store(destination);
+            Avx512F.PermuteVar16x32(book, Avx512F.ConvertToVector512Int32(first.GetUpper())).Store(destination + 16);
+            Avx512F.PermuteVar16x32(book, Avx512F.ConvertToVector512Int32(second.GetLower())).Store(destination + 32);
+            Avx512F.PermuteVar16x32(book, Avx512F.ConvertToVector512Int32(second.GetUpper())).Store(destination + 48);
+        }
+    }
+
+    /// <summary>
+    /// The 64 code indices of one block (32 bytes) in element order, one per byte: byte k holds element 2k in its high
+    /// nibble and 2k+1 in its low one. Each byte is widened to a 16-bit lane holding (high | low &lt;&lt; 8), which read
+    /// as bytes is exactly (high, low) in memory order.
+    /// </summary>
+    private static unsafe (Vector256<byte> First, Vector256<byte> Second) Indices(byte* bytes)
+    {
+        var widened = Avx512BW.ConvertToVector512UInt16(Avx.LoadVector256(bytes));                     // 32 × u16
+        var pairs = Avx512BW.ShiftRightLogical(widened, 4) | Avx512BW.ShiftLeftLogical(widened & Vector512.Create((ushort)0xF), 8);
+        var asBytes = pairs.AsByte();
+        return (asBytes.GetLower(), asBytes.GetUpper());
+    }
+
+    /// <summary>fp32 → bf16 rounding to nearest, ties to even (libtorch's conversion for finite values).</summary>
+    private static Vector256<ushort> RoundToBFloat16(Vector512<float> values)
+    {
+        var bits = values.AsUInt32();
+        var lsb = Avx512F.ShiftRightLogical(bits, 16) & Vector512<uint>.One;
+        var rounded = Avx512F.ShiftRightLogical(bits + Vector512.Create(0x7FFFu) + lsb, 16);
+        return Avx512F.ConvertToVector256UInt16(rounded);
+    }
+}
