@@ -12,6 +12,15 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
 {
     public override string Name => nameof(ActivationCheckpoint);
 
+    [ThreadStatic] private static int recomputing;
+
+    /// <summary>
+    /// Whether this thread is running a checkpointed block again inside the backward pass. Autograd then keeps what the
+    /// recomputed block saves only until that block's own backward, one block at a time, so layers may let it keep
+    /// tensors they must not keep in an ordinary forward (a quantized layer's dequantized weight).
+    /// </summary>
+    public static bool IsRecomputing => recomputing > 0;
+
     /// <summary>Runs <paramref name="block"/> on <paramref name="input"/> keeping only the input for the backward.</summary>
     public static Tensor Run(Func<Tensor, Tensor> block, Tensor input)
     {
@@ -47,7 +56,10 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
             set_rng_state(forwardRng);
             using var enabled = enable_grad();
             var leaf = input.detach().requires_grad_(true);
-            var output = block(leaf);
+            Tensor output;
+            recomputing++;
+            try { output = block(leaf); }
+            finally { recomputing--; }
             set_rng_state(currentRng);
             output.backward([grad]);
             CustomBackward.ReleaseReturned();   // the nested backward's results are libtorch's now

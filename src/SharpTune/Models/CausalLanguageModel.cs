@@ -63,8 +63,21 @@ public abstract class CausalLanguageModel : nn.Module
     /// </summary>
     public bool GradientCheckpointing { get; set; }
 
-    /// <summary>Whether layers should run through <see cref="ActivationCheckpoint"/> now.</summary>
-    protected bool CheckpointLayersNow => GradientCheckpointing && training && is_grad_enabled();
+    /// <summary>
+    /// With <see cref="GradientCheckpointing"/>: how many decoder layers, counted from the first, are recomputed (null:
+    /// all of them); the last ones keep their activations, as Megatron-LM's block recomputation does
+    /// (<c>--recompute-method block --recompute-num-layers</c>). The backward reaches those layers first, so their
+    /// activations are freed before any recomputation begins; each one left whole saves one layer's forward per step.
+    /// </summary>
+    public int? CheckpointedLayers
+    {
+        get => checkpointedLayers;
+        set => checkpointedLayers = value is < 0 ? throw new ArgumentOutOfRangeException(nameof(value), value, "checkpointed layers cannot be negative") : value;
+    }
+    private int? checkpointedLayers;
+
+    /// <summary>How many of the first layers run through <see cref="ActivationCheckpoint"/> now (0: none).</summary>
+    protected int CheckpointedLayersNow => GradientCheckpointing && training && is_grad_enabled() ? CheckpointedLayers ?? int.MaxValue : 0;
 
     /// <summary>Checkpoint tensors this architecture knows and deliberately does not load (old non-persistent buffers).</summary>
     public virtual bool IsIgnorableCheckpointTensor(string name) => false;

@@ -12,7 +12,7 @@ namespace SharpTune.Models;
 /// </summary>
 public sealed class DecoderModel : nn.Module
 {
-    public readonly Embedding embed_tokens;
+    public readonly TokenEmbedding embed_tokens;
     public readonly ModuleList<DecoderLayer> layers;
     public readonly RmsNorm norm;
     private readonly double? embedScale;
@@ -24,7 +24,7 @@ public sealed class DecoderModel : nn.Module
     /// <param name="gemmaStyle">Gemma: embeddings scaled by √hidden and a (1 + w) final norm.</param>
     public DecoderModel(ModelConfig config, Func<int, DecoderLayer> layer, bool gemmaStyle = false) : base(nameof(DecoderModel))
     {
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        embed_tokens = new TokenEmbedding(config.VocabSize, config.HiddenSize);
         layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, config.NumLayers).Select(layer).ToArray());
         norm = new RmsNorm(config.HiddenSize, config.NormEps, unitOffset: gemmaStyle);
         embedScale = gemmaStyle ? Math.Sqrt(config.HiddenSize) : null;
@@ -50,15 +50,19 @@ public sealed class DecoderModel : nn.Module
     }
 
     /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C); advances the cache, if any, by T.</summary>
-    public Tensor Forward(Tensor x, ForwardContext ctx, bool checkpointLayers = false)
+    public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0)
     {
         using var scope = NewDisposeScope();
-        var global = Angles(rotary, x, ctx, checkpointLayers);                                // (B, 1, T, rotary dim)
-        var local = hasLocalRopeLayers ? Angles(localRotary, x, ctx, checkpointLayers) : global;
+        var checkpointing = checkpointedLayers > 0;
+        var global = Angles(rotary, x, ctx, checkpointing);                                   // (B, 1, T, rotary dim)
+        var local = hasLocalRopeLayers ? Angles(localRotary, x, ctx, checkpointing) : global;
+        var index = 0;
         foreach (var layer in layers)
         {
             var angles = layer.UsesLocalRope ? local : global;
-            x = checkpointLayers ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x) : layer.Forward(x, ctx, angles);
+            x = index++ < checkpointedLayers
+                ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x)
+                : layer.Forward(x, ctx, angles);
         }
         if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
         return norm.forward(x).MoveToOuterDisposeScope();

@@ -22,7 +22,7 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
     public override Tensor EmbedTokens(Tensor inputIds) => transformer.wte.forward(inputIds);
 
     protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
-        transformer.Forward(inputsEmbeds, context, CheckpointLayersNow);
+        transformer.Forward(inputsEmbeds, context, CheckpointedLayersNow);
 
     public override Tensor ComputeLogits(Tensor hidden) => F.linear(hidden, transformer.wte.weight!);
 
@@ -41,25 +41,26 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
 
 public sealed class GPT2Model : nn.Module
 {
-    public readonly Embedding wte;
-    public readonly Embedding wpe;
+    public readonly TokenEmbedding wte;
+    public readonly TokenEmbedding wpe;
     public readonly ModuleList<GPT2Block> h;
     public readonly LayerNorm ln_f;
 
     public GPT2Model(ModelConfig config) : base(nameof(GPT2Model))
     {
-        wte = nn.Embedding(config.VocabSize, config.HiddenSize);
-        wpe = nn.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
+        wte = new TokenEmbedding(config.VocabSize, config.HiddenSize);
+        wpe = new TokenEmbedding(config.MaxPositionEmbeddings, config.HiddenSize);
         h = new ModuleList<GPT2Block>(Enumerable.Range(0, config.NumLayers).Select(i => new GPT2Block(config, i)).ToArray());
         ln_f = nn.LayerNorm(config.HiddenSize, config.NormEps);
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, ForwardContext ctx, bool checkpointLayers = false)
+    public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0)
     {
         x = x + wpe.forward(ctx.PositionIds);
+        var index = 0;
         foreach (var block in h)
-            x = checkpointLayers ? ActivationCheckpoint.Run(input => block.Forward(input, ctx), x) : block.Forward(x, ctx);
+            x = index++ < checkpointedLayers ? ActivationCheckpoint.Run(input => block.Forward(input, ctx), x) : block.Forward(x, ctx);
         if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
         return ln_f.forward(x);
     }

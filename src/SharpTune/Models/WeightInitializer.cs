@@ -26,8 +26,8 @@ public static class WeightInitializer
                     conv.weight.normal_(0, std);
                     conv.bias.zero_();
                     break;
-                case Embedding embedding:
-                    embedding.weight!.normal_(0, std);
+                case TokenEmbedding embedding:
+                    embedding.weight.normal_(0, std);
                     break;
                 case LayerNorm norm:
                     norm.weight!.fill_(1);

@@ -9,7 +9,9 @@ namespace SharpTune.Quantization;
 /// A frozen linear layer whose weight is stored quantized (bitsandbytes' <c>Linear4bit</c> / <c>Linear8bitLt</c>):
 /// y = x · deq(W)ᵀ + b, with the input cast to the compute dtype and the output cast back, as bitsandbytes does. The
 /// weight is dequantized inside the forward pass and again in the backward (never kept between them), so a full-
-/// precision copy exists for one layer at a time. The bias stays a (frozen) parameter in the compute dtype.
+/// precision copy exists for one layer at a time; inside a checkpointed layer's recomputation, where autograd's saved
+/// tensors already live for one layer only, the dequantized weight is kept for the backward instead of made again.
+/// The bias stays a (frozen) parameter in the compute dtype.
 /// </summary>
 public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
 {
@@ -74,9 +76,10 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var input = x.dtype == ComputeDtype ? x : x.to(ComputeDtype);
-        var y = input.requires_grad && is_grad_enabled()
-            ? QuantizedMatmul.Apply(input, weight)
-            : MatmulWithoutGrad(input);
+        Tensor y;
+        if (!input.requires_grad || !is_grad_enabled()) y = MatmulWithoutGrad(input);
+        else if (ActivationCheckpoint.IsRecomputing) y = MatmulKeepingWeight(input);
+        else y = QuantizedMatmul.Apply(input, weight);
         if (bias is not null) y = y + bias;
         return (y.dtype == x.dtype ? y : y.to(x.dtype)).MoveToOuterDisposeScope();
     }
@@ -98,6 +101,19 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
     {
         using var noGrad = no_grad();
         return weight.MatmulTransposed(input);
+    }
+
+    /// <summary>
+    /// x · deq(W)ᵀ through plain autograd, which keeps the dequantized weight (no gradient of its own) for the input's
+    /// gradient. Only inside a checkpointed layer's recomputation: there the saved weight lives until that layer's
+    /// backward has run, so one layer's weights exist in full at a time, and the backward multiplies by them instead of
+    /// dequantizing a third time per step (forward, recomputation, backward) through <see cref="QuantizedMatmul"/>.
+    /// </summary>
+    private Tensor MatmulKeepingWeight(Tensor input)
+    {
+        Tensor dequantized;
+        using (no_grad()) dequantized = weight.Dequantize(input.dtype);
+        return nn.functional.linear(input, dequantized);
     }
 
     // Module.to(device) moves registered tensors; the quantized codes are not registered (they are not parameters and

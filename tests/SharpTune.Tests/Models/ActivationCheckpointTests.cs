@@ -7,10 +7,12 @@ namespace SharpTune.Tests.Models;
 public class ActivationCheckpointTests
 {
     [Theory]
-    [InlineData("llama", "lora")]
-    [InlineData("gpt2", "lora")]
-    [InlineData("llama", "full")]
-    public void CheckpointedLayersGiveTheSameLossAndGradients(string kind, string method)
+    [InlineData("llama", "lora", null)]
+    [InlineData("gpt2", "lora", null)]
+    [InlineData("llama", "full", null)]
+    [InlineData("gpt2", "lora", 1)]    // only the first layer recomputed
+    [InlineData("llama", "full", 1)]
+    public void CheckpointedLayersGiveTheSameLossAndGradients(string kind, string method, int? checkpointedLayers)
     {
         var examples = Enumerable.Range(0, 3).Select(i =>
         {
@@ -37,6 +39,7 @@ public class ActivationCheckpointTests
             }
             model.train();
             model.GradientCheckpointing = checkpoint;
+            model.CheckpointedLayers = checkpointedLayers;
             manual_seed(99);
             using var batch = BatchCollator.Pad(examples, CPU);
             var (loss, _) = CausalLmLoss.Compute(model, batch);

@@ -46,21 +46,35 @@ public static class ActivationAccounting
         var norm2 = 4 * d + 2 * b * d;                                         // fp32 view of the mid residual (or its copy)
         var attn1 = b * (2 * headDim + attention + 2 * kvForSdpa + attention + attention) + 4 * heads;
         var mlp1 = 4 * ffn * b;
-        return norm1 + norm2 + attn1 + mlp1 + LoraBytes(layout, s, loraTargets) + QuantizedNodeBytes(layout, s);
+        return norm1 + norm2 + attn1 + mlp1 + LoraBytes(layout, s, loraTargets);
     }
 
     /// <summary>
-    /// A quantized base layer's matmul is a TorchSharp custom autograd function (it must not keep the dequantized weight
-    /// for the backward). TorchSharp's node for such a function allocates an uninitialised tensor shaped like each output
-    /// when it is built (to materialise a missing gradient as zeros) and holds it until the backward has run, so every
-    /// quantized linear layer of a decoder layer keeps one output-sized buffer per token that a plain frozen nn.Linear
-    /// does not. Measured: 23 KB per token on the 4-layer test model, where this counts 27.
+    /// Without checkpointing, a quantized base layer's matmul is a TorchSharp custom autograd function (it must not keep
+    /// the dequantized weight for the backward). TorchSharp's node for such a function allocates an uninitialised tensor
+    /// shaped like each output when it is built (to materialise a missing gradient as zeros) and holds it until the
+    /// backward has run, so every quantized linear layer of a decoder layer keeps one output-sized buffer per token that
+    /// a plain frozen nn.Linear does not. Measured: 23 KB per token on the 4-layer test model, where this counts 27.
+    /// A checkpointed layer's recomputation runs plain autograd instead (<see cref="RecomputedLayerWeightBytes"/>).
     /// </summary>
-    private static double QuantizedNodeBytes(ModelLayout layout, EstimateSettings s)
+    public static double QuantizedNodeBytesPerToken(ModelLayout layout, EstimateSettings s)
     {
         if (s.Quantize is null) return 0;
         var prefix = layout.IsGpt2 ? "transformer.h.0." : "model.layers.0.";
         return layout.Linears.Where(l => l.Path.StartsWith(prefix, StringComparison.Ordinal)).Sum(l => (double)l.OutFeatures) * s.ComputeBytes;
+    }
+
+    /// <summary>
+    /// With checkpointing, the layer being recomputed in the backward runs its quantized matmuls through plain autograd
+    /// on the dequantized weights, which autograd keeps until that layer's backward: one layer's linear weights in the
+    /// compute dtype (no per-token buffers).
+    /// </summary>
+    public static double RecomputedLayerWeightBytes(ModelLayout layout, EstimateSettings s)
+    {
+        if (s.Quantize is null) return 0;
+        var prefix = layout.IsGpt2 ? "transformer.h.0." : "model.layers.0.";
+        return layout.Linears.Where(l => l.Path.StartsWith(prefix, StringComparison.Ordinal))
+            .Sum(l => (double)l.InFeatures * l.OutFeatures) * s.ComputeBytes;
     }
 
     /// <summary>What LoRA layers keep per token in one decoder layer: fp32 inputs, A's output, DoRA's extra terms.</summary>

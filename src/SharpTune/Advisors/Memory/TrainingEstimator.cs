@@ -73,14 +73,20 @@ public static class TrainingEstimator
         // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
         var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
 
-        MemoryBreakdown Breakdown(int layersKept)
+        // A quantized base: without checkpointing every layer's quantized matmuls hold TorchSharp's per-output node
+        // buffers; the one layer recomputed under checkpointing holds its dequantized weights instead.
+        var quantizedNodes = ActivationAccounting.QuantizedNodeBytesPerToken(layout, settings) * tokens;
+        var recomputedWeights = ActivationAccounting.RecomputedLayerWeightBytes(layout, settings);
+
+        MemoryBreakdown Breakdown(int layersKept, double perLayer, double extra)
         {
-            var activations = held + layersKept * layer + logits;
+            var activations = held + layersKept * perLayer + extra + logits;
             var peak = weights + optimizer + Math.Max(activations + transient + headGradient, gradients + heldAtEnd) + dequantizeTransient;
             return new MemoryBreakdown(weights, gradients, optimizer, activations, logits, peak);
         }
-        var plain = Breakdown(config.NumLayers);
-        var checkpointed = Breakdown(Math.Min(1, config.NumLayers));   // only the layer being recomputed is whole
+        var plain = Breakdown(config.NumLayers, layer + quantizedNodes, 0);
+        // Only the layer being recomputed is whole.
+        var checkpointed = Breakdown(Math.Min(1, config.NumLayers), layer, config.NumLayers > 0 ? recomputedWeights : 0);
 
         var kvWidth = layout.IsGpt2 ? config.HiddenSize : (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;

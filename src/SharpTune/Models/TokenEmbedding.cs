@@ -1,0 +1,35 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>
+/// A lookup table of embeddings (transformers' <c>nn.Embedding</c> without padding_idx, max_norm or sparse gradients,
+/// which none of our architectures use): ids (…) → rows of <see cref="weight"/> (…, dim). TorchSharp's own
+/// <c>nn.Embedding</c> is a native module whose constructor allocates and initialises a CPU weight even when the model
+/// is built on the meta device (≈100 MB for a 32k × 768 vocabulary), and keeps it; this one allocates its weight with the
+/// default device and dtype like every other parameter, so a quantized load never holds a second embedding table.
+/// </summary>
+public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
+{
+    public readonly Parameter weight;   // (num embeddings, dim); public and named as in transformers: the state-dict key
+
+    public TokenEmbedding(long numEmbeddings, long embeddingDim) : base("Embedding")
+    {
+        weight = new Parameter(empty(numEmbeddings, embeddingDim));
+        if (weight.device_type != DeviceType.META)
+            using (no_grad()) weight.normal_();   // nn.Embedding's own initialisation, N(0, 1)
+        RegisterComponents();
+    }
+
+    public long NumEmbeddings => weight.shape[0];
+    public long EmbeddingDim => weight.shape[1];
+
+    public override Tensor forward(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        var rows = weight.index_select(0, ids.reshape(-1));                  // (n, dim)
+        return rows.view([.. ids.shape, EmbeddingDim]).MoveToOuterDisposeScope();
+    }
+}
