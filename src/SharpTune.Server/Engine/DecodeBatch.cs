@@ -117,10 +117,13 @@ internal sealed class DecodeBatch : IDisposable
         if (Finished) return;
         long[] next;
         TokenLogprob?[] logprobs;
-        using (var noGrad = no_grad())
+        // As TokenGenerator decodes: inference mode, and libtorch narrowed to one thread while our kernels run a decode step.
+        using (var inference = inference_mode())
+        using (var threads = new DecodeThreads(model.Device, model.WeightDtype))
         using (var scope = NewDisposeScope())
         {
             var device = model.Device;
+            if (length - start == 1) threads.Narrow();
             var input = tensor(Slice(ids, start, length), device: device);                    // (B, T)
             var context = length - start == 1 ? DecodeContext(device) : PromptContext(device);
             var hidden = model.DecodeHidden(model.EmbedTokens(input), context);
