@@ -56,8 +56,20 @@ public sealed class ChatPromptFormat
             : null;
     }
 
-    /// <summary>Stop strings this format adds to the request's own.</summary>
-    public IReadOnlyList<string> ImpliedStops => Template is null ? TranscriptStops : [];
+    private (HfTokenizer Tokenizer, IReadOnlyList<string> Stops)? templateStops;
+
+    /// <summary>
+    /// Stop strings this format adds to the request's own: the transcript's next user turn, or the template's
+    /// end-of-turn marker where <paramref name="tokenizer"/> has no single special token for it (see <see cref="EndOfTurn"/>).
+    /// </summary>
+    public IReadOnlyList<string> ImpliedStops(HfTokenizer tokenizer)
+    {
+        if (Template is not { } template) return TranscriptStops;
+        if (templateStops is { } known && ReferenceEquals(known.Tokenizer, tokenizer)) return known.Stops;
+        var stops = EndOfTurn.StopStrings(template, tokenizer);
+        templateStops = (tokenizer, stops);
+        return stops;
+    }
 
     /// <summary>Renders the conversation up to where the assistant's reply begins and encodes it.</summary>
     /// <exception cref="ChatTemplateException">The template rejected the conversation.</exception>

@@ -25,7 +25,7 @@ internal static class GenerateCommand
         var truncate = new Option<bool>("--truncate-prompt") { Description = "Drop the oldest prompt tokens when prompt + max tokens exceed the context" };
         var adapter = new Option<string?>("--adapter") { Description = "Adapter folder (PEFT layout) to apply" };
         var chat = new Option<bool>("--chat") { Description = "Send the prompt as one user message through the chat template (the adapter's, else the tokenizer's)" };
-        var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in template for --chat: chatml|llama-3|llama-2|zephyr" };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in template for --chat: chatml|chatml-tools|llama-3|llama-2|zephyr" };
         var jsonSchema = new Option<string?>("--json-schema") { Description = "Constrain the output to JSON valid for this JSON schema file ('object' = any JSON object)" };
         var command = new Command("generate", "Generate a continuation of a prompt")
         {
@@ -78,13 +78,16 @@ internal static class GenerateCommand
             }
             var tokenizer = loaded.RequireTokenizer();
             var generator = loaded.CreateTextGenerator();
+            var template = ids is null && parse.GetValue(chat) ? RequireTemplate(loaded) : null;
             IReadOnlyList<int> encoded = ids is not null ? ParseIds(ids)
-                : parse.GetValue(chat) ? tokenizer.Encode(RequireTemplate(loaded).Render([new ChatMessage("user", text!)], addGenerationPrompt: true))
+                : template is not null ? tokenizer.Encode(template.Render([new ChatMessage("user", text!)], addGenerationPrompt: true))
                 : tokenizer.Encode(text!, addSpecialTokens: true);
+            // A chat reply ends where the template closes the turn, also when the marker is plain text to this tokenizer.
+            string[]? stops = template is null ? parse.GetValue(stop) : [.. parse.GetValue(stop) ?? [], .. EndOfTurn.StopStrings(template, tokenizer)];
             var schemaFile = parse.GetValue(jsonSchema);
             var grammar = schemaFile is null ? null : schemaFile == "object" ? SharpTune.Generation.Constrained.ConstrainedGrammar.JsonObject
                 : SharpTune.Generation.Constrained.ConstrainedGrammar.FromSchema(ReadSchema(schemaFile), strict: false);
-            var result = generator.GenerateFromIds([encoded], options, parse.GetValue(stop), (_, piece) =>
+            var result = generator.GenerateFromIds([encoded], options, stops, (_, piece) =>
             {
                 if (parse.GetValue(printIds)) return;
                 Console.Write(piece);
@@ -105,7 +108,7 @@ internal static class GenerateCommand
     }
 
     private static ChatTemplate RequireTemplate(LoadedModel loaded) => loaded.ChatTemplate ?? throw new InvalidOperationException(
-        "--chat needs a chat template: the model and adapter have none; pass --chat-template chatml|llama-3|llama-2|zephyr");
+        "--chat needs a chat template: the model and adapter have none; pass --chat-template chatml|chatml-tools|llama-3|llama-2|zephyr");
 
     private static int[] ParseIds(string ids) =>
         ids.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries).Select(s =>

@@ -17,7 +17,7 @@ internal static class ServeCommand
         var maxBatch = new Option<int>("--max-batch") { Description = "Most sequences decoded at once", DefaultValueFactory = _ => 16 };
         var maxQueue = new Option<int>("--max-queue") { Description = "Waiting requests beyond this get 429", DefaultValueFactory = _ => 256 };
         var name = new Option<string?>("--model-name") { Description = "Name of the base model in the API (default: the folder name)" };
-        var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, llama-3, llama-2, zephyr)" };
+        var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, chatml-tools, llama-3, llama-2, zephyr)" };
         var runs = new Option<string?>("--runs") { Description = "Also show the runs dashboard for this folder at /dashboard" };
         var timeout = new Option<int>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 300 };
         var jobs = FineTuningOptions.Create();

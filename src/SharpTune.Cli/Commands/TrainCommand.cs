@@ -28,7 +28,7 @@ internal static class TrainCommand
         var seqLength = new Option<int?>("--max-seq-length") { Description = "Longest sequence in tokens" };
         var dtype = new Option<string?>("--dtype") { Description = "f32 or bf16 compute for the base weights" };
         var seed = new Option<long?>("--seed") { Description = "Random seed" };
-        var chatTemplate = new Option<string?>("--chat-template") { Description = "chatml|llama-3|llama-2|zephyr (overrides the tokenizer's)" };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "chatml|chatml-tools|llama-3|llama-2|zephyr (overrides the tokenizer's)" };
         var packing = new Option<bool?>("--packing") { Description = "Pack several examples per sequence (with a block-diagonal mask)" };
         var patience = new Option<int?>("--early-stopping-patience") { Description = "Stop after N evaluations without improvement" };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Validate every N steps" };

@@ -97,7 +97,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         }
         output = new OutputSettings(chat && tools is not null ? format.ToolCalls : null, chat && format.Reasons, insideReasoning,
             request.ParallelToolCalls, new LogprobsJson(tokenizer), prompts, request.Echo ? request.Prompts : null);
-        var stops = chat ? request.Stop.Concat(format.ImpliedStops).Distinct().ToArray() : request.Stop;
+        var stops = chat ? request.Stop.Concat(format.ImpliedStops(tokenizer)).Distinct().ToArray() : request.Stop;
         var field = chat ? "messages" : "prompt";
         var context = served.ContextLength;
         // What the request leaves out comes from the model's generation_config.json, as transformers' generate does.

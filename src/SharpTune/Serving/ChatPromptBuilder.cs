@@ -29,7 +29,8 @@ internal sealed class ChatPromptBuilder(HfTokenizer tokenizer, ChatTemplate? tem
         {
             // The rendered text already carries BOS where the template wants it (as transformers' apply_chat_template).
             var text = Template.Render(turns, addGenerationPrompt: true, tools);
-            return new ChatPrompt(tokenizer.Encode(text, addSpecialTokens: false), [], text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal));
+            return new ChatPrompt(tokenizer.Encode(text, addSpecialTokens: false), EndOfTurn.StopStrings(Template, tokenizer),
+                text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal));
         }
         if (tools is not null || turns.Any(t => t.ToolCalls.Count > 0 || t.Role == "tool"))
             throw new NotSupportedException(

@@ -40,7 +40,7 @@ public sealed class ChatTemplate
             ? new ChatTemplate("tokenizer", source, tokenizer.BosToken, tokenizer.EosToken)
             : throw new ChatTemplateException($"the tokenizer has no chat_template in tokenizer_config.json; {Suggestion}");
 
-    /// <summary>A built-in format: chatml, llama-3, llama-2 or zephyr, with that format's usual BOS/EOS strings.</summary>
+    /// <summary>A built-in format: chatml, chatml-tools, llama-3, llama-2 or zephyr, with that format's usual BOS/EOS strings.</summary>
     public static ChatTemplate BuiltIn(string name) =>
         BuiltInChatTemplates.All.TryGetValue(name, out var d)
             ? new ChatTemplate(name.ToLowerInvariant(), d.Source, d.BosToken, d.EosToken)

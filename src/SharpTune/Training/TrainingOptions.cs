@@ -45,7 +45,7 @@ public sealed record TrainingOptions
     public bool Packing { get; init; }
     /// <summary>Train only on completion/assistant tokens (true) or on every token (false).</summary>
     public bool CompletionOnlyLoss { get; init; } = true;
-    /// <summary>Built-in chat template name (chatml, llama-3, llama-2, zephyr) overriding tokenizer_config's.</summary>
+    /// <summary>Built-in chat template name (chatml, chatml-tools, llama-3, llama-2, zephyr) overriding tokenizer_config's.</summary>
     public string? ChatTemplate { get; init; }
     /// <summary>f32 or bf16 compute for the frozen/base weights; trainable weights keep fp32 master copies.</summary>
     public string Dtype { get; init; } = "f32";

@@ -41,7 +41,7 @@ public sealed class PromptAndStopTests
         var text = ChatPromptFormat.RenderTranscript(
             [new ChatMessage("system", "Be kind."), new ChatMessage("user", "Hi"), new ChatMessage("assistant", "Hello!"), new ChatMessage("user", "Story?")]);
         Assert.Equal("Be kind.\n\nUser: Hi\nAssistant: Hello!\nUser: Story?\nAssistant:", text);
-        Assert.Equal(["\nUser:"], ChatPromptFormat.Transcript.ImpliedStops);
+        Assert.Equal(["\nUser:"], ChatPromptFormat.Transcript.ImpliedStops(null!));
     }
 
     [Fact]

@@ -131,7 +131,7 @@ public sealed class JobsHarness : IDisposable
         var format = chatTemplate is null ? ChatPromptFormat.Transcript : ChatPromptFormat.FromTemplate(ChatTemplate.BuiltIn(chatTemplate));
         var ids = format.Encode([new ChatMessage("user", prompt)], tokenizer);
         return new TextGenerator(model, tokenizer)
-            .GenerateFromIds([ids], new GenerationOptions { Temperature = 0, MaxNewTokens = maxTokens }, format.ImpliedStops)[0].Text;
+            .GenerateFromIds([ids], new GenerationOptions { Temperature = 0, MaxNewTokens = maxTokens }, format.ImpliedStops(tokenizer))[0].Text;
     }
 
     public void Dispose() => temp.Dispose();
