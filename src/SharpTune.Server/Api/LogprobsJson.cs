@@ -5,7 +5,7 @@ using SharpTune.Tokenization;
 
 namespace SharpTune.Server.Api;
 
-/// <summary>Token log-probabilities in OpenAI's shapes: chat's <c>logprobs.content</c> list and legacy completions' parallel arrays.</summary>
+/// <summary>Token log-probabilities in OpenAI's shapes: chat's <c>logprobs.content</c> list, the Responses API's <c>output_text</c> lists and legacy completions' parallel arrays.</summary>
 internal sealed class LogprobsJson(HfTokenizer tokenizer)
 {
     /// <summary>Chat: <c>{"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}</c>.</summary>
@@ -19,6 +19,17 @@ internal sealed class LogprobsJson(HfTokenizer tokenizer)
         }).ToArray()),
         ["refusal"] = null,
     };
+
+    /// <summary>
+    /// Responses API <c>output_text</c> parts: <c>[{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]</c>;
+    /// streamed text events (<c>response.output_text.delta</c>/<c>.done</c>) carry the same without <c>bytes</c>, as OpenAI's do.
+    /// </summary>
+    public JsonArray Responses(IEnumerable<TokenLogprob> tokens, bool withBytes) => new(tokens.Select(t =>
+    {
+        var entry = Entry(t.Id, t.Logprob, withBytes);
+        entry["top_logprobs"] = new JsonArray(t.Top.Select(a => (JsonNode)Entry(a.Id, a.Logprob, withBytes)).ToArray());
+        return (JsonNode)entry;
+    }).ToArray());
 
     /// <summary>Completions: tokens, token_logprobs (null for a prompt's first token), top_logprobs (token → logprob) and text_offset.</summary>
     public JsonObject Completion(IReadOnlyList<(int Id, TokenLogprob? Logprob)> tokens, int firstOffset, bool withTop)
@@ -49,15 +60,12 @@ internal sealed class LogprobsJson(HfTokenizer tokenizer)
         return new JsonObject { ["tokens"] = texts, ["token_logprobs"] = logprobs, ["top_logprobs"] = withTop ? tops : null, ["text_offset"] = offsets };
     }
 
-    private JsonObject Entry(int id, float logprob)
+    private JsonObject Entry(int id, float logprob, bool withBytes = true)
     {
         var bytes = tokenizer.TokenBytes(id) ?? [];
-        return new JsonObject
-        {
-            ["token"] = Encoding.UTF8.GetString(bytes),
-            ["logprob"] = logprob,
-            ["bytes"] = new JsonArray(bytes.Select(b => (JsonNode)JsonValue.Create((int)b)).ToArray()),
-        };
+        var entry = new JsonObject { ["token"] = Encoding.UTF8.GetString(bytes), ["logprob"] = logprob };
+        if (withBytes) entry["bytes"] = new JsonArray(bytes.Select(b => (JsonNode)JsonValue.Create((int)b)).ToArray());
+        return entry;
     }
 
     private string Text(int id) => Encoding.UTF8.GetString(tokenizer.TokenBytes(id) ?? []);

@@ -62,6 +62,7 @@ internal sealed class ResponseJson(ResponsesRequest request)
         ["text"] = new JsonObject { ["format"] = request.TextFormatJson.DeepClone() },
         ["tool_choice"] = request.ToolChoiceJson.DeepClone(),
         ["tools"] = request.ToolsJson.DeepClone(),
+        ["top_logprobs"] = request.TopLogprobs ?? 0,
         ["top_p"] = request.TopP ?? 1.0,
         ["truncation"] = "disabled",
         ["usage"] = usage,

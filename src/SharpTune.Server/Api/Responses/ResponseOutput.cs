@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
+using SharpTune.Server.Engine;
 using SharpTune.Serving.ToolCalls;
 using SharpTune.Tokenization;
 
@@ -14,9 +15,13 @@ internal sealed record ResponseEvent(string Type, JsonObject Fields);
 /// (a <c>message</c> item with one <c>output_text</c> part) and each tool call (a <c>function_call</c> item), in the
 /// order the model wrote them. Every step also yields the events OpenAI streams for it (output_item.added,
 /// content_part.added, output_text.delta, … output_item.done), so streamed and whole answers are built by the same code.
+/// With <paramref name="logprobs"/> (the request included <c>message.output_text.logprobs</c>), each token's log-probability
+/// goes with the text it produced: tokens whose text became answer text are listed on that text's delta event and on the
+/// message's <c>output_text</c> part; tokens that wrote reasoning, tool calls or a stop string are not.
 /// </summary>
-internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelToolCalls)
+internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelToolCalls, LogprobsJson? logprobs = null)
 {
+    private readonly List<TokenLogprob> pendingTokens = [], messageTokens = [];
     private readonly List<JsonObject> items = [];
     private readonly List<ResponseEvent> events = [];
     private readonly StringBuilder answer = new(), reasoning = new(), open = new();
@@ -36,6 +41,12 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
         ToolCalls = calls.ToArray(),
         ReasoningContent = reasoning.Length > 0 ? reasoning.ToString() : null,
     };
+
+    /// <summary>A generated token's log-probabilities (the engine reports a token before its text); kept when they were asked for.</summary>
+    public void AddToken(TokenLogprob token)
+    {
+        if (logprobs is not null) pendingTokens.Add(token);
+    }
 
     /// <summary>Adds generated text; returns the events it completes.</summary>
     public IReadOnlyList<ResponseEvent> Push(string text)
@@ -58,6 +69,7 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
         switch (delta)
         {
             case ReasoningDelta r:
+                pendingTokens.Clear();
                 if (openItem?["type"]?.GetValue<string>() != "reasoning")
                 {
                     if (string.IsNullOrWhiteSpace(r.Text)) break;   // an empty <think></think> block is no reasoning item
@@ -84,9 +96,13 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
                 heldWhitespace = "";
                 open.Append(text);
                 answer.Append(text);
-                Emit("response.output_text.delta", new JsonObject { ["content_index"] = 0, ["delta"] = text, ["logprobs"] = new JsonArray() });
+                messageTokens.AddRange(pendingTokens);
+                Emit("response.output_text.delta", new JsonObject { ["content_index"] = 0, ["delta"] = text, ["logprobs"] = Logprobs(pendingTokens, withBytes: false) });
+                pendingTokens.Clear();
                 break;
-            case ToolCallDelta t when parallelToolCalls || t.Index == 0:
+            case ToolCallDelta t:
+                pendingTokens.Clear();
+                if (!parallelToolCalls && t.Index > 0) break;
                 Close();
                 heldWhitespace = "";
                 var callId = NewId("call_");
@@ -119,9 +135,10 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
         switch (item["type"]!.GetValue<string>())
         {
             case "message":
-                Emit("response.output_text.done", new JsonObject { ["content_index"] = 0, ["text"] = text, ["logprobs"] = new JsonArray() });
-                Emit("response.content_part.done", new JsonObject { ["content_index"] = 0, ["part"] = TextPart(text) });
-                item["content"] = new JsonArray(TextPart(text));
+                Emit("response.output_text.done", new JsonObject { ["content_index"] = 0, ["text"] = text, ["logprobs"] = Logprobs(messageTokens, withBytes: false) });
+                Emit("response.content_part.done", new JsonObject { ["content_index"] = 0, ["part"] = TextPart(text, messageTokens) });
+                item["content"] = new JsonArray(TextPart(text, messageTokens));
+                messageTokens.Clear();
                 item["status"] = "completed";
                 break;
             case "reasoning":
@@ -156,10 +173,14 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
         return taken;
     }
 
-    private static JsonObject TextPart(string text) => new()
+    /// <summary>An output_text part; its logprobs list each token with its bytes and alternatives (empty unless asked for).</summary>
+    private JsonObject TextPart(string text, IReadOnlyList<TokenLogprob>? tokens = null) => new()
     {
-        ["type"] = "output_text", ["text"] = text, ["annotations"] = new JsonArray(), ["logprobs"] = new JsonArray(),
+        ["type"] = "output_text", ["text"] = text, ["annotations"] = new JsonArray(), ["logprobs"] = Logprobs(tokens ?? [], withBytes: true),
     };
+
+    private JsonArray Logprobs(IReadOnlyList<TokenLogprob> tokens, bool withBytes) =>
+        logprobs is null ? new JsonArray() : logprobs.Responses(tokens, withBytes);
 
     private static string NewId(string prefix) => prefix + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
 }

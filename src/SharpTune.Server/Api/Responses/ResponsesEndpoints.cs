@@ -42,6 +42,8 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
                 ToolChoiceFunction = request.ToolChoiceFunction,
                 ParallelToolCalls = request.ParallelToolCalls,
                 ResponseGrammar = request.TextGrammar,
+                Logprobs = request.OutputTextLogprobs,
+                TopLogprobs = request.TopLogprobs ?? 0,
             }, chat: true, cancellation.Token, out var settings).Single();
             if (!engine.TryEnqueue(inference))
             {
@@ -49,7 +51,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
                 throw new ApiException(429, $"the server is at capacity ({engine.QueueDepth} requests waiting); retry later", "rate_limit_error", code: "rate_limit_exceeded");
             }
             var parser = settings.Tools is not null || settings.Reasons ? new ChatOutputParser(settings.Tools, settings.Reasons, settings.InsideReasoning) : null;
-            var output = new ResponseOutput(parser, request.ParallelToolCalls);
+            var output = new ResponseOutput(parser, request.ParallelToolCalls, request.OutputTextLogprobs ? settings.Logprobs : null);
             var shape = new ResponseJson(request);
             if (request.Stream)
             {
@@ -70,6 +72,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
                     if (first) { metrics.FirstToken(Stopwatch.GetElapsedTime(started)); first = false; }
                     events = output.Push(text.Text);
                 }
+                else if (item is RowToken token) output.AddToken(token.Token);
                 else if (item is RowFinished done) (finish, completionTokens) = (done.FinishReason, done.CompletionTokens);
                 if (request.Stream)
                     foreach (var e in events) await SendAsync(context, e.Type, e.Fields, sequence++, cancellation.Token);

@@ -59,6 +59,12 @@ public sealed record ResponsesRequest
 
     public bool Stream { get; init; }
 
+    /// <summary><c>include</c> asked for <c>message.output_text.logprobs</c>: output_text parts carry their tokens' log-probabilities.</summary>
+    public bool OutputTextLogprobs { get; init; }
+
+    /// <summary><c>top_logprobs</c> (0-20): the most likely alternatives listed per token; null when not given.</summary>
+    public int? TopLogprobs { get; init; }
+
     /// <summary>Up to 16 string pairs, echoed in the response.</summary>
     public JsonObject Metadata { get; init; } = new();
 

@@ -45,9 +45,49 @@ public static partial class ResponsesRequestParser
             Store = OptionalBool(json, "store") ?? true,
             PreviousResponseId = json["previous_response_id"] is null ? null : RequiredString(json, "previous_response_id"),
             Stream = OptionalBool(json, "stream") ?? false,
+            OutputTextLogprobs = ReadInclude(json).Contains(OutputTextLogprobsInclude),
+            TopLogprobs = ReadTopLogprobs(json),
             Metadata = Metadata(json),
             User = json["user"] is null ? null : RequiredString(json, "user"),
         };
+    }
+
+    /// <summary>The <c>include</c> value that asks for output text log-probabilities.</summary>
+    public const string OutputTextLogprobsInclude = "message.output_text.logprobs";
+
+    /// <summary>
+    /// Every value OpenAI's <c>include</c> accepts. Only output text log-probabilities change what this server returns;
+    /// the others name hosted tools, images and encrypted reasoning, which it never produces, and are accepted as no-ops.
+    /// </summary>
+    private static readonly string[] IncludeValues =
+    [
+        "code_interpreter_call.outputs", "computer_call_output.output.image_url", "file_search_call.results",
+        "message.input_image.image_url", OutputTextLogprobsInclude, "reasoning.encrypted_content",
+        "web_search_call.action.sources", "web_search_call.results",
+    ];
+
+    private static IReadOnlyList<string> ReadInclude(JsonObject json)
+    {
+        if (json["include"] is null) return [];
+        if (json["include"] is not JsonArray array) throw ApiException.BadField("include", "'include' must be an array of strings");
+        var values = new List<string>();
+        for (var i = 0; i < array.Count; i++)
+        {
+            if (array[i] is not JsonValue v || !v.TryGetValue<string>(out var value))
+                throw ApiException.BadField($"include[{i}]", $"'include[{i}]' must be a string");
+            if (!IncludeValues.Contains(value))
+                throw ApiException.BadField($"include[{i}]",
+                    $"Invalid value: '{value}'. Supported values are: {string.Join(", ", IncludeValues.Select(s => $"'{s}'"))}.", "invalid_value");
+            values.Add(value);
+        }
+        return values;
+    }
+
+    private static int? ReadTopLogprobs(JsonObject json)
+    {
+        if (json["top_logprobs"] is null) return null;
+        var top = Number(json, "top_logprobs", v => v.TryGetValue<int>(out var i) ? i : (int?)null, "an integer");
+        return top is >= 0 and <= 20 ? top : throw ApiException.BadField("top_logprobs", $"'top_logprobs' is {top}; it must be between 0 and 20");
     }
 
     private static (IReadOnlyList<ChatMessage>, JsonArray) Input(JsonObject json)
