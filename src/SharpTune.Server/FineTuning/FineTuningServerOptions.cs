@@ -41,6 +41,12 @@ public sealed record FineTuningServerOptions
     /// <summary>LoRA rank; alpha is twice the rank.</summary>
     public int LoraRank { get; init; } = 8;
 
+    /// <summary>
+    /// Modules jobs put LoRA on ("all-linear", names joined by commas, or a regex); null = PEFT's default for the
+    /// architecture (q_proj and v_proj on Llama-family models).
+    /// </summary>
+    public string? TargetModules { get; init; }
+
     /// <summary>Jobs waiting (validating_files, queued or paused) beyond this many are refused with 429.</summary>
     public int MaxQueuedJobs { get; init; } = 16;
 

@@ -50,6 +50,7 @@ public sealed class FineTuningService : IDisposable
             ServedChatTemplate = servedChatTemplate,
             Method = options.Method,
             LoraRank = options.LoraRank,
+            TargetModules = options.TargetModules,
             CheckpointEvery = options.CheckpointEvery,
             MaxSeqLength = options.MaxSeqLength,
             Dtype = options.Dtype,

@@ -35,6 +35,7 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             Method = settings.Method,
             LoraR = settings.LoraRank,
             LoraAlpha = 2 * settings.LoraRank,
+            TargetModules = settings.TargetModules,
             LearningRate = JobTrainingSettings.BaseLearningRate(settings.Method) * h.LearningRateMultiplier,
             MicroBatchSize = h.BatchSize,
             Epochs = h.NEpochs,

@@ -21,6 +21,12 @@ internal sealed record JobTrainingSettings
     /// <summary>LoRA rank; alpha is twice the rank.</summary>
     public int LoraRank { get; init; } = 8;
 
+    /// <summary>
+    /// Modules jobs put LoRA on, as <see cref="Training.TrainingOptions.TargetModules"/> spells them ("all-linear", names
+    /// joined by commas, or a regex); null = PEFT's default for the architecture (q_proj and v_proj on Llama-family models).
+    /// </summary>
+    public string? TargetModules { get; init; }
+
     /// <summary>Optimizer steps between checkpoints (and validation passes); 0 = once per epoch.</summary>
     public int CheckpointEvery { get; init; }
 
