@@ -5,25 +5,36 @@ using static TorchSharp.torch;
 namespace SharpTune.Quantization;
 
 /// <summary>
-/// y = x · (q · s/127)ᵀ for a handful of input rows (a decode step), read straight from the int8 codes: each output
-/// row's codes are widened to fp32 in registers (AVX-512, or AVX2 with FMA, scalar otherwise), multiplied into fp32
-/// accumulators and scaled once by the row's s/127. Nothing of the weight's size is allocated, so a step streams one
-/// byte per weight instead of first converting the whole matrix to the compute dtype, which is what the TorchSharp
-/// product (<see cref="Int8Weight.MatmulTransposed"/>) does. Output rows are split over libtorch's intra-op thread
-/// count. CPU tensors only; other devices and larger batches (prefill, training) use the TorchSharp product.
+/// y = x · (q · s/127)ᵀ for a handful of input rows (a decode step), read straight from the int8 codes with integer
+/// multiply–adds: each input row is rounded once to int16 on its own scale (max|x| / 32767, a relative step of 3·10⁻⁵,
+/// far below the bf16 rounding of the activations themselves), and 32 weights at a time are widened to int16 and
+/// multiplied into int32 pairs (vpmaddwd: AVX-512BW, or AVX2), then scaled once by the row's s/127 and the input's
+/// scale. Converting each weight to fp32 instead (what LLM.int8's dequantize path and our first kernel did) costs two
+/// conversions per 16 weights and bounded the kernel by arithmetic, not memory. Nothing of the weight's size is
+/// allocated. Output rows are split over <see cref="RowParallel"/>'s threads. CPU tensors only; other devices and larger
+/// batches (prefill, training) use the TorchSharp product.
 /// </summary>
 internal static class Int8MatVec
 {
     /// <summary>Input rows above which a matrix product (weights read once for many rows) is the better tool.</summary>
     public const int MaxRows = 8;
 
-    /// <summary>Whether the kernel serves x (…, in) against <paramref name="weight"/>.</summary>
+    /// <summary>
+    /// Multiply–add steps an int32 lane takes before it is added into fp32: each adds two products of at most
+    /// 128·32767, so 128 steps stay below 2³¹ with room to spare.
+    /// </summary>
+    private const int FlushSteps = 128;
+
+    /// <summary>
+    /// Whether the kernel serves x (…, in) against <paramref name="weight"/>: decode steps only (they run in inference
+    /// mode); a small training or evaluation batch keeps the exact product of the dequantized weight.
+    /// </summary>
     public static bool Supports(Tensor x, Int8Weight weight) =>
-        Models.InferenceShortcuts.Enabled && x.device_type == TorchSharp.DeviceType.CPU && weight.Codes.device_type == TorchSharp.DeviceType.CPU &&
+        Models.InferenceShortcuts.Enabled && is_inference_mode_enabled() && x.device_type == TorchSharp.DeviceType.CPU && weight.Codes.device_type == TorchSharp.DeviceType.CPU &&
         x.dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 &&
         x.shape[^1] == weight.InFeatures && x.numel() / weight.InFeatures <= MaxRows && weight.Codes.is_contiguous();
 
-    /// <summary>x (…, in) → (…, out) in x's dtype, accumulated in fp32.</summary>
+    /// <summary>x (…, in) → (…, out) in x's dtype, accumulated in int32 and fp32.</summary>
     public static Tensor Multiply(Tensor x, Int8Weight weight)
     {
         using var scope = NewDisposeScope();
@@ -32,16 +43,21 @@ internal static class Int8MatVec
         var input = x.reshape(rows, inFeatures).to(ScalarType.Float32).contiguous();
         var scales = weight.RowAbsmax.to(ScalarType.Float32).contiguous();
         var output = empty(rows, outFeatures, dtype: ScalarType.Float32);
+        var quantized = new short[rows * inFeatures];
+        var inputScales = new float[rows];
         unsafe
         {
             fixed (byte* codes = weight.Codes.bytes)
             fixed (byte* xs = input.bytes)
+            fixed (short* xq = quantized)
+            fixed (float* xScale = inputScales)
             fixed (byte* ss = scales.bytes)
             fixed (byte* ys = output.bytes)
             {
-                var (c, xp, sp, yp) = ((nint)codes, (nint)xs, (nint)ss, (nint)ys);
+                for (var i = 0; i < rows; i++) xScale[i] = RoundToInt16((float*)xs + i * inFeatures, xq + i * inFeatures, inFeatures);
+                var (c, xp, xsp, sp, yp) = ((nint)codes, (nint)xq, (nint)xScale, (nint)ss, (nint)ys);
                 RowParallel.For(outFeatures, (from, to) =>
-                    Rows((sbyte*)c, (float*)xp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
+                    Rows((sbyte*)c, (short*)xp, (float*)xsp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
             }
         }
         var shape = x.shape.ToArray();
@@ -50,57 +66,62 @@ internal static class Int8MatVec
         return (y.dtype == x.dtype ? y : y.to(x.dtype)).MoveToOuterDisposeScope();
     }
 
-    private static unsafe void Rows(sbyte* codes, float* x, float* absmax, float* y, long inFeatures, long outFeatures, int rows,
+    /// <summary>x → round(x / scale) in int16 with scale = max|x| / 32767; returns the scale (0 for an all-zero row).</summary>
+    internal static unsafe float RoundToInt16(float* x, short* into, long n)
+    {
+        var max = 0f;
+        for (long j = 0; j < n; j++) max = MathF.Max(max, MathF.Abs(x[j]));
+        if (max == 0 || !float.IsFinite(max))
+        {
+            // Zeros stay exact; a non-finite input has no integer form, and NaN/∞ outputs are what the float product gives.
+            for (long j = 0; j < n; j++) into[j] = 0;
+            return max == 0 ? 0 : float.NaN;
+        }
+        var inverse = 32767f / max;
+        for (long j = 0; j < n; j++) into[j] = (short)MathF.Round(x[j] * inverse);
+        return max / 32767f;
+    }
+
+    private static unsafe void Rows(sbyte* codes, short* x, float* xScale, float* absmax, float* y, long inFeatures, long outFeatures, int rows,
         long from, long to)
     {
         for (var r = from; r < to; r++)
         {
             var w = codes + r * inFeatures;
             var scale = absmax[r] / 127f;   // as the TorchSharp product computes s / 127 in fp32
-            for (var i = 0; i < rows; i++) y[i * outFeatures + r] = Dot(w, x + i * inFeatures, inFeatures) * scale;
+            for (var i = 0; i < rows; i++) y[i * outFeatures + r] = Dot(w, x + i * inFeatures, inFeatures) * (scale * xScale[i]);
         }
     }
 
-    /// <summary>Σ w[j]·x[j] over n int8 codes and fp32 inputs, in fp32.</summary>
-    internal static unsafe float Dot(sbyte* w, float* x, long n)
+    /// <summary>Σ w[j]·x[j] over n int8 codes and int16 inputs, exact in integers, returned in fp32.</summary>
+    internal static unsafe float Dot(sbyte* w, short* x, long n)
     {
         long j = 0;
         var sum = 0f;
-        if (Avx512F.IsSupported && n >= 64)
+        if (Avx512BW.IsSupported)
         {
-            Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-            for (; j + 64 <= n; j += 64)
+            var whole = n & ~31L;
+            while (j < whole)
             {
-                a0 = Avx512F.FusedMultiplyAdd(Widen512(w + j), Avx512F.LoadVector512(x + j), a0);
-                a1 = Avx512F.FusedMultiplyAdd(Widen512(w + j + 16), Avx512F.LoadVector512(x + j + 16), a1);
-                a2 = Avx512F.FusedMultiplyAdd(Widen512(w + j + 32), Avx512F.LoadVector512(x + j + 32), a2);
-                a3 = Avx512F.FusedMultiplyAdd(Widen512(w + j + 48), Avx512F.LoadVector512(x + j + 48), a3);
+                var acc = Vector512<int>.Zero;
+                for (var end = Math.Min(whole, j + FlushSteps * 32L); j < end; j += 32)
+                    acc += Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Avx.LoadVector256(w + j)), Avx512BW.LoadVector512(x + j));
+                sum += Vector512.Sum(Avx512F.ConvertToVector512Single(acc));
             }
-            for (; j + 16 <= n; j += 16)
-                a0 = Avx512F.FusedMultiplyAdd(Widen512(w + j), Avx512F.LoadVector512(x + j), a0);
-            sum = Vector512.Sum((a0 + a1) + (a2 + a3));
         }
-        else if (Avx2.IsSupported && Fma.IsSupported && n >= 32)
+        else if (Avx2.IsSupported)
         {
-            Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-            for (; j + 32 <= n; j += 32)
+            var whole = n & ~15L;
+            while (j < whole)
             {
-                a0 = Fma.MultiplyAdd(Widen256(w + j), Avx.LoadVector256(x + j), a0);
-                a1 = Fma.MultiplyAdd(Widen256(w + j + 8), Avx.LoadVector256(x + j + 8), a1);
-                a2 = Fma.MultiplyAdd(Widen256(w + j + 16), Avx.LoadVector256(x + j + 16), a2);
-                a3 = Fma.MultiplyAdd(Widen256(w + j + 24), Avx.LoadVector256(x + j + 24), a3);
+                var acc = Vector256<int>.Zero;
+                for (var end = Math.Min(whole, j + FlushSteps * 16L); j < end; j += 16)
+                    acc += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Sse2.LoadVector128(w + j)), Avx.LoadVector256(x + j));
+                sum += Vector256.Sum(Avx.ConvertToVector256Single(acc));
             }
-            for (; j + 8 <= n; j += 8)
-                a0 = Fma.MultiplyAdd(Widen256(w + j), Avx.LoadVector256(x + j), a0);
-            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
         }
-        for (; j < n; j++) sum += w[j] * x[j];
-        return sum;
+        var tail = 0;
+        for (; j < n; j++) tail += w[j] * x[j];
+        return sum + tail;
     }
-
-    private static unsafe Vector512<float> Widen512(sbyte* w) =>
-        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Sse2.LoadVector128(w)));
-
-    private static unsafe Vector256<float> Widen256(sbyte* w) =>
-        Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(w));
 }
