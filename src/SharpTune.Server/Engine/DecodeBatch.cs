@@ -27,11 +27,13 @@ internal sealed class DecodeBatch : IDisposable
         public bool Done { get; set; }
     }
 
-    private sealed class RequestSlot(InferenceRequest request, int firstRow, TokenSampler sampler)
+    private sealed class RequestSlot(InferenceRequest request, int firstRow, Generator? generator)
     {
         public InferenceRequest Request { get; } = request;
         public int FirstRow { get; } = firstRow;
-        public TokenSampler Sampler { get; } = sampler;
+        /// <summary>The request's own generator when it has a seed (it moves with the request when batches combine).</summary>
+        public Generator? Generator { get; } = generator;
+        public SamplingGroup Sampling { get; } = new(firstRow, request.Rows, request.Temperature, request.TopP, request.TopK, generator);
         public int RowsLeft { get; set; } = request.Rows;
     }
 
@@ -40,11 +42,12 @@ internal sealed class DecodeBatch : IDisposable
     private readonly Row[] rows;
     private readonly RequestSlot[] slots;
     private readonly KvCache cache;
+    private readonly BatchSampler sampler;
     private readonly long[,] ids;
     private readonly bool[,] real;
     private int length;   // columns filled so far
     private int start;    // first column not yet in the cache
-    private bool handedOver;   // rows and samplers moved into a combined batch
+    private bool handedOver;   // rows and generators moved into a combined batch
 
     private DecodeBatch(CausalLanguageModel model, HashSet<int> eos, Row[] rows, RequestSlot[] slots, KvCache cache,
         long[,] ids, bool[,] real, int length, int start)
@@ -58,6 +61,7 @@ internal sealed class DecodeBatch : IDisposable
         this.real = real;
         this.length = length;
         this.start = start;
+        sampler = NewSampler();
     }
 
     public DecodeBatch(CausalLanguageModel model, HfTokenizer tokenizer, IReadOnlySet<int> eosIds, IReadOnlyList<InferenceRequest> requests)
@@ -68,8 +72,9 @@ internal sealed class DecodeBatch : IDisposable
         var slotList = new List<RequestSlot>();
         foreach (var request in requests)
         {
-            var options = new GenerationOptions { Temperature = request.Temperature, TopP = request.TopP, TopK = request.TopK, Seed = request.Seed };
-            slotList.Add(new RequestSlot(request, rowList.Count, new TokenSampler(options)));
+            // Seeded as TokenSampler seeds its generator, so a seeded request samples what the library would.
+            var generator = request.Temperature > 0 && request.Seed is { } seed ? new Generator((ulong)seed, CPU) : null;
+            slotList.Add(new RequestSlot(request, rowList.Count, generator));
             var vocabulary = request.Grammar is null ? null : TokenVocabulary.For(tokenizer, model.Config.VocabSize);
             for (var i = 0; i < request.Rows; i++)
                 rowList.Add(new Row(request, i, tokenizer.CreateStreamingDecoder(skipSpecialTokens: request.SkipSpecialTokens),
@@ -93,10 +98,16 @@ internal sealed class DecodeBatch : IDisposable
             }
         }
         length = promptLength;
+        sampler = NewSampler();
     }
+
+    private BatchSampler NewSampler() => new(slots.Select(s => s.Sampling).ToArray(), rows.Length, model.Config.VocabSize);
 
     /// <summary>Rows in the batch, finished ones included (they occupy the cache until the batch ends).</summary>
     public int RowCount => rows.Length;
+
+    /// <summary>Token columns the batch spans so far (its longest row, left padding included).</summary>
+    public int Columns => length;
 
     /// <summary>Rows still decoding.</summary>
     public int LiveRows => rows.Count(r => !r.Done);
@@ -129,16 +140,13 @@ internal sealed class DecodeBatch : IDisposable
             var hidden = model.DecodeHidden(model.EmbedTokens(input), context);
             if (start == 0) ReportPromptLogprobs(hidden);
             var logits = model.ComputeLogits(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1); // (B, V)
-            next = new long[rows.Length];
+            next = sampler.Next(logits, AllowedMask(), group => slots[group].RowsLeft > 0);
             logprobs = new TokenLogprob?[rows.Length];
             foreach (var slot in slots)
             {
-                if (slot.RowsLeft == 0) continue;
-                var slotLogits = logits.narrow(0, slot.FirstRow, slot.Request.Rows);
-                var picked = slot.Sampler.Next(slotLogits, null, AllowedMask(slot));
-                Array.Copy(picked, 0, next, slot.FirstRow, picked.Length);
-                if (slot.Request.TopLogprobs is { } top)
-                    Logprobs.Of(slotLogits, picked, top).CopyTo(logprobs, slot.FirstRow);
+                if (slot.RowsLeft == 0 || slot.Request.TopLogprobs is not { } top) continue;
+                var picked = next.AsSpan(slot.FirstRow, slot.Request.Rows).ToArray();
+                Logprobs.Of(logits.narrow(0, slot.FirstRow, slot.Request.Rows), picked, top).CopyTo(logprobs, slot.FirstRow);
             }
         }
         start = length;
@@ -217,21 +225,31 @@ internal sealed class DecodeBatch : IDisposable
     public void Dispose()
     {
         cache.Dispose();
+        sampler.Dispose();
         if (!handedOver)
-            foreach (var slot in slots) slot.Sampler.Dispose();
+            foreach (var slot in slots) slot.Generator?.Dispose();
     }
 
     /// <summary>
     /// One batch holding the live requests of <paramref name="batches"/> (all prefilled, same model state): each row's
     /// cached keys/values and tokens are copied, left-padded to the longest, so every row continues exactly where it
-    /// was (positions count real tokens only and padding is masked). Finished requests are dropped. The inputs must be
-    /// disposed afterwards; their rows and samplers now belong to the result.
+    /// was (positions count real tokens only and padding is masked). Finished requests are dropped, and so are the
+    /// leading columns no kept row uses (padding, or the tokens of requests that have left), so a batch that runs for
+    /// as long as requests keep joining does not grow without bound. The inputs must be disposed afterwards; their rows
+    /// and generators now belong to the result.
     /// </summary>
     public static DecodeBatch Combine(IReadOnlyList<DecodeBatch> batches)
     {
         var first = batches[0];
         var kept = batches.SelectMany(b => b.slots.Where(s => s.RowsLeft > 0).Select(s => (Batch: b, Slot: s))).ToList();
-        var cached = batches.Max(b => b.start);                         // columns already in the caches
+        // Per batch, the rows kept and the first column any of them uses; columns before it are dropped.
+        var sources = kept.GroupBy(k => k.Batch).Select(g =>
+        {
+            var rowIndexes = g.SelectMany(k => Enumerable.Range(k.Slot.FirstRow, k.Slot.Request.Rows)).ToArray();
+            var from = rowIndexes.Min(r => g.Key.FirstRealColumn(r));
+            return (Batch: g.Key, Rows: rowIndexes, From: from);
+        }).ToList();
+        var cached = sources.Select(s => s.Batch.start - s.From).DefaultIfEmpty(0).Max();   // columns the new cache holds
         var remaining = kept.SelectMany(k => Enumerable.Range(k.Slot.FirstRow, k.Slot.Request.Rows)
             .Select(r => k.Slot.Request.MaxTokens - k.Batch.rows[r].Generated)).DefaultIfEmpty(1).Max();
         var capacity = cached + 1 + Math.Max(1, remaining);
@@ -241,70 +259,75 @@ internal sealed class DecodeBatch : IDisposable
         var rows = new List<Row>();
         var slots = new List<RequestSlot>();
         var cache = new KvCache(first.model.Config, Math.Max(1, rowCount), capacity, first.model.WeightDtype, first.model.Device);
-        foreach (var (batch, slot) in kept)
+        foreach (var (batch, rowIndexes, from) in sources)
         {
-            slots.Add(new RequestSlot(slot.Request, rows.Count, slot.Sampler) { RowsLeft = slot.RowsLeft });
-            var shift = cached - batch.start;
-            for (var r = slot.FirstRow; r < slot.FirstRow + slot.Request.Rows; r++)
+            var shift = cached - (batch.start - from);   // source column c lands at shift + c - from
+            foreach (var slot in batch.slots.Where(s => s.RowsLeft > 0))
+                slots.Add(new RequestSlot(slot.Request, rows.Count + Array.IndexOf(rowIndexes, slot.FirstRow), slot.Generator) { RowsLeft = slot.RowsLeft });
+            foreach (var r in rowIndexes)
             {
-                for (var c = 0; c <= batch.start; c++)   // the cached columns and the pending (last sampled) one
+                for (var c = from; c <= batch.start; c++)   // the cached columns and the pending (last sampled) one
                 {
-                    ids[rows.Count, shift + c] = batch.ids[r, c];
-                    real[rows.Count, shift + c] = batch.real[r, c];
+                    ids[rows.Count, shift + c - from] = batch.ids[r, c];
+                    real[rows.Count, shift + c - from] = batch.real[r, c];
                 }
                 rows.Add(batch.rows[r]);
             }
         }
-        using (var noGrad = no_grad())
-            for (var layer = 0; layer < first.model.Config.NumLayers && rowCount > 0; layer++)
+        if (rowCount > 0)
+            using (var noGrad = no_grad())
+            using (var scope = NewDisposeScope())
             {
-                using var scope = NewDisposeScope();
-                var keys = new List<Tensor>();
-                var values = new List<Tensor>();
-                foreach (var group in kept.GroupBy(k => k.Batch))
+                // Every layer at once: each batch's kept rows are one copy into the new buffers, shifted right so the
+                // batches' cached columns end together (the columns before are left padding, zero and masked).
+                var (keys, values) = cache.AllLayers;                                                // (L, B, nkv, capacity, hd)
+                var row = 0;
+                foreach (var (batch, rowIndexes, from) in sources)
                 {
-                    var batch = group.Key;
-                    var (k, v) = batch.StoredKeysValues(layer);                                  // (B, nkv, start, hd)
-                    var index = tensor(group.SelectMany(g => Enumerable.Range(g.Slot.FirstRow, g.Slot.Request.Rows))
-                        .Select(r => (long)r).ToArray(), device: k.device);
-                    var pad = cached - batch.start;
-                    keys.Add(nn.functional.pad(k.index_select(0, index), [0, 0, pad, 0]));    // left-pad the time axis
-                    values.Add(nn.functional.pad(v.index_select(0, index), [0, 0, pad, 0]));
+                    var (k, v) = batch.cache.AllLayers;
+                    var width = batch.start - from;
+                    var contiguous = rowIndexes[^1] - rowIndexes[0] == rowIndexes.Length - 1;
+                    var index = contiguous ? null : tensor(rowIndexes.Select(r => (long)r).ToArray(), device: k.device);
+                    Tensor KeptRows(Tensor buffer) =>
+                        (index is null ? buffer.narrow(1, rowIndexes[0], rowIndexes.Length) : buffer.index_select(1, index)).narrow(3, from, width);
+                    keys.narrow(1, row, rowIndexes.Length).narrow(3, cached - width, width).copy_(KeptRows(k));
+                    values.narrow(1, row, rowIndexes.Length).narrow(3, cached - width, width).copy_(KeptRows(v));
+                    row += rowIndexes.Length;
                 }
-                cache.Update(layer, cat(keys, 0), cat(values, 0));
             }
         cache.Advance(cached);
         foreach (var batch in batches) batch.handedOver = true;
         foreach (var batch in batches)
-            foreach (var slot in batch.slots.Where(s => s.RowsLeft == 0)) slot.Sampler.Dispose();
+            foreach (var slot in batch.slots.Where(s => s.RowsLeft == 0)) slot.Generator?.Dispose();
         return new DecodeBatch(first.model, first.eos, rows.ToArray(), slots.ToArray(), cache, ids, real, cached + 1, cached);
     }
 
-    /// <summary>The keys/values cached so far for <paramref name="layer"/>: a zero-length update returns them as views.</summary>
-    private (Tensor Keys, Tensor Values) StoredKeysValues(int layer)
+    /// <summary>The first column holding one of row <paramref name="r"/>'s real tokens (its first prompt token).</summary>
+    private int FirstRealColumn(int r)
     {
-        var config = model.Config;
-        using var empty = zeros([cache.BatchSize, config.NumKeyValueHeads, 0, config.HeadDim], model.WeightDtype, model.Device);
-        return cache.Update(layer, empty, empty);
+        var c = 0;
+        while (c < start && !real[r, c]) c++;
+        return c;
     }
 
     /// <summary>
-    /// The (rows, V) mask of tokens the slot's constraints allow, on the logits' device; null when the request is not
-    /// constrained. Tokens left for a row bound what it may still open, so its output completes within max_tokens.
+    /// The (B, V) mask of tokens the rows' constraints allow, or null when no live request is constrained (rows without
+    /// a constraint allow everything). Tokens left for a row bound what it may still open, so its output completes within
+    /// max_tokens.
     /// </summary>
-    private Tensor? AllowedMask(RequestSlot slot)
+    private Tensor? AllowedMask()
     {
-        if (slot.Request.Grammar is null) return null;
+        if (!slots.Any(s => s.RowsLeft > 0 && s.Request.Grammar is not null)) return null;
         var width = model.Config.VocabSize;
-        var mask = new bool[slot.Request.Rows * width];
-        for (var i = 0; i < slot.Request.Rows; i++)
+        var mask = new bool[rows.Length * width];
+        for (var r = 0; r < rows.Length; r++)
         {
-            var row = rows[slot.FirstRow + i];
-            var span = mask.AsSpan(i * width, width);
+            var row = rows[r];
+            var span = mask.AsSpan(r * width, width);
             if (row.Done || row.Constraint is null) span.Fill(true);
             else row.Constraint.FillAllowed(span, row.Request.MaxTokens - row.Generated);
         }
-        return tensor(mask, [slot.Request.Rows, width]);
+        return tensor(mask, [rows.Length, width]);
     }
 
     /// <summary>On the prefill step: each request that asked for them gets its prompt tokens' log-probabilities (one event per request).</summary>

@@ -3,22 +3,27 @@ using static TorchSharp.torch;
 namespace SharpTune.Models;
 
 /// <summary>
-/// Pre-allocated key/value buffers for incremental decoding: one (B, nkv, capacity, hd) pair per layer. Layers write
-/// their new keys/values at <see cref="Length"/>; the model advances <see cref="Length"/> once all layers have run.
+/// Pre-allocated key/value buffers for incremental decoding: one (B, nkv, capacity, hd) pair per layer (views of one buffer
+/// for all layers). Layers write their new keys/values at <see cref="Length"/>; the model advances <see cref="Length"/>
+/// once all layers have run.
 /// </summary>
 public sealed class KvCache : IDisposable
 {
-    private readonly Tensor[] keys;
+    private readonly Tensor allKeys;     // (layers, B, nkv, capacity, hd): one buffer, so a whole cache copies in one operation
+    private readonly Tensor allValues;
+    private readonly Tensor[] keys;      // per-layer views of the buffers
     private readonly Tensor[] values;
 
     public KvCache(ModelConfig config, int batchSize, int capacity, ScalarType dtype, Device device)
     {
+        allKeys = zeros([config.NumLayers, batchSize, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
+        allValues = zeros([config.NumLayers, batchSize, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
         keys = new Tensor[config.NumLayers];
         values = new Tensor[config.NumLayers];
         for (var i = 0; i < config.NumLayers; i++)
         {
-            keys[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
-            values[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device).DetachFromDisposeScope();
+            keys[i] = allKeys.select(0, i).DetachFromDisposeScope();
+            values[i] = allValues.select(0, i).DetachFromDisposeScope();
         }
         Capacity = capacity;
         BatchSize = batchSize;
@@ -31,6 +36,9 @@ public sealed class KvCache : IDisposable
 
     /// <summary>Layer <paramref name="layer"/>'s whole (B, nkv, capacity, hd) key and value buffers, for kernels that write in place.</summary>
     internal (Tensor Keys, Tensor Values) Buffers(int layer) => (keys[layer], values[layer]);
+
+    /// <summary>Every layer's key and value buffers, (layers, B, nkv, capacity, hd), e.g. to copy a whole cache at once.</summary>
+    internal (Tensor Keys, Tensor Values) AllLayers => (allKeys, allValues);
 
     public int Capacity { get; }
     public int BatchSize { get; }
@@ -56,5 +64,7 @@ public sealed class KvCache : IDisposable
     {
         foreach (var t in keys) t.Dispose();
         foreach (var t in values) t.Dispose();
+        allKeys.Dispose();
+        allValues.Dispose();
     }
 }

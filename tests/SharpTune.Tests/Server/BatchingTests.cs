@@ -151,6 +151,47 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
     }
 
     [ServerFact]
+    public async Task RequestsWithDifferentSamplingSettingsInOneBatchEachGetTheirSoloText()
+    {
+        using var http = fixture.Http();
+        // Greedy, three seeded samplers with their own temperature / top_p / n, and one long row that outlives the others
+        // (so the batch is compacted and its generator moves on with it).
+        JsonObject[] bodies =
+        [
+            new() { ["prompt"] = "Sue found a shell.", ["max_tokens"] = 16, ["temperature"] = 0 },
+            new() { ["prompt"] = "The sun was hot.", ["max_tokens"] = 12, ["temperature"] = 0.7, ["seed"] = 5 },
+            new() { ["prompt"] = "Tom had a dog.", ["max_tokens"] = 14, ["temperature"] = 1.2, ["top_p"] = 0.8, ["seed"] = 6, ["n"] = 2 },
+            new() { ["prompt"] = "Once upon a time", ["max_tokens"] = 48, ["temperature"] = 1.0, ["seed"] = 7 },
+        ];
+        async Task<string[]> Texts(JsonObject body)
+        {
+            body["model"] = ServerFixture.BaseName;
+            using var response = await http.PostAsync("/v1/completions", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var json = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+            return json["choices"]!.AsArray().OrderBy(c => (int)c!["index"]!).Select(c => (string)c!["text"]!).ToArray();
+        }
+        var alone = new List<string[]>();
+        foreach (var body in bodies) alone.Add(await Texts((JsonObject)body.DeepClone()));
+        var before = await MetricsAsync();
+
+        var open = false;
+        fixture.Gate = s => open || (open = s.QueuedRequests >= bodies.Length);
+        string[][] together;
+        try
+        {
+            together = await Task.WhenAll(bodies.Select(b => Texts((JsonObject)b.DeepClone()))).WaitAsync(HangGuard);
+        }
+        finally { fixture.Gate = null; }
+
+        var after = await MetricsAsync();
+        Assert.Equal(1, after["sharptune_batch_rows_count"] - before["sharptune_batch_rows_count"]);
+        Assert.Equal(5, after["sharptune_batch_rows_sum"] - before["sharptune_batch_rows_sum"]);
+        for (var i = 0; i < bodies.Length; i++) Assert.Equal(alone[i], together[i]);
+        Assert.NotEqual(together[2][0], together[2][1]);   // n = 2: the rows sample independently
+    }
+
+    [ServerFact]
     public async Task ADisconnectedStreamIsDroppedWithoutHoldingTheOthers()
     {
         using var http = fixture.Http();
