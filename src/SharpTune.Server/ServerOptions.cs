@@ -33,6 +33,12 @@ public sealed record ServerOptions
     /// <summary>Most sequences (rows, counting <c>n</c>) decoded at once across all running batches.</summary>
     public int MaxBatchSize { get; init; } = 16;
 
+    /// <summary>
+    /// libtorch threads on the model thread; null = every core but one (the HTTP work needs a core while the model
+    /// decodes), or SHARPTUNE_THREADS when that is set. The rest of the process keeps its own count.
+    /// </summary>
+    public int? Threads { get; init; }
+
     /// <summary>How long an idle engine waits after the first request for others to join its batch.</summary>
     public TimeSpan BatchWindow { get; init; } = TimeSpan.FromMilliseconds(5);
 

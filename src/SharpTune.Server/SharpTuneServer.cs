@@ -68,6 +68,7 @@ public static class SharpTuneServer
     private static void Validate(ServerOptions options)
     {
         if (options.MaxBatchSize < 1) throw new ArgumentException($"MaxBatchSize is {options.MaxBatchSize}; it must be at least 1");
+        if (options.Threads is < 1) throw new ArgumentException($"Threads is {options.Threads}; it must be at least 1");
         if (options.MaxQueue < 1) throw new ArgumentException($"MaxQueue is {options.MaxQueue}; it must be at least 1");
         if (options.MaxBodyBytes < 1024) throw new ArgumentException($"MaxBodyBytes is {options.MaxBodyBytes}; it must be at least 1024");
         if (options.Port is < 0 or > 65535) throw new ArgumentException($"Port {options.Port} is not a TCP port (0-65535)");

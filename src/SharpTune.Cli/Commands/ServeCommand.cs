@@ -20,10 +20,11 @@ internal static class ServeCommand
         var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, chatml-tools, llama-3, llama-2, zephyr)" };
         var runs = new Option<string?>("--runs") { Description = "Also show the runs dashboard for this folder at /dashboard" };
         var timeout = new Option<int>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 300 };
+        var threads = new Option<int?>("--threads") { Description = "libtorch threads for the model (default: every core but one, or SHARPTUNE_THREADS)" };
         var jobs = FineTuningOptions.Create();
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
         {
-            model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, timeout, runs,
+            model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, timeout, threads, runs,
         };
         jobs.AddTo(command);
         var quantize = new QuantizeOptions();
@@ -61,6 +62,7 @@ internal static class ServeCommand
                 ApiKeys = apiKeys,
                 MaxBatchSize = parse.GetValue(maxBatch),
                 MaxQueue = parse.GetValue(maxQueue),
+                Threads = parse.GetValue(threads),
                 RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
                 Dtype = parse.GetValue(dtype),
                 Quantization = quantize.Parse(parse),

@@ -66,6 +66,7 @@ public sealed class InferenceEngine : IDisposable
 
     private void Run()
     {
+        ModelThreads.Apply(options.Threads ?? ModelThreads.Default());
         try
         {
             while (!stopping.IsCancellationRequested)
