@@ -181,38 +181,48 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         context.Response.ContentType = "text/event-stream";
         context.Response.Headers.CacheControl = "no-cache";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        var sse = new ServerSentEvents(context.Response);
         var chat = request.Messages is not null;
         if (chat)
             for (var i = 0; i < choices.Length; i++)
-                await WriteEventAsync(context, shapes.ChatChunk(i, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null, request.IncludeUsage), cancellation);
+                sse.Write(shapes.ChatChunk(i, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null, null, request.IncludeUsage));
+        await sse.FlushAsync(cancellation);
         var completionTokens = 0;
         var first = true;
-        await foreach (var (choice, item) in events.ReadAllAsync(cancellation))
+        // Every event already waiting goes out in one write: the engine can produce tokens faster than a flush per
+        // token reaches the client when many streams share the machine.
+        while (await events.WaitToReadAsync(cancellation))
         {
-            if (item is RowText && first) { metrics.FirstToken(Stopwatch.GetElapsedTime(started)); first = false; }
-            if (item is PromptLogprobs prompt)
+            while (events.TryRead(out var next))
             {
-                for (var i = 0; i < request.N; i++) choices[choice + i].Prompt = prompt;
-                continue;
+                var (choice, item) = next;
+                if (item is RowText && first) { metrics.FirstToken(Stopwatch.GetElapsedTime(started)); first = false; }
+                if (item is PromptLogprobs prompt)
+                {
+                    for (var i = 0; i < request.N; i++) choices[choice + i].Prompt = prompt;
+                    continue;
+                }
+                if (item is RowFinished done) completionTokens += done.CompletionTokens;
+                var state = choices[choice];
+                var chunks = chat ? state.StreamChat(item, request.Logprobs) : state.StreamText(item, request.Logprobs, request.TopLogprobs > 0);
+                foreach (var (delta, logprobs, finish) in chunks)
+                    sse.Write(chat
+                        ? shapes.ChatChunk(choice, (JsonObject)delta, logprobs, finish, request.IncludeUsage)
+                        : shapes.TextChunk(choice, delta.GetValue<string>(), logprobs, finish, request.IncludeUsage));
             }
-            if (item is RowFinished done) completionTokens += done.CompletionTokens;
-            var state = choices[choice];
-            var chunks = chat ? state.StreamChat(item, request.Logprobs) : state.StreamText(item, request.Logprobs, request.TopLogprobs > 0);
-            foreach (var (delta, logprobs, finish) in chunks)
-                await WriteEventAsync(context, chat
-                    ? shapes.ChatChunk(choice, (JsonObject)delta, logprobs, finish, request.IncludeUsage)
-                    : shapes.TextChunk(choice, delta.GetValue<string>(), logprobs, finish, request.IncludeUsage), cancellation);
+            await sse.FlushAsync(cancellation);
         }
-        if (request.IncludeUsage) await WriteEventAsync(context, shapes.UsageChunk(promptTokens, completionTokens), cancellation);
-        await context.Response.WriteAsync("data: [DONE]\n\n", cancellation);
-        await context.Response.Body.FlushAsync(cancellation);
+        if (request.IncludeUsage) sse.Write(shapes.UsageChunk(promptTokens, completionTokens));
+        sse.WriteDone();
+        await sse.FlushAsync(cancellation);
         return completionTokens;
     }
 
     private static async Task WriteEventAsync(HttpContext context, JsonObject json, CancellationToken cancellation)
     {
-        await context.Response.WriteAsync("data: " + json.ToJsonString() + "\n\n", cancellation);
-        await context.Response.Body.FlushAsync(cancellation);
+        var sse = new ServerSentEvents(context.Response);
+        sse.Write(json);
+        await sse.FlushAsync(cancellation);
     }
 
     /// <summary>One reader over every prompt's events, with choice indexes prompt × n + row as OpenAI numbers them.</summary>
