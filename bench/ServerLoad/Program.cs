@@ -17,6 +17,26 @@ var maxTokens = arguments.Int("--max-tokens", 32);
 var levels = (arguments.Get("--levels") ?? "1,4,8,16").Split(',').Select(int.Parse).ToArray();
 var prompts = new[] { "Lily went to the park.", "Tim had a red ball.", "Once upon a time", "The cat was sad.", "Sam and Mia found a box." };
 
+// 1. Single-stream decode speed of the library directly (as `sharptune generate`), before the server exists: the server
+//    may set libtorch's thread count for itself (it leaves a core to the HTTP work).
+{
+    SharpTune.Runtime.TorchRuntime.EnsureInitialised();   // threads and allocator as `sharptune generate` sets them
+    using var model = PretrainedModel.Load(modelDir);
+    var tokenizer = HfTokenizer.FromDirectory(modelDir);
+    var generator = new TextGenerator(model, tokenizer);
+    var options = new GenerationOptions { Temperature = 0.8, Seed = 1, MaxNewTokens = maxTokens * 4 };
+    generator.Generate([prompts[0]], options);   // warm-up
+    var best = double.MaxValue;
+    GenerationResult? result = null;
+    for (var run = 0; run < 3; run++)   // best of three: the figure least disturbed by anything else on the machine
+    {
+        var clock = Stopwatch.StartNew();
+        var completion = generator.Generate([prompts[0]], options)[0];
+        var perToken = clock.Elapsed.TotalSeconds / completion.Tokens.Count;
+        if (perToken < best) { best = perToken; result = new GenerationResult(completion.PromptIds, completion.Tokens, completion.FinishReason); }
+    }
+    Console.WriteLine($"library single stream (as sharptune generate, prefill included): {1 / best:F1} tok/s ({result!.Tokens.Count} tokens)");
+}
 RunningServer? server = null;
 Uri url;
 string modelName;
@@ -34,30 +54,19 @@ else
 }
 Console.WriteLine($"server {url}, model {modelName}, max_tokens {maxTokens}, {Environment.ProcessorCount} cores");
 
-// 1. Single-stream decode speed: the library directly (as `sharptune generate`) and one stream through the server.
-{
-    using var model = PretrainedModel.Load(modelDir);
-    var tokenizer = HfTokenizer.FromDirectory(modelDir);
-    var generator = new TextGenerator(model, tokenizer);
-    var options = new GenerationOptions { Temperature = 0.8, Seed = 1, MaxNewTokens = maxTokens * 4 };
-    generator.Generate([prompts[0]], options);   // warm-up
-    var best = double.MaxValue;
-    GenerationResult? result = null;
-    for (var run = 0; run < 3; run++)   // best of three: the figure least disturbed by anything else on the machine
-    {
-        var clock = Stopwatch.StartNew();
-        var completion = generator.Generate([prompts[0]], options)[0];
-        var perToken = clock.Elapsed.TotalSeconds / completion.Tokens.Count;
-        if (perToken < best) { best = perToken; result = new GenerationResult(completion.PromptIds, completion.Tokens, completion.FinishReason); }
-    }
-    Console.WriteLine($"library single stream (as sharptune generate, prefill included): {1 / best:F1} tok/s ({result!.Tokens.Count} tokens)");
-}
+// 1b. One stream through the server.
 using (var client = new LoadClient(url, apiKey))
 {
     await client.ChatAsync(modelName, prompts[0], maxTokens);   // warm-up
-    var outcome = await client.ChatAsync(modelName, prompts[0], maxTokens * 4);
-    var decode = (outcome.CompletionTokens - 1) / (outcome.LatencySeconds - outcome.FirstTokenSeconds);
-    Console.WriteLine($"server single stream: {decode:F1} tok/s decode after first token ({outcome.CompletionTokens} tokens, first token {outcome.FirstTokenSeconds * 1000:F0} ms)");
+    RequestOutcome? fastest = null;
+    var best = 0.0;
+    for (var run = 0; run < 3; run++)   // best of three, as the library's figure
+    {
+        var outcome = await client.ChatAsync(modelName, prompts[0], maxTokens * 4);
+        var decode = (outcome.CompletionTokens - 1) / (outcome.LatencySeconds - outcome.FirstTokenSeconds);
+        if (decode > best) (best, fastest) = (decode, outcome);
+    }
+    Console.WriteLine($"server single stream: {best:F1} tok/s decode after first token ({fastest!.CompletionTokens} tokens, first token {fastest.FirstTokenSeconds * 1000:F0} ms)");
 }
 
 // 2. Throughput at each concurrency, and 3. the full bounded load test.
@@ -78,7 +87,7 @@ async Task<(List<RequestOutcome> Outcomes, double Seconds)> Run(int concurrency,
         for (var i = 0; i < perClient; i++) outcomes.Add(await client.ChatAsync(modelName, prompts[(c + i) % prompts.Length], maxTokens));
         return outcomes;
     }));
-    return (all.SelectMany(o => o).ToList(), clock.Elapsed.TotalSeconds);
+    return (flat, clock.Elapsed.TotalSeconds);
 }
 
 void Report(int concurrency, (List<RequestOutcome> Outcomes, double Seconds) run)
