@@ -5,44 +5,58 @@ using static TorchSharp.torch;
 namespace SharpTune.Quantization;
 
 /// <summary>
-/// y = x · deq(W)ᵀ for a handful of input rows (a decode step) straight from NF4/FP4 codes: per block of 64 weights the
-/// 4-bit indices are looked up in the 16-entry code book held in one AVX-512 register (vpermps), multiplied into fp32
-/// accumulators with the inputs and the block sum scaled by the block's absmax, so no dequantized weight is ever built
-/// (the TorchSharp path dequantizes the whole matrix on every call). Rows of 64-multiple width only (blocks then never
-/// straddle two rows); other shapes, devices, larger batches and CPUs without AVX-512 use the TorchSharp product.
+/// y = x · deq(W)ᵀ for a handful of input rows (a decode step) straight from NF4/FP4 codes, in integers as the int8
+/// kernel does: the 16-value code book is held as int16 (value · 16383 / max|value|, a relative step of 6·10⁻⁵; 16383, not
+/// 32767, so that a block's four products per lane stay below 2³¹) in one register and looked up 32 indices at a time (vpermw); each input row is rounded once to int16 on its own scale and
+/// split into the even and odd elements of each block (a byte holds element 2k in its high nibble, 2k+1 in its low);
+/// per block of 64 weights two vpmaddwd give int32 partial sums, turned to fp32 and scaled by the block's absmax. No
+/// dequantized weight is ever built (the TorchSharp path dequantizes the whole matrix on every call), and the lookups
+/// and multiplies take half the instructions of converting every weight to fp32. Rows of 64-multiple width on AVX-512
+/// CPUs, in decode steps (inference mode) only; other shapes, devices, batches and training use the TorchSharp product.
 /// </summary>
 internal static class FourBitMatVec
 {
+    /// <summary>Largest int16 code value: 2 lanes × 2 products × 16383 × 32767 &lt; 2³¹.</summary>
+    private const float CodeRange = 16383f;
+
     public static bool Supports(Tensor x, FourBitWeight weight) =>
-        Avx512F.IsSupported && Models.InferenceShortcuts.Enabled && x.device_type == TorchSharp.DeviceType.CPU &&
+        Avx512BW.IsSupported && Models.InferenceShortcuts.Enabled && is_inference_mode_enabled() && x.device_type == TorchSharp.DeviceType.CPU &&
         weight.Packed.device_type == TorchSharp.DeviceType.CPU && x.dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 &&
         weight.InFeatures % FourBitCodec.BlockSize == 0 && x.shape[^1] == weight.InFeatures &&
         x.numel() / weight.InFeatures <= Int8MatVec.MaxRows && weight.Packed.is_contiguous();
 
-    /// <summary>x (…, in) → (…, out) in x's dtype, accumulated in fp32.</summary>
+    /// <summary>x (…, in) → (…, out) in x's dtype, accumulated in int32 per block and fp32 across blocks.</summary>
     public static Tensor Multiply(Tensor x, FourBitWeight weight)
     {
         using var scope = NewDisposeScope();
         var (inFeatures, outFeatures) = (weight.InFeatures, weight.OutFeatures);
         var rows = (int)(x.numel() / inFeatures);
-        // Each byte holds elements 2k (high nibble) and 2k+1 (low): split the inputs the same way, once per call, so the
-        // kernel multiplies the looked-up high values with the even inputs and the low ones with the odd.
-        var pairs = x.reshape(rows, inFeatures / 32, 16, 2).to(ScalarType.Float32);
-        var split = stack([pairs.select(-1, 0), pairs.select(-1, 1)], 2).contiguous();          // (rows, in/32, 2, 16)
+        var input = x.reshape(rows, inFeatures).to(ScalarType.Float32).contiguous();
         var absmax = weight.BlockAbsmaxFloat32();
         var output = empty(rows, outFeatures, dtype: ScalarType.Float32);
-        var code = weight.Codec.Code.ToArray();
+        var (table, codeScale) = Int16Code(weight.Codec.Code);
+        var quantized = new short[rows * inFeatures];
+        var split = new short[rows * inFeatures];
+        var inputScales = new float[rows];
         unsafe
         {
-            fixed (float* table = code)
+            fixed (short* t = table)
             fixed (byte* packed = weight.Packed.bytes)
-            fixed (byte* xs = split.bytes)
+            fixed (byte* xs = input.bytes)
+            fixed (short* xq = quantized)
+            fixed (short* xsplit = split)
+            fixed (float* xScale = inputScales)
             fixed (byte* scales = absmax.bytes)
             fixed (byte* ys = output.bytes)
             {
-                var (t, p, xp, sp, yp) = ((nint)table, (nint)packed, (nint)xs, (nint)scales, (nint)ys);
+                for (var i = 0; i < rows; i++)
+                {
+                    xScale[i] = Int8MatVec.RoundToInt16((float*)xs + i * inFeatures, xq + i * inFeatures, inFeatures) * codeScale;
+                    SplitEvenOdd(xq + i * inFeatures, xsplit + i * inFeatures, inFeatures);
+                }
+                var (tp, p, xp, xsp, sp, yp) = ((nint)t, (nint)packed, (nint)xsplit, (nint)xScale, (nint)scales, (nint)ys);
                 RowParallel.For(outFeatures, (from, to) =>
-                    Rows((float*)t, (byte*)p, (float*)xp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
+                    Rows((short*)tp, (byte*)p, (short*)xp, (float*)xsp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
             }
         }
         var shape = x.shape.ToArray();
@@ -51,10 +65,31 @@ internal static class FourBitMatVec
         return (y.dtype == x.dtype ? y : y.to(x.dtype)).MoveToOuterDisposeScope();
     }
 
-    private static unsafe void Rows(float* table, byte* packed, float* x, float* absmax, float* y, long inFeatures, long outFeatures,
-        int rows, long from, long to)
+    /// <summary>The code book as 32 int16 lanes (16 used) on the scale 16383 / max|code|, and the factor back.</summary>
+    private static (short[] Table, float Scale) Int16Code(IReadOnlyList<float> code)
     {
-        var code = Avx512F.LoadVector512(table);
+        var max = code.Max(MathF.Abs);
+        var table = new short[32];
+        for (var i = 0; i < code.Count; i++) table[i] = (short)MathF.Round(code[i] * CodeRange / max);
+        return (table, max / CodeRange);
+    }
+
+    /// <summary>Per block of 64: the 32 even-position inputs, then the 32 odd ones (the nibble order of the packed bytes).</summary>
+    private static unsafe void SplitEvenOdd(short* x, short* into, long n)
+    {
+        for (long b = 0; b < n; b += FourBitCodec.BlockSize)
+            for (var k = 0; k < 32; k++)
+            {
+                into[b + k] = x[b + 2 * k];
+                into[b + 32 + k] = x[b + 2 * k + 1];
+            }
+    }
+
+    private static unsafe void Rows(short* table, byte* packed, short* x, float* xScale, float* absmax, float* y, long inFeatures,
+        long outFeatures, int rows, long from, long to)
+    {
+        var code = Avx512BW.LoadVector512(table);
+        var lowNibble = Vector512.Create((short)0xF);
         var blocks = inFeatures / FourBitCodec.BlockSize;
         for (var r = from; r < to; r++)
         {
@@ -66,26 +101,15 @@ internal static class FourBitMatVec
                 var total = Vector512<float>.Zero;
                 for (var b = 0; b < blocks; b++)
                 {
-                    // 64 weights = 32 bytes = two halves of 16 bytes; each half covers 32 inputs (16 even, 16 odd).
-                    var bytes = codes + b * 32;
-                    var inputs = xs + b * 64;
-                    var first = Widen(bytes);           // elements 0–31 of the block: high nibbles even, low odd
-                    var second = Widen(bytes + 16);     // elements 32–63
-                    var block = Avx512F.Multiply(Lookup(code, Avx512F.ShiftRightLogical(first, 4)), Avx512F.LoadVector512(inputs));
-                    block = Avx512F.FusedMultiplyAdd(Lookup(code, first & LowNibble), Avx512F.LoadVector512(inputs + 16), block);
-                    block = Avx512F.FusedMultiplyAdd(Lookup(code, Avx512F.ShiftRightLogical(second, 4)), Avx512F.LoadVector512(inputs + 32), block);
-                    block = Avx512F.FusedMultiplyAdd(Lookup(code, second & LowNibble), Avx512F.LoadVector512(inputs + 48), block);
-                    total = Avx512F.FusedMultiplyAdd(block, Vector512.Create(scales[b]), total);
+                    var bytes = Avx512BW.ConvertToVector512Int16(Avx.LoadVector256(codes + b * 32));   // 32 bytes → 32 words
+                    var high = Avx512BW.PermuteVar32x16(code, Avx512BW.ShiftRightLogical(bytes, 4));    // elements 0, 2, …, 62
+                    var low = Avx512BW.PermuteVar32x16(code, bytes & lowNibble);                       // elements 1, 3, …, 63
+                    var sums = Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(xs + b * 64)) +
+                               Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(xs + b * 64 + 32));
+                    total = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), Vector512.Create(scales[b]), total);
                 }
-                y[i * outFeatures + r] = Vector512.Sum(total);
+                y[i * outFeatures + r] = Vector512.Sum(total) * xScale[i];
             }
         }
     }
-
-    private static Vector512<int> LowNibble => Vector512.Create(0xF);
-
-    private static unsafe Vector512<int> Widen(byte* bytes) => Avx512F.ConvertToVector512Int32(Sse2.LoadVector128(bytes));
-
-    private static Vector512<float> Lookup(Vector512<float> code, Vector512<int> indices) =>
-        Avx512F.PermuteVar16x32(code, indices);
 }
