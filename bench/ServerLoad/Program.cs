@@ -87,7 +87,7 @@ async Task<(List<RequestOutcome> Outcomes, double Seconds)> Run(int concurrency,
         for (var i = 0; i < perClient; i++) outcomes.Add(await client.ChatAsync(modelName, prompts[(c + i) % prompts.Length], maxTokens));
         return outcomes;
     }));
-    return (flat, clock.Elapsed.TotalSeconds);
+    return (all.SelectMany(o => o).ToList(), clock.Elapsed.TotalSeconds);
 }
 
 void Report(int concurrency, (List<RequestOutcome> Outcomes, double Seconds) run)
