@@ -97,7 +97,11 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         }
         output = new OutputSettings(chat && tools is not null ? format.ToolCalls : null, chat && format.Reasons, insideReasoning,
             request.ParallelToolCalls, new LogprobsJson(tokenizer), prompts, request.Echo ? request.Prompts : null);
-        var stops = chat ? request.Stop.Concat(format.ImpliedStops(tokenizer)).Distinct().ToArray() : request.Stop;
+        var grammar = Grammar(request, format);
+        // A grammar ends the reply itself (EOS once the value is whole); a template's end-of-turn text, which a JSON string
+        // may contain, must not cut it short. The transcript's "\nUser:" stop stays (it was there before grammars).
+        var implied = grammar is not null && format.Template is not null ? [] : format.ImpliedStops(tokenizer);
+        var stops = chat ? request.Stop.Concat(implied).Distinct().ToArray() : request.Stop;
         var field = chat ? "messages" : "prompt";
         var context = served.ContextLength;
         // What the request leaves out comes from the model's generation_config.json, as transformers' generate does.
@@ -114,7 +118,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                     $"Please reduce the length of the {field} or the completion.", "context_length_exceeded");
             return new InferenceRequest
             {
-                Grammar = Grammar(request, format),
+                Grammar = grammar,
                 TopLogprobs = request.Logprobs ? request.TopLogprobs : null,
                 PromptLogprobs = request.Echo && request.Logprobs,
                 SkipSpecialTokens = tools is null || format.ToolCalls.StartMarker is not { } marker || tokenizer.TokenToId(marker) is not { } id || !tokenizer.IsSpecial(id),

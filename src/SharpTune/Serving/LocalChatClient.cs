@@ -216,8 +216,11 @@ public sealed class LocalChatClient : IChatClient
         var source = promptBuilder.Template?.Source;
         var format = ToolCallFormat.ForTemplate(source);
         var callable = chatOptions?.ToolMode is NoneChatToolMode ? null : tools;
-        return new PreparedChat(prompt.Ids, generation, stops.Concat(prompt.ImpliedStops).Distinct().ToArray(),
-            ChatContentMapping.Grammar(chatOptions, callable, format), callable is null ? null : format,
+        var grammar = ChatContentMapping.Grammar(chatOptions, callable, format);
+        // A grammar ends the reply itself (EOS once the value is whole); the end-of-turn text must not cut a string short.
+        var implied = grammar is not null && promptBuilder.Template is not null ? [] : prompt.ImpliedStops;
+        return new PreparedChat(prompt.Ids, generation, stops.Concat(implied).Distinct().ToArray(),
+            grammar, callable is null ? null : format,
             source?.Contains("<think>", StringComparison.Ordinal) == true, prompt.EndsInsideReasoning, chatOptions?.AllowMultipleToolCalls ?? true);
     }
 
