@@ -114,6 +114,7 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public nn.Module<Tensor, Tensor> up_proj;
     public nn.Module<Tensor, Tensor> down_proj;
     private readonly Func<Tensor, Tensor> act;
+    private readonly bool silu;   // SwiGLU: a decode step's act(gate)·up can run in one pass (SwiGluKernel)
     private readonly FusedLinear gateUp = new();
     private readonly long intermediate;
 
@@ -121,6 +122,7 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public LlamaMlp(ModelConfig config) : base(nameof(LlamaMlp))
     {
         act = Activations.For(config.HiddenAct);
+        silu = config.HiddenAct is "silu" or "swish";
         intermediate = config.IntermediateSize;
         gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
         up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
@@ -131,7 +133,8 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         if (gateUp.TryForward(x, gate_proj, up_proj) is { } fused)                             // (…, 2·ffn): gate, then up
-            return DenseMatVec.Forward(down_proj, act(fused.narrow(-1, 0, intermediate)) * fused.narrow(-1, intermediate, intermediate));
+            return DenseMatVec.Forward(down_proj, (silu ? SwiGluKernel.TryApply(fused, intermediate) : null) ??
+                act(fused.narrow(-1, 0, intermediate)) * fused.narrow(-1, intermediate, intermediate));
         return down_proj.forward(act(gate_proj.forward(x)) * up_proj.forward(x));
     }
 
