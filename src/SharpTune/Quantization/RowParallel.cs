@@ -48,7 +48,10 @@ internal static class RowParallel
                 failure = e;
             }
             for (var t = 1; t < threads; t++)
-                failure ??= workers[t - 1].Wait();
+            {
+                var error = workers[t - 1].Wait();   // every helper is waited for, failed or not: none may still run
+                failure ??= error;                   // when the next call posts to it
+            }
             if (failure is not null) throw new AggregateException(failure);
         }
         finally
