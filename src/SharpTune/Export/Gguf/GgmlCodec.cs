@@ -18,7 +18,7 @@ internal static class GgmlCodec
                 for (var i = 0; i < values.Length; i++) Fp16.Write(output, 2 * i, Fp16.FromFloat(values[i]));
                 break;
             case GgmlType.BF16:
-                for (var i = 0; i < values.Length; i++) Fp16.Write(output, 2 * i, Fp16.BFloat16FromFloat(values[i]));
+                for (var i = 0; i < values.Length; i++) Fp16.Write(output, 2 * i, Models.BFloat16Bits.Round(values[i]));
                 break;
             case GgmlType.Q8_0: LegacyQuants.QuantizeQ8_0(values, output); break;
             case GgmlType.Q4_0: LegacyQuants.QuantizeQ4_0(values, output); break;
@@ -43,7 +43,7 @@ internal static class GgmlCodec
                 for (var i = 0; i < output.Length; i++) output[i] = Fp16.ToFloat(Fp16.Read(data, 2 * i));
                 break;
             case GgmlType.BF16:
-                for (var i = 0; i < output.Length; i++) output[i] = Fp16.BFloat16ToFloat(Fp16.Read(data, 2 * i));
+                for (var i = 0; i < output.Length; i++) output[i] = Models.BFloat16Bits.ToSingle(Fp16.Read(data, 2 * i));
                 break;
             case GgmlType.Q8_0: LegacyQuants.DequantizeQ8_0(data, output); break;
             case GgmlType.Q4_0: LegacyQuants.DequantizeQ4_0(data, output); break;
