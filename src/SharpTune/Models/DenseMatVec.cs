@@ -50,8 +50,8 @@ internal static class DenseMatVec
     /// </summary>
     private static Tensor? TryMultiply(Tensor x, Tensor weight, Tensor? bias)
     {
-        if (x.dtype != weight.dtype || (bias is not null && bias.dtype != weight.dtype) || !Available(weight.dtype) || is_grad_enabled() ||
-            x.device_type != TorchSharp.DeviceType.CPU || weight.device_type != TorchSharp.DeviceType.CPU) return null;
+        if (x.dtype != weight.dtype || (bias is not null && bias.dtype != weight.dtype) || !Available(weight.dtype) || !InferenceShortcuts.ForCpuKernel(x) ||
+            weight.device_type != TorchSharp.DeviceType.CPU) return null;
         var weightShape = weight.shape;
         var (outFeatures, inFeatures) = (weightShape[0], weightShape[1]);
         var shape = x.shape;

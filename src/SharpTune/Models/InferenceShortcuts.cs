@@ -12,6 +12,13 @@ internal static class InferenceShortcuts
     /// <summary>Whether the shortcuts apply on this thread.</summary>
     public static bool Enabled => !disabled;
 
+    /// <summary>
+    /// Whether one of our CPU kernels may compute on <paramref name="x"/>: shortcuts on, no gradient recorded (the
+    /// kernels build no autograd graph), a CPU tensor. Each kernel adds its own dtype and shape conditions.
+    /// </summary>
+    public static bool ForCpuKernel(TorchSharp.torch.Tensor x) =>
+        Enabled && !TorchSharp.torch.is_grad_enabled() && x.device_type == TorchSharp.DeviceType.CPU;
+
     /// <summary>Turns the shortcuts off on this thread until the result is disposed.</summary>
     public static IDisposable Disable()
     {

@@ -18,7 +18,7 @@ internal static class RmsNormKernel
     {
         var dtype = x.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || (weight.dtype != dtype && !(unitOffset && weight.dtype == ScalarType.Float32)) ||
-            is_grad_enabled() || !InferenceShortcuts.Enabled || x.device_type != TorchSharp.DeviceType.CPU || !x.is_contiguous()) return null;
+            !InferenceShortcuts.ForCpuKernel(x) || !x.is_contiguous()) return null;
         var shape = x.shape;
         var width = shape[^1];
         var rows = x.numel() / Math.Max(1, width);

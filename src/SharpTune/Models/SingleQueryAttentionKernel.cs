@@ -25,7 +25,7 @@ internal static class SingleQueryAttentionKernel
     {
         var dtype = q.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || k.dtype != dtype || v.dtype != dtype ||
-            cache.Dtype != dtype || !InferenceShortcuts.Enabled || q.device_type != TorchSharp.DeviceType.CPU ||
+            cache.Dtype != dtype || !InferenceShortcuts.ForCpuKernel(q) ||
             cache.Length >= cache.Capacity) return null;
         var qShape = q.shape;
         var (batch, heads, headDim) = ((int)qShape[0], (int)qShape[1], (int)qShape[3]);

@@ -14,8 +14,8 @@ internal static class SwiGluKernel
     public static Tensor? TryApply(Tensor gateUp, long intermediate)
     {
         var dtype = gateUp.dtype;
-        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || is_grad_enabled() || !InferenceShortcuts.Enabled ||
-            gateUp.device_type != TorchSharp.DeviceType.CPU || !gateUp.is_contiguous()) return null;
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) ||
+            !InferenceShortcuts.ForCpuKernel(gateUp) || !gateUp.is_contiguous()) return null;
         var shape = gateUp.shape;
         var rows = gateUp.numel() / (2 * intermediate);
         if (shape[^1] != 2 * intermediate || rows > Quantization.Int8MatVec.MaxRows) return null;
