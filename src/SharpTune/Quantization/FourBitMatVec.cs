@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using static TorchSharp.torch;
@@ -20,7 +21,7 @@ internal static class FourBitMatVec
     private const float CodeRange = 16383f;
 
     public static bool Supports(Tensor x, FourBitWeight weight) =>
-        Avx512BW.IsSupported && Models.InferenceShortcuts.Enabled && is_inference_mode_enabled() && x.device_type == TorchSharp.DeviceType.CPU &&
+        Avx512BW.IsSupported && Models.InferenceShortcuts.ForCpuKernel(x) && is_inference_mode_enabled() &&
         weight.Packed.device_type == TorchSharp.DeviceType.CPU && x.dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 &&
         weight.InFeatures % FourBitCodec.BlockSize == 0 && x.shape[^1] == weight.InFeatures &&
         x.numel() / weight.InFeatures <= Int8MatVec.MaxRows && weight.Packed.is_contiguous();
@@ -35,29 +36,38 @@ internal static class FourBitMatVec
         var absmax = weight.BlockAbsmaxFloat32();
         var output = empty(rows, outFeatures, dtype: ScalarType.Float32);
         var (table, codeScale) = Int16Code(weight.Codec.Code);
-        var quantized = new short[rows * inFeatures];
-        var split = new short[rows * inFeatures];
-        var inputScales = new float[rows];
-        unsafe
+        var quantized = ArrayPool<short>.Shared.Rent(rows * (int)inFeatures);   // scratch of every decode step: pooled
+        var split = ArrayPool<short>.Shared.Rent(rows * (int)inFeatures);
+        var inputScales = ArrayPool<float>.Shared.Rent(rows);
+        try
         {
-            fixed (short* t = table)
-            fixed (byte* packed = weight.Packed.bytes)
-            fixed (byte* xs = input.bytes)
-            fixed (short* xq = quantized)
-            fixed (short* xsplit = split)
-            fixed (float* xScale = inputScales)
-            fixed (byte* scales = absmax.bytes)
-            fixed (byte* ys = output.bytes)
+            unsafe
             {
-                for (var i = 0; i < rows; i++)
+                fixed (short* t = table)
+                fixed (byte* packed = weight.Packed.bytes)
+                fixed (byte* xs = input.bytes)
+                fixed (short* xq = quantized)
+                fixed (short* xsplit = split)
+                fixed (float* xScale = inputScales)
+                fixed (byte* scales = absmax.bytes)
+                fixed (byte* ys = output.bytes)
                 {
-                    xScale[i] = Int8MatVec.RoundToInt16((float*)xs + i * inFeatures, xq + i * inFeatures, inFeatures) * codeScale;
-                    SplitEvenOdd(xq + i * inFeatures, xsplit + i * inFeatures, inFeatures);
+                    for (var i = 0; i < rows; i++)
+                    {
+                        xScale[i] = Int8MatVec.RoundToInt16((float*)xs + i * inFeatures, xq + i * inFeatures, inFeatures) * codeScale;
+                        SplitEvenOdd(xq + i * inFeatures, xsplit + i * inFeatures, inFeatures);
+                    }
+                    var (tp, p, xp, xsp, sp, yp) = ((nint)t, (nint)packed, (nint)xsplit, (nint)xScale, (nint)scales, (nint)ys);
+                    RowParallel.For(outFeatures, (from, to) =>
+                        Rows((short*)tp, (byte*)p, (short*)xp, (float*)xsp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
                 }
-                var (tp, p, xp, xsp, sp, yp) = ((nint)t, (nint)packed, (nint)xsplit, (nint)xScale, (nint)scales, (nint)ys);
-                RowParallel.For(outFeatures, (from, to) =>
-                    Rows((short*)tp, (byte*)p, (short*)xp, (float*)xsp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
             }
+        }
+        finally
+        {
+            ArrayPool<short>.Shared.Return(quantized);
+            ArrayPool<short>.Shared.Return(split);
+            ArrayPool<float>.Shared.Return(inputScales);
         }
         var shape = x.shape.ToArray();
         shape[^1] = outFeatures;

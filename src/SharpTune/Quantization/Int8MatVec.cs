@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using static TorchSharp.torch;
@@ -30,7 +31,7 @@ internal static class Int8MatVec
     /// mode); a small training or evaluation batch keeps the exact product of the dequantized weight.
     /// </summary>
     public static bool Supports(Tensor x, Int8Weight weight) =>
-        Models.InferenceShortcuts.Enabled && is_inference_mode_enabled() && x.device_type == TorchSharp.DeviceType.CPU && weight.Codes.device_type == TorchSharp.DeviceType.CPU &&
+        Models.InferenceShortcuts.ForCpuKernel(x) && is_inference_mode_enabled() && weight.Codes.device_type == TorchSharp.DeviceType.CPU &&
         x.dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 &&
         x.shape[^1] == weight.InFeatures && x.numel() / weight.InFeatures <= MaxRows && weight.Codes.is_contiguous();
 
@@ -43,22 +44,30 @@ internal static class Int8MatVec
         var input = x.reshape(rows, inFeatures).to(ScalarType.Float32).contiguous();
         var scales = weight.RowAbsmax.to(ScalarType.Float32).contiguous();
         var output = empty(rows, outFeatures, dtype: ScalarType.Float32);
-        var quantized = new short[rows * inFeatures];
-        var inputScales = new float[rows];
-        unsafe
+        var quantized = ArrayPool<short>.Shared.Rent(rows * (int)inFeatures);   // scratch of every decode step: pooled
+        var inputScales = ArrayPool<float>.Shared.Rent(rows);
+        try
         {
-            fixed (byte* codes = weight.Codes.bytes)
-            fixed (byte* xs = input.bytes)
-            fixed (short* xq = quantized)
-            fixed (float* xScale = inputScales)
-            fixed (byte* ss = scales.bytes)
-            fixed (byte* ys = output.bytes)
+            unsafe
             {
-                for (var i = 0; i < rows; i++) xScale[i] = RoundToInt16((float*)xs + i * inFeatures, xq + i * inFeatures, inFeatures);
-                var (c, xp, xsp, sp, yp) = ((nint)codes, (nint)xq, (nint)xScale, (nint)ss, (nint)ys);
-                RowParallel.For(outFeatures, (from, to) =>
-                    Rows((sbyte*)c, (short*)xp, (float*)xsp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
+                fixed (byte* codes = weight.Codes.bytes)
+                fixed (byte* xs = input.bytes)
+                fixed (short* xq = quantized)
+                fixed (float* xScale = inputScales)
+                fixed (byte* ss = scales.bytes)
+                fixed (byte* ys = output.bytes)
+                {
+                    for (var i = 0; i < rows; i++) xScale[i] = RoundToInt16((float*)xs + i * inFeatures, xq + i * inFeatures, inFeatures);
+                    var (c, xp, xsp, sp, yp) = ((nint)codes, (nint)xq, (nint)xScale, (nint)ss, (nint)ys);
+                    RowParallel.For(outFeatures, (from, to) =>
+                        Rows((sbyte*)c, (short*)xp, (float*)xsp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
+                }
             }
+        }
+        finally
+        {
+            ArrayPool<short>.Shared.Return(quantized);
+            ArrayPool<float>.Shared.Return(inputScales);
         }
         var shape = x.shape.ToArray();
         shape[^1] = outFeatures;
