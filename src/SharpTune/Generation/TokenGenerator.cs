@@ -101,7 +101,7 @@ public static class TokenGenerator
             }
             history.Add(column);
             length++;
-            if (useCache) threads.Narrow();   // the prefill ran on libtorch's threads; the steps run on our kernels'
+            if (useCache && step == 0) threads.Narrow();   // the prefill ran on libtorch's threads; the steps run on our kernels'
             if (finish.All(f => f is not null)) break;
         }
         return Enumerable.Range(0, batch)

@@ -2,7 +2,7 @@ namespace SharpTune.Quantization;
 
 /// <summary>
 /// Splits the output rows of a matrix–vector kernel into one contiguous range per thread, using as many threads as
-/// libtorch's intra-op pool (<c>torch.set_num_threads</c>) or, inside <see cref="DecodeThreads"/>, the count libtorch had
+/// libtorch's intra-op pool (<c>torch.set_num_threads</c>) or, inside <see cref="Generation.DecodeThreads"/>, the count libtorch had
 /// before it was narrowed to one, so our kernels and libtorch's share the same budget. The helper threads are our own
 /// and persistent: a decode step calls a kernel some fifty times, tens of microseconds apart, and a helper that spins
 /// briefly between calls starts each range at once, where waking a thread-pool worker (Parallel.For) costs more than a
@@ -16,7 +16,7 @@ internal static class RowParallel
     private static readonly object Gate = new();
     private static KernelWorker[] workers = [];
 
-    /// <summary>Threads for the kernels while libtorch runs single-threaded (set by <see cref="DecodeThreads"/>); 0 = libtorch's count.</summary>
+    /// <summary>Threads for the kernels while libtorch runs single-threaded (set by <see cref="Generation.DecodeThreads"/>); 0 = libtorch's count.</summary>
     [ThreadStatic] internal static int ThreadsOverride;
 
     public static void For(long rows, Action<long, long> body) => For(rows, body, MinRowsPerThread);
