@@ -53,48 +53,15 @@ public sealed class Gemma3DecoderLayer : DecoderLayer
     }
 }
 
-public sealed class Gemma3Attention : DecoderAttention
+/// <summary>Gemma 3's attention: (1 + w) q/k norms, scores scaled by query_pre_attn_scalar^-½, optional soft-capping.</summary>
+public sealed class Gemma3Attention : QkNormAttention
 {
-    public nn.Module<Tensor, Tensor> q_proj;
-    public nn.Module<Tensor, Tensor> k_proj;
-    public nn.Module<Tensor, Tensor> v_proj;
-    public nn.Module<Tensor, Tensor> o_proj;
-    public readonly RmsNorm q_norm;
-    public readonly RmsNorm k_norm;
-    private readonly int numHeads, numKvHeads, headDim, layerIndex;
-    private readonly AttentionSettings settings;
-    private readonly FusedLinear qkv = new();
-
-    public Gemma3Attention(ModelConfig config, int layerIndex) : base(nameof(Gemma3Attention))
-    {
-        (numHeads, numKvHeads, headDim, this.layerIndex) = (config.NumHeads, config.NumKeyValueHeads, config.HeadDim, layerIndex);
-        q_proj = nn.Linear(config.HiddenSize, numHeads * headDim, hasBias: config.AttentionBias);
-        k_proj = nn.Linear(config.HiddenSize, numKvHeads * headDim, hasBias: config.AttentionBias);
-        v_proj = nn.Linear(config.HiddenSize, numKvHeads * headDim, hasBias: config.AttentionBias);
-        o_proj = nn.Linear(numHeads * headDim, config.HiddenSize, hasBias: config.AttentionBias);
-        q_norm = new RmsNorm(headDim, config.NormEps, unitOffset: true);
-        k_norm = new RmsNorm(headDim, config.NormEps, unitOffset: true);
-        settings = new AttentionSettings(
+    public Gemma3Attention(ModelConfig config, int layerIndex)
+        : base(nameof(Gemma3Attention), config, layerIndex, unitOffsetNorms: true, new AttentionSettings(
             SlidingWindow: config.SlidingWindowOf(layerIndex),
-            Scale: Math.Pow(config.QueryPreAttnScalar ?? headDim, -0.5),
-            SoftCap: config.AttnLogitSoftcapping);
+            Scale: Math.Pow(config.QueryPreAttnScalar ?? config.HeadDim, -0.5),
+            SoftCap: config.AttnLogitSoftcapping))
+    {
         RegisterComponents();
-    }
-
-    public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
-    {
-        var (b, t) = (x.shape[0], x.shape[1]);
-        var (q, k, v) = Projections.QueryKeyValue(qkv, x, q_proj, k_proj, v_proj, numHeads * headDim, numKvHeads * headDim);
-        q = q_norm.forward(q.view(b, t, numHeads, headDim).transpose(1, 2));       // (B, nh, T, hd)
-        k = k_norm.forward(k.view(b, t, numKvHeads, headDim).transpose(1, 2));     // (B, nkv, T, hd)
-        v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);                     // (B, nkv, T, hd)
-        (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
-        return DenseMatVec.Forward(o_proj, Attention.Compute(q, k, v, ctx, layerIndex, settings));
-    }
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing) qkv.Dispose();
-        base.Dispose(disposing);
     }
 }
