@@ -53,7 +53,11 @@ public sealed class LlamaDecoderLayer : DecoderLayer
         using var scope = NewDisposeScope();
         var attended = self_attn.Forward(input_layernorm.forward(x), ctx, angles);
         x = x + (resid_attn_dropout?.forward(attended) ?? attended);
-        var fed = mlp.forward(post_attention_layernorm.forward(x));
+        var normed = post_attention_layernorm.forward(x);
+        // Recomputed for the backward, the layer's output value is never read: the MLP may leave out its last product.
+        var fed = ActivationCheckpoint.IsRecomputing && mlp is LlamaMlp gated && gated.GradientOnlyForward(normed) is { } graph
+            ? graph
+            : mlp.forward(normed);
         x = x + (resid_mlp_dropout?.forward(fed) ?? fed);
         return x.MoveToOuterDisposeScope();
     }
@@ -137,6 +141,15 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
                 act(fused.narrow(-1, 0, intermediate)) * fused.narrow(-1, intermediate, intermediate));
         return down_proj.forward(act(gate_proj.forward(x)) * up_proj.forward(x));
     }
+
+    /// <summary>
+    /// The forward's graph without down_proj's product, whose value only a caller that reads the MLP's output would
+    /// need (<see cref="GradientOnlyProjection"/>): for a layer being recomputed in the backward. Null when down_proj is
+    /// not a frozen plain or quantized projection (trainable, or wrapped by an adapter).
+    /// </summary>
+    public Tensor? GradientOnlyForward(Tensor x) => GradientOnlyProjection.Supports(down_proj)
+        ? GradientOnlyProjection.Apply(down_proj, act(gate_proj.forward(x)) * up_proj.forward(x))
+        : null;
 
     protected override void Dispose(bool disposing)
     {

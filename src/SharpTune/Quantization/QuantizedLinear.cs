@@ -84,6 +84,19 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         return (y.dtype == x.dtype ? y : y.to(x.dtype)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// ∂L/∂x for ∂L/∂y = <paramref name="gradOutput"/> (…, out): the product with the weight dequantized once more, in the
+    /// compute dtype, returned in the gradient's own dtype (as <see cref="forward"/> casts its input and output).
+    /// </summary>
+    internal Tensor InputGradient(Tensor gradOutput)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var grad = gradOutput.dtype == ComputeDtype ? gradOutput : gradOutput.to(ComputeDtype);
+        var input = weight.BackwardInput(grad);
+        return (input.dtype == gradOutput.dtype ? input : input.to(gradOutput.dtype)).MoveToOuterDisposeScope();
+    }
+
     /// <summary>A plain nn.Linear in <paramref name="dtype"/> holding <paramref name="fullWeight"/> (out, in) and this bias.</summary>
     public Linear ToLinear(Tensor fullWeight, ScalarType dtype)
     {
