@@ -33,6 +33,7 @@ internal static class TrainCommand
         var patience = new Option<int?>("--early-stopping-patience") { Description = "Stop after N evaluations without improvement" };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Validate every N steps" };
         var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Recompute layers in the backward pass: less memory, ~1/3 more compute (default: on with --quantize)" };
+        var checkpointedLayers = new Option<int?>("--checkpointed-layers") { Description = "With checkpointing: recompute only the first N decoder layers, keep the rest's activations (faster, more memory; turns checkpointing on)" };
         var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
         var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };
@@ -45,7 +46,7 @@ internal static class TrainCommand
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, loraR, loraAlpha, targets, batch,
-            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, rejectsFile, test, objective, beta, lossType,
+            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, checkpointedLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, nproc,
         };
         grpo.AddTo(command);
@@ -109,6 +110,7 @@ internal static class TrainCommand
                 EvalEvery = parse.GetValue(evalEvery) ?? options.EvalEvery,
                 RejectsFile = parse.GetValue(rejectsFile) ?? options.RejectsFile,
                 GradientCheckpointing = parse.GetValue(checkpointing) ?? options.GradientCheckpointing,
+                CheckpointedLayers = parse.GetValue(checkpointedLayers) ?? options.CheckpointedLayers,
                 Test = parse.GetValue(test) ?? options.Test,
                 Objective = parse.GetValue(objective) ?? options.Objective,
                 Beta = parse.GetValue(beta) ?? options.Beta,

@@ -62,6 +62,7 @@ public static class FineTuneJob
             _ => null,
         };
         var quantization = options.QuantizationSettings();
+        options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
         if (quantization is not null && FineTuningMethods.CreateAdapter(options) is null)
             throw new ArgumentException(
                 $"quantize {options.Quantize}: a quantized base is frozen, so method 'full' cannot train it; choose an adapter method " +
@@ -82,8 +83,11 @@ public static class FineTuneJob
         using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
         if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
         model.GradientCheckpointing = options.UsesGradientCheckpointing();
+        model.CheckpointedLayers = options.CheckpointedLayersFor(model.Config.NumLayers);
         if (quantization is not null && options.GradientCheckpointing is null)
             log?.Invoke("gradient checkpointing on (the default with a quantized base; gradient_checkpointing: false turns it off)");
+        if (model.GradientCheckpointing && model.CheckpointedLayers is { } recomputed)
+            log?.Invoke($"gradient checkpointing on, {recomputed} of {model.Config.NumLayers} layers recomputed (the rest keep their activations)");
         manual_seed(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;

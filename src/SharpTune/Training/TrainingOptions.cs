@@ -64,6 +64,13 @@ public sealed record TrainingOptions
     /// base is chosen to save memory), off otherwise; see <see cref="UsesGradientCheckpointing"/>.
     /// </summary>
     public bool? GradientCheckpointing { get; init; }
+    /// <summary>
+    /// With gradient checkpointing: how many decoder layers, from the first, are recomputed; the rest keep their
+    /// activations (Megatron-LM's <c>--recompute-num-layers</c> with block recomputation). Each layer left whole saves its
+    /// recomputation and costs its activations. Empty = every layer. Setting it turns checkpointing on unless
+    /// <see cref="GradientCheckpointing"/> is false, which it contradicts.
+    /// </summary>
+    public int? CheckpointedLayers { get; init; }
     public long Seed { get; init; } = 42;
 
     public int EvalEvery { get; init; } = 50;
@@ -164,8 +171,25 @@ public sealed record TrainingOptions
     /// <summary>ia3: the targets scaled on their input (comma-separated names or a regex); empty = PEFT's default.</summary>
     public string? FeedforwardModules { get; init; }
 
-    /// <summary>Whether layers are recomputed: <see cref="GradientCheckpointing"/> when set, else whether the base is quantized.</summary>
-    public bool UsesGradientCheckpointing() => GradientCheckpointing ?? Quantize is not null;
+    /// <summary>
+    /// Whether layers are recomputed: <see cref="GradientCheckpointing"/> when set, else whether the base is quantized or
+    /// <see cref="CheckpointedLayers"/> is given.
+    /// </summary>
+    public bool UsesGradientCheckpointing() => GradientCheckpointing ?? (Quantize is not null || CheckpointedLayers is not null);
+
+    /// <summary>
+    /// <see cref="CheckpointedLayers"/> checked against a model of <paramref name="modelLayers"/> decoder layers: null for
+    /// every layer; a clear error when negative, larger than the model, or given with checkpointing turned off.
+    /// </summary>
+    public int? CheckpointedLayersFor(int modelLayers)
+    {
+        if (CheckpointedLayers is not { } layers) return null;
+        if (GradientCheckpointing == false)
+            throw new ArgumentException($"checkpointed_layers {layers} needs gradient checkpointing, which gradient_checkpointing: false turns off");
+        if (layers < 0 || layers > modelLayers)
+            throw new ArgumentException($"checkpointed_layers must be between 0 and the model's {modelLayers} decoder layers, not {layers}");
+        return layers;
+    }
 
     /// <summary>The parsed <see cref="Quantize"/> settings (null when not quantizing); a wrong value is a clear error.</summary>
     public Quantization.QuantizationOptions? QuantizationSettings() => Quantize is null

@@ -16,9 +16,10 @@ public class QuantizedCliTests
         var settings = dir.File("settings.yaml", "validation_fraction: 0\nsave_every: 1000\nwarmup_steps: 0\nlora_dropout: 0\n");
         var (code, _, stderr) = SharpTuneCli.Run("train", "--config", settings, "--model", TestAssets.Stories260K, "--data", StoryData.Write(dir.Path),
             "--output", run, "--method", "lora", "--max-steps", "2", "--batch-size", "4", "--lr", "0.02",
-            "--quantize", "nf4", "--compute-dtype", "bf16");
+            "--quantize", "nf4", "--compute-dtype", "bf16", "--checkpointed-layers", "4");
         Assert.True(code == 0, stderr);
         Assert.Contains("base quantized: nf4 + double quantization, compute bfloat16", stderr);   // the flags reached the job
+        Assert.Contains("gradient checkpointing on, 4 of 5 layers recomputed", stderr);
 
         // The run's output is an adapter alone: no base weights, only LoRA matrices, every B moved off its zero start.
         var final = Path.Combine(run, "final");
@@ -44,6 +45,11 @@ public class QuantizedCliTests
         Assert.NotEqual(0, code);
         Assert.Contains("error: --quantize: unknown quantization 'nf5'; use one of nf4, fp4, int8", stderr);
         Assert.False(Directory.Exists(Path.Combine(dir.Path, "run")), "a refused run must not leave a run directory");
+
+        (code, _, stderr) = SharpTuneCli.Run("train", "--model", TestAssets.Stories260K, "--data", StoryData.Write(dir.Path),
+            "--output", Path.Combine(dir.Path, "run"), "--quantize", "nf4", "--checkpointed-layers", "6");
+        Assert.NotEqual(0, code);
+        Assert.Contains("error: checkpointed_layers must be between 0 and the model's 5 decoder layers, not 6", stderr);
 
         var merged = Path.Combine(dir.Path, "merged");
         (code, _, stderr) = SharpTuneCli.Run("merge", "--model", TestAssets.Stories260K, "--adapter", dir.File("adapter/"), "--out", merged,

@@ -102,6 +102,26 @@ public class FineTuneJobTests
         Assert.True(TrainingConfigFile.Load(WriteBack(unset, dir.File("round2.yaml"))).UsesGradientCheckpointing());
     }
 
+    [Fact]
+    public void CheckpointedLayersMapsFromYamlTurnsCheckpointingOnAndRejectsBadValues()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.yaml", "model: m\ncheckpointed_layers: 3\n");
+        var options = TrainingConfigFile.Load(path);
+        Assert.Equal(3, options.CheckpointedLayers);
+        Assert.True(options.UsesGradientCheckpointing());   // asking for recomputed layers asks for recomputation
+        Assert.Equal(3, options.CheckpointedLayersFor(12));
+        Assert.Equal(options, TrainingConfigFile.Load(WriteBack(options, dir.File("round.yaml"))));
+        Assert.Null(new TrainingOptions { GradientCheckpointing = true }.CheckpointedLayersFor(12));   // every layer
+
+        var tooMany = Assert.Throws<ArgumentException>(() => options.CheckpointedLayersFor(2));
+        Assert.Contains("checkpointed_layers must be between 0 and the model's 2 decoder layers, not 3", tooMany.Message);
+        var negative = Assert.Throws<ArgumentException>(() => new TrainingOptions { CheckpointedLayers = -1 }.CheckpointedLayersFor(12));
+        Assert.Contains("not -1", negative.Message);
+        var contradiction = Assert.Throws<ArgumentException>(() => (options with { GradientCheckpointing = false }).CheckpointedLayersFor(12));
+        Assert.Contains("checkpointed_layers 3 needs gradient checkpointing", contradiction.Message);
+    }
+
     private static string WriteBack(TrainingOptions options, string path)
     {
         TrainingConfigFile.Save(options, path);
