@@ -1,4 +1,5 @@
 using TorchSharp;
+using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -11,8 +12,9 @@ namespace SharpTune.Models;
 /// weights are concatenated once into one (Σout, in) buffer and each layer's own parameter is re-pointed
 /// (<c>set_</c>) at its rows of that buffer, so the parameter objects, the state dict, saved files and adapters see the
 /// same tensors as before; training and merges update the shared storage in place, and the fused product always reads
-/// the current weights. Whenever a part is not a plain nn.Linear (an adapter or a quantized layer wraps it) or its weight
-/// was replaced (Module.to, a new Parameter), the caller runs the parts one by one, and a later call fuses again.
+/// the current weights. Parts that are all quantized layers fuse their codes instead (<see cref="FusedQuantizedLinear"/>).
+/// Whenever a part is not a plain nn.Linear (an adapter wraps it) or its weight was replaced (Module.to, a new
+/// Parameter), the caller runs the parts one by one, and a later call fuses again.
 /// </summary>
 internal sealed class FusedLinear : IDisposable
 {
@@ -20,21 +22,41 @@ internal sealed class FusedLinear : IDisposable
     private Tensor? bias;     // (Σout) or null
     private Part[] parts = [];
     private bool refused;     // the parts cannot share one buffer (mixed dtypes, devices or biases; set_ refused)
+    private FusedQuantizedLinear? quantized;   // the same for parts that are all quantized layers
 
     private readonly record struct Part(IntPtr Weight, long WeightOffset, IntPtr Bias, long BiasOffset);
 
     /// <summary>x (…, in) → (…, Σout) through the fused weight, or null when the parts must run one by one.</summary>
     public Tensor? TryForward(Tensor x, params ReadOnlySpan<nn.Module<Tensor, Tensor>> layers)
     {
-        if (refused || !InferenceShortcuts.Enabled || is_grad_enabled()) return null;
+        if (!InferenceShortcuts.Enabled || is_grad_enabled()) return null;
+        if (AllQuantized(layers) is { } quantizedLayers)
+        {
+            Release();
+            return (quantized ??= new FusedQuantizedLinear()).TryForward(x, quantizedLayers);
+        }
+        if (refused) return null;
         foreach (var layer in layers)
             if (layer is not Linear)
             {
-                Release();   // wrapped or quantized: the unfused path serves it, and the buffer must not pin old storage
+                Release();   // wrapped: the unfused path serves it, and the buffer must not pin old storage
+                quantized?.Dispose();
+                quantized = null;
                 return null;
             }
         if (!IsCurrent(layers) && !Fuse(layers)) return null;
         return DenseMatVec.Linear(x, weight!, bias);
+    }
+
+    private static QuantizedLinear[]? AllQuantized(ReadOnlySpan<nn.Module<Tensor, Tensor>> layers)
+    {
+        var quantizedLayers = new QuantizedLinear[layers.Length];
+        for (var i = 0; i < layers.Length; i++)
+        {
+            if (layers[i] is not QuantizedLinear q) return null;
+            quantizedLayers[i] = q;
+        }
+        return quantizedLayers;
     }
 
     /// <summary>True while every part's weight (and bias) is still the view of the fused buffer made by <see cref="Fuse"/>.</summary>
@@ -108,5 +130,9 @@ internal sealed class FusedLinear : IDisposable
         parts = [];
     }
 
-    public void Dispose() => Release();
+    public void Dispose()
+    {
+        Release();
+        quantized?.Dispose();
+    }
 }

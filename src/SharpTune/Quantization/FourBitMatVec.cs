@@ -29,54 +29,52 @@ internal static class FourBitMatVec
     /// <summary>x (…, in) → (…, out) in x's dtype, accumulated in int32 per block and fp32 across blocks.</summary>
     public static Tensor Multiply(Tensor x, FourBitWeight weight)
     {
-        using var scope = NewDisposeScope();
-        var (inFeatures, outFeatures) = (weight.InFeatures, weight.OutFeatures);
-        var rows = (int)(x.numel() / inFeatures);
-        var input = x.reshape(rows, inFeatures).to(ScalarType.Float32).contiguous();
-        var absmax = weight.BlockAbsmaxFloat32();
-        var output = empty(rows, outFeatures, dtype: ScalarType.Float32);
+        using var call = new DecodeKernelCall(x, weight.InFeatures, weight.OutFeatures);
         var (table, codeScale) = Int16Code(weight.Codec.Code);
-        var quantized = ArrayPool<short>.Shared.Rent(rows * (int)inFeatures);   // scratch of every decode step: pooled
-        var split = ArrayPool<short>.Shared.Rent(rows * (int)inFeatures);
-        var inputScales = ArrayPool<float>.Shared.Rent(rows);
+        var split = ArrayPool<short>.Shared.Rent(call.Rows * (int)call.InFeatures);
+        var inputScales = ArrayPool<float>.Shared.Rent(call.Rows);
         try
         {
             unsafe
             {
                 fixed (short* t = table)
                 fixed (byte* packed = weight.Packed.bytes)
-                fixed (byte* xs = input.bytes)
-                fixed (short* xq = quantized)
+                fixed (short* xq = call.Quantized)
                 fixed (short* xsplit = split)
                 fixed (float* xScale = inputScales)
-                fixed (byte* scales = absmax.bytes)
-                fixed (byte* ys = output.bytes)
+                fixed (byte* scales = weight.BlockAbsmaxFloat32().bytes)
+                fixed (byte* ys = call.Output.bytes)
                 {
+                    var (inFeatures, outFeatures, rows, brain) = (call.InFeatures, call.OutFeatures, call.Rows, call.OutputDtype == ScalarType.BFloat16);
                     for (var i = 0; i < rows; i++)
                     {
-                        xScale[i] = Int8MatVec.RoundToInt16((float*)xs + i * inFeatures, xq + i * inFeatures, inFeatures) * codeScale;
+                        xScale[i] = call.Scales[i] * codeScale;
                         SplitEvenOdd(xq + i * inFeatures, xsplit + i * inFeatures, inFeatures);
                     }
                     var (tp, p, xp, xsp, sp, yp) = ((nint)t, (nint)packed, (nint)xsplit, (nint)xScale, (nint)scales, (nint)ys);
                     RowParallel.For(outFeatures, (from, to) =>
-                        Rows((short*)tp, (byte*)p, (short*)xp, (float*)xsp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
+                        Rows((short*)tp, (byte*)p, (short*)xp, (float*)xsp, (float*)sp, (byte*)yp, brain, inFeatures, outFeatures, rows, from, to));
                 }
             }
         }
         finally
         {
-            ArrayPool<short>.Shared.Return(quantized);
             ArrayPool<short>.Shared.Return(split);
             ArrayPool<float>.Shared.Return(inputScales);
         }
-        var shape = x.shape.ToArray();
-        shape[^1] = outFeatures;
-        var y = output.view(shape);
-        return (y.dtype == x.dtype ? y : y.to(x.dtype)).MoveToOuterDisposeScope();
+        return call.Result();
     }
 
     /// <summary>The code book as 32 int16 lanes (16 used) on the scale 16383 / max|code|, and the factor back.</summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IReadOnlyList<float>, Tuple<short[], float>> Int16Codes = [];
+
     private static (short[] Table, float Scale) Int16Code(IReadOnlyList<float> code)
+    {
+        var made = Int16Codes.GetValue(code, c => MakeInt16Code(c).ToTuple());
+        return (made.Item1, made.Item2);
+    }
+
+    private static (short[] Table, float Scale) MakeInt16Code(IReadOnlyList<float> code)
     {
         var max = code.Max(MathF.Abs);
         var table = new short[32];
@@ -95,7 +93,7 @@ internal static class FourBitMatVec
             }
     }
 
-    private static unsafe void Rows(short* table, byte* packed, short* x, float* xScale, float* absmax, float* y, long inFeatures,
+    private static unsafe void Rows(short* table, byte* packed, short* x, float* xScale, float* absmax, byte* y, bool brain, long inFeatures,
         long outFeatures, int rows, long from, long to)
     {
         var code = Avx512BW.LoadVector512(table);
@@ -118,7 +116,7 @@ internal static class FourBitMatVec
                                Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(xs + b * 64 + 32));
                     total = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), Vector512.Create(scales[b]), total);
                 }
-                y[i * outFeatures + r] = Vector512.Sum(total) * xScale[i];
+                DecodeKernelCall.Store(y, brain, i * outFeatures + r, Vector512.Sum(total) * xScale[i]);
             }
         }
     }

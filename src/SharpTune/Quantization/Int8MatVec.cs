@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using static TorchSharp.torch;
@@ -38,41 +37,22 @@ internal static class Int8MatVec
     /// <summary>x (…, in) → (…, out) in x's dtype, accumulated in int32 and fp32.</summary>
     public static Tensor Multiply(Tensor x, Int8Weight weight)
     {
-        using var scope = NewDisposeScope();
-        var (inFeatures, outFeatures) = (weight.InFeatures, weight.OutFeatures);
-        var rows = (int)(x.numel() / inFeatures);
-        var input = x.reshape(rows, inFeatures).to(ScalarType.Float32).contiguous();
-        var scales = weight.RowAbsmax.to(ScalarType.Float32).contiguous();
-        var output = empty(rows, outFeatures, dtype: ScalarType.Float32);
-        var quantized = ArrayPool<short>.Shared.Rent(rows * (int)inFeatures);   // scratch of every decode step: pooled
-        var inputScales = ArrayPool<float>.Shared.Rent(rows);
-        try
+        using var call = new DecodeKernelCall(x, weight.InFeatures, weight.OutFeatures);
+        unsafe
         {
-            unsafe
+            fixed (byte* codes = weight.Codes.bytes)
+            fixed (short* xq = call.Quantized)
+            fixed (float* xScale = call.Scales)
+            fixed (byte* ss = weight.RowAbsmaxFloat32().bytes)
+            fixed (byte* ys = call.Output.bytes)
             {
-                fixed (byte* codes = weight.Codes.bytes)
-                fixed (byte* xs = input.bytes)
-                fixed (short* xq = quantized)
-                fixed (float* xScale = inputScales)
-                fixed (byte* ss = scales.bytes)
-                fixed (byte* ys = output.bytes)
-                {
-                    for (var i = 0; i < rows; i++) xScale[i] = RoundToInt16((float*)xs + i * inFeatures, xq + i * inFeatures, inFeatures);
-                    var (c, xp, xsp, sp, yp) = ((nint)codes, (nint)xq, (nint)xScale, (nint)ss, (nint)ys);
-                    RowParallel.For(outFeatures, (from, to) =>
-                        Rows((sbyte*)c, (short*)xp, (float*)xsp, (float*)sp, (float*)yp, inFeatures, outFeatures, rows, from, to));
-                }
+                var (c, xp, xsp, sp, yp) = ((nint)codes, (nint)xq, (nint)xScale, (nint)ss, (nint)ys);
+                var (inFeatures, outFeatures, rows, brain) = (call.InFeatures, call.OutFeatures, call.Rows, call.OutputDtype == ScalarType.BFloat16);
+                RowParallel.For(outFeatures, (from, to) =>
+                    Rows((sbyte*)c, (short*)xp, (float*)xsp, (float*)sp, (byte*)yp, brain, inFeatures, outFeatures, rows, from, to));
             }
         }
-        finally
-        {
-            ArrayPool<short>.Shared.Return(quantized);
-            ArrayPool<float>.Shared.Return(inputScales);
-        }
-        var shape = x.shape.ToArray();
-        shape[^1] = outFeatures;
-        var y = output.view(shape);
-        return (y.dtype == x.dtype ? y : y.to(x.dtype)).MoveToOuterDisposeScope();
+        return call.Result();
     }
 
     /// <summary>x → round(x / scale) in int16 with scale = max|x| / 32767; returns the scale (0 for an all-zero row).</summary>
@@ -91,14 +71,15 @@ internal static class Int8MatVec
         return max / 32767f;
     }
 
-    private static unsafe void Rows(sbyte* codes, short* x, float* xScale, float* absmax, float* y, long inFeatures, long outFeatures, int rows,
-        long from, long to)
+    private static unsafe void Rows(sbyte* codes, short* x, float* xScale, float* absmax, byte* y, bool brain, long inFeatures, long outFeatures,
+        int rows, long from, long to)
     {
         for (var r = from; r < to; r++)
         {
             var w = codes + r * inFeatures;
             var scale = absmax[r] / 127f;   // as the TorchSharp product computes s / 127 in fp32
-            for (var i = 0; i < rows; i++) y[i * outFeatures + r] = Dot(w, x + i * inFeatures, inFeatures) * (scale * xScale[i]);
+            for (var i = 0; i < rows; i++)
+                DecodeKernelCall.Store(y, brain, i * outFeatures + r, Dot(w, x + i * inFeatures, inFeatures) * (scale * xScale[i]));
         }
     }
 

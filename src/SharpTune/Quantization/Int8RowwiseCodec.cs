@@ -54,6 +54,26 @@ public sealed class Int8Weight : QuantizedWeight
 
     public override QuantizationType Type => QuantizationType.Int8;
 
+    private Tensor? rowScales;   // the decode kernel's fp32 contiguous row absmax, made on first use
+
+    /// <summary>The row absmax as the decode kernel reads it (fp32, contiguous): the stored tensor itself when it already is.</summary>
+    internal Tensor RowAbsmaxFloat32()
+    {
+        if (rowScales is null)
+        {
+            using var scope = NewDisposeScope();
+            using var normal = inference_mode(false);   // first read may be in a decode step; training reads it later
+            rowScales = RowAbsmax.to(ScalarType.Float32).contiguous().alias().DetachFromDisposeScope();
+        }
+        return rowScales;
+    }
+
+    protected override void ReleaseCaches()
+    {
+        rowScales?.Dispose();
+        rowScales = null;
+    }
+
     public override Device Device => Codes.device;
 
     public override IReadOnlyDictionary<string, Tensor> StoredTensors =>

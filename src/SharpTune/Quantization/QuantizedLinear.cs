@@ -74,6 +74,12 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
+        if (!is_grad_enabled() && x.dtype == ComputeDtype)
+        {
+            // Generation and evaluation: no conversions and no scope of its own, which a decode step's small products notice.
+            var product = weight.MatmulTransposed(x);
+            return bias is null ? product : product.add_(bias);
+        }
         using var scope = NewDisposeScope();
         var input = x.dtype == ComputeDtype ? x : x.to(ComputeDtype);
         Tensor y;
