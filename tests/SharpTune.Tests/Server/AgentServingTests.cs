@@ -102,6 +102,22 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
     }
 
     [AgentServerFact]
+    public async Task ARequiredCallThatMaxTokensCannotHoldIsCutByLengthNotDroppedAsAnEmptyStop()
+    {
+        // The forced call is over 60 bytes; 40 tokens cannot hold it at one byte per token (the guard's worst case). The
+        // reply is the call as far as it got, cut by max_tokens as OpenAI cuts a structured output; before, the
+        // decoder ended at once and the reply was empty with finish_reason "stop".
+        var options = new ChatCompletionOptions { Tools = { Time }, ToolChoice = ChatToolChoice.CreateRequiredChoice(), MaxOutputTokenCount = 40, Temperature = 0 };
+        var reply = (await fixture.Chat().CompleteChatAsync([new UserChatMessage("Time in Oslo?")], options)).Value;
+        Assert.Equal(ChatFinishReason.Length, reply.FinishReason);
+        Assert.Equal(40, reply.Usage.OutputTokenCount);
+        Assert.Empty(reply.ToolCalls);
+        var text = Assert.Single(reply.Content).Text;
+        Assert.StartsWith("<tool_call>\n", text);
+        Assert.StartsWith("<tool_call>{\"name\"", string.Concat(text.Where(c => !char.IsWhiteSpace(c))));   // the random model pads with JSON whitespace
+    }
+
+    [AgentServerFact]
     public async Task NamedToolChoiceStreamsTheCallAsOpenAiDoes()
     {
         var options = new ChatCompletionOptions { Tools = { Weather, Time }, ToolChoice = ChatToolChoice.CreateFunctionChoice("get_time"), MaxOutputTokenCount = 160, Temperature = 1, Seed = 11 };

@@ -39,7 +39,8 @@ public sealed class ConstrainedGrammar(GrammarNode root, string prefix = "", str
 /// walk of the token trie that advances the parse byte by byte and drops a whole subtree as soon as a byte is rejected;
 /// inside a string, the precomputed plain-text tokens are allowed wholesale and only the others are walked. A token is
 /// allowed only if the output can still be completed within the tokens left (one byte per token in the worst case),
-/// so even a model that writes at random ends with output that parses and validates.
+/// so even a model that writes at random ends with output that parses and validates (when max_tokens leaves room for
+/// the shortest such output at all).
 /// </summary>
 internal sealed class GrammarConstraint : ITokenConstraint
 {
@@ -60,31 +61,37 @@ internal sealed class GrammarConstraint : ITokenConstraint
 
     public void FillAllowed(Span<bool> allowed, int remainingTokens)
     {
+        // Within the budget the output is sure to end valid. When even the worst case (one byte per token) cannot fit —
+        // a forced tool call asked for with a max_tokens below the call's length in bytes — write what the grammar
+        // allows anyway: multi-byte tokens may still finish it, and otherwise max_tokens cuts it ("length"), as OpenAI
+        // cuts a structured output. Ending at once instead gave an empty reply that claimed a normal stop.
+        if (!FillWithin(allowed, remainingTokens - 1) && !FillWithin(allowed, GrammarNode.Unbounded - 1))
+            foreach (var id in endTokens) allowed[id] = true;   // no way forward at all: end rather than write something invalid
+    }
+
+    private bool FillWithin(Span<bool> allowed, int budget)
+    {
         allowed.Clear();
-        var budget = remainingTokens - 1;
         var any = false;
         if (IsComplete)
             foreach (var id in endTokens) allowed[id] = any = true;
         var live = states.Where(s => s is not null).ToList();
-        if (live.Count > 0)
+        if (live.Count == 0) return any;
+        if (live.Count == 1 && live[0]!.Head.IsPlainStringContent)
         {
-            if (live.Count == 1 && live[0]!.Head.IsPlainStringContent)
-            {
-                if (live[0]!.Cost <= budget)
-                    foreach (var id in vocabulary.PlainStringTokens) allowed[id] = any = true;
-                any |= Walk(vocabulary.NonPlain, TokenTrie.Root, live, budget, allowed);
-            }
-            else
-            {
-                any |= Walk(vocabulary.All, TokenTrie.Root, live, budget, allowed);
-            }
-            if (live.Any(s => s!.Head is LiteralFrame { AllowsSpecialTokens: true }))
-                foreach (var id in vocabulary.SpecialTokens)
-                    if (Advance(live, vocabulary.Bytes[id]) is { Count: > 0 } after && MinCost(after) <= budget)
-                        allowed[id] = any = true;
+            if (live[0]!.Cost <= budget)
+                foreach (var id in vocabulary.PlainStringTokens) allowed[id] = any = true;
+            any |= Walk(vocabulary.NonPlain, TokenTrie.Root, live, budget, allowed);
         }
-        if (!any)   // no way forward within the budget: end rather than write something invalid
-            foreach (var id in endTokens) allowed[id] = true;
+        else
+        {
+            any |= Walk(vocabulary.All, TokenTrie.Root, live, budget, allowed);
+        }
+        if (live.Any(s => s!.Head is LiteralFrame { AllowsSpecialTokens: true }))
+            foreach (var id in vocabulary.SpecialTokens)
+                if (Advance(live, vocabulary.Bytes[id]) is { Count: > 0 } after && MinCost(after) <= budget)
+                    allowed[id] = any = true;
+        return any;
     }
 
     public void Accept(int token)
