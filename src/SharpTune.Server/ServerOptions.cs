@@ -34,8 +34,9 @@ public sealed record ServerOptions
     public int MaxBatchSize { get; init; } = 16;
 
     /// <summary>
-    /// libtorch threads on the model thread; null = every core but one (the HTTP work needs a core while the model
-    /// decodes), or SHARPTUNE_THREADS when that is set. The rest of the process keeps its own count.
+    /// libtorch threads on the model thread and threads of its decode kernels; null = every core but one for libtorch
+    /// (the HTTP work needs a core while the model decodes), or SHARPTUNE_THREADS when that is set, and every core for
+    /// the decode kernels, whose threads sleep between steps. The rest of the process keeps its own count.
     /// </summary>
     public int? Threads { get; init; }
 

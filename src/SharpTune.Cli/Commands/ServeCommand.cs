@@ -20,7 +20,7 @@ internal static class ServeCommand
         var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, chatml-tools, llama-3, llama-2, zephyr)" };
         var runs = new Option<string?>("--runs") { Description = "Also show the runs dashboard for this folder at /dashboard" };
         var timeout = new Option<int>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 300 };
-        var threads = new Option<int?>("--threads") { Description = "libtorch threads for the model (default: every core but one, or SHARPTUNE_THREADS)" };
+        var threads = new Option<int?>("--threads") { Description = "threads for the model (default: every core but one for libtorch, or SHARPTUNE_THREADS; every core for the decode kernels)" };
         var jobs = FineTuningOptions.Create();
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
         {

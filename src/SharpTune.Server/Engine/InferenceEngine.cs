@@ -2,6 +2,8 @@ using System.Threading.Channels;
 using SharpTune.Server.Adapters;
 using SharpTune.Server.Observability;
 
+using SharpTune.Generation;
+
 namespace SharpTune.Server.Engine;
 
 /// <summary>
@@ -67,6 +69,7 @@ public sealed class InferenceEngine : IDisposable
     private void Run()
     {
         ModelThreads.Apply(options.Threads ?? ModelThreads.Default());
+        DecodeThreads.KernelThreads = options.Threads ?? Environment.ProcessorCount;   // see DecodeThreads.KernelThreads
         try
         {
             while (!stopping.IsCancellationRequested)

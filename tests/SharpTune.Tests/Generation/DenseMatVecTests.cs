@@ -135,4 +135,25 @@ public class DenseMatVecTests
             set_num_threads(before);
         }
     }
+
+    [Fact]
+    public void AServersModelThreadGivesItsDecodeKernelsEveryCoreWhileLibtorchKeepsOne()
+    {
+        if (!DenseMatVec.Available(ScalarType.BFloat16)) return;
+        var result = 0;
+        var thread = new Thread(() =>
+        {
+            set_num_threads(1);                  // the model thread of a 2-core server: every core but one for libtorch
+            DecodeThreads.KernelThreads = 2;
+            using (var threads = new DecodeThreads(CPU, ScalarType.BFloat16))
+            {
+                threads.Narrow();
+                result = RowParallel.ThreadsOverride * 10 + get_num_threads();
+            }
+            result = result * 100 + RowParallel.ThreadsOverride * 10 + get_num_threads();
+        });
+        thread.Start();
+        thread.Join();
+        Assert.Equal(21_01, result);   // kernels on 2 threads, libtorch still on 1; then the override is gone again
+    }
 }
