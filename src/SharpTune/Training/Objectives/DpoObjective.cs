@@ -38,16 +38,6 @@ public sealed class DpoObjective(DpoSettings settings, DpoReference reference) :
         var result = DpoLoss.Compute(policyLogProbs.narrow(0, 0, p), policyLogProbs.narrow(0, p, p),
             referenceLogProbs.narrow(0, 0, p), referenceLogProbs.narrow(0, p, p), settings.Beta, settings.LabelSmoothing, settings.LossType);
         var lossSum = result.Losses.sum();   // before no_grad: the gradient flows through this one
-        using var noGrad = no_grad();
-        var detached = policyLogProbs.detach();
-        var metrics = new Dictionary<string, Tensor>
-        {
-            ["rewards/chosen"] = result.ChosenRewards.sum(),
-            ["rewards/rejected"] = result.RejectedRewards.sum(),
-            ["rewards/margins"] = (result.ChosenRewards - result.RejectedRewards).sum(),
-            ["logps/chosen"] = detached.narrow(0, 0, p).sum(),
-            ["logps/rejected"] = detached.narrow(0, p, p).sum(),
-        };
-        return new ObjectiveOutput(lossSum, result.ChosenRewards.gt(result.RejectedRewards).sum(), metrics);
+        return PreferenceMetrics.Output(lossSum, result.ChosenRewards, result.RejectedRewards, policyLogProbs, p);
     }
 }

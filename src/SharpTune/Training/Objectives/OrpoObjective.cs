@@ -27,18 +27,11 @@ public sealed class OrpoObjective(double beta) : ITrainingObjective
         var result = OrpoLoss.Compute(average.narrow(0, 0, p), average.narrow(0, p, p), beta);
         var lossSum = p * nll - result.Losses.sum();
         using var noGrad = no_grad();
-        var detached = average.detach();
-        var metrics = new Dictionary<string, Tensor>
+        return PreferenceMetrics.Output(lossSum, result.ChosenRewards, result.RejectedRewards, average, p, new Dictionary<string, Tensor>
         {
-            ["rewards/chosen"] = result.ChosenRewards.sum(),
-            ["rewards/rejected"] = result.RejectedRewards.sum(),
-            ["rewards/margins"] = (result.ChosenRewards - result.RejectedRewards).sum(),
-            ["logps/chosen"] = detached.narrow(0, 0, p).sum(),
-            ["logps/rejected"] = detached.narrow(0, p, p).sum(),
             ["nll_loss"] = nll.detach() * p,
             ["log_odds_ratio"] = result.Ratio.sum(),
             ["log_odds_chosen"] = result.LogOdds.sum(),
-        };
-        return new ObjectiveOutput(lossSum, result.ChosenRewards.gt(result.RejectedRewards).sum(), metrics);
+        });
     }
 }

@@ -26,17 +26,7 @@ public sealed class SimpoObjective(SimpoSettings settings) : ITrainingObjective
         var nll = -logProbs.narrow(0, 0, p).sum() / pairs.CompletionLengths.narrow(0, 0, p).sum();
         var lossSum = result.Losses.sum();
         if (settings.CpoAlpha != 0) lossSum = lossSum + settings.CpoAlpha * p * nll;
-        using var noGrad = no_grad();
-        var detached = average.detach();
-        var metrics = new Dictionary<string, Tensor>
-        {
-            ["rewards/chosen"] = result.ChosenRewards.sum(),
-            ["rewards/rejected"] = result.RejectedRewards.sum(),
-            ["rewards/margins"] = (result.ChosenRewards - result.RejectedRewards).sum(),
-            ["logps/chosen"] = detached.narrow(0, 0, p).sum(),
-            ["logps/rejected"] = detached.narrow(0, p, p).sum(),
-            ["nll_loss"] = nll.detach() * p,
-        };
-        return new ObjectiveOutput(lossSum, result.ChosenRewards.gt(result.RejectedRewards).sum(), metrics);
+        return PreferenceMetrics.Output(lossSum, result.ChosenRewards, result.RejectedRewards, average, p,
+            [new("nll_loss", nll.detach() * p)]);
     }
 }
