@@ -37,8 +37,7 @@ public sealed record PrefixTuningConfig
     /// <summary>Throws when a value is out of range.</summary>
     public void Validate(string source = "prefix tuning config")
     {
-        if (NumVirtualTokens <= 0)
-            throw new ArgumentException($"{source}: num_virtual_tokens must be positive, found {NumVirtualTokens}");
+        PromptLearningFields.ValidateVirtualTokens(NumVirtualTokens, source);
         if (EncoderHiddenSize is <= 0)
             throw new ArgumentException($"{source}: encoder_hidden_size must be positive, found {EncoderHiddenSize}");
         if (InitWeights is not (null or "zero"))
@@ -46,42 +45,30 @@ public sealed record PrefixTuningConfig
     }
 
     /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for prefix tuning.</summary>
-    public JsonObject ToJson() => new()
-    {
-        ["auto_mapping"] = null,
-        ["base_model_name_or_path"] = BaseModelNameOrPath,
-        ["encoder_hidden_size"] = EncoderHiddenSize,
-        ["inference_mode"] = InferenceMode,
-        ["init_weights"] = InitWeights,
-        ["num_attention_heads"] = NumAttentionHeads,
-        ["num_layers"] = NumLayers,
-        ["num_transformer_submodules"] = 1,
-        ["num_virtual_tokens"] = NumVirtualTokens,
-        ["peft_type"] = PeftTypeName,
-        ["prefix_projection"] = PrefixProjection,
-        ["revision"] = null,
-        ["task_type"] = "CAUSAL_LM",
-        ["token_dim"] = TokenDim,
-    };
+    public JsonObject ToJson() =>
+        new PromptLearningFields(NumVirtualTokens, TokenDim, NumAttentionHeads, NumLayers, BaseModelNameOrPath, InferenceMode)
+            .ToJson(PeftTypeName, new Dictionary<string, JsonNode?>
+            {
+                ["encoder_hidden_size"] = EncoderHiddenSize,
+                ["init_weights"] = InitWeights,
+                ["prefix_projection"] = PrefixProjection,
+            });
 
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
     public static PrefixTuningConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
     {
-        AdapterState.RequireType(json, PeftTypeName, source);
-        var submodules = AdapterState.Read<int?>(json, "num_transformer_submodules", null, source);
-        if (submodules is not (null or 1))
-            throw new NotSupportedException($"{source}: num_transformer_submodules = {submodules}; a decoder-only model has 1");
+        var shared = PromptLearningFields.Read(json, PeftTypeName, source);
         var config = new PrefixTuningConfig
         {
-            NumVirtualTokens = AdapterState.Read(json, "num_virtual_tokens", 0, source),
+            NumVirtualTokens = shared.NumVirtualTokens,
             PrefixProjection = AdapterState.Read(json, "prefix_projection", false, source),
             EncoderHiddenSize = AdapterState.Read<int?>(json, "encoder_hidden_size", null, source),
             InitWeights = AdapterState.Read<string?>(json, "init_weights", null, source),
-            TokenDim = AdapterState.Read<int?>(json, "token_dim", null, source),
-            NumAttentionHeads = AdapterState.Read<int?>(json, "num_attention_heads", null, source),
-            NumLayers = AdapterState.Read<int?>(json, "num_layers", null, source),
-            BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
-            InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+            TokenDim = shared.TokenDim,
+            NumAttentionHeads = shared.NumAttentionHeads,
+            NumLayers = shared.NumLayers,
+            BaseModelNameOrPath = shared.BaseModelNameOrPath,
+            InferenceMode = shared.InferenceMode,
         };
         config.Validate(source);
         return config;

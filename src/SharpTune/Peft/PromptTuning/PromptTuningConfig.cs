@@ -47,8 +47,7 @@ public sealed record PromptTuningConfig
     /// <summary>Throws when a value is out of range or a TEXT init has no text.</summary>
     public void Validate(string source = "prompt tuning config")
     {
-        if (NumVirtualTokens <= 0)
-            throw new ArgumentException($"{source}: num_virtual_tokens must be positive, found {NumVirtualTokens}");
+        PromptLearningFields.ValidateVirtualTokens(NumVirtualTokens, source);
         if (PromptTuningInit == PromptTuningInit.Text && string.IsNullOrEmpty(PromptTuningInitText) && InitTokenIds is null)
             throw new ArgumentException($"{source}: prompt_tuning_init is TEXT but prompt_tuning_init_text is empty");
         if (InitTokenIds is { Count: 0 })
@@ -56,36 +55,24 @@ public sealed record PromptTuningConfig
     }
 
     /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for prompt tuning.</summary>
-    public JsonObject ToJson() => new()
-    {
-        ["auto_mapping"] = null,
-        ["base_model_name_or_path"] = BaseModelNameOrPath,
-        ["inference_mode"] = InferenceMode,
-        ["num_attention_heads"] = NumAttentionHeads,
-        ["num_layers"] = NumLayers,
-        ["num_transformer_submodules"] = 1,
-        ["num_virtual_tokens"] = NumVirtualTokens,
-        ["peft_type"] = PeftTypeName,
-        ["prompt_tuning_init"] = PromptTuningInit == PromptTuningInit.Text ? "TEXT" : "RANDOM",
-        ["prompt_tuning_init_text"] = PromptTuningInitText,
-        ["revision"] = null,
-        ["task_type"] = "CAUSAL_LM",
-        ["token_dim"] = TokenDim,
-        ["tokenizer_kwargs"] = null,
-        ["tokenizer_name_or_path"] = TokenizerNameOrPath,
-    };
+    public JsonObject ToJson() =>
+        new PromptLearningFields(NumVirtualTokens, TokenDim, NumAttentionHeads, NumLayers, BaseModelNameOrPath, InferenceMode)
+            .ToJson(PeftTypeName, new Dictionary<string, JsonNode?>
+            {
+                ["prompt_tuning_init"] = PromptTuningInit == PromptTuningInit.Text ? "TEXT" : "RANDOM",
+                ["prompt_tuning_init_text"] = PromptTuningInitText,
+                ["tokenizer_kwargs"] = null,
+                ["tokenizer_name_or_path"] = TokenizerNameOrPath,
+            });
 
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
     public static PromptTuningConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
     {
-        AdapterState.RequireType(json, PeftTypeName, source);
-        var submodules = AdapterState.Read<int?>(json, "num_transformer_submodules", null, source);
-        if (submodules is not (null or 1))
-            throw new NotSupportedException($"{source}: num_transformer_submodules = {submodules}; a decoder-only model has 1");
+        var shared = PromptLearningFields.Read(json, PeftTypeName, source);
         var init = AdapterState.Read(json, "prompt_tuning_init", "RANDOM", source);
         var config = new PromptTuningConfig
         {
-            NumVirtualTokens = AdapterState.Read(json, "num_virtual_tokens", 0, source),
+            NumVirtualTokens = shared.NumVirtualTokens,
             PromptTuningInit = init switch
             {
                 "RANDOM" => PromptTuningInit.Random,
@@ -94,11 +81,11 @@ public sealed record PromptTuningConfig
             },
             PromptTuningInitText = AdapterState.Read<string?>(json, "prompt_tuning_init_text", null, source),
             TokenizerNameOrPath = AdapterState.Read<string?>(json, "tokenizer_name_or_path", null, source),
-            TokenDim = AdapterState.Read<int?>(json, "token_dim", null, source),
-            NumAttentionHeads = AdapterState.Read<int?>(json, "num_attention_heads", null, source),
-            NumLayers = AdapterState.Read<int?>(json, "num_layers", null, source),
-            BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
-            InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+            TokenDim = shared.TokenDim,
+            NumAttentionHeads = shared.NumAttentionHeads,
+            NumLayers = shared.NumLayers,
+            BaseModelNameOrPath = shared.BaseModelNameOrPath,
+            InferenceMode = shared.InferenceMode,
         };
         config.Validate(source);
         return config;
