@@ -20,9 +20,10 @@ internal static class PeftMethodChecks
 
     /// <summary>
     /// After one AdamW step only the adapter's parameters changed, every base parameter has no gradient, and exactly
-    /// the adapter's parameters require gradients.
+    /// the adapter's parameters require gradients. Returns the names of the adapter parameters the step changed, for
+    /// method-specific checks by the caller.
     /// </summary>
-    public static void OnlyAdapterParametersChange(string kind, Func<IPeftAdapter> create)
+    public static IReadOnlySet<string> OnlyAdapterParametersChange(string kind, Func<IPeftAdapter> create)
     {
         using var model = TestModels.Create(kind);
         var adapter = create();
@@ -40,19 +41,20 @@ internal static class PeftMethodChecks
             NextTokenLoss(model, ids).backward();
             optimizer.step();
         }
-        var changedAdapterParameters = 0;
+        var changedAdapterParameters = new HashSet<string>();
         foreach (var (name, parameter) in model.named_parameters())
         {
             var changed = !parameter.equal(before[name]).all().item<bool>();
             if (trainable.Contains(name))
             {
-                if (changed) changedAdapterParameters++;
+                if (changed) changedAdapterParameters.Add(name);
                 continue;
             }
             Assert.False(changed, $"base parameter {name} changed");
             Assert.Null(parameter.grad);
         }
-        Assert.True(changedAdapterParameters > 0, "no adapter parameter was updated");
+        Assert.True(changedAdapterParameters.Count > 0, "no adapter parameter was updated");
+        return changedAdapterParameters;
     }
 
     /// <summary>Adds noise to every trainable parameter so the adapter really changes the model.</summary>
