@@ -55,6 +55,14 @@ public sealed class AgentServerFixture : IAsyncLifetime
 
     public static bool Available => Directory.Exists(TestAssets.Stories260K) && Directory.Exists(Path.Combine(TestAssets.SharedDir, "tokenizers", "qwen3"));
 
+    /// <summary>A raw HTTP client for the server, with the API key set.</summary>
+    public HttpClient Http()
+    {
+        var http = new HttpClient { BaseAddress = Server.Url };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+        return http;
+    }
+
     public ChatClient Chat() => new("random-qwen-chat", new ApiKeyCredential(ServerFixture.Key), new OpenAIClientOptions { Endpoint = Server.OpenAiEndpoint });
 
     public async Task DisposeAsync()
@@ -171,14 +179,7 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
         var served = reply.ContentTokenLogProbabilities;
         Assert.NotEmpty(served);
 
-        using var model = PretrainedModel.Load(fixture.ModelDir);
-        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
-        var prompt = ChatPromptFormat.ForModel(tokenizer, null).Encode([new SharpTune.Tokenization.ChatMessage("user", "Hello there")], tokenizer);
-        var generated = TokenGenerator.Generate(model, [prompt], new GenerationOptions { Temperature = 0, MaxNewTokens = served.Count })[0].Tokens;
-        using var noGrad = no_grad();
-        var ids = prompt.Concat(generated).Select(i => (long)i).ToArray();
-        var logits = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(ids).view(1, -1)), new ForwardContext { PositionIds = arange(ids.Length).view(1, -1) }));
-        var logp = logits.squeeze(0).log_softmax(-1);
+        var (tokenizer, prompt, generated, logp) = GreedyReference.Compute(fixture.ModelDir, "Hello there", served.Count);
         for (var i = 0; i < served.Count; i++)
         {
             var row = logp[prompt.Count - 1 + i];
@@ -193,8 +194,7 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
     [AgentServerFact]
     public async Task ValidationAnswersLikeOpenAi()
     {
-        using var http = new HttpClient { BaseAddress = fixture.Server.Url };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+        using var http = fixture.Http();
         async Task<(int Status, string? Param, HttpResponseMessage Response)> Post(string body)
         {
             var response = await http.PostAsync("/v1/chat/completions", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));

@@ -167,8 +167,7 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
     [AgentServerFact]
     public async Task StoredResponsesCanBeListedAndDeletedAndBadRequestsNameTheField()
     {
-        using var http = new HttpClient { BaseAddress = fixture.Server.Url };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+        using var http = fixture.Http();
         async Task<(int Status, JsonNode? Body)> Send(HttpMethod method, string path, string? body = null)
         {
             using var request = new HttpRequestMessage(method, path);

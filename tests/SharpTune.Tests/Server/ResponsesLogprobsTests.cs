@@ -1,11 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using SharpTune.Generation;
-using SharpTune.Models;
 using SharpTune.Server;
 using SharpTune.Tests.Support;
-using HfTokenizer = SharpTune.Tokenization.HfTokenizer;
-using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Server;
 
@@ -18,13 +14,6 @@ public sealed class ResponsesLogprobsTests(AgentServerFixture fixture) : IClassF
 {
     private const string Question = "Hello there";
 
-    private HttpClient Http()
-    {
-        var http = new HttpClient { BaseAddress = fixture.Server.Url };
-        http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
-        return http;
-    }
-
     private static StringContent Body(bool stream, string include = """["message.output_text.logprobs"]""", string top = "3") => new(
         $$"""{"model":"random-qwen-chat","input":"{{Question}}","max_output_tokens":16,"temperature":0,"include":{{include}},"top_logprobs":{{top}},"stream":{{(stream ? "true" : "false")}}}""",
         Encoding.UTF8, "application/json");
@@ -32,7 +21,7 @@ public sealed class ResponsesLogprobsTests(AgentServerFixture fixture) : IClassF
     [AgentServerFact]
     public async Task OutputTextLogprobsAreTheForwardPassLogSoftmaxAndStreamAsOpenAiSendsThem()
     {
-        using var http = Http();
+        using var http = fixture.Http();
         var response = await http.PostAsync("/v1/responses", Body(stream: false));
         var json = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
         Assert.True(response.IsSuccessStatusCode, json.ToJsonString());
@@ -42,14 +31,7 @@ public sealed class ResponsesLogprobsTests(AgentServerFixture fixture) : IClassF
         Assert.NotEmpty(served);
 
         // The reference: the same prompt through the model, greedy, then one forward pass over prompt + reply.
-        using var model = PretrainedModel.Load(fixture.ModelDir);
-        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
-        var prompt = ChatPromptFormat.ForModel(tokenizer, null).Encode([new SharpTune.Tokenization.ChatMessage("user", Question)], tokenizer);
-        var generated = TokenGenerator.Generate(model, [prompt], new GenerationOptions { Temperature = 0, MaxNewTokens = served.Count })[0].Tokens;
-        using var noGrad = no_grad();
-        var ids = prompt.Concat(generated).Select(i => (long)i).ToArray();
-        var logits = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(ids).view(1, -1)), new ForwardContext { PositionIds = arange(ids.Length).view(1, -1) }));
-        var logp = logits.squeeze(0).log_softmax(-1);
+        var (tokenizer, prompt, generated, logp) = GreedyReference.Compute(fixture.ModelDir, Question, served.Count);
         for (var i = 0; i < served.Count; i++)
         {
             var row = logp[prompt.Count - 1 + i];
@@ -84,7 +66,7 @@ public sealed class ResponsesLogprobsTests(AgentServerFixture fixture) : IClassF
     [AgentServerFact]
     public async Task WithoutIncludeThereAreNoLogprobsAndBadValuesNameTheField()
     {
-        using var http = Http();
+        using var http = fixture.Http();
         var plain = JsonNode.Parse(await (await http.PostAsync("/v1/responses", new StringContent(
             """{"model":"random-qwen-chat","input":"Hello there","max_output_tokens":16,"temperature":0,"top_logprobs":2}""",
             Encoding.UTF8, "application/json"))).Content.ReadAsStringAsync())!;
