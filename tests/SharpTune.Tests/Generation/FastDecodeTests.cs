@@ -33,16 +33,7 @@ public class FastDecodeTests
     }
 
     [Theory]
-    [InlineData("llama")]
-    [InlineData("llama-tied")]
-    [InlineData("qwen2")]
-    [InlineData("qwen2-window")]
-    [InlineData("mistral-window")]
-    [InlineData("qwen3")]
-    [InlineData("gemma3")]
-    [InlineData("phi3")]
-    [InlineData("smollm3")]
-    [InlineData("gpt2")]
+    [MemberData(nameof(TestModels.Kinds), MemberType = typeof(TestModels))]
     public void EveryArchitectureDecodesTheSameTokensFastAndGeneral(string kind)
     {
         using var model = TestModels.Create(kind);

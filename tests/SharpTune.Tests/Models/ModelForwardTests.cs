@@ -8,16 +8,7 @@ namespace SharpTune.Tests.Models;
 public class ModelForwardTests
 {
     [Theory]
-    [InlineData("llama")]
-    [InlineData("llama-tied")]
-    [InlineData("qwen2")]
-    [InlineData("gpt2")]
-    [InlineData("qwen3")]
-    [InlineData("gemma3")]
-    [InlineData("phi3")]
-    [InlineData("smollm3")]
-    [InlineData("mistral-window")]
-    [InlineData("qwen2-window")]
+    [MemberData(nameof(TestModels.Kinds), MemberType = typeof(TestModels))]
     public void IncrementalDecodingWithCacheEqualsFullForward(string kind)
     {
         using var model = TestModels.Create(kind);
@@ -40,15 +31,7 @@ public class ModelForwardTests
     }
 
     [Theory]
-    [InlineData("llama")]
-    [InlineData("qwen2")]
-    [InlineData("gpt2")]
-    [InlineData("qwen3")]
-    [InlineData("gemma3")]
-    [InlineData("phi3")]
-    [InlineData("smollm3")]
-    [InlineData("mistral-window")]
-    [InlineData("qwen2-window")]
+    [MemberData(nameof(TestModels.KindsWithoutTiedLlama), MemberType = typeof(TestModels))]
     public void GreedyGenerationIsTheSameWithAndWithoutCacheAndInABatch(string kind)
     {
         using var model = TestModels.Create(kind);

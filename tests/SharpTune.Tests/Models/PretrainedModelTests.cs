@@ -9,16 +9,7 @@ namespace SharpTune.Tests.Models;
 public class PretrainedModelTests
 {
     [Theory]
-    [InlineData("llama")]
-    [InlineData("llama-tied")]
-    [InlineData("qwen2")]
-    [InlineData("gpt2")]
-    [InlineData("qwen3")]
-    [InlineData("gemma3")]
-    [InlineData("phi3")]
-    [InlineData("smollm3")]
-    [InlineData("mistral-window")]
-    [InlineData("qwen2-window")]
+    [MemberData(nameof(TestModels.Kinds), MemberType = typeof(TestModels))]
     public void SavedModelLoadsBackBitExactly(string kind)
     {
         using var dir = new TempDir();

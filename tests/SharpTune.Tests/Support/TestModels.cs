@@ -44,6 +44,16 @@ public static class TestModels
         ["activation_function"] = "gelu_new",
     };
 
+    /// <summary>Every kind <see cref="ConfigJson"/> knows: one tiny model per supported family and layout.</summary>
+    public static IReadOnlyList<string> KindNames { get; } =
+        ["llama", "llama-tied", "qwen2", "gpt2", "qwen3", "gemma3", "phi3", "smollm3", "mistral-window", "qwen2-window"];
+
+    /// <summary><see cref="KindNames"/> as theory data, for tests every architecture must pass.</summary>
+    public static TheoryData<string> Kinds => new(KindNames);
+
+    /// <summary><see cref="Kinds"/> without llama-tied, whose only difference from llama is the tied output head.</summary>
+    public static TheoryData<string> KindsWithoutTiedLlama => new(KindNames.Where(kind => kind != "llama-tied"));
+
     public static JsonObject ConfigJson(string kind) => kind switch
     {
         "llama" => LlamaConfigJson(),
