@@ -70,39 +70,30 @@ public sealed class LlamaAttention : DecoderAttention
     public nn.Module<Tensor, Tensor> k_proj;
     public nn.Module<Tensor, Tensor> v_proj;
     public nn.Module<Tensor, Tensor> o_proj;
-    private readonly int numHeads, numKvHeads, headDim, layerIndex;
+    private readonly AttentionHeads heads;
     private readonly bool useRope;
-    private readonly AttentionSettings settings;
     private readonly FusedLinear qkv = new();
 
     public LlamaAttention(ModelConfig config, int layerIndex) : base(nameof(LlamaAttention))
     {
-        (numHeads, numKvHeads, headDim, this.layerIndex) = (config.NumHeads, config.NumKeyValueHeads, config.HeadDim, layerIndex);
+        heads = AttentionHeads.For(config, layerIndex);
         useRope = config.UsesRope(layerIndex);                         // SmolLM3's NoPE layers skip RoPE
-        settings = new AttentionSettings(SlidingWindow: config.SlidingWindowOf(layerIndex));
-        q_proj = nn.Linear(config.HiddenSize, numHeads * headDim, hasBias: config.AttentionBias);
-        k_proj = nn.Linear(config.HiddenSize, numKvHeads * headDim, hasBias: config.AttentionBias);
-        v_proj = nn.Linear(config.HiddenSize, numKvHeads * headDim, hasBias: config.AttentionBias);
+        q_proj = nn.Linear(config.HiddenSize, heads.QueryWidth, hasBias: config.AttentionBias);
+        k_proj = nn.Linear(config.HiddenSize, heads.KeyValueWidth, hasBias: config.AttentionBias);
+        v_proj = nn.Linear(config.HiddenSize, heads.KeyValueWidth, hasBias: config.AttentionBias);
         // Qwen2 has biases on q/k/v only; Llama's attention_bias puts one on o_proj too.
-        o_proj = nn.Linear(numHeads * headDim, config.HiddenSize,
+        o_proj = nn.Linear(heads.QueryWidth, config.HiddenSize,
             hasBias: config.AttentionBias && config.Architecture != "Qwen2ForCausalLM");
         RegisterComponents();
     }
 
     public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
-        var (b, t) = (x.shape[0], x.shape[1]);
-        if (t == 1 && qkv.TryForward(x, q_proj, k_proj, v_proj) is { } fused)   // decoding: heads straight from the fused product
-        {
-            var (dq, dk, dv) = Projections.DecodeHeads(fused, b, numHeads, numKvHeads, headDim, useRope ? angles : null);
-            return DenseMatVec.Forward(o_proj, Attention.Compute(dq, dk, dv, ctx, layerIndex, settings));
-        }
-        var (q, k, v) = Projections.QueryKeyValue(qkv, x, q_proj, k_proj, v_proj, numHeads * headDim, numKvHeads * headDim);
-        q = q.view(b, t, numHeads, headDim).transpose(1, 2);       // (B, nh, T, hd)
-        k = k.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)
-        v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)
-        if (useRope) (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
-        return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
+        (Tensor Cos, Tensor SignedSin)? rotation = useRope ? angles : null;
+        if (x.shape[1] == 1 && qkv.TryForward(x, q_proj, k_proj, v_proj) is { } fused)   // decoding: heads straight from the fused product
+            return heads.Decode(fused, x.shape[0], rotation, ctx, o_proj);
+        var (q, k, v) = Projections.QueryKeyValue(qkv, x, q_proj, k_proj, v_proj, heads.QueryWidth, heads.KeyValueWidth);
+        return heads.Attend(q, k, v, rotation, ctx, o_proj);
     }
 
     protected override void Dispose(bool disposing)

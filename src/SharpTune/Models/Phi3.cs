@@ -17,32 +17,23 @@ public sealed class Phi3Attention : DecoderAttention
 {
     public nn.Module<Tensor, Tensor> qkv_proj;   // (C → nh·hd + 2·nkv·hd): queries, keys, values
     public nn.Module<Tensor, Tensor> o_proj;
-    private readonly int numHeads, numKvHeads, headDim, layerIndex;
-    private readonly AttentionSettings settings;
+    private readonly AttentionHeads heads;
 
     public Phi3Attention(ModelConfig config, int layerIndex) : base(nameof(Phi3Attention))
     {
-        (numHeads, numKvHeads, headDim, this.layerIndex) = (config.NumHeads, config.NumKeyValueHeads, config.HeadDim, layerIndex);
-        qkv_proj = nn.Linear(config.HiddenSize, (numHeads + 2 * numKvHeads) * headDim, hasBias: false);
-        o_proj = nn.Linear(numHeads * headDim, config.HiddenSize, hasBias: false);
-        settings = new AttentionSettings(SlidingWindow: config.SlidingWindowOf(layerIndex));
+        heads = AttentionHeads.For(config, layerIndex);
+        qkv_proj = nn.Linear(config.HiddenSize, heads.QueryWidth + 2 * heads.KeyValueWidth, hasBias: false);
+        o_proj = nn.Linear(heads.QueryWidth, config.HiddenSize, hasBias: false);
         RegisterComponents();
     }
 
     public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
-        var (b, t) = (x.shape[0], x.shape[1]);
         var qkv = DenseMatVec.Forward(qkv_proj, x);                                                           // (B, T, (nh+2nkv)·hd)
-        if (t == 1 && InferenceShortcuts.Enabled)   // decoding: heads straight from the product
-        {
-            var (dq, dk, dv) = Projections.DecodeHeads(qkv, b, numHeads, numKvHeads, headDim, angles);
-            return DenseMatVec.Forward(o_proj, Attention.Compute(dq, dk, dv, ctx, layerIndex, settings));
-        }
-        var q = qkv.narrow(-1, 0, numHeads * headDim).view(b, t, numHeads, headDim).transpose(1, 2);
-        var k = qkv.narrow(-1, numHeads * headDim, numKvHeads * headDim).view(b, t, numKvHeads, headDim).transpose(1, 2);
-        var v = qkv.narrow(-1, (numHeads + numKvHeads) * headDim, numKvHeads * headDim).view(b, t, numKvHeads, headDim).transpose(1, 2);
-        (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
-        return o_proj.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
+        if (x.shape[1] == 1 && InferenceShortcuts.Enabled)   // decoding: heads straight from the product
+            return heads.Decode(qkv, x.shape[0], angles, ctx, o_proj);
+        var (q, k, v) = Projections.Split(qkv, heads.QueryWidth, heads.KeyValueWidth);
+        return heads.Attend(q, k, v, angles, ctx, o_proj);
     }
 }
 

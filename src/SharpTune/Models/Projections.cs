@@ -10,8 +10,12 @@ internal static class Projections
         nn.Module<Tensor, Tensor> k, nn.Module<Tensor, Tensor> v, long qWidth, long kvWidth)
     {
         if (fused.TryForward(x, q, k, v) is not { } qkv) return (q.forward(x), k.forward(x), v.forward(x));
-        return (qkv.narrow(-1, 0, qWidth), qkv.narrow(-1, qWidth, kvWidth), qkv.narrow(-1, qWidth + kvWidth, kvWidth));
+        return Split(qkv, qWidth, kvWidth);
     }
+
+    /// <summary>A fused product (…, qWidth + 2·kvWidth) → views of its queries, keys and values, in that order.</summary>
+    public static (Tensor Q, Tensor K, Tensor V) Split(Tensor qkv, long qWidth, long kvWidth) =>
+        (qkv.narrow(-1, 0, qWidth), qkv.narrow(-1, qWidth, kvWidth), qkv.narrow(-1, qWidth + kvWidth, kvWidth));
 
     /// <summary>
     /// q (B, nh, 1, hd), k and v (B, nkv, 1, hd) for one token per row from a fused projection (B, 1, (nh + 2·nkv)·hd):
