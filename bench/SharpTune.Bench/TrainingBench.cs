@@ -45,13 +45,16 @@ internal static class TrainingBench
         // With checkpointing: how many of the first layers are recomputed (unset: all).
         if (int.TryParse(Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_CHECKPOINTED_LAYERS"), out var checkpointedLayers))
             model.CheckpointedLayers = checkpointedLayers;
+        // With checkpointing: how many of the recomputed layers keep their frozen MLP products (unset: none).
+        if (int.TryParse(Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_KEEPING_LAYERS"), out var keepingLayers))
+            model.LayersKeepingMlpProducts = keepingLayers;
         var optimizer = new AdamW(trainable.Select(t => (t.Item1, t.Item2, 0.0)));
         var n = BenchModels.MatmulParameters(config);
         // Frozen-base methods: forward 2N + backward through activations 2N (no weight gradients) + 6 per adapter weight.
         var flopsPerToken = method == "full" ? 6.0 * n : 4.0 * n + 6.0 * adapterParams;
         Console.Error.WriteLine($"  peak RSS after loading: {MemoryProbe.PeakRssGiB():F2} GiB");
         var measuredPeak = PeakProbe.Measure(dtype);
-        Console.Error.WriteLine($"  peak RSS after the matmul probe: {MemoryProbe.PeakRssGiB():F2} GiB (checkpointing {(model.GradientCheckpointing ? $"on, {model.CheckpointedLayers?.ToString() ?? "all"} layers" : "off")})");
+        Console.Error.WriteLine($"  peak RSS after the matmul probe: {MemoryProbe.PeakRssGiB():F2} GiB (checkpointing {(model.GradientCheckpointing ? $"on, {model.CheckpointedLayers?.ToString() ?? "all"} layers, {model.LayersKeepingMlpProducts} keeping MLP products" : "off")})");
         var random = new Random(1);
         TrainingObjective objective = (m, b) => CausalLmLoss.Compute(m, b);
         double total = 0;

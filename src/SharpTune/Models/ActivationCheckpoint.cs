@@ -21,26 +21,73 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
     /// </summary>
     public static bool IsRecomputing => recomputing > 0;
 
+    // Selective recomputation: tensors a block's forward offers to keep (see Keep) and, in its recomputation, the ones
+    // it kept, handed back in the same order.
+    [ThreadStatic] private static List<Tensor>? keeping;
+    [ThreadStatic] private static Queue<Tensor>? kept;
+
+    /// <summary>
+    /// Whether the checkpointed block now running its forward keeps what it passes to <see cref="Keep"/> for its
+    /// recomputation (selective recomputation: products that are costly to compute again and cheap to store).
+    /// </summary>
+    public static bool IsKeeping => keeping is not null;
+
+    /// <summary>
+    /// In a keeping block's forward (<see cref="IsKeeping"/>): keeps <paramref name="value"/> until the block's backward,
+    /// where the recomputation takes it back with <see cref="TakeKept"/>, in the same order. Autograd holds it (a saved
+    /// tensor of this function), so it is freed with the graph even if no backward runs.
+    /// </summary>
+    public static void Keep(Tensor value)
+    {
+        if (keeping is null) throw new InvalidOperationException("only a checkpointed block's forward keeps tensors for its recomputation");
+        keeping.Add(value.detach().DetachFromDisposeScope());   // a handle of its own: the caller's scope may end first
+    }
+
+    /// <summary>Whether the block being recomputed has kept tensors left to take.</summary>
+    public static bool HasKept => kept is { Count: > 0 };
+
+    /// <summary>The next tensor the block's forward kept (see <see cref="Keep"/>).</summary>
+    public static Tensor TakeKept() => kept is { Count: > 0 } queue
+        ? queue.Dequeue()
+        : throw new InvalidOperationException("the recomputation asked for more kept tensors than the forward kept");
+
     /// <summary>Runs <paramref name="block"/> on <paramref name="input"/> keeping only the input for the backward.</summary>
-    public static Tensor Run(Func<Tensor, Tensor> block, Tensor input)
+    /// <param name="keepProducts">Let the block keep tensors for its recomputation (<see cref="Keep"/>).</param>
+    public static Tensor Run(Func<Tensor, Tensor> block, Tensor input, bool keepProducts = false)
     {
         // Autograd records the function only if an input takes gradients; with a frozen embedding (adapter methods) the
         // first layer's input does not, yet the block's own parameters must still get theirs.
         if (!input.requires_grad) input = input.detach().requires_grad_(true);
-        return apply(input, block);
+        var output = apply(input, block, keepProducts);
+        // TorchSharp hands what forward saved to libtorch only after forward returns: the kept handles live until here.
+        if (keptHandles is { } handles)
+            foreach (var t in handles) t.Dispose();
+        keptHandles = null;
+        return output;
     }
+
+    [ThreadStatic] private static List<Tensor>? keptHandles;
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         var input = (Tensor)vars[0];
         var block = (Func<Tensor, Tensor>)vars[1];
-        // The saved variable holds its own reference, so this handle may die with the caller's scope; a handle taken
-        // out of every scope would instead keep the input alive until the garbage collector happens to run.
-        ctx.save_for_backward([input.detach()]);
+        var keepProducts = vars.Length > 2 && (bool)vars[2];
         ctx.save_data("block", block);
         using (var rng = get_rng_state()) ctx.save_data("rng", rng.data<byte>().ToArray());   // a byte tensor, kept as bytes
         using var noGrad = no_grad();
-        return block(input);
+        var outer = keeping;
+        keeping = keepProducts ? [] : null;
+        Tensor output;
+        List<Tensor> keptHere;
+        try { output = block(input); }
+        finally { (keptHere, keeping) = (keeping ?? [], outer); }
+        // Saved variables hold their own references, so these handles may die once libtorch has them (the input's with
+        // the caller's scope, the kept ones in Run); a handle left to no scope would keep its tensor alive until the
+        // garbage collector happens to run.
+        ctx.save_for_backward([input.detach(), .. keptHere]);
+        keptHandles = keptHere;
+        return output;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
@@ -49,7 +96,8 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
         // layer's recomputation would stay alive until the step ends (see CustomBackward).
         var inputGradient = CustomBackward.Run(gradOutput, grad =>
         {
-            var input = ctx.get_saved_variables()[0];
+            var saved = ctx.get_saved_variables();
+            var input = saved[0];
             var block = (Func<Tensor, Tensor>)ctx.get_data("block");
             using var forwardRng = tensor((byte[])ctx.get_data("rng"), dtype: ScalarType.Byte);
             using var currentRng = get_rng_state();
@@ -57,14 +105,24 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
             using var enabled = enable_grad();
             var leaf = input.detach().requires_grad_(true);
             Tensor output;
+            var outer = kept;
+            kept = new Queue<Tensor>(saved.Skip(1));
             recomputing++;
-            try { output = block(leaf); }
-            finally { recomputing--; }
+            try
+            {
+                output = block(leaf);
+                if (kept.Count > 0) throw new InvalidOperationException($"the recomputation left {kept.Count} kept tensors unused");
+            }
+            finally
+            {
+                recomputing--;
+                kept = outer;
+            }
             set_rng_state(currentRng);
             output.backward([grad]);
             CustomBackward.ReleaseReturned();   // the nested backward's results are libtorch's now
             return leaf.grad!;
         });
-        return [inputGradient, null!];   // one gradient per apply() argument; the block itself has none
+        return [inputGradient, null!, null!];   // one gradient per apply() argument; the block and the flag have none
     }
 }

@@ -79,6 +79,21 @@ public abstract class CausalLanguageModel : nn.Module
     /// <summary>How many of the first layers run through <see cref="ActivationCheckpoint"/> now (0: none).</summary>
     protected int CheckpointedLayersNow => GradientCheckpointing && training && is_grad_enabled() ? CheckpointedLayers ?? int.MaxValue : 0;
 
+    /// <summary>
+    /// With <see cref="GradientCheckpointing"/>: how many of the recomputed layers, from the first, keep the products of
+    /// their frozen MLP gate and up projections from the forward (2·ffn values per token each, in the compute dtype),
+    /// so their recomputation does not multiply them again — selective recomputation in the spirit of Megatron-LM's
+    /// (keep what is costly to compute and cheap to store). On Llama-family layers this leaves out about half of a
+    /// recomputation's matmul work (with down_proj's, always left out) for a fraction of a layer's activations; layers
+    /// whose gate or up projection trains or is wrapped keep nothing. 0 (default): none.
+    /// </summary>
+    public int LayersKeepingMlpProducts
+    {
+        get => layersKeepingMlpProducts;
+        set => layersKeepingMlpProducts = value < 0 ? throw new ArgumentOutOfRangeException(nameof(value), value, "layers keeping MLP products cannot be negative") : value;
+    }
+    private int layersKeepingMlpProducts;
+
     /// <summary>Checkpoint tensors this architecture knows and deliberately does not load (old non-persistent buffers).</summary>
     public virtual bool IsIgnorableCheckpointTensor(string name) => false;
 

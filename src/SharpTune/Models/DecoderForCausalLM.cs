@@ -30,7 +30,7 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
     public override Tensor EmbedTokens(Tensor inputIds) => model.Embed(inputIds);
 
     protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
-        model.Forward(inputsEmbeds, context, CheckpointedLayersNow);
+        model.Forward(inputsEmbeds, context, CheckpointedLayersNow, LayersKeepingMlpProducts);
 
     /// <summary>The head (or the tied embedding), then Gemma's final_logit_softcapping cap·tanh(logit / cap) when set.</summary>
     public override Tensor ComputeLogits(Tensor hidden)

@@ -50,7 +50,9 @@ public sealed class DecoderModel : nn.Module
     }
 
     /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C); advances the cache, if any, by T.</summary>
-    public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0)
+    /// <param name="checkpointedLayers">How many of the first layers are recomputed in the backward.</param>
+    /// <param name="keepingLayers">How many of those keep products for their recomputation (<see cref="ActivationCheckpoint.Keep"/>).</param>
+    public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0, int keepingLayers = 0)
     {
         using var scope = NewDisposeScope();
         var checkpointing = checkpointedLayers > 0;
@@ -60,9 +62,10 @@ public sealed class DecoderModel : nn.Module
         foreach (var layer in layers)
         {
             var angles = layer.UsesLocalRope ? local : global;
-            x = index++ < checkpointedLayers
-                ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x)
+            x = index < checkpointedLayers
+                ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x, keepProducts: index < keepingLayers)
                 : layer.Forward(x, ctx, angles);
+            index++;
         }
         if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
         return norm.forward(x).MoveToOuterDisposeScope();

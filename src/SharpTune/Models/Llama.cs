@@ -54,10 +54,7 @@ public sealed class LlamaDecoderLayer : DecoderLayer
         var attended = self_attn.Forward(input_layernorm.forward(x), ctx, angles);
         x = x + (resid_attn_dropout?.forward(attended) ?? attended);
         var normed = post_attention_layernorm.forward(x);
-        // Recomputed for the backward, the layer's output value is never read: the MLP may leave out its last product.
-        var fed = ActivationCheckpoint.IsRecomputing && mlp is LlamaMlp gated && gated.GradientOnlyForward(normed) is { } graph
-            ? graph
-            : mlp.forward(normed);
+        var fed = mlp is LlamaMlp gated ? gated.CheckpointAwareForward(normed) : mlp.forward(normed);
         x = x + (resid_mlp_dropout?.forward(fed) ?? fed);
         return x.MoveToOuterDisposeScope();
     }
@@ -134,13 +131,34 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// The forward's graph without down_proj's product, whose value only a caller that reads the MLP's output would
-    /// need (<see cref="GradientOnlyProjection"/>): for a layer being recomputed in the backward. Null when down_proj is
-    /// not a frozen plain or quantized projection (trainable, or wrapped by an adapter).
+    /// <see cref="forward"/>, except inside a checkpointed layer (<see cref="ActivationCheckpoint"/>), where frozen
+    /// projections (<see cref="FrozenProjection"/>) need not be multiplied twice: a keeping layer's forward keeps the gate
+    /// and up products (2·ffn values per token), which its recomputation then reuses; and a recomputation leaves out
+    /// down_proj's product, since the layer's recomputed output is never read. Trainable or wrapped projections run as usual.
     /// </summary>
-    public Tensor? GradientOnlyForward(Tensor x) => GradientOnlyProjection.Supports(down_proj)
-        ? GradientOnlyProjection.Apply(down_proj, act(gate_proj.forward(x)) * up_proj.forward(x))
-        : null;
+    public Tensor CheckpointAwareForward(Tensor x)
+    {
+        var recomputing = ActivationCheckpoint.IsRecomputing;
+        if (!recomputing && !ActivationCheckpoint.IsKeeping) return forward(x);
+        var frozenGateUp = FrozenProjection.Supports(gate_proj) && FrozenProjection.Supports(up_proj);
+        Tensor gate, up;
+        if (recomputing && frozenGateUp && ActivationCheckpoint.HasKept)
+        {
+            gate = FrozenProjection.WithKnownValue(gate_proj, x, ActivationCheckpoint.TakeKept());
+            up = FrozenProjection.WithKnownValue(up_proj, x, ActivationCheckpoint.TakeKept());
+        }
+        else
+        {
+            (gate, up) = (gate_proj.forward(x), up_proj.forward(x));
+            if (!recomputing && frozenGateUp)
+            {
+                ActivationCheckpoint.Keep(gate);
+                ActivationCheckpoint.Keep(up);
+            }
+        }
+        var hidden = act(gate) * up;
+        return recomputing && FrozenProjection.Supports(down_proj) ? FrozenProjection.WithoutValue(down_proj, hidden) : down_proj.forward(hidden);
+    }
 
     protected override void Dispose(bool disposing)
     {

@@ -24,7 +24,8 @@ public class SelectiveRecomputationTests
     private sealed record Step(float Loss, Dictionary<string, Tensor> Gradients, long SkippedProducts);
 
     /// <summary>One loss and backward on a tiny model with <paramref name="adapter"/> injected, checkpointing as asked.</summary>
-    private static Step Run(string kind, string? quantize, ScalarType compute, Func<IPeftAdapter> adapter, bool checkpointing, int? checkpointedLayers)
+    private static Step Run(string kind, string? quantize, ScalarType compute, Func<IPeftAdapter> adapter, bool checkpointing,
+        int? checkpointedLayers, int keepingLayers = 0)
     {
         using var model = TestModels.Create(kind, dtype: quantize is null ? compute : ScalarType.Float32);
         if (quantize is not null) ModelQuantizer.Quantize(model, QuantizationOptions.Parse(quantize, compute == ScalarType.BFloat16 ? "bf16" : "f32"));
@@ -37,13 +38,14 @@ public class SelectiveRecomputationTests
         model.train();
         model.GradientCheckpointing = checkpointing;
         model.CheckpointedLayers = checkpointedLayers;
+        model.LayersKeepingMlpProducts = keepingLayers;
         manual_seed(99);   // the same dropout masks in both runs
         using var batch = BatchCollator.Pad(Examples, CPU);
-        var before = GradientOnlyProjection.SkippedOnThisThread;
+        var before = FrozenProjection.SkippedOnThisThread;
         var (loss, _) = CausalLmLoss.Compute(model, batch);
         loss.backward();
         return new Step(loss.item<float>(), peft.TrainableParameters.ToDictionary(t => t.Name, t => t.Parameter.grad!.clone()),
-            GradientOnlyProjection.SkippedOnThisThread - before);
+            FrozenProjection.SkippedOnThisThread - before);
     }
 
     private static LoraAdapter AttentionLora() => new(new LoraConfig
@@ -51,38 +53,44 @@ public class SelectiveRecomputationTests
         R = 4, LoraAlpha = 8, LoraDropout = 0.2, TargetModules = TargetModules.Names("q_proj", "k_proj", "v_proj", "o_proj"),
     });
 
+    /// <summary>
+    /// Every recomputed layer leaves out down_proj's product; a keeping layer also takes its gate and up products from the
+    /// forward instead of multiplying again (three products not recomputed).
+    /// </summary>
     [Theory]
-    [InlineData("llama", null, ScalarType.Float32, null, 2, 1e-5)]      // frozen nn.Linear down-projections, both layers recomputed
-    [InlineData("llama", null, ScalarType.Float32, 1, 1, 1e-5)]         // only the first layer recomputed
-    [InlineData("qwen3", "nf4", ScalarType.Float32, null, 2, 1e-5)]     // quantized down-projections
-    [InlineData("llama", "nf4", ScalarType.BFloat16, null, 2, 2e-2)]
-    [InlineData("llama", "int8", ScalarType.Float32, 1, 1, 1e-5)]
-    public void RecomputationWithoutTheDownProjectionsProductGivesTheSameGradients(string kind, string? quantize,
-        ScalarType compute, int? checkpointedLayers, int expectedSkips, double tolerance)
+    [InlineData("llama", null, ScalarType.Float32, null, 0, 2, 1e-5)]      // frozen nn.Linear projections, both layers recomputed
+    [InlineData("llama", null, ScalarType.Float32, 1, 0, 1, 1e-5)]         // only the first layer recomputed
+    [InlineData("llama", null, ScalarType.Float32, null, 2, 6, 1e-5)]      // both layers keep their gate and up products
+    [InlineData("qwen3", "nf4", ScalarType.Float32, null, 0, 2, 1e-5)]     // quantized projections
+    [InlineData("qwen3", "nf4", ScalarType.Float32, 1, 2, 3, 1e-5)]        // one layer recomputed, and it keeps
+    [InlineData("llama", "nf4", ScalarType.BFloat16, null, 1, 4, 2e-2)]    // the first of the two keeps
+    [InlineData("llama", "int8", ScalarType.Float32, null, 2, 6, 1e-5)]
+    public void SelectiveRecomputationGivesTheSameGradients(string kind, string? quantize, ScalarType compute,
+        int? checkpointedLayers, int keepingLayers, int expectedSkips, double tolerance)
     {
         var plain = Run(kind, quantize, compute, AttentionLora, checkpointing: false, null);
-        var recomputed = Run(kind, quantize, compute, AttentionLora, checkpointing: true, checkpointedLayers);
+        var recomputed = Run(kind, quantize, compute, AttentionLora, checkpointing: true, checkpointedLayers, keepingLayers);
         Assert.Equal(0, plain.SkippedProducts);
-        Assert.Equal(expectedSkips, recomputed.SkippedProducts);   // one per recomputed layer: the path under test ran
+        Assert.Equal(expectedSkips, recomputed.SkippedProducts);   // the path under test ran
         Assert.Equal(plain.Loss, recomputed.Loss, 3);
         AssertSameGradients(plain, recomputed, tolerance);
     }
 
     /// <summary>
-    /// A down-projection that trains or is wrapped (LoRA on every linear, a bottleneck adapter reading the MLP's output)
-    /// is recomputed in full; the gradients still match.
+    /// Projections that train or are wrapped (LoRA on every linear; a bottleneck adapter on down_proj, reading its output)
+    /// are recomputed in full, and their products are not kept; the gradients still match.
     /// </summary>
     [Theory]
     [InlineData("lora-all-linear")]
     [InlineData("adapter")]
-    public void RecomputationKeepsTheProductWhenTheDownProjectionIsNotAFrozenLinear(string method)
+    public void WrappedProjectionsAreRecomputedInFull(string method)
     {
         Func<IPeftAdapter> adapter = method == "adapter"
             ? () => new BottleneckAdapter(new BottleneckConfig())
             : () => new LoraAdapter(new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = TargetModules.AllLinear });
         var plain = Run("llama", null, ScalarType.Float32, adapter, checkpointing: false, null);
-        var recomputed = Run("llama", null, ScalarType.Float32, adapter, checkpointing: true, null);
-        Assert.Equal(0, recomputed.SkippedProducts);
+        var recomputed = Run("llama", null, ScalarType.Float32, adapter, checkpointing: true, null, keepingLayers: 2);
+        Assert.Equal(method == "adapter" ? 4 : 0, recomputed.SkippedProducts);   // a bottleneck adapter wraps down_proj only
         AssertSameGradients(plain, recomputed, 1e-5);
     }
 

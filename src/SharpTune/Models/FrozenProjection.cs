@@ -6,21 +6,27 @@ using static TorchSharp.torch;
 namespace SharpTune.Models;
 
 /// <summary>
-/// A frozen projection whose output value nothing reads, only its gradient path: the last projection of a decoder layer
-/// being recomputed for the backward (<see cref="ActivationCheckpoint"/>). The recomputed layer's output exists only to
-/// carry the graph (its value was already used in the forward), and a frozen linear layer's backward needs its weight,
-/// never its output, so the recomputation skips the product — for MLP down-projections a fifth of a Llama layer's
-/// matmul work — and returns zeros in its place; the backward computes ∂L/∂x = ∂L/∂y · W as the layer's own would.
-/// Only frozen plain or quantized linear layers qualify: a trainable weight, an adapter or anything that reads the value
-/// (DoRA's magnitude, IA3's output scaling, a bottleneck adapter) keeps the ordinary forward.
+/// A frozen projection recorded for autograd without multiplying again, inside a checkpointed layer's recomputation
+/// (<see cref="ActivationCheckpoint"/>). A frozen linear layer's backward needs its weight, never its input's product,
+/// so the recomputation may hand autograd a value it already has or none at all, and the backward computes
+/// ∂L/∂x = ∂L/∂y · W as the layer's own would:
+/// <list type="bullet">
+/// <item><see cref="WithoutValue"/>: the layer's last projection (a Llama MLP's down_proj), whose value only feeds the
+/// recomputed output, which nothing reads (its value was used in the forward): zeros stand in for it — a fifth of a
+/// Llama layer's matmul work left out.</item>
+/// <item><see cref="WithKnownValue"/>: a product the forward kept (selective recomputation, as Megatron-LM keeps what is
+/// costly to compute and cheap to store): the gate and up products of an MLP.</item>
+/// </list>
+/// Only frozen plain or quantized linear layers qualify: a trainable weight, an adapter or anything else that wraps the
+/// layer keeps the ordinary forward.
 /// </summary>
-internal sealed class GradientOnlyProjection : autograd.SingleTensorFunction<GradientOnlyProjection>
+internal sealed class FrozenProjection : autograd.SingleTensorFunction<FrozenProjection>
 {
-    public override string Name => nameof(GradientOnlyProjection);
+    public override string Name => nameof(FrozenProjection);
 
     [ThreadStatic] private static long skipped;
 
-    /// <summary>Products this thread has left out so far (tests check that the recomputation takes this path).</summary>
+    /// <summary>Products this thread has not multiplied again so far (tests check that the recomputation takes this path).</summary>
     internal static long SkippedOnThisThread => skipped;
 
     /// <summary>Off: recomputations run every product again, as before (for benchmarks comparing the two).</summary>
@@ -35,7 +41,12 @@ internal sealed class GradientOnlyProjection : autograd.SingleTensorFunction<Gra
     };
 
     /// <summary>Zeros shaped like <paramref name="layer"/>'s output for <paramref name="input"/>, with its input gradient.</summary>
-    public static Tensor Apply(nn.Module<Tensor, Tensor> layer, Tensor input) => apply(input, layer);
+    public static Tensor WithoutValue(nn.Module<Tensor, Tensor> layer, Tensor input) => apply(input, layer, NoValue);
+
+    private static readonly object NoValue = new();
+
+    /// <summary><paramref name="value"/>, the layer's output for <paramref name="input"/> computed earlier, with its input gradient.</summary>
+    public static Tensor WithKnownValue(nn.Module<Tensor, Tensor> layer, Tensor input, Tensor value) => apply(input, layer, value);
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
@@ -43,6 +54,7 @@ internal sealed class GradientOnlyProjection : autograd.SingleTensorFunction<Gra
         var layer = (nn.Module<Tensor, Tensor>)vars[1];
         ctx.save_data("layer", layer);
         skipped++;
+        if (vars[2] is Tensor value) return value.detach();   // a tensor of its own for autograd to attach this node to
         var shape = input.shape.ToArray();
         shape[^1] = layer switch { QuantizedLinear q => q.OutFeatures, Linear l => l.weight!.shape[0], _ => throw new InvalidOperationException() };
         return zeros(shape, input.dtype, input.device);
@@ -61,6 +73,6 @@ internal sealed class GradientOnlyProjection : autograd.SingleTensorFunction<Gra
                 _ => throw new InvalidOperationException(),
             };
         });
-        return [inputGradient, null!];
+        return [inputGradient, null!, null!];
     }
 }
