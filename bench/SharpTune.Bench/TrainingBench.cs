@@ -20,7 +20,10 @@ internal static class TrainingBench
     {
         var config = BenchModels.Config(configName);
         var dtype = ModelFactory.ParseDtype(dtypeName);
+        if (quantize is not null) BenchModels.Checkpoint(configName);   // written by a child process before the baseline
         manual_seed(0);
+        // The runtime's own memory: the peak minus this is what `estimate` predicts (docs/advisors.md).
+        using (zeros(1)) Console.Error.WriteLine($"  RSS before the model: {MemoryProbe.RssGiB():F3} GiB");
         using var model = quantize is null
             ? ModelFactory.Create(config, dtype)
             : PretrainedModel.Load(BenchModels.Checkpoint(configName), quantization: SharpTune.Quantization.QuantizationOptions.Parse(quantize, dtypeName));
@@ -52,7 +55,7 @@ internal static class TrainingBench
         var n = BenchModels.MatmulParameters(config);
         // Frozen-base methods: forward 2N + backward through activations 2N (no weight gradients) + 6 per adapter weight.
         var flopsPerToken = method == "full" ? 6.0 * n : 4.0 * n + 6.0 * adapterParams;
-        Console.Error.WriteLine($"  peak RSS after loading: {MemoryProbe.PeakRssGiB():F2} GiB");
+        Console.Error.WriteLine($"  peak RSS after loading: {MemoryProbe.PeakRssGiB():F3} GiB; now {MemoryProbe.RssSplit()}");
         var measuredPeak = PeakProbe.Measure(dtype);
         Console.Error.WriteLine($"  peak RSS after the matmul probe: {MemoryProbe.PeakRssGiB():F2} GiB (checkpointing {(model.GradientCheckpointing ? $"on, {model.CheckpointedLayers?.ToString() ?? "all"} layers, {model.LayersKeepingMlpProducts} keeping MLP products" : "off")})");
         var random = new Random(1);
@@ -74,7 +77,7 @@ internal static class TrainingBench
             optimizer.ZeroGrad();
             var seconds = clock.Elapsed.TotalSeconds;
             if (step >= 2) { total += seconds; measured++; }   // the first steps warm up allocators and kernels
-            Console.Error.WriteLine($"  step {step}: {seconds:F3} s, peak RSS {MemoryProbe.PeakRssGiB():F2} GiB");
+            Console.Error.WriteLine($"  step {step}: {seconds:F3} s, peak RSS {MemoryProbe.PeakRssGiB():F3} GiB; now {MemoryProbe.RssSplit()}");
         }
         var tokensPerSecond = measured * batch * seq / total;
         var achieved = tokensPerSecond * flopsPerToken;

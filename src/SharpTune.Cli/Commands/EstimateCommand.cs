@@ -25,6 +25,8 @@ internal static class EstimateCommand
         var loraDropout = new Option<double>("--lora-dropout") { Description = "LoRA dropout", DefaultValueFactory = _ => 0.05 };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex or all-linear (default: PEFT's for the model type)" };
         var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Estimate with activation recomputation (default: on with --quantize, as train)" };
+        var checkpointedLayers = new Option<int?>("--checkpointed-layers") { Description = "With checkpointing: only the first N layers recomputed (default: all; turns checkpointing on)" };
+        var keepingLayers = new Option<int>("--layers-keeping-mlp-products") { Description = "With checkpointing: recomputed layers that keep their frozen MLP gate/up products", DefaultValueFactory = _ => 0 };
         var datasetTokens = new Option<long?>("--dataset-tokens") { Description = "Tokens in one epoch, for per-epoch FLOPs and time" };
         var utilization = new Option<double?>("--utilization") { Description = "Fraction of peak reached (default: 0.3 on this CPU, 0.4 on GPUs)" };
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON" };
@@ -32,7 +34,7 @@ internal static class EstimateCommand
         var doubleQuant = new Option<bool>("--double-quant") { Description = "With 4-bit --quantize: quantize the absmax too", DefaultValueFactory = _ => true };
 
         var command = new Command("estimate", "Estimate memory, time and cost of fine-tuning before running it.");
-        foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, datasetTokens, utilization, json, quantize, doubleQuant })
+        foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, checkpointedLayers, keepingLayers, datasetTokens, utilization, json, quantize, doubleQuant })
             command.Options.Add(option);
         command.Subcommands.Add(EstimateCostCommand.Create());
         command.SetAction(parseResult =>
@@ -49,7 +51,8 @@ internal static class EstimateCommand
                 {
                     Method = parseResult.GetValue(method)!, SequenceLength = parseResult.GetValue(seq), MicroBatchSize = parseResult.GetValue(batch),
                     Dtype = parseResult.GetValue(dtype)!, LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
-                    TargetModules = parseResult.GetValue(targets), GradientCheckpointing = parseResult.GetValue(checkpointing) ?? parseResult.GetValue(quantize) is not null,
+                    TargetModules = parseResult.GetValue(targets), GradientCheckpointing = parseResult.GetValue(checkpointing) ?? (parseResult.GetValue(quantize) is not null || parseResult.GetValue(checkpointedLayers) is not null),
+                    CheckpointedLayers = parseResult.GetValue(checkpointedLayers), LayersKeepingMlpProducts = parseResult.GetValue(keepingLayers),
                     DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
                     Quantize = parseResult.GetValue(quantize), DoubleQuant = parseResult.GetValue(doubleQuant),
                 };

@@ -34,6 +34,7 @@ internal static class TrainCommand
         var evalEvery = new Option<int?>("--eval-every") { Description = "Validate every N steps" };
         var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Recompute layers in the backward pass: less memory, ~1/3 more compute (default: on with --quantize)" };
         var checkpointedLayers = new Option<int?>("--checkpointed-layers") { Description = "With checkpointing: recompute only the first N decoder layers, keep the rest's activations (faster, more memory; turns checkpointing on)" };
+        var keepingLayers = new Option<int?>("--layers-keeping-mlp-products") { Description = "With checkpointing: the first N recomputed layers keep their frozen MLP gate/up products (faster, 2·ffn values per token each)" };
         var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
         var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };
@@ -46,7 +47,7 @@ internal static class TrainCommand
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, loraR, loraAlpha, targets, batch,
-            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, checkpointedLayers, rejectsFile, test, objective, beta, lossType,
+            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, nproc,
         };
         grpo.AddTo(command);
@@ -111,6 +112,7 @@ internal static class TrainCommand
                 RejectsFile = parse.GetValue(rejectsFile) ?? options.RejectsFile,
                 GradientCheckpointing = parse.GetValue(checkpointing) ?? options.GradientCheckpointing,
                 CheckpointedLayers = parse.GetValue(checkpointedLayers) ?? options.CheckpointedLayers,
+                LayersKeepingMlpProducts = parse.GetValue(keepingLayers) ?? options.LayersKeepingMlpProducts,
                 Test = parse.GetValue(test) ?? options.Test,
                 Objective = parse.GetValue(objective) ?? options.Objective,
                 Beta = parse.GetValue(beta) ?? options.Beta,

@@ -84,10 +84,13 @@ public static class FineTuneJob
         if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
         model.GradientCheckpointing = options.UsesGradientCheckpointing();
         model.CheckpointedLayers = options.CheckpointedLayersFor(model.Config.NumLayers);
+        model.LayersKeepingMlpProducts = options.LayersKeepingMlpProducts;
         if (quantization is not null && options.GradientCheckpointing is null)
             log?.Invoke("gradient checkpointing on (the default with a quantized base; gradient_checkpointing: false turns it off)");
-        if (model.GradientCheckpointing && model.CheckpointedLayers is { } recomputed)
-            log?.Invoke($"gradient checkpointing on, {recomputed} of {model.Config.NumLayers} layers recomputed (the rest keep their activations)");
+        if (model.GradientCheckpointing && (model.CheckpointedLayers is not null || model.LayersKeepingMlpProducts > 0))
+            log?.Invoke($"gradient checkpointing on, {model.CheckpointedLayers ?? model.Config.NumLayers} of {model.Config.NumLayers} layers recomputed" +
+                        (model.LayersKeepingMlpProducts > 0 ? $", {model.LayersKeepingMlpProducts} keeping their MLP products" : "") +
+                        (model.CheckpointedLayers is not null ? " (the rest keep their activations)" : ""));
         manual_seed(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;

@@ -71,6 +71,12 @@ public sealed record TrainingOptions
     /// <see cref="GradientCheckpointing"/> is false, which it contradicts.
     /// </summary>
     public int? CheckpointedLayers { get; init; }
+    /// <summary>
+    /// With gradient checkpointing: how many of the recomputed layers, from the first, keep their frozen MLP gate and up
+    /// products from the forward so the recomputation does not multiply them again (2·ffn values per token each, in the
+    /// compute dtype; Llama-family layers). 0 = none.
+    /// </summary>
+    public int LayersKeepingMlpProducts { get; init; }
     public long Seed { get; init; } = 42;
 
     public int EvalEvery { get; init; } = 50;
@@ -183,6 +189,8 @@ public sealed record TrainingOptions
     /// </summary>
     public int? CheckpointedLayersFor(int modelLayers)
     {
+        if (LayersKeepingMlpProducts < 0)
+            throw new ArgumentException($"layers_keeping_mlp_products must not be negative, not {LayersKeepingMlpProducts}");
         if (CheckpointedLayers is not { } layers) return null;
         if (GradientCheckpointing == false)
             throw new ArgumentException($"checkpointed_layers {layers} needs gradient checkpointing, which gradient_checkpointing: false turns off");

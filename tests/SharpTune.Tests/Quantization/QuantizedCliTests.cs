@@ -16,10 +16,10 @@ public class QuantizedCliTests
         var settings = dir.File("settings.yaml", "validation_fraction: 0\nsave_every: 1000\nwarmup_steps: 0\nlora_dropout: 0\n");
         var (code, _, stderr) = SharpTuneCli.Run("train", "--config", settings, "--model", TestAssets.Stories260K, "--data", StoryData.Write(dir.Path),
             "--output", run, "--method", "lora", "--max-steps", "2", "--batch-size", "4", "--lr", "0.02",
-            "--quantize", "nf4", "--compute-dtype", "bf16", "--checkpointed-layers", "4");
+            "--quantize", "nf4", "--compute-dtype", "bf16", "--checkpointed-layers", "4", "--layers-keeping-mlp-products", "2");
         Assert.True(code == 0, stderr);
         Assert.Contains("base quantized: nf4 + double quantization, compute bfloat16", stderr);   // the flags reached the job
-        Assert.Contains("gradient checkpointing on, 4 of 5 layers recomputed", stderr);
+        Assert.Contains("gradient checkpointing on, 4 of 5 layers recomputed, 2 keeping their MLP products", stderr);
 
         // The run's output is an adapter alone: no base weights, only LoRA matrices, every B moved off its zero start.
         var final = Path.Combine(run, "final");

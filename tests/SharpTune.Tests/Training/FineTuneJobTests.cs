@@ -103,12 +103,13 @@ public class FineTuneJobTests
     }
 
     [Fact]
-    public void CheckpointedLayersMapsFromYamlTurnsCheckpointingOnAndRejectsBadValues()
+    public void CheckpointedLayersAndKeptProductsMapFromYamlAndBadValuesAreErrors()
     {
         using var dir = new TempDir();
-        var path = dir.File("config.yaml", "model: m\ncheckpointed_layers: 3\n");
+        var path = dir.File("config.yaml", "model: m\ncheckpointed_layers: 3\nlayers_keeping_mlp_products: 2\n");
         var options = TrainingConfigFile.Load(path);
         Assert.Equal(3, options.CheckpointedLayers);
+        Assert.Equal(2, options.LayersKeepingMlpProducts);
         Assert.True(options.UsesGradientCheckpointing());   // asking for recomputed layers asks for recomputation
         Assert.Equal(3, options.CheckpointedLayersFor(12));
         Assert.Equal(options, TrainingConfigFile.Load(WriteBack(options, dir.File("round.yaml"))));
@@ -118,6 +119,8 @@ public class FineTuneJobTests
         Assert.Contains("checkpointed_layers must be between 0 and the model's 2 decoder layers, not 3", tooMany.Message);
         var negative = Assert.Throws<ArgumentException>(() => new TrainingOptions { CheckpointedLayers = -1 }.CheckpointedLayersFor(12));
         Assert.Contains("not -1", negative.Message);
+        var keepingNegative = Assert.Throws<ArgumentException>(() => new TrainingOptions { LayersKeepingMlpProducts = -2 }.CheckpointedLayersFor(12));
+        Assert.Contains("layers_keeping_mlp_products must not be negative, not -2", keepingNegative.Message);
         var contradiction = Assert.Throws<ArgumentException>(() => (options with { GradientCheckpointing = false }).CheckpointedLayersFor(12));
         Assert.Contains("checkpointed_layers 3 needs gradient checkpointing", contradiction.Message);
     }

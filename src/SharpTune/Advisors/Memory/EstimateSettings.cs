@@ -18,6 +18,10 @@ public sealed record EstimateSettings
     public string? TargetModules { get; init; }
     /// <summary>Keep only each layer's input and recompute the layer in the backward pass.</summary>
     public bool GradientCheckpointing { get; init; }
+    /// <summary>With <see cref="GradientCheckpointing"/>: how many layers, from the first, are recomputed (null: all); the rest keep their activations.</summary>
+    public int? CheckpointedLayers { get; init; }
+    /// <summary>With <see cref="GradientCheckpointing"/>: how many of the recomputed layers keep their frozen MLP gate and up products.</summary>
+    public int LayersKeepingMlpProducts { get; init; }
     /// <summary>Tokens in one epoch of the dataset, for the per-epoch FLOPs and time; null = not known.</summary>
     public long? DatasetTokens { get; init; }
     /// <summary>Fraction of the hardware's peak a training step reaches (model FLOPs utilisation).</summary>
@@ -56,6 +60,8 @@ public sealed record EstimateSettings
         if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"LoRA dropout must be in [0, 1), found {LoraDropout}");
         if (Utilization is <= 0 or > 1) throw new ArgumentException($"utilization must be in (0, 1], found {Utilization}");
         if (DatasetTokens is < 0) throw new ArgumentException($"dataset tokens must not be negative, found {DatasetTokens}");
+        if (CheckpointedLayers is < 0) throw new ArgumentException($"checkpointed layers must not be negative, found {CheckpointedLayers}");
+        if (LayersKeepingMlpProducts < 0) throw new ArgumentException($"layers keeping MLP products must not be negative, found {LayersKeepingMlpProducts}");
         _ = ComputeBytes;
         if (Quantize is not null && IsFull)
             throw new ArgumentException($"quantize {Quantize}: a quantized base is frozen; estimate an adapter method (lora or dora)");

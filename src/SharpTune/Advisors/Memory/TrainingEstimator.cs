@@ -44,6 +44,8 @@ public static class TrainingEstimator
     public static TrainingEstimate Estimate(ModelConfig config, EstimateSettings settings, string modelName = "model")
     {
         settings.Validate();
+        if (settings.CheckpointedLayers > config.NumLayers)
+            throw new ArgumentException($"checkpointed layers must be between 0 and the model's {config.NumLayers} layers, found {settings.CheckpointedLayers}");
         var layout = ModelLayout.Of(config);
         var counts = CountParameters(config, settings);
         var targetLeaves = counts.TargetModules.ToHashSet();
@@ -85,8 +87,14 @@ public static class TrainingEstimator
             return new MemoryBreakdown(weights, gradients, optimizer, activations, logits, peak);
         }
         var plain = Breakdown(config.NumLayers, layer + quantizedNodes, 0);
-        // Only the layer being recomputed is whole.
-        var checkpointed = Breakdown(Math.Min(1, config.NumLayers), layer, config.NumLayers > 0 ? recomputedWeights : 0);
+        // The recomputed layers keep their inputs (counted in held) and any MLP products they keep; the layer being
+        // recomputed is whole, with its dequantized weights; the layers not recomputed keep everything (counted at once,
+        // though the backward frees them before the first recomputation: a slight overestimate).
+        var recomputedLayers = Math.Min(settings.CheckpointedLayers ?? config.NumLayers, config.NumLayers);
+        var keptProducts = Math.Min(settings.LayersKeepingMlpProducts, recomputedLayers)
+                           * ActivationAccounting.KeptMlpProductBytesPerToken(layout, settings, targetLeaves) * tokens;
+        var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer + quantizedNodes,
+            keptProducts + (recomputedLayers > 0 ? layer + recomputedWeights : 0));
 
         var kvWidth = layout.IsGpt2 ? config.HiddenSize : (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
@@ -104,7 +112,9 @@ public static class TrainingEstimator
         double? flopsPerEpoch = settings.DatasetTokens is { } dataset ? flopsPerToken * dataset : null;
         var peak = settings.GradientCheckpointing ? checkpointed.PeakTraining : plain.PeakTraining;
         // Recomputing each layer's forward costs one more forward of the layers: 2·N (+ attention's forward third).
-        var flopsForTime = flopsPerToken + (settings.GradientCheckpointing ? 2.0 * layout.MatmulParameters + attentionFlops / 3 : 0);
+        var flopsForTime = flopsPerToken + (settings.GradientCheckpointing && config.NumLayers > 0
+            ? (2.0 * layout.MatmulParameters + attentionFlops / 3) * recomputedLayers / config.NumLayers
+            : 0);
 
         var times = new List<DeviceTime>();
         foreach (var device in new[] { HardwareCatalog.ThisMachine }.Concat(HardwareCatalog.Gpus))

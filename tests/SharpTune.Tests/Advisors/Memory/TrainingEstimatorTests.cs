@@ -54,6 +54,48 @@ public class TrainingEstimatorTests
         Assert.Equal(model.parameters().Sum(p => p.numel()), counts.Total);
     }
 
+    // The benchmarks' M: 12 layers, d 768, ffn 2048, 12 heads, vocabulary 32k, untied head.
+    private static ModelConfig BenchM() => ModelConfig.FromJson(new JsonObject
+    {
+        ["architectures"] = new JsonArray("LlamaForCausalLM"), ["model_type"] = "llama", ["vocab_size"] = 32000,
+        ["hidden_size"] = 768, ["intermediate_size"] = 2048, ["num_hidden_layers"] = 12, ["num_attention_heads"] = 12,
+        ["num_key_value_heads"] = 12, ["max_position_embeddings"] = 1024, ["tie_word_embeddings"] = false,
+    });
+
+    /// <summary>
+    /// QLoRA on M with checkpointing, worked by hand from docs/advisors.md's per-token table (bf16, b = 2, 4 × 256 = 1024
+    /// tokens, LoRA r 8 on q/k/v/o, no dropout). One layer keeps: norms 2·(4d + 2bd) = 12,288; attention
+    /// b·(2hd + 3a + 2kv) + 4·heads = 7,984; SwiGLU 4bf = 16,384; LoRA 4·b·r = 64 — 36,720 bytes per token. Its quantized
+    /// matmuls' node buffers, without checkpointing: b·Σout = 2·(4·768 + 2·2048 + 768) = 15,872. A layer keeping its MLP
+    /// products: 2·f·b = 8,192. With every layer recomputed the step holds the layer outputs (L + 2)·d·b plus the final
+    /// norm's (4 + b)·d, 26,112 per token; the one layer being recomputed and its dequantized weights
+    /// (4·768² + 3·768·2048)·2 = 14,155,776 bytes; one loss chunk of 131 tokens, (b + 4)·V·131 = 25,152,000 bytes.
+    /// </summary>
+    [Fact]
+    public void CheckpointedQloraActivationsOnMMatchTheHandWorkedFigures()
+    {
+        var config = BenchM();
+        var settings = new EstimateSettings
+        {
+            Method = "lora", Dtype = "bf16", SequenceLength = 256, MicroBatchSize = 4, LoraR = 8, LoraDropout = 0,
+            TargetModules = "q_proj,k_proj,v_proj,o_proj", Quantize = "nf4", GradientCheckpointing = true,
+        };
+        double Activations(EstimateSettings s) => TrainingEstimator.Estimate(config, s).TrainingWithCheckpointing.Activations;
+        const double tokens = 1024;
+        var all = Activations(settings);
+        Assert.Equal(26_112 * tokens + 36_720 * tokens + 14_155_776 + 25_152_000, all);   // 98.8 MiB
+        // The last layer not recomputed keeps its activations and its node buffers.
+        Assert.Equal(all + (36_720 + 15_872) * tokens, Activations(settings with { CheckpointedLayers = 11 }));
+        Assert.Equal(all + 4 * 8_192 * tokens, Activations(settings with { LayersKeepingMlpProducts = 4 }));
+        // Only recomputed layers keep products: 10 recomputed, 12 asked.
+        Assert.Equal(all + 2 * (36_720 + 15_872) * tokens + 10 * 8_192 * tokens,
+            Activations(settings with { CheckpointedLayers = 10, LayersKeepingMlpProducts = 12 }));
+        // LoRA on gate and up: those projections are not frozen linears, so nothing is kept.
+        var allLinear = settings with { TargetModules = "all-linear" };
+        Assert.Equal(Activations(allLinear), Activations(allLinear with { LayersKeepingMlpProducts = 4 }));
+        Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config, settings with { CheckpointedLayers = 13 }));
+    }
+
     [Fact]
     public void MemoryComponentsFollowTheOptimizerAndDtypeRules()
     {
