@@ -19,7 +19,8 @@ internal static class EstimateCheckBench
 {
     /// <param name="quantize">nf4|fp4|int8, or "none" for a bf16 base.</param>
     /// <param name="checkpointedLayers">"none" (no checkpointing), "all", or how many layers are recomputed.</param>
-    public static void Run(string configName, string quantize, string checkpointedLayers, int keeping, int batch, int seq)
+    /// <param name="steps">Training steps (0: the load and the adapter alone).</param>
+    public static void Run(string configName, string quantize, string checkpointedLayers, int keeping, int batch, int seq, int steps = 2)
     {
         var config = BenchModels.Config(configName);
         var quantized = quantize != "none";
@@ -46,12 +47,12 @@ internal static class EstimateCheckBench
             model.GradientCheckpointing = checkpointing;
             model.CheckpointedLayers = recomputed;
             model.LayersKeepingMlpProducts = keeping;
-            Steps(model, config, batch, seq, 2);
+            Steps(model, config, batch, seq, steps);
         }
         var measured = PeakResident() - before;
         var error = (predicted.PeakTraining - measured) / measured;
         Console.WriteLine($"| {configName} LoRA r8 q/k/v/o, bf16, {batch}×{seq}, base {(quantized ? quantize : "bf16")}, checkpointing {checkpointedLayers}" +
-                          $"{(keeping > 0 ? $", {keeping} keeping MLP products" : "")} | estimate {predicted.PeakTraining / 1048576:F0} MiB " +
+                          $"{(keeping > 0 ? $", {keeping} keeping MLP products" : "")}, {steps} steps | estimate {predicted.PeakTraining / 1048576:F0} MiB " +
                           $"(activations {predicted.Activations / 1048576:F0}) | measured growth {measured / 1048576:F0} MiB | {error:+0%;-0%} |");
     }
 

@@ -3,7 +3,7 @@ using SharpTune.Runtime;
 
 // dotnet run --project bench/SharpTune.Bench -c Release -- training S|M full|lora f32|bf16 [steps] [batch] [seq] [nf4|fp4|int8]
 // dotnet run --project bench/SharpTune.Bench -c Release -- qlora-step S|M [rounds] [batch] [seq]   (NF4 vs bf16 base step, interleaved, relative)
-// dotnet run --project bench/SharpTune.Bench -c Release -- estimate-check S|M nf4|fp4|int8|none none|all|LAYERS [keeping] [batch] [seq]   (memory estimate vs measured)
+// dotnet run --project bench/SharpTune.Bench -c Release -- estimate-check S|M nf4|fp4|int8|none none|all|LAYERS [keeping] [batch] [seq] [steps]   (memory estimate vs measured)
 // dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new] [nf4|fp4|int8]
 // dotnet run --project bench/SharpTune.Bench -c Release -- decode-path S|M|MODEL_DIR f32|bf16 [batch] [new] [rounds]   (fast vs general decode, relative)
 // dotnet run --project bench/SharpTune.Bench -c Release -- perplexity MODEL_DIR TEXT_FILE|quickstart [lines]   (quality: f32 vs quantized)
@@ -30,7 +30,7 @@ switch (Arg(0, ""))
         QloraStepBench.Run(Arg(1, "M"), int.Parse(Arg(2, "5")), int.Parse(Arg(3, Arg(1, "M") == "M" ? "4" : "8")), int.Parse(Arg(4, "256")));
         break;
     case "estimate-check":   // memory: `estimate` against a measured LoRA run (see EstimateCheckBench)
-        EstimateCheckBench.Run(Arg(1, "M"), Arg(2, "nf4"), Arg(3, "all"), int.Parse(Arg(4, "0")), int.Parse(Arg(5, "4")), int.Parse(Arg(6, "256")));
+        EstimateCheckBench.Run(Arg(1, "M"), Arg(2, "nf4"), Arg(3, "all"), int.Parse(Arg(4, "0")), int.Parse(Arg(5, "4")), int.Parse(Arg(6, "256")), int.Parse(Arg(7, "2")));
         break;
     case "data-parallel":   // under mpirun: see bench/distributed.sh
         DataParallelBench.Run(Arg(1, "M"), Arg(2, "lora"), Arg(3, "bf16"), int.Parse(Arg(4, "6")), int.Parse(Arg(5, "4")), int.Parse(Arg(6, "256")));

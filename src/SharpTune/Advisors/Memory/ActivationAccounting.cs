@@ -65,6 +65,13 @@ public static class ActivationAccounting
     }
 
     /// <summary>
+    /// A checkpointed layer is a TorchSharp custom autograd function too (<see cref="Models.ActivationCheckpoint"/>): its
+    /// node holds an output-shaped buffer, d values per token in the compute dtype, from the forward until the layer's
+    /// backward, beside the output itself (counted in <see cref="HeldBytesPerToken"/>).
+    /// </summary>
+    public static double CheckpointNodeBytesPerToken(ModelLayout layout, EstimateSettings s) => (double)layout.Config.HiddenSize * s.ComputeBytes;
+
+    /// <summary>
     /// With checkpointing, the layer being recomputed in the backward runs its quantized matmuls through plain autograd
     /// on the dequantized weights, which autograd keeps until that layer's backward: one layer's linear weights in the
     /// compute dtype (no per-token buffers).

@@ -69,9 +69,11 @@ public static class TrainingEstimator
         var logits = settings.IsFull
             ? ActivationAccounting.LogitsBytesPerToken(layout, settings) * lossTokens
             : (double)config.VocabSize * (b + 4) * lossTokens;
+        // A frozen head's chunk also makes the gradient in the compute dtype (in fp32 the buffer is the gradient) and,
+        // inside logsumexp, the fp32 exponentials of the shifted logits.
         var transient = settings.IsFull
             ? ActivationAccounting.LossBackwardTransientBytes(layout, settings, lossTokens)
-            : b == 4 ? 0 : (double)config.VocabSize * b * lossTokens;   // in fp32 the buffer is the gradient
+            : (double)config.VocabSize * ((b == 4 ? 0 : b) + 4) * lossTokens;
         // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
         var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
 
@@ -93,8 +95,9 @@ public static class TrainingEstimator
         var recomputedLayers = Math.Min(settings.CheckpointedLayers ?? config.NumLayers, config.NumLayers);
         var keptProducts = Math.Min(settings.LayersKeepingMlpProducts, recomputedLayers)
                            * ActivationAccounting.KeptMlpProductBytesPerToken(layout, settings, targetLeaves) * tokens;
+        var checkpointNodes = recomputedLayers * ActivationAccounting.CheckpointNodeBytesPerToken(layout, settings) * tokens;
         var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer + quantizedNodes,
-            keptProducts + (recomputedLayers > 0 ? layer + recomputedWeights : 0));
+            keptProducts + checkpointNodes + (recomputedLayers > 0 ? layer + recomputedWeights : 0));
 
         var kvWidth = layout.IsGpt2 ? config.HiddenSize : (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;

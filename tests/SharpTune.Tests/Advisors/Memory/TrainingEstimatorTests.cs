@@ -68,8 +68,9 @@ public class TrainingEstimatorTests
     /// b·(2hd + 3a + 2kv) + 4·heads = 7,984; SwiGLU 4bf = 16,384; LoRA 4·b·r = 64 — 36,720 bytes per token. Its quantized
     /// matmuls' node buffers, without checkpointing: b·Σout = 2·(4·768 + 2·2048 + 768) = 15,872. A layer keeping its MLP
     /// products: 2·f·b = 8,192. With every layer recomputed the step holds the layer outputs (L + 2)·d·b plus the final
-    /// norm's (4 + b)·d, 26,112 per token; the one layer being recomputed and its dequantized weights
-    /// (4·768² + 3·768·2048)·2 = 14,155,776 bytes; one loss chunk of 131 tokens, (b + 4)·V·131 = 25,152,000 bytes.
+    /// norm's (4 + b)·d, 26,112 per token, and each recomputed layer's checkpoint node buffer d·b = 1,536; the one layer
+    /// being recomputed and its dequantized weights (4·768² + 3·768·2048)·2 = 14,155,776 bytes; one loss chunk of 131
+    /// tokens, (b + 4)·V·131 = 25,152,000 bytes.
     /// </summary>
     [Fact]
     public void CheckpointedQloraActivationsOnMMatchTheHandWorkedFigures()
@@ -83,12 +84,12 @@ public class TrainingEstimatorTests
         double Activations(EstimateSettings s) => TrainingEstimator.Estimate(config, s).TrainingWithCheckpointing.Activations;
         const double tokens = 1024;
         var all = Activations(settings);
-        Assert.Equal(26_112 * tokens + 36_720 * tokens + 14_155_776 + 25_152_000, all);   // 98.8 MiB
-        // The last layer not recomputed keeps its activations and its node buffers.
-        Assert.Equal(all + (36_720 + 15_872) * tokens, Activations(settings with { CheckpointedLayers = 11 }));
+        Assert.Equal(26_112 * tokens + 12 * 1_536 * tokens + 36_720 * tokens + 14_155_776 + 25_152_000, all);   // 116.8 MiB
+        // The last layer not recomputed keeps its activations and its quantized node buffers, and has no checkpoint node.
+        Assert.Equal(all + (36_720 + 15_872 - 1_536) * tokens, Activations(settings with { CheckpointedLayers = 11 }));
         Assert.Equal(all + 4 * 8_192 * tokens, Activations(settings with { LayersKeepingMlpProducts = 4 }));
         // Only recomputed layers keep products: 10 recomputed, 12 asked.
-        Assert.Equal(all + 2 * (36_720 + 15_872) * tokens + 10 * 8_192 * tokens,
+        Assert.Equal(all + 2 * (36_720 + 15_872 - 1_536) * tokens + 10 * 8_192 * tokens,
             Activations(settings with { CheckpointedLayers = 10, LayersKeepingMlpProducts = 12 }));
         // LoRA on gate and up: those projections are not frozen linears, so nothing is kept.
         var allLinear = settings with { TargetModules = "all-linear" };
