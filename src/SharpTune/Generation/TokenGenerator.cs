@@ -82,7 +82,7 @@ public static class TokenGenerator
                     ctx = FullSequence(promptIds, promptPositions, history, realKeys, length, cache, device, out input);
                 }
                 var hidden = model.DecodeHidden(model.EmbedTokens(input), ctx);
-                var logits = model.ComputeLogits(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1); // (B, V)
+                var logits = model.ComputeLogits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1); // (B, V)
                 using var allowed = constraints is null ? null : AllowedMask(constraints, generated, finish, options.MaxNewTokens, (int)logits.shape[1]);
                 next = sampler.Next(logits, seen, allowed);
             }

@@ -40,7 +40,7 @@ public sealed class TokenSampler : IDisposable
             return x.argmax(-1).data<long>().ToArray();
 
         x = x / options.Temperature;
-        if (options.TopK > 0 && options.TopK < x.shape[1])
+        if (options.TopK > 0 && options.TopK < x.size(1))
         {
             var kth = x.topk(options.TopK, dim: -1).values.narrow(1, options.TopK - 1, 1);   // (B, 1)
             x = x.masked_fill(x < kth, double.NegativeInfinity);

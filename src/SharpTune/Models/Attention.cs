@@ -17,7 +17,7 @@ internal static class Attention
     /// </summary>
     public static Tensor Compute(Tensor q, Tensor k, Tensor v, ForwardContext ctx, int layer, AttentionSettings settings = default)
     {
-        var single = ctx.LayerPrefix is null && InferenceShortcuts.Enabled && q.shape[2] == 1;
+        var single = ctx.LayerPrefix is null && InferenceShortcuts.Enabled && q.size(2) == 1;
         if (single && ctx.Cache is { } decoding &&
             SingleQueryAttentionKernel.TryCompute(q, k, v, decoding, layer, ctx.AttentionMask, settings) is { } attended)
             return attended;

@@ -39,7 +39,7 @@ internal sealed class AttentionHeads(int numHeads, int numKvHeads, int headDim, 
     public Tensor Attend(Tensor q, Tensor k, Tensor v, (Tensor Cos, Tensor SignedSin)? rotation, ForwardContext ctx,
         nn.Module<Tensor, Tensor> outProjection)
     {
-        var (b, t) = (q.shape[0], q.shape[1]);
+        var (b, t) = (q.size(0), q.size(1));
         q = q.view(b, t, numHeads, headDim).transpose(1, 2);       // (B, nh, T, hd)
         k = k.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)
         v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)

@@ -28,11 +28,11 @@ public abstract class CausalLanguageModel : nn.Module
     {
         if (ForwardAdapter is not { } adapter) return DecodeLayers(inputsEmbeds, context);
         using var scope = NewDisposeScope();
-        var realTokens = inputsEmbeds.shape[1];
+        var realTokens = inputsEmbeds.size(1);
         var (embeds, adjusted) = adapter.Adjust(inputsEmbeds, context);
         var hidden = DecodeLayers(embeds, adjusted);
         // Virtual tokens were prepended (prompt tuning): callers get hidden states, and so logits, of their own tokens.
-        if (hidden.shape[1] != realTokens) hidden = hidden.narrow(1, hidden.shape[1] - realTokens, realTokens);
+        if (hidden.size(1) != realTokens) hidden = hidden.narrow(1, hidden.size(1) - realTokens, realTokens);
         return hidden.MoveToOuterDisposeScope();
     }
 

@@ -67,7 +67,7 @@ public sealed class DecoderModel : nn.Module
                 : layer.Forward(x, ctx, angles);
             index++;
         }
-        if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
+        if (ctx.Cache is { } cache) cache.Advance((int)x.size(1));
         return norm.forward(x).MoveToOuterDisposeScope();
     }
 

@@ -52,9 +52,8 @@ internal static class DenseMatVec
     {
         if (x.dtype != weight.dtype || (bias is not null && bias.dtype != weight.dtype) || !Available(weight.dtype) || !InferenceShortcuts.ForCpuKernel(x) ||
             weight.device_type != TorchSharp.DeviceType.CPU) return null;
-        var weightShape = weight.shape;
-        var (outFeatures, inFeatures) = (weightShape[0], weightShape[1]);
-        var shape = x.shape;
+        var (outFeatures, inFeatures) = (weight.size(0), weight.size(1));
+        var shape = x.Sizes();
         var rows = 1L;
         for (var d = 0; d < shape.Length - 1; d++) rows *= shape[d];
         if (inFeatures % Lanes != 0 || outFeatures * inFeatures < MinWeights || shape[^1] != inFeatures || rows > Int8MatVec.MaxRows ||

@@ -49,7 +49,7 @@ public sealed class KvCache : IDisposable
     /// <summary>Stores (B, nkv, T, hd) keys/values for one layer and returns all keys/values so far (views).</summary>
     public (Tensor keys, Tensor values) Update(int layer, Tensor k, Tensor v)
     {
-        var t = (int)k.shape[2];
+        var t = (int)k.size(2);
         if (Length + t > Capacity)
             throw new InvalidOperationException($"KV cache full: {Length} + {t} positions exceed its capacity of {Capacity}");
         keys[layer].narrow(2, Length, t).copy_(k);

@@ -87,8 +87,8 @@ public sealed class LlamaAttention : DecoderAttention
     public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         (Tensor Cos, Tensor SignedSin)? rotation = useRope ? angles : null;
-        if (x.shape[1] == 1 && qkv.TryForward(x, q_proj, k_proj, v_proj) is { } fused)   // decoding: heads straight from the fused product
-            return heads.Decode(fused, x.shape[0], rotation, ctx, o_proj);
+        if (x.size(1) == 1 && qkv.TryForward(x, q_proj, k_proj, v_proj) is { } fused)   // decoding: heads straight from the fused product
+            return heads.Decode(fused, x.size(0), rotation, ctx, o_proj);
         var (q, k, v) = Projections.QueryKeyValue(qkv, x, q_proj, k_proj, v_proj, heads.QueryWidth, heads.KeyValueWidth);
         return heads.Attend(q, k, v, rotation, ctx, o_proj);
     }

@@ -30,8 +30,8 @@ public sealed class Phi3Attention : DecoderAttention
     public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         var qkv = DenseMatVec.Forward(qkv_proj, x);                                                           // (B, T, (nh+2nkv)·hd)
-        if (x.shape[1] == 1 && InferenceShortcuts.Enabled)   // decoding: heads straight from the product
-            return heads.Decode(qkv, x.shape[0], angles, ctx, o_proj);
+        if (x.size(1) == 1 && InferenceShortcuts.Enabled)   // decoding: heads straight from the product
+            return heads.Decode(qkv, x.size(0), angles, ctx, o_proj);
         var (q, k, v) = Projections.Split(qkv, heads.QueryWidth, heads.KeyValueWidth);
         return heads.Attend(q, k, v, angles, ctx, o_proj);
     }

@@ -36,7 +36,7 @@ public abstract class QkNormAttention : DecoderAttention
 
     public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
-        var (b, t) = (x.shape[0], x.shape[1]);
+        var (b, t) = (x.size(0), x.size(1));
         var (q, k, v) = Projections.QueryKeyValue(qkv, x, q_proj, k_proj, v_proj, numHeads * headDim, numKvHeads * headDim);
         q = q_norm.forward(q.view(b, t, numHeads, headDim)).transpose(1, 2);       // (B, nh, T, hd)
         k = k_norm.forward(k.view(b, t, numKvHeads, headDim)).transpose(1, 2);     // (B, nkv, T, hd)

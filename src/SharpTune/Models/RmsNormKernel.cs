@@ -19,7 +19,7 @@ internal static class RmsNormKernel
         var dtype = x.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || (weight.dtype != dtype && !(unitOffset && weight.dtype == ScalarType.Float32)) ||
             !InferenceShortcuts.ForCpuKernel(x) || !x.is_contiguous()) return null;
-        var shape = x.shape;
+        var shape = x.Sizes();
         var width = shape[^1];
         var rows = x.numel() / Math.Max(1, width);
         if (rows > MaxRows || width == 0 || weight.numel() != width) return null;

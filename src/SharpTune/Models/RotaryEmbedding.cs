@@ -134,8 +134,8 @@ public sealed class RotaryEmbedding : IDisposable
     /// </summary>
     public static Tensor ApplyRotation(Tensor x, (Tensor Cos, Tensor SignedSin) tables)
     {
-        var rotary = tables.Cos.shape[^1];
-        if (rotary == x.shape[^1]) return x * tables.Cos + x.roll(rotary / 2, -1) * tables.SignedSin;
+        var rotary = tables.Cos.size(-1);
+        if (rotary == x.size(-1)) return x * tables.Cos + x.roll(rotary / 2, -1) * tables.SignedSin;
         var rot = x.narrow(-1, 0, rotary);
         var pass = x.narrow(-1, rotary, x.shape[^1] - rotary);
         return cat([rot * tables.Cos + rot.roll(rotary / 2, -1) * tables.SignedSin, pass], dim: -1);

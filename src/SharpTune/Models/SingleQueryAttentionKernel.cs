@@ -30,7 +30,7 @@ internal static class SingleQueryAttentionKernel
         if (!Avx512F.IsSupported || dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || k.dtype != dtype || v.dtype != dtype ||
             cache.Dtype != dtype || !InferenceShortcuts.ForCpuKernel(q) ||
             cache.Length >= cache.Capacity) return null;
-        var qShape = q.shape;
+        var qShape = q.Sizes();
         var (batch, heads, headDim) = ((int)qShape[0], (int)qShape[1], (int)qShape[3]);
         var kvHeads = (int)cache.KvHeads;
         // Heads narrower than one vector (stories260K's 8) leave nothing to vectorise: libtorch's kernel does better there.

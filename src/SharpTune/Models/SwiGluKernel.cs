@@ -16,7 +16,7 @@ internal static class SwiGluKernel
         var dtype = gateUp.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) ||
             !InferenceShortcuts.ForCpuKernel(gateUp) || !gateUp.is_contiguous()) return null;
-        var shape = gateUp.shape;
+        var shape = gateUp.Sizes();
         var rows = gateUp.numel() / (2 * intermediate);
         if (shape[^1] != 2 * intermediate || rows > Quantization.Int8MatVec.MaxRows) return null;
         shape[^1] = intermediate;

@@ -23,13 +23,13 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public long NumEmbeddings => weight.shape[0];
-    public long EmbeddingDim => weight.shape[1];
+    public long NumEmbeddings => weight.size(0);
+    public long EmbeddingDim => weight.size(1);
 
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();
         var rows = weight.index_select(0, ids.reshape(-1));                  // (n, dim)
-        return rows.view([.. ids.shape, EmbeddingDim]).MoveToOuterDisposeScope();
+        return rows.view([.. ids.Sizes(), EmbeddingDim]).MoveToOuterDisposeScope();
     }
 }

@@ -23,7 +23,7 @@ internal sealed unsafe class DecodeKernelCall : IDisposable
 
     public DecodeKernelCall(Tensor x, long inFeatures, long outFeatures)
     {
-        var shape = x.shape;
+        var shape = x.Sizes();
         Rows = (int)(x.numel() / inFeatures);
         InFeatures = inFeatures;
         OutFeatures = outFeatures;

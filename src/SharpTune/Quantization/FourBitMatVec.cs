@@ -23,7 +23,7 @@ internal static class FourBitMatVec
     public static bool Supports(Tensor x, FourBitWeight weight) =>
         Avx512BW.IsSupported && Models.InferenceShortcuts.ForCpuKernel(x) && is_inference_mode_enabled() &&
         weight.Packed.device_type == TorchSharp.DeviceType.CPU && x.dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 &&
-        weight.InFeatures % FourBitCodec.BlockSize == 0 && x.shape[^1] == weight.InFeatures &&
+        weight.InFeatures % FourBitCodec.BlockSize == 0 && x.size(-1) == weight.InFeatures &&
         x.numel() / weight.InFeatures <= Int8MatVec.MaxRows && weight.Packed.is_contiguous();
 
     /// <summary>x (…, in) → (…, out) in x's dtype, accumulated in int32 per block and fp32 across blocks.</summary>

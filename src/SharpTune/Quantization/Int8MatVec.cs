@@ -32,7 +32,7 @@ internal static class Int8MatVec
     public static bool Supports(Tensor x, Int8Weight weight) =>
         Models.InferenceShortcuts.ForCpuKernel(x) && is_inference_mode_enabled() && weight.Codes.device_type == TorchSharp.DeviceType.CPU &&
         x.dtype is ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 &&
-        x.shape[^1] == weight.InFeatures && x.numel() / weight.InFeatures <= MaxRows && weight.Codes.is_contiguous();
+        x.size(-1) == weight.InFeatures && x.numel() / weight.InFeatures <= MaxRows && weight.Codes.is_contiguous();
 
     /// <summary>x (…, in) → (…, out) in x's dtype, accumulated in int32 and fp32.</summary>
     public static Tensor Multiply(Tensor x, Int8Weight weight)
