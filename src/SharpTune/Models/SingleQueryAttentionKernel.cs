@@ -71,7 +71,7 @@ internal static class SingleQueryAttentionKernel
                 // Parallel over (row, kv head) pairs once each thread gets ~16K multiply–adds: the helpers are already
                 // spinning between a step's products, so a hand-off costs about a microsecond.
                 var pairCost = (long)(heads / kvHeads) * (keys - first) * headDim * 2;
-                RowParallel.For(batch * kvHeads, (from, to) => Run(job, from, to), Math.Max(1, (1 << 18) / Math.Max(1, pairCost)));
+                RowParallel.For(batch * kvHeads, (from, to) => Run(job, from, to), Math.Max(1, (1 << 14) / Math.Max(1, pairCost)));
             }
         }
         return output.MoveToOuterDisposeScope();
