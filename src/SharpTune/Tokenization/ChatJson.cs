@@ -97,15 +97,44 @@ public static class ChatJson
                 var type = String(entry, "type", at);
                 if (type is not null and not "function")
                     throw new ChatFormatException(at + ".type", "invalid_value", $"expected \"function\", found \"{type}\"");
-                tool = entry["function"] is { } function
-                    ? FunctionTool(function as JsonObject ?? throw new ChatFormatException(at + ".function", "wrong_type", $"expected an object, found {Kind(function)}"),
-                        at + ".function", entry)
-                    : FunctionTool(entry, at, entry);
+                if (entry["function"] is { } function)
+                {
+                    var canonical = InCanonicalOrder(function as JsonObject
+                        ?? throw new ChatFormatException(at + ".function", "wrong_type", $"expected an object, found {Kind(function)}"));
+                    var definition = new JsonObject();
+                    if (entry.ContainsKey("type")) definition["type"] = entry["type"]?.DeepClone();
+                    definition["function"] = canonical;
+                    foreach (var (key, value) in entry)
+                        if (key is not ("type" or "function")) definition[key] = value?.DeepClone();
+                    tool = FunctionTool(canonical, at + ".function", definition);
+                }
+                else
+                {
+                    var canonical = InCanonicalOrder(entry);
+                    tool = FunctionTool(canonical, at, canonical);
+                }
             }
             if (!names.Add(tool.Name)) throw new ChatFormatException(at, "invalid_value", $"the function name '{tool.Name}' is defined twice");
             result.Add(tool);
         }
         return result;
+    }
+
+    /// <summary>
+    /// A function definition with its keys in one order — name, description, parameters, then any others as given — the
+    /// order of OpenAI's documentation, Hugging Face's <c>get_json_schema</c> and vLLM's request model. Templates render a
+    /// definition as JSON text, and clients serialize keys in their own order (the OpenAI .NET SDK writes the description
+    /// first): without this, the same tool in a request and in the training lines made different prompts.
+    /// </summary>
+    private static JsonObject InCanonicalOrder(JsonObject function)
+    {
+        string[] first = ["name", "description", "parameters"];
+        var ordered = new JsonObject();
+        foreach (var key in first)
+            if (function.ContainsKey(key)) ordered[key] = function[key]?.DeepClone();
+        foreach (var (key, value) in function)
+            if (!first.Contains(key)) ordered[key] = value?.DeepClone();
+        return ordered;
     }
 
     /// <summary>OpenAI's wire form of a message (what a client sends): role, content, tool_calls, tool_call_id, name, reasoning_content.</summary>

@@ -72,4 +72,18 @@ public sealed class ChatJsonTests
         Assert.Equal("functions", Assert.Throws<ChatFormatException>(() => ChatJson.ReadTools(
             JsonNode.Parse("[]"), "tools", JsonNode.Parse("[]"))).Field);
     }
+
+    [Fact]
+    public void A_tool_renders_the_same_whatever_order_the_client_wrote_its_keys_in()
+    {
+        // The OpenAI .NET SDK writes "description" before "name"; training lines usually have "name" first.
+        var sdk = ChatJson.ReadTools(JsonNode.Parse("""[{"type":"function","function":{"description":"d","strict":false,"name":"f","parameters":{"type":"object"}}}]"""), "tools")!;
+        var data = ChatJson.ReadTools(JsonNode.Parse("""[{"type":"function","function":{"name":"f","description":"d","parameters":{"type":"object"},"strict":false}}]"""), "tools")!;
+        Assert.Equal("""{"type":"function","function":{"name":"f","description":"d","parameters":{"type":"object"},"strict":false}}""", sdk[0].Definition.ToJsonString());
+        var template = ChatTemplate.BuiltIn("chatml-tools");
+        ChatMessage[] question = [new("user", "Weather?")];
+        Assert.Equal(template.Render(question, true, data), template.Render(question, true, sdk));
+        // Unwrapped (as transformers accepts a bare function) is put in the same order.
+        Assert.Equal("""{"name":"f","description":"d"}""", ChatJson.ReadTools(JsonNode.Parse("""[{"description":"d","name":"f"}]"""), "tools")![0].Definition.ToJsonString());
+    }
 }
