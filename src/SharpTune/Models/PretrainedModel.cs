@@ -80,8 +80,8 @@ public static class PretrainedModel
         public long[] ShapeOf(string name) => checkpoint.Tensors[name].Info.Shape;
         public Tensor Read(string name, ScalarType dtype) => checkpoint.Read(name, dtype);
 
-        /// <summary>The tensor in its stored dtype (no conversion).</summary>
-        public Tensor ReadAsStored(string name) => checkpoint.Read(name);
+        /// <summary>The dtype a tensor is stored in.</summary>
+        public ScalarType StoredDtypeOf(string name) => checkpoint.Tensors[name].Info.DType.ToScalarType();
 
         public void ReadInto(string name, Tensor destination)
         {
