@@ -139,7 +139,7 @@ internal sealed class DecodeBatch : IDisposable
             var context = length - start == 1 ? DecodeContext(device) : PromptContext(device);
             var hidden = model.DecodeHidden(model.EmbedTokens(input), context);
             if (start == 0) ReportPromptLogprobs(hidden);
-            var logits = model.ComputeLogits(hidden.narrow(1, hidden.shape[1] - 1, 1)).squeeze(1); // (B, V)
+            var logits = model.ComputeLogits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1); // (B, V)
             next = sampler.Next(logits, AllowedMask(), group => slots[group].RowsLeft > 0);
             logprobs = new TokenLogprob?[rows.Length];
             foreach (var slot in slots)

@@ -83,7 +83,7 @@ public static class TokenGenerator
                 }
                 var hidden = model.DecodeHidden(model.EmbedTokens(input), ctx);
                 var logits = model.ComputeLogits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1); // (B, V)
-                using var allowed = constraints is null ? null : AllowedMask(constraints, generated, finish, options.MaxNewTokens, (int)logits.shape[1]);
+                using var allowed = constraints is null ? null : AllowedMask(constraints, generated, finish, options.MaxNewTokens, (int)logits.size(1));
                 next = sampler.Next(logits, seen, allowed);
             }
             var column = new long[batch];
