@@ -143,7 +143,9 @@ public class DenseMatVecTests
         var result = 0;
         var thread = new Thread(() =>
         {
-            set_num_threads(1);                  // the model thread of a 2-core server: every core but one for libtorch
+            // The model thread of a 2-core server: every core but one for libtorch, on this thread only (set_num_threads
+            // alone would also change the process default that other tests' threads start from).
+            SharpTune.Server.Engine.ModelThreads.Apply(1);
             DecodeThreads.KernelThreads = 2;
             using (var threads = new DecodeThreads(CPU, ScalarType.BFloat16))
             {
