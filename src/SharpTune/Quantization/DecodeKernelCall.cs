@@ -15,7 +15,7 @@ namespace SharpTune.Quantization;
 internal sealed unsafe class DecodeKernelCall : IDisposable
 {
     private readonly short[] quantized;
-    private readonly float[] widened;
+    private readonly float[]? widened;   // bf16 inputs as fp32
     private readonly float[] scales;
     private readonly Tensor? converted;
     private readonly ScalarType dtype;
@@ -31,13 +31,13 @@ internal sealed unsafe class DecodeKernelCall : IDisposable
         // fp16 (and a non-contiguous input) is converted once; bf16 and fp32 are read where they are.
         converted = dtype is ScalarType.Float32 or ScalarType.BFloat16 ? (x.is_contiguous() ? null : x.contiguous()) : x.to(ScalarType.Float32).contiguous();
         var source = converted ?? x;
-        var sourceDtype = converted is null ? dtype : ScalarType.Float32;
+        var sourceDtype = source.dtype;
         shape[^1] = outFeatures;
         OutputDtype = dtype is ScalarType.Float32 or ScalarType.BFloat16 ? dtype : ScalarType.Float32;
         output = empty(shape, OutputDtype);
         var count = Rows * (int)inFeatures;
         quantized = ArrayPool<short>.Shared.Rent(count);   // scratch of every decode step: pooled
-        widened = ArrayPool<float>.Shared.Rent(count);
+        widened = sourceDtype == ScalarType.BFloat16 ? ArrayPool<float>.Shared.Rent(count) : null;
         scales = ArrayPool<float>.Shared.Rent(Rows);
         fixed (byte* xs = source.bytes)
         fixed (float* wide = widened)
@@ -83,7 +83,7 @@ internal sealed unsafe class DecodeKernelCall : IDisposable
     {
         converted?.Dispose();
         ArrayPool<short>.Shared.Return(quantized);
-        ArrayPool<float>.Shared.Return(widened);
+        if (widened is not null) ArrayPool<float>.Shared.Return(widened);
         ArrayPool<float>.Shared.Return(scales);
     }
 }

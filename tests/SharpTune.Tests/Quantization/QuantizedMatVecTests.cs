@@ -54,6 +54,21 @@ public class QuantizedMatVecTests
     }
 
     [Fact]
+    public void ANonContiguousBfloat16InputIsReadAsBfloat16()
+    {
+        manual_seed(5);
+        using var w = randn(96, 128) * 0.05;
+        using var weight = Int8RowwiseCodec.Quantize(w);
+        using var wide = randn(128, 3).to(ScalarType.BFloat16);
+        using var x = wide.t().narrow(0, 1, 1);                      // (1, 128), a strided view
+        Assert.False(x.is_contiguous());
+        using var inference = inference_mode();
+        using var actual = Int8MatVec.Multiply(x, weight);
+        using var expected = Int8MatVec.Multiply(x.contiguous(), weight);
+        Assert.True(actual.equal(expected).all().item<bool>());
+    }
+
+    [Fact]
     public void BatchesAboveTheDecodeSizeAndAutogradInputsStayOnTorch()
     {
         using var weight = Int8RowwiseCodec.Quantize(randn(16, 32));
