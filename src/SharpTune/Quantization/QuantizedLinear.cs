@@ -76,9 +76,11 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
     {
         if (!is_grad_enabled() && x.dtype == ComputeDtype)
         {
-            // Generation and evaluation: no conversions and no scope of its own, which a decode step's small products notice.
+            // Generation and evaluation: no conversions, which a decode step's small products notice. The scope still
+            // frees what a product outside the kernels makes (a whole dequantized weight).
+            using var fastScope = NewDisposeScope();
             var product = weight.MatmulTransposed(x);
-            return bias is null ? product : product.add_(bias);
+            return (bias is null ? product : product.add_(bias)).MoveToOuterDisposeScope();
         }
         using var scope = NewDisposeScope();
         var input = x.dtype == ComputeDtype ? x : x.to(ComputeDtype);
