@@ -84,7 +84,7 @@ internal static class SingleQueryAttentionKernel
     {
         var hd = job.HeadDim;
         var group = job.Heads / job.KvHeads;
-        var scores = ArrayPool<float>.Shared.Rent(job.Length + 16);
+        var scores = ArrayPool<float>.Shared.Rent(job.Length);
         var buffers = ArrayPool<float>.Shared.Rent(2 * hd);   // the query and the weighted sum
         try
         {
@@ -199,14 +199,13 @@ internal static class SingleQueryAttentionKernel
         }
     }
 
-    private static unsafe Vector512<float> WidenBrain(ushort* bits) =>
-        Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Avx.LoadVector256(bits)), 16).AsSingle();
+    private static unsafe Vector512<float> WidenBrain(ushort* bits) => BFloat16Bits.Widen16(bits);
 
-    /// <summary>The fp32 values of <paramref name="count"/> elements (a multiple of 16) into <paramref name="target"/>.</summary>
+    /// <summary>The fp32 values of <paramref name="count"/> elements into <paramref name="target"/>.</summary>
     private static unsafe void Widen(in Job job, nint source, long element, float* target, int count)
     {
-        for (var i = 0; i < count; i += 16)
-            Avx512F.Store(target + i, job.Brain ? WidenBrain((ushort*)source + element + i) : Avx512F.LoadVector512((float*)source + element + i));
+        if (job.Brain) BFloat16Bits.Widen((ushort*)source + element, target, count);
+        else new ReadOnlySpan<float>((float*)source + element, count).CopyTo(new Span<float>(target, count));
     }
 
     private static unsafe void Store(in Job job, long element, float* sum, float norm, int count)
