@@ -27,7 +27,9 @@ internal static class Projections
     {
         var heads = qkv.reshape(batch, numHeads + 2 * numKvHeads, 1, headDim);                      // (B, nh + 2nkv, 1, hd)
         var queriesAndKeys = heads.narrow(1, 0, numHeads + numKvHeads);
-        if (rotation is { } tables) queriesAndKeys = RotaryEmbedding.ApplyRotation(queriesAndKeys, tables);
+        if (rotation is { } tables)
+            queriesAndKeys = RotaryDecodeKernel.TryRotate(qkv, batch, numHeads + numKvHeads, headDim, tables) ??
+                             RotaryEmbedding.ApplyRotation(queriesAndKeys, tables);
         return (queriesAndKeys.narrow(1, 0, numHeads), queriesAndKeys.narrow(1, numHeads, numKvHeads),
             heads.narrow(1, numHeads + numKvHeads, numKvHeads));
     }
