@@ -4,7 +4,8 @@
 # gguf`), measured by bench/llamacpp-peer/peer.c over llama.cpp's prebuilt CPU library from npm
 # (@node-llama-cpp/linux-x64, pinned by tests/SharpTune.Tests/Export/LlamaCpp/package-lock.json) with one persistent
 # thread pool as llama-bench runs it; then the server's single stream next to the library's (bench/ServerLoad).
-# Pairs: M bf16 / F16, M int8 / Q8_0, M nf4 / Q4_0, stories260K f32 / F32.
+# Pairs: M bf16 / F16, M int8 / Q8_0 (our head in bf16 as bitsandbytes keeps it, then quantized as well, as Q8_0 stores
+# it), M nf4 / Q4_0, stories260K f32 / F32.
 # Run it ALONE on a quiet machine (no builds, tests or other jobs). Needs gcc, git, Node.js and npm.
 # Usage: bash bench/decode-peer.sh [STORIES_DIR]
 set -euo pipefail
@@ -39,6 +40,7 @@ echo "|---|---|---|---|---|---|---|"
 $bench generation M bf16 1 128 64 2>/dev/null
 peer "$work/M-f16.gguf" "M (llama.cpp)" F16
 $bench generation M bf16 1 128 64 int8 2>/dev/null
+$bench generation M bf16 1 128 64 int8+head 2>/dev/null
 peer "$work/M-q8_0.gguf" "M (llama.cpp)" Q8_0
 $bench generation M bf16 1 128 64 nf4 2>/dev/null
 peer "$work/M-q4_0.gguf" "M (llama.cpp)" Q4_0

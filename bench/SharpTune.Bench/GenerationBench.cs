@@ -8,12 +8,16 @@ namespace SharpTune.Bench;
 /// <summary>Prefill and decode throughput with the KV cache, batch 1 and 8, and the per-step overhead.</summary>
 internal static class GenerationBench
 {
-    /// <param name="quantize">nf4|fp4|int8: load the base quantized (from a checkpoint written by a child process for S/M).</param>
+    /// <param name="quantize">
+    /// nf4|fp4|int8: load the base quantized (from a checkpoint written by a child process for S/M); with "+head"
+    /// (e.g. int8+head) the output head is quantized too, as llama.cpp's quantized files store it.
+    /// </param>
     public static void Run(string configOrDir, string dtypeName, int batch, int promptLength, int newTokens, string? quantize = null)
     {
         var dtype = ModelFactory.ParseDtype(dtypeName);
         manual_seed(0);
-        var quantization = quantize is null ? null : SharpTune.Quantization.QuantizationOptions.Parse(quantize, dtypeName);
+        var quantization = quantize is null ? null
+            : SharpTune.Quantization.QuantizationOptions.Parse(quantize.Replace("+head", ""), dtypeName, lmHead: quantize.EndsWith("+head"));
         using var model = Directory.Exists(configOrDir)
             ? PretrainedModel.Load(configOrDir, dtype, quantization: quantization)
             : quantization is null ? ModelFactory.Create(BenchModels.Config(configOrDir), dtype)

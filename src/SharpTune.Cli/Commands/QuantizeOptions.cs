@@ -4,7 +4,7 @@ using SharpTune.Quantization;
 namespace SharpTune.Cli.Commands;
 
 /// <summary>
-/// --quantize, --compute-dtype and --double-quant, shared by every command that loads a base model (train, generate,
+/// --quantize, --compute-dtype, --double-quant and --quantize-lm-head, shared by every command that loads a base model (train, generate,
 /// eval, compare, serve, merge, estimate, info).
 /// </summary>
 internal sealed class QuantizeOptions
@@ -24,12 +24,21 @@ internal sealed class QuantizeOptions
         Description = "With 4-bit --quantize: quantize the absmax statistics too (true, the default, or false)",
     };
 
+    public Option<bool> LmHead { get; } = new("--quantize-lm-head")
+    {
+        Description = "With --quantize: quantize an untied output head too, as llama.cpp's quantized files do (default: kept in the compute dtype)",
+    };
+
     public void AddTo(Command command)
     {
         command.Options.Add(Quantize);
         command.Options.Add(ComputeDtype);
         command.Options.Add(DoubleQuant);
+        command.Options.Add(LmHead);
     }
+
+    private const string WithoutQuantize =
+        "--compute-dtype, --double-quant and --quantize-lm-head apply to a quantized base: add --quantize nf4|fp4|int8";
 
     /// <summary>The settings, or null without --quantize; --compute-dtype/--double-quant alone are an error.</summary>
     public QuantizationOptions? Parse(ParseResult parse)
@@ -37,11 +46,11 @@ internal sealed class QuantizeOptions
         var type = parse.GetValue(Quantize);
         if (type is null)
         {
-            if (parse.GetValue(ComputeDtype) is not null || parse.GetValue(DoubleQuant) is not null)
-                throw new ArgumentException("--compute-dtype and --double-quant apply to a quantized base: add --quantize nf4|fp4|int8");
+            if (parse.GetValue(ComputeDtype) is not null || parse.GetValue(DoubleQuant) is not null || parse.GetValue(LmHead))
+                throw new ArgumentException(WithoutQuantize);
             return null;
         }
-        return QuantizationOptions.Parse(type, parse.GetValue(ComputeDtype), parse.GetValue(DoubleQuant));
+        return QuantizationOptions.Parse(type, parse.GetValue(ComputeDtype), parse.GetValue(DoubleQuant), lmHead: parse.GetValue(LmHead));
     }
 
     /// <summary>Training options with these flags over the config's quantize / compute_dtype / double_quant (validated).</summary>
@@ -55,9 +64,10 @@ internal sealed class QuantizeOptions
             Quantize = parse.GetValue(Quantize) ?? options.Quantize,
             ComputeDtype = parse.GetValue(ComputeDtype) ?? options.ComputeDtype,
             DoubleQuant = doubleQuant is null ? options.DoubleQuant : QuantizationOptions.Parse("nf4", null, doubleQuant).DoubleQuant,
+            QuantizeLmHead = parse.GetValue(LmHead) || options.QuantizeLmHead,
         };
-        if (result.Quantize is null && (result.ComputeDtype is not null || doubleQuant is not null))
-            throw new ArgumentException("--compute-dtype and --double-quant apply to a quantized base: add --quantize nf4|fp4|int8");
+        if (result.Quantize is null && (result.ComputeDtype is not null || doubleQuant is not null || result.QuantizeLmHead))
+            throw new ArgumentException(WithoutQuantize);
         result.QuantizationSettings();   // a wrong value fails here, before any work
         return result;
     }

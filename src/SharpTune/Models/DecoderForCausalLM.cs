@@ -49,6 +49,7 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
     {
         null => model.embed_tokens.weight!.requires_grad,
         Linear linear => linear.weight!.requires_grad,
+        Quantization.QuantizedLinear => false,   // quantized weights are frozen
         _ => true,   // wrapped by an adapter
     };
 

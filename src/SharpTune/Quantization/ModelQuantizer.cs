@@ -10,14 +10,15 @@ namespace SharpTune.Quantization;
 /// <summary>
 /// Puts a model's frozen linear layers in a quantized format: every Linear/Conv1D of the decoder (attention and MLP
 /// projections, fused or not) becomes a <see cref="QuantizedLinear"/>; embeddings, norms and the output head stay in
-/// the compute dtype, as transformers' bitsandbytes integration leaves them.
+/// the compute dtype, as transformers' bitsandbytes integration leaves them, unless <see cref="QuantizationOptions.LmHead"/>
+/// asks for an untied head to be quantized too (a head tied to the embeddings always stays).
 /// </summary>
 public static class ModelQuantizer
 {
-    /// <summary>The layers that get quantized: every linear layer except the output head, in model order.</summary>
-    public static IReadOnlyList<(string Path, nn.Module Module)> Targets(nn.Module model) =>
+    /// <summary>The layers that get quantized: every linear layer, the output head only when asked, in model order.</summary>
+    public static IReadOnlyList<(string Path, nn.Module Module)> Targets(nn.Module model, bool includeHead = false) =>
         ModuleSurgery.NamedModules(model)
-            .Where(m => TargetModules.IsLinear(m.Module) && m.Path[(m.Path.LastIndexOf('.') + 1)..] != "lm_head")
+            .Where(m => TargetModules.IsLinear(m.Module) && (includeHead || m.Path[(m.Path.LastIndexOf('.') + 1)..] != "lm_head"))
             .ToList();
 
     /// <summary>The quantized layers of <paramref name="model"/> by path (wrapped ones included).</summary>
@@ -37,7 +38,7 @@ public static class ModelQuantizer
         if (IsQuantized(model)) throw new InvalidOperationException("the model is already quantized");
         if (model.modules().Any(m => m.GetType().Namespace?.StartsWith("SharpTune.Peft", StringComparison.Ordinal) == true))
             throw new InvalidOperationException("quantize the base model before injecting an adapter");
-        foreach (var (path, module) in Targets(model))
+        foreach (var (path, module) in Targets(model, options.LmHead))
         {
             var quantized = QuantizedLinear.FromLinear((nn.Module<Tensor, Tensor>)module, options);
             quantized.train(module.training);
@@ -83,7 +84,7 @@ public static class ModelQuantizer
             // temporary per layer, freed between the long-lived quantized tensors, left a hole in the C heap each time
             // (M in NF4: the resident set grew by each MLP weight's 3 MB in bf16, ~90 MB in all, beyond the 44 MB of codes).
             using var readBuffers = new ReadBuffers();
-            foreach (var (path, module) in Targets(model))
+            foreach (var (path, module) in Targets(model, options.LmHead))
             {
                 var name = path + ".weight";
                 var layer = (nn.Module<Tensor, Tensor>)module;

@@ -51,7 +51,7 @@ public sealed record QuantizationReport(long QuantizedWeights, long QuantizedByt
     {
         var config = ModelConfig.Load(modelDir);
         using var model = ModelFactory.CreateOnMeta(config, options.ComputeDtype);
-        var targets = ModelQuantizer.Targets(model).ToDictionary(t => t.Path + ".weight", t => Peft.BaseLayer.Shape(t.Module).Out);
+        var targets = ModelQuantizer.Targets(model, options.LmHead).ToDictionary(t => t.Path + ".weight", t => Peft.BaseLayer.Shape(t.Module).Out);
         var elementSize = options.ComputeDtype == ScalarType.Float32 ? 4 : 2;
         long quantizedWeights = 0, quantizedBytes = 0, otherWeights = 0, otherBytes = 0;
         foreach (var (name, p) in model.named_parameters())

@@ -58,6 +58,8 @@ public sealed record TrainingOptions
     public string? ComputeDtype { get; init; }
     /// <summary>With a 4-bit <see cref="Quantize"/>: quantize the absmax statistics too (QLoRA's double quantization).</summary>
     public bool DoubleQuant { get; init; } = true;
+    /// <summary>With <see cref="Quantize"/>: quantize an untied output head too (llama.cpp's convention; off as in bitsandbytes).</summary>
+    public bool QuantizeLmHead { get; init; }
     /// <summary>
     /// Recompute each layer in the backward pass instead of keeping its activations (less memory, ~1/3 more compute).
     /// Unset = on with <see cref="Quantize"/> (PEFT's <c>prepare_model_for_kbit_training</c> default, since a quantized
@@ -202,5 +204,5 @@ public sealed record TrainingOptions
     /// <summary>The parsed <see cref="Quantize"/> settings (null when not quantizing); a wrong value is a clear error.</summary>
     public Quantization.QuantizationOptions? QuantizationSettings() => Quantize is null
         ? null
-        : Quantization.QuantizationOptions.Parse(Quantize, ComputeDtype, DoubleQuant ? "true" : "false", "quantize");
+        : Quantization.QuantizationOptions.Parse(Quantize, ComputeDtype, DoubleQuant ? "true" : "false", "quantize", QuantizeLmHead);
 }

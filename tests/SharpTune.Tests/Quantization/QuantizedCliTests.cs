@@ -60,6 +60,13 @@ public class QuantizedCliTests
 
         (code, _, stderr) = SharpTuneCli.Run("generate", "--model", TestAssets.Stories260K, "--prompt", "Once", "--compute-dtype", "bf16");
         Assert.NotEqual(0, code);
-        Assert.Contains("--compute-dtype and --double-quant apply to a quantized base: add --quantize nf4|fp4|int8", stderr);
+        Assert.Contains("--compute-dtype, --double-quant and --quantize-lm-head apply to a quantized base: add --quantize nf4|fp4|int8", stderr);
+
+        (code, _, stderr) = SharpTuneCli.Run("generate", "--model", TestAssets.Stories260K, "--prompt", "Once", "--quantize-lm-head");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--quantize-lm-head apply to a quantized base: add --quantize", stderr);
+        (code, _, stderr) = SharpTuneCli.Run("generate", "--model", TestAssets.Stories260K, "--prompt", "Once", "--max-tokens", "4",
+            "--quantize", "int8", "--quantize-lm-head");
+        Assert.True(code == 0, stderr);
     }
 }

@@ -63,6 +63,33 @@ public class QuantizedLinearTests
         Assert.InRange(measured.BitsPerQuantizedWeight, 4.12, 4.2);   // 4 + 8/64 + 32/(64·256) = 4.127
     }
 
+    [Theory]
+    [InlineData("llama", QuantizationType.Int8)]
+    [InlineData("qwen3", QuantizationType.Nf4)]
+    public void AnUntiedOutputHeadIsQuantizedWhenAskedAndATiedOneNever(string kind, QuantizationType type)
+    {
+        using var dir = new TempDir();
+        using (var source = TestModels.Create(kind)) PretrainedModel.Save(source, dir.Path);
+        var options = new QuantizationOptions(type, ScalarType.Float32, LmHead: true);
+        using var loaded = PretrainedModel.Load(dir.Path, quantization: options);
+        using var reference = PretrainedModel.Load(dir.Path, ScalarType.Float32);
+        var decoderLayers = ModelQuantizer.Targets(reference).Count;
+        Assert.Equal(decoderLayers + 1, ModelQuantizer.Targets(reference, includeHead: true).Count);
+        ModelQuantizer.Quantize(reference, options);
+        Assert.Contains(ModelQuantizer.QuantizedLayers(loaded), l => l.Path == "lm_head");
+        Assert.Equal(decoderLayers + 1, ModelQuantizer.QuantizedLayers(loaded).Count);
+        Assert.False(loaded.HeadIsTrainable);
+        using var ids = tensor(new long[,] { { 1, 5, 9, 33, 7 } });
+        using (no_grad()) Assert.True(loaded.Forward(ids).equal(reference.Forward(ids)).all().item<bool>());
+        Assert.Equal(QuantizationReport.Of(loaded), QuantizationReport.Estimate(dir.Path, options));
+
+        using var tiedDir = new TempDir();
+        using (var source = TestModels.Create("llama-tied")) PretrainedModel.Save(source, tiedDir.Path);
+        using var tied = PretrainedModel.Load(tiedDir.Path, quantization: options);
+        Assert.DoesNotContain(ModelQuantizer.QuantizedLayers(tied), l => l.Path.Contains("lm_head"));
+        using (no_grad()) Assert.True(tied.Forward(ids).isfinite().all().item<bool>());   // the head is the embedding, unquantized
+    }
+
     [Fact]
     public void QuantizedModelIsCloseToTheFullPrecisionOneAndRefusesToBeSavedWhole()
     {

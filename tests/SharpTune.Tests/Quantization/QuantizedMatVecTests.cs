@@ -85,11 +85,18 @@ public class QuantizedMatVecTests
     [InlineData("qwen3")]
     public void Int8ModelDecodesTheSameTokensWithTheKernelAsWithTorch(string kind) => AssertKernelDecodesAsTorch(kind, QuantizationType.Int8);
 
+    [Theory]
+    [InlineData(QuantizationType.Int8)]
+    [InlineData(QuantizationType.Nf4)]
+    public void AQuantizedOutputHeadDecodesTheSameTokensWithTheKernelAsWithTorch(QuantizationType type) =>
+        AssertKernelDecodesAsTorch("llama", type, lmHead: true);
+
     /// <summary>Greedy tokens of a quantized model with the decode kernels and with them switched off (dequantize + matmul).</summary>
-    private static void AssertKernelDecodesAsTorch(string kind, QuantizationType type)
+    private static void AssertKernelDecodesAsTorch(string kind, QuantizationType type, bool lmHead = false)
     {
         using var model = TestModels.Create(kind);
-        ModelQuantizer.Quantize(model, new QuantizationOptions(type, ScalarType.Float32));
+        ModelQuantizer.Quantize(model, new QuantizationOptions(type, ScalarType.Float32, LmHead: lmHead));
+        Assert.Equal(lmHead, ModelQuantizer.QuantizedLayers(model).Any(l => l.Path == "lm_head"));
         model.eval();
         var options = new GenerationOptions { Temperature = 0, EosTokenIds = [], MaxNewTokens = 16 };
         IReadOnlyList<int>[] prompts = [[4, 8, 15, 16], [23, 42]];
