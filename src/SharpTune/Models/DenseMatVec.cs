@@ -14,13 +14,20 @@ namespace SharpTune.Models;
 /// A bf16 weight is read as 16 (even, odd) pairs per 32-bit lane: a shift and a mask turn them into two fp32 vectors
 /// exactly (bf16 is the top half of an fp32), multiplied with the inputs split the same way once per call and
 /// accumulated in fp32; the sum is rounded to bf16 as libtorch rounds (to nearest, ties to even). Rows are read front
-/// to back, one stream for the hardware prefetcher (four rows at a time measured slower). Output rows are split over
+/// to back, one stream for the hardware prefetcher (four rows at a time measured slower), with software prefetches a few
+/// rows ahead. Output rows are split over
 /// <see cref="RowParallel"/>'s threads. CPU tensors on AVX-512 machines, input width a multiple of 32, at most
 /// <see cref="Int8MatVec.MaxRows"/> input rows and no gradient recorded; everything else goes through libtorch.
 /// </summary>
 internal static class DenseMatVec
 {
     private const int Lanes = 32;   // weights per 64-byte vector
+
+    /// <summary>
+    /// Rows ahead (<see cref="WeightPrefetch"/>) asked for within the dot product, two cache lines per step, so the
+    /// requests are spread over the row (measured with 1 to 16 rows ahead: 11–15 % faster decode, alike).
+    /// </summary>
+    private const long PrefetchRows = WeightPrefetch.RowsAhead;
 
     /// <summary>
     /// Smaller weights stay with libtorch: a call here costs some microseconds before the first multiply (shape reads,
@@ -102,6 +109,8 @@ internal static class DenseMatVec
     private static unsafe void SingleRows(float* weights, float* x, float* bias, float* y, long inFeatures, long outFeatures, int rows,
         long from, long to)
     {
+        var ahead = PrefetchRows * inFeatures;
+        var end = weights + to * inFeatures;
         for (var i = 0; i < rows; i++)
         {
             var xs = x + i * inFeatures;
@@ -112,6 +121,11 @@ internal static class DenseMatVec
                 Vector512<float> a0 = Vector512<float>.Zero, a1 = a0;
                 for (long j = 0; j < inFeatures; j += Lanes)
                 {
+                    if (w + j + ahead < end)
+                    {
+                        Sse.Prefetch0(w + j + ahead);
+                        Sse.Prefetch0(w + j + ahead + 16);
+                    }
                     a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w + j), Avx512F.LoadVector512(xs + j), a0);
                     a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w + j + 16), Avx512F.LoadVector512(xs + j + 16), a1);
                 }
@@ -139,22 +153,32 @@ internal static class DenseMatVec
         long from, long to)
     {
         var rowWords = inFeatures / 2;
+        var end = weights + to * rowWords;
         for (var i = 0; i < rows; i++)
         {
             var xs = x + i * inFeatures;
             var ys = y + i * outFeatures;
-            for (var r = from; r < to; r++) ys[r] = Round(Dot(weights + r * rowWords, xs, inFeatures), bias, r);
+            for (var r = from; r < to; r++) ys[r] = Round(Dot(weights + r * rowWords, xs, inFeatures, PrefetchRows * rowWords, end), bias, r);
         }
     }
 
-    /// <summary>One row's dot product with the split inputs, read front to back (one stream for the prefetcher).</summary>
-    private static unsafe float Dot(uint* w, float* x, long n)
+    /// <summary>
+    /// One row's dot product with the split inputs, read front to back (one stream for the hardware prefetcher), asking
+    /// for the row <see cref="PrefetchRows"/> ahead as it goes (up to <paramref name="end"/>, this thread's last row).
+    /// </summary>
+    private static unsafe float Dot(uint* w, float* x, long n, long ahead, uint* end)
     {
         var mask = Vector512.Create(0xFFFF0000u);
         Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
         long j = 0;
         for (; j + 2 * Lanes <= n; j += 2 * Lanes)
         {
+            var next = w + j / 2 + ahead;
+            if (next < end)
+            {
+                Sse.Prefetch0(next);
+                Sse.Prefetch0(next + 16);
+            }
             var v0 = Avx512F.LoadVector512(w + j / 2);
             var v1 = Avx512F.LoadVector512(w + j / 2 + 16);
             a0 = Avx512F.FusedMultiplyAdd(Avx512F.ShiftLeftLogical(v0, 16).AsSingle(), Avx512F.LoadVector512(x + j), a0);

@@ -99,9 +99,12 @@ internal static class FourBitMatVec
         var code = Avx512BW.LoadVector512(table);
         var lowNibble = Vector512.Create((short)0xF);
         var blocks = inFeatures / FourBitCodec.BlockSize;
+        var rowBytes = inFeatures / 2;
+        var end = packed + to * rowBytes;
         for (var r = from; r < to; r++)
         {
-            var codes = packed + r * (inFeatures / 2);
+            var codes = packed + r * rowBytes;
+            WeightPrefetch.Lines(codes + WeightPrefetch.RowsAhead * rowBytes, rowBytes, end);
             var scales = absmax + r * blocks;
             for (var i = 0; i < rows; i++)
             {

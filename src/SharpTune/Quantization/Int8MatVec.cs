@@ -74,9 +74,11 @@ internal static class Int8MatVec
     private static unsafe void Rows(sbyte* codes, short* x, float* xScale, float* absmax, byte* y, bool brain, long inFeatures, long outFeatures,
         int rows, long from, long to)
     {
+        var end = (byte*)(codes + to * inFeatures);
         for (var r = from; r < to; r++)
         {
             var w = codes + r * inFeatures;
+            WeightPrefetch.Lines((byte*)(w + WeightPrefetch.RowsAhead * inFeatures), inFeatures, end);
             var scale = absmax[r] / 127f;   // as the TorchSharp product computes s / 127 in fp32
             for (var i = 0; i < rows; i++)
                 DecodeKernelCall.Store(y, brain, i * outFeatures + r, Dot(w, x + i * inFeatures, inFeatures) * (scale * xScale[i]));
