@@ -17,6 +17,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     private const string KeyPrefix = "base_model.model.";
     private readonly List<(string Path, TLayer Layer)> layers = [];
     private readonly FrozenBase frozen = new();
+    private SavedModules? saved;
     private CausalLanguageModel? model;
     private bool enabled = true;
 
@@ -41,6 +42,9 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     protected virtual nn.Module<Tensor, Tensor> Fuse(TLayer layer) =>
         throw new NotSupportedException($"{MethodName} cannot be merged into the base weights");
 
+    /// <summary>PEFT's <c>modules_to_save</c>: whole modules trained and saved beside the wrappers (see <see cref="SavedModules"/>).</summary>
+    protected virtual IReadOnlyList<string> ModulesToSave => [];
+
     /// <summary>Saved key spellings other tools write, mapped to ours (e.g. a trailing ".weight").</summary>
     protected virtual string NormaliseKey(string key) => key;
 
@@ -50,7 +54,11 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         if (ModuleSurgery.NamedModules(model).Any(m => m.Module is TLayer))
             throw new InvalidOperationException($"the model already carries {MethodName} layers; merge or discard them first");
         var selected = SelectTargets(model);
+        var savedModules = SavedModules.Select(model, ModulesToSave, MethodName);
         frozen.Freeze(model);
+        savedModules.Inject();
+        savedModules.SetEnabled(enabled);
+        saved = savedModules;
         foreach (var (path, module) in selected)
         {
             var layer = Wrap(path, (nn.Module<Tensor, Tensor>)module);
@@ -64,7 +72,8 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters =>
-        layers.SelectMany(l => l.Layer.AdapterParameters().Select(p => ($"{l.Path}.{p.Suffix}", p.Parameter))).ToList();
+        layers.SelectMany(l => l.Layer.AdapterParameters().Select(p => ($"{l.Path}.{p.Suffix}", p.Parameter)))
+            .Concat(saved?.Parameters ?? []).ToList();
 
     public IReadOnlyDictionary<string, Tensor> AdapterStateDict()
     {
@@ -73,6 +82,8 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         foreach (var (path, layer) in layers)
             foreach (var (suffix, parameter) in layer.AdapterParameters())
                 state[KeyPrefix + path + "." + suffix] = parameter;
+        foreach (var (name, parameter) in saved?.Parameters ?? [])
+            state[KeyPrefix + name] = parameter;
         return state;
     }
 
@@ -95,6 +106,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         {
             enabled = value;
             foreach (var (_, layer) in layers) layer.Enabled = value;
+            saved?.SetEnabled(value);
         }
     }
 
@@ -112,6 +124,8 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
             if (!ReferenceEquals(restored, layer.BaseModule)) layer.BaseModule.Dispose();   // a merged quantized layer became a new Linear
             layer.DisposeAdapter();
         }
+        saved?.Restore(merge);
+        saved = null;
         frozen.Restore();
         layers.Clear();
         model = null;

@@ -34,6 +34,9 @@ public static class FineTuningMethods
     /// <summary>The adapter for <paramref name="options"/>' method, or null for full fine-tuning.</summary>
     public static IPeftAdapter? CreateAdapter(TrainingOptions options)
     {
+        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
+            throw new ArgumentException($"modules_to_save is a LoRA/DoRA setting; method '{options.Method}' does not take it" +
+                                        (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every module)" : ""));
         if (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase)) return null;
         return Adapters.TryGetValue(options.Method, out var create)
             ? create(options)
@@ -47,7 +50,12 @@ public static class FineTuningMethods
         LoraDropout = o.LoraDropout,
         UseRsLora = o.UseRslora,
         TargetModules = ParseTargets(o.TargetModules),
+        ModulesToSave = ParseNames(o.ModulesToSave),
     };
+
+    /// <summary>A comma-separated list of names (empty: none).</summary>
+    public static IReadOnlyList<string> ParseNames(string? text) =>
+        string.IsNullOrWhiteSpace(text) ? [] : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     private static PromptTuningConfig PromptTuning(TrainingOptions o) => string.IsNullOrEmpty(o.PromptTuningInitText)
         ? new() { NumVirtualTokens = o.NumVirtualTokens }

@@ -26,6 +26,12 @@ public sealed record TrainingOptions
     /// <summary>Comma-separated module names, a regex, or all-linear; empty = PEFT's default for the architecture.</summary>
     public string? TargetModules { get; init; }
     public bool UseRslora { get; init; }
+    /// <summary>
+    /// LoRA/DoRA: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
+    /// e.g. embed_tokens — for a base whose tokenizer spells the chat or tool-call markup with tokens pre-training never
+    /// trained; with a tied head the embedding is the head too. Empty = none.
+    /// </summary>
+    public string? ModulesToSave { get; init; }
 
     public double LearningRate { get; init; } = 2e-4;
     /// <summary>constant, linear or cosine.</summary>

@@ -198,7 +198,8 @@ public sealed class PeftAdapterFilesTests : IDisposable
     [Theory]
     [InlineData("\"peft_type\": \"VERA\"", "peft_type 'VERA' is not supported")]
     [InlineData("\"peft_type\": \"LORA\", \"bias\": \"all\"", "bias")]
-    [InlineData("\"peft_type\": \"LORA\", \"modules_to_save\": [\"lm_head\"]", "modules_to_save")]
+    [InlineData("\"peft_type\": \"LORA\", \"modules_to_save\": \"lm_head\"", "modules_to_save")]
+    [InlineData("\"peft_type\": \"LORA\", \"layers_to_transform\": [0]", "layers_to_transform")]
     [InlineData("\"peft_type\": \"LORA\", \"init_lora_weights\": \"pissa\"", "init_lora_weights")]
     [InlineData("\"r\": 8", "peft_type")]
     public void UnsupportedConfigsAreRefusedNamingTheField(string fields, string expected)

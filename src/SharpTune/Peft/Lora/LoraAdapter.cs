@@ -48,6 +48,8 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override nn.Module<Tensor, Tensor> Fuse(LoraLinear layer) => layer.Fuse();
 
+    protected override IReadOnlyList<string> ModulesToSave => Config.ModulesToSave;
+
     // Recent PEFT versions may write DoRA's magnitude as "...lora_magnitude_vector.weight"; both spellings load.
     protected override string NormaliseKey(string key) =>
         key.EndsWith(".lora_magnitude_vector.weight", StringComparison.Ordinal) ? key[..^".weight".Length] : key;

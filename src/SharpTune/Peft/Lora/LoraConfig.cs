@@ -40,6 +40,11 @@ public sealed record LoraConfig
     public string? BaseModelNameOrPath { get; init; }
     /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
     public bool InferenceMode { get; init; }
+    /// <summary>
+    /// <c>modules_to_save</c>: modules trained whole and saved with the adapter (e.g. <c>embed_tokens</c>, which with a
+    /// tied head is the head too); empty = none. See <see cref="SavedModules"/>.
+    /// </summary>
+    public IReadOnlyList<string> ModulesToSave { get; init; } = [];
 
     public const string PeftTypeName = "LORA";
     public const string TaskType = "CAUSAL_LM";
@@ -93,7 +98,7 @@ public sealed record LoraConfig
         ["lora_dropout"] = LoraDropout,
         ["megatron_config"] = null,
         ["megatron_core"] = "megatron.core",
-        ["modules_to_save"] = null,
+        ["modules_to_save"] = ModulesToSave.Count == 0 ? null : new JsonArray([.. ModulesToSave.Select(m => JsonValue.Create(m))]),
         ["peft_type"] = PeftTypeName,
         ["r"] = R,
         ["rank_pattern"] = new JsonObject(),
@@ -108,7 +113,7 @@ public sealed record LoraConfig
     // different model than PEFT's, so a file that sets any of them is refused.
     private static readonly string[] UnsupportedFields =
     [
-        "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "modules_to_save", "layer_replication",
+        "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "layer_replication",
         "loftq_config", "megatron_config", "exclude_modules", "trainable_token_indices", "target_parameters",
         "use_qalora", "lora_bias", "corda_config", "eva_config",
     ];
@@ -141,6 +146,7 @@ public sealed record LoraConfig
             InitLoraWeights = ReadInit(json["init_lora_weights"], source),
             BaseModelNameOrPath = Read<string?>(json, "base_model_name_or_path", null, source),
             InferenceMode = Read(json, "inference_mode", false, source),
+            ModulesToSave = ReadNames(json["modules_to_save"], "modules_to_save", source),
         };
         config.Validate(source);
         return config;
@@ -153,6 +159,13 @@ public sealed record LoraConfig
         JsonArray a => a.Count > 0,
         JsonValue v when v.TryGetValue<bool>(out var b) => b,
         _ => true,
+    };
+
+    private static IReadOnlyList<string> ReadNames(JsonNode? node, string key, string source) => node switch
+    {
+        null => [],
+        JsonArray a when a.All(n => n is JsonValue v && v.TryGetValue<string>(out _)) => [.. a.Select(n => n!.GetValue<string>())],
+        _ => throw new InvalidDataException($"{source}: field '{key}' must be a list of module names, found {node.ToJsonString()}"),
     };
 
     private static LoraInit ReadInit(JsonNode? node, string source)

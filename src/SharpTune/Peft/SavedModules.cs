@@ -1,0 +1,109 @@
+using SharpTune.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Peft;
+
+/// <summary>
+/// PEFT's <c>modules_to_save</c>: whole modules (the token embedding, an untied LM head) trained beside an adapter and
+/// saved with it under their own path (<c>base_model.model.model.embed_tokens.weight</c>, PEFT's key once it strips
+/// its <c>modules_to_save.default</c> wrapper). A base model is often fine-tuned into a chat or tool-call format whose
+/// markup its tokenizer spells with tokens pre-training never used — byte-fallback pieces such as <c>&lt;</c> or
+/// <c>_</c> — and whose rows are still the random initial ones; low-rank updates of the linear layers cannot move
+/// those rows, so the model keeps confusing them, and training the embedding is the known cure (PEFT and Unsloth
+/// advise it for chat templates). With a tied head, the embedding is the head too, as in the base model.
+/// <para>
+/// The module keeps its parameter object: the base values are kept aside while the adapter is injected and copied
+/// back when it is disabled or unloaded, so code that holds the parameter (a tied head, the optimizer) sees one tensor.
+/// Only modules whose one parameter is <c>weight</c> qualify (embeddings, bias-free linear layers).
+/// </para>
+/// </summary>
+internal sealed class SavedModules : IDisposable
+{
+    private readonly List<(string Path, Parameter Weight, Tensor Base)> modules = [];
+    private readonly Dictionary<Parameter, Tensor> trainedWhileDisabled = [];
+
+    /// <summary>Selects the modules named by <paramref name="names"/> (each the end of a module path, as PEFT matches them).</summary>
+    public static SavedModules Select(CausalLanguageModel model, IReadOnlyList<string> names, string method)
+    {
+        var saved = new SavedModules();
+        if (names.Count == 0) return saved;
+        var all = ModuleSurgery.NamedModules(model).ToList();
+        foreach (var name in names)
+        {
+            var matches = all.Where(m => m.Path == name || m.Path.EndsWith("." + name, StringComparison.Ordinal)).ToList();
+            if (matches.Count == 0)
+            {
+                var tied = name == "lm_head" && model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName);
+                throw new ArgumentException(tied
+                    ? $"modules_to_save: this model ties its output head to the token embedding, so 'lm_head' has no weights of its own; save 'embed_tokens' (it is the head too)"
+                    : $"modules_to_save: no module of the model is named '{name}' (e.g. embed_tokens or lm_head)");
+            }
+            foreach (var (path, module) in matches)
+            {
+                var parameters = module.named_parameters().ToList();
+                if (parameters is not [("weight", var weight)])
+                    throw new ArgumentException($"modules_to_save: '{path}' holds parameters {string.Join(", ", parameters.Select(p => p.name))}; " +
+                                                $"{method} can save only modules whose one parameter is 'weight' (embeddings, bias-free linear layers)");
+                if (saved.modules.Any(m => m.Path == path)) continue;
+                saved.modules.Add((path, weight, null!));
+            }
+        }
+        return saved;
+    }
+
+    /// <summary>Keeps the base values aside and makes the modules trainable (call after the base is frozen).</summary>
+    public void Inject()
+    {
+        for (var i = 0; i < modules.Count; i++)
+        {
+            var (path, weight, _) = modules[i];
+            modules[i] = (path, weight, weight.detach().clone());
+            weight.requires_grad = true;
+        }
+    }
+
+    /// <summary>The trainable weights by their module path plus <c>.weight</c>.</summary>
+    public IEnumerable<(string Name, Parameter Parameter)> Parameters => modules.Select(m => ($"{m.Path}.weight", m.Weight));
+
+    /// <summary>Switches the modules between the trained values (true) and the base values (false).</summary>
+    public void SetEnabled(bool enabled)
+    {
+        using var noGrad = no_grad();
+        foreach (var (_, weight, original) in modules)
+        {
+            if (!enabled && !trainedWhileDisabled.ContainsKey(weight))
+            {
+                trainedWhileDisabled[weight] = weight.detach().clone();
+                weight.copy_(original);
+            }
+            else if (enabled && trainedWhileDisabled.Remove(weight, out var trained))
+            {
+                weight.copy_(trained);
+                trained.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Gives the modules back: with <paramref name="merge"/> keeping the trained values, else the base ones.</summary>
+    public void Restore(bool merge)
+    {
+        SetEnabled(true);
+        using (no_grad())
+            foreach (var (_, weight, original) in modules)
+            {
+                if (!merge) weight.copy_(original);
+                weight.requires_grad = false;   // the adapter's FrozenBase then gives back what was trainable before
+            }
+        Dispose();
+    }
+
+    public void Dispose()
+    {
+        foreach (var (_, _, original) in modules) original?.Dispose();
+        foreach (var trained in trainedWhileDisabled.Values) trained.Dispose();
+        trainedWhileDisabled.Clear();
+        modules.Clear();
+    }
+}
