@@ -12,7 +12,8 @@ internal sealed class FineTuningOptions
     private readonly Option<string[]> baseModels = new("--base-model") { Description = "NAME=DIR: another base model jobs may fine-tune (repeatable)" };
     private readonly Option<string> method = new("--ft-method") { Description = "Method jobs train with: lora, dora or full", DefaultValueFactory = _ => "lora" };
     private readonly Option<int> rank = new("--ft-rank") { Description = "LoRA rank of jobs (alpha = 2 x rank)", DefaultValueFactory = _ => 8 };
-    private readonly Option<string?> targets = new("--ft-target-modules") { Description = "Modules jobs put LoRA on: all-linear, names joined by commas, or a regex (default: the architecture's, q_proj,v_proj on Llama)" };
+    private readonly Option<string?> targets = new("--ft-target-modules") { Description = "Modules jobs put LoRA on: all-linear, names joined by commas, or a regex (default all-linear: every linear layer but the head)", DefaultValueFactory = _ => "all-linear" };
+    private readonly Option<string?> modulesToSave = new("--ft-modules-to-save") { Description = "Modules LoRA jobs train whole and save with the adapter (PEFT's modules_to_save), e.g. embed_tokens" };
     private readonly Option<int> maxJobs = new("--max-jobs") { Description = "Waiting jobs beyond this get 429", DefaultValueFactory = _ => 16 };
     private readonly Option<long> maxUploadMb = new("--max-upload-mb") { Description = "Largest upload to /v1/files in MiB", DefaultValueFactory = _ => 512 };
     private readonly Option<int> checkpointEvery = new("--checkpoint-every") { Description = "Steps between job checkpoints (0 = every epoch)", DefaultValueFactory = _ => 0 };
@@ -22,7 +23,7 @@ internal sealed class FineTuningOptions
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { jobsDir, jobsDb, trainHere, baseModels, method, rank, targets, maxJobs, maxUploadMb, checkpointEvery, scopedKeys })
+        foreach (var option in new Option[] { jobsDir, jobsDb, trainHere, baseModels, method, rank, targets, modulesToSave, maxJobs, maxUploadMb, checkpointEvery, scopedKeys })
             command.Options.Add(option);
     }
 
@@ -47,6 +48,7 @@ internal sealed class FineTuningOptions
             Method = parse.GetValue(method)!,
             LoraRank = parse.GetValue(rank),
             TargetModules = parse.GetValue(targets),
+            ModulesToSave = parse.GetValue(modulesToSave),
             MaxQueuedJobs = parse.GetValue(maxJobs),
             MaxUploadBytes = parse.GetValue(maxUploadMb) << 20,
             CheckpointEvery = parse.GetValue(checkpointEvery),

@@ -19,14 +19,15 @@ internal static class WorkerCommand
         var template = new Option<string?>("--chat-template") { Description = "The built-in chat template the server serves with (jobs train with it)" };
         var method = new Option<string>("--ft-method") { Description = "Method jobs train with: lora, dora or full (as the server's)", DefaultValueFactory = _ => "lora" };
         var rank = new Option<int>("--ft-rank") { Description = "LoRA rank of jobs (as the server's)", DefaultValueFactory = _ => 8 };
-        var targets = new Option<string?>("--ft-target-modules") { Description = "Modules jobs put LoRA on (as the server's)" };
+        var targets = new Option<string?>("--ft-target-modules") { Description = "Modules jobs put LoRA on (as the server's)", DefaultValueFactory = _ => "all-linear" };
+        var modulesToSave = new Option<string?>("--ft-modules-to-save") { Description = "Modules LoRA jobs train whole and save with the adapter (as the server's)" };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Steps between job checkpoints (0 = every epoch)", DefaultValueFactory = _ => 0 };
         var lease = new Option<double>("--lease") { Description = "Seconds a job stays held without a heartbeat before another worker resumes it", DefaultValueFactory = _ => 30 };
         var poll = new Option<double>("--poll") { Description = "Seconds between looks at an empty queue", DefaultValueFactory = _ => 2 };
         var id = new Option<string?>("--worker-id") { Description = "This worker's name in the store (default HOST:PID)" };
         var command = new Command("worker", "Train fine-tuning jobs from a shared PostgreSQL queue (run any number, on any machines)")
         {
-            database, artifacts, model, name, baseModels, template, method, rank, targets, checkpointEvery, lease, poll, id,
+            database, artifacts, model, name, baseModels, template, method, rank, targets, modulesToSave, checkpointEvery, lease, poll, id,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -58,6 +59,7 @@ internal static class WorkerCommand
                 Method = parse.GetValue(method)!,
                 LoraRank = parse.GetValue(rank),
                 TargetModules = parse.GetValue(targets),
+                ModulesToSave = parse.GetValue(modulesToSave),
                 CheckpointEvery = parse.GetValue(checkpointEvery),
             };
             using var store = JobStores.Open(parse.GetValue(database)!);

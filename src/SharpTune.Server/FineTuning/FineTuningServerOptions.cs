@@ -43,9 +43,17 @@ public sealed record FineTuningServerOptions
 
     /// <summary>
     /// Modules jobs put LoRA on ("all-linear", names joined by commas, or a regex); null = PEFT's default for the
-    /// architecture (q_proj and v_proj on Llama-family models).
+    /// architecture (q_proj and v_proj on Llama-family models). The default, every linear layer but the head, is what
+    /// QLoRA found needed to match full fine-tuning, and what a job is expected to learn with.
     /// </summary>
-    public string? TargetModules { get; init; }
+    public string? TargetModules { get; init; } = "all-linear";
+
+    /// <summary>
+    /// Modules LoRA/DoRA jobs train whole and save in the adapter (PEFT's modules_to_save, comma-separated), e.g.
+    /// "embed_tokens" for a small base whose tokenizer spells the chat template's markup with tokens pre-training never
+    /// trained (docs/fine-tuning-api.md); null = none.
+    /// </summary>
+    public string? ModulesToSave { get; init; }
 
     /// <summary>Jobs waiting (validating_files, queued or paused) beyond this many are refused with 429.</summary>
     public int MaxQueuedJobs { get; init; } = 16;

@@ -51,6 +51,7 @@ public sealed class FineTuningService : IDisposable
             Method = options.Method,
             LoraRank = options.LoraRank,
             TargetModules = options.TargetModules,
+            ModulesToSave = options.ModulesToSave,
             CheckpointEvery = options.CheckpointEvery,
             MaxSeqLength = options.MaxSeqLength,
             Dtype = options.Dtype,
@@ -215,6 +216,8 @@ public sealed class FineTuningService : IDisposable
     {
         if (!Training.FineTuningMethods.Names.Contains(o.Method, StringComparer.OrdinalIgnoreCase))
             throw new ArgumentException($"fine-tuning method '{o.Method}' is unknown; choose one of: {string.Join(", ", Training.FineTuningMethods.Names)}");
+        if (Training.FineTuningMethods.ParseNames(o.ModulesToSave).Count > 0 && o.Method.ToLowerInvariant() is not ("lora" or "dora"))
+            throw new ArgumentException($"ModulesToSave is a LoRA/DoRA setting; fine-tuning method '{o.Method}' does not take it");
         if (o.LoraRank < 1) throw new ArgumentException($"LoraRank is {o.LoraRank}; it must be at least 1");
         if (o.MaxQueuedJobs < 1) throw new ArgumentException($"MaxQueuedJobs is {o.MaxQueuedJobs}; it must be at least 1");
         if (o.MaxUploadBytes < 1) throw new ArgumentException($"MaxUploadBytes is {o.MaxUploadBytes}; it must be positive");

@@ -36,6 +36,7 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             LoraR = settings.LoraRank,
             LoraAlpha = 2 * settings.LoraRank,
             TargetModules = settings.TargetModules,
+            ModulesToSave = settings.ModulesToSave,
             LearningRate = JobTrainingSettings.BaseLearningRate(settings.Method) * h.LearningRateMultiplier,
             MicroBatchSize = h.BatchSize,
             Epochs = h.NEpochs,

@@ -25,7 +25,14 @@ internal sealed record JobTrainingSettings
     /// Modules jobs put LoRA on, as <see cref="Training.TrainingOptions.TargetModules"/> spells them ("all-linear", names
     /// joined by commas, or a regex); null = PEFT's default for the architecture (q_proj and v_proj on Llama-family models).
     /// </summary>
-    public string? TargetModules { get; init; }
+    public string? TargetModules { get; init; } = "all-linear";
+
+    /// <summary>
+    /// Modules LoRA/DoRA jobs train whole and save in the adapter (PEFT's modules_to_save, comma-separated), e.g.
+    /// "embed_tokens" for a small base whose tokenizer spells the chat template's markup with tokens pre-training never
+    /// trained (docs/fine-tuning-api.md); null = none.
+    /// </summary>
+    public string? ModulesToSave { get; init; }
 
     /// <summary>Optimizer steps between checkpoints (and validation passes); 0 = once per epoch.</summary>
     public int CheckpointEvery { get; init; }

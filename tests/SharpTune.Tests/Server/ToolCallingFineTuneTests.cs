@@ -20,15 +20,22 @@ namespace SharpTune.Tests.Server;
 /// Fine-tunes stories260K to call <c>get_weather</c> on examples/tool-calling/train.jsonl twice: as <c>sharptune train
 /// --config examples/tool-calling.yaml</c> runs (the config file read by <see cref="TrainingConfigFile"/>, then
 /// <see cref="FineTuneJob"/>; a full fine-tune) served as <c>sharptune serve --model runs/tool-calling/final</c> serves it,
-/// and through the fine-tuning jobs API with the OpenAI SDK (a LoRA job, the API's kind of fine-tune), served by the
-/// server that trained it under the job's fine-tuned model id beside the untrained base, both with <c>chatml-tools</c>.
+/// and through the fine-tuning jobs API with the OpenAI SDK (a LoRA job on every linear layer that also trains the token
+/// embedding, the server's <c>--ft-modules-to-save embed_tokens</c>), served by the server that trained it under the
+/// job's fine-tuned model id beside the untrained base, both with <c>chatml-tools</c>.
 /// </summary>
 public sealed class ToolCallingFineTuneFixture : IAsyncLifetime
 {
     public const string CliModel = "weather";
-    /// <summary>The job's settings: LoRA rank 16 on every linear layer, 2 epochs of 8 at 25 × 2e-4 — enough to be served, not to learn the task.</summary>
-    public const int JobRank = 16, JobEpochs = 2, JobBatch = 8;
+    /// <summary>
+    /// The job's settings: the server's LoRA, rank 16 on every linear layer, with the token embedding trained and saved
+    /// beside it; the job's hyperparameters, as a client sets them, 3 epochs of 8 at 25 × 2e-4. stories260K's tokenizer
+    /// spells the template's markup (<c>&lt;tool_call&gt;</c>, <c>_</c>, <c>{</c>) with byte pieces its pre-training
+    /// never trained: without the embedding, LoRA alone stalls near 78% token accuracy and never emits the markup exactly.
+    /// </summary>
+    public const int JobRank = 16, JobEpochs = 3, JobBatch = 8;
     public const double JobLearningRateMultiplier = 25;
+    public const string JobModulesToSave = "embed_tokens";
     private readonly TempDir temp = new();
 
     /// <summary>The server of the jobs API: the base model (untrained) and the job's adapter.</summary>
@@ -38,6 +45,9 @@ public sealed class ToolCallingFineTuneFixture : IAsyncLifetime
     public string ModelDir => Path.Combine(temp.Path, JobsHarness.BaseName);
     public static string ExampleDir => Path.Combine(TestAssets.RepoRoot, "examples", "tool-calling");
     public static string ExampleConfig => Path.Combine(TestAssets.RepoRoot, "examples", "tool-calling.yaml");
+
+    /// <summary>The folder of the job's final adapter.</summary>
+    public string JobAdapterDir => Path.Combine(Server.FineTuning!.RunDirectory((string)Job["id"]!), "final");
 
     /// <summary>The jobs API's fine-tuned model name and its job as the API last showed it.</summary>
     public string JobModel { get; private set; } = "";
@@ -68,7 +78,7 @@ public sealed class ToolCallingFineTuneFixture : IAsyncLifetime
         Server = await SharpTuneServer.StartAsync(new ServerOptions
         {
             ModelDir = ModelDir, Port = 0, ApiKeys = [JobsHarness.Key], ChatTemplate = config.ChatTemplate,
-            FineTuning = new FineTuningServerOptions { JobsDir = Path.Combine(temp.Path, "jobs"), LoraRank = JobRank, TargetModules = "all-linear" },
+            FineTuning = new FineTuningServerOptions { JobsDir = Path.Combine(temp.Path, "jobs"), LoraRank = JobRank, ModulesToSave = JobModulesToSave },
         });
 
         // (b) The jobs API: upload the same lines with purpose fine-tune, create a supervised job, wait for it.
@@ -107,7 +117,7 @@ public sealed class ToolCallingFineTuneFixture : IAsyncLifetime
 /// file's fine-tune must answer at least 8 of the 10 held-out questions of examples/tool-calling/test.jsonl (phrasings no
 /// training line uses) with a parsed <c>get_weather</c> call naming the right city, and after the tool's result reply in
 /// text naming that city and the result's condition; the untrained base, served the same way, gets none. The jobs API's
-/// fine-tune is served under its model id and completes the same round trip with the call forced.
+/// fine-tune, served under its model id, must make the same calls.
 /// </summary>
 public sealed class ToolCallingFineTuneTests(ToolCallingFineTuneFixture fixture, Xunit.Abstractions.ITestOutputHelper output)
     : IClassFixture<ToolCallingFineTuneFixture>
@@ -140,26 +150,24 @@ public sealed class ToolCallingFineTuneTests(ToolCallingFineTuneFixture fixture,
     }
 
     [ServerFact]
-    public async Task TheJobsApiFineTuneIsServedUnderItsModelIdAndCompletesAToolRoundTrip()
+    public async Task TheJobsApiFineTuneCallsGetWeatherWithTheRightCityAndAnswersFromTheResult()
     {
         output.WriteLine($"jobs API: {fixture.JobTime.TotalSeconds:F1} s, {fixture.Job["trained_tokens"]} trained tokens");
         Assert.Equal($"ft:{JobsHarness.BaseName}:weather:{fixture.Job["id"]}", fixture.JobModel);
-        Assert.Equal(ToolCallingFineTuneFixture.JobEpochs, fixture.Job["hyperparameters"]!["n_epochs"]!.GetValue<int>());
-        // Two epochs of LoRA do not teach stories260K the task (reported, not asserted); the forced call is whole anyway.
-        await Score(fixture.JobModel);
-        var (question, _, temperature, condition) = WeatherToolData.Read(TestLines()[0]);
-        var forced = Options();
-        forced.ToolChoice = ChatToolChoice.CreateRequiredChoice();
-        var reply = (await fixture.Chat(fixture.JobModel).CompleteChatAsync([new UserChatMessage(question)], forced)).Value;
-        Assert.Equal(ChatFinishReason.ToolCalls, reply.FinishReason);
-        var call = Assert.Single(reply.ToolCalls);
-        Assert.Equal(WeatherToolData.ToolName, call.FunctionName);
-        Assert.IsType<string>(City(call));
-        var followUp = await Ask(fixture.JobModel, [new UserChatMessage(question), new AssistantChatMessage(reply),
-            new ToolChatMessage(call.Id, WeatherToolData.ToolResult(temperature, condition))]);
-        Assert.Empty(followUp.ToolCalls);
-        Assert.NotEqual(ChatFinishReason.ToolCalls, followUp.FinishReason);
-        output.WriteLine($"forced: {question} -> get_weather({City(call)}) -> '{followUp.Content.FirstOrDefault()?.Text}'");
+        // The job trained with the hyperparameters the client chose, and the adapter it serves holds the embedding.
+        var hyperparameters = fixture.Job["method"]!["supervised"]!["hyperparameters"]!;
+        Assert.Equal(ToolCallingFineTuneFixture.JobEpochs, hyperparameters["n_epochs"]!.GetValue<int>());
+        Assert.Equal(ToolCallingFineTuneFixture.JobBatch, hyperparameters["batch_size"]!.GetValue<int>());
+        Assert.Equal(ToolCallingFineTuneFixture.JobLearningRateMultiplier, hyperparameters["learning_rate_multiplier"]!.GetValue<double>());
+        var adapterConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(fixture.JobAdapterDir, "adapter_config.json")))!;
+        Assert.Equal("[\"embed_tokens\"]", adapterConfig["modules_to_save"]!.ToJsonString());
+        Assert.Equal(7, adapterConfig["target_modules"]!.AsArray().Count);   // all-linear: q, k, v, o, gate, up, down
+
+        // The calls are learned (10 of 10 here); the follow-ups, which must copy the condition from a tool result at the
+        // end of a 400-token prompt, mostly are not in these 66 steps (2 of 10 here; the config file's 150 full steps get
+        // 10): reported, not asserted.
+        var (calls, _) = await Score(fixture.JobModel);
+        Assert.True(calls >= Required, $"{calls}/10 held-out questions got a get_weather call with the right city");
     }
 
     [ServerFact]
