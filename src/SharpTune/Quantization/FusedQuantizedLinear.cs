@@ -25,7 +25,11 @@ internal sealed class FusedQuantizedLinear : IDisposable
     /// <summary>x (…, in) → (…, Σout) through the fused kernel, or null when the parts must run one by one.</summary>
     public Tensor? TryForward(Tensor x, ReadOnlySpan<QuantizedLinear> layers)
     {
-        if (refused) return null;
+        // Only a decode step in inference mode reaches the kernels. Fusing for any other call (a checkpointed layer's
+        // no-grad forward while training, a prefill) would move the parts' codes into a new buffer that nothing reads
+        // fused, allocated among that call's temporaries, where a long-lived buffer splits the heap's free space.
+        if (refused || !is_inference_mode_enabled() || !Models.InferenceShortcuts.ForCpuKernel(x) ||
+            x.numel() / Math.Max(1, x.size(-1)) > Int8MatVec.MaxRows) return null;
         if (!IsCurrent(layers) && !Fuse(layers)) return null;
         var computeDtype = layers[0].ComputeDtype;
         var input = x.dtype == computeDtype ? x : x.to(computeDtype);

@@ -60,4 +60,30 @@ public class FusedQuantizedProjectionTests
         Assert.Null(same.TryForward(randn(1, Int8MatVec.MaxRows + 1, 128), int8, other));   // a prefill: libtorch's product
         Assert.NotNull(same.TryForward(randn(1, 1, 128), int8, other));
     }
+
+    [Fact]
+    public void ANoGradForwardOutsideInferenceModeLeavesThePartsCodesInPlace()
+    {
+        // A checkpointed layer's forward while training runs without gradients but not in inference mode, where no
+        // kernel serves the product: fusing there moved every gate/up pair's codes into a new buffer among the step's
+        // temporaries, and kept an fp32 copy of their block scales, for nothing.
+        manual_seed(13);
+        var options = new QuantizationOptions(QuantizationType.Nf4, ScalarType.BFloat16);
+        var gate = QuantizedLinear.Quantize(randn(64, 128) * 0.05, null, options);
+        var up = QuantizedLinear.Quantize(randn(64, 128) * 0.05, null, options);
+        // Fused, the second part's codes would be a view that starts after the first's in the shared buffer.
+        long UpOffset() => up.Weight.StoredTensors["weight"].storage_offset();
+        using var fused = new FusedLinear();
+        using (no_grad())
+        {
+            Assert.Null(fused.TryForward(randn(1, 1, 128).to(ScalarType.BFloat16), gate, up));
+            Assert.Null(fused.TryForward(randn(4, 256, 128).to(ScalarType.BFloat16), gate, up));
+        }
+        Assert.Equal(0, UpOffset());
+        // In inference mode a decode step still fuses them (the codes become views of one buffer).
+        if (!System.Runtime.Intrinsics.X86.Avx512BW.IsSupported) return;
+        using var inference = inference_mode();
+        Assert.NotNull(fused.TryForward(randn(1, 1, 128).to(ScalarType.BFloat16), gate, up));
+        Assert.Equal(gate.Weight.StoredTensors["weight"].numel(), UpOffset());
+    }
 }
