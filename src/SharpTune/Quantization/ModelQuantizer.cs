@@ -109,6 +109,8 @@ public static class ModelQuantizer
             foreach (var p in model.parameters()) p.requires_grad = false;   // a quantized base is frozen by definition
             if (device is not null && device.type != DeviceType.CPU) model.to(device);
             model.eval();
+            readBuffers.Dispose();
+            Runtime.AllocatorTuning.ReleaseFreeMemory();
             return model;
         }
         catch
@@ -133,6 +135,7 @@ public static class ModelQuantizer
         public void Dispose()
         {
             foreach (var buffer in buffers.Values) buffer.Dispose();
+            buffers.Clear();
         }
     }
 }

@@ -18,6 +18,29 @@ internal static partial class AllocatorTuning
     [LibraryImport("libc", EntryPoint = "mallopt")]
     private static partial int Mallopt(int parameter, int value);
 
+    [LibraryImport("libc", EntryPoint = "malloc_trim")]
+    private static partial int MallocTrim(nuint pad);
+
+    /// <summary>
+    /// Hands the C heap's free pages back to the kernel now (glibc's malloc_trim: free chunks anywhere in the heap, not
+    /// only at its top), for the end of a phase whose temporaries will not be needed again soon, such as loading a
+    /// model: with trimming off (<see cref="Apply"/>), the holes they left would otherwise stay resident for the life of
+    /// the process. Returns false where that is not glibc.
+    /// </summary>
+    public static bool ReleaseFreeMemory()
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        try
+        {
+            MallocTrim(0);
+            return true;
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            return false;
+        }
+    }
+
     public static bool Apply()
     {
         if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("SHARPTUNE_MALLOC_TUNING") == "0") return false;
