@@ -9,9 +9,9 @@ namespace SharpTune.Peft;
 /// PEFT's <c>modules_to_save</c>: whole modules (the token embedding, an untied LM head) trained beside an adapter and
 /// saved with it under their own path (<c>base_model.model.model.embed_tokens.weight</c>, PEFT's key once it strips
 /// its <c>modules_to_save.default</c> wrapper). A base model is often fine-tuned into a chat or tool-call format whose
-/// markup its tokenizer spells with tokens pre-training never used — byte-fallback pieces such as <c>&lt;</c> or
-/// <c>_</c> — and whose rows are still the random initial ones; low-rank updates of the linear layers cannot move
-/// those rows, so the model keeps confusing them, and training the embedding is the known cure (PEFT and Unsloth
+/// markup its tokenizer spells with tokens pre-training hardly saw — byte-fallback pieces such as <c>&lt;</c> or
+/// <c>_</c>; low-rank updates of the linear layers leave those rows (and, with a tied head, their output rows) as they
+/// are, so the model keeps confusing them, and training the embedding is the known cure (PEFT and Unsloth
 /// advise it for chat templates). With a tied head, the embedding is the head too, as in the base model.
 /// <para>
 /// The module keeps its parameter object: the base values are kept aside while the adapter is injected and copied

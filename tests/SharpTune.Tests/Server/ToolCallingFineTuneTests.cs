@@ -31,7 +31,7 @@ public sealed class ToolCallingFineTuneFixture : IAsyncLifetime
     /// The job's settings: the server's LoRA, rank 16 on every linear layer, with the token embedding trained and saved
     /// beside it; the job's hyperparameters, as a client sets them, 3 epochs of 8 at 25 × 2e-4. stories260K's tokenizer
     /// spells the template's markup (<c>&lt;tool_call&gt;</c>, <c>_</c>, <c>{</c>) with byte pieces its pre-training
-    /// never trained: without the embedding, LoRA alone stalls near 78% token accuracy and never emits the markup exactly.
+    /// hardly saw: without the embedding, LoRA alone stalls near 78% token accuracy and never emits the markup exactly.
     /// </summary>
     public const int JobRank = 16, JobEpochs = 3, JobBatch = 8;
     public const double JobLearningRateMultiplier = 25;
