@@ -27,7 +27,7 @@ public sealed class TokenSampler : IDisposable
         using var scope = NewDisposeScope();
         // Plain greedy: the argmax where the logits are (every dtype orders them the same), one id per row to read back.
         if (options.IsGreedy && allowed is null && (options.RepetitionPenalty == 1.0 || seen is null))
-            return logits.argmax(-1).cpu().data<long>().ToArray();
+            return GreedyArgmax.TryPick(logits) ?? logits.argmax(-1).cpu().data<long>().ToArray();
         var x = logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
         if (x.device_type != TorchSharp.DeviceType.CPU) x = x.cpu();
         if (allowed is not null) x = x.masked_fill(allowed.cpu().logical_not(), double.NegativeInfinity);
