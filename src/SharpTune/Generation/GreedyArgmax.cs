@@ -32,35 +32,45 @@ internal static class GreedyArgmax
 
     private static unsafe long Pick(float* row, long n)
     {
-        long best = 0;
-        var max = row[0];
-        if (float.IsNaN(max)) return 0;
-        for (long i = 1; i < n; i++)
+        var (max, best) = (float.NegativeInfinity, 0L);
+        Scan(row, n, 0, ref max, ref best);
+        return best;
+    }
+
+    /// <summary>A bf16 row widened a chunk at a time (exactly, <see cref="BFloat16Bits.Widen"/>) and scanned as fp32.</summary>
+    private static unsafe long Pick(ushort* row, long n)
+    {
+        const int Chunk = 1024;
+        var widened = stackalloc float[Chunk];
+        var (max, best) = (float.NegativeInfinity, 0L);
+        for (long from = 0; from < n; from += Chunk)
         {
-            var value = row[i];
-            if (value > max)
-            {
-                (max, best) = (value, i);
-            }
-            else if (float.IsNaN(value)) return i;
+            var count = Math.Min(Chunk, n - from);
+            BFloat16Bits.Widen(row + from, widened, count);
+            if (Scan(widened, count, from, ref max, ref best)) break;
         }
         return best;
     }
 
-    private static unsafe long Pick(ushort* row, long n)
+    /// <summary>
+    /// Carries the running maximum and its index over values[0..count) at offset <paramref name="first"/>; true when a NaN
+    /// was found (its index is then the answer). Starting from −∞ at index 0 keeps an all −∞ row at index 0.
+    /// </summary>
+    private static unsafe bool Scan(float* values, long count, long first, ref float max, ref long best)
     {
-        long best = 0;
-        var max = BFloat16Bits.ToSingle(row[0]);
-        if (float.IsNaN(max)) return 0;
-        for (long i = 1; i < n; i++)
+        for (long i = 0; i < count; i++)
         {
-            var value = BFloat16Bits.ToSingle(row[i]);
+            var value = values[i];
             if (value > max)
             {
-                (max, best) = (value, i);
+                (max, best) = (value, first + i);
             }
-            else if (float.IsNaN(value)) return i;
+            else if (float.IsNaN(value))
+            {
+                best = first + i;
+                return true;
+            }
         }
-        return best;
+        return false;
     }
 }
