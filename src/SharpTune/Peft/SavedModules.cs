@@ -32,7 +32,8 @@ internal sealed class SavedModules : IDisposable
         var all = ModuleSurgery.NamedModules(model).ToList();
         foreach (var name in names)
         {
-            var matches = all.Where(m => m.Path == name || m.Path.EndsWith("." + name, StringComparison.Ordinal)).ToList();
+            var named = TargetModules.Names([name]);   // a path or its last segments, as target_modules names match
+            var matches = all.Where(m => named.Matches(m.Path)).ToList();
             if (matches.Count == 0)
             {
                 var tied = name == "lm_head" && model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName);

@@ -70,7 +70,8 @@ public abstract record TargetModules
     /// <summary>Linear layers a method can wrap: nn.Linear, GPT-2's Conv1D and quantized linear layers.</summary>
     public static bool IsLinear(torch.nn.Module module) => BaseLayer.IsSupported(module);
 
-    private static bool IsOutputHead(string path) => LeafName(path) == "lm_head";
+    /// <summary>Whether <paramref name="path"/> names the output head (its last segment is lm_head).</summary>
+    internal static bool IsOutputHead(string path) => LeafName(path) == "lm_head";
 
     private static string LeafName(string path) => path[(path.LastIndexOf('.') + 1)..];
 
