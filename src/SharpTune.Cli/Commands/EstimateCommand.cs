@@ -32,9 +32,11 @@ internal static class EstimateCommand
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON" };
         var quantize = new Option<string?>("--quantize") { Description = "nf4|fp4|int8: the base's linear layers stored quantized (--dtype is the compute dtype)" };
         var doubleQuant = new Option<bool>("--double-quant") { Description = "With 4-bit --quantize: quantize the absmax too", DefaultValueFactory = _ => true };
+        var measure = new Option<bool>("--measure") { Description = "Also run the settings for real here (random tokens; --model's weights or the config's shape with random weights) and report the measured peak" };
+        var measureSteps = new Option<int>("--measure-steps") { Description = "With --measure: optimizer steps to run", DefaultValueFactory = _ => 2 };
 
         var command = new Command("estimate", "Estimate memory, time and cost of fine-tuning before running it.");
-        foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, checkpointedLayers, keepingLayers, datasetTokens, utilization, json, quantize, doubleQuant })
+        foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, checkpointedLayers, keepingLayers, datasetTokens, utilization, json, quantize, doubleQuant, measure, measureSteps })
             command.Options.Add(option);
         command.Subcommands.Add(EstimateCostCommand.Create());
         command.SetAction(parseResult =>
@@ -56,10 +58,28 @@ internal static class EstimateCommand
                     DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
                     Quantize = parseResult.GetValue(quantize), DoubleQuant = parseResult.GetValue(doubleQuant),
                 };
-                var estimate = TrainingEstimator.Estimate(TrainingEstimator.LoadConfig(source), settings, source);
-                Console.Out.WriteLine(parseResult.GetValue(json)
-                    ? JsonSerializer.Serialize(estimate, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true })
-                    : EstimateTable.Render(estimate));
+                var modelConfig = TrainingEstimator.LoadConfig(source);
+                var estimate = TrainingEstimator.Estimate(modelConfig, settings, source);
+                var measured = parseResult.GetValue(measure)
+                    ? TrainingMemoryProbe.Measure(modelConfig, settings, parseResult.GetValue(model), parseResult.GetValue(measureSteps))
+                    : null;
+                var expected = settings.GradientCheckpointing ? estimate.TrainingWithCheckpointing : estimate.Training;
+                if (parseResult.GetValue(json))
+                {
+                    var jsonOptions = new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+                    var node = JsonSerializer.SerializeToNode(estimate, jsonOptions)!.AsObject();
+                    if (measured is not null) node["measured"] = JsonSerializer.SerializeToNode(measured, jsonOptions);
+                    Console.Out.WriteLine(node.ToJsonString(jsonOptions));
+                }
+                else
+                {
+                    Console.Out.WriteLine(EstimateTable.Render(estimate));
+                    if (measured is not null)
+                        Console.Out.WriteLine(string.Format(CultureInfo.InvariantCulture,
+                            "measured here: peak {0:0.0} MiB over {1} steps against the {2} estimate of {3:0.0} MiB ({4:+0%;-0%})",
+                            measured.PeakTrainingBytes / (1 << 20), measured.Steps, settings.GradientCheckpointing ? "checkpointed" : "plain",
+                            expected.PeakTraining / (1 << 20), (expected.PeakTraining - measured.PeakTrainingBytes) / measured.PeakTrainingBytes));
+                }
                 return 0;
             }
             catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException or NotSupportedException)

@@ -41,6 +41,23 @@ internal static partial class AllocatorTuning
         }
     }
 
+    [LibraryImport("libc", EntryPoint = "gnu_get_libc_version")]
+    private static partial nint GnuGetLibcVersion();
+
+    /// <summary>The running glibc's version, or null where the C library is not glibc.</summary>
+    public static Version? GlibcVersion()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            return Version.TryParse(Marshal.PtrToStringAnsi(GnuGetLibcVersion()), out var version) ? version : null;
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            return null;
+        }
+    }
+
     public static bool Apply()
     {
         if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("SHARPTUNE_MALLOC_TUNING") == "0") return false;

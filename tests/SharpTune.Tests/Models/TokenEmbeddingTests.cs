@@ -44,9 +44,9 @@ public class TokenEmbeddingTests
             ["max_position_embeddings"] = 128, ["tie_word_embeddings"] = false,
         });
         using (ModelFactory.CreateOnMeta(config, ModelFactory.ParseDtype("bf16"))) { }   // one-off allocations first
-        var before = ProcessMemory.ResetPeakAndReadResident();
+        var before = SharpTune.Runtime.ResidentMemory.ResetPeakAndReadResident();
         using var model = ModelFactory.CreateOnMeta(config, ModelFactory.ParseDtype(dtype));
-        var grown = ProcessMemory.PeakResident() - before;
+        var grown = SharpTune.Runtime.ResidentMemory.PeakResident() - before;
         Assert.Equal(TorchSharp.DeviceType.META, model.EmbeddingWeight.device_type);
         Assert.True(grown < 16_000_000, $"building on meta grew the resident set by {grown / 1e6:F1} MB");
     }

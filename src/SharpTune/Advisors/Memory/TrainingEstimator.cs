@@ -77,8 +77,9 @@ public static class TrainingEstimator
         // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
         var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
 
-        // A quantized base: without checkpointing every layer's quantized matmuls hold TorchSharp's per-output node
-        // buffers; the one layer recomputed under checkpointing holds its dequantized weights instead.
+        // A quantized base: every layer not recomputed holds TorchSharp's node buffers for its quantized matmuls' outputs
+        // (the one layer recomputed under checkpointing holds its dequantized weights instead), and every recomputed layer
+        // one for its output. They are allocated but never written, so they take memory on a GPU only (a note says how much).
         var quantizedNodes = ActivationAccounting.QuantizedNodeBytesPerToken(layout, settings) * tokens;
         var recomputedWeights = ActivationAccounting.RecomputedLayerWeightBytes(layout, settings);
 
@@ -88,7 +89,7 @@ public static class TrainingEstimator
             var peak = weights + optimizer + Math.Max(activations + transient + headGradient, gradients + heldAtEnd) + dequantizeTransient;
             return new MemoryBreakdown(weights, gradients, optimizer, activations, logits, peak);
         }
-        var plain = Breakdown(config.NumLayers, layer + quantizedNodes, 0);
+        var plain = Breakdown(config.NumLayers, layer, 0);
         // The recomputed layers keep their inputs (counted in held) and any MLP products they keep; the layer being
         // recomputed is whole, with its dequantized weights; the layers not recomputed keep everything (counted at once,
         // though the backward frees them before the first recomputation: a slight overestimate).
@@ -96,8 +97,8 @@ public static class TrainingEstimator
         var keptProducts = Math.Min(settings.LayersKeepingMlpProducts, recomputedLayers)
                            * ActivationAccounting.KeptMlpProductBytesPerToken(layout, settings, targetLeaves) * tokens;
         var checkpointNodes = recomputedLayers * ActivationAccounting.CheckpointNodeBytesPerToken(layout, settings) * tokens;
-        var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer + quantizedNodes,
-            keptProducts + checkpointNodes + (recomputedLayers > 0 ? layer + recomputedWeights : 0));
+        var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer,
+            keptProducts + (recomputedLayers > 0 ? layer + recomputedWeights : 0));
 
         var kvWidth = layout.IsGpt2 ? config.HiddenSize : (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
@@ -138,12 +139,19 @@ public static class TrainingEstimator
         if (layout.IsGpt2) notes.Add("GPT-2 activations use the same accounting but were not checked against measured runs.");
         if (settings.Quantize is not null)
             notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
+        var unwrittenNodes = settings.GradientCheckpointing
+            ? quantizedNodes * (config.NumLayers - recomputedLayers) + checkpointNodes
+            : quantizedNodes * config.NumLayers;
+        if (unwrittenNodes > 0)
+            notes.Add($"On a GPU add {unwrittenNodes / (1 << 20):0.#} MiB: the autograd buffers TorchSharp allocates for the outputs of its custom functions " +
+                      "(quantized matmuls, checkpointed layers) are never written, so they take no memory on the CPU but do on a GPU.");
         if (settings.GradientCheckpointing)
             notes.Add("Gradient checkpointing: each layer's input is kept and the layer recomputed in the backward pass.");
-        if (settings.GradientCheckpointing && settings.Quantize is not null)
-            notes.Add("Resident memory also depends on the C allocator: under glibc's malloc (the Linux default) a checkpointed step on a quantized base " +
-                      "measured 17-29% above this estimate while the tensors alive at its peak stayed below it (heap fragmentation); with jemalloc " +
-                      "preloaded (LD_PRELOAD=libjemalloc.so.2) it measured 9-16% below (docs/benchmarks.md).");
+        if (Runtime.AllocatorTuning.GlibcVersion() is { } glibc && glibc < new Version(2, 38))
+            notes.Add($"Memory counts the tensors alive at the peak. This machine's C library, glibc {glibc}, never hands a freed block back for a " +
+                      "same-sized aligned request, which libtorch makes for every tensor (glibc bug 14581, fixed in 2.38): the resident peak of a " +
+                      "training step measured 1.6-1.9x these tensors. Under jemalloc with purging off (LD_PRELOAD=libjemalloc.so.2 " +
+                      "MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1) a LoRA step on M peaked at 0.75x glibc's and ran 6% faster (docs/advisors.md).");
         return new TrainingEstimate(modelName, settings, counts, plain, checkpointed, inference, kvCache, flopsPerToken, flopsPerEpoch,
             times, notes);
     }
