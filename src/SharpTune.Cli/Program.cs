@@ -2,6 +2,9 @@ using System.CommandLine;
 using System.CommandLine.Help;
 using SharpTune.Cli;
 
+// Where glibc would waste training memory and jemalloc is installed, the tool starts again under jemalloc (NativeAllocator).
+SharpTune.Runtime.NativeAllocator.RestartUnderJemallocWhereGlibcWastesMemory();
+
 // Named `sharptune` whatever the executable is called (dotnet run, the dotnet tool, a published binary).
 var root = new Command("sharptune", "SharpTune: fine-tune, evaluate and serve causal language models from .NET.")
 {

@@ -76,9 +76,10 @@ internal static class EstimateCommand
                     Console.Out.WriteLine(EstimateTable.Render(estimate));
                     if (measured is not null)
                         Console.Out.WriteLine(string.Format(CultureInfo.InvariantCulture,
-                            "measured here: peak {0:0.0} MiB over {1} steps against the {2} estimate of {3:0.0} MiB ({4:+0%;-0%})",
+                            "measured here ({5}): peak {0:0.0} MiB over {1} steps against the {2} estimate of {3:0.0} MiB ({4:+0%;-0%})",
                             measured.PeakTrainingBytes / (1 << 20), measured.Steps, settings.GradientCheckpointing ? "checkpointed" : "plain",
-                            expected.PeakTraining / (1 << 20), (expected.PeakTraining - measured.PeakTrainingBytes) / measured.PeakTrainingBytes));
+                            expected.PeakTraining / (1 << 20), (expected.PeakTraining - measured.PeakTrainingBytes) / measured.PeakTrainingBytes,
+                            measured.Allocator));
                 }
                 return 0;
             }

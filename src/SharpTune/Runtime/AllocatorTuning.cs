@@ -25,11 +25,13 @@ internal static partial class AllocatorTuning
     /// Hands the C heap's free pages back to the kernel now (glibc's malloc_trim: free chunks anywhere in the heap, not
     /// only at its top), for the end of a phase whose temporaries will not be needed again soon, such as loading a
     /// model: with trimming off (<see cref="Apply"/>), the holes they left would otherwise stay resident for the life of
-    /// the process. Returns false where that is not glibc.
+    /// the process. Under jemalloc (<see cref="NativeAllocator"/>) its arenas are purged instead. Returns false where
+    /// neither is the allocator.
     /// </summary>
     public static bool ReleaseFreeMemory()
     {
         if (!OperatingSystem.IsLinux()) return false;
+        if (NativeAllocator.IsJemallocLoaded()) return NativeAllocator.PurgeJemalloc();
         try
         {
             MallocTrim(0);

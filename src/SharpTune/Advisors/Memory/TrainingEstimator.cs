@@ -147,11 +147,15 @@ public static class TrainingEstimator
                       "(quantized matmuls, checkpointed layers) are never written, so they take no memory on the CPU but do on a GPU.");
         if (settings.GradientCheckpointing)
             notes.Add("Gradient checkpointing: each layer's input is kept and the layer recomputed in the backward pass.");
-        if (Runtime.AllocatorTuning.GlibcVersion() is { } glibc && glibc < new Version(2, 38))
+        if (Runtime.NativeAllocator.IsJemallocLoaded())
+            notes.Add("Memory counts the tensors alive at the peak; this process allocates through jemalloc, under which the resident peak of " +
+                      "M's LoRA steps measured 0.89-1.12x these counts (docs/advisors.md).");
+        else if (Runtime.AllocatorTuning.GlibcVersion() is { } glibc && glibc < new Version(2, 38))
             notes.Add($"Memory counts the tensors alive at the peak. This machine's C library, glibc {glibc}, never hands a freed block back for a " +
                       "same-sized aligned request, which libtorch makes for every tensor (glibc bug 14581, fixed in 2.38): the resident peak of a " +
                       "training step measured 1.6-1.9x these tensors. Under jemalloc with purging off (LD_PRELOAD=libjemalloc.so.2 " +
-                      "MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1) a LoRA step on M peaked at 0.75x glibc's and ran 6% faster (docs/advisors.md).");
+                      "MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1) a LoRA step on M peaked at 0.75x glibc's and ran 6% faster (docs/advisors.md); " +
+                      "the sharptune command restarts itself under jemalloc where it is installed.");
         return new TrainingEstimate(modelName, settings, counts, plain, checkpointed, inference, kvCache, flopsPerToken, flopsPerEpoch,
             times, notes);
     }

@@ -9,7 +9,9 @@ namespace SharpTune.Advisors.Memory;
 /// <summary>What a real run of an estimate's settings took: the growth of the resident high-water mark over its steps.</summary>
 /// <param name="PeakTrainingBytes">VmHWM at the end minus VmRSS before the model was built or loaded.</param>
 /// <param name="Steps">Optimizer steps run (0: the load and the adapter alone).</param>
-public sealed record MeasuredTrainingMemory(double PeakTrainingBytes, int Steps);
+/// <param name="Allocator">The C allocator that served the run (jemalloc, glibc or system): it decides how far the
+/// resident peak rises above the tensors (<see cref="Runtime.NativeAllocator"/>).</param>
+public sealed record MeasuredTrainingMemory(double PeakTrainingBytes, int Steps, string Allocator);
 
 /// <summary>
 /// Runs an estimate's settings for real on this machine, so the estimate can be checked where it will be used
@@ -47,7 +49,7 @@ public static class TrainingMemoryProbe
             model.LayersKeepingMlpProducts = settings.LayersKeepingMlpProducts;
             RunSteps(model, settings, steps);
         }
-        return new MeasuredTrainingMemory(ResidentMemory.PeakResident() - before, steps);
+        return new MeasuredTrainingMemory(ResidentMemory.PeakResident() - before, steps, NativeAllocator.Current);
     }
 
     /// <summary>A one-layer step in each dtype first, so one-off allocations (thread pools, kernels' code and scratch) are not charged to the run.</summary>
