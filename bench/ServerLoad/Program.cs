@@ -7,7 +7,7 @@ using SharpTune.Server;
 using SharpTune.Tokenization;
 
 // Usage: dotnet run -c Release --project bench/ServerLoad -- --model DIR [--clients 32] [--requests 10] [--max-tokens 32]
-//        [--levels 1,4,8,16] [--url http://host:port --api-key KEY --model-name NAME]
+//        [--levels 1,4,8,16] [--batch-window-ms N] [--url http://host:port --api-key KEY --model-name NAME]
 // Without --url the server is started in-process on loopback. Run it alone on a quiet machine.
 var arguments = Args.Parse(args);
 var modelDir = arguments.Get("--model") ?? throw new ArgumentException("--model DIR is required");
@@ -48,7 +48,12 @@ if (arguments.Get("--url") is { } external)
 }
 else
 {
-    server = await SharpTuneServer.StartAsync(new ServerOptions { ModelDir = modelDir, Port = 0, MaxBatchSize = Math.Max(16, levels.Max()), MaxQueue = 1024 });
+    var defaults = new ServerOptions { ModelDir = modelDir };
+    var window = arguments.Get("--batch-window-ms") is { } ms ? TimeSpan.FromMilliseconds(double.Parse(ms, CultureInfo.InvariantCulture)) : defaults.BatchWindow;
+    server = await SharpTuneServer.StartAsync(defaults with
+    {
+        Port = 0, MaxBatchSize = Math.Max(16, levels.Max()), MaxQueue = 1024, BatchWindow = window,
+    });
     url = server.Url;
     modelName = server.ModelName;
 }
