@@ -6,7 +6,7 @@ namespace SharpTune.Models;
 
 /// <summary>
 /// Root-mean-square layer norm, normalised in fp32 whatever the model's dtype, as Hugging Face does. Llama's form
-/// (Llama, Qwen, Phi-3, SmolLM3) multiplies by w in the activations' dtype; Gemma's (<paramref name="unitOffset"/>)
+/// (Llama, Qwen, Phi-3, SmolLM3) multiplies by w in the activations' dtype; Gemma's (<c>unitOffset</c>)
 /// multiplies by (1 + w) in fp32 before casting back, and its weight starts at zero.
 /// </summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>

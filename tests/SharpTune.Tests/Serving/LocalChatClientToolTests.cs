@@ -119,7 +119,7 @@ public sealed class LocalChatClientToolTests(RandomQwenChatClientFixture fixture
         var call = Assert.Single(updates.SelectMany(u => u.Contents).OfType<FunctionCallContent>());
         Assert.Equal("get_time", call.Name);
         Assert.Equal(JsonValueKind.String, ((JsonElement)call.Arguments!["city"]!).ValueKind);
-        Assert.Empty(updates.SelectMany(u => u.Contents).OfType<TextContent>().Where(t => t.Text.Trim().Length > 0));
+        Assert.DoesNotContain(updates.SelectMany(u => u.Contents).OfType<TextContent>(), t => t.Text.Trim().Length > 0);
         Assert.Equal(ChatFinishReason.ToolCalls, updates.Last().FinishReason);
     }
 

@@ -107,7 +107,7 @@ public sealed partial class ToolCallFormat
             var node = JsonNode.Parse(json.Trim());
             var items = node is JsonArray array ? array.ToList() : [node];
             var calls = items.Select(i => i is JsonObject o ? FromObject(o) : null).ToList();
-            return calls.Count > 0 && calls.All(c => c is not null) ? calls! : null;
+            return calls.Count > 0 && calls.All(c => c is not null) ? calls.Select(c => c!).ToList() : null;
         }
         catch (JsonException) { return null; }
     }
