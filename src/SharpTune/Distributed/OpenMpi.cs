@@ -74,7 +74,7 @@ internal static unsafe partial class OpenMpi
 
     public static void Abort(int code) => MPI_Abort(CommWorld, code);
 
-    public static void Finalize()
+    public static void FinalizeMpi()
     {
         int finalized;
         if (MPI_Finalized(&finalized) == Success && finalized == 0) MPI_Finalize();

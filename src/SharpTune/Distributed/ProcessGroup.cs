@@ -56,7 +56,7 @@ internal static class ProcessGroups
     /// <summary>Ends MPI if it was started (every rank calls this once, after training).</summary>
     public static void Shutdown()
     {
-        if (current is MpiProcessGroup) OpenMpi.Finalize();
+        if (current is MpiProcessGroup) OpenMpi.FinalizeMpi();
         current = null;
     }
 

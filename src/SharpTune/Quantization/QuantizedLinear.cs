@@ -139,7 +139,7 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
 
     // Module.to(device) moves registered tensors; the quantized codes are not registered (they are not parameters and
     // must keep their integer dtype), so they move here. A dtype change leaves them alone: the compute dtype is fixed.
-    protected override void _toEpilog(ScalarType? dtype, Device device, bool non_blocking)
+    protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
     {
         base._toEpilog(dtype, device, non_blocking);
         if (device is null) return;

@@ -30,11 +30,11 @@ public sealed class HfTokenizer
         }
         catch (JsonException e)
         {
-            throw json.Error(null, $"invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {e.Message}");
+            throw json.Error((JsonNode?)null, $"invalid JSON at line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}: {e.Message}");
         }
         using var _ = document;
         // Nodes over the document are built lazily, section by section: only the small sections become nodes.
-        var root = JsonObject.Create(document.RootElement) ?? throw json.Error(null, "expected a JSON object at the top level");
+        var root = JsonObject.Create(document.RootElement) ?? throw json.Error((JsonNode?)null, "expected a JSON object at the top level");
 
         if (!document.RootElement.TryGetProperty("model", out var modelElement) || modelElement.ValueKind == JsonValueKind.Null)
             throw json.Error(root, "missing 'model' (is this a Hugging Face tokenizer.json?)");
