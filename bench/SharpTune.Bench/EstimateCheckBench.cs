@@ -27,7 +27,7 @@ internal static class EstimateCheckBench
             GradientCheckpointing = checkpointing, CheckpointedLayers = recomputed, LayersKeepingMlpProducts = keeping,
         };
         var estimate = TrainingEstimator.Estimate(config, settings, configName);
-        var predicted = checkpointing ? estimate.TrainingWithCheckpointing : estimate.Training;
+        var predicted = estimate.ForSettings();
         var measured = TrainingMemoryProbe.Measure(config, settings, checkpoint, steps).PeakTrainingBytes;
         var error = (predicted.PeakTraining - measured) / measured;
         Console.WriteLine($"| {configName} LoRA r8 q/k/v/o, bf16, {batch}×{seq}, base {(quantized ? quantize : "bf16")}, checkpointing {checkpointedLayers}" +

@@ -63,7 +63,7 @@ internal static class EstimateCommand
                 var measured = parseResult.GetValue(measure)
                     ? TrainingMemoryProbe.Measure(modelConfig, settings, parseResult.GetValue(model), parseResult.GetValue(measureSteps))
                     : null;
-                var expected = settings.GradientCheckpointing ? estimate.TrainingWithCheckpointing : estimate.Training;
+                var expected = estimate.ForSettings();
                 if (parseResult.GetValue(json))
                 {
                     var jsonOptions = new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };

@@ -36,11 +36,12 @@ internal static partial class NativeAllocator
     }
 
     /// <summary>True when libjemalloc is mapped into this process (preloaded, so it serves every malloc).</summary>
-    public static bool IsJemallocLoaded()
-    {
-        if (!OperatingSystem.IsLinux() || !File.Exists("/proc/self/maps")) return false;
-        return File.ReadLines("/proc/self/maps").Any(line => line.Contains("libjemalloc", StringComparison.Ordinal));
-    }
+    public static bool IsJemallocLoaded() => jemallocLoaded.Value;
+
+    // An allocator is preloaded when the process starts or not at all, so /proc/self/maps is read once.
+    private static readonly Lazy<bool> jemallocLoaded = new(() =>
+        OperatingSystem.IsLinux() && File.Exists("/proc/self/maps") &&
+        File.ReadLines("/proc/self/maps").Any(line => line.Contains("libjemalloc", StringComparison.Ordinal)));
 
     /// <summary>
     /// Hands every jemalloc arena's unused pages back to the kernel (mallctl "arena.4096.purge", 4096 being

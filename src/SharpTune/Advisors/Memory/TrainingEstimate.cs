@@ -31,4 +31,8 @@ public sealed record TrainingEstimate(
     double TrainingFlopsPerToken,
     double? TrainingFlopsPerEpoch,
     IReadOnlyList<DeviceTime> Times,
-    IReadOnlyList<string> Notes);
+    IReadOnlyList<string> Notes)
+{
+    /// <summary>The memory of the settings' own choice: <see cref="TrainingWithCheckpointing"/> when they checkpoint, else <see cref="Training"/>.</summary>
+    public MemoryBreakdown ForSettings() => Settings.GradientCheckpointing ? TrainingWithCheckpointing : Training;
+}
