@@ -8,11 +8,12 @@ namespace SharpTune.Bench;
 /// <summary>
 /// The decode fast path against the general path on the same model and prompts, interleaved run by run so a busy
 /// machine slows both alike: median ms per decode step of each, and their ratio. A relative check, not a figure for
-/// the tables (those come from <c>generation</c>, run alone).
+/// the tables (those come from <c>generation</c>, run alone). With <c>modules</c> as the baseline, the fast path is
+/// compared with itself minus the whole-stack pass (<see cref="DecodeLayerStack"/>): each layer through its modules.
 /// </summary>
 internal static class DecodePathBench
 {
-    public static void Run(string configOrDir, string dtypeName, int batch, int newTokens, int rounds)
+    public static void Run(string configOrDir, string dtypeName, int batch, int newTokens, int rounds, string baseline = "general")
     {
         var dtype = ModelFactory.ParseDtype(dtypeName);
         manual_seed(0);
@@ -24,7 +25,7 @@ internal static class DecodePathBench
         var greedy = new GenerationOptions { Temperature = 0, EosTokenIds = [] };
         double StepMs(bool fast)
         {
-            using var general = fast ? null : InferenceShortcuts.Disable();
+            using var general = fast ? null : baseline == "modules" ? InferenceShortcuts.DisableLayerStack() : InferenceShortcuts.Disable();
             var prefill = Stopwatch.StartNew();
             TokenGenerator.Generate(model, prompts, greedy with { MaxNewTokens = 1 });
             var prefillSeconds = prefill.Elapsed.TotalSeconds;
@@ -43,7 +44,7 @@ internal static class DecodePathBench
         }
         double Median(List<double> xs) => xs.Order().ElementAt(xs.Count / 2);
         var name = Directory.Exists(configOrDir) ? Path.GetFileName(Path.TrimEndingDirectorySeparator(configOrDir)) : configOrDir;
-        Console.WriteLine($"{name} {dtypeName} batch {batch}: fast {Median(fastMs):F3} ms/step, general {Median(generalMs):F3} ms/step, " +
+        Console.WriteLine($"{name} {dtypeName} batch {batch}: fast {Median(fastMs):F3} ms/step, {baseline} {Median(generalMs):F3} ms/step, " +
                           $"speed-up {Median(generalMs) / Median(fastMs):F2}x (median of {rounds} interleaved runs, {newTokens} steps each)");
     }
 }

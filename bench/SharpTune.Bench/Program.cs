@@ -5,7 +5,7 @@ using SharpTune.Runtime;
 // dotnet run --project bench/SharpTune.Bench -c Release -- qlora-step S|M [rounds] [batch] [seq]   (NF4 vs bf16 base step, interleaved, relative)
 // dotnet run --project bench/SharpTune.Bench -c Release -- estimate-check S|M nf4|fp4|int8|none none|all|LAYERS [keeping] [batch] [seq] [steps]   (memory estimate vs measured)
 // dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new] [nf4|fp4|int8]
-// dotnet run --project bench/SharpTune.Bench -c Release -- decode-path S|M|MODEL_DIR f32|bf16 [batch] [new] [rounds]   (fast vs general decode, relative)
+// dotnet run --project bench/SharpTune.Bench -c Release -- decode-path S|M|MODEL_DIR f32|bf16 [batch] [new] [rounds] [general|modules]   (fast decode vs the general path, or vs the layers run as modules; relative)
 // dotnet run --project bench/SharpTune.Bench -c Release -- perplexity MODEL_DIR TEXT_FILE|quickstart [lines]   (quality: f32 vs quantized)
 // dotnet run --project bench/SharpTune.Bench -c Release -- constrained S|M TOKENIZER_DIR f32|bf16 [new] [rounds]
 // dotnet run --project bench/SharpTune.Bench -c Release -- evaluation S [examples] [batch] [prompt] [answer]
@@ -40,7 +40,8 @@ switch (Arg(0, ""))
             args.Length > 6 ? args[6] : null);
         break;
     case "decode-path":   // relative: the decode fast path against the general path, interleaved
-        DecodePathBench.Run(Arg(1, "../shared/models/stories260K"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "64")), int.Parse(Arg(5, "9")));
+        DecodePathBench.Run(Arg(1, "../shared/models/stories260K"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "64")), int.Parse(Arg(5, "9")),
+            Arg(6, "general"));
         break;
     case "perplexity":
         QuantizedPerplexityBench.Run(Arg(1, ""), Arg(2, ""), int.Parse(Arg(3, "200")));

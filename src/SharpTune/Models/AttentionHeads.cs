@@ -14,6 +14,12 @@ internal sealed class AttentionHeads(int numHeads, int numKvHeads, int headDim, 
     public static AttentionHeads For(ModelConfig config, int layerIndex) => new(config.NumHeads, config.NumKeyValueHeads, config.HeadDim,
         layerIndex, new AttentionSettings(SlidingWindow: config.SlidingWindowOf(layerIndex)));
 
+    public int NumHeads => numHeads;
+    public int NumKvHeads => numKvHeads;
+    public int HeadDim => headDim;
+    public int LayerIndex => layerIndex;
+    public AttentionSettings Settings => settings;
+
     /// <summary>nh·hd: the width of the queries and of o_proj's input.</summary>
     public int QueryWidth => numHeads * headDim;
 

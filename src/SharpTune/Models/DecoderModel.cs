@@ -19,6 +19,7 @@ public sealed class DecoderModel : nn.Module
     private readonly bool hasLocalRopeLayers;
     private readonly DeviceCached<RotaryEmbedding> rotary;
     private readonly DeviceCached<RotaryEmbedding> localRotary;
+    private readonly DecodeLayerStack layerStack = new();   // a decode step's layers in one pass, where they allow it
 
     /// <param name="layer">Builds decoder layer i.</param>
     /// <param name="gemmaStyle">Gemma: embeddings scaled by √hidden and a (1 + w) final norm.</param>
@@ -57,6 +58,11 @@ public sealed class DecoderModel : nn.Module
         using var scope = NewDisposeScope();
         var checkpointing = checkpointedLayers > 0;
         var global = Angles(rotary, x, ctx, checkpointing);                                   // (B, 1, T, rotary dim)
+        if (!checkpointing && !hasLocalRopeLayers && ctx.Cache is { } decoding && layerStack.TryRun(layers, x, ctx, global) is { } stacked)
+        {
+            decoding.Advance(1);
+            return norm.forward(stacked).MoveToOuterDisposeScope();
+        }
         var local = hasLocalRopeLayers ? Angles(localRotary, x, ctx, checkpointing) : global;
         var index = 0;
         foreach (var layer in layers)
@@ -69,6 +75,15 @@ public sealed class DecoderModel : nn.Module
         }
         if (ctx.Cache is { } cache) cache.Advance((int)x.size(1));
         return norm.forward(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Decode steps that ran every layer in one pass (<see cref="DecodeLayerStack"/>).</summary>
+    internal long LayerStackSteps => layerStack.StepsRun;
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) layerStack.Dispose();
+        base.Dispose(disposing);
     }
 
     /// <summary>cos and the sign-folded sin of <see cref="RotaryEmbedding.RotationTables"/>, once per forward for every layer.</summary>

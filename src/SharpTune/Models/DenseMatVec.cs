@@ -52,20 +52,30 @@ internal static class DenseMatVec
         TryMultiply(x, weight, bias) ?? throw new ArgumentException("the matrix–vector kernel does not serve these tensors", nameof(x));
 
     /// <summary>
+    /// Whether the kernel multiplies activations of <paramref name="dtype"/> by this weight (and bias): same dtype, on the
+    /// CPU, contiguous, an input width of whole vectors and enough weights to be worth the call.
+    /// </summary>
+    internal static bool Serves(Tensor weight, Tensor? bias, ScalarType dtype)
+    {
+        if (weight.dtype != dtype || (bias is not null && bias.dtype != dtype) || !Available(dtype) ||
+            weight.device_type != TorchSharp.DeviceType.CPU || weight.dim() != 2) return false;
+        var (outFeatures, inFeatures) = (weight.size(0), weight.size(1));
+        return inFeatures % Lanes == 0 && outFeatures * inFeatures >= MinWeights && weight.is_contiguous() &&
+               (bias is null || (bias.numel() == outFeatures && bias.is_contiguous()));
+    }
+
+    /// <summary>
     /// x·wᵀ + b through the kernel, or null when it does not apply. Shapes are read once: each read is a native call
     /// that allocates, and this runs some fifty times a decode step.
     /// </summary>
     private static Tensor? TryMultiply(Tensor x, Tensor weight, Tensor? bias)
     {
-        if (x.dtype != weight.dtype || (bias is not null && bias.dtype != weight.dtype) || !Available(weight.dtype) || !InferenceShortcuts.ForCpuKernel(x) ||
-            weight.device_type != TorchSharp.DeviceType.CPU) return null;
+        if (!InferenceShortcuts.ForCpuKernel(x) || !Serves(weight, bias, x.dtype)) return null;
         var (outFeatures, inFeatures) = (weight.size(0), weight.size(1));
         var shape = x.Sizes();
         var rows = 1L;
         for (var d = 0; d < shape.Length - 1; d++) rows *= shape[d];
-        if (inFeatures % Lanes != 0 || outFeatures * inFeatures < MinWeights || shape[^1] != inFeatures || rows > Int8MatVec.MaxRows ||
-            !weight.is_contiguous())
-            return null;
+        if (shape[^1] != inFeatures || rows > Int8MatVec.MaxRows) return null;
         shape[^1] = outFeatures;
         var brain = weight.dtype == ScalarType.BFloat16;
         var count = (int)rows;
@@ -81,22 +91,7 @@ internal static class DenseMatVec
                 fixed (byte* ws = weight.bytes)
                 fixed (byte* ys = output.bytes)
                 fixed (byte* bp = bias is null ? default : bias.bytes)
-                {
-                    var (w, y, b) = ((nint)ws, (nint)ys, (nint)bp);   // b: null without a bias
-                    if (brain)
-                    {
-                        SplitPairs((uint*)xs, sp, rows * inFeatures);
-                        var s = (nint)sp;
-                        RowParallel.For(outFeatures, (from, to) =>
-                            BrainRows((uint*)w, (float*)s, (ushort*)b, (ushort*)y, inFeatures, outFeatures, count, from, to));
-                    }
-                    else
-                    {
-                        var s = (nint)xs;
-                        RowParallel.For(outFeatures, (from, to) =>
-                            SingleRows((float*)w, (float*)s, (float*)b, (float*)y, inFeatures, outFeatures, count, from, to));
-                    }
-                }
+                    MultiplyRows((nint)xs, (nint)ws, (nint)bp, (nint)ys, inFeatures, outFeatures, count, brain, sp);
             }
         }
         finally
@@ -104,6 +99,26 @@ internal static class DenseMatVec
             if (split is not null) ArrayPool<float>.Shared.Return(split);
         }
         return output;
+    }
+
+    /// <summary>
+    /// y (rows, out) = x (rows, in)·wᵀ + b over raw buffers, all in the weight's dtype (bf16 when <paramref name="brain"/>,
+    /// else fp32); b may be 0. bf16 inputs are first split into <paramref name="split"/> (rows·in fp32 values; unused for
+    /// fp32). The caller has checked what <see cref="TryMultiply"/> checks.
+    /// </summary>
+    internal static unsafe void MultiplyRows(nint x, nint weight, nint bias, nint y, long inFeatures, long outFeatures, int rows, bool brain,
+        float* split)
+    {
+        if (brain)
+        {
+            SplitPairs((uint*)x, split, rows * inFeatures);
+            var s = (nint)split;
+            RowParallel.For(outFeatures, (from, to) =>
+                BrainRows((uint*)weight, (float*)s, (ushort*)bias, (ushort*)y, inFeatures, outFeatures, rows, from, to));
+        }
+        else
+            RowParallel.For(outFeatures, (from, to) =>
+                SingleRows((float*)weight, (float*)x, (float*)bias, (float*)y, inFeatures, outFeatures, rows, from, to));
     }
 
     private static unsafe void SingleRows(float* weights, float* x, float* bias, float* y, long inFeatures, long outFeatures, int rows,

@@ -35,7 +35,6 @@ internal sealed class FusedLinear : IDisposable
             Release();
             return (quantized ??= new FusedQuantizedLinear()).TryForward(x, quantizedLayers);
         }
-        if (refused) return null;
         foreach (var layer in layers)
             if (layer is not Linear)
             {
@@ -44,8 +43,20 @@ internal sealed class FusedLinear : IDisposable
                 quantized = null;
                 return null;
             }
+        return TryDenseWeights(layers) is { } fused ? DenseMatVec.Linear(x, fused.Weight, fused.Bias) : null;
+    }
+
+    /// <summary>
+    /// The fused (Σout, in) weight and bias of parts that are all plain nn.Linear layers, fused now if need be; null when
+    /// they are not, or cannot share one buffer. The tensors belong to this object: valid until the parts change.
+    /// </summary>
+    public (Tensor Weight, Tensor? Bias)? TryDenseWeights(params ReadOnlySpan<nn.Module<Tensor, Tensor>> layers)
+    {
+        if (refused) return null;
+        foreach (var layer in layers)
+            if (layer is not Linear) return null;
         if (!IsCurrent(layers) && !Fuse(layers)) return null;
-        return DenseMatVec.Linear(x, weight!, bias);
+        return (weight!, bias);
     }
 
     private static QuantizedLinear[]? AllQuantized(ReadOnlySpan<nn.Module<Tensor, Tensor>> layers)

@@ -8,6 +8,7 @@ namespace SharpTune.Models;
 internal static class InferenceShortcuts
 {
     [ThreadStatic] private static bool disabled;
+    [ThreadStatic] private static bool layerStackDisabled;
 
     /// <summary>Whether the shortcuts apply on this thread.</summary>
     public static bool Enabled => !disabled;
@@ -19,16 +20,30 @@ internal static class InferenceShortcuts
     public static bool ForCpuKernel(TorchSharp.torch.Tensor x) =>
         Enabled && !TorchSharp.torch.is_grad_enabled() && x.device_type == TorchSharp.DeviceType.CPU;
 
+    /// <summary>Whether a decode step may run every layer in one pass (<see cref="DecodeLayerStack"/>) on this thread.</summary>
+    public static bool LayerStackEnabled => !disabled && !layerStackDisabled;
+
     /// <summary>Turns the shortcuts off on this thread until the result is disposed.</summary>
     public static IDisposable Disable()
     {
         var before = disabled;
         disabled = true;
-        return new Restore(before);
+        return new Restore(() => disabled = before);
     }
 
-    private sealed class Restore(bool before) : IDisposable
+    /// <summary>
+    /// Turns off only the whole-stack decode pass on this thread until the result is disposed, so each layer runs through
+    /// its modules and their per-operation kernels (tests compare the two bit for bit).
+    /// </summary>
+    public static IDisposable DisableLayerStack()
     {
-        public void Dispose() => disabled = before;
+        var before = layerStackDisabled;
+        layerStackDisabled = true;
+        return new Restore(() => layerStackDisabled = before);
+    }
+
+    private sealed class Restore(Action restore) : IDisposable
+    {
+        public void Dispose() => restore();
     }
 }

@@ -37,6 +37,29 @@ public sealed class KvCache : IDisposable
     /// <summary>Layer <paramref name="layer"/>'s whole (B, nkv, capacity, hd) key and value buffers, for kernels that write in place.</summary>
     internal (Tensor Keys, Tensor Values) Buffers(int layer) => (keys[layer], values[layer]);
 
+    /// <summary>
+    /// Where layer <paramref name="layer"/>'s key and value buffers start in memory (CPU caches), for kernels that write
+    /// in place over raw buffers; the buffers never move while the cache lives.
+    /// </summary>
+    internal (nint Keys, nint Values) BufferPointers(int layer)
+    {
+        if (pointers is null)
+        {
+            var found = new (nint, nint)[keys.Length];
+            unsafe
+            {
+                for (var i = 0; i < keys.Length; i++)
+                    fixed (byte* k = keys[i].bytes)
+                    fixed (byte* v = values[i].bytes)
+                        found[i] = ((nint)k, (nint)v);
+            }
+            pointers = found;
+        }
+        return pointers[layer];
+    }
+
+    private (nint Keys, nint Values)[]? pointers;
+
     /// <summary>Every layer's key and value buffers, (layers, B, nkv, capacity, hd), e.g. to copy a whole cache at once.</summary>
     internal (Tensor Keys, Tensor Values) AllLayers => (allKeys, allValues);
 

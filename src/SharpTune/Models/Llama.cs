@@ -58,6 +58,18 @@ public sealed class LlamaDecoderLayer : DecoderLayer
         x = x + (resid_mlp_dropout?.forward(fed) ?? fed);
         return x.MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// This layer's weights for <see cref="DecodeLayerStack"/>, or null when a part is not the plain form it computes
+    /// (an adapter wraps a projection, an attention with q/k norms, a GELU MLP, Gemma's norms, dropout while training).
+    /// </summary>
+    internal DecodeLayerParts? DecodeParts()
+    {
+        if ((resid_attn_dropout is not null || resid_mlp_dropout is not null) && training) return null;
+        if (input_layernorm.UnitOffset || post_attention_layernorm.UnitOffset || self_attn is not LlamaAttention attention ||
+            mlp is not LlamaMlp gated || attention.DecodeParts() is not { } attended || gated.DecodeParts() is not { } fed) return null;
+        return new DecodeLayerParts(input_layernorm, attended, post_attention_layernorm, fed);
+    }
 }
 
 public sealed class LlamaAttention : DecoderAttention
@@ -92,6 +104,12 @@ public sealed class LlamaAttention : DecoderAttention
         var (q, k, v) = Projections.QueryKeyValue(qkv, x, q_proj, k_proj, v_proj, heads.QueryWidth, heads.KeyValueWidth);
         return heads.Attend(q, k, v, rotation, ctx, o_proj);
     }
+
+    /// <summary>The fused q/k/v weight, o_proj and the heads, for <see cref="DecodeLayerStack"/>; null while a projection is wrapped.</summary>
+    internal DecodeAttentionParts? DecodeParts() =>
+        o_proj is Linear output && qkv.TryDenseWeights(q_proj, k_proj, v_proj) is { } fused
+            ? new DecodeAttentionParts(fused.Weight, fused.Bias, output, heads, useRope)
+            : null;
 
     protected override void Dispose(bool disposing)
     {
@@ -159,6 +177,12 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         var hidden = act(gate) * up;
         return recomputing && FrozenProjection.Supports(down_proj) ? FrozenProjection.WithoutValue(down_proj, hidden) : down_proj.forward(hidden);
     }
+
+    /// <summary>The fused gate/up weight and down_proj of a SwiGLU MLP, for <see cref="DecodeLayerStack"/>; null otherwise.</summary>
+    internal DecodeMlpParts? DecodeParts() =>
+        silu && down_proj is Linear down && gateUp.TryDenseWeights(gate_proj, up_proj) is { } fused
+            ? new DecodeMlpParts(fused.Weight, fused.Bias, down, intermediate)
+            : null;
 
     protected override void Dispose(bool disposing)
     {

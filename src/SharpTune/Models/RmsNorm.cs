@@ -23,6 +23,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The ε added to the mean of squares.</summary>
+    public double Eps => eps;
+
     /// <summary>Whether the scale is (1 + w) (Gemma) rather than w: zero is then the identity weight.</summary>
     public bool UnitOffset { get; }
 

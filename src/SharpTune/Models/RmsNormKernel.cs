@@ -45,6 +45,17 @@ internal static class RmsNormKernel
         return output;
     }
 
+    /// <summary>
+    /// Llama's form over raw buffers: <paramref name="rows"/> rows of width <paramref name="n"/>, activations and weight
+    /// both bf16 (<paramref name="brain"/>) or both fp32.
+    /// </summary>
+    internal static unsafe void NormalizeRows(nint x, nint weight, nint y, int rows, int n, float eps, bool brain)
+    {
+        for (var r = 0; r < rows; r++)
+            if (brain) BrainRow((ushort*)x + r * n, (ushort*)weight, (ushort*)y + r * n, n, eps, unitOffset: false);
+            else Row((float*)x + r * n, (float*)weight, null, (float*)y + r * n, null, n, eps, unitOffset: false);
+    }
+
     /// <summary>fp32 activations (or bf16 ones with Gemma's fp32 weight): one row.</summary>
     private static unsafe void Row(float* x, float* w, ushort* xBits, float* y, ushort* yBits, int n, float eps, bool unitOffset)
     {

@@ -35,22 +35,30 @@ internal static class RotaryDecodeKernel
             fixed (byte* y = output.bytes)
             fixed (byte* c = cos.bytes)
             fixed (byte* s = sin.bytes)
-            {
-                for (long b = 0; b < batch; b++)
-                {
-                    var table = tableRows == 1 ? 0 : b * headDim;
-                    for (long h = 0; h < rotatedHeads; h++)
-                    {
-                        var (from, to) = ((b * inputHeads + h) * headDim, (b * rotatedHeads + h) * headDim);
-                        if (dtype == ScalarType.Float32)
-                            Rotate((float*)x + from, (float*)y + to, (float*)c + table, (float*)s + table, headDim);
-                        else
-                            Rotate((ushort*)x + from, (ushort*)y + to, (ushort*)c + table, (ushort*)s + table, headDim);
-                    }
-                }
-            }
+                RotateRows((nint)x, (nint)y, batch, inputHeads, rotatedHeads, headDim, (nint)c, (nint)s, tableRows, dtype == ScalarType.BFloat16);
         }
         return output;
+    }
+
+    /// <summary>
+    /// Raw buffers: the first <paramref name="rotatedHeads"/> of each row's <paramref name="inputHeads"/> heads of x,
+    /// rotated into y (batch, rotatedHeads, hd); tables of one row for all, or one per row.
+    /// </summary>
+    internal static unsafe void RotateRows(nint x, nint y, long batch, long inputHeads, int rotatedHeads, int headDim, nint cos, nint sin,
+        long tableRows, bool brain)
+    {
+        for (long b = 0; b < batch; b++)
+        {
+            var table = tableRows == 1 ? 0 : b * headDim;
+            for (long h = 0; h < rotatedHeads; h++)
+            {
+                var (from, to) = ((b * inputHeads + h) * headDim, (b * rotatedHeads + h) * headDim);
+                if (!brain)
+                    Rotate((float*)x + from, (float*)y + to, (float*)cos + table, (float*)sin + table, headDim);
+                else
+                    Rotate((ushort*)x + from, (ushort*)y + to, (ushort*)cos + table, (ushort*)sin + table, headDim);
+            }
+        }
     }
 
     /// <summary>y = x·cos + roll(x, hd/2)·signed sin, where roll(x, hd/2)[i] = x[(i + hd/2) mod hd].</summary>

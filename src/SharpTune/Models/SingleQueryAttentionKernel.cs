@@ -41,43 +41,61 @@ internal static class SingleQueryAttentionKernel
         var (qc, kc, vc) = (q.contiguous(), k.contiguous(), v.contiguous());
         var maskBytes = mask?.contiguous();
         var output = empty([batch, 1, heads * headDim], dtype);
-        var position = cache.Length;
-        var keys = position + 1;
-        var first = settings.SlidingWindow is { } w && keys > w ? keys - w : 0;
-        var scale = (float)(settings.Scale ?? 1.0 / Math.Sqrt(headDim));
-        var cap = settings.SoftCap is { } c ? (float)c : 0f;
-        var brain = dtype == ScalarType.BFloat16;
-        var elementSize = brain ? 2 : 4;
-        var (keyBuffer, valueBuffer) = cache.Buffers(layer);
         unsafe
         {
             fixed (byte* qp = qc.bytes)
             fixed (byte* kp = kc.bytes)
             fixed (byte* vp = vc.bytes)
-            fixed (byte* kb = keyBuffer.bytes)
-            fixed (byte* vb = valueBuffer.bytes)
             fixed (byte* op = output.bytes)
             fixed (byte* mp = maskBytes is null ? default : maskBytes.bytes)
             {
-                var rowBytes = (long)headDim * elementSize;
-                var headStride = (long)cache.Capacity * rowBytes;   // bytes between kv heads in a cache buffer
-                for (var r = 0; r < batch * kvHeads; r++)
-                {
-                    Buffer.MemoryCopy(kp + r * rowBytes, kb + r * headStride + position * rowBytes, rowBytes, rowBytes);
-                    Buffer.MemoryCopy(vp + r * rowBytes, vb + r * headStride + position * rowBytes, rowBytes, rowBytes);
-                }
-                var job = new Job((nint)qp, (nint)kb, (nint)vb, (nint)op, (nint)mp, brain, headDim, heads, kvHeads,
-                    cache.Capacity, first, keys, scale, cap);
-                // Parallel over (row, kv head) pairs once each thread gets ~16K multiply–adds: the helpers are already
-                // spinning between a step's products, so a hand-off costs about a microsecond.
-                var pairCost = (long)(heads / kvHeads) * (keys - first) * headDim * 2;
-                RowParallel.For(batch * kvHeads, (from, to) => Run(job, from, to), Math.Max(1, (1 << 14) / Math.Max(1, pairCost)));
+                var (keyBuffer, valueBuffer) = cache.BufferPointers(layer);
+                AttendRows(new Heads(batch, heads, kvHeads, headDim, dtype == ScalarType.BFloat16), (nint)qp, heads * headDim,
+                    (nint)kp, kvHeads * headDim, (nint)vp, kvHeads * headDim, cache, keyBuffer, valueBuffer, (nint)mp, (nint)op, settings);
             }
         }
         return output.MoveToOuterDisposeScope();
     }
 
-    private readonly record struct Job(nint Queries, nint Keys, nint Values, nint Output, nint Mask, bool Brain, int HeadDim,
+    /// <summary>The head layout of a decode step: rows, query heads, key/value heads, head size, bf16 or fp32.</summary>
+    internal readonly record struct Heads(int Batch, int Count, int KvCount, int HeadDim, bool Brain);
+
+    /// <summary>
+    /// Raw buffers: writes each row's new key and value (row b's heads at k + b·<paramref name="keyRowStride"/> and
+    /// v + b·<paramref name="valueRowStride"/>, in elements) into the layer's cache buffers at the cache's next position,
+    /// then attends every query head (row b's at q + b·<paramref name="queryRowStride"/>) into the output (B, nh·hd). The
+    /// mask, if any, is (B, keys) bools.
+    /// </summary>
+    internal static unsafe void AttendRows(Heads layout, nint q, long queryRowStride, nint k, long keyRowStride, nint v, long valueRowStride,
+        KvCache cache,
+        nint keyBuffer, nint valueBuffer, nint mask, nint output, AttentionSettings settings)
+    {
+        var (batch, heads, kvHeads, headDim, brain) = (layout.Batch, layout.Count, layout.KvCount, layout.HeadDim, layout.Brain);
+        var position = cache.Length;
+        var keys = position + 1;
+        var first = settings.SlidingWindow is { } w && keys > w ? keys - w : 0;
+        var scale = (float)(settings.Scale ?? 1.0 / Math.Sqrt(headDim));
+        var cap = settings.SoftCap is { } c ? (float)c : 0f;
+        var elementSize = brain ? 2 : 4;
+        var rowBytes = (long)headDim * elementSize;
+        var headStride = (long)cache.Capacity * rowBytes;   // bytes between kv heads in a cache buffer
+        byte* kb = (byte*)keyBuffer, vb = (byte*)valueBuffer;
+        for (var b = 0; b < batch; b++)
+            for (var h = 0; h < kvHeads; h++)
+            {
+                var target = (b * kvHeads + h) * headStride + position * rowBytes;
+                Buffer.MemoryCopy((byte*)k + (b * keyRowStride + h * headDim) * elementSize, kb + target, rowBytes, rowBytes);
+                Buffer.MemoryCopy((byte*)v + (b * valueRowStride + h * headDim) * elementSize, vb + target, rowBytes, rowBytes);
+            }
+        var job = new Job(q, queryRowStride, keyBuffer, valueBuffer, output, mask, brain, headDim, heads, kvHeads,
+            cache.Capacity, first, keys, scale, cap);
+        // Parallel over (row, kv head) pairs once each thread gets ~16K multiply–adds: the helpers are already
+        // spinning between a step's products, so a hand-off costs about a microsecond.
+        var pairCost = (long)(heads / kvHeads) * (keys - first) * headDim * 2;
+        RowParallel.For(batch * kvHeads, (from, to) => Run(job, from, to), Math.Max(1, (1 << 14) / Math.Max(1, pairCost)));
+    }
+
+    private readonly record struct Job(nint Queries, long QueryRowStride, nint Keys, nint Values, nint Output, nint Mask, bool Brain, int HeadDim,
         int Heads, int KvHeads, int Capacity, int First, int Length, float Scale, float SoftCap);
 
     private static unsafe void Run(Job job, long from, long to)
@@ -100,8 +118,8 @@ internal static class SingleQueryAttentionKernel
                     for (var g = 0; g < group; g++)
                     {
                         var head = kvHead * group + g;
-                        var element = (b * job.Heads + head) * hd;                    // q and output: (B, nh, hd)
-                        Widen(job, job.Queries, element, query, hd);
+                        var element = (b * job.Heads + head) * hd;                    // output: (B, nh, hd)
+                        Widen(job, job.Queries, b * job.QueryRowStride + head * hd, query, hd);
                         var scale = Vector512.Create(job.Scale);
                         for (var c = 0; c < hd; c += 16) Avx512F.Store(query + c, Avx512F.LoadVector512(query + c) * scale);
                         var max = Scores(job, query, cacheOffset * hd, mask, score);

@@ -21,30 +21,33 @@ internal static class SwiGluKernel
         if (shape[^1] != 2 * intermediate || rows > Quantization.Int8MatVec.MaxRows) return null;
         shape[^1] = intermediate;
         var output = empty(shape, dtype);
-        var n = (int)intermediate;
         unsafe
         {
             fixed (byte* input = gateUp.bytes)
             fixed (byte* result = output.bytes)
-            {
-                for (var r = 0; r < rows; r++)
-                    if (dtype == ScalarType.Float32)
-                    {
-                        float* gate = (float*)input + r * 2L * n, up = gate + n, y = (float*)result + r * (long)n;
-                        for (var i = 0; i < n; i++) y[i] = Silu(gate[i]) * up[i];
-                    }
-                    else
-                    {
-                        ushort* gate = (ushort*)input + r * 2L * n, up = gate + n, y = (ushort*)result + r * (long)n;
-                        for (var i = 0; i < n; i++)
-                        {
-                            var activated = BFloat16Bits.ToSingle(BFloat16Bits.Round(Silu(BFloat16Bits.ToSingle(gate[i]))));
-                            y[i] = BFloat16Bits.Round(activated * BFloat16Bits.ToSingle(up[i]));
-                        }
-                    }
-            }
+                ApplyRows((nint)input, (nint)result, (int)rows, (int)intermediate, dtype == ScalarType.BFloat16);
         }
         return output;
+    }
+
+    /// <summary>Raw buffers: <paramref name="rows"/> rows of (gate, up), 2·<paramref name="n"/> values each → n values each.</summary>
+    internal static unsafe void ApplyRows(nint gateUp, nint y, int rows, int n, bool brain)
+    {
+        for (var r = 0; r < rows; r++)
+            if (!brain)
+            {
+                float* gate = (float*)gateUp + r * 2L * n, up = gate + n, ys = (float*)y + r * (long)n;
+                for (var i = 0; i < n; i++) ys[i] = Silu(gate[i]) * up[i];
+            }
+            else
+            {
+                ushort* gate = (ushort*)gateUp + r * 2L * n, up = gate + n, ys = (ushort*)y + r * (long)n;
+                for (var i = 0; i < n; i++)
+                {
+                    var activated = BFloat16Bits.ToSingle(BFloat16Bits.Round(Silu(BFloat16Bits.ToSingle(gate[i]))));
+                    ys[i] = BFloat16Bits.Round(activated * BFloat16Bits.ToSingle(up[i]));
+                }
+            }
     }
 
     private static float Silu(float x) => x / (1f + MathF.Exp(-x));

@@ -1,0 +1,228 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using SharpTune.Quantization;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>A Llama-style layer's weights as <see cref="DecodeLayerStack"/> reads them.</summary>
+internal sealed record DecodeLayerParts(RmsNorm InputNorm, DecodeAttentionParts Attention, RmsNorm PostAttentionNorm, DecodeMlpParts Mlp);
+
+/// <summary>The fused (q, k, v) projection, o_proj and the head layout of a Llama-style attention block.</summary>
+internal sealed record DecodeAttentionParts(Tensor QkvWeight, Tensor? QkvBias, Linear Output, AttentionHeads Heads, bool UsesRope);
+
+/// <summary>The fused (gate, up) projection and down_proj of a SwiGLU MLP.</summary>
+internal sealed record DecodeMlpParts(Tensor GateUpWeight, Tensor? GateUpBias, Linear Down, long Intermediate);
+
+/// <summary>
+/// A decode step through every layer of a Llama-style stack in one pass over raw buffers on the CPU. Each layer's
+/// modules already run a decode step through our kernels (<see cref="RmsNormKernel"/>, <see cref="DenseMatVec"/> on
+/// the fused projections, <see cref="RotaryDecodeKernel"/>, <see cref="SingleQueryAttentionKernel"/>,
+/// <see cref="SwiGluKernel"/>), but through tensors: each call allocates its output, reads shapes and pointers through
+/// native calls and registers with a dispose scope, some ten tensors a layer (measured on M in bf16: ~1.2 ms of a
+/// ~6.7 ms step outside the kernels). Here the same kernels run back to back on buffers allocated once, with the
+/// residual kept in one of them, so the results are bit for bit those of the modules (tests compare the two). Applies
+/// when every layer is the plain form (no adapter wraps a projection, SwiGLU, Llama's norms, full-width RoPE or none),
+/// every product is one <see cref="DenseMatVec"/> serves, and the step has one token per row and a cache; otherwise
+/// the layers run as modules.
+/// </summary>
+internal sealed class DecodeLayerStack : IDisposable
+{
+    private const int Alignment = 64;
+    private readonly object gate = new();
+    private Tensor? scratch;            // one byte buffer, cut into the step's activations
+    private nint scratchBase;
+    private long scratchBytes;
+
+    /// <summary>Decode steps this pass has run (tests check that it ran, or that it declined).</summary>
+    public long StepsRun { get; private set; }
+
+    /// <summary>
+    /// The stack's output (B, 1, C) for a decode step's input x (B, 1, C), every layer's key and value written to the
+    /// cache (which the caller advances), or null when the pass does not apply (then nothing was written).
+    /// </summary>
+    public Tensor? TryRun(ModuleList<DecoderLayer> layers, Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
+    {
+        if (!InferenceShortcuts.LayerStackEnabled || !InferenceShortcuts.ForCpuKernel(x) || ctx.Cache is not { } cache ||
+            ctx.LayerPrefix is not null) return null;
+        var dtype = x.dtype;
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || !DenseMatVec.Available(dtype) || cache.Dtype != dtype ||
+            cache.Length >= cache.Capacity || x.dim() != 3 || x.size(1) != 1 || !x.is_contiguous()) return null;
+        var (batch, width) = ((int)x.size(0), x.size(2));
+        if (batch != cache.BatchSize || batch > Int8MatVec.MaxRows) return null;
+        var mask = ctx.AttentionMask;
+        if (mask is not null && (mask.dtype != ScalarType.Bool || mask.numel() != (long)batch * (cache.Length + 1))) return null;
+        var parts = new DecodeLayerParts[layers.Count];
+        for (var i = 0; i < parts.Length; i++)
+        {
+            if (layers[i] is not LlamaDecoderLayer layer || layer.UsesLocalRope || layer.DecodeParts() is not { } p ||
+                !Serves(p, dtype, width, cache, angles, batch)) return null;
+            parts[i] = p;
+        }
+        if (!Monitor.TryEnter(gate)) return null;   // another thread is decoding with this model: it runs as modules
+        try
+        {
+            var result = Run(parts, x, cache, mask, angles, batch, width, dtype);
+            StepsRun++;
+            return result;
+        }
+        finally
+        {
+            Monitor.Exit(gate);
+        }
+    }
+
+    /// <summary>Whether every part of a layer is what the pass computes, with the same conditions the modules' kernels check.</summary>
+    private static bool Serves(DecodeLayerParts p, ScalarType dtype, long width, KvCache cache, (Tensor Cos, Tensor SignedSin) angles, int batch)
+    {
+        var (attention, mlp, heads) = (p.Attention, p.Mlp, p.Attention.Heads);
+        if (p.InputNorm.weight.dtype != dtype || p.PostAttentionNorm.weight.dtype != dtype ||
+            p.InputNorm.weight.numel() != width || p.PostAttentionNorm.weight.numel() != width) return false;
+        if (heads.HeadDim % 16 != 0 || heads.NumHeads % heads.NumKvHeads != 0 || heads.HeadDim != cache.HeadDim ||
+            heads.NumKvHeads != cache.KvHeads) return false;
+        var qkvWidth = (long)(heads.NumHeads + 2 * heads.NumKvHeads) * heads.HeadDim;
+        if (!DenseMatVec.Serves(attention.QkvWeight, attention.QkvBias, dtype) || attention.QkvWeight.size(0) != qkvWidth ||
+            attention.QkvWeight.size(1) != width) return false;
+        var output = attention.Output;
+        if (!DenseMatVec.Serves(output.weight!, output.bias, dtype) || output.weight!.size(0) != width ||
+            output.weight.size(1) != heads.QueryWidth) return false;
+        if (!DenseMatVec.Serves(mlp.GateUpWeight, mlp.GateUpBias, dtype) || mlp.GateUpWeight.size(0) != 2 * mlp.Intermediate ||
+            mlp.GateUpWeight.size(1) != width) return false;
+        var down = mlp.Down;
+        if (!DenseMatVec.Serves(down.weight!, down.bias, dtype) || down.weight!.size(0) != width || down.weight.size(1) != mlp.Intermediate)
+            return false;
+        if (!attention.UsesRope) return true;
+        var (cos, sin) = angles;
+        if (cos.dtype != dtype || sin.dtype != dtype || !cos.is_contiguous() || !sin.is_contiguous() || cos.size(-1) != heads.HeadDim ||
+            cos.numel() != sin.numel()) return false;
+        var tableRows = cos.numel() / heads.HeadDim;
+        return tableRows == 1 || tableRows == batch;
+    }
+
+    private Tensor Run(DecodeLayerParts[] parts, Tensor x, KvCache cache, Tensor? mask, (Tensor Cos, Tensor SignedSin) angles, int batch,
+        long width, ScalarType dtype)
+    {
+        var brain = dtype == ScalarType.BFloat16;
+        var elementSize = brain ? 2 : 4;
+        long widestInput = width, qkvWidest = 0, rotatedWidest = 0, queryWidest = 0, ffnWidest = 0;
+        foreach (var p in parts)
+        {
+            var heads = p.Attention.Heads;
+            qkvWidest = Math.Max(qkvWidest, (long)(heads.NumHeads + 2 * heads.NumKvHeads) * heads.HeadDim);
+            rotatedWidest = Math.Max(rotatedWidest, (long)(heads.NumHeads + heads.NumKvHeads) * heads.HeadDim);
+            queryWidest = Math.Max(queryWidest, heads.QueryWidth);
+            ffnWidest = Math.Max(ffnWidest, p.Mlp.Intermediate);
+        }
+        widestInput = Math.Max(widestInput, Math.Max(queryWidest, ffnWidest));
+        // The step's activations: residual, normed, qkv, rotated q/k, attention output, projection output, gate/up,
+        // SwiGLU output, and the fp32 split of a product's bf16 inputs.
+        long[] sizes =
+        [
+            batch * width * elementSize, batch * width * elementSize, batch * qkvWidest * elementSize, batch * rotatedWidest * elementSize,
+            batch * queryWidest * elementSize, batch * width * elementSize, batch * 2 * ffnWidest * elementSize, batch * ffnWidest * elementSize,
+            batch * widestInput * sizeof(float),
+        ];
+        var offsets = new long[sizes.Length];
+        var total = 0L;
+        for (var i = 0; i < sizes.Length; i++)
+        {
+            offsets[i] = total;
+            total += (sizes[i] + Alignment - 1) / Alignment * Alignment;
+        }
+        var basePointer = Scratch(total);
+        nint At(int i) => basePointer + (nint)offsets[i];
+        var (residual, normed, qkv, rotated, attended, projected, gateUp, hidden, split) = (At(0), At(1), At(2), At(3), At(4), At(5), At(6), At(7), At(8));
+
+        using var contiguousMask = mask is null || mask.is_contiguous() ? null : mask.contiguous();
+        var (cos, sin) = angles;
+        unsafe
+        {
+            fixed (byte* input = x.bytes)
+                Buffer.MemoryCopy(input, (void*)residual, sizes[0], sizes[0]);
+            fixed (byte* maskBytes = (contiguousMask ?? mask) is { } m ? m.bytes : default)
+            fixed (byte* cosBytes = parts.Any(p => p.Attention.UsesRope) ? cos.bytes : default)
+            fixed (byte* sinBytes = parts.Any(p => p.Attention.UsesRope) ? sin.bytes : default)
+            {
+                var tableRows = cosBytes == null ? 0 : cos.numel() / parts.First(p => p.Attention.UsesRope).Attention.Heads.HeadDim;
+                for (var i = 0; i < parts.Length; i++)
+                {
+                    var (attention, mlp, heads) = (parts[i].Attention, parts[i].Mlp, parts[i].Attention.Heads);
+                    var (nh, nkv, hd) = (heads.NumHeads, heads.NumKvHeads, heads.HeadDim);
+                    var qkvWidth = (long)(nh + 2 * nkv) * hd;
+
+                    RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].InputNorm.weight), normed, batch, (int)width, (float)parts[i].InputNorm.Eps, brain);
+                    Multiply(normed, attention.QkvWeight, attention.QkvBias, qkv, width, qkvWidth, batch, brain, split);
+                    // Queries and keys rotated into their own buffer (the rotation reads each pair's partner), values in place.
+                    nint queries = qkv, keys = qkv + (nint)((long)nh * hd * elementSize);
+                    long queryStride = qkvWidth, keyStride = qkvWidth;
+                    if (attention.UsesRope)
+                    {
+                        RotaryDecodeKernel.RotateRows(qkv, rotated, batch, nh + 2 * nkv, nh + nkv, hd, (nint)cosBytes, (nint)sinBytes, tableRows, brain);
+                        (queries, keys) = (rotated, rotated + (nint)((long)nh * hd * elementSize));
+                        queryStride = keyStride = (long)(nh + nkv) * hd;
+                    }
+                    var values = qkv + (nint)((long)(nh + nkv) * hd * elementSize);
+                    var (keyBuffer, valueBuffer) = cache.BufferPointers(heads.LayerIndex);
+                    SingleQueryAttentionKernel.AttendRows(new SingleQueryAttentionKernel.Heads(batch, nh, nkv, hd, brain), queries, queryStride,
+                        keys, keyStride, values, qkvWidth, cache, keyBuffer, valueBuffer, (nint)maskBytes, attended, heads.Settings);
+                    Multiply(attended, attention.Output.weight!, attention.Output.bias, projected, heads.QueryWidth, width, batch, brain, split);
+                    AddInPlace(residual, projected, batch * width, brain);
+
+                    RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].PostAttentionNorm.weight), normed, batch, (int)width,
+                        (float)parts[i].PostAttentionNorm.Eps, brain);
+                    Multiply(normed, mlp.GateUpWeight, mlp.GateUpBias, gateUp, width, 2 * mlp.Intermediate, batch, brain, split);
+                    SwiGluKernel.ApplyRows(gateUp, hidden, batch, (int)mlp.Intermediate, brain);
+                    Multiply(hidden, mlp.Down.weight!, mlp.Down.bias, projected, mlp.Intermediate, width, batch, brain, split);
+                    AddInPlace(residual, projected, batch * width, brain);
+                }
+            }
+            var result = empty([batch, 1, width], dtype);
+            fixed (byte* output = result.bytes)
+                Buffer.MemoryCopy((void*)residual, output, sizes[0], sizes[0]);
+            return result;
+        }
+    }
+
+    private static unsafe void Multiply(nint x, Tensor weight, Tensor? bias, nint y, long inFeatures, long outFeatures, int rows, bool brain, nint split) =>
+        DenseMatVec.MultiplyRows(x, Pointer(weight), bias is null ? 0 : Pointer(bias), y, inFeatures, outFeatures, rows, brain, (float*)split);
+
+    /// <summary>
+    /// residual += projected, element by element, rounded to the activations' dtype as libtorch's add rounds (the fp32
+    /// sum of the two values, then to nearest even).
+    /// </summary>
+    private static unsafe void AddInPlace(nint residual, nint projected, long count, bool brain)
+    {
+        if (!brain)
+        {
+            float* r = (float*)residual, p = (float*)projected;
+            for (long i = 0; i < count; i++) r[i] += p[i];
+            return;
+        }
+        ushort* rb = (ushort*)residual, pb = (ushort*)projected;
+        for (long i = 0; i < count; i++) rb[i] = BFloat16Bits.Round(BFloat16Bits.ToSingle(rb[i]) + BFloat16Bits.ToSingle(pb[i]));
+    }
+
+    private static unsafe nint Pointer(Tensor t) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+
+    /// <summary>The scratch buffer's 64-byte-aligned start, grown to at least <paramref name="bytes"/>.</summary>
+    private nint Scratch(long bytes)
+    {
+        if (scratch is null || scratchBytes < bytes)
+        {
+            scratch?.Dispose();
+            using var normal = inference_mode(false);
+            scratch = empty(bytes + Alignment, ScalarType.Byte).DetachFromDisposeScope();
+            scratchBytes = bytes;
+            scratchBase = (Pointer(scratch) + Alignment - 1) / Alignment * Alignment;
+        }
+        return scratchBase;
+    }
+
+    public void Dispose()
+    {
+        scratch?.Dispose();
+        scratch = null;
+        scratchBytes = 0;
+    }
+}
