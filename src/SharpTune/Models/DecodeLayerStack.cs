@@ -22,10 +22,12 @@ internal sealed record DecodeMlpParts(Tensor GateUpWeight, Tensor? GateUpBias, L
 /// <see cref="SwiGluKernel"/>), but through tensors: each call allocates its output, reads shapes and pointers through
 /// native calls and registers with a dispose scope, some ten tensors a layer (measured on M in bf16: ~1.2 ms of a
 /// ~6.7 ms step outside the kernels). Here the same kernels run back to back on buffers allocated once, with the
-/// residual kept in one of them, so the results are bit for bit those of the modules (tests compare the two). Applies
-/// when every layer is the plain form (no adapter wraps a projection, SwiGLU, Llama's norms, full-width RoPE or none),
-/// every product is one <see cref="DenseMatVec"/> serves, and the step has one token per row and a cache; otherwise
-/// the layers run as modules.
+/// residual kept in one of them, so the results are bit for bit those of the modules wherever the modules use our
+/// kernels (tests compare the two). Products and heads too small for the modules to hand to a kernel (a call costs
+/// more than their arithmetic there; stories260K's) run through the same kernels here, where a call costs nothing, so
+/// a small model's step differs from the modules' in the last bits of its sums. Applies when every layer is the plain
+/// form (no adapter wraps a projection, SwiGLU, Llama's norms, full-width RoPE or none) and the step has one token per
+/// row and a cache; otherwise the layers run as modules.
 /// </summary>
 internal sealed class DecodeLayerStack : IDisposable
 {
@@ -79,18 +81,18 @@ internal sealed class DecodeLayerStack : IDisposable
         var (attention, mlp, heads) = (p.Attention, p.Mlp, p.Attention.Heads);
         if (p.InputNorm.weight.dtype != dtype || p.PostAttentionNorm.weight.dtype != dtype ||
             p.InputNorm.weight.numel() != width || p.PostAttentionNorm.weight.numel() != width) return false;
-        if (heads.HeadDim % 16 != 0 || heads.NumHeads % heads.NumKvHeads != 0 || heads.HeadDim != cache.HeadDim ||
+        if (heads.HeadDim % 2 != 0 || heads.NumHeads % heads.NumKvHeads != 0 || heads.HeadDim != cache.HeadDim ||
             heads.NumKvHeads != cache.KvHeads) return false;
         var qkvWidth = (long)(heads.NumHeads + 2 * heads.NumKvHeads) * heads.HeadDim;
-        if (!DenseMatVec.Serves(attention.QkvWeight, attention.QkvBias, dtype) || attention.QkvWeight.size(0) != qkvWidth ||
+        if (!DenseMatVec.ServesBuffers(attention.QkvWeight, attention.QkvBias, dtype) || attention.QkvWeight.size(0) != qkvWidth ||
             attention.QkvWeight.size(1) != width) return false;
         var output = attention.Output;
-        if (!DenseMatVec.Serves(output.weight!, output.bias, dtype) || output.weight!.size(0) != width ||
+        if (!DenseMatVec.ServesBuffers(output.weight!, output.bias, dtype) || output.weight!.size(0) != width ||
             output.weight.size(1) != heads.QueryWidth) return false;
-        if (!DenseMatVec.Serves(mlp.GateUpWeight, mlp.GateUpBias, dtype) || mlp.GateUpWeight.size(0) != 2 * mlp.Intermediate ||
+        if (!DenseMatVec.ServesBuffers(mlp.GateUpWeight, mlp.GateUpBias, dtype) || mlp.GateUpWeight.size(0) != 2 * mlp.Intermediate ||
             mlp.GateUpWeight.size(1) != width) return false;
         var down = mlp.Down;
-        if (!DenseMatVec.Serves(down.weight!, down.bias, dtype) || down.weight!.size(0) != width || down.weight.size(1) != mlp.Intermediate)
+        if (!DenseMatVec.ServesBuffers(down.weight!, down.bias, dtype) || down.weight!.size(0) != width || down.weight.size(1) != mlp.Intermediate)
             return false;
         if (!attention.UsesRope) return true;
         var (cos, sin) = angles;

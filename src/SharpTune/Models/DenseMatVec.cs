@@ -104,21 +104,40 @@ internal static class DenseMatVec
     /// <summary>
     /// y (rows, out) = x (rows, in)·wᵀ + b over raw buffers, all in the weight's dtype (bf16 when <paramref name="brain"/>,
     /// else fp32); b may be 0. bf16 inputs are first split into <paramref name="split"/> (rows·in fp32 values; unused for
-    /// fp32). The caller has checked what <see cref="TryMultiply"/> checks.
+    /// fp32). The caller has checked what <see cref="ServesBuffers"/> checks. Products below <see cref="MinWeights"/> run on
+    /// the calling thread: handing a few thousand multiply–adds to a helper costs more than it saves.
     /// </summary>
     internal static unsafe void MultiplyRows(nint x, nint weight, nint bias, nint y, long inFeatures, long outFeatures, int rows, bool brain,
         float* split)
     {
+        var small = inFeatures * outFeatures < MinWeights;
         if (brain)
         {
             SplitPairs((uint*)x, split, rows * inFeatures);
             var s = (nint)split;
-            RowParallel.For(outFeatures, (from, to) =>
-                BrainRows((uint*)weight, (float*)s, (ushort*)bias, (ushort*)y, inFeatures, outFeatures, rows, from, to));
+            if (small) BrainRows((uint*)weight, split, (ushort*)bias, (ushort*)y, inFeatures, outFeatures, rows, 0, outFeatures);
+            else
+                RowParallel.For(outFeatures, (from, to) =>
+                    BrainRows((uint*)weight, (float*)s, (ushort*)bias, (ushort*)y, inFeatures, outFeatures, rows, from, to));
         }
+        else if (small) SingleRows((float*)weight, (float*)x, (float*)bias, (float*)y, inFeatures, outFeatures, rows, 0, outFeatures);
         else
             RowParallel.For(outFeatures, (from, to) =>
                 SingleRows((float*)weight, (float*)x, (float*)bias, (float*)y, inFeatures, outFeatures, rows, from, to));
+    }
+
+    /// <summary>
+    /// Whether <see cref="MultiplyRows"/> serves this weight (and bias) for activations of <paramref name="dtype"/> at any
+    /// size: a caller with no tensor to allocate per product (<see cref="DecodeLayerStack"/>) gains even on small ones.
+    /// fp32 rows of any width (the last few weights of a row are added one by one), bf16 rows of whole vectors.
+    /// </summary>
+    internal static bool ServesBuffers(Tensor weight, Tensor? bias, ScalarType dtype)
+    {
+        if (weight.dtype != dtype || (bias is not null && bias.dtype != dtype) || !Available(dtype) ||
+            weight.device_type != TorchSharp.DeviceType.CPU || weight.dim() != 2) return false;
+        var (outFeatures, inFeatures) = (weight.size(0), weight.size(1));
+        return (dtype == ScalarType.Float32 || inFeatures % Lanes == 0) && weight.is_contiguous() &&
+               (bias is null || (bias.numel() == outFeatures && bias.is_contiguous()));
     }
 
     private static unsafe void SingleRows(float* weights, float* x, float* bias, float* y, long inFeatures, long outFeatures, int rows,
@@ -126,6 +145,7 @@ internal static class DenseMatVec
     {
         var ahead = PrefetchRows * inFeatures;
         var end = weights + to * inFeatures;
+        var whole = inFeatures / Lanes * Lanes;
         for (var i = 0; i < rows; i++)
         {
             var xs = x + i * inFeatures;
@@ -134,13 +154,15 @@ internal static class DenseMatVec
             {
                 var w = weights + r * inFeatures;
                 Vector512<float> a0 = Vector512<float>.Zero, a1 = a0;
-                for (long j = 0; j < inFeatures; j += Lanes)
+                for (long j = 0; j < whole; j += Lanes)
                 {
                     WeightPrefetch.Step((byte*)(w + j + ahead), (byte*)end);
                     a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w + j), Avx512F.LoadVector512(xs + j), a0);
                     a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w + j + 16), Avx512F.LoadVector512(xs + j + 16), a1);
                 }
-                ys[r] = Vector512.Sum(a0 + a1) + (bias == null ? 0f : bias[r]);
+                var sum = Vector512.Sum(a0 + a1);
+                for (var j = whole; j < inFeatures; j++) sum = MathF.FusedMultiplyAdd(w[j], xs[j], sum);   // rows of any width
+                ys[r] = sum + (bias == null ? 0f : bias[r]);
             }
         }
     }

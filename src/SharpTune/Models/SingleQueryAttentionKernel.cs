@@ -120,8 +120,7 @@ internal static class SingleQueryAttentionKernel
                         var head = kvHead * group + g;
                         var element = (b * job.Heads + head) * hd;                    // output: (B, nh, hd)
                         Widen(job, job.Queries, b * job.QueryRowStride + head * hd, query, hd);
-                        var scale = Vector512.Create(job.Scale);
-                        for (var c = 0; c < hd; c += 16) Avx512F.Store(query + c, Avx512F.LoadVector512(query + c) * scale);
+                        for (var c = 0; c < hd; c++) query[c] *= job.Scale;
                         var max = Scores(job, query, cacheOffset * hd, mask, score);
                         new Span<float>(sum, hd).Clear();
                         var total = 0f;
@@ -156,8 +155,17 @@ internal static class SingleQueryAttentionKernel
                 score[s] = float.NegativeInfinity;
                 continue;
             }
-            var acc = Vector512<float>.Zero;
             var row = keyElement + (long)s * hd;
+            if (hd % 16 != 0)
+            {
+                var dot = 0f;   // heads narrower than a vector (stories260K's 8): one multiply–add at a time
+                for (var c = 0; c < hd; c++)
+                    dot = MathF.FusedMultiplyAdd(query[c], job.Brain ? BFloat16Bits.ToSingle(((ushort*)job.Keys)[row + c]) : ((float*)job.Keys)[row + c], dot);
+                score[s] = Cap(job, dot);
+                if (score[s] > max) max = score[s];
+                continue;
+            }
+            var acc = Vector512<float>.Zero;
             if (job.Brain)
             {
                 var bits = (ushort*)job.Keys + row;
@@ -168,13 +176,14 @@ internal static class SingleQueryAttentionKernel
                 var keys = (float*)job.Keys + row;
                 for (var c = 0; c < hd; c += 16) acc = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(query + c), Avx512F.LoadVector512(keys + c), acc);
             }
-            var x = Vector512.Sum(acc);
-            if (job.SoftCap > 0) x = job.SoftCap * MathF.Tanh(x / job.SoftCap);
+            var x = Cap(job, Vector512.Sum(acc));
             score[s] = x;
             if (x > max) max = x;
         }
         return max;
     }
+
+    private static float Cap(in Job job, float x) => job.SoftCap > 0 ? job.SoftCap * MathF.Tanh(x / job.SoftCap) : x;
 
     /// <summary>p[s] = exp(score[s] − max) in place, 16 at a time; returns Σp.</summary>
     private static unsafe float Exponentiate(float* p, int count, float max)
@@ -200,8 +209,14 @@ internal static class SingleQueryAttentionKernel
         for (var s = job.First; s < job.Length; s++)
         {
             if (p[s] == 0f) continue;
-            var weight = Vector512.Create(p[s]);
             var row = valueElement + (long)s * hd;
+            if (hd % 16 != 0)
+            {
+                for (var c = 0; c < hd; c++)
+                    sum[c] = MathF.FusedMultiplyAdd(job.Brain ? BFloat16Bits.ToSingle(((ushort*)job.Values)[row + c]) : ((float*)job.Values)[row + c], p[s], sum[c]);
+                continue;
+            }
+            var weight = Vector512.Create(p[s]);
             if (job.Brain)
             {
                 var bits = (ushort*)job.Values + row;
