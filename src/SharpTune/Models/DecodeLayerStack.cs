@@ -9,8 +9,12 @@ namespace SharpTune.Models;
 /// <summary>A Llama-style layer's weights as <see cref="DecodeLayerStack"/> reads them.</summary>
 internal sealed record DecodeLayerParts(RmsNorm InputNorm, DecodeAttentionParts Attention, RmsNorm PostAttentionNorm, DecodeMlpParts Mlp);
 
-/// <summary>The fused (q, k, v) projection, o_proj and the head layout of a Llama-style attention block.</summary>
-internal sealed record DecodeAttentionParts(Tensor QkvWeight, Tensor? QkvBias, Linear Output, AttentionHeads Heads, bool UsesRope);
+/// <summary>
+/// The fused (q, k, v) projection, o_proj and the head layout of a Llama-style attention block, with Qwen3's per-head
+/// query and key norms (applied before RoPE) when it has them.
+/// </summary>
+internal sealed record DecodeAttentionParts(Tensor QkvWeight, Tensor? QkvBias, Linear Output, AttentionHeads Heads, bool UsesRope,
+    RmsNorm? QueryNorm = null, RmsNorm? KeyNorm = null);
 
 /// <summary>The fused (gate, up) projection and down_proj of a SwiGLU MLP.</summary>
 internal sealed record DecodeMlpParts(Tensor GateUpWeight, Tensor? GateUpBias, Linear Down, long Intermediate);
@@ -25,9 +29,10 @@ internal sealed record DecodeMlpParts(Tensor GateUpWeight, Tensor? GateUpBias, L
 /// residual kept in one of them, so the results are bit for bit those of the modules wherever the modules use our
 /// kernels (tests compare the two). Products and heads too small for the modules to hand to a kernel (a call costs
 /// more than their arithmetic there; stories260K's) run through the same kernels here, where a call costs nothing, so
-/// a small model's step differs from the modules' in the last bits of its sums. Applies when every layer is the plain
-/// form (no adapter wraps a projection, SwiGLU, Llama's norms, full-width RoPE or none) and the step has one token per
-/// row and a cache; otherwise the layers run as modules.
+/// a small model's step differs from the modules' in the last bits of its sums; so do Qwen3's per-head q/k norms, whose
+/// heads the modules normalise through libtorch. Applies when every layer is the plain form (no adapter wraps a
+/// projection, SwiGLU, Llama's norms, full-width RoPE or none) and the step has one token per row and a cache;
+/// otherwise the layers run as modules.
 /// </summary>
 internal sealed class DecodeLayerStack : IDisposable
 {
@@ -94,6 +99,8 @@ internal sealed class DecodeLayerStack : IDisposable
         var down = mlp.Down;
         if (!DenseMatVec.ServesBuffers(down.weight!, down.bias, dtype) || down.weight!.size(0) != width || down.weight.size(1) != mlp.Intermediate)
             return false;
+        foreach (var norm in new[] { attention.QueryNorm, attention.KeyNorm })
+            if (norm is not null && (norm.UnitOffset || norm.weight.dtype != dtype || norm.weight.numel() != heads.HeadDim)) return false;
         if (!attention.UsesRope) return true;
         var (cos, sin) = angles;
         if (cos.dtype != dtype || sin.dtype != dtype || !cos.is_contiguous() || !sin.is_contiguous() || cos.size(-1) != heads.HeadDim ||
@@ -155,6 +162,14 @@ internal sealed class DecodeLayerStack : IDisposable
 
                     RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].InputNorm.weight), normed, batch, (int)width, (float)parts[i].InputNorm.Eps, brain);
                     Multiply(normed, attention.QkvWeight, attention.QkvBias, qkv, width, qkvWidth, batch, brain, split);
+                    if (attention.QueryNorm is { } queryNorm && attention.KeyNorm is { } keyNorm)
+                        for (var b = 0; b < batch; b++)   // Qwen3: each query and key head normalised in place, before RoPE
+                        {
+                            var heads0 = qkv + (nint)(b * qkvWidth * elementSize);
+                            RmsNormKernel.NormalizeRows(heads0, Pointer(queryNorm.weight), heads0, nh, hd, (float)queryNorm.Eps, brain);
+                            var keys0 = heads0 + (nint)((long)nh * hd * elementSize);
+                            RmsNormKernel.NormalizeRows(keys0, Pointer(keyNorm.weight), keys0, nkv, hd, (float)keyNorm.Eps, brain);
+                        }
                     // Queries and keys rotated into their own buffer (the rotation reads each pair's partner), values in place.
                     nint queries = qkv, keys = qkv + (nint)((long)nh * hd * elementSize);
                     long queryStride = qkvWidth, keyStride = qkvWidth;

@@ -108,4 +108,7 @@ public abstract class DecoderLayer(string name) : nn.Module(name)
 public abstract class DecoderAttention(string name) : nn.Module(name)
 {
     public abstract Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles);
+
+    /// <summary>The block's weights for <see cref="DecodeLayerStack"/>, or null when it is not a form the pass computes.</summary>
+    internal virtual DecodeAttentionParts? DecodeParts() => null;
 }

@@ -66,8 +66,8 @@ public sealed class LlamaDecoderLayer : DecoderLayer
     internal DecodeLayerParts? DecodeParts()
     {
         if ((resid_attn_dropout is not null || resid_mlp_dropout is not null) && training) return null;
-        if (input_layernorm.UnitOffset || post_attention_layernorm.UnitOffset || self_attn is not LlamaAttention attention ||
-            mlp is not LlamaMlp gated || attention.DecodeParts() is not { } attended || gated.DecodeParts() is not { } fed) return null;
+        if (input_layernorm.UnitOffset || post_attention_layernorm.UnitOffset || mlp is not LlamaMlp gated ||
+            self_attn.DecodeParts() is not { } attended || gated.DecodeParts() is not { } fed) return null;
         return new DecodeLayerParts(input_layernorm, attended, post_attention_layernorm, fed);
     }
 }
@@ -106,7 +106,7 @@ public sealed class LlamaAttention : DecoderAttention
     }
 
     /// <summary>The fused q/k/v weight, o_proj and the heads, for <see cref="DecodeLayerStack"/>; null while a projection is wrapped.</summary>
-    internal DecodeAttentionParts? DecodeParts() =>
+    internal override DecodeAttentionParts? DecodeParts() =>
         o_proj is Linear output && qkv.TryDenseWeights(q_proj, k_proj, v_proj) is { } fused
             ? new DecodeAttentionParts(fused.Weight, fused.Bias, output, heads, useRope)
             : null;

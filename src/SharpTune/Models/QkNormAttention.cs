@@ -1,4 +1,5 @@
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models;
@@ -44,6 +45,15 @@ public abstract class QkNormAttention : DecoderAttention
         (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
         return DenseMatVec.Forward(o_proj, Attention.Compute(q, k, v, ctx, layerIndex, settings));
     }
+
+    /// <summary>The fused q/k/v weight, the q/k norms (Qwen3's form), o_proj and the heads, for <see cref="DecodeLayerStack"/>.</summary>
+    internal override DecodeAttentionParts? DecodeParts() =>
+        !q_norm.UnitOffset && !k_norm.UnitOffset && o_proj is Linear output && qkv.TryDenseWeights(q_proj, k_proj, v_proj) is { } fused
+            ? new DecodeAttentionParts(fused.Weight, fused.Bias, output, heads ??= new AttentionHeads(numHeads, numKvHeads, headDim, layerIndex, settings),
+                UsesRope: true, QueryNorm: q_norm, KeyNorm: k_norm)
+            : null;
+
+    private AttentionHeads? heads;
 
     protected override void Dispose(bool disposing)
     {
