@@ -214,3 +214,40 @@ public class FrozenHeadLossTests
         Assert.InRange(correct.item<long>(), 0, batch.SupervisedTokens);
     }
 }
+
+public class FrozenHeadLossBlockTests
+{
+    /// <summary>
+    /// The frozen-head loss converts logits to fp32 a block of rows at a time; every row must come out exactly as when
+    /// the whole chunk is converted at once (the computation before blocks): loss, hits and hidden-state gradient bit
+    /// for bit, with ignored rows and a last block shorter than the others.
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.Float32, 96)]
+    [InlineData(ScalarType.BFloat16, 96)]
+    [InlineData(ScalarType.BFloat16, 32000)]   // the benchmarks' vocabulary: 32 rows a block by default
+    public void BlocksOfRowsGiveExactlyTheWholeChunksResult(ScalarType dtype, int vocab)
+    {
+        manual_seed(4);
+        using var model = ModelFactory.Create(ModelConfig.FromJson(TestModels.LlamaConfigJson(vocab)), dtype);
+        foreach (var p in model.parameters()) p.requires_grad = false;
+        Assert.False(model.HeadIsTrainable);
+        manual_seed(5);
+        var hidden = randn(150, model.Config.HiddenSize, dtype: dtype);
+        var targets = randint(3, model.Config.VocabSize, [150], dtype: ScalarType.Int64);
+        targets.narrow(0, 20, 15).fill_(BatchCollator.IgnoreIndex);
+        (double Loss, long Hits, Tensor Gradient) Run(int? blockRows)
+        {
+            var leaf = hidden.clone().requires_grad_(true);
+            var (loss, hits) = CausalLmLoss.ChunkedHeadBackward(model, leaf, targets, chunkTokens: 64, blockRows);
+            loss.backward();
+            return (loss.item<float>(), hits.item<long>(), leaf.grad!.clone());
+        }
+        var whole = Run(64);
+        foreach (var rows in new int?[] { null, 1, 7, 30 })   // null: the default for this vocabulary
+            Assert.Equal(whole, Run(rows), Same);
+    }
+
+    private static readonly IEqualityComparer<(double Loss, long Hits, Tensor Gradient)> Same =
+        EqualityComparer<(double, long, Tensor)>.Create((a, b) => a.Item1 == b.Item1 && a.Item2 == b.Item2 && a.Item3.allclose(b.Item3, rtol: 0, atol: 0));
+}

@@ -64,16 +64,18 @@ public static class TrainingEstimator
         var held = ActivationAccounting.HeldBytesPerToken(layout, settings) * tokens;
         // With a frozen head (every adapter method) the loss differentiates the head chunk by chunk before the trunk's
         // backward (CausalLmLoss), so only one chunk's logits ever exist; full fine-tuning keeps every token's logits.
-        // Each chunk holds its logits, one fp32 buffer that becomes their gradient, and that gradient in the compute dtype.
+        // Each chunk holds its logits and their gradient in the compute dtype.
         var lossTokens = settings.IsFull ? tokens : Math.Min(tokens, Training.CausalLmLoss.FrozenHeadChunkTokensFor(config.VocabSize));
         var logits = settings.IsFull
             ? ActivationAccounting.LogitsBytesPerToken(layout, settings) * lossTokens
-            : (double)config.VocabSize * (b + 4) * lossTokens;
-        // A frozen head's chunk also makes the gradient in the compute dtype (in fp32 the buffer is the gradient) and,
-        // inside logsumexp, the fp32 exponentials of the shifted logits.
+            : (double)config.VocabSize * 2 * b * lossTokens;
+        // A frozen head's chunk copies a block of rows at a time to fp32 and, inside logsumexp, makes the block's fp32
+        // exponentials.
+        var blocks = Math.Max(1, lossTokens / Training.CausalLmLoss.FrozenHeadBlockRowsFor(config.VocabSize));
+        var blockRows = (lossTokens + blocks - 1) / blocks;
         var transient = settings.IsFull
             ? ActivationAccounting.LossBackwardTransientBytes(layout, settings, lossTokens)
-            : (double)config.VocabSize * ((b == 4 ? 0 : b) + 4) * lossTokens;
+            : (double)config.VocabSize * 2 * 4 * blockRows;
         // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
         var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
 
