@@ -59,6 +59,7 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
         // first layer's input does not, yet the block's own parameters must still get theirs.
         if (!input.requires_grad) input = input.detach().requires_grad_(true);
         var output = apply(input, block, keepProducts);
+        CustomFunctionOutputs.ReleaseCopies();
         // TorchSharp hands what forward saved to libtorch only after forward returns: the kept handles live until here.
         if (keptHandles is { } handles)
             foreach (var t in handles) t.Dispose();
@@ -73,6 +74,7 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
         var input = (Tensor)vars[0];
         var block = (Func<Tensor, Tensor>)vars[1];
         var keepProducts = vars.Length > 2 && (bool)vars[2];
+        CustomFunctionOutputs.Record(ctx);
         ctx.save_data("block", block);
         using (var rng = get_rng_state()) ctx.save_data("rng", rng.data<byte>().ToArray());   // a byte tensor, kept as bytes
         using var noGrad = no_grad();

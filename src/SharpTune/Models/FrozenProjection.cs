@@ -41,17 +41,25 @@ internal sealed class FrozenProjection : autograd.SingleTensorFunction<FrozenPro
     };
 
     /// <summary>Zeros shaped like <paramref name="layer"/>'s output for <paramref name="input"/>, with its input gradient.</summary>
-    public static Tensor WithoutValue(nn.Module<Tensor, Tensor> layer, Tensor input) => apply(input, layer, NoValue);
+    public static Tensor WithoutValue(nn.Module<Tensor, Tensor> layer, Tensor input) => Apply(input, layer, NoValue);
 
     private static readonly object NoValue = new();
 
     /// <summary><paramref name="value"/>, the layer's output for <paramref name="input"/> computed earlier, with its input gradient.</summary>
-    public static Tensor WithKnownValue(nn.Module<Tensor, Tensor> layer, Tensor input, Tensor value) => apply(input, layer, value);
+    public static Tensor WithKnownValue(nn.Module<Tensor, Tensor> layer, Tensor input, Tensor value) => Apply(input, layer, value);
+
+    private static Tensor Apply(Tensor input, nn.Module<Tensor, Tensor> layer, object value)
+    {
+        var output = apply(input, layer, value);
+        CustomFunctionOutputs.ReleaseCopies();
+        return output;
+    }
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         var input = (Tensor)vars[0];
         var layer = (nn.Module<Tensor, Tensor>)vars[1];
+        CustomFunctionOutputs.Record(ctx);
         ctx.save_data("layer", layer);
         skipped++;
         if (vars[2] is Tensor value) return value.detach();   // a tensor of its own for autograd to attach this node to

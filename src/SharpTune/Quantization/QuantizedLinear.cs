@@ -166,12 +166,18 @@ internal sealed class QuantizedMatmul : autograd.SingleTensorFunction<QuantizedM
 {
     public override string Name => nameof(QuantizedMatmul);
 
-    public static Tensor Apply(Tensor input, QuantizedWeight weight) => apply(input, weight);
+    public static Tensor Apply(Tensor input, QuantizedWeight weight)
+    {
+        var output = apply(input, weight);
+        CustomFunctionOutputs.ReleaseCopies();
+        return output;
+    }
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
         var input = (Tensor)vars[0];
         var weight = (QuantizedWeight)vars[1];
+        CustomFunctionOutputs.Record(ctx);
         ctx.save_data("weight", weight);
         using var noGrad = no_grad();
         return weight.MatmulTransposed(input);

@@ -50,29 +50,6 @@ public static class ActivationAccounting
     }
 
     /// <summary>
-    /// Without checkpointing, a quantized base layer's matmul is a TorchSharp custom autograd function (it must not keep
-    /// the dequantized weight for the backward). TorchSharp's node for such a function allocates an uninitialised tensor
-    /// shaped like each output when it is built (to materialise a missing gradient as zeros) and holds it until the
-    /// backward has run, so every quantized linear layer of a decoder layer keeps one output-sized buffer per token that
-    /// a plain frozen nn.Linear does not. The buffer is never written, so on the CPU its pages are never made resident:
-    /// it counts on a GPU only.
-    /// A checkpointed layer's recomputation runs plain autograd instead (<see cref="RecomputedLayerWeightBytes"/>).
-    /// </summary>
-    public static double QuantizedNodeBytesPerToken(ModelLayout layout, EstimateSettings s)
-    {
-        if (s.Quantize is null) return 0;
-        var prefix = layout.IsGpt2 ? "transformer.h.0." : "model.layers.0.";
-        return layout.Linears.Where(l => l.Path.StartsWith(prefix, StringComparison.Ordinal)).Sum(l => (double)l.OutFeatures) * s.ComputeBytes;
-    }
-
-    /// <summary>
-    /// A checkpointed layer is a TorchSharp custom autograd function too (<see cref="Models.ActivationCheckpoint"/>): its
-    /// node holds an output-shaped buffer, d values per token in the compute dtype, from the forward until the layer's
-    /// backward, beside the output itself (counted in <see cref="HeldBytesPerToken"/>). Never written, so on a GPU only.
-    /// </summary>
-    public static double CheckpointNodeBytesPerToken(ModelLayout layout, EstimateSettings s) => (double)layout.Config.HiddenSize * s.ComputeBytes;
-
-    /// <summary>
     /// With checkpointing, the layer being recomputed in the backward runs its quantized matmuls through plain autograd
     /// on the dequantized weights, which autograd keeps until that layer's backward: one layer's linear weights in the
     /// compute dtype (no per-token buffers).

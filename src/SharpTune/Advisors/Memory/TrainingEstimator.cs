@@ -79,10 +79,6 @@ public static class TrainingEstimator
         // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
         var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
 
-        // A quantized base: every layer not recomputed holds TorchSharp's node buffers for its quantized matmuls' outputs
-        // (the one layer recomputed under checkpointing holds its dequantized weights instead), and every recomputed layer
-        // one for its output. They are allocated but never written, so they take memory on a GPU only (a note says how much).
-        var quantizedNodes = ActivationAccounting.QuantizedNodeBytesPerToken(layout, settings) * tokens;
         var recomputedWeights = ActivationAccounting.RecomputedLayerWeightBytes(layout, settings);
 
         MemoryBreakdown Breakdown(int layersKept, double perLayer, double extra)
@@ -98,7 +94,6 @@ public static class TrainingEstimator
         var recomputedLayers = Math.Min(settings.CheckpointedLayers ?? config.NumLayers, config.NumLayers);
         var keptProducts = Math.Min(settings.LayersKeepingMlpProducts, recomputedLayers)
                            * ActivationAccounting.KeptMlpProductBytesPerToken(layout, settings, targetLeaves) * tokens;
-        var checkpointNodes = recomputedLayers * ActivationAccounting.CheckpointNodeBytesPerToken(layout, settings) * tokens;
         var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer,
             keptProducts + (recomputedLayers > 0 ? layer + recomputedWeights : 0));
 
@@ -141,12 +136,6 @@ public static class TrainingEstimator
         if (layout.IsGpt2) notes.Add("GPT-2 activations use the same accounting but were not checked against measured runs.");
         if (settings.Quantize is not null)
             notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
-        var unwrittenNodes = settings.GradientCheckpointing
-            ? quantizedNodes * (config.NumLayers - recomputedLayers) + checkpointNodes
-            : quantizedNodes * config.NumLayers;
-        if (unwrittenNodes > 0)
-            notes.Add($"On a GPU add {unwrittenNodes / (1 << 20):0.#} MiB: the autograd buffers TorchSharp allocates for the outputs of its custom functions " +
-                      "(quantized matmuls, checkpointed layers) are never written, so they take no memory on the CPU but do on a GPU.");
         if (settings.GradientCheckpointing)
             notes.Add("Gradient checkpointing: each layer's input is kept and the layer recomputed in the backward pass.");
         if (Runtime.NativeAllocator.IsJemallocLoaded())
