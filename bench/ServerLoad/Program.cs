@@ -25,10 +25,9 @@ var prompts = new[] { "Lily went to the park.", "Tim had a red ball.", "Once upo
     var tokenizer = HfTokenizer.FromDirectory(modelDir);
     var generator = new TextGenerator(model, tokenizer);
     var options = new GenerationOptions { Temperature = 0.8, Seed = 1, MaxNewTokens = maxTokens * 4 };
-    // Warm-up for two seconds at least, as `bench generation` does: the steady state, after the JIT's tiered
-    // recompilation of the decode loop, is what is measured (a handful of runs of a small model is too short for it).
-    var warmUp = Stopwatch.StartNew();
-    for (var run = 0; run < 2 || warmUp.Elapsed.TotalSeconds < 2; run++) generator.Generate([prompts[0]], options);
+    // The steady state is what is measured: after the JIT's tiered recompilation (a handful of runs of a small model
+    // is too short for it).
+    await WarmUp(() => { generator.Generate([prompts[0]], options); return Task.CompletedTask; });
     var best = double.MaxValue;
     GenerationResult? result = null;
     for (var run = 0; run < 3; run++)   // best of three: the figure least disturbed by anything else on the machine
@@ -65,10 +64,9 @@ Console.WriteLine($"server {url}, model {modelName}, max_tokens {maxTokens}, {En
 // 1b. One stream through the server.
 using (var client = new LoadClient(url, apiKey))
 {
-    // Warm-up as long as the library's, so the request path's methods reach the JIT's optimised tier too, as in a server
-    // that has been up a while (a single short request left them partly unoptimised in the timed runs).
-    var warmUp = Stopwatch.StartNew();
-    for (var run = 0; run < 2 || warmUp.Elapsed.TotalSeconds < 2; run++) await client.ChatAsync(modelName, prompts[0], maxTokens * 4);
+    // Warmed up as the library is, so the request path's methods reach the JIT's optimised tier too, as in a server that
+    // has been up a while (a single short request left them partly unoptimised, and the JIT busy, in the timed runs).
+    await WarmUp(() => client.ChatAsync(modelName, prompts[0], maxTokens * 4));
     RequestOutcome? fastest = null;
     var best = 0.0;
     for (var run = 0; run < 3; run++)   // best of three, as the library's figure
@@ -80,7 +78,8 @@ using (var client = new LoadClient(url, apiKey))
     Console.WriteLine($"server single stream: {best:F1} tok/s decode after first token ({fastest!.CompletionTokens} tokens, first token {fastest.FirstTokenSeconds * 1000:F0} ms)");
 }
 
-// 2. Throughput at each concurrency, and 3. the full bounded load test.
+// 2. Throughput at each concurrency, and 3. the full bounded load test, after the batched paths are warmed up too.
+await WarmUp(async () => await Run(Math.Max(clients, levels.Max()), 1));
 Console.WriteLine();
 Console.WriteLine("| streams | requests | p50 latency (s) | p99 latency (s) | p99 first token (s) | aggregate tok/s | non-2xx | incomplete |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|");
@@ -113,6 +112,21 @@ void Report(int concurrency, (List<RequestOutcome> Outcomes, double Seconds) run
         $"| {concurrency} | {run.Outcomes.Count} | {P(ok.Select(o => o.LatencySeconds), 0.5):F3} | {P(ok.Select(o => o.LatencySeconds), 0.99):F3} | " +
         $"{P(ok.Select(o => o.FirstTokenSeconds), 0.99):F3} | {ok.Sum(o => o.CompletionTokens) / run.Seconds:F1} | " +
         $"{run.Outcomes.Count(o => o.Status != 200)} | {ok.Count(o => !o.Complete)} |"));
+}
+
+// Runs the work for two seconds and two runs at least, then until a run compiles no new method (the JIT's tiering has
+// settled, which on 2 busy cores took several seconds of its own CPU time), for 20 seconds at most.
+static async Task WarmUp(Func<Task> run)
+{
+    var clock = Stopwatch.StartNew();
+    for (var runs = 0; ; runs++)
+    {
+        var compiled = System.Runtime.JitInfo.GetCompiledMethodCount();
+        await run();
+        Thread.Sleep(200);   // the tiering's background compiler starts after a quiet 100 ms
+        var settled = System.Runtime.JitInfo.GetCompiledMethodCount() == compiled;
+        if ((runs >= 1 && clock.Elapsed.TotalSeconds >= 2 && settled) || clock.Elapsed.TotalSeconds > 20) return;
+    }
 }
 
 /// <summary>Minimal "--name value" argument reading for a benchmark script.</summary>
