@@ -13,17 +13,17 @@ internal sealed record DecodeLayerParts(RmsNorm InputNorm, DecodeAttentionParts 
 /// The fused (q, k, v) projection, o_proj and the head layout of a Llama-style attention block, with Qwen3's per-head
 /// query and key norms (applied before RoPE) when it has them.
 /// </summary>
-internal sealed record DecodeAttentionParts(Tensor QkvWeight, Tensor? QkvBias, Linear Output, AttentionHeads Heads, bool UsesRope,
+internal sealed record DecodeAttentionParts(DecodeProjection Qkv, DecodeProjection Output, AttentionHeads Heads, bool UsesRope,
     RmsNorm? QueryNorm = null, RmsNorm? KeyNorm = null);
 
 /// <summary>The fused (gate, up) projection and down_proj of a SwiGLU MLP.</summary>
-internal sealed record DecodeMlpParts(Tensor GateUpWeight, Tensor? GateUpBias, Linear Down, long Intermediate);
+internal sealed record DecodeMlpParts(DecodeProjection GateUp, DecodeProjection Down, long Intermediate);
 
 /// <summary>
 /// A decode step through every layer of a Llama-style stack in one pass over raw buffers on the CPU. Each layer's
-/// modules already run a decode step through our kernels (<see cref="RmsNormKernel"/>, <see cref="DenseMatVec"/> on
-/// the fused projections, <see cref="RotaryDecodeKernel"/>, <see cref="SingleQueryAttentionKernel"/>,
-/// <see cref="SwiGluKernel"/>), but through tensors: each call allocates its output, reads shapes and pointers through
+/// modules already run a decode step through our kernels (<see cref="RmsNormKernel"/>, the fused projections'
+/// <see cref="DenseMatVec"/> or quantized kernels (<see cref="DecodeProjection"/>), <see cref="RotaryDecodeKernel"/>,
+/// <see cref="SingleQueryAttentionKernel"/>, <see cref="SwiGluKernel"/>), but through tensors: each call allocates its output, reads shapes and pointers through
 /// native calls and registers with a dispose scope, some ten tensors a layer (measured on M in bf16: ~1.2 ms of a
 /// ~6.7 ms step outside the kernels). Here the same kernels run back to back on buffers allocated once, with the
 /// residual kept in one of them, so the results are bit for bit those of the modules wherever the modules use our
@@ -89,16 +89,8 @@ internal sealed class DecodeLayerStack : IDisposable
         if (heads.HeadDim % 2 != 0 || heads.NumHeads % heads.NumKvHeads != 0 || heads.HeadDim != cache.HeadDim ||
             heads.NumKvHeads != cache.KvHeads) return false;
         var qkvWidth = (long)(heads.NumHeads + 2 * heads.NumKvHeads) * heads.HeadDim;
-        if (!DenseMatVec.ServesBuffers(attention.QkvWeight, attention.QkvBias, dtype) || attention.QkvWeight.size(0) != qkvWidth ||
-            attention.QkvWeight.size(1) != width) return false;
-        var output = attention.Output;
-        if (!DenseMatVec.ServesBuffers(output.weight!, output.bias, dtype) || output.weight!.size(0) != width ||
-            output.weight.size(1) != heads.QueryWidth) return false;
-        if (!DenseMatVec.ServesBuffers(mlp.GateUpWeight, mlp.GateUpBias, dtype) || mlp.GateUpWeight.size(0) != 2 * mlp.Intermediate ||
-            mlp.GateUpWeight.size(1) != width) return false;
-        var down = mlp.Down;
-        if (!DenseMatVec.ServesBuffers(down.weight!, down.bias, dtype) || down.weight!.size(0) != width || down.weight.size(1) != mlp.Intermediate)
-            return false;
+        if (!Shaped(attention.Qkv, width, qkvWidth, dtype) || !Shaped(attention.Output, heads.QueryWidth, width, dtype) ||
+            !Shaped(mlp.GateUp, width, 2 * mlp.Intermediate, dtype) || !Shaped(mlp.Down, mlp.Intermediate, width, dtype)) return false;
         foreach (var norm in new[] { attention.QueryNorm, attention.KeyNorm })
             if (norm is not null && (norm.UnitOffset || norm.weight.dtype != dtype || norm.weight.numel() != heads.HeadDim)) return false;
         if (!attention.UsesRope) return true;
@@ -108,6 +100,9 @@ internal sealed class DecodeLayerStack : IDisposable
         var tableRows = cos.numel() / heads.HeadDim;
         return tableRows == 1 || tableRows == batch;
     }
+
+    private static bool Shaped(DecodeProjection projection, long inFeatures, long outFeatures, ScalarType dtype) =>
+        projection.Serves(dtype) && projection.InFeatures == inFeatures && projection.OutFeatures == outFeatures;
 
     private Tensor Run(DecodeLayerParts[] parts, Tensor x, KvCache cache, Tensor? mask, (Tensor Cos, Tensor SignedSin) angles, int batch,
         long width, ScalarType dtype)
@@ -125,12 +120,12 @@ internal sealed class DecodeLayerStack : IDisposable
         }
         widestInput = Math.Max(widestInput, Math.Max(queryWidest, ffnWidest));
         // The step's activations: residual, normed, qkv, rotated q/k, attention output, projection output, gate/up,
-        // SwiGLU output, and the fp32 split of a product's bf16 inputs.
+        // SwiGLU output; then the products' scratch: fp32 inputs, two int16 copies of them, per-row scales.
         long[] sizes =
         [
             batch * width * elementSize, batch * width * elementSize, batch * qkvWidest * elementSize, batch * rotatedWidest * elementSize,
             batch * queryWidest * elementSize, batch * width * elementSize, batch * 2 * ffnWidest * elementSize, batch * ffnWidest * elementSize,
-            batch * widestInput * sizeof(float),
+            batch * widestInput * sizeof(float), batch * widestInput * sizeof(short), batch * widestInput * sizeof(short), batch * sizeof(float),
         ];
         var offsets = new long[sizes.Length];
         var total = 0L;
@@ -141,7 +136,8 @@ internal sealed class DecodeLayerStack : IDisposable
         }
         var basePointer = Scratch(total);
         nint At(int i) => basePointer + (nint)offsets[i];
-        var (residual, normed, qkv, rotated, attended, projected, gateUp, hidden, split) = (At(0), At(1), At(2), At(3), At(4), At(5), At(6), At(7), At(8));
+        var (residual, normed, qkv, rotated, attended, projected, gateUp, hidden) = (At(0), At(1), At(2), At(3), At(4), At(5), At(6), At(7));
+        var scratch = new DecodeScratch(At(8), At(9), At(10), At(11));
 
         using var contiguousMask = mask is null || mask.is_contiguous() ? null : mask.contiguous();
         var (cos, sin) = angles;
@@ -161,7 +157,7 @@ internal sealed class DecodeLayerStack : IDisposable
                     var qkvWidth = (long)(nh + 2 * nkv) * hd;
 
                     RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].InputNorm.weight), normed, batch, (int)width, (float)parts[i].InputNorm.Eps, brain);
-                    Multiply(normed, attention.QkvWeight, attention.QkvBias, qkv, width, qkvWidth, batch, brain, split);
+                    attention.Qkv.Multiply(normed, qkv, batch, brain, scratch);
                     if (attention.QueryNorm is { } queryNorm && attention.KeyNorm is { } keyNorm)
                         for (var b = 0; b < batch; b++)   // Qwen3: each query and key head normalised in place, before RoPE
                         {
@@ -183,14 +179,14 @@ internal sealed class DecodeLayerStack : IDisposable
                     var (keyBuffer, valueBuffer) = cache.BufferPointers(heads.LayerIndex);
                     SingleQueryAttentionKernel.AttendRows(new SingleQueryAttentionKernel.Heads(batch, nh, nkv, hd, brain), queries, queryStride,
                         keys, keyStride, values, qkvWidth, cache, keyBuffer, valueBuffer, (nint)maskBytes, attended, heads.Settings);
-                    Multiply(attended, attention.Output.weight!, attention.Output.bias, projected, heads.QueryWidth, width, batch, brain, split);
+                    attention.Output.Multiply(attended, projected, batch, brain, scratch);
                     AddInPlace(residual, projected, batch * width, brain);
 
                     RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].PostAttentionNorm.weight), normed, batch, (int)width,
                         (float)parts[i].PostAttentionNorm.Eps, brain);
-                    Multiply(normed, mlp.GateUpWeight, mlp.GateUpBias, gateUp, width, 2 * mlp.Intermediate, batch, brain, split);
+                    mlp.GateUp.Multiply(normed, gateUp, batch, brain, scratch);
                     SwiGluKernel.ApplyRows(gateUp, hidden, batch, (int)mlp.Intermediate, brain);
-                    Multiply(hidden, mlp.Down.weight!, mlp.Down.bias, projected, mlp.Intermediate, width, batch, brain, split);
+                    mlp.Down.Multiply(hidden, projected, batch, brain, scratch);
                     AddInPlace(residual, projected, batch * width, brain);
                 }
             }
@@ -201,14 +197,11 @@ internal sealed class DecodeLayerStack : IDisposable
         }
     }
 
-    private static unsafe void Multiply(nint x, Tensor weight, Tensor? bias, nint y, long inFeatures, long outFeatures, int rows, bool brain, nint split) =>
-        DenseMatVec.MultiplyRows(x, Pointer(weight), bias is null ? 0 : Pointer(bias), y, inFeatures, outFeatures, rows, brain, (float*)split);
-
     /// <summary>
     /// residual += projected, element by element, rounded to the activations' dtype as libtorch's add rounds (the fp32
     /// sum of the two values, then to nearest even).
     /// </summary>
-    private static unsafe void AddInPlace(nint residual, nint projected, long count, bool brain)
+    internal static unsafe void AddInPlace(nint residual, nint projected, long count, bool brain)
     {
         if (!brain)
         {
@@ -220,7 +213,8 @@ internal sealed class DecodeLayerStack : IDisposable
         for (long i = 0; i < count; i++) rb[i] = BFloat16Bits.Round(BFloat16Bits.ToSingle(rb[i]) + BFloat16Bits.ToSingle(pb[i]));
     }
 
-    private static unsafe nint Pointer(Tensor t) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+    /// <summary>Where a contiguous CPU tensor's elements start.</summary>
+    internal static unsafe nint Pointer(Tensor t) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     /// <summary>The scratch buffer's 64-byte-aligned start, grown to at least <paramref name="bytes"/>.</summary>
     private nint Scratch(long bytes)

@@ -59,6 +59,19 @@ internal sealed class FusedLinear : IDisposable
         return (weight!, bias);
     }
 
+    /// <summary>
+    /// The fused weight and bias of parts that are all quantized layers of one compute dtype, for a decode step in
+    /// inference mode; null otherwise. They belong to this object: valid until the parts change.
+    /// </summary>
+    public (QuantizedWeight Weight, Tensor? Bias, ScalarType ComputeDtype)? TryQuantizedWeights(params ReadOnlySpan<nn.Module<Tensor, Tensor>> layers)
+    {
+        if (AllQuantized(layers) is not { } quantizedLayers || quantizedLayers.Any(l => l.ComputeDtype != quantizedLayers[0].ComputeDtype)) return null;
+        Release();
+        return (quantized ??= new FusedQuantizedLinear()).TryFusedWeight(quantizedLayers) is { } fused
+            ? (fused.Weight, fused.Bias, quantizedLayers[0].ComputeDtype)
+            : null;
+    }
+
     private static QuantizedLinear[]? AllQuantized(ReadOnlySpan<nn.Module<Tensor, Tensor>> layers)
     {
         var quantizedLayers = new QuantizedLinear[layers.Length];

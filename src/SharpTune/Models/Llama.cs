@@ -105,10 +105,10 @@ public sealed class LlamaAttention : DecoderAttention
         return heads.Attend(q, k, v, rotation, ctx, o_proj);
     }
 
-    /// <summary>The fused q/k/v weight, o_proj and the heads, for <see cref="DecodeLayerStack"/>; null while a projection is wrapped.</summary>
+    /// <summary>The fused q/k/v projection, o_proj and the heads, for <see cref="DecodeLayerStack"/>; null while a projection is wrapped.</summary>
     internal override DecodeAttentionParts? DecodeParts() =>
-        o_proj is Linear output && qkv.TryDenseWeights(q_proj, k_proj, v_proj) is { } fused
-            ? new DecodeAttentionParts(fused.Weight, fused.Bias, output, heads, useRope)
+        DecodeProjection.Of(o_proj) is { } output && DecodeProjection.Fused(qkv, q_proj, k_proj, v_proj) is { } fused
+            ? new DecodeAttentionParts(fused, output, heads, useRope)
             : null;
 
     protected override void Dispose(bool disposing)
@@ -178,10 +178,10 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         return recomputing && FrozenProjection.Supports(down_proj) ? FrozenProjection.WithoutValue(down_proj, hidden) : down_proj.forward(hidden);
     }
 
-    /// <summary>The fused gate/up weight and down_proj of a SwiGLU MLP, for <see cref="DecodeLayerStack"/>; null otherwise.</summary>
+    /// <summary>The fused gate/up projection and down_proj of a SwiGLU MLP, for <see cref="DecodeLayerStack"/>; null otherwise.</summary>
     internal DecodeMlpParts? DecodeParts() =>
-        silu && down_proj is Linear down && gateUp.TryDenseWeights(gate_proj, up_proj) is { } fused
-            ? new DecodeMlpParts(fused.Weight, fused.Bias, down, intermediate)
+        silu && DecodeProjection.Of(down_proj) is { } down && DecodeProjection.Fused(gateUp, gate_proj, up_proj) is { } fused
+            ? new DecodeMlpParts(fused, down, intermediate)
             : null;
 
     protected override void Dispose(bool disposing)

@@ -1,5 +1,4 @@
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models;
@@ -48,8 +47,9 @@ public abstract class QkNormAttention : DecoderAttention
 
     /// <summary>The fused q/k/v weight, the q/k norms (Qwen3's form), o_proj and the heads, for <see cref="DecodeLayerStack"/>.</summary>
     internal override DecodeAttentionParts? DecodeParts() =>
-        !q_norm.UnitOffset && !k_norm.UnitOffset && o_proj is Linear output && qkv.TryDenseWeights(q_proj, k_proj, v_proj) is { } fused
-            ? new DecodeAttentionParts(fused.Weight, fused.Bias, output, heads ??= new AttentionHeads(numHeads, numKvHeads, headDim, layerIndex, settings),
+        !q_norm.UnitOffset && !k_norm.UnitOffset && DecodeProjection.Of(o_proj) is { } output &&
+        DecodeProjection.Fused(qkv, q_proj, k_proj, v_proj) is { } fused
+            ? new DecodeAttentionParts(fused, output, heads ??= new AttentionHeads(numHeads, numKvHeads, headDim, layerIndex, settings),
                 UsesRope: true, QueryNorm: q_norm, KeyNorm: k_norm)
             : null;
 

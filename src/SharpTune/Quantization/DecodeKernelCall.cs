@@ -42,15 +42,23 @@ internal sealed unsafe class DecodeKernelCall : IDisposable
         fixed (byte* xs = source.bytes)
         fixed (float* wide = widened)
         fixed (short* xq = quantized)
+        fixed (float* xScales = scales)
+            QuantizeRows((nint)xs, sourceDtype == ScalarType.BFloat16, Rows, inFeatures, wide, xq, xScales);
+    }
+
+    /// <summary>
+    /// Raw buffers: each of <paramref name="rows"/> input rows (bf16 when <paramref name="brain"/>, else fp32) rounded to
+    /// int16 on its own scale; bf16 rows are widened into <paramref name="widened"/> first (rows·in fp32 values).
+    /// </summary>
+    internal static void QuantizeRows(nint x, bool brain, int rows, long inFeatures, float* widened, short* quantized, float* scales)
+    {
+        var rowsAsFloat = (float*)x;
+        if (brain)
         {
-            var rowsAsFloat = (float*)xs;
-            if (sourceDtype == ScalarType.BFloat16)
-            {
-                BFloat16Bits.Widen((ushort*)xs, wide, count);
-                rowsAsFloat = wide;
-            }
-            for (var i = 0; i < Rows; i++) scales[i] = Int8MatVec.RoundToInt16(rowsAsFloat + i * inFeatures, xq + i * inFeatures, inFeatures);
+            BFloat16Bits.Widen((ushort*)x, widened, rows * inFeatures);
+            rowsAsFloat = widened;
         }
+        for (var i = 0; i < rows; i++) scales[i] = Int8MatVec.RoundToInt16(rowsAsFloat + i * inFeatures, quantized + i * inFeatures, inFeatures);
     }
 
     public int Rows { get; }

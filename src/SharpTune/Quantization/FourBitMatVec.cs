@@ -65,6 +65,33 @@ internal static class FourBitMatVec
         return call.Result();
     }
 
+    /// <summary>
+    /// Raw buffers: x (rows, in) → y (rows, out), both bf16 (<paramref name="brain"/>) or fp32, through the packed codes
+    /// of <paramref name="weight"/>; <paramref name="widened"/> (rows·in fp32), <paramref name="quantized"/> and
+    /// <paramref name="split"/> (rows·in int16 each) and <paramref name="scales"/> (rows) are scratch. The caller has
+    /// checked what <see cref="Supports"/> checks.
+    /// </summary>
+    internal static unsafe void MultiplyRows(nint x, bool brain, FourBitWeight weight, nint y, int rows, float* widened, short* quantized,
+        short* split, float* scales)
+    {
+        var (inFeatures, outFeatures) = (weight.InFeatures, weight.OutFeatures);
+        var (table, codeScale) = Int16Code(weight.Codec.Code);
+        DecodeKernelCall.QuantizeRows(x, brain, rows, inFeatures, widened, quantized, scales);
+        for (var i = 0; i < rows; i++)
+        {
+            scales[i] *= codeScale;
+            SplitEvenOdd(quantized + i * inFeatures, split + i * inFeatures, inFeatures);
+        }
+        fixed (short* t = table)
+        fixed (byte* packed = weight.Packed.bytes)
+        fixed (byte* absmax = weight.BlockAbsmaxFloat32().bytes)
+        {
+            var (tp, p, xp, xsp, sp) = ((nint)t, (nint)packed, (nint)split, (nint)scales, (nint)absmax);
+            RowParallel.For(outFeatures, (from, to) =>
+                Rows((short*)tp, (byte*)p, (short*)xp, (float*)xsp, (float*)sp, (byte*)y, brain, inFeatures, outFeatures, rows, from, to));
+        }
+    }
+
     /// <summary>The code book as 32 int16 lanes (16 used) on the scale 16383 / max|code|, and the factor back.</summary>
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IReadOnlyList<float>, Tuple<short[], float>> Int16Codes = [];
 

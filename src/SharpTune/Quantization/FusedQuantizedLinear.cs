@@ -46,6 +46,17 @@ internal sealed class FusedQuantizedLinear : IDisposable
         return (y.dtype == x.dtype ? y : y.to(x.dtype)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The fused weight and bias of the parts for a decode step in inference mode, fused now if need be; null when the
+    /// parts must run one by one. They belong to this object: valid until the parts change.
+    /// </summary>
+    public (QuantizedWeight Weight, Tensor? Bias)? TryFusedWeight(ReadOnlySpan<QuantizedLinear> layers)
+    {
+        if (refused || !is_inference_mode_enabled()) return null;
+        if (!IsCurrent(layers) && !Fuse(layers)) return null;
+        return (fused!, bias);
+    }
+
     private bool IsCurrent(ReadOnlySpan<QuantizedLinear> layers)
     {
         if (fused is null || parts.Length != layers.Length) return false;

@@ -55,6 +55,24 @@ internal static class Int8MatVec
         return call.Result();
     }
 
+    /// <summary>
+    /// Raw buffers: x (rows, in) → y (rows, out), both bf16 (<paramref name="brain"/>) or fp32, through the codes of
+    /// <paramref name="weight"/>; <paramref name="widened"/> (rows·in fp32), <paramref name="quantized"/> (rows·in int16)
+    /// and <paramref name="scales"/> (rows) are scratch. The caller has checked what <see cref="Supports"/> checks.
+    /// </summary>
+    internal static unsafe void MultiplyRows(nint x, bool brain, Int8Weight weight, nint y, int rows, float* widened, short* quantized, float* scales)
+    {
+        var (inFeatures, outFeatures) = (weight.InFeatures, weight.OutFeatures);
+        DecodeKernelCall.QuantizeRows(x, brain, rows, inFeatures, widened, quantized, scales);
+        fixed (byte* codes = weight.Codes.bytes)
+        fixed (byte* absmax = weight.RowAbsmaxFloat32().bytes)
+        {
+            var (c, xp, xsp, sp) = ((nint)codes, (nint)quantized, (nint)scales, (nint)absmax);
+            RowParallel.For(outFeatures, (from, to) =>
+                Rows((sbyte*)c, (short*)xp, (float*)xsp, (float*)sp, (byte*)y, brain, inFeatures, outFeatures, rows, from, to));
+        }
+    }
+
     /// <summary>x → round(x / scale) in int16 with scale = max|x| / 32767; returns the scale (0 for an all-zero row).</summary>
     internal static unsafe float RoundToInt16(float* x, short* into, long n)
     {

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;
+using SharpTune.Quantization;
 using SharpTune.Tests.Support;
 using static TorchSharp.torch;
 
@@ -80,6 +81,28 @@ public class DecodeLayerStackTests
             var difference = (expected[step].to(ScalarType.Float32) - actual[step].to(ScalarType.Float32)).abs().max().item<float>();
             var scale = expected[step].to(ScalarType.Float32).abs().max().item<float>();
             Assert.True(difference <= tolerance * scale, $"batch {batch}, step {step}: largest difference {difference} at scale {scale}");
+        }
+    }
+
+    /// <summary>Quantized projections (int8 rows, NF4 blocks; Qwen2's biases added after the product, as the modules add them).</summary>
+    [Theory]
+    [InlineData("llama", ScalarType.BFloat16, "int8")]
+    [InlineData("llama", ScalarType.BFloat16, "nf4")]
+    [InlineData("qwen2", ScalarType.Float32, "int8")]
+    [InlineData("qwen2", ScalarType.BFloat16, "nf4")]
+    public void QuantizedLayersRunInOnePassBitForBitAsTheModules(string kind, ScalarType dtype, string quantize)
+    {
+        using var model = Create(kind, dtype);
+        ModelQuantizer.Quantize(model, QuantizationOptions.Parse(quantize, dtype == ScalarType.BFloat16 ? "bf16" : "f32"));
+        var decoder = (DecoderForCausalLM)model;
+        foreach (var batch in new[] { 1, 3 })
+        {
+            var before = decoder.model.LayerStackSteps;
+            var expected = DecodeHiddenStates(model, batch, stack: false);
+            var actual = DecodeHiddenStates(model, batch, stack: true);
+            Assert.Equal(before + Steps, decoder.model.LayerStackSteps);
+            for (var step = 0; step < Steps; step++)
+                Assert.True(expected[step].equal(actual[step]).all().item<bool>(), $"{kind} {dtype} {quantize}, batch {batch}, step {step}");
         }
     }
 
