@@ -58,8 +58,7 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
         // Autograd records the function only if an input takes gradients; with a frozen embedding (adapter methods) the
         // first layer's input does not, yet the block's own parameters must still get theirs.
         if (!input.requires_grad) input = input.detach().requires_grad_(true);
-        var output = apply(input, block, keepProducts);
-        CustomFunctionOutputs.ReleaseCopies();
+        var output = CustomFunctionOutputs.Apply(() => apply(input, block, keepProducts));
         // TorchSharp hands what forward saved to libtorch only after forward returns: the kept handles live until here.
         if (keptHandles is { } handles)
             foreach (var t in handles) t.Dispose();

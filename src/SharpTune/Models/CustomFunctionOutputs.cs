@@ -1,4 +1,5 @@
 using System.Collections;
+using System.Collections.Concurrent;
 using System.Reflection;
 using static TorchSharp.torch;
 
@@ -19,28 +20,47 @@ internal static class CustomFunctionOutputs
     private static readonly FieldInfo? ContextNode =
         typeof(autograd.AutogradContext).GetField("_node", BindingFlags.Instance | BindingFlags.NonPublic);
 
-    [ThreadStatic] private static autograd.AutogradContext? recorded;
+    // TorchSharp's Node<T> is generic: one field per function type, looked up once.
+    private static readonly ConcurrentDictionary<Type, FieldInfo?> CacheFields = new();
+
+    // The contexts recorded by the functions now applying on this thread, outermost first (a function's forward may apply
+    // another one).
+    [ThreadStatic] private static List<autograd.AutogradContext>? recorded;
     [ThreadStatic] private static long released;
 
     /// <summary>Output copies this thread has freed so far (tests check that every recorded function frees its own).</summary>
     internal static long ReleasedOnThisThread => released;
 
-    /// <summary>Called from a custom function's forward: remembers its context for <see cref="ReleaseCopies"/>.</summary>
-    public static void Record(autograd.AutogradContext ctx) => recorded = ctx;
+    /// <summary>Called first thing in a custom function's forward: remembers its context for <see cref="Apply"/>.</summary>
+    public static void Record(autograd.AutogradContext ctx) => (recorded ??= []).Add(ctx);
 
     /// <summary>
-    /// Called right after the function's <c>apply</c> returned (TorchSharp makes the copies after forward): replaces the
-    /// copies of the function recorded last on this thread by storage-free stand-ins and frees them. Returns how many
-    /// were replaced (0 where the function was not recorded for autograd, or TorchSharp keeps no such copies).
+    /// Runs <paramref name="apply"/> (a custom function's <c>apply</c>, whose forward calls <see cref="Record"/>) and then,
+    /// TorchSharp making the copies after forward returns, replaces that function's copies by storage-free stand-ins and
+    /// frees them.
     /// </summary>
-    public static int ReleaseCopies()
+    public static Tensor Apply(Func<Tensor> apply)
     {
-        var ctx = recorded;
-        recorded = null;
-        if (ctx is null || ContextNode?.GetValue(ctx) is not { } node) return 0;
-        var cacheField = node.GetType().GetField("_outputCache", BindingFlags.Instance | BindingFlags.NonPublic);
-        if (cacheField?.GetValue(node) is not IList { Count: > 0 } cache) return 0;
-        var replaced = 0;
+        var contexts = recorded ??= [];
+        var depth = contexts.Count;
+        try
+        {
+            var output = apply();
+            if (contexts.Count > depth) ReleaseCopies(contexts[depth]);
+            return output;
+        }
+        finally
+        {
+            contexts.RemoveRange(depth, contexts.Count - depth);
+        }
+    }
+
+    /// <summary>Replaces the copies <paramref name="ctx"/>'s node keeps (none where it was not recorded for autograd).</summary>
+    private static void ReleaseCopies(autograd.AutogradContext ctx)
+    {
+        if (ContextNode?.GetValue(ctx) is not { } node) return;
+        var cacheField = CacheFields.GetOrAdd(node.GetType(), type => type.GetField("_outputCache", BindingFlags.Instance | BindingFlags.NonPublic));
+        if (cacheField?.GetValue(node) is not IList { Count: > 0 } cache) return;
         for (var i = 0; i < cache.Count; i++)
         {
             if (cache[i] is not Tensor copy || copy.IsInvalid || copy.numel() <= 1) continue;
@@ -48,9 +68,7 @@ internal static class CustomFunctionOutputs
             var standIn = element.expand(copy.shape).DetachFromDisposeScope();
             cache[i] = standIn;
             copy.Dispose();
-            replaced++;
             released++;
         }
-        return replaced;
     }
 }

@@ -48,12 +48,8 @@ internal sealed class FrozenProjection : autograd.SingleTensorFunction<FrozenPro
     /// <summary><paramref name="value"/>, the layer's output for <paramref name="input"/> computed earlier, with its input gradient.</summary>
     public static Tensor WithKnownValue(nn.Module<Tensor, Tensor> layer, Tensor input, Tensor value) => Apply(input, layer, value);
 
-    private static Tensor Apply(Tensor input, nn.Module<Tensor, Tensor> layer, object value)
-    {
-        var output = apply(input, layer, value);
-        CustomFunctionOutputs.ReleaseCopies();
-        return output;
-    }
+    private static Tensor Apply(Tensor input, nn.Module<Tensor, Tensor> layer, object value) =>
+        CustomFunctionOutputs.Apply(() => apply(input, layer, value));
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {

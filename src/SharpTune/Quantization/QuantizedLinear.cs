@@ -166,12 +166,7 @@ internal sealed class QuantizedMatmul : autograd.SingleTensorFunction<QuantizedM
 {
     public override string Name => nameof(QuantizedMatmul);
 
-    public static Tensor Apply(Tensor input, QuantizedWeight weight)
-    {
-        var output = apply(input, weight);
-        CustomFunctionOutputs.ReleaseCopies();
-        return output;
-    }
+    public static Tensor Apply(Tensor input, QuantizedWeight weight) => CustomFunctionOutputs.Apply(() => apply(input, weight));
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
