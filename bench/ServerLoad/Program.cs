@@ -7,7 +7,7 @@ using SharpTune.Server;
 using SharpTune.Tokenization;
 
 // Usage: dotnet run -c Release --project bench/ServerLoad -- --model DIR [--clients 32] [--requests 10] [--max-tokens 32]
-//        [--levels 1,4,8,16] [--batch-window-ms N] [--url http://host:port --api-key KEY --model-name NAME]
+//        [--levels 1,4,8,16] [--batch-window-ms N] [--threads N] [--url http://host:port --api-key KEY --model-name NAME]
 // Without --url the server is started in-process on loopback. Run it alone on a quiet machine.
 var arguments = Args.Parse(args);
 var modelDir = arguments.Get("--model") ?? throw new ArgumentException("--model DIR is required");
@@ -55,6 +55,7 @@ else
     server = await SharpTuneServer.StartAsync(defaults with
     {
         Port = 0, MaxBatchSize = Math.Max(16, levels.Max()), MaxQueue = 1024, BatchWindow = window,
+        Threads = arguments.Get("--threads") is { } threads ? int.Parse(threads, CultureInfo.InvariantCulture) : defaults.Threads,
     });
     url = server.Url;
     modelName = server.ModelName;
