@@ -28,18 +28,7 @@ public class DecodeLayerStackTests
     public void EveryDecodeStepEqualsTheLayersRunAsModulesBitForBit(string kind, ScalarType dtype)
     {
         using var model = Create(kind, dtype);
-        var decoder = (DecoderForCausalLM)model;
-        foreach (var batch in new[] { 1, 3 })
-        {
-            var before = decoder.model.LayerStackSteps;
-            var expected = DecodeHiddenStates(model, batch, stack: false);
-            Assert.Equal(before, decoder.model.LayerStackSteps);
-            var actual = DecodeHiddenStates(model, batch, stack: true);
-            Assert.Equal(before + Steps, decoder.model.LayerStackSteps);
-            for (var step = 0; step < Steps; step++)
-                Assert.True(expected[step].equal(actual[step]).all().item<bool>(),
-                    $"{kind} {dtype}, batch {batch}, step {step}: largest difference {(expected[step].to(ScalarType.Float32) - actual[step].to(ScalarType.Float32)).abs().max().item<float>()}");
-        }
+        AssertBitForBitAsTheModules(model, $"{kind} {dtype}");
     }
 
     /// <summary>
@@ -94,15 +83,24 @@ public class DecodeLayerStackTests
     {
         using var model = Create(kind, dtype);
         ModelQuantizer.Quantize(model, QuantizationOptions.Parse(quantize, dtype == ScalarType.BFloat16 ? "bf16" : "f32"));
+        AssertBitForBitAsTheModules(model, $"{kind} {dtype} {quantize}");
+    }
+
+    /// <summary>One row and a padded batch: the pass runs every step, the modules none, and every step's hidden states match exactly.</summary>
+    private static void AssertBitForBitAsTheModules(CausalLanguageModel model, string what)
+    {
         var decoder = (DecoderForCausalLM)model;
         foreach (var batch in new[] { 1, 3 })
         {
             var before = decoder.model.LayerStackSteps;
             var expected = DecodeHiddenStates(model, batch, stack: false);
+            Assert.Equal(before, decoder.model.LayerStackSteps);
             var actual = DecodeHiddenStates(model, batch, stack: true);
             Assert.Equal(before + Steps, decoder.model.LayerStackSteps);
             for (var step = 0; step < Steps; step++)
-                Assert.True(expected[step].equal(actual[step]).all().item<bool>(), $"{kind} {dtype} {quantize}, batch {batch}, step {step}");
+                Assert.True(expected[step].equal(actual[step]).all().item<bool>(),
+                    $"{what}, batch {batch}, step {step}: largest difference " +
+                    $"{(expected[step].to(ScalarType.Float32) - actual[step].to(ScalarType.Float32)).abs().max().item<float>()}");
         }
     }
 
