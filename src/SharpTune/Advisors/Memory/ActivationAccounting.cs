@@ -50,19 +50,6 @@ public static class ActivationAccounting
     }
 
     /// <summary>
-    /// With checkpointing, the layer being recomputed in the backward runs its quantized matmuls through plain autograd
-    /// on the dequantized weights, which autograd keeps until that layer's backward: one layer's linear weights in the
-    /// compute dtype (no per-token buffers).
-    /// </summary>
-    public static double RecomputedLayerWeightBytes(ModelLayout layout, EstimateSettings s)
-    {
-        if (s.Quantize is null) return 0;
-        var prefix = layout.IsGpt2 ? "transformer.h.0." : "model.layers.0.";
-        return layout.Linears.Where(l => l.Path.StartsWith(prefix, StringComparison.Ordinal))
-            .Sum(l => (double)l.InFeatures * l.OutFeatures) * s.ComputeBytes;
-    }
-
-    /// <summary>
     /// Bytes per token a recomputed layer that keeps its MLP products holds from the forward until its backward: the gate
     /// and up products (2·ffn in the compute dtype). Only Llama-family layers with a separate, frozen gate and up keep
     /// them (not GPT-2, Phi-3's fused gate_up or Gemma 3's layer; not when those projections train or carry LoRA).

@@ -79,8 +79,6 @@ public static class TrainingEstimator
         // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
         var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
 
-        var recomputedWeights = ActivationAccounting.RecomputedLayerWeightBytes(layout, settings);
-
         MemoryBreakdown Breakdown(int layersKept, double perLayer, double extra)
         {
             var activations = held + layersKept * perLayer + extra + logits;
@@ -89,13 +87,14 @@ public static class TrainingEstimator
         }
         var plain = Breakdown(config.NumLayers, layer, 0);
         // The recomputed layers keep their inputs (counted in held) and any MLP products they keep; the layer being
-        // recomputed is whole, with its dequantized weights; the layers not recomputed keep everything (counted at once,
-        // though the backward frees them before the first recomputation: a slight overestimate).
+        // recomputed is whole (its quantized weights dequantized one product at a time, as in the forward); the layers
+        // not recomputed keep everything (counted at once, though the backward frees them before the first
+        // recomputation: a slight overestimate).
         var recomputedLayers = Math.Min(settings.CheckpointedLayers ?? config.NumLayers, config.NumLayers);
         var keptProducts = Math.Min(settings.LayersKeepingMlpProducts, recomputedLayers)
                            * ActivationAccounting.KeptMlpProductBytesPerToken(layout, settings, targetLeaves) * tokens;
         var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer,
-            keptProducts + (recomputedLayers > 0 ? layer + recomputedWeights : 0));
+            keptProducts + (recomputedLayers > 0 ? layer : 0));
 
         var kvWidth = layout.IsGpt2 ? config.HiddenSize : (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
