@@ -141,15 +141,16 @@ internal sealed class DecodeLayerStack : IDisposable
 
         using var contiguousMask = mask is null || mask.is_contiguous() ? null : mask.contiguous();
         var (cos, sin) = angles;
+        var rotating = Array.Find(parts, p => p.Attention.UsesRope);   // any rotating layer: they share the tables
         unsafe
         {
             fixed (byte* input = x.bytes)
                 Buffer.MemoryCopy(input, (void*)residual, sizes[0], sizes[0]);
             fixed (byte* maskBytes = (contiguousMask ?? mask) is { } m ? m.bytes : default)
-            fixed (byte* cosBytes = parts.Any(p => p.Attention.UsesRope) ? cos.bytes : default)
-            fixed (byte* sinBytes = parts.Any(p => p.Attention.UsesRope) ? sin.bytes : default)
+            fixed (byte* cosBytes = rotating is null ? default : cos.bytes)
+            fixed (byte* sinBytes = rotating is null ? default : sin.bytes)
             {
-                var tableRows = cosBytes == null ? 0 : cos.numel() / parts.First(p => p.Attention.UsesRope).Attention.Heads.HeadDim;
+                var tableRows = rotating is null ? 0 : cos.numel() / rotating.Attention.Heads.HeadDim;
                 for (var i = 0; i < parts.Length; i++)
                 {
                     var (attention, mlp, heads) = (parts[i].Attention, parts[i].Mlp, parts[i].Attention.Heads);
@@ -176,9 +177,8 @@ internal sealed class DecodeLayerStack : IDisposable
                         queryStride = keyStride = (long)(nh + nkv) * hd;
                     }
                     var values = qkv + (nint)((long)(nh + nkv) * hd * elementSize);
-                    var (keyBuffer, valueBuffer) = cache.BufferPointers(heads.LayerIndex);
                     SingleQueryAttentionKernel.AttendRows(new SingleQueryAttentionKernel.Heads(batch, nh, nkv, hd, brain), queries, queryStride,
-                        keys, keyStride, values, qkvWidth, cache, keyBuffer, valueBuffer, (nint)maskBytes, attended, heads.Settings);
+                        keys, keyStride, values, qkvWidth, cache, heads.LayerIndex, (nint)maskBytes, attended, heads.Settings);
                     attention.Output.Multiply(attended, projected, batch, brain, scratch);
                     AddInPlace(residual, projected, batch * width, brain);
 

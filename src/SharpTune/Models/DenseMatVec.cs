@@ -55,14 +55,8 @@ internal static class DenseMatVec
     /// Whether the kernel multiplies activations of <paramref name="dtype"/> by this weight (and bias): same dtype, on the
     /// CPU, contiguous, an input width of whole vectors and enough weights to be worth the call.
     /// </summary>
-    internal static bool Serves(Tensor weight, Tensor? bias, ScalarType dtype)
-    {
-        if (weight.dtype != dtype || (bias is not null && bias.dtype != dtype) || !Available(dtype) ||
-            weight.device_type != TorchSharp.DeviceType.CPU || weight.dim() != 2) return false;
-        var (outFeatures, inFeatures) = (weight.size(0), weight.size(1));
-        return inFeatures % Lanes == 0 && outFeatures * inFeatures >= MinWeights && weight.is_contiguous() &&
-               (bias is null || (bias.numel() == outFeatures && bias.is_contiguous()));
-    }
+    internal static bool Serves(Tensor weight, Tensor? bias, ScalarType dtype) =>
+        ServesBuffers(weight, bias, dtype) && weight.size(1) % Lanes == 0 && weight.size(0) * weight.size(1) >= MinWeights;
 
     /// <summary>
     /// x·wᵀ + b through the kernel, or null when it does not apply. Shapes are read once: each read is a native call

@@ -65,7 +65,7 @@ internal sealed class FusedLinear : IDisposable
     /// </summary>
     public (QuantizedWeight Weight, Tensor? Bias, ScalarType ComputeDtype)? TryQuantizedWeights(params ReadOnlySpan<nn.Module<Tensor, Tensor>> layers)
     {
-        if (AllQuantized(layers) is not { } quantizedLayers || quantizedLayers.Any(l => l.ComputeDtype != quantizedLayers[0].ComputeDtype)) return null;
+        if (AllQuantized(layers) is not { } quantizedLayers) return null;   // parts of different compute dtypes do not fuse
         Release();
         return (quantized ??= new FusedQuantizedLinear()).TryFusedWeight(quantizedLayers) is { } fused
             ? (fused.Weight, fused.Bias, quantizedLayers[0].ComputeDtype)

@@ -49,11 +49,9 @@ public abstract class QkNormAttention : DecoderAttention
     internal override DecodeAttentionParts? DecodeParts() =>
         !q_norm.UnitOffset && !k_norm.UnitOffset && DecodeProjection.Of(o_proj) is { } output &&
         DecodeProjection.Fused(qkv, q_proj, k_proj, v_proj) is { } fused
-            ? new DecodeAttentionParts(fused, output, heads ??= new AttentionHeads(numHeads, numKvHeads, headDim, layerIndex, settings),
+            ? new DecodeAttentionParts(fused, output, new AttentionHeads(numHeads, numKvHeads, headDim, layerIndex, settings),
                 UsesRope: true, QueryNorm: q_norm, KeyNorm: k_norm)
             : null;
-
-    private AttentionHeads? heads;
 
     protected override void Dispose(bool disposing)
     {

@@ -49,9 +49,8 @@ internal static class SingleQueryAttentionKernel
             fixed (byte* op = output.bytes)
             fixed (byte* mp = maskBytes is null ? default : maskBytes.bytes)
             {
-                var (keyBuffer, valueBuffer) = cache.BufferPointers(layer);
                 AttendRows(new Heads(batch, heads, kvHeads, headDim, dtype == ScalarType.BFloat16), (nint)qp, heads * headDim,
-                    (nint)kp, kvHeads * headDim, (nint)vp, kvHeads * headDim, cache, keyBuffer, valueBuffer, (nint)mp, (nint)op, settings);
+                    (nint)kp, kvHeads * headDim, (nint)vp, kvHeads * headDim, cache, layer, (nint)mp, (nint)op, settings);
             }
         }
         return output.MoveToOuterDisposeScope();
@@ -62,14 +61,14 @@ internal static class SingleQueryAttentionKernel
 
     /// <summary>
     /// Raw buffers: writes each row's new key and value (row b's heads at k + b·<paramref name="keyRowStride"/> and
-    /// v + b·<paramref name="valueRowStride"/>, in elements) into the layer's cache buffers at the cache's next position,
-    /// then attends every query head (row b's at q + b·<paramref name="queryRowStride"/>) into the output (B, nh·hd). The
-    /// mask, if any, is (B, keys) bools.
+    /// v + b·<paramref name="valueRowStride"/>, in elements) into layer <paramref name="layer"/>'s cache buffers at the
+    /// cache's next position, then attends every query head (row b's at q + b·<paramref name="queryRowStride"/>) into the
+    /// output (B, nh·hd). The mask, if any, is (B, keys) bools.
     /// </summary>
     internal static unsafe void AttendRows(Heads layout, nint q, long queryRowStride, nint k, long keyRowStride, nint v, long valueRowStride,
-        KvCache cache,
-        nint keyBuffer, nint valueBuffer, nint mask, nint output, AttentionSettings settings)
+        KvCache cache, int layer, nint mask, nint output, AttentionSettings settings)
     {
+        var (keyBuffer, valueBuffer) = cache.BufferPointers(layer);
         var (batch, heads, kvHeads, headDim, brain) = (layout.Batch, layout.Count, layout.KvCount, layout.HeadDim, layout.Brain);
         var position = cache.Length;
         var keys = position + 1;

@@ -30,31 +30,18 @@ internal static class FourBitMatVec
     public static Tensor Multiply(Tensor x, FourBitWeight weight)
     {
         using var call = new DecodeKernelCall(x, weight.InFeatures, weight.OutFeatures);
-        var (table, codeScale) = Int16Code(weight.Codec.Code);
         var split = ArrayPool<short>.Shared.Rent(call.Rows * (int)call.InFeatures);
         var inputScales = ArrayPool<float>.Shared.Rent(call.Rows);
         try
         {
             unsafe
             {
-                fixed (short* t = table)
-                fixed (byte* packed = weight.Packed.bytes)
                 fixed (short* xq = call.Quantized)
+                fixed (float* callScales = call.Scales)
                 fixed (short* xsplit = split)
                 fixed (float* xScale = inputScales)
-                fixed (byte* scales = weight.BlockAbsmaxFloat32().bytes)
                 fixed (byte* ys = call.Output.bytes)
-                {
-                    var (inFeatures, outFeatures, rows, brain) = (call.InFeatures, call.OutFeatures, call.Rows, call.OutputDtype == ScalarType.BFloat16);
-                    for (var i = 0; i < rows; i++)
-                    {
-                        xScale[i] = call.Scales[i] * codeScale;
-                        SplitEvenOdd(xq + i * inFeatures, xsplit + i * inFeatures, inFeatures);
-                    }
-                    var (tp, p, xp, xsp, sp, yp) = ((nint)t, (nint)packed, (nint)xsplit, (nint)xScale, (nint)scales, (nint)ys);
-                    RowParallel.For(outFeatures, (from, to) =>
-                        Rows((short*)tp, (byte*)p, (short*)xp, (float*)xsp, (float*)sp, (byte*)yp, brain, inFeatures, outFeatures, rows, from, to));
-                }
+                    MultiplyQuantized(weight, xq, callScales, xsplit, xScale, (nint)ys, call.OutputDtype == ScalarType.BFloat16, call.Rows);
             }
         }
         finally
@@ -74,12 +61,23 @@ internal static class FourBitMatVec
     internal static unsafe void MultiplyRows(nint x, bool brain, FourBitWeight weight, nint y, int rows, float* widened, short* quantized,
         short* split, float* scales)
     {
+        DecodeKernelCall.QuantizeRows(x, brain, rows, weight.InFeatures, widened, quantized, scales);
+        MultiplyQuantized(weight, quantized, scales, split, scales, y, brain, rows);
+    }
+
+    /// <summary>
+    /// The product of input rows already rounded to int16 with their <paramref name="inputScales"/>: each row split into
+    /// <paramref name="split"/> in the nibbles' order, its scale times the code book's into <paramref name="scales"/>
+    /// (may be the same buffer), then the rows split over the kernel threads.
+    /// </summary>
+    private static unsafe void MultiplyQuantized(FourBitWeight weight, short* quantized, float* inputScales, short* split, float* scales,
+        nint y, bool brain, int rows)
+    {
         var (inFeatures, outFeatures) = (weight.InFeatures, weight.OutFeatures);
         var (table, codeScale) = Int16Code(weight.Codec.Code);
-        DecodeKernelCall.QuantizeRows(x, brain, rows, inFeatures, widened, quantized, scales);
         for (var i = 0; i < rows; i++)
         {
-            scales[i] *= codeScale;
+            scales[i] = inputScales[i] * codeScale;
             SplitEvenOdd(quantized + i * inFeatures, split + i * inFeatures, inFeatures);
         }
         fixed (short* t = table)

@@ -28,12 +28,11 @@ internal sealed class FusedQuantizedLinear : IDisposable
         // Only a decode step in inference mode reaches the kernels. Fusing for any other call (a checkpointed layer's
         // no-grad forward while training, a prefill) would move the parts' codes into a new buffer that nothing reads
         // fused, allocated among that call's temporaries, where a long-lived buffer splits the heap's free space.
-        if (refused || !is_inference_mode_enabled() || !Models.InferenceShortcuts.ForCpuKernel(x) ||
-            x.numel() / Math.Max(1, x.size(-1)) > Int8MatVec.MaxRows) return null;
-        if (!IsCurrent(layers) && !Fuse(layers)) return null;
+        if (!Models.InferenceShortcuts.ForCpuKernel(x) || x.numel() / Math.Max(1, x.size(-1)) > Int8MatVec.MaxRows ||
+            TryFusedWeight(layers) is not ({ } weight, var fusedBias)) return null;
         var computeDtype = layers[0].ComputeDtype;
         var input = x.dtype == computeDtype ? x : x.to(computeDtype);
-        var served = fused switch
+        var served = weight switch
         {
             Int8Weight w => Int8MatVec.Supports(input, w),
             FourBitWeight w => FourBitMatVec.Supports(input, w),
@@ -41,8 +40,8 @@ internal sealed class FusedQuantizedLinear : IDisposable
         };
         if (!served) return null;
         using var scope = NewDisposeScope();
-        var y = fused!.MatmulTransposed(input);
-        if (bias is not null) y = y + bias;
+        var y = weight.MatmulTransposed(input);
+        if (fusedBias is not null) y = y + fusedBias;
         return (y.dtype == x.dtype ? y : y.to(x.dtype)).MoveToOuterDisposeScope();
     }
 

@@ -40,17 +40,10 @@ internal static class Int8MatVec
         using var call = new DecodeKernelCall(x, weight.InFeatures, weight.OutFeatures);
         unsafe
         {
-            fixed (byte* codes = weight.Codes.bytes)
             fixed (short* xq = call.Quantized)
             fixed (float* xScale = call.Scales)
-            fixed (byte* ss = weight.RowAbsmaxFloat32().bytes)
             fixed (byte* ys = call.Output.bytes)
-            {
-                var (c, xp, xsp, sp, yp) = ((nint)codes, (nint)xq, (nint)xScale, (nint)ss, (nint)ys);
-                var (inFeatures, outFeatures, rows, brain) = (call.InFeatures, call.OutFeatures, call.Rows, call.OutputDtype == ScalarType.BFloat16);
-                RowParallel.For(outFeatures, (from, to) =>
-                    Rows((sbyte*)c, (short*)xp, (float*)xsp, (float*)sp, (byte*)yp, brain, inFeatures, outFeatures, rows, from, to));
-            }
+                MultiplyQuantized(weight, xq, xScale, (nint)ys, call.OutputDtype == ScalarType.BFloat16, call.Rows);
         }
         return call.Result();
     }
@@ -62,8 +55,14 @@ internal static class Int8MatVec
     /// </summary>
     internal static unsafe void MultiplyRows(nint x, bool brain, Int8Weight weight, nint y, int rows, float* widened, short* quantized, float* scales)
     {
+        DecodeKernelCall.QuantizeRows(x, brain, rows, weight.InFeatures, widened, quantized, scales);
+        MultiplyQuantized(weight, quantized, scales, y, brain, rows);
+    }
+
+    /// <summary>The product of input rows already rounded to int16 (with their scales), split over the kernel threads.</summary>
+    private static unsafe void MultiplyQuantized(Int8Weight weight, short* quantized, float* scales, nint y, bool brain, int rows)
+    {
         var (inFeatures, outFeatures) = (weight.InFeatures, weight.OutFeatures);
-        DecodeKernelCall.QuantizeRows(x, brain, rows, inFeatures, widened, quantized, scales);
         fixed (byte* codes = weight.Codes.bytes)
         fixed (byte* absmax = weight.RowAbsmaxFloat32().bytes)
         {
