@@ -32,9 +32,10 @@ internal static class QloraStepBench
         var layers = config.NumLayers;
         var variants = new (string Name, CausalLanguageModel Model, bool Checkpointing, int? Checkpointed, int Keeping, bool Selective)[]
         {
-            ("bf16 base", bf16, false, null, 0, true), ("NF4 base, checkpointing", nf4, true, null, 0, true),
+            ("bf16 base", bf16, false, null, 0, true), ("NF4 base, checkpointing every layer", nf4, true, null, 0, true),
             ("bf16 base, checkpointing", bf16, true, null, 0, true), ("NF4 base", nf4, false, null, 0, true),
-            ($"NF4 base, checkpointing {layers - 1} of {layers} layers", nf4, true, layers - 1, 0, true),
+            ($"NF4 base, checkpointing {layers - 1} of {layers} layers (the `--quantize` default)", nf4, true,
+                ActivationCheckpoint.QuantizedBaseDefault(layers), 0, true),
             ("NF4 base, checkpointing, every product recomputed", nf4, true, null, 0, false),
             ($"NF4 base, checkpointing, {layers / 2} layers keeping MLP products", nf4, true, null, layers / 2, true),
             ($"NF4 base, checkpointing, {layers} layers keeping MLP products", nf4, true, null, layers, true),

@@ -45,9 +45,11 @@ internal static class TrainingBench
         }
         model.train();
         model.GradientCheckpointing = Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_CHECKPOINTING") == "1";
-        // With checkpointing: how many of the first layers are recomputed (unset: all).
-        if (int.TryParse(Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_CHECKPOINTED_LAYERS"), out var checkpointedLayers))
-            model.CheckpointedLayers = checkpointedLayers;
+        // With checkpointing: how many of the first layers are recomputed (unset: as `train` does, every layer but the
+        // last on a quantized base, else all; "all" for every layer).
+        var checkpointedSetting = Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_CHECKPOINTED_LAYERS");
+        if (int.TryParse(checkpointedSetting, out var checkpointedLayers)) model.CheckpointedLayers = checkpointedLayers;
+        else if (checkpointedSetting != "all" && quantize is not null) model.CheckpointedLayers = ActivationCheckpoint.QuantizedBaseDefault(config.NumLayers);
         // With checkpointing: how many of the recomputed layers keep their frozen MLP products (unset: none).
         if (int.TryParse(Environment.GetEnvironmentVariable("SHARPTUNE_BENCH_KEEPING_LAYERS"), out var keepingLayers))
             model.LayersKeepingMlpProducts = keepingLayers;

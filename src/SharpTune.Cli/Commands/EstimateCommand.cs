@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using SharpTune.Advisors.Memory;
+using SharpTune.Models;
 
 namespace SharpTune.Cli.Commands;
 
@@ -49,16 +50,20 @@ internal static class EstimateCommand
             }
             try
             {
+                var modelConfig = TrainingEstimator.LoadConfig(source);
+                var checkpointingAsked = parseResult.GetValue(checkpointing);
+                var quantizing = parseResult.GetValue(quantize) is not null;
                 var settings = new EstimateSettings
                 {
                     Method = parseResult.GetValue(method)!, SequenceLength = parseResult.GetValue(seq), MicroBatchSize = parseResult.GetValue(batch),
                     Dtype = parseResult.GetValue(dtype)!, LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
-                    TargetModules = parseResult.GetValue(targets), GradientCheckpointing = parseResult.GetValue(checkpointing) ?? (parseResult.GetValue(quantize) is not null || parseResult.GetValue(checkpointedLayers) is not null),
-                    CheckpointedLayers = parseResult.GetValue(checkpointedLayers), LayersKeepingMlpProducts = parseResult.GetValue(keepingLayers),
+                    TargetModules = parseResult.GetValue(targets), GradientCheckpointing = checkpointingAsked ?? (quantizing || parseResult.GetValue(checkpointedLayers) is not null),
+                    // As `train` defaults (TrainingOptions.CheckpointedLayersFor): every layer but the last on a quantized base.
+                    CheckpointedLayers = parseResult.GetValue(checkpointedLayers) ??
+                                         (checkpointingAsked is null && quantizing ? ActivationCheckpoint.QuantizedBaseDefault(modelConfig.NumLayers) : null), LayersKeepingMlpProducts = parseResult.GetValue(keepingLayers),
                     DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
                     Quantize = parseResult.GetValue(quantize), DoubleQuant = parseResult.GetValue(doubleQuant),
                 };
-                var modelConfig = TrainingEstimator.LoadConfig(source);
                 var estimate = TrainingEstimator.Estimate(modelConfig, settings, source);
                 var measured = parseResult.GetValue(measure)
                     ? TrainingMemoryProbe.Measure(modelConfig, settings, parseResult.GetValue(model), parseResult.GetValue(measureSteps))

@@ -75,7 +75,8 @@ public sealed record TrainingOptions
     /// <summary>
     /// With gradient checkpointing: how many decoder layers, from the first, are recomputed; the rest keep their
     /// activations (Megatron-LM's <c>--recompute-num-layers</c> with block recomputation). Each layer left whole saves its
-    /// recomputation and costs its activations. Empty = every layer. Setting it turns checkpointing on unless
+    /// recomputation and costs its activations. Empty = every layer, or every layer but the last when checkpointing is on
+    /// as the default of a quantized base (<see cref="Models.ActivationCheckpoint.QuantizedBaseDefault"/>). Setting it turns checkpointing on unless
     /// <see cref="GradientCheckpointing"/> is false, which it contradicts.
     /// </summary>
     public int? CheckpointedLayers { get; init; }
@@ -193,13 +194,16 @@ public sealed record TrainingOptions
 
     /// <summary>
     /// <see cref="CheckpointedLayers"/> checked against a model of <paramref name="modelLayers"/> decoder layers: null for
-    /// every layer; a clear error when negative, larger than the model, or given with checkpointing turned off.
+    /// every layer; a clear error when negative, larger than the model, or given with checkpointing turned off. When
+    /// checkpointing is on only as the quantized base's default, every layer but the last
+    /// (<see cref="Models.ActivationCheckpoint.QuantizedBaseDefault"/>).
     /// </summary>
     public int? CheckpointedLayersFor(int modelLayers)
     {
         if (LayersKeepingMlpProducts < 0)
             throw new ArgumentException($"layers_keeping_mlp_products must not be negative, not {LayersKeepingMlpProducts}");
-        if (CheckpointedLayers is not { } layers) return null;
+        if (CheckpointedLayers is not { } layers)
+            return GradientCheckpointing is null && Quantize is not null ? Models.ActivationCheckpoint.QuantizedBaseDefault(modelLayers) : null;
         if (GradientCheckpointing == false)
             throw new ArgumentException($"checkpointed_layers {layers} needs gradient checkpointing, which gradient_checkpointing: false turns off");
         if (layers < 0 || layers > modelLayers)

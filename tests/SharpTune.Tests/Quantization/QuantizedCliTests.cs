@@ -36,6 +36,26 @@ public class QuantizedCliTests
         Assert.Equal(string.Join(' ', expected), generated.Stdout.Trim());
     }
 
+    [Fact]
+    public void EstimateAssumesTrainsDefaultOnAQuantizedBaseEveryLayerButTheLastRecomputed()
+    {
+        using var dir = new TempDir();
+        var config = dir.File("config.json", """
+            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 4096, "hidden_size": 384,
+             "intermediate_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 6, "num_key_value_heads": 2,
+             "max_position_embeddings": 256, "tie_word_embeddings": false}
+            """);
+        string Estimate(params string[] extra)
+        {
+            var (code, stdout, stderr) = SharpTuneCli.Run(["estimate", "--config", config, "--method", "lora", "--quantize", "nf4", "--json", .. extra]);
+            Assert.True(code == 0, stderr);
+            return stdout;
+        }
+        var byDefault = Estimate();
+        Assert.Equal(Estimate("--checkpointed-layers", "3"), byDefault);
+        Assert.NotEqual(Estimate("--gradient-checkpointing", "true"), byDefault);   // asked for: every layer
+    }
+
     [SharedAssetFact("models/stories260K")]
     public void AWrongQuantizeValueAndAQuantizedMergeWithoutComputeDtypeAreClearErrors()
     {

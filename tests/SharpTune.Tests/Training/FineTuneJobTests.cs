@@ -114,6 +114,12 @@ public class FineTuneJobTests
         Assert.Equal(3, options.CheckpointedLayersFor(12));
         Assert.Equal(options, TrainingConfigFile.Load(WriteBack(options, dir.File("round.yaml"))));
         Assert.Null(new TrainingOptions { GradientCheckpointing = true }.CheckpointedLayersFor(12));   // every layer
+        // On by default for a quantized base: every layer but the last (its recomputation would only save memory during
+        // the frozen head's blockwise loss); asked for explicitly, every layer; a one-layer model recomputes its layer.
+        Assert.Equal(11, new TrainingOptions { Quantize = "nf4" }.CheckpointedLayersFor(12));
+        Assert.Null(new TrainingOptions { Quantize = "nf4", GradientCheckpointing = true }.CheckpointedLayersFor(12));
+        Assert.Null(new TrainingOptions { Quantize = "nf4" }.CheckpointedLayersFor(1));
+        Assert.Equal(3, (options with { Quantize = "nf4" }).CheckpointedLayersFor(12));
 
         var tooMany = Assert.Throws<ArgumentException>(() => options.CheckpointedLayersFor(2));
         Assert.Contains("checkpointed_layers must be between 0 and the model's 2 decoder layers, not 3", tooMany.Message);
