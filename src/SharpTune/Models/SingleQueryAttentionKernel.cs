@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using SharpTune.Quantization;
@@ -147,7 +148,9 @@ internal static class SingleQueryAttentionKernel
     {
         var hd = job.HeadDim;
         var max = float.NegativeInfinity;
-        for (var s = job.First; s < job.Length; s++)
+        var s = job.First;
+        if (EightWide(job)) max = EightWideScores(job, query, keyElement, mask, score, ref s);
+        for (; s < job.Length; s++)
         {
             if (mask != null && !mask[s])
             {
@@ -178,6 +181,82 @@ internal static class SingleQueryAttentionKernel
             if (x > max) max = x;
         }
         return max;
+    }
+
+    /// <summary>fp32 heads of 8 without soft-capping: <see cref="EightWideScores"/> and <see cref="EightWideWeigh"/> serve them.</summary>
+    private static bool EightWide(in Job job) => job.HeadDim == 8 && !job.Brain && job.SoftCap == 0;
+
+    /// <summary>
+    /// The scores of 8-wide heads (stories260K's), 16 keys at a time from <paramref name="s"/> on, which it advances past
+    /// the last whole block; returns their largest. Key by key, a head that narrow is one multiply and a horizontal sum
+    /// (most of a small model's batched step at a few hundred keys). Here 16 keys are 8 vectors of two keys each,
+    /// multiplied by the query twice over and summed across lanes by three levels of shuffles and adds into one vector
+    /// of 16 scores (the per-key sum ((q0k0+q2k2)+(q1k1+q3k3)) + ((q4k4+q6k6)+(q5k5+q7k7))).
+    /// </summary>
+    private static unsafe float EightWideScores(in Job job, float* query, long keyElement, bool* mask, float* score, ref int s)
+    {
+        var keys = (float*)job.Keys + keyElement;
+        var twice = Vector512.Create(Avx.LoadVector256(query), Avx.LoadVector256(query));
+        var order = Vector512.Create(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+        var hidden = Vector512.Create(float.NegativeInfinity);
+        var largest = hidden;
+        for (; s + 16 <= job.Length; s += 16)
+        {
+            var block = keys + (long)s * 8;
+            Vector512<float> first = Fold(Pairs(block, twice, 0), Pairs(block, twice, 32)), second = Fold(Pairs(block, twice, 64), Pairs(block, twice, 96));
+            var sums = Avx512F.PermuteVar16x32(Avx512F.Shuffle4x128(first, second, 0x88) + Avx512F.Shuffle4x128(first, second, 0xDD), order);
+            if (mask != null)
+            {
+                var visible = Avx512F.ConvertToVector512Int32(Sse2.LoadVector128((byte*)(mask + s)));
+                sums = Vector512.ConditionalSelect(Vector512.Equals(visible, Vector512<int>.Zero).AsSingle(), hidden, sums);
+            }
+            Avx512F.Store(score + s, sums);
+            largest = Avx512F.Max(largest, sums);
+        }
+        var max = float.NegativeInfinity;
+        for (var i = 0; i < 16; i++) max = Math.Max(max, largest.GetElement(i));
+        return max;
+
+        // Keys o/8 … o/8 + 3 (two vectors of two keys each): their products with the query, then the two halves of each
+        // 128-bit lane summed: lane l holds (a's pair sums, b's pair sums) of that lane's four values.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector512<float> Pairs(float* block, Vector512<float> twice, int o)
+        {
+            var a = Avx512F.LoadVector512(block + o) * twice;
+            var b = Avx512F.LoadVector512(block + o + 16) * twice;
+            return Avx512F.Shuffle(a, b, 0x44) + Avx512F.Shuffle(a, b, 0xEE);
+        }
+        // Within each 128-bit lane, each source vector's pair sums added: lane l then holds the sums of four values (half a
+        // key) of four keys. Lanes 0 and 1 are the first and second halves of the even keys, lanes 2 and 3 of the odd ones.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector512<float> Fold(Vector512<float> a, Vector512<float> b) => Avx512F.Shuffle(a, b, 0x88) + Avx512F.Shuffle(a, b, 0xDD);
+    }
+
+    /// <summary>
+    /// sum += p[s]·v_s for 8-wide heads, 16 keys at a time from <paramref name="s"/> on (advanced past the last whole
+    /// block): two keys' values per vector, each multiplied by its own weight, into four accumulators whose halves are
+    /// added at the end (key by key, each key was a read, a multiply–add and a write of the sum).
+    /// </summary>
+    private static unsafe void EightWideWeigh(in Job job, float* p, long valueElement, float* sum, ref int s)
+    {
+        var values = (float*)job.Values + valueElement;
+        var pairOfKeys = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+        for (; s + 16 <= job.Length; s += 16)
+        {
+            var weights = Avx512F.LoadVector512(p + s);
+            var block = values + (long)s * 8;
+            a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block), Avx512F.PermuteVar16x32(weights, pairOfKeys), a0);
+            a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 16), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(2)), a1);
+            a2 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 32), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(4)), a2);
+            a3 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 48), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(6)), a3);
+            a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 64), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(8)), a0);
+            a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 80), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(10)), a1);
+            a2 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 96), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(12)), a2);
+            a3 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 112), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(14)), a3);
+        }
+        var total = (a0 + a1) + (a2 + a3);
+        Avx.Store(sum, Avx.LoadVector256(sum) + (total.GetLower() + total.GetUpper()));
     }
 
     /// <summary>
@@ -237,7 +316,9 @@ internal static class SingleQueryAttentionKernel
     private static unsafe void Weigh(in Job job, float* p, long valueElement, float* sum)
     {
         var hd = job.HeadDim;
-        for (var s = job.First; s < job.Length; s++)
+        var s = job.First;
+        if (EightWide(job)) EightWideWeigh(job, p, valueElement, sum, ref s);
+        for (; s < job.Length; s++)
         {
             if (p[s] == 0f) continue;
             var row = valueElement + (long)s * hd;

@@ -11,6 +11,12 @@ public class SingleQueryAttentionKernelTests
     [InlineData("float32", 4, 4, 64, 9, 6, null, null, true)]          // a window narrower than the cache, padded rows
     [InlineData("float32", 6, 3, 48, 20, null, 0.11, 50.0, true)]      // Gemma's custom scale and soft-capping
     [InlineData("bfloat16", 12, 12, 64, 130, null, null, null, true)]  // the M shape in bf16
+    // Heads of 8 (stories260K's), which only the whole-stack pass hands to the kernel: 16 keys at a time plus a tail.
+    [InlineData("float32", 8, 4, 8, 70, null, null, null, true)]       // grouped, padded rows, 4 blocks and a tail of 7
+    [InlineData("float32", 8, 8, 8, 47, null, null, null, false)]      // whole blocks only (48 keys)
+    [InlineData("float32", 4, 2, 8, 60, 21, null, null, true)]         // a window: blocks start past the first key
+    [InlineData("float32", 4, 2, 8, 11, null, null, null, true)]       // fewer keys than a block
+    [InlineData("float32", 4, 2, 8, 40, null, 0.2, 30.0, false)]       // soft-capping: key by key
     public void EqualsTheGeneralPath(string dtypeName, int heads, int kvHeads, int headDim, int cached, int? window, double? scale,
         double? softCap, bool padded)
     {
@@ -42,6 +48,7 @@ public class SingleQueryAttentionKernelTests
             cache.Update(1, past.Item1, past.Item2);
             cache.Advance(cached);
             var ctx = new ForwardContext { PositionIds = zeros(batch, 1, dtype: ScalarType.Int64), AttentionMask = mask, Cache = cache };
+            if (kernel && headDim % 16 != 0) return AttendRows(q, k, v, cache, mask, settings);
             if (kernel)
                 return SingleQueryAttentionKernel.TryCompute(q, k, v, cache, 1, mask, settings) ?? throw new Xunit.Sdk.XunitException("the kernel declined");
             using var general = InferenceShortcuts.Disable();
@@ -63,5 +70,19 @@ public class SingleQueryAttentionKernelTests
             Assert.True(kernelKeys.eq(generalKeys).all().item<bool>() && kernelValues.eq(generalValues).all().item<bool>());
             Assert.True(kernelKeys.narrow(2, cached, 1).eq(k).all().item<bool>());
         }
+    }
+
+    /// <summary>The kernel's raw-buffer entry (as the whole-stack pass calls it) on layer 1 of the cache: (B, 1, nh·hd).</summary>
+    private static Tensor AttendRows(Tensor q, Tensor k, Tensor v, KvCache cache, Tensor? mask, AttentionSettings settings)
+    {
+        var (batch, heads, headDim) = ((int)q.size(0), (int)q.size(1), (int)q.size(3));
+        var kvHeads = (int)k.size(1);
+        var (qc, kc, vc) = (q.contiguous(), k.contiguous(), v.contiguous());
+        var maskBytes = mask?.contiguous();
+        var output = empty(batch, 1, heads * headDim, q.dtype);
+        SingleQueryAttentionKernel.AttendRows(new SingleQueryAttentionKernel.Heads(batch, heads, kvHeads, headDim, q.dtype == ScalarType.BFloat16),
+            DecodeLayerStack.Pointer(qc), heads * headDim, DecodeLayerStack.Pointer(kc), kvHeads * headDim, DecodeLayerStack.Pointer(vc),
+            kvHeads * headDim, cache, 1, maskBytes is null ? 0 : DecodeLayerStack.Pointer(maskBytes), DecodeLayerStack.Pointer(output), settings);
+        return output;
     }
 }
