@@ -153,4 +153,33 @@ public sealed class BatchSamplerTests
         }
         Assert.True(notArgmax > 10, $"only {notArgmax} of 180 draws left the argmax: the rows are not being sampled");
     }
+
+    [Fact]
+    public void UnseededRowsDrawEachTokenAsOftenAsItsProbabilityBesideSeededAndGreedyRows()
+    {
+        // Row 0 unseeded over a known distribution (two tokens of probability 0 included), row 1 seeded, row 2 greedy.
+        double[] p = [0.5, 0.0, 0.3, 0.15, 0.0, 0.05];
+        var logRow = p.Select(v => v > 0 ? (float)Math.Log(v) : float.NegativeInfinity).ToArray();
+        var logits = stack([tensor(logRow), tensor(logRow), tensor(logRow)]);
+        using var seed = new Generator(5, CPU);
+        List<SamplingGroup> groups = [new(0, 1, 1.0, 1, 0, null), new(1, 1, 1.0, 1, 0, seed), new(2, 1, 0, 1, 0, null)];
+        using var sampler = new BatchSampler(groups, 3, p.Length);
+        using var library = new TokenSampler(new GenerationOptions { Temperature = 1.0, TopP = 1, TopK = 0, Seed = 5 });
+        const int draws = 20_000;
+        var counts = new int[p.Length];
+        for (var i = 0; i < draws; i++)
+        {
+            using var scope = NewDisposeScope();
+            var picked = sampler.Next(logits, null, _ => true);
+            counts[picked[0]]++;
+            Assert.Equal(library.Next(logits.narrow(0, 1, 1), null)[0], picked[1]);   // the seeded row still draws the library's tokens
+            Assert.Equal(0, picked[2]);
+        }
+        for (var t = 0; t < p.Length; t++)
+        {
+            var sigma = Math.Sqrt(draws * p[t] * (1 - p[t]));
+            Assert.True(Math.Abs(counts[t] - draws * p[t]) <= 5 * sigma + (p[t] == 0 ? 0 : 1),
+                $"token {t}: drawn {counts[t]} times in {draws}, expected {draws * p[t]:F0} ± {5 * sigma:F0}");
+        }
+    }
 }
