@@ -114,7 +114,7 @@ internal static class DenseMatVec
                 RowParallel.For(outFeatures, (from, to) =>
                     BrainRows((uint*)weight, (float*)s, (ushort*)bias, (ushort*)y, inFeatures, outFeatures, rows, from, to));
         }
-        else if (small) SingleRows((float*)weight, (float*)x, (float*)bias, (float*)y, inFeatures, outFeatures, rows, 0, outFeatures);
+        else if (small) SmallRows((float*)weight, (float*)x, (float*)bias, (float*)y, inFeatures, outFeatures, rows);
         else
             RowParallel.For(outFeatures, (from, to) =>
                 SingleRows((float*)weight, (float*)x, (float*)bias, (float*)y, inFeatures, outFeatures, rows, from, to));
@@ -156,6 +156,57 @@ internal static class DenseMatVec
                 }
                 var sum = Vector512.Sum(a0 + a1);
                 for (var j = whole; j < inFeatures; j++) sum = MathF.FusedMultiplyAdd(w[j], xs[j], sum);   // rows of any width
+                ys[r] = sum + (bias == null ? 0f : bias[r]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// fp32 products below <see cref="MinWeights"/> (a small model's, all in the cache): four outputs at a time, their
+    /// four accumulators summed across lanes together (two levels of in-lane shuffles, then the four 128-bit lanes), where
+    /// one output at a time spent more on its horizontal sum than on its multiply–adds at 64 inputs. The last few inputs of
+    /// a row of any width are added one by one.
+    /// </summary>
+    private static unsafe void SmallRows(float* weights, float* x, float* bias, float* y, long inFeatures, long outFeatures, int rows)
+    {
+        var whole = inFeatures / 16 * 16;
+        for (var i = 0; i < rows; i++)
+        {
+            var xs = x + i * inFeatures;
+            var ys = y + i * outFeatures;
+            long r = 0;
+            for (; r + 4 <= outFeatures; r += 4)
+            {
+                float* w0 = weights + r * inFeatures, w1 = w0 + inFeatures, w2 = w1 + inFeatures, w3 = w2 + inFeatures;
+                Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+                for (long j = 0; j < whole; j += 16)
+                {
+                    var input = Avx512F.LoadVector512(xs + j);
+                    a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w0 + j), input, a0);
+                    a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w1 + j), input, a1);
+                    a2 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w2 + j), input, a2);
+                    a3 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w3 + j), input, a3);
+                }
+                var pairs01 = Avx512F.Shuffle(a0, a1, 0x44) + Avx512F.Shuffle(a0, a1, 0xEE);   // lane: a0, a1 pair sums
+                var pairs23 = Avx512F.Shuffle(a2, a3, 0x44) + Avx512F.Shuffle(a2, a3, 0xEE);
+                var lanes = Avx512F.Shuffle(pairs01, pairs23, 0x88) + Avx512F.Shuffle(pairs01, pairs23, 0xDD);   // lane: 4 sums
+                var halves = lanes.GetLower() + lanes.GetUpper();
+                var sums = halves.GetLower() + halves.GetUpper();                                // (a0, a1, a2, a3) summed
+                for (var k = 0; k < 4; k++)
+                {
+                    var w = weights + (r + k) * inFeatures;
+                    var sum = sums.GetElement(k);
+                    for (var j = whole; j < inFeatures; j++) sum = MathF.FusedMultiplyAdd(w[j], xs[j], sum);
+                    ys[r + k] = sum + (bias == null ? 0f : bias[r + k]);
+                }
+            }
+            for (; r < outFeatures; r++)
+            {
+                var w = weights + r * inFeatures;
+                var acc = Vector512<float>.Zero;
+                for (long j = 0; j < whole; j += 16) acc = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w + j), Avx512F.LoadVector512(xs + j), acc);
+                var sum = Vector512.Sum(acc);
+                for (var j = whole; j < inFeatures; j++) sum = MathF.FusedMultiplyAdd(w[j], xs[j], sum);
                 ys[r] = sum + (bias == null ? 0f : bias[r]);
             }
         }

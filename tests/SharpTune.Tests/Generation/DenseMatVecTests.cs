@@ -30,6 +30,31 @@ public class DenseMatVecTests
         Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-5), $"differs by up to {worst}");
     }
 
+    /// <summary>
+    /// Products too small for a kernel call through the modules, which the whole-stack decode pass still runs through the
+    /// kernel (stories260K's): four outputs at a time, rows of any width.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 64, 64, false)]       // stories260K's q or o projection
+    [InlineData(8, 64, 512, true)]       // its head, eight rows
+    [InlineData(3, 172, 37, true)]       // a width of 10 vectors and 12 more; outputs past the last group of four
+    [InlineData(2, 7, 3, false)]         // narrower than a vector, fewer outputs than a group
+    public void SmallFloat32ProductsOfAnyWidthEqualTorchs(int rows, int inFeatures, int outFeatures, bool withBias)
+    {
+        if (!Avx512F.IsSupported) return;
+        manual_seed(8);
+        using var linear = nn.Linear(inFeatures, outFeatures, hasBias: withBias);
+        using var x = randn(rows, inFeatures);
+        using var noGrad = no_grad();
+        using var expected = linear.forward(x);
+        var projection = DecodeProjection.Of(linear)!;
+        Assert.True(projection.Serves(ScalarType.Float32));
+        using var actual = empty(rows, outFeatures);
+        projection.Multiply(DecodeLayerStack.Pointer(x), DecodeLayerStack.Pointer(actual), rows, false, default);
+        var worst = (actual - expected).abs().max().item<float>();
+        Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-5), $"differs by up to {worst}");
+    }
+
     [Theory]
     [InlineData(1, 768, 4096, false)]
     [InlineData(5, 160, 430, true)]
