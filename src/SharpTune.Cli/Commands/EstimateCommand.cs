@@ -60,7 +60,8 @@ internal static class EstimateCommand
                     TargetModules = parseResult.GetValue(targets), GradientCheckpointing = checkpointingAsked ?? (quantizing || parseResult.GetValue(checkpointedLayers) is not null),
                     // As `train` defaults (TrainingOptions.CheckpointedLayersFor): every layer but the last on a quantized base.
                     CheckpointedLayers = parseResult.GetValue(checkpointedLayers) ??
-                                         (checkpointingAsked is null && quantizing ? ActivationCheckpoint.QuantizedBaseDefault(modelConfig.NumLayers) : null), LayersKeepingMlpProducts = parseResult.GetValue(keepingLayers),
+                                         (checkpointingAsked is null && quantizing ? ActivationCheckpoint.QuantizedBaseDefault(modelConfig.NumLayers) : null),
+                    LayersKeepingMlpProducts = parseResult.GetValue(keepingLayers),
                     DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
                     Quantize = parseResult.GetValue(quantize), DoubleQuant = parseResult.GetValue(doubleQuant),
                 };
