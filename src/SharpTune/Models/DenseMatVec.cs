@@ -165,7 +165,7 @@ internal static class DenseMatVec
     /// fp32 products below <see cref="MinWeights"/> (a small model's, all in the cache): four outputs at a time, their
     /// four accumulators summed across lanes together (two levels of in-lane shuffles, then the four 128-bit lanes), where
     /// one output at a time spent more on its horizontal sum than on its multiply–adds at 64 inputs. The last few inputs of
-    /// a row of any width are added one by one.
+    /// a row of any width are added one by one; outputs past the last group of four go through <see cref="SingleRows"/>.
     /// </summary>
     private static unsafe void SmallRows(float* weights, float* x, float* bias, float* y, long inFeatures, long outFeatures, int rows)
     {
@@ -200,15 +200,7 @@ internal static class DenseMatVec
                     ys[r + k] = sum + (bias == null ? 0f : bias[r + k]);
                 }
             }
-            for (; r < outFeatures; r++)
-            {
-                var w = weights + r * inFeatures;
-                var acc = Vector512<float>.Zero;
-                for (long j = 0; j < whole; j += 16) acc = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w + j), Avx512F.LoadVector512(xs + j), acc);
-                var sum = Vector512.Sum(acc);
-                for (var j = whole; j < inFeatures; j++) sum = MathF.FusedMultiplyAdd(w[j], xs[j], sum);
-                ys[r] = sum + (bias == null ? 0f : bias[r]);
-            }
+            if (r < outFeatures) SingleRows(weights, xs, bias, ys, inFeatures, outFeatures, 1, r, outFeatures);   // the last 1–3
         }
     }
 
