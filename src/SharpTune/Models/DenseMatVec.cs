@@ -165,11 +165,14 @@ internal static class DenseMatVec
     /// fp32 products below <see cref="MinWeights"/> (a small model's, all in the cache): four outputs at a time, their
     /// four accumulators summed across lanes together (two levels of in-lane shuffles, then the four 128-bit lanes), where
     /// one output at a time spent more on its horizontal sum than on its multiply–adds at 64 inputs. The last few inputs of
-    /// a row of any width are added one by one; outputs past the last group of four go through <see cref="SingleRows"/>.
+    /// a row of any width are one masked vector (one by one, they were a chain of dependent multiply–adds per output that
+    /// cost more than the rest of the row at stories260K's 172); outputs past the last group of four go through
+    /// <see cref="SingleRows"/>.
     /// </summary>
     private static unsafe void SmallRows(float* weights, float* x, float* bias, float* y, long inFeatures, long outFeatures, int rows)
     {
         var whole = inFeatures / 16 * 16;
+        var tail = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create((int)(inFeatures - whole))).AsSingle();
         for (var i = 0; i < rows; i++)
         {
             var xs = x + i * inFeatures;
@@ -187,18 +190,21 @@ internal static class DenseMatVec
                     a2 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w2 + j), input, a2);
                     a3 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w3 + j), input, a3);
                 }
+                if (whole < inFeatures)
+                {
+                    var zero = Vector512<float>.Zero;
+                    var input = Avx512F.MaskLoad(xs + whole, tail, zero);
+                    a0 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(w0 + whole, tail, zero), input, a0);
+                    a1 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(w1 + whole, tail, zero), input, a1);
+                    a2 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(w2 + whole, tail, zero), input, a2);
+                    a3 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(w3 + whole, tail, zero), input, a3);
+                }
                 var pairs01 = Avx512F.Shuffle(a0, a1, 0x44) + Avx512F.Shuffle(a0, a1, 0xEE);   // lane: a0, a1 pair sums
                 var pairs23 = Avx512F.Shuffle(a2, a3, 0x44) + Avx512F.Shuffle(a2, a3, 0xEE);
                 var lanes = Avx512F.Shuffle(pairs01, pairs23, 0x88) + Avx512F.Shuffle(pairs01, pairs23, 0xDD);   // lane: 4 sums
                 var halves = lanes.GetLower() + lanes.GetUpper();
                 var sums = halves.GetLower() + halves.GetUpper();                                // (a0, a1, a2, a3) summed
-                for (var k = 0; k < 4; k++)
-                {
-                    var w = weights + (r + k) * inFeatures;
-                    var sum = sums.GetElement(k);
-                    for (var j = whole; j < inFeatures; j++) sum = MathF.FusedMultiplyAdd(w[j], xs[j], sum);
-                    ys[r + k] = sum + (bias == null ? 0f : bias[r + k]);
-                }
+                for (var k = 0; k < 4; k++) ys[r + k] = sums.GetElement(k) + (bias == null ? 0f : bias[r + k]);
             }
             if (r < outFeatures) SingleRows(weights, xs, bias, ys, inFeatures, outFeatures, 1, r, outFeatures);   // the last 1–3
         }

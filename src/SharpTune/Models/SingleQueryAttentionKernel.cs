@@ -102,7 +102,7 @@ internal static class SingleQueryAttentionKernel
     {
         var hd = job.HeadDim;
         var group = job.Heads / job.KvHeads;
-        var scores = ArrayPool<float>.Shared.Rent(job.Length);
+        var scores = ArrayPool<float>.Shared.Rent(job.Length + 16);   // 8-wide heads score whole blocks of 16 keys
         var buffers = ArrayPool<float>.Shared.Rent(2 * hd);   // the query and the weighted sum
         try
         {
@@ -126,7 +126,9 @@ internal static class SingleQueryAttentionKernel
                         var total = 0f;
                         if (!float.IsNegativeInfinity(max))
                         {
-                            total = Exponentiate(score + job.First, job.Length - job.First, max);
+                            // 8-wide heads' last block's scores past the keys are −∞: their weights come out 0.
+                            var scored = EightWide(job) ? (job.Length - job.First + 15) / 16 * 16 : job.Length - job.First;
+                            total = Exponentiate(score + job.First, scored, max);
                             Weigh(job, score, cacheOffset * hd, sum);
                         }
                         // A row whose keys are all hidden gets zeros, as the general path's fully masked softmax does not
@@ -187,8 +189,8 @@ internal static class SingleQueryAttentionKernel
     private static bool EightWide(in Job job) => job.HeadDim == 8 && !job.Brain && job.SoftCap == 0;
 
     /// <summary>
-    /// The scores of 8-wide heads (stories260K's), 16 keys at a time from <paramref name="s"/> on, which it advances past
-    /// the last whole block; returns their largest. Key by key, a head that narrow is one multiply and a horizontal sum
+    /// The scores of 8-wide heads (stories260K's), 16 keys at a time from <paramref name="s"/> on (a last block of fewer keys
+    /// masked), which it advances to the end; returns their largest. Key by key, a head that narrow is one multiply and a horizontal sum
     /// (most of a small model's batched step at a few hundred keys). Here 16 keys are 8 vectors of two keys each,
     /// multiplied by the query twice over and summed across lanes by three levels of shuffles and adds into one vector
     /// of 16 scores (the per-key sum ((q0k0+q2k2)+(q1k1+q3k3)) + ((q4k4+q6k6)+(q5k5+q7k7))).
@@ -200,19 +202,41 @@ internal static class SingleQueryAttentionKernel
         var order = Vector512.Create(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
         var hidden = Vector512.Create(float.NegativeInfinity);
         var largest = hidden;
-        for (; s + 16 <= job.Length; s += 16)
+        var tailMask = stackalloc byte[16];
+        for (; s < job.Length; s += 16)
         {
+            // The last block, when fewer than 16 keys are left, reads them through masked loads (nothing past them) and
+            // scores the lanes past them −∞: key by key, a head this narrow cost a horizontal sum and a scalar exponential
+            // per key, more than the whole blocks before it at a few dozen keys.
+            var left = job.Length - s;
             var block = keys + (long)s * 8;
-            Vector512<float> first = Fold(Pairs(block, twice, 0), Pairs(block, twice, 32)), second = Fold(Pairs(block, twice, 64), Pairs(block, twice, 96));
+            Vector512<float> first, second;
+            if (left >= 16)
+                (first, second) = (Fold(Pairs(block, twice, 0), Pairs(block, twice, 32)), Fold(Pairs(block, twice, 64), Pairs(block, twice, 96)));
+            else
+            {
+                var floats = left * 8;
+                (first, second) = (Fold(MaskedPairs(block, twice, 0, floats), MaskedPairs(block, twice, 32, floats)),
+                    Fold(MaskedPairs(block, twice, 64, floats), MaskedPairs(block, twice, 96, floats)));
+            }
             var sums = Avx512F.PermuteVar16x32(Avx512F.Shuffle4x128(first, second, 0x88) + Avx512F.Shuffle4x128(first, second, 0xDD), order);
             if (mask != null)
             {
-                var visible = Avx512F.ConvertToVector512Int32(Sse2.LoadVector128((byte*)(mask + s)));
+                var maskBytes = (byte*)(mask + s);
+                if (left < 16)
+                {
+                    new Span<byte>(tailMask, 16).Clear();
+                    Buffer.MemoryCopy(maskBytes, tailMask, 16, left);
+                    maskBytes = tailMask;
+                }
+                var visible = Avx512F.ConvertToVector512Int32(Sse2.LoadVector128(maskBytes));
                 sums = Vector512.ConditionalSelect(Vector512.Equals(visible, Vector512<int>.Zero).AsSingle(), hidden, sums);
             }
+            if (left < 16) sums = Vector512.ConditionalSelect(Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(left)).AsSingle(), sums, hidden);
             Avx512F.Store(score + s, sums);
             largest = Avx512F.Max(largest, sums);
         }
+        s = job.Length;
         var max = float.NegativeInfinity;
         for (var i = 0; i < 16; i++) max = Math.Max(max, largest.GetElement(i));
         return max;
@@ -226,6 +250,14 @@ internal static class SingleQueryAttentionKernel
             var b = Avx512F.LoadVector512(block + o + 16) * twice;
             return Avx512F.Shuffle(a, b, 0x44) + Avx512F.Shuffle(a, b, 0xEE);
         }
+        // As Pairs, reading only the block's first `floats` values (the rest as zeros).
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector512<float> MaskedPairs(float* block, Vector512<float> twice, int o, int floats)
+        {
+            var a = Avx512F.MaskLoad(block + o, Below(floats - o), Vector512<float>.Zero) * twice;
+            var b = Avx512F.MaskLoad(block + o + 16, Below(floats - o - 16), Vector512<float>.Zero) * twice;
+            return Avx512F.Shuffle(a, b, 0x44) + Avx512F.Shuffle(a, b, 0xEE);
+        }
         // Within each 128-bit lane, each source vector's pair sums added: lane l then holds the sums of four values (half a
         // key) of four keys. Lanes 0 and 1 are the first and second halves of the even keys, lanes 2 and 3 of the odd ones.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -233,8 +265,8 @@ internal static class SingleQueryAttentionKernel
     }
 
     /// <summary>
-    /// sum += p[s]·v_s for 8-wide heads, 16 keys at a time from <paramref name="s"/> on (advanced past the last whole
-    /// block): two keys' values per vector, each multiplied by its own weight, into four accumulators whose halves are
+    /// sum += p[s]·v_s for 8-wide heads, 16 keys at a time from <paramref name="s"/> on (advanced to the end; a
+    /// last block of fewer keys masked): two keys' values per vector, each multiplied by its own weight, into four accumulators whose halves are
     /// added at the end (key by key, each key was a read, a multiply–add and a write of the sum).
     /// </summary>
     private static unsafe void EightWideWeigh(in Job job, float* p, long valueElement, float* sum, ref int s)
@@ -242,22 +274,33 @@ internal static class SingleQueryAttentionKernel
         var values = (float*)job.Values + valueElement;
         var pairOfKeys = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-        for (; s + 16 <= job.Length; s += 16)
+        for (; s < job.Length; s += 16)
         {
+            // A last block of fewer than 16 keys reads their values through masked loads; the weights past them are 0
+            // (their scores were −∞).
             var weights = Avx512F.LoadVector512(p + s);
             var block = values + (long)s * 8;
-            a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block), Avx512F.PermuteVar16x32(weights, pairOfKeys), a0);
-            a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 16), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(2)), a1);
-            a2 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 32), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(4)), a2);
-            a3 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 48), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(6)), a3);
-            a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 64), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(8)), a0);
-            a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 80), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(10)), a1);
-            a2 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 96), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(12)), a2);
-            a3 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(block + 112), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(14)), a3);
+            var floats = Math.Min(16, job.Length - s) * 8;
+            a0 = Avx512F.FusedMultiplyAdd(Load(block, 0, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys), a0);
+            a1 = Avx512F.FusedMultiplyAdd(Load(block, 16, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(2)), a1);
+            a2 = Avx512F.FusedMultiplyAdd(Load(block, 32, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(4)), a2);
+            a3 = Avx512F.FusedMultiplyAdd(Load(block, 48, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(6)), a3);
+            a0 = Avx512F.FusedMultiplyAdd(Load(block, 64, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(8)), a0);
+            a1 = Avx512F.FusedMultiplyAdd(Load(block, 80, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(10)), a1);
+            a2 = Avx512F.FusedMultiplyAdd(Load(block, 96, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(12)), a2);
+            a3 = Avx512F.FusedMultiplyAdd(Load(block, 112, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(14)), a3);
         }
+        s = job.Length;
         var total = (a0 + a1) + (a2 + a3);
         Avx.Store(sum, Avx.LoadVector256(sum) + (total.GetLower() + total.GetUpper()));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector512<float> Load(float* block, int o, int floats) =>
+            floats == 128 ? Avx512F.LoadVector512(block + o) : Avx512F.MaskLoad(block + o, Below(floats - o), Vector512<float>.Zero);
     }
+
+    /// <summary>The lanes below <paramref name="count"/> (all of them from 16 on, none at 0 or below).</summary>
+    private static Vector512<float> Below(int count) => Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
 
     /// <summary>
     /// q·k for heads narrower than a 16-wide vector (stories260K's 8): eight at a time in 256-bit vectors where the

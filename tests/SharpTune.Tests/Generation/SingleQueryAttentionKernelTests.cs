@@ -16,6 +16,7 @@ public class SingleQueryAttentionKernelTests
     [InlineData("float32", 8, 8, 8, 47, null, null, null, false)]      // whole blocks only (48 keys)
     [InlineData("float32", 4, 2, 8, 60, 21, null, null, true)]         // a window: blocks start past the first key
     [InlineData("float32", 4, 2, 8, 11, null, null, null, true)]       // fewer keys than a block
+    [InlineData("float32", 4, 2, 8, 25, null, null, null, false)]      // a block and a tail of 10, no mask to hide what lies past it
     [InlineData("float32", 4, 2, 8, 40, null, 0.2, 30.0, false)]       // soft-capping: key by key
     public void EqualsTheGeneralPath(string dtypeName, int heads, int kvHeads, int headDim, int cached, int? window, double? scale,
         double? softCap, bool padded)
