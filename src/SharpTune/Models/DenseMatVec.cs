@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -173,7 +174,49 @@ internal static class DenseMatVec
     {
         var whole = inFeatures / 16 * 16;
         var tail = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create((int)(inFeatures - whole))).AsSingle();
-        for (var i = 0; i < rows; i++)
+        var zero = Vector512<float>.Zero;
+        var i = 0;
+        // Four rows at a time (a batch's step, a prompt's tokens): each weight vector loaded once for the four, which turns
+        // a load per multiply–add into half a load. Each output's sum is the one a row alone gets, in the same order.
+        for (; i + 4 <= rows; i += 4)
+        {
+            float* x0 = x + i * inFeatures, x1 = x0 + inFeatures, x2 = x1 + inFeatures, x3 = x2 + inFeatures;
+            long r = 0;
+            for (; r + 4 <= outFeatures; r += 4)
+            {
+                float* w0 = weights + r * inFeatures, w1 = w0 + inFeatures, w2 = w1 + inFeatures, w3 = w2 + inFeatures;
+                Vector512<float> c00 = zero, c01 = zero, c02 = zero, c03 = zero, c10 = zero, c11 = zero, c12 = zero, c13 = zero,
+                    c20 = zero, c21 = zero, c22 = zero, c23 = zero, c30 = zero, c31 = zero, c32 = zero, c33 = zero;
+                for (long j = 0; j <= inFeatures - 16 || (j < inFeatures && whole < inFeatures); j += 16)
+                {
+                    var masked = j == whole;
+                    var v0 = masked ? Avx512F.MaskLoad(w0 + j, tail, zero) : Avx512F.LoadVector512(w0 + j);
+                    var v1 = masked ? Avx512F.MaskLoad(w1 + j, tail, zero) : Avx512F.LoadVector512(w1 + j);
+                    var v2 = masked ? Avx512F.MaskLoad(w2 + j, tail, zero) : Avx512F.LoadVector512(w2 + j);
+                    var v3 = masked ? Avx512F.MaskLoad(w3 + j, tail, zero) : Avx512F.LoadVector512(w3 + j);
+                    var input = masked ? Avx512F.MaskLoad(x0 + j, tail, zero) : Avx512F.LoadVector512(x0 + j);
+                    (c00, c01, c02, c03) = (Avx512F.FusedMultiplyAdd(v0, input, c00), Avx512F.FusedMultiplyAdd(v1, input, c01),
+                        Avx512F.FusedMultiplyAdd(v2, input, c02), Avx512F.FusedMultiplyAdd(v3, input, c03));
+                    input = masked ? Avx512F.MaskLoad(x1 + j, tail, zero) : Avx512F.LoadVector512(x1 + j);
+                    (c10, c11, c12, c13) = (Avx512F.FusedMultiplyAdd(v0, input, c10), Avx512F.FusedMultiplyAdd(v1, input, c11),
+                        Avx512F.FusedMultiplyAdd(v2, input, c12), Avx512F.FusedMultiplyAdd(v3, input, c13));
+                    input = masked ? Avx512F.MaskLoad(x2 + j, tail, zero) : Avx512F.LoadVector512(x2 + j);
+                    (c20, c21, c22, c23) = (Avx512F.FusedMultiplyAdd(v0, input, c20), Avx512F.FusedMultiplyAdd(v1, input, c21),
+                        Avx512F.FusedMultiplyAdd(v2, input, c22), Avx512F.FusedMultiplyAdd(v3, input, c23));
+                    input = masked ? Avx512F.MaskLoad(x3 + j, tail, zero) : Avx512F.LoadVector512(x3 + j);
+                    (c30, c31, c32, c33) = (Avx512F.FusedMultiplyAdd(v0, input, c30), Avx512F.FusedMultiplyAdd(v1, input, c31),
+                        Avx512F.FusedMultiplyAdd(v2, input, c32), Avx512F.FusedMultiplyAdd(v3, input, c33));
+                }
+                StoreFour(y + i * outFeatures + r, SumFour(c00, c01, c02, c03), bias, r);
+                StoreFour(y + (i + 1) * outFeatures + r, SumFour(c10, c11, c12, c13), bias, r);
+                StoreFour(y + (i + 2) * outFeatures + r, SumFour(c20, c21, c22, c23), bias, r);
+                StoreFour(y + (i + 3) * outFeatures + r, SumFour(c30, c31, c32, c33), bias, r);
+            }
+            if (r < outFeatures)   // the last 1–3 outputs
+                for (var k = 0; k < 4; k++)
+                    SingleRows(weights, x + (i + k) * inFeatures, bias, y + (i + k) * outFeatures, inFeatures, outFeatures, 1, r, outFeatures);
+        }
+        for (; i < rows; i++)
         {
             var xs = x + i * inFeatures;
             var ys = y + i * outFeatures;
@@ -192,22 +235,33 @@ internal static class DenseMatVec
                 }
                 if (whole < inFeatures)
                 {
-                    var zero = Vector512<float>.Zero;
                     var input = Avx512F.MaskLoad(xs + whole, tail, zero);
                     a0 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(w0 + whole, tail, zero), input, a0);
                     a1 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(w1 + whole, tail, zero), input, a1);
                     a2 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(w2 + whole, tail, zero), input, a2);
                     a3 = Avx512F.FusedMultiplyAdd(Avx512F.MaskLoad(w3 + whole, tail, zero), input, a3);
                 }
-                var pairs01 = Avx512F.Shuffle(a0, a1, 0x44) + Avx512F.Shuffle(a0, a1, 0xEE);   // lane: a0, a1 pair sums
-                var pairs23 = Avx512F.Shuffle(a2, a3, 0x44) + Avx512F.Shuffle(a2, a3, 0xEE);
-                var lanes = Avx512F.Shuffle(pairs01, pairs23, 0x88) + Avx512F.Shuffle(pairs01, pairs23, 0xDD);   // lane: 4 sums
-                var halves = lanes.GetLower() + lanes.GetUpper();
-                var sums = halves.GetLower() + halves.GetUpper();                                // (a0, a1, a2, a3) summed
-                for (var k = 0; k < 4; k++) ys[r + k] = sums.GetElement(k) + (bias == null ? 0f : bias[r + k]);
+                StoreFour(ys + r, SumFour(a0, a1, a2, a3), bias, r);
             }
             if (r < outFeatures) SingleRows(weights, xs, bias, ys, inFeatures, outFeatures, 1, r, outFeatures);   // the last 1–3
         }
+    }
+
+    /// <summary>The four accumulators' sums across lanes, together: two levels of in-lane shuffles, then the four 128-bit lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> SumFour(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3)
+    {
+        var pairs01 = Avx512F.Shuffle(a0, a1, 0x44) + Avx512F.Shuffle(a0, a1, 0xEE);   // lane: a0, a1 pair sums
+        var pairs23 = Avx512F.Shuffle(a2, a3, 0x44) + Avx512F.Shuffle(a2, a3, 0xEE);
+        var lanes = Avx512F.Shuffle(pairs01, pairs23, 0x88) + Avx512F.Shuffle(pairs01, pairs23, 0xDD);   // lane: 4 sums
+        var halves = lanes.GetLower() + lanes.GetUpper();
+        return halves.GetLower() + halves.GetUpper();                                  // (a0, a1, a2, a3) summed
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void StoreFour(float* ys, Vector128<float> sums, float* bias, long r)
+    {
+        for (var k = 0; k < 4; k++) ys[k] = sums.GetElement(k) + (bias == null ? 0f : bias[r + k]);
     }
 
     /// <summary>
