@@ -31,8 +31,9 @@ internal sealed record DecodeMlpParts(DecodeProjection GateUp, DecodeProjection 
 /// more than their arithmetic there; stories260K's) run through the same kernels here, where a call costs nothing, so
 /// a small model's step differs from the modules' in the last bits of its sums; so do Qwen3's per-head q/k norms, whose
 /// heads the modules normalise through libtorch. Applies when every layer is the plain form (no adapter wraps a
-/// projection, SwiGLU, Llama's norms, full-width RoPE or none) and the step has one token per row and a cache;
-/// otherwise the layers run as modules.
+/// projection, SwiGLU, Llama's norms, full-width RoPE or none), there is a cache, and the step has one token per row
+/// or every product is that small (a small model's prompt: its tokens' products as rows, its attention token by token,
+/// each seeing the keys up to its own position); otherwise the layers run as modules.
 /// </summary>
 internal sealed class DecodeLayerStack : IDisposable
 {
@@ -42,12 +43,22 @@ internal sealed class DecodeLayerStack : IDisposable
     private nint scratchBase;
     private long scratchBytes;
 
+    /// <summary>
+    /// Most tokens a prompt pass takes at once (rows × tokens): its activations are sized by them, and only a small
+    /// model's prompt comes here (<see cref="SmallEnoughForPrompts"/>).
+    /// </summary>
+    private const int MaxPromptTokens = 2048;
+
     /// <summary>Decode steps this pass has run (tests check that it ran, or that it declined).</summary>
     public long StepsRun { get; private set; }
 
+    /// <summary>Prompts (several tokens per row) this pass has run.</summary>
+    public long PromptsRun { get; private set; }
+
     /// <summary>
-    /// The stack's output (B, 1, C) for a decode step's input x (B, 1, C), every layer's key and value written to the
-    /// cache (which the caller advances), or null when the pass does not apply (then nothing was written).
+    /// The stack's output (B, T, C) for input x (B, T, C) — a decode step (T = 1), or a small model's prompt — every
+    /// layer's keys and values written to the cache (which the caller advances by T), or null when the pass does not
+    /// apply (then nothing was written).
     /// </summary>
     public Tensor? TryRun(ModuleList<DecoderLayer> layers, Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
@@ -55,23 +66,27 @@ internal sealed class DecodeLayerStack : IDisposable
             ctx.LayerPrefix is not null) return null;
         var dtype = x.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || !DenseMatVec.Available(dtype) || cache.Dtype != dtype ||
-            cache.Length >= cache.Capacity || x.dim() != 3 || x.size(1) != 1 || !x.is_contiguous()) return null;
-        var (batch, width) = ((int)x.size(0), x.size(2));
-        if (batch != cache.BatchSize || batch > Int8MatVec.MaxRows) return null;
+            x.dim() != 3 || !x.is_contiguous()) return null;
+        var (batch, tokens, width) = ((int)x.size(0), (int)x.size(1), x.size(2));
+        if (batch != cache.BatchSize || batch > Int8MatVec.MaxRows || cache.Length + tokens > cache.Capacity ||
+            (tokens > 1 && (long)batch * tokens > MaxPromptTokens)) return null;
+        // The mask, if any, is (B, 1, T, keys) bools: a decode step's visible keys, or a prompt's causal mask with padding.
         var mask = ctx.AttentionMask;
-        if (mask is not null && (mask.dtype != ScalarType.Bool || mask.numel() != (long)batch * (cache.Length + 1))) return null;
+        if (mask is not null && (mask.dtype != ScalarType.Bool || mask.numel() != (long)batch * tokens * (cache.Length + tokens))) return null;
         var parts = new DecodeLayerParts[layers.Count];
         for (var i = 0; i < parts.Length; i++)
         {
             if (layers[i] is not LlamaDecoderLayer layer || layer.UsesLocalRope || layer.DecodeParts() is not { } p ||
-                !Serves(p, dtype, width, cache, angles, batch)) return null;
+                !Serves(p, dtype, width, cache, angles, batch * tokens, tokens) || (tokens > 1 && !SmallEnoughForPrompts(p))) return null;
             parts[i] = p;
         }
         if (!Monitor.TryEnter(gate)) return null;   // another thread is decoding with this model: it runs as modules
         try
         {
-            var result = Run(parts, x, cache, mask, angles, batch, width, dtype);
-            StepsRun++;
+            using var perRow = RotationTablesPerRow(parts, angles, batch, tokens);
+            var result = Run(parts, x, cache, mask, perRow?.Angles ?? angles, batch, tokens, width, dtype);
+            if (tokens == 1) StepsRun++;
+            else PromptsRun++;
             return result;
         }
         finally
@@ -80,8 +95,44 @@ internal sealed class DecodeLayerStack : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether a layer's products are all below the size the modules hand to a kernel (<see cref="DenseMatVec.MinWeights"/>):
+    /// a model that small spends a prompt's forward pass on libtorch's per-operation overhead (measured on stories260K:
+    /// ~1 ms for one row of 10 tokens, ~10 decode steps), which this pass does not have. Larger models' prompts stay with
+    /// libtorch's matrix products, far faster there than these row-by-row kernels.
+    /// </summary>
+    private static bool SmallEnoughForPrompts(DecodeLayerParts p) =>
+        new[] { p.Attention.Qkv, p.Attention.Output, p.Mlp.GateUp, p.Mlp.Down }.All(d => d.IsDense && d.InFeatures * d.OutFeatures < DenseMatVec.MinWeights);
+
+    /// <summary>
+    /// A prompt's rotation tables, one row per (row, token), when the given ones are shared by the batch's rows (one per
+    /// token); null when they already have a row each (or one for all).
+    /// </summary>
+    private static PromptTables? RotationTablesPerRow(DecodeLayerParts[] parts, (Tensor Cos, Tensor SignedSin) angles, int batch, int tokens)
+    {
+        if (tokens == 1 || batch == 1 || Array.Find(parts, p => p.Attention.UsesRope) is not { } rotating) return null;
+        var (cos, sin) = angles;
+        var headDim = rotating.Attention.Heads.HeadDim;
+        if (cos.numel() / headDim != tokens) return null;
+        using var normal = inference_mode(false);
+        return new PromptTables((cos.reshape(1, tokens, headDim).expand(batch, tokens, headDim).contiguous(),
+            sin.reshape(1, tokens, headDim).expand(batch, tokens, headDim).contiguous()));
+    }
+
+    private sealed class PromptTables((Tensor Cos, Tensor SignedSin) angles) : IDisposable
+    {
+        public (Tensor Cos, Tensor SignedSin) Angles { get; } = angles;
+
+        public void Dispose()
+        {
+            Angles.Cos.Dispose();
+            Angles.SignedSin.Dispose();
+        }
+    }
+
     /// <summary>Whether every part of a layer is what the pass computes, with the same conditions the modules' kernels check.</summary>
-    private static bool Serves(DecodeLayerParts p, ScalarType dtype, long width, KvCache cache, (Tensor Cos, Tensor SignedSin) angles, int batch)
+    private static bool Serves(DecodeLayerParts p, ScalarType dtype, long width, KvCache cache, (Tensor Cos, Tensor SignedSin) angles, int rows,
+        int tokens)
     {
         var (attention, mlp, heads) = (p.Attention, p.Mlp, p.Attention.Heads);
         if (p.InputNorm.weight.dtype != dtype || p.PostAttentionNorm.weight.dtype != dtype ||
@@ -98,15 +149,16 @@ internal sealed class DecodeLayerStack : IDisposable
         if (cos.dtype != dtype || sin.dtype != dtype || !cos.is_contiguous() || !sin.is_contiguous() || cos.size(-1) != heads.HeadDim ||
             cos.numel() != sin.numel()) return false;
         var tableRows = cos.numel() / heads.HeadDim;
-        return tableRows == 1 || tableRows == batch;
+        return tableRows == 1 || tableRows == rows || tableRows == tokens;   // per token only: RotationTablesPerRow widens them
     }
 
     private static bool Shaped(DecodeProjection projection, long inFeatures, long outFeatures, ScalarType dtype) =>
         projection.Serves(dtype) && projection.InFeatures == inFeatures && projection.OutFeatures == outFeatures;
 
     private Tensor Run(DecodeLayerParts[] parts, Tensor x, KvCache cache, Tensor? mask, (Tensor Cos, Tensor SignedSin) angles, int batch,
-        long width, ScalarType dtype)
+        int tokens, long width, ScalarType dtype)
     {
+        var rows = batch * tokens;   // (row, token) pairs, row-major as x holds them
         var brain = dtype == ScalarType.BFloat16;
         var elementSize = brain ? 2 : 4;
         long widestInput = width, qkvWidest = 0, rotatedWidest = 0, queryWidest = 0, ffnWidest = 0;
@@ -120,12 +172,14 @@ internal sealed class DecodeLayerStack : IDisposable
         }
         widestInput = Math.Max(widestInput, Math.Max(queryWidest, ffnWidest));
         // The step's activations: residual, normed, qkv, rotated q/k, attention output, projection output, gate/up,
-        // SwiGLU output; then the products' scratch: fp32 inputs, two int16 copies of them, per-row scales.
+        // SwiGLU output; then the products' scratch: fp32 inputs, two int16 copies of them, per-row scales; then a
+        // prompt token's mask (B rows of its visible keys).
         long[] sizes =
         [
-            batch * width * elementSize, batch * width * elementSize, batch * qkvWidest * elementSize, batch * rotatedWidest * elementSize,
-            batch * queryWidest * elementSize, batch * width * elementSize, batch * 2 * ffnWidest * elementSize, batch * ffnWidest * elementSize,
-            batch * widestInput * sizeof(float), batch * widestInput * sizeof(short), batch * widestInput * sizeof(short), batch * sizeof(float),
+            rows * width * elementSize, rows * width * elementSize, rows * qkvWidest * elementSize, rows * rotatedWidest * elementSize,
+            rows * queryWidest * elementSize, rows * width * elementSize, rows * 2 * ffnWidest * elementSize, rows * ffnWidest * elementSize,
+            rows * widestInput * sizeof(float), rows * widestInput * sizeof(short), rows * widestInput * sizeof(short), rows * sizeof(float),
+            tokens > 1 && mask is not null ? (long)batch * (cache.Length + tokens) : 0,
         ];
         var offsets = new long[sizes.Length];
         var total = 0L;
@@ -138,6 +192,7 @@ internal sealed class DecodeLayerStack : IDisposable
         nint At(int i) => basePointer + (nint)offsets[i];
         var (residual, normed, qkv, rotated, attended, projected, gateUp, hidden) = (At(0), At(1), At(2), At(3), At(4), At(5), At(6), At(7));
         var scratch = new DecodeScratch(At(8), At(9), At(10), At(11));
+        var tokenMask = At(12);
 
         using var contiguousMask = mask is null || mask.is_contiguous() ? null : mask.contiguous();
         var (cos, sin) = angles;
@@ -157,10 +212,10 @@ internal sealed class DecodeLayerStack : IDisposable
                     var (nh, nkv, hd) = (heads.NumHeads, heads.NumKvHeads, heads.HeadDim);
                     var qkvWidth = (long)(nh + 2 * nkv) * hd;
 
-                    RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].InputNorm.weight), normed, batch, (int)width, (float)parts[i].InputNorm.Eps, brain);
-                    attention.Qkv.Multiply(normed, qkv, batch, brain, scratch);
+                    RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].InputNorm.weight), normed, rows, (int)width, (float)parts[i].InputNorm.Eps, brain);
+                    attention.Qkv.Multiply(normed, qkv, rows, brain, scratch);
                     if (attention.QueryNorm is { } queryNorm && attention.KeyNorm is { } keyNorm)
-                        for (var b = 0; b < batch; b++)   // Qwen3: each query and key head normalised in place, before RoPE
+                        for (var b = 0; b < rows; b++)   // Qwen3: each query and key head normalised in place, before RoPE
                         {
                             var heads0 = qkv + (nint)(b * qkvWidth * elementSize);
                             RmsNormKernel.NormalizeRows(heads0, Pointer(queryNorm.weight), heads0, nh, hd, (float)queryNorm.Eps, brain);
@@ -172,29 +227,49 @@ internal sealed class DecodeLayerStack : IDisposable
                     long queryStride = qkvWidth, keyStride = qkvWidth;
                     if (attention.UsesRope)
                     {
-                        RotaryDecodeKernel.RotateRows(qkv, rotated, batch, nh + 2 * nkv, nh + nkv, hd, (nint)cosBytes, (nint)sinBytes, tableRows, brain);
+                        RotaryDecodeKernel.RotateRows(qkv, rotated, rows, nh + 2 * nkv, nh + nkv, hd, (nint)cosBytes, (nint)sinBytes, tableRows, brain);
                         (queries, keys) = (rotated, rotated + (nint)((long)nh * hd * elementSize));
                         queryStride = keyStride = (long)(nh + nkv) * hd;
                     }
                     var values = qkv + (nint)((long)(nh + nkv) * hd * elementSize);
-                    SingleQueryAttentionKernel.AttendRows(new SingleQueryAttentionKernel.Heads(batch, nh, nkv, hd, brain), queries, queryStride,
-                        keys, keyStride, values, qkvWidth, cache, heads.LayerIndex, (nint)maskBytes, attended, heads.Settings);
-                    attention.Output.Multiply(attended, projected, batch, brain, scratch);
-                    AddInPlace(residual, projected, batch * width, brain);
+                    // A prompt's tokens one after another, each row's t-th token seeing its keys up to its own position.
+                    var layout = new SingleQueryAttentionKernel.Heads(batch, nh, nkv, hd, brain);
+                    for (var t = 0; t < tokens; t++)
+                    {
+                        var at = cache.Length + t;
+                        var visible = tokens == 1 || maskBytes == null ? (nint)maskBytes : TokenMask((byte*)maskBytes, (byte*)tokenMask, batch, tokens, t, at + 1, cache.Length + tokens);
+                        SingleQueryAttentionKernel.AttendRows(layout, queries + (nint)(t * queryStride * elementSize), queryStride * tokens,
+                            keys + (nint)(t * keyStride * elementSize), keyStride * tokens, values + (nint)(t * qkvWidth * elementSize), qkvWidth * tokens,
+                            cache, heads.LayerIndex, visible, attended + (nint)(t * heads.QueryWidth * elementSize), heads.Settings, at,
+                            heads.QueryWidth * tokens);
+                    }
+                    attention.Output.Multiply(attended, projected, rows, brain, scratch);
+                    AddInPlace(residual, projected, rows * width, brain);
 
-                    RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].PostAttentionNorm.weight), normed, batch, (int)width,
+                    RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].PostAttentionNorm.weight), normed, rows, (int)width,
                         (float)parts[i].PostAttentionNorm.Eps, brain);
-                    mlp.GateUp.Multiply(normed, gateUp, batch, brain, scratch);
-                    SwiGluKernel.ApplyRows(gateUp, hidden, batch, (int)mlp.Intermediate, brain);
-                    mlp.Down.Multiply(hidden, projected, batch, brain, scratch);
-                    AddInPlace(residual, projected, batch * width, brain);
+                    mlp.GateUp.Multiply(normed, gateUp, rows, brain, scratch);
+                    SwiGluKernel.ApplyRows(gateUp, hidden, rows, (int)mlp.Intermediate, brain);
+                    mlp.Down.Multiply(hidden, projected, rows, brain, scratch);
+                    AddInPlace(residual, projected, rows * width, brain);
                 }
             }
-            var result = empty([batch, 1, width], dtype);
+            var result = empty([batch, tokens, width], dtype);
             fixed (byte* output = result.bytes)
                 Buffer.MemoryCopy((void*)residual, output, sizes[0], sizes[0]);
             return result;
         }
+    }
+
+    /// <summary>
+    /// Prompt token t's mask, (B, <paramref name="keys"/>) bools, out of the prompt's (B, 1, T, S) one (S = the keys
+    /// before the prompt + T): the kernel reads a mask row per batch row, as long as the keys the token sees.
+    /// </summary>
+    private static unsafe nint TokenMask(byte* mask, byte* target, int batch, int tokens, int t, int keys, int allKeys)
+    {
+        for (var b = 0; b < batch; b++)
+            Buffer.MemoryCopy(mask + ((long)b * tokens + t) * allKeys, target + (long)b * keys, keys, keys);
+        return (nint)target;
     }
 
     /// <summary>

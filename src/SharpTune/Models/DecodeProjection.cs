@@ -18,6 +18,9 @@ internal abstract class DecodeProjection
     public abstract long InFeatures { get; }
     public abstract long OutFeatures { get; }
 
+    /// <summary>Whether the weight is a plain bf16/fp32 matrix (not quantized codes).</summary>
+    public virtual bool IsDense => false;
+
     /// <summary>Whether the kernel serves activations of <paramref name="dtype"/> (checked before the step writes anything).</summary>
     public abstract bool Serves(ScalarType dtype);
 
@@ -43,6 +46,7 @@ internal abstract class DecodeProjection
     {
         public override long InFeatures => weight.size(1);
         public override long OutFeatures => weight.size(0);
+        public override bool IsDense => true;
 
         public override bool Serves(ScalarType dtype) => DenseMatVec.ServesBuffers(weight, bias, dtype);
 

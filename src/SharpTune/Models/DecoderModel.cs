@@ -60,7 +60,7 @@ public sealed class DecoderModel : nn.Module
         var global = Angles(rotary, x, ctx, checkpointing);                                   // (B, 1, T, rotary dim)
         if (!checkpointing && !hasLocalRopeLayers && ctx.Cache is { } decoding && layerStack.TryRun(layers, x, ctx, global) is { } stacked)
         {
-            decoding.Advance(1);
+            decoding.Advance((int)x.size(1));
             return norm.forward(stacked).MoveToOuterDisposeScope();
         }
         var local = hasLocalRopeLayers ? Angles(localRotary, x, ctx, checkpointing) : global;
@@ -79,6 +79,9 @@ public sealed class DecoderModel : nn.Module
 
     /// <summary>Decode steps that ran every layer in one pass (<see cref="DecodeLayerStack"/>).</summary>
     internal long LayerStackSteps => layerStack.StepsRun;
+
+    /// <summary>Prompts that ran every layer in one pass (a small model's: <see cref="DecodeLayerStack"/>).</summary>
+    internal long LayerStackPrompts => layerStack.PromptsRun;
 
     protected override void Dispose(bool disposing)
     {

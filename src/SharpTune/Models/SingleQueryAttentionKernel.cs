@@ -62,17 +62,18 @@ internal static class SingleQueryAttentionKernel
 
     /// <summary>
     /// Raw buffers: writes each row's new key and value (row b's heads at k + b·<paramref name="keyRowStride"/> and
-    /// v + b·<paramref name="valueRowStride"/>, in elements) into layer <paramref name="layer"/>'s cache buffers at the
-    /// cache's next position, then attends every query head (row b's at q + b·<paramref name="queryRowStride"/>) into the
-    /// output (B, nh·hd). The mask, if any, is (B, keys) bools.
+    /// v + b·<paramref name="valueRowStride"/>, in elements) into layer <paramref name="layer"/>'s cache buffers at
+    /// <paramref name="position"/> (the cache's next one unless given: a prompt's t-th token is at its length + t), then
+    /// attends every query head (row b's at q + b·<paramref name="queryRowStride"/>) to the keys up to that position, into
+    /// the output (row b at b·<paramref name="outputRowStride"/>, nh·hd unless given). The mask, if any, is (B, keys) bools.
     /// </summary>
     internal static unsafe void AttendRows(Heads layout, nint q, long queryRowStride, nint k, long keyRowStride, nint v, long valueRowStride,
-        KvCache cache, int layer, nint mask, nint output, AttentionSettings settings)
+        KvCache cache, int layer, nint mask, nint output, AttentionSettings settings, int? position = null, long outputRowStride = 0)
     {
         var (keyBuffer, valueBuffer) = cache.BufferPointers(layer);
         var (batch, heads, kvHeads, headDim, brain) = (layout.Batch, layout.Count, layout.KvCount, layout.HeadDim, layout.Brain);
-        var position = cache.Length;
-        var keys = position + 1;
+        var at = position ?? cache.Length;
+        var keys = at + 1;
         var first = settings.SlidingWindow is { } w && keys > w ? keys - w : 0;
         var scale = (float)(settings.Scale ?? 1.0 / Math.Sqrt(headDim));
         var cap = settings.SoftCap is { } c ? (float)c : 0f;
@@ -83,19 +84,22 @@ internal static class SingleQueryAttentionKernel
         for (var b = 0; b < batch; b++)
             for (var h = 0; h < kvHeads; h++)
             {
-                var target = (b * kvHeads + h) * headStride + position * rowBytes;
+                var target = (b * kvHeads + h) * headStride + at * rowBytes;
                 Buffer.MemoryCopy((byte*)k + (b * keyRowStride + h * headDim) * elementSize, kb + target, rowBytes, rowBytes);
                 Buffer.MemoryCopy((byte*)v + (b * valueRowStride + h * headDim) * elementSize, vb + target, rowBytes, rowBytes);
             }
-        var job = new Job(q, queryRowStride, keyBuffer, valueBuffer, output, mask, brain, headDim, heads, kvHeads,
-            cache.Capacity, first, keys, scale, cap);
-        // Parallel over (row, kv head) pairs once each thread gets ~16K multiply–adds: the helpers are already
-        // spinning between a step's products, so a hand-off costs about a microsecond.
+        var job = new Job(q, queryRowStride, keyBuffer, valueBuffer, output, outputRowStride > 0 ? outputRowStride : (long)heads * headDim,
+            mask, brain, headDim, heads, kvHeads, cache.Capacity, first, keys, scale, cap);
+        // Parallel over (row, kv head) pairs once each thread gets ~64K multiply–adds (M's heads from ~130 keys on). A
+        // hand-off to a spinning helper costs about a microsecond, but a helper given work spins on for a while after it:
+        // a small model's batched steps (stories260K, 8 rows at a few dozen keys) then kept the second core busy where
+        // the server's HTTP work needed it (8 streams: 13–16K tok/s at ~16K a thread, 14–20K at ~64K, alternate runs).
         var pairCost = (long)(heads / kvHeads) * (keys - first) * headDim * 2;
-        RowParallel.For(batch * kvHeads, (from, to) => Run(job, from, to), Math.Max(1, (1 << 14) / Math.Max(1, pairCost)));
+        RowParallel.For(batch * kvHeads, (from, to) => Run(job, from, to), Math.Max(1, (1 << 16) / Math.Max(1, pairCost)));
     }
 
-    private readonly record struct Job(nint Queries, long QueryRowStride, nint Keys, nint Values, nint Output, nint Mask, bool Brain, int HeadDim,
+    private readonly record struct Job(nint Queries, long QueryRowStride, nint Keys, nint Values, nint Output, long OutputRowStride, nint Mask,
+        bool Brain, int HeadDim,
         int Heads, int KvHeads, int Capacity, int First, int Length, float Scale, float SoftCap);
 
     private static unsafe void Run(Job job, long from, long to)
@@ -118,7 +122,7 @@ internal static class SingleQueryAttentionKernel
                     for (var g = 0; g < group; g++)
                     {
                         var head = kvHead * group + g;
-                        var element = (b * job.Heads + head) * hd;                    // output: (B, nh, hd)
+                        var element = b * job.OutputRowStride + head * hd;             // output: row b's heads
                         Widen(job, job.Queries, b * job.QueryRowStride + head * hd, query, hd);
                         for (var c = 0; c < hd; c++) query[c] *= job.Scale;
                         var max = Scores(job, query, cacheOffset * hd, mask, score);
@@ -225,8 +229,8 @@ internal static class SingleQueryAttentionKernel
                 var maskBytes = (byte*)(mask + s);
                 if (left < 16)
                 {
-                    new Span<byte>(tailMask, 16).Clear();
-                    Buffer.MemoryCopy(maskBytes, tailMask, 16, left);
+                    // Element by element: a call here (a copy) would have the loop's vectors kept in memory across it.
+                    for (var k = 0; k < 16; k++) tailMask[k] = k < left ? maskBytes[k] : (byte)0;
                     maskBytes = tailMask;
                 }
                 var visible = Avx512F.ConvertToVector512Int32(Sse2.LoadVector128(maskBytes));

@@ -33,7 +33,8 @@ public class DecodeLayerStackTests
 
     /// <summary>
     /// stories260K's products (64 wide, FFN 172) and heads (8 wide) are below what the modules hand to a kernel, so the
-    /// pass computes them where the modules used libtorch: the same values up to the order of a few sums.
+    /// pass computes them where the modules used libtorch: the same values up to the order of a few sums. Its prompt
+    /// runs through the pass too (a padded row's included), every token's hidden state close to the modules'.
     /// </summary>
     [SharedAssetTheory("models/stories260K")]
     [InlineData(1)]
@@ -61,11 +62,14 @@ public class DecodeLayerStackTests
     private static void AssertCloseToTheModules(CausalLanguageModel model, int batch, float tolerance)
     {
         var decoder = (DecoderForCausalLM)model;
-        var before = decoder.model.LayerStackSteps;
+        var (before, promptsBefore) = (decoder.model.LayerStackSteps, decoder.model.LayerStackPrompts);
         var expected = DecodeHiddenStates(model, batch, stack: false);
+        Assert.Equal(promptsBefore, decoder.model.LayerStackPrompts);
         var actual = DecodeHiddenStates(model, batch, stack: true);
         Assert.Equal(before + Steps, decoder.model.LayerStackSteps);
-        for (var step = 0; step < Steps; step++)
+        var smallModel = model.Config.HiddenSize * model.Config.HiddenSize < DenseMatVec.MinWeights;
+        Assert.Equal(promptsBefore + (smallModel ? 1 : 0), decoder.model.LayerStackPrompts);
+        for (var step = 0; step <= Steps; step++)
         {
             var difference = (expected[step].to(ScalarType.Float32) - actual[step].to(ScalarType.Float32)).abs().max().item<float>();
             var scale = expected[step].to(ScalarType.Float32).abs().max().item<float>();
@@ -86,18 +90,22 @@ public class DecodeLayerStackTests
         AssertBitForBitAsTheModules(model, $"{kind} {dtype} {quantize}");
     }
 
-    /// <summary>One row and a padded batch: the pass runs every step, the modules none, and every step's hidden states match exactly.</summary>
+    /// <summary>
+    /// One row and a padded batch: the pass runs every step, the modules none, and every step's hidden states match exactly.
+    /// The prompt stays with the modules (libtorch's matrix products at this size).
+    /// </summary>
     private static void AssertBitForBitAsTheModules(CausalLanguageModel model, string what)
     {
         var decoder = (DecoderForCausalLM)model;
         foreach (var batch in new[] { 1, 3 })
         {
-            var before = decoder.model.LayerStackSteps;
+            var (before, prompts) = (decoder.model.LayerStackSteps, decoder.model.LayerStackPrompts);
             var expected = DecodeHiddenStates(model, batch, stack: false);
             Assert.Equal(before, decoder.model.LayerStackSteps);
             var actual = DecodeHiddenStates(model, batch, stack: true);
             Assert.Equal(before + Steps, decoder.model.LayerStackSteps);
-            for (var step = 0; step < Steps; step++)
+            Assert.Equal(prompts, decoder.model.LayerStackPrompts);
+            for (var step = 0; step <= Steps; step++)
                 Assert.True(expected[step].equal(actual[step]).all().item<bool>(),
                     $"{what}, batch {batch}, step {step}: largest difference " +
                     $"{(expected[step].to(ScalarType.Float32) - actual[step].to(ScalarType.Float32)).abs().max().item<float>()}");
@@ -134,8 +142,8 @@ public class DecodeLayerStackTests
     }
 
     /// <summary>
-    /// Prefills prompts of 5 tokens (in a batch, row 1 left-padded by two), then decodes greedily; returns each decode
-    /// step's final hidden states.
+    /// Prefills prompts of 5 tokens (in a batch, row 1 left-padded by two), then decodes greedily; returns the prompt's
+    /// final hidden states, then each decode step's.
     /// </summary>
     private static List<Tensor> DecodeHiddenStates(CausalLanguageModel model, int batch, bool stack)
     {
@@ -165,9 +173,9 @@ public class DecodeLayerStackTests
             AttentionMask = AttentionMasks.CausalWithPadding(realKeys.narrow(1, 0, promptLength), promptLength),
         };
         var hidden = model.DecodeHidden(model.EmbedTokens(tensor(ids)), prefill);
+        var states = new List<Tensor> { hidden.clone() };
         var next = model.ComputeLogits(hidden.narrow(1, promptLength - 1, 1)).argmax(-1);   // (B, 1)
         var nextPositions = positions.Cast<long>().Chunk(promptLength).Select(row => row[^1] + 1).ToArray();
-        var states = new List<Tensor>();
         for (var step = 0; step < Steps; step++)
         {
             var length = promptLength + step + 1;
