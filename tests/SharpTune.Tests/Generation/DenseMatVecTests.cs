@@ -39,6 +39,7 @@ public class DenseMatVecTests
     [InlineData(8, 64, 512, true)]       // its head, eight rows
     [InlineData(3, 172, 37, true)]       // a width of 10 vectors and 12 more; outputs past the last group of four
     [InlineData(2, 7, 3, false)]         // narrower than a vector, fewer outputs than a group
+    [InlineData(6, 172, 37, true)]       // a block of four rows (a prompt's, a batch's) and two more
     public void SmallFloat32ProductsOfAnyWidthEqualTorchs(int rows, int inFeatures, int outFeatures, bool withBias)
     {
         if (!Avx512F.IsSupported) return;
@@ -53,6 +54,30 @@ public class DenseMatVecTests
         projection.Multiply(DecodeLayerStack.Pointer(x), DecodeLayerStack.Pointer(actual), rows, false, default);
         var worst = (actual - expected).abs().max().item<float>();
         Assert.True(actual.allclose(expected, rtol: 1e-5, atol: 1e-5), $"differs by up to {worst}");
+    }
+
+    /// <summary>
+    /// Rows taken four at a time sum each output exactly as a row alone does, so a batched step or a prompt's tokens get
+    /// the values a lone row would.
+    /// </summary>
+    [Fact]
+    public void SmallProductsOfFourRowsAtATimeEqualEachRowAlone()
+    {
+        if (!Avx512F.IsSupported) return;
+        manual_seed(4);
+        using var linear = nn.Linear(172, 37, hasBias: true);
+        using var x = randn(9, 172);
+        using var noGrad = no_grad();
+        var projection = DecodeProjection.Of(linear)!;
+        using var together = empty(9, 37);
+        projection.Multiply(DecodeLayerStack.Pointer(x), DecodeLayerStack.Pointer(together), 9, false, default);
+        for (var r = 0; r < 9; r++)
+        {
+            using var row = x[r].unsqueeze(0).contiguous();
+            using var alone = empty(1, 37);
+            projection.Multiply(DecodeLayerStack.Pointer(row), DecodeLayerStack.Pointer(alone), 1, false, default);
+            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
+        }
     }
 
     [Theory]
