@@ -123,6 +123,12 @@ internal static class SingleQueryAttentionKernel
                     {
                         var head = kvHead * group + g;
                         var element = b * job.OutputRowStride + head * hd;             // output: row b's heads
+                        if (EightWide(job))
+                        {
+                            EightWideHead(job, (float*)job.Queries + b * job.QueryRowStride + head * hd, cacheOffset * hd, mask, score,
+                                (float*)job.Output + element);
+                            continue;
+                        }
                         Widen(job, job.Queries, b * job.QueryRowStride + head * hd, query, hd);
                         for (var c = 0; c < hd; c++) query[c] *= job.Scale;
                         var max = Scores(job, query, cacheOffset * hd, mask, score);
@@ -130,9 +136,7 @@ internal static class SingleQueryAttentionKernel
                         var total = 0f;
                         if (!float.IsNegativeInfinity(max))
                         {
-                            // 8-wide heads' last block's scores past the keys are −∞: their weights come out 0.
-                            var scored = EightWide(job) ? (job.Length - job.First + 15) / 16 * 16 : job.Length - job.First;
-                            total = Exponentiate(score + job.First, scored, max);
+                            total = Exponentiate(score + job.First, job.Length - job.First, max);
                             Weigh(job, score, cacheOffset * hd, sum);
                         }
                         // A row whose keys are all hidden gets zeros, as the general path's fully masked softmax does not
@@ -154,9 +158,7 @@ internal static class SingleQueryAttentionKernel
     {
         var hd = job.HeadDim;
         var max = float.NegativeInfinity;
-        var s = job.First;
-        if (EightWide(job)) max = EightWideScores(job, query, keyElement, mask, score, ref s);
-        for (; s < job.Length; s++)
+        for (var s = job.First; s < job.Length; s++)
         {
             if (mask != null && !mask[s])
             {
@@ -189,25 +191,44 @@ internal static class SingleQueryAttentionKernel
         return max;
     }
 
-    /// <summary>fp32 heads of 8 without soft-capping: <see cref="EightWideScores"/> and <see cref="EightWideWeigh"/> serve them.</summary>
+    /// <summary>fp32 heads of 8 without soft-capping: <see cref="EightWideHead"/> serves them.</summary>
     private static bool EightWide(in Job job) => job.HeadDim == 8 && !job.Brain && job.SoftCap == 0;
 
     /// <summary>
-    /// The scores of 8-wide heads (stories260K's), 16 keys at a time from <paramref name="s"/> on (a last block of fewer keys
-    /// masked), which it advances to the end; returns their largest. Key by key, a head that narrow is one multiply and a horizontal sum
+    /// One 8-wide head, its query and output one 256-bit vector each, straight from and to the buffers (through the
+    /// general path's copies, clears and element-wise loops, a head cost more than its few blocks of keys; the same
+    /// roundings as there).
+    /// </summary>
+    private static unsafe void EightWideHead(in Job job, float* query, long element, bool* mask, float* score, float* output)
+    {
+        var scaled = Avx.LoadVector256(query) * Vector256.Create(job.Scale);
+        var max = EightWideScores(job, scaled, element, mask, score);
+        if (float.IsNegativeInfinity(max))
+        {
+            Avx.Store(output, Vector256<float>.Zero);   // every key hidden: zeros, as the general path
+            return;
+        }
+        // The last block's scores past the keys are −∞: their weights come out 0.
+        var total = Exponentiate(score + job.First, (job.Length - job.First + 15) / 16 * 16, max);
+        Avx.Store(output, EightWideWeigh(job, score, element) * Vector256.Create(total > 0 ? 1f / total : 0f));
+    }
+
+    /// <summary>
+    /// The scores of 8-wide heads (stories260K's) for the scaled <paramref name="query"/>, 16 keys at a time (a last block
+    /// of fewer keys masked); returns their largest. Key by key, a head that narrow is one multiply and a horizontal sum
     /// (most of a small model's batched step at a few hundred keys). Here 16 keys are 8 vectors of two keys each,
     /// multiplied by the query twice over and summed across lanes by three levels of shuffles and adds into one vector
     /// of 16 scores (the per-key sum ((q0k0+q2k2)+(q1k1+q3k3)) + ((q4k4+q6k6)+(q5k5+q7k7))).
     /// </summary>
-    private static unsafe float EightWideScores(in Job job, float* query, long keyElement, bool* mask, float* score, ref int s)
+    private static unsafe float EightWideScores(in Job job, Vector256<float> query, long keyElement, bool* mask, float* score)
     {
         var keys = (float*)job.Keys + keyElement;
-        var twice = Vector512.Create(Avx.LoadVector256(query), Avx.LoadVector256(query));
+        var twice = Vector512.Create(query, query);
         var order = Vector512.Create(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
         var hidden = Vector512.Create(float.NegativeInfinity);
         var largest = hidden;
         var tailMask = stackalloc byte[16];
-        for (; s < job.Length; s += 16)
+        for (var s = job.First; s < job.Length; s += 16)
         {
             // The last block, when fewer than 16 keys are left, reads them through masked loads (nothing past them) and
             // scores the lanes past them −∞: key by key, a head this narrow cost a horizontal sum and a scalar exponential
@@ -240,7 +261,6 @@ internal static class SingleQueryAttentionKernel
             Avx512F.Store(score + s, sums);
             largest = Avx512F.Max(largest, sums);
         }
-        s = job.Length;
         var max = float.NegativeInfinity;
         for (var i = 0; i < 16; i++) max = Math.Max(max, largest.GetElement(i));
         return max;
@@ -269,16 +289,15 @@ internal static class SingleQueryAttentionKernel
     }
 
     /// <summary>
-    /// sum += p[s]·v_s for 8-wide heads, 16 keys at a time from <paramref name="s"/> on (advanced to the end; a
-    /// last block of fewer keys masked): two keys' values per vector, each multiplied by its own weight, into four accumulators whose halves are
+    /// Σ p[s]·v_s for 8-wide heads, 16 keys at a time (a last block of fewer keys masked): two keys' values per vector, each multiplied by its own weight, into four accumulators whose halves are
     /// added at the end (key by key, each key was a read, a multiply–add and a write of the sum).
     /// </summary>
-    private static unsafe void EightWideWeigh(in Job job, float* p, long valueElement, float* sum, ref int s)
+    private static unsafe Vector256<float> EightWideWeigh(in Job job, float* p, long valueElement)
     {
         var values = (float*)job.Values + valueElement;
         var pairOfKeys = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-        for (; s < job.Length; s += 16)
+        for (var s = job.First; s < job.Length; s += 16)
         {
             // A last block of fewer than 16 keys reads their values through masked loads; the weights past them are 0
             // (their scores were −∞).
@@ -294,9 +313,8 @@ internal static class SingleQueryAttentionKernel
             a2 = Avx512F.FusedMultiplyAdd(Load(block, 96, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(12)), a2);
             a3 = Avx512F.FusedMultiplyAdd(Load(block, 112, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(14)), a3);
         }
-        s = job.Length;
         var total = (a0 + a1) + (a2 + a3);
-        Avx.Store(sum, Avx.LoadVector256(sum) + (total.GetLower() + total.GetUpper()));
+        return total.GetLower() + total.GetUpper();
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector512<float> Load(float* block, int o, int floats) =>
@@ -363,9 +381,7 @@ internal static class SingleQueryAttentionKernel
     private static unsafe void Weigh(in Job job, float* p, long valueElement, float* sum)
     {
         var hd = job.HeadDim;
-        var s = job.First;
-        if (EightWide(job)) EightWideWeigh(job, p, valueElement, sum, ref s);
-        for (; s < job.Length; s++)
+        for (var s = job.First; s < job.Length; s++)
         {
             if (p[s] == 0f) continue;
             var row = valueElement + (long)s * hd;
