@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using SharpTune.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -281,7 +283,10 @@ internal sealed class DecodeLayerStack : IDisposable
         if (!brain)
         {
             float* r = (float*)residual, p = (float*)projected;
-            for (long i = 0; i < count; i++) r[i] += p[i];
+            long i = 0;
+            if (Avx512F.IsSupported)
+                for (; i + 16 <= count; i += 16) Avx512F.Store(r + i, Avx512F.LoadVector512(r + i) + Avx512F.LoadVector512(p + i));
+            for (; i < count; i++) r[i] += p[i];
             return;
         }
         ushort* rb = (ushort*)residual, pb = (ushort*)projected;
