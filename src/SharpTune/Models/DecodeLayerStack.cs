@@ -51,6 +51,9 @@ internal sealed class DecodeLayerStack : IDisposable
     /// </summary>
     private const int MaxPromptTokens = 2048;
 
+    /// <summary>Scratch bytes a prompt may leave allocated; a larger buffer is freed after the prompt.</summary>
+    private const long PromptScratchKept = 1 << 20;
+
     /// <summary>Decode steps this pass has run (tests check that it ran, or that it declined).</summary>
     public long StepsRun { get; private set; }
 
@@ -88,7 +91,12 @@ internal sealed class DecodeLayerStack : IDisposable
             using var perRow = RotationTablesPerRow(parts, angles, batch, tokens);
             var result = Run(parts, x, cache, mask, perRow?.Angles ?? angles, batch, tokens, width, dtype);
             if (tokens == 1) StepsRun++;
-            else PromptsRun++;
+            else
+            {
+                PromptsRun++;
+                // A long prompt's activations (up to MaxPromptTokens rows) are not kept for the decode steps that follow.
+                if (scratchBytes > PromptScratchKept) ReleaseScratch();
+            }
             return result;
         }
         finally
@@ -310,10 +318,12 @@ internal sealed class DecodeLayerStack : IDisposable
         return scratchBase;
     }
 
-    public void Dispose()
+    private void ReleaseScratch()
     {
         scratch?.Dispose();
         scratch = null;
         scratchBytes = 0;
     }
+
+    public void Dispose() => ReleaseScratch();
 }
