@@ -112,7 +112,8 @@ internal sealed class DecodeLayerStack : IDisposable
     /// libtorch's matrix products, far faster there than these row-by-row kernels.
     /// </summary>
     private static bool SmallEnoughForPrompts(DecodeLayerParts p) =>
-        new[] { p.Attention.Qkv, p.Attention.Output, p.Mlp.GateUp, p.Mlp.Down }.All(d => d.IsDense && d.InFeatures * d.OutFeatures < DenseMatVec.MinWeights);
+        new[] { p.Attention.Qkv, p.Attention.Output, p.Mlp.GateUp, p.Mlp.Down }
+            .All(d => d.IsDense && d.InFeatures * d.OutFeatures < DenseMatVec.MinWeights);
 
     /// <summary>
     /// A prompt's rotation tables, one row per (row, token), when the given ones are shared by the batch's rows (one per
@@ -247,9 +248,12 @@ internal sealed class DecodeLayerStack : IDisposable
                     for (var t = 0; t < tokens; t++)
                     {
                         var at = cache.Length + t;
-                        var visible = tokens == 1 || maskBytes == null ? (nint)maskBytes : TokenMask((byte*)maskBytes, (byte*)tokenMask, batch, tokens, t, at + 1, cache.Length + tokens);
+                        var visible = tokens == 1 || maskBytes == null
+                            ? (nint)maskBytes
+                            : TokenMask((byte*)maskBytes, (byte*)tokenMask, batch, tokens, t, at + 1, cache.Length + tokens);
                         SingleQueryAttentionKernel.AttendRows(layout, queries + (nint)(t * queryStride * elementSize), queryStride * tokens,
-                            keys + (nint)(t * keyStride * elementSize), keyStride * tokens, values + (nint)(t * qkvWidth * elementSize), qkvWidth * tokens,
+                            keys + (nint)(t * keyStride * elementSize), keyStride * tokens,
+                            values + (nint)(t * qkvWidth * elementSize), qkvWidth * tokens,
                             cache, heads.LayerIndex, visible, attended + (nint)(t * heads.QueryWidth * elementSize), heads.Settings, at,
                             heads.QueryWidth * tokens);
                     }

@@ -187,9 +187,9 @@ internal static class DenseMatVec
                 float* w0 = weights + r * inFeatures, w1 = w0 + inFeatures, w2 = w1 + inFeatures, w3 = w2 + inFeatures;
                 Vector512<float> c00 = zero, c01 = zero, c02 = zero, c03 = zero, c10 = zero, c11 = zero, c12 = zero, c13 = zero,
                     c20 = zero, c21 = zero, c22 = zero, c23 = zero, c30 = zero, c31 = zero, c32 = zero, c33 = zero;
-                for (long j = 0; j <= inFeatures - 16 || (j < inFeatures && whole < inFeatures); j += 16)
+                for (long j = 0; j < inFeatures; j += 16)
                 {
-                    var masked = j == whole;
+                    var masked = j == whole;   // the last few inputs of a row that is not whole vectors
                     var v0 = masked ? Avx512F.MaskLoad(w0 + j, tail, zero) : Avx512F.LoadVector512(w0 + j);
                     var v1 = masked ? Avx512F.MaskLoad(w1 + j, tail, zero) : Avx512F.LoadVector512(w1 + j);
                     var v2 = masked ? Avx512F.MaskLoad(w2 + j, tail, zero) : Avx512F.LoadVector512(w2 + j);

@@ -259,15 +259,9 @@ internal static class SingleQueryAttentionKernel
             // per key, more than the whole blocks before it at a few dozen keys.
             var left = job.Length - s;
             var block = keys + (long)s * 8;
-            Vector512<float> first, second;
-            if (left >= 16)
-                (first, second) = (Fold(Pairs(block, twice, 0), Pairs(block, twice, 32)), Fold(Pairs(block, twice, 64), Pairs(block, twice, 96)));
-            else
-            {
-                var floats = left * 8;
-                (first, second) = (Fold(MaskedPairs(block, twice, 0, floats), MaskedPairs(block, twice, 32, floats)),
-                    Fold(MaskedPairs(block, twice, 64, floats), MaskedPairs(block, twice, 96, floats)));
-            }
+            var floats = Math.Min(16, left) * 8;
+            Vector512<float> first = Fold(Pairs(block, twice, 0, floats), Pairs(block, twice, 32, floats)),
+                second = Fold(Pairs(block, twice, 64, floats), Pairs(block, twice, 96, floats));
             var sums = Avx512F.PermuteVar16x32(Avx512F.Shuffle4x128(first, second, 0x88) + Avx512F.Shuffle4x128(first, second, 0xDD), order);
             if (mask != null)
             {
@@ -281,7 +275,7 @@ internal static class SingleQueryAttentionKernel
                 var visible = Avx512F.ConvertToVector512Int32(Sse2.LoadVector128(maskBytes));
                 sums = Vector512.ConditionalSelect(Vector512.Equals(visible, Vector512<int>.Zero).AsSingle(), hidden, sums);
             }
-            if (left < 16) sums = Vector512.ConditionalSelect(Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(left)).AsSingle(), sums, hidden);
+            if (left < 16) sums = Vector512.ConditionalSelect(Below(left), sums, hidden);
             Avx512F.Store(score + s, sums);
             largest = Avx512F.Max(largest, sums);
         }
@@ -289,21 +283,14 @@ internal static class SingleQueryAttentionKernel
         for (var i = 0; i < 16; i++) max = Math.Max(max, largest.GetElement(i));
         return max;
 
-        // Keys o/8 … o/8 + 3 (two vectors of two keys each): their products with the query, then the two halves of each
-        // 128-bit lane summed: lane l holds (a's pair sums, b's pair sums) of that lane's four values.
+        // Keys o/8 … o/8 + 3 (two vectors of two keys each; of the block's first `floats` values only): their products
+        // with the query, then the two halves of each 128-bit lane summed: lane l holds (a's pair sums, b's pair sums) of
+        // that lane's four values.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector512<float> Pairs(float* block, Vector512<float> twice, int o)
+        static Vector512<float> Pairs(float* block, Vector512<float> twice, int o, int floats)
         {
-            var a = Avx512F.LoadVector512(block + o) * twice;
-            var b = Avx512F.LoadVector512(block + o + 16) * twice;
-            return Avx512F.Shuffle(a, b, 0x44) + Avx512F.Shuffle(a, b, 0xEE);
-        }
-        // As Pairs, reading only the block's first `floats` values (the rest as zeros).
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector512<float> MaskedPairs(float* block, Vector512<float> twice, int o, int floats)
-        {
-            var a = Avx512F.MaskLoad(block + o, Below(floats - o), Vector512<float>.Zero) * twice;
-            var b = Avx512F.MaskLoad(block + o + 16, Below(floats - o - 16), Vector512<float>.Zero) * twice;
+            var a = BlockVector(block, o, floats) * twice;
+            var b = BlockVector(block, o + 16, floats) * twice;
             return Avx512F.Shuffle(a, b, 0x44) + Avx512F.Shuffle(a, b, 0xEE);
         }
         // Within each 128-bit lane, each source vector's pair sums added: lane l then holds the sums of four values (half a
@@ -313,8 +300,9 @@ internal static class SingleQueryAttentionKernel
     }
 
     /// <summary>
-    /// Σ p[s]·v_s for 8-wide heads, 16 keys at a time (a last block of fewer keys masked): two keys' values per vector, each multiplied by its own weight, into four accumulators whose halves are
-    /// added at the end (key by key, each key was a read, a multiply–add and a write of the sum).
+    /// Σ p[s]·v_s for 8-wide heads, 16 keys at a time (a last block of fewer keys masked): two keys' values per vector,
+    /// each multiplied by its own weight, into four accumulators whose halves are added at the end (key by key, each key
+    /// was a read, a multiply–add and a write of the sum).
     /// </summary>
     private static unsafe Vector256<float> EightWideWeigh(in Job job, float* p, long valueElement)
     {
@@ -328,22 +316,26 @@ internal static class SingleQueryAttentionKernel
             var weights = Avx512F.LoadVector512(p + s);
             var block = values + (long)s * 8;
             var floats = Math.Min(16, job.Length - s) * 8;
-            a0 = Avx512F.FusedMultiplyAdd(Load(block, 0, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys), a0);
-            a1 = Avx512F.FusedMultiplyAdd(Load(block, 16, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(2)), a1);
-            a2 = Avx512F.FusedMultiplyAdd(Load(block, 32, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(4)), a2);
-            a3 = Avx512F.FusedMultiplyAdd(Load(block, 48, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(6)), a3);
-            a0 = Avx512F.FusedMultiplyAdd(Load(block, 64, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(8)), a0);
-            a1 = Avx512F.FusedMultiplyAdd(Load(block, 80, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(10)), a1);
-            a2 = Avx512F.FusedMultiplyAdd(Load(block, 96, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(12)), a2);
-            a3 = Avx512F.FusedMultiplyAdd(Load(block, 112, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(14)), a3);
+            a0 = Avx512F.FusedMultiplyAdd(BlockVector(block, 0, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys), a0);
+            a1 = Avx512F.FusedMultiplyAdd(BlockVector(block, 16, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(2)), a1);
+            a2 = Avx512F.FusedMultiplyAdd(BlockVector(block, 32, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(4)), a2);
+            a3 = Avx512F.FusedMultiplyAdd(BlockVector(block, 48, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(6)), a3);
+            a0 = Avx512F.FusedMultiplyAdd(BlockVector(block, 64, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(8)), a0);
+            a1 = Avx512F.FusedMultiplyAdd(BlockVector(block, 80, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(10)), a1);
+            a2 = Avx512F.FusedMultiplyAdd(BlockVector(block, 96, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(12)), a2);
+            a3 = Avx512F.FusedMultiplyAdd(BlockVector(block, 112, floats), Avx512F.PermuteVar16x32(weights, pairOfKeys + Vector512.Create(14)), a3);
         }
         var total = (a0 + a1) + (a2 + a3);
         return total.GetLower() + total.GetUpper();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static Vector512<float> Load(float* block, int o, int floats) =>
-            floats == 128 ? Avx512F.LoadVector512(block + o) : Avx512F.MaskLoad(block + o, Below(floats - o), Vector512<float>.Zero);
     }
+
+    /// <summary>
+    /// The 16 values at <paramref name="o"/> of a block of 16 keys of 8 (128 values) of which only the first
+    /// <paramref name="floats"/> exist: a plain load for a whole block, else a masked one (zeros past them, nothing read).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector512<float> BlockVector(float* block, int o, int floats) =>
+        floats == 128 ? Avx512F.LoadVector512(block + o) : Avx512F.MaskLoad(block + o, Below(floats - o), Vector512<float>.Zero);
 
     /// <summary>The lanes below <paramref name="count"/> (all of them from 16 on, none at 0 or below).</summary>
     private static Vector512<float> Below(int count) => Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(count)).AsSingle();
