@@ -19,6 +19,7 @@ internal static class BFloat16Bits
     }
 
     /// <summary>count bf16 values → fp32, exactly (16 at a time where AVX-512 is there).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static unsafe void Widen(ushort* source, float* target, long count)
     {
         long i = 0;
@@ -31,4 +32,18 @@ internal static class BFloat16Bits
     /// <summary>16 bf16 values → 16 fp32 in one AVX-512 register, exactly.</summary>
     public static unsafe Vector512<float> Widen16(ushort* source) =>
         Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Avx.LoadVector256(source)), 16).AsSingle();
+
+    /// <summary>16 fp32 values → 16 bf16 (nearest, ties to even; a NaN stays a quiet NaN), as <see cref="Round"/> does each.</summary>
+    public static Vector256<ushort> Round16(Vector512<float> values)
+    {
+        var bits = values.AsUInt32();
+        var lsb = Avx512F.ShiftRightLogical(bits, 16) & Vector512<uint>.One;
+        var rounded = Avx512F.ShiftRightLogical(bits + Vector512.Create(0x7FFFu) + lsb, 16);
+        var quiet = Avx512F.ShiftRightLogical(bits, 16) | Vector512.Create(0x40u);
+        var nan = Vector512.Equals(values, values).AsUInt32();   // all ones where the value is a number
+        return Avx512F.ConvertToVector256UInt16(Vector512.ConditionalSelect(nan, rounded, quiet));
+    }
+
+    /// <summary>16 fp32 values rounded to bf16 (<see cref="Round16(Vector512{float})"/>) and stored at <paramref name="target"/>.</summary>
+    public static unsafe void Round16(Vector512<float> values, ushort* target) => Avx.Store(target, Round16(values));
 }
