@@ -32,12 +32,6 @@ internal static class Attention
             k = cat([prefix.Keys.to(k.dtype), k], dim: 2);
             v = cat([prefix.Values.to(v.dtype), v], dim: 2);
         }
-        var groups = q.shape[1] / k.shape[1];
-        if (groups > 1)
-        {
-            k = RepeatKv(k, groups);
-            v = RepeatKv(v, groups);
-        }
         var mask = ctx.AttentionMask;
         var queries = q.shape[2];
         var keys = k.shape[2];
@@ -55,6 +49,13 @@ internal static class Attention
             mask = cat([ones(mask.shape[0], 1, mask.shape[2], prefixLength, dtype: ScalarType.Bool, device: mask.device), mask], dim: 3);
         if (mask is not null && window is not null)
             mask = mask.logical_and(AttentionMasks.SlidingWindow((int)queries, (int)keys, window.Value, q.device));
+        if (!manual && PromptAttentionKernel.TryCompute(q, k, v, mask, settings) is { } prompt) return prompt;
+        var groups = q.shape[1] / k.shape[1];
+        if (groups > 1)
+        {
+            k = RepeatKv(k, groups);
+            v = RepeatKv(v, groups);
+        }
         var plainCausal = mask is null && queries == keys && queries > 1;
         Tensor y;
         if (manual)

@@ -377,7 +377,8 @@ internal static class SingleQueryAttentionKernel
     private static float Cap(in Job job, float x) => job.SoftCap > 0 ? job.SoftCap * MathF.Tanh(x / job.SoftCap) : x;
 
     /// <summary>p[s] = exp(score[s] − max) in place, 16 at a time; returns Σp.</summary>
-    private static unsafe float Exponentiate(float* p, int count, float max)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // a prompt's first call must not run the unoptimised Exp
+    internal static unsafe float Exponentiate(float* p, int count, float max)
     {
         var shift = Vector512.Create(max);
         var total = Vector512<float>.Zero;
