@@ -45,7 +45,8 @@ internal static class PromptAttentionKernel
 
     /// <summary>
     /// The attention output (B, T, nh·hd), or null when the kernel does not apply (then nothing was computed and the
-    /// caller runs libtorch's). k and v must have contiguous rows (any batch and head strides: views of a KV cache do).
+    /// caller runs libtorch's). Each key and value must be contiguous (any batch, head and position strides: views of a
+    /// KV cache or of a fused projection's heads are read in place).
     /// </summary>
     public static Tensor? TryCompute(Tensor q, Tensor k, Tensor v, Tensor? mask, AttentionSettings settings)
     {
@@ -56,7 +57,7 @@ internal static class PromptAttentionKernel
         var (kvHeads, keys) = (k.size(1), k.size(2));
         if (queries < 2 || keys < queries || keys > MaxKeys || headDim % 16 != 0 || kvHeads == 0 || heads % kvHeads != 0 ||
             k.size(0) != batch || v.size(0) != batch || v.size(1) != kvHeads || v.size(2) != keys || k.size(3) != headDim ||
-            v.size(3) != headDim || !RowsContiguous(k) || !RowsContiguous(v)) return null;
+            v.size(3) != headDim || k.stride(3) != 1 || v.stride(3) != 1) return null;
         if (mask is not null && (mask.dtype != ScalarType.Bool || mask.dim() != 4 || (mask.size(0) != batch && mask.size(0) != 1) ||
             mask.size(1) != 1 || mask.size(2) != queries || mask.size(3) != keys)) return null;
 
@@ -64,8 +65,8 @@ internal static class PromptAttentionKernel
         var qc = q.contiguous();
         var maskBytes = mask?.contiguous();
         var output = empty([batch, queries, heads * headDim], dtype);
-        var job = new Job(DecodeLayerStack.Pointer(qc), Start(k), k.stride(0), k.stride(1), Start(v),
-            v.stride(0), v.stride(1), maskBytes is null ? 0 : DecodeLayerStack.Pointer(maskBytes),
+        var job = new Job(DecodeLayerStack.Pointer(qc), Start(k), k.stride(0), k.stride(1), k.stride(2), Start(v),
+            v.stride(0), v.stride(1), v.stride(2), maskBytes is null ? 0 : DecodeLayerStack.Pointer(maskBytes),
             maskBytes is null || maskBytes.size(0) == 1 ? 0 : queries * keys, DecodeLayerStack.Pointer(output), dtype == ScalarType.BFloat16,
             (int)headDim, (int)heads, (int)kvHeads, (int)queries, (int)keys, (float)(settings.Scale ?? 1.0 / Math.Sqrt(headDim)));
         // On the calling thread: libtorch's OpenMP workers are still spinning from the product before, and a helper of our
@@ -79,8 +80,6 @@ internal static class PromptAttentionKernel
         return output.MoveToOuterDisposeScope();
     }
 
-    private static bool RowsContiguous(Tensor t) => t.stride(3) == 1 && t.stride(2) == t.size(3);
-
     /// <summary>
     /// Where a view's first element is (a KV cache's keys so far are a strided view of its buffer, which TorchSharp's
     /// byte span refuses): read through a one-element view at the same storage offset.
@@ -93,8 +92,8 @@ internal static class PromptAttentionKernel
     }
 
     /// <summary>Raw buffers and sizes (strides in elements; q and the output contiguous).</summary>
-    private readonly record struct Job(nint Queries, nint Keys, long KeyBatchStride, long KeyHeadStride, nint Values, long ValueBatchStride,
-        long ValueHeadStride, nint Mask, long MaskBatchStride, nint Output, bool Brain, int HeadDim, int Heads, int KvHeads, int QueryCount,
+    private readonly record struct Job(nint Queries, nint Keys, long KeyBatchStride, long KeyHeadStride, long KeyRowStride, nint Values,
+        long ValueBatchStride, long ValueHeadStride, long ValueRowStride, nint Mask, long MaskBatchStride, nint Output, bool Brain, int HeadDim, int Heads, int KvHeads, int QueryCount,
         int KeyCount, float Scale);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -118,9 +117,8 @@ internal static class PromptAttentionKernel
                 {
                     var (b, kvHead) = (pair / job.KvHeads, pair % job.KvHeads);
                     TransposeKeys(job, b * job.KeyBatchStride + kvHead * job.KeyHeadStride, kt, span, vs);
-                    var valueElement = b * job.ValueBatchStride + kvHead * job.ValueHeadStride;
-                    if (job.Brain) BFloat16Bits.Widen((ushort*)job.Values + valueElement, vs, (long)job.KeyCount * hd);
-                    else Buffer.MemoryCopy((float*)job.Values + valueElement, vs, (long)job.KeyCount * hd * 4, (long)job.KeyCount * hd * 4);
+                    WidenRows(job.Values, b * job.ValueBatchStride + kvHead * job.ValueHeadStride, job.ValueRowStride, job.KeyCount, hd,
+                        job.Brain, vs);
                     for (var g = 0; g < group; g++)
                         for (var t0 = 0; t0 < job.QueryCount; t0 += QueryBlock)
                             Block(job, (int)b, (int)kvHead * group + g, t0, kt, span, vs, score, query);
@@ -145,8 +143,7 @@ internal static class PromptAttentionKernel
     {
         var hd = job.HeadDim;
         var count = job.KeyCount;
-        if (job.Brain) BFloat16Bits.Widen((ushort*)job.Keys + element, rows, (long)count * hd);
-        else Buffer.MemoryCopy((float*)job.Keys + element, rows, (long)count * hd * 4, (long)count * hd * 4);
+        WidenRows(job.Keys, element, job.KeyRowStride, count, hd, job.Brain, rows);
         var offsets = Vector256<int>.Indices * Vector256.Create(hd);
         for (var s = 0; s < span; s += 8)
         {
@@ -156,6 +153,20 @@ internal static class PromptAttentionKernel
             for (var d = 0; d < hd; d++)
                 Avx.Store(kt + (long)d * span + s, Avx2.GatherMaskVector256(Vector256<float>.Zero, start + d, offsets, present, 4));
         }
+    }
+
+    /// <summary><paramref name="count"/> rows of <paramref name="hd"/> values, <paramref name="stride"/> elements apart, into contiguous fp32.</summary>
+    private static unsafe void WidenRows(nint source, long element, long stride, int count, int hd, bool brain, float* target)
+    {
+        if (stride == hd)
+        {
+            if (brain) BFloat16Bits.Widen((ushort*)source + element, target, (long)count * hd);
+            else Buffer.MemoryCopy((float*)source + element, target, (long)count * hd * 4, (long)count * hd * 4);
+            return;
+        }
+        for (var s = 0; s < count; s++)
+            if (brain) BFloat16Bits.Widen((ushort*)source + element + s * stride, target + (long)s * hd, hd);
+            else Buffer.MemoryCopy((float*)source + element + s * stride, target + (long)s * hd, hd * 4, hd * 4);
     }
 
     /// <summary>

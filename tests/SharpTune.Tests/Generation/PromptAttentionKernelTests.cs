@@ -10,7 +10,8 @@ public class PromptAttentionKernelTests
     [InlineData("float32", 8, 2, 32, 0, 37, null, null, false, true)]     // grouped heads, plain causal prefill, a last block of one query
     [InlineData("float32", 4, 4, 64, 4, 7, 6, null, true, true)]          // queries after cached keys, a window, padded rows
     [InlineData("float32", 6, 3, 48, 0, 20, null, 0.11, true, true)]      // a custom scale; head size not a multiple of 64
-    [InlineData("float32", 4, 2, 16, 0, 45, null, null, false, false)]    // no cache (evaluation): the keys are the queries' own
+    [InlineData("float32", 4, 2, 16, 0, 45, null, null, false, false)]    // no cache (evaluation): keys and values read in place
+    [InlineData("bfloat16", 4, 2, 64, 0, 24, null, null, true, false)]   // from strided views of a fused product
     [InlineData("bfloat16", 12, 12, 64, 0, 130, null, null, false, true)] // the M shape in bf16
     [InlineData("bfloat16", 4, 1, 128, 3, 33, null, null, true, true)]    // bf16, one kv head for four, two blocks of 64 dimensions
     public void EqualsLibtorchsAttention(string dtypeName, int heads, int kvHeads, int headDim, int cached, int queries, int? window,
@@ -29,8 +30,10 @@ public class PromptAttentionKernelTests
         using var scope = NewDisposeScope();
         using var inference = inference_mode();
         var past = (randn(batch, kvHeads, cached, headDim).to(dtype), randn(batch, kvHeads, cached, headDim).to(dtype));
-        var (q, k, v) = (randn(batch, heads, queries, headDim).to(dtype), randn(batch, kvHeads, queries, headDim).to(dtype),
-            randn(batch, kvHeads, queries, headDim).to(dtype));
+        // Heads as views of one (B, T, (nh + 2·nkv)·hd) product, as a fused q/k/v projection gives them: strided, not copied.
+        var fused = randn(batch, queries, (heads + 2 * kvHeads) * headDim).to(dtype);
+        Tensor Heads(long from, long count) => fused.narrow(2, from * headDim, count * headDim).view(batch, queries, count, headDim).transpose(1, 2);
+        var (q, k, v) = (Heads(0, heads), Heads(heads, kvHeads), Heads(heads + kvHeads, kvHeads));
         // Left padding: row 1's first 5 positions, row 2's first 9 (some of its queries then see no key at all).
         var real = ones(batch, keys, dtype: ScalarType.Bool);
         if (padded)
