@@ -46,6 +46,14 @@ internal sealed class AttentionHeads(int numHeads, int numKvHeads, int headDim, 
         nn.Module<Tensor, Tensor> outProjection)
     {
         var (b, t) = (q.size(0), q.size(1));
+        // Without gradients (a prompt, an evaluation) the rotation runs on the CPU kernel, token by token.
+        if (rotation is { } kernelTables && RotaryDecodeKernel.TryRotateTokens(q, numHeads, headDim, kernelTables) is { } rotatedQ &&
+            RotaryDecodeKernel.TryRotateTokens(k, numKvHeads, headDim, kernelTables) is { } rotatedK)
+        {
+            (q, k) = (rotatedQ.transpose(1, 2), rotatedK.transpose(1, 2));
+            v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);
+            return outProjection.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
+        }
         q = q.view(b, t, numHeads, headDim).transpose(1, 2);       // (B, nh, T, hd)
         k = k.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)
         v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)

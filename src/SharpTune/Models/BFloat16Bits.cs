@@ -46,4 +46,8 @@ internal static class BFloat16Bits
 
     /// <summary>16 fp32 values rounded to bf16 (<see cref="Round16(Vector512{float})"/>) and stored at <paramref name="target"/>.</summary>
     public static unsafe void Round16(Vector512<float> values, ushort* target) => Avx.Store(target, Round16(values));
+
+    /// <summary>16 fp32 values rounded to bf16 and widened back: a tensor form's cast to bf16 between two operations.</summary>
+    public static Vector512<float> Rounded16(Vector512<float> values) =>
+        Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Round16(values)), 16).AsSingle();
 }

@@ -308,6 +308,17 @@ internal sealed class DecodeLayerStack : IDisposable
     /// <summary>Where a contiguous CPU tensor's elements start.</summary>
     internal static unsafe nint Pointer(Tensor t) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
+    /// <summary>
+    /// Where a view's first element is, contiguous or not (TorchSharp's byte span refuses a strided view such as a KV
+    /// cache's keys so far or a fused product's heads): read through a one-element view at the same storage offset.
+    /// </summary>
+    internal static nint ViewStart(Tensor t)
+    {
+        if (t.is_contiguous()) return Pointer(t);
+        using var first = t.as_strided([1], [1], t.storage_offset());
+        return Pointer(first);
+    }
+
     /// <summary>The scratch buffer's 64-byte-aligned start, grown to at least <paramref name="bytes"/>.</summary>
     private nint Scratch(long bytes)
     {

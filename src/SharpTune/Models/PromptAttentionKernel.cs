@@ -65,7 +65,7 @@ internal static class PromptAttentionKernel
         var qc = q.contiguous();
         var maskBytes = mask?.contiguous();
         var output = empty([batch, queries, heads * headDim], dtype);
-        var job = new Job(DecodeLayerStack.Pointer(qc), Start(k), k.stride(0), k.stride(1), k.stride(2), Start(v),
+        var job = new Job(DecodeLayerStack.Pointer(qc), DecodeLayerStack.ViewStart(k), k.stride(0), k.stride(1), k.stride(2), DecodeLayerStack.ViewStart(v),
             v.stride(0), v.stride(1), v.stride(2), maskBytes is null ? 0 : DecodeLayerStack.Pointer(maskBytes),
             maskBytes is null || maskBytes.size(0) == 1 ? 0 : queries * keys, DecodeLayerStack.Pointer(output), dtype == ScalarType.BFloat16,
             (int)headDim, (int)heads, (int)kvHeads, (int)queries, (int)keys, (float)(settings.Scale ?? 1.0 / Math.Sqrt(headDim)));
@@ -78,17 +78,6 @@ internal static class PromptAttentionKernel
         GC.KeepAlive(qc);
         GC.KeepAlive(maskBytes);
         return output.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// Where a view's first element is (a KV cache's keys so far are a strided view of its buffer, which TorchSharp's
-    /// byte span refuses): read through a one-element view at the same storage offset.
-    /// </summary>
-    private static nint Start(Tensor t)
-    {
-        if (t.is_contiguous()) return DecodeLayerStack.Pointer(t);
-        using var first = t.as_strided([1], [1], t.storage_offset());
-        return DecodeLayerStack.Pointer(first);
     }
 
     /// <summary>Raw buffers and sizes (strides in elements; q and the output contiguous).</summary>

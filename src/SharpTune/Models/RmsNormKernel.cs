@@ -25,11 +25,15 @@ internal static class RmsNormKernel
     {
         var dtype = x.dtype;
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || (weight.dtype != dtype && !(unitOffset && weight.dtype == ScalarType.Float32)) ||
-            !InferenceShortcuts.ForCpuKernel(x) || !x.is_contiguous()) return null;
+            !InferenceShortcuts.ForCpuKernel(x)) return null;
         var shape = x.Sizes();
         var width = shape[^1];
         var rows = x.numel() / Math.Max(1, width);
         if (rows > MaxRows || width == 0 || weight.numel() != width) return null;
+        // A strided view (a fused product's q or k heads) is copied first rather than sent to the tensor form, so that
+        // the same values give the same result whatever their layout (an adapter that unfuses q/k/v must change nothing).
+        using var rowsInOrder = x.is_contiguous() ? null : x.contiguous();
+        if (rowsInOrder is not null) x = rowsInOrder;
         var output = empty(shape, dtype);
         unsafe
         {
@@ -107,7 +111,7 @@ internal static class RmsNormKernel
             {
                 var normed = BFloat16Bits.Widen16(x + i) * scale;
                 var weight = BFloat16Bits.Widen16(w + i);
-                var value = unitOffset ? normed * (Vector512<float>.One + weight) : Rounded(normed) * weight;
+                var value = unitOffset ? normed * (Vector512<float>.One + weight) : BFloat16Bits.Rounded16(normed) * weight;
                 BFloat16Bits.Round16(value, y + i);
             }
             return;
@@ -155,8 +159,4 @@ internal static class RmsNormKernel
         }
         return Vector512.Sum((a0 + a1) + (a2 + a3));
     }
-
-    /// <summary>fp32 values rounded to bf16 and widened back (the tensor form's cast before the weight).</summary>
-    private static Vector512<float> Rounded(Vector512<float> values) =>
-        Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(BFloat16Bits.Round16(values)), 16).AsSingle();
 }
