@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using SharpTune.Quantization;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models;
@@ -27,7 +26,6 @@ internal static class PromptAttentionKernel
     // The loops below are compiled fully optimised at once ([AggressiveOptimization]): a one-shot prompt calls them once
     // a layer, and their first, unoptimised compilation ran the attention of M's 128-token prompt in ~3.4 ms a layer
     // where the optimised code takes ~0.4 ms.
-
 
     /// <summary>Queries computed together (each key block and value row is read once for all of them).</summary>
     private const int QueryBlock = 4;
@@ -65,15 +63,17 @@ internal static class PromptAttentionKernel
         var qc = q.contiguous();
         var maskBytes = mask?.contiguous();
         var output = empty([batch, queries, heads * headDim], dtype);
-        var job = new Job(DecodeLayerStack.Pointer(qc), DecodeLayerStack.ViewStart(k), k.stride(0), k.stride(1), k.stride(2), DecodeLayerStack.ViewStart(v),
-            v.stride(0), v.stride(1), v.stride(2), maskBytes is null ? 0 : DecodeLayerStack.Pointer(maskBytes),
-            maskBytes is null || maskBytes.size(0) == 1 ? 0 : queries * keys, DecodeLayerStack.Pointer(output), dtype == ScalarType.BFloat16,
-            (int)headDim, (int)heads, (int)kvHeads, (int)queries, (int)keys, (float)(settings.Scale ?? 1.0 / Math.Sqrt(headDim)));
+        var job = new Job(DecodeLayerStack.Pointer(qc),
+            DecodeLayerStack.ViewStart(k), k.stride(0), k.stride(1), k.stride(2),
+            DecodeLayerStack.ViewStart(v), v.stride(0), v.stride(1), v.stride(2),
+            maskBytes is null ? 0 : DecodeLayerStack.Pointer(maskBytes), maskBytes is null || maskBytes.size(0) == 1 ? 0 : queries * keys,
+            DecodeLayerStack.Pointer(output), dtype == ScalarType.BFloat16, (int)batch, (int)headDim, (int)heads, (int)kvHeads,
+            (int)queries, (int)keys, (float)(settings.Scale ?? 1.0 / Math.Sqrt(headDim)));
         // On the calling thread: libtorch's OpenMP workers are still spinning from the product before, and a helper of our
         // own (RowParallel) spins on after its share, taking the core the next product's workers need. Measured on M's
         // prefill, alternate prompts in one process: the attention took 5.3–5.7 ms on one thread against 6.2–7.4 ms on
         // two, whose products after it ran up to 2 ms slower; libtorch's flash kernel took 8.4–8.9 ms.
-        Run(job, 0, batch * kvHeads);
+        Run(job);
         calls++;
         GC.KeepAlive(qc);
         GC.KeepAlive(maskBytes);
@@ -81,12 +81,14 @@ internal static class PromptAttentionKernel
     }
 
     /// <summary>Raw buffers and sizes (strides in elements; q and the output contiguous).</summary>
-    private readonly record struct Job(nint Queries, nint Keys, long KeyBatchStride, long KeyHeadStride, long KeyRowStride, nint Values,
-        long ValueBatchStride, long ValueHeadStride, long ValueRowStride, nint Mask, long MaskBatchStride, nint Output, bool Brain, int HeadDim, int Heads, int KvHeads, int QueryCount,
-        int KeyCount, float Scale);
+    private readonly record struct Job(nint Queries,
+        nint Keys, long KeyBatchStride, long KeyHeadStride, long KeyRowStride,
+        nint Values, long ValueBatchStride, long ValueHeadStride, long ValueRowStride,
+        nint Mask, long MaskBatchStride,
+        nint Output, bool Brain, int Batch, int HeadDim, int Heads, int KvHeads, int QueryCount, int KeyCount, float Scale);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Run(Job job, long from, long to)
+    private static unsafe void Run(Job job)
     {
         var hd = job.HeadDim;
         var span = (job.KeyCount + KeyBlock - 1) / KeyBlock * KeyBlock;   // keys rounded up to whole score blocks
@@ -102,9 +104,9 @@ internal static class PromptAttentionKernel
             fixed (float* score = scores)
             fixed (float* query = scaled)
             {
-                for (var pair = from; pair < to; pair++)
+                for (var pair = 0; pair < job.Batch * job.KvHeads; pair++)
                 {
-                    var (b, kvHead) = (pair / job.KvHeads, pair % job.KvHeads);
+                    var (b, kvHead) = ((long)(pair / job.KvHeads), (long)(pair % job.KvHeads));
                     TransposeKeys(job, b * job.KeyBatchStride + kvHead * job.KeyHeadStride, kt, span, vs);
                     WidenRows(job.Values, b * job.ValueBatchStride + kvHead * job.ValueHeadStride, job.ValueRowStride, job.KeyCount, hd,
                         job.Brain, vs);
@@ -144,7 +146,10 @@ internal static class PromptAttentionKernel
         }
     }
 
-    /// <summary><paramref name="count"/> rows of <paramref name="hd"/> values, <paramref name="stride"/> elements apart, into contiguous fp32.</summary>
+    /// <summary>
+    /// <paramref name="count"/> rows of <paramref name="hd"/> values, <paramref name="stride"/> elements apart, into
+    /// contiguous fp32.
+    /// </summary>
     private static unsafe void WidenRows(nint source, long element, long stride, int count, int hd, bool brain, float* target)
     {
         if (stride == hd)
@@ -220,10 +225,11 @@ internal static class PromptAttentionKernel
             if (mask != null)
             {
                 var left = keyCount - s;
-                var visible = left >= 16
-                    ? Avx512F.ConvertToVector512Int32(Sse2.LoadVector128(mask + s))
-                    : left > 0 ? Avx512F.ConvertToVector512Int32(Avx512BW.VL.MaskLoad(mask + s, Vector128.LessThan(Vector128<byte>.Indices, Vector128.Create((byte)left)), Vector128<byte>.Zero))
-                    : Vector512<int>.Zero;
+                // A last block of fewer mask entries is read through a masked load: nothing past the row's end.
+                var entries = left >= 16 ? Sse2.LoadVector128(mask + s)
+                    : left > 0 ? Avx512BW.VL.MaskLoad(mask + s, Vector128.LessThan(Vector128<byte>.Indices, Vector128.Create((byte)left)), Vector128<byte>.Zero)
+                    : Vector128<byte>.Zero;
+                var visible = Avx512F.ConvertToVector512Int32(entries);
                 keep &= ~Vector512.Equals(visible, Vector512<int>.Zero).AsSingle();
             }
             scores = Vector512.ConditionalSelect(keep, scores, hidden);

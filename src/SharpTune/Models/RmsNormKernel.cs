@@ -137,6 +137,11 @@ internal static class RmsNormKernel
     /// <summary>1/√(mean of squares + ε), as the tensor form computes it.</summary>
     private static float Inverse(float sumOfSquares, int n, float eps) => 1f / MathF.Sqrt(sumOfSquares / n + eps);
 
+    /// <summary>16 values at <paramref name="i"/> in fp32, from the fp32 row if given, else from the bf16 one.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector512<float> Load(float* x, ushort* bits, int i) =>
+        x != null ? Avx512F.LoadVector512(x + i) : BFloat16Bits.Widen16(bits + i);
+
     /// <summary>Σx² of a row of fp32 (<paramref name="x"/>) or bf16 values, 64 at a time in four running sums.</summary>
     private static unsafe float SumOfSquares(float* x, ushort* bits, int n)
     {
@@ -144,9 +149,7 @@ internal static class RmsNormKernel
         var i = 0;
         for (; i + 64 <= n; i += 64)
         {
-            var (v0, v1, v2, v3) = x != null
-                ? (Avx512F.LoadVector512(x + i), Avx512F.LoadVector512(x + i + 16), Avx512F.LoadVector512(x + i + 32), Avx512F.LoadVector512(x + i + 48))
-                : (BFloat16Bits.Widen16(bits + i), BFloat16Bits.Widen16(bits + i + 16), BFloat16Bits.Widen16(bits + i + 32), BFloat16Bits.Widen16(bits + i + 48));
+            var (v0, v1, v2, v3) = (Load(x, bits, i), Load(x, bits, i + 16), Load(x, bits, i + 32), Load(x, bits, i + 48));
             a0 = Avx512F.FusedMultiplyAdd(v0, v0, a0);
             a1 = Avx512F.FusedMultiplyAdd(v1, v1, a1);
             a2 = Avx512F.FusedMultiplyAdd(v2, v2, a2);
@@ -154,7 +157,7 @@ internal static class RmsNormKernel
         }
         for (; i < n; i += 16)
         {
-            var v = x != null ? Avx512F.LoadVector512(x + i) : BFloat16Bits.Widen16(bits + i);
+            var v = Load(x, bits, i);
             a0 = Avx512F.FusedMultiplyAdd(v, v, a0);
         }
         return Vector512.Sum((a0 + a1) + (a2 + a3));

@@ -9,9 +9,10 @@ namespace SharpTune.Models;
 /// RoPE of a decode step's query and key heads in one pass on the CPU, straight from the fused q/k/v product: the
 /// tensor form (<see cref="RotaryEmbedding.ApplyRotation"/>) is four libtorch calls a layer (a product, a roll, a
 /// product, a sum), each allocating, on a few thousand values, which costs more than the arithmetic (measured on M in
-/// bf16: ~20 µs a layer through libtorch). A prompt's tokens take the same pass (<see cref="TryRotateTokens"/>), which
-/// reads and writes each value once where the tensor form's four calls each read and write the whole block. Same roundings as the tensor form: x·cos and roll(x)·signed sin each
-/// rounded to the activation dtype, then their sum rounded once; in fp32 the two products and the sum, unfused.
+/// bf16: ~20 µs a layer through libtorch). A prompt's tokens take the same pass (<see cref="TryRotateTokens"/>),
+/// which reads and writes each value once where the tensor form's four calls each read and write the whole block.
+/// Same roundings as the tensor form: x·cos and roll(x)·signed sin each rounded to the activation dtype, then their
+/// sum rounded once; in fp32 the two products and the sum, unfused.
 /// </summary>
 internal static class RotaryDecodeKernel
 {
