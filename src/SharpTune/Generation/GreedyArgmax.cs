@@ -37,7 +37,7 @@ internal static class GreedyArgmax
         return best;
     }
 
-    /// <summary>A bf16 row widened a chunk at a time (exactly, <see cref="BFloat16Bits.Widen"/>) and scanned as fp32.</summary>
+    /// <summary>A bf16 row widened a chunk at a time (exactly, <see cref="BFloat16Bits.Widen(ushort*, float*, long)"/>) and scanned as fp32.</summary>
     private static unsafe long Pick(ushort* row, long n)
     {
         const int Chunk = 1024;

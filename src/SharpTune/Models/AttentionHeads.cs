@@ -49,15 +49,14 @@ internal sealed class AttentionHeads(int numHeads, int numKvHeads, int headDim, 
         // Without gradients (a prompt, an evaluation) the rotation runs on the CPU kernel, token by token.
         if (rotation is { } kernelTables && RotaryDecodeKernel.TryRotateTokens(q, numHeads, headDim, kernelTables) is { } rotatedQ &&
             RotaryDecodeKernel.TryRotateTokens(k, numKvHeads, headDim, kernelTables) is { } rotatedK)
-        {
             (q, k) = (rotatedQ.transpose(1, 2), rotatedK.transpose(1, 2));
-            v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);
-            return outProjection.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
+        else
+        {
+            q = q.view(b, t, numHeads, headDim).transpose(1, 2);       // (B, nh, T, hd)
+            k = k.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)
+            if (rotation is { } tables) (q, k) = (RotaryEmbedding.ApplyRotation(q, tables), RotaryEmbedding.ApplyRotation(k, tables));
         }
-        q = q.view(b, t, numHeads, headDim).transpose(1, 2);       // (B, nh, T, hd)
-        k = k.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)
-        v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);     // (B, nkv, T, hd)
-        if (rotation is { } tables) (q, k) = (RotaryEmbedding.ApplyRotation(q, tables), RotaryEmbedding.ApplyRotation(k, tables));
+        v = v.view(b, t, numKvHeads, headDim).transpose(1, 2);         // (B, nkv, T, hd)
         return outProjection.forward(Attention.Compute(q, k, v, ctx, layerIndex, settings));
     }
 }

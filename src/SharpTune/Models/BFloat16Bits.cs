@@ -29,6 +29,16 @@ internal static class BFloat16Bits
         for (; i < count; i++) target[i] = ToSingle(source[i]);
     }
 
+    /// <summary>
+    /// <paramref name="count"/> values from element <paramref name="element"/> of a bf16 (<paramref name="brain"/>) or
+    /// fp32 buffer into fp32: widened, or copied.
+    /// </summary>
+    public static unsafe void Widen(nint source, long element, float* target, long count, bool brain)
+    {
+        if (brain) Widen((ushort*)source + element, target, count);
+        else Buffer.MemoryCopy((float*)source + element, target, count * 4, count * 4);
+    }
+
     /// <summary>16 bf16 values → 16 fp32 in one AVX-512 register, exactly.</summary>
     public static unsafe Vector512<float> Widen16(ushort* source) =>
         Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Avx.LoadVector256(source)), 16).AsSingle();

@@ -154,13 +154,10 @@ internal static class PromptAttentionKernel
     {
         if (stride == hd)
         {
-            if (brain) BFloat16Bits.Widen((ushort*)source + element, target, (long)count * hd);
-            else Buffer.MemoryCopy((float*)source + element, target, (long)count * hd * 4, (long)count * hd * 4);
+            BFloat16Bits.Widen(source, element, target, (long)count * hd, brain);
             return;
         }
-        for (var s = 0; s < count; s++)
-            if (brain) BFloat16Bits.Widen((ushort*)source + element + s * stride, target + (long)s * hd, hd);
-            else Buffer.MemoryCopy((float*)source + element + s * stride, target + (long)s * hd, hd * 4, hd * 4);
+        for (var s = 0; s < count; s++) BFloat16Bits.Widen(source, element + s * stride, target + (long)s * hd, hd, brain);
     }
 
     /// <summary>
@@ -179,9 +176,7 @@ internal static class PromptAttentionKernel
             var t = Math.Min(t0 + i, job.QueryCount - 1);
             ends[i] = job.Mask == 0 ? offset + t + 1 : job.KeyCount;
             end = Math.Max(end, ends[i]);
-            var source = ((long)(b * job.Heads + head) * job.QueryCount + t) * hd;
-            if (job.Brain) BFloat16Bits.Widen((ushort*)job.Queries + source, query + i * hd, hd);
-            else new ReadOnlySpan<float>((float*)job.Queries + source, hd).CopyTo(new Span<float>(query + i * hd, hd));
+            BFloat16Bits.Widen(job.Queries, ((long)(b * job.Heads + head) * job.QueryCount + t) * hd, query + i * hd, hd, job.Brain);
             for (var d = 0; d < hd; d += 16)
                 Avx512F.Store(query + i * hd + d, Avx512F.LoadVector512(query + i * hd + d) * Vector512.Create(job.Scale));
         }

@@ -76,7 +76,7 @@ internal static class RmsNormKernel
             var scale = Vector512.Create(Inverse(SumOfSquares(x, xBits, n), n, eps));
             for (var i = 0; i < n; i += 16)
             {
-                var normed = (x != null ? Avx512F.LoadVector512(x + i) : BFloat16Bits.Widen16(xBits + i)) * scale;
+                var normed = Load(x, xBits, i) * scale;
                 var weight = Avx512F.LoadVector512(w + i);
                 var value = unitOffset ? normed * (Vector512<float>.One + weight) : weight * normed;
                 if (y != null) Avx512F.Store(y + i, value);

@@ -25,10 +25,7 @@ internal static class RotaryDecodeKernel
     {
         var dtype = qkv.dtype;
         var (cos, sin) = tables;
-        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || !InferenceShortcuts.ForCpuKernel(qkv) || !qkv.is_contiguous() ||
-            cos.dtype != dtype || sin.dtype != dtype || !cos.is_contiguous() || !sin.is_contiguous() || headDim % 2 != 0 ||
-            batch > Quantization.Int8MatVec.MaxRows || cos.numel() != sin.numel() || cos.size(-1) != headDim)
-            return null;
+        if (!Serves(qkv, headDim, tables) || !qkv.is_contiguous() || batch > Quantization.Int8MatVec.MaxRows) return null;
         var tableRows = cos.numel() / headDim;
         if (tableRows != 1 && tableRows != batch) return null;
         var inputHeads = qkv.numel() / (batch * headDim);
@@ -54,10 +51,7 @@ internal static class RotaryDecodeKernel
     {
         var dtype = x.dtype;
         var (cos, sin) = tables;
-        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || !InferenceShortcuts.ForCpuKernel(x) || x.dim() != 3 ||
-            cos.dtype != dtype || sin.dtype != dtype || !cos.is_contiguous() || !sin.is_contiguous() || headDim % 2 != 0 ||
-            cos.numel() != sin.numel() || cos.size(-1) != headDim || x.size(2) != (long)heads * headDim || x.stride(2) != 1)
-            return null;
+        if (!Serves(x, headDim, tables) || x.dim() != 3 || x.size(2) != (long)heads * headDim || x.stride(2) != 1) return null;
         var (batch, tokens) = (x.size(0), x.size(1));
         var rowStride = x.stride(1);
         var tableRows = cos.numel() / headDim;
@@ -67,6 +61,18 @@ internal static class RotaryDecodeKernel
         RotateRows(DecodeLayerStack.ViewStart(x), DecodeLayerStack.Pointer(output), batch * tokens, rowStride / headDim, heads, headDim,
             DecodeLayerStack.Pointer(cos), DecodeLayerStack.Pointer(sin), tableRows, dtype == ScalarType.BFloat16);
         return output;
+    }
+
+    /// <summary>
+    /// What both entries need: activations and tables of the same dtype (fp32 or bf16) on the CPU without gradients,
+    /// contiguous tables as wide as an even head.
+    /// </summary>
+    private static bool Serves(Tensor x, int headDim, (Tensor Cos, Tensor SignedSin) tables)
+    {
+        var (cos, sin) = tables;
+        return x.dtype is ScalarType.Float32 or ScalarType.BFloat16 && InferenceShortcuts.ForCpuKernel(x) && cos.dtype == x.dtype &&
+               sin.dtype == x.dtype && cos.is_contiguous() && sin.is_contiguous() && headDim % 2 == 0 && cos.numel() == sin.numel() &&
+               cos.size(-1) == headDim;
     }
 
     /// <summary>

@@ -153,7 +153,7 @@ internal static class SingleQueryAttentionKernel
                                 (float*)job.Output + element);
                             continue;
                         }
-                        Widen(job, job.Queries, b * job.QueryRowStride + head * hd, query, hd);
+                        BFloat16Bits.Widen(job.Queries, b * job.QueryRowStride + head * hd, query, hd, job.Brain);
                         for (var c = 0; c < hd; c++) query[c] *= job.Scale;
                         var max = Scores(job, query, cacheOffset * hd, mask, score);
                         new Span<float>(sum, hd).Clear();
@@ -424,13 +424,6 @@ internal static class SingleQueryAttentionKernel
     }
 
     private static unsafe Vector512<float> WidenBrain(ushort* bits) => BFloat16Bits.Widen16(bits);
-
-    /// <summary>The fp32 values of <paramref name="count"/> elements into <paramref name="target"/>.</summary>
-    private static unsafe void Widen(in Job job, nint source, long element, float* target, int count)
-    {
-        if (job.Brain) BFloat16Bits.Widen((ushort*)source + element, target, count);
-        else new ReadOnlySpan<float>((float*)source + element, count).CopyTo(new Span<float>(target, count));
-    }
 
     private static unsafe void Store(in Job job, long element, float* sum, float norm, int count)
     {
