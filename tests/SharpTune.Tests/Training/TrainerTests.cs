@@ -175,12 +175,18 @@ public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
 
 public class FrozenHeadLossTests
 {
+    /// <summary>
+    /// Each chunk's logits are overwritten by their gradient: every head form (Gemma 3's final soft cap, whose tanh keeps
+    /// its own output for the backward; GPT-2's tied product) must still give the whole-sequence gradients.
+    /// </summary>
     [Theory]
-    [InlineData(ScalarType.Float32)]
-    [InlineData(ScalarType.BFloat16)]
-    public void ChunkedHeadBackwardGivesTheWholeSequenceLossAndGradients(ScalarType dtype)
+    [InlineData("llama", ScalarType.Float32)]
+    [InlineData("llama", ScalarType.BFloat16)]
+    [InlineData("gemma3", ScalarType.Float32)]
+    [InlineData("gpt2", ScalarType.Float32)]
+    public void ChunkedHeadBackwardGivesTheWholeSequenceLossAndGradients(string kind, ScalarType dtype)
     {
-        using var model = TestModels.Create("llama", dtype: dtype);
+        using var model = TestModels.Create(kind, dtype: dtype);
         var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig { R = 4, LoraAlpha = 8, TargetModules = SharpTune.Peft.TargetModules.AllLinear });
         adapter.Inject(model);
         using (no_grad())
@@ -208,8 +214,8 @@ public class FrozenHeadLossTests
         // The gradient of the logits is written by hand (softmax − one-hot) rather than by autograd's log-softmax.
         var tolerance = dtype == ScalarType.Float32 ? 1e-4 : 2e-2;
         Assert.InRange(chunkedLoss, reference.item<float>() * (1 - tolerance * 0.1), reference.item<float>() * (1 + tolerance * 0.1));
-        foreach (var (name, p) in adapter.TrainableParameters)
-            Assert.True(p.grad!.allclose(chunked[name], rtol: tolerance, atol: tolerance * 1e-2),
+        foreach (var (name, p) in adapter.TrainableParameters)   // absolute part scaled by the largest (Gemma's reach ~14)
+            Assert.True(p.grad!.allclose(chunked[name], rtol: tolerance, atol: tolerance * 1e-2 * Math.Max(1, p.grad!.abs().max().item<float>())),
                 $"{name}: gradient differs by up to {(p.grad! - chunked[name]).abs().max().item<float>()} (largest {p.grad!.abs().max().item<float>()})");
         Assert.InRange(correct.item<long>(), 0, batch.SupervisedTokens);
     }

@@ -64,11 +64,11 @@ public static class TrainingEstimator
         var held = ActivationAccounting.HeldBytesPerToken(layout, settings) * tokens;
         // With a frozen head (every adapter method) the loss differentiates the head chunk by chunk before the trunk's
         // backward (CausalLmLoss), so only one chunk's logits ever exist; full fine-tuning keeps every token's logits.
-        // Each chunk holds its logits and their gradient in the compute dtype.
+        // Each chunk holds its logits in the compute dtype, overwritten by their gradient.
         var lossTokens = settings.IsFull ? tokens : Math.Min(tokens, Training.CausalLmLoss.FrozenHeadChunkTokensFor(config.VocabSize));
         var logits = settings.IsFull
             ? ActivationAccounting.LogitsBytesPerToken(layout, settings) * lossTokens
-            : (double)config.VocabSize * 2 * b * lossTokens;
+            : (double)config.VocabSize * b * lossTokens;
         // A frozen head's chunk copies a block of rows at a time to fp32 and, inside logsumexp, makes the block's fp32
         // exponentials.
         var blocks = Math.Max(1, lossTokens / Training.CausalLmLoss.FrozenHeadBlockRowsFor(config.VocabSize));
