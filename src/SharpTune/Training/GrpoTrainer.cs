@@ -90,6 +90,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             using (NewDisposeScope()) gradNorm = nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), options.MaxGradNorm);
             optimizer.Step(lr);
             optimizer.ZeroGrad();
+            Runtime.StepGarbage.CollectIfPastThreshold();   // the rollouts' and the update's handles (see StepGarbage)
             stepsThisSession++;
             tokensProcessed += tokens;
             losses.Add(loss);

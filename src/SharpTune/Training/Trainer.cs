@@ -238,6 +238,7 @@ public sealed class Trainer
             AddMetrics(metricSums, output);
             tokens += batch.Tokens;
             batch.Dispose();
+            Runtime.StepGarbage.CollectIfPastThreshold();
         }
         return new StepTotals(lossSum, correct, tokens, units, metricSums);
     }
