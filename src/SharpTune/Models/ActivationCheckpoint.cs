@@ -87,9 +87,9 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
         ctx.save_data("block", block);
         using (var rng = get_rng_state()) ctx.save_data("rng", rng.data<byte>().ToArray());   // a byte tensor, kept as bytes
         using var noGrad = no_grad();
-        // The forward without gradients computes what the recomputation will (libtorch's operations, not the kernels that
-        // serve other gradient-free passes), so a checkpointed layer's gradients are the uncheckpointed ones bit for bit.
-        using var sameOperations = InferenceShortcuts.Disable();
+        // The forward without gradients computes what the recomputation will (libtorch's operations, or a kernel that is
+        // bit for bit the same: RoPE's), so a checkpointed layer's gradients are the uncheckpointed ones bit for bit.
+        using var sameOperations = InferenceShortcuts.DisableInexact();
         var outer = keeping;
         keeping = keepProducts ? [] : null;
         Tensor output;

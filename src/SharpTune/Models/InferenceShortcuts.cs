@@ -8,10 +8,11 @@ namespace SharpTune.Models;
 internal static class InferenceShortcuts
 {
     [ThreadStatic] private static bool disabled;
+    [ThreadStatic] private static bool inexactDisabled;
     [ThreadStatic] private static bool layerStackDisabled;
 
     /// <summary>Whether the shortcuts apply on this thread.</summary>
-    public static bool Enabled => !disabled;
+    public static bool Enabled => !disabled && !inexactDisabled;
 
     /// <summary>
     /// Whether one of our CPU kernels may compute on <paramref name="x"/>: shortcuts on, no gradient recorded (the
@@ -19,6 +20,13 @@ internal static class InferenceShortcuts
     /// </summary>
     public static bool ForCpuKernel(TorchSharp.torch.Tensor x) =>
         Enabled && !TorchSharp.torch.is_grad_enabled() && x.device_type == TorchSharp.DeviceType.CPU;
+
+    /// <summary>
+    /// As <see cref="ForCpuKernel"/>, for a kernel whose results are bit for bit the tensor form's (RoPE's): it also
+    /// applies where only such kernels may run (<see cref="DisableInexact"/>).
+    /// </summary>
+    public static bool ForExactCpuKernel(TorchSharp.torch.Tensor x) =>
+        !disabled && !TorchSharp.torch.is_grad_enabled() && x.device_type == TorchSharp.DeviceType.CPU;
 
     /// <summary>Whether a decode step may run every layer in one pass (<see cref="DecodeLayerStack"/>) on this thread.</summary>
     public static bool LayerStackEnabled => !disabled && !layerStackDisabled;
@@ -29,6 +37,18 @@ internal static class InferenceShortcuts
         var before = disabled;
         disabled = true;
         return new Restore(() => disabled = before);
+    }
+
+    /// <summary>
+    /// Turns off, on this thread until the result is disposed, every shortcut whose results may differ from the general
+    /// path's in the last bits, and keeps those that match it bit for bit (<see cref="ForExactCpuKernel"/>): for a pass
+    /// that must compute exactly what a later pass with gradients will (a checkpointed layer's first forward).
+    /// </summary>
+    public static IDisposable DisableInexact()
+    {
+        var before = inexactDisabled;
+        inexactDisabled = true;
+        return new Restore(() => inexactDisabled = before);
     }
 
     /// <summary>

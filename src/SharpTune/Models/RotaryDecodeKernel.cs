@@ -70,7 +70,7 @@ internal static class RotaryDecodeKernel
     private static bool Serves(Tensor x, int headDim, (Tensor Cos, Tensor SignedSin) tables)
     {
         var (cos, sin) = tables;
-        return x.dtype is ScalarType.Float32 or ScalarType.BFloat16 && InferenceShortcuts.ForCpuKernel(x) && cos.dtype == x.dtype &&
+        return x.dtype is ScalarType.Float32 or ScalarType.BFloat16 && InferenceShortcuts.ForExactCpuKernel(x) && cos.dtype == x.dtype &&
                sin.dtype == x.dtype && cos.is_contiguous() && sin.is_contiguous() && headDim % 2 == 0 && cos.numel() == sin.numel() &&
                cos.size(-1) == headDim;
     }

@@ -48,8 +48,11 @@ public class ActivationCheckpointTests
         }
         var plain = Run(false);
         var checkpointed = Run(true);
-        Assert.Equal(plain.Loss, checkpointed.Loss, 3);
+        // Bit for bit: a checkpointed layer's first forward runs without gradients, where only kernels that compute
+        // exactly the tensor form's values may serve (RoPE's); any other would make the recomputation differ.
+        Assert.Equal(plain.Loss, checkpointed.Loss);
         foreach (var (name, grad) in plain.Grads)
-            Assert.True(grad.allclose(checkpointed.Grads[name], rtol: 1e-4, atol: 1e-6), $"{name}: gradient differs with checkpointing");
+            Assert.True(grad.allclose(checkpointed.Grads[name], rtol: 0, atol: 0),
+                $"{name}: gradient differs with checkpointing by up to {(grad - checkpointed.Grads[name]).abs().max().item<float>()}");
     }
 }
