@@ -18,8 +18,7 @@ internal static class InferenceShortcuts
     /// Whether one of our CPU kernels may compute on <paramref name="x"/>: shortcuts on, no gradient recorded (the
     /// kernels build no autograd graph), a CPU tensor. Each kernel adds its own dtype and shape conditions.
     /// </summary>
-    public static bool ForCpuKernel(TorchSharp.torch.Tensor x) =>
-        Enabled && !TorchSharp.torch.is_grad_enabled() && x.device_type == TorchSharp.DeviceType.CPU;
+    public static bool ForCpuKernel(TorchSharp.torch.Tensor x) => !inexactDisabled && ForExactCpuKernel(x);
 
     /// <summary>
     /// As <see cref="ForCpuKernel"/>, for a kernel whose results are bit for bit the tensor form's (RoPE's): it also

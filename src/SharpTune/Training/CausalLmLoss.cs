@@ -90,13 +90,12 @@ public static class CausalLmLoss
             using var scope = NewDisposeScope();
             var n = Math.Min(chunkTokens, total - start);
             var logits = model.ComputeLogits(leaf.narrow(0, start, n));                                   // (n, V)
-            Tensor gradLogits;
+            // The logits' own storage, each block overwritten by its gradient once read. The head's backward never reads its
+            // output (a soft cap's tanh keeps its own, not the returned product); one that did would fail autograd's in-place check.
+            var gradLogits = logits.detach();                                                             // (n, V)
             using (no_grad())
             {
                 var chunkTargets = flatTargets.narrow(0, start, n);
-                // The logits' own storage, each block overwritten once read. The head's backward never reads its output
-                // (a soft cap's tanh keeps its own, not the returned product); one that did would fail autograd's in-place check.
-                gradLogits = logits.detach();                                                             // (n, V)
                 var rowLosses = empty(n, ScalarType.Float32, logits.device);                              // (n)
                 // Blocks of equal size (±1), so none is a lone row unless the chunk is: libtorch splits a single row's
                 // sum between threads, and several rows' sums by rows, so a lone row could round differently.
@@ -108,9 +107,9 @@ public static class CausalLmLoss
                     var targets = chunkTargets.narrow(0, row, rows);
                     var supervised = targets.ne(BatchCollator.IgnoreIndex);                               // (r)
                     var safeTargets = targets.masked_fill(supervised.logical_not(), 0).unsqueeze(1);     // (r, 1)
-                    // An fp32 buffer of our own (never the logits themselves: they are an autograd output).
-                    var block = logits.detach().narrow(0, row, rows);
-                    var values = block.dtype == ScalarType.Float32 ? block.clone() : block.to(ScalarType.Float32);   // (r, V)
+                    // fp32 logits are worked on in place (their rows become the gradient anyway); others through an fp32 copy.
+                    var block = gradLogits.narrow(0, row, rows);
+                    var values = block.dtype == ScalarType.Float32 ? block : block.to(ScalarType.Float32);   // (r, V)
                     var logSumExp = values.logsumexp(1, keepdim: true);                                   // (r, 1)
                     var targetLogit = values.gather(1, safeTargets);                                      // (r, 1)
                     rowLosses.narrow(0, row, rows).copy_((logSumExp - targetLogit).squeeze(1).masked_fill(supervised.logical_not(), 0));
@@ -118,7 +117,7 @@ public static class CausalLmLoss
                     values.sub_(logSumExp).exp_();                                                        // softmax
                     values.scatter_add_(1, safeTargets, ones_like(targetLogit).neg_());                   // − one-hot
                     values.mul_(supervised.unsqueeze(1).to(ScalarType.Float32));                          // ignored rows: 0
-                    gradLogits.narrow(0, row, rows).copy_(values);
+                    if (!ReferenceEquals(values, block)) block.copy_(values);
                 }
                 lossValue += rowLosses.sum().to(ScalarType.Float64).item<double>();
             }

@@ -69,13 +69,13 @@ public static class TrainingEstimator
         var logits = settings.IsFull
             ? ActivationAccounting.LogitsBytesPerToken(layout, settings) * lossTokens
             : (double)config.VocabSize * b * lossTokens;
-        // A frozen head's chunk copies a block of rows at a time to fp32 and, inside logsumexp, makes the block's fp32
-        // exponentials.
+        // A frozen head's chunk copies a block of rows at a time to fp32 (fp32 logits are used in place) and, inside
+        // logsumexp, makes the block's fp32 exponentials.
         var blocks = Math.Max(1, lossTokens / Training.CausalLmLoss.FrozenHeadBlockRowsFor(config.VocabSize));
         var blockRows = (lossTokens + blocks - 1) / blocks;
         var transient = settings.IsFull
             ? ActivationAccounting.LossBackwardTransientBytes(layout, settings, lossTokens)
-            : (double)config.VocabSize * 2 * 4 * blockRows;
+            : (double)config.VocabSize * (b == 4 ? 1 : 2) * 4 * blockRows;
         // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
         var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
 
