@@ -59,6 +59,9 @@ internal static class TrainingBench
         var flopsPerToken = method == "full" ? 6.0 * n : 4.0 * n + 6.0 * adapterParams;
         Console.Error.WriteLine($"  peak RSS after loading: {MemoryProbe.PeakRssGiB():F3} GiB; now {MemoryProbe.RssSplit()}");
         var measuredPeak = PeakProbe.Measure(dtype);
+        // Training itself runs no probe: its products' freed pages are handed back, or they would stay resident all run
+        // (under jemalloc with purging off, in its arena for blocks of 8 MiB and more, which a LoRA step may never reuse).
+        SharpTune.Runtime.AllocatorTuning.ReleaseFreeMemory();
         Console.Error.WriteLine($"  peak RSS after the matmul probe: {MemoryProbe.PeakRssGiB():F2} GiB (checkpointing {(model.GradientCheckpointing ? $"on, {model.CheckpointedLayers?.ToString() ?? "all"} layers, {model.LayersKeepingMlpProducts} keeping MLP products" : "off")})");
         var random = new Random(1);
         TrainingObjective objective = (m, b) => CausalLmLoss.Compute(m, b);

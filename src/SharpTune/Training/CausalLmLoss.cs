@@ -16,15 +16,24 @@ public static class CausalLmLoss
     {
         var hiddenStates = Hidden(model, batch, inputsEmbeds);
         if (is_grad_enabled() && hiddenStates.requires_grad && !model.HeadIsTrainable)
-            return ChunkedHeadBackward(model, hiddenStates, batch.Targets.reshape(-1), FrozenHeadChunkTokensFor(model.Config.VocabSize));
+            return ChunkedHeadBackward(model, hiddenStates, batch.Targets.reshape(-1),
+                FrozenHeadChunkTokensFor(model.Config.VocabSize, (int)model.EmbeddingWeight.ElementSize));
         return Plain(model, hiddenStates, batch.Targets.reshape(-1), chunkTokens);
     }
 
     /// <summary>
-    /// Tokens per chunk when the head's backward runs chunk by chunk: about 4M logits (16 MB in fp32) at a time — 128
-    /// tokens for a 32k vocabulary, 16 for Gemma's 262k — and at most 256.
+    /// Tokens per chunk when the head's backward runs chunk by chunk: as many as keep one chunk's logits, at
+    /// <paramref name="bytesPerLogit"/> (the head's dtype), within 7 MiB — 114 tokens for a 32k vocabulary in bf16, 57 in
+    /// fp32 — between 16 and 256. 7 MiB is jemalloc's largest size class below its 8 MiB oversize threshold: a larger
+    /// block comes from the separate arena jemalloc keeps for oversize requests, whose pages no other tensor of the step
+    /// reuses, so each chunk's logits would add their own resident pages at the loss, a quantized base's peak (measured
+    /// on M with 8 MiB chunks: 17 MB more resident at an NF4 step's peak; docs/benchmarks.md).
     /// </summary>
-    public static int FrozenHeadChunkTokensFor(int vocabSize) => Math.Clamp((1 << 22) / Math.Max(1, vocabSize), 16, 256);
+    public static int FrozenHeadChunkTokensFor(int vocabSize, int bytesPerLogit) =>
+        (int)Math.Clamp(LargestOrdinaryBlockBytes / ((long)Math.Max(1, vocabSize) * Math.Max(1, bytesPerLogit)), 16, 256);
+
+    /// <summary>jemalloc's largest size class below its default oversize threshold (opt.oversize_threshold, 8 MiB).</summary>
+    private const long LargestOrdinaryBlockBytes = 7L << 20;
 
     /// <summary>
     /// Rows of a chunk whose logits are converted to fp32 at a time, at least: about 1M values (4 MiB) — 32 rows for a

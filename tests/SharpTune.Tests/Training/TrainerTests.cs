@@ -257,3 +257,29 @@ public class FrozenHeadLossBlockTests
     private static readonly IEqualityComparer<(double Loss, long Hits, Tensor Gradient)> Same =
         EqualityComparer<(double, long, Tensor)>.Create((a, b) => a.Item1 == b.Item1 && a.Item2 == b.Item2 && a.Item3.allclose(b.Item3, rtol: 0, atol: 0));
 }
+
+public class FrozenHeadLossChunkTests
+{
+    /// <summary>
+    /// A chunk's logits stay within jemalloc's largest size class below its 8 MiB oversize threshold (7 MiB), and the
+    /// chunk is the largest that does (up to 256 tokens): larger logits would come from jemalloc's separate arena for
+    /// oversize blocks, whose pages nothing else in a training step reuses. Vocabularies so large that 16 tokens exceed
+    /// it (Gemma's 262k) keep 16.
+    /// </summary>
+    [Theory]
+    [InlineData(32000, 2, 114)]   // the benchmarks' M: 7,296,000 bytes
+    [InlineData(32000, 4, 57)]
+    [InlineData(50257, 2, 73)]    // GPT-2
+    [InlineData(128256, 2, 28)]   // Llama 3
+    [InlineData(151936, 2, 24)]   // Qwen3
+    [InlineData(262144, 2, 16)]   // Gemma 3: the floor
+    [InlineData(512, 4, 256)]     // stories260K: the cap
+    public void ChunkLogitsStayBelowTheOversizeArena(int vocab, int bytesPerLogit, int expected)
+    {
+        var tokens = CausalLmLoss.FrozenHeadChunkTokensFor(vocab, bytesPerLogit);
+        Assert.Equal(expected, tokens);
+        const long sevenMiB = 7L << 20;
+        if (tokens > 16) Assert.True((long)tokens * vocab * bytesPerLogit <= sevenMiB);
+        if (tokens < 256) Assert.True((long)(tokens + 1) * vocab * bytesPerLogit > sevenMiB || tokens == 16);
+    }
+}

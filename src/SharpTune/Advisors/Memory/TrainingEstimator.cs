@@ -65,7 +65,7 @@ public static class TrainingEstimator
         // With a frozen head (every adapter method) the loss differentiates the head chunk by chunk before the trunk's
         // backward (CausalLmLoss), so only one chunk's logits ever exist; full fine-tuning keeps every token's logits.
         // Each chunk holds its logits in the compute dtype, overwritten by their gradient.
-        var lossTokens = settings.IsFull ? tokens : Math.Min(tokens, Training.CausalLmLoss.FrozenHeadChunkTokensFor(config.VocabSize));
+        var lossTokens = settings.IsFull ? tokens : Math.Min(tokens, Training.CausalLmLoss.FrozenHeadChunkTokensFor(config.VocabSize, (int)b));
         var logits = settings.IsFull
             ? ActivationAccounting.LogitsBytesPerToken(layout, settings) * lossTokens
             : (double)config.VocabSize * b * lossTokens;
