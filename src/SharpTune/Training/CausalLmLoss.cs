@@ -26,8 +26,8 @@ public static class CausalLmLoss
     /// <paramref name="bytesPerLogit"/> (the head's dtype), within 7 MiB — 114 tokens for a 32k vocabulary in bf16, 57 in
     /// fp32 — between 16 and 256. 7 MiB is jemalloc's largest size class below its 8 MiB oversize threshold: a larger
     /// block comes from the separate arena jemalloc keeps for oversize requests, whose pages no other tensor of the step
-    /// reuses, so each chunk's logits would add their own resident pages at the loss, a quantized base's peak (measured
-    /// on M with 8 MiB chunks: 17 MB more resident at an NF4 step's peak; docs/benchmarks.md).
+    /// reuses, so the chunks' logits would add resident pages of their own at the loss (measured on M, LoRA with 8 MiB
+    /// chunks: 11 MB more at the peak, on an NF4 base and on a bf16 one alike; docs/benchmarks.md).
     /// </summary>
     public static int FrozenHeadChunkTokensFor(int vocabSize, int bytesPerLogit) =>
         (int)Math.Clamp(LargestOrdinaryBlockBytes / ((long)Math.Max(1, vocabSize) * Math.Max(1, bytesPerLogit)), 16, 256);
