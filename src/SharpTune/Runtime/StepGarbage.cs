@@ -3,9 +3,9 @@ namespace SharpTune.Runtime;
 /// <summary>
 /// Collects the managed heap's youngest generation between training micro-batches once they have left a few MB of
 /// garbage. A micro-batch's forward and backward leave thousands of TorchSharp handles (and, on a quantized base, each
-/// dequantization's bookkeeping: ~4 KB, some 250 times a step on M), disposed but not yet collected. Left to itself the
+/// dequantization's bookkeeping: ~2 KB, some 250 times a step on M), disposed but not yet collected. Left to itself the
 /// workstation GC collects only when its first generation reaches a budget scaled from the L3 cache (16 MB on a 32 MB
-/// L3), and the pages it filled stay resident. Measured on M, LoRA on an NF4 base (1.7 MB of managed garbage a step,
+/// L3), and the pages it filled stay resident. Measured on M, LoRA on an NF4 base (then 1.7 MB of managed garbage a step,
 /// 0.3 MB on a bf16 base): the GC's committed memory stayed at ~11 MB instead of growing to the budget, and the peak
 /// after 8 steps read 0.46 GiB instead of 0.47 (0.45 with a 4 MB budget, which only the DOTNET_GCgen0size environment
 /// variable sets). A short run's peak then is the long run's on either base. A collection of so young and small a heap
