@@ -50,17 +50,17 @@ internal static class FourBitDequantizer
             {
                 // libtorch aligns CPU tensors to 64 bytes; the aligned stores below need it.
                 if ((nint)values % Vector512<byte>.Count != 0) return weight.DequantizeWithTorch(dtype).MoveToOuterDisposeScope();
-                if (dtype == ScalarType.BFloat16) BFloat16Blocks(table, packed, (float*)scales, (ushort*)values, 0, blocks);
-                else Float32Blocks(table, packed, (float*)scales, (float*)values, 0, blocks);
+                if (dtype == ScalarType.BFloat16) BFloat16Blocks(table, packed, (float*)scales, (ushort*)values, blocks);
+                else Float32Blocks(table, packed, (float*)scales, (float*)values, blocks);
             }
         }
         return output.MoveToOuterDisposeScope();
     }
 
-    private static unsafe void BFloat16Blocks(float* table, byte* packed, float* absmax, ushort* output, long from, long to)
+    private static unsafe void BFloat16Blocks(float* table, byte* packed, float* absmax, ushort* output, long blocks)
     {
         var code = Avx512F.LoadVector512(table);
-        for (var b = from; b < to; b++)
+        for (var b = 0L; b < blocks; b++)
         {
             var scaled = Avx512F.Multiply(code, Vector512.Create(absmax[b]));              // code[i] · absmax, fp32
             var book = Vector512.Create(Models.BFloat16Bits.Round16(scaled), Vector256<ushort>.Zero);  // 16 bf16 values, then unused
@@ -72,10 +72,10 @@ internal static class FourBitDequantizer
         Sse.StoreFence();   // non-temporal stores are weakly ordered: visible to the product's threads before it starts
     }
 
-    private static unsafe void Float32Blocks(float* table, byte* packed, float* absmax, float* output, long from, long to)
+    private static unsafe void Float32Blocks(float* table, byte* packed, float* absmax, float* output, long blocks)
     {
         var code = Avx512F.LoadVector512(table);
-        for (var b = from; b < to; b++)
+        for (var b = 0L; b < blocks; b++)
         {
             var book = Avx512F.Multiply(code, Vector512.Create(absmax[b]));
             var (first, second) = Indices(packed + b * 32);
