@@ -141,23 +141,53 @@ internal static class DenseMatVec
         var ahead = PrefetchRows * inFeatures;
         var end = weights + to * inFeatures;
         var whole = inFeatures / Lanes * Lanes;
-        for (var i = 0; i < rows; i++)
+        // Output by output, every input row against it: a weight row comes from memory once, and from L1 for the other
+        // input rows (input row by input row, a batch's step streamed the whole matrix once per row); four input rows per
+        // pass over it, each with the accumulators and order a row alone gets.
+        for (var r = from; r < to; r++)
         {
-            var xs = x + i * inFeatures;
-            var ys = y + i * outFeatures;
-            for (var r = from; r < to; r++)
+            var w = weights + r * inFeatures;
+            var i = 0;
+            for (; i + 4 <= rows; i += 4)
             {
-                var w = weights + r * inFeatures;
+                float* x0 = x + i * inFeatures, x1 = x0 + inFeatures, x2 = x1 + inFeatures, x3 = x2 + inFeatures;
+                var stop = i == 0 ? end : weights;
+                Vector512<float> a00 = Vector512<float>.Zero, a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+                for (long j = 0; j < whole; j += Lanes)
+                {
+                    WeightPrefetch.Step((byte*)(w + j + ahead), (byte*)stop);
+                    var (v0, v1) = (Avx512F.LoadVector512(w + j), Avx512F.LoadVector512(w + j + 16));
+                    a00 = Avx512F.FusedMultiplyAdd(v0, Avx512F.LoadVector512(x0 + j), a00);
+                    a01 = Avx512F.FusedMultiplyAdd(v1, Avx512F.LoadVector512(x0 + j + 16), a01);
+                    a10 = Avx512F.FusedMultiplyAdd(v0, Avx512F.LoadVector512(x1 + j), a10);
+                    a11 = Avx512F.FusedMultiplyAdd(v1, Avx512F.LoadVector512(x1 + j + 16), a11);
+                    a20 = Avx512F.FusedMultiplyAdd(v0, Avx512F.LoadVector512(x2 + j), a20);
+                    a21 = Avx512F.FusedMultiplyAdd(v1, Avx512F.LoadVector512(x2 + j + 16), a21);
+                    a30 = Avx512F.FusedMultiplyAdd(v0, Avx512F.LoadVector512(x3 + j), a30);
+                    a31 = Avx512F.FusedMultiplyAdd(v1, Avx512F.LoadVector512(x3 + j + 16), a31);
+                }
+                var sums = (Vector512.Sum(a00 + a01), Vector512.Sum(a10 + a11), Vector512.Sum(a20 + a21), Vector512.Sum(a30 + a31));
+                for (var j = whole; j < inFeatures; j++)   // rows of any width
+                    sums = (MathF.FusedMultiplyAdd(w[j], x0[j], sums.Item1), MathF.FusedMultiplyAdd(w[j], x1[j], sums.Item2),
+                        MathF.FusedMultiplyAdd(w[j], x2[j], sums.Item3), MathF.FusedMultiplyAdd(w[j], x3[j], sums.Item4));
+                var b = bias == null ? 0f : bias[r];
+                (y[i * outFeatures + r], y[(i + 1) * outFeatures + r], y[(i + 2) * outFeatures + r], y[(i + 3) * outFeatures + r]) =
+                    (sums.Item1 + b, sums.Item2 + b, sums.Item3 + b, sums.Item4 + b);
+            }
+            for (; i < rows; i++)
+            {
+                var xs = x + i * inFeatures;
+                var stop = i == 0 ? end : weights;   // the first row's pass asks for the rows ahead; the others need not
                 Vector512<float> a0 = Vector512<float>.Zero, a1 = a0;
                 for (long j = 0; j < whole; j += Lanes)
                 {
-                    WeightPrefetch.Step((byte*)(w + j + ahead), (byte*)end);
+                    WeightPrefetch.Step((byte*)(w + j + ahead), (byte*)stop);
                     a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w + j), Avx512F.LoadVector512(xs + j), a0);
                     a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(w + j + 16), Avx512F.LoadVector512(xs + j + 16), a1);
                 }
                 var sum = Vector512.Sum(a0 + a1);
                 for (var j = whole; j < inFeatures; j++) sum = MathF.FusedMultiplyAdd(w[j], xs[j], sum);   // rows of any width
-                ys[r] = sum + (bias == null ? 0f : bias[r]);
+                y[i * outFeatures + r] = sum + (bias == null ? 0f : bias[r]);
             }
         }
     }
@@ -284,11 +314,20 @@ internal static class DenseMatVec
     {
         var rowWords = inFeatures / 2;
         var end = weights + to * rowWords;
-        for (var i = 0; i < rows; i++)
+        // Output by output, as SingleRows: each weight row read from memory once for all input rows, four input rows per
+        // pass over it (its bf16 words widened once for the four), the rows ahead asked for by the first pass only.
+        var ahead = PrefetchRows * rowWords;
+        for (var r = from; r < to; r++)
         {
-            var xs = x + i * inFeatures;
-            var ys = y + i * outFeatures;
-            for (var r = from; r < to; r++) ys[r] = Round(Dot(weights + r * rowWords, xs, inFeatures, PrefetchRows * rowWords, end), bias, r);
+            var w = weights + r * rowWords;
+            var i = 0;
+            for (; i + 4 <= rows; i += 4)
+            {
+                var sums = DotFour(w, x + i * inFeatures, inFeatures, ahead, i == 0 ? end : weights);
+                for (var k = 0; k < 4; k++) y[(i + k) * outFeatures + r] = Round(sums.GetElement(k), bias, r);
+            }
+            for (; i < rows; i++)
+                y[i * outFeatures + r] = Round(Dot(w, x + i * inFeatures, inFeatures, ahead, i == 0 ? end : weights), bias, r);
         }
     }
 
@@ -318,6 +357,59 @@ internal static class DenseMatVec
             a1 = Avx512F.FusedMultiplyAdd(Avx512F.And(v, mask).AsSingle(), Avx512F.LoadVector512(x + j + 16), a1);
         }
         return Vector512.Sum((a0 + a1) + (a2 + a3));
+    }
+
+    /// <summary>
+    /// <see cref="Dot"/> of one weight row with four consecutive split input rows (<paramref name="x"/>, n apart): each
+    /// weight vector widened once for the four, each row's sum made exactly as <see cref="Dot"/> makes it (the same four
+    /// accumulators, the same order), so a row's output does not depend on the rows beside it.
+    /// </summary>
+    private static unsafe Vector128<float> DotFour(uint* w, float* x, long n, long ahead, uint* end)
+    {
+        var mask = Vector512.Create(0xFFFF0000u);
+        float* x0 = x, x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        Vector512<float> a00 = Vector512<float>.Zero, a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
+            a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        long j = 0;
+        for (; j + 2 * Lanes <= n; j += 2 * Lanes)
+        {
+            WeightPrefetch.Step((byte*)(w + j / 2 + ahead), (byte*)end);
+            var v0 = Avx512F.LoadVector512(w + j / 2);
+            var v1 = Avx512F.LoadVector512(w + j / 2 + 16);
+            var (e0, o0, e1, o1) = (Avx512F.ShiftLeftLogical(v0, 16).AsSingle(), Avx512F.And(v0, mask).AsSingle(),
+                Avx512F.ShiftLeftLogical(v1, 16).AsSingle(), Avx512F.And(v1, mask).AsSingle());
+            a00 = Avx512F.FusedMultiplyAdd(e0, Avx512F.LoadVector512(x0 + j), a00);
+            a01 = Avx512F.FusedMultiplyAdd(o0, Avx512F.LoadVector512(x0 + j + 16), a01);
+            a02 = Avx512F.FusedMultiplyAdd(e1, Avx512F.LoadVector512(x0 + j + 32), a02);
+            a03 = Avx512F.FusedMultiplyAdd(o1, Avx512F.LoadVector512(x0 + j + 48), a03);
+            a10 = Avx512F.FusedMultiplyAdd(e0, Avx512F.LoadVector512(x1 + j), a10);
+            a11 = Avx512F.FusedMultiplyAdd(o0, Avx512F.LoadVector512(x1 + j + 16), a11);
+            a12 = Avx512F.FusedMultiplyAdd(e1, Avx512F.LoadVector512(x1 + j + 32), a12);
+            a13 = Avx512F.FusedMultiplyAdd(o1, Avx512F.LoadVector512(x1 + j + 48), a13);
+            a20 = Avx512F.FusedMultiplyAdd(e0, Avx512F.LoadVector512(x2 + j), a20);
+            a21 = Avx512F.FusedMultiplyAdd(o0, Avx512F.LoadVector512(x2 + j + 16), a21);
+            a22 = Avx512F.FusedMultiplyAdd(e1, Avx512F.LoadVector512(x2 + j + 32), a22);
+            a23 = Avx512F.FusedMultiplyAdd(o1, Avx512F.LoadVector512(x2 + j + 48), a23);
+            a30 = Avx512F.FusedMultiplyAdd(e0, Avx512F.LoadVector512(x3 + j), a30);
+            a31 = Avx512F.FusedMultiplyAdd(o0, Avx512F.LoadVector512(x3 + j + 16), a31);
+            a32 = Avx512F.FusedMultiplyAdd(e1, Avx512F.LoadVector512(x3 + j + 32), a32);
+            a33 = Avx512F.FusedMultiplyAdd(o1, Avx512F.LoadVector512(x3 + j + 48), a33);
+        }
+        for (; j < n; j += Lanes)
+        {
+            var v = Avx512F.LoadVector512(w + j / 2);
+            var (even, odd) = (Avx512F.ShiftLeftLogical(v, 16).AsSingle(), Avx512F.And(v, mask).AsSingle());
+            a00 = Avx512F.FusedMultiplyAdd(even, Avx512F.LoadVector512(x0 + j), a00);
+            a01 = Avx512F.FusedMultiplyAdd(odd, Avx512F.LoadVector512(x0 + j + 16), a01);
+            a10 = Avx512F.FusedMultiplyAdd(even, Avx512F.LoadVector512(x1 + j), a10);
+            a11 = Avx512F.FusedMultiplyAdd(odd, Avx512F.LoadVector512(x1 + j + 16), a11);
+            a20 = Avx512F.FusedMultiplyAdd(even, Avx512F.LoadVector512(x2 + j), a20);
+            a21 = Avx512F.FusedMultiplyAdd(odd, Avx512F.LoadVector512(x2 + j + 16), a21);
+            a30 = Avx512F.FusedMultiplyAdd(even, Avx512F.LoadVector512(x3 + j), a30);
+            a31 = Avx512F.FusedMultiplyAdd(odd, Avx512F.LoadVector512(x3 + j + 16), a31);
+        }
+        return Vector128.Create(Vector512.Sum((a00 + a01) + (a02 + a03)), Vector512.Sum((a10 + a11) + (a12 + a13)),
+            Vector512.Sum((a20 + a21) + (a22 + a23)), Vector512.Sum((a30 + a31) + (a32 + a33)));
     }
 
     /// <summary>fp32 sum (+ bf16 bias, added in fp32 as libtorch's addmm does) → bf16.</summary>

@@ -104,6 +104,50 @@ public class DenseMatVecTests
         Assert.True(equal > 0.9, $"only {equal:P0} of outputs equal the once-rounded fp32 product");
     }
 
+    /// <summary>
+    /// bf16 rows, four at a time against each weight row (its words widened once for the four), get each output exactly as
+    /// a row alone does: a request's tokens do not depend on the rows decoded beside it. 7 rows: a block of four and three
+    /// alone; 160 inputs: two vectors of 64 and a last one of 32.
+    /// </summary>
+    [Fact]
+    public void Bfloat16RowsFourAtATimeEqualEachRowAlone()
+    {
+        if (!Avx512F.IsSupported) return;
+        manual_seed(8);
+        using var weight = (randn(430, 160) * 0.05).to(ScalarType.BFloat16);
+        using var bias = randn(430).to(ScalarType.BFloat16);
+        using var x = randn(7, 160).to(ScalarType.BFloat16);
+        using var noGrad = no_grad();
+        using var together = DenseMatVec.Multiply(x, weight, bias);
+        for (var r = 0; r < 7; r++)
+        {
+            using var row = x[r].unsqueeze(0).contiguous();
+            using var alone = DenseMatVec.Multiply(row, weight, bias);
+            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
+        }
+    }
+
+    /// <summary>The same for fp32 weights of the kernel's size: 7 rows, 100 inputs (three vectors of 32 and four alone).</summary>
+    [Fact]
+    public void Float32RowsFourAtATimeEqualEachRowAlone()
+    {
+        if (!Avx512F.IsSupported) return;
+        manual_seed(9);
+        using var linear = nn.Linear(100, 700, hasBias: true);
+        using var x = randn(7, 100);
+        using var noGrad = no_grad();
+        var projection = DecodeProjection.Of(linear)!;
+        using var together = empty(7, 700);
+        projection.Multiply(DecodeLayerStack.Pointer(x), DecodeLayerStack.Pointer(together), 7, false, default);
+        for (var r = 0; r < 7; r++)
+        {
+            using var row = x[r].unsqueeze(0).contiguous();
+            using var alone = empty(1, 700);
+            projection.Multiply(DecodeLayerStack.Pointer(row), DecodeLayerStack.Pointer(alone), 1, false, default);
+            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
+        }
+    }
+
     [Fact]
     public void RecordedGradientsBatchesAndOddWidthsStayOnTorch()
     {
