@@ -131,7 +131,36 @@ internal static class FourBitMatVec
             var codes = packed + r * rowBytes;
             WeightPrefetch.Lines(codes + WeightPrefetch.RowsAhead * rowBytes, rowBytes, end);
             var scales = absmax + r * blocks;
-            for (var i = 0; i < rows; i++)
+            var i = 0;
+            // Four input rows per pass over the weight row: each block's codes looked up once for the four, each row's
+            // sums made as a row alone makes them (the same blocks in the same order), so its outputs do not depend on
+            // the rows beside it.
+            for (; i + 4 <= rows; i += 4)
+            {
+                short* x0 = x + i * inFeatures, x1 = x0 + inFeatures, x2 = x1 + inFeatures, x3 = x2 + inFeatures;
+                Vector512<float> t0 = Vector512<float>.Zero, t1 = t0, t2 = t0, t3 = t0;
+                for (var b = 0; b < blocks; b++)
+                {
+                    var bytes = Avx512BW.ConvertToVector512Int16(Avx.LoadVector256(codes + b * 32));
+                    var high = Avx512BW.PermuteVar32x16(code, Avx512BW.ShiftRightLogical(bytes, 4));
+                    var low = Avx512BW.PermuteVar32x16(code, bytes & lowNibble);
+                    var scale = Vector512.Create(scales[b]);
+                    var at = b * 64;
+                    t0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(
+                        Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(x0 + at)) + Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(x0 + at + 32))), scale, t0);
+                    t1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(
+                        Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(x1 + at)) + Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(x1 + at + 32))), scale, t1);
+                    t2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(
+                        Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(x2 + at)) + Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(x2 + at + 32))), scale, t2);
+                    t3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(
+                        Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(x3 + at)) + Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(x3 + at + 32))), scale, t3);
+                }
+                DecodeKernelCall.Store(y, brain, i * outFeatures + r, Vector512.Sum(t0) * xScale[i]);
+                DecodeKernelCall.Store(y, brain, (i + 1) * outFeatures + r, Vector512.Sum(t1) * xScale[i + 1]);
+                DecodeKernelCall.Store(y, brain, (i + 2) * outFeatures + r, Vector512.Sum(t2) * xScale[i + 2]);
+                DecodeKernelCall.Store(y, brain, (i + 3) * outFeatures + r, Vector512.Sum(t3) * xScale[i + 3]);
+            }
+            for (; i < rows; i++)
             {
                 var xs = x + i * inFeatures;
                 var total = Vector512<float>.Zero;

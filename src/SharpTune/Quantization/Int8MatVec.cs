@@ -97,9 +97,48 @@ internal static class Int8MatVec
             var w = codes + r * inFeatures;
             WeightPrefetch.Lines((byte*)(w + WeightPrefetch.RowsAhead * inFeatures), inFeatures, end);
             var scale = absmax[r] / 127f;   // as the TorchSharp product computes s / 127 in fp32
-            for (var i = 0; i < rows; i++)
+            var i = 0;
+            for (; Avx512BW.IsSupported && i + 4 <= rows; i += 4)
+            {
+                var sums = DotFour(w, x + i * inFeatures, inFeatures);
+                for (var k = 0; k < 4; k++)
+                    DecodeKernelCall.Store(y, brain, (i + k) * outFeatures + r, sums.GetElement(k) * (scale * xScale[i + k]));
+            }
+            for (; i < rows; i++)
                 DecodeKernelCall.Store(y, brain, i * outFeatures + r, Dot(w, x + i * inFeatures, inFeatures) * (scale * xScale[i]));
         }
+    }
+
+    /// <summary>
+    /// <see cref="Dot"/> of one row of codes with four consecutive int16 input rows (n apart), on AVX-512: each vector of
+    /// codes widened once for the four, each row's integer sums flushed to fp32 at the same points as <see cref="Dot"/>'s,
+    /// so its result is the one a row alone gets.
+    /// </summary>
+    private static unsafe Vector128<float> DotFour(sbyte* w, short* x, long n)
+    {
+        short* x0 = x, x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        long j = 0;
+        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+        var whole = n & ~31L;
+        while (j < whole)
+        {
+            Vector512<int> c0 = Vector512<int>.Zero, c1 = c0, c2 = c0, c3 = c0;
+            for (var end = Math.Min(whole, j + FlushSteps * 32L); j < end; j += 32)
+            {
+                var codes = Avx512BW.ConvertToVector512Int16(Avx.LoadVector256(w + j));
+                c0 += Avx512BW.MultiplyAddAdjacent(codes, Avx512BW.LoadVector512(x0 + j));
+                c1 += Avx512BW.MultiplyAddAdjacent(codes, Avx512BW.LoadVector512(x1 + j));
+                c2 += Avx512BW.MultiplyAddAdjacent(codes, Avx512BW.LoadVector512(x2 + j));
+                c3 += Avx512BW.MultiplyAddAdjacent(codes, Avx512BW.LoadVector512(x3 + j));
+            }
+            s0 += Vector512.Sum(Avx512F.ConvertToVector512Single(c0));
+            s1 += Vector512.Sum(Avx512F.ConvertToVector512Single(c1));
+            s2 += Vector512.Sum(Avx512F.ConvertToVector512Single(c2));
+            s3 += Vector512.Sum(Avx512F.ConvertToVector512Single(c3));
+        }
+        int t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        for (; j < n; j++) (t0, t1, t2, t3) = (t0 + w[j] * x0[j], t1 + w[j] * x1[j], t2 + w[j] * x2[j], t3 + w[j] * x3[j]);
+        return Vector128.Create(s0 + t0, s1 + t1, s2 + t2, s3 + t3);
     }
 
     /// <summary>Σ w[j]·x[j] over n int8 codes and int16 inputs, exact in integers, returned in fp32.</summary>

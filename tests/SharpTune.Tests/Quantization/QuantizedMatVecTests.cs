@@ -15,6 +15,7 @@ public class QuantizedMatVecTests
     [InlineData(3, 200, 300)]    // a 16-wide step and a scalar tail; several rows; two threads' worth of outputs
     [InlineData(1, 768, 2048)]   // the M shape's gate/up
     [InlineData(8, 5, 7)]        // shorter than any vector
+    [InlineData(7, 4200, 90)]    // blocks of four rows and three alone; sums flushed from integers twice (every 4,096 codes) and a tail
     public void EqualsDequantizeThenMatmulInFloat32(int rows, int inFeatures, int outFeatures)
     {
         manual_seed(3);
@@ -110,6 +111,7 @@ public class QuantizedMatVecTests
     [InlineData(QuantizationType.Nf4, true, 1, 128, 40)]
     [InlineData(QuantizationType.Nf4, false, 3, 768, 300)]
     [InlineData(QuantizationType.Fp4, true, 2, 64, 17)]
+    [InlineData(QuantizationType.Nf4, true, 6, 192, 70)]   // a block of four rows and two alone
     public void FourBitKernelEqualsDequantizeThenMatmulInFloat32(QuantizationType type, bool doubleQuant, int rows, int inFeatures, int outFeatures)
     {
         if (!System.Runtime.Intrinsics.X86.Avx512F.IsSupported) return;   // the kernel needs AVX-512; torch serves other CPUs
@@ -132,6 +134,49 @@ public class QuantizedMatVecTests
         Assert.True(error.le(bound).all().item<bool>(), $"differs by up to {error.max().item<float>()}");
         using var viaBfloat16 = F.linear(x.to(ScalarType.BFloat16).to(ScalarType.Float32), deq);
         Assert.True(error.max().item<float>() < (viaBfloat16 - expected).abs().max().item<float>());
+    }
+
+    /// <summary>
+    /// int8: input rows taken four at a time (each vector of codes widened once for the four) get each output exactly as
+    /// a row alone does, with the integer sums flushed at the same points (4,200 inputs: two flushes and a scalar tail).
+    /// </summary>
+    [Fact]
+    public void Int8RowsFourAtATimeEqualEachRowAlone()
+    {
+        manual_seed(5);
+        using var weight = Int8RowwiseCodec.Quantize(randn(90, 4200) * 0.05);
+        using var x = randn(7, 4200);
+        using var inference = inference_mode();
+        using var together = Int8MatVec.Multiply(x, weight);
+        for (var r = 0; r < 7; r++)
+        {
+            using var row = x[r].unsqueeze(0).contiguous();
+            using var alone = Int8MatVec.Multiply(row, weight);
+            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
+        }
+    }
+
+    /// <summary>
+    /// Input rows taken four at a time (each block's codes looked up once for the four) get each output exactly as a row
+    /// alone does: a request's tokens do not depend on the rows decoded beside it.
+    /// </summary>
+    [Theory]
+    [InlineData(QuantizationType.Nf4)]
+    [InlineData(QuantizationType.Fp4)]
+    public void FourBitRowsFourAtATimeEqualEachRowAlone(QuantizationType type)
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx512BW.IsSupported) return;
+        manual_seed(7);
+        using var weight = FourBitCodec.For(type).Quantize(randn(70, 192) * 0.05, doubleQuant: true);
+        using var x = randn(7, 192);
+        using var inference = inference_mode();
+        using var together = FourBitMatVec.Multiply(x, weight);
+        for (var r = 0; r < 7; r++)
+        {
+            using var row = x[r].unsqueeze(0).contiguous();
+            using var alone = FourBitMatVec.Multiply(row, weight);
+            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
+        }
     }
 
     [Fact]
