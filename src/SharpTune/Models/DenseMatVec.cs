@@ -141,9 +141,9 @@ internal static class DenseMatVec
         var ahead = PrefetchRows * inFeatures;
         var end = weights + to * inFeatures;
         var whole = inFeatures / Lanes * Lanes;
-        // Output by output, every input row against it: a weight row comes from memory once, and from L1 for the other
-        // input rows (input row by input row, a batch's step streamed the whole matrix once per row); four input rows per
-        // pass over it, each with the accumulators and order a row alone gets.
+        // Output by output, every input row against it: a weight row comes from memory once a step however many input
+        // rows there are (from L1 for the others); four input rows per pass over it, each with the accumulators and order
+        // a row alone gets.
         for (var r = from; r < to; r++)
         {
             var w = weights + r * inFeatures;
