@@ -2,6 +2,7 @@ using System.Runtime.Intrinsics.X86;
 using SharpTune.Generation;
 using SharpTune.Models;
 using SharpTune.Quantization;
+using SharpTune.Tests.Support;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -68,16 +69,7 @@ public class DenseMatVecTests
         using var linear = nn.Linear(172, 37, hasBias: true);
         using var x = randn(9, 172);
         using var noGrad = no_grad();
-        var projection = DecodeProjection.Of(linear)!;
-        using var together = empty(9, 37);
-        projection.Multiply(DecodeLayerStack.Pointer(x), DecodeLayerStack.Pointer(together), 9, false, default);
-        for (var r = 0; r < 9; r++)
-        {
-            using var row = x[r].unsqueeze(0).contiguous();
-            using var alone = empty(1, 37);
-            projection.Multiply(DecodeLayerStack.Pointer(row), DecodeLayerStack.Pointer(alone), 1, false, default);
-            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
-        }
+        BatchInvariance.AssertEachRowAsAlone(x, DecodeProjection.Of(linear)!);
     }
 
     [Theory]
@@ -118,13 +110,7 @@ public class DenseMatVecTests
         using var bias = randn(430).to(ScalarType.BFloat16);
         using var x = randn(7, 160).to(ScalarType.BFloat16);
         using var noGrad = no_grad();
-        using var together = DenseMatVec.Multiply(x, weight, bias);
-        for (var r = 0; r < 7; r++)
-        {
-            using var row = x[r].unsqueeze(0).contiguous();
-            using var alone = DenseMatVec.Multiply(row, weight, bias);
-            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
-        }
+        BatchInvariance.AssertEachRowAsAlone(x, rows => DenseMatVec.Multiply(rows, weight, bias));
     }
 
     /// <summary>The same for fp32 weights of the kernel's size: 7 rows, 100 inputs (three vectors of 32 and four alone).</summary>
@@ -136,16 +122,7 @@ public class DenseMatVecTests
         using var linear = nn.Linear(100, 700, hasBias: true);
         using var x = randn(7, 100);
         using var noGrad = no_grad();
-        var projection = DecodeProjection.Of(linear)!;
-        using var together = empty(7, 700);
-        projection.Multiply(DecodeLayerStack.Pointer(x), DecodeLayerStack.Pointer(together), 7, false, default);
-        for (var r = 0; r < 7; r++)
-        {
-            using var row = x[r].unsqueeze(0).contiguous();
-            using var alone = empty(1, 700);
-            projection.Multiply(DecodeLayerStack.Pointer(row), DecodeLayerStack.Pointer(alone), 1, false, default);
-            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
-        }
+        BatchInvariance.AssertEachRowAsAlone(x, DecodeProjection.Of(linear)!);
     }
 
     [Fact]

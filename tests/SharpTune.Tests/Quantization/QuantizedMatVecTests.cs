@@ -147,13 +147,7 @@ public class QuantizedMatVecTests
         using var weight = Int8RowwiseCodec.Quantize(randn(90, 4200) * 0.05);
         using var x = randn(7, 4200);
         using var inference = inference_mode();
-        using var together = Int8MatVec.Multiply(x, weight);
-        for (var r = 0; r < 7; r++)
-        {
-            using var row = x[r].unsqueeze(0).contiguous();
-            using var alone = Int8MatVec.Multiply(row, weight);
-            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
-        }
+        BatchInvariance.AssertEachRowAsAlone(x, rows => Int8MatVec.Multiply(rows, weight));
     }
 
     /// <summary>
@@ -170,13 +164,7 @@ public class QuantizedMatVecTests
         using var weight = FourBitCodec.For(type).Quantize(randn(70, 192) * 0.05, doubleQuant: true);
         using var x = randn(7, 192);
         using var inference = inference_mode();
-        using var together = FourBitMatVec.Multiply(x, weight);
-        for (var r = 0; r < 7; r++)
-        {
-            using var row = x[r].unsqueeze(0).contiguous();
-            using var alone = FourBitMatVec.Multiply(row, weight);
-            Assert.True(alone[0].equal(together[r]).all().item<bool>(), $"row {r}");
-        }
+        BatchInvariance.AssertEachRowAsAlone(x, rows => FourBitMatVec.Multiply(rows, weight));
     }
 
     [Fact]
