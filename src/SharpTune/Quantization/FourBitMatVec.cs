@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using static TorchSharp.torch;
@@ -141,19 +142,11 @@ internal static class FourBitMatVec
                 Vector512<float> t0 = Vector512<float>.Zero, t1 = t0, t2 = t0, t3 = t0;
                 for (var b = 0; b < blocks; b++)
                 {
-                    var bytes = Avx512BW.ConvertToVector512Int16(Avx.LoadVector256(codes + b * 32));
-                    var high = Avx512BW.PermuteVar32x16(code, Avx512BW.ShiftRightLogical(bytes, 4));
-                    var low = Avx512BW.PermuteVar32x16(code, bytes & lowNibble);
+                    var (high, low) = Lookup(codes + b * 32, code, lowNibble);
                     var scale = Vector512.Create(scales[b]);
                     var at = b * 64;
-                    t0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(
-                        Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(x0 + at)) + Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(x0 + at + 32))), scale, t0);
-                    t1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(
-                        Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(x1 + at)) + Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(x1 + at + 32))), scale, t1);
-                    t2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(
-                        Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(x2 + at)) + Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(x2 + at + 32))), scale, t2);
-                    t3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(
-                        Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(x3 + at)) + Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(x3 + at + 32))), scale, t3);
+                    (t0, t1, t2, t3) = (AddBlock(high, low, x0 + at, scale, t0), AddBlock(high, low, x1 + at, scale, t1),
+                        AddBlock(high, low, x2 + at, scale, t2), AddBlock(high, low, x3 + at, scale, t3));
                 }
                 DecodeKernelCall.Store(y, brain, i * outFeatures + r, Vector512.Sum(t0) * xScale[i]);
                 DecodeKernelCall.Store(y, brain, (i + 1) * outFeatures + r, Vector512.Sum(t1) * xScale[i + 1]);
@@ -166,15 +159,26 @@ internal static class FourBitMatVec
                 var total = Vector512<float>.Zero;
                 for (var b = 0; b < blocks; b++)
                 {
-                    var bytes = Avx512BW.ConvertToVector512Int16(Avx.LoadVector256(codes + b * 32));   // 32 bytes → 32 words
-                    var high = Avx512BW.PermuteVar32x16(code, Avx512BW.ShiftRightLogical(bytes, 4));    // elements 0, 2, …, 62
-                    var low = Avx512BW.PermuteVar32x16(code, bytes & lowNibble);                       // elements 1, 3, …, 63
-                    var sums = Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(xs + b * 64)) +
-                               Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(xs + b * 64 + 32));
-                    total = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), Vector512.Create(scales[b]), total);
+                    var (high, low) = Lookup(codes + b * 32, code, lowNibble);
+                    total = AddBlock(high, low, xs + b * 64, Vector512.Create(scales[b]), total);
                 }
                 DecodeKernelCall.Store(y, brain, i * outFeatures + r, Vector512.Sum(total) * xScale[i]);
             }
         }
     }
+
+    /// <summary>One block's 64 code values as int16, from its 32 bytes: elements 0, 2, …, 62 (high nibbles), then 1, 3, …, 63.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe (Vector512<short> High, Vector512<short> Low) Lookup(byte* blockCodes, Vector512<short> code, Vector512<short> lowNibble)
+    {
+        var bytes = Avx512BW.ConvertToVector512Int16(Avx.LoadVector256(blockCodes));   // 32 bytes → 32 words
+        return (Avx512BW.PermuteVar32x16(code, Avx512BW.ShiftRightLogical(bytes, 4)), Avx512BW.PermuteVar32x16(code, bytes & lowNibble));
+    }
+
+    /// <summary>A block's integer products with one input row's 64 split values (<paramref name="xs"/>), scaled by its absmax, added to <paramref name="total"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector512<float> AddBlock(Vector512<short> high, Vector512<short> low, short* xs, Vector512<float> scale, Vector512<float> total) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(
+            Avx512BW.MultiplyAddAdjacent(high, Avx512BW.LoadVector512(xs)) + Avx512BW.MultiplyAddAdjacent(low, Avx512BW.LoadVector512(xs + 32))),
+            scale, total);
 }
