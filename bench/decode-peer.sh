@@ -7,7 +7,7 @@
 # Pairs: M bf16 / F16, M int8 / Q8_0 (our head in bf16 as bitsandbytes keeps it, then quantized as well, as Q8_0 stores
 # it), M nf4 / Q4_0, stories260K f32 / F32.
 # Run it ALONE on a quiet machine (no builds, tests or other jobs). Needs gcc, git, Node.js and npm.
-# Usage: bash bench/decode-peer.sh [STORIES_DIR]
+# Usage: [PAIRS=N] bash bench/decode-peer.sh [STORIES_DIR]   (PAIRS: see the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stories=${1:-../shared/models/stories260K}
@@ -49,3 +49,34 @@ peer "$work/stories260K-f32.gguf" "stories260K (llama.cpp)" F32
 
 echo "## Server single stream next to the library (stories260K)"
 dotnet bench/ServerLoad/bin/Release/net10.0/ServerLoad.dll --model "$stories" --clients 8 --requests 4 --max-tokens 32 --levels 1,8
+
+# PAIRS=N (default 0): the M bf16 / F16 and int8 / Q8_0 pairs N more times, ours right before llama.cpp's (int8 with the
+# head in bf16, as bitsandbytes keeps it, and quantized, as Q8_0 stores it, both against the same Q8_0 run), then every
+# pair's ratio and their median. The machine's memory bandwidth moves by a quarter within minutes, both engines' with
+# it, so one pair is no verdict on which decodes faster.
+pairs=${PAIRS:-0}
+if [ "$pairs" -gt 0 ]; then
+  decode_rate() { awk -F'|' '/^\|/ {gsub(/[ ,]/, "", $6); print $6}'; }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+  median() { sort -g "$1" | awk '{v[NR] = $1} END {printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+  echo "## Alternate pairs ($pairs), decode tok/s"
+  echo "| pair | ours | llama.cpp | ratio |"
+  echo "|---|---|---|---|"
+  : > "$work/bf16.ratios"; : > "$work/int8.ratios"; : > "$work/int8head.ratios"
+  for ((i = 1; i <= pairs; i++)); do
+    ours=$($bench generation M bf16 1 128 64 2>/dev/null | decode_rate)
+    theirs=$(peer "$work/M-f16.gguf" "M (llama.cpp)" F16 | decode_rate)
+    r=$(ratio "$ours" "$theirs"); echo "$r" >> "$work/bf16.ratios"
+    echo "| M bf16 / F16 | $ours | $theirs | $r× |"
+    ours=$($bench generation M bf16 1 128 64 int8 2>/dev/null | decode_rate)
+    withHead=$($bench generation M bf16 1 128 64 int8+head 2>/dev/null | decode_rate)
+    theirs=$(peer "$work/M-q8_0.gguf" "M (llama.cpp)" Q8_0 | decode_rate)
+    r=$(ratio "$ours" "$theirs"); echo "$r" >> "$work/int8.ratios"
+    echo "| M int8, bf16 head / Q8_0 | $ours | $theirs | $r× |"
+    r=$(ratio "$withHead" "$theirs"); echo "$r" >> "$work/int8head.ratios"
+    echo "| M int8, head quantized / Q8_0 | $withHead | $theirs | $r× |"
+  done
+  echo
+  echo "Median ratios: M bf16 / F16 $(median "$work/bf16.ratios")×, M int8 (bf16 head) / Q8_0 $(median "$work/int8.ratios")×," \
+    "M int8 (head quantized) / Q8_0 $(median "$work/int8head.ratios")×"
+fi
