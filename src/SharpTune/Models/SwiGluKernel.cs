@@ -35,7 +35,6 @@ internal static class SwiGluKernel
     /// <summary>Raw buffers: <paramref name="rows"/> rows of (gate, up), 2·<paramref name="n"/> values each → n values each.</summary>
     internal static unsafe void ApplyRows(nint gateUp, nint y, int rows, int n, bool brain)
     {
-        var activated = stackalloc float[16];
         for (var r = 0; r < rows; r++)
             if (!brain)
             {
@@ -58,17 +57,19 @@ internal static class SwiGluKernel
             else
             {
                 ushort* gate = (ushort*)gateUp + r * 2L * n, up = gate + n, ys = (ushort*)y + r * (long)n;
-                for (var i = 0; i < n; i += 16)
-                {
-                    var count = Math.Min(16, n - i);
-                    if (Avx512F.IsSupported && count == 16) Avx512F.Store(activated, Silu(BFloat16Bits.Widen16(gate + i)));
-                    else
-                        for (var k = 0; k < count; k++) activated[k] = Silu(BFloat16Bits.ToSingle(gate[i + k]));
-                    for (var k = 0; k < count; k++)
+                var i = 0;
+                // 16 at a time, widened, activated, rounded and multiplied in registers: value by value, the two roundings
+                // and widenings had cost several times the exponentials (M: ~12 µs a layer for 2048 values).
+                if (Avx512F.IsSupported)
+                    for (; i + 16 <= n; i += 16)
                     {
-                        var rounded = BFloat16Bits.ToSingle(BFloat16Bits.Round(activated[k]));
-                        ys[i + k] = BFloat16Bits.Round(rounded * BFloat16Bits.ToSingle(up[i + k]));
+                        var rounded = BFloat16Bits.Rounded16(Silu(BFloat16Bits.Widen16(gate + i)));
+                        BFloat16Bits.Round16(rounded * BFloat16Bits.Widen16(up + i), ys + i);
                     }
+                for (; i < n; i++)
+                {
+                    var rounded = BFloat16Bits.ToSingle(BFloat16Bits.Round(Silu(BFloat16Bits.ToSingle(gate[i]))));
+                    ys[i] = BFloat16Bits.Round(rounded * BFloat16Bits.ToSingle(up[i]));
                 }
             }
     }
