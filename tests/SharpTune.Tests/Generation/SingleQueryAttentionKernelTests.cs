@@ -11,6 +11,8 @@ public class SingleQueryAttentionKernelTests
     [InlineData("float32", 4, 4, 64, 9, 6, null, null, true)]          // a window narrower than the cache, padded rows
     [InlineData("float32", 6, 3, 48, 20, null, 0.11, 50.0, true)]      // Gemma's custom scale and soft-capping
     [InlineData("bfloat16", 12, 12, 64, 130, null, null, null, true)]  // the M shape in bf16
+    [InlineData("bfloat16", 16, 8, 128, 50, null, null, null, true)]   // heads of 128 (Qwen3, Llama 3): two blocks of 64 columns
+    [InlineData("float32", 4, 2, 128, 33, null, null, null, false)]    // the same in fp32, no mask
     // Heads of 8 (stories260K's), which only the whole-stack pass hands to the kernel: 16 keys at a time plus a tail.
     [InlineData("float32", 8, 4, 8, 70, null, null, null, true)]       // grouped, padded rows, 4 blocks and a tail of 7
     [InlineData("float32", 8, 8, 8, 47, null, null, null, false)]      // whole blocks only (48 keys)
