@@ -57,7 +57,13 @@ dotnet bench/ServerLoad/bin/Release/net10.0/ServerLoad.dll --model "$stories" --
 pairs=${PAIRS:-0}
 if [ "$pairs" -gt 0 ]; then
   decode_rate() { awk -F'|' '/^\|/ {gsub(/[ ,]/, "", $6); print $6}'; }
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+  # pair LABEL OURS THEIRS FILE: prints the pair's row and keeps its ratio in FILE.
+  pair() {
+    local r
+    r=$(awk -v a="$2" -v b="$3" 'BEGIN {printf "%.2f", a / b}')
+    echo "$r" >> "$4"
+    echo "| $1 | $2 | $3 | $r× |"
+  }
   median() { sort -g "$1" | awk '{v[NR] = $1} END {printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
   echo "## Alternate pairs ($pairs), decode tok/s"
   echo "| pair | ours | llama.cpp | ratio |"
@@ -66,15 +72,12 @@ if [ "$pairs" -gt 0 ]; then
   for ((i = 1; i <= pairs; i++)); do
     ours=$($bench generation M bf16 1 128 64 2>/dev/null | decode_rate)
     theirs=$(peer "$work/M-f16.gguf" "M (llama.cpp)" F16 | decode_rate)
-    r=$(ratio "$ours" "$theirs"); echo "$r" >> "$work/bf16.ratios"
-    echo "| M bf16 / F16 | $ours | $theirs | $r× |"
+    pair "M bf16 / F16" "$ours" "$theirs" "$work/bf16.ratios"
     ours=$($bench generation M bf16 1 128 64 int8 2>/dev/null | decode_rate)
     withHead=$($bench generation M bf16 1 128 64 int8+head 2>/dev/null | decode_rate)
     theirs=$(peer "$work/M-q8_0.gguf" "M (llama.cpp)" Q8_0 | decode_rate)
-    r=$(ratio "$ours" "$theirs"); echo "$r" >> "$work/int8.ratios"
-    echo "| M int8, bf16 head / Q8_0 | $ours | $theirs | $r× |"
-    r=$(ratio "$withHead" "$theirs"); echo "$r" >> "$work/int8head.ratios"
-    echo "| M int8, head quantized / Q8_0 | $withHead | $theirs | $r× |"
+    pair "M int8, bf16 head / Q8_0" "$ours" "$theirs" "$work/int8.ratios"
+    pair "M int8, head quantized / Q8_0" "$withHead" "$theirs" "$work/int8head.ratios"
   done
   echo
   echo "Median ratios: M bf16 / F16 $(median "$work/bf16.ratios")×, M int8 (bf16 head) / Q8_0 $(median "$work/int8.ratios")×," \

@@ -91,9 +91,16 @@ public sealed class RotaryEmbedding : IDisposable
     {
         if (DecodeStepRows(positionIds, dtype, maxPosition) is { } rows) return rows;
         using var scope = NewDisposeScope();
-        var (cos, sin) = HalfAngles(positionIds, maxPosition);
-        return (cat([cos, cos], dim: -1).to(dtype).MoveToOuterDisposeScope(), cat([-sin, sin], dim: -1).to(dtype).MoveToOuterDisposeScope());
+        var (cos, signedSin) = SignFolded(HalfAngles(positionIds, maxPosition), dtype);
+        return (cos.MoveToOuterDisposeScope(), signedSin.MoveToOuterDisposeScope());
     }
+
+    /// <summary>Half-width cos and sin → the full-width cos and the sign-folded sin (−sin, sin), in <paramref name="dtype"/>.</summary>
+    private static (Tensor Cos, Tensor SignedSin) SignFolded((Tensor Cos, Tensor Sin) half, ScalarType dtype) =>
+        (cat([half.Cos, half.Cos], dim: -1).to(dtype), cat([-half.Sin, half.Sin], dim: -1).to(dtype));
+
+    /// <summary>transformers' longrope_frequency_update: the long factors once max(position) + 1 exceeds the original context.</summary>
+    private bool UsesLongFactors(long maxPosition) => longInvFreq is not null && maxPosition + 1 > originalMaxPositions;
 
     /// <summary>
     /// A decode step's tables (one position per row, its largest known): the rows of tables computed once for positions
@@ -107,7 +114,7 @@ public sealed class RotaryEmbedding : IDisposable
     {
         if (maxPosition is not { } max || max < 0 || RotaryDim / 2 % VectorValues != 0 || positionIds.dim() != 2 || positionIds.size(1) != 1)
             return null;
-        var useLong = longInvFreq is not null && max + 1 > originalMaxPositions;
+        var useLong = UsesLongFactors(max);
         Tensor cosRows, sinRows;
         lock (stepTableGate)
         {
@@ -116,7 +123,7 @@ public sealed class RotaryEmbedding : IDisposable
             {
                 stepTables?.Dispose();
                 stepTables = tables = StepTables(Math.Max(MinStepTableRows, (long)BitOperations.RoundUpToPowerOf2((ulong)max + 1)), dtype,
-                    useLong, positionIds.device);
+                    max, positionIds.device);
             }
             var rows = positionIds.size(0);
             using var flat = positionIds.reshape(rows);
@@ -126,12 +133,13 @@ public sealed class RotaryEmbedding : IDisposable
         return (cosRows, sinRows);
     }
 
-    /// <summary>cos and signed sin (rows, rotaryDim) of positions 0 … rows−1, computed as <see cref="HalfAngles"/> does.</summary>
-    private StepTableSet StepTables(long rows, ScalarType dtype, bool useLong, Device device)
+    /// <summary>
+    /// cos and signed sin (rows, rotaryDim) of positions 0 … rows−1 through <see cref="HalfAngles"/>, with the
+    /// frequencies a call whose largest position is <paramref name="maxPosition"/> uses.
+    /// </summary>
+    private StepTableSet StepTables(long rows, ScalarType dtype, long maxPosition, Device device)
     {
         using var scope = NewDisposeScope();
-        var frequencies = useLong ? longInvFreq! : invFreq;
-        if (frequencies.device_type != device.type) frequencies = frequencies.to(device);
         var half = RotaryDim / 2;
         // Blocks of at most libtorch's grain size: a larger call is split between threads at an arbitrary element, and each
         // part's last few values would take the one-by-one form.
@@ -140,16 +148,13 @@ public sealed class RotaryEmbedding : IDisposable
         var sinBlocks = new List<Tensor>();
         for (long start = 0; start < rows; start += blockRows)
         {
-            var positions = arange(start, Math.Min(rows, start + blockRows), dtype: ScalarType.Int64, device: device);
-            var freqs = positions.to(ScalarType.Float32).unsqueeze(-1) * frequencies;                     // (block, rd/2)
-            var (cos, sin) = (freqs.cos(), freqs.sin());
-            if (attentionScaling != 1.0) (cos, sin) = (cos * attentionScaling, sin * attentionScaling);
-            cosBlocks.Add(cos);
-            sinBlocks.Add(sin);
+            var positions = arange(start, Math.Min(rows, start + blockRows), dtype: ScalarType.Int64, device: device).unsqueeze(0);
+            var (cos, sin) = HalfAngles(positions, maxPosition);                                          // (1, 1, block, rd/2)
+            cosBlocks.Add(cos.reshape(-1, half));
+            sinBlocks.Add(sin.reshape(-1, half));
         }
-        var (allCos, allSin) = (cat(cosBlocks, 0), cat(sinBlocks, 0));
-        return new StepTableSet(cat([allCos, allCos], dim: -1).to(dtype).DetachFromDisposeScope(),
-            cat([-allSin, allSin], dim: -1).to(dtype).DetachFromDisposeScope(), dtype, useLong);
+        var (allCos, signedSin) = SignFolded((cat(cosBlocks, 0), cat(sinBlocks, 0)), dtype);
+        return new StepTableSet(allCos.DetachFromDisposeScope(), signedSin.DetachFromDisposeScope(), dtype, UsesLongFactors(maxPosition));
     }
 
     private const int VectorValues = 16;        // an AVX-512 vector of float32 (two AVX2 ones)
@@ -171,9 +176,7 @@ public sealed class RotaryEmbedding : IDisposable
     private (Tensor Cos, Tensor Sin) HalfAngles(Tensor positionIds, long? maxPosition)
     {
         var frequencies = invFreq;
-        // transformers' longrope_frequency_update: the long factors once max(position) + 1 exceeds the original context.
-        if (longInvFreq is not null && positionIds.numel() > 0 &&
-            (maxPosition ?? positionIds.max().item<long>()) + 1 > originalMaxPositions)
+        if (longInvFreq is not null && positionIds.numel() > 0 && UsesLongFactors(maxPosition ?? positionIds.max().item<long>()))
             frequencies = longInvFreq;
         if (frequencies.device_type != positionIds.device_type) frequencies = frequencies.to(positionIds.device);
         var freqs = (positionIds.to(ScalarType.Float32).unsqueeze(-1) * frequencies).unsqueeze(1);             // (B, 1, T, rd/2)
