@@ -23,11 +23,38 @@ internal static class CustomBackward
     {
         ReleaseReturned();
         Tensor gradient;
-        using (var scope = NewDisposeScope())
+        try
+        {
+            using var scope = NewDisposeScope();
             gradient = body(gradOutput).DetachFromDisposeScope();
+        }
+        catch (Exception error)
+        {
+            // An exception must not unwind through libtorch's autograd engine, which called us: the process would end
+            // (a server running a fine-tuning job with it). The input gets no gradient (libtorch reads a null result as
+            // none) and Backward throws the error once the engine has returned.
+            Interlocked.CompareExchange(ref failure, error, null);
+            gradOutput.Dispose();
+            return null!;
+        }
         if (!ReferenceEquals(gradient, gradOutput)) gradOutput.Dispose();
         (returned ??= []).Add(gradient);
         return gradient;
+    }
+
+    /// <summary>The first exception a custom backward raised since the last <see cref="Backward"/>; process-wide, since
+    /// libtorch may run a backward on a thread of its own (one per accelerator).</summary>
+    private static Exception? failure;
+
+    /// <summary>
+    /// <c>loss.backward()</c>, then the first exception a custom backward raised during it, rethrown here (see
+    /// <see cref="Run"/>); the gradients are then incomplete and the step must not be taken.
+    /// </summary>
+    public static void Backward(Tensor loss)
+    {
+        loss.backward();
+        if (Interlocked.Exchange(ref failure, null) is { } error)
+            throw new InvalidOperationException($"the backward pass failed: {error.Message}", error);
     }
 
     /// <summary>Disposes the gradients earlier backward calls on this thread returned (libtorch holds its own copies).</summary>

@@ -169,7 +169,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out var entropies, withEntropy: true);
             var result = GrpoLoss.Compute(logProbs, batch.OldLogProbs, batch.ReferenceLogProbs, batch.Advantages, batch.Mask, settings.Loss,
                 micro.Length, batchTokens);
-            result.Loss.backward();
+            CustomBackward.Backward(result.Loss);
             loss += result.Loss.item<float>();
             kl += result.KlSum.item<float>();
             low += result.LowClippedSum.item<float>();

@@ -232,7 +232,7 @@ public sealed class Trainer
         {
             using var scope = NewDisposeScope();
             var output = objective.Compute(model, batch);
-            (output.LossSum / units).backward();
+            CustomBackward.Backward(output.LossSum / units);
             lossSum += output.LossSum.item<float>();
             correct += output.Correct.to(ScalarType.Float64).item<double>();
             AddMetrics(metricSums, output);

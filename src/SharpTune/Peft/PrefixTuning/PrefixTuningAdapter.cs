@@ -72,9 +72,16 @@ public sealed class PrefixTuningAdapter : IPeftAdapter, IForwardAdapter
     {
         if (!Enabled) return (inputsEmbeds, context);
         var (p, batch) = (Config.NumVirtualTokens, inputsEmbeds.shape[0]);
-        var slots = encoder!.Prefixes().view(p, -1, kvHeads, headDim).permute(1, 2, 0, 3);   // (2L, nkv, P, hd)
-        (Tensor, Tensor)? Prefix(int layer) =>
-            (slots[2 * layer].unsqueeze(0).expand(batch, -1, -1, -1), slots[2 * layer + 1].unsqueeze(0).expand(batch, -1, -1, -1));
+        Tensor Slots() => encoder!.Prefixes().view(p, -1, kvHeads, headDim).permute(1, 2, 0, 3);   // (2L, nkv, P, hd)
+        var slots = Slots();
+        (Tensor, Tensor)? Prefix(int layer)
+        {
+            // A layer recomputed in the backward (gradient checkpointing) runs after this forward's tensors are gone, and
+            // its backward must reach the prefix parameters through a graph of its own (with prefix_projection the
+            // forward's graph through the MLP is freed by the first backward through it): it builds the prefixes again.
+            var source = ActivationCheckpoint.IsRecomputing ? Slots() : slots;
+            return (source[2 * layer].unsqueeze(0).expand(batch, -1, -1, -1), source[2 * layer + 1].unsqueeze(0).expand(batch, -1, -1, -1));
+        }
         return (inputsEmbeds, new ForwardContext
         {
             PositionIds = context.PositionIds + p,
