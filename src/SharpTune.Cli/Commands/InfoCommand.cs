@@ -33,7 +33,7 @@ internal static class InfoCommand
                 parameters,
                 dtype = config.TorchDtype ?? string.Join(",", dtypes),
                 tensor_dtypes = dtypes,
-                context_length = config.MaxPositionEmbeddings,
+                context_length = config.ContextLength,
                 vocab_size = config.VocabSize,
                 hidden_size = config.HiddenSize,
                 layers = config.NumLayers,

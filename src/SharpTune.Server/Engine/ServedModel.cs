@@ -20,8 +20,8 @@ public sealed class ServedModel(string name, CausalLanguageModel model, HfTokeni
     public IReadOnlySet<int> EosTokenIds { get; } =
         model.Config.EosTokenIds.Concat(tokenizer.EosTokenId is { } e ? [e] : Array.Empty<int>()).ToHashSet();
 
-    /// <summary>The model's context length (max_position_embeddings), less the positions a prompt/prefix-tuning adapter's virtual tokens take.</summary>
-    public int ContextLength => Model.Config.MaxPositionEmbeddings - (Model.ForwardAdapter?.VirtualTokenCount ?? 0);
+    /// <summary>The model's context length (max_position_embeddings, or as a RoPE scaling extends it), less the positions a prompt/prefix-tuning adapter's virtual tokens take.</summary>
+    public int ContextLength => Model.Config.ContextLength - (Model.ForwardAdapter?.VirtualTokenCount ?? 0);
 
     /// <summary>Unix time the model was loaded.</summary>
     public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();

@@ -128,7 +128,7 @@ public sealed class ModelEvaluator
     private double Perplexity(IReadOnlyList<TrainingExample> examples, Dictionary<string, double>[] scores, IProgress<EvaluationProgress>? progress)
     {
         progress?.Report(new EvaluationProgress("scoring", 0, examples.Count));
-        var maxLength = model.Config.MaxPositionEmbeddings;
+        var maxLength = model.Config.ContextLength;
         var sft = new SftTokenizer(tokenizer, chatTemplate, maxLength, truncate: true, completionOnlyLoss: true);
         var tokenized = examples.Select(e =>
         {

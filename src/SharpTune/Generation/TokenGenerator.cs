@@ -23,7 +23,7 @@ public static class TokenGenerator
     {
         if (prompts.Count == 0) return [];
         // Prompt/prefix tuning's virtual tokens take positions before the prompt.
-        var context = model.Config.MaxPositionEmbeddings - (model.ForwardAdapter?.VirtualTokenCount ?? 0);
+        var context = model.Config.ContextLength - (model.ForwardAdapter?.VirtualTokenCount ?? 0);
         var fitted = prompts.Select((p, i) => FitToContext(p, i, options, context)).ToArray();
         var eos = (options.EosTokenIds ?? model.Config.EosTokenIds).ToHashSet();
         var batch = fitted.Length;

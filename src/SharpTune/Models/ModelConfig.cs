@@ -23,6 +23,18 @@ public sealed partial record ModelConfig
     public required int NumKeyValueHeads { get; init; }
     public required int HeadDim { get; init; }
     public required int MaxPositionEmbeddings { get; init; }
+
+    /// <summary>
+    /// The longest sequence the model serves: max_position_embeddings, extended by a RoPE scaling that is meant to
+    /// reach past it as vLLM derives it (YaRN: original context × factor; dynamic NTK: max_position_embeddings × factor).
+    /// transformers itself enforces no limit; Llama 3, LongRoPE and linear configs already state the extended length.
+    /// </summary>
+    public int ContextLength => RopeScaling switch
+    {
+        { Type: "yarn" } s => Math.Max(MaxPositionEmbeddings, (int)Math.Min(int.MaxValue, s.OriginalMaxPositionEmbeddings * s.Factor)),
+        { Type: "dynamic" } s => (int)Math.Min(int.MaxValue, Math.Max(1.0, s.Factor) * MaxPositionEmbeddings),
+        _ => MaxPositionEmbeddings,
+    };
     public double NormEps { get; init; } = 1e-5;
     public double RopeTheta { get; init; } = 10000.0;
     public RopeScaling? RopeScaling { get; init; }

@@ -5,7 +5,7 @@ namespace SharpTune.Models;
 
 /// <summary>
 /// Rotary position embedding in Hugging Face's rotate-half form, computed as transformers computes it: float32 inverse
-/// frequencies (default, linear, Llama 3 and LongRoPE scaling, as in modeling_rope_utils), angles = position × inv_freq
+/// frequencies (default, linear, dynamic NTK, YaRN, Llama 3 and LongRoPE scaling, as in modeling_rope_utils), angles = position × inv_freq
 /// in float32 per call, cos/sin times the attention factor, cast to the activations' dtype. Partial rotary (Phi-3)
 /// rotates only the first <c>rotaryDim</c> dimensions of each head.
 /// </summary>
@@ -15,6 +15,7 @@ public sealed class RotaryEmbedding : IDisposable
     private readonly Tensor? longInvFreq;   // longrope: used once a position reaches past the original context
     private readonly int originalMaxPositions;
     private readonly double attentionScaling;
+    private readonly DynamicNtk? dynamic;   // dynamic: a larger base once a position reaches past max_position_embeddings
 
     /// <param name="rotaryDim">Dimensions rotated per head (head_dim × partial_rotary_factor).</param>
     public RotaryEmbedding(int rotaryDim, double theta, RopeScaling? scaling, Device device)
@@ -34,6 +35,13 @@ public sealed class RotaryEmbedding : IDisposable
                 break;
             case "llama3":
                 invFreq = Llama3(1.0f / powers, scaling);
+                break;
+            case "yarn":
+                (invFreq, attentionScaling) = Yarn(powers, rotaryDim, theta, scaling);
+                break;
+            case "dynamic":
+                invFreq = 1.0f / powers;
+                dynamic = new DynamicNtk(theta, rotaryDim, scaling.Factor, scaling.OriginalMaxPositionEmbeddings);
                 break;
             case "longrope":
                 invFreq = 1.0f / (Factors(scaling.ShortFactor!, rotaryDim) * powers);
@@ -74,6 +82,50 @@ public sealed class RotaryEmbedding : IDisposable
         return where(isMedium, smoothed, scaled);
     }
 
+    /// <summary>
+    /// transformers' _compute_yarn_parameters: frequencies that turn fewer than beta_slow times over the original context
+    /// are interpolated (divided by the factor), those that turn more than beta_fast times kept, with a linear ramp
+    /// between; cos and sin are scaled by 0.1·ln(factor) + 1 (or the mscale ratio DeepSeek's configs give, or
+    /// attention_factor).
+    /// </summary>
+    private static (Tensor InvFreq, double AttentionFactor) Yarn(Tensor powers, int rotaryDim, double theta, RopeScaling s)
+    {
+        static double MScale(double scale, double mscale = 1) => scale <= 1 ? 1.0 : 0.1 * mscale * Math.Log(scale) + 1.0;
+        var attentionFactor = s.AttentionFactor ?? (s.Mscale is { } m && m != 0 && s.MscaleAllDim is { } all && all != 0
+            ? MScale(s.Factor, m) / MScale(s.Factor, all)
+            : MScale(s.Factor));
+        // The dimension pair whose frequency turns `rotations` times over the original context.
+        double CorrectionDim(double rotations) =>
+            rotaryDim * Math.Log(s.OriginalMaxPositionEmbeddings / (rotations * 2 * Math.PI)) / (2 * Math.Log(theta));
+        double low = CorrectionDim(s.BetaFast), high = CorrectionDim(s.BetaSlow);
+        if (s.Truncate) (low, high) = (Math.Floor(low), Math.Ceiling(high));
+        (low, high) = (Math.Max(low, 0), Math.Min(high, rotaryDim - 1));
+        if (low == high) high += 0.001;   // as transformers: no division by zero
+        var ramp = ((arange(rotaryDim / 2, dtype: ScalarType.Float32) - low) / (high - low)).clamp(0, 1);
+        var extrapolationFactor = 1 - ramp;
+        var extrapolation = 1.0f / powers;
+        var interpolation = 1.0f / (s.Factor * powers);
+        return (interpolation * (1 - extrapolationFactor) + extrapolation * extrapolationFactor, attentionFactor);
+    }
+
+    /// <summary>
+    /// transformers' dynamic NTK scaling: while a call's positions fit max_position_embeddings the frequencies are the
+    /// default ones; past it the base grows with the sequence, base·(factor·len/max − (factor − 1))^(d/(d−2)), len the
+    /// call's largest position + 1 (in float32, as transformers computes it from the position tensor). transformers keeps
+    /// the largest base it has seen on the module until a shorter-than-max call resets it; here each call takes its own
+    /// positions' base, which is the same for a forward pass and for decode steps, whose positions only grow.
+    /// </summary>
+    private sealed record DynamicNtk(double Theta, int RotaryDim, double Factor, int MaxPositions)
+    {
+        public Tensor Frequencies(long length, Device device)
+        {
+            using var scope = NewDisposeScope();
+            var scaledBase = Theta * (Factor * tensor((float)length) / MaxPositions - (Factor - 1)).pow(RotaryDim / (RotaryDim - 2.0));
+            var exponents = arange(0, RotaryDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / RotaryDim;
+            return (1.0f / scaledBase.pow(exponents)).to(device).MoveToOuterDisposeScope();
+        }
+    }
+
     /// <summary>cos and sin (B, 1, T, rotaryDim) for the given positions (B, T), computed once per forward pass.</summary>
     public (Tensor Cos, Tensor Sin) Angles(Tensor positionIds, ScalarType dtype)
     {
@@ -112,7 +164,8 @@ public sealed class RotaryEmbedding : IDisposable
     /// </summary>
     private (Tensor Cos, Tensor SignedSin)? DecodeStepRows(Tensor positionIds, ScalarType dtype, long? maxPosition)
     {
-        if (maxPosition is not { } max || max < 0 || RotaryDim / 2 % VectorValues != 0 || positionIds.dim() != 2 || positionIds.size(1) != 1)
+        if (maxPosition is not { } max || max < 0 || RotaryDim / 2 % VectorValues != 0 || positionIds.dim() != 2 || positionIds.size(1) != 1 ||
+            (dynamic is not null && max + 1 > dynamic.MaxPositions))   // each step's own frequencies
             return null;
         var useLong = UsesLongFactors(max);
         Tensor cosRows, sinRows;
@@ -178,6 +231,9 @@ public sealed class RotaryEmbedding : IDisposable
         var frequencies = invFreq;
         if (longInvFreq is not null && positionIds.numel() > 0 && UsesLongFactors(maxPosition ?? positionIds.max().item<long>()))
             frequencies = longInvFreq;
+        if (dynamic is not null && positionIds.numel() > 0 && (maxPosition ?? positionIds.max().item<long>()) + 1 is var length &&
+            length > dynamic.MaxPositions)
+            frequencies = dynamic.Frequencies(length, positionIds.device);
         if (frequencies.device_type != positionIds.device_type) frequencies = frequencies.to(positionIds.device);
         var freqs = (positionIds.to(ScalarType.Float32).unsqueeze(-1) * frequencies).unsqueeze(1);             // (B, 1, T, rd/2)
         var cos = freqs.cos();

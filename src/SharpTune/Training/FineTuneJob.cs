@@ -152,11 +152,11 @@ public static class FineTuneJob
     private static TrainingOptions FitToContext(CausalLanguageModel model, TrainingOptions options, Action<string>? log)
     {
         var virtualTokens = model.ForwardAdapter?.VirtualTokenCount ?? 0;
-        var room = model.Config.MaxPositionEmbeddings - virtualTokens;
+        var room = model.Config.ContextLength - virtualTokens;
         if (virtualTokens == 0 || options.MaxSeqLength <= room) return options;
         if (room < 2)
-            throw new ArgumentException($"{virtualTokens} virtual tokens leave no room in the model's context of {model.Config.MaxPositionEmbeddings}");
-        log?.Invoke($"max_seq_length lowered from {options.MaxSeqLength} to {room}: {virtualTokens} virtual tokens share the context of {model.Config.MaxPositionEmbeddings}");
+            throw new ArgumentException($"{virtualTokens} virtual tokens leave no room in the model's context of {model.Config.ContextLength}");
+        log?.Invoke($"max_seq_length lowered from {options.MaxSeqLength} to {room}: {virtualTokens} virtual tokens share the context of {model.Config.ContextLength}");
         return options with { MaxSeqLength = room };
     }
 

@@ -111,6 +111,15 @@ public class GgufArchitectureExportTests
             },
             "llama3"
         },
+        // llama.cpp's YaRN keys carry the factor and the original context only; other betas would ramp elsewhere.
+        {
+            "qwen3_tied", new JsonObject
+            {
+                ["rope_scaling"] = new JsonObject { ["rope_type"] = "yarn", ["factor"] = 4.0, ["original_max_position_embeddings"] = 8, ["beta_fast"] = 16.0 },
+            },
+            "beta_fast"
+        },
+        { "qwen3_tied", new JsonObject { ["rope_scaling"] = new JsonObject { ["rope_type"] = "dynamic", ["factor"] = 2.0 } }, "dynamic" },
     };
 
     [Theory]

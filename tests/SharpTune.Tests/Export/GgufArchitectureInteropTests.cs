@@ -105,7 +105,7 @@ public class GgufArchitectureInteropTests
     /// <summary>
     /// The variants the reference folders leave out, each against SharpTune on the same float32 weights: Gemma 3 with
     /// final-logit soft-capping and with linear RoPE scaling (global layers only), Phi-3 with partial rotary and
-    /// LongRoPE, a Qwen2 with attention biases and a SmolLM3 with its NoPE layers.
+    /// LongRoPE, Qwen3 with YaRN, a Qwen2 with attention biases and a SmolLM3 with its NoPE layers.
     /// </summary>
     [LlamaCppFact]
     public void ArchitectureVariantsExportedAsF32MatchSharpTuneInLlamaCpp()
@@ -117,6 +117,11 @@ public class GgufArchitectureInteropTests
             ("gemma3 linear RoPE", ReferenceCopy(dir, "gemma3_pattern", "gemma3-linear",
                 new JsonObject { ["rope_scaling"] = new JsonObject { ["rope_type"] = "linear", ["factor"] = 8.0 } })),
             ("phi3 LongRoPE", ReferenceCopy(dir, "phi3_mini", "phi3-longrope", Phi3LongRope())),
+            // An original context of 8 puts the prompt and the greedy tokens well past it, with dimension pairs 0–3 on the ramp.
+            ("qwen3 YaRN", ReferenceCopy(dir, "qwen3_tied", "qwen3-yarn", new JsonObject
+            {
+                ["rope_scaling"] = new JsonObject { ["rope_type"] = "yarn", ["factor"] = 4.0, ["original_max_position_embeddings"] = 8 },
+            })),
             ("qwen2 biases", RandomCheckpoint(dir, "qwen2", TestModels.LlamaConfigJson(vocab: 512, architecture: "Qwen2ForCausalLM"), seed: 21)),
             ("smollm3 NoPE", RandomCheckpoint(dir, "smollm3", SmolLM3Config(), seed: 22)),
         };

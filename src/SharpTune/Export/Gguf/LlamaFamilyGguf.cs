@@ -28,9 +28,13 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
 
     public override IReadOnlyList<string> Check(ModelConfig config)
     {
-        if (config.RopeScaling is { Type: not ("default" or "linear") } scaling && !(scaling.Type == "llama3" && Name == "llama"))
+        if (config.RopeScaling is { Type: not ("default" or "linear" or "yarn") } scaling && !(scaling.Type == "llama3" && Name == "llama"))
             throw new NotSupportedException(
-                $"{config.Architecture}: rope_scaling '{scaling.Type}' has no llama.cpp {Name} equivalent (llama.cpp's {Name} graph applies linear scaling only)");
+                $"{config.Architecture}: rope_scaling '{scaling.Type}' has no llama.cpp {Name} equivalent (llama.cpp's {Name} graph applies linear and YaRN scaling only)");
+        if (config.RopeScaling is { Type: "yarn" } yarn && !IsLlamaCppYarn(yarn))
+            throw new NotSupportedException(
+                $"{config.Architecture}: this YaRN rope_scaling sets beta_fast, beta_slow, truncate, mscale or attention_factor away from " +
+                "their defaults; llama.cpp's GGUF keys carry only the factor and the original context, so it would rotate differently");
         if (Name == "smollm3")
         {
             var llamaCppRope = Enumerable.Range(0, config.NumLayers).Select(i => (i + 1) % SmolLM3NoRopeStep != 0).ToArray();
@@ -56,12 +60,25 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
             Add(metadata, $"{Name}.rope.scaling.type", GgufValue.Str("linear"));
             Add(metadata, $"{Name}.rope.scaling.factor", GgufValue.F32((float)linear.Factor));
         }
+        if (config.RopeScaling is { Type: "yarn" } yarn)
+        {
+            // As convert_hf_to_gguf.py writes it; llama.cpp's YaRN then ramps between the same dimension pairs (β 32 and 1
+            // over the original context, rounded outwards) and scales by 0.1·ln(factor) + 1, as transformers does.
+            Add(metadata, $"{Name}.rope.scaling.type", GgufValue.Str("yarn"));
+            Add(metadata, $"{Name}.rope.scaling.factor", GgufValue.F32((float)yarn.Factor));
+            Add(metadata, $"{Name}.rope.scaling.original_context_length", GgufValue.U32((uint)yarn.OriginalMaxPositionEmbeddings));
+        }
         if (IsLlamaModel)
         {
             Add(metadata, $"{Name}.vocab_size", GgufValue.U32((uint)config.VocabSize));
             Add(metadata, $"{Name}.rope.dimension_count", GgufValue.U32((uint)config.HeadDim));
         }
     }
+
+    /// <summary>A YaRN configuration llama.cpp computes from its factor and original context alone (its defaults for the rest).</summary>
+    private static bool IsLlamaCppYarn(RopeScaling yarn) =>
+        yarn.BetaFast == 32 && yarn.BetaSlow == 1 && yarn.Truncate && yarn.Mscale is null && yarn.MscaleAllDim is null &&
+        (yarn.AttentionFactor is null || Math.Abs(yarn.AttentionFactor.Value - (0.1 * Math.Log(yarn.Factor) + 1)) < 1e-6);
 
     public override IReadOnlyList<MappedTensor> MapTensors(IWeightSource source, ModelConfig config)
     {
