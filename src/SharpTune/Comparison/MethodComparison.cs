@@ -30,7 +30,8 @@ public static class MethodComparison
 
     /// <summary>
     /// Trains <paramref name="options"/> once per method into <c>OUTPUT/&lt;method&gt;/</c> and writes comparison.md,
-    /// comparison.json and the plots into <paramref name="outputDir"/>. Every method name is checked before any training.
+    /// comparison.json and the plots into <paramref name="outputDir"/>. Every method, and the options with it, is checked
+    /// before any training.
     /// </summary>
     public static ComparisonResult Run(TrainingOptions options, IReadOnlyList<string> methods, string outputDir,
         IProgress<ComparisonProgress>? progress = null, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -39,6 +40,12 @@ public static class MethodComparison
         var resolved = methods.Select(m => (Name: m.Trim(), Registered: Resolve(m))).ToArray();
         var duplicate = resolved.GroupBy(m => m.Registered, StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"method '{duplicate.Key}' is listed more than once");
+        // A method the options rule out (full fine-tuning of a quantized base) fails now, not after the others have trained.
+        foreach (var (name, registered) in resolved)
+        {
+            try { FineTuneJob.Validate(options with { Method = registered }); }
+            catch (ArgumentException e) { throw new ArgumentException($"method '{name}': {e.Message}", e); }
+        }
         Directory.CreateDirectory(outputDir);
 
         var rows = new List<ComparisonRow>();

@@ -42,6 +42,36 @@ public static class FineTuneJob
     /// <summary>The <see cref="TrainingOptions.Objective"/> names.</summary>
     public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo", "orpo", "simpo", "kto", "grpo"];
 
+    /// <summary>
+    /// The checks <see cref="Run"/> makes before any work (objective, its settings, quantization and checkpointing, the
+    /// method against a quantized base), for callers that start several runs and should fail before the first.
+    /// </summary>
+    public static void Validate(TrainingOptions options)
+    {
+        var objective = options.Objective.Trim().ToLowerInvariant();
+        if (!Objectives.Contains(objective))
+            throw new ArgumentException($"unknown objective '{options.Objective}' (choose one of: {string.Join(", ", Objectives)})");
+        _ = objective switch
+        {
+            "dpo" => DpoSettings.From(options),
+            "kto" => KtoLoss.ParseType(options.LossType ?? "kto"),
+            "grpo" => GrpoSettings.From(options),
+            _ => (object?)null,
+        };
+        ValidateQuantization(options);
+    }
+
+    private static Quantization.QuantizationOptions? ValidateQuantization(TrainingOptions options)
+    {
+        var quantization = options.QuantizationSettings();
+        options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
+        if (quantization is not null && FineTuningMethods.CreateAdapter(options) is null)
+            throw new ArgumentException(
+                $"quantize {options.Quantize}: a quantized base is frozen, so method 'full' cannot train it; choose an adapter method " +
+                $"({string.Join(", ", FineTuningMethods.Names.Where(n => n != "full"))})");
+        return quantization;
+    }
+
     /// <param name="rewards">GRPO: the judge's grader and custom reward functions, beside the built-ins the options name.</param>
     public static FineTuneResult Run(TrainingOptions options, bool resume = false, IProgress<TrainingProgress>? progress = null,
         Action<string>? log = null, CancellationToken cancellationToken = default, RewardSources? rewards = null)
@@ -61,12 +91,7 @@ public static class FineTuneJob
             "grpo" => PromptExample.FromRow,
             _ => null,
         };
-        var quantization = options.QuantizationSettings();
-        options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
-        if (quantization is not null && FineTuningMethods.CreateAdapter(options) is null)
-            throw new ArgumentException(
-                $"quantize {options.Quantize}: a quantized base is frozen, so method 'full' cannot train it; choose an adapter method " +
-                $"({string.Join(", ", FineTuningMethods.Names.Where(n => n != "full"))})");
+        var quantization = ValidateQuantization(options);
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(options.Model);
         Directory.CreateDirectory(options.Output);

@@ -103,4 +103,19 @@ public class MethodComparisonTests
         Assert.Equal("dora", MethodComparison.Resolve(" DoRA "));
         Assert.Throws<ArgumentException>(() => MethodComparison.Run(new TrainingOptions(), ["lora", "lora"], "unused"));
     }
+
+    /// <summary>Full fine-tuning of a quantized base fails before the methods listed ahead of it have trained.</summary>
+    [Fact]
+    public void AMethodTheOptionsRuleOutFailsBeforeAnyTraining()
+    {
+        using var dir = new TempDir();
+        var output = Path.Combine(dir.Path, "compare");
+        var options = new TrainingOptions { Model = "no-such-model", Data = "no-such-data.jsonl", Quantize = "nf4" };
+        var error = Assert.Throws<ArgumentException>(() => MethodComparison.Run(options, ["lora", "full"], output));
+        Assert.Contains("method 'full'", error.Message);
+        Assert.Contains("cannot train it", error.Message);
+        Assert.False(Directory.Exists(output));
+        Assert.Contains("objective", Assert.Throws<ArgumentException>(() =>
+            MethodComparison.Run(new TrainingOptions { Objective = "ppo" }, ["lora"], output)).Message);
+    }
 }
