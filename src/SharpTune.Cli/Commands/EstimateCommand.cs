@@ -20,7 +20,7 @@ internal static class EstimateCommand
         method.AcceptOnlyFromAmong("full", "lora", "dora");
         var seq = new Option<int>("--seq") { Description = "Tokens per sequence", DefaultValueFactory = _ => 512 };
         var batch = new Option<int>("--batch") { Description = "Sequences per micro-batch", DefaultValueFactory = _ => 4 };
-        var dtype = new Option<string>("--dtype") { Description = "f32 or bf16", DefaultValueFactory = _ => "f32" };
+        var dtype = new Option<string?>("--dtype") { Description = "f32 or bf16 (default f32; with --quantize the compute dtype, default bf16 as in `train`)" };
         dtype.AcceptOnlyFromAmong("f32", "bf16");
         var loraR = new Option<int>("--lora-r") { Description = "LoRA rank", DefaultValueFactory = _ => 8 };
         var loraDropout = new Option<double>("--lora-dropout") { Description = "LoRA dropout", DefaultValueFactory = _ => 0.05 };
@@ -56,7 +56,7 @@ internal static class EstimateCommand
                 var settings = new EstimateSettings
                 {
                     Method = parseResult.GetValue(method)!, SequenceLength = parseResult.GetValue(seq), MicroBatchSize = parseResult.GetValue(batch),
-                    Dtype = parseResult.GetValue(dtype)!, LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
+                    Dtype = parseResult.GetValue(dtype) ?? (quantizing ? "bf16" : "f32"), LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
                     TargetModules = parseResult.GetValue(targets), GradientCheckpointing = checkpointingAsked ?? (quantizing || parseResult.GetValue(checkpointedLayers) is not null),
                     // As `train` defaults (TrainingOptions.CheckpointedLayersFor): every layer but the last on a quantized base.
                     CheckpointedLayers = parseResult.GetValue(checkpointedLayers) ??

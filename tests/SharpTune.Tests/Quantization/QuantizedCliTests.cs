@@ -37,7 +37,7 @@ public class QuantizedCliTests
     }
 
     [Fact]
-    public void EstimateAssumesTrainsDefaultOnAQuantizedBaseEveryLayerButTheLastRecomputed()
+    public void EstimateAssumesTrainsDefaultsOnAQuantizedBaseEveryLayerButTheLastRecomputedAndBf16Compute()
     {
         using var dir = new TempDir();
         var config = dir.File("config.json", """
@@ -54,6 +54,9 @@ public class QuantizedCliTests
         var byDefault = Estimate();
         Assert.Equal(Estimate("--checkpointed-layers", "3"), byDefault);
         Assert.NotEqual(Estimate("--gradient-checkpointing", "true"), byDefault);   // asked for: every layer
+        // And train's compute dtype: bf16 unless asked otherwise (--compute-dtype's default).
+        Assert.Equal(Estimate("--dtype", "bf16"), byDefault);
+        Assert.NotEqual(Estimate("--dtype", "f32"), byDefault);
     }
 
     [SharedAssetFact("models/stories260K")]
