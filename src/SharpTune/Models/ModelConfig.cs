@@ -25,8 +25,9 @@ public sealed partial record ModelConfig
     public required int MaxPositionEmbeddings { get; init; }
 
     /// <summary>
-    /// The longest sequence the model serves: max_position_embeddings, extended by a RoPE scaling that is meant to
-    /// reach past it as vLLM derives it (YaRN: original context × factor; dynamic NTK: max_position_embeddings × factor).
+    /// The longest sequence the model serves: max_position_embeddings, or the length a RoPE scaling that reaches past it
+    /// is configured for, when larger (YaRN: original context × factor, as Qwen's documented setting keeps
+    /// max_position_embeddings at 40,960 for 131,072 tokens; dynamic NTK: max_position_embeddings × factor).
     /// transformers itself enforces no limit; Llama 3, LongRoPE and linear configs already state the extended length.
     /// </summary>
     public int ContextLength => RopeScaling switch

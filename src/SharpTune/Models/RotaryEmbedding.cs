@@ -83,7 +83,9 @@ public sealed class RotaryEmbedding : IDisposable
     }
 
     /// <summary>
-    /// transformers' _compute_yarn_parameters: frequencies that turn fewer than beta_slow times over the original context
+    /// transformers' _compute_yarn_parameters (4.56 on: the configured factor; 4.55 and earlier replaced it by
+    /// max_position_embeddings / original_max_position_embeddings when rope_scaling gave both, transformers#38224, which
+    /// llama.cpp, vLLM and Qwen's instructions do not): frequencies that turn fewer than beta_slow times over the original context
     /// are interpolated (divided by the factor), those that turn more than beta_fast times kept, with a linear ramp
     /// between; cos and sin are scaled by 0.1·ln(factor) + 1 (or the mscale ratio DeepSeek's configs give, or
     /// attention_factor).
