@@ -48,7 +48,11 @@ internal static class ChatContentMapping
                             $"message {index} ({message.Role}) holds {content.GetType().Name}; a local text model accepts text, function calls and function results");
                 }
             if (text.Count > 0 || calls.Count > 0 || reasoning is not null || message.Contents.Count == 0)
-                turns.Add(new ChatMessage(message.Role.Value, string.Concat(text)) { ToolCalls = calls, ReasoningContent = reasoning });
+                turns.Add(new ChatMessage(message.Role.Value, string.Concat(text))
+                {
+                    ToolCalls = calls, ReasoningContent = reasoning,
+                    ContentIsNull = text.Count == 0 && calls.Count > 0,   // a turn of calls only: content None, as OpenAI clients send null
+                });
             index++;
         }
         return turns;

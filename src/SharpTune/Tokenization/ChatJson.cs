@@ -64,6 +64,7 @@ public static class ChatJson
                                     : "expected a string or a list of content parts, found " + Kind(obj["content"]));
         return new ChatMessage(role, content ?? "")
         {
+            ContentIsNull = content is null,
             ToolCalls = toolCalls,
             ContentParts = parts,
             ToolCallId = String(obj, "tool_call_id", path),
@@ -142,7 +143,7 @@ public static class ChatJson
     {
         var obj = new JsonObject { ["role"] = message.Role };
         obj["content"] = message.ContentParts is { } parts ? new JsonArray(parts.Select(p => (JsonNode)p.Part.DeepClone()).ToArray())
-            : message.Content.Length == 0 && message.ToolCalls.Count > 0 ? null : message.Content;
+            : message.ContentIsNull || (message.Content.Length == 0 && message.ToolCalls.Count > 0) ? null : message.Content;
         if (message.ToolCalls.Count > 0)
             obj["tool_calls"] = new JsonArray(message.ToolCalls.Select(c => (JsonNode)new JsonObject
             {

@@ -6,10 +6,17 @@ namespace SharpTune.Tokenization;
 /// One message of a conversation as OpenAI's chat format writes it. <paramref name="Role"/> is "system", "developer",
 /// "user", "assistant" or "tool" (templates may accept others). <paramref name="Content"/> is the message's text: a
 /// string content as given, the text parts of a content-part list joined with newlines, and "" when the data holds none
-/// or null (an assistant message that only calls tools), as vLLM hands content to chat templates.
+/// or null (an assistant message that only calls tools; see <see cref="ContentIsNull"/>).
 /// </summary>
 public sealed record ChatMessage(string Role, string Content)
 {
+    /// <summary>
+    /// The data gave no content (null, or left out, as an assistant message that only calls tools may). A chat template
+    /// that tests the content for none (DeepSeek's writes the tool calls only then) receives None, as transformers passes
+    /// it; the others "", as vLLM passes it (see ChatTemplateValues). <see cref="Content"/> is "" either way.
+    /// </summary>
+    public bool ContentIsNull { get; init; }
+
     /// <summary>The function calls an assistant message makes, in order; empty when it makes none.</summary>
     public IReadOnlyList<ToolCall> ToolCalls { get; init; } = [];
 

@@ -12,6 +12,7 @@ public sealed class ChatTemplate
 
     private readonly JinjaTemplate _template;
     private readonly bool _contentParts;
+    private readonly bool _noneContent;
 
     private ChatTemplate(string name, string source, string? bosToken, string? eosToken)
     {
@@ -20,6 +21,7 @@ public sealed class ChatTemplate
         BosToken = bosToken;
         EosToken = eosToken;
         _contentParts = ChatTemplateValues.IteratesContentParts(source);
+        _noneContent = ChatTemplateValues.TestsContentForNone(source);
         try { _template = JinjaTemplate.Parse(source); }
         catch (JinjaException e) { throw new ChatTemplateException($"chat template '{name}' cannot be read: {e.Message}; {Suggestion}", e); }
     }
@@ -79,7 +81,7 @@ public sealed class ChatTemplate
     /// <exception cref="ChatTemplateException">The template failed or rejected the conversation (its message is included).</exception>
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<ChatTool>? tools = null,
         IReadOnlyDictionary<string, object?>? templateArguments = null) =>
-        Guard(() => _template.Render(Variables(ChatTemplateValues.Messages(messages, _contentParts), addGenerationPrompt, tools, templateArguments)));
+        Guard(() => _template.Render(Variables(ChatTemplateValues.Messages(messages, _contentParts, _noneContent), addGenerationPrompt, tools, templateArguments)));
 
     /// <summary>
     /// Renders the whole conversation and locates each assistant turn in that rendering, as the model will see it in
@@ -93,7 +95,7 @@ public sealed class ChatTemplate
     public RenderedChat RenderWithAssistantSpans(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ChatTool>? tools = null,
         IReadOnlyDictionary<string, object?>? templateArguments = null)
     {
-        var values = ChatTemplateValues.Messages(messages, _contentParts);
+        var values = ChatTemplateValues.Messages(messages, _contentParts, _noneContent);
         var (full, ranges) = Guard(() => _template.RenderTracked(Variables(values, false, tools, templateArguments), values!));
         var spans = new List<AssistantSpan>();
         for (int i = 0; i < messages.Count; i++)

@@ -6,7 +6,7 @@ namespace SharpTune.Tokenization;
 
 /// <summary>
 /// What a chat template receives, shaped as transformers' <c>apply_chat_template</c> passes it: each message a dict with
-/// <c>role</c> and <c>content</c>, plus <c>tool_calls</c> (<c>{"id","type","function":{"name","arguments"}}</c>, arguments
+/// <c>role</c> and <c>content</c> (a null content as None where the template tests for it, see <see cref="TestsContentForNone"/>), plus <c>tool_calls</c> (<c>{"id","type","function":{"name","arguments"}}</c>, arguments
 /// as the data holds them), <c>tool_call_id</c>, <c>name</c> and <c>reasoning_content</c> only where the message has
 /// them (templates test <c>'tool_calls' in message</c> and <c>is defined</c>); <c>tools</c> as the list of tool
 /// definitions, or none.
@@ -22,16 +22,27 @@ internal static partial class ChatTemplateValues
     [GeneratedRegex(@"\{%-?\s*for\s+\w+\s+in\s+\w+\s*(\.\s*content\b|\[\s*['""]content['""]\s*\])")]
     private static partial Regex ContentLoop();
 
-    public static List<object?> Messages(IReadOnlyList<ChatMessage> messages, bool contentParts) =>
-        messages.Select(m => (object?)Message(m, contentParts)).ToList();
+    /// <summary>
+    /// Whether a template tells a none content from an empty one (<c>message['content'] is none</c>, as DeepSeek's does to
+    /// write an assistant turn's tool calls): such templates receive a null content as None, as transformers passes it.
+    /// The others receive "", as vLLM passes it: many (Qwen3's, Qwen1.5's, InternLM's) read the content as a string —
+    /// <c>'&lt;/think&gt;' in message.content</c> — and fail on None under transformers too.
+    /// </summary>
+    public static bool TestsContentForNone(string source) => NoneContentTest().IsMatch(source);
 
-    public static Dictionary<string, object?> Message(ChatMessage message, bool contentParts)
+    [GeneratedRegex(@"(?<!\w)content\s*(['""]\s*\])?\s*(is\s+(not\s+)?none\b|[!=]=\s*none\b)", RegexOptions.IgnoreCase)]
+    private static partial Regex NoneContentTest();
+
+    public static List<object?> Messages(IReadOnlyList<ChatMessage> messages, bool contentParts, bool noneContent = false) =>
+        messages.Select(m => (object?)Message(m, contentParts, noneContent)).ToList();
+
+    public static Dictionary<string, object?> Message(ChatMessage message, bool contentParts, bool noneContent = false)
     {
         var dict = new Dictionary<string, object?>
         {
             ["role"] = message.Role,
-            ["content"] = contentParts && message.ContentParts is { } parts
-                ? parts.Select(p => FromJson(p.Part)).ToList()
+            ["content"] = contentParts && message.ContentParts is { } parts ? parts.Select(p => FromJson(p.Part)).ToList()
+                : message.ContentIsNull && noneContent ? null
                 : message.Content,
         };
         if (message.ToolCalls.Count > 0) dict["tool_calls"] = message.ToolCalls.Select(c => (object?)ToolCall(c)).ToList();

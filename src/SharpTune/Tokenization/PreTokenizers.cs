@@ -85,12 +85,12 @@ internal sealed class RegexSplitPreTokenizer(Regex regex, SplitBehavior behavior
     {
         var parts = new List<(string Text, bool IsMatch)>();
         int last = 0;
-        for (var m = regex.Match(text); m.Success; m = m.NextMatch())
+        foreach (var (start, length) in CodePointMatches.Find(regex, text))
         {
-            if (m.Length == 0) continue;
-            if (m.Index > last) parts.Add((text[last..m.Index], invert));
-            parts.Add((m.Value, !invert));
-            last = m.Index + m.Length;
+            if (length == 0) continue;
+            if (start > last) parts.Add((text[last..start], invert));
+            parts.Add((text.Substring(start, length), !invert));
+            last = start + length;
         }
         if (last < text.Length) parts.Add((text[last..], invert));
 

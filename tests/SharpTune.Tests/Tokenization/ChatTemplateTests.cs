@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using SharpTune.Tokenization;
 
 namespace SharpTune.Tests.Tokenization;
@@ -118,5 +119,42 @@ public sealed class ChatTemplateTests
         Assert.Equal("Hi there<|im_end|>", template.Render([User], false));
         var bare = HfTokenizer.FromDirectory(TokenizerFixtures.WriteByteLevel(TokenizerFixtures.TempDir("nochat"), llama3: true));
         Assert.Contains("--chat-template", Assert.Throws<ChatTemplateException>(() => ChatTemplate.FromTokenizer(bare)).Message);
+    }
+
+    /// <summary>
+    /// tojson as transformers' (json.dumps, ensure_ascii=False): the quote, the backslash and control characters escaped,
+    /// everything else as it is — an emoji too, which System.Text.Json would write as two \u escapes.
+    /// </summary>
+    [Fact]
+    public void Tojson_writes_characters_as_python_json_dumps_does()
+    {
+        var template = ChatTemplate.FromSource("{{ messages[0].tool_calls[0].function.arguments | tojson }}", null, null);
+        var arguments = JsonNode.Parse("""{"city": "Paris \ud83d\ude00 é 你", "q": "a\"b\\c\n\t\u0001\u007f\u2028"}""");
+        var rendered = template.Render([ChatMessage.AssistantToolCalls("", new ToolCall("c1", "get_weather", arguments))], addGenerationPrompt: false);
+        Assert.Equal("{\"city\": \"Paris 😀 é 你\", \"q\": \"a\\\"b\\\\c\\n\\t\\u0001\u007f\u2028\"}", rendered);
+    }
+
+    /// <summary>
+    /// A tool-calling turn with null content: None for a template that tests for it (DeepSeek's writes the calls only
+    /// then), "" for one that reads the content as a string (Qwen3's <c>'&lt;/think&gt;' in message.content</c>, which
+    /// fails on None under transformers too).
+    /// </summary>
+    [Fact]
+    public void Null_content_is_none_where_the_template_tests_for_it_and_empty_elsewhere()
+    {
+        var messages = ChatJson.ReadMessages(JsonNode.Parse("""
+            [{"role": "user", "content": "Weather?"},
+             {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}]
+            """), "messages");
+        Assert.True(messages[1].ContentIsNull);
+        var deepSeekStyle = ChatTemplate.FromSource(
+            "{% for m in messages %}{% if m['role'] == 'assistant' and m['content'] is none %}<calls>{{ m.tool_calls[0].function.name }}"
+            + "{% else %}<{{ m.role }}>{{ m.content }}{% endif %}{% endfor %}", null, null);
+        Assert.Equal("<user>Weather?<calls>get_weather", deepSeekStyle.Render(messages, addGenerationPrompt: false));
+        var qwenStyle = ChatTemplate.FromSource(
+            "{% for m in messages %}{% if '</think>' in m.content %}think{% endif %}<{{ m.role }}>{{ m.content }}{% endfor %}", null, null);
+        Assert.Equal("<user>Weather?<assistant>", qwenStyle.Render(messages, addGenerationPrompt: false));
+        // The wire form keeps the null.
+        Assert.Null(ChatJson.ToJson(messages[1])["content"]);
     }
 }

@@ -36,7 +36,7 @@ internal static class ResponseInputItems
                         messages[^1] = messages[^1] with { ToolCalls = [.. messages[^1].ToolCalls, call] };
                     else
                     {
-                        messages.Add(new ChatMessage("assistant", "") { ToolCalls = [call], ReasoningContent = reasoning });
+                        messages.Add(new ChatMessage("assistant", "") { ToolCalls = [call], ReasoningContent = reasoning, ContentIsNull = true });
                         reasoning = null;
                     }
                     break;

@@ -99,6 +99,33 @@ internal static class JinjaValues
         _ => throw new JinjaException($"cannot pass a {v.GetType().Name} to a template"),
     };
 
+    /// <summary>
+    /// A JSON string as Python's json.dumps writes it with ensure_ascii=False: only the quote, the backslash and control
+    /// characters are escaped (\n, \r, \t, \b, \f, else \u00XX); every other character, an emoji included, is
+    /// written as it is. (System.Text.Json's most relaxed encoder still escapes characters outside the BMP and a few
+    /// others, which a template's tojson must not.)
+    /// </summary>
+    private static void WriteString(StringBuilder sb, string s)
+    {
+        sb.Append('"');
+        foreach (var c in s)
+        {
+            switch (c)
+            {
+                case '"': sb.Append("\\\""); break;
+                case '\\': sb.Append("\\\\"); break;
+                case '\n': sb.Append("\\n"); break;
+                case '\r': sb.Append("\\r"); break;
+                case '\t': sb.Append("\\t"); break;
+                case '\b': sb.Append("\\b"); break;
+                case '\f': sb.Append("\\f"); break;
+                case < ' ': sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture)); break;
+                default: sb.Append(c); break;
+            }
+        }
+        sb.Append('"');
+    }
+
     /// <summary>Python's json.dumps as transformers' tojson uses it (ensure_ascii=False, separators ", " and ": ").</summary>
     public static string ToJson(object? v, int? indent)
     {
@@ -113,12 +140,10 @@ internal static class JinjaValues
                 case null or Undefined: sb.Append("null"); break;
                 case bool b: sb.Append(b ? "true" : "false"); break;
                 case long or double: sb.Append(ToText(value)); break;
-                case string s:
-                    sb.Append(JsonSerializer.Serialize(s, new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
-                    break;
+                case string s: WriteString(sb, s); break;
                 case List<object?> list: Container('[', ']', list.Select(x => (Key: (string?)null, Value: x)).ToList(), depth); break;
                 case Dictionary<string, object?> dict: Container('{', '}', dict.Select(p => (Key: (string?)p.Key, Value: p.Value)).ToList(), depth); break;
-                default: sb.Append(JsonSerializer.Serialize(ToText(value))); break;
+                default: WriteString(sb, ToText(value)); break;
             }
         }
 
