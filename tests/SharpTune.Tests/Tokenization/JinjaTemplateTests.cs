@@ -72,7 +72,7 @@ public sealed class JinjaTemplateTests
     }
 
     [Theory]
-    [InlineData("{% macro m() %}{% endmacro %}", "macro")]
+    [InlineData("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", "takes 1 argument(s)")]
     [InlineData("{{ x | wordwrap }}", "wordwrap")]
     [InlineData("{% if x %}never closed", "endif")]
     [InlineData("{{ 'a' + }}", "line 1")]
@@ -81,5 +81,24 @@ public sealed class JinjaTemplateTests
     {
         var e = Assert.Throws<JinjaException>(() => Render(source, new() { ["x"] = "v" }));
         Assert.Contains(mentioned, e.Message);
+    }
+
+    /// <summary>
+    /// Macros, block sets and the filters, tests and methods tool-calling templates use beyond the basics (gpt-oss's and
+    /// Hermes-style templates define macros), against Python jinja2 3.1.6 with transformers' settings
+    /// (ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks): the expected strings are its renderings.
+    /// </summary>
+    [Theory]
+    [InlineData("{% macro render(name, kind='fn', sep=': ') %}{{ kind }}{{ sep }}{{ name }}{% endmacro %}{{ render('a') }}|{{ render('b', 'tool') }}|{{ render('c', sep='=') }}", "{}", "fn: a|tool: b|fn=c")]   // macro
+    [InlineData("{%- macro params(p) -%}\n{%- for k, v in p.items() %}{{ k }}:{{ v.type }}{% if not loop.last %}, {% endif %}{% endfor %}\n{%- endmacro -%}\n({{ params(tools[0].parameters.properties) }})", "{\"tools\": [{\"parameters\": {\"properties\": {\"city\": {\"type\": \"string\"}, \"days\": {\"type\": \"integer\"}}}}]}", "(city:string, days:integer)")]   // macro_loop
+    [InlineData("{% set header %}\n<{{ role }}>\n{% endset %}[{{ header }}]", "{\"role\": \"system\"}", "[<system>\n]")]   // set_block
+    [InlineData("{{ [3, 1, 2]|sort|list }} {{ ['b', 'A', 'c']|sort(reverse=true)|join(',') }} {{ {'b': 1, 'a': 2}|dictsort|map(attribute=0)|join }} {{ [1, 2, 3, 4]|select('even')|list }} {{ [1, 2, 3, 4]|reject('divisibleby', 3)|list }} {{ 2.5|round }} {{ 3.14159|round(2) }} {{ 7|round(0, 'floor') }}", "{}", "[1, 2, 3] c,b,A ab [2, 4] [1, 2, 4] 2.0 3.14 7.0")]   // filters
+    [InlineData("{% for t in tools|sort(attribute='name') %}{{ t.name }} {% endfor %}", "{\"tools\": [{\"name\": \"b\"}, {\"name\": \"a\"}, {\"name\": \"C\"}]}", "a b C ")]   // sort_attr
+    [InlineData("[{{ text|indent(2) }}][{{ text|indent(2, true) }}][{{ text|indent(2, blank=true) }}][{{ 'x\ny\n'|indent }}]", "{\"text\": \"a\\n\\nb\"}", "[a\n\n  b][  a\n\n  b][a\n  \n  b][x\n    y\n]")]   // indent
+    [InlineData("{% for l in text.splitlines() %}<{{ l }}>{% endfor %}", "{\"text\": \"a\\nb\\r\\nc\\n\"}", "<a><b><c>")]   // splitlines
+    public void Renders_macros_block_sets_and_further_filters_as_jinja2_does(string source, string contextJson, string expected)
+    {
+        var context = ((Dictionary<string, object?>)SharpTune.Tokenization.ChatTemplateValues.FromJson(System.Text.Json.Nodes.JsonNode.Parse(contextJson))!);
+        Assert.Equal(expected, Render(source, context));
     }
 }

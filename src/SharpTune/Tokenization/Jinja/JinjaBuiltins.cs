@@ -27,6 +27,19 @@ internal static class JinjaBuiltins
         _ => Undefined.Instance,
     };
 
+    /// <summary>
+    /// Jinja's attribute getter for map/selectattr/sort(attribute=…): a dotted path whose all-digit parts index lists
+    /// (<c>map(attribute=0)</c> takes each pair's first item).
+    /// </summary>
+    public static object? GetAttributePath(object? target, object? path)
+    {
+        if (path is long index) return target is List<object?> or string ? GetItem(target, index) : GetAttribute(target, ToText(path));
+        foreach (var part in ToText(path).Split('.'))
+            target = long.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && target is List<object?> or string
+                ? GetItem(target, i) : GetAttribute(target, part);
+        return target;
+    }
+
     public static object? GetItem(object? target, object? key) => (target, key) switch
     {
         (Dictionary<string, object?> d, _) => d.TryGetValue(ToText(key), out var v) ? v : Undefined.Instance,
@@ -127,10 +140,70 @@ internal static class JinjaBuiltins
             "tojson" => ToJson(v, Arg(0, "indent", null) is { } indent and not Undefined ? (int)ToLong(indent) : null),
             "safe" or "e" or "escape" => v,
             "selectattr" or "rejectattr" => SelectAttr(v, args, name == "selectattr"),
+            "select" or "reject" => Iterate(v).Where(item =>
+                (args.Count == 0 ? IsTrue(item) : Test(ToText(args[0]), item, args.Skip(1).ToList())) == (name == "select")).ToList(),
+            "sort" => Sorted(Iterate(v).ToList(), IsTrue(Arg(0, "reverse", false)), Arg(2, "attribute", null) is string a ? a : null),
+            "dictsort" => v is Dictionary<string, object?> dict
+                ? dict.OrderBy(p => p.Key, StringComparer.OrdinalIgnoreCase).Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList()
+                : throw new JinjaException($"dictsort needs a mapping, found {TypeName(v)}"),
+            "indent" => Indent(ToText(v), Arg(0, "width", 4L) is string w ? w : new string(' ', (int)ToLong(Arg(0, "width", 4L))),
+                IsTrue(Arg(1, "first", false)), IsTrue(Arg(2, "blank", false))),
+            "round" => RoundNumber(v, (int)ToLong(Arg(0, "precision", 0L)), ToText(Arg(1, "method", "common"))),
             "map" => kwargs.TryGetValue("attribute", out var attr)
-                ? Iterate(v).Select(x => GetAttribute(x, ToText(attr))).ToList()
+                ? Iterate(v).Select(x => GetAttributePath(x, attr)).ToList()
                 : throw new JinjaException("only map(attribute=...) is supported"),
             _ => throw new JinjaException($"unsupported filter '|{name}'"),
+        };
+    }
+
+    /// <summary>Jinja's sort: Python's ordering of numbers and strings (case-insensitively, Jinja's default), stable.</summary>
+    private static List<object?> Sorted(List<object?> items, bool reverse, string? attribute)
+    {
+        object? Key(object? item) => attribute is null ? item : GetAttributePath(item, attribute);
+        int CompareKeys(object? a, object? b) => (Key(a), Key(b)) is (string x, string y)
+            ? string.Compare(x, y, StringComparison.OrdinalIgnoreCase) : JinjaValues.Compare(Key(a), Key(b));
+        var sorted = items.Select((item, i) => (item, i)).ToList();
+        sorted.Sort((a, b) => CompareKeys(a.item, b.item) is var c && c != 0 ? (reverse ? -c : c) : a.i.CompareTo(b.i));
+        return sorted.Select(p => p.item).ToList();
+    }
+
+    /// <summary>Jinja's indent, step for step: every line after the first prefixed (blank ones only when asked), the
+    /// first too with <paramref name="first"/>; lines split as Python's splitlines splits them and joined with \n.</summary>
+    private static string Indent(string text, string prefix, bool first, bool blank)
+    {
+        var lines = SplitLines(text + "\n");
+        var result = blank ? string.Join("\n" + prefix, lines)
+            : lines[0] + (lines.Count > 1 ? "\n" + string.Join("\n", lines.Skip(1).Select(l => l.Length > 0 ? prefix + l : l)) : "");
+        return first ? prefix + result : result;
+    }
+
+    /// <summary>Python's str.splitlines(): breaks at \n, \r, \r\n, \v, \f, \x1c–\x1e, \x85, U+2028 and U+2029; no empty last line.</summary>
+    private static List<string> SplitLines(string text)
+    {
+        var lines = new List<string>();
+        var start = 0;
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (text[i] is not ('\n' or '\r' or '\v' or '\f' or '\x1c' or '\x1d' or '\x1e' or '\x85' or '\u2028' or '\u2029')) continue;
+            lines.Add(text[start..i]);
+            if (text[i] == '\r' && i + 1 < text.Length && text[i + 1] == '\n') i++;
+            start = i + 1;
+        }
+        if (start < text.Length) lines.Add(text[start..]);
+        return lines;
+    }
+
+    /// <summary>Jinja's round: Python's round() ("common": halves to even), or "ceil"/"floor"; always a float.</summary>
+    private static double RoundNumber(object? v, int precision, string method)
+    {
+        var value = v is long l ? l : v is double d ? d : throw new JinjaException($"round needs a number, found {TypeName(v)}");
+        var scale = Math.Pow(10, precision);
+        return method switch
+        {
+            "common" => Math.Round(value, precision, MidpointRounding.ToEven),   // Python's round(), as Jinja calls it
+            "ceil" => Math.Ceiling(value * scale) / scale,
+            "floor" => Math.Floor(value * scale) / scale,
+            _ => throw new JinjaException($"round: method must be common, ceil or floor, not '{method}'"),
         };
     }
 
@@ -145,7 +218,7 @@ internal static class JinjaBuiltins
         var testName = args.Count > 1 ? ToText(args[1]) : null;
         return Iterate(v).Where(item =>
         {
-            var value = GetAttribute(item, attribute);
+            var value = GetAttributePath(item, attribute);
             bool passes = testName is null ? IsTrue(value) : Test(testName, value, args.Skip(2).ToList());
             return passes == keep;
         }).ToList();
@@ -170,6 +243,11 @@ internal static class JinjaBuiltins
         "eq" or "equalto" or "==" => args.Count == 1 && JinjaValues.Equals(v, args[0]),
         "ne" or "!=" => args.Count == 1 && !JinjaValues.Equals(v, args[0]),
         "in" => args.Count == 1 && IsTrue(Binary("in", v, args[0])),
+        "divisibleby" => args.Count == 1 && ToLong(v) % ToLong(args[0]) == 0,
+        "lt" or "lessthan" or "<" => args.Count == 1 && JinjaValues.Compare(v, args[0]) < 0,
+        "le" or "<=" => args.Count == 1 && JinjaValues.Compare(v, args[0]) <= 0,
+        "gt" or "greaterthan" or ">" => args.Count == 1 && JinjaValues.Compare(v, args[0]) > 0,
+        "ge" or ">=" => args.Count == 1 && JinjaValues.Compare(v, args[0]) >= 0,
         _ => throw new JinjaException($"unsupported test 'is {name}'"),
     };
 
@@ -192,6 +270,7 @@ internal static class JinjaBuiltins
             (string s, "split") => (args.Count == 0 ? s.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries) : s.Split(Arg(0)))
                 .Select(x => (object?)x).ToList(),
             (string s, "find") => (long)s.IndexOf(Arg(0), StringComparison.Ordinal),
+            (string s, "splitlines") => SplitLines(s).Select(x => (object?)x).ToList(),
             (Dictionary<string, object?> d, "get") => d.TryGetValue(Arg(0), out var v) ? v : args.Count > 1 ? args[1] : null,
             (Dictionary<string, object?> d, "items") => Items(d),
             (Dictionary<string, object?> d, "keys") => d.Keys.Select(k => (object?)k).ToList(),

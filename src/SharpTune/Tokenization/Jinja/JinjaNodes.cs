@@ -6,6 +6,10 @@ internal sealed record OutputNode(Expr Value, int AtLine) : Node(AtLine);
 internal sealed record IfNode(List<(Expr Condition, List<Node> Body)> Branches, List<Node>? Else, int AtLine) : Node(AtLine);
 internal sealed record ForNode(List<string> Targets, Expr Iterable, Expr? Filter, List<Node> Body, List<Node>? Else, int AtLine) : Node(AtLine);
 internal sealed record SetNode(string Name, string? Attribute, Expr Value, int AtLine) : Node(AtLine);
+/// <summary><c>{% set name %}…{% endset %}</c>: the rendered body as a string.</summary>
+internal sealed record SetBlockNode(string Name, List<Node> Body, int AtLine) : Node(AtLine);
+/// <summary><c>{% macro name(a, b=default) %}…{% endmacro %}</c>: a function returning its rendered body.</summary>
+internal sealed record MacroNode(string Name, List<(string Name, Expr? Default)> Parameters, List<Node> Body, int AtLine) : Node(AtLine);
 internal sealed record BreakNode(int AtLine) : Node(AtLine);
 internal sealed record ContinueNode(int AtLine) : Node(AtLine);
 

@@ -60,11 +60,18 @@ internal sealed class JinjaParser
                 var name = ExpectName();
                 string? attribute = null;
                 if (TryOp(".")) attribute = ExpectName();
-                if (!TryOp("=")) throw Error("block '{% set %}…{% endset %}' is not supported; use '{% set x = … %}'");
+                if (attribute is null && Peek.Kind == TokenKind.End)
+                {
+                    var body = ParseBody(out _, "endset");
+                    ExpectEnd();
+                    return new SetBlockNode(name, body, line);
+                }
+                if (!TryOp("=")) throw Error("expected '=' or the end of '{% set name %}'");
                 var value = ParseExpression();
                 ExpectEnd();
                 return new SetNode(name, attribute, value, line);
             }
+            case "macro": return ParseMacro(line);
             case "break": ExpectEnd(); return new BreakNode(line);
             case "continue": ExpectEnd(); return new ContinueNode(line);
             case "generation" or "endgeneration": ExpectEnd(); return null; // transformers' assistant-mask markers
@@ -92,6 +99,24 @@ internal sealed class JinjaParser
             ExpectEnd();
             return new IfNode(branches, null, line);
         }
+    }
+
+    private Node ParseMacro(int line)
+    {
+        var name = ExpectName();
+        var parameters = new List<(string, Expr?)>();
+        if (!TryOp("(")) throw Error("expected '(' after the macro's name");
+        while (!TryOp(")"))
+        {
+            if (parameters.Count > 0 && !TryOp(",")) throw Error("expected ',' or ')' in the macro's parameters");
+            var parameter = ExpectName();
+            parameters.Add((parameter, TryOp("=") ? ParseExpression() : null));
+        }
+        ExpectEnd();
+        var body = ParseBody(out _, "endmacro");
+        if (Peek.Kind == TokenKind.Name && Peek.Text == name) Next();   // {% endmacro name %}
+        ExpectEnd();
+        return new MacroNode(name, parameters, body, line);
     }
 
     private Node ParseFor(int line)

@@ -59,6 +59,8 @@ internal sealed class JinjaRenderer
                     else if (Lookup(s.Name) is Dictionary<string, object?> ns) ns[s.Attribute] = value;
                     else throw new JinjaException($"cannot set '{s.Name}.{s.Attribute}': '{s.Name}' is not a namespace");
                     break;
+                case SetBlockNode b: _scopes[^1][b.Name] = Capture(b.Body); break;
+                case MacroNode m: _scopes[^1][m.Name] = Macro(m); break;
                 case BreakNode: throw new BreakSignal();
                 case ContinueNode: throw new ContinueSignal();
             }
@@ -68,6 +70,46 @@ internal sealed class JinjaRenderer
             throw new JinjaException($"line {node.Line}: {e.Message}");
         }
     }
+
+    /// <summary>
+    /// Renders <paramref name="body"/> into a string instead of the output (a macro's call, a block set). What it wrote is
+    /// taken back out, provenance included: the caller writes the string where it uses it.
+    /// </summary>
+    private string Capture(List<Node> body)
+    {
+        var (start, owned) = (_out.Length, _owned.Count);
+        try { RenderNodes(body); }
+        finally
+        {
+            _owned.RemoveRange(owned, _owned.Count - owned);
+            if (_owned.Count > 0 && _owned[^1].End > start) _owned[^1] = _owned[^1] with { End = start };
+        }
+        var text = _out.ToString(start, _out.Length - start);
+        _out.Length = start;
+        return text;
+    }
+
+    /// <summary>
+    /// A macro as a callable: arguments by position or name, defaults evaluated at the call, missing ones undefined; the
+    /// body sees them in a scope of its own over the template's variables.
+    /// </summary>
+    private JinjaFunction Macro(MacroNode macro) => (args, kwargs) =>
+    {
+        if (args.Count > macro.Parameters.Count)
+            throw new JinjaException($"macro '{macro.Name}' takes {macro.Parameters.Count} argument(s), {args.Count} given");
+        using var _ = PushScope();
+        for (var i = 0; i < macro.Parameters.Count; i++)
+        {
+            var (name, fallback) = macro.Parameters[i];
+            _scopes[^1][name] = i < args.Count ? args[i]
+                : kwargs.TryGetValue(name, out var given) ? given
+                : fallback is null ? Undefined.Instance : Eval(fallback);
+        }
+        foreach (var name in kwargs.Keys)
+            if (!macro.Parameters.Any(p => p.Name == name))
+                throw new JinjaException($"macro '{macro.Name}' has no parameter '{name}'");
+        return Capture(macro.Body);
+    };
 
     private void Write(string text)
     {
