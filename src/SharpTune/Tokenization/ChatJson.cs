@@ -70,8 +70,21 @@ public static class ChatJson
             ToolCallId = String(obj, "tool_call_id", path),
             Name = String(obj, "name", path),
             ReasoningContent = String(obj, "reasoning_content", path) ?? String(obj, "reasoning", path),
+            OtherFields = OtherFields(obj),
         };
     }
+
+    /// <summary>The fields of a message object this reader does not interpret, copied; null when there are none.</summary>
+    private static JsonObject? OtherFields(JsonObject obj)
+    {
+        JsonObject? other = null;
+        foreach (var (key, value) in obj)
+            if (!MessageFields.Contains(key)) (other ??= [])[key] = value?.DeepClone();
+        return other;
+    }
+
+    private static readonly HashSet<string> MessageFields =
+        ["role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content", "reasoning", "function_call"];
 
     /// <summary>
     /// Reads a per-example tool list: <c>tools</c> (OpenAI's <c>{"type":"function","function":{…}}</c> entries; an entry
@@ -153,6 +166,7 @@ public static class ChatJson
         if (message.ToolCallId is not null) obj["tool_call_id"] = message.ToolCallId;
         if (message.Name is not null) obj["name"] = message.Name;
         if (message.ReasoningContent is not null) obj["reasoning_content"] = message.ReasoningContent;
+        foreach (var (key, value) in message.OtherFields ?? []) obj[key] ??= value?.DeepClone();
         return obj;
     }
 

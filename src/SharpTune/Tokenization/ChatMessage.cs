@@ -17,6 +17,12 @@ public sealed record ChatMessage(string Role, string Content)
     /// </summary>
     public bool ContentIsNull { get; init; }
 
+    /// <summary>
+    /// The message's other fields, as the data gave them (gpt-oss's <c>thinking</c>, a dataset's own keys): chat templates
+    /// receive them as transformers passes a message dict, whole; null when there are none.
+    /// </summary>
+    public JsonObject? OtherFields { get; init; }
+
     /// <summary>The function calls an assistant message makes, in order; empty when it makes none.</summary>
     public IReadOnlyList<ToolCall> ToolCalls { get; init; } = [];
 

@@ -49,6 +49,7 @@ internal static partial class ChatTemplateValues
         if (message.ToolCallId is not null) dict["tool_call_id"] = message.ToolCallId;
         if (message.Name is not null) dict["name"] = message.Name;
         if (message.ReasoningContent is not null) dict["reasoning_content"] = message.ReasoningContent;
+        foreach (var (key, value) in message.OtherFields ?? []) dict.TryAdd(key, FromJson(value));
         return dict;
     }
 

@@ -157,4 +157,17 @@ public sealed class ChatTemplateTests
         // The wire form keeps the null.
         Assert.Null(ChatJson.ToJson(messages[1])["content"]);
     }
+
+    /// <summary>Fields the reader does not interpret reach the template whole, as transformers passes a message dict
+    /// (gpt-oss's template reads an assistant turn's <c>thinking</c>), and stay in the wire form.</summary>
+    [Fact]
+    public void A_messages_other_fields_reach_the_template()
+    {
+        var messages = ChatJson.ReadMessages(JsonNode.Parse("""
+            [{"role": "assistant", "content": "4", "thinking": "2 + 2", "meta": {"n": 1}}]
+            """), "messages");
+        var template = ChatTemplate.FromSource("{{ 'thinking' in messages[0] }}|{{ messages[0].thinking }}|{{ messages[0].meta.n }}", null, null);
+        Assert.Equal("True|2 + 2|1", template.Render(messages, addGenerationPrompt: false));
+        Assert.Equal("2 + 2", ChatJson.ToJson(messages[0])["thinking"]!.GetValue<string>());
+    }
 }
