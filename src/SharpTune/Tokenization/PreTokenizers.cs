@@ -26,8 +26,9 @@ internal abstract class PreTokenizer
                 json.Bool(obj, "use_regex", true) ? new Regex(Gpt2Pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant) : null),
             "Split" => CreateSplit(obj, json),
             "Metaspace" => CreateMetaspace(obj, json),
+            // The Rust library splits on char::is_ascii_digit (transformers.js on JavaScript's \d): 0-9 only, not every \p{N}.
             "Digits" => new RegexSplitPreTokenizer(
-                new Regex(json.Bool(obj, "individual_digits", false) ? @"\p{N}" : @"\p{N}+", RegexOptions.Compiled),
+                new Regex(json.Bool(obj, "individual_digits", false) ? "[0-9]" : "[0-9]+", RegexOptions.Compiled),
                 SplitBehavior.Isolated, invert: false),
             var other => throw json.Error(obj, $"unsupported pre_tokenizer type '{other}' (supported: Sequence, ByteLevel, Split, Metaspace, Digits)"),
         };

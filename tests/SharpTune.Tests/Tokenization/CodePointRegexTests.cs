@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
@@ -47,5 +48,19 @@ public class CodePointRegexTests
     {
         foreach (var category in Enum.GetValues<UnicodeCategory>().Where(c => c != UnicodeCategory.Surrogate))
             Assert.Equal(category, CharUnicodeInfo.GetUnicodeCategory(CodePointMatches.Representative(category)));
+    }
+
+    /// <summary>
+    /// The Digits pre-tokenizer splits ASCII digits only: the Rust library tests char::is_ascii_digit (transformers.js
+    /// JavaScript's \d), so Arabic-Indic ٣ and mathematical 𝟘 stay with the text around them (Cohere's tokenizers put
+    /// Digits before their byte-level split).
+    /// </summary>
+    [Theory]
+    [InlineData(true, "a12 ٣𝟘b", new[] { "a", "1", "2", " ٣𝟘b" })]
+    [InlineData(false, "a12 ٣𝟘b34", new[] { "a", "12", " ٣𝟘b", "34" })]
+    public void DigitsSplitsAsciiDigitsOnly(bool individual, string text, string[] pieces)
+    {
+        var digits = PreTokenizer.FromJson(new JsonObject { ["type"] = "Digits", ["individual_digits"] = individual }, new JsonFields("tokenizer.json"))!;
+        Assert.Equal(pieces, digits.Split([text], atTextStart: true).ToArray());
     }
 }
