@@ -26,9 +26,10 @@ internal abstract class PreTokenizer
                 json.Bool(obj, "use_regex", true) ? new Regex(Gpt2Pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant) : null),
             "Split" => CreateSplit(obj, json),
             "Metaspace" => CreateMetaspace(obj, json),
-            // The Rust library splits on char::is_ascii_digit (transformers.js on JavaScript's \d): 0-9 only, not every \p{N}.
+            // The Rust library splits on char::is_numeric (Nd, Nl, No: \p{N}, matched over code points), where transformers.js
+            // uses JavaScript's ASCII-only \d.
             "Digits" => new RegexSplitPreTokenizer(
-                new Regex(json.Bool(obj, "individual_digits", false) ? "[0-9]" : "[0-9]+", RegexOptions.Compiled),
+                new Regex(json.Bool(obj, "individual_digits", false) ? @"\p{N}" : @"\p{N}+", RegexOptions.Compiled),
                 SplitBehavior.Isolated, invert: false),
             var other => throw json.Error(obj, $"unsupported pre_tokenizer type '{other}' (supported: Sequence, ByteLevel, Split, Metaspace, Digits)"),
         };

@@ -51,14 +51,14 @@ public class CodePointRegexTests
     }
 
     /// <summary>
-    /// The Digits pre-tokenizer splits ASCII digits only: the Rust library tests char::is_ascii_digit (transformers.js
-    /// JavaScript's \d), so Arabic-Indic ٣ and mathematical 𝟘 stay with the text around them (Cohere's tokenizers put
-    /// Digits before their byte-level split).
+    /// The Digits pre-tokenizer splits what the Rust library's char::is_numeric accepts (Nd, Nl, No), a mathematical 𝟘
+    /// or an Arabic-Indic ٣ as well as 0–9, one code point each. (transformers.js splits ASCII digits only: on Cohere's
+    /// tokenizers, which put Digits before their byte-level split, it differs from the Rust library there.)
     /// </summary>
     [Theory]
-    [InlineData(true, "a12 ٣𝟘b", new[] { "a", "1", "2", " ٣𝟘b" })]
-    [InlineData(false, "a12 ٣𝟘b34", new[] { "a", "12", " ٣𝟘b", "34" })]
-    public void DigitsSplitsAsciiDigitsOnly(bool individual, string text, string[] pieces)
+    [InlineData(true, "a12 ٣𝟘b", new[] { "a", "1", "2", " ", "٣", "𝟘", "b" })]
+    [InlineData(false, "a12 ٣𝟘b34", new[] { "a", "12", " ", "٣𝟘", "b", "34" })]
+    public void DigitsSplitsEveryNumericCharacterAsTheRustLibraryDoes(bool individual, string text, string[] pieces)
     {
         var digits = PreTokenizer.FromJson(new JsonObject { ["type"] = "Digits", ["individual_digits"] = individual }, new JsonFields("tokenizer.json"))!;
         Assert.Equal(pieces, digits.Split([text], atTextStart: true).ToArray());
