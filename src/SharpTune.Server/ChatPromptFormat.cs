@@ -43,17 +43,14 @@ public sealed class ChatPromptFormat
     /// </summary>
     public static ChatPromptFormat? StoredWithAdapter(string adapterDir, HfTokenizer tokenizer)
     {
-        var jinja = Path.Combine(adapterDir, "chat_template.jinja");
-        if (File.Exists(jinja))
-            return new(ChatTemplate.FromSource(File.ReadAllText(jinja), tokenizer.BosToken, tokenizer.EosToken));
+        if (ChatTemplate.FromSaved(adapterDir, tokenizer.BosToken, tokenizer.EosToken) is { } saved) return new(saved);
         var config = Path.Combine(adapterDir, "tokenizer_config.json");
         if (!File.Exists(config)) return null;
         JsonNode? json;
         try { json = JsonNode.Parse(File.ReadAllText(config)); }
         catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{config}: not valid JSON: {e.Message}", e); }
-        return json?["chat_template"] is JsonValue value && value.TryGetValue<string>(out var source)
-            ? new(ChatTemplate.FromSource(source, tokenizer.BosToken, tokenizer.EosToken))
-            : null;
+        // A single template or transformers' named list (its "tool_use" one kept for requests with tools).
+        return json?["chat_template"] is JsonValue or JsonArray ? new(ChatTemplate.FromModelDirectory(adapterDir)) : null;
     }
 
     private (HfTokenizer Tokenizer, IReadOnlyList<string> Stops)? templateStops;

@@ -57,9 +57,7 @@ public sealed class LoadedModel : IDisposable
     public static ChatTemplate? ResolveChatTemplate(HfTokenizer? tokenizer, string? adapterDir, string? builtInName)
     {
         if (builtInName is not null) return ChatTemplate.BuiltIn(builtInName);
-        var stored = adapterDir is null ? null : Path.Combine(adapterDir, ChatTemplateFileName);
-        if (stored is not null && File.Exists(stored))
-            return ChatTemplate.FromSource(File.ReadAllText(stored), tokenizer?.BosToken, tokenizer?.EosToken);
+        if (adapterDir is not null && ChatTemplate.FromSaved(adapterDir, tokenizer?.BosToken, tokenizer?.EosToken) is { } stored) return stored;
         return tokenizer?.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
     }
 

@@ -35,11 +35,11 @@ internal static class CheckpointAdapters
     }
 
     /// <summary>The chat template training renders with (written beside the adapter, as FineTuneJob does for final/).</summary>
-    public static string? ChatTemplateSource(TrainingOptions options, string baseModelDir)
+    public static ChatTemplate? ChatTemplateOf(TrainingOptions options, string baseModelDir)
     {
-        if (options.ChatTemplate is { } name) return ChatTemplate.BuiltIn(name).Source;
+        if (options.ChatTemplate is { } name) return ChatTemplate.BuiltIn(name);
         var tokenizer = HfTokenizer.FromDirectory(baseModelDir);
-        return tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer).Source : null;
+        return tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
     }
 
     /// <summary>The trainer's checkpoint folders that are complete, by step.</summary>
@@ -47,7 +47,7 @@ internal static class CheckpointAdapters
         TrainingCheckpoint.List(runDir).Select(d => (int.Parse(Path.GetFileName(d)["step-".Length..]), d));
 
     /// <summary>Writes the adapter folder <paramref name="target"/> from the checkpoint folder <paramref name="checkpointDir"/>.</summary>
-    public static void Export(string checkpointDir, string target, JsonObject adapterConfig, string? chatTemplate)
+    public static void Export(string checkpointDir, string target, JsonObject adapterConfig, ChatTemplate? chatTemplate)
     {
         IO.AtomicDirectory.Write(target, temp =>
         {
@@ -65,7 +65,7 @@ internal static class CheckpointAdapters
             }
             File.WriteAllText(Path.Combine(temp, AdapterFiles.ConfigFileName),
                 adapterConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            if (chatTemplate is not null) File.WriteAllText(Path.Combine(temp, LoadedModel.ChatTemplateFileName), chatTemplate);
+            chatTemplate?.Save(temp);
         });
     }
 }

@@ -70,7 +70,7 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             rewards = new RewardSources(Custom: [new WeightedReward(grader)]);
         }
         var adapterConfig = CheckpointAdapters.AdapterConfig(options, baseDir);
-        var chatTemplate = adapterConfig is null ? null : CheckpointAdapters.ChatTemplateSource(options, baseDir);
+        var chatTemplate = adapterConfig is null ? null : CheckpointAdapters.ChatTemplateOf(options, baseDir);
         var serve = publish is not null && job.Model == settings.ServedModelName && adapterConfig is not null;
         // A checkpoint's weights are named by module path; only LoRA's PEFT keys are that path with PEFT's prefix, so
         // only LoRA/DoRA checkpoints become adapters (other methods still checkpoint for resuming).

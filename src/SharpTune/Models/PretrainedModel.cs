@@ -55,6 +55,14 @@ public static class PretrainedModel
             var source = Path.Combine(fromDir, name);
             if (File.Exists(source)) File.Copy(source, Path.Combine(toDir, name), overwrite: true);
         }
+        // transformers (4.50 on) saves named chat templates (Cohere's tool_use) in their own folder.
+        var templates = Path.Combine(fromDir, Tokenization.TokenizerConfig.AdditionalTemplatesFolder);
+        if (Directory.Exists(templates))
+        {
+            var target = Directory.CreateDirectory(Path.Combine(toDir, Tokenization.TokenizerConfig.AdditionalTemplatesFolder)).FullName;
+            foreach (var file in Directory.GetFiles(templates, "*.jinja"))
+                File.Copy(file, Path.Combine(target, Path.GetFileName(file)), overwrite: true);
+        }
     }
 
     private static ScalarType CheckpointDtype(ModelConfig config, CheckpointIndex checkpoint)

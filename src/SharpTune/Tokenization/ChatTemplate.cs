@@ -10,27 +10,43 @@ public sealed class ChatTemplate
 
     private static string Suggestion => $"pass --chat-template {string.Join('|', BuiltInChatTemplates.All.Keys)} to use a built-in format";
 
-    private readonly JinjaTemplate _template;
-    private readonly bool _contentParts;
-    private readonly bool _noneContent;
+    /// <summary>A parsed template with what its source says about the values it expects.</summary>
+    private sealed record Compiled(JinjaTemplate Template, bool ContentParts, bool NoneContent);
 
-    private ChatTemplate(string name, string source, string? bosToken, string? eosToken)
+    private readonly Compiled _default;
+    private readonly Compiled? _toolUse;
+
+    private ChatTemplate(string name, string source, string? bosToken, string? eosToken, string? toolUseSource = null)
     {
         Name = name;
         Source = source;
+        ToolUseSource = toolUseSource;
         BosToken = bosToken;
         EosToken = eosToken;
-        _contentParts = ChatTemplateValues.IteratesContentParts(source);
-        _noneContent = ChatTemplateValues.TestsContentForNone(source);
-        try { _template = JinjaTemplate.Parse(source); }
+        _default = Compile(name, source);
+        _toolUse = toolUseSource is null ? null : Compile(name + " (tool_use)", toolUseSource);
+    }
+
+    private static Compiled Compile(string name, string source)
+    {
+        try { return new Compiled(JinjaTemplate.Parse(source), ChatTemplateValues.IteratesContentParts(source), ChatTemplateValues.TestsContentForNone(source)); }
         catch (JinjaException e) { throw new ChatTemplateException($"chat template '{name}' cannot be read: {e.Message}; {Suggestion}", e); }
     }
+
+    /// <summary>
+    /// The template transformers' apply_chat_template picks: the tokenizer's "tool_use" one when tools are given and it
+    /// has one (Cohere's Command R and Aya), else the default.
+    /// </summary>
+    private Compiled For(IReadOnlyList<ChatTool>? tools) => tools is { Count: > 0 } && _toolUse is not null ? _toolUse : _default;
 
     /// <summary>"tokenizer" for a model's own template, else the built-in name.</summary>
     public string Name { get; }
 
     /// <summary>The Jinja source, to store with an adapter so serving renders exactly as training did.</summary>
     public string Source { get; }
+
+    /// <summary>The tokenizer's "tool_use" template, used when tools are given; null when it has none.</summary>
+    public string? ToolUseSource { get; }
 
     public string? BosToken { get; }
     public string? EosToken { get; }
@@ -39,7 +55,7 @@ public sealed class ChatTemplate
     /// <exception cref="ChatTemplateException">The tokenizer has no template or it is outside the supported subset.</exception>
     public static ChatTemplate FromTokenizer(HfTokenizer tokenizer) =>
         tokenizer.ChatTemplate is { } source
-            ? new ChatTemplate("tokenizer", source, tokenizer.BosToken, tokenizer.EosToken)
+            ? new ChatTemplate("tokenizer", source, tokenizer.BosToken, tokenizer.EosToken, tokenizer.ToolUseChatTemplate)
             : throw new ChatTemplateException($"the tokenizer has no chat_template in tokenizer_config.json; {Suggestion}");
 
     /// <summary>A built-in format: chatml, chatml-tools, llama-3, llama-2 or zephyr, with that format's usual BOS/EOS strings.</summary>
@@ -63,12 +79,34 @@ public sealed class ChatTemplate
             return new ChatTemplate(builtIn.Name, builtIn.Source, config.BosToken ?? builtIn.BosToken, config.EosToken ?? builtIn.EosToken);
         }
         return config.ChatTemplate is { } source
-            ? new ChatTemplate("tokenizer", source, config.BosToken, config.EosToken)
+            ? new ChatTemplate("tokenizer", source, config.BosToken, config.EosToken, config.ToolUseChatTemplate)
             : throw new ChatTemplateException($"{dir} has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja); {Suggestion}");
     }
 
-    /// <summary>Any Jinja template source (e.g. one stored with an adapter).</summary>
-    public static ChatTemplate FromSource(string source, string? bosToken, string? eosToken) => new("custom", source, bosToken, eosToken);
+    /// <summary>Any Jinja template source (e.g. one stored with an adapter), with its "tool_use" companion if it has one.</summary>
+    public static ChatTemplate FromSource(string source, string? bosToken, string? eosToken, string? toolUseSource = null) =>
+        new("custom", source, bosToken, eosToken, toolUseSource);
+
+    /// <summary>
+    /// Writes the template into <paramref name="dir"/> as transformers saves a tokenizer's templates: chat_template.jinja,
+    /// and the tool_use one as additional_chat_templates/tool_use.jinja.
+    /// </summary>
+    public void Save(string dir)
+    {
+        File.WriteAllText(Path.Combine(dir, "chat_template.jinja"), Source);
+        if (ToolUseSource is null) return;
+        Directory.CreateDirectory(Path.Combine(dir, TokenizerConfig.AdditionalTemplatesFolder));
+        File.WriteAllText(Path.Combine(dir, TokenizerConfig.AdditionalTemplatesFolder, "tool_use.jinja"), ToolUseSource);
+    }
+
+    /// <summary>The template <see cref="Save"/> wrote into <paramref name="dir"/>; null when there is none.</summary>
+    public static ChatTemplate? FromSaved(string dir, string? bosToken, string? eosToken)
+    {
+        var path = Path.Combine(dir, "chat_template.jinja");
+        if (!File.Exists(path)) return null;
+        var toolUse = Path.Combine(dir, TokenizerConfig.AdditionalTemplatesFolder, "tool_use.jinja");
+        return FromSource(File.ReadAllText(path), bosToken, eosToken, File.Exists(toolUse) ? File.ReadAllText(toolUse) : null);
+    }
 
     /// <summary>
     /// Renders the conversation as transformers' <c>apply_chat_template(messages, tools=tools,
@@ -81,7 +119,12 @@ public sealed class ChatTemplate
     /// <exception cref="ChatTemplateException">The template failed or rejected the conversation (its message is included).</exception>
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<ChatTool>? tools = null,
         IReadOnlyDictionary<string, object?>? templateArguments = null) =>
-        Guard(() => _template.Render(Variables(ChatTemplateValues.Messages(messages, _contentParts, _noneContent), addGenerationPrompt, tools, templateArguments)));
+        Guard(() =>
+        {
+            var template = For(tools);
+            var values = ChatTemplateValues.Messages(messages, template.ContentParts, template.NoneContent);
+            return template.Template.Render(Variables(values, addGenerationPrompt, tools, templateArguments));
+        });
 
     /// <summary>
     /// Renders the whole conversation and locates each assistant turn in that rendering, as the model will see it in
@@ -95,8 +138,9 @@ public sealed class ChatTemplate
     public RenderedChat RenderWithAssistantSpans(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ChatTool>? tools = null,
         IReadOnlyDictionary<string, object?>? templateArguments = null)
     {
-        var values = ChatTemplateValues.Messages(messages, _contentParts, _noneContent);
-        var (full, ranges) = Guard(() => _template.RenderTracked(Variables(values, false, tools, templateArguments), values!));
+        var template = For(tools);
+        var values = ChatTemplateValues.Messages(messages, template.ContentParts, template.NoneContent);
+        var (full, ranges) = Guard(() => template.Template.RenderTracked(Variables(values, false, tools, templateArguments), values!));
         var spans = new List<AssistantSpan>();
         for (int i = 0; i < messages.Count; i++)
         {

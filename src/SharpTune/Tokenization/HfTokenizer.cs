@@ -59,6 +59,7 @@ public sealed class HfTokenizer
         EosTokenId = IdOfConfigured(config.EosToken, "eos_token");
         PadTokenId = IdOfConfigured(config.PadToken, "pad_token");
         ChatTemplate = config.ChatTemplate;
+        ToolUseChatTemplate = config.ToolUseChatTemplate;
 
         // tokenizer_config's add_bos_token/add_eos_token win where present (transformers rebuilds the post-processor
         // from them); otherwise tokenizer.json's post_processor says what to add.
@@ -94,6 +95,12 @@ public sealed class HfTokenizer
 
     /// <summary>The Jinja chat template from tokenizer_config.json (or chat_template.jinja), if any.</summary>
     public string? ChatTemplate { get; }
+
+    /// <summary>
+    /// The template named "tool_use" when the tokenizer ships named templates (Cohere's Command R and Aya): transformers'
+    /// apply_chat_template renders with it whenever tools are given.
+    /// </summary>
+    public string? ToolUseChatTemplate { get; }
 
     /// <summary>Whether the id is an added token marked special (skipped by <c>skipSpecialTokens</c>).</summary>
     public bool IsSpecial(int id) => _specialIds.Contains(id);

@@ -6,8 +6,11 @@ namespace SharpTune.Tokenization;
 /// <summary>What tokenizer_config.json, special_tokens_map.json and chat_template.jinja say beside tokenizer.json.</summary>
 internal sealed record TokenizerConfig(
     string? BosToken, string? EosToken, string? PadToken, string? UnkToken,
-    bool? AddBosToken, bool? AddEosToken, string? ChatTemplate)
+    bool? AddBosToken, bool? AddEosToken, string? ChatTemplate, string? ToolUseChatTemplate = null)
 {
+    /// <summary>Where transformers (4.50 on) saves a tokenizer's named templates beside chat_template.jinja.</summary>
+    public const string AdditionalTemplatesFolder = "additional_chat_templates";
+
     public static TokenizerConfig Read(string dir)
     {
         var configPath = Path.Combine(dir, "tokenizer_config.json");
@@ -20,9 +23,12 @@ internal sealed record TokenizerConfig(
         bool? Flag(string name) => config?[name] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
 
         var templatePath = Path.Combine(dir, "chat_template.jinja");
-        var template = File.Exists(templatePath) ? File.ReadAllText(templatePath) : ChatTemplateText(config?["chat_template"], configFields);
+        var toolUsePath = Path.Combine(dir, AdditionalTemplatesFolder, "tool_use.jinja");
+        var template = File.Exists(templatePath) ? File.ReadAllText(templatePath) : ChatTemplateText(config?["chat_template"], configFields, "default");
+        var toolUse = File.Exists(toolUsePath) ? File.ReadAllText(toolUsePath)
+            : config?["chat_template"] is JsonArray ? ChatTemplateText(config["chat_template"], configFields, "tool_use", fallBack: false) : null;
         return new TokenizerConfig(Token("bos_token"), Token("eos_token"), Token("pad_token"), Token("unk_token"),
-            Flag("add_bos_token"), Flag("add_eos_token"), template);
+            Flag("add_bos_token"), Flag("add_eos_token"), template, toolUse);
     }
 
     private static JsonObject? ReadObject(string path)
@@ -48,8 +54,11 @@ internal sealed record TokenizerConfig(
         _ => throw json.Error(node, "a special token must be a string or an object with 'content'"),
     };
 
-    /// <summary>A single template string, or a list of {name, template} from which "default" (else the first) is used.</summary>
-    private static string? ChatTemplateText(JsonNode? node, JsonFields json)
+    /// <summary>
+    /// A single template string, or from a list of {name, template} the one called <paramref name="name"/> (for
+    /// "default", else the first, as older transformers did; for another name, null when absent).
+    /// </summary>
+    private static string? ChatTemplateText(JsonNode? node, JsonFields json, string name, bool fallBack = true)
     {
         switch (node)
         {
@@ -59,7 +68,7 @@ internal sealed record TokenizerConfig(
                 var named = list.Select(item => json.Object(item, "a chat_template entry"))
                     .Select(o => (Name: json.String(o, "name"), Template: json.String(o, "template"))).ToList();
                 if (named.Count == 0) return null;
-                return (named.FirstOrDefault(t => t.Name == "default").Template) ?? named[0].Template;
+                return named.FirstOrDefault(t => t.Name == name).Template ?? (fallBack ? named[0].Template : null);
             default: throw json.Error(node, "chat_template must be a string or a list of {name, template}");
         }
     }

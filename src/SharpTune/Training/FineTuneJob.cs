@@ -138,7 +138,7 @@ public static class FineTuneJob
             if (adapter is null) PretrainedModel.Save(model, dir);
             else PeftAdapters.Save(adapter, dir, Path.GetFullPath(modelDir));
             PretrainedModel.CopyCompanionFiles(modelDir, dir);
-            if (chatTemplate is not null) File.WriteAllText(Path.Combine(dir, ChatTemplateFileName), chatTemplate.Source);
+            chatTemplate?.Save(dir);
         }
 
         var context = new RecipeContext(options, model, trainable, SaveModel, resume, progress, log, cancellationToken);

@@ -170,4 +170,40 @@ public sealed class ChatTemplateTests
         Assert.Equal("True|2 + 2|1", template.Render(messages, addGenerationPrompt: false));
         Assert.Equal("2 + 2", ChatJson.ToJson(messages[0])["thinking"]!.GetValue<string>());
     }
+
+    /// <summary>
+    /// Named templates (Cohere's Command R and Aya ship default, tool_use and rag): with tools the tool_use one renders,
+    /// as transformers' apply_chat_template picks it; without, the default. Saved beside an adapter as transformers saves
+    /// them (chat_template.jinja, additional_chat_templates/tool_use.jinja), both come back.
+    /// </summary>
+    [Fact]
+    public void The_tool_use_template_renders_when_tools_are_given_and_is_saved_beside_the_default()
+    {
+        var dir = Directory.CreateTempSubdirectory("named-templates").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """
+                {"bos_token": "<B>", "eos_token": "<E>", "chat_template": [
+                  {"name": "default", "template": "{{ bos_token }}{% for m in messages %}[{{ m.content }}]{% endfor %}"},
+                  {"name": "tool_use", "template": "{{ bos_token }}tools:{% for t in tools %}{{ t.function.name }}{% endfor %}{% for m in messages %}[{{ m.content }}]{% endfor %}"},
+                  {"name": "rag", "template": "rag"}]}
+                """);
+            var template = ChatTemplate.FromModelDirectory(dir);
+            ChatMessage[] messages = [new("user", "hi")];
+            var tools = ChatJson.ReadTools(JsonNode.Parse("""[{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]"""), "tools");
+            Assert.Equal("<B>[hi]", template.Render(messages, addGenerationPrompt: false));
+            Assert.Equal("<B>tools:get_weather[hi]", template.Render(messages, addGenerationPrompt: false, tools));
+            Assert.Equal("<B>tools:get_weather[hi]", template.RenderWithAssistantSpans(messages, tools).Text);
+
+            var saved = Directory.CreateDirectory(Path.Combine(dir, "adapter")).FullName;
+            template.Save(saved);
+            Assert.True(File.Exists(Path.Combine(saved, "additional_chat_templates", "tool_use.jinja")));
+            var loaded = ChatTemplate.FromSaved(saved, "<B>", "<E>")!;
+            Assert.Equal("<B>[hi]", loaded.Render(messages, addGenerationPrompt: false));
+            Assert.Equal("<B>tools:get_weather[hi]", loaded.Render(messages, addGenerationPrompt: false, tools));
+            // A folder saved that way reads the same through the tokenizer-config path.
+            Assert.Equal(template.ToolUseSource, ChatTemplate.FromModelDirectory(saved).ToolUseSource);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
