@@ -96,6 +96,9 @@ public sealed class JinjaTemplateTests
     [InlineData("{% for t in tools|sort(attribute='name') %}{{ t.name }} {% endfor %}", "{\"tools\": [{\"name\": \"b\"}, {\"name\": \"a\"}, {\"name\": \"C\"}]}", "a b C ")]   // sort_attr
     [InlineData("[{{ text|indent(2) }}][{{ text|indent(2, true) }}][{{ text|indent(2, blank=true) }}][{{ 'x\ny\n'|indent }}]", "{\"text\": \"a\\n\\nb\"}", "[a\n\n  b][  a\n\n  b][a\n  \n  b][x\n    y\n]")]   // indent
     [InlineData("{% for l in text.splitlines() %}<{{ l }}>{% endfor %}", "{\"text\": \"a\\nb\\r\\nc\\n\"}", "<a><b><c>")]   // splitlines
+    [InlineData("{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1 == 1 }} {{ 0 < x <= 5 }} {{ 'a' in 'abc' in 'xabcx' }}", "{\"x\": 5}", "True False True True True")]   // chained
+    [InlineData("{{ 2 ** 10 }} {{ 2 ** 3 * 2 }} {{ -2 ** 2 }} {{ 2.0 ** 0.5 }}", "{}", "1024 16 4 1.4142135623730951")]   // power
+    [InlineData("{{ '%s: %d' % ('n', 3) }}|{{ 'id=%s' % x }}|{{ '%.2f%%' % 12.345 }}|{{ '%r' % 'q' }}", "{\"x\": 7}", "n: 3|id=7|12.35%|'q'")]   // percent
     public void Renders_macros_block_sets_and_further_filters_as_jinja2_does(string source, string contextJson, string expected)
     {
         var context = ((Dictionary<string, object?>)SharpTune.Tokenization.ChatTemplateValues.FromJson(System.Text.Json.Nodes.JsonNode.Parse(contextJson))!);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using static SharpTune.Tokenization.Jinja.JinjaValues;
 
 namespace SharpTune.Tokenization.Jinja;
@@ -90,6 +91,8 @@ internal static class JinjaBuiltins
         return (op, a, b) switch
         {
             ("+", string x, string y) => x + y,
+            ("%", string format, _) => PercentFormat(format, b),
+            ("**", long x, long y) when y >= 0 => (long)Math.Pow(x, y),
             ("+", List<object?> x, List<object?> y) => x.Concat(y).ToList(),
             ("*", string x, long y) => string.Concat(Enumerable.Repeat(x, (int)Math.Max(0, y))),
             (_, long x, long y) => op switch
@@ -105,7 +108,7 @@ internal static class JinjaBuiltins
 
     private static object Arithmetic(string op, double x, double y) => op switch
     {
-        "+" => x + y, "-" => x - y, "*" => x * y, "/" => x / y, "//" => Math.Floor(x / y), "%" => x - y * Math.Floor(x / y),
+        "+" => x + y, "-" => x - y, "*" => x * y, "/" => x / y, "//" => Math.Floor(x / y), "%" => x - y * Math.Floor(x / y), "**" => Math.Pow(x, y),
         _ => throw new JinjaException($"unknown operator '{op}'"),
     };
 
@@ -205,6 +208,42 @@ internal static class JinjaBuiltins
             "floor" => Math.Floor(value * scale) / scale,
             _ => throw new JinjaException($"round: method must be common, ceil or floor, not '{method}'"),
         };
+    }
+
+    /// <summary>
+    /// Python's <c>format % values</c> for the conversions templates use: %s, %r, %d and %i, %f with a precision, %%.
+    /// A list gives the values in order (Python's tuple); anything else is the one value.
+    /// </summary>
+    private static string PercentFormat(string format, object? values)
+    {
+        var items = values is List<object?> list ? list : [values];
+        var sb = new StringBuilder();
+        var next = 0;
+        object? Take() => next < items.Count ? items[next++] : throw new JinjaException("not enough arguments for format string");
+        for (var i = 0; i < format.Length; i++)
+        {
+            if (format[i] != '%') { sb.Append(format[i]); continue; }
+            if (++i >= format.Length) throw new JinjaException("incomplete format");
+            var precision = -1;
+            if (format[i] == '.')
+            {
+                var start = ++i;
+                while (i < format.Length && char.IsAsciiDigit(format[i])) i++;
+                precision = int.Parse(format.AsSpan(start, i - start), CultureInfo.InvariantCulture);
+                if (i >= format.Length) throw new JinjaException("incomplete format");
+            }
+            sb.Append(format[i] switch
+            {
+                '%' => "%",
+                's' => ToText(Take()),
+                'r' => Take() is string s ? "'" + s.Replace("\\", "\\\\").Replace("'", "\\'") + "'" : ToText(items[next - 1]),
+                'd' or 'i' => ToLong(Take()).ToString(CultureInfo.InvariantCulture),
+                'f' => Convert.ToDouble(Take(), CultureInfo.InvariantCulture).ToString("F" + (precision < 0 ? 6 : precision), CultureInfo.InvariantCulture),
+                var c => throw new JinjaException($"unsupported format character '{c}'"),
+            });
+        }
+        if (next < items.Count) throw new JinjaException("not all arguments converted during string formatting");
+        return sb.ToString();
     }
 
     private static List<object?> Items(object? v) => v is Dictionary<string, object?> d

@@ -169,23 +169,33 @@ internal sealed class JinjaParser
 
     private Expr ParseNot() => TryName("not") ? new UnaryExpr("not", ParseNot()) : ParseCompare();
 
+    /// <summary>
+    /// Comparisons chain as in Python and Jinja: <c>a &lt; b &lt; c</c> is <c>a &lt; b and b &lt; c</c> (b evaluated for
+    /// each side; template expressions have no side effects that would tell).
+    /// </summary>
     private Expr ParseCompare()
     {
         var left = ParseAdditive();
+        Expr? chain = null;
         while (true)
         {
+            Func<Expr, Expr, Expr> compare;
             if (Peek.Kind == TokenKind.Operator && Peek.Text is "==" or "!=" or "<" or ">" or "<=" or ">=")
             {
                 var op = Next().Text;
-                left = new BinaryExpr(op, left, ParseAdditive());
+                compare = (a, b) => new BinaryExpr(op, a, b);
             }
-            else if (TryName("in")) left = new BinaryExpr("in", left, ParseAdditive());
+            else if (TryName("in")) compare = (a, b) => new BinaryExpr("in", a, b);
             else if (Peek.Kind == TokenKind.Name && Peek.Text == "not" && PeekAt(1).Text == "in")
             {
                 _pos += 2;
-                left = new UnaryExpr("not", new BinaryExpr("in", left, ParseAdditive()));
+                compare = (a, b) => new UnaryExpr("not", new BinaryExpr("in", a, b));
             }
-            else return left;
+            else return chain ?? left;
+            var right = ParseAdditive();
+            var link = compare(left, right);
+            chain = chain is null ? link : new BinaryExpr("and", chain, link);
+            left = right;
         }
     }
 
@@ -206,9 +216,17 @@ internal sealed class JinjaParser
 
     private Expr ParseMultiplicative()
     {
-        var left = ParseUnary();
+        var left = ParsePower();
         while (Peek.Kind == TokenKind.Operator && Peek.Text is "*" or "/" or "//" or "%")
-            left = new BinaryExpr(Next().Text, left, ParseUnary());
+            left = new BinaryExpr(Next().Text, left, ParsePower());
+        return left;
+    }
+
+    /// <summary>Jinja's <c>**</c>: tighter than * and /, looser than unary minus (so -2 ** 2 is 4, as Jinja has it).</summary>
+    private Expr ParsePower()
+    {
+        var left = ParseUnary();
+        while (TryOp("**")) left = new BinaryExpr("**", left, ParseUnary());
         return left;
     }
 
