@@ -99,6 +99,12 @@ public sealed class JinjaTemplateTests
     [InlineData("{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1 == 1 }} {{ 0 < x <= 5 }} {{ 'a' in 'abc' in 'xabcx' }}", "{\"x\": 5}", "True False True True True")]   // chained
     [InlineData("{{ 2 ** 10 }} {{ 2 ** 3 * 2 }} {{ -2 ** 2 }} {{ 2.0 ** 0.5 }}", "{}", "1024 16 4 1.4142135623730951")]   // power
     [InlineData("{{ '%s: %d' % ('n', 3) }}|{{ 'id=%s' % x }}|{{ '%.2f%%' % 12.345 }}|{{ '%r' % 'q' }}", "{\"x\": 7}", "n: 3|id=7|12.35%|'q'")]   // percent
+    [InlineData("{{ 'Paris.\\\nYour' }}|{{ 'a\\tb\\x41\\u00e9\\101\\d' }}", "{}", "Paris.Your|a\tbAéA\\d")]   // continuation
+    [InlineData("{% for c in m.tool_calls %}x{% endfor %}[{{ m.tool_calls | length }}]", "{\"m\": {\"role\": \"user\"}}", "[0]")]   // undefined_loop
+    [InlineData("{% for k, v in p.items() %}{{ k }}={{ v }};{% endfor %}", "{\"p\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}}}", "type=array;items={'type': 'string'};")]   // method_over_key
+    [InlineData("{{ ['a', 'B'] | map('upper') | join(',') }} {{ [none, 'x'] | map('default', 'd', true) | join(',') }}", "{}", "A,B d,x")]   // map_filter
+    [InlineData("{{ 'abc'.startswith(('x', 'a')) }} {{ 'abc'.endswith(('z', 'c')) }}", "{}", "True True")]   // startswith_tuple
+    [InlineData("{{ d | string }}", "{\"d\": {\"desc\": \"Search.\\nReturns\\tx\", \"q\": \"it's\", \"both\": \"say \\\"it's\\\"\", \"n\": null, \"t\": true}}", "{'desc': 'Search.\\nReturns\\tx', 'q': \"it's\", 'both': 'say \"it\\'s\"', 'n': None, 't': True}")]   // repr
     public void Renders_macros_block_sets_and_further_filters_as_jinja2_does(string source, string contextJson, string expected)
     {
         var context = ((Dictionary<string, object?>)SharpTune.Tokenization.ChatTemplateValues.FromJson(System.Text.Json.Nodes.JsonNode.Parse(contextJson))!);

@@ -122,6 +122,7 @@ internal static class JinjaBuiltins
             {
                 string s => (long)s.Length,
                 System.Collections.ICollection c => (long)c.Count,
+                Undefined => 0L,
                 _ => throw new JinjaException($"length of {TypeName(v)} is undefined"),
             },
             "upper" => ToText(v).ToUpperInvariant(),
@@ -154,7 +155,9 @@ internal static class JinjaBuiltins
             "round" => RoundNumber(v, (int)ToLong(Arg(0, "precision", 0L)), ToText(Arg(1, "method", "common"))),
             "map" => kwargs.TryGetValue("attribute", out var attr)
                 ? Iterate(v).Select(x => GetAttributePath(x, attr)).ToList()
-                : throw new JinjaException("only map(attribute=...) is supported"),
+                : args.Count > 0 && args[0] is string filter   // map('upper'), map('default', 'x'): a filter on each item
+                    ? Iterate(v).Select(x => Filter(filter, x, args.Skip(1).ToList(), kwargs)).ToList()
+                    : throw new JinjaException("map needs attribute=... or a filter name"),
             _ => throw new JinjaException($"unsupported filter '|{name}'"),
         };
     }
@@ -303,8 +306,10 @@ internal static class JinjaBuiltins
             (string s, "upper") => s.ToUpperInvariant(),
             (string s, "lower") => s.ToLowerInvariant(),
             (string s, "title") => CultureInfo.InvariantCulture.TextInfo.ToTitleCase(s.ToLowerInvariant()),
-            (string s, "startswith") => s.StartsWith(Arg(0), StringComparison.Ordinal),
-            (string s, "endswith") => s.EndsWith(Arg(0), StringComparison.Ordinal),
+            (string s, "startswith") => args.Count > 0 && args[0] is List<object?> prefixes
+                ? prefixes.Any(p => s.StartsWith(ToText(p), StringComparison.Ordinal)) : s.StartsWith(Arg(0), StringComparison.Ordinal),
+            (string s, "endswith") => args.Count > 0 && args[0] is List<object?> suffixes
+                ? suffixes.Any(p => s.EndsWith(ToText(p), StringComparison.Ordinal)) : s.EndsWith(Arg(0), StringComparison.Ordinal),
             (string s, "replace") => s.Replace(Arg(0), Arg(1), StringComparison.Ordinal),
             (string s, "split") => (args.Count == 0 ? s.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries) : s.Split(Arg(0)))
                 .Select(x => (object?)x).ToList(),

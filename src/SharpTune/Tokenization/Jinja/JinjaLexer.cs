@@ -138,8 +138,7 @@ internal static class JinjaLexer
                     char d = source[i++];
                     if (d == c) break;
                     if (d != '\\' || i >= source.Length) { value.Append(d); continue; }
-                    char e = source[i++];
-                    value.Append(e switch { 'n' => '\n', 't' => '\t', 'r' => '\r', '\\' => '\\', '\'' => '\'', '"' => '"', _ => e });
+                    i = Unescape(source, i, value);
                 }
                 tokens.Add(new(TokenKind.String, value.ToString(), value.ToString()));
             }
@@ -153,5 +152,46 @@ internal static class JinjaLexer
         }
         tokens.Add(new(TokenKind.End, ""));
         return tokens;
+    }
+
+    /// <summary>
+    /// The escape after a backslash at <paramref name="i"/>, as Jinja decodes string literals (Python's unicode-escape):
+    /// a backslash before a line break continues the line (Mistral's templates wrap long prompts so); \n \t \r \a \b
+    /// \f \v, \xHH, \uHHHH, \UHHHHHHHH and octal give their character; any other keeps its backslash. Returns the
+    /// position after the escape.
+    /// </summary>
+    private static int Unescape(string source, int i, StringBuilder value)
+    {
+        var e = source[i++];
+        int Hex(int digits)
+        {
+            if (i + digits > source.Length || !int.TryParse(source.AsSpan(i, digits), System.Globalization.NumberStyles.HexNumber, null, out var code))
+                throw new JinjaException($"truncated \\{e} escape in a string literal");
+            i += digits;
+            return code;
+        }
+        switch (e)
+        {
+            case '\n': break;
+            case '\r': if (i < source.Length && source[i] == '\n') i++; break;
+            case 'n': value.Append('\n'); break;
+            case 't': value.Append('\t'); break;
+            case 'r': value.Append('\r'); break;
+            case 'a': value.Append('\a'); break;
+            case 'b': value.Append('\b'); break;
+            case 'f': value.Append('\f'); break;
+            case 'v': value.Append('\v'); break;
+            case '\\' or '\'' or '"': value.Append(e); break;
+            case 'x': value.Append((char)Hex(2)); break;
+            case 'u': value.Append((char)Hex(4)); break;
+            case 'U': value.Append(char.ConvertFromUtf32(Hex(8))); break;
+            case >= '0' and <= '7':
+                var octal = e - '0';
+                for (var n = 0; n < 2 && i < source.Length && source[i] is >= '0' and <= '7'; n++) octal = octal * 8 + (source[i++] - '0');
+                value.Append((char)octal);
+                break;
+            default: value.Append('\\').Append(e); break;
+        }
+        return i;
     }
 }

@@ -208,7 +208,8 @@ internal sealed class JinjaRenderer
         if (call.Callee is AttributeExpr method)
         {
             var target = Eval(method.Target);
-            if (target is not Dictionary<string, object?> d || !d.ContainsKey(method.Name))
+            // Python finds a dict's own methods before its keys: a tool schema's "items" key does not hide .items().
+            if (target is not Dictionary<string, object?> d || !d.ContainsKey(method.Name) || method.Name is "items" or "keys" or "values" or "get")
                 return JinjaBuiltins.CallMethod(target, method.Name, args);
         }
         return Eval(call.Callee) switch

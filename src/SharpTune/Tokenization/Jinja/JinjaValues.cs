@@ -41,7 +41,34 @@ internal static class JinjaValues
         _ => v.ToString() ?? "",
     };
 
-    private static string Repr(object? v) => v is string s ? "'" + s.Replace("\\", "\\\\").Replace("'", "\\'") + "'" : ToText(v);
+    private static string Repr(object? v) => v is string s ? StringRepr(s) : ToText(v);
+
+    /// <summary>
+    /// Python's repr of a string: single quotes unless it holds a single quote and no double one; the backslash, the
+    /// quote, \n, \r, \t escaped, and other characters Python does not print as \xNN, \uNNNN or \UNNNNNNNN.
+    /// </summary>
+    private static string StringRepr(string s)
+    {
+        var quote = s.Contains('\'') && !s.Contains('"') ? '"' : '\'';
+        var sb = new StringBuilder().Append(quote);
+        foreach (var rune in s.EnumerateRunes())
+        {
+            var c = rune.Value;
+            if (c == '\\' || c == quote) sb.Append('\\').Append((char)c);
+            else if (c == '\n') sb.Append("\\n");
+            else if (c == '\r') sb.Append("\\r");
+            else if (c == '\t') sb.Append("\\t");
+            else if (c < 0x20 || c is >= 0x7f and <= 0xa0 || (c != ' ' && !Printable(Rune.GetUnicodeCategory(rune))))
+                sb.Append(c <= 0xff ? $"\\x{c:x2}" : c <= 0xffff ? $"\\u{c:x4}" : $"\\U{c:x8}");
+            else sb.Append(rune.ToString());
+        }
+        return sb.Append(quote).ToString();
+
+        // str.isprintable: not Cc, Cf, Cs, Co, Cn, Zl, Zp, Zs.
+        static bool Printable(UnicodeCategory category) => category is not (UnicodeCategory.Control or UnicodeCategory.Format
+            or UnicodeCategory.Surrogate or UnicodeCategory.PrivateUse or UnicodeCategory.OtherNotAssigned
+            or UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator or UnicodeCategory.SpaceSeparator);
+    }
 
     public static string TypeName(object? v) => v switch
     {
@@ -74,7 +101,8 @@ internal static class JinjaValues
         List<object?> list => list,
         Dictionary<string, object?> dict => dict.Keys,
         string s => s.EnumerateRunes().Select(r => (object?)r.ToString()),
-        null or Undefined => throw new JinjaException($"cannot iterate over {TypeName(v)}"),
+        Undefined => [],   // Jinja's Undefined iterates as empty: {% for c in message.tool_calls %} on a message without them
+        null => throw new JinjaException($"cannot iterate over {TypeName(v)}"),
         _ => throw new JinjaException($"cannot iterate over {TypeName(v)}"),
     };
 
