@@ -13,7 +13,7 @@ namespace SharpTune.Generation;
 /// </summary>
 public sealed class LoadedModel : IDisposable
 {
-    public const string ChatTemplateFileName = "chat_template.jinja";
+    public const string ChatTemplateFileName = Tokenization.TokenizerConfig.TemplateFileName;
 
     private LoadedModel(CausalLanguageModel model, HfTokenizer? tokenizer, ChatTemplate? chatTemplate, IPeftAdapter? adapter, string modelDir)
     {

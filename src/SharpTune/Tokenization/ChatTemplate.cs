@@ -93,19 +93,18 @@ public sealed class ChatTemplate
     /// </summary>
     public void Save(string dir)
     {
-        File.WriteAllText(Path.Combine(dir, "chat_template.jinja"), Source);
+        File.WriteAllText(Path.Combine(dir, TokenizerConfig.TemplateFileName), Source);
         if (ToolUseSource is null) return;
-        Directory.CreateDirectory(Path.Combine(dir, TokenizerConfig.AdditionalTemplatesFolder));
-        File.WriteAllText(Path.Combine(dir, TokenizerConfig.AdditionalTemplatesFolder, "tool_use.jinja"), ToolUseSource);
+        var toolUse = TokenizerConfig.ToolUseTemplatePath(dir);
+        Directory.CreateDirectory(Path.GetDirectoryName(toolUse)!);
+        File.WriteAllText(toolUse, ToolUseSource);
     }
 
     /// <summary>The template <see cref="Save"/> wrote into <paramref name="dir"/>; null when there is none.</summary>
     public static ChatTemplate? FromSaved(string dir, string? bosToken, string? eosToken)
     {
-        var path = Path.Combine(dir, "chat_template.jinja");
-        if (!File.Exists(path)) return null;
-        var toolUse = Path.Combine(dir, TokenizerConfig.AdditionalTemplatesFolder, "tool_use.jinja");
-        return FromSource(File.ReadAllText(path), bosToken, eosToken, File.Exists(toolUse) ? File.ReadAllText(toolUse) : null);
+        var (template, toolUse) = TokenizerConfig.ReadTemplateFiles(dir);
+        return template is null ? null : FromSource(template, bosToken, eosToken, toolUse);
     }
 
     /// <summary>

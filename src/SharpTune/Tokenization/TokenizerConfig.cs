@@ -8,8 +8,21 @@ internal sealed record TokenizerConfig(
     string? BosToken, string? EosToken, string? PadToken, string? UnkToken,
     bool? AddBosToken, bool? AddEosToken, string? ChatTemplate, string? ToolUseChatTemplate = null)
 {
+    /// <summary>The file transformers saves a tokenizer's chat template in (it wins over tokenizer_config.json's).</summary>
+    public const string TemplateFileName = "chat_template.jinja";
+
     /// <summary>Where transformers (4.50 on) saves a tokenizer's named templates beside chat_template.jinja.</summary>
     public const string AdditionalTemplatesFolder = "additional_chat_templates";
+
+    /// <summary>The saved "tool_use" template of a folder (see <see cref="AdditionalTemplatesFolder"/>).</summary>
+    public static string ToolUseTemplatePath(string dir) => Path.Combine(dir, AdditionalTemplatesFolder, "tool_use.jinja");
+
+    /// <summary>The template files saved in <paramref name="dir"/> (chat_template.jinja, the tool_use one), null where absent.</summary>
+    public static (string? Template, string? ToolUse) ReadTemplateFiles(string dir)
+    {
+        string? Text(string path) => File.Exists(path) ? File.ReadAllText(path) : null;
+        return (Text(Path.Combine(dir, TemplateFileName)), Text(ToolUseTemplatePath(dir)));
+    }
 
     public static TokenizerConfig Read(string dir)
     {
@@ -22,11 +35,10 @@ internal sealed record TokenizerConfig(
         string? Token(string name) => TokenText(config?[name], configFields) ?? TokenText(map?[name], new JsonFields(mapPath));
         bool? Flag(string name) => config?[name] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
 
-        var templatePath = Path.Combine(dir, "chat_template.jinja");
-        var toolUsePath = Path.Combine(dir, AdditionalTemplatesFolder, "tool_use.jinja");
-        var template = File.Exists(templatePath) ? File.ReadAllText(templatePath) : ChatTemplateText(config?["chat_template"], configFields, "default");
-        var toolUse = File.Exists(toolUsePath) ? File.ReadAllText(toolUsePath)
-            : config?["chat_template"] is JsonArray ? ChatTemplateText(config["chat_template"], configFields, "tool_use", fallBack: false) : null;
+        var saved = ReadTemplateFiles(dir);
+        var template = saved.Template ?? ChatTemplateText(config?["chat_template"], configFields, "default");
+        var toolUse = saved.ToolUse
+            ?? (config?["chat_template"] is JsonArray ? ChatTemplateText(config["chat_template"], configFields, "tool_use", fallBack: false) : null);
         return new TokenizerConfig(Token("bos_token"), Token("eos_token"), Token("pad_token"), Token("unk_token"),
             Flag("add_bos_token"), Flag("add_eos_token"), template, toolUse);
     }

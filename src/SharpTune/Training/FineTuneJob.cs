@@ -51,6 +51,7 @@ public static class FineTuneJob
         var objective = options.Objective.Trim().ToLowerInvariant();
         if (!Objectives.Contains(objective))
             throw new ArgumentException($"unknown objective '{options.Objective}' (choose one of: {string.Join(", ", Objectives)})");
+        // Settings are parsed before any work, so a bad loss_type or scale_rewards fails at once.
         _ = objective switch
         {
             "dpo" => DpoSettings.From(options),
@@ -58,28 +59,19 @@ public static class FineTuneJob
             "grpo" => GrpoSettings.From(options),
             _ => (object?)null,
         };
-        ValidateQuantization(options);
-    }
-
-    private static Quantization.QuantizationOptions? ValidateQuantization(TrainingOptions options)
-    {
-        var quantization = options.QuantizationSettings();
         options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
-        if (quantization is not null && FineTuningMethods.CreateAdapter(options) is null)
+        if (options.QuantizationSettings() is not null && FineTuningMethods.CreateAdapter(options) is null)
             throw new ArgumentException(
                 $"quantize {options.Quantize}: a quantized base is frozen, so method 'full' cannot train it; choose an adapter method " +
                 $"({string.Join(", ", FineTuningMethods.Names.Where(n => n != "full"))})");
-        return quantization;
     }
 
     /// <param name="rewards">GRPO: the judge's grader and custom reward functions, beside the built-ins the options name.</param>
     public static FineTuneResult Run(TrainingOptions options, bool resume = false, IProgress<TrainingProgress>? progress = null,
         Action<string>? log = null, CancellationToken cancellationToken = default, RewardSources? rewards = null)
     {
+        Validate(options);
         var objective = options.Objective.Trim().ToLowerInvariant();
-        if (!Objectives.Contains(objective))
-            throw new ArgumentException($"unknown objective '{options.Objective}' (choose one of: {string.Join(", ", Objectives)})");
-        // Settings are parsed before any work, so a bad loss_type or scale_rewards fails at once.
         var dpo = objective == "dpo" ? DpoSettings.From(options) : null;
         var kto = objective == "kto"
             ? new KtoSettings(options.Beta ?? 0.1, options.DesirableWeight, options.UndesirableWeight, KtoLoss.ParseType(options.LossType ?? "kto"))
@@ -91,7 +83,7 @@ public static class FineTuneJob
             "grpo" => PromptExample.FromRow,
             _ => null,
         };
-        var quantization = ValidateQuantization(options);
+        var quantization = options.QuantizationSettings();
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(options.Model);
         Directory.CreateDirectory(options.Output);

@@ -239,7 +239,7 @@ internal static class JinjaBuiltins
             {
                 '%' => "%",
                 's' => ToText(Take()),
-                'r' => Take() is string s ? "'" + s.Replace("\\", "\\\\").Replace("'", "\\'") + "'" : ToText(items[next - 1]),
+                'r' => Repr(Take()),
                 'd' or 'i' => ToLong(Take()).ToString(CultureInfo.InvariantCulture),
                 'f' => Convert.ToDouble(Take(), CultureInfo.InvariantCulture).ToString("F" + (precision < 0 ? 6 : precision), CultureInfo.InvariantCulture),
                 var c => throw new JinjaException($"unsupported format character '{c}'"),

@@ -41,7 +41,8 @@ internal static class JinjaValues
         _ => v.ToString() ?? "",
     };
 
-    private static string Repr(object? v) => v is string s ? StringRepr(s) : ToText(v);
+    /// <summary>Python's repr, as a list or dict prints its items and %r formats.</summary>
+    public static string Repr(object? v) => v is string s ? StringRepr(s) : ToText(v);
 
     /// <summary>
     /// Python's repr of a string: single quotes unless it holds a single quote and no double one; the backslash, the
