@@ -252,7 +252,14 @@ public sealed class BatchingTests(ServerFixture fixture) : IClassFixture<ServerF
         });
         using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(5) };
         var posts = Enumerable.Range(0, 6).Select(i => http.PostAsync("/v1/chat/completions", Chat(server.ModelName, $"Story {i}", 8, temperature: 1))).ToList();
-        while (posts.Count(p => p.IsCompleted) < 5) await Task.WhenAny(posts.Where(p => !p.IsCompleted)).WaitAsync(HangGuard);
+        // One snapshot per round: counting the finished posts and then listing the unfinished ones raced, and a post
+        // finishing in between left only the held one to wait for.
+        while (true)
+        {
+            var pending = posts.Where(p => !p.IsCompleted).ToList();
+            if (posts.Count - pending.Count >= 5) break;
+            await Task.WhenAny(pending).WaitAsync(HangGuard);
+        }
         release.Set();
         var responses = await Task.WhenAll(posts).WaitAsync(HangGuard);
         var limited = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
