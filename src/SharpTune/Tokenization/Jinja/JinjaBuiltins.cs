@@ -84,7 +84,7 @@ internal static class JinjaBuiltins
             {
                 string s => s.Contains(ToText(a), StringComparison.Ordinal),
                 List<object?> list => list.Any(x => JinjaValues.Equals(x, a)),
-                Dictionary<string, object?> d => a is string k && d.ContainsKey(k),
+                Dictionary<string, object?> d => d.ContainsKey(ToText(a)) && JinjaValues.Equals(JinjaDict.KeyOf(d, ToText(a)), a),
                 _ => throw new JinjaException($"'in' needs a string, list or mapping on the right, found {TypeName(b)}"),
             };
         }
@@ -146,9 +146,16 @@ internal static class JinjaBuiltins
             "selectattr" or "rejectattr" => SelectAttr(v, args, name == "selectattr"),
             "select" or "reject" => Iterate(v).Where(item =>
                 (args.Count == 0 ? IsTrue(item) : Test(ToText(args[0]), item, args.Skip(1).ToList())) == (name == "select")).ToList(),
-            "sort" => Sorted(Iterate(v).ToList(), IsTrue(Arg(0, "reverse", false)), Arg(2, "attribute", null) is string a ? a : null),
-            "dictsort" => v is Dictionary<string, object?> dict
-                ? dict.OrderBy(p => p.Key, StringComparer.OrdinalIgnoreCase).Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList()
+            "sort" => Sorted(Iterate(v).ToList(), IsTrue(Arg(0, "reverse", false)), IsTrue(Arg(1, "case_sensitive", false)),
+                Arg(2, "attribute", null) is string a ? item => GetAttributePath(item, a) : item => item),
+            "dictsort" => v is Dictionary<string, object?> dict   // by key, strings lower-cased (case_sensitive=False)
+                ? Sorted(Items(dict), IsTrue(Arg(2, "reverse", false)), IsTrue(Arg(0, "case_sensitive", false)),
+                    ToText(Arg(1, "by", "key")) switch
+                    {
+                        "key" => pair => ((List<object?>)pair!)[0],
+                        "value" => pair => ((List<object?>)pair!)[1],
+                        var by => throw new JinjaException($"dictsort sorts by \"key\" or \"value\", not \"{by}\""),
+                    })
                 : throw new JinjaException($"dictsort needs a mapping, found {TypeName(v)}"),
             "indent" => Indent(ToText(v), Arg(0, "width", 4L) is string w ? w : new string(' ', (int)ToLong(Arg(0, "width", 4L))),
                 IsTrue(Arg(1, "first", false)), IsTrue(Arg(2, "blank", false))),
@@ -162,12 +169,14 @@ internal static class JinjaBuiltins
         };
     }
 
-    /// <summary>Jinja's sort: Python's ordering of numbers and strings (case-insensitively, Jinja's default), stable.</summary>
-    private static List<object?> Sorted(List<object?> items, bool reverse, string? attribute)
+    /// <summary>
+    /// Jinja's sort and dictsort: Python's ordering of the keys, strings lower-cased first unless case-sensitive (Jinja's
+    /// ignore_case, so '_' sorts before letters), stable in either direction.
+    /// </summary>
+    private static List<object?> Sorted(List<object?> items, bool reverse, bool caseSensitive, Func<object?, object?> sortKey)
     {
-        object? Key(object? item) => attribute is null ? item : GetAttributePath(item, attribute);
-        int CompareKeys(object? a, object? b) => (Key(a), Key(b)) is (string x, string y)
-            ? string.Compare(x, y, StringComparison.OrdinalIgnoreCase) : JinjaValues.Compare(Key(a), Key(b));
+        object? Key(object? item) => sortKey(item) is string s && !caseSensitive ? s.ToLowerInvariant() : sortKey(item);
+        int CompareKeys(object? a, object? b) => JinjaValues.Compare(Key(a), Key(b));
         var sorted = items.Select((item, i) => (item, i)).ToList();
         sorted.Sort((a, b) => CompareKeys(a.item, b.item) is var c && c != 0 ? (reverse ? -c : c) : a.i.CompareTo(b.i));
         return sorted.Select(p => p.item).ToList();
@@ -250,7 +259,7 @@ internal static class JinjaBuiltins
     }
 
     private static List<object?> Items(object? v) => v is Dictionary<string, object?> d
-        ? d.Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList()
+        ? d.Select(p => (object?)new List<object?> { JinjaDict.KeyOf(d, p.Key), p.Value }).ToList()
         : throw new JinjaException($"items() needs a mapping, found {TypeName(v)}");
 
     private static List<object?> SelectAttr(object? v, List<object?> args, bool keep)
@@ -317,7 +326,7 @@ internal static class JinjaBuiltins
             (string s, "splitlines") => SplitLines(s).Select(x => (object?)x).ToList(),
             (Dictionary<string, object?> d, "get") => d.TryGetValue(Arg(0), out var v) ? v : args.Count > 1 ? args[1] : null,
             (Dictionary<string, object?> d, "items") => Items(d),
-            (Dictionary<string, object?> d, "keys") => d.Keys.Select(k => (object?)k).ToList(),
+            (Dictionary<string, object?> d, "keys") => JinjaDict.Keys(d).ToList(),
             (Dictionary<string, object?> d, "values") => d.Values.ToList(),
             (List<object?> l, "append") => Append(l, args),
             _ => throw new JinjaException($"unsupported method '{name}()' on {TypeName(target)}"),

@@ -122,7 +122,16 @@ internal static class JinjaLexer
                 int start = i;
                 while (i < source.Length && (char.IsDigit(source[i]) || source[i] == '_')) i++;
                 bool isFloat = i + 1 < source.Length && source[i] == '.' && char.IsDigit(source[i + 1]);
-                if (isFloat) { i++; while (i < source.Length && char.IsDigit(source[i])) i++; }
+                if (isFloat) { i++; while (i < source.Length && (char.IsDigit(source[i]) || source[i] == '_')) i++; }
+                // An exponent makes a float too (1e3, 2.5E-2), as Jinja's float pattern reads it.
+                var exponent = i < source.Length && source[i] is 'e' or 'E' ? i + 1 : -1;
+                if (exponent > 0 && exponent < source.Length && source[exponent] is '+' or '-') exponent++;
+                if (exponent > 0 && exponent < source.Length && char.IsDigit(source[exponent]))
+                {
+                    isFloat = true;
+                    i = exponent;
+                    while (i < source.Length && (char.IsDigit(source[i]) || source[i] == '_')) i++;
+                }
                 var digits = source[start..i].Replace("_", "");
                 object number = isFloat // each branch boxed, so the conditional does not widen a long to double
                     ? (object)double.Parse(digits, System.Globalization.CultureInfo.InvariantCulture) : long.Parse(digits, System.Globalization.CultureInfo.InvariantCulture);

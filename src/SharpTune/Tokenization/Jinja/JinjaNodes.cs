@@ -10,6 +10,8 @@ internal sealed record SetNode(string Name, string? Attribute, Expr Value, int A
 internal sealed record SetBlockNode(string Name, List<Node> Body, int AtLine) : Node(AtLine);
 /// <summary><c>{% macro name(a, b=default) %}…{% endmacro %}</c>: a function returning its rendered body.</summary>
 internal sealed record MacroNode(string Name, List<(string Name, Expr? Default)> Parameters, List<Node> Body, int AtLine) : Node(AtLine);
+/// <summary><c>{% call(params) macro(args) %}…{% endcall %}</c>: calls the macro with <c>caller</c> rendering the body.</summary>
+internal sealed record CallBlockNode(CallExpr Call, List<(string Name, Expr? Default)> CallerParameters, List<Node> Body, int AtLine) : Node(AtLine);
 internal sealed record BreakNode(int AtLine) : Node(AtLine);
 internal sealed record ContinueNode(int AtLine) : Node(AtLine);
 

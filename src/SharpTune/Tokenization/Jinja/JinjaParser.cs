@@ -72,6 +72,7 @@ internal sealed class JinjaParser
                 return new SetNode(name, attribute, value, line);
             }
             case "macro": return ParseMacro(line);
+            case "call": return ParseCallBlock(line);
             case "break": ExpectEnd(); return new BreakNode(line);
             case "continue": ExpectEnd(); return new ContinueNode(line);
             case "generation" or "endgeneration": ExpectEnd(); return null; // transformers' assistant-mask markers
@@ -104,19 +105,36 @@ internal sealed class JinjaParser
     private Node ParseMacro(int line)
     {
         var name = ExpectName();
-        var parameters = new List<(string, Expr?)>();
         if (!TryOp("(")) throw Error("expected '(' after the macro's name");
-        while (!TryOp(")"))
-        {
-            if (parameters.Count > 0 && !TryOp(",")) throw Error("expected ',' or ')' in the macro's parameters");
-            var parameter = ExpectName();
-            parameters.Add((parameter, TryOp("=") ? ParseExpression() : null));
-        }
+        var parameters = ParseParameters("the macro's");
         ExpectEnd();
         var body = ParseBody(out _, "endmacro");
         if (Peek.Kind == TokenKind.Name && Peek.Text == name) Next();   // {% endmacro name %}
         ExpectEnd();
         return new MacroNode(name, parameters, body, line);
+    }
+
+    /// <summary>Parameters after their '(' up to and including ')': names, each with an optional default.</summary>
+    private List<(string, Expr?)> ParseParameters(string owner)
+    {
+        var parameters = new List<(string, Expr?)>();
+        while (!TryOp(")"))
+        {
+            if (parameters.Count > 0 && !TryOp(",")) throw Error($"expected ',' or ')' in {owner} parameters");
+            var parameter = ExpectName();
+            parameters.Add((parameter, TryOp("=") ? ParseExpression() : null));
+        }
+        return parameters;
+    }
+
+    private Node ParseCallBlock(int line)
+    {
+        var callerParameters = TryOp("(") ? ParseParameters("the caller's") : [];
+        if (ParseExpression() is not CallExpr call) throw Error("expected a macro call after '{% call %}'");
+        ExpectEnd();
+        var body = ParseBody(out _, "endcall");
+        ExpectEnd();
+        return new CallBlockNode(call, callerParameters, body, line);
     }
 
     private Node ParseFor(int line)

@@ -61,6 +61,7 @@ internal sealed class JinjaRenderer
                     break;
                 case SetBlockNode b: _scopes[^1][b.Name] = Capture(b.Body); break;
                 case MacroNode m: _scopes[^1][m.Name] = Macro(m); break;
+                case CallBlockNode c: Write(JinjaValues.ToText(Call(c.Call, Caller(c)))); break;
                 case BreakNode: throw new BreakSignal();
                 case ContinueNode: throw new ContinueSignal();
             }
@@ -95,21 +96,39 @@ internal sealed class JinjaRenderer
     /// </summary>
     private JinjaFunction Macro(MacroNode macro) => (args, kwargs) =>
     {
-        if (args.Count > macro.Parameters.Count)
-            throw new JinjaException($"macro '{macro.Name}' takes {macro.Parameters.Count} argument(s), {args.Count} given");
         using var _ = PushScope();
-        for (var i = 0; i < macro.Parameters.Count; i++)
+        if (kwargs.Remove(CallerName, out var caller)) _scopes[^1][CallerName] = caller;
+        Bind($"macro '{macro.Name}'", macro.Parameters, args, kwargs);
+        return Capture(macro.Body);
+    };
+
+    /// <summary>The name under which a <c>{% call %}</c> block's body reaches the macro it calls.</summary>
+    private const string CallerName = "caller";
+
+    /// <summary>A <c>{% call %}</c> block's body as the macro's <c>caller()</c>, with the block's own parameters.</summary>
+    private JinjaFunction Caller(CallBlockNode block) => (args, kwargs) =>
+    {
+        using var _ = PushScope();
+        Bind("caller", block.CallerParameters, args, kwargs);
+        return Capture(block.Body);
+    };
+
+    /// <summary>Binds a call's arguments by position or name in the current scope; defaults are evaluated at the call, missing ones are undefined.</summary>
+    private void Bind(string callee, List<(string Name, Expr? Default)> parameters, List<object?> args, Dictionary<string, object?> kwargs)
+    {
+        if (args.Count > parameters.Count)
+            throw new JinjaException($"{callee} takes {parameters.Count} argument(s), {args.Count} given");
+        foreach (var name in kwargs.Keys)
+            if (!parameters.Any(p => p.Name == name))
+                throw new JinjaException($"{callee} has no parameter '{name}'");
+        for (var i = 0; i < parameters.Count; i++)
         {
-            var (name, fallback) = macro.Parameters[i];
+            var (name, fallback) = parameters[i];
             _scopes[^1][name] = i < args.Count ? args[i]
                 : kwargs.TryGetValue(name, out var given) ? given
                 : fallback is null ? Undefined.Instance : Eval(fallback);
         }
-        foreach (var name in kwargs.Keys)
-            if (!macro.Parameters.Any(p => p.Name == name))
-                throw new JinjaException($"macro '{macro.Name}' has no parameter '{name}'");
-        return Capture(macro.Body);
-    };
+    }
 
     private void Write(string text)
     {
@@ -181,7 +200,7 @@ internal sealed class JinjaRenderer
         ItemExpr i => JinjaBuiltins.GetItem(Eval(i.Target), Eval(i.Key)),
         SliceExpr s => JinjaBuiltins.Slice(Eval(s.Target), Opt(s.Start), Opt(s.Stop), Opt(s.Step)),
         ListExpr l => l.Items.Select(Eval).ToList(),
-        DictExpr d => d.Items.ToDictionary(p => JinjaValues.ToText(Eval(p.Key)), p => Eval(p.Value)),
+        DictExpr d => DictLiteral(d),
         ConditionalExpr c => JinjaValues.IsTrue(Eval(c.Condition)) ? Eval(c.Then) : c.Else is null ? Undefined.Instance : Eval(c.Else),
         UnaryExpr { Op: "not" } u => !JinjaValues.IsTrue(Eval(u.Operand)),
         UnaryExpr u => Eval(u.Operand) switch
@@ -199,12 +218,23 @@ internal sealed class JinjaRenderer
         _ => throw new JinjaException($"unsupported expression {expr.GetType().Name}"),
     };
 
+    /// <summary>A dict literal: keyed by text like every mapping, remembering number keys where the template wrote them.</summary>
+    private Dictionary<string, object?> DictLiteral(DictExpr literal)
+    {
+        var pairs = literal.Items.Select(p => (Key: Eval(p.Key), Value: Eval(p.Value))).ToList();
+        if (pairs.All(p => p.Key is string)) return pairs.ToDictionary(p => (string)p.Key!, p => p.Value);
+        var dict = new JinjaDict();
+        foreach (var (key, value) in pairs) dict.Set(key, value);
+        return dict;
+    }
+
     private long? Opt(Expr? e) => e is null ? null : JinjaValues.ToLong(Eval(e));
 
-    private object? Call(CallExpr call)
+    private object? Call(CallExpr call, JinjaFunction? caller = null)
     {
         var args = call.Args.Select(Eval).ToList();
         var kwargs = call.Kwargs.ToDictionary(k => k.Name, k => Eval(k.Value));
+        if (caller is not null) kwargs[CallerName] = caller;
         if (call.Callee is AttributeExpr method)
         {
             var target = Eval(method.Target);

@@ -35,14 +35,39 @@ internal static class JinjaValues
         string s => s,
         bool b => b ? "True" : "False",
         long l => l.ToString(CultureInfo.InvariantCulture),
-        double d => d == Math.Floor(d) && Math.Abs(d) < 1e16 ? d.ToString("0.0", CultureInfo.InvariantCulture) : d.ToString("R", CultureInfo.InvariantCulture),
+        double d => FloatRepr(d),
         List<object?> list => "[" + string.Join(", ", list.Select(Repr)) + "]",
-        Dictionary<string, object?> dict => "{" + string.Join(", ", dict.Select(p => Repr(p.Key) + ": " + Repr(p.Value))) + "}",
+        Dictionary<string, object?> dict => "{" + string.Join(", ", dict.Select(p => Repr(JinjaDict.KeyOf(dict, p.Key)) + ": " + Repr(p.Value))) + "}",
         _ => v.ToString() ?? "",
     };
 
     /// <summary>Python's repr, as a list or dict prints its items and %r formats.</summary>
     public static string Repr(object? v) => v is string s ? StringRepr(s) : ToText(v);
+
+    /// <summary>
+    /// Python's repr of a float: shortest round trip, "1.0" for whole numbers below 1e16, a lower-case exponent with a
+    /// sign and at least two digits past that (1e-05, 1e+16), inf and nan.
+    /// </summary>
+    private static string FloatRepr(double d) => d switch
+    {
+        double.PositiveInfinity => "inf",
+        double.NegativeInfinity => "-inf",
+        double.NaN => "nan",
+        _ when d == Math.Floor(d) && Math.Abs(d) < 1e16 => d.ToString("0.0", CultureInfo.InvariantCulture),
+        _ when Math.Abs(d) >= 1e16 => Scientific(d),
+        _ => d.ToString("R", CultureInfo.InvariantCulture).Replace('E', 'e'),
+    };
+
+    /// <summary>A float of 1e16 or more as Python writes it (shortest digits, 1.5e+16), where .NET writes every digit.</summary>
+    private static string Scientific(double d)
+    {
+        var text = d.ToString("R", CultureInfo.InvariantCulture);
+        if (text.Contains('E')) return text.Replace('E', 'e');
+        var whole = text.TrimStart('-');
+        var digits = whole.TrimEnd('0');
+        var mantissa = digits.Length > 1 ? digits[0] + "." + digits[1..] : digits;
+        return (d < 0 ? "-" : "") + mantissa + "e+" + (whole.Length - 1).ToString("00", CultureInfo.InvariantCulture);
+    }
 
     /// <summary>
     /// Python's repr of a string: single quotes unless it holds a single quote and no double one; the backslash, the
@@ -100,7 +125,7 @@ internal static class JinjaValues
     public static IEnumerable<object?> Iterate(object? v) => v switch
     {
         List<object?> list => list,
-        Dictionary<string, object?> dict => dict.Keys,
+        Dictionary<string, object?> dict => JinjaDict.Keys(dict),
         string s => s.EnumerateRunes().Select(r => (object?)r.ToString()),
         Undefined => [],   // Jinja's Undefined iterates as empty: {% for c in message.tool_calls %} on a message without them
         null => throw new JinjaException($"cannot iterate over {TypeName(v)}"),
