@@ -110,7 +110,7 @@ public sealed class ChatTemplate
     /// <summary>
     /// Renders the conversation as transformers' <c>apply_chat_template(messages, tools=tools,
     /// add_generation_prompt=…, tokenize=False)</c> does: the template sees <c>messages</c>, <c>tools</c> (none when
-    /// there are none), <c>documents</c> (none), <c>add_generation_prompt</c>, the special tokens (<c>bos_token</c>,
+    /// there are none), <c>documents</c> (none unless given among the template arguments), <c>add_generation_prompt</c>, the special tokens (<c>bos_token</c>,
     /// <c>eos_token</c>; "" where the tokenizer has none) and <paramref name="templateArguments"/> (e.g. Qwen3's
     /// <c>enable_thinking</c>), which override the special tokens as transformers' kwargs do. With
     /// <paramref name="addGenerationPrompt"/> the text ends where the assistant's reply begins.
@@ -182,7 +182,9 @@ public sealed class ChatTemplate
             foreach (var (key, value) in templateArguments) variables[key] = value;
         variables["messages"] = messages;
         variables["tools"] = ChatTemplateValues.Tools(tools);
-        variables["documents"] = null;
+        // documents is apply_chat_template's own parameter (retrieval templates: Command R, Granite): given among the
+        // template arguments it is passed as that, and none otherwise.
+        variables["documents"] = templateArguments?.GetValueOrDefault("documents");
         variables["add_generation_prompt"] = addGenerationPrompt;
         return variables;
     }

@@ -102,6 +102,17 @@ public sealed class ChatTemplateTests
     }
 
     [Fact]
+    public void Documents_given_among_the_template_arguments_reach_the_template_as_apply_chat_template_passes_them()
+    {
+        var template = ChatTemplate.FromSource(
+            "{% for d in documents %}[{{ d.title }}: {{ d.text }}]{% endfor %}{{ documents is none }}{{ messages[0].content }}", null, null);
+        var documents = new List<object?> { new Dictionary<string, object?> { ["title"] = "t", ["text"] = "x" } };
+        Assert.Equal("[t: x]FalseHi there", template.Render([User], false, templateArguments: new Dictionary<string, object?> { ["documents"] = documents }));
+        Assert.Throws<ChatTemplateException>(() => template.Render([User], false));   // none: transformers' default, not iterable
+        Assert.Equal("TrueHi there", ChatTemplate.FromSource("{{ documents is none }}{{ messages[0].content }}", null, null).Render([User], false));
+    }
+
+    [Fact]
     public void Unsupported_syntax_suggests_builtin_templates()
     {
         var e = Assert.Throws<ChatTemplateException>(() => ChatTemplate.FromSource("{% include 'header.jinja' %}x", null, null));

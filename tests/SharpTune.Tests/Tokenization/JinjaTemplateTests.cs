@@ -77,6 +77,9 @@ public sealed class JinjaTemplateTests
     [InlineData("{% if x %}never closed", "endif")]
     [InlineData("{{ 'a' + }}", "line 1")]
     [InlineData("line one\n{{ 1 + 'a' }}", "line 2")]
+    [InlineData("{{ missing.role }}", "'.role' of an undefined value")]   // jinja2: UndefinedError
+    [InlineData("{{ x[5].role }}", "'.role' of an undefined value")]
+    [InlineData("{{ missing['role'] }}", "cannot index an undefined value")]
     public void Unsupported_or_broken_templates_fail_clearly(string source, string mentioned)
     {
         var e = Assert.Throws<JinjaException>(() => Render(source, new() { ["x"] = "v" }));
@@ -93,6 +96,12 @@ public sealed class JinjaTemplateTests
     [InlineData("{%- macro params(p) -%}\n{%- for k, v in p.items() %}{{ k }}:{{ v.type }}{% if not loop.last %}, {% endif %}{% endfor %}\n{%- endmacro -%}\n({{ params(tools[0].parameters.properties) }})", "{\"tools\": [{\"parameters\": {\"properties\": {\"city\": {\"type\": \"string\"}, \"days\": {\"type\": \"integer\"}}}}]}", "(city:string, days:integer)")]   // macro_loop
     [InlineData("{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') %}x={{ x }}{% endcall %}|{% macro each(items) %}{% for i in items %}{{ caller(i, loop.index) }}{% endfor %}{% endmacro %}{% call(item, n) each(['p', 'q']) %}[{{ n }}:{{ item }}]{% endcall %}", "{\"x\": 3}", "<b>x=3</b>|[1:p][2:q]")]   // call_block
     [InlineData("{%- set b = {0: 0, 16384: 1024, 512: 128, 2048: 512} -%}{% set ns = namespace(i=none) %}{% for k, v in b | dictsort %}{% if ns.i is none and budget <= k %}{% set ns.i = v %}{% endif %}{{ k }};{% endfor %}{{ ns.i }} {{ b[16384] }} {{ 512 in b }} {{ '512' in b }} {{ b }} {{ b.keys() | list }} {{ b | tojson }} {{ {'a_b': 1, 'aB': 2, 'Ab': 3} | dictsort | map(attribute=0) | join(',') }} {{ {'x': 2, 'y': 1} | dictsort(by='value') | map(attribute=0) | join(',') }} {{ ['a_b', 'aB', 'AA'] | sort }} {{ ['b', 'A', 'a'] | sort(case_sensitive=true) }}", "{\"budget\": 1000}", "0;512;2048;16384;512 1024 True False {0: 0, 16384: 1024, 512: 128, 2048: 512} [0, 16384, 512, 2048] {\"0\": 0, \"16384\": 1024, \"512\": 128, \"2048\": 512} a_b,aB,Ab y,x ['a_b', 'AA', 'aB'] ['A', 'a', 'b']")]   // number_keys
+    [InlineData("{% if '/system_override' in system_message %}yes{% else %}no{% endif %}|{{ 'x' in u }}|{% for k, v in tools|items %}{{ k }}{% endfor %}ok", "{}", "no|False|ok")]   // undefined_membership
+    [InlineData("{% for c in content %}{% if c['type'] == 'image' %}<image>{% else %}{{ c }}{% endif %}{% endfor %}|{{ n.role }}|{{ n['role'] }}|{{ 5['x'] }}|{{ [1]['x'] }}|{{ 'abc'.x }}", "{\"content\": \"ab\", \"n\": null}", "ab|||||")]   // index_fallbacks
+    [InlineData("{{ dict(a=1, b='x') | tojson }} {{ {'a': [1, 2], 'b': 'é'} | tojson(separators=(',', ':')) }} {{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }} {{ 'é😀' | tojson(ensure_ascii=true) }} {{ [1, {'k': 2}] | tojson(indent=2) }}", "{}", "{\"a\": 1, \"b\": \"x\"} {\"a\":[1,2],\"b\":\"é\"} {\"a\": 2, \"b\": 1} \"\\u00e9\\ud83d\\ude00\" [\n  1,\n  {\n    \"k\": 2\n  }\n]")]   // tojson_options
+    [InlineData("{% set a = [{'t': 'x'}, {'t': 'y'}] %}{{ a.0.t }}{{ a.1['t'] }}", "{}", "xy")]   // dot_number
+    [InlineData("{% macro f(a, b, c='c') %}{{ a }}-{{ b }}-{{ c }}{% endmacro %}{{ f(*[1, 2]) }} {{ f(*args) }} {{ f(1, **{'b': 2, 'c': 3}) }}", "{\"args\": [\"x\", \"y\", \"z\"]}", "1-2-c x-y-z 1-2-3")]   // splat_arguments
+    [InlineData("line\r\n{{ 'a\r\nb' }}\n", "{}", "line\na\nb")]   // trailing_newline
     [InlineData("{% set header %}\n<{{ role }}>\n{% endset %}[{{ header }}]", "{\"role\": \"system\"}", "[<system>\n]")]   // set_block
     [InlineData("{{ [3, 1, 2]|sort|list }} {{ ['b', 'A', 'c']|sort(reverse=true)|join(',') }} {{ {'b': 1, 'a': 2}|dictsort|map(attribute=0)|join }} {{ [1, 2, 3, 4]|select('even')|list }} {{ [1, 2, 3, 4]|reject('divisibleby', 3)|list }} {{ 2.5|round }} {{ 3.14159|round(2) }} {{ 7|round(0, 'floor') }}", "{}", "[1, 2, 3] c,b,A ab [2, 4] [1, 2, 4] 2.0 3.14 7.0")]   // filters
     [InlineData("{% for t in tools|sort(attribute='name') %}{{ t.name }} {% endfor %}", "{\"tools\": [{\"name\": \"b\"}, {\"name\": \"a\"}, {\"name\": \"C\"}]}", "a b C ")]   // sort_attr

@@ -19,12 +19,20 @@ internal static class JinjaBuiltins
             for (long i = start; step > 0 ? i < stop : i > stop; i += step) list.Add(i);
             return list;
         }),
+        ["dict"] = (JinjaFunction)((args, kwargs) => args.Count == 0
+            ? new Dictionary<string, object?>(kwargs)
+            : throw new JinjaException("dict() takes keyword arguments only here: dict(name=value, …)")),
         ["strftime_now"] = (JinjaFunction)((args, _) => StrftimeNow(args.Count > 0 ? ToText(args[0]) : "%Y-%m-%d")),
     };
 
+    /// <summary>
+    /// <c>x.name</c> as Jinja reads it: a mapping's key, else undefined (on none and other values too); only an undefined
+    /// value itself cannot be read further, which jinja2 reports as an error (<c>messages[5].role</c> past the end).
+    /// </summary>
     public static object? GetAttribute(object? target, string name) => target switch
     {
         Dictionary<string, object?> d => d.TryGetValue(name, out var v) ? v : Undefined.Instance,
+        Undefined => throw new JinjaException($"cannot read '.{name}' of an undefined value"),
         _ => Undefined.Instance,
     };
 
@@ -41,13 +49,18 @@ internal static class JinjaBuiltins
         return target;
     }
 
+    /// <summary>
+    /// <c>x[key]</c> as Jinja reads it: a mapping's key or a list's or string's position, else undefined (jinja2 falls
+    /// back to an attribute, and a string has no 'type': Llama 3.2 Vision's <c>content['type']</c> on plain text); only
+    /// an undefined value cannot be indexed.
+    /// </summary>
     public static object? GetItem(object? target, object? key) => (target, key) switch
     {
         (Dictionary<string, object?> d, _) => d.TryGetValue(ToText(key), out var v) ? v : Undefined.Instance,
         (List<object?> list, long i) => Index(list.Count, i) is var k && k >= 0 ? list[k] : Undefined.Instance,
         (string s, long i) => Index(s.Length, i) is var k && k >= 0 ? s[k].ToString() : Undefined.Instance,
-        (null or Undefined, _) => throw new JinjaException($"cannot index {TypeName(target)} with '{ToText(key)}'"),
-        _ => throw new JinjaException($"cannot index {TypeName(target)} with {TypeName(key)}"),
+        (Undefined, _) => throw new JinjaException($"cannot index an undefined value with '{ToText(key)}'"),
+        _ => Undefined.Instance,
     };
 
     private static int Index(int count, long i) => i < 0 ? (count + i >= 0 ? (int)(count + i) : -1) : (i < count ? (int)i : -1);
@@ -85,6 +98,7 @@ internal static class JinjaBuiltins
                 string s => s.Contains(ToText(a), StringComparison.Ordinal),
                 List<object?> list => list.Any(x => JinjaValues.Equals(x, a)),
                 Dictionary<string, object?> d => d.ContainsKey(ToText(a)) && JinjaValues.Equals(JinjaDict.KeyOf(d, ToText(a)), a),
+                Undefined => false,   // an undefined value iterates as empty: SmolLM3's "/system_override" in system_message
                 _ => throw new JinjaException($"'in' needs a string, list or mapping on the right, found {TypeName(b)}"),
             };
         }
@@ -140,8 +154,10 @@ internal static class JinjaBuiltins
             "reverse" => v is string s3 ? new string(s3.Reverse().ToArray()) : Iterate(v).Reverse().ToList(),
             "join" => string.Join(ToText(Arg(0, "d", "")), Iterate(v).Select(ToText)),
             "replace" => ToText(v).Replace(ToText(Arg(0, "old", "")), ToText(Arg(1, "new", "")), StringComparison.Ordinal),
-            "items" => Items(v),
-            "tojson" => ToJson(v, Arg(0, "indent", null) is { } indent and not Undefined ? (int)ToLong(indent) : null),
+            "items" => v is Undefined ? new List<object?>() : Items(v),
+            "tojson" => ToJson(v, Arg(1, "indent", null) is { } indent and not Undefined ? (int)ToLong(indent) : null,
+                Arg(2, "separators", null) is List<object?> { Count: 2 } separators ? (ToText(separators[0]), ToText(separators[1])) : null,
+                IsTrue(Arg(3, "sort_keys", false)), IsTrue(Arg(0, "ensure_ascii", false))),   // transformers' tojson(x, ensure_ascii, indent, separators, sort_keys)
             "safe" or "e" or "escape" => v,
             "selectattr" or "rejectattr" => SelectAttr(v, args, name == "selectattr"),
             "select" or "reject" => Iterate(v).Where(item =>

@@ -19,6 +19,10 @@ internal static class JinjaLexer
 {
     public static List<TemplateSegment> Segment(string template)
     {
+        // As jinja2's lexer reads a source: every line break becomes \n, and one final line break is dropped
+        // (keep_trailing_newline is off; a template file's last newline is not output).
+        template = template.Replace("\r\n", "\n").Replace('\r', '\n');
+        if (template.EndsWith('\n')) template = template[..^1];
         var segments = new List<TemplateSegment>();
         var text = new StringBuilder();
         int i = 0, line = 1;

@@ -28,4 +28,6 @@ internal sealed record BinaryExpr(string Op, Expr Left, Expr Right) : Expr;
 internal sealed record UnaryExpr(string Op, Expr Operand) : Expr;
 internal sealed record ConditionalExpr(Expr Condition, Expr Then, Expr? Else) : Expr;
 internal sealed record ListExpr(List<Expr> Items) : Expr;
+/// <summary>A call's <c>*items</c> (positional arguments from a list) or <c>**mapping</c> (keyword arguments).</summary>
+internal sealed record SplatExpr(Expr Value, bool Keywords) : Expr;
 internal sealed record DictExpr(List<(Expr Key, Expr Value)> Items) : Expr;

@@ -311,7 +311,8 @@ internal sealed class JinjaParser
     {
         while (true)
         {
-            if (TryOp(".")) target = new AttributeExpr(target, ExpectName());
+            if (TryOp("."))   // x.0 is x[0], as Jinja reads a number after the dot
+                target = Peek.Kind == TokenKind.Number && Peek.Value is long ? new ItemExpr(target, new LiteralExpr(Next().Value)) : new AttributeExpr(target, ExpectName());
             else if (TryOp("[")) target = ParseSubscript(target);
             else if (TryOp("("))
             {
@@ -361,6 +362,8 @@ internal sealed class JinjaParser
                 _pos++;
                 kwargs.Add((name, ParseExpression()));
             }
+            else if (TryOp("**")) args.Add(new SplatExpr(ParseExpression(), Keywords: true));
+            else if (TryOp("*")) args.Add(new SplatExpr(ParseExpression(), Keywords: false));
             else args.Add(ParseExpression());
             if (!TryOp(",")) { ExpectOp(")"); break; }
         }

@@ -212,8 +212,8 @@ internal sealed class JinjaRenderer
         BinaryExpr { Op: "and" } b => Eval(b.Left) is var left && !JinjaValues.IsTrue(left) ? left : Eval(b.Right),
         BinaryExpr { Op: "or" } b => Eval(b.Left) is var left && JinjaValues.IsTrue(left) ? left : Eval(b.Right),
         BinaryExpr b => JinjaBuiltins.Binary(b.Op, Eval(b.Left), Eval(b.Right)),
-        FilterExpr f => JinjaBuiltins.Filter(f.Name, Eval(f.Target), f.Args.Select(Eval).ToList(), f.Kwargs.ToDictionary(k => k.Name, k => Eval(k.Value))),
-        TestExpr t => JinjaBuiltins.Test(t.Name, Eval(t.Target), t.Args.Select(Eval).ToList()) != t.Negated,
+        FilterExpr f => ApplyFilter(f),
+        TestExpr t => JinjaBuiltins.Test(t.Name, Eval(t.Target), Arguments(t.Args, []).Args) != t.Negated,
         CallExpr c => Call(c),
         _ => throw new JinjaException($"unsupported expression {expr.GetType().Name}"),
     };
@@ -230,10 +230,32 @@ internal sealed class JinjaRenderer
 
     private long? Opt(Expr? e) => e is null ? null : JinjaValues.ToLong(Eval(e));
 
+    /// <summary>A call's arguments, with <c>*items</c> and <c>**mapping</c> spread (AI21 Jamba's <c>f(*args)</c>).</summary>
+    private (List<object?> Args, Dictionary<string, object?> Kwargs) Arguments(List<Expr> argExprs, List<(string Name, Expr Value)> kwargExprs)
+    {
+        var args = new List<object?>();
+        var kwargs = new Dictionary<string, object?>();
+        foreach (var arg in argExprs)
+        {
+            if (arg is not SplatExpr splat) args.Add(Eval(arg));
+            else if (!splat.Keywords) args.AddRange(JinjaValues.Iterate(Eval(splat.Value)));
+            else if (Eval(splat.Value) is Dictionary<string, object?> named)
+                foreach (var (name, value) in named) kwargs[name] = value;
+            else throw new JinjaException("** needs a mapping");
+        }
+        foreach (var (name, value) in kwargExprs) kwargs[name] = Eval(value);
+        return (args, kwargs);
+    }
+
+    private object? ApplyFilter(FilterExpr filter)
+    {
+        var (args, kwargs) = Arguments(filter.Args, filter.Kwargs);
+        return JinjaBuiltins.Filter(filter.Name, Eval(filter.Target), args, kwargs);
+    }
+
     private object? Call(CallExpr call, JinjaFunction? caller = null)
     {
-        var args = call.Args.Select(Eval).ToList();
-        var kwargs = call.Kwargs.ToDictionary(k => k.Name, k => Eval(k.Value));
+        var (args, kwargs) = Arguments(call.Args, call.Kwargs);
         if (caller is not null) kwargs[CallerName] = caller;
         if (call.Callee is AttributeExpr method)
         {

@@ -157,9 +157,10 @@ internal static class JinjaValues
     /// A JSON string as Python's json.dumps writes it with ensure_ascii=False: only the quote, the backslash and control
     /// characters are escaped (\n, \r, \t, \b, \f, else \u00XX); every other character, an emoji included, is
     /// written as it is. (System.Text.Json's most relaxed encoder still escapes characters outside the BMP and a few
-    /// others, which a template's tojson must not.)
+    /// others, which a template's tojson must not.) With <paramref name="ensureAscii"/>, as json.dumps' default, every
+    /// UTF-16 unit past '~' is written \uXXXX too.
     /// </summary>
-    private static void WriteString(StringBuilder sb, string s)
+    private static void WriteString(StringBuilder sb, string s, bool ensureAscii)
     {
         sb.Append('"');
         foreach (var c in s)
@@ -173,16 +174,21 @@ internal static class JinjaValues
                 case '\t': sb.Append("\\t"); break;
                 case '\b': sb.Append("\\b"); break;
                 case '\f': sb.Append("\\f"); break;
-                case < ' ': sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture)); break;
+                case < ' ':
+                case > '~' when ensureAscii: sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture)); break;
                 default: sb.Append(c); break;
             }
         }
         sb.Append('"');
     }
 
-    /// <summary>Python's json.dumps as transformers' tojson uses it (ensure_ascii=False, separators ", " and ": ").</summary>
-    public static string ToJson(object? v, int? indent)
+    /// <summary>
+    /// Python's json.dumps as transformers' tojson calls it: ensure_ascii=False; separators ", " and ": " ("," and ": "
+    /// with an indent) unless given, as Kimi K2's template gives (',', ':'); keys sorted and non-ASCII escaped when asked.
+    /// </summary>
+    public static string ToJson(object? v, int? indent, (string Item, string Key)? separators = null, bool sortKeys = false, bool ensureAscii = false)
     {
+        var (itemSeparator, keySeparator) = separators ?? (indent is null ? ", " : ",", ": ");
         var sb = new StringBuilder();
         Write(v, 0);
         return sb.ToString();
@@ -193,11 +199,16 @@ internal static class JinjaValues
             {
                 case null or Undefined: sb.Append("null"); break;
                 case bool b: sb.Append(b ? "true" : "false"); break;
+                case double d when double.IsInfinity(d): sb.Append(d > 0 ? "Infinity" : "-Infinity"); break;
+                case double.NaN: sb.Append("NaN"); break;
                 case long or double: sb.Append(ToText(value)); break;
-                case string s: WriteString(sb, s); break;
+                case string s: WriteString(sb, s, ensureAscii); break;
                 case List<object?> list: Container('[', ']', list.Select(x => (Key: (string?)null, Value: x)).ToList(), depth); break;
-                case Dictionary<string, object?> dict: Container('{', '}', dict.Select(p => (Key: (string?)p.Key, Value: p.Value)).ToList(), depth); break;
-                default: WriteString(sb, ToText(value)); break;
+                case Dictionary<string, object?> dict:
+                    var pairs = dict.Select(p => (Key: (string?)p.Key, Value: p.Value));
+                    Container('{', '}', (sortKeys ? pairs.OrderBy(p => p.Key, StringComparer.Ordinal) : pairs).ToList(), depth);
+                    break;
+                default: WriteString(sb, ToText(value), ensureAscii); break;
             }
         }
 
@@ -206,9 +217,9 @@ internal static class JinjaValues
             sb.Append(open);
             for (int i = 0; i < items.Count; i++)
             {
-                if (i > 0) sb.Append(indent is null ? ", " : ",");
+                if (i > 0) sb.Append(itemSeparator);
                 if (indent is { } n) sb.Append('\n').Append(' ', n * (depth + 1));
-                if (items[i].Key is { } key) { Write(key, depth + 1); sb.Append(": "); }
+                if (items[i].Key is { } key) { Write(key, depth + 1); sb.Append(keySeparator); }
                 Write(items[i].Value, depth + 1);
             }
             if (indent is { } m && items.Count > 0) sb.Append('\n').Append(' ', m * depth);
