@@ -363,7 +363,10 @@ internal sealed class DecodeBatch : IDisposable
         var (emit, stopped) = row.Filter.Accept(row.Decoder.Push(token));
         if (emit.Length > 0) writer.TryWrite(new RowText(row.Index, emit));
         if (stopped) Finish(row, "stop", "");
-        else if (row.Generated >= row.Request.MaxTokens) Finish(row, "length", row.Filter.Flush() + row.Decoder.Flush());
+        // A constrained output that is complete on its last allowed token is whole (the constraint keeps it within
+        // max_tokens), not cut: "stop", so clients parse it (OpenAI's SDK refuses to parse a "length" reply).
+        else if (row.Generated >= row.Request.MaxTokens)
+            Finish(row, row.Constraint is { IsComplete: true } ? "stop" : "length", row.Filter.Flush() + row.Decoder.Flush());
     }
 
     private void Finish(Row row, string reason, string rest)

@@ -105,7 +105,9 @@ public static class TokenGenerator
             if (finish.All(f => f is not null)) break;
         }
         return Enumerable.Range(0, batch)
-            .Select(r => new GenerationResult(fitted[r], generated[r], finish[r] ?? FinishReason.Length))
+            // Out of new tokens: cut ("length"), unless a constrained output is complete on its last token, which is whole.
+            .Select(r => new GenerationResult(fitted[r], generated[r],
+                finish[r] ?? (constraints?[r] is { IsComplete: true } ? FinishReason.Eos : FinishReason.Length)))
             .ToArray();
     }
 

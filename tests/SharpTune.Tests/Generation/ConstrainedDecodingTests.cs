@@ -132,6 +132,7 @@ public sealed class ConstrainedDecodingTests
             using var document = ParseOrFail(result.Text, seed);
             var evaluation = schema.Evaluate(document.RootElement, new EvaluationOptions { OutputFormat = OutputFormat.List });
             Assert.True(evaluation.IsValid, $"seed {seed}: {result.Text}");
+            Assert.Equal(FinishReason.Eos, result.FinishReason);   // whole, never reported as cut off by max_tokens
             lengths.Add(result.Tokens.Count);
         }
         Assert.Contains(lengths, n => n > 60);   // the random model did write freely, not only the shortest value
@@ -151,6 +152,9 @@ public sealed class ConstrainedDecodingTests
             var result = generator.GenerateFromIds([prompt], new GenerationOptions { MaxNewTokens = minimal, Temperature = 1, Seed = seed }, grammar: grammar)[0];
             using var document = ParseOrFail(result.Text, seed);
             Assert.True(JsonSchema.FromText(Schema).Evaluate(document.RootElement).IsValid, result.Text);
+            // Complete on its last allowed token: a whole output ("stop"), which OpenAI's SDK parses, not a cut one.
+            Assert.Equal(minimal, result.Tokens.Count);
+            Assert.Equal(FinishReason.Eos, result.FinishReason);
         }
     }
 

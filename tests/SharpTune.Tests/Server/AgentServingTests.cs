@@ -167,6 +167,9 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
             try { document = JsonDocument.Parse(text); }
             catch (JsonException e) { throw new Xunit.Sdk.XunitException($"seed {seed}: not JSON ({e.Message}): {text}"); }
             using (document) Assert.True(schema.Evaluate(document.RootElement).IsValid, $"seed {seed}: {text}");
+            // Whole outputs end with "stop", even those completed on their last allowed token: a "length" reply is one
+            // OpenAI's SDKs refuse to parse (LengthFinishReasonError).
+            Assert.Equal(ChatFinishReason.Stop, replies[seed].Value.FinishReason);
         }
         Assert.True(replies.Select(r => r.Value.Content[0].Text).Distinct().Count() > 90);   // the seeds gave different outputs
     }
