@@ -27,6 +27,7 @@ public static class CompletionRequestParser
         OptionalDouble(json, "presence_penalty", -2, 2);
         OptionalDouble(json, "frequency_penalty", -2, 2);
         var (logprobs, top) = chat ? ChatLogprobs(json) : CompletionLogprobs(json);
+        if (!chat) CompletionOnlyOptions(json, n);
         var tools = chat ? Tools(json) : null;
         var (toolChoice, toolFunction) = chat ? ToolChoice(json, tools) : ("none", null);
         return new CompletionRequest
@@ -61,10 +62,37 @@ public static class CompletionRequestParser
         IReadOnlyList<ChatMessage> messages;
         try { messages = ChatJson.ReadMessages(json["messages"], "messages"); }
         catch (ChatFormatException e) { throw ApiException.BadField(e.Field, $"'{e.Field}': {e.Detail}"); }
+        var calls = new HashSet<string>();
         for (var i = 0; i < messages.Count; i++)
-            if (!Roles.Contains(messages[i].Role) && messages[i].Role != "function")
-                throw ApiException.BadField($"messages[{i}].role", $"'messages[{i}].role' is '{messages[i].Role}'; expected one of {string.Join(", ", Roles)}");
+        {
+            var message = messages[i];
+            if (!Roles.Contains(message.Role) && message.Role != "function")
+                throw ApiException.BadField($"messages[{i}].role", $"'messages[{i}].role' is '{message.Role}'; expected one of {string.Join(", ", Roles)}");
+            // The models served read text: an image, audio or file part is refused, never silently dropped from the prompt.
+            for (var j = 0; j < (message.ContentParts?.Count ?? 0); j++)
+                if (message.ContentParts![j].Type is not ("text" or "input_text" or "output_text" or "refusal"))
+                    throw ApiException.BadField($"messages[{i}].content[{j}].type",
+                        $"content part type '{message.ContentParts[j].Type}' is not supported: the models served read text only");
+            foreach (var call in message.ToolCalls) calls.Add(call.Id);
+            // As OpenAI: a tool result must answer a call an earlier assistant message made.
+            if (message.Role == "tool" && message.ToolCallId is { } answered && !calls.Contains(answered))
+                throw ApiException.BadField($"messages[{i}].tool_call_id", $"'messages[{i}]' with role 'tool' must be a response to a preceding message with 'tool_calls'; no earlier call has id '{answered}'");
+        }
         return messages;
+    }
+
+    /// <summary>
+    /// Legacy completion options this server does not carry out are refused, as OpenAI refuses them where a model lacks
+    /// them, rather than ignored: <c>suffix</c> (insertion) and <c>best_of</c> above 1 (server-side candidates ranked
+    /// by log probability); <c>best_of</c> below <c>n</c> is the error OpenAI gives.
+    /// </summary>
+    private static void CompletionOnlyOptions(JsonObject json, int n)
+    {
+        if (json["suffix"] is { } suffix && !(suffix is JsonValue v && v.GetValueKind() == JsonValueKind.String && v.GetValue<string>().Length == 0))
+            throw ApiException.BadField("suffix", "'suffix' (text insertion) is not supported by this server's models; send the text before the insertion point as the prompt");
+        if (OptionalInt(json, "best_of", 1) is not { } bestOf) return;
+        if (bestOf < n) throw ApiException.BadField("best_of", $"'best_of' is {bestOf}; it must be at least 'n' ({n})");
+        if (bestOf > n) throw ApiException.BadField("best_of", $"'best_of' above 'n' is not supported by this server; ask for 'n' completions and rank them by their logprobs");
     }
 
     private static (bool Logprobs, int Top) ChatLogprobs(JsonObject json)

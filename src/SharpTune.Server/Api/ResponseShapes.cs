@@ -11,6 +11,14 @@ internal sealed class ResponseShapes(bool chat, string model)
 
     public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
+    /// <summary>
+    /// What OpenAI's <c>system_fingerprint</c> stands for, the backend a reply came from: SharpTune's build and the model
+    /// (base or adapter) named, so a client that compares fingerprints to judge whether seeded replies can repeat sees
+    /// a change when either changes.
+    /// </summary>
+    public string SystemFingerprint { get; } = "fp_" + Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(
+        typeof(ResponseShapes).Assembly.ManifestModule.ModuleVersionId + "/" + model)))[..10];
+
     public static JsonObject Usage(int prompt, int completion) => new()
     {
         ["prompt_tokens"] = prompt,
@@ -106,7 +114,7 @@ internal sealed class ResponseShapes(bool chat, string model)
             ["object"] = type,
             ["created"] = Created,
             ["model"] = model,
-            ["system_fingerprint"] = null,
+            ["system_fingerprint"] = SystemFingerprint,
             ["choices"] = choices,
         };
         if (usage is not null) json["usage"] = usage;

@@ -76,7 +76,20 @@ internal sealed class FileEndpoints(FineTuningService service)
         var owner = FineTuningService.OwnerOf(context.Request.Headers.Authorization);
         var purpose = context.Request.Query["purpose"].ToString();
         var limit = JobEndpoints.Limit(context, 10_000, 10_000);
-        var (items, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, context.Request.Query["after"].FirstOrDefault(), limit);
+        var after = context.Request.Query["after"].FirstOrDefault();
+        var order = context.Request.Query["order"].FirstOrDefault() ?? "desc";
+        if (order is not ("asc" or "desc")) throw new ApiException(400, $"'order' is '{order}'; expected 'asc' or 'desc'", param: "order");
+        IReadOnlyList<StoredFile> items;
+        bool hasMore;
+        if (order == "desc") (items, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, after, limit);
+        else
+        {
+            // The stores page newest first; oldest first reads the owner's whole list (at most a few thousand files) backwards.
+            var all = service.Store.ListFiles(owner, service.Options.ScopedKeys, null, 1_000_000).Items.Reverse().ToList();
+            var start = after is null ? 0 : all.FindIndex(f => f.Id == after) + 1;
+            items = all.Skip(start).Take(limit).ToList();
+            hasMore = start + limit < all.Count;
+        }
         var shown = items.Where(f => purpose.Length == 0 || f.Purpose == purpose).ToArray();
         return JsonResponse.WriteAsync(context, FineTuningJson.List(shown, hasMore, FineTuningJson.File, f => f.Id));
     }

@@ -198,9 +198,9 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
     public async Task ValidationAnswersLikeOpenAi()
     {
         using var http = fixture.Http();
-        async Task<(int Status, string? Param, HttpResponseMessage Response)> Post(string body)
+        async Task<(int Status, string? Param, HttpResponseMessage Response)> Post(string body, string path = "/v1/chat/completions")
         {
-            var response = await http.PostAsync("/v1/chat/completions", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+            var response = await http.PostAsync(path, new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
             var json = JsonNode.Parse(await response.Content.ReadAsStringAsync());
             return ((int)response.StatusCode, json?["error"]?["param"]?.GetValue<string>(), response);
         }
@@ -210,8 +210,20 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
         Assert.Equal((400, "top_logprobs"), Trim(await Post($"{{{messages},\"logprobs\":true,\"top_logprobs\":21}}")));
         Assert.Equal((400, "stream_options"), Trim(await Post($"{{{messages},\"stream_options\":{{\"include_usage\":true}}}}")));
         Assert.Equal((400, "response_format.json_schema.schema"), Trim(await Post($"{{{messages},\"response_format\":{{\"type\":\"json_schema\",\"json_schema\":{{\"name\":\"x\",\"strict\":true,\"schema\":{{\"type\":\"object\",\"properties\":{{\"a\":{{\"type\":\"string\",\"pattern\":\"a+\"}}}},\"required\":[\"a\"],\"additionalProperties\":false}}}}}}}}")));
+        // A text model refuses an image part instead of dropping it, and a tool result must answer an earlier call, as OpenAI has it.
+        Assert.Equal((400, "messages[0].content[1].type"), Trim(await Post("{\"model\":\"random-qwen-chat\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"what is this?\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AAAA\"}}]}]}")));
+        Assert.Equal((400, "messages[1].tool_call_id"), Trim(await Post("{\"model\":\"random-qwen-chat\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"tool\",\"tool_call_id\":\"call_none\",\"content\":\"42\"}]}")));
+        // Legacy completions: options not carried out are refused, not ignored.
+        const string prompt = "\"model\":\"random-qwen-chat\",\"prompt\":\"Once\",\"max_tokens\":2";
+        Assert.Equal((400, "suffix"), Trim(await Post($"{{{prompt},\"suffix\":\" end\"}}", "/v1/completions")));
+        Assert.Equal((400, "best_of"), Trim(await Post($"{{{prompt},\"n\":3,\"best_of\":2}}", "/v1/completions")));
+        Assert.Equal((400, "best_of"), Trim(await Post($"{{{prompt},\"best_of\":2}}", "/v1/completions")));
+        Assert.Equal(200, (await Post($"{{{prompt},\"n\":2,\"best_of\":2,\"suffix\":\"\"}}", "/v1/completions")).Status);
         var ok = await Post($"{{{messages}}}");
         Assert.Equal(200, ok.Status);
+        var fingerprint = JsonNode.Parse(await ok.Response.Content.ReadAsStringAsync())!["system_fingerprint"]!.GetValue<string>();
+        Assert.Matches("^fp_[0-9a-f]{10}$", fingerprint);
+        Assert.Equal(fingerprint, JsonNode.Parse(await (await Post($"{{{messages}}}")).Response.Content.ReadAsStringAsync())!["system_fingerprint"]!.GetValue<string>());
         Assert.StartsWith("req_", ok.Response.Headers.GetValues("x-request-id").Single());
         var bad = await Post("{}");
         Assert.True(bad.Response.Headers.Contains("x-request-id"));

@@ -91,6 +91,31 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
     }
 
     [ServerFact]
+    public async Task FilesListNewestFirstOrOldestFirstWithCursorPages()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        using var http = JobsHarness.Http(server);
+        var ids = new List<string>();
+        for (var i = 0; i < 3; i++)
+            ids.Add(JsonNode.Parse(await (await JobsHarness.UploadRawAsync(http, Encoding.UTF8.GetBytes(Good + "\n"))).Content.ReadAsStringAsync())!["id"]!.GetValue<string>());
+        async Task<(string[] Ids, bool HasMore)> List(string query)
+        {
+            var page = JsonNode.Parse(await http.GetStringAsync("/v1/files" + query))!;
+            return (page["data"]!.AsArray().Select(f => f!["id"]!.GetValue<string>()).ToArray(), page["has_more"]!.GetValue<bool>());
+        }
+        Assert.Equal([ids[2], ids[1], ids[0]], (await List("")).Ids);
+        Assert.Equal([ids[2], ids[1], ids[0]], (await List("?order=desc")).Ids);
+        Assert.Equal([ids[0], ids[1], ids[2]], (await List("?order=asc")).Ids);
+        var first = await List("?order=asc&limit=1");
+        Assert.Equal([ids[0]], first.Ids);
+        Assert.True(first.HasMore);
+        var rest = await List($"?order=asc&after={ids[0]}");
+        Assert.Equal([ids[1], ids[2]], rest.Ids);
+        Assert.False(rest.HasMore);
+        Assert.Equal(HttpStatusCode.BadRequest, (await http.GetAsync("/v1/files?order=newest")).StatusCode);
+    }
+
+    [ServerFact]
     public async Task WithScopedKeysAnotherKeyCannotSeeOrUseAFileAndNoKeyIsRefused()
     {
         await using var server = await harness.StartAsync(harness.NewJobsDir(), o => o with { ScopedKeys = true });
