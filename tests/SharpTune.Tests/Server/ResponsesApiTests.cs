@@ -183,6 +183,22 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
         var items = await Send(HttpMethod.Get, $"/v1/responses/{id}/input_items");
         var item = Assert.Single(items.Body!["data"]!.AsArray())!;
         Assert.Equal(("message", "user", "hi"), ((string)item["type"]!, (string)item["role"]!, (string)item["content"]![0]!["text"]!));
+
+        // Easy messages are listed as OpenAI lists them (type message, content parts), newest first, in cursor pages.
+        var three = await Send(HttpMethod.Post, "/v1/responses", """{"model":"random-qwen-chat","max_output_tokens":16,"input":[{"role":"user","content":"first"},{"role":"assistant","content":"second"},{"type":"message","role":"user","content":[{"type":"input_text","text":"third"}]}]}""");
+        var threeId = (string)three.Body!["id"]!;
+        string[] Texts(JsonNode page) => page["data"]!.AsArray().Select(i => (string)i!["content"]![0]!["text"]!).ToArray();
+        var newest = (await Send(HttpMethod.Get, $"/v1/responses/{threeId}/input_items")).Body!;
+        Assert.Equal(["third", "second", "first"], Texts(newest));
+        Assert.All(newest["data"]!.AsArray(), i => Assert.Equal("message", (string)i!["type"]!));
+        Assert.Equal(("output_text", "input_text"), ((string)newest["data"]![1]!["content"]![0]!["type"]!, (string)newest["data"]![2]!["content"]![0]!["type"]!));
+        var firstPage = (await Send(HttpMethod.Get, $"/v1/responses/{threeId}/input_items?order=asc&limit=2")).Body!;
+        Assert.Equal(["first", "second"], Texts(firstPage));
+        Assert.True((bool)firstPage["has_more"]!);
+        var lastPage = (await Send(HttpMethod.Get, $"/v1/responses/{threeId}/input_items?order=asc&limit=2&after={(string)firstPage["last_id"]!}")).Body!;
+        Assert.Equal(["third"], Texts(lastPage));
+        Assert.False((bool)lastPage["has_more"]!);
+        Assert.Equal(400, (await Send(HttpMethod.Get, $"/v1/responses/{threeId}/input_items?limit=0")).Status);
         Assert.Equal(200, (await Send(HttpMethod.Delete, $"/v1/responses/{id}")).Status);
         Assert.Equal(404, (await Send(HttpMethod.Get, $"/v1/responses/{id}")).Status);
 

@@ -32,6 +32,12 @@ internal sealed class ResponseJson(ResponsesRequest request)
     public static JsonArray WithIds(JsonArray items) => new(items.Select(i =>
     {
         var item = (JsonObject)i!.DeepClone();
+        // Stored as OpenAI lists input items: an easy {role, content} message is a "message" item whose content is parts.
+        if (item["type"] is null && item["role"] is not null) item["type"] = "message";
+        if ((item["type"] as JsonValue)?.GetValue<string>() == "message" && item["content"] is JsonValue text && text.TryGetValue<string>(out var content))
+            item["content"] = new JsonArray((item["role"] as JsonValue)?.GetValue<string>() == "assistant"
+                ? new JsonObject { ["type"] = "output_text", ["text"] = content, ["annotations"] = new JsonArray() }
+                : new JsonObject { ["type"] = "input_text", ["text"] = content });
         if (item["id"] is null)
         {
             var prefix = (item["type"] as JsonValue)?.GetValue<string>() switch { "function_call" => "fc_", "function_call_output" => "fco_", "reasoning" => "rs_", _ => "msg_" };

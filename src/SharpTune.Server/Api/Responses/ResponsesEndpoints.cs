@@ -123,19 +123,35 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             : NotFound(context, id);
 
     /// <summary>The input items of a stored response, oldest first (OpenAI's list shape, one page).</summary>
-    public Task InputItemsAsync(HttpContext context, string id)
+    public async Task InputItemsAsync(HttpContext context, string id)
     {
-        if (!store.TryGet(id, out var stored)) return NotFound(context, id);
-        var data = (JsonArray)stored.InputItems.DeepClone();
-        if (context.Request.Query["order"] == "desc") data = new JsonArray(data.Reverse().Select(i => i!.DeepClone()).ToArray());
-        return JsonResponse.WriteAsync(context, new JsonObject
+        if (!store.TryGet(id, out var stored)) { await NotFound(context, id); return; }
+        try { await JsonResponse.WriteAsync(context, InputItemsPage(context, id, stored)); }
+        catch (ApiException e) { await e.WriteAsync(context); }
+    }
+
+    private static JsonObject InputItemsPage(HttpContext context, string id, StoredResponse stored)
+    {
+        // OpenAI's cursor page: newest first unless order=asc, limit 1–100 (20), after = the last item id of the page before.
+        var order = context.Request.Query["order"].FirstOrDefault() ?? "desc";
+        if (order is not ("asc" or "desc")) throw ApiException.BadField("order", $"'order' is '{order}'; expected 'asc' or 'desc'");
+        var limitText = context.Request.Query["limit"].FirstOrDefault();
+        var limit = limitText is null ? 20 : int.TryParse(limitText, out var l) && l is >= 1 and <= 100 ? l
+            : throw ApiException.BadField("limit", $"'limit' is '{limitText}'; it must be an integer from 1 to 100");
+        var items = stored.InputItems.Select(i => i!.DeepClone()).ToList();
+        if (order == "desc") items.Reverse();
+        var after = context.Request.Query["after"].FirstOrDefault();
+        var start = after is null ? 0 : items.FindIndex(i => (i["id"] as JsonValue)?.GetValue<string>() == after) + 1;
+        if (after is not null && start == 0) throw ApiException.BadField("after", $"no input item with id '{after}' in response '{id}'");
+        var data = new JsonArray(items.Skip(start).Take(limit).ToArray());
+        return new JsonObject
         {
             ["object"] = "list",
             ["data"] = data,
             ["first_id"] = data.FirstOrDefault()?["id"]?.DeepClone(),
             ["last_id"] = data.LastOrDefault()?["id"]?.DeepClone(),
-            ["has_more"] = false,
-        });
+            ["has_more"] = start + limit < items.Count,
+        };
     }
 
     /// <summary>The conversation a stored response ended (its own input and output, and what it continued).</summary>
