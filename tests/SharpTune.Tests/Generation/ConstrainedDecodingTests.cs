@@ -71,6 +71,66 @@ public sealed class ConstrainedDecodingTests
         JsonSchemaCompiler.Compile(JsonNode.Parse("""{"type":"object","properties":{"a":{"type":"string","pattern":"x+"}}}"""), strict: false);
     }
 
+    /// <summary>Whether the grammar reads <paramref name="text"/> as a whole output.</summary>
+    private static bool Accepts(ConstrainedGrammar grammar, string text)
+    {
+        List<FrameStack?> states = [grammar.InitialStack()];
+        foreach (var b in System.Text.Encoding.UTF8.GetBytes(text))
+        {
+            var next = new List<FrameStack?>();
+            foreach (var state in states) FrameStack.Feed(state, b, next);
+            if ((states = next).Count == 0) return false;
+        }
+        return states.Any(FrameStack.CanFinish);
+    }
+
+    [Theory]
+    [InlineData("""{"type":"integer","minimum":-5,"maximum":120}""", "0 -5 -1 7 99 100 120 -0", "-6 121 130 1000 -10 007 01 - 1.5 1e2", 1)]
+    [InlineData("""{"type":"integer","exclusiveMinimum":99,"exclusiveMaximum":201.5}""", "100 150 199 201", "99 202 1000 10 20 0 -100", 3)]
+    [InlineData("""{"type":"integer","minimum":-20,"maximum":-10}""", "-10 -15 -20", "-9 -21 -1 10 0 -100", 3)]
+    [InlineData("""{"type":["integer","null"],"minimum":-9007199254740991,"maximum":9007199254740991}""", "9007199254740991 -9007199254740991 0 null 123", "9007199254740992 -9007199254740992 90071992547409910", 1)]
+    public void IntegerBoundsAreEnforcedDigitByDigit(string schema, string inRange, string outOfRange, int shortest)
+    {
+        var grammar = ConstrainedGrammar.FromSchema(JsonNode.Parse(schema));
+        foreach (var text in inRange.Split(' ')) Assert.True(Accepts(grammar, text), $"{text} should be allowed by {schema}");
+        foreach (var text in outOfRange.Split(' ')) Assert.False(Accepts(grammar, text), $"{text} should be refused by {schema}");
+        Assert.Equal(shortest, grammar.Root.MinLength);
+    }
+
+    [Fact]
+    public void BoundsAreAcceptedInStrictModeOnIntegersOnly()
+    {
+        // zod's z.number().int() writes the safe-integer bounds: OpenAI's strict mode takes them, and so does this one.
+        ConstrainedGrammar.FromSchema(JsonNode.Parse("""{"type":"object","properties":{"n":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}},"required":["n"],"additionalProperties":false}"""));
+        var e = Assert.Throws<SharpTune.Generation.Constrained.JsonSchemaException>(() => ConstrainedGrammar.FromSchema(JsonNode.Parse("""{"type":"object","properties":{"x":{"type":"number","minimum":0}},"required":["x"],"additionalProperties":false}""")));
+        Assert.Contains("#.properties.x", e.Message);
+        Assert.Throws<SharpTune.Generation.Constrained.JsonSchemaException>(() => ConstrainedGrammar.FromSchema(JsonNode.Parse("""{"type":"integer","minimum":5,"maximum":4}""")));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void RandomModelWritesIntegersWithinTheirBounds()
+    {
+        const string bounded = """
+            {"type":"object","properties":{
+              "small":{"type":"integer","minimum":-3,"maximum":42},
+              "big":{"type":"integer","exclusiveMinimum":1000,"exclusiveMaximum":1234},
+              "safe":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}},
+             "required":["small","big","safe"],"additionalProperties":false}
+            """;
+        var (model, tokenizer) = RandomModel(TestAssets.Stories260K, seed: 11);
+        using var _ = model;
+        var schema = JsonSchema.FromText(bounded);
+        var grammar = ConstrainedGrammar.FromSchema(JsonNode.Parse(bounded));
+        var generator = new TextGenerator(model, tokenizer);
+        var prompt = tokenizer.Encode("Numbers", addSpecialTokens: true);
+        for (var seed = 0; seed < 6; seed++)
+        {
+            var result = generator.GenerateFromIds([prompt], new GenerationOptions { MaxNewTokens = 70, Temperature = 1.0, Seed = seed }, grammar: grammar)[0];
+            using var document = ParseOrFail(result.Text, seed);
+            Assert.True(schema.Evaluate(document.RootElement).IsValid, $"seed {seed}: {result.Text}");
+        }
+    }
+
     [SharedAssetFact("models/stories260K")]
     public void MaskFollowsTheGrammarByteByByte()
     {

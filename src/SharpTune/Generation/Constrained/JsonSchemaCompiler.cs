@@ -10,14 +10,18 @@ public sealed class JsonSchemaException(string message) : Exception(message);
 /// Compiles a JSON schema into the <see cref="GrammarNode"/>s that constrain decoding: the subset OpenAI's strict structured
 /// outputs accept — <c>type</c> (one or a list), <c>properties</c>/<c>required</c>/<c>additionalProperties</c>, <c>items</c>
 /// with <c>minItems</c>/<c>maxItems</c>, <c>enum</c>, <c>const</c>, <c>anyOf</c>, <c>$ref</c> into <c>$defs</c>/<c>definitions</c>
-/// (recursion included). In strict mode a keyword that would not be enforced (<c>pattern</c>, <c>format</c>, <c>minimum</c>, …)
-/// is an error; otherwise it is ignored, as OpenAI ignores the schema when <c>strict</c> is off.
+/// (recursion included), and <c>minimum</c>/<c>maximum</c>/<c>exclusiveMinimum</c>/<c>exclusiveMaximum</c> on integers. In
+/// strict mode a keyword that would not be enforced (<c>pattern</c>, <c>format</c>, bounds on a non-integer number, …) is an
+/// error; otherwise it is ignored, as OpenAI ignores the schema when <c>strict</c> is off.
 /// </summary>
 public sealed class JsonSchemaCompiler
 {
     private static readonly HashSet<string> Annotations =
         ["type", "description", "title", "default", "examples", "$schema", "$id", "$comment", "properties", "required",
          "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf", "$ref", "$defs", "definitions", "nullable", "strict"];
+
+    /// <summary>Bounds enforced on integers (<see cref="IntegerRangeNode"/>); on other numbers they would not be.</summary>
+    private static readonly string[] IntegerBounds = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 
     private readonly bool strict;
     private readonly JsonObject root;
@@ -47,7 +51,7 @@ public sealed class JsonSchemaCompiler
         if (schema is not JsonObject obj) throw new JsonSchemaException($"{path}: a schema must be an object (or true)");
         if (strict)
             foreach (var (key, _) in obj)
-                if (!Annotations.Contains(key))
+                if (!Annotations.Contains(key) && !(IntegerBounds.Contains(key) && OnlyIntegers(obj)))
                     throw new JsonSchemaException($"{path}: keyword '{key}' is not supported in strict mode (it would not be enforced); " +
                         "remove it or set strict to false");
         if (obj["$ref"] is { } reference)
@@ -86,13 +90,40 @@ public sealed class JsonSchemaCompiler
     {
         "string" => StringNode.Instance,
         "number" => NumberNode.Number,
-        "integer" => NumberNode.Integer,
+        "integer" => IntegerRange(obj, path) is var (minimum, maximum) && (minimum > long.MinValue || maximum < long.MaxValue)
+            ? new IntegerRangeNode(minimum, maximum) : NumberNode.Integer,
         "boolean" => LiteralNode.Boolean,
         "null" => LiteralNode.Null,
         "object" => Object(obj, path),
         "array" => Array(obj, path),
         _ => throw new JsonSchemaException($"{path}.type: unknown type '{type}' (string, number, integer, boolean, null, object, array)"),
     };
+
+    /// <summary>True when the schema's types are integer, or integer and null: the types whose bounds are enforced.</summary>
+    private static bool OnlyIntegers(JsonObject obj) => obj["type"] switch
+    {
+        JsonValue t => t.TryGetValue<string>(out var one) && one == "integer",
+        JsonArray list => list.Any(t => t?.ToString() == "integer") && list.All(t => t?.ToString() is "integer" or "null"),
+        _ => false,
+    };
+
+    /// <summary>The inclusive integer range a schema's bounds allow (a long's range where none is given).</summary>
+    private static (long Minimum, long Maximum) IntegerRange(JsonObject obj, string path)
+    {
+        double? Bound(string name) => obj[name] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue<double>(out var d) && double.IsFinite(d) => d,
+            _ => throw new JsonSchemaException($"{path}.{name}: must be a number"),
+        };
+        var low = Math.Max(Bound("minimum") is { } min ? Math.Ceiling(min) : double.MinValue,
+            Bound("exclusiveMinimum") is { } exclusiveMin ? Math.Floor(exclusiveMin) + 1 : double.MinValue);
+        var high = Math.Min(Bound("maximum") is { } max ? Math.Floor(max) : double.MaxValue,
+            Bound("exclusiveMaximum") is { } exclusiveMax ? Math.Ceiling(exclusiveMax) - 1 : double.MaxValue);
+        if (low > high) throw new JsonSchemaException($"{path}: no integer lies within its minimum and maximum");
+        static long ToLong(double d) => d <= long.MinValue ? long.MinValue : d >= long.MaxValue ? long.MaxValue : (long)d;
+        return (ToLong(low), ToLong(high));
+    }
 
     private GrammarNode Object(JsonObject obj, string path)
     {
