@@ -98,6 +98,21 @@ public sealed class ConstrainedDecodingTests
     }
 
     [Fact]
+    public void WhitespaceBetweenTokensIsASpaceOrOneLineBreakWithIndentation()
+    {
+        var grammar = ConstrainedGrammar.FromSchema(JsonNode.Parse("""{"type":"object","properties":{"a":{"type":"array","items":{"type":"integer"}}},"required":["a"],"additionalProperties":false}"""));
+        Assert.True(Accepts(grammar, """{"a":[1,2]}"""));
+        Assert.True(Accepts(grammar, """{"a": [1, 2]}"""));
+        Assert.True(Accepts(grammar, "{\n  \"a\": [\n    1,\n    2\n  ]\n}"));   // json.dumps(indent=2)
+        Assert.True(Accepts(grammar, "{\n\t\"a\":[1]}"));
+        Assert.False(Accepts(grammar, "\n\n{\"a\":[1]}"));                      // blank lines: a model idling
+        Assert.False(Accepts(grammar, "{  \"a\":[1]}"));
+        Assert.False(Accepts(grammar, "{\"a\":[1] \n}"));
+        Assert.False(Accepts(grammar, "{\r\n\"a\":[1]}"));
+        Assert.False(Accepts(grammar, "{\n" + new string(' ', 21) + "\"a\":[1]}"));
+    }
+
+    [Fact]
     public void BoundsAreAcceptedInStrictModeOnIntegersOnly()
     {
         // zod's z.number().int() writes the safe-integer bounds: OpenAI's strict mode takes them, and so does this one.
@@ -147,7 +162,8 @@ public sealed class ConstrainedDecodingTests
             if (text.Length == 0 || tokenizer.IsSpecial(id)) { Assert.False(allowed[id]); continue; }
             bool expected;
             static bool JsonSpace(char c) => c is ' ' or '\n' or '\t' or '\r';
-            if (text.All(JsonSpace)) expected = true;
+            // Whitespace before a value: one space, or one line break and up to 20 spaces or tabs (llama.cpp's rule).
+            if (text.All(JsonSpace)) expected = text == " " || (text[0] == '\n' && text.Length <= 21 && text.Skip(1).All(c => c is ' ' or '\t'));
             else if (text.Any(JsonSpace)) continue;   // mixed: covered by the walk below
             else expected = "{\"ok\":true}".StartsWith(text, StringComparison.Ordinal) || "{\"ok\":false}".StartsWith(text, StringComparison.Ordinal);
             Assert.True(expected == allowed[id], $"token {id} '{text}': expected allowed={expected}");

@@ -36,8 +36,25 @@ internal sealed class FrameStack(Frame head, FrameStack? tail)
 /// <summary>One level of an unfinished JSON parse.</summary>
 internal abstract class Frame
 {
-    /// <summary>The most whitespace bytes in a row between tokens (indentation included), so output cannot idle in it.</summary>
-    public const int MaxWhitespace = 16;
+    // Whitespace runs between tokens (see ExtendWhitespace): none yet, one space, or a line break and its indentation.
+    public const int NoRun = 0, SpaceRun = 1, LineRun = 2, MaxIndent = 20;
+
+    /// <summary>A run that takes no more whitespace (an array's first item, after the whitespace the array took).</summary>
+    public const int ClosedRun = int.MaxValue;
+
+    /// <summary>
+    /// The whitespace a run between JSON tokens may hold, as llama.cpp's JSON grammars allow it: nothing, one space, or
+    /// one line break followed by up to 20 spaces or tabs. Compact and pretty-printed JSON both fit, and a model cannot
+    /// idle in blank lines until its token budget forces the value shut. The run after <paramref name="b"/>, or null when
+    /// <paramref name="b"/> may not extend <paramref name="run"/>.
+    /// </summary>
+    protected static int? ExtendWhitespace(int run, byte b) => (run, b) switch
+    {
+        (NoRun, (byte)' ') => SpaceRun,
+        (NoRun, (byte)'\n') => LineRun,
+        (>= LineRun and < LineRun + MaxIndent, (byte)' ' or (byte)'\t') => run + 1,
+        _ => null,
+    };
 
     /// <summary>Fewest bytes to finish this frame (not counting frames above it).</summary>
     public abstract int Cost { get; }
@@ -65,7 +82,7 @@ internal sealed class ValueFrame(GrammarNode node, int whitespace) : Frame
     {
         if (IsWhitespace(b))
         {
-            if (whitespace < MaxWhitespace) into.Add(self.With(new ValueFrame(Node, whitespace + 1)));
+            if (ExtendWhitespace(whitespace, b) is { } run) into.Add(self.With(new ValueFrame(Node, run)));
             return;
         }
         Node.Start(b, self.Tail, into);
@@ -214,7 +231,7 @@ internal sealed class ArrayFrame(ArrayNode node, ArrayFrame.Phase phase, int cou
     {
         if (IsWhitespace(b))
         {
-            if (whitespace < MaxWhitespace) into.Add(self.With(new ArrayFrame(node, phase, count, whitespace + 1)));
+            if (ExtendWhitespace(whitespace, b) is { } run) into.Add(self.With(new ArrayFrame(node, phase, count, run)));
             return;
         }
         if (b == ']')
@@ -225,7 +242,7 @@ internal sealed class ArrayFrame(ArrayNode node, ArrayFrame.Phase phase, int cou
         if (phase == Phase.Open)
         {
             if (node.MaxItems == 0) return;
-            var withItem = new FrameStack(new ValueFrame(node.Items, MaxWhitespace), self.With(new ArrayFrame(node, Phase.AfterValue, 1, 0)));
+            var withItem = new FrameStack(new ValueFrame(node.Items, ClosedRun), self.With(new ArrayFrame(node, Phase.AfterValue, 1, 0)));
             FrameStack.Feed(withItem, b, into);
         }
         else if (b == ',' && (node.MaxItems is null || count < node.MaxItems))
@@ -254,7 +271,7 @@ internal sealed class ObjectFrame(ObjectNode node, ObjectFrame.Phase phase, int 
     {
         if (phase != Phase.Key && IsWhitespace(b))
         {
-            if (whitespace < MaxWhitespace) into.Add(self.With(new ObjectFrame(node, phase, next, whitespace + 1, keys, keyPosition)));
+            if (ExtendWhitespace(whitespace, b) is { } run) into.Add(self.With(new ObjectFrame(node, phase, next, run, keys, keyPosition)));
             return;
         }
         switch (phase)
@@ -297,7 +314,7 @@ internal sealed class AnyObjectFrame(AnyObjectFrame.Phase phase, int whitespace)
     {
         if (IsWhitespace(b))
         {
-            if (whitespace < MaxWhitespace) into.Add(self.With(new AnyObjectFrame(phase, whitespace + 1)));
+            if (ExtendWhitespace(whitespace, b) is { } run) into.Add(self.With(new AnyObjectFrame(phase, run)));
             return;
         }
         switch (phase)
