@@ -73,6 +73,9 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         }
     }
 
+    /// <summary>OpenAI's <c>max_tokens</c> default for text completions (chat's is the server's <see cref="ServerOptions.DefaultMaxTokens"/>).</summary>
+    internal const int LegacyDefaultMaxTokens = 16;
+
     /// <summary>Renders and encodes the request's prompts into engine requests (shared with the Responses API).</summary>
     internal List<InferenceRequest> Prepare(CompletionRequest request, bool chat, CancellationToken cancellation, out OutputSettings output)
     {
@@ -89,6 +92,14 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                 prompts = [tokenizer.Encode(text, addSpecialTokens: format.Template is null)];
                 insideReasoning = format.Reasons && text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal);
             }
+            else if (request.PromptTokenIds is { } ids)
+            {
+                var vocabulary = served.Model.Config.VocabSize;
+                for (var i = 0; i < ids.Count; i++)
+                    if (ids[i].FirstOrDefault(id => id >= vocabulary, -1) is var bad and >= 0)
+                        throw ApiException.BadField(ids.Count > 1 ? $"prompt[{i}]" : "prompt", $"token id {bad} is outside this model's vocabulary of {vocabulary}");
+                prompts = ids;
+            }
             else prompts = request.Prompts!.Select(p => tokenizer.Encode(p, addSpecialTokens: true)).ToArray();
         }
         catch (ChatTemplateException e)
@@ -96,7 +107,8 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
             throw ApiException.BadField("messages", e.Message);
         }
         output = new OutputSettings(chat && tools is not null ? format.ToolCalls : null, chat && format.Reasons, insideReasoning,
-            request.ParallelToolCalls, new LogprobsJson(tokenizer), prompts, request.Echo ? request.Prompts : null);
+            request.ParallelToolCalls, new LogprobsJson(tokenizer), prompts,
+            !request.Echo ? null : request.Prompts ?? prompts.Select(p => tokenizer.Decode(p)).ToArray());
         var grammar = Grammar(request, format);
         // A grammar ends the reply itself (EOS once the value is whole); a template's end-of-turn text, which a JSON string
         // may contain, must not cut it short. The transcript's "\nUser:" stop stays (it was there before grammars).
@@ -110,11 +122,11 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         {
             if (prompt.Count == 0)
                 throw ApiException.BadField(field, $"the {field} encodes to no tokens; give some text");
-            var maxTokens = request.MaxTokens ?? Math.Min(options.DefaultMaxTokens, context - prompt.Count);
+            var maxTokens = request.MaxTokens ?? Math.Min(chat ? options.DefaultMaxTokens : LegacyDefaultMaxTokens, context - prompt.Count);
             if (maxTokens < 1 || prompt.Count + maxTokens > context)
                 throw ApiException.BadField(field,
                     $"This model's maximum context length is {context} tokens. However, you requested {prompt.Count + Math.Max(maxTokens, 1)} tokens " +
-                    $"({prompt.Count} in the {field}{(request.Prompts?.Count > 1 ? $"[{i}]" : "")}, {Math.Max(maxTokens, 1)} in the completion). " +
+                    $"({prompt.Count} in the {field}{(prompts.Count > 1 ? $"[{i}]" : "")}, {Math.Max(maxTokens, 1)} in the completion). " +
                     $"Please reduce the length of the {field} or the completion.", "context_length_exceeded");
             return new InferenceRequest
             {

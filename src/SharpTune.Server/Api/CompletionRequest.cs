@@ -11,10 +11,14 @@ public sealed record CompletionRequest
     /// <summary>Chat: the conversation (null for text completions).</summary>
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
 
-    /// <summary>Text completions: one or more prompts (null for chat).</summary>
+    /// <summary>Text completions: one or more prompts (null for chat, and when the prompts are token ids).</summary>
     public IReadOnlyList<string>? Prompts { get; init; }
 
-    /// <summary><c>max_completion_tokens</c> or <c>max_tokens</c>; null = the server default capped by the context.</summary>
+    /// <summary>Text completions given as token ids (<c>prompt</c> an array of integers, or of such arrays), used as they are.</summary>
+    public IReadOnlyList<IReadOnlyList<int>>? PromptTokenIds { get; init; }
+
+    /// <summary><c>max_completion_tokens</c> or <c>max_tokens</c>; null = the server default (16 for text completions, as
+    /// OpenAI's) capped by the context.</summary>
     public int? MaxTokens { get; init; }
 
     /// <summary>OpenAI's default is 1; 0 = greedy.</summary>

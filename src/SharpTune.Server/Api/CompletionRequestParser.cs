@@ -42,7 +42,8 @@ public static class CompletionRequestParser
             ParallelToolCalls = OptionalBool(json, "parallel_tool_calls") ?? true,
             Model = model,
             Messages = chat ? Messages(json) : null,
-            Prompts = chat ? null : Prompts(json),
+            Prompts = chat ? null : TokenIdPrompts(json) is null ? Prompts(json) : null,
+            PromptTokenIds = chat ? null : TokenIdPrompts(json),
             MaxTokens = maxTokens,
             Temperature = OptionalDouble(json, "temperature", 0, 2),   // unset: the model's generation_config.json, else 1
             TopP = OptionalDouble(json, "top_p", 0, 1) is { } p ? (p == 0 ? throw ApiException.BadField("top_p", "'top_p' must be greater than 0") : p) : null,
@@ -172,6 +173,23 @@ public static class CompletionRequestParser
         }
     }
 
+    /// <summary>
+    /// <c>prompt</c> as token ids, as OpenAI takes it: an array of integers (one prompt) or an array of such arrays; null
+    /// when the prompt is text.
+    /// </summary>
+    private static IReadOnlyList<IReadOnlyList<int>>? TokenIdPrompts(JsonObject json)
+    {
+        static bool IsInteger(JsonNode? node) => node is JsonValue v && v.GetValueKind() == JsonValueKind.Number;
+        static int[] Ids(JsonArray array, string field) => array.Select((item, i) =>
+            item is JsonValue v && v.TryGetValue<int>(out var id) && id >= 0 ? id
+                : throw ApiException.BadField($"{field}[{i}]", $"'{field}[{i}]' must be a token id (a non-negative integer)")).ToArray();
+        if (json["prompt"] is not JsonArray { Count: > 0 } prompt) return null;
+        if (IsInteger(prompt[0])) return [Ids(prompt, "prompt")];
+        if (prompt[0] is not JsonArray) return null;
+        return prompt.Select((item, i) => item is JsonArray { Count: > 0 } ids ? (IReadOnlyList<int>)Ids(ids, $"prompt[{i}]")
+            : throw ApiException.BadField($"prompt[{i}]", $"'prompt[{i}]' must be a non-empty array of token ids, as 'prompt[0]' is")).ToArray();
+    }
+
     private static IReadOnlyList<string> Prompts(JsonObject json)
     {
         switch (json["prompt"])
@@ -181,7 +199,7 @@ public static class CompletionRequestParser
             case JsonArray { Count: > 0 } array:
                 return array.Select((item, i) => item is JsonValue s && s.TryGetValue<string>(out var text) ? text
                     : throw ApiException.BadField($"prompt[{i}]", $"'prompt[{i}]' must be a string")).ToArray();
-            default: throw ApiException.BadField("prompt", "'prompt' must be a string or a non-empty array of strings");
+            default: throw ApiException.BadField("prompt", "'prompt' must be a string, a non-empty array of strings, or token ids");
         }
     }
 

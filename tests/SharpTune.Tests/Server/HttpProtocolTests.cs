@@ -89,6 +89,33 @@ public sealed class HttpProtocolTests(ServerFixture fixture) : IClassFixture<Ser
     }
 
     [ServerFact]
+    public async Task TextCompletionsTakeTokenIdPromptsAndDefaultToSixteenTokensAsOpenAi()
+    {
+        using var http = fixture.Http();
+        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
+        var ids = tokenizer.Encode("Once upon a time", addSpecialTokens: true);
+        async Task<JsonNode> Complete(JsonNode prompt, bool echo = false) => JsonNode.Parse(await (await http.PostAsync("/v1/completions",
+            Json(new JsonObject { ["model"] = ServerFixture.BaseName, ["prompt"] = prompt, ["temperature"] = 0, ["echo"] = echo }))).Content.ReadAsStringAsync())!;
+
+        var asText = await Complete("Once upon a time");
+        var asIds = await Complete(new JsonArray(ids.Select(id => (JsonNode)id).ToArray()));
+        Assert.Equal((string)asText["choices"]![0]!["text"]!, (string)asIds["choices"]![0]!["text"]!);
+        Assert.Equal(ids.Count, (int)asIds["usage"]!["prompt_tokens"]!);
+        // No max_tokens: OpenAI's 16 for text completions (the seeded greedy text meets no EOS that soon).
+        Assert.Equal(16, (int)asText["usage"]!["completion_tokens"]!);
+        Assert.Equal("length", (string)asText["choices"]![0]!["finish_reason"]!);
+
+        var two = await Complete(new JsonArray(new JsonArray(ids.Select(id => (JsonNode)id).ToArray()), new JsonArray(1, 450)));
+        Assert.Equal(2, two["choices"]!.AsArray().Count);
+        var echoed = await Complete(new JsonArray(ids.Select(id => (JsonNode)id).ToArray()), echo: true);
+        Assert.StartsWith(tokenizer.Decode(ids), (string)echoed["choices"]![0]!["text"]!);
+
+        var outside = await http.PostAsync("/v1/completions", Json(new JsonObject { ["model"] = ServerFixture.BaseName, ["prompt"] = new JsonArray(1, 999_999) }));
+        Assert.Equal(HttpStatusCode.BadRequest, outside.StatusCode);
+        Assert.Equal("prompt", (string)(await ErrorOf(outside))["param"]!);
+    }
+
+    [ServerFact]
     public async Task StopStringEndsTheTextBeforeIt()
     {
         using var http = fixture.Http();
