@@ -7,8 +7,9 @@ using SharpTune.Serving.ToolCalls;
 namespace SharpTune.Server.Api;
 
 /// <summary>How one request's output is turned into OpenAI's shapes: tool-call format, reasoning split, logprobs, echo.</summary>
+/// <param name="LegacyFunctionCall">The request gave the legacy <c>functions</c>: one call, as <c>function_call</c>.</param>
 internal sealed record OutputSettings(ToolCallFormat? Tools, bool Reasons, bool InsideReasoning, bool ParallelToolCalls,
-    LogprobsJson Logprobs, IReadOnlyList<IReadOnlyList<int>> PromptIds, IReadOnlyList<string>? EchoPrompts);
+    LogprobsJson Logprobs, IReadOnlyList<IReadOnlyList<int>> PromptIds, IReadOnlyList<string>? EchoPrompts, bool LegacyFunctionCall = false);
 
 /// <summary>
 /// One choice's output as it arrives from the engine: the text (split into reasoning, content and tool calls when the
@@ -45,7 +46,7 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
         var deltas = parser is null ? [new ContentDelta(text.ToString())] : parser.Push(text.ToString()).Concat(parser.Finish()).ToList();
         var content = string.Concat(deltas.OfType<ContentDelta>().Select(d => d.Text));
         var reasoning = string.Concat(deltas.OfType<ReasoningDelta>().Select(d => d.Text));
-        var toolCalls = deltas.OfType<ToolCallDelta>().Where(d => settings.ParallelToolCalls || d.Index == 0).ToList();
+        var toolCalls = deltas.OfType<ToolCallDelta>().Where(d => Parallel || d.Index == 0).ToList();
         var message = new JsonObject
         {
             ["role"] = "assistant",
@@ -53,7 +54,9 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
             ["refusal"] = null,
         };
         if (settings.Reasons) message["reasoning_content"] = reasoning.Length > 0 ? reasoning : null;
-        if (toolCalls.Count > 0)
+        if (toolCalls.Count > 0 && settings.LegacyFunctionCall)
+            message["function_call"] = new JsonObject { ["name"] = toolCalls[0].Call.Name, ["arguments"] = toolCalls[0].Call.ArgumentsJson };
+        else if (toolCalls.Count > 0)
             message["tool_calls"] = new JsonArray(toolCalls.Select(c => (JsonNode)new JsonObject
             {
                 ["id"] = NewCallId(),
@@ -126,7 +129,12 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
                 case ReasoningDelta r when r.Text.Length > 0:
                     yield return (new JsonObject { ["reasoning_content"] = r.Text }, TakeLogprobs(logprobs), null);
                     break;
-                case ToolCallDelta call when settings.ParallelToolCalls || call.Index == 0:
+                case ToolCallDelta call when settings.LegacyFunctionCall && call.Index == 0:
+                    calls++;
+                    yield return (new JsonObject { ["function_call"] = new JsonObject { ["name"] = call.Call.Name, ["arguments"] = "" } }, TakeLogprobs(logprobs), null);
+                    yield return (new JsonObject { ["function_call"] = new JsonObject { ["arguments"] = call.Call.ArgumentsJson } }, null, null);
+                    break;
+                case ToolCallDelta call when Parallel || call.Index == 0:
                     calls++;
                     yield return (ToolCallChunk(new JsonObject
                     {
@@ -152,8 +160,11 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
         return json;
     }
 
-    /// <summary>"tool_calls" when the reply called tools and ended on its own, as OpenAI reports it.</summary>
-    private string Finish(int callCount) => callCount > 0 && finish == "stop" ? "tool_calls" : finish;
+    /// <summary>Every call of the reply is answered (a legacy function call is one call).</summary>
+    private bool Parallel => settings.ParallelToolCalls && !settings.LegacyFunctionCall;
+
+    /// <summary>"tool_calls" ("function_call" for the legacy functions) when the reply called and ended on its own, as OpenAI reports it.</summary>
+    private string Finish(int callCount) => callCount > 0 && finish == "stop" ? (settings.LegacyFunctionCall ? "function_call" : "tool_calls") : finish;
 
     private static string NewCallId() => "call_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
 }

@@ -108,7 +108,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         }
         output = new OutputSettings(chat && tools is not null ? format.ToolCalls : null, chat && format.Reasons, insideReasoning,
             request.ParallelToolCalls, new LogprobsJson(tokenizer), prompts,
-            !request.Echo ? null : request.Prompts ?? prompts.Select(p => tokenizer.Decode(p)).ToArray());
+            !request.Echo ? null : request.Prompts ?? prompts.Select(p => tokenizer.Decode(p)).ToArray(), request.LegacyFunctions);
         var grammar = Grammar(request, format);
         // A grammar ends the reply itself (EOS once the value is whole); a template's end-of-turn text, which a JSON string
         // may contain, must not cut it short. The transcript's "\nUser:" stop stays (it was there before grammars).

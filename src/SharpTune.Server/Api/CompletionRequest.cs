@@ -61,4 +61,8 @@ public sealed record CompletionRequest
 
     /// <summary><c>parallel_tool_calls</c> (default true).</summary>
     public bool ParallelToolCalls { get; init; } = true;
+
+    /// <summary>The tools came as the legacy <c>functions</c>: a call is answered as <c>message.function_call</c> (one call,
+    /// <c>finish_reason: "function_call"</c>), as OpenAI answers such a request.</summary>
+    public bool LegacyFunctions { get; init; }
 }

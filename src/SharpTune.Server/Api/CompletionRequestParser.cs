@@ -40,6 +40,7 @@ public static class CompletionRequestParser
             ToolChoice = toolChoice,
             ToolChoiceFunction = toolFunction,
             ParallelToolCalls = OptionalBool(json, "parallel_tool_calls") ?? true,
+            LegacyFunctions = chat && tools is not null && json["tools"] is null,
             Model = model,
             Messages = chat ? Messages(json) : null,
             Prompts = chat ? null : TokenIdPrompts(json) is null ? Prompts(json) : null,

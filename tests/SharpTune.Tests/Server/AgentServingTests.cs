@@ -151,6 +151,37 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
     }
 
     [AgentServerFact]
+    public async Task LegacyFunctionsAreAnsweredWithFunctionCallAsOpenAiAnswersThem()
+    {
+        using var http = fixture.Http();
+        const string request = """
+            {"model":"random-qwen-chat","max_tokens":160,"temperature":1,"seed":5,
+             "messages":[{"role":"user","content":"Time in Oslo?"}],
+             "functions":[{"name":"get_time","description":"Local time","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}],
+             "function_call":{"name":"get_time"}STREAM}
+            """;
+        var whole = JsonNode.Parse(await (await http.PostAsync("/v1/chat/completions",
+            new StringContent(request.Replace("STREAM", ""), System.Text.Encoding.UTF8, "application/json"))).Content.ReadAsStringAsync())!["choices"]![0]!;
+        Assert.Equal("function_call", (string)whole["finish_reason"]!);
+        Assert.Null(whole["message"]!["tool_calls"]);
+        Assert.Null(whole["message"]!["content"]);
+        Assert.Equal("get_time", (string)whole["message"]!["function_call"]!["name"]!);
+        using (var arguments = JsonDocument.Parse((string)whole["message"]!["function_call"]!["arguments"]!))
+            Assert.True(arguments.RootElement.TryGetProperty("city", out _));
+
+        // Streamed: the name in the first function_call delta, then the arguments, then finish_reason "function_call".
+        var stream = await (await http.PostAsync("/v1/chat/completions",
+            new StringContent(request.Replace("STREAM", ",\"stream\":true"), System.Text.Encoding.UTF8, "application/json"))).Content.ReadAsStringAsync();
+        var chunks = stream.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e["data: ".Length..]).Where(d => d != "[DONE]")
+            .Select(d => JsonNode.Parse(d)!["choices"]![0]!).ToList();
+        var calls = chunks.Select(c => c["delta"]!["function_call"]).OfType<JsonNode>().ToList();
+        Assert.Equal("get_time", (string)calls[0]["name"]!);
+        Assert.Equal((string)whole["message"]!["function_call"]!["arguments"]!, string.Concat(calls.Select(c => (string?)c["arguments"] ?? "")));
+        Assert.DoesNotContain(chunks, c => c["delta"]!["tool_calls"] is not null);
+        Assert.Equal("function_call", (string)chunks[^1]["finish_reason"]!);
+    }
+
+    [AgentServerFact]
     public async Task StrictJsonSchemaValidatesOnAHundredSeeds()
     {
         var schema = JsonSchema.FromText(PersonSchema);
