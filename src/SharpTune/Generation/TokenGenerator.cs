@@ -115,12 +115,12 @@ public static class TokenGenerator
     {
         if (prompt.Count == 0)
             throw new ArgumentException($"prompt {index} is empty: give at least one token (e.g. BOS)");
-        if (prompt.Count + options.MaxNewTokens <= context) return prompt;
+        if ((long)prompt.Count + options.MaxNewTokens <= context) return prompt;   // long: int.MaxValue new tokens must not wrap
         if (options.Overflow == ContextOverflow.TruncatePromptLeft && options.MaxNewTokens < context)
             return prompt.Skip(prompt.Count + options.MaxNewTokens - context).ToArray();
         throw new ContextLengthException(
             $"prompt {index} has {prompt.Count} tokens; with max_new_tokens = {options.MaxNewTokens} that is " +
-            $"{prompt.Count + options.MaxNewTokens}, more than the model's context length of {context}. " +
+            $"{(long)prompt.Count + options.MaxNewTokens}, more than the model's context length of {context}. " +
             "Shorten the prompt, lower max_new_tokens, or ask for left truncation.");
     }
 

@@ -45,5 +45,12 @@ internal static class ChatOptionsMapping
             throw new NotSupportedException("ChatOptions.PresencePenalty is not supported by the local chat client");
         if (chat.ModelId is { } requested && requested != modelId)
             throw new ArgumentException($"ChatOptions.ModelId '{requested}' does not match this client's model '{modelId}'", nameof(chat));
+        // Out-of-range sampling settings are argument errors here, as the server's 400s, not failures inside libtorch's sampler.
+        if (chat.Temperature is { } t && !(t >= 0 && float.IsFinite(t)))
+            throw new ArgumentOutOfRangeException(nameof(chat), $"ChatOptions.Temperature must be a finite number of at least 0 (0 = greedy), was {t}");
+        if (chat.TopP is { } p && !(p > 0 && p <= 1))
+            throw new ArgumentOutOfRangeException(nameof(chat), $"ChatOptions.TopP must be greater than 0 and at most 1, was {p}");
+        if (chat.TopK is { } k && k < 1)
+            throw new ArgumentOutOfRangeException(nameof(chat), $"ChatOptions.TopK must be at least 1, was {k}");
     }
 }

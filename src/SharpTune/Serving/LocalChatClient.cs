@@ -111,11 +111,15 @@ public sealed class LocalChatClient : IChatClient
         var message = reply.Parses
             ? new Microsoft.Extensions.AI.ChatMessage(ChatRole.Assistant, ReplyContents.Merge([.. reply.Push(completion.Text), .. reply.Finish()]))
             : new Microsoft.Extensions.AI.ChatMessage(ChatRole.Assistant, completion.Text);
+        // The message carries the response's id and time, as the streamed updates do (and as OpenAI's client sets them).
+        var (responseId, created) = (NewResponseId(), DateTimeOffset.UtcNow);
+        message.MessageId = responseId;
+        message.CreatedAt = created;
         return new ChatResponse(message)
         {
-            ResponseId = NewResponseId(),
+            ResponseId = responseId,
             ModelId = ModelId,
-            CreatedAt = DateTimeOffset.UtcNow,
+            CreatedAt = created,
             FinishReason = reply.FinishReasonFor(completion.FinishReason),
             Usage = Usage(completion),
         };
@@ -127,7 +131,7 @@ public sealed class LocalChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(messages);
         var chat = Prepare(messages, chatOptions);
-        var responseId = NewResponseId();
+        var (responseId, created) = (NewResponseId(), DateTimeOffset.UtcNow);
         var reply = new ReplyContents(chat.NewParser(), chat.ParallelCalls);
         var pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // Cancelled by the caller's token or when the consumer stops enumerating early.
@@ -155,22 +159,22 @@ public sealed class LocalChatClient : IChatClient
                 cancellationToken.ThrowIfCancellationRequested();
                 if (!reply.Parses)
                 {
-                    yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId };
+                    yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId, CreatedAt = created };
                     continue;
                 }
                 // Text that may begin a tool call or close a reasoning block is held until it is known.
                 foreach (var content in reply.Push(piece))
-                    yield return new ChatResponseUpdate(ChatRole.Assistant, [content]) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId };
+                    yield return new ChatResponseUpdate(ChatRole.Assistant, [content]) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId, CreatedAt = created };
             }
             var completion = await producer.ConfigureAwait(false);
             foreach (var content in reply.Finish())
-                yield return new ChatResponseUpdate(ChatRole.Assistant, [content]) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId };
+                yield return new ChatResponseUpdate(ChatRole.Assistant, [content]) { ResponseId = responseId, MessageId = responseId, ModelId = ModelId, CreatedAt = created };
             yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(completion))])
             {
                 ResponseId = responseId,
                 MessageId = responseId,
                 ModelId = ModelId,
-                CreatedAt = DateTimeOffset.UtcNow,
+                CreatedAt = created,
                 FinishReason = reply.FinishReasonFor(completion.FinishReason),
             };
         }
@@ -212,6 +216,9 @@ public sealed class LocalChatClient : IChatClient
         var (generation, stops) = ChatOptionsMapping.Map(chatOptions, options, ModelId, generator.Model.Config.Generation);
         var tools = ChatContentMapping.Tools(chatOptions);
         var prompt = promptBuilder.Build(messages, tools, chatOptions?.Instructions);
+        // MaxOutputTokens unset: the default, capped by the room the prompt leaves, as the server and OpenAI cap it.
+        if (chatOptions?.MaxOutputTokens is null && generator.Model.Config.ContextLength - prompt.Ids.Count is var room && room >= 1)
+            generation = generation with { MaxNewTokens = Math.Min(generation.MaxNewTokens, room) };
         // The template decides how the model writes calls and whether its replies reason in <think> blocks.
         var source = promptBuilder.Template?.Source;
         var format = ToolCallFormat.ForTemplate(source);

@@ -88,6 +88,10 @@ public sealed class LocalChatClientTests(Stories260KChatFixture fixture) : IClas
         Assert.Equal(5, usage.InputTokenCount);
         Assert.Equal(ChatFinishReason.Length, updates[^1].FinishReason);
         Assert.Equal(whole.Text, updates.ToChatResponse().Text);
+        // Ids and times on the message and on every update, as OpenAI's IChatClient sets them.
+        Assert.Equal(whole.ResponseId, whole.Messages[0].MessageId);
+        Assert.Equal(whole.CreatedAt, whole.Messages[0].CreatedAt);
+        Assert.All(updates, u => Assert.Equal(updates[0].CreatedAt, Assert.NotNull(u.CreatedAt)));
     }
 
     [SharedAssetFact(Stories)]
@@ -173,5 +177,25 @@ public sealed class LocalChatClientTests(Stories260KChatFixture fixture) : IClas
         Assert.Contains("DataContent", (await Assert.ThrowsAsync<NotSupportedException>(() => Client.GetResponseAsync([image]))).Message);
         await Assert.ThrowsAsync<ArgumentException>(() => Client.GetResponseAsync(User(Prompt), new ChatOptions { ModelId = "other" }));
         await Assert.ThrowsAsync<ArgumentException>(() => Client.GetResponseAsync([]));
+        // Out-of-range sampling is an argument error, not a failure inside libtorch's sampler.
+        foreach (var bad in new ChatOptions[] { new() { Temperature = float.NaN }, new() { Temperature = -1 }, new() { TopP = -0.5f }, new() { TopP = 1.5f }, new() { TopK = 0 } })
+            await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Client.GetResponseAsync(User(Prompt), bad));
+        // More new tokens than an int holds once the prompt is added: the context error, not an overflowed tensor size.
+        await Assert.ThrowsAsync<ContextLengthException>(() => Client.GetResponseAsync(User(Prompt), new ChatOptions { MaxOutputTokens = int.MaxValue }));
+    }
+
+    [SharedAssetFact(Stories)]
+    public async Task Without_max_output_tokens_a_long_prompt_gets_the_room_the_context_leaves()
+    {
+        var context = Client.GetService<SharpTune.Models.CausalLanguageModel>()!.Config.ContextLength;
+        var tokenizer = Client.GetService<HfTokenizer>()!;
+        var words = string.Join(" ", Enumerable.Repeat("Tom saw a big dog.", 200));
+        var text = words[..words.IndexOf(' ', 0)];
+        // A prompt that leaves fewer tokens than the default 256 but some room: the reply takes the room, as OpenAI does.
+        for (var cut = words.Length; cut > 0; cut = words.LastIndexOf(' ', cut - 1))
+            if (tokenizer.Encode(words[..cut], addSpecialTokens: true).Count < context - 20) { text = words[..cut]; break; }
+        var reply = await Client.GetResponseAsync(User(text), new ChatOptions { Temperature = 0 });
+        Assert.InRange(reply.Usage!.InputTokenCount!.Value, context - 256, context - 1);
+        Assert.True(reply.Usage.InputTokenCount + reply.Usage.OutputTokenCount <= context);
     }
 }
