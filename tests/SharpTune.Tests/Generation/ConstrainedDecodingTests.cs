@@ -64,11 +64,11 @@ public sealed class ConstrainedDecodingTests
     [Fact]
     public void StrictModeRejectsWhatItCannotEnforce()
     {
-        var e = Assert.Throws<SharpTune.Generation.Constrained.JsonSchemaException>(() => JsonSchemaCompiler.Compile(JsonNode.Parse("""{"type":"object","properties":{"a":{"type":"string","pattern":"x+"}},"required":["a"],"additionalProperties":false}""")));
+        var e = Assert.Throws<SharpTune.Generation.Constrained.JsonSchemaException>(() => JsonSchemaCompiler.Compile(JsonNode.Parse("""{"type":"object","properties":{"a":{"type":"string","pattern":"(?<=x)y"}},"required":["a"],"additionalProperties":false}""")));
         Assert.Contains("#.properties.a", e.Message);
         Assert.Contains("pattern", e.Message);
         Assert.Throws<SharpTune.Generation.Constrained.JsonSchemaException>(() => JsonSchemaCompiler.Compile(JsonNode.Parse("""{"type":"object","properties":{"a":{"type":"string"}},"additionalProperties":false}""")));
-        JsonSchemaCompiler.Compile(JsonNode.Parse("""{"type":"object","properties":{"a":{"type":"string","pattern":"x+"}}}"""), strict: false);
+        JsonSchemaCompiler.Compile(JsonNode.Parse("""{"type":"object","properties":{"a":{"type":"string","pattern":"(?<=x)y"}}}"""), strict: false);
     }
 
     /// <summary>Whether the grammar reads <paramref name="text"/> as a whole output.</summary>
@@ -111,6 +111,75 @@ public sealed class ConstrainedDecodingTests
         Assert.False(Accepts(grammar, "{\r\n\"a\":[1]}"));
         Assert.False(Accepts(grammar, "{\n" + new string(' ', 21) + "\"a\":[1]}"));
     }
+
+    /// <summary>.NET's own TimeSpan pattern, as System.Text.Json's schema exporter writes it for Microsoft.Extensions.AI.</summary>
+    private const string TimeSpanPattern = @"^-?(\d+\.)?\d{2}:\d{2}:\d{2}(\.\d{1,7})?$";
+
+    [Theory]
+    [InlineData("""{"type":"string","pattern":"^[0-9]{3}-[0-9]{4}$"}""", "\"555-1234\"", "\"5551234\" \"555-12345\" \"55-1234\" \"abc-defg\"")]
+    [InlineData("""{"type":"string","pattern":"^(?:red|gr[ea]y)+!?$"}""", "\"red\" \"greygray!\" \"redred\"", "\"\" \"blue\" \"gr\" \"red!!\"")]
+    [InlineData("""{"type":"string","pattern":"ab\\d"}""", "\"ab1\" \"xxab7yy\"", "\"abx\" \"a1\"")]   // unanchored: anywhere in the string
+    [InlineData("""{"type":"string","format":"date-time"}""", "\"2024-02-29T13:05:00Z\" \"1999-12-31T23:59:59.1234567+02:00\"", "\"2024-13-01T00:00:00Z\" \"2024-02-29T13:05:00+18:24\" \"2024-02-29 13:05:00Z\" \"2024-02-29T24:00:00Z\" \"I'm sorry,\"")]
+    [InlineData("""{"type":"string","format":"date"}""", "\"2024-02-29\" \"2000-02-29\" \"2023-04-30\" \"0001-01-31\"", "\"2024-2-29\" \"2024-02-32\" \"2023-02-29\" \"1900-02-29\" \"2023-04-31\" \"0000-01-01\"")]
+    [InlineData("""{"type":"string","format":"time"}""", "\"13:05:00\" \"13:05:00.5\"", "\"25:00:00\" \"13:5:00\" \"13:05:00Z\"")]
+    [InlineData("""{"type":["string","null"],"format":"uuid"}""", "\"0f8fad5b-d9cb-469f-a165-70867728950e\" null", "\"0f8fad5b-d9cb-469f-a165-70867728950\" \"0f8fad5bd9cb469fa16570867728950e\"")]
+    public void PatternsAndFormatsAreEnforcedCharacterByCharacter(string schema, string matching, string refused)
+    {
+        var grammar = ConstrainedGrammar.FromSchema(JsonNode.Parse(schema));
+        foreach (var text in matching.Split(' ')) Assert.True(Accepts(grammar, text), $"{text} should be allowed by {schema}");
+        foreach (var text in refused.Split(' ')) Assert.False(Accepts(grammar, text), $"{text} should be refused by {schema}");
+    }
+
+    [Fact]
+    public void PatternsOutsideTheSubsetAreRefusedInStrictModeAndIgnoredOtherwise()
+    {
+        foreach (var pattern in new[] { "^(?=a)b$", @"^(a)\1$", @"^\p{L}+$", "^a$b$" })
+        {
+            var schema = new JsonObject { ["type"] = "string", ["pattern"] = pattern };
+            var e = Assert.Throws<SharpTune.Generation.Constrained.JsonSchemaException>(() => ConstrainedGrammar.FromSchema(schema.DeepClone()));
+            Assert.Contains("#.pattern", e.Message);
+            Assert.Same(StringNode.Instance, ConstrainedGrammar.FromSchema(schema.DeepClone(), strict: false).Root);
+        }
+        Assert.Contains("email", Assert.Throws<SharpTune.Generation.Constrained.JsonSchemaException>(() => ConstrainedGrammar.FromSchema(JsonNode.Parse("""{"type":"string","format":"email"}"""))).Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void RandomModelWritesStringsThatDotNetParsesForDatesTimesGuidsAndPatterns()
+    {
+        var schema = new JsonObject
+        {
+            ["type"] = "object",
+            ["properties"] = new JsonObject
+            {
+                ["when"] = new JsonObject { ["type"] = "string", ["format"] = "date-time" },
+                ["day"] = new JsonObject { ["type"] = "string", ["format"] = "date" },
+                ["at"] = new JsonObject { ["type"] = "string", ["format"] = "time" },
+                ["id"] = new JsonObject { ["type"] = "string", ["format"] = "uuid" },
+                ["span"] = new JsonObject { ["type"] = "string", ["pattern"] = TimeSpanPattern },
+                ["code"] = new JsonObject { ["type"] = "string", ["pattern"] = "^[A-Z]{2}[0-9]{2,4}$" },
+            },
+            ["required"] = new JsonArray("when", "day", "at", "id", "span", "code"),
+            ["additionalProperties"] = false,
+        };
+        var (model, tokenizer) = RandomModel(TestAssets.Stories260K, seed: 13);
+        using var _ = model;
+        var grammar = ConstrainedGrammar.FromSchema(schema);
+        var generator = new TextGenerator(model, tokenizer);
+        var prompt = tokenizer.Encode("When", addSpecialTokens: true);
+        for (var seed = 0; seed < 5; seed++)
+        {
+            var result = generator.GenerateFromIds([prompt], new GenerationOptions { MaxNewTokens = 200, Temperature = 1.0, Seed = seed }, grammar: grammar)[0];
+            // Independent readers: System.Text.Json's converters for the .NET types, .NET's Regex for the patterns.
+            Stamped value;
+            try { value = JsonSerializer.Deserialize<Stamped>(result.Text)!; }
+            catch (JsonException e) { throw new Xunit.Sdk.XunitException($"seed {seed}: {e.Message} in {result.Text}"); }
+            Assert.Matches(TimeSpanPattern, value.span);
+            Assert.Matches("^[A-Z]{2}[0-9]{2,4}$", value.code);
+        }
+    }
+
+    // The span stays a string: .NET's TimeSpan pattern lets "12:99:00" through, which TimeSpan itself refuses.
+    private sealed record Stamped(DateTime when, DateOnly day, TimeOnly at, Guid id, string span, string code);
 
     [Fact]
     public void BoundsAreAcceptedInStrictModeOnIntegersOnly()

@@ -51,7 +51,8 @@ public sealed class JsonSchemaCompiler
         if (schema is not JsonObject obj) throw new JsonSchemaException($"{path}: a schema must be an object (or true)");
         if (strict)
             foreach (var (key, _) in obj)
-                if (!Annotations.Contains(key) && !(IntegerBounds.Contains(key) && OnlyIntegers(obj)))
+                if (!Annotations.Contains(key) && !(IntegerBounds.Contains(key) && OnlyIntegers(obj)) &&
+                    !(key is "pattern" or "format" && HasType(obj, "string")))
                     throw new JsonSchemaException($"{path}: keyword '{key}' is not supported in strict mode (it would not be enforced); " +
                         "remove it or set strict to false");
         if (obj["$ref"] is { } reference)
@@ -88,7 +89,7 @@ public sealed class JsonSchemaCompiler
 
     private GrammarNode TypeNode(string type, JsonObject obj, string path) => type switch
     {
-        "string" => StringNode.Instance,
+        "string" => StringShape(obj, path),
         "number" => NumberNode.Number,
         "integer" => IntegerRange(obj, path) is var (minimum, maximum) && (minimum > long.MinValue || maximum < long.MaxValue)
             ? new IntegerRangeNode(minimum, maximum) : NumberNode.Integer,
@@ -97,6 +98,40 @@ public sealed class JsonSchemaCompiler
         "object" => Object(obj, path),
         "array" => Array(obj, path),
         _ => throw new JsonSchemaException($"{path}.type: unknown type '{type}' (string, number, integer, boolean, null, object, array)"),
+    };
+
+    /// <summary>
+    /// A string with a <c>pattern</c> or a known <c>format</c> (date-time, date, time, uuid, ipv4: what .NET's DateTime,
+    /// DateOnly, TimeOnly and Guid are described with) is written to match it (<see cref="StringPattern"/>); one this
+    /// compiler cannot enforce is an error in strict mode and a plain string otherwise.
+    /// </summary>
+    private GrammarNode StringShape(JsonObject obj, string path)
+    {
+        string? Text(string name) => obj[name] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue<string>(out var s) => s,
+            _ => throw new JsonSchemaException($"{path}.{name}: must be a string"),
+        };
+        var (pattern, format) = (Text("pattern"), Text("format"));
+        if (pattern is null && format is null) return StringNode.Instance;
+        if (pattern is not null && format is not null)
+            return strict ? throw new JsonSchemaException($"{path}: 'pattern' and 'format' together are not supported in strict mode; keep one")
+                : StringNode.Instance;
+        var (source, field) = pattern is not null ? (pattern, "pattern") : (PatternStringNode.PatternForFormat(format!), "format");
+        if (source is null)
+            return strict ? throw new JsonSchemaException($"{path}.format: format '{format}' is not supported in strict mode (date-time, date, time, uuid and ipv4 are)")
+                : StringNode.Instance;
+        if (StringPattern.TryParse(source, out var why) is { } compiled) return new PatternStringNode(compiled, source);
+        return strict ? throw new JsonSchemaException($"{path}.{field}: '{source}' cannot be enforced: {why}") : StringNode.Instance;
+    }
+
+    /// <summary>True when <paramref name="type"/> is the schema's type or one of its types.</summary>
+    private static bool HasType(JsonObject obj, string type) => obj["type"] switch
+    {
+        JsonValue t => t.TryGetValue<string>(out var one) && one == type,
+        JsonArray list => list.Any(t => t?.ToString() == type),
+        _ => false,
     };
 
     /// <summary>True when the schema's types are integer, or integer and null: the types whose bounds are enforced.</summary>
