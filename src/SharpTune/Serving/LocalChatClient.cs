@@ -217,8 +217,15 @@ public sealed class LocalChatClient : IChatClient
         var tools = ChatContentMapping.Tools(chatOptions);
         var prompt = promptBuilder.Build(messages, tools, chatOptions?.Instructions);
         // MaxOutputTokens unset: the default, capped by the room the prompt leaves, as the server and OpenAI cap it.
-        if (chatOptions?.MaxOutputTokens is null && generator.Model.Config.ContextLength - prompt.Ids.Count is var room && room >= 1)
+        var context = generator.Model.Config.ContextLength;
+        if (chatOptions?.MaxOutputTokens is null && context - prompt.Ids.Count is var room && room >= 1)
             generation = generation with { MaxNewTokens = Math.Min(generation.MaxNewTokens, room) };
+        if ((long)prompt.Ids.Count + generation.MaxNewTokens > context)   // in this API's terms, before the generator's
+            throw new ContextLengthException(chatOptions?.MaxOutputTokens is { } asked
+                ? $"the conversation renders to {prompt.Ids.Count} tokens; with ChatOptions.MaxOutputTokens = {asked} that is " +
+                  $"{(long)prompt.Ids.Count + asked}, more than the model's context length of {context}. Shorten the conversation or lower MaxOutputTokens."
+                : $"the conversation renders to {prompt.Ids.Count} tokens, which leaves no room for a reply in the model's context length " +
+                  $"of {context}. Shorten the conversation.");
         // The template decides how the model writes calls and whether its replies reason in <think> blocks.
         var source = promptBuilder.Template?.Source;
         var format = ToolCallFormat.ForTemplate(source);

@@ -181,7 +181,8 @@ public sealed class LocalChatClientTests(Stories260KChatFixture fixture) : IClas
         foreach (var bad in new ChatOptions[] { new() { Temperature = float.NaN }, new() { Temperature = -1 }, new() { TopP = -0.5f }, new() { TopP = 1.5f }, new() { TopK = 0 } })
             await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Client.GetResponseAsync(User(Prompt), bad));
         // More new tokens than an int holds once the prompt is added: the context error, not an overflowed tensor size.
-        await Assert.ThrowsAsync<ContextLengthException>(() => Client.GetResponseAsync(User(Prompt), new ChatOptions { MaxOutputTokens = int.MaxValue }));
+        var tooMany = await Assert.ThrowsAsync<ContextLengthException>(() => Client.GetResponseAsync(User(Prompt), new ChatOptions { MaxOutputTokens = int.MaxValue }));
+        Assert.Contains("ChatOptions.MaxOutputTokens", tooMany.Message);   // this API's terms, not the generator's max_new_tokens
     }
 
     [SharedAssetFact(Stories)]
