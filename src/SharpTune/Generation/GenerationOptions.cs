@@ -27,6 +27,24 @@ public sealed record GenerationOptions
     public ContextOverflow Overflow { get; init; } = ContextOverflow.Error;
 
     public bool IsGreedy => Temperature <= 0;
+
+    /// <summary>
+    /// Refuses settings the sampler cannot use (a NaN temperature or a top-p of 0 left no token to draw, and libtorch
+    /// failed with a C++ trace), naming each with transformers' GenerationConfig name.
+    /// </summary>
+    /// <exception cref="ArgumentException">A setting is out of its range.</exception>
+    public void Validate()
+    {
+        static void Require(bool ok, string name, string rule, object value)
+        {
+            if (!ok) throw new ArgumentException($"{name} {rule}, found {value}");
+        }
+        Require(MaxNewTokens >= 1, "max_new_tokens", "must be at least 1", MaxNewTokens);
+        Require(double.IsFinite(Temperature) && Temperature >= 0, "temperature", "must be a number of at least 0 (0: greedy)", Temperature);
+        Require(TopK >= 0, "top_k", "must be at least 0 (0: off)", TopK);
+        Require(TopP is > 0 and <= 1, "top_p", "must be greater than 0 and at most 1", TopP);
+        Require(double.IsFinite(RepetitionPenalty) && RepetitionPenalty > 0, "repetition_penalty", "must be a positive number (1: off)", RepetitionPenalty);
+    }
 }
 
 public enum FinishReason { Length, Eos, Stop }

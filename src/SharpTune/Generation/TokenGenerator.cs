@@ -22,6 +22,12 @@ public static class TokenGenerator
         IReadOnlyList<Constrained.ITokenConstraint?>? constraints = null)
     {
         if (prompts.Count == 0) return [];
+        options.Validate();
+        var vocabulary = model.Config.VocabSize;
+        for (var i = 0; i < prompts.Count; i++)
+            foreach (var id in prompts[i])
+                if (id < 0 || id >= vocabulary)
+                    throw new ArgumentException($"prompt {i} holds token id {id}, outside the model's vocabulary (0–{vocabulary - 1})");
         // Prompt/prefix tuning's virtual tokens take positions before the prompt.
         var context = model.Config.ContextLength - (model.ForwardAdapter?.VirtualTokenCount ?? 0);
         var fitted = prompts.Select((p, i) => FitToContext(p, i, options, context)).ToArray();

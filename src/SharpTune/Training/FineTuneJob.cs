@@ -59,11 +59,34 @@ public static class FineTuneJob
             "grpo" => GrpoSettings.From(options),
             _ => (object?)null,
         };
+        ValidateNumbers(options);
         options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
         if (options.QuantizationSettings() is not null && FineTuningMethods.CreateAdapter(options) is null)
             throw new ArgumentException(
                 $"quantize {options.Quantize}: a quantized base is frozen, so method 'full' cannot train it; choose an adapter method " +
                 $"({string.Join(", ", FineTuningMethods.Names.Where(n => n != "full"))})");
+    }
+
+    /// <summary>
+    /// Numbers no run can use, refused before the model loads or the run folder is written, naming the config key and the
+    /// command-line option: a NaN, zero or negative learning rate trained (or wrote a NaN checkpoint), a negative step
+    /// limit was ignored, zero epochs still took a step and zero accumulation wrote an empty one.
+    /// </summary>
+    private static void ValidateNumbers(TrainingOptions o)
+    {
+        static void Require(bool ok, string key, string flag, string rule, object value)
+        {
+            if (!ok) throw new ArgumentException($"{key} ({flag}) {rule}, found {value}");
+        }
+        Require(double.IsFinite(o.LearningRate) && o.LearningRate > 0, "learning_rate", "--lr", "must be a positive number", o.LearningRate);
+        Require(o.MicroBatchSize >= 1, "micro_batch_size", "--batch-size", "must be at least 1", o.MicroBatchSize);
+        Require(o.GradientAccumulation >= 1, "gradient_accumulation", "--grad-accum", "must be at least 1", o.GradientAccumulation);
+        Require(o.Epochs >= 1, "epochs", "--epochs", "must be at least 1", o.Epochs);
+        Require(o.MaxSteps == -1 || o.MaxSteps >= 1, "max_steps", "--max-steps", "must be at least 1 (or -1: no limit)", o.MaxSteps);
+        Require(o.MaxSeqLength >= 1, "max_seq_length", "--max-seq-length", "must be at least 1", o.MaxSeqLength);
+        Require(double.IsFinite(o.WeightDecay) && o.WeightDecay >= 0, "weight_decay", "--weight-decay", "must be a number of at least 0", o.WeightDecay);
+        Require(double.IsFinite(o.WarmupRatio) && o.WarmupRatio is >= 0 and <= 1, "warmup_ratio", "--warmup-ratio", "must be from 0 to 1", o.WarmupRatio);
+        Require(double.IsFinite(o.MaxGradNorm) && o.MaxGradNorm >= 0, "max_grad_norm", "--max-grad-norm", "must be a number of at least 0 (0: no clipping)", o.MaxGradNorm);
     }
 
     /// <param name="rewards">GRPO: the judge's grader and custom reward functions, beside the built-ins the options name.</param>

@@ -57,6 +57,17 @@ public class CurationTests
     }
 
     [Fact]
+    public void Cleaning_a_file_onto_itself_is_refused_and_the_input_kept()
+    {
+        using var dir = new TempDir();
+        var content = "{\"text\":\"alpha beta gamma delta\"}\n{\"text\":\"epsilon zeta eta theta\"}\n";
+        var input = dir.File("in.jsonl", content);
+        Assert.Throws<ArgumentException>(() => new DataCleaner(new CleanOptions()).CleanFile(input, input, dir.File("rejects.jsonl")));
+        Assert.Throws<ArgumentException>(() => new DataCleaner(new CleanOptions()).CleanFile(input, dir.File("out.jsonl"), input));
+        Assert.Equal(content, File.ReadAllText(input));
+    }
+
+    [Fact]
     public void Clean_file_writes_rejects_with_reason_and_source_line_including_malformed_rows()
     {
         using var dir = new TempDir();

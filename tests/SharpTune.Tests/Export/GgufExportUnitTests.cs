@@ -81,6 +81,21 @@ public class GgufExportUnitTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void AnExportReplacesAnEarlierExportButNeverOtherFilesOrAFolder()
+    {
+        using var dir = new TempDir();
+        var data = dir.File("train.jsonl", "{\"text\":\"keep me\"}\n");
+        GgufExportOptions To(string path) => new() { ModelDir = TestAssets.Stories260K, OutputPath = path, Type = GgufExportType.F32 };
+        Assert.Contains("not a GGUF file", Assert.Throws<IOException>(() => GgufExporter.Export(To(data))).Message);
+        Assert.Equal("{\"text\":\"keep me\"}\n", File.ReadAllText(data));
+        Assert.Contains("is a folder", Assert.Throws<IOException>(() => GgufExporter.Export(To(dir.Path))).Message);
+        var gguf = dir.File("model.gguf");
+        GgufExporter.Export(To(gguf));
+        GgufExporter.Export(To(gguf));   // a re-export replaces the earlier one
+        Assert.Equal("llama", GgufReader.Open(gguf).Metadata["general.architecture"].AsString());
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void GgufRoundTripKeepsMetadataAndTensors()
     {
         using var dir = new TempDir();

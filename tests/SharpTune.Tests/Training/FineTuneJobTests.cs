@@ -47,6 +47,29 @@ public class FineTuneJobTests
         }
     }
 
+    [Theory]
+    [InlineData("learning_rate", "--lr")]
+    [InlineData("micro_batch_size", "--batch-size")]
+    [InlineData("gradient_accumulation", "--grad-accum")]
+    [InlineData("epochs", "--epochs")]
+    [InlineData("max_steps", "--max-steps")]
+    public void NumbersNoRunCanUseAreRefusedBeforeAnyWorkNamingKeyAndOption(string key, string flag)
+    {
+        var options = new TrainingOptions { Model = "nowhere", Data = "nowhere.jsonl" };
+        options = key switch
+        {
+            "learning_rate" => options with { LearningRate = double.NaN },
+            "micro_batch_size" => options with { MicroBatchSize = 0 },
+            "gradient_accumulation" => options with { GradientAccumulation = 0 },
+            "epochs" => options with { Epochs = 0 },
+            _ => options with { MaxSteps = -3 },
+        };
+        var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options));
+        Assert.Contains($"{key} ({flag})", error.Message);
+        Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(new TrainingOptions { LearningRate = -1e-3 }));
+        FineTuneJob.Validate(new TrainingOptions { MaxSteps = -1 });   // -1: no limit
+    }
+
     [Fact]
     public void YamlConfigMapsOntoOptionsAndUnknownKeysAreErrorsWithALine()
     {

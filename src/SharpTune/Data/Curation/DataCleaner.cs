@@ -55,6 +55,11 @@ public sealed class DataCleaner(CleanOptions? options = null)
     /// <summary>Reads <paramref name="input"/> (malformed rows recorded, not thrown), cleans it into a JSONL file, and writes rejects.</summary>
     public CleanReport CleanFile(string input, string output, string? rejectsPath = null, IProgress<long>? progress = null)
     {
+        // Writing the output (or the rejects) over the input would empty it before it is read.
+        foreach (var target in new[] { output, rejectsPath }.OfType<string>())
+            if (Path.GetFullPath(target) == Path.GetFullPath(input) ||
+                (Directory.Exists(input) && Path.GetFullPath(target).StartsWith(Path.GetFullPath(input) + Path.DirectorySeparatorChar, StringComparison.Ordinal)))
+                throw new ArgumentException($"{target} is the input {input} (or inside it); write the cleaned rows and rejects elsewhere");
         using var rejects = rejectsPath is null ? new RejectLog() : new RejectLog(rejectsPath);
         var reader = new DatasetReader(RejectPolicy.Record, rejects);
         using var writer = new JsonlRowWriter(output);

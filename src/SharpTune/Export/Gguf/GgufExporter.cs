@@ -34,6 +34,7 @@ public static class GgufExporter
 
     public static GgufExportReport Export(GgufExportOptions options)
     {
+        GgufWriter.EnsureReplaceable(options.OutputPath);   // before the conversion's work
         var config = ModelConfig.Load(options.ModelDir);
         var architecture = GgufArchitecture.For(config);
         var warnings = architecture.Check(config);

@@ -27,6 +27,7 @@ public static class GgufLoraExporter
 {
     public static GgufExportReport Export(GgufLoraExportOptions options)
     {
+        GgufWriter.EnsureReplaceable(options.OutputPath);   // before the conversion's work
         var config = ModelConfig.Load(options.ModelDir);
         var architecture = GgufArchitecture.For(config);
         var warnings = architecture.Check(config);

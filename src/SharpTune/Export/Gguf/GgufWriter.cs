@@ -24,8 +24,24 @@ internal static class GgufWriter
     public const uint Version = 3;
     public const int DefaultAlignment = 32;
 
+    /// <summary>
+    /// Refuses an output path that names a folder or a file that is not a GGUF file: a re-export replaces an earlier
+    /// export, but a mistyped <c>--out</c> must not replace someone's data with model bytes.
+    /// </summary>
+    /// <exception cref="IOException">The path is a folder or holds a file of another kind.</exception>
+    public static void EnsureReplaceable(string path)
+    {
+        if (Directory.Exists(path)) throw new IOException($"{path} is a folder; give the path of the .gguf file to write");
+        if (!File.Exists(path)) return;
+        Span<byte> head = stackalloc byte[4];
+        using (var existing = File.OpenRead(path))
+            if (existing.ReadAtLeast(head, 4, throwOnEndOfStream: false) == 4 && BitConverter.ToUInt32(head) == Magic) return;
+        throw new IOException($"{path} exists and is not a GGUF file; refusing to replace it (remove it or choose another path)");
+    }
+
     public static void Write(string path, IReadOnlyList<KeyValuePair<string, GgufValue>> metadata, IReadOnlyList<GgufTensor> tensors)
     {
+        EnsureReplaceable(path);
         var duplicate = metadata.GroupBy(kv => kv.Key).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"GGUF metadata key '{duplicate.Key}' is set twice");
         var duplicateTensor = tensors.GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
