@@ -20,6 +20,7 @@ internal static class TrainCommand
         var epochs = new Option<int?>("--epochs") { Description = "Passes over the training data" };
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate" };
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in the run directory" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in a run directory that holds an earlier run (its checkpoints are removed)" };
         var loraR = new Option<int?>("--lora-r") { Description = "LoRA rank" };
         var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha" };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex, or all-linear" };
@@ -46,7 +47,7 @@ internal static class TrainCommand
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
-            config, model, data, validation, method, output, maxSteps, epochs, lr, resume, loraR, loraAlpha, targets, batch,
+            config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, nproc,
         };
@@ -143,6 +144,20 @@ internal static class TrainCommand
                     return 0;
                 }
             }
+            // One process: an earlier run in the folder is continued (--resume) or replaced (--overwrite), never silently
+            // mixed with this one; its checkpoints would otherwise sit beside the new run's for a later --resume to pick.
+            // (Several ranks share one folder that rank 0 creates, so they cannot tell an earlier run from their own.)
+            if (group.Size == 1 && !parse.GetValue(resume) && EarlierRun(options.Output) is { } earlier)
+            {
+                if (!parse.GetValue(overwrite))
+                {
+                    Console.Error.WriteLine($"error: --output {options.Output} holds an earlier run ({earlier}); pass --resume to continue it, " +
+                        "--overwrite to start afresh there, or choose another --output");
+                    return 2;
+                }
+                var checkpoints = Path.Combine(options.Output, "checkpoints");
+                if (Directory.Exists(checkpoints)) Directory.Delete(checkpoints, recursive: true);
+            }
             if (Directory.Exists(options.Model) && LicenseWarning.For(options.Model) is { } warning)
                 Console.Error.WriteLine($"warning: {warning}");
             var printer = new TrainingProgressPrinter();
@@ -158,6 +173,14 @@ internal static class TrainCommand
             Console.WriteLine(result.FinalDirectory);
             return 0;
         }
+    }
+
+    /// <summary>What in <paramref name="runDir"/> shows an earlier run (its checkpoints or final adapter), or null.</summary>
+    private static string? EarlierRun(string runDir)
+    {
+        var marks = new[] { "checkpoints", "final" }.Where(d => Directory.Exists(Path.Combine(runDir, d)))
+            .Concat(new[] { "metrics.jsonl" }.Where(f => File.Exists(Path.Combine(runDir, f)))).ToList();
+        return marks.Count == 0 ? null : string.Join(", ", marks);
     }
 
     private static string DefaultRunDir(TrainingOptions o) =>
