@@ -16,11 +16,25 @@ internal static class MergeCommand
         var adapter = new Option<string>("--adapter") { Description = "Adapter folder (PEFT layout)", Required = true };
         var output = new Option<string>("--out") { Description = "Output folder for the merged model", Required = true };
         var dtype = new Option<string?>("--dtype") { Description = "dtype to save (default: the base checkpoint's)" };
-        var command = new Command("merge", "Merge an adapter into the base model and save it in Hugging Face layout") { model, adapter, output, dtype };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Write into an --out folder that already holds files (they may be replaced)" };
+        var command = new Command("merge", "Merge an adapter into the base model and save it in Hugging Face layout") { model, adapter, output, dtype, overwrite };
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
         command.SetAction(parse =>
         {
+            // The merged model's files (config.json, model*.safetensors, tokenizer files) would replace what is there.
+            var outFolder = parse.GetValue(output)!;
+            if (File.Exists(outFolder))
+            {
+                Console.Error.WriteLine($"error: --out {outFolder} is a file; give a folder for the merged model");
+                return 2;
+            }
+            if (!parse.GetValue(overwrite) && Directory.Exists(outFolder) && Directory.EnumerateFileSystemEntries(outFolder).Any())
+            {
+                Console.Error.WriteLine($"error: --out {outFolder} already holds files that the merged model's would replace; " +
+                    "choose an empty or new folder, or pass --overwrite");
+                return 2;
+            }
             var modelDir = ModelOptions.ResolveDir(parse.GetValue(model)!);
             if (LicenseWarning.For(modelDir) is { } warning) Console.Error.WriteLine($"warning: {warning}");
             var saveDtype = ModelOptions.ParseDtype(parse.GetValue(dtype));

@@ -3,8 +3,11 @@ using SharpTune.Tests.Support;
 
 namespace SharpTune.Tests.Training;
 
-/// <summary>`sharptune train --output` on a folder that holds an earlier run: continued, replaced on request, never mixed.</summary>
-public sealed class TrainCommandRunFolderTests
+/// <summary>
+/// Output folders that already hold something: `train --output` on an earlier run is continued, replaced on request,
+/// never mixed; `merge --out` never replaces files it was not asked to.
+/// </summary>
+public sealed class CliOutputFolderTests
 {
     [SharedAssetFact("models/stories260K")]
     public void AnEarlierRunIsRefusedUnlessResumedOrOverwrittenAndOverwritingDropsItsCheckpoints()
@@ -32,5 +35,17 @@ public sealed class TrainCommandRunFolderTests
         Assert.True(overwritten.Code == 0, overwritten.Stderr);
         // Only the new run's checkpoint is left for a later --resume to find, not the earlier run's step 2.
         Assert.Equal(["step-000001"], Directory.GetDirectories(Path.Combine(run, "checkpoints")).Select(Path.GetFileName));
+
+        // merge into a folder holding someone's files: refused, the files kept; with --overwrite it writes there.
+        var busy = Path.Combine(dir.Path, "busy");
+        Directory.CreateDirectory(busy);
+        File.WriteAllText(Path.Combine(busy, "config.json"), "{\"mine\": true}");
+        var (code, _, stderr) = SharpTuneCli.Run("merge", "--model", TestAssets.Stories260K, "--adapter", Path.Combine(run, "final"), "--out", busy);
+        Assert.Equal(2, code);
+        Assert.Contains("--overwrite", stderr);
+        Assert.Equal("{\"mine\": true}", File.ReadAllText(Path.Combine(busy, "config.json")));
+        (code, _, stderr) = SharpTuneCli.Run("merge", "--model", TestAssets.Stories260K, "--adapter", Path.Combine(run, "final"), "--out", busy, "--overwrite");
+        Assert.True(code == 0, stderr);
+        Assert.NotEmpty(Directory.GetFiles(busy, "model*.safetensors"));
     }
 }
