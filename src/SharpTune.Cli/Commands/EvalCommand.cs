@@ -26,6 +26,9 @@ public static class EvalCommand
         labelMode.AcceptOnlyFromAmong("loglik", "generate");
         var labels = new Option<string?>("--labels") { Description = "Comma-separated label options (default: the labels in the data)" };
         var maxExamples = new Option<int>("--max-examples") { Description = "Evaluate only the first N examples (0 = all)" };
+        AtLeast(maxTokens, 1);
+        AtLeast(batchSize, 1);
+        AtLeast(maxExamples, 0);
         var stemmer = new Option<bool>("--rouge-stemmer") { Description = "ROUGE with the Porter stemmer" };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the stored one" };
         var command = new Command("eval", "Evaluate a model (or several side by side) on a test set")
@@ -87,4 +90,11 @@ public static class EvalCommand
         });
         return command;
     }
+
+    /// <summary>A number below <paramref name="minimum"/> is a parse error naming the option, before anything loads.</summary>
+    private static void AtLeast(Option<int> option, int minimum) => option.Validators.Add(result =>
+    {
+        if (result.GetValueOrDefault<int>() is var value && value < minimum)
+            result.AddError($"{option.Name} must be at least {minimum}, found {value}");
+    });
 }

@@ -92,6 +92,11 @@ public sealed class Trainer
         {
             File.Delete(metrics.FilePath);
         }
+        else if (resume)   // asked to continue, but nothing to continue: say so rather than start afresh unannounced
+        {
+            progress?.Report(new TrainingProgress(0, totalSteps, 0, double.NaN, 0, 0, 0, 0, TimeSpan.Zero, null,
+                Message: $"no checkpoint to resume in {Path.Combine(runDir, "checkpoints")}; starting from step 0"));
+        }
 
         var losses = new List<double>();
         long tokensProcessed = 0;

@@ -11,8 +11,9 @@ public static class TrainingConfigFile
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"config file not found: {path}", path);
         // List options (rewards, eval_metrics) are read-only lists in TrainingOptions; YamlDotNet builds no interface itself.
+        // A key given twice is an error, not the last one silently winning (max_steps: 1 … max_steps: 5).
         var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance)
-            .WithTypeMapping<IReadOnlyList<string>, List<string>>().Build();
+            .WithTypeMapping<IReadOnlyList<string>, List<string>>().WithDuplicateKeyChecking().Build();
         try
         {
             return deserializer.Deserialize<TrainingOptions>(File.ReadAllText(path)) ?? new TrainingOptions();

@@ -22,8 +22,9 @@ public sealed class CliOutputFolderTests
                 "--output", run, "--method", "lora", "--max-steps", steps.ToString(), "--batch-size", "2", .. extra]);
             return (code, stderr);
         }
-        var first = Train(2);
+        var first = Train(2, "--resume");   // nothing to resume yet: it says so and starts at step 0
         Assert.True(first.Code == 0, first.Stderr);
+        Assert.Contains("no checkpoint to resume", first.Stderr);
         var finalAdapter = File.ReadAllBytes(Directory.GetFiles(Path.Combine(run, "final"), "*.safetensors").Single());
 
         var refused = Train(1);

@@ -85,6 +85,11 @@ public class FineTuneJobTests
         var error = Assert.Throws<InvalidDataException>(() => TrainingConfigFile.Load(path));
         Assert.Contains("config.yaml:2", error.Message);
         Assert.Contains("learnin_rate", error.Message);
+
+        File.WriteAllText(path, "model: m\nmax_steps: 1\nmax_steps: 5\n");   // given twice: an error naming the line, not the last one winning
+        error = Assert.Throws<InvalidDataException>(() => TrainingConfigFile.Load(path));
+        Assert.Contains("config.yaml:3", error.Message);
+        Assert.Contains("max_steps", error.Message);
     }
 
     [Fact]

@@ -1,0 +1,19 @@
+using SharpTune.Tests.Serving;
+using SharpTune.Tests.Support;
+
+namespace SharpTune.Tests.Evaluation;
+
+/// <summary>`sharptune eval`'s numbers out of range are refused naming the option, before the model loads.</summary>
+public sealed class EvalCommandOptionTests
+{
+    [Theory]
+    [InlineData("--batch-size", "0", "--batch-size must be at least 1, found 0")]
+    [InlineData("--max-tokens", "-1", "--max-tokens must be at least 1, found -1")]
+    [InlineData("--max-examples", "-2", "--max-examples must be at least 0, found -2")]
+    public void OutOfRangeNumbersNameTheirOption(string option, string value, string message)
+    {
+        var (code, _, stderr) = SharpTuneCli.Run("eval", "--model", "no-such-model", "--data", "no-such.jsonl", option, value);
+        Assert.NotEqual(0, code);
+        Assert.Contains(message, stderr);
+    }
+}
