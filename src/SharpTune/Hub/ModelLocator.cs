@@ -13,6 +13,9 @@ public static class ModelLocator
         IProgress<DownloadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (Directory.Exists(modelOrRepoId)) return Path.GetFullPath(modelOrRepoId);
+        // A file (a data file given by mistake, a lone config.json) would otherwise read as an "org/name" id and fail on the network.
+        if (File.Exists(modelOrRepoId))
+            throw new DirectoryNotFoundException($"'{modelOrRepoId}' is a file; give the model's folder (config.json, tokenizer and weights) or a Hub repository id");
         var (repoId, revision) = Parse(modelOrRepoId);
         options ??= HubOptions.FromEnvironment();
         return HubDownloader.TryGetCached(repoId, revision, options)

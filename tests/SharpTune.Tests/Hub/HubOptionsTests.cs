@@ -95,6 +95,13 @@ public sealed class HubOptionsTests
     {
         var e = Assert.Throws<DirectoryNotFoundException>(() => ModelLocator.Resolve("no-such-dir", new HubOptions { Offline = true }));
         Assert.Contains("no-such-dir", e.Message);
+
+        // A file whose relative path looks like "org/name" is named as a file, not looked up on the Hub.
+        using var dir = new SharpTune.Tests.Support.TempDir();
+        var file = dir.File("train.jsonl", "{}\n");
+        var relative = Path.GetRelativePath(Environment.CurrentDirectory, file);
+        Assert.Contains("is a file", Assert.Throws<DirectoryNotFoundException>(() => ModelLocator.Resolve(file, new HubOptions { Offline = true })).Message);
+        Assert.Contains("is a file", Assert.Throws<DirectoryNotFoundException>(() => ModelLocator.Resolve(relative, new HubOptions { Offline = true })).Message);
     }
 
     [Fact]
