@@ -30,6 +30,7 @@ public static class CompletionRequestParser
         if (!chat) CompletionOnlyOptions(json, n);
         var tools = chat ? Tools(json) : null;
         var (toolChoice, toolFunction) = chat ? ToolChoice(json, tools) : ("none", null);
+        var tokenIdPrompts = chat ? null : TokenIdPrompts(json);
         return new CompletionRequest
         {
             Logprobs = logprobs,
@@ -43,8 +44,8 @@ public static class CompletionRequestParser
             LegacyFunctions = chat && tools is not null && json["tools"] is null,
             Model = model,
             Messages = chat ? Messages(json) : null,
-            Prompts = chat ? null : TokenIdPrompts(json) is null ? Prompts(json) : null,
-            PromptTokenIds = chat ? null : TokenIdPrompts(json),
+            Prompts = chat || tokenIdPrompts is not null ? null : Prompts(json),
+            PromptTokenIds = tokenIdPrompts,
             MaxTokens = maxTokens,
             Temperature = OptionalDouble(json, "temperature", 0, 2),   // unset: the model's generation_config.json, else 1
             TopP = OptionalDouble(json, "top_p", 0, 1) is { } p ? (p == 0 ? throw ApiException.BadField("top_p", "'top_p' must be greater than 0") : p) : null,

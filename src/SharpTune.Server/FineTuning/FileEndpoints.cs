@@ -75,13 +75,11 @@ internal sealed class FileEndpoints(FineTuningService service)
     {
         var owner = FineTuningService.OwnerOf(context.Request.Headers.Authorization);
         var purpose = context.Request.Query["purpose"].ToString();
-        var limit = JobEndpoints.Limit(context, 10_000, 10_000);
+        var limit = ListQuery.Limit(context, 10_000, 10_000);
         var after = context.Request.Query["after"].FirstOrDefault();
-        var order = context.Request.Query["order"].FirstOrDefault() ?? "desc";
-        if (order is not ("asc" or "desc")) throw new ApiException(400, $"'order' is '{order}'; expected 'asc' or 'desc'", param: "order");
         IReadOnlyList<StoredFile> items;
         bool hasMore;
-        if (order == "desc") (items, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, after, limit);
+        if (ListQuery.NewestFirst(context)) (items, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, after, limit);
         else
         {
             // The stores page newest first; oldest first reads the owner's whole list (at most a few thousand files) backwards.

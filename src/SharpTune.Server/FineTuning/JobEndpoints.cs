@@ -55,7 +55,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
     {
         var owner = FineTuningService.OwnerOf(context.Request.Headers.Authorization);
         var after = context.Request.Query["after"].FirstOrDefault();
-        var limit = Limit(context, 20, 100);
+        var limit = ListQuery.Limit(context, 20, 100);
         var filter = MetadataFilter(context);
         if (filter.Count == 0)
         {
@@ -118,24 +118,15 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
     public Task EventsAsync(HttpContext context, string id)
     {
         Find(context, id);
-        var (items, hasMore) = service.Store.ListEvents(id, context.Request.Query["after"].FirstOrDefault(), Limit(context, 20, 1000));
+        var (items, hasMore) = service.Store.ListEvents(id, context.Request.Query["after"].FirstOrDefault(), ListQuery.Limit(context, 20, 1000));
         return JsonResponse.WriteAsync(context, FineTuningJson.List(items, hasMore, FineTuningJson.Event, e => e.Id));
     }
 
     public Task CheckpointsAsync(HttpContext context, string id)
     {
         Find(context, id);
-        var (items, hasMore) = service.Store.ListCheckpoints(id, context.Request.Query["after"].FirstOrDefault(), Limit(context, 10, 100));
+        var (items, hasMore) = service.Store.ListCheckpoints(id, context.Request.Query["after"].FirstOrDefault(), ListQuery.Limit(context, 10, 100));
         return JsonResponse.WriteAsync(context, FineTuningJson.List(items, hasMore, FineTuningJson.Checkpoint, c => c.Id));
-    }
-
-    /// <summary>The <c>limit</c> query parameter, within 1..<paramref name="max"/>.</summary>
-    public static int Limit(HttpContext context, int fallback, int max)
-    {
-        var text = context.Request.Query["limit"].FirstOrDefault();
-        if (text is null) return fallback;
-        return int.TryParse(text, out var limit) && limit >= 1 && limit <= max ? limit
-            : throw ApiException.BadField("limit", $"limit must be a whole number from 1 to {max}, found '{text}'");
     }
 
     private JobRecord Find(HttpContext context, string id)

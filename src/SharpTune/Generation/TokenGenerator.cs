@@ -28,8 +28,7 @@ public static class TokenGenerator
             foreach (var id in prompts[i])
                 if (id < 0 || id >= vocabulary)
                     throw new ArgumentException($"prompt {i} holds token id {id}, outside the model's vocabulary (0–{vocabulary - 1})");
-        // Prompt/prefix tuning's virtual tokens take positions before the prompt.
-        var context = model.Config.ContextLength - (model.ForwardAdapter?.VirtualTokenCount ?? 0);
+        var context = PromptContext(model);
         var fitted = prompts.Select((p, i) => FitToContext(p, i, options, context)).ToArray();
         var eos = (options.EosTokenIds ?? model.Config.EosTokenIds).ToHashSet();
         var batch = fitted.Length;
@@ -116,6 +115,9 @@ public static class TokenGenerator
                 finish[r] ?? (constraints?[r] is { IsComplete: true } ? FinishReason.Eos : FinishReason.Length)))
             .ToArray();
     }
+
+    /// <summary>Positions a prompt and its new tokens may fill: prompt/prefix tuning's virtual tokens take some before the prompt.</summary>
+    internal static int PromptContext(CausalLanguageModel model) => model.Config.ContextLength - (model.ForwardAdapter?.VirtualTokenCount ?? 0);
 
     private static IReadOnlyList<int> FitToContext(IReadOnlyList<int> prompt, int index, GenerationOptions options, int context)
     {

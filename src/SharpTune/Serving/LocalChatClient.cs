@@ -217,7 +217,7 @@ public sealed class LocalChatClient : IChatClient
         var tools = ChatContentMapping.Tools(chatOptions);
         var prompt = promptBuilder.Build(messages, tools, chatOptions?.Instructions);
         // MaxOutputTokens unset: the default, capped by the room the prompt leaves, as the server and OpenAI cap it.
-        var context = generator.Model.Config.ContextLength;
+        var context = TokenGenerator.PromptContext(generator.Model);
         if (chatOptions?.MaxOutputTokens is null && context - prompt.Ids.Count is var room && room >= 1)
             generation = generation with { MaxNewTokens = Math.Min(generation.MaxNewTokens, room) };
         if ((long)prompt.Ids.Count + generation.MaxNewTokens > context)   // in this API's terms, before the generator's

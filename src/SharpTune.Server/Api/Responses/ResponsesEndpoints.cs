@@ -122,7 +122,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             ? JsonResponse.WriteAsync(context, new JsonObject { ["id"] = id, ["object"] = "response.deleted", ["deleted"] = true })
             : NotFound(context, id);
 
-    /// <summary>The input items of a stored response, oldest first (OpenAI's list shape, one page).</summary>
+    /// <summary>The input items of a stored response, as OpenAI's cursor page (newest first unless order=asc).</summary>
     public async Task InputItemsAsync(HttpContext context, string id)
     {
         if (!store.TryGet(id, out var stored)) { await NotFound(context, id); return; }
@@ -133,13 +133,9 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     private static JsonObject InputItemsPage(HttpContext context, string id, StoredResponse stored)
     {
         // OpenAI's cursor page: newest first unless order=asc, limit 1–100 (20), after = the last item id of the page before.
-        var order = context.Request.Query["order"].FirstOrDefault() ?? "desc";
-        if (order is not ("asc" or "desc")) throw ApiException.BadField("order", $"'order' is '{order}'; expected 'asc' or 'desc'");
-        var limitText = context.Request.Query["limit"].FirstOrDefault();
-        var limit = limitText is null ? 20 : int.TryParse(limitText, out var l) && l is >= 1 and <= 100 ? l
-            : throw ApiException.BadField("limit", $"'limit' is '{limitText}'; it must be an integer from 1 to 100");
+        var limit = ListQuery.Limit(context, 20, 100);
         var items = stored.InputItems.Select(i => i!.DeepClone()).ToList();
-        if (order == "desc") items.Reverse();
+        if (ListQuery.NewestFirst(context)) items.Reverse();
         var after = context.Request.Query["after"].FirstOrDefault();
         var start = after is null ? 0 : items.FindIndex(i => (i["id"] as JsonValue)?.GetValue<string>() == after) + 1;
         if (after is not null && start == 0) throw ApiException.BadField("after", $"no input item with id '{after}' in response '{id}'");

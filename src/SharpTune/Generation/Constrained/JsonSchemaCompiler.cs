@@ -126,21 +126,20 @@ public sealed class JsonSchemaCompiler
         return strict ? throw new JsonSchemaException($"{path}.{field}: '{source}' cannot be enforced: {why}") : StringNode.Instance;
     }
 
-    /// <summary>True when <paramref name="type"/> is the schema's type or one of its types.</summary>
-    private static bool HasType(JsonObject obj, string type) => obj["type"] switch
+    /// <summary>The schema's type names, one or a list (none when it has no <c>type</c>; malformed ones fail in <see cref="Node"/>).</summary>
+    private static IReadOnlyList<string?> TypeNames(JsonObject obj) => obj["type"] switch
     {
-        JsonValue t => t.TryGetValue<string>(out var one) && one == type,
-        JsonArray list => list.Any(t => t?.ToString() == type),
-        _ => false,
+        JsonValue t => [t.TryGetValue<string>(out var one) ? one : null],
+        JsonArray list => list.Select(t => t?.ToString()).ToList(),
+        _ => [],
     };
 
+    /// <summary>True when <paramref name="type"/> is the schema's type or one of its types.</summary>
+    private static bool HasType(JsonObject obj, string type) => TypeNames(obj).Contains(type);
+
     /// <summary>True when the schema's types are integer, or integer and null: the types whose bounds are enforced.</summary>
-    private static bool OnlyIntegers(JsonObject obj) => obj["type"] switch
-    {
-        JsonValue t => t.TryGetValue<string>(out var one) && one == "integer",
-        JsonArray list => list.Any(t => t?.ToString() == "integer") && list.All(t => t?.ToString() is "integer" or "null"),
-        _ => false,
-    };
+    private static bool OnlyIntegers(JsonObject obj) =>
+        TypeNames(obj) is var types && types.Contains("integer") && types.All(t => t is "integer" or "null");
 
     /// <summary>The inclusive integer range a schema's bounds allow (a long's range where none is given).</summary>
     private static (long Minimum, long Maximum) IntegerRange(JsonObject obj, string path)
