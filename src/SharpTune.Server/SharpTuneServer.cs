@@ -108,7 +108,7 @@ public static class SharpTuneServer
         app.UseMiddleware<ApiKeyMiddleware>(options.ApiKeys);
 
         var completions = new CompletionEndpoints(served, registry, engine, options, metrics);
-        var models = new ModelEndpoints(served, registry);
+        var models = new ModelEndpoints(served, registry, fineTuning);
         var admin = new AdminEndpoints(registry, engine, options.MaxBodyBytes);
         app.MapPost("/v1/chat/completions", completions.ChatAsync);
         app.MapPost("/v1/completions", completions.CompletionsAsync);
@@ -119,6 +119,7 @@ public static class SharpTuneServer
         app.MapGet("/v1/responses/{id}/input_items", (HttpContext c, string id) => responses.InputItemsAsync(c, id));
         app.MapGet("/v1/models", models.ListAsync);
         app.MapGet("/v1/models/{**id}", (HttpContext c, string id) => models.GetAsync(c, id));
+        app.MapDelete("/v1/models/{**id}", (HttpContext c, string id) => models.DeleteAsync(c, id));
         app.MapGet("/admin/adapters", admin.ListAsync);
         app.MapPost("/admin/adapters", admin.LoadAsync);
         app.MapDelete("/admin/adapters/{**name}", (HttpContext c, string name) => admin.UnloadAsync(c, name));

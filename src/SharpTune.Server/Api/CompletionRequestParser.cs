@@ -76,7 +76,7 @@ public static class CompletionRequestParser
                 if (message.ContentParts![j].Type is not ("text" or "input_text" or "output_text" or "refusal"))
                     throw ApiException.BadField($"messages[{i}].content[{j}].type",
                         $"content part type '{message.ContentParts[j].Type}' is not supported: the models served read text only");
-            foreach (var call in message.ToolCalls) calls.Add(call.Id);
+            foreach (var call in message.ToolCalls) if (call.Id is { } id) calls.Add(id);
             // As OpenAI: a tool result must answer a call an earlier assistant message made.
             if (message.Role == "tool" && message.ToolCallId is { } answered && !calls.Contains(answered))
                 throw ApiException.BadField($"messages[{i}].tool_call_id", $"'messages[{i}]' with role 'tool' must be a response to a preceding message with 'tool_calls'; no earlier call has id '{answered}'");

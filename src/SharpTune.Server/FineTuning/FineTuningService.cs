@@ -99,10 +99,12 @@ public sealed class FineTuningService : IDisposable
         {
             foreach (var job in Store.AllJobsOldestFirst().Where(j => j.Model == ServedModelName))
             {
+                // A folder that is gone was deleted (DeleteModelAsync): it is not served again, here or after a restart.
                 foreach (var checkpoint in Store.AllCheckpoints(job.Id))
-                    if (!published.Contains(checkpoint.ModelName) && Serve(checkpoint.ModelName, checkpoint.Directory)) published.Add(checkpoint.ModelName);
+                    if (!published.Contains(checkpoint.ModelName) && Directory.Exists(checkpoint.Directory)
+                        && Serve(checkpoint.ModelName, checkpoint.Directory)) published.Add(checkpoint.ModelName);
                 if (job.Status == JobStatus.Succeeded && job.FineTunedModel is { } model && !published.Contains(model)
-                    && Serve(model, Path.Combine(RunDirectory(job.Id), "final"))) published.Add(model);
+                    && Directory.Exists(FinalDirectory(job.Id)) && Serve(model, FinalDirectory(job.Id))) published.Add(model);
             }
         }
         catch (Exception)
@@ -113,6 +115,43 @@ public sealed class FineTuningService : IDisposable
         {
             Monitor.Exit(published);
         }
+    }
+
+    private string FinalDirectory(string jobId) => Path.Combine(RunDirectory(jobId), "final");
+
+    /// <summary>
+    /// Deletes a model this service made, a job's fine-tuned model or one of its checkpoints, as OpenAI's
+    /// <c>DELETE /v1/models/{model}</c> deletes a fine-tuned model: the model stops being served and its adapter folder is
+    /// removed, so it is not served again after a restart either. The job keeps its record (its <c>fine_tuned_model</c>
+    /// and checkpoint list name what it made), and the trainer's own checkpoints, which an interrupted job resumes from,
+    /// are separate folders. Requests already running on the model finish first (unloading runs on the model thread
+    /// after them). Null when <paramref name="owner"/> can see no model of that name.
+    /// </summary>
+    internal async Task<bool?> DeleteModelAsync(string name, string? owner, CancellationToken cancellationToken)
+    {
+        string? directory = null;
+        foreach (var job in Store.AllJobsOldestFirst())
+        {
+            if (!Visible(job.Owner, owner)) continue;
+            if (job.FineTunedModel == name) directory = FinalDirectory(job.Id);
+            else if (Store.AllCheckpoints(job.Id).FirstOrDefault(c => c.ModelName == name) is { } checkpoint) directory = checkpoint.Directory;
+            if (directory is not null) break;
+        }
+        if (directory is null) return null;
+        string? removed = null;
+        lock (published)   // not while a publishing pass might serve the folder again
+        {
+            if (Directory.Exists(directory))
+            {
+                // Renamed first, so a deletion cut short leaves no half folder that would be served as a model.
+                removed = $"{directory}.deleted-{Guid.NewGuid():N}";
+                Directory.Move(directory, removed);
+            }
+            published.Add(name);
+        }
+        var unloaded = await engine.RunExclusiveAsync(() => adapters.Unload(name), cancellationToken);
+        if (removed is not null) Directory.Delete(removed, recursive: true);
+        return unloaded || removed is not null;
     }
 
     /// <summary>The owner recorded for a request's bearer key: a hash, never the key itself; null without keys.</summary>

@@ -17,7 +17,8 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
     [ServerFact]
     public async Task SupervisedJobSucceedsAndItsModelAndCheckpointsAnswerAsTheirAdaptersDo()
     {
-        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        var jobsDir = harness.NewJobsDir();
+        await using var server = await harness.StartAsync(jobsDir);
         var sdk = JobsHarness.Sdk(server);
         using var http = JobsHarness.Http(server);
 
@@ -99,6 +100,39 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         var listed = new List<string>();
         await foreach (var j in client.GetJobsAsync(new FineTuningJobCollectionOptions { PageSize = 10 })) listed.Add(j.JobId);
         Assert.Contains(job.JobId, listed);
+
+        // Deleting the fine-tuned model and a checkpoint model, as OpenAI's models.delete does: they stop being served,
+        // their adapter folders go, the job keeps its record; the base model and unknown names are refused.
+        var modelClient = sdk.GetOpenAIModelClient();
+        foreach (var (deleted, folder) in new[] { (modelId, finalDir), (checkpoints[2].ModelId, server.FineTuning.CheckpointDirectory(job.JobId, 4)) })
+        {
+            var result = (await modelClient.DeleteModelAsync(deleted)).Value;
+            Assert.True(result.Deleted);
+            Assert.Equal(deleted, result.ModelId);
+            Assert.False(Directory.Exists(folder), $"{folder} is still there");
+            Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"/v1/models/{deleted}")).StatusCode);
+            var gone = await Assert.ThrowsAsync<System.ClientModel.ClientResultException>(() =>
+                sdk.GetChatClient(deleted).CompleteChatAsync([new UserChatMessage(prompt)], greedy));
+            Assert.Equal(404, gone.Status);
+            Assert.Equal(HttpStatusCode.NotFound, (await http.DeleteAsync($"/v1/models/{deleted}")).StatusCode);   // once only
+        }
+        models = await http.GetStringAsync("/v1/models");
+        Assert.DoesNotContain($"\"id\":\"{modelId}\"", models);
+        Assert.Contains($"\"id\":\"{modelId}:ckpt-step-6\"", models);   // the other checkpoints stay
+        Assert.Equal(modelId, JsonNode.Parse(await http.GetStringAsync($"/v1/fine_tuning/jobs/{job.JobId}"))!["fine_tuned_model"]!.GetValue<string>());
+        var baseDeletion = await http.DeleteAsync($"/v1/models/{JobsHarness.BaseName}");
+        Assert.Equal(HttpStatusCode.Forbidden, baseDeletion.StatusCode);
+        Assert.Contains("model_not_deletable", await baseDeletion.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.NotFound, (await http.DeleteAsync("/v1/models/ft:no-such-model")).StatusCode);
+
+        // A restart on the same jobs folder serves the remaining checkpoints, not the deleted models.
+        await server.DisposeAsync();
+        await using var restarted = await harness.StartAsync(jobsDir);
+        using var again = JobsHarness.Http(restarted);
+        models = await again.GetStringAsync("/v1/models");
+        Assert.Contains($"\"id\":\"{modelId}:ckpt-step-6\"", models);
+        Assert.DoesNotContain($"\"id\":\"{modelId}\"", models);
+        Assert.DoesNotContain($"\"id\":\"{modelId}:ckpt-step-4\"", models);
     }
 
     [ServerFact]
