@@ -116,6 +116,7 @@ public static class SharpTuneServer
         app.MapPost("/v1/responses", responses.CreateAsync);
         app.MapGet("/v1/responses/{id}", (HttpContext c, string id) => responses.GetAsync(c, id));
         app.MapDelete("/v1/responses/{id}", (HttpContext c, string id) => responses.DeleteAsync(c, id));
+        app.MapPost("/v1/responses/{id}/cancel", (HttpContext c, string id) => responses.CancelAsync(c, id));
         app.MapGet("/v1/responses/{id}/input_items", (HttpContext c, string id) => responses.InputItemsAsync(c, id));
         app.MapGet("/v1/models", models.ListAsync);
         app.MapGet("/v1/models/{**id}", (HttpContext c, string id) => models.GetAsync(c, id));

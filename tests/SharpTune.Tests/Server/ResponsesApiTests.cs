@@ -212,10 +212,60 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
             ($"{{{model},\"input\":\"hi\",\"previous_response_id\":\"resp_missing\"}}", "previous_response_id"),
             ($"{{{model},\"input\":[{{\"type\":\"message\",\"role\":\"user\",\"content\":[{{\"type\":\"input_image\",\"image_url\":\"x\"}}]}}]}}", "input[0].content[0].type"),
             ($"{{{model},\"input\":\"hi\",\"text\":{{\"format\":{{\"type\":\"json_schema\",\"name\":\"x\"}}}}}}", "text.format.schema"),
+            ($"{{{model},\"input\":\"hi\",\"background\":true,\"store\":false}}", "background"),
+            ($"{{{model},\"input\":\"hi\",\"background\":true,\"stream\":true}}", "stream"),
         })
         {
             var (status, error) = await Send(HttpMethod.Post, "/v1/responses", body);
             Assert.True((400, param) == (status, (string?)error?["error"]?["param"]), $"{body}: {status} {error}");
         }
+    }
+
+    [AgentServerFact]
+    public async Task ABackgroundResponseIsQueuedPolledToTheSameOutputAndCancellable()
+    {
+        var client = Client();
+        CreateResponseOptions Options(int maxTokens, bool background)
+        {
+            var options = new CreateResponseOptions("random-qwen-chat", [ResponseItem.CreateUserMessageItem("Tell me a story.")])
+            {
+                MaxOutputTokenCount = maxTokens,
+                Temperature = 0,
+                BackgroundModeEnabled = background,
+            };
+            return options;
+        }
+
+        // Answered at once, queued, then generated on: polled to the same output as the request without background.
+        var queued = (await client.CreateResponseAsync(Options(24, background: true))).Value;
+        Assert.Equal(ResponseStatus.Queued, queued.Status);
+        Assert.True(queued.BackgroundModeEnabled);
+        Assert.Empty(queued.OutputItems);
+        var polled = queued;
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
+        while (polled.Status is ResponseStatus.Queued or ResponseStatus.InProgress && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+            polled = (await client.GetResponseAsync(queued.Id)).Value;
+        }
+        Assert.Equal(ResponseStatus.Incomplete, polled.Status);   // 24 tokens of a random-weight model run out of budget
+        var direct = (await client.CreateResponseAsync(Options(24, background: false))).Value;
+        Assert.Equal(direct.GetOutputText(), polled.GetOutputText());
+        Assert.Equal(direct.Usage.OutputTokenCount, polled.Usage.OutputTokenCount);
+        Assert.Equal(queued.Id, (await client.CancelResponseAsync(queued.Id)).Value.Id);   // ended already: answered as it is
+        Assert.Equal(ResponseStatus.Incomplete, (await client.GetResponseAsync(queued.Id)).Value.Status);
+
+        // A long one cancelled while it runs ends cancelled, and the model is free for the next request.
+        var longOne = (await client.CreateResponseAsync(Options(1900, background: true))).Value;
+        var cancelled = (await client.CancelResponseAsync(longOne.Id)).Value;
+        Assert.Equal(ResponseStatus.Cancelled, cancelled.Status);
+        Assert.Equal(ResponseStatus.Cancelled, (await client.GetResponseAsync(longOne.Id)).Value.Status);
+        var after = (await client.CreateResponseAsync(Options(16, background: false))).Value;
+        Assert.Equal(ResponseStatus.Incomplete, after.Status);
+
+        // A response created without background cannot be cancelled.
+        using var http = fixture.Http();
+        var refused = await http.PostAsync($"/v1/responses/{direct.Id}/cancel", null);
+        Assert.Equal(400, (int)refused.StatusCode);
     }
 }

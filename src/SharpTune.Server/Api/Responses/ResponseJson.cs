@@ -12,6 +12,16 @@ internal sealed class ResponseJson(ResponsesRequest request)
 
     public JsonObject InProgress() => Build("in_progress", [], null, null);
 
+    /// <summary>A background response accepted and waiting for the model.</summary>
+    public JsonObject Queued() => Build("queued", [], null, null);
+
+    /// <summary>A background response stopped by <c>POST /v1/responses/{id}/cancel</c>.</summary>
+    public JsonObject Cancelled() => Build("cancelled", [], null, null);
+
+    /// <summary>A background response that ended in an error (OpenAI's <c>error: {code, message}</c>).</summary>
+    public JsonObject Failed(string code, string message) =>
+        Build("failed", [], null, null, new JsonObject { ["code"] = code, ["message"] = message });
+
     /// <summary>"completed", or "incomplete" with reason max_output_tokens when the reply ran out of tokens.</summary>
     public JsonObject Finished(JsonArray output, string finishReason, int inputTokens, int outputTokens)
     {
@@ -46,14 +56,14 @@ internal sealed class ResponseJson(ResponsesRequest request)
         return (JsonNode)item;
     }).ToArray());
 
-    private JsonObject Build(string status, JsonArray output, JsonObject? usage, JsonObject? incomplete) => new()
+    private JsonObject Build(string status, JsonArray output, JsonObject? usage, JsonObject? incomplete, JsonObject? error = null) => new()
     {
         ["id"] = Id,
         ["object"] = "response",
         ["created_at"] = created,
         ["status"] = status,
-        ["background"] = false,
-        ["error"] = null,
+        ["background"] = request.Background,
+        ["error"] = error,
         ["incomplete_details"] = incomplete,
         ["instructions"] = request.Instructions,
         ["max_output_tokens"] = request.MaxOutputTokens,

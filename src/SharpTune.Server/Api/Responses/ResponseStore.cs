@@ -39,6 +39,13 @@ internal sealed class ResponseStore(int capacity = ResponseStore.DefaultCapacity
         lock (gate) return responses.TryGetValue(id, out response!);
     }
 
+    /// <summary>Changes a stored response (a background response's progress); nothing when it was forgotten or deleted meanwhile.</summary>
+    public void Replace(string id, Func<StoredResponse, StoredResponse> change)
+    {
+        lock (gate)
+            if (responses.TryGetValue(id, out var stored)) responses[id] = change(stored);
+    }
+
     public bool Remove(string id)
     {
         lock (gate)

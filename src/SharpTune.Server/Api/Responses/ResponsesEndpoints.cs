@@ -11,24 +11,36 @@ namespace SharpTune.Server.Api.Responses;
 
 /// <summary>
 /// OpenAI's Responses API: <c>POST /v1/responses</c> (whole or streamed as its typed events), <c>GET</c> and
-/// <c>DELETE /v1/responses/{id}</c>, and <c>GET /v1/responses/{id}/input_items</c>. A request becomes a chat request —
+/// <c>DELETE /v1/responses/{id}</c>, <c>GET /v1/responses/{id}/input_items</c>, and background responses
+/// (<c>background: true</c>: answered at once as queued, generated on, polled with <c>GET</c>, stopped with
+/// <c>POST /v1/responses/{id}/cancel</c>). A request becomes a chat request —
 /// instructions as the system message, the stored conversation of <c>previous_response_id</c>, then the input items —
 /// and runs on the same engine, templates, tool-call parsing and constrained decoding as <c>/v1/chat/completions</c>.
 /// </summary>
 internal sealed class ResponsesEndpoints(CompletionEndpoints completions, InferenceEngine engine, ServerOptions options, ServerMetrics metrics,
     ResponseStore store)
 {
+    /// <summary>Background responses still generating, with what cancels them and the task that records their end.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (CancellationTokenSource Cancel, Task Run)> running = new(StringComparer.Ordinal);
+
     public async Task CreateAsync(HttpContext context)
     {
         var started = Stopwatch.GetTimestamp();
         using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         cancellation.CancelAfter(options.RequestTimeout);
+        CancellationTokenSource? background = null;
         var sequence = 0;
         try
         {
             var request = ResponsesRequestParser.Parse(await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes));
             var conversation = ResponseInputItems.NameToolResults(History(request.PreviousResponseId).Concat(request.Input));
             IReadOnlyList<ChatMessage> prompt = request.Instructions is { } instructions ? [new ChatMessage("system", instructions), .. conversation] : conversation;
+            // A background response outlives its request: only the server's request timeout or a cancel ends it early.
+            if (request.Background)
+            {
+                background = new CancellationTokenSource();
+                background.CancelAfter(options.RequestTimeout);
+            }
             var inference = completions.Prepare(new CompletionRequest
             {
                 Model = request.Model,
@@ -44,7 +56,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
                 ResponseGrammar = request.TextGrammar,
                 Logprobs = request.OutputTextLogprobs,
                 TopLogprobs = request.TopLogprobs ?? 0,
-            }, chat: true, cancellation.Token, out var settings).Single();
+            }, chat: true, background?.Token ?? cancellation.Token, out var settings).Single();
             if (!engine.TryEnqueue(inference))
             {
                 context.Response.Headers.RetryAfter = "1";
@@ -53,6 +65,28 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             var parser = settings.Tools is not null || settings.Reasons ? new ChatOutputParser(settings.Tools, settings.Reasons, settings.InsideReasoning) : null;
             var output = new ResponseOutput(parser, request.ParallelToolCalls, request.OutputTextLogprobs ? settings.Logprobs : null);
             var shape = new ResponseJson(request);
+            var inputItems = ResponseJson.WithIds(request.InputItems);
+            if (background is not null)
+            {
+                var queued = shape.Queued();
+                store.Add(shape.Id, new StoredResponse((JsonObject)queued.DeepClone(), inputItems, conversation));
+                var cancel = background;
+                background = null;   // the background task owns it now
+                var run = new TaskCompletionSource();
+                running[shape.Id] = (cancel, run.Task);
+                _ = Task.Run(async () =>
+                {
+                    try { await RunInBackgroundAsync(shape, inference, output, inputItems, conversation, started, cancel); }
+                    finally
+                    {
+                        running.TryRemove(shape.Id, out _);
+                        cancel.Dispose();
+                        run.SetResult();
+                    }
+                }, CancellationToken.None);
+                await JsonResponse.WriteAsync(context, queued);
+                return;
+            }
             if (request.Stream)
             {
                 context.Response.ContentType = "text/event-stream";
@@ -61,27 +95,11 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
                 await SendAsync(context, "response.created", new JsonObject { ["response"] = shape.InProgress() }, sequence++, cancellation.Token);
                 await SendAsync(context, "response.in_progress", new JsonObject { ["response"] = shape.InProgress() }, sequence++, cancellation.Token);
             }
-            var finish = "stop";
-            var completionTokens = 0;
-            var first = true;
-            await foreach (var item in inference.Events.Reader.ReadAllAsync(cancellation.Token))
-            {
-                IReadOnlyList<ResponseEvent> events = [];
-                if (item is RowText text)
-                {
-                    if (first) { metrics.FirstToken(Stopwatch.GetElapsedTime(started)); first = false; }
-                    events = output.Push(text.Text);
-                }
-                else if (item is RowToken token) output.AddToken(token.Token);
-                else if (item is RowFinished done) (finish, completionTokens) = (done.FinishReason, done.CompletionTokens);
-                if (request.Stream)
-                    foreach (var e in events) await SendAsync(context, e.Type, e.Fields, sequence++, cancellation.Token);
-            }
-            var last = output.Finish();
-            var response = shape.Finished(output.Items, finish, inference.PromptIds.Count, completionTokens);
+            var (response, last) = await GenerateAsync(shape, inference, output, started, request.Stream
+                ? async e => await SendAsync(context, e.Type, e.Fields, sequence++, cancellation.Token)
+                : null, onFirstEvent: null, cancellation.Token);
             if (request.Store)
-                store.Add(shape.Id, new StoredResponse((JsonObject)response.DeepClone(), ResponseJson.WithIds(request.InputItems), [.. conversation, output.AsMessage()]));
-            metrics.Tokens(inference.PromptIds.Count, completionTokens);
+                store.Add(shape.Id, new StoredResponse((JsonObject)response.DeepClone(), inputItems, [.. conversation, output.AsMessage()]));
             if (!request.Stream)
             {
                 await JsonResponse.WriteAsync(context, response);
@@ -98,29 +116,132 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
         }
         catch (Exception e)
         {
-            var error = e switch
-            {
-                ApiException api => api,
-                OperationCanceledException when cancellation.IsCancellationRequested => new ApiException(504,
-                    $"the response did not finish within the server's request timeout of {options.RequestTimeout.TotalSeconds:0.###} s", "timeout_error", code: "timeout"),
-                OperationCanceledException => new ApiException(503, "the server is shutting down", "server_error"),
-                AdapterRemovedException removed => new ApiException(404, removed.Message, param: "model", code: "model_not_found"),
-                _ => new ApiException(500, $"generation failed: {e.Message}", "server_error"),
-            };
+            var error = Error(e, cancellation.IsCancellationRequested);
             if (!context.Response.HasStarted) await error.WriteAsync(context);
             else if (!context.RequestAborted.IsCancellationRequested)
                 await SendAsync(context, "error", new JsonObject { ["code"] = error.Code, ["message"] = error.Message, ["param"] = error.Param },
                     sequence, CancellationToken.None);
         }
+        finally
+        {
+            background?.Dispose();   // set only when the request failed before its background task started
+        }
     }
+
+    /// <summary>
+    /// Reads the engine's events for one response into <paramref name="output"/>, handing each response event to
+    /// <paramref name="send"/> when streaming; returns the finished response and the events its end releases.
+    /// </summary>
+    private async Task<(JsonObject Response, IReadOnlyList<ResponseEvent> Last)> GenerateAsync(ResponseJson shape, InferenceRequest inference,
+        ResponseOutput output, long started, Func<ResponseEvent, Task>? send, Action? onFirstEvent, CancellationToken cancellation)
+    {
+        var finish = "stop";
+        var completionTokens = 0;
+        var first = true;
+        var announced = false;
+        await foreach (var item in inference.Events.Reader.ReadAllAsync(cancellation))
+        {
+            if (!announced) { onFirstEvent?.Invoke(); announced = true; }
+            IReadOnlyList<ResponseEvent> events = [];
+            if (item is RowText text)
+            {
+                if (first) { metrics.FirstToken(Stopwatch.GetElapsedTime(started)); first = false; }
+                events = output.Push(text.Text);
+            }
+            else if (item is RowToken token) output.AddToken(token.Token);
+            else if (item is RowFinished done) (finish, completionTokens) = (done.FinishReason, done.CompletionTokens);
+            if (send is not null)
+                foreach (var e in events) await send(e);
+        }
+        var last = output.Finish();
+        metrics.Tokens(inference.PromptIds.Count, completionTokens);
+        return (shape.Finished(output.Items, finish, inference.PromptIds.Count, completionTokens), last);
+    }
+
+    /// <summary>
+    /// Generates a background response (<c>background: true</c>), recording its state in the store as it goes: queued,
+    /// in_progress from the engine's first event, then completed or incomplete — or cancelled (<c>POST
+    /// /v1/responses/{id}/cancel</c>), or failed with the error a request would have answered (the request timeout).
+    /// </summary>
+    private async Task RunInBackgroundAsync(ResponseJson shape, InferenceRequest inference, ResponseOutput output, JsonArray inputItems,
+        IReadOnlyList<ChatMessage> conversation, long started, CancellationTokenSource cancel)
+    {
+        JsonObject final;
+        IReadOnlyList<ChatMessage> ended = conversation;
+        try
+        {
+            var (response, _) = await GenerateAsync(shape, inference, output, started, send: null,
+                onFirstEvent: () => store.Replace(shape.Id, stored => stored with { Response = shape.InProgress() }), cancel.Token);
+            final = response;
+            ended = [.. conversation, output.AsMessage()];
+        }
+        catch (OperationCanceledException) when (cancelled.ContainsKey(shape.Id))
+        {
+            final = shape.Cancelled();
+        }
+        catch (Exception e)
+        {
+            var error = Error(e, cancel.IsCancellationRequested);
+            final = shape.Failed(error.Code ?? "server_error", error.Message);
+        }
+        finally
+        {
+            cancelled.TryRemove(shape.Id, out _);
+        }
+        store.Replace(shape.Id, stored => stored with { Response = final, Conversation = ended });
+    }
+
+    /// <summary>Background responses a client asked to cancel, so their end is recorded as cancelled, not as failed.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> cancelled = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// <c>POST /v1/responses/{id}/cancel</c>: stops a background response (its row leaves the engine at the next step) and
+    /// answers it, now cancelled. A background response that already ended is answered as it is, as cancelling is
+    /// idempotent; a response created without <c>background</c> cannot be cancelled.
+    /// </summary>
+    public async Task CancelAsync(HttpContext context, string id)
+    {
+        if (running.TryGetValue(id, out var run))
+        {
+            cancelled[id] = true;
+            await run.Cancel.CancelAsync();
+            await run.Run.WaitAsync(context.RequestAborted);
+        }
+        if (!store.TryGet(id, out var stored)) { await NotFound(context, id); return; }
+        if (stored.Response["background"] is not JsonValue flag || !flag.GetValue<bool>())
+        {
+            await ApiException.BadField("response_id", $"Response '{id}' was not created with background=true; only background responses can be cancelled.")
+                .WriteAsync(context);
+            return;
+        }
+        await JsonResponse.WriteAsync(context, stored.Response.DeepClone());
+    }
+
+    private ApiException Error(Exception e, bool timedOut) => e switch
+    {
+        ApiException api => api,
+        OperationCanceledException when timedOut => new ApiException(504,
+            $"the response did not finish within the server's request timeout of {options.RequestTimeout.TotalSeconds:0.###} s", "timeout_error", code: "timeout"),
+        OperationCanceledException => new ApiException(503, "the server is shutting down", "server_error"),
+        AdapterRemovedException removed => new ApiException(404, removed.Message, param: "model", code: "model_not_found"),
+        _ => new ApiException(500, $"generation failed: {e.Message}", "server_error"),
+    };
 
     public Task GetAsync(HttpContext context, string id) =>
         store.TryGet(id, out var stored) ? JsonResponse.WriteAsync(context, stored.Response.DeepClone()) : NotFound(context, id);
 
-    public Task DeleteAsync(HttpContext context, string id) =>
-        store.Remove(id)
+    public async Task DeleteAsync(HttpContext context, string id)
+    {
+        if (running.TryGetValue(id, out var run))
+        {
+            cancelled[id] = true;   // a background response still generating stops before it is forgotten
+            await run.Cancel.CancelAsync();
+            await run.Run.WaitAsync(context.RequestAborted);
+        }
+        await (store.Remove(id)
             ? JsonResponse.WriteAsync(context, new JsonObject { ["id"] = id, ["object"] = "response.deleted", ["deleted"] = true })
-            : NotFound(context, id);
+            : NotFound(context, id));
+    }
 
     /// <summary>The input items of a stored response, as OpenAI's cursor page (newest first unless order=asc).</summary>
     public async Task InputItemsAsync(HttpContext context, string id)
@@ -154,8 +275,12 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     private IReadOnlyList<ChatMessage> History(string? previousId)
     {
         if (previousId is null) return [];
-        return store.TryGet(previousId, out var stored) ? stored.Conversation
-            : throw ApiException.BadField("previous_response_id", $"Previous response with id '{previousId}' not found.", "previous_response_not_found");
+        if (!store.TryGet(previousId, out var stored))
+            throw ApiException.BadField("previous_response_id", $"Previous response with id '{previousId}' not found.", "previous_response_not_found");
+        var status = (stored.Response["status"] as JsonValue)?.GetValue<string>();
+        return status is "queued" or "in_progress"
+            ? throw ApiException.BadField("previous_response_id", $"Previous response '{previousId}' is still {status}; wait until it has finished.")
+            : stored.Conversation;
     }
 
     private static Task NotFound(HttpContext context, string id) =>

@@ -59,6 +59,12 @@ public sealed record ResponsesRequest
 
     public bool Stream { get; init; }
 
+    /// <summary>
+    /// Answer at once with the response queued and generate it on after the request ends; poll it with <c>GET</c>, stop
+    /// it with <c>POST /v1/responses/{id}/cancel</c>. Needs <see cref="Store"/>.
+    /// </summary>
+    public bool Background { get; init; }
+
     /// <summary><c>include</c> asked for <c>message.output_text.logprobs</c>: output_text parts carry their tokens' log-probabilities.</summary>
     public bool OutputTextLogprobs { get; init; }
 

@@ -24,6 +24,12 @@ public static partial class ResponsesRequestParser
             throw ApiException.BadField("max_output_tokens",
                 $"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {maxTokens} instead.", "integer_below_min_value");
         var instructions = json["instructions"] is null ? null : RequiredString(json, "instructions");
+        var background = OptionalBool(json, "background") ?? false;
+        var store = OptionalBool(json, "store") ?? true;
+        var stream = OptionalBool(json, "stream") ?? false;
+        if (background && !store) throw ApiException.BadField("background", "Background mode requires 'store' to be true: a background response is polled from the store.");
+        if (background && stream)
+            throw ApiException.BadField("stream", "This server does not stream background responses; create it without 'stream' and poll GET /v1/responses/{id}.");
         return new ResponsesRequest
         {
             Model = RequiredString(json, "model"),
@@ -42,9 +48,10 @@ public static partial class ResponsesRequestParser
             Temperature = OptionalDouble(json, "temperature", 0, 2),
             TopP = OptionalDouble(json, "top_p", 0, 1) is { } p ? (p == 0 ? throw ApiException.BadField("top_p", "'top_p' must be greater than 0") : p) : null,
             Seed = json["seed"] is null ? null : Number(json, "seed", v => v.TryGetValue<long>(out var s) ? s : (long?)null, "an integer"),
-            Store = OptionalBool(json, "store") ?? true,
+            Store = store,
+            Background = background,
             PreviousResponseId = json["previous_response_id"] is null ? null : RequiredString(json, "previous_response_id"),
-            Stream = OptionalBool(json, "stream") ?? false,
+            Stream = stream,
             OutputTextLogprobs = ReadInclude(json).Contains(OutputTextLogprobsInclude),
             TopLogprobs = ReadTopLogprobs(json),
             Metadata = Metadata(json),
