@@ -43,7 +43,7 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
 
     public JsonObject WholeChatChoice(int index, bool logprobs)
     {
-        var deltas = parser is null ? [new ContentDelta(text.ToString())] : parser.Push(text.ToString()).Concat(parser.Finish()).ToList();
+        var deltas = parser is null ? [new ContentDelta(text.ToString())] : parser.Push(text.ToString()).Concat(parser.Finish(cutOff: finish == "length")).ToList();
         var content = string.Concat(deltas.OfType<ContentDelta>().Select(d => d.Text));
         var reasoning = string.Concat(deltas.OfType<ReasoningDelta>().Select(d => d.Text));
         var toolCalls = deltas.OfType<ToolCallDelta>().Where(d => Parallel || d.Index == 0).ToList();
@@ -89,7 +89,7 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
                 break;
             case RowFinished f:
                 if (parser is not null)
-                    foreach (var chunk in ChatDeltas(parser.Finish(), logprobs)) yield return chunk;
+                    foreach (var chunk in ChatDeltas(parser.Finish(cutOff: f.FinishReason == "length"), logprobs)) yield return chunk;
                 finish = f.FinishReason;
                 yield return (new JsonObject(), TakeLogprobs(logprobs), Finish(calls));
                 break;

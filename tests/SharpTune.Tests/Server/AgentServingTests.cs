@@ -1,5 +1,6 @@
 #pragma warning disable OPENAI001
 using System.ClientModel;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Json.Schema;
@@ -110,19 +111,36 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
     }
 
     [AgentServerFact]
-    public async Task ARequiredCallThatMaxTokensCannotHoldIsCutByLengthNotDroppedAsAnEmptyStop()
+    public async Task ARequiredCallThatMaxTokensCutsIsReturnedAsTheCallSoFarWithFinishLength()
     {
-        // The forced call is over 60 bytes; 40 tokens cannot hold it at one byte per token (the guard's worst case). The
-        // reply is the call as far as it got, cut by max_tokens as OpenAI cuts a structured output; before, the
-        // decoder ended at once and the reply was empty with finish_reason "stop".
-        var options = new ChatCompletionOptions { Tools = { Time }, ToolChoice = ChatToolChoice.CreateRequiredChoice(), MaxOutputTokenCount = 40, Temperature = 0 };
+        // 56 tokens end the forced call inside its arguments (the random model pads with JSON whitespace). OpenAI returns
+        // a call cut by max_tokens as a tool call whose arguments are the JSON written so far, with finish_reason
+        // "length"; before, the reply was the call's raw markup as text.
+        var options = new ChatCompletionOptions { Tools = { Time }, ToolChoice = ChatToolChoice.CreateRequiredChoice(), MaxOutputTokenCount = 56, Temperature = 0 };
         var reply = (await fixture.Chat().CompleteChatAsync([new UserChatMessage("Time in Oslo?")], options)).Value;
         Assert.Equal(ChatFinishReason.Length, reply.FinishReason);
-        Assert.Equal(40, reply.Usage.OutputTokenCount);
-        Assert.Empty(reply.ToolCalls);
-        var text = Assert.Single(reply.Content).Text;
-        Assert.StartsWith("<tool_call>\n", text);
-        Assert.StartsWith("<tool_call>{\"name\"", string.Concat(text.Where(c => !char.IsWhiteSpace(c))));   // the random model pads with JSON whitespace
+        Assert.Equal(56, reply.Usage.OutputTokenCount);
+        Assert.True(reply.Content.Count == 0, string.Concat(reply.Content.Select(c => c.Text)));
+        var call = Assert.Single(reply.ToolCalls);
+        Assert.Equal("get_time", call.FunctionName);
+        var arguments = call.FunctionArguments.ToString();
+        Assert.StartsWith("{", arguments);
+        Assert.ThrowsAny<JsonException>(() => JsonDocument.Parse(arguments));   // unterminated: the budget ended inside it
+
+        // Streamed, the same call arrives in the last chunks before finish_reason "length".
+        var streamedArguments = new StringBuilder();
+        string? streamedName = null;
+        ChatFinishReason? streamedFinish = null;
+        await foreach (var update in fixture.Chat().CompleteChatStreamingAsync([new UserChatMessage("Time in Oslo?")], options))
+        {
+            foreach (var part in update.ToolCallUpdates)
+            {
+                streamedName ??= part.FunctionName;
+                streamedArguments.Append(part.FunctionArgumentsUpdate?.ToString());
+            }
+            streamedFinish ??= update.FinishReason;
+        }
+        Assert.Equal(("get_time", arguments, ChatFinishReason.Length), (streamedName, streamedArguments.ToString(), streamedFinish));
     }
 
     [AgentServerFact]

@@ -56,10 +56,11 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
     }
 
     /// <summary>The reply ended: releases what the parser held and closes the open item.</summary>
-    public IReadOnlyList<ResponseEvent> Finish()
+    /// <param name="cutOff">The token budget ended it: a call it cut off is an incomplete function_call item.</param>
+    public IReadOnlyList<ResponseEvent> Finish(bool cutOff = false)
     {
         if (parser is not null)
-            foreach (var delta in parser.Finish()) Apply(delta);
+            foreach (var delta in parser.Finish(cutOff)) Apply(delta);
         Close();
         return TakeEvents();
     }
@@ -115,7 +116,7 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
                 Emit("response.function_call_arguments.done", new JsonObject { ["name"] = t.Call.Name, ["arguments"] = t.Call.ArgumentsJson });
                 openItem!["arguments"] = t.Call.ArgumentsJson;
                 open.Append(t.Call.ArgumentsJson);
-                Close();
+                Close(t.Call.CutOff ? "incomplete" : "completed");
                 break;
         }
     }
@@ -128,7 +129,7 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
     }
 
     /// <summary>Finishes the open item: its closing events, then output_item.done with the whole item.</summary>
-    private void Close()
+    private void Close(string callStatus = "completed")
     {
         if (openItem is not { } item) return;
         var text = open.ToString();
@@ -146,7 +147,7 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
                 item["content"] = new JsonArray(new JsonObject { ["type"] = "reasoning_text", ["text"] = text });
                 break;
             default:
-                item["status"] = "completed";
+                item["status"] = callStatus;
                 break;
         }
         events.Add(new ResponseEvent("response.output_item.done", new JsonObject { ["output_index"] = items.Count, ["item"] = item.DeepClone() }));

@@ -153,7 +153,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             if (send is not null)
                 foreach (var e in events) await send(e);
         }
-        var last = output.Finish();
+        var last = output.Finish(cutOff: finish == "length");
         metrics.Tokens(inference.PromptIds.Count, completionTokens);
         return (shape.Finished(output.Items, finish, inference.PromptIds.Count, completionTokens), last);
     }

@@ -42,7 +42,25 @@ public sealed class ChatOutputParser(ToolCallFormat? tools, bool reasoning, bool
     }
 
     /// <summary>The reply ended: releases everything still held.</summary>
-    public IReadOnlyList<ChatOutputDelta> Finish() => Drain(final: true);
+    /// <param name="cutOff">
+    /// The token budget ended the reply. A tool call it cut off is then released as a call with the arguments written
+    /// so far, as OpenAI returns a call cut by <c>max_tokens</c> (with finish reason "length"), once its name is whole;
+    /// otherwise, as for a reply that ended on its own, output that does not parse as calls is content.
+    /// </param>
+    public IReadOnlyList<ChatOutputDelta> Finish(bool cutOff = false)
+    {
+        this.cutOff = cutOff;
+        return Drain(final: true);
+    }
+
+    private bool cutOff;
+
+    /// <summary>The calls in <paramref name="block"/>, read as cut off when the budget ended the reply inside them.</summary>
+    private (string Content, IReadOnlyList<ParsedToolCall> Calls) ParseCalls(string block, bool final)
+    {
+        var parsed = tools!.Parse(block);
+        return parsed.Calls.Count == 0 && final && cutOff && tools.ParseCutOff(block) is { } cut ? cut : parsed;
+    }
 
     private List<ChatOutputDelta> Drain(bool final)
     {
@@ -104,7 +122,7 @@ public sealed class ChatOutputParser(ToolCallFormat? tools, bool reasoning, bool
                         var close2 = text.IndexOf(end, StringComparison.Ordinal);
                         if (close2 < 0 && !final) return output;
                         var block = close2 < 0 ? text : text[..(close2 + end.Length)];
-                        var (rest, calls) = tools.Parse(block);
+                        var (rest, calls) = ParseCalls(block, final && close2 < 0);
                         if (calls.Count == 0) output.Add(new ContentDelta(block));
                         foreach (var call in calls) output.Add(new ToolCallDelta(callCount++, call));
                         _ = rest;
@@ -114,7 +132,7 @@ public sealed class ChatOutputParser(ToolCallFormat? tools, bool reasoning, bool
                         continue;
                     }
                     if (!final) return output;
-                    var (content, parsed) = tools.Parse(text);
+                    var (content, parsed) = ParseCalls(text, final: true);
                     if (parsed.Count == 0) output.Add(new ContentDelta(content));
                     else
                     {

@@ -6,7 +6,11 @@ using SharpTune.Generation.Constrained;
 namespace SharpTune.Serving.ToolCalls;
 
 /// <summary>A function call parsed from model output: name and arguments as JSON text (OpenAI's wire form).</summary>
-public sealed record ParsedToolCall(string Name, string ArgumentsJson);
+public sealed record ParsedToolCall(string Name, string ArgumentsJson)
+{
+    /// <summary>The token budget ended the reply inside this call: <see cref="ArgumentsJson"/> is what was written, unterminated.</summary>
+    public bool CutOff { get; init; }
+}
 
 /// <summary>
 /// How a model family writes tool calls, which follows from its chat template (as vLLM's tool parsers do):
@@ -99,6 +103,82 @@ public sealed partial class ToolCallFormat
             if (TryCall(part) is { } call) parsed.Add(call); else return (output, []);
         return ("", parsed);
     }
+
+    /// <summary>
+    /// Reads output cut off inside its tool calls (the token budget ran out before the calls closed), as OpenAI returns
+    /// such a reply: the calls written whole, then the last with the arguments written so far (unterminated JSON, which
+    /// the finish reason "length" tells a client not to run). Null when the output is no call, or not even the last
+    /// call's name was written whole: then it stays text.
+    /// </summary>
+    public (string Content, IReadOnlyList<ParsedToolCall> Calls)? ParseCutOff(string output)
+    {
+        string content, calls;
+        if (StartMarker is { } marker)
+        {
+            var at = output.IndexOf(marker, StringComparison.Ordinal);
+            if (at < 0) return null;
+            (content, calls) = (output[..at].Trim(), output[(at + marker.Length)..]);
+        }
+        else
+        {
+            var text = output.TrimStart();
+            if (text.StartsWith("<|python_tag|>", StringComparison.Ordinal)) text = text["<|python_tag|>".Length..].TrimStart();
+            if (!text.StartsWith('{')) return null;
+            (content, calls) = ("", text);
+        }
+        if (this == Hermes) calls = calls.Replace(EndMarker!, "", StringComparison.Ordinal).Replace(StartMarker!, "", StringComparison.Ordinal);
+        var parsed = new List<ParsedToolCall>();
+        foreach (var (json, whole) in TopLevelObjects(calls))
+        {
+            var call = whole ? TryCall(json) : CutCall(json);
+            if (call is null) return null;
+            parsed.Add(call);
+        }
+        return parsed.Count == 0 ? null : (content, parsed);
+    }
+
+    /// <summary>The JSON objects at the top level of <paramref name="text"/>, in order; the last may be unterminated.</summary>
+    private static IEnumerable<(string Json, bool Whole)> TopLevelObjects(string text)
+    {
+        var (depth, start, inString, escaped) = (0, -1, false, false);
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = text[i];
+            if (inString)
+            {
+                if (escaped) escaped = false;
+                else if (c == '\\') escaped = true;
+                else if (c == '"') inString = false;
+                continue;
+            }
+            if (c == '"') inString = true;
+            else if (c is '{' or '[')
+            {
+                if (depth == 0 && c == '{') start = i;
+                if (start >= 0) depth++;
+            }
+            else if (c is '}' or ']' && depth > 0 && --depth == 0)
+            {
+                yield return (text[start..(i + 1)], true);
+                start = -1;
+            }
+        }
+        if (start >= 0) yield return (text[start..], false);
+    }
+
+    /// <summary>A call object cut off after its name: the name, and whatever of the arguments follows their key.</summary>
+    private ParsedToolCall? CutCall(string json)
+    {
+        var m = CutCallPattern().Match(json);
+        if (!m.Success) return null;
+        var name = JsonSerializer.Deserialize<string>(m.Groups["name"].Value)!;
+        return new ParsedToolCall(name, m.Groups["arguments"].Success ? m.Groups["arguments"].Value.TrimEnd() : "") { CutOff = true };
+    }
+
+    // The name whole; then nothing, a separator, the arguments' key (or as much of it as was written) and what follows it.
+    [GeneratedRegex(@"^\{\s*""name""\s*:\s*(?<name>""(?:[^""\\]|\\.)*"")\s*(?:,\s*(?:""(?:arguments|parameters)""\s*:\s*(?<arguments>.*)|""[a-z_]*""?\s*:?\s*)?)?$",
+        RegexOptions.Singleline)]
+    private static partial Regex CutCallPattern();
 
     private IReadOnlyList<ParsedToolCall>? TryCalls(string json)
     {
