@@ -201,12 +201,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     /// </summary>
     public async Task CancelAsync(HttpContext context, string id)
     {
-        if (running.TryGetValue(id, out var run))
-        {
-            cancelled[id] = true;
-            await run.Cancel.CancelAsync();
-            await run.Run.WaitAsync(context.RequestAborted);
-        }
+        await StopAsync(id, context.RequestAborted);
         if (!store.TryGet(id, out var stored)) { await NotFound(context, id); return; }
         if (stored.Response["background"] is not JsonValue flag || !flag.GetValue<bool>())
         {
@@ -215,6 +210,17 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             return;
         }
         await JsonResponse.WriteAsync(context, stored.Response.DeepClone());
+    }
+
+    /// <summary>Cancels a background response still generating and waits until its end is recorded.</summary>
+    private async Task StopAsync(string id, CancellationToken cancellation)
+    {
+        if (!running.TryGetValue(id, out var run)) return;
+        cancelled[id] = true;
+        try { await run.Cancel.CancelAsync(); }
+        catch (ObjectDisposedException) { }   // it ended (and let go of its token) since it was looked up
+        await run.Run.WaitAsync(cancellation);
+        cancelled.TryRemove(id, out _);   // when it ended before the flag was set
     }
 
     private ApiException Error(Exception e, bool timedOut) => e switch
@@ -232,12 +238,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
 
     public async Task DeleteAsync(HttpContext context, string id)
     {
-        if (running.TryGetValue(id, out var run))
-        {
-            cancelled[id] = true;   // a background response still generating stops before it is forgotten
-            await run.Cancel.CancelAsync();
-            await run.Run.WaitAsync(context.RequestAborted);
-        }
+        await StopAsync(id, context.RequestAborted);   // a background response still generating stops before it is forgotten
         await (store.Remove(id)
             ? JsonResponse.WriteAsync(context, new JsonObject { ["id"] = id, ["object"] = "response.deleted", ["deleted"] = true })
             : NotFound(context, id));
