@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Text;
+
 namespace SharpTune.Evaluation;
 
 /// <summary>
@@ -43,4 +46,62 @@ internal static class PythonText
         foreach (var rune in text.EnumerateRunes()) points.Add(rune.ToString());
         return points.ToArray();
     }
+
+    /// <summary>
+    /// Python's <c>str.lower()</c>. .NET's invariant lowercasing agrees with it on every single code point but one:
+    /// Python applies the full mapping of U+0130 'İ' ("i" + combining dot U+0307, which .NET leaves unchanged), and
+    /// lowercases 'Σ' to final 'ς' at the end of a word (Unicode's Final_Sigma context), where .NET always gives 'σ'.
+    /// </summary>
+    public static string Lower(string text)
+    {
+        string lowered = text.ToLowerInvariant();
+        if (text.AsSpan().IndexOfAny('\u0130', '\u03a3') < 0) return lowered;
+        var result = new StringBuilder(text.Length + 8);
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (text[i] == '\u0130') result.Append("i\u0307");
+            else if (text[i] == '\u03a3') result.Append(IsFinalSigma(text, i) ? '\u03c2' : '\u03c3');
+            else result.Append(lowered[i]);
+        }
+        return result.ToString();
+    }
+
+    // CPython's handle_capital_sigma: \p{Cased} \p{Case_Ignorable}* Σ, not followed by \p{Case_Ignorable}* \p{Cased}.
+    private static bool IsFinalSigma(string text, int index)
+    {
+        int j = index;
+        Rune before = default;
+        bool found = false;
+        while (j > 0)
+        {
+            Rune.DecodeLastFromUtf16(text.AsSpan(0, j), out before, out int width);
+            j -= width;
+            if (!IsCaseIgnorable(before)) { found = true; break; }
+        }
+        if (!found || !IsCased(before)) return false;
+        j = index + 1;
+        while (j < text.Length)
+        {
+            Rune.DecodeFromUtf16(text.AsSpan(j), out var after, out int width);
+            j += width;
+            if (!IsCaseIgnorable(after)) return !IsCased(after);
+        }
+        return true;
+    }
+
+    // Unicode's Cased property for characters that are not Case_Ignorable: the cased letter categories plus the
+    // Other_Lowercase/Other_Uppercase symbols (ordinal indicators, Roman numerals, circled and squared letters).
+    // Checked against CPython 3.11 over every code point.
+    private static bool IsCased(Rune c) =>
+        Rune.GetUnicodeCategory(c) is UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter
+        || c.Value is 0xAA or 0xBA or (>= 0x2160 and <= 0x217F) or (>= 0x24B6 and <= 0x24E9)
+            or (>= 0x1F130 and <= 0x1F149) or (>= 0x1F150 and <= 0x1F169) or (>= 0x1F170 and <= 0x1F189);
+
+    // Unicode's Case_Ignorable: marks, format characters, modifier letters and symbols, plus the word-internal
+    // punctuation of Word_Break MidLetter/MidNumLet/Single_Quote. Checked against CPython 3.11 over every code point.
+    private static bool IsCaseIgnorable(Rune c) =>
+        Rune.GetUnicodeCategory(c) is UnicodeCategory.NonSpacingMark or UnicodeCategory.EnclosingMark or UnicodeCategory.Format
+            or UnicodeCategory.ModifierLetter or UnicodeCategory.ModifierSymbol
+        || c.Value is 0x27 or 0x2E or 0x3A or 0xB7 or 0x387 or 0x55F or 0x5F4 or 0x2018 or 0x2019 or 0x2024 or 0x2027
+            or 0xFE13 or 0xFE52 or 0xFE55 or 0xFF07 or 0xFF0E or 0xFF1A or 0x1171E;
 }
