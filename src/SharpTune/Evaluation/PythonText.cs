@@ -104,4 +104,31 @@ internal static class PythonText
             or UnicodeCategory.ModifierLetter or UnicodeCategory.ModifierSymbol
         || c.Value is 0x27 or 0x2E or 0x3A or 0xB7 or 0x387 or 0x55F or 0x5F4 or 0x2018 or 0x2019 or 0x2024 or 0x2027
             or 0xFE13 or 0xFE52 or 0xFE55 or 0xFF07 or 0xFF0E or 0xFF1A or 0x1171E;
+
+    /// <summary>Python's string ordering: by code point (ordinal UTF-16 order puts U+10000.. before U+E000..U+FFFF).</summary>
+    public static int CompareCodePoints(string? a, string? b)
+    {
+        if (a is null || b is null) return a is null ? (b is null ? 0 : -1) : 1;
+        int i = 0, j = 0;
+        while (i < a.Length && j < b.Length)
+        {
+            Rune.DecodeFromUtf16(a.AsSpan(i), out var x, out int wa);
+            Rune.DecodeFromUtf16(b.AsSpan(j), out var y, out int wb);
+            // A lone surrogate decodes as U+FFFD; compare its code unit instead, as Python compares the surrogate.
+            int cx = x == Rune.ReplacementChar && a[i] != '\ufffd' ? a[i] : x.Value;
+            int cy = y == Rune.ReplacementChar && b[j] != '\ufffd' ? b[j] : y.Value;
+            if (cx != cy) return cx.CompareTo(cy);
+            i += wa; j += wb;
+        }
+        return (a.Length - i).CompareTo(b.Length - j) switch { 0 => 0, var c => c > 0 ? 1 : -1 };
+    }
+
+    /// <summary>Length in code points, as Python's <c>len</c> counts a string.</summary>
+    public static int CodePointLength(string text)
+    {
+        int length = text.Length;
+        for (int i = 0; i + 1 < text.Length; i++)
+            if (char.IsSurrogatePair(text[i], text[i + 1])) { length--; i++; }
+        return length;
+    }
 }
