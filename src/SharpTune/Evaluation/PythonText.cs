@@ -131,4 +131,20 @@ internal static class PythonText
             if (char.IsSurrogatePair(text[i], text[i + 1])) { length--; i++; }
         return length;
     }
+
+    /// <summary>The code points of a string, as Python indexes it (a lone surrogate stays its own code point).</summary>
+    public static int[] CodePointValues(string text)
+    {
+        var values = new List<int>(text.Length);
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                values.Add(char.ConvertToUtf32(text[i], text[i + 1]));
+                i++;
+            }
+            else values.Add(text[i]);
+        }
+        return values.ToArray();
+    }
 }
