@@ -44,7 +44,9 @@ public static class ScoreCommand
     {
         try
         {
+            if (wordOrder < 0) throw new ArgumentException($"--word-order must be 0 or more, got {wordOrder}.");
             var hypotheses = ReadSegments(hypPath);
+            if (hypotheses.Count == 0) throw new InvalidDataException($"Hypotheses '{hypPath}' has no lines to score.");
             var referenceSets = refPaths.Select(path =>
             {
                 var lines = ReadSegments(path);
@@ -70,13 +72,16 @@ public static class ScoreCommand
         }
     }
 
-    // Lines split on '\n' only (a stray '\r' stays part of its segment, as in sacreBLEU); a final newline ends the last line.
+    // Lines split on '\n' and right-stripped of whitespace ('\r' included), as sacreBLEU's command line reads them
+    // (open(newline="\n"), then line.rstrip()); a final newline ends the last line, so a file holding just "\n" is
+    // one empty segment and only an empty file has none.
     private static List<string> ReadSegments(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"File not found: '{path}'.", path);
         string text = File.ReadAllText(path);
+        if (text.Length == 0) return [];
         if (text.EndsWith('\n')) text = text[..^1];
-        return text.Length == 0 ? [] : text.Split('\n').Select(line => line.TrimEnd('\r')).ToList();
+        return text.Split('\n').Select(PythonText.RStrip).ToList();
     }
 
     private static string FormatBleu(BleuScore score, bool json) => json

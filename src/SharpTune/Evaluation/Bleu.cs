@@ -22,10 +22,10 @@ public sealed class Bleu
 
     /// <summary>
     /// Corpus BLEU. <paramref name="referenceSets"/> holds one list per reference set, each aligned with
-    /// <paramref name="hypotheses"/> (sacreBLEU's layout); an empty reference string means "no reference in this set
-    /// for this segment".
+    /// <paramref name="hypotheses"/> (sacreBLEU's layout). A null reference means "no reference in this set for this
+    /// segment" (sacreBLEU's <c>None</c>); an empty string is an empty reference, as in sacreBLEU since 2.2.
     /// </summary>
-    public BleuScore CorpusScore(IReadOnlyList<string> hypotheses, IReadOnlyList<IReadOnlyList<string>> referenceSets)
+    public BleuScore CorpusScore(IReadOnlyList<string> hypotheses, IReadOnlyList<IReadOnlyList<string?>> referenceSets)
     {
         var (perSegment, uniformCount) = ReferenceSets.BySegment(hypotheses, referenceSets);
         int order = _options.MaxNgramOrder;
@@ -45,7 +45,7 @@ public sealed class Bleu
     public BleuScore SentenceScore(string hypothesis, IReadOnlyList<string> references)
     {
         ArgumentNullException.ThrowIfNull(references);
-        return CorpusScore([hypothesis], references.Select(r => (IReadOnlyList<string>)[r]).ToList());
+        return CorpusScore([hypothesis], references.Select(r => (IReadOnlyList<string?>)[r]).ToList());
     }
 
     /// <summary>The sacreBLEU signature for a given reference count (null = variable).</summary>
@@ -73,7 +73,7 @@ public sealed class Bleu
 
     private string Preprocess(string segment)
     {
-        if (_options.Lowercase) segment = segment.ToLowerInvariant();
+        if (_options.Lowercase) segment = PythonText.Lower(segment);
         segment = PythonText.RStrip(segment);
         return _options.Tokenization == BleuTokenization.Tokenizer13a ? Tokenizer13a.Tokenize(segment) : segment;
     }

@@ -43,8 +43,12 @@ public sealed record BleuOptions
 
 /// <summary>A BLEU result in sacreBLEU's terms; <see cref="Score"/> and <see cref="Precisions"/> are on 0–100.</summary>
 /// <param name="Score">BLEU, 0–100.</param>
-/// <param name="Counts">Matched (clipped) n-gram counts per order 1..N.</param>
-/// <param name="Totals">Hypothesis n-gram counts per order 1..N.</param>
+/// <param name="Counts">
+/// Matched (clipped) n-gram counts per order 1..N, as counted. sacreBLEU's add-k smoothing adds k to its counts and
+/// totals of orders 2..N in place, so its <c>BLEUScore.counts</c>/<c>totals</c> then read k higher; the score and
+/// precisions agree.
+/// </param>
+/// <param name="Totals">Hypothesis n-gram counts per order 1..N, as counted (see <paramref name="Counts"/>).</param>
 /// <param name="Precisions">Smoothed n-gram precisions per order, 0–100.</param>
 /// <param name="BrevityPenalty">Brevity penalty.</param>
 /// <param name="SysLen">Total hypothesis length in tokens.</param>

@@ -56,8 +56,11 @@ public sealed class Chrf
 
     private int Order => _options.CharOrder + _options.WordOrder;
 
-    /// <summary>Corpus chrF; <paramref name="referenceSets"/> holds one list per reference set, aligned with the hypotheses.</summary>
-    public ChrfScore CorpusScore(IReadOnlyList<string> hypotheses, IReadOnlyList<IReadOnlyList<string>> referenceSets)
+    /// <summary>
+    /// Corpus chrF; <paramref name="referenceSets"/> holds one list per reference set, aligned with the hypotheses. A null
+    /// reference is absent for that segment; an empty string is an empty reference (sacreBLEU 2.2+).
+    /// </summary>
+    public ChrfScore CorpusScore(IReadOnlyList<string> hypotheses, IReadOnlyList<IReadOnlyList<string?>> referenceSets)
     {
         var (perSegment, uniformCount) = ReferenceSets.BySegment(hypotheses, referenceSets);
         var sums = new long[3 * Order];
@@ -73,7 +76,7 @@ public sealed class Chrf
     public ChrfScore SentenceScore(string hypothesis, IReadOnlyList<string> references)
     {
         ArgumentNullException.ThrowIfNull(references);
-        return CorpusScore([hypothesis], references.Select(r => (IReadOnlyList<string>)[r]).ToList());
+        return CorpusScore([hypothesis], references.Select(r => (IReadOnlyList<string?>)[r]).ToList());
     }
 
     /// <summary>sacreBLEU's name for this configuration: chrF{beta} followed by one '+' per word order.</summary>
@@ -110,7 +113,7 @@ public sealed class Chrf
         return best;
     }
 
-    private string Preprocess(string segment) => _options.Lowercase ? segment.ToLowerInvariant() : segment;
+    private string Preprocess(string segment) => _options.Lowercase ? PythonText.Lower(segment) : segment;
 
     private List<Dictionary<string, int>> AllNgrams(string segment)
     {

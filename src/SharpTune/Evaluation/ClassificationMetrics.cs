@@ -24,6 +24,7 @@ public sealed class ClassificationMetrics
         long supportSum = supports.Sum(s => (long)s);
         PerClass = perClass;
         Total = total;
+        _correct = correct;
         Accuracy = total == 0 ? 0 : (double)correct / total;
         Micro = Metrics("micro avg", truePositives.Sum(t => (long)t), predictedCounts.Sum(p => (long)p), supportSum);
         Macro = k == 0 ? new ClassMetrics("macro avg", 0, 0, 0, 0)
@@ -35,6 +36,8 @@ public sealed class ClassificationMetrics
                 (int)supportSum);
         MicroIsAccuracy = labelsCoverAll;
     }
+
+    private readonly int _correct;
 
     /// <summary>Class labels in matrix order.</summary>
     public IReadOnlyList<string> Labels { get; }
@@ -52,7 +55,7 @@ public sealed class ClassificationMetrics
     public ClassMetrics Macro { get; }
     /// <summary>Support-weighted mean of per-class values.</summary>
     public ClassMetrics Weighted { get; }
-    /// <summary>True when the labels cover every class seen, so the report shows an accuracy row instead of micro.</summary>
+    /// <summary>True when the labels are exactly the classes seen, so the report shows an accuracy row instead of micro (as sklearn).</summary>
     public bool MicroIsAccuracy { get; }
 
     /// <summary>
@@ -66,7 +69,7 @@ public sealed class ClassificationMetrics
         ArgumentNullException.ThrowIfNull(predicted);
         if (gold.Count != predicted.Count)
             throw new ArgumentException($"There are {gold.Count} gold labels but {predicted.Count} predictions.", nameof(predicted));
-        var seen = gold.Concat(predicted).Distinct().Order().ToList();
+        var seen = gold.Concat(predicted).Distinct().Order(LabelOrder<T>()).ToList();
         var classes = labels?.ToList() ?? seen;
         if (classes.Distinct().Count() != classes.Count) throw new ArgumentException("Labels must be distinct.", nameof(labels));
         var index = classes.Select((label, i) => (label, i)).ToDictionary(p => p.label, p => p.i);
@@ -88,10 +91,16 @@ public sealed class ClassificationMetrics
             if (hasPredicted) predictedCounts[p]++;
             if (hasGold && hasPredicted) confusion[g, p]++;
         }
-        bool coversAll = seen.All(index.ContainsKey);
+        // sklearn 1.2's classification_report prints an accuracy row only when the labels are exactly the classes seen
+        // (set(labels) == set(unique_labels(y_true, y_pred))); extra labels that never occur bring back "micro avg".
+        bool coversAll = seen.Count == classes.Count && seen.All(index.ContainsKey);
         return new ClassificationMetrics(
             classes.Select(c => Convert.ToString(c, CultureInfo.InvariantCulture) ?? "").ToList(), confusion, truePositives, predictedCounts, supports, gold.Count, correct, coversAll);
     }
+
+    // sklearn sorts labels with numpy (np.unique): strings by code point, never by culture ("B" before "a").
+    private static IComparer<T> LabelOrder<T>() =>
+        typeof(T) == typeof(string) ? (IComparer<T>)(object)Comparer<string>.Create(PythonText.CompareCodePoints) : Comparer<T>.Default;
 
     private static ClassMetrics Metrics(string label, long truePositives, long predicted, long support)
     {
@@ -108,12 +117,17 @@ public sealed class ClassificationMetrics
         if (names.Count != Labels.Count)
             throw new ArgumentException($"{names.Count} target names given for {Labels.Count} labels.", nameof(targetNames));
         var c = CultureInfo.InvariantCulture;
-        int width = Math.Max(Math.Max(names.DefaultIfEmpty("").Max(n => n.Length), "weighted avg".Length), digits);
+        // Widths count code points, as Python's len and format do.
+        int width = Math.Max(Math.Max(names.DefaultIfEmpty("").Max(PythonText.CodePointLength), "weighted avg".Length), digits);
+        string Pad(string text, int size) => text.PadLeft(size + text.Length - PythonText.CodePointLength(text));
         string Number(double v) => v.ToString("F" + digits, c).PadLeft(9);
+        // When no prediction is correct, sklearn 1.2's multilabel_confusion_matrix builds its counts from float zeros
+        // ("pathological case"), so classification_report prints every support as a float: "1.0", not "1".
+        string Support(int support) => (_correct == 0 && Total > 0 ? support.ToString(c) + ".0" : support.ToString(c)).PadLeft(9);
         // sklearn's row format: "{:>{width}s} " followed by " {:>9.{digits}f}" three times and " {:>9}".
         string Row(string heading, ClassMetrics m) =>
-            heading.PadLeft(width) + "  " + Number(m.Precision) + " " + Number(m.Recall) + " " + Number(m.F1) + " "
-            + m.Support.ToString(c).PadLeft(9) + "\n";
+            Pad(heading, width) + "  " + Number(m.Precision) + " " + Number(m.Recall) + " " + Number(m.F1) + " "
+            + Support(m.Support) + "\n";
 
         var report = new StringBuilder();
         report.Append("".PadLeft(width)).Append(' ');
@@ -123,7 +137,7 @@ public sealed class ClassificationMetrics
         report.Append('\n');
         if (MicroIsAccuracy)
             report.Append("accuracy".PadLeft(width)).Append("  ").Append("".PadLeft(9)).Append(' ').Append("".PadLeft(9))
-                  .Append(' ').Append(Number(Micro.F1)).Append(' ').Append(Micro.Support.ToString(c).PadLeft(9)).Append('\n');
+                  .Append(' ').Append(Number(Micro.F1)).Append(' ').Append(Support(Micro.Support)).Append('\n');
         else report.Append(Row("micro avg", Micro));
         report.Append(Row("macro avg", Macro));
         report.Append(Row("weighted avg", Weighted));

@@ -98,13 +98,13 @@ public sealed class ModelEvaluator
             corpus["micro_f1"] = classMetrics.Micro.F1;
             corpus["weighted_f1"] = classMetrics.Weighted.F1;
             if (generation.Contains(EvaluationMetrics.ExactMatch))
-                AddGenerationMetrics([EvaluationMetrics.ExactMatch], items, predicted, scores, corpus, signatures);
+                AddGenerationMetrics([EvaluationMetrics.ExactMatch], items.Select(i => i.Reference).ToList(), predicted, options.RougeStemmer, scores, corpus, signatures);
         }
         else if (generation.Length > 0)
         {
             var generated = Generate(items, options.MaxNewTokens, progress, cancellationToken);
             for (var i = 0; i < items.Length; i++) outputs[i] = generated[i];
-            AddGenerationMetrics(generation, items, generated, scores, corpus, signatures);
+            AddGenerationMetrics(generation, items.Select(i => i.Reference).ToList(), generated, options.RougeStemmer, scores, corpus, signatures);
         }
 
         var records = items.Select((item, i) => new ExampleRecord(i, item.Input, item.Reference, outputs[i], scores[i])
@@ -171,20 +171,25 @@ public sealed class ModelEvaluator
         return outputs;
     }
 
-    private void AddGenerationMetrics(IReadOnlyList<string> metrics, IReadOnlyList<EvaluationItem> items, IReadOnlyList<string> outputs,
-        Dictionary<string, double>[] scores, Dictionary<string, double> corpus, Dictionary<string, string> signatures)
+    /// <summary>
+    /// Corpus scores, signatures and per-example scores of generated <paramref name="outputs"/> against
+    /// <paramref name="references"/>. Per-example BLEU is sacreBLEU's <c>sentence_bleu</c>, which uses the effective
+    /// order by default (a short output is not zeroed for lacking 4-grams); corpus BLEU keeps sacreBLEU's defaults.
+    /// </summary>
+    internal static void AddGenerationMetrics(IReadOnlyList<string> metrics, IReadOnlyList<string?> references, IReadOnlyList<string> outputs,
+        bool rougeStemmer, Dictionary<string, double>[] scores, Dictionary<string, double> corpus, Dictionary<string, string> signatures)
     {
-        var references = items.Select(i => i.Reference ?? "").ToArray();
         // Texts are compared without surrounding whitespace: a completion's leading space is tokenisation, not content.
         var hypotheses = outputs.Select(o => o.Trim()).ToArray();
-        var refs = references.Select(r => r.Trim()).ToArray();
+        var refs = references.Select(r => (r ?? "").Trim()).ToArray();
         if (metrics.Contains(EvaluationMetrics.Bleu))
         {
             var bleu = new Bleu();
             var score = bleu.CorpusScore(hypotheses, [refs]);
             corpus[EvaluationMetrics.Bleu] = score.Score;
             signatures[EvaluationMetrics.Bleu] = score.Signature;
-            for (var i = 0; i < items.Count; i++) scores[i][EvaluationMetrics.Bleu] = bleu.SentenceScore(hypotheses[i], [refs[i]]).Score;
+            var sentenceBleu = new Bleu(new BleuOptions { EffectiveOrder = true });
+            for (var i = 0; i < references.Count; i++) scores[i][EvaluationMetrics.Bleu] = sentenceBleu.SentenceScore(hypotheses[i], [refs[i]]).Score;
         }
         if (metrics.Contains(EvaluationMetrics.Chrf))
         {
@@ -192,21 +197,21 @@ public sealed class ModelEvaluator
             var score = chrf.CorpusScore(hypotheses, [refs]);
             corpus[EvaluationMetrics.Chrf] = score.Score;
             signatures[EvaluationMetrics.Chrf] = score.Signature;
-            for (var i = 0; i < items.Count; i++) scores[i][EvaluationMetrics.Chrf] = chrf.SentenceScore(hypotheses[i], [refs[i]]).Score;
+            for (var i = 0; i < references.Count; i++) scores[i][EvaluationMetrics.Chrf] = chrf.SentenceScore(hypotheses[i], [refs[i]]).Score;
         }
         if (metrics.Contains(EvaluationMetrics.Rouge))
         {
-            var rouge = new Rouge(useStemmer: options.RougeStemmer);
+            var rouge = new Rouge(useStemmer: rougeStemmer);
             var pairs = rouge.ScoreAll(refs, hypotheses);
             foreach (var (type, score) in RougeAggregate.Mean(pairs)) corpus[type] = score.FMeasure;
-            for (var i = 0; i < items.Count; i++)
+            for (var i = 0; i < references.Count; i++)
                 foreach (var (type, score) in pairs[i]) scores[i][type] = score.FMeasure;
-            signatures[EvaluationMetrics.Rouge] = $"rouge-score tokenisation, F-measure, stemmer: {(options.RougeStemmer ? "yes" : "no")}";
+            signatures[EvaluationMetrics.Rouge] = $"rouge-score tokenisation, F-measure, stemmer: {(rougeStemmer ? "yes" : "no")}";
         }
         if (metrics.Contains(EvaluationMetrics.ExactMatch))
         {
             corpus[EvaluationMetrics.ExactMatch] = ExactMatch.Score(hypotheses, refs);
-            for (var i = 0; i < items.Count; i++) scores[i][EvaluationMetrics.ExactMatch] = ExactMatch.Normalized(hypotheses[i], refs[i]) ? 1 : 0;
+            for (var i = 0; i < references.Count; i++) scores[i][EvaluationMetrics.ExactMatch] = ExactMatch.Normalized(hypotheses[i], refs[i]) ? 1 : 0;
             signatures[EvaluationMetrics.ExactMatch] = "SQuAD normalisation (lowercase, no punctuation or articles)";
         }
     }

@@ -40,7 +40,7 @@ public sealed class PorterStemmer
     public string Stem(string word)
     {
         ArgumentNullException.ThrowIfNull(word);
-        string stem = word.ToLowerInvariant();
+        string stem = PythonText.Lower(word);
         // NLTK looks the word up as given (so only lowercase words hit the table).
         if (Nltk && IrregularForms.TryGetValue(word, out var irregular)) return irregular;
         // Words of one or two letters are left alone outside the original algorithm.

@@ -2,12 +2,13 @@ namespace SharpTune.Evaluation;
 
 /// <summary>
 /// Transposes sacreBLEU-style references (one list per reference set, each aligned with the hypotheses) into the
-/// references of each segment, dropping empty references as sacreBLEU does to allow a variable reference count.
+/// references of each segment. A null reference is absent (a variable reference count, <c>nrefs:var</c>); an empty
+/// string is a reference with no tokens, as in sacreBLEU since 2.2 (its base.py drops only <c>None</c>).
 /// </summary>
 internal static class ReferenceSets
 {
     public static (List<List<string>> PerSegment, int? UniformCount) BySegment(
-        IReadOnlyList<string> hypotheses, IReadOnlyList<IReadOnlyList<string>> referenceSets)
+        IReadOnlyList<string> hypotheses, IReadOnlyList<IReadOnlyList<string?>> referenceSets)
     {
         ArgumentNullException.ThrowIfNull(hypotheses);
         ArgumentNullException.ThrowIfNull(referenceSets);
@@ -28,9 +29,9 @@ internal static class ReferenceSets
         for (int i = 0; i < hypotheses.Count; i++)
         {
             if (hypotheses[i] is null) throw new ArgumentException($"Hypothesis {i} is null.", nameof(hypotheses));
-            var refs = referenceSets.Select(set => set[i]).Where(r => !string.IsNullOrEmpty(r)).ToList();
+            var refs = referenceSets.Select(set => set[i]).OfType<string>().ToList();
             if (refs.Count == 0)
-                throw new ArgumentException($"Segment {i} has no non-empty reference in any reference set.", nameof(referenceSets));
+                throw new ArgumentException($"Segment {i} has no reference in any reference set (all are null).", nameof(referenceSets));
             counts.Add(refs.Count);
             perSegment.Add(refs);
         }

@@ -24,7 +24,7 @@ public sealed partial class RougeTokenizer
     public IReadOnlyList<string> Tokenize(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        text = NonAlphanumeric().Replace(text.ToLowerInvariant(), " ");
+        text = NonAlphanumeric().Replace(PythonText.Lower(text), " ");
         var tokens = new List<string>();
         // After the replacement only ASCII spaces and [a-z0-9] remain, so splitting on ' ' equals re.split(r"\s+").
         foreach (var piece in text.Split(' '))

@@ -56,10 +56,10 @@ public class BleuTests
     [Fact]
     public void VariableReferenceCount_GivesVarSignature()
     {
-        // README "Variable Number of References": an empty reference means none in that set for the segment.
-        IReadOnlyList<string>[] refs =
+        // README "Variable Number of References": a None (here null) reference means none in that set for the segment.
+        IReadOnlyList<string?>[] refs =
         [
-            ["", "It was not unexpected.", "The man bit him first."],
+            [null, "It was not unexpected.", "The man bit him first."],
             ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."],
         ];
         var score = new Bleu().CorpusScore(ReadmeHypotheses, refs);
@@ -184,5 +184,36 @@ public class BleuTests
     {
         var error = Assert.Throws<ArgumentException>(() => new Bleu().CorpusScore(["a", "b"], [["a"]]));
         Assert.Contains("1 segments but there are 2 hypotheses", error.Message);
+    }
+
+    [Fact]
+    public void EmptyReference_IsAReferenceWithNoTokens_NullIsAbsent()
+    {
+        // sacreBLEU 2.6.0 (base.py drops only None since 2.2, "allow empty references #161"):
+        //   BLEU().corpus_score(['a b c d'], [['a b c d e f g h'], ['']])
+        //     -> BLEU = 100.00 100.0/100.0/100.0/100.0 (BP = 1.000 ratio = 0.000 hyp_len = 4 ref_len = 0), nrefs:2
+        //   (the empty reference ties on distance with the 8-token one and, being shorter, gives the length)
+        //   BLEU().corpus_score(['a b c d'], [['a b c d e f g h'], [None]])
+        //     -> BLEU = 36.79 ... (BP = 0.368 ratio = 0.500 hyp_len = 4 ref_len = 8), nrefs:1
+        var withEmpty = new Bleu().CorpusScore(["a b c d"], [["a b c d e f g h"], [""]]);
+        Assert.Equal(100.00000000000004, withEmpty.Score, 1e-9);
+        Assert.Equal(0, withEmpty.RefLen);
+        Assert.StartsWith("nrefs:2|", withEmpty.Signature);
+
+        var withNull = new Bleu().CorpusScore(["a b c d"], [["a b c d e f g h"], [null]]);
+        Assert.Equal(36.78794411714425, withNull.Score, 1e-9);
+        Assert.Equal(8, withNull.RefLen);
+        Assert.StartsWith("nrefs:1|", withNull.Signature);
+    }
+
+    [Fact]
+    public void Lowercase_FollowsPythonStrLower_FinalSigmaAndDottedCapitalI()
+    {
+        // Python lowercases 'Σ' at a word's end to 'ς' and 'İ' to "i\u0307"; .NET's ToLowerInvariant gives 'σ' and
+        // leaves 'İ'. sacreBLEU 2.6.0: BLEU(lowercase=True).corpus_score(['ΟΔΟΣ ΣΟΦΟΣ İstanbul ΝΟΜΟΣ'],
+        // [['οδος σοφος i\u0307stanbul νομος']]) -> 100.0
+        var bleu = new Bleu(new BleuOptions { Lowercase = true });
+        var score = bleu.CorpusScore(["ΟΔΟΣ ΣΟΦΟΣ İstanbul ΝΟΜΟΣ"], [["οδος σοφος i\u0307stanbul νομος"]]);
+        Assert.Equal(100.0, score.Score, 1e-9);
     }
 }

@@ -122,4 +122,29 @@ public class ChrfTests
         double best = chrf.CorpusScore(["the cat sat"], [["the cat sat"], ["a dog ran"]]).Score;
         Assert.Equal(100.0, best, 1e-9);
     }
+
+    [Fact]
+    public void EmptyReference_CompetesAsAReference_NullIsAbsent()
+    {
+        // sacreBLEU 2.6.0: CHRF().corpus_score(['abc', 'abd'], [['', 'abd'], ['xyz', 'abd']]) -> 100.0, nrefs:2
+        // (for 'abc' both references score F = 0 and the first, empty one, contributes no n-grams), while
+        // CHRF().corpus_score(['abc', 'abd'], [[None, 'abd'], ['xyz', 'abd']]) -> 50.0, nrefs:var.
+        var chrf = new Chrf();
+        var withEmpty = chrf.CorpusScore(["abc", "abd"], [["", "abd"], ["xyz", "abd"]]);
+        Assert.Equal(100.0, withEmpty.Score, 1e-9);
+        Assert.StartsWith("nrefs:2|", withEmpty.Signature);
+
+        var withNull = chrf.CorpusScore(["abc", "abd"], [[null, "abd"], ["xyz", "abd"]]);
+        Assert.Equal(50.0, withNull.Score, 1e-9);
+        Assert.StartsWith("nrefs:var|", withNull.Signature);
+    }
+
+    [Fact]
+    public void Lowercase_FollowsPythonStrLower()
+    {
+        // sacreBLEU 2.6.0: CHRF(lowercase=True).corpus_score(['ΟΔΟΣ ΣΟΦΟΣ İstanbul'], [['οδος σοφος i\u0307stanbul']])
+        // -> 100.0 (Python's str.lower gives final sigma and "i\u0307"; .NET's ToLowerInvariant does neither).
+        var chrf = new Chrf(new ChrfOptions { Lowercase = true });
+        Assert.Equal(100.0, chrf.CorpusScore(["ΟΔΟΣ ΣΟΦΟΣ İstanbul"], [["οδος σοφος i\u0307stanbul"]]).Score, 1e-9);
+    }
 }

@@ -94,4 +94,65 @@ public class ClassificationMetricsTests
             Directory.Delete(Path.GetDirectoryName(path)!, recursive: true);
         }
     }
+
+    [Fact]
+    public void StringLabels_SortByCodePointAsNumpy_NotByCulture()
+    {
+        // sklearn 1.2.1: np.unique(["b","B","a","C","b","B","B","a","b","C"]) -> ['B', 'C', 'a', 'b'];
+        // confusion_matrix(["b","B","a","C","b"], ["B","B","a","b","C"]).tolist()
+        //   -> [[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [1, 1, 0, 0]]
+        var metrics = ClassificationMetrics.Compute(["b", "B", "a", "C", "b"], ["B", "B", "a", "b", "C"]);
+        Assert.Equal(["B", "C", "a", "b"], metrics.Labels);
+        Assert.Equal(new[,] { { 1, 0, 0, 0 }, { 0, 0, 0, 1 }, { 0, 0, 1, 0 }, { 1, 1, 0, 0 } }, metrics.ConfusionMatrix);
+    }
+
+    [Fact]
+    public void LabelsBeyondTheClassesSeen_ShowMicroAverage()
+    {
+        // sklearn 1.2.1 shows the accuracy row only when set(labels) == set(unique_labels(y_true, y_pred)):
+        // classification_report(["pos","pos"], ["pos","neg"], labels=["neg","pos","maybe"], zero_division=0)
+        var metrics = ClassificationMetrics.Compute(["pos", "pos"], ["pos", "neg"], labels: ["neg", "pos", "maybe"]);
+        const string expected =
+            "              precision    recall  f1-score   support\n\n" +
+            "         neg       0.00      0.00      0.00         0\n" +
+            "         pos       1.00      0.50      0.67         2\n" +
+            "       maybe       0.00      0.00      0.00         0\n\n" +
+            "   micro avg       0.50      0.50      0.50         2\n" +
+            "   macro avg       0.33      0.17      0.22         2\n" +
+            "weighted avg       1.00      0.50      0.67         2\n";
+        Assert.Equal(expected, metrics.ToReport());
+        Assert.False(metrics.MicroIsAccuracy);
+    }
+
+    [Fact]
+    public void NoCorrectPrediction_ReportPrintsSupportAsFloat()
+    {
+        // sklearn 1.2.1: classification_report(["C","B"], ["b","b"], zero_division=0); with no true positive at all
+        // its counts start from float zeros and every support prints as "1.0".
+        var metrics = ClassificationMetrics.Compute(["C", "B"], ["b", "b"]);
+        const string expected =
+            "              precision    recall  f1-score   support\n\n" +
+            "           B       0.00      0.00      0.00       1.0\n" +
+            "           C       0.00      0.00      0.00       1.0\n" +
+            "           b       0.00      0.00      0.00       0.0\n\n" +
+            "    accuracy                           0.00       2.0\n" +
+            "   macro avg       0.00      0.00      0.00       2.0\n" +
+            "weighted avg       0.00      0.00      0.00       2.0\n";
+        Assert.Equal(expected, metrics.ToReport());
+    }
+
+    [Fact]
+    public void Report_PadsLabelsByCodePoints()
+    {
+        // sklearn 1.2.1: classification_report(["😀","x"], ["😀","x"]); Python pads "😀" as one character.
+        var metrics = ClassificationMetrics.Compute(["😀", "x"], ["😀", "x"]);
+        const string expected =
+            "              precision    recall  f1-score   support\n\n" +
+            "           x       1.00      1.00      1.00         1\n" +
+            "           😀       1.00      1.00      1.00         1\n\n" +
+            "    accuracy                           1.00         2\n" +
+            "   macro avg       1.00      1.00      1.00         2\n" +
+            "weighted avg       1.00      1.00      1.00         2\n";
+        Assert.Equal(expected, metrics.ToReport());
+    }
 }

@@ -120,3 +120,22 @@ public sealed class EvaluationCollection : ICollectionFixture<EvaluationFixture>
 {
     public const string Name = "evaluation fine-tunes";
 }
+
+public class GenerationMetricsTests
+{
+    [Fact]
+    public void PerExampleBleuIsSentenceBleuWithEffectiveOrder_CorpusBleuKeepsDefaults()
+    {
+        // sacreBLEU 2.6.0: sacrebleu.sentence_bleu('the cat sat', ['the cat sat']).score -> 100.00000000000004 and
+        // sentence_bleu('a dog ran home fast', ['a dog ran home']).score -> 66.87403049764218 (its default
+        // use_effective_order=True; BLEU().sentence_score gives 0.0 for the first, having no 4-grams);
+        // BLEU().corpus_score(['the cat sat', 'a dog ran home fast'], [['the cat sat', 'a dog ran home']]) -> 72.31269021297696
+        var scores = new[] { new Dictionary<string, double>(), new Dictionary<string, double>() };
+        var corpus = new Dictionary<string, double>();
+        ModelEvaluator.AddGenerationMetrics([EvaluationMetrics.Bleu], ["the cat sat", "a dog ran home"],
+            [" the cat sat", "a dog ran home fast"], rougeStemmer: false, scores, corpus, new Dictionary<string, string>());
+        Assert.Equal(100.00000000000004, scores[0][EvaluationMetrics.Bleu], 1e-9);
+        Assert.Equal(66.87403049764218, scores[1][EvaluationMetrics.Bleu], 1e-9);
+        Assert.Equal(72.31269021297696, corpus[EvaluationMetrics.Bleu], 1e-9);
+    }
+}

@@ -42,6 +42,16 @@ public class ExactMatchTests
     [InlineData("theater", "theater")]
     public void Normalize_FollowsSquad(string input, string expected) => Assert.Equal(expected, ExactMatch.Normalize(input));
 
+    [Theory]
+    // Expected strings from the SQuAD v1.1 script's normalize_answer run with CPython 3.11 (lower, drop
+    // string.punctuation, re.sub(r'\b(a|an|the)\b', ' ', s), ' '.join(s.split())).
+    [InlineData("The ΣΟΦΟΣ", "σοφος")]                          // str.lower gives the final sigma
+    [InlineData("x\u00b2the end", "x\u00b2the end")]           // '²' is a word character for Python's \b: "the" stays
+    [InlineData("A\u0301 cat", "\u0301 cat")]                  // a combining mark is not, so "a" goes
+    [InlineData("İ the_a an\u203fthe", "i\u0307 thea \u203f")] // nor is '‿'
+    public void Normalize_MatchesSquadScriptUnderPython(string input, string expected) =>
+        Assert.Equal(expected, ExactMatch.Normalize(input));
+
     [Fact]
     public void StrictAndNormalized_Differ()
     {

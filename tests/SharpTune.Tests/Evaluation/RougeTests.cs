@@ -162,4 +162,12 @@ public class RougeTests
         Assert.Equal(1.0, interval.High.Precision, 1e-12);
         Assert.InRange(interval.Mid.Precision, 0.5 - 1e-12, 0.5 + 1e-12);
     }
+
+    [Fact]
+    public void Tokenizer_LowercasesAsPython_DottedCapitalIKeepsItsI()
+    {
+        // rouge-score 0.1.2 tokenize.tokenize('İstanbul KELVIN \u212a', None) -> ['i', 'stanbul', 'kelvin', 'k']:
+        // Python lowercases 'İ' to "i\u0307" and the combining dot then separates tokens; the Kelvin sign becomes 'k'.
+        Assert.Equal(["i", "stanbul", "kelvin", "k"], new RougeTokenizer().Tokenize("İstanbul KELVIN \u212a"));
+    }
 }

@@ -89,4 +89,43 @@ public sealed class ScoreCommandTests : IDisposable
         Assert.Contains("hyp.txt' has 3 lines", error);
         Assert.Contains("short.txt' has 2", error);
     }
+
+    [Fact]
+    public void ReferenceFileOfOneEmptyLine_IsOneEmptyReference()
+    {
+        // sacreBLEU 2.6.0 command line: `sacrebleu r1.txt r2.txt -i h1.txt -f text` with h1 "a b c d\n", r1
+        // "a b c d e f g h\n" and r2 "\n" -> BLEU|nrefs:2|... = 100.0 100.0/100.0/100.0/100.0
+        // (BP = 1.000 ratio = 0.000 hyp_len = 4 ref_len = 0): the empty line is a segment and an empty reference.
+        string hyp = Path.Combine(_dir, "h1.txt"), ref1 = Path.Combine(_dir, "r1.txt"), ref2 = Path.Combine(_dir, "r2.txt");
+        File.WriteAllText(hyp, "a b c d\r\n");
+        File.WriteAllText(ref1, "a b c d e f g h \n");
+        File.WriteAllText(ref2, "\n");
+        var (code, output, error) = Run("bleu", hyp, [ref1, ref2]);
+        Assert.True(code == 0, error);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal(100.0, doc.RootElement.GetProperty("bleu").GetDouble(), 1e-9);
+        Assert.Equal(0, doc.RootElement.GetProperty("ref_len").GetInt32());
+        Assert.StartsWith("nrefs:2|", doc.RootElement.GetProperty("signature").GetString());
+    }
+
+    [Fact]
+    public void EmptyHypothesisFile_IsAClearError()
+    {
+        // sacreBLEU refuses it too ("Test set ... contains no sentence").
+        string hyp = Path.Combine(_dir, "empty.txt");
+        File.WriteAllText(hyp, "");
+        var (code, _, error) = Run("bleu", hyp, [hyp]);
+        Assert.Equal(1, code);
+        Assert.Contains("empty.txt' has no lines to score", error);
+    }
+
+    [Fact]
+    public void NegativeWordOrder_NamesTheOption()
+    {
+        var refs = ReadmeFiles(out var hyp);
+        var error = new StringWriter();
+        int code = ScoreCommand.Run("chrf", hyp, refs, json: true, stemmer: false, wordOrder: -1, new StringWriter(), error);
+        Assert.Equal(1, code);
+        Assert.Contains("--word-order must be 0 or more", error.ToString());
+    }
 }

@@ -94,6 +94,9 @@ public class RewardFunctionTests
 
     [Theory]
     [InlineData("fuzzy_match", "kitten", "sitting", 0.615384615)]   // rapidfuzz fuzz.ratio("kitten", "sitting") = 61.54
+    // Hand-worked over code points, as rapidfuzz sees Python strings: "a😀" vs "a😃" share only "a", so
+    // 2·1 / (2 + 2) = 0.5 (over UTF-16 units the emoji's shared high surrogate would give 2·2 / 6 ≈ 0.667).
+    [InlineData("fuzzy_match", "a\U0001F600", "a\U0001F603", 0.5)]
     [InlineData("rouge_1", "the cat", "the black cat", 0.8)]
     [InlineData("rouge_l", "the cat", "the black cat", 0.8)]
     [InlineData("bleu", "the cat sat on the mat", "the cat sat on the mat", 1.0)]

@@ -35,9 +35,14 @@ public sealed class TextSimilarityGrader : PerSampleReward
     public override double? Score(RewardSample sample) =>
         metric(GraderTemplate.Render(input, sample), GraderTemplate.Render(reference, sample));
 
-    /// <summary>rapidfuzz's fuzz.ratio / 100: 2·LCS-based matches over the total length (the normalised InDel similarity).</summary>
-    public static double FuzzyRatio(string a, string b)
+    /// <summary>
+    /// rapidfuzz's fuzz.ratio / 100: 2·LCS-based matches over the total length (the normalised InDel similarity),
+    /// over code points as Python strings hold them (an emoji is one character, not two UTF-16 units).
+    /// </summary>
+    public static double FuzzyRatio(string first, string second)
     {
+        var a = PythonText.CodePointValues(first);
+        var b = PythonText.CodePointValues(second);
         if (a.Length + b.Length == 0) return 1.0;
         // InDel distance = |a| + |b| − 2·LCS(a, b).
         var previous = new int[b.Length + 1];
