@@ -116,6 +116,14 @@ public sealed record TrainingOptions
     public double LabelSmoothing { get; init; }
     /// <summary>DPO: sigmoid (default), ipo, hinge or robust; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or apo_zero_unpaired.</summary>
     public string? LossType { get; init; }
+    /// <summary>
+    /// TRL's disable_dropout: every dropout of the trained model (LoRA's lora_dropout and the model's own) is set to 0 for
+    /// the run. Empty = TRL's default for the objective: on for dpo, orpo, simpo and kto (DPOConfig, ORPOConfig, CPOConfig
+    /// and KTOConfig default to True), off for sft and grpo.
+    /// </summary>
+    public bool? DisableDropout { get; init; }
+    /// <summary><see cref="DisableDropout"/>, or TRL's default for <see cref="Objective"/> when it is not set.</summary>
+    public bool DropoutDisabled() => DisableDropout ?? Objective.Trim().ToLowerInvariant() is "dpo" or "orpo" or "simpo" or "kto";
     /// <summary>DPO: score every pair with the reference model once before training (full fine-tuning then needs no second model copy).</summary>
     public bool PrecomputeRefLogProbs { get; init; }
     /// <summary>SimPO: the target reward margin γ (TRL's simpo_gamma).</summary>
