@@ -167,7 +167,8 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         {
             using var scope = NewDisposeScope();
             using var batch = GrpoBatch.Collate(chunk, model.Device, settings.MaskTruncatedCompletions);
-            var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out var entropies, withEntropy: true);
+            var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out var entropies, withEntropy: true,
+                temperature: settings.Temperature);
             var result = GrpoLoss.Compute(logProbs, batch.OldLogProbs, batch.ReferenceLogProbs, batch.Advantages, batch.Mask, settings.Loss,
                 micro.Length, batchTokens);
             CustomBackward.Backward(result.Loss);
