@@ -40,16 +40,17 @@ internal static class TrainCommand
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
         var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };
         var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0" };
-        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired" };
-        var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO: assumed label-flip probability in [0, 0.5)" };
+        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired" };
+        var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO loss_type robust / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
+        var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
         var grpo = GrpoCommandOptions.Create();
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
-            labelSmoothing, precompute, nproc,
+            labelSmoothing, precompute, disableDropout, nproc,
         };
         grpo.AddTo(command);
         var quantize = new QuantizeOptions();
@@ -120,6 +121,7 @@ internal static class TrainCommand
                 LossType = parse.GetValue(lossType) ?? options.LossType,
                 LabelSmoothing = parse.GetValue(labelSmoothing) ?? options.LabelSmoothing,
                 PrecomputeRefLogProbs = parse.GetValue(precompute) ?? options.PrecomputeRefLogProbs,
+                DisableDropout = parse.GetValue(disableDropout) ?? options.DisableDropout,
             };
             options = grpo.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);

@@ -147,6 +147,11 @@ public static class FineTuneJob
         }
         var parameters = CountParameters(model, trainable);
         log?.Invoke($"method {options.Method}: {parameters}");
+        if (options.DropoutDisabled())
+        {
+            FineTuningMethods.DisableDropout(model);
+            log?.Invoke("dropout off (disable_dropout" + (options.DisableDropout is null ? $", TRL's default for {objective})" : ")"));
+        }
 
         void SaveModel(string dir)
         {

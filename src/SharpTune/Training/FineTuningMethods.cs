@@ -43,6 +43,20 @@ public static class FineTuningMethods
             : throw new ArgumentException($"unknown method '{options.Method}' (choose one of: {string.Join(", ", Names)})");
     }
 
+    /// <summary>
+    /// TRL's <c>disable_dropout_in_model</c>: every dropout of <paramref name="model"/> set to p = 0 (the model's Dropout
+    /// modules and LoRA's functional dropout), so the policy's forward passes are deterministic as TRL's preference
+    /// trainers make them by default.
+    /// </summary>
+    internal static void DisableDropout(TorchSharp.torch.nn.Module model)
+    {
+        foreach (var module in model.modules())
+        {
+            if (module is TorchSharp.Modules.Dropout dropout) dropout.p = 0;
+            else if (module is Peft.Lora.LoraLinear lora) lora.DisableDropout();
+        }
+    }
+
     private static LoraConfig Lora(TrainingOptions o) => new()
     {
         R = o.LoraR,

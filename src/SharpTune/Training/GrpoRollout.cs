@@ -94,7 +94,8 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
                 try
                 {
                     using var noGrad = no_grad();
-                    old = GrpoBatch.PerCompletionToken(TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out _), chunk);
+                    old = GrpoBatch.PerCompletionToken(TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out _,
+                        temperature: settings.Temperature), chunk);
                 }
                 finally
                 {
@@ -103,7 +104,8 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
             }
             if (withReference)
                 referenceValues = GrpoBatch.PerCompletionToken(
-                    reference!.Score(model, m => TokenLogProbs.Compute(m, batch.InputIds, batch.Context, batch.Targets, out _)), chunk);
+                    reference!.Score(model, m => TokenLogProbs.Compute(m, batch.InputIds, batch.Context, batch.Targets, out _,
+                        temperature: settings.Temperature)), chunk);
             for (var i = 0; i < chunk.Length; i++)
                 result.Add(chunk[i] with { OldLogProbs = old?[i], ReferenceLogProbs = referenceValues?[i] });
         }

@@ -160,35 +160,48 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         new Random(unchecked((int)(options.Seed * 31337 + generation))).Shuffle(order);   // TRL's shuffle_sequence_dict
         var micro = order.Select(i => rows[i]).Chunk(options.MicroBatchSize).ToArray();
         var batchTokens = rows.Where(r => !(settings.MaskTruncatedCompletions && r.Truncated)).Sum(r => (double)r.CompletionIds.Length);
-        double loss = 0, kl = 0, low = 0, high = 0, region = 0, count = 0, entropy = 0;
+        double loss = 0;
+        var sums = new List<GrpoMetricSums>(micro.Length);
         var tokens = 0;
         foreach (var chunk in micro)
         {
             using var scope = NewDisposeScope();
             using var batch = GrpoBatch.Collate(chunk, model.Device, settings.MaskTruncatedCompletions);
-            var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out var entropies, withEntropy: true);
+            var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out var entropies, withEntropy: true,
+                temperature: settings.Temperature);
             var result = GrpoLoss.Compute(logProbs, batch.OldLogProbs, batch.ReferenceLogProbs, batch.Advantages, batch.Mask, settings.Loss,
                 micro.Length, batchTokens);
             CustomBackward.Backward(result.Loss);
             loss += result.Loss.item<float>();
-            kl += result.KlSum.item<float>();
-            low += result.LowClippedSum.item<float>();
-            high += result.HighClippedSum.item<float>();
-            region += result.RegionClippedSum.item<float>();
-            count += result.TokenCount.item<float>();
-            entropy += (entropies! * batch.Mask).sum().item<float>();
+            sums.Add(new GrpoMetricSums(result.TokenCount.item<float>(), (entropies! * batch.Mask).sum().item<float>(),
+                result.KlSum.item<float>(), result.LowClippedSum.item<float>(), result.HighClippedSum.item<float>(),
+                result.RegionClippedSum.item<float>()));
             tokens += batch.Tokens;
         }
-        var denominator = Math.Max(1.0, count);
+        return (loss, StepMetrics(sums, settings.Loss.Beta != 0), tokens);
+    }
+
+    /// <summary>Masked sums of one micro-batch's per-token metrics over its <see cref="Tokens"/> loss tokens.</summary>
+    internal readonly record struct GrpoMetricSums(double Tokens, double Entropy, double Kl, double LowClipped, double HighClipped,
+        double RegionClipped);
+
+    /// <summary>
+    /// The step's entropy, clip_ratio/* and kl as TRL logs them: each micro-batch's masked token mean (0 for one with no
+    /// loss tokens), then the plain mean over the step's micro-batches (TRL appends one value per <c>_compute_loss</c>
+    /// call and its <c>log</c> averages them), not one token-weighted mean over the step.
+    /// </summary>
+    internal static Dictionary<string, double> StepMetrics(IReadOnlyList<GrpoMetricSums> microBatches, bool withKl)
+    {
+        double Mean(Func<GrpoMetricSums, double> sum) => microBatches.Average(m => sum(m) / Math.Max(1.0, m.Tokens));
         var metrics = new Dictionary<string, double>
         {
-            ["entropy"] = entropy / denominator,
-            ["clip_ratio/low_mean"] = low / denominator,
-            ["clip_ratio/high_mean"] = high / denominator,
-            ["clip_ratio/region_mean"] = region / denominator,
+            ["entropy"] = Mean(m => m.Entropy),
+            ["clip_ratio/low_mean"] = Mean(m => m.LowClipped),
+            ["clip_ratio/high_mean"] = Mean(m => m.HighClipped),
+            ["clip_ratio/region_mean"] = Mean(m => m.RegionClipped),
         };
-        if (settings.Loss.Beta != 0) metrics["kl"] = kl / denominator;
-        return (loss, metrics, tokens);
+        if (withKl) metrics["kl"] = Mean(m => m.Kl);
+        return metrics;
     }
 
     /// <summary>Mean reward of G completions per validation prompt, sampled as in training with a fixed seed.</summary>

@@ -109,10 +109,21 @@ public sealed record TrainingOptions
     /// reference, or ORPO's λ), GRPO 0 (no KL penalty).
     /// </summary>
     public double? Beta { get; init; }
-    /// <summary>DPO/SimPO: probability that a preference label is flipped (conservative DPO), in [0, 0.5).</summary>
+    /// <summary>
+    /// DPO with loss_type robust, and SimPO: probability that a preference label is flipped, in [0, 0.5). As in TRL, DPO's
+    /// other loss types take none (they refuse a non-zero value).
+    /// </summary>
     public double LabelSmoothing { get; init; }
-    /// <summary>DPO: sigmoid (default) or ipo; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or apo_zero_unpaired.</summary>
+    /// <summary>DPO: sigmoid (default), ipo, hinge or robust; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or apo_zero_unpaired.</summary>
     public string? LossType { get; init; }
+    /// <summary>
+    /// TRL's disable_dropout: every dropout of the trained model (LoRA's lora_dropout and the model's own) is set to 0 for
+    /// the run. Empty = TRL's default for the objective: on for dpo, orpo, simpo and kto (DPOConfig, ORPOConfig, CPOConfig
+    /// and KTOConfig default to True), off for sft and grpo.
+    /// </summary>
+    public bool? DisableDropout { get; init; }
+    /// <summary><see cref="DisableDropout"/>, or TRL's default for <see cref="Objective"/> when it is not set.</summary>
+    public bool DropoutDisabled() => DisableDropout ?? Objective.Trim().ToLowerInvariant() is "dpo" or "orpo" or "simpo" or "kto";
     /// <summary>DPO: score every pair with the reference model once before training (full fine-tuning then needs no second model copy).</summary>
     public bool PrecomputeRefLogProbs { get; init; }
     /// <summary>SimPO: the target reward margin γ (TRL's simpo_gamma).</summary>

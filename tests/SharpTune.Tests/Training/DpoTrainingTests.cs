@@ -123,6 +123,40 @@ public class DpoTrainingTests
     }
 
     [Fact]
+    public void IpoLogsRewardsAndLogProbsFromSummedLogProbsLikeTrl()
+    {
+        // TRL (trl/trainer/dpo_trainer.py@f2cd57710ae3, _compute_loss) averages the log-ratios over answer tokens only
+        // inside the IPO loss; rewards/* are β·(summed π − summed ref) and logps/* the summed π. Answers of different
+        // lengths and a reference chosen so that the averaged and summed rewards rank pair 0 differently.
+        var pairs = new[]
+        {
+            new TokenizedPreferencePair([1, 4, 5], [12, 13, 14, 15, 16, 2], [50, 2]),
+            new TokenizedPreferencePair([1, 6], [20, 2], [55, 56, 57, 2]),
+        };
+        using var model = TestModels.Create("llama");
+        using var scored = PreferenceCollator.Collate(pairs, CPU);
+        var sums = SequenceLogProbs.Compute(model, scored).to(ScalarType.Float64).data<double>().ToArray();   // c0, c1, r0, r1
+        double[] lengths = [6, 2, 2, 4];
+        double[] reference = [sums[0] - 3.0, sums[1] + 0.5, sums[2] - 1.2, sums[3] - 0.25];   // Δ = π − ref: 3, −0.5, 1.2, 0.25
+        var withReference = pairs.Select((p, i) => p with { ReferenceChosenLogProb = reference[i], ReferenceRejectedLogProb = reference[2 + i] }).ToArray();
+        const double beta = 0.5;
+        var objective = new DpoObjective(new DpoSettings(Beta: beta, LossType: DpoLossType.Ipo), DpoReference.Precomputed);
+        using var batch = PreferenceCollator.Collate(withReference, CPU);
+        var output = objective.Compute(model, batch);
+        double Sum(string name) => output.MetricSums![name].to(ScalarType.Float64).item<double>();
+        // Rewards β·Δ: chosen 1.5 and −0.25, rejected 0.6 and 0.125 (averaged: 0.25, −0.125 and 0.3, 0.03125).
+        Assert.Equal(1.5 - 0.25, Sum("rewards/chosen"), 4);
+        Assert.Equal(0.6 + 0.125, Sum("rewards/rejected"), 4);
+        Assert.Equal(1.25 - 0.725, Sum("rewards/margins"), 4);
+        Assert.Equal(1, output.Correct.item<long>());   // pair 0 only: 1.5 > 0.6 (averaged it would be 0.25 < 0.3)
+        Assert.Equal(sums[0] + sums[1], Sum("logps/chosen"), 4);
+        Assert.Equal(sums[2] + sums[3], Sum("logps/rejected"), 4);
+        // The loss still compares averages: ((3/6 − 1.2/2) − 1)² + ((−0.5/2 − 0.25/4) − 1)² = 1.21 + 1.72265625.
+        Assert.Equal(1.21 + 1.72265625, output.LossSum.to(ScalarType.Float64).item<double>(), 4);
+        Assert.Equal(lengths, batch.CompletionLengths.to(ScalarType.Float64).data<double>().ToArray());
+    }
+
+    [Fact]
     public void FullFineTuningWithPrecomputedReferenceStartsAtLnTwoAndLearns()
     {
         using var dir = new TempDir();
@@ -143,7 +177,7 @@ public class DpoTrainingTests
     [Fact]
     public void IpoAndLabelSmoothingTrainThroughTheSameLoop()
     {
-        foreach (var (type, smoothing) in new[] { ("ipo", 0.0), ("sigmoid", 0.2) })
+        foreach (var (type, smoothing) in new[] { ("ipo", 0.0), ("robust", 0.2) })
         {
             using var dir = new TempDir();
             var (model, adapter) = LoraModel();
@@ -151,7 +185,7 @@ public class DpoTrainingTests
             var options = Options(dir.Path) with { LossType = type, LabelSmoothing = smoothing, MaxSteps = 12, Beta = 0.5 };
             Train(model, adapter, options, RulePairs(16, seed: 8), RulePairs(8, seed: 9));
             var records = Metrics(dir.Path);
-            // At x = 0: IPO gives (0 − 1/(2·0.5))² = 1; smoothed sigmoid still gives ln 2.
+            // At x = 0: IPO gives (0 − 1/(2·0.5))² = 1; robust DPO still gives ln 2.
             Assert.Equal(type == "ipo" ? 1.0 : Math.Log(2), records[0]["loss"]!.GetValue<double>(), 5);
             Assert.True(records[^1]["val_rewards/margins"]!.GetValue<double>() > 0, type);
         }

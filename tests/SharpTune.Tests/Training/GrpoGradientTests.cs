@@ -79,4 +79,28 @@ public class GrpoGradientTests
                 Assert.True(Math.Abs(expected[i] - grpo[name][i]) <= 2e-5 * largest + 1e-7,
                     $"{name}[{i}]: policy gradient {expected[i]}, GRPO {grpo[name][i]}");
     }
+
+    [Fact]
+    public void LogProbsAndEntropyAreTakenAtTheSamplingTemperatureAsTrl()
+    {
+        // TRL's GRPOTrainer._get_per_token_logps_and_entropies (trl/trainer/grpo_trainer.py@f2cd57710ae3) divides the logits
+        // by args.temperature before selective_log_softmax and entropy_from_logits, for the policy, old and reference passes.
+        using var model = SharpTune.Tests.Support.TestModels.Create("llama", seed: 7);
+        model.eval();
+        using var batch = GrpoBatch.Collate(Rows, model.Device, maskTruncated: false);
+        const double temperature = 0.7;
+        var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out var entropy, withEntropy: true,
+            chunkTokens: 5, temperature: temperature);
+        using var noGrad = no_grad();
+        var scaled = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(batch.InputIds), batch.Context)) / temperature;   // (B, T, V)
+        var logSoftmax = scaled.log_softmax(-1);
+        var supervised = batch.Targets.ne(BatchCollator.IgnoreIndex);
+        var expected = logSoftmax.gather(-1, batch.Targets.clamp_min(0).unsqueeze(-1)).squeeze(-1) * supervised;
+        Assert.True(logProbs.allclose(expected, rtol: 1e-5, atol: 1e-5));
+        var expectedEntropy = -(logSoftmax.exp() * logSoftmax).sum(-1);
+        Assert.True(entropy!.allclose(expectedEntropy, rtol: 1e-5, atol: 1e-5));
+        // At temperature 1 the values differ from the tempered ones.
+        var plain = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out _);
+        Assert.False(plain.allclose(expected, rtol: 1e-3, atol: 1e-3));
+    }
 }

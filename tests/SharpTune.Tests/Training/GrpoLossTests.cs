@@ -1,3 +1,4 @@
+using SharpTune.Training;
 using SharpTune.Training.Objectives;
 using static TorchSharp.torch;
 
@@ -124,4 +125,27 @@ public class GrpoLossTests
     [Fact]
     public void AnUnknownLossTypeNamesTheChoices() =>
         Assert.Contains("dr_grpo", Assert.Throws<ArgumentException>(() => GrpoLossSettings.ParseType("ppo")).Message);
+
+    [Fact]
+    public void StepMetricsAverageEachMicroBatchsTokenMeanAsTrlLogsThem()
+    {
+        // TRL (trl/trainer/grpo_trainer.py@f2cd57710ae3) appends global_masked_mean(x) = Σ x·mask / max(1, Σ mask) once per
+        // _compute_loss call, and log() averages those values: micro-batches of 2 and 6 loss tokens with entropy sums 1 and
+        // 12 give (0.5 + 2) / 2 = 1.25 (a token-weighted mean would give 13 / 8 = 1.625). A micro-batch with no loss tokens
+        // (all completions truncated and masked) contributes 0.
+        GrpoTrainer.GrpoMetricSums[] parts =
+        [
+            new(Tokens: 2, Entropy: 1, Kl: 0.2, LowClipped: 1, HighClipped: 0, RegionClipped: 1),
+            new(Tokens: 6, Entropy: 12, Kl: 0.6, LowClipped: 0, HighClipped: 3, RegionClipped: 3),
+        ];
+        var metrics = GrpoTrainer.StepMetrics(parts, withKl: true);
+        Assert.Equal(1.25, metrics["entropy"], 12);
+        Assert.Equal((0.1 + 0.1) / 2, metrics["kl"], 12);
+        Assert.Equal((0.5 + 0) / 2, metrics["clip_ratio/low_mean"], 12);
+        Assert.Equal((0 + 0.5) / 2, metrics["clip_ratio/high_mean"], 12);
+        Assert.Equal((0.5 + 0.5) / 2, metrics["clip_ratio/region_mean"], 12);
+        var withEmpty = GrpoTrainer.StepMetrics([.. parts, new(0, 0, 0, 0, 0, 0)], withKl: false);
+        Assert.Equal(2.5 / 3, withEmpty["entropy"], 12);
+        Assert.False(withEmpty.ContainsKey("kl"));
+    }
 }

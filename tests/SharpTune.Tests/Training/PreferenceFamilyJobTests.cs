@@ -48,7 +48,9 @@ public class PreferenceFamilyJobTests
     {
         using var dir = new TempDir();
         var options = Options(dir, objective, WritePairs(dir.File("train.jsonl"), 24, 0), WritePairs(dir.File("val.jsonl"), 8, 24));
-        var result = FineTuneJob.Run(options);
+        var log = new List<string>();
+        var result = FineTuneJob.Run(options, log: log.Add);
+        Assert.Contains(log, line => line.StartsWith("dropout off", StringComparison.Ordinal));   // TRL's disable_dropout default
         var records = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"));
         var evaluations = records.Where(r => r.ContainsKey("val_loss")).ToList();
         var margins = evaluations.Select(r => r["val_rewards/margins"]!.GetValue<double>()).ToList();

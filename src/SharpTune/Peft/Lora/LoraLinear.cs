@@ -19,7 +19,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     public readonly Linear lora_A;                        // (r, in)
     public readonly Linear lora_B;                        // (out, r)
     public readonly Parameter? lora_magnitude_vector;     // (out), DoRA only
-    private readonly double dropout;
+    private double dropout;
 
     /// <summary>The factor on BA.</summary>
     public double Scaling { get; }
@@ -69,6 +69,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     }
 
     /// <summary>Wraps <paramref name="baseLayer"/> (Linear, Conv1D or quantized) in a LoRA layer of rank <paramref name="r"/>.</summary>
+    /// <summary>Turns this layer's dropout off for good (TRL's <c>disable_dropout</c>); the saved config keeps its value.</summary>
+    internal void DisableDropout() => dropout = 0;
+
     public static LoraLinear FromBase(nn.Module<Tensor, Tensor> baseLayer, int r, double scaling, double dropout = 0,
         bool useDora = false, LoraInit init = LoraInit.Default)
     {

@@ -10,11 +10,15 @@ public static class TokenLogProbs
     /// <summary>
     /// (B, T) log p(target) at every position, 0 where the target is <see cref="BatchCollator.IgnoreIndex"/>, in fp32;
     /// with <paramref name="entropy"/> also the (B, T) entropy of each position's distribution (no gradient). Logits are
-    /// made <paramref name="chunkTokens"/> positions at a time, so [tokens × vocab] is never whole in memory.
+    /// made <paramref name="chunkTokens"/> positions at a time, so [tokens × vocab] is never whole in memory. With
+    /// <paramref name="temperature"/> ≠ 1 the logits are divided by it first, as TRL's GRPO scores completions under the
+    /// distribution they were sampled from.
     /// </summary>
     public static Tensor Compute(CausalLanguageModel model, Tensor inputIds, ForwardContext context, Tensor targets, out Tensor? entropy,
-        bool withEntropy = false, int chunkTokens = 2048)
+        bool withEntropy = false, int chunkTokens = 2048, double temperature = 1.0)
     {
+        if (!(temperature > 0) || double.IsInfinity(temperature))
+            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "temperature must be a positive number");
         using var scope = NewDisposeScope();
         var hidden = model.DecodeHidden(model.EmbedTokens(inputIds), context);   // (B, T', C)
         if (hidden.shape[1] != targets.shape[1])   // virtual tokens prepended (prompt tuning): score only the real ones
@@ -28,6 +32,7 @@ public static class TokenLogProbs
         {
             var n = Math.Min(chunkTokens, total - start);
             var logits = model.ComputeLogits(flatHidden.narrow(0, start, n)).to(ScalarType.Float32);   // (n, V)
+            if (temperature != 1.0) logits = logits / temperature;
             parts.Add(-F.cross_entropy(logits, flatTargets.narrow(0, start, n), ignore_index: BatchCollator.IgnoreIndex,
                 reduction: nn.Reduction.None));
             if (withEntropy)
