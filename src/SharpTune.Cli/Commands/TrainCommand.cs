@@ -41,7 +41,7 @@ internal static class TrainCommand
         var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };
         var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0" };
         var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired" };
-        var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO loss_type robust / SimPO: assumed label-flip probability in [0, 0.5)" };
+        var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
         var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
         var grpo = GrpoCommandOptions.Create();

@@ -62,16 +62,25 @@ public class DpoLossTests
     }
 
     [Fact]
-    public void LabelSmoothingWithoutRobustIsRefusedNamingTheOption()
+    public void SigmoidLabelSmoothingIsConservativeDpo()
     {
-        // TRL's sigmoid loss no longer smooths (it ignores label_smoothing), so a cDPO setting is refused, not silently dropped.
-        foreach (var type in new[] { DpoLossType.Sigmoid, DpoLossType.Ipo, DpoLossType.Hinge })
+        // ε = 0.1, βx = 1: 0.9·log(1 + e^−1) + 0.1·log(1 + e^1) = 0.9·0.3132616875 + 0.1·1.3132616875 = 0.4132616875
+        // (TRL's sigmoid loss before huggingface/trl#3906; robust DPO on the same pair gives 0.18826, above).
+        Assert.Equal(0.41326168751822286, Value(Loss(-1, -3, -2, -2, beta: 0.5, smoothing: 0.1).Losses), 6);
+        Assert.Equal(0.2, DpoSettings.From(new TrainingOptions { LabelSmoothing = 0.2 }).LabelSmoothing);
+    }
+
+    [Fact]
+    public void LabelSmoothingWithIpoOrHingeIsRefusedNamingTheOption()
+    {
+        // Neither ever smoothed: a smoothing asked for would be silently dropped.
+        foreach (var type in new[] { DpoLossType.Ipo, DpoLossType.Hinge })
         {
             var e = Assert.Throws<ArgumentException>(() => Loss(-1, -3, -2, -2, beta: 0.5, smoothing: 0.1, type: type));
             Assert.Contains("label_smoothing", e.Message);
             Assert.Contains("robust", e.Message);
         }
-        var fromOptions = Assert.Throws<ArgumentException>(() => DpoSettings.From(new TrainingOptions { LabelSmoothing = 0.2 }));
+        var fromOptions = Assert.Throws<ArgumentException>(() => DpoSettings.From(new TrainingOptions { LabelSmoothing = 0.2, LossType = "ipo" }));
         Assert.Contains("label_smoothing", fromOptions.Message);
         Assert.Equal(0.2, DpoSettings.From(new TrainingOptions { LabelSmoothing = 0.2, LossType = "robust" }).LabelSmoothing);
     }

@@ -177,7 +177,7 @@ public class DpoTrainingTests
     [Fact]
     public void IpoAndLabelSmoothingTrainThroughTheSameLoop()
     {
-        foreach (var (type, smoothing) in new[] { ("ipo", 0.0), ("robust", 0.2) })
+        foreach (var (type, smoothing) in new[] { ("ipo", 0.0), ("robust", 0.2), ("sigmoid", 0.2) })
         {
             using var dir = new TempDir();
             var (model, adapter) = LoraModel();
@@ -185,7 +185,7 @@ public class DpoTrainingTests
             var options = Options(dir.Path) with { LossType = type, LabelSmoothing = smoothing, MaxSteps = 12, Beta = 0.5 };
             Train(model, adapter, options, RulePairs(16, seed: 8), RulePairs(8, seed: 9));
             var records = Metrics(dir.Path);
-            // At x = 0: IPO gives (0 − 1/(2·0.5))² = 1; robust DPO still gives ln 2.
+            // At x = 0: IPO gives (0 − 1/(2·0.5))² = 1; robust and conservative DPO still give ln 2.
             Assert.Equal(type == "ipo" ? 1.0 : Math.Log(2), records[0]["loss"]!.GetValue<double>(), 5);
             Assert.True(records[^1]["val_rewards/margins"]!.GetValue<double>() > 0, type);
         }

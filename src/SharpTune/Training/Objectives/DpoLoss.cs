@@ -5,7 +5,10 @@ namespace SharpTune.Training.Objectives;
 /// <summary>DPO's loss variants (TRL's <c>loss_type</c>).</summary>
 public enum DpoLossType
 {
-    /// <summary>Rafailov et al. 2023: −log σ(β·x).</summary>
+    /// <summary>
+    /// Rafailov et al. 2023: −log σ(β·x); with label smoothing ε, conservative DPO (Mitchell 2023, and TRL's sigmoid
+    /// loss before its DPO refactor): −(1−ε)·log σ(βx) − ε·log σ(−βx).
+    /// </summary>
     Sigmoid,
     /// <summary>Azar et al. 2023 (IPO): (x − 1/(2β))², on length-averaged log-probs.</summary>
     Ipo,
@@ -24,8 +27,9 @@ public sealed record DpoLossResult(Tensor Losses, Tensor ChosenRewards, Tensor R
 /// <summary>
 /// TRL's preference losses on sequence log-probs, with x = (π(chosen) − ref(chosen)) − (π(rejected) − ref(rejected)):
 /// sigmoid −log σ(βx), IPO (x − 1/(2β))², hinge max(0, 1 − βx) and robust (−(1−ε)·log σ(βx) + ε·log σ(−βx)) / (1 − 2ε).
-/// Label smoothing ε belongs to robust alone, as in TRL since its DPO refactor (huggingface/trl#3906), which dropped
-/// the conservative-DPO smoothing of sigmoid: ε &gt; 0 with another loss type is refused rather than silently ignored.
+/// Label smoothing ε applies to robust, as in TRL, and to sigmoid as conservative DPO −(1−ε)·log σ(βx) − ε·log σ(−βx),
+/// which TRL's sigmoid loss was until its DPO refactor (huggingface/trl#3906; TRL now ignores ε there, so a smoothing
+/// asked for would change nothing); ε &gt; 0 with IPO or hinge, which never smoothed, is refused rather than ignored.
 /// The implicit rewards are β·(π − ref), detached.
 /// </summary>
 public static class DpoLoss
@@ -44,9 +48,9 @@ public static class DpoLoss
     {
         if (labelSmoothing is < 0 or >= 0.5)
             throw new ArgumentOutOfRangeException(nameof(labelSmoothing), labelSmoothing, "label_smoothing must be in [0, 0.5)");
-        if (labelSmoothing != 0 && type != DpoLossType.Robust)
-            throw new ArgumentException($"label_smoothing = {labelSmoothing} applies only to loss_type robust (TRL's DPO dropped " +
-                $"label smoothing from {type.ToString().ToLowerInvariant()}); use loss_type robust or label_smoothing 0", nameof(labelSmoothing));
+        if (labelSmoothing != 0 && type is not (DpoLossType.Robust or DpoLossType.Sigmoid))
+            throw new ArgumentException($"label_smoothing = {labelSmoothing} applies to loss_type sigmoid (conservative DPO) and robust, " +
+                $"not {type.ToString().ToLowerInvariant()}; use one of those or label_smoothing 0", nameof(labelSmoothing));
     }
 
     /// <param name="policyChosen">(P) policy log-probs of the chosen completions.</param>
@@ -61,7 +65,8 @@ public static class DpoLoss
         var x = (policyChosen - referenceChosen) - (policyRejected - referenceRejected);   // (P)
         var losses = type switch
         {
-            DpoLossType.Sigmoid => -nn.functional.logsigmoid(beta * x),
+            DpoLossType.Sigmoid => -(1 - labelSmoothing) * nn.functional.logsigmoid(beta * x)
+                                   - labelSmoothing * nn.functional.logsigmoid(-beta * x),
             DpoLossType.Ipo => (x - 1 / (2 * beta)).square(),
             DpoLossType.Hinge => nn.functional.relu(1 - beta * x),
             DpoLossType.Robust => (-(1 - labelSmoothing) * nn.functional.logsigmoid(beta * x)
