@@ -9,11 +9,12 @@ namespace SharpTune.Tests.Models;
 
 /// <summary>
 /// RoPE settings as transformers 5 writes and reads them (<c>rope_parameters</c>, which holds rope_theta and, for Gemma 3,
-/// one entry per layer type). The checkpoints under Fixtures/ are
+/// one entry per layer type) and Phi-3's LongRoPE switch during cached decoding. The checkpoints under Fixtures/ are
 /// tiny random-weight models in Hugging Face layout; their EXPECTED.json (last-position logits and 10 greedy ids, each
 /// from a full re-run of prompt + tokens so far) come from a float64 port of transformers' eager forward (main branch:
 /// configuration_llama.py @008e5743 with RotaryEmbeddingConfigMixin.standardize_rope_params, modeling_rope_utils'
-/// _compute_yarn/_compute_linear/_compute_longrope_parameters, Gemma3TextConfig's per-layer-type rope_parameters), run with Debian's torch 1.13.1. The port reproduces
+/// _compute_yarn/_compute_linear/_compute_longrope_parameters, Gemma3TextConfig's per-layer-type rope_parameters,
+/// Phi3ForCausalLM.prepare_inputs_for_generation), run with Debian's torch 1.13.1. The port reproduces
 /// ../shared/models/reference-archs to 3e-6.
 /// </summary>
 public class TransformersRopeConfigTests
@@ -38,6 +39,7 @@ public class TransformersRopeConfigTests
     [Theory]
     [InlineData("llama_rope_parameters")]
     [InlineData("gemma3_rope_parameters")]
+    [InlineData("phi3_longrope_crossing")]
     public void LastPositionLogitsMatchTransformers(string name)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
@@ -53,9 +55,15 @@ public class TransformersRopeConfigTests
         }
     }
 
+    /// <summary>
+    /// phi3_longrope_crossing: prompts of 12 and 14 tokens with a 16-token original context, so decoding reaches position
+    /// 16, where LongRoPE turns to the long factors. transformers then drops the KV cache and recomputes every position
+    /// with them; keeping the short-factor keys gave other tokens from there on (e.g. 3 3 3 74 … instead of 3 74 46 …).
+    /// </summary>
     [Theory]
     [InlineData("llama_rope_parameters")]
     [InlineData("gemma3_rope_parameters")]
+    [InlineData("phi3_longrope_crossing")]
     public void GreedyIdsMatchWithAndWithoutCache(string name)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
