@@ -84,6 +84,10 @@ public sealed partial record ModelConfig
             ?? Enumerable.Range(0, layers).Select(i => (i + 1) % pattern != 0 ? SlidingAttention : FullAttention).ToArray();
         var heads = r.OptionalInt("num_attention_heads") ?? 8;
         var (global, local) = Gemma3Rope(r);
+        // EmbeddingGemma's setting: transformers then lets every token see every other (and halves the window each side).
+        if (r.OptionalBool("use_bidirectional_attention") == true)
+            throw new NotSupportedException(
+                $"{r.Source}: use_bidirectional_attention = true is not supported: Gemma 3 is implemented with causal attention only");
         return Common(r, architecture, modelType) with
         {
             VocabSize = r.OptionalInt("vocab_size") ?? 262_208,
