@@ -134,11 +134,20 @@ internal sealed class DecodeBatch : IDisposable
         using (var scope = NewDisposeScope())
         {
             var device = model.Device;
-            if (length - start == 1) threads.Narrow();
+            var decoding = length - start == 1;
+            var recomputing = decoding && LongRopeSwitches();
+            if (recomputing)
+            {
+                // As TokenGenerator: the cached short-factor keys are dropped and every column runs again.
+                cache.Rewind();
+                start = 0;
+                decoding = false;
+            }
+            if (decoding) threads.Narrow();
             var input = tensor(Slice(ids, start, length), device: device);                    // (B, T)
-            var context = length - start == 1 ? DecodeContext(device) : PromptContext(device);
+            var context = decoding ? DecodeContext(device) : PromptContext(device);
             var hidden = model.DecodeHidden(model.EmbedTokens(input), context);
-            if (start == 0) ReportPromptLogprobs(hidden);
+            if (start == 0 && !recomputing) ReportPromptLogprobs(hidden);
             var logits = model.ComputeLogits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1); // (B, V)
             next = sampler.Next(logits, AllowedMask(), group => slots[group].RowsLeft > 0);
             logprobs = new TokenLogprob?[rows.Length];
@@ -162,6 +171,24 @@ internal sealed class DecodeBatch : IDisposable
             Accept(row, token);
         }
         length++;
+    }
+
+    /// <summary>
+    /// Whether this decode step is the first whose largest position reaches Phi-3's LongRoPE original context
+    /// (<see cref="TokenGenerator.LongRopeSwitchesAt"/>); positions count real tokens, as <see cref="DecodeContext"/>'s.
+    /// </summary>
+    private bool LongRopeSwitches()
+    {
+        if (model.Config.RopeScaling is not { Type: "longrope" }) return false;
+        var largest = 0L;
+        for (var r = 0; r < rows.Length; r++)
+        {
+            var count = 0L;
+            for (var c = 0; c < length; c++)
+                if (real[r, c]) count++;
+            largest = Math.Max(largest, count - 1);
+        }
+        return TokenGenerator.LongRopeSwitchesAt(model.Config, largest);
     }
 
     /// <summary>The whole prompt block (first step): positions count real tokens; causal mask hiding left padding.</summary>

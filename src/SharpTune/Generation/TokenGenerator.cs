@@ -77,13 +77,14 @@ public static class TokenGenerator
             {
                 Tensor input;
                 ForwardContext ctx;
-                if (useCache && step > 0)
+                if (useCache && step > 0 && !LongRopeSwitchesAt(model.Config, nextPosition.Max() - 1))
                 {
                     input = tensor(history[^1], device: device).view(batch, 1);
                     ctx = DecodeStep(nextPosition, realKeys, length, cache!, device);
                 }
                 else
                 {
+                    if (useCache && step > 0) cache!.Rewind();   // every position again, into an emptied cache
                     ctx = FullSequence(promptIds, promptPositions, history, realKeys, length, cache, device, out input);
                 }
                 var hidden = model.DecodeHidden(model.EmbedTokens(input), ctx);
@@ -131,6 +132,15 @@ public static class TokenGenerator
             $"{(long)prompt.Count + options.MaxNewTokens}, more than the model's context length of {context}. " +
             "Shorten the prompt, lower max_new_tokens, or ask for left truncation.");
     }
+
+    /// <summary>
+    /// Whether a decode step whose largest position is <paramref name="position"/> is the first to rotate with Phi-3's
+    /// LongRoPE long factors. transformers' Phi3ForCausalLM.prepare_inputs_for_generation then drops the cache and
+    /// recomputes every position, so the keys cached with the short factors are not mixed with long-factor queries: the
+    /// continuation is the one a run without a cache gives.
+    /// </summary>
+    internal static bool LongRopeSwitchesAt(ModelConfig config, long position) =>
+        config.Architecture == "Phi3ForCausalLM" && config.RopeScaling is { Type: "longrope" } s && position == s.OriginalMaxPositionEmbeddings;
 
     /// <summary>Context for one new token per row after the cache holds everything before it.</summary>
     private static ForwardContext DecodeStep(long[] nextPosition, Tensor? realKeys, int length, KvCache cache, Device device)

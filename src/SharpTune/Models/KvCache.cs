@@ -83,6 +83,9 @@ public sealed class KvCache : IDisposable
     /// <summary>Marks <paramref name="positions"/> more positions as stored (after every layer has written them).</summary>
     public void Advance(int positions) => Length += positions;
 
+    /// <summary>Empties the cache (its buffers are kept) so that every position can be computed again.</summary>
+    internal void Rewind() => Length = 0;
+
     public void Dispose()
     {
         foreach (var t in keys) t.Dispose();

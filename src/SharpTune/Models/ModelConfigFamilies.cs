@@ -26,6 +26,7 @@ public sealed partial record ModelConfig
             _ => (Uniform(layers, FullAttention), (int?)null, (IReadOnlyList<bool>?)null),   // Llama has no window
         };
         var attentionBias = isQwen2 || (r.OptionalBool("attention_bias") ?? false);
+        var rope = SameRopeForEveryLayer(r, layerTypes);
         return Common(r, architecture, modelType) with
         {
             VocabSize = r.RequiredInt("vocab_size"),
@@ -37,8 +38,8 @@ public sealed partial record ModelConfig
             HeadDim = r.OptionalInt("head_dim") ?? (isQwen3 ? 128 : hidden / heads),   // Qwen3Config defaults head_dim to 128
             MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 2048,
             NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-6,
-            RopeTheta = r.OptionalDouble("rope_theta") ?? (isSmol ? 2_000_000.0 : 10000.0),
-            RopeScaling = RopeScaling.Read(r),
+            RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", isSmol ? 2_000_000.0 : 10000.0),
+            RopeScaling = RopeScaling.Read(r, rope),
             TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? isSmol,
             AttentionBias = attentionBias,
             MlpBias = r.OptionalBool("mlp_bias") ?? false,
@@ -82,6 +83,11 @@ public sealed partial record ModelConfig
         var types = ExplicitLayerTypes(r, layers)
             ?? Enumerable.Range(0, layers).Select(i => (i + 1) % pattern != 0 ? SlidingAttention : FullAttention).ToArray();
         var heads = r.OptionalInt("num_attention_heads") ?? 8;
+        var (global, local) = Gemma3Rope(r);
+        // EmbeddingGemma's setting: transformers then lets every token see every other (and halves the window each side).
+        if (r.OptionalBool("use_bidirectional_attention") == true)
+            throw new NotSupportedException(
+                $"{r.Source}: use_bidirectional_attention = true is not supported: Gemma 3 is implemented with causal attention only");
         return Common(r, architecture, modelType) with
         {
             VocabSize = r.OptionalInt("vocab_size") ?? 262_208,
@@ -93,9 +99,9 @@ public sealed partial record ModelConfig
             HeadDim = r.OptionalInt("head_dim") ?? 256,
             MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 131_072,
             NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-6,
-            RopeTheta = r.OptionalDouble("rope_theta") ?? 1_000_000.0,
-            RopeScaling = RopeScaling.Read(r),
-            RopeLocalBaseFreq = r.OptionalDouble("rope_local_base_freq") ?? 10_000.0,
+            RopeTheta = RopeScaling.Theta(r, global, "rope_theta", 1_000_000.0),
+            RopeScaling = RopeScaling.Read(r, global),
+            RopeLocalBaseFreq = RopeScaling.Theta(r, local, "rope_local_base_freq", 10_000.0),
             TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? true,
             AttentionBias = r.OptionalBool("attention_bias") ?? false,
             HiddenAct = r.OptionalString("hidden_activation") ?? r.OptionalString("hidden_act") ?? "gelu_pytorch_tanh",
@@ -128,11 +134,17 @@ public sealed partial record ModelConfig
         var layers = r.OptionalInt("num_hidden_layers") ?? 32;
         var maxPositions = r.OptionalInt("max_position_embeddings") ?? 4096;
         var original = r.OptionalInt("original_max_position_embeddings") ?? 4096;
-        var scaling = RopeScaling.Read(r);
-        // transformers' longrope for Phi-3: the switch point is original_max_position_embeddings and the default
-        // attention factor comes from max_position_embeddings / original_max_position_embeddings, not rope_scaling.factor.
+        var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
+        var scaling = RopeScaling.Read(r, rope);
+        // Phi3Config always has original_max_position_embeddings (default 4096), and transformers takes it over the RoPE
+        // settings' own: the switch point of longrope and, without a factor, the divisor of max_position_embeddings
+        // in the default attention factor.
         if (scaling is { Type: "longrope" })
-            scaling = scaling with { OriginalMaxPositionEmbeddings = original, Factor = maxPositions / (double)original };
+            scaling = scaling with
+            {
+                OriginalMaxPositionEmbeddings = original,
+                Factor = rope!.Value.Settings["factor"] is null ? maxPositions / (double)original : scaling.Factor,
+            };
         var window = r.OptionalInt("sliding_window");
         return Common(r, architecture, modelType) with
         {
@@ -145,9 +157,11 @@ public sealed partial record ModelConfig
             HeadDim = r.OptionalInt("head_dim") ?? hidden / heads,
             MaxPositionEmbeddings = maxPositions,
             NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-5,
-            RopeTheta = r.OptionalDouble("rope_theta") ?? 10000.0,
+            RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 10000.0),
             RopeScaling = scaling,
-            PartialRotaryFactor = r.OptionalDouble("partial_rotary_factor") ?? 1.0,
+            // transformers 5 also keeps it in rope_parameters; the top-level field wins (standardize_rope_params).
+            PartialRotaryFactor = r.OptionalDouble("partial_rotary_factor")
+                                  ?? rope?.Settings["partial_rotary_factor"]?.GetValue<double>() ?? 1.0,
             TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
             HiddenAct = r.OptionalString("hidden_act") ?? "silu",
             LayerTypes = Uniform(layers, window is null ? FullAttention : SlidingAttention),
@@ -194,6 +208,41 @@ public sealed partial record ModelConfig
         TorchDtype = r.OptionalString("torch_dtype") ?? r.OptionalString("dtype"),
         Raw = r.Json,
     };
+
+    /// <summary>
+    /// The RoPE settings of a family whose layers all rotate alike: settings keyed by layer type must agree for every
+    /// layer type the model has (transformers would give each its own RoPE, which these families do not implement).
+    /// </summary>
+    private static (string Path, JsonObject Settings)? SameRopeForEveryLayer(ConfigReader r, IReadOnlyList<string> layerTypes)
+    {
+        var types = layerTypes.Distinct().ToArray();
+        var first = RopeScaling.Section(r, types.Length > 0 ? types[0] : FullAttention);
+        foreach (var type in types.Skip(1))
+            if (RopeScaling.Section(r, type) is { } other && first is { } f && !JsonNode.DeepEquals(f.Settings, other.Settings))
+                throw new NotSupportedException(
+                    $"{r.Source}: {f.Path} and {other.Path} differ; this architecture rotates every layer alike");
+        return first;
+    }
+
+    /// <summary>
+    /// Gemma3TextConfig's RoPE: the global (full-attention) layers take rope_theta and rope_scaling, the local (sliding)
+    /// layers rope_local_base_freq without scaling; transformers 5 writes both as rope_parameters keyed by layer type.
+    /// Scaling on the local layers is refused, as it is not implemented.
+    /// </summary>
+    private static ((string Path, JsonObject Settings)? Global, (string Path, JsonObject Settings)? Local) Gemma3Rope(ConfigReader r)
+    {
+        if (RopeScaling.Source(r) is not var (key, settings)) return (null, null);
+        if (key == "rope_scaling") return ((key, settings), null);
+        if (!RopeScaling.IsPerLayerType(settings))
+            throw new InvalidDataException(
+                $"{r.Source}: rope_parameters of a Gemma 3 model must be keyed by layer type ({FullAttention}, {SlidingAttention})");
+        (string, JsonObject)? Entry(string type) => settings[type] is JsonObject o ? ($"{key}.{type}", o) : null;
+        var local = Entry(SlidingAttention);
+        if (local is var (path, localSettings) && RopeScaling.Read(r, local) is { Type: not "default" } localScaling)
+            throw new NotSupportedException(
+                $"{r.Source}: {path}.rope_type '{localScaling.Type}' is not supported: sliding-attention layers rotate without scaling here");
+        return (Entry(FullAttention), local);
+    }
 
     private static IReadOnlyList<string>? ExplicitLayerTypes(ConfigReader r, int layers)
     {

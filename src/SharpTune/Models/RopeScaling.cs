@@ -30,35 +30,89 @@ public sealed record RopeScaling(
 
     public static readonly string[] SupportedTypes = ["default", "linear", "dynamic", "yarn", "llama3", "longrope"];
 
-    /// <summary>Reads <c>rope_scaling</c> (null when absent or null); unsupported types are a clear error.</summary>
-    internal static RopeScaling? Read(ConfigReader r)
+    /// <summary>
+    /// Where a config keeps its RoPE settings, as transformers 5 reads them (RotaryEmbeddingConfigMixin): the legacy
+    /// <c>rope_scaling</c> when it is a non-empty object, else <c>rope_parameters</c> (what transformers 5 writes; it also
+    /// holds rope_theta and may be keyed by layer type, {"full_attention": {…}, "sliding_attention": {…}}). Null when
+    /// neither is given.
+    /// </summary>
+    internal static (string Key, JsonObject Settings)? Source(ConfigReader r) =>
+        r.Json["rope_scaling"] is JsonObject { Count: > 0 } legacy ? ("rope_scaling", legacy)
+        : r.Json["rope_parameters"] is JsonObject { Count: > 0 } parameters ? ("rope_parameters", parameters)
+        : null;
+
+    /// <summary>Whether RoPE settings are keyed by layer type (every key a layer type, every value an object).</summary>
+    internal static bool IsPerLayerType(JsonObject settings) =>
+        settings.Count > 0 && settings.All(p => p.Key is ModelConfig.FullAttention or ModelConfig.SlidingAttention && p.Value is JsonObject);
+
+    /// <summary>
+    /// The settings of layers of <paramref name="layerType"/> and the key path naming them in errors. Per-layer-type
+    /// settings must agree for every layer type the model has unless the family gives its layers their own RoPE (Gemma 3).
+    /// </summary>
+    internal static (string Path, JsonObject Settings)? Section(ConfigReader r, string layerType)
     {
-        if (r.Json["rope_scaling"] is not JsonObject scaling) return null;
+        if (Source(r) is not var (key, settings)) return null;
+        if (!IsPerLayerType(settings)) return (key, settings);
+        if (settings[layerType] is JsonObject own) return ($"{key}.{layerType}", own);
+        if (settings.Count == 1) return ($"{key}.{settings.First().Key}", (JsonObject)settings.First().Value!);
+        throw new InvalidDataException($"{r.Source}: {key} has no '{layerType}' entry");
+    }
+
+    /// <summary>rope_theta as transformers 5 resolves it: the RoPE settings' own, else the top-level key, else the family's default.</summary>
+    internal static double Theta(ConfigReader r, (string Path, JsonObject Settings)? section, string topLevelKey, double fallback)
+    {
+        if (section?.Settings["rope_theta"] is { } theta)
+        {
+            try { return theta.GetValue<double>(); }
+            catch (Exception e) when (e is FormatException or InvalidOperationException)
+            {
+                throw new InvalidDataException($"{r.Source}: field '{section.Value.Path}.rope_theta' must be a number, found {theta.ToJsonString()}");
+            }
+        }
+        return r.OptionalDouble(topLevelKey) ?? fallback;
+    }
+
+    /// <summary>
+    /// Reads the RoPE scaling of layers of <paramref name="layerType"/> from <c>rope_scaling</c> or <c>rope_parameters</c>
+    /// (null when absent, or when rope_parameters says "default"); unsupported types are a clear error.
+    /// </summary>
+    internal static RopeScaling? Read(ConfigReader r, string layerType = ModelConfig.FullAttention) => Read(r, Section(r, layerType));
+
+    internal static RopeScaling? Read(ConfigReader r, (string Path, JsonObject Settings)? section)
+    {
+        if (section is not var (path, scaling)) return null;
         var type = (scaling["rope_type"] ?? scaling["type"])?.GetValue<string>() ?? "default";
         if (type is "su" or "yarn" && r.OptionalString("model_type") == "phi3") type = "longrope";   // Phi3Config's renaming
+        if (type == "default" && path.StartsWith("rope_parameters", StringComparison.Ordinal)) return null;
         if (!SupportedTypes.Contains(type))
             throw new NotSupportedException(
-                $"{r.Source}: rope_scaling type '{type}' is not supported ({string.Join(", ", SupportedTypes)} are)");
+                $"{r.Source}: {path}.rope_type '{type}' is not supported ({string.Join(", ", SupportedTypes)} are)");
         double D(string key, double fallback) => scaling[key]?.GetValue<double>() ?? fallback;
         IReadOnlyList<double>? List(string key) => scaling[key] switch
         {
             null => null,
             JsonArray a => a.Select(n => n!.GetValue<double>()).ToArray(),
-            var n => throw new InvalidDataException($"{r.Source}: rope_scaling.{key} must be a list of numbers, found {n.ToJsonString()}"),
+            var n => throw new InvalidDataException($"{r.Source}: {path}.{key} must be a list of numbers, found {n.ToJsonString()}"),
         };
-        // The context the scaling extends: yarn reads it from rope_scaling or else max_position_embeddings; dynamic NTK
-        // always takes max_position_embeddings (transformers' _compute_yarn_parameters, _compute_dynamic_ntk_parameters).
+        // The context the scaling extends (transformers 5's standardize_rope_params and the _compute_*_parameters):
+        // dynamic NTK always takes max_position_embeddings; llama3, yarn and longrope take a top-level
+        // original_max_position_embeddings first (transformers overwrites the settings' value with it, for Phi-3), else the
+        // settings' own, else max_position_embeddings. Settings keyed by layer type ignore the top-level key.
+        var maxPositions = r.OptionalInt("max_position_embeddings");
+        var topLevelOriginal = path.Contains('.') ? null : r.OptionalInt("original_max_position_embeddings");
         var original = type switch
         {
-            "dynamic" => r.OptionalInt("max_position_embeddings") ?? 2048,
+            "dynamic" => maxPositions ?? 2048,
+            _ when topLevelOriginal is { } top => top,
             _ when scaling["original_max_position_embeddings"] is { } o => (int)o.GetValue<double>(),
-            "yarn" => r.OptionalInt("max_position_embeddings") ?? 2048,
-            _ => r.OptionalInt("original_max_position_embeddings") ?? (type == "longrope" ? r.OptionalInt("max_position_embeddings") ?? 4096 : 8192),
+            _ => maxPositions ?? (type == "longrope" ? 4096 : 2048),
         };
         if (type is "linear" or "dynamic" or "yarn" or "llama3" && scaling["factor"] is null)
-            throw new InvalidDataException($"{r.Source}: rope_scaling type '{type}' needs a factor");
+            throw new InvalidDataException($"{r.Source}: {path}.factor is missing: rope_type '{type}' needs a factor");
         double? Optional(string key) => scaling[key] is { } n ? n.GetValue<double>() : null;
-        var result = new RopeScaling(type, D("factor", 1.0), D("low_freq_factor", 1.0), D("high_freq_factor", 4.0), original)
+        // longrope without a factor: max_position_embeddings / original_max_position_embeddings (its attention factor's input).
+        var factor = type == "longrope" && scaling["factor"] is null ? (maxPositions ?? original) / (double)original : D("factor", 1.0);
+        var result = new RopeScaling(type, factor, D("low_freq_factor", 1.0), D("high_freq_factor", 4.0), original)
         {
             ShortFactor = List("short_factor"),
             LongFactor = List("long_factor"),
@@ -71,7 +125,7 @@ public sealed record RopeScaling(
             Truncate = scaling["truncate"]?.GetValue<bool>() ?? true,
         };
         if (type == "longrope" && (result.ShortFactor is null || result.LongFactor is null))
-            throw new InvalidDataException($"{r.Source}: rope_scaling type 'longrope' needs both short_factor and long_factor");
+            throw new InvalidDataException($"{r.Source}: {path}.short_factor and {path}.long_factor are required for rope_type 'longrope'");
         return result;
     }
 }

@@ -169,4 +169,14 @@ public class ArchitectureFeatureTests
             .Select(m => m.Path[(m.Path.LastIndexOf('.') + 1)..]).Distinct().Order().ToArray();
         Assert.Equal(expected.Split(','), wrapped);
     }
+
+    /// <summary>use_bidirectional_attention (EmbeddingGemma) makes transformers' Gemma 3 attend both ways; it is refused, not ignored.</summary>
+    [Fact]
+    public void BidirectionalGemma3IsRefused()
+    {
+        var json = TestModels.With(TestModels.Gemma3ConfigJson(), new JsonObject { ["use_bidirectional_attention"] = true });
+        var error = Assert.Throws<NotSupportedException>(() => ModelConfig.FromJson(json));
+        Assert.Contains("use_bidirectional_attention", error.Message);
+        ModelConfig.FromJson(TestModels.With(TestModels.Gemma3ConfigJson(), new JsonObject { ["use_bidirectional_attention"] = false }));
+    }
 }

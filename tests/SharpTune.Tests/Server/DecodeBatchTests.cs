@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 using SharpTune.Models;
 using SharpTune.Server.Engine;
 using SharpTune.Tests.Support;
@@ -64,5 +65,30 @@ public sealed class DecodeBatchTests
         Assert.Equal(solo, requests.Select(TextOf).ToArray());
         // One request's prompt and tokens plus the pending column, never the relay's whole history.
         Assert.True(widest <= prompts.Max(p => p.Length) + JoinEvery + 1, $"the batch spanned {widest} columns");
+    }
+
+    /// <summary>
+    /// Phi-3 LongRoPE with a 16-token original context (Models/Fixtures/phi3_longrope_crossing, greedy ids from a
+    /// float64 port of transformers): a 12-token prompt decodes past position 16, where transformers recomputes every
+    /// position with the long factors instead of keeping the short-factor keys in the cache. The server's batch must too.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public void LongRopeSwitchRecomputesTheCacheAsTransformersDoes()
+    {
+        var folder = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", "phi3_longrope_crossing");
+        using var model = PretrainedModel.Load(folder, ScalarType.Float32);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);   // only decodes the ids (all below 64) to text
+        foreach (var c in JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "EXPECTED.json"))).RootElement.GetProperty("prompts").EnumerateArray())
+        {
+            var prompt = c.GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            var expected = c.GetProperty("greedy_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            var request = new InferenceRequest { PromptIds = prompt, MaxTokens = expected.Length, Temperature = 0, TopLogprobs = 0 };
+            using (var batch = new DecodeBatch(model, tokenizer, new HashSet<int>(), [request]))
+                while (!batch.Finished) batch.Step();
+            var ids = new List<int>();
+            while (request.Events.Reader.TryRead(out var e))
+                if (e is RowToken t) ids.Add(t.Token.Id);
+            Assert.Equal(expected, ids);
+        }
     }
 }
