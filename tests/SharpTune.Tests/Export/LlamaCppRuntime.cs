@@ -105,6 +105,12 @@ public static class LlamaCppRuntime
         return probabilities;
     }
 
+    /// <summary>llama.cpp's ids for each text (special tokens parsed, none added), and its BOS/EOS ids and flags.</summary>
+    public static JsonObject Tokenize(string model, IReadOnlyList<string> texts) => new()
+    {
+        ["kind"] = "tokenize", ["model"] = model, ["texts"] = new JsonArray(texts.Select(t => (JsonNode)t).ToArray()),
+    };
+
     public static JsonObject Perplexity(string model, IReadOnlyList<int> ids) => new()
     {
         ["kind"] = "perplexity", ["model"] = model, ["ids"] = new JsonArray(ids.Select(t => (JsonNode)t).ToArray()),
