@@ -43,16 +43,21 @@ public sealed class HfTokenizer
         _preTokenizer = PreTokenizer.FromJson(root["pre_tokenizer"], json);
         _decoder = TokenDecoder.FromJson(root["decoder"], json);
         var added = AddedTokenMatcher.FromJson(root["added_tokens"], json);
-        _rawAddedTokens = new AddedTokenMatcher(added.Where(t => !t.Normalized).ToList());
-        _normalizedAddedTokens = new AddedTokenMatcher(added.Where(t => t.Normalized)
-            .Select(t => t with { Content = _normalizer?.Normalize(t.Content) ?? t.Content }).ToList());
+        // The Rust library keeps a normalized: true token as its normalized content: that is what it is matched
+        // against, what id_to_token returns and what decoding writes ("Hello" under Lowercase decodes as "hello").
+        var asStored = added.Select(t => t.Normalized && _normalizer is not null ? t with { Content = _normalizer.Normalize(t.Content) } : t).ToList();
+        _rawAddedTokens = new AddedTokenMatcher(asStored.Where(t => !t.Normalized).ToList());
+        _normalizedAddedTokens = new AddedTokenMatcher(asStored.Where(t => t.Normalized).ToList());
         _addedByContent = added.GroupBy(t => t.Content).ToDictionary(g => g.Key, g => g.Last().Id, StringComparer.Ordinal);
-        _specialIds = added.Where(t => t.Special).Select(t => t.Id).ToHashSet();
+        // skip_special_tokens looks the stored content up among the special tokens' own contents, so a special token
+        // the normalizer changes ("<s>" stored as "▁<s>" under a Prepend normalizer) is kept in decoded text.
+        var specialContents = added.Where(t => t.Special).Select(t => t.Content).ToHashSet(StringComparer.Ordinal);
+        _specialIds = asStored.Where(t => t.Special && specialContents.Contains(t.Content)).Select(t => t.Id).ToHashSet();
 
         int maxId = Math.Max(_model.Vocabulary.Count == 0 ? -1 : _model.Vocabulary.Values.Max(), added.Count == 0 ? -1 : added.Max(t => t.Id));
         _idToToken = new string?[maxId + 1];
         foreach (var (token, id) in _model.Vocabulary) _idToToken[id] = token;
-        foreach (var token in added) _idToToken[token.Id] = token.Content;
+        foreach (var token in asStored) _idToToken[token.Id] = token.Content;
         VocabSize = _idToToken.Count(t => t is not null);
 
         BosToken = config.BosToken;

@@ -10,11 +10,12 @@ namespace SharpTune.Tests.Tokenization;
 /// </summary>
 public sealed class AddedTokenMatchingTests
 {
-    private const int Unk = 0, Bos = 1, Meta = 2, X = 3, MetaX = 4, Z = 5, Q = 6, Underscore = 7, World = 9, Zqx = 10;
+    private const int Unk = 0, Bos = 1, Meta = 2, X = 3, MetaX = 4, Z = 5, Q = 6, Underscore = 7, World = 9, Zqx = 10, NormalizedSpecial = 11;
 
     /// <summary>
     /// SentencePiece style (Prepend "▁" and spaces to "▁"): "&lt;s&gt;" is matched raw; "wörld" has normalized: true,
-    /// so it is matched in normalized text as its own normalized form "▁wörld"; "zqx" must stand as a single word.
+    /// so it is matched in normalized text as its own normalized form "▁wörld"; "zqx" must stand as a single word;
+    /// "&lt;S&gt;" is special and normalized.
     /// </summary>
     private static HfTokenizer Build()
     {
@@ -27,7 +28,7 @@ public sealed class AddedTokenMatchingTests
         var root = new JsonObject
         {
             ["added_tokens"] = new JsonArray(Added(Unk, "<unk>", true, false), Added(Bos, "<s>", true, false),
-                Added(World, "wörld", false, true), Added(Zqx, "zqx", false, false, singleWord: true)),
+                Added(World, "wörld", false, true), Added(Zqx, "zqx", false, false, singleWord: true), Added(NormalizedSpecial, "<S>", true, true)),
             ["normalizer"] = new JsonObject
             {
                 ["type"] = "Sequence",
@@ -60,6 +61,21 @@ public sealed class AddedTokenMatchingTests
         Assert.Equal(new[] { World }, t.Encode("wörld"));
         Assert.Equal(new[] { MetaX, Unk }, t.Encode("xwörld"));           // "▁wörld" is not in "▁xwörld"
         Assert.Equal(new[] { Bos, Meta, World }, t.Encode("<s> wörld"));
+    }
+
+    [Fact]
+    public void Normalized_added_tokens_are_stored_and_decoded_as_their_normalized_form()
+    {
+        var t = Build();
+        Assert.Equal("▁wörld", t.IdToToken(World));
+        Assert.Equal("▁<S>", t.IdToToken(NormalizedSpecial));
+        Assert.Equal(World, t.TokenToId("wörld"));
+        Assert.Equal(new[] { MetaX, NormalizedSpecial }, t.Encode("x <S>"));
+        Assert.Equal(new[] { MetaX, Unk }, t.Encode("x<S>"));
+        // No decoder: tokens joined by spaces. skip_special_tokens keeps "▁<S>", which is not a special token's content.
+        Assert.Equal("<s> ▁x ▁wörld", t.Decode([Bos, MetaX, World]));
+        Assert.Equal("▁x ▁wörld", t.Decode([Bos, MetaX, World], skipSpecialTokens: true));
+        Assert.Equal("▁<S> ▁x", t.Decode([NormalizedSpecial, MetaX], skipSpecialTokens: true));
     }
 
     [Fact]
