@@ -132,12 +132,17 @@ public static class LlamaCppRuntime
     }
 }
 
-/// <summary>A fact that needs Node.js and npm for llama.cpp; reported as skipped, with the reason, without them.</summary>
+/// <summary>
+/// A fact that needs Node.js and npm for llama.cpp (and, when named, a shared asset); reported as skipped, with the
+/// reason, without them.
+/// </summary>
 public sealed class LlamaCppFactAttribute : FactAttribute
 {
-    public LlamaCppFactAttribute()
+    public LlamaCppFactAttribute(string? sharedAsset = null)
     {
         if (LlamaCppRuntime.Unavailable is { } reason) Skip = reason;
+        else if (sharedAsset is not null && !Directory.Exists(Path.Combine(TestAssets.SharedDir, sharedAsset)))
+            Skip = $"shared asset absent: {Path.Combine(TestAssets.SharedDir, sharedAsset)} (place ../shared beside the repository to run this test)";
     }
 }
 
