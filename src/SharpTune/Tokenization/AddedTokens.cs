@@ -1,18 +1,22 @@
 using System.Buffers;
+using System.Globalization;
+using System.Text;
 using System.Text.Json.Nodes;
 
 namespace SharpTune.Tokenization;
 
 /// <summary>One entry of tokenizer.json's "added_tokens".</summary>
-internal sealed record AddedToken(int Id, string Content, bool Special, bool LStrip, bool RStrip, bool SingleWord);
+/// <param name="Normalized">Matched in the normalized text, against its content passed through the normalizer (as the
+/// Rust library's added vocabulary does), rather than in the raw text.</param>
+internal sealed record AddedToken(int Id, string Content, bool Special, bool LStrip, bool RStrip, bool SingleWord, bool Normalized = false);
 
 /// <summary>A stretch of input: either an added token (matched whole, never split) or text for the model.</summary>
 internal readonly record struct TextSegment(int Start, string? Text, int AddedTokenId);
 
 /// <summary>
-/// Finds added tokens in raw text before normalization, leftmost then longest, as Hugging Face's added vocabulary does.
-/// All added tokens are matched on the raw text; Hugging Face matches "normalized" ones on normalized text, which differs
-/// only for normalizers that rewrite the token's own characters (none of the supported families do).
+/// Finds added tokens in text, leftmost then longest, as Hugging Face's added vocabulary does. The tokenizer runs two of
+/// these: one over the raw text for tokens with <c>normalized: false</c>, then one over each normalized stretch between
+/// them for tokens with <c>normalized: true</c> (whose contents were normalized first).
 /// </summary>
 internal sealed class AddedTokenMatcher
 {
@@ -40,8 +44,11 @@ internal sealed class AddedTokenMatcher
             var obj = json.Object(item, "an added token");
             int id = json.Int(obj, "id", -1);
             if (id < 0) throw json.Error(obj, "added token needs a non-negative 'id'");
-            result.Add(new AddedToken(id, json.String(obj, "content"), json.Bool(obj, "special", false),
-                json.Bool(obj, "lstrip", false), json.Bool(obj, "rstrip", false), json.Bool(obj, "single_word", false)));
+            var special = json.Bool(obj, "special", false);
+            // The Rust library's AddedToken::from(content, special) normalizes exactly the non-special tokens.
+            result.Add(new AddedToken(id, json.String(obj, "content"), special,
+                json.Bool(obj, "lstrip", false), json.Bool(obj, "rstrip", false), json.Bool(obj, "single_word", false),
+                json.Bool(obj, "normalized", !special)));
         }
         return result;
     }
@@ -81,5 +88,28 @@ internal sealed class AddedTokenMatcher
     }
 
     private static bool IsWordBoundary(string text, int start, int end) =>
-        (start == 0 || !char.IsLetterOrDigit(text[start - 1])) && (end == text.Length || !char.IsLetterOrDigit(text[end]));
+        (start == 0 || !IsWordCharacter(Rune.GetRuneAt(text, PreviousRuneStart(text, start))))
+        && (end == text.Length || !IsWordCharacter(Rune.GetRuneAt(text, end)));
+
+    private static int PreviousRuneStart(string text, int index) =>
+        index >= 2 && char.IsLowSurrogate(text[index - 1]) && char.IsHighSurrogate(text[index - 2]) ? index - 2 : index - 1;
+
+    /// <summary>
+    /// The Rust library's single-word check is the regex <c>\w</c> of its regex crate: alphabetic characters, marks,
+    /// decimal digits, connector punctuation ("_") and the joiners U+200C/U+200D. Letter numbers (Ⅻ) and the circled
+    /// or squared letters count as alphabetic; other numbers (½, ①) do not.
+    /// </summary>
+    internal static bool IsWordCharacter(Rune rune)
+    {
+        switch (Rune.GetUnicodeCategory(rune))
+        {
+            case UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter
+                or UnicodeCategory.ModifierLetter or UnicodeCategory.OtherLetter or UnicodeCategory.LetterNumber
+                or UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark
+                or UnicodeCategory.DecimalDigitNumber or UnicodeCategory.ConnectorPunctuation:
+                return true;
+        }
+        return rune.Value is 0x200C or 0x200D or (>= 0x24B6 and <= 0x24E9) or (>= 0x1F130 and <= 0x1F149)
+            or (>= 0x1F150 and <= 0x1F169) or (>= 0x1F170 and <= 0x1F189);
+    }
 }

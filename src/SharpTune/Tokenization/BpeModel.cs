@@ -48,6 +48,10 @@ internal sealed class BpeModel
         foreach (var affix in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
             if (!string.IsNullOrEmpty(json.OptionalString(obj, affix)))
                 throw json.Error(obj, $"BPE '{affix}' is not supported");
+        // The Rust library skips merges at random on every encode when dropout is set (BPE-dropout); ignoring it would
+        // quietly tokenize differently from it.
+        if (obj["dropout"] is JsonValue dropout && (!dropout.TryGetValue<double>(out var p) || p != 0))
+            throw json.Error(obj, $"BPE 'dropout' {dropout.ToJsonString()} is not supported (it makes the Rust library skip merges at random when encoding; set it to null for deterministic tokenization)");
 
         // The vocabulary and merges are most of a tokenizer.json (Gemma 3: 262k entries and 515k merges): they are read
         // straight from the parsed document's elements, since a JsonNode per entry costs several times the parse itself.

@@ -10,7 +10,7 @@ namespace SharpTune.Tokenization;
 /// </summary>
 public sealed class HfTokenizer
 {
-    private readonly AddedTokenMatcher _addedTokens;
+    private readonly AddedTokenMatcher _rawAddedTokens, _normalizedAddedTokens;
     private readonly TextNormalizer? _normalizer;
     private readonly PreTokenizer? _preTokenizer;
     private readonly BpeModel _model;
@@ -43,14 +43,21 @@ public sealed class HfTokenizer
         _preTokenizer = PreTokenizer.FromJson(root["pre_tokenizer"], json);
         _decoder = TokenDecoder.FromJson(root["decoder"], json);
         var added = AddedTokenMatcher.FromJson(root["added_tokens"], json);
-        _addedTokens = new AddedTokenMatcher(added);
+        // The Rust library keeps a normalized: true token as its normalized content: that is what it is matched
+        // against, what id_to_token returns and what decoding writes ("Hello" under Lowercase decodes as "hello").
+        var asStored = added.Select(t => t.Normalized && _normalizer is not null ? t with { Content = _normalizer.Normalize(t.Content) } : t).ToList();
+        _rawAddedTokens = new AddedTokenMatcher(asStored.Where(t => !t.Normalized).ToList());
+        _normalizedAddedTokens = new AddedTokenMatcher(asStored.Where(t => t.Normalized).ToList());
         _addedByContent = added.GroupBy(t => t.Content).ToDictionary(g => g.Key, g => g.Last().Id, StringComparer.Ordinal);
-        _specialIds = added.Where(t => t.Special).Select(t => t.Id).ToHashSet();
+        // skip_special_tokens looks the stored content up among the special tokens' own contents, so a special token
+        // the normalizer changes ("<s>" stored as "▁<s>" under a Prepend normalizer) is kept in decoded text.
+        var specialContents = added.Where(t => t.Special).Select(t => t.Content).ToHashSet(StringComparer.Ordinal);
+        _specialIds = asStored.Where(t => t.Special && specialContents.Contains(t.Content)).Select(t => t.Id).ToHashSet();
 
         int maxId = Math.Max(_model.Vocabulary.Count == 0 ? -1 : _model.Vocabulary.Values.Max(), added.Count == 0 ? -1 : added.Max(t => t.Id));
         _idToToken = new string?[maxId + 1];
         foreach (var (token, id) in _model.Vocabulary) _idToToken[id] = token;
-        foreach (var token in added) _idToToken[token.Id] = token.Content;
+        foreach (var token in asStored) _idToToken[token.Id] = token.Content;
         VocabSize = _idToToken.Count(t => t is not null);
 
         BosToken = config.BosToken;
@@ -119,13 +126,18 @@ public sealed class HfTokenizer
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>(text.Length / 3 + 4);
         if (addSpecialTokens) ids.AddRange(_specialTemplate.Prefix);
-        foreach (var segment in _addedTokens.Split(text))
+        // As the Rust library: tokens with normalized: false are found in the raw text, the stretches between them are
+        // normalized one by one, and tokens with normalized: true are then found in each normalized stretch.
+        foreach (var segment in _rawAddedTokens.Split(text))
         {
             if (segment.Text is null) { ids.Add(segment.AddedTokenId); continue; }
             var normalized = _normalizer?.Normalize(segment.Text) ?? segment.Text;
-            if (normalized.Length == 0) continue;
-            var pieces = _preTokenizer?.Split([normalized], atTextStart: segment.Start == 0) ?? [normalized];
-            foreach (var piece in pieces) _model.Encode(piece, ids);
+            foreach (var part in _normalizedAddedTokens.Split(normalized))
+            {
+                if (part.Text is null) { ids.Add(part.AddedTokenId); continue; }
+                var pieces = _preTokenizer?.Split([part.Text], atTextStart: segment.Start == 0 && part.Start == 0) ?? [part.Text];
+                foreach (var piece in pieces) _model.Encode(piece, ids);
+            }
         }
         if (addSpecialTokens) ids.AddRange(_specialTemplate.Suffix);
         return ids;

@@ -66,9 +66,17 @@ internal sealed class UnicodeFormNormalizer(NormalizationForm form) : TextNormal
     public override string Normalize(string text) => text.Normalize(form);
 }
 
+/// <summary>
+/// Unicode lowercase per character, as Rust's char::to_lowercase: .NET's invariant lowercasing leaves 'İ' (U+0130) as
+/// it is, where Unicode's unconditional full mapping, which Rust applies, gives "i̇" (i and U+0307).
+/// </summary>
 internal sealed class LowercaseNormalizer : TextNormalizer
 {
-    public override string Normalize(string text) => text.ToLowerInvariant();
+    public override string Normalize(string text)
+    {
+        var lower = text.ToLowerInvariant();
+        return lower.Contains('\u0130') ? lower.Replace("\u0130", "i\u0307", StringComparison.Ordinal) : lower;
+    }
 }
 
 internal sealed class StripNormalizer(bool left, bool right) : TextNormalizer

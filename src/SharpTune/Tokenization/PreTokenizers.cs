@@ -98,19 +98,26 @@ internal sealed class RegexSplitPreTokenizer(Regex regex, SplitBehavior behavior
 
         int firstOfThisText = into.Count;
         string? pending = null; // MergedWithNext carries a delimiter forward; Contiguous carries a run of delimiters
-        bool pendingIsMatch = false;
+        bool pendingIsMatch = false, previousIsMatch = false;
         foreach (var (part, isMatch) in parts)
         {
             switch (behavior)
             {
                 case SplitBehavior.Isolated: into.Add(part); break;
                 case SplitBehavior.Removed: if (!isMatch) into.Add(part); break;
+                // A delimiter joins the piece before it only when that piece is not itself a delimiter: the Rust
+                // library's fold keeps the second of two adjacent delimiters apart ("a  b" split on " " gives
+                // "a ", " ", "b"), and MergedWithNext mirrors it (" ", " b").
                 case SplitBehavior.MergedWithPrevious:
-                    if (isMatch && into.Count > firstOfThisText) into[^1] += part;
+                    if (isMatch && !previousIsMatch && into.Count > firstOfThisText) into[^1] += part;
                     else into.Add(part);
                     break;
                 case SplitBehavior.MergedWithNext:
-                    if (isMatch) pending = (pending ?? "") + part;
+                    if (isMatch)
+                    {
+                        if (pending is not null) into.Add(pending);
+                        pending = part;
+                    }
                     else { into.Add((pending ?? "") + part); pending = null; }
                     break;
                 case SplitBehavior.Contiguous:
@@ -118,6 +125,7 @@ internal sealed class RegexSplitPreTokenizer(Regex regex, SplitBehavior behavior
                     else { if (pending is not null) into.Add(pending); pending = part; pendingIsMatch = isMatch; }
                     break;
             }
+            previousIsMatch = isMatch;
         }
         if (pending is { Length: > 0 } && behavior is SplitBehavior.MergedWithNext or SplitBehavior.Contiguous) into.Add(pending);
     }

@@ -137,14 +137,14 @@ internal sealed class StripDecoder(string content, int start, int stop) : TokenD
     public override List<string> DecodeMidSequence(List<string> tokens) => tokens;
 }
 
-/// <summary>'▁' back to spaces; the space the pre-tokenizer prepended to the first token is dropped.</summary>
+/// <summary>
+/// '▁' back to spaces. Where the pre-tokenizer prepends a '▁', the Rust library drops every '▁' of the first token
+/// rather than only the prepended one (a first token "▁▁▁" decodes to nothing, not to two spaces).
+/// </summary>
 internal sealed class MetaspaceDecoder(string replacement, bool dropFirstSpace) : TokenDecoder
 {
     public override List<string> Decode(List<string> tokens) => tokens.Select((t, i) =>
-    {
-        var text = t.Replace(replacement, " ", StringComparison.Ordinal);
-        return i == 0 && dropFirstSpace && text.StartsWith(' ') ? text[1..] : text;
-    }).ToList();
+        t.Replace(replacement, i == 0 && dropFirstSpace ? "" : " ", StringComparison.Ordinal)).ToList();
 
     public override List<string> DecodeMidSequence(List<string> tokens) =>
         tokens.Select(t => t.Replace(replacement, " ", StringComparison.Ordinal)).ToList();

@@ -151,6 +151,34 @@ public class GgufArchitectureExportTests
         Assert.True(File.Exists(output));
     }
 
+    /// <summary>
+    /// llama.cpp does not normalize byte-level text: a tokenizer with NFKC (which folds "①" to "1" and "ﬁ" to "fi" before
+    /// splitting) would tokenize differently there, so it is refused naming the normalizer; NFC (Qwen2's) is exported.
+    /// </summary>
+    [Theory]
+    [InlineData("NFKC", true)]
+    [InlineData("Lowercase", true)]
+    [InlineData("NFC", false)]
+    public void ByteLevelNormalizersLlamaCppLacksAreRefused(string normalizer, bool refused)
+    {
+        using var dir = new TempDir();
+        var folder = ReferenceCopy(dir, "qwen3_tied", "qwen3");
+        var path = Path.Combine(folder, "tokenizer.json");
+        var tokenizer = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        tokenizer["normalizer"] = new JsonObject { ["type"] = "Sequence", ["normalizers"] = new JsonArray(new JsonObject { ["type"] = normalizer }) };
+        File.WriteAllText(path, tokenizer.ToJsonString());
+        var output = Path.Combine(dir.Path, "n.gguf");
+        if (!refused)
+        {
+            ExportModel(folder, output, GgufExportType.F32);
+            Assert.True(File.Exists(output));
+            return;
+        }
+        var error = Assert.Throws<NotSupportedException>(() => ExportModel(folder, output, GgufExportType.F32));
+        Assert.Contains(normalizer, error.Message);
+        Assert.False(File.Exists(output));
+    }
+
     [Fact]
     public void FusedQkvTakesLlamaQuantizesTypeOneStepUp()
     {

@@ -1,6 +1,8 @@
 using System.Text.Json.Nodes;
 using SharpTune.Export.Gguf;
 using SharpTune.Models;
+using SharpTune.Tests.Support;
+using SharpTune.Tokenization;
 using static SharpTune.Tests.Export.GgufTestSupport;
 
 namespace SharpTune.Tests.Export;
@@ -38,6 +40,60 @@ public class GgufLlamaCppInteropTests
         for (var i = 0; i < jobs.Count; i++)
             Assert.True(expected[i].Ids.SequenceEqual(Ids(results[i], "greedy")),
                 $"{expected[i].What}: llama.cpp {string.Join(' ', Ids(results[i], "greedy"))}\n  SharpTune {string.Join(' ', expected[i].Ids)}");
+    }
+
+    /// <summary>
+    /// The vocabulary metadata (tokenizer.ggml.model, pre, token types, merges, scores, add_bos) decides how llama.cpp
+    /// tokenizes: with the real GPT-2, Llama 3, Qwen3 and Gemma 3 tokenizers, llama.cpp's ids for text with spaces,
+    /// digits, contractions, CJK, emoji and written special tokens must equal SharpTune's (which equal the Hugging Face
+    /// tokenizers library's, see RealTokenizerTests). Texts avoid what llama.cpp does not do: Unicode normalization
+    /// (Qwen3's NFC) and '▁' written in the text of a SentencePiece-style vocabulary.
+    /// </summary>
+    [LlamaCppFact("tokenizers")]
+    public void ExportedVocabulariesTokenizeInLlamaCppAsTheModelsTokenizer()
+    {
+        string[] texts =
+        [
+            "Hello world", "  leading spaces and trailing   ", "line\n\n\ttab\r\nwindows", "I'm sure they'll say it's 12345678 or 3.14",
+            "日本語のテキスト、中文文本", "emoji 👨‍👩‍👧 🇯🇵 done", "def f(x):\n    return x**2  # code", "ภาษาไทย नमस्ते مرحبا",
+            "<|im_start|>user\nhi<|im_end|>\n", "<start_of_turn>user\nhi<end_of_turn>", "<|begin_of_text|>Hi<|eot_id|>", "<|endoftext|>x",
+        ];
+        using var dir = new TempDir();
+        var jobs = new List<JsonObject>();
+        var tokenizers = new List<(string Name, HfTokenizer Tokenizer)>();
+        foreach (var name in new[] { "gpt2", "llama3", "qwen3", "gemma3" })
+        {
+            var source = Path.Combine(TestAssets.SharedDir, "tokenizers", name);
+            var tokenizer = HfTokenizer.FromDirectory(source);
+            var config = TestModels.With(TestModels.LlamaConfigJson(vocab: tokenizer.VocabSize, tied: true), new JsonObject
+            {
+                ["hidden_size"] = 8, ["intermediate_size"] = 16, ["num_hidden_layers"] = 1, ["num_attention_heads"] = 2, ["num_key_value_heads"] = 2,
+                ["bos_token_id"] = null, ["eos_token_id"] = null,
+            });
+            var folder = GgufModelFolders.RandomCheckpoint(dir, name, config, seed: 1);
+            foreach (var file in Directory.GetFiles(source).Where(f => Path.GetFileName(f).StartsWith("tokenizer", StringComparison.Ordinal)))
+                File.Copy(file, Path.Combine(folder, Path.GetFileName(file)), overwrite: true);
+            var output = Path.Combine(dir.Path, name + ".gguf");
+            ExportModel(folder, output, GgufExportType.F32);
+            jobs.Add(LlamaCppRuntime.Tokenize(output, texts));
+            tokenizers.Add((name, tokenizer));
+        }
+        Assert.NotEmpty(jobs);
+        var results = LlamaCppRuntime.Run(jobs);
+        for (var i = 0; i < jobs.Count; i++)
+        {
+            var (name, tokenizer) = tokenizers[i];
+            var llamaIds = results[i]["tokens"]!.AsArray();
+            for (var t = 0; t < texts.Length; t++)
+            {
+                var expected = tokenizer.Encode(texts[t]);
+                var actual = llamaIds[t]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+                Assert.True(expected.SequenceEqual(actual), $"{name} {texts[t]}: llama.cpp {string.Join(' ', actual)}\n  SharpTune {string.Join(' ', expected)}");
+            }
+            // Where tokenizer_config.json says whether to add BOS, llama.cpp does as it says.
+            if (name is "qwen3" or "gemma3")
+                Assert.Equal(tokenizer.Encode("x", addSpecialTokens: true).Count > tokenizer.Encode("x").Count, results[i]["addBos"]!.GetValue<bool>());
+        }
     }
 
     /// <summary>

@@ -105,6 +105,12 @@ public static class LlamaCppRuntime
         return probabilities;
     }
 
+    /// <summary>llama.cpp's ids for each text (special tokens parsed, none added), and its BOS/EOS ids and flags.</summary>
+    public static JsonObject Tokenize(string model, IReadOnlyList<string> texts) => new()
+    {
+        ["kind"] = "tokenize", ["model"] = model, ["texts"] = new JsonArray(texts.Select(t => (JsonNode)t).ToArray()),
+    };
+
     public static JsonObject Perplexity(string model, IReadOnlyList<int> ids) => new()
     {
         ["kind"] = "perplexity", ["model"] = model, ["ids"] = new JsonArray(ids.Select(t => (JsonNode)t).ToArray()),
@@ -126,12 +132,17 @@ public static class LlamaCppRuntime
     }
 }
 
-/// <summary>A fact that needs Node.js and npm for llama.cpp; reported as skipped, with the reason, without them.</summary>
+/// <summary>
+/// A fact that needs Node.js and npm for llama.cpp (and, when named, a shared asset); reported as skipped, with the
+/// reason, without them.
+/// </summary>
 public sealed class LlamaCppFactAttribute : FactAttribute
 {
-    public LlamaCppFactAttribute()
+    public LlamaCppFactAttribute(string? sharedAsset = null)
     {
         if (LlamaCppRuntime.Unavailable is { } reason) Skip = reason;
+        else if (sharedAsset is not null && !Directory.Exists(Path.Combine(TestAssets.SharedDir, sharedAsset)))
+            Skip = $"shared asset absent: {Path.Combine(TestAssets.SharedDir, sharedAsset)} (place ../shared beside the repository to run this test)";
     }
 }
 

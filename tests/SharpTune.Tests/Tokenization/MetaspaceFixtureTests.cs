@@ -18,7 +18,7 @@ public sealed class MetaspaceFixtureTests
             ["model"] = new JsonObject
             {
                 ["type"] = "BPE", ["unk_token"] = "<unk>", ["fuse_unk"] = true, ["byte_fallback"] = false,
-                ["vocab"] = new JsonObject { ["<unk>"] = 0, ["▁"] = 1, ["h"] = 2, ["i"] = 3, ["▁h"] = 4, ["▁hi"] = 5 },
+                ["vocab"] = new JsonObject { ["<unk>"] = 0, ["▁"] = 1, ["h"] = 2, ["i"] = 3, ["▁h"] = 4, ["▁hi"] = 5, ["▁▁"] = 6 },
                 ["merges"] = new JsonArray("▁ h", "▁h i"),
             },
         };
@@ -46,5 +46,19 @@ public sealed class MetaspaceFixtureTests
     public void Prepend_scheme_never_adds_no_space()
     {
         Assert.Equal(new[] { 2, 3, 5 }, Build("never", split: true).Encode("hi hi"));
+    }
+
+    // tokenizers 0.23.2 (Node binding, Tokenizer.fromString of this file, decode(ids, false)) gives " hi" for [6, 5] and
+    // "hi   hi" for [5, 6, 5] under "first" and "always", and "   hi" under "never": every '▁' of the first token is
+    // dropped, not only one.
+    [Theory]
+    [InlineData("first", " hi")]
+    [InlineData("always", " hi")]
+    [InlineData("never", "   hi")]
+    public void The_decoder_drops_every_replacement_of_the_first_token(string prependScheme, string expected)
+    {
+        var t = Build(prependScheme, split: true);
+        Assert.Equal(expected, t.Decode([6, 5]));
+        Assert.Equal(prependScheme == "never" ? " hi   hi" : "hi   hi", t.Decode([5, 6, 5]));
     }
 }

@@ -54,6 +54,21 @@ public sealed class TokenizerErrorTests
     }
 
     [Fact]
+    public void Bpe_dropout_is_refused_rather_than_ignored()
+    {
+        var e = LoadFails(ValidWith(r => r["model"]!["dropout"] = 0.1));
+        Assert.Contains("dropout", e.Message);
+        Assert.Contains("0.1", e.Message);
+        // null (what the library writes when there is none) and 0 mean no dropout.
+        foreach (var none in new JsonNode?[] { null, 0.0 })
+        {
+            var dir = TokenizerFixtures.TempDir("dropout");
+            File.WriteAllText(Path.Combine(dir, "tokenizer.json"), ValidWith(r => r["model"]!["dropout"] = none?.DeepClone()));
+            Assert.NotEmpty(HfTokenizer.FromDirectory(dir).Encode("hello"));
+        }
+    }
+
+    [Fact]
     public void Merge_with_unknown_token_is_located()
     {
         var e = LoadFails(ValidWith(r => r["model"]!["merges"]!.AsArray().Insert(0, new JsonArray("q", "zzz"))));

@@ -50,11 +50,13 @@ internal static class GgufVocabulary
         var unk = model["unk_token"]?.GetValue<string>();
         var merges = ReadMerges(model, path);
         var byteLevel = IsByteLevel(root);
+        RefuseNormalizersLlamaCppLacks(root, byteLevel, path);
         foreach (var (id, content, special) in added)
         {
-            tokens[id] = content;
-            types[id] = (int)(special || LooksSpecial(content) ? GgufTokenType.Control : GgufTokenType.UserDefined);
-            if (!byteLevel && !special) tokens[id] = content.Replace('\u2581', ' ');
+            var control = special || LooksSpecial(content);
+            types[id] = (int)(control ? GgufTokenType.Control : GgufTokenType.UserDefined);
+            // The converter pre-normalizes user-defined tokens' '▁' to spaces: llama.cpp matches them in the raw text.
+            tokens[id] = control ? content : content.Replace('\u2581', ' ');
         }
         for (var i = 0; i < size; i++)
         {
@@ -137,6 +139,28 @@ internal static class GgufVocabulary
         || Flatten(root["pre_tokenizer"], "pretokenizers").Any(p => p["type"]?.GetValue<string>() == "Metaspace"
             && (p["prepend_scheme"]?.GetValue<string>() ?? (p["add_prefix_space"]?.GetValue<bool>() == false ? "never" : "always")) != "never");
 
+    /// <summary>
+    /// llama.cpp applies no normalizer of its own to a byte-level vocabulary, and to a SentencePiece-style one only the
+    /// '▁' prefix and space escaping; the converter accepts NFC beside byte-level (Qwen2's, which its pre-tokenizer check
+    /// lets through). Any other normalizer (NFKC, Lowercase, Strip, a regex Replace) would leave llama.cpp tokenizing text
+    /// differently from the model's tokenizer, so the export is refused naming it.
+    /// </summary>
+    private static void RefuseNormalizersLlamaCppLacks(JsonObject root, bool byteLevel, string path)
+    {
+        foreach (var normalizer in Flatten(root["normalizer"], "normalizers"))
+        {
+            var type = normalizer["type"]?.GetValue<string>() ?? "";
+            var supported = byteLevel
+                ? type == "NFC"
+                : (type == "Prepend" && normalizer["prepend"]?.GetValue<string>() == "\u2581")
+                  || (type == "Replace" && normalizer["pattern"]?["String"]?.GetValue<string>() == " " && normalizer["content"]?.GetValue<string>() == "\u2581");
+            if (!supported)
+                throw new NotSupportedException(
+                    $"{path}: its normalizer {normalizer.ToJsonString()} has no equivalent in llama.cpp's {(byteLevel ? "byte-level" : "SentencePiece-style")} " +
+                    "tokenizer, which would then split text differently than the model was trained on");
+        }
+    }
+
     /// <summary>The llama.cpp pre-tokenizer whose splitting rules equal this tokenizer's (tokenizer.ggml.pre).</summary>
     private static string PreTokenizerName(JsonObject root, string path)
     {
@@ -180,5 +204,6 @@ internal static class GgufVocabulary
     private static bool LooksSpecial(string token) =>
         token is "<pad>" or "<mask>" or "<2mass>" or "[@BOS@]"
         || (token.StartsWith("<|", StringComparison.Ordinal) && token.EndsWith("|>", StringComparison.Ordinal))
+        || (token.StartsWith("<｜", StringComparison.Ordinal) && token.EndsWith("｜>", StringComparison.Ordinal))   // DeepSeek's full-width bars
         || (token.StartsWith("<unused", StringComparison.Ordinal) && token.EndsWith('>'));
 }

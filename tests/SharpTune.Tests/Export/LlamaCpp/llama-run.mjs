@@ -2,11 +2,13 @@
 // Usage: node llama-run.mjs jobs.json > results.json
 // jobs.json: {"jobs": [{"model": "a.gguf", "lora": "b.gguf"|null, "kind": "greedy", "prompt": [ids], "tokens": 48}
 //                      | {"model": ..., "kind": "perplexity", "ids": [ids]}
-//                      | {"model": ..., "kind": "distribution", "prompt": [ids]}]}
+//                      | {"model": ..., "kind": "distribution", "prompt": [ids]}
+//                      | {"model": ..., "kind": "tokenize", "texts": [strings]}]}
 // Greedy decoding takes the most probable next token from llama.cpp's full distribution and never stops at EOS, so
 // the ids compare position by position. Perplexity is exp(mean negative log-likelihood of ids[1..] given the prefix).
 // Distribution is llama.cpp's next-token distribution after the prompt, as [[token, probability], ...] for every
-// token. A job with "float32": true computes attention in float32 (llama.cpp's defaults use an f16 cache and flash
+// token. Tokenize loads only the vocabulary and returns llama.cpp's ids for each text (special tokens written in the text
+// parsed, no BOS/EOS added) with the BOS/EOS ids and whether llama.cpp adds them. A job with "float32": true computes attention in float32 (llama.cpp's defaults use an f16 cache and flash
 // attention).
 import { readFileSync } from "node:fs";
 import { getLlama } from "node-llama-cpp";
@@ -29,6 +31,16 @@ function argmax(probabilities) {
 }
 
 for (const job of jobs) {
+    if (job.kind === "tokenize") {
+        const vocab = await llama.loadModel({ modelPath: job.model, gpuLayers: 0, vocabOnly: true });
+        const t = vocab.tokens;
+        results.push({
+            tokens: job.texts.map(text => Array.from(vocab.tokenize(text, true))),
+            bos: t.bos, eos: t.eos, addBos: t.shouldPrependBosToken, addEos: t.shouldAppendEosToken,
+        });
+        await vocab.dispose();
+        continue;
+    }
     const model = await loadModel(job.model);
     const length = job.kind === "greedy" ? job.prompt.length + job.tokens : job.kind === "distribution" ? job.prompt.length : job.ids.length;
     const context = await model.createContext({
