@@ -14,14 +14,7 @@ public class ReferenceArchitectureTests
 {
     private static string Folder(string name) => Path.Combine(TestAssets.SharedDir, "models", "reference-archs", name);
 
-    private sealed record Case(int[] InputIds, float[] LastLogits, int[] GreedyIds);
-
-    private static Case[] Cases(string name) =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Folder(name), "EXPECTED.json"))).RootElement.GetProperty("prompts")
-            .EnumerateArray().Select(p => new Case(
-                p.GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
-                p.GetProperty("last_logits").EnumerateArray().Select(e => e.GetSingle()).ToArray(),
-                p.GetProperty("greedy_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray())).ToArray();
+    private static TransformersExpected.Case[] Cases(string name) => TransformersExpected.Read(Folder(name));
 
     [SharedAssetTheory("models/reference-archs")]
     [InlineData("qwen3_tied", "Qwen3ForCausalLM")]
@@ -31,16 +24,7 @@ public class ReferenceArchitectureTests
     {
         using var model = PretrainedModel.Load(Folder(name), ScalarType.Float32);
         Assert.Equal(architecture, model.GetType().Name);
-        using var noGrad = no_grad();
-        foreach (var c in Cases(name))
-        {
-            using var ids = tensor(c.InputIds.Select(i => (long)i).ToArray()).unsqueeze(0);
-            using var logits = model.Forward(ids);
-            using var last = logits[0, -1];
-            using var expected = tensor(c.LastLogits);
-            var worst = (last - expected).abs().max().item<float>();
-            Assert.True(worst <= 1e-4, $"{name}, prompt of {c.InputIds.Length}: last-position logits differ by up to {worst}");
-        }
+        TransformersExpected.AssertLastPositionLogits(model, Folder(name), name);
     }
 
     [SharedAssetTheory("models/reference-archs")]

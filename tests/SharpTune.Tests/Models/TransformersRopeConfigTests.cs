@@ -21,14 +21,7 @@ public class TransformersRopeConfigTests
 {
     private static string Fixture(string name) => Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", name);
 
-    private sealed record Case(int[] InputIds, float[] LastLogits, int[] GreedyIds);
-
-    private static Case[] Cases(string name) =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixture(name), "EXPECTED.json"))).RootElement.GetProperty("prompts")
-            .EnumerateArray().Select(p => new Case(
-                p.GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
-                p.GetProperty("last_logits").EnumerateArray().Select(e => e.GetSingle()).ToArray(),
-                p.GetProperty("greedy_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray())).ToArray();
+    private static TransformersExpected.Case[] Cases(string name) => TransformersExpected.Read(Fixture(name));
 
     /// <summary>
     /// llama_rope_parameters: {"rope_type": "yarn", "rope_theta": 1000, "factor": 4, "original_max_position_embeddings": 16}
@@ -43,16 +36,7 @@ public class TransformersRopeConfigTests
     public void LastPositionLogitsMatchTransformers(string name)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
-        using var noGrad = no_grad();
-        foreach (var c in Cases(name))
-        {
-            using var ids = tensor(c.InputIds.Select(i => (long)i).ToArray()).unsqueeze(0);
-            using var logits = model.Forward(ids);
-            using var last = logits[0, -1];
-            using var expected = tensor(c.LastLogits);
-            var worst = (last - expected).abs().max().item<float>();
-            Assert.True(worst <= 1e-4, $"{name}, prompt of {c.InputIds.Length}: last-position logits differ by up to {worst}");
-        }
+        TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name);
     }
 
     /// <summary>
