@@ -120,7 +120,24 @@ public class GgufArchitectureExportTests
             "beta_fast"
         },
         { "qwen3_tied", new JsonObject { ["rope_scaling"] = new JsonObject { ["rope_type"] = "dynamic", ["factor"] = 2.0 } }, "dynamic" },
+        // Qwen3's attention_bias covers o_proj as well, and llama.cpp's qwen3 fails to load a file with attn_output.bias.
+        { "qwen3_tied", new JsonObject { ["attention_bias"] = true }, "attention_bias" },
     };
+
+    /// <summary>
+    /// A Qwen3 config.json without head_dim has transformers' default of 128 (Qwen3Config), not hidden / heads (64 / 4 =
+    /// 16, all llama.cpp assumes without attention.key_length); llama.cpp then refused the file (attn_q "has wrong shape").
+    /// </summary>
+    [Fact]
+    public void AHeadWidthOtherThanHiddenOverHeadsIsWrittenEvenWhenTheConfigLeavesHeadDimOut()
+    {
+        using var dir = new TempDir();
+        var folder = Qwen3WithoutHeadDim(dir, seed: 5);
+        var file = GgufReader.Open(ExportModel(folder, Path.Combine(dir.Path, "q.gguf"), GgufExportType.F32).Path);
+        Assert.Equal(128, file.Metadata["qwen3.attention.key_length"].AsInteger());
+        Assert.Equal(128, file.Metadata["qwen3.attention.value_length"].AsInteger());
+        Assert.Equal(new long[] { 64, 4 * 128 }, file.Tensors.Single(t => t.Name == "blk.0.attn_q.weight").Shape);
+    }
 
     [Theory]
     [MemberData(nameof(Refused))]

@@ -105,7 +105,8 @@ public class GgufArchitectureInteropTests
     /// <summary>
     /// The variants the reference folders leave out, each against SharpTune on the same float32 weights: Gemma 3 with
     /// final-logit soft-capping and with linear RoPE scaling (global layers only), Phi-3 with partial rotary and
-    /// LongRoPE, Qwen3 with YaRN, a Qwen2 with attention biases and a SmolLM3 with its NoPE layers.
+    /// LongRoPE, Qwen3 with YaRN and with Qwen3Config's default head_dim (128, not hidden / heads), a Qwen2 with attention
+    /// biases and a SmolLM3 with its NoPE layers.
     /// </summary>
     [LlamaCppFact]
     public void ArchitectureVariantsExportedAsF32MatchSharpTuneInLlamaCpp()
@@ -124,6 +125,7 @@ public class GgufArchitectureInteropTests
             })),
             ("qwen2 biases", RandomCheckpoint(dir, "qwen2", TestModels.LlamaConfigJson(vocab: 512, architecture: "Qwen2ForCausalLM"), seed: 21)),
             ("smollm3 NoPE", RandomCheckpoint(dir, "smollm3", SmolLM3Config(), seed: 22)),
+            ("qwen3 default head_dim", Qwen3WithoutHeadDim(dir, seed: 24)),
         };
         var comparisons = new Comparisons();
         var prompt = ExpectedPrompts("gemma3_pattern")[1].Ids;   // 17 tokens: past Gemma's window of 8

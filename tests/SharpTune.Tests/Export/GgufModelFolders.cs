@@ -52,6 +52,22 @@ public static class GgufModelFolders
     }
 
     /// <summary>
+    /// A random Qwen3 checkpoint (hidden 64, 4 heads) whose config.json leaves head_dim out, as hand-written configs do:
+    /// transformers' Qwen3Config then makes each head 128 wide.
+    /// </summary>
+    public static string Qwen3WithoutHeadDim(TempDir dir, long seed)
+    {
+        var config = TestModels.Qwen3ConfigJson(vocab: 512);
+        config.Remove("head_dim");
+        var folder = RandomCheckpoint(dir, "qwen3-no-head-dim", config, seed);
+        var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!.AsObject();
+        saved.Remove("head_dim");
+        File.WriteAllText(Path.Combine(folder, "config.json"), saved.ToJsonString());
+        Assert.Equal(128, ModelConfig.Load(folder).HeadDim);
+        return folder;
+    }
+
+    /// <summary>
     /// A GPT-2-style byte-level BPE tokenizer.json: the 256 byte tokens in GPT-2's byte-to-unicode alphabet (ids = byte
     /// values), two merges and (unless <paramref name="specialTokens"/> is false) the special tokens &lt;unk&gt;, &lt;s&gt;,
     /// &lt;/s&gt; and &lt;|endoftext|&gt; at 258–261, so it fits any vocabulary of 262 or more ids (the rest become

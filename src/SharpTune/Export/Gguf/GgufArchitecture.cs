@@ -69,6 +69,18 @@ internal abstract class GgufArchitecture
     }
 
     /// <summary>
+    /// attention.key_length / value_length where the config names head_dim (as the converter writes them) and wherever the
+    /// head width differs from hidden_size / num_attention_heads, which is all llama.cpp assumes without them: Qwen3's
+    /// config defaults head_dim to 128, so a config.json that leaves it out still has 128-wide heads.
+    /// </summary>
+    protected void AddHeadWidth(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
+    {
+        if (config.Raw["head_dim"] is null && config.HeadDim * config.NumHeads == config.HiddenSize) return;
+        Add(metadata, $"{Name}.attention.key_length", GgufValue.U32((uint)config.HeadDim));
+        Add(metadata, $"{Name}.attention.value_length", GgufValue.U32((uint)config.HeadDim));
+    }
+
+    /// <summary>
     /// For architectures whose llama.cpp graph has no sliding window: a warning when the model's window is shorter than
     /// its context, since llama.cpp then attends further back than transformers once a sequence outgrows the window.
     /// </summary>

@@ -35,6 +35,11 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
             throw new NotSupportedException(
                 $"{config.Architecture}: this YaRN rope_scaling sets beta_fast, beta_slow, truncate, mscale or attention_factor away from " +
                 "their defaults; llama.cpp's GGUF keys carry only the factor and the original context, so it would rotate differently");
+        // transformers' Qwen3Attention gives o_proj a bias too; llama.cpp's qwen3 has no attn_output bias and refuses to
+        // load a file that holds one ("wrong number of tensors").
+        if (Name == "qwen3" && config.AttentionBias)
+            throw new NotSupportedException(
+                $"{config.Architecture}: attention_bias = true gives o_proj a bias, which llama.cpp's qwen3 cannot load (it has no attn_output.bias)");
         if (Name == "smollm3")
         {
             var llamaCppRope = Enumerable.Range(0, config.NumLayers).Select(i => (i + 1) % SmolLM3NoRopeStep != 0).ToArray();
@@ -50,11 +55,7 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
     public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
     {
         AddDecoderHyperParameters(metadata, config);
-        if (config.Raw["head_dim"] is not null)
-        {
-            Add(metadata, $"{Name}.attention.key_length", GgufValue.U32((uint)config.HeadDim));
-            Add(metadata, $"{Name}.attention.value_length", GgufValue.U32((uint)config.HeadDim));
-        }
+        AddHeadWidth(metadata, config);
         if (config.RopeScaling is { Type: "linear" } linear)
         {
             Add(metadata, $"{Name}.rope.scaling.type", GgufValue.Str("linear"));

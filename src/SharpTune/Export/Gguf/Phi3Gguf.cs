@@ -47,11 +47,7 @@ internal sealed class Phi3Gguf : GgufArchitecture
                        ?? (config.Raw["original_max_position_embeddings"] is { } o ? o.GetValue<int>() : config.MaxPositionEmbeddings);
         Add(metadata, "phi3.rope.scaling.original_context_length", GgufValue.U32((uint)original));
         Add(metadata, "phi3.rope.dimension_count", GgufValue.U32((uint)config.RotaryDim));
-        if (config.Raw["head_dim"] is not null)
-        {
-            Add(metadata, "phi3.attention.key_length", GgufValue.U32((uint)config.HeadDim));
-            Add(metadata, "phi3.attention.value_length", GgufValue.U32((uint)config.HeadDim));
-        }
+        AddHeadWidth(metadata, config);
         // The converter writes 0 without a window ("distinguishes Phi-4"); llama.cpp's phi3 reads and then disables it.
         Add(metadata, "phi3.attention.sliding_window", GgufValue.U32((uint)(config.SlidingWindow ?? 0)));
         if (config.RopeScaling is { Type: "longrope" } scaling)
