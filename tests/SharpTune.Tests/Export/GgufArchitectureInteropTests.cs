@@ -80,6 +80,44 @@ public class GgufArchitectureInteropTests
         comparisons.RunInLlamaCpp();
     }
 
+    /// <summary>
+    /// RoPE scalings against transformers' own numbers (float64 port of transformers' eager forward and
+    /// modeling_rope_utils, see TransformersRopeConfigTests), each a tiny random Llama in Export/Fixtures or
+    /// Models/Fixtures: llama_llama3 is Llama 3.1's scaling (factor 8, low/high frequency factors 1 and 4, original
+    /// context 16, so the prompts of 20 and 40 tokens and the 12 greedy tokens run past it), which llama.cpp reads from the
+    /// rope_freqs tensor; llama_rope_parameters is YaRN written as transformers 5's rope_parameters.
+    /// </summary>
+    [LlamaCppFact]
+    public void LlamaRopeScalingsExportedAsF32MatchTransformersInLlamaCpp()
+    {
+        using var dir = new TempDir();
+        var comparisons = new Comparisons();
+        foreach (var fixture in new[]
+                 {
+                     Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Export", "Fixtures", "llama_llama3"),
+                     Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", "llama_rope_parameters"),
+                 })
+        {
+            var folder = FixtureCopy(dir, fixture);
+            var name = Path.GetFileName(folder);
+            var report = ExportModel(folder, Path.Combine(dir.Path, name + ".gguf"), GgufExportType.F32);
+            Assert.Empty(report.Warnings);
+            foreach (var c in SharpTune.Tests.Models.TransformersExpected.Read(folder))
+            {
+                var what = $"{name} f32, prompt of {c.InputIds.Length}";
+                var expected = LogSoftmax(c.LastLogits.Select(l => (double)l).ToArray());
+                comparisons.Add(LlamaCppRuntime.Distribution(report.Path, c.InputIds), result =>
+                {
+                    var difference = MaxLogProbabilityDifference(expected, LlamaCppRuntime.Probabilities(result, expected.Length));
+                    Assert.True(difference < LogProbabilityTolerance(what), $"{what}: llama.cpp's log-probabilities differ from transformers' by up to {difference:G3}");
+                });
+                comparisons.Add(LlamaCppRuntime.Greedy(report.Path, c.InputIds, c.GreedyIds.Length),
+                    result => AssertSameIds(what, c.GreedyIds, Ids(result, "greedy")));
+            }
+        }
+        comparisons.RunInLlamaCpp();
+    }
+
     [LlamaCppFact]
     public void ReferenceCheckpointsExportedAsF16DecodeLikeSharpTune()
     {

@@ -101,6 +101,52 @@ public static class GgufModelFolders
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokenizer.ToJsonString());
     }
 
+    /// <summary>
+    /// A byte-level BPE tokenizer.json for vocabularies under 262 ids (too small for every byte): the special tokens
+    /// &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt; at 0–2 and single printable characters from '!' for the rest, no merges. llama.cpp
+    /// needs some vocabulary in the file; the comparisons feed it token ids, so which text maps to them does not matter.
+    /// </summary>
+    public static void WriteSmallTokenizer(string dir, int vocabSize)
+    {
+        if (vocabSize is < 3 or > 3 + '~' - '!' + 1)
+            throw new ArgumentOutOfRangeException(nameof(vocabSize), vocabSize, "3 special tokens plus at most 94 printable characters");
+        var vocab = new JsonObject();
+        var added = new JsonArray();
+        foreach (var (token, id) in new[] { "<unk>", "<s>", "</s>" }.Select((t, i) => (t, i)))
+        {
+            vocab[token] = id;
+            added.Add(new JsonObject
+            {
+                ["id"] = id, ["content"] = token, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+                ["normalized"] = false, ["special"] = true,
+            });
+        }
+        for (var id = 3; id < vocabSize; id++) vocab[((char)('!' + id - 3)).ToString()] = id;
+        JsonObject ByteLevel(bool prefix) => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefix, ["trim_offsets"] = true, ["use_regex"] = true };
+        var tokenizer = new JsonObject
+        {
+            ["version"] = "1.0", ["truncation"] = null, ["padding"] = null, ["added_tokens"] = added, ["normalizer"] = null,
+            ["pre_tokenizer"] = ByteLevel(false), ["post_processor"] = ByteLevel(true), ["decoder"] = ByteLevel(true),
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = "", ["end_of_word_suffix"] = "",
+                ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocab, ["merges"] = new JsonArray(),
+            },
+        };
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokenizer.ToJsonString());
+    }
+
+    /// <summary>A copy of a transformers fixture folder (config, weights, EXPECTED.json) with <see cref="WriteSmallTokenizer"/>'s tokenizer.</summary>
+    public static string FixtureCopy(TempDir dir, string fixtureFolder)
+    {
+        var target = Path.Combine(dir.Path, Path.GetFileName(fixtureFolder));
+        Directory.CreateDirectory(target);
+        foreach (var file in new[] { "config.json", "model.safetensors", "EXPECTED.json" })
+            File.Copy(Path.Combine(fixtureFolder, file), Path.Combine(target, file));
+        WriteSmallTokenizer(target, ModelConfig.Load(target).VocabSize);
+        return target;
+    }
+
     /// <summary>GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to U+0100 onwards.</summary>
     private static IEnumerable<(int Byte, char Char)> ByteToUnicode()
     {
