@@ -52,6 +52,9 @@ public abstract record TargetModules
             .Select(m => LeafName(m.Path)))
         : this;
 
+    /// <summary>True for a list of names (PEFT applies layers_to_transform only to such a list).</summary>
+    public bool IsNameList => this is NameList;
+
     /// <summary>Whether the module at <paramref name="path"/> is selected (for "all-linear", after <see cref="Expand"/>).</summary>
     public abstract bool Matches(string path);
 

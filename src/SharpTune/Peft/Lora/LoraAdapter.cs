@@ -34,11 +34,15 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
     protected override IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model)
     {
         savedTargets = Targets(model).Expand(model);   // before wrapping: "all-linear" must name the base layers
-        return Targets(model).Select(model);
+        var kept = Targets(model).Select(model).Where(t => Config.Keeps(t.Path)).ToList();
+        if (kept.Count == 0)
+            throw new ArgumentException(
+                $"target_modules {Targets(model).ToJson().ToJsonString()} selected no module once exclude_modules and layers_to_transform were applied");
+        return kept;
     }
 
     protected override LoraLinear Wrap(string path, nn.Module<Tensor, Tensor> baseLayer) =>
-        LoraLinear.FromBase(baseLayer, Config.R, Config.Scaling, Config.LoraDropout, Config.UseDora, Config.InitLoraWeights);
+        LoraLinear.FromBase(baseLayer, Config.RankFor(path), Config.ScalingFor(path), Config.LoraDropout, Config.UseDora, Config.InitLoraWeights);
 
     // PEFT sets fan_in_fan_out for Conv1D targets itself; the saved config says what the layers really are.
     private TargetModules? savedTargets;
