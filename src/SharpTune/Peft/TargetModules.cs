@@ -52,6 +52,14 @@ public abstract record TargetModules
             .Select(m => LeafName(m.Path)))
         : this;
 
+    /// <summary>
+    /// PEFT's IA3 feed-forward test (tuners/ia3/model.py _check_target_module_feedforward): a name matches any path
+    /// that ends with it, with no dot required ("up_proj" matches "gate_up_proj"); a regex matches the whole path.
+    /// </summary>
+    internal bool MatchesAsPlainSuffix(string path) => this is NameList names
+        ? names.List.Any(name => path.EndsWith(name, StringComparison.Ordinal))
+        : Matches(path);
+
     /// <summary>True for a list of names (PEFT applies layers_to_transform only to such a list).</summary>
     public bool IsNameList => this is NameList;
 
