@@ -47,6 +47,13 @@ public sealed record LoraConfig
     /// </summary>
     public IReadOnlyList<string> ModulesToSave { get; init; } = [];
     /// <summary>
+    /// <c>ensure_weight_tying</c> (null when the file does not say). SharpTune trains a saved token embedding of a model
+    /// whose output head is tied to it as the head too; PEFT does that only with <c>ensure_weight_tying: true</c> and
+    /// otherwise keeps the head at the base weights, so an explicit <c>false</c> there is refused when injected, and an
+    /// injected adapter with a non-empty <see cref="ModulesToSave"/> records (and saves) <c>true</c>.
+    /// </summary>
+    public bool? EnsureWeightTying { get; init; }
+    /// <summary>
     /// <c>rank_pattern</c>: per-module ranks overriding <see cref="R"/>. A key matches a module whose path equals it or
     /// ends with "." + it, the key read as a regular expression; the first matching key wins (PEFT's get_pattern_key).
     /// </summary>
@@ -144,6 +151,7 @@ public sealed record LoraConfig
             _ => JsonValue.Create(false),
         },
         ["layer_replication"] = null,
+        ["ensure_weight_tying"] = EnsureWeightTying,
         ["exclude_modules"] = ExcludeModules?.ToJson(),
         ["layers_pattern"] = LayersPattern is null ? null : new JsonArray([.. LayersPattern.Select(p => JsonValue.Create(p))]),
         ["layers_to_transform"] = LayersToTransform is null ? null : new JsonArray([.. LayersToTransform.Select(i => JsonValue.Create(i))]),
@@ -217,6 +225,7 @@ public sealed record LoraConfig
             BaseModelNameOrPath = Read<string?>(json, "base_model_name_or_path", null, source),
             InferenceMode = Read(json, "inference_mode", false, source),
             ModulesToSave = ReadNames(json["modules_to_save"], "modules_to_save", source),
+            EnsureWeightTying = Read<bool?>(json, "ensure_weight_tying", null, source),
             RankPattern = ReadPattern(json["rank_pattern"], "rank_pattern", source, v => v.GetValue<int>()),
             AlphaPattern = ReadPattern(json["alpha_pattern"], "alpha_pattern", source, v => v.GetValue<double>()),
             ExcludeModules = json["exclude_modules"] switch
