@@ -60,6 +60,9 @@ public abstract record TargetModules
         ? names.List.Any(name => path.EndsWith(name, StringComparison.Ordinal))
         : Matches(path);
 
+    /// <summary>Whether a list of names holds <paramref name="path"/> itself (not just a suffix of it).</summary>
+    internal bool ListsExactly(string path) => this is NameList names && names.List.Contains(path);
+
     /// <summary>True for a list of names (PEFT applies layers_to_transform only to such a list).</summary>
     public bool IsNameList => this is NameList;
 

@@ -218,6 +218,10 @@ public sealed class PeftAdapterFilesTests : IDisposable
         Assert.Equal(["model.layers.1.self_attn.q_proj", "model.layers.1.mlp.down_proj"], adapter.Layers.Select(l => l.Path));
         Assert.Equal([1], adapter.Config.LayersToTransform!);
 
+        // PEFT quirk kept: a target named by its full path is a direct hit that skips the layer filter.
+        Assert.True((config with { TargetModules = TargetModules.Names("q_proj", "model.layers.0.mlp.up_proj") }).Keeps("model.layers.0.mlp.up_proj"));
+        Assert.False(config.Keeps("model.layers.0.self_attn.q_proj"));
+
         using var other = TestModels.Create("llama");
         var noLayer = new LoraAdapter(config with { LayersPattern = ["h"] });
         Assert.Contains("layers_to_transform", Assert.Throws<ArgumentException>(() => noLayer.Inject(other)).Message);

@@ -100,6 +100,8 @@ public sealed record LoraConfig
     {
         if (ExcludeModules is { } excluded && excluded.Matches(path)) return false;
         if (LayersToTransform is null || TargetModules is { IsNameList: false }) return true;   // null: the default names
+        // PEFT applies layers_to_transform only to suffix matches: a target listed by its full path is always kept.
+        if (TargetModules is { } targets && targets.ListsExactly(path)) return true;
         Match? index = null;
         if (LayersPattern is null || LayersPattern.Count == 0) index = Regex.Match(path, @"^.*?\.[^.]*\.(\d+)\.");
         else
