@@ -46,16 +46,17 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
     // reading the base weights; SharpTune's saved embedding is the head too, so such a file would compute differently.
     private void RefuseUntiedSavedEmbedding(CausalLanguageModel model)
     {
-        if (Config.EnsureWeightTying != false || Config.ModulesToSave.Count == 0) return;
-        var headIsTied = model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName);
-        var saved = TargetModules.Names(Config.ModulesToSave);
-        var embeddingPath = model.EmbeddingParameterName[..^".weight".Length];
-        if (headIsTied && saved.Matches(embeddingPath))
+        if (Config.EnsureWeightTying == false && SavesTiedEmbedding(model))
             throw new NotSupportedException(
                 "ensure_weight_tying = false with the token embedding in modules_to_save of a model whose output head is tied to it: " +
                 "PEFT then keeps the head at the base weights while the embedding is trained, which SharpTune does not support " +
                 "(it trains them as one); set ensure_weight_tying to true if the adapter was trained that way");
     }
+
+    private bool SavesTiedEmbedding(CausalLanguageModel model) =>
+        Config.ModulesToSave.Count > 0
+        && model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName)
+        && TargetModules.Names(Config.ModulesToSave).Matches(model.EmbeddingParameterName[..^".weight".Length]);
 
     protected override LoraLinear Wrap(string path, nn.Module<Tensor, Tensor> baseLayer) =>
         LoraLinear.FromBase(baseLayer, Config.RankFor(path), Config.ScalingFor(path), Config.LoraDropout, Config.UseDora, Config.InitLoraWeights);
@@ -67,7 +68,7 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
         Config = Config with
         {
             TargetModules = savedTargets, FanInFanOut = Layers.Any(l => l.Layer.FanInFanOut),
-            EnsureWeightTying = Config.ModulesToSave.Count > 0 ? true : Config.EnsureWeightTying,   // SharpTune ties them
+            EnsureWeightTying = SavesTiedEmbedding(model) ? true : Config.EnsureWeightTying,   // SharpTune trains them as one
         };
 
     protected override nn.Module<Tensor, Tensor> Fuse(LoraLinear layer) => layer.Fuse();

@@ -50,7 +50,7 @@ public sealed record LoraConfig
     /// <c>ensure_weight_tying</c> (null when the file does not say). SharpTune trains a saved token embedding of a model
     /// whose output head is tied to it as the head too; PEFT does that only with <c>ensure_weight_tying: true</c> and
     /// otherwise keeps the head at the base weights, so an explicit <c>false</c> there is refused when injected, and an
-    /// injected adapter with a non-empty <see cref="ModulesToSave"/> records (and saves) <c>true</c>.
+    /// adapter injected into such a model with the embedding in <see cref="ModulesToSave"/> records (and saves) <c>true</c>.
     /// </summary>
     public bool? EnsureWeightTying { get; init; }
     /// <summary>
@@ -138,7 +138,16 @@ public sealed record LoraConfig
     }
 
     /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for LoRA.</summary>
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
+    {
+        var json = FieldsEveryPeftReads();
+        // Fields PEFT added in 0.14 and later: PEFT before 0.14 refuses unknown keys, so they are written only when set.
+        if (ExcludeModules is not null) json["exclude_modules"] = ExcludeModules.ToJson();
+        if (EnsureWeightTying is { } tie) json["ensure_weight_tying"] = tie;
+        return json;
+    }
+
+    private JsonObject FieldsEveryPeftReads() => new()
     {
         ["alpha_pattern"] = new JsonObject(AlphaPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)Number(p.Value)))),
         ["auto_mapping"] = null,
@@ -153,8 +162,6 @@ public sealed record LoraConfig
             _ => JsonValue.Create(false),
         },
         ["layer_replication"] = null,
-        ["ensure_weight_tying"] = EnsureWeightTying,
-        ["exclude_modules"] = ExcludeModules?.ToJson(),
         ["layers_pattern"] = LayersPattern is null ? null : new JsonArray([.. LayersPattern.Select(p => JsonValue.Create(p))]),
         ["layers_to_transform"] = LayersToTransform is null ? null : new JsonArray([.. LayersToTransform.Select(i => JsonValue.Create(i))]),
         ["loftq_config"] = new JsonObject(),
