@@ -12,6 +12,11 @@ public enum LoraInit
     Gaussian,
     /// <summary><c>false</c>: both random (the adapter changes the model from the start; for tests).</summary>
     Random,
+    /// <summary>
+    /// <c>"orthogonal"</c>: A and B built from alternate rows of one random orthogonal r×r matrix, so BA = 0 while both
+    /// are non-zero (needs an even rank).
+    /// </summary>
+    Orthogonal,
 }
 
 /// <summary>
@@ -131,6 +136,8 @@ public sealed record LoraConfig
         if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"{source}: lora_dropout must be in [0, 1), found {LoraDropout}");
         foreach (var (key, rank) in RankPattern)
             if (rank <= 0) throw new ArgumentException($"{source}: rank_pattern['{key}'] must be positive, found {rank}");
+        if (InitLoraWeights == LoraInit.Orthogonal && (R % 2 != 0 || RankPattern.Values.Any(r => r % 2 != 0)))
+            throw new ArgumentException($"{source}: init_lora_weights = \"orthogonal\" needs even ranks (r and rank_pattern), found r = {R}");
         if (LayersToTransform is not null && TargetModules is { IsNameList: false })
             throw new ArgumentException($"{source}: layers_to_transform needs target_modules to be a list of names, not a regex string");
         if (Bias != "none")
@@ -159,6 +166,7 @@ public sealed record LoraConfig
         {
             LoraInit.Default => JsonValue.Create(true),
             LoraInit.Gaussian => JsonValue.Create("gaussian"),
+            LoraInit.Orthogonal => JsonValue.Create("orthogonal"),
             _ => JsonValue.Create(false),
         },
         ["layer_replication"] = null,
@@ -301,8 +309,9 @@ public sealed record LoraConfig
         if (node is null) return LoraInit.Default;
         if (node is JsonValue v && v.TryGetValue<bool>(out var b)) return b ? LoraInit.Default : LoraInit.Random;
         if (node is JsonValue s && s.TryGetValue<string>(out var name) && name == "gaussian") return LoraInit.Gaussian;
+        if (node is JsonValue o && o.TryGetValue<string>(out var orthogonal) && orthogonal == "orthogonal") return LoraInit.Orthogonal;
         throw new NotSupportedException(
-            $"{source}: init_lora_weights = {node.ToJsonString()} is not supported (true, false and \"gaussian\" are)");
+            $"{source}: init_lora_weights = {node.ToJsonString()} is not supported (true, false, \"gaussian\" and \"orthogonal\" are)");
     }
 
     private static T Read<T>(JsonObject json, string key, T fallback, string source)
