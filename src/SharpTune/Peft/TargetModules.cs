@@ -77,9 +77,19 @@ public abstract record TargetModules
     {
         JsonArray list => Names(list.Select(n => n?.GetValue<string>()
             ?? throw new InvalidDataException($"{source}: target_modules holds a null entry"))),
-        JsonValue v when v.TryGetValue<string>(out var s) => s == "all-linear" ? AllLinear : Pattern(s),
+        JsonValue v when v.TryGetValue<string>(out var s) => s == "all-linear" ? AllLinear : ParsePattern(s, "target_modules", source),
         _ => throw new InvalidDataException($"{source}: target_modules must be a list of names or a string, found {node.ToJsonString()}"),
     };
+
+    /// <summary>A regex from a config file; one .NET cannot parse (Python-only syntax such as (?P&lt;name&gt;…)) names the field.</summary>
+    internal static TargetModules ParsePattern(string pattern, string field, string source)
+    {
+        try { return Pattern(pattern); }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{source}: {field} regex '{pattern}' cannot be used: {e.Message}", e);
+        }
+    }
 
     /// <summary>Linear layers a method can wrap: nn.Linear, GPT-2's Conv1D and quantized linear layers.</summary>
     public static bool IsLinear(torch.nn.Module module) => BaseLayer.IsSupported(module);

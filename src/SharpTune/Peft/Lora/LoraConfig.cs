@@ -248,7 +248,7 @@ public sealed record LoraConfig
             ExcludeModules = json["exclude_modules"] switch
             {
                 null => null,
-                JsonValue v when v.TryGetValue<string>(out var regex) => Peft.TargetModules.Pattern(regex),
+                JsonValue v when v.TryGetValue<string>(out var regex) => Peft.TargetModules.ParsePattern(regex, "exclude_modules", source),
                 var node => Peft.TargetModules.FromJson(node, source),
             },
             LayersToTransform = json["layers_to_transform"] switch
@@ -293,6 +293,7 @@ public sealed record LoraConfig
             throw new InvalidDataException($"{source}: field '{key}' must be an object of module pattern → value, found {node.ToJsonString()}");
         foreach (var (name, value) in entries)
         {
+            Peft.TargetModules.ParsePattern(name, key, source);   // keys are regexes (PEFT's get_pattern_key)
             try { pattern[name] = read(value as JsonValue ?? throw new FormatException()); }
             catch (Exception e) when (e is FormatException or InvalidOperationException)
             {
