@@ -288,6 +288,7 @@ public sealed class PeftAdapterFilesTests : IDisposable
     [InlineData("\"peft_type\": \"LORA\", \"kasa_config\": {\"r\": 2}", "kasa_config")]
     [InlineData("\"peft_type\": \"LORA\", \"some_future_variant\": true", "some_future_variant")]
     [InlineData("\"peft_type\": \"LORA\", \"target_modules\": \"(?P<x>q)_proj\"", "target_modules regex")]
+    [InlineData("\"peft_type\": \"LORA\", \"target_modules\": [\"q_proj\"], \"layers_pattern\": \"layers\"", "layers_pattern")]
     [InlineData("\"peft_type\": \"LORA\", \"rank_pattern\": {\"(?P<x>q)_proj\": 4}", "rank_pattern regex")]
     [InlineData("\"peft_type\": \"LORA\", \"target_modules\": \".*q_proj\", \"layers_to_transform\": [0]", "layers_to_transform")]
     [InlineData("\"peft_type\": \"LORA\", \"init_lora_weights\": \"pissa\"", "init_lora_weights")]

@@ -140,6 +140,9 @@ public sealed record LoraConfig
             throw new ArgumentException($"{source}: init_lora_weights = \"orthogonal\" needs even ranks (r and rank_pattern), found r = {R}");
         if (LayersToTransform is not null && TargetModules is { IsNameList: false })
             throw new ArgumentException($"{source}: layers_to_transform needs target_modules to be a list of names, not a regex string");
+        // PEFT's LoraConfig.__post_init__ refuses a layers_pattern that nothing would use.
+        if (LayersPattern is { Count: > 0 } && (LayersToTransform is null || TargetModules is { IsNameList: false }))
+            throw new ArgumentException($"{source}: layers_pattern needs layers_to_transform and a list of target_modules names");
         if (Bias != "none")
             throw new NotSupportedException($"{source}: bias = \"{Bias}\" is not supported; only \"none\" (biases stay frozen) is");
     }
