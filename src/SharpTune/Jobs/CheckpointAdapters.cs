@@ -31,6 +31,11 @@ internal static class CheckpointAdapters
         var config = adapter.AdapterConfigJson();
         config["base_model_name_or_path"] = Path.GetFullPath(baseModelDir);
         config["inference_mode"] = true;
+        // Saved without injecting, the config cannot see the model: with a tied head SharpTune trains a saved embedding
+        // as the head too, which PEFT reproduces only with ensure_weight_tying (see LoraConfig.EnsureWeightTying).
+        if (config["modules_to_save"] is JsonArray { Count: > 0 } && config["ensure_weight_tying"] is null
+            && Models.ModelConfig.Load(baseModelDir).TieWordEmbeddings)
+            config["ensure_weight_tying"] = true;
         return config;
     }
 

@@ -52,6 +52,20 @@ public abstract record TargetModules
             .Select(m => LeafName(m.Path)))
         : this;
 
+    /// <summary>
+    /// PEFT's IA3 feed-forward test (tuners/ia3/model.py _check_target_module_feedforward): a name matches any path
+    /// that ends with it, with no dot required ("up_proj" matches "gate_up_proj"); a regex matches the whole path.
+    /// </summary>
+    internal bool MatchesAsPlainSuffix(string path) => this is NameList names
+        ? names.List.Any(name => path.EndsWith(name, StringComparison.Ordinal))
+        : Matches(path);
+
+    /// <summary>Whether a list of names holds <paramref name="path"/> itself (not just a suffix of it).</summary>
+    internal bool ListsExactly(string path) => this is NameList names && names.List.Contains(path);
+
+    /// <summary>True for a list of names (PEFT applies layers_to_transform only to such a list).</summary>
+    public bool IsNameList => this is NameList;
+
     /// <summary>Whether the module at <paramref name="path"/> is selected (for "all-linear", after <see cref="Expand"/>).</summary>
     public abstract bool Matches(string path);
 
@@ -63,9 +77,19 @@ public abstract record TargetModules
     {
         JsonArray list => Names(list.Select(n => n?.GetValue<string>()
             ?? throw new InvalidDataException($"{source}: target_modules holds a null entry"))),
-        JsonValue v when v.TryGetValue<string>(out var s) => s == "all-linear" ? AllLinear : Pattern(s),
+        JsonValue v when v.TryGetValue<string>(out var s) => s == "all-linear" ? AllLinear : ParsePattern(s, "target_modules", source),
         _ => throw new InvalidDataException($"{source}: target_modules must be a list of names or a string, found {node.ToJsonString()}"),
     };
+
+    /// <summary>A regex from a config file; one .NET cannot parse (Python-only syntax such as (?P&lt;name&gt;…)) names the field.</summary>
+    internal static TargetModules ParsePattern(string pattern, string field, string source)
+    {
+        try { return Pattern(pattern); }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{source}: {field} regex '{pattern}' cannot be used: {e.Message}", e);
+        }
+    }
 
     /// <summary>Linear layers a method can wrap: nn.Linear, GPT-2's Conv1D and quantized linear layers.</summary>
     public static bool IsLinear(torch.nn.Module module) => BaseLayer.IsSupported(module);

@@ -27,6 +27,18 @@ public class LoraConfigTests
     }
 
     [Fact]
+    public void FieldsNewerPeftAddedAreWrittenOnlyWhenSet()
+    {
+        // PEFT before 0.14 (config.py without _check_and_remove_unused_kwargs) fails on keys it does not know.
+        var plain = new LoraConfig().ToJson();
+        Assert.False(plain.ContainsKey("exclude_modules"));
+        Assert.False(plain.ContainsKey("ensure_weight_tying"));
+        var set = new LoraConfig { ExcludeModules = TargetModules.Names("o_proj"), EnsureWeightTying = true }.ToJson();
+        Assert.Equal("[\"o_proj\"]", set["exclude_modules"]!.ToJsonString());
+        Assert.True(set["ensure_weight_tying"]!.GetValue<bool>());
+    }
+
+    [Fact]
     public void OnlyPeftTypeIsRequiredAndDefaultsArePefts()
     {
         var config = LoraConfig.FromJson(new JsonObject { ["peft_type"] = "LORA" });

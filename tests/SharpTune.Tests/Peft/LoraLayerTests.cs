@@ -134,6 +134,22 @@ public class LoraLayerTests
     }
 
     [Fact]
+    public void OrthogonalInitGivesNonZeroFactorsWhoseProductIsZero()
+    {
+        // PEFT's orthogonal_init: A = (G₁·Q[0::2])ᵀ/10, B = (G₂ᵀ·Q[1::2])/10 for an orthogonal Q, so BA = G₂ᵀ·Q[1::2]·Q[0::2]ᵀ·G₁ᵀ/100 = 0.
+        var config = LoraConfig.FromJson(new System.Text.Json.Nodes.JsonObject { ["peft_type"] = "LORA", ["r"] = 4, ["init_lora_weights"] = "orthogonal" });
+        Assert.Equal(LoraInit.Orthogonal, config.InitLoraWeights);
+        Assert.Equal("orthogonal", config.ToJson()["init_lora_weights"]!.GetValue<string>());
+        using var linear = nn.Linear(6, 5);
+        using var layer = LoraLinear.FromBase(linear, r: 4, scaling: 2, init: LoraInit.Orthogonal);
+        Assert.True(layer.lora_A.weight!.abs().min().item<float>() > 0);
+        Assert.True(layer.lora_B.weight!.abs().max().item<float>() > 1e-3);
+        using var product = layer.lora_B.weight!.matmul(layer.lora_A.weight!);
+        Assert.True(product.abs().max().item<float>() < 1e-6, $"BA = {product.abs().max().item<float>()}");
+        Assert.Contains("even", Assert.Throws<ArgumentException>(() => (config with { R = 3 }).Validate()).Message);
+    }
+
+    [Fact]
     public void DoraMagnitudeStartsAsTheRowNormsOfTheWeight()
     {
         using var linear = nn.Linear(3, 2, hasBias: false);

@@ -33,6 +33,8 @@ public sealed class LoraModulesToSaveTests
     {
         var config = PeftMethodChecks.SaveLoadRoundTrip("llama-tied", Create);
         Assert.Equal("[\"embed_tokens\"]", config["modules_to_save"]!.ToJsonString());
+        // PEFT (tuners_utils.py) ties the head to the trained embedding only with ensure_weight_tying true.
+        Assert.True(config["ensure_weight_tying"]!.GetValue<bool>());
 
         using var model = TestModels.Create("llama-tied");
         var adapter = Create();
@@ -86,5 +88,26 @@ public sealed class LoraModulesToSaveTests
         var unknown = Assert.Throws<ArgumentException>(() => new LoraAdapter(new LoraConfig { ModulesToSave = ["score"] }).Inject(model));
         Assert.Contains("'score'", unknown.Message);
         Assert.DoesNotContain(ModuleSurgery.NamedModules(model), m => m.Module is LoraLinear);   // nothing was injected
+    }
+
+    [Fact]
+    public void APeftFileThatKeepsATiedHeadAtTheBaseWeightsIsRefused()
+    {
+        // PEFT writes ensure_weight_tying: false by default; with embed_tokens in modules_to_save of a tied model its
+        // head then reads the base weights while the embedding trains, which SharpTune does not compute.
+        var untied = LoraConfig.FromJson(new System.Text.Json.Nodes.JsonObject
+        {
+            ["peft_type"] = "LORA", ["r"] = 4, ["modules_to_save"] = new System.Text.Json.Nodes.JsonArray("embed_tokens"),
+            ["ensure_weight_tying"] = false,
+        });
+        using var tiedModel = TestModels.Create("llama-tied");
+        var error = Assert.Throws<NotSupportedException>(() => new LoraAdapter(untied).Inject(tiedModel));
+        Assert.Contains("ensure_weight_tying", error.Message);
+        Assert.DoesNotContain(ModuleSurgery.NamedModules(tiedModel), m => m.Module is LoraLinear);
+
+        using var untiedModel = TestModels.Create("llama");   // an untied head: both tools compute the same
+        new LoraAdapter(untied).Inject(untiedModel);
+        using var other = TestModels.Create("llama-tied");
+        new LoraAdapter(untied with { EnsureWeightTying = true }).Inject(other);
     }
 }

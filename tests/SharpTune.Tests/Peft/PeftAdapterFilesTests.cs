@@ -145,9 +145,94 @@ public sealed class PeftAdapterFilesTests : IDisposable
         Assert.Equal(isLlama ? 12 : 4, adapter.AdapterStateDict().Count);
     }
 
+    [Fact]
+    public void PerModuleRanksAlphasAndExclusionsAreHonouredAsPeftDoes()
+    {
+        // As PEFT writes it (tuners/lora/model.py _create_and_replace: r and alpha from get_pattern_key, the first key
+        // k with re.match(rf"(.*\.)?({k})$", path); tuners_utils.check_target_module_exists: exclude_modules as a
+        // string is re.fullmatch). Wrapped: q/v/o of layer 1, q/v of layer 0 (o_proj of layer 0 excluded).
+        // Scaling per module, worked by hand: q 8/4 = 2 except layer 1's q 32/4 = 8; v 8/2 = 4; o 8/4 = 2.
+        File.WriteAllText(Path.Combine(Directory.CreateDirectory(dir).FullName, "adapter_config.json"), """
+            {
+              "alpha_pattern": {"model.layers.1.self_attn.q_proj": 32}, "auto_mapping": null, "base_model_name_or_path": null,
+              "bias": "none", "exclude_modules": "model\\.layers\\.0\\..*o_proj", "fan_in_fan_out": false,
+              "inference_mode": true, "init_lora_weights": true, "layer_replication": null, "layers_pattern": null,
+              "layers_to_transform": null, "loftq_config": {}, "lora_alpha": 8, "lora_bias": false, "lora_dropout": 0.0,
+              "megatron_config": null, "megatron_core": "megatron.core", "modules_to_save": null, "peft_type": "LORA",
+              "peft_version": "0.18.1", "qalora_group_size": 16, "r": 4, "rank_pattern": {"v_proj": 2}, "revision": null,
+              "target_modules": ["q_proj", "v_proj", "o_proj"], "target_parameters": null, "task_type": "CAUSAL_LM",
+              "trainable_token_indices": null, "use_dora": false, "use_qalora": false, "use_rslora": false
+            }
+            """);
+        var expectedLayers = new (string Path, long Rank, long In, long Out, double Scaling)[]
+        {
+            ("model.layers.0.self_attn.q_proj", 4, 64, 64, 2), ("model.layers.0.self_attn.v_proj", 2, 64, 32, 4),
+            ("model.layers.1.self_attn.q_proj", 4, 64, 64, 8), ("model.layers.1.self_attn.v_proj", 2, 64, 32, 4),
+            ("model.layers.1.self_attn.o_proj", 4, 64, 64, 2),
+        };
+        torch.manual_seed(5);
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (var (path, rank, inFeatures, outFeatures, _) in expectedLayers)
+        {
+            tensors[$"base_model.model.{path}.lora_A.weight"] = torch.randn(rank, inFeatures) * 0.1;
+            tensors[$"base_model.model.{path}.lora_B.weight"] = torch.randn(outFeatures, rank) * 0.1;
+        }
+        Store.Write(Path.Combine(dir, "adapter_model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+
+        using var ids = Ids();
+        using var reference = TestModels.Create("llama");
+        MergeByHand(reference, tensors, path => expectedLayers.Single(l => l.Path == path).Scaling, dora: false, conv1D: false);
+        reference.eval();
+        using var expected = Logits(reference, ids);
+
+        using var model = TestModels.Create("llama");
+        model.eval();
+        var adapter = (LoraAdapter)PeftAdapters.Load(model, dir, Store);
+        Assert.Equal(expectedLayers.Select(l => (l.Path, l.Scaling)), adapter.Layers.Select(l => (l.Path, l.Layer.Scaling)));
+        using var actual = Logits(model, ids);
+        Assert.True(MaxDifference(expected, actual) < 1e-5, $"differs by {MaxDifference(expected, actual)}");
+
+        // Saved again, the patterns and exclusion are written back as PEFT reads them.
+        var resaved = Path.Combine(dir, "resaved");
+        PeftAdapters.Save(adapter, resaved, null, Store);
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(resaved, "adapter_config.json")))!.AsObject();
+        Assert.Equal(2, json["rank_pattern"]!["v_proj"]!.GetValue<int>());
+        Assert.Equal(32, json["alpha_pattern"]!["model.layers.1.self_attn.q_proj"]!.GetValue<int>());
+        Assert.Equal(@"model\.layers\.0\..*o_proj", json["exclude_modules"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData("1", "null")]
+    [InlineData("[1]", "\"layers\"")]
+    [InlineData("[1]", "[\"h\", \"layers\"]")]
+    public void LayersToTransformWrapsOnlyThoseLayers(string layers, string pattern)
+    {
+        // PEFT's check_target_module_exists reads the index with re.match(r".*?\.[^.]*\.(\d+)\.", key), or
+        // rf".*?\.{pattern}\.(\d+)\." for each layers_pattern; an int means that one layer.
+        var config = LoraConfig.FromJson(JsonNode.Parse($$"""
+            { "peft_type": "LORA", "r": 2, "target_modules": ["q_proj", "down_proj"], "layers_to_transform": {{layers}}, "layers_pattern": {{pattern}} }
+            """)!.AsObject());
+        using var model = TestModels.Create("llama");
+        var adapter = new LoraAdapter(config);
+        adapter.Inject(model);
+        Assert.Equal(["model.layers.1.self_attn.q_proj", "model.layers.1.mlp.down_proj"], adapter.Layers.Select(l => l.Path));
+        Assert.Equal([1], adapter.Config.LayersToTransform!);
+
+        // PEFT quirk kept: a target named by its full path is a direct hit that skips the layer filter.
+        Assert.True((config with { TargetModules = TargetModules.Names("q_proj", "model.layers.0.mlp.up_proj") }).Keeps("model.layers.0.mlp.up_proj"));
+        Assert.False(config.Keeps("model.layers.0.self_attn.q_proj"));
+
+        using var other = TestModels.Create("llama");
+        var noLayer = new LoraAdapter(config with { LayersPattern = ["h"] });
+        Assert.Contains("layers_to_transform", Assert.Throws<ArgumentException>(() => noLayer.Inject(other)).Message);
+    }
+
+    private static void MergeByHand(CausalLanguageModel model, Dictionary<string, Tensor> adapter, double scaling, bool dora, bool conv1D) =>
+        MergeByHand(model, adapter, _ => scaling, dora, conv1D);
+
     // The update written out from the papers, independently of LoraLinear: W' = W + s·BA (LoRA),
     // W' = m ⊙ (W + s·BA) / ‖W + s·BA‖_rows (DoRA); Conv1D stores W transposed.
-    private static void MergeByHand(CausalLanguageModel model, Dictionary<string, Tensor> adapter, double scaling, bool dora, bool conv1D)
+    private static void MergeByHand(CausalLanguageModel model, Dictionary<string, Tensor> adapter, Func<string, double> scalingOf, bool dora, bool conv1D)
     {
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         using var noGrad = no_grad();
@@ -156,7 +241,7 @@ public sealed class PeftAdapterFilesTests : IDisposable
             var path = key["base_model.model.".Length..^".lora_A.weight".Length];
             var weight = parameters[path + ".weight"];
             var w = conv1D ? weight.t() : weight;                                                         // (out, in)
-            var updated = w + scaling * adapter[$"base_model.model.{path}.lora_B.weight"].matmul(adapter[key]);
+            var updated = w + scalingOf(path) * adapter[$"base_model.model.{path}.lora_B.weight"].matmul(adapter[key]);
             if (dora)
             {
                 var magnitude = adapter[$"base_model.model.{path}.lora_magnitude_vector.weight"];
@@ -199,7 +284,13 @@ public sealed class PeftAdapterFilesTests : IDisposable
     [InlineData("\"peft_type\": \"VERA\"", "peft_type 'VERA' is not supported")]
     [InlineData("\"peft_type\": \"LORA\", \"bias\": \"all\"", "bias")]
     [InlineData("\"peft_type\": \"LORA\", \"modules_to_save\": \"lm_head\"", "modules_to_save")]
-    [InlineData("\"peft_type\": \"LORA\", \"layers_to_transform\": [0]", "layers_to_transform")]
+    [InlineData("\"peft_type\": \"LORA\", \"alora_invocation_tokens\": [5, 6]", "alora_invocation_tokens")]
+    [InlineData("\"peft_type\": \"LORA\", \"kasa_config\": {\"r\": 2}", "kasa_config")]
+    [InlineData("\"peft_type\": \"LORA\", \"some_future_variant\": true", "some_future_variant")]
+    [InlineData("\"peft_type\": \"LORA\", \"target_modules\": \"(?P<x>q)_proj\"", "target_modules regex")]
+    [InlineData("\"peft_type\": \"LORA\", \"target_modules\": [\"q_proj\"], \"layers_pattern\": \"layers\"", "layers_pattern")]
+    [InlineData("\"peft_type\": \"LORA\", \"rank_pattern\": {\"(?P<x>q)_proj\": 4}", "rank_pattern regex")]
+    [InlineData("\"peft_type\": \"LORA\", \"target_modules\": \".*q_proj\", \"layers_to_transform\": [0]", "layers_to_transform")]
     [InlineData("\"peft_type\": \"LORA\", \"init_lora_weights\": \"pissa\"", "init_lora_weights")]
     [InlineData("\"r\": 8", "peft_type")]
     public void UnsupportedConfigsAreRefusedNamingTheField(string fields, string expected)

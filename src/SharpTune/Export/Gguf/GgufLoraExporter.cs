@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using SharpTune.IO;
 using SharpTune.Models;
 using SharpTune.Peft;
+using SharpTune.Peft.Lora;
 using SharpTune.Runtime;
 using static TorchSharp.torch;
 
@@ -39,6 +40,9 @@ public static class GgufLoraExporter
         var peftType = adapterConfig["peft_type"]?.GetValue<string>();
         if (peftType != "LORA")
             throw new NotSupportedException($"{adapterConfigPath}: peft_type '{peftType}' has no llama.cpp adapter format; only LoRA adapters do (merge others with `export gguf --adapter`)");
+        // The fields SharpTune cannot honour (lora_bias, aLoRA, PiSSA-style inits that change the base…) are refused
+        // here too, naming the field: the tensor loop below reads only lora_A/lora_B and would drop the rest.
+        LoraConfig.FromJson(adapterConfig, adapterConfigPath);
         if (adapterConfig["use_dora"]?.GetValue<bool>() == true)
             throw new NotSupportedException($"{adapterConfigPath}: DoRA adapters have no llama.cpp adapter format; merge it into the model with `export gguf --adapter` instead");
         foreach (var pattern in new[] { "rank_pattern", "alpha_pattern" })

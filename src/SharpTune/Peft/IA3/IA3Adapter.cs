@@ -38,7 +38,7 @@ public sealed class IA3Adapter : WrappingAdapter<IA3Linear>
         savedTargets = Targets(model).Expand(model);   // before wrapping: "all-linear" must name the base layers
         feedforwardExpanded = feedforward.Expand(model);
         var expanded = feedforwardExpanded;
-        feedforwardPaths = selected.Where(s => expanded.Matches(s.Path)).Select(s => s.Path).ToHashSet();
+        feedforwardPaths = selected.Where(s => expanded.MatchesAsPlainSuffix(s.Path)).Select(s => s.Path).ToHashSet();
         // PEFT: feedforward_modules must be a subset of target_modules.
         var strays = ModuleSurgery.NamedModules(model)
             .Where(m => TargetModules.IsLinear(m.Module) && expanded.Matches(m.Path) && !feedforwardPaths.Contains(m.Path))

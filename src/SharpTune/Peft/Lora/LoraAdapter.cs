@@ -33,18 +33,43 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model)
     {
+        RefuseUntiedSavedEmbedding(model);
         savedTargets = Targets(model).Expand(model);   // before wrapping: "all-linear" must name the base layers
-        return Targets(model).Select(model);
+        var kept = Targets(model).Select(model).Where(t => Config.Keeps(t.Path)).ToList();
+        if (kept.Count == 0)
+            throw new ArgumentException(
+                $"target_modules {Targets(model).ToJson().ToJsonString()} selected no module once exclude_modules and layers_to_transform were applied");
+        return kept;
     }
 
+    // PEFT (tuners_utils.py, ensure_weight_tying false) trains a copy of a saved embedding while the tied head keeps
+    // reading the base weights; SharpTune's saved embedding is the head too, so such a file would compute differently.
+    private void RefuseUntiedSavedEmbedding(CausalLanguageModel model)
+    {
+        if (Config.EnsureWeightTying == false && SavesTiedEmbedding(model))
+            throw new NotSupportedException(
+                "ensure_weight_tying = false with the token embedding in modules_to_save of a model whose output head is tied to it: " +
+                "PEFT then keeps the head at the base weights while the embedding is trained, which SharpTune does not support " +
+                "(it trains them as one); set ensure_weight_tying to true if the adapter was trained that way");
+    }
+
+    private bool SavesTiedEmbedding(CausalLanguageModel model) =>
+        Config.ModulesToSave.Count > 0
+        && model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName)
+        && TargetModules.Names(Config.ModulesToSave).Matches(model.EmbeddingParameterName[..^".weight".Length]);
+
     protected override LoraLinear Wrap(string path, nn.Module<Tensor, Tensor> baseLayer) =>
-        LoraLinear.FromBase(baseLayer, Config.R, Config.Scaling, Config.LoraDropout, Config.UseDora, Config.InitLoraWeights);
+        LoraLinear.FromBase(baseLayer, Config.RankFor(path), Config.ScalingFor(path), Config.LoraDropout, Config.UseDora, Config.InitLoraWeights);
 
     // PEFT sets fan_in_fan_out for Conv1D targets itself; the saved config says what the layers really are.
     private TargetModules? savedTargets;
 
     protected override void OnInjected(CausalLanguageModel model) =>
-        Config = Config with { TargetModules = savedTargets, FanInFanOut = Layers.Any(l => l.Layer.FanInFanOut) };
+        Config = Config with
+        {
+            TargetModules = savedTargets, FanInFanOut = Layers.Any(l => l.Layer.FanInFanOut),
+            EnsureWeightTying = SavesTiedEmbedding(model) ? true : Config.EnsureWeightTying,   // SharpTune trains them as one
+        };
 
     protected override nn.Module<Tensor, Tensor> Fuse(LoraLinear layer) => layer.Fuse();
 

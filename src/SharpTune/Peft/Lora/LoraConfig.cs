@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 
 namespace SharpTune.Peft.Lora;
 
@@ -11,6 +12,11 @@ public enum LoraInit
     Gaussian,
     /// <summary><c>false</c>: both random (the adapter changes the model from the start; for tests).</summary>
     Random,
+    /// <summary>
+    /// <c>"orthogonal"</c>: A and B built from alternate rows of one random orthogonal r×r matrix, so BA = 0 while both
+    /// are non-zero (needs an even rank).
+    /// </summary>
+    Orthogonal,
 }
 
 /// <summary>
@@ -45,12 +51,69 @@ public sealed record LoraConfig
     /// tied head is the head too); empty = none. See <see cref="SavedModules"/>.
     /// </summary>
     public IReadOnlyList<string> ModulesToSave { get; init; } = [];
+    /// <summary>
+    /// <c>ensure_weight_tying</c> (null when the file does not say). SharpTune trains a saved token embedding of a model
+    /// whose output head is tied to it as the head too; PEFT does that only with <c>ensure_weight_tying: true</c> and
+    /// otherwise keeps the head at the base weights, so an explicit <c>false</c> there is refused when injected, and an
+    /// adapter injected into such a model with the embedding in <see cref="ModulesToSave"/> records (and saves) <c>true</c>.
+    /// </summary>
+    public bool? EnsureWeightTying { get; init; }
+    /// <summary>
+    /// <c>rank_pattern</c>: per-module ranks overriding <see cref="R"/>. A key matches a module whose path equals it or
+    /// ends with "." + it, the key read as a regular expression; the first matching key wins (PEFT's get_pattern_key).
+    /// </summary>
+    public IReadOnlyDictionary<string, int> RankPattern { get; init; } = System.Collections.ObjectModel.ReadOnlyDictionary<string, int>.Empty;
+    /// <summary><c>alpha_pattern</c>: per-module alphas overriding <see cref="LoraAlpha"/>, matched as <see cref="RankPattern"/>.</summary>
+    public IReadOnlyDictionary<string, double> AlphaPattern { get; init; } = System.Collections.ObjectModel.ReadOnlyDictionary<string, double>.Empty;
+    /// <summary><c>exclude_modules</c>: modules never wrapped even when <see cref="TargetModules"/> selects them.</summary>
+    public TargetModules? ExcludeModules { get; init; }
+    /// <summary>
+    /// <c>layers_to_transform</c>: with a list of target names, only modules inside these decoder-layer indices are
+    /// wrapped. Null = every layer.
+    /// </summary>
+    public IReadOnlyList<int>? LayersToTransform { get; init; }
+    /// <summary><c>layers_pattern</c>: the name of the layer list whose index <see cref="LayersToTransform"/> reads ("layers", "h"); null = any.</summary>
+    public IReadOnlyList<string>? LayersPattern { get; init; }
 
     public const string PeftTypeName = "LORA";
     public const string TaskType = "CAUSAL_LM";
 
     /// <summary>The factor on BA: alpha / r, or alpha / √r with rsLoRA.</summary>
-    public double Scaling => UseRsLora ? LoraAlpha / Math.Sqrt(R) : LoraAlpha / R;
+    public double Scaling => ScalingOf(R, LoraAlpha);
+
+    /// <summary>The rank of the module at <paramref name="path"/>: its <see cref="RankPattern"/> entry, else <see cref="R"/>.</summary>
+    public int RankFor(string path) => PatternValue(RankPattern, path, R);
+
+    /// <summary>The factor on BA for the module at <paramref name="path"/>, from its own rank and alpha.</summary>
+    public double ScalingFor(string path) => ScalingOf(RankFor(path), PatternValue(AlphaPattern, path, LoraAlpha));
+
+    private double ScalingOf(int r, double alpha) => UseRsLora ? alpha / Math.Sqrt(r) : alpha / r;
+
+    // PEFT's get_pattern_key: the first key k for which the whole path matches (.*\.)?(k).
+    private static T PatternValue<T>(IReadOnlyDictionary<string, T> pattern, string path, T fallback)
+    {
+        foreach (var (key, value) in pattern)
+            if (Regex.IsMatch(path, $"^(.*\\.)?({key})\\z", RegexOptions.CultureInvariant)) return value;
+        return fallback;
+    }
+
+    /// <summary>
+    /// Whether a module that <see cref="TargetModules"/> selected is wrapped, after <see cref="ExcludeModules"/> and
+    /// <see cref="LayersToTransform"/> (PEFT's check_target_module_exists).
+    /// </summary>
+    public bool Keeps(string path)
+    {
+        if (ExcludeModules is { } excluded && excluded.Matches(path)) return false;
+        if (LayersToTransform is null || TargetModules is { IsNameList: false }) return true;   // null: the default names
+        // PEFT applies layers_to_transform only to suffix matches: a target listed by its full path is always kept.
+        if (TargetModules is { } targets && targets.ListsExactly(path)) return true;
+        Match? index = null;
+        if (LayersPattern is null || LayersPattern.Count == 0) index = Regex.Match(path, @"^.*?\.[^.]*\.(\d+)\.");
+        else
+            foreach (var layers in LayersPattern)
+                if ((index = Regex.Match(path, $@"^.*?\.{layers}\.(\d+)\.")).Success) break;
+        return index is { Success: true } && LayersToTransform.Contains(int.Parse(index.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+    }
 
     /// <summary>
     /// PEFT's default targets per <c>model_type</c> (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). Phi-3's fused
@@ -71,14 +134,32 @@ public sealed record LoraConfig
     {
         if (R <= 0) throw new ArgumentException($"{source}: r must be positive, found {R}");
         if (LoraDropout is < 0 or >= 1) throw new ArgumentException($"{source}: lora_dropout must be in [0, 1), found {LoraDropout}");
+        foreach (var (key, rank) in RankPattern)
+            if (rank <= 0) throw new ArgumentException($"{source}: rank_pattern['{key}'] must be positive, found {rank}");
+        if (InitLoraWeights == LoraInit.Orthogonal && (R % 2 != 0 || RankPattern.Values.Any(r => r % 2 != 0)))
+            throw new ArgumentException($"{source}: init_lora_weights = \"orthogonal\" needs even ranks (r and rank_pattern), found r = {R}");
+        if (LayersToTransform is not null && TargetModules is { IsNameList: false })
+            throw new ArgumentException($"{source}: layers_to_transform needs target_modules to be a list of names, not a regex string");
+        // PEFT's LoraConfig.__post_init__ refuses a layers_pattern that nothing would use.
+        if (LayersPattern is { Count: > 0 } && (LayersToTransform is null || TargetModules is { IsNameList: false }))
+            throw new ArgumentException($"{source}: layers_pattern needs layers_to_transform and a list of target_modules names");
         if (Bias != "none")
             throw new NotSupportedException($"{source}: bias = \"{Bias}\" is not supported; only \"none\" (biases stay frozen) is");
     }
 
     /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for LoRA.</summary>
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
     {
-        ["alpha_pattern"] = new JsonObject(),
+        var json = FieldsEveryPeftReads();
+        // Fields PEFT added in 0.14 and later: PEFT before 0.14 refuses unknown keys, so they are written only when set.
+        if (ExcludeModules is not null) json["exclude_modules"] = ExcludeModules.ToJson();
+        if (EnsureWeightTying is { } tie) json["ensure_weight_tying"] = tie;
+        return json;
+    }
+
+    private JsonObject FieldsEveryPeftReads() => new()
+    {
+        ["alpha_pattern"] = new JsonObject(AlphaPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)Number(p.Value)))),
         ["auto_mapping"] = null,
         ["base_model_name_or_path"] = BaseModelNameOrPath,
         ["bias"] = Bias,
@@ -88,20 +169,21 @@ public sealed record LoraConfig
         {
             LoraInit.Default => JsonValue.Create(true),
             LoraInit.Gaussian => JsonValue.Create("gaussian"),
+            LoraInit.Orthogonal => JsonValue.Create("orthogonal"),
             _ => JsonValue.Create(false),
         },
         ["layer_replication"] = null,
-        ["layers_pattern"] = null,
-        ["layers_to_transform"] = null,
+        ["layers_pattern"] = LayersPattern is null ? null : new JsonArray([.. LayersPattern.Select(p => JsonValue.Create(p))]),
+        ["layers_to_transform"] = LayersToTransform is null ? null : new JsonArray([.. LayersToTransform.Select(i => JsonValue.Create(i))]),
         ["loftq_config"] = new JsonObject(),
-        ["lora_alpha"] = LoraAlpha == Math.Floor(LoraAlpha) ? JsonValue.Create((long)LoraAlpha) : JsonValue.Create(LoraAlpha),
+        ["lora_alpha"] = Number(LoraAlpha),
         ["lora_dropout"] = LoraDropout,
         ["megatron_config"] = null,
         ["megatron_core"] = "megatron.core",
         ["modules_to_save"] = ModulesToSave.Count == 0 ? null : new JsonArray([.. ModulesToSave.Select(m => JsonValue.Create(m))]),
         ["peft_type"] = PeftTypeName,
         ["r"] = R,
-        ["rank_pattern"] = new JsonObject(),
+        ["rank_pattern"] = new JsonObject(RankPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)JsonValue.Create(p.Value)))),
         ["revision"] = null,
         ["target_modules"] = TargetModules?.ToJson(),
         ["task_type"] = TaskType,
@@ -113,9 +195,20 @@ public sealed record LoraConfig
     // different model than PEFT's, so a file that sets any of them is refused.
     private static readonly string[] UnsupportedFields =
     [
-        "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "layer_replication",
-        "loftq_config", "megatron_config", "exclude_modules", "trainable_token_indices", "target_parameters",
-        "use_qalora", "lora_bias", "corda_config", "eva_config",
+        "layer_replication", "loftq_config", "megatron_config", "trainable_token_indices", "target_parameters",
+        "use_qalora", "lora_bias", "corda_config", "eva_config", "lora_ga_config", "alora_invocation_tokens",
+        "velora_config", "monteclora_config", "use_bdlora", "arrow_config", "kasa_config",
+    ];
+
+    // Fields read above, and fields that do not change the computation (bookkeeping; qalora_group_size only matters
+    // with use_qalora; runtime_config is never saved). Any other field PEFT (or a later PEFT) sets is refused, since
+    // a new LoRA variant announces itself by such a field.
+    private static readonly HashSet<string> KnownFields =
+    [
+        "peft_type", "task_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
+        "r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "use_rslora", "use_dora", "bias",
+        "fan_in_fan_out", "init_lora_weights", "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform",
+        "layers_pattern", "megatron_core", "qalora_group_size", "runtime_config", "ensure_weight_tying",
     ];
 
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
@@ -132,6 +225,11 @@ public sealed record LoraConfig
         foreach (var field in UnsupportedFields)
             if (IsSet(json[field]))
                 throw new NotSupportedException($"{source}: field '{field}' = {json[field]!.ToJsonString()} is not supported");
+        foreach (var (field, value) in json)
+            if (!KnownFields.Contains(field) && IsSet(value))
+                throw new NotSupportedException(
+                    $"{source}: field '{field}' = {value!.ToJsonString()} is not a LoRA field this version knows; refusing " +
+                    "rather than computing something other than PEFT");
 
         var config = new LoraConfig
         {
@@ -147,6 +245,28 @@ public sealed record LoraConfig
             BaseModelNameOrPath = Read<string?>(json, "base_model_name_or_path", null, source),
             InferenceMode = Read(json, "inference_mode", false, source),
             ModulesToSave = ReadNames(json["modules_to_save"], "modules_to_save", source),
+            EnsureWeightTying = Read<bool?>(json, "ensure_weight_tying", null, source),
+            RankPattern = ReadPattern(json["rank_pattern"], "rank_pattern", source, v => v.GetValue<int>()),
+            AlphaPattern = ReadPattern(json["alpha_pattern"], "alpha_pattern", source, v => v.GetValue<double>()),
+            ExcludeModules = json["exclude_modules"] switch
+            {
+                null => null,
+                JsonValue v when v.TryGetValue<string>(out var regex) => Peft.TargetModules.ParsePattern(regex, "exclude_modules", source),
+                var node => Peft.TargetModules.FromJson(node, source),
+            },
+            LayersToTransform = json["layers_to_transform"] switch
+            {
+                null => null,
+                JsonValue v when v.TryGetValue<int>(out var single) => [single],
+                JsonArray a when a.All(n => n is JsonValue v && v.TryGetValue<int>(out _)) => [.. a.Select(n => n!.GetValue<int>())],
+                var node => throw new InvalidDataException($"{source}: field 'layers_to_transform' must be a layer index or a list of them, found {node.ToJsonString()}"),
+            },
+            LayersPattern = json["layers_pattern"] switch
+            {
+                null => null,
+                JsonValue v when v.TryGetValue<string>(out var single) => [single],
+                var node => ReadNames(node, "layers_pattern", source),
+            },
         };
         config.Validate(source);
         return config;
@@ -168,13 +288,34 @@ public sealed record LoraConfig
         _ => throw new InvalidDataException($"{source}: field '{key}' must be a list of module names, found {node.ToJsonString()}"),
     };
 
+    private static IReadOnlyDictionary<string, T> ReadPattern<T>(JsonNode? node, string key, string source, Func<JsonValue, T> read)
+    {
+        if (node is null or JsonObject { Count: 0 }) return System.Collections.ObjectModel.ReadOnlyDictionary<string, T>.Empty;
+        var pattern = new Dictionary<string, T>();
+        if (node is not JsonObject entries)
+            throw new InvalidDataException($"{source}: field '{key}' must be an object of module pattern → value, found {node.ToJsonString()}");
+        foreach (var (name, value) in entries)
+        {
+            Peft.TargetModules.ParsePattern(name, key, source);   // keys are regexes (PEFT's get_pattern_key)
+            try { pattern[name] = read(value as JsonValue ?? throw new FormatException()); }
+            catch (Exception e) when (e is FormatException or InvalidOperationException)
+            {
+                throw new InvalidDataException($"{source}: {key}['{name}'] must be a number, found {value?.ToJsonString() ?? "null"}");
+            }
+        }
+        return pattern;
+    }
+
+    private static JsonValue Number(double value) => value == Math.Floor(value) ? JsonValue.Create((long)value) : JsonValue.Create(value);
+
     private static LoraInit ReadInit(JsonNode? node, string source)
     {
         if (node is null) return LoraInit.Default;
         if (node is JsonValue v && v.TryGetValue<bool>(out var b)) return b ? LoraInit.Default : LoraInit.Random;
         if (node is JsonValue s && s.TryGetValue<string>(out var name) && name == "gaussian") return LoraInit.Gaussian;
+        if (node is JsonValue o && o.TryGetValue<string>(out var orthogonal) && orthogonal == "orthogonal") return LoraInit.Orthogonal;
         throw new NotSupportedException(
-            $"{source}: init_lora_weights = {node.ToJsonString()} is not supported (true, false and \"gaussian\" are)");
+            $"{source}: init_lora_weights = {node.ToJsonString()} is not supported (true, false, \"gaussian\" and \"orthogonal\" are)");
     }
 
     private static T Read<T>(JsonObject json, string key, T fallback, string source)

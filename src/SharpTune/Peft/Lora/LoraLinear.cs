@@ -56,6 +56,17 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
                     break;
                 case LoraInit.Random:    // nn.Linear's own initialisation for both
                     break;
+                case LoraInit.Orthogonal:   // PEFT's orthogonal_init (tuners/lora/layer.py)
+                {
+                    if (r % 2 != 0) throw new ArgumentException($"orthogonal LoRA initialisation needs an even rank, found {r}");
+                    using var scope = NewDisposeScope();
+                    var (q, _) = torch.linalg.qr(torch.randn(r, r));
+                    var odd = q[TensorIndex.Slice(0, null, 2)];      // rows 0, 2, …
+                    var even = q[TensorIndex.Slice(1, null, 2)];     // rows 1, 3, …: orthogonal to the odd rows, so BA = 0
+                    lora_A.weight!.copy_(torch.randn(inFeatures, r / 2).mm(odd).t() / 10.0);
+                    lora_B.weight!.copy_(torch.randn(r / 2, outFeatures).t().mm(even) / 10.0);
+                    break;
+                }
             }
         }
         if (useDora)

@@ -63,6 +63,23 @@ public class IA3Tests
     }
 
     [Fact]
+    public void AFeedforwardNameMatchesEveryTargetEndingWithItAsPeftDoes()
+    {
+        // PEFT (tuners/ia3/model.py _check_target_module_feedforward) tests key.endswith(name) with no dot, so
+        // "up_proj" makes Phi-3's gate_up_proj a feed-forward layer: its vector scales the input, shape (1, in).
+        using var model = TestModels.Create("phi3");
+        var adapter = new IA3Adapter(new IA3Config
+        {
+            TargetModules = TargetModules.Names("qkv_proj", "gate_up_proj", "up_proj"),
+            FeedforwardModules = TargetModules.Names("up_proj"),
+        });
+        adapter.Inject(model);
+        Assert.All(adapter.Layers, l => Assert.Equal(l.Path.EndsWith("gate_up_proj"), l.Layer.IsFeedforward));
+        var gateUp = adapter.Layers.First(l => l.Path.EndsWith("gate_up_proj")).Layer;
+        Assert.Equal([1L, 64L], gateUp.ia3_l.shape);
+    }
+
+    [Fact]
     public void ScalingTheMlpInputEqualsScalingDownProjColumnsByHand()
     {
         // Independent of IA3Linear.Fuse: a feed-forward vector l on down_proj's input is W·diag(l), i.e. column j of W times l_j.
