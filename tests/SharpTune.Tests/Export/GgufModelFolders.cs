@@ -87,6 +87,12 @@ public static class GgufModelFolders
                     ["id"] = 258 + i, ["content"] = token, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
                     ["normalized"] = false, ["special"] = true,
                 });
+        WriteByteLevelBpe(dir, vocab, added, new JsonArray("\u0120 t", "h e"));
+    }
+
+    /// <summary>A byte-level BPE tokenizer.json (GPT-2's pre-tokenizer, post-processor and decoder) with these entries.</summary>
+    private static void WriteByteLevelBpe(string dir, JsonObject vocab, JsonArray added, JsonArray merges)
+    {
         JsonObject ByteLevel(bool prefix) => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefix, ["trim_offsets"] = true, ["use_regex"] = true };
         var tokenizer = new JsonObject
         {
@@ -95,7 +101,7 @@ public static class GgufModelFolders
             ["model"] = new JsonObject
             {
                 ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = "", ["end_of_word_suffix"] = "",
-                ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocab, ["merges"] = new JsonArray("\u0120 t", "h e"),
+                ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocab, ["merges"] = merges,
             },
         };
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokenizer.ToJsonString());
@@ -122,18 +128,7 @@ public static class GgufModelFolders
             });
         }
         for (var id = 3; id < vocabSize; id++) vocab[((char)('!' + id - 3)).ToString()] = id;
-        JsonObject ByteLevel(bool prefix) => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = prefix, ["trim_offsets"] = true, ["use_regex"] = true };
-        var tokenizer = new JsonObject
-        {
-            ["version"] = "1.0", ["truncation"] = null, ["padding"] = null, ["added_tokens"] = added, ["normalizer"] = null,
-            ["pre_tokenizer"] = ByteLevel(false), ["post_processor"] = ByteLevel(true), ["decoder"] = ByteLevel(true),
-            ["model"] = new JsonObject
-            {
-                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = "", ["end_of_word_suffix"] = "",
-                ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocab, ["merges"] = new JsonArray(),
-            },
-        };
-        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokenizer.ToJsonString());
+        WriteByteLevelBpe(dir, vocab, added, new JsonArray());
     }
 
     /// <summary>A copy of a transformers fixture folder (config, weights, EXPECTED.json) with <see cref="WriteSmallTokenizer"/>'s tokenizer.</summary>
