@@ -20,15 +20,23 @@ namespace SharpTune.Server.Api.Responses;
 internal sealed class ResponsesEndpoints(CompletionEndpoints completions, InferenceEngine engine, ServerOptions options, ServerMetrics metrics,
     ResponseStore store)
 {
-    /// <summary>Background responses still generating, with what cancels them and the task that records their end.</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (CancellationTokenSource Cancel, Task Run)> running = new(StringComparer.Ordinal);
+    /// <summary>A background response still generating: what cancels it, whether a client asked to, and when its end is recorded.</summary>
+    private sealed class BackgroundRun
+    {
+        public CancellationTokenSource Cancel { get; } = new();
+        /// <summary>Set before <see cref="Cancel"/> fires for a client's cancel, so the end is recorded as cancelled, not as failed.</summary>
+        public volatile bool CancelRequested;
+        public TaskCompletionSource Ended { get; } = new();
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, BackgroundRun> running = new(StringComparer.Ordinal);
 
     public async Task CreateAsync(HttpContext context)
     {
         var started = Stopwatch.GetTimestamp();
         using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         cancellation.CancelAfter(options.RequestTimeout);
-        CancellationTokenSource? background = null;
+        BackgroundRun? background = null;
         var sequence = 0;
         try
         {
@@ -38,8 +46,8 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             // A background response outlives its request: only the server's request timeout or a cancel ends it early.
             if (request.Background)
             {
-                background = new CancellationTokenSource();
-                background.CancelAfter(options.RequestTimeout);
+                background = new BackgroundRun();
+                background.Cancel.CancelAfter(options.RequestTimeout);
             }
             var inference = completions.Prepare(new CompletionRequest
             {
@@ -56,7 +64,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
                 ResponseGrammar = request.TextGrammar,
                 Logprobs = request.OutputTextLogprobs,
                 TopLogprobs = request.TopLogprobs ?? 0,
-            }, chat: true, background?.Token ?? cancellation.Token, out var settings).Single();
+            }, chat: true, background?.Cancel.Token ?? cancellation.Token, out var settings).Single();
             if (!engine.TryEnqueue(inference))
             {
                 context.Response.Headers.RetryAfter = "1";
@@ -70,18 +78,17 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             {
                 var queued = shape.Queued();
                 store.Add(shape.Id, new StoredResponse((JsonObject)queued.DeepClone(), inputItems, conversation));
-                var cancel = background;
+                var run = background;
                 background = null;   // the background task owns it now
-                var run = new TaskCompletionSource();
-                running[shape.Id] = (cancel, run.Task);
+                running[shape.Id] = run;
                 _ = Task.Run(async () =>
                 {
-                    try { await RunInBackgroundAsync(shape, inference, output, inputItems, conversation, started, cancel); }
+                    try { await RunInBackgroundAsync(shape, inference, output, conversation, started, run); }
                     finally
                     {
                         running.TryRemove(shape.Id, out _);
-                        cancel.Dispose();
-                        run.SetResult();
+                        run.Cancel.Dispose();
+                        run.Ended.SetResult();
                     }
                 }, CancellationToken.None);
                 await JsonResponse.WriteAsync(context, queued);
@@ -124,7 +131,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
         }
         finally
         {
-            background?.Dispose();   // set only when the request failed before its background task started
+            background?.Cancel.Dispose();   // set only when the request failed before its background task started
         }
     }
 
@@ -163,36 +170,29 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     /// in_progress from the engine's first event, then completed or incomplete — or cancelled (<c>POST
     /// /v1/responses/{id}/cancel</c>), or failed with the error a request would have answered (the request timeout).
     /// </summary>
-    private async Task RunInBackgroundAsync(ResponseJson shape, InferenceRequest inference, ResponseOutput output, JsonArray inputItems,
-        IReadOnlyList<ChatMessage> conversation, long started, CancellationTokenSource cancel)
+    private async Task RunInBackgroundAsync(ResponseJson shape, InferenceRequest inference, ResponseOutput output,
+        IReadOnlyList<ChatMessage> conversation, long started, BackgroundRun run)
     {
         JsonObject final;
         IReadOnlyList<ChatMessage> ended = conversation;
         try
         {
             var (response, _) = await GenerateAsync(shape, inference, output, started, send: null,
-                onFirstEvent: () => store.Replace(shape.Id, stored => stored with { Response = shape.InProgress() }), cancel.Token);
+                onFirstEvent: () => store.Replace(shape.Id, stored => stored with { Response = shape.InProgress() }), run.Cancel.Token);
             final = response;
             ended = [.. conversation, output.AsMessage()];
         }
-        catch (OperationCanceledException) when (cancelled.ContainsKey(shape.Id))
+        catch (OperationCanceledException) when (run.CancelRequested)
         {
             final = shape.Cancelled();
         }
         catch (Exception e)
         {
-            var error = Error(e, cancel.IsCancellationRequested);
+            var error = Error(e, run.Cancel.IsCancellationRequested);
             final = shape.Failed(error.Code ?? "server_error", error.Message);
-        }
-        finally
-        {
-            cancelled.TryRemove(shape.Id, out _);
         }
         store.Replace(shape.Id, stored => stored with { Response = final, Conversation = ended });
     }
-
-    /// <summary>Background responses a client asked to cancel, so their end is recorded as cancelled, not as failed.</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> cancelled = new(StringComparer.Ordinal);
 
     /// <summary>
     /// <c>POST /v1/responses/{id}/cancel</c>: stops a background response (its row leaves the engine at the next step) and
@@ -216,11 +216,10 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     private async Task StopAsync(string id, CancellationToken cancellation)
     {
         if (!running.TryGetValue(id, out var run)) return;
-        cancelled[id] = true;
+        run.CancelRequested = true;
         try { await run.Cancel.CancelAsync(); }
         catch (ObjectDisposedException) { }   // it ended (and let go of its token) since it was looked up
-        await run.Run.WaitAsync(cancellation);
-        cancelled.TryRemove(id, out _);   // when it ended before the flag was set
+        await run.Ended.Task.WaitAsync(cancellation);
     }
 
     private ApiException Error(Exception e, bool timedOut) => e switch
