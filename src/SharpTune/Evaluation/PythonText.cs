@@ -54,16 +54,15 @@ internal static class PythonText
     /// </summary>
     public static string Lower(string text)
     {
-        string lowered = text.ToLowerInvariant();
-        if (text.AsSpan().IndexOfAny('\u0130', '\u03a3') < 0) return lowered;
-        var result = new StringBuilder(text.Length + 8);
-        for (int i = 0; i < text.Length; i++)
+        if (text.Contains('\u03a3'))
         {
-            if (text[i] == '\u0130') result.Append("i\u0307");
-            else if (text[i] == '\u03a3') result.Append(IsFinalSigma(text, i) ? '\u03c2' : '\u03c3');
-            else result.Append(lowered[i]);
+            // Each capital sigma is decided on the text as given, then lowercased like any other character.
+            var sigmas = text.ToCharArray();
+            for (int i = 0; i < text.Length; i++)
+                if (text[i] == '\u03a3') sigmas[i] = IsFinalSigma(text, i) ? '\u03c2' : '\u03c3';
+            text = new string(sigmas);
         }
-        return result.ToString();
+        return Tokenization.LowercaseNormalizer.FullLowercase(text);
     }
 
     // CPython's handle_capital_sigma: \p{Cased} \p{Case_Ignorable}* Σ, not followed by \p{Case_Ignorable}* \p{Cased}.

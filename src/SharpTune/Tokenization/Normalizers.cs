@@ -72,7 +72,14 @@ internal sealed class UnicodeFormNormalizer(NormalizationForm form) : TextNormal
 /// </summary>
 internal sealed class LowercaseNormalizer : TextNormalizer
 {
-    public override string Normalize(string text)
+    public override string Normalize(string text) => FullLowercase(text);
+
+    /// <summary>
+    /// Each character's Unicode lowercase with the unconditional full mappings (Rust's char::to_lowercase, and Python's
+    /// str.lower but for its final-sigma context): .NET's invariant lowercasing, which agrees on every other code
+    /// point, leaves 'İ' as it is.
+    /// </summary>
+    internal static string FullLowercase(string text)
     {
         var lower = text.ToLowerInvariant();
         return lower.Contains('\u0130') ? lower.Replace("\u0130", "i\u0307", StringComparison.Ordinal) : lower;
