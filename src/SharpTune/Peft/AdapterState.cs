@@ -59,5 +59,70 @@ public static class AdapterState
         }
     }
 
+    /// <summary>
+    /// The fields PEFT's <c>PeftConfig</c> gives every method, none of which changes what is computed: the type checks
+    /// of <see cref="RequireType"/>, the base model's name and revision (the caller picks the base), whether training
+    /// was on, the custom-model class mapping, the writer's version, and <c>runtime_config</c> (PEFT drops it on load).
+    /// </summary>
+    internal static readonly IReadOnlyList<string> PeftConfigFields =
+    [
+        "peft_type", "task_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
+        "runtime_config",
+    ];
+
+    /// <summary>
+    /// Throws for the first field that is set (<see cref="IsSet"/>) and not in <paramref name="known"/>: a field this
+    /// version does not read may change the computation (a later PEFT announces a new variant by such a field), so
+    /// reading past it would give a different model than the file describes.
+    /// </summary>
+    /// <param name="method">The method with its article, as the message reads it ("a LoRA", "an IA3").</param>
+    /// <param name="reference">The implementation the file comes from ("PEFT").</param>
+    internal static void RefuseUnknownFields(JsonObject json, IEnumerable<string> known, string method, string source, string reference = "PEFT")
+    {
+        var knownSet = known as ISet<string> ?? known.ToHashSet();
+        foreach (var (field, value) in json)
+            if (!knownSet.Contains(field) && IsSet(value))
+                throw new NotSupportedException(
+                    $"{source}: field '{field}' = {value!.ToJsonString()} is not {method} field this version knows; refusing " +
+                    $"rather than computing something other than {reference}");
+    }
+
+    /// <summary>Throws for the first of <paramref name="fields"/> that is set: fields known to change the computation in a way not implemented.</summary>
+    internal static void RefuseFields(JsonObject json, IEnumerable<string> fields, string source)
+    {
+        foreach (var field in fields)
+            if (IsSet(json[field]))
+                throw new NotSupportedException($"{source}: field '{field}' = {json[field]!.ToJsonString()} is not supported");
+    }
+
+    /// <summary>Whether a field asks for something: not null, not an empty list or object, not false.</summary>
+    internal static bool IsSet(JsonNode? node) => node switch
+    {
+        null => false,
+        JsonObject o => o.Count > 0,
+        JsonArray a => a.Count > 0,
+        JsonValue v when v.TryGetValue<bool>(out var b) => b,
+        _ => true,
+    };
+
+    /// <summary>A list of module names (<c>modules_to_save</c>, <c>layers_pattern</c>); empty when absent or null.</summary>
+    internal static IReadOnlyList<string> ReadNames(JsonNode? node, string key, string source) => node switch
+    {
+        null => [],
+        JsonArray a when a.All(n => n is JsonValue v && v.TryGetValue<string>(out _)) => [.. a.Select(n => n!.GetValue<string>())],
+        _ => throw new InvalidDataException($"{source}: field '{key}' must be a list of module names, found {node.ToJsonString()}"),
+    };
+
+    /// <summary>
+    /// A module selection that PEFT reads as a list of names or, given a string, as a regular expression matched against
+    /// the whole path (<c>exclude_modules</c>; "all-linear" means nothing special there).
+    /// </summary>
+    internal static TargetModules? ReadModuleSelection(JsonNode? node, string key, string source) => node switch
+    {
+        null => null,
+        JsonValue v when v.TryGetValue<string>(out var regex) => TargetModules.ParsePattern(regex, key, source),
+        var list => TargetModules.FromJson(list, source),
+    };
+
     private static string List(IReadOnlyList<string> keys) => string.Join(", ", keys.Take(8)) + (keys.Count > 8 ? ", …" : "");
 }

@@ -205,10 +205,10 @@ public sealed record LoraConfig
     // a new LoRA variant announces itself by such a field.
     private static readonly HashSet<string> KnownFields =
     [
-        "peft_type", "task_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision", "inference_mode",
+        .. AdapterState.PeftConfigFields,
         "r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "use_rslora", "use_dora", "bias",
         "fan_in_fan_out", "init_lora_weights", "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform",
-        "layers_pattern", "megatron_core", "qalora_group_size", "runtime_config", "ensure_weight_tying",
+        "layers_pattern", "megatron_core", "qalora_group_size", "ensure_weight_tying",
     ];
 
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
@@ -216,44 +216,28 @@ public sealed record LoraConfig
     {
         // Values built in code (not parsed) refuse numeric conversions such as long → double; a reparse makes them uniform.
         json = JsonNode.Parse(json.ToJsonString())!.AsObject();
-        var peftType = json["peft_type"]?.GetValue<string>();
-        if (peftType != PeftTypeName)
-            throw new InvalidDataException($"{source}: peft_type is '{peftType}', expected '{PeftTypeName}'");
-        var taskType = json["task_type"]?.GetValue<string>();
-        if (taskType is not (null or TaskType))
-            throw new NotSupportedException($"{source}: task_type '{taskType}' is not supported; only '{TaskType}' is");
-        foreach (var field in UnsupportedFields)
-            if (IsSet(json[field]))
-                throw new NotSupportedException($"{source}: field '{field}' = {json[field]!.ToJsonString()} is not supported");
-        foreach (var (field, value) in json)
-            if (!KnownFields.Contains(field) && IsSet(value))
-                throw new NotSupportedException(
-                    $"{source}: field '{field}' = {value!.ToJsonString()} is not a LoRA field this version knows; refusing " +
-                    "rather than computing something other than PEFT");
+        AdapterState.RequireType(json, PeftTypeName, source);
+        AdapterState.RefuseFields(json, UnsupportedFields, source);
+        AdapterState.RefuseUnknownFields(json, KnownFields, "a LoRA", source);
 
         var config = new LoraConfig
         {
-            R = Read(json, "r", 8, source),
-            LoraAlpha = Read(json, "lora_alpha", 8.0, source),
-            LoraDropout = Read(json, "lora_dropout", 0.0, source),
+            R = AdapterState.Read(json, "r", 8, source),
+            LoraAlpha = AdapterState.Read(json, "lora_alpha", 8.0, source),
+            LoraDropout = AdapterState.Read(json, "lora_dropout", 0.0, source),
             TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
-            UseRsLora = Read(json, "use_rslora", false, source),
-            UseDora = Read(json, "use_dora", false, source),
-            Bias = Read(json, "bias", "none", source),
-            FanInFanOut = Read(json, "fan_in_fan_out", false, source),
+            UseRsLora = AdapterState.Read(json, "use_rslora", false, source),
+            UseDora = AdapterState.Read(json, "use_dora", false, source),
+            Bias = AdapterState.Read(json, "bias", "none", source),
+            FanInFanOut = AdapterState.Read(json, "fan_in_fan_out", false, source),
             InitLoraWeights = ReadInit(json["init_lora_weights"], source),
-            BaseModelNameOrPath = Read<string?>(json, "base_model_name_or_path", null, source),
-            InferenceMode = Read(json, "inference_mode", false, source),
-            ModulesToSave = ReadNames(json["modules_to_save"], "modules_to_save", source),
-            EnsureWeightTying = Read<bool?>(json, "ensure_weight_tying", null, source),
+            BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
+            InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+            ModulesToSave = AdapterState.ReadNames(json["modules_to_save"], "modules_to_save", source),
+            EnsureWeightTying = AdapterState.Read<bool?>(json, "ensure_weight_tying", null, source),
             RankPattern = ReadPattern(json["rank_pattern"], "rank_pattern", source, v => v.GetValue<int>()),
             AlphaPattern = ReadPattern(json["alpha_pattern"], "alpha_pattern", source, v => v.GetValue<double>()),
-            ExcludeModules = json["exclude_modules"] switch
-            {
-                null => null,
-                JsonValue v when v.TryGetValue<string>(out var regex) => Peft.TargetModules.ParsePattern(regex, "exclude_modules", source),
-                var node => Peft.TargetModules.FromJson(node, source),
-            },
+            ExcludeModules = AdapterState.ReadModuleSelection(json["exclude_modules"], "exclude_modules", source),
             LayersToTransform = json["layers_to_transform"] switch
             {
                 null => null,
@@ -265,28 +249,12 @@ public sealed record LoraConfig
             {
                 null => null,
                 JsonValue v when v.TryGetValue<string>(out var single) => [single],
-                var node => ReadNames(node, "layers_pattern", source),
+                var node => AdapterState.ReadNames(node, "layers_pattern", source),
             },
         };
         config.Validate(source);
         return config;
     }
-
-    private static bool IsSet(JsonNode? node) => node switch
-    {
-        null => false,
-        JsonObject o => o.Count > 0,
-        JsonArray a => a.Count > 0,
-        JsonValue v when v.TryGetValue<bool>(out var b) => b,
-        _ => true,
-    };
-
-    private static IReadOnlyList<string> ReadNames(JsonNode? node, string key, string source) => node switch
-    {
-        null => [],
-        JsonArray a when a.All(n => n is JsonValue v && v.TryGetValue<string>(out _)) => [.. a.Select(n => n!.GetValue<string>())],
-        _ => throw new InvalidDataException($"{source}: field '{key}' must be a list of module names, found {node.ToJsonString()}"),
-    };
 
     private static IReadOnlyDictionary<string, T> ReadPattern<T>(JsonNode? node, string key, string source, Func<JsonValue, T> read)
     {
@@ -316,16 +284,5 @@ public sealed record LoraConfig
         if (node is JsonValue o && o.TryGetValue<string>(out var orthogonal) && orthogonal == "orthogonal") return LoraInit.Orthogonal;
         throw new NotSupportedException(
             $"{source}: init_lora_weights = {node.ToJsonString()} is not supported (true, false, \"gaussian\" and \"orthogonal\" are)");
-    }
-
-    private static T Read<T>(JsonObject json, string key, T fallback, string source)
-    {
-        var node = json[key];
-        if (node is null) return fallback;
-        try { return node.GetValue<T>(); }
-        catch (Exception e) when (e is FormatException or InvalidOperationException)
-        {
-            throw new InvalidDataException($"{source}: field '{key}' must be a {typeof(T).Name}, found {node.ToJsonString()}");
-        }
     }
 }
