@@ -10,10 +10,21 @@ namespace SharpTune.Peft;
 internal sealed record PromptLearningFields(int NumVirtualTokens, int? TokenDim, int? NumAttentionHeads, int? NumLayers,
     string? BaseModelNameOrPath, bool InferenceMode)
 {
-    /// <summary>Checks <c>peft_type</c> and <c>num_transformer_submodules</c>, then reads the shared fields.</summary>
-    public static PromptLearningFields Read(JsonObject json, string peftType, string source)
+    // PromptLearningConfig's fields beside the ones every PeftConfig has. modules_to_save (PEFT 0.17) trains whole
+    // modules beside the virtual tokens, implemented for LoRA only: refused when set.
+    private static readonly string[] Fields =
+        ["num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers", "modules_to_save"];
+
+    /// <summary>
+    /// Checks <c>peft_type</c>, refuses a field that is neither PEFT's shared one nor in <paramref name="ownFields"/>
+    /// (the method's, named <paramref name="method"/> with its article in the message), checks
+    /// <c>num_transformer_submodules</c>, then reads the shared fields.
+    /// </summary>
+    public static PromptLearningFields Read(JsonObject json, string peftType, string source, IEnumerable<string> ownFields, string method)
     {
         AdapterState.RequireType(json, peftType, source);
+        AdapterState.RefuseUnknownFields(json, [.. AdapterState.PeftConfigFields, .. Fields, .. ownFields], method, source);
+        AdapterState.RefuseFields(json, ["modules_to_save"], source);
         var submodules = AdapterState.Read<int?>(json, "num_transformer_submodules", null, source);
         if (submodules is not (null or 1))
             throw new NotSupportedException($"{source}: num_transformer_submodules = {submodules}; a decoder-only model has 1");

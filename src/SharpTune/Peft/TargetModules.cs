@@ -63,6 +63,9 @@ public abstract record TargetModules
     /// <summary>Whether a list of names holds <paramref name="path"/> itself (not just a suffix of it).</summary>
     internal bool ListsExactly(string path) => this is NameList names && names.List.Contains(path);
 
+    /// <summary>The names of a list of names; null for a regex or "all-linear".</summary>
+    internal IReadOnlyList<string>? ListedNames => (this as NameList)?.List;
+
     /// <summary>True for a list of names (PEFT applies layers_to_transform only to such a list).</summary>
     public bool IsNameList => this is NameList;
 

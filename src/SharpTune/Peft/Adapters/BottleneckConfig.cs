@@ -77,10 +77,19 @@ public sealed record BottleneckConfig
         ["task_type"] = "CAUSAL_LM",
     };
 
+    // The fields ToJson writes. A field another adapter library adds (adapter-transformers' "ln_before", "scaling",
+    // "residual_before_ln", …) changes the layer's computation, so any other field that is set is refused.
+    private static readonly HashSet<string> KnownFields =
+    [
+        "peft_type", "task_type", "base_model_name_or_path", "inference_mode",
+        "adapter_type", "bottleneck_size", "reduction_factor", "non_linearity", "target_modules",
+    ];
+
     /// <summary>Reads the <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
     public static BottleneckConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
     {
         AdapterState.RequireType(json, PeftTypeName, source);
+        AdapterState.RefuseUnknownFields(json, KnownFields, "a bottleneck-adapter", source, reference: "the adapter the file describes");
         var type = AdapterState.Read(json, "adapter_type", "houlsby", source);
         var config = new BottleneckConfig
         {

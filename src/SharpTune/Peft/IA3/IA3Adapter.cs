@@ -33,19 +33,23 @@ public sealed class IA3Adapter : WrappingAdapter<IA3Linear>
 
     protected override IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model)
     {
+        // PEFT checks feedforward_modules ⊆ target_modules on the names as given (IA3Config.__post_init__), before
+        // defaults fill either; a feed-forward module that ends up untargeted is simply not wrapped.
+        Config.Validate("IA3");
         var feedforward = Config.FeedforwardModules ?? TargetModules.Names(IA3Config.DefaultFeedforwardModules(model.Config.ModelType));
         var selected = Targets(model).Select(model);
+        if (Config.ExcludeModules is { } excluded)
+        {
+            selected = selected.Where(s => !excluded.Matches(s.Path)).ToList();
+            if (selected.Count == 0)
+                throw new ArgumentException(
+                    $"IA3: target_modules {Targets(model).ToJson().ToJsonString()} selected no module once exclude_modules " +
+                    $"{excluded.ToJson().ToJsonString()} was applied");
+        }
         savedTargets = Targets(model).Expand(model);   // before wrapping: "all-linear" must name the base layers
         feedforwardExpanded = feedforward.Expand(model);
         var expanded = feedforwardExpanded;
         feedforwardPaths = selected.Where(s => expanded.MatchesAsPlainSuffix(s.Path)).Select(s => s.Path).ToHashSet();
-        // PEFT: feedforward_modules must be a subset of target_modules.
-        var strays = ModuleSurgery.NamedModules(model)
-            .Where(m => TargetModules.IsLinear(m.Module) && expanded.Matches(m.Path) && !feedforwardPaths.Contains(m.Path))
-            .Select(m => m.Path).ToList();
-        if (strays.Count > 0)
-            throw new ArgumentException(
-                $"IA3: feedforward_modules must be a subset of target_modules; not targeted: {string.Join(", ", strays.Take(4))}");
         return selected;
     }
 

@@ -13,7 +13,12 @@ public sealed record IA3Config
     public TargetModules? TargetModules { get; init; }
     /// <summary><c>feedforward_modules</c>: the targets scaled on their input (the MLP's intermediate activations); null = PEFT's default.</summary>
     public TargetModules? FeedforwardModules { get; init; }
-    /// <summary><c>fan_in_fan_out</c>: the targets store weights (in, out), as GPT-2's Conv1D; set by Inject from the layers.</summary>
+    /// <summary><c>exclude_modules</c>: modules never wrapped even when <see cref="TargetModules"/> selects them (a list of names or a regex).</summary>
+    public TargetModules? ExcludeModules { get; init; }
+    /// <summary>
+    /// <c>fan_in_fan_out</c>: the targets store weights (in, out), as GPT-2's Conv1D. Changes nothing computed: PEFT
+    /// overrides it per layer (false for Linear, true for Conv1D, with a warning), as Inject does when it records it.
+    /// </summary>
     public bool FanInFanOut { get; init; }
     /// <summary><c>init_ia3_weights</c>: start the vectors at one (true) or random (false; for tests).</summary>
     public bool InitIA3Weights { get; init; } = true;
@@ -45,12 +50,21 @@ public sealed record IA3Config
             $"no default IA3 feedforward modules for model_type '{modelType}': give target_modules and feedforward_modules"),
     };
 
-    /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for IA3.</summary>
-    public JsonObject ToJson() => new()
+    /// <summary>
+    /// The <c>adapter_config.json</c> object, with every field PEFT writes for IA3; <c>exclude_modules</c> (PEFT 0.14)
+    /// only when set, since PEFT before 0.14 refuses keys it does not know.
+    /// </summary>
+    public JsonObject ToJson()
+    {
+        var json = FieldsEveryPeftReads();
+        if (ExcludeModules is not null) json["exclude_modules"] = ExcludeModules.ToJson();
+        return json;
+    }
+
+    private JsonObject FieldsEveryPeftReads() => new()
     {
         ["auto_mapping"] = null,
         ["base_model_name_or_path"] = BaseModelNameOrPath,
-        ["exclude_modules"] = null,
         ["fan_in_fan_out"] = FanInFanOut,
         ["feedforward_modules"] = FeedforwardModules?.ToJson(),
         ["inference_mode"] = InferenceMode,
@@ -62,21 +76,43 @@ public sealed record IA3Config
         ["task_type"] = "CAUSAL_LM",
     };
 
+    // PEFT's IA3Config fields: the ones every PeftConfig has and IA3's own. modules_to_save is refused when set: the
+    // saved copies of whole modules are implemented for LoRA only.
+    private static readonly HashSet<string> KnownFields =
+    [
+        .. AdapterState.PeftConfigFields,
+        "target_modules", "exclude_modules", "feedforward_modules", "fan_in_fan_out", "modules_to_save", "init_ia3_weights",
+    ];
+
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
     public static IA3Config FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
     {
         AdapterState.RequireType(json, PeftTypeName, source);
-        foreach (var field in new[] { "modules_to_save", "exclude_modules" })
-            if (json[field] is JsonArray { Count: > 0 } or JsonValue)
-                throw new NotSupportedException($"{source}: field '{field}' = {json[field]!.ToJsonString()} is not supported");
-        return new IA3Config
+        AdapterState.RefuseUnknownFields(json, KnownFields, "an IA3", source);
+        AdapterState.RefuseFields(json, ["modules_to_save"], source);
+        var config = new IA3Config
         {
             TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
+            ExcludeModules = AdapterState.ReadModuleSelection(json["exclude_modules"], "exclude_modules", source),
             FeedforwardModules = json["feedforward_modules"] is { } ff ? Peft.TargetModules.FromJson(ff, source) : null,
             FanInFanOut = AdapterState.Read(json, "fan_in_fan_out", false, source),
             InitIA3Weights = AdapterState.Read(json, "init_ia3_weights", true, source),
             BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
             InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
         };
+        config.Validate(source);
+        return config;
+    }
+
+    /// <summary>
+    /// Throws as PEFT's IA3Config.__post_init__ does when both <see cref="FeedforwardModules"/> and
+    /// <see cref="TargetModules"/> are lists of names and the first is not a subset of the second.
+    /// </summary>
+    public void Validate(string source = "IA3 config")
+    {
+        if (FeedforwardModules?.ListedNames is { } ff && TargetModules?.ListedNames is { } targets
+            && ff.Except(targets).ToList() is { Count: > 0 } extra)
+            throw new ArgumentException(
+                $"{source}: feedforward_modules must be a subset of target_modules; not in target_modules: {string.Join(", ", extra)}");
     }
 }

@@ -55,8 +55,7 @@ public sealed class PrefixTuningAdapter : IPeftAdapter, IForwardAdapter
         (kvHeads, headDim) = (model.Config.NumKeyValueHeads, model.Config.HeadDim);
         var tokenDim = kvHeads * headDim;
         var layers = model.Config.NumLayers;
-        if (Config.TokenDim is { } dim && dim != tokenDim)
-            throw new InvalidDataException($"prefix tuning: token_dim is {dim}, this model's key/value width is {tokenDim} ({kvHeads} heads × {headDim})");
+        RequireKeyValueShape(model.Config);
         if (Config.NumLayers is { } n && n != layers)
             throw new InvalidDataException($"prefix tuning: num_layers is {n}, this model has {layers}");
         frozen.Freeze(model);
@@ -66,6 +65,22 @@ public sealed class PrefixTuningAdapter : IPeftAdapter, IForwardAdapter
         Config = Config with { TokenDim = tokenDim, NumAttentionHeads = kvHeads, NumLayers = layers, EncoderHiddenSize = hidden };
         model.ForwardAdapter = this;
         this.model = model;
+    }
+
+    // PEFT (_prepare_prompt_learning_config) fills token_dim and num_attention_heads from the model when absent; for a
+    // model whose config has num_key_value_heads (all but GPT-2) it then takes head_dim from the config (or, without
+    // one, token_dim // num_attention_heads) and uses head_dim × kv_heads and kv_heads, which is what it saves. Values
+    // that split the prefixes into heads of another size than the model's give prefixes this model cannot take: refused.
+    private void RequireKeyValueShape(ModelConfig config)
+    {
+        if (Config.TokenDim is null && Config.NumAttentionHeads is null) return;
+        var (dim, heads) = (Config.TokenDim ?? config.HiddenSize, Config.NumAttentionHeads ?? config.NumHeads);
+        var asSaved = dim == kvHeads * headDim && heads == kvHeads;
+        var resolvedByPeft = config.ModelType != "gpt2" && heads > 0 && dim / heads == headDim;
+        if (!asSaved && !resolvedByPeft)
+            throw new InvalidDataException(
+                $"prefix tuning: token_dim {dim} split into num_attention_heads {heads} does not give this model's key/value heads " +
+                $"({kvHeads} heads × {headDim})");
     }
 
     public (Tensor InputsEmbeds, ForwardContext Context) Adjust(Tensor inputsEmbeds, ForwardContext context)

@@ -44,20 +44,28 @@ public sealed record PrefixTuningConfig
             throw new NotSupportedException($"{source}: init_weights '{InitWeights}' is not supported (null or \"zero\")");
     }
 
-    /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for prefix tuning.</summary>
-    public JsonObject ToJson() =>
-        new PromptLearningFields(NumVirtualTokens, TokenDim, NumAttentionHeads, NumLayers, BaseModelNameOrPath, InferenceMode)
-            .ToJson(PeftTypeName, new Dictionary<string, JsonNode?>
-            {
-                ["encoder_hidden_size"] = EncoderHiddenSize,
-                ["init_weights"] = InitWeights,
-                ["prefix_projection"] = PrefixProjection,
-            });
+    /// <summary>
+    /// The <c>adapter_config.json</c> object, with every field PEFT writes for prefix tuning; <c>init_weights</c>
+    /// (PEFT 0.19) only when set, since PEFT before 0.14 refuses keys it does not know.
+    /// </summary>
+    public JsonObject ToJson()
+    {
+        var own = new Dictionary<string, JsonNode?>
+        {
+            ["encoder_hidden_size"] = EncoderHiddenSize,
+            ["prefix_projection"] = PrefixProjection,
+        };
+        if (InitWeights is not null) own["init_weights"] = InitWeights;
+        return new PromptLearningFields(NumVirtualTokens, TokenDim, NumAttentionHeads, NumLayers, BaseModelNameOrPath, InferenceMode)
+            .ToJson(PeftTypeName, own);
+    }
+
+    private static readonly string[] OwnFields = ["init_weights", "encoder_hidden_size", "prefix_projection"];
 
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
     public static PrefixTuningConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
     {
-        var shared = PromptLearningFields.Read(json, PeftTypeName, source);
+        var shared = PromptLearningFields.Read(json, PeftTypeName, source, OwnFields, "a prefix-tuning");
         var config = new PrefixTuningConfig
         {
             NumVirtualTokens = shared.NumVirtualTokens,

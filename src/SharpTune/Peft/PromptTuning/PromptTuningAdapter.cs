@@ -86,6 +86,12 @@ public sealed class PromptTuningAdapter : IPeftAdapter, IForwardAdapter
             var index = tensor(repeated, device: model.Device);
             return model.EmbeddingWeight.index_select(0, index).to(ScalarType.Float32).clone().DetachFromDisposeScope();
         }
+        if (Config.PromptTuningInit == PromptTuningInit.SampleVocab && !Config.InferenceMode)
+        {
+            // PEFT: n ids drawn uniformly from the whole embedding table (torch.randint(0, num_embeddings, (n,))).
+            var sampled = randint(0, model.EmbeddingWeight.shape[0], [n], dtype: ScalarType.Int64, device: model.Device);
+            return model.EmbeddingWeight.index_select(0, sampled).to(ScalarType.Float32).clone().DetachFromDisposeScope();
+        }
         return randn(n, model.Config.HiddenSize, dtype: ScalarType.Float32, device: model.Device).DetachFromDisposeScope();
     }
 

@@ -9,6 +9,8 @@ public enum PromptTuningInit
     Random,
     /// <summary><c>"TEXT"</c>: the embeddings of <c>prompt_tuning_init_text</c>'s tokens, repeated or cut to n.</summary>
     Text,
+    /// <summary><c>"SAMPLE_VOCAB"</c>: the embeddings of n token ids drawn uniformly from the vocabulary.</summary>
+    SampleVocab,
 }
 
 /// <summary>
@@ -44,12 +46,17 @@ public sealed record PromptTuningConfig
     /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
     public bool InferenceMode { get; init; }
 
-    /// <summary>Throws when a value is out of range or a TEXT init has no text.</summary>
+    /// <summary>
+    /// Throws when a value is out of range or, as PEFT's PromptTuningConfig.__post_init__ does, when a TEXT init lacks
+    /// its text or its tokenizer's name (PEFT refuses to load such a file, so none is written).
+    /// </summary>
     public void Validate(string source = "prompt tuning config")
     {
         PromptLearningFields.ValidateVirtualTokens(NumVirtualTokens, source);
-        if (PromptTuningInit == PromptTuningInit.Text && string.IsNullOrEmpty(PromptTuningInitText) && InitTokenIds is null)
-            throw new ArgumentException($"{source}: prompt_tuning_init is TEXT but prompt_tuning_init_text is empty");
+        if (PromptTuningInit == PromptTuningInit.Text && PromptTuningInitText is null && InitTokenIds is null)
+            throw new ArgumentException($"{source}: prompt_tuning_init is TEXT but prompt_tuning_init_text is not given");
+        if (PromptTuningInit == PromptTuningInit.Text && string.IsNullOrEmpty(TokenizerNameOrPath))
+            throw new ArgumentException($"{source}: prompt_tuning_init is TEXT but tokenizer_name_or_path is not given");
         if (InitTokenIds is { Count: 0 })
             throw new ArgumentException($"{source}: the init text encodes to no tokens");
     }
@@ -59,7 +66,12 @@ public sealed record PromptTuningConfig
         new PromptLearningFields(NumVirtualTokens, TokenDim, NumAttentionHeads, NumLayers, BaseModelNameOrPath, InferenceMode)
             .ToJson(PeftTypeName, new Dictionary<string, JsonNode?>
             {
-                ["prompt_tuning_init"] = PromptTuningInit == PromptTuningInit.Text ? "TEXT" : "RANDOM",
+                ["prompt_tuning_init"] = PromptTuningInit switch
+                {
+                    PromptTuningInit.Text => "TEXT",
+                    PromptTuningInit.SampleVocab => "SAMPLE_VOCAB",
+                    _ => "RANDOM",
+                },
                 ["prompt_tuning_init_text"] = PromptTuningInitText,
                 ["tokenizer_kwargs"] = null,
                 ["tokenizer_name_or_path"] = TokenizerNameOrPath,
@@ -68,17 +80,20 @@ public sealed record PromptTuningConfig
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
     public static PromptTuningConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
     {
-        var shared = PromptLearningFields.Read(json, PeftTypeName, source);
+        var shared = PromptLearningFields.Read(json, PeftTypeName, source, OwnFields, "a prompt-tuning");
         var init = AdapterState.Read(json, "prompt_tuning_init", "RANDOM", source);
+        var initKind = init switch
+        {
+            "RANDOM" => PromptTuningInit.Random,
+            "TEXT" => PromptTuningInit.Text,
+            "SAMPLE_VOCAB" => PromptTuningInit.SampleVocab,
+            _ => throw new NotSupportedException($"{source}: prompt_tuning_init '{init}' is not supported (RANDOM, TEXT and SAMPLE_VOCAB are)"),
+        };
+        RefuseTokenizerKwargs(json["tokenizer_kwargs"], initKind, shared.InferenceMode, source);
         var config = new PromptTuningConfig
         {
             NumVirtualTokens = shared.NumVirtualTokens,
-            PromptTuningInit = init switch
-            {
-                "RANDOM" => PromptTuningInit.Random,
-                "TEXT" => PromptTuningInit.Text,
-                _ => throw new NotSupportedException($"{source}: prompt_tuning_init '{init}' is not supported (RANDOM and TEXT are)"),
-            },
+            PromptTuningInit = initKind,
             PromptTuningInitText = AdapterState.Read<string?>(json, "prompt_tuning_init_text", null, source),
             TokenizerNameOrPath = AdapterState.Read<string?>(json, "tokenizer_name_or_path", null, source),
             TokenDim = shared.TokenDim,
@@ -89,5 +104,23 @@ public sealed record PromptTuningConfig
         };
         config.Validate(source);
         return config;
+    }
+
+    private static readonly string[] OwnFields = ["prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path", "tokenizer_kwargs"];
+
+    // tokenizer_kwargs go to AutoTokenizer.from_pretrained for the TEXT init; SharpTune reads the folder's tokenizer.json
+    // as it is, so kwargs that could change the init text's ids are refused where the init runs (not in inference mode,
+    // where PEFT skips it too). PEFT drops trust_remote_code itself.
+    private static void RefuseTokenizerKwargs(JsonNode? kwargs, PromptTuningInit init, bool inferenceMode, string source)
+    {
+        if (!AdapterState.IsSet(kwargs)) return;
+        if (init != PromptTuningInit.Text)
+            throw new ArgumentException($"{source}: tokenizer_kwargs is only valid with prompt_tuning_init TEXT, found {kwargs!.ToJsonString()}");
+        if (kwargs is not JsonObject entries)
+            throw new InvalidDataException($"{source}: field 'tokenizer_kwargs' must be an object, found {kwargs!.ToJsonString()}");
+        if (!inferenceMode && entries.Select(e => e.Key).FirstOrDefault(key => key != "trust_remote_code") is { } key)
+            throw new NotSupportedException(
+                $"{source}: field 'tokenizer_kwargs' = {entries.ToJsonString()} is not supported: '{key}' would change how " +
+                "the init text is tokenized, and SharpTune reads the tokenizer.json as it is");
     }
 }

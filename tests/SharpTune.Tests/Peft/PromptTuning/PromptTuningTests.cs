@@ -99,13 +99,13 @@ public class PromptTuningTests
     {
         using var model = TestModels.Create("llama");
         var adapter = new PromptTuningAdapter(new PromptTuningConfig
-            { NumVirtualTokens = 7, PromptTuningInit = PromptTuningInit.Text, PromptTuningInitText = "x", InitTokenIds = [5, 6, 7] });
+            { NumVirtualTokens = 7, PromptTuningInit = PromptTuningInit.Text, PromptTuningInitText = "x", InitTokenIds = [5, 6, 7], TokenizerNameOrPath = "unused" });
         adapter.Inject(model);
         using var expected = model.EmbeddingWeight.index_select(0, tensor(new long[] { 5, 6, 7, 5, 6, 7, 5 }));
         Assert.True(adapter.PromptEmbeddings!.equal(expected).all().item<bool>());
 
         var cut = new PromptTuningAdapter(new PromptTuningConfig
-            { NumVirtualTokens = 2, PromptTuningInit = PromptTuningInit.Text, PromptTuningInitText = "x", InitTokenIds = [9, 8, 7] });
+            { NumVirtualTokens = 2, PromptTuningInit = PromptTuningInit.Text, PromptTuningInitText = "x", InitTokenIds = [9, 8, 7], TokenizerNameOrPath = "unused" });
         using var other = TestModels.Create("gpt2");
         cut.Inject(other);
         using var first = other.EmbeddingWeight.index_select(0, tensor(new long[] { 9, 8 }));
