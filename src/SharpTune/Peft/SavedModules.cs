@@ -65,6 +65,16 @@ internal sealed class SavedModules : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="names"/> save the token embedding of a model whose output head is tied to it. PEFT trains
+    /// such an embedding as the head too only for a LoRA config with <c>ensure_weight_tying: true</c> (tuners_utils.py);
+    /// otherwise its head keeps reading the base weights, which SharpTune, training them as one, does not compute.
+    /// </summary>
+    public static bool SavesTiedEmbedding(CausalLanguageModel model, IReadOnlyList<string> names) =>
+        names.Count > 0
+        && model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName)
+        && TargetModules.Names(names).Matches(model.EmbeddingParameterName[..^".weight".Length]);
+
     /// <summary>The trainable weights by their module path plus <c>.weight</c>.</summary>
     public IEnumerable<(string Name, Parameter Parameter)> Parameters => modules.Select(m => ($"{m.Path}.weight", m.Weight));
 

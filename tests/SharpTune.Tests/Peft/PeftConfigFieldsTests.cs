@@ -80,6 +80,8 @@ public class PeftConfigFieldsTests
 
     public static TheoryData<string> PeftFiles => new() { PeftIA3File, PeftPromptTuningFile, PeftPrefixTuningFile };
 
+    public static TheoryData<string> PromptLearningFiles => new() { PeftPromptTuningFile, PeftPrefixTuningFile };
+
     private static object Read(JsonObject json) => json["peft_type"]!.GetValue<string>() switch
     {
         IA3Config.PeftTypeName => IA3Config.FromJson(json, File),
@@ -123,8 +125,8 @@ public class PeftConfigFieldsTests
     }
 
     [Theory]
-    [MemberData(nameof(PeftFiles))]
-    public void ModulesToSaveIsRefusedWhenSet(string peftFile)
+    [MemberData(nameof(PromptLearningFiles))]
+    public void PromptLearningModulesToSaveIsRefusedWhenSet(string peftFile)
     {
         var error = Assert.Throws<NotSupportedException>(() => Read(With(peftFile, "modules_to_save", new JsonArray("lm_head"))));
         Assert.Contains($"{File}: field 'modules_to_save'", error.Message);
@@ -219,6 +221,44 @@ public class PeftConfigFieldsTests
         Assert.All(adapter.Layers, l => Assert.False(l.Layer.IsFeedforward));
     }
 
+    [Fact]
+    public void IA3FeedforwardModulesGivenAsAStringAreAWholePathRegexEvenAllLinear()
+    {
+        // PEFT (_check_target_module_feedforward): re.fullmatch(feedforward_modules, key); "all-linear" is expanded
+        // for target_modules only, so as feedforward_modules it matches no module.
+        using var model = TestModels.Create("llama");
+        var json = With(With(PeftIA3File, "target_modules", "all-linear"), "feedforward_modules", "all-linear");
+        var adapter = (IA3Adapter)IA3Adapter.FromConfigJson(json, File);
+        adapter.Inject(model);
+        Assert.Equal(14, adapter.Layers.Count);   // 2 layers × (q, k, v, o, gate, up, down)
+        Assert.All(adapter.Layers, l => Assert.False(l.Layer.IsFeedforward));
+
+        using var other = TestModels.Create("llama");
+        var byRegex = (IA3Adapter)IA3Adapter.FromConfigJson(With(PeftIA3File, "feedforward_modules", @".*\.1\.mlp\.down_proj"), File);
+        byRegex.Inject(other);
+        Assert.Equal(["model.layers.1.mlp.down_proj"], byRegex.Layers.Where(l => l.Layer.IsFeedforward).Select(l => l.Path));
+    }
+
+    [Fact]
+    public void IA3ModulesToSaveTrainsAndSavesAnUntiedHeadUnderPeftsKey()
+    {
+        using var model = TestModels.Create("llama");
+        var adapter = (IA3Adapter)IA3Adapter.FromConfigJson(With(PeftIA3File, "modules_to_save", new JsonArray("lm_head")), File);
+        adapter.Inject(model);
+        Assert.Contains(adapter.TrainableParameters, p => p.Name == "lm_head.weight");
+        Assert.True(adapter.AdapterStateDict().ContainsKey("base_model.model.lm_head.weight"));
+        Assert.Equal("[\"lm_head\"]", adapter.AdapterConfigJson()["modules_to_save"]!.ToJsonString());
+
+        // PEFT's IA3 has no ensure_weight_tying: a saved embedding of a tied model would train apart from the head.
+        using var tied = TestModels.Create("llama-tied");
+        var embedding = IA3Adapter.FromConfigJson(With(PeftIA3File, "modules_to_save", new JsonArray("embed_tokens")), File);
+        Assert.Contains("tied", Assert.Throws<NotSupportedException>(() => embedding.Inject(tied)).Message);
+    }
+
+    [Fact]
+    public void IA3ModulesToSaveRoundTripsThroughSaveAndLoad() =>
+        PeftMethodChecks.SaveLoadRoundTrip("llama", () => new IA3Adapter(new IA3Config { ModulesToSave = ["lm_head"] }));
+
     // --- prompt tuning ---
 
     [Fact]
@@ -268,10 +308,9 @@ public class PeftConfigFieldsTests
     }
 
     [Theory]
-    [MemberData(nameof(PeftFiles))]
+    [MemberData(nameof(PromptLearningFiles))]
     public void MoreThanOneTransformerStackIsRefusedForPromptLearning(string peftFile)
     {
-        if (!Parse(peftFile).ContainsKey("num_transformer_submodules")) return;
         var error = Assert.Throws<NotSupportedException>(() => Read(With(peftFile, "num_transformer_submodules", 2)));
         Assert.Contains("num_transformer_submodules = 2", error.Message);
     }

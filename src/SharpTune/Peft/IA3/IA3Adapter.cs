@@ -36,8 +36,16 @@ public sealed class IA3Adapter : WrappingAdapter<IA3Linear>
         // PEFT checks feedforward_modules ⊆ target_modules on the names as given (IA3Config.__post_init__), before
         // defaults fill either; a feed-forward module that ends up untargeted is simply not wrapped.
         Config.Validate("IA3");
+        if (SavedModules.SavesTiedEmbedding(model, Config.ModulesToSave))
+            throw new NotSupportedException(
+                "IA3: modules_to_save holds the token embedding of a model whose output head is tied to it: PEFT's IA3 then " +
+                "keeps the head at the base weights while the embedding is trained, which SharpTune does not support (it " +
+                "trains them as one); use LoRA with ensure_weight_tying, or save an untied module");
         var feedforward = Config.FeedforwardModules ?? TargetModules.Names(IA3Config.DefaultFeedforwardModules(model.Config.ModelType));
         var selected = Targets(model).Select(model);
+        // PEFT (check_target_module_exists) never wraps a module it saves whole.
+        if (Config.ModulesToSave.Count > 0)
+            selected = selected.Where(s => !TargetModules.Names(Config.ModulesToSave).Matches(s.Path)).ToList();
         if (Config.ExcludeModules is { } excluded)
         {
             selected = selected.Where(s => !excluded.Matches(s.Path)).ToList();
@@ -66,6 +74,8 @@ public sealed class IA3Adapter : WrappingAdapter<IA3Linear>
     };
 
     protected override nn.Module<Tensor, Tensor> Fuse(IA3Linear layer) => layer.Fuse();
+
+    protected override IReadOnlyList<string> ModulesToSave => Config.ModulesToSave;
 
     // Some tools write "…ia3_l.weight"; PEFT itself writes "…ia3_l". Both load.
     protected override string NormaliseKey(string key) =>

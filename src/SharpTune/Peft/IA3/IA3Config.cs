@@ -22,6 +22,12 @@ public sealed record IA3Config
     public bool FanInFanOut { get; init; }
     /// <summary><c>init_ia3_weights</c>: start the vectors at one (true) or random (false; for tests).</summary>
     public bool InitIA3Weights { get; init; } = true;
+    /// <summary>
+    /// <c>modules_to_save</c>: modules trained whole and saved with the adapter (e.g. an untied <c>lm_head</c>); empty =
+    /// none. See <see cref="SavedModules"/>. The token embedding of a model with a tied head is refused when injected:
+    /// PEFT's IA3 has no <c>ensure_weight_tying</c>, so its head keeps the base weights while the embedding trains.
+    /// </summary>
+    public IReadOnlyList<string> ModulesToSave { get; init; } = [];
     /// <summary><c>base_model_name_or_path</c>.</summary>
     public string? BaseModelNameOrPath { get; init; }
     /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
@@ -69,15 +75,14 @@ public sealed record IA3Config
         ["feedforward_modules"] = FeedforwardModules?.ToJson(),
         ["inference_mode"] = InferenceMode,
         ["init_ia3_weights"] = InitIA3Weights,
-        ["modules_to_save"] = null,
+        ["modules_to_save"] = ModulesToSave.Count == 0 ? null : new JsonArray([.. ModulesToSave.Select(m => JsonValue.Create(m))]),
         ["peft_type"] = PeftTypeName,
         ["revision"] = null,
         ["target_modules"] = TargetModules?.ToJson(),
         ["task_type"] = "CAUSAL_LM",
     };
 
-    // PEFT's IA3Config fields: the ones every PeftConfig has and IA3's own. modules_to_save is refused when set: the
-    // saved copies of whole modules are implemented for LoRA only.
+    // PEFT's IA3Config fields: the ones every PeftConfig has and IA3's own.
     private static readonly HashSet<string> KnownFields =
     [
         .. AdapterState.PeftConfigFields,
@@ -89,12 +94,13 @@ public sealed record IA3Config
     {
         AdapterState.RequireType(json, PeftTypeName, source);
         AdapterState.RefuseUnknownFields(json, KnownFields, "an IA3", source);
-        AdapterState.RefuseFields(json, ["modules_to_save"], source);
         var config = new IA3Config
         {
             TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
             ExcludeModules = AdapterState.ReadModuleSelection(json["exclude_modules"], "exclude_modules", source),
-            FeedforwardModules = json["feedforward_modules"] is { } ff ? Peft.TargetModules.FromJson(ff, source) : null,
+            // A string is a regex here even when it reads "all-linear": PEFT expands that for target_modules only.
+            FeedforwardModules = AdapterState.ReadModuleSelection(json["feedforward_modules"], "feedforward_modules", source),
+            ModulesToSave = AdapterState.ReadNames(json["modules_to_save"], "modules_to_save", source),
             FanInFanOut = AdapterState.Read(json, "fan_in_fan_out", false, source),
             InitIA3Weights = AdapterState.Read(json, "init_ia3_weights", true, source),
             BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),

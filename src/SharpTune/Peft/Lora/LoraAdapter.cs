@@ -53,10 +53,7 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
                 "(it trains them as one); set ensure_weight_tying to true if the adapter was trained that way");
     }
 
-    private bool SavesTiedEmbedding(CausalLanguageModel model) =>
-        Config.ModulesToSave.Count > 0
-        && model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName)
-        && TargetModules.Names(Config.ModulesToSave).Matches(model.EmbeddingParameterName[..^".weight".Length]);
+    private bool SavesTiedEmbedding(CausalLanguageModel model) => SavedModules.SavesTiedEmbedding(model, Config.ModulesToSave);
 
     protected override LoraLinear Wrap(string path, nn.Module<Tensor, Tensor> baseLayer) =>
         LoraLinear.FromBase(baseLayer, Config.RankFor(path), Config.ScalingFor(path), Config.LoraDropout, Config.UseDora, Config.InitLoraWeights);
