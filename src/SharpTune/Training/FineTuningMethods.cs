@@ -26,7 +26,10 @@ public static class FineTuningMethods
             ReductionFactor = o.ReductionFactor, NonLinearity = o.NonLinearity, TargetModules = ParseTargets(o.TargetModules),
         }),
         ["ia3"] = o => new IA3Adapter(new IA3Config
-            { TargetModules = ParseTargets(o.TargetModules), FeedforwardModules = ParseTargets(o.FeedforwardModules) }),
+            {
+            TargetModules = ParseTargets(o.TargetModules), FeedforwardModules = ParseTargets(o.FeedforwardModules),
+            ModulesToSave = ParseNames(o.ModulesToSave),
+        }),
     };
 
     public static IReadOnlyCollection<string> Names => ["full", .. Adapters.Keys];
@@ -34,8 +37,8 @@ public static class FineTuningMethods
     /// <summary>The adapter for <paramref name="options"/>' method, or null for full fine-tuning.</summary>
     public static IPeftAdapter? CreateAdapter(TrainingOptions options)
     {
-        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
-            throw new ArgumentException($"modules_to_save is a LoRA/DoRA setting; method '{options.Method}' does not take it" +
+        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3"))
+            throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3 setting; method '{options.Method}' does not take it" +
                                         (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every module)" : ""));
         if (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase)) return null;
         return Adapters.TryGetValue(options.Method, out var create)

@@ -27,7 +27,7 @@ public sealed record TrainingOptions
     public string? TargetModules { get; init; }
     public bool UseRslora { get; init; }
     /// <summary>
-    /// LoRA/DoRA: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
+    /// LoRA/DoRA/IA3: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
     /// e.g. embed_tokens — for a base whose tokenizer spells the chat or tool-call markup with tokens pre-training never
     /// trained; with a tied head the embedding is the head too. Empty = none.
     /// </summary>
