@@ -307,9 +307,9 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             await StreamAsync(context, events, startingAfter);
         }
         catch (ApiException e) when (!context.Response.HasStarted) { await e.WriteAsync(context); }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
         {
-            // The reader went away; the response goes on.
+            // The reader went away (cancelled, or its connection reset mid-write); the response goes on.
         }
     }
 
