@@ -29,7 +29,8 @@ internal sealed class ModelEndpoints(ServedModel served, AdapterRegistry adapter
     /// <summary>
     /// Deletes a fine-tuned model or checkpoint model (see <see cref="FineTuningService.DeleteModelAsync"/>) and answers
     /// as OpenAI does: <c>{id, object: "model", deleted: true}</c>. The base model and adapters the operator loaded are
-    /// not the caller's to delete (403); those are unloaded through <c>DELETE /admin/adapters/{name}</c>.
+    /// not the caller's to delete (403); those are unloaded through <c>DELETE /admin/adapters/{name}</c>. With scoped keys,
+    /// another key's fine-tuned model is answered exactly as a model that does not exist, so a key cannot learn of it here.
     /// </summary>
     public async Task DeleteAsync(HttpContext context, string id)
     {
@@ -41,7 +42,7 @@ internal sealed class ModelEndpoints(ServedModel served, AdapterRegistry adapter
         }
         var error = id == served.Name
             ? new ApiException(403, $"The model '{id}' is the server's base model and cannot be deleted", param: "model", code: "model_not_deletable")
-            : adapters.TryGet(id, out _)
+            : adapters.TryGet(id, out _) && fineTuning?.MadeModel(id) != true
                 ? new ApiException(403, $"The model '{id}' is an adapter the server's operator loaded, not a fine-tuned model; " +
                     $"unload it with DELETE /admin/adapters/{id}", param: "model", code: "model_not_deletable")
                 : new ApiException(404, $"The model '{id}' does not exist", param: "model", code: "model_not_found");

@@ -154,6 +154,10 @@ public sealed class FineTuningService : IDisposable
         return unloaded || removed is not null;
     }
 
+    /// <summary>Whether <paramref name="name"/> is a model a job made (its fine-tuned model or a checkpoint's), whoever owns it.</summary>
+    internal bool MadeModel(string name) =>
+        Store.AllJobsOldestFirst().Any(job => job.FineTunedModel == name || Store.AllCheckpoints(job.Id).Any(c => c.ModelName == name));
+
     /// <summary>The owner recorded for a request's bearer key: a hash, never the key itself; null without keys.</summary>
     internal static string? OwnerOf(string? authorizationHeader)
     {

@@ -29,6 +29,12 @@ public sealed class AgentServerFixture : IAsyncLifetime
     public RunningServer Server { get; private set; } = null!;
     public string ModelDir => Path.Combine(temp.Path, "random-qwen-chat");
 
+    /// <summary>
+    /// The server's engine gate (see <see cref="ServerOptions.EngineGate"/>): null lets the engine run freely; a test sets
+    /// it to hold decoding at an exact point, and clears it in a finally.
+    /// </summary>
+    public Func<EngineGateState, bool>? Gate { get; set; }
+
     public async Task InitializeAsync()
     {
         if (!Available) return;
@@ -36,6 +42,7 @@ public sealed class AgentServerFixture : IAsyncLifetime
         Server = await SharpTuneServer.StartAsync(new ServerOptions
         {
             ModelDir = ModelDir, Port = 0, ApiKeys = [ServerFixture.Key], MaxBatchSize = 32, BatchWindow = TimeSpan.FromMilliseconds(50),
+            EngineGate = state => Gate?.Invoke(state) ?? true,
         });
     }
 

@@ -213,7 +213,6 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
             ($"{{{model},\"input\":[{{\"type\":\"message\",\"role\":\"user\",\"content\":[{{\"type\":\"input_image\",\"image_url\":\"x\"}}]}}]}}", "input[0].content[0].type"),
             ($"{{{model},\"input\":\"hi\",\"text\":{{\"format\":{{\"type\":\"json_schema\",\"name\":\"x\"}}}}}}", "text.format.schema"),
             ($"{{{model},\"input\":\"hi\",\"background\":true,\"store\":false}}", "background"),
-            ($"{{{model},\"input\":\"hi\",\"background\":true,\"stream\":true}}", "stream"),
         })
         {
             var (status, error) = await Send(HttpMethod.Post, "/v1/responses", body);

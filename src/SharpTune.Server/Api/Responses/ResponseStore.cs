@@ -3,8 +3,11 @@ using SharpTune.Tokenization;
 
 namespace SharpTune.Server.Api.Responses;
 
-/// <summary>A stored response: its JSON, its input items, and the whole conversation it ends (for <c>previous_response_id</c>).</summary>
-internal sealed record StoredResponse(JsonObject Response, JsonArray InputItems, IReadOnlyList<ChatMessage> Conversation);
+/// <summary>
+/// A stored response: its JSON, its input items, the whole conversation it ends (for <c>previous_response_id</c>), and
+/// whether it is a background response created with <c>stream: true</c>, whose events can be streamed again by id.
+/// </summary>
+internal sealed record StoredResponse(JsonObject Response, JsonArray InputItems, IReadOnlyList<ChatMessage> Conversation, bool Streamed = false);
 
 /// <summary>
 /// Responses created with <c>store</c> (OpenAI's default), kept in memory for <c>GET /v1/responses/{id}</c> and for

@@ -13,7 +13,8 @@ namespace SharpTune.Server.Api.Responses;
 /// OpenAI's Responses API: <c>POST /v1/responses</c> (whole or streamed as its typed events), <c>GET</c> and
 /// <c>DELETE /v1/responses/{id}</c>, <c>GET /v1/responses/{id}/input_items</c>, and background responses
 /// (<c>background: true</c>: answered at once as queued, generated on, polled with <c>GET</c>, stopped with
-/// <c>POST /v1/responses/{id}/cancel</c>). A request becomes a chat request —
+/// <c>POST /v1/responses/{id}/cancel</c>; with <c>stream: true</c> too, its events are streamed as they come and kept, so
+/// that <c>GET /v1/responses/{id}?stream=true&amp;starting_after=N</c> can replay them and follow on). A request becomes a chat request —
 /// instructions as the system message, the stored conversation of <c>previous_response_id</c>, then the input items —
 /// and runs on the same engine, templates, tool-call parsing and constrained decoding as <c>/v1/chat/completions</c>.
 /// </summary>
@@ -30,6 +31,18 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     }
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, BackgroundRun> running = new(StringComparer.Ordinal);
+
+    /// <summary>The events of each background response created with <c>stream: true</c>, until <see cref="StreamRetention"/> after it ended.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, ResponseEventLog> streams = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// How long a streamed background response's events stay after it ended, as OpenAI lets a background stream be
+    /// resumed for minutes, not for as long as the response is stored.
+    /// </summary>
+    public static readonly TimeSpan StreamRetention = TimeSpan.FromMinutes(5);
+
+    /// <summary>Events kept per streamed background response (about one per generated token); older ones are dropped.</summary>
+    public int EventCapacity { get; init; } = 16_384;
 
     public async Task CreateAsync(HttpContext context)
     {
@@ -77,13 +90,23 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             if (background is not null)
             {
                 var queued = shape.Queued();
-                store.Add(shape.Id, new StoredResponse((JsonObject)queued.DeepClone(), inputItems, conversation));
+                store.Add(shape.Id, new StoredResponse((JsonObject)queued.DeepClone(), inputItems, conversation, Streamed: request.Stream));
+                ResponseEventLog? events = null;
+                if (request.Stream)
+                {
+                    // OpenAI's background stream opens with the response created, then queued, before it is in progress.
+                    events = new ResponseEventLog(EventCapacity);
+                    ForgetExpiredStreams();
+                    streams[shape.Id] = events;
+                    events.Add("response.created", new JsonObject { ["response"] = queued.DeepClone() });
+                    events.Add("response.queued", new JsonObject { ["response"] = queued.DeepClone() });
+                }
                 var run = background;
                 background = null;   // the background task owns it now
                 running[shape.Id] = run;
                 _ = Task.Run(async () =>
                 {
-                    try { await RunInBackgroundAsync(shape, inference, output, conversation, started, run); }
+                    try { await RunInBackgroundAsync(shape, inference, output, conversation, started, run, events); }
                     finally
                     {
                         running.TryRemove(shape.Id, out _);
@@ -91,7 +114,9 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
                         run.Ended.SetResult();
                     }
                 }, CancellationToken.None);
-                await JsonResponse.WriteAsync(context, queued);
+                // The client's connection only reads: dropping it leaves the response generating, to resume or poll.
+                if (events is null) await JsonResponse.WriteAsync(context, queued);
+                else await StreamAsync(context, events, startingAfter: -1);
                 return;
             }
             if (request.Stream)
@@ -169,16 +194,25 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     /// Generates a background response (<c>background: true</c>), recording its state in the store as it goes: queued,
     /// in_progress from the engine's first event, then completed or incomplete — or cancelled (<c>POST
     /// /v1/responses/{id}/cancel</c>), or failed with the error a request would have answered (the request timeout).
+    /// With <paramref name="events"/> (created with <c>stream: true</c>), every event a streamed request would have sent
+    /// goes there too, ending with the response's final state: response.completed, .incomplete, .failed or .cancelled.
     /// </summary>
     private async Task RunInBackgroundAsync(ResponseJson shape, InferenceRequest inference, ResponseOutput output,
-        IReadOnlyList<ChatMessage> conversation, long started, BackgroundRun run)
+        IReadOnlyList<ChatMessage> conversation, long started, BackgroundRun run, ResponseEventLog? events)
     {
         JsonObject final;
         IReadOnlyList<ChatMessage> ended = conversation;
         try
         {
-            var (response, _) = await GenerateAsync(shape, inference, output, started, send: null,
-                onFirstEvent: () => store.Replace(shape.Id, stored => stored with { Response = shape.InProgress() }), run.Cancel.Token);
+            var (response, last) = await GenerateAsync(shape, inference, output, started,
+                events is null ? null : e => { events.Add(e.Type, e.Fields); return Task.CompletedTask; },
+                onFirstEvent: () =>
+                {
+                    var inProgress = shape.InProgress();
+                    store.Replace(shape.Id, stored => stored with { Response = (JsonObject)inProgress.DeepClone() });
+                    events?.Add("response.in_progress", new JsonObject { ["response"] = inProgress });
+                }, run.Cancel.Token);
+            foreach (var e in events is null ? [] : last) events!.Add(e.Type, e.Fields);
             final = response;
             ended = [.. conversation, output.AsMessage()];
         }
@@ -192,6 +226,17 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             final = shape.Failed(error.Code ?? "server_error", error.Message);
         }
         store.Replace(shape.Id, stored => stored with { Response = final, Conversation = ended });
+        if (events is null) return;
+        // Recorded in the store first, so a reader who sees the stream end and then polls sees the same state.
+        var terminal = (final["status"] as JsonValue)?.GetValue<string>() switch
+        {
+            "completed" => "response.completed",
+            "incomplete" => "response.incomplete",
+            "cancelled" => "response.cancelled",
+            _ => "response.failed",
+        };
+        try { events.Add(terminal, new JsonObject { ["response"] = final.DeepClone() }); }
+        finally { events.End(); }
     }
 
     /// <summary>
@@ -232,12 +277,93 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
         _ => new ApiException(500, $"generation failed: {e.Message}", "server_error"),
     };
 
-    public Task GetAsync(HttpContext context, string id) =>
-        store.TryGet(id, out var stored) ? JsonResponse.WriteAsync(context, stored.Response.DeepClone()) : NotFound(context, id);
+    /// <summary>
+    /// <c>GET /v1/responses/{id}</c>: the stored response, or with <c>stream=true</c> the events of a background response
+    /// created with <c>stream: true</c>: those numbered above <c>starting_after</c> (all without it), then the live ones
+    /// until it ends. OpenAI streams only background responses, and only those created streaming.
+    /// </summary>
+    public async Task GetAsync(HttpContext context, string id)
+    {
+        if (!store.TryGet(id, out var stored)) { await NotFound(context, id); return; }
+        try
+        {
+            if (!(QueryBool(context, "stream") ?? false))
+            {
+                await JsonResponse.WriteAsync(context, stored.Response.DeepClone());
+                return;
+            }
+            var startingAfter = QueryWholeNumber(context, "starting_after") ?? -1;
+            if (stored.Response["background"] is not JsonValue flag || !flag.GetValue<bool>())
+                throw ApiException.BadField("stream", $"Response '{id}' was not created with background=true; only background responses can be streamed.");
+            if (!stored.Streamed)
+                throw ApiException.BadField("stream", $"Response '{id}' was not created with stream=true; only a background response created streaming can be streamed.");
+            ForgetExpiredStreams();
+            if (!streams.TryGetValue(id, out var events))
+                throw ApiException.BadField("stream", $"Response '{id}' can no longer be streamed: its events are kept for " +
+                    $"{StreamRetention.TotalMinutes:0} minutes after it ends; GET it without stream for its final state.");
+            if (!events.CanResumeAfter(startingAfter))
+                throw ApiException.BadField("starting_after", $"Events of response '{id}' before sequence number {events.Oldest} are no longer kept " +
+                    $"(this server keeps the last {events.Capacity}); resume with starting_after >= {events.Oldest - 1}, or GET it without stream for its final state.");
+            await StreamAsync(context, events, startingAfter);
+        }
+        catch (ApiException e) when (!context.Response.HasStarted) { await e.WriteAsync(context); }
+        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The reader went away (cancelled, or its connection reset mid-write); the response goes on.
+        }
+    }
+
+    /// <summary>Sends a background response's events after <paramref name="startingAfter"/> as they come, until it ends.</summary>
+    private static async Task StreamAsync(HttpContext context, ResponseEventLog events, int startingAfter)
+    {
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-cache";
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        var cancellation = context.RequestAborted;
+        try
+        {
+            await foreach (var batch in events.ReadAsync(startingAfter, cancellation))
+            {
+                foreach (var e in batch) await context.Response.WriteAsync(e, cancellation);
+                await context.Response.Body.FlushAsync(cancellation);
+            }
+        }
+        catch (ResponseEventsDroppedException dropped)
+        {
+            // This reader fell further behind than the events kept: it is told, rather than handed a stream with a gap.
+            await SendAsync(context, "error", new JsonObject { ["code"] = "stream_events_dropped", ["message"] = dropped.Message, ["param"] = null },
+                dropped.Oldest, cancellation);
+        }
+    }
+
+    private static bool? QueryBool(HttpContext context, string name) => context.Request.Query[name].FirstOrDefault() switch
+    {
+        null => null,
+        "true" => true,
+        "false" => false,
+        var text => throw ApiException.BadField(name, $"'{name}' is '{text}'; expected 'true' or 'false'"),
+    };
+
+    private static int? QueryWholeNumber(HttpContext context, string name)
+    {
+        var text = context.Request.Query[name].FirstOrDefault();
+        if (text is null) return null;
+        return int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number) ? number
+            : throw ApiException.BadField(name, $"'{name}' must be a whole number (a sequence number), found '{text}'");
+    }
+
+    /// <summary>Drops the events of streamed background responses that ended longer than <see cref="StreamRetention"/> ago.</summary>
+    private void ForgetExpiredStreams()
+    {
+        var cutoff = DateTimeOffset.UtcNow - StreamRetention;
+        foreach (var (id, events) in streams)
+            if (events.EndedAt < cutoff) streams.TryRemove(id, out _);
+    }
 
     public async Task DeleteAsync(HttpContext context, string id)
     {
         await StopAsync(id, context.RequestAborted);   // a background response still generating stops before it is forgotten
+        streams.TryRemove(id, out _);
         await (store.Remove(id)
             ? JsonResponse.WriteAsync(context, new JsonObject { ["id"] = id, ["object"] = "response.deleted", ["deleted"] = true })
             : NotFound(context, id));
@@ -289,13 +415,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     /// <summary>A server-sent event as OpenAI sends them: the event name, then the data with its type and sequence number.</summary>
     private static async Task SendAsync(HttpContext context, string type, JsonObject fields, int sequence, CancellationToken cancellation)
     {
-        var data = new JsonObject { ["type"] = type, ["sequence_number"] = sequence };
-        foreach (var (key, value) in fields.ToList())
-        {
-            fields.Remove(key);
-            data[key] = value;
-        }
-        await context.Response.WriteAsync($"event: {type}\ndata: {data.ToJsonString()}\n\n", cancellation);
+        await context.Response.WriteAsync(ResponseEventLog.Format(type, fields, sequence), cancellation);
         await context.Response.Body.FlushAsync(cancellation);
     }
 }

@@ -28,8 +28,6 @@ public static partial class ResponsesRequestParser
         var store = OptionalBool(json, "store") ?? true;
         var stream = OptionalBool(json, "stream") ?? false;
         if (background && !store) throw ApiException.BadField("background", "Background mode requires 'store' to be true: a background response is polled from the store.");
-        if (background && stream)
-            throw ApiException.BadField("stream", "This server does not stream background responses; create it without 'stream' and poll GET /v1/responses/{id}.");
         return new ResponsesRequest
         {
             Model = RequiredString(json, "model"),
