@@ -107,6 +107,10 @@ internal sealed class StringFrame : Frame
     }
 
     public static StringFrame Normal { get; } = new(Phase.Normal, 0);
+
+    /// <summary>Marks a \u escape whose first hex digit was D (<see cref="low"/> is otherwise unused in hex digits).</summary>
+    private const byte SurrogateLead = 0xD;
+    private static readonly StringFrame AfterHexD = new(Phase.Hex, 3, SurrogateLead);
     private static readonly StringFrame EscapeFrame = new(Phase.Escape, 0);
 
     public override int Cost => phase switch { Phase.Normal => 1, Phase.Escape => 2, _ => left + 1 };
@@ -130,9 +134,11 @@ internal sealed class StringFrame : Frame
                 else if (b == 'u') into.Add(self.With(new StringFrame(Phase.Hex, 4)));
                 break;
             case Phase.Hex:
-                // No surrogate escapes (\uD800-\uDFFF): a lone one is not a valid string for strict readers.
-                if (!Uri.IsHexDigit((char)b) || (left == 4 && b is (byte)'d' or (byte)'D')) break;
-                into.Add(self.With(left == 1 ? Normal : new StringFrame(Phase.Hex, left - 1)));
+                // No surrogate escapes (\uD800-\uDFFF): a lone one is not a valid string for strict readers. \uD000-\uD7FF
+                // are ordinary characters (Hangul among them): after a leading D, only the second digit 8-F is refused.
+                if (!Uri.IsHexDigit((char)b) || (left == 3 && low == SurrogateLead && b is >= (byte)'8' and <= (byte)'9' or >= (byte)'a' and <= (byte)'f' or >= (byte)'A' and <= (byte)'F')) break;
+                into.Add(self.With(left == 1 ? Normal
+                    : left == 4 && b is (byte)'d' or (byte)'D' ? AfterHexD : new StringFrame(Phase.Hex, left - 1)));
                 break;
             case Phase.Utf8:
                 if (b >= low && b <= high) into.Add(self.With(left == 1 ? Normal : new StringFrame(Phase.Utf8, left - 1)));

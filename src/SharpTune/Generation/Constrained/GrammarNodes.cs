@@ -176,7 +176,7 @@ public sealed class ObjectNode : GrammarNode
     {
         Properties = properties;
         KeyBytes = properties.Select(p => System.Text.Encoding.UTF8.GetBytes(
-            System.Text.Json.JsonSerializer.Serialize(p.Name, JsonText.Options)[1..])).ToArray();   // after the opening quote
+            JsonText.Quote(p.Name)[1..])).ToArray();   // after the opening quote
     }
 
     public IReadOnlyList<ObjectProperty> Properties { get; }
@@ -227,11 +227,78 @@ public sealed class ObjectNode : GrammarNode
     }
 }
 
+/// <summary>
+/// The one spelling the grammar writes for keys and enum/const values: compact, with only the escapes JSON requires
+/// (quote, backslash, control characters), so keys and enum strings read as written. System.Text.Json's relaxed encoder
+/// also escapes characters outside the Basic Multilingual Plane (an emoji became \ud83d\ude00) and U+2028/U+2029,
+/// which the raw spelling a model would write then failed to match.
+/// </summary>
 internal static class JsonText
 {
-    /// <summary>Escapes only what JSON requires, so keys and enum strings read as written.</summary>
-    public static readonly System.Text.Json.JsonSerializerOptions Options = new()
+    /// <summary><paramref name="value"/> as compact JSON; numbers keep the schema's spelling.</summary>
+    public static string Write(System.Text.Json.Nodes.JsonNode? value)
     {
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-    };
+        var text = new System.Text.StringBuilder();
+        Write(value, text);
+        return text.ToString();
+    }
+
+    private static void Write(System.Text.Json.Nodes.JsonNode? value, System.Text.StringBuilder text)
+    {
+        switch (value)
+        {
+            case null:
+                text.Append("null");
+                break;
+            case System.Text.Json.Nodes.JsonObject obj:
+                text.Append('{');
+                var first = true;
+                foreach (var (key, child) in obj)
+                {
+                    if (!first) text.Append(',');
+                    first = false;
+                    text.Append(Quote(key)).Append(':');
+                    Write(child, text);
+                }
+                text.Append('}');
+                break;
+            case System.Text.Json.Nodes.JsonArray array:
+                text.Append('[');
+                for (var i = 0; i < array.Count; i++)
+                {
+                    if (i > 0) text.Append(',');
+                    Write(array[i], text);
+                }
+                text.Append(']');
+                break;
+            default:
+                text.Append(value.GetValueKind() == System.Text.Json.JsonValueKind.String ? Quote(value.GetValue<string>()) : value.ToJsonString());
+                break;
+        }
+    }
+
+    /// <summary><paramref name="s"/> as a JSON string, quotes included.</summary>
+    public static string Quote(string s)
+    {
+        var text = new System.Text.StringBuilder(s.Length + 2).Append('"');
+        for (var i = 0; i < s.Length; i++)
+        {
+            var c = s[i];
+            var paired = char.IsHighSurrogate(c) ? i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])
+                : char.IsLowSurrogate(c) && i > 0 && char.IsHighSurrogate(s[i - 1]);
+            switch (c)
+            {
+                case '"': text.Append("\\\""); break;
+                case '\\': text.Append("\\\\"); break;
+                case '\n': text.Append("\\n"); break;
+                case '\r': text.Append("\\r"); break;
+                case '\t': text.Append("\\t"); break;
+                case '\b': text.Append("\\b"); break;
+                case '\f': text.Append("\\f"); break;
+                case < ' ' or (>= '\ud800' and <= '\udfff') when c < ' ' || !paired: text.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture)); break;
+                default: text.Append(c); break;
+            }
+        }
+        return text.Append('"').ToString();
+    }
 }

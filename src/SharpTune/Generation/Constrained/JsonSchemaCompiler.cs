@@ -40,8 +40,9 @@ public sealed class JsonSchemaCompiler
         if (schema is not JsonObject obj) throw new JsonSchemaException("the schema must be a JSON object");
         var compiler = new JsonSchemaCompiler(obj, strict);
         var node = compiler.Node(obj, "#");
-        foreach (var (path, reference) in compiler.references)
-            reference.Target = compiler.Node(compiler.Resolve(path), path);
+        // Compiling one definition may reference another not yet seen: resolve until none is left.
+        while (compiler.references.Values.FirstOrDefault(r => r.Target is null) is { } reference)
+            reference.Target = compiler.Node(compiler.Resolve(reference.Reference), reference.Reference);
         return node;
     }
 
@@ -55,19 +56,14 @@ public sealed class JsonSchemaCompiler
                     !(key is "pattern" or "format" && HasType(obj, "string")))
                     throw new JsonSchemaException($"{path}: keyword '{key}' is not supported in strict mode (it would not be enforced); " +
                         "remove it or set strict to false");
+        if (strict) RefuseIgnoredSiblings(obj, path);
         if (obj["$ref"] is { } reference)
         {
             var target = reference is JsonValue rv && rv.TryGetValue<string>(out var r) ? r : throw new JsonSchemaException($"{path}.$ref: must be a string");
             if (!references.TryGetValue(target, out var node)) references[target] = node = new ReferenceNode(target);
             return node;
         }
-        if (obj["const"] is { } constant) return new LiteralNode([Canonical(constant)]);
-        if (obj.ContainsKey("const")) return LiteralNode.Null;
-        if (obj["enum"] is { } enumeration)
-        {
-            if (enumeration is not JsonArray { Count: > 0 } values) throw new JsonSchemaException($"{path}.enum: must be a non-empty array");
-            return new LiteralNode(values.Select(Canonical));
-        }
+        if (obj.ContainsKey("const") || obj.ContainsKey("enum")) return Literals(obj, path);
         if (obj["anyOf"] is { } anyOf)
         {
             if (anyOf is not JsonArray { Count: > 0 } options) throw new JsonSchemaException($"{path}.anyOf: must be a non-empty array");
@@ -81,7 +77,15 @@ public sealed class JsonSchemaCompiler
                 : throw new JsonSchemaException($"{path}.type[{i}]: must be a string")).ToArray(),
             _ => throw new JsonSchemaException($"{path}.type: must be a string or an array of strings"),
         };
-        if (types is null) return obj.ContainsKey("properties") ? Object(obj, path) : AnyValueNode.Value;
+        if (types is null)
+        {
+            // Without a type, object and array keywords still bind every object and array (JSON Schema applies them to
+            // values of their kind): the value is written as that kind so that they hold.
+            var shapes = new List<GrammarNode>();
+            if (ObjectKeywords.Any(obj.ContainsKey)) shapes.Add(Object(obj, path));
+            if (ArrayKeywords.Any(obj.ContainsKey)) shapes.Add(Array(obj, path));
+            return shapes.Count switch { 0 => AnyValueNode.Value, 1 => shapes[0], _ => new UnionNode(shapes) };
+        }
         var nodes = types.Select(t => TypeNode(t, obj, path)).ToList();
         if (obj["nullable"] is JsonValue n && n.GetValueKind() == JsonValueKind.True && !types.Contains("null")) nodes.Add(LiteralNode.Null);
         return nodes.Count == 1 ? nodes[0] : new UnionNode(nodes);
@@ -98,6 +102,76 @@ public sealed class JsonSchemaCompiler
         "object" => Object(obj, path),
         "array" => Array(obj, path),
         _ => throw new JsonSchemaException($"{path}.type: unknown type '{type}' (string, number, integer, boolean, null, object, array)"),
+    };
+
+    private static readonly string[] ObjectKeywords = ["properties", "required", "additionalProperties"];
+    private static readonly string[] ArrayKeywords = ["items", "minItems", "maxItems"];
+
+    /// <summary>
+    /// Keywords that constrain a value. Beside <c>$ref</c> or <c>anyOf</c> the compiler would drop them (JSON Schema
+    /// 2020-12 applies them too), and beside <c>enum</c>/<c>const</c> only <c>type</c> is checked against the values.
+    /// </summary>
+    private static readonly string[] Constraining =
+        ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf",
+         "$ref", "nullable", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+
+    /// <summary>Strict mode refuses a constraining keyword that the schema's <c>$ref</c>, <c>anyOf</c> or <c>enum</c>/<c>const</c> would leave unenforced.</summary>
+    private static void RefuseIgnoredSiblings(JsonObject obj, string path)
+    {
+        (string? owner, string[] allowed) = obj.ContainsKey("$ref") ? ("$ref", new[] { "$ref" })
+            : obj.ContainsKey("const") ? ("const", ["const", "enum", "type"])
+            : obj.ContainsKey("enum") ? ("enum", ["enum", "type"])
+            : obj.ContainsKey("anyOf") ? ("anyOf", ["anyOf"])
+            : (null, []);
+        if (owner is null) return;
+        foreach (var key in Constraining)
+            if (obj.ContainsKey(key) && !allowed.Contains(key))
+                throw new JsonSchemaException($"{path}: keyword '{key}' beside '{owner}' is not supported in strict mode (it would not be " +
+                    (owner is "enum" or "const" ? "enforced); list only the values it allows" : $"enforced); move it into the schema '{owner}' selects"));
+    }
+
+    /// <summary>
+    /// The <c>const</c> or <c>enum</c> values, each written exactly as the schema spells it, keeping only those of the
+    /// schema's <c>type</c> (a value of another type never validates) and, with both keywords, the const when the enum holds it.
+    /// </summary>
+    private GrammarNode Literals(JsonObject obj, string path)
+    {
+        List<JsonNode?> values;
+        if (obj.TryGetPropertyValue("const", out var constant)) values = [constant];
+        else if (obj["enum"] is JsonArray { Count: > 0 } list) values = [.. list];
+        else throw new JsonSchemaException($"{path}.enum: must be a non-empty array");
+        if (obj.ContainsKey("const") && obj.ContainsKey("enum"))
+        {
+            if (obj["enum"] is not JsonArray options) throw new JsonSchemaException($"{path}.enum: must be a non-empty array");
+            values = values.Where(v => options.Any(o => JsonNode.DeepEquals(o, v))).ToList();
+        }
+        var types = TypeNames(obj);
+        if (types.Count > 0) values = values.Where(v => types.Any(t => t is not null && IsOfType(v, t))).ToList();
+        if (values.Count == 0)
+            throw new JsonSchemaException($"{path}: no value of its {(obj.ContainsKey("const") ? "const" : "enum")} satisfies its " +
+                (types.Count > 0 ? "type" : "enum"));
+        return new LiteralNode(values.Select(Canonical));
+    }
+
+    /// <summary>
+    /// JSON Schema's type test: an integer is any number with no fractional part (1.0 and 1e2 count, as in jsonschema's
+    /// <c>is_integer</c>, which reads the number as a double when it has a fraction or exponent).
+    /// </summary>
+    private static bool IsOfType(JsonNode? value, string type) => (type, value) switch
+    {
+        ("null", null) => true,
+        ("object", JsonObject) => true,
+        ("array", JsonArray) => true,
+        (_, JsonValue v) => (type, v.GetValueKind()) switch
+        {
+            ("boolean", JsonValueKind.True or JsonValueKind.False) => true,
+            ("string", JsonValueKind.String) => true,
+            ("number", JsonValueKind.Number) => true,
+            ("integer", JsonValueKind.Number) => v.ToJsonString() is var text && (text.IndexOfAny(['.', 'e', 'E']) < 0 ||
+                double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d) && Math.Floor(d) == d),
+            _ => false,
+        },
+        _ => false,
     };
 
     /// <summary>
@@ -144,18 +218,21 @@ public sealed class JsonSchemaCompiler
     /// <summary>The inclusive integer range a schema's bounds allow (a long's range where none is given).</summary>
     private static (long Minimum, long Maximum) IntegerRange(JsonObject obj, string path)
     {
-        double? Bound(string name) => obj[name] switch
+        // Exact decimal arithmetic: as doubles, 9007199254740993 reads as ...992 and 1e17 + 1 as 1e17, which let an
+        // integer just outside the bound through. A bound beyond decimal's range lies beyond every long anyway.
+        decimal? Bound(string name) => obj[name] switch
         {
             null => null,
-            JsonValue v when v.TryGetValue<double>(out var d) && double.IsFinite(d) => d,
+            JsonValue v when v.TryGetValue<decimal>(out var m) => m,
+            JsonValue v when v.TryGetValue<double>(out var d) && double.IsFinite(d) => d < 0 ? decimal.MinValue : decimal.MaxValue,
             _ => throw new JsonSchemaException($"{path}.{name}: must be a number"),
         };
-        var low = Math.Max(Bound("minimum") is { } min ? Math.Ceiling(min) : double.MinValue,
-            Bound("exclusiveMinimum") is { } exclusiveMin ? Math.Floor(exclusiveMin) + 1 : double.MinValue);
-        var high = Math.Min(Bound("maximum") is { } max ? Math.Floor(max) : double.MaxValue,
-            Bound("exclusiveMaximum") is { } exclusiveMax ? Math.Ceiling(exclusiveMax) - 1 : double.MaxValue);
+        var low = Math.Max(Bound("minimum") is { } min ? Math.Ceiling(min) : decimal.MinValue,
+            Bound("exclusiveMinimum") is { } exclusiveMin ? Math.Floor(exclusiveMin) + 1 : decimal.MinValue);
+        var high = Math.Min(Bound("maximum") is { } max ? Math.Floor(max) : decimal.MaxValue,
+            Bound("exclusiveMaximum") is { } exclusiveMax ? Math.Ceiling(exclusiveMax) - 1 : decimal.MaxValue);
         if (low > high) throw new JsonSchemaException($"{path}: no integer lies within its minimum and maximum");
-        static long ToLong(double d) => d <= long.MinValue ? long.MinValue : d >= long.MaxValue ? long.MaxValue : (long)d;
+        static long ToLong(decimal d) => d <= long.MinValue ? long.MinValue : d >= long.MaxValue ? long.MaxValue : (long)d;
         return (ToLong(low), ToLong(high));
     }
 
@@ -166,6 +243,11 @@ public sealed class JsonSchemaCompiler
         if (obj["properties"] is not JsonObject properties)
         {
             if (obj.ContainsKey("properties")) throw new JsonSchemaException($"{path}.properties: must be an object");
+            if (obj["required"] is JsonArray { Count: > 0 } names)
+                throw new JsonSchemaException($"{path}.required: '{names[0]}' is not in properties");
+            if (strict && additional is not null && !(additional is JsonValue b && b.GetValueKind() is JsonValueKind.True or JsonValueKind.False))
+                throw new JsonSchemaException($"{path}.additionalProperties: a schema for additional properties is not supported in strict mode " +
+                    "(it would not be enforced); list the properties instead");
             return closed ? new ObjectNode([]) : AnyValueNode.Object;
         }
         if (strict && !closed)
@@ -218,5 +300,5 @@ public sealed class JsonSchemaCompiler
         return node ?? throw new JsonSchemaException($"$ref '{reference}' points at null");
     }
 
-    private static string Canonical(JsonNode? value) => value is null ? "null" : value.ToJsonString(JsonText.Options);
+    private static string Canonical(JsonNode? value) => JsonText.Write(value);
 }

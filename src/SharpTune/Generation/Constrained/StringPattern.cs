@@ -5,7 +5,7 @@ namespace SharpTune.Generation.Constrained;
 /// constraint can tell after each byte whether the string can still match — which .NET's Regex, matching whole inputs,
 /// cannot answer. The subset chat schemas use: literals, <c>.</c>, classes (<c>[a-z0-9_]</c>, <c>[^…]</c>, <c>\d \w \s</c>
 /// and their negations), groups with <c>|</c> (<c>(?:…)</c> too), <c>? * +</c> and <c>{n} {n,} {n,m}</c>, and the
-/// anchors <c>^ $</c> at the ends (an unanchored side may hold any text, as ECMA-262's search semantics have it). The
+/// anchors <c>^ $</c> at the ends of each top-level alternative (an unanchored side may hold any text, as ECMA-262's search semantics have it). The
 /// strings written are printable ASCII without <c>"</c> or <c>\</c>, which need no JSON escape; backreferences,
 /// lookarounds, <c>\b</c> and Unicode classes are refused (<see cref="TryParse"/> says why).
 /// </summary>
@@ -210,14 +210,29 @@ internal sealed class StringPattern
 
         private static readonly bool[] Any = Set(_ => true);
 
+        /// <summary>
+        /// The whole pattern as a search: each top-level alternative carries its own anchors, as regex engines read them
+        /// (<c>^a|b$</c> is "starts with a" or "ends with b", not <c>^(a|b)$</c>).
+        /// </summary>
         public Node ParseWhole()
+        {
+            var alternatives = new List<Node> { ParseAnchoredAlternative() };
+            while (position < source.Length && source[position] == '|')
+            {
+                position++;
+                alternatives.Add(ParseAnchoredAlternative());
+            }
+            if (position < source.Length) throw new FormatException($"'{source[position]}' at {position} is not supported here");
+            return alternatives.Count == 1 ? alternatives[0] : new ChoiceNode(alternatives);
+        }
+
+        private Node ParseAnchoredAlternative()
         {
             var anchoredStart = position < source.Length && source[position] == '^';
             if (anchoredStart) position++;
-            var body = ParseChoice();
+            var body = ParseSequence(topLevel: true);
             var anchoredEnd = position < source.Length && source[position] == '$';
             if (anchoredEnd) position++;
-            if (position < source.Length) throw new FormatException($"'{source[position]}' at {position} is not supported here");
             var anyText = new RepeatNode(new CharsNode(Any), 0, null);
             var parts = new List<Node>();
             if (!anchoredStart) parts.Add(anyText);
@@ -237,12 +252,13 @@ internal sealed class StringPattern
             return options.Count == 1 ? options[0] : new ChoiceNode(options);
         }
 
-        private Node ParseSequence()
+        private Node ParseSequence(bool topLevel = false)
         {
             var parts = new List<Node>();
             while (position < source.Length && source[position] is not ('|' or ')'))
             {
-                if (source[position] == '$' && position == source.Length - 1) break;
+                // A top-level alternative may end with '$' (before the next '|' or the pattern's end).
+                if (topLevel && source[position] == '$' && (position == source.Length - 1 || source[position + 1] == '|')) break;
                 parts.Add(ParseQuantified(ParseAtom()));
             }
             return new SequenceNode(parts);
@@ -250,30 +266,44 @@ internal sealed class StringPattern
 
         private Node ParseQuantified(Node atom)
         {
-            while (position < source.Length)
+            if (position >= source.Length) return atom;
+            var c = source[position];
+            if (c is '?' or '*' or '+')
             {
-                var c = source[position];
-                if (c is '?' or '*' or '+')
-                {
-                    position++;
-                    atom = c switch { '?' => new RepeatNode(atom, 0, 1), '*' => new RepeatNode(atom, 0, null), _ => new RepeatNode(atom, 1, null) };
-                }
-                else if (c == '{' && TryCount(out var min, out var max)) atom = new RepeatNode(atom, min, max);
-                else break;
-                if (position < source.Length && source[position] == '?') position++;   // lazy: the same strings
+                position++;
+                atom = c switch { '?' => new RepeatNode(atom, 0, 1), '*' => new RepeatNode(atom, 0, null), _ => new RepeatNode(atom, 1, null) };
             }
+            else if (c == '{' && TryCount(out var min, out var max)) atom = new RepeatNode(atom, min, max);
+            else return atom;
+            if (position < source.Length && source[position] == '?') position++;   // lazy: the same strings
+            // A second quantifier ("a{1}{2}", "a**", Python's possessive "a*+") is an error in ECMA-262 and in Python's re
+            // before 3.11, and possessive in 3.11 (matching fewer strings): refused rather than read as nested repeats.
+            if (position < source.Length && (source[position] is '*' or '+' or '?' || source[position] == '{' && IsCount(position)))
+                throw new FormatException($"'{source[position]}' at {position} repeats a repeat");
             return atom;
+        }
+
+        /// <summary>True when a '{' at <paramref name="at"/> opens a repeat count: {n}, {n,} or {n,m} with ASCII digits only.</summary>
+        private bool IsCount(int at)
+        {
+            var close = source.IndexOf('}', at);
+            if (close < 0) return false;
+            var inside = source[(at + 1)..close].Split(',');
+            return inside.Length <= 2 && inside[0].Length > 0 && inside[0].All(char.IsAsciiDigit) &&
+                (inside.Length == 1 || inside[1].All(char.IsAsciiDigit));
         }
 
         private bool TryCount(out int min, out int? max)
         {
             (min, max) = (0, null);
+            // Only {n}, {n,} and {n,m} written with bare digits repeat; anything else ("{ 2}", "{,2}", "{+}") is literal
+            // text to Python's re and an error to ECMA-262's unicode mode: the caller refuses it.
+            if (!IsCount(position)) return false;
             var close = source.IndexOf('}', position);
-            if (close < 0) return false;
             var inside = source[(position + 1)..close].Split(',');
-            if (inside.Length > 2 || !int.TryParse(inside[0], out min)) return false;
+            if (!int.TryParse(inside[0], out min)) throw new FormatException($"repeat count at {position} is too large");
             if (inside.Length == 1) max = min;
-            else if (inside[1].Length > 0) max = int.TryParse(inside[1], out var m) ? m : throw new FormatException($"bad repeat count at {position}");
+            else if (inside[1].Length > 0) max = int.TryParse(inside[1], out var m) ? m : throw new FormatException($"repeat count at {position} is too large");
             if (max < min) throw new FormatException($"repeat count {{{min},{max}}} at {position} has its maximum below its minimum");
             position = close + 1;
             return true;
@@ -298,7 +328,8 @@ internal sealed class StringPattern
                 case '.': return new CharsNode(Set(ch => ch != '\n' && ch != '\r'));
                 case '\\': return new CharsNode(Escape(inClass: false));
                 case '^' or '$': throw new FormatException($"'{c}' at {position - 1} is supported only at the pattern's ends");
-                case '*' or '+' or '?' or '{' or ')' or '|': throw new FormatException($"'{c}' at {position - 1} has nothing to repeat or close");
+                case '{': throw new FormatException($"'{{' at {position - 1} is not a repeat count ({{n}}, {{n,}} or {{n,m}}); write \\{{ for the character");
+                case '*' or '+' or '?' or ')' or '|': throw new FormatException($"'{c}' at {position - 1} has nothing to repeat or close");
                 default:
                     if (c >= 128) throw new FormatException($"'{c}' at {position - 1}: only ASCII characters are supported");
                     return new CharsNode(Set(ch => ch == c));
