@@ -42,6 +42,10 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         return new QuantizedLinear(stored, bias, options.ComputeDtype, options);
     }
 
+    /// <summary>A layer over an already quantized weight (read from a pre-quantized checkpoint); <paramref name="bias"/> is copied.</summary>
+    internal static QuantizedLinear FromStored(QuantizedWeight weight, Tensor? bias, QuantizationOptions options) =>
+        new(weight, bias, options.ComputeDtype, options.Validated());
+
     /// <summary>Quantizes a loaded nn.Linear or GPT-2 Conv1D (whose (in, out) weight is transposed first).</summary>
     public static QuantizedLinear FromLinear(nn.Module<Tensor, Tensor> layer, QuantizationOptions options) => layer switch
     {
