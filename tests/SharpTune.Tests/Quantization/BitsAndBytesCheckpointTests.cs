@@ -6,6 +6,7 @@ using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 using SharpTune.Tests.Peft;
 using SharpTune.Tests.Support;
+using SharpTune.Tests.Serving;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Quantization;
@@ -159,6 +160,32 @@ public class BitsAndBytesCheckpointTests
         var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "config.json")))!.AsObject();
         Assert.False(saved.ContainsKey("quantization_config"));
         using var reloaded = PretrainedModel.Load(dir.Path);
+        Assert.False(ModelQuantizer.IsQuantized(reloaded));
+    }
+}
+
+public class BitsAndBytesCheckpointCliTests
+{
+    [Fact]
+    public void MergeIntoABitsandbytesBaseDequantizesToFloat32AndSaysSo()
+    {
+        using var dir = new TempDir();
+        var baseDir = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Quantization", "Fixtures", "bitsandbytes", "nf4_double_quant");
+        using (var quantized = PretrainedModel.Load(baseDir))
+        {
+            var adapter = new LoraAdapter(new LoraConfig());
+            adapter.Inject(quantized);
+            PeftMethodChecks.Perturb(adapter);
+            PeftAdapters.Save(adapter, dir.File("adapter"), baseDir);
+        }
+        var merged = dir.File("merged");
+        var (code, _, stderr) = SharpTuneCli.Run("merge", "--model", baseDir, "--adapter", dir.File("adapter"), "--out", merged);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("bitsandbytes nf4 checkpoint: merged into its weights dequantized to float32", stderr);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(merged, "config.json")))!.AsObject();
+        Assert.False(config.ContainsKey("quantization_config"));
+        Assert.Equal("bfloat16", config["torch_dtype"]!.GetValue<string>());
+        using var reloaded = PretrainedModel.Load(merged);
         Assert.False(ModelQuantizer.IsQuantized(reloaded));
     }
 }
