@@ -37,13 +37,18 @@ public static class PretrainedModel
         return model;
     }
 
-    /// <summary>Writes config.json and the weights (tied aliases and non-persistent buffers excluded).</summary>
+    /// <summary>
+    /// Writes config.json and the weights (tied aliases and non-persistent buffers excluded). A model with quantized
+    /// layers is written as transformers saves a bitsandbytes model (quantization_config and the quantized tensors).
+    /// </summary>
     public static void Save(CausalLanguageModel model, string outputDir, long maxShardBytes = HfCheckpoint.DefaultMaxShardBytes)
     {
         if (Quantization.ModelQuantizer.IsQuantized(model))
-            throw new NotSupportedException(
-                "a model with quantized layers cannot be saved as a Hugging Face checkpoint; merge dequantizes into the " +
-                "compute dtype (sharptune merge --quantize …), or save the adapter alone");
+        {
+            // As transformers + bitsandbytes save a quantized model: loadable by them and by Load here.
+            Quantization.BitsAndBytesCheckpoint.Save(model, outputDir, maxShardBytes);
+            return;
+        }
         Directory.CreateDirectory(outputDir);
         var json = System.Text.Json.Nodes.JsonNode.Parse(model.Config.ToJson())!.AsObject();
         json["torch_dtype"] = ModelFactory.DtypeName(model.WeightDtype);

@@ -161,7 +161,7 @@ public sealed class FourBitWeight : QuantizedWeight
     /// The dtype the weight had when it was quantized (a bitsandbytes quant_state's <c>dtype</c>), when known and not fp32:
     /// bitsandbytes dequantizes to it and then casts to the compute dtype, so a wider compute dtype sees the rounded values.
     /// </summary>
-    public ScalarType? QuantizedFrom { get; internal init; }
+    public ScalarType? QuantizedFrom { get; internal set; }
 
     public override Device Device => Packed.device;
 

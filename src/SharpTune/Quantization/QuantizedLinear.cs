@@ -39,6 +39,8 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         QuantizedWeight stored = options.IsFourBit
             ? FourBitCodec.For(options.Type).Quantize(weight, options.DoubleQuant)
             : Int8RowwiseCodec.Quantize(weight);
+        // bitsandbytes records the dtype it quantized from (quant_state dtype) and dequantizes to it before the compute dtype.
+        if (stored is FourBitWeight fourBit && weight.dtype is ScalarType.BFloat16 or ScalarType.Float16) fourBit.QuantizedFrom = weight.dtype;
         return new QuantizedLinear(stored, bias, options.ComputeDtype, options);
     }
 

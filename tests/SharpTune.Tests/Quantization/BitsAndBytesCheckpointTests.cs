@@ -189,3 +189,120 @@ public class BitsAndBytesCheckpointCliTests
         Assert.False(ModelQuantizer.IsQuantized(reloaded));
     }
 }
+
+/// <summary>
+/// SharpTune quantizing the fixtures' bf16 base writes what the bitsandbytes port wrote: the same tensors byte for byte,
+/// the same quant_state JSON and quantization_config. The port ran on PyTorch 1.13, whose linspace gives 42 of the 256
+/// entries of create_dynamic_map() one ulp away from libtorch 2.10's (which SharpTune, like bitsandbytes on a current
+/// PyTorch, uses); nested_quant_map is therefore compared to this build's map and the codes/absmax to the port's.
+/// </summary>
+public class BitsAndBytesCheckpointWriterTests
+{
+    private static string Fixture(string name) =>
+        Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Quantization", "Fixtures", "bitsandbytes", name);
+
+    [Theory]
+    [InlineData("nf4_double_quant", QuantizationType.Nf4, true, ScalarType.BFloat16)]
+    [InlineData("fp4", QuantizationType.Fp4, false, ScalarType.Float32)]
+    [InlineData("int8", QuantizationType.Int8, false, ScalarType.BFloat16)]
+    public void QuantizingTheBaseWritesTheReferenceCheckpoint(string name, QuantizationType type, bool doubleQuant, ScalarType compute)
+    {
+        using var dir = new TempDir();
+        var output = Path.Combine(dir.Path, "out");
+        ModelQuantizer.SaveQuantized(Fixture("base"), output, new QuantizationOptions(type, compute, doubleQuant));
+        using var ours = SharpTune.IO.SafetensorsFile.Open(Path.Combine(output, "model.safetensors"));
+        using var reference = SharpTune.IO.SafetensorsFile.Open(Path.Combine(Fixture(name), "model.safetensors"));
+        Assert.Equal(reference.Tensors.Keys.Order(), ours.Tensors.Keys.Order());
+        foreach (var key in reference.Tensors.Keys)
+        {
+            Assert.True(reference.Tensors[key].DType == ours.Tensors[key].DType, $"{key}: dtype");
+            Assert.Equal(reference.Tensors[key].Shape, ours.Tensors[key].Shape);
+            using var a = reference.Read(key);
+            using var b = ours.Read(key);
+            if (key.EndsWith(".nested_quant_map", StringComparison.Ordinal))
+            {
+                Assert.Equal(DoubleQuantizedAbsmax.DynamicMap, b.data<float>().ToArray());
+                continue;
+            }
+            Assert.True(Bytes(a).SequenceEqual(Bytes(b)), $"{name}: {key} differs from bitsandbytes'");
+        }
+        var expectedConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture(name), "config.json")))!["quantization_config"]!;
+        var writtenConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["quantization_config"]!;
+        Assert.True(JsonNode.DeepEquals(expectedConfig, writtenConfig), writtenConfig.ToJsonString());
+        using var reloaded = PretrainedModel.Load(output);
+        Assert.Equal(14, ModelQuantizer.QuantizedLayers(reloaded).Count);
+    }
+
+    private static byte[] Bytes(Tensor t)
+    {
+        using var bytes = t.contiguous().view(-1);
+        return t.dtype switch
+        {
+            ScalarType.Byte => bytes.data<byte>().ToArray(),
+            ScalarType.Int8 => bytes.data<sbyte>().ToArray().Select(v => (byte)v).ToArray(),
+            ScalarType.Float32 => bytes.data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray(),
+            _ => bytes.to(ScalarType.Float32).data<float>().ToArray().SelectMany(BitConverter.GetBytes).ToArray(),
+        };
+    }
+
+    [Theory]
+    [InlineData(0.4541015625, "0.4541015625")]
+    [InlineData(0.1f, "0.10000000149011612")]
+    [InlineData(2.0, "2.0")]
+    [InlineData(1e-5, "1e-05")]
+    [InlineData(0.0001, "0.0001")]
+    [InlineData(1.5e-7, "1.5e-07")]
+    [InlineData(1e16, "1e+16")]
+    [InlineData(1e15, "1000000000000000.0")]
+    [InlineData(-123.25, "-123.25")]
+    public void OffsetsAreWrittenAsPythonsFloatRepr(double value, string python)
+    {
+        // repr(float) in CPython 3.11 for each value.
+        Assert.Equal(python, PythonFloat.Repr(value));
+    }
+}
+
+public class BitsAndBytesQuantizeCliTests
+{
+    [Fact]
+    public void QuantizeWritesABitsandbytesFolderWithItsCompanions()
+    {
+        using var dir = new TempDir();
+        var baseDir = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Quantization", "Fixtures", "bitsandbytes", "base");
+        var output = dir.File("nf4");
+        var (code, stdout, stderr) = SharpTuneCli.Run("quantize", "--model", baseDir, "--out", output, "--quantize", "nf4", "--compute-dtype", "bf16");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(output, stdout.Trim());
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["quantization_config"]!;
+        Assert.Equal("nf4", config["bnb_4bit_quant_type"]!.GetValue<string>());
+        Assert.True(config["bnb_4bit_use_double_quant"]!.GetValue<bool>());
+        Assert.False(Directory.Exists(output + ".incomplete"));
+
+        (code, _, stderr) = SharpTuneCli.Run("quantize", "--model", output, "--out", dir.File("again"), "--quantize", "nf4");
+        Assert.NotEqual(0, code);
+        Assert.Contains("already a bitsandbytes checkpoint", stderr);
+        (code, _, stderr) = SharpTuneCli.Run("quantize", "--model", baseDir, "--out", dir.File("none"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("--quantize is required", stderr);
+        (code, _, stderr) = SharpTuneCli.Run("info", "--model", output, "--quantize", "int8");
+        Assert.NotEqual(0, code);
+        Assert.Contains("quantization_config.bnb_4bit_quant_type is 'nf4'", stderr);
+    }
+}
+
+public class BitsAndBytesInfoCliTests
+{
+    [Fact]
+    public void InfoDescribesTheStoredQuantizationAndCountsWeightsNotBytes()
+    {
+        var dir = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Quantization", "Fixtures", "bitsandbytes");
+        var (code, stdout, stderr) = SharpTuneCli.Run("info", "--model", Path.Combine(dir, "nf4_double_quant"), "--json");
+        Assert.True(code == 0, stderr);
+        var info = JsonNode.Parse(stdout)!;
+        (code, var baseOut, stderr) = SharpTuneCli.Run("info", "--model", Path.Combine(dir, "base"), "--json");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(JsonNode.Parse(baseOut)!["parameters"]!.GetValue<long>(), info["parameters"]!.GetValue<long>());
+        Assert.Equal("bitsandbytes", info["quantized"]!["stored"]!.GetValue<string>());
+        Assert.StartsWith("nf4 + double quantization", info["quantized"]!["format"]!.GetValue<string>());
+    }
+}
