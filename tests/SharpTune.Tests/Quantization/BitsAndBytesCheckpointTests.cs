@@ -306,3 +306,30 @@ public class BitsAndBytesInfoCliTests
         Assert.StartsWith("nf4 + double quantization", info["quantized"]!["format"]!.GetValue<string>());
     }
 }
+
+/// <summary>QLoRA on a bitsandbytes checkpoint written by <c>ModelQuantizer.SaveQuantized</c> from stories260K, as on a Hub download.</summary>
+public class BitsAndBytesTrainingTests
+{
+    [SharedAssetFact("models/stories260K")]
+    public void LoraTrainsOnAStoredNf4BaseAndTheAdapterLoadsOnTheFullPrecisionBase()
+    {
+        using var dir = new TempDir();
+        var bnbDir = Path.Combine(dir.Path, "stories260K-bnb-4bit");
+        ModelQuantizer.SaveQuantized(TestAssets.Stories260K, bnbDir, new QuantizationOptions(QuantizationType.Nf4, ScalarType.Float32));
+        var options = new SharpTune.Training.TrainingOptions
+        {
+            Model = bnbDir, Data = StoryData.Write(dir.Path), Output = Path.Combine(dir.Path, "run"), Method = "lora",
+            MaxSteps = 12, LearningRate = 1e-2, MicroBatchSize = 4, EvalEvery = 6, SaveEvery = 6, ValidationFraction = 0.25,
+            TargetModules = "all-linear",
+        };
+        Assert.Contains("method 'full'", Assert.Throws<ArgumentException>(() => SharpTune.Training.FineTuneJob.Run(options with { Method = "full" })).Message);
+        var result = SharpTune.Training.FineTuneJob.Run(options);
+        Assert.True(result.Training.BestValidationLoss < result.InitialValidationLoss * 0.8,
+            $"validation loss {result.InitialValidationLoss} → {result.Training.BestValidationLoss}");
+        using var onF32 = SharpTune.Generation.LoadedModel.Load(TestAssets.Stories260K, result.FinalDirectory, ScalarType.Float32);
+        Assert.False(ModelQuantizer.IsQuantized(onF32.Model));
+        using var onBnb = SharpTune.Generation.LoadedModel.Load(bnbDir, result.FinalDirectory);
+        Assert.True(ModelQuantizer.IsQuantized(onBnb.Model));
+        Assert.All(ModelQuantizer.QuantizedLayers(onBnb.Model), l => Assert.Equal(ScalarType.Float32, l.Layer.ComputeDtype));   // bnb_4bit_compute_dtype
+    }
+}
