@@ -333,3 +333,32 @@ public class BitsAndBytesTrainingTests
         Assert.All(ModelQuantizer.QuantizedLayers(onBnb.Model), l => Assert.Equal(ScalarType.Float32, l.Layer.ComputeDtype));   // bnb_4bit_compute_dtype
     }
 }
+
+public class BitsAndBytesGgufExportTests
+{
+    [SharedAssetFact("models/stories260K")]
+    public void ExportingABitsandbytesCheckpointWritesItsDequantizedWeights()
+    {
+        using var dir = new TempDir();
+        var bnbDir = Path.Combine(dir.Path, "bnb");
+        ModelQuantizer.SaveQuantized(TestAssets.Stories260K, bnbDir, new QuantizationOptions(QuantizationType.Nf4, ScalarType.Float32));
+        // The same weights written in full precision: load quantized, dequantize, save.
+        var plainDir = Path.Combine(dir.Path, "plain");
+        using (var model = PretrainedModel.Load(bnbDir, ScalarType.Float32))
+        {
+            ModelQuantizer.Dequantize(model);
+            PretrainedModel.Save(model, plainDir);
+            PretrainedModel.CopyCompanionFiles(bnbDir, plainDir);
+        }
+        var fromBnb = SharpTune.Export.Gguf.GgufExporter.Export(new SharpTune.Export.Gguf.GgufExportOptions
+        {
+            ModelDir = bnbDir, OutputPath = Path.Combine(dir.Path, "a.gguf"), Type = SharpTune.Export.Gguf.GgufExportType.F32, Name = "m",
+        });
+        SharpTune.Export.Gguf.GgufExporter.Export(new SharpTune.Export.Gguf.GgufExportOptions
+        {
+            ModelDir = plainDir, OutputPath = Path.Combine(dir.Path, "b.gguf"), Type = SharpTune.Export.Gguf.GgufExportType.F32, Name = "m",
+        });
+        Assert.Contains(fromBnb.Warnings, w => w.Contains("bitsandbytes nf4"));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(dir.Path, "b.gguf")), File.ReadAllBytes(Path.Combine(dir.Path, "a.gguf")));
+    }
+}
