@@ -362,3 +362,50 @@ public class BitsAndBytesGgufExportTests
         Assert.Equal(File.ReadAllBytes(Path.Combine(dir.Path, "b.gguf")), File.ReadAllBytes(Path.Combine(dir.Path, "a.gguf")));
     }
 }
+
+/// <summary>
+/// SharpTune's codecs against the bitsandbytes port (same script and version as the checkpoints) on adversarial blocks:
+/// values exactly on code midpoints and one ulp either side (absmax 1, 3, 0.7, 1e-3), all-zero and −0 blocks,
+/// denormals, values near the fp32 maximum, heavy tails, bf16/f16 inputs, a partial last block and an odd count;
+/// LLM.int8 rows with w·127/s exactly halfway between integers and an all-zero row; a double quantization of 300 absmax.
+/// </summary>
+public class BitsAndBytesCodecAgreementTests
+{
+    private static readonly string File = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Quantization", "Fixtures",
+        "bitsandbytes", "adversarial_blocks.safetensors");
+
+    [Fact]
+    public void CodesAndStatisticsEqualBitsandbytesOnAdversarialBlocks()
+    {
+        using var f = SharpTune.IO.SafetensorsFile.Open(File);
+        var cases = 0;
+        foreach (var key in f.Tensors.Keys.Where(k => k.EndsWith(".input", StringComparison.Ordinal)))
+        {
+            var name = key[..^".input".Length];
+            using var scope = NewDisposeScope();
+            var input = f.Read(key);
+            if (name.StartsWith("int8.", StringComparison.Ordinal))
+            {
+                using var w = Int8RowwiseCodec.Quantize(input);
+                Assert.True(w.Codes.equal(f.Read(name + ".codes")).all().item<bool>(), $"{name}: int8 codes");
+                Assert.True(w.RowAbsmax.equal(f.Read(name + ".scb")).all().item<bool>(), $"{name}: SCB");
+            }
+            else if (name == "dq")
+            {
+                using var dq = DoubleQuantizedAbsmax.Quantize(input);
+                Assert.True(dq.Codes.equal(f.Read("dq.codes")).all().item<bool>(), "double quantization codes");
+                Assert.True(dq.Absmax.equal(f.Read("dq.nested_absmax")).all().item<bool>(), "nested absmax");
+                Assert.Equal(f.Read("dq.offset")[0].item<float>(), dq.Offset.item<float>());
+            }
+            else
+            {
+                var codec = FourBitCodec.For(name.StartsWith("nf4", StringComparison.Ordinal) ? QuantizationType.Nf4 : QuantizationType.Fp4);
+                using var w = codec.Quantize(input, doubleQuant: false);
+                Assert.True(w.Packed.equal(f.Read(name + ".packed")).all().item<bool>(), $"{name}: packed codes");
+                Assert.True(w.Absmax!.equal(f.Read(name + ".absmax")).all().item<bool>(), $"{name}: absmax");
+            }
+            cases++;
+        }
+        Assert.Equal(21, cases);
+    }
+}
