@@ -14,6 +14,7 @@ internal static class CommandRegistry
         TrainCommand.Create(),
         CompareCommand.Create(),
         MergeCommand.Create(),
+        QuantizeCommand.Create(),
         ExportCommand.Create(),
         ScoreCommand.Create(),
         EvalCommand.Create(),

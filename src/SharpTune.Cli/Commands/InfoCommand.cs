@@ -20,10 +20,17 @@ internal static class InfoCommand
         {
             var dir = ModelOptions.ResolveDir(parse.GetValue(model)!);
             var quantization = quantize.Parse(parse);
+            // A bitsandbytes checkpoint is described as stored (a contradicting --quantize is an error naming the field).
+            var preQuantized = BitsAndBytesConfig.TryRead(dir);
+            if (preQuantized is not null)
+                quantization = preQuantized.ResolveOptions(quantization, TorchSharp.torch.ScalarType.BFloat16, Path.Combine(dir, "config.json"));
             var quantized = quantization is null ? null : QuantizationReport.Estimate(dir, quantization);
             var config = ModelConfig.Load(dir);
             using var checkpoint = HfCheckpoint.Open(dir);
-            var parameters = checkpoint.Tensors.Values.Sum(t => t.Info.Shape.Aggregate(1L, (a, b) => a * b));
+            // Packed codes and their statistics are not parameters: count the model's weights instead.
+            var parameters = preQuantized is not null && quantized is not null
+                ? quantized.QuantizedWeights + quantized.OtherWeights
+                : checkpoint.Tensors.Values.Sum(t => t.Info.Shape.Aggregate(1L, (a, b) => a * b));
             var dtypes = checkpoint.Tensors.Values.Select(t => t.Info.DType.ToString()).Distinct().Order().ToArray();
             var license = ReadLicenseField(dir);
             var info = new
@@ -44,6 +51,7 @@ internal static class InfoCommand
                 quantized = quantized is null ? null : new
                 {
                     format = quantization!.ToString(),
+                    stored = preQuantized is not null ? "bitsandbytes" : null,
                     quantized_weights = quantized.QuantizedWeights,
                     quantized_bytes = quantized.QuantizedBytes,
                     bytes_per_weight = quantized.BytesPerQuantizedWeight,
@@ -67,7 +75,7 @@ internal static class InfoCommand
             Console.WriteLine($"licence         {license ?? "(not stated)"}");
             if (quantized is not null)
             {
-                Console.WriteLine($"quantized       {quantization}: {quantized.QuantizedWeights:N0} linear weights in " +
+                Console.WriteLine($"quantized       {quantization}{(preQuantized is not null ? " (stored so: bitsandbytes)" : "")}: {quantized.QuantizedWeights:N0} linear weights in " +
                     $"{QuantizationReport.Bytes(quantized.QuantizedBytes)} ({quantized.BytesPerQuantizedWeight:F4} bytes = {quantized.BitsPerQuantizedWeight:F3} bits per weight)");
                 Console.WriteLine($"kept            {quantized.OtherWeights:N0} weights (embeddings, norms, head, biases) in {QuantizationReport.Bytes(quantized.OtherBytes)}");
                 Console.WriteLine($"total           {QuantizationReport.Bytes(quantized.TotalBytes)} ({quantized.TotalBytes:N0} bytes)");

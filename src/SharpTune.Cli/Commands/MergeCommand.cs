@@ -48,11 +48,20 @@ internal static class MergeCommand
                 Console.WriteLine(outputDir);
                 return 0;
             }
-            // Merge in fp32 whatever the checkpoint's dtype: merging into reduced-precision weights loses the update.
-            using var lm = PretrainedModel.Load(modelDir, TorchSharp.torch.ScalarType.Float32);
+            // Merge in fp32 whatever the checkpoint's dtype: merging into reduced-precision weights loses the update. A
+            // bitsandbytes checkpoint is read quantized and dequantized to fp32 (its layers hold no more than that).
+            var preQuantized = BitsAndBytesConfig.TryRead(modelDir);
+            using var lm = PretrainedModel.Load(modelDir, TorchSharp.torch.ScalarType.Float32, quantization: preQuantized is null
+                ? null
+                : new QuantizationOptions(preQuantized.Type, TorchSharp.torch.ScalarType.Float32, preQuantized.DoubleQuant));
             var checkpointDtype = lm.Config.TorchDtype is { } name ? ModelFactory.ParseDtype(name) : TorchSharp.torch.ScalarType.Float32;
             var loaded = PeftAdapters.Load(lm, parse.GetValue(adapter)!);
             loaded.MergeAndUnload();
+            if (ModelQuantizer.IsQuantized(lm))
+            {
+                ModelQuantizer.Dequantize(lm);
+                Console.Error.WriteLine($"the base is a bitsandbytes {QuantizationOptions.Name(preQuantized!.Type)} checkpoint: merged into its weights dequantized to float32");
+            }
             var target = saveDtype ?? checkpointDtype;
             if (target != TorchSharp.torch.ScalarType.Float32) lm.to(target);
             var outDir = parse.GetValue(output)!;

@@ -14,12 +14,19 @@ public static class PretrainedModel
     /// </summary>
     /// <param name="quantization">When set, the decoder's linear layers are loaded quantized (see ModelQuantizer) and
     /// the other weights take <paramref name="dtype"/>, by default the compute dtype.</param>
+    /// <remarks>
+    /// A folder saved by transformers with bitsandbytes (config.json's <c>quantization_config</c>) loads its stored
+    /// quantized layers as they are, whether or not <paramref name="quantization"/> is given: its compute dtype wins over
+    /// <c>bnb_4bit_compute_dtype</c>, and a format that contradicts the checkpoint's is an error.
+    /// </remarks>
     public static CausalLanguageModel Load(string modelDir, ScalarType? dtype = null, Device? device = null,
         Quantization.QuantizationOptions? quantization = null)
     {
-        if (quantization is not null) return Quantization.ModelQuantizer.Load(modelDir, quantization, dtype, device);
         if (!Directory.Exists(modelDir))
             throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
+        if (Quantization.BitsAndBytesConfig.TryRead(modelDir) is { } bnb)
+            return Quantization.BitsAndBytesCheckpoint.Load(modelDir, bnb, quantization, dtype, device);
+        if (quantization is not null) return Quantization.ModelQuantizer.Load(modelDir, quantization, dtype, device);
         var config = ModelConfig.Load(modelDir);
         using var checkpoint = HfCheckpoint.Open(modelDir);
         var target = dtype ?? CheckpointDtype(config, checkpoint);
@@ -30,16 +37,22 @@ public static class PretrainedModel
         return model;
     }
 
-    /// <summary>Writes config.json and the weights (tied aliases and non-persistent buffers excluded).</summary>
+    /// <summary>
+    /// Writes config.json and the weights (tied aliases and non-persistent buffers excluded). A model with quantized
+    /// layers is written as transformers saves a bitsandbytes model (quantization_config and the quantized tensors).
+    /// </summary>
     public static void Save(CausalLanguageModel model, string outputDir, long maxShardBytes = HfCheckpoint.DefaultMaxShardBytes)
     {
         if (Quantization.ModelQuantizer.IsQuantized(model))
-            throw new NotSupportedException(
-                "a model with quantized layers cannot be saved as a Hugging Face checkpoint; merge dequantizes into the " +
-                "compute dtype (sharptune merge --quantize …), or save the adapter alone");
+        {
+            // As transformers + bitsandbytes save a quantized model: loadable by them and by Load here.
+            Quantization.BitsAndBytesCheckpoint.Save(model, outputDir, maxShardBytes);
+            return;
+        }
         Directory.CreateDirectory(outputDir);
         var json = System.Text.Json.Nodes.JsonNode.Parse(model.Config.ToJson())!.AsObject();
         json["torch_dtype"] = ModelFactory.DtypeName(model.WeightDtype);
+        json.Remove(Quantization.BitsAndBytesConfig.Key);   // what is written here is full precision (a dequantized base included)
         File.WriteAllText(Path.Combine(outputDir, "config.json"), json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         var tensors = model.state_dict().Where(kv => !model.IsIgnorableCheckpointTensor(kv.Key));
         HfCheckpoint.Save(outputDir, tensors, maxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });

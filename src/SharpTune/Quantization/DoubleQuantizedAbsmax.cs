@@ -16,8 +16,11 @@ public sealed class DoubleQuantizedAbsmax : IDisposable
     private static readonly Lazy<float[]> Map = new(CreateDynamicMap);
     private static readonly DeviceTables MapTables = new(device => tensor(Map.Value, device: device));
 
-    private DoubleQuantizedAbsmax(Tensor codes, Tensor absmax, Tensor offset)
+    private readonly Tensor? storedMap;   // a checkpoint's own nested_quant_map when it is not this build's dynamic map
+
+    private DoubleQuantizedAbsmax(Tensor codes, Tensor absmax, Tensor offset, Tensor? map = null)
     {
+        storedMap = map?.DetachFromDisposeScope();
         Codes = codes.DetachFromDisposeScope();   // stored statistics outlive the scope that computed them
         Absmax = absmax.DetachFromDisposeScope();
         Offset = offset.DetachFromDisposeScope();
@@ -47,22 +50,38 @@ public sealed class DoubleQuantizedAbsmax : IDisposable
             offset.MoveToOuterDisposeScope());
     }
 
+    /// <summary>Statistics as a bitsandbytes checkpoint stores them: codes (uint8), fp32 second-level absmax, the offset.</summary>
+    /// <paramref name="map"/> (256 fp32) is kept when it differs from <see cref="DynamicMap"/>: bitsandbytes dequantizes
+    /// with the stored map, and torch versions' linspace differ in the last bit of some entries.
+    internal static DoubleQuantizedAbsmax FromStored(Tensor codes, Tensor absmax, float offset, Tensor map)
+    {
+        var values = map.to(ScalarType.Float32).reshape(-1).data<float>().ToArray();
+        var same = values.Length == Map.Value.Length &&
+                   values.Select(BitConverter.SingleToInt32Bits).SequenceEqual(Map.Value.Select(BitConverter.SingleToInt32Bits));
+        return new DoubleQuantizedAbsmax(codes, absmax, tensor(offset), same ? null : map.to(ScalarType.Float32).reshape(-1).clone());
+    }
+
+    /// <summary>The 256 values the codes index: this build's dynamic map, or the checkpoint's own.</summary>
+    public IReadOnlyList<float> CodeValues => storedMap is null ? Map.Value : storedMap.data<float>().ToArray();
+
     /// <summary>The first-level absmax values, fp32: code[q] · absmax₂ + offset (bitsandbytes' dequantize_4bit).</summary>
     public Tensor Dequantize()
     {
         using var scope = NewDisposeScope();
-        var values = MapTables.On(Codes.device).index_select(0, Codes.to(ScalarType.Int64));
+        var map = storedMap is null ? MapTables.On(Codes.device) : storedMap.to(Codes.device);
+        var values = map.index_select(0, Codes.to(ScalarType.Int64));
         return (Blockwise.Rescale(values, Absmax, BlockSize) + Offset).MoveToOuterDisposeScope();
     }
 
     /// <summary>The same statistics on <paramref name="device"/>.</summary>
-    public DoubleQuantizedAbsmax To(Device device) => new(Codes.to(device), Absmax.to(device), Offset.to(device));
+    public DoubleQuantizedAbsmax To(Device device) => new(Codes.to(device), Absmax.to(device), Offset.to(device), storedMap?.to(device));
 
     public void Dispose()
     {
         Codes.Dispose();
         Absmax.Dispose();
         Offset.Dispose();
+        storedMap?.Dispose();
     }
 
     // bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), step by step in fp32 on the

@@ -28,7 +28,7 @@ public abstract class FourBitCodec
         });
         sorted = new Lazy<(float[], long[])>(() =>
         {
-            // A stable ascending order (FP4's +0 before its −0), so bucket indices map back to bit patterns.
+            // A stable ascending order (FP4's two zeros: pattern 0 before 8, as torch.argsort orders them), so bucket indices map back to bit patterns.
             var order = Enumerable.Range(0, 16).OrderBy(i => code.Value[i]).Select(i => (long)i).ToArray();
             return (order.Select(i => code.Value[i]).ToArray(), order);
         });
@@ -157,6 +157,12 @@ public sealed class FourBitWeight : QuantizedWeight
 
     public override QuantizationType Type => Codec.Type;
 
+    /// <summary>
+    /// The dtype the weight had when it was quantized (a bitsandbytes quant_state's <c>dtype</c>), when known and not fp32:
+    /// bitsandbytes dequantizes to it and then casts to the compute dtype, so a wider compute dtype sees the rounded values.
+    /// </summary>
+    public ScalarType? QuantizedFrom { get; internal set; }
+
     public override Device Device => Packed.device;
 
     public override IReadOnlyDictionary<string, Tensor> StoredTensors => DoubleQuantized is { } dq
@@ -201,6 +207,11 @@ public sealed class FourBitWeight : QuantizedWeight
     /// <summary>On the CPU in bf16 or fp32, one SIMD pass (<see cref="FourBitDequantizer"/>); otherwise <see cref="DequantizeWithTorch"/>.</summary>
     public override Tensor Dequantize(ScalarType dtype)
     {
+        if (QuantizedFrom is { } narrower && narrower != dtype && narrower != ScalarType.Float32)
+        {
+            using var rounded = Dequantize(narrower);
+            return rounded.to(dtype);
+        }
         dequantizations++;
         return FourBitDequantizer.Supports(this, dtype) ? FourBitDequantizer.Dequantize(this, dtype) : DequantizeWithTorch(dtype);
     }
@@ -214,5 +225,8 @@ public sealed class FourBitWeight : QuantizedWeight
 
     public override QuantizedWeight To(Device device) => device.ToString() == Device.ToString()
         ? this
-        : new FourBitWeight(Codec, OutFeatures, InFeatures, Packed.to(device), Absmax?.to(device), DoubleQuantized?.To(device));
+        : new FourBitWeight(Codec, OutFeatures, InFeatures, Packed.to(device), Absmax?.to(device), DoubleQuantized?.To(device))
+        {
+            QuantizedFrom = QuantizedFrom,
+        };
 }

@@ -82,7 +82,8 @@ public sealed class Int8Weight : QuantizedWeight
     public override Tensor Dequantize(ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        return (Codes.to(ScalarType.Float32) * (RowAbsmax / 127.0).unsqueeze(-1)).to(dtype).MoveToOuterDisposeScope();
+        // bitsandbytes' int8_vectorwise_dequant: (q · s) · 7.874015718698502e-3 (its fp32 1/127), in that order.
+        return (Codes.to(ScalarType.Float32) * RowAbsmax.unsqueeze(-1) * 7.874015718698502e-3).to(dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>

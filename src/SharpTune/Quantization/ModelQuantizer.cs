@@ -120,6 +120,23 @@ public static class ModelQuantizer
         }
     }
 
+    /// <summary>
+    /// Quantizes <paramref name="modelDir"/> as <see cref="Load"/> does and writes it to <paramref name="outputDir"/> in the
+    /// layout transformers + bitsandbytes save (loadable by both), with the tokenizer and generation files; the
+    /// unquantized weights keep the checkpoint's torch_dtype. The folder
+    /// appears complete or not at all.
+    /// </summary>
+    public static void SaveQuantized(string modelDir, string outputDir, QuantizationOptions options)
+    {
+        // Unquantized weights (embeddings, norms, head) keep the checkpoint's dtype, as transformers keeps torch_dtype.
+        using var model = Load(modelDir, options, BitsAndBytesCheckpoint.TorchDtypeOf(ModelConfig.Load(modelDir)));
+        IO.AtomicDirectory.Write(outputDir, temp =>
+        {
+            PretrainedModel.Save(model, temp);
+            PretrainedModel.CopyCompanionFiles(modelDir, temp);
+        });
+    }
+
     /// <summary>Reusable read buffers keyed by shape and dtype, disposed together.</summary>
     private sealed class ReadBuffers : IDisposable
     {

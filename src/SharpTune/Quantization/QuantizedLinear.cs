@@ -39,8 +39,14 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         QuantizedWeight stored = options.IsFourBit
             ? FourBitCodec.For(options.Type).Quantize(weight, options.DoubleQuant)
             : Int8RowwiseCodec.Quantize(weight);
+        // bitsandbytes records the dtype it quantized from (quant_state dtype) and dequantizes to it before the compute dtype.
+        if (stored is FourBitWeight fourBit && weight.dtype is ScalarType.BFloat16 or ScalarType.Float16) fourBit.QuantizedFrom = weight.dtype;
         return new QuantizedLinear(stored, bias, options.ComputeDtype, options);
     }
+
+    /// <summary>A layer over an already quantized weight (read from a pre-quantized checkpoint); <paramref name="bias"/> is copied.</summary>
+    internal static QuantizedLinear FromStored(QuantizedWeight weight, Tensor? bias, QuantizationOptions options) =>
+        new(weight, bias, options.ComputeDtype, options.Validated());
 
     /// <summary>Quantizes a loaded nn.Linear or GPT-2 Conv1D (whose (in, out) weight is transposed first).</summary>
     public static QuantizedLinear FromLinear(nn.Module<Tensor, Tensor> layer, QuantizationOptions options) => layer switch

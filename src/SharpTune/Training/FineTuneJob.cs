@@ -106,9 +106,21 @@ public static class FineTuneJob
             "grpo" => PromptExample.FromRow,
             _ => null,
         };
-        var quantization = options.QuantizationSettings();
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(options.Model);
+        if (options.Quantize is null && BitsAndBytesConfig.TryRead(modelDir) is { } stored)
+        {
+            // A bitsandbytes checkpoint trains as with --quantize of its own format: a frozen base under an adapter,
+            // gradient checkpointing on by default, its bnb_4bit_compute_dtype unless compute_dtype is set.
+            options = options with
+            {
+                Quantize = QuantizationOptions.Name(stored.Type),
+                DoubleQuant = stored.DoubleQuant,
+                ComputeDtype = options.ComputeDtype ?? (stored.IsFourBit ? ModelFactory.DtypeName(stored.ComputeDtype) : null),
+            };
+            Validate(options);
+        }
+        var quantization = options.QuantizationSettings();
         Directory.CreateDirectory(options.Output);
         if (Distributed.ProcessGroups.Current.Rank == 0) TrainingConfigFile.Save(options, Path.Combine(options.Output, "config.yaml"));
 

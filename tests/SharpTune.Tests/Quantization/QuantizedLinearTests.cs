@@ -91,7 +91,7 @@ public class QuantizedLinearTests
     }
 
     [Fact]
-    public void QuantizedModelIsCloseToTheFullPrecisionOneAndRefusesToBeSavedWhole()
+    public void QuantizedModelIsCloseToTheFullPrecisionOneAndSavesInBitsandbytesLayout()
     {
         using var dir = new TempDir();
         using (var source = TestModels.Create("gpt2")) PretrainedModel.Save(source, dir.Path);   // Conv1D layers
@@ -106,7 +106,16 @@ public class QuantizedLinearTests
             var relative = ((a - b).norm() / a.norm()).item<float>();
             Assert.InRange(relative, 1e-6, 0.02);
         }
-        var e = Assert.Throws<NotSupportedException>(() => PretrainedModel.Save(int8, Path.Combine(dir.Path, "out")));
-        Assert.Contains("merge", e.Message);
+        // Saved as transformers + bitsandbytes save it (Conv1D weights as (out, in) int8 + SCB), it reloads unchanged.
+        PretrainedModel.Save(int8, Path.Combine(dir.Path, "out"));
+        Assert.NotNull(BitsAndBytesConfig.TryRead(Path.Combine(dir.Path, "out")));
+        using var reloaded = PretrainedModel.Load(Path.Combine(dir.Path, "out"), quantization: new QuantizationOptions(QuantizationType.Int8, ScalarType.Float32));
+        Assert.Equal(8, ModelQuantizer.QuantizedLayers(reloaded).Count);
+        using (no_grad())
+        {
+            using var before = int8.Forward(ids);
+            using var after = reloaded.Forward(ids);
+            Assert.True(before.equal(after).all().item<bool>(), "the reloaded int8 model computes other logits");
+        }
     }
 }

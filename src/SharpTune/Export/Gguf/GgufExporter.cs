@@ -53,7 +53,12 @@ public static class GgufExporter
         CheckPhi3NameTokens(name, metadata);
 
         TorchRuntime.EnsureInitialised();
-        IWeightSource source = options.AdapterDir is { } adapter ? new MergedWeights(options.ModelDir, adapter) : new CheckpointWeights(options.ModelDir);
+        var preQuantized = Quantization.BitsAndBytesConfig.TryRead(options.ModelDir);
+        if (preQuantized is not null)
+            warnings = [.. warnings, $"the base is a bitsandbytes {Quantization.QuantizationOptions.Name(preQuantized.Type)} checkpoint: its weights were dequantized to f32 before GGUF quantization"];
+        IWeightSource source = options.AdapterDir is not null || preQuantized is not null
+            ? new MergedWeights(options.ModelDir, options.AdapterDir)
+            : new CheckpointWeights(options.ModelDir);
         try
         {
             var mapped = architecture.MapTensors(source, config);

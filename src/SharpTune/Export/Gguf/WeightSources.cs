@@ -36,17 +36,26 @@ internal sealed class MergedWeights : IWeightSource, IDisposable
     private readonly CausalLanguageModel _model;
     private readonly Dictionary<string, Tensor> _state;
 
-    public MergedWeights(string modelDir, string adapterDir)
+    /// <param name="adapterDir">The adapter to merge; null for a bitsandbytes checkpoint exported as it is.</param>
+    public MergedWeights(string modelDir, string? adapterDir)
     {
-        _model = PretrainedModel.Load(modelDir, ScalarType.Float32);
+        // A bitsandbytes checkpoint is read quantized and dequantized to fp32 (its layers hold no more than that).
+        var stored = Quantization.BitsAndBytesConfig.TryRead(modelDir);
+        _model = PretrainedModel.Load(modelDir, ScalarType.Float32, quantization: stored is null
+            ? null
+            : new Quantization.QuantizationOptions(stored.Type, ScalarType.Float32, stored.DoubleQuant));
         try
         {
-            var adapter = PeftAdapters.Load(_model, adapterDir);
-            try { adapter.MergeAndUnload(); }
-            catch (Exception e) when (e is NotSupportedException or InvalidOperationException)
+            if (adapterDir is not null)
             {
-                throw new NotSupportedException($"{adapterDir}: a {adapter.PeftType} adapter cannot be merged into the weights, so it cannot be exported to GGUF: {e.Message}", e);
+                var adapter = PeftAdapters.Load(_model, adapterDir);
+                try { adapter.MergeAndUnload(); }
+                catch (Exception e) when (e is NotSupportedException or InvalidOperationException)
+                {
+                    throw new NotSupportedException($"{adapterDir}: a {adapter.PeftType} adapter cannot be merged into the weights, so it cannot be exported to GGUF: {e.Message}", e);
+                }
             }
+            Quantization.ModelQuantizer.Dequantize(_model);
             _state = _model.state_dict()
                 .Where(kv => !_model.IsIgnorableCheckpointTensor(kv.Key) && !_model.IsTiedAlias(kv.Key))
                 .ToDictionary(kv => kv.Key, kv => kv.Value);
