@@ -118,7 +118,7 @@ public sealed class JsonSchemaCompiler
     /// <summary>Strict mode refuses a constraining keyword that the schema's <c>$ref</c>, <c>anyOf</c> or <c>enum</c>/<c>const</c> would leave unenforced.</summary>
     private static void RefuseIgnoredSiblings(JsonObject obj, string path)
     {
-        (string? owner, string[] allowed) = obj.ContainsKey("$ref") ? ("$ref", new[] { "$ref" })
+        (string? owner, string[] allowed) = obj.ContainsKey("$ref") ? ((string?)"$ref", new[] { "$ref" })
             : obj.ContainsKey("const") ? ("const", ["const", "enum", "type"])
             : obj.ContainsKey("enum") ? ("enum", ["enum", "type"])
             : obj.ContainsKey("anyOf") ? ("anyOf", ["anyOf"])

@@ -79,10 +79,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         RegisterComponents();
     }
 
-    /// <summary>Wraps <paramref name="baseLayer"/> (Linear, Conv1D or quantized) in a LoRA layer of rank <paramref name="r"/>.</summary>
     /// <summary>Turns this layer's dropout off for good (TRL's <c>disable_dropout</c>); the saved config keeps its value.</summary>
     internal void DisableDropout() => dropout = 0;
 
+    /// <summary>Wraps <paramref name="baseLayer"/> (Linear, Conv1D or quantized) in a LoRA layer of rank <paramref name="r"/>.</summary>
     public static LoraLinear FromBase(nn.Module<Tensor, Tensor> baseLayer, int r, double scaling, double dropout = 0,
         bool useDora = false, LoraInit init = LoraInit.Default)
     {

@@ -342,7 +342,7 @@ internal static class JinjaBuiltins
             (string s, "splitlines") => SplitLines(s).Select(x => (object?)x).ToList(),
             (Dictionary<string, object?> d, "get") => d.TryGetValue(Arg(0), out var v) ? v : args.Count > 1 ? args[1] : null,
             (Dictionary<string, object?> d, "items") => Items(d),
-            (Dictionary<string, object?> d, "keys") => JinjaDict.Keys(d).ToList(),
+            (Dictionary<string, object?> d, "keys") => JinjaDict.KeysAsWritten(d).ToList(),
             (Dictionary<string, object?> d, "values") => d.Values.ToList(),
             (List<object?> l, "append") => Append(l, args),
             _ => throw new JinjaException($"unsupported method '{name}()' on {TypeName(target)}"),

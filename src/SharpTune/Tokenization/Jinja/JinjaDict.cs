@@ -23,5 +23,5 @@ internal sealed class JinjaDict : Dictionary<string, object?>
         dict is JinjaDict own && own._keys.TryGetValue(text, out var key) ? key : text;
 
     /// <summary>The keys as the template wrote them, in order.</summary>
-    public static IEnumerable<object?> Keys(Dictionary<string, object?> dict) => dict.Keys.Select(k => KeyOf(dict, k));
+    public static IEnumerable<object?> KeysAsWritten(Dictionary<string, object?> dict) => dict.Keys.Select(k => KeyOf(dict, k));
 }

@@ -125,7 +125,7 @@ internal static class JinjaValues
     public static IEnumerable<object?> Iterate(object? v) => v switch
     {
         List<object?> list => list,
-        Dictionary<string, object?> dict => JinjaDict.Keys(dict),
+        Dictionary<string, object?> dict => JinjaDict.KeysAsWritten(dict),
         string s => s.EnumerateRunes().Select(r => (object?)r.ToString()),
         Undefined => [],   // Jinja's Undefined iterates as empty: {% for c in message.tool_calls %} on a message without them
         null => throw new JinjaException($"cannot iterate over {TypeName(v)}"),
