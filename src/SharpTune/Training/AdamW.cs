@@ -38,7 +38,7 @@ public sealed class AdamW : IDisposable
     {
         StepCount++;
         var bias1 = 1 - Math.Pow(beta1, StepCount);
-        var bias2 = 1 - Math.Pow(beta2, StepCount);
+        var bias2Sqrt = Math.Pow(1 - Math.Pow(beta2, StepCount), 0.5);
         using var noGrad = no_grad();
         foreach (var s in slots)
         {
@@ -47,11 +47,12 @@ public sealed class AdamW : IDisposable
             if (grad is null) continue;
             var g = grad.dtype == ScalarType.Float32 ? grad : grad.to(ScalarType.Float32);
             var weights = s.Master ?? s.Parameter;
+            // torch.optim.AdamW's _single_tensor_adam, operation for operation, so an update rounds as PyTorch's does.
             if (s.WeightDecay != 0) weights.mul_(1 - lr * s.WeightDecay);
-            s.ExpAvg.mul_(beta1).add_(g, alpha: 1 - beta1);
+            s.ExpAvg.lerp_(g, 1 - beta1);
             s.ExpAvgSq.mul_(beta2).addcmul_(g, g, value: 1 - beta2);
-            var denom = (s.ExpAvgSq / bias2).sqrt_().add_(eps);
-            weights.addcdiv_(s.ExpAvg, denom, value: -lr / bias1);
+            var denom = (s.ExpAvgSq.sqrt() / bias2Sqrt).add_(eps);
+            weights.addcdiv_(s.ExpAvg, denom, value: -(lr / bias1));
             if (s.Master is not null) s.Parameter.copy_(s.Master);
         }
     }

@@ -87,6 +87,7 @@ public static class FineTuneJob
         Require(double.IsFinite(o.WeightDecay) && o.WeightDecay >= 0, "weight_decay", "--weight-decay", "must be a number of at least 0", o.WeightDecay);
         Require(double.IsFinite(o.WarmupRatio) && o.WarmupRatio is >= 0 and <= 1, "warmup_ratio", "--warmup-ratio", "must be from 0 to 1", o.WarmupRatio);
         Require(double.IsFinite(o.MaxGradNorm) && o.MaxGradNorm >= 0, "max_grad_norm", "--max-grad-norm", "must be a number of at least 0 (0: no clipping)", o.MaxGradNorm);
+        Require(LearningRateSchedule.Names.Contains(o.LrSchedule), "lr_schedule", "config file", $"must be one of {string.Join(", ", LearningRateSchedule.Names)}", o.LrSchedule);
     }
 
     /// <param name="rewards">GRPO: the judge's grader and custom reward functions, beside the built-ins the options name.</param>

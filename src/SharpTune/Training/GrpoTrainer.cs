@@ -33,8 +33,8 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         var runDir = options.Output;
         Directory.CreateDirectory(runDir);
         var totalSteps = TotalSteps(train.Count);
-        var warmup = options.WarmupSteps >= 0 ? options.WarmupSteps : (int)Math.Round(options.WarmupRatio * totalSteps);
-        using var optimizer = new AdamW(trainable.Select(t => (t.Name, t.Parameter, t.Parameter.dim() < 2 ? 0.0 : options.WeightDecay)));
+        var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
+        using var optimizer = new AdamW(OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
         var state = new TrainerState(0, null, null, 0, 0);
         using var metrics = new MetricsLog(runDir);
         var completionsPath = Path.Combine(runDir, "completions.jsonl");
@@ -86,8 +86,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
                 throw new TrainingDivergedException($"the GRPO loss became {loss} at step {step + 1}; training stopped. " +
                     (last is null ? "No checkpoint was written before it." : $"The last good checkpoint is {last}.") + " Lower the learning rate.");
             }
-            double gradNorm;
-            using (NewDisposeScope()) gradNorm = nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), options.MaxGradNorm);
+            var gradNorm = OptimizerGroups.ClipGradients(trainable.Select(t => t.Parameter), options.MaxGradNorm);
             optimizer.Step(lr);
             optimizer.ZeroGrad();
             Runtime.StepGarbage.CollectIfPastThreshold();   // the rollouts' and the update's handles (see StepGarbage)

@@ -76,9 +76,9 @@ public sealed class Trainer
         var totalSteps = options.MaxSteps > 0
             ? options.MaxSteps
             : Math.Max(1, (int)Math.Ceiling((double)options.Epochs * train.Count / examplesPerStep));
-        var warmup = options.WarmupSteps >= 0 ? options.WarmupSteps : (int)Math.Round(options.WarmupRatio * totalSteps);
+        var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
 
-        using var optimizer = new AdamW(trainable.Select(t => (t.Name, t.Parameter, NoDecay(t.Name, t.Parameter) ? 0.0 : options.WeightDecay)));
+        using var optimizer = new AdamW(OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
         var state = new TrainerState(0, null, null, 0, 0);
         using var metrics = isRoot ? new MetricsLog(runDir) : null;
         if (DataParallel.Start(runDir, resume, trainable, optimizer, group) is { } restored)
@@ -135,11 +135,7 @@ public sealed class Trainer
                     (last is null ? "No checkpoint was written before it." : $"The last good checkpoint is {last}.") +
                     " Lower the learning rate or check the data.");
             }
-            double gradNorm;
-            using (var scope = NewDisposeScope())
-            {
-                gradNorm = nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), options.MaxGradNorm);
-            }
+            var gradNorm = OptimizerGroups.ClipGradients(trainable.Select(t => t.Parameter), options.MaxGradNorm);
             optimizer.Step(lr);
             optimizer.ZeroGrad();
             stepsThisSession++;
@@ -332,10 +328,6 @@ public sealed class Trainer
     }
 
     private void SaveAtomically(string dir) => IO.AtomicDirectory.Write(dir, saveModel);
-
-    /// <summary>Norm scales and biases are not decayed (as transformers' trainer excludes them).</summary>
-    private static bool NoDecay(string name, Parameter p) =>
-        p.dim() < 2 || name.EndsWith("bias", StringComparison.Ordinal) || name.Contains("norm") || name.Contains("ln_");
 }
 
 /// <summary>One optimizer step's sums over its micro-batches; <see cref="Units"/> is what they are divided by.</summary>

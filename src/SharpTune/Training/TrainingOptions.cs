@@ -34,7 +34,7 @@ public sealed record TrainingOptions
     public string? ModulesToSave { get; init; }
 
     public double LearningRate { get; init; } = 2e-4;
-    /// <summary>constant, linear or cosine.</summary>
+    /// <summary>constant (no warmup), constant_with_warmup, linear or cosine: transformers' schedules of those names.</summary>
     public string LrSchedule { get; init; } = "cosine";
     public double WarmupRatio { get; init; } = 0.03;
     public int WarmupSteps { get; init; } = -1;
