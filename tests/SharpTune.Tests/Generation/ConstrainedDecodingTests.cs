@@ -72,7 +72,7 @@ public sealed class ConstrainedDecodingTests
     }
 
     /// <summary>Whether the grammar reads <paramref name="text"/> as a whole output.</summary>
-    private static bool Accepts(ConstrainedGrammar grammar, string text)
+    internal static bool Accepts(ConstrainedGrammar grammar, string text)
     {
         List<FrameStack?> states = [grammar.InitialStack()];
         foreach (var b in System.Text.Encoding.UTF8.GetBytes(text))

@@ -11,18 +11,7 @@ namespace SharpTune.Tests.Generation;
 /// </summary>
 public sealed class JsonSchemaReferenceTests
 {
-    /// <summary>Whether the grammar reads <paramref name="text"/> as a whole output.</summary>
-    private static bool Accepts(ConstrainedGrammar grammar, string text)
-    {
-        List<FrameStack?> states = [grammar.InitialStack()];
-        foreach (var b in System.Text.Encoding.UTF8.GetBytes(text))
-        {
-            var next = new List<FrameStack?>();
-            foreach (var state in states) FrameStack.Feed(state, b, next);
-            if ((states = next).Count == 0) return false;
-        }
-        return states.Any(FrameStack.CanFinish);
-    }
+    private static bool Accepts(ConstrainedGrammar grammar, string text) => ConstrainedDecodingTests.Accepts(grammar, text);
 
     private static ConstrainedGrammar Grammar(string schema) => ConstrainedGrammar.FromSchema(JsonNode.Parse(schema));
 
