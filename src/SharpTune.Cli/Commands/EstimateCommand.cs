@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using SharpTune.Advisors.Memory;
 using SharpTune.Models;
+using SharpTune.Quantization;
 
 namespace SharpTune.Cli.Commands;
 
@@ -52,18 +53,25 @@ internal static class EstimateCommand
             {
                 var modelConfig = TrainingEstimator.LoadConfig(source);
                 var checkpointingAsked = parseResult.GetValue(checkpointing);
-                var quantizing = parseResult.GetValue(quantize) is not null;
+                // A bitsandbytes checkpoint trains as `--quantize` of its own format (as `train` loads it): estimated so too.
+                var stored = parseResult.GetValue(model) is { } modelDir && Directory.Exists(modelDir) ? BitsAndBytesConfig.TryRead(modelDir) : null;
+                var storedName = stored?.Type.ToString().ToLowerInvariant();
+                if (stored is not null && parseResult.GetValue(quantize) is { } asked && !string.Equals(asked, storedName, StringComparison.OrdinalIgnoreCase))
+                    throw new ArgumentException($"--quantize {asked} contradicts {Path.Combine(parseResult.GetValue(model)!, "config.json")}: " +
+                                                $"quantization_config stores {storedName}; leave --quantize out or give {storedName}");
+                var quantizeName = parseResult.GetValue(quantize) ?? storedName;
+                var quantizing = quantizeName is not null;
                 var settings = new EstimateSettings
                 {
                     Method = parseResult.GetValue(method)!, SequenceLength = parseResult.GetValue(seq), MicroBatchSize = parseResult.GetValue(batch),
-                    Dtype = parseResult.GetValue(dtype) ?? (quantizing ? "bf16" : "f32"), LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
+                    Dtype = parseResult.GetValue(dtype) ?? (stored is { IsFourBit: true, ComputeDtype: TorchSharp.torch.ScalarType.Float32 } ? "f32" : quantizing ? "bf16" : "f32"), LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
                     TargetModules = parseResult.GetValue(targets), GradientCheckpointing = checkpointingAsked ?? (quantizing || parseResult.GetValue(checkpointedLayers) is not null),
                     // As `train` defaults (TrainingOptions.CheckpointedLayersFor): every layer but the last on a quantized base.
                     CheckpointedLayers = parseResult.GetValue(checkpointedLayers) ??
                                          (checkpointingAsked is null && quantizing ? ActivationCheckpoint.QuantizedBaseDefault(modelConfig.NumLayers) : null),
                     LayersKeepingMlpProducts = parseResult.GetValue(keepingLayers),
                     DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
-                    Quantize = parseResult.GetValue(quantize), DoubleQuant = parseResult.GetValue(doubleQuant),
+                    Quantize = quantizeName, DoubleQuant = stored?.DoubleQuant ?? parseResult.GetValue(doubleQuant),
                 };
                 var estimate = TrainingEstimator.Estimate(modelConfig, settings, source);
                 var measured = parseResult.GetValue(measure)

@@ -8,6 +8,29 @@ namespace SharpTune.Tests.Quantization;
 /// <summary>QLoRA's flags through the real `sharptune` executable: what reaches the job, and the errors users see.</summary>
 public class QuantizedCliTests
 {
+    [Fact]
+    public void EstimateOfABitsandbytesCheckpointAssumesItsStoredFormatAsTrainLoadsIt()
+    {
+        var stored = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Quantization", "Fixtures", "bitsandbytes", "nf4_double_quant");
+        string Estimate(params string[] arguments)
+        {
+            var (code, stdout, stderr) = SharpTuneCli.Run(["estimate", "--method", "lora", "--json", .. arguments]);
+            Assert.True(code == 0, stderr);
+            return stdout;
+        }
+        // The file's quantization_config: nf4 with double quantization, bfloat16 compute; the same architecture read from
+        // config.json alone (--config) is estimated in full precision unless --quantize says otherwise.
+        var byDefault = Estimate("--model", stored);
+        var config = Path.Combine(stored, "config.json");
+        Assert.Equal(Estimate("--config", config, "--quantize", "nf4", "--double-quant", "true", "--dtype", "bf16").Replace(config, stored), byDefault);
+        Assert.NotEqual(Estimate("--config", config).Replace(config, stored), byDefault);
+
+        var (code, _, stderr) = SharpTuneCli.Run("estimate", "--model", stored, "--method", "lora", "--quantize", "int8");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--quantize int8 contradicts", stderr);
+        Assert.Contains("quantization_config stores nf4", stderr);
+    }
+
     [SharedAssetFact("models/stories260K")]
     public void TrainOnAnNf4BaseWithBf16ComputeWritesOnlyAnAdapterThatLoadsOnTheF32Base()
     {
