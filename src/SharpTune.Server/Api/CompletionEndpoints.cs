@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
 using SharpTune.Server.Adapters;
 using SharpTune.Server.Engine;
 using SharpTune.Server.Observability;
@@ -194,9 +193,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
     private async Task<int> StreamAsync(HttpContext context, ResponseShapes shapes, CompletionRequest request, ChoiceOutput[] choices,
         int promptTokens, ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
     {
-        context.Response.ContentType = "text/event-stream";
-        context.Response.Headers.CacheControl = "no-cache";
-        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        ServerSentEvents.Begin(context);
         var sse = new ServerSentEvents(context.Response);
         var chat = request.Messages is not null;
         if (chat)

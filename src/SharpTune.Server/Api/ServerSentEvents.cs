@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 
 namespace SharpTune.Server.Api;
 
@@ -16,6 +17,14 @@ internal sealed class ServerSentEvents(HttpResponse response)
 {
     private readonly PipeWriter body = response.BodyWriter;
     private Utf8JsonWriter? writer;
+
+    /// <summary>Opens an event stream: its content type, no caching, and no response buffering, so each flush is sent at once.</summary>
+    public static void Begin(HttpContext context)
+    {
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-cache";
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+    }
 
     /// <summary>Buffers one <c>data:</c> event holding <paramref name="json"/>; nothing is sent until <see cref="FlushAsync"/>.</summary>
     public void Write(JsonNode json)

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
 using SharpTune.Server.Engine;
 using SharpTune.Server.Observability;
 using SharpTune.Serving.ToolCalls;
@@ -121,9 +120,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
             }
             if (request.Stream)
             {
-                context.Response.ContentType = "text/event-stream";
-                context.Response.Headers.CacheControl = "no-cache";
-                context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+                ServerSentEvents.Begin(context);
                 await SendAsync(context, "response.created", new JsonObject { ["response"] = shape.InProgress() }, sequence++, cancellation.Token);
                 await SendAsync(context, "response.in_progress", new JsonObject { ["response"] = shape.InProgress() }, sequence++, cancellation.Token);
             }
@@ -316,9 +313,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     /// <summary>Sends a background response's events after <paramref name="startingAfter"/> as they come, until it ends.</summary>
     private static async Task StreamAsync(HttpContext context, ResponseEventLog events, int startingAfter)
     {
-        context.Response.ContentType = "text/event-stream";
-        context.Response.Headers.CacheControl = "no-cache";
-        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        ServerSentEvents.Begin(context);
         var cancellation = context.RequestAborted;
         try
         {
