@@ -29,53 +29,32 @@ internal static partial class BitsAndBytesCheckpoint
         var int8Compute = dtype ?? TorchDtypeOf(config) ?? ScalarType.BFloat16;
         var options = bnb.ResolveOptions(requested, int8Compute, configPath);
         using var checkpoint = HfCheckpoint.Open(modelDir);
-        var model = ModelFactory.CreateOnMeta(config, dtype ?? options.ComputeDtype);
-        try
-        {
-            var source = new PretrainedModel.CheckpointSource(checkpoint);
-            var resolved = CheckpointNames.Resolve(model, source, model.state_dict().Keys);
-            var consumed = new HashSet<string>(StringComparer.Ordinal);
-            var quantizedCount = 0;
-            foreach (var (path, module) in ModelQuantizer.Targets(model, includeHead: true))
+        return QuantizedModelBuilder.Build(modelDir, config, checkpoint, dtype ?? options.ComputeDtype, device, includeHead: true,
+            (target, placeholderBias) =>
             {
-                var layer = (nn.Module<Tensor, Tensor>)module;
-                if (!resolved.Sources.TryGetValue(path + ".weight", out var stored)) continue;   // WeightLoader reports it
-                var expected = layer.named_parameters().First(p => p.name == "weight").parameter.shape;
-                if (module is Models.Conv1D) expected = [expected[1], expected[0]];   // transformers stores Conv1D's (out, in)
+                if (target.StoredName is not { } stored) return null;   // WeightLoader reports it
+                var expected = target.Layer is Models.Conv1D   // transformers stores Conv1D's (out, in)
+                    ? [target.WeightShape[1], target.WeightShape[0]]
+                    : target.WeightShape;
                 QuantizedWeight? weight = bnb.IsFourBit
-                    ? ReadFourBit(checkpoint, stored, expected, bnb, consumed)
-                    : ReadInt8(checkpoint, stored, expected, consumed);
+                    ? ReadFourBit(checkpoint, stored, expected, bnb, target.Consumed)
+                    : ReadInt8(checkpoint, stored, expected, target.Consumed);
                 if (weight is null)
                 {
-                    if (options.LmHead && TargetModules.IsOutputHead(path))
+                    if (options.LmHead && TargetModules.IsOutputHead(target.Path))
                         throw new ArgumentException(
-                            $"--quantize-lm-head: {modelDir} stores {path} unquantized ({BitsAndBytesConfig.Key}.llm_int8_skip_modules or a tied head); drop the flag");
-                    continue;
+                            $"--quantize-lm-head: {modelDir} stores {target.Path} unquantized ({BitsAndBytesConfig.Key}.llm_int8_skip_modules or a tied head); drop the flag");
+                    return null;
                 }
-                var bias = layer.named_parameters().FirstOrDefault(p => p.name == "bias").parameter;
-                QuantizedLinear quantized;
-                using (var placeholderBias = bias is null ? null : zeros(bias.shape, ScalarType.Float32))
-                    quantized = QuantizedLinear.FromStored(weight, placeholderBias, options);   // bias loaded below
-                ModuleSurgery.Replace(model, path, quantized);
-                consumed.Add(stored);
-                quantizedCount++;
-            }
-            if (quantizedCount == 0)
-                throw new InvalidDataException(
-                    $"{modelDir}: config.json has a bitsandbytes {BitsAndBytesConfig.Key} but no tensor is stored quantized " +
-                    $"(no '*.weight.{QuantStatePrefix}*' or '*.SCB' entries)");
-            MetaMaterializer.Materialize(model);
-            WeightLoader.Load(model, source, modelDir, consumed);
-            foreach (var p in model.parameters()) p.requires_grad = false;   // a quantized base is frozen by definition
-            if (device is not null && device.type != DeviceType.CPU) model.to(device);
-            model.eval();
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+                return QuantizedLinear.FromStored(weight, placeholderBias, options);
+            },
+            afterLayers: quantizedCount =>
+            {
+                if (quantizedCount == 0)
+                    throw new InvalidDataException(
+                        $"{modelDir}: config.json has a bitsandbytes {BitsAndBytesConfig.Key} but no tensor is stored quantized " +
+                        $"(no '*.weight.{QuantStatePrefix}*' or '*.SCB' entries)");
+            });
     }
 
     internal static ScalarType? TorchDtypeOf(ModelConfig config)

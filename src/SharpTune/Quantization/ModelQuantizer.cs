@@ -73,51 +73,27 @@ public static class ModelQuantizer
         options.Validated();
         var config = ModelConfig.Load(modelDir);
         using var checkpoint = HfCheckpoint.Open(modelDir);
-        var model = ModelFactory.CreateOnMeta(config, dtype ?? options.ComputeDtype);
-        try
-        {
-            var source = new PretrainedModel.CheckpointSource(checkpoint);
-            // Stored names as the full-precision loader resolves them (base prefix, multimodal layouts, aliases).
-            var resolved = CheckpointNames.Resolve(model, source, model.state_dict().Keys);
-            var consumed = new HashSet<string>(StringComparer.Ordinal);
-            // One read buffer per stored shape and dtype, reused by every layer of that shape: a fresh full-size
-            // temporary per layer, freed between the long-lived quantized tensors, left a hole in the C heap each time
-            // (M in NF4: the resident set grew by each MLP weight's 3 MB in bf16, ~90 MB in all, beyond the 44 MB of codes).
-            using var readBuffers = new ReadBuffers();
-            foreach (var (path, module) in Targets(model, options.LmHead))
-            {
-                var name = path + ".weight";
-                var layer = (nn.Module<Tensor, Tensor>)module;
-                var expected = layer.named_parameters().First(p => p.name == "weight").parameter.shape;
-                if (!resolved.Sources.TryGetValue(name, out var stored))
-                    throw new InvalidDataException($"{modelDir}: the weights do not match {config.Architecture}: missing tensor {name}");
-                if (!source.ShapeOf(stored).SequenceEqual(expected))
-                    throw new InvalidDataException(
-                        $"{modelDir}: tensor {stored} has shape [{string.Join(", ", source.ShapeOf(stored))}], {config.Architecture} expects [{string.Join(", ", expected)}]");
-                var bias = layer.named_parameters().FirstOrDefault(p => p.name == "bias").parameter;
-                QuantizedLinear quantized;
-                // In the stored dtype: the codec converts to fp32 a chunk at a time, never the whole matrix.
-                var weight = readBuffers.For(source.ShapeOf(stored), source.StoredDtypeOf(stored));
-                source.ReadInto(stored, weight);
-                using (var placeholderBias = bias is null ? null : zeros(bias.shape, ScalarType.Float32))
-                    quantized = QuantizedLinear.Quantize(module is Conv1D ? weight.t() : weight, placeholderBias, options);   // bias loaded below
-                ModuleSurgery.Replace(model, path, quantized);
-                consumed.Add(stored);
-            }
-            MetaMaterializer.Materialize(model);
-            WeightLoader.Load(model, source, modelDir, consumed);
-            foreach (var p in model.parameters()) p.requires_grad = false;   // a quantized base is frozen by definition
-            if (device is not null && device.type != DeviceType.CPU) model.to(device);
-            model.eval();
-            readBuffers.Dispose();
-            Runtime.AllocatorTuning.ReleaseFreeMemory();
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        CausalLanguageModel model;
+        // One read buffer per stored shape and dtype, reused by every layer of that shape: a fresh full-size
+        // temporary per layer, freed between the long-lived quantized tensors, left a hole in the C heap each time
+        // (M in NF4: the resident set grew by each MLP weight's 3 MB in bf16, ~90 MB in all, beyond the 44 MB of codes).
+        using (var readBuffers = new ReadBuffers())
+            model = QuantizedModelBuilder.Build(modelDir, config, checkpoint, dtype ?? options.ComputeDtype, device, options.LmHead,
+                (target, placeholderBias) =>
+                {
+                    var stored = target.StoredName ?? throw new InvalidDataException(
+                        $"{modelDir}: the weights do not match {config.Architecture}: missing tensor {target.Path}.weight");
+                    var storedShape = target.Source.ShapeOf(stored);
+                    if (!storedShape.SequenceEqual(target.WeightShape))
+                        throw new InvalidDataException(
+                            $"{modelDir}: tensor {stored} has shape [{string.Join(", ", storedShape)}], {config.Architecture} expects [{string.Join(", ", target.WeightShape)}]");
+                    // In the stored dtype: the codec converts to fp32 a chunk at a time, never the whole matrix.
+                    var weight = readBuffers.For(storedShape, target.Source.StoredDtypeOf(stored));
+                    target.Source.ReadInto(stored, weight);
+                    return QuantizedLinear.Quantize(target.Layer is Conv1D ? weight.t() : weight, placeholderBias, options);
+                });
+        Runtime.AllocatorTuning.ReleaseFreeMemory();
+        return model;
     }
 
     /// <summary>
