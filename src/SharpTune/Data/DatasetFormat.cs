@@ -3,7 +3,10 @@ namespace SharpTune.Data;
 /// <summary>The training formats SharpTune reads; each maps to one <see cref="TrainingExample"/> record type.</summary>
 public enum DatasetFormat
 {
-    /// <summary><c>{"prompt","completion"}</c> → <see cref="CompletionExample"/>.</summary>
+    /// <summary>
+    /// <c>{"prompt","completion"}</c> → <see cref="CompletionExample"/>; TRL's conversational form (both lists of messages)
+    /// → a <see cref="ChatExample"/> whose prompt turns are not trained on.
+    /// </summary>
     Completion,
 
     /// <summary>OpenAI fine-tuning chat: <c>{"messages":[{"role","content","weight"?}]}</c> → <see cref="ChatExample"/>.</summary>

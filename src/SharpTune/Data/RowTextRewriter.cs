@@ -29,7 +29,8 @@ public static class RowTextRewriter
                 RewriteField(copy, "text", rewrite);
                 break;
             case DatasetFormat.Completion:
-                RewriteField(copy, "prompt", rewrite);
+                if (copy["prompt"] is JsonArray promptMessages) RewriteUserTurns(promptMessages, rewrite);
+                else RewriteField(copy, "prompt", rewrite);
                 break;
             case DatasetFormat.Instruction:
                 RewriteField(copy, "instruction", rewrite);

@@ -13,6 +13,7 @@ public static class TrainingExampleMapper
     /// <summary>Maps <paramref name="row"/> as <paramref name="format"/>.</summary>
     public static TrainingExample Map(DataRow row, DatasetFormat format) => format switch
     {
+        DatasetFormat.Completion when row.Fields["prompt"] is JsonArray => ConversationalCompletion(row),
         DatasetFormat.Completion => new CompletionExample(Text(row, "prompt"), Text(row, "completion")),
         DatasetFormat.Chat => Chat(row),
         DatasetFormat.Instruction => new InstructionExample(Text(row, "instruction"), OptionalText(row, "input"), Text(row, "output")),
@@ -51,9 +52,24 @@ public static class TrainingExampleMapper
     };
 
     /// <summary>A conversation with its optional per-example <c>tools</c> (or OpenAI's legacy <c>functions</c>).</summary>
-    private static ChatExample Chat(DataRow row)
+    private static ChatExample Chat(DataRow row) => WithTools(row, Messages(row, row.Fields["messages"], "messages"));
+
+    /// <summary>
+    /// TRL's conversational prompt-completion row, <c>{"prompt": [messages], "completion": [messages]}</c>: one conversation,
+    /// prompt then completion, where only the completion's assistant turns are trained on (an assistant turn inside the
+    /// prompt is context, as TRL masks everything up to the prompt's generation prompt).
+    /// </summary>
+    private static ChatExample ConversationalCompletion(DataRow row)
     {
-        var messages = Messages(row, row.Fields["messages"], "messages");
+        if (row.Fields["completion"] is not JsonArray)
+            throw Error(row, "completion", "wrong_type",
+                $"expected a list of messages like the prompt's, found {Kind(row.Fields["completion"])}");
+        var prompt = Messages(row, row.Fields["prompt"], "prompt").Select(t => t with { Weight = t.Role == "assistant" ? 0 : t.Weight });
+        return WithTools(row, [.. prompt, .. Messages(row, row.Fields["completion"], "completion")]);
+    }
+
+    private static ChatExample WithTools(DataRow row, IReadOnlyList<ChatTurn> messages)
+    {
         try
         {
             var tools = ChatJson.ReadTools(JsonCell(row, row.Fields["tools"], "tools"), "tools",

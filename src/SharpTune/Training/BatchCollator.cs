@@ -72,13 +72,7 @@ public static class BatchCollator
     /// </summary>
     public static TrainingBatch Pack(IReadOnlyList<TokenizedExample> examples, int rowLength, Device device)
     {
-        var rows = new List<List<TokenizedExample>>();
-        foreach (var e in examples.OrderByDescending(e => e.Length))
-        {
-            var row = rows.FirstOrDefault(r => r.Sum(x => x.Length) + e.Length <= rowLength);
-            if (row is null) rows.Add(row = []);
-            row.Add(e);
-        }
+        var rows = PackRows(examples, rowLength);
         var t = rows.Max(r => r.Sum(x => x.Length));
         var ids = new long[rows.Count, t];
         var targets = new long[rows.Count, t];
@@ -121,5 +115,37 @@ public static class BatchCollator
             SupervisedTokens = supervised,
             Tokens = tokens,
         };
+    }
+
+    /// <summary>
+    /// Groups examples into rows of at most <paramref name="rowLength"/> tokens by best-fit decreasing, as TRL's
+    /// <c>_pack_bfd</c> does: longest first (ties in input order), each into the row with the least room that still
+    /// fits it (among rows left with equal room, the one that reached it first), else a new row. Rows are in the order
+    /// they were opened, examples in the order they were placed; an example longer than a row gets a row of its own.
+    /// </summary>
+    public static List<List<TokenizedExample>> PackRows(IReadOnlyList<TokenizedExample> examples, int rowLength)
+    {
+        var rows = new List<List<TokenizedExample>>();
+        var room = new List<int>();
+        var since = new List<long>();   // when each row was left with its current room: TRL's FIFO among equal rooms
+        long clock = 0;
+        foreach (var e in examples.OrderBy(e => -e.Length))
+        {
+            var best = -1;
+            for (var r = 0; r < rows.Count; r++)
+                if (room[r] >= e.Length && (best < 0 || room[r] < room[best] || room[r] == room[best] && since[r] < since[best]))
+                    best = r;
+            if (best < 0)
+            {
+                rows.Add([]);
+                room.Add(rowLength);
+                since.Add(0);
+                best = rows.Count - 1;
+            }
+            rows[best].Add(e);
+            room[best] -= e.Length;
+            since[best] = clock++;
+        }
+        return rows;
     }
 }

@@ -101,8 +101,10 @@ public sealed class SftTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
         return ids;
     }
 
+    /// <summary>EOS appended unless the text already ends with it (TRL's add_eos checks <c>endswith(eos_token)</c>), so a
+    /// completion written with its own EOS does not teach the model to emit two.</summary>
     private int[] WithEos(IReadOnlyList<int> ids) =>
-        tokenizer.EosTokenId is { } eos ? [.. ids, eos] : [.. ids];
+        tokenizer.EosTokenId is { } eos && (ids.Count == 0 || ids[^1] != eos) ? [.. ids, eos] : [.. ids];
 
     private TokenizedExample Mark(IReadOnlyList<int> ids, int firstTrained) =>
         new(ids.ToArray(), ids.Select((_, i) => !completionOnlyLoss || i >= firstTrained).ToArray());

@@ -78,6 +78,12 @@ public class FormatTests
         Assert.Equal("a", rewritten["messages"]![1]!["content"]!.GetValue<string>());
         Assert.Equal("u", chat["messages"]![0]!["content"]!.GetValue<string>());
 
+        // TRL's conversational prompt-completion: the prompt's user turns are the input side, the completion is kept.
+        var conversational = Row("{\"prompt\":[{\"role\":\"user\",\"content\":\"u\"}],\"completion\":[{\"role\":\"assistant\",\"content\":\"a\"}]}").Fields;
+        var rewrittenPrompt = RowTextRewriter.RewriteInputs(conversational, DatasetFormat.Completion, s => s.ToUpperInvariant());
+        Assert.Equal("U", rewrittenPrompt["prompt"]![0]!["content"]!.GetValue<string>());
+        Assert.Equal("a", rewrittenPrompt["completion"]![0]!["content"]!.GetValue<string>());
+
         var all = RowTextRewriter.RewriteAllText(Row("{\"text\":\"t\",\"label\":\"pos\"}").Fields, s => s.ToUpperInvariant());
         Assert.Equal(("T", "pos"), (all["text"]!.GetValue<string>(), all["label"]!.GetValue<string>()));
     }
