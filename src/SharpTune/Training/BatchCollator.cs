@@ -123,7 +123,7 @@ public static class BatchCollator
     /// fits it (among rows left with equal room, the one that reached it first), else a new row. Rows are in the order
     /// they were opened, examples in the order they were placed; an example longer than a row gets a row of its own.
     /// </summary>
-    public static List<List<TokenizedExample>> PackRows(IReadOnlyList<TokenizedExample> examples, int rowLength)
+    internal static List<List<TokenizedExample>> PackRows(IReadOnlyList<TokenizedExample> examples, int rowLength)
     {
         var rows = new List<List<TokenizedExample>>();
         var room = new List<int>();
