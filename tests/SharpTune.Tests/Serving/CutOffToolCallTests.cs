@@ -25,7 +25,7 @@ public sealed class CutOffToolCallTests
         var (content, calls) = Run(ToolCallFormat.Hermes, reply, cutOff: true);
         Assert.Equal("Let me check.", content.Trim());
         Assert.Equal(2, calls.Length);
-        Assert.Equal(new ParsedToolCall("get_time", "{\"city\":\"Oslo\"}"), calls[0]);
+        Assert.Equal(new ParsedToolCall("get_time", "{\"city\": \"Oslo\"}"), calls[0]);   // written as vLLM writes arguments (json.dumps)
         Assert.False(calls[0].CutOff);
         Assert.Equal(("get_weather", "{\"city\": \"Pa", true), (calls[1].Name, calls[1].ArgumentsJson, calls[1].CutOff));
 
@@ -63,7 +63,7 @@ public sealed class CutOffToolCallTests
         const string reply = "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"s\": \"}{\\\"\"}}, {\"name\": \"b\", \"arguments\": {\"n\": [1, 2";
         var (content, calls) = Run(ToolCallFormat.Mistral, reply, cutOff: true);
         Assert.Equal("", content);
-        Assert.Equal(("a", "{\"s\":\"}{\\u0022\"}", false), (calls[0].Name, calls[0].ArgumentsJson, calls[0].CutOff));
+        Assert.Equal(("a", "{\"s\": \"}{\\\"\"}", false), (calls[0].Name, calls[0].ArgumentsJson, calls[0].CutOff));
         Assert.Equal(("b", "{\"n\": [1, 2", true), (calls[1].Name, calls[1].ArgumentsJson, calls[1].CutOff));
     }
 

@@ -125,6 +125,9 @@ public sealed class ChatOutputParser(ToolCallFormat? tools, bool reasoning, bool
                         var (rest, calls) = ParseCalls(block, final && close2 < 0);
                         if (calls.Count == 0) output.Add(new ContentDelta(block));
                         foreach (var call in calls) output.Add(new ToolCallDelta(callCount++, call));
+                        // The newlines a template writes between and after calls are no content (vLLM's hermes parser
+                        // keeps only the text before the first call); text written after a call still is.
+                        if (calls.Count > 0) contentStarted = false;
                         _ = rest;
                         Take(block.Length);
                         mode = Mode.Content;
@@ -150,7 +153,8 @@ public sealed class ChatOutputParser(ToolCallFormat? tools, bool reasoning, bool
     {
         if (tools is null) return -1;
         if (tools.StartMarker is { } marker) return text.IndexOf(marker, StringComparison.Ordinal);
-        return text.StartsWith('{') && callCount == 0 && !contentEmitted ? 0 : -1;   // Llama: the whole reply is JSON
+        // Llama: the whole reply is JSON, maybe after <|python_tag|> (as vLLM's llama3_json parser streams it).
+        return callCount == 0 && !contentEmitted && (text.StartsWith('{') || text.StartsWith(ToolCallFormat.PythonTag, StringComparison.Ordinal)) ? 0 : -1;
     }
 
     /// <summary>How much of the end of <paramref name="text"/> could still become a marker.</summary>
@@ -158,6 +162,8 @@ public sealed class ChatOutputParser(ToolCallFormat? tools, bool reasoning, bool
     {
         var markers = new List<string>();
         if (tools?.StartMarker is { } start) markers.Add(start);
+        else if (tools is not null && callCount == 0 && !contentEmitted && ToolCallFormat.PythonTag.StartsWith(text, StringComparison.Ordinal))
+            return text.Length;   // the reply so far could be the start of Llama's <|python_tag|>
         var keep = 0;
         foreach (var marker in markers)
             for (var n = Math.Min(text.Length, marker.Length - 1); n > keep; n--)

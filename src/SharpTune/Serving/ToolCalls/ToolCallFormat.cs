@@ -95,13 +95,44 @@ public sealed partial class ToolCallFormat
             var calls = TryCalls(output[(at + StartMarker!.Length)..]);
             return calls is null ? (output, []) : (output[..at].Trim(), calls);
         }
-        var text = output.Trim();
-        if (text.StartsWith("<|python_tag|>", StringComparison.Ordinal)) text = text["<|python_tag|>".Length..].Trim();
+        // Llama: a reply that opens with JSON (after <|python_tag|>) is calls. As vLLM's llama3_json parser reads it, every
+        // '{' outside the objects already read starts a call object, whatever separates them ("; ", a newline), text
+        // around them is dropped, and one that is not a call makes the whole reply text.
+        var text = output.TrimStart();
+        if (text.StartsWith(PythonTag, StringComparison.Ordinal)) text = text[PythonTag.Length..].TrimStart();
         if (!text.StartsWith('{')) return (output, []);
         var parsed = new List<ParsedToolCall>();
-        foreach (var part in text.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            if (TryCall(part) is { } call) parsed.Add(call); else return (output, []);
+        for (var start = 0; (start = text.IndexOf('{', start)) >= 0;)
+        {
+            var end = EndOfObject(text, start);
+            if (end < 0 || TryCall(text[start..end]) is not { } call) return (output, []);
+            parsed.Add(call);
+            start = end;
+        }
         return ("", parsed);
+    }
+
+    /// <summary>The token Llama 3.1+ may open its calls with.</summary>
+    internal const string PythonTag = "<|python_tag|>";
+
+    /// <summary>Where the JSON object opening at <paramref name="start"/> ends (one past its closing brace), or -1 when it does not close.</summary>
+    private static int EndOfObject(string text, int start)
+    {
+        var (depth, inString, escaped) = (0, false, false);
+        for (var i = start; i < text.Length; i++)
+        {
+            var c = text[i];
+            if (inString)
+            {
+                if (escaped) escaped = false;
+                else if (c == '\\') escaped = true;
+                else if (c == '"') inString = false;
+            }
+            else if (c == '"') inString = true;
+            else if (c is '{' or '[') depth++;
+            else if (c is '}' or ']' && --depth == 0) return i + 1;
+        }
+        return -1;
     }
 
     /// <summary>
@@ -122,7 +153,7 @@ public sealed partial class ToolCallFormat
         else
         {
             var text = output.TrimStart();
-            if (text.StartsWith("<|python_tag|>", StringComparison.Ordinal)) text = text["<|python_tag|>".Length..].TrimStart();
+            if (text.StartsWith(PythonTag, StringComparison.Ordinal)) text = text[PythonTag.Length..].TrimStart();
             if (!text.StartsWith('{')) return null;
             (content, calls) = ("", text);
         }
@@ -180,35 +211,43 @@ public sealed partial class ToolCallFormat
         RegexOptions.Singleline)]
     private static partial Regex CutCallPattern();
 
-    private IReadOnlyList<ParsedToolCall>? TryCalls(string json)
+    private static IReadOnlyList<ParsedToolCall>? TryCalls(string json)
     {
         try
         {
-            var node = JsonNode.Parse(json.Trim());
-            var items = node is JsonArray array ? array.ToList() : [node];
-            var calls = items.Select(i => i is JsonObject o ? FromObject(o) : null).ToList();
+            using var document = JsonDocument.Parse(json.Trim());
+            var root = document.RootElement;
+            var items = root.ValueKind == JsonValueKind.Array ? root.EnumerateArray().ToList() : [root];
+            var calls = items.Select(FromObject).ToList();
             return calls.Count > 0 && calls.All(c => c is not null) ? calls.Select(c => c!).ToList() : null;
         }
-        catch (JsonException) { return null; }
+        catch (Exception e) when (e is JsonException or InvalidOperationException) { return null; }
     }
 
-    private ParsedToolCall? TryCall(string json)
+    private static ParsedToolCall? TryCall(string json)
     {
-        try { return JsonNode.Parse(json.Trim()) is JsonObject o ? FromObject(o) : null; }
-        catch (JsonException) { return null; }
-    }
-
-    private ParsedToolCall? FromObject(JsonObject call)
-    {
-        if (call["name"] is not JsonValue nameValue || !nameValue.TryGetValue<string>(out var name)) return null;
-        var arguments = call[ArgumentsKey] ?? call["arguments"] ?? call["parameters"];
-        var json = arguments switch
+        try
         {
-            null => "{}",
-            JsonValue v when v.TryGetValue<string>(out var text) => text,
-            _ => arguments.ToJsonString(),
-        };
-        return new ParsedToolCall(name, json);
+            using var document = JsonDocument.Parse(json.Trim());
+            return FromObject(document.RootElement);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException) { return null; }   // the latter: a lone surrogate escape
+    }
+
+    /// <summary>
+    /// A call object: its "name" (a string) and its arguments, written as vLLM's parsers write them
+    /// (<see cref="PythonJson"/>), from "arguments" or else "parameters" (vLLM's llama3_json order). Arguments given as
+    /// a JSON string are taken as that text; none (or null) are "{}". A key given twice counts with its last value.
+    /// </summary>
+    private static ParsedToolCall? FromObject(JsonElement call)
+    {
+        if (call.ValueKind != JsonValueKind.Object || !call.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
+            return null;
+        var hasArguments = call.TryGetProperty("arguments", out var arguments) || call.TryGetProperty("parameters", out arguments);
+        var json = !hasArguments || arguments.ValueKind == JsonValueKind.Null ? "{}"
+            : arguments.ValueKind == JsonValueKind.String ? arguments.GetString()!
+            : PythonJson.Dumps(arguments);
+        return new ParsedToolCall(name.GetString()!, json);
     }
 
     [GeneratedRegex(@"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", RegexOptions.Singleline)]
