@@ -56,11 +56,11 @@ internal static partial class BitsAndBytesCheckpoint
                             tensors.Add(new(name + ".nested_quant_map", Own(tensor(dq.CodeValues.ToArray()))));
                             state["nested_blocksize"] = DoubleQuantizedAbsmax.BlockSize;
                             state["nested_dtype"] = "float32";
-                            state["nested_offset"] = JsonNode.Parse(PythonFloat.Repr(dq.Offset.to(ScalarType.Float32).item<float>()));
+                            state["nested_offset"] = JsonNode.Parse(PythonJson.FloatRepr(dq.Offset.to(ScalarType.Float32).item<float>()));
                         }
                         else tensors.Add(new(name + ".absmax", w.Absmax!));
                         // QuantState.as_dict(packed=True) → pack_dict_to_tensor: json.dumps with its default separators.
-                        var json = PythonFloat.JsonDumps(state);
+                        var json = PythonJson.Dumps(state);
                         tensors.Add(new(name + "." + QuantStatePrefix + QuantizationOptions.Name(w.Type), Own(tensor(Encoding.UTF8.GetBytes(json)))));
                         break;
                     case Int8Weight w:

@@ -1,3 +1,4 @@
+using SharpTune.IO;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using SharpTune.Models;
@@ -258,7 +259,7 @@ public class BitsAndBytesCheckpointWriterTests
     public void OffsetsAreWrittenAsPythonsFloatRepr(double value, string python)
     {
         // repr(float) in CPython 3.11 for each value.
-        Assert.Equal(python, PythonFloat.Repr(value));
+        Assert.Equal(python, PythonJson.FloatRepr(value));
     }
 }
 

@@ -1,3 +1,4 @@
+using SharpTune.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -246,7 +247,7 @@ public sealed partial class ToolCallFormat
         var hasArguments = call.TryGetProperty("arguments", out var arguments) || call.TryGetProperty("parameters", out arguments);
         var json = !hasArguments || arguments.ValueKind == JsonValueKind.Null ? "{}"
             : arguments.ValueKind == JsonValueKind.String ? arguments.GetString()!
-            : PythonJson.Dumps(arguments);
+            : PythonJson.Dumps(arguments, ensureAscii: false);
         return new ParsedToolCall(name.GetString()!, json);
     }
 

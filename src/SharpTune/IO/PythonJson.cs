@@ -1,0 +1,147 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace SharpTune.IO;
+
+/// <summary>
+/// Python's <c>json.dumps</c> and float <c>repr</c>, for JSON that must equal what a Python tool writes byte for byte:
+/// bitsandbytes' packed quant_state (<c>json.dumps(state)</c>) and vLLM's tool-call arguments
+/// (<c>json.dumps(json.loads(text), ensure_ascii=False)</c>). ", " and ": " between items; only '"', '\' and control
+/// characters escaped (and everything beyond ASCII when <c>ensure_ascii</c>); numbers with a fraction or exponent as
+/// Python's float repr (1e5 → 100000.0, 1E-7 → 1e-07), integers as written (-0 → 0); a key given twice keeps its first
+/// place with its last value, as a Python dict does.
+/// </summary>
+internal static class PythonJson
+{
+    /// <summary><c>json.dumps(json.loads(value), ensure_ascii=ensureAscii)</c>.</summary>
+    public static string Dumps(JsonElement value, bool ensureAscii = true)
+    {
+        var text = new StringBuilder();
+        Write(text, value, ensureAscii);
+        return text.ToString();
+    }
+
+    /// <summary><c>json.dumps(node, ensure_ascii=ensureAscii)</c>.</summary>
+    public static string Dumps(JsonNode? node, bool ensureAscii = true) => Dumps(JsonSerializer.SerializeToElement(node), ensureAscii);
+
+    /// <summary>repr(float(value)): the shortest round-trip digits, fixed for 1e-4 ≤ |x| &lt; 1e16 (always with a '.'), else d.ddde±XX.</summary>
+    public static string FloatRepr(double value)
+    {
+        if (double.IsNaN(value)) return "NaN";
+        if (double.IsInfinity(value)) return value > 0 ? "Infinity" : "-Infinity";
+        if (value == 0) return double.IsNegative(value) ? "-0.0" : "0.0";
+        // Shortest digits: "R" gives them; take its digits and exponent, then lay them out as Python does.
+        var shortest = value.ToString("R", CultureInfo.InvariantCulture);
+        var negative = shortest.StartsWith('-');
+        if (negative) shortest = shortest[1..];
+        int exponent;
+        string mantissa;
+        var e = shortest.IndexOfAny(['E', 'e']);
+        if (e >= 0)
+        {
+            exponent = int.Parse(shortest[(e + 1)..], CultureInfo.InvariantCulture);
+            mantissa = shortest[..e];
+        }
+        else
+        {
+            exponent = 0;
+            mantissa = shortest;
+        }
+        var point = mantissa.IndexOf('.');
+        var intPart = point >= 0 ? mantissa[..point] : mantissa;
+        var fracPart = point >= 0 ? mantissa[(point + 1)..] : "";
+        var digits = (intPart + fracPart).TrimStart('0');
+        var leadingZeros = (intPart + fracPart).Length - (intPart + fracPart).TrimStart('0').Length;
+        var decimalExponent = exponent + intPart.Length - leadingZeros - 1;   // position of the first digit
+        digits = digits.TrimEnd('0');
+        if (digits.Length == 0) digits = "0";
+        string body;
+        if (decimalExponent < -4 || decimalExponent >= 16)
+        {
+            body = digits[..1] + (digits.Length > 1 ? "." + digits[1..] : "") + "e" + (decimalExponent < 0 ? "-" : "+") +
+                   Math.Abs(decimalExponent).ToString("00", CultureInfo.InvariantCulture);
+        }
+        else if (decimalExponent < 0)
+            body = "0." + new string('0', -decimalExponent - 1) + digits;
+        else if (digits.Length <= decimalExponent + 1)
+            body = digits + new string('0', decimalExponent + 1 - digits.Length) + ".0";
+        else
+            body = digits[..(decimalExponent + 1)] + "." + digits[(decimalExponent + 1)..];
+        return (negative ? "-" : "") + body;
+    }
+
+    private static void Write(StringBuilder text, JsonElement value, bool ensureAscii)
+    {
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.Object:
+                var members = new List<(string Key, JsonElement Value)>();
+                var position = new Dictionary<string, int>(StringComparer.Ordinal);
+                foreach (var property in value.EnumerateObject())
+                {
+                    if (position.TryGetValue(property.Name, out var at)) members[at] = (property.Name, property.Value);
+                    else { position[property.Name] = members.Count; members.Add((property.Name, property.Value)); }
+                }
+                text.Append('{');
+                for (var i = 0; i < members.Count; i++)
+                {
+                    if (i > 0) text.Append(", ");
+                    WriteString(text, members[i].Key, ensureAscii);
+                    text.Append(": ");
+                    Write(text, members[i].Value, ensureAscii);
+                }
+                text.Append('}');
+                break;
+            case JsonValueKind.Array:
+                text.Append('[');
+                var first = true;
+                foreach (var item in value.EnumerateArray())
+                {
+                    if (!first) text.Append(", ");
+                    first = false;
+                    Write(text, item, ensureAscii);
+                }
+                text.Append(']');
+                break;
+            case JsonValueKind.String:
+                WriteString(text, value.GetString()!, ensureAscii);
+                break;
+            case JsonValueKind.Number:
+                var raw = value.GetRawText();
+                if (raw.AsSpan().IndexOfAny('.', 'e', 'E') >= 0)
+                    text.Append(FloatRepr(double.Parse(raw, NumberStyles.Float, CultureInfo.InvariantCulture)));
+                else
+                    text.Append(raw == "-0" ? "0" : raw);   // a Python int: any size, written as given
+                break;
+            case JsonValueKind.True: text.Append("true"); break;
+            case JsonValueKind.False: text.Append("false"); break;
+            default: text.Append("null"); break;
+        }
+    }
+
+    private static void WriteString(StringBuilder text, string value, bool ensureAscii)
+    {
+        text.Append('"');
+        foreach (var c in value)
+        {
+            switch (c)
+            {
+                case '"': text.Append("\\\""); break;
+                case '\\': text.Append("\\\\"); break;
+                case '\n': text.Append("\\n"); break;
+                case '\r': text.Append("\\r"); break;
+                case '\t': text.Append("\\t"); break;
+                case '\b': text.Append("\\b"); break;
+                case '\f': text.Append("\\f"); break;
+                case < ' ':
+                case >= '\u0080' when ensureAscii:   // UTF-16 units, so a character beyond the BMP is its surrogate pair, as Python writes it
+                    text.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
+                    break;
+                default: text.Append(c); break;
+            }
+        }
+        text.Append('"');
+    }
+}
