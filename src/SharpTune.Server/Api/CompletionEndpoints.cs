@@ -144,6 +144,8 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                 PresencePenalty = request.PresencePenalty,
                 FrequencyPenalty = request.FrequencyPenalty,
                 LogitBias = request.LogitBias,
+                // Unset: generation_config.json's, as vLLM's server takes its default sampling parameters from it.
+                RepetitionPenalty = request.RepetitionPenalty ?? served.Model.Config.Generation.RepetitionPenalty ?? 1,
                 Seed = request.Seed,
                 Stops = stops,
                 Adapter = adapter,

@@ -32,6 +32,9 @@ public sealed record CompletionRequest
     /// <summary>OpenAI's frequency_penalty (-2 to 2; 0 = off), applied as vLLM does: over the generated tokens only.</summary>
     public double FrequencyPenalty { get; init; }
 
+    /// <summary>vLLM's repetition_penalty (> 0): null = the model's generation_config.json, else 1 (off).</summary>
+    public double? RepetitionPenalty { get; init; }
+
     /// <summary>OpenAI's logit_bias: token id to a bias (-100 to 100) added to its logit; null = none.</summary>
     public IReadOnlyDictionary<int, double>? LogitBias { get; init; }
 

@@ -50,6 +50,7 @@ public static class CompletionRequestParser
             PresencePenalty = presencePenalty,
             FrequencyPenalty = frequencyPenalty,
             LogitBias = LogitBias(json),
+            RepetitionPenalty = RepetitionPenalty(json),
             Temperature = OptionalDouble(json, "temperature", 0, 2),   // unset: the model's generation_config.json, else 1
             TopP = OptionalDouble(json, "top_p", 0, 1) is { } p ? (p == 0 ? throw ApiException.BadField("top_p", "'top_p' must be greater than 0") : p) : null,
             N = n,
@@ -81,6 +82,15 @@ public static class CompletionRequestParser
             bias[id] = b;
         }
         return bias.Count == 0 ? null : bias;
+    }
+
+    /// <summary>vLLM's <c>repetition_penalty</c> extension: any number above 0 (1 = off), as vLLM's SamplingParams checks it.</summary>
+    private static double? RepetitionPenalty(JsonObject json)
+    {
+        if (json["repetition_penalty"] is null) return null;
+        var value = Number(json, "repetition_penalty", v => v.TryGetValue<double>(out var d) ? d : (double?)null, "a number");
+        return value > 0 && double.IsFinite(value) ? value
+            : throw ApiException.BadField("repetition_penalty", $"'repetition_penalty' is {value}; it must be greater than 0 (1: off)");
     }
 
     private static IReadOnlyList<ChatMessage> Messages(JsonObject json)

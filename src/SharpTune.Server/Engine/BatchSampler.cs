@@ -4,7 +4,7 @@ namespace SharpTune.Server.Engine;
 
 /// <summary>
 /// One request's rows in a batch and how they sample (OpenAI's temperature, top_p, presence_penalty, frequency_penalty
-/// and logit_bias, the model's top_k, seed).
+/// and logit_bias, vLLM's repetition_penalty, the model's top_k, seed).
 /// </summary>
 /// <param name="FirstRow">The request's first row in the batch; its rows are consecutive.</param>
 /// <param name="Rows">How many rows (OpenAI's <c>n</c>).</param>
@@ -12,21 +12,23 @@ namespace SharpTune.Server.Engine;
 /// <param name="PresencePenalty">Subtracted once from the logit of every token the row has already generated.</param>
 /// <param name="FrequencyPenalty">Subtracted from a token's logit once per time the row has generated it.</param>
 /// <param name="LogitBias">Added to the logits of these token ids, or null.</param>
+/// <param name="RepetitionPenalty">CTRL's penalty on every token of the prompt or the output (1 = off).</param>
 internal sealed record SamplingGroup(int FirstRow, int Rows, double Temperature, double TopP, int TopK, Generator? Generator,
-    double PresencePenalty = 0, double FrequencyPenalty = 0, IReadOnlyDictionary<int, double>? LogitBias = null)
+    double PresencePenalty = 0, double FrequencyPenalty = 0, IReadOnlyDictionary<int, double>? LogitBias = null,
+    double RepetitionPenalty = 1)
 {
     /// <summary>vLLM's rule (<c>_SAMPLING_EPS</c> in its sampler): a temperature below 1e-5 is greedy, not a division by it.</summary>
     public bool IsGreedy => Temperature < GreedyBelow;
 
     public const double GreedyBelow = 1e-5;
 
-    public bool HasPenalties => PresencePenalty != 0 || FrequencyPenalty != 0;
+    public bool HasPenalties => PresencePenalty != 0 || FrequencyPenalty != 0 || RepetitionPenalty != 1;
 }
 
 /// <summary>
 /// Picks the next token of every row of a batch in one pass over the (B, V) logits, each request with its own settings,
-/// in vLLM's order: the constrained-decoding mask, logit_bias, presence and frequency penalties (over the tokens the row
-/// has generated, never the prompt), the greedy pick, then temperature, top-k and top-p. Per-row settings are columns of
+/// in vLLM's order: the constrained-decoding mask, logit_bias, the repetition penalty (prompt and output tokens), the
+/// frequency and presence penalties (over the tokens the row has generated, never the prompt), the greedy pick, then temperature, top-k and top-p. Per-row settings are columns of
 /// tensors built once per batch, and the multinomial draw is the exponential race torch's <c>multinomial</c> runs for
 /// one sample (argmax of p / q with q ~ Exp(1), vLLM does the same): only the noise is drawn per request, from the
 /// request's own generator when it has a seed. So a seeded request without penalties or bias gets exactly the tokens
@@ -48,6 +50,8 @@ internal sealed class BatchSampler : IDisposable
     private readonly Tensor? logitBias;       // (B, V) added to the logits; null when no request has a logit_bias
     private readonly Tensor? frequency;       // (B, 1) frequency penalties; null when no request has a penalty
     private readonly Tensor? presence;        // (B, 1) presence penalties
+    private readonly Tensor? repetition;      // (B, 1) repetition penalties (1 = off)
+    private readonly Tensor? inPrompt;        // (B, V) bool: tokens of each row's prompt
     private readonly Tensor? outputCounts;    // (B, V) fp32: how often each row has generated each token
     private readonly Tensor? greedyRows;      // (B) bool, when greedy and sampled rows are mixed
     private readonly Tensor? seededRows;      // (B) bool, when seeded and unseeded sampled rows are mixed
@@ -57,7 +61,9 @@ internal sealed class BatchSampler : IDisposable
 
     /// <param name="outputs">The tokens each row has generated so far (a batch built by combining others carries on
     /// their penalties); null when no row has any.</param>
-    public BatchSampler(IReadOnlyList<SamplingGroup> groups, int batch, int vocabulary, Func<int, IReadOnlyList<int>>? outputs = null)
+    /// <param name="prompts">Each row's prompt tokens, for the repetition penalty; null when no row has one.</param>
+    public BatchSampler(IReadOnlyList<SamplingGroup> groups, int batch, int vocabulary, Func<int, IReadOnlyList<int>>? outputs = null,
+        Func<int, IReadOnlyList<int>>? prompts = null)
     {
         this.groups = groups;
         this.batch = batch;
@@ -74,17 +80,26 @@ internal sealed class BatchSampler : IDisposable
         }
         if (groups.Any(g => g.HasPenalties))
         {
-            var (f, p) = (new float[batch], new float[batch]);
+            var (f, p, rp) = (new float[batch], new float[batch], new float[batch]);
+            Array.Fill(rp, 1f);
             var counts = new float[batch * vocabulary];
+            var prompt = new bool[batch * vocabulary];
             foreach (var group in groups.Where(g => g.HasPenalties))
                 for (var r = group.FirstRow; r < group.FirstRow + group.Rows; r++)
                 {
-                    (f[r], p[r]) = ((float)group.FrequencyPenalty, (float)group.PresencePenalty);
+                    (f[r], p[r], rp[r]) = ((float)group.FrequencyPenalty, (float)group.PresencePenalty, (float)group.RepetitionPenalty);
                     foreach (var token in outputs?.Invoke(r) ?? []) counts[r * vocabulary + token]++;
+                    if (group.RepetitionPenalty != 1)
+                        foreach (var token in prompts?.Invoke(r) ?? []) prompt[r * vocabulary + token] = true;
                 }
             frequency = tensor(f, [batch, 1]).DetachFromDisposeScope();
             presence = tensor(p, [batch, 1]).DetachFromDisposeScope();
             outputCounts = tensor(counts, [batch, vocabulary]).DetachFromDisposeScope();
+            if (groups.Any(g => g.RepetitionPenalty != 1))
+            {
+                repetition = tensor(rp, [batch, 1]).DetachFromDisposeScope();
+                inPrompt = tensor(prompt, [batch, vocabulary]).DetachFromDisposeScope();
+            }
         }
         if (!anySampled) return;
         var temperature = new float[batch];
@@ -169,7 +184,7 @@ internal sealed class BatchSampler : IDisposable
         return picked.data<long>().ToArray();
     }
 
-    /// <summary>Counts <paramref name="token"/> as generated by <paramref name="row"/> (for the presence and frequency penalties).</summary>
+    /// <summary>Counts <paramref name="token"/> as generated by <paramref name="row"/> (for the penalties).</summary>
     public void Accept(int row, int token)
     {
         if (outputCounts is null || frequency is null) return;
@@ -189,8 +204,9 @@ internal sealed class BatchSampler : IDisposable
 
     /// <summary>
     /// fp32 CPU logits with the steps that can change a greedy pick, as vLLM's <c>Sampler.apply_logits_processors</c>
-    /// runs them: the allowed-token mask, logit_bias, then the penalties of OpenAI's definition (<c>apply_penalties</c>:
-    /// logits −= frequency·count, then −= presence·[count > 0]).
+    /// runs them: the allowed-token mask, logit_bias, then <c>apply_penalties</c>: the repetition penalty on tokens of
+    /// the prompt or the output (a positive logit times 1/penalty, any other times the penalty), then OpenAI's
+    /// penalties, logits −= frequency·count and −= presence·[count > 0].
     /// </summary>
     private Tensor Penalised(Tensor logits, Tensor? allowed)
     {
@@ -200,6 +216,11 @@ internal sealed class BatchSampler : IDisposable
         if (logitBias is not null) x = x + logitBias;
         if (outputCounts is not null)
         {
+            if (repetition is not null)
+            {
+                var penalties = where(inPrompt!.logical_or(outputCounts > 0), repetition.expand(x.shape), ones_like(x));
+                x = x * where(x > 0, penalties.reciprocal(), penalties);
+            }
             x = x - frequency! * outputCounts;
             x = x - presence! * (outputCounts > 0).to(ScalarType.Float32);
         }
@@ -233,6 +254,8 @@ internal sealed class BatchSampler : IDisposable
         frequency?.Dispose();
         presence?.Dispose();
         outputCounts?.Dispose();
+        repetition?.Dispose();
+        inPrompt?.Dispose();
         greedyRows?.Dispose();
         seededRows?.Dispose();
         noise?.Dispose();

@@ -55,6 +55,9 @@ public sealed class InferenceRequest : EngineItem
     /// <summary>OpenAI's frequency_penalty (-2 to 2): subtracted from a token's logit once per time it was generated.</summary>
     public double FrequencyPenalty { get; init; }
 
+    /// <summary>vLLM's repetition_penalty (> 0; 1 = off): CTRL's penalty on every token of the prompt or the output.</summary>
+    public double RepetitionPenalty { get; init; } = 1;
+
     /// <summary>OpenAI's logit_bias: added to the logits of these token ids before sampling; null = none.</summary>
     public IReadOnlyDictionary<int, double>? LogitBias { get; init; }
 

@@ -301,6 +301,27 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
     }
 
     [AgentServerFact]
+    public async Task RepetitionPenaltyCoversThePromptAsTheLibrarysDoes()
+    {
+        // vLLM's repetition_penalty extension scales the logits of prompt and output tokens, as transformers' processor
+        // (the library's) does: greedy, the served reply is the library's token for token. 0.3 (below 1 favours tokens
+        // already seen) changes this model's reply; 1.5 happens not to.
+        using var http = fixture.Http();
+        var body = """{"model":"random-qwen-chat","messages":[{"role":"user","content":"Hello there"}],"temperature":0,"max_tokens":10,"logprobs":true,"repetition_penalty":0.3}""";
+        var reply = JsonNode.Parse(await (await http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"))).Content.ReadAsStringAsync())!;
+        var served = reply["choices"]![0]!["logprobs"]!["content"]!.AsArray().Select(t => t!["bytes"]!.AsArray().Select(b => (byte)b!.GetValue<int>()).ToArray()).ToArray();
+
+        using var model = PretrainedModel.Load(fixture.ModelDir);
+        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
+        var prompt = ChatPromptFormat.ForModel(tokenizer, null).Encode([new SharpTune.Tokenization.ChatMessage("user", "Hello there")], tokenizer);
+        var penalised = TokenGenerator.Generate(model, [prompt], new GenerationOptions { Temperature = 0, MaxNewTokens = 10, RepetitionPenalty = 0.3 })[0].Tokens
+            .Where(t => !model.Config.EosTokenIds.Contains(t)).ToArray();
+        var plain = GreedyReference.Compute(fixture.ModelDir, "Hello there", 10).Generated;
+        Assert.NotEqual(plain.Take(penalised.Length), penalised);   // the penalty changed what greedy writes
+        Assert.Equal(penalised.Select(t => tokenizer.TokenBytes(t)), served);
+    }
+
+    [AgentServerFact]
     public async Task ValidationAnswersLikeOpenAi()
     {
         using var http = fixture.Http();

@@ -70,4 +70,28 @@ public sealed class BatchSamplerReferenceTests
         using var scope = NewDisposeScope();
         for (var i = 0; i < 20; i++) Assert.Equal(4, sampler.Next(tensor(Logits), null, _ => true)[1]);
     }
+
+    [Fact]
+    public void RepetitionPenaltyCoversPromptAndOutputBeforeTheOtherPenalties()
+    {
+        // vLLM rows: (temperature 1, repetition 1.3, prompt [3, 1], output [6]); (0.5, repetition 0.8, presence 0.5,
+        // logit_bias {4: -1}, prompt [2], output [4, 4]); (greedy, repetition 2, prompt [3], nothing generated yet).
+        List<SamplingGroup> groups =
+        [
+            new(0, 1, 1.0, 1.0, 0, null, RepetitionPenalty: 1.3),
+            new(1, 1, 0.5, 1.0, 0, null, PresencePenalty: 0.5, LogitBias: new Dictionary<int, double> { [4] = -1 }, RepetitionPenalty: 0.8),
+            new(2, 1, 0, 1.0, 0, null, RepetitionPenalty: 2),
+        ];
+        int[][] prompts = [[3, 1], [2], [3]], outputs = [[6], [4, 4], []];
+        using var sampler = new BatchSampler(groups, 3, 8, r => outputs[r], r => prompts[r]);
+        using var scope = NewDisposeScope();
+        float[] expected =
+        [
+            2.0f, -1.9499999284744263f, 0.5f, 2.307692289352417f, -0.25f, 1.0f, 0.0f, -2.0f,
+            0.6000000238418579f, 0.6000000238418579f, -6.400000095367432f, 3.4000000953674316f, 2.0f, -1.2000000476837158f, 1.7999999523162842f, 0.20000000298023224f,
+        ];
+        TokenSamplerReferenceTests.AssertLogits(expected, sampler.Process(tensor(Logits), null).data<float>().ToArray()[..16]);
+        // The greedy row: its prompt token 3 (2.5 -> 1.25) falls below token 4; vLLM's argmax is 4.
+        Assert.Equal(4, sampler.Next(tensor(Logits), null, _ => true)[2]);
+    }
 }

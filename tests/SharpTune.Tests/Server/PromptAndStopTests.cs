@@ -50,9 +50,9 @@ public sealed class PromptAndStopTests
         var request = CompletionRequestParser.Parse(JsonNode.Parse("""
             {"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],
              "max_tokens":5,"max_completion_tokens":7,"temperature":0.5,"top_p":0.9,"n":2,"stop":"x","seed":42,"stream":true,
-             "stream_options":{"include_usage":true},"presence_penalty":0.5,"frequency_penalty":-1.25,"logit_bias":{"7":-100,"12":3.5}}
+             "stream_options":{"include_usage":true},"presence_penalty":0.5,"frequency_penalty":-1.25,"logit_bias":{"7":-100,"12":3.5},"repetition_penalty":1.1}
             """), chat: true, maxN: 4);
-        Assert.Equal((0.5, -1.25), (request.PresencePenalty, request.FrequencyPenalty));
+        Assert.Equal((0.5, -1.25, 1.1), (request.PresencePenalty, request.FrequencyPenalty, request.RepetitionPenalty));
         Assert.Equal(new Dictionary<int, double> { [7] = -100, [12] = 3.5 }, request.LogitBias);
         Assert.Equal("m", request.Model);
         Assert.Equal([("system", "s"), ("user", "a\nb")], request.Messages!.Select(m => (m.Role, m.Content)));   // text parts joined by newlines, as vLLM does
@@ -70,6 +70,8 @@ public sealed class PromptAndStopTests
     [InlineData("""{"model":"m","prompt":["ok", 3]}""", "prompt[1]")]
     [InlineData("""{"model":"m","prompt":"p","top_p":0}""", "top_p")]
     [InlineData("""{"model":"m","prompt":"p","logit_bias":[1]}""", "logit_bias")]
+    [InlineData("""{"model":"m","prompt":"p","repetition_penalty":0}""", "repetition_penalty")]
+    [InlineData("""{"model":"m","prompt":"p","repetition_penalty":"1.1"}""", "repetition_penalty")]
     [InlineData("""{"model":"m","prompt":"p","logit_bias":{"a":1}}""", "logit_bias")]
     [InlineData("""{"model":"m","prompt":"p","logit_bias":{"-3":1}}""", "logit_bias")]
     [InlineData("""{"model":"m","prompt":"p","logit_bias":{"3":"1"}}""", "logit_bias")]
