@@ -57,7 +57,8 @@ internal static class GenerateCommand
                 Temperature = sampledTemperature,
                 TopP = sampledTopP,
                 TopK = sampledTopK,
-                RepetitionPenalty = parse.GetValue(repetition),
+                // As transformers' generate: generation_config.json's repetition_penalty unless the user gives one.
+                RepetitionPenalty = parse.GetResult(repetition) is { Implicit: false } ? parse.GetValue(repetition) : lm.Config.Generation.RepetitionPenalty ?? 1.0,
                 Seed = parse.GetValue(seed),
                 Overflow = parse.GetValue(truncate) ? ContextOverflow.TruncatePromptLeft : ContextOverflow.Error,
             };

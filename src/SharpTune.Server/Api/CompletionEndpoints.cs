@@ -117,6 +117,8 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         var context = served.ContextLength;
         // What the request leaves out comes from the model's generation_config.json, as transformers' generate does.
         var sampling = served.Model.Config.Generation.Resolve(request.Temperature, request.TopP, topK: null);
+        if (request.LogitBias?.Keys.FirstOrDefault(id => id >= served.Model.Config.VocabSize, -1) is var outside and >= 0)
+            throw ApiException.BadField("logit_bias", $"'logit_bias' names token id {outside}, outside this model's vocabulary of {served.Model.Config.VocabSize}");
         return prompts.Select((prompt, i) =>
         {
             if (prompt.Count == 0)
@@ -139,6 +141,11 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                 Temperature = sampling.Temperature,
                 TopP = sampling.TopP,
                 TopK = sampling.TopK,
+                PresencePenalty = request.PresencePenalty,
+                FrequencyPenalty = request.FrequencyPenalty,
+                LogitBias = request.LogitBias,
+                // Unset: generation_config.json's, as vLLM's server takes its default sampling parameters from it.
+                RepetitionPenalty = request.RepetitionPenalty ?? served.Model.Config.Generation.RepetitionPenalty ?? 1,
                 Seed = request.Seed,
                 Stops = stops,
                 Adapter = adapter,

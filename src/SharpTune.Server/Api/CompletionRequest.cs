@@ -26,6 +26,18 @@ public sealed record CompletionRequest
 
     public double? TopP { get; init; }
 
+    /// <summary>OpenAI's presence_penalty (-2 to 2; 0 = off), applied as vLLM does: over the generated tokens only.</summary>
+    public double PresencePenalty { get; init; }
+
+    /// <summary>OpenAI's frequency_penalty (-2 to 2; 0 = off), applied as vLLM does: over the generated tokens only.</summary>
+    public double FrequencyPenalty { get; init; }
+
+    /// <summary>vLLM's repetition_penalty (> 0): null = the model's generation_config.json, else 1 (off).</summary>
+    public double? RepetitionPenalty { get; init; }
+
+    /// <summary>OpenAI's logit_bias: token id to a bias (-100 to 100) added to its logit; null = none.</summary>
+    public IReadOnlyDictionary<int, double>? LogitBias { get; init; }
+
     /// <summary>Completions per prompt.</summary>
     public int N { get; init; } = 1;
 

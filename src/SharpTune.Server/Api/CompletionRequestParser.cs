@@ -24,8 +24,8 @@ public static class CompletionRequestParser
         var stream = OptionalBool(json, "stream") ?? false;
         if (streamOptions is not null && !stream)
             throw ApiException.BadField("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.");
-        OptionalDouble(json, "presence_penalty", -2, 2);
-        OptionalDouble(json, "frequency_penalty", -2, 2);
+        var presencePenalty = OptionalDouble(json, "presence_penalty", -2, 2) ?? 0;
+        var frequencyPenalty = OptionalDouble(json, "frequency_penalty", -2, 2) ?? 0;
         var (logprobs, top) = chat ? ChatLogprobs(json) : CompletionLogprobs(json);
         if (!chat) CompletionOnlyOptions(json, n);
         var tools = chat ? Tools(json) : null;
@@ -47,6 +47,10 @@ public static class CompletionRequestParser
             Prompts = chat || tokenIdPrompts is not null ? null : Prompts(json),
             PromptTokenIds = tokenIdPrompts,
             MaxTokens = maxTokens,
+            PresencePenalty = presencePenalty,
+            FrequencyPenalty = frequencyPenalty,
+            LogitBias = LogitBias(json),
+            RepetitionPenalty = RepetitionPenalty(json),
             Temperature = OptionalDouble(json, "temperature", 0, 2),   // unset: the model's generation_config.json, else 1
             TopP = OptionalDouble(json, "top_p", 0, 1) is { } p ? (p == 0 ? throw ApiException.BadField("top_p", "'top_p' must be greater than 0") : p) : null,
             N = n,
@@ -55,6 +59,38 @@ public static class CompletionRequestParser
             Stream = stream,
             IncludeUsage = streamOptions is JsonObject so && OptionalBool(so, "include_usage", "stream_options.include_usage") == true,
         };
+    }
+
+    /// <summary>
+    /// <c>logit_bias</c>, as OpenAI takes it: an object mapping token ids (as strings) to a bias from -100 to 100 added to
+    /// that token's logit. Whether each id is in the model's vocabulary is checked where the model is known.
+    /// </summary>
+    internal static IReadOnlyDictionary<int, double>? LogitBias(JsonObject json)
+    {
+        if (json["logit_bias"] is null) return null;
+        if (json["logit_bias"] is not JsonObject map)
+            throw ApiException.BadField("logit_bias", "'logit_bias' must be an object mapping token ids to a bias from -100 to 100");
+        var bias = new Dictionary<int, double>();
+        foreach (var (key, value) in map)
+        {
+            if (!int.TryParse(key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id))
+                throw ApiException.BadField("logit_bias", $"'logit_bias' key '{key}' is not a token id (a non-negative integer)");
+            if (value is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !v.TryGetValue<double>(out var b))
+                throw ApiException.BadField("logit_bias", $"'logit_bias[{key}]' must be a number");
+            if (b is < -100 or > 100)
+                throw ApiException.BadField("logit_bias", $"'logit_bias[{key}]' is {b}; it must be between -100 and 100");
+            bias[id] = b;
+        }
+        return bias.Count == 0 ? null : bias;
+    }
+
+    /// <summary>vLLM's <c>repetition_penalty</c> extension: any number above 0 (1 = off), as vLLM's SamplingParams checks it.</summary>
+    private static double? RepetitionPenalty(JsonObject json)
+    {
+        if (json["repetition_penalty"] is null) return null;
+        var value = Number(json, "repetition_penalty", v => v.TryGetValue<double>(out var d) ? d : (double?)null, "a number");
+        return value > 0 && double.IsFinite(value) ? value
+            : throw ApiException.BadField("repetition_penalty", $"'repetition_penalty' is {value}; it must be greater than 0 (1: off)");
     }
 
     private static IReadOnlyList<ChatMessage> Messages(JsonObject json)

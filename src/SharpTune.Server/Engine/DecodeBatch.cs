@@ -25,6 +25,8 @@ internal sealed class DecodeBatch : IDisposable
         public StopStringFilter Filter { get; } = new(request.Stops);
         public int Generated { get; set; }
         public bool Done { get; set; }
+        /// <summary>The tokens generated so far, kept only when the request has presence/frequency penalties.</summary>
+        public List<int>? Output { get; } = request.PresencePenalty != 0 || request.FrequencyPenalty != 0 || request.RepetitionPenalty != 1 ? [] : null;
     }
 
     private sealed class RequestSlot(InferenceRequest request, int firstRow, Generator? generator)
@@ -33,7 +35,8 @@ internal sealed class DecodeBatch : IDisposable
         public int FirstRow { get; } = firstRow;
         /// <summary>The request's own generator when it has a seed (it moves with the request when batches combine).</summary>
         public Generator? Generator { get; } = generator;
-        public SamplingGroup Sampling { get; } = new(firstRow, request.Rows, request.Temperature, request.TopP, request.TopK, generator);
+        public SamplingGroup Sampling { get; } = new(firstRow, request.Rows, request.Temperature, request.TopP, request.TopK, generator,
+            request.PresencePenalty, request.FrequencyPenalty, request.LogitBias, request.RepetitionPenalty);
         public int RowsLeft { get; set; } = request.Rows;
     }
 
@@ -101,7 +104,8 @@ internal sealed class DecodeBatch : IDisposable
         sampler = NewSampler();
     }
 
-    private BatchSampler NewSampler() => new(slots.Select(s => s.Sampling).ToArray(), rows.Length, model.Config.VocabSize);
+    private BatchSampler NewSampler() =>
+        new(slots.Select(s => s.Sampling).ToArray(), rows.Length, model.Config.VocabSize, r => rows[r].Output ?? [], r => rows[r].Request.PromptIds);
 
     /// <summary>Rows in the batch, finished ones included (they occupy the cache until the batch ends).</summary>
     public int RowCount => rows.Length;
@@ -168,6 +172,8 @@ internal sealed class DecodeBatch : IDisposable
             real[r, length] = !row.Done;
             if (row.Done) continue;
             if (logprobs[r] is { } logprob && !eos.Contains(token)) row.Request.Events.Writer.TryWrite(new RowToken(row.Index, logprob));
+            row.Output?.Add(token);
+            sampler.Accept(r, token);
             Accept(row, token);
         }
         length++;

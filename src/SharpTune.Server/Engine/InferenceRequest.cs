@@ -49,6 +49,18 @@ public sealed class InferenceRequest : EngineItem
     /// <summary>Keep only the k most likely tokens (0 = off); from the model's generation_config.json.</summary>
     public int TopK { get; init; }
 
+    /// <summary>OpenAI's presence_penalty (-2 to 2): subtracted once from the logit of each token already generated.</summary>
+    public double PresencePenalty { get; init; }
+
+    /// <summary>OpenAI's frequency_penalty (-2 to 2): subtracted from a token's logit once per time it was generated.</summary>
+    public double FrequencyPenalty { get; init; }
+
+    /// <summary>vLLM's repetition_penalty (> 0; 1 = off): CTRL's penalty on every token of the prompt or the output.</summary>
+    public double RepetitionPenalty { get; init; } = 1;
+
+    /// <summary>OpenAI's logit_bias: added to the logits of these token ids before sampling; null = none.</summary>
+    public IReadOnlyDictionary<int, double>? LogitBias { get; init; }
+
     /// <summary>Sampling seed; each request samples with its own generator, so batch neighbours do not change it.</summary>
     public long? Seed { get; init; }
 

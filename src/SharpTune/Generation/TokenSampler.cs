@@ -28,33 +28,43 @@ public sealed class TokenSampler : IDisposable
         // Plain greedy: the argmax where the logits are (every dtype orders them the same), one id per row to read back.
         if (options.IsGreedy && allowed is null && (options.RepetitionPenalty == 1.0 || seen is null))
             return GreedyArgmax.TryPick(logits) ?? logits.argmax(-1).cpu().data<long>().ToArray();
+        var x = Process(logits, seen, allowed);
+        if (options.IsGreedy)
+            return x.argmax(-1).data<long>().ToArray();
+        var probs = x.softmax(-1);
+        return multinomial(probs, 1, false, generator).squeeze(1).data<long>().ToArray();
+    }
+
+    /// <summary>
+    /// The fp32 CPU logits the pick is made from, processed as transformers' <c>generate</c> builds its processors: the
+    /// repetition penalty (on the raw logits, once per token seen), then, when sampling, temperature, top-k and top-p;
+    /// removed tokens are −∞. Greedy decoding stops after the penalty (temperature never changes an argmax).
+    /// </summary>
+    internal Tensor Process(Tensor logits, Tensor? seen, Tensor? allowed)
+    {
         var x = logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
         if (x.device_type != TorchSharp.DeviceType.CPU) x = x.cpu();
         if (allowed is not null) x = x.masked_fill(allowed.cpu().logical_not(), double.NegativeInfinity);
         if (options.RepetitionPenalty != 1.0 && seen is not null)
         {
-            var penalised = where(x > 0, x / options.RepetitionPenalty, x * options.RepetitionPenalty);
+            // RepetitionPenaltyLogitsProcessor: a negative logit is multiplied by the penalty, any other divided by it.
+            var penalised = where(x < 0, x * options.RepetitionPenalty, x / options.RepetitionPenalty);
             x = where(seen.cpu(), penalised, x);
         }
-        if (options.IsGreedy)
-            return x.argmax(-1).data<long>().ToArray();
+        if (options.IsGreedy) return x;
 
         x = x / options.Temperature;
         if (options.TopK > 0 && options.TopK < x.size(1))
         {
-            var kth = x.topk(options.TopK, dim: -1).values.narrow(1, options.TopK - 1, 1);   // (B, 1)
+            var kth = x.topk(options.TopK, dim: -1).values.narrow(1, options.TopK - 1, 1);   // (B, 1); ties with it stay
             x = x.masked_fill(x < kth, double.NegativeInfinity);
         }
         if (options.TopP < 1.0)
         {
-            var (sorted, indices) = x.sort(-1, descending: true);
-            var cumulative = sorted.softmax(-1).cumsum(-1);
-            var remove = (cumulative - sorted.softmax(-1)) > options.TopP;   // keep the token that crosses p
-            var removeInOriginalOrder = zeros_like(remove).scatter(1, indices, remove);
-            x = x.masked_fill(removeInOriginalOrder, double.NegativeInfinity);
+            // transformers compares the fp32 cumulative sums with the Python float 1 - top_p, which torch rounds to fp32.
+            x = LogitFilters.TopP(x, tensor((float)(1.0 - options.TopP)));
         }
-        var probs = x.softmax(-1);
-        return multinomial(probs, 1, false, generator).squeeze(1).data<long>().ToArray();
+        return x;
     }
 
     public void Dispose() => generator?.Dispose();

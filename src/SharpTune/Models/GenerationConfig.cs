@@ -17,6 +17,11 @@ public sealed record GenerationConfig
     public double? Temperature { get; init; }
     public double? TopP { get; init; }
     public int? TopK { get; init; }
+    /// <summary>
+    /// The file's <c>repetition_penalty</c>, which transformers' <c>generate</c> applies whether or not it samples (Qwen2's
+    /// instruct models ship 1.05); null when the file sets none.
+    /// </summary>
+    public double? RepetitionPenalty { get; init; }
 
     /// <summary>No file: nothing changes.</summary>
     public static GenerationConfig None { get; } = new();
@@ -37,6 +42,7 @@ public sealed record GenerationConfig
             Temperature = r.OptionalDouble("temperature"),
             TopP = r.OptionalDouble("top_p"),
             TopK = r.OptionalInt("top_k"),
+            RepetitionPenalty = r.OptionalDouble("repetition_penalty"),
         };
     }
 

@@ -148,13 +148,15 @@ public class CheckpointLoadingTests
         using var model = TestModels.Create("llama");
         PretrainedModel.Save(model, dir.Path);
         File.WriteAllText(Path.Combine(dir.Path, "generation_config.json"),
-            """{"bos_token_id": 1, "eos_token_id": [2, 7], "do_sample": true, "temperature": 0.6, "top_p": 0.95}""");
+            """{"bos_token_id": 1, "eos_token_id": [2, 7], "do_sample": true, "temperature": 0.6, "top_p": 0.95, "repetition_penalty": 1.05}""");
         var config = ModelConfig.Load(dir.Path);
         Assert.Equal([2, 7], config.EosTokenIds);
+        Assert.Equal(1.05, config.Generation.RepetitionPenalty);
         Assert.Equal((0.6, 0.95, 50), config.Generation.Resolve(null, null, null));      // transformers' top_k default 50
         Assert.Equal((0.2, 0.95, 5), config.Generation.Resolve(0.2, null, 5));          // the caller's values win
         File.WriteAllText(Path.Combine(dir.Path, "generation_config.json"), """{"do_sample": false}""");
         Assert.Equal((0.0, 1.0, 0), ModelConfig.Load(dir.Path).Generation.Resolve(null, null, null));   // greedy by default
+        Assert.Null(ModelConfig.Load(dir.Path).Generation.RepetitionPenalty);
         Assert.Equal((1.0, 1.0, 0), GenerationConfig.None.Resolve(null, null, null));
     }
 }

@@ -251,6 +251,77 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
     }
 
     [AgentServerFact]
+    public async Task PenaltiesAndLogitBiasSteerGreedyDecodingAsVllmAppliesThem()
+    {
+        // vLLM's order on each step's raw logits: + logit_bias, − frequency·count, − presence·[count > 0] over the tokens
+        // generated so far (the prompt is not penalised), then the argmax; logprobs stay the raw log-softmax.
+        const int Steps = 10, Biased = 100;
+        const double Presence = 1.5, Frequency = 0.5, Bias = 2;
+        var options = new ChatCompletionOptions
+        {
+            Temperature = 0, MaxOutputTokenCount = Steps, IncludeLogProbabilities = true, PresencePenalty = (float)Presence,
+            FrequencyPenalty = (float)Frequency,
+        };
+        options.LogitBiases.Add(Biased, (int)Bias);
+        var served = (await fixture.Chat().CompleteChatAsync([new UserChatMessage("Hello there")], options)).Value.ContentTokenLogProbabilities;
+
+        using var model = PretrainedModel.Load(fixture.ModelDir);
+        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
+        var ids = ChatPromptFormat.ForModel(tokenizer, null).Encode([new SharpTune.Tokenization.ChatMessage("user", "Hello there")], tokenizer).ToList();
+        var promptLength = ids.Count;
+        var counts = new Dictionary<int, int>();
+        var expected = new List<(int Id, float Logprob)>();
+        using (var noGrad = no_grad())
+            for (var step = 0; step < Steps; step++)
+            {
+                using var scope = NewDisposeScope();
+                var input = tensor(ids.Select(i => (long)i).ToArray()).view(1, -1);
+                var raw = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(input), new ForwardContext { PositionIds = arange(ids.Count).view(1, -1) }))[0, -1];
+                var steered = raw.to(ScalarType.Float32).data<float>().ToArray();
+                steered[Biased] += (float)Bias;
+                foreach (var (token, count) in counts)
+                {
+                    steered[token] -= (float)Frequency * count;
+                    steered[token] -= (float)Presence;
+                }
+                var next = Array.IndexOf(steered, steered.Max());
+                if (model.Config.EosTokenIds.Contains(next)) break;
+                expected.Add((next, raw.log_softmax(-1)[next].item<float>()));
+                counts[next] = counts.GetValueOrDefault(next) + 1;
+                ids.Add(next);
+            }
+        var plain = GreedyReference.Compute(fixture.ModelDir, "Hello there", Steps).Generated;
+        Assert.NotEqual(plain.Take(expected.Count), expected.Select(e => e.Id));   // the penalties changed what greedy writes
+        Assert.Equal(expected.Count, served.Count);
+        for (var i = 0; i < expected.Count; i++)
+        {
+            Assert.Equal(tokenizer.TokenBytes(expected[i].Id), (served[i].Utf8Bytes ?? default).ToArray());
+            Assert.Equal(expected[i].Logprob, served[i].LogProbability, 3);
+        }
+    }
+
+    [AgentServerFact]
+    public async Task RepetitionPenaltyCoversThePromptAsTheLibrarysDoes()
+    {
+        // vLLM's repetition_penalty extension scales the logits of prompt and output tokens, as transformers' processor
+        // (the library's) does: greedy, the served reply is the library's token for token. 0.3 (below 1 favours tokens
+        // already seen) changes this model's reply; 1.5 happens not to.
+        using var http = fixture.Http();
+        var body = """{"model":"random-qwen-chat","messages":[{"role":"user","content":"Hello there"}],"temperature":0,"max_tokens":10,"logprobs":true,"repetition_penalty":0.3}""";
+        var reply = JsonNode.Parse(await (await http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"))).Content.ReadAsStringAsync())!;
+        var served = reply["choices"]![0]!["logprobs"]!["content"]!.AsArray().Select(t => t!["bytes"]!.AsArray().Select(b => (byte)b!.GetValue<int>()).ToArray()).ToArray();
+
+        using var model = PretrainedModel.Load(fixture.ModelDir);
+        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
+        var prompt = ChatPromptFormat.ForModel(tokenizer, null).Encode([new SharpTune.Tokenization.ChatMessage("user", "Hello there")], tokenizer);
+        var penalised = TokenGenerator.Generate(model, [prompt], new GenerationOptions { Temperature = 0, MaxNewTokens = 10, RepetitionPenalty = 0.3 })[0].Tokens
+            .Where(t => !model.Config.EosTokenIds.Contains(t)).ToArray();
+        var plain = GreedyReference.Compute(fixture.ModelDir, "Hello there", 10).Generated;
+        Assert.NotEqual(plain.Take(penalised.Length), penalised);   // the penalty changed what greedy writes
+        Assert.Equal(penalised.Select(t => tokenizer.TokenBytes(t)), served);
+    }
+
+    [AgentServerFact]
     public async Task ValidationAnswersLikeOpenAi()
     {
         using var http = fixture.Http();
@@ -263,6 +334,8 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
         const string messages = "\"model\":\"random-qwen-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2";
         Assert.Equal((400, "presence_penalty"), Trim(await Post($"{{{messages},\"presence_penalty\":2.5}}")));
         Assert.Equal((400, "frequency_penalty"), Trim(await Post($"{{{messages},\"frequency_penalty\":-3}}")));
+        Assert.Equal((400, "logit_bias"), Trim(await Post($"{{{messages},\"logit_bias\":{{\"100000\":5}}}}")));   // outside the vocabulary
+        Assert.Equal((400, "logit_bias"), Trim(await Post($"{{{messages},\"logit_bias\":{{\"7\":101}}}}")));
         Assert.Equal((400, "top_logprobs"), Trim(await Post($"{{{messages},\"logprobs\":true,\"top_logprobs\":21}}")));
         Assert.Equal((400, "stream_options"), Trim(await Post($"{{{messages},\"stream_options\":{{\"include_usage\":true}}}}")));
         Assert.Equal((400, "response_format.json_schema.schema"), Trim(await Post($"{{{messages},\"response_format\":{{\"type\":\"json_schema\",\"json_schema\":{{\"name\":\"x\",\"strict\":true,\"schema\":{{\"type\":\"object\",\"properties\":{{\"a\":{{\"type\":\"string\",\"pattern\":\"(?=a)a\"}}}},\"required\":[\"a\"],\"additionalProperties\":false}}}}}}}}")));

@@ -50,8 +50,10 @@ public sealed class PromptAndStopTests
         var request = CompletionRequestParser.Parse(JsonNode.Parse("""
             {"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],
              "max_tokens":5,"max_completion_tokens":7,"temperature":0.5,"top_p":0.9,"n":2,"stop":"x","seed":42,"stream":true,
-             "stream_options":{"include_usage":true}}
+             "stream_options":{"include_usage":true},"presence_penalty":0.5,"frequency_penalty":-1.25,"logit_bias":{"7":-100,"12":3.5},"repetition_penalty":1.1}
             """), chat: true, maxN: 4);
+        Assert.Equal((0.5, -1.25, 1.1), (request.PresencePenalty, request.FrequencyPenalty, request.RepetitionPenalty));
+        Assert.Equal(new Dictionary<int, double> { [7] = -100, [12] = 3.5 }, request.LogitBias);
         Assert.Equal("m", request.Model);
         Assert.Equal([("system", "s"), ("user", "a\nb")], request.Messages!.Select(m => (m.Role, m.Content)));   // text parts joined by newlines, as vLLM does
         Assert.Equal(7, request.MaxTokens);
@@ -67,6 +69,13 @@ public sealed class PromptAndStopTests
     [InlineData("""{"model":"m","prompt":[]}""", "prompt")]
     [InlineData("""{"model":"m","prompt":["ok", 3]}""", "prompt[1]")]
     [InlineData("""{"model":"m","prompt":"p","top_p":0}""", "top_p")]
+    [InlineData("""{"model":"m","prompt":"p","logit_bias":[1]}""", "logit_bias")]
+    [InlineData("""{"model":"m","prompt":"p","repetition_penalty":0}""", "repetition_penalty")]
+    [InlineData("""{"model":"m","prompt":"p","repetition_penalty":"1.1"}""", "repetition_penalty")]
+    [InlineData("""{"model":"m","prompt":"p","logit_bias":{"a":1}}""", "logit_bias")]
+    [InlineData("""{"model":"m","prompt":"p","logit_bias":{"-3":1}}""", "logit_bias")]
+    [InlineData("""{"model":"m","prompt":"p","logit_bias":{"3":"1"}}""", "logit_bias")]
+    [InlineData("""{"model":"m","prompt":"p","logit_bias":{"3":-100.5}}""", "logit_bias")]
     [InlineData("""{"model":"m","prompt":"p","seed":1.5}""", "seed")]
     [InlineData("""{"model":"m","prompt":"p","stream":"yes"}""", "stream")]
     [InlineData("""{"model":"m","prompt":"p","stream":true,"stream_options":{"include_usage":1}}""", "stream_options.include_usage")]
