@@ -32,6 +32,7 @@ internal static class TrainCommand
         var chatTemplate = new Option<string?>("--chat-template") { Description = "chatml|chatml-tools|llama-3|llama-2|zephyr (overrides the tokenizer's)" };
         var packing = new Option<bool?>("--packing") { Description = "Pack several examples per sequence (with a block-diagonal mask)" };
         var patience = new Option<int?>("--early-stopping-patience") { Description = "Stop after N evaluations without improvement" };
+        var threshold = new Option<double?>("--early-stopping-threshold") { Description = "How much lower a validation loss must be to count as an improvement (transformers' early_stopping_threshold)" };
         var evalEvery = new Option<int?>("--eval-every") { Description = "Validate every N steps" };
         var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Recompute layers in the backward pass: less memory, ~1/3 more compute (default: on with --quantize)" };
         var checkpointedLayers = new Option<int?>("--checkpointed-layers") { Description = "With checkpointing: recompute only the first N decoder layers, keep the rest's activations (faster, more memory; turns checkpointing on)" };
@@ -49,7 +50,7 @@ internal static class TrainCommand
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, targets, batch,
-            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
+            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, disableDropout, nproc,
         };
         grpo.AddTo(command);
@@ -110,6 +111,7 @@ internal static class TrainCommand
                 ChatTemplate = parse.GetValue(chatTemplate) ?? options.ChatTemplate,
                 Packing = parse.GetValue(packing) ?? options.Packing,
                 EarlyStoppingPatience = parse.GetValue(patience) ?? options.EarlyStoppingPatience,
+                EarlyStoppingThreshold = parse.GetValue(threshold) ?? options.EarlyStoppingThreshold,
                 EvalEvery = parse.GetValue(evalEvery) ?? options.EvalEvery,
                 RejectsFile = parse.GetValue(rejectsFile) ?? options.RejectsFile,
                 GradientCheckpointing = parse.GetValue(checkpointing) ?? options.GradientCheckpointing,

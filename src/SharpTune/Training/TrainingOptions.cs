@@ -97,6 +97,11 @@ public sealed record TrainingOptions
     public int KeepCheckpoints { get; init; } = 2;
     /// <summary>Stop after this many evaluations without improvement (0 = never).</summary>
     public int EarlyStoppingPatience { get; init; }
+    /// <summary>
+    /// How much lower than the best so far a validation loss must be to reset the patience count (transformers'
+    /// early_stopping_threshold); a smaller improvement still becomes the best model but counts as no improvement.
+    /// </summary>
+    public double EarlyStoppingThreshold { get; init; }
     public int LogEvery { get; init; } = 1;
 
     /// <summary>

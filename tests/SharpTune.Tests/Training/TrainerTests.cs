@@ -1,5 +1,6 @@
 using SharpTune.Models;
 using SharpTune.Tests.Support;
+using SharpTune.Tracking;
 using SharpTune.Training;
 using static TorchSharp.torch;
 
@@ -88,6 +89,36 @@ public class TrainerTests
         using (var model = TestModels.Create("llama", seed: 999))   // a fresh process: weights come from the checkpoint
             new Trainer(model, AllParameters(model), killed, _ => { }).Train(MemorisationSet(), [], resume: true);
         Assert.Equal(expected, Losses(resumedDir.Path));
+    }
+
+    [Fact]
+    public void EachEpochEndsWithAShortStepNormalisedByItsOwnTokens()
+    {
+        // 5 examples, micro-batch 2, accumulation 2, 2 epochs. transformers' Trainer (TrainingScheduleTests' port) runs
+        // 4 steps: micro-batches of 2+2 examples, then the epoch's last micro-batch of 1 alone (num_items_in_batch
+        // counted over that one micro-batch), with state.epoch epoch + (step + 1) / 3 as Python computes it.
+        using var dir = new TempDir();
+        using var model = TestModels.Create("llama");
+        var calls = new List<(long Rows, double LossSum, int Supervised)>();
+        TrainingObjective recording = (m, b) =>
+        {
+            var (loss, correct) = CausalLmLoss.Compute(m, b);
+            calls.Add((b.Targets.shape[0], loss.item<float>(), b.SupervisedTokens));
+            return (loss, correct);
+        };
+        IReadOnlyList<TokenizedExample> examples = [.. MemorisationSet(), Example([1, 50, 51, 52, 2], 1)];
+        var options = Options(dir.Path) with { MaxSteps = -1, Epochs = 2, GradientAccumulation = 2, SaveEvery = 0 };
+        var result = new Trainer(model, AllParameters(model), options, _ => { }, recording).Train(examples, []);
+        Assert.Equal(4, result.StepsCompleted);
+        Assert.Equal([2L, 2, 1, 2, 2, 1], calls.Select(c => c.Rows));
+        var rows = MetricsLog.ReadAll(Path.Combine(dir.Path, "metrics.jsonl"));
+        Assert.Equal([2.0 / 3, 1, 1 + 2.0 / 3, 2], rows.Select(r => r["epoch"]!.GetValue<double>()));
+        foreach (var (step, first, count) in new[] { (0, 0, 2), (1, 2, 1), (2, 3, 2), (3, 5, 1) })
+        {
+            var share = calls.Skip(first).Take(count).ToArray();
+            var expected = share.Sum(c => c.LossSum) / share.Sum(c => c.Supervised);
+            Assert.Equal(expected, rows[step]["loss"]!.GetValue<double>(), 1e-9);
+        }
     }
 
     [Fact]
