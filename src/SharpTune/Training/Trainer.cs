@@ -75,6 +75,10 @@ public sealed class Trainer
         var schedule = new TrainingSchedule(train.Count, options.MicroBatchSize, options.GradientAccumulation, options.Epochs,
             options.MaxSteps, group.Size);
         var totalSteps = schedule.TotalSteps;
+        // Below 1, a fraction of the run (transformers' compute_steps); evaluation and progress every step when 0.
+        var (evalEvery, logEvery, saveEvery) =
+            (Math.Max(1, TrainingSchedule.Interval(options.EvalEvery, totalSteps)), Math.Max(1, TrainingSchedule.Interval(options.LogEvery, totalSteps)),
+                TrainingSchedule.Interval(options.SaveEvery, totalSteps));
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
 
         using var optimizer = new AdamW(OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
@@ -157,7 +161,7 @@ public sealed class Trainer
             objective.CompleteMetrics(record);
             double? valLoss = null, valAccuracy = null;
             var isLast = state.Step == totalSteps;
-            if (validation.Count > 0 && (state.Step % Math.Max(1, options.EvalEvery) == 0 || isLast))
+            if (validation.Count > 0 && (state.Step % evalEvery == 0 || isLast))
             {
                 var evaluation = Evaluate(validation, collate, device);
                 (valLoss, valAccuracy) = (evaluation.Loss, evaluation.Accuracy);
@@ -170,11 +174,11 @@ public sealed class Trainer
                 if (newBest && isRoot) SaveAtomically(Path.Combine(runDir, "best"));
             }
             metrics?.Append(state.Step, record);
-            if (state.Step % Math.Max(1, options.LogEvery) == 0 || valLoss is not null || isLast)
+            if (state.Step % logEvery == 0 || valLoss is not null || isLast)
                 progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], stepLoss, correct / supervised, lr,
                     gradNorm, tokensPerSecond, clock.Elapsed, eta, valLoss, valAccuracy) { Metrics = record });
             var patienceExhausted = options.EarlyStoppingPatience > 0 && state.EvaluationsWithoutImprovement >= options.EarlyStoppingPatience;
-            if (isRoot && ((options.SaveEvery > 0 && state.Step % options.SaveEvery == 0) || isLast || patienceExhausted))
+            if (isRoot && ((saveEvery > 0 && state.Step % saveEvery == 0) || isLast || patienceExhausted))
                 TrainingCheckpoint.Save(runDir, state, trainable, optimizer, options.KeepCheckpoints);
             if (patienceExhausted)
             {

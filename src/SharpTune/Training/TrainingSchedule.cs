@@ -14,10 +14,10 @@ public sealed class TrainingSchedule
     /// <param name="examples">Training examples (at least 1).</param>
     /// <param name="microBatchSize">Examples per micro-batch (per_device_train_batch_size).</param>
     /// <param name="accumulation">Micro-batches per rank and step (gradient_accumulation_steps).</param>
-    /// <param name="epochs">Passes over the data when <paramref name="maxSteps"/> is not positive.</param>
+    /// <param name="epochs">Passes over the data when <paramref name="maxSteps"/> is not positive; a fraction stops inside an epoch.</param>
     /// <param name="maxSteps">Optimizer steps of the run when positive (max_steps), else from the epochs.</param>
     /// <param name="ranks">Data-parallel processes sharing each step.</param>
-    public TrainingSchedule(int examples, int microBatchSize, int accumulation, int epochs, int maxSteps, int ranks = 1)
+    public TrainingSchedule(int examples, int microBatchSize, int accumulation, double epochs, int maxSteps, int ranks = 1)
     {
         if (examples < 1) throw new ArgumentException("no training examples", nameof(examples));
         if (microBatchSize < 1) throw new ArgumentException($"micro_batch_size must be at least 1, not {microBatchSize}", nameof(microBatchSize));
@@ -29,7 +29,9 @@ public sealed class TrainingSchedule
         Ranks = ranks;
         MicroBatchesPerEpoch = CeilDiv(examples, microBatchSize);
         StepsPerEpoch = Math.Max(1, CeilDiv(MicroBatchesPerEpoch, accumulation * ranks));
-        TotalSteps = maxSteps > 0 ? maxSteps : Math.Max(1, epochs) * StepsPerEpoch;
+        if (maxSteps <= 0 && !(double.IsFinite(epochs) && epochs > 0))
+            throw new ArgumentException($"epochs must be a positive number, not {epochs}", nameof(epochs));
+        TotalSteps = maxSteps > 0 ? maxSteps : Math.Max(1, (int)Math.Ceiling(epochs * StepsPerEpoch));
     }
 
     public int Examples { get; }
@@ -72,6 +74,14 @@ public sealed class TrainingSchedule
         var consumed = Math.Min(MicroBatchesPerEpoch, (step % StepsPerEpoch + 1) * Accumulation * Ranks);
         return EpochOf(step) + (double)consumed / MicroBatchesPerEpoch;
     }
+
+    /// <summary>
+    /// An every-N-steps setting in steps, as transformers' <c>TrainerState.compute_steps</c> reads logging_steps,
+    /// eval_steps and save_steps: a value below 1 is that fraction of the run's <paramref name="totalSteps"/>, rounded
+    /// up; 0 or less is 0.
+    /// </summary>
+    public static int Interval(double every, int totalSteps) =>
+        every <= 0 ? 0 : every < 1 ? (int)Math.Ceiling(totalSteps * every) : (int)every;
 
     private static int CeilDiv(int a, int b) => (a + b - 1) / b;
 }

@@ -122,6 +122,22 @@ public class TrainerTests
     }
 
     [Fact]
+    public void FractionalEpochsAndIntervalsCountAsTransformersDoes()
+    {
+        // 4 examples, micro-batch 2, 2.5 epochs: ⌈2.5 × 2⌉ = 5 steps, the last in the third epoch (state.epoch 2.5);
+        // eval_every 0.25 → ⌈5 × 0.25⌉ = 2 and save_every 0.4 → 2 (TrainerState.compute_steps), plus the last step.
+        using var dir = new TempDir();
+        using var model = TestModels.Create("llama");
+        var options = Options(dir.Path) with { MaxSteps = -1, Epochs = 2.5, EvalEvery = 0.25, SaveEvery = 0.4, KeepCheckpoints = 10 };
+        var result = new Trainer(model, AllParameters(model), options, _ => { }).Train(MemorisationSet(), MemorisationSet());
+        Assert.Equal(5, result.StepsCompleted);
+        var rows = MetricsLog.ReadAll(Path.Combine(dir.Path, "metrics.jsonl"));
+        Assert.Equal([0.5, 1, 1.5, 2, 2.5], rows.Select(r => r["epoch"]!.GetValue<double>()));
+        Assert.Equal([2, 4, 5], rows.Where(r => r.ContainsKey("val_loss")).Select(r => r["step"]!.GetValue<int>()));
+        Assert.Equal(["step-000002", "step-000004", "step-000005"], TrainingCheckpoint.List(dir.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
     public void ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint()
     {
         using var dir = new TempDir();

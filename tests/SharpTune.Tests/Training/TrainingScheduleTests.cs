@@ -14,7 +14,7 @@ namespace SharpTune.Tests.Training;
 public class TrainingScheduleTests
 {
     /// <summary>(epoch, micro-batch indices in the epoch, examples in the step, state.epoch after it) per step.</summary>
-    public static TheoryData<int, int, int, int, int, string> Cases() => new()
+    public static TheoryData<int, int, int, double, int, string> Cases() => new()
     {
         // 10 examples, micro-batch 4, 3 epochs: 3 micro-batches an epoch, the third of 2 examples; 9 steps.
         { 10, 4, 1, 3, -1, "0:0:4:0.3333333333333333 0:1:4:0.6666666666666666 0:2:2:1 1:0:4:1.3333333333333333 1:1:4:1.6666666666666665 1:2:2:2 2:0:4:2.3333333333333335 2:1:4:2.6666666666666665 2:2:2:3" },
@@ -25,11 +25,14 @@ public class TrainingScheduleTests
         // max_steps past the epochs: transformers runs ⌈5 / 2⌉ = 3 epochs of the same shape and stops inside the third.
         { 7, 2, 3, 1, 5, "0:0,1,2:6:0.75 0:3:1:1 1:0,1,2:6:1.75 1:3:1:2 2:0,1,2:6:2.75" },
         { 5, 2, 2, 2, -1, "0:0,1:4:0.6666666666666666 0:2:1:1 1:0,1:4:1.6666666666666665 1:2:1:2" },
+        // Fractional epochs: max_steps = ⌈epochs × steps per epoch⌉, stopping inside an epoch.
+        { 10, 4, 1, 0.5, -1, "0:0:4:0.3333333333333333 0:1:4:0.6666666666666666" },
+        { 7, 2, 3, 2.7, -1, "0:0,1,2:6:0.75 0:3:1:1 1:0,1,2:6:1.75 1:3:1:2 2:0,1,2:6:2.75 2:3:1:3" },
     };
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void StepsFollowTransformersTrainer(int examples, int microBatch, int accumulation, int epochs, int maxSteps, string expected)
+    public void StepsFollowTransformersTrainer(int examples, int microBatch, int accumulation, double epochs, int maxSteps, string expected)
     {
         var schedule = new TrainingSchedule(examples, microBatch, accumulation, epochs, maxSteps);
         var steps = Enumerable.Range(0, schedule.TotalSteps).Select(step =>
@@ -41,6 +44,22 @@ public class TrainingScheduleTests
         });
         Assert.Equal(expected, string.Join(" ", steps));
     }
+
+    [Theory]
+    // TrainerState.compute_steps: logging/eval/save_steps below 1 are math.ceil(max_steps * x); whole numbers stay.
+    [InlineData(9, 0.1, 1)]
+    [InlineData(9, 0.25, 3)]
+    [InlineData(9, 0.33, 3)]
+    [InlineData(31, 0.1, 4)]
+    [InlineData(31, 0.25, 8)]
+    [InlineData(31, 0.33, 11)]
+    [InlineData(31, 0.05, 2)]
+    [InlineData(100, 0.33, 33)]
+    [InlineData(100, 5, 5)]
+    [InlineData(100, 1, 1)]
+    [InlineData(100, 0, 0)]
+    public void AFractionalIntervalIsThatShareOfTheRunRoundedUp(int totalSteps, double every, int expected) =>
+        Assert.Equal(expected, TrainingSchedule.Interval(every, totalSteps));
 
     [Fact]
     public void RanksShareEachStepsMicroBatchesAndKeepTheStepCount()
@@ -58,6 +77,7 @@ public class TrainingScheduleTests
     {
         Assert.Contains("micro_batch_size", Assert.Throws<ArgumentException>(() => new TrainingSchedule(4, 0, 1, 1, -1)).Message);
         Assert.Contains("gradient_accumulation", Assert.Throws<ArgumentException>(() => new TrainingSchedule(4, 1, 0, 1, -1)).Message);
+        Assert.Contains("epochs", Assert.Throws<ArgumentException>(() => new TrainingSchedule(4, 1, 1, 0, -1)).Message);
     }
 
     [Fact]
