@@ -138,6 +138,40 @@ public class TrainerTests
     }
 
     [Fact]
+    public void AResumeInsideAnEpochWithAShortStepEndsWithTheSameWeights()
+    {
+        // 5 examples, micro-batch 2, accumulation 2: each epoch is a step of 2 micro-batches and a short one of 1. The run
+        // is killed after step 3 (inside the second epoch, checkpoint at 3) and resumed in a fresh process.
+        using var uninterruptedDir = new TempDir();
+        using var resumedDir = new TempDir();
+        IReadOnlyList<TokenizedExample> examples = [.. MemorisationSet(), Example([1, 50, 51, 52, 2], 1)];
+        var options = Options(uninterruptedDir.Path) with { MaxSteps = -1, Epochs = 3, GradientAccumulation = 2, SaveEvery = 1, EvalEvery = 100 };
+        Dictionary<string, Tensor> expectedWeights;
+        using (var model = TestModels.Create("llama"))
+        {
+            new Trainer(model, AllParameters(model), options, _ => { }).Train(examples, []);
+            expectedWeights = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        }
+        var killed = options with { Output = resumedDir.Path };
+        using (var model = TestModels.Create("llama"))
+        {
+            using var cancel = new CancellationTokenSource();
+            var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 3) cancel.Cancel(); });
+            Assert.ThrowsAny<OperationCanceledException>(() =>
+                new Trainer(model, AllParameters(model), killed, _ => { }).Train(examples, [], progress: progress, cancellationToken: cancel.Token));
+        }
+        Assert.Equal(3, Losses(resumedDir.Path).Count);
+        using (var model = TestModels.Create("llama", seed: 999))
+        {
+            var result = new Trainer(model, AllParameters(model), killed, _ => { }).Train(examples, [], resume: true);
+            Assert.Equal(6, result.StepsCompleted);
+            foreach (var (name, parameter) in model.named_parameters())
+                Assert.True(parameter.eq(expectedWeights[name]).all().item<bool>(), $"{name} differs after the resume");
+        }
+        Assert.Equal(Losses(uninterruptedDir.Path), Losses(resumedDir.Path));
+    }
+
+    [Fact]
     public void ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint()
     {
         using var dir = new TempDir();
