@@ -17,7 +17,7 @@ internal static class TrainCommand
         var method = new Option<string?>("--method") { Description = $"{string.Join("|", FineTuningMethods.Names)}" };
         var output = new Option<string?>("--output") { Description = "Run directory (default runs/<name>)" };
         var maxSteps = new Option<int?>("--max-steps") { Description = "Stop after N optimizer steps" };
-        var epochs = new Option<int?>("--epochs") { Description = "Passes over the training data" };
+        var epochs = new Option<double?>("--epochs") { Description = "Passes over the training data (a fraction stops inside an epoch)" };
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate" };
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in the run directory" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in a run directory that holds an earlier run (its checkpoints are removed)" };
@@ -32,7 +32,8 @@ internal static class TrainCommand
         var chatTemplate = new Option<string?>("--chat-template") { Description = "chatml|chatml-tools|llama-3|llama-2|zephyr (overrides the tokenizer's)" };
         var packing = new Option<bool?>("--packing") { Description = "Pack several examples per sequence (with a block-diagonal mask)" };
         var patience = new Option<int?>("--early-stopping-patience") { Description = "Stop after N evaluations without improvement" };
-        var evalEvery = new Option<int?>("--eval-every") { Description = "Validate every N steps" };
+        var threshold = new Option<double?>("--early-stopping-threshold") { Description = "How much lower a validation loss must be to count as an improvement (transformers' early_stopping_threshold)" };
+        var evalEvery = new Option<double?>("--eval-every") { Description = "Validate every N steps (below 1: that fraction of the run)" };
         var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Recompute layers in the backward pass: less memory, ~1/3 more compute (default: on with --quantize)" };
         var checkpointedLayers = new Option<int?>("--checkpointed-layers") { Description = "With checkpointing: recompute only the first N decoder layers, keep the rest's activations (faster, more memory; turns checkpointing on)" };
         var keepingLayers = new Option<int?>("--layers-keeping-mlp-products") { Description = "With checkpointing: the first N recomputed layers keep their frozen MLP gate/up products (faster, 2·ffn values per token each)" };
@@ -49,7 +50,7 @@ internal static class TrainCommand
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, targets, batch,
-            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
+            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, disableDropout, nproc,
         };
         grpo.AddTo(command);
@@ -110,6 +111,7 @@ internal static class TrainCommand
                 ChatTemplate = parse.GetValue(chatTemplate) ?? options.ChatTemplate,
                 Packing = parse.GetValue(packing) ?? options.Packing,
                 EarlyStoppingPatience = parse.GetValue(patience) ?? options.EarlyStoppingPatience,
+                EarlyStoppingThreshold = parse.GetValue(threshold) ?? options.EarlyStoppingThreshold,
                 EvalEvery = parse.GetValue(evalEvery) ?? options.EvalEvery,
                 RejectsFile = parse.GetValue(rejectsFile) ?? options.RejectsFile,
                 GradientCheckpointing = parse.GetValue(checkpointing) ?? options.GradientCheckpointing,

@@ -44,7 +44,7 @@ internal static class HyperparameterResolver
 
     /// <summary>The total optimizer steps a job takes (as the trainer counts them).</summary>
     public static int TotalSteps(ResolvedHyperparameters h, int examples) =>
-        h.MaxSteps > 0 ? h.MaxSteps : Math.Max(1, (int)Math.Ceiling((double)h.NEpochs * examples / h.BatchSize));
+        new SharpTune.Training.TrainingSchedule(examples, h.BatchSize, 1, h.NEpochs, h.MaxSteps).TotalSteps;
 
     private static int? Integer(JsonObject? requested, string name, int min, int max)
     {

@@ -81,7 +81,12 @@ public static class FineTuneJob
         Require(double.IsFinite(o.LearningRate) && o.LearningRate > 0, "learning_rate", "--lr", "must be a positive number", o.LearningRate);
         Require(o.MicroBatchSize >= 1, "micro_batch_size", "--batch-size", "must be at least 1", o.MicroBatchSize);
         Require(o.GradientAccumulation >= 1, "gradient_accumulation", "--grad-accum", "must be at least 1", o.GradientAccumulation);
-        Require(o.Epochs >= 1, "epochs", "--epochs", "must be at least 1", o.Epochs);
+        Require(double.IsFinite(o.Epochs) && o.Epochs > 0, "epochs", "--epochs", "must be a positive number", o.Epochs);
+        // transformers' TrainingArguments: below 1 a fraction of the run, above it a whole number of steps.
+        static bool IsStepInterval(double every) => double.IsFinite(every) && every >= 0 && (every <= 1 || every == Math.Floor(every));
+        Require(IsStepInterval(o.EvalEvery), "eval_every", "--eval-every", "must be a whole number of steps or a fraction of the run below 1", o.EvalEvery);
+        Require(IsStepInterval(o.SaveEvery), "save_every", "config file", "must be a whole number of steps or a fraction of the run below 1", o.SaveEvery);
+        Require(IsStepInterval(o.LogEvery), "log_every", "config file", "must be a whole number of steps or a fraction of the run below 1", o.LogEvery);
         Require(o.MaxSteps == -1 || o.MaxSteps >= 1, "max_steps", "--max-steps", "must be at least 1 (or -1: no limit)", o.MaxSteps);
         Require(o.MaxSeqLength >= 1, "max_seq_length", "--max-seq-length", "must be at least 1", o.MaxSeqLength);
         Require(double.IsFinite(o.WeightDecay) && o.WeightDecay >= 0, "weight_decay", "--weight-decay", "must be a number of at least 0", o.WeightDecay);

@@ -34,6 +34,10 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         Directory.CreateDirectory(runDir);
         var totalSteps = TotalSteps(train.Count);
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
+        // Below 1, a fraction of the run (transformers' compute_steps); evaluation and progress every step when 0.
+        var (evalEvery, logEvery, saveEvery) =
+            (Math.Max(1, TrainingSchedule.Interval(options.EvalEvery, totalSteps)), Math.Max(1, TrainingSchedule.Interval(options.LogEvery, totalSteps)),
+                TrainingSchedule.Interval(options.SaveEvery, totalSteps));
         using var optimizer = new AdamW(OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
         var state = new TrainerState(0, null, null, 0, 0);
         using var metrics = new MetricsLog(runDir);
@@ -59,7 +63,6 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         var clock = Stopwatch.StartNew();
         var stepsThisSession = 0;
         var stoppedEarly = false;
-        double? bestReward = state.BestValidationLoss is { } negated ? -negated : null;   // stored negated: lower is better there
         while (state.Step < totalSteps)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -108,25 +111,21 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             foreach (var (key, value) in stepMetrics) record[key] = value;
             var isLast = state.Step == totalSteps;
             double? valReward = null;
-            if (validation.Count > 0 && (state.Step % Math.Max(1, options.EvalEvery) == 0 || isLast))
+            if (validation.Count > 0 && (state.Step % evalEvery == 0 || isLast))
             {
                 valReward = ValidationReward(validation, cancellationToken);
                 record["val_reward"] = valReward.Value;
-                if (bestReward is null || valReward > bestReward)
-                {
-                    bestReward = valReward;
-                    state = state with { BestValidationLoss = -valReward, BestStep = state.Step, EvaluationsWithoutImprovement = 0 };
-                    SaveAtomically(Path.Combine(runDir, "best"));
-                }
-                else state = state with { EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement + 1 };
+                // The loss rule on the negated reward: a higher reward is a lower loss, by the same margin.
+                (state, var newBest) = Trainer.AfterEvaluation(state, -valReward.Value, options.EarlyStoppingThreshold);
+                if (newBest) SaveAtomically(Path.Combine(runDir, "best"));
             }
             metrics.Append(state.Step, record);
             var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / stepsThisSession * (totalSteps - state.Step));
-            if (state.Step % Math.Max(1, options.LogEvery) == 0 || valReward is not null || isLast)
+            if (state.Step % logEvery == 0 || valReward is not null || isLast)
                 progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], loss, record["reward"], lr, gradNorm,
                     record["tokens_per_second"], clock.Elapsed, eta, valReward is null ? null : -valReward, valReward) { Metrics = record });
             var patienceExhausted = options.EarlyStoppingPatience > 0 && state.EvaluationsWithoutImprovement >= options.EarlyStoppingPatience;
-            if ((options.SaveEvery > 0 && state.Step % options.SaveEvery == 0) || isLast || patienceExhausted)
+            if ((saveEvery > 0 && state.Step % saveEvery == 0) || isLast || patienceExhausted)
             {
                 var midGeneration = state.Step % settings.NumIterations != 0;
                 var saved = TrainingCheckpoint.Save(runDir, state, trainable, optimizer, options.KeepCheckpoints);
@@ -137,7 +136,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
                 stoppedEarly = true;
                 progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], loss, record["reward"], lr, gradNorm, 0,
                     clock.Elapsed, TimeSpan.Zero, Message: $"early stopping: the validation reward has not improved for " +
-                    $"{state.EvaluationsWithoutImprovement} evaluations (best {bestReward:F4} at step {state.BestStep})"));
+                    $"{state.EvaluationsWithoutImprovement} evaluations (best {-state.BestValidationLoss:F4} at step {state.BestStep})"));
                 break;
             }
         }

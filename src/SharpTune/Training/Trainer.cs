@@ -72,10 +72,13 @@ public sealed class Trainer
         var group = ProcessGroups.Current;
         var isRoot = group.Rank == 0;
         if (!isRoot) progress = null;
-        var examplesPerStep = options.MicroBatchSize * options.GradientAccumulation * group.Size;
-        var totalSteps = options.MaxSteps > 0
-            ? options.MaxSteps
-            : Math.Max(1, (int)Math.Ceiling((double)options.Epochs * train.Count / examplesPerStep));
+        var schedule = new TrainingSchedule(train.Count, options.MicroBatchSize, options.GradientAccumulation, options.Epochs,
+            options.MaxSteps, group.Size);
+        var totalSteps = schedule.TotalSteps;
+        // Below 1, a fraction of the run (transformers' compute_steps); evaluation and progress every step when 0.
+        var (evalEvery, logEvery, saveEvery) =
+            (Math.Max(1, TrainingSchedule.Interval(options.EvalEvery, totalSteps)), Math.Max(1, TrainingSchedule.Interval(options.LogEvery, totalSteps)),
+                TrainingSchedule.Interval(options.SaveEvery, totalSteps));
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
 
         using var optimizer = new AdamW(OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
@@ -111,8 +114,9 @@ public sealed class Trainer
             var stepClock = Stopwatch.StartNew();
             model.train();
             manual_seed(options.Seed * 1_000_003 + step);   // dropout masks depend only on the step
-            var micro = ExamplesForStep(train.Count, step, examplesPerStep).Select(i => train[i]).ToArray();
-            var batches = DataParallel.ShareOf(micro.Chunk(options.MicroBatchSize).ToArray(), options.GradientAccumulation, group);
+            var order = Permutation(train.Count, schedule.EpochOf(step));
+            var micro = schedule.MicroBatches(step).Select(b => order.AsSpan(b.Start, b.Count).ToArray().Select(i => train[i]).ToArray()).ToArray();
+            var batches = DataParallel.ShareOf(micro, options.GradientAccumulation, group);
             var collated = batches.Select(b => collate(b, device)).ToArray();
             // Every rank learns the step's loss units over all ranks (and whether any rank must stop) before its backward pass.
             var (units, stop) = DataParallel.Agree(collated.Sum(b => b.LossUnits), cancellationToken.IsCancellationRequested, group);
@@ -146,7 +150,7 @@ public sealed class Trainer
             var eta = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / stepsThisSession * (totalSteps - state.Step));
             var record = new Dictionary<string, double>
             {
-                ["epoch"] = (double)state.Step * examplesPerStep / train.Count,
+                ["epoch"] = schedule.EpochAfter(step),
                 ["loss"] = stepLoss,
                 [objective.AccuracyMetric] = correct / supervised,
                 ["lr"] = lr,
@@ -157,7 +161,7 @@ public sealed class Trainer
             objective.CompleteMetrics(record);
             double? valLoss = null, valAccuracy = null;
             var isLast = state.Step == totalSteps;
-            if (validation.Count > 0 && (state.Step % Math.Max(1, options.EvalEvery) == 0 || isLast))
+            if (validation.Count > 0 && (state.Step % evalEvery == 0 || isLast))
             {
                 var evaluation = Evaluate(validation, collate, device);
                 (valLoss, valAccuracy) = (evaluation.Loss, evaluation.Accuracy);
@@ -166,22 +170,15 @@ public sealed class Trainer
                 foreach (var (name, value) in evaluation.Metrics) record["val_" + name] = value;
                 if (isRoot)
                     foreach (var (key, value) in evaluationHook?.Evaluate(state.Step) ?? new Dictionary<string, double>()) record[key] = value;
-                if (state.BestValidationLoss is null || valLoss < state.BestValidationLoss)
-                {
-                    state = state with { BestValidationLoss = valLoss, BestStep = state.Step, EvaluationsWithoutImprovement = 0 };
-                    if (isRoot) SaveAtomically(Path.Combine(runDir, "best"));
-                }
-                else
-                {
-                    state = state with { EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement + 1 };
-                }
+                (state, var newBest) = AfterEvaluation(state, evaluation.Loss, options.EarlyStoppingThreshold);
+                if (newBest && isRoot) SaveAtomically(Path.Combine(runDir, "best"));
             }
             metrics?.Append(state.Step, record);
-            if (state.Step % Math.Max(1, options.LogEvery) == 0 || valLoss is not null || isLast)
+            if (state.Step % logEvery == 0 || valLoss is not null || isLast)
                 progress?.Report(new TrainingProgress(state.Step, totalSteps, (int)record["epoch"], stepLoss, correct / supervised, lr,
                     gradNorm, tokensPerSecond, clock.Elapsed, eta, valLoss, valAccuracy) { Metrics = record });
             var patienceExhausted = options.EarlyStoppingPatience > 0 && state.EvaluationsWithoutImprovement >= options.EarlyStoppingPatience;
-            if (isRoot && ((options.SaveEvery > 0 && state.Step % options.SaveEvery == 0) || isLast || patienceExhausted))
+            if (isRoot && ((saveEvery > 0 && state.Step % saveEvery == 0) || isLast || patienceExhausted))
                 TrainingCheckpoint.Save(runDir, state, trainable, optimizer, options.KeepCheckpoints);
             if (patienceExhausted)
             {
@@ -203,6 +200,21 @@ public sealed class Trainer
         }
         return new TrainingResult(state.Step, losses.Count > 0 ? losses[^1] : null, state.BestValidationLoss, state.BestStep,
             stoppedEarly, runDir, losses) { TrainingSeconds = trainingSeconds, TokensProcessed = tokensProcessed };
+    }
+
+    /// <summary>
+    /// The counters after an evaluation scoring <paramref name="validationLoss"/>, as transformers keeps them: any loss
+    /// below the best so far becomes the best (<c>_determine_best_metric</c>), but the early-stopping count returns to 0
+    /// only when it is lower by more than <paramref name="threshold"/> (<c>EarlyStoppingCallback.check_metric_value</c>),
+    /// so a run of small improvements still ends training. A NaN loss is never a new best.
+    /// </summary>
+    internal static (TrainerState State, bool NewBest) AfterEvaluation(TrainerState state, double validationLoss, double threshold)
+    {
+        var best = state.BestValidationLoss;
+        var improvedEnough = best is null || (validationLoss < best && Math.Abs(validationLoss - best.Value) > threshold);
+        state = state with { EvaluationsWithoutImprovement = improvedEnough ? 0 : state.EvaluationsWithoutImprovement + 1 };
+        var newBest = validationLoss < (best ?? double.PositiveInfinity);
+        return (newBest ? state with { BestValidationLoss = validationLoss, BestStep = state.Step } : state, newBest);
     }
 
     /// <summary>
@@ -306,19 +318,9 @@ public sealed class Trainer
     private TrainingBatch Collate(IReadOnlyList<TokenizedExample> examples, Device device) =>
         options.Packing ? BatchCollator.Pack(examples, options.MaxSeqLength, device) : BatchCollator.Pad(examples, device);
 
-    /// <summary>The example indices of one optimizer step: epoch e visits a permutation seeded by (seed, e).</summary>
-    private IEnumerable<int> ExamplesForStep(int count, int step, int perStep)
-    {
-        for (var k = 0; k < perStep; k++)
-        {
-            var global = (long)step * perStep + k;
-            var epoch = (int)(global / count);
-            yield return Permutation(count, epoch)[(int)(global % count)];
-        }
-    }
-
     private readonly Dictionary<int, int[]> permutations = [];
 
+    /// <summary>The example order of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the same one.</summary>
     private int[] Permutation(int count, int epoch)
     {
         if (permutations.TryGetValue(epoch, out var p)) return p;

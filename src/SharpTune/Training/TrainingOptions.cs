@@ -42,7 +42,11 @@ public sealed record TrainingOptions
     public double MaxGradNorm { get; init; } = 1.0;
     public int MicroBatchSize { get; init; } = 4;
     public int GradientAccumulation { get; init; } = 1;
-    public int Epochs { get; init; } = 3;
+    /// <summary>
+    /// Passes over the data; a fraction runs ⌈epochs × steps per epoch⌉ steps (transformers' num_train_epochs: 0.5 stops
+    /// half way through the first epoch, 2.5 inside the third).
+    /// </summary>
+    public double Epochs { get; init; } = 3;
     /// <summary>Stop after this many optimizer steps (overrides epochs when positive).</summary>
     public int MaxSteps { get; init; } = -1;
     public int MaxSeqLength { get; init; } = 512;
@@ -88,16 +92,24 @@ public sealed record TrainingOptions
     public int LayersKeepingMlpProducts { get; init; }
     public long Seed { get; init; } = 42;
 
-    public int EvalEvery { get; init; } = 50;
+    /// <summary>Evaluate every this many steps; below 1, that fraction of the run's steps, rounded up (transformers' eval_steps).</summary>
+    public double EvalEvery { get; init; } = 50;
     /// <summary>Evaluation metrics computed at each evaluation step on a validation sample (exact_match, rouge, bleu, chrf, accuracy, perplexity).</summary>
     public IReadOnlyList<string>? EvalMetrics { get; init; }
     /// <summary>Validation examples the <see cref="EvalMetrics"/> are computed on (0 = all).</summary>
     public int EvalSample { get; init; } = 32;
-    public int SaveEvery { get; init; } = 50;
+    /// <summary>Checkpoint every this many steps (0 = only at the end); below 1, that fraction of the run's steps, rounded up (save_steps).</summary>
+    public double SaveEvery { get; init; } = 50;
     public int KeepCheckpoints { get; init; } = 2;
     /// <summary>Stop after this many evaluations without improvement (0 = never).</summary>
     public int EarlyStoppingPatience { get; init; }
-    public int LogEvery { get; init; } = 1;
+    /// <summary>
+    /// How much lower than the best so far a validation loss must be to reset the patience count (transformers'
+    /// early_stopping_threshold); a smaller improvement still becomes the best model but counts as no improvement.
+    /// </summary>
+    public double EarlyStoppingThreshold { get; init; }
+    /// <summary>Report progress every this many steps; below 1, that fraction of the run's steps, rounded up (logging_steps).</summary>
+    public double LogEvery { get; init; } = 1;
 
     /// <summary>
     /// sft (next-token loss on completions), dpo, orpo, simpo (preference pairs: prompt, chosen, rejected), kto

@@ -53,6 +53,8 @@ public class FineTuneJobTests
     [InlineData("gradient_accumulation", "--grad-accum")]
     [InlineData("epochs", "--epochs")]
     [InlineData("max_steps", "--max-steps")]
+    [InlineData("eval_every", "--eval-every")]
+    [InlineData("save_every", "config file")]
     public void NumbersNoRunCanUseAreRefusedBeforeAnyWorkNamingKeyAndOption(string key, string flag)
     {
         var options = new TrainingOptions { Model = "nowhere", Data = "nowhere.jsonl" };
@@ -62,12 +64,16 @@ public class FineTuneJobTests
             "micro_batch_size" => options with { MicroBatchSize = 0 },
             "gradient_accumulation" => options with { GradientAccumulation = 0 },
             "epochs" => options with { Epochs = 0 },
+            // transformers' TrainingArguments: "--eval_steps must be an integer if bigger than 1".
+            "eval_every" => options with { EvalEvery = 2.5 },
+            "save_every" => options with { SaveEvery = -1 },
             _ => options with { MaxSteps = -3 },
         };
         var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options));
         Assert.Contains($"{key} ({flag})", error.Message);
         Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(new TrainingOptions { LearningRate = -1e-3 }));
         FineTuneJob.Validate(new TrainingOptions { MaxSteps = -1 });   // -1: no limit
+        FineTuneJob.Validate(new TrainingOptions { Epochs = 0.5, EvalEvery = 0.25, SaveEvery = 0.5, LogEvery = 0.1 });   // fractions as transformers takes them
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using SharpTune.Models;
 using SharpTune.Tests.Support;
+using SharpTune.Tracking;
 using SharpTune.Training;
 using static TorchSharp.torch;
 
@@ -88,6 +89,86 @@ public class TrainerTests
         using (var model = TestModels.Create("llama", seed: 999))   // a fresh process: weights come from the checkpoint
             new Trainer(model, AllParameters(model), killed, _ => { }).Train(MemorisationSet(), [], resume: true);
         Assert.Equal(expected, Losses(resumedDir.Path));
+    }
+
+    [Fact]
+    public void EachEpochEndsWithAShortStepNormalisedByItsOwnTokens()
+    {
+        // 5 examples, micro-batch 2, accumulation 2, 2 epochs. transformers' Trainer (TrainingScheduleTests' port) runs
+        // 4 steps: micro-batches of 2+2 examples, then the epoch's last micro-batch of 1 alone (num_items_in_batch
+        // counted over that one micro-batch), with state.epoch epoch + (step + 1) / 3 as Python computes it.
+        using var dir = new TempDir();
+        using var model = TestModels.Create("llama");
+        var calls = new List<(long Rows, double LossSum, int Supervised)>();
+        TrainingObjective recording = (m, b) =>
+        {
+            var (loss, correct) = CausalLmLoss.Compute(m, b);
+            calls.Add((b.Targets.shape[0], loss.item<float>(), b.SupervisedTokens));
+            return (loss, correct);
+        };
+        IReadOnlyList<TokenizedExample> examples = [.. MemorisationSet(), Example([1, 50, 51, 52, 2], 1)];
+        var options = Options(dir.Path) with { MaxSteps = -1, Epochs = 2, GradientAccumulation = 2, SaveEvery = 0 };
+        var result = new Trainer(model, AllParameters(model), options, _ => { }, recording).Train(examples, []);
+        Assert.Equal(4, result.StepsCompleted);
+        Assert.Equal([2L, 2, 1, 2, 2, 1], calls.Select(c => c.Rows));
+        var rows = MetricsLog.ReadAll(Path.Combine(dir.Path, "metrics.jsonl"));
+        Assert.Equal([2.0 / 3, 1, 1 + 2.0 / 3, 2], rows.Select(r => r["epoch"]!.GetValue<double>()));
+        foreach (var (step, first, count) in new[] { (0, 0, 2), (1, 2, 1), (2, 3, 2), (3, 5, 1) })
+        {
+            var share = calls.Skip(first).Take(count).ToArray();
+            var expected = share.Sum(c => c.LossSum) / share.Sum(c => c.Supervised);
+            Assert.Equal(expected, rows[step]["loss"]!.GetValue<double>(), 1e-9);
+        }
+    }
+
+    [Fact]
+    public void FractionalEpochsAndIntervalsCountAsTransformersDoes()
+    {
+        // 4 examples, micro-batch 2, 2.5 epochs: ⌈2.5 × 2⌉ = 5 steps, the last in the third epoch (state.epoch 2.5);
+        // eval_every 0.25 → ⌈5 × 0.25⌉ = 2 and save_every 0.4 → 2 (TrainerState.compute_steps), plus the last step.
+        using var dir = new TempDir();
+        using var model = TestModels.Create("llama");
+        var options = Options(dir.Path) with { MaxSteps = -1, Epochs = 2.5, EvalEvery = 0.25, SaveEvery = 0.4, KeepCheckpoints = 10 };
+        var result = new Trainer(model, AllParameters(model), options, _ => { }).Train(MemorisationSet(), MemorisationSet());
+        Assert.Equal(5, result.StepsCompleted);
+        var rows = MetricsLog.ReadAll(Path.Combine(dir.Path, "metrics.jsonl"));
+        Assert.Equal([0.5, 1, 1.5, 2, 2.5], rows.Select(r => r["epoch"]!.GetValue<double>()));
+        Assert.Equal([2, 4, 5], rows.Where(r => r.ContainsKey("val_loss")).Select(r => r["step"]!.GetValue<int>()));
+        Assert.Equal(["step-000002", "step-000004", "step-000005"], TrainingCheckpoint.List(dir.Path).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void AResumeInsideAnEpochWithAShortStepEndsWithTheSameWeights()
+    {
+        // 5 examples, micro-batch 2, accumulation 2: each epoch is a step of 2 micro-batches and a short one of 1. The run
+        // is killed after step 3 (inside the second epoch, checkpoint at 3) and resumed in a fresh process.
+        using var uninterruptedDir = new TempDir();
+        using var resumedDir = new TempDir();
+        IReadOnlyList<TokenizedExample> examples = [.. MemorisationSet(), Example([1, 50, 51, 52, 2], 1)];
+        var options = Options(uninterruptedDir.Path) with { MaxSteps = -1, Epochs = 3, GradientAccumulation = 2, SaveEvery = 1, EvalEvery = 100 };
+        Dictionary<string, Tensor> expectedWeights;
+        using (var model = TestModels.Create("llama"))
+        {
+            new Trainer(model, AllParameters(model), options, _ => { }).Train(examples, []);
+            expectedWeights = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        }
+        var killed = options with { Output = resumedDir.Path };
+        using (var model = TestModels.Create("llama"))
+        {
+            using var cancel = new CancellationTokenSource();
+            var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 3) cancel.Cancel(); });
+            Assert.ThrowsAny<OperationCanceledException>(() =>
+                new Trainer(model, AllParameters(model), killed, _ => { }).Train(examples, [], progress: progress, cancellationToken: cancel.Token));
+        }
+        Assert.Equal(3, Losses(resumedDir.Path).Count);
+        using (var model = TestModels.Create("llama", seed: 999))
+        {
+            var result = new Trainer(model, AllParameters(model), killed, _ => { }).Train(examples, [], resume: true);
+            Assert.Equal(6, result.StepsCompleted);
+            foreach (var (name, parameter) in model.named_parameters())
+                Assert.True(parameter.eq(expectedWeights[name]).all().item<bool>(), $"{name} differs after the resume");
+        }
+        Assert.Equal(Losses(uninterruptedDir.Path), Losses(resumedDir.Path));
     }
 
     [Fact]

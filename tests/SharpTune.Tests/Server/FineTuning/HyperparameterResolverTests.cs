@@ -10,7 +10,7 @@ public sealed class HyperparameterResolverTests
     [Theory]
     [InlineData(10, 10, 1, 100)]      // 3000/10 = 300 → clamped to 10 epochs; batch 1 → 10 × 10 steps
     [InlineData(100, 10, 2, 500)]     // 3000/100 = 30 → 10 epochs; batch 2 → 10 × 100 / 2 = 500 steps
-    [InlineData(500, 6, 8, 375)]      // 3000/500 = 6 epochs; batch 8 → ceil(6 × 500 / 8) = 375 steps
+    [InlineData(500, 6, 8, 378)]      // 3000/500 = 6 epochs; batch 8 → 6 × ceil(500 / 8) = 378 steps (each epoch ends with a short batch)
     [InlineData(5000, 3, 8, 1875)]    // ≥ 1000 → 3 epochs; 3 × 5000 / 8 = 1875 steps
     [InlineData(10000, 1, 8, 1250)]   // 3 × 1250 > 2000 → lowered to 1 epoch
     [InlineData(40000, 1, 8, 2000)]   // one epoch (5000 steps) exceeds the cap → stops at 2000 steps
