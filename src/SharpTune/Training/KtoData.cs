@@ -31,11 +31,12 @@ public sealed class KtoTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
     {
         var kept = new List<TokenizedUnpairedExample>();
         int total = 0, truncated = 0, tooLong = 0, noTarget = 0;
-        foreach (var example in examples)
+        foreach (var example in Unpair(examples))
         {
             total++;
             if (example is not UnpairedPreferenceExample unpaired)
-                throw new InvalidDataException($"example {total} is {example.Format} data; KTO needs {{\"prompt\", \"completion\", \"label\"}} rows");
+                throw new InvalidDataException(
+                    $"example {total} is {example.Format} data; KTO needs {{\"prompt\", \"completion\", \"label\"}} rows or preference pairs");
             var pair = pairs.Tokenize(new PreferenceExample(unpaired.Prompt, unpaired.Completion, unpaired.Completion) { PlainText = unpaired.PlainText });
             if (pair.PromptIds.Length + pair.ChosenIds.Length > maxLength)
             {
@@ -53,6 +54,40 @@ public sealed class KtoTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
         }
         return (kept, new TokenizationReport(total, kept.Count, truncated, tooLong, noTarget,
             kept.Sum(e => (long)e.Tokens), kept.Sum(e => (long)e.CompletionIds.Length)));
+    }
+
+    /// <summary>
+    /// Each preference pair becomes two KTO examples, its prompt with the chosen answer (desirable) and with the rejected
+    /// one (undesirable), as TRL's <c>unpair_preference_dataset</c> turns paired data into KTO data. That is a batched
+    /// <c>datasets.map</c> (1,000 rows a batch), which lists a batch's chosen examples before its rejected ones; the
+    /// order is kept because TRL forms its KL pairs from neighbouring examples.
+    /// </summary>
+    private static IEnumerable<TrainingExample> Unpair(IEnumerable<TrainingExample> examples)
+    {
+        const int mapBatchSize = 1000;
+        var batch = new List<PreferenceExample>();
+        foreach (var example in examples)
+        {
+            if (example is PreferenceExample pair)
+            {
+                batch.Add(pair);
+                if (batch.Count < mapBatchSize) continue;
+            }
+            foreach (var unpaired in Flush()) yield return unpaired;
+            if (example is not PreferenceExample) yield return example;
+        }
+        foreach (var unpaired in Flush()) yield return unpaired;
+
+        List<TrainingExample> Flush()
+        {
+            List<TrainingExample> flushed =
+            [
+                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Chosen, Desirable: true) { PlainText = p.PlainText }),
+                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Rejected, Desirable: false) { PlainText = p.PlainText }),
+            ];
+            batch.Clear();
+            return flushed;
+        }
     }
 }
 

@@ -38,4 +38,28 @@ public class KtoTokenizationTests
         ];
         Assert.Equal(expected, Enumerable.Range(0, 4).Select(i => batch.InputIds[i].data<long>().ToArray()).ToArray());
     }
+
+    [SharedAssetFact("tokenizers/qwen3")]
+    public void PreferencePairsAreUnpairedChosenFirstAsTrlDoes()
+    {
+        // unpair_preference_dataset (a batched map) lists the batch's chosen answers, then its rejected ones.
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Tokenizer("qwen3"));
+        TrainingExample[] pairs =
+        [
+            PreferenceExample.FromText("The sky is", " blue.", " green."),
+            PreferenceExample.FromText("Grass is", " green.", " red."),
+        ];
+        var (examples, report) = new KtoTokenizer(tokenizer, null, 1024, truncate: true).TokenizeAll(pairs);
+        Assert.Equal(4, report.Examples);
+        Assert.Equal([true, true, false, false], examples.Select(e => e.Desirable));
+        int[][] expected =
+        [
+            [785, 12884, 374, 6303, 13, 151645],
+            [6464, 395, 374, 6176, 13, 151645],
+            [785, 12884, 374, 6176, 13, 151645],
+            [6464, 395, 374, 2518, 13, 151645],
+        ];
+        Assert.Equal(expected, examples.Select(e => e.PromptIds.Concat(e.CompletionIds).ToArray()).ToArray());
+        Assert.Equal([3, 3, 3, 3], examples.Select(e => e.CompletionIds.Length));
+    }
 }
