@@ -28,7 +28,20 @@ public static class TrainingExampleMapper
         Map(row, DatasetFormatDetector.Detect(row.Fields) ?? throw new DataFormatException(row.SourceFile, row.LineNumber,
             null, "unknown_format", $"no training format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]"));
 
-    private static PreferenceExample Preference(DataRow row)
+    private static PreferenceExample Preference(DataRow row) => PreferenceWithoutTools(row) with { Tools = RowTools(row) };
+
+    /// <summary>The row's <c>tools</c> (or OpenAI's legacy <c>functions</c>), or null; a malformed list names its field.</summary>
+    internal static IReadOnlyList<ChatTool>? RowTools(DataRow row)
+    {
+        try
+        {
+            return ChatJson.ReadTools(JsonCell(row, row.Fields["tools"], "tools"), "tools",
+                JsonCell(row, row.Fields["functions"], "functions"), "functions");
+        }
+        catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
+    }
+
+    private static PreferenceExample PreferenceWithoutTools(DataRow row)
     {
         if (row.Fields.ContainsKey("chosen") && !row.Fields.ContainsKey("preferred_output"))
         {
@@ -120,16 +133,7 @@ public static class TrainingExampleMapper
         return WithTools(row, [.. prompt, .. Messages(row, row.Fields["completion"], "completion")]);
     }
 
-    private static ChatExample WithTools(DataRow row, IReadOnlyList<ChatTurn> messages)
-    {
-        try
-        {
-            var tools = ChatJson.ReadTools(JsonCell(row, row.Fields["tools"], "tools"), "tools",
-                JsonCell(row, row.Fields["functions"], "functions"), "functions");
-            return new ChatExample(messages) { Tools = tools };
-        }
-        catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
-    }
+    private static ChatExample WithTools(DataRow row, IReadOnlyList<ChatTurn> messages) => new(messages) { Tools = RowTools(row) };
 
     internal static IReadOnlyList<ChatTurn> Messages(DataRow row, JsonNode? node, string field)
     {

@@ -37,7 +37,11 @@ public sealed class KtoTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
             if (example is not UnpairedPreferenceExample unpaired)
                 throw new InvalidDataException(
                     $"example {total} is {example.Format} data; KTO needs {{\"prompt\", \"completion\", \"label\"}} rows or preference pairs");
-            var pair = pairs.Tokenize(new PreferenceExample(unpaired.Prompt, unpaired.Completion, unpaired.Completion) { PlainText = unpaired.PlainText });
+            var pair = pairs.Tokenize(new PreferenceExample(unpaired.Prompt, unpaired.Completion, unpaired.Completion)
+            {
+                PlainText = unpaired.PlainText,
+                Tools = unpaired.Tools,
+            });
             if (pair.PromptIds.Length + pair.ChosenIds.Length > maxLength)
             {
                 if (!truncate) { tooLong++; continue; }
@@ -82,8 +86,8 @@ public sealed class KtoTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
         {
             List<TrainingExample> flushed =
             [
-                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Chosen, Desirable: true) { PlainText = p.PlainText }),
-                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Rejected, Desirable: false) { PlainText = p.PlainText }),
+                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Chosen, Desirable: true) { PlainText = p.PlainText, Tools = p.Tools }),
+                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Rejected, Desirable: false) { PlainText = p.PlainText, Tools = p.Tools }),
             ];
             batch.Clear();
             return flushed;

@@ -54,10 +54,10 @@ public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? cha
                 PlainAnswer(promptText, prompt, example.RejectedText));
         }
         var promptMessages = example.Prompt.Select(m => m.Message).ToArray();
-        var renderedPrompt = chatTemplate.Render(promptMessages, addGenerationPrompt: true);
+        var renderedPrompt = chatTemplate.Render(promptMessages, addGenerationPrompt: true, example.Tools);
         var promptIds = tokenizer.Encode(renderedPrompt, addSpecialTokens: false).ToArray();
-        return new TokenizedPreferencePair(promptIds, ChatAnswer(promptMessages, renderedPrompt, promptIds, example.Chosen),
-            ChatAnswer(promptMessages, renderedPrompt, promptIds, example.Rejected));
+        return new TokenizedPreferencePair(promptIds, ChatAnswer(promptMessages, renderedPrompt, promptIds, example.Chosen, example.Tools),
+            ChatAnswer(promptMessages, renderedPrompt, promptIds, example.Rejected, example.Tools));
     }
 
     /// <summary>
@@ -93,9 +93,10 @@ public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? cha
         return full.Count > promptIds.Length ? full.Skip(promptIds.Length).ToArray() : [];
     }
 
-    private int[] ChatAnswer(IReadOnlyList<ChatMessage> prompt, string renderedPrompt, int[] promptIds, IReadOnlyList<ChatTurn> answer)
+    private int[] ChatAnswer(IReadOnlyList<ChatMessage> prompt, string renderedPrompt, int[] promptIds, IReadOnlyList<ChatTurn> answer,
+        IReadOnlyList<ChatTool>? tools)
     {
-        var full = chatTemplate!.Render([.. prompt, .. answer.Select(m => m.Message)], addGenerationPrompt: false);
+        var full = chatTemplate!.Render([.. prompt, .. answer.Select(m => m.Message)], addGenerationPrompt: false, tools);
         if (!full.StartsWith(renderedPrompt, StringComparison.Ordinal))
             throw new ChatTemplateException(
                 $"chat template '{chatTemplate.Name}' renders the prompt differently once an answer follows, so the answer " +

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using SharpTune.Data;
 using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
@@ -58,6 +59,26 @@ public class DpoTokenizationTests
         Assert.Equal([11087, 3201, 128009, 128006, 78191, 128007, 271], pair.RejectedIds);
         Assert.Equal(prompt.Length + pair.ChosenIds.Length, pair.Chosen.Length);
         Assert.Equal(pair.ChosenIds.Length, pair.Chosen.Supervised.Count(s => s));
+    }
+
+    [SharedAssetFact("tokenizers/qwen3")]
+    public void ARowsToolsAreRenderedWithItsPrompt()
+    {
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Tokenizer("qwen3"));
+        var row = new DataRow("pairs.jsonl", 1, JsonNode.Parse("""
+            {"prompt": [{"role": "user", "content": "Weather in Paris?"}], "chosen": [{"role": "assistant", "content": "Let me check."}],
+             "rejected": [{"role": "assistant", "content": "No idea."}],
+             "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]}
+            """)!.AsObject());
+        var pair = new PreferenceTokenizer(tokenizer, ChatTemplate.FromTokenizer(tokenizer), 1024, truncate: true)
+            .Tokenize((PreferenceExample)TrainingExampleMapper.Map(row));
+        // TRL passes the row's tools to apply_chat_template: Qwen3 writes them into a system turn (149 prompt tokens).
+        Assert.Equal(149, pair.PromptIds.Length);
+        Assert.Equal([151644, 8948, 198, 2, 13852, 271], pair.PromptIds[..6]);
+        Assert.Equal([151644, 872, 198, 28981, 304, 12095, 30, 151645, 198, 151644, 77091, 198], pair.PromptIds[^12..]);
+        Assert.Equal([151667, 271, 151668, 271, 10061, 752, 1779, 13, 151645, 198], pair.ChosenIds);
+        Assert.Equal([151667, 271, 151668, 271, 2753, 4522, 13, 151645, 198], pair.RejectedIds);
     }
 
     [SharedAssetFact("tokenizers/qwen3")]
