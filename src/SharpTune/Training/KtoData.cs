@@ -97,9 +97,11 @@ public sealed class KtoTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
 
 /// <summary>
 /// A KTO micro-batch: rows 0..B−1 are prompt i + completion i; with <see cref="HasKlRows"/>, rows B..2B−1 are prompt i +
-/// completion i−1 (cyclically), the mismatched pairs whose log-ratio estimates the KL reference point (TRL rotates the
-/// completions of each batch by one the same way), each cut to the maximum length keeping its start (the uncut
-/// completion i−1 after prompt i, as TRL's collator truncates). The loss is divided by examples.
+/// completion i−1 (cyclically), the mismatched pairs whose log-ratio estimates the KL reference point, each cut to the
+/// maximum length keeping its start (the uncut completion i−1 after prompt i, as TRL's collator truncates). TRL rotates
+/// by one within dataset-order chunks of <c>per_device_train_batch_size</c> before its sampler shuffles; rotating within
+/// the micro-batch as sampled keeps each KL estimate on the batch's own completions, as the KTO paper intends. The loss
+/// is divided by examples.
 /// </summary>
 public sealed class KtoBatch : TrainingBatch
 {
