@@ -9,8 +9,8 @@ namespace SharpTune.Training;
 /// prompt; each answer is what the rendered prompt + answer conversation adds after the prompt's tokens (so it ends with
 /// the template's end of turn; no EOS is added). Plain-text data (or no template) is the prompt text with the tokenizer's
 /// special tokens, and each answer is what prompt + answer text (with EOS appended unless it already ends with it) adds
-/// after the prompt's tokens. Prompt + answer is tokenized as one text, as TRL does, so a token merged across the boundary
-/// belongs to the answer. Past the maximum length each sequence keeps its start (TRL's <c>truncation_mode="keep_start"</c>):
+/// after the prompt's tokens. Prompt + answer is tokenized as one text, as TRL does; a token merged across the boundary
+/// is scored with the answer (see <see cref="Split"/>, where TRL drops it). Past the maximum length each sequence keeps its start (TRL's <c>truncation_mode="keep_start"</c>):
 /// the prompt stays whole and each answer is cut on its own; a pair whose prompt alone fills the maximum length is dropped.
 /// </summary>
 public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTemplate, int maxLength, bool truncate)
@@ -49,15 +49,34 @@ public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? cha
         if (example.PlainText || chatTemplate is null)
         {
             var promptText = example.PromptText;
-            var prompt = EncodePlain(promptText);
-            return new TokenizedPreferencePair(prompt, PlainAnswer(promptText, prompt, example.ChosenText),
-                PlainAnswer(promptText, prompt, example.RejectedText));
+            return Split(EncodePlain(promptText), PlainSequence(promptText, example.ChosenText), PlainSequence(promptText, example.RejectedText));
         }
         var promptMessages = example.Prompt.Select(m => m.Message).ToArray();
         var renderedPrompt = chatTemplate.Render(promptMessages, addGenerationPrompt: true, example.Tools);
         var promptIds = tokenizer.Encode(renderedPrompt, addSpecialTokens: false).ToArray();
-        return new TokenizedPreferencePair(promptIds, ChatAnswer(promptMessages, renderedPrompt, promptIds, example.Chosen, example.Tools),
-            ChatAnswer(promptMessages, renderedPrompt, promptIds, example.Rejected, example.Tools));
+        return Split(promptIds, ChatSequence(promptMessages, renderedPrompt, example.Chosen, example.Tools),
+            ChatSequence(promptMessages, renderedPrompt, example.Rejected, example.Tools));
+    }
+
+    /// <summary>
+    /// The pair as a shared prompt and two answers, from the prompt's own tokens and each whole prompt + answer
+    /// tokenization. Where the prompt's tokens begin both whole tokenizations (the usual case) each answer is what
+    /// follows them, as TRL's split by the prompt's token count gives. Where a token merges across the boundary
+    /// ("Answer: " ends with the token " ", "Answer: yes" tokenizes as "Answer", ":", " yes"), TRL's split cuts the merged
+    /// token out of the sequence and scores the EOS alone, so a yes/no preference teaches nothing; here the prompt ends
+    /// where the whole tokenizations depart from it, and the merged token is scored with its answer.
+    /// </summary>
+    private static TokenizedPreferencePair Split(int[] prompt, int[] chosen, int[] rejected)
+    {
+        var shared = Math.Min(CommonPrefix(prompt, chosen), CommonPrefix(prompt, rejected));
+        return new TokenizedPreferencePair(prompt[..shared], chosen[shared..], rejected[shared..]);
+    }
+
+    private static int CommonPrefix(int[] a, int[] b)
+    {
+        var n = 0;
+        while (n < a.Length && n < b.Length && a[n] == b[n]) n++;
+        return n;
     }
 
     /// <summary>
@@ -82,18 +101,18 @@ public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? cha
     }
 
     /// <summary>
-    /// TRL's plain-text answer: <c>add_eos</c> appends the EOS text unless the answer already ends with it, then prompt +
-    /// answer is tokenized as one text and the answer is everything after the prompt's own token count.
+    /// TRL's plain-text sequence: <c>add_eos</c> appends the EOS text unless the answer already ends with it, then prompt +
+    /// answer is tokenized as one text.
     /// </summary>
-    private int[] PlainAnswer(string promptText, int[] promptIds, string answer)
+    private int[] PlainSequence(string promptText, string answer)
     {
         if (tokenizer.EosToken is { Length: > 0 } eosText && !answer.EndsWith(eosText, StringComparison.Ordinal))
             answer += eosText;
-        var full = tokenizer.Encode(promptText + answer, addSpecialTokens: true);
-        return full.Count > promptIds.Length ? full.Skip(promptIds.Length).ToArray() : [];
+        return tokenizer.Encode(promptText + answer, addSpecialTokens: true).ToArray();
     }
 
-    private int[] ChatAnswer(IReadOnlyList<ChatMessage> prompt, string renderedPrompt, int[] promptIds, IReadOnlyList<ChatTurn> answer,
+    /// <summary>The rendered prompt + answer conversation, tokenized as one text.</summary>
+    private int[] ChatSequence(IReadOnlyList<ChatMessage> prompt, string renderedPrompt, IReadOnlyList<ChatTurn> answer,
         IReadOnlyList<ChatTool>? tools)
     {
         var full = chatTemplate!.Render([.. prompt, .. answer.Select(m => m.Message)], addGenerationPrompt: false, tools);
@@ -101,7 +120,6 @@ public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? cha
             throw new ChatTemplateException(
                 $"chat template '{chatTemplate.Name}' renders the prompt differently once an answer follows, so the answer " +
                 "cannot be separated from the prompt; choose another chat_template");
-        var ids = tokenizer.Encode(full, addSpecialTokens: false);
-        return ids.Count > promptIds.Length ? ids.Skip(promptIds.Length).ToArray() : [];
+        return tokenizer.Encode(full, addSpecialTokens: false).ToArray();
     }
 }

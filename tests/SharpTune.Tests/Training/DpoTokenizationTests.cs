@@ -36,11 +36,13 @@ public class DpoTokenizationTests
         AssertSequence([45764, 53041, 13, 89325, 13, 151645], [0, 0, 0, 1, 1, 1], pair.Chosen);
         AssertSequence([45764, 53041, 13, 2308, 13, 151645], [0, 0, 0, 1, 1, 1], pair.Rejected);
 
-        // "Answer: " alone ends with the token " " (220); "Answer: yes" tokenizes as "Answer", ":", " yes". TRL scores
-        // what follows the prompt's own token count in the joint tokenization, so the chosen answer is EOS alone.
+        // "Answer: " alone ends with the token " " (220); "Answer: yes" tokenizes as "Answer", ":", " yes" (9834), "Answer: no
+        // way" as "Answer", ":", " no" (902), " way" (1616). TRL splits by the prompt's token count and so keeps
+        // [16141, 25, 220, 151645] and [16141, 25, 220, 1616, 151645]: " yes" and " no" vanish and the chosen answer is
+        // EOS alone. Here the prompt ends where the whole tokenizations depart from it, so both answers keep their words.
         pair = dpo.Tokenize(PreferenceExample.FromText("Answer: ", "yes", "no way"));
-        AssertSequence([16141, 25, 220, 151645], [0, 0, 0, 1], pair.Chosen);
-        AssertSequence([16141, 25, 220, 1616, 151645], [0, 0, 0, 1, 1], pair.Rejected);
+        AssertSequence([16141, 25, 9834, 151645], [0, 0, 1, 1], pair.Chosen);
+        AssertSequence([16141, 25, 902, 1616, 151645], [0, 0, 1, 1, 1], pair.Rejected);
     }
 
     [SharedAssetFact("tokenizers/llama3")]
