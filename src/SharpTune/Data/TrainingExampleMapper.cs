@@ -28,10 +28,24 @@ public static class TrainingExampleMapper
         Map(row, DatasetFormatDetector.Detect(row.Fields) ?? throw new DataFormatException(row.SourceFile, row.LineNumber,
             null, "unknown_format", $"no training format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]"));
 
-    private static PreferenceExample Preference(DataRow row)
+    private static PreferenceExample Preference(DataRow row) => PreferenceWithoutTools(row) with { Tools = RowTools(row) };
+
+    /// <summary>The row's <c>tools</c> (or OpenAI's legacy <c>functions</c>), or null; a malformed list names its field.</summary>
+    internal static IReadOnlyList<ChatTool>? RowTools(DataRow row)
+    {
+        try
+        {
+            return ChatJson.ReadTools(JsonCell(row, row.Fields["tools"], "tools"), "tools",
+                JsonCell(row, row.Fields["functions"], "functions"), "functions");
+        }
+        catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
+    }
+
+    private static PreferenceExample PreferenceWithoutTools(DataRow row)
     {
         if (row.Fields.ContainsKey("chosen") && !row.Fields.ContainsKey("preferred_output"))
         {
+            if (!row.Fields.ContainsKey("prompt")) return ImplicitPromptPreference(row);
             var plainPrompt = row.Fields["prompt"] is not JsonArray;
             var prompt = row.Fields["prompt"] is JsonArray promptTurns
                 ? Messages(row, promptTurns, "prompt")
@@ -44,6 +58,57 @@ public static class TrainingExampleMapper
         var nonPreferred = row.Fields.ContainsKey("non_preferred_output") ? "non_preferred_output" : "non_preferred_completion";
         return new PreferenceExample(Messages(row, input["messages"], "input.messages"), Answer(row, preferred), Answer(row, nonPreferred));
     }
+
+    /// <summary>
+    /// A pair without a <c>prompt</c>: the prompt is what chosen and rejected share at their start, as TRL's
+    /// <c>extract_prompt</c> (trl/data_utils.py, huggingface/trl@f2cd577) finds it: the common leading messages of two
+    /// conversations, or the common leading characters of two strings, less a space just before the point where they
+    /// differ (it stays with the answers). When one is a prefix of the other, TRL's loop leaves the last shared element
+    /// with the answers, and so does this. A pair sharing nothing is refused (TRL would go on with an empty prompt or fail).
+    /// </summary>
+    private static PreferenceExample ImplicitPromptPreference(DataRow row)
+    {
+        var chosen = TextOrJsonCell(row.Fields["chosen"]);
+        var rejected = TextOrJsonCell(row.Fields["rejected"]);
+        if (chosen is JsonValue c && c.GetValueKind() == JsonValueKind.String
+            && rejected is JsonValue r && r.GetValueKind() == JsonValueKind.String)
+        {
+            string chosenText = c.GetValue<string>(), rejectedText = r.GetValue<string>();
+            var shared = Math.Min(chosenText.Length, rejectedText.Length);
+            if (shared == 0) throw NoSharedPrompt(row);
+            var index = 0;
+            while (index < shared - 1 && chosenText[index] == rejectedText[index]) index++;
+            var differs = chosenText[index] != rejectedText[index];
+            if (index > 0 && char.IsLowSurrogate(chosenText[index])) index--;   // TRL indexes code points, not UTF-16 units
+            if (differs && index > 0 && chosenText[index - 1] == ' ') index--;
+            if (index <= 0) throw NoSharedPrompt(row);
+            return PreferenceExample.FromText(chosenText[..index], chosenText[index..], rejectedText[index..]);
+        }
+        if (chosen is not JsonArray chosenTurns || rejected is not JsonArray rejectedTurns)
+            throw Error(row, "prompt", "missing_field",
+                "expected a prompt, or chosen and rejected both strings or both conversations that share their first part");
+        var chosenMessages = Messages(row, chosenTurns, "chosen");
+        var rejectedMessages = Messages(row, rejectedTurns, "rejected");
+        var sharedTurns = Math.Min(chosenTurns.Count, rejectedTurns.Count);
+        var turn = 0;
+        while (turn < sharedTurns - 1 && JsonNode.DeepEquals(chosenTurns[turn], rejectedTurns[turn])) turn++;
+        if (turn == 0) throw NoSharedPrompt(row);
+        return new PreferenceExample([.. chosenMessages.Take(turn)], [.. chosenMessages.Skip(turn)], [.. rejectedMessages.Skip(turn)]);
+    }
+
+    /// <summary>A string is an answer's text unless it holds a JSON array (a CSV cell carrying a conversation).</summary>
+    private static JsonNode? TextOrJsonCell(JsonNode? node)
+    {
+        if (node is not JsonValue text || text.GetValueKind() != JsonValueKind.String) return node;
+        var value = text.GetValue<string>();
+        if (!value.TrimStart().StartsWith('[')) return node;
+        try { return JsonNode.Parse(value) as JsonArray ?? node; }
+        catch (JsonException) { return node; }
+    }
+
+    private static DataFormatException NoSharedPrompt(DataRow row) =>
+        Error(row, "prompt", "missing_field",
+            "no prompt, and chosen and rejected share no beginning to take as the prompt (TRL's implicit prompt)");
 
     internal static IReadOnlyList<ChatTurn> Answer(DataRow row, string field) => row.Fields[field] switch
     {
@@ -68,16 +133,7 @@ public static class TrainingExampleMapper
         return WithTools(row, [.. prompt, .. Messages(row, row.Fields["completion"], "completion")]);
     }
 
-    private static ChatExample WithTools(DataRow row, IReadOnlyList<ChatTurn> messages)
-    {
-        try
-        {
-            var tools = ChatJson.ReadTools(JsonCell(row, row.Fields["tools"], "tools"), "tools",
-                JsonCell(row, row.Fields["functions"], "functions"), "functions");
-            return new ChatExample(messages) { Tools = tools };
-        }
-        catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
-    }
+    private static ChatExample WithTools(DataRow row, IReadOnlyList<ChatTurn> messages) => new(messages) { Tools = RowTools(row) };
 
     internal static IReadOnlyList<ChatTurn> Messages(DataRow row, JsonNode? node, string field)
     {

@@ -105,6 +105,10 @@ public sealed record PreferenceExample(IReadOnlyList<ChatTurn> Prompt, IReadOnly
     /// </summary>
     public bool PlainText { get; init; }
 
+    /// <summary>The row's own <c>tools</c>, which the chat template renders with the prompt (TRL passes each row's tools to
+    /// <c>apply_chat_template</c>); null when it has none.</summary>
+    public IReadOnlyList<ChatTool>? Tools { get; init; }
+
     /// <summary>The prompt's text (turn contents joined with newlines).</summary>
     public string PromptText => string.Join("\n", Prompt.Select(m => m.Content));
 

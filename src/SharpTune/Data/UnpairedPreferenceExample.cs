@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using SharpTune.Tokenization;
 
 namespace SharpTune.Data;
 
@@ -19,6 +20,9 @@ public sealed record UnpairedPreferenceExample(IReadOnlyList<ChatTurn> Prompt, I
     /// <summary>The prompt came as a plain string, so it is rendered as plain text even when a chat template exists (as TRL).</summary>
     public bool PlainText { get; init; }
 
+    /// <summary>The row's own <c>tools</c>, rendered by the chat template with the prompt (as TRL); null when it has none.</summary>
+    public IReadOnlyList<ChatTool>? Tools { get; init; }
+
     /// <summary>The row as an unpaired preference; a missing or mistyped field names file, line and field.</summary>
     public static UnpairedPreferenceExample FromRow(DataRow row)
     {
@@ -34,6 +38,10 @@ public sealed record UnpairedPreferenceExample(IReadOnlyList<ChatTurn> Prompt, I
         var label = row.Fields["label"] is JsonValue l && l.GetValueKind() is JsonValueKind.True or JsonValueKind.False
             ? l.GetValue<bool>()
             : throw TrainingExampleMapper.Error(row, "label", "wrong_type", $"expected true or false, found {row.Fields["label"]?.ToJsonString() ?? "null"}");
-        return new UnpairedPreferenceExample(prompt, TrainingExampleMapper.Answer(row, "completion"), label) { PlainText = plain };
+        return new UnpairedPreferenceExample(prompt, TrainingExampleMapper.Answer(row, "completion"), label)
+        {
+            PlainText = plain,
+            Tools = TrainingExampleMapper.RowTools(row),
+        };
     }
 }

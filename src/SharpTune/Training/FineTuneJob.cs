@@ -108,7 +108,10 @@ public static class FineTuneJob
         var grpo = objective == "grpo" ? GrpoSettings.From(options) : null;
         Func<DataRow, TrainingExample>? map = objective switch
         {
-            "kto" => UnpairedPreferenceExample.FromRow,
+            // Paired rows (explicit or implicit prompt) are unpaired by the KTO tokenizer, as TRL's KTOTrainer does.
+            "kto" => row => row.Fields.ContainsKey("chosen") && row.Fields.ContainsKey("rejected") && !row.Fields.ContainsKey("completion")
+                ? TrainingExampleMapper.Map(row, DatasetFormat.Preference)
+                : UnpairedPreferenceExample.FromRow(row),
             "grpo" => PromptExample.FromRow,
             _ => null,
         };

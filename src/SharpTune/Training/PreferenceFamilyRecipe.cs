@@ -33,6 +33,6 @@ internal static class PreferenceFamilyRecipe
         context.Log?.Invoke("KTO reference: " + (adapter is not null ? "the base model (adapter disabled)" : "a frozen copy of the base model"));
         var trainer = new Trainer(context.Model, context.Trainable, context.Options, context.SaveModel, new KtoObjective(settings, reference));
         return context.Run(trainer, tokenizer.TokenizeAll, train, validation, test,
-            (examples, device) => KtoBatch.Collate(examples, device, klRows), parameters);
+            (examples, device) => KtoBatch.Collate(examples, device, klRows, context.Options.MaxSeqLength), parameters);
     }
 }
