@@ -221,8 +221,7 @@ internal sealed class BatchSampler : IDisposable
                 var penalties = where(inPrompt!.logical_or(outputCounts > 0), repetition.expand(x.shape), ones_like(x));
                 x = x * where(x > 0, penalties.reciprocal(), penalties);
             }
-            x = x - frequency! * outputCounts;
-            x = x - presence! * (outputCounts > 0).to(ScalarType.Float32);
+            x = SharpTune.Generation.LogitFilters.OutputPenalties(x, outputCounts, frequency!, presence!);
         }
         return x;
     }

@@ -21,6 +21,24 @@ public sealed record GenerationOptions
     public double TopP { get; init; } = 1.0;
     /// <summary>CTRL-style penalty on tokens already in the prompt or output (1 = off), as transformers applies it.</summary>
     public double RepetitionPenalty { get; init; } = 1.0;
+    /// <summary>
+    /// OpenAI's presence_penalty (−2 to 2, 0 = off): subtracted once from the logit of every token the row has generated
+    /// (not the prompt's), as vLLM applies it.
+    /// </summary>
+    public double PresencePenalty { get; init; }
+
+    /// <summary>
+    /// OpenAI's frequency_penalty (−2 to 2, 0 = off): subtracted from a token's logit once per time the row has generated
+    /// it (not counting the prompt), as vLLM applies it.
+    /// </summary>
+    public double FrequencyPenalty { get; init; }
+
+    /// <summary>OpenAI's logit_bias: added to the logits of these token ids (−100 to 100 each) before any penalty; null = none.</summary>
+    public IReadOnlyDictionary<int, double>? LogitBias { get; init; }
+
+    /// <summary>Whether the presence or frequency penalty applies (the generator then counts each row's tokens).</summary>
+    internal bool PenalisesOutput => PresencePenalty != 0 || FrequencyPenalty != 0;
+
     public long? Seed { get; init; }
     /// <summary>Token ids that end a sequence; null = the model config's eos_token_id.</summary>
     public IReadOnlyList<int>? EosTokenIds { get; init; }
@@ -44,6 +62,13 @@ public sealed record GenerationOptions
         Require(TopK >= 0, "top_k", "must be at least 0 (0: off)", TopK);
         Require(TopP is > 0 and <= 1, "top_p", "must be greater than 0 and at most 1", TopP);
         Require(double.IsFinite(RepetitionPenalty) && RepetitionPenalty > 0, "repetition_penalty", "must be a positive number (1: off)", RepetitionPenalty);
+        Require(PresencePenalty is >= -2 and <= 2, "presence_penalty", "must be between -2 and 2", PresencePenalty);
+        Require(FrequencyPenalty is >= -2 and <= 2, "frequency_penalty", "must be between -2 and 2", FrequencyPenalty);
+        foreach (var (token, bias) in LogitBias ?? new Dictionary<int, double>())
+        {
+            Require(token >= 0, "logit_bias", "keys must be token ids (at least 0)", token);
+            Require(bias is >= -100 and <= 100, $"logit_bias[{token}]", "must be between -100 and 100", bias);
+        }
     }
 }
 

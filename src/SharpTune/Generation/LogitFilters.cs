@@ -3,12 +3,21 @@ using static TorchSharp.torch;
 namespace SharpTune.Generation;
 
 /// <summary>
-/// The top-k and top-p cuts shared by the library's <see cref="TokenSampler"/> and the server's batch sampler, written
-/// as transformers' <c>TopKLogitsWarper</c> / <c>TopPLogitsWarper</c> and vLLM's <c>apply_top_k_top_p</c> compute them
-/// (the two agree), so the tokens kept at a boundary are theirs.
+/// The logit steps shared by the library's <see cref="TokenSampler"/> and the server's batch sampler: OpenAI's output
+/// penalties as vLLM computes them, and the top-k and top-p cuts written as transformers' <c>TopKLogitsWarper</c> /
+/// <c>TopPLogitsWarper</c> and vLLM's <c>apply_top_k_top_p</c> compute them (the two agree), so the tokens kept at a
+/// boundary are theirs.
 /// </summary>
 internal static class LogitFilters
 {
+    /// <summary>
+    /// OpenAI's frequency and presence penalties as vLLM's <c>apply_penalties</c> computes them on fp32 logits (B, V):
+    /// logits − frequency·count − presence·[count &gt; 0], with <paramref name="counts"/> (B, V) how often each row has
+    /// generated each token (the prompt does not count). The penalties are scalars or one per row (B, 1).
+    /// </summary>
+    public static Tensor OutputPenalties(Tensor logits, Tensor counts, Tensor frequency, Tensor presence) =>
+        logits - frequency * counts - presence * (counts > 0).to(ScalarType.Float32);
+
     /// <summary>
     /// Nucleus cut on fp32 logits (B, V): sorted ascending, a token is dropped while the probability of it and every token
     /// below it is at most <paramref name="dropUpTo"/> (1 − top_p), and the most likely token always stays. So a token is

@@ -28,6 +28,9 @@ public static class TokenGenerator
             foreach (var id in prompts[i])
                 if (id < 0 || id >= vocabulary)
                     throw new ArgumentException($"prompt {i} holds token id {id}, outside the model's vocabulary (0–{vocabulary - 1})");
+        foreach (var token in options.LogitBias?.Keys ?? [])
+            if (token >= vocabulary)
+                throw new ArgumentException($"logit_bias holds token id {token}, outside the model's vocabulary (0–{vocabulary - 1})");
         var context = PromptContext(model);
         var fitted = prompts.Select((p, i) => FitToContext(p, i, options, context)).ToArray();
         var eos = (options.EosTokenIds ?? model.Config.EosTokenIds).ToHashSet();
@@ -65,6 +68,7 @@ public static class TokenGenerator
             nextPosition[r] = fitted[r].Count;
         }
         using var seen = options.RepetitionPenalty != 1.0 ? SeenTokens(fitted, model.Config.VocabSize) : null;
+        using var outputCounts = options.PenalisesOutput ? zeros(batch, model.Config.VocabSize).DetachFromDisposeScope() : null;   // (B, V) fp32
         using var realKeys = padded ? tensor(keyIsReal, device: device) : null;                 // (B, capacity)
         var history = new List<long[]>();                                                        // generated columns
 
@@ -90,7 +94,7 @@ public static class TokenGenerator
                 var hidden = model.DecodeHidden(model.EmbedTokens(input), ctx);
                 var logits = model.ComputeLogits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1); // (B, V)
                 using var allowed = constraints is null ? null : AllowedMask(constraints, generated, finish, options.MaxNewTokens, (int)logits.size(1));
-                next = sampler.Next(logits, seen, allowed);
+                next = sampler.Next(logits, seen, allowed, outputCounts);
             }
             var column = new long[batch];
             for (var r = 0; r < batch; r++)
@@ -102,6 +106,8 @@ public static class TokenGenerator
                 generated[r].Add(token);
                 if (constraints?[r] is { } constraint) constraint.Accept(token);
                 if (seen is not null) seen[r, token] = true;
+                if (outputCounts is not null)
+                    using (var count = outputCounts[r, token]) count.add_(1);
                 if (eos.Contains(token)) finish[r] = FinishReason.Eos;
                 else if (onToken is not null && !onToken(r, token)) finish[r] = FinishReason.Stop;
             }

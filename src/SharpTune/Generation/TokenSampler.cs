@@ -10,6 +10,7 @@ public sealed class TokenSampler : IDisposable
 {
     private readonly GenerationOptions options;
     private readonly Generator? generator;
+    private Tensor? logitBias;   // (V), when options.LogitBias is set
 
     public TokenSampler(GenerationOptions options)
     {
@@ -19,16 +20,18 @@ public sealed class TokenSampler : IDisposable
     }
 
     /// <summary>
-    /// logits (B, V) in any dtype; seen (B, V) bool marks tokens already present (for the penalty); allowed (B, V) bool,
-    /// when given, is the constrained-decoding mask: other tokens are never picked.
+    /// logits (B, V) in any dtype; seen (B, V) bool marks tokens already present (for the repetition penalty); allowed
+    /// (B, V) bool, when given, is the constrained-decoding mask: other tokens are never picked; outputCounts (B, V) fp32,
+    /// how often each row has generated each token, for the presence and frequency penalties.
     /// </summary>
-    public long[] Next(Tensor logits, Tensor? seen, Tensor? allowed = null)
+    public long[] Next(Tensor logits, Tensor? seen, Tensor? allowed = null, Tensor? outputCounts = null)
     {
         using var scope = NewDisposeScope();
         // Plain greedy: the argmax where the logits are (every dtype orders them the same), one id per row to read back.
-        if (options.IsGreedy && allowed is null && (options.RepetitionPenalty == 1.0 || seen is null))
+        if (options.IsGreedy && allowed is null && (options.RepetitionPenalty == 1.0 || seen is null) &&
+            options.LogitBias is not { Count: > 0 } && (!options.PenalisesOutput || outputCounts is null))
             return GreedyArgmax.TryPick(logits) ?? logits.argmax(-1).cpu().data<long>().ToArray();
-        var x = Process(logits, seen, allowed);
+        var x = Process(logits, seen, allowed, outputCounts);
         if (options.IsGreedy)
             return x.argmax(-1).data<long>().ToArray();
         var probs = x.softmax(-1);
@@ -36,21 +39,25 @@ public sealed class TokenSampler : IDisposable
     }
 
     /// <summary>
-    /// The fp32 CPU logits the pick is made from, processed as transformers' <c>generate</c> builds its processors: the
-    /// repetition penalty (on the raw logits, once per token seen), then, when sampling, temperature, top-k and top-p;
-    /// removed tokens are −∞. Greedy decoding stops after the penalty (temperature never changes an argmax).
+    /// The fp32 CPU logits the pick is made from: the constrained-decoding mask, logit_bias, the repetition penalty (on
+    /// the raw logits, once per token seen, as transformers' processor), the presence and frequency penalties (as vLLM
+    /// applies OpenAI's, which transformers lacks), then, when sampling, temperature, top-k and top-p in transformers'
+    /// order; removed tokens are −∞. Greedy decoding stops after the penalties (temperature never changes an argmax).
     /// </summary>
-    internal Tensor Process(Tensor logits, Tensor? seen, Tensor? allowed)
+    internal Tensor Process(Tensor logits, Tensor? seen, Tensor? allowed, Tensor? outputCounts = null)
     {
         var x = logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
         if (x.device_type != TorchSharp.DeviceType.CPU) x = x.cpu();
         if (allowed is not null) x = x.masked_fill(allowed.cpu().logical_not(), double.NegativeInfinity);
+        if (options.LogitBias is { Count: > 0 } bias) x = x + LogitBiasRow(bias, (int)x.size(1));
         if (options.RepetitionPenalty != 1.0 && seen is not null)
         {
             // RepetitionPenaltyLogitsProcessor: a negative logit is multiplied by the penalty, any other divided by it.
             var penalised = where(x < 0, x * options.RepetitionPenalty, x / options.RepetitionPenalty);
             x = where(seen.cpu(), penalised, x);
         }
+        if (options.PenalisesOutput && outputCounts is not null)
+            x = LogitFilters.OutputPenalties(x, outputCounts.cpu(), tensor((float)options.FrequencyPenalty), tensor((float)options.PresencePenalty));
         if (options.IsGreedy) return x;
 
         x = x / options.Temperature;
@@ -67,5 +74,23 @@ public sealed class TokenSampler : IDisposable
         return x;
     }
 
-    public void Dispose() => generator?.Dispose();
+    /// <summary>The logit_bias as one (V) row, built on first use.</summary>
+    private Tensor LogitBiasRow(IReadOnlyDictionary<int, double> bias, int vocabulary)
+    {
+        if (logitBias is null)
+        {
+            var row = new float[vocabulary];
+            foreach (var (token, value) in bias)
+                row[token < vocabulary ? token : throw new ArgumentException(
+                    $"logit_bias holds token id {token}, outside the model's vocabulary (0–{vocabulary - 1})")] = (float)value;
+            logitBias = tensor(row).DetachFromDisposeScope();
+        }
+        return logitBias;
+    }
+
+    public void Dispose()
+    {
+        generator?.Dispose();
+        logitBias?.Dispose();
+    }
 }

@@ -24,6 +24,8 @@ internal static class ChatOptionsMapping
             Temperature = temperature,
             TopP = topP,
             TopK = topK,
+            PresencePenalty = chat?.PresencePenalty is { } presence ? AsDecimalDouble(presence) : 0,
+            FrequencyPenalty = chat?.FrequencyPenalty is { } frequency ? AsDecimalDouble(frequency) : 0,
             Seed = chat?.Seed,
         };
         if (chat is null) return (generation, []);
@@ -39,10 +41,10 @@ internal static class ChatOptionsMapping
     /// <summary>Options this client cannot honour are errors rather than silently ignored.</summary>
     private static void Reject(ChatOptions chat, string modelId)
     {
-        if (chat.FrequencyPenalty is { } f && f != 0)
-            throw new NotSupportedException("ChatOptions.FrequencyPenalty is not supported by the local chat client");
-        if (chat.PresencePenalty is { } pp && pp != 0)
-            throw new NotSupportedException("ChatOptions.PresencePenalty is not supported by the local chat client");
+        if (chat.FrequencyPenalty is { } f && !(f is >= -2 and <= 2))
+            throw new ArgumentOutOfRangeException(nameof(chat), $"ChatOptions.FrequencyPenalty must be between -2 and 2, was {f}");
+        if (chat.PresencePenalty is { } pp && !(pp is >= -2 and <= 2))
+            throw new ArgumentOutOfRangeException(nameof(chat), $"ChatOptions.PresencePenalty must be between -2 and 2, was {pp}");
         if (chat.ModelId is { } requested && requested != modelId)
             throw new ArgumentException($"ChatOptions.ModelId '{requested}' does not match this client's model '{modelId}'", nameof(chat));
         // Out-of-range sampling settings are argument errors here, as the server's 400s, not failures inside libtorch's sampler.

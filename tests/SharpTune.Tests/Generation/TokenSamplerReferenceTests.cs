@@ -95,4 +95,39 @@ public sealed class TokenSamplerReferenceTests
         ];
         AssertLogits(expected, Processed(new GenerationOptions { RepetitionPenalty = 1.3, Temperature = 0, TopK = 5, TopP = 0.8 }, Logits, Seen));
     }
+
+    [Fact]
+    public void LogitBiasAndOutputPenaltiesMatchVllmsProcessing()
+    {
+        // The rows of BatchSamplerReferenceTests.BiasPenaltiesTemperatureTopKAndTopPMatchVllm, whose values vLLM's own
+        // functions produced (logit_bias, apply_penalties, temperature, top-k/top-p): the library applies OpenAI's
+        // options as the server does. Row 0: temperature 0.8, top_k 4, top_p 0.9, presence 0.5, frequency 0.25,
+        // logit_bias {0: -100, 7: 2.5}, generated [3, 5, 5, 1]; row 1: temperature 1.2, presence -1, frequency 2, generated [2, 2].
+        float[,] logits = { { 2.0f, -1.5f, 0.5f, 3.0f, -0.25f, 1.0f, 0.0f, -2.0f }, { 0.3f, 0.3f, -4.0f, 1.7f, 2.2f, -0.6f, 0.9f, 0.1f } };
+        float[] Row(GenerationOptions options, int row, int[] generated)
+        {
+            using var scope = NewDisposeScope();
+            var counts = zeros(1, 8);
+            foreach (var token in generated) counts[0, token].add_(1);
+            using var sampler = new TokenSampler(options with { Seed = 1 });
+            return sampler.Process(tensor(logits).narrow(0, row, 1), null, null, counts).data<float>().ToArray();
+        }
+        AssertLogits([Removed, Removed, 0.625f, 2.8125f, Removed, Removed, Removed, 0.625f],
+            Row(new GenerationOptions
+            {
+                Temperature = 0.8, TopK = 4, TopP = 0.9, PresencePenalty = 0.5, FrequencyPenalty = 0.25,
+                LogitBias = new Dictionary<int, double> { [0] = -100, [7] = 2.5 },
+            }, 0, [3, 5, 5, 1]));
+        AssertLogits([0.25f, 0.25f, -5.8333330154418945f, 1.4166666269302368f, 1.8333332538604736f, -0.5f, 0.7499999403953552f, 0.0833333283662796f],
+            Row(new GenerationOptions { Temperature = 1.2, PresencePenalty = -1, FrequencyPenalty = 2 }, 1, [2, 2]));
+    }
+
+    [Fact]
+    public void PenaltiesAndLogitBiasOutOfRangeAreRefusedByName()
+    {
+        Assert.Contains("presence_penalty", Assert.Throws<ArgumentException>(() => new GenerationOptions { PresencePenalty = 2.5 }.Validate()).Message);
+        Assert.Contains("frequency_penalty", Assert.Throws<ArgumentException>(() => new GenerationOptions { FrequencyPenalty = double.NaN }.Validate()).Message);
+        Assert.Contains("logit_bias[3]", Assert.Throws<ArgumentException>(
+            () => new GenerationOptions { LogitBias = new Dictionary<int, double> { [3] = 101 } }.Validate()).Message);
+    }
 }

@@ -73,6 +73,18 @@ public sealed class LocalChatClientTests(Stories260KChatFixture fixture) : IClas
     }
 
     [SharedAssetFact(Stories)]
+    public async Task Presence_and_frequency_penalties_reach_the_generator()
+    {
+        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 40, PresencePenalty = 1.5f, FrequencyPenalty = 0.5f };
+        var response = await Client.GetResponseAsync(User(Prompt), options);
+
+        Assert.Equal(ReferenceText(new GenerationOptions { Temperature = 0, MaxNewTokens = 40, PresencePenalty = 1.5, FrequencyPenalty = 0.5 }), response.Text);
+        Assert.NotEqual(ReferenceText(new GenerationOptions { Temperature = 0, MaxNewTokens = 40 }), response.Text);
+        foreach (var bad in new ChatOptions[] { new() { PresencePenalty = 2.5f }, new() { FrequencyPenalty = float.NaN } })
+            await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Client.GetResponseAsync(User(Prompt), bad));
+    }
+
+    [SharedAssetFact(Stories)]
     public async Task Streaming_pieces_concatenate_to_the_non_streaming_text_and_end_with_usage()
     {
         var options = new ChatOptions { Temperature = 0.7f, Seed = 5, MaxOutputTokens = 30 };
