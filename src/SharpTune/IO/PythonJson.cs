@@ -6,12 +6,12 @@ using System.Text.Json.Nodes;
 namespace SharpTune.IO;
 
 /// <summary>
-/// Python's <c>json.dumps</c> and float <c>repr</c>, for JSON that must equal what a Python tool writes byte for byte:
-/// bitsandbytes' packed quant_state (<c>json.dumps(state)</c>) and vLLM's tool-call arguments
-/// (<c>json.dumps(json.loads(text), ensure_ascii=False)</c>). ", " and ": " between items; only '"', '\' and control
-/// characters escaped (and everything beyond ASCII when <c>ensure_ascii</c>); numbers with a fraction or exponent as
-/// Python's float repr (1e5 → 100000.0, 1E-7 → 1e-07), integers as written (-0 → 0); a key given twice keeps its first
-/// place with its last value, as a Python dict does.
+/// Python's <c>json.dumps</c> and float <c>repr</c>, for text that must equal what Python writes byte for byte:
+/// bitsandbytes' packed quant_state (<c>json.dumps(state)</c>), vLLM's tool-call arguments
+/// (<c>json.dumps(json.loads(text), ensure_ascii=False)</c>) and chat templates' <c>tojson</c> and floats. ", " and ": "
+/// between items; only '"', '\' and control characters escaped (and every UTF-16 unit past '~' when
+/// <c>ensure_ascii</c>); numbers with a fraction or exponent as Python's float repr (1e5 → 100000.0, 1E-7 → 1e-07),
+/// integers as written (-0 → 0); a key given twice keeps its first place with its last value, as a Python dict does.
 /// </summary>
 internal static class PythonJson
 {
@@ -121,7 +121,14 @@ internal static class PythonJson
         }
     }
 
-    private static void WriteString(StringBuilder text, string value, bool ensureAscii)
+    /// <summary>
+    /// A JSON string as Python's json.dumps writes it: only the quote, the backslash and control characters are escaped
+    /// (\n, \r, \t, \b, \f, else \u00XX); with ensure_ascii=False every other character, an emoji included, is written as
+    /// it is (System.Text.Json's most relaxed encoder still escapes characters outside the BMP and a few others); with
+    /// <paramref name="ensureAscii"/>, json.dumps' default, every UTF-16 unit past '~' is written \uXXXX too, so a
+    /// character beyond the BMP becomes its surrogate pair, as Python writes it.
+    /// </summary>
+    internal static void WriteString(StringBuilder text, string value, bool ensureAscii)
     {
         text.Append('"');
         foreach (var c in value)
@@ -136,7 +143,7 @@ internal static class PythonJson
                 case '\b': text.Append("\\b"); break;
                 case '\f': text.Append("\\f"); break;
                 case < ' ':
-                case >= '\u0080' when ensureAscii:   // UTF-16 units, so a character beyond the BMP is its surrogate pair, as Python writes it
+                case > '~' when ensureAscii:
                     text.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
                     break;
                 default: text.Append(c); break;

@@ -44,30 +44,14 @@ internal static class JinjaValues
     /// <summary>Python's repr, as a list or dict prints its items and %r formats.</summary>
     public static string Repr(object? v) => v is string s ? StringRepr(s) : ToText(v);
 
-    /// <summary>
-    /// Python's repr of a float: shortest round trip, "1.0" for whole numbers below 1e16, a lower-case exponent with a
-    /// sign and at least two digits past that (1e-05, 1e+16), inf and nan.
-    /// </summary>
+    /// <summary>Python's repr of a float: <see cref="IO.PythonJson.FloatRepr"/> for finite values (1.0, 1e-05, 1e+16), then inf and nan.</summary>
     private static string FloatRepr(double d) => d switch
     {
         double.PositiveInfinity => "inf",
         double.NegativeInfinity => "-inf",
         double.NaN => "nan",
-        _ when d == Math.Floor(d) && Math.Abs(d) < 1e16 => d.ToString("0.0", CultureInfo.InvariantCulture),
-        _ when Math.Abs(d) >= 1e16 => Scientific(d),
-        _ => d.ToString("R", CultureInfo.InvariantCulture).Replace('E', 'e'),
+        _ => IO.PythonJson.FloatRepr(d),
     };
-
-    /// <summary>A float of 1e16 or more as Python writes it (shortest digits, 1.5e+16), where .NET writes every digit.</summary>
-    private static string Scientific(double d)
-    {
-        var text = d.ToString("R", CultureInfo.InvariantCulture);
-        if (text.Contains('E')) return text.Replace('E', 'e');
-        var whole = text.TrimStart('-');
-        var digits = whole.TrimEnd('0');
-        var mantissa = digits.Length > 1 ? digits[0] + "." + digits[1..] : digits;
-        return (d < 0 ? "-" : "") + mantissa + "e+" + (whole.Length - 1).ToString("00", CultureInfo.InvariantCulture);
-    }
 
     /// <summary>
     /// Python's repr of a string: single quotes unless it holds a single quote and no double one; the backslash, the
@@ -154,35 +138,6 @@ internal static class JinjaValues
     };
 
     /// <summary>
-    /// A JSON string as Python's json.dumps writes it with ensure_ascii=False: only the quote, the backslash and control
-    /// characters are escaped (\n, \r, \t, \b, \f, else \u00XX); every other character, an emoji included, is
-    /// written as it is. (System.Text.Json's most relaxed encoder still escapes characters outside the BMP and a few
-    /// others, which a template's tojson must not.) With <paramref name="ensureAscii"/>, as json.dumps' default, every
-    /// UTF-16 unit past '~' is written \uXXXX too.
-    /// </summary>
-    private static void WriteString(StringBuilder sb, string s, bool ensureAscii)
-    {
-        sb.Append('"');
-        foreach (var c in s)
-        {
-            switch (c)
-            {
-                case '"': sb.Append("\\\""); break;
-                case '\\': sb.Append("\\\\"); break;
-                case '\n': sb.Append("\\n"); break;
-                case '\r': sb.Append("\\r"); break;
-                case '\t': sb.Append("\\t"); break;
-                case '\b': sb.Append("\\b"); break;
-                case '\f': sb.Append("\\f"); break;
-                case < ' ':
-                case > '~' when ensureAscii: sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture)); break;
-                default: sb.Append(c); break;
-            }
-        }
-        sb.Append('"');
-    }
-
-    /// <summary>
     /// Python's json.dumps as transformers' tojson calls it: ensure_ascii=False; separators ", " and ": " ("," and ": "
     /// with an indent) unless given, as Kimi K2's template gives (',', ':'); keys sorted and non-ASCII escaped when asked.
     /// </summary>
@@ -202,13 +157,13 @@ internal static class JinjaValues
                 case double d when double.IsInfinity(d): sb.Append(d > 0 ? "Infinity" : "-Infinity"); break;
                 case double.NaN: sb.Append("NaN"); break;
                 case long or double: sb.Append(ToText(value)); break;
-                case string s: WriteString(sb, s, ensureAscii); break;
+                case string s: IO.PythonJson.WriteString(sb, s, ensureAscii); break;
                 case List<object?> list: Container('[', ']', list.Select(x => (Key: (string?)null, Value: x)).ToList(), depth); break;
                 case Dictionary<string, object?> dict:
                     var pairs = dict.Select(p => (Key: (string?)p.Key, Value: p.Value));
                     Container('{', '}', (sortKeys ? pairs.OrderBy(p => p.Key, StringComparer.Ordinal) : pairs).ToList(), depth);
                     break;
-                default: WriteString(sb, ToText(value), ensureAscii); break;
+                default: IO.PythonJson.WriteString(sb, ToText(value), ensureAscii); break;
             }
         }
 
