@@ -19,6 +19,8 @@ internal static class GenerateCommand
         var topP = new Option<double>("--top-p") { Description = "Nucleus sampling threshold", DefaultValueFactory = _ => 1.0 };
         var topK = new Option<int>("--top-k") { Description = "Keep only the k most likely tokens (0 = off)" };
         var repetition = new Option<double>("--repetition-penalty") { DefaultValueFactory = _ => 1.0, Description = "Penalty on repeated tokens (1 = off)" };
+        var presence = new Option<double>("--presence-penalty") { Description = "OpenAI's presence penalty on tokens already generated (-2 to 2, 0 = off)" };
+        var frequency = new Option<double>("--frequency-penalty") { Description = "OpenAI's frequency penalty, per time a token was generated (-2 to 2, 0 = off)" };
         var seed = new Option<long?>("--seed") { Description = "Random seed for sampling" };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var noCache = new Option<bool>("--no-cache") { Description = "Recompute the whole sequence each step (debugging)" };
@@ -29,7 +31,8 @@ internal static class GenerateCommand
         var jsonSchema = new Option<string?>("--json-schema") { Description = "Constrain the output to JSON valid for this JSON schema file ('object' = any JSON object)" };
         var command = new Command("generate", "Generate a continuation of a prompt")
         {
-            model, dtype, prompt, promptIds, printIds, maxTokens, temperature, topP, topK, repetition, seed, stop, noCache, truncate,
+            model, dtype, prompt, promptIds, printIds, maxTokens, temperature, topP, topK, repetition, presence, frequency, seed, stop,
+            noCache, truncate,
             adapter, chat, chatTemplate, jsonSchema,
         };
         var quantize = new QuantizeOptions();
@@ -59,6 +62,8 @@ internal static class GenerateCommand
                 TopK = sampledTopK,
                 // As transformers' generate: generation_config.json's repetition_penalty unless the user gives one.
                 RepetitionPenalty = parse.GetResult(repetition) is { Implicit: false } ? parse.GetValue(repetition) : lm.Config.Generation.RepetitionPenalty ?? 1.0,
+                PresencePenalty = parse.GetValue(presence),
+                FrequencyPenalty = parse.GetValue(frequency),
                 Seed = parse.GetValue(seed),
                 Overflow = parse.GetValue(truncate) ? ContextOverflow.TruncatePromptLeft : ContextOverflow.Error,
             };

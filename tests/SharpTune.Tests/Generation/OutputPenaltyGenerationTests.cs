@@ -55,4 +55,25 @@ public class OutputPenaltyGenerationTests
         Assert.DoesNotContain(412, generated);
         Assert.True(generated.Distinct().Count() < generated.Count, string.Join(" ", generated));
     }
+
+    [SharedAssetFact("models/stories260K")]
+    public void GenerateTakesThePenaltiesFromTheCommandLine()
+    {
+        var model = Path.Combine(TestAssets.SharedDir, "models", "stories260K");
+        var options = new GenerationOptions { Temperature = 0, MaxNewTokens = 40, PresencePenalty = 1.5, FrequencyPenalty = 2 };
+        IReadOnlyList<int> library, plain;
+        using (var loaded = PretrainedModel.Load(model, ScalarType.Float32))
+        {
+            library = TokenGenerator.Generate(loaded, [[1, 403, 407, 261, 73, 288]], options)[0].Tokens;
+            plain = TokenGenerator.Generate(loaded, [[1, 403, 407, 261, 73, 288]], options with { PresencePenalty = 0, FrequencyPenalty = 0 })[0].Tokens;
+        }
+        Assert.NotEqual(plain, library);   // so the flags must reach the generator for the comparison below to hold
+        var run = SharpTune.Tests.Serving.SharpTuneCli.Run("generate", "--model", model, "--dtype", "f32", "--prompt-ids", "1 403 407 261 73 288",
+            "--print-ids", "--temperature", "0", "--max-tokens", "40", "--presence-penalty", "1.5", "--frequency-penalty", "2");
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Equal(library, run.Stdout.Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse));
+        var bad = SharpTune.Tests.Serving.SharpTuneCli.Run("generate", "--model", model, "--prompt-ids", "1", "--print-ids", "--presence-penalty", "3");
+        Assert.NotEqual(0, bad.ExitCode);
+        Assert.Contains("presence_penalty", bad.Stderr);
+    }
 }
