@@ -34,10 +34,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         Directory.CreateDirectory(runDir);
         var totalSteps = TotalSteps(train.Count);
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
-        // Below 1, a fraction of the run (transformers' compute_steps); evaluation and progress every step when 0.
-        var (evalEvery, logEvery, saveEvery) =
-            (Math.Max(1, TrainingSchedule.Interval(options.EvalEvery, totalSteps)), Math.Max(1, TrainingSchedule.Interval(options.LogEvery, totalSteps)),
-                TrainingSchedule.Interval(options.SaveEvery, totalSteps));
+        var (evalEvery, logEvery, saveEvery) = TrainingSchedule.Intervals(options, totalSteps);
         using var optimizer = new AdamW(OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
         var state = new TrainerState(0, null, null, 0, 0);
         using var metrics = new MetricsLog(runDir);

@@ -75,10 +75,7 @@ public sealed class Trainer
         var schedule = new TrainingSchedule(train.Count, options.MicroBatchSize, options.GradientAccumulation, options.Epochs,
             options.MaxSteps, group.Size);
         var totalSteps = schedule.TotalSteps;
-        // Below 1, a fraction of the run (transformers' compute_steps); evaluation and progress every step when 0.
-        var (evalEvery, logEvery, saveEvery) =
-            (Math.Max(1, TrainingSchedule.Interval(options.EvalEvery, totalSteps)), Math.Max(1, TrainingSchedule.Interval(options.LogEvery, totalSteps)),
-                TrainingSchedule.Interval(options.SaveEvery, totalSteps));
+        var (evalEvery, logEvery, saveEvery) = TrainingSchedule.Intervals(options, totalSteps);
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
 
         using var optimizer = new AdamW(OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
@@ -115,7 +112,7 @@ public sealed class Trainer
             model.train();
             manual_seed(options.Seed * 1_000_003 + step);   // dropout masks depend only on the step
             var order = Permutation(train.Count, schedule.EpochOf(step));
-            var micro = schedule.MicroBatches(step).Select(b => order.AsSpan(b.Start, b.Count).ToArray().Select(i => train[i]).ToArray()).ToArray();
+            var micro = schedule.MicroBatches(step).Select(b => order[b.Start..(b.Start + b.Count)].Select(i => train[i]).ToArray()).ToArray();
             var batches = DataParallel.ShareOf(micro, options.GradientAccumulation, group);
             var collated = batches.Select(b => collate(b, device)).ToArray();
             // Every rank learns the step's loss units over all ranks (and whether any rank must stop) before its backward pass.

@@ -83,5 +83,13 @@ public sealed class TrainingSchedule
     public static int Interval(double every, int totalSteps) =>
         every <= 0 ? 0 : every < 1 ? (int)Math.Ceiling(totalSteps * every) : (int)every;
 
+    /// <summary>
+    /// A run's evaluation, logging and saving intervals in steps (<see cref="Interval"/> of each setting): evaluation and
+    /// progress every step when their setting is 0, saving only at the end.
+    /// </summary>
+    internal static (int Eval, int Log, int Save) Intervals(TrainingOptions options, int totalSteps) =>
+        (Math.Max(1, Interval(options.EvalEvery, totalSteps)), Math.Max(1, Interval(options.LogEvery, totalSteps)),
+            Interval(options.SaveEvery, totalSteps));
+
     private static int CeilDiv(int a, int b) => (a + b - 1) / b;
 }
