@@ -219,7 +219,7 @@ internal sealed class BatchSampler : IDisposable
             if (repetition is not null)
             {
                 var penalties = where(inPrompt!.logical_or(outputCounts > 0), repetition.expand(x.shape), ones_like(x));
-                x = x * where(x > 0, penalties.reciprocal(), penalties);
+                x = where(x > 0, x / penalties, x * penalties);   // vLLM divides, so no reciprocal's rounding
             }
             x = SharpTune.Generation.LogitFilters.OutputPenalties(x, outputCounts, frequency!, presence!);
         }
