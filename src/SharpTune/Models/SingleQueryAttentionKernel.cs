@@ -385,7 +385,7 @@ internal static class SingleQueryAttentionKernel
         var i = 0;
         for (; i + 16 <= count; i += 16)
         {
-            var e = Vector512.Exp(Avx512F.LoadVector512(p + i) - shift);
+            var e = VectorExponential.Exp(Avx512F.LoadVector512(p + i) - shift);
             Avx512F.Store(p + i, e);
             total += e;
         }

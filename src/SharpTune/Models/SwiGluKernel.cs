@@ -76,5 +76,5 @@ internal static class SwiGluKernel
 
     private static float Silu(float x) => x / (1f + MathF.Exp(-x));
 
-    private static Vector512<float> Silu(Vector512<float> x) => x / (Vector512<float>.One + Vector512.Exp(-x));
+    private static Vector512<float> Silu(Vector512<float> x) => x / (Vector512<float>.One + VectorExponential.Exp(-x));
 }
