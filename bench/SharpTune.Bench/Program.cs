@@ -6,6 +6,7 @@ using SharpTune.Runtime;
 // dotnet run --project bench/SharpTune.Bench -c Release -- estimate-check S|M nf4|fp4|int8|none none|all|LAYERS [keeping] [batch] [seq] [steps]   (memory estimate vs measured)
 // dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new] [nf4|fp4|int8]
 // dotnet run --project bench/SharpTune.Bench -c Release -- decode-path S|M|MODEL_DIR f32|bf16 [batch] [new] [rounds] [general|modules]   (fast decode vs the general path, or vs the layers run as modules; relative)
+// dotnet run --project bench/SharpTune.Bench -c Release -- kernels [rounds]   (relative: our prompt attention and exp against libtorch's and .NET's)
 // dotnet run --project bench/SharpTune.Bench -c Release -- perplexity MODEL_DIR TEXT_FILE|quickstart [lines]   (quality: f32 vs quantized)
 // dotnet run --project bench/SharpTune.Bench -c Release -- constrained S|M TOKENIZER_DIR f32|bf16 [new] [rounds]
 // dotnet run --project bench/SharpTune.Bench -c Release -- evaluation S [examples] [batch] [prompt] [answer]
@@ -42,6 +43,9 @@ switch (Arg(0, ""))
     case "decode-path":   // relative: the decode fast path against the general path, interleaved
         DecodePathBench.Run(Arg(1, "../shared/models/stories260K"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "64")), int.Parse(Arg(5, "9")),
             Arg(6, "general"));
+        break;
+    case "kernels":   // relative: our CPU kernels against what they replace, alternately in one process
+        KernelBench.Run(int.Parse(Arg(1, "4")));
         break;
     case "perplexity":
         QuantizedPerplexityBench.Run(Arg(1, ""), Arg(2, ""), int.Parse(Arg(3, "200")));
