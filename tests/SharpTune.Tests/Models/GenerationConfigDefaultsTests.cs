@@ -24,10 +24,7 @@ public class GenerationConfigDefaultsTests
     /// <summary>A copy of stories260K whose generation_config.json sets do_sample false and repetition_penalty <see cref="Penalty"/>.</summary>
     private static string PenalisedModel(TempDir temp)
     {
-        var dir = temp.File("stories260K");
-        Directory.CreateDirectory(dir);
-        foreach (var file in Directory.GetFiles(TestAssets.Stories260K))
-            File.Copy(file, Path.Combine(dir, Path.GetFileName(file)));
+        var dir = TestAssets.CopyStories260K(temp.File("stories260K"));
         File.WriteAllText(Path.Combine(dir, GenerationConfig.FileName), """{"do_sample": false, "repetition_penalty": 1.3}""");
         return dir;
     }
