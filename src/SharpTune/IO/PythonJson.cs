@@ -128,11 +128,17 @@ internal static class PythonJson
     /// <paramref name="ensureAscii"/>, json.dumps' default, every UTF-16 unit past '~' is written \uXXXX too, so a
     /// character beyond the BMP becomes its surrogate pair, as Python writes it.
     /// </summary>
-    internal static void WriteString(StringBuilder text, string value, bool ensureAscii)
+    /// <param name="escapeLoneSurrogates">
+    /// Also write an unpaired surrogate as \uXXXX, for text that becomes UTF-8 bytes (a constrained-decoding grammar's
+    /// literals). Python's ensure_ascii=False leaves it raw, a str Python itself cannot encode to UTF-8; here the raw unit
+    /// would reach the bytes as U+FFFD, a different string, while json.loads reads the escape back as the surrogate.
+    /// </param>
+    internal static void WriteString(StringBuilder text, string value, bool ensureAscii, bool escapeLoneSurrogates = false)
     {
         text.Append('"');
-        foreach (var c in value)
+        for (var i = 0; i < value.Length; i++)
         {
+            var c = value[i];
             switch (c)
             {
                 case '"': text.Append("\\\""); break;
@@ -144,6 +150,7 @@ internal static class PythonJson
                 case '\f': text.Append("\\f"); break;
                 case < ' ':
                 case > '~' when ensureAscii:
+                case >= '\ud800' and <= '\udfff' when escapeLoneSurrogates && !InPair(value, i):
                     text.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
                     break;
                 default: text.Append(c); break;
@@ -151,4 +158,8 @@ internal static class PythonJson
         }
         text.Append('"');
     }
+
+    /// <summary>Whether the surrogate at <paramref name="i"/> is half of a high-low pair.</summary>
+    private static bool InPair(string s, int i) =>
+        char.IsHighSurrogate(s[i]) ? i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]) : i > 0 && char.IsHighSurrogate(s[i - 1]);
 }

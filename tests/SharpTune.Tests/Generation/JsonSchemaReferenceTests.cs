@@ -86,6 +86,18 @@ public sealed class JsonSchemaReferenceTests
         AssertVerdicts("""{"type":"object","properties":{"😀":{"type":"integer"}},"required":["😀"],"additionalProperties":false}""", "{\"😀\":1}", "");
     }
 
+    [Fact]
+    public void AnEnumStringsLoneSurrogateIsWrittenAsItsEscape()
+    {
+        // jsonschema 4.26.0 (CPython 3.11.7): json.loads('"\\ud800x"') and json.loads('"\\udc00😀"') are valid against
+        // {"enum": ["\ud800x", "\udc00😀"]}, "\ufffdx" is not. UTF-8 has no bytes for an unpaired surrogate: written raw, as
+        // json.dumps(ensure_ascii=False) leaves it, it would reach the output as U+FFFD, a different string.
+        var grammar = ConstrainedGrammar.FromSchema(new JsonObject { ["enum"] = new JsonArray("\ud800x", "\udc00😀") });
+        Assert.True(Accepts(grammar, "\"\\ud800x\""));
+        Assert.True(Accepts(grammar, "\"\\udc00😀\""));
+        Assert.False(Accepts(grammar, "\"\ufffdx\""));
+    }
+
     [Theory]
     // jsonschema (re.search): "^a|b$" is "starts with a" or "ends with b".
     [InlineData("""{"type":"string","pattern":"^a|b$"}""", "\"ab\" \"ax\" \"xb\" \"a\"", "\"x\" \"ba\"")]

@@ -23,6 +23,23 @@ public class PythonJsonTests
     }
 
     [Fact]
+    public void ALoneSurrogateIsEscapedOnlyWhereAsked()
+    {
+        // CPython 3.11.7: json.dumps("\ud800x\udc00😀\ud83d") gives "\\ud800x\\udc00\\ud83d\\ude00\\ud83d"; with
+        // ensure_ascii=False every unit stays raw, the unpaired ones too. A grammar's literals escape only the unpaired ones.
+        const string value = "\ud800x\udc00😀\ud83d";
+        string Written(bool ensureAscii, bool escapeLoneSurrogates = false)
+        {
+            var text = new System.Text.StringBuilder();
+            PythonJson.WriteString(text, value, ensureAscii, escapeLoneSurrogates);
+            return text.ToString();
+        }
+        Assert.Equal("\"\\ud800x\\udc00\\ud83d\\ude00\\ud83d\"", Written(ensureAscii: true));
+        Assert.Equal("\"" + value + "\"", Written(ensureAscii: false));
+        Assert.Equal("\"\\ud800x\\udc00😀\\ud83d\"", Written(ensureAscii: false, escapeLoneSurrogates: true));
+    }
+
+    [Fact]
     public void NumbersAndDuplicateKeysAsAPythonDictWritesThem()
     {
         using var document = JsonDocument.Parse(

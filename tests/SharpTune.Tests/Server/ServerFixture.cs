@@ -40,9 +40,7 @@ public sealed class ServerFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         if (!Available) return;
-        Directory.CreateDirectory(ModelDir);
-        foreach (var file in Directory.GetFiles(TestAssets.Stories260K))
-            File.Copy(file, Path.Combine(ModelDir, Path.GetFileName(file)));
+        TestAssets.CopyStories260K(ModelDir);
         CreateAdapter("tiny-a", seed: 11);
         CreateAdapter("tiny-b", seed: 22);
         Server = await SharpTuneServer.StartAsync(Options());

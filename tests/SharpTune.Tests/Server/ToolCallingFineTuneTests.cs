@@ -62,8 +62,7 @@ public sealed class ToolCallingFineTuneFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         if (!ServerFixture.Available) return;
-        Directory.CreateDirectory(ModelDir);
-        foreach (var asset in Directory.GetFiles(TestAssets.Stories260K)) File.Copy(asset, Path.Combine(ModelDir, Path.GetFileName(asset)));
+        TestAssets.CopyStories260K(ModelDir);
 
         // (a) What `sharptune train --config examples/tool-calling.yaml --model DIR --output DIR` runs; only the paths are the test's.
         var config = TrainingConfigFile.Load(ExampleConfig);

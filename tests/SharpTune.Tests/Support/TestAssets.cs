@@ -26,6 +26,15 @@ public static class TestAssets
     }
 
     public static string Stories260K => Path.Combine(SharedDir, "models", "stories260K");
+    /// <summary>Copies stories260K's files into <paramref name="destination"/> (created), for a test that writes beside them.</summary>
+    public static string CopyStories260K(string destination)
+    {
+        Directory.CreateDirectory(destination);
+        foreach (var file in Directory.GetFiles(Stories260K))
+            File.Copy(file, Path.Combine(destination, Path.GetFileName(file)));
+        return destination;
+    }
+
     public static string Gpt2Tokenizer => Path.Combine(SharedDir, "tokenizers", "gpt2");
 
     /// <summary>A real tokenizer folder in ../shared/tokenizers (llama3, qwen3, gemma3: the files those models ship).</summary>

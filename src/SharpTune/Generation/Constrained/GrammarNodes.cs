@@ -231,7 +231,8 @@ public sealed class ObjectNode : GrammarNode
 /// The one spelling the grammar writes for keys and enum/const values: compact, with only the escapes JSON requires
 /// (quote, backslash, control characters), so keys and enum strings read as written. System.Text.Json's relaxed encoder
 /// also escapes characters outside the Basic Multilingual Plane (an emoji became \ud83d\ude00) and U+2028/U+2029,
-/// which the raw spelling a model would write then failed to match.
+/// which the raw spelling a model would write then failed to match. Strings are escaped by PythonJson's table (json.dumps
+/// with ensure_ascii=False), which every JSON writer here shares.
 /// </summary>
 internal static class JsonText
 {
@@ -277,28 +278,14 @@ internal static class JsonText
         }
     }
 
-    /// <summary><paramref name="s"/> as a JSON string, quotes included.</summary>
+    /// <summary>
+    /// <paramref name="s"/> as a JSON string, quotes included: json.dumps' ensure_ascii=False spelling, except that an
+    /// unpaired surrogate is escaped, since the grammar matches UTF-8 bytes and only the escape reads back as that string.
+    /// </summary>
     public static string Quote(string s)
     {
-        var text = new System.Text.StringBuilder(s.Length + 2).Append('"');
-        for (var i = 0; i < s.Length; i++)
-        {
-            var c = s[i];
-            var paired = char.IsHighSurrogate(c) ? i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])
-                : char.IsLowSurrogate(c) && i > 0 && char.IsHighSurrogate(s[i - 1]);
-            switch (c)
-            {
-                case '"': text.Append("\\\""); break;
-                case '\\': text.Append("\\\\"); break;
-                case '\n': text.Append("\\n"); break;
-                case '\r': text.Append("\\r"); break;
-                case '\t': text.Append("\\t"); break;
-                case '\b': text.Append("\\b"); break;
-                case '\f': text.Append("\\f"); break;
-                case < ' ' or (>= '\ud800' and <= '\udfff') when c < ' ' || !paired: text.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture)); break;
-                default: text.Append(c); break;
-            }
-        }
-        return text.Append('"').ToString();
+        var text = new System.Text.StringBuilder(s.Length + 2);
+        IO.PythonJson.WriteString(text, s, ensureAscii: false, escapeLoneSurrogates: true);
+        return text.ToString();
     }
 }

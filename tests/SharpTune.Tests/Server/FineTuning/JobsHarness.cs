@@ -29,9 +29,7 @@ public sealed class JobsHarness : IDisposable
     public JobsHarness()
     {
         if (!ServerFixture.Available) return;
-        Directory.CreateDirectory(ModelDir);
-        foreach (var file in Directory.GetFiles(TestAssets.Stories260K))
-            File.Copy(file, Path.Combine(ModelDir, Path.GetFileName(file)));
+        TestAssets.CopyStories260K(ModelDir);
     }
 
     public string ModelDir => Path.Combine(temp.Path, BaseName);
