@@ -28,7 +28,24 @@ public static class TrainingExampleMapper
         Map(row, DatasetFormatDetector.Detect(row.Fields) ?? throw new DataFormatException(row.SourceFile, row.LineNumber,
             null, "unknown_format", $"no training format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]"));
 
-    private static PreferenceExample Preference(DataRow row) => PreferenceWithoutTools(row) with { Tools = RowTools(row) };
+    private static PreferenceExample Preference(DataRow row) => PreferenceWithoutTools(row) with { Tools = PreferenceTools(row) };
+
+    /// <summary>
+    /// A preference row's tools: TRL's rows carry them beside the prompt (<c>tools</c>), OpenAI's preference lines inside
+    /// <c>input</c> (<c>{"input": {"messages", "tools", "parallel_tool_calls"}}</c>, as its chat lines carry them beside
+    /// <c>messages</c>). A row giving both is refused rather than one list silently dropped.
+    /// </summary>
+    private static IReadOnlyList<ChatTool>? PreferenceTools(DataRow row)
+    {
+        var outside = RowTools(row);
+        if (row.Fields["input"] is not JsonObject input) return outside;
+        IReadOnlyList<ChatTool>? inside;
+        try { inside = ChatJson.ReadTools(input["tools"], "input.tools", input["functions"], "input.functions"); }
+        catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
+        if (inside is not null && outside is not null)
+            throw Error(row, "input.tools", "invalid_value", "tools are given both in 'input' and beside it; give them once (OpenAI's preference lines put them in 'input')");
+        return inside ?? outside;
+    }
 
     /// <summary>The row's <c>tools</c> (or OpenAI's legacy <c>functions</c>), or null; a malformed list names its field.</summary>
     internal static IReadOnlyList<ChatTool>? RowTools(DataRow row)

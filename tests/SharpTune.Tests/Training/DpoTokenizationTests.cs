@@ -84,6 +84,45 @@ public class DpoTokenizationTests
     }
 
     [SharedAssetFact("tokenizers/qwen3")]
+    public void OpenAisPreferenceLinesCarryTheirToolsInInput()
+    {
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Tokenizer("qwen3"));
+        const string tools = """
+            [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+            """;
+        DataRow Row(string json) => new("pairs.jsonl", 3, JsonNode.Parse(json)!.AsObject());
+        var trl = Row($$"""
+            {"prompt": [{"role": "user", "content": "Weather in Paris?"}], "chosen": [{"role": "assistant", "content": "Let me check."}],
+             "rejected": [{"role": "assistant", "content": "No idea."}], "tools": {{tools}}}
+            """);
+        var openAi = Row($$"""
+            {"input": {"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": {{tools}}, "parallel_tool_calls": true},
+             "preferred_output": [{"role": "assistant", "content": "Let me check."}],
+             "non_preferred_output": [{"role": "assistant", "content": "No idea."}]}
+            """);
+        var preferences = new PreferenceTokenizer(tokenizer, ChatTemplate.FromTokenizer(tokenizer), 1024, truncate: true);
+        var fromTrl = preferences.Tokenize((PreferenceExample)TrainingExampleMapper.Map(trl));
+        var fromOpenAi = preferences.Tokenize((PreferenceExample)TrainingExampleMapper.Map(openAi));
+        Assert.Equal(149, fromOpenAi.PromptIds.Length);   // the tools' system turn is in the prompt, as for TRL's row above
+        Assert.Equal(fromTrl.PromptIds, fromOpenAi.PromptIds);
+        Assert.Equal(fromTrl.ChosenIds, fromOpenAi.ChosenIds);
+        Assert.Equal(fromTrl.RejectedIds, fromOpenAi.RejectedIds);
+
+        var both = Assert.Throws<DataFormatException>(() => TrainingExampleMapper.Map(Row($$"""
+            {"input": {"messages": [{"role": "user", "content": "q"}], "tools": {{tools}}}, "tools": {{tools}},
+             "preferred_output": [{"role": "assistant", "content": "a"}], "non_preferred_output": [{"role": "assistant", "content": "b"}]}
+            """)));
+        Assert.Equal("input.tools", both.Field);
+        Assert.Contains("pairs.jsonl:3", both.Message);
+        var malformed = Assert.Throws<DataFormatException>(() => TrainingExampleMapper.Map(Row("""
+            {"input": {"messages": [{"role": "user", "content": "q"}], "tools": {"name": "get_weather"}},
+             "preferred_output": [{"role": "assistant", "content": "a"}], "non_preferred_output": [{"role": "assistant", "content": "b"}]}
+            """)));
+        Assert.Equal("input.tools", malformed.Field);
+    }
+
+    [SharedAssetFact("tokenizers/qwen3")]
     public void PastTheMaximumEachSequenceKeepsItsStartAndPromptsThatFillItAreDropped()
     {
         var tokenizer = HfTokenizer.FromDirectory(TestAssets.Tokenizer("qwen3"));
