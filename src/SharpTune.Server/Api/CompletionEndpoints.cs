@@ -161,7 +161,8 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         {
             var callable = tools.Where(t => request.ToolChoiceFunction is null || t.Name == request.ToolChoiceFunction)
                 .Select(t => (t.Name, t.Parameters)).ToArray();
-            return format.ToolCalls.RequiredCallGrammar(callable);
+            try { return format.ToolCalls.RequiredCallGrammar(callable); }
+            catch (NotSupportedException e) { throw ApiException.BadField("tool_choice", e.Message); }
         }
         return request.ResponseGrammar;
     }
