@@ -263,10 +263,28 @@ public sealed class VllmPythonicToolParserParityTests
     }
 
     [Fact]
-    public void AForcedPythonicCallIsRefusedNamingTheFormat()
+    public void AForcedPythonicCallIsJsonAsVllmForcesOne()
     {
-        var error = Assert.Throws<NotSupportedException>(() => ToolCallFormat.Pythonic.RequiredCallGrammar([("get_time", null)]));
-        Assert.Contains("pythonic", error.Message);
+        // vLLM's tool_choice "required" is guided decoding of [{"name", "parameters"}] whatever the parser, read as JSON.
+        var format = ToolCallFormat.Llama4Pythonic.RequiredCallFormat;
+        Assert.NotSame(ToolCallFormat.Llama4Pythonic, format);
+        Assert.Same(ToolCallFormat.Mistral, ToolCallFormat.Mistral.RequiredCallFormat);
+        var grammar = ToolCallFormat.Llama4Pythonic.RequiredCallGrammar([("get_time", null)]);
+        Assert.Equal(("", ""), (grammar.Prefix, grammar.Suffix));
+        Assert.IsType<ArrayNode>(grammar.Root);
+
+        const string forced = "[{\"name\": \"get_time\", \"parameters\": {\"tz\": \"UTC\"}}]";
+        var (content, calls) = Run(format, forced.Select(c => c.ToString()).ToList());
+        Assert.Null(content);
+        Assert.Equal([("get_time", "{\"tz\": \"UTC\"}")], calls);
+        // The same text in a reply the model chose to write is no pythonic call (vLLM: text too).
+        (content, calls) = Run(ToolCallFormat.Llama4Pythonic, [forced]);
+        Assert.Equal(forced, content);
+        Assert.Empty(calls);
+
+        var parser = new ChatOutputParser(format, reasoning: false);
+        var cut = parser.Push("[{\"name\": \"get_time\", \"parameters\": {\"tz\": \"U").Concat(parser.Finish(cutOff: true)).OfType<ToolCallDelta>().Single().Call;
+        Assert.Equal(("get_time", "{\"tz\": \"U", true), (cut.Name, cut.ArgumentsJson, cut.CutOff));
     }
 
     private static ToolCallFormat Format(string family) => family switch

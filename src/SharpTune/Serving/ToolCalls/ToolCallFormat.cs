@@ -49,6 +49,16 @@ public sealed partial class ToolCallFormat
     /// <summary>Phi-4-mini: <c>functools</c> then a JSON array of calls.</summary>
     public static ToolCallFormat Phi4MiniJson { get; } = new("phi4_mini_json", "functools[", null, "arguments");
 
+    /// <summary>A forced call as vLLM forces one for any parser: a JSON array of <c>{"name", "parameters"}</c> and nothing else.</summary>
+    private static ToolCallFormat RequiredJson { get; } = new("required_json", null, null, "parameters", "[");
+
+    /// <summary>
+    /// The format a forced call (<see cref="RequiredCallGrammar"/>) is written and read in: this one, except for the
+    /// pythonic formats, whose forced calls are written as vLLM writes every forced call (tool_choice "required" is JSON
+    /// guided decoding of <c>[{"name": …, "parameters": {…}}]</c> there), since the constrained decoder writes JSON.
+    /// </summary>
+    public ToolCallFormat RequiredCallFormat => this == Pythonic || this == Llama4Pythonic ? RequiredJson : this;
+
     public string Name { get; }
 
     /// <summary>The text that opens the tool calls (null when a call is bare JSON).</summary>
@@ -86,17 +96,15 @@ public sealed partial class ToolCallFormat
     /// holds one): the format's markers around JSON whose name is one of the tools and whose arguments follow its
     /// parameters schema (any object when a tool has none or its schema is outside the supported subset).
     /// </summary>
-    /// <exception cref="NotSupportedException">The format writes calls as Python (<see cref="Pythonic"/>, <see cref="Llama4Pythonic"/>).</exception>
+    /// <remarks>Read the output with <see cref="RequiredCallFormat"/>.</remarks>
     public ConstrainedGrammar RequiredCallGrammar(IReadOnlyList<(string Name, JsonObject? Parameters)> tools)
     {
+        if (RequiredCallFormat != this) return RequiredCallFormat.RequiredCallGrammar(tools);
         var options = tools.Select(t => (GrammarNode)new ObjectNode([
             new ObjectProperty("name", new LiteralNode([JsonSerializer.Serialize(t.Name)]), true),
             new ObjectProperty(ArgumentsKey, Arguments(t.Parameters), true)])).ToArray();
         GrammarNode call = options.Length == 1 ? options[0] : new UnionNode(options);
-        if (this == Pythonic || this == Llama4Pythonic)
-            throw new NotSupportedException($"Forcing a tool call (tool_choice \"required\" or a named function; ChatOptions.ToolMode RequireAny or " +
-                                            $"RequireSpecific) is not supported for the {Name} tool-call format: its calls are Python, which the " +
-                                            "constrained decoder does not write. Let the model choose (tool_choice \"auto\").");
+        if (this == RequiredJson) return new ConstrainedGrammar(new ArrayNode(call, 1, null));
         return this == Mistral || this == Phi4MiniJson
             ? new ConstrainedGrammar(new ArrayNode(call, 1, null), StartMarker!.TrimEnd('['))
             : new ConstrainedGrammar(call, StartMarker is null ? "" : StartMarker + "\n", EndMarker is null ? "" : "\n" + EndMarker);
@@ -125,6 +133,11 @@ public sealed partial class ToolCallFormat
             if (at < 0) return (output, []);
             var calls = TryCalls(output[(at + StartMarker!.Length)..]);
             return calls is null ? (output, []) : (output[..at].Trim(), calls);
+        }
+        if (this == RequiredJson)
+        {
+            var calls = TryCalls(output);
+            return calls is null ? (output, []) : ("", calls);
         }
         if (this == Phi4MiniJson)
         {
@@ -212,7 +225,7 @@ public sealed partial class ToolCallFormat
         {
             var text = output.TrimStart();
             if (text.StartsWith(PythonTag, StringComparison.Ordinal)) text = text[PythonTag.Length..].TrimStart();
-            if (!text.StartsWith('{')) return null;
+            if (!text.StartsWith('{') && !(this == RequiredJson && text.StartsWith('['))) return null;
             (content, calls) = ("", text);
         }
         if (this == Hermes) calls = calls.Replace(EndMarker!, "", StringComparison.Ordinal).Replace(StartMarker!, "", StringComparison.Ordinal);
