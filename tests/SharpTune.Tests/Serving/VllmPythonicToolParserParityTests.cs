@@ -9,7 +9,7 @@ namespace SharpTune.Tests.Serving;
 /// expected values were produced by vLLM's own extract_tool_calls, copied verbatim from vllm-project/vllm
 /// b59bccae8c4e91e2d6ecd84cf7eed4d38810e024 (vllm/frontend/processing/tool_parsers/pythonic_tool_parser.py,
 /// llama4_pythonic_tool_parser.py, phi4mini_tool_parser.py, and utils.py's get_parameter_value and handle_single_tool)
-/// and run in CPython 3.11.7 with the regex module 2026.5.9 and pydantic 2.13.4 (vLLM does not install here), over 427
+/// and run in CPython 3.11.7 with the regex module 2026.5.9 and pydantic 2.13.4 (vLLM does not install here), over 439
 /// generated outputs and 3,000 random mutations of them; the message content as serving_chat builds it (null beside
 /// calls). Each output is also fed one character at a time, as a stream arrives, and must give the same content and
 /// calls. Where SharpTune deliberately reads differently (docs/serving.md, "Tool calls and vLLM"), the last tests pin
@@ -172,6 +172,20 @@ public sealed class VllmPythonicToolParserParityTests
         var streamed = Run(format, output.Select(c => c.ToString()).ToList());
         Assert.Equal(content, streamed.Content);
         Assert.Equal(calls, streamed.Calls);
+    }
+
+    [Fact]
+    public void NestingStopsWherePythonsTokenizerStops()
+    {
+        // vLLM (the same run): 200 open brackets parse, 201 are a syntax error, so the reply is text; so is a list nested
+        // 5,000 deep, which must not exhaust the stack.
+        static string Nested(int n) => "[f(a=" + new string('[', n) + new string(']', n) + ")]";
+        Assert.Equal([("f", "{\"a\": " + new string('[', 198) + new string(']', 198) + "}")], Run(ToolCallFormat.Pythonic, [Nested(198)]).Calls);
+        var (content, calls) = Run(ToolCallFormat.Pythonic, [Nested(199)]);
+        Assert.Equal(Nested(199), content);
+        Assert.Empty(calls);
+        Assert.Empty(Run(ToolCallFormat.Pythonic, [Nested(5000)]).Calls);
+        Assert.Equal([("f", "{\"a\": 1}")], Run(ToolCallFormat.Pythonic, ["[f(a=" + new string('-', 300) + "1)]"]).Calls);
     }
 
     [Theory]

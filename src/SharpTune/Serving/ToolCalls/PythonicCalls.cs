@@ -26,8 +26,10 @@ internal static class PythonicCalls
 {
     // vLLM's TOOL_CALL_REGEX, matched (regex.match) from the first character. Non-backtracking: whether it matches does not
     // depend on the engine, and the nested '.*' cannot take exponential time (vLLM bounds it with a 1 s timeout instead).
+    // The regex module's \w also takes spacing and enclosing marks, letter numbers and the zero-width (non-)joiner.
     private static readonly Regex CallListPattern = new(
-        @"\A\[([a-zA-Z]+\w*\(([a-zA-Z]+\w*=.*,\s*)*([a-zA-Z]+\w*=.*\s)?\),\s*)*([a-zA-Z]+\w*\(([a-zA-Z]+\w*=.*,\s*)*([a-zA-Z]+\w*=.*\s*)?\)\s*)+\]",
+        @"\A\[([a-zA-Z]+\w*\(([a-zA-Z]+\w*=.*,\s*)*([a-zA-Z]+\w*=.*\s)?\),\s*)*([a-zA-Z]+\w*\(([a-zA-Z]+\w*=.*,\s*)*([a-zA-Z]+\w*=.*\s*)?\)\s*)+\]"
+            .Replace(@"\w", @"[\w\p{Mc}\p{Nl}\p{Me}\u200C\u200D]", StringComparison.Ordinal),
         RegexOptions.Singleline | RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
 
     /// <summary>The calls, or null when <paramref name="text"/> is not a Python list of calls as vLLM reads one.</summary>
@@ -60,6 +62,15 @@ internal static class PythonicCalls
     {
         private int i;
 
+        /// <summary>Brackets open at the position; Python's tokenizer refuses more than 200.</summary>
+        private int depth;
+
+        /// <summary>
+        /// Expressions being read, one inside the other. Beyond a few hundred Python gives up too (vLLM's recursive
+        /// conversion hits the recursion limit near a thousand signs in <c>----1</c>); stopping at 400 keeps the stack safe.
+        /// </summary>
+        private int nesting;
+
         private static NotPythonException Fail() => new();
 
         private char Peek(int ahead = 0) => i + ahead < s.Length ? s[i + ahead] : '\0';
@@ -88,16 +99,20 @@ internal static class PythonicCalls
         {
             Expect('[');
             var calls = new List<ParsedToolCall>();
-            while (true)
+            InBracket(() =>
             {
-                SkipTrivia();
-                if (Peek() == ']' && calls.Count > 0) { i++; break; }
-                calls.Add(Call());
-                SkipTrivia();
-                if (Peek() == ',') { i++; continue; }
-                Expect(']');
-                break;
-            }
+                while (true)
+                {
+                    SkipTrivia();
+                    if (Peek() == ']' && calls.Count > 0) { i++; break; }
+                    calls.Add(Call());
+                    SkipTrivia();
+                    if (Peek() == ',') { i++; continue; }
+                    Expect(']');
+                    break;
+                }
+                return 0;
+            });
             EndOfModule();
             return calls;
         }
@@ -132,6 +147,14 @@ internal static class PythonicCalls
             }
             Expect('(');
             var arguments = new List<KeyValuePair<object?, object?>>();
+            var opaque = InBracket(() => Arguments(arguments));
+            if (opaque) throw Fail();
+            return new ParsedToolCall(name.ToString(), PythonJson.DumpsValue(arguments, ensureAscii: false));
+        }
+
+        /// <summary>A call's arguments after '(' up to ')': the keyword ones into <paramref name="arguments"/>; true when one has no JSON value.</summary>
+        private bool Arguments(List<KeyValuePair<object?, object?>> arguments)
+        {
             var (keywordSeen, doubleStarSeen, opaque) = (false, false, false);
             while (true)
             {
@@ -168,8 +191,7 @@ internal static class PythonicCalls
                 Expect(')');
                 break;
             }
-            if (opaque) throw Fail();
-            return new ParsedToolCall(name.ToString(), PythonJson.DumpsValue(arguments, ensureAscii: false));
+            return opaque;
         }
 
         /// <summary>
@@ -196,18 +218,22 @@ internal static class PythonicCalls
                     {
                         var close = Peek() == '(' ? ')' : ']';
                         i++;
-                        while (true)
+                        InBracket(() =>
                         {
-                            SkipTrivia();
-                            if (Peek() == close) { i++; break; }
-                            while (Peek() == '*') i++;
-                            KeywordName();
-                            IgnoredExpression();
-                            SkipTrivia();
-                            if (Peek() is ',' or ':') { i++; continue; }
-                            Expect(close);
-                            break;
-                        }
+                            while (true)
+                            {
+                                SkipTrivia();
+                                if (Peek() == close) { i++; break; }
+                                while (Peek() == '*') i++;
+                                KeywordName();
+                                IgnoredExpression();
+                                SkipTrivia();
+                                if (Peek() is ',' or ':') { i++; continue; }
+                                Expect(close);
+                                break;
+                            }
+                            return 0;
+                        });
                     }
                     else break;
                 }
@@ -269,6 +295,21 @@ internal static class PythonicCalls
         /// <summary>An argument's expression: a literal vLLM converts, or one it cannot (<see cref="Expr.Opaque"/>).</summary>
         private Expr Expression()
         {
+            if (++nesting > 400) throw Fail();
+            try { return ExpressionBody(); }
+            finally { nesting--; }
+        }
+
+        /// <summary>Reads what follows an opening bracket up to its close: Python's tokenizer allows 200 open at once.</summary>
+        private T InBracket<T>(Func<T> body)
+        {
+            if (++depth > 200) throw Fail();
+            try { return body(); }
+            finally { depth--; }
+        }
+
+        private Expr ExpressionBody()
+        {
             SkipTrivia();
             var c = Peek();
             if (c is '-' or '+')
@@ -283,19 +324,9 @@ internal static class PythonicCalls
                     _ => new Expr(null, Opaque: true),   // -True, -"a": no number
                 };
             }
-            if (c == '[') { i++; return Sequence(']'); }
-            if (c == '(')
-            {
-                i++;
-                SkipTrivia();
-                if (Peek() == ')') { i++; return new Expr(new List<object?>()); }
-                var first = Expression();
-                SkipTrivia();
-                if (Peek() == ')') { i++; return first; }   // parentheses around one value: that value (a Constant stays one)
-                Expect(',');
-                return Sequence(')', first);
-            }
-            if (c == '{') { i++; return DictOrSet(); }
+            if (c == '[') { i++; return InBracket(() => Sequence(']')); }
+            if (c == '(') { i++; return InBracket(Parenthesized); }
+            if (c == '{') { i++; return InBracket(DictOrSet); }
             if (c == '.' && Peek(1) == '.' && Peek(2) == '.') { i += 3; return new Expr(null, Opaque: true, Constant: true); }
             if (char.IsAsciiDigit(c) || c == '.' && char.IsAsciiDigit(Peek(1))) return Number();
             if (c is '"' or '\'' || StringPrefixLength() >= 0) return Strings();
@@ -311,6 +342,18 @@ internal static class PythonicCalls
                 _ when Keywords.Contains(name) => throw Fail(),
                 _ => new Expr(null, Opaque: true),   // a variable: valid Python, no literal
             };
+        }
+
+        /// <summary>After '(': a tuple (a list to vLLM), or one value in parentheses (that value; a Constant stays one).</summary>
+        private Expr Parenthesized()
+        {
+            SkipTrivia();
+            if (Peek() == ')') { i++; return new Expr(new List<object?>()); }
+            var first = Expression();
+            SkipTrivia();
+            if (Peek() == ')') { i++; return first; }
+            Expect(',');
+            return Sequence(')', first);
         }
 
         /// <summary>The items of a list or tuple up to <paramref name="close"/> (vLLM gives both as a list).</summary>
