@@ -105,7 +105,9 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         {
             throw ApiException.BadField("messages", e.Message);
         }
-        output = new OutputSettings(chat && tools is not null ? format.ToolCalls : null, chat && format.Reasons, insideReasoning,
+        // A forced call is written (and so read) in the format's forced form: JSON for the pythonic formats, as vLLM forces them.
+        var forced = request.Tools is not null && request.ToolChoice == "required";
+        output = new OutputSettings(chat && tools is not null ? forced ? format.ToolCalls.RequiredCallFormat : format.ToolCalls : null, chat && format.Reasons, insideReasoning,
             request.ParallelToolCalls, new LogprobsJson(tokenizer), prompts,
             !request.Echo ? null : request.Prompts ?? prompts.Select(p => tokenizer.Decode(p)).ToArray(), request.LegacyFunctions);
         var grammar = Grammar(request, format);

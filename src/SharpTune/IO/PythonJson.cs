@@ -26,6 +26,60 @@ internal static class PythonJson
     /// <summary><c>json.dumps(node, ensure_ascii=ensureAscii)</c>.</summary>
     public static string Dumps(JsonNode? node, bool ensureAscii = true) => Dumps(JsonSerializer.SerializeToElement(node), ensureAscii);
 
+    /// <summary>
+    /// <c>json.dumps(value, ensure_ascii=ensureAscii)</c> of a Python value held as .NET objects: null (None), bool,
+    /// <see cref="System.Numerics.BigInteger"/> (int), double (float: inf written Infinity, as Python writes it), string,
+    /// a list of values, or a dict as its ordered key/value pairs (keys None, bool, int, float or str, turned into strings
+    /// as json.dumps turns them: None → "null", True → "true", 2.5 → "2.5").
+    /// </summary>
+    public static string DumpsValue(object? value, bool ensureAscii = true)
+    {
+        var text = new StringBuilder();
+        WriteValue(text, value, ensureAscii);
+        return text.ToString();
+    }
+
+    private static void WriteValue(StringBuilder text, object? value, bool ensureAscii)
+    {
+        switch (value)
+        {
+            case null: text.Append("null"); break;
+            case bool b: text.Append(b ? "true" : "false"); break;
+            case System.Numerics.BigInteger i: text.Append(i.ToString(CultureInfo.InvariantCulture)); break;
+            case double d: text.Append(FloatRepr(d)); break;
+            case string s: WriteString(text, s, ensureAscii); break;
+            case IReadOnlyList<KeyValuePair<object?, object?>> dict:
+                text.Append('{');
+                for (var i = 0; i < dict.Count; i++)
+                {
+                    if (i > 0) text.Append(", ");
+                    WriteString(text, dict[i].Key switch
+                    {
+                        string key => key,
+                        double key => FloatRepr(key),
+                        bool key => key ? "true" : "false",
+                        null => "null",
+                        System.Numerics.BigInteger key => key.ToString(CultureInfo.InvariantCulture),
+                        var key => throw new ArgumentException($"a dict key of type {key.GetType().Name} has no JSON spelling", nameof(value)),
+                    }, ensureAscii);
+                    text.Append(": ");
+                    WriteValue(text, dict[i].Value, ensureAscii);
+                }
+                text.Append('}');
+                break;
+            case IReadOnlyList<object?> list:
+                text.Append('[');
+                for (var i = 0; i < list.Count; i++)
+                {
+                    if (i > 0) text.Append(", ");
+                    WriteValue(text, list[i], ensureAscii);
+                }
+                text.Append(']');
+                break;
+            default: throw new ArgumentException($"a value of type {value.GetType().Name} has no JSON spelling", nameof(value));
+        }
+    }
+
     /// <summary>repr(float(value)): the shortest round-trip digits, fixed for 1e-4 ≤ |x| &lt; 1e16 (always with a '.'), else d.ddde±XX.</summary>
     public static string FloatRepr(double value)
     {

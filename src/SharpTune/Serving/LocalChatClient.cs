@@ -234,7 +234,7 @@ public sealed class LocalChatClient : IChatClient
         // A grammar ends the reply itself (EOS once the value is whole); the end-of-turn text must not cut a string short.
         var implied = grammar is not null && promptBuilder.Template is not null ? [] : prompt.ImpliedStops;
         return new PreparedChat(prompt.Ids, generation, stops.Concat(implied).Distinct().ToArray(),
-            grammar, callable is null ? null : format,
+            grammar, callable is null ? null : chatOptions?.ToolMode is RequiredChatToolMode ? format.RequiredCallFormat : format,
             source?.Contains("<think>", StringComparison.Ordinal) == true, prompt.EndsInsideReasoning, chatOptions?.AllowMultipleToolCalls ?? true);
     }
 

@@ -58,6 +58,22 @@ public sealed class LocalChatClientToolTests(RandomQwenChatClientFixture fixture
     }
 
     [AgentServerFact]
+    public async Task APythonicTemplatesForcedCallIsWrittenAndReadAsVllmForcesOne()
+    {
+        // A template asking for [func_name1(...)] reads replies as Python calls; a forced call is JSON, as vLLM forces it.
+        const string pythonic = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}" +
+                                "Respond in the format [func_name1(params_name1=params_value1), func_name2(params)] using {{ tools | tojson }}\nassistant: ";
+        using var client = LocalChatClient.Load(fixture.ModelDir, options: new LocalChatClientOptions { ChatTemplate = ChatTemplate.FromSource(pythonic, "<s>", "</s>") });
+        var weather = AIFunctionFactory.Create((string city) => "sunny", "get_weather", "Current weather in a city");
+        var response = await client.GetResponseAsync("Is it raining in Paris?",
+            new ChatOptions { Tools = [weather], ToolMode = ChatToolMode.RequireAny, Temperature = 1, Seed = 5, MaxOutputTokens = 80 });
+        Assert.Equal(ChatFinishReason.ToolCalls, response.FinishReason);
+        var call = Assert.Single(response.Messages.SelectMany(m => m.Contents).OfType<FunctionCallContent>());
+        Assert.Equal("get_weather", call.Name);
+        Assert.Equal(JsonValueKind.String, ((JsonElement)call.Arguments!["city"]!).ValueKind);
+    }
+
+    [AgentServerFact]
     public async Task FunctionInvocationRunsTheForcedCallAndSendsItsResultBack()
     {
         var invoked = new List<string>();

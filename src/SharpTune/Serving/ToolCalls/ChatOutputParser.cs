@@ -153,8 +153,9 @@ public sealed class ChatOutputParser(ToolCallFormat? tools, bool reasoning, bool
     {
         if (tools is null) return -1;
         if (tools.StartMarker is { } marker) return text.IndexOf(marker, StringComparison.Ordinal);
-        // Llama: the whole reply is JSON, maybe after <|python_tag|> (as vLLM's llama3_json parser streams it).
-        return callCount == 0 && !contentEmitted && (text.StartsWith('{') || text.StartsWith(ToolCallFormat.PythonTag, StringComparison.Ordinal)) ? 0 : -1;
+        // Llama JSON and pythonic: the whole reply is calls, maybe after a tag (<|python_tag|>, <|python_start|>), as vLLM's
+        // llama3_json and pythonic parsers stream them.
+        return callCount == 0 && !contentEmitted && tools.ReplyOpeners.Any(o => text.StartsWith(o, StringComparison.Ordinal)) ? 0 : -1;
     }
 
     /// <summary>How much of the end of <paramref name="text"/> could still become a marker.</summary>
@@ -162,8 +163,8 @@ public sealed class ChatOutputParser(ToolCallFormat? tools, bool reasoning, bool
     {
         var markers = new List<string>();
         if (tools?.StartMarker is { } start) markers.Add(start);
-        else if (tools is not null && callCount == 0 && !contentEmitted && ToolCallFormat.PythonTag.StartsWith(text, StringComparison.Ordinal))
-            return text.Length;   // the reply so far could be the start of Llama's <|python_tag|>
+        else if (tools is not null && callCount == 0 && !contentEmitted && tools.ReplyOpeners.Any(o => o.StartsWith(text, StringComparison.Ordinal)))
+            return text.Length;   // the reply so far could be the start of the tag that opens calls (<|python_tag|>)
         var keep = 0;
         foreach (var marker in markers)
             for (var n = Math.Min(text.Length, marker.Length - 1); n > keep; n--)

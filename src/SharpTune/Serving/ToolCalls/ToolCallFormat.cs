@@ -14,28 +14,50 @@ public sealed record ParsedToolCall(string Name, string ArgumentsJson)
 }
 
 /// <summary>
-/// How a model family writes tool calls, which follows from its chat template (as vLLM's tool parsers do):
-/// Hermes/Qwen <c>&lt;tool_call&gt;{"name", "arguments"}&lt;/tool_call&gt;</c> blocks, Llama 3.1+ a bare JSON object
-/// <c>{"name", "parameters"}</c> (several joined by ';'), Mistral <c>[TOOL_CALLS]</c> followed by a JSON array.
+/// How a model family writes tool calls, which follows from its chat template (as vLLM's tool parsers do; <see cref="Name"/>
+/// is the parser's <c>--tool-call-parser</c> name): Hermes/Qwen <c>&lt;tool_call&gt;{"name", "arguments"}&lt;/tool_call&gt;</c>
+/// blocks, Llama 3.1+ a bare JSON object <c>{"name", "parameters"}</c> (several joined by ';'), Mistral <c>[TOOL_CALLS]</c>
+/// followed by a JSON array, Llama 3.2/4 pythonic templates a Python list of calls <c>[get_weather(city="Paris")]</c>,
+/// Phi-4-mini <c>functools</c> followed by a JSON array.
 /// </summary>
 public sealed partial class ToolCallFormat
 {
-    private ToolCallFormat(string name, string? startMarker, string? endMarker, string argumentsKey)
+    private ToolCallFormat(string name, string? startMarker, string? endMarker, string argumentsKey, params string[] replyOpeners)
     {
         Name = name;
         StartMarker = startMarker;
         EndMarker = endMarker;
         ArgumentsKey = argumentsKey;
+        ReplyOpeners = replyOpeners;
     }
 
     /// <summary>Qwen 2.5/3, Hermes and most ChatML tool templates (also the default).</summary>
     public static ToolCallFormat Hermes { get; } = new("hermes", "<tool_call>", "</tool_call>", "arguments");
 
     /// <summary>Llama 3.1 and later: JSON with "parameters".</summary>
-    public static ToolCallFormat Llama3Json { get; } = new("llama3_json", null, null, "parameters");
+    public static ToolCallFormat Llama3Json { get; } = new("llama3_json", null, null, "parameters", "{", PythonTag);
 
     /// <summary>Mistral: [TOOL_CALLS] then a JSON array.</summary>
     public static ToolCallFormat Mistral { get; } = new("mistral", "[TOOL_CALLS]", null, "arguments");
+
+    /// <summary>Llama 3.2 pythonic templates (and others that ask for <c>[func_name1(params_name1=params_value1, …)]</c>): a reply that is a Python list of calls.</summary>
+    public static ToolCallFormat Pythonic { get; } = new("pythonic", null, null, "arguments", "[");
+
+    /// <summary>Llama 4's pythonic template: a Python list of calls, maybe between <c>&lt;|python_start|&gt;</c> and <c>&lt;|python_end|&gt;</c>.</summary>
+    public static ToolCallFormat Llama4Pythonic { get; } = new("llama4_pythonic", null, null, "arguments", "[", PythonStart);
+
+    /// <summary>Phi-4-mini: <c>functools</c> then a JSON array of calls.</summary>
+    public static ToolCallFormat Phi4MiniJson { get; } = new("phi4_mini_json", "functools[", null, "arguments");
+
+    /// <summary>A forced call as vLLM forces one for any parser: a JSON array of <c>{"name", "parameters"}</c> and nothing else.</summary>
+    private static ToolCallFormat RequiredJson { get; } = new("required_json", null, null, "parameters", "[");
+
+    /// <summary>
+    /// The format a forced call (<see cref="RequiredCallGrammar"/>) is written and read in: this one, except for the
+    /// pythonic formats, whose forced calls are written as vLLM writes every forced call (tool_choice "required" is JSON
+    /// guided decoding of <c>[{"name": …, "parameters": {…}}]</c> there), since the constrained decoder writes JSON.
+    /// </summary>
+    public ToolCallFormat RequiredCallFormat => this == Pythonic || this == Llama4Pythonic ? RequiredJson : this;
 
     public string Name { get; }
 
@@ -48,9 +70,22 @@ public sealed partial class ToolCallFormat
     /// <summary>The key holding the arguments object.</summary>
     public string ArgumentsKey { get; }
 
-    /// <summary>The format a chat template renders tool calls in (Hermes when it shows none of the known markers).</summary>
+    /// <summary>
+    /// What opens a reply that is calls, for the formats whose calls have no marker of their own (the calls must open the
+    /// reply); empty for the others.
+    /// </summary>
+    internal IReadOnlyList<string> ReplyOpeners { get; }
+
+    /// <summary>
+    /// The format a chat template renders tool calls in (Hermes when it shows none of the known markers). A template that
+    /// asks for a Python list of calls (vLLM's pythonic templates write <c>[func_name1(</c>) is pythonic — Llama 4's when it
+    /// has Llama 4's headers —, one that asks for <c>functools[</c> is Phi-4-mini's.
+    /// </summary>
     public static ToolCallFormat ForTemplate(string? templateSource) =>
         templateSource is null ? Hermes
+        : templateSource.Contains("[func_name1(", StringComparison.Ordinal)
+            ? templateSource.Contains("<|header_start|>", StringComparison.Ordinal) || templateSource.Contains(PythonStart, StringComparison.Ordinal) ? Llama4Pythonic : Pythonic
+        : templateSource.Contains("functools[", StringComparison.Ordinal) ? Phi4MiniJson
         : templateSource.Contains("[TOOL_CALLS]", StringComparison.Ordinal) ? Mistral
         : templateSource.Contains("<tool_call>", StringComparison.Ordinal) ? Hermes
         : templateSource.Contains("<|python_tag|>", StringComparison.Ordinal) || templateSource.Contains("ipython", StringComparison.Ordinal) ? Llama3Json
@@ -61,14 +96,17 @@ public sealed partial class ToolCallFormat
     /// holds one): the format's markers around JSON whose name is one of the tools and whose arguments follow its
     /// parameters schema (any object when a tool has none or its schema is outside the supported subset).
     /// </summary>
+    /// <remarks>Read the output with <see cref="RequiredCallFormat"/>.</remarks>
     public ConstrainedGrammar RequiredCallGrammar(IReadOnlyList<(string Name, JsonObject? Parameters)> tools)
     {
+        if (RequiredCallFormat != this) return RequiredCallFormat.RequiredCallGrammar(tools);
         var options = tools.Select(t => (GrammarNode)new ObjectNode([
             new ObjectProperty("name", new LiteralNode([JsonSerializer.Serialize(t.Name)]), true),
             new ObjectProperty(ArgumentsKey, Arguments(t.Parameters), true)])).ToArray();
         GrammarNode call = options.Length == 1 ? options[0] : new UnionNode(options);
-        return this == Mistral
-            ? new ConstrainedGrammar(new ArrayNode(call, 1, null), StartMarker!)
+        if (this == RequiredJson) return new ConstrainedGrammar(new ArrayNode(call, 1, null));
+        return this == Mistral || this == Phi4MiniJson
+            ? new ConstrainedGrammar(new ArrayNode(call, 1, null), StartMarker!.TrimEnd('['))
             : new ConstrainedGrammar(call, StartMarker is null ? "" : StartMarker + "\n", EndMarker is null ? "" : "\n" + EndMarker);
     }
 
@@ -96,6 +134,34 @@ public sealed partial class ToolCallFormat
             var calls = TryCalls(output[(at + StartMarker!.Length)..]);
             return calls is null ? (output, []) : (output[..at].Trim(), calls);
         }
+        if (this == RequiredJson)
+        {
+            var calls = TryCalls(output);
+            return calls is null ? (output, []) : ("", calls);
+        }
+        if (this == Phi4MiniJson)
+        {
+            // vLLM's phi4_mini_json reads the first "functools[" up to the first ']' after it; here the array runs to the
+            // ']' that closes it, so a ']' inside an argument does not cut it. Text after the array is dropped, as vLLM drops it.
+            var at = output.IndexOf(StartMarker!, StringComparison.Ordinal);
+            if (at < 0) return (output, []);
+            var open = at + StartMarker!.Length - 1;
+            var end = EndOfObject(output, open);
+            var calls = end < 0 ? null : TryCalls(output[open..end]);
+            return calls is null ? (output, []) : (output[..at].Trim(), calls);
+        }
+        if (this == Pythonic || this == Llama4Pythonic)
+        {
+            // The whole reply (after the whitespace that opens it) is the list. Llama 4 may wrap it in <|python_start|> …
+            // <|python_end|>: vLLM then drops the opening tag and every closing one, from the calls or the text.
+            var list = output.TrimStart();
+            if (this == Llama4Pythonic && list.StartsWith(PythonStart, StringComparison.Ordinal))
+            {
+                list = list[PythonStart.Length..].Replace(PythonEnd, "", StringComparison.Ordinal);
+                output = list;
+            }
+            return PythonicCalls.Read(list) is { } calls ? ("", calls) : (output, []);
+        }
         // Llama: a reply that opens with JSON (after <|python_tag|>) is calls. As vLLM's llama3_json parser reads it, every
         // '{' outside the objects already read starts a call object, whatever separates them ("; ", a newline), text
         // around them is dropped, and one that is not a call makes the whole reply text.
@@ -115,6 +181,9 @@ public sealed partial class ToolCallFormat
 
     /// <summary>The token Llama 3.1+ may open its calls with.</summary>
     internal const string PythonTag = "<|python_tag|>";
+
+    /// <summary>The tokens Llama 4 may wrap its pythonic calls in.</summary>
+    internal const string PythonStart = "<|python_start|>", PythonEnd = "<|python_end|>";
 
     /// <summary>Where the JSON object opening at <paramref name="start"/> ends (one past its closing brace), or -1 when it does not close.</summary>
     private static int EndOfObject(string text, int start)
@@ -140,11 +209,12 @@ public sealed partial class ToolCallFormat
     /// Reads output cut off inside its tool calls (the token budget ran out before the calls closed), as OpenAI returns
     /// such a reply: the calls written whole, then the last with the arguments written so far (unterminated JSON, which
     /// the finish reason "length" tells a client not to run). Null when the output is no call, or not even the last
-    /// call's name was written whole: then it stays text.
+    /// call's name was written whole: then it stays text. Pythonic calls cut off stay text.
     /// </summary>
     public (string Content, IReadOnlyList<ParsedToolCall> Calls)? ParseCutOff(string output)
     {
         string content, calls;
+        if (this == Pythonic || this == Llama4Pythonic) return null;   // Python calls are read whole or not at all
         if (StartMarker is { } marker)
         {
             var at = output.IndexOf(marker, StringComparison.Ordinal);
@@ -155,7 +225,7 @@ public sealed partial class ToolCallFormat
         {
             var text = output.TrimStart();
             if (text.StartsWith(PythonTag, StringComparison.Ordinal)) text = text[PythonTag.Length..].TrimStart();
-            if (!text.StartsWith('{')) return null;
+            if (!text.StartsWith('{') && !(this == RequiredJson && text.StartsWith('['))) return null;
             (content, calls) = ("", text);
         }
         if (this == Hermes) calls = calls.Replace(EndMarker!, "", StringComparison.Ordinal).Replace(StartMarker!, "", StringComparison.Ordinal);
