@@ -31,8 +31,12 @@ public static class CompletionRequestParser
         var tools = chat ? Tools(json) : null;
         var (toolChoice, toolFunction) = chat ? ToolChoice(json, tools) : ("none", null);
         var tokenIdPrompts = chat ? null : TokenIdPrompts(json);
+        var (templateKwargs, addGenerationPrompt, continueFinal) = chat ? TemplateOptions(json) : (null, true, false);
         return new CompletionRequest
         {
+            ChatTemplateKwargs = templateKwargs,
+            AddGenerationPrompt = addGenerationPrompt,
+            ContinueFinalMessage = continueFinal,
             Logprobs = logprobs,
             TopLogprobs = top,
             Echo = !chat && (OptionalBool(json, "echo") ?? false),
@@ -91,6 +95,27 @@ public static class CompletionRequestParser
         var value = Number(json, "repetition_penalty", v => v.TryGetValue<double>(out var d) ? d : (double?)null, "a number");
         return value > 0 && double.IsFinite(value) ? value
             : throw ApiException.BadField("repetition_penalty", $"'repetition_penalty' is {value}; it must be greater than 0 (1: off)");
+    }
+
+    /// <summary>
+    /// vLLM's chat template fields: <c>chat_template_kwargs</c> (an object of template variables; vLLM refuses
+    /// <c>chat_template</c> and <c>tokenize</c> among them), <c>add_generation_prompt</c> (default true) and
+    /// <c>continue_final_message</c> (default false). Both true is the error vLLM and transformers give; so is
+    /// continue_final_message with add_generation_prompt left at its default.
+    /// </summary>
+    private static (IReadOnlyDictionary<string, object?>? Kwargs, bool AddGenerationPrompt, bool ContinueFinalMessage) TemplateOptions(JsonObject json)
+    {
+        IReadOnlyDictionary<string, object?>? kwargs;
+        try { kwargs = ChatTemplateArguments.FromJson(json[ChatTemplateArguments.FieldName], ChatTemplateArguments.FieldName); }
+        catch (ChatFormatException e) { throw ApiException.BadField(e.Field, $"'{e.Field}': {e.Detail}"); }
+        var addGenerationPrompt = OptionalBool(json, "add_generation_prompt");
+        var continueFinal = OptionalBool(json, "continue_final_message") ?? false;
+        if (continueFinal && addGenerationPrompt != false)
+            throw ApiException.BadField("continue_final_message", addGenerationPrompt == true
+                ? "Cannot set both 'continue_final_message' and 'add_generation_prompt' to true."
+                : "'continue_final_message' needs 'add_generation_prompt' set to false (it defaults to true): the prompt then ends " +
+                  "inside the final message instead of starting a new one.");
+        return (kwargs, addGenerationPrompt ?? true, continueFinal);
     }
 
     private static IReadOnlyList<ChatMessage> Messages(JsonObject json)
