@@ -28,7 +28,25 @@ public static class TrainingExampleMapper
         Map(row, DatasetFormatDetector.Detect(row.Fields) ?? throw new DataFormatException(row.SourceFile, row.LineNumber,
             null, "unknown_format", $"no training format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]"));
 
-    private static PreferenceExample Preference(DataRow row) => PreferenceWithoutTools(row) with { Tools = RowTools(row) };
+    private static PreferenceExample Preference(DataRow row) =>
+        PreferenceWithoutTools(row) with { Tools = RowTools(row), TemplateArguments = RowTemplateArguments(row) };
+
+    /// <summary>
+    /// The row's <c>chat_template_kwargs</c> (an object, or JSON text of one in a CSV/Parquet cell), which TRL's SFT, DPO
+    /// and KTO trainers pass to <c>apply_chat_template</c> for that row; null when absent.
+    /// </summary>
+    internal static IReadOnlyDictionary<string, object?>? RowTemplateArguments(DataRow row)
+    {
+        const string field = ChatTemplateArguments.FieldName;
+        var node = row.Fields[field];
+        try
+        {
+            return node is JsonValue text && text.GetValueKind() == JsonValueKind.String
+                ? ChatTemplateArguments.Parse(text.GetValue<string>(), field)
+                : ChatTemplateArguments.FromJson(node, field);
+        }
+        catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
+    }
 
     /// <summary>The row's <c>tools</c> (or OpenAI's legacy <c>functions</c>), or null; a malformed list names its field.</summary>
     internal static IReadOnlyList<ChatTool>? RowTools(DataRow row)
@@ -133,7 +151,8 @@ public static class TrainingExampleMapper
         return WithTools(row, [.. prompt, .. Messages(row, row.Fields["completion"], "completion")]);
     }
 
-    private static ChatExample WithTools(DataRow row, IReadOnlyList<ChatTurn> messages) => new(messages) { Tools = RowTools(row) };
+    private static ChatExample WithTools(DataRow row, IReadOnlyList<ChatTurn> messages) =>
+        new(messages) { Tools = RowTools(row), TemplateArguments = RowTemplateArguments(row) };
 
     internal static IReadOnlyList<ChatTurn> Messages(DataRow row, JsonNode? node, string field)
     {
