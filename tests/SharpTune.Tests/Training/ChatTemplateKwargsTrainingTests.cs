@@ -83,6 +83,21 @@ public sealed class ChatTemplateKwargsTrainingTests
         Assert.Equal(Ids[..19], Assert.Single(examples).PromptIds);
     }
 
+    [SharedAssetFact("tokenizers/qwen3")]
+    public void Grpo_and_evaluation_prompts_render_with_the_runs_kwargs()
+    {
+        // TRL's GRPOTrainer: apply_chat_template(prompts, add_generation_prompt=True, **chat_template_kwargs); the prompt
+        // is the first 19 ids above (through the empty think block).
+        var template = ChatTemplate.FromTokenizer(Qwen3.Value).WithArguments(Kwargs("""{"enable_thinking": false}"""));
+        var row = PromptExample.FromRow(new DataRow("grpo.jsonl", 1, JsonNode.Parse("""{"prompt": [{"role": "user", "content": "What is 2+2?"}], "answer": "4"}""")!.AsObject()));
+        var (prompts, _) = GrpoRecipe.Tokenize([row], Qwen3.Value, template, maxPromptLength: 0);
+        Assert.Equal(Ids[..19], Assert.Single(prompts).Ids);
+
+        var evaluation = global::SharpTune.Evaluation.EvaluationItem.From(Row(ExchangeWith()), Qwen3.Value, template);
+        Assert.Equal(Ids[..19], evaluation.PromptIds);
+        Assert.Equal(Ids[..15], global::SharpTune.Evaluation.EvaluationItem.From(Row(ExchangeWith()), Qwen3.Value, ChatTemplate.FromTokenizer(Qwen3.Value)).PromptIds);
+    }
+
     [Theory]
     [InlineData("""[1]""", "wrong_type")]
     [InlineData("""{"tokenize": false}""", "invalid_value")]
