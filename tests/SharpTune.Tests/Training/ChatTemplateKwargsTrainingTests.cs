@@ -98,6 +98,23 @@ public sealed class ChatTemplateKwargsTrainingTests
         Assert.Equal(Ids[..15], global::SharpTune.Evaluation.EvaluationItem.From(Row(ExchangeWith()), Qwen3.Value, ChatTemplate.FromTokenizer(Qwen3.Value)).PromptIds);
     }
 
+    [SharedAssetFact("tokenizers/qwen3")]
+    public void Evaluation_options_kwargs_reach_the_chat_prompts_sharptune_eval_scores()
+    {
+        // Perplexity is over the answer tokens after the prompt: moving the empty think block into the prompt changes it.
+        using var model = global::SharpTune.Models.PretrainedModel.Load(TestAssets.Stories260K);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var qwen3 = ChatTemplate.FromModelDirectory(TestAssets.Tokenizer("qwen3"));
+        TrainingExample[] data = [Row(ExchangeWith())];
+        double Perplexity(ChatTemplate template, IReadOnlyDictionary<string, object?>? kwargs) =>
+            new global::SharpTune.Evaluation.ModelEvaluator(model, tokenizer, template,
+                new global::SharpTune.Evaluation.EvaluationOptions { Metrics = ["perplexity"], ChatTemplateKwargs = kwargs })
+            .Evaluate(data).Metrics["perplexity"];
+        var thinkingOff = Kwargs("""{"enable_thinking": false}""");
+        Assert.NotEqual(Perplexity(qwen3, null), Perplexity(qwen3, thinkingOff));
+        Assert.Equal(Perplexity(qwen3.WithArguments(thinkingOff), null), Perplexity(qwen3, thinkingOff));
+    }
+
     [Theory]
     [InlineData("""[1]""", "wrong_type")]
     [InlineData("""{"tokenize": false}""", "invalid_value")]
