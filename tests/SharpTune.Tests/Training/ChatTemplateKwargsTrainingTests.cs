@@ -126,7 +126,7 @@ public sealed class ChatTemplateKwargsTrainingTests
     }
 
     [Fact]
-    public void The_yaml_config_holds_the_kwargs_as_a_json_object_and_a_bad_one_fails_before_any_work()
+    public void The_yaml_config_takes_the_kwargs_as_a_mapping_or_json_text_and_a_bad_value_fails_before_any_work()
     {
         using var temp = new TempDir();
         var path = Path.Combine(temp.Path, "run.yaml");
@@ -136,6 +136,12 @@ public sealed class ChatTemplateKwargsTrainingTests
         var saved = Path.Combine(temp.Path, "saved.yaml");
         TrainingConfigFile.Save(options, saved);   // the run directory's effective config keeps it
         Assert.Equal(options.ChatTemplateKwargs, TrainingConfigFile.Load(saved).ChatTemplateKwargs);
+
+        // Written as a YAML mapping, with YAML's own scalars: unquoted false is a boolean, quoted "false" a string.
+        File.WriteAllText(path, "model: m\ndata: d.jsonl\nchat_template_kwargs:\n  enable_thinking: false\n  budget: 512\n  tag: \"false\"\n  extra: ~\n  list: [1, 2.5, x]\nmax_steps: 3\n");
+        var fromMapping = TrainingConfigFile.Load(path);
+        Assert.Equal("""{"enable_thinking":false,"budget":512,"tag":"false","extra":null,"list":[1,2.5,"x"]}""", fromMapping.ChatTemplateKwargs);
+        Assert.Equal(3, fromMapping.MaxSteps);
 
         var e = Assert.Throws<ChatFormatException>(() => FineTuneJob.Validate(options with { ChatTemplateKwargs = "enable_thinking: false" }));
         Assert.Equal("chat_template_kwargs", e.Field);
