@@ -97,6 +97,19 @@ public sealed class ChatTemplateKwargsServingTests(AgentServerFixture fixture) :
         Assert.Equal(Tokens(Prompt + EmptyThink), PromptTokens((await PostAsync(http, ""","chat_template_kwargs":{"enable_thinking":null}""")).Body));
     }
 
+    [AgentServerFact]
+    public async Task Serve_takes_the_default_kwargs_on_the_command_line()
+    {
+        using var temp = new TempDir();
+        var dir = Path.Combine(temp.Path, "random-qwen-chat");
+        AgentServerFixture.CreateRandomQwenChatModel(dir);
+        await using var server = await Serving.SharpTuneCli.StartServeAsync("--model", dir, "--port", "0", "--api-key", ServerFixture.Key,
+            "--default-chat-template-kwargs", """{"enable_thinking": false}""");
+        using var http = new HttpClient { BaseAddress = server.Url };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+        Assert.Equal(Tokens(Prompt + EmptyThink), PromptTokens((await PostAsync(http, "")).Body));
+    }
+
     [Fact]
     public void The_parser_reads_the_template_fields_with_vllms_defaults()
     {
