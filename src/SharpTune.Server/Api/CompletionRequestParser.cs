@@ -108,6 +108,7 @@ public static class CompletionRequestParser
         IReadOnlyDictionary<string, object?>? kwargs;
         try { kwargs = ChatTemplateArguments.FromJson(json[ChatTemplateArguments.FieldName], ChatTemplateArguments.FieldName); }
         catch (ChatFormatException e) { throw ApiException.BadField(e.Field, $"'{e.Field}': {e.Detail}"); }
+        kwargs = ChatTemplateArguments.Merge(kwargs, TopLevelTemplateVariables(json, kwargs));
         var addGenerationPrompt = OptionalBool(json, "add_generation_prompt");
         var continueFinal = OptionalBool(json, "continue_final_message") ?? false;
         if (continueFinal && addGenerationPrompt != false)
@@ -116,6 +117,32 @@ public static class CompletionRequestParser
                 : "'continue_final_message' needs 'add_generation_prompt' set to false (it defaults to true): the prompt then ends " +
                   "inside the final message instead of starting a new one.");
         return (kwargs, addGenerationPrompt ?? true, continueFinal);
+    }
+
+    private static readonly string[] ReasoningEfforts = ["none", "minimal", "low", "medium", "high", "xhigh", "max"];
+
+    /// <summary>
+    /// The request's own fields vLLM's build_chat_params passes to the template over <c>chat_template_kwargs</c>:
+    /// <c>documents</c> (a list of objects, for retrieval templates) and <c>reasoning_effort</c>, which also sets
+    /// <c>enable_thinking</c> (false for "none") unless the request's kwargs set it. Null ones are not passed.
+    /// </summary>
+    private static Dictionary<string, object?>? TopLevelTemplateVariables(JsonObject json, IReadOnlyDictionary<string, object?>? kwargs)
+    {
+        var variables = new Dictionary<string, object?>();
+        if (json["documents"] is { } documents)
+        {
+            if (documents is not JsonArray list || list.Any(d => d is not JsonObject))
+                throw ApiException.BadField("documents", "'documents' must be a list of objects (e.g. {\"title\": …, \"text\": …})");
+            variables["documents"] = ChatTemplateValues.FromJson(list);
+        }
+        if (json["reasoning_effort"] is { } effortNode)
+        {
+            if (effortNode is not JsonValue v || !v.TryGetValue<string>(out var effort) || !ReasoningEfforts.Contains(effort))
+                throw ApiException.BadField("reasoning_effort", $"'reasoning_effort' must be one of {string.Join(", ", ReasoningEfforts)}");
+            variables["reasoning_effort"] = effort;
+            if (kwargs?.ContainsKey("enable_thinking") != true) variables["enable_thinking"] = effort != "none";
+        }
+        return variables.Count == 0 ? null : variables;
     }
 
     private static IReadOnlyList<ChatMessage> Messages(JsonObject json)

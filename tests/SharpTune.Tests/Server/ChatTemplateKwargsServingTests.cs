@@ -44,6 +44,10 @@ public sealed class ChatTemplateKwargsServingTests(AgentServerFixture fixture) :
         Assert.True(PromptTokens(thinkingOff) > PromptTokens(plain));
         var (_, thinkingOn) = await PostAsync(http, ""","chat_template_kwargs":{"enable_thinking":true}""");
         Assert.Equal(Tokens(Prompt), PromptTokens(thinkingOn));
+        // vLLM's build_chat_params: reasoning_effort "none" turns thinking off unless the kwargs say otherwise.
+        Assert.Equal(Tokens(Prompt + EmptyThink), PromptTokens((await PostAsync(http, ""","reasoning_effort":"none" """)).Body));
+        Assert.Equal(Tokens(Prompt), PromptTokens((await PostAsync(http, ""","reasoning_effort":"low" """)).Body));
+        Assert.Equal(Tokens(Prompt), PromptTokens((await PostAsync(http, ""","reasoning_effort":"none","chat_template_kwargs":{"enable_thinking":true}""")).Body));
     }
 
     [AgentServerFact]
@@ -70,6 +74,8 @@ public sealed class ChatTemplateKwargsServingTests(AgentServerFixture fixture) :
             (""","add_generation_prompt":"no" """, "add_generation_prompt"),
             (""","continue_final_message":true""", "continue_final_message"),
             (""","continue_final_message":true,"add_generation_prompt":true""", "continue_final_message"),
+            (""","reasoning_effort":"extreme" """, "reasoning_effort"),
+            (""","documents":[1]""", "documents"),
         })
         {
             var (status, body) = await PostAsync(http, fields);
@@ -121,6 +127,13 @@ public sealed class ChatTemplateKwargsServingTests(AgentServerFixture fixture) :
             """), chat: true, maxN: 1);
         Assert.Equal(false, full.ChatTemplateKwargs!["enable_thinking"]);
         Assert.Equal((false, true), (full.AddGenerationPrompt, full.ContinueFinalMessage));
+        var topLevel = CompletionRequestParser.Parse(JsonNode.Parse("""
+            {"model":"m","messages":[{"role":"user","content":"x"}],"documents":[{"title":"t","text":"d"}],"reasoning_effort":"none",
+             "chat_template_kwargs":{"reasoning_effort":"high","documents":null}}
+            """), chat: true, maxN: 1);
+        Assert.Equal(("none", false), (topLevel.ChatTemplateKwargs!["reasoning_effort"], topLevel.ChatTemplateKwargs["enable_thinking"]));
+        var document = Assert.IsType<Dictionary<string, object?>>(Assert.Single(Assert.IsType<List<object?>>(topLevel.ChatTemplateKwargs["documents"])));
+        Assert.Equal("d", document["text"]);
         var nullKwargs = CompletionRequestParser.Parse(JsonNode.Parse("""{"model":"m","messages":[{"role":"user","content":"x"}],"chat_template_kwargs":null}"""), chat: true, maxN: 1);
         Assert.Null(nullKwargs.ChatTemplateKwargs);
     }
