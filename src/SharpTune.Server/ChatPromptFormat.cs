@@ -73,9 +73,21 @@ public sealed class ChatPromptFormat
     public IReadOnlyList<int> Encode(IReadOnlyList<ChatMessage> messages, HfTokenizer tokenizer, IReadOnlyList<ChatTool>? tools = null) =>
         tokenizer.Encode(Render(messages, tools), addSpecialTokens: Template is null);
 
-    /// <summary>The prompt text: the template's rendering with the generation prompt (and <paramref name="tools"/>), or the transcript.</summary>
-    public string Render(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ChatTool>? tools = null) =>
-        Template is { } template ? template.Render(messages, addGenerationPrompt: true, tools) : RenderTranscript(messages);
+    /// <summary>
+    /// The prompt text: the template's rendering (see <see cref="ChatTemplate.Render"/>) with <paramref name="tools"/>,
+    /// <paramref name="templateArguments"/> and, by default, the generation prompt; or the transcript, which has no
+    /// variables to set and always ends where the assistant's reply begins.
+    /// </summary>
+    /// <exception cref="ChatTemplateException">The template rejected the conversation.</exception>
+    /// <exception cref="InvalidOperationException">The transcript asked to end otherwise than with the reply's header.</exception>
+    public string Render(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ChatTool>? tools = null,
+        IReadOnlyDictionary<string, object?>? templateArguments = null, bool addGenerationPrompt = true, bool continueFinalMessage = false)
+    {
+        if (Template is { } template) return template.Render(messages, addGenerationPrompt, tools, templateArguments, continueFinalMessage);
+        if (!addGenerationPrompt || continueFinalMessage)
+            throw new InvalidOperationException("the model has no chat template (it is prompted with a plain transcript)");
+        return RenderTranscript(messages);
+    }
 
     /// <summary>How this format's model writes tool calls (from its template).</summary>
     public SharpTune.Serving.ToolCalls.ToolCallFormat ToolCalls => SharpTune.Serving.ToolCalls.ToolCallFormat.ForTemplate(Template?.Source);

@@ -75,6 +75,12 @@ public sealed record ServerOptions
     /// <summary>A built-in chat template name (chatml, llama-3, …) that overrides the tokenizer's and adapters' own.</summary>
     public string? ChatTemplate { get; init; }
 
+    /// <summary>
+    /// Chat template variables every chat request renders with (vLLM's <c>--default-chat-template-kwargs</c>, e.g.
+    /// <c>{"enable_thinking": false}</c>); a request's <c>chat_template_kwargs</c> override them key by key. Null = none.
+    /// </summary>
+    public IReadOnlyDictionary<string, object?>? DefaultChatTemplateKwargs { get; init; }
+
     /// <summary>Turns on the fine-tuning jobs API (<c>/v1/files</c>, <c>/v1/fine_tuning/jobs</c>); null = off.</summary>
     public FineTuning.FineTuningServerOptions? FineTuning { get; init; }
 }

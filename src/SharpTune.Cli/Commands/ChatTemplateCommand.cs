@@ -22,7 +22,7 @@ internal static class ChatTemplateCommand
         var tools = new Option<string?>("--tools") { Description = "JSON file: an array of tools ({\"type\":\"function\",\"function\":{…}}); overrides the messages file's" };
         var generationPrompt = new Option<bool>("--add-generation-prompt") { Description = "End with the header that starts the assistant's reply" };
         var builtIn = new Option<string?>("--chat-template") { Description = $"Use a built-in template instead of the model's: {string.Join(", ", ChatTemplate.BuiltInNames)}" };
-        var arguments = new Option<string?>("--template-args") { Description = "JSON object of extra template variables, e.g. '{\"enable_thinking\": false}'" };
+        var arguments = new Option<string?>("--template-args", "--chat-template-kwargs") { Description = "JSON object of extra template variables, e.g. '{\"enable_thinking\": false}'" };
         var command = new Command("chat-template", "Render a conversation with a model's chat template exactly as transformers' apply_chat_template does");
         foreach (var option in new Option[] { model, messages, tools, generationPrompt, builtIn, arguments }) command.Options.Add(option);
         command.SetAction(parse =>
@@ -37,10 +37,7 @@ internal static class ChatTemplateCommand
             var conversation = Read(messagesPath, () => ChatJson.ReadMessages(messageNode, field));
             var toolList = Read(toolsFile, () => ChatJson.ReadTools(toolsNode, toolsField,
                 toolsPath is null && document is JsonObject legacy ? legacy["functions"] : null));
-            var variables = parse.GetValue(arguments) is { } json
-                ? (JsonNode.Parse(json) as JsonObject ?? throw new FormatException("--template-args must be a JSON object"))
-                    .ToDictionary(p => p.Key, p => ChatTemplateValues.FromJson(p.Value))
-                : null;
+            var variables = ChatTemplateArguments.Parse(parse.GetValue(arguments), "--template-args");
             parse.InvocationConfiguration.Output.Write(template.Render(conversation, parse.GetValue(generationPrompt), toolList, variables));
             return 0;
         });

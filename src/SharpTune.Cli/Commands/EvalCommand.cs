@@ -31,9 +31,10 @@ public static class EvalCommand
         AtLeast(maxExamples, 0);
         var stemmer = new Option<bool>("--rouge-stemmer") { Description = "ROUGE with the Porter stemmer" };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the stored one" };
+        var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for chat prompts, e.g. '{\"enable_thinking\": false}'" };
         var command = new Command("eval", "Evaluate a model (or several side by side) on a test set")
         {
-            model, dtype, adapter, adapters, data, metrics, maxTokens, batchSize, output, labelMode, labels, maxExamples, stemmer, chatTemplate,
+            model, dtype, adapter, adapters, data, metrics, maxTokens, batchSize, output, labelMode, labels, maxExamples, stemmer, chatTemplate, templateKwargs,
         };
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
@@ -55,6 +56,7 @@ public static class EvalCommand
                     Labels = parse.GetValue(labels)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
                     MaxExamples = parse.GetValue(maxExamples),
                     RougeStemmer = parse.GetValue(stemmer),
+                    ChatTemplateKwargs = SharpTune.Tokenization.ChatTemplateArguments.Parse(parse.GetValue(templateKwargs), "--chat-template-kwargs"),
                 };
                 var testData = EvaluationData.Read(parse.GetValue(data)!);
                 var outputDir = parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates.FirstOrDefault(c => c.Adapter is not null)?.Adapter);

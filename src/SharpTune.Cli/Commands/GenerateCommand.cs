@@ -28,12 +28,13 @@ internal static class GenerateCommand
         var adapter = new Option<string?>("--adapter") { Description = "Adapter folder (PEFT layout) to apply" };
         var chat = new Option<bool>("--chat") { Description = "Send the prompt as one user message through the chat template (the adapter's, else the tokenizer's)" };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in template for --chat: chatml|chatml-tools|llama-3|llama-2|zephyr" };
+        var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for --chat, e.g. '{\"enable_thinking\": false}'" };
         var jsonSchema = new Option<string?>("--json-schema") { Description = "Constrain the output to JSON valid for this JSON schema file ('object' = any JSON object)" };
         var command = new Command("generate", "Generate a continuation of a prompt")
         {
             model, dtype, prompt, promptIds, printIds, maxTokens, temperature, topP, topK, repetition, presence, frequency, seed, stop,
             noCache, truncate,
-            adapter, chat, chatTemplate, jsonSchema,
+            adapter, chat, chatTemplate, templateKwargs, jsonSchema,
         };
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
@@ -84,7 +85,9 @@ internal static class GenerateCommand
             }
             var tokenizer = loaded.RequireTokenizer();
             var generator = loaded.CreateTextGenerator();
-            var template = ids is null && parse.GetValue(chat) ? RequireTemplate(loaded) : null;
+            var template = ids is null && parse.GetValue(chat)
+                ? RequireTemplate(loaded).WithArguments(ChatTemplateArguments.Parse(parse.GetValue(templateKwargs), "--chat-template-kwargs"))
+                : null;
             IReadOnlyList<int> encoded = ids is not null ? ParseIds(ids)
                 : template is not null ? tokenizer.Encode(template.Render([new ChatMessage("user", text!)], addGenerationPrompt: true))
                 : tokenizer.Encode(text!, addSpecialTokens: true);

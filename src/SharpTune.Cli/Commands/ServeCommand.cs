@@ -18,13 +18,17 @@ internal static class ServeCommand
         var maxQueue = new Option<int>("--max-queue") { Description = "Waiting requests beyond this get 429", DefaultValueFactory = _ => 256 };
         var name = new Option<string?>("--model-name") { Description = "Name of the base model in the API (default: the folder name)" };
         var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, chatml-tools, llama-3, llama-2, zephyr)" };
+        var templateKwargs = new Option<string?>("--default-chat-template-kwargs", "--chat-template-kwargs")
+        {
+            Description = "JSON object of chat template variables every chat request gets, e.g. '{\"enable_thinking\": false}' (a request's chat_template_kwargs override them)",
+        };
         var runs = new Option<string?>("--runs") { Description = "Also show the runs dashboard for this folder at /dashboard" };
         var timeout = new Option<int>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 300 };
         var threads = new Option<int?>("--threads") { Description = "threads for the model (default: every core but one for libtorch, or SHARPTUNE_THREADS; every core for the decode kernels)" };
         var jobs = FineTuningOptions.Create();
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
         {
-            model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, timeout, threads, runs,
+            model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, templateKwargs, timeout, threads, runs,
         };
         jobs.AddTo(command);
         var quantize = new QuantizeOptions();
@@ -67,6 +71,7 @@ internal static class ServeCommand
                 Dtype = parse.GetValue(dtype),
                 Quantization = quantize.Parse(parse),
                 ChatTemplate = parse.GetValue(template),
+                DefaultChatTemplateKwargs = SharpTune.Tokenization.ChatTemplateArguments.Parse(parse.GetValue(templateKwargs), "--default-chat-template-kwargs"),
                 RunsDir = parse.GetValue(runs),
                 FineTuning = fineTuning,
             };

@@ -30,6 +30,7 @@ internal static class TrainCommand
         var dtype = new Option<string?>("--dtype") { Description = "f32 or bf16 compute for the base weights" };
         var seed = new Option<long?>("--seed") { Description = "Random seed" };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "chatml|chatml-tools|llama-3|llama-2|zephyr (overrides the tokenizer's)" };
+        var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for every rendering, e.g. '{\"enable_thinking\": false}' (rows' own chat_template_kwargs override it)" };
         var packing = new Option<bool?>("--packing") { Description = "Pack several examples per sequence (with a block-diagonal mask)" };
         var patience = new Option<int?>("--early-stopping-patience") { Description = "Stop after N evaluations without improvement" };
         var threshold = new Option<double?>("--early-stopping-threshold") { Description = "How much lower a validation loss must be to count as an improvement (transformers' early_stopping_threshold)" };
@@ -50,7 +51,7 @@ internal static class TrainCommand
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, targets, batch,
-            accumulation, seqLength, dtype, seed, chatTemplate, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
+            accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, disableDropout, nproc,
         };
         grpo.AddTo(command);
@@ -109,6 +110,7 @@ internal static class TrainCommand
                 Dtype = parse.GetValue(dtype) ?? options.Dtype,
                 Seed = parse.GetValue(seed) ?? options.Seed,
                 ChatTemplate = parse.GetValue(chatTemplate) ?? options.ChatTemplate,
+                ChatTemplateKwargs = parse.GetValue(templateKwargs) ?? options.ChatTemplateKwargs,
                 Packing = parse.GetValue(packing) ?? options.Packing,
                 EarlyStoppingPatience = parse.GetValue(patience) ?? options.EarlyStoppingPatience,
                 EarlyStoppingThreshold = parse.GetValue(threshold) ?? options.EarlyStoppingThreshold,

@@ -87,7 +87,14 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         {
             if (chat)
             {
-                var text = format.Render(request.Messages!, request.Tools);
+                if (format.Template is null && (request.ContinueFinalMessage || !request.AddGenerationPrompt))
+                {
+                    var option = request.ContinueFinalMessage ? "continue_final_message" : "add_generation_prompt";
+                    throw ApiException.BadField(option, $"'{option}' needs a chat template; model '{request.Model}' has none and is prompted with a plain transcript");
+                }
+                // The request's chat_template_kwargs over the server's defaults, as vLLM's --default-chat-template-kwargs.
+                var text = format.Render(request.Messages!, request.Tools, ChatTemplateArguments.Merge(options.DefaultChatTemplateKwargs, request.ChatTemplateKwargs),
+                    request.AddGenerationPrompt, request.ContinueFinalMessage);
                 prompts = [tokenizer.Encode(text, addSpecialTokens: format.Template is null)];
                 insideReasoning = format.Reasons && text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal);
             }

@@ -11,6 +11,19 @@ public sealed record CompletionRequest
     /// <summary>Chat: the conversation (null for text completions).</summary>
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
 
+    /// <summary>
+    /// Chat: vLLM's <c>chat_template_kwargs</c>, extra variables for the chat template (e.g. <c>{"enable_thinking": false}</c>),
+    /// laid over the server's defaults; null when the request gives none.
+    /// </summary>
+    public IReadOnlyDictionary<string, object?>? ChatTemplateKwargs { get; init; }
+
+    /// <summary>Chat: vLLM's <c>add_generation_prompt</c> (default true): the prompt ends with the header of the assistant's reply.</summary>
+    public bool AddGenerationPrompt { get; init; } = true;
+
+    /// <summary>Chat: vLLM's <c>continue_final_message</c>: the prompt ends inside the final (assistant) message, which the
+    /// model continues; needs <see cref="AddGenerationPrompt"/> false.</summary>
+    public bool ContinueFinalMessage { get; init; }
+
     /// <summary>Text completions: one or more prompts (null for chat, and when the prompts are token ids).</summary>
     public IReadOnlyList<string>? Prompts { get; init; }
 

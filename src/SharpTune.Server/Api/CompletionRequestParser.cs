@@ -31,8 +31,12 @@ public static class CompletionRequestParser
         var tools = chat ? Tools(json) : null;
         var (toolChoice, toolFunction) = chat ? ToolChoice(json, tools) : ("none", null);
         var tokenIdPrompts = chat ? null : TokenIdPrompts(json);
+        var (templateKwargs, addGenerationPrompt, continueFinal) = chat ? TemplateOptions(json) : (null, true, false);
         return new CompletionRequest
         {
+            ChatTemplateKwargs = templateKwargs,
+            AddGenerationPrompt = addGenerationPrompt,
+            ContinueFinalMessage = continueFinal,
             Logprobs = logprobs,
             TopLogprobs = top,
             Echo = !chat && (OptionalBool(json, "echo") ?? false),
@@ -91,6 +95,54 @@ public static class CompletionRequestParser
         var value = Number(json, "repetition_penalty", v => v.TryGetValue<double>(out var d) ? d : (double?)null, "a number");
         return value > 0 && double.IsFinite(value) ? value
             : throw ApiException.BadField("repetition_penalty", $"'repetition_penalty' is {value}; it must be greater than 0 (1: off)");
+    }
+
+    /// <summary>
+    /// vLLM's chat template fields: <c>chat_template_kwargs</c> (an object of template variables; vLLM refuses
+    /// <c>chat_template</c> and <c>tokenize</c> among them), <c>add_generation_prompt</c> (default true) and
+    /// <c>continue_final_message</c> (default false). Both true is the error vLLM and transformers give; so is
+    /// continue_final_message with add_generation_prompt left at its default.
+    /// </summary>
+    private static (IReadOnlyDictionary<string, object?>? Kwargs, bool AddGenerationPrompt, bool ContinueFinalMessage) TemplateOptions(JsonObject json)
+    {
+        IReadOnlyDictionary<string, object?>? kwargs;
+        try { kwargs = ChatTemplateArguments.FromJson(json[ChatTemplateArguments.FieldName], ChatTemplateArguments.FieldName); }
+        catch (ChatFormatException e) { throw ApiException.BadField(e.Field, $"'{e.Field}': {e.Detail}"); }
+        kwargs = ChatTemplateArguments.Merge(kwargs, TopLevelTemplateVariables(json, kwargs));
+        var addGenerationPrompt = OptionalBool(json, "add_generation_prompt");
+        var continueFinal = OptionalBool(json, "continue_final_message") ?? false;
+        if (continueFinal && addGenerationPrompt != false)
+            throw ApiException.BadField("continue_final_message", addGenerationPrompt == true
+                ? "Cannot set both 'continue_final_message' and 'add_generation_prompt' to true."
+                : "'continue_final_message' needs 'add_generation_prompt' set to false (it defaults to true): the prompt then ends " +
+                  "inside the final message instead of starting a new one.");
+        return (kwargs, addGenerationPrompt ?? true, continueFinal);
+    }
+
+    private static readonly string[] ReasoningEfforts = ["none", "minimal", "low", "medium", "high", "xhigh", "max"];
+
+    /// <summary>
+    /// The request's own fields vLLM's build_chat_params passes to the template over <c>chat_template_kwargs</c>:
+    /// <c>documents</c> (a list of objects, for retrieval templates) and <c>reasoning_effort</c>, which also sets
+    /// <c>enable_thinking</c> (false for "none") unless the request's kwargs set it. Null ones are not passed.
+    /// </summary>
+    private static Dictionary<string, object?>? TopLevelTemplateVariables(JsonObject json, IReadOnlyDictionary<string, object?>? kwargs)
+    {
+        var variables = new Dictionary<string, object?>();
+        if (json["documents"] is { } documents)
+        {
+            if (documents is not JsonArray list || list.Any(d => d is not JsonObject))
+                throw ApiException.BadField("documents", "'documents' must be a list of objects (e.g. {\"title\": …, \"text\": …})");
+            variables["documents"] = ChatTemplateValues.FromJson(list);
+        }
+        if (json["reasoning_effort"] is { } effortNode)
+        {
+            if (effortNode is not JsonValue v || !v.TryGetValue<string>(out var effort) || !ReasoningEfforts.Contains(effort))
+                throw ApiException.BadField("reasoning_effort", $"'reasoning_effort' must be one of {string.Join(", ", ReasoningEfforts)}");
+            variables["reasoning_effort"] = effort;
+            if (kwargs?.ContainsKey("enable_thinking") != true) variables["enable_thinking"] = effort != "none";
+        }
+        return variables.Count == 0 ? null : variables;
     }
 
     private static IReadOnlyList<ChatMessage> Messages(JsonObject json)

@@ -28,7 +28,8 @@ public static class TrainingExampleMapper
         Map(row, DatasetFormatDetector.Detect(row.Fields) ?? throw new DataFormatException(row.SourceFile, row.LineNumber,
             null, "unknown_format", $"no training format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]"));
 
-    private static PreferenceExample Preference(DataRow row) => PreferenceWithoutTools(row) with { Tools = PreferenceTools(row) };
+    private static PreferenceExample Preference(DataRow row) =>
+        PreferenceWithoutTools(row) with { Tools = PreferenceTools(row), TemplateArguments = RowTemplateArguments(row) };
 
     /// <summary>
     /// A preference row's tools: TRL's rows carry them beside the prompt (<c>tools</c>), OpenAI's preference lines inside
@@ -45,6 +46,23 @@ public static class TrainingExampleMapper
         if (inside is not null && outside is not null)
             throw Error(row, "input.tools", "invalid_value", "tools are given both in 'input' and beside it; give them once (OpenAI's preference lines put them in 'input')");
         return inside ?? outside;
+    }
+
+    /// <summary>
+    /// The row's <c>chat_template_kwargs</c> (an object, or JSON text of one in a CSV/Parquet cell), which TRL's SFT, DPO
+    /// and KTO trainers pass to <c>apply_chat_template</c> for that row; null when absent.
+    /// </summary>
+    internal static IReadOnlyDictionary<string, object?>? RowTemplateArguments(DataRow row)
+    {
+        const string field = ChatTemplateArguments.FieldName;
+        var node = row.Fields[field];
+        try
+        {
+            return node is JsonValue text && text.GetValueKind() == JsonValueKind.String
+                ? ChatTemplateArguments.Parse(text.GetValue<string>(), field)
+                : ChatTemplateArguments.FromJson(node, field);
+        }
+        catch (ChatFormatException e) { throw Error(row, e.Field, e.Reason, e.Detail); }
     }
 
     /// <summary>The row's <c>tools</c> (or OpenAI's legacy <c>functions</c>), or null; a malformed list names its field.</summary>
@@ -150,7 +168,8 @@ public static class TrainingExampleMapper
         return WithTools(row, [.. prompt, .. Messages(row, row.Fields["completion"], "completion")]);
     }
 
-    private static ChatExample WithTools(DataRow row, IReadOnlyList<ChatTurn> messages) => new(messages) { Tools = RowTools(row) };
+    private static ChatExample WithTools(DataRow row, IReadOnlyList<ChatTurn> messages) =>
+        new(messages) { Tools = RowTools(row), TemplateArguments = RowTemplateArguments(row) };
 
     internal static IReadOnlyList<ChatTurn> Messages(DataRow row, JsonNode? node, string field)
     {

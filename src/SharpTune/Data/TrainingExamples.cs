@@ -61,6 +61,9 @@ public sealed record ChatExample(IReadOnlyList<ChatTurn> Messages) : TrainingExa
     /// <summary>The functions this example's model may call; null when the example gives none.</summary>
     public IReadOnlyList<ChatTool>? Tools { get; init; }
 
+    /// <summary>The row's own <c>chat_template_kwargs</c> (TRL's per-row column), over the run's; null when it has none.</summary>
+    public IReadOnlyDictionary<string, object?>? TemplateArguments { get; init; }
+
     /// <summary>The messages as the chat template receives them.</summary>
     public IReadOnlyList<ChatMessage> ChatMessages => Messages.Select(m => m.Message).ToArray();
 }
@@ -108,6 +111,9 @@ public sealed record PreferenceExample(IReadOnlyList<ChatTurn> Prompt, IReadOnly
     /// <summary>The row's own <c>tools</c>, which the chat template renders with the prompt (TRL passes each row's tools to
     /// <c>apply_chat_template</c>); null when it has none.</summary>
     public IReadOnlyList<ChatTool>? Tools { get; init; }
+
+    /// <summary>The row's own <c>chat_template_kwargs</c> (TRL's per-row column), over the run's; null when it has none.</summary>
+    public IReadOnlyDictionary<string, object?>? TemplateArguments { get; init; }
 
     /// <summary>The prompt's text (turn contents joined with newlines).</summary>
     public string PromptText => string.Join("\n", Prompt.Select(m => m.Content));

@@ -23,6 +23,9 @@ public sealed record UnpairedPreferenceExample(IReadOnlyList<ChatTurn> Prompt, I
     /// <summary>The row's own <c>tools</c>, rendered by the chat template with the prompt (as TRL); null when it has none.</summary>
     public IReadOnlyList<ChatTool>? Tools { get; init; }
 
+    /// <summary>The row's own <c>chat_template_kwargs</c> (TRL's per-row column), over the run's; null when it has none.</summary>
+    public IReadOnlyDictionary<string, object?>? TemplateArguments { get; init; }
+
     /// <summary>The row as an unpaired preference; a missing or mistyped field names file, line and field.</summary>
     public static UnpairedPreferenceExample FromRow(DataRow row)
     {
@@ -42,6 +45,7 @@ public sealed record UnpairedPreferenceExample(IReadOnlyList<ChatTurn> Prompt, I
         {
             PlainText = plain,
             Tools = TrainingExampleMapper.RowTools(row),
+            TemplateArguments = TrainingExampleMapper.RowTemplateArguments(row),
         };
     }
 }

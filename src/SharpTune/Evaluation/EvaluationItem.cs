@@ -43,7 +43,7 @@ public sealed record EvaluationItem(TrainingExample Example, string Input, IRead
         var input = string.Join("\n", chat.Messages.Take(last).Where(m => m.Role != "system").Select(m => m.Content));
         if (template is null)
             throw new InvalidOperationException("chat data needs a chat template: the model's tokenizer has none and no adapter stored one");
-        var prompt = tokenizer.Encode(template.Render(history, addGenerationPrompt: true), addSpecialTokens: false);
+        var prompt = tokenizer.Encode(template.Render(history, addGenerationPrompt: true, templateArguments: chat.TemplateArguments), addSpecialTokens: false);
         return new EvaluationItem(chat, input, prompt, chat.Messages[last].Content, null);
     }
 }

@@ -18,6 +18,11 @@ public sealed record EvaluationOptions
     public int MaxNewTokens { get; init; } = 128;
     /// <summary>Examples per forward batch (scoring and generation).</summary>
     public int BatchSize { get; init; } = 8;
+    /// <summary>
+    /// Chat template variables for chat prompts (e.g. <c>{"enable_thinking": false}</c>), over the template's own; a data
+    /// row's <c>chat_template_kwargs</c> override them. Null = none.
+    /// </summary>
+    public IReadOnlyDictionary<string, object?>? ChatTemplateKwargs { get; init; }
     /// <summary>How classification labels are predicted.</summary>
     public LabelMode LabelMode { get; init; } = LabelMode.LogLikelihood;
     /// <summary>The class labels to choose among; null = the distinct labels of the data, sorted.</summary>

@@ -25,8 +25,10 @@ public sealed class ModelEvaluator
     {
         this.model = model;
         this.tokenizer = tokenizer;
-        this.chatTemplate = chatTemplate;
         this.options = options ?? new EvaluationOptions();
+        this.chatTemplate = this.options.ChatTemplateKwargs is { } arguments && chatTemplate is not null
+            ? chatTemplate.WithArguments(ChatTemplateArguments.Merge(chatTemplate.Arguments, arguments))
+            : chatTemplate;
         EvaluationMetrics.Validate(this.options.Metrics);
     }
 

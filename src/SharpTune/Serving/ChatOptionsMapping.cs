@@ -33,6 +33,20 @@ internal static class ChatOptionsMapping
     }
 
     /// <summary>
+    /// <c>ChatOptions.AdditionalProperties["chat_template_kwargs"]</c>: chat template variables for this request (e.g.
+    /// <c>new Dictionary&lt;string, object?&gt; { ["enable_thinking"] = false }</c>), keyed by the field's name in vLLM's
+    /// request, as other Microsoft.Extensions.AI clients key provider-specific options by their wire names. A dictionary,
+    /// a JSON object (JsonElement/JsonNode) or JSON text.
+    /// </summary>
+    /// <exception cref="ArgumentException">The value is not object-shaped.</exception>
+    public static IReadOnlyDictionary<string, object?>? TemplateArguments(ChatOptions? chat)
+    {
+        if (chat?.AdditionalProperties?.TryGetValue(SharpTune.Tokenization.ChatTemplateArguments.FieldName, out var value) != true) return null;
+        try { return SharpTune.Tokenization.ChatTemplateArguments.FromObject(value, $"ChatOptions.AdditionalProperties[\"{SharpTune.Tokenization.ChatTemplateArguments.FieldName}\"]"); }
+        catch (SharpTune.Tokenization.ChatFormatException e) { throw new ArgumentException(e.Message, nameof(chat), e); }
+    }
+
+    /// <summary>
     /// The float 0.8f is 0.800000011920929 as a double; converting through decimal gives the 0.8 the caller wrote, so
     /// sampling matches a run given 0.8 on the command line.
     /// </summary>

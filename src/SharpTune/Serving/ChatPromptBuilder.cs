@@ -20,7 +20,10 @@ internal sealed class ChatPromptBuilder(HfTokenizer tokenizer, ChatTemplate? tem
 
     public ChatTemplate? Template { get; } = template;
 
-    public ChatPrompt Build(IEnumerable<AIChatMessage> messages, IReadOnlyList<ChatTool>? tools = null, string? instructions = null)
+    /// <param name="templateArguments">Chat template variables for this request, over the template's own
+    /// <see cref="ChatTemplate.Arguments"/>; without a template there is nothing to give them to.</param>
+    public ChatPrompt Build(IEnumerable<AIChatMessage> messages, IReadOnlyList<ChatTool>? tools = null, string? instructions = null,
+        IReadOnlyDictionary<string, object?>? templateArguments = null)
     {
         var turns = ChatContentMapping.ToTurns(messages);
         if (turns.Count == 0) throw new ArgumentException("at least one chat message is required", nameof(messages));
@@ -28,7 +31,7 @@ internal sealed class ChatPromptBuilder(HfTokenizer tokenizer, ChatTemplate? tem
         if (Template is not null)
         {
             // The rendered text already carries BOS where the template wants it (as transformers' apply_chat_template).
-            var text = Template.Render(turns, addGenerationPrompt: true, tools);
+            var text = Template.Render(turns, addGenerationPrompt: true, tools, templateArguments);
             return new ChatPrompt(tokenizer.Encode(text, addSpecialTokens: false), EndOfTurn.StopStrings(Template, tokenizer),
                 text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal));
         }

@@ -51,7 +51,10 @@ public sealed class LocalChatClient : IChatClient
         this.options = options;
         this.ownsModel = ownsModel;
         Adapter = adapter;
-        promptBuilder = new ChatPromptBuilder(tokenizer, options.ChatTemplate ?? resolvedTemplate);
+        var template = options.ChatTemplate ?? resolvedTemplate;
+        if (template is not null && options.ChatTemplateKwargs is { } defaults)
+            template = template.WithArguments(ChatTemplateArguments.Merge(template.Arguments, defaults));
+        promptBuilder = new ChatPromptBuilder(tokenizer, template);
         Metadata = new ChatClientMetadata("sharptune", providerUri: null, defaultModelId: options.ModelId ?? defaultModelId);
     }
 
@@ -215,7 +218,7 @@ public sealed class LocalChatClient : IChatClient
         ObjectDisposedException.ThrowIf(disposed, this);
         var (generation, stops) = ChatOptionsMapping.Map(chatOptions, options, ModelId, generator.Model.Config.Generation);
         var tools = ChatContentMapping.Tools(chatOptions);
-        var prompt = promptBuilder.Build(messages, tools, chatOptions?.Instructions);
+        var prompt = promptBuilder.Build(messages, tools, chatOptions?.Instructions, ChatOptionsMapping.TemplateArguments(chatOptions));
         // MaxOutputTokens unset: the default, capped by the room the prompt leaves, as the server and OpenAI cap it.
         var context = TokenGenerator.PromptContext(generator.Model);
         if (chatOptions?.MaxOutputTokens is null && context - prompt.Ids.Count is var room && room >= 1)

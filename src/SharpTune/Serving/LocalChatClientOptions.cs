@@ -21,6 +21,13 @@ public sealed record LocalChatClientOptions
     /// </summary>
     public ChatTemplate? ChatTemplate { get; init; }
 
+    /// <summary>
+    /// Chat template variables every request renders with (e.g. <c>{ ["enable_thinking"] = false }</c> for Qwen3), as the
+    /// server's <c>--default-chat-template-kwargs</c>; a request's <c>ChatOptions.AdditionalProperties["chat_template_kwargs"]</c>
+    /// overrides them key by key. Null = none.
+    /// </summary>
+    public IReadOnlyDictionary<string, object?>? ChatTemplateKwargs { get; init; }
+
     /// <summary>The id reported in metadata and responses; null = the adapter folder's name, else the model folder's.</summary>
     public string? ModelId { get; init; }
 }

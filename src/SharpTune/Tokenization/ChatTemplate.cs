@@ -27,6 +27,13 @@ public sealed class ChatTemplate
         _toolUse = toolUseSource is null ? null : Compile(name + " (tool_use)", toolUseSource);
     }
 
+    private ChatTemplate(ChatTemplate template, IReadOnlyDictionary<string, object?>? arguments)
+    {
+        (Name, Source, ToolUseSource, BosToken, EosToken) = (template.Name, template.Source, template.ToolUseSource, template.BosToken, template.EosToken);
+        (_default, _toolUse) = (template._default, template._toolUse);
+        Arguments = arguments is { Count: > 0 } ? new Dictionary<string, object?>(arguments) : null;
+    }
+
     private static Compiled Compile(string name, string source)
     {
         try { return new Compiled(JinjaTemplate.Parse(source), ChatTemplateValues.IteratesContentParts(source), ChatTemplateValues.TestsContentForNone(source)); }
@@ -50,6 +57,15 @@ public sealed class ChatTemplate
 
     public string? BosToken { get; }
     public string? EosToken { get; }
+
+    /// <summary>
+    /// Template variables every rendering gets (e.g. a training config's or a server's <c>chat_template_kwargs</c>); a
+    /// call's own template arguments override them key by key (see <see cref="ChatTemplateArguments.Merge"/>). Null when none.
+    /// </summary>
+    public IReadOnlyDictionary<string, object?>? Arguments { get; }
+
+    /// <summary>This template with <paramref name="arguments"/> as its <see cref="Arguments"/> (replacing any it had).</summary>
+    public ChatTemplate WithArguments(IReadOnlyDictionary<string, object?>? arguments) => new(this, arguments);
 
     /// <summary>The tokenizer's own chat_template (from tokenizer_config.json or chat_template.jinja).</summary>
     /// <exception cref="ChatTemplateException">The tokenizer has no template or it is outside the supported subset.</exception>
@@ -109,21 +125,55 @@ public sealed class ChatTemplate
 
     /// <summary>
     /// Renders the conversation as transformers' <c>apply_chat_template(messages, tools=tools,
-    /// add_generation_prompt=…, tokenize=False)</c> does: the template sees <c>messages</c>, <c>tools</c> (none when
-    /// there are none), <c>documents</c> (none unless given among the template arguments), <c>add_generation_prompt</c>, the special tokens (<c>bos_token</c>,
-    /// <c>eos_token</c>; "" where the tokenizer has none) and <paramref name="templateArguments"/> (e.g. Qwen3's
-    /// <c>enable_thinking</c>), which override the special tokens as transformers' kwargs do. With
-    /// <paramref name="addGenerationPrompt"/> the text ends where the assistant's reply begins.
+    /// add_generation_prompt=…, continue_final_message=…, tokenize=False)</c> does: the template sees <c>messages</c>,
+    /// <c>tools</c> (none when there are none), <c>documents</c> (none unless given among the template arguments),
+    /// <c>add_generation_prompt</c>, the special tokens (<c>bos_token</c>, <c>eos_token</c>; "" where the tokenizer has none)
+    /// and the template arguments — <see cref="Arguments"/> overridden by <paramref name="templateArguments"/> (e.g. Qwen3's
+    /// <c>enable_thinking</c>) — which override the special tokens as transformers' kwargs do. With
+    /// <paramref name="addGenerationPrompt"/> the text ends where the assistant's reply begins; with
+    /// <paramref name="continueFinalMessage"/> it ends right after the final message's text (no end-of-turn marker), so
+    /// the model continues that message ("prefill").
     /// </summary>
-    /// <exception cref="ChatTemplateException">The template failed or rejected the conversation (its message is included).</exception>
+    /// <exception cref="ArgumentException">Both <paramref name="addGenerationPrompt"/> and <paramref name="continueFinalMessage"/>.</exception>
+    /// <exception cref="ChatTemplateException">The template failed or rejected the conversation (its message is included), or
+    /// the final message to continue does not appear in the rendering.</exception>
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<ChatTool>? tools = null,
-        IReadOnlyDictionary<string, object?>? templateArguments = null) =>
-        Guard(() =>
+        IReadOnlyDictionary<string, object?>? templateArguments = null, bool continueFinalMessage = false)
+    {
+        if (continueFinalMessage && addGenerationPrompt)
+            throw new ArgumentException("continue_final_message and add_generation_prompt are not compatible: continue_final_message " +
+                "continues the final message, add_generation_prompt starts a new assistant message", nameof(continueFinalMessage));
+        var rendered = Guard(() =>
         {
             var template = For(tools);
             var values = ChatTemplateValues.Messages(messages, template.ContentParts, template.NoneContent);
             return template.Template.Render(Variables(values, addGenerationPrompt, tools, templateArguments));
         });
+        return continueFinalMessage ? EndAtFinalMessage(rendered, messages) : rendered;
+    }
+
+    /// <summary>
+    /// The rendering cut right after the final message's text, as transformers' continue_final_message cuts it: at the last
+    /// occurrence of the text (stripped), keeping its leading/trailing whitespace where the template kept it.
+    /// </summary>
+    private string EndAtFinalMessage(string rendered, IReadOnlyList<ChatMessage> messages)
+    {
+        if (messages.Count == 0) throw new ChatTemplateException("continue_final_message needs a final message to continue");
+        var final = messages[^1];
+        var text = final.ContentParts is { } parts
+            ? parts.LastOrDefault(p => p.Part["text"] is not null)?.Part["text"]?.GetValue<string>()
+              ?? throw new ChatTemplateException("continue_final_message is set but the final message has no text to continue")
+            : final.Content;
+        var stripped = text.Trim();
+        var at = rendered.LastIndexOf(stripped, StringComparison.Ordinal);
+        if (at < 0)
+            throw new ChatTemplateException($"continue_final_message is set but chat template '{Name}' does not write the final message's " +
+                "text into the rendering (it changes or drops part of it), so the reply cannot continue it");
+        var withLeadingTrimmed = text.TrimStart();
+        return rendered.AsSpan(at).StartsWith(withLeadingTrimmed, StringComparison.Ordinal) && withLeadingTrimmed == text
+            ? rendered[..(at + withLeadingTrimmed.Length)]
+            : rendered[..(at + stripped.Length)];
+    }
 
     /// <summary>
     /// Renders the whole conversation and locates each assistant turn in that rendering, as the model will see it in
@@ -178,6 +228,7 @@ public sealed class ChatTemplate
         // A tokenizer without BOS/EOS gives "" (transformers leaves the name undefined): templates that concatenate
         // bos_token then still render, as they did before tools were passed.
         var variables = new Dictionary<string, object?> { ["bos_token"] = BosToken ?? "", ["eos_token"] = EosToken ?? "" };
+        templateArguments = ChatTemplateArguments.Merge(Arguments, templateArguments);
         if (templateArguments is not null)
             foreach (var (key, value) in templateArguments) variables[key] = value;
         variables["messages"] = messages;

@@ -59,6 +59,7 @@ public static class FineTuneJob
             "grpo" => GrpoSettings.From(options),
             _ => (object?)null,
         };
+        _ = options.ChatTemplateArguments();
         ValidateNumbers(options);
         options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
         if (options.QuantizationSettings() is not null && FineTuningMethods.CreateAdapter(options) is null)
@@ -136,6 +137,10 @@ public static class FineTuneJob
         var tokenizer = HfTokenizer.FromDirectory(modelDir);
         var chatTemplate = options.ChatTemplate is { } name ? ChatTemplate.BuiltIn(name)
             : tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
+        // chat_template_kwargs go with the template into every rendering of the run (each data row's own override them).
+        if (options.ChatTemplateArguments() is { } templateArguments)
+            chatTemplate = chatTemplate?.WithArguments(templateArguments)
+                ?? throw new ArgumentException("chat_template_kwargs needs a chat template, and the tokenizer has none: set chat_template");
         var (trainExamples, validationExamples) = ReadData(options, log, map);
         IReadOnlyList<TrainingExample> testExamples = options.Test is { } testPath ? ReadExamples(testPath, map: map) : [];
 

@@ -41,6 +41,7 @@ public sealed class KtoTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
             {
                 PlainText = unpaired.PlainText,
                 Tools = unpaired.Tools,
+                TemplateArguments = unpaired.TemplateArguments,
             });
             if (pair.PromptIds.Length + pair.ChosenIds.Length > maxLength)
             {
@@ -86,8 +87,9 @@ public sealed class KtoTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
         {
             List<TrainingExample> flushed =
             [
-                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Chosen, Desirable: true) { PlainText = p.PlainText, Tools = p.Tools }),
-                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Rejected, Desirable: false) { PlainText = p.PlainText, Tools = p.Tools }),
+                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Chosen, Desirable: true) { PlainText = p.PlainText, Tools = p.Tools, TemplateArguments = p.TemplateArguments }),
+                .. batch.Select(p => new UnpairedPreferenceExample(p.Prompt, p.Rejected, Desirable: false)
+                    { PlainText = p.PlainText, Tools = p.Tools, TemplateArguments = p.TemplateArguments }),
             ];
             batch.Clear();
             return flushed;

@@ -52,10 +52,10 @@ public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? cha
             return Split(EncodePlain(promptText), PlainSequence(promptText, example.ChosenText), PlainSequence(promptText, example.RejectedText));
         }
         var promptMessages = example.Prompt.Select(m => m.Message).ToArray();
-        var renderedPrompt = chatTemplate.Render(promptMessages, addGenerationPrompt: true, example.Tools);
+        var renderedPrompt = chatTemplate.Render(promptMessages, addGenerationPrompt: true, example.Tools, example.TemplateArguments);
         var promptIds = tokenizer.Encode(renderedPrompt, addSpecialTokens: false).ToArray();
-        return Split(promptIds, ChatSequence(promptMessages, renderedPrompt, example.Chosen, example.Tools),
-            ChatSequence(promptMessages, renderedPrompt, example.Rejected, example.Tools));
+        return Split(promptIds, ChatSequence(promptMessages, renderedPrompt, example.Chosen, example.Tools, example.TemplateArguments),
+            ChatSequence(promptMessages, renderedPrompt, example.Rejected, example.Tools, example.TemplateArguments));
     }
 
     /// <summary>
@@ -113,9 +113,9 @@ public sealed class PreferenceTokenizer(HfTokenizer tokenizer, ChatTemplate? cha
 
     /// <summary>The rendered prompt + answer conversation, tokenized as one text.</summary>
     private int[] ChatSequence(IReadOnlyList<ChatMessage> prompt, string renderedPrompt, IReadOnlyList<ChatTurn> answer,
-        IReadOnlyList<ChatTool>? tools)
+        IReadOnlyList<ChatTool>? tools, IReadOnlyDictionary<string, object?>? templateArguments)
     {
-        var full = chatTemplate!.Render([.. prompt, .. answer.Select(m => m.Message)], addGenerationPrompt: false, tools);
+        var full = chatTemplate!.Render([.. prompt, .. answer.Select(m => m.Message)], addGenerationPrompt: false, tools, templateArguments);
         if (!full.StartsWith(renderedPrompt, StringComparison.Ordinal))
             throw new ChatTemplateException(
                 $"chat template '{chatTemplate.Name}' renders the prompt differently once an answer follows, so the answer " +

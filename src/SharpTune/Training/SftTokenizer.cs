@@ -64,7 +64,7 @@ public sealed class SftTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
     {
         var template = chatTemplate ?? throw new InvalidOperationException(
             "the tokenizer has no chat template: choose one with chat_template (chatml, chatml-tools, llama-3, llama-2, zephyr)");
-        var rendered = template.RenderWithAssistantSpans(chat.ChatMessages, chat.Tools);
+        var rendered = template.RenderWithAssistantSpans(chat.ChatMessages, chat.Tools, chat.TemplateArguments);
         var ids = tokenizer.Encode(rendered.Text, addSpecialTokens: false).ToArray();
         var trainedSpans = rendered.AssistantSpans.Where(s => chat.Messages[s.MessageIndex].IsTrained).ToArray();
         var supervised = new bool[ids.Length];

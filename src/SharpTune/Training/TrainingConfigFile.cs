@@ -16,7 +16,9 @@ public static class TrainingConfigFile
             .WithTypeMapping<IReadOnlyList<string>, List<string>>().WithDuplicateKeyChecking().Build();
         try
         {
-            return deserializer.Deserialize<TrainingOptions>(File.ReadAllText(path)) ?? new TrainingOptions();
+            // chat_template_kwargs may be written as a YAML mapping; the option holds it as JSON text.
+            var yaml = YamlJsonObjects.Rewrite(File.ReadAllText(path), "chat_template_kwargs");
+            return deserializer.Deserialize<TrainingOptions>(yaml) ?? new TrainingOptions();
         }
         catch (YamlException e)
         {

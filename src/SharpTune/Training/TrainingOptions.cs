@@ -57,6 +57,15 @@ public sealed record TrainingOptions
     public bool CompletionOnlyLoss { get; init; } = true;
     /// <summary>Built-in chat template name (chatml, chatml-tools, llama-3, llama-2, zephyr) overriding tokenizer_config's.</summary>
     public string? ChatTemplate { get; init; }
+    /// <summary>
+    /// Extra chat template variables for every rendering in the run, as a JSON object, e.g. <c>{"enable_thinking": false}</c>
+    /// for Qwen3 (TRL's GRPOConfig <c>chat_template_kwargs</c>): SFT, DPO/ORPO/SimPO/KTO and GRPO prompts and evaluation.
+    /// A data row's own <c>chat_template_kwargs</c> override it key by key. Empty = none.
+    /// </summary>
+    public string? ChatTemplateKwargs { get; init; }
+    /// <summary><see cref="ChatTemplateKwargs"/> parsed; a malformed value is an error naming chat_template_kwargs.</summary>
+    public IReadOnlyDictionary<string, object?>? ChatTemplateArguments() =>
+        Tokenization.ChatTemplateArguments.Parse(ChatTemplateKwargs, Tokenization.ChatTemplateArguments.FieldName);
     /// <summary>f32 or bf16 compute for the frozen/base weights; trainable weights keep fp32 master copies.</summary>
     public string Dtype { get; init; } = "f32";
     /// <summary>

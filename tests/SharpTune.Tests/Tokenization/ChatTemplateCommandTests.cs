@@ -29,6 +29,21 @@ public sealed class ChatTemplateCommandTests
         return path;
     }
 
+    [SharedAssetFact("tokenizers/qwen3")]
+    public void Chat_template_kwargs_reach_the_template_and_a_malformed_value_names_the_option()
+    {
+        // transformers' apply_chat_template(messages, add_generation_prompt=True, enable_thinking=False), jinja2 3.1.6.
+        var messages = Write(JsonNode.Parse("""[{"role": "user", "content": "Summarise: the cat sat."}]"""));
+        var (code, output, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("qwen3"), "--messages", messages,
+            "--add-generation-prompt", "--chat-template-kwargs", """{"enable_thinking": false}""");
+        Assert.True(code == 0, error);
+        Assert.Equal("<|im_start|>user\nSummarise: the cat sat.<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", output);
+
+        (code, _, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("qwen3"), "--messages", messages, "--template-args", "[false]");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--template-args", error);
+    }
+
     [SharedAssetFact("tokenizers/llama3")]
     public void Prints_the_rendering_exactly_with_no_newline_added()
     {
