@@ -1,5 +1,6 @@
 using SharpTune.Generation.Constrained;
 using SharpTune.Serving.ToolCalls;
+using static SharpTune.Tests.Serving.ToolParserReading;
 
 namespace SharpTune.Tests.Serving;
 
@@ -163,16 +164,8 @@ public sealed class VllmPythonicToolParserParityTests
 
     [Theory]
     [MemberData(nameof(VllmReadings))]
-    public void ReadsAsVllmDoes(string family, string output, string? content, (string Name, string Arguments)[] calls)
-    {
-        var format = Format(family);
-        var whole = Run(format, [output]);
-        Assert.Equal(content, whole.Content);
-        Assert.Equal(calls, whole.Calls);
-        var streamed = Run(format, output.Select(c => c.ToString()).ToList());
-        Assert.Equal(content, streamed.Content);
-        Assert.Equal(calls, streamed.Calls);
-    }
+    public void ReadsAsVllmDoes(string family, string output, string? content, (string Name, string Arguments)[] calls) =>
+        AssertReadsAs(Format(family), output, content, calls);
 
     [Fact]
     public void NestingStopsWherePythonsTokenizerStops()
@@ -308,15 +301,4 @@ public sealed class VllmPythonicToolParserParityTests
         "Phi4MiniJson" => ToolCallFormat.Phi4MiniJson,
         _ => throw new ArgumentOutOfRangeException(nameof(family)),
     };
-
-    /// <summary>The message as the server returns it: content null when it is empty beside calls (ChoiceOutput).</summary>
-    private static (string? Content, (string Name, string Arguments)[] Calls) Run(ToolCallFormat format, IReadOnlyList<string> pieces)
-    {
-        var parser = new ChatOutputParser(format, reasoning: false);
-        var deltas = pieces.SelectMany(parser.Push).ToList();
-        deltas.AddRange(parser.Finish());
-        var content = string.Concat(deltas.OfType<ContentDelta>().Select(d => d.Text));
-        var calls = deltas.OfType<ToolCallDelta>().Select(d => (d.Call.Name, d.Call.ArgumentsJson)).ToArray();
-        return (content.Length == 0 && calls.Length > 0 ? null : content, calls);
-    }
 }
