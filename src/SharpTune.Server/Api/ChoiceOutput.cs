@@ -26,6 +26,7 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
     private string finish = "stop";
     private int calls;
     private bool echoed;
+    private int streamed;
 
     /// <summary>The prompt's log-probabilities (echo with logprobs).</summary>
     public PromptLogprobs? Prompt { get; set; }
@@ -105,16 +106,34 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
                 pending.Add(k.Token);
                 break;
             case RowText t:
-                var prefix = echoed ? "" : settings.EchoPrompts?[promptIndex] ?? "";
-                echoed = true;
-                var entries = pending.Select(p => (p.Id, (TokenLogprob?)p)).ToList();
-                pending.Clear();
-                yield return (JsonValue.Create(prefix + t.Text), logprobs ? settings.Logprobs.Completion(entries, 0, withTop) : null, null);
+                yield return TextChunk(t.Text, logprobs, withTop, null);
                 break;
             case RowFinished f:
-                yield return (JsonValue.Create(""), null, f.FinishReason);
+                yield return TextChunk("", logprobs, withTop, f.FinishReason);
                 break;
         }
+    }
+
+    /// <summary>
+    /// One text-completion chunk, as vLLM streams them: the first carries the echoed prompt (and, with logprobs, the
+    /// prompt's tokens, as the whole answer does); each chunk's text_offset continues from the text already streamed.
+    /// </summary>
+    private (JsonNode, JsonNode?, string?) TextChunk(string generated, bool logprobs, bool withTop, string? finish)
+    {
+        var entries = new List<(int, TokenLogprob?)>();
+        var text = generated;
+        if (!echoed && settings.EchoPrompts is { } echo)
+        {
+            text = echo[promptIndex] + generated;
+            if (Prompt is { } prompt)
+                entries.AddRange(settings.PromptIds[promptIndex].Select((id, i) => (id, prompt.Tokens[i])));
+        }
+        echoed = true;
+        entries.AddRange(pending.Select(p => (p.Id, (TokenLogprob?)p)));
+        pending.Clear();
+        var json = logprobs && (entries.Count > 0 || finish is null) ? settings.Logprobs.Completion(entries, streamed, withTop) : null;
+        streamed += text.Length;
+        return (JsonValue.Create(text), json, finish);
     }
 
     private IEnumerable<(JsonNode, JsonNode?, string?)> ChatDeltas(IReadOnlyList<ChatOutputDelta> deltas, bool logprobs)

@@ -145,6 +145,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                 PromptLogprobs = request.Echo && request.Logprobs,
                 SkipSpecialTokens = tools is null || format.ToolCalls.StartMarker is not { } marker || tokenizer.TokenToId(marker) is not { } id || !tokenizer.IsSpecial(id),
                 PromptIds = prompt,
+                ContinuesPrompt = !chat,
                 Rows = request.N,
                 MaxTokens = maxTokens,
                 Temperature = sampling.Temperature,
