@@ -8,8 +8,10 @@ namespace SharpTune.Server.Api;
 
 /// <summary>How one request's output is turned into OpenAI's shapes: tool-call format, reasoning split, logprobs, echo.</summary>
 /// <param name="LegacyFunctionCall">The request gave the legacy <c>functions</c>: one call, as <c>function_call</c>.</param>
+/// <param name="NamedToolChoice">The request forced a call of one named function (finish_reason "stop", as OpenAI and vLLM report it).</param>
 internal sealed record OutputSettings(ToolCallFormat? Tools, bool Reasons, bool InsideReasoning, bool ParallelToolCalls,
-    LogprobsJson Logprobs, IReadOnlyList<IReadOnlyList<int>> PromptIds, IReadOnlyList<string>? EchoPrompts, bool LegacyFunctionCall = false);
+    LogprobsJson Logprobs, IReadOnlyList<IReadOnlyList<int>> PromptIds, IReadOnlyList<string>? EchoPrompts, bool LegacyFunctionCall = false,
+    bool NamedToolChoice = false);
 
 /// <summary>
 /// One choice's output as it arrives from the engine: the text (split into reasoning, content and tool calls when the
@@ -182,8 +184,13 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
     /// <summary>Every call of the reply is answered (a legacy function call is one call).</summary>
     private bool Parallel => settings.ParallelToolCalls && !settings.LegacyFunctionCall;
 
-    /// <summary>"tool_calls" ("function_call" for the legacy functions) when the reply called and ended on its own, as OpenAI reports it.</summary>
-    private string Finish(int callCount) => callCount > 0 && finish == "stop" ? (settings.LegacyFunctionCall ? "function_call" : "tool_calls") : finish;
+    /// <summary>
+    /// "tool_calls" ("function_call" for the legacy functions) when the reply called and ended on its own, as OpenAI
+    /// reports it; a call forced by naming the function stays "stop", as OpenAI reports it and vLLM's Python and Rust
+    /// servers do (vllm-project/vllm#49496: "Named calls now return stop, while auto and required return tool_calls").
+    /// </summary>
+    private string Finish(int callCount) => callCount > 0 && finish == "stop" && !settings.NamedToolChoice
+        ? (settings.LegacyFunctionCall ? "function_call" : "tool_calls") : finish;
 
     private static string NewCallId() => "call_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
 }

@@ -116,7 +116,8 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         var forced = request.Tools is not null && request.ToolChoice == "required";
         output = new OutputSettings(chat && tools is not null ? forced ? format.ToolCalls.RequiredCallFormat : format.ToolCalls : null, chat && format.Reasons, insideReasoning,
             request.ParallelToolCalls, new LogprobsJson(tokenizer), prompts,
-            !request.Echo ? null : request.Prompts ?? prompts.Select(p => tokenizer.Decode(p)).ToArray(), request.LegacyFunctions);
+            !request.Echo ? null : request.Prompts ?? prompts.Select(p => tokenizer.Decode(p)).ToArray(), request.LegacyFunctions,
+            NamedToolChoice: forced && request.ToolChoiceFunction is not null && !request.LegacyFunctions);
         var grammar = Grammar(request, format);
         // A grammar ends the reply itself (EOS once the value is whole); a template's end-of-turn text, which a JSON string
         // may contain, must not cut it short. The transcript's "\nUser:" stop stays (it was there before grammars).
