@@ -69,14 +69,14 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
         return ResponseShapes.ChatChoice(index, message, logprobs ? settings.Logprobs.Chat(tokens) : null, Finish(toolCalls.Count));
     }
 
-    public JsonObject WholeTextChoice(int index, bool logprobs, bool withTop)
+    public JsonObject WholeTextChoice(int index, bool logprobs)
     {
         var prefix = settings.EchoPrompts?[promptIndex] ?? "";
         var entries = new List<(int, TokenLogprob?)>();
         if (settings.EchoPrompts is not null && Prompt is { } prompt)
             entries.AddRange(settings.PromptIds[promptIndex].Select((id, i) => (id, prompt.Tokens[i])));
         entries.AddRange(tokens.Select(t => (t.Id, (TokenLogprob?)t)));
-        return ResponseShapes.TextChoice(index, prefix + text, logprobs ? settings.Logprobs.Completion(entries, 0, withTop) : null, finish);
+        return ResponseShapes.TextChoice(index, prefix + text, logprobs ? settings.Logprobs.Completion(entries, 0) : null, finish);
     }
 
     /// <summary>The chunks (delta, logprobs, finish reason) an event yields in a chat stream.</summary>
@@ -100,7 +100,7 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
     }
 
     /// <summary>The chunks (text, logprobs, finish reason) an event yields in a text-completion stream.</summary>
-    public IEnumerable<(JsonNode Delta, JsonNode? Logprobs, string? Finish)> StreamText(RowEvent item, bool logprobs, bool withTop)
+    public IEnumerable<(JsonNode Delta, JsonNode? Logprobs, string? Finish)> StreamText(RowEvent item, bool logprobs)
     {
         switch (item)
         {
@@ -108,10 +108,10 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
                 pending.Add(k.Token);
                 break;
             case RowText t:
-                yield return TextChunk(t.Text, logprobs, withTop, null);
+                yield return TextChunk(t.Text, logprobs, null);
                 break;
             case RowFinished f:
-                yield return TextChunk("", logprobs, withTop, f.FinishReason);
+                yield return TextChunk("", logprobs, f.FinishReason);
                 break;
         }
     }
@@ -120,7 +120,7 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
     /// One text-completion chunk, as vLLM streams them: the first carries the echoed prompt (and, with logprobs, the
     /// prompt's tokens, as the whole answer does); each chunk's text_offset continues from the text already streamed.
     /// </summary>
-    private (JsonNode, JsonNode?, string?) TextChunk(string generated, bool logprobs, bool withTop, string? finish)
+    private (JsonNode, JsonNode?, string?) TextChunk(string generated, bool logprobs, string? finish)
     {
         var entries = new List<(int, TokenLogprob?)>();
         var text = generated;
@@ -133,7 +133,7 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
         echoed = true;
         entries.AddRange(pending.Select(p => (p.Id, (TokenLogprob?)p)));
         pending.Clear();
-        var json = logprobs && (entries.Count > 0 || finish is null) ? settings.Logprobs.Completion(entries, streamed, withTop) : null;
+        var json = logprobs && (entries.Count > 0 || finish is null) ? settings.Logprobs.Completion(entries, streamed) : null;
         streamed += text.Length;
         return (JsonValue.Create(text), json, finish);
     }

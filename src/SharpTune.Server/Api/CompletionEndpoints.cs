@@ -201,7 +201,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
             if (item is RowFinished done) completionTokens += done.CompletionTokens;
         }
         var chat = request.Messages is not null;
-        var array = new JsonArray(choices.Select((c, i) => (JsonNode)(chat ? c.WholeChatChoice(i, request.Logprobs) : c.WholeTextChoice(i, request.Logprobs, request.TopLogprobs > 0))).ToArray());
+        var array = new JsonArray(choices.Select((c, i) => (JsonNode)(chat ? c.WholeChatChoice(i, request.Logprobs) : c.WholeTextChoice(i, request.Logprobs))).ToArray());
         var body = shapes.Response(array, promptTokens, completionTokens);
         context.Response.ContentType = "application/json";
         await context.Response.WriteAsync(body.ToJsonString(), cancellation);
@@ -235,7 +235,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                 }
                 if (item is RowFinished done) completionTokens += done.CompletionTokens;
                 var state = choices[choice];
-                var chunks = chat ? state.StreamChat(item, request.Logprobs) : state.StreamText(item, request.Logprobs, request.TopLogprobs > 0);
+                var chunks = chat ? state.StreamChat(item, request.Logprobs) : state.StreamText(item, request.Logprobs);
                 foreach (var (delta, logprobs, finish) in chunks)
                     sse.Write(chat
                         ? shapes.ChatChunk(choice, (JsonObject)delta, logprobs, finish, request.IncludeUsage)

@@ -166,6 +166,33 @@ public sealed class HttpProtocolTests(ServerFixture fixture) : IClassFixture<Ser
         }
     }
 
+    [ServerTheory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public async Task TextCompletionTopLogprobsHoldTheSampledTokenBesideTheAlternatives(int alternatives)
+    {
+        // OpenAI: "the API will always return the logprob of the sampled token, so there may be up to logprobs+1
+        // elements"; vLLM returns that too ("logprobs": 0 gives the sampled token's alone). Sampled at temperature 2,
+        // most tokens are not the model's top-1 choice, so a list of the alternatives alone would miss them.
+        using var http = fixture.Http();
+        var body = new JsonObject
+        {
+            ["model"] = ServerFixture.BaseName, ["prompt"] = "Once", ["max_tokens"] = 12, ["temperature"] = 2, ["seed"] = 3,
+            ["logprobs"] = alternatives,
+        };
+        var lp = JsonNode.Parse(await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync())!["choices"]![0]!["logprobs"]!;
+        var tokens = lp["tokens"]!.AsArray().Select(t => (string)t!).ToArray();
+        var logprobs = lp["token_logprobs"]!.AsArray().Select(v => (double)v!).ToArray();
+        var tops = lp["top_logprobs"]!.AsArray().Select(t => t!.AsObject()).ToArray();
+        Assert.Equal(12, tops.Length);
+        for (var i = 0; i < tokens.Length; i++)
+        {
+            Assert.Equal(logprobs[i], (double)tops[i][tokens[i]]!, 6);
+            Assert.InRange(tops[i].Count, 1, alternatives + 1);
+        }
+        if (alternatives > 0) Assert.Contains(tops, t => t.Count == alternatives + 1);   // some sampled token is not the top choice
+    }
+
     [ServerFact]
     public async Task ARepeatedKeyIsA400NamingItNotAServerError()
     {
