@@ -8,8 +8,10 @@ namespace SharpTune.Server.Api;
 
 /// <summary>How one request's output is turned into OpenAI's shapes: tool-call format, reasoning split, logprobs, echo.</summary>
 /// <param name="LegacyFunctionCall">The request gave the legacy <c>functions</c>: one call, as <c>function_call</c>.</param>
+/// <param name="NamedToolChoice">The request forced a call of one named function (finish_reason "stop", as OpenAI and vLLM report it).</param>
 internal sealed record OutputSettings(ToolCallFormat? Tools, bool Reasons, bool InsideReasoning, bool ParallelToolCalls,
-    LogprobsJson Logprobs, IReadOnlyList<IReadOnlyList<int>> PromptIds, IReadOnlyList<string>? EchoPrompts, bool LegacyFunctionCall = false);
+    LogprobsJson Logprobs, IReadOnlyList<IReadOnlyList<int>> PromptIds, IReadOnlyList<string>? EchoPrompts, bool LegacyFunctionCall = false,
+    bool NamedToolChoice = false);
 
 /// <summary>
 /// One choice's output as it arrives from the engine: the text (split into reasoning, content and tool calls when the
@@ -26,6 +28,7 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
     private string finish = "stop";
     private int calls;
     private bool echoed;
+    private int streamed;
 
     /// <summary>The prompt's log-probabilities (echo with logprobs).</summary>
     public PromptLogprobs? Prompt { get; set; }
@@ -66,14 +69,14 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
         return ResponseShapes.ChatChoice(index, message, logprobs ? settings.Logprobs.Chat(tokens) : null, Finish(toolCalls.Count));
     }
 
-    public JsonObject WholeTextChoice(int index, bool logprobs, bool withTop)
+    public JsonObject WholeTextChoice(int index, bool logprobs)
     {
         var prefix = settings.EchoPrompts?[promptIndex] ?? "";
         var entries = new List<(int, TokenLogprob?)>();
         if (settings.EchoPrompts is not null && Prompt is { } prompt)
             entries.AddRange(settings.PromptIds[promptIndex].Select((id, i) => (id, prompt.Tokens[i])));
         entries.AddRange(tokens.Select(t => (t.Id, (TokenLogprob?)t)));
-        return ResponseShapes.TextChoice(index, prefix + text, logprobs ? settings.Logprobs.Completion(entries, 0, withTop) : null, finish);
+        return ResponseShapes.TextChoice(index, prefix + text, logprobs ? settings.Logprobs.Completion(entries, 0) : null, finish);
     }
 
     /// <summary>The chunks (delta, logprobs, finish reason) an event yields in a chat stream.</summary>
@@ -97,7 +100,7 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
     }
 
     /// <summary>The chunks (text, logprobs, finish reason) an event yields in a text-completion stream.</summary>
-    public IEnumerable<(JsonNode Delta, JsonNode? Logprobs, string? Finish)> StreamText(RowEvent item, bool logprobs, bool withTop)
+    public IEnumerable<(JsonNode Delta, JsonNode? Logprobs, string? Finish)> StreamText(RowEvent item, bool logprobs)
     {
         switch (item)
         {
@@ -105,16 +108,34 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
                 pending.Add(k.Token);
                 break;
             case RowText t:
-                var prefix = echoed ? "" : settings.EchoPrompts?[promptIndex] ?? "";
-                echoed = true;
-                var entries = pending.Select(p => (p.Id, (TokenLogprob?)p)).ToList();
-                pending.Clear();
-                yield return (JsonValue.Create(prefix + t.Text), logprobs ? settings.Logprobs.Completion(entries, 0, withTop) : null, null);
+                yield return TextChunk(t.Text, logprobs, null);
                 break;
             case RowFinished f:
-                yield return (JsonValue.Create(""), null, f.FinishReason);
+                yield return TextChunk("", logprobs, f.FinishReason);
                 break;
         }
+    }
+
+    /// <summary>
+    /// One text-completion chunk, as vLLM streams them: the first carries the echoed prompt (and, with logprobs, the
+    /// prompt's tokens, as the whole answer does); each chunk's text_offset continues from the text already streamed.
+    /// </summary>
+    private (JsonNode, JsonNode?, string?) TextChunk(string generated, bool logprobs, string? finish)
+    {
+        var entries = new List<(int, TokenLogprob?)>();
+        var text = generated;
+        if (!echoed && settings.EchoPrompts is { } echo)
+        {
+            text = echo[promptIndex] + generated;
+            if (Prompt is { } prompt)
+                entries.AddRange(settings.PromptIds[promptIndex].Select((id, i) => (id, prompt.Tokens[i])));
+        }
+        echoed = true;
+        entries.AddRange(pending.Select(p => (p.Id, (TokenLogprob?)p)));
+        pending.Clear();
+        var json = logprobs && (entries.Count > 0 || finish is null) ? settings.Logprobs.Completion(entries, streamed) : null;
+        streamed += text.Length;
+        return (JsonValue.Create(text), json, finish);
     }
 
     private IEnumerable<(JsonNode, JsonNode?, string?)> ChatDeltas(IReadOnlyList<ChatOutputDelta> deltas, bool logprobs)
@@ -163,8 +184,13 @@ internal sealed class ChoiceOutput(OutputSettings settings, int promptIndex)
     /// <summary>Every call of the reply is answered (a legacy function call is one call).</summary>
     private bool Parallel => settings.ParallelToolCalls && !settings.LegacyFunctionCall;
 
-    /// <summary>"tool_calls" ("function_call" for the legacy functions) when the reply called and ended on its own, as OpenAI reports it.</summary>
-    private string Finish(int callCount) => callCount > 0 && finish == "stop" ? (settings.LegacyFunctionCall ? "function_call" : "tool_calls") : finish;
+    /// <summary>
+    /// "tool_calls" ("function_call" for the legacy functions) when the reply called and ended on its own, as OpenAI
+    /// reports it; a call forced by naming the function stays "stop", as OpenAI reports it and vLLM's Python and Rust
+    /// servers do (vllm-project/vllm#49496: "Named calls now return stop, while auto and required return tool_calls").
+    /// </summary>
+    private string Finish(int callCount) => callCount > 0 && finish == "stop" && !settings.NamedToolChoice
+        ? (settings.LegacyFunctionCall ? "function_call" : "tool_calls") : finish;
 
     private static string NewCallId() => "call_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
 }

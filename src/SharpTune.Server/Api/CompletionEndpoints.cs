@@ -116,7 +116,8 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         var forced = request.Tools is not null && request.ToolChoice == "required";
         output = new OutputSettings(chat && tools is not null ? forced ? format.ToolCalls.RequiredCallFormat : format.ToolCalls : null, chat && format.Reasons, insideReasoning,
             request.ParallelToolCalls, new LogprobsJson(tokenizer), prompts,
-            !request.Echo ? null : request.Prompts ?? prompts.Select(p => tokenizer.Decode(p)).ToArray(), request.LegacyFunctions);
+            !request.Echo ? null : request.Prompts ?? prompts.Select(p => tokenizer.Decode(p)).ToArray(), request.LegacyFunctions,
+            NamedToolChoice: forced && request.ToolChoiceFunction is not null && !request.LegacyFunctions);
         var grammar = Grammar(request, format);
         // A grammar ends the reply itself (EOS once the value is whole); a template's end-of-turn text, which a JSON string
         // may contain, must not cut it short. The transcript's "\nUser:" stop stays (it was there before grammars).
@@ -145,6 +146,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                 PromptLogprobs = request.Echo && request.Logprobs,
                 SkipSpecialTokens = tools is null || format.ToolCalls.StartMarker is not { } marker || tokenizer.TokenToId(marker) is not { } id || !tokenizer.IsSpecial(id),
                 PromptIds = prompt,
+                ContinuesPrompt = !chat,
                 Rows = request.N,
                 MaxTokens = maxTokens,
                 Temperature = sampling.Temperature,
@@ -199,7 +201,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
             if (item is RowFinished done) completionTokens += done.CompletionTokens;
         }
         var chat = request.Messages is not null;
-        var array = new JsonArray(choices.Select((c, i) => (JsonNode)(chat ? c.WholeChatChoice(i, request.Logprobs) : c.WholeTextChoice(i, request.Logprobs, request.TopLogprobs > 0))).ToArray());
+        var array = new JsonArray(choices.Select((c, i) => (JsonNode)(chat ? c.WholeChatChoice(i, request.Logprobs) : c.WholeTextChoice(i, request.Logprobs))).ToArray());
         var body = shapes.Response(array, promptTokens, completionTokens);
         context.Response.ContentType = "application/json";
         await context.Response.WriteAsync(body.ToJsonString(), cancellation);
@@ -233,7 +235,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
                 }
                 if (item is RowFinished done) completionTokens += done.CompletionTokens;
                 var state = choices[choice];
-                var chunks = chat ? state.StreamChat(item, request.Logprobs) : state.StreamText(item, request.Logprobs, request.TopLogprobs > 0);
+                var chunks = chat ? state.StreamChat(item, request.Logprobs) : state.StreamText(item, request.Logprobs);
                 foreach (var (delta, logprobs, finish) in chunks)
                     sse.Write(chat
                         ? shapes.ChatChunk(choice, (JsonObject)delta, logprobs, finish, request.IncludeUsage)

@@ -31,8 +31,12 @@ internal sealed class LogprobsJson(HfTokenizer tokenizer)
         return (JsonNode)entry;
     }).ToArray());
 
-    /// <summary>Completions: tokens, token_logprobs (null for a prompt's first token), top_logprobs (token → logprob) and text_offset.</summary>
-    public JsonObject Completion(IReadOnlyList<(int Id, TokenLogprob? Logprob)> tokens, int firstOffset, bool withTop)
+    /// <summary>
+    /// Completions: tokens, token_logprobs (null for a prompt's first token), top_logprobs (token → logprob) and
+    /// text_offset. Each top_logprobs entry holds the requested alternatives and the sampled token itself, so up to
+    /// logprobs + 1 entries ("logprobs": 0 gives the sampled token's), as OpenAI documents it and vLLM returns it.
+    /// </summary>
+    public JsonObject Completion(IReadOnlyList<(int Id, TokenLogprob? Logprob)> tokens, int firstOffset)
     {
         var offset = firstOffset;
         var texts = new JsonArray();
@@ -44,20 +48,18 @@ internal sealed class LogprobsJson(HfTokenizer tokenizer)
             var text = Text(id);
             texts.Add(text);
             logprobs.Add(lp is null ? null : JsonValue.Create(lp.Logprob));
-            if (withTop)
+            if (lp is null) tops.Add(null);
+            else
             {
-                if (lp is null) tops.Add(null);
-                else
-                {
-                    var top = new JsonObject();
-                    foreach (var (alt, value) in lp.Top) top[Text(alt)] = value;
-                    tops.Add(top);
-                }
+                var top = new JsonObject();
+                foreach (var (alt, value) in lp.Top) top[Text(alt)] = value;
+                if (!lp.Top.Any(a => a.Id == id)) top[text] = lp.Logprob;
+                tops.Add(top);
             }
             offsets.Add(offset);
             offset += text.Length;
         }
-        return new JsonObject { ["tokens"] = texts, ["token_logprobs"] = logprobs, ["top_logprobs"] = withTop ? tops : null, ["text_offset"] = offsets };
+        return new JsonObject { ["tokens"] = texts, ["token_logprobs"] = logprobs, ["top_logprobs"] = tops, ["text_offset"] = offsets };
     }
 
     private JsonObject Entry(int id, float logprob, bool withBytes = true)

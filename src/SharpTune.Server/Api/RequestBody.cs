@@ -12,7 +12,13 @@ internal static class RequestBody
         if (context.Request.ContentLength > maxBytes) throw TooLarge(maxBytes);
         try
         {
-            return await JsonNode.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted);
+            using var buffer = new MemoryStream();
+            await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
+            var bytes = buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
+            var body = JsonNode.Parse(bytes.Span);
+            if (DuplicateKey(bytes) is { } duplicate)
+                throw new ApiException(400, $"the request body gives '{duplicate}' more than once", param: duplicate, code: "invalid_json");
+            return body;
         }
         catch (JsonException e)
         {
@@ -21,6 +27,36 @@ internal static class RequestBody
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
             throw TooLarge(maxBytes);
+        }
+    }
+
+    /// <summary>
+    /// The first key given twice in one object, as a field path ("max_tokens", "messages[0].content"), else null. A
+    /// JsonNode only notices a repeated key when the object is first read, which would be a 500 from deep inside the
+    /// handler; OpenAI's clients never repeat one, so a body that does is refused naming the field.
+    /// </summary>
+    private static string? DuplicateKey(ReadOnlyMemory<byte> bytes)
+    {
+        using var document = JsonDocument.Parse(bytes);
+        return Find(document.RootElement, "");
+
+        static string? Find(JsonElement element, string path)
+        {
+            if (element.ValueKind == JsonValueKind.Array)
+            {
+                var i = 0;
+                foreach (var item in element.EnumerateArray())
+                    if (Find(item, $"{path}[{i++}]") is { } found) return found;
+            }
+            if (element.ValueKind != JsonValueKind.Object) return null;
+            var keys = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var property in element.EnumerateObject())
+            {
+                var field = path.Length == 0 ? property.Name : $"{path}.{property.Name}";
+                if (!keys.Add(property.Name)) return field;
+                if (Find(property.Value, field) is { } nested) return nested;
+            }
+            return null;
         }
     }
 

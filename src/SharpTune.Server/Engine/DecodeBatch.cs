@@ -80,7 +80,9 @@ internal sealed class DecodeBatch : IDisposable
             slotList.Add(new RequestSlot(request, rowList.Count, generator));
             var vocabulary = request.Grammar is null ? null : TokenVocabulary.For(tokenizer, model.Config.VocabSize);
             for (var i = 0; i < request.Rows; i++)
-                rowList.Add(new Row(request, i, tokenizer.CreateStreamingDecoder(skipSpecialTokens: request.SkipSpecialTokens),
+                rowList.Add(new Row(request, i, request.ContinuesPrompt
+                    ? tokenizer.CreateContinuationDecoder(request.PromptIds, request.SkipSpecialTokens)
+                    : tokenizer.CreateStreamingDecoder(request.SkipSpecialTokens),
                     request.Grammar?.CreateConstraint(vocabulary!, eos)));
         }
         rows = rowList.ToArray();

@@ -76,6 +76,13 @@ public sealed class InferenceRequest : EngineItem
     /// <summary>Also report the prompt tokens' log-probabilities (completions' <c>echo</c> with <c>logprobs</c>).</summary>
     public bool PromptLogprobs { get; init; }
 
+    /// <summary>
+    /// The text continues the prompt (text completions): decoded after the prompt's tail, so a first word keeps the
+    /// leading space SentencePiece drops at a text's start ("Once" → " upon a time", as vLLM and OpenAI return it).
+    /// Chat replies are a new text and decode on their own, as the library's generate does.
+    /// </summary>
+    public bool ContinuesPrompt { get; init; }
+
     /// <summary>Leave special tokens out of the text (false when a tool-call format marks calls with one, e.g. Mistral's [TOOL_CALLS]).</summary>
     public bool SkipSpecialTokens { get; init; } = true;
 

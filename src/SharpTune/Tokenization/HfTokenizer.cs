@@ -180,4 +180,11 @@ public sealed class HfTokenizer
 
     /// <summary>A decoder for generation that returns only newly completed text per token.</summary>
     public StreamingDecoder CreateStreamingDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
+
+    /// <summary>
+    /// A decoder for text that continues <paramref name="prompt"/>: each piece is what the new ids add to the prompt's
+    /// decoded text, so a continuation keeps the leading space SentencePiece drops at the start of a text (as vLLM's
+    /// and OpenAI's completions return " upon a time" for "Once").
+    /// </summary>
+    public StreamingDecoder CreateContinuationDecoder(IReadOnlyList<int> prompt, bool skipSpecialTokens = false) => new(this, skipSpecialTokens, prompt);
 }

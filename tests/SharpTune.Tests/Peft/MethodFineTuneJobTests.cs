@@ -39,7 +39,8 @@ public class MethodFineTuneJobTests
         using (var loaded = LoadedModel.Load(TestAssets.Stories260K, result.FinalDirectory))
         {
             Assert.Equal(peftType, loaded.Adapter!.PeftType);
-            text = loaded.CreateTextGenerator().Generate([prompt], new GenerationOptions { MaxNewTokens = 6, Temperature = 0 })[0].Text;
+            var generator = loaded.CreateTextGenerator();
+            text = CompletionText.Of(generator.Tokenizer, generator.Generate([prompt], new GenerationOptions { MaxNewTokens = 6, Temperature = 0 })[0]);
         }
 
         // The server loads the saved adapter on its own and must answer exactly as the library generates.

@@ -172,7 +172,12 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
         Assert.Equal("get_time", name);
         using var parsed = JsonDocument.Parse(args.ToString());
         Assert.True(parsed.RootElement.TryGetProperty("city", out _));
-        Assert.Equal(ChatFinishReason.ToolCalls, finish);
+        // A call forced by name ends "stop", not "tool_calls": OpenAI reports it so, and vLLM matches it
+        // (vllm-project/vllm#49496); "required" and "auto" calls end "tool_calls".
+        Assert.Equal(ChatFinishReason.Stop, finish);
+        var whole = (await fixture.Chat().CompleteChatAsync([new UserChatMessage("Time in Oslo?")], options)).Value;
+        Assert.Equal(ChatFinishReason.Stop, whole.FinishReason);
+        Assert.Equal(args.ToString(), Assert.Single(whole.ToolCalls).FunctionArguments.ToString());
     }
 
     [AgentServerFact]

@@ -116,6 +116,97 @@ public sealed class HttpProtocolTests(ServerFixture fixture) : IClassFixture<Ser
     }
 
     [ServerFact]
+    public async Task TextCompletionContinuesThePromptKeepingTheLeadingSpaceOfItsFirstWord()
+    {
+        // stories260K's SentencePiece tokenizer writes " upon" as "▁upon", whose space a decode of the new ids alone
+        // drops. vLLM (its detokenizer starts from the prompt's last ids) and OpenAI return the continuation of the
+        // prompt: prompt + text is the whole text, and the text is its tokens joined.
+        using var http = fixture.Http();
+        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
+        var body = new JsonObject { ["model"] = ServerFixture.BaseName, ["prompt"] = "Once", ["max_tokens"] = 3, ["temperature"] = 0, ["logprobs"] = 0 };
+        var choice = JsonNode.Parse(await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync())!["choices"]![0]!;
+        var text = (string)choice["text"]!;
+        var tokens = choice["logprobs"]!["tokens"]!.AsArray().Select(t => (string)t!).ToArray();
+        Assert.StartsWith(" ", text);
+        Assert.Equal(string.Concat(tokens), text);
+        var whole = tokenizer.Encode("Once" + text, addSpecialTokens: true);
+        Assert.Equal("Once" + text, tokenizer.Decode(whole, skipSpecialTokens: true));
+
+        body["echo"] = true;
+        var echoed = (string)JsonNode.Parse(await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync())!["choices"]![0]!["text"]!;
+        Assert.Equal("Once" + text, echoed);
+    }
+
+    [ServerFact]
+    public async Task StreamedEchoCarriesThePromptLogprobsAndTextOffsetsRunOnAcrossChunks()
+    {
+        using var http = fixture.Http();
+        var body = new JsonObject
+        {
+            ["model"] = ServerFixture.BaseName, ["prompt"] = "Once upon a time", ["max_tokens"] = 4, ["temperature"] = 0,
+            ["logprobs"] = 1, ["echo"] = true,
+        };
+        var whole = JsonNode.Parse(await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync())!["choices"]![0]!;
+        body["stream"] = true;
+        var raw = await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync();
+        var choices = raw.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e["data: ".Length..]).Where(d => d != "[DONE]")
+            .Select(d => JsonNode.Parse(d)!["choices"]!.AsArray()).Where(c => c.Count > 0).Select(c => c[0]!).ToList();
+
+        Assert.Equal((string)whole["text"]!, string.Concat(choices.Select(c => (string)c["text"]!)));
+        // As the whole answer (and vLLM's stream): the prompt's tokens first, the first one without a log-probability.
+        var streamedTokens = choices.SelectMany(c => c["logprobs"]?["tokens"]?.AsArray().Select(t => (string)t!) ?? []).ToArray();
+        Assert.Equal(whole["logprobs"]!["tokens"]!.AsArray().Select(t => (string)t!), streamedTokens);
+        Assert.Null(choices[0]["logprobs"]!["token_logprobs"]![0]);
+        // Each chunk's first text_offset is where its text starts in what was streamed so far (vLLM's previous_text_lens).
+        var streamed = 0;
+        foreach (var chunk in choices)
+        {
+            if (chunk["logprobs"]?["text_offset"] is JsonArray { Count: > 0 } offsets) Assert.Equal(streamed, (int)offsets[0]!);
+            streamed += ((string)chunk["text"]!).Length;
+        }
+    }
+
+    [ServerTheory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public async Task TextCompletionTopLogprobsHoldTheSampledTokenBesideTheAlternatives(int alternatives)
+    {
+        // OpenAI: "the API will always return the logprob of the sampled token, so there may be up to logprobs+1
+        // elements"; vLLM returns that too ("logprobs": 0 gives the sampled token's alone). Sampled at temperature 2,
+        // most tokens are not the model's top-1 choice, so a list of the alternatives alone would miss them.
+        using var http = fixture.Http();
+        var body = new JsonObject
+        {
+            ["model"] = ServerFixture.BaseName, ["prompt"] = "Once", ["max_tokens"] = 12, ["temperature"] = 2, ["seed"] = 3,
+            ["logprobs"] = alternatives,
+        };
+        var lp = JsonNode.Parse(await (await http.PostAsync("/v1/completions", Json(body))).Content.ReadAsStringAsync())!["choices"]![0]!["logprobs"]!;
+        var tokens = lp["tokens"]!.AsArray().Select(t => (string)t!).ToArray();
+        var logprobs = lp["token_logprobs"]!.AsArray().Select(v => (double)v!).ToArray();
+        var tops = lp["top_logprobs"]!.AsArray().Select(t => t!.AsObject()).ToArray();
+        Assert.Equal(12, tops.Length);
+        for (var i = 0; i < tokens.Length; i++)
+        {
+            Assert.Equal(logprobs[i], (double)tops[i][tokens[i]]!, 6);
+            Assert.InRange(tops[i].Count, 1, alternatives + 1);
+        }
+        if (alternatives > 0) Assert.Contains(tops, t => t.Count == alternatives + 1);   // some sampled token is not the top choice
+    }
+
+    [ServerFact]
+    public async Task ARepeatedKeyIsA400NamingItNotAServerError()
+    {
+        using var http = fixture.Http();
+        using var response = await http.PostAsync("/v1/chat/completions", new StringContent(
+            $$"""{"model":"{{ServerFixture.BaseName}}","max_tokens":2,"messages":[{"role":"user","content":"Hi","content":"Hello"}],"max_tokens":3}""",
+            Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = await ErrorOf(response);
+        Assert.Equal("invalid_request_error", (string)error["type"]!);
+        Assert.Equal("messages[0].content", (string)error["param"]!);
+    }
+
+    [ServerFact]
     public async Task StopStringEndsTheTextBeforeIt()
     {
         using var http = fixture.Http();

@@ -34,7 +34,8 @@ public class PromptTuningServingTests
         string Reference(string? adapter, string prompt)
         {
             using var loaded = LoadedModel.Load(TestAssets.Stories260K, adapter);
-            return loaded.CreateTextGenerator().Generate([prompt], new GenerationOptions { Temperature = 0, MaxNewTokens = 12 })[0].Text;
+            var result = loaded.CreateTextGenerator().Generate([prompt], new GenerationOptions { Temperature = 0, MaxNewTokens = 12 })[0];
+            return CompletionText.Of(SharpTune.Tokenization.HfTokenizer.FromDirectory(TestAssets.Stories260K), result);
         }
 
         await using var server = await SharpTuneServer.StartAsync(new ServerOptions

@@ -97,6 +97,24 @@ public sealed class Stories260KTokenizerTests
         Assert.StartsWith(" ", pieces[^1]);
     }
 
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData("Once", " upon a time, Lily saw a cat.")]
+    [InlineData("Lily saw", " an emoji 😀 split over byte tokens\n")]
+    [InlineData("", "Once upon a time")]
+    public void A_continuation_decoder_yields_what_the_new_ids_add_to_the_prompts_text(string prompt, string continuation)
+    {
+        // What vLLM's detokenizer returns (it starts from the prompt's last ids): decode(prompt + new) minus decode(prompt),
+        // so " upon" keeps the space a decode of the new ids alone drops at the start of a text.
+        var t = Stories.Value;
+        var whole = t.Encode(prompt + continuation, addSpecialTokens: true);
+        var promptIds = t.Encode(prompt, addSpecialTokens: true);
+        Assert.Equal(promptIds, whole.Take(promptIds.Count));   // the prompt tokenizes the same way inside the whole text
+        var stream = t.CreateContinuationDecoder(promptIds, skipSpecialTokens: true);
+        var pieces = whole.Skip(promptIds.Count).Select(stream.Push).ToList();
+        Assert.Equal(continuation, string.Concat(pieces) + stream.Flush());
+        Assert.DoesNotContain(pieces, p => p.Contains('\uFFFD'));
+    }
+
     [SharedAssetFact("models/stories260K")]
     public void Encodes_a_megabyte_without_pre_tokenizer_and_decodes_it_back_exactly()
     {
