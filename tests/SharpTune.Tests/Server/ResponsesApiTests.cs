@@ -199,7 +199,10 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
         Assert.Equal(["third"], Texts(lastPage));
         Assert.False((bool)lastPage["has_more"]!);
         Assert.Equal(400, (await Send(HttpMethod.Get, $"/v1/responses/{threeId}/input_items?limit=0")).Status);
-        Assert.Equal(200, (await Send(HttpMethod.Delete, $"/v1/responses/{id}")).Status);
+        // OpenAI's delete reply names the deleted object's type, "response" (API reference, "Delete a model response").
+        var deleted = await Send(HttpMethod.Delete, $"/v1/responses/{id}");
+        Assert.Equal(200, deleted.Status);
+        Assert.Equal((id, "response", true), ((string)deleted.Body!["id"]!, (string)deleted.Body["object"]!, (bool)deleted.Body["deleted"]!));
         Assert.Equal(404, (await Send(HttpMethod.Get, $"/v1/responses/{id}")).Status);
 
         const string model = "\"model\":\"random-qwen-chat\"";
@@ -218,6 +221,43 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
             var (status, error) = await Send(HttpMethod.Post, "/v1/responses", body);
             Assert.True((400, param) == (status, (string?)error?["error"]?["param"]), $"{body}: {status} {error}");
         }
+    }
+
+    [AgentServerFact]
+    public async Task AMessageCutOffByMaxOutputTokensIsIncompleteAndOnlyACompletedResponseHasCompletedAt()
+    {
+        using var http = fixture.Http();
+        async Task<JsonNode> Post(string body)
+        {
+            using var response = await http.PostAsync("/v1/responses", new StringContent(body, Encoding.UTF8, "application/json"));
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+            return JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        }
+
+        // Random weights over a 512-token vocabulary do not end on their own within 16 tokens: max_output_tokens cuts the
+        // message, and OpenAI then marks the cut item "incomplete" as well as the response.
+        var cut = await Post("""{"model":"random-qwen-chat","input":"hi","max_output_tokens":16,"temperature":0}""");
+        Assert.Equal(("incomplete", "max_output_tokens"), ((string)cut["status"]!, (string)cut["incomplete_details"]!["reason"]!));
+        var message = Assert.Single(cut["output"]!.AsArray())!;
+        Assert.Equal(("message", "incomplete"), ((string)message["type"]!, (string)message["status"]!));
+        Assert.Null(cut["completed_at"]);
+        Assert.True(cut.AsObject().ContainsKey("completed_at"));
+
+        // Streamed, the item's output_item.done says so too, and the last event is response.incomplete.
+        using var streamed = await http.PostAsync("/v1/responses", new StringContent(
+            """{"model":"random-qwen-chat","input":"hi","max_output_tokens":16,"temperature":0,"stream":true}""", Encoding.UTF8, "application/json"));
+        var events = (await streamed.Content.ReadAsStringAsync()).Split('\n')
+            .Where(l => l.StartsWith("data: ", StringComparison.Ordinal)).Select(l => JsonNode.Parse(l["data: ".Length..])!).ToList();
+        var itemDone = events.Single(e => (string)e["type"]! == "response.output_item.done");
+        Assert.Equal("incomplete", (string)itemDone["item"]!["status"]!);
+        Assert.Equal("response.incomplete", (string)events[^1]["type"]!);
+        Assert.Equal("incomplete", (string)events[^1]["response"]!["output"]![0]!["status"]!);
+
+        // A forced call finishes before the budget: the response is completed, with completed_at no earlier than created_at.
+        var done = await Post("""{"model":"random-qwen-chat","input":"Weather in Rome?","max_output_tokens":200,"tool_choice":"required","tools":[{"type":"function","name":"get_weather","parameters":""" + WeatherParameters + ""","strict":true}]}""");
+        Assert.Equal("completed", (string)done["status"]!);
+        Assert.Equal("completed", (string)done["output"]![0]!["status"]!);
+        Assert.InRange((long)done["completed_at"]!, (long)done["created_at"]!, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
     }
 
     [AgentServerFact]

@@ -62,6 +62,8 @@ internal sealed class ResponseJson(ResponsesRequest request)
         ["object"] = "response",
         ["created_at"] = created,
         ["status"] = status,
+        // OpenAI's Response.completed_at: when a completed response finished, null in any other state.
+        ["completed_at"] = status == "completed" ? DateTimeOffset.UtcNow.ToUnixTimeSeconds() : null,
         ["background"] = request.Background,
         ["error"] = error,
         ["incomplete_details"] = incomplete,

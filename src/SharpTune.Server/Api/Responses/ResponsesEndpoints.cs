@@ -359,8 +359,10 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     {
         await StopAsync(id, context.RequestAborted);   // a background response still generating stops before it is forgotten
         streams.TryRemove(id, out _);
+        // OpenAI's reply (API reference, "Delete a model response"; the SDKs' ResponseDeleteResponse) names the deleted
+        // object's own type: {"id", "object": "response", "deleted": true}.
         await (store.Remove(id)
-            ? JsonResponse.WriteAsync(context, new JsonObject { ["id"] = id, ["object"] = "response.deleted", ["deleted"] = true })
+            ? JsonResponse.WriteAsync(context, new JsonObject { ["id"] = id, ["object"] = "response", ["deleted"] = true })
             : NotFound(context, id));
     }
 
