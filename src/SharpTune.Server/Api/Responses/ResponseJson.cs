@@ -74,7 +74,11 @@ internal sealed class ResponseJson(ResponsesRequest request)
         ["output"] = output,
         ["parallel_tool_calls"] = request.ParallelToolCalls,
         ["previous_response_id"] = request.PreviousResponseId,
+        ["prompt_cache_key"] = request.PromptCacheKey,
         ["reasoning"] = new JsonObject { ["effort"] = null, ["summary"] = null },
+        ["safety_identifier"] = request.SafetyIdentifier,
+        // The tier that served the request, as OpenAI reports it (a request's "auto" resolves to "default"): this server has only that one.
+        ["service_tier"] = "default",
         ["store"] = request.Store,
         ["temperature"] = request.Temperature ?? 1.0,
         ["text"] = new JsonObject { ["format"] = request.TextFormatJson.DeepClone() },

@@ -76,4 +76,9 @@ public sealed record ResponsesRequest
 
     /// <summary><c>user</c>, echoed.</summary>
     public string? User { get; init; }
+
+    /// <summary><c>safety_identifier</c> and <c>prompt_cache_key</c>: the client's labels, echoed on the response as OpenAI does.</summary>
+    public string? SafetyIdentifier { get; init; }
+
+    public string? PromptCacheKey { get; init; }
 }

@@ -54,6 +54,8 @@ public static partial class ResponsesRequestParser
             TopLogprobs = ReadTopLogprobs(json),
             Metadata = Metadata(json),
             User = json["user"] is null ? null : RequiredString(json, "user"),
+            SafetyIdentifier = json["safety_identifier"] is null ? null : RequiredString(json, "safety_identifier"),
+            PromptCacheKey = json["prompt_cache_key"] is null ? null : RequiredString(json, "prompt_cache_key"),
         };
     }
 
