@@ -77,18 +77,22 @@ internal sealed class FileEndpoints(FineTuningService service)
         var purpose = context.Request.Query["purpose"].ToString();
         var limit = ListQuery.Limit(context, 10_000, 10_000);
         var after = context.Request.Query["after"].FirstOrDefault();
-        IReadOnlyList<StoredFile> items;
+        IReadOnlyList<StoredFile> shown;
         bool hasMore;
-        if (ListQuery.NewestFirst(context)) (items, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, after, limit);
+        if (ListQuery.NewestFirst(context) && purpose.Length == 0)
+            (shown, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, after, limit);
         else
         {
-            // The stores page newest first; oldest first reads the owner's whole list (at most a few thousand files) backwards.
-            var all = service.Store.ListFiles(owner, service.Options.ScopedKeys, null, 1_000_000).Items.Reverse().ToList();
-            var start = after is null ? 0 : all.FindIndex(f => f.Id == after) + 1;
-            items = all.Skip(start).Take(limit).ToList();
-            hasMore = start + limit < all.Count;
+            // The stores page newest first over all purposes. Oldest first, or one purpose, reads the owner's whole list
+            // (at most a few thousand files) and pages what is kept: a page filtered after paging could come back short,
+            // or empty with has_more, where the SDKs' auto-pagination (the next page starts after the last item) stops.
+            var all = service.Store.ListFiles(owner, service.Options.ScopedKeys, null, 1_000_000).Items;
+            var ordered = (ListQuery.NewestFirst(context) ? all : all.Reverse()).ToList();
+            var start = after is null ? 0 : ordered.FindIndex(f => f.Id == after) + 1;
+            var kept = ordered.Skip(start).Where(f => purpose.Length == 0 || f.Purpose == purpose).ToList();
+            shown = kept.Take(limit).ToList();
+            hasMore = kept.Count > limit;
         }
-        var shown = items.Where(f => purpose.Length == 0 || f.Purpose == purpose).ToArray();
         return JsonResponse.WriteAsync(context, FineTuningJson.List(shown, hasMore, FineTuningJson.File, f => f.Id));
     }
 

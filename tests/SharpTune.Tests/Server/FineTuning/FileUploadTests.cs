@@ -116,6 +116,42 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
     }
 
     [ServerFact]
+    public async Task APurposeFilterPagesOverTheMatchingFilesOnly()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        using var http = JobsHarness.Http(server);
+        async Task<string> Upload() =>
+            JsonNode.Parse(await (await JobsHarness.UploadRawAsync(http, Encoding.UTF8.GetBytes(JobsHarness.CompletionData(4)))).Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
+        var older = await Upload();
+        using var created = await http.PostAsync("/v1/fine_tuning/jobs", new StringContent(new JsonObject
+        {
+            ["model"] = JobsHarness.BaseName, ["training_file"] = older, ["hyperparameters"] = new JsonObject { ["n_epochs"] = 1, ["batch_size"] = 4 },
+        }.ToJsonString(), Encoding.UTF8, "application/json"));
+        var job = await JobsHarness.WaitForStatusAsync(http, (string)JsonNode.Parse(await created.Content.ReadAsStringAsync())!["id"]!,
+            JobsHarness.HangGuard, "succeeded", "failed");
+        var results = (string)job["result_files"]![0]!;
+        var newer = await Upload();
+        async Task<(string[] Ids, bool HasMore)> List(string query)
+        {
+            var page = JsonNode.Parse(await http.GetStringAsync("/v1/files" + query))!;
+            return (page["data"]!.AsArray().Select(f => f!["id"]!.GetValue<string>()).ToArray(), page["has_more"]!.GetValue<bool>());
+        }
+
+        // Newest first the files are newer, results, older. A page of one fine-tune file must skip the results file
+        // between them: an empty page with has_more ends the SDKs' auto-pagination (they continue after the last item).
+        var first = await List("?purpose=fine-tune&limit=1");
+        Assert.Equal([newer], first.Ids);
+        Assert.True(first.HasMore);
+        var second = await List($"?purpose=fine-tune&limit=1&after={newer}");
+        Assert.Equal([older], second.Ids);
+        Assert.False(second.HasMore);
+        var onlyResults = await List("?purpose=fine-tune-results&limit=1");
+        Assert.Equal([results], onlyResults.Ids);
+        Assert.False(onlyResults.HasMore);
+        Assert.Equal([older, newer], (await List("?purpose=fine-tune&order=asc")).Ids);
+    }
+
+    [ServerFact]
     public async Task WithScopedKeysAnotherKeyCannotSeeOrUseAFileAndNoKeyIsRefused()
     {
         await using var server = await harness.StartAsync(harness.NewJobsDir(), o => o with { ScopedKeys = true });
