@@ -176,13 +176,14 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
             return ((int)response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync()));
         }
 
-        var created = await Send(HttpMethod.Post, "/v1/responses", """{"model":"random-qwen-chat","input":"hi","max_output_tokens":16,"temperature":0,"metadata":{"run":"7"},"safety_identifier":"user-42","prompt_cache_key":"support-v1","service_tier":"auto"}""");
+        var created = await Send(HttpMethod.Post, "/v1/responses", """{"model":"random-qwen-chat","input":"hi","max_output_tokens":16,"temperature":0,"metadata":{"run":"7"},"safety_identifier":"user-42","prompt_cache_key":"support-v1","service_tier":"auto","max_tool_calls":3}""");
         Assert.Equal(200, created.Status);
         var id = (string)created.Body!["id"]!;
         Assert.Equal("7", (string)created.Body["metadata"]!["run"]!);
         // OpenAI echoes the client's labels and names the tier that served the request ("auto" resolves to "default").
         Assert.Equal(("user-42", "support-v1", "default"),
             ((string)created.Body["safety_identifier"]!, (string)created.Body["prompt_cache_key"]!, (string)created.Body["service_tier"]!));
+        Assert.Equal(3, (int)created.Body["max_tool_calls"]!);
         var items = await Send(HttpMethod.Get, $"/v1/responses/{id}/input_items");
         var item = Assert.Single(items.Body!["data"]!.AsArray())!;
         Assert.Equal(("message", "user", "hi"), ((string)item["type"]!, (string)item["role"]!, (string)item["content"]![0]!["text"]!));
@@ -219,6 +220,9 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
             ($"{{{model},\"input\":[{{\"type\":\"message\",\"role\":\"user\",\"content\":[{{\"type\":\"input_image\",\"image_url\":\"x\"}}]}}]}}", "input[0].content[0].type"),
             ($"{{{model},\"input\":\"hi\",\"text\":{{\"format\":{{\"type\":\"json_schema\",\"name\":\"x\"}}}}}}", "text.format.schema"),
             ($"{{{model},\"input\":\"hi\",\"background\":true,\"store\":false}}", "background"),
+            // Server-side state this server does not keep is refused rather than silently answered without.
+            ($"{{{model},\"input\":\"hi\",\"conversation\":\"conv_123\"}}", "conversation"),
+            ($"{{{model},\"input\":\"hi\",\"prompt\":{{\"id\":\"pmpt_123\"}}}}", "prompt"),
         })
         {
             var (status, error) = await Send(HttpMethod.Post, "/v1/responses", body);

@@ -69,7 +69,7 @@ internal sealed class ResponseJson(ResponsesRequest request)
         ["incomplete_details"] = incomplete,
         ["instructions"] = request.Instructions,
         ["max_output_tokens"] = request.MaxOutputTokens,
-        ["max_tool_calls"] = null,
+        ["max_tool_calls"] = request.MaxToolCalls,
         ["model"] = request.Model,
         ["output"] = output,
         ["parallel_tool_calls"] = request.ParallelToolCalls,
