@@ -268,6 +268,36 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
     }
 
     [AgentServerFact]
+    public async Task TruncationAutoDropsTheOldestItemsUntilTheInputFitsAndDisabledRefusesItNamingInput()
+    {
+        using var http = fixture.Http();
+        async Task<(System.Net.HttpStatusCode Status, JsonNode Body)> Post(string input, string? truncation)
+        {
+            var body = $$"""{"model":"random-qwen-chat","input":{{input}},"max_output_tokens":16,"temperature":0{{(truncation is null ? "" : $",\"truncation\":\"{truncation}\"")}}}""";
+            using var response = await http.PostAsync("/v1/responses", new StringContent(body, Encoding.UTF8, "application/json"));
+            return (response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
+        }
+        // The first message alone is longer than the 2048-token context.
+        var story = string.Concat(Enumerable.Repeat("Tom had a big red ball. ", 600));
+        var tail = """{"role":"assistant","content":"ok"},{"role":"user","content":"hi"}""";
+        var longInput = $$"""[{"role":"user","content":"{{story}}"},{{tail}}]""";
+
+        var (refused, error) = await Post(longInput, null);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, refused);
+        Assert.Equal(("input", "context_length_exceeded"), ((string)error["error"]!["param"]!, (string)error["error"]!["code"]!));
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, (await Post(longInput, "disabled")).Status);
+
+        // With "auto" the oldest item goes: the model sees exactly what the last two items alone give it.
+        var (status, truncated) = await Post(longInput, "auto");
+        Assert.Equal(System.Net.HttpStatusCode.OK, status);
+        Assert.Equal("auto", (string)truncated["truncation"]!);
+        var (_, tailOnly) = await Post($"[{tail}]", null);
+        Assert.Equal((int)tailOnly["usage"]!["input_tokens"]!, (int)truncated["usage"]!["input_tokens"]!);
+        Assert.Equal("disabled", (string)tailOnly["truncation"]!);
+        Assert.Equal("truncation", (string)(await Post(longInput, "sometimes")).Body["error"]!["param"]!);
+    }
+
+    [AgentServerFact]
     public async Task ABackgroundResponseIsQueuedPolledToTheSameOutputAndCancellable()
     {
         var client = Client();

@@ -86,7 +86,7 @@ internal sealed class ResponseJson(ResponsesRequest request)
         ["tools"] = request.ToolsJson.DeepClone(),
         ["top_logprobs"] = request.TopLogprobs ?? 0,
         ["top_p"] = request.TopP ?? 1.0,
-        ["truncation"] = "disabled",
+        ["truncation"] = request.TruncationAuto ? "auto" : "disabled",
         ["usage"] = usage,
         ["user"] = request.User,
         ["metadata"] = request.Metadata.DeepClone(),

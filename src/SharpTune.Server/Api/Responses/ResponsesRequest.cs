@@ -83,6 +83,9 @@ public sealed record ResponsesRequest
     /// </summary>
     public int? MaxToolCalls { get; init; }
 
+    /// <summary><c>truncation: "auto"</c>: items are dropped from the start of the conversation until the input fits.</summary>
+    public bool TruncationAuto { get; init; }
+
     /// <summary><c>safety_identifier</c> and <c>prompt_cache_key</c>: the client's labels, echoed on the response as OpenAI does.</summary>
     public string? SafetyIdentifier { get; init; }
 

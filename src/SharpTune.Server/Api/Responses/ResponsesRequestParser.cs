@@ -61,6 +61,12 @@ public static partial class ResponsesRequestParser
             Metadata = Metadata(json),
             User = json["user"] is null ? null : RequiredString(json, "user"),
             MaxToolCalls = OptionalInt(json, "max_tool_calls", 0),
+            TruncationAuto = json["truncation"] is null ? false : RequiredString(json, "truncation") switch
+            {
+                "auto" => true,
+                "disabled" => false,
+                var other => throw ApiException.BadField("truncation", $"'truncation' is '{other}'; expected 'auto' or 'disabled'"),
+            },
             SafetyIdentifier = json["safety_identifier"] is null ? null : RequiredString(json, "safety_identifier"),
             PromptCacheKey = json["prompt_cache_key"] is null ? null : RequiredString(json, "prompt_cache_key"),
         };
