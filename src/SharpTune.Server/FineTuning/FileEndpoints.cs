@@ -46,6 +46,7 @@ internal sealed class FileEndpoints(FineTuningService service)
         if (purpose != "fine-tune")
             throw ApiException.BadField("purpose", $"purpose must be 'fine-tune' on this server, found '{purpose}'");
         var upload = form.Files.GetFile("file") ?? throw ApiException.BadField("file", "the multipart field 'file' is missing");
+        var expiresAfter = ExpiresAfter(form);
         if (upload.Length == 0) throw BadFile("line 1: the file is empty (0 bytes); expected one JSON object per line");
         if (upload.Length > limit) throw TooLarge(limit, await LineAtLimitAsync(upload, limit));
 
@@ -59,8 +60,10 @@ internal sealed class FileEndpoints(FineTuningService service)
             TrainingFileSummary summary;
             try { summary = TrainingFileValidator.Validate(temp); }
             catch (TrainingFileException e) { throw BadFile(e.Message); }
-            var file = new StoredFile(id, FineTuningService.OwnerOf(context.Request.Headers.Authorization), FineTuningService.Now(),
-                upload.Length, FileStore.SanitiseFilename(upload.FileName), purpose, summary.StoredFormat, summary.Examples);
+            var created = FineTuningService.Now();
+            var file = new StoredFile(id, FineTuningService.OwnerOf(context.Request.Headers.Authorization), created,
+                upload.Length, FileStore.SanitiseFilename(upload.FileName), purpose, summary.StoredFormat, summary.Examples,
+                created + expiresAfter);
             service.Files.Commit(id, temp, purpose);
             service.Store.AddFile(file);
             await JsonResponse.WriteAsync(context, FineTuningJson.File(file));
@@ -71,24 +74,57 @@ internal sealed class FileEndpoints(FineTuningService service)
         }
     }
 
+    /// <summary>
+    /// OpenAI's <c>expires_after</c> (<c>{anchor: "created_at", seconds}</c>, sent by the SDKs as the form fields
+    /// <c>expires_after[anchor]</c> and <c>expires_after[seconds]</c>): seconds from 3600 (1 hour) to 2592000 (30 days).
+    /// </summary>
+    private static long? ExpiresAfter(IFormCollection form)
+    {
+        var anchor = form["expires_after[anchor]"].ToString();
+        var seconds = form["expires_after[seconds]"].ToString();
+        if (anchor.Length == 0 && seconds.Length == 0) return null;
+        if (anchor != "created_at")
+            throw ApiException.BadField("expires_after.anchor", $"expires_after.anchor must be 'created_at', found '{anchor}'");
+        if (!long.TryParse(seconds, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value)
+            || value is < 3600 or > 2_592_000)
+            throw ApiException.BadField("expires_after.seconds", $"expires_after.seconds must be an integer from 3600 (1 hour) to 2592000 (30 days), found '{seconds}'");
+        return value;
+    }
+
+    /// <summary>Deletes the files whose expires_after has passed (record and bytes), as OpenAI does when they expire.</summary>
+    private void DeleteExpired(IEnumerable<StoredFile> files)
+    {
+        var now = FineTuningService.Now();
+        foreach (var file in files.Where(f => f.ExpiredAt(now)).ToList())
+        {
+            service.Store.DeleteFile(file.Id);
+            service.Files.Delete(file);
+        }
+    }
+
     public Task ListAsync(HttpContext context)
     {
+        DeleteExpired(service.Store.ListFiles(null, false, null, 1_000_000).Items);
         var owner = FineTuningService.OwnerOf(context.Request.Headers.Authorization);
         var purpose = context.Request.Query["purpose"].ToString();
         var limit = ListQuery.Limit(context, 10_000, 10_000);
         var after = context.Request.Query["after"].FirstOrDefault();
-        IReadOnlyList<StoredFile> items;
+        IReadOnlyList<StoredFile> shown;
         bool hasMore;
-        if (ListQuery.NewestFirst(context)) (items, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, after, limit);
+        if (ListQuery.NewestFirst(context) && purpose.Length == 0)
+            (shown, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, after, limit);
         else
         {
-            // The stores page newest first; oldest first reads the owner's whole list (at most a few thousand files) backwards.
-            var all = service.Store.ListFiles(owner, service.Options.ScopedKeys, null, 1_000_000).Items.Reverse().ToList();
-            var start = after is null ? 0 : all.FindIndex(f => f.Id == after) + 1;
-            items = all.Skip(start).Take(limit).ToList();
-            hasMore = start + limit < all.Count;
+            // The stores page newest first over all purposes. Oldest first, or one purpose, reads the owner's whole list
+            // (at most a few thousand files) and pages what is kept: a page filtered after paging could come back short,
+            // or empty with has_more, where the SDKs' auto-pagination (the next page starts after the last item) stops.
+            var all = service.Store.ListFiles(owner, service.Options.ScopedKeys, null, 1_000_000).Items;
+            var ordered = (ListQuery.NewestFirst(context) ? all : all.Reverse()).ToList();
+            var start = after is null ? 0 : ordered.FindIndex(f => f.Id == after) + 1;
+            var kept = ordered.Skip(start).Where(f => purpose.Length == 0 || f.Purpose == purpose).ToList();
+            shown = kept.Take(limit).ToList();
+            hasMore = kept.Count > limit;
         }
-        var shown = items.Where(f => purpose.Length == 0 || f.Purpose == purpose).ToArray();
         return JsonResponse.WriteAsync(context, FineTuningJson.List(shown, hasMore, FineTuningJson.File, f => f.Id));
     }
 
@@ -113,6 +149,11 @@ internal sealed class FileEndpoints(FineTuningService service)
     public StoredFile Find(HttpContext context, string id)
     {
         var file = FileStore.IsFileId(id) ? service.Store.GetFile(id) : null;
+        if (file is not null && file.ExpiredAt(FineTuningService.Now()))
+        {
+            DeleteExpired([file]);
+            file = null;
+        }
         if (file is null || !service.Visible(file.Owner, FineTuningService.OwnerOf(context.Request.Headers.Authorization)))
             throw new ApiException(404, $"No such File object: {id}", param: "id", code: "file_not_found");
         return file;

@@ -9,17 +9,23 @@ internal static class FineTuningJson
 {
     public const string OrganizationId = "org-sharptune";
 
-    public static JsonObject File(StoredFile f) => new()
+    public static JsonObject File(StoredFile f)
     {
-        ["id"] = f.Id,
-        ["object"] = "file",
-        ["bytes"] = f.Bytes,
-        ["created_at"] = f.CreatedAt,
-        ["filename"] = f.Filename,
-        ["purpose"] = f.Purpose,
-        ["status"] = "processed",
-        ["status_details"] = null,
-    };
+        var json = new JsonObject
+        {
+            ["id"] = f.Id,
+            ["object"] = "file",
+            ["bytes"] = f.Bytes,
+            ["created_at"] = f.CreatedAt,
+            ["filename"] = f.Filename,
+            ["purpose"] = f.Purpose,
+            ["status"] = "processed",
+            ["status_details"] = null,
+        };
+        // OpenAI's FileObject.expires_at: present (a number) only on a file that expires.
+        if (f.ExpiresAt is { } expires) json["expires_at"] = expires;
+        return json;
+    }
 
     public static JsonObject Job(JobRecord j)
     {

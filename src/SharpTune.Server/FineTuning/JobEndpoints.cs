@@ -27,7 +27,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
         var validation = validationId is null ? null : FineTuningFile(context, validationId, "validation_file", methodType, model);
         var suffix = OptionalString(body, "suffix");
         if (suffix is not null && !SuffixPattern().IsMatch(suffix))
-            throw ApiException.BadField("suffix", "suffix must be 1-40 characters: letters, digits, '.', '_' or '-'");
+            throw ApiException.BadField("suffix", "suffix must be 1-64 characters: letters, digits, '.', '_' or '-'");
         var id = Ids.New("ftjob");
         if (!Regex.IsMatch(JobRecord.ModelName(model, suffix, id) + ":ckpt-step-000000", "^[A-Za-z0-9._:/-]{1,128}$"))
             throw ApiException.BadField("suffix", "the fine-tuned model name would be longer than 128 characters; use a shorter suffix");
@@ -223,6 +223,7 @@ internal sealed partial class JobEndpoints(FineTuningService service, FileEndpoi
         _ => throw ApiException.BadField(name, $"'{name}' must be a non-empty string"),
     };
 
-    [GeneratedRegex("^[A-Za-z0-9._-]{1,40}$")]
+    // OpenAI's limit: "a string of up to 64 characters" (API reference, create fine-tuning job).
+    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
     private static partial Regex SuffixPattern();
 }

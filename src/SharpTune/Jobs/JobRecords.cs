@@ -3,7 +3,11 @@ using System.Text.Json.Nodes;
 
 namespace SharpTune.Jobs;
 
-/// <summary>An uploaded (or result) file: metadata only; the bytes live in the file store under <see cref="Id"/>.</summary>
+/// <summary>
+/// An uploaded (or result) file: metadata only; the bytes live in the file store under <see cref="Id"/>.
+/// <see cref="ExpiresAt"/> (Unix seconds) is set when the upload asked for OpenAI's <c>expires_after</c>; from then on the
+/// file is gone.
+/// </summary>
 internal sealed record StoredFile(
     string Id,
     string? Owner,
@@ -12,7 +16,11 @@ internal sealed record StoredFile(
     string Filename,
     string Purpose,
     string? Format,
-    int Examples);
+    int Examples,
+    long? ExpiresAt = null)
+{
+    public bool ExpiredAt(long now) => ExpiresAt is { } expires && expires <= now;
+}
 
 /// <summary>Hyperparameters after "auto" was resolved; <see cref="Beta"/> only for DPO.</summary>
 internal sealed record ResolvedHyperparameters(int NEpochs, int BatchSize, double LearningRateMultiplier, double? Beta, int MaxSteps);

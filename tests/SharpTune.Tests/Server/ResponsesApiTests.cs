@@ -176,10 +176,14 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
             return ((int)response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync()));
         }
 
-        var created = await Send(HttpMethod.Post, "/v1/responses", """{"model":"random-qwen-chat","input":"hi","max_output_tokens":16,"temperature":0,"metadata":{"run":"7"}}""");
+        var created = await Send(HttpMethod.Post, "/v1/responses", """{"model":"random-qwen-chat","input":"hi","max_output_tokens":16,"temperature":0,"metadata":{"run":"7"},"safety_identifier":"user-42","prompt_cache_key":"support-v1","service_tier":"auto","max_tool_calls":3}""");
         Assert.Equal(200, created.Status);
         var id = (string)created.Body!["id"]!;
         Assert.Equal("7", (string)created.Body["metadata"]!["run"]!);
+        // OpenAI echoes the client's labels and names the tier that served the request ("auto" resolves to "default").
+        Assert.Equal(("user-42", "support-v1", "default"),
+            ((string)created.Body["safety_identifier"]!, (string)created.Body["prompt_cache_key"]!, (string)created.Body["service_tier"]!));
+        Assert.Equal(3, (int)created.Body["max_tool_calls"]!);
         var items = await Send(HttpMethod.Get, $"/v1/responses/{id}/input_items");
         var item = Assert.Single(items.Body!["data"]!.AsArray())!;
         Assert.Equal(("message", "user", "hi"), ((string)item["type"]!, (string)item["role"]!, (string)item["content"]![0]!["text"]!));
@@ -199,7 +203,10 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
         Assert.Equal(["third"], Texts(lastPage));
         Assert.False((bool)lastPage["has_more"]!);
         Assert.Equal(400, (await Send(HttpMethod.Get, $"/v1/responses/{threeId}/input_items?limit=0")).Status);
-        Assert.Equal(200, (await Send(HttpMethod.Delete, $"/v1/responses/{id}")).Status);
+        // OpenAI's delete reply names the deleted object's type, "response" (API reference, "Delete a model response").
+        var deleted = await Send(HttpMethod.Delete, $"/v1/responses/{id}");
+        Assert.Equal(200, deleted.Status);
+        Assert.Equal((id, "response", true), ((string)deleted.Body!["id"]!, (string)deleted.Body["object"]!, (bool)deleted.Body["deleted"]!));
         Assert.Equal(404, (await Send(HttpMethod.Get, $"/v1/responses/{id}")).Status);
 
         const string model = "\"model\":\"random-qwen-chat\"";
@@ -213,11 +220,81 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
             ($"{{{model},\"input\":[{{\"type\":\"message\",\"role\":\"user\",\"content\":[{{\"type\":\"input_image\",\"image_url\":\"x\"}}]}}]}}", "input[0].content[0].type"),
             ($"{{{model},\"input\":\"hi\",\"text\":{{\"format\":{{\"type\":\"json_schema\",\"name\":\"x\"}}}}}}", "text.format.schema"),
             ($"{{{model},\"input\":\"hi\",\"background\":true,\"store\":false}}", "background"),
+            // Server-side state this server does not keep is refused rather than silently answered without.
+            ($"{{{model},\"input\":\"hi\",\"conversation\":\"conv_123\"}}", "conversation"),
+            ($"{{{model},\"input\":\"hi\",\"prompt\":{{\"id\":\"pmpt_123\"}}}}", "prompt"),
         })
         {
             var (status, error) = await Send(HttpMethod.Post, "/v1/responses", body);
             Assert.True((400, param) == (status, (string?)error?["error"]?["param"]), $"{body}: {status} {error}");
         }
+    }
+
+    [AgentServerFact]
+    public async Task AMessageCutOffByMaxOutputTokensIsIncompleteAndOnlyACompletedResponseHasCompletedAt()
+    {
+        using var http = fixture.Http();
+        async Task<JsonNode> Post(string body)
+        {
+            using var response = await http.PostAsync("/v1/responses", new StringContent(body, Encoding.UTF8, "application/json"));
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+            return JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        }
+
+        // Random weights over a 512-token vocabulary do not end on their own within 16 tokens: max_output_tokens cuts the
+        // message, and OpenAI then marks the cut item "incomplete" as well as the response.
+        var cut = await Post("""{"model":"random-qwen-chat","input":"hi","max_output_tokens":16,"temperature":0}""");
+        Assert.Equal(("incomplete", "max_output_tokens"), ((string)cut["status"]!, (string)cut["incomplete_details"]!["reason"]!));
+        var message = Assert.Single(cut["output"]!.AsArray())!;
+        Assert.Equal(("message", "incomplete"), ((string)message["type"]!, (string)message["status"]!));
+        Assert.Null(cut["completed_at"]);
+        Assert.True(cut.AsObject().ContainsKey("completed_at"));
+
+        // Streamed, the item's output_item.done says so too, and the last event is response.incomplete.
+        using var streamed = await http.PostAsync("/v1/responses", new StringContent(
+            """{"model":"random-qwen-chat","input":"hi","max_output_tokens":16,"temperature":0,"stream":true}""", Encoding.UTF8, "application/json"));
+        var events = (await streamed.Content.ReadAsStringAsync()).Split('\n')
+            .Where(l => l.StartsWith("data: ", StringComparison.Ordinal)).Select(l => JsonNode.Parse(l["data: ".Length..])!).ToList();
+        var itemDone = events.Single(e => (string)e["type"]! == "response.output_item.done");
+        Assert.Equal("incomplete", (string)itemDone["item"]!["status"]!);
+        Assert.Equal("response.incomplete", (string)events[^1]["type"]!);
+        Assert.Equal("incomplete", (string)events[^1]["response"]!["output"]![0]!["status"]!);
+
+        // A forced call finishes before the budget: the response is completed, with completed_at no earlier than created_at.
+        var done = await Post("""{"model":"random-qwen-chat","input":"Weather in Rome?","max_output_tokens":200,"tool_choice":"required","tools":[{"type":"function","name":"get_weather","parameters":""" + WeatherParameters + ""","strict":true}]}""");
+        Assert.Equal("completed", (string)done["status"]!);
+        Assert.Equal("completed", (string)done["output"]![0]!["status"]!);
+        Assert.InRange((long)done["completed_at"]!, (long)done["created_at"]!, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+    }
+
+    [AgentServerFact]
+    public async Task TruncationAutoDropsTheOldestItemsUntilTheInputFitsAndDisabledRefusesItNamingInput()
+    {
+        using var http = fixture.Http();
+        async Task<(System.Net.HttpStatusCode Status, JsonNode Body)> Post(string input, string? truncation)
+        {
+            var body = $$"""{"model":"random-qwen-chat","input":{{input}},"max_output_tokens":16,"temperature":0{{(truncation is null ? "" : $",\"truncation\":\"{truncation}\"")}}}""";
+            using var response = await http.PostAsync("/v1/responses", new StringContent(body, Encoding.UTF8, "application/json"));
+            return (response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
+        }
+        // The first message alone is longer than the 2048-token context.
+        var story = string.Concat(Enumerable.Repeat("Tom had a big red ball. ", 600));
+        var tail = """{"role":"assistant","content":"ok"},{"role":"user","content":"hi"}""";
+        var longInput = $$"""[{"role":"user","content":"{{story}}"},{{tail}}]""";
+
+        var (refused, error) = await Post(longInput, null);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, refused);
+        Assert.Equal(("input", "context_length_exceeded"), ((string)error["error"]!["param"]!, (string)error["error"]!["code"]!));
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, (await Post(longInput, "disabled")).Status);
+
+        // With "auto" the oldest item goes: the model sees exactly what the last two items alone give it.
+        var (status, truncated) = await Post(longInput, "auto");
+        Assert.Equal(System.Net.HttpStatusCode.OK, status);
+        Assert.Equal("auto", (string)truncated["truncation"]!);
+        var (_, tailOnly) = await Post($"[{tail}]", null);
+        Assert.Equal((int)tailOnly["usage"]!["input_tokens"]!, (int)truncated["usage"]!["input_tokens"]!);
+        Assert.Equal("disabled", (string)tailOnly["truncation"]!);
+        Assert.Equal("truncation", (string)(await Post(longInput, "sometimes")).Body["error"]!["param"]!);
     }
 
     [AgentServerFact]

@@ -56,12 +56,13 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
     }
 
     /// <summary>The reply ended: releases what the parser held and closes the open item.</summary>
-    /// <param name="cutOff">The token budget ended it: a call it cut off is an incomplete function_call item.</param>
+    /// <param name="cutOff">The token budget ended it: the item it cut off (a message or a call) is "incomplete", as
+    /// OpenAI marks the last output item of a response stopped by max_output_tokens.</param>
     public IReadOnlyList<ResponseEvent> Finish(bool cutOff = false)
     {
         if (parser is not null)
             foreach (var delta in parser.Finish(cutOff)) Apply(delta);
-        Close();
+        Close(cutOff ? "incomplete" : "completed");
         return TakeEvents();
     }
 
@@ -129,7 +130,7 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
     }
 
     /// <summary>Finishes the open item: its closing events, then output_item.done with the whole item.</summary>
-    private void Close(string callStatus = "completed")
+    private void Close(string status = "completed")
     {
         if (openItem is not { } item) return;
         var text = open.ToString();
@@ -140,14 +141,14 @@ internal sealed class ResponseOutput(ChatOutputParser? parser, bool parallelTool
                 Emit("response.content_part.done", new JsonObject { ["content_index"] = 0, ["part"] = TextPart(text, messageTokens) });
                 item["content"] = new JsonArray(TextPart(text, messageTokens));
                 messageTokens.Clear();
-                item["status"] = "completed";
+                item["status"] = status;
                 break;
             case "reasoning":
                 Emit("response.reasoning_text.done", new JsonObject { ["content_index"] = 0, ["text"] = text });
                 item["content"] = new JsonArray(new JsonObject { ["type"] = "reasoning_text", ["text"] = text });
                 break;
             default:
-                item["status"] = callStatus;
+                item["status"] = status;
                 break;
         }
         events.Add(new ResponseEvent("response.output_item.done", new JsonObject { ["output_index"] = items.Count, ["item"] = item.DeepClone() }));

@@ -54,17 +54,38 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
         {
             var request = ResponsesRequestParser.Parse(await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes));
             var conversation = ResponseInputItems.NameToolResults(History(request.PreviousResponseId).Concat(request.Input));
-            IReadOnlyList<ChatMessage> prompt = request.Instructions is { } instructions ? [new ChatMessage("system", instructions), .. conversation] : conversation;
+
             // A background response outlives its request: only the server's request timeout or a cancel ends it early.
             if (request.Background)
             {
                 background = new BackgroundRun();
                 background.Cancel.CancelAfter(options.RequestTimeout);
             }
-            var inference = completions.Prepare(new CompletionRequest
+            // truncation "auto" drops items from the start of the conversation until the input fits the context, as
+            // OpenAI does; "disabled" (the default) refuses an input that does not fit, naming 'input'.
+            var kept = conversation.ToList();
+            InferenceRequest inference;
+            OutputSettings settings;
+            while (true)
+            {
+                try
+                {
+                    inference = Prepare(kept, out settings);
+                    break;
+                }
+                catch (ApiException e) when (e.Code == "context_length_exceeded")
+                {
+                    if (!request.TruncationAuto || kept.Count <= 1)
+                        throw ApiException.BadField("input", e.Message.Replace("the messages", "the input", StringComparison.Ordinal), e.Code);
+                    kept.RemoveAt(0);
+                    // A tool result whose call was dropped answers nothing: it goes with its call.
+                    while (kept.Count > 1 && kept[0].Role == "tool") kept.RemoveAt(0);
+                }
+            }
+            InferenceRequest Prepare(List<ChatMessage> messages, out OutputSettings prepared) => completions.Prepare(new CompletionRequest
             {
                 Model = request.Model,
-                Messages = prompt,
+                Messages = request.Instructions is { } instructions ? [new ChatMessage("system", instructions), .. messages] : messages,
                 MaxTokens = request.MaxOutputTokens,
                 Temperature = request.Temperature,
                 TopP = request.TopP,
@@ -76,7 +97,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
                 ResponseGrammar = request.TextGrammar,
                 Logprobs = request.OutputTextLogprobs,
                 TopLogprobs = request.TopLogprobs ?? 0,
-            }, chat: true, background?.Cancel.Token ?? cancellation.Token, out var settings).Single();
+            }, chat: true, background?.Cancel.Token ?? cancellation.Token, out prepared).Single();
             if (!engine.TryEnqueue(inference))
             {
                 context.Response.Headers.RetryAfter = "1";
@@ -359,8 +380,10 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
     {
         await StopAsync(id, context.RequestAborted);   // a background response still generating stops before it is forgotten
         streams.TryRemove(id, out _);
+        // OpenAI's reply (API reference, "Delete a model response"; the SDKs' ResponseDeleteResponse) names the deleted
+        // object's own type: {"id", "object": "response", "deleted": true}.
         await (store.Remove(id)
-            ? JsonResponse.WriteAsync(context, new JsonObject { ["id"] = id, ["object"] = "response.deleted", ["deleted"] = true })
+            ? JsonResponse.WriteAsync(context, new JsonObject { ["id"] = id, ["object"] = "response", ["deleted"] = true })
             : NotFound(context, id));
     }
 

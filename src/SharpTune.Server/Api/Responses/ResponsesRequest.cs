@@ -76,4 +76,18 @@ public sealed record ResponsesRequest
 
     /// <summary><c>user</c>, echoed.</summary>
     public string? User { get; init; }
+
+    /// <summary>
+    /// <c>max_tool_calls</c>, echoed: OpenAI's limit counts calls to built-in (hosted) tools, which this server has none
+    /// of, so it limits nothing here; function calls are not counted by it.
+    /// </summary>
+    public int? MaxToolCalls { get; init; }
+
+    /// <summary><c>truncation: "auto"</c>: items are dropped from the start of the conversation until the input fits.</summary>
+    public bool TruncationAuto { get; init; }
+
+    /// <summary><c>safety_identifier</c> and <c>prompt_cache_key</c>: the client's labels, echoed on the response as OpenAI does.</summary>
+    public string? SafetyIdentifier { get; init; }
+
+    public string? PromptCacheKey { get; init; }
 }

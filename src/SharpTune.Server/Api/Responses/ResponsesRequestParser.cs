@@ -15,6 +15,12 @@ public static partial class ResponsesRequestParser
     public static ResponsesRequest Parse(JsonNode? body)
     {
         if (body is not JsonObject json) throw new ApiException(400, "the request body must be a JSON object");
+        // Server-side state this server does not keep: ignoring it would answer without the conversation or prompt the
+        // client named, so it is refused (OpenAI answers an unknown conversation or prompt id with an error too).
+        if (json["conversation"] is not null)
+            throw ApiException.BadField("conversation", "this server keeps no conversations (the Conversations API); continue with 'previous_response_id' or resend the earlier items in 'input'");
+        if (json["prompt"] is not null)
+            throw ApiException.BadField("prompt", "this server keeps no stored prompt templates; send the text in 'instructions' and 'input'");
         var (input, items) = Input(json);
         var (tools, toolsJson) = Tools(json);
         var (choice, function, choiceJson) = ToolChoice(json, tools);
@@ -54,6 +60,15 @@ public static partial class ResponsesRequestParser
             TopLogprobs = ReadTopLogprobs(json),
             Metadata = Metadata(json),
             User = json["user"] is null ? null : RequiredString(json, "user"),
+            MaxToolCalls = OptionalInt(json, "max_tool_calls", 0),
+            TruncationAuto = json["truncation"] is null ? false : RequiredString(json, "truncation") switch
+            {
+                "auto" => true,
+                "disabled" => false,
+                var other => throw ApiException.BadField("truncation", $"'truncation' is '{other}'; expected 'auto' or 'disabled'"),
+            },
+            SafetyIdentifier = json["safety_identifier"] is null ? null : RequiredString(json, "safety_identifier"),
+            PromptCacheKey = json["prompt_cache_key"] is null ? null : RequiredString(json, "prompt_cache_key"),
         };
     }
 

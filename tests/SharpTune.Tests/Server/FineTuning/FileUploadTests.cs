@@ -116,6 +116,89 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
     }
 
     [ServerFact]
+    public async Task AFileUploadedWithExpiresAfterCarriesExpiresAtAndIsGoneOnceItPasses()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        using var http = JobsHarness.Http(server);
+        // The fields as the official SDKs send OpenAI's expires_after object in a multipart upload.
+        async Task<(HttpStatusCode Status, JsonNode Body)> Upload(string anchor, string seconds)
+        {
+            using var form = new MultipartFormDataContent
+            {
+                { new StringContent("fine-tune"), "purpose" },
+                { new StringContent(anchor), "expires_after[anchor]" },
+                { new StringContent(seconds), "expires_after[seconds]" },
+                { new ByteArrayContent(Encoding.UTF8.GetBytes(Good + "\n")), "file", "train.jsonl" },
+            };
+            using var response = await http.PostAsync("/v1/files", form);
+            return (response.StatusCode, JsonNode.Parse(await response.Content.ReadAsStringAsync())!);
+        }
+
+        var (status, file) = await Upload("created_at", "3600");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var id = (string)file["id"]!;
+        Assert.Equal((long)file["created_at"]! + 3600, (long)file["expires_at"]!);
+        Assert.Equal((long)file["expires_at"]!, (long)JsonNode.Parse(await http.GetStringAsync($"/v1/files/{id}"))!["expires_at"]!);
+        // A file uploaded without it does not expire and has no expires_at, as OpenAI's file object.
+        var plain = JsonNode.Parse(await (await JobsHarness.UploadRawAsync(http, Encoding.UTF8.GetBytes(Good + "\n"))).Content.ReadAsStringAsync())!;
+        Assert.False(plain.AsObject().ContainsKey("expires_at"));
+
+        foreach (var (anchor, seconds, param) in new[]
+        {
+            ("created_at", "3599", "expires_after.seconds"), ("created_at", "2592001", "expires_after.seconds"),
+            ("created_at", "soon", "expires_after.seconds"), ("last_active_at", "3600", "expires_after.anchor"),
+        })
+        {
+            var (refused, error) = await Upload(anchor, seconds);
+            Assert.True((HttpStatusCode.BadRequest, param) == (refused, (string?)error["error"]?["param"]), $"{anchor} {seconds}: {refused} {error}");
+        }
+
+        // Once the hour has passed (moved into the past here rather than waited for) the file is deleted: 404, unlisted.
+        var store = server.FineTuning!.Store;
+        store.AddFile(store.GetFile(id)! with { ExpiresAt = SharpTune.Server.FineTuning.FineTuningService.Now() - 1 });
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"/v1/files/{id}/content")).StatusCode);
+        var listed = JsonNode.Parse(await http.GetStringAsync("/v1/files"))!["data"]!.AsArray().Select(f => (string)f!["id"]!).ToArray();
+        Assert.Equal([(string)plain["id"]!], listed);
+        Assert.Null(store.GetFile(id));
+    }
+
+    [ServerFact]
+    public async Task APurposeFilterPagesOverTheMatchingFilesOnly()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        using var http = JobsHarness.Http(server);
+        async Task<string> Upload() =>
+            JsonNode.Parse(await (await JobsHarness.UploadRawAsync(http, Encoding.UTF8.GetBytes(JobsHarness.CompletionData(4)))).Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
+        var older = await Upload();
+        using var created = await http.PostAsync("/v1/fine_tuning/jobs", new StringContent(new JsonObject
+        {
+            ["model"] = JobsHarness.BaseName, ["training_file"] = older, ["hyperparameters"] = new JsonObject { ["n_epochs"] = 1, ["batch_size"] = 4 },
+        }.ToJsonString(), Encoding.UTF8, "application/json"));
+        var job = await JobsHarness.WaitForStatusAsync(http, (string)JsonNode.Parse(await created.Content.ReadAsStringAsync())!["id"]!,
+            JobsHarness.HangGuard, "succeeded", "failed");
+        var results = (string)job["result_files"]![0]!;
+        var newer = await Upload();
+        async Task<(string[] Ids, bool HasMore)> List(string query)
+        {
+            var page = JsonNode.Parse(await http.GetStringAsync("/v1/files" + query))!;
+            return (page["data"]!.AsArray().Select(f => f!["id"]!.GetValue<string>()).ToArray(), page["has_more"]!.GetValue<bool>());
+        }
+
+        // Newest first the files are newer, results, older. A page of one fine-tune file must skip the results file
+        // between them: an empty page with has_more ends the SDKs' auto-pagination (they continue after the last item).
+        var first = await List("?purpose=fine-tune&limit=1");
+        Assert.Equal([newer], first.Ids);
+        Assert.True(first.HasMore);
+        var second = await List($"?purpose=fine-tune&limit=1&after={newer}");
+        Assert.Equal([older], second.Ids);
+        Assert.False(second.HasMore);
+        var onlyResults = await List("?purpose=fine-tune-results&limit=1");
+        Assert.Equal([results], onlyResults.Ids);
+        Assert.False(onlyResults.HasMore);
+        Assert.Equal([older, newer], (await List("?purpose=fine-tune&order=asc")).Ids);
+    }
+
+    [ServerFact]
     public async Task WithScopedKeysAnotherKeyCannotSeeOrUseAFileAndNoKeyIsRefused()
     {
         await using var server = await harness.StartAsync(harness.NewJobsDir(), o => o with { ScopedKeys = true });
