@@ -15,10 +15,11 @@ internal static class RequestBody
             using var buffer = new MemoryStream();
             await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
             var bytes = buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
-            var body = JsonNode.Parse(bytes.Span);
-            if (DuplicateKey(bytes) is { } duplicate)
+            try { return JsonNode.Parse(bytes.Span, documentOptions: NoRepeatedKeys); }
+            catch (JsonException) when (DuplicateKey(bytes) is { } duplicate)
+            {
                 throw new ApiException(400, $"the request body gives '{duplicate}' more than once", param: duplicate, code: "invalid_json");
-            return body;
+            }
         }
         catch (JsonException e)
         {
@@ -31,9 +32,14 @@ internal static class RequestBody
     }
 
     /// <summary>
-    /// The first key given twice in one object, as a field path ("max_tokens", "messages[0].content"), else null. A
-    /// JsonNode only notices a repeated key when the object is first read, which would be a 500 from deep inside the
-    /// handler; OpenAI's clients never repeat one, so a body that does is refused naming the field.
+    /// Parsing refuses a key given twice in one object: a JsonNode would otherwise only notice it when the object is first
+    /// read, a 500 from deep inside the handler. OpenAI's clients never repeat one.
+    /// </summary>
+    private static readonly JsonDocumentOptions NoRepeatedKeys = new() { AllowDuplicateProperties = false };
+
+    /// <summary>
+    /// The first key given twice in one object, as a field path ("max_tokens", "messages[0].content"), else null: read
+    /// again only once parsing has refused the body, since the parser's error names the key but not where it stands.
     /// </summary>
     private static string? DuplicateKey(ReadOnlyMemory<byte> bytes)
     {
