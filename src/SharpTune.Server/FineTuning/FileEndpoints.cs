@@ -91,37 +91,48 @@ internal sealed class FileEndpoints(FineTuningService service)
         return value;
     }
 
-    /// <summary>Deletes the files whose expires_after has passed (record and bytes), as OpenAI does when they expire.</summary>
-    private void DeleteExpired(IEnumerable<StoredFile> files)
+    /// <summary>
+    /// Deletes the files whose expires_after has passed (record and bytes), as OpenAI does when they expire; returns the
+    /// others, in order.
+    /// </summary>
+    private List<StoredFile> DeleteExpired(IEnumerable<StoredFile> files)
     {
         var now = FineTuningService.Now();
-        foreach (var file in files.Where(f => f.ExpiredAt(now)).ToList())
+        var live = new List<StoredFile>();
+        foreach (var file in files)
         {
+            if (!file.ExpiredAt(now))
+            {
+                live.Add(file);
+                continue;
+            }
             service.Store.DeleteFile(file.Id);
             service.Files.Delete(file);
         }
+        return live;
     }
 
     public Task ListAsync(HttpContext context)
     {
-        DeleteExpired(service.Store.ListFiles(null, false, null, 1_000_000).Items);
         var owner = FineTuningService.OwnerOf(context.Request.Headers.Authorization);
         var purpose = context.Request.Query["purpose"].ToString();
         var limit = ListQuery.Limit(context, 10_000, 10_000);
         var after = context.Request.Query["after"].FirstOrDefault();
+        // The owner's whole list (at most a few thousand files), read once; its expired files are deleted first (another
+        // owner's are deleted when that owner looks).
+        var live = DeleteExpired(service.Store.ListFiles(owner, service.Options.ScopedKeys, null, 1_000_000).Items);
         IReadOnlyList<StoredFile> shown;
         bool hasMore;
         if (ListQuery.NewestFirst(context) && purpose.Length == 0)
             (shown, hasMore) = service.Store.ListFiles(owner, service.Options.ScopedKeys, after, limit);
         else
         {
-            // The stores page newest first over all purposes. Oldest first, or one purpose, reads the owner's whole list
-            // (at most a few thousand files) and pages what is kept: a page filtered after paging could come back short,
-            // or empty with has_more, where the SDKs' auto-pagination (the next page starts after the last item) stops.
-            var all = service.Store.ListFiles(owner, service.Options.ScopedKeys, null, 1_000_000).Items;
-            var ordered = (ListQuery.NewestFirst(context) ? all : all.Reverse()).ToList();
-            var start = after is null ? 0 : ordered.FindIndex(f => f.Id == after) + 1;
-            var kept = ordered.Skip(start).Where(f => purpose.Length == 0 || f.Purpose == purpose).ToList();
+            // The stores page newest first over all purposes. Oldest first, or one purpose, pages the whole list here: a
+            // page filtered after paging could come back short, or empty with has_more, where the SDKs' auto-pagination
+            // (the next page starts after the last item) stops.
+            if (!ListQuery.NewestFirst(context)) live.Reverse();
+            var start = after is null ? 0 : live.FindIndex(f => f.Id == after) + 1;
+            var kept = live.Skip(start).Where(f => purpose.Length == 0 || f.Purpose == purpose).ToList();
             shown = kept.Take(limit).ToList();
             hasMore = kept.Count > limit;
         }
