@@ -25,7 +25,7 @@ internal sealed class DecodeBatch : IDisposable
         public StopStringFilter Filter { get; } = new(request.Stops);
         public int Generated { get; set; }
         public bool Done { get; set; }
-        /// <summary>The tokens generated so far, kept only when the request has presence/frequency penalties.</summary>
+        /// <summary>The tokens generated so far, kept only when the request has presence, frequency or repetition penalties.</summary>
         public List<int>? Output { get; } = request.PresencePenalty != 0 || request.FrequencyPenalty != 0 || request.RepetitionPenalty != 1 ? [] : null;
     }
 
