@@ -28,6 +28,7 @@ internal static class TrainCommand
         var accumulation = new Option<int?>("--grad-accum") { Description = "Micro-batches per optimizer step" };
         var seqLength = new Option<int?>("--max-seq-length") { Description = "Longest sequence in tokens" };
         var dtype = new Option<string?>("--dtype") { Description = "f32 or bf16 compute for the base weights" };
+        var optim = new Option<string?>("--optim") { Description = $"Optimizer, as transformers' optim: {string.Join("|", AdamWOptimizer.Names)} (8-bit: bitsandbytes' AdamW8bit state, ~2 bytes per trainable parameter instead of 8)" };
         var seed = new Option<long?>("--seed") { Description = "Random seed" };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "chatml|chatml-tools|llama-3|llama-2|zephyr (overrides the tokenizer's)" };
         var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for every rendering, e.g. '{\"enable_thinking\": false}' (rows' own chat_template_kwargs override it)" };
@@ -55,6 +56,7 @@ internal static class TrainCommand
             labelSmoothing, precompute, disableDropout, nproc,
         };
         grpo.AddTo(command);
+        command.Add(optim);
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
         command.SetAction(parse =>
@@ -108,6 +110,7 @@ internal static class TrainCommand
                 GradientAccumulation = parse.GetValue(accumulation) ?? options.GradientAccumulation,
                 MaxSeqLength = parse.GetValue(seqLength) ?? options.MaxSeqLength,
                 Dtype = parse.GetValue(dtype) ?? options.Dtype,
+                Optim = parse.GetValue(optim) ?? options.Optim,
                 Seed = parse.GetValue(seed) ?? options.Seed,
                 ChatTemplate = parse.GetValue(chatTemplate) ?? options.ChatTemplate,
                 ChatTemplateKwargs = parse.GetValue(templateKwargs) ?? options.ChatTemplateKwargs,

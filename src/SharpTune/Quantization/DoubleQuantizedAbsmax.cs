@@ -13,7 +13,7 @@ public sealed class DoubleQuantizedAbsmax : IDisposable
     /// <summary>Block size of the second quantization (bitsandbytes' fixed 256).</summary>
     public const int BlockSize = 256;
 
-    private static readonly Lazy<float[]> Map = new(CreateDynamicMap);
+    private static readonly Lazy<float[]> Map = new(() => DynamicQuantizationMap.Signed);
     private static readonly DeviceTables MapTables = new(device => tensor(Map.Value, device: device));
 
     private readonly Tensor? storedMap;   // a checkpoint's own nested_quant_map when it is not this build's dynamic map
@@ -82,31 +82,5 @@ public sealed class DoubleQuantizedAbsmax : IDisposable
         Absmax.Dispose();
         Offset.Dispose();
         storedMap?.Dispose();
-    }
-
-    // bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), step by step in fp32 on the
-    // same libtorch ops (linspace, the mean of neighbours, the decade scale), then sorted: 127 positive values, their
-    // negatives, 0 and 1.
-    private static float[] CreateDynamicMap()
-    {
-        const int maxExponentBits = 7, nonSignBits = 7;
-        double[] decades = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1];   // 10 ** (-(max_exponent_bits - 1) + i)
-        var data = new List<float>();
-        using (var scope = NewDisposeScope())
-        {
-            for (var i = 0; i < maxExponentBits; i++)
-            {
-                var fractionItems = (1 << (i + nonSignBits - maxExponentBits)) + 1;
-                var boundaries = linspace(0.1, 1, fractionItems, dtype: ScalarType.Float32);
-                var means = (boundaries.narrow(0, 0, fractionItems - 1) + boundaries.narrow(0, 1, fractionItems - 1)) / 2.0;
-                data.AddRange((means * decades[i]).data<float>().ToArray());
-                data.AddRange((means * -decades[i]).data<float>().ToArray());
-            }
-        }
-        data.Add(0f);
-        data.Add(1f);
-        if (data.Count != 256) throw new InvalidOperationException($"dynamic map has {data.Count} entries, expected 256");
-        data.Sort();
-        return data.ToArray();
     }
 }

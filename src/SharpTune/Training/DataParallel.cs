@@ -59,7 +59,7 @@ internal static class DataParallel
     /// optimizer state and its counters. Returns the restored state, or null when training starts from step 0.
     /// </summary>
     public static TrainerState? Start(string runDir, bool resume, IReadOnlyList<(string Name, Parameter Parameter)> trainable,
-        AdamW optimizer, IProcessGroup group)
+        AdamWOptimizer optimizer, IProcessGroup group)
     {
         var restored = group.Rank == 0 && resume ? TrainingCheckpoint.RestoreLatest(runDir, trainable, optimizer) : null;
         if (group.Size == 1) return restored;

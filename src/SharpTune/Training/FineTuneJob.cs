@@ -94,6 +94,7 @@ public static class FineTuneJob
         Require(double.IsFinite(o.WarmupRatio) && o.WarmupRatio is >= 0 and <= 1, "warmup_ratio", "--warmup-ratio", "must be from 0 to 1", o.WarmupRatio);
         Require(double.IsFinite(o.MaxGradNorm) && o.MaxGradNorm >= 0, "max_grad_norm", "--max-grad-norm", "must be a number of at least 0 (0: no clipping)", o.MaxGradNorm);
         Require(LearningRateSchedule.Names.Contains(o.LrSchedule), "lr_schedule", "config file", $"must be one of {string.Join(", ", LearningRateSchedule.Names)}", o.LrSchedule);
+        Require(AdamWOptimizer.Names.Contains(o.Optim.Trim().ToLowerInvariant()), "optim", "--optim", $"must be one of {string.Join(", ", AdamWOptimizer.Names)}", o.Optim);
     }
 
     /// <param name="rewards">GRPO: the judge's grader and custom reward functions, beside the built-ins the options name.</param>

@@ -78,7 +78,7 @@ public sealed class Trainer
         var (evalEvery, logEvery, saveEvery) = TrainingSchedule.Intervals(options, totalSteps);
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
 
-        using var optimizer = new AdamW(OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
+        using var optimizer = AdamWOptimizer.Create(options.Optim, OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
         var state = new TrainerState(0, null, null, 0, 0);
         using var metrics = isRoot ? new MetricsLog(runDir) : null;
         if (DataParallel.Start(runDir, resume, trainable, optimizer, group) is { } restored)

@@ -18,7 +18,7 @@ public static class TrainingCheckpoint
     private const string Prefix = "step-";
 
     public static string Save(string runDir, TrainerState state, IReadOnlyList<(string Name, Parameter Parameter)> trainable,
-        AdamW optimizer, int keep)
+        AdamWOptimizer optimizer, int keep)
     {
         var root = Path.Combine(runDir, "checkpoints");
         Directory.CreateDirectory(root);
@@ -48,7 +48,7 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>Restores weights and optimizer state from the newest complete checkpoint; null when there is none.</summary>
-    public static TrainerState? RestoreLatest(string runDir, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamW optimizer)
+    public static TrainerState? RestoreLatest(string runDir, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamWOptimizer optimizer)
     {
         var latest = List(runDir).LastOrDefault();
         if (latest is null) return null;

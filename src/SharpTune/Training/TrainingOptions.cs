@@ -39,6 +39,12 @@ public sealed record TrainingOptions
     public double WarmupRatio { get; init; } = 0.03;
     public int WarmupSteps { get; init; } = -1;
     public double WeightDecay { get; init; } = 0.0;
+    /// <summary>
+    /// The optimizer, by transformers' OptimizerNames: adamw_torch (fp32 moments, 8 bytes per trainable parameter) or
+    /// adamw_8bit / adamw_bnb_8bit / paged_adamw_8bit (bitsandbytes' 8-bit blockwise moments, ~2 bytes; paging is a CUDA
+    /// feature, the same optimizer runs here). adamw_torch_fused is adamw_torch.
+    /// </summary>
+    public string Optim { get; init; } = "adamw_torch";
     public double MaxGradNorm { get; init; } = 1.0;
     public int MicroBatchSize { get; init; } = 4;
     public int GradientAccumulation { get; init; } = 1;

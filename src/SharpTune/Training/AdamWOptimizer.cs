@@ -1,0 +1,144 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// What every AdamW of SharpTune shares: the trainable parameters with their weight decay, fp32 master copies of
+/// non-fp32 weights (a bf16 update loses small steps: 1 + 1e-3 rounds to 1), the step count, and optimizer state as
+/// named tensors for safetensors checkpoints. How the two moments are stored and updated is the subclass's:
+/// <see cref="AdamW"/> (fp32, torch.optim.AdamW) or <see cref="AdamW8bit"/> (bitsandbytes' blockwise 8-bit state).
+/// </summary>
+public abstract class AdamWOptimizer : IDisposable
+{
+    /// <summary>transformers' <c>optim</c> names SharpTune accepts (OptimizerNames' spelling).</summary>
+    public static IReadOnlyList<string> Names { get; } = ["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit"];
+
+    private readonly List<Slot> slots = [];
+    private readonly double beta1, beta2, eps;
+
+    private protected AdamWOptimizer(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
+        double beta1, double beta2, double eps, Func<Parameter, Moments> createMoments)
+    {
+        (this.beta1, this.beta2, this.eps) = (beta1, beta2, eps);
+        using var noGrad = no_grad();
+        foreach (var (name, p, decay) in parameters)
+        {
+            var master = p.dtype == ScalarType.Float32 ? null : p.detach().to(ScalarType.Float32).DetachFromDisposeScope();
+            slots.Add(new Slot(name, p, decay, master, createMoments(p)));
+        }
+    }
+
+    /// <summary>
+    /// The optimizer transformers' <c>optim</c> <paramref name="name"/> selects: adamw_torch (or adamw_torch_fused, the
+    /// same update) → <see cref="AdamW"/>; adamw_8bit, adamw_bnb_8bit or paged_adamw_8bit → <see cref="AdamW8bit"/> (paging
+    /// is CUDA unified memory; the same optimizer runs here).
+    /// </summary>
+    public static AdamWOptimizer Create(string name, IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters) =>
+        name.Trim().ToLowerInvariant() switch
+        {
+            "adamw_torch" or "adamw_torch_fused" => new AdamW(parameters),
+            "adamw_8bit" or "adamw_bnb_8bit" or "paged_adamw_8bit" => new AdamW8bit(parameters),
+            _ => throw new ArgumentException($"optim must be one of {string.Join(", ", Names)}, not '{name}'"),
+        };
+
+    /// <summary>Whether <paramref name="name"/> selects 8-bit optimizer state.</summary>
+    public static bool IsEightBit(string name) => name.Trim().ToLowerInvariant().EndsWith("_8bit", StringComparison.Ordinal);
+
+    /// <summary>Number of updates applied so far.</summary>
+    public long StepCount { get; private set; }
+
+    public IEnumerable<Parameter> Parameters => slots.Select(s => s.Parameter);
+
+    /// <summary>Applies one update with learning rate <paramref name="lr"/> to every parameter that has a gradient.</summary>
+    public void Step(double lr)
+    {
+        StepCount++;
+        var hyper = new AdamHyperparameters(lr, beta1, beta2, eps, StepCount);
+        using var noGrad = no_grad();
+        foreach (var s in slots)
+        {
+            using var scope = NewDisposeScope();
+            var grad = s.Parameter.grad;
+            if (grad is null) continue;
+            var g = grad.dtype == ScalarType.Float32 ? grad : grad.to(ScalarType.Float32);
+            s.Moments.Update(s.Master ?? s.Parameter, g, s.WeightDecay, hyper);
+            if (s.Master is not null) s.Parameter.copy_(s.Master);
+        }
+    }
+
+    public void ZeroGrad()
+    {
+        foreach (var s in slots)
+            s.Parameter.grad = null;
+    }
+
+    /// <summary>Optimizer state as named tensors (for a safetensors checkpoint). The tensors are views: save, don't keep.</summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> StateTensors()
+    {
+        foreach (var s in slots)
+        {
+            foreach (var (suffix, tensor) in s.Moments.Tensors())
+                yield return new($"{s.Name}.{suffix}", tensor);
+            if (s.Master is not null) yield return new($"{s.Name}.master", s.Master);
+        }
+    }
+
+    /// <summary>Restores state written by <see cref="StateTensors"/>; a missing or mis-shaped entry is an error.</summary>
+    public void LoadState(Func<string, Tensor?> read, long stepCount)
+    {
+        using var noGrad = no_grad();
+        foreach (var s in slots)
+        {
+            foreach (var (suffix, tensor) in s.Moments.Tensors())
+                Copy(read, $"{s.Name}.{suffix}", tensor);
+            if (s.Master is not null)
+            {
+                Copy(read, $"{s.Name}.master", s.Master);
+                s.Parameter.copy_(s.Master);
+            }
+        }
+        StepCount = stepCount;
+    }
+
+    private static void Copy(Func<string, Tensor?> read, string name, Tensor target)
+    {
+        using var value = read(name)
+            ?? throw new InvalidDataException($"optimizer state has no tensor '{name}' (was the run started with another optim?)");
+        if (!value.shape.SequenceEqual(target.shape))
+            throw new InvalidDataException($"optimizer state '{name}': expected shape [{string.Join(",", target.shape)}], found [{string.Join(",", value.shape)}]");
+        if (value.dtype != target.dtype)
+            throw new InvalidDataException($"optimizer state '{name}': expected {target.dtype}, found {value.dtype} (was the run started with another optim?)");
+        target.copy_(value);
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in slots)
+        {
+            s.Moments.Dispose();
+            s.Master?.Dispose();
+        }
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>One update's settings; <see cref="Step"/> counts from 1.</summary>
+    private protected readonly record struct AdamHyperparameters(double Lr, double Beta1, double Beta2, double Eps, long Step);
+
+    /// <summary>One parameter's first and second moments, in whatever form the optimizer keeps them.</summary>
+    private protected abstract class Moments : IDisposable
+    {
+        /// <summary>Updates the moments from <paramref name="grad"/> (fp32) and applies the step to fp32 <paramref name="weights"/>.</summary>
+        public abstract void Update(Tensor weights, Tensor grad, double weightDecay, AdamHyperparameters h);
+
+        /// <summary>The state tensors, by the suffix they are saved under.</summary>
+        public abstract IEnumerable<(string Suffix, Tensor Tensor)> Tensors();
+
+        public void Dispose()
+        {
+            foreach (var (_, tensor) in Tensors()) tensor.Dispose();
+        }
+    }
+
+    private sealed record Slot(string Name, Parameter Parameter, double WeightDecay, Tensor? Master, Moments Moments);
+}
