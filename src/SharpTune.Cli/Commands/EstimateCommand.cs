@@ -36,10 +36,12 @@ internal static class EstimateCommand
         var doubleQuant = new Option<bool>("--double-quant") { Description = "With 4-bit --quantize: quantize the absmax too", DefaultValueFactory = _ => true };
         var measure = new Option<bool>("--measure") { Description = "Also run the settings for real here (random tokens; --model's weights or the config's shape with random weights) and report the measured peak" };
         var measureSteps = new Option<int>("--measure-steps") { Description = "With --measure: optimizer steps to run", DefaultValueFactory = _ => 2 };
+        var optim = new Option<string>("--optim") { Description = "Optimizer as `train --optim`: adamw_torch (8 bytes of state per trainable parameter) or adamw_8bit|adamw_bnb_8bit|paged_adamw_8bit (~2 bytes)", DefaultValueFactory = _ => "adamw_torch" };
 
         var command = new Command("estimate", "Estimate memory, time and cost of fine-tuning before running it.");
         foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, checkpointedLayers, keepingLayers, datasetTokens, utilization, json, quantize, doubleQuant, measure, measureSteps })
             command.Options.Add(option);
+        command.Options.Add(optim);
         command.Subcommands.Add(EstimateCostCommand.Create());
         command.SetAction(parseResult =>
         {
@@ -72,6 +74,7 @@ internal static class EstimateCommand
                     LayersKeepingMlpProducts = parseResult.GetValue(keepingLayers),
                     DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
                     Quantize = quantizeName, DoubleQuant = stored?.DoubleQuant ?? parseResult.GetValue(doubleQuant),
+                    Optim = parseResult.GetValue(optim)!,
                 };
                 var estimate = TrainingEstimator.Estimate(modelConfig, settings, source);
                 var measured = parseResult.GetValue(measure)

@@ -65,32 +65,52 @@ public sealed class AdamW8bit(IEnumerable<(string Name, Parameter Parameter, dou
 
         private static long Blocks(Parameter p) => (p.numel() + BlockSize - 1) / BlockSize;
 
+        /// <summary>Elements updated at once: 1,024 whole blocks.</summary>
+        private const long ChunkElements = 1024L * BlockSize;
+
         public override void Update(Tensor weights, Tensor g, double weightDecay, AdamHyperparameters h)
         {
-            var grad = g.reshape(-1);
-            var m = Dequantize(state1, absmax1, SignedCodes.On(state1.device));      // (n) fp32
-            var v = Dequantize(state2, absmax2, UnsignedCodes.On(state2.device));
+            // Every operation is elementwise within a block, so a run of whole blocks at a time gives the same bits as the
+            // whole tensor at once, and the fp32 temporaries stay a few MB however large the parameter (an embedding's
+            // would otherwise cost ~30 bytes per element during the step).
+            var n = state1.numel();
+            var (flatWeights, flatGrad, codes1, codes2) = (weights.view(-1), g.reshape(-1), state1.view(-1), state2.view(-1));
+            for (long start = 0; start < n; start += ChunkElements)
+            {
+                using var scope = NewDisposeScope();
+                var length = Math.Min(ChunkElements, n - start);
+                var (firstBlock, blocks) = (start / BlockSize, (length + BlockSize - 1) / BlockSize);
+                UpdateBlocks(flatWeights.narrow(0, start, length), flatGrad.narrow(0, start, length), weightDecay, h,
+                    codes1.narrow(0, start, length), absmax1.narrow(0, firstBlock, blocks),
+                    codes2.narrow(0, start, length), absmax2.narrow(0, firstBlock, blocks));
+            }
+        }
+
+        private static void UpdateBlocks(Tensor weights, Tensor grad, double weightDecay, AdamHyperparameters h,
+            Tensor codes1, Tensor absmax1, Tensor codes2, Tensor absmax2)
+        {
+            var m = Dequantize(codes1, absmax1, SignedCodes.On(codes1.device));      // (length) fp32
+            var v = Dequantize(codes2, absmax2, UnsignedCodes.On(codes2.device));
             m.mul_(h.Beta1).add_(grad, alpha: 1 - h.Beta1);
             v.mul_(h.Beta2).addcmul_(grad, grad, value: 1 - h.Beta2);
             var correction1 = 1 - Math.Pow(h.Beta1, h.Step);
             var correction2 = Math.Sqrt(1 - Math.Pow(h.Beta2, h.Step));
             var denom = (v.sqrt() / correction2).add_(h.Eps);
-            var flat = weights.view(-1);
-            if (weightDecay > 0) flat.mul_(1 - h.Lr * weightDecay);
-            flat.addcdiv_(m, denom, value: -h.Lr / correction1);
-            Quantize(m, DynamicQuantizationMap.Signed, state1, absmax1);
-            Quantize(v, DynamicQuantizationMap.Unsigned, state2, absmax2);
+            if (weightDecay > 0) weights.mul_(1 - h.Lr * weightDecay);
+            weights.addcdiv_(m, denom, value: -h.Lr / correction1);
+            Quantize(m, DynamicQuantizationMap.Signed, codes1, absmax1);
+            Quantize(v, DynamicQuantizationMap.Unsigned, codes2, absmax2);
         }
 
         /// <summary>bitsandbytes' default dequantize_blockwise: code[q] times its block's absmax, in fp32.</summary>
         private static Tensor Dequantize(Tensor codes, Tensor absmax, Tensor codeValues) =>
-            Blockwise.Rescale(codeValues.index_select(0, codes.reshape(-1).to(ScalarType.Int64)), absmax, BlockSize);
+            Blockwise.Rescale(codeValues.index_select(0, codes.to(ScalarType.Int64)), absmax, BlockSize);
 
         /// <summary>bitsandbytes' default quantize_blockwise into the stored codes and absmax.</summary>
         private static void Quantize(Tensor values, float[] codeValues, Tensor codes, Tensor absmax)
         {
             var (scaled, blockMax) = Blockwise.Scale(values, BlockSize);
-            codes.view(-1).copy_(Blockwise.NearestCode(scaled, codeValues));
+            codes.copy_(Blockwise.NearestCode(scaled, codeValues));
             absmax.copy_(blockMax);
         }
 

@@ -32,6 +32,11 @@ public sealed record EstimateSettings
     public string? Quantize { get; init; }
     /// <summary>With a 4-bit <see cref="Quantize"/>: the absmax statistics quantized too.</summary>
     public bool DoubleQuant { get; init; } = true;
+    /// <summary>
+    /// The optimizer as <c>train --optim</c> names it: adamw_torch keeps 8 bytes of moments per trainable parameter, the
+    /// 8-bit ones (adamw_8bit, adamw_bnb_8bit, paged_adamw_8bit) 2 bytes and one fp32 absmax per 256.
+    /// </summary>
+    public string Optim { get; init; } = "adamw_torch";
 
     /// <summary>The quantization settings, or null.</summary>
     public Quantization.QuantizationOptions? QuantizationSettings() => Quantize is null ? null
@@ -66,5 +71,7 @@ public sealed record EstimateSettings
         if (Quantize is not null && IsFull)
             throw new ArgumentException($"quantize {Quantize}: a quantized base is frozen; estimate an adapter method (lora or dora)");
         _ = QuantizationSettings();
+        if (!Training.AdamWOptimizer.Names.Contains(Optim.Trim().ToLowerInvariant()))
+            throw new ArgumentException($"optim '{Optim}' is not one of {string.Join(", ", Training.AdamWOptimizer.Names)}");
     }
 }

@@ -10,7 +10,8 @@ namespace SharpTune.Advisors.Memory;
 /// <summary>
 /// "How much memory do I need, and how long will it take?" from a config.json alone: parameter counts, memory of a
 /// training step by component (with and without gradient checkpointing), inference footprint, FLOPs and time.
-/// Memory follows what SharpTune's own trainer allocates (<see cref="AdamW"/>: two fp32 states per trainable parameter
+/// Memory follows what SharpTune's own trainer allocates (<see cref="AdamW"/>: two fp32 states per trainable parameter,
+/// <see cref="AdamW8bit"/>: two bytes and an fp32 absmax per 256,
 /// and an fp32 master copy of non-fp32 trainable weights; LoRA weights always fp32).
 /// </summary>
 public static class TrainingEstimator
@@ -56,7 +57,10 @@ public static class TrainingEstimator
         var weights = baseWeights + (settings.IsFull ? 0 : counts.Trainable * 4.0);
         var gradientBytes = settings.IsFull ? b : 4;
         var gradients = (double)counts.Trainable * gradientBytes;
-        var optimizer = counts.Trainable * (8.0 + (settings.IsFull && b != 4 ? 4 : 0));   // exp_avg, exp_avg_sq (+ fp32 master)
+        // exp_avg, exp_avg_sq (+ fp32 master); 8-bit: a byte each and an fp32 absmax per block (parameters under
+        // AdamW8bit.MinQuantizedSize, norms and biases, keep 8 bytes: a negligible share, not counted).
+        var moments = Training.AdamWOptimizer.IsEightBit(settings.Optim) ? 2.0 + 2.0 * 4 / Training.AdamW8bit.BlockSize : 8.0;
+        var optimizer = counts.Trainable * (moments + (settings.IsFull && b != 4 ? 4 : 0));
         // The first gradient the backward makes is the output head's (V×d); with full fine-tuning it exists during the peak.
         var headGradient = settings.IsFull ? (double)config.VocabSize * config.HiddenSize * gradientBytes : 0;
 
@@ -129,7 +133,7 @@ public static class TrainingEstimator
 
         var notes = new List<string>
         {
-            "Memory counts what SharpTune's trainer allocates (AdamW: 2 fp32 states per trainable parameter, fp32 master for bf16 trainable weights; LoRA weights fp32).",
+            "Memory counts what SharpTune's trainer allocates (AdamW: 2 fp32 states per trainable parameter, or 2 bytes + 8/256 with an 8-bit optim; fp32 master for bf16 trainable weights; LoRA weights fp32).",
             "GPU figures exclude the CUDA context and allocator caching (typically 0.5-1.5 GiB more).",
         };
         if (layout.IsGpt2) notes.Add("GPT-2 activations use the same accounting but were not checked against measured runs.");

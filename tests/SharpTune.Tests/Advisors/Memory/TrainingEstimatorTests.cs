@@ -121,6 +121,22 @@ public class TrainingEstimatorTests
         Assert.Equal(2.0 * 32 * 4096 * 128 * 2, fullBf16.KvCacheBytes);
     }
 
+    [Fact]
+    public void EightBitOptimCountsTwoBytesAndAnAbsmaxPerBlock()
+    {
+        var config = Llama2_7B();
+        var settings = new EstimateSettings { Method = "full", Dtype = "f32", SequenceLength = 128, MicroBatchSize = 1 };
+        var torch = TrainingEstimator.Estimate(config, settings);
+        var eight = TrainingEstimator.Estimate(config, settings with { Optim = "paged_adamw_8bit" });
+        var bf16 = TrainingEstimator.Estimate(config, settings with { Optim = "adamw_8bit", Dtype = "bf16" });
+        var n = (double)torch.Parameters.Total;
+        Assert.Equal((2 + 2 * 4 / 256.0) * n, eight.Training.OptimizerState);   // state1, state2 (uint8) + absmax1, absmax2 (fp32 per 256)
+        Assert.Equal((2 + 2 * 4 / 256.0 + 4) * n, bf16.Training.OptimizerState); // + fp32 master copy
+        Assert.Equal(torch.Training.PeakTraining - 6 * n + 8 / 256.0 * n, eight.Training.PeakTraining, 1e-9 * n);
+        var e = Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config, settings with { Optim = "adam8" }));
+        Assert.Contains("optim 'adam8'", e.Message);
+    }
+
     [Theory]
     [InlineData("llama", "nf4", true)]
     [InlineData("qwen2", "int8", false)]
