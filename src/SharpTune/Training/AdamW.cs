@@ -16,13 +16,23 @@ public sealed class AdamW : IDisposable
 
     public AdamW(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
         double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
+        : this(parameters.Select(p => (p.Name, p.Parameter, p.WeightDecay, 1.0)), beta1, beta2, eps)
+    {
+    }
+
+    /// <summary>
+    /// An AdamW whose parameters each learn at <see cref="Step"/>'s rate times their <c>LearningRateScale</c>, as torch
+    /// parameter groups with their own lr do under a LambdaLR schedule (LoRA+); weight decay uses the scaled rate too.
+    /// </summary>
+    internal AdamW(IEnumerable<(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale)> parameters,
+        double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
     {
         (this.beta1, this.beta2, this.eps) = (beta1, beta2, eps);
         using var noGrad = no_grad();
-        foreach (var (name, p, decay) in parameters)
+        foreach (var (name, p, decay, lrScale) in parameters)
         {
             var master = p.dtype == ScalarType.Float32 ? null : p.detach().to(ScalarType.Float32).DetachFromDisposeScope();
-            slots.Add(new Slot(name, p, decay, master,
+            slots.Add(new Slot(name, p, decay, lrScale, master,
                 zeros(p.shape, ScalarType.Float32, p.device).DetachFromDisposeScope(),
                 zeros(p.shape, ScalarType.Float32, p.device).DetachFromDisposeScope()));
         }
@@ -33,7 +43,10 @@ public sealed class AdamW : IDisposable
 
     public IEnumerable<Parameter> Parameters => slots.Select(s => s.Parameter);
 
-    /// <summary>Applies one update with learning rate <paramref name="lr"/> to every parameter that has a gradient.</summary>
+    /// <summary>
+    /// Applies one update with learning rate <paramref name="lr"/> (times each parameter's scale) to every parameter that
+    /// has a gradient.
+    /// </summary>
     public void Step(double lr)
     {
         StepCount++;
@@ -47,12 +60,13 @@ public sealed class AdamW : IDisposable
             if (grad is null) continue;
             var g = grad.dtype == ScalarType.Float32 ? grad : grad.to(ScalarType.Float32);
             var weights = s.Master ?? s.Parameter;
+            var groupLr = lr * s.LearningRateScale;
             // torch.optim.AdamW's _single_tensor_adam, operation for operation, so an update rounds as PyTorch's does.
-            if (s.WeightDecay != 0) weights.mul_(1 - lr * s.WeightDecay);
+            if (s.WeightDecay != 0) weights.mul_(1 - groupLr * s.WeightDecay);
             s.ExpAvg.lerp_(g, 1 - beta1);
             s.ExpAvgSq.mul_(beta2).addcmul_(g, g, value: 1 - beta2);
             var denom = (s.ExpAvgSq.sqrt() / bias2Sqrt).add_(eps);
-            weights.addcdiv_(s.ExpAvg, denom, value: -(lr / bias1));
+            weights.addcdiv_(s.ExpAvg, denom, value: -(groupLr / bias1));
             if (s.Master is not null) s.Parameter.copy_(s.Master);
         }
     }
@@ -109,5 +123,6 @@ public sealed class AdamW : IDisposable
         }
     }
 
-    private sealed record Slot(string Name, Parameter Parameter, double WeightDecay, Tensor? Master, Tensor ExpAvg, Tensor ExpAvgSq);
+    private sealed record Slot(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale, Tensor? Master,
+        Tensor ExpAvg, Tensor ExpAvgSq);
 }
