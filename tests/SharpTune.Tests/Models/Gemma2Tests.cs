@@ -189,6 +189,20 @@ public class Gemma2Tests
         Assert.Equal(0, model.model.LayerStackSteps);
     }
 
+    /// <summary>
+    /// With soft caps that bind (GgufModelFolders.Gemma2Checkpoint: removing either moves the log-probabilities by 0.19 or
+    /// more), the decode shortcuts (fused q/k/v, the single-query attention kernel, which applies the cap itself) give the
+    /// general path's tokens, with and without the cache, past the window of 8.
+    /// </summary>
+    [Fact]
+    public void BindingSoftCapsDecodeAlikeThroughTheShortcutsAndTheCache()
+    {
+        using var dir = new TempDir();
+        using var model = PretrainedModel.Load(SharpTune.Tests.Export.GgufModelFolders.Gemma2Checkpoint(dir, "gemma2", seed: 41), ScalarType.Float32);
+        model.eval();
+        AssertSameTokensWithAndWithoutCacheAndShortcuts(model, "binding caps");
+    }
+
     private static void AssertSameTokensWithAndWithoutCacheAndShortcuts(CausalLanguageModel model, string what)
     {
         int[][] prompts = [[2, 5, 9, 33, 7, 21, 60, 3, 14], [2, 70]];
