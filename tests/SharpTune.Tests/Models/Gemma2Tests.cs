@@ -142,7 +142,7 @@ public class Gemma2Tests
     /// <summary>
     /// The published config with only its sizes shrunk (every Gemma 2 setting kept: soft caps 50 and 30, scalar 256, the
     /// even layers sliding, here over 4 keys): LoRA on PEFT's gemma2 targets (q_proj, v_proj) lowers the loss in a few
-    /// steps, and greedy decoding past the window gives the same tokens with the cache, without it, and with the decode
+    /// steps (the memory estimator counting the model's parameters), and greedy decoding past the window gives the same tokens with the cache, without it, and with the decode
     /// shortcuts off; the one-pass layer stack declines Gemma's layers, so the per-module path (which soft-caps) runs.
     /// </summary>
     [Fact]
@@ -156,6 +156,8 @@ public class Gemma2Tests
         });
         manual_seed(3);
         using var model = (Gemma2ForCausalLM)ModelFactory.Create(ModelConfig.FromJson(json));
+        // The memory estimator's layout counts the same parameters (four norms a layer, no q/k norms, the head tied).
+        Assert.Equal(model.parameters().Sum(p => p.numel()), SharpTune.Advisors.Memory.ModelLayout.Of(model.Config).TotalParameters);
         var adapter = new LoraAdapter(new LoraConfig { R = 4, LoraAlpha = 8 });
         adapter.Inject(model);
         Assert.Equal(["q_proj", "v_proj"], ModuleSurgery.NamedModules(model).Where(m => m.Module is LoraLinear)
