@@ -59,6 +59,8 @@ internal static class TrainCommand
         command.Add(optim);
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
+        var techniques = new TrainingTechniqueOptions();
+        techniques.AddTo(command);
         command.SetAction(parse =>
         {
             var processes = parse.GetValue(nproc);
@@ -132,6 +134,7 @@ internal static class TrainCommand
             };
             options = grpo.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);
+            options = techniques.ApplyTo(options, parse);
             options = options with { Output = parse.GetValue(output) ?? (options.Output == new TrainingOptions().Output ? DefaultRunDir(options) : options.Output) };
             if (options.Model.Length == 0 || options.Data.Length == 0)
             {

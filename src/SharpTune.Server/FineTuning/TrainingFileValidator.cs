@@ -25,7 +25,8 @@ internal sealed class TrainingFileException(long lineNumber, string message) : E
 /// <c>preferred_completion</c>/<c>non_preferred_completion</c>), every line the same format, known roles only, and
 /// something to train on. Chat lines may carry <c>tools</c> (or the legacy <c>functions</c>), assistant
 /// <c>tool_calls</c> without content, and <c>tool</c> messages, under <see cref="ToolCallRules"/>. Field checks come from the library's <see cref="TrainingExampleMapper"/> so the server accepts
-/// exactly what the trainer reads.
+/// exactly what the trainer reads — less the layouts OpenAI does not take (ShareGPT <c>conversations</c>), which the
+/// trainer reads from local files but an upload here is refused for, as OpenAI refuses it.
 /// </summary>
 internal static class TrainingFileValidator
 {
@@ -46,6 +47,10 @@ internal static class TrainingFileValidator
             if (result.Error is { } error) throw Bad(error.LineNumber, error.Detail);
             var row = result.Row!;
             CheckPreferenceSides(row);
+            // The trainer reads ShareGPT rows too, but OpenAI's API refuses them, and so does this one.
+            if (ShareGptConversation.IsShareGpt(row.Fields))
+                throw Bad(row.LineNumber, "field 'conversations': ShareGPT rows are not an OpenAI fine-tuning format; write each as " +
+                    "{\"messages\": [{\"role\", \"content\"}]} (human → user, gpt → assistant)");
             var format = DatasetFormatDetector.Detect(row.Fields);
             if (format is not (DatasetFormat.Chat or DatasetFormat.Completion or DatasetFormat.Preference))
                 throw Bad(row.LineNumber, $"no fine-tuning format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]; " +

@@ -9,7 +9,10 @@ public enum DatasetFormat
     /// </summary>
     Completion,
 
-    /// <summary>OpenAI fine-tuning chat: <c>{"messages":[{"role","content","weight"?}]}</c> → <see cref="ChatExample"/>.</summary>
+    /// <summary>
+    /// OpenAI fine-tuning chat: <c>{"messages":[{"role","content","weight"?}]}</c>, or ShareGPT's
+    /// <c>{"conversations":[{"from","value","weight"?}],"system"?,"tools"?}</c> → <see cref="ChatExample"/>.
+    /// </summary>
     Chat,
 
     /// <summary>Alpaca: <c>{"instruction","input"?,"output"}</c> → <see cref="InstructionExample"/>.</summary>
@@ -21,6 +24,9 @@ public enum DatasetFormat
     /// <summary><c>{"text","label"}</c> → <see cref="ClassificationExample"/>.</summary>
     Classification,
 
-    /// <summary><c>{"prompt","chosen","rejected"}</c> or OpenAI's <c>{"input":{"messages"},"preferred_output","non_preferred_output"}</c> → <see cref="PreferenceExample"/>.</summary>
+    /// <summary>
+    /// <c>{"prompt","chosen","rejected"}</c>, OpenAI's <c>{"input":{"messages"},"preferred_output","non_preferred_output"}</c>
+    /// or ShareGPT's <c>{"conversations","chosen":{"from","value"},"rejected":{…}}</c> → <see cref="PreferenceExample"/>.
+    /// </summary>
     Preference,
 }

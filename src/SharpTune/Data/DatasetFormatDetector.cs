@@ -9,6 +9,8 @@ public static class DatasetFormatDetector
     public static DatasetFormat? Detect(JsonObject fields)
     {
         if (fields.ContainsKey("messages")) return DatasetFormat.Chat;
+        if (fields.ContainsKey(ShareGptConversation.Field))   // ShareGPT (LLaMA-Factory, Axolotl)
+            return fields.ContainsKey("chosen") || fields.ContainsKey("rejected") ? DatasetFormat.Preference : DatasetFormat.Chat;
         if (fields.ContainsKey("input") &&
             (fields.ContainsKey("preferred_output") || fields.ContainsKey("preferred_completion")))
             return DatasetFormat.Preference;
@@ -37,7 +39,7 @@ public static class DatasetFormatDetector
         if (votes.Count == 0)
             throw new DataFormatException(first.SourceFile, first.LineNumber, null, "unknown_format",
                 $"no training format recognised from fields [{string.Join(", ", first.Fields.Select(f => f.Key))}]; expected " +
-                "{prompt, completion}, {messages}, {instruction, output}, {text}, {text, label}, {prompt, chosen, rejected} " +
+                "{prompt, completion}, {messages}, {conversations} (ShareGPT), {instruction, output}, {text}, {text, label}, {prompt, chosen, rejected} " +
                 "or {input, preferred_output, non_preferred_output}");
         return votes.MaxBy(v => v.Value).Key;
     }

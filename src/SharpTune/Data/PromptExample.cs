@@ -6,8 +6,8 @@ namespace SharpTune.Data;
 /// <summary>
 /// A prompt to sample completions for (GRPO, reinforcement fine-tuning), with the row's other fields for the reward
 /// functions to read (e.g. <c>answer</c>). Accepts TRL's <c>{"prompt": "…" | [messages]}</c> and OpenAI's reinforcement
-/// fine-tuning rows <c>{"messages": [...], …}</c> (a trailing assistant turn is not part of the prompt: it becomes the
-/// <c>answer</c> field when the row has none).
+/// fine-tuning rows <c>{"messages": [...], …}</c> and ShareGPT rows <c>{"conversations": [...], …}</c> (a trailing
+/// assistant turn is not part of the prompt: it becomes the <c>answer</c> field when the row has none).
 /// </summary>
 public sealed record PromptExample(IReadOnlyList<ChatTurn> Prompt, JsonObject Fields) : TrainingExample
 {
@@ -28,9 +28,12 @@ public sealed record PromptExample(IReadOnlyList<ChatTurn> Prompt, JsonObject Fi
             return new PromptExample([new ChatTurn("user", text.GetValue<string>())], row.Fields) { PlainText = true, Location = row.Location };
         if (row.Fields["prompt"] is JsonArray turns)
             return new PromptExample(TrainingExampleMapper.Messages(row, turns, "prompt"), row.Fields) { Location = row.Location };
-        if (row.Fields.ContainsKey("messages"))
+        var shareGpt = ShareGptConversation.IsShareGpt(row.Fields);
+        if (row.Fields.ContainsKey("messages") || shareGpt)
         {
-            var messages = TrainingExampleMapper.Messages(row, row.Fields["messages"], "messages");
+            var messages = shareGpt
+                ? ShareGptConversation.Turns(row, ShareGptConversation.Ending.Either, out _)
+                : TrainingExampleMapper.Messages(row, row.Fields["messages"], "messages");
             var fields = row.Fields;
             if (messages[^1].Role == "assistant")
             {
@@ -42,7 +45,8 @@ public sealed record PromptExample(IReadOnlyList<ChatTurn> Prompt, JsonObject Fi
                 }
                 messages = messages.Take(messages.Count - 1).ToArray();
             }
-            if (messages.Count == 0) throw TrainingExampleMapper.Error(row, "messages", "empty_field", "no prompt turns before the answer");
+            if (messages.Count == 0)
+                throw TrainingExampleMapper.Error(row, shareGpt ? ShareGptConversation.Field : "messages", "empty_field", "no prompt turns before the answer");
             return new PromptExample(messages, fields) { Location = row.Location };
         }
         throw TrainingExampleMapper.Error(row, row.Fields.ContainsKey("prompt") ? "prompt" : "messages",

@@ -6,11 +6,11 @@ namespace SharpTune.Data;
 /// <summary>Edits the text inside a row's fields while keeping its shape, for redaction and augmentation.</summary>
 public static class RowTextRewriter
 {
-    private static readonly HashSet<string> NonTextKeys = new(StringComparer.Ordinal) { "role", "label", "weight", "name", "id" };
+    private static readonly HashSet<string> NonTextKeys = new(StringComparer.Ordinal) { "role", "from", "label", "weight", "name", "id" };
 
     /// <summary>
     /// Rewrites every string value in <paramref name="fields"/> (nested ones included) except structural ones
-    /// (role, label, weight, name, id). Returns a new object; the input is untouched.
+    /// (role, ShareGPT's from, label, weight, name, id). Returns a new object; the input is untouched.
     /// </summary>
     public static JsonObject RewriteAllText(JsonObject fields, Func<string, string> rewrite) =>
         (JsonObject)Rewrite(fields.DeepClone(), rewrite, null)!;
@@ -18,7 +18,7 @@ public static class RowTextRewriter
     /// <summary>
     /// Rewrites only the input side of a training row — what augmentation may vary without changing the target:
     /// text (plain and classification), prompt (completion, preference), instruction and input (instruction),
-    /// user turns (chat, and the prompt of a preference pair). Returns a new object.
+    /// user turns (chat, and the prompt of a preference pair; ShareGPT's human turns too). Returns a new object.
     /// </summary>
     public static JsonObject RewriteInputs(JsonObject fields, DatasetFormat format, Func<string, string> rewrite)
     {
@@ -38,11 +38,13 @@ public static class RowTextRewriter
                 break;
             case DatasetFormat.Chat:
                 RewriteUserTurns(copy["messages"] as JsonArray, rewrite);
+                RewriteUserTurns(copy[ShareGptConversation.Field] as JsonArray, rewrite);
                 break;
             case DatasetFormat.Preference:
                 if (copy["prompt"] is JsonArray promptTurns) RewriteUserTurns(promptTurns, rewrite);
                 else RewriteField(copy, "prompt", rewrite);
                 RewriteUserTurns((copy["input"] as JsonObject)?["messages"] as JsonArray, rewrite);
+                RewriteUserTurns(copy[ShareGptConversation.Field] as JsonArray, rewrite);
                 break;
         }
         return copy;
@@ -58,8 +60,10 @@ public static class RowTextRewriter
     {
         if (messages is null) return;
         foreach (var message in messages.OfType<JsonObject>())
-            if (message["role"]?.GetValue<string>() == "user")
+            if (message["role"] is JsonValue role && role.GetValueKind() == JsonValueKind.String && role.GetValue<string>() == "user")
                 RewriteField(message, "content", rewrite);
+            else if (message["from"] is JsonValue from && from.GetValueKind() == JsonValueKind.String && from.GetValue<string>() is "human" or "user")
+                RewriteField(message, "value", rewrite);
     }
 
     private static JsonNode? Rewrite(JsonNode? node, Func<string, string> rewrite, string? key)

@@ -15,6 +15,7 @@ public static class TrainingExampleMapper
     {
         DatasetFormat.Completion when row.Fields["prompt"] is JsonArray => ConversationalCompletion(row),
         DatasetFormat.Completion => new CompletionExample(Text(row, "prompt"), Text(row, "completion")),
+        DatasetFormat.Chat when ShareGptConversation.IsShareGpt(row.Fields) => ShareGptConversation.Chat(row),
         DatasetFormat.Chat => Chat(row),
         DatasetFormat.Instruction => new InstructionExample(Text(row, "instruction"), OptionalText(row, "input"), Text(row, "output")),
         DatasetFormat.Text => new TextExample(Text(row, "text")),
@@ -28,8 +29,9 @@ public static class TrainingExampleMapper
         Map(row, DatasetFormatDetector.Detect(row.Fields) ?? throw new DataFormatException(row.SourceFile, row.LineNumber,
             null, "unknown_format", $"no training format recognised from fields [{string.Join(", ", row.Fields.Select(f => f.Key))}]"));
 
-    private static PreferenceExample Preference(DataRow row) =>
-        PreferenceWithoutTools(row) with { Tools = PreferenceTools(row), TemplateArguments = RowTemplateArguments(row) };
+    private static PreferenceExample Preference(DataRow row) => ShareGptConversation.IsShareGpt(row.Fields)
+        ? ShareGptConversation.Preference(row)
+        : PreferenceWithoutTools(row) with { Tools = PreferenceTools(row), TemplateArguments = RowTemplateArguments(row) };
 
     /// <summary>
     /// A preference row's tools: TRL's rows carry them beside the prompt (<c>tools</c>), OpenAI's preference lines inside
@@ -179,22 +181,22 @@ public static class TrainingExampleMapper
         var array = (JsonArray)JsonCell(row, node, field)!;
         var turns = new List<ChatTurn>(messages.Count);
         for (int i = 0; i < messages.Count; i++)
-        {
-            int? weight = null;
-            if (array[i]!["weight"] is JsonNode w)
-            {
-                if (w is not JsonValue wv || !wv.TryGetValue<int>(out var weightValue) && !TryIntegralDouble(wv, out weightValue)
-                    || weightValue is not (0 or 1))
-                    throw Error(row, $"{field}[{i}].weight", "wrong_type", $"expected 0 or 1, found {w.ToJsonString()}");
-                weight = weightValue;
-            }
-            turns.Add(new ChatTurn(messages[i], weight));
-        }
+            turns.Add(new ChatTurn(messages[i], Weight(row, array[i]!["weight"], $"{field}[{i}].weight")));
         return turns;
     }
 
+    /// <summary>A message's OpenAI <c>weight</c>: 0 or 1 (also written 0.0/1.0), null when absent or null.</summary>
+    internal static int? Weight(DataRow row, JsonNode? weight, string field)
+    {
+        if (weight is null) return null;
+        if (weight is not JsonValue value || !value.TryGetValue<int>(out var result) && !TryIntegralDouble(value, out result)
+            || result is not (0 or 1))
+            throw Error(row, field, "wrong_type", $"expected 0 or 1, found {weight.ToJsonString()}");
+        return result;
+    }
+
     /// <summary>CSV cells hold JSON as text; a string that parses as JSON stands for the value it holds.</summary>
-    private static JsonNode? JsonCell(DataRow row, JsonNode? node, string field)
+    internal static JsonNode? JsonCell(DataRow row, JsonNode? node, string field)
     {
         if (node is not JsonValue text || text.GetValueKind() != JsonValueKind.String) return node;
         try { return JsonNode.Parse(text.GetValue<string>()); }

@@ -7,7 +7,17 @@ namespace SharpTune.Models;
 /// <param name="SlidingWindow">Keys a query may see, itself included (transformers: kv_idx &gt; q_idx - window).</param>
 /// <param name="Scale">Factor on q·k (Gemma 3: query_pre_attn_scalar^-½); null = head_dim^-½.</param>
 /// <param name="SoftCap">Scores become cap·tanh(score / cap) before masking (Gemma's attn_logit_softcapping).</param>
-public readonly record struct AttentionSettings(int? SlidingWindow = null, double? Scale = null, double? SoftCap = null);
+public readonly record struct AttentionSettings(int? SlidingWindow = null, double? Scale = null, double? SoftCap = null)
+{
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s settings from the config: its sliding window, and Gemma's query_pre_attn_scalar^-½
+    /// scale and attn_logit_softcapping where the config has them (only the Gemma families read those fields).
+    /// </summary>
+    public static AttentionSettings For(ModelConfig config, int layer) => new(
+        SlidingWindow: config.SlidingWindowOf(layer),
+        Scale: config.QueryPreAttnScalar is { } scalar ? Math.Pow(scalar, -0.5) : null,
+        SoftCap: config.AttnLogitSoftcapping);
+}
 
 /// <summary>The scaled-dot-product core shared by every architecture: cache, prefixes, GQA, windows and masking.</summary>
 internal static class Attention

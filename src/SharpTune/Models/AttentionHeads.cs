@@ -10,9 +10,9 @@ namespace SharpTune.Models;
 /// </summary>
 internal sealed class AttentionHeads(int numHeads, int numKvHeads, int headDim, int layerIndex, AttentionSettings settings)
 {
-    /// <summary>The config's head layout for layer <paramref name="layerIndex"/>, with its sliding window if it has one.</summary>
+    /// <summary>The config's head layout for layer <paramref name="layerIndex"/>, with its <see cref="AttentionSettings.For"/>.</summary>
     public static AttentionHeads For(ModelConfig config, int layerIndex) => new(config.NumHeads, config.NumKeyValueHeads, config.HeadDim,
-        layerIndex, new AttentionSettings(SlidingWindow: config.SlidingWindowOf(layerIndex)));
+        layerIndex, AttentionSettings.For(config, layerIndex));
 
     public int NumHeads => numHeads;
     public int NumKvHeads => numKvHeads;

@@ -17,8 +17,26 @@ public abstract class CausalLanguageModel : nn.Module
 
     public ModelConfig Config { get; }
 
-    /// <summary>Token ids (B, T) → embeddings (B, T, C).</summary>
-    public abstract Tensor EmbedTokens(Tensor inputIds);
+    /// <summary>
+    /// Token ids (B, T) → embeddings (B, T, C): the architecture's input embeddings (transformers'
+    /// <c>get_input_embeddings()</c> output), plus NEFTune noise while training with <see cref="NeftuneNoiseAlpha"/> set.
+    /// </summary>
+    public Tensor EmbedTokens(Tensor inputIds)
+    {
+        var embeddings = LookUpEmbeddings(inputIds);
+        // transformers' neftune_post_forward_hook adds noise only when the embedding module is in training mode.
+        return NeftuneNoiseAlpha is { } alpha && training ? NeftuneNoise.AddTo(embeddings, alpha) : embeddings;
+    }
+
+    /// <summary>The architecture's token embedding lookup: ids (B, T) → embeddings (B, T, C), with no noise.</summary>
+    protected abstract Tensor LookUpEmbeddings(Tensor inputIds);
+
+    /// <summary>
+    /// NEFTune's α (transformers' <c>neftune_noise_alpha</c>): while set and the model is in training mode, every
+    /// <see cref="EmbedTokens"/> output gets uniform noise (see <see cref="NeftuneNoise"/>). Null: none. The trainer sets
+    /// it for the run and clears it after, as transformers' Trainer registers and removes its hook.
+    /// </summary>
+    public double? NeftuneNoiseAlpha { get; set; }
 
     /// <summary>
     /// Embeddings (B, T, C) → final hidden states (B, T, C), after the last norm. When a <see cref="ForwardAdapter"/>

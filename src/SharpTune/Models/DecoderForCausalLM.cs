@@ -27,7 +27,7 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
         RegisterComponents();
     }
 
-    public override Tensor EmbedTokens(Tensor inputIds) => model.Embed(inputIds);
+    protected override Tensor LookUpEmbeddings(Tensor inputIds) => model.Embed(inputIds);
 
     protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
         model.Forward(inputsEmbeds, context, CheckpointedLayersNow, LayersKeepingMlpProducts);

@@ -19,7 +19,7 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
         RegisterComponents();
     }
 
-    public override Tensor EmbedTokens(Tensor inputIds) => transformer.wte.forward(inputIds);
+    protected override Tensor LookUpEmbeddings(Tensor inputIds) => transformer.wte.forward(inputIds);
 
     protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
         transformer.Forward(inputsEmbeds, context, CheckpointedLayersNow);

@@ -35,7 +35,7 @@ internal static class InferenceShortcuts
     {
         var before = disabled;
         disabled = true;
-        return new Restore(() => disabled = before);
+        return new Runtime.RestoreOnDispose(() => disabled = before);
     }
 
     /// <summary>
@@ -47,7 +47,7 @@ internal static class InferenceShortcuts
     {
         var before = inexactDisabled;
         inexactDisabled = true;
-        return new Restore(() => inexactDisabled = before);
+        return new Runtime.RestoreOnDispose(() => inexactDisabled = before);
     }
 
     /// <summary>
@@ -58,11 +58,6 @@ internal static class InferenceShortcuts
     {
         var before = layerStackDisabled;
         layerStackDisabled = true;
-        return new Restore(() => layerStackDisabled = before);
-    }
-
-    private sealed class Restore(Action restore) : IDisposable
-    {
-        public void Dispose() => restore();
+        return new Runtime.RestoreOnDispose(() => layerStackDisabled = before);
     }
 }

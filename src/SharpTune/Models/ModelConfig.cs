@@ -55,7 +55,7 @@ public sealed partial record ModelConfig
     public int? SlidingWindow { get; init; }
     /// <summary>Per layer, whether RoPE is applied (SmolLM3's <c>no_rope_layers</c>: 1 = RoPE); null = every layer.</summary>
     public IReadOnlyList<bool>? RopeLayers { get; init; }
-    /// <summary>Gemma 3: attention scores are scaled by query_pre_attn_scalar^-½ instead of head_dim^-½.</summary>
+    /// <summary>Gemma 2 and 3: attention scores are scaled by query_pre_attn_scalar^-½ instead of head_dim^-½.</summary>
     public double? QueryPreAttnScalar { get; init; }
     /// <summary>Gemma: attention scores become cap·tanh(score / cap) before the mask and softmax.</summary>
     public double? AttnLogitSoftcapping { get; init; }
@@ -116,6 +116,7 @@ public sealed partial record ModelConfig
         return architecture switch
         {
             "GPT2LMHeadModel" => Gpt2(reader, architecture, modelType),
+            "Gemma2ForCausalLM" => Gemma2(reader, architecture, modelType == "" ? "gemma2" : modelType),
             "Gemma3ForCausalLM" => Gemma3Text(reader, architecture, modelType == "" ? "gemma3_text" : modelType),
             "Gemma3ForConditionalGeneration" => Gemma3FromMultimodal(reader),
             "Phi3ForCausalLM" => Phi3(reader, architecture, modelType == "" ? "phi3" : modelType),
@@ -130,6 +131,7 @@ public sealed partial record ModelConfig
         ["mistral"] = "MistralForCausalLM",
         ["qwen2"] = "Qwen2ForCausalLM",
         ["qwen3"] = "Qwen3ForCausalLM",
+        ["gemma2"] = "Gemma2ForCausalLM",
         ["gemma3_text"] = "Gemma3ForCausalLM",
         ["gemma3"] = "Gemma3ForConditionalGeneration",
         ["phi3"] = "Phi3ForCausalLM",

@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 namespace SharpTune.Models;
 
 // Per-family parsing: field names and defaults follow each family's transformers config class (LlamaConfig,
-// MistralConfig, Qwen2Config, Qwen3Config, SmolLM3Config, Gemma3TextConfig, Phi3Config, GPT2Config), because real
+// MistralConfig, Qwen2Config, Qwen3Config, SmolLM3Config, Gemma2Config, Gemma3TextConfig, Phi3Config, GPT2Config), because real
 // config.json files often omit fields whose default the config class supplies (Gemma 3's text_config lists only a few).
 public sealed partial record ModelConfig
 {
@@ -76,6 +76,51 @@ public sealed partial record ModelConfig
         return (types, window, rope);
     }
 
+    // Gemma2Config: its defaults are Gemma-2-2B's; the soft caps (50, 30) and the window (4096) apply unless config.json
+    // sets them to null. Gemma2MLP reads hidden_activation only (hidden_act is ignored). Sliding layers are listed in
+    // layer_types (transformers ≥ 4.53) or, in configs without it, are the even ones (Gemma2Attention: not layer_idx % 2).
+    private static ModelConfig Gemma2(ConfigReader r, string architecture, string modelType)
+    {
+        var layers = r.OptionalInt("num_hidden_layers") ?? 26;
+        var types = ExplicitLayerTypes(r, layers)
+            ?? Enumerable.Range(0, layers).Select(i => i % 2 == 0 ? SlidingAttention : FullAttention).ToArray();
+        RefuseBidirectional(r, "Gemma 2");
+        var rope = SameRopeForEveryLayer(r, types);
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.OptionalInt("vocab_size") ?? 256_000,
+            HiddenSize = r.OptionalInt("hidden_size") ?? 2304,
+            IntermediateSize = r.OptionalInt("intermediate_size") ?? 9216,
+            NumLayers = layers,
+            NumHeads = r.OptionalInt("num_attention_heads") ?? 8,
+            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? 4,
+            HeadDim = r.OptionalInt("head_dim") ?? 256,
+            MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 8192,
+            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-6,
+            RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 10000.0),
+            RopeScaling = RopeScaling.Read(r, rope),
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? true,
+            AttentionBias = r.OptionalBool("attention_bias") ?? false,
+            HiddenAct = r.OptionalString("hidden_activation") ?? "gelu_pytorch_tanh",
+            QueryPreAttnScalar = r.OptionalDouble("query_pre_attn_scalar") ?? 256,
+            AttnLogitSoftcapping = r.Json.ContainsKey("attn_logit_softcapping") ? r.OptionalDouble("attn_logit_softcapping") : 50.0,
+            FinalLogitSoftcapping = r.Json.ContainsKey("final_logit_softcapping") ? r.OptionalDouble("final_logit_softcapping") : 30.0,
+            LayerTypes = types,
+            SlidingWindow = r.Json.ContainsKey("sliding_window") ? r.OptionalInt("sliding_window") : 4096,
+            BosTokenId = r.Json.ContainsKey("bos_token_id") ? r.OptionalInt("bos_token_id") : 2,
+            EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [1],
+            PadTokenId = r.Json.ContainsKey("pad_token_id") ? r.OptionalInt("pad_token_id") : 0,
+        };
+    }
+
+    // transformers' use_bidirectional_attention (EmbeddingGemma's setting) lets every token see every other.
+    private static void RefuseBidirectional(ConfigReader r, string family)
+    {
+        if (r.OptionalBool("use_bidirectional_attention") == true)
+            throw new NotSupportedException(
+                $"{r.Source}: use_bidirectional_attention = true is not supported: {family} is implemented with causal attention only");
+    }
+
     private static ModelConfig Gemma3Text(ConfigReader r, string architecture, string modelType)
     {
         var layers = r.OptionalInt("num_hidden_layers") ?? 26;
@@ -84,10 +129,7 @@ public sealed partial record ModelConfig
             ?? Enumerable.Range(0, layers).Select(i => (i + 1) % pattern != 0 ? SlidingAttention : FullAttention).ToArray();
         var heads = r.OptionalInt("num_attention_heads") ?? 8;
         var (global, local) = Gemma3Rope(r);
-        // EmbeddingGemma's setting: transformers then lets every token see every other (and halves the window each side).
-        if (r.OptionalBool("use_bidirectional_attention") == true)
-            throw new NotSupportedException(
-                $"{r.Source}: use_bidirectional_attention = true is not supported: Gemma 3 is implemented with causal attention only");
+        RefuseBidirectional(r, "Gemma 3");   // EmbeddingGemma's setting (which also halves the window each side)
         return Common(r, architecture, modelType) with
         {
             VocabSize = r.OptionalInt("vocab_size") ?? 262_208,

@@ -43,7 +43,7 @@ public static class ChatJson
             {
                 if (message.ToolCalls.Count > 0)
                     throw new ChatFormatException(path + ".function_call", "invalid_value", "a message carries either tool_calls or the legacy function_call, not both");
-                message = message with { ToolCalls = [ReadCall(call, path + ".function_call", $"call_{legacyCalls++}", wrapped: false)] };
+                message = message with { ToolCalls = [ReadLegacyCall(call, path + ".function_call", legacyCalls++)] };
             }
             if (message.Role == "function") message = FromLegacyFunctionResult(message, messages, path);
             messages.Add(message);
@@ -194,6 +194,13 @@ public static class ChatJson
             default: throw new ChatFormatException(path, "wrong_type", $"expected an array of tool calls, found {Kind(node)}");
         }
     }
+
+    /// <summary>
+    /// A legacy call <c>{"name","arguments"}</c> (OpenAI's <c>function_call</c>, or one call of a ShareGPT
+    /// <c>function_call</c> turn), which carries no id: it gets <c>call_N</c>, N counting such calls in its conversation.
+    /// </summary>
+    internal static ToolCall ReadLegacyCall(JsonNode? node, string path, int indexInConversation) =>
+        ReadCall(node, path, $"call_{indexInConversation}", wrapped: false);
 
     /// <summary>A call <c>{"id","type","function":{"name","arguments"}}</c>, or <c>{"name","arguments"}</c> itself.</summary>
     private static ToolCall ReadCall(JsonNode? node, string path, string? defaultId, bool wrapped)

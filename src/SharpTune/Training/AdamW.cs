@@ -9,10 +9,21 @@ namespace SharpTune.Training;
 /// checkpoints must be safetensors (TorchSharp saves optimizer state only in its own binary format) and because bf16
 /// weights need fp32 master copies (<see cref="AdamWOptimizer"/>).
 /// </summary>
-public sealed class AdamW(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
-    double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
-    : AdamWOptimizer(parameters, beta1, beta2, eps, p => new TorchMoments(p))
+public sealed class AdamW : AdamWOptimizer
 {
+    public AdamW(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
+        double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
+        : this(Unscaled(parameters), beta1, beta2, eps)
+    {
+    }
+
+    /// <summary>An AdamW whose parameters each learn at the step's rate times their <c>LearningRateScale</c> (LoRA+).</summary>
+    internal AdamW(IEnumerable<(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale)> parameters,
+        double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
+        : base(parameters, beta1, beta2, eps, p => new TorchMoments(p))
+    {
+    }
+
     private sealed class TorchMoments(Parameter p) : Moments
     {
         private readonly Tensor expAvg = zeros(p.shape, ScalarType.Float32, p.device).DetachFromDisposeScope();

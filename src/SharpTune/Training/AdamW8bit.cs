@@ -13,11 +13,22 @@ namespace SharpTune.Training;
 /// update is bitsandbytes' non-CUDA one (backends/cpu/ops.py with the default backend's quantizer); its CUDA kernel
 /// rounds differently (docs/training.md).
 /// </summary>
-public sealed class AdamW8bit(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
-    double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, int minQuantizedSize = AdamW8bit.MinQuantizedSize)
-    : AdamWOptimizer(parameters, beta1, beta2, eps,
-        p => p.numel() < minQuantizedSize ? new FullPrecisionMoments(p) : new BlockwiseQuantizedMoments(p))
+public sealed class AdamW8bit : AdamWOptimizer
 {
+    public AdamW8bit(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
+        double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, int minQuantizedSize = MinQuantizedSize)
+        : this(Unscaled(parameters), beta1, beta2, eps, minQuantizedSize)
+    {
+    }
+
+    /// <summary>An AdamW8bit whose parameters each learn at the step's rate times their <c>LearningRateScale</c> (LoRA+).</summary>
+    internal AdamW8bit(IEnumerable<(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale)> parameters,
+        double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, int minQuantizedSize = MinQuantizedSize)
+        : base(parameters, beta1, beta2, eps,
+            p => p.numel() < minQuantizedSize ? new FullPrecisionMoments(p) : new BlockwiseQuantizedMoments(p))
+    {
+    }
+
     /// <summary>bitsandbytes' default <c>min_8bit_size</c>: smaller parameters keep 32-bit moments.</summary>
     public const int MinQuantizedSize = 4096;
 

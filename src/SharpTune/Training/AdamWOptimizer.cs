@@ -17,24 +17,34 @@ public abstract class AdamWOptimizer : IDisposable
     private readonly List<Slot> slots = [];
     private readonly double beta1, beta2, eps;
 
-    private protected AdamWOptimizer(IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters,
+    /// <param name="parameters">
+    /// Each parameter with its weight decay and learning-rate scale: it learns at <see cref="Step"/>'s rate times the
+    /// scale, as torch parameter groups with their own lr do under a LambdaLR schedule (LoRA+); decay uses the scaled rate.
+    /// </param>
+    private protected AdamWOptimizer(IEnumerable<(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale)> parameters,
         double beta1, double beta2, double eps, Func<Parameter, Moments> createMoments)
     {
         (this.beta1, this.beta2, this.eps) = (beta1, beta2, eps);
         using var noGrad = no_grad();
-        foreach (var (name, p, decay) in parameters)
+        foreach (var (name, p, decay, lrScale) in parameters)
         {
             var master = p.dtype == ScalarType.Float32 ? null : p.detach().to(ScalarType.Float32).DetachFromDisposeScope();
-            slots.Add(new Slot(name, p, decay, master, createMoments(p)));
+            slots.Add(new Slot(name, p, decay, lrScale, master, createMoments(p)));
         }
     }
+
+    /// <summary>Every parameter at the scheduled learning rate (scale 1).</summary>
+    private protected static IEnumerable<(string, Parameter, double, double)> Unscaled(
+        IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters) =>
+        parameters.Select(p => (p.Name, p.Parameter, p.WeightDecay, 1.0));
 
     /// <summary>
     /// The optimizer transformers' <c>optim</c> <paramref name="name"/> selects: adamw_torch (or adamw_torch_fused, the
     /// same update) → <see cref="AdamW"/>; adamw_8bit, adamw_bnb_8bit or paged_adamw_8bit → <see cref="AdamW8bit"/> (paging
     /// is CUDA unified memory; the same optimizer runs here).
     /// </summary>
-    public static AdamWOptimizer Create(string name, IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> parameters) =>
+    public static AdamWOptimizer Create(string name,
+        IEnumerable<(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale)> parameters) =>
         name.Trim().ToLowerInvariant() switch
         {
             "adamw_torch" or "adamw_torch_fused" => new AdamW(parameters),
@@ -50,11 +60,13 @@ public abstract class AdamWOptimizer : IDisposable
 
     public IEnumerable<Parameter> Parameters => slots.Select(s => s.Parameter);
 
-    /// <summary>Applies one update with learning rate <paramref name="lr"/> to every parameter that has a gradient.</summary>
+    /// <summary>
+    /// Applies one update with learning rate <paramref name="lr"/> (times each parameter's scale) to every parameter that
+    /// has a gradient.
+    /// </summary>
     public void Step(double lr)
     {
         StepCount++;
-        var hyper = new AdamHyperparameters(lr, beta1, beta2, eps, StepCount);
         using var noGrad = no_grad();
         foreach (var s in slots)
         {
@@ -62,7 +74,8 @@ public abstract class AdamWOptimizer : IDisposable
             var grad = s.Parameter.grad;
             if (grad is null) continue;
             var g = grad.dtype == ScalarType.Float32 ? grad : grad.to(ScalarType.Float32);
-            s.Moments.Update(s.Master ?? s.Parameter, g, s.WeightDecay, hyper);
+            s.Moments.Update(s.Master ?? s.Parameter, g, s.WeightDecay,
+                new AdamHyperparameters(lr * s.LearningRateScale, beta1, beta2, eps, StepCount));
             if (s.Master is not null) s.Parameter.copy_(s.Master);
         }
     }
@@ -140,5 +153,6 @@ public abstract class AdamWOptimizer : IDisposable
         }
     }
 
-    private sealed record Slot(string Name, Parameter Parameter, double WeightDecay, Tensor? Master, Moments Moments);
+    private sealed record Slot(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale, Tensor? Master,
+        Moments Moments);
 }

@@ -61,6 +61,8 @@ public static class FineTuneJob
         };
         _ = options.ChatTemplateArguments();
         ValidateNumbers(options);
+        Neftune.Validate(options);
+        LoraPlus.Validate(options);
         options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
         if (options.QuantizationSettings() is not null && FineTuningMethods.CreateAdapter(options) is null)
             throw new ArgumentException(

@@ -35,7 +35,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         var totalSteps = TotalSteps(train.Count);
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
         var (evalEvery, logEvery, saveEvery) = TrainingSchedule.Intervals(options, totalSteps);
-        using var optimizer = AdamWOptimizer.Create(options.Optim, OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
+        using var optimizer = AdamWOptimizer.Create(options.Optim, OptimizerGroups.For(model, trainable, options));
         var state = new TrainerState(0, null, null, 0, 0);
         using var metrics = new MetricsLog(runDir);
         var completionsPath = Path.Combine(runDir, "completions.jsonl");

@@ -25,9 +25,23 @@ internal static class OptimizerGroups
     internal static IEnumerable<(string Name, Parameter Parameter, double WeightDecay)> WithWeightDecay(nn.Module model,
         IEnumerable<(string Name, Parameter Parameter)> trainable, double weightDecay)
     {
-        var layerNormParameters = model.modules().OfType<LayerNorm>().SelectMany(m => m.parameters()).Select(p => p.Handle).ToHashSet();
+        var layerNormParameters = LayerNormParameters(model);
         return trainable.Select(t => (t.Name, t.Parameter, Decays(t.Name, layerNormParameters.Contains(t.Parameter.Handle)) ? weightDecay : 0.0));
     }
+
+    /// <summary>
+    /// The optimizer's parameters for a run: <see cref="WithWeightDecay"/> at the scheduled learning rate, or with
+    /// <see cref="TrainingOptions.LoraplusLrRatio"/> PEFT's LoRA+ groups (<see cref="LoraPlus"/>).
+    /// </summary>
+    internal static IEnumerable<(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale)> For(nn.Module model,
+        IEnumerable<(string Name, Parameter Parameter)> trainable, TrainingOptions options) =>
+        options.LoraplusLrRatio is { } ratio
+            ? LoraPlus.Groups(model, trainable, options.WeightDecay, ratio, options.LoraplusLrEmbedding / options.LearningRate)
+            : WithWeightDecay(model, trainable, options.WeightDecay).Select(p => (p.Name, p.Parameter, p.WeightDecay, 1.0));
+
+    /// <summary>Handles of the parameters of every nn.LayerNorm module (transformers' ALL_LAYERNORM_LAYERS).</summary>
+    internal static HashSet<IntPtr> LayerNormParameters(nn.Module model) =>
+        model.modules().OfType<LayerNorm>().SelectMany(m => m.parameters()).Select(p => p.Handle).ToHashSet();
 
     /// <summary>
     /// The total 2-norm of the gradients (what transformers logs as grad_norm), clipping them to <paramref name="maxNorm"/>

@@ -66,6 +66,7 @@ public sealed class Trainer
         bool resume = false, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (train.Count == 0) throw new ArgumentException("no training examples");
+        using var neftune = Neftune.Activate(model, options);   // for this run only, as transformers' Trainer.train hooks it
         var runDir = options.Output;
         Directory.CreateDirectory(runDir);
         var device = model.Device;
@@ -78,7 +79,7 @@ public sealed class Trainer
         var (evalEvery, logEvery, saveEvery) = TrainingSchedule.Intervals(options, totalSteps);
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
 
-        using var optimizer = AdamWOptimizer.Create(options.Optim, OptimizerGroups.WithWeightDecay(model, trainable, options.WeightDecay));
+        using var optimizer = AdamWOptimizer.Create(options.Optim, OptimizerGroups.For(model, trainable, options));
         var state = new TrainerState(0, null, null, 0, 0);
         using var metrics = isRoot ? new MetricsLog(runDir) : null;
         if (DataParallel.Start(runDir, resume, trainable, optimizer, group) is { } restored)

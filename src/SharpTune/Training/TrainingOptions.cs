@@ -32,6 +32,13 @@ public sealed record TrainingOptions
     /// trained; with a tied head the embedding is the head too. Empty = none.
     /// </summary>
     public string? ModulesToSave { get; init; }
+    /// <summary>
+    /// LoRA+ (PEFT's <c>create_loraplus_optimizer</c>): lora_B and other 1-D trainable parameters learn at this many
+    /// times the learning rate. LoRA and DoRA only; empty = plain LoRA (one learning rate).
+    /// </summary>
+    public double? LoraplusLrRatio { get; init; }
+    /// <summary>With <see cref="LoraplusLrRatio"/>: the learning rate of LoRA on embedding layers (PEFT's default 1e-6).</summary>
+    public double LoraplusLrEmbedding { get; init; } = 1e-6;
 
     public double LearningRate { get; init; } = 2e-4;
     /// <summary>constant (no warmup), constant_with_warmup, linear or cosine: transformers' schedules of those names.</summary>
@@ -61,6 +68,11 @@ public sealed record TrainingOptions
     public bool Packing { get; init; }
     /// <summary>Train only on completion/assistant tokens (true) or on every token (false).</summary>
     public bool CompletionOnlyLoss { get; init; } = true;
+    /// <summary>
+    /// NEFTune's α (transformers' <c>neftune_noise_alpha</c>): uniform noise of magnitude α/√(T·C) on the token embeddings
+    /// in training steps, never in evaluation or generation. SFT only; empty = off.
+    /// </summary>
+    public double? NeftuneNoiseAlpha { get; init; }
     /// <summary>Built-in chat template name (chatml, chatml-tools, llama-3, llama-2, zephyr) overriding tokenizer_config's.</summary>
     public string? ChatTemplate { get; init; }
     /// <summary>

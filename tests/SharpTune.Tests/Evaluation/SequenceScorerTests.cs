@@ -55,7 +55,7 @@ public class SequenceScorerTests
             RegisterComponents();
         }
 
-        public override Tensor EmbedTokens(Tensor inputIds) =>
+        protected override Tensor LookUpEmbeddings(Tensor inputIds) =>
             table.index_select(0, inputIds.flatten()).view(inputIds.shape[0], inputIds.shape[1], -1);
 
         protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) => inputsEmbeds;

@@ -8,7 +8,7 @@ using static SharpTune.Tests.Export.GgufTestSupport;
 namespace SharpTune.Tests.Export;
 
 /// <summary>
-/// What the Gemma 3, Phi-3 and SmolLM3 exports write, read back from the file and checked against hand-worked values
+/// What the Gemma 2, Gemma 3, Phi-3 and SmolLM3 exports write, read back from the file and checked against hand-worked values
 /// and the checkpoint, and the configurations llama.cpp cannot run refused before a file exists.
 /// </summary>
 public class GgufArchitectureExportTests
@@ -44,6 +44,44 @@ public class GgufArchitectureExportTests
         }
         using var query = checkpoint.Read("model.layers.2.self_attn.q_proj.weight", TorchSharp.torch.ScalarType.Float32);
         Assert.Equal(query.data<float>().ToArray(), file.ReadFloat32("blk.2.attn_q.weight"));   // NEOX RoPE: rows kept
+    }
+
+    /// <summary>
+    /// Gemma 2 as convert_hf_to_gguf.py's Gemma2Model writes it (llama.cpp@5c880d9): gemma2.attn_logit_softcapping,
+    /// gemma2.final_logit_softcapping and gemma2.attention.sliding_window from the config, head_dim as key/value length,
+    /// the same layer tensors as Gemma 3 without q/k norms, every norm weight stored as 1 + w, no output.weight (tied).
+    /// </summary>
+    [Fact]
+    public void Gemma2WritesItsSoftCapsAndWindowAndOnePlusEachNormWeight()
+    {
+        using var dir = new TempDir();
+        var folder = Gemma2Checkpoint(dir, "gemma2", seed: 4);
+        var file = GgufReader.Open(ExportModel(folder, Path.Combine(dir.Path, "g.gguf"), GgufExportType.F32).Path);
+        Assert.Equal("gemma2", file.Metadata["general.architecture"].AsString());
+        Assert.Equal(2f, file.Metadata["gemma2.attn_logit_softcapping"].AsFloat());
+        Assert.Equal(0.1f, file.Metadata["gemma2.final_logit_softcapping"].AsFloat());
+        Assert.Equal(8, file.Metadata["gemma2.attention.sliding_window"].AsInteger());
+        Assert.Equal(16, file.Metadata["gemma2.attention.key_length"].AsInteger());
+        Assert.Equal(16, file.Metadata["gemma2.attention.value_length"].AsInteger());
+        Assert.Equal(4, file.Metadata["gemma2.block_count"].AsInteger());
+        Assert.Equal(10000f, file.Metadata["gemma2.rope.freq_base"].AsFloat());
+        Assert.DoesNotContain(file.Tensors, t => t.Name == "output.weight" || t.Name.Contains("attn_q_norm") || t.Name.Contains("attn_k_norm"));
+        Assert.Equal(2 + 4 * 11, file.Tensors.Count);   // token_embd, output_norm, 11 per layer
+        using var checkpoint = HfCheckpoint.Open(folder);
+        foreach (var (hf, gguf) in new[]
+                 {
+                     ("model.layers.0.input_layernorm.weight", "blk.0.attn_norm.weight"),
+                     ("model.layers.1.post_attention_layernorm.weight", "blk.1.post_attention_norm.weight"),
+                     ("model.layers.2.pre_feedforward_layernorm.weight", "blk.2.ffn_norm.weight"),
+                     ("model.layers.3.post_feedforward_layernorm.weight", "blk.3.post_ffw_norm.weight"),
+                     ("model.norm.weight", "output_norm.weight"),
+                 })
+        {
+            using var weight = checkpoint.Read(hf, TorchSharp.torch.ScalarType.Float32);
+            Assert.Equal(weight.data<float>().Select(w => w + 1f).ToArray(), file.ReadFloat32(gguf));
+        }
+        using var key = checkpoint.Read("model.layers.2.self_attn.k_proj.weight", TorchSharp.torch.ScalarType.Float32);
+        Assert.Equal(key.data<float>().ToArray(), file.ReadFloat32("blk.2.attn_k.weight"));   // NEOX RoPE: rows kept
     }
 
     [Fact]
@@ -99,6 +137,18 @@ public class GgufArchitectureExportTests
             },
             "layer_types"
         },
+        // llama.cpp's gemma2 always soft-caps both, slides exactly the even layers and scales by 1/√head_dim.
+        { "gemma2", new JsonObject { ["attn_logit_softcapping"] = null }, "attn_logit_softcapping" },
+        { "gemma2", new JsonObject { ["final_logit_softcapping"] = null }, "final_logit_softcapping" },
+        { "gemma2", new JsonObject { ["sliding_window"] = null }, "layer_types" },
+        {
+            "gemma2", new JsonObject
+            {
+                ["layer_types"] = new JsonArray("full_attention", "sliding_attention", "full_attention", "sliding_attention"),
+            },
+            "layer_types"
+        },
+        { "gemma2", new JsonObject { ["query_pre_attn_scalar"] = 20 }, "query_pre_attn_scalar" },
         // Qwen's llama.cpp graph has no per-frequency RoPE factors.
         {
             "qwen3_tied", new JsonObject
@@ -144,9 +194,12 @@ public class GgufArchitectureExportTests
     public void ConfigurationsLlamaCppWouldRunDifferentlyAreRefusedBeforeWriting(string model, JsonObject changes, string named)
     {
         using var dir = new TempDir();
-        var folder = model == "smollm3"
-            ? RandomCheckpoint(dir, "smollm3", TestModels.With(GgufArchitectureInteropTests.SmolLM3Config(), changes), seed: 3)
-            : ReferenceCopy(dir, model, model, changes);
+        var folder = model switch
+        {
+            "smollm3" => RandomCheckpoint(dir, "smollm3", TestModels.With(GgufArchitectureInteropTests.SmolLM3Config(), changes), seed: 3),
+            "gemma2" => Gemma2Checkpoint(dir, "gemma2", seed: 3, changes),
+            _ => ReferenceCopy(dir, model, model, changes),
+        };
         var output = Path.Combine(dir.Path, "out", "model.gguf");
         var error = Assert.Throws<NotSupportedException>(() => ExportModel(folder, output, GgufExportType.F16));
         Assert.Contains(named, error.Message);

@@ -52,6 +52,52 @@ public static class GgufModelFolders
     }
 
     /// <summary>
+    /// Gemma 2 for llama.cpp comparisons: 4 layers (0 and 2 slide over 8 keys), hidden 64, 4 query and 2 key/value heads
+    /// of 16 (query_pre_attn_scalar 16, llama.cpp's 1/√head_dim), vocabulary 512, soft caps of 2 on attention scores and
+    /// 0.1 on logits.
+    /// </summary>
+    public static JsonObject Gemma2Config(JsonObject? changes = null)
+    {
+        var config = TestModels.With(TestModels.Gemma2ConfigJson(vocab: 512), new JsonObject
+        {
+            ["num_hidden_layers"] = 4, ["intermediate_size"] = 128, ["head_dim"] = 16, ["query_pre_attn_scalar"] = 16,
+            ["sliding_window"] = 8, ["max_position_embeddings"] = 512, ["attn_logit_softcapping"] = 2.0,
+            ["final_logit_softcapping"] = 0.1, ["tie_word_embeddings"] = true,
+        });
+        return changes is null ? config : TestModels.With(config, changes);
+    }
+
+    /// <summary>
+    /// A random <see cref="Gemma2Config"/> checkpoint whose soft caps bind: q_proj and k_proj drawn with std 0.4 (scores
+    /// of order 64·0.4²·… ≈ 10 against the cap of 2), and the tied embedding's default std 0.02 giving logits of order
+    /// 0.2–0.5 against the cap of 0.1. Larger logits would do too, but llama.cpp's GELU goes through an f16 table, and the
+    /// relative error it leaves grows with them in log-probability (measured: 1.5e-4 here, 2.6e-3 with embeddings of std
+    /// 0.5 and a cap of 2). Norms perturbed as in <see cref="RandomCheckpoint"/>. <paramref name="changes"/> go into the
+    /// saved config.json only, so one set of weights serves variants (no caps, no window) of the same model.
+    /// </summary>
+    public static string Gemma2Checkpoint(TempDir dir, string label, long seed, JsonObject? changes = null)
+    {
+        manual_seed(seed);
+        using var model = ModelFactory.Create(ModelConfig.FromJson(Gemma2Config()), ScalarType.Float32);
+        using (no_grad())
+            foreach (var (name, parameter) in model.named_parameters())
+            {
+                if (name.Contains("norm")) parameter.add_(randn_like(parameter) * 0.1);
+                else if (name.EndsWith("q_proj.weight", StringComparison.Ordinal) || name.EndsWith("k_proj.weight", StringComparison.Ordinal))
+                    parameter.normal_(0, 0.4);
+            }
+        var target = Path.Combine(dir.Path, label);
+        PretrainedModel.Save(model, target);
+        if (changes is not null)
+        {
+            var path = Path.Combine(target, "config.json");
+            File.WriteAllText(path, TestModels.With(JsonNode.Parse(File.ReadAllText(path))!.AsObject(), changes).ToJsonString());
+        }
+        WriteByteLevelTokenizer(target);
+        return target;
+    }
+
+    /// <summary>
     /// A random Qwen3 checkpoint (hidden 64, 4 heads) whose config.json leaves head_dim out, as hand-written configs do:
     /// transformers' Qwen3Config then makes each head 128 wide.
     /// </summary>

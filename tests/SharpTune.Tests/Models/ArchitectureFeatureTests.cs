@@ -34,6 +34,7 @@ public class ArchitectureFeatureTests
     [InlineData("mistral-window", 3, null)]
     [InlineData("qwen2-window", 3, "{\"max_window_layers\": 0}")]
     [InlineData("gemma3", 3, "{\"layer_types\": [\"sliding_attention\"]}")]
+    [InlineData("gemma2", 3, null)]   // layer 0 slides: Gemma 2's even layers
     [InlineData("phi3", 5, null)]
     public void ALocalLayerSeesExactlyItsWindowWithAndWithoutCache(string kind, int window, string? changes)
     {
@@ -159,6 +160,7 @@ public class ArchitectureFeatureTests
     [InlineData("phi3", "qkv_proj")]
     [InlineData("qwen3", "q_proj,v_proj")]
     [InlineData("gemma3", "q_proj,v_proj")]
+    [InlineData("gemma2", "q_proj,v_proj")]
     [InlineData("smollm3", "q_proj,v_proj")]
     public void LoraDefaultTargetsFollowPeftsMapping(string kind, string expected)
     {

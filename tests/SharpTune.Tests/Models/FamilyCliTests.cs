@@ -22,17 +22,20 @@ public class FamilyCliTests
     private const int NewTokens = 10;
 
     // The reference-archs checkpoints ship no tokenizer; stories260K's has the same 512 ids, which makes them complete
-    // model folders. SmolLM3 has no shared checkpoint: a random tiny one (RoPE off on its second layer) stands in.
+    // model folders. SmolLM3 and Gemma 2 have no shared checkpoint: random tiny ones (SmolLM3 with RoPE off on its fourth
+    // layer, Gemma 2 with its window of 3 on layers 0 and 2 and both soft caps) stand in.
     // tinystories-656k is a real Hub folder with its own tokenizer and generation_config.json.
     private static string ModelFolder(string name, TempDir dir, string? chatTemplate = null)
     {
         if (name == "tinystories-656k") return Path.Combine(TestAssets.SharedDir, "models", name);
         var folder = Path.Combine(dir.Path, name);
         Directory.CreateDirectory(folder);
-        if (name == "smollm3")
+        if (name is "smollm3" or "gemma2")
         {
             manual_seed(5);
-            using var model = ModelFactory.Create(ModelConfig.FromJson(TestModels.SmolLM3ConfigJson(vocab: 512)));
+            var config = name == "smollm3" ? TestModels.SmolLM3ConfigJson(vocab: 512)
+                : TestModels.With(TestModels.Gemma2ConfigJson(vocab: 512), new JsonObject { ["tie_word_embeddings"] = true });
+            using var model = ModelFactory.Create(ModelConfig.FromJson(config));
             PretrainedModel.Save(model, folder);
         }
         else
@@ -75,6 +78,7 @@ public class FamilyCliTests
     [SharedAssetTheory("models/reference-archs")]
     [InlineData("qwen3_tied", "Qwen3ForCausalLM", "qwen3", "q_proj")]
     [InlineData("gemma3_pattern", "Gemma3ForCausalLM", "gemma3_text", "q_proj")]
+    [InlineData("gemma2", "Gemma2ForCausalLM", "gemma2", "q_proj")]
     [InlineData("phi3_mini", "Phi3ForCausalLM", "phi3", "qkv_proj")]
     [InlineData("smollm3", "SmolLM3ForCausalLM", "smollm3", "q_proj")]
     [InlineData("tinystories-656k", "LlamaForCausalLM", "llama", "q_proj")]

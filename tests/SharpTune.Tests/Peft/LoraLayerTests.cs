@@ -64,6 +64,7 @@ public class LoraLayerTests
     [InlineData("phi3", true, false)]
     [InlineData("qwen3", false, false)]
     [InlineData("gemma3", false, false)]
+    [InlineData("gemma2", false, false)]
     [InlineData("smollm3", false, false)]
     public void MergedModelEqualsBasePlusAdapter(string kind, bool useDora, bool useRsLora)
     {

@@ -46,7 +46,7 @@ public static class TestModels
 
     /// <summary>Every kind <see cref="ConfigJson"/> knows: one tiny model per supported family and layout.</summary>
     public static IReadOnlyList<string> KindNames { get; } =
-        ["llama", "llama-tied", "qwen2", "gpt2", "qwen3", "gemma3", "phi3", "smollm3", "mistral-window", "qwen2-window"];
+        ["llama", "llama-tied", "qwen2", "gpt2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "mistral-window", "qwen2-window"];
 
     /// <summary><see cref="KindNames"/> as theory data, for tests every architecture must pass.</summary>
     public static TheoryData<string> Kinds => new(KindNames);
@@ -61,6 +61,7 @@ public static class TestModels
         "qwen2" => LlamaConfigJson(architecture: "Qwen2ForCausalLM"),
         "gpt2" => Gpt2ConfigJson(),
         "qwen3" => Qwen3ConfigJson(),
+        "gemma2" => Gemma2ConfigJson(),
         "gemma3" => Gemma3ConfigJson(),
         "phi3" => Phi3ConfigJson(),
         "smollm3" => SmolLM3ConfigJson(),
@@ -76,6 +77,21 @@ public static class TestModels
         ["architectures"] = new JsonArray("Qwen3ForCausalLM"), ["model_type"] = "qwen3", ["head_dim"] = 24,
         ["attention_bias"] = false, ["use_sliding_window"] = false, ["rope_theta"] = 1000000.0,
     });
+
+    /// <summary>
+    /// Gemma 2 in the shape of Google's config.json files (no layer_types: transformers slides the even layers, here 0 and
+    /// 2), window 3, query_pre_attn_scalar ≠ head_dim, attention and final-logit soft-capping, the tied head Gemma2Config
+    /// defaults to, heads × head_dim ≠ hidden and GQA 4/2.
+    /// </summary>
+    public static JsonObject Gemma2ConfigJson(int vocab = 96) => new()
+    {
+        ["architectures"] = new JsonArray("Gemma2ForCausalLM"), ["model_type"] = "gemma2", ["vocab_size"] = vocab,
+        ["hidden_size"] = 64, ["intermediate_size"] = 96, ["num_hidden_layers"] = 3, ["num_attention_heads"] = 4,
+        ["num_key_value_heads"] = 2, ["head_dim"] = 24, ["max_position_embeddings"] = 128, ["rms_norm_eps"] = 1e-6,
+        ["rope_theta"] = 10000.0, ["sliding_window"] = 3, ["query_pre_attn_scalar"] = 20, ["attn_logit_softcapping"] = 5.0,
+        ["final_logit_softcapping"] = 3.0, ["hidden_activation"] = "gelu_pytorch_tanh",
+        ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["pad_token_id"] = 0, ["torch_dtype"] = "float32",
+    };
 
     /// <summary>
     /// Gemma 3 with every option switched on: an explicit layer_types list (local, global, local), window 3,

@@ -158,6 +158,25 @@ public class AdamW8bitTests
             Assert.True(state[$"w.{name}"].eq(cat([joined[$"a.{name}"], joined[$"b.{name}"]])).all().item<bool>(), $"{name} differs");
     }
 
+    /// <summary>LoRA+'s per-parameter learning-rate scale reaches the 8-bit update: scale 4 at lr η is lr 4η, decay included.</summary>
+    [Fact]
+    public void ALearningRateScaleActsAsThatMuchLargerARate()
+    {
+        float[] Values(int multiplier, int offset) => Enumerable.Range(0, 5000).Select(i => Input(i, multiplier, offset)).ToArray();
+        using var scaled = new Parameter(tensor(Values(7919, 0)));
+        using var plain = new Parameter(tensor(Values(7919, 0)));
+        using var withScale = new AdamW8bit([("w", scaled, 0.1, 4.0)]);
+        using var withRate = new AdamW8bit([("w", plain, 0.1)]);
+        for (var k = 0; k < 2; k++)
+        {
+            (scaled.grad, plain.grad) = (tensor(Values(104729, k)), tensor(Values(104729, k)));
+            withScale.Step(1e-3);
+            withRate.Step(4e-3);
+        }
+        Assert.True(scaled.detach().eq(plain.detach()).all().item<bool>());
+        Assert.False(scaled.detach().eq(tensor(Values(7919, 0))).all().item<bool>());
+    }
+
     [Fact]
     public void EightBitStateTakesAQuarterOfTheBytes()
     {
@@ -180,7 +199,7 @@ public class AdamW8bitTests
     public void OptimNamesSelectTheOptimizer(string name, Type expected)
     {
         using var p = new Parameter(zeros(4));
-        using var optimizer = AdamWOptimizer.Create(name, [("w", p, 0.0)]);
+        using var optimizer = AdamWOptimizer.Create(name, [("w", p, 0.0, 1.0)]);
         Assert.IsType(expected, optimizer);
     }
 
@@ -188,7 +207,7 @@ public class AdamW8bitTests
     public void AnUnknownOptimIsAnErrorNamingTheChoices()
     {
         using var p = new Parameter(zeros(4));
-        var e = Assert.Throws<ArgumentException>(() => AdamWOptimizer.Create("sgd", [("w", p, 0.0)]));
+        var e = Assert.Throws<ArgumentException>(() => AdamWOptimizer.Create("sgd", [("w", p, 0.0, 1.0)]));
         Assert.Contains("adamw_8bit", e.Message);
         Assert.Contains("'sgd'", e.Message);
     }

@@ -52,12 +52,12 @@ public static class ActivationAccounting
     /// <summary>
     /// Bytes per token a recomputed layer that keeps its MLP products holds from the forward until its backward: the gate
     /// and up products (2·ffn in the compute dtype). Only Llama-family layers with a separate, frozen gate and up keep
-    /// them (not GPT-2, Phi-3's fused gate_up or Gemma 3's layer; not when those projections train or carry LoRA).
+    /// them (not GPT-2, Phi-3's fused gate_up or Gemma's layer; not when those projections train or carry LoRA).
     /// </summary>
     public static double KeptMlpProductBytesPerToken(ModelLayout layout, EstimateSettings s, IReadOnlySet<string> loraTargets)
     {
         var architecture = layout.Config.Architecture;
-        if (layout.IsGpt2 || architecture is "Phi3ForCausalLM" or "Gemma3ForCausalLM" || s.IsFull) return 0;
+        if (layout.IsGpt2 || architecture is "Phi3ForCausalLM" or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" || s.IsFull) return 0;
         if (loraTargets.Contains("gate_proj") || loraTargets.Contains("up_proj")) return 0;
         return 2.0 * layout.Config.IntermediateSize * s.ComputeBytes;
     }

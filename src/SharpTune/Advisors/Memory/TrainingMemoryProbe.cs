@@ -78,7 +78,7 @@ public static class TrainingMemoryProbe
         }
         var trainable = adapter?.TrainableParameters ?? model.named_parameters().Select(p => (p.name, p.parameter)).ToArray();
         model.train();
-        using var optimizer = AdamWOptimizer.Create(settings.Optim, trainable.Select(t => (t.Name, t.Parameter, 0.0)));
+        using var optimizer = AdamWOptimizer.Create(settings.Optim, trainable.Select(t => (t.Name, t.Parameter, 0.0, 1.0)));
         int batch = settings.MicroBatchSize, seq = settings.SequenceLength;
         for (var step = 0; step < steps; step++)
         {

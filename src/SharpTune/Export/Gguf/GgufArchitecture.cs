@@ -41,6 +41,7 @@ internal abstract class GgufArchitecture
         ["Qwen2ForCausalLM"] = () => new LlamaFamilyGguf("qwen2", permuteQk: false),
         ["Qwen3ForCausalLM"] = () => new LlamaFamilyGguf("qwen3", permuteQk: false),
         ["SmolLM3ForCausalLM"] = () => new LlamaFamilyGguf("smollm3", permuteQk: true),
+        ["Gemma2ForCausalLM"] = () => new Gemma2Gguf(),
         ["Gemma3ForCausalLM"] = () => new Gemma3Gguf(),
         ["Phi3ForCausalLM"] = () => new Phi3Gguf(),
         ["GPT2LMHeadModel"] = () => new Gpt2Gguf(),
