@@ -102,6 +102,31 @@ public class MultipleChoiceEvaluationTests(EvaluationFixture fixture)
         Assert.Equal(1, EvalCommand.Create().Parse(["--model", TestAssets.Stories260K, "--data", path, "--metrics", "bleu", "--output", output]).Invoke());
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void AContextLongerThanTheModelWindowIsCutFromTheLeft()
+    {
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K);
+        var (model, tokenizer) = (loaded.Model, loaded.RequireTokenizer());
+        var context = string.Concat(Enumerable.Repeat("Tom went to the park and saw a big dog. ", 60)) + "Then he saw a";
+        var window = model.Config.ContextLength;
+        var whole = tokenizer.Encode(context + " ball", addSpecialTokens: true).ToArray();
+        var continuationLength = whole.Length - tokenizer.Encode(context, addSpecialTokens: true).Count;
+        Assert.True(whole.Length > window, $"{whole.Length} tokens should overflow the {window}-token window");
+        // Expected: the last `window` ids fed alone, the continuation's tokens summed (the documented cut).
+        var kept = whole[^window..];
+        double expected = 0;
+        using (NewDisposeScope())
+        using (no_grad())
+        {
+            model.eval();
+            var logProbs = F.log_softmax(model.Forward(tensor(kept.Select(t => (long)t).ToArray()).unsqueeze(0))[0].to(ScalarType.Float64), -1);
+            for (var t = kept.Length - continuationLength; t < kept.Length; t++) expected += logProbs[t - 1, kept[t]].item<double>();
+        }
+        var score = Assert.Single(new MultipleChoiceScorer(model, tokenizer).Score([(context, " ball")]));
+        Assert.Equal(continuationLength, score.Tokens);
+        Assert.Equal(expected, score.LogLikelihood, 1e-4);
+    }
+
     /// <summary>Every choice's score against one plain forward pass of context + " " + choice.</summary>
     private static void AssertMatchesIndependentForward(CausalLanguageModel model, HfTokenizer tokenizer, IReadOnlyList<MultipleChoiceItem> items, IReadOnlyList<IReadOnlyList<ChoiceScore>> scored)
     {
