@@ -17,7 +17,7 @@ public static class EvalCommand
         var dtype = ModelOptions.Dtype();
         var adapter = new Option<string[]>("--adapter") { Description = "Adapter folder, name=DIR, or 'base'; repeat to compare side by side", AllowMultipleArgumentsPerToken = false };
         var adapters = new Option<string?>("--adapters") { Description = "Comma-separated name=DIR list to compare (name=base for the base model)" };
-        var data = new Option<string>("--data") { Description = "Test data (JSONL/CSV/Parquet: completion, chat, instruction, classification or text)", Required = true };
+        var data = new Option<string>("--data") { Description = "Test data (JSONL/CSV/Parquet: completion, chat, instruction, classification, text, or multiple choice)", Required = true };
         var metrics = new Option<string?>("--metrics") { Description = $"Comma-separated: {string.Join(",", EvaluationMetrics.All)} (default: all that apply)" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Most new tokens per generated output", DefaultValueFactory = _ => 128 };
         var batchSize = new Option<int>("--batch-size") { Description = "Examples per batch", DefaultValueFactory = _ => 8 };
@@ -31,10 +31,16 @@ public static class EvalCommand
         AtLeast(maxExamples, 0);
         var stemmer = new Option<bool>("--rouge-stemmer") { Description = "ROUGE with the Porter stemmer" };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the stored one" };
+        var taskFormat = new Option<string?>("--task-format")
+        {
+            Description = "Multiple-choice rows scored as lm-evaluation-harness does: generic {context, choices, gold}, arc, hellaswag, mmlu, piqa, " +
+                "or auto (detected; also when --metrics has acc/acc_norm or the rows have one of these shapes)",
+        };
+        taskFormat.AcceptOnlyFromAmong("auto", "generic", "arc", "hellaswag", "mmlu", "piqa");
         var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for chat prompts, e.g. '{\"enable_thinking\": false}'" };
         var command = new Command("eval", "Evaluate a model (or several side by side) on a test set")
         {
-            model, dtype, adapter, adapters, data, metrics, maxTokens, batchSize, output, labelMode, labels, maxExamples, stemmer, chatTemplate, templateKwargs,
+            model, dtype, adapter, adapters, data, metrics, maxTokens, batchSize, output, labelMode, labels, maxExamples, stemmer, chatTemplate, templateKwargs, taskFormat,
         };
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
@@ -58,14 +64,22 @@ public static class EvalCommand
                     RougeStemmer = parse.GetValue(stemmer),
                     ChatTemplateKwargs = SharpTune.Tokenization.ChatTemplateArguments.Parse(parse.GetValue(templateKwargs), "--chat-template-kwargs"),
                 };
-                var testData = EvaluationData.Read(parse.GetValue(data)!);
+                var dataPath = parse.GetValue(data)!;
+                var taskFormatName = parse.GetValue(taskFormat);
+                var multipleChoice = taskFormatName is not null || options.Metrics.Any(m => m is EvaluationMetrics.Acc or EvaluationMetrics.AccNorm)
+                    || MultipleChoiceData.Recognizes(dataPath)
+                    ? MultipleChoiceData.Read(dataPath, taskFormatName is null or "auto" ? null : Enum.Parse<MultipleChoiceTaskFormat>(taskFormatName, ignoreCase: true))
+                    : null;
+                var testData = multipleChoice is null ? EvaluationData.Read(dataPath) : null;
                 var outputDir = parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates.FirstOrDefault(c => c.Adapter is not null)?.Adapter);
                 var progress = new Progress<EvaluationProgress>(p => { if (p.Done == 0) Console.Error.WriteLine($"{p.Stage} {p.Total} examples…"); });
                 var dtypeValue = ModelOptions.ParseDtype(parse.GetValue(dtype));
                 if (candidates.Count == 1)
                 {
-                    var result = EvaluationJob.Run(parse.GetValue(model)!, candidates[0], testData, options, dtypeValue, parse.GetValue(chatTemplate), progress,
-                        quantization: quantization);
+                    var result = multipleChoice is not null
+                        ? EvaluationJob.RunMultipleChoice(parse.GetValue(model)!, candidates[0], multipleChoice, options, dtypeValue, progress, quantization: quantization)
+                        : EvaluationJob.Run(parse.GetValue(model)!, candidates[0], testData!, options, dtypeValue, parse.GetValue(chatTemplate), progress,
+                            quantization: quantization);
                     var files = EvaluationReportWriter.Write(result, outputDir);
                     foreach (var (name, value) in result.Metrics) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-14} {value:0.####}"));
                     foreach (var (name, signature) in result.Signatures) Console.WriteLine($"{name} signature: {signature}");
@@ -73,8 +87,10 @@ public static class EvalCommand
                 }
                 else
                 {
-                    var comparison = EvaluationJob.Compare(parse.GetValue(model)!, candidates, testData, options, dtypeValue, parse.GetValue(chatTemplate), progress,
-                        quantization: quantization);
+                    var comparison = multipleChoice is not null
+                        ? EvaluationJob.CompareMultipleChoice(parse.GetValue(model)!, candidates, multipleChoice, options, dtypeValue, progress, quantization: quantization)
+                        : EvaluationJob.Compare(parse.GetValue(model)!, candidates, testData!, options, dtypeValue, parse.GetValue(chatTemplate), progress,
+                            quantization: quantization);
                     var json = ComparisonReportWriter.Write(comparison, outputDir);
                     Console.WriteLine($"{"metric",-14} " + string.Join(" ", comparison.Names.Select(n => $"{n,14}")));
                     foreach (var m in comparison.Metrics)

@@ -27,22 +27,42 @@ public static class EvaluationJob
     /// <summary>Evaluates one model (with <paramref name="candidate"/>'s adapter) on <paramref name="data"/>.</summary>
     public static EvaluationResult Run(string model, EvaluationCandidate candidate, EvaluationData data, EvaluationOptions options,
         ScalarType? dtype = null, string? chatTemplate = null, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default,
-        Quantization.QuantizationOptions? quantization = null)
-    {
-        using var loaded = LoadedModel.Load(model, candidate.Adapter, dtype, chatTemplate, quantization);
-        return new ModelEvaluator(loaded, options).Evaluate(data.Examples, candidate.Name, progress, cancellationToken)
-            with { Model = model, Adapter = candidate.Adapter, Data = data.Path };
-    }
+        Quantization.QuantizationOptions? quantization = null) =>
+        LoadAndEvaluate(model, candidate, data.Path, evaluator => evaluator.Evaluate(data.Examples, candidate.Name, progress, cancellationToken),
+            options, dtype, chatTemplate, quantization);
+
+    /// <summary>Scores one model (with <paramref name="candidate"/>'s adapter) on multiple-choice questions.</summary>
+    public static EvaluationResult RunMultipleChoice(string model, EvaluationCandidate candidate, MultipleChoiceData data, EvaluationOptions options,
+        ScalarType? dtype = null, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default,
+        Quantization.QuantizationOptions? quantization = null) =>
+        LoadAndEvaluate(model, candidate, data.Path, evaluator => evaluator.EvaluateMultipleChoice(data.Items, candidate.Name, progress, cancellationToken),
+            options, dtype, null, quantization);
 
     /// <summary>Evaluates every candidate on the same data and compares them (the first is the baseline).</summary>
     public static EvaluationComparison Compare(string model, IReadOnlyList<EvaluationCandidate> candidates, EvaluationData data, EvaluationOptions options,
         ScalarType? dtype = null, string? chatTemplate = null, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default,
-        Quantization.QuantizationOptions? quantization = null)
+        Quantization.QuantizationOptions? quantization = null) =>
+        CompareAll(candidates, c => Run(model, c, data, options, dtype, chatTemplate, progress, cancellationToken, quantization));
+
+    /// <summary>Scores every candidate on the same multiple-choice questions and compares them (the first is the baseline).</summary>
+    public static EvaluationComparison CompareMultipleChoice(string model, IReadOnlyList<EvaluationCandidate> candidates, MultipleChoiceData data, EvaluationOptions options,
+        ScalarType? dtype = null, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default,
+        Quantization.QuantizationOptions? quantization = null) =>
+        CompareAll(candidates, c => RunMultipleChoice(model, c, data, options, dtype, progress, cancellationToken, quantization));
+
+    private static EvaluationResult LoadAndEvaluate(string model, EvaluationCandidate candidate, string dataPath, Func<ModelEvaluator, EvaluationResult> evaluate,
+        EvaluationOptions options, ScalarType? dtype, string? chatTemplate, Quantization.QuantizationOptions? quantization)
+    {
+        using var loaded = LoadedModel.Load(model, candidate.Adapter, dtype, chatTemplate, quantization);
+        return evaluate(new ModelEvaluator(loaded, options)) with { Model = model, Adapter = candidate.Adapter, Data = dataPath };
+    }
+
+    private static EvaluationComparison CompareAll(IReadOnlyList<EvaluationCandidate> candidates, Func<EvaluationCandidate, EvaluationResult> run)
     {
         var names = candidates.Select(c => c.Name).ToArray();
         if (names.Distinct().Count() != names.Length)
             throw new ArgumentException($"candidate names must be distinct ({string.Join(", ", names)}): name them as name=DIR");
-        return EvaluationComparison.Compare(candidates.Select(c => Run(model, c, data, options, dtype, chatTemplate, progress, cancellationToken, quantization)).ToArray());
+        return EvaluationComparison.Compare(candidates.Select(run).ToArray());
     }
 
     /// <summary>

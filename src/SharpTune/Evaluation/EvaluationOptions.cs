@@ -31,6 +31,8 @@ public sealed record EvaluationOptions
     public bool RougeStemmer { get; init; }
     /// <summary>Evaluate at most this many examples (the first ones; 0 = all).</summary>
     public int MaxExamples { get; init; }
+    /// <summary>Multiple choice: what goes between the context and each choice (lm-eval's <c>target_delimiter</c>).</summary>
+    public string TargetDelimiter { get; init; } = " ";
 }
 
 /// <summary>The metric names evaluation understands and which apply to which data.</summary>
@@ -42,9 +44,16 @@ public static class EvaluationMetrics
     public const string Rouge = "rouge";
     public const string ExactMatch = "exact_match";
     public const string Accuracy = "accuracy";
+    /// <summary>Multiple choice: the most likely choice is correct (lm-eval's acc).</summary>
+    public const string Acc = "acc";
+    /// <summary>Multiple choice: the most likely choice per character is correct (lm-eval's acc_norm).</summary>
+    public const string AccNorm = "acc_norm";
 
     /// <summary>Every metric name accepted by <see cref="EvaluationOptions.Metrics"/>.</summary>
-    public static IReadOnlyList<string> All { get; } = [Perplexity, Bleu, Chrf, Rouge, ExactMatch, Accuracy];
+    public static IReadOnlyList<string> All { get; } = [Perplexity, Bleu, Chrf, Rouge, ExactMatch, Accuracy, Acc, AccNorm];
+
+    /// <summary>Metrics of multiple-choice data (exact_match there is lm-eval's: a gold choice is the greedy continuation).</summary>
+    public static IReadOnlyList<string> MultipleChoice { get; } = [Acc, AccNorm, ExactMatch];
 
     /// <summary>Metrics that compare a generated output with a reference text.</summary>
     public static IReadOnlyList<string> Generation { get; } = [Bleu, Chrf, Rouge, ExactMatch];

@@ -10,7 +10,17 @@ public sealed record ExampleRecord(int Index, string Input, string? Reference, s
 {
     /// <summary>For log-likelihood labelling: each label option's summed answer log-probability (nats).</summary>
     public IReadOnlyDictionary<string, double>? LabelLogLikelihoods { get; init; }
+    /// <summary>For multiple choice: every choice with its continuation's log-likelihood, in the data's order.</summary>
+    public IReadOnlyList<ChoiceScore>? Choices { get; init; }
+    /// <summary>For multiple choice: the indices of the correct choices.</summary>
+    public IReadOnlyList<int>? Gold { get; init; }
 }
+
+/// <summary>
+/// One multiple-choice option as scored: its text, the summed log-probability (nats) of the continuation
+/// (target delimiter + text) after the context, how many tokens that is, and whether greedy decoding would produce it.
+/// </summary>
+public sealed record ChoiceScore(string Choice, double LogLikelihood, int Tokens, bool IsGreedy);
 
 /// <summary>Classification results in report form (JSON-friendly: the confusion matrix as rows of counts).</summary>
 public sealed record ClassificationSummary(string LabelMode, IReadOnlyList<string> Labels, double Accuracy,

@@ -115,12 +115,67 @@ public sealed class ModelEvaluator
             { Seconds = clock.Elapsed.TotalSeconds };
     }
 
+    /// <summary>
+    /// Scores multiple-choice questions as lm-evaluation-harness does (output_type multiple_choice, zero-shot, no chat
+    /// template): every choice's log-likelihood as the continuation <see cref="EvaluationOptions.TargetDelimiter"/> +
+    /// choice after the context; <c>acc</c>, <c>acc_norm</c> (log-likelihood per character) and, when asked,
+    /// <c>exact_match</c> (a gold choice is the greedy continuation), each averaged with its standard error
+    /// (<c>acc_stderr</c>, …). The adapter, if any, is whatever the model carries.
+    /// </summary>
+    public EvaluationResult EvaluateMultipleChoice(IReadOnlyList<MultipleChoiceItem> items, string name = "model",
+        IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        if (items.Count == 0) throw new ArgumentException("no questions to evaluate", nameof(items));
+        var clock = Stopwatch.StartNew();
+        if (options.MaxExamples > 0 && items.Count > options.MaxExamples) items = items.Take(options.MaxExamples).ToArray();
+        var metrics = options.Metrics.Count > 0 ? options.Metrics : [EvaluationMetrics.Acc, EvaluationMetrics.AccNorm];
+        if (metrics.FirstOrDefault(m => !EvaluationMetrics.MultipleChoice.Contains(m)) is { } other)
+            throw new ArgumentException($"'{other}' does not apply to multiple-choice data; use {string.Join(", ", EvaluationMetrics.MultipleChoice)}");
+
+        progress?.Report(new EvaluationProgress("scoring choices", 0, items.Count));
+        cancellationToken.ThrowIfCancellationRequested();
+        var choiceScores = new MultipleChoiceScorer(model, tokenizer, options.BatchSize).ScoreChoices(items, options.TargetDelimiter);
+        progress?.Report(new EvaluationProgress("scoring choices", items.Count, items.Count));
+
+        var perMetric = metrics.ToDictionary(m => m, _ => new double[items.Count]);
+        var records = new ExampleRecord[items.Count];
+        for (var i = 0; i < items.Count; i++)
+        {
+            var (item, scored) = (items[i], choiceScores[i]);
+            var outcome = MultipleChoiceMetrics.Score(item.Choices, scored.Select(c => c.LogLikelihood).ToArray(), scored.Select(c => c.IsGreedy).ToArray(), item.Gold);
+            var all = new Dictionary<string, double>
+            {
+                [EvaluationMetrics.Acc] = outcome.Acc, [EvaluationMetrics.AccNorm] = outcome.AccNorm, [EvaluationMetrics.ExactMatch] = outcome.ExactMatch,
+            };
+            var exampleScores = metrics.ToDictionary(m => m, m => all[m]);
+            foreach (var (metric, value) in exampleScores) perMetric[metric][i] = value;
+            records[i] = new ExampleRecord(i, item.Context, string.Join(" | ", item.Gold.Select(g => item.Choices[g])), item.Choices[outcome.Predicted], exampleScores)
+            {
+                Choices = scored.Select((c, k) => new ChoiceScore(item.Choices[k], c.LogLikelihood, c.Tokens, c.IsGreedy)).ToArray(),
+                Gold = item.Gold,
+            };
+        }
+        var corpus = new Dictionary<string, double>();
+        foreach (var (metric, values) in perMetric)
+        {
+            corpus[metric] = MultipleChoiceMetrics.Mean(values);
+            corpus[metric + "_stderr"] = MultipleChoiceMetrics.MeanStderr(values);
+        }
+        var signatures = new Dictionary<string, string>
+        {
+            ["multiple_choice"] = $"lm-evaluation-harness multiple_choice, zero-shot, no chat template, target delimiter {System.Text.Json.JsonSerializer.Serialize(options.TargetDelimiter)}, acc_norm per character",
+        };
+        return new EvaluationResult(name, "multiple_choice", items.Count, corpus, signatures, null, records) { Seconds = clock.Elapsed.TotalSeconds };
+    }
+
     private static void CheckApplicable(IReadOnlyList<string> metrics, DatasetFormat format)
     {
         if (format == DatasetFormat.Preference)
             throw new ArgumentException("preference pairs have no single reference to evaluate against; evaluate the chosen answers as chat or completion data");
         if (format == DatasetFormat.Text && metrics.FirstOrDefault(m => m != EvaluationMetrics.Perplexity) is { } needsReference)
             throw new ArgumentException($"'{needsReference}' needs references, but text data has none; use perplexity");
+        if (metrics.FirstOrDefault(m => m is EvaluationMetrics.Acc or EvaluationMetrics.AccNorm) is { } multipleChoice)
+            throw new ArgumentException($"'{multipleChoice}' scores multiple-choice data (--task-format), but the data is {format.ToString().ToLowerInvariant()}");
         if (format != DatasetFormat.Classification && metrics.Contains(EvaluationMetrics.Accuracy))
             throw new ArgumentException($"'accuracy' needs classification data ({{text, label}}), but the data is {format.ToString().ToLowerInvariant()}; use exact_match");
         if (format == DatasetFormat.Classification && metrics.FirstOrDefault(m => m is EvaluationMetrics.Bleu or EvaluationMetrics.Chrf or EvaluationMetrics.Rouge) is { } textMetric)

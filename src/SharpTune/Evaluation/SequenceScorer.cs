@@ -13,6 +13,9 @@ public readonly record struct SequenceScore(double LogProbSum, int Tokens)
 
     /// <summary>exp(−mean log-probability): the sequence's own perplexity (NaN when there are no tokens).</summary>
     public double Perplexity => Tokens == 0 ? double.NaN : Math.Exp(-LogProbSum / Tokens);
+
+    /// <summary>Whether every supervised token is the model's most likely next token (greedy decoding would produce them).</summary>
+    public bool Greedy { get; init; }
 }
 
 /// <summary>
@@ -48,7 +51,8 @@ public static class SequenceScorer
                     var logProbs = F.log_softmax(model.ComputeLogits(hidden[row]).to(ScalarType.Float32), -1);   // (T, V)
                     var picked = logProbs.gather(1, rowTargets.clamp_min(0).unsqueeze(1)).squeeze(1);   // (T)
                     var sum = picked.masked_fill(mask.logical_not(), 0).to(ScalarType.Float64).sum().item<double>();
-                    results.Add(new SequenceScore(sum, (int)mask.sum().item<long>()));
+                    var greedy = logProbs.argmax(-1).eq(rowTargets).logical_or(mask.logical_not()).all().item<bool>();
+                    results.Add(new SequenceScore(sum, (int)mask.sum().item<long>()) { Greedy = greedy });
                 }
             }
         }
