@@ -75,4 +75,20 @@ public static class EvaluationMetrics
             if (!All.Contains(name))
                 throw new ArgumentException($"unknown metric '{name}'; expected some of {string.Join(", ", All)}");
     }
+
+    /// <summary>
+    /// Throws naming the first metric that training's validation examples (training rows, never multiple-choice
+    /// questions) cannot give: an unknown one, or acc/acc_norm, which score multiple-choice benchmarks only.
+    /// </summary>
+    public static void ValidateForTrainingExamples(IEnumerable<string> names)
+    {
+        var list = names.ToArray();
+        Validate(list);
+        var allowed = All.Where(m => m is not (Acc or AccNorm)).ToArray();
+        foreach (var name in list)
+            if (name is Acc or AccNorm)
+                throw new ArgumentException(
+                    $"metric '{name}' scores multiple-choice benchmarks (sharptune eval --task-format …), not training examples; " +
+                    $"validation during training takes some of {string.Join(", ", allowed)}");
+    }
 }

@@ -19,7 +19,7 @@ public sealed class ValidationMetricsHook : IEvaluationHook
     public ValidationMetricsHook(CausalLanguageModel model, HfTokenizer tokenizer, ChatTemplate? chatTemplate,
         IReadOnlyList<TrainingExample> validation, IReadOnlyList<string> metrics, int sampleSize, long seed, int maxNewTokens = 64)
     {
-        EvaluationMetrics.Validate(metrics);
+        EvaluationMetrics.ValidateForTrainingExamples(metrics);
         var order = Enumerable.Range(0, validation.Count).ToArray();
         new Random(unchecked((int)seed)).Shuffle(order);
         var take = sampleSize > 0 ? Math.Min(sampleSize, validation.Count) : validation.Count;

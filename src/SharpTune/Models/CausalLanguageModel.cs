@@ -32,6 +32,13 @@ public abstract class CausalLanguageModel : nn.Module
     protected abstract Tensor LookUpEmbeddings(Tensor inputIds);
 
     /// <summary>
+    /// What the input embedding module (transformers' <c>get_input_embeddings()</c>) returns for ids of any shape, without
+    /// NEFTune's noise: PEFT initialises prompt-tuning's virtual tokens from it (Gemma 3's rows come out scaled by √hidden,
+    /// Gemma 2's do not).
+    /// </summary>
+    internal Tensor InputEmbeddingsOf(Tensor inputIds) => LookUpEmbeddings(inputIds);
+
+    /// <summary>
     /// NEFTune's α (transformers' <c>neftune_noise_alpha</c>): while set and the model is in training mode, every
     /// <see cref="EmbedTokens"/> output gets uniform noise (see <see cref="NeftuneNoise"/>). Null: none. The trainer sets
     /// it for the run and clears it after, as transformers' Trainer registers and removes its hook.

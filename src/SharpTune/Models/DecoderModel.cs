@@ -38,17 +38,27 @@ public sealed class DecoderModel : nn.Module
     }
 
     /// <summary>
-    /// Token ids (B, T) → embeddings (B, T, C). Gemma's scaled embedding multiplies by √hidden first rounded to the
-    /// weight dtype, as Gemma3TextScaledWordEmbedding does.
+    /// Gemma 2: the √hidden scale is applied to the embeddings as the model's first step (Gemma2Model's normalizer), not
+    /// by the embedding module (Gemma 3's Gemma3TextScaledWordEmbedding). It decides what the input embeddings are —
+    /// unscaled for Gemma 2 — and so where NEFTune's noise goes and what scale prompt-tuning's virtual tokens live at, as
+    /// transformers' hook and PEFT see them.
+    /// </summary>
+    internal bool ScalesInputEmbeddings { get; init; }
+
+    /// <summary>
+    /// Token ids (B, T) → the input embeddings (B, T, C). Gemma 3's scaled embedding multiplies by √hidden first rounded
+    /// to the weight dtype, as Gemma3TextScaledWordEmbedding does (Gemma 2 scales in <see cref="Forward"/> instead).
     /// </summary>
     public Tensor Embed(Tensor inputIds)
     {
-        if (embedScale is not { } scaleValue) return embed_tokens.forward(inputIds);
+        if (embedScale is not { } scaleValue || ScalesInputEmbeddings) return embed_tokens.forward(inputIds);
         using var scope = NewDisposeScope();
-        var weight = embed_tokens.weight!;
-        var scale = tensor((float)scaleValue, ScalarType.Float32, weight.device).to(weight.dtype);
-        return (embed_tokens.forward(inputIds) * scale).MoveToOuterDisposeScope();
+        return (embed_tokens.forward(inputIds) * EmbedScaleIn(embed_tokens.weight!.dtype, scaleValue)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>√hidden as a scalar tensor rounded to <paramref name="dtype"/>, as both Gemma generations round it.</summary>
+    private Tensor EmbedScaleIn(ScalarType dtype, double scaleValue) =>
+        tensor((float)scaleValue, ScalarType.Float32, embed_tokens.weight!.device).to(dtype);
 
     /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C); advances the cache, if any, by T.</summary>
     /// <param name="checkpointedLayers">How many of the first layers are recomputed in the backward.</param>
@@ -56,6 +66,8 @@ public sealed class DecoderModel : nn.Module
     public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0, int keepingLayers = 0)
     {
         using var scope = NewDisposeScope();
+        // Gemma2Model: hidden_states = inputs_embeds * torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype).
+        if (ScalesInputEmbeddings && embedScale is { } scaleValue) x = x * EmbedScaleIn(x.dtype, scaleValue);
         var checkpointing = checkpointedLayers > 0;
         var global = Angles(rotary, x, ctx, checkpointing);                                   // (B, 1, T, rotary dim)
         if (!checkpointing && !hasLocalRopeLayers && ctx.Cache is { } decoding && layerStack.TryRun(layers, x, ctx, global) is { } stacked)

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SharpTune.Quantization;
@@ -34,13 +35,37 @@ internal static class Blockwise
     }
 
     /// <summary>Index (int64) of the nearest entry of the ascending <paramref name="sortedCode"/> for every value.</summary>
-    public static Tensor NearestCode(Tensor scaled, float[] sortedCode)
+    public static Tensor NearestCode(Tensor scaled, float[] sortedCode) => bucketize(scaled, Midpoints(sortedCode, scaled.device));
+
+    /// <summary>
+    /// The midpoints of a code book on a device, made once: an optimizer quantizes with them for every chunk of every
+    /// parameter at every step, and on a GPU each new tensor from host memory would be a blocking copy.
+    /// </summary>
+    private static Tensor Midpoints(float[] sortedCode, Device device)
     {
-        using var scope = NewDisposeScope();
-        var midpoints = new float[sortedCode.Length - 1];
-        for (var i = 0; i < midpoints.Length; i++) midpoints[i] = (sortedCode[i] + sortedCode[i + 1]) / 2f;
-        var bounds = tensor(midpoints, device: scaled.device);
-        return bucketize(scaled, bounds).MoveToOuterDisposeScope();
+        var key = (sortedCode, device.type, device.index);
+        lock (MidpointTables)
+        {
+            if (MidpointTables.TryGetValue(key, out var cached)) return cached;
+            var midpoints = new float[sortedCode.Length - 1];
+            for (var i = 0; i < midpoints.Length; i++) midpoints[i] = (sortedCode[i] + sortedCode[i + 1]) / 2f;
+            using var normal = inference_mode(false);
+            var bounds = tensor(midpoints, device: device).DetachFromDisposeScope();
+            MidpointTables[key] = bounds;
+            return bounds;
+        }
+    }
+
+    private static readonly Dictionary<(float[] Code, DeviceType Type, int Index), Tensor> MidpointTables = new(new CodeKeyComparer());
+
+    /// <summary>Code books compared by reference: they are static tables, and their contents never change.</summary>
+    private sealed class CodeKeyComparer : IEqualityComparer<(float[] Code, DeviceType Type, int Index)>
+    {
+        public bool Equals((float[] Code, DeviceType Type, int Index) x, (float[] Code, DeviceType Type, int Index) y) =>
+            ReferenceEquals(x.Code, y.Code) && x.Type == y.Type && x.Index == y.Index;
+
+        public int GetHashCode((float[] Code, DeviceType Type, int Index) key) =>
+            HashCode.Combine(System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(key.Code), key.Type, key.Index);
     }
 
     /// <summary>

@@ -29,8 +29,9 @@ public sealed class AdamW : AdamWOptimizer
         private readonly Tensor expAvg = zeros(p.shape, ScalarType.Float32, p.device).DetachFromDisposeScope();
         private readonly Tensor expAvgSq = zeros(p.shape, ScalarType.Float32, p.device).DetachFromDisposeScope();
 
-        public override void Update(Tensor weights, Tensor g, double weightDecay, AdamHyperparameters h)
+        public override void Update(Tensor weights, Tensor grad, double weightDecay, AdamHyperparameters h)
         {
+            var g = Fp32(grad);
             var bias1 = 1 - Math.Pow(h.Beta1, h.Step);
             var bias2Sqrt = Math.Pow(1 - Math.Pow(h.Beta2, h.Step), 0.5);
             // torch.optim.AdamW's _single_tensor_adam, operation for operation, so an update rounds as PyTorch's does.

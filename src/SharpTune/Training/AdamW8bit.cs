@@ -44,8 +44,9 @@ public sealed class AdamW8bit : AdamWOptimizer
         private readonly Tensor state1 = zeros(p.shape, ScalarType.Float32, p.device).DetachFromDisposeScope();
         private readonly Tensor state2 = zeros(p.shape, ScalarType.Float32, p.device).DetachFromDisposeScope();
 
-        public override void Update(Tensor weights, Tensor g, double weightDecay, AdamHyperparameters h)
+        public override void Update(Tensor weights, Tensor grad, double weightDecay, AdamHyperparameters h)
         {
+            var g = Fp32(grad);
             state1.mul_(h.Beta1).add_(g, alpha: 1 - h.Beta1);
             state2.mul_(h.Beta2).addcmul_(g, g, value: 1 - h.Beta2);
             var correction1 = 1 - Math.Pow(h.Beta1, h.Step);
@@ -79,19 +80,19 @@ public sealed class AdamW8bit : AdamWOptimizer
         /// <summary>Elements updated at once: 1,024 whole blocks.</summary>
         private const long ChunkElements = 1024L * BlockSize;
 
-        public override void Update(Tensor weights, Tensor g, double weightDecay, AdamHyperparameters h)
+        public override void Update(Tensor weights, Tensor grad, double weightDecay, AdamHyperparameters h)
         {
             // Every operation is elementwise within a block, so a run of whole blocks at a time gives the same bits as the
-            // whole tensor at once, and the fp32 temporaries stay a few MB however large the parameter (an embedding's
-            // would otherwise cost ~30 bytes per element during the step).
+            // whole tensor at once, and the fp32 temporaries — the widened gradient included — stay a few MB however large
+            // the parameter (an embedding's would otherwise cost ~30 bytes per element during the step).
             var n = state1.numel();
-            var (flatWeights, flatGrad, codes1, codes2) = (weights.view(-1), g.reshape(-1), state1.view(-1), state2.view(-1));
+            var (flatWeights, flatGrad, codes1, codes2) = (weights.view(-1), grad.reshape(-1), state1.view(-1), state2.view(-1));
             for (long start = 0; start < n; start += ChunkElements)
             {
                 using var scope = NewDisposeScope();
                 var length = Math.Min(ChunkElements, n - start);
                 var (firstBlock, blocks) = (start / BlockSize, (length + BlockSize - 1) / BlockSize);
-                UpdateBlocks(flatWeights.narrow(0, start, length), flatGrad.narrow(0, start, length), weightDecay, h,
+                UpdateBlocks(flatWeights.narrow(0, start, length), Fp32(flatGrad.narrow(0, start, length)), weightDecay, h,
                     codes1.narrow(0, start, length), absmax1.narrow(0, firstBlock, blocks),
                     codes2.narrow(0, start, length), absmax2.narrow(0, firstBlock, blocks));
             }

@@ -73,8 +73,7 @@ public abstract class AdamWOptimizer : IDisposable
             using var scope = NewDisposeScope();
             var grad = s.Parameter.grad;
             if (grad is null) continue;
-            var g = grad.dtype == ScalarType.Float32 ? grad : grad.to(ScalarType.Float32);
-            s.Moments.Update(s.Master ?? s.Parameter, g, s.WeightDecay,
+            s.Moments.Update(s.Master ?? s.Parameter, grad, s.WeightDecay,
                 new AdamHyperparameters(lr * s.LearningRateScale, beta1, beta2, eps, StepCount));
             if (s.Master is not null) s.Parameter.copy_(s.Master);
         }
@@ -141,8 +140,14 @@ public abstract class AdamWOptimizer : IDisposable
     /// <summary>One parameter's first and second moments, in whatever form the optimizer keeps them.</summary>
     private protected abstract class Moments : IDisposable
     {
-        /// <summary>Updates the moments from <paramref name="grad"/> (fp32) and applies the step to fp32 <paramref name="weights"/>.</summary>
+        /// <summary>
+        /// Updates the moments from <paramref name="grad"/> (the parameter's dtype; each optimizer widens it to fp32 as
+        /// much at a time as it works on) and applies the step to fp32 <paramref name="weights"/>.
+        /// </summary>
         public abstract void Update(Tensor weights, Tensor grad, double weightDecay, AdamHyperparameters h);
+
+        /// <summary><paramref name="t"/> in fp32 (itself when it already is).</summary>
+        protected static Tensor Fp32(Tensor t) => t.dtype == ScalarType.Float32 ? t : t.to(ScalarType.Float32);
 
         /// <summary>The state tensors, by the suffix they are saved under.</summary>
         public abstract IEnumerable<(string Suffix, Tensor Tensor)> Tensors();

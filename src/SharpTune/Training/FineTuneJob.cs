@@ -1,5 +1,6 @@
 using SharpTune.Data;
 using SharpTune.Data.Readers;
+using SharpTune.Evaluation;
 using SharpTune.Hub;
 using SharpTune.Models;
 using SharpTune.Peft;
@@ -63,6 +64,7 @@ public static class FineTuneJob
         ValidateNumbers(options);
         Neftune.Validate(options);
         LoraPlus.Validate(options);
+        if (options.EvalMetrics is { } evalMetrics) EvaluationMetrics.ValidateForTrainingExamples(evalMetrics);
         options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
         if (options.QuantizationSettings() is not null && FineTuningMethods.CreateAdapter(options) is null)
             throw new ArgumentException(

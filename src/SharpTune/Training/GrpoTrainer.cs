@@ -30,6 +30,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (train.Count == 0) throw new ArgumentException("no training prompts");
+        Neftune.Validate(options);   // refuses α here (SFT only) rather than train without the noise asked for
         var runDir = options.Output;
         Directory.CreateDirectory(runDir);
         var totalSteps = TotalSteps(train.Count);

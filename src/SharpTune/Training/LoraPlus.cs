@@ -25,7 +25,15 @@ internal static class LoraPlus
     /// <summary>A ratio or embedding rate that is not a positive number, or a ratio with another method, is a clear error.</summary>
     internal static void Validate(TrainingOptions options)
     {
-        if (options.LoraplusLrRatio is not { } ratio) return;
+        if (options.LoraplusLrRatio is not { } ratio)
+        {
+            // The embedding rate is part of LoRA+: alone it would be accepted and do nothing.
+            if (options.LoraplusLrEmbedding != TrainingOptions.DefaultLoraplusLrEmbedding)
+                throw new ArgumentException(
+                    $"loraplus_lr_embedding (--loraplus-lr-embedding) = {options.LoraplusLrEmbedding} is LoRA+'s rate for LoRA " +
+                    "embedding layers and needs loraplus_lr_ratio (--loraplus-lr-ratio) too");
+            return;
+        }
         if (!double.IsFinite(ratio) || ratio <= 0)
             throw new ArgumentException($"loraplus_lr_ratio (--loraplus-lr-ratio) must be a positive number, found {ratio}");
         if (!double.IsFinite(options.LoraplusLrEmbedding) || options.LoraplusLrEmbedding <= 0)

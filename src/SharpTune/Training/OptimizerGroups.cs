@@ -34,10 +34,15 @@ internal static class OptimizerGroups
     /// <see cref="TrainingOptions.LoraplusLrRatio"/> PEFT's LoRA+ groups (<see cref="LoraPlus"/>).
     /// </summary>
     internal static IEnumerable<(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale)> For(nn.Module model,
-        IEnumerable<(string Name, Parameter Parameter)> trainable, TrainingOptions options) =>
-        options.LoraplusLrRatio is { } ratio
+        IEnumerable<(string Name, Parameter Parameter)> trainable, TrainingOptions options)
+    {
+        // Here, not only in FineTuneJob: the trainers are public too, and a ratio on a full fine-tune would silently speed
+        // up every norm and bias (1-D parameters join LoRA+'s group B).
+        LoraPlus.Validate(options);
+        return options.LoraplusLrRatio is { } ratio
             ? LoraPlus.Groups(model, trainable, options.WeightDecay, ratio, options.LoraplusLrEmbedding / options.LearningRate)
             : WithWeightDecay(model, trainable, options.WeightDecay).Select(p => (p.Name, p.Parameter, p.WeightDecay, 1.0));
+    }
 
     /// <summary>Handles of the parameters of every nn.LayerNorm module (transformers' ALL_LAYERNORM_LAYERS).</summary>
     internal static HashSet<IntPtr> LayerNormParameters(nn.Module model) =>

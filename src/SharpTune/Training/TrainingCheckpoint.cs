@@ -67,7 +67,8 @@ public static class TrainingCheckpoint
             }
         }
         using var opt = SafetensorsFile.Open(Path.Combine(latest, "optimizer.safetensors"));
-        optimizer.LoadState(name => opt.Tensors.ContainsKey(name) ? opt.Read(name) : null, state.OptimizerSteps);
+        try { optimizer.LoadState(name => opt.Tensors.ContainsKey(name) ? opt.Read(name) : null, state.OptimizerSteps); }
+        catch (InvalidDataException e) { throw new InvalidDataException($"{opt.Path}: {e.Message}", e); }
         return state;
     }
 }

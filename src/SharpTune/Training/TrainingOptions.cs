@@ -37,8 +37,14 @@ public sealed record TrainingOptions
     /// times the learning rate. LoRA and DoRA only; empty = plain LoRA (one learning rate).
     /// </summary>
     public double? LoraplusLrRatio { get; init; }
-    /// <summary>With <see cref="LoraplusLrRatio"/>: the learning rate of LoRA on embedding layers (PEFT's default 1e-6).</summary>
-    public double LoraplusLrEmbedding { get; init; } = 1e-6;
+    /// <summary>
+    /// With <see cref="LoraplusLrRatio"/>: the learning rate of LoRA on embedding layers (PEFT's default 1e-6). SharpTune's
+    /// LoRA wraps linear layers only, so no parameter has this rate yet; it is read so LoRA+ configs carry over unchanged.
+    /// </summary>
+    public double LoraplusLrEmbedding { get; init; } = DefaultLoraplusLrEmbedding;
+
+    /// <summary>PEFT's default <c>loraplus_lr_embedding</c>.</summary>
+    public const double DefaultLoraplusLrEmbedding = 1e-6;
 
     public double LearningRate { get; init; } = 2e-4;
     /// <summary>constant (no warmup), constant_with_warmup, linear or cosine: transformers' schedules of those names.</summary>

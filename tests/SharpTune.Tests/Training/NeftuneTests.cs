@@ -72,6 +72,28 @@ public class NeftuneTests
         Assert.True(Same(evaluated, plain));
     }
 
+    /// <summary>
+    /// Gemma 2's embedding module is a plain nn.Embedding and Gemma2Model multiplies inputs_embeds by √hidden after it
+    /// (transformers' modeling_gemma2.py), so the hook's noise is added to the unscaled rows and scaled with them; Gemma 3's
+    /// scaled embedding module returns scaled rows, which the noise is added to (the test above).
+    /// </summary>
+    [Fact]
+    public void Gemma2NoisesTheUnscaledEmbeddingsWhichTheModelScalesAfter()
+    {
+        using var model = TestModels.Create("gemma2");
+        model.train();
+        using var plain = model.EmbedTokens(Ids());
+        using var rows = model.EmbeddingWeight.index_select(0, Ids().reshape(-1)).reshape(plain.shape);
+        Assert.True(Same(plain, rows));   // the input embeddings are the table's rows, unscaled
+        model.NeftuneNoiseAlpha = Alpha;
+        manual_seed(3);
+        using var noisy = model.EmbedTokens(Ids());
+        manual_seed(3);
+        var magnitude = NeftuneNoise.Magnitude(Alpha, 7, plain.size(2));
+        using var draw = zeros_like(plain).uniform_(-magnitude, magnitude);
+        Assert.True(Same(noisy, plain + draw));
+    }
+
     [Theory]
     [InlineData("llama")]
     [InlineData("gpt2")]

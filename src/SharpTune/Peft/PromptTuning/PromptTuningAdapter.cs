@@ -84,13 +84,14 @@ public sealed class PromptTuningAdapter : IPeftAdapter, IForwardAdapter
             if (repeated.Any(id => id < 0 || id >= vocab))
                 throw new ArgumentException($"prompt tuning: the init text's token ids must be below the vocabulary size {vocab}");
             var index = tensor(repeated, device: model.Device);
-            return model.EmbeddingWeight.index_select(0, index).to(ScalarType.Float32).clone().DetachFromDisposeScope();
+            // PEFT: word_embeddings(init_token_ids), the input embedding module's output (scaled for Gemma 3).
+            return model.InputEmbeddingsOf(index).to(ScalarType.Float32).clone().DetachFromDisposeScope();
         }
         if (Config.PromptTuningInit == PromptTuningInit.SampleVocab && !Config.InferenceMode)
         {
             // PEFT: n ids drawn uniformly from the whole embedding table (torch.randint(0, num_embeddings, (n,))).
             var sampled = randint(0, model.EmbeddingWeight.shape[0], [n], dtype: ScalarType.Int64, device: model.Device);
-            return model.EmbeddingWeight.index_select(0, sampled).to(ScalarType.Float32).clone().DetachFromDisposeScope();
+            return model.InputEmbeddingsOf(sampled).to(ScalarType.Float32).clone().DetachFromDisposeScope();
         }
         return randn(n, model.Config.HiddenSize, dtype: ScalarType.Float32, device: model.Device).DetachFromDisposeScope();
     }

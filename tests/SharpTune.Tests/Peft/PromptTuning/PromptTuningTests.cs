@@ -112,6 +112,27 @@ public class PromptTuningTests
         Assert.True(cut.PromptEmbeddings!.equal(first).all().item<bool>());
     }
 
+    /// <summary>
+    /// PEFT's PromptEmbedding initialises from <c>word_embeddings(init_token_ids)</c>, the input embedding module's output
+    /// (peft/tuners/prompt_tuning/model.py): Gemma 3's module (Gemma3TextScaledWordEmbedding) multiplies by √hidden rounded
+    /// to the weight dtype, Gemma 2's is a plain nn.Embedding (Gemma2Model scales its inputs_embeds later, virtual tokens
+    /// included).
+    /// </summary>
+    [Theory]
+    [InlineData("gemma3", true)]
+    [InlineData("gemma2", false)]
+    public void InitFromTextTakesWhatTheInputEmbeddingModuleReturns(string kind, bool moduleScales)
+    {
+        using var model = TestModels.Create(kind);
+        var adapter = new PromptTuningAdapter(new PromptTuningConfig
+            { NumVirtualTokens = 3, PromptTuningInit = PromptTuningInit.Text, PromptTuningInitText = "x", InitTokenIds = [5, 6, 7], TokenizerNameOrPath = "unused" });
+        adapter.Inject(model);
+        using var rows = model.EmbeddingWeight.index_select(0, tensor(new long[] { 5, 6, 7 }));
+        var scale = (float)Math.Sqrt(model.Config.HiddenSize);
+        using var expected = moduleScales ? rows * scale : rows.clone();
+        Assert.True(adapter.PromptEmbeddings!.equal(expected).all().item<bool>());
+    }
+
     [SharedAssetFact("models/stories260K")]
     public void InitFromTextEncodesWithTheTokenizerFolderAsPeftDoes()
     {
