@@ -3,6 +3,7 @@ using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 using SharpTune.Tests.Support;
+using SharpTune.Training;
 using TorchSharp;
 using static SharpTune.Tests.Peft.LoraTestSupport;
 using static TorchSharp.torch;
@@ -228,6 +229,24 @@ public sealed class LoraPissaOloraTests : IDisposable
         var config = LoraConfig.FromJson(new JsonObject { ["peft_type"] = "LORA", ["init_lora_weights"] = value });
         Assert.Equal(expected, config.InitLoraWeights);
         Assert.Equal(value, config.ToJson()["init_lora_weights"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData("olora", LoraInit.Olora)]
+    [InlineData("pissa", LoraInit.Pissa)]
+    [InlineData("true", LoraInit.Default)]
+    [InlineData("false", LoraInit.Random)]
+    public void TheTrainingConfigKeyPicksTheInitialisation(string value, LoraInit expected)
+    {
+        var yaml = Path.Combine(dir, "train.yaml");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(yaml, $"method: dora\ninit_lora_weights: {value}\n");
+        var adapter = (LoraAdapter)FineTuningMethods.CreateAdapter(TrainingConfigFile.Load(yaml))!;
+        Assert.Equal(expected, adapter.Config.InitLoraWeights);
+        Assert.True(adapter.Config.UseDora);
+        var error = Assert.Throws<ArgumentException>(() =>
+            FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "ia3", InitLoraWeights = value }));
+        Assert.Contains("init_lora_weights", error.Message);
     }
 
     [Theory]

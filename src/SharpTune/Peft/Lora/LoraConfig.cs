@@ -318,6 +318,13 @@ public sealed record LoraConfig
         _ => InitLoraWeights.ToString(),
     };
 
+    /// <summary>
+    /// Reads an <c>init_lora_weights</c> value written as text (a training config or command line): "true", "false" or
+    /// one of the names <see cref="FromJson"/> accepts; <paramref name="source"/> names it in errors.
+    /// </summary>
+    public static LoraInit ParseInit(string text, string source) =>
+        ReadInit(bool.TryParse(text.Trim(), out var flag) ? JsonValue.Create(flag) : JsonValue.Create(text.Trim()), source);
+
     private static LoraInit ReadInit(JsonNode? node, string source)
     {
         if (node is null) return LoraInit.Default;
