@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using SharpTune.Generation;
+using SharpTune.Jobs;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
@@ -206,6 +208,38 @@ public sealed class LoraPissaOloraTests : IDisposable
         adapter.Unload();   // writes W_res + s·B0A0 back
         using var restored = Logits(model, ids);
         Assert.True(MaxDifference(restored, original) < 1e-4);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void APissaRunSavesFinalConvertedAndItsServedCheckpointUnconvertedBothReproducingTheTrainedModel()
+    {
+        using var temp = new TempDir();
+        var options = new TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = StoryData.Write(temp.Path), Output = Path.Combine(temp.Path, "run"), Method = "lora",
+            InitLoraWeights = "pissa", LoraR = 4, LoraAlpha = 8, MaxSteps = 4, SaveEvery = 4, EvalEvery = 4, LearningRate = 1e-2,
+            MicroBatchSize = 4, ValidationFraction = 0.25,
+        };
+        var result = FineTuneJob.Run(options);
+        var final = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, AdapterFiles.ConfigFileName)))!;
+        Assert.True(final["init_lora_weights"]!.GetValue<bool>());   // PEFT's save_pretrained conversion: r × 2, alpha × 2
+        Assert.Equal(8, final["r"]!.GetValue<int>());
+        Assert.Equal(16, final["lora_alpha"]!.GetValue<double>());
+
+        // The jobs API serves the last checkpoint (trained A, B at step 4, as final/) in PEFT's unconverted form.
+        var served = Path.Combine(temp.Path, "served");
+        CheckpointAdapters.Export(CheckpointAdapters.Complete(options.Output).Last().Directory, served,
+            CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null);
+        using var ids = Ids();
+        using var converted = LoadedModel.Load(TestAssets.Stories260K, result.FinalDirectory);
+        using var unconverted = LoadedModel.Load(TestAssets.Stories260K, served);
+        using var plain = LoadedModel.Load(TestAssets.Stories260K);
+        using var convertedLogits = Logits(converted.Model, ids);
+        using var unconvertedLogits = Logits(unconverted.Model, ids);
+        using var baseLogits = Logits(plain.Model, ids);
+        Assert.True(MaxDifference(convertedLogits, baseLogits) > 1e-3);   // training changed the model
+        Assert.True(MaxDifference(convertedLogits, unconvertedLogits) < 1e-4,
+            $"max |Δlogits| = {MaxDifference(convertedLogits, unconvertedLogits)}");
     }
 
     [Theory]
