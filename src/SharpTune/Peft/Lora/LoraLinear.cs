@@ -96,7 +96,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         if (base_layer is QuantizedLinear)
             throw new NotSupportedException(
                 $"init_lora_weights = \"{name}\" on a quantized base (QLoRA) is not supported: the residual would have to be " +
-                "dequantized, changed and re-quantized (PEFT refuses PiSSA on quantized weights too); initialise on the full-precision model");
+                "dequantized, changed and re-quantized, which SharpTune does not do (PEFT's pissa_init refuses quantized weights; its " +
+                "olora_init re-quantizes them); initialise on the full-precision model");
         // PEFT's olora_init decomposes the stored weight without undoing fan_in_fan_out, which gives A and B the wrong shapes.
         if (init == LoraInit.Olora && FanInFanOut)
             throw new NotSupportedException(
