@@ -68,7 +68,7 @@ public static class FineTuningMethods
         LoraAlpha = o.LoraAlpha,
         LoraDropout = o.LoraDropout,
         UseRsLora = o.UseRslora,
-        InitLoraWeights = o.InitLoraWeights is { } init ? LoraConfig.ParseInit(init, "init_lora_weights") : LoraInit.Default,
+        InitLoraWeights = o.InitLoraWeights is { } init ? LoraConfig.ParseInit(init, "training options") : LoraInit.Default,
         TargetModules = ParseTargets(o.TargetModules),
         ModulesToSave = ParseNames(o.ModulesToSave),
     };
