@@ -48,8 +48,8 @@ public static class GgufLoraExporter
         if (loraConfig.MutatesBase)
             throw new NotSupportedException(
                 $"{adapterConfigPath}: init_lora_weights = {adapterConfig["init_lora_weights"]!.ToJsonString()}: this adapter is relative to the " +
-                "residual base its initialisation computes, not to the model llama.cpp would load; export a run's final/ or best/ adapter " +
-                "(saved converted to an ordinary LoRA for the original base), or merge this one with `export gguf --adapter`");
+                "residual base its initialisation computes, not to the model llama.cpp would load; export an adapter SharpTune saved (final/, " +
+                "best/ and served checkpoints are converted to an ordinary LoRA for the original base), or merge this one with `export gguf --adapter`");
         if (adapterConfig["use_dora"]?.GetValue<bool>() == true)
             throw new NotSupportedException($"{adapterConfigPath}: DoRA adapters have no llama.cpp adapter format; merge it into the model with `export gguf --adapter` instead");
         foreach (var pattern in new[] { "rank_pattern", "alpha_pattern" })
