@@ -23,6 +23,7 @@ internal static class TrainCommand
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in a run directory that holds an earlier run (its checkpoints are removed)" };
         var loraR = new Option<int?>("--lora-r") { Description = "LoRA rank" };
         var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha" };
+        var initLoraWeights = new Option<string?>("--init-lora-weights") { Description = "LoRA/DoRA initialisation: true (default), false, gaussian, orthogonal, pissa or olora (PiSSA/OLoRA adapters are saved as an ordinary rank-2r LoRA for the original base)" };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex, or all-linear" };
         var batch = new Option<int?>("--batch-size") { Description = "Micro-batch size" };
         var accumulation = new Option<int?>("--grad-accum") { Description = "Micro-batches per optimizer step" };
@@ -51,7 +52,7 @@ internal static class TrainCommand
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
-            config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, targets, batch,
+            config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, disableDropout, nproc,
         };
@@ -107,6 +108,7 @@ internal static class TrainCommand
                 LearningRate = parse.GetValue(lr) ?? options.LearningRate,
                 LoraR = parse.GetValue(loraR) ?? options.LoraR,
                 LoraAlpha = parse.GetValue(loraAlpha) ?? options.LoraAlpha,
+                InitLoraWeights = parse.GetValue(initLoraWeights) ?? options.InitLoraWeights,
                 TargetModules = parse.GetValue(targets) ?? options.TargetModules,
                 MicroBatchSize = parse.GetValue(batch) ?? options.MicroBatchSize,
                 GradientAccumulation = parse.GetValue(accumulation) ?? options.GradientAccumulation,

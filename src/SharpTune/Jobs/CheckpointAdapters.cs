@@ -51,8 +51,13 @@ internal static class CheckpointAdapters
     public static IEnumerable<(int Step, string Directory)> Complete(string runDir) =>
         TrainingCheckpoint.List(runDir).Select(d => (int.Parse(Path.GetFileName(d)["step-".Length..]), d));
 
-    /// <summary>Writes the adapter folder <paramref name="target"/> from the checkpoint folder <paramref name="checkpointDir"/>.</summary>
-    public static void Export(string checkpointDir, string target, JsonObject adapterConfig, ChatTemplate? chatTemplate)
+    /// <summary>
+    /// Writes the adapter folder <paramref name="target"/> from the checkpoint folder <paramref name="checkpointDir"/>.
+    /// A PiSSA/OLoRA adapter is converted, as final/ is, to the ordinary LoRA for the original base: its starting factors
+    /// are not in the checkpoint, so the base (<c>base_model_name_or_path</c>) is loaded in <paramref name="baseDtype"/>,
+    /// the training dtype, and decomposed again, exactly as a resumed run does.
+    /// </summary>
+    public static void Export(string checkpointDir, string target, JsonObject adapterConfig, ChatTemplate? chatTemplate, ScalarType baseDtype)
     {
         IO.AtomicDirectory.Write(target, temp =>
         {
@@ -70,7 +75,22 @@ internal static class CheckpointAdapters
             }
             File.WriteAllText(Path.Combine(temp, AdapterFiles.ConfigFileName),
                 adapterConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            if (ChangesTheBase(adapterConfig)) ConvertInPlace(temp, adapterConfig, baseDtype);
             chatTemplate?.Save(temp);
         });
+    }
+
+    private static bool ChangesTheBase(JsonObject adapterConfig) =>
+        adapterConfig["peft_type"]?.GetValue<string>() == Peft.Lora.LoraConfig.PeftTypeName
+        && Peft.Lora.LoraConfig.FromJson(adapterConfig).MutatesBase;
+
+    private static void ConvertInPlace(string adapterDir, JsonObject adapterConfig, ScalarType baseDtype)
+    {
+        var baseDir = adapterConfig["base_model_name_or_path"]?.GetValue<string>()
+            ?? throw new InvalidDataException($"{adapterDir}: the adapter config names no base model to convert against");
+        using var scope = NewDisposeScope();   // the model, the adapter and its starting factors
+        using var model = Models.PretrainedModel.Load(baseDir, baseDtype, Runtime.TorchRuntime.DefaultDevice);
+        var adapter = PeftAdapters.Load(model, adapterDir);
+        PeftAdapters.Save(adapter, adapterDir, baseDir);
     }
 }

@@ -87,7 +87,7 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             {
                 if (!exported.Add(step)) continue;
                 var target = artifacts.CheckpointDirectory(job.Id, step);
-                CheckpointAdapters.Export(dir, target, adapterConfig, chatTemplate);
+                CheckpointAdapters.Export(dir, target, adapterConfig, chatTemplate, Models.ModelFactory.ParseDtype(options.Dtype));
                 var checkpoint = new JobCheckpoint(Ids.New("ftckpt"), job.Id, Ids.Now(), step, job.CheckpointModelName(step),
                     CheckpointMetrics(step, metricsPath), target);
                 if (serve) publish!(checkpoint.ModelName, target);

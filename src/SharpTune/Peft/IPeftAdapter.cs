@@ -43,4 +43,12 @@ public interface IPeftAdapter
 
     /// <summary>The <c>adapter_config.json</c> content, as PEFT writes it.</summary>
     JsonObject AdapterConfigJson();
+
+    /// <summary>
+    /// What <see cref="PeftAdapters.Save"/> writes: usually <see cref="AdapterConfigJson"/> and
+    /// <see cref="AdapterStateDict"/>. A method whose initialisation changed the base weights (LoRA's PiSSA and OLoRA)
+    /// returns instead the equivalent ordinary adapter for the original base; tensors it creates for that belong to the
+    /// caller's dispose scope.
+    /// </summary>
+    (JsonObject Config, IReadOnlyDictionary<string, Tensor> Tensors) SavedForm() => (AdapterConfigJson(), AdapterStateDict());
 }

@@ -29,21 +29,22 @@ public static class PeftAdapters
     public static IReadOnlyCollection<string> SupportedPeftTypes => Methods.Keys;
 
     /// <summary>
-    /// Writes <paramref name="adapter"/> into <paramref name="directory"/> as PEFT does: the config with
+    /// Writes <paramref name="adapter"/> (its <see cref="IPeftAdapter.SavedForm"/>) into <paramref name="directory"/> as PEFT does: the config with
     /// <c>base_model_name_or_path</c> and <c>inference_mode: true</c>, the tensors with header metadata {"format": "pt"}.
     /// </summary>
     public static void Save(IPeftAdapter adapter, string directory, string? baseModelNameOrPath, IAdapterTensorStore? store = null)
     {
         var tensors = AdapterFiles.Resolve(store);
         Directory.CreateDirectory(directory);
-        var config = adapter.AdapterConfigJson();
+        using var scope = NewDisposeScope();   // frees what SavedForm creates, never the live parameters
+        var (config, state) = adapter.SavedForm();
         config["base_model_name_or_path"] = baseModelNameOrPath;
         config["inference_mode"] = true;
         var sorted = new JsonObject(config.OrderBy(p => p.Key, StringComparer.Ordinal)
             .Select(p => KeyValuePair.Create(p.Key, p.Value?.DeepClone())));
         File.WriteAllText(Path.Combine(directory, AdapterFiles.ConfigFileName),
             sorted.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-        tensors.Write(Path.Combine(directory, AdapterFiles.WeightsFileName), adapter.AdapterStateDict(), AdapterFiles.Metadata);
+        tensors.Write(Path.Combine(directory, AdapterFiles.WeightsFileName), state, AdapterFiles.Metadata);
     }
 
     /// <summary>Reads the <c>adapter_config.json</c> of <paramref name="directory"/> and builds the (not yet injected) adapter.</summary>

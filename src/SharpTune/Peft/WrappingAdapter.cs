@@ -42,6 +42,12 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     protected virtual nn.Module<Tensor, Tensor> Fuse(TLayer layer) =>
         throw new NotSupportedException($"{MethodName} cannot be merged into the base weights");
 
+    /// <summary>The base layer as it was before wrapping, for unloading (the default: the wrapped layer, untouched).</summary>
+    protected virtual nn.Module<Tensor, Tensor> Unwrap(TLayer layer) => layer.BaseModule;
+
+    /// <summary>The saved key of a wrapper's parameter: <c>base_model.model.&lt;path&gt;.&lt;suffix&gt;</c>.</summary>
+    protected static string SavedKey(string path, string suffix) => KeyPrefix + path + "." + suffix;
+
     /// <summary>PEFT's <c>modules_to_save</c>: whole modules trained and saved beside the wrappers (see <see cref="SavedModules"/>).</summary>
     protected virtual IReadOnlyList<string> ModulesToSave => [];
 
@@ -81,7 +87,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         var state = new Dictionary<string, Tensor>();
         foreach (var (path, layer) in layers)
             foreach (var (suffix, parameter) in layer.AdapterParameters())
-                state[KeyPrefix + path + "." + suffix] = parameter;
+                state[SavedKey(path, suffix)] = parameter;
         foreach (var (name, parameter) in saved?.Parameters ?? [])
             state[KeyPrefix + name] = parameter;
         return state;
@@ -119,7 +125,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         if (model is null) throw new InvalidOperationException($"the {MethodName} adapter is not injected into a model (call Inject first)");
         foreach (var (path, layer) in layers)
         {
-            var restored = merge ? Fuse(layer) : layer.BaseModule;
+            var restored = merge ? Fuse(layer) : Unwrap(layer);
             ModuleSurgery.Replace(model, path, restored);
             if (!ReferenceEquals(restored, layer.BaseModule)) layer.BaseModule.Dispose();   // a merged quantized layer became a new Linear
             layer.DisposeAdapter();
@@ -132,4 +138,6 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     }
 
     public abstract JsonObject AdapterConfigJson();
+
+    public virtual (JsonObject Config, IReadOnlyDictionary<string, Tensor> Tensors) SavedForm() => (AdapterConfigJson(), AdapterStateDict());
 }

@@ -40,6 +40,8 @@ public static class FineTuningMethods
         if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3"))
             throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3 setting; method '{options.Method}' does not take it" +
                                         (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every module)" : ""));
+        if (options.InitLoraWeights is not null && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
+            throw new ArgumentException($"init_lora_weights is a LoRA/DoRA setting; method '{options.Method}' does not take it");
         if (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase)) return null;
         return Adapters.TryGetValue(options.Method, out var create)
             ? create(options)
@@ -66,6 +68,7 @@ public static class FineTuningMethods
         LoraAlpha = o.LoraAlpha,
         LoraDropout = o.LoraDropout,
         UseRsLora = o.UseRslora,
+        InitLoraWeights = o.InitLoraWeights is { } init ? LoraConfig.ParseInit(init, "training options") : LoraInit.Default,
         TargetModules = ParseTargets(o.TargetModules),
         ModulesToSave = ParseNames(o.ModulesToSave),
     };

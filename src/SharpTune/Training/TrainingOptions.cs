@@ -27,6 +27,12 @@ public sealed record TrainingOptions
     public string? TargetModules { get; init; }
     public bool UseRslora { get; init; }
     /// <summary>
+    /// LoRA/DoRA: PEFT's <c>init_lora_weights</c> — true (default), false, gaussian, orthogonal, pissa or olora. PiSSA and
+    /// OLoRA start from a decomposition of the base weights; the saved adapter is converted to an ordinary LoRA of rank
+    /// 2·lora_r for the original base.
+    /// </summary>
+    public string? InitLoraWeights { get; init; }
+    /// <summary>
     /// LoRA/DoRA/IA3: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
     /// e.g. embed_tokens — for a base whose tokenizer spells the chat or tool-call markup with tokens pre-training never
     /// trained; with a tied head the embedding is the head too. Empty = none.

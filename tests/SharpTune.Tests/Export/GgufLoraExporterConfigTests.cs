@@ -9,6 +9,7 @@ public class GgufLoraExporterConfigTests
     [InlineData("\"lora_bias\": true", "lora_bias")]                       // PEFT saves lora_B.bias, which llama.cpp has no place for
     [InlineData("\"alora_invocation_tokens\": [5]", "alora_invocation_tokens")]   // aLoRA applies only after the invocation
     [InlineData("\"init_lora_weights\": \"pissa\"", "init_lora_weights")]  // PiSSA's base weights differ from the model's
+    [InlineData("\"init_lora_weights\": \"olora\"", "init_lora_weights")]  // as PiSSA: relative to the residual base
     public void AdapterFieldsTheExportCannotHonourAreRefusedNamingThem(string field, string expected)
     {
         using var dir = new TempDir();

@@ -291,7 +291,7 @@ public sealed class PeftAdapterFilesTests : IDisposable
     [InlineData("\"peft_type\": \"LORA\", \"target_modules\": [\"q_proj\"], \"layers_pattern\": \"layers\"", "layers_pattern")]
     [InlineData("\"peft_type\": \"LORA\", \"rank_pattern\": {\"(?P<x>q)_proj\": 4}", "rank_pattern regex")]
     [InlineData("\"peft_type\": \"LORA\", \"target_modules\": \".*q_proj\", \"layers_to_transform\": [0]", "layers_to_transform")]
-    [InlineData("\"peft_type\": \"LORA\", \"init_lora_weights\": \"pissa\"", "init_lora_weights")]
+    [InlineData("\"peft_type\": \"LORA\", \"init_lora_weights\": \"pissa_niter_4\"", "pissa_niter_4")]
     [InlineData("\"r\": 8", "peft_type")]
     public void UnsupportedConfigsAreRefusedNamingTheField(string fields, string expected)
     {

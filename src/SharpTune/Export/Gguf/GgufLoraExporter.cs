@@ -40,9 +40,16 @@ public static class GgufLoraExporter
         var peftType = adapterConfig["peft_type"]?.GetValue<string>();
         if (peftType != "LORA")
             throw new NotSupportedException($"{adapterConfigPath}: peft_type '{peftType}' has no llama.cpp adapter format; only LoRA adapters do (merge others with `export gguf --adapter`)");
-        // The fields SharpTune cannot honour (lora_bias, aLoRA, PiSSA-style inits that change the base…) are refused
-        // here too, naming the field: the tensor loop below reads only lora_A/lora_B and would drop the rest.
-        LoraConfig.FromJson(adapterConfig, adapterConfigPath);
+        // The fields SharpTune cannot honour (lora_bias, aLoRA…) are refused here too, naming the field: the tensor loop
+        // below reads only lora_A/lora_B and would drop the rest.
+        var loraConfig = LoraConfig.FromJson(adapterConfig, adapterConfigPath);
+        // An adapter SharpTune saves after PiSSA/OLoRA training is already the ordinary LoRA for the original base; one
+        // still naming the init (PEFT's unconverted form, a served training checkpoint) is relative to the residual.
+        if (loraConfig.MutatesBase)
+            throw new NotSupportedException(
+                $"{adapterConfigPath}: init_lora_weights = {adapterConfig["init_lora_weights"]!.ToJsonString()}: this adapter is relative to the " +
+                "residual base its initialisation computes, not to the model llama.cpp would load; export an adapter SharpTune saved (final/, " +
+                "best/ and served checkpoints are converted to an ordinary LoRA for the original base), or merge this one with `export gguf --adapter`");
         if (adapterConfig["use_dora"]?.GetValue<bool>() == true)
             throw new NotSupportedException($"{adapterConfigPath}: DoRA adapters have no llama.cpp adapter format; merge it into the model with `export gguf --adapter` instead");
         foreach (var pattern in new[] { "rank_pattern", "alpha_pattern" })

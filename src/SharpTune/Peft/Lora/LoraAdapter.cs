@@ -70,6 +70,30 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override nn.Module<Tensor, Tensor> Fuse(LoraLinear layer) => layer.Fuse();
 
+    protected override nn.Module<Tensor, Tensor> Unwrap(LoraLinear layer) => layer.Unwrap();
+
+    /// <summary>
+    /// For PiSSA/OLoRA, the ordinary LoRA for the ORIGINAL base that computes the same model (PEFT's save_pretrained
+    /// with path_initial_model_for_weight_conversion and LoraModel.subtract_mutated_init): W_res + s·BA = W + s·(BA − B0A0)
+    /// = W + s·[B, −B0]·[A; A0], saved as lora_A = [A; A0] (2r, in) and lora_B = [B, −B0] (out, 2r) with the config of
+    /// <see cref="LoraConfig.AsConvertedLora"/>. PEFT's conversion returns only the lora_A/lora_B tensors; DoRA's
+    /// magnitude and modules_to_save are kept here, since the file would otherwise not reproduce the trained model.
+    /// </summary>
+    public override (JsonObject Config, IReadOnlyDictionary<string, Tensor> Tensors) SavedForm()
+    {
+        if (!Config.MutatesBase) return base.SavedForm();
+        var state = new Dictionary<string, Tensor>(AdapterStateDict());
+        using (no_grad())
+            foreach (var (path, layer) in Layers)
+            {
+                var (a0, b0) = layer.InitialFactors
+                    ?? throw new InvalidOperationException($"{path}: the {Config.InitLoraWeights} starting factors are missing");
+                state[SavedKey(path, "lora_A.weight")] = torch.cat([layer.lora_A.weight!, a0], 0);
+                state[SavedKey(path, "lora_B.weight")] = torch.cat([layer.lora_B.weight!, -b0], 1);
+            }
+        return (Config.AsConvertedLora().ToJson(), state);
+    }
+
     protected override IReadOnlyList<string> ModulesToSave => Config.ModulesToSave;
 
     // Recent PEFT versions may write DoRA's magnitude as "...lora_magnitude_vector.weight"; both spellings load.

@@ -17,6 +17,16 @@ public enum LoraInit
     /// are non-zero (needs an even rank).
     /// </summary>
     Orthogonal,
+    /// <summary>
+    /// <c>"pissa"</c> (Meng et al. 2024): A and B from the top r singular triplets of the base weight W (exact SVD), the
+    /// base keeping the residual W − s·BA. Saved adapters are converted to an ordinary rank-2r LoRA for the original base.
+    /// </summary>
+    Pissa,
+    /// <summary>
+    /// <c>"olora"</c> (Büyükakyüz 2024): A = R[:r], B = Q[:, :r] from the QR decomposition of the base weight W, the base
+    /// keeping W − s·BA. Saved adapters are converted as for <see cref="Pissa"/>.
+    /// </summary>
+    Olora,
 }
 
 /// <summary>
@@ -78,6 +88,24 @@ public sealed record LoraConfig
     public const string PeftTypeName = "LORA";
     public const string TaskType = "CAUSAL_LM";
 
+    /// <summary>Whether the initialisation changes the base weights (PiSSA, OLoRA), so saving converts the adapter.</summary>
+    public bool MutatesBase => InitLoraWeights is LoraInit.Pissa or LoraInit.Olora;
+
+    /// <summary>
+    /// The configuration of the ordinary LoRA a PiSSA/OLoRA adapter is saved as (PEFT's save_pretrained with
+    /// path_initial_model_for_weight_conversion, peft_model.py): ΔW = s·(BA − B0A0) = s·[B, −B0]·[A; A0] has rank 2r, so
+    /// r, rank_pattern and alpha_pattern double, lora_alpha doubles (× √2 with rsLoRA) to keep s, and the initialisation
+    /// becomes true so loading it leaves the original base untouched.
+    /// </summary>
+    public LoraConfig AsConvertedLora() => this with
+    {
+        InitLoraWeights = LoraInit.Default,
+        R = 2 * R,
+        LoraAlpha = UseRsLora ? LoraAlpha * Math.Pow(2, 0.5) : LoraAlpha * 2,
+        RankPattern = RankPattern.ToDictionary(p => p.Key, p => 2 * p.Value),
+        AlphaPattern = AlphaPattern.ToDictionary(p => p.Key, p => 2 * p.Value),
+    };
+
     /// <summary>The factor on BA: alpha / r, or alpha / √r with rsLoRA.</summary>
     public double Scaling => ScalingOf(R, LoraAlpha);
 
@@ -138,6 +166,11 @@ public sealed record LoraConfig
             if (rank <= 0) throw new ArgumentException($"{source}: rank_pattern['{key}'] must be positive, found {rank}");
         if (InitLoraWeights == LoraInit.Orthogonal && (R % 2 != 0 || RankPattern.Values.Any(r => r % 2 != 0)))
             throw new ArgumentException($"{source}: init_lora_weights = \"orthogonal\" needs even ranks (r and rank_pattern), found r = {R}");
+        // PEFT's _convert_state_dict_for_initial_model raises at save for this mix; refused before any training.
+        if (MutatesBase && UseRsLora && (RankPattern.Count > 0 || AlphaPattern.Count > 0))
+            throw new NotSupportedException(
+                $"{source}: init_lora_weights = \"{InitName}\" with use_rslora and rank_pattern/alpha_pattern cannot be converted to an " +
+                "ordinary LoRA when saved (PEFT refuses the same conversion); drop use_rslora or the patterns");
         if (LayersToTransform is not null && TargetModules is { IsNameList: false })
             throw new ArgumentException($"{source}: layers_to_transform needs target_modules to be a list of names, not a regex string");
         // PEFT's LoraConfig.__post_init__ refuses a layers_pattern that nothing would use.
@@ -169,7 +202,7 @@ public sealed record LoraConfig
         {
             LoraInit.Default => JsonValue.Create(true),
             LoraInit.Gaussian => JsonValue.Create("gaussian"),
-            LoraInit.Orthogonal => JsonValue.Create("orthogonal"),
+            LoraInit.Orthogonal or LoraInit.Pissa or LoraInit.Olora => JsonValue.Create(InitName),
             _ => JsonValue.Create(false),
         },
         ["layer_replication"] = null,
@@ -276,13 +309,38 @@ public sealed record LoraConfig
 
     private static JsonValue Number(double value) => value == Math.Floor(value) ? JsonValue.Create((long)value) : JsonValue.Create(value);
 
+    private string InitName => InitLoraWeights switch
+    {
+        LoraInit.Gaussian => "gaussian",
+        LoraInit.Orthogonal => "orthogonal",
+        LoraInit.Pissa => "pissa",
+        LoraInit.Olora => "olora",
+        _ => InitLoraWeights.ToString(),
+    };
+
+    /// <summary>
+    /// Reads an <c>init_lora_weights</c> value written as text (a training config or command line): "true", "false" or
+    /// one of the names <see cref="FromJson"/> accepts; <paramref name="source"/> names it in errors.
+    /// </summary>
+    public static LoraInit ParseInit(string text, string source) =>
+        ReadInit(bool.TryParse(text.Trim(), out var flag) ? JsonValue.Create(flag) : JsonValue.Create(text.Trim()), source);
+
     private static LoraInit ReadInit(JsonNode? node, string source)
     {
         if (node is null) return LoraInit.Default;
         if (node is JsonValue v && v.TryGetValue<bool>(out var b)) return b ? LoraInit.Default : LoraInit.Random;
-        if (node is JsonValue s && s.TryGetValue<string>(out var name) && name == "gaussian") return LoraInit.Gaussian;
-        if (node is JsonValue o && o.TryGetValue<string>(out var orthogonal) && orthogonal == "orthogonal") return LoraInit.Orthogonal;
-        throw new NotSupportedException(
-            $"{source}: init_lora_weights = {node.ToJsonString()} is not supported (true, false, \"gaussian\" and \"orthogonal\" are)");
+        // PEFT compares "gaussian" and "olora" case-insensitively, the others exactly (LoraLayer.update_layer).
+        var name = node is JsonValue s && s.TryGetValue<string>(out var text) ? text : null;
+        return name?.ToLowerInvariant() switch
+        {
+            "gaussian" => LoraInit.Gaussian,
+            "olora" => LoraInit.Olora,
+            _ when name == "orthogonal" => LoraInit.Orthogonal,
+            _ when name == "pissa" => LoraInit.Pissa,
+            _ => throw new NotSupportedException(
+                $"{source}: init_lora_weights = {node.ToJsonString()} is not supported (true, false, \"gaussian\", \"orthogonal\", " +
+                "\"pissa\" and \"olora\" are; \"pissa_niter_N\" needs a randomized SVD whose result SharpTune cannot reproduce, and " +
+                "\"loftq\", \"eva\", \"corda\" need data or quantization steps SharpTune does not implement)"),
+        };
     }
 }

@@ -1,4 +1,5 @@
 using SharpTune.Models;
+using SharpTune.Quantization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -20,6 +21,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     public readonly Linear lora_B;                        // (out, r)
     public readonly Parameter? lora_magnitude_vector;     // (out), DoRA only
     private double dropout;
+    // PiSSA/OLoRA's starting A0, B0 (fp32). Kept beside the base instead of recomputed: the original W is gone once
+    // the base holds W − s·B0A0, and these are what a save subtracts (ΔW = s·(BA − B0A0)), what a disabled adapter
+    // adds back and what unloading restores. Not a Tensor field, which TorchSharp would register as a saved buffer.
+    // A resumed run needs no copy of them: injecting into the original base recomputes the same SVD/QR.
+    private (Tensor A, Tensor B)? initialFactors;
 
     /// <summary>The factor on BA.</summary>
     public double Scaling { get; }
@@ -67,6 +73,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
                     lora_B.weight!.copy_(torch.randn(r / 2, outFeatures).t().mm(even) / 10.0);
                     break;
                 }
+                case LoraInit.Pissa or LoraInit.Olora:
+                    initialFactors = DecomposeBase(init, r);
+                    break;
             }
         }
         if (useDora)
@@ -77,6 +86,52 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
             lora_magnitude_vector = new Parameter(WeightNorm(UpdatedWeight()).detach().clone().MoveToOuterDisposeScope());
         }
         RegisterComponents();
+    }
+
+    // PEFT's pissa_init/olora_init: A, B from the base weight in fp32, the residual cast back into the base in place.
+    // DoRA's magnitude is taken afterwards from W_res + s·BA ≈ W, as PEFT initialises its variants after these.
+    private (Tensor A, Tensor B) DecomposeBase(LoraInit init, int r)
+    {
+        var name = init == LoraInit.Pissa ? "pissa" : "olora";
+        if (base_layer is QuantizedLinear)
+            throw new NotSupportedException(
+                $"init_lora_weights = \"{name}\" on a quantized base (QLoRA) is not supported: the residual would have to be " +
+                "dequantized, changed and re-quantized, which SharpTune does not do (PEFT's pissa_init refuses quantized weights; its " +
+                "olora_init re-quantizes them); initialise on the full-precision model");
+        // PEFT's olora_init decomposes the stored weight without undoing fan_in_fan_out, which gives A and B the wrong shapes.
+        if (init == LoraInit.Olora && FanInFanOut)
+            throw new NotSupportedException(
+                "init_lora_weights = \"olora\" on a layer storing its weight (in, out) (GPT-2's Conv1D, fan_in_fan_out) is not supported: " +
+                "PEFT's olora_init decomposes the stored (in, out) weight, giving A and B shapes the layer cannot use");
+        var (inFeatures, outFeatures) = BaseLayer.Shape(base_layer);
+        if (r > Math.Min(inFeatures, outFeatures))
+            throw new ArgumentException(
+                $"init_lora_weights = \"{name}\" needs r ≤ min(in, out) = {Math.Min(inFeatures, outFeatures)} (the decomposition has no more components), found r = {r}");
+        using var scope = NewDisposeScope();
+        var weight = BaseLayer.Weight(base_layer, ScalarType.Float32);   // (out, in): PEFT's transpose(weight, fan_in_fan_out)
+        var factors = init == LoraInit.Pissa
+            ? BaseDecomposition.Pissa(weight, r, Scaling)
+            : BaseDecomposition.Olora(weight, r, Scaling);
+        lora_A.weight!.copy_(factors.A);
+        lora_B.weight!.copy_(factors.B);
+        BaseLayer.WithWeight(base_layer, factors.Residual);
+        return (factors.A.clone().MoveToOuterDisposeScope(), factors.B.clone().MoveToOuterDisposeScope());
+    }
+
+    /// <summary>PiSSA/OLoRA's starting A0 (r, in) and B0 (out, r), fp32; null for the other initialisations.</summary>
+    internal (Tensor A, Tensor B)? InitialFactors => initialFactors;
+
+    /// <summary>
+    /// The base layer as it was before wrapping: for PiSSA/OLoRA the residual plus s·B0A0 is written back (equal to the
+    /// original weight up to the rounding of one fp32 subtraction and the cast to the base dtype).
+    /// </summary>
+    internal nn.Module<Tensor, Tensor> Unwrap()
+    {
+        if (initialFactors is not { } start) return base_layer;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        return BaseLayer.WithWeight(base_layer,
+            BaseLayer.Weight(base_layer, ScalarType.Float32) + Scaling * torch.matmul(start.B, start.A));
     }
 
     /// <summary>Turns this layer's dropout off for good (TRL's <c>disable_dropout</c>); the saved config keeps its value.</summary>
@@ -104,13 +159,25 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         lora_A.Dispose();
         lora_B.Dispose();
         lora_magnitude_vector?.Dispose();
+        if (initialFactors is { } start)
+        {
+            start.A.Dispose();
+            start.B.Dispose();
+        }
     }
 
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         var y = DenseMatVec.Forward(base_layer, x);
-        if (!Enabled) return y.MoveToOuterDisposeScope();
+        if (!Enabled)
+        {
+            // PiSSA/OLoRA: the base holds W − s·B0A0, so "exactly the base layer" (a DPO reference, say) adds s·B0A0 back.
+            // PEFT's disabled adapter computes the residual alone here.
+            if (initialFactors is not { } start) return y.MoveToOuterDisposeScope();
+            var initial = F.linear(F.linear(x.to(ScalarType.Float32), start.A), start.B) * Scaling;
+            return (y + initial.to(y.dtype)).MoveToOuterDisposeScope();
+        }
         if (!UseDora && x.dtype != ScalarType.Float32)
         {
             // Reduced-precision base (bf16): run the low-rank path in the activations' dtype, as autocast would, and
