@@ -56,6 +56,14 @@ public sealed class DecoderModel : nn.Module
         return (embed_tokens.forward(inputIds) * EmbedScaleIn(embed_tokens.weight!.dtype, scaleValue)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The model's first step on its input embeddings: Gemma 2 multiplies them by √hidden rounded to their dtype
+    /// (Gemma2Model: hidden_states = inputs_embeds * torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype)); other
+    /// families take them as they are.
+    /// </summary>
+    internal Tensor ScaleInputs(Tensor inputsEmbeds) =>
+        ScalesInputEmbeddings && embedScale is { } scaleValue ? inputsEmbeds * EmbedScaleIn(inputsEmbeds.dtype, scaleValue) : inputsEmbeds;
+
     /// <summary>√hidden as a scalar tensor rounded to <paramref name="dtype"/>, as both Gemma generations round it.</summary>
     private Tensor EmbedScaleIn(ScalarType dtype, double scaleValue) =>
         tensor((float)scaleValue, ScalarType.Float32, embed_tokens.weight!.device).to(dtype);
@@ -66,8 +74,7 @@ public sealed class DecoderModel : nn.Module
     public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0, int keepingLayers = 0)
     {
         using var scope = NewDisposeScope();
-        // Gemma2Model: hidden_states = inputs_embeds * torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype).
-        if (ScalesInputEmbeddings && embedScale is { } scaleValue) x = x * EmbedScaleIn(x.dtype, scaleValue);
+        x = ScaleInputs(x);
         var checkpointing = checkpointedLayers > 0;
         var global = Angles(rotary, x, ctx, checkpointing);                                   // (B, 1, T, rotary dim)
         if (!checkpointing && !hasLocalRopeLayers && ctx.Cache is { } decoding && layerStack.TryRun(layers, x, ctx, global) is { } stacked)

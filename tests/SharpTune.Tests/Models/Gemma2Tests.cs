@@ -134,9 +134,14 @@ public class Gemma2Tests
 
         var json = TestModels.With(TestModels.Gemma2ConfigJson(), new JsonObject { ["hidden_size"] = 48 });
         using var bf16 = ModelFactory.Create(ModelConfig.FromJson(json), ScalarType.BFloat16);
+        // The input embeddings are the table's rows (Gemma2Model's embed_tokens is a plain nn.Embedding); the model's first
+        // step scales them.
         using var embedded = bf16.EmbedTokens(ids);
-        using var expected = bf16.EmbeddingWeight.index_select(0, ids.flatten()).unsqueeze(0) * tensor(6.9375f).to(ScalarType.BFloat16);
-        Assert.True(embedded.allclose(expected, rtol: 0, atol: 0));
+        using var rows = bf16.EmbeddingWeight.index_select(0, ids.flatten()).unsqueeze(0);
+        Assert.True(embedded.equal(rows).all().item<bool>());
+        using var scaled = ((DecoderForCausalLM)bf16).model.ScaleInputs(embedded);
+        using var expected = rows * tensor(6.9375f).to(ScalarType.BFloat16);
+        Assert.True(scaled.allclose(expected, rtol: 0, atol: 0));
     }
 
     /// <summary>
