@@ -8,13 +8,14 @@ namespace SharpTune.Advisors.Memory;
 /// <item>Layer outputs, the embeddings and the final hidden state stay referenced by the step's dispose scope until the
 /// step ends: (L + 2)·d·b per token.</item>
 /// <item>RMSNorm computes in fp32: it keeps the fp32 input (a copy when b = 2), the normalised value and its output
-/// (the next linear's input).</item>
+/// (the next linear's input); Gemma's layers have two more (after attention and after the MLP).</item>
 /// <item>A linear layer keeps its input whether or not its weight trains (measured: a frozen base with LoRA keeps as
 /// much per layer as full fine-tuning); a LoRA layer adds A's output (r values) and, with dropout, the dropped copy of its
 /// input and a byte mask; DoRA on a bf16 base also keeps an fp32 copy of the input.</item>
 /// <item>Attention: rotary cos/sin (2·hd), rotated q, k and v after repeating KV heads (GQA), the SDPA output and its
 /// log-sum-exp (4 bytes per head), and o_proj's input (the transposed output made contiguous).
-/// libtorch's CPU SDPA for the causal, unmasked case is the flash kernel: no T×T score matrix is kept.</item>
+/// libtorch's CPU SDPA for the causal, unmasked case is the flash kernel: no T×T score matrix is kept; soft-capped
+/// attention (Gemma 2) runs eagerly and keeps its tanh, fp32 softmax and weights, heads·T·(2·b + 4) per token.</item>
 /// <item>SwiGLU: gate and up outputs, silu(gate) and their product (4·ffn).</item>
 /// <item>Loss, full fine-tuning: logits (b), their fp32 copy (b = 2) and the log-softmax (fp32) for every token are held
 /// until the step ends (the 2048-token chunking bounds only the backward's transient: two fp32 gradients of one chunk).
@@ -45,8 +46,14 @@ public static class ActivationAccounting
         var norm1 = castCopy * d + 2 * b * d;                                  // fp32 input copy, normalised value, output
         var norm2 = 4 * d + 2 * b * d;                                         // fp32 view of the mid residual (or its copy)
         var attn1 = b * (2 * headDim + attention + 2 * kvForSdpa + attention + attention) + 4 * heads;
+        // Soft-capped scores (Gemma 2) run the eager path, not the flash kernel: for every head and key the tanh's
+        // output and the attention weights (compute dtype) and the fp32 softmax are kept for the backward.
+        if (c.AttnLogitSoftcapping is not null) attn1 += heads * (double)s.SequenceLength * (2 * b + 4);
         var mlp1 = 4 * ffn * b;
-        return norm1 + norm2 + attn1 + mlp1 + LoraBytes(layout, s, loraTargets);
+        // Gemma's layers also norm the attention's and the MLP's outputs before adding them (post_attention_layernorm,
+        // post_feedforward_layernorm): two more norms like the first.
+        var sandwichNorms = c.Architecture is "Gemma2ForCausalLM" or "Gemma3ForCausalLM" ? 2 * norm1 : 0;
+        return norm1 + norm2 + sandwichNorms + attn1 + mlp1 + LoraBytes(layout, s, loraTargets);
     }
 
     /// <summary>

@@ -40,11 +40,22 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
         ["SHARPTUNE_MALLOC_TUNING"] = "0", ["MALLOC_MMAP_THRESHOLD_"] = "262144",
     };
 
+    // The same sizes as Gemma 2 (soft-capped attention, which keeps T×T tensors per head, sliding even layers, tied head).
+    private static JsonObject Gemma2Config() => new()
+    {
+        ["architectures"] = new JsonArray("Gemma2ForCausalLM"), ["model_type"] = "gemma2", ["vocab_size"] = 4096,
+        ["hidden_size"] = 384, ["intermediate_size"] = 1024, ["num_hidden_layers"] = 4, ["num_attention_heads"] = 6,
+        ["num_key_value_heads"] = 2, ["head_dim"] = 64, ["query_pre_attn_scalar"] = 64, ["sliding_window"] = 128,
+        ["attn_logit_softcapping"] = 50.0, ["final_logit_softcapping"] = 30.0, ["max_position_embeddings"] = 256,
+        ["hidden_activation"] = "gelu_pytorch_tanh",
+    };
+
     public static TheoryData<string, string> Cases => new()
     {
         { "full", "f32" },
         { "lora", "bf16" },
         { "lora-nf4", "bf16" },
+        { "lora-gemma2", "bf16" },
     };
 
     [ProcessMemoryTheory]
@@ -63,10 +74,11 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
         else
         {
             var configFile = Path.Combine(folder.Path, "config.json");
-            File.WriteAllText(configFile, Config().ToJsonString());
+            File.WriteAllText(configFile, (method.EndsWith("-gemma2") ? Gemma2Config() : Config()).ToJsonString());
             source = ["--config", configFile];
         }
-        var (code, stdout, stderr) = SharpTuneCli.Run(LiveBytesAllocator, ["estimate", .. source, "--method", quantized ? "lora" : method, "--dtype", dtype,
+        var cliMethod = quantized || method.EndsWith("-gemma2") ? "lora" : method;
+        var (code, stdout, stderr) = SharpTuneCli.Run(LiveBytesAllocator, ["estimate", .. source, "--method", cliMethod, "--dtype", dtype,
             "--seq", "256", "--batch", "4", "--lora-r", "8", "--lora-dropout", "0", "--target-modules", "q_proj,v_proj", "--measure", "--json"]);
         Assert.True(code == 0, $"sharptune estimate --measure failed: {stderr}");
         var result = JsonNode.Parse(stdout)!;
