@@ -66,10 +66,16 @@ public static class EvalCommand
                 };
                 var dataPath = parse.GetValue(data)!;
                 var taskFormatName = parse.GetValue(taskFormat);
-                var multipleChoice = taskFormatName is not null || options.Metrics.Any(m => m is EvaluationMetrics.Acc or EvaluationMetrics.AccNorm)
-                    || MultipleChoiceData.Recognizes(dataPath)
-                    ? MultipleChoiceData.Read(dataPath, taskFormatName is null or "auto" ? null : Enum.Parse<MultipleChoiceTaskFormat>(taskFormatName, ignoreCase: true))
-                    : null;
+                var multipleChoice = MultipleChoiceData.ReadIfMultipleChoice(dataPath, taskFormatName, options.Metrics);
+                if (multipleChoice is not null)
+                {
+                    // lm-eval scores choices on the raw prompt, without generating: these would be silently ignored.
+                    Option[] unused = [chatTemplate, templateKwargs, maxTokens, labelMode, labels, stemmer];
+                    if (unused.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
+                        throw new ArgumentException(
+                            $"{given.Name} does not apply to multiple-choice data ({dataPath}): choices are scored by log-likelihood on the " +
+                            "raw prompt, as lm-evaluation-harness does without --apply_chat_template; remove it");
+                }
                 var testData = multipleChoice is null ? EvaluationData.Read(dataPath) : null;
                 var outputDir = parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates.FirstOrDefault(c => c.Adapter is not null)?.Adapter);
                 var progress = new Progress<EvaluationProgress>(p => { if (p.Done == 0) Console.Error.WriteLine($"{p.Stage} {p.Total} examples…"); });

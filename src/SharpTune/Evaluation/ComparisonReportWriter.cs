@@ -52,10 +52,11 @@ public static class ComparisonReportWriter
             for (var i = 0; i < m.Values.Count; i++)
             {
                 var d = m.DeltasFromFirst[i];
-                // Lower perplexity is better; every other metric here is higher-is-better.
+                // Lower perplexity is better; a standard error is neither; every other metric here is higher-is-better.
                 var better = m.Metric == EvaluationMetrics.Perplexity ? d < 0 : d > 0;
+                var neutral = d == 0 || double.IsNaN(d) || m.Metric.EndsWith("_stderr", StringComparison.Ordinal);
                 body.Append(i == 0 ? $"<td>{Format(m.Values[i])}</td>"
-                    : $"<td>{Format(m.Values[i])} <span class=\"{(d == 0 || double.IsNaN(d) ? "" : better ? "up" : "down")}\">({Signed(d)})</span></td>");
+                    : $"<td>{Format(m.Values[i])} <span class=\"{(neutral ? "" : better ? "up" : "down")}\">({Signed(d)})</span></td>");
             }
             body.Append("</tr>");
         }

@@ -21,6 +21,21 @@ public sealed record MultipleChoiceData(string Path, MultipleChoiceTaskFormat Ta
         return new MultipleChoiceData(path, format, rows.Select(r => MultipleChoiceReader.Map(r, format)).ToArray());
     }
 
+    /// <summary>
+    /// The file as a multiple-choice benchmark when it is one — a task format named (<paramref name="taskFormat"/>, "auto"
+    /// to detect), acc or acc_norm among <paramref name="metrics"/>, or a first row of one of the shapes — else null (the
+    /// file is ordinary test data). One rule for every caller: the CLI, the server and library users.
+    /// </summary>
+    public static MultipleChoiceData? ReadIfMultipleChoice(string path, string? taskFormat, IReadOnlyList<string> metrics)
+    {
+        var asked = taskFormat is not null || metrics.Any(m => m is EvaluationMetrics.Acc or EvaluationMetrics.AccNorm);
+        if (!asked && !Recognizes(path)) return null;
+        if (taskFormat is null or "auto") return Read(path);
+        return Enum.TryParse<MultipleChoiceTaskFormat>(taskFormat, ignoreCase: true, out var format) && Enum.IsDefined(format)
+            ? Read(path, format)
+            : throw new ArgumentException($"task format '{taskFormat}' is unknown; expected auto, {string.Join(", ", Enum.GetNames<MultipleChoiceTaskFormat>().Select(n => n.ToLowerInvariant()))}");
+    }
+
     /// <summary>Whether the first row of <paramref name="path"/> has one of the multiple-choice shapes.</summary>
     public static bool Recognizes(string path) =>
         new DatasetReader().Read(path).FirstOrDefault() is { } first && MultipleChoiceReader.Detect(first) is not null;

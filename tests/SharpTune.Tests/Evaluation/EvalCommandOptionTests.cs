@@ -16,4 +16,22 @@ public sealed class EvalCommandOptionTests
         Assert.NotEqual(0, code);
         Assert.Contains(message, stderr);
     }
+
+    /// <summary>
+    /// Multiple-choice rows are scored by log-likelihood on the raw prompt: a generation or chat-template option given
+    /// with them would do nothing, so it is refused by name (before any model loads), not silently dropped.
+    /// </summary>
+    [Theory]
+    [InlineData("--max-tokens", "16")]
+    [InlineData("--chat-template-kwargs", "{\"enable_thinking\": false}")]
+    [InlineData("--label-mode", "generate")]
+    public void OptionsThatCannotApplyToMultipleChoiceAreRefusedByName(string option, string value)
+    {
+        using var folder = new TempDir();
+        var data = Path.Combine(folder.Path, "mc.jsonl");
+        File.WriteAllText(data, "{\"context\": \"The sky is\", \"choices\": [\"blue\", \"green\"], \"gold\": 0}\n");
+        var (code, _, stderr) = SharpTuneCli.Run("eval", "--model", "no-such-model", "--data", data, option, value);
+        Assert.NotEqual(0, code);
+        Assert.Contains($"{option} does not apply to multiple-choice data", stderr);
+    }
 }
