@@ -4,7 +4,11 @@ namespace SharpTune.Evaluation;
 /// One multiple-choice question as lm-evaluation-harness scores it: the context the model reads, the choices (each
 /// scored as the continuation <c>target_delimiter + choice</c>) and the index or indices of the correct choices.
 /// </summary>
-public sealed record MultipleChoiceItem(string Context, IReadOnlyList<string> Choices, IReadOnlyList<int> Gold);
+public sealed record MultipleChoiceItem(string Context, IReadOnlyList<string> Choices, IReadOnlyList<int> Gold)
+{
+    /// <summary>Where the question was read ("file:line"), for errors about it; null for items made in code.</summary>
+    public string? Location { get; init; }
+}
 
 /// <summary>The row shapes <see cref="MultipleChoiceData"/> reads, each mapped to the prompt lm-evaluation-harness builds.</summary>
 public enum MultipleChoiceTaskFormat

@@ -25,7 +25,7 @@ public static partial class MultipleChoiceReader
     }
 
     /// <summary>Maps one row of the given shape.</summary>
-    public static MultipleChoiceItem Map(DataRow row, MultipleChoiceTaskFormat format) => format switch
+    public static MultipleChoiceItem Map(DataRow row, MultipleChoiceTaskFormat format) => (format switch
     {
         MultipleChoiceTaskFormat.Generic => Generic(row),
         MultipleChoiceTaskFormat.Arc => Arc(row),
@@ -33,7 +33,7 @@ public static partial class MultipleChoiceReader
         MultipleChoiceTaskFormat.Mmlu => Mmlu(row),
         MultipleChoiceTaskFormat.Piqa => Piqa(row),
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, null),
-    };
+    }) with { Location = row.Location };
 
     private static MultipleChoiceItem Generic(DataRow row)
     {

@@ -15,16 +15,21 @@ public sealed record ContinuationScore(double LogLikelihood, int Tokens, bool Is
 public sealed class MultipleChoiceScorer(CausalLanguageModel model, HfTokenizer tokenizer, int batchSize = 8)
 {
     /// <summary>Scores every (context, continuation) request, in order.</summary>
-    public IReadOnlyList<ContinuationScore> Score(IReadOnlyList<(string Context, string Continuation)> requests)
+    public IReadOnlyList<ContinuationScore> Score(IReadOnlyList<(string Context, string Continuation)> requests) =>
+        Score(requests, _ => null);
+
+    /// <param name="origin">What to name in an error about request i (the question's file:line and choice), or null.</param>
+    private IReadOnlyList<ContinuationScore> Score(IReadOnlyList<(string Context, string Continuation)> requests, Func<int, string?> origin)
     {
         var maxLength = model.Config.ContextLength;
-        var tokenized = requests.Select(r =>
+        var tokenized = requests.Select((r, i) =>
         {
             var (context, continuation) = ContinuationEncoder.EncodePair(tokenizer, r.Context, r.Continuation);
+            var where = origin(i) is { } named ? named + ": " : "";
             if (continuation.Length == 0)
-                throw new ArgumentException($"the continuation '{r.Continuation}' encodes to no tokens after its context; nothing to score");
+                throw new ArgumentException($"{where}the continuation '{r.Continuation}' encodes to no tokens after its context; nothing to score");
             if (continuation.Length >= maxLength)
-                throw new ArgumentException($"a continuation of {continuation.Length} tokens leaves no room for context in the model's {maxLength}");
+                throw new ArgumentException($"{where}a continuation of {continuation.Length} tokens leaves no room for context in the model's {maxLength}");
             // Too long for the model: cut the context from the left, as lm-eval does (it keeps one token more, which it
             // feeds without scoring; here every fed token but the first is scorable, so the window is maxLength).
             var ids = context.Concat(continuation).TakeLast(maxLength).ToArray();
@@ -40,7 +45,8 @@ public sealed class MultipleChoiceScorer(CausalLanguageModel model, HfTokenizer 
     public IReadOnlyList<IReadOnlyList<ContinuationScore>> ScoreChoices(IReadOnlyList<MultipleChoiceItem> items, string targetDelimiter = " ")
     {
         var requests = items.SelectMany(item => item.Choices.Select(choice => (item.Context, targetDelimiter + choice))).ToArray();
-        var scores = Score(requests);
+        var origins = items.SelectMany(item => item.Choices.Select((_, k) => (item.Location, Choice: k))).ToArray();
+        var scores = Score(requests, i => origins[i].Location is { } at ? $"{at}: choice {origins[i].Choice}" : $"choice {origins[i].Choice}");
         var result = new IReadOnlyList<ContinuationScore>[items.Count];
         var next = 0;
         for (var i = 0; i < items.Count; i++)

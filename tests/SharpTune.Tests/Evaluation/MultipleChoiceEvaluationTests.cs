@@ -127,6 +127,19 @@ public class MultipleChoiceEvaluationTests(EvaluationFixture fixture)
         Assert.Equal(expected, score.LogLikelihood, 1e-4);
     }
 
+    /// <summary>A choice too long for the model's window is an error naming the question's file:line and the choice.</summary>
+    [SharedAssetFact("models/stories260K")]
+    public void AChoiceLongerThanTheWindowIsNamedByFileLineAndChoice()
+    {
+        using var dir = new TempDir();
+        var longChoice = string.Concat(Enumerable.Repeat("and the big dog ran ", 200));
+        var path = dir.File("mc.jsonl", Rows + "\n" + new JsonObject { ["context"] = "Lily saw", ["choices"] = new JsonArray("a cat", longChoice), ["gold"] = 0 }.ToJsonString() + "\n");
+        var data = MultipleChoiceData.Read(path);
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K);
+        var error = Assert.Throws<ArgumentException>(() => new MultipleChoiceScorer(loaded.Model, loaded.RequireTokenizer()).ScoreChoices(data.Items));
+        Assert.StartsWith($"{path}:4: choice 1: a continuation of ", error.Message);
+    }
+
     /// <summary>Every choice's score against one plain forward pass of context + " " + choice.</summary>
     private static void AssertMatchesIndependentForward(CausalLanguageModel model, HfTokenizer tokenizer, IReadOnlyList<MultipleChoiceItem> items, IReadOnlyList<IReadOnlyList<ChoiceScore>> scored)
     {
