@@ -78,7 +78,7 @@ public static class EvalCommand
                 }
                 var testData = multipleChoice is null ? EvaluationData.Read(dataPath) : null;
                 var outputDir = parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates.FirstOrDefault(c => c.Adapter is not null)?.Adapter);
-                var progress = new Progress<EvaluationProgress>(p => { if (p.Done == 0) Console.Error.WriteLine($"{p.Stage} {p.Total} examples…"); });
+                var progress = new EvaluationProgressPrinter();
                 var dtypeValue = ModelOptions.ParseDtype(parse.GetValue(dtype));
                 if (candidates.Count == 1)
                 {

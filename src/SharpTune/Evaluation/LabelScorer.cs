@@ -33,18 +33,29 @@ public sealed class LabelScorer(CausalLanguageModel model, HfTokenizer tokenizer
     public LabelChoice Score(string text, IReadOnlyList<string> labels) => ScoreAll([text], labels)[0];
 
     /// <summary>Scores every label for every classification text, batching all (text, label) pairs.</summary>
-    public IReadOnlyList<LabelChoice> ScoreAll(IReadOnlyList<string> texts, IReadOnlyList<string> labels) =>
-        ScoreAnswers(texts.Select(PromptFormats.Classification).ToArray(), labels.ToDictionary(l => l, PromptFormats.ClassificationAnswer));
+    /// <param name="texts">The texts to classify.</param>
+    /// <param name="labels">The labels to choose from.</param>
+    /// <param name="scored">Called after each batch with the number of (text, label) pairs scored so far.</param>
+    /// <param name="cancellationToken">Checked between batches.</param>
+    public IReadOnlyList<LabelChoice> ScoreAll(IReadOnlyList<string> texts, IReadOnlyList<string> labels,
+        Action<int>? scored = null, CancellationToken cancellationToken = default) =>
+        ScoreAnswers(texts.Select(PromptFormats.Classification).ToArray(), labels.ToDictionary(l => l, PromptFormats.ClassificationAnswer),
+            scored, cancellationToken);
 
     /// <summary>
     /// For each prompt, scores every answer (label → answer text, e.g. " positive") and returns the most likely label.
     /// </summary>
-    public IReadOnlyList<LabelChoice> ScoreAnswers(IReadOnlyList<string> prompts, IReadOnlyDictionary<string, string> answers)
+    /// <param name="prompts">The prompts.</param>
+    /// <param name="answers">Label → the answer text scored for it.</param>
+    /// <param name="scored">Called after each batch with the number of (prompt, answer) pairs scored so far.</param>
+    /// <param name="cancellationToken">Checked between batches.</param>
+    public IReadOnlyList<LabelChoice> ScoreAnswers(IReadOnlyList<string> prompts, IReadOnlyDictionary<string, string> answers,
+        Action<int>? scored = null, CancellationToken cancellationToken = default)
     {
         if (answers.Count == 0) throw new ArgumentException("no label options to choose from", nameof(answers));
         var options = answers.ToArray();
         var tokenized = prompts.SelectMany(p => options.Select(o => sft.PromptAndAnswer(p, o.Value))).ToArray();
-        var scores = SequenceScorer.Score(model, tokenized, batchSize);
+        var scores = SequenceScorer.Score(model, tokenized, batchSize, scored, cancellationToken);
         return prompts.Select((_, i) =>
         {
             var byLabel = options.Select((o, k) => (o.Key, scores[i * options.Length + k].LogProbSum)).ToDictionary(p => p.Key, p => p.LogProbSum);

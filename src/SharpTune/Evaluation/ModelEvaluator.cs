@@ -66,7 +66,7 @@ public sealed class ModelEvaluator
         IReadOnlyDictionary<string, double>?[] labelScores = new IReadOnlyDictionary<string, double>?[items.Length];
 
         if (metrics.Contains(EvaluationMetrics.Perplexity))
-            corpus[EvaluationMetrics.Perplexity] = Perplexity(examples, scores, progress);
+            corpus[EvaluationMetrics.Perplexity] = Perplexity(examples, scores, progress, cancellationToken);
 
         var generation = metrics.Intersect(EvaluationMetrics.Generation).ToArray();
         if (format == DatasetFormat.Classification && (metrics.Contains(EvaluationMetrics.Accuracy) || generation.Length > 0))
@@ -75,10 +75,11 @@ public sealed class ModelEvaluator
             string[] predicted;
             if (options.LabelMode == LabelMode.LogLikelihood)
             {
-                progress?.Report(new EvaluationProgress("labelling", 0, items.Length));
-                cancellationToken.ThrowIfCancellationRequested();
+                var pairs = items.Length * labels.Count;   // every label is scored after every text
+                progress?.Report(new EvaluationProgress("labelling", 0, pairs));
                 var results = new LabelScorer(model, tokenizer, options.BatchSize)
-                    .ScoreAll(items.Select(i => ((ClassificationExample)i.Example).Text).ToArray(), labels);
+                    .ScoreAll(items.Select(i => ((ClassificationExample)i.Example).Text).ToArray(), labels,
+                        done => progress?.Report(new EvaluationProgress("labelling", done, pairs)), cancellationToken);
                 predicted = results.Select(r => r.Best).ToArray();
                 for (var i = 0; i < items.Length; i++) labelScores[i] = results[i].LogLikelihoods;
             }
@@ -132,10 +133,11 @@ public sealed class ModelEvaluator
         if (metrics.FirstOrDefault(m => !EvaluationMetrics.MultipleChoice.Contains(m)) is { } other)
             throw new ArgumentException($"'{other}' does not apply to multiple-choice data; use {string.Join(", ", EvaluationMetrics.MultipleChoice)}");
 
-        progress?.Report(new EvaluationProgress("scoring choices", 0, items.Count));
-        cancellationToken.ThrowIfCancellationRequested();
-        var choiceScores = new MultipleChoiceScorer(model, tokenizer, options.BatchSize).ScoreChoices(items, options.TargetDelimiter);
-        progress?.Report(new EvaluationProgress("scoring choices", items.Count, items.Count));
+        // Progress counts choices: each is one scored sequence, and questions may have different numbers of them.
+        var choices = items.Sum(item => item.Choices.Count);
+        progress?.Report(new EvaluationProgress("scoring choices", 0, choices));
+        var choiceScores = new MultipleChoiceScorer(model, tokenizer, options.BatchSize).ScoreChoices(items, options.TargetDelimiter,
+            done => progress?.Report(new EvaluationProgress("scoring choices", done, choices)), cancellationToken);
 
         var perMetric = metrics.ToDictionary(m => m, _ => new double[items.Count]);
         var records = new ExampleRecord[items.Count];
@@ -182,7 +184,8 @@ public sealed class ModelEvaluator
             throw new ArgumentException($"'{textMetric}' compares texts; classification data is scored with accuracy (and exact_match)");
     }
 
-    private double Perplexity(IReadOnlyList<TrainingExample> examples, Dictionary<string, double>[] scores, IProgress<EvaluationProgress>? progress)
+    private double Perplexity(IReadOnlyList<TrainingExample> examples, Dictionary<string, double>[] scores, IProgress<EvaluationProgress>? progress,
+        CancellationToken cancellationToken)
     {
         progress?.Report(new EvaluationProgress("scoring", 0, examples.Count));
         var maxLength = model.Config.ContextLength;
@@ -192,14 +195,14 @@ public sealed class ModelEvaluator
             var t = sft.Tokenize(e);
             return t.Length <= maxLength ? t : new TokenizedExample(t.InputIds[..maxLength], t.Supervised[..maxLength]);
         }).ToArray();
-        var sequenceScores = SequenceScorer.Score(model, tokenized, options.BatchSize);
+        var sequenceScores = SequenceScorer.Score(model, tokenized, options.BatchSize,
+            done => progress?.Report(new EvaluationProgress("scoring", done, examples.Count)), cancellationToken);
         for (var i = 0; i < scores.Length; i++)
         {
             scores[i]["log_prob"] = sequenceScores[i].LogProbSum;
             scores[i]["tokens"] = sequenceScores[i].Tokens;
             scores[i][EvaluationMetrics.Perplexity] = sequenceScores[i].Perplexity;
         }
-        progress?.Report(new EvaluationProgress("scoring", examples.Count, examples.Count));
         return SequenceScorer.CorpusPerplexity(sequenceScores);
     }
 

@@ -15,11 +15,16 @@ public sealed record ContinuationScore(double LogLikelihood, int Tokens, bool Is
 public sealed class MultipleChoiceScorer(CausalLanguageModel model, HfTokenizer tokenizer, int batchSize = 8)
 {
     /// <summary>Scores every (context, continuation) request, in order.</summary>
-    public IReadOnlyList<ContinuationScore> Score(IReadOnlyList<(string Context, string Continuation)> requests) =>
-        Score(requests, _ => null);
+    /// <param name="requests">The pairs to score.</param>
+    /// <param name="scored">Called after each batch with the number of requests scored so far.</param>
+    /// <param name="cancellationToken">Checked between batches.</param>
+    public IReadOnlyList<ContinuationScore> Score(IReadOnlyList<(string Context, string Continuation)> requests,
+        Action<int>? scored = null, CancellationToken cancellationToken = default) =>
+        Score(requests, _ => null, scored, cancellationToken);
 
     /// <param name="origin">What to name in an error about request i (the question's file:line and choice), or null.</param>
-    private IReadOnlyList<ContinuationScore> Score(IReadOnlyList<(string Context, string Continuation)> requests, Func<int, string?> origin)
+    private IReadOnlyList<ContinuationScore> Score(IReadOnlyList<(string Context, string Continuation)> requests, Func<int, string?> origin,
+        Action<int>? scored, CancellationToken cancellationToken)
     {
         var maxLength = model.Config.ContextLength;
         var tokenized = requests.Select((r, i) =>
@@ -35,18 +40,24 @@ public sealed class MultipleChoiceScorer(CausalLanguageModel model, HfTokenizer 
             var ids = context.Concat(continuation).TakeLast(maxLength).ToArray();
             return new TokenizedExample(ids, ids.Select((_, i) => i >= ids.Length - continuation.Length).ToArray());
         }).ToArray();
-        return SequenceScorer.Score(model, tokenized, batchSize).Select(s => new ContinuationScore(s.LogProbSum, s.Tokens, s.Greedy)).ToArray();
+        return SequenceScorer.Score(model, tokenized, batchSize, scored, cancellationToken).Select(s => new ContinuationScore(s.LogProbSum, s.Tokens, s.Greedy)).ToArray();
     }
 
     /// <summary>
     /// Scores every choice of every item as <c>targetDelimiter + choice</c> after the item's context (lm-eval's
     /// construct_requests for multiple_choice) and returns each item's scores, one per choice.
     /// </summary>
-    public IReadOnlyList<IReadOnlyList<ContinuationScore>> ScoreChoices(IReadOnlyList<MultipleChoiceItem> items, string targetDelimiter = " ")
+    /// <param name="items">The questions.</param>
+    /// <param name="targetDelimiter">What goes between the context and each choice.</param>
+    /// <param name="scored">Called after each batch with the number of choices (over all items) scored so far.</param>
+    /// <param name="cancellationToken">Checked between batches.</param>
+    public IReadOnlyList<IReadOnlyList<ContinuationScore>> ScoreChoices(IReadOnlyList<MultipleChoiceItem> items, string targetDelimiter = " ",
+        Action<int>? scored = null, CancellationToken cancellationToken = default)
     {
         var requests = items.SelectMany(item => item.Choices.Select(choice => (item.Context, targetDelimiter + choice))).ToArray();
         var origins = items.SelectMany(item => item.Choices.Select((_, k) => (item.Location, Choice: k))).ToArray();
-        var scores = Score(requests, i => origins[i].Location is { } at ? $"{at}: choice {origins[i].Choice}" : $"choice {origins[i].Choice}");
+        var scores = Score(requests, i => origins[i].Location is { } at ? $"{at}: choice {origins[i].Choice}" : $"choice {origins[i].Choice}",
+            scored, cancellationToken);
         var result = new IReadOnlyList<ContinuationScore>[items.Count];
         var next = 0;
         for (var i = 0; i < items.Count; i++)

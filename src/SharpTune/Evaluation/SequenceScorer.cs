@@ -26,7 +26,10 @@ public readonly record struct SequenceScore(double LogProbSum, int Tokens)
 public static class SequenceScorer
 {
     /// <summary>One <see cref="SequenceScore"/> per example, in order; examples are right-padded in batches.</summary>
-    public static IReadOnlyList<SequenceScore> Score(CausalLanguageModel model, IReadOnlyList<TokenizedExample> examples, int batchSize = 8)
+    /// <param name="scored">Called after each batch with the number of examples scored so far.</param>
+    /// <param name="cancellationToken">Checked between batches.</param>
+    public static IReadOnlyList<SequenceScore> Score(CausalLanguageModel model, IReadOnlyList<TokenizedExample> examples, int batchSize = 8,
+        Action<int>? scored = null, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         var results = new List<SequenceScore>(examples.Count);
@@ -37,6 +40,7 @@ public static class SequenceScorer
             using var noGrad = no_grad();
             foreach (var chunk in examples.Chunk(batchSize))
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 using var batch = BatchCollator.Pad(chunk, model.Device);
                 var hidden = model.DecodeHidden(model.EmbedTokens(batch.InputIds), batch.Context);   // (B, T', C)
@@ -54,6 +58,7 @@ public static class SequenceScorer
                     var greedy = logProbs.argmax(-1).eq(rowTargets).logical_or(mask.logical_not()).all().item<bool>();
                     results.Add(new SequenceScore(sum, (int)mask.sum().item<long>()) { Greedy = greedy });
                 }
+                scored?.Invoke(results.Count);
             }
         }
         finally

@@ -140,6 +140,55 @@ public class MultipleChoiceEvaluationTests(EvaluationFixture fixture)
         Assert.StartsWith($"{path}:4: choice 1: a continuation of ", error.Message);
     }
 
+    /// <summary>
+    /// Scoring reports after every batch, counted in choices (3 + 3 + 2 here, two a batch), and stops between batches
+    /// when cancelled, so a long benchmark shows it is moving and can be interrupted.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public void ScoringReportsEachBatchAndStopsWhenCancelled()
+    {
+        using var dir = new TempDir();
+        var data = MultipleChoiceData.Read(dir.File("mc.jsonl", Rows));
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K);
+        var evaluator = new ModelEvaluator(loaded, new EvaluationOptions { BatchSize = 2 });
+        var reports = new List<EvaluationProgress>();
+        evaluator.EvaluateMultipleChoice(data.Items, progress: new ProgressRecorder(reports.Add));
+        Assert.Equal([0, 2, 4, 6, 8], reports.Select(r => r.Done));
+        Assert.All(reports, r => Assert.Equal(8, r.Total));
+
+        using var cancellation = new CancellationTokenSource();
+        var seen = new List<int>();
+        Assert.ThrowsAny<OperationCanceledException>(() => evaluator.EvaluateMultipleChoice(data.Items, cancellationToken: cancellation.Token,
+            progress: new ProgressRecorder(r => { seen.Add(r.Done); if (r.Done == 4) cancellation.Cancel(); })));
+        Assert.Equal([0, 2, 4], seen);
+    }
+
+    /// <summary>
+    /// <c>sharptune eval</c> with its log redirected prints one progress line per tenth of the choices (8 here, one a
+    /// batch, so every one), each with its rate and ETA, and then the metrics.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public void TheCliLogsScoringProgressWithRateAndEta()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("mc.jsonl", Rows);
+        var (code, stdout, stderr) = Serving.SharpTuneCli.Run("eval", "--model", TestAssets.Stories260K, "--data", path, "--batch-size", "1",
+            "--output", Path.Combine(dir.Path, "report"));
+        Assert.True(code == 0, stderr);
+        var lines = stderr.Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith("scoring choices ", StringComparison.Ordinal)).ToArray();
+        Assert.Equal("scoring choices 0/8", lines[0]);
+        Assert.Equal(Enumerable.Range(0, 9).Select(i => $"scoring choices {i}/8"), lines.Select(l => l.Split("  ")[0]));
+        Assert.All(lines.Skip(1), l => Assert.Matches(@"  [0-9.]+/s  ETA [0-9]+:[0-9]{2}$", l));
+        Assert.Matches(@"ETA 0:00$", lines[^1]);
+        Assert.Matches(@"(?m)^acc\s+[0-9.]+$", stdout);
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; posts them to the thread pool, out of order).</summary>
+    private sealed class ProgressRecorder(Action<EvaluationProgress> report) : IProgress<EvaluationProgress>
+    {
+        public void Report(EvaluationProgress value) => report(value);
+    }
+
     /// <summary>Every choice's score against one plain forward pass of context + " " + choice.</summary>
     private static void AssertMatchesIndependentForward(CausalLanguageModel model, HfTokenizer tokenizer, IReadOnlyList<MultipleChoiceItem> items, IReadOnlyList<IReadOnlyList<ChoiceScore>> scored)
     {
