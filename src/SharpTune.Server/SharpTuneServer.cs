@@ -49,7 +49,10 @@ public static class SharpTuneServer
             var metrics = new ServerMetrics();
             engine = new InferenceEngine(served, activator, options, metrics);
             if (options.FineTuning is { } ft) fineTuning = new FineTuningService(ft, name, options.ModelDir, options.ChatTemplate, registry, engine);
-            var embedder = TextEmbedder.ForDirectory(model, tokenizer, options.ModelDir);
+            // A folder whose sentence-transformers files this embedder cannot run still serves chat; embeddings say why not.
+            EmbedderOrError embedder;
+            try { embedder = new(TextEmbedder.ForDirectory(model, tokenizer, options.ModelDir), null); }
+            catch (Exception e) when (e is InvalidDataException or FileNotFoundException) { embedder = new(null, e.Message); }
             var app = Build(options, served, registry, activator, engine, embedder, metrics, fineTuning);
             engine.Start();
             fineTuning?.Start();
@@ -85,7 +88,7 @@ public static class SharpTuneServer
         host == "localhost" || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
 
     private static WebApplication Build(ServerOptions options, ServedModel served, AdapterRegistry registry, IAdapterActivator activator, InferenceEngine engine,
-        TextEmbedder embedder, ServerMetrics metrics, FineTuningService? fineTuning)
+        EmbedderOrError embedder, ServerMetrics metrics, FineTuningService? fineTuning)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "SharpTune.Server" });
         builder.Logging.ClearProviders();   // the library never writes to the console; hosts add their own logging

@@ -14,7 +14,7 @@ namespace SharpTune.Server.Api;
 /// switched in, and answers with OpenAI's list of embeddings and <c>usage.prompt_tokens</c>.
 /// </summary>
 internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry adapters, IAdapterActivator activator, InferenceEngine engine,
-    TextEmbedder embedder, ServerOptions options, ServerMetrics metrics)
+    EmbedderOrError embedding, ServerOptions options, ServerMetrics metrics)
 {
     public async Task CreateAsync(HttpContext context)
     {
@@ -24,6 +24,8 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
         {
             var request = EmbeddingRequest.Parse(await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes));
             var adapter = Resolve(request.Model);
+            var embedder = embedding.Embedder ?? throw new ApiException(400,
+                $"the model '{served.Name}' cannot serve embeddings: {embedding.Error}", param: "model", code: "model_not_supported");
             if (request.Dimensions > embedder.Dimensions)
                 throw ApiException.BadField("dimensions", $"'dimensions' is {request.Dimensions}; this model's embeddings have {embedder.Dimensions}");
             if (request.PromptName is { } name && !embedder.Config.Prompts.ContainsKey(name))
@@ -33,7 +35,7 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
             {
                 if (adapter is { Removed: true }) throw new AdapterRemovedException(adapter.Name);
                 activator.Activate(adapter);
-                return Embed(request, cancellation.Token);
+                return Embed(embedder, request, cancellation.Token);
             }, cancellation.Token);
             metrics.Tokens(output.TotalTokens, 0);
             await JsonResponse.WriteAsync(context, Body(request, output));
@@ -60,7 +62,7 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
         }
     }
 
-    private EmbeddingOutput Embed(EmbeddingRequest request, CancellationToken cancellation) => request.Texts is { } texts
+    private static EmbeddingOutput Embed(TextEmbedder embedder, EmbeddingRequest request, CancellationToken cancellation) => request.Texts is { } texts
         ? embedder.Embed(texts, new EmbeddingRequestOptions { PromptName = request.PromptName, Dimensions = request.Dimensions }, cancellation)
         : embedder.EmbedTokenIds(request.TokenIds!, request.Dimensions, cancellation);
 
@@ -95,3 +97,6 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
         return bytes;
     }
 }
+
+/// <summary>The served model's embedder, or why its folder cannot have one (a sentence-transformers module it does not run).</summary>
+internal sealed record EmbedderOrError(TextEmbedder? Embedder, string? Error);

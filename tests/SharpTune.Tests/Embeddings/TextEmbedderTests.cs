@@ -134,6 +134,19 @@ public sealed class TextEmbedderTests
         Assert.Contains("'query'", Assert.Throws<ArgumentException>(() => embedder.Embed(["x"], new EmbeddingRequestOptions { PromptName = "passage" })).Message);
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void APromptsLengthLeavesOutAFinalSpecialTokenAsSentenceTransformersCountsIt()
+    {
+        // sentence-transformers' _get_prompt_length: the prompt tokenized alone, less its last token when that is special
+        // (tokenizers that append EOS, such as Qwen3-Embedding's).
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var plain = tokenizer.Encode("Once upon", addSpecialTokens: true);
+        var ending = tokenizer.Encode("Once upon</s>", addSpecialTokens: true);
+        Assert.Equal(2, ending[^1]);   // </s> is read as the special token
+        Assert.Equal(plain.Count, TextEmbedder.PromptLength(tokenizer, "Once upon"));
+        Assert.Equal(ending.Count - 1, TextEmbedder.PromptLength(tokenizer, "Once upon</s>"));
+    }
+
     /// <summary>The model's final hidden states (T, C) for one unpadded sequence, from its plain forward.</summary>
     internal static float[][] HiddenAlone(CausalLanguageModel model, IReadOnlyList<int> ids)
     {

@@ -7,7 +7,9 @@ using OpenAI.Embeddings;
 using SharpTune.Embeddings;
 using SharpTune.Models;
 using SharpTune.Peft;
+using SharpTune.Server;
 using SharpTune.Tests.Embeddings;
+using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
 
 namespace SharpTune.Tests.Server;
@@ -134,6 +136,56 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
         // The SDK surfaces the same errors as exceptions with the status.
         var sdk = await Assert.ThrowsAsync<ClientResultException>(() => Client("no-such-model").GenerateEmbeddingAsync("hi"));
         Assert.Equal(404, sdk.Status);
+    }
+
+    [ServerFact]
+    public async Task AModelFoldersSentenceTransformerFilesDecidePoolingAndPromptsAndAModuleItCannotRunIsNamed()
+    {
+        using var dir = new TempDir();
+        var modelDir = TestAssets.CopyStories260K(Path.Combine(dir.Path, "st-model"));
+        File.WriteAllText(Path.Combine(modelDir, "modules.json"), """
+            [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+             {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+            """);
+        Directory.CreateDirectory(Path.Combine(modelDir, "1_Pooling"));
+        File.WriteAllText(Path.Combine(modelDir, "1_Pooling", "config.json"), """{"pooling_mode_mean_tokens": true}""");
+        File.WriteAllText(Path.Combine(modelDir, "config_sentence_transformers.json"), """{"prompts": {"query": "Question: "}}""");
+        await using (var server = await SharpTuneServer.StartAsync(fixture.Options() with { ModelDir = modelDir, Adapters = new Dictionary<string, string>(), ModelName = "st" }))
+        {
+            using var http = new HttpClient { BaseAddress = server.Url };
+            http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+            var answer = await PostAsync(http, new JsonObject { ["model"] = "st", ["input"] = "Tom ran", ["prompt_name"] = "query", ["encoding_format"] = "float" });
+            var vector = answer["data"]![0]!["embedding"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray();
+
+            using var model = PretrainedModel.Load(modelDir);
+            var ids = HfTokenizer.FromDirectory(modelDir).Encode("Question: Tom ran", addSpecialTokens: true);
+            var mean = TextEmbedderTests.Mean(TextEmbedderTests.HiddenAlone(model, ids));
+            TextEmbedderTests.AssertClose(TextEmbedderTests.Scale(mean, 1 / TextEmbedderTests.Norm(mean)), vector, "mean pooled with the query prompt");
+            Assert.Equal(ids.Count, answer["usage"]!["prompt_tokens"]!.GetValue<int>());
+        }
+
+        File.WriteAllText(Path.Combine(modelDir, "modules.json"), """
+            [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+             {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]
+            """);
+        await using (var server = await SharpTuneServer.StartAsync(fixture.Options() with { ModelDir = modelDir, Adapters = new Dictionary<string, string>(), ModelName = "st" }))
+        {
+            using var http = new HttpClient { BaseAddress = server.Url };
+            http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+            var response = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject { ["model"] = "st", ["input"] = "Tom" });
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            var error = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Equal("model_not_supported", error["code"]!.GetValue<string>());
+            Assert.Contains("Dense", error["message"]!.GetValue<string>());
+            Assert.Contains("modules.json", error["message"]!.GetValue<string>());
+            var chat = await http.PostAsJsonAsync("/v1/chat/completions", new JsonObject
+            {
+                ["model"] = "st", ["max_tokens"] = 4, ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
+            });
+            Assert.Equal(HttpStatusCode.OK, chat.StatusCode);   // the model still chats
+        }
     }
 
     private static async Task<JsonNode> PostAsync(HttpClient http, JsonObject body)
