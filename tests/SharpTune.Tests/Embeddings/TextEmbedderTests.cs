@@ -62,6 +62,31 @@ public sealed class TextEmbedderTests
         }
     }
 
+    [Theory]
+    [InlineData("prompt")]
+    [InlineData("prefix")]
+    public void WithVirtualTokensOfPromptOrPrefixTuningPaddedBatchesStillEqualSingleInputs(string method)
+    {
+        using var model = TestModels.Create("llama");
+        SharpTune.Peft.IPeftAdapter adapter = method == "prompt"
+            ? new SharpTune.Peft.PromptTuning.PromptTuningAdapter(new SharpTune.Peft.PromptTuning.PromptTuningConfig { NumVirtualTokens = 4 })
+            : new SharpTune.Peft.PrefixTuning.PrefixTuningAdapter(new SharpTune.Peft.PrefixTuning.PrefixTuningConfig { NumVirtualTokens = 4 });
+        adapter.Inject(model);
+        var embedder = new TextEmbedder(model, null, EveryMode) { BatchSize = 4 };
+        Assert.Equal(model.Config.ContextLength - 4, embedder.MaxTokens);
+        foreach (var padding in new[] { EmbeddingPadding.Left, EmbeddingPadding.Right })
+        {
+            embedder.Padding = padding;
+            var batched = embedder.EmbedTokenIds(Inputs);
+            for (var i = 0; i < Inputs.Length; i++)
+            {
+                var h = HiddenAlone(model, Inputs[i]);   // the adapter's virtual tokens come first; hidden states of the real tokens
+                AssertClose([.. h[0], .. Max(h), .. Mean(h), .. Scale(Sum(h), 1 / MathF.Sqrt(h.Length)), .. WeightedMean(h), .. h[^1]],
+                    batched.Vectors[i], $"{method} {padding} input {i}");
+            }
+        }
+    }
+
     [Fact]
     public void TheDefaultIsTheLastHiddenStateScaledToUnitLengthAndDimensionsTruncateThenRenormalise()
     {
