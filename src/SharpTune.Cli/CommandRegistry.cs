@@ -27,6 +27,7 @@ internal static class CommandRegistry
         ChatTemplateCommand.Create(),
         DataCommand.Create(),
         DashboardCommand.Create(),
+        EmbedCommand.Create(),
         ServeCommand.Create(),
         WorkerCommand.Create(),
     ];

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using SharpTune.Embeddings;
 using SharpTune.Models;
 using SharpTune.Runtime;
 using SharpTune.Server.Adapters;
@@ -48,7 +49,11 @@ public static class SharpTuneServer
             var metrics = new ServerMetrics();
             engine = new InferenceEngine(served, activator, options, metrics);
             if (options.FineTuning is { } ft) fineTuning = new FineTuningService(ft, name, options.ModelDir, options.ChatTemplate, registry, engine);
-            var app = Build(options, served, registry, engine, metrics, fineTuning);
+            // A folder whose sentence-transformers files this embedder cannot run still serves chat; embeddings say why not.
+            EmbedderOrError embedder;
+            try { embedder = new(TextEmbedder.ForDirectory(model, tokenizer, options.ModelDir), null); }
+            catch (Exception e) when (e is InvalidDataException or FileNotFoundException) { embedder = new(null, e.Message); }
+            var app = Build(options, served, registry, activator, engine, embedder, metrics, fineTuning);
             engine.Start();
             fineTuning?.Start();
             await app.StartAsync(cancellationToken);
@@ -82,8 +87,8 @@ public static class SharpTuneServer
     private static bool IsLoopback(string host) =>
         host == "localhost" || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
 
-    private static WebApplication Build(ServerOptions options, ServedModel served, AdapterRegistry registry, InferenceEngine engine, ServerMetrics metrics,
-        FineTuningService? fineTuning)
+    private static WebApplication Build(ServerOptions options, ServedModel served, AdapterRegistry registry, IAdapterActivator activator, InferenceEngine engine,
+        EmbedderOrError embedder, ServerMetrics metrics, FineTuningService? fineTuning)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "SharpTune.Server" });
         builder.Logging.ClearProviders();   // the library never writes to the console; hosts add their own logging
@@ -112,6 +117,7 @@ public static class SharpTuneServer
         var admin = new AdminEndpoints(registry, engine, options.MaxBodyBytes);
         app.MapPost("/v1/chat/completions", completions.ChatAsync);
         app.MapPost("/v1/completions", completions.CompletionsAsync);
+        app.MapPost("/v1/embeddings", new EmbeddingEndpoints(served, registry, activator, engine, embedder, options, metrics).CreateAsync);
         var responses = new ResponsesEndpoints(completions, engine, options, metrics, new ResponseStore());
         app.MapPost("/v1/responses", responses.CreateAsync);
         app.MapGet("/v1/responses/{id}", (HttpContext c, string id) => responses.GetAsync(c, id));

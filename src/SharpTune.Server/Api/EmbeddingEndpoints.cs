@@ -1,0 +1,102 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using SharpTune.Embeddings;
+using SharpTune.Generation;
+using SharpTune.Server.Adapters;
+using SharpTune.Server.Engine;
+using SharpTune.Server.Observability;
+
+namespace SharpTune.Server.Api;
+
+/// <summary>
+/// <c>POST /v1/embeddings</c>: the served model (or one of its adapters, named in <c>model</c> as for chat) as an embedder
+/// (see <see cref="TextEmbedder"/>). A request runs on the model thread between decode batches, with its adapter
+/// switched in, and answers with OpenAI's list of embeddings and <c>usage.prompt_tokens</c>.
+/// </summary>
+internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry adapters, IAdapterActivator activator, InferenceEngine engine,
+    EmbedderOrError embedding, ServerOptions options, ServerMetrics metrics)
+{
+    public async Task CreateAsync(HttpContext context)
+    {
+        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        cancellation.CancelAfter(options.RequestTimeout);
+        try
+        {
+            var request = EmbeddingRequest.Parse(await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes));
+            var adapter = Resolve(request.Model);
+            var embedder = embedding.Embedder ?? throw new ApiException(400,
+                $"the model '{served.Name}' cannot serve embeddings: {embedding.Error}", param: "model", code: "model_not_supported");
+            if (request.Dimensions > embedder.Dimensions)
+                throw ApiException.BadField("dimensions", $"'dimensions' is {request.Dimensions}; this model's embeddings have {embedder.Dimensions}");
+            if (request.PromptName is { } name && !embedder.Config.Prompts.ContainsKey(name))
+                throw ApiException.BadField("prompt_name", $"'prompt_name' is '{name}', which is not among this model's prompts" +
+                    (embedder.Config.Prompts.Count == 0 ? " (it has none)" : $" ({string.Join(", ", embedder.Config.Prompts.Keys)})"));
+            var output = await engine.RunExclusiveAsync(() =>
+            {
+                if (adapter is { Removed: true }) throw new AdapterRemovedException(adapter.Name);
+                activator.Activate(adapter);
+                return Embed(embedder, request, cancellation.Token);
+            }, cancellation.Token);
+            metrics.Tokens(output.TotalTokens, 0);
+            await JsonResponse.WriteAsync(context, Body(request, output));
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; nothing to answer.
+        }
+        catch (Exception e)
+        {
+            var error = e switch
+            {
+                ApiException api => api,
+                ContextLengthException => ApiException.BadField("input", e.Message, "context_length_exceeded"),
+                ArgumentException => ApiException.BadField("input", e.Message),
+                AdapterRemovedException removed => new ApiException(404, removed.Message, param: "model", code: "model_not_found"),
+                OperationCanceledException when cancellation.IsCancellationRequested => new ApiException(504,
+                    $"the embeddings did not finish within the server's request timeout of {options.RequestTimeout.TotalSeconds:0.###} s",
+                    "timeout_error", code: "timeout"),
+                OperationCanceledException => new ApiException(503, "the server is shutting down", "server_error"),
+                _ => new ApiException(500, $"embedding failed: {e.Message}", "server_error"),
+            };
+            if (!context.Response.HasStarted) await error.WriteAsync(context);
+        }
+    }
+
+    private static EmbeddingOutput Embed(TextEmbedder embedder, EmbeddingRequest request, CancellationToken cancellation) => request.Texts is { } texts
+        ? embedder.Embed(texts, new EmbeddingRequestOptions { PromptName = request.PromptName, Dimensions = request.Dimensions }, cancellation)
+        : embedder.EmbedTokenIds(request.TokenIds!, request.Dimensions, cancellation);
+
+    private ServedAdapter? Resolve(string model)
+    {
+        if (model == served.Name) return null;
+        if (adapters.TryGet(model, out var adapter)) return adapter;
+        throw new ApiException(404, $"The model '{model}' does not exist. Served: {string.Join(", ", new[] { served.Name }.Concat(adapters.All.Select(a => a.Name)))}",
+            param: "model", code: "model_not_found");
+    }
+
+    /// <summary>OpenAI's answer; base64 is the float32 values' little-endian bytes, as OpenAI's clients decode it.</summary>
+    private static JsonObject Body(EmbeddingRequest request, EmbeddingOutput output) => new()
+    {
+        ["object"] = "list",
+        ["data"] = new JsonArray(output.Vectors.Select((vector, i) => (JsonNode)new JsonObject
+        {
+            ["object"] = "embedding",
+            ["index"] = i,
+            ["embedding"] = request.Base64
+                ? Convert.ToBase64String(LittleEndianBytes(vector))
+                : new JsonArray(vector.Select(x => (JsonNode)JsonValue.Create(x)).ToArray()),
+        }).ToArray()),
+        ["model"] = request.Model,
+        ["usage"] = new JsonObject { ["prompt_tokens"] = output.TotalTokens, ["total_tokens"] = output.TotalTokens },
+    };
+
+    private static byte[] LittleEndianBytes(float[] vector)
+    {
+        var bytes = new byte[vector.Length * 4];
+        for (var i = 0; i < vector.Length; i++) System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(i * 4), vector[i]);
+        return bytes;
+    }
+}
+
+/// <summary>The served model's embedder, or why its folder cannot have one (a sentence-transformers module it does not run).</summary>
+internal sealed record EmbedderOrError(TextEmbedder? Embedder, string? Error);

@@ -1,0 +1,188 @@
+using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Tokenization;
+using static TorchSharp.torch;
+
+namespace SharpTune.Embeddings;
+
+/// <summary>Which side of a batch's shorter sequences the padding goes; either gives every text the vector it gets alone.</summary>
+public enum EmbeddingPadding { Right, Left }
+
+/// <summary>What one embedding call may ask for beyond the texts.</summary>
+public sealed record EmbeddingRequestOptions
+{
+    /// <summary>A prompt from config_sentence_transformers.json (e.g. "query"); null = the model's default prompt, if any.</summary>
+    public string? PromptName { get; init; }
+
+    /// <summary>A literal prompt prepended to every text; wins over <see cref="PromptName"/> (sentence-transformers' <c>prompt</c>).</summary>
+    public string? Prompt { get; init; }
+
+    /// <summary>
+    /// Keep only the first N dimensions (Matryoshka truncation, sentence-transformers' <c>truncate_dim</c>, OpenAI's
+    /// <c>dimensions</c>), re-normalised to unit length when the model normalises; null = all.
+    /// </summary>
+    public int? Dimensions { get; init; }
+}
+
+/// <summary>Embeddings in input order, with how many tokens each input took (prompt and special tokens included).</summary>
+public sealed record EmbeddingOutput(IReadOnlyList<float[]> Vectors, IReadOnlyList<int> TokenCounts)
+{
+    /// <summary>All inputs' tokens together (OpenAI's <c>usage.prompt_tokens</c>).</summary>
+    public int TotalTokens => TokenCounts.Sum();
+}
+
+/// <summary>
+/// Text embeddings from a loaded decoder (any supported family, with or without an adapter applied): the model's last
+/// hidden state (after its final norm, transformers' <c>AutoModel</c> <c>last_hidden_state</c>), pooled and normalised as
+/// the folder's sentence-transformers files say (<see cref="SentenceTransformerConfig"/>), else last-token pooling with L2
+/// normalisation. Texts run in padded batches; every text gets the vector it gets alone. Not re-entrant: one call at a time.
+/// </summary>
+public sealed class TextEmbedder
+{
+    private readonly CausalLanguageModel model;
+    private readonly HfTokenizer? tokenizer;
+
+    /// <param name="model">The model, with any adapter already applied.</param>
+    /// <param name="tokenizer">Needed for text input; token-id input works without one.</param>
+    /// <param name="config">Pooling, normalisation and prompts; null = <see cref="SentenceTransformerConfig.Default"/>.</param>
+    public TextEmbedder(CausalLanguageModel model, HfTokenizer? tokenizer, SentenceTransformerConfig? config = null)
+    {
+        this.model = model;
+        this.tokenizer = tokenizer;
+        Config = config ?? SentenceTransformerConfig.Default;
+    }
+
+    /// <summary>
+    /// An embedder over a model folder: reads its sentence-transformers files (<see cref="SentenceTransformerConfig.FromDirectory"/>).
+    /// </summary>
+    public static TextEmbedder ForDirectory(CausalLanguageModel model, HfTokenizer? tokenizer, string modelDirectory) =>
+        new(model, tokenizer, SentenceTransformerConfig.FromDirectory(modelDirectory, model.Config.HiddenSize));
+
+    public SentenceTransformerConfig Config { get; }
+
+    /// <summary>Texts per forward pass (default 16).</summary>
+    public int BatchSize
+    {
+        get => batchSize;
+        set => batchSize = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "the batch size must be at least 1");
+    }
+    private int batchSize = 16;
+
+    /// <summary>Which side shorter inputs are padded on (default right).</summary>
+    public EmbeddingPadding Padding { get; set; } = EmbeddingPadding.Right;
+
+    /// <summary>The embedding's full width: hidden size × pooling modes.</summary>
+    public int Dimensions => model.Config.HiddenSize * Config.PoolingModes.Count;
+
+    /// <summary>The most tokens one input may have: the context length less any virtual tokens of a prompt/prefix-tuning adapter.</summary>
+    public int MaxTokens => TokenGenerator.PromptContext(model);
+
+    /// <summary>
+    /// Embeds texts: the prompt (options', else the named or default one) is prepended to each text, the result encoded
+    /// with the tokenizer's special tokens, as sentence-transformers' <c>encode</c> does.
+    /// </summary>
+    /// <exception cref="ArgumentException">An unknown prompt name or dimension count, or a text that encodes to no tokens.</exception>
+    /// <exception cref="ContextLengthException">A text is longer than <see cref="MaxTokens"/>.</exception>
+    public EmbeddingOutput Embed(IReadOnlyList<string> texts, EmbeddingRequestOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        var encoder = tokenizer ?? throw new InvalidOperationException("this embedder has no tokenizer: pass token ids instead of text");
+        var prompt = options?.Prompt ?? Config.PromptFor(options?.PromptName);
+        var promptLength = string.IsNullOrEmpty(prompt) ? 0 : PromptLength(encoder, prompt);
+        var ids = texts.Select(text => encoder.Encode(prompt + text, addSpecialTokens: true)).ToArray();
+        return Run(ids, promptLength, options?.Dimensions, "text", cancellationToken);
+    }
+
+    /// <summary>Embeds token-id sequences as given (no prompt, no special tokens added).</summary>
+    /// <exception cref="ArgumentException">An empty sequence, an id outside the vocabulary, or an unknown dimension count.</exception>
+    /// <exception cref="ContextLengthException">A sequence is longer than <see cref="MaxTokens"/>.</exception>
+    public EmbeddingOutput EmbedTokenIds(IReadOnlyList<IReadOnlyList<int>> ids, int? dimensions = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var vocabulary = model.Config.VocabSize;
+        for (var i = 0; i < ids.Count; i++)
+            if (ids[i].FirstOrDefault(id => id < 0 || id >= vocabulary, -1) is var bad and not -1)
+                throw new ArgumentException($"input {i}: token id {bad} is outside this model's vocabulary of {vocabulary}");
+        return Run(ids, 0, dimensions, "token sequence", cancellationToken);
+    }
+
+    private EmbeddingOutput Run(IReadOnlyList<IReadOnlyList<int>> ids, int promptLength, int? dimensions, string kind, CancellationToken cancellationToken)
+    {
+        if (dimensions is { } d && (d < 1 || d > Dimensions))
+            throw new ArgumentException($"dimensions is {d}; this model's embeddings have {Dimensions}, so ask for 1 to {Dimensions}");
+        for (var i = 0; i < ids.Count; i++)
+        {
+            if (ids[i].Count == 0) throw new ArgumentException($"input {i}: the {kind} encodes to no tokens");
+            if (ids[i].Count > MaxTokens)
+                throw new ContextLengthException($"input {i} has {ids[i].Count} tokens, more than this model's maximum of {MaxTokens} " +
+                    "(its context length); shorten or split it");
+        }
+        var vectors = new float[ids.Count][];
+        // Longest first, as sentence-transformers' encode sorts: batches of similar lengths waste little on padding.
+        var order = Enumerable.Range(0, ids.Count).OrderByDescending(i => ids[i].Count).ToArray();
+        var wasTraining = model.training;
+        model.eval();
+        try
+        {
+            using var noGrad = no_grad();
+            foreach (var chunk in order.Chunk(BatchSize))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var batch = EmbedBatch(chunk.Select(i => ids[i]).ToArray(), promptLength, dimensions);
+                for (var j = 0; j < chunk.Length; j++) vectors[chunk[j]] = batch[j];
+            }
+        }
+        finally
+        {
+            if (wasTraining) model.train();
+        }
+        return new EmbeddingOutput(vectors, ids.Select(s => s.Count).ToArray());
+    }
+
+    private float[][] EmbedBatch(IReadOnlyList<IReadOnlyList<int>> batch, int promptLength, int? dimensions)
+    {
+        using var scope = NewDisposeScope();
+        var device = model.Device;
+        var (b, t) = (batch.Count, batch.Max(s => s.Count));
+        var ids = new long[b, t];
+        var positions = new long[b, t];
+        var real = new bool[b, t];
+        var rows = new RowSpan[b];
+        for (var r = 0; r < b; r++)
+        {
+            var start = Padding == EmbeddingPadding.Left ? t - batch[r].Count : 0;
+            rows[r] = new RowSpan(start, batch[r].Count, promptLength);
+            for (var j = 0; j < batch[r].Count; j++)
+            {
+                ids[r, start + j] = batch[r][j];
+                positions[r, start + j] = j;   // every text counts positions from its own first token
+                real[r, start + j] = true;
+            }
+        }
+        // Right padding needs no mask: causal attention never lets a real token see the padding after it.
+        var context = Padding == EmbeddingPadding.Left && batch.Any(s => s.Count < t)
+            ? new ForwardContext { PositionIds = tensor(positions, device: device), AttentionMask = AttentionMasks.CausalWithPadding(tensor(real, device: device), t) }
+            : ForwardContext.Causal(b, t, device);
+        var hidden = model.DecodeHidden(model.EmbedTokens(tensor(ids, device: device)), context);   // (B, T, C)
+        var vectors = EmbeddingPooling.Pool(hidden, rows, Config);                                 // (B, D)
+        if (Config.Normalize) vectors = EmbeddingPooling.Normalize(vectors);
+        if (dimensions is { } d && d < vectors.shape[1])
+        {
+            vectors = vectors.narrow(1, 0, d);
+            if (Config.Normalize) vectors = EmbeddingPooling.Normalize(vectors);
+        }
+        var flat = vectors.contiguous().cpu().data<float>().ToArray();
+        var width = (int)vectors.shape[1];
+        return Enumerable.Range(0, b).Select(r => flat.AsSpan(r * width, width).ToArray()).ToArray();
+    }
+
+    /// <summary>
+    /// The prompt's length in tokens as sentence-transformers' <c>_get_prompt_length</c> counts it: the prompt encoded
+    /// alone with special tokens, less a final special token (an appended EOS).
+    /// </summary>
+    internal static int PromptLength(HfTokenizer tokenizer, string prompt)
+    {
+        var ids = tokenizer.Encode(prompt, addSpecialTokens: true);
+        return ids.Count > 0 && tokenizer.IsSpecial(ids[^1]) ? ids.Count - 1 : ids.Count;
+    }
+}

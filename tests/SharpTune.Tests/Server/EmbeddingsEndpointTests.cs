@@ -1,0 +1,198 @@
+using System.ClientModel;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using OpenAI;
+using OpenAI.Embeddings;
+using SharpTune.Embeddings;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Server;
+using SharpTune.Tests.Embeddings;
+using SharpTune.Tests.Support;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Tests.Server;
+
+/// <summary>
+/// <c>POST /v1/embeddings</c> through the official OpenAI .NET SDK (which asks for base64) and raw HTTP (float format,
+/// token ids, errors), against the library's <see cref="TextEmbedder"/> over the same model and adapters.
+/// </summary>
+public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private EmbeddingClient Client(string model = ServerFixture.BaseName) =>
+        new(model, new ApiKeyCredential(ServerFixture.Key), new OpenAIClientOptions { Endpoint = fixture.Server.OpenAiEndpoint, NetworkTimeout = TimeSpan.FromMinutes(5) });
+
+    /// <summary>What the library computes for the texts, with <paramref name="adapter"/> applied if given.</summary>
+    private EmbeddingOutput Reference(IReadOnlyList<string> texts, string? adapter = null, int? dimensions = null)
+    {
+        using var model = PretrainedModel.Load(fixture.ModelDir);
+        if (adapter is not null) PeftAdapters.Load(model, fixture.AdapterDir(adapter));
+        return TextEmbedder.ForDirectory(model, HfTokenizer.FromDirectory(fixture.ModelDir), fixture.ModelDir)
+            .Embed(texts, new EmbeddingRequestOptions { Dimensions = dimensions });
+    }
+
+    [ServerFact]
+    public async Task TheSdksStringAndArrayRequestsGetTheLibrarysVectorsAndTokenUsage()
+    {
+        var texts = new[] { "Lily found a red ball.", "Tom", "The cat sat on the mat and looked at the sun." };
+        var expected = Reference(texts);
+
+        var one = (await Client().GenerateEmbeddingAsync(texts[0])).Value;
+        TextEmbedderTests.AssertClose(expected.Vectors[0], one.ToFloats().ToArray(), "single string");
+
+        var many = (await Client().GenerateEmbeddingsAsync(texts)).Value;
+        Assert.Equal(texts.Length, many.Count);
+        for (var i = 0; i < texts.Length; i++)
+        {
+            Assert.Equal(i, many[i].Index);
+            TextEmbedderTests.AssertClose(expected.Vectors[i], many[i].ToFloats().ToArray(), $"array item {i}");
+        }
+        Assert.Equal(expected.TotalTokens, many.Usage.InputTokenCount);
+        Assert.Equal(expected.TotalTokens, many.Usage.TotalTokenCount);
+        Assert.Equal(ServerFixture.BaseName, many.Model);
+
+        var truncated = (await Client().GenerateEmbeddingAsync(texts[1], new EmbeddingGenerationOptions { Dimensions = 16 })).Value.ToFloats().ToArray();
+        TextEmbedderTests.AssertClose(Reference([texts[1]], dimensions: 16).Vectors[0], truncated, "16 dimensions");
+    }
+
+    [ServerFact]
+    public async Task AnAdapterNamedAsTheModelEmbedsWithThatAdapterAndTheBaseStaysIntact()
+    {
+        var text = "The little dog ran.";
+        // A chat on another adapter decodes meanwhile: the embedding waits for a moment between batches and neither is mixed up.
+        var chat = fixture.Chat("tiny-b").CompleteChatAsync([new OpenAI.Chat.UserChatMessage(text)],
+            new OpenAI.Chat.ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 24 });
+        var adapted = (await Client("tiny-a").GenerateEmbeddingAsync(text)).Value.ToFloats().ToArray();
+        var plain = (await Client().GenerateEmbeddingAsync(text)).Value.ToFloats().ToArray();
+        Assert.Equal(fixture.Reference([new ChatMessage("user", text)], 24, "tiny-b"), (await chat).Value.Content[0].Text);
+
+        TextEmbedderTests.AssertClose(Reference([text], "tiny-a").Vectors[0], adapted, "tiny-a");
+        TextEmbedderTests.AssertClose(Reference([text]).Vectors[0], plain, "base after tiny-a");
+        Assert.True(adapted.Zip(plain).Max(p => Math.Abs(p.First - p.Second)) > 1e-3, "the adapter should change the embedding");
+    }
+
+    [ServerFact]
+    public async Task FloatAndBase64FormatsAndTokenIdInputsAnswerInOpenAisShape()
+    {
+        using var http = fixture.Http();
+        var floats = await PostAsync(http, new JsonObject { ["model"] = ServerFixture.BaseName, ["input"] = "Tom", ["encoding_format"] = "float" });
+        var base64 = await PostAsync(http, new JsonObject { ["model"] = ServerFixture.BaseName, ["input"] = new JsonArray("Tom") , ["encoding_format"] = "base64" });
+        Assert.Equal("list", floats["object"]!.GetValue<string>());
+        var item = floats["data"]![0]!;
+        Assert.Equal("embedding", item["object"]!.GetValue<string>());
+        Assert.Equal(0, item["index"]!.GetValue<int>());
+        var vector = item["embedding"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray();
+        var bytes = Convert.FromBase64String(base64["data"]![0]!["embedding"]!.GetValue<string>());
+        var decoded = Enumerable.Range(0, bytes.Length / 4).Select(i => BitConverter.ToSingle(bytes, i * 4)).ToArray();   // float32 little-endian
+        Assert.Equal(vector, decoded);
+        TextEmbedderTests.AssertClose(Reference(["Tom"]).Vectors[0], vector, "float format");
+
+        int[][] ids = [[1, 365, 47, 28], [1, 88]];
+        var byIds = await PostAsync(http, new JsonObject { ["model"] = ServerFixture.BaseName, ["input"] = new JsonArray(ids.Select(r => (JsonNode)new JsonArray(r.Select(i => (JsonNode)i).ToArray())).ToArray()) });
+        var single = await PostAsync(http, new JsonObject { ["model"] = ServerFixture.BaseName, ["input"] = new JsonArray(ids[1].Select(i => (JsonNode)i).ToArray()) });
+        using var model = PretrainedModel.Load(fixture.ModelDir);
+        var expected = new TextEmbedder(model, null).EmbedTokenIds(ids);
+        for (var i = 0; i < ids.Length; i++)
+            TextEmbedderTests.AssertClose(expected.Vectors[i], byIds["data"]![i]!["embedding"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray(), $"ids {i}");
+        TextEmbedderTests.AssertClose(expected.Vectors[1], single["data"]![0]!["embedding"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray(), "one id array");
+        Assert.Equal(6, byIds["usage"]!["prompt_tokens"]!.GetValue<int>());
+    }
+
+    [ServerFact]
+    public async Task BadRequestsGetOpenAiErrorsNamingTheField()
+    {
+        using var http = fixture.Http();
+        async Task<JsonNode> Error(JsonObject body, HttpStatusCode status)
+        {
+            var response = await http.PostAsJsonAsync("/v1/embeddings", body);
+            Assert.Equal(status, response.StatusCode);
+            return JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!;
+        }
+        var model = ServerFixture.BaseName;
+
+        var empty = await Error(new JsonObject { ["model"] = model, ["input"] = "" }, HttpStatusCode.BadRequest);
+        Assert.Equal("input", empty["param"]!.GetValue<string>());
+        Assert.Equal("input[1]", (await Error(new JsonObject { ["model"] = model, ["input"] = new JsonArray("a", "") }, HttpStatusCode.BadRequest))["param"]!.GetValue<string>());
+        Assert.Equal("input", (await Error(new JsonObject { ["model"] = model, ["input"] = new JsonArray() }, HttpStatusCode.BadRequest))["param"]!.GetValue<string>());
+        Assert.Equal("input", (await Error(new JsonObject { ["model"] = model }, HttpStatusCode.BadRequest))["param"]!.GetValue<string>());
+
+        var tooLong = await Error(new JsonObject { ["model"] = model, ["input"] = new JsonArray("hi", string.Concat(Enumerable.Repeat("Lily and Tom played. ", 300))) },
+            HttpStatusCode.BadRequest);
+        Assert.Equal("context_length_exceeded", tooLong["code"]!.GetValue<string>());
+        Assert.Contains("input 1", tooLong["message"]!.GetValue<string>());
+        Assert.Contains("512", tooLong["message"]!.GetValue<string>());
+
+        var unknown = await Error(new JsonObject { ["model"] = "no-such-model", ["input"] = "hi" }, HttpStatusCode.NotFound);
+        Assert.Equal("model_not_found", unknown["code"]!.GetValue<string>());
+        Assert.Contains("tiny-a", unknown["message"]!.GetValue<string>());
+
+        Assert.Equal("dimensions", (await Error(new JsonObject { ["model"] = model, ["input"] = "hi", ["dimensions"] = 65 }, HttpStatusCode.BadRequest))["param"]!.GetValue<string>());
+        Assert.Equal("dimensions", (await Error(new JsonObject { ["model"] = model, ["input"] = "hi", ["dimensions"] = 0 }, HttpStatusCode.BadRequest))["param"]!.GetValue<string>());
+        Assert.Equal("encoding_format", (await Error(new JsonObject { ["model"] = model, ["input"] = "hi", ["encoding_format"] = "int8" }, HttpStatusCode.BadRequest))["param"]!.GetValue<string>());
+        Assert.Equal("input", (await Error(new JsonObject { ["model"] = model, ["input"] = new JsonArray(1, 99999) }, HttpStatusCode.BadRequest))["param"]!.GetValue<string>());
+        Assert.Equal("prompt_name", (await Error(new JsonObject { ["model"] = model, ["input"] = "hi", ["prompt_name"] = "query" }, HttpStatusCode.BadRequest))["param"]!.GetValue<string>());
+
+        // The SDK surfaces the same errors as exceptions with the status.
+        var sdk = await Assert.ThrowsAsync<ClientResultException>(() => Client("no-such-model").GenerateEmbeddingAsync("hi"));
+        Assert.Equal(404, sdk.Status);
+    }
+
+    [ServerFact]
+    public async Task AModelFoldersSentenceTransformerFilesDecidePoolingAndPromptsAndAModuleItCannotRunIsNamed()
+    {
+        using var dir = new TempDir();
+        var modelDir = TestAssets.CopyStories260K(Path.Combine(dir.Path, "st-model"));
+        File.WriteAllText(Path.Combine(modelDir, "modules.json"), """
+            [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+             {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+            """);
+        Directory.CreateDirectory(Path.Combine(modelDir, "1_Pooling"));
+        File.WriteAllText(Path.Combine(modelDir, "1_Pooling", "config.json"), """{"pooling_mode_mean_tokens": true}""");
+        File.WriteAllText(Path.Combine(modelDir, "config_sentence_transformers.json"), """{"prompts": {"query": "Question: "}}""");
+        await using (var server = await SharpTuneServer.StartAsync(fixture.Options() with { ModelDir = modelDir, Adapters = new Dictionary<string, string>(), ModelName = "st" }))
+        {
+            using var http = new HttpClient { BaseAddress = server.Url };
+            http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+            var answer = await PostAsync(http, new JsonObject { ["model"] = "st", ["input"] = "Tom ran", ["prompt_name"] = "query", ["encoding_format"] = "float" });
+            var vector = answer["data"]![0]!["embedding"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray();
+
+            using var model = PretrainedModel.Load(modelDir);
+            var ids = HfTokenizer.FromDirectory(modelDir).Encode("Question: Tom ran", addSpecialTokens: true);
+            var mean = TextEmbedderTests.Mean(TextEmbedderTests.HiddenAlone(model, ids));
+            TextEmbedderTests.AssertClose(TextEmbedderTests.Scale(mean, 1 / TextEmbedderTests.Norm(mean)), vector, "mean pooled with the query prompt");
+            Assert.Equal(ids.Count, answer["usage"]!["prompt_tokens"]!.GetValue<int>());
+        }
+
+        File.WriteAllText(Path.Combine(modelDir, "modules.json"), """
+            [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+             {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]
+            """);
+        await using (var server = await SharpTuneServer.StartAsync(fixture.Options() with { ModelDir = modelDir, Adapters = new Dictionary<string, string>(), ModelName = "st" }))
+        {
+            using var http = new HttpClient { BaseAddress = server.Url };
+            http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+            var response = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject { ["model"] = "st", ["input"] = "Tom" });
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            var error = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Equal("model_not_supported", error["code"]!.GetValue<string>());
+            Assert.Contains("Dense", error["message"]!.GetValue<string>());
+            Assert.Contains("modules.json", error["message"]!.GetValue<string>());
+            var chat = await http.PostAsJsonAsync("/v1/chat/completions", new JsonObject
+            {
+                ["model"] = "st", ["max_tokens"] = 4, ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
+            });
+            Assert.Equal(HttpStatusCode.OK, chat.StatusCode);   // the model still chats
+        }
+    }
+
+    private static async Task<JsonNode> PostAsync(HttpClient http, JsonObject body)
+    {
+        var response = await http.PostAsJsonAsync("/v1/embeddings", body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, text);
+        return JsonNode.Parse(text)!;
+    }
+}
