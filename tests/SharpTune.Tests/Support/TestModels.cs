@@ -84,13 +84,13 @@ public static class TestModels
 
     /// <summary>
     /// Granite 3.x in the shape of IBM's config.json files (ibm-granite/granite-3.3-2b-instruct's multipliers: inputs × 12,
-    /// each block's output × 0.22, logits / 8), with attention_multiplier 0.2 ≠ head_dim^-½ = 0.25, GQA 4/2 and the tied
-    /// head the published models have.
+    /// each block's output × 0.22, logits / 8, and attention scores × 1/head_dim, here 1/16, not head_dim^-½ = 1/4), GQA
+    /// 4/2 and the tied head the published models have.
     /// </summary>
     public static JsonObject GraniteConfigJson(int vocab = 96) => With(LlamaConfigJson(vocab, tied: true), new()
     {
         ["architectures"] = new JsonArray("GraniteForCausalLM"), ["model_type"] = "granite", ["embedding_multiplier"] = 12.0,
-        ["residual_multiplier"] = 0.22, ["attention_multiplier"] = 0.2, ["logits_scaling"] = 8.0, ["attention_bias"] = false,
+        ["residual_multiplier"] = 0.22, ["attention_multiplier"] = 0.0625, ["logits_scaling"] = 8.0, ["attention_bias"] = false,
         ["mlp_bias"] = false, ["hidden_act"] = "silu",
     });
 
