@@ -5,17 +5,18 @@ namespace SharpTune.Models;
 
 /// <summary>How one layer attends beyond the shared defaults (head_dim^-½ scaling, full causal attention).</summary>
 /// <param name="SlidingWindow">Keys a query may see, itself included (transformers: kv_idx &gt; q_idx - window).</param>
-/// <param name="Scale">Factor on q·k (Gemma 3: query_pre_attn_scalar^-½); null = head_dim^-½.</param>
+/// <param name="Scale">Factor on q·k (Gemma: query_pre_attn_scalar^-½; Granite: attention_multiplier); null = head_dim^-½.</param>
 /// <param name="SoftCap">Scores become cap·tanh(score / cap) before masking (Gemma's attn_logit_softcapping).</param>
 public readonly record struct AttentionSettings(int? SlidingWindow = null, double? Scale = null, double? SoftCap = null)
 {
     /// <summary>
-    /// Layer <paramref name="layer"/>'s settings from the config: its sliding window, and Gemma's query_pre_attn_scalar^-½
-    /// scale and attn_logit_softcapping where the config has them (only the Gemma families read those fields).
+    /// Layer <paramref name="layer"/>'s settings from the config: its sliding window, Gemma's query_pre_attn_scalar^-½
+    /// scale and attn_logit_softcapping, and Granite's attention_multiplier as the scale, where the config has them (only
+    /// those families read the fields).
     /// </summary>
     public static AttentionSettings For(ModelConfig config, int layer) => new(
         SlidingWindow: config.SlidingWindowOf(layer),
-        Scale: config.QueryPreAttnScalar is { } scalar ? Math.Pow(scalar, -0.5) : null,
+        Scale: config.QueryPreAttnScalar is { } scalar ? Math.Pow(scalar, -0.5) : config.AttentionMultiplier,
         SoftCap: config.AttnLogitSoftcapping);
 }
 

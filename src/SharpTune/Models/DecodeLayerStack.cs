@@ -8,8 +8,12 @@ using static TorchSharp.torch;
 
 namespace SharpTune.Models;
 
-/// <summary>A Llama-style layer's weights as <see cref="DecodeLayerStack"/> reads them.</summary>
-internal sealed record DecodeLayerParts(RmsNorm InputNorm, DecodeAttentionParts Attention, RmsNorm PostAttentionNorm, DecodeMlpParts Mlp);
+/// <summary>
+/// A Llama-style layer's weights as <see cref="DecodeLayerStack"/> reads them, and Granite's residual_multiplier on each
+/// block's output (null = 1).
+/// </summary>
+internal sealed record DecodeLayerParts(RmsNorm InputNorm, DecodeAttentionParts Attention, RmsNorm PostAttentionNorm, DecodeMlpParts Mlp,
+    double? ResidualMultiplier = null);
 
 /// <summary>
 /// The fused (q, k, v) projection, o_proj and the head layout of a Llama-style attention block, with Qwen3's per-head
@@ -33,7 +37,7 @@ internal sealed record DecodeMlpParts(DecodeProjection GateUp, DecodeProjection 
 /// more than their arithmetic there; stories260K's) run through the same kernels here, where a call costs nothing, so
 /// a small model's step differs from the modules' in the last bits of its sums; so do Qwen3's per-head q/k norms, whose
 /// heads the modules normalise through libtorch. Applies when every layer is the plain form (no adapter wraps a
-/// projection, SwiGLU, Llama's norms, full-width RoPE or none), there is a cache, and the step has one token per row
+/// projection, SwiGLU, Llama's norms, full-width RoPE or none; Granite's residual multiplier is applied as the modules do), there is a cache, and the step has one token per row
 /// or every product is that small (a small model's prompt: its tokens' products as rows, its attention token by token,
 /// each seeing the keys up to its own position); otherwise the layers run as modules.
 /// </summary>
@@ -258,6 +262,7 @@ internal sealed class DecodeLayerStack : IDisposable
                             heads.QueryWidth * tokens);
                     }
                     attention.Output.Multiply(attended, projected, rows, brain, scratch);
+                    if (parts[i].ResidualMultiplier is { } attentionMultiplier) ScaleInPlace(projected, rows * width, (float)attentionMultiplier, brain);
                     AddInPlace(residual, projected, rows * width, brain);
 
                     RmsNormKernel.NormalizeRows(residual, Pointer(parts[i].PostAttentionNorm.weight), normed, rows, (int)width,
@@ -265,6 +270,7 @@ internal sealed class DecodeLayerStack : IDisposable
                     mlp.GateUp.Multiply(normed, gateUp, rows, brain, scratch);
                     SwiGluKernel.ApplyRows(gateUp, hidden, rows, (int)mlp.Intermediate, brain);
                     mlp.Down.Multiply(hidden, projected, rows, brain, scratch);
+                    if (parts[i].ResidualMultiplier is { } mlpMultiplier) ScaleInPlace(projected, rows * width, (float)mlpMultiplier, brain);
                     AddInPlace(residual, projected, rows * width, brain);
                 }
             }
@@ -303,6 +309,22 @@ internal sealed class DecodeLayerStack : IDisposable
         }
         ushort* rb = (ushort*)residual, pb = (ushort*)projected;
         for (long i = 0; i < count; i++) rb[i] = BFloat16Bits.Round(BFloat16Bits.ToSingle(rb[i]) + BFloat16Bits.ToSingle(pb[i]));
+    }
+
+    /// <summary>
+    /// values *= multiplier, element by element, rounded as libtorch rounds a tensor times a Python float (the product in
+    /// fp32 with the multiplier as fp32, then to the activations' dtype): Granite's block output before the residual add.
+    /// </summary>
+    internal static unsafe void ScaleInPlace(nint values, long count, float multiplier, bool brain)
+    {
+        if (!brain)
+        {
+            var v = (float*)values;
+            for (long i = 0; i < count; i++) v[i] *= multiplier;
+            return;
+        }
+        var b = (ushort*)values;
+        for (long i = 0; i < count; i++) b[i] = BFloat16Bits.Round(BFloat16Bits.ToSingle(b[i]) * multiplier);
     }
 
     /// <summary>Where a contiguous CPU tensor's elements start.</summary>

@@ -32,10 +32,16 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
     protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
         model.Forward(inputsEmbeds, context, CheckpointedLayersNow, LayersKeepingMlpProducts);
 
-    /// <summary>The head (or the tied embedding), then Gemma's final_logit_softcapping cap·tanh(logit / cap) when set.</summary>
+    /// <summary>
+    /// The head (or the tied embedding), then Granite's division by logits_scaling or Gemma's final_logit_softcapping
+    /// cap·tanh(logit / cap), when the config has them.
+    /// </summary>
     public override Tensor ComputeLogits(Tensor hidden)
     {
         var logits = lm_head is null ? DenseMatVec.Linear(hidden, model.embed_tokens.weight!) : DenseMatVec.Forward(lm_head, hidden);
+        if (Config.LogitsScaling is { } scaling && scaling != 1.0)
+            using (var unscaled = logits)
+                logits = unscaled / scaling;   // GraniteForCausalLM: logits / self.config.logits_scaling
         if (Config.FinalLogitSoftcapping is not { } cap) return logits;
         using var scope = NewDisposeScope();
         return ((logits / cap).tanh() * cap).MoveToOuterDisposeScope();

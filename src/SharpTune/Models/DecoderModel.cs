@@ -23,11 +23,12 @@ public sealed class DecoderModel : nn.Module
 
     /// <param name="layer">Builds decoder layer i.</param>
     /// <param name="gemmaStyle">Gemma: embeddings scaled by √hidden and a (1 + w) final norm.</param>
-    public DecoderModel(ModelConfig config, Func<int, DecoderLayer> layer, bool gemmaStyle = false) : base(nameof(DecoderModel))
+    /// <param name="olmo2Norm">OLMo 2: the final norm multiplies by its weight in float32 (Olmo2RMSNorm).</param>
+    public DecoderModel(ModelConfig config, Func<int, DecoderLayer> layer, bool gemmaStyle = false, bool olmo2Norm = false) : base(nameof(DecoderModel))
     {
         embed_tokens = new TokenEmbedding(config.VocabSize, config.HiddenSize);
         layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, config.NumLayers).Select(layer).ToArray());
-        norm = new RmsNorm(config.HiddenSize, config.NormEps, unitOffset: gemmaStyle);
+        norm = new RmsNorm(config.HiddenSize, config.NormEps, unitOffset: gemmaStyle, weightInFloat32: olmo2Norm);
         embedScale = gemmaStyle ? Math.Sqrt(config.HiddenSize) : null;
         hasLocalRopeLayers = layers.Any(l => l.UsesLocalRope);
         rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
@@ -38,9 +39,9 @@ public sealed class DecoderModel : nn.Module
     }
 
     /// <summary>
-    /// Gemma 2: the √hidden scale is applied to the embeddings as the model's first step (Gemma2Model's normalizer), not
+    /// Gemma 1 and 2: the √hidden scale is applied to the embeddings as the model's first step (the models' normalizer), not
     /// by the embedding module (Gemma 3's Gemma3TextScaledWordEmbedding). It decides what the input embeddings are —
-    /// unscaled for Gemma 2 — and so where NEFTune's noise goes and what scale prompt-tuning's virtual tokens live at, as
+    /// unscaled for Gemma 1 and 2 — and so where NEFTune's noise goes and what scale prompt-tuning's virtual tokens live at, as
     /// transformers' hook and PEFT see them.
     /// </summary>
     internal bool ScalesInputEmbeddings { get; init; }
@@ -57,12 +58,22 @@ public sealed class DecoderModel : nn.Module
     }
 
     /// <summary>
-    /// The model's first step on its input embeddings: Gemma 2 multiplies them by √hidden rounded to their dtype
-    /// (Gemma2Model: hidden_states = inputs_embeds * torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype)); other
-    /// families take them as they are.
+    /// Granite: the input embeddings are multiplied by embedding_multiplier as the model's first step (GraniteModel:
+    /// inputs_embeds = inputs_embeds * self.embedding_multiplier), after NEFTune's hook on embed_tokens; null = none.
     /// </summary>
-    internal Tensor ScaleInputs(Tensor inputsEmbeds) =>
-        ScalesInputEmbeddings && embedScale is { } scaleValue ? inputsEmbeds * EmbedScaleIn(inputsEmbeds.dtype, scaleValue) : inputsEmbeds;
+    internal double? InputMultiplier { get; init; }
+
+    /// <summary>
+    /// The model's first step on its input embeddings: Gemma 1 and 2 multiply them by √hidden rounded to their dtype
+    /// (GemmaModel, Gemma2Model: hidden_states = inputs_embeds * torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype)),
+    /// Granite by its embedding_multiplier (a Python float, applied in the activations' dtype); other families take them
+    /// as they are.
+    /// </summary>
+    internal Tensor ScaleInputs(Tensor inputsEmbeds)
+    {
+        if (ScalesInputEmbeddings && embedScale is { } scaleValue) return inputsEmbeds * EmbedScaleIn(inputsEmbeds.dtype, scaleValue);
+        return InputMultiplier is { } multiplier ? inputsEmbeds * multiplier : inputsEmbeds;
+    }
 
     /// <summary>√hidden as a scalar tensor rounded to <paramref name="dtype"/>, as both Gemma generations round it.</summary>
     private Tensor EmbedScaleIn(ScalarType dtype, double scaleValue) =>

@@ -20,9 +20,10 @@ public class LlamaForCausalLM : DecoderForCausalLM
 }
 
 /// <summary>
-/// The pre-norm decoder layer of Llama, Qwen2/3, SmolLM3 and Phi-3: x + attn(norm(x)), then x + mlp(norm(x)). The
-/// family supplies its attention (plain, with q/k norms, fused qkv) and MLP (separate or fused gate/up); Phi-3 adds
-/// residual dropout (resid_pdrop) after each block.
+/// The pre-norm decoder layer of Llama, Qwen2/3, SmolLM3, Phi-3, Granite and Gemma 1: x + attn(norm(x)), then
+/// x + mlp(norm(x)). The family supplies its attention (plain, with q/k norms, fused qkv) and MLP (separate or fused
+/// gate/up); Phi-3 adds residual dropout (resid_pdrop) after each block, Granite multiplies each block's output by its
+/// residual_multiplier before the add, Gemma's norms scale by (1 + w).
 /// </summary>
 public sealed class LlamaDecoderLayer : DecoderLayer
 {
@@ -33,13 +34,19 @@ public sealed class LlamaDecoderLayer : DecoderLayer
     public readonly Dropout? resid_attn_dropout;
     public readonly Dropout? resid_mlp_dropout;
 
-    public LlamaDecoderLayer(ModelConfig config, DecoderAttention attention, nn.Module<Tensor, Tensor> mlp, double? residualDropout = null)
+    private readonly double? residualMultiplier;
+
+    /// <param name="unitOffsetNorms">Gemma's (1 + w) norms.</param>
+    public LlamaDecoderLayer(ModelConfig config, DecoderAttention attention, nn.Module<Tensor, Tensor> mlp, double? residualDropout = null,
+        bool unitOffsetNorms = false)
         : base(nameof(LlamaDecoderLayer))
     {
         self_attn = attention;
         this.mlp = mlp;
-        input_layernorm = new RmsNorm(config.HiddenSize, config.NormEps);
-        post_attention_layernorm = new RmsNorm(config.HiddenSize, config.NormEps);
+        input_layernorm = new RmsNorm(config.HiddenSize, config.NormEps, unitOffsetNorms);
+        post_attention_layernorm = new RmsNorm(config.HiddenSize, config.NormEps, unitOffsetNorms);
+        // GraniteDecoderLayer: hidden_states = residual + hidden_states * self.residual_multiplier, after each block.
+        residualMultiplier = config.ResidualMultiplier is { } multiplier && multiplier != 1.0 ? multiplier : null;
         if (residualDropout is { } p)
         {
             resid_attn_dropout = nn.Dropout(p);
@@ -52,12 +59,14 @@ public sealed class LlamaDecoderLayer : DecoderLayer
     {
         using var scope = NewDisposeScope();
         var attended = self_attn.Forward(input_layernorm.forward(x), ctx, angles);
-        x = x + (resid_attn_dropout?.forward(attended) ?? attended);
+        x = x + Scaled(resid_attn_dropout?.forward(attended) ?? attended);
         var normed = post_attention_layernorm.forward(x);
         var fed = mlp is LlamaMlp gated ? gated.CheckpointAwareForward(normed) : mlp.forward(normed);
-        x = x + (resid_mlp_dropout?.forward(fed) ?? fed);
+        x = x + Scaled(resid_mlp_dropout?.forward(fed) ?? fed);
         return x.MoveToOuterDisposeScope();
     }
+
+    private Tensor Scaled(Tensor blockOutput) => residualMultiplier is { } multiplier ? blockOutput * multiplier : blockOutput;
 
     /// <summary>
     /// This layer's weights for <see cref="DecodeLayerStack"/>, or null when a part is not the plain form it computes
@@ -68,7 +77,7 @@ public sealed class LlamaDecoderLayer : DecoderLayer
         if ((resid_attn_dropout is not null || resid_mlp_dropout is not null) && training) return null;
         if (input_layernorm.UnitOffset || post_attention_layernorm.UnitOffset || mlp is not LlamaMlp gated ||
             self_attn.DecodeParts() is not { } attended || gated.DecodeParts() is not { } fed) return null;
-        return new DecodeLayerParts(input_layernorm, attended, post_attention_layernorm, fed);
+        return new DecodeLayerParts(input_layernorm, attended, post_attention_layernorm, fed, residualMultiplier);
     }
 }
 

@@ -61,6 +61,14 @@ public sealed partial record ModelConfig
     public double? AttnLogitSoftcapping { get; init; }
     /// <summary>Gemma: logits become cap·tanh(logit / cap).</summary>
     public double? FinalLogitSoftcapping { get; init; }
+    /// <summary>Granite: input embeddings are multiplied by it as the model's first step (embedding_multiplier).</summary>
+    public double? EmbeddingMultiplier { get; init; }
+    /// <summary>Granite: each sublayer's output is multiplied by it before the residual add (residual_multiplier).</summary>
+    public double? ResidualMultiplier { get; init; }
+    /// <summary>Granite: the factor on q·k (attention_multiplier) in place of head_dim^-½.</summary>
+    public double? AttentionMultiplier { get; init; }
+    /// <summary>Granite: logits are divided by it (logits_scaling).</summary>
+    public double? LogitsScaling { get; init; }
     /// <summary>Gemma 3: RoPE base of the sliding (local) layers, which use no rope_scaling.</summary>
     public double? RopeLocalBaseFreq { get; init; }
     /// <summary>Phi-3 family: the fraction of each head's dimensions that RoPE rotates (the rest pass through).</summary>
@@ -116,6 +124,9 @@ public sealed partial record ModelConfig
         return architecture switch
         {
             "GPT2LMHeadModel" => Gpt2(reader, architecture, modelType),
+            "GraniteForCausalLM" => Granite(reader, architecture, modelType == "" ? "granite" : modelType),
+            "Olmo2ForCausalLM" => Olmo2(reader, architecture, modelType == "" ? "olmo2" : modelType),
+            "GemmaForCausalLM" => Gemma(reader, architecture, modelType == "" ? "gemma" : modelType),
             "Gemma2ForCausalLM" => Gemma2(reader, architecture, modelType == "" ? "gemma2" : modelType),
             "Gemma3ForCausalLM" => Gemma3Text(reader, architecture, modelType == "" ? "gemma3_text" : modelType),
             "Gemma3ForConditionalGeneration" => Gemma3FromMultimodal(reader),
@@ -131,6 +142,9 @@ public sealed partial record ModelConfig
         ["mistral"] = "MistralForCausalLM",
         ["qwen2"] = "Qwen2ForCausalLM",
         ["qwen3"] = "Qwen3ForCausalLM",
+        ["granite"] = "GraniteForCausalLM",
+        ["olmo2"] = "Olmo2ForCausalLM",
+        ["gemma"] = "GemmaForCausalLM",
         ["gemma2"] = "Gemma2ForCausalLM",
         ["gemma3_text"] = "Gemma3ForCausalLM",
         ["gemma3"] = "Gemma3ForConditionalGeneration",

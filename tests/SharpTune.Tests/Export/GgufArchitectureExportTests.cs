@@ -8,7 +8,7 @@ using static SharpTune.Tests.Export.GgufTestSupport;
 namespace SharpTune.Tests.Export;
 
 /// <summary>
-/// What the Gemma 2, Gemma 3, Phi-3 and SmolLM3 exports write, read back from the file and checked against hand-worked values
+/// What the Granite, OLMo 2, Gemma 1, 2 and 3, Phi-3 and SmolLM3 exports write, read back from the file and checked against hand-worked values
 /// and the checkpoint, and the configurations llama.cpp cannot run refused before a file exists.
 /// </summary>
 public class GgufArchitectureExportTests
@@ -84,6 +84,98 @@ public class GgufArchitectureExportTests
         Assert.Equal(key.data<float>().ToArray(), file.ReadFloat32("blk.2.attn_k.weight"));   // NEOX RoPE: rows kept
     }
 
+    /// <summary>
+    /// Granite as convert_hf_to_gguf.py's GraniteModel (a LlamaModel) writes it (ggml-org/llama.cpp@a458664): the
+    /// multipliers renamed to granite.attention.scale, embedding_scale, residual_scale and logit_scale, the Llama keys, and
+    /// Q/K rows permuted for llama.cpp's interleaved RoPE.
+    /// </summary>
+    [Fact]
+    public void GraniteWritesItsMultipliersUnderLlamaCppsNamesAndPermutesQueryRows()
+    {
+        using var dir = new TempDir();
+        var folder = RandomCheckpoint(dir, "granite", GraniteConfig(), seed: 5);
+        var file = GgufReader.Open(ExportModel(folder, Path.Combine(dir.Path, "g.gguf"), GgufExportType.F32).Path);
+        Assert.Equal("granite", file.Metadata["general.architecture"].AsString());
+        Assert.Equal(0.0625f, file.Metadata["granite.attention.scale"].AsFloat());
+        Assert.Equal(12f, file.Metadata["granite.embedding_scale"].AsFloat());
+        Assert.Equal(0.22f, file.Metadata["granite.residual_scale"].AsFloat());
+        Assert.Equal(8f, file.Metadata["granite.logit_scale"].AsFloat());
+        Assert.Equal(512, file.Metadata["granite.vocab_size"].AsInteger());
+        Assert.Equal(16, file.Metadata["granite.rope.dimension_count"].AsInteger());
+        Assert.DoesNotContain(file.Tensors, t => t.Name == "output.weight");   // tied
+        using var checkpoint = HfCheckpoint.Open(folder);
+        using var query = checkpoint.Read("model.layers.1.self_attn.q_proj.weight", TorchSharp.torch.ScalarType.Float32);
+        // Head 0's second row in the file is its row 8 (of 16) in transformers' rotate-half order.
+        Assert.Equal(query.data<float>().Skip(8 * 64).Take(64).ToArray(), file.ReadFloat32("blk.1.attn_q.weight").Skip(64).Take(64).ToArray());
+    }
+
+    /// <summary>
+    /// OLMo 2 as convert_hf_to_gguf.py's Olmo2Model writes it: the norms after the blocks as post_attention_norm and
+    /// post_ffw_norm, the whole-width q/k norms as attn_q_norm (64 wide) and attn_k_norm (32), weights unchanged (no
+    /// 1 + w, no Q/K permutation), no attn_norm or ffn_norm, and the untied head.
+    /// </summary>
+    [Fact]
+    public void Olmo2WritesPostNormsAndWholeWidthQueryKeyNormsUnchanged()
+    {
+        using var dir = new TempDir();
+        var folder = RandomCheckpoint(dir, "olmo2", Olmo2Config(), seed: 6);
+        var file = GgufReader.Open(ExportModel(folder, Path.Combine(dir.Path, "o.gguf"), GgufExportType.F32).Path);
+        Assert.Equal("olmo2", file.Metadata["general.architecture"].AsString());
+        Assert.Equal(500000f, file.Metadata["olmo2.rope.freq_base"].AsFloat());
+        Assert.Equal(1e-6f, file.Metadata["olmo2.attention.layer_norm_rms_epsilon"].AsFloat());
+        Assert.DoesNotContain(file.Tensors, t => t.Name.Contains("attn_norm") || t.Name.Contains("ffn_norm"));
+        Assert.Equal(3 + 4 * 11, file.Tensors.Count);   // token_embd, output_norm, output, 11 per layer
+        using var checkpoint = HfCheckpoint.Open(folder);
+        foreach (var (hf, gguf, width) in new[]
+                 {
+                     ("model.layers.0.post_attention_layernorm.weight", "blk.0.post_attention_norm.weight", 64),
+                     ("model.layers.3.post_feedforward_layernorm.weight", "blk.3.post_ffw_norm.weight", 64),
+                     ("model.layers.1.self_attn.q_norm.weight", "blk.1.attn_q_norm.weight", 64),
+                     ("model.layers.2.self_attn.k_norm.weight", "blk.2.attn_k_norm.weight", 32),
+                     ("model.layers.2.self_attn.k_proj.weight", "blk.2.attn_k.weight", 32 * 64),   // NEOX RoPE: rows kept
+                     ("lm_head.weight", "output.weight", 512 * 64),
+                 })
+        {
+            using var weight = checkpoint.Read(hf, TorchSharp.torch.ScalarType.Float32);
+            Assert.Equal(width, (int)weight.numel());
+            Assert.Equal(weight.data<float>().ToArray(), file.ReadFloat32(gguf));
+        }
+    }
+
+    /// <summary>
+    /// Gemma 1 as convert_hf_to_gguf.py's GemmaModel writes it: head_dim as key/value length, Llama's two norms a layer
+    /// stored as 1 + w, no output.weight (tied); the exact GELU that google/gemma-2b's config names is exported with a
+    /// warning, llama.cpp's gemma computing the tanh approximation the model was trained with.
+    /// </summary>
+    [Fact]
+    public void GemmaStoresOnePlusEachNormWeightAndWarnsAboutTheExactGelu()
+    {
+        using var dir = new TempDir();
+        var folder = RandomCheckpoint(dir, "gemma", GemmaConfig(), seed: 7);
+        var report = ExportModel(folder, Path.Combine(dir.Path, "g.gguf"), GgufExportType.F32);
+        Assert.Empty(report.Warnings);
+        var file = GgufReader.Open(report.Path);
+        Assert.Equal("gemma", file.Metadata["general.architecture"].AsString());
+        Assert.Equal(16, file.Metadata["gemma.attention.key_length"].AsInteger());
+        Assert.Equal(1, file.Metadata["gemma.attention.head_count_kv"].AsInteger());
+        Assert.Equal(2 + 4 * 9, file.Tensors.Count);   // token_embd, output_norm, 9 per layer
+        using var checkpoint = HfCheckpoint.Open(folder);
+        foreach (var (hf, gguf) in new[]
+                 {
+                     ("model.layers.0.input_layernorm.weight", "blk.0.attn_norm.weight"),
+                     ("model.layers.3.post_attention_layernorm.weight", "blk.3.ffn_norm.weight"),
+                     ("model.norm.weight", "output_norm.weight"),
+                 })
+        {
+            using var weight = checkpoint.Read(hf, TorchSharp.torch.ScalarType.Float32);
+            Assert.Equal(weight.data<float>().Select(w => w + 1f).ToArray(), file.ReadFloat32(gguf));
+        }
+
+        var exact = RandomCheckpoint(dir, "gemma-gelu", TestModels.With(GemmaConfig(), new JsonObject { ["hidden_act"] = "gelu" }), seed: 7);
+        var warned = ExportModel(exact, Path.Combine(dir.Path, "exact.gguf"), GgufExportType.F32);
+        Assert.Contains(warned.Warnings, w => w.Contains("tanh-approximated GELU") && w.Contains("\"gelu\""));
+    }
+
     [Fact]
     public void Phi3KeepsFusedProjectionsAndWritesLongRopeFactors()
     {
@@ -137,6 +229,10 @@ public class GgufArchitectureExportTests
             },
             "layer_types"
         },
+        // OLMo 2 in llama.cpp has no attention biases; Gemma 1 no RoPE scaling; both Gemmas only GELU.
+        { "olmo2", new JsonObject { ["attention_bias"] = true }, "attention_bias" },
+        { "gemma", new JsonObject { ["rope_scaling"] = new JsonObject { ["rope_type"] = "linear", ["factor"] = 2.0 } }, "rope_scaling" },
+        { "gemma", new JsonObject { ["hidden_act"] = "silu" }, "hidden_activation" },
         // llama.cpp's gemma2 always soft-caps both, slides exactly the even layers and scales by 1/√head_dim.
         { "gemma2", new JsonObject { ["attn_logit_softcapping"] = null }, "attn_logit_softcapping" },
         { "gemma2", new JsonObject { ["final_logit_softcapping"] = null }, "final_logit_softcapping" },
@@ -198,6 +294,8 @@ public class GgufArchitectureExportTests
         {
             "smollm3" => RandomCheckpoint(dir, "smollm3", TestModels.With(GgufArchitectureInteropTests.SmolLM3Config(), changes), seed: 3),
             "gemma2" => Gemma2Checkpoint(dir, "gemma2", seed: 3, changes),
+            "olmo2" => RandomCheckpoint(dir, "olmo2", TestModels.With(Olmo2Config(), changes), seed: 3),
+            "gemma" => RandomCheckpoint(dir, "gemma", TestModels.With(GemmaConfig(), changes), seed: 3),
             _ => ReferenceCopy(dir, model, model, changes),
         };
         var output = Path.Combine(dir.Path, "out", "model.gguf");

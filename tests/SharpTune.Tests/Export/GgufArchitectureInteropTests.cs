@@ -7,7 +7,7 @@ using static SharpTune.Tests.Export.GgufTestSupport;
 namespace SharpTune.Tests.Export;
 
 /// <summary>
-/// Gemma 2, Gemma 3, Phi-3, Qwen3, Qwen2 and SmolLM3 exports run by real llama.cpp (node-llama-cpp's CPU build, 1 thread). The
+/// Granite, OLMo 2, Gemma 1, Gemma 2, Gemma 3, Phi-3, Qwen3, Qwen2 and SmolLM3 exports run by real llama.cpp (node-llama-cpp's CPU build, 1 thread). The
 /// float32 exports of ../shared/models/reference-archs are held to transformers' own numbers (EXPECTED.json: the
 /// next-token log-probabilities and 24 greedy tokens per prompt); the f16 exports and the feature variants (soft-capping,
 /// linear RoPE scaling, LongRoPE with partial rotary, NoPE layers, attention biases) to SharpTune's forward pass on the
@@ -228,8 +228,78 @@ public class GgufArchitectureInteropTests
     }
 
     /// <summary>
-    /// LoRA adapters on every linear layer of Phi-3 (fused qkv_proj / gate_up_proj), Gemma 2, Gemma 3 and SmolLM3 (permuted Q/K
-    /// rows), exported with gguf-lora and applied by llama.cpp to the f32 base: the same greedy tokens as SharpTune's
+    /// Granite against llama.cpp's granite graph (llm_build_granite) on the same float32 weights: the embedding, residual
+    /// and logit multipliers and the attention multiplier as its score scale. The same weights with any one multiplier
+    /// at its neutral value (1, or 1/√head_dim for attention) give log-probabilities at least 0.05 away in SharpTune, so
+    /// agreement within the tolerance means llama.cpp applied each one where transformers does.
+    /// </summary>
+    [LlamaCppFact]
+    public void GraniteExportedAsF32MatchesSharpTuneInLlamaCppWithEveryMultiplierBinding() =>
+        AssertFamilyMatchesLlamaCpp("granite", (dir, label, changes) => WeightedCheckpoint(dir, label, GraniteConfig(), seed: 51, embeddingStd: 0.3, unitLinears: true, changes, queryKeyStd: 0.4),
+        [
+            ("no embedding multiplier", new JsonObject { ["embedding_multiplier"] = 1.0 }),
+            ("no residual multiplier", new JsonObject { ["residual_multiplier"] = 1.0 }),
+            ("attention scaled by 1/√head_dim", new JsonObject { ["attention_multiplier"] = 0.25 }),   // not 1/head_dim
+            ("no logits scaling", new JsonObject { ["logits_scaling"] = 1.0 }),
+        ]);
+
+    /// <summary>
+    /// OLMo 2 against llama.cpp's olmo2 graph (llm_build_olmo2): norms after attention and the MLP, q/k norms over the
+    /// whole projected queries and keys, NEOX RoPE with the rows kept. Its unit tests (Olmo2Tests) work the placements by
+    /// hand; here llama.cpp's independent implementation checks the whole forward.
+    /// </summary>
+    [LlamaCppFact]
+    public void Olmo2ExportedAsF32MatchesSharpTuneInLlamaCpp() =>
+        AssertFamilyMatchesLlamaCpp("olmo2", (dir, label, changes) => WeightedCheckpoint(dir, label, Olmo2Config(), seed: 52, embeddingStd: 1.0, unitLinears: true, changes), []);
+
+    /// <summary>
+    /// Gemma 1 against llama.cpp's gemma graph (llm_build_gemma): (1 + w) norms stored as 1 + w, √hidden on the inputs,
+    /// one key/value head for four query heads, the tied head.
+    /// </summary>
+    [LlamaCppFact]
+    public void GemmaExportedAsF32MatchesSharpTuneInLlamaCpp() =>
+        AssertFamilyMatchesLlamaCpp("gemma", (dir, label, changes) => WeightedCheckpoint(dir, label, GemmaConfig(), seed: 53, embeddingStd: 0.02, unitLinears: false, changes), []);
+
+    /// <summary>
+    /// Exports the family's checkpoint as f32 and holds llama.cpp's next-token log-probabilities over a 17-token prompt
+    /// and 24 greedy tokens to SharpTune's; first checks that each config variant (same weights) moves SharpTune's
+    /// log-probabilities by more than 0.05, so the comparison would see llama.cpp leaving that feature out.
+    /// </summary>
+    private static void AssertFamilyMatchesLlamaCpp(string family, Func<TempDir, string, JsonObject?, string> checkpoint,
+        (string Variant, JsonObject Changes)[] variants)
+    {
+        using var dir = new TempDir();
+        var folder = checkpoint(dir, family, null);
+        int[] prompt = [258 + 1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33, 32, 84, 104];
+        var report = ExportModel(folder, Path.Combine(dir.Path, family + ".gguf"), GgufExportType.F32);
+        Assert.Empty(report.Warnings);
+        double[] logProbabilities;
+        int[] greedy;
+        using (var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32))
+        {
+            logProbabilities = LogProbabilities(model, prompt);
+            greedy = Greedy(model, prompt, 24);
+        }
+        foreach (var (variant, changes) in variants)
+        {
+            using var other = PretrainedModel.Load(checkpoint(dir, family + "-" + variant.Replace(' ', '-').Replace("/", "").Replace("√", ""), changes),
+                TorchSharp.torch.ScalarType.Float32);
+            var moved = logProbabilities.Zip(LogProbabilities(other, prompt), (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(moved > 0.05, $"{family}, {variant}: log-probabilities moved by only {moved:G3}, so the comparison would not see it");
+        }
+        var comparisons = new Comparisons();
+        comparisons.Add(LlamaCppRuntime.Distribution(report.Path, prompt), result =>
+        {
+            var difference = MaxLogProbabilityDifference(logProbabilities, LlamaCppRuntime.Probabilities(result, logProbabilities.Length));
+            Assert.True(difference < LogProbabilityTolerance(family), $"{family}: llama.cpp's log-probabilities differ from SharpTune's by up to {difference:G3}");
+        });
+        comparisons.Add(LlamaCppRuntime.Greedy(report.Path, prompt, 24), result => AssertSameIds(family, greedy, Ids(result, "greedy")));
+        comparisons.RunInLlamaCpp();
+    }
+
+    /// <summary>
+    /// LoRA adapters on every linear layer of Phi-3 (fused qkv_proj / gate_up_proj), Gemma 1, 2 and 3, OLMo 2, and SmolLM3 and
+    /// Granite (permuted Q/K rows), exported with gguf-lora and applied by llama.cpp to the f32 base: the same greedy tokens as SharpTune's
     /// model with the adapter merged.
     /// </summary>
     [LlamaCppFact]
@@ -242,6 +312,9 @@ public class GgufArchitectureInteropTests
             ("gemma3", ReferenceCopy(dir, "gemma3_pattern", "gemma3")),
             ("gemma2", Gemma2Checkpoint(dir, "gemma2", seed: 42)),
             ("smollm3", RandomCheckpoint(dir, "smollm3", SmolLM3Config(), seed: 23)),
+            ("granite", WeightedCheckpoint(dir, "granite", GraniteConfig(), seed: 54, embeddingStd: 0.3, unitLinears: true)),
+            ("olmo2", WeightedCheckpoint(dir, "olmo2", Olmo2Config(), seed: 55, embeddingStd: 1.0, unitLinears: true)),
+            ("gemma", WeightedCheckpoint(dir, "gemma", GemmaConfig(), seed: 56, embeddingStd: 0.02, unitLinears: false)),
         };
         var comparisons = new Comparisons();
         var prompt = ExpectedPrompts("phi3_mini")[0].Ids;

@@ -98,6 +98,65 @@ public static class GgufModelFolders
     }
 
     /// <summary>
+    /// Granite for llama.cpp comparisons: 4 layers, hidden 64, 4 query and 2 key/value heads of 16, vocabulary 512, tied
+    /// head, granite-3.3-2b's embedding (12), residual (0.22) and logit (8) multipliers and its attention_multiplier of
+    /// 1/head_dim (1/16, not 1/√16).
+    /// </summary>
+    public static JsonObject GraniteConfig() => TestModels.With(TestModels.GraniteConfigJson(vocab: 512), new JsonObject
+    {
+        ["num_hidden_layers"] = 4, ["max_position_embeddings"] = 512,
+    });
+
+    /// <summary>OLMo 2 for llama.cpp comparisons: 4 layers, hidden 64, 4 query and 2 key/value heads of 16, vocabulary 512, untied.</summary>
+    public static JsonObject Olmo2Config() => TestModels.With(TestModels.Olmo2ConfigJson(vocab: 512), new JsonObject
+    {
+        ["num_hidden_layers"] = 4, ["max_position_embeddings"] = 512,
+    });
+
+    /// <summary>
+    /// Gemma 1 for llama.cpp comparisons: 4 layers, hidden 64, 4 query heads of 16 sharing one key/value head (gemma-2b's
+    /// multi-query shape), vocabulary 512, tied head, GemmaConfig's default GELU-tanh (the activation llama.cpp's gemma has).
+    /// </summary>
+    public static JsonObject GemmaConfig() => TestModels.With(TestModels.GemmaConfigJson(vocab: 512), new JsonObject
+    {
+        ["num_hidden_layers"] = 4, ["head_dim"] = 16, ["intermediate_size"] = 128, ["max_position_embeddings"] = 512,
+        ["hidden_act"] = "gelu_pytorch_tanh",
+    });
+
+    /// <summary>
+    /// A random checkpoint of <paramref name="config"/> whose parts carry weight: linear weights drawn with std 1/√in when
+    /// <paramref name="unitLinears"/> (each block's output of the order of its input, so a residual or attention multiplier
+    /// moves the result; otherwise the default init's 0.02), the embeddings with <paramref name="embeddingStd"/>, norms
+    /// perturbed as in <see cref="RandomCheckpoint"/>, q_proj and k_proj with <paramref name="queryKeyStd"/> when given
+    /// (larger scores, on which the attention scale then matters). <paramref name="changes"/> go into the saved config.json
+    /// only, so one set of weights serves variants of one model.
+    /// </summary>
+    public static string WeightedCheckpoint(TempDir dir, string label, JsonObject config, long seed, double embeddingStd, bool unitLinears,
+        JsonObject? changes = null, double? queryKeyStd = null)
+    {
+        manual_seed(seed);
+        using var model = ModelFactory.Create(ModelConfig.FromJson(config), ScalarType.Float32);
+        using (no_grad())
+            foreach (var (name, parameter) in model.named_parameters())
+            {
+                if (name.Contains("norm")) parameter.add_(randn_like(parameter) * 0.1);
+                else if (name.Contains("embed_tokens")) parameter.normal_(0, embeddingStd);
+                else if (queryKeyStd is { } std && (name.EndsWith("q_proj.weight", StringComparison.Ordinal) || name.EndsWith("k_proj.weight", StringComparison.Ordinal)))
+                    parameter.normal_(0, std);
+                else if (unitLinears && parameter.dim() == 2) parameter.normal_(0, 1 / Math.Sqrt(parameter.shape[1]));
+            }
+        var target = Path.Combine(dir.Path, label);
+        PretrainedModel.Save(model, target);
+        if (changes is not null)
+        {
+            var path = Path.Combine(target, "config.json");
+            File.WriteAllText(path, TestModels.With(JsonNode.Parse(File.ReadAllText(path))!.AsObject(), changes).ToJsonString());
+        }
+        WriteByteLevelTokenizer(target);
+        return target;
+    }
+
+    /// <summary>
     /// A random Qwen3 checkpoint (hidden 64, 4 heads) whose config.json leaves head_dim out, as hand-written configs do:
     /// transformers' Qwen3Config then makes each head 128 wide.
     /// </summary>

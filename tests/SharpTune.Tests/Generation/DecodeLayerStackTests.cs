@@ -12,7 +12,7 @@ namespace SharpTune.Tests.Generation;
 /// The whole-stack decode pass (<see cref="DecodeLayerStack"/>) against the same layers run as modules with their
 /// per-operation kernels: every decode step's final hidden states bit for bit, in fp32 and bf16, for one row and for a
 /// batch with left padding, on the Llama-style layouts it serves (plain GQA, q/k/v biases, a sliding window, NoPE
-/// layers). Widths are large enough for every product to go through the matrix–vector kernel, as on real models.
+/// layers, Granite's residual multiplier). Widths are large enough for every product to go through the matrix–vector kernel, as on real models.
 /// </summary>
 public class DecodeLayerStackTests
 {
@@ -25,6 +25,8 @@ public class DecodeLayerStackTests
     [InlineData("mistral-window", ScalarType.BFloat16)]
     [InlineData("smollm3", ScalarType.Float32)]
     [InlineData("smollm3", ScalarType.BFloat16)]
+    [InlineData("granite", ScalarType.Float32)]    // each block's output × residual_multiplier before the add
+    [InlineData("granite", ScalarType.BFloat16)]
     public void EveryDecodeStepEqualsTheLayersRunAsModulesBitForBit(string kind, ScalarType dtype)
     {
         using var model = Create(kind, dtype);

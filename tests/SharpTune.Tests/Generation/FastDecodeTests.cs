@@ -83,6 +83,9 @@ public class FastDecodeTests
     [InlineData("llama")]
     [InlineData("qwen2")]
     [InlineData("qwen3")]
+    [InlineData("granite")]
+    [InlineData("olmo2")]
+    [InlineData("gemma")]
     [InlineData("gemma2")]
     [InlineData("gemma3")]
     public void FusedProjectionsAreInvisibleInTheStateDictAndSavedFilesAndFollowTraining(string kind)

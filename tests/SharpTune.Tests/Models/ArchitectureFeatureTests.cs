@@ -161,6 +161,9 @@ public class ArchitectureFeatureTests
     [InlineData("qwen3", "q_proj,v_proj")]
     [InlineData("gemma3", "q_proj,v_proj")]
     [InlineData("gemma2", "q_proj,v_proj")]
+    [InlineData("gemma", "q_proj,v_proj")]
+    [InlineData("granite", "q_proj,v_proj")]   // absent from PEFT's table: Llama's default, as for SmolLM3
+    [InlineData("olmo2", "q_proj,v_proj")]
     [InlineData("smollm3", "q_proj,v_proj")]
     public void LoraDefaultTargetsFollowPeftsMapping(string kind, string expected)
     {

@@ -22,19 +22,26 @@ public class FamilyCliTests
     private const int NewTokens = 10;
 
     // The reference-archs checkpoints ship no tokenizer; stories260K's has the same 512 ids, which makes them complete
-    // model folders. SmolLM3 and Gemma 2 have no shared checkpoint: random tiny ones (SmolLM3 with RoPE off on its fourth
-    // layer, Gemma 2 with its window of 3 on layers 0 and 2 and both soft caps) stand in.
+    // model folders. SmolLM3, Gemma 2, Granite, OLMo 2 and Gemma 1 have no shared checkpoint: random tiny ones (SmolLM3
+    // with RoPE off on its fourth layer, Gemma 2 with its window of 3 on layers 0 and 2 and both soft caps, Granite with
+    // granite-3.3's multipliers, Gemma 1 with one key/value head) stand in.
     // tinystories-656k is a real Hub folder with its own tokenizer and generation_config.json.
     private static string ModelFolder(string name, TempDir dir, string? chatTemplate = null)
     {
         if (name == "tinystories-656k") return Path.Combine(TestAssets.SharedDir, "models", name);
         var folder = Path.Combine(dir.Path, name);
         Directory.CreateDirectory(folder);
-        if (name is "smollm3" or "gemma2")
+        if (name is "smollm3" or "gemma2" or "granite" or "olmo2" or "gemma")
         {
             manual_seed(5);
-            var config = name == "smollm3" ? TestModels.SmolLM3ConfigJson(vocab: 512)
-                : TestModels.With(TestModels.Gemma2ConfigJson(vocab: 512), new JsonObject { ["tie_word_embeddings"] = true });
+            var config = name switch
+            {
+                "smollm3" => TestModels.SmolLM3ConfigJson(vocab: 512),
+                "granite" => TestModels.GraniteConfigJson(vocab: 512),
+                "olmo2" => TestModels.Olmo2ConfigJson(vocab: 512),
+                "gemma" => TestModels.With(TestModels.GemmaConfigJson(vocab: 512), new JsonObject { ["tie_word_embeddings"] = true }),
+                _ => TestModels.With(TestModels.Gemma2ConfigJson(vocab: 512), new JsonObject { ["tie_word_embeddings"] = true }),
+            };
             using var model = ModelFactory.Create(ModelConfig.FromJson(config));
             PretrainedModel.Save(model, folder);
         }
@@ -81,6 +88,9 @@ public class FamilyCliTests
     [InlineData("gemma2", "Gemma2ForCausalLM", "gemma2", "q_proj")]
     [InlineData("phi3_mini", "Phi3ForCausalLM", "phi3", "qkv_proj")]
     [InlineData("smollm3", "SmolLM3ForCausalLM", "smollm3", "q_proj")]
+    [InlineData("granite", "GraniteForCausalLM", "granite", "q_proj")]
+    [InlineData("olmo2", "Olmo2ForCausalLM", "olmo2", "q_proj")]
+    [InlineData("gemma", "GemmaForCausalLM", "gemma", "q_proj")]
     [InlineData("tinystories-656k", "LlamaForCausalLM", "llama", "q_proj")]
     public void InfoGenerateTrainAndMergeThroughTheExecutable(string name, string architecture, string modelType, string loraTarget)
     {

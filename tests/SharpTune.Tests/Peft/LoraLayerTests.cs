@@ -65,6 +65,9 @@ public class LoraLayerTests
     [InlineData("qwen3", false, false)]
     [InlineData("gemma3", false, false)]
     [InlineData("gemma2", false, false)]
+    [InlineData("gemma", false, false)]
+    [InlineData("granite", false, false)]
+    [InlineData("olmo2", false, false)]
     [InlineData("smollm3", false, false)]
     public void MergedModelEqualsBasePlusAdapter(string kind, bool useDora, bool useRsLora)
     {

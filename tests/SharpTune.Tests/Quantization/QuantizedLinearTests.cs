@@ -42,6 +42,9 @@ public class QuantizedLinearTests
     [InlineData("gemma3")]
     [InlineData("phi3")]      // fused qkv_proj and gate_up_proj
     [InlineData("smollm3")]
+    [InlineData("granite")]
+    [InlineData("olmo2")]
+    [InlineData("gemma")]
     public void QuantizedLoadEqualsQuantizingTheLoadedModelAndReportsItsSize(string kind)
     {
         using var dir = new TempDir();

@@ -46,7 +46,8 @@ public static class TestModels
 
     /// <summary>Every kind <see cref="ConfigJson"/> knows: one tiny model per supported family and layout.</summary>
     public static IReadOnlyList<string> KindNames { get; } =
-        ["llama", "llama-tied", "qwen2", "gpt2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "mistral-window", "qwen2-window"];
+        ["llama", "llama-tied", "qwen2", "gpt2", "qwen3", "granite", "olmo2", "gemma", "gemma2", "gemma3", "phi3", "smollm3",
+         "mistral-window", "qwen2-window"];
 
     /// <summary><see cref="KindNames"/> as theory data, for tests every architecture must pass.</summary>
     public static TheoryData<string> Kinds => new(KindNames);
@@ -61,6 +62,9 @@ public static class TestModels
         "qwen2" => LlamaConfigJson(architecture: "Qwen2ForCausalLM"),
         "gpt2" => Gpt2ConfigJson(),
         "qwen3" => Qwen3ConfigJson(),
+        "granite" => GraniteConfigJson(),
+        "olmo2" => Olmo2ConfigJson(),
+        "gemma" => GemmaConfigJson(),
         "gemma2" => Gemma2ConfigJson(),
         "gemma3" => Gemma3ConfigJson(),
         "phi3" => Phi3ConfigJson(),
@@ -77,6 +81,38 @@ public static class TestModels
         ["architectures"] = new JsonArray("Qwen3ForCausalLM"), ["model_type"] = "qwen3", ["head_dim"] = 24,
         ["attention_bias"] = false, ["use_sliding_window"] = false, ["rope_theta"] = 1000000.0,
     });
+
+    /// <summary>
+    /// Granite 3.x in the shape of IBM's config.json files (ibm-granite/granite-3.3-2b-instruct's multipliers: inputs × 12,
+    /// each block's output × 0.22, logits / 8, and attention scores × 1/head_dim, here 1/16, not head_dim^-½ = 1/4), GQA
+    /// 4/2 and the tied head the published models have.
+    /// </summary>
+    public static JsonObject GraniteConfigJson(int vocab = 96) => With(LlamaConfigJson(vocab, tied: true), new()
+    {
+        ["architectures"] = new JsonArray("GraniteForCausalLM"), ["model_type"] = "granite", ["embedding_multiplier"] = 12.0,
+        ["residual_multiplier"] = 0.22, ["attention_multiplier"] = 0.0625, ["logits_scaling"] = 8.0, ["attention_bias"] = false,
+        ["mlp_bias"] = false, ["hidden_act"] = "silu",
+    });
+
+    /// <summary>OLMo 2 in the shape of AllenAI's config.json files (no head_dim: 64 / 4 = 16), GQA 4/2, untied head.</summary>
+    public static JsonObject Olmo2ConfigJson(int vocab = 96) => With(LlamaConfigJson(vocab), new()
+    {
+        ["architectures"] = new JsonArray("Olmo2ForCausalLM"), ["model_type"] = "olmo2", ["rms_norm_eps"] = 1e-6,
+        ["attention_bias"] = false, ["rope_theta"] = 500000.0, ["pad_token_id"] = 1,
+    });
+
+    /// <summary>
+    /// Gemma 1 in the shape of google/gemma-2b's config.json: multi-query attention (one key/value head), head_dim 24 with
+    /// heads × head_dim ≠ hidden, hidden_act "gelu" (the exact GELU GemmaMLP then applies), tied head.
+    /// </summary>
+    public static JsonObject GemmaConfigJson(int vocab = 96) => new()
+    {
+        ["architectures"] = new JsonArray("GemmaForCausalLM"), ["model_type"] = "gemma", ["vocab_size"] = vocab,
+        ["hidden_size"] = 64, ["intermediate_size"] = 96, ["num_hidden_layers"] = 2, ["num_attention_heads"] = 4,
+        ["num_key_value_heads"] = 1, ["head_dim"] = 24, ["max_position_embeddings"] = 128, ["rms_norm_eps"] = 1e-6,
+        ["rope_theta"] = 10000.0, ["hidden_act"] = "gelu", ["bos_token_id"] = 2, ["eos_token_id"] = 1, ["pad_token_id"] = 0,
+        ["torch_dtype"] = "float32",
+    };
 
     /// <summary>
     /// Gemma 2 in the shape of Google's config.json files (no layer_types: transformers slides the even layers, here 0 and

@@ -265,6 +265,8 @@ public class FrozenHeadLossTests
     [InlineData("llama", ScalarType.BFloat16)]
     [InlineData("gemma3", ScalarType.Float32)]
     [InlineData("gemma2", ScalarType.Float32)]   // soft cap through the tied head
+    [InlineData("granite", ScalarType.Float32)]  // logits_scaling through the tied head
+    [InlineData("granite", ScalarType.BFloat16)]
     [InlineData("gpt2", ScalarType.Float32)]
     public void ChunkedHeadBackwardGivesTheWholeSequenceLossAndGradients(string kind, ScalarType dtype)
     {

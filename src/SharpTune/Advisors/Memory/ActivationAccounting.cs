@@ -50,9 +50,11 @@ public static class ActivationAccounting
         // output and the attention weights (compute dtype) and the fp32 softmax are kept for the backward.
         if (c.AttnLogitSoftcapping is not null) attn1 += heads * (double)s.SequenceLength * (2 * b + 4);
         var mlp1 = 4 * ffn * b;
-        // Gemma's layers also norm the attention's and the MLP's outputs before adding them (post_attention_layernorm,
-        // post_feedforward_layernorm): two more norms like the first.
-        var sandwichNorms = c.Architecture is "Gemma2ForCausalLM" or "Gemma3ForCausalLM" ? 2 * norm1 : 0;
+        // Gemma 2 and 3's layers also norm the attention's and the MLP's outputs before adding them (post_attention_layernorm,
+        // post_feedforward_layernorm): two more norms like the first. OLMo 2 has those two instead of the pre-norms, and
+        // norms the whole projected queries and keys: counted as the same two more norms (its q/k norms are as wide as
+        // the pre-norms it lacks, within the GQA share).
+        var sandwichNorms = c.Architecture is "Gemma2ForCausalLM" or "Gemma3ForCausalLM" or "Olmo2ForCausalLM" ? 2 * norm1 : 0;
         return norm1 + norm2 + sandwichNorms + attn1 + mlp1 + LoraBytes(layout, s, loraTargets);
     }
 

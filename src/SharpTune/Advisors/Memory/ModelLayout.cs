@@ -29,7 +29,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     public static ModelLayout Of(ModelConfig config) => config.Architecture switch
     {
         "LlamaForCausalLM" or "MistralForCausalLM" or "Qwen2ForCausalLM" or "SmolLM3ForCausalLM" or "Qwen3ForCausalLM"
-            or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" => Llama(config),
+            or "GraniteForCausalLM" or "Olmo2ForCausalLM" or "GemmaForCausalLM" or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" => Llama(config),
         "Phi3ForCausalLM" => Phi3(config),
         "GPT2LMHeadModel" => Gpt2(config),
         _ => throw new NotSupportedException(
@@ -53,11 +53,13 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
             linears.Add(new($"{p}.mlp.down_proj", ffn, d, c.MlpBias));
         }
         if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
-        // embeddings, the RMSNorms of each layer (Gemma 2 and 3 have four), per-head q/k norms (Qwen3, Gemma 3), final norm
+        // embeddings, the RMSNorms of each layer (Gemma 2 and 3 have four, OLMo 2 two after the blocks), q/k norms (per
+        // head in Qwen3 and Gemma 3, over all heads in OLMo 2), final norm
         var isGemma3 = c.Architecture == "Gemma3ForCausalLM";
         var fourNorms = isGemma3 || c.Architecture == "Gemma2ForCausalLM";
-        var hasQkNorm = isGemma3 || c.Architecture == "Qwen3ForCausalLM";
-        var other = (long)c.VocabSize * d + ((fourNorms ? 4L : 2L) * c.NumLayers + 1) * d + (hasQkNorm ? 2L * c.HeadDim * c.NumLayers : 0);
+        var qkNormWidth = isGemma3 || c.Architecture == "Qwen3ForCausalLM" ? 2L * c.HeadDim
+            : c.Architecture == "Olmo2ForCausalLM" ? attention + kv : 0;
+        var other = (long)c.VocabSize * d + ((fourNorms ? 4L : 2L) * c.NumLayers + 1) * d + qkNormWidth * c.NumLayers;
         return new ModelLayout(c, linears, other, IsGpt2: false);
     }
 

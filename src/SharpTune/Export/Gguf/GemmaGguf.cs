@@ -3,8 +3,8 @@ using SharpTune.Models;
 namespace SharpTune.Export.Gguf;
 
 /// <summary>
-/// What llama.cpp's gemma2 and gemma3 share, as convert_hf_to_gguf.py's Gemma2Model and Gemma3Model write them: pre-
-/// and post-norms around attention and the MLP, NEOX RoPE (Q/K rows kept), and every RMSNorm weight stored as 1 + w
+/// What llama.cpp's gemma, gemma2 and gemma3 share, as convert_hf_to_gguf.py's GemmaModel, Gemma2Model and Gemma3Model
+/// write them: NEOX RoPE (Q/K rows kept), a tied head, and every RMSNorm weight stored as 1 + w
 /// because llama.cpp's norm multiplies by the weight where Gemma's RMSNorm multiplies by (1 + w). llama.cpp fixes some
 /// of what transformers reads from the config (the attention scale, GELU-tanh, no biases, the window pattern);
 /// configurations it cannot express are refused before anything is written.
@@ -27,15 +27,25 @@ internal abstract class GemmaGguf : GgufArchitecture
     /// </summary>
     public override IReadOnlyList<string> Check(ModelConfig config)
     {
-        if (config.HiddenAct != "gelu_pytorch_tanh")
+        var warnings = new List<string>();
+        if (config.HiddenAct == "gelu" && ExactGeluIsApproximated)
+            warnings.Add($"llama.cpp's {Name} uses the tanh-approximated GELU where the config's hidden_act \"gelu\" is the exact one; " +
+                         "the two differ by at most 5e-4 per activation");
+        else if (config.HiddenAct != "gelu_pytorch_tanh")
             Refuse(config, $"hidden_activation '{config.HiddenAct}' (llama.cpp's {Name} uses the tanh-approximated GELU)");
         if (config.AttentionBias)
             Refuse(config, $"attention_bias = true (llama.cpp's {Name} has no attention biases)");
         var llamaCppScalar = config.NumLayers == LayersOf27B ? config.HiddenSize / config.NumHeads : config.HeadDim;
         if (config.QueryPreAttnScalar is { } scalar && scalar != llamaCppScalar)
             Refuse(config, $"query_pre_attn_scalar = {scalar} (llama.cpp's {Name} scales attention by 1/√{llamaCppScalar} for {config.NumLayers} layers)");
-        return [];
+        return warnings;
     }
+
+    /// <summary>
+    /// Whether a config's exact GELU ("gelu") is exported with a warning rather than refused: Gemma 1, whose published
+    /// configs name it (GemmaMLP applies hidden_act) though the models were trained with the tanh approximation.
+    /// </summary>
+    protected virtual bool ExactGeluIsApproximated => false;
 
     /// <summary>
     /// The period n with which llama.cpp's set_swa_pattern(n) reproduces the model's layers (layer i slides iff

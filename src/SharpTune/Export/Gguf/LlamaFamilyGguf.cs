@@ -3,10 +3,11 @@ using SharpTune.Models;
 namespace SharpTune.Export.Gguf;
 
 /// <summary>
-/// llama (Llama 2/3, Mistral, SmolLM), qwen2, qwen3 and smollm3 in llama.cpp: the Hugging Face decoder layout renamed
-/// (<c>model.layers.N.self_attn.q_proj</c> → <c>blk.N.attn_q</c>…). Llama and SmolLM3 use GPT-J-style interleaved RoPE in
-/// llama.cpp, so the converter reorders the rows of Q and K from Hugging Face's rotate-half order; Qwen uses NEOX RoPE and
-/// keeps them. SmolLM3's NoPE layers are fixed in llama.cpp (every fourth), so other patterns are refused.
+/// llama (Llama 2/3, Mistral, SmolLM), qwen2, qwen3, smollm3 and granite in llama.cpp: the Hugging Face decoder layout
+/// renamed (<c>model.layers.N.self_attn.q_proj</c> → <c>blk.N.attn_q</c>…). Llama, SmolLM3 and Granite use GPT-J-style
+/// interleaved RoPE in llama.cpp, so the converter reorders the rows of Q and K from Hugging Face's rotate-half order;
+/// Qwen uses NEOX RoPE and keeps them. SmolLM3's NoPE layers are fixed in llama.cpp (every fourth), so other patterns are
+/// refused. Granite adds its four multipliers as granite.attention.scale, embedding_scale, residual_scale and logit_scale.
 /// </summary>
 internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchitecture
 {
@@ -24,7 +25,7 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
     public override string Name => name;
 
     /// <summary>Architectures whose converter writes vocab_size and rope.dimension_count (LlamaModel and its subclasses).</summary>
-    private bool IsLlamaModel => Name is "llama" or "smollm3";
+    private bool IsLlamaModel => Name is "llama" or "smollm3" or "granite";
 
     public override IReadOnlyList<string> Check(ModelConfig config)
     {
@@ -73,6 +74,15 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
         {
             Add(metadata, $"{Name}.vocab_size", GgufValue.U32((uint)config.VocabSize));
             Add(metadata, $"{Name}.rope.dimension_count", GgufValue.U32((uint)config.HeadDim));
+        }
+        if (Name == "granite")
+        {
+            // The converter's GraniteModel renames the multipliers; llama.cpp's granite reads all four (written here even
+            // at their default of 1, which the converter leaves out only when a value is 0 or absent).
+            Add(metadata, "granite.attention.scale", GgufValue.F32((float)(config.AttentionMultiplier ?? 1.0)));
+            Add(metadata, "granite.embedding_scale", GgufValue.F32((float)(config.EmbeddingMultiplier ?? 1.0)));
+            Add(metadata, "granite.residual_scale", GgufValue.F32((float)(config.ResidualMultiplier ?? 1.0)));
+            Add(metadata, "granite.logit_scale", GgufValue.F32((float)(config.LogitsScaling ?? 1.0)));
         }
     }
 

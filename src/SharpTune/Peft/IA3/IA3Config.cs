@@ -35,11 +35,12 @@ public sealed record IA3Config
 
     /// <summary>
     /// PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING (Llama/Mistral scale k and v, Gemma/Qwen q and v);
-    /// Phi-3 (fused qkv_proj) and SmolLM3 are not in PEFT's table and get the equivalent of their family.
+    /// Phi-3 (fused qkv_proj), SmolLM3, Granite and OLMo 2 are not in PEFT's table and get the equivalent of their family
+    /// (Llama's for the last three).
     /// </summary>
     public static IReadOnlyList<string> DefaultTargetModules(string modelType) => modelType switch
     {
-        "llama" or "mistral" or "smollm3" => ["k_proj", "v_proj", "down_proj"],
+        "llama" or "mistral" or "smollm3" or "granite" or "olmo2" => ["k_proj", "v_proj", "down_proj"],
         "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" => ["q_proj", "v_proj", "down_proj"],
         "phi3" => ["qkv_proj", "down_proj"],
         "gpt2" => ["c_attn", "mlp.c_proj"],
@@ -50,7 +51,8 @@ public sealed record IA3Config
     /// <summary>PEFT's TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.</summary>
     public static IReadOnlyList<string> DefaultFeedforwardModules(string modelType) => modelType switch
     {
-        "llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "phi3" or "smollm3" => ["down_proj"],
+        "llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "phi3" or "smollm3" or "granite" or "olmo2"
+            => ["down_proj"],
         "gpt2" => ["mlp.c_proj"],
         _ => throw new ArgumentException(
             $"no default IA3 feedforward modules for model_type '{modelType}': give target_modules and feedforward_modules"),

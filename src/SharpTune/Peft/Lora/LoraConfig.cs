@@ -145,12 +145,13 @@ public sealed record LoraConfig
 
     /// <summary>
     /// PEFT's default targets per <c>model_type</c> (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). Phi-3's fused
-    /// attention input is <c>qkv_proj</c>; SmolLM3 (absent from PEFT's table, which would ask for target_modules) gets
-    /// the Llama default its layers share.
+    /// attention input is <c>qkv_proj</c>; SmolLM3, Granite and OLMo 2 (absent from PEFT's table, which would ask for
+    /// target_modules) get the Llama default their attention blocks share.
     /// </summary>
     public static IReadOnlyList<string> DefaultTargetModules(string modelType) => modelType switch
     {
-        "llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "smollm3" => ["q_proj", "v_proj"],
+        "llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "smollm3" or "granite" or "olmo2"
+            => ["q_proj", "v_proj"],
         "phi3" => ["qkv_proj"],
         "gpt2" => ["c_attn"],
         _ => throw new ArgumentException(

@@ -17,6 +17,19 @@ public class TrainingEstimatorTests
         ["num_key_value_heads"] = 32, ["max_position_embeddings"] = 4096, ["tie_word_embeddings"] = false,
     });
 
+    /// <summary>The estimator's layout counts every parameter the model has (norm placement and q/k norm widths included).</summary>
+    [Theory]
+    [InlineData("granite")]
+    [InlineData("olmo2")]      // two post-block norms a layer, q/k norms over all heads (64 and 32 wide)
+    [InlineData("gemma")]
+    [InlineData("qwen3")]
+    [InlineData("gemma3")]
+    public void LayoutCountsEveryParameterOfTheModel(string kind)
+    {
+        using var model = TestModels.Create(kind);
+        Assert.Equal(model.parameters().Sum(p => p.numel()), ModelLayout.Of(model.Config).TotalParameters);
+    }
+
     [Fact]
     public void LoraCountsMatchPeftsPublishedPrintoutForLlama2_7B()
     {

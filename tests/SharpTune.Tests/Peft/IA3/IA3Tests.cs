@@ -48,6 +48,9 @@ public class IA3Tests
     [InlineData("qwen3")]
     [InlineData("gemma3")]
     [InlineData("phi3")]
+    [InlineData("granite")]
+    [InlineData("olmo2")]
+    [InlineData("gemma")]
     public void MergedModelEqualsTheUnmergedOne(string kind)
     {
         using var model = TestModels.Create(kind);

@@ -121,6 +121,8 @@ public class PromptTuningTests
     [Theory]
     [InlineData("gemma3", true)]
     [InlineData("gemma2", false)]
+    [InlineData("gemma", false)]                 // GemmaModel scales inputs_embeds like Gemma 2
+    [InlineData("granite", false)]               // GraniteModel multiplies inputs_embeds by embedding_multiplier later
     public void InitFromTextTakesWhatTheInputEmbeddingModuleReturns(string kind, bool moduleScales)
     {
         using var model = TestModels.Create(kind);

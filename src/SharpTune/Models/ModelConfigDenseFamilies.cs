@@ -1,0 +1,102 @@
+namespace SharpTune.Models;
+
+// Granite, OLMo 2 and Gemma (1): field names and defaults follow GraniteConfig, Olmo2Config and GemmaConfig
+// (huggingface/transformers: models/granite/configuration_granite.py, models/olmo2/modular_olmo2.py,
+// models/gemma/configuration_gemma.py), since config.json files may omit what the config class supplies.
+public sealed partial record ModelConfig
+{
+    // GraniteConfig: the Llama fields with LlamaConfig's defaults (its own default sizes are a 7B's, none required) plus
+    // four multipliers that default to 1. GraniteAttention has no head_dim: heads are hidden / num_attention_heads
+    // wide whatever config.json says, as llama.cpp's converter also assumes (it drops head_dim with a warning).
+    private static ModelConfig Granite(ConfigReader r, string architecture, string modelType)
+    {
+        var hidden = r.OptionalInt("hidden_size") ?? 4096;
+        var heads = r.OptionalInt("num_attention_heads") ?? 32;
+        var layers = r.OptionalInt("num_hidden_layers") ?? 32;
+        var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.OptionalInt("vocab_size") ?? 32000,
+            HiddenSize = hidden,
+            IntermediateSize = r.OptionalInt("intermediate_size") ?? 11008,
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? heads,
+            HeadDim = hidden / heads,
+            MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 2048,
+            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-6,
+            RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 10000.0),
+            RopeScaling = RopeScaling.Read(r, rope),
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
+            AttentionBias = r.OptionalBool("attention_bias") ?? false,
+            MlpBias = r.OptionalBool("mlp_bias") ?? false,
+            HiddenAct = r.OptionalString("hidden_act") ?? "silu",
+            LayerTypes = Uniform(layers, FullAttention),
+            EmbeddingMultiplier = r.OptionalDouble("embedding_multiplier") ?? 1.0,
+            ResidualMultiplier = r.OptionalDouble("residual_multiplier") ?? 1.0,
+            AttentionMultiplier = r.OptionalDouble("attention_multiplier") ?? 1.0,
+            LogitsScaling = r.OptionalDouble("logits_scaling") ?? 1.0,
+            BosTokenId = r.Json.ContainsKey("bos_token_id") ? r.OptionalInt("bos_token_id") : 1,
+            EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [2],
+        };
+    }
+
+    // Olmo2Config: OlmoConfig's fields without clip_qkv, rms_norm_eps 1e-5; Olmo2Attention takes head_dim from the
+    // config when it has one (getattr(config, "head_dim", hidden // heads)); the MLP has no biases.
+    private static ModelConfig Olmo2(ConfigReader r, string architecture, string modelType)
+    {
+        var hidden = r.OptionalInt("hidden_size") ?? 4096;
+        var heads = r.OptionalInt("num_attention_heads") ?? 32;
+        var layers = r.OptionalInt("num_hidden_layers") ?? 32;
+        var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.OptionalInt("vocab_size") ?? 50304,
+            HiddenSize = hidden,
+            IntermediateSize = r.OptionalInt("intermediate_size") ?? 11008,
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? heads,
+            HeadDim = r.OptionalInt("head_dim") ?? hidden / heads,
+            MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 2048,
+            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-5,
+            RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 10000.0),
+            RopeScaling = RopeScaling.Read(r, rope),
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
+            AttentionBias = r.OptionalBool("attention_bias") ?? false,
+            HiddenAct = r.OptionalString("hidden_act") ?? "silu",
+            LayerTypes = Uniform(layers, FullAttention),
+            EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [50279],
+            PadTokenId = r.Json.ContainsKey("pad_token_id") ? r.OptionalInt("pad_token_id") : 1,
+        };
+    }
+
+    // GemmaConfig: its defaults are Gemma-7B's. GemmaMLP is LlamaMLP and reads hidden_act (google/gemma-2b's
+    // config.json says "gelu", the exact GELU; hidden_activation is kept by the config but no longer read).
+    private static ModelConfig Gemma(ConfigReader r, string architecture, string modelType)
+    {
+        var layers = r.OptionalInt("num_hidden_layers") ?? 28;
+        var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.OptionalInt("vocab_size") ?? 256_000,
+            HiddenSize = r.OptionalInt("hidden_size") ?? 3072,
+            IntermediateSize = r.OptionalInt("intermediate_size") ?? 24576,
+            NumLayers = layers,
+            NumHeads = r.OptionalInt("num_attention_heads") ?? 16,
+            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? 16,
+            HeadDim = r.OptionalInt("head_dim") ?? 256,
+            MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 8192,
+            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-6,
+            RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 10000.0),
+            RopeScaling = RopeScaling.Read(r, rope),
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? true,
+            AttentionBias = r.OptionalBool("attention_bias") ?? false,
+            HiddenAct = r.OptionalString("hidden_act") ?? "gelu_pytorch_tanh",
+            LayerTypes = Uniform(layers, FullAttention),
+            BosTokenId = r.Json.ContainsKey("bos_token_id") ? r.OptionalInt("bos_token_id") : 2,
+            EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [1],
+            PadTokenId = r.Json.ContainsKey("pad_token_id") ? r.OptionalInt("pad_token_id") : 0,
+        };
+    }
+}
