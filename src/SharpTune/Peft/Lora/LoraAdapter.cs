@@ -96,6 +96,11 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override IReadOnlyList<string> ModulesToSave => Config.ModulesToSave;
 
+    // PEFT's PeftModelForSequenceClassification adds "classifier" and "score" to every SEQ_CLS config; SharpTune's
+    // classifiers name their head score, so "classifier" matches nothing, as it matches nothing in PEFT's Llama.
+    protected override IReadOnlyCollection<string> OptionalModulesToSave =>
+        Config.PeftTaskType == LoraConfig.SequenceClassificationTaskType ? ["classifier"] : [];
+
     // Recent PEFT versions may write DoRA's magnitude as "...lora_magnitude_vector.weight"; both spellings load.
     protected override string NormaliseKey(string key) =>
         key.EndsWith(".lora_magnitude_vector.weight", StringComparison.Ordinal) ? key[..^".weight".Length] : key;
