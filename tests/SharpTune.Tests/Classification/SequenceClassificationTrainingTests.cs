@@ -34,7 +34,7 @@ public class SequenceClassificationTrainingTests
         return temp.File("pairs.jsonl", string.Join("\n", lines.Select(l => l.ToJsonString())) + "\n");
     }
 
-    [Fact]
+    [SharedAssetFact("models/stories260K")]
     public void A_few_lora_steps_lower_the_loss_and_change_only_the_adapter_and_score()
     {
         using var temp = new TempDir();
@@ -65,7 +65,7 @@ public class SequenceClassificationTrainingTests
         Assert.All(changed, n => Assert.True(n == "score.weight" || n.Contains(".lora_A.") || n.Contains(".lora_B."), $"{n} changed"));
     }
 
-    [Fact]
+    [SharedAssetFact("models/stories260K")]
     public void A_lora_run_saves_a_peft_seq_cls_adapter_that_merges_into_a_classifier_folder_with_the_same_outputs()
     {
         using var temp = new TempDir();
@@ -116,7 +116,7 @@ public class SequenceClassificationTrainingTests
         Assert.False(fresh.Score.weight!.allclose(reloaded.Score.weight!));
     }
 
-    [Fact]
+    [SharedAssetFact("models/stories260K")]
     public void A_reward_run_lowers_the_pairwise_loss_and_reports_accuracy_on_held_out_pairs()
     {
         using var temp = new TempDir();
@@ -133,7 +133,7 @@ public class SequenceClassificationTrainingTests
         Assert.Equal(1, reward.Labels.NumLabels);
     }
 
-    [Fact]
+    [SharedAssetFact("models/stories260K")]
     public void A_label_outside_the_label_set_is_an_error_naming_file_and_line()
     {
         using var temp = new TempDir();
@@ -148,7 +148,7 @@ public class SequenceClassificationTrainingTests
         Assert.Contains($"{path}:1", regression.Message);
     }
 
-    [Fact]
+    [SharedAssetFact("models/stories260K")]
     public void A_pair_without_rejected_or_with_a_stray_margin_is_an_error_naming_file_and_line()
     {
         using var temp = new TempDir();
