@@ -127,6 +127,25 @@ public class SequenceClassifierTests
     }
 
     [Fact]
+    public void All_linear_lora_leaves_score_to_modules_to_save_and_reads_peft_seq_cls_configs()
+    {
+        using var classifier = Tiny("llama");
+        var config = SharpTune.Peft.Lora.LoraConfig.FromJson(new JsonObject
+        {
+            ["peft_type"] = "LORA", ["task_type"] = "SEQ_CLS", ["r"] = 2, ["lora_alpha"] = 4, ["target_modules"] = "all-linear",
+            ["modules_to_save"] = new JsonArray("classifier", "score"),   // what PeftModelForSequenceClassification saves
+        }, "adapter_config.json");
+        var adapter = new SharpTune.Peft.Lora.LoraAdapter(config);
+        adapter.Inject(classifier.Model);
+        Assert.DoesNotContain(adapter.Layers, l => l.Path == "score");
+        Assert.Contains(adapter.Layers, l => l.Path == "model.layers.0.mlp.down_proj");
+        var saved = adapter.AdapterStateDict();
+        Assert.Same(classifier.Score.weight, saved["base_model.model.score.weight"]);
+        Assert.DoesNotContain(saved.Keys, k => k.StartsWith("base_model.model.score.lora_"));
+        Assert.Equal("SEQ_CLS", adapter.AdapterConfigJson()["task_type"]!.GetValue<string>());
+    }
+
+    [Fact]
     public void A_causal_folder_loads_its_decoder_under_a_new_head_and_refuses_without_labels()
     {
         using var temp = new TempDir();
