@@ -11,9 +11,16 @@ namespace SharpTune.Training.Rewards;
 /// template when the row's prompt is a list of messages; tokenized without special tokens, padded on the right; the
 /// reward is the first logit.
 /// </summary>
-public sealed class RewardModelReward(TextClassifier model, string name = "reward_model", int batchSize = 8) : IRewardFunction
+/// <param name="ownsModel">Dispose <paramref name="model"/> with this reward (the registry's instances own theirs).</param>
+public sealed class RewardModelReward(TextClassifier model, string name = "reward_model", int batchSize = 8, bool ownsModel = false)
+    : IRewardFunction, IDisposable
 {
     public string Name => name;
+
+    public void Dispose()
+    {
+        if (ownsModel) model.Dispose();
+    }
 
     public Task<IReadOnlyList<double?>> ScoreAsync(IReadOnlyList<RewardSample> samples, CancellationToken cancellationToken)
     {
