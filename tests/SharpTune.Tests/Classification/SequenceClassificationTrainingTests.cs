@@ -134,6 +134,45 @@ public class SequenceClassificationTrainingTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void Pairs_are_tokenized_as_trls_reward_trainer_does()
+    {
+        using var temp = new TempDir();
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var path = temp.File("pairs.jsonl",
+            "{\"prompt\":\"Once upon a time\",\"chosen\":\" a cat sat.\",\"rejected\":\" dog\"}\n" +
+            "{\"prompt\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"chosen\":[{\"role\":\"assistant\",\"content\":\"Hello there.\"}],\"rejected\":[{\"role\":\"assistant\",\"content\":\"Go.\"}]}\n");
+        var chatml = ChatTemplate.BuiltIn("chatml");
+        var (pairs, dropped) = SequenceClassificationData.Tokenize(SequenceClassificationData.ReadPreference(path), tokenizer, chatml, 64);
+        Assert.Equal(0, dropped);
+        // Plain text: prompt + answer with the special tokens, then EOS (TRL's add_eos step).
+        Assert.Equal([.. tokenizer.Encode("Once upon a time a cat sat.", true), tokenizer.EosTokenId!.Value], pairs[0].Chosen);
+        Assert.Equal([.. tokenizer.Encode("Once upon a time dog", true), tokenizer.EosTokenId!.Value], pairs[0].Rejected);
+        // A conversation: the chat template's rendering of the prompt and answer turns, no special tokens added.
+        var rendered = chatml.Render([new ChatMessage("user", "Hi"), new ChatMessage("assistant", "Hello there.")], addGenerationPrompt: false);
+        Assert.Equal(tokenizer.Encode(rendered, false), pairs[1].Chosen);
+        // Pairs with a side over max length are dropped, as TRL filters them.
+        Assert.Equal(2, SequenceClassificationData.Tokenize(SequenceClassificationData.ReadPreference(path), tokenizer, chatml, 8).Dropped);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_full_regression_run_writes_a_regression_head_and_reports_mse()
+    {
+        using var temp = new TempDir();
+        var rows = Enumerable.Range(0, 10).Select(i => new JsonObject { ["text"] = $"Tom had {i} red balls.", ["label"] = i / 10.0 });
+        var data = temp.File("scores.jsonl", string.Join("\n", rows.Select(r => r.ToJsonString())) + "\n");
+        var result = SequenceClassificationJob.Run(new SequenceClassificationOptions
+        {
+            Model = TestAssets.Stories260K, Data = data, Output = Path.Combine(temp.Path, "reg"), Task = "regression", Method = "full",
+            ValidationFraction = 0.2, LearningRate = 1e-3, MicroBatchSize = 8, MaxSteps = 4,
+        });
+        Assert.True(result.StepLosses[^1] < result.StepLosses[0], $"loss went {string.Join(" → ", result.StepLosses)}");
+        Assert.True(result.Validation.ContainsKey("mse"));
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(result.OutputDirectory, "config.json")))!;
+        Assert.Equal("regression", config["problem_type"]!.GetValue<string>());
+        Assert.Equal(1, config["num_labels"]!.GetValue<int>());
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void A_label_outside_the_label_set_is_an_error_naming_file_and_line()
     {
         using var temp = new TempDir();
