@@ -249,7 +249,7 @@ public static class SequenceClassificationJob
         if (validation is not null) return (rows, validation);
         var held = (int)Math.Floor(rows.Count * options.ValidationFraction);
         if (held == 0) return (rows, []);
-        var shuffled = rows.OrderBy(_ => 0).ToArray();
+        var shuffled = rows.ToArray();
         new Random((int)options.Seed).Shuffle(shuffled);
         return (shuffled[held..], shuffled[..held]);
     }

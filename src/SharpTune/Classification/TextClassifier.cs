@@ -55,7 +55,7 @@ public sealed class TextClassifier : IDisposable
 
     /// <summary>
     /// Scores <paramref name="texts"/>, <paramref name="batchSize"/> at a time (right-padded, so each row is read at its
-    /// own last token and gets the logits it would alone).
+    /// own last token and gets the logits it would alone; one at a time when the head has no pad_token_id).
     /// </summary>
     /// <param name="addSpecialTokens">Encode with the tokenizer's special tokens (BOS), as training encoded the texts.</param>
     public IReadOnlyList<TextScore> Score(IReadOnlyList<string> texts, int batchSize = 8, bool addSpecialTokens = true) =>
@@ -68,6 +68,7 @@ public sealed class TextClassifier : IDisposable
         var empty = ids.Select((row, i) => (row, i)).FirstOrDefault(r => r.row.Length == 0);
         if (empty.row is not null) throw new ArgumentException($"text {empty.i} encodes to no tokens");
         var labels = Classifier.Labels;
+        if (labels.PadTokenId is null) batchSize = 1;   // without config.pad_token_id a row's last token is found only alone
         var scores = new List<TextScore>(texts.Count);
         using var noGrad = no_grad();
         for (var start = 0; start < ids.Count; start += batchSize)
