@@ -93,10 +93,12 @@ public class ClassifierUseTests
         var rows = Enumerable.Range(0, 8).Select(i => new JsonObject { ["text"] = i % 2 == 0 ? $"Tom was happy {i}." : $"The dog was sad {i}.", ["label"] = i % 2 == 0 ? "happy" : "sad" });
         var data = temp.File("train.jsonl", string.Join("\n", rows.Select(r => r.ToJsonString())) + "\n");
         var adapter = Path.Combine(temp.Path, "adapter");
-        var train = RunCli("classify", "train", "--model", TestAssets.Stories260K, "--data", data, "--out", adapter, "--max-steps", "2",
-            "--validation-fraction", "0.25", "--lr", "1e-2", "--lora-r", "4");
+        var config = temp.File("classify.yaml", $"model: {TestAssets.Stories260K}\nmax_steps: 2\nvalidation_fraction: 0.25\nlearning_rate: 0.01\nlora_r: 2\n");
+        var train = RunCli("classify", "train", "--config", config, "--data", data, "--out", adapter, "--lora-r", "4");
         Assert.True(train.Code == 0, train.Err);
         Assert.Contains("validation accuracy", train.Err);
+        Assert.Contains("step 2/2", train.Err);   // max_steps from the config file
+        Assert.Equal(4, JsonNode.Parse(File.ReadAllText(Path.Combine(adapter, "adapter_config.json")))!["r"]!.GetValue<int>());   // the flag wins
 
         var scored = RunCli("classify", "score", "--model", TestAssets.Stories260K, "--adapter", adapter, "--text", "Tom was happy.", "--text", "The dog was sad.");
         Assert.True(scored.Code == 0, scored.Err);
