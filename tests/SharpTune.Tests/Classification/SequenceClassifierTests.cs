@@ -143,6 +143,10 @@ public class SequenceClassifierTests
         Assert.Same(classifier.Score.weight, saved["base_model.model.score.weight"]);
         Assert.DoesNotContain(saved.Keys, k => k.StartsWith("base_model.model.score.lora_"));
         Assert.Equal("SEQ_CLS", adapter.AdapterConfigJson()["task_type"]!.GetValue<string>());
+        // The same adapter on a causal LM (no score head) is refused by name.
+        using var causal = TestModels.Create("llama");
+        var refused = Assert.Throws<NotSupportedException>(() => new SharpTune.Peft.Lora.LoraAdapter(config).Inject(causal));
+        Assert.Contains("SEQ_CLS", refused.Message);
     }
 
     [Fact]

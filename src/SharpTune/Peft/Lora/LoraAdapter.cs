@@ -33,6 +33,11 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model)
     {
+        if (Config.PeftTaskType == LoraConfig.SequenceClassificationTaskType &&
+            ModuleSurgery.NamedModules(model).All(m => m.Path != Models.SequenceClassifier.ScoreModuleName))
+            throw new NotSupportedException(
+                "this is a SEQ_CLS adapter (task_type) for a sequence classifier: load it on a SequenceClassifier's model " +
+                "(sharptune classify score --adapter, TextClassifier.Load), not on a causal LM");
         RefuseUntiedSavedEmbedding(model);
         savedTargets = Targets(model).Expand(model);   // before wrapping: "all-linear" must name the base layers
         var kept = Targets(model).Select(model).Where(t => Config.Keeps(t.Path)).ToList();
