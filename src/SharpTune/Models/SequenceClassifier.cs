@@ -9,7 +9,8 @@ namespace SharpTune.Models;
 
 /// <summary>
 /// transformers' <c>*ForSequenceClassification</c> over a decoder SharpTune builds (LlamaForSequenceClassification,
-/// GenericForSequenceClassification in modeling_layers.py, GPT2ForSequenceClassification): the decoder stack under its
+/// GenericForSequenceClassification in modeling_layers.py at huggingface/transformers@00029cfa0ed780d1ddb6e5d199bd92e86c5791a2,
+/// GPT2ForSequenceClassification): the decoder stack under its
 /// base-model prefix (<c>model</c>, <c>transformer</c>) and a bias-free <c>score</c> Linear (hidden → num_labels), read at
 /// each row's last non-padding token. The state dict is exactly the checkpoint's: <c>model.*</c> + <c>score.weight</c>.
 /// </summary>

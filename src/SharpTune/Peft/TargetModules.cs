@@ -99,7 +99,8 @@ public abstract record TargetModules
 
     /// <summary>
     /// Whether <paramref name="path"/> names an output head: lm_head, or a sequence classifier's score, which PEFT's SEQ_CLS
-    /// task keeps out of target matching because it is in modules_to_save (peft_model.py PeftModelForSequenceClassification).
+    /// task keeps out of target matching because it is in modules_to_save (peft_model.py PeftModelForSequenceClassification,
+    /// huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40).
     /// </summary>
     internal static bool IsOutputHead(string path) => LeafName(path) is "lm_head" or Models.SequenceClassifier.ScoreModuleName;
 

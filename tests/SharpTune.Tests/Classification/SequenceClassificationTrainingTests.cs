@@ -80,7 +80,8 @@ public class SequenceClassificationTrainingTests
         Assert.True(result.Validation.ContainsKey("macro_f1"));
 
         // PEFT's layout: peft_model.py PeftModelForSequenceClassification adds classifier and score to modules_to_save;
-        // ModulesToSaveWrapper's weights are saved under the module's own path (other.py adapter_state_dict).
+        // ModulesToSaveWrapper's weights are saved under the module's own path (utils/other.py adapter_state_dict; both at
+        // huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40).
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(result.OutputDirectory, "adapter_config.json")))!.AsObject();
         Assert.Equal("LORA", config["peft_type"]!.GetValue<string>());
         Assert.Equal("SEQ_CLS", config["task_type"]!.GetValue<string>());

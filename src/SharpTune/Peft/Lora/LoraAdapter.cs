@@ -101,7 +101,8 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override IReadOnlyList<string> ModulesToSave => Config.ModulesToSave;
 
-    // PEFT's PeftModelForSequenceClassification adds "classifier" and "score" to every SEQ_CLS config; SharpTune's
+    // PEFT's PeftModelForSequenceClassification (peft_model.py, huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40)
+    // adds "classifier" and "score" to every SEQ_CLS config; SharpTune's
     // classifiers name their head score, so "classifier" matches nothing, as it matches nothing in PEFT's Llama.
     protected override IReadOnlyCollection<string> OptionalModulesToSave =>
         Config.PeftTaskType == LoraConfig.SequenceClassificationTaskType ? ["classifier"] : [];
