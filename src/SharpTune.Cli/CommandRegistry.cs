@@ -18,6 +18,7 @@ internal static class CommandRegistry
         ExportCommand.Create(),
         ScoreCommand.Create(),
         EvalCommand.Create(),
+        ClassifyCommand.Create(),
         BiasCommand.Create(),
         LicenseCommand.Create(),
         DownloadCommand.Create(),

@@ -20,12 +20,14 @@ internal sealed class GrpoCommandOptions
     private readonly Option<double?> epsilonHigh = new("--epsilon-high") { Description = "GRPO: upper clip ε (default ε; DAPO uses 0.28)" };
     private readonly Option<string?> scaleRewards = new("--scale-rewards") { Description = "GRPO: group|batch|none (default group)" };
     private readonly Option<bool?> maskTruncated = new("--mask-truncated-completions") { Description = "GRPO: leave truncated completions out of the loss" };
-    private readonly Option<string[]> rewards = new("--reward") { Description = "GRPO: NAME or NAME=WEIGHT, repeatable: exact, number, regex, json-schema, length, bleu, chrf, rouge, judge" };
+    private readonly Option<string[]> rewards = new("--reward") { Description = "GRPO: NAME or NAME=WEIGHT, repeatable: exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model" };
     private readonly Option<string?> rewardField = new("--reward-field") { Description = "GRPO: the data field rewards compare with (default answer)" };
     private readonly Option<string?> rewardPattern = new("--reward-pattern") { Description = "GRPO regex reward: the pattern completions must match" };
     private readonly Option<string?> rewardSchema = new("--reward-schema") { Description = "GRPO json-schema reward: the JSON Schema file" };
     private readonly Option<string?> judgeUrl = new("--judge-url") { Description = "GRPO judge reward: OpenAI-compatible base URL (key from OPENAI_API_KEY)" };
     private readonly Option<string?> judgeModel = new("--judge-model") { Description = "GRPO judge reward: the grader model" };
+    private readonly Option<string?> rewardModel = new("--reward-model") { Description = "GRPO reward-model reward: a trained reward model folder (classify train --task reward)" };
+    private readonly Option<string?> rewardModelAdapter = new("--reward-model-adapter") { Description = "GRPO reward-model reward: a SEQ_CLS adapter on --reward-model" };
     private readonly Option<double?> simpoGamma = new("--simpo-gamma") { Description = "SimPO: target reward margin γ (default 0.5)" };
     private readonly Option<double?> cpoAlpha = new("--cpo-alpha") { Description = "SimPO: weight of the chosen answers' NLL (default 0)" };
     private readonly Option<double?> desirableWeight = new("--desirable-weight") { Description = "KTO: weight of desirable examples (default 1)" };
@@ -36,7 +38,7 @@ internal sealed class GrpoCommandOptions
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { numGenerations, maxCompletion, maxPrompt, temperature, topP, topK, iterations, epsilon, epsilonHigh,
-                     scaleRewards, maskTruncated, rewards, rewardField, rewardPattern, rewardSchema, judgeUrl, judgeModel, simpoGamma, cpoAlpha,
+                     scaleRewards, maskTruncated, rewards, rewardField, rewardPattern, rewardSchema, judgeUrl, judgeModel, rewardModel, rewardModelAdapter, simpoGamma, cpoAlpha,
                      desirableWeight, undesirableWeight })
             command.Options.Add(option);
     }
@@ -60,6 +62,8 @@ internal sealed class GrpoCommandOptions
         RewardSchema = parse.GetValue(rewardSchema) ?? o.RewardSchema,
         JudgeUrl = parse.GetValue(judgeUrl) ?? o.JudgeUrl,
         JudgeModel = parse.GetValue(judgeModel) ?? o.JudgeModel,
+        RewardModel = parse.GetValue(rewardModel) ?? o.RewardModel,
+        RewardModelAdapter = parse.GetValue(rewardModelAdapter) ?? o.RewardModelAdapter,
         SimpoGamma = parse.GetValue(simpoGamma) ?? o.SimpoGamma,
         CpoAlpha = parse.GetValue(cpoAlpha) ?? o.CpoAlpha,
         DesirableWeight = parse.GetValue(desirableWeight) ?? o.DesirableWeight,

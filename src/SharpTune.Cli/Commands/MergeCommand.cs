@@ -38,6 +38,18 @@ internal static class MergeCommand
             var modelDir = ModelOptions.ResolveDir(parse.GetValue(model)!);
             if (LicenseWarning.For(modelDir) is { } warning) Console.Error.WriteLine($"warning: {warning}");
             var saveDtype = ModelOptions.ParseDtype(parse.GetValue(dtype));
+            if (Classification.SequenceClassifierMerge.IsSequenceClassificationAdapter(parse.GetValue(adapter)!))
+            {
+                if (quantize.Parse(parse) is not null)
+                {
+                    Console.Error.WriteLine("error: a SEQ_CLS adapter merges into a full-precision classifier; quantize the merged folder afterwards");
+                    return 2;
+                }
+                Classification.SequenceClassifierMerge.Run(modelDir, parse.GetValue(adapter)!, outFolder, saveDtype);
+                Console.Error.WriteLine($"merged SEQ_CLS adapter into a sequence classifier at {outFolder}");
+                Console.WriteLine(outFolder);
+                return 0;
+            }
             if (quantize.Parse(parse) is { } quantization)
             {
                 var outputDir = parse.GetValue(output)!;

@@ -78,7 +78,7 @@ public static class PretrainedModel
         }
     }
 
-    private static ScalarType CheckpointDtype(ModelConfig config, CheckpointIndex checkpoint)
+    internal static ScalarType CheckpointDtype(ModelConfig config, CheckpointIndex checkpoint)
     {
         if (config.TorchDtype is { } name)
         {

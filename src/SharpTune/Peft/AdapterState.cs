@@ -32,15 +32,19 @@ public static class AdapterState
             target.copy_(state[key]);   // copy_ converts a saved dtype (e.g. bf16) to the fp32 parameter
     }
 
-    /// <summary>Throws unless <c>peft_type</c> is <paramref name="peftType"/> and <c>task_type</c> is absent or CAUSAL_LM.</summary>
-    public static void RequireType(JsonObject json, string peftType, string source)
+    /// <summary>
+    /// Throws unless <c>peft_type</c> is <paramref name="peftType"/> and <c>task_type</c> is absent, CAUSAL_LM, or one of
+    /// <paramref name="otherTaskTypes"/> (LoRA also reads SEQ_CLS adapters of sequence classifiers).
+    /// </summary>
+    public static void RequireType(JsonObject json, string peftType, string source, IReadOnlyCollection<string>? otherTaskTypes = null)
     {
         var found = json["peft_type"]?.GetValue<string>();
         if (found != peftType)
             throw new InvalidDataException($"{source}: peft_type is '{found}', expected '{peftType}'");
         var taskType = json["task_type"]?.GetValue<string>();
-        if (taskType is not (null or "CAUSAL_LM"))
-            throw new NotSupportedException($"{source}: task_type '{taskType}' is not supported; only 'CAUSAL_LM' is");
+        if (taskType is not (null or "CAUSAL_LM") && !(otherTaskTypes?.Contains(taskType) ?? false))
+            throw new NotSupportedException($"{source}: task_type '{taskType}' is not supported; only " +
+                                            string.Join(", ", new[] { "CAUSAL_LM" }.Concat(otherTaskTypes ?? []).Select(t => $"'{t}'")) + (otherTaskTypes is { Count: > 0 } ? " are" : " is"));
     }
 
     /// <summary>Field <paramref name="key"/> as <typeparamref name="T"/>, <paramref name="fallback"/> when absent or null.</summary>

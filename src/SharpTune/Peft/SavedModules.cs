@@ -25,7 +25,9 @@ internal sealed class SavedModules : IDisposable
     private readonly Dictionary<Parameter, Tensor> trainedWhileDisabled = [];
 
     /// <summary>Selects the modules named by <paramref name="names"/> (each the end of a module path, as PEFT matches them).</summary>
-    public static SavedModules Select(CausalLanguageModel model, IReadOnlyList<string> names, string method)
+    /// <param name="optional">Names that may match nothing (PEFT's SEQ_CLS task adds "classifier" and "score" to every
+    /// config, whichever of them the model has).</param>
+    public static SavedModules Select(CausalLanguageModel model, IReadOnlyList<string> names, string method, IReadOnlyCollection<string>? optional = null)
     {
         var saved = new SavedModules();
         if (names.Count == 0) return saved;
@@ -34,6 +36,7 @@ internal sealed class SavedModules : IDisposable
         {
             var named = TargetModules.Names([name]);   // a path or its last segments, as target_modules names match
             var matches = all.Where(m => named.Matches(m.Path)).ToList();
+            if (matches.Count == 0 && optional?.Contains(name) == true) continue;
             if (matches.Count == 0)
             {
                 var tied = name == "lm_head" && model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName);

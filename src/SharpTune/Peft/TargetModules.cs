@@ -97,8 +97,12 @@ public abstract record TargetModules
     /// <summary>Linear layers a method can wrap: nn.Linear, GPT-2's Conv1D and quantized linear layers.</summary>
     public static bool IsLinear(torch.nn.Module module) => BaseLayer.IsSupported(module);
 
-    /// <summary>Whether <paramref name="path"/> names the output head (its last segment is lm_head).</summary>
-    internal static bool IsOutputHead(string path) => LeafName(path) == "lm_head";
+    /// <summary>
+    /// Whether <paramref name="path"/> names an output head: lm_head, or a sequence classifier's score, which PEFT's SEQ_CLS
+    /// task keeps out of target matching because it is in modules_to_save (peft_model.py PeftModelForSequenceClassification,
+    /// huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40).
+    /// </summary>
+    internal static bool IsOutputHead(string path) => LeafName(path) is "lm_head" or Models.SequenceClassifier.ScoreModuleName;
 
     private static string LeafName(string path) => path[(path.LastIndexOf('.') + 1)..];
 

@@ -51,6 +51,9 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     /// <summary>PEFT's <c>modules_to_save</c>: whole modules trained and saved beside the wrappers (see <see cref="SavedModules"/>).</summary>
     protected virtual IReadOnlyList<string> ModulesToSave => [];
 
+    /// <summary>Names of <see cref="ModulesToSave"/> that may match no module of the model.</summary>
+    protected virtual IReadOnlyCollection<string> OptionalModulesToSave => [];
+
     /// <summary>Saved key spellings other tools write, mapped to ours (e.g. a trailing ".weight").</summary>
     protected virtual string NormaliseKey(string key) => key;
 
@@ -60,7 +63,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         if (ModuleSurgery.NamedModules(model).Any(m => m.Module is TLayer))
             throw new InvalidOperationException($"the model already carries {MethodName} layers; merge or discard them first");
         var selected = SelectTargets(model);
-        var savedModules = SavedModules.Select(model, ModulesToSave, MethodName);
+        var savedModules = SavedModules.Select(model, ModulesToSave, MethodName, OptionalModulesToSave);
         frozen.Freeze(model);
         savedModules.Inject();
         savedModules.SetEnabled(enabled);

@@ -25,6 +25,23 @@ internal static class GrpoRecipe
     {
         var options = context.Options;
         var rewards = RewardRegistry.Create(options, sources?.Judge, sources?.Custom);
+        // The registry's rewards (the options' names, before the caller's own) belong to the run: a reward model is freed with it.
+        var owned = rewards.Take(rewards.Count - (sources?.Custom?.Count ?? 0)).Select(r => r.Function).OfType<IDisposable>().ToList();
+        try
+        {
+            return Run(context, settings, adapter, modelDir, dtype, tokenizer, chatTemplate, trainExamples, validationExamples, parameters, rewards);
+        }
+        finally
+        {
+            foreach (var function in owned) function.Dispose();
+        }
+    }
+
+    private static FineTuneResult Run(RecipeContext context, GrpoSettings settings, IPeftAdapter? adapter, string modelDir, ScalarType dtype,
+        HfTokenizer tokenizer, ChatTemplate? chatTemplate, IReadOnlyList<TrainingExample> trainExamples,
+        IReadOnlyList<TrainingExample> validationExamples, ParameterSummary parameters, IReadOnlyList<WeightedReward> rewards)
+    {
+        var options = context.Options;
         var (train, trainReport) = Tokenize(trainExamples, tokenizer, chatTemplate, settings.MaxPromptLength);
         var (validation, validationReport) = Tokenize(validationExamples, tokenizer, chatTemplate, settings.MaxPromptLength);
         context.Log?.Invoke($"train prompts: {trainReport}");

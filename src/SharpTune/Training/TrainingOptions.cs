@@ -209,7 +209,7 @@ public sealed record TrainingOptions
     public string ScaleRewards { get; init; } = "group";
     /// <summary>GRPO: completions cut at <see cref="MaxCompletionLength"/> take no part in the loss.</summary>
     public bool MaskTruncatedCompletions { get; init; }
-    /// <summary>GRPO: reward functions, each NAME or NAME=WEIGHT (exact, number, regex, json-schema, length, bleu, chrf, rouge, judge).</summary>
+    /// <summary>GRPO: reward functions, each NAME or NAME=WEIGHT (exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model).</summary>
     public IReadOnlyList<string>? Rewards { get; init; }
     /// <summary>GRPO: the data field holding the reference answer the rewards compare with.</summary>
     public string RewardField { get; init; } = "answer";
@@ -223,6 +223,13 @@ public sealed record TrainingOptions
     public string? JudgeModel { get; init; }
     /// <summary>GRPO judge reward: instructions for the grader (empty = a built-in 0–10 grading prompt).</summary>
     public string? JudgePrompt { get; init; }
+    /// <summary>
+    /// GRPO reward-model reward: a trained reward model (a *ForSequenceClassification folder with one output, e.g. from
+    /// <c>classify train --task reward --method full</c>, or a merged one) whose first logit scores prompt + completion.
+    /// </summary>
+    public string? RewardModel { get; init; }
+    /// <summary>GRPO reward-model reward: a SEQ_CLS adapter folder applied on <see cref="RewardModel"/> (then the base).</summary>
+    public string? RewardModelAdapter { get; init; }
     /// <summary>GRPO: sampled completions written to completions.jsonl every this many steps (0 = never).</summary>
     public int LogCompletionsEvery { get; init; } = 1;
 

@@ -56,7 +56,7 @@ public class LoraConfigTests
         Assert.Contains("r must be positive", Assert.Throws<ArgumentException>(() =>
             LoraConfig.FromJson(new JsonObject { ["peft_type"] = "LORA", ["r"] = 0 }, "x.json")).Message);
         Assert.Contains("task_type", Assert.Throws<NotSupportedException>(() =>
-            LoraConfig.FromJson(new JsonObject { ["peft_type"] = "LORA", ["task_type"] = "SEQ_CLS" }, "x.json")).Message);
+            LoraConfig.FromJson(new JsonObject { ["peft_type"] = "LORA", ["task_type"] = "TOKEN_CLS" }, "x.json")).Message);
     }
 
     [Fact]

@@ -33,6 +33,11 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model)
     {
+        if (Config.PeftTaskType == LoraConfig.SequenceClassificationTaskType &&
+            ModuleSurgery.NamedModules(model).All(m => m.Path != Models.SequenceClassifier.ScoreModuleName))
+            throw new NotSupportedException(
+                "this is a SEQ_CLS adapter (task_type) for a sequence classifier: load it on a SequenceClassifier's model " +
+                "(sharptune classify score --adapter, TextClassifier.Load), not on a causal LM");
         RefuseUntiedSavedEmbedding(model);
         savedTargets = Targets(model).Expand(model);   // before wrapping: "all-linear" must name the base layers
         var kept = Targets(model).Select(model).Where(t => Config.Keeps(t.Path)).ToList();
@@ -95,6 +100,12 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
     }
 
     protected override IReadOnlyList<string> ModulesToSave => Config.ModulesToSave;
+
+    // PEFT's PeftModelForSequenceClassification (peft_model.py, huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40)
+    // adds "classifier" and "score" to every SEQ_CLS config; SharpTune's
+    // classifiers name their head score, so "classifier" matches nothing, as it matches nothing in PEFT's Llama.
+    protected override IReadOnlyCollection<string> OptionalModulesToSave =>
+        Config.PeftTaskType == LoraConfig.SequenceClassificationTaskType ? ["classifier"] : [];
 
     // Recent PEFT versions may write DoRA's magnitude as "...lora_magnitude_vector.weight"; both spellings load.
     protected override string NormaliseKey(string key) =>

@@ -87,6 +87,14 @@ public sealed record LoraConfig
 
     public const string PeftTypeName = "LORA";
     public const string TaskType = "CAUSAL_LM";
+    /// <summary>PEFT's task_type for a sequence classifier (PeftModelForSequenceClassification).</summary>
+    public const string SequenceClassificationTaskType = "SEQ_CLS";
+
+    /// <summary>
+    /// <c>task_type</c>: <see cref="TaskType"/> (a causal LM) or <see cref="SequenceClassificationTaskType"/> (a
+    /// <c>*ForSequenceClassification</c> model, whose <c>score</c> head PEFT lists in modules_to_save).
+    /// </summary>
+    public string PeftTaskType { get; init; } = TaskType;
 
     /// <summary>Whether the initialisation changes the base weights (PiSSA, OLoRA), so saving converts the adapter.</summary>
     public bool MutatesBase => InitLoraWeights is LoraInit.Pissa or LoraInit.Olora;
@@ -220,7 +228,7 @@ public sealed record LoraConfig
         ["rank_pattern"] = new JsonObject(RankPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)JsonValue.Create(p.Value)))),
         ["revision"] = null,
         ["target_modules"] = TargetModules?.ToJson(),
-        ["task_type"] = TaskType,
+        ["task_type"] = PeftTaskType,
         ["use_dora"] = UseDora,
         ["use_rslora"] = UseRsLora,
     };
@@ -250,7 +258,7 @@ public sealed record LoraConfig
     {
         // Values built in code (not parsed) refuse numeric conversions such as long → double; a reparse makes them uniform.
         json = JsonNode.Parse(json.ToJsonString())!.AsObject();
-        AdapterState.RequireType(json, PeftTypeName, source);
+        AdapterState.RequireType(json, PeftTypeName, source, [SequenceClassificationTaskType]);
         AdapterState.RefuseFields(json, UnsupportedFields, source);
         AdapterState.RefuseUnknownFields(json, KnownFields, "a LoRA", source);
 
@@ -268,6 +276,7 @@ public sealed record LoraConfig
             BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
             InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
             ModulesToSave = AdapterState.ReadNames(json["modules_to_save"], "modules_to_save", source),
+            PeftTaskType = AdapterState.Read<string?>(json, "task_type", null, source) ?? TaskType,
             EnsureWeightTying = AdapterState.Read<bool?>(json, "ensure_weight_tying", null, source),
             RankPattern = ReadPattern(json["rank_pattern"], "rank_pattern", source, v => v.GetValue<int>()),
             AlphaPattern = ReadPattern(json["alpha_pattern"], "alpha_pattern", source, v => v.GetValue<double>()),

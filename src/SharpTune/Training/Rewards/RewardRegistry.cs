@@ -8,11 +8,11 @@ public sealed record WeightedReward(IRewardFunction Function, double Weight = 1.
 
 /// <summary>
 /// The built-in rewards by name (<c>--reward NAME</c> or <c>NAME=WEIGHT</c>): exact, number, regex, json-schema, length,
-/// bleu, chrf, rouge and judge; custom <see cref="IRewardFunction"/>s are added by the library user.
+/// bleu, chrf, rouge, judge and reward-model (a trained reward model); custom <see cref="IRewardFunction"/>s are added by the library user.
 /// </summary>
 public static class RewardRegistry
 {
-    public static IReadOnlyList<string> Names { get; } = ["exact", "number", "regex", "json-schema", "length", "bleu", "chrf", "rouge", "judge"];
+    public static IReadOnlyList<string> Names { get; } = ["exact", "number", "regex", "json-schema", "length", "bleu", "chrf", "rouge", "judge", "reward-model"];
 
     /// <summary>Splits "NAME" or "NAME=WEIGHT".</summary>
     public static (string Name, double Weight) ParseSpec(string spec)
@@ -61,6 +61,9 @@ public static class RewardRegistry
         "judge" => new JudgeReward(judge ?? throw new ArgumentException(
             "the judge reward needs a grader: judge_url and judge_model (an OpenAI-compatible endpoint), or an IChatClient from the library"),
             options.JudgePrompt, options.RewardField),
+        "reward-model" or "reward_model" => new RewardModelReward(Classification.TextClassifier.Load(
+            options.RewardModel ?? throw new ArgumentException("the reward-model reward needs reward_model (--reward-model): a trained reward model's folder"),
+            options.RewardModelAdapter), ownsModel: true),
         _ => throw new ArgumentException($"unknown reward '{name}' (choose from {string.Join(", ", Names)}, or add an IRewardFunction in code)"),
     };
 }

@@ -1,0 +1,117 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SharpTune.Data;
+using SharpTune.Tokenization;
+
+namespace SharpTune.Classification;
+
+/// <summary>One text to classify, tokenized, with its target: a class id, or a number for regression.</summary>
+/// <param name="Location">"file:line" of its row.</param>
+public sealed record ClassificationItem(int[] Ids, long ClassId, float Target, string Location);
+
+/// <summary>One preference pair, tokenized, with TRL's optional per-pair margin.</summary>
+public sealed record RewardPair(int[] Chosen, int[] Rejected, float? Margin, string SourceFile, long LineNumber);
+
+/// <summary>
+/// Reads and tokenizes the data of a sequence-classification or reward run. Rows are the existing formats
+/// (classification <c>{"text","label"}</c>, preference <c>{"prompt"?,"chosen","rejected","margin"?}</c> and its chat
+/// forms); every error names the row's file and line.
+/// </summary>
+public static class SequenceClassificationData
+{
+    /// <summary>The rows of <paramref name="path"/> as classification examples, with their rows.</summary>
+    public static IReadOnlyList<(DataRow Row, ClassificationExample Example)> ReadClassification(string path) =>
+        new Data.Readers.DatasetReader().Read(path)
+            .Select(row => (row, (ClassificationExample)TrainingExampleMapper.Map(row, DatasetFormat.Classification))).ToList();
+
+    /// <summary>The rows of <paramref name="path"/> as preference pairs, with their rows.</summary>
+    public static IReadOnlyList<(DataRow Row, PreferenceExample Example)> ReadPreference(string path) =>
+        new Data.Readers.DatasetReader().Read(path)
+            .Select(row => (row, (PreferenceExample)TrainingExampleMapper.Map(row, DatasetFormat.Preference))).ToList();
+
+    /// <summary>The label set of a new head: the distinct labels in ordinal order (ids are positions in it).</summary>
+    public static IReadOnlyList<string> LabelSet(IEnumerable<ClassificationExample> examples) =>
+        examples.Select(e => e.ClassLabel).Distinct().Order(StringComparer.Ordinal).ToList();
+
+    /// <summary>
+    /// Tokenizes classification rows as transformers' text-classification examples do (the tokenizer's special tokens
+    /// added, truncated to <paramref name="maxLength"/> from the right). With <paramref name="labels"/> a label must be one
+    /// of them; with <paramref name="regression"/> it must be a number.
+    /// </summary>
+    public static IReadOnlyList<ClassificationItem> Tokenize(IEnumerable<(DataRow Row, ClassificationExample Example)> rows, HfTokenizer tokenizer,
+        IReadOnlyList<string> labels, bool regression, int maxLength)
+    {
+        var items = new List<ClassificationItem>();
+        foreach (var (row, example) in rows)
+        {
+            long classId = 0;
+            float target = 0;
+            if (regression)
+            {
+                if (!double.TryParse(example.ClassLabel, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
+                    throw new DataFormatException(row.SourceFile, row.LineNumber, "label", "wrong_type",
+                        $"a regression label must be a number, found '{example.ClassLabel}'");
+                target = (float)value;
+            }
+            else
+            {
+                classId = labels.ToList().IndexOf(example.ClassLabel);
+                if (classId < 0)
+                    throw new DataFormatException(row.SourceFile, row.LineNumber, "label", "unknown_label",
+                        $"label '{example.ClassLabel}' is not one of the model's labels ({string.Join(", ", labels)})");
+            }
+            var ids = tokenizer.Encode(example.Text, addSpecialTokens: true).Take(maxLength).ToArray();
+            if (ids.Length == 0)
+                throw new DataFormatException(row.SourceFile, row.LineNumber, "text", "empty", "the text encodes to no tokens");
+            items.Add(new ClassificationItem(ids, classId, target, row.Location));
+        }
+        return items;
+    }
+
+    /// <summary>
+    /// Tokenizes preference pairs as TRL's RewardTrainer does: a plain-text pair is prompt + answer with the EOS token
+    /// appended (its add_eos step) and the tokenizer's special tokens; a chat pair is the chat template's rendering of
+    /// the prompt and answer turns. Pairs with either side over <paramref name="maxLength"/> are dropped (TRL filters
+    /// them), counted in the result.
+    /// </summary>
+    public static (IReadOnlyList<RewardPair> Pairs, int Dropped) Tokenize(IEnumerable<(DataRow Row, PreferenceExample Example)> rows, HfTokenizer tokenizer,
+        ChatTemplate? chatTemplate, int maxLength)
+    {
+        var pairs = new List<RewardPair>();
+        var dropped = 0;
+        foreach (var (row, example) in rows)
+        {
+            var chosen = Encode(example, example.Chosen, tokenizer, chatTemplate);
+            var rejected = Encode(example, example.Rejected, tokenizer, chatTemplate);
+            if (chosen.Length > maxLength || rejected.Length > maxLength) { dropped++; continue; }
+            pairs.Add(new RewardPair(chosen, rejected, Margin(row), row.SourceFile, row.LineNumber));
+        }
+        return (pairs, dropped);
+    }
+
+    /// <summary>The ids a reward model reads for <paramref name="text"/> (a plain-text sample): the text, then EOS.</summary>
+    public static int[] EncodeForReward(string text, HfTokenizer tokenizer)
+    {
+        var ids = tokenizer.Encode(text, addSpecialTokens: true).ToList();
+        if (tokenizer.EosTokenId is { } eos && (ids.Count == 0 || ids[^1] != eos)) ids.Add(eos);
+        return [.. ids];
+    }
+
+    private static int[] Encode(PreferenceExample example, IReadOnlyList<ChatTurn> answer, HfTokenizer tokenizer, ChatTemplate? chatTemplate)
+    {
+        if (example.PlainText || chatTemplate is null)
+            return EncodeForReward(example.PromptText + string.Join("\n", answer.Select(t => t.Content)), tokenizer);
+        var rendered = chatTemplate.Render([.. example.Prompt.Select(t => t.Message), .. answer.Select(t => t.Message)],
+            addGenerationPrompt: false, example.Tools, example.TemplateArguments);
+        return [.. tokenizer.Encode(rendered, addSpecialTokens: false)];
+    }
+
+    private static float? Margin(DataRow row) => row.Fields["margin"] switch
+    {
+        null => null,
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number => (float)v.GetValue<double>(),
+        var other => throw new DataFormatException(row.SourceFile, row.LineNumber, "margin", "wrong_type",
+            $"margin must be a number, found {other.GetValueKind().ToString().ToLowerInvariant()}"),
+    };
+}

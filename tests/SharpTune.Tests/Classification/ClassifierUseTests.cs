@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using SharpTune.Classification;
+using SharpTune.Models;
+using SharpTune.Tests.Support;
+using SharpTune.Tokenization;
+using SharpTune.Training.Rewards;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Classification;
+
+public class ClassifierUseTests
+{
+    [SharedAssetFact("models/stories260K")]
+    public async Task A_reward_model_reward_is_the_first_logit_of_prompt_plus_completion_without_special_tokens()
+    {
+        using var temp = new TempDir();
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        using (var reward = SequenceClassifier.Load(TestAssets.Stories260K, SequenceClassificationConfig.Reward(tokenizer.EosTokenId)))
+        {
+            using (no_grad()) reward.Score.weight!.normal_(0, 1);
+            reward.Save(temp.Path);
+        }
+        PretrainedModel.CopyCompanionFiles(TestAssets.Stories260K, temp.Path);
+        using var model = TextClassifier.Load(temp.Path);
+        var fields = new JsonObject { ["prompt"] = "Once upon a time" };
+        RewardSample Sample(int index, string completion) =>
+            new(index, "Once upon a time", completion, [new SharpTune.Data.ChatTurn("user", "Once upon a time")], fields, 5, false, "x.jsonl:1");
+        var samples = new[] { Sample(0, " there was a cat."), Sample(1, " a dog ran far away to the big park.") };
+        var scores = await new RewardModelReward(model).ScoreAsync(samples, CancellationToken.None);
+
+        // Each text alone, as TRL's GRPOTrainer tokenizes it (add_special_tokens=False), read at its last token.
+        using var noGrad = no_grad();
+        for (var i = 0; i < samples.Length; i++)
+        {
+            var ids = tokenizer.Encode(samples[i].Prompt + samples[i].Completion, addSpecialTokens: false).Select(t => (long)t).ToArray();
+            using var alone = model.Classifier.Logits(tensor(ids, [1, ids.Length]));
+            Assert.Equal(alone.item<float>(), scores[i]!.Value, 1e-3);   // batched vs alone: float rounding only
+        }
+        Assert.NotEqual(scores[0], scores[1]);
+    }
+
+    private static string SaveRandomRewardModel(TempDir temp)
+    {
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var dir = Path.Combine(temp.Path, "rm");
+        using (var reward = SequenceClassifier.Load(TestAssets.Stories260K, SequenceClassificationConfig.Reward(tokenizer.EosTokenId)))
+        {
+            using (no_grad()) reward.Score.weight!.normal_(0, 1);
+            reward.Save(dir);
+        }
+        PretrainedModel.CopyCompanionFiles(TestAssets.Stories260K, dir);
+        return dir;
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Grpo_trains_against_a_reward_model_named_in_the_options()
+    {
+        using var temp = new TempDir();
+        var rm = SaveRandomRewardModel(temp);
+        var prompts = temp.File("prompts.jsonl", string.Join("\n", Enumerable.Range(0, 8).Select(i => new JsonObject { ["prompt"] = $"Once upon a time, Tom had {i} balls." }.ToJsonString())) + "\n");
+        var options = new SharpTune.Training.TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = prompts, ValidationFraction = 0, Output = Path.Combine(temp.Path, "run"), Objective = "grpo",
+            Method = "lora", LearningRate = 1e-2, MicroBatchSize = 4, NumGenerations = 4, MaxCompletionLength = 8, MaxSteps = 1,
+            Rewards = ["reward-model=0.5"], RewardModel = rm, Seed = 3,
+        };
+        SharpTune.Training.FineTuneJob.Run(options);
+        var record = SharpTune.Tracking.MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"))[^1];
+        var mean = record["rewards/reward_model/mean"]!.GetValue<double>();
+        Assert.True(record["rewards/reward_model/std"]!.GetValue<double>() > 0);   // the model tells completions apart
+        Assert.Equal(0.5 * mean, record["reward"]!.GetValue<double>(), 6);
+        Assert.Contains("reward_model", Assert.Throws<ArgumentException>(() =>
+            RewardRegistry.Create(new SharpTune.Training.TrainingOptions { Rewards = ["reward-model"] })).Message);
+    }
+
+    private static (int Code, string Out, string Err) RunCli(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SharpTune.Cli.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, stdout.Result, stderr);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void The_cli_trains_scores_and_merges_a_classifier()
+    {
+        using var temp = new TempDir();
+        var rows = Enumerable.Range(0, 8).Select(i => new JsonObject { ["text"] = i % 2 == 0 ? $"Tom was happy {i}." : $"The dog was sad {i}.", ["label"] = i % 2 == 0 ? "happy" : "sad" });
+        var data = temp.File("train.jsonl", string.Join("\n", rows.Select(r => r.ToJsonString())) + "\n");
+        var adapter = Path.Combine(temp.Path, "adapter");
+        var config = temp.File("classify.yaml", $"model: {TestAssets.Stories260K}\nmax_steps: 2\nvalidation_fraction: 0.25\nlearning_rate: 0.01\nlora_r: 2\n");
+        var train = RunCli("classify", "train", "--config", config, "--data", data, "--out", adapter, "--lora-r", "4");
+        Assert.True(train.Code == 0, train.Err);
+        Assert.Contains("validation accuracy", train.Err);
+        Assert.Contains("step 2/2", train.Err);   // max_steps from the config file
+        Assert.Equal(4, JsonNode.Parse(File.ReadAllText(Path.Combine(adapter, "adapter_config.json")))!["r"]!.GetValue<int>());   // the flag wins
+
+        var scored = RunCli("classify", "score", "--model", TestAssets.Stories260K, "--adapter", adapter, "--text", "Tom was happy.", "--text", "The dog was sad.");
+        Assert.True(scored.Code == 0, scored.Err);
+        var lines = scored.Out.Trim().Split('\n').Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        Assert.Equal(2, lines.Count);
+        foreach (var line in lines)
+        {
+            var probabilities = line["probabilities"]!.AsObject();
+            Assert.Equal(1.0, probabilities.Sum(p => p.Value!.GetValue<double>()), 4);
+            Assert.Equal(probabilities.MaxBy(p => p.Value!.GetValue<double>()).Key, line["label"]!.GetValue<string>());
+        }
+
+        var merged = Path.Combine(temp.Path, "merged");
+        var merge = RunCli("merge", "--model", TestAssets.Stories260K, "--adapter", adapter, "--out", merged);
+        Assert.True(merge.Code == 0, merge.Err);
+        var again = RunCli("classify", "score", "--model", merged, "--text", "Tom was happy.", "--text", "The dog was sad.");
+        Assert.True(again.Code == 0, again.Err);
+        var mergedLines = again.Out.Trim().Split('\n').Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        for (var i = 0; i < 2; i++)
+            foreach (var (label, p) in lines[i]["probabilities"]!.AsObject())
+                Assert.Equal(p!.GetValue<double>(), mergedLines[i]["probabilities"]![label]!.GetValue<double>(), 4);
+
+        var bad = temp.File("bad.jsonl", "{\"text\":\"x\",\"label\":\"happy\"}\n{\"text\":\"y\",\"label\":\"angry\"}\n");
+        var refused = RunCli("classify", "train", "--model", merged, "--data", bad, "--out", Path.Combine(temp.Path, "x"), "--max-steps", "1");
+        Assert.Equal(1, refused.Code);
+        Assert.Contains($"{bad}:2", refused.Err);
+    }
+}

@@ -1,0 +1,166 @@
+using System.Text.Json.Nodes;
+using SharpTune.IO;
+using SharpTune.Models;
+using SharpTune.Tests.Support;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Classification;
+
+public class SequenceClassifierTests
+{
+    private const int Pad = 0;
+
+    private static SequenceClassifier Tiny(string kind, int labels = 3)
+    {
+        torch.manual_seed(7);
+        var config = ModelConfig.FromJson(TestModels.ConfigJson(kind));
+        var names = Enumerable.Range(0, labels).Select(i => $"class{i}").ToList();
+        return SequenceClassifier.Create(config, new SequenceClassificationConfig(names, null, Pad));
+    }
+
+    [Fact]
+    public void Pooling_reads_the_rightmost_non_pad_token_with_left_and_right_padding()
+    {
+        using var ids = tensor(new long[]
+        {
+            5, 6, 7, 0, 0,   // right padding: last real token at 2
+            0, 0, 5, 6, 7,   // left padding: at 4
+            5, 0, 6, 0, 0,   // a pad id inside the text: the rightmost real token, 2
+            0, 0, 0, 0, 0,   // nothing but padding: argmax of zeros, 0
+            5, 6, 7, 8, 9,   // no padding: 4
+        }, [5, 5]);
+        using var index = SequenceClassifier.LastTokenIndex(ids, Pad);
+        Assert.Equal(new[] { 2, 4, 2, 0, 4 }, index.data<int>().ToArray());
+    }
+
+    [Fact]
+    public void Pooling_without_a_pad_id_reads_the_last_position_of_a_single_row_and_refuses_batches()
+    {
+        using var one = tensor(new long[] { 5, 6, 0 }, [1, 3]);
+        using var index = SequenceClassifier.LastTokenIndex(one, null);
+        Assert.Equal(2, index.data<int>()[0]);
+        using var two = tensor(new long[] { 5, 6, 7, 8 }, [2, 2]);
+        var error = Assert.Throws<ArgumentException>(() => SequenceClassifier.LastTokenIndex(two, null));
+        Assert.Contains("pad_token_id", error.Message);
+    }
+
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("gpt2")]
+    [InlineData("qwen3")]
+    public void Logits_are_the_hidden_state_at_the_last_real_token_times_score(string kind)
+    {
+        using var classifier = Tiny(kind);
+        classifier.Model.eval();
+        int[][] texts = [[5, 9, 14, 3], [7, 8, 20, 31, 44, 12]];
+        using var noGrad = no_grad();
+        // Reference: each text alone, no padding; its last hidden state dotted with every score row by hand.
+        var expected = texts.Select(text =>
+        {
+            using var ids = tensor(text.Select(t => (long)t).ToArray(), [1, text.Length]);
+            using var hidden = classifier.Model.DecodeHidden(classifier.Model.EmbedTokens(ids), ForwardContext.Causal(1, text.Length, CPU));
+            var last = hidden[0, text.Length - 1].data<float>().ToArray();
+            var weight = classifier.Score.weight!.data<float>().ToArray();
+            return Enumerable.Range(0, 3).Select(label => Enumerable.Range(0, last.Length).Sum(c => (double)last[c] * weight[label * last.Length + c])).ToArray();
+        }).ToArray();
+
+        const int length = 6;
+        var right = new long[2 * length];
+        var left = new long[2 * length];
+        var mask = new long[2 * length];
+        for (var row = 0; row < 2; row++)
+            for (var j = 0; j < texts[row].Length; j++)
+            {
+                right[row * length + j] = texts[row][j];
+                left[row * length + length - texts[row].Length + j] = texts[row][j];
+                mask[row * length + length - texts[row].Length + j] = 1;
+            }
+        using var rightLogits = classifier.Logits(tensor(right, [2, length]));
+        using var leftLogits = classifier.Logits(tensor(left, [2, length]), tensor(mask, [2, length]));
+        Assert.Equal(new long[] { 2, 3 }, rightLogits.shape);
+        for (var row = 0; row < 2; row++)
+            for (var label = 0; label < 3; label++)
+            {
+                Assert.Equal(expected[row][label], rightLogits[row, label].item<float>(), 4);
+                // Left padding keeps positions 0..T-1 (transformers' default position_ids), which rotary families
+                // do not see (relative) but GPT-2's learned positions do, in transformers as here.
+                if (kind != "gpt2") Assert.Equal(expected[row][label], leftLogits[row, label].item<float>(), 4);
+            }
+    }
+
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("gpt2")]
+    public void Save_then_load_gives_the_transformers_layout_and_identical_logits(string kind)
+    {
+        using var temp = new TempDir();
+        using var classifier = Tiny(kind);
+        using (no_grad()) classifier.Score.weight!.add_(0.5);   // not the initial values
+        classifier.Save(temp.Path);
+
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(temp.Path, "config.json")))!.AsObject();
+        var architecture = kind == "gpt2" ? "GPT2ForSequenceClassification" : "LlamaForSequenceClassification";
+        Assert.Equal(architecture, config["architectures"]![0]!.GetValue<string>());
+        Assert.Equal(3, config["num_labels"]!.GetValue<int>());
+        Assert.Equal("class2", config["id2label"]!["2"]!.GetValue<string>());
+        Assert.Equal(1, config["label2id"]!["class1"]!.GetValue<int>());
+        Assert.Equal(Pad, config["pad_token_id"]!.GetValue<int>());
+        using (var checkpoint = HfCheckpoint.Open(temp.Path))
+        {
+            var names = checkpoint.Tensors.Keys.ToList();
+            var prefix = kind == "gpt2" ? "transformer." : "model.";
+            Assert.Contains("score.weight", names);
+            Assert.Equal(new long[] { 3, 64 }, checkpoint.Tensors["score.weight"].Info.Shape);
+            Assert.DoesNotContain("lm_head.weight", names);
+            Assert.All(names.Where(n => n != "score.weight"), n => Assert.StartsWith(prefix, n));
+        }
+
+        using var loaded = SequenceClassifier.Load(temp.Path);
+        Assert.Equal(classifier.Labels.Labels, loaded.Labels.Labels);
+        using var ids = tensor(new long[] { 5, 9, 14, 3, 0, 7, 8, 20, 31, 44 }, [2, 5]);
+        using var noGrad = no_grad();
+        classifier.Model.eval();
+        using var before = classifier.Logits(ids);
+        using var after = loaded.Logits(ids);
+        Assert.Equal(before.data<float>().ToArray(), after.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void All_linear_lora_leaves_score_to_modules_to_save_and_reads_peft_seq_cls_configs()
+    {
+        using var classifier = Tiny("llama");
+        var config = SharpTune.Peft.Lora.LoraConfig.FromJson(new JsonObject
+        {
+            ["peft_type"] = "LORA", ["task_type"] = "SEQ_CLS", ["r"] = 2, ["lora_alpha"] = 4, ["target_modules"] = "all-linear",
+            ["modules_to_save"] = new JsonArray("classifier", "score"),   // what PeftModelForSequenceClassification saves
+        }, "adapter_config.json");
+        var adapter = new SharpTune.Peft.Lora.LoraAdapter(config);
+        adapter.Inject(classifier.Model);
+        Assert.DoesNotContain(adapter.Layers, l => l.Path == "score");
+        Assert.Contains(adapter.Layers, l => l.Path == "model.layers.0.mlp.down_proj");
+        var saved = adapter.AdapterStateDict();
+        Assert.Same(classifier.Score.weight, saved["base_model.model.score.weight"]);
+        Assert.DoesNotContain(saved.Keys, k => k.StartsWith("base_model.model.score.lora_"));
+        Assert.Equal("SEQ_CLS", adapter.AdapterConfigJson()["task_type"]!.GetValue<string>());
+        // The same adapter on a causal LM (no score head) is refused by name.
+        using var causal = TestModels.Create("llama");
+        var refused = Assert.Throws<NotSupportedException>(() => new SharpTune.Peft.Lora.LoraAdapter(config).Inject(causal));
+        Assert.Contains("SEQ_CLS", refused.Message);
+    }
+
+    [Fact]
+    public void A_causal_folder_loads_its_decoder_under_a_new_head_and_refuses_without_labels()
+    {
+        using var temp = new TempDir();
+        using (var causal = TestModels.Create("llama")) PretrainedModel.Save(causal, temp.Path);
+        var error = Assert.Throws<ArgumentException>(() => SequenceClassifier.Load(temp.Path));
+        Assert.Contains("no classification head", error.Message);
+        using var classifier = SequenceClassifier.Load(temp.Path, new SequenceClassificationConfig(["a", "b"], null, Pad));
+        using var causalAgain = PretrainedModel.Load(temp.Path);
+        var decoder = causalAgain.state_dict();
+        foreach (var (name, tensor) in classifier.Model.state_dict())
+            if (name != "score.weight") Assert.True(tensor.allclose(decoder[name], 0, 0), name);
+        Assert.DoesNotContain(classifier.Model.state_dict().Keys, n => n.StartsWith("lm_head"));
+    }
+}
