@@ -12,6 +12,7 @@ public static class ModelFactory
         ["MistralForCausalLM"] = c => new LlamaForCausalLM(c),
         ["Qwen2ForCausalLM"] = c => new LlamaForCausalLM(c),
         ["Qwen3ForCausalLM"] = c => new Qwen3ForCausalLM(c),
+        ["Qwen3MoeForCausalLM"] = c => new Qwen3MoeForCausalLM(c),
         ["Gemma2ForCausalLM"] = c => new Gemma2ForCausalLM(c),
         ["Gemma3ForCausalLM"] = c => new Gemma3ForCausalLM(c),
         ["Phi3ForCausalLM"] = c => new Phi3ForCausalLM(c),
