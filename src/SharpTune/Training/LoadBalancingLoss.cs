@@ -36,10 +36,10 @@ public static class LoadBalancingLoss
             if (logits.size(0) % tokensPerLayer != 0)
                 throw new ArgumentException($"router logits of {logits.size(0)} rows do not fit a token mask of {tokensPerLayer} tokens");
             var layers = logits.size(0) / tokensPerLayer;
-            var real = tokenMask.reshape(1, -1).expand(layers, -1).reshape(-1).to(ScalarType.Float32).to(logits.device);   // (L·N)
+            var real = tokenMask.reshape(-1).to(ScalarType.Float32).to(logits.device).repeat(layers);   // (L·N): layer-major, as cat
             var count = real.sum();
-            tokensPerExpert = (expertMask * real.reshape(-1, 1, 1)).sum(0) / count;              // (k, E)
-            probabilityPerExpert = (routing * real.reshape(-1, 1)).sum(0) / count;               // (E)
+            tokensPerExpert = (expertMask * real.reshape(-1, 1, 1)).sum([0L]) / count;              // (k, E)
+            probabilityPerExpert = (routing * real.reshape(-1, 1)).sum([0L]) / count;               // (E)
         }
         return ((tokensPerExpert * probabilityPerExpert.unsqueeze(0)).sum() * expertCount).MoveToOuterDisposeScope();
     }

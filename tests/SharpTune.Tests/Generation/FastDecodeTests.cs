@@ -83,6 +83,7 @@ public class FastDecodeTests
     [InlineData("llama")]
     [InlineData("qwen2")]
     [InlineData("qwen3")]
+    [InlineData("qwen3moe")]
     [InlineData("gemma2")]
     [InlineData("gemma3")]
     public void FusedProjectionsAreInvisibleInTheStateDictAndSavedFilesAndFollowTraining(string kind)

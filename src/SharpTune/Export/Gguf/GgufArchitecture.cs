@@ -40,6 +40,7 @@ internal abstract class GgufArchitecture
         ["MistralForCausalLM"] = () => new LlamaFamilyGguf("llama", permuteQk: true),
         ["Qwen2ForCausalLM"] = () => new LlamaFamilyGguf("qwen2", permuteQk: false),
         ["Qwen3ForCausalLM"] = () => new LlamaFamilyGguf("qwen3", permuteQk: false),
+        ["Qwen3MoeForCausalLM"] = () => new LlamaFamilyGguf("qwen3moe", permuteQk: false),
         ["SmolLM3ForCausalLM"] = () => new LlamaFamilyGguf("smollm3", permuteQk: true),
         ["Gemma2ForCausalLM"] = () => new Gemma2Gguf(),
         ["Gemma3ForCausalLM"] = () => new Gemma3Gguf(),
