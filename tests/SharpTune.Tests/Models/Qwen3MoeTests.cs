@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;
+using SharpTune.Quantization;
 using SharpTune.Tests.Support;
 using SharpTune.Tracking;
 using SharpTune.Training;
@@ -296,5 +297,28 @@ public class Qwen3MoeTests
         foreach (var (name, parameter) in adapter.TrainableParameters.Where(p => p.Name.Contains("lora_B") &&
                      (p.Name.Contains("mlp.gate.") || p.Name.Contains("experts"))))
             Assert.False(parameter.detach().allclose(before[name], 0, 0), $"{name} did not train");
+    }
+    /// <summary>
+    /// --quantize nf4 walks the Linear layers generically: a Qwen3-MoE loaded quantized has every expert projection and
+    /// the router as NF4 layers, and its logits stay close to the full-precision model's.
+    /// </summary>
+    [Fact]
+    public void Nf4LoadingQuantizesEveryExpertAndTheRouter()
+    {
+        using var dir = new TempDir();
+        manual_seed(9);
+        using var full = ModelFactory.Create(ModelConfig.FromJson(TestModels.Qwen3MoeConfigJson()));
+        PretrainedModel.Save(full, dir.Path);
+        using var quantized = PretrainedModel.Load(dir.Path, ScalarType.Float32, quantization: new QuantizationOptions(QuantizationType.Nf4, ScalarType.Float32));
+        var paths = ModelQuantizer.QuantizedLayers(quantized).Select(l => l.Path).ToHashSet();
+        Assert.Contains("model.layers.0.mlp.gate", paths);
+        Assert.All(Enumerable.Range(0, 4), e => Assert.Contains($"model.layers.2.mlp.experts.{e}.down_proj", paths));
+        Assert.Contains("model.layers.1.mlp.up_proj", paths);
+        using var noGrad = no_grad();
+        using var ids = tensor(new long[] { 1, 5, 9, 13, 17, 21 }).reshape(1, -1);
+        using var expected = full.Forward(ids);
+        using var actual = quantized.Forward(ids);
+        var error = (actual - expected).abs().max().item<float>() / expected.abs().max().item<float>();
+        Assert.True(error < 0.2, $"NF4 logits differ by {error:P1} of the largest logit");
     }
 }
