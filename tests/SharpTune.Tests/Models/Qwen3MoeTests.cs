@@ -321,4 +321,19 @@ public class Qwen3MoeTests
         var error = (actual - expected).abs().max().item<float>() / expected.abs().max().item<float>();
         Assert.True(error < 0.2, $"NF4 logits differ by {error:P1} of the largest logit");
     }
+    /// <summary>
+    /// The memory estimator's layout counts every parameter the model registers (routers, all experts, the dense layer,
+    /// q/k norms), and per-token matmul work counts only the k routed experts of each sparse layer.
+    /// </summary>
+    [Fact]
+    public void TheEstimatorCountsEveryExpertButComputesOnlyTheRoutedOnes()
+    {
+        using var model = TestModels.Create("qwen3moe");
+        var layout = SharpTune.Advisors.Memory.ModelLayout.Of(model.Config);
+        Assert.Equal(model.parameters().Sum(p => p.numel()), layout.TotalParameters);
+        // Two sparse layers of 4 experts (3 · 64 · 48 each) of which 2 run per token: half of the experts' weights.
+        var expertWeights = 2L * 4 * 3 * 64 * 48;
+        var allMatmul = layout.Linears.Sum(l => l.InFeatures * l.OutFeatures);
+        Assert.Equal(allMatmul - expertWeights / 2, layout.MatmulParameters);
+    }
 }
