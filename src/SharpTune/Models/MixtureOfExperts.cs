@@ -1,7 +1,8 @@
 namespace SharpTune.Models;
 
 /// <summary>
-/// The sparse mixture-of-experts settings of a config.json (Qwen3MoeConfig's names): each token is routed to
+/// The sparse mixture-of-experts settings of a config.json (Qwen3MoeConfig's names; MixtralConfig's num_local_experts is
+/// the expert count, and every Mixtral layer is sparse): each token is routed to
 /// <see cref="ExpertsPerToken"/> of <see cref="ExpertCount"/> SwiGLU experts of width <see cref="ExpertIntermediateSize"/>.
 /// </summary>
 /// <param name="ExpertCount">num_experts: routed experts per sparse layer.</param>
@@ -27,5 +28,11 @@ public sealed record MixtureOfExperts(
     /// (transformers@16b6c53c modeling_qwen3_moe.py): not in mlp_only_layers, and num_experts > 0 and
     /// (layer + 1) % decoder_sparse_step == 0.
     /// </summary>
+    /// <summary>
+    /// Mixtral's router_jitter_noise: while training, the block's input is multiplied by uniform noise in [1 − j, 1 + j]
+    /// before the router and the experts read it (MixtralSparseMoeBlock); 0 = none.
+    /// </summary>
+    public double RouterJitterNoise { get; init; }
+
     public bool IsSparse(int layer) => !DenseLayers.Contains(layer) && ExpertCount > 0 && (layer + 1) % DecoderSparseStep == 0;
 }

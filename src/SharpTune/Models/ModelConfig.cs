@@ -65,7 +65,7 @@ public sealed partial record ModelConfig
     public double? RopeLocalBaseFreq { get; init; }
     /// <summary>Phi-3 family: the fraction of each head's dimensions that RoPE rotates (the rest pass through).</summary>
     public double PartialRotaryFactor { get; init; } = 1.0;
-    /// <summary>Mixture-of-experts settings (Qwen3-MoE); null for a dense model.</summary>
+    /// <summary>Mixture-of-experts settings (Qwen3-MoE, Mixtral); null for a dense model.</summary>
     public MixtureOfExperts? Experts { get; init; }
     /// <summary>
     /// The architecture the checkpoint was saved as when it differs from <see cref="Architecture"/> (the text model of a
@@ -121,6 +121,7 @@ public sealed partial record ModelConfig
             "Gemma2ForCausalLM" => Gemma2(reader, architecture, modelType == "" ? "gemma2" : modelType),
             "Gemma3ForCausalLM" => Gemma3Text(reader, architecture, modelType == "" ? "gemma3_text" : modelType),
             "Gemma3ForConditionalGeneration" => Gemma3FromMultimodal(reader),
+            "MixtralForCausalLM" => Mixtral(reader, architecture, modelType == "" ? "mixtral" : modelType),
             "Qwen3MoeForCausalLM" => Qwen3Moe(reader, architecture, modelType == "" ? "qwen3_moe" : modelType),
             "Phi3ForCausalLM" => Phi3(reader, architecture, modelType == "" ? "phi3" : modelType),
             _ => LlamaFamily(reader, architecture, modelType),
@@ -132,6 +133,7 @@ public sealed partial record ModelConfig
     {
         ["llama"] = "LlamaForCausalLM",
         ["mistral"] = "MistralForCausalLM",
+        ["mixtral"] = "MixtralForCausalLM",
         ["qwen2"] = "Qwen2ForCausalLM",
         ["qwen3"] = "Qwen3ForCausalLM",
         ["qwen3_moe"] = "Qwen3MoeForCausalLM",

@@ -10,6 +10,7 @@ public static class ModelFactory
     {
         ["LlamaForCausalLM"] = c => new LlamaForCausalLM(c),
         ["MistralForCausalLM"] = c => new LlamaForCausalLM(c),
+        ["MixtralForCausalLM"] = c => new MixtralForCausalLM(c),
         ["Qwen2ForCausalLM"] = c => new LlamaForCausalLM(c),
         ["Qwen3ForCausalLM"] = c => new Qwen3ForCausalLM(c),
         ["Qwen3MoeForCausalLM"] = c => new Qwen3MoeForCausalLM(c),

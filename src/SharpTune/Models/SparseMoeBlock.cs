@@ -23,6 +23,7 @@ public sealed class SparseMoeBlock : nn.Module<Tensor, Tensor>
     private readonly int topK;
     private readonly bool normalize;
     private readonly RouterLogitsRecorder? recorder;
+    private readonly double jitter;
 
     internal SparseMoeBlock(ModelConfig config, MixtureOfExperts settings, bool normalize, Func<nn.Module<Tensor, Tensor>> expert,
         RouterLogitsRecorder? recorder) : base(nameof(SparseMoeBlock))
@@ -35,6 +36,7 @@ public sealed class SparseMoeBlock : nn.Module<Tensor, Tensor>
         topK = settings.ExpertsPerToken;
         this.normalize = normalize;
         this.recorder = recorder;
+        jitter = settings.RouterJitterNoise;
         RegisterComponents();
     }
 
@@ -42,6 +44,8 @@ public sealed class SparseMoeBlock : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hidden)
     {
         using var scope = NewDisposeScope();
+        // Mixtral's router_jitter_noise while training: the router and the experts both read the jittered input.
+        if (training && jitter > 0) hidden = hidden * empty_like(hidden).uniform_(1.0 - jitter, 1.0 + jitter);
         var flat = hidden.reshape(-1, hidden.size(-1));                                         // (N, C)
         var routerLogits = gate.forward(flat);                                                  // (N, E)
         recorder?.Record(routerLogits);

@@ -64,6 +64,7 @@ public class LoraLayerTests
     [InlineData("phi3", true, false)]
     [InlineData("qwen3", false, false)]
     [InlineData("qwen3moe", false, false)]
+    [InlineData("mixtral", false, false)]
     [InlineData("gemma3", false, false)]
     [InlineData("gemma2", false, false)]
     [InlineData("smollm3", false, false)]

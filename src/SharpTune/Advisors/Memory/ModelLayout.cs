@@ -35,7 +35,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     public static ModelLayout Of(ModelConfig config) => config.Architecture switch
     {
         "LlamaForCausalLM" or "MistralForCausalLM" or "Qwen2ForCausalLM" or "SmolLM3ForCausalLM" or "Qwen3ForCausalLM"
-            or "Qwen3MoeForCausalLM" or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" => Llama(config),
+            or "Qwen3MoeForCausalLM" or "MixtralForCausalLM" or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" => Llama(config),
         "Phi3ForCausalLM" => Phi3(config),
         "GPT2LMHeadModel" => Gpt2(config),
         _ => throw new NotSupportedException(
@@ -56,13 +56,15 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
             linears.Add(new($"{p}.self_attn.o_proj", attention, d, oBias));
             if (c.Experts is { } moe && moe.IsSparse(i))
             {
-                // Qwen3-MoE's sparse block: the router and every expert's SwiGLU projections.
-                linears.Add(new($"{p}.mlp.gate", d, moe.ExpertCount, false));
+                // The sparse block: the router and every expert's SwiGLU projections (Mixtral: block_sparse_moe, w1 w3 w2).
+                var mixtral = c.Architecture == "MixtralForCausalLM";
+                var (block, gate, up, down) = mixtral ? ("block_sparse_moe", "w1", "w3", "w2") : ("mlp", "gate_proj", "up_proj", "down_proj");
+                linears.Add(new($"{p}.{block}.gate", d, moe.ExpertCount, false));
                 for (var e = 0; e < moe.ExpertCount; e++)
                 {
-                    linears.Add(new($"{p}.mlp.experts.{e}.gate_proj", d, moe.ExpertIntermediateSize, c.MlpBias));
-                    linears.Add(new($"{p}.mlp.experts.{e}.up_proj", d, moe.ExpertIntermediateSize, c.MlpBias));
-                    linears.Add(new($"{p}.mlp.experts.{e}.down_proj", moe.ExpertIntermediateSize, d, c.MlpBias));
+                    linears.Add(new($"{p}.{block}.experts.{e}.{gate}", d, moe.ExpertIntermediateSize, c.MlpBias && !mixtral));
+                    linears.Add(new($"{p}.{block}.experts.{e}.{up}", d, moe.ExpertIntermediateSize, c.MlpBias && !mixtral));
+                    linears.Add(new($"{p}.{block}.experts.{e}.{down}", moe.ExpertIntermediateSize, d, c.MlpBias && !mixtral));
                 }
                 continue;
             }

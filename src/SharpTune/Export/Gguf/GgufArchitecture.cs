@@ -38,6 +38,7 @@ internal abstract class GgufArchitecture
     {
         ["LlamaForCausalLM"] = () => new LlamaFamilyGguf("llama", permuteQk: true),
         ["MistralForCausalLM"] = () => new LlamaFamilyGguf("llama", permuteQk: true),
+        ["MixtralForCausalLM"] = () => new LlamaFamilyGguf("llama", permuteQk: true),
         ["Qwen2ForCausalLM"] = () => new LlamaFamilyGguf("qwen2", permuteQk: false),
         ["Qwen3ForCausalLM"] = () => new LlamaFamilyGguf("qwen3", permuteQk: false),
         ["Qwen3MoeForCausalLM"] = () => new LlamaFamilyGguf("qwen3moe", permuteQk: false),

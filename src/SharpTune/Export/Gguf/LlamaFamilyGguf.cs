@@ -3,7 +3,7 @@ using SharpTune.Models;
 namespace SharpTune.Export.Gguf;
 
 /// <summary>
-/// llama (Llama 2/3, Mistral, SmolLM), qwen2, qwen3, qwen3moe and smollm3 in llama.cpp: the Hugging Face decoder layout renamed
+/// llama (Llama 2/3, Mistral, Mixtral, SmolLM), qwen2, qwen3, qwen3moe and smollm3 in llama.cpp: the Hugging Face decoder layout renamed
 /// (<c>model.layers.N.self_attn.q_proj</c> → <c>blk.N.attn_q</c>…). Llama and SmolLM3 use GPT-J-style interleaved RoPE in
 /// llama.cpp, so the converter reorders the rows of Q and K from Hugging Face's rotate-half order; Qwen uses NEOX RoPE and
 /// keeps them. SmolLM3's NoPE layers are fixed in llama.cpp (every fourth), so other patterns are refused. A
@@ -48,7 +48,7 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
                 $"{config.Architecture}: attention_bias = true gives o_proj a bias, which llama.cpp's qwen3moe cannot load (it has no attn_output.bias)");
         if (config.Experts is { } experts)
         {
-            // llama.cpp's qwen3moe graph (llm_build_qwen3moe) runs build_moe_ffn on every layer with norm_w = true.
+            // llama.cpp's qwen3moe and llama graphs run build_moe_ffn on every layer with norm_w = true.
             var dense = Enumerable.Range(0, config.NumLayers).Where(i => !experts.IsSparse(i)).ToArray();
             if (dense.Length > 0)
                 throw new NotSupportedException(
@@ -130,18 +130,22 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
                         ? Permuted($"blk.{i}.{gguf}.{suffix}", checkpointName, heads, source)
                         : Same($"blk.{i}.{gguf}.{suffix}", checkpointName, source));
                 }
-            if (config.Experts is { } experts && experts.IsSparse(i)) tensors.AddRange(ExpertTensors(i, experts.ExpertCount, source));
+            if (config.Experts is { } experts && experts.IsSparse(i)) tensors.AddRange(ExpertTensors(i, experts.ExpertCount, source, config.Architecture == "MixtralForCausalLM"));
         }
         AddDecoderOutput(tensors, names, config, source);
         return tensors;
     }
 
     /// <summary>The router and the experts' projections of sparse layer <paramref name="layer"/>, each stacked over the experts.</summary>
-    private static IEnumerable<MappedTensor> ExpertTensors(int layer, int expertCount, IWeightSource source)
+    /// Mixtral's are <c>block_sparse_moe.experts.{e}.w1/w3/w2</c> (gate, up, down), as the converter's LlamaModel maps them.
+    private static IEnumerable<MappedTensor> ExpertTensors(int layer, int expertCount, IWeightSource source, bool mixtral)
     {
-        var prefix = $"model.layers.{layer}.mlp";
+        var prefix = $"model.layers.{layer}.{(mixtral ? "block_sparse_moe" : "mlp")}";
         yield return Same($"blk.{layer}.ffn_gate_inp.weight", $"{prefix}.gate.weight", source);
-        foreach (var (hf, gguf) in new[] { ("gate_proj", "ffn_gate_exps"), ("up_proj", "ffn_up_exps"), ("down_proj", "ffn_down_exps") })
+        var projections = mixtral
+            ? new[] { ("w1", "ffn_gate_exps"), ("w3", "ffn_up_exps"), ("w2", "ffn_down_exps") }
+            : new[] { ("gate_proj", "ffn_gate_exps"), ("up_proj", "ffn_up_exps"), ("down_proj", "ffn_down_exps") };
+        foreach (var (hf, gguf) in projections)
         {
             var names = Enumerable.Range(0, expertCount).Select(e => $"{prefix}.experts.{e}.{hf}.weight").ToArray();
             var shape = source.ShapeOf(names[0]);
