@@ -119,6 +119,9 @@ public abstract class CausalLanguageModel : nn.Module
     }
     private int layersKeepingMlpProducts;
 
+    /// <summary>Where a mixture-of-experts model's sparse layers record their router logits; null for dense models.</summary>
+    internal virtual RouterLogitsRecorder? RouterLogits => null;
+
     /// <summary>Checkpoint tensors this architecture knows and deliberately does not load (old non-persistent buffers).</summary>
     public virtual bool IsIgnorableCheckpointTensor(string name) => false;
 

@@ -138,14 +138,17 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     private readonly long intermediate;
 
     /// <summary>Gated MLP: down(act(gate(x)) · up(x)); the activation is the config's (SiLU for Llama, GELU-tanh for Gemma).</summary>
-    public LlamaMlp(ModelConfig config) : base(nameof(LlamaMlp))
+    public LlamaMlp(ModelConfig config) : this(config, config.IntermediateSize) { }
+
+    /// <summary>The same MLP with a hidden width of its own (a mixture-of-experts expert's moe_intermediate_size).</summary>
+    public LlamaMlp(ModelConfig config, int intermediateSize) : base(nameof(LlamaMlp))
     {
         act = Activations.For(config.HiddenAct);
         silu = config.HiddenAct is "silu" or "swish";
-        intermediate = config.IntermediateSize;
-        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
-        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: config.MlpBias);
-        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: config.MlpBias);
+        intermediate = intermediateSize;
+        gate_proj = nn.Linear(config.HiddenSize, intermediateSize, hasBias: config.MlpBias);
+        up_proj = nn.Linear(config.HiddenSize, intermediateSize, hasBias: config.MlpBias);
+        down_proj = nn.Linear(intermediateSize, config.HiddenSize, hasBias: config.MlpBias);
         RegisterComponents();
     }
 

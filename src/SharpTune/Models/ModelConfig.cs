@@ -73,6 +73,8 @@ public sealed partial record ModelConfig
     public double? RopeLocalBaseFreq { get; init; }
     /// <summary>Phi-3 family: the fraction of each head's dimensions that RoPE rotates (the rest pass through).</summary>
     public double PartialRotaryFactor { get; init; } = 1.0;
+    /// <summary>Mixture-of-experts settings (Qwen3-MoE, Mixtral); null for a dense model.</summary>
+    public MixtureOfExperts? Experts { get; init; }
     /// <summary>
     /// The architecture the checkpoint was saved as when it differs from <see cref="Architecture"/> (the text model of a
     /// Gemma3ForConditionalGeneration checkpoint); weight names are mapped from that layout.
@@ -130,6 +132,8 @@ public sealed partial record ModelConfig
             "Gemma2ForCausalLM" => Gemma2(reader, architecture, modelType == "" ? "gemma2" : modelType),
             "Gemma3ForCausalLM" => Gemma3Text(reader, architecture, modelType == "" ? "gemma3_text" : modelType),
             "Gemma3ForConditionalGeneration" => Gemma3FromMultimodal(reader),
+            "MixtralForCausalLM" => Mixtral(reader, architecture, modelType == "" ? "mixtral" : modelType),
+            "Qwen3MoeForCausalLM" => Qwen3Moe(reader, architecture, modelType == "" ? "qwen3_moe" : modelType),
             "Phi3ForCausalLM" => Phi3(reader, architecture, modelType == "" ? "phi3" : modelType),
             _ => LlamaFamily(reader, architecture, modelType),
         };
@@ -140,11 +144,13 @@ public sealed partial record ModelConfig
     {
         ["llama"] = "LlamaForCausalLM",
         ["mistral"] = "MistralForCausalLM",
+        ["mixtral"] = "MixtralForCausalLM",
         ["qwen2"] = "Qwen2ForCausalLM",
         ["qwen3"] = "Qwen3ForCausalLM",
         ["granite"] = "GraniteForCausalLM",
         ["olmo2"] = "Olmo2ForCausalLM",
         ["gemma"] = "GemmaForCausalLM",
+        ["qwen3_moe"] = "Qwen3MoeForCausalLM",
         ["gemma2"] = "Gemma2ForCausalLM",
         ["gemma3_text"] = "Gemma3ForCausalLM",
         ["gemma3"] = "Gemma3ForConditionalGeneration",

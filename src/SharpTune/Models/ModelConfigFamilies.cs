@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 namespace SharpTune.Models;
 
 // Per-family parsing: field names and defaults follow each family's transformers config class (LlamaConfig,
-// MistralConfig, Qwen2Config, Qwen3Config, SmolLM3Config, Gemma2Config, Gemma3TextConfig, Phi3Config, GPT2Config), because real
+// MistralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig, MixtralConfig, SmolLM3Config, Gemma2Config, Gemma3TextConfig, Phi3Config, GPT2Config), because real
 // config.json files often omit fields whose default the config class supplies (Gemma 3's text_config lists only a few).
 public sealed partial record ModelConfig
 {
@@ -58,6 +58,102 @@ public sealed partial record ModelConfig
         var types = ExplicitLayerTypes(r, layers)
             ?? Enumerable.Range(0, layers).Select(i => window is not null && i >= maxWindowLayers ? SlidingAttention : FullAttention).ToArray();
         return (types, window, null);
+    }
+
+    // Qwen3MoeConfig (transformers@26f4b0f6 configuration_qwen3_moe.py): its defaults are Qwen3-MoE-15B-A2B's; head_dim,
+    // not a field of the class, is read as Qwen3MoeAttention does (getattr(config, "head_dim", hidden // heads)), and with
+    // use_sliding_window every layer slides (the config keeps sliding_window only then; there is no max_window_layers).
+    private static ModelConfig Qwen3Moe(ConfigReader r, string architecture, string modelType)
+    {
+        var hidden = r.OptionalInt("hidden_size") ?? 2048;
+        var heads = r.OptionalInt("num_attention_heads") ?? 32;
+        var layers = r.OptionalInt("num_hidden_layers") ?? 24;
+        var window = r.OptionalBool("use_sliding_window") == true ? r.OptionalInt("sliding_window") ?? 4096 : (int?)null;
+        var types = Uniform(layers, window is null ? FullAttention : SlidingAttention);
+        var rope = SameRopeForEveryLayer(r, types);
+        var step = r.OptionalInt("decoder_sparse_step") ?? 1;
+        if (step < 1) throw new InvalidDataException($"{r.Source}: decoder_sparse_step must be at least 1, found {step}");
+        var experts = new MixtureOfExperts(
+            ExpertCount: r.OptionalInt("num_experts") ?? 128,
+            ExpertsPerToken: r.OptionalInt("num_experts_per_tok") ?? 8,
+            ExpertIntermediateSize: r.OptionalInt("moe_intermediate_size") ?? 768,
+            NormalizeTopKProbabilities: r.OptionalBool("norm_topk_prob") ?? false,
+            DecoderSparseStep: step,
+            DenseLayers: r.OptionalIntList("mlp_only_layers") ?? [],
+            RouterAuxLossCoefficient: r.OptionalDouble("router_aux_loss_coef") ?? 0.001,
+            OutputRouterLogits: r.OptionalBool("output_router_logits") ?? false);
+        if (experts.ExpertCount > 0 && experts.ExpertsPerToken is var k && (k < 1 || k > experts.ExpertCount))
+            throw new InvalidDataException(
+                $"{r.Source}: num_experts_per_tok = {k} must be between 1 and num_experts = {experts.ExpertCount}");
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.OptionalInt("vocab_size") ?? 151_936,
+            HiddenSize = hidden,
+            IntermediateSize = r.OptionalInt("intermediate_size") ?? 6144,
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? 4,
+            HeadDim = r.OptionalInt("head_dim") ?? hidden / heads,
+            MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 32_768,
+            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-6,
+            RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 10000.0),
+            RopeScaling = RopeScaling.Read(r, rope),
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
+            AttentionBias = r.OptionalBool("attention_bias") ?? false,
+            HiddenAct = r.OptionalString("hidden_act") ?? "silu",
+            LayerTypes = types,
+            SlidingWindow = window,
+            Experts = experts,
+        };
+    }
+
+    // MixtralConfig (transformers' configuration_mixtral.py): Mixtral-8x7B's defaults; head_dim read as MixtralAttention
+    // does (getattr(config, "head_dim", hidden // heads)); the window, default none, applies to every layer; every layer
+    // is sparse and renormalises its top-k weights.
+    private static ModelConfig Mixtral(ConfigReader r, string architecture, string modelType)
+    {
+        var hidden = r.OptionalInt("hidden_size") ?? 4096;
+        var heads = r.OptionalInt("num_attention_heads") ?? 32;
+        var layers = r.OptionalInt("num_hidden_layers") ?? 32;
+        var window = r.OptionalInt("sliding_window");
+        var types = Uniform(layers, window is null ? FullAttention : SlidingAttention);
+        var rope = SameRopeForEveryLayer(r, types);
+        var experts = new MixtureOfExperts(
+            ExpertCount: r.OptionalInt("num_local_experts") ?? 8,
+            ExpertsPerToken: r.OptionalInt("num_experts_per_tok") ?? 2,
+            ExpertIntermediateSize: r.OptionalInt("intermediate_size") ?? 14336,
+            NormalizeTopKProbabilities: true,
+            DecoderSparseStep: 1,
+            DenseLayers: [],
+            RouterAuxLossCoefficient: r.OptionalDouble("router_aux_loss_coef") ?? 0.001,
+            OutputRouterLogits: r.OptionalBool("output_router_logits") ?? false)
+        {
+            RouterJitterNoise = r.OptionalDouble("router_jitter_noise") ?? 0.0,
+        };
+        if (experts.ExpertsPerToken < 1 || experts.ExpertsPerToken > experts.ExpertCount)
+            throw new InvalidDataException(
+                $"{r.Source}: num_experts_per_tok = {experts.ExpertsPerToken} must be between 1 and num_local_experts = {experts.ExpertCount}");
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.OptionalInt("vocab_size") ?? 32000,
+            HiddenSize = hidden,
+            IntermediateSize = experts.ExpertIntermediateSize,
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKeyValueHeads = r.OptionalInt("num_key_value_heads") ?? 8,
+            HeadDim = r.OptionalInt("head_dim") ?? hidden / heads,
+            MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 4096 * 32,
+            NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-5,
+            RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 1e6),
+            RopeScaling = RopeScaling.Read(r, rope),
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
+            HiddenAct = r.OptionalString("hidden_act") ?? "silu",
+            LayerTypes = types,
+            SlidingWindow = window,
+            Experts = experts,
+            BosTokenId = r.Json.ContainsKey("bos_token_id") ? r.OptionalInt("bos_token_id") : 1,
+            EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [2],
+        };
     }
 
     // SmolLM3Config: no_rope_layers (1 = RoPE) defaults to a NoPE layer every no_rope_layer_interval layers; with

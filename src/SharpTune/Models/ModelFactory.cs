@@ -10,11 +10,13 @@ public static class ModelFactory
     {
         ["LlamaForCausalLM"] = c => new LlamaForCausalLM(c),
         ["MistralForCausalLM"] = c => new LlamaForCausalLM(c),
+        ["MixtralForCausalLM"] = c => new MixtralForCausalLM(c),
         ["Qwen2ForCausalLM"] = c => new LlamaForCausalLM(c),
         ["Qwen3ForCausalLM"] = c => new Qwen3ForCausalLM(c),
         ["GraniteForCausalLM"] = c => new GraniteForCausalLM(c),
         ["Olmo2ForCausalLM"] = c => new Olmo2ForCausalLM(c),
         ["GemmaForCausalLM"] = c => new GemmaForCausalLM(c),
+        ["Qwen3MoeForCausalLM"] = c => new Qwen3MoeForCausalLM(c),
         ["Gemma2ForCausalLM"] = c => new Gemma2ForCausalLM(c),
         ["Gemma3ForCausalLM"] = c => new Gemma3ForCausalLM(c),
         ["Phi3ForCausalLM"] = c => new Phi3ForCausalLM(c),

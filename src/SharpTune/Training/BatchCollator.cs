@@ -11,6 +11,8 @@ public class TrainingBatch : IDisposable
     public required Tensor InputIds { get; init; }          // (B, T)
     public required Tensor Targets { get; init; }           // (B, T): target for position t is token t+1
     public required ForwardContext Context { get; init; }
+    /// <summary>(B, T): true for real tokens, false for padding (the collator's attention_mask); null when every token is real.</summary>
+    public Tensor? TokenMask { get; init; }
     public required int SupervisedTokens { get; init; }
     public required int Tokens { get; init; }
 
@@ -26,6 +28,7 @@ public class TrainingBatch : IDisposable
         Targets.Dispose();
         Context.PositionIds.Dispose();
         Context.AttentionMask?.Dispose();
+        TokenMask?.Dispose();
     }
 }
 
@@ -61,6 +64,7 @@ public static class BatchCollator
             InputIds = tensor(ids, device: device),
             Targets = tensor(targets, device: device),
             Context = ForwardContext.Causal(b, t, device),
+            TokenMask = tokens == b * t ? null : RealTokens(examples.Select(e => e.Length).ToArray(), t, device),
             SupervisedTokens = supervised,
             Tokens = tokens,
         };
@@ -112,9 +116,19 @@ public static class BatchCollator
                 PositionIds = AttentionMasks.PackedPositions(segmentIds),
                 AttentionMask = AttentionMasks.PackedCausal(segmentIds),
             },
+            TokenMask = tokens == rows.Count * t ? null : RealTokens(rows.Select(r => r.Sum(x => x.Length)).ToArray(), t, device),
             SupervisedTokens = supervised,
             Tokens = tokens,
         };
+    }
+
+    /// <summary>(rows, <paramref name="width"/>) bools, true in each row's first lengths[r] columns.</summary>
+    private static Tensor RealTokens(int[] lengths, int width, Device device)
+    {
+        var mask = new bool[lengths.Length, width];
+        for (var r = 0; r < lengths.Length; r++)
+            for (var j = 0; j < lengths[r]; j++) mask[r, j] = true;
+        return tensor(mask, device: device);
     }
 
     /// <summary>

@@ -86,6 +86,7 @@ public class FastDecodeTests
     [InlineData("granite")]
     [InlineData("olmo2")]
     [InlineData("gemma")]
+    [InlineData("qwen3moe")]
     [InlineData("gemma2")]
     [InlineData("gemma3")]
     public void FusedProjectionsAreInvisibleInTheStateDictAndSavedFilesAndFollowTraining(string kind)

@@ -63,6 +63,8 @@ public class LoraLayerTests
     [InlineData("phi3", false, false)]
     [InlineData("phi3", true, false)]
     [InlineData("qwen3", false, false)]
+    [InlineData("qwen3moe", false, false)]
+    [InlineData("mixtral", false, false)]
     [InlineData("gemma3", false, false)]
     [InlineData("gemma2", false, false)]
     [InlineData("gemma", false, false)]

@@ -48,6 +48,7 @@ public class QuantizedTrainingTests
     [InlineData("rslora", "gpt2", QuantizationType.Int8, ScalarType.Float32, false)]
     [InlineData("ia3", "llama", QuantizationType.Fp4, ScalarType.Float32, true)]
     [InlineData("adapter", "qwen2", QuantizationType.Nf4, ScalarType.BFloat16, false)]
+    [InlineData("lora", "qwen3moe", QuantizationType.Nf4, ScalarType.Float32, false)]   // experts and router quantized
     [InlineData("prompt", "llama", QuantizationType.Nf4, ScalarType.Float32, false)]
     [InlineData("prefix", "gpt2", QuantizationType.Nf4, ScalarType.Float32, false)]
     public void TrainingChangesOnlyAdapterParametersAndLeavesQuantizedWeightsBitIdentical(string method, string kind,

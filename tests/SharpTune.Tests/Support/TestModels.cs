@@ -46,8 +46,8 @@ public static class TestModels
 
     /// <summary>Every kind <see cref="ConfigJson"/> knows: one tiny model per supported family and layout.</summary>
     public static IReadOnlyList<string> KindNames { get; } =
-        ["llama", "llama-tied", "qwen2", "gpt2", "qwen3", "granite", "olmo2", "gemma", "gemma2", "gemma3", "phi3", "smollm3",
-         "mistral-window", "qwen2-window"];
+        ["llama", "llama-tied", "qwen2", "gpt2", "qwen3", "qwen3moe", "mixtral", "granite", "olmo2", "gemma", "gemma2", "gemma3", "phi3",
+         "smollm3", "mistral-window", "qwen2-window"];
 
     /// <summary><see cref="KindNames"/> as theory data, for tests every architecture must pass.</summary>
     public static TheoryData<string> Kinds => new(KindNames);
@@ -65,6 +65,8 @@ public static class TestModels
         "granite" => GraniteConfigJson(),
         "olmo2" => Olmo2ConfigJson(),
         "gemma" => GemmaConfigJson(),
+        "qwen3moe" => Qwen3MoeConfigJson(),
+        "mixtral" => MixtralConfigJson(),
         "gemma2" => Gemma2ConfigJson(),
         "gemma3" => Gemma3ConfigJson(),
         "phi3" => Phi3ConfigJson(),
@@ -74,6 +76,25 @@ public static class TestModels
             new() { ["use_sliding_window"] = true, ["sliding_window"] = 3, ["max_window_layers"] = 1 }),
         _ => throw new ArgumentException(kind),
     };
+
+    /// <summary>
+    /// Qwen3-MoE with 3 layers, the middle one dense (mlp_only_layers), 4 experts of width 48 with 2 per token and
+    /// renormalised routing weights, untied, head_dim 24 with 4 query and 2 key/value heads.
+    /// </summary>
+    public static JsonObject Qwen3MoeConfigJson(int vocab = 96) => With(LlamaConfigJson(vocab), new()
+    {
+        ["architectures"] = new JsonArray("Qwen3MoeForCausalLM"), ["model_type"] = "qwen3_moe", ["head_dim"] = 24,
+        ["num_hidden_layers"] = 3, ["num_experts"] = 4, ["num_experts_per_tok"] = 2, ["moe_intermediate_size"] = 48,
+        ["norm_topk_prob"] = true, ["mlp_only_layers"] = new JsonArray(1), ["decoder_sparse_step"] = 1,
+        ["use_sliding_window"] = false, ["rope_theta"] = 1000000.0,
+    });
+
+    /// <summary>Mixtral with 2 layers, 4 experts of width 48 (intermediate_size) with 2 per token, GQA 4/2, window 3.</summary>
+    public static JsonObject MixtralConfigJson(int vocab = 96) => With(LlamaConfigJson(vocab), new()
+    {
+        ["architectures"] = new JsonArray("MixtralForCausalLM"), ["model_type"] = "mixtral", ["intermediate_size"] = 48,
+        ["num_local_experts"] = 4, ["num_experts_per_tok"] = 2, ["sliding_window"] = 3, ["rope_theta"] = 1000000.0,
+    });
 
     /// <summary>Qwen3, untied, with heads × head_dim (4 × 24 = 96) ≠ hidden (64) and GQA 4/2.</summary>
     public static JsonObject Qwen3ConfigJson(int vocab = 96) => With(LlamaConfigJson(vocab), new()

@@ -1,3 +1,5 @@
+using SharpTune.Models;
+
 namespace SharpTune.Advisors.Memory;
 
 /// <summary>
@@ -49,13 +51,26 @@ public static class ActivationAccounting
         // Soft-capped scores (Gemma 2) run the eager path, not the flash kernel: for every head and key the tanh's
         // output and the attention weights (compute dtype) and the fp32 softmax are kept for the backward.
         if (c.AttnLogitSoftcapping is not null) attn1 += heads * (double)s.SequenceLength * (2 * b + 4);
-        var mlp1 = 4 * ffn * b;
+        var mlp1 = MlpBytesPerToken(c, b, d);
         // Gemma 2 and 3's layers also norm the attention's and the MLP's outputs before adding them (post_attention_layernorm,
         // post_feedforward_layernorm): two more norms like the first. OLMo 2 has those two instead of the pre-norms, and
         // norms the whole projected queries and keys: counted as the same two more norms (its q/k norms are as wide as
         // the pre-norms it lacks, within the GQA share).
         var sandwichNorms = c.Architecture is "Gemma2ForCausalLM" or "Gemma3ForCausalLM" or "Olmo2ForCausalLM" ? 2 * norm1 : 0;
         return norm1 + norm2 + sandwichNorms + attn1 + mlp1 + LoraBytes(layout, s, loraTargets);
+    }
+
+    /// <summary>
+    /// A SwiGLU MLP's 4·ffn per token; averaged over the layers of a mixture-of-experts model, whose sparse layers keep per
+    /// token k experts' 4·moe_ffn, the k gathered inputs and weighted outputs (2·k·d) and the fp32 router probabilities.
+    /// </summary>
+    private static double MlpBytesPerToken(ModelConfig c, double b, double d)
+    {
+        var dense = 4.0 * c.IntermediateSize * b;
+        if (c.Experts is not { } moe) return dense;
+        var sparse = moe.ExpertsPerToken * (4.0 * moe.ExpertIntermediateSize + 2 * d) * b + 2 * 4.0 * moe.ExpertCount;
+        var sparseLayers = Enumerable.Range(0, c.NumLayers).Count(moe.IsSparse);
+        return (sparseLayers * sparse + (c.NumLayers - sparseLayers) * dense) / Math.Max(1, c.NumLayers);
     }
 
     /// <summary>
@@ -68,7 +83,10 @@ public static class ActivationAccounting
         var architecture = layout.Config.Architecture;
         if (layout.IsGpt2 || architecture is "Phi3ForCausalLM" or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" || s.IsFull) return 0;
         if (loraTargets.Contains("gate_proj") || loraTargets.Contains("up_proj")) return 0;
-        return 2.0 * layout.Config.IntermediateSize * s.ComputeBytes;
+        // A mixture-of-experts model's sparse layers keep nothing; its dense ones do.
+        var c = layout.Config;
+        var keeping = c.Experts is { } moe ? Enumerable.Range(0, c.NumLayers).Count(i => !moe.IsSparse(i)) / (double)Math.Max(1, c.NumLayers) : 1.0;
+        return keeping * 2.0 * c.IntermediateSize * s.ComputeBytes;
     }
 
     /// <summary>What LoRA layers keep per token in one decoder layer: fp32 inputs, A's output, DoRA's extra terms.</summary>
@@ -78,16 +96,19 @@ public static class ActivationAccounting
         var layer0 = layout.Linears.Where(l => l.Path.StartsWith(layout.IsGpt2 ? "transformer.h.0." : "model.layers.0.", StringComparison.Ordinal)
                                               && targets.Contains(l.LeafName)).ToArray();
         double bytes = 0;
+        var moe = layout.Config.Experts;
         foreach (var l in layer0)
         {
+            // A token passes through k of an MoE layer's E experts.
+            var share = moe is not null && l.Path.Contains(".experts.", StringComparison.Ordinal) ? moe.ExpertsPerToken / (double)moe.ExpertCount : 1.0;
             // On a reduced-precision base, plain LoRA runs its low-rank path in the activations' dtype and shares the base
             // layer's input; DoRA (and an fp32 base) computes it in fp32 on an fp32 copy of the input.
             var lowRankInFp32 = s.IsDora || s.ComputeBytes == 4;
             var elementBytes = lowRankInFp32 ? 4.0 : s.ComputeBytes;
-            bytes += elementBytes * s.LoraR;                                   // A's output, kept for ∂B
-            if (s.LoraDropout > 0) bytes += (elementBytes + 1) * l.InFeatures; // dropped copy + bool mask
-            else if (lowRankInFp32 && s.ComputeBytes != 4) bytes += 4.0 * l.InFeatures;   // the fp32 copy of the input
-            if (s.IsDora) bytes += 8.0 * l.OutFeatures;                        // fp32 base output and scaled update
+            bytes += share * elementBytes * s.LoraR;                                   // A's output, kept for ∂B
+            if (s.LoraDropout > 0) bytes += share * (elementBytes + 1) * l.InFeatures; // dropped copy + bool mask
+            else if (lowRankInFp32 && s.ComputeBytes != 4) bytes += share * 4.0 * l.InFeatures;   // the fp32 copy of the input
+            if (s.IsDora) bytes += share * 8.0 * l.OutFeatures;                        // fp32 base output and scaled update
         }
         return bytes;
     }

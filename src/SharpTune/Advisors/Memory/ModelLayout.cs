@@ -21,15 +21,22 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     /// <summary>Every parameter of the model (a tied output head counted once).</summary>
     public long TotalParameters => Linears.Sum(l => l.Parameters) + OtherParameters;
 
-    /// <summary>Parameters that take part in matrix multiplies per token: all linear layers plus a tied head.</summary>
+    /// <summary>
+    /// Parameters that take part in matrix multiplies per token: all linear layers plus a tied head; of a
+    /// mixture-of-experts layer's experts, only the k a token is routed to.
+    /// </summary>
     public long MatmulParameters =>
-        Linears.Sum(l => l.InFeatures * l.OutFeatures) + (Config.TieWordEmbeddings ? (long)Config.VocabSize * Config.HiddenSize : 0);
+        (long)Linears.Sum(l => l.InFeatures * l.OutFeatures * ActiveShare(l)) + (Config.TieWordEmbeddings ? (long)Config.VocabSize * Config.HiddenSize : 0);
+
+    private double ActiveShare(LinearLayerShape linear) =>
+        Config.Experts is { } moe && linear.Path.Contains(".experts.", StringComparison.Ordinal) ? moe.ExpertsPerToken / (double)moe.ExpertCount : 1.0;
 
     /// <summary>The layout of <paramref name="config"/>; throws for an architecture the model factory cannot build.</summary>
     public static ModelLayout Of(ModelConfig config) => config.Architecture switch
     {
         "LlamaForCausalLM" or "MistralForCausalLM" or "Qwen2ForCausalLM" or "SmolLM3ForCausalLM" or "Qwen3ForCausalLM"
-            or "GraniteForCausalLM" or "Olmo2ForCausalLM" or "GemmaForCausalLM" or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" => Llama(config),
+            or "GraniteForCausalLM" or "Olmo2ForCausalLM" or "GemmaForCausalLM" or "Qwen3MoeForCausalLM" or "MixtralForCausalLM"
+            or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" => Llama(config),
         "Phi3ForCausalLM" => Phi3(config),
         "GPT2LMHeadModel" => Gpt2(config),
         _ => throw new NotSupportedException(
@@ -48,6 +55,20 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
             linears.Add(new($"{p}.self_attn.k_proj", d, kv, c.AttentionBias));
             linears.Add(new($"{p}.self_attn.v_proj", d, kv, c.AttentionBias));
             linears.Add(new($"{p}.self_attn.o_proj", attention, d, oBias));
+            if (c.Experts is { } moe && moe.IsSparse(i))
+            {
+                // The sparse block: the router and every expert's SwiGLU projections (Mixtral: block_sparse_moe, w1 w3 w2).
+                var mixtral = c.Architecture == "MixtralForCausalLM";
+                var (block, gate, up, down) = mixtral ? ("block_sparse_moe", "w1", "w3", "w2") : ("mlp", "gate_proj", "up_proj", "down_proj");
+                linears.Add(new($"{p}.{block}.gate", d, moe.ExpertCount, false));
+                for (var e = 0; e < moe.ExpertCount; e++)
+                {
+                    linears.Add(new($"{p}.{block}.experts.{e}.{gate}", d, moe.ExpertIntermediateSize, c.MlpBias && !mixtral));
+                    linears.Add(new($"{p}.{block}.experts.{e}.{up}", d, moe.ExpertIntermediateSize, c.MlpBias && !mixtral));
+                    linears.Add(new($"{p}.{block}.experts.{e}.{down}", moe.ExpertIntermediateSize, d, c.MlpBias && !mixtral));
+                }
+                continue;
+            }
             linears.Add(new($"{p}.mlp.gate_proj", d, ffn, c.MlpBias));
             linears.Add(new($"{p}.mlp.up_proj", d, ffn, c.MlpBias));
             linears.Add(new($"{p}.mlp.down_proj", ffn, d, c.MlpBias));
@@ -57,7 +78,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         // head in Qwen3 and Gemma 3, over all heads in OLMo 2), final norm
         var isGemma3 = c.Architecture == "Gemma3ForCausalLM";
         var fourNorms = isGemma3 || c.Architecture == "Gemma2ForCausalLM";
-        var qkNormWidth = isGemma3 || c.Architecture == "Qwen3ForCausalLM" ? 2L * c.HeadDim
+        var qkNormWidth = isGemma3 || c.Architecture is "Qwen3ForCausalLM" or "Qwen3MoeForCausalLM" ? 2L * c.HeadDim
             : c.Architecture == "Olmo2ForCausalLM" ? attention + kv : 0;
         var other = (long)c.VocabSize * d + ((fourNorms ? 4L : 2L) * c.NumLayers + 1) * d + qkNormWidth * c.NumLayers;
         return new ModelLayout(c, linears, other, IsGpt2: false);

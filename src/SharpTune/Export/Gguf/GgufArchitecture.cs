@@ -38,8 +38,10 @@ internal abstract class GgufArchitecture
     {
         ["LlamaForCausalLM"] = () => new LlamaFamilyGguf("llama", permuteQk: true),
         ["MistralForCausalLM"] = () => new LlamaFamilyGguf("llama", permuteQk: true),
+        ["MixtralForCausalLM"] = () => new LlamaFamilyGguf("llama", permuteQk: true),
         ["Qwen2ForCausalLM"] = () => new LlamaFamilyGguf("qwen2", permuteQk: false),
         ["Qwen3ForCausalLM"] = () => new LlamaFamilyGguf("qwen3", permuteQk: false),
+        ["Qwen3MoeForCausalLM"] = () => new LlamaFamilyGguf("qwen3moe", permuteQk: false),
         ["SmolLM3ForCausalLM"] = () => new LlamaFamilyGguf("smollm3", permuteQk: true),
         ["GraniteForCausalLM"] = () => new LlamaFamilyGguf("granite", permuteQk: true),
         ["Olmo2ForCausalLM"] = () => new Olmo2Gguf(),

@@ -33,7 +33,9 @@ internal sealed class GgufTypePlan
     public GgmlType Choose(string name, long columns, int dims)
     {
         var isNorm = name.EndsWith("_norm.weight", StringComparison.Ordinal);
-        if (dims <= 1 || isNorm || name == "position_embd.weight" || !name.EndsWith(".weight", StringComparison.Ordinal))
+        // A mixture-of-experts router (ffn_gate_inp) stays F32, as the converter and llama-quantize both keep it.
+        if (dims <= 1 || isNorm || name == "position_embd.weight" || !name.EndsWith(".weight", StringComparison.Ordinal) ||
+            name.Contains("ffn_gate_inp", StringComparison.Ordinal))
             return GgmlType.F32;
         switch (_type)
         {

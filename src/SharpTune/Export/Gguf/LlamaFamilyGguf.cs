@@ -3,11 +3,14 @@ using SharpTune.Models;
 namespace SharpTune.Export.Gguf;
 
 /// <summary>
-/// llama (Llama 2/3, Mistral, SmolLM), qwen2, qwen3, smollm3 and granite in llama.cpp: the Hugging Face decoder layout
-/// renamed (<c>model.layers.N.self_attn.q_proj</c> → <c>blk.N.attn_q</c>…). Llama, SmolLM3 and Granite use GPT-J-style
-/// interleaved RoPE in llama.cpp, so the converter reorders the rows of Q and K from Hugging Face's rotate-half order;
-/// Qwen uses NEOX RoPE and keeps them. SmolLM3's NoPE layers are fixed in llama.cpp (every fourth), so other patterns are
-/// refused. Granite adds its four multipliers as granite.attention.scale, embedding_scale, residual_scale and logit_scale.
+/// llama (Llama 2/3, Mistral, Mixtral, SmolLM), qwen2, qwen3, qwen3moe, smollm3 and granite in llama.cpp: the Hugging Face
+/// decoder layout renamed (<c>model.layers.N.self_attn.q_proj</c> → <c>blk.N.attn_q</c>…). Llama, SmolLM3 and Granite use
+/// GPT-J-style interleaved RoPE in llama.cpp, so the converter reorders the rows of Q and K from Hugging Face's rotate-half
+/// order; Qwen uses NEOX RoPE and keeps them. SmolLM3's NoPE layers are fixed in llama.cpp (every fourth), so other
+/// patterns are refused. Granite adds its four multipliers as granite.attention.scale, embedding_scale, residual_scale and
+/// logit_scale. A mixture-of-experts layer's router becomes ffn_gate_inp and its experts' projections are stacked, expert
+/// by expert, into ffn_gate_exps / ffn_up_exps / ffn_down_exps (E, out, in), as convert_hf_to_gguf.py's Qwen2MoeModel
+/// (which Qwen3MoeModel extends) writes them.
 /// </summary>
 internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchitecture
 {
@@ -41,6 +44,22 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
         if (Name == "qwen3" && config.AttentionBias)
             throw new NotSupportedException(
                 $"{config.Architecture}: attention_bias = true gives o_proj a bias, which llama.cpp's qwen3 cannot load (it has no attn_output.bias)");
+        if (Name == "qwen3moe" && config.AttentionBias)
+            throw new NotSupportedException(
+                $"{config.Architecture}: attention_bias = true gives o_proj a bias, which llama.cpp's qwen3moe cannot load (it has no attn_output.bias)");
+        if (config.Experts is { } experts)
+        {
+            // llama.cpp's qwen3moe and llama graphs run build_moe_ffn on every layer with norm_w = true.
+            var dense = Enumerable.Range(0, config.NumLayers).Where(i => !experts.IsSparse(i)).ToArray();
+            if (dense.Length > 0)
+                throw new NotSupportedException(
+                    $"{config.Architecture}: layers [{string.Join(", ", dense)}] have a dense MLP (mlp_only_layers / decoder_sparse_step), " +
+                    $"which llama.cpp's {Name} cannot hold: its graph gives every layer the sparse experts");
+            if (!experts.NormalizeTopKProbabilities)
+                throw new NotSupportedException(
+                    $"{config.Architecture}: norm_topk_prob = false, but llama.cpp's {Name} always renormalises the top-k routing weights, " +
+                    "so it would compute a different model");
+        }
         if (Name == "smollm3")
         {
             var llamaCppRope = Enumerable.Range(0, config.NumLayers).Select(i => (i + 1) % SmolLM3NoRopeStep != 0).ToArray();
@@ -69,6 +88,13 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
             Add(metadata, $"{Name}.rope.scaling.type", GgufValue.Str("yarn"));
             Add(metadata, $"{Name}.rope.scaling.factor", GgufValue.F32((float)yarn.Factor));
             Add(metadata, $"{Name}.rope.scaling.original_context_length", GgufValue.U32((uint)yarn.OriginalMaxPositionEmbeddings));
+        }
+        if (config.Experts is { } experts)
+        {
+            // TextModel.set_gguf_parameters writes expert_used_count; Qwen2MoeModel adds the count and the experts' width.
+            Add(metadata, $"{Name}.expert_count", GgufValue.U32((uint)experts.ExpertCount));
+            Add(metadata, $"{Name}.expert_used_count", GgufValue.U32((uint)experts.ExpertsPerToken));
+            Add(metadata, $"{Name}.expert_feed_forward_length", GgufValue.U32((uint)experts.ExpertIntermediateSize));
         }
         if (IsLlamaModel)
         {
@@ -114,9 +140,33 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
                         ? Permuted($"blk.{i}.{gguf}.{suffix}", checkpointName, heads, source)
                         : Same($"blk.{i}.{gguf}.{suffix}", checkpointName, source));
                 }
+            if (config.Experts is { } experts && experts.IsSparse(i)) tensors.AddRange(ExpertTensors(i, experts.ExpertCount, source, config.Architecture == "MixtralForCausalLM"));
         }
         AddDecoderOutput(tensors, names, config, source);
         return tensors;
+    }
+
+    /// <summary>The router and the experts' projections of sparse layer <paramref name="layer"/>, each stacked over the experts.</summary>
+    /// Mixtral's are <c>block_sparse_moe.experts.{e}.w1/w3/w2</c> (gate, up, down), as the converter's LlamaModel maps them.
+    private static IEnumerable<MappedTensor> ExpertTensors(int layer, int expertCount, IWeightSource source, bool mixtral)
+    {
+        var prefix = $"model.layers.{layer}.{(mixtral ? "block_sparse_moe" : "mlp")}";
+        yield return Same($"blk.{layer}.ffn_gate_inp.weight", $"{prefix}.gate.weight", source);
+        var projections = mixtral
+            ? new[] { ("w1", "ffn_gate_exps"), ("w3", "ffn_up_exps"), ("w2", "ffn_down_exps") }
+            : new[] { ("gate_proj", "ffn_gate_exps"), ("up_proj", "ffn_up_exps"), ("down_proj", "ffn_down_exps") };
+        foreach (var (hf, gguf) in projections)
+        {
+            var names = Enumerable.Range(0, expertCount).Select(e => $"{prefix}.experts.{e}.{hf}.weight").ToArray();
+            var shape = source.ShapeOf(names[0]);
+            yield return new MappedTensor($"blk.{layer}.{gguf}.weight", [expertCount, shape[0], shape[1]], s =>
+            {
+                var stacked = new float[expertCount * shape[0] * shape[1]];
+                for (var e = 0; e < expertCount; e++)
+                    s.Read(names[e]).CopyTo(stacked, e * shape[0] * shape[1]);
+                return stacked;
+            });
+        }
     }
 
     public override string? LinearName(string checkpointName) => DecoderLinearName(checkpointName, LayerTensors);

@@ -41,9 +41,28 @@ public sealed class TokenObjective(TrainingObjective objective) : ITrainingObjec
 
     public string AccuracyMetric => "token_accuracy";
 
+    /// <summary>The metric the load-balancing loss of a mixture-of-experts model is logged under (transformers' aux_loss).</summary>
+    public const string AuxLossMetric = "aux_loss";
+
     public ObjectiveOutput Compute(CausalLanguageModel model, TrainingBatch batch)
     {
-        var (loss, correct) = objective(model, batch);
-        return new ObjectiveOutput(loss, correct);
+        if (model.Config.Experts is not { OutputRouterLogits: true } experts || model.RouterLogits is not { } router)
+        {
+            var (loss, correct) = objective(model, batch);
+            return new ObjectiveOutput(loss, correct);
+        }
+        // transformers' *MoeForCausalLM adds router_aux_loss_coef · aux_loss to the mean token loss when output_router_logits
+        // is set. Here losses are sums divided by the step's units, so the batch's term is weighted by its units: one
+        // micro-batch gives exactly mean CE + coef · aux, and accumulated micro-batches a unit-weighted mean of their aux.
+        if (model.GradientCheckpointing && model.training && is_grad_enabled())
+            throw new NotSupportedException(
+                $"{model.Config.Architecture}: output_router_logits = true (the load-balancing loss) cannot be combined with gradient " +
+                "checkpointing here: a recomputed layer's router logits would carry no gradient; turn one of them off");
+        using var recording = router.Start();
+        var (tokenLoss, hits) = objective(model, batch);
+        var aux = LoadBalancingLoss.Compute(recording.Logits, experts.ExpertCount, experts.ExpertsPerToken, batch.TokenMask);
+        var units = batch.LossUnits;
+        return new ObjectiveOutput(tokenLoss + aux * (experts.RouterAuxLossCoefficient * units), hits,
+            new Dictionary<string, Tensor> { [AuxLossMetric] = aux.detach() * units });
     }
 }
