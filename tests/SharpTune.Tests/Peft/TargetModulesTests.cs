@@ -54,6 +54,16 @@ public class TargetModulesTests
         Assert.Equal(["q_proj", "v_proj"], LoraConfig.DefaultTargetModules("llama"));
         Assert.Equal(["q_proj", "v_proj"], LoraConfig.DefaultTargetModules("qwen2"));
         Assert.Equal(["c_attn"], LoraConfig.DefaultTargetModules("gpt2"));
+        // huggingface/peft@00073fe constants.py: Mixtral as Llama for LoRA; for IA3 its experts' w2 is the feed-forward
+        // module; Qwen3-MoE has no entry, so PEFT asks for target_modules.
+        Assert.Equal(["q_proj", "v_proj"], LoraConfig.DefaultTargetModules("mixtral"));
+        Assert.Equal(["k_proj", "v_proj", "w2"], SharpTune.Peft.IA3.IA3Config.DefaultTargetModules("mixtral"));
+        Assert.Equal(["w2"], SharpTune.Peft.IA3.IA3Config.DefaultFeedforwardModules("mixtral"));
+        Assert.Contains("target_modules", Assert.Throws<ArgumentException>(() => LoraConfig.DefaultTargetModules("qwen3_moe")).Message);
+        using var mixtral = TestModels.Create("mixtral");
+        var ia3 = new SharpTune.Peft.IA3.IA3Adapter(new SharpTune.Peft.IA3.IA3Config());
+        ia3.Inject(mixtral);
+        Assert.Contains(ia3.Layers, l => l.Path.EndsWith(".experts.0.w2", StringComparison.Ordinal));
         using var gpt2 = TestModels.Create("gpt2");
         var adapter = new LoraAdapter(new LoraConfig());
         adapter.Inject(gpt2);
