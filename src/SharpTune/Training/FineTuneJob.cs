@@ -52,6 +52,7 @@ public static class FineTuneJob
         var objective = options.Objective.Trim().ToLowerInvariant();
         if (!Objectives.Contains(objective))
             throw new ArgumentException($"unknown objective '{options.Objective}' (choose one of: {string.Join(", ", Objectives)})");
+        TrainingTasks.Validate(options);
         // Settings are parsed before any work, so a bad loss_type or scale_rewards fails at once.
         _ = objective switch
         {
@@ -112,7 +113,8 @@ public static class FineTuneJob
             ? new KtoSettings(options.Beta ?? 0.1, options.DesirableWeight, options.UndesirableWeight, KtoLoss.ParseType(options.LossType ?? "kto"))
             : null;
         var grpo = objective == "grpo" ? GrpoSettings.From(options) : null;
-        Func<DataRow, TrainingExample>? map = objective switch
+        var task = TrainingTasks.Of(options);
+        Func<DataRow, TrainingExample>? map = task != TrainingTasks.CausalLm ? SequenceClassificationRecipe.RowMap(task) : objective switch
         {
             // Paired rows (explicit or implicit prompt) are unpaired by the KTO tokenizer, as TRL's KTOTrainer does.
             "kto" => row => row.Fields.ContainsKey("chosen") && row.Fields.ContainsKey("rejected") && !row.Fields.ContainsKey("completion")
@@ -151,7 +153,10 @@ public static class FineTuneJob
 
         // A quantized base keeps its unquantized weights (embeddings, norms, head) in the compute dtype, as bitsandbytes does.
         var dtype = quantization?.ComputeDtype ?? ModelFactory.ParseDtype(options.Dtype);
-        using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
+        // A head task's decoder is the classifier's (its score head a child module, trained and checkpointed with it).
+        var classifier = task == TrainingTasks.CausalLm ? null
+            : SequenceClassificationRecipe.LoadClassifier(options, task, modelDir, dtype, TorchRuntime.DefaultDevice, tokenizer, [.. trainExamples, .. validationExamples]);
+        using var model = classifier?.Model ?? PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
         if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
         model.GradientCheckpointing = options.UsesGradientCheckpointing();
         model.CheckpointedLayers = options.CheckpointedLayersFor(model.Config.NumLayers);
@@ -186,7 +191,8 @@ public static class FineTuneJob
 
         void SaveModel(string dir)
         {
-            if (adapter is null) PretrainedModel.Save(model, dir);
+            if (classifier is not null) SequenceClassificationRecipe.Save(classifier, adapter, dir, modelDir);
+            else if (adapter is null) PretrainedModel.Save(model, dir);
             else PeftAdapters.Save(adapter, dir, Path.GetFullPath(modelDir));
             PretrainedModel.CopyCompanionFiles(modelDir, dir);
             chatTemplate?.Save(dir);
@@ -194,6 +200,8 @@ public static class FineTuneJob
 
         var context = new RecipeContext(options, model, trainable, SaveModel, resume, progress, log, cancellationToken);
         var truncate = options.Overflow != "drop";
+        if (classifier is not null)
+            return SequenceClassificationRecipe.Run(context, classifier, task, tokenizer, chatTemplate, trainExamples, validationExamples, testExamples, parameters);
         if (dpo is not null)
         {
             var pairs = new PreferenceTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, truncate);

@@ -248,6 +248,16 @@ public sealed record TrainingOptions
     /// <summary>ia3: the targets scaled on their input (comma-separated names or a regex); empty = PEFT's default.</summary>
     public string? FeedforwardModules { get; init; }
 
+    // Classifiers and reward models (docs/training.md, "Sequence classification and reward models").
+    /// <summary>
+    /// What the run trains (<see cref="TrainingTasks.Names"/>): causal_lm (default: the language model, every
+    /// objective), sequence_classification ({"text","label"} rows, cross-entropy), regression (numeric labels, MSE) or
+    /// reward (preference pairs, TRL's RewardTrainer loss), the last three a *ForSequenceClassification score head.
+    /// </summary>
+    public string Task { get; init; } = TrainingTasks.CausalLm;
+    /// <summary>Task reward: TRL's center_rewards_coefficient (weight of the mean squared summed pair reward); empty = off.</summary>
+    public double? CenterRewardsCoefficient { get; init; }
+
     /// <summary>
     /// Whether layers are recomputed: <see cref="GradientCheckpointing"/> when set, else whether the base is quantized or
     /// <see cref="CheckpointedLayers"/> is given.
