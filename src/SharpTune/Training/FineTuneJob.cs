@@ -23,9 +23,12 @@ public sealed record FineTuneResult(
 {
     /// <summary>Loss of the final model on <see cref="TrainingOptions.Test"/> (per supervised token, or per pair for DPO).</summary>
     public double? TestLoss { get; init; }
-    /// <summary>Token accuracy (SFT) or preference accuracy (DPO) of the final model on the test data.</summary>
+    /// <summary>
+    /// The objective's accuracy metric for the final model on the test data: token accuracy (SFT), preference accuracy
+    /// (DPO), classification or reward accuracy, or the MSE for task regression.
+    /// </summary>
     public double? TestAccuracy { get; init; }
-    /// <summary>The objective's other metrics on the test data (DPO: rewards/margins…).</summary>
+    /// <summary>The objective's other metrics on the test data (DPO: rewards/margins…; reward: margin…; classification: macro_f1…).</summary>
     public IReadOnlyDictionary<string, double>? TestMetrics { get; init; }
     /// <summary>What the test data's tokenization kept and dropped.</summary>
     public TokenizationReport? TestData { get; init; }
