@@ -146,6 +146,29 @@ public class ClassifierTrainingJobTests
         foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void A_regression_run_validates_every_eval_step_and_keeps_its_best_head()
+    {
+        using var temp = new TempDir();
+        var lines = Enumerable.Range(0, 10).Select(i => new JsonObject { ["text"] = $"Tom ran {i} times.", ["label"] = 0.5 * i });
+        var data = temp.File("scores.jsonl", string.Join("\n", lines.Select(l => l.ToJsonString())) + "\n");
+        var result = FineTuneJob.Run(Options(data, Path.Combine(temp.Path, "run"), TrainingTasks.Regression) with
+            { ValidationFraction = 0.3, MicroBatchSize = 4, MaxSteps = 3, EvalEvery = 1 });
+
+        var records = MetricsLog.ReadAll(Path.Combine(result.Training.RunDirectory, "metrics.jsonl"));
+        Assert.Equal(3, records.Count);
+        foreach (var record in records)
+        {
+            // The MSE loss is the mean squared error over rows: the logged mse (summed squared errors / rows) equals it.
+            Assert.Equal(record["loss"]!.GetValue<double>(), record["mse"]!.GetValue<double>(), 4);
+            Assert.Equal(record["val_loss"]!.GetValue<double>(), record["val_mse"]!.GetValue<double>(), 4);
+        }
+        Assert.Equal(records.Min(r => r["val_loss"]!.GetValue<double>()), result.Training.BestValidationLoss!.Value, 6);
+        var best = Path.Combine(result.Training.RunDirectory, "best");
+        Assert.Equal(SequenceClassificationConfig.Regression, SequenceClassification.ReadLabels(best).ProblemType);
+        Assert.Equal(SequenceClassificationConfig.Regression, SequenceClassification.ReadLabels(result.FinalDirectory).ProblemType);
+    }
+
     [Fact]
     public void The_task_and_reward_centring_are_read_from_yaml_and_written_back()
     {
