@@ -186,10 +186,12 @@ public static class FineTuneJob
         }
         var parameters = CountParameters(model, trainable);
         log?.Invoke($"method {options.Method}: {parameters}");
-        if (options.DropoutDisabled())
+        // TRL's RewardConfig defaults disable_dropout to True as its preference configs do.
+        var rewardDefault = options.DisableDropout is null && task == TrainingTasks.Reward;
+        if (options.DropoutDisabled() || rewardDefault)
         {
             FineTuningMethods.DisableDropout(model);
-            log?.Invoke("dropout off (disable_dropout" + (options.DisableDropout is null ? $", TRL's default for {objective})" : ")"));
+            log?.Invoke("dropout off (disable_dropout" + (options.DisableDropout is null ? $", TRL's default for {(rewardDefault ? "task reward" : objective)})" : ")"));
         }
 
         void SaveModel(string dir)

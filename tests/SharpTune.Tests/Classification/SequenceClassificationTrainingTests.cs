@@ -134,11 +134,14 @@ public class SequenceClassificationTrainingTests
     public void A_reward_run_lowers_the_pairwise_loss_and_reports_accuracy_on_held_out_pairs()
     {
         using var temp = new TempDir();
+        var log = new List<string>();
         var result = FineTuneJob.Run(Options(WritePreferences(temp, margins: true), Path.Combine(temp.Path, "reward"), TrainingTasks.Reward) with
         {
             ValidationFraction = 0.25, LearningRate = 5e-3, MicroBatchSize = 9, MaxSteps = 6, CenterRewardsCoefficient = 0.01, Method = "full",
             Test = WritePreferences(temp, margins: true),
-        });
+        }, log: log.Add);
+        // TRL's RewardConfig: disable_dropout defaults to True.
+        Assert.Contains(log, l => l.StartsWith("dropout off", StringComparison.Ordinal) && l.Contains("task reward"));
         var losses = result.Training.TrainLosses;
         Assert.True(losses[^1] < losses[0], $"loss went {string.Join(" → ", losses)}");
         // TRL's RewardTrainer metrics, in training and validation records and on the test pairs.
