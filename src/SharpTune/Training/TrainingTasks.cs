@@ -49,8 +49,10 @@ public static class TrainingTasks
                 throw new ArgumentException($"center_rewards_coefficient (--center-rewards-coefficient) must be a number of at least 0, found {coefficient}");
         }
         if (task == CausalLm) return;
-        void Refuse(bool given, string option, string what) =>
-            _ = given ? throw new ArgumentException($"{option} {what}; task {task} trains a classification head, which does not take it") : 0;
+        void Refuse(bool given, string option, string what)
+        {
+            if (given) throw new ArgumentException($"{option} {what}; task {task} trains a classification head, which does not take it");
+        }
         var objective = options.Objective.Trim().ToLowerInvariant();
         Refuse(objective != "sft", $"objective {options.Objective} (--objective)", "trains a causal LM");
         Refuse(options.Beta is not null, "beta (--beta)", "is a DPO/ORPO/SimPO/KTO/GRPO setting");
