@@ -55,6 +55,20 @@ public class ClassifierUseTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void The_cli_reports_a_regression_head_by_its_mean_squared_error()
+    {
+        using var temp = new TempDir();
+        var rows = Enumerable.Range(0, 8).Select(i => new JsonObject { ["text"] = $"Tom ran {i} times.", ["label"] = i });
+        var data = temp.File("scores.jsonl", string.Join("\n", rows.Select(r => r.ToJsonString())) + "\n");
+        var train = RunCli("train", "--task", "regression", "--model", TestAssets.Stories260K, "--data", data,
+            "--output", Path.Combine(temp.Path, "run"), "--max-steps", "2", "--test", data);
+        Assert.True(train.Code == 0, train.Err);
+        Assert.Contains("val_mse", train.Err);
+        Assert.Matches(@"test: loss \d+\.\d{4}, mse \d+\.\d{4}", train.Err);
+        Assert.DoesNotContain("val_acc", train.Err);
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void The_cli_trains_scores_and_merges_a_classifier()
     {
         using var temp = new TempDir();
@@ -65,6 +79,7 @@ public class ClassifierUseTests
             "--max-steps", "2", "--lr", "1e-2", "--lora-r", "4", "--test", data);
         Assert.True(train.Code == 0, train.Err);
         Assert.Contains("macro F1", train.Err);
+        Assert.Contains("val_acc", train.Err);
         var adapter = train.Out.Trim();
         Assert.Equal(Path.Combine(run, "final"), adapter);
 
