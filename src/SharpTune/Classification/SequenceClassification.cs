@@ -1,11 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using SharpTune.Data;
 using SharpTune.Evaluation;
 using SharpTune.Models;
-using SharpTune.Peft;
-using SharpTune.Peft.Lora;
-using SharpTune.Tokenization;
 using SharpTune.Training;
 using SharpTune.Training.Objectives;
 using TorchSharp;
