@@ -2,13 +2,12 @@ using System.CommandLine;
 
 namespace SharpTune.Cli.Commands;
 
-/// <summary><c>sharptune classify</c>: train and use sequence classifiers and reward models.</summary>
+/// <summary><c>sharptune classify</c>: use sequence classifiers and reward models (trained by <c>sharptune train --task</c>).</summary>
 internal static class ClassifyCommand
 {
     public static Command Create()
     {
-        var command = new Command("classify", "Sequence classification and reward models (*ForSequenceClassification): train a head, score texts.");
-        command.Subcommands.Add(ClassifyTrainCommand.Create());
+        var command = new Command("classify", "Sequence classification and reward models (*ForSequenceClassification): score texts with a trained head (train one with `sharptune train --task`).");
         command.Subcommands.Add(ClassifyScoreCommand.Create());
         return command;
     }

@@ -11,7 +11,7 @@ internal static class ClassifyScoreCommand
     public static Command Create()
     {
         var model = ModelOptions.Model("*ForSequenceClassification folder, or the base of --adapter");
-        var adapter = new Option<string?>("--adapter") { Description = "A SEQ_CLS adapter folder (from classify train --method lora)" };
+        var adapter = new Option<string?>("--adapter") { Description = "A SEQ_CLS adapter folder (RUN/final of train --task … with a LoRA method)" };
         var texts = new Option<string[]>("--text") { Description = "A text to score (repeatable)", AllowMultipleArgumentsPerToken = false };
         var data = new Option<string?>("--data") { Description = "A file of rows with a \"text\" field" };
         var batch = new Option<int>("--batch-size") { Description = "Texts per forward pass", DefaultValueFactory = _ => 8 };

@@ -26,7 +26,7 @@ internal sealed class GrpoCommandOptions
     private readonly Option<string?> rewardSchema = new("--reward-schema") { Description = "GRPO json-schema reward: the JSON Schema file" };
     private readonly Option<string?> judgeUrl = new("--judge-url") { Description = "GRPO judge reward: OpenAI-compatible base URL (key from OPENAI_API_KEY)" };
     private readonly Option<string?> judgeModel = new("--judge-model") { Description = "GRPO judge reward: the grader model" };
-    private readonly Option<string?> rewardModel = new("--reward-model") { Description = "GRPO reward-model reward: a trained reward model folder (classify train --task reward)" };
+    private readonly Option<string?> rewardModel = new("--reward-model") { Description = "GRPO reward-model reward: a trained reward model folder (train --task reward)" };
     private readonly Option<string?> rewardModelAdapter = new("--reward-model-adapter") { Description = "GRPO reward-model reward: a SEQ_CLS adapter on --reward-model" };
     private readonly Option<double?> simpoGamma = new("--simpo-gamma") { Description = "SimPO: target reward margin γ (default 0.5)" };
     private readonly Option<double?> cpoAlpha = new("--cpo-alpha") { Description = "SimPO: weight of the chosen answers' NLL (default 0)" };

@@ -47,14 +47,16 @@ internal static class TrainCommand
         var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
+        var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (the last three a *ForSequenceClassification score head on the decoder)" };
+        var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
         var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
         var grpo = GrpoCommandOptions.Create();
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };
-        var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; full, LoRA, DoRA…) and write RUN_DIR/final/")
+        var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; a classification, regression or reward head; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
-            labelSmoothing, precompute, disableDropout, nproc,
+            labelSmoothing, precompute, disableDropout, nproc, task, centerRewards,
         };
         grpo.AddTo(command);
         command.Add(optim);
@@ -133,6 +135,8 @@ internal static class TrainCommand
                 LabelSmoothing = parse.GetValue(labelSmoothing) ?? options.LabelSmoothing,
                 PrecomputeRefLogProbs = parse.GetValue(precompute) ?? options.PrecomputeRefLogProbs,
                 DisableDropout = parse.GetValue(disableDropout) ?? options.DisableDropout,
+                Task = parse.GetValue(task) ?? options.Task,
+                CenterRewardsCoefficient = parse.GetValue(centerRewards) ?? options.CenterRewardsCoefficient,
             };
             options = grpo.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);
@@ -182,7 +186,9 @@ internal static class TrainCommand
                 (t.BestValidationLoss is { } best ? $", best validation loss {best:F4} at step {t.BestStep}" : "") +
                 (result.InitialValidationLoss is { } initial ? $" (before training {initial:F4})" : ""));
             if (result.TestLoss is { } testLoss)
-                Console.Error.WriteLine($"test: loss {testLoss:F4}, accuracy {result.TestAccuracy:P1}" +
+                Console.Error.WriteLine($"test: loss {testLoss:F4}, " +
+                    (TrainingTasks.Of(options) == TrainingTasks.Regression ? $"mse {result.TestAccuracy:F4}" : $"accuracy {result.TestAccuracy:P1}") +
+                    (result.TestMetrics?.GetValueOrDefault("macro_f1") is { } f1 and not 0 ? $", macro F1 {f1:F4}" : "") +
                     (result.TestMetrics?.GetValueOrDefault("rewards/margins") is { } margin and not 0 ? $", reward margin {margin:F4}" : ""));
             Console.WriteLine(result.FinalDirectory);
             return 0;

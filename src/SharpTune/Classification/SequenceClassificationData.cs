@@ -40,8 +40,15 @@ public static class SequenceClassificationData
     /// of them; with <paramref name="regression"/> it must be a number.
     /// </summary>
     public static IReadOnlyList<ClassificationItem> Tokenize(IEnumerable<(DataRow Row, ClassificationExample Example)> rows, HfTokenizer tokenizer,
-        IReadOnlyList<string> labels, bool regression, int maxLength)
+        IReadOnlyList<string> labels, bool regression, int maxLength) =>
+        Tokenize(rows, tokenizer, labels, regression, maxLength, out _);
+
+    /// <inheritdoc cref="Tokenize(IEnumerable{ValueTuple{DataRow, ClassificationExample}}, HfTokenizer, IReadOnlyList{string}, bool, int)"/>
+    /// <param name="truncated">How many texts were cut to <paramref name="maxLength"/>.</param>
+    public static IReadOnlyList<ClassificationItem> Tokenize(IEnumerable<(DataRow Row, ClassificationExample Example)> rows, HfTokenizer tokenizer,
+        IReadOnlyList<string> labels, bool regression, int maxLength, out int truncated)
     {
+        truncated = 0;
         var items = new List<ClassificationItem>();
         foreach (var (row, example) in rows)
         {
@@ -61,7 +68,9 @@ public static class SequenceClassificationData
                     throw new DataFormatException(row.SourceFile, row.LineNumber, "label", "unknown_label",
                         $"label '{example.ClassLabel}' is not one of the model's labels ({string.Join(", ", labels)})");
             }
-            var ids = tokenizer.Encode(example.Text, addSpecialTokens: true).Take(maxLength).ToArray();
+            var all = tokenizer.Encode(example.Text, addSpecialTokens: true);
+            if (all.Count > maxLength) truncated++;
+            var ids = all.Take(maxLength).ToArray();
             if (ids.Length == 0)
                 throw new DataFormatException(row.SourceFile, row.LineNumber, "text", "empty", "the text encodes to no tokens");
             items.Add(new ClassificationItem(ids, classId, target, row.Location));

@@ -25,7 +25,7 @@ public static class SequenceClassifierMerge
     public static void Run(string baseDir, string adapterDir, string outputDir, ScalarType? dtype = null)
     {
         Runtime.TorchRuntime.EnsureInitialised();
-        using var classifier = SequenceClassifier.Load(baseDir, SequenceClassificationJob.ReadLabels(adapterDir), ScalarType.Float32);
+        using var classifier = SequenceClassifier.Load(baseDir, SequenceClassification.ReadLabels(adapterDir), ScalarType.Float32);
         var checkpointDtype = classifier.Model.Config.TorchDtype is { } name ? ModelFactory.ParseDtype(name) : ScalarType.Float32;
         PeftAdapters.Load(classifier.Model, adapterDir).MergeAndUnload();
         var target = dtype ?? checkpointDtype;

@@ -17,7 +17,7 @@ public sealed record TextScore(string Text, IReadOnlyList<float> Logits, IReadOn
 
 /// <summary>
 /// A <see cref="SequenceClassifier"/> with its tokenizer, for scoring texts: a *ForSequenceClassification folder, or a
-/// base model with a SEQ_CLS adapter (and its <see cref="SequenceClassificationJob.LabelsFileName"/>) on top.
+/// base model with a SEQ_CLS adapter (and its <see cref="SequenceClassification.LabelsFileName"/>) on top.
 /// </summary>
 public sealed class TextClassifier : IDisposable
 {
@@ -38,7 +38,7 @@ public sealed class TextClassifier : IDisposable
     public static TextClassifier Load(string modelDir, string? adapterDir = null, ScalarType? dtype = null)
     {
         Runtime.TorchRuntime.EnsureInitialised();
-        var labels = adapterDir is null ? null : SequenceClassificationJob.ReadLabels(adapterDir);
+        var labels = adapterDir is null ? null : SequenceClassification.ReadLabels(adapterDir);
         var classifier = SequenceClassifier.Load(modelDir, labels, dtype);
         try
         {
@@ -75,7 +75,7 @@ public sealed class TextClassifier : IDisposable
         {
             using var scope = NewDisposeScope();
             var batch = ids.Skip(start).Take(batchSize).ToList();
-            var logits = Classifier.Logits(SequenceClassificationJob.RightPadded(batch, Classifier)).to(ScalarType.Float32).cpu();
+            var logits = Classifier.Logits(SequenceClassification.RightPadded(batch, Classifier)).to(ScalarType.Float32).cpu();
             var probabilities = labels.NumLabels > 1 ? logits.softmax(-1) : null;
             for (var row = 0; row < batch.Count; row++)
             {

@@ -23,9 +23,12 @@ public sealed record FineTuneResult(
 {
     /// <summary>Loss of the final model on <see cref="TrainingOptions.Test"/> (per supervised token, or per pair for DPO).</summary>
     public double? TestLoss { get; init; }
-    /// <summary>Token accuracy (SFT) or preference accuracy (DPO) of the final model on the test data.</summary>
+    /// <summary>
+    /// The objective's accuracy metric for the final model on the test data: token accuracy (SFT), preference accuracy
+    /// (DPO), classification or reward accuracy, or the MSE for task regression.
+    /// </summary>
     public double? TestAccuracy { get; init; }
-    /// <summary>The objective's other metrics on the test data (DPO: rewards/margins…).</summary>
+    /// <summary>The objective's other metrics on the test data (DPO: rewards/margins…; reward: margin…; classification: macro_f1…).</summary>
     public IReadOnlyDictionary<string, double>? TestMetrics { get; init; }
     /// <summary>What the test data's tokenization kept and dropped.</summary>
     public TokenizationReport? TestData { get; init; }
@@ -52,6 +55,7 @@ public static class FineTuneJob
         var objective = options.Objective.Trim().ToLowerInvariant();
         if (!Objectives.Contains(objective))
             throw new ArgumentException($"unknown objective '{options.Objective}' (choose one of: {string.Join(", ", Objectives)})");
+        TrainingTasks.Validate(options);
         // Settings are parsed before any work, so a bad loss_type or scale_rewards fails at once.
         _ = objective switch
         {
@@ -112,7 +116,8 @@ public static class FineTuneJob
             ? new KtoSettings(options.Beta ?? 0.1, options.DesirableWeight, options.UndesirableWeight, KtoLoss.ParseType(options.LossType ?? "kto"))
             : null;
         var grpo = objective == "grpo" ? GrpoSettings.From(options) : null;
-        Func<DataRow, TrainingExample>? map = objective switch
+        var task = TrainingTasks.Of(options);
+        Func<DataRow, TrainingExample>? map = task != TrainingTasks.CausalLm ? SequenceClassificationRecipe.RowMap(task) : objective switch
         {
             // Paired rows (explicit or implicit prompt) are unpaired by the KTO tokenizer, as TRL's KTOTrainer does.
             "kto" => row => row.Fields.ContainsKey("chosen") && row.Fields.ContainsKey("rejected") && !row.Fields.ContainsKey("completion")
@@ -151,7 +156,10 @@ public static class FineTuneJob
 
         // A quantized base keeps its unquantized weights (embeddings, norms, head) in the compute dtype, as bitsandbytes does.
         var dtype = quantization?.ComputeDtype ?? ModelFactory.ParseDtype(options.Dtype);
-        using var model = PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
+        // A head task's decoder is the classifier's (its score head a child module, trained and checkpointed with it).
+        var classifier = task == TrainingTasks.CausalLm ? null
+            : SequenceClassificationRecipe.LoadClassifier(options, task, modelDir, dtype, TorchRuntime.DefaultDevice, tokenizer, [.. trainExamples, .. validationExamples]);
+        using var model = classifier?.Model ?? PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
         if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
         model.GradientCheckpointing = options.UsesGradientCheckpointing();
         model.CheckpointedLayers = options.CheckpointedLayersFor(model.Config.NumLayers);
@@ -178,15 +186,18 @@ public static class FineTuneJob
         }
         var parameters = CountParameters(model, trainable);
         log?.Invoke($"method {options.Method}: {parameters}");
-        if (options.DropoutDisabled())
+        // TRL's RewardConfig defaults disable_dropout to True as its preference configs do.
+        var rewardDefault = options.DisableDropout is null && task == TrainingTasks.Reward;
+        if (options.DropoutDisabled() || rewardDefault)
         {
             FineTuningMethods.DisableDropout(model);
-            log?.Invoke("dropout off (disable_dropout" + (options.DisableDropout is null ? $", TRL's default for {objective})" : ")"));
+            log?.Invoke("dropout off (disable_dropout" + (options.DisableDropout is null ? $", TRL's default for {(rewardDefault ? "task reward" : objective)})" : ")"));
         }
 
         void SaveModel(string dir)
         {
-            if (adapter is null) PretrainedModel.Save(model, dir);
+            if (classifier is not null) SequenceClassificationRecipe.Save(classifier, adapter, dir, modelDir);
+            else if (adapter is null) PretrainedModel.Save(model, dir);
             else PeftAdapters.Save(adapter, dir, Path.GetFullPath(modelDir));
             PretrainedModel.CopyCompanionFiles(modelDir, dir);
             chatTemplate?.Save(dir);
@@ -194,6 +205,8 @@ public static class FineTuneJob
 
         var context = new RecipeContext(options, model, trainable, SaveModel, resume, progress, log, cancellationToken);
         var truncate = options.Overflow != "drop";
+        if (classifier is not null)
+            return SequenceClassificationRecipe.Run(context, classifier, task, tokenizer, chatTemplate, trainExamples, validationExamples, testExamples, parameters);
         if (dpo is not null)
         {
             var pairs = new PreferenceTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, truncate);

@@ -70,7 +70,9 @@ public static class FineTuningMethods
         UseRsLora = o.UseRslora,
         InitLoraWeights = o.InitLoraWeights is { } init ? LoraConfig.ParseInit(init, "training options") : LoraInit.Default,
         TargetModules = ParseTargets(o.TargetModules),
-        ModulesToSave = ParseNames(o.ModulesToSave),
+        // A classification head is trained whole and saved in a SEQ_CLS adapter, as PEFT's get_peft_model does it.
+        ModulesToSave = TrainingTasks.TrainsHead(o) ? SequenceClassificationRecipe.ModulesToSave(o) : ParseNames(o.ModulesToSave),
+        PeftTaskType = TrainingTasks.TrainsHead(o) ? LoraConfig.SequenceClassificationTaskType : LoraConfig.TaskType,
     };
 
     /// <summary>A comma-separated list of names (empty: none).</summary>

@@ -225,7 +225,7 @@ public sealed record TrainingOptions
     public string? JudgePrompt { get; init; }
     /// <summary>
     /// GRPO reward-model reward: a trained reward model (a *ForSequenceClassification folder with one output, e.g. from
-    /// <c>classify train --task reward --method full</c>, or a merged one) whose first logit scores prompt + completion.
+    /// <c>train --task reward --method full</c>, or a merged one) whose first logit scores prompt + completion.
     /// </summary>
     public string? RewardModel { get; init; }
     /// <summary>GRPO reward-model reward: a SEQ_CLS adapter folder applied on <see cref="RewardModel"/> (then the base).</summary>
@@ -254,6 +254,16 @@ public sealed record TrainingOptions
     public string NonLinearity { get; init; } = "relu";
     /// <summary>ia3: the targets scaled on their input (comma-separated names or a regex); empty = PEFT's default.</summary>
     public string? FeedforwardModules { get; init; }
+
+    // Classifiers and reward models (docs/training.md, "Sequence classification and reward models").
+    /// <summary>
+    /// What the run trains (<see cref="TrainingTasks.Names"/>): causal_lm (default: the language model, every
+    /// objective), sequence_classification ({"text","label"} rows, cross-entropy), regression (numeric labels, MSE) or
+    /// reward (preference pairs, TRL's RewardTrainer loss), the last three a *ForSequenceClassification score head.
+    /// </summary>
+    public string Task { get; init; } = TrainingTasks.CausalLm;
+    /// <summary>Task reward: TRL's center_rewards_coefficient (weight of the mean squared summed pair reward); empty = off.</summary>
+    public double? CenterRewardsCoefficient { get; init; }
 
     /// <summary>
     /// Whether layers are recomputed: <see cref="GradientCheckpointing"/> when set, else whether the base is quantized or

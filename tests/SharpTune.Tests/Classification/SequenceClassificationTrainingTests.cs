@@ -8,6 +8,8 @@ using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
+using SharpTune.Tracking;
+using SharpTune.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -34,6 +36,15 @@ public class SequenceClassificationTrainingTests
         return temp.File("pairs.jsonl", string.Join("\n", lines.Select(l => l.ToJsonString())) + "\n");
     }
 
+    /// <summary>A short run on the common trainer: constant learning rate, no warmup, nothing saved but final/.</summary>
+    internal static TrainingOptions Options(string data, string output, string task) => new()
+    {
+        Model = TestAssets.Stories260K, Data = data, Output = output, Task = task,
+        LrSchedule = "constant", WarmupRatio = 0, LoraDropout = 0, SaveEvery = 0, EvalEvery = 100, Seed = 7,
+    };
+
+    private static JsonObject LastMetrics(string runDir) => MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl"))[^1];
+
     [SharedAssetFact("models/stories260K")]
     public void A_few_lora_steps_lower_the_loss_and_change_only_the_adapter_and_score()
     {
@@ -53,7 +64,7 @@ public class SequenceClassificationTrainingTests
         {
             using var scope = NewDisposeScope();
             optimizer.zero_grad();
-            var (loss, _) = SequenceClassificationJob.ClassificationBatchLoss(classifier, items);
+            var (loss, _) = SequenceClassification.ClassificationBatchLoss(classifier, items);
             loss.backward();
             optimizer.step();
             losses.Add(loss.item<float>());
@@ -69,15 +80,18 @@ public class SequenceClassificationTrainingTests
     public void A_lora_run_saves_a_peft_seq_cls_adapter_that_merges_into_a_classifier_folder_with_the_same_outputs()
     {
         using var temp = new TempDir();
-        var result = SequenceClassificationJob.Run(new SequenceClassificationOptions
+        var run = FineTuneJob.Run(Options(WriteClassification(temp), Path.Combine(temp.Path, "run"), TrainingTasks.SequenceClassification) with
         {
-            Model = TestAssets.Stories260K, Data = WriteClassification(temp), Output = Path.Combine(temp.Path, "adapter"),
             ValidationFraction = 0.25, LearningRate = 5e-3, MicroBatchSize = 12, MaxSteps = 6, LoraR = 4, LoraAlpha = 8,
         });
-        Assert.True(result.StepLosses[^1] < result.StepLosses[0], $"loss went {string.Join(" → ", result.StepLosses)}");
-        Assert.Equal(["happy", "sad"], result.Labels.Labels);
-        Assert.InRange(result.Validation["accuracy"], 0, 1);
-        Assert.True(result.Validation.ContainsKey("macro_f1"));
+        var result = (Losses: run.Training.TrainLosses, OutputDirectory: run.FinalDirectory);
+        Assert.True(result.Losses[^1] < result.Losses[0], $"loss went {string.Join(" → ", result.Losses)}");
+        Assert.Equal(["happy", "sad"], SequenceClassification.ReadLabels(result.OutputDirectory).Labels);
+        // Validation at the last step: the trainer's per-row accuracy and the hook's F1 (ClassificationMetrics).
+        var last = LastMetrics(run.Training.RunDirectory);
+        Assert.InRange(last["val_accuracy"]!.GetValue<double>(), 0, 1);
+        Assert.InRange(last["val_macro_f1"]!.GetValue<double>(), 0, 1);
+        Assert.InRange(last["accuracy"]!.GetValue<double>(), 0, 1);
 
         // PEFT's layout: peft_model.py PeftModelForSequenceClassification adds classifier and score to modules_to_save;
         // ModulesToSaveWrapper's weights are saved under the module's own path (utils/other.py adapter_state_dict; both at
@@ -95,12 +109,12 @@ public class SequenceClassificationTrainingTests
         foreach (var t in tensors.Values) t.Dispose();
 
         // Base + adapter, then merged and saved as a *ForSequenceClassification folder: the same logits after reloading.
-        var labels = SequenceClassificationJob.ReadLabels(result.OutputDirectory);
+        var labels = SequenceClassification.ReadLabels(result.OutputDirectory);
         using var classifier = SequenceClassifier.Load(TestAssets.Stories260K, labels);
         var adapter = PeftAdapters.Load(classifier.Model, result.OutputDirectory);
         var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
         var texts = new[] { "Tom was happy.", "The dog was sad and it cried a lot." }.Select(t => tokenizer.Encode(t, true).ToArray()).ToList();
-        using var ids = SequenceClassificationJob.RightPadded(texts, classifier);
+        using var ids = SequenceClassification.RightPadded(texts, classifier);
         using var noGrad = no_grad();
         using var withAdapter = classifier.Logits(ids);
         adapter.MergeAndUnload();
@@ -121,16 +135,23 @@ public class SequenceClassificationTrainingTests
     public void A_reward_run_lowers_the_pairwise_loss_and_reports_accuracy_on_held_out_pairs()
     {
         using var temp = new TempDir();
-        var result = SequenceClassificationJob.Run(new SequenceClassificationOptions
+        var log = new List<string>();
+        var result = FineTuneJob.Run(Options(WritePreferences(temp, margins: true), Path.Combine(temp.Path, "reward"), TrainingTasks.Reward) with
         {
-            Model = TestAssets.Stories260K, Data = WritePreferences(temp, margins: true), Output = Path.Combine(temp.Path, "reward"), Task = "reward",
             ValidationFraction = 0.25, LearningRate = 5e-3, MicroBatchSize = 9, MaxSteps = 6, CenterRewardsCoefficient = 0.01, Method = "full",
-        });
-        Assert.True(result.StepLosses[^1] < result.StepLosses[0], $"loss went {string.Join(" → ", result.StepLosses)}");
-        Assert.Single(result.Labels.Labels);
-        Assert.InRange(result.Validation["accuracy"], 0, 1);
-        Assert.True(result.Validation.ContainsKey("margin"));
-        using var reward = SequenceClassifier.Load(result.OutputDirectory);
+            Test = WritePreferences(temp, margins: true),
+        }, log: log.Add);
+        // TRL's RewardConfig: disable_dropout defaults to True.
+        Assert.Contains(log, l => l.StartsWith("dropout off", StringComparison.Ordinal) && l.Contains("task reward"));
+        var losses = result.Training.TrainLosses;
+        Assert.True(losses[^1] < losses[0], $"loss went {string.Join(" → ", losses)}");
+        // TRL's RewardTrainer metrics, in training and validation records and on the test pairs.
+        var last = LastMetrics(result.Training.RunDirectory);
+        foreach (var key in new[] { "accuracy", "margin", "mean_reward", "val_accuracy", "val_margin", "val_mean_reward" })
+            Assert.True(last.ContainsKey(key), key);
+        Assert.InRange(result.TestAccuracy!.Value, 0, 1);
+        Assert.True(result.TestMetrics!.ContainsKey("margin"));
+        using var reward = SequenceClassifier.Load(result.FinalDirectory);
         Assert.Equal(1, reward.Labels.NumLabels);
     }
 
@@ -161,14 +182,14 @@ public class SequenceClassificationTrainingTests
         using var temp = new TempDir();
         var rows = Enumerable.Range(0, 10).Select(i => new JsonObject { ["text"] = $"Tom had {i} red balls.", ["label"] = i / 10.0 });
         var data = temp.File("scores.jsonl", string.Join("\n", rows.Select(r => r.ToJsonString())) + "\n");
-        var result = SequenceClassificationJob.Run(new SequenceClassificationOptions
+        var result = FineTuneJob.Run(Options(data, Path.Combine(temp.Path, "reg"), TrainingTasks.Regression) with
         {
-            Model = TestAssets.Stories260K, Data = data, Output = Path.Combine(temp.Path, "reg"), Task = "regression", Method = "full",
-            ValidationFraction = 0.2, LearningRate = 1e-3, MicroBatchSize = 8, MaxSteps = 4,
+            Method = "full", ValidationFraction = 0.2, LearningRate = 1e-3, MicroBatchSize = 8, MaxSteps = 4,
         });
-        Assert.True(result.StepLosses[^1] < result.StepLosses[0], $"loss went {string.Join(" → ", result.StepLosses)}");
-        Assert.True(result.Validation.ContainsKey("mse"));
-        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(result.OutputDirectory, "config.json")))!;
+        var losses = result.Training.TrainLosses;
+        Assert.True(losses[^1] < losses[0], $"loss went {string.Join(" → ", losses)}");
+        Assert.True(LastMetrics(result.Training.RunDirectory).ContainsKey("val_mse"));
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, "config.json")))!;
         Assert.Equal("regression", config["problem_type"]!.GetValue<string>());
         Assert.Equal(1, config["num_labels"]!.GetValue<int>());
     }
@@ -196,10 +217,8 @@ public class SequenceClassificationTrainingTests
         var error = Assert.ThrowsAny<Exception>(() => SequenceClassificationData.ReadPreference(missing));
         Assert.Contains($"{missing}:2", error.Message);
         var margins = temp.File("margins.jsonl", "{\"prompt\":\"a\",\"chosen\":\"b\",\"rejected\":\"c\",\"margin\":1}\n{\"prompt\":\"a\",\"chosen\":\"b\",\"rejected\":\"c\"}\n");
-        var stray = Assert.Throws<DataFormatException>(() => SequenceClassificationJob.Run(new SequenceClassificationOptions
-        {
-            Model = TestAssets.Stories260K, Data = margins, Output = Path.Combine(temp.Path, "out"), Task = "reward", ValidationFraction = 0, MaxSteps = 1,
-        }));
+        var stray = Assert.Throws<DataFormatException>(() => FineTuneJob.Run(
+            Options(margins, Path.Combine(temp.Path, "out"), TrainingTasks.Reward) with { ValidationFraction = 0, MaxSteps = 1 }));
         Assert.Contains($"{margins}:2", stray.Message);
     }
 }

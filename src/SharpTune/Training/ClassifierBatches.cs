@@ -1,0 +1,95 @@
+using SharpTune.Classification;
+using SharpTune.Models;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// A micro-batch of texts for a sequence-classification head: ids right-padded with the head's pad id (its pooling reads
+/// each row's last non-pad token) and one target per row. The loss is divided by rows, not tokens.
+/// </summary>
+public sealed class ClassificationBatch : TrainingBatch
+{
+    /// <summary>(B) int64 class ids, or float32 targets for regression.</summary>
+    public required Tensor Labels { get; init; }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        Labels.Dispose();
+    }
+}
+
+/// <summary>
+/// A micro-batch of preference pairs for a reward head: rows 0..P-1 are the chosen texts, rows P..2P-1 the rejected
+/// ones, so one forward pass scores both. The loss is divided by pairs.
+/// </summary>
+public sealed class RewardPairBatch : TrainingBatch
+{
+    /// <summary>Number of pairs P.</summary>
+    public required int Pairs { get; init; }
+
+    /// <summary>(P) TRL's per-pair margins, or null when the data has none.</summary>
+    public Tensor? Margins { get; init; }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        Margins?.Dispose();
+    }
+}
+
+/// <summary>Turns tokenized classification rows and reward pairs into right-padded micro-batches.</summary>
+public static class ClassifierCollator
+{
+    /// <summary>Rows padded on the right with <paramref name="padTokenId"/>; one loss unit per row.</summary>
+    public static ClassificationBatch Classification(IReadOnlyList<ClassificationItem> items, int? padTokenId, bool regression, Device device)
+    {
+        if (items.Count == 0) throw new ArgumentException("a classification batch needs at least one row", nameof(items));
+        var (ids, tokens) = RightPadded(items.Select(i => i.Ids).ToList(), padTokenId, device);
+        return new ClassificationBatch
+        {
+            InputIds = ids,
+            Targets = full(ids.shape, BatchCollator.IgnoreIndex, ScalarType.Int64, device),   // no next-token targets
+            Context = ForwardContext.Causal(ids.shape[0], ids.shape[1], device),
+            SupervisedTokens = items.Count,
+            Tokens = tokens,
+            LossUnits = items.Count,
+            Labels = regression
+                ? tensor(items.Select(i => i.Target).ToArray(), device: device)
+                : tensor(items.Select(i => i.ClassId).ToArray(), device: device),
+        };
+    }
+
+    /// <summary>Chosen then rejected texts padded on the right with <paramref name="padTokenId"/>; one loss unit per pair.</summary>
+    public static RewardPairBatch Reward(IReadOnlyList<RewardPair> pairs, int? padTokenId, Device device)
+    {
+        if (pairs.Count == 0) throw new ArgumentException("a reward batch needs at least one pair", nameof(pairs));
+        var (ids, tokens) = RightPadded([.. pairs.Select(p => p.Chosen), .. pairs.Select(p => p.Rejected)], padTokenId, device);
+        return new RewardPairBatch
+        {
+            InputIds = ids,
+            Targets = full(ids.shape, BatchCollator.IgnoreIndex, ScalarType.Int64, device),
+            Context = ForwardContext.Causal(ids.shape[0], ids.shape[1], device),
+            SupervisedTokens = pairs.Count,
+            Tokens = tokens,
+            LossUnits = pairs.Count,
+            Pairs = pairs.Count,
+            // Margins are all-or-none within a split (checked when the data is tokenized).
+            Margins = pairs[0].Margin is null ? null : tensor(pairs.Select(p => p.Margin ?? 0f).ToArray(), device: device),
+        };
+    }
+
+    /// <summary>(B, T) ids padded on the right with <paramref name="padTokenId"/>, and the real tokens' count.</summary>
+    internal static (Tensor Ids, int Tokens) RightPadded(IReadOnlyList<int[]> rows, int? padTokenId, Device device)
+    {
+        var pad = padTokenId ?? (rows.Count == 1 ? 0
+            : throw new InvalidOperationException("config.pad_token_id is not set, so rows cannot be batched (use a micro-batch of 1)"));
+        var length = rows.Max(r => r.Length);
+        var flat = new long[rows.Count * length];
+        for (var i = 0; i < rows.Count; i++)
+            for (var j = 0; j < length; j++)
+                flat[i * length + j] = j < rows[i].Length ? rows[i][j] : pad;
+        return (tensor(flat, [rows.Count, length], ScalarType.Int64, device), rows.Sum(r => r.Length));
+    }
+}

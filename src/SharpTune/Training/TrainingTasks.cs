@@ -1,0 +1,71 @@
+using SharpTune.Models;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// The <see cref="TrainingOptions.Task"/> names: what the model being trained outputs. causal_lm is next-token
+/// prediction (every objective); the others put transformers' *ForSequenceClassification head on the decoder and train
+/// it as transformers' Trainer (classification: cross-entropy, regression: MSE) or TRL's RewardTrainer (reward: pairwise
+/// loss over preference pairs) do.
+/// </summary>
+public static class TrainingTasks
+{
+    public const string CausalLm = "causal_lm";
+    public const string SequenceClassification = "sequence_classification";
+    public const string Regression = "regression";
+    public const string Reward = "reward";
+
+    public static IReadOnlyList<string> Names { get; } = [CausalLm, SequenceClassification, Regression, Reward];
+
+    /// <summary>The task of <paramref name="options"/>, normalised; an unknown name is an error naming <c>task</c>.</summary>
+    public static string Of(TrainingOptions options)
+    {
+        var task = options.Task.Trim().ToLowerInvariant();
+        return Names.Contains(task) ? task
+            : throw new ArgumentException($"task (--task) must be one of {string.Join(", ", Names)}, found '{options.Task}'");
+    }
+
+    /// <summary>Whether the task trains a score head rather than the language-model head.</summary>
+    public static bool TrainsHead(TrainingOptions options) => Of(options) != CausalLm;
+
+    /// <summary>The head's problem type (config.json's <c>problem_type</c>) a classifier task trains.</summary>
+    internal static string ProblemType(string task) =>
+        task == SequenceClassification ? SequenceClassificationConfig.SingleLabelClassification : SequenceClassificationConfig.Regression;
+
+    /// <summary>
+    /// Refuses, by option name, settings that cannot apply to the task: center_rewards_coefficient outside reward, and
+    /// for the head tasks the next-token and preference objectives' settings, sequence packing, generation metrics,
+    /// NEFTune, a quantized base and adapter methods other than LoRA/DoRA (PEFT's SEQ_CLS adapters keep the head whole
+    /// under modules_to_save).
+    /// </summary>
+    public static void Validate(TrainingOptions options)
+    {
+        var task = Of(options);
+        if (options.CenterRewardsCoefficient is { } coefficient)
+        {
+            if (task != Reward)
+                throw new ArgumentException($"center_rewards_coefficient (--center-rewards-coefficient) applies to task reward only, not task {task}");
+            if (!double.IsFinite(coefficient) || coefficient < 0)
+                throw new ArgumentException($"center_rewards_coefficient (--center-rewards-coefficient) must be a number of at least 0, found {coefficient}");
+        }
+        if (task == CausalLm) return;
+        void Refuse(bool given, string option, string what)
+        {
+            if (given) throw new ArgumentException($"{option} {what}; task {task} trains a classification head, which does not take it");
+        }
+        var objective = options.Objective.Trim().ToLowerInvariant();
+        Refuse(objective != "sft", $"objective {options.Objective} (--objective)", "trains a causal LM");
+        Refuse(options.Beta is not null, "beta (--beta)", "is a DPO/ORPO/SimPO/KTO/GRPO setting");
+        Refuse(options.LossType is not null, "loss_type (--loss-type)", "is a DPO/KTO/GRPO setting");
+        Refuse(options.LabelSmoothing != 0, "label_smoothing (--label-smoothing)", "is a DPO/SimPO setting");
+        Refuse(options.PrecomputeRefLogProbs, "precompute_ref_log_probs (--precompute-ref-log-probs)", "is a DPO setting");
+        Refuse(options.Packing, "packing (--packing)", "packs sequences for next-token training");
+        Refuse(options.EvalMetrics is { Count: > 0 }, "eval_metrics", "compares generated answers");
+        Refuse(options.NeftuneNoiseAlpha is not null, "neftune_noise_alpha", "is an SFT setting");
+        Refuse(options.Quantize is not null, $"quantize {options.Quantize} (--quantize)", "loads a quantized causal LM (not supported for a head yet)");
+        var method = options.Method.Trim().ToLowerInvariant();
+        if (method is not ("lora" or "dora" or "full"))
+            throw new ArgumentException($"method {options.Method} (--method) is not available for task {task}; choose lora, dora or full " +
+                                        "(a SEQ_CLS adapter keeps the score head whole beside LoRA, as PEFT does)");
+    }
+}

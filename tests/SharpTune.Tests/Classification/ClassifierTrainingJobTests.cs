@@ -1,0 +1,204 @@
+using System.Text.Json.Nodes;
+using SharpTune.Classification;
+using SharpTune.IO;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Tests.Support;
+using SharpTune.Tests.Training;
+using SharpTune.Tokenization;
+using SharpTune.Tracking;
+using SharpTune.Training;
+using SharpTune.Training.Objectives;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Classification;
+
+/// <summary>
+/// Classification, regression and reward heads on the common trainer (<see cref="TrainingOptions.Task"/>): exact
+/// accumulation over rows and pairs, resume restoring the score head and adapter, the YAML option, and refusals.
+/// </summary>
+public class ClassifierTrainingJobTests
+{
+    private static string WriteClassification(TempDir temp, int rows = 8)
+    {
+        // Lengths differ from row to row, so micro-batches pad differently from one whole batch.
+        var lines = Enumerable.Range(0, rows).Select(i => i % 2 == 0
+            ? new JsonObject { ["text"] = $"Tom was happy{string.Concat(Enumerable.Repeat(" and glad", i % 3))} {i}.", ["label"] = "happy" }
+            : new JsonObject { ["text"] = $"The dog was sad {i}.", ["label"] = "sad" });
+        return temp.File("classes.jsonl", string.Join("\n", lines.Select(l => l.ToJsonString())) + "\n");
+    }
+
+    private static string WritePreferences(TempDir temp, int rows = 8)
+    {
+        var lines = Enumerable.Range(0, rows).Select(i => new JsonObject
+        {
+            ["prompt"] = "Once upon a time", ["chosen"] = $" there was a happy girl{string.Concat(Enumerable.Repeat(" who sang", i % 3))}.",
+            ["rejected"] = $" dog dog {i}",
+        });
+        return temp.File("pairs.jsonl", string.Join("\n", lines.Select(l => l.ToJsonString())) + "\n");
+    }
+
+    private static TrainingOptions Options(string data, string output, string task) =>
+        SequenceClassificationTrainingTests.Options(data, output, task) with
+        {
+            ValidationFraction = 0, LearningRate = 5e-3, LoraR = 4, LoraAlpha = 8, DisableDropout = true,
+        };
+
+    private static Dictionary<string, float[]> AdapterTensors(string finalDir)
+    {
+        var tensors = SafetensorsAdapterStore.Instance.Read(Path.Combine(finalDir, "adapter_model.safetensors"));
+        var values = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float32).data<float>().ToArray());
+        foreach (var t in tensors.Values) t.Dispose();
+        return values;
+    }
+
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData(TrainingTasks.SequenceClassification)]
+    [InlineData(TrainingTasks.Reward)]
+    public void Two_micro_batches_of_two_train_exactly_as_one_batch_of_four(string task)
+    {
+        using var temp = new TempDir();
+        var data = task == TrainingTasks.Reward ? WritePreferences(temp) : WriteClassification(temp);
+        var accumulated = FineTuneJob.Run(Options(data, Path.Combine(temp.Path, "accumulated"), task) with
+            { MicroBatchSize = 2, GradientAccumulation = 2, MaxSteps = 2 });
+        var whole = FineTuneJob.Run(Options(data, Path.Combine(temp.Path, "whole"), task) with
+            { MicroBatchSize = 4, GradientAccumulation = 1, MaxSteps = 2 });
+
+        Assert.Equal(2, accumulated.Training.TrainLosses.Count);
+        for (var step = 0; step < 2; step++)
+            Assert.Equal(whole.Training.TrainLosses[step], accumulated.Training.TrainLosses[step], 5);
+        var expected = AdapterTensors(whole.FinalDirectory);
+        var actual = AdapterTensors(accumulated.FinalDirectory);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        Assert.Contains("base_model.model.score.weight", expected.Keys);
+        foreach (var (name, values) in expected)
+            for (var i = 0; i < values.Length; i++)
+                Assert.True(Math.Abs(values[i] - actual[name][i]) <= 1e-5 + 1e-4 * Math.Abs(values[i]), $"{name}[{i}]: {values[i]} vs {actual[name][i]}");
+        // The steps changed the head: equal weights are not two untouched copies of the run's initial head (seeded by seed).
+        manual_seed(7);
+        using var untrained = SequenceClassifier.Load(TestAssets.Stories260K,
+            task == TrainingTasks.Reward ? SequenceClassificationConfig.Reward(0) : new SequenceClassificationConfig(["happy", "sad"], null, 0));
+        var initial = untrained.Score.weight!.data<float>().ToArray();
+        Assert.Equal(initial.Length, expected["base_model.model.score.weight"].Length);
+        Assert.NotEqual(initial, expected["base_model.model.score.weight"]);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Uneven_micro_batches_give_the_gradient_of_the_whole_batch()
+    {
+        // 3 + 1 rows: a per-micro-batch mean would weight the single row three times as much as each of the others.
+        using var temp = new TempDir();
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var labels = new SequenceClassificationConfig(["happy", "sad"], null, tokenizer.EosTokenId);
+        using var classifier = SequenceClassifier.Load(TestAssets.Stories260K, labels);
+        foreach (var p in classifier.Model.parameters()) p.requires_grad = true;
+        var items = SequenceClassificationData.Tokenize(SequenceClassificationData.ReadClassification(WriteClassification(temp, 4)),
+            tokenizer, labels.Labels, false, 64);
+        var objective = new SequenceClassificationObjective(classifier);
+        var device = classifier.Model.Device;
+        float[] Gradient(params IReadOnlyList<ClassificationItem>[] split)
+        {
+            classifier.Model.zero_grad();
+            var totals = Trainer.AccumulateGradients(classifier.Model, objective,
+                split.Select(b => (TrainingBatch)ClassifierCollator.Classification(b, labels.PadTokenId, false, device)).ToArray());
+            Assert.Equal(split.Sum(b => b.Count), totals.Units);
+            return classifier.Score.weight!.grad!.data<float>().ToArray();
+        }
+        var whole = Gradient(items);
+        var split = Gradient(items.Take(3).ToList(), items.Skip(3).ToList());
+        Assert.Contains(whole, g => g != 0);
+        // Equal to float32 rounding (the shapes differ), measured against the gradient's size.
+        var scale = whole.Max(Math.Abs);
+        for (var i = 0; i < whole.Length; i++)
+            Assert.True(Math.Abs(whole[i] - split[i]) <= 1e-5 * scale, $"[{i}]: {whole[i]} vs {split[i]}");
+        // A mean per micro-batch, (mean of 3 + mean of 1) / 2, is not the whole batch's mean: the test can tell them apart.
+        var first = Gradient(items.Take(3).ToList());
+        var last = Gradient(items.Skip(3).ToList());
+        Assert.Contains(Enumerable.Range(0, whole.Length), i => Math.Abs((first[i] + last[i]) / 2 - whole[i]) > 1e-3 * scale);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_killed_classifier_run_resumes_to_the_same_losses_score_head_and_adapter()
+    {
+        using var temp = new TempDir();
+        var data = WriteClassification(temp, 12);
+        var options = Options(data, Path.Combine(temp.Path, "uninterrupted"), TrainingTasks.SequenceClassification) with
+            { MicroBatchSize = 2, GradientAccumulation = 2, MaxSteps = 4, SaveEvery = 2, KeepCheckpoints = 5 };
+        var uninterrupted = FineTuneJob.Run(options);
+        var killed = options with { Output = Path.Combine(temp.Path, "resumed") };
+        using (var cancel = new CancellationTokenSource())
+        {
+            var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 3) cancel.Cancel(); });
+            Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(killed, progress: progress, cancellationToken: cancel.Token));
+        }
+        // The checkpoint holds the score head beside the adapter's factors.
+        var checkpoint = TrainingCheckpoint.List(killed.Output).Last();
+        using (var saved = SafetensorsFile.Open(Path.Combine(checkpoint, "trainable.safetensors")))
+            Assert.Contains(saved.Tensors.Keys, k => k.EndsWith("score.weight", StringComparison.Ordinal));
+        var resumed = FineTuneJob.Run(killed, resume: true);
+
+        static List<double> Losses(string runDir) =>
+            MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
+        Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
+        var expected = AdapterTensors(uninterrupted.FinalDirectory);
+        var actual = AdapterTensors(resumed.FinalDirectory);
+        Assert.Contains("base_model.model.score.weight", expected.Keys);
+        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_regression_run_validates_every_eval_step_and_keeps_its_best_head()
+    {
+        using var temp = new TempDir();
+        var lines = Enumerable.Range(0, 10).Select(i => new JsonObject { ["text"] = $"Tom ran {i} times.", ["label"] = 0.5 * i });
+        var data = temp.File("scores.jsonl", string.Join("\n", lines.Select(l => l.ToJsonString())) + "\n");
+        var result = FineTuneJob.Run(Options(data, Path.Combine(temp.Path, "run"), TrainingTasks.Regression) with
+            { ValidationFraction = 0.3, MicroBatchSize = 4, MaxSteps = 3, EvalEvery = 1 });
+
+        var records = MetricsLog.ReadAll(Path.Combine(result.Training.RunDirectory, "metrics.jsonl"));
+        Assert.Equal(3, records.Count);
+        foreach (var record in records)
+        {
+            // The MSE loss is the mean squared error over rows: the logged mse (summed squared errors / rows) equals it.
+            Assert.Equal(record["loss"]!.GetValue<double>(), record["mse"]!.GetValue<double>(), 4);
+            Assert.Equal(record["val_loss"]!.GetValue<double>(), record["val_mse"]!.GetValue<double>(), 4);
+        }
+        Assert.Equal(records.Min(r => r["val_loss"]!.GetValue<double>()), result.Training.BestValidationLoss!.Value, 6);
+        var best = Path.Combine(result.Training.RunDirectory, "best");
+        Assert.Equal(SequenceClassificationConfig.Regression, SequenceClassification.ReadLabels(best).ProblemType);
+        Assert.Equal(SequenceClassificationConfig.Regression, SequenceClassification.ReadLabels(result.FinalDirectory).ProblemType);
+    }
+
+    [Fact]
+    public void The_task_and_reward_centring_are_read_from_yaml_and_written_back()
+    {
+        using var temp = new TempDir();
+        var path = temp.File("reward.yaml", "model: m\ndata: pairs.jsonl\ntask: reward\ncenter_rewards_coefficient: 0.01\nmethod: lora\n");
+        var options = TrainingConfigFile.Load(path);
+        Assert.Equal(TrainingTasks.Reward, options.Task);
+        Assert.Equal(0.01, options.CenterRewardsCoefficient);
+        FineTuneJob.Validate(options);
+        var yaml = TrainingConfigFile.ToYaml(options);
+        Assert.Contains("task: reward", yaml);
+        Assert.Contains("center_rewards_coefficient: 0.01", yaml);
+        Assert.Equal(TrainingTasks.CausalLm, TrainingConfigFile.Load(temp.File("plain.yaml", "model: m\n")).Task);
+    }
+
+    [Theory]
+    [InlineData("sequence_classification", "objective: dpo", "objective dpo")]
+    [InlineData("sequence_classification", "beta: 0.1", "beta (--beta)")]
+    [InlineData("regression", "loss_type: ipo", "loss_type (--loss-type)")]
+    [InlineData("reward", "packing: true", "packing (--packing)")]
+    [InlineData("reward", "method: prompt-tuning", "method prompt-tuning (--method)")]
+    [InlineData("reward", "quantize: nf4", "quantize nf4")]
+    [InlineData("sequence_classification", "center_rewards_coefficient: 0.1", "center_rewards_coefficient")]
+    [InlineData("causal_lm", "center_rewards_coefficient: 0.1", "center_rewards_coefficient")]
+    [InlineData("classify", "", "task (--task)")]
+    public void Settings_that_cannot_apply_to_the_task_are_refused_by_name(string task, string setting, string named)
+    {
+        using var temp = new TempDir();
+        var options = TrainingConfigFile.Load(temp.File("bad.yaml", $"model: m\ndata: d.jsonl\ntask: {task}\n{setting}\n"));
+        var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options));
+        Assert.Contains(named, error.Message);
+    }
+}
