@@ -130,6 +130,9 @@ public static class FineTuneJob
         var modelDir = ModelLocator.Resolve(options.Model);
         if (options.Quantize is null && BitsAndBytesConfig.TryRead(modelDir) is { } stored)
         {
+            if (task != TrainingTasks.CausalLm)
+                throw new ArgumentException($"{modelDir}: a bitsandbytes-quantized folder cannot take a classification head here; " +
+                                            $"give the unquantized model with quantize: {QuantizationOptions.Name(stored.Type)} for task {task}");
             // A bitsandbytes checkpoint trains as with --quantize of its own format: a frozen base under an adapter,
             // gradient checkpointing on by default, its bnb_4bit_compute_dtype unless compute_dtype is set.
             options = options with
@@ -159,6 +162,8 @@ public static class FineTuneJob
         // A head task's decoder is the classifier's (its score head a child module, trained and checkpointed with it).
         var classifier = task == TrainingTasks.CausalLm ? null
             : SequenceClassificationRecipe.LoadClassifier(options, task, modelDir, dtype, TorchRuntime.DefaultDevice, tokenizer, [.. trainExamples, .. validationExamples]);
+        if (classifier is not null && quantization is not null)
+            SequenceClassificationRecipe.QuantizeDecoder(classifier, quantization);
         using var model = classifier?.Model ?? PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
         if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
         model.GradientCheckpointing = options.UsesGradientCheckpointing();

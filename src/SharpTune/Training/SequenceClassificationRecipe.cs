@@ -3,6 +3,7 @@ using SharpTune.Data;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Tokenization;
+using TorchSharp;
 using SharpTune.Training.Objectives;
 using static TorchSharp.torch;
 
@@ -66,6 +67,17 @@ internal static class SequenceClassificationRecipe
         // The new head's initialisation is part of the run: the same seed gives the same head.
         manual_seed(options.Seed);
         return SequenceClassifier.Load(modelDir, labels with { PadTokenId = labels.PadTokenId ?? padId }, dtype, device);
+    }
+
+    /// <summary>
+    /// QLoRA for a classifier, as PEFT + bitsandbytes run AutoModelForSequenceClassification with a quantization config:
+    /// the decoder's linear layers quantized in place, layer by layer, and the score head left out (bitsandbytes skips
+    /// the output module; PEFT then trains it whole under modules_to_save) and kept in fp32 like every head here.
+    /// </summary>
+    public static void QuantizeDecoder(SequenceClassifier classifier, Quantization.QuantizationOptions quantization)
+    {
+        Quantization.ModelQuantizer.Quantize(classifier.Model, quantization with { LmHead = false });
+        classifier.Score.to(ScalarType.Float32);   // Quantize casts what it leaves to the compute dtype
     }
 
     /// <summary>Writes the trained classifier: the SEQ_CLS adapter and its labels, or the whole classifier folder.</summary>

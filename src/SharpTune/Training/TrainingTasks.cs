@@ -35,8 +35,8 @@ public static class TrainingTasks
     /// <summary>
     /// Refuses, by option name, settings that cannot apply to the task: center_rewards_coefficient outside reward, and
     /// for the head tasks the next-token and preference objectives' settings, sequence packing, generation metrics,
-    /// NEFTune, a quantized base and adapter methods other than LoRA/DoRA (PEFT's SEQ_CLS adapters keep the head whole
-    /// under modules_to_save).
+    /// NEFTune, a quantized output head and adapter methods other than LoRA/DoRA (PEFT's SEQ_CLS adapters keep the head
+    /// whole under modules_to_save).
     /// </summary>
     public static void Validate(TrainingOptions options)
     {
@@ -62,7 +62,7 @@ public static class TrainingTasks
         Refuse(options.Packing, "packing (--packing)", "packs sequences for next-token training");
         Refuse(options.EvalMetrics is { Count: > 0 }, "eval_metrics", "compares generated answers");
         Refuse(options.NeftuneNoiseAlpha is not null, "neftune_noise_alpha", "is an SFT setting");
-        Refuse(options.Quantize is not null, $"quantize {options.Quantize} (--quantize)", "loads a quantized causal LM (not supported for a head yet)");
+        Refuse(options.QuantizeLmHead, "quantize_lm_head (--quantize-lm-head)", "quantizes a causal LM's output head (the score head stays fp32)");
         var method = options.Method.Trim().ToLowerInvariant();
         if (method is not ("lora" or "dora" or "full"))
             throw new ArgumentException($"method {options.Method} (--method) is not available for task {task}; choose lora, dora or full " +

@@ -83,6 +83,51 @@ public class ClassifierTrainingJobTests
         Assert.NotEqual(initial, expected["base_model.model.score.weight"]);
     }
 
+    /// <summary>
+    /// QLoRA for a classifier (PEFT + bitsandbytes on AutoModelForSequenceClassification): every decoder projection is
+    /// quantized, the score head is not (bitsandbytes skips the output module) and stays fp32; a LoRA run on that base
+    /// lowers its loss, saves the head beside the adapter, and the adapter loads on the unquantized base.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public void A_classifier_trains_lora_on_an_nf4_base_with_the_score_head_whole()
+    {
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        using (var classifier = SequenceClassifier.Load(TestAssets.Stories260K, new SequenceClassificationConfig(["happy", "sad"], null, tokenizer.EosTokenId)))
+        {
+            var linears = SharpTune.Quantization.ModelQuantizer.Targets(classifier.Model).Count;
+            SequenceClassificationRecipe.QuantizeDecoder(classifier, SharpTune.Quantization.QuantizationOptions.Parse("nf4", "bf16", "true", "quantize"));
+            Assert.Equal(linears, SharpTune.Quantization.ModelQuantizer.QuantizedLayers(classifier.Model).Count);
+            Assert.Equal(5 * 7, linears);   // stories260K: 5 layers of q, k, v, o, gate, up, down
+            Assert.Equal(ScalarType.Float32, classifier.Score.weight!.dtype);
+        }
+
+        using var temp = new TempDir();
+        var log = new List<string>();
+        var result = FineTuneJob.Run(Options(WriteClassification(temp, 12), Path.Combine(temp.Path, "qlora"), TrainingTasks.SequenceClassification) with
+        {
+            Quantize = "nf4", MicroBatchSize = 12, MaxSteps = 6,
+        }, log: log.Add);
+        Assert.Contains(log, l => l.StartsWith("base quantized: nf4", StringComparison.Ordinal));
+        var losses = result.Training.TrainLosses;
+        Assert.True(losses[^1] < losses[0], $"loss went {string.Join(" → ", losses)}");
+        var saved = AdapterTensors(result.FinalDirectory);
+        Assert.Equal(2 * 64, saved["base_model.model.score.weight"].Length);
+        Assert.Contains(saved.Keys, k => k.EndsWith("lora_A.weight", StringComparison.Ordinal));
+        var onFullPrecision = TextClassifier.Load(TestAssets.Stories260K, result.FinalDirectory).Score(["Tom was happy.", "The dog was sad."]);
+        Assert.All(onFullPrecision, s => Assert.Equal(1.0, s.Probabilities!.Sum(), 5));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_bitsandbytes_folder_is_refused_for_a_head_task_by_name()
+    {
+        using var temp = new TempDir();
+        var quantized = Path.Combine(temp.Path, "bnb");
+        SharpTune.Quantization.ModelQuantizer.SaveQuantized(TestAssets.Stories260K, quantized, SharpTune.Quantization.QuantizationOptions.Parse("nf4", "bf16", "true", "quantize"));
+        var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Run(
+            Options(WriteClassification(temp), Path.Combine(temp.Path, "out"), TrainingTasks.SequenceClassification) with { Model = quantized, MaxSteps = 1 }));
+        Assert.Contains("quantize: nf4", error.Message);
+    }
+
     [SharedAssetFact("models/stories260K")]
     public void Uneven_micro_batches_give_the_gradient_of_the_whole_batch()
     {
@@ -190,7 +235,7 @@ public class ClassifierTrainingJobTests
     [InlineData("regression", "loss_type: ipo", "loss_type (--loss-type)")]
     [InlineData("reward", "packing: true", "packing (--packing)")]
     [InlineData("reward", "method: prompt-tuning", "method prompt-tuning (--method)")]
-    [InlineData("reward", "quantize: nf4", "quantize nf4")]
+    [InlineData("reward", "quantize: nf4\nquantize_lm_head: true", "quantize_lm_head (--quantize-lm-head)")]
     [InlineData("sequence_classification", "center_rewards_coefficient: 0.1", "center_rewards_coefficient")]
     [InlineData("causal_lm", "center_rewards_coefficient: 0.1", "center_rewards_coefficient")]
     [InlineData("classify", "", "task (--task)")]
