@@ -45,7 +45,11 @@ public sealed class SparseMoeBlock : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         // Mixtral's router_jitter_noise while training: the router and the experts both read the jittered input.
-        if (training && jitter > 0) hidden = hidden * empty_like(hidden).uniform_(1.0 - jitter, 1.0 + jitter);
+        // The noise is drawn from the CPU generator, the one a checkpointed layer's recomputation replays
+        // (ActivationCheckpoint saves get_rng_state()): on an accelerator its own generator would draw other noise the
+        // second time, route tokens to other experts, and give gradients of a forward pass that never happened.
+        if (training && jitter > 0)
+            hidden = hidden * empty(hidden.shape, dtype: hidden.dtype, device: CPU).uniform_(1.0 - jitter, 1.0 + jitter).to(hidden.device);
         var flat = hidden.reshape(-1, hidden.size(-1));                                         // (N, C)
         var routerLogits = gate.forward(flat);                                                  // (N, E)
         recorder?.Record(routerLogits);

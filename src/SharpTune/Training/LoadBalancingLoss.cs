@@ -12,7 +12,8 @@ namespace SharpTune.Training;
 /// </summary>
 public static class LoadBalancingLoss
 {
-    /// <param name="routerLogits">Per sparse layer, the (B·T, E) logits, in layer order.</param>
+    /// <param name="routerLogits">Per sparse layer, the (B·T', E) logits, in layer order (T' = T plus any virtual tokens
+    /// of prompt tuning, which lead each row).</param>
     /// <param name="tokenMask">(B, T): true for real tokens, false for padding; null when every token is real.</param>
     /// <returns>A scalar fp32 tensor that carries the routers' gradients.</returns>
     public static Tensor Compute(IReadOnlyList<Tensor> routerLogits, int expertCount, int topK, Tensor? tokenMask)
@@ -32,11 +33,16 @@ public static class LoadBalancingLoss
         }
         else
         {
-            var tokensPerLayer = tokenMask.numel();
-            if (logits.size(0) % tokensPerLayer != 0)
-                throw new ArgumentException($"router logits of {logits.size(0)} rows do not fit a token mask of {tokensPerLayer} tokens");
-            var layers = logits.size(0) / tokensPerLayer;
-            var real = tokenMask.reshape(-1).to(ScalarType.Float32).to(logits.device).repeat(layers);   // (L·N): layer-major, as cat
+            // Each layer routes every position it sees: prompt tuning's virtual tokens come first in each row, and
+            // count as real, as PEFT extends the attention mask with ones for them before transformers' loss reads it.
+            var layers = routerLogits.Count;
+            var (rows, length) = (tokenMask.size(0), tokenMask.size(1));
+            var positions = logits.size(0) / layers;
+            if (logits.size(0) % layers != 0 || positions % rows != 0 || positions / rows < length)
+                throw new ArgumentException($"router logits of {logits.size(0)} rows over {layers} layers do not fit a token mask of {rows}×{length} tokens");
+            var virtualTokens = positions / rows - length;
+            var mask = virtualTokens == 0 ? tokenMask : cat([ones(rows, virtualTokens, dtype: tokenMask.dtype, device: tokenMask.device), tokenMask], 1);
+            var real = mask.reshape(-1).to(ScalarType.Float32).to(logits.device).repeat(layers);   // (L·N): layer-major, as cat
             var count = real.sum();
             tokensPerExpert = (expertMask * real.reshape(-1, 1, 1)).sum([0L]) / count;              // (k, E)
             probabilityPerExpert = (routing * real.reshape(-1, 1)).sum([0L]) / count;               // (E)

@@ -67,6 +67,37 @@ public class MixtralTests
     }
 
     /// <summary>
+    /// With router_jitter_noise, a checkpointed layer's recomputation draws the same noise as its first forward (the noise
+    /// comes from the generator the checkpoint replays), so tokens reach the same experts and the loss and gradients
+    /// equal those without checkpointing, bit for bit.
+    /// </summary>
+    [Fact]
+    public void JitteredRoutingIsReplayedByGradientCheckpointing()
+    {
+        var example = Enumerable.Range(0, 24).Select(j => 3 + j * 7 % 90).ToArray();
+        (float Loss, Dictionary<string, Tensor> Grads) Run(bool checkpoint)
+        {
+            manual_seed(5);
+            using var model = ModelFactory.Create(ModelConfig.FromJson(TestModels.With(TestModels.MixtralConfigJson(),
+                new JsonObject { ["router_jitter_noise"] = 0.5 })));
+            model.train();
+            model.GradientCheckpointing = checkpoint;
+            manual_seed(11);
+            using var batch = SharpTune.Training.BatchCollator.Pad([new SharpTune.Training.TokenizedExample(example, example.Select(_ => true).ToArray())], CPU);
+            var (loss, _) = SharpTune.Training.CausalLmLoss.Compute(model, batch);
+            loss.backward();
+            return (loss.item<float>(), model.named_parameters().Where(p => p.parameter.grad is not null)
+                .ToDictionary(p => p.name, p => p.parameter.grad!.clone()));
+        }
+        var plain = Run(false);
+        var checkpointed = Run(true);
+        Assert.Equal(plain.Loss, checkpointed.Loss);
+        Assert.Equal(plain.Grads.Keys.Order(), checkpointed.Grads.Keys.Order());
+        foreach (var (name, grad) in plain.Grads)
+            Assert.True(grad.equal(checkpointed.Grads[name]).all().item<bool>(), $"{name}: gradient differs with checkpointing");
+    }
+
+    /// <summary>
     /// The f32 export as llama.cpp's llama with experts (the converter's LlamaModel: block_sparse_moe.gate → ffn_gate_inp,
     /// w1/w3/w2 stacked into ffn_gate_exps/ffn_up_exps/ffn_down_exps, Q/K rows permuted): llama.cpp's own MoE gives
     /// SharpTune's next-token log-probabilities within 1e-4 and the same greedy tokens. Routers drawn with std 1 and experts

@@ -161,6 +161,13 @@ public class Qwen3MoeTests
         using var mask = tensor(new[] { true, true, false }).reshape(1, 3);
         using var masked = LoadBalancingLoss.Compute([logits], expertCount: 2, topK: 1, tokenMask: mask);
         Assert.Equal(1.35, masked.item<float>(), 5);
+        // Prompt tuning: the first token is a virtual one the mask does not cover; it counts as real (PEFT extends the
+        // attention mask with ones), so a mask over the last two tokens with the last as padding gives 1.35 again, and
+        // two layers of the same logits give the same loss.
+        using var realTokens = tensor(new[] { true, false }).reshape(1, 2);
+        using var prompted = LoadBalancingLoss.Compute([logits, logits], expertCount: 2, topK: 1, tokenMask: realTokens);
+        Assert.Equal(1.35, prompted.item<float>(), 5);
+        Assert.Throws<ArgumentException>(() => LoadBalancingLoss.Compute([logits], expertCount: 2, topK: 1, tokenMask: tensor(new[] { true, true, true, true }).reshape(1, 4)));
     }
 
     /// <summary>
