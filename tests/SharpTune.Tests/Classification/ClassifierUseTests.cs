@@ -37,7 +37,7 @@ public class ClassifierUseTests
             using var alone = model.Classifier.Logits(tensor(ids, [1, ids.Length]));
             // A batch of two pads to another shape than one row alone: equal to float32 rounding, relative to the size.
             var expected = alone.item<float>();
-            Assert.True(Math.Abs(expected - scores[i]!.Value) <= 1e-6 * Math.Abs(expected) + 1e-6, $"{expected} vs {scores[i]}");
+            Assert.True(Math.Abs(expected - scores[i]!.Value) <= 1e-5 * Math.Abs(expected) + 1e-5, $"{expected} vs {scores[i]}");
         }
         Assert.NotEqual(scores[0], scores[1]);
     }
