@@ -139,7 +139,7 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
     }
 
     [ServerFact]
-    public async Task AModelFoldersSentenceTransformerFilesDecidePoolingAndPromptsAndAModuleItCannotRunIsNamed()
+    public async Task AModelFoldersSentenceTransformerFilesDecidePoolingAndPromptsAndAModuleItCannotRunOrAMalformedFileIsNamed()
     {
         using var dir = new TempDir();
         var modelDir = TestAssets.CopyStories260K(Path.Combine(dir.Path, "st-model"));
@@ -185,6 +185,27 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
                 ["model"] = "st", ["max_tokens"] = 4, ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
             });
             Assert.Equal(HttpStatusCode.OK, chat.StatusCode);   // the model still chats
+        }
+
+        // A malformed file (a number where modules.json wants the Pooling folder's path) is named the same way.
+        File.WriteAllText(Path.Combine(modelDir, "modules.json"), """
+            [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+             {"idx": 1, "name": "1", "path": 1, "type": "sentence_transformers.models.Pooling"}]
+            """);
+        await using (var server = await SharpTuneServer.StartAsync(fixture.Options() with { ModelDir = modelDir, Adapters = new Dictionary<string, string>(), ModelName = "st" }))
+        {
+            using var http = new HttpClient { BaseAddress = server.Url };
+            http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+            var response = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject { ["model"] = "st", ["input"] = "Tom" });
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            var message = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!["message"]!.GetValue<string>();
+            Assert.Contains("modules.json", message);
+            Assert.Contains("'path'", message);
+            var chat = await http.PostAsJsonAsync("/v1/chat/completions", new JsonObject
+            {
+                ["model"] = "st", ["max_tokens"] = 4, ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
+            });
+            Assert.Equal(HttpStatusCode.OK, chat.StatusCode);
         }
     }
 
