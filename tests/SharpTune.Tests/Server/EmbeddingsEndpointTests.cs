@@ -8,6 +8,7 @@ using SharpTune.Embeddings;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Server;
+using SharpTune.Server.Api;
 using SharpTune.Tests.Embeddings;
 using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
@@ -136,6 +137,32 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
         // The SDK surfaces the same errors as exceptions with the status.
         var sdk = await Assert.ThrowsAsync<ClientResultException>(() => Client("no-such-model").GenerateEmbeddingAsync("hi"));
         Assert.Equal(404, sdk.Status);
+    }
+
+    [Fact]
+    public void OnlyTheInputErrorsTheEmbedderRaisesOnPurposeAre400sNamingInput()
+    {
+        using var model = TestModels.Create("llama");
+        var withoutTokenizer = new TextEmbedder(model, tokenizer: null);
+        ApiException ErrorOf(Action run)
+        {
+            try { run(); }
+            catch (Exception e) { return EmbeddingEndpoints.ErrorFor(e, timedOut: false, TimeSpan.FromSeconds(30)); }
+            throw new Xunit.Sdk.XunitException("the run did not fail");
+        }
+
+        var text = ErrorOf(() => withoutTokenizer.Embed(["Tom ran"]));
+        Assert.Equal((400, "input"), (text.Status, text.Param));
+        Assert.Contains("send token ids", text.Message);
+        var badId = ErrorOf(() => withoutTokenizer.EmbedTokenIds([[1, model.Config.VocabSize]]));
+        Assert.Equal((400, "input"), (badId.Status, badId.Param));
+        var empty = ErrorOf(() => withoutTokenizer.EmbedTokenIds([Array.Empty<int>()]));
+        Assert.Equal((400, "input"), (empty.Status, empty.Param));
+
+        // An argument error from deeper inside (a bug, not the client's input) stays a server error.
+        var internalFault = EmbeddingEndpoints.ErrorFor(new ArgumentException("shape mismatch"), timedOut: false, TimeSpan.FromSeconds(30));
+        Assert.Equal(500, internalFault.Status);
+        Assert.Null(internalFault.Param);
     }
 
     [ServerFact]
