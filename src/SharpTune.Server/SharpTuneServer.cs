@@ -49,10 +49,11 @@ public static class SharpTuneServer
             var metrics = new ServerMetrics();
             engine = new InferenceEngine(served, activator, options, metrics);
             if (options.FineTuning is { } ft) fineTuning = new FineTuningService(ft, name, options.ModelDir, options.ChatTemplate, registry, engine);
-            // A folder whose sentence-transformers files this embedder cannot run still serves chat; embeddings say why not.
+            // A folder whose sentence-transformers files are malformed, unreadable or name a module this embedder cannot run
+            // still serves chat; embeddings say why not.
             EmbedderOrError embedder;
             try { embedder = new(TextEmbedder.ForDirectory(model, tokenizer, options.ModelDir), null); }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException) { embedder = new(null, e.Message); }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException) { embedder = new(null, e.Message); }
             var app = Build(options, served, registry, activator, engine, embedder, metrics, fineTuning);
             engine.Start();
             fineTuning?.Start();

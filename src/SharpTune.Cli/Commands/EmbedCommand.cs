@@ -40,13 +40,15 @@ internal static class EmbedCommand
         try
         {
             if ((texts.Count > 0) == (inputPath is not null)) throw new ArgumentException("give --text (one or more) or --input, not both");
-            var records = inputPath is null ? texts.Select(t => new JsonObject { ["text"] = t }).ToList() : ReadInput(inputPath);
+            var (records, lines) = inputPath is null ? (texts.Select(t => new JsonObject { ["text"] = t }).ToList(), null) : ReadInput(inputPath);
             if (records.Count == 0) throw new InvalidDataException($"{inputPath}: no lines to embed");
             using var loaded = LoadedModel.Load(ModelOptions.ResolveDir(modelDir), adapterDir, ModelOptions.ParseDtype(dtype));
             var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory);
             embedder.BatchSize = batchSize;
+            // A file's errors name its line (blank lines are skipped, so the record's index is not it); --text's its position.
             var result = embedder.Embed(records.Select(r => r["text"]!.GetValue<string>()).ToArray(),
-                new EmbeddingRequestOptions { PromptName = promptName, Dimensions = dimensions });
+                new EmbeddingRequestOptions { PromptName = promptName, Dimensions = dimensions },
+                i => lines is null ? $"--text {i + 1}" : $"{inputPath}:{lines[i]}", CancellationToken.None);
             using var writer = outputPath is null ? null : new StreamWriter(outputPath);
             var target = writer ?? stdout;
             for (var i = 0; i < records.Count; i++)
@@ -66,10 +68,12 @@ internal static class EmbedCommand
         }
     }
 
-    private static List<JsonObject> ReadInput(string path)
+    /// <summary>The file's records and the 1-based line each came from.</summary>
+    private static (List<JsonObject> Records, List<int> Lines) ReadInput(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
         var records = new List<JsonObject>();
+        var lines = new List<int>();
         var number = 0;
         foreach (var line in File.ReadLines(path))
         {
@@ -81,7 +85,8 @@ internal static class EmbedCommand
             if (node is not JsonObject record || record["text"] is not JsonValue v || !v.TryGetValue<string>(out _))
                 throw new InvalidDataException($"{path}:{number}: expected an object with a string \"text\" field");
             records.Add(record);
+            lines.Add(number);
         }
-        return records;
+        return (records, lines);
     }
 }

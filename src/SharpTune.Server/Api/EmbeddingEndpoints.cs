@@ -46,21 +46,28 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
         }
         catch (Exception e)
         {
-            var error = e switch
-            {
-                ApiException api => api,
-                ContextLengthException => ApiException.BadField("input", e.Message, "context_length_exceeded"),
-                ArgumentException => ApiException.BadField("input", e.Message),
-                AdapterRemovedException removed => new ApiException(404, removed.Message, param: "model", code: "model_not_found"),
-                OperationCanceledException when cancellation.IsCancellationRequested => new ApiException(504,
-                    $"the embeddings did not finish within the server's request timeout of {options.RequestTimeout.TotalSeconds:0.###} s",
-                    "timeout_error", code: "timeout"),
-                OperationCanceledException => new ApiException(503, "the server is shutting down", "server_error"),
-                _ => new ApiException(500, $"embedding failed: {e.Message}", "server_error"),
-            };
+            var error = ErrorFor(e, timedOut: cancellation.IsCancellationRequested, options.RequestTimeout);
             if (!context.Response.HasStarted) await error.WriteAsync(context);
         }
     }
+
+    /// <summary>
+    /// The answer to a failed request. Only the input errors <see cref="TextEmbedder"/> raises on purpose
+    /// (<see cref="EmbeddingInputException"/>, <see cref="ContextLengthException"/>) are the client's 400s; any other
+    /// argument error from inside the run is the server's own fault, a 500.
+    /// </summary>
+    internal static ApiException ErrorFor(Exception e, bool timedOut, TimeSpan requestTimeout) => e switch
+    {
+        ApiException api => api,
+        ContextLengthException => ApiException.BadField("input", e.Message, "context_length_exceeded"),
+        EmbeddingInputException => ApiException.BadField("input", e.Message),
+        AdapterRemovedException removed => new ApiException(404, removed.Message, param: "model", code: "model_not_found"),
+        OperationCanceledException when timedOut => new ApiException(504,
+            $"the embeddings did not finish within the server's request timeout of {requestTimeout.TotalSeconds:0.###} s",
+            "timeout_error", code: "timeout"),
+        OperationCanceledException => new ApiException(503, "the server is shutting down", "server_error"),
+        _ => new ApiException(500, $"embedding failed: {e.Message}", "server_error"),
+    };
 
     private static EmbeddingOutput Embed(TextEmbedder embedder, EmbeddingRequest request, CancellationToken cancellation) => request.Texts is { } texts
         ? embedder.Embed(texts, new EmbeddingRequestOptions { PromptName = request.PromptName, Dimensions = request.Dimensions }, cancellation)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using SharpTune.Models;
 
 namespace SharpTune.Embeddings;
 
@@ -81,7 +82,10 @@ public sealed record SentenceTransformerConfig
     /// (prompts from config_sentence_transformers.json still apply).
     /// </summary>
     /// <param name="hiddenSize">The model's hidden size, checked against the Pooling module's word_embedding_dimension.</param>
-    /// <exception cref="InvalidDataException">A file is malformed or names a module this embedder does not run (Dense, …).</exception>
+    /// <exception cref="InvalidDataException">
+    /// A file is malformed (not JSON, a field of the wrong type, a Pooling folder without config.json) or names a module this
+    /// embedder does not run (Dense, …); the message names the file and the field.
+    /// </exception>
     public static SentenceTransformerConfig FromDirectory(string directory, int? hiddenSize = null)
     {
         var (prompts, defaultPrompt) = ReadPrompts(Path.Combine(directory, SettingsFileName));
@@ -94,7 +98,9 @@ public sealed record SentenceTransformerConfig
         var normalize = false;
         for (var i = 0; i < modules.Count; i++)
         {
-            var type = Text(modules[i], "type", modulesPath, i);
+            var module = new ConfigReader(modules[i] as JsonObject ?? throw new InvalidDataException(
+                $"{modulesPath}: module {i} must be a JSON object, found {modules[i]?.ToJsonString() ?? "null"}"), $"{modulesPath}: module {i}");
+            var type = module.OptionalString("type") ?? throw new InvalidDataException($"{modulesPath}: module {i} has no 'type'");
             // "sentence_transformers.models.Pooling"; the last segment names the module in every release's layout.
             switch (type[(type.LastIndexOf('.') + 1)..])
             {
@@ -103,7 +109,10 @@ public sealed record SentenceTransformerConfig
                     break;
                 case "Pooling":
                     if (pooled is not null) throw Unsupported(modulesPath, i, type, "a second Pooling module");
-                    var path = Path.Combine(directory, modules[i]?["path"]?.GetValue<string>() ?? "", "config.json");
+                    var folder = module.OptionalString("path") ?? "";
+                    var path = Path.Combine(directory, folder, "config.json");
+                    if (!File.Exists(path))
+                        throw new InvalidDataException($"{modulesPath}: module {i} ({type}) has path '{folder}', but {path} does not exist");
                     pooled = ReadPooling(path, hiddenSize);
                     break;
                 case "Normalize":
@@ -126,13 +135,8 @@ public sealed record SentenceTransformerConfig
     public static SentenceTransformerConfig ReadPooling(string configPath, int? hiddenSize = null)
     {
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: the Pooling module's config.json is missing", configPath);
-        var json = ReadJson(configPath) as JsonObject ?? throw new InvalidDataException($"{configPath}: expected a JSON object");
-        bool Flag(string key, bool fallback) => json[key] switch
-        {
-            null => fallback,
-            JsonValue v when v.TryGetValue<bool>(out var b) => b,
-            var other => throw new InvalidDataException($"{configPath}: '{key}' must be true or false, found {other.ToJsonString()}"),
-        };
+        var json = new ConfigReader(ReadJson(configPath) as JsonObject ?? throw new InvalidDataException($"{configPath}: expected a JSON object"), configPath);
+        bool Flag(string key, bool fallback) => json.OptionalBool(key) ?? fallback;
         var flags = new Dictionary<PoolingMode, bool>
         {
             [PoolingMode.Cls] = Flag("pooling_mode_cls_token", false),
@@ -142,7 +146,7 @@ public sealed record SentenceTransformerConfig
             [PoolingMode.WeightedMean] = Flag("pooling_mode_weightedmean_tokens", false),
             [PoolingMode.LastToken] = Flag("pooling_mode_lasttoken", false),
         };
-        if (json["pooling_mode"] is JsonValue modeValue && modeValue.TryGetValue<string>(out var mode))
+        if (json.OptionalString("pooling_mode") is { } mode)
         {
             var chosen = mode.ToLowerInvariant() switch
             {
@@ -159,7 +163,7 @@ public sealed record SentenceTransformerConfig
         }
         var modes = Enum.GetValues<PoolingMode>().Where(m => flags[m]).ToArray();   // enum order = concatenation order
         if (modes.Length == 0) throw new InvalidDataException($"{configPath}: no pooling mode is switched on");
-        if (hiddenSize is { } hidden && json["word_embedding_dimension"] is JsonValue dim && dim.TryGetValue<int>(out var width) && width != hidden)
+        if (json.OptionalInt("word_embedding_dimension") is { } width && hiddenSize is { } hidden && width != hidden)
             throw new InvalidDataException($"{configPath}: word_embedding_dimension is {width} but the model's hidden size is {hidden}");
         return new SentenceTransformerConfig { PoolingModes = modes, IncludePrompt = Flag("include_prompt", true) };
     }
@@ -176,7 +180,7 @@ public sealed record SentenceTransformerConfig
         else if (json["prompts"] is { } other)
             throw new InvalidDataException($"{path}: 'prompts' must be an object of name → text, found {other.ToJsonString()}");
         string? defaultName = null;
-        if (json["default_prompt_name"] is JsonValue d && d.TryGetValue<string>(out var chosen))
+        if (new ConfigReader(json, path).OptionalString("default_prompt_name") is { } chosen)
         {
             // sentence-transformers refuses a default that names no prompt when it loads the model.
             if (!prompts.ContainsKey(chosen)) throw new InvalidDataException($"{path}: default_prompt_name '{chosen}' is not among the prompts");
@@ -187,13 +191,10 @@ public sealed record SentenceTransformerConfig
 
     private static JsonNode? ReadJson(string path)
     {
-        try { return JsonNode.Parse(File.ReadAllText(path)); }
+        // Python's json keeps the last of two equal keys and System.Text.Json's JsonObject fails on first access: refuse them here.
+        try { return JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e); }
     }
-
-    private static string Text(JsonNode? module, string key, string path, int index) =>
-        module?[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s
-            : throw new InvalidDataException($"{path}: module {index} has no string '{key}'");
 
     private static InvalidDataException Unsupported(string path, int index, string type, string what) =>
         new($"{path}: module {index} ({type}) is {what}, which SharpTune's embedder does not run; " +

@@ -81,16 +81,22 @@ public sealed class TextEmbedder
     /// Embeds texts: the prompt (options', else the named or default one) is prepended to each text, the result encoded
     /// with the tokenizer's special tokens, as sentence-transformers' <c>encode</c> does.
     /// </summary>
-    /// <exception cref="ArgumentException">An unknown prompt name or dimension count, or a text that encodes to no tokens.</exception>
+    /// <exception cref="ArgumentException">
+    /// An unknown prompt name or dimension count, a text that encodes to no tokens, or text for an embedder without a tokenizer.
+    /// </exception>
     /// <exception cref="ContextLengthException">A text is longer than <see cref="MaxTokens"/>.</exception>
-    public EmbeddingOutput Embed(IReadOnlyList<string> texts, EmbeddingRequestOptions? options = null, CancellationToken cancellationToken = default)
+    public EmbeddingOutput Embed(IReadOnlyList<string> texts, EmbeddingRequestOptions? options = null, CancellationToken cancellationToken = default) =>
+        Embed(texts, options, InputName, cancellationToken);
+
+    /// <summary><see cref="Embed(IReadOnlyList{string}, EmbeddingRequestOptions?, CancellationToken)"/>, its errors naming input i as <paramref name="nameInput"/>(i) (e.g. a file's line).</summary>
+    internal EmbeddingOutput Embed(IReadOnlyList<string> texts, EmbeddingRequestOptions? options, Func<int, string> nameInput, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(texts);
-        var encoder = tokenizer ?? throw new InvalidOperationException("this embedder has no tokenizer: pass token ids instead of text");
+        var encoder = tokenizer ?? throw new EmbeddingInputException("this embedder has no tokenizer, so it cannot read text: send token ids instead");
         var prompt = options?.Prompt ?? Config.PromptFor(options?.PromptName);
         var promptLength = string.IsNullOrEmpty(prompt) ? 0 : PromptLength(encoder, prompt);
         var ids = texts.Select(text => encoder.Encode(prompt + text, addSpecialTokens: true)).ToArray();
-        return Run(ids, promptLength, options?.Dimensions, "text", cancellationToken);
+        return Run(ids, promptLength, options?.Dimensions, "text", nameInput, cancellationToken);
     }
 
     /// <summary>Embeds token-id sequences as given (no prompt, no special tokens added).</summary>
@@ -102,19 +108,22 @@ public sealed class TextEmbedder
         var vocabulary = model.Config.VocabSize;
         for (var i = 0; i < ids.Count; i++)
             if (ids[i].FirstOrDefault(id => id < 0 || id >= vocabulary, -1) is var bad and not -1)
-                throw new ArgumentException($"input {i}: token id {bad} is outside this model's vocabulary of {vocabulary}");
-        return Run(ids, 0, dimensions, "token sequence", cancellationToken);
+                throw new EmbeddingInputException($"input {i}: token id {bad} is outside this model's vocabulary of {vocabulary}");
+        return Run(ids, 0, dimensions, "token sequence", InputName, cancellationToken);
     }
 
-    private EmbeddingOutput Run(IReadOnlyList<IReadOnlyList<int>> ids, int promptLength, int? dimensions, string kind, CancellationToken cancellationToken)
+    private static string InputName(int index) => $"input {index}";
+
+    private EmbeddingOutput Run(IReadOnlyList<IReadOnlyList<int>> ids, int promptLength, int? dimensions, string kind, Func<int, string> nameInput,
+        CancellationToken cancellationToken)
     {
         if (dimensions is { } d && (d < 1 || d > Dimensions))
             throw new ArgumentException($"dimensions is {d}; this model's embeddings have {Dimensions}, so ask for 1 to {Dimensions}");
         for (var i = 0; i < ids.Count; i++)
         {
-            if (ids[i].Count == 0) throw new ArgumentException($"input {i}: the {kind} encodes to no tokens");
+            if (ids[i].Count == 0) throw new EmbeddingInputException($"{nameInput(i)}: the {kind} encodes to no tokens");
             if (ids[i].Count > MaxTokens)
-                throw new ContextLengthException($"input {i} has {ids[i].Count} tokens, more than this model's maximum of {MaxTokens} " +
+                throw new ContextLengthException($"{nameInput(i)} has {ids[i].Count} tokens, more than this model's maximum of {MaxTokens} " +
                     "(its context length); shorten or split it");
         }
         var vectors = new float[ids.Count][];

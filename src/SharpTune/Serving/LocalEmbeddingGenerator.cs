@@ -27,8 +27,10 @@ public sealed class LocalEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
 
     private readonly CausalLanguageModel model;
     private readonly SemaphoreSlim modelGate = new(1, 1);
+    /// <summary>Cancelled by <see cref="Dispose"/> so that callers waiting for the model give up instead of hanging.</summary>
+    private readonly CancellationTokenSource disposal = new();
     private readonly bool ownsModel;
-    private bool disposed;
+    private volatile bool disposed;
 
     /// <summary>Wraps an already-loaded model (the caller keeps ownership) and its embedder settings.</summary>
     public LocalEmbeddingGenerator(CausalLanguageModel model, HfTokenizer tokenizer, SentenceTransformerConfig? config = null, string modelId = "local",
@@ -90,14 +92,12 @@ public sealed class LocalEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
             PromptName = Property(options, PromptNameProperty),
             Prompt = Property(options, PromptProperty),
         };
-        await modelGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         EmbeddingOutput output;
-        try
+        using (await EnterAsync(cancellationToken).ConfigureAwait(false))
         {
             // The forward pass is CPU-bound and synchronous: keep it off the caller's thread.
             output = await Task.Run(() => Embedder.Embed(texts, request, cancellationToken), cancellationToken).ConfigureAwait(false);
         }
-        finally { modelGate.Release(); }
         var created = DateTimeOffset.UtcNow;
         var modelId = options?.ModelId ?? Metadata.DefaultModelId;
         return new GeneratedEmbeddings<Embedding<float>>(output.Vectors.Select(v => new Embedding<float>(v) { ModelId = modelId, CreatedAt = created }))
@@ -119,14 +119,57 @@ public sealed class LocalEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
         return null;
     }
 
-    /// <summary>Releases the model when this generator loaded it; waits for a running call to finish first.</summary>
+    /// <summary>
+    /// Waits for the model to be free and holds it until the result is disposed.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">This generator was disposed before or while the caller waited.</exception>
+    internal async Task<IDisposable> EnterAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, disposal.Token);
+            await modelGate.WaitAsync(waiting.Token).ConfigureAwait(false);
+        }
+        // Disposal cancels the wait, or (when it has already finished) has disposed the gate or the token source itself.
+        catch (Exception e) when (disposed && !cancellationToken.IsCancellationRequested && e is OperationCanceledException or ObjectDisposedException)
+        {
+            throw new ObjectDisposedException(GetType().FullName, "the generator was disposed while this call waited for the model");
+        }
+        if (disposed)
+        {
+            // Disposal began after the wait ended: hand the model to Dispose rather than run on it.
+            modelGate.Release();
+            ObjectDisposedException.ThrowIf(true, this);
+        }
+        return new Held(modelGate);
+    }
+
+    private sealed class Held(SemaphoreSlim gate) : IDisposable
+    {
+        private int released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref released, 1) == 0) gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Releases the model when this generator loaded it: callers still waiting for it get an
+    /// <see cref="ObjectDisposedException"/>; a running call finishes first.
+    /// </summary>
     public void Dispose()
     {
-        if (disposed) return;
-        disposed = true;
+        lock (disposal)
+        {
+            if (disposed) return;
+            disposed = true;
+        }
+        disposal.Cancel();
         modelGate.Wait();
         if (ownsModel) model.Dispose();
         modelGate.Dispose();
+        disposal.Dispose();
     }
 
     private static string? Property(EmbeddingGenerationOptions? options, string key) =>

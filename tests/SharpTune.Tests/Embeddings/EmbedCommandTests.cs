@@ -47,5 +47,12 @@ public sealed class EmbedCommandTests
         var (badCode, _, badError) = SharpTuneCli.Run("embed", "--model", TestAssets.Stories260K, "--input", input);
         Assert.Equal(1, badCode);
         Assert.Contains("bad.jsonl:2", badError);
+
+        // An input the model cannot take is named by its line too, blank lines counted: line 4 is the second record.
+        var tooLong = dir.File("long.jsonl", "{\"text\": \"ok\"}\n\n\n" + new JsonObject { ["text"] = string.Concat(Enumerable.Repeat("Lily and Tom played. ", 300)) }.ToJsonString() + "\n");
+        var (longCode, _, longError) = SharpTuneCli.Run("embed", "--model", TestAssets.Stories260K, "--input", tooLong);
+        Assert.Equal(1, longCode);
+        Assert.Contains("long.jsonl:4 has", longError);
+        Assert.Contains("512", longError);
     }
 }

@@ -102,4 +102,35 @@ public sealed class SentenceTransformerConfigTests
         Assert.Contains("config_sentence_transformers.json", badDefault.Message);
         Assert.Contains("'passage'", badDefault.Message);
     }
+
+    [Fact]
+    public void EveryMalformedFileIsAnInvalidDataExceptionNamingTheFileAndField()
+    {
+        using var dir = new TempDir();
+        dir.File("1_Pooling/config.json", """{"pooling_mode_lasttoken": true, "pooling_mode_mean_tokens": false}""");
+        InvalidDataException Fails(string file, string text)
+        {
+            var path = dir.File(file, text);
+            try { return Assert.Throws<InvalidDataException>(() => SentenceTransformerConfig.FromDirectory(dir.Path, hiddenSize: 64)); }
+            finally { File.WriteAllText(path, file == "modules.json" ? Modules : file == "1_Pooling/config.json" ? """{"pooling_mode_lasttoken": true, "pooling_mode_mean_tokens": false}""" : "{}"); }
+        }
+        void Names(InvalidDataException error, params string[] parts)
+        {
+            foreach (var part in parts) Assert.Contains(part, error.Message);
+        }
+
+        Names(Fails("modules.json", """[{"type": "sentence_transformers.models.Transformer"}, {"type": "sentence_transformers.models.Pooling", "path": 1}]"""),
+            "modules.json", "module 1", "'path'", "found 1");
+        Names(Fails("modules.json", """[{"type": "sentence_transformers.models.Transformer"}, 7]"""), "modules.json", "module 1", "found 7");
+        Names(Fails("modules.json", """[{"type": 3}]"""), "modules.json", "module 0", "'type'");
+        Names(Fails("modules.json", """[{"type": "sentence_transformers.models.Pooling", "path": "2_Missing"}]"""), "modules.json", "2_Missing", "config.json");
+        Names(Fails("modules.json", """[{"type": "x", "type": "sentence_transformers.models.Pooling", "path": "1_Pooling"}]"""), "modules.json", "type");
+        Names(Fails("1_Pooling/config.json", """{"pooling_mode": 2}"""), "config.json", "'pooling_mode'");
+        Names(Fails("1_Pooling/config.json", """{"pooling_mode_lasttoken": true, "word_embedding_dimension": "64"}"""), "config.json", "'word_embedding_dimension'");
+        Names(Fails("config_sentence_transformers.json", """{"prompts": {"query": "q: "}, "default_prompt_name": 1}"""),
+            "config_sentence_transformers.json", "'default_prompt_name'");
+        Names(Fails("config_sentence_transformers.json", """{"prompts": {"query": 5}}"""), "config_sentence_transformers.json", "prompts.query");
+
+        Assert.Equal([PoolingMode.LastToken], SentenceTransformerConfig.FromDirectory(dir.Path, hiddenSize: 64).PoolingModes);   // the restored files read
+    }
 }

@@ -118,10 +118,10 @@ public sealed class TextEmbedderTests
         var tooLong = Assert.Throws<ContextLengthException>(() => embedder.EmbedTokenIds([[1, 2], Enumerable.Repeat(3, model.Config.ContextLength + 1).ToArray()]));
         Assert.Contains("input 1", tooLong.Message);
         Assert.Contains($"{model.Config.ContextLength}", tooLong.Message);
-        Assert.Contains("input 0", Assert.Throws<ArgumentException>(() => embedder.EmbedTokenIds([Array.Empty<int>()])).Message);
-        Assert.Contains("token id 96", Assert.Throws<ArgumentException>(() => embedder.EmbedTokenIds([[1, 96]])).Message);
+        Assert.Contains("input 0", Assert.Throws<EmbeddingInputException>(() => embedder.EmbedTokenIds([Array.Empty<int>()])).Message);
+        Assert.Contains("token id 96", Assert.Throws<EmbeddingInputException>(() => embedder.EmbedTokenIds([[1, 96]])).Message);
         Assert.Contains("dimensions", Assert.Throws<ArgumentException>(() => embedder.EmbedTokenIds([[1]], dimensions: embedder.Dimensions + 1)).Message);
-        Assert.Contains("no tokenizer", Assert.Throws<InvalidOperationException>(() => embedder.Embed(["x"])).Message);
+        Assert.Contains("send token ids", Assert.Throws<EmbeddingInputException>(() => embedder.Embed(["x"])).Message);
     }
 
     [SharedAssetFact("models/stories260K")]

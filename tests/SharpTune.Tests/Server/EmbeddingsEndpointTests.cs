@@ -8,6 +8,7 @@ using SharpTune.Embeddings;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Server;
+using SharpTune.Server.Api;
 using SharpTune.Tests.Embeddings;
 using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
@@ -138,8 +139,34 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
         Assert.Equal(404, sdk.Status);
     }
 
+    [Fact]
+    public void OnlyTheInputErrorsTheEmbedderRaisesOnPurposeAre400sNamingInput()
+    {
+        using var model = TestModels.Create("llama");
+        var withoutTokenizer = new TextEmbedder(model, tokenizer: null);
+        ApiException ErrorOf(Action run)
+        {
+            try { run(); }
+            catch (Exception e) { return EmbeddingEndpoints.ErrorFor(e, timedOut: false, TimeSpan.FromSeconds(30)); }
+            throw new Xunit.Sdk.XunitException("the run did not fail");
+        }
+
+        var text = ErrorOf(() => withoutTokenizer.Embed(["Tom ran"]));
+        Assert.Equal((400, "input"), (text.Status, text.Param));
+        Assert.Contains("send token ids", text.Message);
+        var badId = ErrorOf(() => withoutTokenizer.EmbedTokenIds([[1, model.Config.VocabSize]]));
+        Assert.Equal((400, "input"), (badId.Status, badId.Param));
+        var empty = ErrorOf(() => withoutTokenizer.EmbedTokenIds([Array.Empty<int>()]));
+        Assert.Equal((400, "input"), (empty.Status, empty.Param));
+
+        // An argument error from deeper inside (a bug, not the client's input) stays a server error.
+        var internalFault = EmbeddingEndpoints.ErrorFor(new ArgumentException("shape mismatch"), timedOut: false, TimeSpan.FromSeconds(30));
+        Assert.Equal(500, internalFault.Status);
+        Assert.Null(internalFault.Param);
+    }
+
     [ServerFact]
-    public async Task AModelFoldersSentenceTransformerFilesDecidePoolingAndPromptsAndAModuleItCannotRunIsNamed()
+    public async Task AModelFoldersSentenceTransformerFilesDecidePoolingAndPromptsAndAModuleItCannotRunOrAMalformedFileIsNamed()
     {
         using var dir = new TempDir();
         var modelDir = TestAssets.CopyStories260K(Path.Combine(dir.Path, "st-model"));
@@ -185,6 +212,27 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
                 ["model"] = "st", ["max_tokens"] = 4, ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
             });
             Assert.Equal(HttpStatusCode.OK, chat.StatusCode);   // the model still chats
+        }
+
+        // A malformed file (a number where modules.json wants the Pooling folder's path) is named the same way.
+        File.WriteAllText(Path.Combine(modelDir, "modules.json"), """
+            [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+             {"idx": 1, "name": "1", "path": 1, "type": "sentence_transformers.models.Pooling"}]
+            """);
+        await using (var server = await SharpTuneServer.StartAsync(fixture.Options() with { ModelDir = modelDir, Adapters = new Dictionary<string, string>(), ModelName = "st" }))
+        {
+            using var http = new HttpClient { BaseAddress = server.Url };
+            http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+            var response = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject { ["model"] = "st", ["input"] = "Tom" });
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            var message = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!["message"]!.GetValue<string>();
+            Assert.Contains("modules.json", message);
+            Assert.Contains("'path'", message);
+            var chat = await http.PostAsJsonAsync("/v1/chat/completions", new JsonObject
+            {
+                ["model"] = "st", ["max_tokens"] = 4, ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
+            });
+            Assert.Equal(HttpStatusCode.OK, chat.StatusCode);
         }
     }
 

@@ -74,4 +74,23 @@ public sealed class LocalEmbeddingGeneratorTests
         Assert.True(Math.Abs(baseLast[0] / TextEmbedderTests.Norm(baseLast) - vector[0]) > 1e-3 || Math.Abs(baseLast[1] / TextEmbedderTests.Norm(baseLast) - vector[1]) > 1e-3,
             "the adapter should change the embedding");
     }
+
+    [SharedAssetFact("models/stories260K")]
+    public async Task DisposingGivesACallerWaitingForTheModelAnObjectDisposedExceptionAndWaitsForTheCallHoldingIt()
+    {
+        var generator = LocalEmbeddingGenerator.Load(TestAssets.Stories260K);
+        var holder = await generator.EnterAsync(CancellationToken.None);   // another call running on the model
+        var waiter = generator.GenerateAsync(["Tom"]);
+        Assert.False(waiter.IsCompleted);
+
+        var disposing = Task.Run(generator.Dispose);
+        var refused = await Assert.ThrowsAsync<ObjectDisposedException>(() => waiter.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains(nameof(LocalEmbeddingGenerator), refused.ObjectName);
+        Assert.False(disposing.IsCompleted, "Dispose must wait for the running call before releasing the model");
+
+        holder.Dispose();
+        await disposing.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Contains(nameof(LocalEmbeddingGenerator),
+            (await Assert.ThrowsAsync<ObjectDisposedException>(() => generator.GenerateAsync(["Tom"]))).ObjectName);
+    }
 }
