@@ -33,9 +33,8 @@ public sealed class LocalChatClient : IChatClient
     private readonly TextGenerator generator;
     private readonly ChatPromptBuilder promptBuilder;
     private readonly LocalChatClientOptions options;
-    private readonly SemaphoreSlim modelGate = new(1, 1);
+    private readonly ExclusiveModelAccess access = new(nameof(LocalChatClient));
     private readonly bool ownsModel;
-    private bool disposed;
 
     /// <summary>Wraps an already-loaded model and tokenizer; the caller keeps ownership of the model.</summary>
     public LocalChatClient(CausalLanguageModel model, HfTokenizer tokenizer, LocalChatClientOptions? options = null, IPeftAdapter? adapter = null)
@@ -101,15 +100,13 @@ public sealed class LocalChatClient : IChatClient
     {
         ArgumentNullException.ThrowIfNull(messages);
         var chat = Prepare(messages, chatOptions);
-        await modelGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         TextCompletion completion;
-        try
+        using (await access.EnterAsync(cancellationToken).ConfigureAwait(false))
         {
             // Generation is CPU-bound and synchronous: keep it off the caller's thread.
             completion = await Task.Run(() => generator.GenerateFromIds([chat.Prompt], chat.Generation, chat.Stops, null, cancellationToken, chat.Grammar)[0],
                 cancellationToken).ConfigureAwait(false);
         }
-        finally { modelGate.Release(); }
         var reply = new ReplyContents(chat.NewParser(), chat.ParallelCalls);
         var message = reply.Parses
             ? new Microsoft.Extensions.AI.ChatMessage(ChatRole.Assistant, ReplyContents.Merge([.. reply.Push(completion.Text), .. reply.Finish()]))
@@ -141,8 +138,7 @@ public sealed class LocalChatClient : IChatClient
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var producer = Task.Run(async () =>
         {
-            await modelGate.WaitAsync(stop.Token).ConfigureAwait(false);
-            try
+            using (await access.EnterAsync(stop.Token).ConfigureAwait(false))
             {
                 return generator.GenerateFromIds([chat.Prompt], chat.Generation, chat.Stops, (_, piece) =>
                 {
@@ -150,7 +146,6 @@ public sealed class LocalChatClient : IChatClient
                     pieces.Writer.TryWrite(piece);
                 }, stop.Token, chat.Grammar)[0];
             }
-            finally { modelGate.Release(); }
         }, stop.Token);
         _ = producer.ContinueWith(t => pieces.Writer.TryComplete(t.Exception?.InnerException), TaskScheduler.Default);
 
@@ -203,19 +198,18 @@ public sealed class LocalChatClient : IChatClient
         return null;
     }
 
-    /// <summary>Releases the model when this client loaded it; waits for a running generation to finish first.</summary>
-    public void Dispose()
-    {
-        if (disposed) return;
-        disposed = true;
-        modelGate.Wait();
-        if (ownsModel) generator.Model.Dispose();
-        modelGate.Dispose();
-    }
+    /// <summary>
+    /// Releases the model when this client loaded it: callers still waiting for it get an
+    /// <see cref="ObjectDisposedException"/>; a running generation finishes first.
+    /// </summary>
+    public void Dispose() => access.Dispose(ownsModel ? generator.Model.Dispose : null);
+
+    /// <summary>Waits for the model to be free and holds it until the result is disposed.</summary>
+    internal Task<IDisposable> EnterAsync(CancellationToken cancellationToken) => access.EnterAsync(cancellationToken);
 
     private PreparedChat Prepare(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, ChatOptions? chatOptions)
     {
-        ObjectDisposedException.ThrowIf(disposed, this);
+        ObjectDisposedException.ThrowIf(access.IsDisposed, this);
         var (generation, stops) = ChatOptionsMapping.Map(chatOptions, options, ModelId, generator.Model.Config.Generation);
         var tools = ChatContentMapping.Tools(chatOptions);
         var prompt = promptBuilder.Build(messages, tools, chatOptions?.Instructions, ChatOptionsMapping.TemplateArguments(chatOptions));

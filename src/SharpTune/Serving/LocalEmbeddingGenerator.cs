@@ -26,11 +26,8 @@ public sealed class LocalEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
     public const string PromptProperty = "prompt";
 
     private readonly CausalLanguageModel model;
-    private readonly SemaphoreSlim modelGate = new(1, 1);
-    /// <summary>Cancelled by <see cref="Dispose"/> so that callers waiting for the model give up instead of hanging.</summary>
-    private readonly CancellationTokenSource disposal = new();
+    private readonly ExclusiveModelAccess access = new(nameof(LocalEmbeddingGenerator));
     private readonly bool ownsModel;
-    private volatile bool disposed;
 
     /// <summary>Wraps an already-loaded model (the caller keeps ownership) and its embedder settings.</summary>
     public LocalEmbeddingGenerator(CausalLanguageModel model, HfTokenizer tokenizer, SentenceTransformerConfig? config = null, string modelId = "local",
@@ -84,7 +81,7 @@ public sealed class LocalEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(values);
-        ObjectDisposedException.ThrowIf(disposed, this);
+        ObjectDisposedException.ThrowIf(access.IsDisposed, this);
         var texts = values.ToArray();
         var request = new EmbeddingRequestOptions
         {
@@ -119,58 +116,15 @@ public sealed class LocalEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
         return null;
     }
 
-    /// <summary>
-    /// Waits for the model to be free and holds it until the result is disposed.
-    /// </summary>
+    /// <summary>Waits for the model to be free and holds it until the result is disposed.</summary>
     /// <exception cref="ObjectDisposedException">This generator was disposed before or while the caller waited.</exception>
-    internal async Task<IDisposable> EnterAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, disposal.Token);
-            await modelGate.WaitAsync(waiting.Token).ConfigureAwait(false);
-        }
-        // Disposal cancels the wait, or (when it has already finished) has disposed the gate or the token source itself.
-        catch (Exception e) when (disposed && !cancellationToken.IsCancellationRequested && e is OperationCanceledException or ObjectDisposedException)
-        {
-            throw new ObjectDisposedException(GetType().FullName, "the generator was disposed while this call waited for the model");
-        }
-        if (disposed)
-        {
-            // Disposal began after the wait ended: hand the model to Dispose rather than run on it.
-            modelGate.Release();
-            ObjectDisposedException.ThrowIf(true, this);
-        }
-        return new Held(modelGate);
-    }
-
-    private sealed class Held(SemaphoreSlim gate) : IDisposable
-    {
-        private int released;
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref released, 1) == 0) gate.Release();
-        }
-    }
+    internal Task<IDisposable> EnterAsync(CancellationToken cancellationToken) => access.EnterAsync(cancellationToken);
 
     /// <summary>
     /// Releases the model when this generator loaded it: callers still waiting for it get an
     /// <see cref="ObjectDisposedException"/>; a running call finishes first.
     /// </summary>
-    public void Dispose()
-    {
-        lock (disposal)
-        {
-            if (disposed) return;
-            disposed = true;
-        }
-        disposal.Cancel();
-        modelGate.Wait();
-        if (ownsModel) model.Dispose();
-        modelGate.Dispose();
-        disposal.Dispose();
-    }
+    public void Dispose() => access.Dispose(ownsModel ? model.Dispose : null);
 
     private static string? Property(EmbeddingGenerationOptions? options, string key) =>
         options?.AdditionalProperties?.TryGetValue(key, out var value) == true

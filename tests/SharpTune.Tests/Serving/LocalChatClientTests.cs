@@ -211,4 +211,33 @@ public sealed class LocalChatClientTests(Stories260KChatFixture fixture) : IClas
         Assert.InRange(reply.Usage!.InputTokenCount!.Value, context - 256, context - 1);
         Assert.True(reply.Usage.InputTokenCount + reply.Usage.OutputTokenCount <= context);
     }
+
+    /// <summary>
+    /// Disposing the client while one call holds the model and others wait for it: the waiting ones (plain and
+    /// streaming) get an ObjectDisposedException naming the client instead of hanging, and the model is released only
+    /// after the running call leaves it.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public async Task DisposingGivesCallersWaitingForTheModelAnObjectDisposedExceptionAndWaitsForTheCallHoldingIt()
+    {
+        var client = LocalChatClient.Load(TestAssets.Stories260K);
+        var holder = await client.EnterAsync(CancellationToken.None);   // another call running on the model
+        var waiter = client.GetResponseAsync(User("Once upon a time"), new ChatOptions { MaxOutputTokens = 4 });
+        var streaming = Task.Run(async () =>
+        {
+            await foreach (var _ in client.GetStreamingResponseAsync(User("Once upon a time"), new ChatOptions { MaxOutputTokens = 4 })) { }
+        });
+        await Task.Delay(200);
+        Assert.False(waiter.IsCompleted);
+        Assert.False(streaming.IsCompleted);
+
+        var disposing = Task.Run(client.Dispose);
+        Assert.Contains(nameof(LocalChatClient), (await Assert.ThrowsAsync<ObjectDisposedException>(() => waiter.WaitAsync(TimeSpan.FromSeconds(30)))).ObjectName);
+        Assert.Contains(nameof(LocalChatClient), (await Assert.ThrowsAsync<ObjectDisposedException>(() => streaming.WaitAsync(TimeSpan.FromSeconds(30)))).ObjectName);
+        Assert.False(disposing.IsCompleted, "Dispose must wait for the running call before releasing the model");
+
+        holder.Dispose();
+        await disposing.WaitAsync(TimeSpan.FromSeconds(30));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => client.GetResponseAsync(User("Tom")));
+    }
 }
