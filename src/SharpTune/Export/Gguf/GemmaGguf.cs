@@ -72,10 +72,7 @@ internal abstract class GemmaGguf : GgufArchitecture
     {
         var names = source.Names.ToHashSet();
         var tensors = new List<MappedTensor>();
-        var embedding = Stored(names, "model.embed_tokens.weight")
-                        ?? (config.TieWordEmbeddings ? Stored(names, "lm_head.weight") : null)
-                        ?? throw new InvalidDataException("the checkpoint has no model.embed_tokens.weight");
-        tensors.Add(Same("token_embd.weight", embedding, source));
+        AddTokenEmbedding(tensors, names, config, source);
         for (var i = 0; i < config.NumLayers; i++)
             foreach (var (hf, gguf) in LayerTensors)
             {

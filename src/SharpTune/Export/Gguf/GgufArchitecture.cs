@@ -132,7 +132,35 @@ internal abstract class GgufArchitecture
         return null;
     }
 
-    /// <summary>Reads a tensor unchanged.</summary>
+    /// <summary>
+    /// token_embd from the input embeddings, or from lm_head.weight in a tied checkpoint that keeps only that name
+    /// (transformers accepts either; llama.cpp reads token_embd).
+    /// </summary>
+    protected static void AddTokenEmbedding(List<MappedTensor> tensors, ISet<string> names, ModelConfig config, IWeightSource source)
+    {
+        var embedding = Stored(names, "model.embed_tokens.weight")
+                        ?? (config.TieWordEmbeddings ? Stored(names, "lm_head.weight") : null)
+                        ?? throw new InvalidDataException("the checkpoint has no model.embed_tokens.weight");
+        tensors.Add(Same("token_embd.weight", embedding, source));
+    }
+
+    /// <summary>
+    /// Every layer's weights named in <paramref name="layerTensors"/>, unchanged (blk.N.gguf ← model.layers.N.hf.weight);
+    /// a missing one is an error, with <paramref name="missingHint"/> after its name.
+    /// </summary>
+    protected static void AddLayerWeights(List<MappedTensor> tensors, ISet<string> names, ModelConfig config, IWeightSource source,
+        IEnumerable<(string Hf, string Gguf)> layerTensors, string missingHint = "")
+    {
+        for (var i = 0; i < config.NumLayers; i++)
+            foreach (var (hf, gguf) in layerTensors)
+            {
+                var checkpointName = $"model.layers.{i}.{hf}.weight";
+                if (!names.Contains(checkpointName))
+                    throw new InvalidDataException($"the checkpoint has no {checkpointName}{missingHint}");
+                tensors.Add(Same($"blk.{i}.{gguf}.weight", checkpointName, source));
+            }
+    }
+
     /// <summary>The final norm and, when the head is not tied to the embeddings, the output matrix of a decoder-only model.</summary>
     protected static void AddDecoderOutput(List<MappedTensor> tensors, ISet<string> names, ModelConfig config, IWeightSource source)
     {
@@ -149,6 +177,7 @@ internal abstract class GgufArchitecture
         return match.Gguf is null ? null : $"blk.{parts.Layer}.{match.Gguf}.weight";
     }
 
+    /// <summary>Reads a tensor unchanged.</summary>
     protected static MappedTensor Same(string ggufName, string checkpointName, IWeightSource source) =>
         new(ggufName, source.ShapeOf(checkpointName), s => s.Read(checkpointName));
 

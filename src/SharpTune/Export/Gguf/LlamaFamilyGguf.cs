@@ -123,11 +123,7 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
         var tensors = new List<MappedTensor>();
         if (config.RopeScaling is { Type: "llama3" } scaling && Name == "llama")
             tensors.Add(new MappedTensor("rope_freqs.weight", [config.HeadDim / 2], _ => Llama3RopeFactors(config, scaling)));
-        // Tied checkpoints may keep only lm_head.weight (transformers accepts either name); llama.cpp reads token_embd.
-        var embedding = names.Contains("model.embed_tokens.weight") ? "model.embed_tokens.weight"
-            : config.TieWordEmbeddings && names.Contains("lm_head.weight") ? "lm_head.weight"
-            : throw new InvalidDataException("the checkpoint has no model.embed_tokens.weight");
-        tensors.Add(Same("token_embd.weight", embedding, source));
+        AddTokenEmbedding(tensors, names, config, source);
         for (var i = 0; i < config.NumLayers; i++)
         {
             foreach (var (hf, gguf) in LayerTensors)

@@ -41,18 +41,8 @@ internal sealed class Olmo2Gguf : GgufArchitecture
     {
         var names = source.Names.ToHashSet();
         var tensors = new List<MappedTensor>();
-        var embedding = names.Contains("model.embed_tokens.weight") ? "model.embed_tokens.weight"
-            : config.TieWordEmbeddings && names.Contains("lm_head.weight") ? "lm_head.weight"
-            : throw new InvalidDataException("the checkpoint has no model.embed_tokens.weight");
-        tensors.Add(Same("token_embd.weight", embedding, source));
-        for (var i = 0; i < config.NumLayers; i++)
-            foreach (var (hf, gguf) in LayerTensors)
-            {
-                var checkpointName = $"model.layers.{i}.{hf}.weight";
-                if (!names.Contains(checkpointName))
-                    throw new InvalidDataException($"the checkpoint has no {checkpointName}");
-                tensors.Add(Same($"blk.{i}.{gguf}.weight", checkpointName, source));
-            }
+        AddTokenEmbedding(tensors, names, config, source);
+        AddLayerWeights(tensors, names, config, source, LayerTensors);
         AddDecoderOutput(tensors, names, config, source);
         return tensors;
     }

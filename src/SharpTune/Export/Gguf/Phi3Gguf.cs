@@ -67,18 +67,8 @@ internal sealed class Phi3Gguf : GgufArchitecture
             tensors.Add(new MappedTensor("rope_factors_long.weight", [scaling.LongFactor!.Count], _ => scaling.LongFactor.Select(f => (float)f).ToArray()));
             tensors.Add(new MappedTensor("rope_factors_short.weight", [scaling.ShortFactor!.Count], _ => scaling.ShortFactor.Select(f => (float)f).ToArray()));
         }
-        var embedding = names.Contains("model.embed_tokens.weight") ? "model.embed_tokens.weight"
-            : config.TieWordEmbeddings && names.Contains("lm_head.weight") ? "lm_head.weight"
-            : throw new InvalidDataException("the checkpoint has no model.embed_tokens.weight");
-        tensors.Add(Same("token_embd.weight", embedding, source));
-        for (var i = 0; i < config.NumLayers; i++)
-            foreach (var (hf, gguf) in LayerTensors)
-            {
-                var checkpointName = $"model.layers.{i}.{hf}.weight";
-                if (!names.Contains(checkpointName))
-                    throw new InvalidDataException($"the checkpoint has no {checkpointName} (llama.cpp's phi3 needs the fused qkv_proj and gate_up_proj)");
-                tensors.Add(Same($"blk.{i}.{gguf}.weight", checkpointName, source));
-            }
+        AddTokenEmbedding(tensors, names, config, source);
+        AddLayerWeights(tensors, names, config, source, LayerTensors, " (llama.cpp's phi3 needs the fused qkv_proj and gate_up_proj)");
         AddDecoderOutput(tensors, names, config, source);
         return tensors;
     }
