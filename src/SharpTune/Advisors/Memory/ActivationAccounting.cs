@@ -93,11 +93,13 @@ public static class ActivationAccounting
     private static double LoraBytes(ModelLayout layout, EstimateSettings s, IReadOnlySet<string> targets)
     {
         if (s.IsFull || targets.Count == 0) return 0;
-        var layer0 = layout.Linears.Where(l => l.Path.StartsWith(layout.IsGpt2 ? "transformer.h.0." : "model.layers.0.", StringComparison.Ordinal)
-                                              && targets.Contains(l.LeafName)).ToArray();
+        // Summed over every layer and averaged: layers may differ (a mixture-of-experts model's dense layers per
+        // mlp_only_layers / decoder_sparse_step have other targets than its sparse ones).
+        var layerLinears = layout.Linears.Where(l => l.Path.StartsWith(layout.IsGpt2 ? "transformer.h." : "model.layers.", StringComparison.Ordinal)
+                                                    && targets.Contains(l.LeafName)).ToArray();
         double bytes = 0;
         var moe = layout.Config.Experts;
-        foreach (var l in layer0)
+        foreach (var l in layerLinears)
         {
             // A token passes through k of an MoE layer's E experts.
             var share = moe is not null && l.Path.Contains(".experts.", StringComparison.Ordinal) ? moe.ExpertsPerToken / (double)moe.ExpertCount : 1.0;
@@ -110,7 +112,7 @@ public static class ActivationAccounting
             else if (lowRankInFp32 && s.ComputeBytes != 4) bytes += share * 4.0 * l.InFeatures;   // the fp32 copy of the input
             if (s.IsDora) bytes += share * 8.0 * l.OutFeatures;                        // fp32 base output and scaled update
         }
-        return bytes;
+        return bytes / Math.Max(1, layout.Config.NumLayers);
     }
 
     /// <summary>Bytes per token held outside the layers: embeddings, every layer's output, the final norm's output and internals.</summary>
