@@ -32,6 +32,7 @@ internal static class ClassifyScoreCommand
                 if (score.Probabilities is { } probabilities)
                 {
                     line["label"] = score.Label;
+                    if (score.PredictedLabels is { } predicted) line["labels"] = new JsonArray([.. predicted.Select(l => (JsonNode?)JsonValue.Create(l))]);
                     line["probabilities"] = new JsonObject(classifier.Classifier.Labels.Labels.Select((l, i) => KeyValuePair.Create(l, (JsonNode?)JsonValue.Create(probabilities[i]))));
                 }
                 else line["score"] = score.Score;

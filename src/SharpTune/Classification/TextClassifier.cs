@@ -6,10 +6,16 @@ using static TorchSharp.torch;
 namespace SharpTune.Classification;
 
 /// <summary>
-/// What a classifier says about one text: the head's logits, and for a multi-label head the softmax probabilities
-/// and the most likely label; for a one-output head (reward, regression) <see cref="Score"/> is its value.
+/// What a classifier says about one text, as transformers' text-classification pipeline reads a head by its problem
+/// type: the logits; for single-label classification the softmax probabilities and the most likely label; for
+/// multi-label classification each label's sigmoid probability, the most likely label, and in
+/// <see cref="PredictedLabels"/> every label over 0.5; for regression and reward heads only the logits, whose first is
+/// <see cref="Score"/>.
 /// </summary>
-public sealed record TextScore(string Text, IReadOnlyList<float> Logits, IReadOnlyList<float>? Probabilities, string? Label)
+/// <param name="PredictedLabels">Multi-label heads: the labels whose probability is above 0.5 (possibly none), in id
+/// order; null for the other problem types.</param>
+public sealed record TextScore(string Text, IReadOnlyList<float> Logits, IReadOnlyList<float>? Probabilities, string? Label,
+    IReadOnlyList<string>? PredictedLabels = null)
 {
     /// <summary>The first logit: the reward of a reward model, the prediction of a regression head.</summary>
     public float Score => Logits[0];
@@ -76,13 +82,26 @@ public sealed class TextClassifier : IDisposable
             using var scope = NewDisposeScope();
             var batch = ids.Skip(start).Take(batchSize).ToList();
             var logits = Classifier.Logits(SequenceClassification.RightPadded(batch, Classifier)).to(ScalarType.Float32).cpu();
-            var probabilities = labels.NumLabels > 1 ? logits.softmax(-1) : null;
+            var problem = labels.EffectiveProblemType;
+            // transformers' TextClassificationPipeline.postprocess (huggingface/transformers@01080c629600d4ff3121446bb4f4a2e240c2cf41,
+            // pipelines/text_classification.py) picks the function by problem type: sigmoid for multi-label, softmax for
+            // single-label, none for regression. A one-output head without a problem_type (a reward model) gets the pipeline's
+            // sigmoid there; here it stays a raw score, as TRL reads a reward model's logit.
+            var probabilities = problem switch
+            {
+                SequenceClassificationConfig.MultiLabelClassification => logits.sigmoid(),
+                SequenceClassificationConfig.SingleLabelClassification => logits.softmax(-1),
+                _ => null,
+            };
             for (var row = 0; row < batch.Count; row++)
             {
                 var values = logits[row].data<float>().ToArray();
                 var p = probabilities?[row].data<float>().ToArray();
                 var label = p is null ? null : labels.Labels[Array.IndexOf(values, values.Max())];
-                scores.Add(new TextScore(texts[start + row], values, p, label));
+                var predicted = problem == SequenceClassificationConfig.MultiLabelClassification
+                    ? p!.Select((probability, id) => (probability, id)).Where(x => x.probability > 0.5f).Select(x => labels.Labels[x.id]).ToArray()
+                    : null;
+                scores.Add(new TextScore(texts[start + row], values, p, label, predicted));
             }
         }
         return scores;
