@@ -64,8 +64,19 @@ public sealed class TextClassifier : IDisposable
     /// own last token and gets the logits it would alone; one at a time when the head has no pad_token_id).
     /// </summary>
     /// <param name="addSpecialTokens">Encode with the tokenizer's special tokens (BOS), as training encoded the texts.</param>
-    public IReadOnlyList<TextScore> Score(IReadOnlyList<string> texts, int batchSize = 8, bool addSpecialTokens = true) =>
-        ScoreIds(texts, texts.Select(t => Tokenizer.Encode(t, addSpecialTokens).ToArray()).ToList(), batchSize);
+    /// <param name="appendEos">End each text with the EOS token. By default only for a reward head
+    /// (<see cref="SequenceClassificationConfig.IsRewardHead"/>), which training read at an appended EOS
+    /// (<see cref="SequenceClassificationData.EncodeForReward"/>, as TRL's RewardTrainer), so the score is read at the
+    /// token the head was trained at; false scores the text as it is.</param>
+    public IReadOnlyList<TextScore> Score(IReadOnlyList<string> texts, int batchSize = 8, bool addSpecialTokens = true, bool? appendEos = null)
+    {
+        var eos = appendEos ?? Classifier.Labels.IsRewardHead;
+        return ScoreIds(texts, texts.Select(t =>
+        {
+            var ids = Tokenizer.Encode(t, addSpecialTokens);
+            return eos ? SequenceClassificationData.WithEos(ids, Tokenizer) : ids.ToArray();
+        }).ToList(), batchSize);
+    }
 
     /// <summary>Scores texts already turned into ids (e.g. a reward model's EOS-terminated pairs).</summary>
     public IReadOnlyList<TextScore> ScoreIds(IReadOnlyList<string> texts, IReadOnlyList<int[]> ids, int batchSize = 8)

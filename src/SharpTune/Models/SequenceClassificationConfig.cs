@@ -26,6 +26,12 @@ public sealed record SequenceClassificationConfig(IReadOnlyList<string> Labels, 
     /// </summary>
     public string EffectiveProblemType => ProblemType ?? (NumLabels == 1 ? Regression : SingleLabelClassification);
 
+    /// <summary>
+    /// Whether this is a reward model's head as <see cref="Reward"/> writes it: one output and no problem_type (a
+    /// regression head records problem_type regression). Its training read each text with EOS appended.
+    /// </summary>
+    public bool IsRewardHead => NumLabels == 1 && ProblemType is null;
+
     /// <summary>A reward model's head: one output, no label names (TRL's RewardTrainer sets num_labels = 1).</summary>
     public static SequenceClassificationConfig Reward(int? padTokenId) => new(["LABEL_0"], null, padTokenId);
 

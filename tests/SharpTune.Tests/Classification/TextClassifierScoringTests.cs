@@ -91,4 +91,25 @@ public class TextClassifierScoringTests
             Assert.Null(score.PredictedLabels);
         }
     }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_reward_head_is_read_at_the_eos_its_training_appended_unless_told_otherwise()
+    {
+        using var temp = new TempDir();
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        using var model = TextClassifier.Load(SaveClassifier(temp, SequenceClassificationConfig.Reward(tokenizer.EosTokenId)));
+        Assert.True(model.Classifier.Labels.IsRewardHead);
+        var byDefault = model.Score(Texts);
+        var asIs = model.Score(Texts, appendEos: false);
+        for (var i = 0; i < Texts.Length; i++)
+        {
+            // Training's encoding (SequenceClassificationData.EncodeForReward, TRL's add_eos): BOS + text + EOS.
+            var trained = SequenceClassificationData.EncodeForReward(Texts[i], tokenizer);
+            Assert.Equal(tokenizer.EosTokenId, trained[^1]);
+            AssertClose(Logits(model, trained), byDefault[i].Logits);
+            var plain = tokenizer.Encode(Texts[i], addSpecialTokens: true).ToArray();
+            AssertClose(Logits(model, plain), asIs[i].Logits);
+            Assert.NotEqual(byDefault[i].Score, asIs[i].Score);
+        }
+    }
 }
