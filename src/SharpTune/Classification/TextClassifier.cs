@@ -41,11 +41,12 @@ public sealed class TextClassifier : IDisposable
     public IPeftAdapter? Adapter { get; }
 
     /// <summary>Loads <paramref name="modelDir"/>, and the adapter folder <paramref name="adapterDir"/> on it when given.</summary>
-    public static TextClassifier Load(string modelDir, string? adapterDir = null, ScalarType? dtype = null)
+    /// <param name="device">Where the model runs (default the CPU); texts are scored there.</param>
+    public static TextClassifier Load(string modelDir, string? adapterDir = null, ScalarType? dtype = null, Device? device = null)
     {
         Runtime.TorchRuntime.EnsureInitialised();
         var labels = adapterDir is null ? null : SequenceClassification.ReadLabels(adapterDir);
-        var classifier = SequenceClassifier.Load(modelDir, labels, dtype);
+        var classifier = SequenceClassifier.Load(modelDir, labels, dtype, device);
         try
         {
             var adapter = adapterDir is null ? null : PeftAdapters.Load(classifier.Model, adapterDir);

@@ -2,6 +2,7 @@ using SharpTune.Classification;
 using SharpTune.Models;
 using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Classification;
@@ -111,5 +112,22 @@ public class TextClassifierScoringTests
             AssertClose(Logits(model, plain), asIs[i].Logits);
             Assert.NotEqual(byDefault[i].Score, asIs[i].Score);
         }
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void The_grpo_reward_model_is_loaded_on_the_device_it_is_given()
+    {
+        using var temp = new TempDir();
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var dir = SaveClassifier(temp, SequenceClassificationConfig.Reward(tokenizer.EosTokenId));
+        // The meta device exists on every build, so the device is seen to reach the model without a GPU (CPU is the default).
+        var meta = new Device(DeviceType.META);
+        var rewards = SharpTune.Training.Rewards.RewardRegistry.Create(
+            new SharpTune.Training.TrainingOptions { Rewards = ["reward-model"], RewardModel = dir }, device: meta);
+        using var reward = Assert.IsType<SharpTune.Training.Rewards.RewardModelReward>(rewards[0].Function);
+        Assert.Equal(DeviceType.META, reward.Model.Classifier.Model.Device.type);
+        Assert.Equal(DeviceType.META, reward.Model.Classifier.Score.weight!.device_type);
+        using var onCpu = TextClassifier.Load(dir);
+        Assert.Equal(DeviceType.CPU, onCpu.Classifier.Model.Device.type);
     }
 }
