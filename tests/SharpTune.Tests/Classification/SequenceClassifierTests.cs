@@ -19,6 +19,36 @@ public class SequenceClassifierTests
         return SequenceClassifier.Create(config, new SequenceClassificationConfig(names, null, Pad));
     }
 
+    // The classes of the families SharpTune builds that transformers' MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+    // registers (models/auto/modeling_auto.py, huggingface/transformers@001002320fa01a489bb9b93976a7e4cd1a46291c): it has
+    // llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, gemma, gemma2, gemma3_text, phi3, smollm3 and gpt2, not granite or olmo2.
+    private static readonly string[] TransformersClasses =
+    [
+        "LlamaForSequenceClassification", "MistralForSequenceClassification", "MixtralForSequenceClassification",
+        "Qwen2ForSequenceClassification", "Qwen3ForSequenceClassification", "Qwen3MoeForSequenceClassification",
+        "GemmaForSequenceClassification", "Gemma2ForSequenceClassification", "Gemma3TextForSequenceClassification",
+        "Phi3ForSequenceClassification", "SmolLM3ForSequenceClassification", "GPT2ForSequenceClassification",
+    ];
+
+    [Fact]
+    public void Exactly_the_families_transformers_has_no_classifier_class_for_are_warned_about()
+    {
+        foreach (var causal in ModelFactory.SupportedArchitectures)
+        {
+            var architecture = SequenceClassificationConfig.ArchitectureFor(causal);
+            var warning = SequenceClassificationConfig.TransformersLoadWarning(causal);
+            if (TransformersClasses.Contains(architecture)) Assert.Null(warning);
+            else
+            {
+                Assert.NotNull(warning);
+                Assert.Contains(architecture, warning);
+                Assert.Contains("AutoModelForSequenceClassification", warning);
+            }
+        }
+        Assert.NotNull(SequenceClassificationConfig.TransformersLoadWarning("GraniteForCausalLM"));
+        Assert.NotNull(SequenceClassificationConfig.TransformersLoadWarning("Olmo2ForCausalLM"));
+    }
+
     [Fact]
     public void Pooling_reads_the_rightmost_non_pad_token_with_left_and_right_padding()
     {
