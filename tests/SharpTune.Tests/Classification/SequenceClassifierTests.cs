@@ -49,6 +49,26 @@ public class SequenceClassifierTests
         Assert.NotNull(SequenceClassificationConfig.TransformersLoadWarning("Olmo2ForCausalLM"));
     }
 
+    [Theory]
+    [InlineData("score.weight")]
+    [InlineData("model.norm.weight")]
+    public void A_classifier_folder_missing_a_tensor_fails_to_load_naming_it(string missing)
+    {
+        using var temp = new TempDir();
+        using (var classifier = Tiny("llama"))
+        {
+            classifier.Save(temp.Path);
+            using var scope = NewDisposeScope();
+            HfCheckpoint.Save(temp.Path, classifier.Model.state_dict()
+                .Where(kv => kv.Key != missing && !classifier.Model.IsIgnorableCheckpointTensor(kv.Key) && kv.Key != CausalLanguageModel.OutputHeadParameterName)
+                .ToList(), HfCheckpoint.DefaultMaxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        // The error path disposes the half-built model (its native weights); what can be seen is the error naming the tensor.
+        var error = Assert.Throws<InvalidDataException>(() => SequenceClassifier.Load(temp.Path));
+        Assert.Contains($"missing tensors (1): {missing}", error.Message);
+        Assert.Contains(temp.Path, error.Message);
+    }
+
     [Fact]
     public void Pooling_reads_the_rightmost_non_pad_token_with_left_and_right_padding()
     {
