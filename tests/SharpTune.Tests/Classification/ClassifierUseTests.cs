@@ -42,11 +42,11 @@ public class ClassifierUseTests
         Assert.NotEqual(scores[0], scores[1]);
     }
 
-    private static string SaveRandomRewardModel(TempDir temp)
+    private static string SaveRandomRewardModel(TempDir temp, int? padTokenId = null)
     {
         var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
         var dir = Path.Combine(temp.Path, "rm");
-        using (var reward = SequenceClassifier.Load(TestAssets.Stories260K, SequenceClassificationConfig.Reward(tokenizer.EosTokenId)))
+        using (var reward = SequenceClassifier.Load(TestAssets.Stories260K, SequenceClassificationConfig.Reward(padTokenId ?? tokenizer.EosTokenId)))
         {
             using (no_grad()) reward.Score.weight!.normal_(0, 1);
             reward.Save(dir);
@@ -74,6 +74,25 @@ public class ClassifierUseTests
         Assert.Equal(0.5 * mean, record["reward"]!.GetValue<double>(), 6);
         Assert.Contains("reward_model", Assert.Throws<ArgumentException>(() =>
             RewardRegistry.Create(new SharpTune.Training.TrainingOptions { Rewards = ["reward-model"] })).Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Classify_score_reads_a_reward_model_at_the_eos_training_appended_and_no_eos_opts_out()
+    {
+        using var temp = new TempDir();
+        // Pad id 0 (<unk>), not EOS: with pad = EOS the appended EOS counts as padding and is never read.
+        var dir = SaveRandomRewardModel(temp, padTokenId: 0);
+        const string text = "Tom was happy.";
+        double Cli(params string[] extra)
+        {
+            var (code, stdout, stderr) = RunCli(["classify", "score", "--model", dir, "--text", text, .. extra]);
+            Assert.True(code == 0, stderr);
+            return JsonNode.Parse(stdout.Trim())!["score"]!.GetValue<double>();
+        }
+        using var model = TextClassifier.Load(dir);
+        Assert.Equal(model.Score([text])[0].Score, Cli(), 5);
+        Assert.Equal(model.Score([text], appendEos: false)[0].Score, Cli("--no-eos"), 5);
+        Assert.True(Math.Abs(Cli() - Cli("--no-eos")) > 1e-3);
     }
 
     private static (int Code, string Out, string Err) RunCli(params string[] args)
