@@ -95,6 +95,29 @@ public class ClassifierUseTests
         Assert.True(Math.Abs(Cli() - Cli("--no-eos")) > 1e-3);
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void Classify_score_lists_the_labels_a_multi_label_head_predicts()
+    {
+        using var temp = new TempDir();
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        manual_seed(5);
+        using (var classifier = SequenceClassifier.Load(TestAssets.Stories260K, new SequenceClassificationConfig(
+                   ["a", "b", "c", "d", "e", "f"], SequenceClassificationConfig.MultiLabelClassification, tokenizer.EosTokenId)))
+        {
+            using (no_grad()) classifier.Score.weight!.normal_(0, 1);
+            classifier.Save(temp.Path);
+        }
+        PretrainedModel.CopyCompanionFiles(TestAssets.Stories260K, temp.Path);
+        var (code, stdout, stderr) = RunCli("classify", "score", "--model", temp.Path, "--text", "Tom was happy.");
+        Assert.True(code == 0, stderr);
+        var line = JsonNode.Parse(stdout.Trim())!;
+        using var model = TextClassifier.Load(temp.Path);
+        var expected = model.Score(["Tom was happy."])[0];
+        Assert.Equal(expected.PredictedLabels!, line["labels"]!.AsArray().Select(l => l!.GetValue<string>()));
+        Assert.Equal(expected.Label, line["label"]!.GetValue<string>());
+        Assert.Equal(expected.Probabilities![2], line["probabilities"]!["c"]!.GetValue<float>(), 5);
+    }
+
     private static (int Code, string Out, string Err) RunCli(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
