@@ -47,6 +47,10 @@ internal static class MergeCommand
                 }
                 Classification.SequenceClassifierMerge.Run(modelDir, parse.GetValue(adapter)!, outFolder, saveDtype);
                 Console.Error.WriteLine($"merged SEQ_CLS adapter into a sequence classifier at {outFolder}");
+                // A causal-LM base's architecture names the family (a classifier-folder base was warned about when it was written).
+                if (Models.SequenceClassifier.ReadHeadConfig(modelDir) is null
+                    && Models.SequenceClassificationConfig.TransformersLoadWarning(Models.ModelConfig.Load(modelDir).Architecture) is { } transformersWarning)
+                    Console.Error.WriteLine(transformersWarning);
                 Console.WriteLine(outFolder);
                 return 0;
             }

@@ -100,12 +100,12 @@ public static class SequenceClassificationData
     }
 
     /// <summary>The ids a reward model reads for <paramref name="text"/> (a plain-text sample): the text, then EOS.</summary>
-    public static int[] EncodeForReward(string text, HfTokenizer tokenizer)
-    {
-        var ids = tokenizer.Encode(text, addSpecialTokens: true).ToList();
-        if (tokenizer.EosTokenId is { } eos && (ids.Count == 0 || ids[^1] != eos)) ids.Add(eos);
-        return [.. ids];
-    }
+    public static int[] EncodeForReward(string text, HfTokenizer tokenizer) =>
+        WithEos(tokenizer.Encode(text, addSpecialTokens: true), tokenizer);
+
+    /// <summary><paramref name="ids"/> ending in the tokenizer's EOS (added unless already last; unchanged without one).</summary>
+    internal static int[] WithEos(IReadOnlyList<int> ids, HfTokenizer tokenizer) =>
+        tokenizer.EosTokenId is { } eos && (ids.Count == 0 || ids[^1] != eos) ? [.. ids, eos] : [.. ids];
 
     private static int[] Encode(PreferenceExample example, IReadOnlyList<ChatTurn> answer, HfTokenizer tokenizer, ChatTemplate? chatTemplate)
     {

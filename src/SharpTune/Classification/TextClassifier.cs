@@ -6,10 +6,16 @@ using static TorchSharp.torch;
 namespace SharpTune.Classification;
 
 /// <summary>
-/// What a classifier says about one text: the head's logits, and for a multi-label head the softmax probabilities
-/// and the most likely label; for a one-output head (reward, regression) <see cref="Score"/> is its value.
+/// What a classifier says about one text, as transformers' text-classification pipeline reads a head by its problem
+/// type: the logits; for single-label classification the softmax probabilities and the most likely label; for
+/// multi-label classification each label's sigmoid probability, the most likely label, and in
+/// <see cref="PredictedLabels"/> every label over 0.5; for regression and reward heads only the logits, whose first is
+/// <see cref="Score"/>.
 /// </summary>
-public sealed record TextScore(string Text, IReadOnlyList<float> Logits, IReadOnlyList<float>? Probabilities, string? Label)
+/// <param name="PredictedLabels">Multi-label heads: the labels whose probability is above 0.5 (possibly none), in id
+/// order; null for the other problem types.</param>
+public sealed record TextScore(string Text, IReadOnlyList<float> Logits, IReadOnlyList<float>? Probabilities, string? Label,
+    IReadOnlyList<string>? PredictedLabels = null)
 {
     /// <summary>The first logit: the reward of a reward model, the prediction of a regression head.</summary>
     public float Score => Logits[0];
@@ -35,11 +41,12 @@ public sealed class TextClassifier : IDisposable
     public IPeftAdapter? Adapter { get; }
 
     /// <summary>Loads <paramref name="modelDir"/>, and the adapter folder <paramref name="adapterDir"/> on it when given.</summary>
-    public static TextClassifier Load(string modelDir, string? adapterDir = null, ScalarType? dtype = null)
+    /// <param name="device">Where the model runs (default the CPU); texts are scored there.</param>
+    public static TextClassifier Load(string modelDir, string? adapterDir = null, ScalarType? dtype = null, Device? device = null)
     {
         Runtime.TorchRuntime.EnsureInitialised();
         var labels = adapterDir is null ? null : SequenceClassification.ReadLabels(adapterDir);
-        var classifier = SequenceClassifier.Load(modelDir, labels, dtype);
+        var classifier = SequenceClassifier.Load(modelDir, labels, dtype, device);
         try
         {
             var adapter = adapterDir is null ? null : PeftAdapters.Load(classifier.Model, adapterDir);
@@ -58,8 +65,19 @@ public sealed class TextClassifier : IDisposable
     /// own last token and gets the logits it would alone; one at a time when the head has no pad_token_id).
     /// </summary>
     /// <param name="addSpecialTokens">Encode with the tokenizer's special tokens (BOS), as training encoded the texts.</param>
-    public IReadOnlyList<TextScore> Score(IReadOnlyList<string> texts, int batchSize = 8, bool addSpecialTokens = true) =>
-        ScoreIds(texts, texts.Select(t => Tokenizer.Encode(t, addSpecialTokens).ToArray()).ToList(), batchSize);
+    /// <param name="appendEos">End each text with the EOS token. By default only for a reward head
+    /// (<see cref="SequenceClassificationConfig.IsRewardHead"/>), which training read at an appended EOS
+    /// (<see cref="SequenceClassificationData.EncodeForReward"/>, as TRL's RewardTrainer), so the score is read at the
+    /// token the head was trained at; false scores the text as it is.</param>
+    public IReadOnlyList<TextScore> Score(IReadOnlyList<string> texts, int batchSize = 8, bool addSpecialTokens = true, bool? appendEos = null)
+    {
+        var eos = appendEos ?? Classifier.Labels.IsRewardHead;
+        return ScoreIds(texts, texts.Select(t =>
+        {
+            var ids = Tokenizer.Encode(t, addSpecialTokens);
+            return eos ? SequenceClassificationData.WithEos(ids, Tokenizer) : ids.ToArray();
+        }).ToList(), batchSize);
+    }
 
     /// <summary>Scores texts already turned into ids (e.g. a reward model's EOS-terminated pairs).</summary>
     public IReadOnlyList<TextScore> ScoreIds(IReadOnlyList<string> texts, IReadOnlyList<int[]> ids, int batchSize = 8)
@@ -76,13 +94,26 @@ public sealed class TextClassifier : IDisposable
             using var scope = NewDisposeScope();
             var batch = ids.Skip(start).Take(batchSize).ToList();
             var logits = Classifier.Logits(SequenceClassification.RightPadded(batch, Classifier)).to(ScalarType.Float32).cpu();
-            var probabilities = labels.NumLabels > 1 ? logits.softmax(-1) : null;
+            var problem = labels.EffectiveProblemType;
+            // transformers' TextClassificationPipeline.postprocess (huggingface/transformers@01080c629600d4ff3121446bb4f4a2e240c2cf41,
+            // pipelines/text_classification.py) picks the function by problem type: sigmoid for multi-label, softmax for
+            // single-label, none for regression. A one-output head without a problem_type (a reward model) gets the pipeline's
+            // sigmoid there; here it stays a raw score, as TRL reads a reward model's logit.
+            var probabilities = problem switch
+            {
+                SequenceClassificationConfig.MultiLabelClassification => logits.sigmoid(),
+                SequenceClassificationConfig.SingleLabelClassification => logits.softmax(-1),
+                _ => null,
+            };
             for (var row = 0; row < batch.Count; row++)
             {
                 var values = logits[row].data<float>().ToArray();
                 var p = probabilities?[row].data<float>().ToArray();
                 var label = p is null ? null : labels.Labels[Array.IndexOf(values, values.Max())];
-                scores.Add(new TextScore(texts[start + row], values, p, label));
+                var predicted = problem == SequenceClassificationConfig.MultiLabelClassification
+                    ? p!.Select((probability, id) => (probability, id)).Where(x => x.probability > 0.5f).Select(x => labels.Labels[x.id]).ToArray()
+                    : null;
+                scores.Add(new TextScore(texts[start + row], values, p, label, predicted));
             }
         }
         return scores;

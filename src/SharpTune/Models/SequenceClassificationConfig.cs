@@ -26,6 +26,12 @@ public sealed record SequenceClassificationConfig(IReadOnlyList<string> Labels, 
     /// </summary>
     public string EffectiveProblemType => ProblemType ?? (NumLabels == 1 ? Regression : SingleLabelClassification);
 
+    /// <summary>
+    /// Whether this is a reward model's head as <see cref="Reward"/> writes it: one output and no problem_type (a
+    /// regression head records problem_type regression). Its training read each text with EOS appended.
+    /// </summary>
+    public bool IsRewardHead => NumLabels == 1 && ProblemType is null;
+
     /// <summary>A reward model's head: one output, no label names (TRL's RewardTrainer sets num_labels = 1).</summary>
     public static SequenceClassificationConfig Reward(int? padTokenId) => new(["LABEL_0"], null, padTokenId);
 
@@ -92,6 +98,22 @@ public sealed record SequenceClassificationConfig(IReadOnlyList<string> Labels, 
             causalArchitecture[..^"ForCausalLM".Length] + "ForSequenceClassification",
         _ => throw new NotSupportedException($"architecture '{causalArchitecture}' has no sequence-classification form in SharpTune"),
     };
+
+    // The families SharpTune builds whose *ForSequenceClassification class transformers does not define: neither is in
+    // MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES (models/auto/modeling_auto.py,
+    // huggingface/transformers@001002320fa01a489bb9b93976a7e4cd1a46291c), which has every other family here.
+    private static readonly HashSet<string> WithoutTransformersClass = ["GraniteForCausalLM", "Olmo2ForCausalLM"];
+
+    /// <summary>
+    /// Null when transformers' AutoModelForSequenceClassification loads the classifier folder SharpTune writes for
+    /// <paramref name="causalArchitecture"/>; otherwise the warning to give: the folder is still written under
+    /// <see cref="ArchitectureFor"/>'s name and SharpTune loads it back, but transformers has no such class.
+    /// </summary>
+    internal static string? TransformersLoadWarning(string causalArchitecture) =>
+        WithoutTransformersClass.Contains(causalArchitecture)
+            ? $"warning: transformers has no {ArchitectureFor(causalArchitecture)}, so its AutoModelForSequenceClassification will not load " +
+              "this classifier; SharpTune (SequenceClassifier.Load, classify score) loads it back"
+            : null;
 
     /// <summary>The causal-LM architecture whose decoder a sequence-classification class uses, or null when it is not one.</summary>
     public static string? CausalArchitectureOf(string architecture) =>

@@ -75,20 +75,28 @@ public sealed class SequenceClassifier : IDisposable
         labels = labels with { PadTokenId = labels.PadTokenId ?? config.PadTokenId };
         using var checkpoint = HfCheckpoint.Open(modelDir);
         var model = ModelFactory.Create(Headless(config), dtype ?? PretrainedModel.CheckpointDtype(config, checkpoint));
-        SequenceClassifier classifier;
-        if (hasHead)
+        try
         {
-            classifier = Attach(model, labels);
-            WeightLoader.Load(model, new PretrainedModel.CheckpointSource(checkpoint), modelDir);
+            SequenceClassifier classifier;
+            if (hasHead)
+            {
+                classifier = Attach(model, labels);
+                WeightLoader.Load(model, new PretrainedModel.CheckpointSource(checkpoint), modelDir);
+            }
+            else
+            {
+                WeightLoader.Load(model, new PretrainedModel.CheckpointSource(checkpoint), modelDir);
+                classifier = Attach(model, labels);
+            }
+            if (device is not null) model.to(device);
+            model.eval();
+            return classifier;
         }
-        else
+        catch
         {
-            WeightLoader.Load(model, new PretrainedModel.CheckpointSource(checkpoint), modelDir);
-            classifier = Attach(model, labels);
+            model.Dispose();   // the native weights (the score head with them, once attached) are freed with the error
+            throw;
         }
-        if (device is not null) model.to(device);
-        model.eval();
-        return classifier;
     }
 
     /// <summary>

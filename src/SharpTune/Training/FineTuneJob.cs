@@ -162,6 +162,8 @@ public static class FineTuneJob
         // A head task's decoder is the classifier's (its score head a child module, trained and checkpointed with it).
         var classifier = task == TrainingTasks.CausalLm ? null
             : SequenceClassificationRecipe.LoadClassifier(options, task, modelDir, dtype, TorchRuntime.DefaultDevice, tokenizer, [.. trainExamples, .. validationExamples]);
+        if (classifier is not null && SequenceClassificationConfig.TransformersLoadWarning(classifier.Model.Config.Architecture) is { } warning)
+            log?.Invoke(warning);
         if (classifier is not null && quantization is not null)
             SequenceClassificationRecipe.QuantizeDecoder(classifier, quantization);
         using var model = classifier?.Model ?? PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);

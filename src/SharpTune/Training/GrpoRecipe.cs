@@ -24,7 +24,8 @@ internal static class GrpoRecipe
         IReadOnlyList<TrainingExample> validationExamples, ParameterSummary parameters, RewardSources? sources)
     {
         var options = context.Options;
-        var rewards = RewardRegistry.Create(options, sources?.Judge, sources?.Custom);
+        // A reward model runs beside the policy, on its device (TRL prepares reward_funcs models with the accelerator).
+        var rewards = RewardRegistry.Create(options, sources?.Judge, sources?.Custom, context.Model.Device);
         // The registry's rewards (the options' names, before the caller's own) belong to the run: a reward model is freed with it.
         var owned = rewards.Take(rewards.Count - (sources?.Custom?.Count ?? 0)).Select(r => r.Function).OfType<IDisposable>().ToList();
         try

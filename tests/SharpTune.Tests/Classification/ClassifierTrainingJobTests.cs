@@ -118,6 +118,27 @@ public class ClassifierTrainingJobTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void A_classifier_of_a_family_transformers_cannot_load_is_saved_with_a_warning_in_the_log()
+    {
+        using var temp = new TempDir();
+        // A tiny Granite with stories260K's tokenizer (its 512 ids): transformers has no GraniteForSequenceClassification.
+        var granite = Path.Combine(temp.Path, "granite");
+        manual_seed(3);
+        using (var model = ModelFactory.Create(ModelConfig.FromJson(TestModels.GraniteConfigJson(vocab: 512))))
+            PretrainedModel.Save(model, granite);
+        PretrainedModel.CopyCompanionFiles(TestAssets.Stories260K, granite);
+        var log = new List<string>();
+        var result = FineTuneJob.Run(Options(WriteClassification(temp, 4), Path.Combine(temp.Path, "run"), TrainingTasks.SequenceClassification) with
+        {
+            Model = granite, Method = "full", MaxSteps = 1,
+        }, log: log.Add);
+        Assert.Contains(log, l => l.Contains("GraniteForSequenceClassification") && l.Contains("AutoModelForSequenceClassification"));
+        // Still written, and SharpTune loads it back.
+        using var loaded = SequenceClassifier.Load(result.FinalDirectory);
+        Assert.Equal("GraniteForSequenceClassification", loaded.Architecture);
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void A_bitsandbytes_folder_is_refused_for_a_head_task_by_name()
     {
         using var temp = new TempDir();

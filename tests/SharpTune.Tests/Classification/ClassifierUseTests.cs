@@ -42,11 +42,11 @@ public class ClassifierUseTests
         Assert.NotEqual(scores[0], scores[1]);
     }
 
-    private static string SaveRandomRewardModel(TempDir temp)
+    private static string SaveRandomRewardModel(TempDir temp, int? padTokenId = null)
     {
         var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
         var dir = Path.Combine(temp.Path, "rm");
-        using (var reward = SequenceClassifier.Load(TestAssets.Stories260K, SequenceClassificationConfig.Reward(tokenizer.EosTokenId)))
+        using (var reward = SequenceClassifier.Load(TestAssets.Stories260K, SequenceClassificationConfig.Reward(padTokenId ?? tokenizer.EosTokenId)))
         {
             using (no_grad()) reward.Score.weight!.normal_(0, 1);
             reward.Save(dir);
@@ -74,6 +74,48 @@ public class ClassifierUseTests
         Assert.Equal(0.5 * mean, record["reward"]!.GetValue<double>(), 6);
         Assert.Contains("reward_model", Assert.Throws<ArgumentException>(() =>
             RewardRegistry.Create(new SharpTune.Training.TrainingOptions { Rewards = ["reward-model"] })).Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Classify_score_reads_a_reward_model_at_the_eos_training_appended_and_no_eos_opts_out()
+    {
+        using var temp = new TempDir();
+        // Pad id 0 (<unk>), not EOS: with pad = EOS the appended EOS counts as padding and is never read.
+        var dir = SaveRandomRewardModel(temp, padTokenId: 0);
+        const string text = "Tom was happy.";
+        double Cli(params string[] extra)
+        {
+            var (code, stdout, stderr) = RunCli(["classify", "score", "--model", dir, "--text", text, .. extra]);
+            Assert.True(code == 0, stderr);
+            return JsonNode.Parse(stdout.Trim())!["score"]!.GetValue<double>();
+        }
+        using var model = TextClassifier.Load(dir);
+        Assert.Equal(model.Score([text])[0].Score, Cli(), 5);
+        Assert.Equal(model.Score([text], appendEos: false)[0].Score, Cli("--no-eos"), 5);
+        Assert.True(Math.Abs(Cli() - Cli("--no-eos")) > 1e-3);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Classify_score_lists_the_labels_a_multi_label_head_predicts()
+    {
+        using var temp = new TempDir();
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        manual_seed(5);
+        using (var classifier = SequenceClassifier.Load(TestAssets.Stories260K, new SequenceClassificationConfig(
+                   ["a", "b", "c", "d", "e", "f"], SequenceClassificationConfig.MultiLabelClassification, tokenizer.EosTokenId)))
+        {
+            using (no_grad()) classifier.Score.weight!.normal_(0, 1);
+            classifier.Save(temp.Path);
+        }
+        PretrainedModel.CopyCompanionFiles(TestAssets.Stories260K, temp.Path);
+        var (code, stdout, stderr) = RunCli("classify", "score", "--model", temp.Path, "--text", "Tom was happy.");
+        Assert.True(code == 0, stderr);
+        var line = JsonNode.Parse(stdout.Trim())!;
+        using var model = TextClassifier.Load(temp.Path);
+        var expected = model.Score(["Tom was happy."])[0];
+        Assert.Equal(expected.PredictedLabels!, line["labels"]!.AsArray().Select(l => l!.GetValue<string>()));
+        Assert.Equal(expected.Label, line["label"]!.GetValue<string>());
+        Assert.Equal(expected.Probabilities![2], line["probabilities"]!["c"]!.GetValue<float>(), 5);
     }
 
     private static (int Code, string Out, string Err) RunCli(params string[] args)

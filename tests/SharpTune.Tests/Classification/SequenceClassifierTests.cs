@@ -19,6 +19,56 @@ public class SequenceClassifierTests
         return SequenceClassifier.Create(config, new SequenceClassificationConfig(names, null, Pad));
     }
 
+    // The classes of the families SharpTune builds that transformers' MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+    // registers (models/auto/modeling_auto.py, huggingface/transformers@001002320fa01a489bb9b93976a7e4cd1a46291c): it has
+    // llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, gemma, gemma2, gemma3_text, phi3, smollm3 and gpt2, not granite or olmo2.
+    private static readonly string[] TransformersClasses =
+    [
+        "LlamaForSequenceClassification", "MistralForSequenceClassification", "MixtralForSequenceClassification",
+        "Qwen2ForSequenceClassification", "Qwen3ForSequenceClassification", "Qwen3MoeForSequenceClassification",
+        "GemmaForSequenceClassification", "Gemma2ForSequenceClassification", "Gemma3TextForSequenceClassification",
+        "Phi3ForSequenceClassification", "SmolLM3ForSequenceClassification", "GPT2ForSequenceClassification",
+    ];
+
+    [Fact]
+    public void Exactly_the_families_transformers_has_no_classifier_class_for_are_warned_about()
+    {
+        foreach (var causal in ModelFactory.SupportedArchitectures)
+        {
+            var architecture = SequenceClassificationConfig.ArchitectureFor(causal);
+            var warning = SequenceClassificationConfig.TransformersLoadWarning(causal);
+            if (TransformersClasses.Contains(architecture)) Assert.Null(warning);
+            else
+            {
+                Assert.NotNull(warning);
+                Assert.Contains(architecture, warning);
+                Assert.Contains("AutoModelForSequenceClassification", warning);
+            }
+        }
+        Assert.NotNull(SequenceClassificationConfig.TransformersLoadWarning("GraniteForCausalLM"));
+        Assert.NotNull(SequenceClassificationConfig.TransformersLoadWarning("Olmo2ForCausalLM"));
+    }
+
+    [Theory]
+    [InlineData("score.weight")]
+    [InlineData("model.norm.weight")]
+    public void A_classifier_folder_missing_a_tensor_fails_to_load_naming_it(string missing)
+    {
+        using var temp = new TempDir();
+        using (var classifier = Tiny("llama"))
+        {
+            classifier.Save(temp.Path);
+            using var scope = NewDisposeScope();
+            HfCheckpoint.Save(temp.Path, classifier.Model.state_dict()
+                .Where(kv => kv.Key != missing && !classifier.Model.IsIgnorableCheckpointTensor(kv.Key) && kv.Key != CausalLanguageModel.OutputHeadParameterName)
+                .ToList(), HfCheckpoint.DefaultMaxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        // The error path disposes the half-built model (its native weights); what can be seen is the error naming the tensor.
+        var error = Assert.Throws<InvalidDataException>(() => SequenceClassifier.Load(temp.Path));
+        Assert.Contains($"missing tensors (1): {missing}", error.Message);
+        Assert.Contains(temp.Path, error.Message);
+    }
+
     [Fact]
     public void Pooling_reads_the_rightmost_non_pad_token_with_left_and_right_padding()
     {

@@ -17,6 +17,9 @@ public sealed class RewardModelReward(TextClassifier model, string name = "rewar
 {
     public string Name => name;
 
+    /// <summary>The reward model scored with.</summary>
+    internal TextClassifier Model => model;
+
     public void Dispose()
     {
         if (ownsModel) model.Dispose();

@@ -28,14 +28,15 @@ public static class RewardRegistry
 
     /// <summary>The rewards <paramref name="options"/> asks for, plus <paramref name="custom"/> ones.</summary>
     /// <param name="judge">The grader for the <c>judge</c> reward (required when it is asked for).</param>
+    /// <param name="device">Where the <c>reward-model</c> reward's model runs: the policy's device (default the CPU).</param>
     public static IReadOnlyList<WeightedReward> Create(TrainingOptions options, IChatClient? judge = null,
-        IEnumerable<WeightedReward>? custom = null)
+        IEnumerable<WeightedReward>? custom = null, TorchSharp.torch.Device? device = null)
     {
         var rewards = new List<WeightedReward>();
         foreach (var spec in options.Rewards ?? [])
         {
             var (name, weight) = ParseSpec(spec);
-            rewards.Add(new WeightedReward(Create(name, options, judge), weight));
+            rewards.Add(new WeightedReward(Create(name, options, judge, device), weight));
         }
         rewards.AddRange(custom ?? []);
         if (rewards.Count == 0)
@@ -45,7 +46,7 @@ public static class RewardRegistry
         return rewards;
     }
 
-    private static IRewardFunction Create(string name, TrainingOptions options, IChatClient? judge) => name switch
+    private static IRewardFunction Create(string name, TrainingOptions options, IChatClient? judge, TorchSharp.torch.Device? device) => name switch
     {
         "exact" => new ExactReward(options.RewardField),
         "number" => new NumberReward(options.RewardField),
@@ -63,7 +64,7 @@ public static class RewardRegistry
             options.JudgePrompt, options.RewardField),
         "reward-model" or "reward_model" => new RewardModelReward(Classification.TextClassifier.Load(
             options.RewardModel ?? throw new ArgumentException("the reward-model reward needs reward_model (--reward-model): a trained reward model's folder"),
-            options.RewardModelAdapter), ownsModel: true),
+            options.RewardModelAdapter, device: device), ownsModel: true),
         _ => throw new ArgumentException($"unknown reward '{name}' (choose from {string.Join(", ", Names)}, or add an IRewardFunction in code)"),
     };
 }
