@@ -1,7 +1,7 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using SharpTune.Classification;
 using SharpTune.Models;
+using SharpTune.Tests.Serving;
 using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
 using SharpTune.Training.Rewards;
@@ -85,7 +85,7 @@ public class ClassifierUseTests
         const string text = "Tom was happy.";
         double Cli(params string[] extra)
         {
-            var (code, stdout, stderr) = RunCli(["classify", "score", "--model", dir, "--text", text, .. extra]);
+            var (code, stdout, stderr) = SharpTuneCli.Run(["classify", "score", "--model", dir, "--text", text, .. extra]);
             Assert.True(code == 0, stderr);
             return JsonNode.Parse(stdout.Trim())!["score"]!.GetValue<double>();
         }
@@ -108,7 +108,7 @@ public class ClassifierUseTests
             classifier.Save(temp.Path);
         }
         PretrainedModel.CopyCompanionFiles(TestAssets.Stories260K, temp.Path);
-        var (code, stdout, stderr) = RunCli("classify", "score", "--model", temp.Path, "--text", "Tom was happy.");
+        var (code, stdout, stderr) = SharpTuneCli.Run("classify", "score", "--model", temp.Path, "--text", "Tom was happy.");
         Assert.True(code == 0, stderr);
         var line = JsonNode.Parse(stdout.Trim())!;
         using var model = TextClassifier.Load(temp.Path);
@@ -118,30 +118,18 @@ public class ClassifierUseTests
         Assert.Equal(expected.Probabilities![2], line["probabilities"]!["c"]!.GetValue<float>(), 5);
     }
 
-    private static (int Code, string Out, string Err) RunCli(params string[] args)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SharpTune.Cli.dll"));
-        foreach (var a in args) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, stdout.Result, stderr);
-    }
-
     [SharedAssetFact("models/stories260K")]
     public void The_cli_reports_a_regression_head_by_its_mean_squared_error()
     {
         using var temp = new TempDir();
         var rows = Enumerable.Range(0, 8).Select(i => new JsonObject { ["text"] = $"Tom ran {i} times.", ["label"] = i });
         var data = temp.File("scores.jsonl", string.Join("\n", rows.Select(r => r.ToJsonString())) + "\n");
-        var train = RunCli("train", "--task", "regression", "--model", TestAssets.Stories260K, "--data", data,
+        var train = SharpTuneCli.Run("train", "--task", "regression", "--model", TestAssets.Stories260K, "--data", data,
             "--output", Path.Combine(temp.Path, "run"), "--max-steps", "2", "--test", data);
-        Assert.True(train.Code == 0, train.Err);
-        Assert.Contains("val_mse", train.Err);
-        Assert.Matches(@"test: loss \d+\.\d{4}, mse \d+\.\d{4}", train.Err);
-        Assert.DoesNotContain("val_acc", train.Err);
+        Assert.True(train.ExitCode == 0, train.Stderr);
+        Assert.Contains("val_mse", train.Stderr);
+        Assert.Matches(@"test: loss \d+\.\d{4}, mse \d+\.\d{4}", train.Stderr);
+        Assert.DoesNotContain("val_acc", train.Stderr);
     }
 
     [SharedAssetFact("models/stories260K")]
@@ -151,17 +139,17 @@ public class ClassifierUseTests
         var rows = Enumerable.Range(0, 8).Select(i => new JsonObject { ["text"] = i % 2 == 0 ? $"Tom was happy {i}." : $"The dog was sad {i}.", ["label"] = i % 2 == 0 ? "happy" : "sad" });
         var data = temp.File("train.jsonl", string.Join("\n", rows.Select(r => r.ToJsonString())) + "\n");
         var run = Path.Combine(temp.Path, "run");
-        var train = RunCli("train", "--task", "sequence_classification", "--model", TestAssets.Stories260K, "--data", data, "--output", run,
+        var train = SharpTuneCli.Run("train", "--task", "sequence_classification", "--model", TestAssets.Stories260K, "--data", data, "--output", run,
             "--max-steps", "2", "--lr", "1e-2", "--lora-r", "4", "--test", data);
-        Assert.True(train.Code == 0, train.Err);
-        Assert.Contains("macro F1", train.Err);
-        Assert.Contains("val_acc", train.Err);
-        var adapter = train.Out.Trim();
+        Assert.True(train.ExitCode == 0, train.Stderr);
+        Assert.Contains("macro F1", train.Stderr);
+        Assert.Contains("val_acc", train.Stderr);
+        var adapter = train.Stdout.Trim();
         Assert.Equal(Path.Combine(run, "final"), adapter);
 
-        var scored = RunCli("classify", "score", "--model", TestAssets.Stories260K, "--adapter", adapter, "--text", "Tom was happy.", "--text", "The dog was sad.");
-        Assert.True(scored.Code == 0, scored.Err);
-        var lines = scored.Out.Trim().Split('\n').Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        var scored = SharpTuneCli.Run("classify", "score", "--model", TestAssets.Stories260K, "--adapter", adapter, "--text", "Tom was happy.", "--text", "The dog was sad.");
+        Assert.True(scored.ExitCode == 0, scored.Stderr);
+        var lines = scored.Stdout.Trim().Split('\n').Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
         Assert.Equal(2, lines.Count);
         foreach (var line in lines)
         {
@@ -171,18 +159,18 @@ public class ClassifierUseTests
         }
 
         var merged = Path.Combine(temp.Path, "merged");
-        var merge = RunCli("merge", "--model", TestAssets.Stories260K, "--adapter", adapter, "--out", merged);
-        Assert.True(merge.Code == 0, merge.Err);
-        var again = RunCli("classify", "score", "--model", merged, "--text", "Tom was happy.", "--text", "The dog was sad.");
-        Assert.True(again.Code == 0, again.Err);
-        var mergedLines = again.Out.Trim().Split('\n').Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        var merge = SharpTuneCli.Run("merge", "--model", TestAssets.Stories260K, "--adapter", adapter, "--out", merged);
+        Assert.True(merge.ExitCode == 0, merge.Stderr);
+        var again = SharpTuneCli.Run("classify", "score", "--model", merged, "--text", "Tom was happy.", "--text", "The dog was sad.");
+        Assert.True(again.ExitCode == 0, again.Stderr);
+        var mergedLines = again.Stdout.Trim().Split('\n').Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
         for (var i = 0; i < 2; i++)
             foreach (var (label, p) in lines[i]["probabilities"]!.AsObject())
                 Assert.Equal(p!.GetValue<double>(), mergedLines[i]["probabilities"]![label]!.GetValue<double>(), 4);
 
         var bad = temp.File("bad.jsonl", "{\"text\":\"x\",\"label\":\"happy\"}\n{\"text\":\"y\",\"label\":\"angry\"}\n");
-        var refused = RunCli("train", "--task", "sequence_classification", "--model", merged, "--data", bad, "--output", Path.Combine(temp.Path, "x"), "--max-steps", "1");
-        Assert.NotEqual(0, refused.Code);
-        Assert.Contains($"{bad}:2", refused.Err);
+        var refused = SharpTuneCli.Run("train", "--task", "sequence_classification", "--model", merged, "--data", bad, "--output", Path.Combine(temp.Path, "x"), "--max-steps", "1");
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains($"{bad}:2", refused.Stderr);
     }
 }

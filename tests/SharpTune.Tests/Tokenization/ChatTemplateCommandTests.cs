@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
+using SharpTune.Tests.Serving;
 using SharpTune.Tests.Support;
 
 namespace SharpTune.Tests.Tokenization;
@@ -7,18 +7,6 @@ namespace SharpTune.Tests.Tokenization;
 /// <summary>Runs the real `sharptune chat-template` executable against transformers' renderings in EXPECTED.json.</summary>
 public sealed class ChatTemplateCommandTests
 {
-    private static (int Code, string Out, string Err) RunCli(params string[] args)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SharpTune.Cli.dll"));
-        foreach (var a in args) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, stdout.Result, stderr);
-    }
-
     private static JsonObject Case(string tokenizer, string list, int index) =>
         JsonNode.Parse(File.ReadAllText(Path.Combine(TestAssets.Tokenizer(tokenizer), "EXPECTED.json")))![list]![index]!.AsObject();
 
@@ -34,12 +22,12 @@ public sealed class ChatTemplateCommandTests
     {
         // transformers' apply_chat_template(messages, add_generation_prompt=True, enable_thinking=False), jinja2 3.1.6.
         var messages = Write(JsonNode.Parse("""[{"role": "user", "content": "Summarise: the cat sat."}]"""));
-        var (code, output, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("qwen3"), "--messages", messages,
+        var (code, output, error) = SharpTuneCli.Run("chat-template", "--model", TestAssets.Tokenizer("qwen3"), "--messages", messages,
             "--add-generation-prompt", "--chat-template-kwargs", """{"enable_thinking": false}""");
         Assert.True(code == 0, error);
         Assert.Equal("<|im_start|>user\nSummarise: the cat sat.<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", output);
 
-        (code, _, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("qwen3"), "--messages", messages, "--template-args", "[false]");
+        (code, _, error) = SharpTuneCli.Run("chat-template", "--model", TestAssets.Tokenizer("qwen3"), "--messages", messages, "--template-args", "[false]");
         Assert.NotEqual(0, code);
         Assert.Contains("--template-args", error);
     }
@@ -49,7 +37,7 @@ public sealed class ChatTemplateCommandTests
     {
         var item = Case("llama3", "chat", 0);
         Assert.True(item["add_generation_prompt"]!.GetValue<bool>());
-        var (code, output, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("llama3"), "--messages", Write(item["messages"]), "--add-generation-prompt");
+        var (code, output, error) = SharpTuneCli.Run("chat-template", "--model", TestAssets.Tokenizer("llama3"), "--messages", Write(item["messages"]), "--add-generation-prompt");
         Assert.True(code == 0, error);
         Assert.Equal(item["rendered"]!.GetValue<string>(), output);
     }
@@ -59,7 +47,7 @@ public sealed class ChatTemplateCommandTests
     {
         var item = Case("qwen3", "chat_with_tools", 1);
         Assert.False(item["add_generation_prompt"]!.GetValue<bool>());
-        var (code, output, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("qwen3"),
+        var (code, output, error) = SharpTuneCli.Run("chat-template", "--model", TestAssets.Tokenizer("qwen3"),
             "--messages", Write(item["messages"]), "--tools", Write(item["tools"]));
         Assert.True(code == 0, error);
         Assert.Equal(item["rendered"]!.GetValue<string>(), output);
@@ -69,7 +57,7 @@ public sealed class ChatTemplateCommandTests
     public void Bad_message_is_reported_with_the_file_and_field()
     {
         var path = Write(JsonNode.Parse("""{"messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c","function":{"arguments":"{}"}}]}]}"""));
-        var (code, _, error) = RunCli("chat-template", "--model", TestAssets.Tokenizer("qwen3"), "--messages", path);
+        var (code, _, error) = SharpTuneCli.Run("chat-template", "--model", TestAssets.Tokenizer("qwen3"), "--messages", path);
         Assert.Equal(1, code);
         Assert.Contains(path, error);
         Assert.Contains("messages[1].tool_calls[0].function.name", error);
