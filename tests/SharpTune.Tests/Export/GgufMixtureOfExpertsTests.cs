@@ -48,15 +48,7 @@ public class GgufMixtureOfExpertsTests
                 else if (name == "lm_head.weight") parameter.normal_(0, 0.3);
                 else if (name == "model.embed_tokens.weight") parameter.normal_(0, 1.0);
             }
-        var target = Path.Combine(dir.Path, label);
-        PretrainedModel.Save(model, target);
-        if (changes is not null)
-        {
-            var path = Path.Combine(target, "config.json");
-            File.WriteAllText(path, TestModels.With(JsonNode.Parse(File.ReadAllText(path))!.AsObject(), changes).ToJsonString());
-        }
-        WriteByteLevelTokenizer(target);
-        return target;
+        return SaveFolder(model, dir, label, changes);
     }
 
     /// <summary>

@@ -36,6 +36,23 @@ public static class GgufModelFolders
         return target;
     }
 
+    /// <summary>
+    /// Saves <paramref name="model"/> as folder <paramref name="label"/> with a byte-level tokenizer; <paramref name="changes"/>
+    /// go into the saved config.json only, so one set of weights serves variants of one model.
+    /// </summary>
+    public static string SaveFolder(CausalLanguageModel model, TempDir dir, string label, JsonObject? changes = null)
+    {
+        var target = Path.Combine(dir.Path, label);
+        PretrainedModel.Save(model, target);
+        if (changes is not null)
+        {
+            var path = Path.Combine(target, "config.json");
+            File.WriteAllText(path, TestModels.With(JsonNode.Parse(File.ReadAllText(path))!.AsObject(), changes).ToJsonString());
+        }
+        WriteByteLevelTokenizer(target);
+        return target;
+    }
+
     /// <summary>A randomly initialised checkpoint of <paramref name="config"/> (norms and biases perturbed), saved with a tokenizer.</summary>
     public static string RandomCheckpoint(TempDir dir, string label, JsonObject config, long seed)
     {
@@ -45,10 +62,7 @@ public static class GgufModelFolders
             foreach (var (name, parameter) in model.named_parameters())
                 if (name.Contains("norm") || name.EndsWith("bias", StringComparison.Ordinal))
                     parameter.add_(randn_like(parameter) * 0.1);
-        var target = Path.Combine(dir.Path, label);
-        PretrainedModel.Save(model, target);
-        WriteByteLevelTokenizer(target);
-        return target;
+        return SaveFolder(model, dir, label);
     }
 
     /// <summary>
@@ -86,15 +100,7 @@ public static class GgufModelFolders
                 else if (name.EndsWith("q_proj.weight", StringComparison.Ordinal) || name.EndsWith("k_proj.weight", StringComparison.Ordinal))
                     parameter.normal_(0, 0.4);
             }
-        var target = Path.Combine(dir.Path, label);
-        PretrainedModel.Save(model, target);
-        if (changes is not null)
-        {
-            var path = Path.Combine(target, "config.json");
-            File.WriteAllText(path, TestModels.With(JsonNode.Parse(File.ReadAllText(path))!.AsObject(), changes).ToJsonString());
-        }
-        WriteByteLevelTokenizer(target);
-        return target;
+        return SaveFolder(model, dir, label, changes);
     }
 
     /// <summary>
@@ -145,15 +151,7 @@ public static class GgufModelFolders
                     parameter.normal_(0, std);
                 else if (unitLinears && parameter.dim() == 2) parameter.normal_(0, 1 / Math.Sqrt(parameter.shape[1]));
             }
-        var target = Path.Combine(dir.Path, label);
-        PretrainedModel.Save(model, target);
-        if (changes is not null)
-        {
-            var path = Path.Combine(target, "config.json");
-            File.WriteAllText(path, TestModels.With(JsonNode.Parse(File.ReadAllText(path))!.AsObject(), changes).ToJsonString());
-        }
-        WriteByteLevelTokenizer(target);
-        return target;
+        return SaveFolder(model, dir, label, changes);
     }
 
     /// <summary>
