@@ -215,4 +215,27 @@ public sealed class BatchApiTests(JobsHarness harness) : IClassFixture<JobsHarne
         Assert.Equal([ids[..2], ids[2..]], pages);
         foreach (var id in ids) await WaitForAsync(http, id, "completed");
     }
+
+    [ServerFact]
+    public async Task WithScopedKeysABatchAndItsFilesBelongToTheKeyThatCreatedIt()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir(), o => o with { ScopedKeys = true });
+        using var owner = JobsHarness.Http(server);
+        using var other = JobsHarness.Http(server, JobsHarness.OtherKey);
+        var fileId = await UploadIdAsync(owner, Line("a", "/v1/chat/completions", Chat("Hi", 2)));
+        var id = (await CreateAsync(owner, fileId))["id"]!.GetValue<string>();
+        var batch = await WaitForAsync(owner, id, "completed");
+        var outputId = batch["output_file_id"]!.GetValue<string>();
+
+        Assert.Equal(HttpStatusCode.NotFound, (await other.GetAsync($"/v1/batches/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await other.PostAsync($"/v1/batches/{id}/cancel", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await other.GetAsync($"/v1/files/{outputId}/content")).StatusCode);
+        Assert.Empty(JsonNode.Parse(await other.GetStringAsync("/v1/batches"))!["data"]!.AsArray());
+        using var borrowed = await other.PostAsJsonAsync("/v1/batches", new JsonObject
+        {
+            ["input_file_id"] = fileId, ["endpoint"] = "/v1/chat/completions", ["completion_window"] = "24h",
+        });
+        Assert.Equal(HttpStatusCode.NotFound, borrowed.StatusCode);
+        Assert.Equal([id], JsonNode.Parse(await owner.GetStringAsync("/v1/batches"))!["data"]!.AsArray().Select(b => b!["id"]!.GetValue<string>()));
+    }
 }
