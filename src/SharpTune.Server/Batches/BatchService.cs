@@ -133,9 +133,16 @@ internal sealed class BatchService : IDisposable
             }
             try { await ProcessAsync(next); }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested) { return; }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidOperationException)
+            catch (Exception e)
             {
-                Fail(next.Id, new BatchError("server_error", $"the batch could not be run: {e.Message}", null, null));
+                // Whatever broke this batch must not stop the runner for every later one.
+                try { Fail(next.Id, new BatchError("server_error", $"the batch could not be run: {e.Message}", null, null)); }
+                catch (Exception) when (!stopping.IsCancellationRequested)
+                {
+                    // The store itself failed (a full disk?): try again in a moment rather than in a tight loop.
+                    try { await Task.Delay(TimeSpan.FromSeconds(1), stopping.Token); }
+                    catch (OperationCanceledException) { return; }
+                }
             }
         }
     }

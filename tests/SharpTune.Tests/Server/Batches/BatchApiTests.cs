@@ -121,6 +121,36 @@ public sealed class BatchApiTests(JobsHarness harness) : IClassFixture<JobsHarne
         }
     }
 
+    [ServerFact]
+    public async Task TextCompletionAndResponsesBatchesAnswerAsTheirLiveEndpoints()
+    {
+        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        using var http = JobsHarness.Http(server);
+        var completion = new JsonObject { ["model"] = JobsHarness.BaseName, ["prompt"] = new JsonArray("Once upon a time", "Lily"), ["max_tokens"] = 6, ["temperature"] = 0 };
+        var response = new JsonObject { ["model"] = JobsHarness.BaseName, ["input"] = "Tom had a ball", ["max_output_tokens"] = 16, ["temperature"] = 0 };
+
+        var completions = await WaitForAsync(http, (await CreateAsync(http, await UploadIdAsync(http, Line("c", "/v1/completions", completion)), "/v1/completions"))["id"]!.GetValue<string>(), "completed", "failed");
+        var (status, live) = await LiveAsync(http, "/v1/completions", completion);
+        Assert.Equal(200, status);
+        var line = (await LinesAsync(http, completions["output_file_id"]!.GetValue<string>()))["c"];
+        Assert.StartsWith("cmpl-", line["response"]!["body"]!["id"]!.GetValue<string>());
+        Assert.Equal(Comparable(live), Comparable(line["response"]!["body"]));
+
+        var responses = await WaitForAsync(http, (await CreateAsync(http, await UploadIdAsync(http, Line("r", "/v1/responses", response)), "/v1/responses"))["id"]!.GetValue<string>(), "completed", "failed");
+        (status, live) = await LiveAsync(http, "/v1/responses", response);
+        Assert.Equal(200, status);
+        var answer = (await LinesAsync(http, responses["output_file_id"]!.GetValue<string>()))["r"]["response"]!["body"]!;
+        Assert.StartsWith("resp", answer["id"]!.GetValue<string>());
+        Assert.Equal(live["status"]!.GetValue<string>(), answer["status"]!.GetValue<string>());
+        // Ids and timestamps differ per response; the text and the token counts are the model's and must not.
+        Assert.NotEmpty(Text(live));
+        Assert.Equal(Text(live), Text(answer));
+        Assert.Equal(live["usage"]!.ToJsonString(), answer["usage"]!.ToJsonString());
+
+        static string Text(JsonNode body) => string.Concat(body["output"]!.AsArray()
+            .SelectMany(item => item!["content"]?.AsArray() ?? []).Select(part => part!["text"]?.GetValue<string>()));
+    }
+
     public static TheoryData<string, string, string> BadUploads => new()
     {
         { "repeated custom_id", Line("a", "/v1/chat/completions", Chat("Hi")) + "\n" + Line("a", "/v1/chat/completions", Chat("Yo")),
