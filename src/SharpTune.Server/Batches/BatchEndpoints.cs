@@ -64,7 +64,7 @@ internal sealed class BatchEndpoints(BatchService batches, FileEndpoints files, 
     private BatchRecord Find(HttpContext context, string id)
     {
         var batch = batches.Get(id);
-        if (batch is null || !batches.Files.Visible(batch.Owner, FineTuningService.OwnerOf(context.Request.Headers.Authorization)))
+        if (batch is null || !batches.Visible(batch.Owner, FineTuningService.OwnerOf(context.Request.Headers.Authorization)))
             throw new ApiException(404, $"No batch found with id '{id}'.", param: "batch_id", code: "batch_not_found");
         return batch;
     }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using SharpTune.Jobs;
@@ -30,6 +29,7 @@ internal sealed class BatchService : IDisposable
 
     private readonly FineTuningService files;
     private readonly InProcessEndpoints endpoints;
+    private readonly BatchLineRunner lineRunner;
     private readonly BatchStore store;
     private readonly Lock records = new();
     private readonly SemaphoreSlim wake = new(0);
@@ -37,11 +37,18 @@ internal sealed class BatchService : IDisposable
     private Task? runner;
     private (string Id, CancellationTokenSource Cancel)? current;
 
+    /// <param name="files">
+    /// The service that holds the files API (its store and key scoping): batch input and result files live there, beside
+    /// training files, rather than in a store of their own.
+    /// </param>
+    /// <param name="endpoints">The handlers batch lines run through.</param>
+    /// <param name="maxRowsInFlight">See <see cref="MaxRowsInFlight"/>.</param>
     public BatchService(FineTuningService files, InProcessEndpoints endpoints, int maxRowsInFlight)
     {
         if (maxRowsInFlight < 1) throw new ArgumentException($"the Batch API's rows in flight are {maxRowsInFlight}; they must be at least 1");
         this.files = files;
         this.endpoints = endpoints;
+        lineRunner = new BatchLineRunner(endpoints);
         MaxRowsInFlight = maxRowsInFlight;
         store = new BatchStore(Path.Combine(files.Artifacts.Root, "batches"));
     }
@@ -51,7 +58,8 @@ internal sealed class BatchService : IDisposable
     /// <summary>The endpoints a batch may name (the server's JSON inference endpoints).</summary>
     public IReadOnlyCollection<string> Endpoints => endpoints.Paths;
 
-    internal FineTuningService Files => files;
+    /// <summary>Whether <paramref name="owner"/> may see a batch of <paramref name="batchOwner"/> (the files API's key scoping).</summary>
+    public bool Visible(string? batchOwner, string? owner) => files.Visible(batchOwner, owner);
 
     /// <summary>Starts the runner, which first resumes the batches a previous run left unfinished.</summary>
     public void Start() => runner = Task.Run(RunAsync);
@@ -95,10 +103,15 @@ internal sealed class BatchService : IDisposable
     /// </summary>
     public BatchRecord? Cancel(string id)
     {
-        var batch = Update(id, b => b.Status is BatchStatus.Validating or BatchStatus.InProgress
-            ? b with { Status = BatchStatus.Cancelling, CancellingAt = Ids.Now(), EndStatus = BatchStatus.Cancelled }
-            : b);
-        if (batch?.Status == BatchStatus.Cancelling && current is { } running && running.Id == id) running.Cancel.Cancel();
+        BatchRecord? batch;
+        // Under the records' lock: the runner registers and unregisters (then disposes) the running batch's token under it.
+        lock (records)
+        {
+            batch = Update(id, b => b.Status is BatchStatus.Validating or BatchStatus.InProgress
+                ? b with { Status = BatchStatus.Cancelling, CancellingAt = Ids.Now(), EndStatus = BatchStatus.Cancelled }
+                : b);
+            if (batch?.Status == BatchStatus.Cancelling && current is { } running && running.Id == id) running.Cancel.Cancel();
+        }
         Wake();
         return batch;
     }
@@ -246,11 +259,7 @@ internal sealed class BatchService : IDisposable
         {
             done = store.Results(batch.Id);
             foreach (var line in lines.Where(l => !done.ContainsKey(l.Line)))
-                store.AppendResult(batch.Id, line.Line, Output(line.CustomId, null, new JsonObject
-                {
-                    ["code"] = "batch_expired",
-                    ["message"] = "This request could not be executed before the completion window expired.",
-                }));
+                store.AppendResult(batch.Id, line.Line, BatchLineRunner.Expired(line));
         }
         return Update(batch.Id, b => b.Status == BatchStatus.InProgress
             ? b with { Status = BatchStatus.Finalizing, FinalizingAt = Ids.Now(), EndStatus = expired ? BatchStatus.Expired : BatchStatus.Completed }
@@ -261,10 +270,10 @@ internal sealed class BatchService : IDisposable
     {
         try
         {
-            var output = await ExecuteAsync(line, cancellation);
+            var output = await lineRunner.RunAsync(line, cancellation);
             store.AppendResult(batch.Id, line.Line, output);
-            var (input, generated) = Usage(output);
-            var succeeded = Succeeded(output);
+            var (input, generated) = BatchLineRunner.Usage(output);
+            var succeeded = BatchLineRunner.Succeeded(output);
             Update(batch.Id, b => b with
             {
                 Completed = b.Completed + (succeeded ? 1 : 0),
@@ -283,59 +292,6 @@ internal sealed class BatchService : IDisposable
         }
     }
 
-    /// <summary>Runs one line as its live endpoint would and writes OpenAI's output line for it.</summary>
-    private async Task<JsonObject> ExecuteAsync(BatchLine line, CancellationToken cancellation)
-    {
-        var requestId = "req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
-        // A batch answers each request whole: a streamed one (or a background response, answered before it exists) has
-        // nowhere to go, and is refused as a 400 like any other bad body.
-        foreach (var field in new[] { "stream", "background" })
-            if (line.Body[field] is JsonValue flag && flag.TryGetValue<bool>(out var on) && on)
-                return Output(line.CustomId, new EndpointAnswer(400, Api.ApiException.Body(
-                    $"'{field}: true' is not supported in the Batch API; each request is answered whole in the output file",
-                    "invalid_request_error", field, "unsupported_value")), null, requestId);
-        while (true)
-        {
-            var answer = await endpoints.RunAsync(line.Url, line.Body, requestId, cancellation);
-            // The engine's queue was full: live traffic came first. The line waits and tries again; it has not run.
-            if (answer.StatusCode == 429 && answer.Body?["error"]?["code"]?.GetValue<string>() == "rate_limit_exceeded")
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(500), cancellation);
-                continue;
-            }
-            return Output(line.CustomId, answer, null, requestId);
-        }
-    }
-
-    /// <summary>
-    /// An output line as OpenAI writes them (openai-openapi's BatchRequestOutput):
-    /// <c>{id, custom_id, response: {status_code, request_id, body}, error}</c>; <c>error</c> only for a request that did
-    /// not run (e.g. batch_expired), a rejected one carries its 4xx answer in <c>response</c>.
-    /// </summary>
-    private static JsonObject Output(string customId, EndpointAnswer? answer, JsonObject? error, string? requestId = null) => new()
-    {
-        ["id"] = "batch_req_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12)),
-        ["custom_id"] = customId,
-        ["response"] = answer is null ? null : new JsonObject
-        {
-            ["status_code"] = answer.StatusCode,
-            ["request_id"] = requestId,
-            ["body"] = answer.Body?.DeepClone(),
-        },
-        ["error"] = error,
-    };
-
-    private static bool Succeeded(JsonObject output) =>
-        output["error"] is null && output["response"]?["status_code"]?.GetValue<int>() is >= 200 and < 300;
-
-    /// <summary>Tokens in and out of a line's answer: chat/completions/embeddings usage, or the Responses API's.</summary>
-    private static (long Input, long Output) Usage(JsonObject output)
-    {
-        if (output["response"]?["body"] is not JsonObject body || body["usage"] is not JsonObject usage) return (0, 0);
-        static long Read(JsonObject usage, string name) => usage[name] is JsonValue v && v.TryGetValue<long>(out var n) ? n : 0;
-        return (Read(usage, "prompt_tokens") + Read(usage, "input_tokens"), Read(usage, "completion_tokens") + Read(usage, "output_tokens"));
-    }
-
     /// <summary>
     /// Stores the finished lines, in input order, as the output file (successes) and the error file (the rest), each
     /// written aside and renamed into place under the id chosen at creation, then ends the batch.
@@ -343,8 +299,8 @@ internal sealed class BatchService : IDisposable
     private void Finalize(BatchRecord batch)
     {
         var results = store.Results(batch.Id);
-        var succeeded = results.Values.Where(Succeeded).ToList();
-        var failed = results.Values.Where(o => !Succeeded(o)).ToList();
+        var succeeded = results.Values.Where(BatchLineRunner.Succeeded).ToList();
+        var failed = results.Values.Where(o => !BatchLineRunner.Succeeded(o)).ToList();
         var outputId = succeeded.Count > 0 ? StoreFile(batch, batch.PlannedOutputFileId!, "output", succeeded) : null;
         var errorId = failed.Count > 0 ? StoreFile(batch, batch.PlannedErrorFileId!, "error", failed) : null;
         var now = Ids.Now();
