@@ -145,7 +145,7 @@ internal sealed class BatchService : IDisposable
                 continue;
             }
             try { await ProcessAsync(next); }
-            catch (OperationCanceledException) when (stopping.IsCancellationRequested) { return; }
+            catch (Exception) when (stopping.IsCancellationRequested) { return; }   // the batch resumes on the next start
             catch (Exception e)
             {
                 // Whatever broke this batch must not stop the runner for every later one.
