@@ -36,6 +36,9 @@ public sealed class RunningServer : IAsyncDisposable
     /// <summary>The fine-tuning jobs API, when <see cref="ServerOptions.FineTuning"/> turned it on.</summary>
     public FineTuning.FineTuningService? FineTuning { get; internal init; }
 
+    /// <summary>The Batch API, on wherever the files API is (with <see cref="ServerOptions.FineTuning"/>).</summary>
+    internal Batches.BatchService? Batches { get; init; }
+
     /// <summary>Completes when the host is asked to stop (Ctrl+C, SIGTERM) or <paramref name="cancellationToken"/> fires.</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => app.WaitForShutdownAsync(cancellationToken);
 
@@ -45,6 +48,7 @@ public sealed class RunningServer : IAsyncDisposable
         if (Interlocked.Exchange(ref disposed, 1) == 1) return;
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
             await app.StopAsync(timeout.Token);
+        Batches?.Dispose();      // before the files' store closes; its unfinished batch resumes on the next start
         FineTuning?.Dispose();   // before the engine: a job finishing now still registers its adapter
         Engine.Dispose();
         await app.DisposeAsync();

@@ -81,7 +81,14 @@ public sealed record ServerOptions
     /// </summary>
     public IReadOnlyDictionary<string, object?>? DefaultChatTemplateKwargs { get; init; }
 
-    /// <summary>Turns on the fine-tuning jobs API (<c>/v1/files</c>, <c>/v1/fine_tuning/jobs</c>); null = off.</summary>
+    /// <summary>
+    /// Most decode rows (a line's <c>n</c>, else 1) that Batch API lines hold on the engine at once; null = half of
+    /// <see cref="MaxBatchSize"/> (at least 1), so live requests always find the other half free and share the batch
+    /// lines' decode steps instead of queueing behind them.
+    /// </summary>
+    public int? BatchRowsInFlight { get; init; }
+
+    /// <summary>Turns on the fine-tuning jobs API (<c>/v1/files</c>, <c>/v1/fine_tuning/jobs</c>) and, on the same files, the Batch API (<c>/v1/batches</c>); null = off.</summary>
     public FineTuning.FineTuningServerOptions? FineTuning { get; init; }
 }
 

@@ -12,6 +12,7 @@ using SharpTune.Runtime;
 using SharpTune.Server.Adapters;
 using SharpTune.Server.Api;
 using SharpTune.Server.Api.Responses;
+using SharpTune.Server.Batches;
 using SharpTune.Server.Dashboard;
 using SharpTune.Server.Engine;
 using SharpTune.Server.FineTuning;
@@ -38,6 +39,7 @@ public static class SharpTuneServer
         AdapterRegistry? registry = null;
         InferenceEngine? engine = null;
         FineTuningService? fineTuning = null;
+        BatchService? batches = null;
         try
         {
             var tokenizer = HfTokenizer.FromDirectory(options.ModelDir);
@@ -48,21 +50,30 @@ public static class SharpTuneServer
             foreach (var (adapterName, dir) in options.Adapters) registry.Load(adapterName, dir);
             var metrics = new ServerMetrics();
             engine = new InferenceEngine(served, activator, options, metrics);
-            if (options.FineTuning is { } ft) fineTuning = new FineTuningService(ft, name, options.ModelDir, options.ChatTemplate, registry, engine);
+            var inProcess = new InProcessEndpoints();
+            if (options.FineTuning is { } ft)
+            {
+                fineTuning = new FineTuningService(ft, name, options.ModelDir, options.ChatTemplate, registry, engine);
+                // The Batch API lives where /v1/files does: its input and output are files of that store.
+                batches = new BatchService(fineTuning, inProcess, options.BatchRowsInFlight ?? Math.Max(1, options.MaxBatchSize / 2));
+            }
             // A folder whose sentence-transformers files are malformed, unreadable or name a module this embedder cannot run
             // still serves chat; embeddings say why not.
             EmbedderOrError embedder;
             try { embedder = new(TextEmbedder.ForDirectory(model, tokenizer, options.ModelDir), null); }
             catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException) { embedder = new(null, e.Message); }
-            var app = Build(options, served, registry, activator, engine, embedder, metrics, fineTuning);
+            var app = Build(options, served, registry, activator, engine, embedder, metrics, fineTuning, batches, inProcess);
             engine.Start();
             fineTuning?.Start();
+            batches?.Start();
             await app.StartAsync(cancellationToken);
             var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            return new RunningServer(app, engine, registry, served, new Uri(url.Replace("[::]", "localhost", StringComparison.Ordinal))) { FineTuning = fineTuning };
+            return new RunningServer(app, engine, registry, served, new Uri(url.Replace("[::]", "localhost", StringComparison.Ordinal)))
+                { FineTuning = fineTuning, Batches = batches };
         }
         catch
         {
+            batches?.Dispose();
             fineTuning?.Dispose();
             engine?.Dispose();
             registry?.Dispose();
@@ -77,6 +88,7 @@ public static class SharpTuneServer
         if (options.Threads is < 1) throw new ArgumentException($"Threads is {options.Threads}; it must be at least 1");
         if (options.MaxQueue < 1) throw new ArgumentException($"MaxQueue is {options.MaxQueue}; it must be at least 1");
         if (options.MaxBodyBytes < 1024) throw new ArgumentException($"MaxBodyBytes is {options.MaxBodyBytes}; it must be at least 1024");
+        if (options.BatchRowsInFlight is < 1) throw new ArgumentException($"BatchRowsInFlight is {options.BatchRowsInFlight}; it must be at least 1");
         if (options.Port is < 0 or > 65535) throw new ArgumentException($"Port {options.Port} is not a TCP port (0-65535)");
         if (options.ChatTemplate is not null) ChatTemplate.BuiltIn(options.ChatTemplate);   // fail early on an unknown name
         if (options.ApiKeys.Count == 0 && !IsLoopback(options.Host) && !options.AllowOpenRemote)
@@ -89,7 +101,7 @@ public static class SharpTuneServer
         host == "localhost" || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
 
     private static WebApplication Build(ServerOptions options, ServedModel served, AdapterRegistry registry, IAdapterActivator activator, InferenceEngine engine,
-        EmbedderOrError embedder, ServerMetrics metrics, FineTuningService? fineTuning)
+        EmbedderOrError embedder, ServerMetrics metrics, FineTuningService? fineTuning, BatchService? batches, InProcessEndpoints inProcess)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "SharpTune.Server" });
         builder.Logging.ClearProviders();   // the library never writes to the console; hosts add their own logging
@@ -116,11 +128,13 @@ public static class SharpTuneServer
         var completions = new CompletionEndpoints(served, registry, engine, options, metrics);
         var models = new ModelEndpoints(served, registry, fineTuning);
         var admin = new AdminEndpoints(registry, engine, options.MaxBodyBytes);
-        app.MapPost("/v1/chat/completions", completions.ChatAsync);
-        app.MapPost("/v1/completions", completions.CompletionsAsync);
-        app.MapPost("/v1/embeddings", new EmbeddingEndpoints(served, registry, activator, engine, embedder, options, metrics).CreateAsync);
         var responses = new ResponsesEndpoints(completions, engine, options, metrics, new ResponseStore());
-        app.MapPost("/v1/responses", responses.CreateAsync);
+        // The JSON inference endpoints, each mapped and also kept for batch lines, which run the same handlers in-process.
+        inProcess.Add("/v1/chat/completions", completions.ChatAsync);
+        inProcess.Add("/v1/completions", completions.CompletionsAsync);
+        inProcess.Add("/v1/embeddings", new EmbeddingEndpoints(served, registry, activator, engine, embedder, options, metrics).CreateAsync);
+        inProcess.Add("/v1/responses", responses.CreateAsync);
+        foreach (var (path, handler) in inProcess.Handlers) app.MapPost(path, handler);
         app.MapGet("/v1/responses/{id}", (HttpContext c, string id) => responses.GetAsync(c, id));
         app.MapDelete("/v1/responses/{id}", (HttpContext c, string id) => responses.DeleteAsync(c, id));
         app.MapPost("/v1/responses/{id}/cancel", (HttpContext c, string id) => responses.CancelAsync(c, id));
@@ -141,7 +155,7 @@ public static class SharpTuneServer
             await metrics.WriteAsync(c.Response.Body, c.RequestAborted);
         });
         if (options.RunsDir is not null) app.MapRunsDashboard(options.RunsDir);
-        if (fineTuning is not null) app.MapFineTuning(fineTuning, options.MaxBodyBytes);
+        if (fineTuning is not null) app.MapFineTuning(fineTuning, batches!, options.MaxBodyBytes);
         app.MapFallback((HttpContext c) =>
             new ApiException(404, $"no endpoint {c.Request.Method} {c.Request.Path}", code: "not_found").WriteAsync(c));
         return app;

@@ -15,6 +15,7 @@ internal static class ServeCommand
         var port = new Option<int>("--port") { Description = "TCP port (0 = any free port)", DefaultValueFactory = _ => 8000 };
         var keys = new Option<string[]>("--api-key") { Description = "Accepted Bearer key (repeatable; also SHARPTUNE_API_KEY)" };
         var maxBatch = new Option<int>("--max-batch") { Description = "Most sequences decoded at once", DefaultValueFactory = _ => 16 };
+        var batchRows = new Option<int?>("--batch-rows") { Description = "Most decode rows Batch API lines (/v1/batches, with --jobs-dir) hold at once (default: half of --max-batch)" };
         var maxQueue = new Option<int>("--max-queue") { Description = "Waiting requests beyond this get 429", DefaultValueFactory = _ => 256 };
         var name = new Option<string?>("--model-name") { Description = "Name of the base model in the API (default: the folder name)" };
         var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, chatml-tools, llama-3, llama-2, zephyr)" };
@@ -28,7 +29,7 @@ internal static class ServeCommand
         var jobs = FineTuningOptions.Create();
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
         {
-            model, dtype, adapters, host, port, keys, maxBatch, maxQueue, name, template, templateKwargs, timeout, threads, runs,
+            model, dtype, adapters, host, port, keys, maxBatch, batchRows, maxQueue, name, template, templateKwargs, timeout, threads, runs,
         };
         jobs.AddTo(command);
         var quantize = new QuantizeOptions();
@@ -65,6 +66,7 @@ internal static class ServeCommand
                 Port = parse.GetValue(port),
                 ApiKeys = apiKeys,
                 MaxBatchSize = parse.GetValue(maxBatch),
+                BatchRowsInFlight = parse.GetValue(batchRows),
                 MaxQueue = parse.GetValue(maxQueue),
                 Threads = parse.GetValue(threads),
                 RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
@@ -79,7 +81,7 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"warning: {warning}");
             await using var server = await SharpTuneServer.StartAsync(options, cancellationToken);
             Console.Error.WriteLine($"serving '{server.ModelName}'{(adapterDirs.Count > 0 ? $" + adapters {string.Join(", ", adapterDirs.Keys)}" : "")} at {server.OpenAiEndpoint}");
-            if (fineTuning is not null) Console.Error.WriteLine($"fine-tuning jobs API on, jobs in {Path.GetFullPath(fineTuning.JobsDir)}");
+            if (fineTuning is not null) Console.Error.WriteLine($"fine-tuning jobs and batch API on, files in {Path.GetFullPath(fineTuning.JobsDir)}");
             if (options.RunsDir is not null) Console.Error.WriteLine($"runs dashboard at {new Uri(server.Url, "/dashboard")}");
             if (apiKeys.Count == 0) Console.Error.WriteLine("no API key configured: anyone who can reach this address can use it");
             await server.WaitForShutdownAsync(cancellationToken);

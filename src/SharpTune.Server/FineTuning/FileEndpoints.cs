@@ -8,10 +8,12 @@ using SharpTune.Jobs;
 namespace SharpTune.Server.FineTuning;
 
 /// <summary>
-/// <c>/v1/files</c>: upload (multipart <c>file</c> + <c>purpose=fine-tune</c>, every line validated before anything is
-/// stored), list, retrieve, content and delete, in OpenAI's shapes.
+/// <c>/v1/files</c>: upload (multipart <c>file</c> + <c>purpose</c> <c>fine-tune</c> or <c>batch</c>, every line
+/// validated before anything is stored), list, retrieve, content and delete, in OpenAI's shapes. Batch results are
+/// files too (purpose <c>batch_output</c>), stored by the Batch API, never uploaded.
 /// </summary>
-internal sealed class FileEndpoints(FineTuningService service)
+/// <param name="batchEndpoints">The endpoints a <c>batch</c> file's lines may name.</param>
+internal sealed class FileEndpoints(FineTuningService service, IReadOnlyCollection<string> batchEndpoints)
 {
     // Room for the multipart boundaries and the purpose field around the file itself.
     private const long MultipartOverhead = 64 * 1024;
@@ -43,8 +45,8 @@ internal sealed class FileEndpoints(FineTuningService service)
                 : new ApiException(400, $"the multipart body could not be read: {e.Message}", code: "invalid_request");
         }
         var purpose = form["purpose"].ToString();
-        if (purpose != "fine-tune")
-            throw ApiException.BadField("purpose", $"purpose must be 'fine-tune' on this server, found '{purpose}'");
+        if (purpose is not ("fine-tune" or "batch"))
+            throw ApiException.BadField("purpose", $"purpose must be 'fine-tune' or 'batch' on this server, found '{purpose}'");
         var upload = form.Files.GetFile("file") ?? throw ApiException.BadField("file", "the multipart field 'file' is missing");
         var expiresAfter = ExpiresAfter(form);
         if (upload.Length == 0) throw BadFile("line 1: the file is empty (0 bytes); expected one JSON object per line");
@@ -57,12 +59,10 @@ internal sealed class FileEndpoints(FineTuningService service)
             await using (var source = upload.OpenReadStream())
             await using (var target = File.Create(temp))
                 await source.CopyToAsync(target, context.RequestAborted);
-            TrainingFileSummary summary;
-            try { summary = TrainingFileValidator.Validate(temp); }
-            catch (TrainingFileException e) { throw BadFile(e.Message); }
+            var (format, examples) = Validate(temp, purpose);
             var created = FineTuningService.Now();
             var file = new StoredFile(id, FineTuningService.OwnerOf(context.Request.Headers.Authorization), created,
-                upload.Length, FileStore.SanitiseFilename(upload.FileName), purpose, summary.StoredFormat, summary.Examples,
+                upload.Length, FileStore.SanitiseFilename(upload.FileName), purpose, format, examples,
                 created + expiresAfter);
             service.Files.Commit(id, temp, purpose);
             service.Store.AddFile(file);
@@ -72,6 +72,22 @@ internal sealed class FileEndpoints(FineTuningService service)
         {
             if (File.Exists(temp)) File.Delete(temp);
         }
+    }
+
+    /// <summary>Checks every line of an upload for its purpose; returns the format recorded with it and its line count.</summary>
+    private (string Format, int Examples) Validate(string path, string purpose)
+    {
+        if (purpose == "batch")
+        {
+            try { return ("batch", Batches.BatchInputFile.Read(path, batchEndpoints).Count); }
+            catch (Batches.BatchFileException e) { throw BadFile(e.Message); }
+        }
+        try
+        {
+            var summary = TrainingFileValidator.Validate(path);
+            return (summary.StoredFormat, summary.Examples);
+        }
+        catch (TrainingFileException e) { throw BadFile(e.Message); }
     }
 
     /// <summary>

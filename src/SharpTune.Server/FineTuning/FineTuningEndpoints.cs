@@ -5,12 +5,13 @@ using SharpTune.Jobs;
 
 namespace SharpTune.Server.FineTuning;
 
-/// <summary>Maps the files and fine-tuning jobs API onto the server (behind the same API keys as /v1).</summary>
+/// <summary>Maps the files, fine-tuning jobs and batches API onto the server (behind the same API keys as /v1).</summary>
 internal static class FineTuningEndpoints
 {
-    public static void MapFineTuning(this WebApplication app, FineTuningService service, long maxBodyBytes)
+    public static void MapFineTuning(this WebApplication app, FineTuningService service, Batches.BatchService batches, long maxBodyBytes)
     {
-        var files = new FileEndpoints(service);
+        var files = new FileEndpoints(service, batches.Endpoints);
+        Batches.BatchEndpoints.Map(app, batches, files, maxBodyBytes);
         var jobs = new JobEndpoints(service, files, maxBodyBytes);
         static Task Guard(HttpContext c, Func<Task> handler) => FileEndpoints.Guard(c, handler);
 

@@ -38,10 +38,10 @@ public sealed class JobsHarness : IDisposable
     public string NewJobsDir() => Path.Combine(temp.Path, "jobs-" + Guid.NewGuid().ToString("N")[..8]);
 
     public Task<RunningServer> StartAsync(string jobsDir, Func<FineTuningServerOptions, FineTuningServerOptions>? configure = null,
-        long maxBodyBytes = 64 * 1024, string? chatTemplate = null)
+        long maxBodyBytes = 64 * 1024, string? chatTemplate = null, Func<ServerOptions, ServerOptions>? server = null)
     {
         var ft = new FineTuningServerOptions { JobsDir = jobsDir, CheckpointEvery = 2, LoraRank = 4, MaxUploadBytes = 32 * 1024 };
-        return SharpTuneServer.StartAsync(new ServerOptions
+        var options = new ServerOptions
         {
             ModelDir = ModelDir,
             Port = 0,
@@ -49,7 +49,8 @@ public sealed class JobsHarness : IDisposable
             MaxBodyBytes = maxBodyBytes,
             ChatTemplate = chatTemplate,
             FineTuning = configure is null ? ft : configure(ft),
-        });
+        };
+        return SharpTuneServer.StartAsync(server is null ? options : server(options));
     }
 
     public static OpenAIClient Sdk(RunningServer server, string key = Key) =>

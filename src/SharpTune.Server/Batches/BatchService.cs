@@ -1,0 +1,341 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using SharpTune.Jobs;
+using SharpTune.Server.FineTuning;
+
+namespace SharpTune.Server.Batches;
+
+/// <summary>
+/// The Batch API's state and its runner. Batches run one at a time, oldest first, on a background task: validating
+/// (every line's url is the batch's endpoint, one model throughout), in_progress (each line through
+/// <see cref="InProcessEndpoints"/>, so on the engine beside live traffic), finalizing (the output and error files
+/// stored), then completed; or failed, or cancelling → cancelled, or expired past the 24 h window.
+/// <para>
+/// Fairness: at most <see cref="MaxRowsInFlight"/> decode rows (a line's <c>n</c>, else 1) of batch lines are queued or
+/// decoding at once, so live requests always find the rest of the engine's <see cref="ServerOptions.MaxBatchSize"/>
+/// rows free and join the very decode steps the batch lines run in.
+/// </para>
+/// <para>
+/// Persistence: every record change and every finished line is written before it is reported (see
+/// <see cref="BatchStore"/>); a server stopped mid-batch resumes it on start, running only the lines not yet recorded.
+/// Lines cut off by the stop or a cancel are not recorded at all.
+/// </para>
+/// </summary>
+internal sealed class BatchService : IDisposable
+{
+    /// <summary>The completion window every batch has: OpenAI takes only "24h".</summary>
+    public const string CompletionWindow = "24h";
+    public const string OutputPurpose = "batch_output";
+
+    private readonly FineTuningService files;
+    private readonly InProcessEndpoints endpoints;
+    private readonly BatchLineRunner lineRunner;
+    private readonly BatchStore store;
+    private readonly Lock records = new();
+    private readonly SemaphoreSlim wake = new(0);
+    private readonly CancellationTokenSource stopping = new();
+    private Task? runner;
+    private (string Id, CancellationTokenSource Cancel)? current;
+
+    /// <param name="files">
+    /// The service that holds the files API (its store and key scoping): batch input and result files live there, beside
+    /// training files, rather than in a store of their own.
+    /// </param>
+    /// <param name="endpoints">The handlers batch lines run through.</param>
+    /// <param name="maxRowsInFlight">See <see cref="MaxRowsInFlight"/>.</param>
+    public BatchService(FineTuningService files, InProcessEndpoints endpoints, int maxRowsInFlight)
+    {
+        if (maxRowsInFlight < 1) throw new ArgumentException($"the Batch API's rows in flight are {maxRowsInFlight}; they must be at least 1");
+        this.files = files;
+        this.endpoints = endpoints;
+        lineRunner = new BatchLineRunner(endpoints);
+        MaxRowsInFlight = maxRowsInFlight;
+        store = new BatchStore(Path.Combine(files.Artifacts.Root, "batches"));
+    }
+
+    public int MaxRowsInFlight { get; }
+
+    /// <summary>The endpoints a batch may name (the server's JSON inference endpoints).</summary>
+    public IReadOnlyCollection<string> Endpoints => endpoints.Paths;
+
+    /// <summary>Whether <paramref name="owner"/> may see a batch of <paramref name="batchOwner"/> (the files API's key scoping).</summary>
+    public bool Visible(string? batchOwner, string? owner) => files.Visible(batchOwner, owner);
+
+    /// <summary>Starts the runner, which first resumes the batches a previous run left unfinished.</summary>
+    public void Start() => runner = Task.Run(RunAsync);
+
+    public BatchRecord Create(string? owner, string inputFileId, string endpoint, Dictionary<string, string>? metadata)
+    {
+        var now = Ids.Now();
+        var batch = new BatchRecord
+        {
+            Id = BatchStore.NewId(),
+            Owner = owner,
+            Sequence = DateTime.UtcNow.Ticks,
+            Endpoint = endpoint,
+            InputFileId = inputFileId,
+            Metadata = metadata,
+            Status = BatchStatus.Validating,
+            CreatedAt = now,
+            ExpiresAt = now + 24 * 3600,
+            PlannedOutputFileId = Ids.New("file"),
+            PlannedErrorFileId = Ids.New("file"),
+        };
+        lock (records) store.Save(batch);
+        Wake();
+        return batch;
+    }
+
+    public BatchRecord? Get(string id) => BatchStore.IsBatchId(id) ? store.Get(id) : null;
+
+    /// <summary>Batches <paramref name="owner"/> may see, newest first, after the batch <paramref name="after"/>.</summary>
+    public (List<BatchRecord> Items, bool HasMore) List(string? owner, string? after, int limit)
+    {
+        var visible = store.All().Where(b => files.Visible(b.Owner, owner)).ToList();
+        var start = after is null ? 0 : visible.FindIndex(b => b.Id == after) + 1;
+        var rest = visible.Skip(start).ToList();
+        return (rest.Take(limit).ToList(), rest.Count > limit);
+    }
+
+    /// <summary>
+    /// Cancels a batch that is validating or in progress: it turns cancelling at once, its running lines are stopped,
+    /// and it ends cancelled with the lines finished so far in its output. Other statuses are left as they are.
+    /// </summary>
+    public BatchRecord? Cancel(string id)
+    {
+        BatchRecord? batch;
+        // Under the records' lock: the runner registers and unregisters (then disposes) the running batch's token under it.
+        lock (records)
+        {
+            batch = Update(id, b => b.Status is BatchStatus.Validating or BatchStatus.InProgress
+                ? b with { Status = BatchStatus.Cancelling, CancellingAt = Ids.Now(), EndStatus = BatchStatus.Cancelled }
+                : b);
+            if (batch?.Status == BatchStatus.Cancelling && current is { } running && running.Id == id) running.Cancel.Cancel();
+        }
+        Wake();
+        return batch;
+    }
+
+    private void Wake()
+    {
+        if (wake.CurrentCount == 0) wake.Release();
+    }
+
+    private BatchRecord? Update(string id, Func<BatchRecord, BatchRecord> change)
+    {
+        lock (records)
+        {
+            if (store.Get(id) is not { } batch) return null;
+            var changed = change(batch);
+            if (!ReferenceEquals(changed, batch)) store.Save(changed);
+            return changed;
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            BatchRecord? next;
+            lock (records) next = store.All().Where(b => !BatchStatus.IsFinal(b.Status)).MinBy(b => b.Sequence);
+            if (next is null)
+            {
+                try { await wake.WaitAsync(stopping.Token); }
+                catch (OperationCanceledException) { return; }
+                continue;
+            }
+            try { await ProcessAsync(next); }
+            catch (Exception) when (stopping.IsCancellationRequested) { return; }   // the batch resumes on the next start
+            catch (Exception e)
+            {
+                // Whatever broke this batch must not stop the runner for every later one.
+                try { Fail(next.Id, new BatchError("server_error", $"the batch could not be run: {e.Message}", null, null)); }
+                catch (Exception) when (!stopping.IsCancellationRequested)
+                {
+                    // The store itself failed (a full disk?): try again in a moment rather than in a tight loop.
+                    try { await Task.Delay(TimeSpan.FromSeconds(1), stopping.Token); }
+                    catch (OperationCanceledException) { return; }
+                }
+            }
+        }
+    }
+
+    private async Task ProcessAsync(BatchRecord batch)
+    {
+        if (batch.Status == BatchStatus.Validating) batch = Validate(batch);
+        if (batch.Status == BatchStatus.InProgress) batch = await RunLinesAsync(batch);
+        if (batch.Status is BatchStatus.Finalizing or BatchStatus.Cancelling) Finalize(batch);
+    }
+
+    /// <summary>
+    /// The checks OpenAI makes while a batch is validating: every line's url is the batch's endpoint (url_mismatch) and
+    /// every line names the same model (model_mismatch); its error codes are those the Batch API reports per line.
+    /// </summary>
+    private BatchRecord Validate(BatchRecord batch)
+    {
+        if (ReadInput(batch) is not { } lines) return store.Get(batch.Id)!;
+        var errors = new List<BatchError>();
+        var model = lines[0].Model;
+        foreach (var line in lines)
+        {
+            if (line.Url != batch.Endpoint)
+                errors.Add(new BatchError("url_mismatch", $"The url '{line.Url}' of this line does not match the batch's endpoint '{batch.Endpoint}'.", "url", line.Line));
+            else if (line.Model != model)
+                errors.Add(new BatchError("model_mismatch", $"The model '{line.Model}' of this line is not the batch's model '{model}' (line {lines[0].Line}); a batch runs one model.", "body.model", line.Line));
+            if (errors.Count == 100) break;
+        }
+        if (errors.Count > 0) return Fail(batch.Id, [.. errors]) ?? batch;
+        return Update(batch.Id, b => b.Status == BatchStatus.Validating
+            ? b with { Status = BatchStatus.InProgress, InProgressAt = Ids.Now(), Total = lines.Count, Model = model }
+            : b with { Total = lines.Count, Model = model })!;
+    }
+
+    /// <summary>The input file's requests; null (and the batch failed) when the file is gone or no longer reads.</summary>
+    private List<BatchLine>? ReadInput(BatchRecord batch)
+    {
+        var file = files.Store.GetFile(batch.InputFileId);
+        if (file is null || !File.Exists(files.Files.PathOf(file)))
+        {
+            Fail(batch.Id, new BatchError("file_not_found", $"The input file '{batch.InputFileId}' was deleted before the batch finished.", "input_file_id", null));
+            return null;
+        }
+        try { return BatchInputFile.Read(files.Files.PathOf(file), endpoints.Paths); }
+        catch (BatchFileException e)
+        {
+            Fail(batch.Id, new BatchError("invalid_request", e.Message, "input_file_id", null));
+            return null;
+        }
+    }
+
+    private BatchRecord? Fail(string id, params BatchError[] errors) => Update(id, b => BatchStatus.IsFinal(b.Status) ? b
+        : b with { Status = BatchStatus.Failed, FailedAt = Ids.Now(), Errors = [.. errors] });
+
+    private async Task<BatchRecord> RunLinesAsync(BatchRecord batch)
+    {
+        if (ReadInput(batch) is not { } lines) return store.Get(batch.Id)!;
+        var done = store.Results(batch.Id);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
+        lock (records)
+        {
+            current = (batch.Id, cancel);
+            if (store.Get(batch.Id)?.Status != BatchStatus.InProgress) cancel.Cancel();   // cancelled before it was registered
+        }
+        using var permits = new SemaphoreSlim(MaxRowsInFlight);
+        var running = new List<Task>();
+        var expired = false;
+        try
+        {
+            foreach (var line in lines)
+            {
+                if (done.ContainsKey(line.Line)) continue;
+                if (cancel.IsCancellationRequested) break;
+                if (Ids.Now() >= batch.ExpiresAt)
+                {
+                    expired = true;
+                    break;
+                }
+                // One dispatcher takes the permits, so a line needing several never deadlocks against another.
+                var rows = Math.Clamp(line.Body["n"] is JsonValue n && n.TryGetValue<int>(out var count) ? count : 1, 1, MaxRowsInFlight);
+                var taken = 0;
+                try
+                {
+                    for (; taken < rows; taken++) await permits.WaitAsync(cancel.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    if (taken > 0) permits.Release(taken);
+                    break;
+                }
+                running.Add(RunLineAsync(batch, line, rows, permits, cancel.Token));
+            }
+            await Task.WhenAll(running);
+        }
+        finally
+        {
+            lock (records) current = null;
+        }
+        stopping.Token.ThrowIfCancellationRequested();   // resumed on the next start
+        if (expired)
+        {
+            done = store.Results(batch.Id);
+            foreach (var line in lines.Where(l => !done.ContainsKey(l.Line)))
+                store.AppendResult(batch.Id, line.Line, BatchLineRunner.Expired(line));
+        }
+        return Update(batch.Id, b => b.Status == BatchStatus.InProgress
+            ? b with { Status = BatchStatus.Finalizing, FinalizingAt = Ids.Now(), EndStatus = expired ? BatchStatus.Expired : BatchStatus.Completed }
+            : b)!;
+    }
+
+    private async Task RunLineAsync(BatchRecord batch, BatchLine line, int rows, SemaphoreSlim permits, CancellationToken cancellation)
+    {
+        try
+        {
+            var output = await lineRunner.RunAsync(line, cancellation);
+            store.AppendResult(batch.Id, line.Line, output);
+            var (input, generated) = BatchLineRunner.Usage(output);
+            var succeeded = BatchLineRunner.Succeeded(output);
+            Update(batch.Id, b => b with
+            {
+                Completed = b.Completed + (succeeded ? 1 : 0),
+                Failed = b.Failed + (succeeded ? 0 : 1),
+                InputTokens = b.InputTokens + input,
+                OutputTokens = b.OutputTokens + generated,
+            });
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            // Stopped by a cancel or the server stopping: not recorded, so a resumed batch runs it again.
+        }
+        finally
+        {
+            permits.Release(rows);
+        }
+    }
+
+    /// <summary>
+    /// Stores the finished lines, in input order, as the output file (successes) and the error file (the rest), each
+    /// written aside and renamed into place under the id chosen at creation, then ends the batch.
+    /// </summary>
+    private void Finalize(BatchRecord batch)
+    {
+        var results = store.Results(batch.Id);
+        var succeeded = results.Values.Where(BatchLineRunner.Succeeded).ToList();
+        var failed = results.Values.Where(o => !BatchLineRunner.Succeeded(o)).ToList();
+        var outputId = succeeded.Count > 0 ? StoreFile(batch, batch.PlannedOutputFileId!, "output", succeeded) : null;
+        var errorId = failed.Count > 0 ? StoreFile(batch, batch.PlannedErrorFileId!, "error", failed) : null;
+        var now = Ids.Now();
+        var end = batch.EndStatus ?? BatchStatus.Completed;
+        Update(batch.Id, b => b with
+        {
+            Status = end,
+            CompletedAt = end == BatchStatus.Completed ? now : b.CompletedAt,
+            CancelledAt = end == BatchStatus.Cancelled ? now : b.CancelledAt,
+            ExpiredAt = end == BatchStatus.Expired ? now : b.ExpiredAt,
+            Completed = succeeded.Count,
+            Failed = failed.Count,
+            OutputFileId = outputId,
+            ErrorFileId = errorId,
+        });
+        store.DeleteResults(batch.Id);
+    }
+
+    private string StoreFile(BatchRecord batch, string id, string kind, IReadOnlyList<JsonObject> lines)
+    {
+        if (files.Store.GetFile(id) is not null) return id;   // stored before a crash cut finalizing short
+        var temp = files.Files.TemporaryPath(id);
+        using (var writer = new StreamWriter(temp, append: false, new UTF8Encoding(false)))
+            foreach (var line in lines) writer.Write(line.ToJsonString() + "\n");
+        files.Files.Commit(id, temp, OutputPurpose);
+        files.Store.AddFile(new StoredFile(id, batch.Owner, Ids.Now(), new FileInfo(files.Files.PathOf(id, OutputPurpose)).Length,
+            $"{batch.Id}_{kind}.jsonl", OutputPurpose, OutputPurpose, lines.Count));
+        return id;
+    }
+
+    /// <summary>Stops the runner; a batch in progress stays so and resumes on the next start.</summary>
+    public void Dispose()
+    {
+        stopping.Cancel();
+        try { runner?.Wait(TimeSpan.FromSeconds(30)); }
+        catch (AggregateException) { }
+    }
+}
