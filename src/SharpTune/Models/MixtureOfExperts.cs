@@ -24,15 +24,15 @@ public sealed record MixtureOfExperts(
     bool OutputRouterLogits)
 {
     /// <summary>
-    /// Whether layer <paramref name="layer"/> holds the sparse block, as Qwen3MoeDecoderLayer decides it
-    /// (transformers@16b6c53c modeling_qwen3_moe.py): not in mlp_only_layers, and num_experts > 0 and
-    /// (layer + 1) % decoder_sparse_step == 0.
-    /// </summary>
-    /// <summary>
     /// Mixtral's router_jitter_noise: while training, the block's input is multiplied by uniform noise in [1 − j, 1 + j]
     /// before the router and the experts read it (MixtralSparseMoeBlock); 0 = none.
     /// </summary>
     public double RouterJitterNoise { get; init; }
 
+    /// <summary>
+    /// Whether layer <paramref name="layer"/> holds the sparse block, as Qwen3MoeDecoderLayer decides it
+    /// (transformers@16b6c53c modeling_qwen3_moe.py): not in mlp_only_layers, and num_experts > 0 and
+    /// (layer + 1) % decoder_sparse_step == 0.
+    /// </summary>
     public bool IsSparse(int layer) => !DenseLayers.Contains(layer) && ExpertCount > 0 && (layer + 1) % DecoderSparseStep == 0;
 }
