@@ -58,7 +58,7 @@ internal static class SequenceClassificationRecipe
             TrainingTasks.Regression => stored ?? new SequenceClassificationConfig(["LABEL_0"], SequenceClassificationConfig.Regression, padId),
             _ => stored ?? new SequenceClassificationConfig(
                 SequenceClassificationData.LabelSet(examples.Select(e => (ClassificationExample)((ClassifierRow)e).Example)),
-                SequenceClassificationConfig.SingleLabelClassification, padId),
+                TrainingTasks.ProblemType(task), padId),
         };
         if (task == TrainingTasks.Reward && labels.NumLabels != 1)
             throw new ArgumentException($"{modelDir}: a reward model has one output; this head has {labels.NumLabels}");
@@ -107,12 +107,13 @@ internal static class SequenceClassificationRecipe
         }
 
         var regression = task == TrainingTasks.Regression;
+        var problemType = TrainingTasks.ProblemType(task);
         IReadOnlyList<ClassificationItem> Tokenize(IEnumerable<TrainingExample> examples) =>
-            TokenizeRows(examples, tokenizer, classifier.Labels.Labels, regression, options.MaxSeqLength).Items;
+            TokenizeRows(examples, tokenizer, classifier.Labels.Labels, problemType, options.MaxSeqLength).Items;
         // Classification's F1 is not a mean over rows, so it comes from a hook at each evaluation and after training.
         var hook = regression || validation.Count == 0 ? null : new F1Hook(classifier, Tokenize(validation), options.MicroBatchSize);
         var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new SequenceClassificationObjective(classifier), hook);
-        var result = context.Run(trainer, examples => TokenizeRows(examples, tokenizer, classifier.Labels.Labels, regression, options.MaxSeqLength),
+        var result = context.Run(trainer, examples => TokenizeRows(examples, tokenizer, classifier.Labels.Labels, problemType, options.MaxSeqLength),
             train, validation, test, (items, device) => ClassifierCollator.Classification(items, pad, regression, device), parameters);
         if (regression || test.Count == 0 || result.TestMetrics is null) return result;
         var f1 = F1Hook.Scores(classifier, Tokenize(test), options.MicroBatchSize, prefix: "");
@@ -120,10 +121,10 @@ internal static class SequenceClassificationRecipe
     }
 
     private static (IReadOnlyList<ClassificationItem> Items, TokenizationReport Report) TokenizeRows(IEnumerable<TrainingExample> examples,
-        HfTokenizer tokenizer, IReadOnlyList<string> labels, bool regression, int maxLength)
+        HfTokenizer tokenizer, IReadOnlyList<string> labels, string problemType, int maxLength)
     {
         var rows = examples.Cast<ClassifierRow>().Select(r => (r.Row, (ClassificationExample)r.Example)).ToList();
-        var items = SequenceClassificationData.Tokenize(rows, tokenizer, labels, regression, maxLength, out var truncated);
+        var items = SequenceClassificationData.Tokenize(rows, tokenizer, labels, problemType, maxLength, out var truncated);
         return (items, new TokenizationReport(rows.Count, items.Count, truncated, 0, 0, items.Sum(i => (long)i.Ids.Length), items.Count));
     }
 
