@@ -37,10 +37,17 @@ public static class EvalCommand
                 "or auto (detected; also when --metrics has acc/acc_norm or the rows have one of these shapes)",
         };
         taskFormat.AcceptOnlyFromAmong("auto", "generic", "arc", "hellaswag", "mmlu", "piqa");
+        var headTask = new Option<string?>("--head-task")
+        {
+            Description = "Evaluate a *ForSequenceClassification model or SEQ_CLS adapter as: sequence_classification, multi_label_classification, " +
+                "regression or reward (default: read from the head's config; a classifier folder or SEQ_CLS adapter is detected)",
+        };
+        headTask.AcceptOnlyFromAmong([.. ClassifierEvaluation.Tasks]);
         var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for chat prompts, e.g. '{\"enable_thinking\": false}'" };
         var command = new Command("eval", "Evaluate a model (or several side by side) on a test set")
         {
             model, dtype, adapter, adapters, data, metrics, maxTokens, batchSize, output, labelMode, labels, maxExamples, stemmer, chatTemplate, templateKwargs, taskFormat,
+            headTask,
         };
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
@@ -53,6 +60,28 @@ public static class EvalCommand
                     .Concat((parse.GetValue(adapters) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(EvaluationCandidate.Parse))
                     .ToList();
                 if (candidates.Count == 0) candidates.Add(new EvaluationCandidate("base", null));
+                var modelDir = ModelOptions.ResolveDir(parse.GetValue(model)!);
+                if (parse.GetValue(headTask) is not null || candidates.Count == 1 && ClassifierEvaluation.IsClassifier(modelDir, candidates[0].Adapter))
+                {
+                    // A score head is read, not generated from: the language-model evaluation's options would be silently ignored.
+                    Option[] unused = [metrics, maxTokens, labelMode, labels, stemmer, templateKwargs, taskFormat, adapters];
+                    if (unused.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
+                        throw new ArgumentException($"{given.Name} does not apply to a classifier, regressor or reward model (its score head is evaluated); remove it");
+                    if (candidates.Count != 1) throw new ArgumentException("a classifier is evaluated one adapter at a time; give one --adapter");
+                    var headOptions = new ClassifierEvaluationOptions
+                    {
+                        Task = parse.GetValue(headTask), BatchSize = parse.GetValue(batchSize), MaxExamples = parse.GetValue(maxExamples),
+                    };
+                    using var cancel = new CancellationTokenSource();
+                    Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+                    var headResult = ClassifierEvaluation.Run(modelDir, candidates[0].Adapter, parse.GetValue(data)!, headOptions,
+                        ModelOptions.ParseDtype(parse.GetValue(dtype)), parse.GetValue(chatTemplate), new EvaluationProgressPrinter(), cancel.Token);
+                    var headFiles = EvaluationReportWriter.Write(headResult, parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates[0].Adapter));
+                    Console.WriteLine($"task           {headResult.Format} ({headResult.Examples} examples)");
+                    foreach (var (name, value) in headResult.Metrics) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-14} {value:0.####}"));
+                    Console.WriteLine($"report: {headFiles.Json}, {headFiles.Html}");
+                    return 0;
+                }
                 var options = new EvaluationOptions
                 {
                     Metrics = EvaluationMetrics.Parse(parse.GetValue(metrics)),
@@ -106,7 +135,13 @@ public static class EvalCommand
                 }
                 return 0;
             }
-            catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException or InvalidOperationException)
+            catch (OperationCanceledException)
+            {
+                Console.Error.WriteLine("cancelled");
+                return 130;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException or InvalidOperationException
+                                          or SharpTune.Data.DataFormatException)
             {
                 Console.Error.WriteLine($"error: {e.Message}");
                 return 1;
