@@ -60,28 +60,6 @@ public static class EvalCommand
                     .Concat((parse.GetValue(adapters) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(EvaluationCandidate.Parse))
                     .ToList();
                 if (candidates.Count == 0) candidates.Add(new EvaluationCandidate("base", null));
-                var modelDir = ModelOptions.ResolveDir(parse.GetValue(model)!);
-                if (parse.GetValue(headTask) is not null || candidates.Count == 1 && ClassifierEvaluation.IsClassifier(modelDir, candidates[0].Adapter))
-                {
-                    // A score head is read, not generated from: the language-model evaluation's options would be silently ignored.
-                    Option[] unused = [metrics, maxTokens, labelMode, labels, stemmer, templateKwargs, taskFormat, adapters];
-                    if (unused.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
-                        throw new ArgumentException($"{given.Name} does not apply to a classifier, regressor or reward model (its score head is evaluated); remove it");
-                    if (candidates.Count != 1) throw new ArgumentException("a classifier is evaluated one adapter at a time; give one --adapter");
-                    var headOptions = new ClassifierEvaluationOptions
-                    {
-                        Task = parse.GetValue(headTask), BatchSize = parse.GetValue(batchSize), MaxExamples = parse.GetValue(maxExamples),
-                    };
-                    using var cancel = new CancellationTokenSource();
-                    Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
-                    var headResult = ClassifierEvaluation.Run(modelDir, candidates[0].Adapter, parse.GetValue(data)!, headOptions,
-                        ModelOptions.ParseDtype(parse.GetValue(dtype)), parse.GetValue(chatTemplate), new EvaluationProgressPrinter(), cancel.Token);
-                    var headFiles = EvaluationReportWriter.Write(headResult, parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates[0].Adapter));
-                    Console.WriteLine($"task           {headResult.Format} ({headResult.Examples} examples)");
-                    foreach (var (name, value) in headResult.Metrics) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-14} {value:0.####}"));
-                    Console.WriteLine($"report: {headFiles.Json}, {headFiles.Html}");
-                    return 0;
-                }
                 var options = new EvaluationOptions
                 {
                     Metrics = EvaluationMetrics.Parse(parse.GetValue(metrics)),
@@ -104,6 +82,30 @@ public static class EvalCommand
                         throw new ArgumentException(
                             $"{given.Name} does not apply to multiple-choice data ({dataPath}): choices are scored by log-likelihood on the " +
                             "raw prompt, as lm-evaluation-harness does without --apply_chat_template; remove it");
+                }
+                var modelDir = multipleChoice is null ? ModelOptions.ResolveDir(parse.GetValue(model)!) : null;
+                if (modelDir is not null && (parse.GetValue(headTask) is not null || ClassifierEvaluation.IsClassifier(modelDir, null)
+                    || candidates.Any(c => c.Adapter is { } dir && ClassifierEvaluation.IsClassifier(modelDir, dir))))
+                {
+                    // A score head is read, not generated from: the language-model evaluation's options would be silently ignored.
+                    Option[] unused = [metrics, maxTokens, labelMode, labels, stemmer, templateKwargs, taskFormat, adapters];
+                    if (unused.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
+                        throw new ArgumentException($"{given.Name} does not apply to a classifier, regressor or reward model (its score head is evaluated); remove it");
+                    if (candidates.Count != 1) throw new ArgumentException("a classifier is evaluated one adapter at a time; give one --adapter");
+                    if (quantization is not null) throw new ArgumentException("--quantize does not apply to a classifier evaluation; evaluate the full-precision model");
+                    var headOptions = new ClassifierEvaluationOptions
+                    {
+                        Task = parse.GetValue(headTask), BatchSize = parse.GetValue(batchSize), MaxExamples = parse.GetValue(maxExamples),
+                    };
+                    using var cancel = new CancellationTokenSource();
+                    Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+                    var headResult = ClassifierEvaluation.Run(modelDir, candidates[0].Adapter, dataPath, headOptions,
+                        ModelOptions.ParseDtype(parse.GetValue(dtype)), parse.GetValue(chatTemplate), new EvaluationProgressPrinter(), cancel.Token);
+                    var headFiles = EvaluationReportWriter.Write(headResult, parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates[0].Adapter));
+                    Console.WriteLine($"task           {headResult.Format} ({headResult.Examples} examples)");
+                    foreach (var (name, value) in headResult.Metrics) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-14} {value:0.####}"));
+                    Console.WriteLine($"report: {headFiles.Json}, {headFiles.Html}");
+                    return 0;
                 }
                 var testData = multipleChoice is null ? EvaluationData.Read(dataPath) : null;
                 var outputDir = parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates.FirstOrDefault(c => c.Adapter is not null)?.Adapter);
