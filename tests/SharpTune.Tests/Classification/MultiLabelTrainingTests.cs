@@ -121,6 +121,28 @@ public class MultiLabelTrainingTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void A_killed_multi_label_run_resumes_to_the_same_losses_and_head()
+    {
+        using var temp = new TempDir();
+        var options = Options(WriteMultiLabel(temp, 12), Path.Combine(temp.Path, "uninterrupted")) with
+            { MicroBatchSize = 2, GradientAccumulation = 2, MaxSteps = 4, SaveEvery = 2, KeepCheckpoints = 5 };
+        var uninterrupted = FineTuneJob.Run(options);
+        var killed = options with { Output = Path.Combine(temp.Path, "resumed") };
+        using (var cancel = new CancellationTokenSource())
+        {
+            var progress = new SharpTune.Tests.Training.SynchronousProgress<TrainingProgress>(p => { if (p.Step == 3) cancel.Cancel(); });
+            Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(killed, progress: progress, cancellationToken: cancel.Token));
+        }
+        var resumed = FineTuneJob.Run(killed, resume: true);
+        static List<double> Losses(string runDir) =>
+            SharpTune.Tracking.MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
+        Assert.Equal(4, Losses(resumed.Training.RunDirectory).Count);
+        Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
+        Assert.Equal(AdapterTensors(uninterrupted.FinalDirectory)["base_model.model.score.weight"], AdapterTensors(resumed.FinalDirectory)["base_model.model.score.weight"]);
+        Assert.Equal(SequenceClassificationConfig.MultiLabelClassification, SequenceClassification.ReadLabels(resumed.FinalDirectory).ProblemType);
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void A_full_run_lowers_the_loss_and_saves_a_multi_label_classifier_folder()
     {
         using var temp = new TempDir();
