@@ -36,6 +36,9 @@ public sealed class RunningServer : IAsyncDisposable
     /// <summary>The fine-tuning jobs API, when <see cref="ServerOptions.FineTuning"/> turned it on.</summary>
     public FineTuning.FineTuningService? FineTuning { get; internal init; }
 
+    /// <summary>The classifier served at <c>/classify</c>, when <see cref="ServerOptions.Classifier"/> named one.</summary>
+    internal Api.ServedClassifier? Classifier { get; init; }
+
     /// <summary>Completes when the host is asked to stop (Ctrl+C, SIGTERM) or <paramref name="cancellationToken"/> fires.</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => app.WaitForShutdownAsync(cancellationToken);
 
@@ -50,5 +53,6 @@ public sealed class RunningServer : IAsyncDisposable
         await app.DisposeAsync();
         Adapters.Dispose();
         Served.Dispose();
+        Classifier?.Dispose();
     }
 }

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using SharpTune.Classification;
 using SharpTune.Embeddings;
 using SharpTune.Models;
 using SharpTune.Runtime;
@@ -38,6 +39,7 @@ public static class SharpTuneServer
         AdapterRegistry? registry = null;
         InferenceEngine? engine = null;
         FineTuningService? fineTuning = null;
+        ServedClassifier? classifier = null;
         try
         {
             var tokenizer = HfTokenizer.FromDirectory(options.ModelDir);
@@ -54,21 +56,33 @@ public static class SharpTuneServer
             EmbedderOrError embedder;
             try { embedder = new(TextEmbedder.ForDirectory(model, tokenizer, options.ModelDir), null); }
             catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException) { embedder = new(null, e.Message); }
-            var app = Build(options, served, registry, activator, engine, embedder, metrics, fineTuning);
+            classifier = LoadClassifier(options);
+            var app = Build(options, served, registry, activator, engine, embedder, metrics, fineTuning, classifier);
             engine.Start();
             fineTuning?.Start();
             await app.StartAsync(cancellationToken);
             var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            return new RunningServer(app, engine, registry, served, new Uri(url.Replace("[::]", "localhost", StringComparison.Ordinal))) { FineTuning = fineTuning };
+            return new RunningServer(app, engine, registry, served, new Uri(url.Replace("[::]", "localhost", StringComparison.Ordinal)))
+                { FineTuning = fineTuning, Classifier = classifier };
         }
         catch
         {
+            classifier?.Dispose();
             fineTuning?.Dispose();
             engine?.Dispose();
             registry?.Dispose();
             if (served is not null) served.Dispose(); else model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The classifier <see cref="ServerOptions.Classifier"/> names, loaded on the model's device and dtype; null when none.</summary>
+    private static ServedClassifier? LoadClassifier(ServerOptions options)
+    {
+        if (options.Classifier is not { } spec) return null;
+        var classifier = TextClassifier.Load(spec.ModelDir, spec.Adapter, options.Dtype is null ? null : ModelFactory.ParseDtype(options.Dtype), TorchRuntime.DefaultDevice);
+        var folder = Path.GetFullPath(spec.Adapter ?? spec.ModelDir).TrimEnd(Path.DirectorySeparatorChar);
+        return new ServedClassifier(spec.Name ?? Path.GetFileName(folder), classifier);
     }
 
     private static void Validate(ServerOptions options)
@@ -89,7 +103,7 @@ public static class SharpTuneServer
         host == "localhost" || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
 
     private static WebApplication Build(ServerOptions options, ServedModel served, AdapterRegistry registry, IAdapterActivator activator, InferenceEngine engine,
-        EmbedderOrError embedder, ServerMetrics metrics, FineTuningService? fineTuning)
+        EmbedderOrError embedder, ServerMetrics metrics, FineTuningService? fineTuning, ServedClassifier? classifier)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "SharpTune.Server" });
         builder.Logging.ClearProviders();   // the library never writes to the console; hosts add their own logging
@@ -119,6 +133,9 @@ public static class SharpTuneServer
         app.MapPost("/v1/chat/completions", completions.ChatAsync);
         app.MapPost("/v1/completions", completions.CompletionsAsync);
         app.MapPost("/v1/embeddings", new EmbeddingEndpoints(served, registry, activator, engine, embedder, options, metrics).CreateAsync);
+        var classify = new ClassifyEndpoints(classifier, engine, options, metrics);
+        app.MapPost("/classify", classify.CreateAsync);      // vLLM's path
+        app.MapPost("/v1/classify", classify.CreateAsync);
         var responses = new ResponsesEndpoints(completions, engine, options, metrics, new ResponseStore());
         app.MapPost("/v1/responses", responses.CreateAsync);
         app.MapGet("/v1/responses/{id}", (HttpContext c, string id) => responses.GetAsync(c, id));
