@@ -101,7 +101,9 @@ public static class EvalCommand
                     Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
                     var headResult = ClassifierEvaluation.Run(modelDir, candidates[0].Adapter, dataPath, headOptions,
                         ModelOptions.ParseDtype(parse.GetValue(dtype)), parse.GetValue(chatTemplate), new EvaluationProgressPrinter(), cancel.Token);
-                    var headFiles = EvaluationReportWriter.Write(headResult, parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates[0].Adapter));
+                    // A full run's classifier (runs/x/final) reports into its run folder, as an adapter's does.
+                    var trained = candidates[0].Adapter ?? (Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd(Path.DirectorySeparatorChar)) is "final" or "best" ? modelDir : null);
+                    var headFiles = EvaluationReportWriter.Write(headResult, parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(trained));
                     Console.WriteLine($"task           {headResult.Format} ({headResult.Examples} examples)");
                     foreach (var (name, value) in headResult.Metrics) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-14} {value:0.####}"));
                     Console.WriteLine($"report: {headFiles.Json}, {headFiles.Html}");

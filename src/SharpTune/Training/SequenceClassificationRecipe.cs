@@ -148,7 +148,10 @@ internal static class SequenceClassificationRecipe
                 "every pair must carry a margin once one does (TRL's margin column), or none may");
     }
 
-    /// <summary>Classification's macro and weighted F1 (<see cref="Evaluation.ClassificationMetrics"/>) on held-out rows, dropout off.</summary>
+    /// <summary>
+    /// Classification's macro and weighted F1 (<see cref="Evaluation.ClassificationMetrics"/>; for a multi-label head
+    /// <see cref="Evaluation.MultiLabelMetrics"/>' and its micro F1 and Hamming loss) on held-out rows, dropout off.
+    /// </summary>
     private sealed class F1Hook(SequenceClassifier classifier, IReadOnlyList<ClassificationItem> validation, int batchSize) : IEvaluationHook
     {
         public IReadOnlyDictionary<string, double> Evaluate(int step) => Scores(classifier, validation, batchSize, prefix: "val_");
@@ -162,7 +165,9 @@ internal static class SequenceClassificationRecipe
             try
             {
                 var metrics = SequenceClassification.Evaluate(classifier, items, batchSize);
-                return new Dictionary<string, double> { [prefix + "macro_f1"] = metrics["macro_f1"], [prefix + "weighted_f1"] = metrics["weighted_f1"] };
+                // A multi-label head also has micro F1 and the Hamming loss (its accuracy, subset accuracy, the objective logs).
+                return new[] { "macro_f1", "weighted_f1", "micro_f1", "hamming_loss" }.Where(metrics.ContainsKey)
+                    .ToDictionary(name => prefix + name, name => metrics[name]);
             }
             finally { if (wasTraining) classifier.Model.train(); }
         }

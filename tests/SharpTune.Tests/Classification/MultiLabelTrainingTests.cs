@@ -146,10 +146,19 @@ public class MultiLabelTrainingTests
     public void A_full_run_lowers_the_loss_and_saves_a_multi_label_classifier_folder()
     {
         using var temp = new TempDir();
-        var result = FineTuneJob.Run(Options(WriteMultiLabel(temp, 12), Path.Combine(temp.Path, "full")) with
-            { Method = "full", MicroBatchSize = 12, MaxSteps = 5, LearningRate = 1e-3 });
+        var result = FineTuneJob.Run(Options(WriteMultiLabel(temp, 16), Path.Combine(temp.Path, "full")) with
+        {
+            Method = "full", MicroBatchSize = 12, MaxSteps = 5, LearningRate = 1e-3, ValidationFraction = 0.25,
+            Test = WriteMultiLabel(temp, 4, "test.jsonl"),
+        });
         var losses = result.Training.TrainLosses;
         Assert.True(losses[^1] < losses[0] - 0.02, $"loss went {string.Join(" → ", losses)}");
+        // Validation and test F1 from MultiLabelMetrics beside the trainer's subset accuracy.
+        var last = SharpTune.Tracking.MetricsLog.ReadAll(Path.Combine(result.Training.RunDirectory, "metrics.jsonl"))[^1];
+        foreach (var key in new[] { "accuracy", "val_accuracy", "val_macro_f1", "val_micro_f1", "val_hamming_loss" })
+            Assert.True(last.ContainsKey(key), key);
+        Assert.InRange(last["val_hamming_loss"]!.GetValue<double>(), 0, 1);
+        Assert.True(result.TestMetrics!.ContainsKey("micro_f1"));
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, "config.json")))!;
         Assert.Equal("multi_label_classification", config["problem_type"]!.GetValue<string>());
         Assert.Equal(3, config["num_labels"]!.GetValue<int>());
