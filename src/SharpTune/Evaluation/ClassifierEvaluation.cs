@@ -76,6 +76,10 @@ public static class ClassifierEvaluation
         string? chatTemplate = null, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var modelDir = Hub.ModelLocator.Resolve(model);
+        if (!IsClassifier(modelDir, adapter))
+            throw new ArgumentException(adapter is null
+                ? $"{modelDir}: not a classifier (config.json's architectures names no *ForSequenceClassification class); give its SEQ_CLS adapter with --adapter"
+                : $"{adapter}: not a SEQ_CLS adapter (adapter_config.json's task_type is not SEQ_CLS)");
         var rows = new DatasetReader().Read(dataPath).ToList();
         if (rows.Count == 0) throw new InvalidDataException($"{dataPath}: no rows to evaluate");
         using var classifier = TextClassifier.Load(modelDir, adapter, dtype);

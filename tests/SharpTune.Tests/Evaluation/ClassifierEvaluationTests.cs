@@ -140,6 +140,45 @@ public class ClassifierEvaluationTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void Conversational_pairs_are_rendered_with_the_chat_template_and_refused_without_one()
+    {
+        using var temp = new TempDir();
+        var model = HeadFolder(temp, "reward", SequenceClassificationConfig.Reward(Pad));
+        var row = new JsonObject
+        {
+            ["prompt"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
+            ["chosen"] = new JsonArray(new JsonObject { ["role"] = "assistant", ["content"] = "Hello there." }),
+            ["rejected"] = new JsonArray(new JsonObject { ["role"] = "assistant", ["content"] = "Go." }),
+        };
+        var data = Lines(temp, "chat.jsonl", [row]);
+        // stories260K's tokenizer has no chat template: the row is refused by file, line and field, not scored as plain text.
+        var error = Assert.Throws<DataFormatException>(() => ClassifierEvaluation.Run(model, null, data, new ClassifierEvaluationOptions()));
+        Assert.Contains($"{data}:1", error.Message);
+        Assert.Contains("chat template", error.Message);
+
+        var result = ClassifierEvaluation.Run(model, null, data, new ClassifierEvaluationOptions(), chatTemplate: "chatml");
+        // Independently: the chatml rendering of prompt + answer, encoded without special tokens (as TRL's RewardTrainer).
+        var chatml = ChatTemplate.BuiltIn("chatml");
+        using var classifier = TextClassifier.Load(model);
+        double Reward(string answer)
+        {
+            var text = chatml.Render([new ChatMessage("user", "Hi"), new ChatMessage("assistant", answer)], addGenerationPrompt: false);
+            return classifier.ScoreIds([text], [[.. classifier.Tokenizer.Encode(text, addSpecialTokens: false)]], 1)[0].Score;
+        }
+        Assert.Equal(Reward("Hello there."), result.Records[0].Scores["chosen_reward"], 4);
+        Assert.Equal(Reward("Go."), result.Records[0].Scores["rejected_reward"], 4);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_language_model_folder_is_not_taken_for_a_classifier()
+    {
+        using var temp = new TempDir();
+        var error = Assert.Throws<ArgumentException>(() =>
+            ClassifierEvaluation.Run(TestAssets.Stories260K, null, Classes(temp, "held.jsonl", 2), new ClassifierEvaluationOptions()));
+        Assert.Contains("not a classifier", error.Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void A_multi_label_head_is_scored_with_its_sigmoid_label_sets()
     {
         using var temp = new TempDir();
