@@ -12,7 +12,8 @@ namespace SharpTune.Classification;
 /// <summary>
 /// What training and using a <see cref="SequenceClassifier"/> share: the labels file written beside a SEQ_CLS adapter,
 /// right-padded batches and held-out classification metrics. Training itself is <see cref="Training.FineTuneJob"/> with
-/// <see cref="Training.TrainingOptions.Task"/> sequence_classification, regression or reward.
+/// <see cref="Training.TrainingOptions.Task"/> sequence_classification, multi_label_classification, regression or reward;
+/// held-out evaluation is <see cref="Evaluation.ClassifierEvaluation"/>.
 /// </summary>
 public static class SequenceClassification
 {
