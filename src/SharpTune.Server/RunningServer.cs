@@ -39,6 +39,9 @@ public sealed class RunningServer : IAsyncDisposable
     /// <summary>The Batch API, on wherever the files API is (with <see cref="ServerOptions.FineTuning"/>).</summary>
     internal Batches.BatchService? Batches { get; init; }
 
+    /// <summary>The classifier served at <c>/classify</c>, when <see cref="ServerOptions.Classifier"/> named one.</summary>
+    internal Api.ServedClassifier? Classifier { get; init; }
+
     /// <summary>Completes when the host is asked to stop (Ctrl+C, SIGTERM) or <paramref name="cancellationToken"/> fires.</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => app.WaitForShutdownAsync(cancellationToken);
 
@@ -54,5 +57,6 @@ public sealed class RunningServer : IAsyncDisposable
         await app.DisposeAsync();
         Adapters.Dispose();
         Served.Dispose();
+        Classifier?.Dispose();
     }
 }

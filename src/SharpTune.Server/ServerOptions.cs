@@ -72,6 +72,12 @@ public sealed record ServerOptions
     /// </summary>
     public string? RunsDir { get; init; }
 
+    /// <summary>
+    /// A sequence classifier, regressor or reward model served beside the language model at vLLM's <c>POST /classify</c>
+    /// (and <c>/v1/classify</c>); null = none (the endpoint answers that no classifier is served).
+    /// </summary>
+    public ServedClassifierOptions? Classifier { get; init; }
+
     /// <summary>A built-in chat template name (chatml, llama-3, …) that overrides the tokenizer's and adapters' own.</summary>
     public string? ChatTemplate { get; init; }
 
@@ -94,3 +100,9 @@ public sealed record ServerOptions
 
 /// <summary>What <see cref="ServerOptions.EngineGate"/> is shown: requests waiting, rows decoding, decode steps run so far.</summary>
 public readonly record struct EngineGateState(int QueuedRequests, int LiveRows, long Steps);
+
+/// <summary>The classifier <see cref="ServerOptions.Classifier"/> serves: a *ForSequenceClassification folder, or a base with a SEQ_CLS adapter.</summary>
+/// <param name="ModelDir">The classifier folder, or the base model the adapter goes on.</param>
+/// <param name="Adapter">A SEQ_CLS adapter folder (with its classification_config.json), or null.</param>
+/// <param name="Name">The name clients put in <c>model</c>; default: the adapter's (else the model's) folder name.</param>
+public sealed record ServedClassifierOptions(string ModelDir, string? Adapter = null, string? Name = null);

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using SharpTune.Classification;
 using SharpTune.Embeddings;
 using SharpTune.Models;
 using SharpTune.Runtime;
@@ -40,6 +41,7 @@ public static class SharpTuneServer
         InferenceEngine? engine = null;
         FineTuningService? fineTuning = null;
         BatchService? batches = null;
+        ServedClassifier? classifier = null;
         try
         {
             var tokenizer = HfTokenizer.FromDirectory(options.ModelDir);
@@ -62,24 +64,35 @@ public static class SharpTuneServer
             EmbedderOrError embedder;
             try { embedder = new(TextEmbedder.ForDirectory(model, tokenizer, options.ModelDir), null); }
             catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException) { embedder = new(null, e.Message); }
-            var app = Build(options, served, registry, activator, engine, embedder, metrics, fineTuning, batches, inProcess);
+            classifier = LoadClassifier(options);
+            var app = Build(options, served, registry, activator, engine, embedder, metrics, fineTuning, batches, inProcess, classifier);
             engine.Start();
             fineTuning?.Start();
             batches?.Start();
             await app.StartAsync(cancellationToken);
             var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             return new RunningServer(app, engine, registry, served, new Uri(url.Replace("[::]", "localhost", StringComparison.Ordinal)))
-                { FineTuning = fineTuning, Batches = batches };
+                { FineTuning = fineTuning, Batches = batches, Classifier = classifier };
         }
         catch
         {
             batches?.Dispose();
+            classifier?.Dispose();
             fineTuning?.Dispose();
             engine?.Dispose();
             registry?.Dispose();
             if (served is not null) served.Dispose(); else model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The classifier <see cref="ServerOptions.Classifier"/> names, loaded on the model's device and dtype; null when none.</summary>
+    private static ServedClassifier? LoadClassifier(ServerOptions options)
+    {
+        if (options.Classifier is not { } spec) return null;
+        var classifier = TextClassifier.Load(spec.ModelDir, spec.Adapter, options.Dtype is null ? null : ModelFactory.ParseDtype(options.Dtype), TorchRuntime.DefaultDevice);
+        var folder = Path.GetFullPath(spec.Adapter ?? spec.ModelDir).TrimEnd(Path.DirectorySeparatorChar);
+        return new ServedClassifier(spec.Name ?? Path.GetFileName(folder), classifier);
     }
 
     private static void Validate(ServerOptions options)
@@ -101,7 +114,8 @@ public static class SharpTuneServer
         host == "localhost" || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
 
     private static WebApplication Build(ServerOptions options, ServedModel served, AdapterRegistry registry, IAdapterActivator activator, InferenceEngine engine,
-        EmbedderOrError embedder, ServerMetrics metrics, FineTuningService? fineTuning, BatchService? batches, InProcessEndpoints inProcess)
+        EmbedderOrError embedder, ServerMetrics metrics, FineTuningService? fineTuning, BatchService? batches, InProcessEndpoints inProcess,
+        ServedClassifier? classifier)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "SharpTune.Server" });
         builder.Logging.ClearProviders();   // the library never writes to the console; hosts add their own logging
@@ -128,6 +142,9 @@ public static class SharpTuneServer
         var completions = new CompletionEndpoints(served, registry, engine, options, metrics);
         var models = new ModelEndpoints(served, registry, fineTuning);
         var admin = new AdminEndpoints(registry, engine, options.MaxBodyBytes);
+        var classify = new ClassifyEndpoints(classifier, engine, options, metrics);
+        app.MapPost("/classify", classify.CreateAsync);      // vLLM's path
+        app.MapPost("/v1/classify", classify.CreateAsync);
         var responses = new ResponsesEndpoints(completions, engine, options, metrics, new ResponseStore());
         // The JSON inference endpoints, each mapped and also kept for batch lines, which run the same handlers in-process.
         inProcess.Add("/v1/chat/completions", completions.ChatAsync);

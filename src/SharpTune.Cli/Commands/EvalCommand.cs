@@ -37,10 +37,17 @@ public static class EvalCommand
                 "or auto (detected; also when --metrics has acc/acc_norm or the rows have one of these shapes)",
         };
         taskFormat.AcceptOnlyFromAmong("auto", "generic", "arc", "hellaswag", "mmlu", "piqa");
+        var headTask = new Option<string?>("--head-task")
+        {
+            Description = "Evaluate a *ForSequenceClassification model or SEQ_CLS adapter as: sequence_classification, multi_label_classification, " +
+                "regression or reward (default: read from the head's config; a classifier folder or SEQ_CLS adapter is detected)",
+        };
+        headTask.AcceptOnlyFromAmong([.. ClassifierEvaluation.Tasks]);
         var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for chat prompts, e.g. '{\"enable_thinking\": false}'" };
         var command = new Command("eval", "Evaluate a model (or several side by side) on a test set")
         {
             model, dtype, adapter, adapters, data, metrics, maxTokens, batchSize, output, labelMode, labels, maxExamples, stemmer, chatTemplate, templateKwargs, taskFormat,
+            headTask,
         };
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
@@ -76,6 +83,32 @@ public static class EvalCommand
                             $"{given.Name} does not apply to multiple-choice data ({dataPath}): choices are scored by log-likelihood on the " +
                             "raw prompt, as lm-evaluation-harness does without --apply_chat_template; remove it");
                 }
+                var modelDir = multipleChoice is null ? ModelOptions.ResolveDir(parse.GetValue(model)!) : null;
+                if (modelDir is not null && (parse.GetValue(headTask) is not null || ClassifierEvaluation.IsClassifier(modelDir, null)
+                    || candidates.Any(c => c.Adapter is { } dir && ClassifierEvaluation.IsClassifier(modelDir, dir))))
+                {
+                    // A score head is read, not generated from: the language-model evaluation's options would be silently ignored.
+                    Option[] unused = [metrics, maxTokens, labelMode, labels, stemmer, templateKwargs, taskFormat, adapters];
+                    if (unused.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } given)
+                        throw new ArgumentException($"{given.Name} does not apply to a classifier, regressor or reward model (its score head is evaluated); remove it");
+                    if (candidates.Count != 1) throw new ArgumentException("a classifier is evaluated one adapter at a time; give one --adapter");
+                    if (quantization is not null) throw new ArgumentException("--quantize does not apply to a classifier evaluation; evaluate the full-precision model");
+                    var headOptions = new ClassifierEvaluationOptions
+                    {
+                        Task = parse.GetValue(headTask), BatchSize = parse.GetValue(batchSize), MaxExamples = parse.GetValue(maxExamples),
+                    };
+                    using var cancel = new CancellationTokenSource();
+                    Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+                    var headResult = ClassifierEvaluation.Run(modelDir, candidates[0].Adapter, dataPath, headOptions,
+                        ModelOptions.ParseDtype(parse.GetValue(dtype)), parse.GetValue(chatTemplate), new EvaluationProgressPrinter(), cancel.Token);
+                    // A full run's classifier (runs/x/final) reports into its run folder, as an adapter's does.
+                    var trained = candidates[0].Adapter ?? (Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd(Path.DirectorySeparatorChar)) is "final" or "best" ? modelDir : null);
+                    var headFiles = EvaluationReportWriter.Write(headResult, parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(trained));
+                    Console.WriteLine($"task           {headResult.Format} ({headResult.Examples} examples)");
+                    foreach (var (name, value) in headResult.Metrics) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-14} {value:0.####}"));
+                    Console.WriteLine($"report: {headFiles.Json}, {headFiles.Html}");
+                    return 0;
+                }
                 var testData = multipleChoice is null ? EvaluationData.Read(dataPath) : null;
                 var outputDir = parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates.FirstOrDefault(c => c.Adapter is not null)?.Adapter);
                 var progress = new EvaluationProgressPrinter();
@@ -106,7 +139,13 @@ public static class EvalCommand
                 }
                 return 0;
             }
-            catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException or InvalidOperationException)
+            catch (OperationCanceledException)
+            {
+                Console.Error.WriteLine("cancelled");
+                return 130;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidDataException or IOException or InvalidOperationException
+                                          or SharpTune.Data.DataFormatException)
             {
                 Console.Error.WriteLine($"error: {e.Message}");
                 return 1;

@@ -26,10 +26,14 @@ internal static class ServeCommand
         var runs = new Option<string?>("--runs") { Description = "Also show the runs dashboard for this folder at /dashboard" };
         var timeout = new Option<int>("--timeout") { Description = "Per-request timeout in seconds", DefaultValueFactory = _ => 300 };
         var threads = new Option<int?>("--threads") { Description = "threads for the model (default: every core but one for libtorch, or SHARPTUNE_THREADS; every core for the decode kernels)" };
+        var classifier = new Option<string?>("--classifier") { Description = "Also serve this *ForSequenceClassification folder (or the base of --classifier-adapter) at vLLM's POST /classify" };
+        var classifierAdapter = new Option<string?>("--classifier-adapter") { Description = "A SEQ_CLS adapter on --classifier's base" };
+        var classifierName = new Option<string?>("--classifier-name") { Description = "Name of the classifier in /classify's model field (default: its folder name)" };
         var jobs = FineTuningOptions.Create();
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
         {
             model, dtype, adapters, host, port, keys, maxBatch, batchRows, maxQueue, name, template, templateKwargs, timeout, threads, runs,
+            classifier, classifierAdapter, classifierName,
         };
         jobs.AddTo(command);
         var quantize = new QuantizeOptions();
@@ -48,6 +52,11 @@ internal static class ServeCommand
                     return 2;
                 }
                 adapterDirs[spec[..at]] = spec[(at + 1)..];
+            }
+            if (parse.GetValue(classifier) is null && (parse.GetValue(classifierAdapter) ?? parse.GetValue(classifierName)) is not null)
+            {
+                Console.Error.WriteLine("error: --classifier-adapter and --classifier-name need --classifier (the classifier folder or the adapter's base)");
+                return 2;
             }
             var explicitHost = parse.GetValue(host);
             var fineTuning = jobs.Read(parse, out var jobsError);
@@ -76,6 +85,9 @@ internal static class ServeCommand
                 DefaultChatTemplateKwargs = SharpTune.Tokenization.ChatTemplateArguments.Parse(parse.GetValue(templateKwargs), "--default-chat-template-kwargs"),
                 RunsDir = parse.GetValue(runs),
                 FineTuning = fineTuning,
+                Classifier = parse.GetValue(classifier) is { } classifierModel
+                    ? new ServedClassifierOptions(ModelOptions.ResolveDir(classifierModel), parse.GetValue(classifierAdapter), parse.GetValue(classifierName))
+                    : null,
             };
             if (Directory.Exists(options.ModelDir) && SharpTune.Advisors.License.LicenseWarning.For(options.ModelDir) is { } warning)
                 Console.Error.WriteLine($"warning: {warning}");

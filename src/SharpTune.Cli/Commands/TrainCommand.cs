@@ -47,7 +47,7 @@ internal static class TrainCommand
         var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
-        var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (the last three a *ForSequenceClassification score head on the decoder)" };
+        var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (all but causal_lm a *ForSequenceClassification score head on the decoder)" };
         var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
         var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
         var grpo = GrpoCommandOptions.Create();

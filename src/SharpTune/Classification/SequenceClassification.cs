@@ -12,7 +12,8 @@ namespace SharpTune.Classification;
 /// <summary>
 /// What training and using a <see cref="SequenceClassifier"/> share: the labels file written beside a SEQ_CLS adapter,
 /// right-padded batches and held-out classification metrics. Training itself is <see cref="Training.FineTuneJob"/> with
-/// <see cref="Training.TrainingOptions.Task"/> sequence_classification, regression or reward.
+/// <see cref="Training.TrainingOptions.Task"/> sequence_classification, multi_label_classification, regression or reward;
+/// held-out evaluation is <see cref="Evaluation.ClassifierEvaluation"/>.
 /// </summary>
 public static class SequenceClassification
 {
@@ -22,19 +23,26 @@ public static class SequenceClassification
     /// </summary>
     public const string LabelsFileName = "classification_config.json";
 
-    /// <summary>Mean loss and logits of a classification batch (cross-entropy or MSE by the head's problem type).</summary>
+    /// <summary>Mean loss and logits of a classification batch (cross-entropy, BCE with logits or MSE by the head's problem type).</summary>
     public static (Tensor Loss, Tensor Logits) ClassificationBatchLoss(SequenceClassifier classifier, IReadOnlyList<ClassificationItem> batch)
     {
         var ids = RightPadded(batch.Select(b => b.Ids).ToList(), classifier);
         var logits = classifier.Logits(ids);
         var problem = classifier.Labels.EffectiveProblemType;
-        var targets = problem == SequenceClassificationConfig.Regression
-            ? tensor(batch.Select(b => b.Target).ToArray())
-            : tensor(batch.Select(b => b.ClassId).ToArray());
+        var targets = problem switch
+        {
+            SequenceClassificationConfig.Regression => tensor(batch.Select(b => b.Target).ToArray()),
+            SequenceClassificationConfig.MultiLabelClassification => tensor(batch.SelectMany(b => b.LabelVector
+                ?? throw new ArgumentException($"{b.Location}: a multi-label head needs each row's label list")).ToArray(), [batch.Count, classifier.Labels.NumLabels]),
+            _ => tensor(batch.Select(b => b.ClassId).ToArray()),
+        };
         return (SequenceClassificationLoss.Compute(logits, targets.to(logits.device), problem), logits);
     }
 
-    /// <summary>Held-out classification metrics (ClassificationMetrics' accuracy and F1) or regression MSE, and the mean loss.</summary>
+    /// <summary>
+    /// Held-out classification metrics (ClassificationMetrics' accuracy and F1; for a multi-label head
+    /// <see cref="MultiLabelMetrics"/>' subset accuracy and F1) or regression MSE, and the mean loss.
+    /// </summary>
     public static IReadOnlyDictionary<string, double> Evaluate(SequenceClassifier classifier, IReadOnlyList<ClassificationItem> items, int batchSize)
     {
         if (items.Count == 0) return new Dictionary<string, double>();
@@ -42,12 +50,25 @@ public static class SequenceClassification
         double lossSum = 0;
         var gold = new List<string>();
         var predicted = new List<string>();
+        var multiLabel = classifier.Labels.EffectiveProblemType == SequenceClassificationConfig.MultiLabelClassification;
+        var goldSets = new List<bool[]>();
+        var predictedSets = new List<bool[]>();
         foreach (var batch in items.Chunk(batchSize))
         {
             using var scope = NewDisposeScope();
             var (loss, logits) = ClassificationBatchLoss(classifier, batch);
             lossSum += loss.item<float>() * batch.Length;
             if (classifier.Labels.EffectiveProblemType == SequenceClassificationConfig.Regression) continue;
+            if (multiLabel)
+            {
+                var decisions = logits.gt(0).cpu().data<bool>().ToArray();   // sigmoid > 0.5
+                for (var row = 0; row < batch.Length; row++)
+                {
+                    goldSets.Add([.. batch[row].LabelVector!.Select(v => v > 0.5f)]);
+                    predictedSets.Add(decisions[(row * classifier.Labels.NumLabels)..((row + 1) * classifier.Labels.NumLabels)]);
+                }
+                continue;
+            }
             var argmax = logits.argmax(-1).data<long>().ToArray();
             gold.AddRange(batch.Select(b => classifier.Labels.Labels[(int)b.ClassId]));
             predicted.AddRange(argmax.Select(i => classifier.Labels.Labels[(int)i]));
@@ -56,6 +77,16 @@ public static class SequenceClassification
         if (classifier.Labels.EffectiveProblemType == SequenceClassificationConfig.Regression)
         {
             metrics["mse"] = metrics["loss"];
+            return metrics;
+        }
+        if (multiLabel)
+        {
+            var sets = MultiLabelMetrics.Compute(goldSets, predictedSets, classifier.Labels.Labels);
+            metrics["accuracy"] = sets.SubsetAccuracy;
+            metrics["macro_f1"] = sets.Macro.F1;
+            metrics["micro_f1"] = sets.Micro.F1;
+            metrics["weighted_f1"] = sets.Weighted.F1;
+            metrics["hamming_loss"] = sets.HammingLoss;
             return metrics;
         }
         var scores = ClassificationMetrics.Compute(gold, predicted, classifier.Labels.Labels);

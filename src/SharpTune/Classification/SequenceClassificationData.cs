@@ -2,13 +2,18 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Data;
+using SharpTune.Models;
 using SharpTune.Tokenization;
 
 namespace SharpTune.Classification;
 
 /// <summary>One text to classify, tokenized, with its target: a class id, or a number for regression.</summary>
 /// <param name="Location">"file:line" of its row.</param>
-public sealed record ClassificationItem(int[] Ids, long ClassId, float Target, string Location);
+public sealed record ClassificationItem(int[] Ids, long ClassId, float Target, string Location)
+{
+    /// <summary>Multi-label classification: 1 at each of the row's label ids, 0 elsewhere (num_labels long); null otherwise.</summary>
+    public float[]? LabelVector { get; init; }
+}
 
 /// <summary>One preference pair, tokenized, with TRL's optional per-pair margin.</summary>
 public sealed record RewardPair(int[] Chosen, int[] Rejected, float? Margin, string SourceFile, long LineNumber);
@@ -30,9 +35,12 @@ public static class SequenceClassificationData
         new Data.Readers.DatasetReader().Read(path)
             .Select(row => (row, (PreferenceExample)TrainingExampleMapper.Map(row, DatasetFormat.Preference))).ToList();
 
-    /// <summary>The label set of a new head: the distinct labels in ordinal order (ids are positions in it).</summary>
+    /// <summary>
+    /// The label set of a new head: the distinct labels in ordinal order (ids are positions in it); for multi-label rows
+    /// every label of every row's list.
+    /// </summary>
     public static IReadOnlyList<string> LabelSet(IEnumerable<ClassificationExample> examples) =>
-        examples.Select(e => e.ClassLabel).Distinct().Order(StringComparer.Ordinal).ToList();
+        examples.SelectMany(e => e.ClassLabels ?? [e.ClassLabel]).Distinct().Order(StringComparer.Ordinal).ToList();
 
     /// <summary>
     /// Tokenizes classification rows as transformers' text-classification examples do (the tokenizer's special tokens
@@ -46,37 +54,61 @@ public static class SequenceClassificationData
     /// <inheritdoc cref="Tokenize(IEnumerable{ValueTuple{DataRow, ClassificationExample}}, HfTokenizer, IReadOnlyList{string}, bool, int)"/>
     /// <param name="truncated">How many texts were cut to <paramref name="maxLength"/>.</param>
     public static IReadOnlyList<ClassificationItem> Tokenize(IEnumerable<(DataRow Row, ClassificationExample Example)> rows, HfTokenizer tokenizer,
-        IReadOnlyList<string> labels, bool regression, int maxLength, out int truncated)
+        IReadOnlyList<string> labels, bool regression, int maxLength, out int truncated) =>
+        Tokenize(rows, tokenizer, labels, regression ? SequenceClassificationConfig.Regression : SequenceClassificationConfig.SingleLabelClassification,
+            maxLength, out truncated);
+
+    /// <summary>
+    /// Tokenizes classification rows for a head of <paramref name="problemType"/> (one of
+    /// <see cref="SequenceClassificationConfig"/>'s): single-label rows name one of <paramref name="labels"/>; regression
+    /// rows a number; multi-label rows a list of <paramref name="labels"/> (a single label counts as a list of one),
+    /// turned into the multi-hot <see cref="ClassificationItem.LabelVector"/> transformers' BCEWithLogits loss reads.
+    /// Texts are encoded with the tokenizer's special tokens and cut to <paramref name="maxLength"/> from the right.
+    /// </summary>
+    /// <param name="truncated">How many texts were cut to <paramref name="maxLength"/>.</param>
+    public static IReadOnlyList<ClassificationItem> Tokenize(IEnumerable<(DataRow Row, ClassificationExample Example)> rows, HfTokenizer tokenizer,
+        IReadOnlyList<string> labels, string problemType, int maxLength, out int truncated)
     {
         truncated = 0;
+        var ids = labels.Select((label, id) => (label, id)).DistinctBy(p => p.label).ToDictionary(p => p.label, p => p.id);   // the first id of a repeated name, as IndexOf
         var items = new List<ClassificationItem>();
         foreach (var (row, example) in rows)
         {
             long classId = 0;
             float target = 0;
-            if (regression)
+            float[]? vector = null;
+            if (problemType == SequenceClassificationConfig.Regression)
             {
-                if (!double.TryParse(example.ClassLabel, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
+                if (example.ClassLabels is not null || !double.TryParse(example.ClassLabel, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
                     throw new DataFormatException(row.SourceFile, row.LineNumber, "label", "wrong_type",
                         $"a regression label must be a number, found '{example.ClassLabel}'");
                 target = (float)value;
             }
+            else if (problemType == SequenceClassificationConfig.MultiLabelClassification)
+            {
+                vector = new float[labels.Count];
+                foreach (var label in example.ClassLabels ?? [example.ClassLabel])
+                    vector[ids.TryGetValue(label, out var id) ? id : throw UnknownLabel(row, label, labels)] = 1;
+            }
             else
             {
-                classId = labels.ToList().IndexOf(example.ClassLabel);
-                if (classId < 0)
-                    throw new DataFormatException(row.SourceFile, row.LineNumber, "label", "unknown_label",
-                        $"label '{example.ClassLabel}' is not one of the model's labels ({string.Join(", ", labels)})");
+                if (example.ClassLabels is not null)
+                    throw new DataFormatException(row.SourceFile, row.LineNumber, "label", "wrong_type",
+                        $"a list of labels ({example.ClassLabel}) needs a multi-label head (task multi_label_classification); single-label rows name one label");
+                classId = ids.TryGetValue(example.ClassLabel, out var id) ? id : throw UnknownLabel(row, example.ClassLabel, labels);
             }
             var all = tokenizer.Encode(example.Text, addSpecialTokens: true);
             if (all.Count > maxLength) truncated++;
-            var ids = all.Take(maxLength).ToArray();
-            if (ids.Length == 0)
+            var tokens = all.Take(maxLength).ToArray();
+            if (tokens.Length == 0)
                 throw new DataFormatException(row.SourceFile, row.LineNumber, "text", "empty", "the text encodes to no tokens");
-            items.Add(new ClassificationItem(ids, classId, target, row.Location));
+            items.Add(new ClassificationItem(tokens, classId, target, row.Location) { LabelVector = vector });
         }
         return items;
     }
+
+    private static DataFormatException UnknownLabel(DataRow row, string label, IReadOnlyList<string> labels) =>
+        new(row.SourceFile, row.LineNumber, "label", "unknown_label", $"label '{label}' is not one of the model's labels ({string.Join(", ", labels)})");
 
     /// <summary>
     /// Tokenizes preference pairs as TRL's RewardTrainer does: a plain-text pair is prompt + answer with the EOS token

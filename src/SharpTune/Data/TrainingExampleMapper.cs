@@ -19,6 +19,7 @@ public static class TrainingExampleMapper
         DatasetFormat.Chat => Chat(row),
         DatasetFormat.Instruction => new InstructionExample(Text(row, "instruction"), OptionalText(row, "input"), Text(row, "output")),
         DatasetFormat.Text => new TextExample(Text(row, "text")),
+        DatasetFormat.Classification when row.Fields["label"] is JsonArray => MultiLabel(row),
         DatasetFormat.Classification => new ClassificationExample(Text(row, "text"), Label(row)),
         DatasetFormat.Preference => Preference(row),
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, null),
@@ -228,6 +229,20 @@ public static class TrainingExampleMapper
         var other => throw Error(row, "label", other is null ? "missing_field" : "wrong_type",
             $"expected a string or number label, found {Kind(other)}"),
     };
+
+    /// <summary>A multi-label row: <c>{"text", "label": ["a", "b"]}</c>, each label a string or a number (its JSON text).</summary>
+    private static ClassificationExample MultiLabel(DataRow row)
+    {
+        var labels = ((JsonArray)row.Fields["label"]!).Select((node, i) => node switch
+        {
+            JsonValue v when v.GetValueKind() is JsonValueKind.String => v.GetValue<string>(),
+            JsonValue v when v.GetValueKind() is JsonValueKind.Number => v.ToJsonString(),
+            var other => throw Error(row, $"label[{i}]", "wrong_type", $"expected a string or number label, found {Kind(other)}"),
+        }).ToList();
+        if (labels.Distinct().Count() != labels.Count)
+            throw Error(row, "label", "invalid_value", $"a label is listed twice ({string.Join(", ", labels)})");
+        return new ClassificationExample(Text(row, "text"), string.Join(",", labels)) { ClassLabels = labels };
+    }
 
     internal static string Kind(JsonNode? node) => node is null ? "null" : node.GetValueKind().ToString().ToLowerInvariant();
 

@@ -83,12 +83,19 @@ public sealed record TextExample(string Text) : TrainingExample
     public override string TrainingText => Text;
 }
 
-/// <summary>A text and its class label.</summary>
+/// <summary>
+/// A text and its class label. A row whose <c>label</c> is a list (multi-label classification) also carries the list in
+/// <see cref="ClassLabels"/>; its <see cref="ClassLabel"/> is then the labels joined with commas (what stratified splits
+/// and inspection group by).
+/// </summary>
 public sealed record ClassificationExample(string Text, string ClassLabel) : TrainingExample
 {
     public override DatasetFormat Format => DatasetFormat.Classification;
     public override string TrainingText => Text;
     public override string? Label => ClassLabel;
+
+    /// <summary>The row's labels when its <c>label</c> is a list (possibly empty); null for a single label.</summary>
+    public IReadOnlyList<string>? ClassLabels { get; init; }
 }
 
 /// <summary>

@@ -64,6 +64,12 @@ public static class EvaluationReportWriter
             if (c.Metrics is { } m) md.AppendLine("```").Append(m.ToReport(digits: 4)).AppendLine("```");
             if (c.ConfusionMatrixPlot is { } plot) md.AppendLine().AppendLine($"![confusion matrix]({plot})");
         }
+        if (result.PerLabel is { } perLabel)
+        {
+            md.AppendLine().AppendLine("## Per label").AppendLine();
+            md.AppendLine("| label | precision | recall | f1 | support |").AppendLine("|---|---|---|---|---|");
+            foreach (var m in perLabel) md.AppendLine($"| {Cell(m.Label)} | {Format(m.Precision)} | {Format(m.Recall)} | {Format(m.F1)} | {m.Support} |");
+        }
         md.AppendLine().AppendLine($"## Examples (first {Math.Min(examples, result.Records.Count)} of {result.Records.Count})").AppendLine();
         md.AppendLine("| # | input | reference | output | scores |").AppendLine("|---|---|---|---|---|");
         foreach (var r in result.Records.Take(examples))
@@ -87,6 +93,13 @@ public static class EvaluationReportWriter
             body.Append($"<h2>Classification (labels by {E(c.LabelMode)})</h2>");
             if (c.Metrics is { } m) body.Append($"<pre>{E(m.ToReport(digits: 4))}</pre>");
             if (c.ConfusionMatrixPlot is { } plot) body.Append($"<img src=\"{E(plot)}\" alt=\"confusion matrix\">");
+        }
+        if (result.PerLabel is { } perLabel)
+        {
+            body.Append("<h2>Per label</h2><table><tr><th>label</th><th>precision</th><th>recall</th><th>f1</th><th>support</th></tr>");
+            foreach (var m in perLabel)
+                body.Append($"<tr><td>{E(m.Label)}</td><td>{Format(m.Precision)}</td><td>{Format(m.Recall)}</td><td>{Format(m.F1)}</td><td>{m.Support}</td></tr>");
+            body.Append("</table>");
         }
         body.Append("<h2>Examples</h2><table><tr><th>#</th><th>input</th><th>reference</th><th>output</th><th>scores</th></tr>");
         foreach (var r in result.Records)

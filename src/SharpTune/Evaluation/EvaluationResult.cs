@@ -66,6 +66,11 @@ public sealed record EvaluationResult(
     public DateTimeOffset CreatedAt { get; init; } = DateTimeOffset.UtcNow;
     /// <summary>Wall-clock seconds the evaluation took.</summary>
     public double Seconds { get; init; }
+    /// <summary>
+    /// A multi-label classifier's precision, recall, F1 and support per label, then the micro, macro and weighted
+    /// averages (single-label classification keeps these in <see cref="Classification"/>); null otherwise.
+    /// </summary>
+    public IReadOnlyList<ClassMetrics>? PerLabel { get; init; }
 }
 
 /// <summary>Progress of an evaluation: the stage (scoring, generating, labelling) and examples done of total.</summary>

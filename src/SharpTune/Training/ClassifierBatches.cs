@@ -10,7 +10,7 @@ namespace SharpTune.Training;
 /// </summary>
 public sealed class ClassificationBatch : TrainingBatch
 {
-    /// <summary>(B) int64 class ids, or float32 targets for regression.</summary>
+    /// <summary>(B) int64 class ids, float32 targets for regression, or (B, num_labels) float32 0/1 for multi-label.</summary>
     public required Tensor Labels { get; init; }
 
     public override void Dispose()
@@ -42,7 +42,10 @@ public sealed class RewardPairBatch : TrainingBatch
 /// <summary>Turns tokenized classification rows and reward pairs into right-padded micro-batches.</summary>
 public static class ClassifierCollator
 {
-    /// <summary>Rows padded on the right with <paramref name="padTokenId"/>; one loss unit per row.</summary>
+    /// <summary>
+    /// Rows padded on the right with <paramref name="padTokenId"/>; one loss unit per row. Rows carrying a
+    /// <see cref="ClassificationItem.LabelVector"/> (multi-label) get their multi-hot vectors as labels.
+    /// </summary>
     public static ClassificationBatch Classification(IReadOnlyList<ClassificationItem> items, int? padTokenId, bool regression, Device device)
     {
         if (items.Count == 0) throw new ArgumentException("a classification batch needs at least one row", nameof(items));
@@ -55,9 +58,12 @@ public static class ClassifierCollator
             SupervisedTokens = items.Count,
             Tokens = tokens,
             LossUnits = items.Count,
-            Labels = regression
-                ? tensor(items.Select(i => i.Target).ToArray(), device: device)
-                : tensor(items.Select(i => i.ClassId).ToArray(), device: device),
+            Labels = items[0].LabelVector is { Length: var labels }
+                ? tensor(items.SelectMany(i => i.LabelVector ?? throw new ArgumentException($"{i.Location}: a multi-label batch needs every row's label list")).ToArray(),
+                    [items.Count, labels], device: device)
+                : regression
+                    ? tensor(items.Select(i => i.Target).ToArray(), device: device)
+                    : tensor(items.Select(i => i.ClassId).ToArray(), device: device),
         };
     }
 

@@ -58,7 +58,7 @@ internal static class SequenceClassificationRecipe
             TrainingTasks.Regression => stored ?? new SequenceClassificationConfig(["LABEL_0"], SequenceClassificationConfig.Regression, padId),
             _ => stored ?? new SequenceClassificationConfig(
                 SequenceClassificationData.LabelSet(examples.Select(e => (ClassificationExample)((ClassifierRow)e).Example)),
-                SequenceClassificationConfig.SingleLabelClassification, padId),
+                TrainingTasks.ProblemType(task), padId),
         };
         if (task == TrainingTasks.Reward && labels.NumLabels != 1)
             throw new ArgumentException($"{modelDir}: a reward model has one output; this head has {labels.NumLabels}");
@@ -107,12 +107,13 @@ internal static class SequenceClassificationRecipe
         }
 
         var regression = task == TrainingTasks.Regression;
+        var problemType = TrainingTasks.ProblemType(task);
         IReadOnlyList<ClassificationItem> Tokenize(IEnumerable<TrainingExample> examples) =>
-            TokenizeRows(examples, tokenizer, classifier.Labels.Labels, regression, options.MaxSeqLength).Items;
+            TokenizeRows(examples, tokenizer, classifier.Labels.Labels, problemType, options.MaxSeqLength).Items;
         // Classification's F1 is not a mean over rows, so it comes from a hook at each evaluation and after training.
         var hook = regression || validation.Count == 0 ? null : new F1Hook(classifier, Tokenize(validation), options.MicroBatchSize);
         var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new SequenceClassificationObjective(classifier), hook);
-        var result = context.Run(trainer, examples => TokenizeRows(examples, tokenizer, classifier.Labels.Labels, regression, options.MaxSeqLength),
+        var result = context.Run(trainer, examples => TokenizeRows(examples, tokenizer, classifier.Labels.Labels, problemType, options.MaxSeqLength),
             train, validation, test, (items, device) => ClassifierCollator.Classification(items, pad, regression, device), parameters);
         if (regression || test.Count == 0 || result.TestMetrics is null) return result;
         var f1 = F1Hook.Scores(classifier, Tokenize(test), options.MicroBatchSize, prefix: "");
@@ -120,10 +121,10 @@ internal static class SequenceClassificationRecipe
     }
 
     private static (IReadOnlyList<ClassificationItem> Items, TokenizationReport Report) TokenizeRows(IEnumerable<TrainingExample> examples,
-        HfTokenizer tokenizer, IReadOnlyList<string> labels, bool regression, int maxLength)
+        HfTokenizer tokenizer, IReadOnlyList<string> labels, string problemType, int maxLength)
     {
         var rows = examples.Cast<ClassifierRow>().Select(r => (r.Row, (ClassificationExample)r.Example)).ToList();
-        var items = SequenceClassificationData.Tokenize(rows, tokenizer, labels, regression, maxLength, out var truncated);
+        var items = SequenceClassificationData.Tokenize(rows, tokenizer, labels, problemType, maxLength, out var truncated);
         return (items, new TokenizationReport(rows.Count, items.Count, truncated, 0, 0, items.Sum(i => (long)i.Ids.Length), items.Count));
     }
 
@@ -147,7 +148,10 @@ internal static class SequenceClassificationRecipe
                 "every pair must carry a margin once one does (TRL's margin column), or none may");
     }
 
-    /// <summary>Classification's macro and weighted F1 (<see cref="Evaluation.ClassificationMetrics"/>) on held-out rows, dropout off.</summary>
+    /// <summary>
+    /// Classification's macro and weighted F1 (<see cref="Evaluation.ClassificationMetrics"/>; for a multi-label head
+    /// <see cref="Evaluation.MultiLabelMetrics"/>' and its micro F1 and Hamming loss) on held-out rows, dropout off.
+    /// </summary>
     private sealed class F1Hook(SequenceClassifier classifier, IReadOnlyList<ClassificationItem> validation, int batchSize) : IEvaluationHook
     {
         public IReadOnlyDictionary<string, double> Evaluate(int step) => Scores(classifier, validation, batchSize, prefix: "val_");
@@ -161,7 +165,9 @@ internal static class SequenceClassificationRecipe
             try
             {
                 var metrics = SequenceClassification.Evaluate(classifier, items, batchSize);
-                return new Dictionary<string, double> { [prefix + "macro_f1"] = metrics["macro_f1"], [prefix + "weighted_f1"] = metrics["weighted_f1"] };
+                // A multi-label head also has micro F1 and the Hamming loss (its accuracy, subset accuracy, the objective logs).
+                return new[] { "macro_f1", "weighted_f1", "micro_f1", "hamming_loss" }.Where(metrics.ContainsKey)
+                    .ToDictionary(name => prefix + name, name => metrics[name]);
             }
             finally { if (wasTraining) classifier.Model.train(); }
         }

@@ -258,8 +258,9 @@ public sealed record TrainingOptions
     // Classifiers and reward models (docs/training.md, "Sequence classification and reward models").
     /// <summary>
     /// What the run trains (<see cref="TrainingTasks.Names"/>): causal_lm (default: the language model, every
-    /// objective), sequence_classification ({"text","label"} rows, cross-entropy), regression (numeric labels, MSE) or
-    /// reward (preference pairs, TRL's RewardTrainer loss), the last three a *ForSequenceClassification score head.
+    /// objective), sequence_classification ({"text","label"} rows, cross-entropy), multi_label_classification (rows with
+    /// a list of labels, BCE with logits), regression (numeric labels, MSE) or reward (preference pairs, TRL's
+    /// RewardTrainer loss), all but causal_lm a *ForSequenceClassification score head.
     /// </summary>
     public string Task { get; init; } = TrainingTasks.CausalLm;
     /// <summary>Task reward: TRL's center_rewards_coefficient (weight of the mean squared summed pair reward); empty = off.</summary>

@@ -5,17 +5,19 @@ namespace SharpTune.Training;
 /// <summary>
 /// The <see cref="TrainingOptions.Task"/> names: what the model being trained outputs. causal_lm is next-token
 /// prediction (every objective); the others put transformers' *ForSequenceClassification head on the decoder and train
-/// it as transformers' Trainer (classification: cross-entropy, regression: MSE) or TRL's RewardTrainer (reward: pairwise
-/// loss over preference pairs) do.
+/// it as transformers' Trainer (classification: cross-entropy; multi-label classification: BCE with logits; regression:
+/// MSE) or TRL's RewardTrainer (reward: pairwise loss over preference pairs) do.
 /// </summary>
 public static class TrainingTasks
 {
     public const string CausalLm = "causal_lm";
     public const string SequenceClassification = "sequence_classification";
+    /// <summary>Rows with a list of labels; the head's problem_type is multi_label_classification.</summary>
+    public const string MultiLabelClassification = "multi_label_classification";
     public const string Regression = "regression";
     public const string Reward = "reward";
 
-    public static IReadOnlyList<string> Names { get; } = [CausalLm, SequenceClassification, Regression, Reward];
+    public static IReadOnlyList<string> Names { get; } = [CausalLm, SequenceClassification, MultiLabelClassification, Regression, Reward];
 
     /// <summary>The task of <paramref name="options"/>, normalised; an unknown name is an error naming <c>task</c>.</summary>
     public static string Of(TrainingOptions options)
@@ -29,8 +31,12 @@ public static class TrainingTasks
     public static bool TrainsHead(TrainingOptions options) => Of(options) != CausalLm;
 
     /// <summary>The head's problem type (config.json's <c>problem_type</c>) a classifier task trains.</summary>
-    internal static string ProblemType(string task) =>
-        task == SequenceClassification ? SequenceClassificationConfig.SingleLabelClassification : SequenceClassificationConfig.Regression;
+    internal static string ProblemType(string task) => task switch
+    {
+        SequenceClassification => SequenceClassificationConfig.SingleLabelClassification,
+        MultiLabelClassification => SequenceClassificationConfig.MultiLabelClassification,
+        _ => SequenceClassificationConfig.Regression,
+    };
 
     /// <summary>
     /// Refuses, by option name, settings that cannot apply to the task: center_rewards_coefficient outside reward, and

@@ -17,6 +17,20 @@ public class SequenceClassificationLossTests
     }
 
     [Fact]
+    public void Multi_label_loss_is_the_mean_binary_cross_entropy_worked_by_hand()
+    {
+        // BCEWithLogitsLoss: the mean over all 4 entries of −[y·lnσ(x) + (1 − y)·lnσ(−x)], with lnσ(x) = −ln(1 + e^−x):
+        // (y=1, x=2) ln(1 + e^−2) = 0.126928; (y=0, x=−1) ln(1 + e^−1) = 0.313262; (y=1, x=0) ln 2 = 0.693147;
+        // (y=1, x=3) ln(1 + e^−3) = 0.048587; mean 0.295481.
+        using var logits = tensor(new float[] { 2, -1, 0, 3 }, [2, 2]);
+        using var labels = tensor(new float[] { 1, 0, 1, 1 }, [2, 2]);
+        using var loss = SequenceClassificationLoss.Compute(logits, labels, SequenceClassificationConfig.MultiLabelClassification);
+        Assert.Equal(0.295481, loss.item<float>(), 5);
+        // Not cross-entropy over the labels, nor the per-row sum: each would give another number.
+        Assert.NotEqual(0.295481 * 2, loss.item<float>(), 3);
+    }
+
+    [Fact]
     public void Regression_is_the_mean_squared_error()
     {
         // ((0.5 − 1)² + (2 − 0)²) / 2 = 2.125
@@ -49,6 +63,6 @@ public class SequenceClassificationLossTests
     {
         Assert.Equal(SequenceClassificationConfig.Regression, new SequenceClassificationConfig(["LABEL_0"], null, 0).EffectiveProblemType);
         Assert.Equal(SequenceClassificationConfig.SingleLabelClassification, new SequenceClassificationConfig(["a", "b"], null, 0).EffectiveProblemType);
-        Assert.Throws<NotSupportedException>(() => SequenceClassificationLoss.Compute(zeros(1, 2), zeros(1, 2), SequenceClassificationConfig.MultiLabelClassification));
+        Assert.Throws<NotSupportedException>(() => SequenceClassificationLoss.Compute(zeros(1, 2), zeros(1, 2), "token_classification"));
     }
 }

@@ -5,9 +5,11 @@ namespace SharpTune.Training.Objectives;
 
 /// <summary>
 /// Sequence classification and regression over <see cref="ClassificationBatch"/>es, as transformers' Trainer trains a
-/// *ForSequenceClassification model: the head's pooled logits and <see cref="SequenceClassificationLoss"/> (cross-entropy
-/// or MSE by the head's problem type). The loss is summed over rows, so the trainer's division by the step's rows makes
-/// accumulation exact. Logs accuracy (argmax equals the label) for classification, mse for regression.
+/// *ForSequenceClassification model: the head's pooled logits and <see cref="SequenceClassificationLoss"/> (cross-entropy,
+/// BCE with logits or MSE by the head's problem type). The loss is summed over rows (a multi-label row's loss is its mean
+/// over the labels, as BCEWithLogitsLoss' mean over B · num_labels entries is the mean of those), so the trainer's
+/// division by the step's rows makes accumulation exact. Logs accuracy (argmax equals the label; multi-label: every
+/// label's sigmoid > 0.5 decision is right, scikit-learn's subset accuracy) for classification, mse for regression.
 /// </summary>
 public sealed class SequenceClassificationObjective(SequenceClassifier classifier) : ITrainingObjective
 {
@@ -28,7 +30,9 @@ public sealed class SequenceClassificationObjective(SequenceClassifier classifie
         // Regression's "correct" is the summed squared error, so its logged mean is the MSE.
         var correct = Regression
             ? (logits.detach().view(-1).to(ScalarType.Float32) - rows.Labels.to(ScalarType.Float32)).pow(2).sum()
-            : logits.detach().argmax(-1).eq(rows.Labels).sum();
+            : classifier.Labels.EffectiveProblemType == SequenceClassificationConfig.MultiLabelClassification
+                ? logits.detach().gt(0).eq(rows.Labels.gt(0.5)).all(-1).sum()   // sigmoid(x) > 0.5 ⇔ x > 0
+                : logits.detach().argmax(-1).eq(rows.Labels).sum();
         return new ObjectiveOutput(lossSum, correct);
     }
 }
