@@ -43,7 +43,7 @@ internal static class EmbedCommand
             var (records, lines) = inputPath is null ? (texts.Select(t => new JsonObject { ["text"] = t }).ToList(), null) : ReadInput(inputPath);
             if (records.Count == 0) throw new InvalidDataException($"{inputPath}: no lines to embed");
             using var loaded = LoadedModel.Load(ModelOptions.ResolveDir(modelDir), adapterDir, ModelOptions.ParseDtype(dtype));
-            var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory);
+            var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory, adapterDir);
             embedder.BatchSize = batchSize;
             // A file's errors name its line (blank lines are skipped, so the record's index is not it); --text's its position.
             var result = embedder.Embed(records.Select(r => r["text"]!.GetValue<string>()).ToArray(),

@@ -29,4 +29,10 @@ public enum DatasetFormat
     /// or ShareGPT's <c>{"conversations","chosen":{"from","value"},"rejected":{…}}</c> → <see cref="PreferenceExample"/>.
     /// </summary>
     Preference,
+
+    /// <summary>
+    /// sentence-transformers' columns for an embedding model: <c>{"anchor","positive","negative"?}</c> →
+    /// <see cref="EmbeddingPairExample"/> (read only for <c>task: embedding</c>).
+    /// </summary>
+    EmbeddingPairs,
 }
