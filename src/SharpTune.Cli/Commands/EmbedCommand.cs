@@ -8,7 +8,8 @@ namespace SharpTune.Cli.Commands;
 
 /// <summary>
 /// <c>sharptune embed --model DIR [--adapter DIR] (--text T … | --input FILE.jsonl) [--output FILE.jsonl]</c>: one JSON line
-/// per input with its <c>embedding</c>, pooled and normalised as the model folder's sentence-transformers files say.
+/// per input with its <c>embedding</c>, pooled and normalised as the model folder's sentence-transformers files say (an
+/// adapter folder's, when it has them); <c>embed evaluate</c> scores retrieval (<see cref="EmbedEvaluateCommand"/>).
 /// </summary>
 internal static class EmbedCommand
 {
@@ -27,6 +28,7 @@ internal static class EmbedCommand
         {
             model, dtype, adapter, text, input, output, promptName, dimensions, batchSize,
         };
+        command.Subcommands.Add(EmbedEvaluateCommand.Create());
         command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(adapter), parse.GetValue(dtype), parse.GetValue(text) ?? [],
             parse.GetValue(input)?.FullName, parse.GetValue(output)?.FullName, parse.GetValue(promptName), parse.GetValue(dimensions),
             parse.GetValue(batchSize), Console.Out, Console.Error));

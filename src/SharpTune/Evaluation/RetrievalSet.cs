@@ -46,12 +46,15 @@ public sealed record RetrievalSet(IReadOnlyList<string> Queries, IReadOnlyList<s
     /// Embeds the queries and the corpus with <paramref name="embedder"/> (its pooling, normalisation and default prompt),
     /// ranks the corpus for each query by cosine similarity, and returns <see cref="RetrievalMetrics.Compute"/>'s metrics.
     /// </summary>
-    public IReadOnlyDictionary<string, double> Evaluate(TextEmbedder embedder, RetrievalCutoffs? cutoffs = null, CancellationToken cancellationToken = default)
+    /// <param name="queryOptions">The queries' prompt (the evaluator's query_prompt / query_prompt_name); null = the model's default.</param>
+    /// <param name="corpusOptions">The documents' prompt (corpus_prompt / corpus_prompt_name); null = the model's default.</param>
+    public IReadOnlyDictionary<string, double> Evaluate(TextEmbedder embedder, RetrievalCutoffs? cutoffs = null, EmbeddingRequestOptions? queryOptions = null,
+        EmbeddingRequestOptions? corpusOptions = null, CancellationToken cancellationToken = default)
     {
         cutoffs ??= new RetrievalCutoffs();
         if (Queries.Count == 0) throw new ArgumentException("no queries to evaluate");
-        var queries = embedder.Embed(Queries, cancellationToken: cancellationToken).Vectors;
-        var corpus = embedder.Embed(Corpus, cancellationToken: cancellationToken).Vectors;
+        var queries = embedder.Embed(Queries, queryOptions, cancellationToken).Vectors;
+        var corpus = embedder.Embed(Corpus, corpusOptions, cancellationToken).Vectors;
         var rankings = RetrievalMetrics.RankByCosine(queries, corpus, cutoffs.MaxK);
         return RetrievalMetrics.Compute(rankings, Relevant, cutoffs);
     }
