@@ -44,7 +44,7 @@ internal static class TrainCommand
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
         var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };
         var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0" };
-        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl" };
+        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows) or cosent (sentence1/sentence2/score rows)" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
         var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (classification, regression and reward a *ForSequenceClassification score head on the decoder; embedding a text-embedding model from anchor/positive/negative rows)" };

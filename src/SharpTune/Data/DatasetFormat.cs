@@ -35,4 +35,10 @@ public enum DatasetFormat
     /// <see cref="EmbeddingPairExample"/> (read only for <c>task: embedding</c>).
     /// </summary>
     EmbeddingPairs,
+
+    /// <summary>
+    /// sentence-transformers' columns for CoSENTLoss: <c>{"sentence1","sentence2","score"}</c> → <see cref="ScoredPairExample"/>
+    /// (read only for <c>task: embedding</c> with <c>loss_type: cosent</c>).
+    /// </summary>
+    ScoredPairs,
 }

@@ -56,7 +56,8 @@ public sealed record EmbeddingPairExample(string Anchor, string Positive, IReadO
         JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>() is { } text && !string.IsNullOrWhiteSpace(text) ? text
             : throw Error(row, field, "empty_field", "expected a non-empty string, found an empty one"),
         null => throw Error(row, field, "missing_field",
-            $"expected a non-empty string, found {(row.Fields.ContainsKey(field) || field.Contains('[') ? "null" : "no such field")} (embedding rows hold anchor, positive and optional negative)"),
+            $"expected a non-empty string, found {(row.Fields.ContainsKey(field) || field.Contains('[') ? "null" : "no such field")} (embedding rows hold anchor, positive and optional negative" +
+            (row.Fields.ContainsKey("sentence1") ? "; rows of sentence1, sentence2 and score train with loss_type cosent)" : ")")),
         _ => throw Error(row, field, "wrong_type", $"expected a string, found {node.GetValueKind().ToString().ToLowerInvariant()}"),
     };
 

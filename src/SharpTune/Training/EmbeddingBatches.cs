@@ -45,3 +45,50 @@ internal static class EmbeddingCollator
         };
     }
 }
+
+/// <summary>One scored pair as token ids: the two texts and their similarity score.</summary>
+internal sealed record ScoredPairItem(int[] First, int[] Second, float Score);
+
+/// <summary>
+/// A micro-batch of scored pairs: rows 0..P-1 the first texts, P..2P-1 the second, in one right-padded tensor. CoSENT's
+/// loss is one value per batch, so the batch is one loss unit: accumulated micro-batches are averaged, as transformers'
+/// Trainer averages a batch-level loss over accumulation steps.
+/// </summary>
+internal sealed class ScoredPairBatch : TrainingBatch
+{
+    public required int Pairs { get; init; }
+
+    public required IReadOnlyList<RowSpan> Rows { get; init; }
+
+    /// <summary>(P) float32 similarity labels.</summary>
+    public required Tensor Scores { get; init; }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        Scores.Dispose();
+    }
+}
+
+/// <summary>Turns tokenized scored pairs into right-padded micro-batches.</summary>
+internal static class ScoredPairCollator
+{
+    public static ScoredPairBatch Collate(IReadOnlyList<ScoredPairItem> items, Device device)
+    {
+        if (items.Count == 0) throw new ArgumentException("a scored-pair batch needs at least one pair", nameof(items));
+        List<int[]> texts = [.. items.Select(i => i.First), .. items.Select(i => i.Second)];
+        var (ids, tokens) = ClassifierCollator.RightPadded(texts, 0, device);
+        return new ScoredPairBatch
+        {
+            InputIds = ids,
+            Targets = full(ids.shape, BatchCollator.IgnoreIndex, ScalarType.Int64, device),
+            Context = ForwardContext.Causal(ids.shape[0], ids.shape[1], device),
+            SupervisedTokens = 1,
+            Tokens = tokens,
+            LossUnits = 1,
+            Pairs = items.Count,
+            Rows = texts.Select(t => new RowSpan(0, t.Length, 0)).ToArray(),
+            Scores = tensor(items.Select(i => i.Score).ToArray(), device: device),
+        };
+    }
+}

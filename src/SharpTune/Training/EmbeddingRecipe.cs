@@ -13,7 +13,8 @@ namespace SharpTune.Training;
 /// SentenceTransformerTrainer trains one with MultipleNegativesRankingLoss: (anchor, positive, negatives?) rows, the texts
 /// embedded with the model's pooling on the training forward, the loss over each micro-batch's in-batch and hard
 /// negatives, on the common trainer (schedules, accumulation, validation, early stopping, checkpoints, exact resume).
-/// Validation adds InformationRetrievalEvaluator's metrics on the held-out pairs. LoRA/DoRA runs save a PEFT
+/// Validation adds InformationRetrievalEvaluator's metrics on the held-out pairs. <c>loss_type: cosent</c> trains
+/// CoSENTLoss over (sentence1, sentence2, score) rows instead (<see cref="CoSentObjective"/>). LoRA/DoRA runs save a PEFT
 /// FEATURE_EXTRACTION adapter with the sentence-transformers files beside it; full runs a sentence-transformers folder.
 /// </summary>
 internal static class EmbeddingRecipe
@@ -26,11 +27,20 @@ internal static class EmbeddingRecipe
         SentenceTransformerFiles.Write(pooling, dir, model.Config.HiddenSize, maxSeqLength);
     }
 
+    /// <summary>How the loss reads a row: (anchor, positive, negatives) for MNRL, (sentence1, sentence2, score) for CoSENT.</summary>
+    public static Func<DataRow, TrainingExample> RowMap(EmbeddingSettings settings) =>
+        settings.Loss == EmbeddingSettings.CoSent ? ScoredPairExample.FromRow : EmbeddingPairExample.FromRow;
+
     public static FineTuneResult Run(RecipeContext context, EmbeddingSettings settings, SentenceTransformerConfig pooling, HfTokenizer tokenizer,
         IReadOnlyList<TrainingExample> train, IReadOnlyList<TrainingExample> validation, IReadOnlyList<TrainingExample> test, ParameterSummary parameters)
     {
         var options = context.Options;
         var maxLength = Math.Min(options.MaxSeqLength, context.Model.Config.ContextLength);
+        if (settings.Loss == EmbeddingSettings.CoSent)
+        {
+            var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale));
+            return context.Run(cosent, examples => TokenizeScored(examples, tokenizer, maxLength), train, validation, test, ScoredPairCollator.Collate, parameters);
+        }
         var embedder = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
         var hook = validation.Count == 0 ? null : new RetrievalHook(embedder, RetrievalSet.FromExamples(validation.Cast<EmbeddingPairExample>()));
         var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new EmbeddingObjective(pooling, settings.Scale), hook);
@@ -49,20 +59,41 @@ internal static class EmbeddingRecipe
         HfTokenizer tokenizer, int maxLength)
     {
         var rows = examples.Cast<EmbeddingPairExample>().ToList();
-        var truncated = new HashSet<EmbeddingPairExample>(ReferenceEqualityComparer.Instance);
-        int[] Encode(EmbeddingPairExample row, string field, string text)
+        var encoder = new TextEncoder(tokenizer, maxLength);
+        var items = rows.Select(r => new EmbeddingItem(encoder.Encode(r, r.SourceFile, r.LineNumber, "anchor", r.Anchor),
+            encoder.Encode(r, r.SourceFile, r.LineNumber, "positive", r.Positive),
+            r.Negatives.Select((n, i) => encoder.Encode(r, r.SourceFile, r.LineNumber, r.Negatives.Count == 1 ? "negative" : $"negative[{i}]", n)).ToArray())).ToList();
+        var tokens = items.Sum(i => (long)i.Anchor.Length + i.Positive.Length + i.Negatives.Sum(n => n.Length));
+        return (items, new TokenizationReport(rows.Count, items.Count, encoder.TruncatedRows, 0, 0, tokens, tokens));
+    }
+
+    /// <summary>Scored pairs encoded as <see cref="Tokenize"/> encodes texts.</summary>
+    internal static (IReadOnlyList<ScoredPairItem> Items, TokenizationReport Report) TokenizeScored(IEnumerable<TrainingExample> examples,
+        HfTokenizer tokenizer, int maxLength)
+    {
+        var rows = examples.Cast<ScoredPairExample>().ToList();
+        var encoder = new TextEncoder(tokenizer, maxLength);
+        var items = rows.Select(r => new ScoredPairItem(encoder.Encode(r, r.SourceFile, r.LineNumber, "sentence1", r.Sentence1),
+            encoder.Encode(r, r.SourceFile, r.LineNumber, "sentence2", r.Sentence2), (float)r.Score)).ToList();
+        var tokens = items.Sum(i => (long)i.First.Length + i.Second.Length);
+        return (items, new TokenizationReport(rows.Count, items.Count, encoder.TruncatedRows, 0, 0, tokens, tokens));
+    }
+
+    /// <summary>Encodes texts for training, counting the rows that had a text cut.</summary>
+    private sealed class TextEncoder(HfTokenizer tokenizer, int maxLength)
+    {
+        private readonly HashSet<TrainingExample> truncated = new(ReferenceEqualityComparer.Instance);
+
+        public int TruncatedRows => truncated.Count;
+
+        public int[] Encode(TrainingExample row, string file, long line, string field, string text)
         {
             var ids = tokenizer.Encode(text, addSpecialTokens: true);
-            if (ids.Count == 0)
-                throw new DataFormatException(row.SourceFile, row.LineNumber, field, "empty_field", "the text encodes to no tokens");
+            if (ids.Count == 0) throw new DataFormatException(file, line, field, "empty_field", "the text encodes to no tokens");
             if (ids.Count <= maxLength) return [.. ids];
             truncated.Add(row);
             return maxLength > 1 && tokenizer.IsSpecial(ids[^1]) ? [.. ids.Take(maxLength - 1), ids[^1]] : [.. ids.Take(maxLength)];
         }
-        var items = rows.Select(r => new EmbeddingItem(Encode(r, "anchor", r.Anchor), Encode(r, "positive", r.Positive),
-            r.Negatives.Select((n, i) => Encode(r, r.Negatives.Count == 1 ? "negative" : $"negative[{i}]", n)).ToArray())).ToList();
-        var tokens = items.Sum(i => (long)i.Anchor.Length + i.Positive.Length + i.Negatives.Sum(n => n.Length));
-        return (items, new TokenizationReport(rows.Count, items.Count, truncated.Count, 0, 0, tokens, tokens));
     }
 
     /// <summary>InformationRetrievalEvaluator's metrics on the validation pairs at each evaluation, logged as <c>val_cosine_ndcg@10</c>, ….</summary>

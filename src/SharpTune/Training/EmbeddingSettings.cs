@@ -4,15 +4,18 @@ using SharpTune.Training.Objectives;
 namespace SharpTune.Training;
 
 /// <summary>
-/// Task embedding's settings from <see cref="TrainingOptions"/>: the loss (<c>loss_type</c>: mnrl, the default), its
-/// similarity scale, and the pooling a base without sentence-transformers files gets.
+/// Task embedding's settings from <see cref="TrainingOptions"/>: the loss (<c>loss_type</c>: mnrl, the default, or
+/// cosent), its similarity scale, and the pooling a base without sentence-transformers files gets.
 /// </summary>
 internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode? Pooling, bool Normalize)
 {
     /// <summary>sentence-transformers' MultipleNegativesRankingLoss over (anchor, positive, negative?) rows.</summary>
     public const string MultipleNegativesRanking = "mnrl";
 
-    public static IReadOnlyList<string> Losses { get; } = [MultipleNegativesRanking];
+    /// <summary>sentence-transformers' CoSENTLoss over (sentence1, sentence2, score) rows.</summary>
+    public const string CoSent = "cosent";
+
+    public static IReadOnlyList<string> Losses { get; } = [MultipleNegativesRanking, CoSent];
 
     public static EmbeddingSettings From(TrainingOptions options)
     {

@@ -118,7 +118,7 @@ public static class FineTuneJob
         var grpo = objective == "grpo" ? GrpoSettings.From(options) : null;
         var task = TrainingTasks.Of(options);
         var embedding = task == TrainingTasks.Embedding ? EmbeddingSettings.From(options) : null;
-        Func<DataRow, TrainingExample>? map = embedding is not null ? EmbeddingPairExample.FromRow
+        Func<DataRow, TrainingExample>? map = embedding is not null ? EmbeddingRecipe.RowMap(embedding)
             : task != TrainingTasks.CausalLm ? SequenceClassificationRecipe.RowMap(task) : objective switch
         {
             // Paired rows (explicit or implicit prompt) are unpaired by the KTO tokenizer, as TRL's KTOTrainer does.
