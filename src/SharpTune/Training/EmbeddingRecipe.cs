@@ -38,8 +38,12 @@ internal static class EmbeddingRecipe
         var maxLength = Math.Min(options.MaxSeqLength, context.Model.Config.ContextLength);
         if (settings.Loss == EmbeddingSettings.CoSent)
         {
-            var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale));
-            return context.Run(cosent, examples => TokenizeScored(examples, tokenizer, maxLength), train, validation, test, ScoredPairCollator.Collate, parameters);
+            var similarity = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
+            var correlation = validation.Count < 2 ? null : new CorrelationHook(similarity, validation.Cast<ScoredPairExample>().ToList());
+            var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale), correlation);
+            var scored = context.Run(cosent, examples => TokenizeScored(examples, tokenizer, maxLength), train, validation, test, ScoredPairCollator.Collate, parameters);
+            if (test.Count < 2 || scored.TestMetrics is null) return scored;
+            return scored with { TestMetrics = scored.TestMetrics.Concat(CorrelationHook.Scores(similarity, test.Cast<ScoredPairExample>().ToList(), "")).ToDictionary() };
         }
         var embedder = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
         var hook = validation.Count == 0 ? null : new RetrievalHook(embedder, RetrievalSet.FromExamples(validation.Cast<EmbeddingPairExample>()));
@@ -94,6 +98,16 @@ internal static class EmbeddingRecipe
             truncated.Add(row);
             return maxLength > 1 && tokenizer.IsSpecial(ids[^1]) ? [.. ids.Take(maxLength - 1), ids[^1]] : [.. ids.Take(maxLength)];
         }
+    }
+
+    /// <summary>EmbeddingSimilarityEvaluator's pearson_cosine and spearman_cosine on the validation pairs, logged with <c>val_</c>.</summary>
+    private sealed class CorrelationHook(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs) : IEvaluationHook
+    {
+        public IReadOnlyDictionary<string, double> Evaluate(int step) => Scores(embedder, pairs, "val_");
+
+        public static IReadOnlyDictionary<string, double> Scores(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs, string prefix) =>
+            SimilarityCorrelation.Evaluate(embedder, pairs.Select(p => p.Sentence1).ToList(), pairs.Select(p => p.Sentence2).ToList(),
+                pairs.Select(p => p.Score).ToList()).ToDictionary(kv => prefix + kv.Key, kv => kv.Value);
     }
 
     /// <summary>InformationRetrievalEvaluator's metrics on the validation pairs at each evaluation, logged as <c>val_cosine_ndcg@10</c>, ….</summary>

@@ -1,6 +1,9 @@
 using System.Text.Json.Nodes;
 using SharpTune.Data;
 using SharpTune.Embeddings;
+using SharpTune.Evaluation;
+using SharpTune.Generation;
+using SharpTune.Tracking;
 using SharpTune.Runtime;
 using SharpTune.Tests.Support;
 using SharpTune.Training;
@@ -85,6 +88,17 @@ public sealed class CoSentTests
         var losses = result.Training.TrainLosses;
         Assert.True(losses[^1] < 0.5 * losses[0], $"loss went {string.Join(" → ", losses.Select(l => l.ToString("F3")))}");
         Assert.True(File.Exists(Path.Combine(result.FinalDirectory, "modules.json")));
+
+        // Validation logs EmbeddingSimilarityEvaluator's correlations of the held-out pairs, as computed here from the saved adapter.
+        var validated = FineTuneJob.Run(options with { Output = Path.Combine(temp.Path, "validated"), Validation = data, MaxSteps = 2, EvalEvery = 1 });
+        var last = MetricsLog.ReadAll(Path.Combine(validated.Training.RunDirectory, "metrics.jsonl"))[^1];
+        using (var loaded = LoadedModel.Load(TestAssets.Stories260K, validated.FinalDirectory))
+        {
+            var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory, validated.FinalDirectory);
+            var expected = SimilarityCorrelation.Evaluate(embedder, rows.Select(r => r.Item1).ToList(), rows.Select(r => r.Item2).ToList(), rows.Select(r => r.Item3).ToList());
+            Assert.Equal(expected["spearman_cosine"], last["val_spearman_cosine"]!.GetValue<double>(), 5);
+            Assert.Equal(expected["pearson_cosine"], last["val_pearson_cosine"]!.GetValue<double>(), 5);
+        }
 
         var bad = temp.File("bad.jsonl", "{\"sentence1\":\"a\",\"sentence2\":\"b\",\"score\":0.5}\n{\"sentence1\":\"a\",\"sentence2\":\"b\",\"score\":\"high\"}\n");
         var error = Assert.Throws<DataFormatException>(() => FineTuneJob.Run(options with { Data = bad, Output = Path.Combine(temp.Path, "bad") }));
