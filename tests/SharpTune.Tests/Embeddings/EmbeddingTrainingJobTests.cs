@@ -84,6 +84,19 @@ public sealed class EmbeddingTrainingJobTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void Lora_on_an_nf4_base_trains_an_adapter_that_loads_on_the_full_precision_base()
+    {
+        using var temp = new TempDir();
+        var log = new List<string>();
+        var result = FineTuneJob.Run(Options(WritePairs(temp), Path.Combine(temp.Path, "qlora")) with { Quantize = "nf4", MaxSteps = 8 }, log: log.Add);
+        Assert.Contains(log, l => l.StartsWith("base quantized: nf4", StringComparison.Ordinal));
+        var losses = result.Training.TrainLosses;
+        Assert.True(losses[^1] < losses[0], $"loss went {string.Join(" → ", losses)}");
+        var after = Retrieval(result.FinalDirectory);
+        Assert.InRange(after["cosine_ndcg@10"], 0, 1);
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void A_killed_embedding_run_resumes_to_the_same_losses_and_adapter()
     {
         using var temp = new TempDir();
