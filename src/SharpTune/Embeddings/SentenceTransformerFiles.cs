@@ -49,6 +49,31 @@ public static class SentenceTransformerFiles
             new JsonObject { ["max_seq_length"] = maxSeqLength, ["do_lower_case"] = false });
     }
 
+    /// <summary>
+    /// Copies <paramref name="fromDirectory"/>'s sentence-transformers files (modules.json, its modules' folders,
+    /// config_sentence_transformers.json, sentence_bert_config.json) into <paramref name="toDirectory"/>, as merging an
+    /// embedding adapter into its base must keep the pooling the adapter was trained with. False when it has no modules.json.
+    /// </summary>
+    public static bool Copy(string fromDirectory, string toDirectory)
+    {
+        var modulesPath = Path.Combine(fromDirectory, SentenceTransformerConfig.ModulesFileName);
+        if (!File.Exists(modulesPath)) return false;
+        Directory.CreateDirectory(toDirectory);
+        foreach (var name in new[] { SentenceTransformerConfig.ModulesFileName, SentenceTransformerConfig.SettingsFileName, "sentence_bert_config.json" })
+            if (File.Exists(Path.Combine(fromDirectory, name))) File.Copy(Path.Combine(fromDirectory, name), Path.Combine(toDirectory, name), overwrite: true);
+        var modules = JsonNode.Parse(File.ReadAllText(modulesPath)) as JsonArray
+            ?? throw new InvalidDataException($"{modulesPath}: expected a JSON array of modules");
+        foreach (var module in modules)
+        {
+            if (module?["path"] is not JsonValue value || !value.TryGetValue<string>(out var folder) || folder.Length == 0) continue;
+            var source = Path.Combine(fromDirectory, folder);
+            if (!Directory.Exists(source)) continue;
+            var target = Directory.CreateDirectory(Path.Combine(toDirectory, folder)).FullName;
+            foreach (var file in Directory.GetFiles(source)) File.Copy(file, Path.Combine(target, Path.GetFileName(file)), overwrite: true);
+        }
+        return true;
+    }
+
     private static JsonObject Module(int index, string path, string type) => new()
     {
         ["idx"] = index, ["name"] = index.ToString(System.Globalization.CultureInfo.InvariantCulture), ["path"] = path, ["type"] = type,

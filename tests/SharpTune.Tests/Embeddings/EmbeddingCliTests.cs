@@ -53,6 +53,18 @@ public sealed class EmbeddingCliTests
         Assert.Equal(15, expected.Count);
         foreach (var (name, value) in expected) Assert.Equal(value, json["metrics"]![name]!.GetValue<double>(), 6);
 
+        // `merge` folds the adapter into the base and keeps its pooling: the merged folder embeds as base + adapter.
+        var merged = Path.Combine(temp.Path, "merged");
+        var (mergeCode, _, mergeError) = SharpTuneCli.Run("merge", "--model", TestAssets.Stories260K, "--adapter", final, "--out", merged);
+        Assert.True(mergeCode == 0, mergeError);
+        using (var loaded = LoadedModel.Load(merged))
+        {
+            var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory);
+            Assert.Equal([PoolingMode.Mean], embedder.Config.PoolingModes);
+            Assert.False(embedder.Config.Normalize);
+            TextEmbedderTests.AssertClose(vector, embedder.Embed(["Tom ran home."]).Vectors[0], "merged", 1e-4f);
+        }
+
         var bad = temp.File("bad.jsonl", "{\"anchor\":\"a\",\"positive\":\"b\"}\n{\"anchor\":\"a\"}\n");
         var (badCode, _, badError) = SharpTuneCli.Run("embed", "evaluate", "--model", TestAssets.Stories260K, "--data", bad, "--output", report);
         Assert.Equal(1, badCode);
