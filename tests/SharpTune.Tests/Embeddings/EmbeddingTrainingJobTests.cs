@@ -152,6 +152,20 @@ public sealed class EmbeddingTrainingJobTests
         Assert.False(embedder.Config.Normalize);
         var actual = embedder.Embed(texts).Vectors;
         for (var i = 0; i < texts.Length; i++) Assert.Equal(expected[i], actual[i]);
+        // The same factors saved under the causal LM's paths (PEFT's FEATURE_EXTRACTION on a *ForCausalLM model) load the same.
+        var prefixed = Path.Combine(temp.Path, "prefixed");
+        Directory.CreateDirectory(prefixed);
+        foreach (var file in Directory.GetFiles(dir)) File.Copy(file, Path.Combine(prefixed, Path.GetFileName(file)));
+        SentenceTransformerFiles.Copy(dir, prefixed);
+        var factors = SafetensorsAdapterStore.Instance.Read(Path.Combine(dir, "adapter_model.safetensors"));
+        SafetensorsAdapterStore.Instance.Write(Path.Combine(prefixed, "adapter_model.safetensors"),
+            factors.ToDictionary(kv => kv.Key.Replace("base_model.model.", "base_model.model.model."), kv => kv.Value), AdapterFiles.Metadata);
+        foreach (var t in factors.Values) t.Dispose();
+        using (var fromPrefixed = LoadedModel.Load(TestAssets.Stories260K, prefixed))
+        {
+            var vectors = TextEmbedder.ForDirectory(fromPrefixed.Model, fromPrefixed.RequireTokenizer(), fromPrefixed.ModelDirectory, prefixed).Embed(texts).Vectors;
+            for (var i = 0; i < texts.Length; i++) Assert.Equal(expected[i], vectors[i]);
+        }
         // The adapter matters: the base alone embeds differently.
         using var baseModel = LoadedModel.Load(TestAssets.Stories260K);
         Assert.NotEqual(expected[0], new TextEmbedder(baseModel.Model, tokenizer, pooling).Embed([texts[0]]).Vectors[0]);

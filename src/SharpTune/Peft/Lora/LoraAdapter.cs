@@ -115,9 +115,17 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
     protected override IReadOnlyCollection<string> OptionalModulesToSave =>
         Config.PeftTaskType == LoraConfig.SequenceClassificationTaskType ? ["classifier"] : [];
 
-    // Recent PEFT versions may write DoRA's magnitude as "...lora_magnitude_vector.weight"; both spellings load.
-    protected override string NormaliseKey(string key) =>
-        key.EndsWith(".lora_magnitude_vector.weight", StringComparison.Ordinal) ? key[..^".weight".Length] : key;
+    // Recent PEFT versions may write DoRA's magnitude as "...lora_magnitude_vector.weight"; both spellings load. A
+    // FEATURE_EXTRACTION adapter made on a *ForCausalLM model keeps the base-model prefix ("model."): it loads too.
+    protected override string NormaliseKey(string key)
+    {
+        if (key.EndsWith(".lora_magnitude_vector.weight", StringComparison.Ordinal)) key = key[..^".weight".Length];
+        const string prefix = "base_model.model.";
+        if (Config.PeftTaskType == LoraConfig.FeatureExtractionTaskType && InjectedModel?.BaseModelPrefix is { Length: > 0 } basePrefix
+            && key.StartsWith(prefix + basePrefix + ".", StringComparison.Ordinal))
+            key = prefix + key[(prefix.Length + basePrefix.Length + 1)..];
+        return key;
+    }
 
     public override JsonObject AdapterConfigJson() => Config.ToJson();
 }
