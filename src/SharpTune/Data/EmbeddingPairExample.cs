@@ -18,6 +18,9 @@ public sealed record EmbeddingPairExample(string Anchor, string Positive, IReadO
     /// <summary>The row's 1-based line (record number for CSV, row index for Parquet).</summary>
     public long LineNumber { get; init; }
 
+    /// <summary>The field each negative came from (<c>negative</c>, <c>negative[1]</c>, <c>negative_2</c>), for errors found later.</summary>
+    internal IReadOnlyList<string> NegativeFields { get; init; } = [];
+
     public override DatasetFormat Format => DatasetFormat.EmbeddingPairs;
 
     public override string TrainingText => string.Join("\n", [Anchor, Positive, .. Negatives]);
@@ -28,17 +31,17 @@ public sealed record EmbeddingPairExample(string Anchor, string Positive, IReadO
     {
         var anchor = Text(row, "anchor", row.Fields["anchor"]);
         var positive = Text(row, "positive", row.Fields["positive"]);
-        var negatives = new List<string>();
+        var negatives = new List<(string Field, string Text)>();
         switch (row.Fields["negative"])
         {
             case null:
                 break;
             case JsonArray list:
                 if (list.Count == 0) throw Error(row, "negative", "empty_field", "expected a string or a non-empty list of strings, found []");
-                for (var i = 0; i < list.Count; i++) negatives.Add(Text(row, $"negative[{i}]", list[i]));
+                for (var i = 0; i < list.Count; i++) negatives.Add(($"negative[{i}]", Text(row, $"negative[{i}]", list[i])));
                 break;
             case var single:
-                negatives.Add(Text(row, "negative", single));
+                negatives.Add(("negative", Text(row, "negative", single)));
                 break;
         }
         var numbered = row.Fields
@@ -47,8 +50,11 @@ public sealed record EmbeddingPairExample(string Anchor, string Positive, IReadO
             .Where(f => f.Number >= 0).OrderBy(f => f.Number).ToList();
         if (numbered.Count > 0 && row.Fields.ContainsKey("negative"))
             throw Error(row, numbered[0].Key, "unexpected_field", "give hard negatives either as 'negative' or as negative_1, negative_2, …, not both");
-        foreach (var (key, value, _) in numbered) negatives.Add(Text(row, key, value));
-        return new EmbeddingPairExample(anchor, positive, negatives) { SourceFile = row.SourceFile, LineNumber = row.LineNumber };
+        foreach (var (key, value, _) in numbered) negatives.Add((key, Text(row, key, value)));
+        return new EmbeddingPairExample(anchor, positive, negatives.Select(n => n.Text).ToArray())
+        {
+            SourceFile = row.SourceFile, LineNumber = row.LineNumber, NegativeFields = negatives.Select(n => n.Field).ToArray(),
+        };
     }
 
     private static string Text(DataRow row, string field, JsonNode? node) => node switch

@@ -66,7 +66,7 @@ internal static class EmbeddingRecipe
         var encoder = new TextEncoder(tokenizer, maxLength);
         var items = rows.Select(r => new EmbeddingItem(encoder.Encode(r, r.SourceFile, r.LineNumber, "anchor", r.Anchor),
             encoder.Encode(r, r.SourceFile, r.LineNumber, "positive", r.Positive),
-            r.Negatives.Select((n, i) => encoder.Encode(r, r.SourceFile, r.LineNumber, r.Negatives.Count == 1 ? "negative" : $"negative[{i}]", n)).ToArray())).ToList();
+            r.Negatives.Select((n, i) => encoder.Encode(r, r.SourceFile, r.LineNumber, i < r.NegativeFields.Count ? r.NegativeFields[i] : $"negative[{i}]", n)).ToArray())).ToList();
         var tokens = items.Sum(i => (long)i.Anchor.Length + i.Positive.Length + i.Negatives.Sum(n => n.Length));
         return (items, new TokenizationReport(rows.Count, items.Count, encoder.TruncatedRows, 0, 0, tokens, tokens));
     }

@@ -165,7 +165,10 @@ public sealed record TrainingOptions
     /// other loss types take none (they refuse a non-zero value).
     /// </summary>
     public double LabelSmoothing { get; init; }
-    /// <summary>DPO: sigmoid (default), ipo, hinge or robust; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or apo_zero_unpaired.</summary>
+    /// <summary>
+    /// DPO: sigmoid (default), ipo, hinge or robust; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or
+    /// apo_zero_unpaired; task embedding: mnrl (default, anchor/positive/negative rows) or cosent (sentence1/sentence2/score rows).
+    /// </summary>
     public string? LossType { get; init; }
     /// <summary>
     /// TRL's disable_dropout: every dropout of the trained model (LoRA's lora_dropout and the model's own) is set to 0 for

@@ -254,6 +254,7 @@ public sealed class EmbeddingTrainingJobTests
         var row = new DataRow("d.jsonl", 3, JsonNode.Parse("{\"anchor\":\"a\",\"positive\":\"b\",\"negative_2\":\"y\",\"negative_1\":\"x\",\"score\":1}")!.AsObject());
         var example = EmbeddingPairExample.FromRow(row);
         Assert.Equal(["x", "y"], example.Negatives);
+        Assert.Equal(["negative_1", "negative_2"], example.NegativeFields);
         Assert.Equal(3, example.LineNumber);
     }
 
