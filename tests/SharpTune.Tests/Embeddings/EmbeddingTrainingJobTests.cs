@@ -152,6 +152,11 @@ public sealed class EmbeddingTrainingJobTests
         Assert.False(embedder.Config.Normalize);
         var actual = embedder.Embed(texts).Vectors;
         for (var i = 0; i < texts.Length; i++) Assert.Equal(expected[i], actual[i]);
+        using (var generator = SharpTune.Serving.LocalEmbeddingGenerator.Load(TestAssets.Stories260K, dir))
+        {
+            Assert.Equal([PoolingMode.Mean], generator.Embedder.Config.PoolingModes);
+            Assert.Equal(expected[0], generator.Embedder.Embed(texts).Vectors[0]);   // the same batch: bit-identical
+        }
         // The same factors saved under the causal LM's paths (PEFT's FEATURE_EXTRACTION on a *ForCausalLM model) load the same.
         var prefixed = Path.Combine(temp.Path, "prefixed");
         Directory.CreateDirectory(prefixed);
