@@ -8,7 +8,8 @@ namespace SharpTune.Cli.Commands;
 
 /// <summary>
 /// <c>sharptune embed --model DIR [--adapter DIR] (--text T … | --input FILE.jsonl) [--output FILE.jsonl]</c>: one JSON line
-/// per input with its <c>embedding</c>, pooled and normalised as the model folder's sentence-transformers files say.
+/// per input with its <c>embedding</c>, pooled and normalised as the model folder's sentence-transformers files say (an
+/// adapter folder's, when it has them); <c>embed evaluate</c> scores retrieval (<see cref="EmbedEvaluateCommand"/>).
 /// </summary>
 internal static class EmbedCommand
 {
@@ -27,6 +28,7 @@ internal static class EmbedCommand
         {
             model, dtype, adapter, text, input, output, promptName, dimensions, batchSize,
         };
+        command.Subcommands.Add(EmbedEvaluateCommand.Create());
         command.SetAction(parse => Run(parse.GetValue(model)!, parse.GetValue(adapter), parse.GetValue(dtype), parse.GetValue(text) ?? [],
             parse.GetValue(input)?.FullName, parse.GetValue(output)?.FullName, parse.GetValue(promptName), parse.GetValue(dimensions),
             parse.GetValue(batchSize), Console.Out, Console.Error));
@@ -43,7 +45,7 @@ internal static class EmbedCommand
             var (records, lines) = inputPath is null ? (texts.Select(t => new JsonObject { ["text"] = t }).ToList(), null) : ReadInput(inputPath);
             if (records.Count == 0) throw new InvalidDataException($"{inputPath}: no lines to embed");
             using var loaded = LoadedModel.Load(ModelOptions.ResolveDir(modelDir), adapterDir, ModelOptions.ParseDtype(dtype));
-            var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory);
+            var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory, adapterDir);
             embedder.BatchSize = batchSize;
             // A file's errors name its line (blank lines are skipped, so the record's index is not it); --text's its position.
             var result = embedder.Embed(records.Select(r => r["text"]!.GetValue<string>()).ToArray(),

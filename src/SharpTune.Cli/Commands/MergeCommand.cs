@@ -1,6 +1,7 @@
 using TorchSharp;
 using System.CommandLine;
 using SharpTune.Advisors.License;
+using SharpTune.Embeddings;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Quantization;
@@ -59,6 +60,7 @@ internal static class MergeCommand
                 var outputDir = parse.GetValue(output)!;
                 QuantizedMerge.Run(modelDir, parse.GetValue(adapter)!, outputDir, quantization,
                     parse.GetValue(quantize.ComputeDtype) is not null, saveDtype);
+                SentenceTransformerFiles.Copy(parse.GetValue(adapter)!, outputDir);   // an embedding adapter's pooling
                 Console.Error.WriteLine($"merged into the {quantization.TypeName} base dequantized to " +
                     $"{ModelFactory.DtypeName(quantization.ComputeDtype)}; saved in {ModelFactory.DtypeName(quantization.ComputeDtype)} to {outputDir}");
                 Console.WriteLine(outputDir);
@@ -84,6 +86,8 @@ internal static class MergeCommand
             PretrainedModel.Save(lm, outDir);
             PretrainedModel.CopyCompanionFiles(modelDir, outDir);
             PretrainedModel.CopyCompanionFiles(parse.GetValue(adapter)!, outDir);   // the adapter's tokenizer/chat template win
+            if (SentenceTransformerFiles.Copy(parse.GetValue(adapter)!, outDir))
+                Console.Error.WriteLine("kept the embedding adapter's sentence-transformers files (modules.json, pooling)");
             Console.Error.WriteLine($"merged {loaded.PeftType} adapter into {outDir}");
             Console.WriteLine(outDir);
             return 0;

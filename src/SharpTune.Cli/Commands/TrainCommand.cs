@@ -44,10 +44,13 @@ internal static class TrainCommand
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
         var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };
         var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0" };
-        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired" };
+        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows) or cosent (sentence1/sentence2/score rows)" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
-        var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (all but causal_lm a *ForSequenceClassification score head on the decoder)" };
+        var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (classification, multi-label classification, regression and reward a *ForSequenceClassification score head on the decoder; embedding a text-embedding model from anchor/positive/negative rows)" };
+        var pooling = new Option<string?>("--pooling") { Description = "--task embedding, base without sentence-transformers files: cls|max|mean|mean_sqrt_len_tokens|weightedmean|lasttoken (default: the base's modules.json, else lasttoken + normalise)" };
+        var normalizeEmbeddings = new Option<bool?>("--normalize-embeddings") { Description = "--task embedding with --pooling: end in a Normalize module (default true)" };
+        var similarityScale = new Option<double?>("--similarity-scale") { Description = "--task embedding: the scale cosine similarities are multiplied by in the loss (default 20)" };
         var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
         var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
         var grpo = GrpoCommandOptions.Create();
@@ -56,7 +59,7 @@ internal static class TrainCommand
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
-            labelSmoothing, precompute, disableDropout, nproc, task, centerRewards,
+            labelSmoothing, precompute, disableDropout, nproc, task, centerRewards, pooling, normalizeEmbeddings, similarityScale,
         };
         grpo.AddTo(command);
         command.Add(optim);
@@ -137,6 +140,9 @@ internal static class TrainCommand
                 DisableDropout = parse.GetValue(disableDropout) ?? options.DisableDropout,
                 Task = parse.GetValue(task) ?? options.Task,
                 CenterRewardsCoefficient = parse.GetValue(centerRewards) ?? options.CenterRewardsCoefficient,
+                Pooling = parse.GetValue(pooling) ?? options.Pooling,
+                NormalizeEmbeddings = parse.GetValue(normalizeEmbeddings) ?? options.NormalizeEmbeddings,
+                SimilarityScale = parse.GetValue(similarityScale) ?? options.SimilarityScale,
             };
             options = grpo.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);
@@ -189,7 +195,9 @@ internal static class TrainCommand
                 Console.Error.WriteLine($"test: loss {testLoss:F4}, " +
                     (TrainingTasks.Of(options) == TrainingTasks.Regression ? $"mse {result.TestAccuracy:F4}" : $"accuracy {result.TestAccuracy:P1}") +
                     (result.TestMetrics?.GetValueOrDefault("macro_f1") is { } f1 and not 0 ? $", macro F1 {f1:F4}" : "") +
-                    (result.TestMetrics?.GetValueOrDefault("rewards/margins") is { } margin and not 0 ? $", reward margin {margin:F4}" : ""));
+                    (result.TestMetrics?.GetValueOrDefault("rewards/margins") is { } margin and not 0 ? $", reward margin {margin:F4}" : "") +
+                    (result.TestMetrics?.TryGetValue(SharpTune.Evaluation.RetrievalMetrics.PrimaryMetric(), out var ndcg) == true
+                        ? $", {SharpTune.Evaluation.RetrievalMetrics.PrimaryMetric()} {ndcg:F4}" : ""));
             Console.WriteLine(result.FinalDirectory);
             return 0;
         }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
 using SharpTune.Embeddings;
@@ -11,11 +12,14 @@ namespace SharpTune.Server.Api;
 /// <summary>
 /// <c>POST /v1/embeddings</c>: the served model (or one of its adapters, named in <c>model</c> as for chat) as an embedder
 /// (see <see cref="TextEmbedder"/>). A request runs on the model thread between decode batches, with its adapter
-/// switched in, and answers with OpenAI's list of embeddings and <c>usage.prompt_tokens</c>.
+/// switched in, and answers with OpenAI's list of embeddings and <c>usage.prompt_tokens</c>. An adapter folder with its own
+/// sentence-transformers files (one trained by <c>train --task embedding</c>) embeds with its pooling; others with the model's.
 /// </summary>
 internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry adapters, IAdapterActivator activator, InferenceEngine engine,
     EmbedderOrError embedding, ServerOptions options, ServerMetrics metrics)
 {
+    private readonly ConcurrentDictionary<string, EmbedderOrError> adapterEmbedders = new(StringComparer.Ordinal);
+
     public async Task CreateAsync(HttpContext context)
     {
         using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
@@ -24,8 +28,9 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
         {
             var request = EmbeddingRequest.Parse(await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes));
             var adapter = Resolve(request.Model);
-            var embedder = embedding.Embedder ?? throw new ApiException(400,
-                $"the model '{served.Name}' cannot serve embeddings: {embedding.Error}", param: "model", code: "model_not_supported");
+            var chosen = EmbedderFor(adapter);
+            var embedder = chosen.Embedder ?? throw new ApiException(400,
+                $"the model '{request.Model}' cannot serve embeddings: {chosen.Error}", param: "model", code: "model_not_supported");
             if (request.Dimensions > embedder.Dimensions)
                 throw ApiException.BadField("dimensions", $"'dimensions' is {request.Dimensions}; this model's embeddings have {embedder.Dimensions}");
             if (request.PromptName is { } name && !embedder.Config.Prompts.ContainsKey(name))
@@ -72,6 +77,17 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
     private static EmbeddingOutput Embed(TextEmbedder embedder, EmbeddingRequest request, CancellationToken cancellation) => request.Texts is { } texts
         ? embedder.Embed(texts, new EmbeddingRequestOptions { PromptName = request.PromptName, Dimensions = request.Dimensions }, cancellation)
         : embedder.EmbedTokenIds(request.TokenIds!, request.Dimensions, cancellation);
+
+    /// <summary>The adapter folder's own pooling when it has a modules.json, else the served model's (read once per folder).</summary>
+    private EmbedderOrError EmbedderFor(ServedAdapter? adapter)
+    {
+        if (adapter is null || TextEmbedder.ConfigDirectory(options.ModelDir, adapter.Directory) != adapter.Directory) return embedding;
+        return adapterEmbedders.GetOrAdd(adapter.Directory, directory =>
+        {
+            try { return new(new TextEmbedder(served.Model, served.Tokenizer, SentenceTransformerConfig.FromDirectory(directory, served.Model.Config.HiddenSize)), null); }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException) { return new(null, e.Message); }
+        });
+    }
 
     private ServedAdapter? Resolve(string model)
     {

@@ -29,4 +29,16 @@ public enum DatasetFormat
     /// or ShareGPT's <c>{"conversations","chosen":{"from","value"},"rejected":{…}}</c> → <see cref="PreferenceExample"/>.
     /// </summary>
     Preference,
+
+    /// <summary>
+    /// sentence-transformers' columns for an embedding model: <c>{"anchor","positive","negative"?}</c> →
+    /// <see cref="EmbeddingPairExample"/> (read only for <c>task: embedding</c>).
+    /// </summary>
+    EmbeddingPairs,
+
+    /// <summary>
+    /// sentence-transformers' columns for CoSENTLoss: <c>{"sentence1","sentence2","score"}</c> → <see cref="ScoredPairExample"/>
+    /// (read only for <c>task: embedding</c> with <c>loss_type: cosent</c>).
+    /// </summary>
+    ScoredPairs,
 }

@@ -148,17 +148,8 @@ public sealed record SentenceTransformerConfig
         };
         if (json.OptionalString("pooling_mode") is { } mode)
         {
-            var chosen = mode.ToLowerInvariant() switch
-            {
-                "cls" => PoolingMode.Cls,
-                "max" => PoolingMode.Max,
-                "mean" => PoolingMode.Mean,
-                "mean_sqrt_len_tokens" => PoolingMode.MeanSqrtLength,
-                "weightedmean" => PoolingMode.WeightedMean,
-                "lasttoken" => PoolingMode.LastToken,
-                _ => throw new InvalidDataException(
-                    $"{configPath}: pooling_mode '{mode}' is not one of cls, lasttoken, max, mean, mean_sqrt_len_tokens, weightedmean"),
-            };
+            var chosen = ParsePoolingMode(mode) ?? throw new InvalidDataException(
+                $"{configPath}: pooling_mode '{mode}' is not one of {string.Join(", ", PoolingModeNames.Keys.Order(StringComparer.Ordinal))}");
             foreach (var key in flags.Keys) flags[key] = key == chosen;
         }
         var modes = Enum.GetValues<PoolingMode>().Where(m => flags[m]).ToArray();   // enum order = concatenation order
@@ -167,6 +158,21 @@ public sealed record SentenceTransformerConfig
             throw new InvalidDataException($"{configPath}: word_embedding_dimension is {width} but the model's hidden size is {hidden}");
         return new SentenceTransformerConfig { PoolingModes = modes, IncludePrompt = Flag("include_prompt", true) };
     }
+
+    /// <summary>The Pooling module's <c>pooling_mode</c> names and the config.json flag each switches on.</summary>
+    internal static IReadOnlyDictionary<string, (PoolingMode Mode, string Flag)> PoolingModeNames { get; } = new Dictionary<string, (PoolingMode, string)>
+    {
+        ["cls"] = (PoolingMode.Cls, "pooling_mode_cls_token"),
+        ["max"] = (PoolingMode.Max, "pooling_mode_max_tokens"),
+        ["mean"] = (PoolingMode.Mean, "pooling_mode_mean_tokens"),
+        ["mean_sqrt_len_tokens"] = (PoolingMode.MeanSqrtLength, "pooling_mode_mean_sqrt_len_tokens"),
+        ["weightedmean"] = (PoolingMode.WeightedMean, "pooling_mode_weightedmean_tokens"),
+        ["lasttoken"] = (PoolingMode.LastToken, "pooling_mode_lasttoken"),
+    };
+
+    /// <summary>A <c>pooling_mode</c> name (any case), or null when it names none.</summary>
+    internal static PoolingMode? ParsePoolingMode(string name) =>
+        PoolingModeNames.TryGetValue(name.Trim().ToLowerInvariant(), out var mode) ? mode.Mode : null;
 
     private static (Dictionary<string, string> Prompts, string? DefaultName) ReadPrompts(string path)
     {

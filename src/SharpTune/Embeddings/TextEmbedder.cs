@@ -58,6 +58,18 @@ public sealed class TextEmbedder
     public static TextEmbedder ForDirectory(CausalLanguageModel model, HfTokenizer? tokenizer, string modelDirectory) =>
         new(model, tokenizer, SentenceTransformerConfig.FromDirectory(modelDirectory, model.Config.HiddenSize));
 
+    /// <summary>
+    /// An embedder over a model folder with an adapter applied: the adapter folder's sentence-transformers files when it
+    /// has a modules.json (an adapter trained by <c>train --task embedding</c> keeps its pooling beside it), else the
+    /// model folder's.
+    /// </summary>
+    public static TextEmbedder ForDirectory(CausalLanguageModel model, HfTokenizer? tokenizer, string modelDirectory, string? adapterDirectory) =>
+        new(model, tokenizer, SentenceTransformerConfig.FromDirectory(ConfigDirectory(modelDirectory, adapterDirectory), model.Config.HiddenSize));
+
+    /// <summary>The folder whose sentence-transformers files describe a model with this adapter: the adapter's when it has modules.json.</summary>
+    public static string ConfigDirectory(string modelDirectory, string? adapterDirectory) =>
+        adapterDirectory is not null && File.Exists(Path.Combine(adapterDirectory, SentenceTransformerConfig.ModulesFileName)) ? adapterDirectory : modelDirectory;
+
     public SentenceTransformerConfig Config { get; }
 
     /// <summary>Texts per forward pass (default 16).</summary>
@@ -172,9 +184,7 @@ public sealed class TextEmbedder
         var context = Padding == EmbeddingPadding.Left && batch.Any(s => s.Count < t)
             ? new ForwardContext { PositionIds = tensor(positions, device: device), AttentionMask = AttentionMasks.CausalWithPadding(tensor(real, device: device), t) }
             : ForwardContext.Causal(b, t, device);
-        var hidden = model.DecodeHidden(model.EmbedTokens(tensor(ids, device: device)), context);   // (B, T, C)
-        var vectors = EmbeddingPooling.Pool(hidden, rows, Config);                                 // (B, D)
-        if (Config.Normalize) vectors = EmbeddingPooling.Normalize(vectors);
+        var vectors = Encode(model, tensor(ids, device: device), context, rows, Config);   // (B, D)
         if (dimensions is { } d && d < vectors.shape[1])
         {
             vectors = vectors.narrow(1, 0, d);
@@ -183,6 +193,19 @@ public sealed class TextEmbedder
         var flat = vectors.contiguous().cpu().data<float>().ToArray();
         var width = (int)vectors.shape[1];
         return Enumerable.Range(0, b).Select(r => flat.AsSpan(r * width, width).ToArray()).ToArray();
+    }
+
+    /// <summary>
+    /// The model's last hidden state for padded rows, pooled and normalised as <paramref name="config"/> says: the
+    /// forward pass embedding and training share, differentiable when gradients are on.
+    /// </summary>
+    internal static Tensor Encode(CausalLanguageModel model, Tensor ids, ForwardContext context, IReadOnlyList<RowSpan> rows,
+        SentenceTransformerConfig config)
+    {
+        using var scope = NewDisposeScope();
+        var hidden = model.DecodeHidden(model.EmbedTokens(ids), context);   // (B, T, C)
+        var vectors = EmbeddingPooling.Pool(hidden, rows, config);           // (B, D)
+        return (config.Normalize ? EmbeddingPooling.Normalize(vectors) : vectors).MoveToOuterDisposeScope();
     }
 
     /// <summary>

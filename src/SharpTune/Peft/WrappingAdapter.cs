@@ -46,7 +46,16 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     protected virtual nn.Module<Tensor, Tensor> Unwrap(TLayer layer) => layer.BaseModule;
 
     /// <summary>The saved key of a wrapper's parameter: <c>base_model.model.&lt;path&gt;.&lt;suffix&gt;</c>.</summary>
-    protected static string SavedKey(string path, string suffix) => KeyPrefix + path + "." + suffix;
+    protected string SavedKey(string path, string suffix) => KeyPrefix + SavedPath(path) + "." + suffix;
+
+    /// <summary>
+    /// A module path as the saved keys spell it (the default: as it is). An adapter of a model PEFT wraps without its
+    /// head (FEATURE_EXTRACTION's AutoModel) drops the decoder's <see cref="CausalLanguageModel.BaseModelPrefix"/>.
+    /// </summary>
+    protected virtual string SavedPath(string path) => path;
+
+    /// <summary>The model this adapter is injected into, or null before <see cref="Inject"/>.</summary>
+    protected CausalLanguageModel? InjectedModel => model;
 
     /// <summary>PEFT's <c>modules_to_save</c>: whole modules trained and saved beside the wrappers (see <see cref="SavedModules"/>).</summary>
     protected virtual IReadOnlyList<string> ModulesToSave => [];
@@ -92,7 +101,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
             foreach (var (suffix, parameter) in layer.AdapterParameters())
                 state[SavedKey(path, suffix)] = parameter;
         foreach (var (name, parameter) in saved?.Parameters ?? [])
-            state[KeyPrefix + name] = parameter;
+            state[KeyPrefix + SavedPath(name)] = parameter;
         return state;
     }
 

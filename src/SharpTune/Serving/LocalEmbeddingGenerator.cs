@@ -56,7 +56,7 @@ public sealed class LocalEmbeddingGenerator : IEmbeddingGenerator<string, Embedd
         var loaded = LoadedModel.Load(modelDir, adapterDir, dtype is null ? null : ModelFactory.ParseDtype(dtype));
         try
         {
-            var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory);
+            var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory, adapterDir);
             var id = modelId ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(adapterDir is null ? loaded.ModelDirectory : Path.GetFullPath(adapterDir)));
             return new LocalEmbeddingGenerator(embedder, loaded.Model, loaded.Adapter, id, ownsModel: true);
         }

@@ -117,7 +117,9 @@ public static class FineTuneJob
             : null;
         var grpo = objective == "grpo" ? GrpoSettings.From(options) : null;
         var task = TrainingTasks.Of(options);
-        Func<DataRow, TrainingExample>? map = task != TrainingTasks.CausalLm ? SequenceClassificationRecipe.RowMap(task) : objective switch
+        var embedding = task == TrainingTasks.Embedding ? EmbeddingSettings.From(options) : null;
+        Func<DataRow, TrainingExample>? map = embedding is not null ? EmbeddingRecipe.RowMap(embedding)
+            : task != TrainingTasks.CausalLm ? SequenceClassificationRecipe.RowMap(task) : objective switch
         {
             // Paired rows (explicit or implicit prompt) are unpaired by the KTO tokenizer, as TRL's KTOTrainer does.
             "kto" => row => row.Fields.ContainsKey("chosen") && row.Fields.ContainsKey("rejected") && !row.Fields.ContainsKey("completion")
@@ -130,7 +132,7 @@ public static class FineTuneJob
         var modelDir = ModelLocator.Resolve(options.Model);
         if (options.Quantize is null && BitsAndBytesConfig.TryRead(modelDir) is { } stored)
         {
-            if (task != TrainingTasks.CausalLm)
+            if (TrainingTasks.TrainsHead(options))
                 throw new ArgumentException($"{modelDir}: a bitsandbytes-quantized folder cannot take a classification head here; " +
                                             $"give the unquantized model with quantize: {QuantizationOptions.Name(stored.Type)} for task {task}");
             // A bitsandbytes checkpoint trains as with --quantize of its own format: a frozen base under an adapter,
@@ -160,7 +162,7 @@ public static class FineTuneJob
         // A quantized base keeps its unquantized weights (embeddings, norms, head) in the compute dtype, as bitsandbytes does.
         var dtype = quantization?.ComputeDtype ?? ModelFactory.ParseDtype(options.Dtype);
         // A head task's decoder is the classifier's (its score head a child module, trained and checkpointed with it).
-        var classifier = task == TrainingTasks.CausalLm ? null
+        var classifier = !TrainingTasks.TrainsHead(options) ? null
             : SequenceClassificationRecipe.LoadClassifier(options, task, modelDir, dtype, TorchRuntime.DefaultDevice, tokenizer, [.. trainExamples, .. validationExamples]);
         if (classifier is not null && SequenceClassificationConfig.TransformersLoadWarning(classifier.Model.Config.Architecture) is { } warning)
             log?.Invoke(warning);
@@ -177,6 +179,10 @@ public static class FineTuneJob
             log?.Invoke($"gradient checkpointing on, {model.CheckpointedLayers ?? model.Config.NumLayers} of {model.Config.NumLayers} layers recomputed" +
                         (model.LayersKeepingMlpProducts > 0 ? $", {model.LayersKeepingMlpProducts} keeping their MLP products" : "") +
                         (model.CheckpointedLayers is not null ? " (the rest keep their activations)" : ""));
+        var pooling = embedding?.PoolingFor(modelDir, model.Config.HiddenSize);
+        if (pooling is not null)
+            log?.Invoke($"embedding: {string.Join("+", pooling.PoolingModes)} pooling{(pooling.Normalize ? ", normalised" : "")} " +
+                        (pooling.FromSentenceTransformerFiles ? "(the base's modules.json)" : options.Pooling is null ? "(the default for a decoder)" : "(--pooling)"));
         manual_seed(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
@@ -204,6 +210,7 @@ public static class FineTuneJob
         void SaveModel(string dir)
         {
             if (classifier is not null) SequenceClassificationRecipe.Save(classifier, adapter, dir, modelDir);
+            else if (pooling is not null) EmbeddingRecipe.Save(model, adapter, pooling, dir, modelDir, options.MaxSeqLength);
             else if (adapter is null) PretrainedModel.Save(model, dir);
             else PeftAdapters.Save(adapter, dir, Path.GetFullPath(modelDir));
             PretrainedModel.CopyCompanionFiles(modelDir, dir);
@@ -214,6 +221,8 @@ public static class FineTuneJob
         var truncate = options.Overflow != "drop";
         if (classifier is not null)
             return SequenceClassificationRecipe.Run(context, classifier, task, tokenizer, chatTemplate, trainExamples, validationExamples, testExamples, parameters);
+        if (embedding is not null && pooling is not null)
+            return EmbeddingRecipe.Run(context, embedding, pooling, tokenizer, trainExamples, validationExamples, testExamples, parameters);
         if (dpo is not null)
         {
             var pairs = new PreferenceTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, truncate);

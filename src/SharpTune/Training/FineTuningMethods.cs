@@ -72,7 +72,8 @@ public static class FineTuningMethods
         TargetModules = ParseTargets(o.TargetModules),
         // A classification head is trained whole and saved in a SEQ_CLS adapter, as PEFT's get_peft_model does it.
         ModulesToSave = TrainingTasks.TrainsHead(o) ? SequenceClassificationRecipe.ModulesToSave(o) : ParseNames(o.ModulesToSave),
-        PeftTaskType = TrainingTasks.TrainsHead(o) ? LoraConfig.SequenceClassificationTaskType : LoraConfig.TaskType,
+        PeftTaskType = TrainingTasks.TrainsHead(o) ? LoraConfig.SequenceClassificationTaskType
+            : TrainingTasks.Of(o) == TrainingTasks.Embedding ? LoraConfig.FeatureExtractionTaskType : LoraConfig.TaskType,
     };
 
     /// <summary>A comma-separated list of names (empty: none).</summary>

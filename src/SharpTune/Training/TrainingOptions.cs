@@ -165,7 +165,10 @@ public sealed record TrainingOptions
     /// other loss types take none (they refuse a non-zero value).
     /// </summary>
     public double LabelSmoothing { get; init; }
-    /// <summary>DPO: sigmoid (default), ipo, hinge or robust; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or apo_zero_unpaired.</summary>
+    /// <summary>
+    /// DPO: sigmoid (default), ipo, hinge or robust; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or
+    /// apo_zero_unpaired; task embedding: mnrl (default, anchor/positive/negative rows) or cosent (sentence1/sentence2/score rows).
+    /// </summary>
     public string? LossType { get; init; }
     /// <summary>
     /// TRL's disable_dropout: every dropout of the trained model (LoRA's lora_dropout and the model's own) is set to 0 for
@@ -265,6 +268,18 @@ public sealed record TrainingOptions
     public string Task { get; init; } = TrainingTasks.CausalLm;
     /// <summary>Task reward: TRL's center_rewards_coefficient (weight of the mean squared summed pair reward); empty = off.</summary>
     public double? CenterRewardsCoefficient { get; init; }
+
+    // Embedding models (docs/training.md, "Embedding models").
+    /// <summary>
+    /// Task embedding, for a base without sentence-transformers files: the pooling mode (cls, max, mean,
+    /// mean_sqrt_len_tokens, weightedmean or lasttoken, as the Pooling module's pooling_mode); empty = the base's
+    /// modules.json, else last-token pooling with normalisation.
+    /// </summary>
+    public string? Pooling { get; init; }
+    /// <summary>Task embedding with <see cref="Pooling"/>: whether the model ends in a Normalize module (unit-length embeddings); empty = true.</summary>
+    public bool? NormalizeEmbeddings { get; init; }
+    /// <summary>Task embedding: the factor cosine similarities are multiplied by in the loss (sentence-transformers' scale); empty = 20.</summary>
+    public double? SimilarityScale { get; init; }
 
     /// <summary>
     /// Whether layers are recomputed: <see cref="GradientCheckpointing"/> when set, else whether the base is quantized or

@@ -4,9 +4,11 @@ namespace SharpTune.Training;
 
 /// <summary>
 /// The <see cref="TrainingOptions.Task"/> names: what the model being trained outputs. causal_lm is next-token
-/// prediction (every objective); the others put transformers' *ForSequenceClassification head on the decoder and train
-/// it as transformers' Trainer (classification: cross-entropy; multi-label classification: BCE with logits; regression:
-/// MSE) or TRL's RewardTrainer (reward: pairwise loss over preference pairs) do.
+/// prediction (every objective); sequence_classification, multi_label_classification, regression and reward put
+/// transformers' *ForSequenceClassification head on the decoder and train it as transformers' Trainer (classification:
+/// cross-entropy; multi-label classification: BCE with logits; regression: MSE) or TRL's RewardTrainer (reward: pairwise
+/// loss over preference pairs) do; embedding trains the decoder's pooled hidden state as sentence-transformers trains a
+/// text-embedding model (<see cref="EmbeddingRecipe"/>).
 /// </summary>
 public static class TrainingTasks
 {
@@ -16,8 +18,9 @@ public static class TrainingTasks
     public const string MultiLabelClassification = "multi_label_classification";
     public const string Regression = "regression";
     public const string Reward = "reward";
+    public const string Embedding = "embedding";
 
-    public static IReadOnlyList<string> Names { get; } = [CausalLm, SequenceClassification, MultiLabelClassification, Regression, Reward];
+    public static IReadOnlyList<string> Names { get; } = [CausalLm, SequenceClassification, MultiLabelClassification, Regression, Reward, Embedding];
 
     /// <summary>The task of <paramref name="options"/>, normalised; an unknown name is an error naming <c>task</c>.</summary>
     public static string Of(TrainingOptions options)
@@ -28,7 +31,7 @@ public static class TrainingTasks
     }
 
     /// <summary>Whether the task trains a score head rather than the language-model head.</summary>
-    public static bool TrainsHead(TrainingOptions options) => Of(options) != CausalLm;
+    public static bool TrainsHead(TrainingOptions options) => Of(options) is SequenceClassification or MultiLabelClassification or Regression or Reward;
 
     /// <summary>The head's problem type (config.json's <c>problem_type</c>) a classifier task trains.</summary>
     internal static string ProblemType(string task) => task switch
@@ -39,10 +42,11 @@ public static class TrainingTasks
     };
 
     /// <summary>
-    /// Refuses, by option name, settings that cannot apply to the task: center_rewards_coefficient outside reward, and
-    /// for the head tasks the next-token and preference objectives' settings, sequence packing, generation metrics,
-    /// NEFTune, a quantized output head and adapter methods other than LoRA/DoRA (PEFT's SEQ_CLS adapters keep the head
-    /// whole under modules_to_save).
+    /// Refuses, by option name, settings that cannot apply to the task: center_rewards_coefficient outside reward, the
+    /// embedding settings outside embedding, and for every task but causal_lm the next-token and preference objectives'
+    /// settings, sequence packing, generation metrics, NEFTune, a quantized output head and adapter methods other than
+    /// LoRA/DoRA (PEFT's SEQ_CLS adapters keep the head whole under modules_to_save; an embedding adapter is
+    /// FEATURE_EXTRACTION's).
     /// </summary>
     public static void Validate(TrainingOptions options)
     {
@@ -54,15 +58,17 @@ public static class TrainingTasks
             if (!double.IsFinite(coefficient) || coefficient < 0)
                 throw new ArgumentException($"center_rewards_coefficient (--center-rewards-coefficient) must be a number of at least 0, found {coefficient}");
         }
+        EmbeddingSettings.Validate(options, task);
         if (task == CausalLm) return;
+        var trains = task == Embedding ? "an embedding model" : "a classification head";
         void Refuse(bool given, string option, string what)
         {
-            if (given) throw new ArgumentException($"{option} {what}; task {task} trains a classification head, which does not take it");
+            if (given) throw new ArgumentException($"{option} {what}; task {task} trains {trains}, which does not take it");
         }
         var objective = options.Objective.Trim().ToLowerInvariant();
         Refuse(objective != "sft", $"objective {options.Objective} (--objective)", "trains a causal LM");
         Refuse(options.Beta is not null, "beta (--beta)", "is a DPO/ORPO/SimPO/KTO/GRPO setting");
-        Refuse(options.LossType is not null, "loss_type (--loss-type)", "is a DPO/KTO/GRPO setting");
+        Refuse(options.LossType is not null && task != Embedding, "loss_type (--loss-type)", "is a DPO/KTO/GRPO/embedding setting");
         Refuse(options.LabelSmoothing != 0, "label_smoothing (--label-smoothing)", "is a DPO/SimPO setting");
         Refuse(options.PrecomputeRefLogProbs, "precompute_ref_log_probs (--precompute-ref-log-probs)", "is a DPO setting");
         Refuse(options.Packing, "packing (--packing)", "packs sequences for next-token training");
@@ -71,7 +77,7 @@ public static class TrainingTasks
         Refuse(options.QuantizeLmHead, "quantize_lm_head (--quantize-lm-head)", "quantizes a causal LM's output head (the score head stays fp32)");
         var method = options.Method.Trim().ToLowerInvariant();
         if (method is not ("lora" or "dora" or "full"))
-            throw new ArgumentException($"method {options.Method} (--method) is not available for task {task}; choose lora, dora or full " +
-                                        "(a SEQ_CLS adapter keeps the score head whole beside LoRA, as PEFT does)");
+            throw new ArgumentException($"method {options.Method} (--method) is not available for task {task}; choose lora, dora or full" +
+                                        (task == Embedding ? "" : " (a SEQ_CLS adapter keeps the score head whole beside LoRA, as PEFT does)"));
     }
 }

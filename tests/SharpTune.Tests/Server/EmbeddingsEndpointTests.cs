@@ -236,6 +236,40 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
         }
     }
 
+    [ServerFact]
+    public async Task AnEmbeddingAdapterEmbedsWithThePoolingSavedBesideIt()
+    {
+        // An adapter as train --task embedding saves it: FEATURE_EXTRACTION keys, mean pooling without Normalize beside it.
+        using var dir = new TempDir();
+        var adapterDir = Path.Combine(dir.Path, "emb");
+        var pooling = new SentenceTransformerConfig { PoolingModes = [PoolingMode.Mean], Normalize = false };
+        using (var model = PretrainedModel.Load(fixture.ModelDir))
+        {
+            var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig
+                { R = 4, LoraAlpha = 8, PeftTaskType = SharpTune.Peft.Lora.LoraConfig.FeatureExtractionTaskType });
+            adapter.Inject(model);
+            TorchSharp.torch.manual_seed(11);
+            using (TorchSharp.torch.no_grad())
+                foreach (var (_, p) in adapter.TrainableParameters) p.add_(TorchSharp.torch.randn(p.shape) * 0.05);
+            SharpTune.Training.EmbeddingRecipe.Save(model, adapter, pooling, adapterDir, fixture.ModelDir, 64);
+        }
+        await using var server = await SharpTuneServer.StartAsync(fixture.Options() with { Adapters = new Dictionary<string, string> { ["emb"] = adapterDir } });
+        using var http = new HttpClient { BaseAddress = server.Url };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+        var answer = await PostAsync(http, new JsonObject { ["model"] = "emb", ["input"] = "Tom ran", ["encoding_format"] = "float" });
+        var vector = answer["data"]![0]!["embedding"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray();
+
+        using var reference = PretrainedModel.Load(fixture.ModelDir);
+        PeftAdapters.Load(reference, adapterDir);
+        var tokenizer = HfTokenizer.FromDirectory(fixture.ModelDir);
+        var expected = TextEmbedder.ForDirectory(reference, tokenizer, fixture.ModelDir, adapterDir);
+        Assert.Equal([PoolingMode.Mean], expected.Config.PoolingModes);
+        TextEmbedderTests.AssertClose(expected.Embed(["Tom ran"]).Vectors[0], vector, "the adapter's mean pooling");
+        // The model's own last-token pooling with normalisation would have given another vector.
+        var lastToken = new TextEmbedder(reference, tokenizer).Embed(["Tom ran"]).Vectors[0];
+        Assert.True(lastToken.Zip(vector).Max(p => Math.Abs(p.First - p.Second)) > 1e-3);
+    }
+
     private static async Task<JsonNode> PostAsync(HttpClient http, JsonObject body)
     {
         var response = await http.PostAsJsonAsync("/v1/embeddings", body);

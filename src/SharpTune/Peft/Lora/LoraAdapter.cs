@@ -101,15 +101,31 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override IReadOnlyList<string> ModulesToSave => Config.ModulesToSave;
 
+    // PEFT's PeftModelForFeatureExtraction wraps transformers' AutoModel (LlamaModel: layers.0…, no "model." and no head),
+    // so a FEATURE_EXTRACTION adapter's keys are base_model.model.layers.0.self_attn.q_proj.lora_A.weight.
+    protected override string SavedPath(string path)
+    {
+        if (Config.PeftTaskType != LoraConfig.FeatureExtractionTaskType || InjectedModel?.BaseModelPrefix is not { Length: > 0 } prefix) return path;
+        return path.StartsWith(prefix + ".", StringComparison.Ordinal) ? path[(prefix.Length + 1)..] : path;
+    }
+
     // PEFT's PeftModelForSequenceClassification (peft_model.py, huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40)
     // adds "classifier" and "score" to every SEQ_CLS config; SharpTune's
     // classifiers name their head score, so "classifier" matches nothing, as it matches nothing in PEFT's Llama.
     protected override IReadOnlyCollection<string> OptionalModulesToSave =>
         Config.PeftTaskType == LoraConfig.SequenceClassificationTaskType ? ["classifier"] : [];
 
-    // Recent PEFT versions may write DoRA's magnitude as "...lora_magnitude_vector.weight"; both spellings load.
-    protected override string NormaliseKey(string key) =>
-        key.EndsWith(".lora_magnitude_vector.weight", StringComparison.Ordinal) ? key[..^".weight".Length] : key;
+    // Recent PEFT versions may write DoRA's magnitude as "...lora_magnitude_vector.weight"; both spellings load. A
+    // FEATURE_EXTRACTION adapter made on a *ForCausalLM model keeps the base-model prefix ("model."): it loads too.
+    protected override string NormaliseKey(string key)
+    {
+        if (key.EndsWith(".lora_magnitude_vector.weight", StringComparison.Ordinal)) key = key[..^".weight".Length];
+        const string prefix = "base_model.model.";
+        if (Config.PeftTaskType == LoraConfig.FeatureExtractionTaskType && InjectedModel?.BaseModelPrefix is { Length: > 0 } basePrefix
+            && key.StartsWith(prefix + basePrefix + ".", StringComparison.Ordinal))
+            key = prefix + key[(prefix.Length + basePrefix.Length + 1)..];
+        return key;
+    }
 
     public override JsonObject AdapterConfigJson() => Config.ToJson();
 }

@@ -89,6 +89,11 @@ public sealed record LoraConfig
     public const string TaskType = "CAUSAL_LM";
     /// <summary>PEFT's task_type for a sequence classifier (PeftModelForSequenceClassification).</summary>
     public const string SequenceClassificationTaskType = "SEQ_CLS";
+    /// <summary>
+    /// PEFT's task_type for an embedding model (PeftModelForFeatureExtraction, what sentence-transformers' PEFT
+    /// integration uses): the adapter wraps the decoder without its head, so saved keys carry no base-model prefix.
+    /// </summary>
+    public const string FeatureExtractionTaskType = "FEATURE_EXTRACTION";
 
     /// <summary>
     /// <c>task_type</c>: <see cref="TaskType"/> (a causal LM) or <see cref="SequenceClassificationTaskType"/> (a
@@ -259,7 +264,7 @@ public sealed record LoraConfig
     {
         // Values built in code (not parsed) refuse numeric conversions such as long → double; a reparse makes them uniform.
         json = JsonNode.Parse(json.ToJsonString())!.AsObject();
-        AdapterState.RequireType(json, PeftTypeName, source, [SequenceClassificationTaskType]);
+        AdapterState.RequireType(json, PeftTypeName, source, [SequenceClassificationTaskType, FeatureExtractionTaskType]);
         AdapterState.RefuseFields(json, UnsupportedFields, source);
         AdapterState.RefuseUnknownFields(json, KnownFields, "a LoRA", source);
 

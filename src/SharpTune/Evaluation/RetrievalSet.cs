@@ -1,0 +1,61 @@
+using SharpTune.Data;
+using SharpTune.Embeddings;
+
+namespace SharpTune.Evaluation;
+
+/// <summary>
+/// Queries, a corpus and which documents answer which query: what sentence-transformers' InformationRetrievalEvaluator
+/// takes. <see cref="FromPairs"/> builds it from (anchor, positive) rows as the embedding task's validation does: each
+/// distinct anchor a query, each distinct positive a document, a query's own positives relevant.
+/// </summary>
+public sealed record RetrievalSet(IReadOnlyList<string> Queries, IReadOnlyList<string> Corpus, IReadOnlyList<IReadOnlySet<int>> Relevant)
+{
+    /// <summary>
+    /// Every distinct anchor a query and every distinct positive a document (a text that appears twice is one query or
+    /// one document, so it cannot compete with itself); a query's relevant documents are the positives of its rows.
+    /// </summary>
+    public static RetrievalSet FromPairs(IEnumerable<(string Anchor, string Positive)> pairs)
+    {
+        var queries = new List<string>();
+        var corpus = new List<string>();
+        var relevant = new List<HashSet<int>>();
+        var queryIndex = new Dictionary<string, int>(StringComparer.Ordinal);
+        var corpusIndex = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (anchor, positive) in pairs)
+        {
+            if (!queryIndex.TryGetValue(anchor, out var q))
+            {
+                queryIndex[anchor] = q = queries.Count;
+                queries.Add(anchor);
+                relevant.Add([]);
+            }
+            if (!corpusIndex.TryGetValue(positive, out var d))
+            {
+                corpusIndex[positive] = d = corpus.Count;
+                corpus.Add(positive);
+            }
+            relevant[q].Add(d);
+        }
+        return new RetrievalSet(queries, corpus, relevant);
+    }
+
+    /// <summary>The set of the rows of an embedding data file (<see cref="EmbeddingPairExample"/>).</summary>
+    public static RetrievalSet FromExamples(IEnumerable<EmbeddingPairExample> examples) => FromPairs(examples.Select(e => (e.Anchor, e.Positive)));
+
+    /// <summary>
+    /// Embeds the queries and the corpus with <paramref name="embedder"/> (its pooling, normalisation and default prompt),
+    /// ranks the corpus for each query by cosine similarity, and returns <see cref="RetrievalMetrics.Compute"/>'s metrics.
+    /// </summary>
+    /// <param name="queryOptions">The queries' prompt (the evaluator's query_prompt / query_prompt_name); null = the model's default.</param>
+    /// <param name="corpusOptions">The documents' prompt (corpus_prompt / corpus_prompt_name); null = the model's default.</param>
+    public IReadOnlyDictionary<string, double> Evaluate(TextEmbedder embedder, RetrievalCutoffs? cutoffs = null, EmbeddingRequestOptions? queryOptions = null,
+        EmbeddingRequestOptions? corpusOptions = null, CancellationToken cancellationToken = default)
+    {
+        cutoffs ??= new RetrievalCutoffs();
+        if (Queries.Count == 0) throw new ArgumentException("no queries to evaluate");
+        var queries = embedder.Embed(Queries, queryOptions, cancellationToken).Vectors;
+        var corpus = embedder.Embed(Corpus, corpusOptions, cancellationToken).Vectors;
+        var rankings = RetrievalMetrics.RankByCosine(queries, corpus, cutoffs.MaxK);
+        return RetrievalMetrics.Compute(rankings, Relevant, cutoffs);
+    }
+}

@@ -1,0 +1,119 @@
+using SharpTune.Data;
+using SharpTune.Embeddings;
+using SharpTune.Evaluation;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Tokenization;
+using SharpTune.Training.Objectives;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// Text-embedding models within <see cref="FineTuneJob"/> (<c>task: embedding</c>), as sentence-transformers'
+/// SentenceTransformerTrainer trains one with MultipleNegativesRankingLoss: (anchor, positive, negatives?) rows, the texts
+/// embedded with the model's pooling on the training forward, the loss over each micro-batch's in-batch and hard
+/// negatives, on the common trainer (schedules, accumulation, validation, early stopping, checkpoints, exact resume).
+/// Validation adds InformationRetrievalEvaluator's metrics on the held-out pairs. <c>loss_type: cosent</c> trains
+/// CoSENTLoss over (sentence1, sentence2, score) rows instead (<see cref="CoSentObjective"/>). LoRA/DoRA runs save a PEFT
+/// FEATURE_EXTRACTION adapter with the sentence-transformers files beside it; full runs a sentence-transformers folder.
+/// </summary>
+internal static class EmbeddingRecipe
+{
+    /// <summary>Writes the trained model: the adapter or the whole model, with modules.json and the pooling config beside it.</summary>
+    public static void Save(CausalLanguageModel model, IPeftAdapter? adapter, SentenceTransformerConfig pooling, string dir, string modelDir, int maxSeqLength)
+    {
+        if (adapter is null) PretrainedModel.Save(model, dir);
+        else PeftAdapters.Save(adapter, dir, Path.GetFullPath(modelDir));
+        SentenceTransformerFiles.Write(pooling, dir, model.Config.HiddenSize, maxSeqLength);
+    }
+
+    /// <summary>How the loss reads a row: (anchor, positive, negatives) for MNRL, (sentence1, sentence2, score) for CoSENT.</summary>
+    public static Func<DataRow, TrainingExample> RowMap(EmbeddingSettings settings) =>
+        settings.Loss == EmbeddingSettings.CoSent ? ScoredPairExample.FromRow : EmbeddingPairExample.FromRow;
+
+    public static FineTuneResult Run(RecipeContext context, EmbeddingSettings settings, SentenceTransformerConfig pooling, HfTokenizer tokenizer,
+        IReadOnlyList<TrainingExample> train, IReadOnlyList<TrainingExample> validation, IReadOnlyList<TrainingExample> test, ParameterSummary parameters)
+    {
+        var options = context.Options;
+        var maxLength = Math.Min(options.MaxSeqLength, context.Model.Config.ContextLength);
+        if (settings.Loss == EmbeddingSettings.CoSent)
+        {
+            var similarity = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
+            var correlation = validation.Count < 2 ? null : new CorrelationHook(similarity, validation.Cast<ScoredPairExample>().ToList());
+            var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale), correlation);
+            var scored = context.Run(cosent, examples => TokenizeScored(examples, tokenizer, maxLength), train, validation, test, ScoredPairCollator.Collate, parameters);
+            if (test.Count < 2 || scored.TestMetrics is null) return scored;
+            return scored with { TestMetrics = scored.TestMetrics.Concat(CorrelationHook.Scores(similarity, test.Cast<ScoredPairExample>().ToList(), "")).ToDictionary() };
+        }
+        var embedder = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
+        var hook = validation.Count == 0 ? null : new RetrievalHook(embedder, RetrievalSet.FromExamples(validation.Cast<EmbeddingPairExample>()));
+        var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new EmbeddingObjective(pooling, settings.Scale), hook);
+        var result = context.Run(trainer, examples => Tokenize(examples, tokenizer, maxLength), train, validation, test, EmbeddingCollator.Collate, parameters);
+        if (test.Count == 0 || result.TestMetrics is null) return result;
+        var retrieval = RetrievalSet.FromExamples(test.Cast<EmbeddingPairExample>()).Evaluate(embedder);
+        return result with { TestMetrics = result.TestMetrics.Concat(retrieval).ToDictionary() };
+    }
+
+    /// <summary>
+    /// Each text encoded as <see cref="TextEmbedder"/> encodes it (the tokenizer's special tokens, no prompt) and cut to
+    /// <paramref name="maxLength"/> tokens, keeping a final special token (an appended EOS) as Hugging Face tokenizers'
+    /// truncation keeps post-processor tokens. A text that encodes to no tokens is an error naming its row and field.
+    /// </summary>
+    internal static (IReadOnlyList<EmbeddingItem> Items, TokenizationReport Report) Tokenize(IEnumerable<TrainingExample> examples,
+        HfTokenizer tokenizer, int maxLength)
+    {
+        var rows = examples.Cast<EmbeddingPairExample>().ToList();
+        var encoder = new TextEncoder(tokenizer, maxLength);
+        var items = rows.Select(r => new EmbeddingItem(encoder.Encode(r, r.SourceFile, r.LineNumber, "anchor", r.Anchor),
+            encoder.Encode(r, r.SourceFile, r.LineNumber, "positive", r.Positive),
+            r.Negatives.Select((n, i) => encoder.Encode(r, r.SourceFile, r.LineNumber, i < r.NegativeFields.Count ? r.NegativeFields[i] : $"negative[{i}]", n)).ToArray())).ToList();
+        var tokens = items.Sum(i => (long)i.Anchor.Length + i.Positive.Length + i.Negatives.Sum(n => n.Length));
+        return (items, new TokenizationReport(rows.Count, items.Count, encoder.TruncatedRows, 0, 0, tokens, tokens));
+    }
+
+    /// <summary>Scored pairs encoded as <see cref="Tokenize"/> encodes texts.</summary>
+    internal static (IReadOnlyList<ScoredPairItem> Items, TokenizationReport Report) TokenizeScored(IEnumerable<TrainingExample> examples,
+        HfTokenizer tokenizer, int maxLength)
+    {
+        var rows = examples.Cast<ScoredPairExample>().ToList();
+        var encoder = new TextEncoder(tokenizer, maxLength);
+        var items = rows.Select(r => new ScoredPairItem(encoder.Encode(r, r.SourceFile, r.LineNumber, "sentence1", r.Sentence1),
+            encoder.Encode(r, r.SourceFile, r.LineNumber, "sentence2", r.Sentence2), (float)r.Score)).ToList();
+        var tokens = items.Sum(i => (long)i.First.Length + i.Second.Length);
+        return (items, new TokenizationReport(rows.Count, items.Count, encoder.TruncatedRows, 0, 0, tokens, tokens));
+    }
+
+    /// <summary>Encodes texts for training, counting the rows that had a text cut.</summary>
+    private sealed class TextEncoder(HfTokenizer tokenizer, int maxLength)
+    {
+        private readonly HashSet<TrainingExample> truncated = new(ReferenceEqualityComparer.Instance);
+
+        public int TruncatedRows => truncated.Count;
+
+        public int[] Encode(TrainingExample row, string file, long line, string field, string text)
+        {
+            var ids = tokenizer.Encode(text, addSpecialTokens: true);
+            if (ids.Count == 0) throw new DataFormatException(file, line, field, "empty_field", "the text encodes to no tokens");
+            if (ids.Count <= maxLength) return [.. ids];
+            truncated.Add(row);
+            return maxLength > 1 && tokenizer.IsSpecial(ids[^1]) ? [.. ids.Take(maxLength - 1), ids[^1]] : [.. ids.Take(maxLength)];
+        }
+    }
+
+    /// <summary>EmbeddingSimilarityEvaluator's pearson_cosine and spearman_cosine on the validation pairs, logged with <c>val_</c>.</summary>
+    private sealed class CorrelationHook(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs) : IEvaluationHook
+    {
+        public IReadOnlyDictionary<string, double> Evaluate(int step) => Scores(embedder, pairs, "val_");
+
+        public static IReadOnlyDictionary<string, double> Scores(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs, string prefix) =>
+            SimilarityCorrelation.Evaluate(embedder, pairs.Select(p => p.Sentence1).ToList(), pairs.Select(p => p.Sentence2).ToList(),
+                pairs.Select(p => p.Score).ToList()).ToDictionary(kv => prefix + kv.Key, kv => kv.Value);
+    }
+
+    /// <summary>InformationRetrievalEvaluator's metrics on the validation pairs at each evaluation, logged as <c>val_cosine_ndcg@10</c>, ….</summary>
+    private sealed class RetrievalHook(TextEmbedder embedder, RetrievalSet validation) : IEvaluationHook
+    {
+        public IReadOnlyDictionary<string, double> Evaluate(int step) =>
+            validation.Evaluate(embedder).ToDictionary(kv => "val_" + kv.Key, kv => kv.Value);
+    }
+}

@@ -1,0 +1,71 @@
+using SharpTune.Embeddings;
+using SharpTune.Training.Objectives;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// Task embedding's settings from <see cref="TrainingOptions"/>: the loss (<c>loss_type</c>: mnrl, the default, or
+/// cosent), its similarity scale, and the pooling a base without sentence-transformers files gets.
+/// </summary>
+internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode? Pooling, bool Normalize)
+{
+    /// <summary>sentence-transformers' MultipleNegativesRankingLoss over (anchor, positive, negative?) rows.</summary>
+    public const string MultipleNegativesRanking = "mnrl";
+
+    /// <summary>sentence-transformers' CoSENTLoss over (sentence1, sentence2, score) rows.</summary>
+    public const string CoSent = "cosent";
+
+    public static IReadOnlyList<string> Losses { get; } = [MultipleNegativesRanking, CoSent];
+
+    public static EmbeddingSettings From(TrainingOptions options)
+    {
+        var loss = (options.LossType ?? MultipleNegativesRanking).Trim().ToLowerInvariant();
+        if (!Losses.Contains(loss))
+            throw new ArgumentException($"loss_type (--loss-type) for task embedding must be one of {string.Join(", ", Losses)}, found '{options.LossType}'");
+        var scale = options.SimilarityScale ?? MultipleNegativesRankingLoss.DefaultScale;
+        if (!double.IsFinite(scale) || scale <= 0)
+            throw new ArgumentException($"similarity_scale (--similarity-scale) must be a positive number, found {scale}");
+        PoolingMode? pooling = options.Pooling is { } name
+            ? SentenceTransformerConfig.ParsePoolingMode(name) ?? throw new ArgumentException(
+                $"pooling (--pooling) must be one of {string.Join(", ", SentenceTransformerConfig.PoolingModeNames.Keys.Order(StringComparer.Ordinal))}, found '{name}'")
+            : null;
+        if (options.NormalizeEmbeddings is not null && pooling is null)
+            throw new ArgumentException("normalize_embeddings (--normalize-embeddings) goes with pooling (--pooling): without it the base's " +
+                                        "modules.json, or last-token pooling with normalisation, decides");
+        return new EmbeddingSettings(loss, scale, pooling, options.NormalizeEmbeddings ?? true);
+    }
+
+    /// <summary>Refuses the embedding settings outside task embedding, and checks them within it.</summary>
+    public static void Validate(TrainingOptions options, string task)
+    {
+        if (task == TrainingTasks.Embedding)
+        {
+            From(options);
+            return;
+        }
+        if (options.Pooling is not null) throw new ArgumentException($"pooling (--pooling) applies to task embedding only, not task {task}");
+        if (options.NormalizeEmbeddings is not null)
+            throw new ArgumentException($"normalize_embeddings (--normalize-embeddings) applies to task embedding only, not task {task}");
+        if (options.SimilarityScale is not null)
+            throw new ArgumentException($"similarity_scale (--similarity-scale) applies to task embedding only, not task {task}");
+    }
+
+    /// <summary>
+    /// The pooling the run trains and saves: the base folder's sentence-transformers files when it has a modules.json
+    /// (an explicit pooling that differs from them is an error), else the explicit pooling, else last-token pooling
+    /// with normalisation (<see cref="SentenceTransformerConfig.Default"/>, vLLM's default for a decoder).
+    /// </summary>
+    public SentenceTransformerConfig PoolingFor(string modelDirectory, int hiddenSize)
+    {
+        var stored = SentenceTransformerConfig.FromDirectory(modelDirectory, hiddenSize);
+        if (stored.FromSentenceTransformerFiles)
+        {
+            if (Pooling is { } mode && (stored.PoolingModes.Count != 1 || stored.PoolingModes[0] != mode || stored.Normalize != Normalize))
+                throw new ArgumentException($"pooling (--pooling) {mode}{(Normalize ? " with" : " without")} normalisation differs from what " +
+                    $"{Path.Combine(modelDirectory, SentenceTransformerConfig.ModulesFileName)} sets ({string.Join("+", stored.PoolingModes)}" +
+                    $"{(stored.Normalize ? ", normalised" : "")}); drop --pooling to train the base's own pooling");
+            return stored;
+        }
+        return Pooling is { } chosen ? stored with { PoolingModes = [chosen], Normalize = Normalize } : stored;
+    }
+}
