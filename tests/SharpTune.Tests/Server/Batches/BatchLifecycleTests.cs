@@ -199,6 +199,36 @@ public sealed class BatchLifecycleTests(JobsHarness harness) : IClassFixture<Job
     }
 
     [ServerFact]
+    public async Task ABatchWhoseInputFileIsDeletedWhileStoppedFailsWithTheLinesItFinishedInItsOutput()
+    {
+        var jobsDir = harness.NewJobsDir();
+        var gate = new SecondLineGate();
+        string id, inputId;
+        var server = await harness.StartAsync(jobsDir, server: o => o with { BatchRowsInFlight = 1, EngineGate = gate.Pass });
+        try
+        {
+            using var http = JobsHarness.Http(server);
+            inputId = await UploadIdAsync(http, ThreeLines());
+            id = (await CreateAsync(http, inputId))["id"]!.GetValue<string>();
+            await gate.HeldAsync(http, id);
+        }
+        finally
+        {
+            await server.DisposeAsync();   // line 1 recorded, line 2 cut off
+        }
+        foreach (var input in Directory.EnumerateFiles(jobsDir, inputId + ".*", SearchOption.AllDirectories)) File.Delete(input);
+
+        await using var restarted = await harness.StartAsync(jobsDir);
+        using var again = JobsHarness.Http(restarted);
+        var batch = await WaitForAsync(again, id, "completed", "failed", "cancelled");
+        Assert.Equal("failed", batch["status"]!.GetValue<string>());
+        Assert.Equal("file_not_found", batch["errors"]!["data"]![0]!["code"]!.GetValue<string>());
+        Assert.Equal(["line-1"], (await LinesAsync(again, batch["output_file_id"]!.GetValue<string>())).Keys);
+        Assert.Equal(1, batch["request_counts"]!["completed"]!.GetValue<int>());
+        Assert.False(File.Exists(Path.Combine(jobsDir, "batches", id + ".results.jsonl")));
+    }
+
+    [ServerFact]
     public async Task AZeroLengthRecordNeitherStopsTheRunnerNorBreaksTheList()
     {
         var jobsDir = harness.NewJobsDir();
