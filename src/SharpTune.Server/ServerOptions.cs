@@ -88,9 +88,11 @@ public sealed record ServerOptions
     public IReadOnlyDictionary<string, object?>? DefaultChatTemplateKwargs { get; init; }
 
     /// <summary>
-    /// Most decode rows (a line's <c>n</c>, else 1) that Batch API lines hold on the engine at once; null = half of
-    /// <see cref="MaxBatchSize"/> (at least 1), so live requests always find the other half free and share the batch
-    /// lines' decode steps instead of queueing behind them.
+    /// Most decode rows that Batch API lines hold on the engine at once; null = half of <see cref="MaxBatchSize"/> (at
+    /// least 1), so live requests always find the other half free and share the batch lines' decode steps instead of
+    /// queueing behind them. A line counts the rows its live endpoint decodes: <c>n</c> times its prompts (a text
+    /// completion's <c>prompt</c> array), else 1; a line needing more than this runs alone, holding all of them. Embeddings
+    /// lines run one at a time, since the engine admits nothing past an embeddings request until its decode batches drain.
     /// </summary>
     public int? BatchRowsInFlight { get; init; }
 

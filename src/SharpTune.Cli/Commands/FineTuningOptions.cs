@@ -14,7 +14,7 @@ internal sealed class FineTuningOptions
     private readonly Option<int> rank = new("--ft-rank") { Description = "LoRA rank of jobs (alpha = 2 x rank)", DefaultValueFactory = _ => 8 };
     private readonly Option<string?> targets = new("--ft-target-modules") { Description = "Modules jobs put LoRA on: all-linear, names joined by commas, or a regex (default all-linear: every linear layer but the head)", DefaultValueFactory = _ => "all-linear" };
     private readonly Option<string?> modulesToSave = new("--ft-modules-to-save") { Description = "Modules LoRA jobs train whole and save with the adapter (PEFT's modules_to_save), e.g. embed_tokens" };
-    private readonly Option<int> maxJobs = new("--max-jobs") { Description = "Waiting jobs beyond this get 429", DefaultValueFactory = _ => 16 };
+    private readonly Option<int> maxJobs = new("--max-jobs") { Description = "Waiting jobs (and unfinished batches) beyond this get 429", DefaultValueFactory = _ => 16 };
     private readonly Option<long> maxUploadMb = new("--max-upload-mb") { Description = "Largest upload to /v1/files in MiB", DefaultValueFactory = _ => 512 };
     private readonly Option<int> checkpointEvery = new("--checkpoint-every") { Description = "Steps between job checkpoints (0 = every epoch)", DefaultValueFactory = _ => 0 };
     private readonly Option<bool> scopedKeys = new("--scoped-keys") { Description = "Files and jobs belong to the API key that created them; other keys get 404" };

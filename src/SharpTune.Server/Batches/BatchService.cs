@@ -1,6 +1,8 @@
-using System.Text;
+using System.Runtime.ExceptionServices;
 using System.Text.Json.Nodes;
+using SharpTune.IO;
 using SharpTune.Jobs;
+using SharpTune.Server.Api;
 using SharpTune.Server.FineTuning;
 
 namespace SharpTune.Server.Batches;
@@ -11,14 +13,16 @@ namespace SharpTune.Server.Batches;
 /// <see cref="InProcessEndpoints"/>, so on the engine beside live traffic), finalizing (the output and error files
 /// stored), then completed; or failed, or cancelling → cancelled, or expired past the 24 h window.
 /// <para>
-/// Fairness: at most <see cref="MaxRowsInFlight"/> decode rows (a line's <c>n</c>, else 1) of batch lines are queued or
-/// decoding at once, so live requests always find the rest of the engine's <see cref="ServerOptions.MaxBatchSize"/>
-/// rows free and join the very decode steps the batch lines run in.
+/// Fairness: at most <see cref="MaxRowsInFlight"/> decode rows of batch lines are queued or decoding at once (counted as
+/// the live endpoint counts them, see <see cref="RowsOf"/>), so live requests always find the rest of the engine's
+/// <see cref="ServerOptions.MaxBatchSize"/> rows free and join the very decode steps the batch lines run in.
 /// </para>
 /// <para>
 /// Persistence: every record change and every finished line is written before it is reported (see
 /// <see cref="BatchStore"/>); a server stopped mid-batch resumes it on start, running only the lines not yet recorded.
-/// Lines cut off by the stop or a cancel are not recorded at all.
+/// Lines cut off by the stop or a cancel are not recorded at all. A batch that fails after lines ran (the store failing
+/// mid-batch, the input file deleted) still gets its output and error files from the lines recorded, as OpenAI's failed
+/// and expired batches do.
 /// </para>
 /// </summary>
 internal sealed class BatchService : IDisposable
@@ -43,6 +47,7 @@ internal sealed class BatchService : IDisposable
     /// </param>
     /// <param name="endpoints">The handlers batch lines run through.</param>
     /// <param name="maxRowsInFlight">See <see cref="MaxRowsInFlight"/>.</param>
+    /// <exception cref="IOException">Another server holds the batches folder (see <see cref="BatchStore"/>).</exception>
     public BatchService(FineTuningService files, InProcessEndpoints endpoints, int maxRowsInFlight)
     {
         if (maxRowsInFlight < 1) throw new ArgumentException($"the Batch API's rows in flight are {maxRowsInFlight}; they must be at least 1");
@@ -55,6 +60,9 @@ internal sealed class BatchService : IDisposable
 
     public int MaxRowsInFlight { get; }
 
+    /// <summary>The store, for tests that play a failing disk through <see cref="BatchStore.BeforeAppend"/>.</summary>
+    internal BatchStore Store => store;
+
     /// <summary>The endpoints a batch may name (the server's JSON inference endpoints).</summary>
     public IReadOnlyCollection<string> Endpoints => endpoints.Paths;
 
@@ -64,6 +72,7 @@ internal sealed class BatchService : IDisposable
     /// <summary>Starts the runner, which first resumes the batches a previous run left unfinished.</summary>
     public void Start() => runner = Task.Run(RunAsync);
 
+    /// <exception cref="ApiException">429 when <see cref="FineTuningServerOptions.MaxQueuedJobs"/> batches are already unfinished.</exception>
     public BatchRecord Create(string? owner, string inputFileId, string endpoint, Dictionary<string, string>? metadata)
     {
         var now = Ids.Now();
@@ -81,7 +90,15 @@ internal sealed class BatchService : IDisposable
             PlannedOutputFileId = Ids.New("file"),
             PlannedErrorFileId = Ids.New("file"),
         };
-        lock (records) store.Save(batch);
+        lock (records)
+        {
+            // The fine-tuning jobs' bound on waiting work bounds unfinished batches too.
+            var unfinished = store.All().Count(b => !BatchStatus.IsFinal(b.Status));
+            if (unfinished >= files.Options.MaxQueuedJobs)
+                throw new ApiException(429, $"{unfinished} batches are already unfinished, this server's limit; try again when one finishes",
+                    type: "rate_limit_error", code: "too_many_batches");
+            store.Save(batch);
+        }
         Wake();
         return batch;
     }
@@ -136,26 +153,29 @@ internal sealed class BatchService : IDisposable
     {
         while (!stopping.IsCancellationRequested)
         {
-            BatchRecord? next;
-            lock (records) next = store.All().Where(b => !BatchStatus.IsFinal(b.Status)).MinBy(b => b.Sequence);
-            if (next is null)
+            try
             {
-                try { await wake.WaitAsync(stopping.Token); }
-                catch (OperationCanceledException) { return; }
-                continue;
-            }
-            try { await ProcessAsync(next); }
-            catch (Exception) when (stopping.IsCancellationRequested) { return; }   // the batch resumes on the next start
-            catch (Exception e)
-            {
-                // Whatever broke this batch must not stop the runner for every later one.
-                try { Fail(next.Id, new BatchError("server_error", $"the batch could not be run: {e.Message}", null, null)); }
-                catch (Exception) when (!stopping.IsCancellationRequested)
+                BatchRecord? next;
+                lock (records) next = store.All().Where(b => !BatchStatus.IsFinal(b.Status)).MinBy(b => b.Sequence);
+                if (next is null)
                 {
-                    // The store itself failed (a full disk?): try again in a moment rather than in a tight loop.
-                    try { await Task.Delay(TimeSpan.FromSeconds(1), stopping.Token); }
-                    catch (OperationCanceledException) { return; }
+                    await wake.WaitAsync(stopping.Token);
+                    continue;
                 }
+                try { await ProcessAsync(next); }
+                catch (Exception e) when (!stopping.IsCancellationRequested)
+                {
+                    // Whatever broke this batch must not stop the runner for every later one.
+                    Fail(next.Id, new BatchError("server_error", $"the batch could not be run: {e.Message}", null, null));
+                }
+            }
+            catch (Exception) when (stopping.IsCancellationRequested) { return; }   // a batch in progress resumes on the next start
+            catch (Exception)
+            {
+                // The store itself failed (a full disk, an unreadable folder): nothing here may end the runner for good;
+                // try again in a moment rather than in a tight loop.
+                try { await Task.Delay(TimeSpan.FromSeconds(1), stopping.Token); }
+                catch (OperationCanceledException) { return; }
             }
         }
     }
@@ -207,8 +227,49 @@ internal sealed class BatchService : IDisposable
         }
     }
 
-    private BatchRecord? Fail(string id, params BatchError[] errors) => Update(id, b => BatchStatus.IsFinal(b.Status) ? b
-        : b with { Status = BatchStatus.Failed, FailedAt = Ids.Now(), Errors = [.. errors] });
+    /// <summary>
+    /// Fails a batch. One with lines recorded is finalized on the way (ending failed), so the lines that ran are in its
+    /// output and error files; should writing those fail too, it ends failed without them and its results file stays,
+    /// the one copy of those answers, for whoever repairs the disk.
+    /// </summary>
+    private BatchRecord? Fail(string id, params BatchError[] errors)
+    {
+        if (!store.HasResults(id))
+            return Update(id, b => BatchStatus.IsFinal(b.Status) ? b : b with { Status = BatchStatus.Failed, FailedAt = Ids.Now(), Errors = [.. errors] });
+        var failing = Update(id, b => BatchStatus.IsFinal(b.Status) ? b : b with
+        {
+            Status = BatchStatus.Finalizing, FinalizingAt = b.FinalizingAt ?? Ids.Now(), EndStatus = BatchStatus.Failed, Errors = [.. errors],
+        });
+        if (failing is null || BatchStatus.IsFinal(failing.Status)) return failing;
+        try { return Finalize(failing); }
+        catch (Exception) when (!stopping.IsCancellationRequested)
+        {
+            return Update(id, b => BatchStatus.IsFinal(b.Status) ? b : b with { Status = BatchStatus.Failed, FailedAt = Ids.Now() });
+        }
+    }
+
+    /// <summary>
+    /// Decode rows a line takes on the engine, counted as its live endpoint counts them: a chat or text completion its
+    /// <c>n</c> times its prompts (<see cref="CompletionRequestParser"/>, 1 for a body the endpoint refuses before
+    /// decoding); an embeddings line the whole share, since the engine runs it as a control item that nothing is admitted
+    /// past until every decode batch drains, so two queued at once would hold live traffic back twice as long. A line
+    /// needing more than <see cref="MaxRowsInFlight"/> holds all of them: it runs alone rather than being refused.
+    /// </summary>
+    internal static int RowsOf(BatchLine line, int maxRowsInFlight)
+    {
+        long rows = 1;
+        if (line.Url == "/v1/embeddings") rows = maxRowsInFlight;
+        else if (line.Url is "/v1/chat/completions" or "/v1/completions")
+        {
+            try
+            {
+                var request = CompletionRequestParser.Parse(line.Body, chat: line.Url == "/v1/chat/completions", maxN: int.MaxValue);
+                rows = (long)request.N * (request.PromptTokenIds?.Count ?? request.Prompts?.Count ?? 1);
+            }
+            catch (ApiException) { }   // answered 400 without decoding anything
+        }
+        return (int)Math.Clamp(rows, 1, maxRowsInFlight);
+    }
 
     private async Task<BatchRecord> RunLinesAsync(BatchRecord batch)
     {
@@ -223,6 +284,14 @@ internal sealed class BatchService : IDisposable
         using var permits = new SemaphoreSlim(MaxRowsInFlight);
         var running = new List<Task>();
         var expired = false;
+        ExceptionDispatchInfo? fault = null;
+        void Faulted(Exception e)
+        {
+            // A line the store could not record: start no more (they would fail the same way), stop those running.
+            Interlocked.CompareExchange(ref fault, ExceptionDispatchInfo.Capture(e), null);
+            try { cancel.Cancel(); }
+            catch (ObjectDisposedException) { }
+        }
         try
         {
             foreach (var line in lines)
@@ -235,7 +304,7 @@ internal sealed class BatchService : IDisposable
                     break;
                 }
                 // One dispatcher takes the permits, so a line needing several never deadlocks against another.
-                var rows = Math.Clamp(line.Body["n"] is JsonValue n && n.TryGetValue<int>(out var count) ? count : 1, 1, MaxRowsInFlight);
+                var rows = RowsOf(line, MaxRowsInFlight);
                 var taken = 0;
                 try
                 {
@@ -246,7 +315,7 @@ internal sealed class BatchService : IDisposable
                     if (taken > 0) permits.Release(taken);
                     break;
                 }
-                running.Add(RunLineAsync(batch, line, rows, permits, cancel.Token));
+                running.Add(RunLineAsync(batch, line, rows, permits, Faulted, cancel.Token));
             }
             await Task.WhenAll(running);
         }
@@ -255,6 +324,7 @@ internal sealed class BatchService : IDisposable
             lock (records) current = null;
         }
         stopping.Token.ThrowIfCancellationRequested();   // resumed on the next start
+        fault?.Throw();   // the runner fails the batch, writing out the lines recorded
         if (expired)
         {
             done = store.Results(batch.Id);
@@ -266,7 +336,8 @@ internal sealed class BatchService : IDisposable
             : b)!;
     }
 
-    private async Task RunLineAsync(BatchRecord batch, BatchLine line, int rows, SemaphoreSlim permits, CancellationToken cancellation)
+    private async Task RunLineAsync(BatchRecord batch, BatchLine line, int rows, SemaphoreSlim permits, Action<Exception> faulted,
+        CancellationToken cancellation)
     {
         try
         {
@@ -274,6 +345,7 @@ internal sealed class BatchService : IDisposable
             store.AppendResult(batch.Id, line.Line, output);
             var (input, generated) = BatchLineRunner.Usage(output);
             var succeeded = BatchLineRunner.Succeeded(output);
+            // Progress for polling only: finalizing counts the lines and their usage again from the results.
             Update(batch.Id, b => b with
             {
                 Completed = b.Completed + (succeeded ? 1 : 0),
@@ -286,6 +358,10 @@ internal sealed class BatchService : IDisposable
         {
             // Stopped by a cancel or the server stopping: not recorded, so a resumed batch runs it again.
         }
+        catch (Exception e)
+        {
+            faulted(e);
+        }
         finally
         {
             permits.Release(rows);
@@ -294,38 +370,44 @@ internal sealed class BatchService : IDisposable
 
     /// <summary>
     /// Stores the finished lines, in input order, as the output file (successes) and the error file (the rest), each
-    /// written aside and renamed into place under the id chosen at creation, then ends the batch.
+    /// written aside, flushed to disk and renamed into place under the id chosen at creation, then ends the batch with
+    /// counts and usage summed from those lines; the results file goes only once all of that is on disk.
     /// </summary>
-    private void Finalize(BatchRecord batch)
+    private BatchRecord Finalize(BatchRecord batch)
     {
         var results = store.Results(batch.Id);
         var succeeded = results.Values.Where(BatchLineRunner.Succeeded).ToList();
         var failed = results.Values.Where(o => !BatchLineRunner.Succeeded(o)).ToList();
+        var usage = results.Values.Select(BatchLineRunner.Usage).ToList();
         var outputId = succeeded.Count > 0 ? StoreFile(batch, batch.PlannedOutputFileId!, "output", succeeded) : null;
         var errorId = failed.Count > 0 ? StoreFile(batch, batch.PlannedErrorFileId!, "error", failed) : null;
         var now = Ids.Now();
         var end = batch.EndStatus ?? BatchStatus.Completed;
-        Update(batch.Id, b => b with
+        var finished = Update(batch.Id, b => b with
         {
             Status = end,
             CompletedAt = end == BatchStatus.Completed ? now : b.CompletedAt,
+            FailedAt = end == BatchStatus.Failed ? now : b.FailedAt,
             CancelledAt = end == BatchStatus.Cancelled ? now : b.CancelledAt,
             ExpiredAt = end == BatchStatus.Expired ? now : b.ExpiredAt,
             Completed = succeeded.Count,
             Failed = failed.Count,
+            InputTokens = usage.Sum(u => u.Input),
+            OutputTokens = usage.Sum(u => u.Output),
             OutputFileId = outputId,
             ErrorFileId = errorId,
-        });
+        })!;
         store.DeleteResults(batch.Id);
+        return finished;
     }
 
     private string StoreFile(BatchRecord batch, string id, string kind, IReadOnlyList<JsonObject> lines)
     {
         if (files.Store.GetFile(id) is not null) return id;   // stored before a crash cut finalizing short
-        var temp = files.Files.TemporaryPath(id);
-        using (var writer = new StreamWriter(temp, append: false, new UTF8Encoding(false)))
-            foreach (var line in lines) writer.Write(line.ToJsonString() + "\n");
-        files.Files.Commit(id, temp, OutputPurpose);
+        AtomicFile.Write(files.Files.PathOf(id, OutputPurpose), stream =>
+        {
+            foreach (var line in lines) stream.Write(System.Text.Encoding.UTF8.GetBytes(line.ToJsonString() + "\n"));
+        });
         files.Store.AddFile(new StoredFile(id, batch.Owner, Ids.Now(), new FileInfo(files.Files.PathOf(id, OutputPurpose)).Length,
             $"{batch.Id}_{kind}.jsonl", OutputPurpose, OutputPurpose, lines.Count));
         return id;
@@ -337,5 +419,6 @@ internal sealed class BatchService : IDisposable
         stopping.Cancel();
         try { runner?.Wait(TimeSpan.FromSeconds(30)); }
         catch (AggregateException) { }
+        store.Dispose();
     }
 }
