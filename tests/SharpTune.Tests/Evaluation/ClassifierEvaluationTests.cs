@@ -253,6 +253,22 @@ public class ClassifierEvaluationTests
         }
     }
 
+    [Fact]
+    public void The_trained_max_length_is_read_from_the_folders_own_config_or_its_runs()
+    {
+        using var temp = new TempDir();
+        var run = Path.Combine(temp.Path, "run");
+        foreach (var folder in new[] { "final", "checkpoint-4", "checkpoint-8", "other", "own" }) Directory.CreateDirectory(Path.Combine(run, folder));
+        TrainingConfigFile.Save(new TrainingOptions { MaxSeqLength = 96 }, Path.Combine(run, "config.yaml"));
+        TrainingConfigFile.Save(new TrainingOptions { MaxSeqLength = 40 }, Path.Combine(run, "own", "config.yaml"));
+        TrainingConfigFile.Save(new TrainingOptions { MaxSeqLength = 24 }, Path.Combine(run, "checkpoint-8", "config.yaml"));
+        Assert.Equal(96, ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "final")));
+        Assert.Equal(96, ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "checkpoint-4") + Path.DirectorySeparatorChar));
+        Assert.Equal(40, ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "own")));
+        Assert.Equal(24, ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "checkpoint-8")));   // a folder's own config comes first
+        Assert.Null(ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "other")));   // not a run's output folder: nothing read from beside it
+    }
+
     [SharedAssetFact("models/stories260K")]
     public void Max_length_cuts_the_texts_and_is_only_taken_for_a_classifier()
     {
