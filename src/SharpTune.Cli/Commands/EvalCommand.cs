@@ -43,11 +43,20 @@ public static class EvalCommand
                 "regression or reward (default: read from the head's config; a classifier folder or SEQ_CLS adapter is detected)",
         };
         headTask.AcceptOnlyFromAmong([.. ClassifierEvaluation.Tasks]);
+        var maxLength = new Option<int?>("--max-length")
+        {
+            Description = "Classifier, regressor or reward model: most tokens per text, longer texts cut (longer reward pairs left out) " +
+                "(default: the training run's max_seq_length from its config.yaml, else the model's context length)",
+        };
+        maxLength.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int?>() is { } value && value < 1) result.AddError($"--max-length must be at least 1, found {value}");
+        });
         var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for chat prompts, e.g. '{\"enable_thinking\": false}'" };
         var command = new Command("eval", "Evaluate a model (or several side by side) on a test set")
         {
             model, dtype, adapter, adapters, data, metrics, maxTokens, batchSize, output, labelMode, labels, maxExamples, stemmer, chatTemplate, templateKwargs, taskFormat,
-            headTask,
+            headTask, maxLength,
         };
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
@@ -96,6 +105,7 @@ public static class EvalCommand
                     var headOptions = new ClassifierEvaluationOptions
                     {
                         Task = parse.GetValue(headTask), BatchSize = parse.GetValue(batchSize), MaxExamples = parse.GetValue(maxExamples),
+                        MaxLength = parse.GetValue(maxLength),
                     };
                     using var cancel = new CancellationTokenSource();
                     Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
@@ -109,6 +119,8 @@ public static class EvalCommand
                     Console.WriteLine($"report: {headFiles.Json}, {headFiles.Html}");
                     return 0;
                 }
+                if (parse.GetResult(maxLength) is { Implicit: false })
+                    throw new ArgumentException("--max-length applies to a classifier, regressor or reward model's evaluation; remove it");
                 var testData = multipleChoice is null ? EvaluationData.Read(dataPath) : null;
                 var outputDir = parse.GetValue(output) ?? EvaluationJob.DefaultOutputDirectory(candidates.FirstOrDefault(c => c.Adapter is not null)?.Adapter);
                 var progress = new EvaluationProgressPrinter();

@@ -17,6 +17,14 @@ public sealed class ApiException(int status, string message, string type = "inva
     /// <summary>400 naming the offending request field.</summary>
     public static ApiException BadField(string param, string message, string? code = null) => new(400, message, param: param, code: code);
 
+    /// <summary>
+    /// The answer to a request whose work was cancelled while the client still waits: 504 when its own request timeout
+    /// fired (<paramref name="work"/> names what did not finish), else 503 (the server is shutting down).
+    /// </summary>
+    internal static ApiException Cancelled(string work, bool timedOut, TimeSpan requestTimeout) => timedOut
+        ? new ApiException(504, $"the {work} did not finish within the server's request timeout of {requestTimeout.TotalSeconds:0.###} s", "timeout_error", code: "timeout")
+        : new ApiException(503, "the server is shutting down", "server_error");
+
     /// <summary>The JSON error body.</summary>
     public JsonObject ToJson() => Body(Message, Type, Param, Code);
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
 using SharpTune.Classification;
+using SharpTune.Models;
 using SharpTune.Server.Engine;
 using SharpTune.Server.Observability;
 
@@ -21,9 +22,9 @@ internal sealed record ServedClassifier(string Name, TextClassifier Classifier) 
 /// <c>{"id": "classify-…", "object": "list", "created", "model", "data": [{"index", "label", "probs", "num_classes"}],
 /// "usage": {"prompt_tokens", "total_tokens", "completion_tokens": 0}}</c>, <c>label</c> being id2label of the largest
 /// of <c>probs</c>. The texts are scored as <see cref="TextClassifier.Score"/> scores them (the tokenizer's special tokens;
-/// EOS appended for a reward head), on the model thread between decode batches. <c>probs</c> is what the head's problem
-/// type reads, as transformers' text-classification pipeline: softmax (single-label), sigmoid (multi-label), the raw
-/// output of a regression or reward head; <c>use_activation: false</c> gives the raw logits for every head.
+/// EOS appended for a reward head), on the model thread between decode batches, <see cref="ServerOptions.MaxBatchSize"/>
+/// texts per exclusive turn so streams keep decoding between turns. <c>probs</c> is what vLLM's activation makes of the
+/// logits (<see cref="Activate"/>); <c>use_activation: false</c> gives the raw logits for every head.
 /// </summary>
 internal sealed class ClassifyEndpoints(ServedClassifier? served, InferenceEngine engine, ServerOptions options, ServerMetrics metrics)
 {
@@ -44,13 +45,13 @@ internal sealed class ClassifyEndpoints(ServedClassifier? served, InferenceEngin
             {
                 if (ids[i].Length == 0) throw ApiException.BadField("input", $"input[{i}] encodes to no tokens");
                 if (ids[i].Length > contextLength)
-                    throw ApiException.BadField("input", $"input[{i}] has {ids[i].Length} tokens; this model's context is {contextLength}", "contextLengthlength_exceeded");
+                    throw ApiException.BadField("input", $"input[{i}] has {ids[i].Length} tokens; this model's context is {contextLength}", "context_length_exceeded");
             }
-            var scores = texts.Count == 0 ? []
-                : await engine.RunExclusiveAsync(() => classifier.Classifier.ScoreIds(texts, ids, options.MaxBatchSize), cancellation.Token);
+            var scores = await engine.RunExclusiveInChunksAsync(Enumerable.Range(0, texts.Count).ToList(), options.MaxBatchSize,
+                chunk => classifier.Classifier.ScoreIds([.. chunk.Select(i => texts[i])], [.. chunk.Select(i => ids[i])], options.MaxBatchSize), cancellation.Token);
             var tokens = ids.Sum(i => i.Length);
             metrics.Tokens(tokens, 0);
-            await JsonResponse.WriteAsync(context, Body(model, head.Labels, scores, useActivation, tokens));
+            await JsonResponse.WriteAsync(context, Body(model, head, scores, useActivation, tokens));
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
@@ -61,14 +62,15 @@ internal sealed class ClassifyEndpoints(ServedClassifier? served, InferenceEngin
             var error = e switch
             {
                 ApiException api => api,
-                OperationCanceledException when cancellation.IsCancellationRequested => new ApiException(504,
-                    $"the classification did not finish within the server's request timeout of {options.RequestTimeout.TotalSeconds:0.###} s", "timeout_error", code: "timeout"),
-                OperationCanceledException => new ApiException(503, "the server is shutting down", "server_error"),
+                OperationCanceledException => ApiException.Cancelled("classification", cancellation.IsCancellationRequested, options.RequestTimeout),
                 _ => new ApiException(500, $"classification failed: {e.Message}", "server_error"),
             };
             if (!context.Response.HasStarted) await error.WriteAsync(context);
         }
     }
+
+    /// <summary>Most texts in one request: the cap /v1/embeddings has (OpenAI's), so one request cannot hold the model for an unbounded list.</summary>
+    internal const int MaxInputs = EmbeddingRequest.MaxInputs;
 
     /// <summary>The request's model name (the served classifier's when absent), texts and use_activation.</summary>
     internal static (string Model, IReadOnlyList<string> Texts, bool UseActivation) Parse(JsonNode? body, string servedName)
@@ -87,6 +89,7 @@ internal sealed class ClassifyEndpoints(ServedClassifier? served, InferenceEngin
         IReadOnlyList<string> texts = request["input"] switch
         {
             JsonValue v when v.GetValueKind() == JsonValueKind.String && v.GetValue<string>().Length > 0 => [v.GetValue<string>()],
+            JsonArray a when a.Count > MaxInputs => throw ApiException.BadField("input", $"'input' has {a.Count} items; at most {MaxInputs} are allowed"),
             JsonArray a => [.. a.Select((item, i) => item is JsonValue s && s.GetValueKind() == JsonValueKind.String ? s.GetValue<string>()
                 : throw ApiException.BadField("input", $"input[{i}] must be a string"))],
             null or JsonValue => throw ApiException.BadField("input", "Input or messages must be provided"),
@@ -101,7 +104,24 @@ internal sealed class ClassifyEndpoints(ServedClassifier? served, InferenceEngin
         return (model, texts, useActivation);
     }
 
-    private static JsonObject Body(string model, IReadOnlyList<string> labels, IReadOnlyList<TextScore> scores, bool useActivation, int tokens) => new()
+    /// <summary>
+    /// vLLM's classification activation (get_classification_act_fn and PoolerClassify in
+    /// vllm/model_executor/layers/pooler/activations.py, vllm-project/vllm@63e2539cd291a83b3ef8cab449930485a3152aed), by the
+    /// head's declared problem_type: none for regression, sigmoid for multi-label, and otherwise (single-label or no
+    /// problem_type) sigmoid for a head with fewer than two labels — a reward model's one output — and softmax for more.
+    /// </summary>
+    internal static float[] Activate(SequenceClassificationConfig head, IReadOnlyList<float> logits)
+    {
+        if (head.ProblemType == SequenceClassificationConfig.Regression) return [.. logits];
+        if (head.ProblemType == SequenceClassificationConfig.MultiLabelClassification || head.NumLabels < 2)
+            return [.. logits.Select(l => (float)(1 / (1 + Math.Exp(-l))))];
+        var max = logits.Max();
+        var exp = logits.Select(l => Math.Exp(l - max)).ToArray();
+        var sum = exp.Sum();
+        return [.. exp.Select(e => (float)(e / sum))];
+    }
+
+    private static JsonObject Body(string model, SequenceClassificationConfig head, IReadOnlyList<TextScore> scores, bool useActivation, int tokens) => new()
     {
         ["id"] = "classify-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16)),
         ["object"] = "list",
@@ -109,13 +129,13 @@ internal sealed class ClassifyEndpoints(ServedClassifier? served, InferenceEngin
         ["model"] = model,
         ["data"] = new JsonArray([.. scores.Select((score, index) =>
         {
-            var probs = useActivation ? score.Probabilities ?? score.Logits : score.Logits;
+            IReadOnlyList<float> probs = useActivation ? Activate(head, score.Logits) : score.Logits;
             var best = 0;
             for (var i = 1; i < probs.Count; i++) if (probs[i] > probs[best]) best = i;
             return (JsonNode)new JsonObject
             {
                 ["index"] = index,
-                ["label"] = labels[best],
+                ["label"] = head.Labels[best],
                 ["probs"] = new JsonArray([.. probs.Select(p => (JsonNode?)JsonValue.Create(p))]),
                 ["num_classes"] = probs.Count,
             };

@@ -67,10 +67,7 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
         ContextLengthException => ApiException.BadField("input", e.Message, "context_length_exceeded"),
         EmbeddingInputException => ApiException.BadField("input", e.Message),
         AdapterRemovedException removed => new ApiException(404, removed.Message, param: "model", code: "model_not_found"),
-        OperationCanceledException when timedOut => new ApiException(504,
-            $"the embeddings did not finish within the server's request timeout of {requestTimeout.TotalSeconds:0.###} s",
-            "timeout_error", code: "timeout"),
-        OperationCanceledException => new ApiException(503, "the server is shutting down", "server_error"),
+        OperationCanceledException => ApiException.Cancelled("embeddings", timedOut, requestTimeout),
         _ => new ApiException(500, $"embedding failed: {e.Message}", "server_error"),
     };
 

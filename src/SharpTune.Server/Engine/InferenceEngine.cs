@@ -57,13 +57,38 @@ public sealed class InferenceEngine : IDisposable
 
     /// <summary>
     /// Runs <paramref name="action"/> on the model thread once the requests queued before it are done and no batch is
-    /// decoding (for module surgery such as loading or unloading an adapter).
+    /// decoding (for module surgery such as loading or unloading an adapter). <paramref name="cancellationToken"/> ends the
+    /// wait at any point, queued or running; the action itself still runs to its end on the model thread (an adapter
+    /// surgery is never left half done), unless it checks the token.
     /// </summary>
     public async Task<T> RunExclusiveAsync<T>(Func<T> action, CancellationToken cancellationToken)
     {
         var item = new ControlItem(() => action());
         await queue.Writer.WriteAsync(item, cancellationToken);
-        return (T)(await item.Completion.Task)!;
+        return (T)(await item.Completion.Task.WaitAsync(cancellationToken))!;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> over <paramref name="inputs"/> <paramref name="chunkSize"/> at a time, each chunk as
+    /// its own exclusive item (<see cref="RunExclusiveAsync"/>), so requests queued meanwhile are served between chunks
+    /// instead of stalling behind the whole list. <paramref name="cancellationToken"/> ends the wait at any point, and a
+    /// chunk whose turn comes after it is cancelled is not run.
+    /// </summary>
+    internal async Task<IReadOnlyList<TOut>> RunExclusiveInChunksAsync<TIn, TOut>(IReadOnlyList<TIn> inputs, int chunkSize,
+        Func<IReadOnlyList<TIn>, IReadOnlyList<TOut>> action, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunkSize, 1);
+        var outputs = new List<TOut>(inputs.Count);
+        foreach (var chunk in inputs.Chunk(chunkSize))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            outputs.AddRange(await RunExclusiveAsync(() =>
+            {
+                cancellationToken.ThrowIfCancellationRequested();   // the caller may have stopped waiting while it was queued
+                return action(chunk);
+            }, cancellationToken));
+        }
+        return outputs;
     }
 
     private void Run()

@@ -80,12 +80,20 @@ public sealed class TextClassifier : IDisposable
     }
 
     /// <summary>Scores texts already turned into ids (e.g. a reward model's EOS-terminated pairs).</summary>
-    public IReadOnlyList<TextScore> ScoreIds(IReadOnlyList<string> texts, IReadOnlyList<int[]> ids, int batchSize = 8)
+    /// <param name="problemType">The problem type whose function reads the logits (sigmoid for multi-label, softmax for
+    /// single-label, none for regression), as transformers' pipeline takes <c>function_to_apply</c> over the one the
+    /// head's config implies; null = the head's own (<see cref="SequenceClassificationConfig.EffectiveProblemType"/>).</param>
+    public IReadOnlyList<TextScore> ScoreIds(IReadOnlyList<string> texts, IReadOnlyList<int[]> ids, int batchSize = 8, string? problemType = null)
     {
+        if (problemType is not (null or SequenceClassificationConfig.SingleLabelClassification or SequenceClassificationConfig.MultiLabelClassification
+            or SequenceClassificationConfig.Regression))
+            throw new ArgumentException($"problem type must be {SequenceClassificationConfig.SingleLabelClassification}, " +
+                $"{SequenceClassificationConfig.MultiLabelClassification} or {SequenceClassificationConfig.Regression}, found '{problemType}'", nameof(problemType));
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "the batch size must be at least 1");
         var empty = ids.Select((row, i) => (row, i)).FirstOrDefault(r => r.row.Length == 0);
         if (empty.row is not null) throw new ArgumentException($"text {empty.i} encodes to no tokens");
         var labels = Classifier.Labels;
+        var problem = problemType ?? labels.EffectiveProblemType;
         if (labels.PadTokenId is null) batchSize = 1;   // without config.pad_token_id a row's last token is found only alone
         var scores = new List<TextScore>(texts.Count);
         using var noGrad = no_grad();
@@ -94,10 +102,9 @@ public sealed class TextClassifier : IDisposable
             using var scope = NewDisposeScope();
             var batch = ids.Skip(start).Take(batchSize).ToList();
             var logits = Classifier.Logits(SequenceClassification.RightPadded(batch, Classifier)).to(ScalarType.Float32).cpu();
-            var problem = labels.EffectiveProblemType;
             // transformers' TextClassificationPipeline.postprocess (huggingface/transformers@01080c629600d4ff3121446bb4f4a2e240c2cf41,
-            // pipelines/text_classification.py) picks the function by problem type: sigmoid for multi-label, softmax for
-            // single-label, none for regression. A one-output head without a problem_type (a reward model) gets the pipeline's
+            // pipelines/text_classification.py) picks the function by problem type (function_to_apply overrides it, as
+            // problemType does here): sigmoid for multi-label, softmax for single-label, none for regression. A one-output head without a problem_type (a reward model) gets the pipeline's
             // sigmoid there; here it stays a raw score, as TRL reads a reward model's logit.
             var probabilities = problem switch
             {

@@ -20,7 +20,11 @@ public sealed record ClassifierEvaluationOptions
     public string? Task { get; init; }
     /// <summary>Texts per forward pass.</summary>
     public int BatchSize { get; init; } = 8;
-    /// <summary>Most tokens per text (longer classification texts are cut, longer reward pairs left out, as in training); null = the model's context length.</summary>
+    /// <summary>
+    /// Most tokens per text (longer classification texts are cut, longer reward pairs left out, as in training); null = the
+    /// model's context length (<see cref="ClassifierEvaluation.Run"/> first looks for the training run's max_seq_length,
+    /// <see cref="ClassifierEvaluation.TrainedMaxLength"/>).
+    /// </summary>
     public int? MaxLength { get; init; }
     /// <summary>Evaluate at most this many rows (the first ones; 0 = all).</summary>
     public int MaxExamples { get; init; }
@@ -85,8 +89,25 @@ public static class ClassifierEvaluation
         using var classifier = TextClassifier.Load(modelDir, adapter, dtype);
         var template = chatTemplate is not null ? ChatTemplate.BuiltIn(chatTemplate)
             : classifier.Tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(classifier.Tokenizer) : null;
+        options = options with { MaxLength = options.MaxLength ?? TrainedMaxLength(adapter ?? modelDir) };
         var name = adapter is null ? Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd(Path.DirectorySeparatorChar)) : EvaluationCandidate.Parse(adapter).Name;
         return Evaluate(classifier, rows, options, template, name, progress, cancellationToken) with { Model = model, Adapter = adapter, Data = dataPath };
+    }
+
+    /// <summary>
+    /// The max_seq_length the training run that wrote <paramref name="trainedDir"/> (its final, best or checkpoint folder)
+    /// encoded with: <paramref name="trainedDir"/>'s own config.yaml, else (for final, best and checkpoint-N folders) the run
+    /// folder's, where <see cref="FineTuneJob"/> saves it; null when there is none.
+    /// </summary>
+    public static int? TrainedMaxLength(string trainedDir)
+    {
+        var full = Path.GetFullPath(trainedDir).TrimEnd(Path.DirectorySeparatorChar);
+        var config = Path.Combine(full, "config.yaml");
+        // Only a run's own output folders look one level up, so a folder that merely sits next to some other config.yaml is not misread.
+        var folder = Path.GetFileName(full);
+        if (!File.Exists(config) && (folder is "final" or "best" || folder.StartsWith("checkpoint-", StringComparison.Ordinal)))
+            config = Path.Combine(Path.GetDirectoryName(full)!, "config.yaml");
+        return File.Exists(config) ? TrainingConfigFile.Load(config).MaxSeqLength : null;
     }
 
     /// <summary>Evaluates <paramref name="rows"/> (classification rows, or preference pairs for a reward model).</summary>
@@ -99,7 +120,10 @@ public static class ClassifierEvaluation
         if (options.MaxExamples > 0 && rows.Count > options.MaxExamples) rows = rows.Take(options.MaxExamples).ToList();
         var head = classifier.Classifier.Labels;
         var task = ResolveTask(head, options.Task);
-        var maxLength = options.MaxLength ?? classifier.Classifier.Model.Config.ContextLength;
+        var contextLength = classifier.Classifier.Model.Config.ContextLength;
+        // A run's saved max_seq_length may exceed the context (training lowered it to fit); more tokens than that cannot be read.
+        var maxLength = Math.Min(options.MaxLength ?? contextLength, contextLength);
+        if (maxLength < 1) throw new ArgumentOutOfRangeException(nameof(options), options.MaxLength, "the most tokens per text must be at least 1");
         var result = task == TrainingTasks.Reward
             ? EvaluatePairs(classifier, rows, chatTemplate, maxLength, options.BatchSize, progress, cancellationToken)
             : EvaluateRows(classifier, rows, task, maxLength, options.BatchSize, progress, cancellationToken);
@@ -113,7 +137,9 @@ public static class ClassifierEvaluation
         var mapped = rows.Select(r => (r, (ClassificationExample)TrainingExampleMapper.Map(r, DatasetFormat.Classification))).ToList();
         var items = SequenceClassificationData.Tokenize(mapped, classifier.Tokenizer, head.Labels, TrainingTasks.ProblemType(task), maxLength, out var truncated);
         var texts = mapped.Select(m => m.Item2.Text).ToList();
-        var scores = ScoreInBatches(classifier, texts, items.Select(i => i.Ids).ToList(), batchSize, progress, cancellationToken);
+        // The logits are read by the resolved task, not the head's own problem type, as transformers' pipeline reads them
+        // under function_to_apply: a single-label head evaluated as multi-label gets sigmoid label sets, and the reverse softmax.
+        var scores = ScoreInBatches(classifier, texts, items.Select(i => i.Ids).ToList(), batchSize, TrainingTasks.ProblemType(task), progress, cancellationToken);
         var signatures = new Dictionary<string, string> { ["task"] = Signature(task, head, maxLength, truncated) };
         var metrics = new Dictionary<string, double>();
         var records = new ExampleRecord[items.Count];
@@ -189,7 +215,7 @@ public static class ClassifierEvaluation
         // Chosen texts first, then rejected ones, scored alike (the ids already end in EOS, as RewardTrainer reads them).
         var answers = kept.Select(k => Answer(k.Example.Chosen)).Concat(kept.Select(k => Answer(k.Example.Rejected))).ToList();
         var scores = ScoreInBatches(classifier, answers, [.. kept.Select(k => k.Pair.Chosen), .. kept.Select(k => k.Pair.Rejected)],
-            batchSize, progress, cancellationToken);
+            batchSize, SequenceClassificationConfig.Regression, progress, cancellationToken);
         var chosen = scores.Take(kept.Count).Select(s => (double)s.Score).ToArray();
         var rejected = scores.Skip(kept.Count).Select(s => (double)s.Score).ToArray();
         var m = RewardMetrics.Compute(chosen, rejected);
@@ -214,7 +240,7 @@ public static class ClassifierEvaluation
 
     /// <summary>Scores <paramref name="ids"/> one batch at a time, reporting rows done after each and stopping when cancelled.</summary>
     private static IReadOnlyList<TextScore> ScoreInBatches(TextClassifier classifier, IReadOnlyList<string> texts, IReadOnlyList<int[]> ids, int batchSize,
-        IProgress<EvaluationProgress>? progress, CancellationToken cancellationToken)
+        string problemType, IProgress<EvaluationProgress>? progress, CancellationToken cancellationToken)
     {
         var scores = new List<TextScore>(ids.Count);
         progress?.Report(new EvaluationProgress("scoring", 0, ids.Count));
@@ -222,7 +248,7 @@ public static class ClassifierEvaluation
         {
             cancellationToken.ThrowIfCancellationRequested();
             var count = Math.Min(batchSize, ids.Count - start);
-            scores.AddRange(classifier.ScoreIds(texts.Skip(start).Take(count).ToList(), ids.Skip(start).Take(count).ToList(), batchSize));
+            scores.AddRange(classifier.ScoreIds(texts.Skip(start).Take(count).ToList(), ids.Skip(start).Take(count).ToList(), batchSize, problemType));
             progress?.Report(new EvaluationProgress("scoring", scores.Count, ids.Count));
         }
         return scores;

@@ -45,7 +45,10 @@ public class ClassifierEvaluationTests
     {
         using var temp = new TempDir();
         var run = FineTuneJob.Run(SequenceClassificationTrainingTests.Options(Classes(temp, "train.jsonl", 12), Path.Combine(temp.Path, "run"),
-            TrainingTasks.SequenceClassification) with { ValidationFraction = 0, LearningRate = 5e-3, MicroBatchSize = 12, MaxSteps = 3, LoraR = 4, LoraAlpha = 8 });
+            TrainingTasks.SequenceClassification) with
+            {
+                ValidationFraction = 0, LearningRate = 5e-3, MicroBatchSize = 12, MaxSteps = 3, LoraR = 4, LoraAlpha = 8, MaxSeqLength = 100,
+            });
         var held = Classes(temp, "held.jsonl", 7, offset: 100);
         var progress = new List<EvaluationProgress>();
         var result = ClassifierEvaluation.Run(TestAssets.Stories260K, run.FinalDirectory, held, new ClassifierEvaluationOptions { BatchSize = 3 },
@@ -53,6 +56,9 @@ public class ClassifierEvaluationTests
 
         Assert.Equal(TrainingTasks.SequenceClassification, result.Format);
         Assert.Equal(7, result.Examples);
+        // Texts are cut where training cut them: the run's max_seq_length (its config.yaml), not the context length of 512.
+        Assert.Equal(100, ClassifierEvaluation.TrainedMaxLength(run.FinalDirectory));
+        Assert.Contains("texts cut to 100 tokens (0 cut)", result.Signatures["task"]);
         // Independently: the classifier loaded again, each text scored alone.
         using var classifier = TextClassifier.Load(TestAssets.Stories260K, run.FinalDirectory);
         var rows = SequenceClassificationData.ReadClassification(held);
@@ -111,10 +117,21 @@ public class ClassifierEvaluationTests
         var goldMean = gold.Average();
         Assert.Equal(1 - predictions.Zip(gold).Sum(p => (p.First - p.Second) * (p.First - p.Second)) / gold.Sum(g => (g - goldMean) * (g - goldMean)),
             result.Metrics["r2"], 4);
-        Assert.InRange(result.Metrics["pearson"], -1, 1);
-        Assert.InRange(result.Metrics["spearman"], -1, 1);
+        // Pearson worked here from the scores; Spearman as Pearson of the ranks (the gold values are distinct, as are the predictions).
+        Assert.Equal(Pearson(predictions, gold), result.Metrics["pearson"], 4);
+        Assert.Equal(Pearson(Ranks(predictions), Ranks(gold)), result.Metrics["spearman"], 6);
         for (var i = 0; i < 6; i++) Assert.Equal(predictions[i], result.Records[i].Scores["prediction"], 4);
     }
+
+    private static double Pearson(double[] x, double[] y)
+    {
+        var (mx, my) = (x.Average(), y.Average());
+        var cov = x.Zip(y).Sum(p => (p.First - mx) * (p.Second - my));
+        return cov / Math.Sqrt(x.Sum(v => (v - mx) * (v - mx)) * y.Sum(v => (v - my) * (v - my)));
+    }
+
+    /// <summary>1-based ranks of distinct values.</summary>
+    private static double[] Ranks(double[] values) => [.. values.Select(v => (double)values.Count(w => w < v) + 1)];
 
     [SharedAssetFact("models/stories260K")]
     public void A_reward_model_is_scored_on_pairs_as_textclassifier_scores_each_side()
@@ -196,6 +213,86 @@ public class ClassifierEvaluationTests
         Assert.Equal(3 + 3, result.PerLabel!.Count);   // three labels, then micro, macro and weighted
         var files = EvaluationReportWriter.Write(result, Path.Combine(temp.Path, "report"));
         Assert.Contains("| animal |", File.ReadAllText(files.Markdown));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void An_overridden_task_reads_the_logits_with_its_own_function_as_transformers_function_to_apply()
+    {
+        using var temp = new TempDir();
+        static double Sigmoid(float x) => 1 / (1 + Math.Exp(-x));
+        // A single-label head evaluated as multi-label: sigmoid per label, the labels whose sigmoid is over 0.5.
+        string[] tags = ["animal", "happy", "sad"];
+        var single = HeadFolder(temp, "single", new SequenceClassificationConfig(tags, SequenceClassificationConfig.SingleLabelClassification, Pad));
+        var data = MultiLabelTrainingTests.WriteMultiLabel(temp, 6);
+        var multi = ClassifierEvaluation.Run(single, null, data, new ClassifierEvaluationOptions { Task = TrainingTasks.MultiLabelClassification });
+        Assert.Equal(TrainingTasks.MultiLabelClassification, multi.Format);
+        var rows = SequenceClassificationData.ReadClassification(data);
+        using (var classifier = TextClassifier.Load(single))
+        {
+            for (var i = 0; i < 6; i++)
+            {
+                var logits = classifier.Score([rows[i].Example.Text], batchSize: 1)[0].Logits;
+                Assert.Equal(string.Join(", ", tags.Where((_, k) => Sigmoid(logits[k]) > 0.5)), multi.Records[i].Output);
+                for (var k = 0; k < 3; k++) Assert.Equal(Sigmoid(logits[k]), multi.Records[i].Scores["p_" + tags[k]], 4);
+            }
+        }
+
+        // A multi-label head evaluated as single-label: softmax over the labels and the argmax, not sigmoid values.
+        var tagger = HeadFolder(temp, "multi", new SequenceClassificationConfig(["happy", "sad"], SequenceClassificationConfig.MultiLabelClassification, Pad));
+        var held = Classes(temp, "held.jsonl", 4);
+        var argmax = ClassifierEvaluation.Run(tagger, null, held, new ClassifierEvaluationOptions { Task = TrainingTasks.SequenceClassification });
+        using var reread = TextClassifier.Load(tagger);
+        var texts = SequenceClassificationData.ReadClassification(held).Select(r => r.Example.Text).ToList();
+        for (var i = 0; i < 4; i++)
+        {
+            var logits = reread.Score([texts[i]], batchSize: 1)[0].Logits;
+            var sum = Math.Exp(logits[0]) + Math.Exp(logits[1]);
+            Assert.Equal(Math.Exp(logits[0]) / sum, argmax.Records[i].Scores["p_happy"], 4);
+            Assert.Equal(Math.Exp(logits[1]) / sum, argmax.Records[i].Scores["p_sad"], 4);
+            Assert.Equal(logits[0] >= logits[1] ? "happy" : "sad", argmax.Records[i].Output);
+        }
+    }
+
+    [Fact]
+    public void The_trained_max_length_is_read_from_the_folders_own_config_or_its_runs()
+    {
+        using var temp = new TempDir();
+        var run = Path.Combine(temp.Path, "run");
+        foreach (var folder in new[] { "final", "checkpoint-4", "checkpoint-8", "other", "own" }) Directory.CreateDirectory(Path.Combine(run, folder));
+        TrainingConfigFile.Save(new TrainingOptions { MaxSeqLength = 96 }, Path.Combine(run, "config.yaml"));
+        TrainingConfigFile.Save(new TrainingOptions { MaxSeqLength = 40 }, Path.Combine(run, "own", "config.yaml"));
+        TrainingConfigFile.Save(new TrainingOptions { MaxSeqLength = 24 }, Path.Combine(run, "checkpoint-8", "config.yaml"));
+        Assert.Equal(96, ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "final")));
+        Assert.Equal(96, ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "checkpoint-4") + Path.DirectorySeparatorChar));
+        Assert.Equal(40, ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "own")));
+        Assert.Equal(24, ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "checkpoint-8")));   // a folder's own config comes first
+        Assert.Null(ClassifierEvaluation.TrainedMaxLength(Path.Combine(run, "other")));   // not a run's output folder: nothing read from beside it
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Max_length_cuts_the_texts_and_is_only_taken_for_a_classifier()
+    {
+        using var temp = new TempDir();
+        var model = HeadFolder(temp, "classifier", new SequenceClassificationConfig(["happy", "sad"], SequenceClassificationConfig.SingleLabelClassification, Pad));
+        var held = Classes(temp, "held.jsonl", 3);
+        var result = ClassifierEvaluation.Run(model, null, held, new ClassifierEvaluationOptions { MaxLength = 5 });
+        Assert.Contains("texts cut to 5 tokens (3 cut)", result.Signatures["task"]);
+        // Independently: the first five ids of each text (BOS included), scored alone.
+        using var classifier = TextClassifier.Load(model);
+        var texts = SequenceClassificationData.ReadClassification(held).Select(r => r.Example.Text).ToList();
+        for (var i = 0; i < 3; i++)
+        {
+            var cut = classifier.Tokenizer.Encode(texts[i], addSpecialTokens: true).Take(5).ToArray();
+            Assert.Equal(classifier.ScoreIds([texts[i]], [cut], 1)[0].Probabilities![0], result.Records[i].Scores["p_happy"], 4);
+        }
+
+        var report = Path.Combine(temp.Path, "report");
+        var (exit, _, stderr) = SharpTuneCli.Run("eval", "--model", model, "--data", held, "--max-length", "5", "--output", report);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("texts cut to 5 tokens (3 cut)", File.ReadAllText(Path.Combine(report, "eval.md")));
+        var (refused, _, error) = SharpTuneCli.Run("eval", "--model", TestAssets.Stories260K, "--data", held, "--max-length", "5");
+        Assert.Equal(1, refused);
+        Assert.Contains("--max-length", error);
     }
 
     [SharedAssetFact("models/stories260K")]

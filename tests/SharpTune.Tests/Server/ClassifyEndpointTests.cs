@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using SharpTune.Classification;
 using SharpTune.Models;
 using SharpTune.Server;
+using SharpTune.Server.Api;
 using SharpTune.Tests.Support;
 using SharpTune.Tokenization;
 using static TorchSharp.torch;
@@ -115,8 +116,11 @@ public class ClassifyEndpointTests
             var expected = classifier.Score(["Once upon a time there was a cat."], batchSize: 1)[0].Score;   // EOS appended for a reward head
             var data = body["data"]![0]!;
             Assert.Equal(1, data["num_classes"]!.GetValue<int>());
-            Assert.Equal(expected, data["probs"]![0]!.GetValue<double>(), 4);
+            // vLLM's PoolerClassify: sigmoid for a head with fewer than two labels; the reward itself with use_activation false.
+            Assert.Equal(1 / (1 + Math.Exp(-expected)), data["probs"]![0]!.GetValue<double>(), 5);
             Assert.Equal("LABEL_0", data["label"]!.GetValue<string>());
+            var (_, raw) = await PostAsync(http, "/classify", """{"input":"Once upon a time there was a cat.","use_activation":false}""");
+            Assert.Equal(expected, raw["data"]![0]!["probs"]![0]!.GetValue<double>(), 4);
             var tokenizer = HfTokenizer.FromDirectory(folder);
             Assert.Equal(tokenizer.Encode("Once upon a time there was a cat.", true).Count + 1, body["usage"]!["prompt_tokens"]!.GetValue<int>());
         }
@@ -126,6 +130,81 @@ public class ClassifyEndpointTests
         var (refused, refusal) = await PostAsync(client, "/classify", """{"input":"a"}""");
         Assert.Equal(HttpStatusCode.BadRequest, refused);
         Assert.Contains("does not support Classification API", refusal["error"]!["message"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void The_activation_follows_vllms_get_classification_act_fn_by_declared_problem_type()
+    {
+        // Worked by hand: σ(0) = 0.5, σ(2) = 0.880797, σ(−1) = 0.268941; softmax(1, 2, 0) = (0.244728, 0.665241, 0.090031).
+        float[] three = [1, 2, 0];
+        string[] labels = ["a", "b", "c"];
+        var softmax = ClassifyEndpoints.Activate(new SequenceClassificationConfig(labels, SequenceClassificationConfig.SingleLabelClassification, 0), three);
+        Assert.Equal([0.244728, 0.665241, 0.090031], softmax.Select(p => Math.Round(p, 6)));
+        Assert.Equal(softmax, ClassifyEndpoints.Activate(new SequenceClassificationConfig(labels, null, 0), three));   // no problem_type: PoolerClassify
+        var sigmoid = ClassifyEndpoints.Activate(new SequenceClassificationConfig(labels, SequenceClassificationConfig.MultiLabelClassification, 0), [0, 2, -1]);
+        Assert.Equal([0.5, 0.880797, 0.268941], sigmoid.Select(p => Math.Round(p, 6)));
+        Assert.Equal([2f], ClassifyEndpoints.Activate(new SequenceClassificationConfig(["score"], SequenceClassificationConfig.Regression, 0), [2]));
+        // One output and no problem_type (a reward model), or declared single-label: vLLM's sigmoid, not the raw score.
+        Assert.Equal(0.880797, Math.Round(ClassifyEndpoints.Activate(SequenceClassificationConfig.Reward(0), [2])[0], 6));
+        Assert.Equal(0.880797, Math.Round(ClassifyEndpoints.Activate(
+            new SequenceClassificationConfig(["yes"], SequenceClassificationConfig.SingleLabelClassification, 0), [2])[0], 6));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public async Task A_long_list_is_scored_in_turns_capped_and_a_timeout_answers_504_even_while_queued()
+    {
+        using var temp = new TempDir();
+        var folder = HeadFolder(temp, "sentiment", new SequenceClassificationConfig(["happy", "sad"], SequenceClassificationConfig.SingleLabelClassification,
+            HfTokenizer.FromDirectory(TestAssets.Stories260K).EosTokenId));
+        // Five texts at two per turn: the model thread sees the classification queued as three separate turns, not one.
+        // (The gate is asked once per pass of the model thread that found work queued; old code queued the whole list once.)
+        var turns = 0;
+        await using (var server = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder), MaxBatchSize = 2,
+            EngineGate = state =>
+            {
+                if (state.QueuedRequests > 0) Interlocked.Increment(ref turns);
+                return true;
+            },
+        }))
+        {
+            using var http = Client(server);
+            var texts = Enumerable.Range(0, 5).Select(i => $"The dog was sad {i}.").ToArray();
+            var (status, body) = await PostAsync(http, "/classify", new JsonObject { ["input"] = new JsonArray([.. texts.Select(t => (JsonNode?)t)]) }.ToJsonString());
+            Assert.Equal(HttpStatusCode.OK, status);
+            Assert.True(Volatile.Read(ref turns) >= 2, $"the list ran in {turns} turn(s)");
+            using var classifier = TextClassifier.Load(folder);
+            var data = body["data"]!.AsArray();
+            Assert.Equal(5, data.Count);
+            for (var i = 0; i < 5; i++)
+            {
+                Assert.Equal(i, data[i]!["index"]!.GetValue<int>());
+                Assert.Equal(classifier.Score([texts[i]], batchSize: 1)[0].Probabilities![1], data[i]!["probs"]![1]!.GetValue<double>(), 5);
+            }
+
+            // More texts than /v1/embeddings takes: a 400 naming input. A text over the context: the server's usual error code.
+            var many = new JsonObject { ["input"] = new JsonArray([.. Enumerable.Repeat("a", ClassifyEndpoints.MaxInputs + 1).Select(t => (JsonNode?)t)]) };
+            var (tooMany, tooManyBody) = await PostAsync(http, "/classify", many.ToJsonString());
+            Assert.Equal(HttpStatusCode.BadRequest, tooMany);
+            Assert.Equal("input", tooManyBody["error"]!["param"]!.GetValue<string>());
+            Assert.Contains($"at most {ClassifyEndpoints.MaxInputs}", tooManyBody["error"]!["message"]!.GetValue<string>());
+            var (tooLong, tooLongBody) = await PostAsync(http, "/classify",
+                new JsonObject { ["input"] = string.Concat(Enumerable.Repeat("Once upon a time. ", 200)) }.ToJsonString());
+            Assert.Equal(HttpStatusCode.BadRequest, tooLong);
+            Assert.Equal("context_length_exceeded", tooLongBody["error"]!["code"]!.GetValue<string>());
+        }
+
+        // The engine never runs the classification, so the request timeout is the only way the request can end.
+        await using var stalled = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder),
+            RequestTimeout = TimeSpan.FromMilliseconds(200), EngineGate = _ => false,
+        });
+        using var client = Client(stalled);
+        var (timedOut, timeoutBody) = await PostAsync(client, "/classify", """{"input":"The dog was sad."}""").WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(HttpStatusCode.GatewayTimeout, timedOut);
+        Assert.Equal("timeout", timeoutBody["error"]!["code"]!.GetValue<string>());
     }
 
     [SharedAssetFact("models/stories260K")]
