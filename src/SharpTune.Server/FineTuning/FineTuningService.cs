@@ -149,9 +149,17 @@ public sealed class FineTuningService : IDisposable
             }
             published.Add(name);
         }
-        var unloaded = await engine.RunExclusiveAsync(() => adapters.Unload(name), cancellationToken);
-        if (removed is not null) Directory.Delete(removed, recursive: true);
-        return unloaded || removed is not null;
+        try
+        {
+            // A cancelled wait still unloads (the model thread runs the action to its end), so the renamed folder goes
+            // either way instead of being left behind.
+            var unloaded = await engine.RunExclusiveAsync(() => adapters.Unload(name), cancellationToken);
+            return unloaded || removed is not null;
+        }
+        finally
+        {
+            if (removed is not null) Directory.Delete(removed, recursive: true);
+        }
     }
 
     /// <summary>Whether <paramref name="name"/> is a model a job made (its fine-tuned model or a checkpoint's), whoever owns it.</summary>
