@@ -29,38 +29,6 @@ public sealed record RegressionMetrics(int Count, double Mse, double Mae, double
         var total = gold.Sum(g => (g - mean) * (g - mean));
         var r2 = total == 0 ? (squared == 0 ? 1 : 0) : 1 - squared / total;
         return new RegressionMetrics(n, squared / n, absolute / n, Math.Sqrt(squared / n),
-            PearsonR(gold, predicted), PearsonR(Ranks(gold), Ranks(predicted)), r2);
-    }
-
-    /// <summary>Pearson's r; NaN when either side is constant (or there are fewer than two values).</summary>
-    public static double PearsonR(IReadOnlyList<double> x, IReadOnlyList<double> y)
-    {
-        if (x.Count != y.Count) throw new ArgumentException($"{x.Count} and {y.Count} values cannot be paired");
-        if (x.Count < 2) return double.NaN;
-        double meanX = x.Average(), meanY = y.Average(), xy = 0, xx = 0, yy = 0;
-        for (var i = 0; i < x.Count; i++)
-        {
-            double dx = x[i] - meanX, dy = y[i] - meanY;
-            xy += dx * dy;
-            xx += dx * dx;
-            yy += dy * dy;
-        }
-        return xx == 0 || yy == 0 ? double.NaN : Math.Clamp(xy / Math.Sqrt(xx * yy), -1, 1);
-    }
-
-    /// <summary>1-based ranks, tied values sharing the mean of their ranks (scipy.stats.rankdata's "average").</summary>
-    public static double[] Ranks(IReadOnlyList<double> values)
-    {
-        var order = Enumerable.Range(0, values.Count).OrderBy(i => values[i]).ToArray();
-        var ranks = new double[values.Count];
-        for (var start = 0; start < order.Length;)
-        {
-            var end = start;
-            while (end + 1 < order.Length && values[order[end + 1]] == values[order[start]]) end++;
-            var rank = (start + end) / 2.0 + 1;   // the mean of ranks start+1 .. end+1
-            for (var j = start; j <= end; j++) ranks[order[j]] = rank;
-            start = end + 1;
-        }
-        return ranks;
+            Correlation.Pearson(gold, predicted), Correlation.Spearman(gold, predicted), r2);
     }
 }

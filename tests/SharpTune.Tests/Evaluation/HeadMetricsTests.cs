@@ -24,8 +24,8 @@ public class HeadMetricsTests
     public void Spearman_gives_ties_their_average_rank()
     {
         // scipy.stats.rankdata: [1, 2, 2, 3] → [1, 2.5, 2.5, 4]; [10, 20, 30, 30] → [1, 2, 3.5, 3.5].
-        Assert.Equal([1, 2.5, 2.5, 4], RegressionMetrics.Ranks([1, 2, 2, 3]));
-        Assert.Equal([1, 2, 3.5, 3.5], RegressionMetrics.Ranks([10, 20, 30, 30]));
+        Assert.Equal([1, 2.5, 2.5, 4], Correlation.Ranks([1, 2, 2, 3]));
+        Assert.Equal([1, 2, 3.5, 3.5], Correlation.Ranks([10, 20, 30, 30]));
         // Pearson of those ranks: Σdx·dy = 3.75, Σdx² = Σdy² = 4.5 → 0.833333 (with ranks 1..4 and no tie handling it would be 0.8).
         var m = RegressionMetrics.Compute([1, 2, 2, 3], [10, 20, 30, 30]);
         Assert.Equal(3.75 / 4.5, m.Spearman, 12);
