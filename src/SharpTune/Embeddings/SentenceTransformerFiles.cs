@@ -17,7 +17,10 @@ public static class SentenceTransformerFiles
     public const string NormalizeFolder = "2_Normalize";
 
     /// <param name="hiddenSize">The model's hidden size (the Pooling module's word_embedding_dimension).</param>
-    /// <param name="maxSeqLength">The Transformer module's max_seq_length (the longest text the model was trained on).</param>
+    /// <param name="maxSeqLength">
+    /// The Transformer module's max_seq_length: the length texts were cut to in training, which <see cref="TextEmbedder"/>
+    /// then cuts texts to (<see cref="SentenceTransformerConfig.MaxSeqLength"/>).
+    /// </param>
     public static void Write(SentenceTransformerConfig config, string directory, int hiddenSize, int maxSeqLength)
     {
         Directory.CreateDirectory(directory);
@@ -45,7 +48,7 @@ public static class SentenceTransformerFiles
             ["default_prompt_name"] = config.DefaultPromptName,
             ["similarity_fn_name"] = "cosine",
         });
-        WriteJson(Path.Combine(directory, "sentence_bert_config.json"),
+        WriteJson(Path.Combine(directory, SentenceTransformerConfig.TransformerSettingsFileName),
             new JsonObject { ["max_seq_length"] = maxSeqLength, ["do_lower_case"] = false });
     }
 
@@ -59,7 +62,7 @@ public static class SentenceTransformerFiles
         var modulesPath = Path.Combine(fromDirectory, SentenceTransformerConfig.ModulesFileName);
         if (!File.Exists(modulesPath)) return false;
         Directory.CreateDirectory(toDirectory);
-        foreach (var name in new[] { SentenceTransformerConfig.ModulesFileName, SentenceTransformerConfig.SettingsFileName, "sentence_bert_config.json" })
+        foreach (var name in new[] { SentenceTransformerConfig.ModulesFileName, SentenceTransformerConfig.SettingsFileName, SentenceTransformerConfig.TransformerSettingsFileName })
             if (File.Exists(Path.Combine(fromDirectory, name))) File.Copy(Path.Combine(fromDirectory, name), Path.Combine(toDirectory, name), overwrite: true);
         var modules = JsonNode.Parse(File.ReadAllText(modulesPath)) as JsonArray
             ?? throw new InvalidDataException($"{modulesPath}: expected a JSON array of modules");

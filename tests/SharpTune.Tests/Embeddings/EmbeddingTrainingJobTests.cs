@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SharpTune.Data;
+using SharpTune.Data.Readers;
 using SharpTune.Embeddings;
 using SharpTune.Evaluation;
 using SharpTune.Generation;
@@ -235,6 +236,55 @@ public sealed class EmbeddingTrainingJobTests
         Assert.True(embedder.Config.FromSentenceTransformerFiles);
         Assert.Equal([PoolingMode.LastToken], embedder.Config.PoolingModes);
         Assert.Equal(64, embedder.Embed(["Tom ran."]).Vectors[0].Length);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Texts_past_max_seq_length_are_cut_alike_in_training_validation_and_the_saved_folder()
+    {
+        using var temp = new TempDir();
+        const string tail = " Then they all went to the big park and played with a ball until the sun went down.";
+        var validation = temp.File("val.jsonl", string.Join("\n", Pairs.Select(p =>
+            new JsonObject { ["anchor"] = p.Anchor + tail, ["positive"] = p.Positive + tail }.ToJsonString())) + "\n");
+        var result = FineTuneJob.Run(Options(WritePairs(temp), Path.Combine(temp.Path, "run")) with
+            { Method = "full", LearningRate = 1e-3, Validation = validation, MaxSeqLength = 8, MaxSteps = 1, EvalEvery = 1 });
+        var logged = MetricsLog.ReadAll(Path.Combine(result.Training.RunDirectory, "metrics.jsonl"))[^1];
+
+        var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, "sentence_bert_config.json")))!;
+        Assert.Equal(8, saved["max_seq_length"]!.GetValue<int>());
+        using var loaded = LoadedModel.Load(result.FinalDirectory);
+        var tokenizer = loaded.RequireTokenizer();
+        var embedder = TextEmbedder.ForDirectory(loaded.Model, tokenizer, loaded.ModelDirectory);
+        embedder.BatchSize = 8;
+        Assert.Equal(8, embedder.MaxTextTokens);
+
+        // The saved folder's embedder scores the held-out pairs exactly as validation did after the step.
+        var rows = DatasetReader.ReadAll(validation).Select(EmbeddingPairExample.FromRow);
+        var metrics = RetrievalSet.FromExamples(rows).Evaluate(embedder);
+        foreach (var (name, value) in metrics) Assert.Equal(logged["val_" + name]!.GetValue<double>(), value, 9);
+
+        // A long text is embedded as its first 8 tokens, the cut training made.
+        var text = Pairs[0].Anchor + tail;
+        var ids = tokenizer.Encode(text, addSpecialTokens: true);
+        Assert.True(ids.Count > 8);
+        var cut = embedder.Embed([text]);
+        Assert.Equal([8], cut.TokenCounts);
+        Assert.Equal(embedder.EmbedTokenIds([ids.Take(8).ToArray()]).Vectors[0], cut.Vectors[0]);
+        Assert.NotEqual(embedder.EmbedTokenIds([ids.ToArray()]).Vectors[0], cut.Vectors[0]);
+
+        // Without a max_seq_length a text past the context is still refused rather than cut.
+        var uncut = new TextEmbedder(loaded.Model, tokenizer, embedder.Config with { MaxSeqLength = null });
+        Assert.Null(uncut.MaxTextTokens);
+        Assert.Throws<ContextLengthException>(() => uncut.Embed([string.Concat(Enumerable.Repeat("Tom ran to the park. ", 120))]));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void The_saved_max_seq_length_is_the_length_training_cut_to_not_a_larger_option()
+    {
+        using var temp = new TempDir();
+        var result = FineTuneJob.Run(Options(WritePairs(temp), Path.Combine(temp.Path, "run")) with { MaxSeqLength = 100_000, MaxSteps = 1 });
+        var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, "sentence_bert_config.json")))!;
+        Assert.Equal(512, saved["max_seq_length"]!.GetValue<int>());   // stories260K's max_position_embeddings
+        Assert.Equal(512, SentenceTransformerConfig.FromDirectory(result.FinalDirectory).MaxSeqLength);
     }
 
     [SharedAssetTheory("models/stories260K")]
