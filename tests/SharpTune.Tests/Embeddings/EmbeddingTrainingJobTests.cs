@@ -278,6 +278,22 @@ public sealed class EmbeddingTrainingJobTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void A_held_out_text_the_embedder_refuses_is_named_by_the_file_line_and_field_it_first_appeared_at()
+    {
+        using var temp = new TempDir();
+        var tooLong = string.Concat(Enumerable.Repeat("Tom ran to the park. ", 120));   // past stories260K's 512 positions
+        var data = temp.File("held.jsonl", string.Join("\n",
+            new JsonObject { ["anchor"] = "Tom ran.", ["positive"] = "He ran." }.ToJsonString(),
+            new JsonObject { ["anchor"] = "Sue sang.", ["positive"] = tooLong }.ToJsonString(),
+            new JsonObject { ["anchor"] = "Max sat.", ["positive"] = tooLong }.ToJsonString()) + "\n");
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K);
+        var embedder = new TextEmbedder(loaded.Model, loaded.RequireTokenizer());
+        var set = RetrievalSet.FromExamples(DatasetReader.ReadAll(data).Select(EmbeddingPairExample.FromRow));
+        var error = Assert.Throws<ContextLengthException>(() => set.Evaluate(embedder));
+        Assert.StartsWith($"{data}:2: field 'positive' has ", error.Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void The_saved_max_seq_length_is_the_length_training_cut_to_not_a_larger_option()
     {
         using var temp = new TempDir();
