@@ -372,5 +372,19 @@ public sealed class EmbeddingTrainingJobTests
         var stored = EmbeddingSettings.From(Options("d.jsonl", temp.Path)).PoolingFor(folder, 64);
         Assert.Equal([PoolingMode.Mean], stored.PoolingModes);
         Assert.Equal(stored.PoolingModes, EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean" }).PoolingFor(folder, 64).PoolingModes);
+
+        // A base that pools by mean without normalising: --pooling mean alone agrees with it; only an explicit
+        // normalize_embeddings that contradicts it is refused.
+        SentenceTransformerFiles.Write(new SentenceTransformerConfig { PoolingModes = [PoolingMode.Mean], Normalize = false }, folder, 64, 128);
+        var unnormalised = EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean" }).PoolingFor(folder, 64);
+        Assert.Equal([PoolingMode.Mean], unnormalised.PoolingModes);
+        Assert.False(unnormalised.Normalize);
+        Assert.False(EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean", NormalizeEmbeddings = false }).PoolingFor(folder, 64).Normalize);
+        var contradicted = Assert.Throws<ArgumentException>(() =>
+            EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean", NormalizeEmbeddings = true }).PoolingFor(folder, 64));
+        Assert.Contains("with normalisation differs", contradicted.Message);
+        // Without modules.json, --pooling still normalises unless told not to.
+        var bare = TestAssets.CopyStories260K(Path.Combine(temp.Path, "bare"));
+        Assert.True(EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean" }).PoolingFor(bare, 64).Normalize);
     }
 }
