@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.RegularExpressions;
+using SharpTune.Embeddings;
 using SharpTune.Peft;
 using SharpTune.Tokenization;
 
@@ -9,7 +10,8 @@ namespace SharpTune.Server.Adapters;
 /// The adapters served over one base model, by name. Lookups are thread-safe; <see cref="Load"/> and
 /// <see cref="Unload"/> touch the model and run on the engine's model thread.
 /// </summary>
-public sealed partial class AdapterRegistry(IAdapterActivator activator, HfTokenizer tokenizer, string baseModelName) : IDisposable
+/// <param name="hiddenSize">The base model's hidden size, checked against an embedding adapter's Pooling config; null = unchecked.</param>
+public sealed partial class AdapterRegistry(IAdapterActivator activator, HfTokenizer tokenizer, string baseModelName, int? hiddenSize = null) : IDisposable
 {
     private readonly ConcurrentDictionary<string, ServedAdapter> adapters = new(StringComparer.Ordinal);
 
@@ -25,7 +27,10 @@ public sealed partial class AdapterRegistry(IAdapterActivator activator, HfToken
     /// </summary>
     /// <exception cref="ArgumentException">The name is invalid or already used.</exception>
     /// <exception cref="FileNotFoundException">The folder lacks adapter_config.json or adapter_model.safetensors.</exception>
-    /// <exception cref="InvalidDataException">The config or weights are malformed or do not fit the model.</exception>
+    /// <exception cref="InvalidDataException">
+    /// The config or weights are malformed or do not fit the model, or the sentence-transformers files beside the adapter
+    /// (modules.json, …) are malformed or name a module the embedder cannot run; the message names the file.
+    /// </exception>
     public ServedAdapter Load(string name, string directory)
     {
         if (!ValidName().IsMatch(name))
@@ -38,9 +43,12 @@ public sealed partial class AdapterRegistry(IAdapterActivator activator, HfToken
         var weightsPath = Path.Combine(directory, AdapterFiles.WeightsFileName);
         if (!File.Exists(weightsPath))
             throw new FileNotFoundException($"{weightsPath}: adapter weights file not found", weightsPath);
+        // Read once here, as the chat format is: a reload after retraining picks up new files, and a broken one fails the load.
+        var embedding = File.Exists(Path.Combine(directory, SentenceTransformerConfig.ModulesFileName))
+            ? SentenceTransformerConfig.FromDirectory(directory, hiddenSize) : null;
+        var chatFormat = ChatPromptFormat.StoredWithAdapter(directory, tokenizer);
         var weights = AdapterFiles.DefaultStore.Read(weightsPath);
-        var served = new ServedAdapter(name, Path.GetFullPath(directory), method, weights,
-            ChatPromptFormat.StoredWithAdapter(directory, tokenizer));
+        var served = new ServedAdapter(name, Path.GetFullPath(directory), method, weights, chatFormat, embedding);
         try
         {
             activator.Activate(served);

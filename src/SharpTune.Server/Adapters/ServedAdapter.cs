@@ -1,3 +1,4 @@
+using SharpTune.Embeddings;
 using SharpTune.Peft;
 using static TorchSharp.torch;
 
@@ -5,18 +6,19 @@ namespace SharpTune.Server.Adapters;
 
 /// <summary>
 /// An adapter the server can apply to its base model: the method (not injected while inactive), a private copy of its
-/// weights, and the chat format stored with it, if any.
+/// weights, and the chat format and embedding settings stored with it, if any.
 /// </summary>
 public sealed class ServedAdapter : IDisposable
 {
     internal ServedAdapter(string name, string directory, IPeftAdapter adapter, IReadOnlyDictionary<string, Tensor> weights,
-        ChatPromptFormat? chatFormat)
+        ChatPromptFormat? chatFormat, SentenceTransformerConfig? embeddingConfig = null)
     {
         Name = name;
         Directory = directory;
         Adapter = adapter;
         Weights = weights;
         ChatFormat = chatFormat;
+        EmbeddingConfig = embeddingConfig;
     }
 
     /// <summary>The name clients request it by (the <c>model</c> field).</summary>
@@ -33,6 +35,12 @@ public sealed class ServedAdapter : IDisposable
 
     /// <summary>The chat format stored with the adapter (null: use the base model's).</summary>
     public ChatPromptFormat? ChatFormat { get; }
+
+    /// <summary>
+    /// The pooling, normalisation, prompts and max_seq_length of the sentence-transformers files saved beside the adapter
+    /// (what <c>train --task embedding</c> writes), read when it was loaded; null: it embeds with the model's.
+    /// </summary>
+    public SentenceTransformerConfig? EmbeddingConfig { get; }
 
     /// <summary>Unix time the adapter was loaded (the <c>created</c> field of /v1/models).</summary>
     public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
 using SharpTune.Embeddings;
@@ -18,8 +17,6 @@ namespace SharpTune.Server.Api;
 internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry adapters, IAdapterActivator activator, InferenceEngine engine,
     EmbedderOrError embedding, ServerOptions options, ServerMetrics metrics)
 {
-    private readonly ConcurrentDictionary<string, EmbedderOrError> adapterEmbedders = new(StringComparer.Ordinal);
-
     public async Task CreateAsync(HttpContext context)
     {
         using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
@@ -75,16 +72,9 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
         ? embedder.Embed(texts, new EmbeddingRequestOptions { PromptName = request.PromptName, Dimensions = request.Dimensions }, cancellation)
         : embedder.EmbedTokenIds(request.TokenIds!, request.Dimensions, cancellation);
 
-    /// <summary>The adapter folder's own pooling when it has a modules.json, else the served model's (read once per folder).</summary>
-    private EmbedderOrError EmbedderFor(ServedAdapter? adapter)
-    {
-        if (adapter is null || TextEmbedder.ConfigDirectory(options.ModelDir, adapter.Directory) != adapter.Directory) return embedding;
-        return adapterEmbedders.GetOrAdd(adapter.Directory, directory =>
-        {
-            try { return new(new TextEmbedder(served.Model, served.Tokenizer, SentenceTransformerConfig.FromDirectory(directory, served.Model.Config.HiddenSize)), null); }
-            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException) { return new(null, e.Message); }
-        });
-    }
+    /// <summary>The adapter's own sentence-transformers settings (read when it was loaded), else the served model's embedder.</summary>
+    private EmbedderOrError EmbedderFor(ServedAdapter? adapter) =>
+        adapter?.EmbeddingConfig is { } config ? new(new TextEmbedder(served.Model, served.Tokenizer, config), null) : embedding;
 
     private ServedAdapter? Resolve(string model)
     {

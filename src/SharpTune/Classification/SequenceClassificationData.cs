@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SharpTune.Data;
@@ -79,7 +78,7 @@ public static class SequenceClassificationData
             float[]? vector = null;
             if (problemType == SequenceClassificationConfig.Regression)
             {
-                if (example.ClassLabels is not null || !double.TryParse(example.ClassLabel, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
+                if (example.ClassLabels is not null || !NumericText.TryParseFinite(example.ClassLabel, out var value))
                     throw new DataFormatException(row.SourceFile, row.LineNumber, "label", "wrong_type",
                         $"a regression label must be a number, found '{example.ClassLabel}'");
                 target = (float)value;

@@ -8,7 +8,8 @@ namespace SharpTune.Data;
 /// One row for training an embedding model, in sentence-transformers' column conventions: an <c>anchor</c> (the query),
 /// its <c>positive</c> (the text it should sit nearest) and optional hard negatives (texts it should not): a string or a
 /// list of strings under <c>negative</c>, or columns <c>negative_1</c>, <c>negative_2</c>, … (sentence-transformers'
-/// n-tuple layout). Other fields are ignored, as the trainer ignores columns its loss does not take.
+/// n-tuple layout). An empty <c>negative</c> or <c>negative_N</c> cell (a CSV/TSV row with fewer negatives than the header
+/// has columns) is no negative. Other fields are ignored, as the trainer ignores columns its loss does not take.
 /// </summary>
 public sealed record EmbeddingPairExample(string Anchor, string Positive, IReadOnlyList<string> Negatives) : TrainingExample
 {
@@ -35,6 +36,7 @@ public sealed record EmbeddingPairExample(string Anchor, string Positive, IReadO
         switch (row.Fields["negative"])
         {
             case null:
+            case var blank when IsEmptyCell(blank):
                 break;
             case JsonArray list:
                 if (list.Count == 0) throw Error(row, "negative", "empty_field", "expected a string or a non-empty list of strings, found []");
@@ -50,12 +52,16 @@ public sealed record EmbeddingPairExample(string Anchor, string Positive, IReadO
             .Where(f => f.Number >= 0).OrderBy(f => f.Number).ToList();
         if (numbered.Count > 0 && row.Fields.ContainsKey("negative"))
             throw Error(row, numbered[0].Key, "unexpected_field", "give hard negatives either as 'negative' or as negative_1, negative_2, …, not both");
-        foreach (var (key, value, _) in numbered) negatives.Add((key, Text(row, key, value)));
+        foreach (var (key, value, _) in numbered.Where(f => !IsEmptyCell(f.Value))) negatives.Add((key, Text(row, key, value)));
         return new EmbeddingPairExample(anchor, positive, negatives.Select(n => n.Text).ToArray())
         {
             SourceFile = row.SourceFile, LineNumber = row.LineNumber, NegativeFields = negatives.Select(n => n.Field).ToArray(),
         };
     }
+
+    // A CSV or TSV file has every column on every row, so a row with fewer hard negatives than the header leaves its
+    // extra negative cells empty; the readers hand those over as "" (pandas reads them as missing), meaning no negative.
+    private static bool IsEmptyCell(JsonNode? node) => node is JsonValue v && v.GetValueKind() == JsonValueKind.String && v.GetValue<string>().Length == 0;
 
     private static string Text(DataRow row, string field, JsonNode? node) => node switch
     {

@@ -5,7 +5,8 @@ namespace SharpTune.Data;
 
 /// <summary>
 /// A pair of texts with a similarity score, in sentence-transformers' columns for CoSENTLoss: <c>sentence1</c>,
-/// <c>sentence2</c> and a numeric <c>score</c> (or <c>label</c>), higher meaning more similar. Other fields are ignored.
+/// <c>sentence2</c> and a numeric <c>score</c> (or <c>label</c>), higher meaning more similar: a JSON number, or text
+/// holding an invariant-culture number (every CSV/TSV cell is text). Other fields are ignored.
 /// </summary>
 public sealed record ScoredPairExample(string Sentence1, string Sentence2, double Score) : TrainingExample
 {
@@ -27,11 +28,13 @@ public sealed record ScoredPairExample(string Sentence1, string Sentence2, doubl
         var score = row.Fields[scoreField] switch
         {
             JsonValue v when v.GetValueKind() == JsonValueKind.Number && double.IsFinite(v.GetValue<double>()) => v.GetValue<double>(),
+            // CSV and TSV readers keep every cell a string, so a score column arrives as "0.8".
+            JsonValue v when v.GetValueKind() == JsonValueKind.String && NumericText.TryParseFinite(v.GetValue<string>(), out var parsed) => parsed,
             null => throw new DataFormatException(row.SourceFile, row.LineNumber, scoreField, "missing_field",
                 "expected a number (the pair's similarity score, sentence-transformers' score or label column), found " +
                 (row.Fields.ContainsKey(scoreField) ? "null" : "no such field")),
             var other => throw new DataFormatException(row.SourceFile, row.LineNumber, scoreField, "wrong_type",
-                $"expected a finite number, found {other.ToJsonString()}"),
+                $"expected a finite number (or text holding one), found {other.ToJsonString()}"),
         };
         return new ScoredPairExample(Text(row, "sentence1"), Text(row, "sentence2"), score) { SourceFile = row.SourceFile, LineNumber = row.LineNumber };
     }

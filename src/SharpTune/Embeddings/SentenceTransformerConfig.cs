@@ -36,6 +36,9 @@ public sealed record SentenceTransformerConfig
     public const string ModulesFileName = "modules.json";
     public const string SettingsFileName = "config_sentence_transformers.json";
 
+    /// <summary>The Transformer module's settings file (its <c>max_seq_length</c>).</summary>
+    internal const string TransformerSettingsFileName = "sentence_bert_config.json";
+
     /// <summary>
     /// Pooling modes in the order sentence-transformers concatenates them (cls, max, mean, mean_sqrt_len, weightedmean,
     /// lasttoken); the embedding has <c>Count × hidden_size</c> dimensions.
@@ -56,6 +59,13 @@ public sealed record SentenceTransformerConfig
 
     /// <summary>The prompt used when a request names none (<c>default_prompt_name</c>); null = no prompt.</summary>
     public string? DefaultPromptName { get; init; }
+
+    /// <summary>
+    /// The Transformer module's <c>max_seq_length</c> (<c>sentence_bert_config.json</c>): texts are cut to this many tokens,
+    /// as sentence-transformers' <c>encode</c> tokenizes with <c>truncation=True, max_length=max_seq_length</c>; null = no
+    /// cut, so a text past the context length is an error.
+    /// </summary>
+    public int? MaxSeqLength { get; init; }
 
     /// <summary>Whether these settings were read from sentence-transformers files (false: <see cref="Default"/>).</summary>
     public bool FromSentenceTransformerFiles { get; init; }
@@ -96,6 +106,7 @@ public sealed record SentenceTransformerConfig
             ?? throw new InvalidDataException($"{modulesPath}: expected a JSON array of modules");
         SentenceTransformerConfig? pooled = null;
         var normalize = false;
+        int? maxSeqLength = null;
         for (var i = 0; i < modules.Count; i++)
         {
             var module = new ConfigReader(modules[i] as JsonObject ?? throw new InvalidDataException(
@@ -106,6 +117,7 @@ public sealed record SentenceTransformerConfig
             {
                 case "Transformer":
                     if (pooled is not null) throw Unsupported(modulesPath, i, type, "a Transformer module after Pooling");
+                    maxSeqLength = ReadMaxSeqLength(Path.Combine(directory, module.OptionalString("path") ?? "", TransformerSettingsFileName));
                     break;
                 case "Pooling":
                     if (pooled is not null) throw Unsupported(modulesPath, i, type, "a second Pooling module");
@@ -124,7 +136,27 @@ public sealed record SentenceTransformerConfig
             }
         }
         if (pooled is null) throw new InvalidDataException($"{modulesPath}: no sentence_transformers.models.Pooling module is listed");
-        return pooled with { Normalize = normalize, Prompts = prompts, DefaultPromptName = defaultPrompt, FromSentenceTransformerFiles = true };
+        return pooled with
+        {
+            Normalize = normalize, MaxSeqLength = maxSeqLength, Prompts = prompts, DefaultPromptName = defaultPrompt, FromSentenceTransformerFiles = true,
+        };
+    }
+
+    /// <summary>
+    /// The Transformer module's <c>max_seq_length</c>, as sentence-transformers' <c>Transformer.load</c> reads it from
+    /// sentence_bert_config.json (UKPLab/sentence-transformers@5975b020, sentence_transformers/models/Transformer.py); null
+    /// when the file or the key is absent or null.
+    /// </summary>
+    private static int? ReadMaxSeqLength(string path)
+    {
+        if (!File.Exists(path)) return null;
+        var json = new ConfigReader(ReadJson(path) as JsonObject ?? throw new InvalidDataException($"{path}: expected a JSON object"), path);
+        return json.OptionalInt("max_seq_length") switch
+        {
+            null => null,
+            >= 1 and var length => length,
+            var bad => throw new InvalidDataException($"{path}: max_seq_length must be at least 1, found {bad}"),
+        };
     }
 
     /// <summary>

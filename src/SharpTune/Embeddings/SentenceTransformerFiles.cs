@@ -17,7 +17,10 @@ public static class SentenceTransformerFiles
     public const string NormalizeFolder = "2_Normalize";
 
     /// <param name="hiddenSize">The model's hidden size (the Pooling module's word_embedding_dimension).</param>
-    /// <param name="maxSeqLength">The Transformer module's max_seq_length (the longest text the model was trained on).</param>
+    /// <param name="maxSeqLength">
+    /// The Transformer module's max_seq_length: the length texts were cut to in training, which <see cref="TextEmbedder"/>
+    /// then cuts texts to (<see cref="SentenceTransformerConfig.MaxSeqLength"/>).
+    /// </param>
     public static void Write(SentenceTransformerConfig config, string directory, int hiddenSize, int maxSeqLength)
     {
         Directory.CreateDirectory(directory);
@@ -45,7 +48,7 @@ public static class SentenceTransformerFiles
             ["default_prompt_name"] = config.DefaultPromptName,
             ["similarity_fn_name"] = "cosine",
         });
-        WriteJson(Path.Combine(directory, "sentence_bert_config.json"),
+        WriteJson(Path.Combine(directory, SentenceTransformerConfig.TransformerSettingsFileName),
             new JsonObject { ["max_seq_length"] = maxSeqLength, ["do_lower_case"] = false });
     }
 
@@ -54,24 +57,43 @@ public static class SentenceTransformerFiles
     /// config_sentence_transformers.json, sentence_bert_config.json) into <paramref name="toDirectory"/>, as merging an
     /// embedding adapter into its base must keep the pooling the adapter was trained with. False when it has no modules.json.
     /// </summary>
+    /// <exception cref="InvalidDataException">
+    /// modules.json is not a JSON array, or a module's <c>path</c> is absolute or leads out of the folder (<c>../x</c>),
+    /// which would copy files from and to places outside the two folders; the message names modules.json and the module.
+    /// </exception>
     public static bool Copy(string fromDirectory, string toDirectory)
     {
         var modulesPath = Path.Combine(fromDirectory, SentenceTransformerConfig.ModulesFileName);
         if (!File.Exists(modulesPath)) return false;
-        Directory.CreateDirectory(toDirectory);
-        foreach (var name in new[] { SentenceTransformerConfig.ModulesFileName, SentenceTransformerConfig.SettingsFileName, "sentence_bert_config.json" })
-            if (File.Exists(Path.Combine(fromDirectory, name))) File.Copy(Path.Combine(fromDirectory, name), Path.Combine(toDirectory, name), overwrite: true);
         var modules = JsonNode.Parse(File.ReadAllText(modulesPath)) as JsonArray
             ?? throw new InvalidDataException($"{modulesPath}: expected a JSON array of modules");
-        foreach (var module in modules)
+        var folders = new List<string>();
+        for (var i = 0; i < modules.Count; i++)
         {
-            if (module?["path"] is not JsonValue value || !value.TryGetValue<string>(out var folder) || folder.Length == 0) continue;
+            if (modules[i]?["path"] is not JsonValue value || !value.TryGetValue<string>(out var folder) || folder.Length == 0) continue;
+            if (Path.IsPathRooted(folder) || !Inside(fromDirectory, folder) || !Inside(toDirectory, folder))
+                throw new InvalidDataException($"{modulesPath}: module {i} has path '{folder}', which is not a folder inside the model folder " +
+                    "(sentence-transformers saves each module in a subfolder such as 1_Pooling)");
+            folders.Add(folder);
+        }
+        Directory.CreateDirectory(toDirectory);
+        foreach (var name in new[] { SentenceTransformerConfig.ModulesFileName, SentenceTransformerConfig.SettingsFileName, SentenceTransformerConfig.TransformerSettingsFileName })
+            if (File.Exists(Path.Combine(fromDirectory, name))) File.Copy(Path.Combine(fromDirectory, name), Path.Combine(toDirectory, name), overwrite: true);
+        foreach (var folder in folders)
+        {
             var source = Path.Combine(fromDirectory, folder);
             if (!Directory.Exists(source)) continue;
             var target = Directory.CreateDirectory(Path.Combine(toDirectory, folder)).FullName;
             foreach (var file in Directory.GetFiles(source)) File.Copy(file, Path.Combine(target, Path.GetFileName(file)), overwrite: true);
         }
         return true;
+    }
+
+    private static bool Inside(string root, string relative)
+    {
+        var full = Path.GetFullPath(root);
+        var joined = Path.GetFullPath(Path.Combine(full, relative));
+        return joined.StartsWith(Path.TrimEndingDirectorySeparator(full) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
     }
 
     private static JsonObject Module(int index, string path, string type) => new()

@@ -90,13 +90,20 @@ public sealed class TextEmbedder
     public int MaxTokens => TokenGenerator.PromptContext(model);
 
     /// <summary>
+    /// The most tokens a text is cut to: the folder's <see cref="SentenceTransformerConfig.MaxSeqLength"/> (at most
+    /// <see cref="MaxTokens"/>); null when it sets none, and a longer text is an error.
+    /// </summary>
+    public int? MaxTextTokens => Config.MaxSeqLength is { } length ? Math.Min(length, MaxTokens) : null;
+
+    /// <summary>
     /// Embeds texts: the prompt (options', else the named or default one) is prepended to each text, the result encoded
-    /// with the tokenizer's special tokens, as sentence-transformers' <c>encode</c> does.
+    /// with the tokenizer's special tokens and cut to <see cref="MaxTextTokens"/> when set, as sentence-transformers'
+    /// <c>encode</c> does.
     /// </summary>
     /// <exception cref="ArgumentException">
     /// An unknown prompt name or dimension count, a text that encodes to no tokens, or text for an embedder without a tokenizer.
     /// </exception>
-    /// <exception cref="ContextLengthException">A text is longer than <see cref="MaxTokens"/>.</exception>
+    /// <exception cref="ContextLengthException">A text is longer than <see cref="MaxTokens"/> and no <see cref="MaxTextTokens"/> is set.</exception>
     public EmbeddingOutput Embed(IReadOnlyList<string> texts, EmbeddingRequestOptions? options = null, CancellationToken cancellationToken = default) =>
         Embed(texts, options, InputName, cancellationToken);
 
@@ -107,7 +114,9 @@ public sealed class TextEmbedder
         var encoder = tokenizer ?? throw new EmbeddingInputException("this embedder has no tokenizer, so it cannot read text: send token ids instead");
         var prompt = options?.Prompt ?? Config.PromptFor(options?.PromptName);
         var promptLength = string.IsNullOrEmpty(prompt) ? 0 : PromptLength(encoder, prompt);
-        var ids = texts.Select(text => encoder.Encode(prompt + text, addSpecialTokens: true)).ToArray();
+        var limit = MaxTextTokens;
+        var ids = texts.Select(text => encoder.Encode(prompt + text, addSpecialTokens: true))
+            .Select(encoded => limit is { } max ? Truncate(encoder, encoded, max) : encoded).ToArray();
         return Run(ids, promptLength, options?.Dimensions, "text", nameInput, cancellationToken);
     }
 
@@ -207,6 +216,15 @@ public sealed class TextEmbedder
         var vectors = EmbeddingPooling.Pool(hidden, rows, config);           // (B, D)
         return (config.Normalize ? EmbeddingPooling.Normalize(vectors) : vectors).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// <paramref name="ids"/> (a text encoded with special tokens) cut to <paramref name="maxLength"/> tokens, keeping a
+    /// final special token (an appended EOS) as Hugging Face tokenizers' truncation keeps post-processor tokens: how both
+    /// training and embedding cut a text, so a model embeds what it was trained on.
+    /// </summary>
+    internal static IReadOnlyList<int> Truncate(HfTokenizer tokenizer, IReadOnlyList<int> ids, int maxLength) =>
+        ids.Count <= maxLength ? ids
+            : maxLength > 1 && tokenizer.IsSpecial(ids[^1]) ? [.. ids.Take(maxLength - 1), ids[^1]] : [.. ids.Take(maxLength)];
 
     /// <summary>
     /// The prompt's length in tokens as sentence-transformers' <c>_get_prompt_length</c> counts it: the prompt encoded

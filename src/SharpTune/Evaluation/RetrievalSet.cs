@@ -14,33 +14,50 @@ public sealed record RetrievalSet(IReadOnlyList<string> Queries, IReadOnlyList<s
     /// Every distinct anchor a query and every distinct positive a document (a text that appears twice is one query or
     /// one document, so it cannot compete with itself); a query's relevant documents are the positives of its rows.
     /// </summary>
-    public static RetrievalSet FromPairs(IEnumerable<(string Anchor, string Positive)> pairs)
+    public static RetrievalSet FromPairs(IEnumerable<(string Anchor, string Positive)> pairs) =>
+        Build(pairs.Select(p => (p.Anchor, p.Positive, (string?)null, (string?)null)));
+
+    /// <summary>
+    /// The set of the rows of an embedding data file (<see cref="EmbeddingPairExample"/>); an error embedding a text names
+    /// the file:line and field it first appeared at.
+    /// </summary>
+    public static RetrievalSet FromExamples(IEnumerable<EmbeddingPairExample> examples) =>
+        Build(examples.Select(e => (e.Anchor, e.Positive, (string?)$"{e.SourceFile}:{e.LineNumber}: field 'anchor'", (string?)$"{e.SourceFile}:{e.LineNumber}: field 'positive'")));
+
+    private static RetrievalSet Build(IEnumerable<(string Anchor, string Positive, string? AnchorOrigin, string? PositiveOrigin)> pairs)
     {
         var queries = new List<string>();
         var corpus = new List<string>();
+        var queryOrigins = new List<string?>();
+        var corpusOrigins = new List<string?>();
         var relevant = new List<HashSet<int>>();
         var queryIndex = new Dictionary<string, int>(StringComparer.Ordinal);
         var corpusIndex = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var (anchor, positive) in pairs)
+        foreach (var (anchor, positive, anchorOrigin, positiveOrigin) in pairs)
         {
             if (!queryIndex.TryGetValue(anchor, out var q))
             {
                 queryIndex[anchor] = q = queries.Count;
                 queries.Add(anchor);
+                queryOrigins.Add(anchorOrigin);
                 relevant.Add([]);
             }
             if (!corpusIndex.TryGetValue(positive, out var d))
             {
                 corpusIndex[positive] = d = corpus.Count;
                 corpus.Add(positive);
+                corpusOrigins.Add(positiveOrigin);
             }
             relevant[q].Add(d);
         }
-        return new RetrievalSet(queries, corpus, relevant);
+        return new RetrievalSet(queries, corpus, relevant) { QueryOrigins = queryOrigins, CorpusOrigins = corpusOrigins };
     }
 
-    /// <summary>The set of the rows of an embedding data file (<see cref="EmbeddingPairExample"/>).</summary>
-    public static RetrievalSet FromExamples(IEnumerable<EmbeddingPairExample> examples) => FromPairs(examples.Select(e => (e.Anchor, e.Positive)));
+    /// <summary>Where each query was first read ("file:line: field 'anchor'"), for errors; null entries (or list) when unknown.</summary>
+    internal IReadOnlyList<string?>? QueryOrigins { get; init; }
+
+    /// <summary>Where each document was first read ("file:line: field 'positive'"), for errors; null entries (or list) when unknown.</summary>
+    internal IReadOnlyList<string?>? CorpusOrigins { get; init; }
 
     /// <summary>
     /// Embeds the queries and the corpus with <paramref name="embedder"/> (its pooling, normalisation and default prompt),
@@ -53,8 +70,8 @@ public sealed record RetrievalSet(IReadOnlyList<string> Queries, IReadOnlyList<s
     {
         cutoffs ??= new RetrievalCutoffs();
         if (Queries.Count == 0) throw new ArgumentException("no queries to evaluate");
-        var queries = embedder.Embed(Queries, queryOptions, cancellationToken).Vectors;
-        var corpus = embedder.Embed(Corpus, corpusOptions, cancellationToken).Vectors;
+        var queries = embedder.Embed(Queries, queryOptions, i => QueryOrigins?[i] ?? $"query {i}", cancellationToken).Vectors;
+        var corpus = embedder.Embed(Corpus, corpusOptions, i => CorpusOrigins?[i] ?? $"document {i}", cancellationToken).Vectors;
         var rankings = RetrievalMetrics.RankByCosine(queries, corpus, cutoffs.MaxK);
         return RetrievalMetrics.Compute(rankings, Relevant, cutoffs);
     }

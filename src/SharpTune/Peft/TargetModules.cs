@@ -25,14 +25,21 @@ public abstract record TargetModules
     /// The linear layers of <paramref name="model"/> this selects, in model order. A match that is not a linear layer,
     /// or no match at all, is an error that lists the linear layers the model has.
     /// </summary>
-    public IReadOnlyList<(string Path, torch.nn.Module Module)> Select(CausalLanguageModel model)
+    public IReadOnlyList<(string Path, torch.nn.Module Module)> Select(CausalLanguageModel model) => Select(model, path => path);
+
+    /// <inheritdoc cref="Select(CausalLanguageModel)"/>
+    /// <param name="matchedName">
+    /// The name a module's path is matched as: PEFT matches the names of the model it wraps, which for a headless model
+    /// (FEATURE_EXTRACTION) lack the decoder's base-model prefix.
+    /// </param>
+    internal IReadOnlyList<(string Path, torch.nn.Module Module)> Select(CausalLanguageModel model, Func<string, string> matchedName)
     {
         var modules = ModuleSurgery.NamedModules(model);
         var effective = Expand(model);
         var selected = new List<(string, torch.nn.Module)>();
         foreach (var (path, module) in modules)
         {
-            if (!effective.Matches(path)) continue;
+            if (!effective.Matches(matchedName(path))) continue;
             if (!IsLinear(module))
                 throw new NotSupportedException(
                     $"target module '{path}' is a {module.GetType().Name}; only Linear, Conv1D and quantized linear layers can be targeted. " +
@@ -42,7 +49,7 @@ public abstract record TargetModules
         if (selected.Count == 0)
             throw new ArgumentException(
                 $"target_modules {ToJson().ToJsonString()} matched no module of this {model.Config.Architecture}. " +
-                $"Linear layers in this model: {DescribeLinearLayers(modules)}");
+                $"Linear layers in this model: {DescribeLinearLayers(modules.Select(m => (matchedName(m.Path), m.Module)))}");
         return selected;
     }
 

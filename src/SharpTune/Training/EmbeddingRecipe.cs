@@ -31,11 +31,16 @@ internal static class EmbeddingRecipe
     public static Func<DataRow, TrainingExample> RowMap(EmbeddingSettings settings) =>
         settings.Loss == EmbeddingSettings.CoSent ? ScoredPairExample.FromRow : EmbeddingPairExample.FromRow;
 
+    /// <summary>The length texts are cut to in training, saved as max_seq_length and used by the evaluation embedders: --max-seq-length, at most the context.</summary>
+    public static int MaxLength(TrainingOptions options, CausalLanguageModel model) => Math.Min(options.MaxSeqLength, model.Config.ContextLength);
+
     public static FineTuneResult Run(RecipeContext context, EmbeddingSettings settings, SentenceTransformerConfig pooling, HfTokenizer tokenizer,
         IReadOnlyList<TrainingExample> train, IReadOnlyList<TrainingExample> validation, IReadOnlyList<TrainingExample> test, ParameterSummary parameters)
     {
         var options = context.Options;
-        var maxLength = Math.Min(options.MaxSeqLength, context.Model.Config.ContextLength);
+        var maxLength = MaxLength(options, context.Model);
+        // Validation and --test embed the raw texts: cut them as training cut them, as the saved folder's embedder will.
+        pooling = pooling with { MaxSeqLength = maxLength };
         if (settings.Loss == EmbeddingSettings.CoSent)
         {
             var similarity = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
@@ -56,8 +61,7 @@ internal static class EmbeddingRecipe
 
     /// <summary>
     /// Each text encoded as <see cref="TextEmbedder"/> encodes it (the tokenizer's special tokens, no prompt) and cut to
-    /// <paramref name="maxLength"/> tokens, keeping a final special token (an appended EOS) as Hugging Face tokenizers'
-    /// truncation keeps post-processor tokens. A text that encodes to no tokens is an error naming its row and field.
+    /// <paramref name="maxLength"/> tokens by <see cref="TextEmbedder.Truncate"/>, keeping a final special token. A text that encodes to no tokens is an error naming its row and field.
     /// </summary>
     internal static (IReadOnlyList<EmbeddingItem> Items, TokenizationReport Report) Tokenize(IEnumerable<TrainingExample> examples,
         HfTokenizer tokenizer, int maxLength)
@@ -94,9 +98,8 @@ internal static class EmbeddingRecipe
         {
             var ids = tokenizer.Encode(text, addSpecialTokens: true);
             if (ids.Count == 0) throw new DataFormatException(file, line, field, "empty_field", "the text encodes to no tokens");
-            if (ids.Count <= maxLength) return [.. ids];
-            truncated.Add(row);
-            return maxLength > 1 && tokenizer.IsSpecial(ids[^1]) ? [.. ids.Take(maxLength - 1), ids[^1]] : [.. ids.Take(maxLength)];
+            if (ids.Count > maxLength) truncated.Add(row);
+            return [.. TextEmbedder.Truncate(tokenizer, ids, maxLength)];
         }
     }
 

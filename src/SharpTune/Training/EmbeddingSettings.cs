@@ -7,7 +7,8 @@ namespace SharpTune.Training;
 /// Task embedding's settings from <see cref="TrainingOptions"/>: the loss (<c>loss_type</c>: mnrl, the default, or
 /// cosent), its similarity scale, and the pooling a base without sentence-transformers files gets.
 /// </summary>
-internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode? Pooling, bool Normalize)
+/// <param name="Normalize">normalize_embeddings as given; null = not given (true for a base without modules.json, the base's own otherwise).</param>
+internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode? Pooling, bool? Normalize)
 {
     /// <summary>sentence-transformers' MultipleNegativesRankingLoss over (anchor, positive, negative?) rows.</summary>
     public const string MultipleNegativesRanking = "mnrl";
@@ -32,7 +33,7 @@ internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode?
         if (options.NormalizeEmbeddings is not null && pooling is null)
             throw new ArgumentException("normalize_embeddings (--normalize-embeddings) goes with pooling (--pooling): without it the base's " +
                                         "modules.json, or last-token pooling with normalisation, decides");
-        return new EmbeddingSettings(loss, scale, pooling, options.NormalizeEmbeddings ?? true);
+        return new EmbeddingSettings(loss, scale, pooling, options.NormalizeEmbeddings);
     }
 
     /// <summary>Refuses the embedding settings outside task embedding, and checks them within it.</summary>
@@ -52,7 +53,8 @@ internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode?
 
     /// <summary>
     /// The pooling the run trains and saves: the base folder's sentence-transformers files when it has a modules.json
-    /// (an explicit pooling that differs from them is an error), else the explicit pooling, else last-token pooling
+    /// (an explicit pooling, or an explicit normalize_embeddings, that differs from them is an error; normalisation left out
+    /// takes the base's), else the explicit pooling (normalised unless told otherwise), else last-token pooling
     /// with normalisation (<see cref="SentenceTransformerConfig.Default"/>, vLLM's default for a decoder).
     /// </summary>
     public SentenceTransformerConfig PoolingFor(string modelDirectory, int hiddenSize)
@@ -60,12 +62,12 @@ internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode?
         var stored = SentenceTransformerConfig.FromDirectory(modelDirectory, hiddenSize);
         if (stored.FromSentenceTransformerFiles)
         {
-            if (Pooling is { } mode && (stored.PoolingModes.Count != 1 || stored.PoolingModes[0] != mode || stored.Normalize != Normalize))
-                throw new ArgumentException($"pooling (--pooling) {mode}{(Normalize ? " with" : " without")} normalisation differs from what " +
+            if (Pooling is { } mode && (stored.PoolingModes.Count != 1 || stored.PoolingModes[0] != mode || (Normalize is { } normalize && stored.Normalize != normalize)))
+                throw new ArgumentException($"pooling (--pooling) {mode}{Normalize switch { true => " with normalisation", false => " without normalisation", null => "" }} differs from what " +
                     $"{Path.Combine(modelDirectory, SentenceTransformerConfig.ModulesFileName)} sets ({string.Join("+", stored.PoolingModes)}" +
                     $"{(stored.Normalize ? ", normalised" : "")}); drop --pooling to train the base's own pooling");
             return stored;
         }
-        return Pooling is { } chosen ? stored with { PoolingModes = [chosen], Normalize = Normalize } : stored;
+        return Pooling is { } chosen ? stored with { PoolingModes = [chosen], Normalize = Normalize ?? true } : stored;
     }
 }

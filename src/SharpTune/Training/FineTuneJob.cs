@@ -210,7 +210,7 @@ public static class FineTuneJob
         void SaveModel(string dir)
         {
             if (classifier is not null) SequenceClassificationRecipe.Save(classifier, adapter, dir, modelDir);
-            else if (pooling is not null) EmbeddingRecipe.Save(model, adapter, pooling, dir, modelDir, options.MaxSeqLength);
+            else if (pooling is not null) EmbeddingRecipe.Save(model, adapter, pooling, dir, modelDir, EmbeddingRecipe.MaxLength(options, model));
             else if (adapter is null) PretrainedModel.Save(model, dir);
             else PeftAdapters.Save(adapter, dir, Path.GetFullPath(modelDir));
             PretrainedModel.CopyCompanionFiles(modelDir, dir);

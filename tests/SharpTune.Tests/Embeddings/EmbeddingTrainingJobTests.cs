@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SharpTune.Data;
+using SharpTune.Data.Readers;
 using SharpTune.Embeddings;
 using SharpTune.Evaluation;
 using SharpTune.Generation;
@@ -237,6 +238,71 @@ public sealed class EmbeddingTrainingJobTests
         Assert.Equal(64, embedder.Embed(["Tom ran."]).Vectors[0].Length);
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void Texts_past_max_seq_length_are_cut_alike_in_training_validation_and_the_saved_folder()
+    {
+        using var temp = new TempDir();
+        const string tail = " Then they all went to the big park and played with a ball until the sun went down.";
+        var validation = temp.File("val.jsonl", string.Join("\n", Pairs.Select(p =>
+            new JsonObject { ["anchor"] = p.Anchor + tail, ["positive"] = p.Positive + tail }.ToJsonString())) + "\n");
+        var result = FineTuneJob.Run(Options(WritePairs(temp), Path.Combine(temp.Path, "run")) with
+            { Method = "full", LearningRate = 1e-3, Validation = validation, MaxSeqLength = 8, MaxSteps = 1, EvalEvery = 1 });
+        var logged = MetricsLog.ReadAll(Path.Combine(result.Training.RunDirectory, "metrics.jsonl"))[^1];
+
+        var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, "sentence_bert_config.json")))!;
+        Assert.Equal(8, saved["max_seq_length"]!.GetValue<int>());
+        using var loaded = LoadedModel.Load(result.FinalDirectory);
+        var tokenizer = loaded.RequireTokenizer();
+        var embedder = TextEmbedder.ForDirectory(loaded.Model, tokenizer, loaded.ModelDirectory);
+        embedder.BatchSize = 8;
+        Assert.Equal(8, embedder.MaxTextTokens);
+
+        // The saved folder's embedder scores the held-out pairs exactly as validation did after the step.
+        var rows = DatasetReader.ReadAll(validation).Select(EmbeddingPairExample.FromRow);
+        var metrics = RetrievalSet.FromExamples(rows).Evaluate(embedder);
+        foreach (var (name, value) in metrics) Assert.Equal(logged["val_" + name]!.GetValue<double>(), value, 9);
+
+        // A long text is embedded as its first 8 tokens, the cut training made.
+        var text = Pairs[0].Anchor + tail;
+        var ids = tokenizer.Encode(text, addSpecialTokens: true);
+        Assert.True(ids.Count > 8);
+        var cut = embedder.Embed([text]);
+        Assert.Equal([8], cut.TokenCounts);
+        Assert.Equal(embedder.EmbedTokenIds([ids.Take(8).ToArray()]).Vectors[0], cut.Vectors[0]);
+        Assert.NotEqual(embedder.EmbedTokenIds([ids.ToArray()]).Vectors[0], cut.Vectors[0]);
+
+        // Without a max_seq_length a text past the context is still refused rather than cut.
+        var uncut = new TextEmbedder(loaded.Model, tokenizer, embedder.Config with { MaxSeqLength = null });
+        Assert.Null(uncut.MaxTextTokens);
+        Assert.Throws<ContextLengthException>(() => uncut.Embed([string.Concat(Enumerable.Repeat("Tom ran to the park. ", 120))]));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_held_out_text_the_embedder_refuses_is_named_by_the_file_line_and_field_it_first_appeared_at()
+    {
+        using var temp = new TempDir();
+        var tooLong = string.Concat(Enumerable.Repeat("Tom ran to the park. ", 120));   // past stories260K's 512 positions
+        var data = temp.File("held.jsonl", string.Join("\n",
+            new JsonObject { ["anchor"] = "Tom ran.", ["positive"] = "He ran." }.ToJsonString(),
+            new JsonObject { ["anchor"] = "Sue sang.", ["positive"] = tooLong }.ToJsonString(),
+            new JsonObject { ["anchor"] = "Max sat.", ["positive"] = tooLong }.ToJsonString()) + "\n");
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K);
+        var embedder = new TextEmbedder(loaded.Model, loaded.RequireTokenizer());
+        var set = RetrievalSet.FromExamples(DatasetReader.ReadAll(data).Select(EmbeddingPairExample.FromRow));
+        var error = Assert.Throws<ContextLengthException>(() => set.Evaluate(embedder));
+        Assert.StartsWith($"{data}:2: field 'positive' has ", error.Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void The_saved_max_seq_length_is_the_length_training_cut_to_not_a_larger_option()
+    {
+        using var temp = new TempDir();
+        var result = FineTuneJob.Run(Options(WritePairs(temp), Path.Combine(temp.Path, "run")) with { MaxSeqLength = 100_000, MaxSteps = 1 });
+        var saved = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, "sentence_bert_config.json")))!;
+        Assert.Equal(512, saved["max_seq_length"]!.GetValue<int>());   // stories260K's max_position_embeddings
+        Assert.Equal(512, SentenceTransformerConfig.FromDirectory(result.FinalDirectory).MaxSeqLength);
+    }
+
     [SharedAssetTheory("models/stories260K")]
     [InlineData("{\"positive\":\"x\"}", "field 'anchor'", "no such field")]
     [InlineData("{\"anchor\":\"a\",\"positive\":\" \"}", "field 'positive'", "empty")]
@@ -306,5 +372,19 @@ public sealed class EmbeddingTrainingJobTests
         var stored = EmbeddingSettings.From(Options("d.jsonl", temp.Path)).PoolingFor(folder, 64);
         Assert.Equal([PoolingMode.Mean], stored.PoolingModes);
         Assert.Equal(stored.PoolingModes, EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean" }).PoolingFor(folder, 64).PoolingModes);
+
+        // A base that pools by mean without normalising: --pooling mean alone agrees with it; only an explicit
+        // normalize_embeddings that contradicts it is refused.
+        SentenceTransformerFiles.Write(new SentenceTransformerConfig { PoolingModes = [PoolingMode.Mean], Normalize = false }, folder, 64, 128);
+        var unnormalised = EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean" }).PoolingFor(folder, 64);
+        Assert.Equal([PoolingMode.Mean], unnormalised.PoolingModes);
+        Assert.False(unnormalised.Normalize);
+        Assert.False(EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean", NormalizeEmbeddings = false }).PoolingFor(folder, 64).Normalize);
+        var contradicted = Assert.Throws<ArgumentException>(() =>
+            EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean", NormalizeEmbeddings = true }).PoolingFor(folder, 64));
+        Assert.Contains("with normalisation differs", contradicted.Message);
+        // Without modules.json, --pooling still normalises unless told not to.
+        var bare = TestAssets.CopyStories260K(Path.Combine(temp.Path, "bare"));
+        Assert.True(EmbeddingSettings.From(Options("d.jsonl", temp.Path) with { Pooling = "mean" }).PoolingFor(bare, 64).Normalize);
     }
 }

@@ -133,4 +133,27 @@ public sealed class SentenceTransformerConfigTests
 
         Assert.Equal([PoolingMode.LastToken], SentenceTransformerConfig.FromDirectory(dir.Path, hiddenSize: 64).PoolingModes);   // the restored files read
     }
+
+    [Theory]
+    [InlineData("../escaped")]
+    [InlineData("1_Pooling/../../escaped")]
+    [InlineData("/tmp/sharptune-absolute-module")]
+    public void Copying_refuses_a_module_path_that_leaves_the_folder(string path)
+    {
+        using var dir = new TempDir();
+        var from = Path.Combine(dir.Path, "from", "model");
+        SentenceTransformerFiles.Write(SentenceTransformerConfig.Default, from, 64, 128);
+        var modules = Path.Combine(from, SentenceTransformerConfig.ModulesFileName);
+        File.WriteAllText(modules, File.ReadAllText(modules).Replace("\"2_Normalize\"", System.Text.Json.JsonSerializer.Serialize(path)));
+        var to = Path.Combine(dir.Path, "to", "merged");
+        var error = Assert.Throws<InvalidDataException>(() => SentenceTransformerFiles.Copy(from, to));
+        Assert.Contains($"{modules}: module 2 has path '{path}'", error.Message);
+        Assert.False(Directory.Exists(to));
+        Assert.False(Directory.Exists(Path.Combine(dir.Path, "to", "escaped")));
+
+        // The files as written copy, module folders included.
+        SentenceTransformerFiles.Write(SentenceTransformerConfig.Default, from, 64, 128);
+        Assert.True(SentenceTransformerFiles.Copy(from, to));
+        Assert.True(File.Exists(Path.Combine(to, SentenceTransformerFiles.PoolingFolder, "config.json")));
+    }
 }

@@ -268,6 +268,25 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
         // The model's own last-token pooling with normalisation would have given another vector.
         var lastToken = new TextEmbedder(reference, tokenizer).Embed(["Tom ran"]).Vectors[0];
         Assert.True(lastToken.Zip(vector).Max(p => Math.Abs(p.First - p.Second)) > 1e-3);
+
+        // Unloaded, retrained to another pooling in the same folder and loaded again: the new files are read.
+        Assert.Equal(HttpStatusCode.OK, (await http.DeleteAsync("/admin/adapters/emb")).StatusCode);
+        SentenceTransformerFiles.Write(SentenceTransformerConfig.Default, adapterDir, reference.Config.HiddenSize, 64);
+        var reload = await http.PostAsJsonAsync("/admin/adapters", new JsonObject { ["name"] = "emb", ["path"] = adapterDir });
+        Assert.Equal(HttpStatusCode.Created, reload.StatusCode);
+        var again = await PostAsync(http, new JsonObject { ["model"] = "emb", ["input"] = "Tom ran", ["encoding_format"] = "float" });
+        var retrained = again["data"]![0]!["embedding"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray();
+        var expectedLastToken = TextEmbedder.ForDirectory(reference, tokenizer, fixture.ModelDir, adapterDir);
+        Assert.Equal([PoolingMode.LastToken], expectedLastToken.Config.PoolingModes);
+        TextEmbedderTests.AssertClose(expectedLastToken.Embed(["Tom ran"]).Vectors[0], retrained, "the reloaded adapter's last-token pooling");
+
+        // A broken modules.json beside an adapter fails its load, naming the file, instead of failing every request later.
+        File.WriteAllText(Path.Combine(adapterDir, SentenceTransformerConfig.ModulesFileName), "not json");
+        var broken = await http.PostAsJsonAsync("/admin/adapters", new JsonObject { ["name"] = "emb-broken", ["path"] = adapterDir });
+        var error = await broken.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.BadRequest, broken.StatusCode);
+        Assert.Contains(SentenceTransformerConfig.ModulesFileName, error);
+        Assert.DoesNotContain("emb-broken", await http.GetStringAsync("/admin/adapters"));
     }
 
     private static async Task<JsonNode> PostAsync(HttpClient http, JsonObject body)

@@ -62,6 +62,7 @@ public static class GgufLoraExporter
         TorchRuntime.EnsureInitialised();
         using var weights = HfCheckpoint.Open(Path.Combine(options.AdapterDir, AdapterFiles.WeightsFileName));
         var tensors = new List<GgufTensor>();
+        var baseNames = new Lazy<IReadOnlyCollection<string>>(() => BaseTensorNames(options.ModelDir));
         foreach (var aName in weights.Tensors.Keys.Where(n => n.EndsWith(".lora_A.weight", StringComparison.Ordinal)).Order(StringComparer.Ordinal))
         {
             var module = aName[..^".lora_A.weight".Length];
@@ -69,6 +70,8 @@ public static class GgufLoraExporter
             if (!weights.Tensors.ContainsKey(bName))
                 throw new InvalidDataException($"{options.AdapterDir}: '{aName}' has no matching '{bName}'");
             var checkpointName = (module.StartsWith("base_model.model.", StringComparison.Ordinal) ? module["base_model.model.".Length..] : module) + ".weight";
+            if (architecture.LinearName(checkpointName) is null && loraConfig.PeftTaskType == LoraConfig.FeatureExtractionTaskType)
+                checkpointName = DecoderName(checkpointName, baseNames.Value, adapterConfigPath);
             var ggufName = architecture.LinearName(checkpointName)
                 ?? throw new NotSupportedException($"{options.AdapterDir}: LoRA on '{checkpointName}' has no llama.cpp counterpart (adapters on linear layers of the decoder blocks convert)");
             var aShape = weights.Tensors[aName].Info.Shape;
@@ -94,6 +97,23 @@ public static class GgufLoraExporter
         GgufWriter.Write(options.OutputPath, metadata, tensors);
         return new GgufExportReport(Path.GetFullPath(options.OutputPath), new FileInfo(options.OutputPath).Length, architecture.Name,
             new Dictionary<GgmlType, int> { [GgmlType.F32] = tensors.Count }) { Warnings = warnings };
+    }
+
+    private static IReadOnlyCollection<string> BaseTensorNames(string modelDir)
+    {
+        using var checkpoint = HfCheckpoint.Open(modelDir);
+        return checkpoint.Tensors.Keys.ToArray();
+    }
+
+    // A FEATURE_EXTRACTION adapter wraps the headless model (transformers' AutoModel), so its keys lack the decoder's
+    // base-model prefix: layers.0.self_attn.q_proj.weight is the base checkpoint's model.layers.0.self_attn.q_proj.weight.
+    // With no model built here, the prefix is the base checkpoint's: the one tensor whose name ends with the headless name.
+    private static string DecoderName(string headlessName, IReadOnlyCollection<string> baseNames, string adapterConfigPath)
+    {
+        var owners = baseNames.Where(n => n.EndsWith("." + headlessName, StringComparison.Ordinal)).ToArray();
+        return owners.Length == 1 ? owners[0] : throw new NotSupportedException(
+            $"{adapterConfigPath}: task_type {LoraConfig.FeatureExtractionTaskType}: the adapter's '{headlessName}' (a name in the headless model) " +
+            (owners.Length == 0 ? "matches no tensor of the base model" : $"matches several tensors of the base model ({string.Join(", ", owners)})"));
     }
 
     private static float[] Read(CheckpointIndex weights, string name)

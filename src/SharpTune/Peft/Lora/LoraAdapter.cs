@@ -40,7 +40,7 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
                 "(sharptune classify score --adapter, TextClassifier.Load), not on a causal LM");
         RefuseUntiedSavedEmbedding(model);
         savedTargets = Targets(model).Expand(model);   // before wrapping: "all-linear" must name the base layers
-        var kept = Targets(model).Select(model).Where(t => Config.Keeps(t.Path)).ToList();
+        var kept = Targets(model).Select(model, path => MatchedName(model, path)).Where(t => Config.Keeps(t.Path, MatchedName(model, t.Path))).ToList();
         if (kept.Count == 0)
             throw new ArgumentException(
                 $"target_modules {Targets(model).ToJson().ToJsonString()} selected no module once exclude_modules and layers_to_transform were applied");
@@ -103,9 +103,15 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     // PEFT's PeftModelForFeatureExtraction wraps transformers' AutoModel (LlamaModel: layers.0…, no "model." and no head),
     // so a FEATURE_EXTRACTION adapter's keys are base_model.model.layers.0.self_attn.q_proj.lora_A.weight.
-    protected override string SavedPath(string path)
+    protected override string SavedPath(string path) => InjectedModel is { } model ? MatchedName(model, path) : path;
+
+    // The module's name as PEFT sees it: for FEATURE_EXTRACTION the headless model's (layers.0.self_attn.q_proj), which
+    // is what PEFT's check_target_module_exists matches target_modules and exclude_modules against (re.fullmatch on the
+    // wrapped model's named_modules keys, huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40, tuners/tuners_utils.py)
+    // and what the saved keys are built from, so a config selects the same layers here and in PEFT.
+    private string MatchedName(CausalLanguageModel model, string path)
     {
-        if (Config.PeftTaskType != LoraConfig.FeatureExtractionTaskType || InjectedModel?.BaseModelPrefix is not { Length: > 0 } prefix) return path;
+        if (Config.PeftTaskType != LoraConfig.FeatureExtractionTaskType || model.BaseModelPrefix is not { Length: > 0 } prefix) return path;
         return path.StartsWith(prefix + ".", StringComparison.Ordinal) ? path[(prefix.Length + 1)..] : path;
     }
 

@@ -96,8 +96,11 @@ public sealed record LoraConfig
     public const string FeatureExtractionTaskType = "FEATURE_EXTRACTION";
 
     /// <summary>
-    /// <c>task_type</c>: <see cref="TaskType"/> (a causal LM) or <see cref="SequenceClassificationTaskType"/> (a
-    /// <c>*ForSequenceClassification</c> model, whose <c>score</c> head PEFT lists in modules_to_save).
+    /// <c>task_type</c>: <see cref="TaskType"/> (a causal LM), <see cref="SequenceClassificationTaskType"/> (a
+    /// <c>*ForSequenceClassification</c> model, whose <c>score</c> head PEFT lists in modules_to_save) or
+    /// <see cref="FeatureExtractionTaskType"/> (an embedding model: PEFT wraps the headless <c>AutoModel</c>, so module
+    /// names and saved keys lack the decoder's base-model prefix — <c>base_model.model.layers.0.self_attn.q_proj.lora_A.weight</c>
+    /// — and target_modules / exclude_modules are matched against <c>layers.0.self_attn.q_proj</c>).
     /// </summary>
     public string PeftTaskType { get; init; } = TaskType;
 
@@ -142,12 +145,21 @@ public sealed record LoraConfig
     /// Whether a module that <see cref="TargetModules"/> selected is wrapped, after <see cref="ExcludeModules"/> and
     /// <see cref="LayersToTransform"/> (PEFT's check_target_module_exists).
     /// </summary>
-    public bool Keeps(string path)
+    public bool Keeps(string path) => Keeps(path, path);
+
+    /// <inheritdoc cref="Keeps(string)"/>
+    /// <param name="matchedName">
+    /// The name exclude_modules and full-path target names are matched against (for FEATURE_EXTRACTION the path without
+    /// the decoder's base-model prefix, as PEFT names the headless model's modules). layers_to_transform still reads the
+    /// layer index from <paramref name="path"/>: PEFT's index pattern needs a segment before the layer list, so on the
+    /// headless names it would find none and select nothing.
+    /// </param>
+    internal bool Keeps(string path, string matchedName)
     {
-        if (ExcludeModules is { } excluded && excluded.Matches(path)) return false;
+        if (ExcludeModules is { } excluded && excluded.Matches(matchedName)) return false;
         if (LayersToTransform is null || TargetModules is { IsNameList: false }) return true;   // null: the default names
         // PEFT applies layers_to_transform only to suffix matches: a target listed by its full path is always kept.
-        if (TargetModules is { } targets && targets.ListsExactly(path)) return true;
+        if (TargetModules is { } targets && targets.ListsExactly(matchedName)) return true;
         Match? index = null;
         if (LayersPattern is null || LayersPattern.Count == 0) index = Regex.Match(path, @"^.*?\.[^.]*\.(\d+)\.");
         else
