@@ -44,14 +44,6 @@ public class ClassifierTrainingJobTests
             ValidationFraction = 0, LearningRate = 5e-3, LoraR = 4, LoraAlpha = 8, DisableDropout = true,
         };
 
-    private static Dictionary<string, float[]> AdapterTensors(string finalDir)
-    {
-        var tensors = SafetensorsAdapterStore.Instance.Read(Path.Combine(finalDir, "adapter_model.safetensors"));
-        var values = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float32).data<float>().ToArray());
-        foreach (var t in tensors.Values) t.Dispose();
-        return values;
-    }
-
     [SharedAssetTheory("models/stories260K")]
     [InlineData(TrainingTasks.SequenceClassification)]
     [InlineData(TrainingTasks.Reward)]
@@ -67,8 +59,8 @@ public class ClassifierTrainingJobTests
         Assert.Equal(2, accumulated.Training.TrainLosses.Count);
         for (var step = 0; step < 2; step++)
             Assert.Equal(whole.Training.TrainLosses[step], accumulated.Training.TrainLosses[step], 5);
-        var expected = AdapterTensors(whole.FinalDirectory);
-        var actual = AdapterTensors(accumulated.FinalDirectory);
+        var expected = AdapterAssertions.SavedTensors(whole.FinalDirectory);
+        var actual = AdapterAssertions.SavedTensors(accumulated.FinalDirectory);
         Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
         Assert.Contains("base_model.model.score.weight", expected.Keys);
         foreach (var (name, values) in expected)
@@ -110,7 +102,7 @@ public class ClassifierTrainingJobTests
         Assert.Contains(log, l => l.StartsWith("base quantized: nf4", StringComparison.Ordinal));
         var losses = result.Training.TrainLosses;
         Assert.True(losses[^1] < losses[0], $"loss went {string.Join(" → ", losses)}");
-        var saved = AdapterTensors(result.FinalDirectory);
+        var saved = AdapterAssertions.SavedTensors(result.FinalDirectory);
         Assert.Equal(2 * 64, saved["base_model.model.score.weight"].Length);
         Assert.Contains(saved.Keys, k => k.EndsWith("lora_A.weight", StringComparison.Ordinal));
         var onFullPrecision = TextClassifier.Load(TestAssets.Stories260K, result.FinalDirectory).Score(["Tom was happy.", "The dog was sad."]);
@@ -206,8 +198,8 @@ public class ClassifierTrainingJobTests
         static List<double> Losses(string runDir) =>
             MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
         Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
-        var expected = AdapterTensors(uninterrupted.FinalDirectory);
-        var actual = AdapterTensors(resumed.FinalDirectory);
+        var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
+        var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
         Assert.Contains("base_model.model.score.weight", expected.Keys);
         foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
     }

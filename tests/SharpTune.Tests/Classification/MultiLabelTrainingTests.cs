@@ -37,14 +37,6 @@ public class MultiLabelTrainingTests
             ValidationFraction = 0, LearningRate = 5e-3, LoraR = 4, LoraAlpha = 8, DisableDropout = true,
         };
 
-    private static Dictionary<string, float[]> AdapterTensors(string finalDir)
-    {
-        var tensors = SafetensorsAdapterStore.Instance.Read(Path.Combine(finalDir, "adapter_model.safetensors"));
-        var values = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float32).data<float>().ToArray());
-        foreach (var t in tensors.Values) t.Dispose();
-        return values;
-    }
-
     [SharedAssetFact("models/stories260K")]
     public void Rows_with_label_lists_become_multi_hot_targets_over_the_label_set()
     {
@@ -97,8 +89,8 @@ public class MultiLabelTrainingTests
         var whole = FineTuneJob.Run(Options(data, Path.Combine(temp.Path, "whole")) with { MicroBatchSize = 4, GradientAccumulation = 1, MaxSteps = 2 });
         for (var step = 0; step < 2; step++)
             Assert.Equal(whole.Training.TrainLosses[step], accumulated.Training.TrainLosses[step], 5);
-        var expected = AdapterTensors(whole.FinalDirectory);
-        var actual = AdapterTensors(accumulated.FinalDirectory);
+        var expected = AdapterAssertions.SavedTensors(whole.FinalDirectory);
+        var actual = AdapterAssertions.SavedTensors(accumulated.FinalDirectory);
         Assert.Equal(3 * 64, expected["base_model.model.score.weight"].Length);
         // The score head to float rounding. The gradients are equal to rounding (the test above), but AdamW moves an entry
         // by lr · m / (√v + eps): where a LoRA factor's gradient is itself at rounding level (cancellation in the sum over
@@ -138,7 +130,7 @@ public class MultiLabelTrainingTests
             SharpTune.Tracking.MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
         Assert.Equal(4, Losses(resumed.Training.RunDirectory).Count);
         Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
-        Assert.Equal(AdapterTensors(uninterrupted.FinalDirectory)["base_model.model.score.weight"], AdapterTensors(resumed.FinalDirectory)["base_model.model.score.weight"]);
+        Assert.Equal(AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory)["base_model.model.score.weight"], AdapterAssertions.SavedTensors(resumed.FinalDirectory)["base_model.model.score.weight"]);
         Assert.Equal(SequenceClassificationConfig.MultiLabelClassification, SequenceClassification.ReadLabels(resumed.FinalDirectory).ProblemType);
     }
 

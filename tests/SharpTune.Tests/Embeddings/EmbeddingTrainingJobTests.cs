@@ -76,14 +76,6 @@ public sealed class EmbeddingTrainingJobTests
         Assert.Equal("FEATURE_EXTRACTION", config["task_type"]!.GetValue<string>());
     }
 
-    private static Dictionary<string, float[]> AdapterTensors(string dir)
-    {
-        var tensors = SafetensorsAdapterStore.Instance.Read(Path.Combine(dir, "adapter_model.safetensors"));
-        var values = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float32).data<float>().ToArray());
-        foreach (var t in tensors.Values) t.Dispose();
-        return values;
-    }
-
     [SharedAssetFact("models/stories260K")]
     public void Lora_on_an_nf4_base_trains_an_adapter_that_loads_on_the_full_precision_base()
     {
@@ -116,8 +108,8 @@ public sealed class EmbeddingTrainingJobTests
             MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
         Assert.Equal(4, Losses(uninterrupted.Training.RunDirectory).Count);
         Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
-        var expected = AdapterTensors(uninterrupted.FinalDirectory);
-        var actual = AdapterTensors(resumed.FinalDirectory);
+        var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
+        var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
         Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
         foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
     }
@@ -141,7 +133,7 @@ public sealed class EmbeddingTrainingJobTests
         EmbeddingRecipe.Save(model, adapter, pooling, dir, TestAssets.Stories260K, 64);
 
         // PEFT's FEATURE_EXTRACTION layout: keys relative to the headless base (transformers' AutoModel), no "model." prefix.
-        var keys = AdapterTensors(dir).Keys.ToList();
+        var keys = AdapterAssertions.SavedTensors(dir).Keys.ToList();
         Assert.Contains("base_model.model.layers.0.self_attn.q_proj.lora_A.weight", keys);
         Assert.DoesNotContain(keys, k => k.StartsWith("base_model.model.model.", StringComparison.Ordinal));
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "adapter_config.json")))!;

@@ -22,4 +22,13 @@ public static class AdapterAssertions
         }
         return saved.Tensors.Keys.ToArray();
     }
+
+    /// <summary>Every tensor of <paramref name="adapterDir"/>'s adapter_model.safetensors as fp32 values, by saved name.</summary>
+    public static Dictionary<string, float[]> SavedTensors(string adapterDir)
+    {
+        var tensors = SharpTune.Peft.SafetensorsAdapterStore.Instance.Read(Path.Combine(adapterDir, "adapter_model.safetensors"));
+        var values = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float32).data<float>().ToArray());
+        foreach (var t in tensors.Values) t.Dispose();
+        return values;
+    }
 }
