@@ -46,10 +46,10 @@ public class MultiLabelTrainingTests
         Assert.Equal(["animal", "happy", "sad"], labels);
         var items = SequenceClassificationData.Tokenize(rows, HfTokenizer.FromDirectory(TestAssets.Stories260K), labels,
             SequenceClassificationConfig.MultiLabelClassification, 64, out _);
-        Assert.Equal([1f, 1, 0], items[0].LabelVector);
-        Assert.Equal([1f, 0, 1], items[1].LabelVector);
-        Assert.Equal([0f, 1, 0], items[2].LabelVector);
-        Assert.Equal([0f, 0, 0], items[3].LabelVector);
+        Assert.Equal([1f, 1, 0], items[0].LabelVector!);
+        Assert.Equal([1f, 0, 1], items[1].LabelVector!);
+        Assert.Equal([0f, 1, 0], items[2].LabelVector!);
+        Assert.Equal([0f, 0, 0], items[3].LabelVector!);
     }
 
     [SharedAssetFact("models/stories260K")]

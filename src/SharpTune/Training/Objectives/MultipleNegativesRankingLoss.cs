@@ -37,7 +37,7 @@ public static class MultipleNegativesRankingLoss
         return F.cross_entropy(scores, targets).MoveToOuterDisposeScope();
     }
 
-    /// <summary><see cref="Compute"/> of <see cref="Scores"/>.</summary>
+    /// <summary><see cref="Compute(Tensor)"/> of <see cref="Scores"/>.</summary>
     public static Tensor Compute(Tensor anchors, Tensor candidates, double scale = DefaultScale)
     {
         using var scope = NewDisposeScope();
