@@ -141,6 +141,20 @@ public class ClassifierTrainingJobTests
         Assert.Contains("quantize: nf4", error.Message);
     }
 
+    /// <summary>
+    /// The score head's weight gradient after accumulating <paramref name="split"/> as micro-batches of one optimizer step
+    /// (the gradient is zeroed first).
+    /// </summary>
+    internal static float[] ScoreHeadGradient(SequenceClassifier classifier, ITrainingObjective objective, int? padTokenId,
+        params IReadOnlyList<ClassificationItem>[] split)
+    {
+        classifier.Model.zero_grad();
+        var totals = Trainer.AccumulateGradients(classifier.Model, objective,
+            split.Select(b => (TrainingBatch)ClassifierCollator.Classification(b, padTokenId, false, classifier.Model.Device)).ToArray());
+        Assert.Equal(split.Sum(b => b.Count), totals.Units);
+        return classifier.Score.weight!.grad!.data<float>().ToArray();
+    }
+
     [SharedAssetFact("models/stories260K")]
     public void Uneven_micro_batches_give_the_gradient_of_the_whole_batch()
     {
@@ -153,25 +167,16 @@ public class ClassifierTrainingJobTests
         var items = SequenceClassificationData.Tokenize(SequenceClassificationData.ReadClassification(WriteClassification(temp, 4)),
             tokenizer, labels.Labels, false, 64);
         var objective = new SequenceClassificationObjective(classifier);
-        var device = classifier.Model.Device;
-        float[] Gradient(params IReadOnlyList<ClassificationItem>[] split)
-        {
-            classifier.Model.zero_grad();
-            var totals = Trainer.AccumulateGradients(classifier.Model, objective,
-                split.Select(b => (TrainingBatch)ClassifierCollator.Classification(b, labels.PadTokenId, false, device)).ToArray());
-            Assert.Equal(split.Sum(b => b.Count), totals.Units);
-            return classifier.Score.weight!.grad!.data<float>().ToArray();
-        }
-        var whole = Gradient(items);
-        var split = Gradient(items.Take(3).ToList(), items.Skip(3).ToList());
+        var whole = ScoreHeadGradient(classifier, objective, labels.PadTokenId, items);
+        var split = ScoreHeadGradient(classifier, objective, labels.PadTokenId, items.Take(3).ToList(), items.Skip(3).ToList());
         Assert.Contains(whole, g => g != 0);
         // Equal to float32 rounding (the shapes differ), measured against the gradient's size.
         var scale = whole.Max(Math.Abs);
         for (var i = 0; i < whole.Length; i++)
             Assert.True(Math.Abs(whole[i] - split[i]) <= 1e-5 * scale, $"[{i}]: {whole[i]} vs {split[i]}");
         // A mean per micro-batch, (mean of 3 + mean of 1) / 2, is not the whole batch's mean: the test can tell them apart.
-        var first = Gradient(items.Take(3).ToList());
-        var last = Gradient(items.Skip(3).ToList());
+        var first = ScoreHeadGradient(classifier, objective, labels.PadTokenId, items.Take(3).ToList());
+        var last = ScoreHeadGradient(classifier, objective, labels.PadTokenId, items.Skip(3).ToList());
         Assert.Contains(Enumerable.Range(0, whole.Length), i => Math.Abs((first[i] + last[i]) / 2 - whole[i]) > 1e-3 * scale);
     }
 

@@ -63,17 +63,8 @@ public class MultiLabelTrainingTests
         var items = SequenceClassificationData.Tokenize(SequenceClassificationData.ReadClassification(WriteMultiLabel(temp, 4)),
             tokenizer, labels.Labels, labels.ProblemType!, 64, out _);
         var objective = new SharpTune.Training.Objectives.SequenceClassificationObjective(classifier);
-        var device = classifier.Model.Device;
-        float[] Gradient(params IReadOnlyList<ClassificationItem>[] split)
-        {
-            classifier.Model.zero_grad();
-            var totals = Trainer.AccumulateGradients(classifier.Model, objective,
-                split.Select(b => (TrainingBatch)ClassifierCollator.Classification(b, labels.PadTokenId, false, device)).ToArray());
-            Assert.Equal(split.Sum(b => b.Count), totals.Units);
-            return classifier.Score.weight!.grad!.data<float>().ToArray();
-        }
-        var whole = Gradient(items);
-        var split = Gradient(items.Take(2).ToList(), items.Skip(2).ToList());
+        var whole = ClassifierTrainingJobTests.ScoreHeadGradient(classifier, objective, labels.PadTokenId, items);
+        var split = ClassifierTrainingJobTests.ScoreHeadGradient(classifier, objective, labels.PadTokenId, items.Take(2).ToList(), items.Skip(2).ToList());
         var scale = whole.Max(Math.Abs);
         Assert.True(scale > 0);
         for (var i = 0; i < whole.Length; i++)
