@@ -74,7 +74,9 @@ public static class TrainingTasks
         Refuse(options.Packing, "packing (--packing)", "packs sequences for next-token training");
         Refuse(options.EvalMetrics is { Count: > 0 }, "eval_metrics", "compares generated answers");
         Refuse(options.NeftuneNoiseAlpha is not null, "neftune_noise_alpha", "is an SFT setting");
-        Refuse(options.QuantizeLmHead, "quantize_lm_head (--quantize-lm-head)", "quantizes a causal LM's output head (the score head stays fp32)");
+        Refuse(options.QuantizeLmHead, "quantize_lm_head (--quantize-lm-head)", task == Embedding
+            ? "quantizes a causal LM's output head (an embedding model reads the final hidden state, not the head)"
+            : "quantizes a causal LM's output head (the score head stays fp32)");
         var method = options.Method.Trim().ToLowerInvariant();
         if (method is not ("lora" or "dora" or "full"))
             throw new ArgumentException($"method {options.Method} (--method) is not available for task {task}; choose lora, dora or full" +

@@ -344,6 +344,7 @@ public sealed class EmbeddingTrainingJobTests
             ("task: embedding\nloss_type: sigmoid", "loss_type (--loss-type)"),
             ("task: embedding\nmethod: prompt-tuning", "method prompt-tuning (--method)"),
             ("task: embedding\npacking: true", "packing (--packing)"),
+            ("task: embedding\nquantize: nf4\nquantize_lm_head: true", "quantize_lm_head (--quantize-lm-head) quantizes a causal LM's output head (an embedding model reads the final hidden state"),
         })
         {
             var bad = TrainingConfigFile.Load(temp.File("bad.yaml", $"model: m\ndata: d.jsonl\n{yaml}\n"));
