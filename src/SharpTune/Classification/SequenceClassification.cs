@@ -119,5 +119,5 @@ public static class SequenceClassification
 
     /// <summary>(B, T) ids padded on the right with the head's pad id (its pooling then reads each row's last real token).</summary>
     internal static Tensor RightPadded(IReadOnlyList<int[]> rows, SequenceClassifier classifier) =>
-        Training.ClassifierCollator.RightPadded(rows, classifier.Labels.PadTokenId, classifier.Model.Device).Ids;
+        RightPaddedTexts.PaddedIds(rows, classifier.Labels.PadTokenId, classifier.Model.Device);
 }

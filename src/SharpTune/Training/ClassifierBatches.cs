@@ -1,5 +1,4 @@
 using SharpTune.Classification;
-using SharpTune.Models;
 using static TorchSharp.torch;
 
 namespace SharpTune.Training;
@@ -49,14 +48,14 @@ public static class ClassifierCollator
     public static ClassificationBatch Classification(IReadOnlyList<ClassificationItem> items, int? padTokenId, bool regression, Device device)
     {
         if (items.Count == 0) throw new ArgumentException("a classification batch needs at least one row", nameof(items));
-        var (ids, tokens) = RightPadded(items.Select(i => i.Ids).ToList(), padTokenId, device);
+        var texts = RightPaddedTexts.Of(items.Select(i => i.Ids).ToList(), padTokenId, device);
         return new ClassificationBatch
         {
-            InputIds = ids,
-            Targets = full(ids.shape, BatchCollator.IgnoreIndex, ScalarType.Int64, device),   // no next-token targets
-            Context = ForwardContext.Causal(ids.shape[0], ids.shape[1], device),
+            InputIds = texts.Ids,
+            Targets = texts.NoTargets,
+            Context = texts.Context,
             SupervisedTokens = items.Count,
-            Tokens = tokens,
+            Tokens = texts.Tokens,
             LossUnits = items.Count,
             Labels = items[0].LabelVector is { Length: var labels }
                 ? tensor(items.SelectMany(i => i.LabelVector ?? throw new ArgumentException($"{i.Location}: a multi-label batch needs every row's label list")).ToArray(),
@@ -71,31 +70,18 @@ public static class ClassifierCollator
     public static RewardPairBatch Reward(IReadOnlyList<RewardPair> pairs, int? padTokenId, Device device)
     {
         if (pairs.Count == 0) throw new ArgumentException("a reward batch needs at least one pair", nameof(pairs));
-        var (ids, tokens) = RightPadded([.. pairs.Select(p => p.Chosen), .. pairs.Select(p => p.Rejected)], padTokenId, device);
+        var texts = RightPaddedTexts.Of([.. pairs.Select(p => p.Chosen), .. pairs.Select(p => p.Rejected)], padTokenId, device);
         return new RewardPairBatch
         {
-            InputIds = ids,
-            Targets = full(ids.shape, BatchCollator.IgnoreIndex, ScalarType.Int64, device),
-            Context = ForwardContext.Causal(ids.shape[0], ids.shape[1], device),
+            InputIds = texts.Ids,
+            Targets = texts.NoTargets,
+            Context = texts.Context,
             SupervisedTokens = pairs.Count,
-            Tokens = tokens,
+            Tokens = texts.Tokens,
             LossUnits = pairs.Count,
             Pairs = pairs.Count,
             // Margins are all-or-none within a split (checked when the data is tokenized).
             Margins = pairs[0].Margin is null ? null : tensor(pairs.Select(p => p.Margin ?? 0f).ToArray(), device: device),
         };
-    }
-
-    /// <summary>(B, T) ids padded on the right with <paramref name="padTokenId"/>, and the real tokens' count.</summary>
-    internal static (Tensor Ids, int Tokens) RightPadded(IReadOnlyList<int[]> rows, int? padTokenId, Device device)
-    {
-        var pad = padTokenId ?? (rows.Count == 1 ? 0
-            : throw new InvalidOperationException("config.pad_token_id is not set, so rows cannot be batched (use a micro-batch of 1)"));
-        var length = rows.Max(r => r.Length);
-        var flat = new long[rows.Count * length];
-        for (var i = 0; i < rows.Count; i++)
-            for (var j = 0; j < length; j++)
-                flat[i * length + j] = j < rows[i].Length ? rows[i][j] : pad;
-        return (tensor(flat, [rows.Count, length], ScalarType.Int64, device), rows.Sum(r => r.Length));
     }
 }

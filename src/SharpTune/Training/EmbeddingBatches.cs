@@ -1,5 +1,4 @@
 using SharpTune.Embeddings;
-using SharpTune.Models;
 using static TorchSharp.torch;
 
 namespace SharpTune.Training;
@@ -31,17 +30,17 @@ internal static class EmbeddingCollator
     {
         if (items.Count == 0) throw new ArgumentException("an embedding batch needs at least one row", nameof(items));
         List<int[]> texts = [.. items.Select(i => i.Anchor), .. items.Select(i => i.Positive), .. items.SelectMany(i => i.Negatives)];
-        var (ids, tokens) = ClassifierCollator.RightPadded(texts, 0, device);
+        var padded = RightPaddedTexts.Of(texts, 0, device);
         return new EmbeddingBatch
         {
-            InputIds = ids,
-            Targets = full(ids.shape, BatchCollator.IgnoreIndex, ScalarType.Int64, device),   // no next-token targets
-            Context = ForwardContext.Causal(ids.shape[0], ids.shape[1], device),
+            InputIds = padded.Ids,
+            Targets = padded.NoTargets,
+            Context = padded.Context,
             SupervisedTokens = items.Count,
-            Tokens = tokens,
+            Tokens = padded.Tokens,
             LossUnits = items.Count,
             Anchors = items.Count,
-            Rows = texts.Select(t => new RowSpan(0, t.Length, 0)).ToArray(),
+            Rows = padded.Rows,
         };
     }
 }
@@ -77,17 +76,17 @@ internal static class ScoredPairCollator
     {
         if (items.Count == 0) throw new ArgumentException("a scored-pair batch needs at least one pair", nameof(items));
         List<int[]> texts = [.. items.Select(i => i.First), .. items.Select(i => i.Second)];
-        var (ids, tokens) = ClassifierCollator.RightPadded(texts, 0, device);
+        var padded = RightPaddedTexts.Of(texts, 0, device);
         return new ScoredPairBatch
         {
-            InputIds = ids,
-            Targets = full(ids.shape, BatchCollator.IgnoreIndex, ScalarType.Int64, device),
-            Context = ForwardContext.Causal(ids.shape[0], ids.shape[1], device),
+            InputIds = padded.Ids,
+            Targets = padded.NoTargets,
+            Context = padded.Context,
             SupervisedTokens = 1,
-            Tokens = tokens,
+            Tokens = padded.Tokens,
             LossUnits = 1,
             Pairs = items.Count,
-            Rows = texts.Select(t => new RowSpan(0, t.Length, 0)).ToArray(),
+            Rows = padded.Rows,
             Scores = tensor(items.Select(i => i.Score).ToArray(), device: device),
         };
     }
