@@ -1,6 +1,5 @@
-using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using SharpTune.Data.Readers;
 
 namespace SharpTune.Server.Batches;
 
@@ -32,20 +31,17 @@ internal static class BatchInputFile
     {
         var lines = new List<BatchLine>();
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
-        var number = 0;
-        using var reader = new StreamReader(path, new UTF8Encoding(false, throwOnInvalidBytes: true));
-        string? text;
-        while (true)
+        foreach (var result in JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true, RejectDuplicateKeys = true }))
         {
-            try { text = reader.ReadLine(); }
-            catch (DecoderFallbackException) { throw Bad(number + 1, "the line is not valid UTF-8"); }
-            if (text is null) break;
-            number++;
-            if (string.IsNullOrWhiteSpace(text)) continue;
-            JsonNode? node;
-            try { node = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
-            catch (JsonException e) { throw Bad(number, $"not valid JSON: {e.Message}"); }
-            if (node is not JsonObject request) throw Bad(number, "expected a JSON object {\"custom_id\", \"method\", \"url\", \"body\"}");
+            if (result.Error is { } error)
+                throw Bad(error.LineNumber, error.Reason switch
+                {
+                    "malformed_json" => $"not valid JSON: {error.InnerException!.Message}",
+                    "not_an_object" => "expected a JSON object {\"custom_id\", \"method\", \"url\", \"body\"}",
+                    _ => error.Detail,
+                });
+            var request = result.Row!.Fields;
+            var number = (int)result.Row.LineNumber;
             var customId = String(request, "custom_id", number);
             if (customId.Length == 0 || customId.Length > MaxCustomIdLength)
                 throw Bad(number, $"field 'custom_id' must be 1 to {MaxCustomIdLength} characters, found {customId.Length}");
@@ -65,9 +61,9 @@ internal static class BatchInputFile
         return lines;
     }
 
-    private static string String(JsonObject request, string field, int line) =>
+    private static string String(JsonObject request, string field, long line) =>
         request[field] is JsonValue value && value.TryGetValue<string>(out var text) ? text
             : throw Bad(line, request.ContainsKey(field) ? $"field '{field}' must be a string" : $"field '{field}' is missing");
 
-    private static BatchFileException Bad(int line, string message) => new($"line {line}: {message}");
+    private static BatchFileException Bad(long line, string message) => new($"line {line}: {message}");
 }

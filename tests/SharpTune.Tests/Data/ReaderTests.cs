@@ -30,6 +30,25 @@ public class ReaderTests
     }
 
     [Fact]
+    public void Jsonl_strict_options_name_the_line_and_reading_goes_on_while_the_defaults_stay_lenient()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("strict.jsonl");
+        // \r, \r\n and \n all end a line, as StreamReader.ReadLine counts them.
+        File.WriteAllBytes(path, [.. "{\"text\":\"one\"}\r{\"text\":\"t"u8.ToArray(), 0xC3, 0x28, .. "\"}\r\n{\"a\":1,\"a\":2}\n{\"text\":\"four\"}"u8.ToArray()]);
+
+        var strict = JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true, RejectDuplicateKeys = true }).ToList();
+        Assert.Equal([1L, 2L, 3L, 4L], strict.Select(r => r.Row?.LineNumber ?? r.Error!.LineNumber));
+        Assert.Equal([null, "invalid_utf8", "malformed_json", null], strict.Select(r => r.Error?.Reason));
+        Assert.Equal($"{path}:2: the line is not valid UTF-8", strict[1].Error!.Message);
+        Assert.Equal("four", strict[3].Row!.Fields["text"]!.GetValue<string>());
+
+        var lenient = JsonlRowReader.Read(path).ToList();
+        Assert.All(lenient, r => Assert.Null(r.Error));
+        Assert.Equal("t\uFFFD(", lenient[1].Row!.Fields["text"]!.GetValue<string>());   // the bad byte replaced
+    }
+
+    [Fact]
     public void Malformed_rows_go_to_rejects_file_and_counts_add_up()
     {
         using var dir = new TempDir();

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -6,24 +7,89 @@ namespace SharpTune.Data.Readers;
 /// <summary>Streams a JSON Lines file one object per line, keeping 1-based line numbers; blank lines are not rows.</summary>
 public static class JsonlRowReader
 {
-    public static IEnumerable<RowReadResult> Read(string path)
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    public static IEnumerable<RowReadResult> Read(string path) => Read(path, new JsonlReadOptions());
+
+    /// <summary>Reads with stricter checks; each failed check is a row error naming the file and line, and reading goes on.</summary>
+    public static IEnumerable<RowReadResult> Read(string path, JsonlReadOptions options)
     {
-        using var reader = new StreamReader(path, detectEncodingFromByteOrderMarks: true);
+        var documentOptions = new JsonDocumentOptions { AllowDuplicateProperties = !options.RejectDuplicateKeys };
         long lineNumber = 0;
-        while (reader.ReadLine() is { } line)
+        foreach (var (line, validUtf8) in options.StrictUtf8 ? StrictUtf8Lines(path) : Lines(path))
         {
             lineNumber++;
+            if (!validUtf8)
+            {
+                yield return RowReadResult.Bad(new DataFormatException(path, lineNumber, null, "invalid_utf8", "the line is not valid UTF-8"), line);
+                continue;
+            }
             if (string.IsNullOrWhiteSpace(line)) continue;
-            yield return Parse(path, lineNumber, line);
+            yield return Parse(path, lineNumber, line, documentOptions);
         }
     }
 
-    private static RowReadResult Parse(string path, long lineNumber, string line)
+    private static IEnumerable<(string Line, bool ValidUtf8)> Lines(string path)
+    {
+        using var reader = new StreamReader(path, detectEncodingFromByteOrderMarks: true);
+        while (reader.ReadLine() is { } line) yield return (line, true);
+    }
+
+    /// <summary>
+    /// Lines split as <see cref="StreamReader.ReadLine"/> splits them (\n, \r or \r\n), each decoded on its own: a strict
+    /// StreamReader decodes a whole buffer at once, so its error would fall on whichever line was being read, not the bad one.
+    /// </summary>
+    private static IEnumerable<(string Line, bool ValidUtf8)> StrictUtf8Lines(string path)
+    {
+        using var stream = File.OpenRead(path);
+        var buffer = new byte[1 << 16];
+        var line = new MemoryStream();
+        var first = true;
+        var afterCarriageReturn = false;
+        int read;
+        while ((read = stream.Read(buffer)) > 0)
+        {
+            var start = 0;
+            if (afterCarriageReturn && buffer[0] == '\n') start = 1;   // the \n of a \r\n split across reads
+            afterCarriageReturn = false;
+            while (start < read)
+            {
+                var end = buffer.AsSpan(start, read - start).IndexOfAny((byte)'\r', (byte)'\n');
+                if (end < 0)
+                {
+                    line.Write(buffer, start, read - start);
+                    break;
+                }
+                line.Write(buffer, start, end);
+                var terminator = buffer[start + end];
+                start += end + 1;
+                if (terminator == '\r')
+                {
+                    if (start < read && buffer[start] == '\n') start++;
+                    else if (start == read) afterCarriageReturn = true;
+                }
+                yield return Decode(line, first);
+                first = false;
+                line.SetLength(0);
+            }
+        }
+        if (line.Length > 0) yield return Decode(line, first);
+    }
+
+    private static (string Line, bool ValidUtf8) Decode(MemoryStream line, bool first)
+    {
+        var bytes = line.GetBuffer().AsSpan(0, (int)line.Length);
+        if (first && bytes.StartsWith(Encoding.UTF8.Preamble)) bytes = bytes[Encoding.UTF8.Preamble.Length..];
+        try { return (StrictUtf8.GetString(bytes), true); }
+        catch (DecoderFallbackException) { return (Encoding.UTF8.GetString(bytes), false); }   // the raw text, for a rejects log
+    }
+
+    private static RowReadResult Parse(string path, long lineNumber, string line, JsonDocumentOptions documentOptions)
     {
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(line);
+            node = JsonNode.Parse(line, documentOptions: documentOptions);
         }
         catch (JsonException e)
         {
