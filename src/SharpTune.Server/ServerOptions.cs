@@ -96,6 +96,12 @@ public sealed record ServerOptions
     /// </summary>
     public int? BatchRowsInFlight { get; init; }
 
+    /// <summary>
+    /// The clock the Batch API reads: its timestamps (<c>created_at</c>, <c>expires_at</c>, …) and its 24 h completion
+    /// window. The system clock unless a test passes a fake one to play a batch past its window.
+    /// </summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
     /// <summary>Turns on the fine-tuning jobs API (<c>/v1/files</c>, <c>/v1/fine_tuning/jobs</c>) and, on the same files, the Batch API (<c>/v1/batches</c>); null = off.</summary>
     public FineTuning.FineTuningServerOptions? FineTuning { get; init; }
 }

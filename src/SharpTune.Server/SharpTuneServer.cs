@@ -57,7 +57,7 @@ public static class SharpTuneServer
             {
                 fineTuning = new FineTuningService(ft, name, options.ModelDir, options.ChatTemplate, registry, engine);
                 // The Batch API lives where /v1/files does: its input and output are files of that store.
-                batches = new BatchService(fineTuning, inProcess, options.BatchRowsInFlight ?? Math.Max(1, options.MaxBatchSize / 2));
+                batches = new BatchService(fineTuning, inProcess, options.BatchRowsInFlight ?? Math.Max(1, options.MaxBatchSize / 2), options.TimeProvider);
             }
             // A folder whose sentence-transformers files are malformed, unreadable or name a module this embedder cannot run
             // still serves chat; embeddings say why not.

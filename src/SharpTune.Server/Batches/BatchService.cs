@@ -29,9 +29,14 @@ internal sealed class BatchService : IDisposable
 {
     /// <summary>The completion window every batch has: OpenAI takes only "24h".</summary>
     public const string CompletionWindow = "24h";
+
+    /// <summary>Seconds from creation until a batch expires: the <see cref="CompletionWindow"/>.</summary>
+    public const long WindowSeconds = 24 * 3600;
+
     public const string OutputPurpose = "batch_output";
 
     private readonly FineTuningService files;
+    private readonly TimeProvider clock;
     private readonly InProcessEndpoints endpoints;
     private readonly BatchLineRunner lineRunner;
     private readonly BatchStore store;
@@ -47,11 +52,13 @@ internal sealed class BatchService : IDisposable
     /// </param>
     /// <param name="endpoints">The handlers batch lines run through.</param>
     /// <param name="maxRowsInFlight">See <see cref="MaxRowsInFlight"/>.</param>
+    /// <param name="clock">What every batch timestamp and the completion window are read from (<see cref="ServerOptions.TimeProvider"/>).</param>
     /// <exception cref="IOException">Another server holds the batches folder (see <see cref="BatchStore"/>).</exception>
-    public BatchService(FineTuningService files, InProcessEndpoints endpoints, int maxRowsInFlight)
+    public BatchService(FineTuningService files, InProcessEndpoints endpoints, int maxRowsInFlight, TimeProvider clock)
     {
         if (maxRowsInFlight < 1) throw new ArgumentException($"the Batch API's rows in flight are {maxRowsInFlight}; they must be at least 1");
         this.files = files;
+        this.clock = clock;
         this.endpoints = endpoints;
         lineRunner = new BatchLineRunner(endpoints);
         MaxRowsInFlight = maxRowsInFlight;
@@ -75,7 +82,7 @@ internal sealed class BatchService : IDisposable
     /// <exception cref="ApiException">429 when <see cref="FineTuningServerOptions.MaxQueuedJobs"/> batches are already unfinished.</exception>
     public BatchRecord Create(string? owner, string inputFileId, string endpoint, Dictionary<string, string>? metadata)
     {
-        var now = Ids.Now();
+        var now = Now();
         var batch = new BatchRecord
         {
             Id = BatchStore.NewId(),
@@ -86,7 +93,7 @@ internal sealed class BatchService : IDisposable
             Metadata = metadata,
             Status = BatchStatus.Validating,
             CreatedAt = now,
-            ExpiresAt = now + 24 * 3600,
+            ExpiresAt = now + WindowSeconds,
             PlannedOutputFileId = Ids.New("file"),
             PlannedErrorFileId = Ids.New("file"),
         };
@@ -125,13 +132,15 @@ internal sealed class BatchService : IDisposable
         lock (records)
         {
             batch = Update(id, b => b.Status is BatchStatus.Validating or BatchStatus.InProgress
-                ? b with { Status = BatchStatus.Cancelling, CancellingAt = Ids.Now(), EndStatus = BatchStatus.Cancelled }
+                ? b with { Status = BatchStatus.Cancelling, CancellingAt = Now(), EndStatus = BatchStatus.Cancelled }
                 : b);
             if (batch?.Status == BatchStatus.Cancelling && current is { } running && running.Id == id) running.Cancel.Cancel();
         }
         Wake();
         return batch;
     }
+
+    private long Now() => clock.GetUtcNow().ToUnixTimeSeconds();
 
     private void Wake()
     {
@@ -206,7 +215,7 @@ internal sealed class BatchService : IDisposable
         }
         if (errors.Count > 0) return Fail(batch.Id, [.. errors]) ?? batch;
         return Update(batch.Id, b => b.Status == BatchStatus.Validating
-            ? b with { Status = BatchStatus.InProgress, InProgressAt = Ids.Now(), Total = lines.Count, Model = model }
+            ? b with { Status = BatchStatus.InProgress, InProgressAt = Now(), Total = lines.Count, Model = model }
             : b with { Total = lines.Count, Model = model })!;
     }
 
@@ -235,16 +244,16 @@ internal sealed class BatchService : IDisposable
     private BatchRecord? Fail(string id, params BatchError[] errors)
     {
         if (!store.HasResults(id))
-            return Update(id, b => BatchStatus.IsFinal(b.Status) ? b : b with { Status = BatchStatus.Failed, FailedAt = Ids.Now(), Errors = [.. errors] });
+            return Update(id, b => BatchStatus.IsFinal(b.Status) ? b : b with { Status = BatchStatus.Failed, FailedAt = Now(), Errors = [.. errors] });
         var failing = Update(id, b => BatchStatus.IsFinal(b.Status) ? b : b with
         {
-            Status = BatchStatus.Finalizing, FinalizingAt = b.FinalizingAt ?? Ids.Now(), EndStatus = BatchStatus.Failed, Errors = [.. errors],
+            Status = BatchStatus.Finalizing, FinalizingAt = b.FinalizingAt ?? Now(), EndStatus = BatchStatus.Failed, Errors = [.. errors],
         });
         if (failing is null || BatchStatus.IsFinal(failing.Status)) return failing;
         try { return Finalize(failing); }
         catch (Exception) when (!stopping.IsCancellationRequested)
         {
-            return Update(id, b => BatchStatus.IsFinal(b.Status) ? b : b with { Status = BatchStatus.Failed, FailedAt = Ids.Now() });
+            return Update(id, b => BatchStatus.IsFinal(b.Status) ? b : b with { Status = BatchStatus.Failed, FailedAt = Now() });
         }
     }
 
@@ -275,7 +284,9 @@ internal sealed class BatchService : IDisposable
     {
         if (ReadInput(batch) is not { } lines) return store.Get(batch.Id)!;
         var done = store.Results(batch.Id);
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token);
+        // The window's end stops the lines still running too: OpenAI cancels an expiring batch's unfinished requests.
+        using var window = new CancellationTokenSource(TimeLeft(batch), clock);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token, window.Token);
         lock (records)
         {
             current = (batch.Id, cancel);
@@ -283,7 +294,6 @@ internal sealed class BatchService : IDisposable
         }
         using var permits = new SemaphoreSlim(MaxRowsInFlight);
         var running = new List<Task>();
-        var expired = false;
         ExceptionDispatchInfo? fault = null;
         void Faulted(Exception e)
         {
@@ -298,11 +308,6 @@ internal sealed class BatchService : IDisposable
             {
                 if (done.ContainsKey(line.Line)) continue;
                 if (cancel.IsCancellationRequested) break;
-                if (Ids.Now() >= batch.ExpiresAt)
-                {
-                    expired = true;
-                    break;
-                }
                 // One dispatcher takes the permits, so a line needing several never deadlocks against another.
                 var rows = RowsOf(line, MaxRowsInFlight);
                 var taken = 0;
@@ -325,6 +330,8 @@ internal sealed class BatchService : IDisposable
         }
         stopping.Token.ThrowIfCancellationRequested();   // resumed on the next start
         fault?.Throw();   // the runner fails the batch, writing out the lines recorded
+        // Every line that did not finish in the window, whether cut off or never started, is a batch_expired error.
+        var expired = window.IsCancellationRequested && store.Get(batch.Id)?.Status == BatchStatus.InProgress;
         if (expired)
         {
             done = store.Results(batch.Id);
@@ -332,8 +339,15 @@ internal sealed class BatchService : IDisposable
                 store.AppendResult(batch.Id, line.Line, BatchLineRunner.Expired(line));
         }
         return Update(batch.Id, b => b.Status == BatchStatus.InProgress
-            ? b with { Status = BatchStatus.Finalizing, FinalizingAt = Ids.Now(), EndStatus = expired ? BatchStatus.Expired : BatchStatus.Completed }
+            ? b with { Status = BatchStatus.Finalizing, FinalizingAt = Now(), EndStatus = expired ? BatchStatus.Expired : BatchStatus.Completed }
             : b)!;
+    }
+
+    /// <summary>Time until the batch's window ends; zero once it has.</summary>
+    private TimeSpan TimeLeft(BatchRecord batch)
+    {
+        var left = DateTimeOffset.FromUnixTimeSeconds(batch.ExpiresAt) - clock.GetUtcNow();
+        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
     }
 
     private async Task RunLineAsync(BatchRecord batch, BatchLine line, int rows, SemaphoreSlim permits, Action<Exception> faulted,
@@ -381,7 +395,7 @@ internal sealed class BatchService : IDisposable
         var usage = results.Values.Select(BatchLineRunner.Usage).ToList();
         var outputId = succeeded.Count > 0 ? StoreFile(batch, batch.PlannedOutputFileId!, "output", succeeded) : null;
         var errorId = failed.Count > 0 ? StoreFile(batch, batch.PlannedErrorFileId!, "error", failed) : null;
-        var now = Ids.Now();
+        var now = Now();
         var end = batch.EndStatus ?? BatchStatus.Completed;
         var finished = Update(batch.Id, b => b with
         {
@@ -408,7 +422,7 @@ internal sealed class BatchService : IDisposable
         {
             foreach (var line in lines) stream.Write(System.Text.Encoding.UTF8.GetBytes(line.ToJsonString() + "\n"));
         });
-        files.Store.AddFile(new StoredFile(id, batch.Owner, Ids.Now(), new FileInfo(files.Files.PathOf(id, OutputPurpose)).Length,
+        files.Store.AddFile(new StoredFile(id, batch.Owner, Now(), new FileInfo(files.Files.PathOf(id, OutputPurpose)).Length,
             $"{batch.Id}_{kind}.jsonl", OutputPurpose, OutputPurpose, lines.Count));
         return id;
     }
