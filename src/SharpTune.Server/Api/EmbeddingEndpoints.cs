@@ -11,7 +11,7 @@ namespace SharpTune.Server.Api;
 /// <summary>
 /// <c>POST /v1/embeddings</c>: the served model (or one of its adapters, named in <c>model</c> as for chat) as an embedder
 /// (see <see cref="TextEmbedder"/>). A request runs on the model thread between decode batches, with its adapter
-/// switched in, and answers with OpenAI's list of embeddings and <c>usage.prompt_tokens</c>. An adapter folder with its own
+/// switched in, <see cref="ServerOptions.MaxBatchSize"/> inputs per exclusive turn (as <c>/classify</c> scores), and answers with OpenAI's list of embeddings and <c>usage.prompt_tokens</c>. An adapter folder with its own
 /// sentence-transformers files (one trained by <c>train --task embedding</c>) embeds with its pooling; others with the model's.
 /// </summary>
 internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry adapters, IAdapterActivator activator, InferenceEngine engine,
@@ -33,12 +33,16 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
             if (request.PromptName is { } name && !embedder.Config.Prompts.ContainsKey(name))
                 throw ApiException.BadField("prompt_name", $"'prompt_name' is '{name}', which is not among this model's prompts" +
                     (embedder.Config.Prompts.Count == 0 ? " (it has none)" : $" ({string.Join(", ", embedder.Config.Prompts.Keys)})"));
-            var output = await engine.RunExclusiveAsync(() =>
+            // ServerOptions.MaxBatchSize inputs per exclusive turn, as /classify scores, so streams keep decoding between turns.
+            // Each turn switches the adapter in again: a request served between turns may have switched another in.
+            var embedded = await engine.RunExclusiveInChunksAsync(Enumerable.Range(0, request.Count).ToList(), options.MaxBatchSize, chunk =>
             {
                 if (adapter is { Removed: true }) throw new AdapterRemovedException(adapter.Name);
                 activator.Activate(adapter);
-                return Embed(embedder, request, cancellation.Token);
+                var turn = Embed(embedder, request, chunk, cancellation.Token);
+                return turn.Vectors.Zip(turn.TokenCounts, (vector, tokens) => (Vector: vector, Tokens: tokens)).ToList();
             }, cancellation.Token);
+            var output = new EmbeddingOutput([.. embedded.Select(e => e.Vector)], [.. embedded.Select(e => e.Tokens)]);
             metrics.Tokens(output.TotalTokens, 0);
             await JsonResponse.WriteAsync(context, Body(request, output));
         }
@@ -68,9 +72,15 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
         _ => new ApiException(500, $"embedding failed: {e.Message}", "server_error"),
     };
 
-    private static EmbeddingOutput Embed(TextEmbedder embedder, EmbeddingRequest request, CancellationToken cancellation) => request.Texts is { } texts
-        ? embedder.Embed(texts, new EmbeddingRequestOptions { PromptName = request.PromptName, Dimensions = request.Dimensions }, cancellation)
-        : embedder.EmbedTokenIds(request.TokenIds!, request.Dimensions, cancellation);
+    /// <summary>The request's inputs at <paramref name="indices"/>; errors name an input by its place in the whole request.</summary>
+    private static EmbeddingOutput Embed(TextEmbedder embedder, EmbeddingRequest request, IReadOnlyList<int> indices, CancellationToken cancellation)
+    {
+        string NameInput(int i) => $"input {indices[i]}";
+        return request.Texts is { } texts
+            ? embedder.Embed([.. indices.Select(i => texts[i])], new EmbeddingRequestOptions { PromptName = request.PromptName, Dimensions = request.Dimensions },
+                NameInput, cancellation)
+            : embedder.EmbedTokenIds([.. indices.Select(i => request.TokenIds![i])], request.Dimensions, NameInput, cancellation);
+    }
 
     /// <summary>The adapter's own sentence-transformers settings (read when it was loaded), else the served model's embedder.</summary>
     private EmbedderOrError EmbedderFor(ServedAdapter? adapter) =>

@@ -123,14 +123,18 @@ public sealed class TextEmbedder
     /// <summary>Embeds token-id sequences as given (no prompt, no special tokens added).</summary>
     /// <exception cref="ArgumentException">An empty sequence, an id outside the vocabulary, or an unknown dimension count.</exception>
     /// <exception cref="ContextLengthException">A sequence is longer than <see cref="MaxTokens"/>.</exception>
-    public EmbeddingOutput EmbedTokenIds(IReadOnlyList<IReadOnlyList<int>> ids, int? dimensions = null, CancellationToken cancellationToken = default)
+    public EmbeddingOutput EmbedTokenIds(IReadOnlyList<IReadOnlyList<int>> ids, int? dimensions = null, CancellationToken cancellationToken = default) =>
+        EmbedTokenIds(ids, dimensions, InputName, cancellationToken);
+
+    /// <summary><see cref="EmbedTokenIds(IReadOnlyList{IReadOnlyList{int}}, int?, CancellationToken)"/>, its errors naming input i as <paramref name="nameInput"/>(i).</summary>
+    internal EmbeddingOutput EmbedTokenIds(IReadOnlyList<IReadOnlyList<int>> ids, int? dimensions, Func<int, string> nameInput, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(ids);
         var vocabulary = model.Config.VocabSize;
         for (var i = 0; i < ids.Count; i++)
             if (ids[i].FirstOrDefault(id => id < 0 || id >= vocabulary, -1) is var bad and not -1)
-                throw new EmbeddingInputException($"input {i}: token id {bad} is outside this model's vocabulary of {vocabulary}");
-        return Run(ids, 0, dimensions, "token sequence", InputName, cancellationToken);
+                throw new EmbeddingInputException($"{nameInput(i)}: token id {bad} is outside this model's vocabulary of {vocabulary}");
+        return Run(ids, 0, dimensions, "token sequence", nameInput, cancellationToken);
     }
 
     private static string InputName(int index) => $"input {index}";

@@ -139,6 +139,65 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
         Assert.Equal(404, sdk.Status);
     }
 
+    [ServerFact]
+    public async Task ALongListIsEmbeddedInTurnsWithUnchangedVectorsAndATimeoutAnswers504EvenWhileQueued()
+    {
+        var texts = Enumerable.Range(0, 5).Select(i => $"Lily found {i} red balls by the tree.").ToArray();
+        // Five inputs at two per turn: the model thread sees the request queued as three separate turns, not one.
+        // (The gate is asked once per pass of the model thread that found work queued; one exclusive turn is one pass.)
+        var turns = 0;
+        await using (var server = await SharpTuneServer.StartAsync(fixture.Options() with
+        {
+            MaxBatchSize = 2,
+            EngineGate = state =>
+            {
+                if (state.QueuedRequests > 0) Interlocked.Increment(ref turns);
+                return true;
+            },
+        }))
+        {
+            using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(5) };
+            http.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+            foreach (var model in new[] { ServerFixture.BaseName, "tiny-a" })
+            {
+                Volatile.Write(ref turns, 0);
+                var response = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject
+                {
+                    ["model"] = model, ["input"] = new JsonArray([.. texts.Select(t => (JsonNode?)t)]), ["encoding_format"] = "float",
+                });
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                Assert.True(Volatile.Read(ref turns) >= 3, $"{model}: the list ran in {turns} turn(s)");
+                var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+                var expected = Reference(texts, model == ServerFixture.BaseName ? null : model);   // the whole list in one call
+                var data = body["data"]!.AsArray();
+                Assert.Equal(texts.Length, data.Count);
+                for (var i = 0; i < texts.Length; i++)
+                {
+                    Assert.Equal(i, data[i]!["index"]!.GetValue<int>());
+                    TextEmbedderTests.AssertClose(expected.Vectors[i], data[i]!["embedding"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray(), $"{model} input {i}");
+                }
+                Assert.Equal(expected.TotalTokens, body["usage"]!["prompt_tokens"]!.GetValue<int>());
+            }
+
+            // An input of a later turn is still named by its place in the whole request.
+            var tooLong = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject
+            {
+                ["model"] = ServerFixture.BaseName, ["input"] = new JsonArray("a", "b", string.Concat(Enumerable.Repeat("Lily and Tom played. ", 300))),
+            });
+            Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+            Assert.Contains("input 2 has", JsonNode.Parse(await tooLong.Content.ReadAsStringAsync())!["error"]!["message"]!.GetValue<string>());
+        }
+
+        // The engine never runs the embedding, so the request timeout is the only way the request can end.
+        await using var stalled = await SharpTuneServer.StartAsync(fixture.Options() with { RequestTimeout = TimeSpan.FromMilliseconds(200), EngineGate = _ => false });
+        using var client = new HttpClient { BaseAddress = stalled.Url };
+        client.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
+        var timedOut = await client.PostAsJsonAsync("/v1/embeddings", new JsonObject { ["model"] = ServerFixture.BaseName, ["input"] = "Tom ran." })
+            .WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(HttpStatusCode.GatewayTimeout, timedOut.StatusCode);
+        Assert.Equal("timeout", JsonNode.Parse(await timedOut.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+    }
+
     [Fact]
     public void OnlyTheInputErrorsTheEmbedderRaisesOnPurposeAre400sNamingInput()
     {
