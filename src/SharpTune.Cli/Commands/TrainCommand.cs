@@ -51,6 +51,8 @@ internal static class TrainCommand
         var pooling = new Option<string?>("--pooling") { Description = "--task embedding, base without sentence-transformers files: cls|max|mean|mean_sqrt_len_tokens|weightedmean|lasttoken (default: the base's modules.json, else lasttoken + normalise)" };
         var normalizeEmbeddings = new Option<bool?>("--normalize-embeddings") { Description = "--task embedding with --pooling: end in a Normalize module (default true)" };
         var similarityScale = new Option<double?>("--similarity-scale") { Description = "--task embedding: the scale cosine similarities are multiplied by in the loss (default 20)" };
+        var matryoshkaDims = new Option<string?>("--matryoshka-dims") { Description = "--task embedding: wrap the loss in MatryoshkaLoss at these widths, e.g. 768,512,256,128,64" };
+        var matryoshkaWeights = new Option<string?>("--matryoshka-weights") { Description = "--task embedding with --matryoshka-dims: each width's loss weight, same order (default 1 each)" };
         var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
         var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
         var grpo = GrpoCommandOptions.Create();
@@ -60,6 +62,7 @@ internal static class TrainCommand
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, disableDropout, nproc, task, centerRewards, pooling, normalizeEmbeddings, similarityScale,
+            matryoshkaDims, matryoshkaWeights,
         };
         grpo.AddTo(command);
         command.Add(optim);
@@ -143,6 +146,8 @@ internal static class TrainCommand
                 Pooling = parse.GetValue(pooling) ?? options.Pooling,
                 NormalizeEmbeddings = parse.GetValue(normalizeEmbeddings) ?? options.NormalizeEmbeddings,
                 SimilarityScale = parse.GetValue(similarityScale) ?? options.SimilarityScale,
+                MatryoshkaDims = CommaList(parse.GetValue(matryoshkaDims), "--matryoshka-dims", (t, f) => int.Parse(t, f)) ?? options.MatryoshkaDims,
+                MatryoshkaWeights = CommaList(parse.GetValue(matryoshkaWeights), "--matryoshka-weights", (t, f) => double.Parse(t, f)) ?? options.MatryoshkaWeights,
             };
             options = grpo.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);
@@ -209,6 +214,18 @@ internal static class TrainCommand
         var marks = new[] { "checkpoints", "final" }.Where(d => Directory.Exists(Path.Combine(runDir, d)))
             .Concat(new[] { "metrics.jsonl" }.Where(f => File.Exists(Path.Combine(runDir, f)))).ToList();
         return marks.Count == 0 ? null : string.Join(", ", marks);
+    }
+
+    /// <summary>A comma-separated option as a list ("768,512,256"); null when not given; a bad item names the option.</summary>
+    private static List<T>? CommaList<T>(string? text, string option, Func<string, IFormatProvider, T> parse)
+    {
+        if (text is null) return null;
+        return text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(item =>
+        {
+            try { return parse(item, System.Globalization.CultureInfo.InvariantCulture); }
+            catch (FormatException) { throw new ArgumentException($"{option}: '{item}' is not a number (give a comma-separated list, e.g. 768,512,256)"); }
+            catch (OverflowException) { throw new ArgumentException($"{option}: '{item}' is out of range"); }
+        }).ToList();
     }
 
     private static string DefaultRunDir(TrainingOptions o) =>

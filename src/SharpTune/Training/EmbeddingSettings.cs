@@ -5,11 +5,15 @@ namespace SharpTune.Training;
 
 /// <summary>
 /// Task embedding's settings from <see cref="TrainingOptions"/>: the loss (<c>loss_type</c>: mnrl, the default, or
-/// cosent), its similarity scale, and the pooling a base without sentence-transformers files gets.
+/// cosent), its similarity scale, the pooling a base without sentence-transformers files gets, and the Matryoshka
+/// dimensions the loss is wrapped in, if any.
 /// </summary>
 /// <param name="Normalize">normalize_embeddings as given; null = not given (true for a base without modules.json, the base's own otherwise).</param>
 internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode? Pooling, bool? Normalize)
 {
+    /// <summary>MatryoshkaLoss around <see cref="Loss"/>; null = the plain loss.</summary>
+    public MatryoshkaSettings? Matryoshka { get; init; }
+
     /// <summary>sentence-transformers' MultipleNegativesRankingLoss over (anchor, positive, negative?) rows.</summary>
     public const string MultipleNegativesRanking = "mnrl";
 
@@ -33,7 +37,7 @@ internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode?
         if (options.NormalizeEmbeddings is not null && pooling is null)
             throw new ArgumentException("normalize_embeddings (--normalize-embeddings) goes with pooling (--pooling): without it the base's " +
                                         "modules.json, or last-token pooling with normalisation, decides");
-        return new EmbeddingSettings(loss, scale, pooling, options.NormalizeEmbeddings);
+        return new EmbeddingSettings(loss, scale, pooling, options.NormalizeEmbeddings) { Matryoshka = MatryoshkaSettings.From(options) };
     }
 
     /// <summary>Refuses the embedding settings outside task embedding, and checks them within it.</summary>
@@ -49,6 +53,8 @@ internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode?
             throw new ArgumentException($"normalize_embeddings (--normalize-embeddings) applies to task embedding only, not task {task}");
         if (options.SimilarityScale is not null)
             throw new ArgumentException($"similarity_scale (--similarity-scale) applies to task embedding only, not task {task}");
+        if (options.MatryoshkaDims is not null || options.MatryoshkaWeights is not null)
+            throw new ArgumentException($"matryoshka_dims (--matryoshka-dims) and matryoshka_weights apply to task embedding only, not task {task}");
     }
 
     /// <summary>
