@@ -14,7 +14,8 @@ namespace SharpTune.Training;
 /// embedded with the model's pooling on the training forward, the loss over each micro-batch's in-batch and hard
 /// negatives, on the common trainer (schedules, accumulation, validation, early stopping, checkpoints, exact resume).
 /// Validation adds InformationRetrievalEvaluator's metrics on the held-out pairs. <c>loss_type: cosent</c> trains
-/// CoSENTLoss over (sentence1, sentence2, score) rows instead (<see cref="CoSentObjective"/>); <c>matryoshka_dims</c> wraps
+/// CoSENTLoss over (sentence1, sentence2, score) rows instead (<see cref="CoSentObjective"/>), <c>loss_type: cached-mnrl</c>
+/// MNRL with gradient caching (<see cref="CachedEmbeddingObjective"/>); <c>matryoshka_dims</c> wraps
 /// either in MatryoshkaLoss and adds each dimension's validation metrics. LoRA/DoRA runs save a PEFT
 /// FEATURE_EXTRACTION adapter with the sentence-transformers files beside it; full runs a sentence-transformers folder.
 /// </summary>
@@ -62,7 +63,10 @@ internal static class EmbeddingRecipe
         }
         var embedder = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
         var hook = validation.Count == 0 ? null : new RetrievalHook(embedder, RetrievalSet.FromExamples(validation.Cast<EmbeddingPairExample>()), dims);
-        var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new EmbeddingObjective(pooling, settings.Scale, matryoshka), hook);
+        ITrainingObjective objective = settings.Loss == EmbeddingSettings.CachedMultipleNegativesRanking
+            ? new CachedEmbeddingObjective(pooling, settings.Scale, settings.MiniBatchSize, matryoshka)
+            : new EmbeddingObjective(pooling, settings.Scale, matryoshka);
+        var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, objective, hook);
         var result = context.Run(trainer, examples => Tokenize(examples, tokenizer, maxLength), train, validation, test, EmbeddingCollator.Collate, parameters);
         if (test.Count == 0 || result.TestMetrics is null) return result;
         var retrieval = RetrievalHook.Scores(embedder, RetrievalSet.FromExamples(test.Cast<EmbeddingPairExample>()), dims, "");

@@ -242,8 +242,13 @@ public sealed class Trainer
         foreach (var batch in batches)
         {
             using var scope = NewDisposeScope();
-            var output = objective.Compute(model, batch);
-            CustomBackward.Backward(output.LossSum / units);
+            ObjectiveOutput output;
+            if (objective is IBackwardObjective own) output = own.ComputeWithBackward(model, batch, 1.0 / units);
+            else
+            {
+                output = objective.Compute(model, batch);
+                CustomBackward.Backward(output.LossSum / units);
+            }
             lossSum += output.LossSum.item<float>();
             correct += output.Correct.to(ScalarType.Float64).item<double>();
             AddMetrics(metricSums, output);

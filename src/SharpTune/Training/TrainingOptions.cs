@@ -285,6 +285,11 @@ public sealed record TrainingOptions
     /// 768, 512, 256, 128, 64), so the first N components of an embedding work on their own; empty = no Matryoshka.
     /// </summary>
     public IReadOnlyList<int>? MatryoshkaDims { get; init; }
+    /// <summary>
+    /// Task embedding with loss_type cached-mnrl: texts per forward pass (sentence-transformers' mini_batch_size), so only
+    /// that many texts' activations are alive at once however large the micro-batch; empty = 32.
+    /// </summary>
+    public int? MiniBatchSize { get; init; }
     /// <summary>Task embedding with <see cref="MatryoshkaDims"/>: each dimension's weight in the summed loss, in the same order; empty = 1 each.</summary>
     public IReadOnlyList<double>? MatryoshkaWeights { get; init; }
 

@@ -20,8 +20,17 @@ internal sealed class EmbeddingObjective(SentenceTransformerConfig pooling, doub
     public ObjectiveOutput Compute(CausalLanguageModel model, TrainingBatch batch)
     {
         var rows = batch as EmbeddingBatch ?? throw new ArgumentException("the embedding objective needs embedding batches", nameof(batch));
-        var p = rows.Anchors;
         var embeddings = TextEmbedder.Encode(model, rows.InputIds, rows.Context, rows.Rows, pooling);   // (B, D)
+        return Loss(embeddings, rows.Anchors, scale, matryoshka);
+    }
+
+    /// <summary>
+    /// The summed loss (mean × anchors) and the correct count from a micro-batch's embeddings (B, D): rows 0..P-1 the
+    /// anchors, the rest their candidates.
+    /// </summary>
+    internal static ObjectiveOutput Loss(Tensor embeddings, int anchors, double scale, MatryoshkaSettings? matryoshka)
+    {
+        var p = anchors;
         Tensor Scores(Tensor e) => MultipleNegativesRankingLoss.Scores(e.narrow(0, 0, p), e.narrow(0, p, e.shape[0] - p), scale);   // (P, N)
         var scores = Scores(embeddings);
         var loss = matryoshka is null ? MultipleNegativesRankingLoss.Compute(scores)
