@@ -52,6 +52,7 @@ internal static class TrainCommand
         var normalizeEmbeddings = new Option<bool?>("--normalize-embeddings") { Description = "--task embedding with --pooling: end in a Normalize module (default true)" };
         var similarityScale = new Option<double?>("--similarity-scale") { Description = "--task embedding: the scale cosine similarities are multiplied by in the loss (default 20)" };
         var miniBatchSize = new Option<int?>("--mini-batch-size") { Description = "--task embedding --loss-type cached-mnrl: texts per forward pass, the memory bound (default 32)" };
+        var batchSampler = new Option<string?>("--batch-sampler") { Description = "--task embedding: batch_sampler (default) or no-duplicates (no text twice in a micro-batch, as sentence-transformers' NO_DUPLICATES)" };
         var matryoshkaDims = new Option<string?>("--matryoshka-dims") { Description = "--task embedding: wrap the loss in MatryoshkaLoss at these widths, e.g. 768,512,256,128,64" };
         var matryoshkaWeights = new Option<string?>("--matryoshka-weights") { Description = "--task embedding with --matryoshka-dims: each width's loss weight, same order (default 1 each)" };
         var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
@@ -63,7 +64,7 @@ internal static class TrainCommand
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, disableDropout, nproc, task, centerRewards, pooling, normalizeEmbeddings, similarityScale,
-            matryoshkaDims, matryoshkaWeights, miniBatchSize,
+            matryoshkaDims, matryoshkaWeights, miniBatchSize, batchSampler,
         };
         grpo.AddTo(command);
         command.Add(optim);
@@ -148,6 +149,7 @@ internal static class TrainCommand
                 NormalizeEmbeddings = parse.GetValue(normalizeEmbeddings) ?? options.NormalizeEmbeddings,
                 SimilarityScale = parse.GetValue(similarityScale) ?? options.SimilarityScale,
                 MiniBatchSize = parse.GetValue(miniBatchSize) ?? options.MiniBatchSize,
+                BatchSampler = parse.GetValue(batchSampler) ?? options.BatchSampler,
                 MatryoshkaDims = CommaList(parse.GetValue(matryoshkaDims), "--matryoshka-dims", (t, f) => int.Parse(t, f)) ?? options.MatryoshkaDims,
                 MatryoshkaWeights = CommaList(parse.GetValue(matryoshkaWeights), "--matryoshka-weights", (t, f) => double.Parse(t, f)) ?? options.MatryoshkaWeights,
             };

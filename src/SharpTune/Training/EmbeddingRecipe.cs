@@ -56,7 +56,8 @@ internal static class EmbeddingRecipe
         {
             var similarity = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
             var correlation = validation.Count < 2 ? null : new CorrelationHook(similarity, validation.Cast<ScoredPairExample>().ToList(), dims);
-            var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale, matryoshka), correlation);
+            var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale, matryoshka), correlation)
+                { ArrangeEpoch = Sampler(context, settings, train.Cast<ScoredPairExample>().Select(r => (IReadOnlyCollection<string>)[r.Sentence1, r.Sentence2]).ToList()) };
             var scored = context.Run(cosent, examples => TokenizeScored(examples, tokenizer, maxLength), train, validation, test, ScoredPairCollator.Collate, parameters);
             if (test.Count < 2 || scored.TestMetrics is null) return scored;
             return scored with { TestMetrics = scored.TestMetrics.Concat(CorrelationHook.Scores(similarity, test.Cast<ScoredPairExample>().ToList(), dims, "")).ToDictionary() };
@@ -66,11 +67,28 @@ internal static class EmbeddingRecipe
         ITrainingObjective objective = settings.Loss == EmbeddingSettings.CachedMultipleNegativesRanking
             ? new CachedEmbeddingObjective(pooling, settings.Scale, settings.MiniBatchSize, matryoshka)
             : new EmbeddingObjective(pooling, settings.Scale, matryoshka);
-        var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, objective, hook);
+        var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, objective, hook)
+            { ArrangeEpoch = Sampler(context, settings, train.Cast<EmbeddingPairExample>().Select(r => (IReadOnlyCollection<string>)[r.Anchor, r.Positive, .. r.Negatives]).ToList()) };
         var result = context.Run(trainer, examples => Tokenize(examples, tokenizer, maxLength), train, validation, test, EmbeddingCollator.Collate, parameters);
         if (test.Count == 0 || result.TestMetrics is null) return result;
         var retrieval = RetrievalHook.Scores(embedder, RetrievalSet.FromExamples(test.Cast<EmbeddingPairExample>()), dims, "");
         return result with { TestMetrics = result.TestMetrics.Concat(retrieval).ToDictionary() };
+    }
+
+    /// <summary>
+    /// With batch_sampler no_duplicates, how each epoch's permutation becomes <see cref="NoDuplicatesBatchSampler"/>'s
+    /// batches of the micro-batch size, over the rows' texts (every column; a CoSENT score is a label, not a text, as
+    /// sentence-transformers drops label columns). Training rows become training items one for one, so indices match.
+    /// </summary>
+    private static Func<int[], int[]>? Sampler(RecipeContext context, EmbeddingSettings settings, IReadOnlyList<IReadOnlyCollection<string>> texts)
+    {
+        if (settings.BatchSampler != NoDuplicatesBatchSampler.NoDuplicates) return null;
+        var size = context.Options.MicroBatchSize;
+        var (batches, repeats) = NoDuplicatesBatchSampler.Batches(texts, Trainer.SeededPermutation(texts.Count, context.Options.Seed, 0), size);
+        var repeating = repeats.Count(r => r);
+        context.Log?.Invoke($"batch sampler no_duplicates: {batches.Count} micro-batches of up to {size} rows per epoch" +
+            (repeating == 0 ? ", none repeating a text" : $"; {repeating} of them (at the epoch's end) must repeat a text, the rows left sharing texts"));
+        return order => NoDuplicatesBatchSampler.EpochOrder(texts, order, size);
     }
 
     /// <summary>

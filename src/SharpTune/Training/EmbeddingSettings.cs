@@ -25,6 +25,9 @@ internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode?
 
     public static IReadOnlyList<string> Losses { get; } = [MultipleNegativesRanking, CachedMultipleNegativesRanking, CoSent];
 
+    /// <summary><see cref="NoDuplicatesBatchSampler.Default"/> or <see cref="NoDuplicatesBatchSampler.NoDuplicates"/>.</summary>
+    public string BatchSampler { get; init; } = NoDuplicatesBatchSampler.Default;
+
     /// <summary>Texts per forward pass of cached-mnrl.</summary>
     public int MiniBatchSize { get; init; } = CachedEmbeddingObjective.DefaultMiniBatchSize;
 
@@ -53,6 +56,7 @@ internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode?
         {
             Matryoshka = MatryoshkaSettings.From(options),
             MiniBatchSize = options.MiniBatchSize ?? CachedEmbeddingObjective.DefaultMiniBatchSize,
+            BatchSampler = NoDuplicatesBatchSampler.Parse(options.BatchSampler),
         };
     }
 
@@ -69,6 +73,8 @@ internal sealed record EmbeddingSettings(string Loss, double Scale, PoolingMode?
             throw new ArgumentException($"normalize_embeddings (--normalize-embeddings) applies to task embedding only, not task {task}");
         if (options.SimilarityScale is not null)
             throw new ArgumentException($"similarity_scale (--similarity-scale) applies to task embedding only, not task {task}");
+        if (options.BatchSampler is not null)
+            throw new ArgumentException($"batch_sampler (--batch-sampler) applies to task embedding only, not task {task}");
         if (options.MiniBatchSize is not null)
             throw new ArgumentException($"mini_batch_size (--mini-batch-size) applies to task embedding only, not task {task}");
         if (options.MatryoshkaDims is not null || options.MatryoshkaWeights is not null)

@@ -290,6 +290,12 @@ public sealed record TrainingOptions
     /// that many texts' activations are alive at once however large the micro-batch; empty = 32.
     /// </summary>
     public int? MiniBatchSize { get; init; }
+    /// <summary>
+    /// Task embedding: how micro-batches are drawn — batch_sampler (a seeded shuffle, the default) or no_duplicates
+    /// (sentence-transformers' NO_DUPLICATES: no text twice in a micro-batch, so in-batch negatives are never copies of a
+    /// positive); empty = batch_sampler.
+    /// </summary>
+    public string? BatchSampler { get; init; }
     /// <summary>Task embedding with <see cref="MatryoshkaDims"/>: each dimension's weight in the summed loss, in the same order; empty = 1 each.</summary>
     public IReadOnlyList<double>? MatryoshkaWeights { get; init; }
 
