@@ -14,7 +14,7 @@ namespace SharpTune.Tests.Embeddings;
 /// sentence-transformers' CachedMultipleNegativesRankingLoss (UKPLab/sentence-transformers@85ec64559f4414aa536eca4bf53538291e0a333f,
 /// losses/CachedMultipleNegativesRankingLoss.py) is MultipleNegativesRankingLoss computed with less memory: its loss and
 /// every parameter's gradient must equal plain MNRL's on the same micro-batch, with or without MatryoshkaLoss around it,
-/// and with dropout on its second pass must replay the first pass's masks.
+/// and with dropout its second pass must draw the first pass's masks.
 /// </summary>
 public sealed class CachedMultipleNegativesRankingLossTests
 {
@@ -98,14 +98,16 @@ public sealed class CachedMultipleNegativesRankingLossTests
         manual_seed(11);
         var cached = Step(model, new CachedEmbeddingObjective(MeanPooling, 20, pieceSize), trainable, items);
 
-        // The reference draws the same masks in the same order — each piece of 3 texts embedded with gradients, one after
-        // another — and differentiates MNRL on them directly.
+        // The reference draws the same masks — each piece of 3 texts embedded with gradients under the piece's seed — and
+        // differentiates MNRL on them directly, in one graph.
         model.zero_grad();
         manual_seed(11);
+        var firstSeed = CachedEmbeddingObjective.FirstPieceSeed();
         using var batch = EmbeddingCollator.Collate(items, model.Device);
         var pieces = new List<Tensor>();
         for (var start = 0; start < batch.Rows.Count; start += pieceSize)
         {
+            manual_seed(firstSeed + start / pieceSize);
             var count = Math.Min(pieceSize, batch.Rows.Count - start);
             var spans = batch.Rows.Skip(start).Take(count).ToArray();
             var length = spans.Max(s => s.Length);

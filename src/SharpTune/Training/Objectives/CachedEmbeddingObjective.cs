@@ -9,10 +9,12 @@ namespace SharpTune.Training.Objectives;
 /// sentence_transformers/losses/CachedMultipleNegativesRankingLoss.py, <c>forward</c>, <c>calculate_loss_and_cache_gradients</c>
 /// and <c>_backward_hook</c>): the loss and gradients of <see cref="EmbeddingObjective"/> on the whole micro-batch, with
 /// only <paramref name="miniBatchSize"/> texts' activations alive at once. (1) Every text is embedded without gradients,
-/// <paramref name="miniBatchSize"/> texts per forward, each piece's random-number state kept; (2) MNRL (or MatryoshkaLoss
+/// <paramref name="miniBatchSize"/> texts per forward, each piece under a seed of its own; (2) MNRL (or MatryoshkaLoss
 /// around it) on all the embeddings together, differentiated with respect to the embeddings alone; (3) each piece embedded
-/// again with gradients and its saved random state — the same dropout masks — and back-propagated with the cached
-/// gradient of its embeddings (the surrogate Σ e·∂L/∂e). By the chain rule the parameters' gradients are those of the
+/// again with gradients under the same seed — the same dropout masks — and back-propagated with the cached gradient of
+/// its embeddings (the surrogate Σ e·∂L/∂e). sentence-transformers saves and restores the CPU and CUDA generators' states
+/// around each piece (<c>RandContext</c>); TorchSharp reads only the CPU generator's state, so each piece is seeded
+/// instead (<c>manual_seed</c> seeds every device's generator), from a base drawn from the step's own seeded generator. By the chain rule the parameters' gradients are those of the
 /// loss on the whole micro-batch. Pieces run over the micro-batch's texts in order (anchors, positives, negatives), not
 /// column by column; each text's embedding does not depend on its neighbours, so the grouping changes nothing but memory.
 /// The score matrix is taken whole rather than in anchor pieces (it is P × N floats, small beside the activations).
@@ -38,16 +40,16 @@ internal sealed class CachedEmbeddingObjective(SentenceTransformerConfig pooling
     {
         var rows = Rows(batch);
         var pieces = Pieces(rows).ToArray();
-        // (1) Embeddings without a graph, each piece's random state saved first (sentence-transformers' RandContext). The
-        // first pass runs the operations the second will, so the cached embeddings are the ones the gradients flow from.
-        var states = new byte[pieces.Length][];
+        // (1) Embeddings without a graph, each piece under its own seed (the role of sentence-transformers' RandContext).
+        // The first pass runs the operations the second will, so the cached embeddings are the ones the gradients flow from.
+        var firstSeed = FirstPieceSeed();
         var embedded = new Tensor[pieces.Length];
         using (no_grad())
         using (InferenceShortcuts.DisableInexact())
         {
             for (var i = 0; i < pieces.Length; i++)
             {
-                using (var state = get_rng_state()) states[i] = state.data<byte>().ToArray();
+                manual_seed(firstSeed + i);
                 embedded[i] = Embed(model, rows, pieces[i]);
             }
         }
@@ -56,17 +58,25 @@ internal sealed class CachedEmbeddingObjective(SentenceTransformerConfig pooling
         var output = EmbeddingObjective.Loss(leaf, rows.Anchors, scale, matryoshka);
         CustomBackward.Backward(output.LossSum * lossScale);
         var cached = leaf.grad!.detach();
-        // (3) Each piece again with gradients and its own random state; its embeddings' cached gradient flows on into the model.
+        // (3) Each piece again with gradients under its seed; its embeddings' cached gradient flows on into the model.
         for (var i = 0; i < pieces.Length; i++)
         {
             using var scope = NewDisposeScope();
-            using var current = get_rng_state();
-            using (var saved = tensor(states[i], dtype: ScalarType.Byte)) set_rng_state(saved);
+            manual_seed(firstSeed + i);
             var embeddings = Embed(model, rows, pieces[i]);   // (n, D)
-            set_rng_state(current);
             CustomBackward.Backward((embeddings * cached.narrow(0, pieces[i].Start, pieces[i].Count)).sum());
         }
         return output with { LossSum = output.LossSum.detach() };
+    }
+
+    /// <summary>
+    /// The first piece's seed (piece i takes this + i), drawn from the CPU generator: the trainer seeds it for each step,
+    /// so the masks are a function of the step, as everywhere in training, and a resumed run draws the same ones.
+    /// </summary>
+    internal static long FirstPieceSeed()
+    {
+        using var draw = randint(0, int.MaxValue, [1], ScalarType.Int64);
+        return draw.item<long>();
     }
 
     private static EmbeddingBatch Rows(TrainingBatch batch) =>
