@@ -22,7 +22,8 @@ internal static class EmbedCommand
         var input = new Option<FileInfo?>("--input") { Description = "JSONL file, one object per line with a \"text\" field (other fields are copied to the output)" };
         var output = new Option<FileInfo?>("--output") { Description = "JSONL file to write (default: stdout)" };
         var promptName = new Option<string?>("--prompt-name") { Description = "A prompt of config_sentence_transformers.json, e.g. query" };
-        var dimensions = new Option<int?>("--dimensions") { Description = "Keep the first N dimensions (Matryoshka), re-normalised" };
+        var dimensions = new Option<int?>("--dimensions", "--truncate-dim")
+            { Description = "Keep the first N dimensions (Matryoshka; sentence-transformers' truncate_dim), re-normalised when the model normalises" };
         var batchSize = new Option<int>("--batch-size") { Description = "Texts per forward pass", DefaultValueFactory = _ => 16 };
         var command = new Command("embed", "Embed texts with a model (sentence-transformers pooling; last token + normalisation by default)")
         {

@@ -44,13 +44,17 @@ internal static class TrainCommand
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
         var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };
         var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0" };
-        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows) or cosent (sentence1/sentence2/score rows)" };
+        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows), cached-mnrl (the same, with gradient caching) or cosent (sentence1/sentence2/score rows)" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
         var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (classification, multi-label classification, regression and reward a *ForSequenceClassification score head on the decoder; embedding a text-embedding model from anchor/positive/negative rows)" };
         var pooling = new Option<string?>("--pooling") { Description = "--task embedding, base without sentence-transformers files: cls|max|mean|mean_sqrt_len_tokens|weightedmean|lasttoken (default: the base's modules.json, else lasttoken + normalise)" };
         var normalizeEmbeddings = new Option<bool?>("--normalize-embeddings") { Description = "--task embedding with --pooling: end in a Normalize module (default true)" };
         var similarityScale = new Option<double?>("--similarity-scale") { Description = "--task embedding: the scale cosine similarities are multiplied by in the loss (default 20)" };
+        var miniBatchSize = new Option<int?>("--mini-batch-size") { Description = "--task embedding --loss-type cached-mnrl: texts per forward pass, the memory bound (default 32)" };
+        var batchSampler = new Option<string?>("--batch-sampler") { Description = "--task embedding: batch_sampler (default) or no-duplicates (no text twice in a micro-batch, as sentence-transformers' NO_DUPLICATES)" };
+        var matryoshkaDims = new Option<string?>("--matryoshka-dims") { Description = "--task embedding: wrap the loss in MatryoshkaLoss at these widths, e.g. 768,512,256,128,64" };
+        var matryoshkaWeights = new Option<string?>("--matryoshka-weights") { Description = "--task embedding with --matryoshka-dims: each width's loss weight, same order (default 1 each)" };
         var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
         var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
         var grpo = GrpoCommandOptions.Create();
@@ -60,6 +64,7 @@ internal static class TrainCommand
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, disableDropout, nproc, task, centerRewards, pooling, normalizeEmbeddings, similarityScale,
+            matryoshkaDims, matryoshkaWeights, miniBatchSize, batchSampler,
         };
         grpo.AddTo(command);
         command.Add(optim);
@@ -143,6 +148,10 @@ internal static class TrainCommand
                 Pooling = parse.GetValue(pooling) ?? options.Pooling,
                 NormalizeEmbeddings = parse.GetValue(normalizeEmbeddings) ?? options.NormalizeEmbeddings,
                 SimilarityScale = parse.GetValue(similarityScale) ?? options.SimilarityScale,
+                MiniBatchSize = parse.GetValue(miniBatchSize) ?? options.MiniBatchSize,
+                BatchSampler = parse.GetValue(batchSampler) ?? options.BatchSampler,
+                MatryoshkaDims = CommaList(parse.GetValue(matryoshkaDims), "--matryoshka-dims", (t, f) => int.Parse(t, f)) ?? options.MatryoshkaDims,
+                MatryoshkaWeights = CommaList(parse.GetValue(matryoshkaWeights), "--matryoshka-weights", (t, f) => double.Parse(t, f)) ?? options.MatryoshkaWeights,
             };
             options = grpo.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);
@@ -209,6 +218,18 @@ internal static class TrainCommand
         var marks = new[] { "checkpoints", "final" }.Where(d => Directory.Exists(Path.Combine(runDir, d)))
             .Concat(new[] { "metrics.jsonl" }.Where(f => File.Exists(Path.Combine(runDir, f)))).ToList();
         return marks.Count == 0 ? null : string.Join(", ", marks);
+    }
+
+    /// <summary>A comma-separated option as a list ("768,512,256"); null when not given; a bad item names the option.</summary>
+    private static List<T>? CommaList<T>(string? text, string option, Func<string, IFormatProvider, T> parse)
+    {
+        if (text is null) return null;
+        return text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(item =>
+        {
+            try { return parse(item, System.Globalization.CultureInfo.InvariantCulture); }
+            catch (FormatException) { throw new ArgumentException($"{option}: '{item}' is not a number (give a comma-separated list, e.g. 768,512,256)"); }
+            catch (OverflowException) { throw new ArgumentException($"{option}: '{item}' is out of range"); }
+        }).ToList();
     }
 
     private static string DefaultRunDir(TrainingOptions o) =>

@@ -19,7 +19,11 @@ public sealed record EmbeddingRequestOptions
 
     /// <summary>
     /// Keep only the first N dimensions (Matryoshka truncation, sentence-transformers' <c>truncate_dim</c>, OpenAI's
-    /// <c>dimensions</c>), re-normalised to unit length when the model normalises; null = all.
+    /// <c>dimensions</c>), re-normalised to unit length when the model normalises; null = all. That is what
+    /// sentence-transformers' <c>encode(truncate_dim=N, normalize_embeddings=True)</c> returns (UKPLab/sentence-transformers@85ec64559f4414aa536eca4bf53538291e0a333f,
+    /// SentenceTransformer.py, <c>encode</c>: <c>truncate_embeddings</c> after the forward, then <c>F.normalize</c>); a model
+    /// whose Normalize module runs inside its forward gets the cut but not re-normalised vectors from <c>truncate_dim</c>
+    /// alone, which have the same cosine similarities.
     /// </summary>
     public int? Dimensions { get; init; }
 }

@@ -17,6 +17,9 @@ public sealed record RetrievalReport(string Model, string? Adapter, string Data,
     /// <summary>The metric sentence-transformers calls primary (<see cref="RetrievalMetrics.PrimaryMetric"/>).</summary>
     public string PrimaryMetric { get; init; } = RetrievalMetrics.PrimaryMetric();
 
+    /// <summary>The Matryoshka width the embeddings were cut to (the evaluator's <c>truncate_dim</c>); null = the full width.</summary>
+    public int? TruncateDim { get; init; }
+
     /// <summary>
     /// Loads the model (with the adapter, whose sentence-transformers files win over the model's), reads
     /// <paramref name="dataPath"/>'s embedding rows and evaluates them.
@@ -31,10 +34,10 @@ public sealed record RetrievalReport(string Model, string? Adapter, string Data,
         embedder.BatchSize = batchSize;
         var metrics = set.Evaluate(embedder, null, queryOptions, corpusOptions, cancellationToken);
         return new RetrievalReport(loaded.ModelDirectory, adapterDirectory is null ? null : Path.GetFullPath(adapterDirectory), Path.GetFullPath(dataPath),
-            set.Queries.Count, set.Corpus.Count, metrics);
+            set.Queries.Count, set.Corpus.Count, metrics) { TruncateDim = queryOptions?.Dimensions ?? corpusOptions?.Dimensions };
     }
 
-    /// <summary>The report as JSON: model, adapter, data, counts, score function, primary metric and every metric.</summary>
+    /// <summary>The report as JSON: model, adapter, data, counts, score function, truncation, primary metric and every metric.</summary>
     public JsonObject ToJson() => new()
     {
         ["model"] = Model,
@@ -43,6 +46,7 @@ public sealed record RetrievalReport(string Model, string? Adapter, string Data,
         ["queries"] = Queries,
         ["corpus"] = Corpus,
         ["score_function"] = RetrievalMetrics.ScoreFunction,
+        ["truncate_dim"] = TruncateDim,
         ["primary_metric"] = PrimaryMetric,
         ["metrics"] = new JsonObject(Metrics.OrderBy(m => m.Key, StringComparer.Ordinal).Select(m => KeyValuePair.Create(m.Key, (JsonNode?)m.Value))),
     };

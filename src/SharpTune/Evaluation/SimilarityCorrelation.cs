@@ -11,12 +11,15 @@ namespace SharpTune.Evaluation;
 /// </summary>
 public static class SimilarityCorrelation
 {
-    /// <summary>Embeds both sides of the pairs and correlates their cosine similarities with <paramref name="scores"/>.</summary>
+    /// <summary>
+    /// Embeds both sides of the pairs (with <paramref name="options"/>, e.g. a Matryoshka <see cref="EmbeddingRequestOptions.Dimensions"/>
+    /// as the evaluator's <c>truncate_dim</c>) and correlates their cosine similarities with <paramref name="scores"/>.
+    /// </summary>
     public static IReadOnlyDictionary<string, double> Evaluate(TextEmbedder embedder, IReadOnlyList<string> first, IReadOnlyList<string> second,
-        IReadOnlyList<double> scores, CancellationToken cancellationToken = default)
+        IReadOnlyList<double> scores, EmbeddingRequestOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var u = embedder.Embed(first, cancellationToken: cancellationToken).Vectors;
-        var v = embedder.Embed(second, cancellationToken: cancellationToken).Vectors;
+        var u = embedder.Embed(first, options, cancellationToken).Vectors;
+        var v = embedder.Embed(second, options, cancellationToken).Vectors;
         var cosines = u.Select((a, i) => Cosine(a, v[i])).ToArray();
         return new Dictionary<string, double>
         {

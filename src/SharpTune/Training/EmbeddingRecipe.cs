@@ -14,7 +14,9 @@ namespace SharpTune.Training;
 /// embedded with the model's pooling on the training forward, the loss over each micro-batch's in-batch and hard
 /// negatives, on the common trainer (schedules, accumulation, validation, early stopping, checkpoints, exact resume).
 /// Validation adds InformationRetrievalEvaluator's metrics on the held-out pairs. <c>loss_type: cosent</c> trains
-/// CoSENTLoss over (sentence1, sentence2, score) rows instead (<see cref="CoSentObjective"/>). LoRA/DoRA runs save a PEFT
+/// CoSENTLoss over (sentence1, sentence2, score) rows instead (<see cref="CoSentObjective"/>), <c>loss_type: cached-mnrl</c>
+/// MNRL with gradient caching (<see cref="CachedEmbeddingObjective"/>); <c>matryoshka_dims</c> wraps
+/// either in MatryoshkaLoss and adds each dimension's validation metrics. LoRA/DoRA runs save a PEFT
 /// FEATURE_EXTRACTION adapter with the sentence-transformers files beside it; full runs a sentence-transformers folder.
 /// </summary>
 internal static class EmbeddingRecipe
@@ -41,23 +43,60 @@ internal static class EmbeddingRecipe
         var maxLength = MaxLength(options, context.Model);
         // Validation and --test embed the raw texts: cut them as training cut them, as the saved folder's embedder will.
         pooling = pooling with { MaxSeqLength = maxLength };
+        var matryoshka = settings.Matryoshka;
+        if (matryoshka is not null)
+        {
+            var width = context.Model.Config.HiddenSize * pooling.PoolingModes.Count;
+            matryoshka.CheckWidth(width);
+            context.Log?.Invoke($"embedding: MatryoshkaLoss at {string.Join(", ", matryoshka.Dims.Zip(matryoshka.Weights, (d, w) => $"{d} (weight {w:G4})"))}");
+            if (matryoshka.WidthWarning(width) is { } warning) context.Log?.Invoke("warning: " + warning);
+        }
+        var dims = matryoshka?.Dims ?? [];
         if (settings.Loss == EmbeddingSettings.CoSent)
         {
             var similarity = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
-            var correlation = validation.Count < 2 ? null : new CorrelationHook(similarity, validation.Cast<ScoredPairExample>().ToList());
-            var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale), correlation);
+            var correlation = validation.Count < 2 ? null : new CorrelationHook(similarity, validation.Cast<ScoredPairExample>().ToList(), dims);
+            var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale, matryoshka), correlation)
+                { ArrangeEpoch = Sampler(context, settings, train.Cast<ScoredPairExample>().Select(r => (IReadOnlyCollection<string>)[r.Sentence1, r.Sentence2]).ToList()) };
             var scored = context.Run(cosent, examples => TokenizeScored(examples, tokenizer, maxLength), train, validation, test, ScoredPairCollator.Collate, parameters);
             if (test.Count < 2 || scored.TestMetrics is null) return scored;
-            return scored with { TestMetrics = scored.TestMetrics.Concat(CorrelationHook.Scores(similarity, test.Cast<ScoredPairExample>().ToList(), "")).ToDictionary() };
+            return scored with { TestMetrics = scored.TestMetrics.Concat(CorrelationHook.Scores(similarity, test.Cast<ScoredPairExample>().ToList(), dims, "")).ToDictionary() };
         }
         var embedder = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
-        var hook = validation.Count == 0 ? null : new RetrievalHook(embedder, RetrievalSet.FromExamples(validation.Cast<EmbeddingPairExample>()));
-        var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new EmbeddingObjective(pooling, settings.Scale), hook);
+        var hook = validation.Count == 0 ? null : new RetrievalHook(embedder, RetrievalSet.FromExamples(validation.Cast<EmbeddingPairExample>()), dims);
+        ITrainingObjective objective = settings.Loss == EmbeddingSettings.CachedMultipleNegativesRanking
+            ? new CachedEmbeddingObjective(pooling, settings.Scale, settings.MiniBatchSize, matryoshka)
+            : new EmbeddingObjective(pooling, settings.Scale, matryoshka);
+        var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, objective, hook)
+            { ArrangeEpoch = Sampler(context, settings, train.Cast<EmbeddingPairExample>().Select(r => (IReadOnlyCollection<string>)[r.Anchor, r.Positive, .. r.Negatives]).ToList()) };
         var result = context.Run(trainer, examples => Tokenize(examples, tokenizer, maxLength), train, validation, test, EmbeddingCollator.Collate, parameters);
         if (test.Count == 0 || result.TestMetrics is null) return result;
-        var retrieval = RetrievalSet.FromExamples(test.Cast<EmbeddingPairExample>()).Evaluate(embedder);
+        var retrieval = RetrievalHook.Scores(embedder, RetrievalSet.FromExamples(test.Cast<EmbeddingPairExample>()), dims, "");
         return result with { TestMetrics = result.TestMetrics.Concat(retrieval).ToDictionary() };
     }
+
+    /// <summary>
+    /// With batch_sampler no_duplicates, how each epoch's permutation becomes <see cref="NoDuplicatesBatchSampler"/>'s
+    /// batches of the micro-batch size, over the rows' texts (every column; a CoSENT score is a label, not a text, as
+    /// sentence-transformers drops label columns). Training rows become training items one for one, so indices match.
+    /// </summary>
+    private static Func<int[], int[]>? Sampler(RecipeContext context, EmbeddingSettings settings, IReadOnlyList<IReadOnlyCollection<string>> texts)
+    {
+        if (settings.BatchSampler != NoDuplicatesBatchSampler.NoDuplicates) return null;
+        var size = context.Options.MicroBatchSize;
+        var (batches, repeats) = NoDuplicatesBatchSampler.Batches(texts, Trainer.SeededPermutation(texts.Count, context.Options.Seed, 0), size);
+        var repeating = repeats.Count(r => r);
+        context.Log?.Invoke($"batch sampler no_duplicates: {batches.Count} micro-batches of up to {size} rows per epoch" +
+            (repeating == 0 ? ", none repeating a text" : $"; {repeating} of them (at the epoch's end) must repeat a text, the rows left sharing texts"));
+        return order => NoDuplicatesBatchSampler.EpochOrder(texts, order, size);
+    }
+
+    /// <summary>
+    /// The options that cut embeddings to each Matryoshka dimension, with the prefix its metrics get, as sentence-transformers'
+    /// Matryoshka example names its evaluators (an evaluator per dimension with <c>truncate_dim</c> and name <c>dim_{d}</c>).
+    /// </summary>
+    private static IEnumerable<(string Prefix, EmbeddingRequestOptions? Options)> Cuts(IReadOnlyList<int> dims) =>
+        dims.Select(d => ($"dim_{d}_", (EmbeddingRequestOptions?)new EmbeddingRequestOptions { Dimensions = d })).Prepend(("", null));
 
     /// <summary>
     /// Each text encoded as <see cref="TextEmbedder"/> encodes it (the tokenizer's special tokens, no prompt) and cut to
@@ -103,20 +142,29 @@ internal static class EmbeddingRecipe
         }
     }
 
-    /// <summary>EmbeddingSimilarityEvaluator's pearson_cosine and spearman_cosine on the validation pairs, logged with <c>val_</c>.</summary>
-    private sealed class CorrelationHook(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs) : IEvaluationHook
+    /// <summary>
+    /// EmbeddingSimilarityEvaluator's pearson_cosine and spearman_cosine on the validation pairs, logged with <c>val_</c>,
+    /// and again for each Matryoshka dimension as <c>val_dim_{d}_spearman_cosine</c>, ….
+    /// </summary>
+    private sealed class CorrelationHook(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs, IReadOnlyList<int> dims) : IEvaluationHook
     {
-        public IReadOnlyDictionary<string, double> Evaluate(int step) => Scores(embedder, pairs, "val_");
+        public IReadOnlyDictionary<string, double> Evaluate(int step) => Scores(embedder, pairs, dims, "val_");
 
-        public static IReadOnlyDictionary<string, double> Scores(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs, string prefix) =>
-            SimilarityCorrelation.Evaluate(embedder, pairs.Select(p => p.Sentence1).ToList(), pairs.Select(p => p.Sentence2).ToList(),
-                pairs.Select(p => p.Score).ToList()).ToDictionary(kv => prefix + kv.Key, kv => kv.Value);
+        public static IReadOnlyDictionary<string, double> Scores(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs, IReadOnlyList<int> dims, string prefix) =>
+            Cuts(dims).SelectMany(cut => SimilarityCorrelation.Evaluate(embedder, pairs.Select(p => p.Sentence1).ToList(), pairs.Select(p => p.Sentence2).ToList(),
+                pairs.Select(p => p.Score).ToList(), cut.Options).Select(kv => KeyValuePair.Create(prefix + cut.Prefix + kv.Key, kv.Value))).ToDictionary();
     }
 
-    /// <summary>InformationRetrievalEvaluator's metrics on the validation pairs at each evaluation, logged as <c>val_cosine_ndcg@10</c>, ….</summary>
-    private sealed class RetrievalHook(TextEmbedder embedder, RetrievalSet validation) : IEvaluationHook
+    /// <summary>
+    /// InformationRetrievalEvaluator's metrics on the validation pairs at each evaluation, logged as <c>val_cosine_ndcg@10</c>,
+    /// …, and again for each Matryoshka dimension as <c>val_dim_{d}_cosine_ndcg@10</c>, ….
+    /// </summary>
+    private sealed class RetrievalHook(TextEmbedder embedder, RetrievalSet validation, IReadOnlyList<int> dims) : IEvaluationHook
     {
-        public IReadOnlyDictionary<string, double> Evaluate(int step) =>
-            validation.Evaluate(embedder).ToDictionary(kv => "val_" + kv.Key, kv => kv.Value);
+        public IReadOnlyDictionary<string, double> Evaluate(int step) => Scores(embedder, validation, dims, "val_");
+
+        public static IReadOnlyDictionary<string, double> Scores(TextEmbedder embedder, RetrievalSet set, IReadOnlyList<int> dims, string prefix) =>
+            Cuts(dims).SelectMany(cut => set.Evaluate(embedder, null, cut.Options, cut.Options)
+                .Select(kv => KeyValuePair.Create(prefix + cut.Prefix + kv.Key, kv.Value))).ToDictionary();
     }
 }

@@ -242,8 +242,13 @@ public sealed class Trainer
         foreach (var batch in batches)
         {
             using var scope = NewDisposeScope();
-            var output = objective.Compute(model, batch);
-            CustomBackward.Backward(output.LossSum / units);
+            ObjectiveOutput output;
+            if (objective is IBackwardObjective own) output = own.ComputeWithBackward(model, batch, 1.0 / units);
+            else
+            {
+                output = objective.Compute(model, batch);
+                CustomBackward.Backward(output.LossSum / units);
+            }
             lossSum += output.LossSum.item<float>();
             correct += output.Correct.to(ScalarType.Float64).item<double>();
             AddMetrics(metricSums, output);
@@ -318,13 +323,33 @@ public sealed class Trainer
 
     private readonly Dictionary<int, int[]> permutations = [];
 
+    /// <summary>
+    /// The training examples' order for an epoch, from <see cref="SeededPermutation"/> of the epoch (e.g. arranged by
+    /// <see cref="NoDuplicatesBatchSampler"/>); null = that permutation itself. It must be a pure function of the epoch and
+    /// the seeded permutation, so a resumed run sees the same order without the checkpoint storing it.
+    /// </summary>
+    internal Func<int[], int[]>? ArrangeEpoch { get; init; }
+
     /// <summary>The example order of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the same one.</summary>
     private int[] Permutation(int count, int epoch)
     {
         if (permutations.TryGetValue(epoch, out var p)) return p;
-        p = Enumerable.Range(0, count).ToArray();
-        new Random(unchecked((int)(options.Seed * 7919 + epoch))).Shuffle(p);
+        p = SeededPermutation(count, options.Seed, epoch);
+        if (ArrangeEpoch is { } arrange)
+        {
+            p = arrange(p);
+            if (p.Length != count || p.Distinct().Count() != count)
+                throw new InvalidOperationException($"an epoch's arranged order must hold each of the {count} examples once");
+        }
         return permutations[epoch] = p;
+    }
+
+    /// <summary>0..count-1 shuffled by a generator seeded with (seed, epoch).</summary>
+    internal static int[] SeededPermutation(int count, long seed, int epoch)
+    {
+        var p = Enumerable.Range(0, count).ToArray();
+        new Random(unchecked((int)(seed * 7919 + epoch))).Shuffle(p);
+        return p;
     }
 
     private void SaveAtomically(string dir) => IO.AtomicDirectory.Write(dir, saveModel);

@@ -10,10 +10,11 @@ public static class TrainingConfigFile
     public static TrainingOptions Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"config file not found: {path}", path);
-        // List options (rewards, eval_metrics) are read-only lists in TrainingOptions; YamlDotNet builds no interface itself.
+        // List options (rewards, eval_metrics, matryoshka_dims) are read-only lists in TrainingOptions; YamlDotNet builds no interface itself.
         // A key given twice is an error, not the last one silently winning (max_steps: 1 … max_steps: 5).
         var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance)
-            .WithTypeMapping<IReadOnlyList<string>, List<string>>().WithDuplicateKeyChecking().Build();
+            .WithTypeMapping<IReadOnlyList<string>, List<string>>()
+            .WithTypeMapping<IReadOnlyList<int>, List<int>>().WithTypeMapping<IReadOnlyList<double>, List<double>>().WithDuplicateKeyChecking().Build();
         try
         {
             // chat_template_kwargs may be written as a YAML mapping; the option holds it as JSON text.

@@ -280,6 +280,24 @@ public sealed record TrainingOptions
     public bool? NormalizeEmbeddings { get; init; }
     /// <summary>Task embedding: the factor cosine similarities are multiplied by in the loss (sentence-transformers' scale); empty = 20.</summary>
     public double? SimilarityScale { get; init; }
+    /// <summary>
+    /// Task embedding: train with sentence-transformers' MatryoshkaLoss around the loss, at these embedding widths (e.g.
+    /// 768, 512, 256, 128, 64), so the first N components of an embedding work on their own; empty = no Matryoshka.
+    /// </summary>
+    public IReadOnlyList<int>? MatryoshkaDims { get; init; }
+    /// <summary>
+    /// Task embedding with loss_type cached-mnrl: texts per forward pass (sentence-transformers' mini_batch_size), so only
+    /// that many texts' activations are alive at once however large the micro-batch; empty = 32.
+    /// </summary>
+    public int? MiniBatchSize { get; init; }
+    /// <summary>
+    /// Task embedding: how micro-batches are drawn — batch_sampler (a seeded shuffle, the default) or no_duplicates
+    /// (sentence-transformers' NO_DUPLICATES: no text twice in a micro-batch, so in-batch negatives are never copies of a
+    /// positive); empty = batch_sampler.
+    /// </summary>
+    public string? BatchSampler { get; init; }
+    /// <summary>Task embedding with <see cref="MatryoshkaDims"/>: each dimension's weight in the summed loss, in the same order; empty = 1 each.</summary>
+    public IReadOnlyList<double>? MatryoshkaWeights { get; init; }
 
     /// <summary>
     /// Whether layers are recomputed: <see cref="GradientCheckpointing"/> when set, else whether the base is quantized or

@@ -22,12 +22,16 @@ public sealed class EmbeddingCliTests
         var run = Path.Combine(temp.Path, "run");
 
         var (code, stdout, stderr) = SharpTuneCli.Run("train", "--model", TestAssets.Stories260K, "--data", data, "--output", run, "--task", "embedding",
-            "--pooling", "mean", "--normalize-embeddings", "false", "--similarity-scale", "10", "--max-steps", "3", "--batch-size", "4", "--lr", "0.01");
+            "--pooling", "mean", "--normalize-embeddings", "false", "--similarity-scale", "10", "--max-steps", "3", "--batch-size", "4", "--lr", "0.01",
+            "--matryoshka-dims", "64,32", "--matryoshka-weights", "1,0.5");
         Assert.True(code == 0, stderr);
         Assert.Contains("Mean pooling (--pooling)", stderr);
         var final = stdout.Trim().Split('\n')[^1].Trim();
         Assert.Equal(Path.Combine(run, "final"), final);
-        Assert.Contains("similarity_scale: 10", File.ReadAllText(Path.Combine(run, "config.yaml")));
+        var config = File.ReadAllText(Path.Combine(run, "config.yaml"));
+        Assert.Contains("similarity_scale: 10", config);
+        Assert.Contains("MatryoshkaLoss at 64 (weight 1), 32 (weight 0.5)", stderr);
+        Assert.Equal([64, 32], SharpTune.Training.TrainingConfigFile.Load(Path.Combine(run, "config.yaml")).MatryoshkaDims);
 
         // `embed --adapter` pools as the adapter folder says (mean, not normalised), as the library does.
         var (embedCode, embedOut, embedError) = SharpTuneCli.Run("embed", "--model", TestAssets.Stories260K, "--adapter", final, "--text", "Tom ran home.");
@@ -39,6 +43,11 @@ public sealed class EmbeddingCliTests
             Assert.Equal([PoolingMode.Mean], embedder.Config.PoolingModes);
             TextEmbedderTests.AssertClose(embedder.Embed(["Tom ran home."]).Vectors[0], vector, "embed --adapter");
             Assert.NotEqual(1.0, Math.Sqrt(vector.Sum(x => (double)x * x)), 3);   // not normalised
+            // --truncate-dim keeps the first N components (not re-normalised: this model does not normalise).
+            var (cutCode, cutOut, cutError) = SharpTuneCli.Run("embed", "--model", TestAssets.Stories260K, "--adapter", final, "--text", "Tom ran home.", "--truncate-dim", "16");
+            Assert.True(cutCode == 0, cutError);
+            var cut = JsonNode.Parse(cutOut.Trim())!["embedding"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray();
+            TextEmbedderTests.AssertClose(vector[..16], cut, "embed --truncate-dim 16");
         }
 
         var report = Path.Combine(temp.Path, "report.json");
@@ -52,6 +61,17 @@ public sealed class EmbeddingCliTests
         var expected = RetrievalReport.Evaluate(TestAssets.Stories260K, final, data).Metrics;
         Assert.Equal(15, expected.Count);
         foreach (var (name, value) in expected) Assert.Equal(value, json["metrics"]![name]!.GetValue<double>(), 6);
+
+        // `embed evaluate --truncate-dim` scores the first N dimensions, as the evaluator's truncate_dim does.
+        var (cutEvalCode, _, cutEvalError) = SharpTuneCli.Run("embed", "evaluate", "--model", TestAssets.Stories260K, "--adapter", final, "--data", data,
+            "--output", report, "--truncate-dim", "32");
+        Assert.True(cutEvalCode == 0, cutEvalError);
+        Assert.Contains("first 32 dimensions", cutEvalError);
+        var cutJson = JsonNode.Parse(File.ReadAllText(report))!;
+        Assert.Equal(32, cutJson["truncate_dim"]!.GetValue<int>());
+        var cutOptions = new EmbeddingRequestOptions { Dimensions = 32 };
+        var cutExpected = RetrievalReport.Evaluate(TestAssets.Stories260K, final, data, 16, cutOptions, cutOptions).Metrics;
+        foreach (var (name, value) in cutExpected) Assert.Equal(value, cutJson["metrics"]![name]!.GetValue<double>(), 6);
 
         // `merge` folds the adapter into the base and keeps its pooling: the merged folder embeds as base + adapter.
         var merged = Path.Combine(temp.Path, "merged");

@@ -55,6 +55,11 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
 
         var truncated = (await Client().GenerateEmbeddingAsync(texts[1], new EmbeddingGenerationOptions { Dimensions = 16 })).Value.ToFloats().ToArray();
         TextEmbedderTests.AssertClose(Reference([texts[1]], dimensions: 16).Vectors[0], truncated, "16 dimensions");
+        // The model normalises (last token + Normalize by default): `dimensions` is the full vector's first 16 values at unit length.
+        var full = many[1].ToFloats().ToArray();
+        Assert.Equal(1.0, Math.Sqrt(full.Sum(x => (double)x * x)), 4);
+        var norm = Math.Sqrt(full[..16].Sum(x => (double)x * x));
+        TextEmbedderTests.AssertClose(full[..16].Select(x => (float)(x / norm)).ToArray(), truncated, "first 16 re-normalised");
     }
 
     [ServerFact]
