@@ -64,9 +64,17 @@ public sealed class Reranker : IDisposable
     {
         ArgumentNullException.ThrowIfNull(pairs);
         if (pairs.Count == 0) return [];
-        var ids = pairs.Select(p => EncodePair(p.First, p.Second)).ToList();
-        return Classifier.ScoreIds(pairs.Select(p => p.Second).ToList(), ids, batchSize, SequenceClassificationConfig.Regression)
-            .Select(s => _activation(s.Logits[0])).ToArray();
+        return ScoreEncoded(pairs.Select(p => EncodePair(p.First, p.Second)).ToList(), batchSize);
+    }
+
+    /// <summary>The score of each pair already encoded by <see cref="EncodePair"/>.</summary>
+    /// <param name="activate">Apply the activation (false: the raw logits, as vLLM's use_activation: false gives).</param>
+    public IReadOnlyList<float> ScoreEncoded(IReadOnlyList<int[]> ids, int batchSize = 8, bool activate = true)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.Count == 0) return [];
+        return Classifier.ScoreIds([.. ids.Select(_ => "")], ids, batchSize, SequenceClassificationConfig.Regression)
+            .Select(s => activate ? _activation(s.Logits[0]) : s.Logits[0]).ToArray();
     }
 
     /// <summary>The score of <paramref name="query"/> with each document, in the documents' order.</summary>
