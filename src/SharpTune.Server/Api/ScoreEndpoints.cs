@@ -27,7 +27,18 @@ namespace SharpTune.Server.Api;
 /// </summary>
 internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine engine, ServerOptions options, ServerMetrics metrics)
 {
-    private readonly Reranker? reranker = served?.Classifier.Classifier.Labels.NumLabels == 1 ? new Reranker(served.Classifier) : null;
+    private readonly (Reranker? Reranker, string? Refusal) scorer = Build(served);
+
+    // A one-label head is a reranker; an activation the config names but SharpTune does not know is refused at request
+    // time with its reason, so the rest of the server still starts.
+    private static (Reranker?, string?) Build(ServedClassifier? served)
+    {
+        if (served is null) return (null, null);
+        var labels = served.Classifier.Classifier.Labels;
+        if (labels.NumLabels != 1) return (null, $"its head has {labels.NumLabels} labels; a reranker has one");
+        try { return (new Reranker(served.Classifier), null); }
+        catch (NotSupportedException e) { return (null, e.Message); }
+    }
 
     public Task RerankAsync(HttpContext context) => HandleAsync(context, "rerank", "Rerank (Score)", async (request, model, cancellation) =>
     {
@@ -84,9 +95,8 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         try
         {
             // vLLM answers a model that is not a cross-encoder this way (api_router.py: "The model does not support … API").
-            if (served is null || reranker is null)
-                throw new ApiException(400, $"The model does not support {apiName} API" +
-                    (served is null ? "" : $" (its head has {served.Classifier.Classifier.Labels.NumLabels} labels; a reranker has one)"),
+            if (served is null || scorer.Reranker is null)
+                throw new ApiException(400, $"The model does not support {apiName} API" + (scorer.Refusal is null ? "" : $" ({scorer.Refusal})"),
                     param: "model", code: "model_not_supported");
             if (await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes) is not JsonObject request)
                 throw new ApiException(400, "the request body must be a JSON object");
@@ -110,6 +120,7 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
             {
                 ApiException api => api,
                 OperationCanceledException => ApiException.Cancelled(what, cancellation.IsCancellationRequested, options.RequestTimeout),
+                NotSupportedException unsupported => new ApiException(400, unsupported.Message, code: "model_not_supported"),   // e.g. a tokenizer without a pair layout
                 _ => new ApiException(500, $"{what} failed: {e.Message}", "server_error"),
             };
             if (!context.Response.HasStarted) await error.WriteAsync(context);
@@ -120,8 +131,9 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
     private async Task<(IReadOnlyList<float> Scores, int Tokens)> ScoreAsync(IReadOnlyList<(string First, string Second)> pairs, bool activate,
         CancellationToken cancellation)
     {
-        var ids = pairs.Select(p => reranker!.EncodePair(p.First, p.Second)).ToList();
-        var contextLength = reranker!.Classifier.Classifier.Model.Config.ContextLength;
+        var reranker = scorer.Reranker!;
+        var ids = pairs.Select(p => reranker.EncodePair(p.First, p.Second)).ToList();
+        var contextLength = reranker.Classifier.Classifier.Model.Config.ContextLength;
         for (var i = 0; i < ids.Count; i++)
         {
             if (ids[i].Length == 0) throw new ApiException(400, $"pair {i} encodes to no tokens");

@@ -144,6 +144,20 @@ public class ScoreEndpointTests
         Assert.Contains("does not support Rerank (Score) API", body["error"]!["message"]!.GetValue<string>());
         Assert.Equal("model_not_supported", body["error"]!["code"]!.GetValue<string>());
 
+        // A one-label head whose config names an activation SharpTune does not know: the server starts, /rerank says why not.
+        using var reluTemp = new TempDir();
+        var relu = RerankerScoringTests.SaveReranker(reluTemp, "torch.nn.modules.activation.ReLU");
+        await using (var reluServer = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(relu),
+        }))
+        {
+            using var reluHttp = Client(reluServer);
+            var (reluStatus, reluBody) = await PostAsync(reluHttp, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(Documents) });
+            Assert.Equal(HttpStatusCode.BadRequest, reluStatus);
+            Assert.Contains("ReLU", reluBody["error"]!["message"]!.GetValue<string>());
+        }
+
         await using var plain = await SharpTuneServer.StartAsync(new ServerOptions { ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key] });
         using var plainHttp = Client(plain);
         var (plainStatus, plainBody) = await PostAsync(plainHttp, "/score", new JsonObject { ["text_1"] = Query, ["text_2"] = Query });
