@@ -45,6 +45,34 @@ public sealed class RerankerCliTests
         Assert.Contains("mrr@2", evalError);
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void Train_task_reranking_takes_pos_weight_and_its_adapter_ranks_from_the_cli()
+    {
+        using var temp = new TempDir();
+        var data = temp.File("rows.jsonl", """
+            {"query":"Where is the cat?","positive":"The cat is in the park.","negative":["The dog is in the park."]}
+            {"query":"Where is the dog?","document":"The dog is in the box.","label":1}
+            {"query":"Where is the dog?","document":"The cat is in the box.","label":0}
+            """);
+        var validation = temp.File("validation.jsonl", """
+            {"query":"Where is the cat?","positive":"The cat is at school.","negative":["The dog is at school."]}
+            """);
+        var run = Path.Combine(temp.Path, "run");
+        var (code, stdout, stderr) = SharpTuneCli.Run("train", "--model", TestAssets.Stories260K, "--data", data, "--validation", validation,
+            "--output", run, "--task", "reranking", "--pos-weight", "2", "--max-steps", "2", "--batch-size", "2");
+        Assert.True(code == 0, stderr);
+        var final = stdout.Trim().Split('\n')[^1].Trim();
+        Assert.Contains("pos_weight: 2", File.ReadAllText(Path.Combine(run, "config.yaml")));
+        Assert.Equal(CrossEncoderActivation.Sigmoid, SequenceClassification.ReadLabels(final).CrossEncoderActivation);
+
+        var (rankCode, rankOut, rankError) = SharpTuneCli.Run("rerank", "--model", TestAssets.Stories260K, "--adapter", final,
+            "--query", "Where is the cat?", "--document", "The dog is here.", "--document", "The cat is here.");
+        Assert.True(rankCode == 0, rankError);
+        using var reranker = Reranker.Load(TestAssets.Stories260K, final);
+        var expected = reranker.Rank("Where is the cat?", ["The dog is here.", "The cat is here."]);
+        Assert.Equal(expected.Select(r => r.Index), rankOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!["index"]!.GetValue<int>()));
+    }
+
     private static IEnumerable<RerankingExample> FineTuneJobRows(string path) =>
         FineTuneJob.ReadExamples(path, map: RerankingExample.FromRow).Cast<RerankingExample>();
 }
