@@ -128,7 +128,17 @@ public class RerankerTrainingTests
         Assert.Equal(1, labels.NumLabels);
         Assert.Equal(CrossEncoderActivation.Sigmoid, labels.CrossEncoderActivation);
         using var reranker = Reranker.Load(TestAssets.Stories260K, resumed.FinalDirectory);
-        Assert.Equal(4, reranker.Score(Query("cat"), [.. Animals.Select(a => Document(a, "in the park"))]).Count);
+        string[] documents = [.. Animals.Select(a => Document(a, "in the park"))];
+        var scores = reranker.Score(Query("cat"), documents);
+
+        // Merged into a classifier folder, it keeps sentence-transformers' block in config.json and scores as base + adapter.
+        var merged = Path.Combine(temp.Path, "merged");
+        SequenceClassifierMerge.Run(TestAssets.Stories260K, resumed.FinalDirectory, merged);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(merged, "config.json")))!;
+        Assert.Equal(CrossEncoderActivation.Sigmoid, config["sentence_transformers"]!["activation_fn"]!.GetValue<string>());
+        using var folder = Reranker.Load(merged);
+        var mergedScores = folder.Score(Query("cat"), documents);
+        for (var i = 0; i < documents.Length; i++) Assert.Equal(scores[i], mergedScores[i], 4);
     }
 
     [Fact]
