@@ -73,6 +73,18 @@ public sealed class RerankerCliTests
         Assert.Equal(expected.Select(r => r.Index), rankOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!["index"]!.GetValue<int>()));
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void Eval_on_a_reranker_points_to_rerank_evaluate()
+    {
+        using var temp = new TempDir();
+        var model = RerankerScoringTests.SaveReranker(temp, CrossEncoderActivation.Sigmoid);   // as reranking training saves it
+        using var data = new TempDir();
+        var rows = data.File("rows.jsonl", """{"query":"Where is the cat?","document":"The cat sat.","label":1}""" + "\n");
+        var (code, _, stderr) = SharpTuneCli.Run("eval", "--model", model, "--data", rows, "--output", Path.Combine(data.Path, "report"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("sharptune rerank evaluate", stderr);
+    }
+
     private static IEnumerable<RerankingExample> FineTuneJobRows(string path) =>
         FineTuneJob.ReadExamples(path, map: RerankingExample.FromRow).Cast<RerankingExample>();
 }
