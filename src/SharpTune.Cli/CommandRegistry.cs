@@ -29,6 +29,7 @@ internal static class CommandRegistry
         DataCommand.Create(),
         DashboardCommand.Create(),
         EmbedCommand.Create(),
+        RerankCommand.Create(),
         ServeCommand.Create(),
         WorkerCommand.Create(),
     ];

@@ -74,7 +74,8 @@ public sealed record ServerOptions
 
     /// <summary>
     /// A sequence classifier, regressor or reward model served beside the language model at vLLM's <c>POST /classify</c>
-    /// (and <c>/v1/classify</c>); null = none (the endpoint answers that no classifier is served).
+    /// (and <c>/v1/classify</c>); a head with one label (a reranker) is also served at <c>/rerank</c> and <c>/score</c>
+    /// (<see cref="Api.ScoreEndpoints"/>); null = none (the endpoints answer that no classifier is served).
     /// </summary>
     public ServedClassifierOptions? Classifier { get; init; }
 

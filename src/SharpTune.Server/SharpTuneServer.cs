@@ -145,6 +145,9 @@ public static class SharpTuneServer
         var classify = new ClassifyEndpoints(classifier, engine, options, metrics);
         app.MapPost("/classify", classify.CreateAsync);      // vLLM's path
         app.MapPost("/v1/classify", classify.CreateAsync);
+        var scoring = new ScoreEndpoints(classifier, engine, options, metrics);
+        foreach (var path in new[] { "/rerank", "/v1/rerank", "/v2/rerank" }) app.MapPost(path, scoring.RerankAsync);   // vLLM's paths
+        foreach (var path in new[] { "/score", "/v1/score" }) app.MapPost(path, scoring.ScoreAsync);
         var responses = new ResponsesEndpoints(completions, engine, options, metrics, new ResponseStore());
         // The JSON inference endpoints, each mapped and also kept for batch lines, which run the same handlers in-process.
         inProcess.Add("/v1/chat/completions", completions.ChatAsync);

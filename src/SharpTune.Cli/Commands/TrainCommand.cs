@@ -47,7 +47,7 @@ internal static class TrainCommand
         var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows), cached-mnrl (the same, with gradient caching) or cosent (sentence1/sentence2/score rows)" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
-        var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (classification, multi-label classification, regression and reward a *ForSequenceClassification score head on the decoder; embedding a text-embedding model from anchor/positive/negative rows)" };
+        var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (classification, multi-label classification, regression and reward a *ForSequenceClassification score head on the decoder; embedding a text-embedding model from anchor/positive/negative rows; reranking a cross-encoder from query/document/label or query/positive/negative rows)" };
         var pooling = new Option<string?>("--pooling") { Description = "--task embedding, base without sentence-transformers files: cls|max|mean|mean_sqrt_len_tokens|weightedmean|lasttoken (default: the base's modules.json, else lasttoken + normalise)" };
         var normalizeEmbeddings = new Option<bool?>("--normalize-embeddings") { Description = "--task embedding with --pooling: end in a Normalize module (default true)" };
         var similarityScale = new Option<double?>("--similarity-scale") { Description = "--task embedding: the scale cosine similarities are multiplied by in the loss (default 20)" };
@@ -56,6 +56,7 @@ internal static class TrainCommand
         var matryoshkaDims = new Option<string?>("--matryoshka-dims") { Description = "--task embedding: wrap the loss in MatryoshkaLoss at these widths, e.g. 768,512,256,128,64" };
         var matryoshkaWeights = new Option<string?>("--matryoshka-weights") { Description = "--task embedding with --matryoshka-dims: each width's loss weight, same order (default 1 each)" };
         var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
+        var posWeight = new Option<double?>("--pos-weight") { Description = "--task reranking: BinaryCrossEntropyLoss' pos_weight, the weight of relevant pairs (default 1)" };
         var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
         var grpo = GrpoCommandOptions.Create();
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };
@@ -63,7 +64,7 @@ internal static class TrainCommand
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
-            labelSmoothing, precompute, disableDropout, nproc, task, centerRewards, pooling, normalizeEmbeddings, similarityScale,
+            labelSmoothing, precompute, disableDropout, nproc, task, centerRewards, posWeight, pooling, normalizeEmbeddings, similarityScale,
             matryoshkaDims, matryoshkaWeights, miniBatchSize, batchSampler,
         };
         grpo.AddTo(command);
@@ -145,6 +146,7 @@ internal static class TrainCommand
                 DisableDropout = parse.GetValue(disableDropout) ?? options.DisableDropout,
                 Task = parse.GetValue(task) ?? options.Task,
                 CenterRewardsCoefficient = parse.GetValue(centerRewards) ?? options.CenterRewardsCoefficient,
+                PosWeight = parse.GetValue(posWeight) ?? options.PosWeight,
                 Pooling = parse.GetValue(pooling) ?? options.Pooling,
                 NormalizeEmbeddings = parse.GetValue(normalizeEmbeddings) ?? options.NormalizeEmbeddings,
                 SimilarityScale = parse.GetValue(similarityScale) ?? options.SimilarityScale,

@@ -5,8 +5,9 @@ using Microsoft.AspNetCore.Http;
 namespace SharpTune.Server.Api;
 
 /// <summary>
-/// Requires <c>Authorization: Bearer &lt;key&gt;</c> with one of the configured keys on /v1, /admin and vLLM's /classify
-/// (which runs the model, so it is not left open as vLLM's /v1-only key check leaves it); health, readiness and metrics
+/// Requires <c>Authorization: Bearer &lt;key&gt;</c> with one of the configured keys on /v1, /admin and vLLM's /classify,
+/// /rerank, /v2/rerank and /score (which run the model, so they are not left open as vLLM's /v1-only key check leaves
+/// them); health, readiness and metrics
 /// stay open for probes and scrapers. Keys are compared in constant time.
 /// </summary>
 internal sealed class ApiKeyMiddleware(RequestDelegate next, IReadOnlyList<string> keys)
@@ -26,7 +27,8 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, IReadOnlyList<strin
     }
 
     private static bool IsProtected(PathString path) =>
-        path.StartsWithSegments("/v1") || path.StartsWithSegments("/admin") || path.StartsWithSegments("/classify");
+        path.StartsWithSegments("/v1") || path.StartsWithSegments("/admin") || path.StartsWithSegments("/classify")
+        || path.StartsWithSegments("/rerank") || path.StartsWithSegments("/v2") || path.StartsWithSegments("/score");
 
     private static Task Reject(HttpContext context, string message)
     {

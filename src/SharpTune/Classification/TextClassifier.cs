@@ -27,7 +27,7 @@ public sealed record TextScore(string Text, IReadOnlyList<float> Logits, IReadOn
 /// </summary>
 public sealed class TextClassifier : IDisposable
 {
-    private TextClassifier(SequenceClassifier classifier, HfTokenizer tokenizer, IPeftAdapter? adapter)
+    internal TextClassifier(SequenceClassifier classifier, HfTokenizer tokenizer, IPeftAdapter? adapter = null)
     {
         Classifier = classifier;
         Tokenizer = tokenizer;

@@ -41,4 +41,10 @@ public enum DatasetFormat
     /// (read only for <c>task: embedding</c> with <c>loss_type: cosent</c>).
     /// </summary>
     ScoredPairs,
+
+    /// <summary>
+    /// sentence-transformers' columns for a cross-encoder: <c>{"query","document","label"}</c> or
+    /// <c>{"query","positive","negative"…}</c> → <see cref="RerankingExample"/> (read only for <c>task: reranking</c>).
+    /// </summary>
+    RerankingPairs,
 }

@@ -32,6 +32,19 @@ public sealed record EmbeddingPairExample(string Anchor, string Positive, IReadO
     {
         var anchor = Text(row, "anchor", row.Fields["anchor"]);
         var positive = Text(row, "positive", row.Fields["positive"]);
+        var negatives = ReadNegatives(row);
+        return new EmbeddingPairExample(anchor, positive, negatives.Select(n => n.Text).ToArray())
+        {
+            SourceFile = row.SourceFile, LineNumber = row.LineNumber, NegativeFields = negatives.Select(n => n.Field).ToArray(),
+        };
+    }
+
+    /// <summary>
+    /// The row's hard negatives with the field each came from: <c>negative</c> (a string or a non-empty list) or
+    /// <c>negative_1</c>, <c>negative_2</c>, … in number order; empty cells are no negative.
+    /// </summary>
+    internal static List<(string Field, string Text)> ReadNegatives(DataRow row)
+    {
         var negatives = new List<(string Field, string Text)>();
         switch (row.Fields["negative"])
         {
@@ -53,10 +66,7 @@ public sealed record EmbeddingPairExample(string Anchor, string Positive, IReadO
         if (numbered.Count > 0 && row.Fields.ContainsKey("negative"))
             throw Error(row, numbered[0].Key, "unexpected_field", "give hard negatives either as 'negative' or as negative_1, negative_2, …, not both");
         foreach (var (key, value, _) in numbered.Where(f => !IsEmptyCell(f.Value))) negatives.Add((key, Text(row, key, value)));
-        return new EmbeddingPairExample(anchor, positive, negatives.Select(n => n.Text).ToArray())
-        {
-            SourceFile = row.SourceFile, LineNumber = row.LineNumber, NegativeFields = negatives.Select(n => n.Field).ToArray(),
-        };
+        return negatives;
     }
 
     // A CSV or TSV file has every column on every row, so a row with fewer hard negatives than the header leaves its

@@ -59,6 +59,11 @@ public static class ClassifierEvaluation
     /// <summary><paramref name="requested"/> checked against the head (reward and regression read one output), or the detected task.</summary>
     public static string ResolveTask(SequenceClassificationConfig head, string? requested)
     {
+        // A cross-encoder scores (query, document) pairs, which these evaluations do not read: its metrics are
+        // CrossEncoderRerankingEvaluator's (RerankingReport, `sharptune rerank evaluate`). --head-task still overrides.
+        if (requested is null && head.CrossEncoderActivation is not null)
+            throw new ArgumentException("this head is a reranker (a cross-encoder: config.json's sentence_transformers block); " +
+                                        "evaluate it on query/document rows with `sharptune rerank evaluate` (or give --head-task regression to read its texts as regression)");
         if (requested is null) return DetectTask(head);
         var task = requested.Trim().ToLowerInvariant();
         if (!Tasks.Contains(task))

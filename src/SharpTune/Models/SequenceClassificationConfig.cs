@@ -21,6 +21,14 @@ public sealed record SequenceClassificationConfig(IReadOnlyList<string> Labels, 
     public int NumLabels => Labels.Count;
 
     /// <summary>
+    /// The activation a sentence-transformers CrossEncoder (a reranker) applies to the logits, as its config.json
+    /// records it: <c>sentence_transformers.activation_fn</c> (v4 and later) or the older top-level
+    /// <c>sbert_ce_default_activation_function</c>, e.g. <c>torch.nn.modules.activation.Sigmoid</c>; null for a head that
+    /// is not a cross-encoder's. See <see cref="Classification.CrossEncoderActivation"/>.
+    /// </summary>
+    public string? CrossEncoderActivation { get; init; }
+
+    /// <summary>
     /// The loss transformers picks (loss_utils.py ForSequenceClassificationLoss): problem_type when set, else regression
     /// for one label and single-label classification for integer labels (the only kind SharpTune trains on).
     /// </summary>
@@ -30,7 +38,7 @@ public sealed record SequenceClassificationConfig(IReadOnlyList<string> Labels, 
     /// Whether this is a reward model's head as <see cref="Reward"/> writes it: one output and no problem_type (a
     /// regression head records problem_type regression). Its training read each text with EOS appended.
     /// </summary>
-    public bool IsRewardHead => NumLabels == 1 && ProblemType is null;
+    public bool IsRewardHead => NumLabels == 1 && ProblemType is null && CrossEncoderActivation is null;
 
     /// <summary>A reward model's head: one output, no label names (TRL's RewardTrainer sets num_labels = 1).</summary>
     public static SequenceClassificationConfig Reward(int? padTokenId) => new(["LABEL_0"], null, padTokenId);
@@ -72,7 +80,11 @@ public sealed record SequenceClassificationConfig(IReadOnlyList<string> Labels, 
         if (problemType is not (null or SingleLabelClassification or Regression or MultiLabelClassification))
             throw new InvalidDataException($"{source}: problem_type '{problemType}' is not one of {SingleLabelClassification}, {Regression}, {MultiLabelClassification}");
         var pad = json["pad_token_id"] is JsonValue padValue && padValue.TryGetValue<int>(out var padId) ? padId : (int?)null;
-        return new SequenceClassificationConfig(labels, problemType, pad);
+        // sentence-transformers v4 reads sentence_transformers.activation_fn first, then the v3 field
+        // (CrossEncoder.get_default_activation_fn); vLLM's get_cross_encoder_activation_function reads the same two.
+        var activation = json["sentence_transformers"] is JsonObject st && st["activation_fn"] is JsonValue fn && fn.TryGetValue<string>(out var name4) ? name4
+            : json["sbert_ce_default_activation_function"] is JsonValue old && old.TryGetValue<string>(out var name3) ? name3 : null;
+        return new SequenceClassificationConfig(labels, problemType, pad) { CrossEncoderActivation = activation };
     }
 
     /// <summary>Writes num_labels, id2label, label2id, problem_type and pad_token_id into a config.json object.</summary>
@@ -83,6 +95,11 @@ public sealed record SequenceClassificationConfig(IReadOnlyList<string> Labels, 
         json["label2id"] = new JsonObject(Labels.Select((l, i) => KeyValuePair.Create(l, (JsonNode?)JsonValue.Create(i))));
         json["problem_type"] = ProblemType;
         json["pad_token_id"] = PadTokenId;
+        if (CrossEncoderActivation is null) return;
+        // Where sentence-transformers v4's CrossEncoder.set_config_value writes it (and it drops the v3 field on load).
+        if (json["sentence_transformers"] is not JsonObject block) json["sentence_transformers"] = block = new JsonObject();
+        block["activation_fn"] = CrossEncoderActivation;
+        json.Remove("sbert_ce_default_activation_function");
     }
 
     /// <summary>

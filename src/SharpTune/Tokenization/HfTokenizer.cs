@@ -71,7 +71,7 @@ public sealed class HfTokenizer
         // tokenizer_config's add_bos_token/add_eos_token win where present (transformers rebuilds the post-processor
         // from them); otherwise tokenizer.json's post_processor says what to add.
         if (config.AddBosToken is not null || config.AddEosToken is not null)
-            _specialTemplate = new SpecialTokenTemplate(
+            _specialTemplate = SpecialTokenTemplate.FromFlags(
                 config.AddBosToken == true && BosTokenId is { } bos ? [bos] : [],
                 config.AddEosToken == true && EosTokenId is { } eos ? [eos] : []);
         else
@@ -140,6 +140,38 @@ public sealed class HfTokenizer
             }
         }
         if (addSpecialTokens) ids.AddRange(_specialTemplate.Suffix);
+        return ids;
+    }
+
+    /// <summary>
+    /// Encodes a pair of texts as the Rust library's <c>encode((first, second), add_special_tokens)</c> does (what a
+    /// cross-encoder reads): each text encoded alone, truncated to fit <paramref name="maxLength"/>, then laid out by
+    /// the post_processor's pair template (Bert's <c>cls A sep B sep</c>, Roberta's <c>cls A sep sep B sep</c>,
+    /// TemplateProcessing's "pair"; the two back to back when it adds nothing).
+    /// </summary>
+    /// <param name="maxLength">The most ids the whole pair may have, special tokens included; null = no truncation.
+    /// Truncation is transformers' default for pairs, <c>longest_first</c>, as the fast tokenizers do it.</param>
+    /// <exception cref="NotSupportedException">The post_processor chains several processors that add tokens, which
+    /// gives pairs no single layout.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The special tokens alone need more than <paramref name="maxLength"/>.</exception>
+    public IReadOnlyList<int> EncodePair(string first, string second, bool addSpecialTokens = false, int? maxLength = null)
+    {
+        var pair = addSpecialTokens ? _specialTemplate.Pair ?? throw new NotSupportedException(
+            "this tokenizer's post_processor chains several processors that add special tokens; pairs have no defined layout")
+            : SpecialTokenTemplate.None.Pair!;
+        var a = Encode(first).ToList();
+        var b = Encode(second).ToList();
+        if (maxLength is { } max)
+        {
+            var added = pair.Sum(p => p.Ids.Length);
+            if (max < added) throw new ArgumentOutOfRangeException(nameof(maxLength), max, $"a pair needs {added} special tokens, more than the maximum length");
+            var (n1, n2) = PairTruncation.LongestFirst(a.Count, b.Count, max - added);
+            a.RemoveRange(n1, a.Count - n1);
+            b.RemoveRange(n2, b.Count - n2);
+        }
+        var ids = new List<int>(a.Count + b.Count + 8);
+        foreach (var piece in pair)
+            ids.AddRange(piece.Sequence switch { 0 => a, 1 => b, _ => piece.Ids });
         return ids;
     }
 

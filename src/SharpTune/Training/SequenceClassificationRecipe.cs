@@ -31,9 +31,12 @@ internal static class SequenceClassificationRecipe
     }
 
     /// <summary>How <paramref name="task"/> reads a row: the classification format, or a preference pair for reward.</summary>
-    public static Func<DataRow, TrainingExample> RowMap(string task) => task == TrainingTasks.Reward
-        ? row => new ClassifierRow(row, TrainingExampleMapper.Map(row, DatasetFormat.Preference))
-        : row => new ClassifierRow(row, TrainingExampleMapper.Map(row, DatasetFormat.Classification));
+    public static Func<DataRow, TrainingExample> RowMap(string task) => task switch
+    {
+        TrainingTasks.Reward => row => new ClassifierRow(row, TrainingExampleMapper.Map(row, DatasetFormat.Preference)),
+        TrainingTasks.Reranking => RerankingExample.FromRow,
+        _ => row => new ClassifierRow(row, TrainingExampleMapper.Map(row, DatasetFormat.Classification)),
+    };
 
     /// <summary>
     /// The options a head task trains the adapter with: the SEQ_CLS task type and the head under modules_to_save, as
@@ -56,12 +59,15 @@ internal static class SequenceClassificationRecipe
         {
             TrainingTasks.Reward => stored ?? SequenceClassificationConfig.Reward(padId),
             TrainingTasks.Regression => stored ?? new SequenceClassificationConfig(["LABEL_0"], SequenceClassificationConfig.Regression, padId),
+            // A stored one-output head (a reranker to train further) keeps its activation; without one it gets the default.
+            TrainingTasks.Reranking => stored is null ? RerankingRecipe.NewHead(padId)
+                : stored with { CrossEncoderActivation = stored.CrossEncoderActivation ?? CrossEncoderActivation.Sigmoid },
             _ => stored ?? new SequenceClassificationConfig(
                 SequenceClassificationData.LabelSet(examples.Select(e => (ClassificationExample)((ClassifierRow)e).Example)),
                 TrainingTasks.ProblemType(task), padId),
         };
-        if (task == TrainingTasks.Reward && labels.NumLabels != 1)
-            throw new ArgumentException($"{modelDir}: a reward model has one output; this head has {labels.NumLabels}");
+        if (task is TrainingTasks.Reward or TrainingTasks.Reranking && labels.NumLabels != 1)
+            throw new ArgumentException($"{modelDir}: a {(task == TrainingTasks.Reward ? "reward model" : "reranker")} has one output; this head has {labels.NumLabels}");
         if (task != TrainingTasks.Reward && labels.EffectiveProblemType != TrainingTasks.ProblemType(task))
             throw new ArgumentException($"{modelDir}: the head's problem type is {labels.EffectiveProblemType}, not task {task}'s");
         // The new head's initialisation is part of the run: the same seed gives the same head.
@@ -96,6 +102,8 @@ internal static class SequenceClassificationRecipe
         ChatTemplate? chatTemplate, IReadOnlyList<TrainingExample> train, IReadOnlyList<TrainingExample> validation,
         IReadOnlyList<TrainingExample> test, ParameterSummary parameters)
     {
+        if (task == TrainingTasks.Reranking)
+            return RerankingRecipe.Run(context, classifier, tokenizer, train, validation, test, parameters);
         var options = context.Options;
         var pad = classifier.Labels.PadTokenId;
         if (task == TrainingTasks.Reward)

@@ -263,11 +263,17 @@ public sealed record TrainingOptions
     /// What the run trains (<see cref="TrainingTasks.Names"/>): causal_lm (default: the language model, every
     /// objective), sequence_classification ({"text","label"} rows, cross-entropy), multi_label_classification (rows with
     /// a list of labels, BCE with logits), regression (numeric labels, MSE) or reward (preference pairs, TRL's
-    /// RewardTrainer loss), all but causal_lm a *ForSequenceClassification score head.
+    /// RewardTrainer loss), reranking ((query, document, label) pairs, sentence-transformers' CrossEncoder
+    /// BinaryCrossEntropyLoss), all but causal_lm a *ForSequenceClassification score head.
     /// </summary>
     public string Task { get; init; } = TrainingTasks.CausalLm;
     /// <summary>Task reward: TRL's center_rewards_coefficient (weight of the mean squared summed pair reward); empty = off.</summary>
     public double? CenterRewardsCoefficient { get; init; }
+    /// <summary>
+    /// Task reranking: BinaryCrossEntropyLoss' pos_weight, the weight of the relevant pairs' term (torch's
+    /// BCEWithLogitsLoss pos_weight); empty = 1.
+    /// </summary>
+    public double? PosWeight { get; init; }
 
     // Embedding models (docs/training.md, "Embedding models").
     /// <summary>

@@ -8,7 +8,8 @@ namespace SharpTune.Training;
 /// transformers' *ForSequenceClassification head on the decoder and train it as transformers' Trainer (classification:
 /// cross-entropy; multi-label classification: BCE with logits; regression: MSE) or TRL's RewardTrainer (reward: pairwise
 /// loss over preference pairs) do; embedding trains the decoder's pooled hidden state as sentence-transformers trains a
-/// text-embedding model (<see cref="EmbeddingRecipe"/>).
+/// text-embedding model (<see cref="EmbeddingRecipe"/>); reranking trains a one-output head on (query, document) pairs
+/// as sentence-transformers trains a CrossEncoder with BinaryCrossEntropyLoss (<see cref="RerankingRecipe"/>).
 /// </summary>
 public static class TrainingTasks
 {
@@ -19,8 +20,10 @@ public static class TrainingTasks
     public const string Regression = "regression";
     public const string Reward = "reward";
     public const string Embedding = "embedding";
+    /// <summary>(query, document) pairs scored by a one-output head: a cross-encoder, as sentence-transformers trains one.</summary>
+    public const string Reranking = "reranking";
 
-    public static IReadOnlyList<string> Names { get; } = [CausalLm, SequenceClassification, MultiLabelClassification, Regression, Reward, Embedding];
+    public static IReadOnlyList<string> Names { get; } = [CausalLm, SequenceClassification, MultiLabelClassification, Regression, Reward, Embedding, Reranking];
 
     /// <summary>The task of <paramref name="options"/>, normalised; an unknown name is an error naming <c>task</c>.</summary>
     public static string Of(TrainingOptions options)
@@ -31,7 +34,7 @@ public static class TrainingTasks
     }
 
     /// <summary>Whether the task trains a score head rather than the language-model head.</summary>
-    public static bool TrainsHead(TrainingOptions options) => Of(options) is SequenceClassification or MultiLabelClassification or Regression or Reward;
+    public static bool TrainsHead(TrainingOptions options) => Of(options) is SequenceClassification or MultiLabelClassification or Regression or Reward or Reranking;
 
     /// <summary>The head's problem type (config.json's <c>problem_type</c>) a classifier task trains.</summary>
     internal static string ProblemType(string task) => task switch
@@ -57,6 +60,13 @@ public static class TrainingTasks
                 throw new ArgumentException($"center_rewards_coefficient (--center-rewards-coefficient) applies to task reward only, not task {task}");
             if (!double.IsFinite(coefficient) || coefficient < 0)
                 throw new ArgumentException($"center_rewards_coefficient (--center-rewards-coefficient) must be a number of at least 0, found {coefficient}");
+        }
+        if (options.PosWeight is { } posWeight)
+        {
+            if (task != Reranking)
+                throw new ArgumentException($"pos_weight (--pos-weight) applies to task reranking only, not task {task}");
+            if (!double.IsFinite(posWeight) || posWeight <= 0)
+                throw new ArgumentException($"pos_weight (--pos-weight) must be a number above 0, found {posWeight}");
         }
         EmbeddingSettings.Validate(options, task);
         if (task == CausalLm) return;
