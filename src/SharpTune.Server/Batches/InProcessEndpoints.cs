@@ -25,8 +25,10 @@ internal sealed class InProcessEndpoints
 
     /// <summary>
     /// Runs <paramref name="body"/> through the handler of <paramref name="path"/>. <paramref name="cancellation"/> plays
-    /// the client going away: the handler then stops and answers nothing.
+    /// the client going away: the handler then stops and answers nothing, and this throws. An answer the handler wrote
+    /// before it saw the cancellation (one that finished right as a batch's window ended) is returned: the work was done.
     /// </summary>
+    /// <exception cref="OperationCanceledException">Cancelled before the handler answered.</exception>
     public async Task<EndpointAnswer> RunAsync(string path, JsonObject body, string requestId, CancellationToken cancellation)
     {
         var handler = handlers[path];
@@ -41,7 +43,7 @@ internal sealed class InProcessEndpoints
         using var answer = new MemoryStream();
         context.Response.Body = answer;
         await handler(context);
-        cancellation.ThrowIfCancellationRequested();
+        if (answer.Length == 0) cancellation.ThrowIfCancellationRequested();
         JsonNode? json = null;
         if (answer.Length > 0)
         {
