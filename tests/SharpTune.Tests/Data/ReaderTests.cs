@@ -37,15 +37,33 @@ public class ReaderTests
         // \r, \r\n and \n all end a line, as StreamReader.ReadLine counts them.
         File.WriteAllBytes(path, [.. "{\"text\":\"one\"}\r{\"text\":\"t"u8.ToArray(), 0xC3, 0x28, .. "\"}\r\n{\"a\":1,\"a\":2}\n{\"text\":\"four\"}"u8.ToArray()]);
 
-        var strict = JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true, RejectDuplicateKeys = true }).ToList();
+        var strict = JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true }).ToList();
         Assert.Equal([1L, 2L, 3L, 4L], strict.Select(r => r.Row?.LineNumber ?? r.Error!.LineNumber));
-        Assert.Equal([null, "invalid_utf8", "malformed_json", null], strict.Select(r => r.Error?.Reason));
+        Assert.Equal([null, "invalid_utf8", "duplicate_key", null], strict.Select(r => r.Error?.Reason));
         Assert.Equal($"{path}:2: the line is not valid UTF-8", strict[1].Error!.Message);
         Assert.Equal("four", strict[3].Row!.Fields["text"]!.GetValue<string>());
 
+        // The defaults replace a bad byte; a repeated key is an error either way (a JsonObject cannot hold both values).
         var lenient = JsonlRowReader.Read(path).ToList();
-        Assert.All(lenient, r => Assert.Null(r.Error));
+        Assert.Equal([null, null, "duplicate_key", null], lenient.Select(r => r.Error?.Reason));
         Assert.Equal("t\uFFFD(", lenient[1].Row!.Fields["text"]!.GetValue<string>());   // the bad byte replaced
+        Assert.Equal($"{path}:3: the key 'a' appears more than once in the object at $; keep one", lenient[2].Error!.Message);
+        Assert.All(lenient.Where(r => r.Row is not null), r => Assert.NotEmpty(r.Row!.Fields));   // every row kept reads
+        Assert.Throws<ArgumentNullException>(() => JsonlRowReader.Read(path, null!));   // at the call, not on the first row
+    }
+
+    [Fact]
+    public void A_key_repeated_deep_in_a_row_is_named_with_its_path_and_the_dataset_reader_reports_that_line()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("dup.jsonl", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}\n" +
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"A\",\"content\":\"B\"}]}\n");
+        var error = Assert.Throws<DataFormatException>(() => DatasetReader.ReadAll(path));
+        Assert.Equal((2L, "duplicate_key"), (error.LineNumber, error.Reason));
+        Assert.Equal($"{path}:2: the key 'content' appears more than once in the object at $.messages[1]; keep one", error.Message);
+        // A line malformed for another reason keeps its parser's message.
+        var malformed = JsonlRowReader.Read(dir.File("bad.jsonl", "{\"a\":1,\"a\":\n")).Single();
+        Assert.Equal("malformed_json", malformed.Error!.Reason);
     }
 
     [Fact]

@@ -29,6 +29,7 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
         { "preference missing the preferred side", Pair(true) + "\n" + Pair(true).Replace("\"preferred_output\"", "\"other\""), "line 2: field 'preferred_output': missing" },
         { "mixed formats", Good + "\n" + """{"prompt":"a","completion":"b"}""", "line 2:" },
         { "not an object", Good + "\n[1, 2]", "line 2: expected a JSON object" },
+        { "a key twice", Good + "\n" + """{"messages":[{"role":"user","content":"Hi","content":"Hello"},{"role":"assistant","content":"Yo"}]}""", "line 2: the key 'content' appears more than once in the object at $.messages[0]" },
         // The trainer reads ShareGPT rows from local files, but OpenAI's fine-tuning API takes only its own formats.
         { "ShareGPT chat", Good + "\n" + """{"conversations":[{"from":"human","value":"Hi"},{"from":"gpt","value":"Hello"}]}""", "line 2: field 'conversations': ShareGPT rows are not an OpenAI fine-tuning format" },
         { "ShareGPT preference", """{"conversations":[{"from":"human","value":"Hi"}],"chosen":{"from":"gpt","value":"Hello"},"rejected":{"from":"gpt","value":"Go"}}""", "line 1: field 'conversations': ShareGPT rows are not an OpenAI fine-tuning format" },
