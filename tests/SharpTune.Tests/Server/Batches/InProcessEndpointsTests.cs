@@ -30,13 +30,21 @@ public sealed class InProcessEndpointsTests
     }
 
     [Fact]
-    public async Task AHandlerStoppedByTheCancellationBeforeAnsweringThrows()
+    public async Task AHandlerStoppedByTheCancellationBeforeAnsweringOrAnsweringWithAServerErrorThrows()
     {
         using var window = new CancellationTokenSource();
         var endpoints = new InProcessEndpoints();
         // As the live handlers do when the client goes away: stop, and answer nothing.
         endpoints.Add("/v1/test", async _ => await window.CancelAsync());
+        // Or report the stop itself as a server error, which is no answer to the line either.
+        endpoints.Add("/v1/stopping", async context =>
+        {
+            await window.CancelAsync();
+            context.Response.StatusCode = 503;
+            await context.Response.Body.WriteAsync("""{"error":{"message":"the server is shutting down"}}"""u8.ToArray());
+        });
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => endpoints.RunAsync("/v1/test", Body, "req_1", window.Token));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => endpoints.RunAsync("/v1/stopping", Body, "req_2", window.Token));
     }
 }
