@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json.Nodes;
 using Parquet.Schema;
 using Parquet.Serialization;
@@ -50,6 +51,25 @@ public class ReaderTests
         Assert.Equal($"{path}:3: the key 'a' appears more than once in the object at $; keep one", lenient[2].Error!.Message);
         Assert.All(lenient.Where(r => r.Row is not null), r => Assert.NotEmpty(r.Row!.Fields));   // every row kept reads
         Assert.Throws<ArgumentNullException>(() => JsonlRowReader.Read(path, null!));   // at the call, not on the first row
+    }
+
+    [Fact]
+    public void A_crlf_split_across_the_strict_readers_64_KiB_reads_ends_one_line_not_two()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("long.jsonl");
+        // A first line of exactly 65,535 bytes: its \r is the last byte of the first 65,536-byte read, its \n the first of the next.
+        var first = "{\"text\":\"" + new string('a', 65_535 - "{\"text\":\"\"}".Length) + "\"}";
+        Assert.Equal(65_535, Encoding.UTF8.GetByteCount(first));
+        File.WriteAllText(path, first + "\r\n{\"text\":\"two\"}\r\n");
+
+        foreach (var rows in new[] { JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true }).ToList(), JsonlRowReader.Read(path).ToList() })
+        {
+            Assert.All(rows, r => Assert.Null(r.Error));
+            Assert.Equal([1L, 2L], rows.Select(r => r.Row!.LineNumber));
+            Assert.Equal(65_535 - 11, rows[0].Row!.Fields["text"]!.GetValue<string>().Length);
+            Assert.Equal("two", rows[1].Row!.Fields["text"]!.GetValue<string>());
+        }
     }
 
     [Fact]
