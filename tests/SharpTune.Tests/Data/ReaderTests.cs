@@ -81,6 +81,11 @@ public class ReaderTests
         var error = Assert.Throws<DataFormatException>(() => DatasetReader.ReadAll(path));
         Assert.Equal((2L, "duplicate_key"), (error.LineNumber, error.Reason));
         Assert.Equal($"{path}:2: the key 'content' appears more than once in the object at $.messages[1]; keep one", error.Message);
+        // A JSON array file's element is checked the same way, and reading goes on past it.
+        var array = JsonArrayRowReader.Read(dir.File("dup.json", """[{"text":"a"},{"meta":{"k":1,"k":2}},{"text":"c"}]""")).ToList();
+        Assert.Equal([null, "duplicate_key", null], array.Select(r => r.Error?.Reason));
+        Assert.Equal("the key 'k' appears more than once in the object at $.meta; keep one", array[1].Error!.Detail);
+        Assert.Equal("c", array[2].Row!.Fields["text"]!.GetValue<string>());
         // A line malformed for another reason keeps its parser's message.
         var malformed = JsonlRowReader.Read(dir.File("bad.jsonl", "{\"a\":1,\"a\":\n")).Single();
         Assert.Equal("malformed_json", malformed.Error!.Reason);

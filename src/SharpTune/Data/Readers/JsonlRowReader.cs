@@ -105,9 +105,9 @@ public static class JsonlRowReader
         }
         catch (JsonException e)
         {
-            if (RepeatedKey(line) is { } repeated)
+            if (RepeatedKeys.InText(line) is { } repeated)
                 return RowReadResult.Bad(new DataFormatException(path, lineNumber, null, "duplicate_key",
-                    $"the key '{repeated.Key}' appears more than once in the object at {repeated.Where}; keep one", e), line);
+                    RepeatedKeys.Describe(repeated), e), line);
             return RowReadResult.Bad(new DataFormatException(path, lineNumber, null, "malformed_json",
                 $"malformed JSON ({e.Message})", e), line);
         }
@@ -115,37 +115,5 @@ public static class JsonlRowReader
         var found = node is null ? "null" : node.GetValueKind().ToString().ToLowerInvariant();
         return RowReadResult.Bad(new DataFormatException(path, lineNumber, null, "not_an_object",
             $"expected a JSON object per line, found {found}"), line);
-    }
-
-    /// <summary>The first key repeated within one object of a line that failed to parse, and where (a JSON path); null when none is.</summary>
-    private static (string Key, string Where)? RepeatedKey(string line)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(line);   // duplicates allowed: only to find them
-            return RepeatedKey(document.RootElement, "$");
-        }
-        catch (JsonException) { return null; }   // malformed for another reason
-    }
-
-    private static (string Key, string Where)? RepeatedKey(JsonElement element, string where)
-    {
-        switch (element.ValueKind)
-        {
-            case JsonValueKind.Object:
-                var keys = new HashSet<string>(StringComparer.Ordinal);
-                foreach (var property in element.EnumerateObject())
-                    if (!keys.Add(property.Name)) return (property.Name, where);
-                foreach (var property in element.EnumerateObject())
-                    if (RepeatedKey(property.Value, $"{where}.{property.Name}") is { } inner) return inner;
-                return null;
-            case JsonValueKind.Array:
-                var index = 0;
-                foreach (var item in element.EnumerateArray())
-                    if (RepeatedKey(item, $"{where}[{index++}]") is { } inner) return inner;
-                return null;
-            default:
-                return null;
-        }
     }
 }
