@@ -98,8 +98,9 @@ public sealed record ServerOptions
     public int? BatchRowsInFlight { get; init; }
 
     /// <summary>
-    /// The clock the Batch API reads: its timestamps (<c>created_at</c>, <c>expires_at</c>, …) and its 24 h completion
-    /// window. The system clock unless a test passes a fake one to play a batch past its window.
+    /// The clock the Batch and Files APIs read: their timestamps (<c>created_at</c>, <c>expires_at</c>, …), a batch's 24 h
+    /// completion window and a file's <c>expires_after</c>. The system clock unless a test passes a fake one to play a
+    /// batch or a file past its end.
     /// </summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 

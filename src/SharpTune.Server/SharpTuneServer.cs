@@ -175,7 +175,7 @@ public static class SharpTuneServer
             await metrics.WriteAsync(c.Response.Body, c.RequestAborted);
         });
         if (options.RunsDir is not null) app.MapRunsDashboard(options.RunsDir);
-        if (fineTuning is not null) app.MapFineTuning(fineTuning, batches!, options.MaxBodyBytes);
+        if (fineTuning is not null) app.MapFineTuning(fineTuning, batches!, options.MaxBodyBytes, options.TimeProvider);
         app.MapFallback((HttpContext c) =>
             new ApiException(404, $"no endpoint {c.Request.Method} {c.Request.Path}", code: "not_found").WriteAsync(c));
         return app;

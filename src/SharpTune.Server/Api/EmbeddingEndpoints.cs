@@ -34,12 +34,16 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
                 throw ApiException.BadField("prompt_name", $"'prompt_name' is '{name}', which is not among this model's prompts" +
                     (embedder.Config.Prompts.Count == 0 ? " (it has none)" : $" ({string.Join(", ", embedder.Config.Prompts.Keys)})"));
             // ServerOptions.MaxBatchSize inputs per exclusive turn, as /classify scores, so streams keep decoding between turns.
-            // Each turn switches the adapter in again: a request served between turns may have switched another in.
+            // Each turn switches the adapter in again: a request served between turns may have switched another in. The
+            // first turn encodes and checks every input before any forward pass, once the adapter is in (a prompt-tuning
+            // adapter's virtual tokens shorten the context), so a bad input late in the list costs the model nothing.
+            EmbeddingInputs? inputs = null;
             var embedded = await engine.RunExclusiveInChunksAsync(Enumerable.Range(0, request.Count).ToList(), options.MaxBatchSize, chunk =>
             {
                 if (adapter is { Removed: true }) throw new AdapterRemovedException(adapter.Name);
                 activator.Activate(adapter);
-                var turn = Embed(embedder, request, chunk, cancellation.Token);
+                inputs ??= Encode(embedder, request);
+                var turn = embedder.Forward(inputs, chunk, request.Dimensions, cancellation.Token);
                 return turn.Vectors.Zip(turn.TokenCounts, (vector, tokens) => (Vector: vector, Tokens: tokens)).ToList();
             }, cancellation.Token);
             var output = new EmbeddingOutput([.. embedded.Select(e => e.Vector)], [.. embedded.Select(e => e.Tokens)]);
@@ -72,14 +76,13 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
         _ => new ApiException(500, $"embedding failed: {e.Message}", "server_error"),
     };
 
-    /// <summary>The request's inputs at <paramref name="indices"/>; errors name an input by its place in the whole request.</summary>
-    private static EmbeddingOutput Embed(TextEmbedder embedder, EmbeddingRequest request, IReadOnlyList<int> indices, CancellationToken cancellation)
+    /// <summary>Every input of the request encoded and checked; errors name an input by its place in the request.</summary>
+    private static EmbeddingInputs Encode(TextEmbedder embedder, EmbeddingRequest request)
     {
-        string NameInput(int i) => $"input {indices[i]}";
+        embedder.CheckDimensions(request.Dimensions);
         return request.Texts is { } texts
-            ? embedder.Embed([.. indices.Select(i => texts[i])], new EmbeddingRequestOptions { PromptName = request.PromptName, Dimensions = request.Dimensions },
-                NameInput, cancellation)
-            : embedder.EmbedTokenIds([.. indices.Select(i => request.TokenIds![i])], request.Dimensions, NameInput, cancellation);
+            ? embedder.EncodeTexts(texts, new EmbeddingRequestOptions { PromptName = request.PromptName, Dimensions = request.Dimensions }, i => $"input {i}")
+            : embedder.CheckTokenIds(request.TokenIds!, i => $"input {i}");
     }
 
     /// <summary>The adapter's own sentence-transformers settings (read when it was loaded), else the served model's embedder.</summary>

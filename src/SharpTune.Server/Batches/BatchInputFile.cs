@@ -31,7 +31,7 @@ internal static class BatchInputFile
     {
         var lines = new List<BatchLine>();
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var result in JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true, RejectDuplicateKeys = true }))
+        foreach (var result in JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true }))
         {
             if (result.Error is { } error)
                 throw Bad(error.LineNumber, error.Reason switch

@@ -286,6 +286,8 @@ internal sealed class BatchService : IDisposable
         var done = store.Results(batch.Id);
         // The window's end stops the lines still running too: OpenAI cancels an expiring batch's unfinished requests.
         using var window = new CancellationTokenSource(TimeLeft(batch), clock);
+        // The timer is a TimeProvider's, which a host may not tick (or tick late): the clock read itself ends the window too.
+        bool WindowOver() => window.IsCancellationRequested || clock.GetUtcNow() >= DateTimeOffset.FromUnixTimeSeconds(batch.ExpiresAt);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping.Token, window.Token);
         lock (records)
         {
@@ -308,6 +310,11 @@ internal sealed class BatchService : IDisposable
             {
                 if (done.ContainsKey(line.Line)) continue;
                 if (cancel.IsCancellationRequested) break;
+                if (WindowOver())
+                {
+                    window.Cancel();
+                    break;
+                }
                 // One dispatcher takes the permits, so a line needing several never deadlocks against another.
                 var rows = RowsOf(line, MaxRowsInFlight);
                 var taken = 0;
@@ -330,25 +337,34 @@ internal sealed class BatchService : IDisposable
         }
         stopping.Token.ThrowIfCancellationRequested();   // resumed on the next start
         fault?.Throw();   // the runner fails the batch, writing out the lines recorded
-        // Every line that did not finish in the window, whether cut off or never started, is a batch_expired error.
-        var expired = window.IsCancellationRequested && store.Get(batch.Id)?.Status == BatchStatus.InProgress;
+        // Every line that did not finish in the window, whether cut off or never started, is a batch_expired error. A batch
+        // whose every line was recorded completed, even when the window ended (or the server restarts) before it finalized.
+        done = store.Results(batch.Id);
+        var unfinished = lines.Where(l => !done.ContainsKey(l.Line)).ToList();
+        var expired = unfinished.Count > 0 && WindowOver() && store.Get(batch.Id)?.Status == BatchStatus.InProgress;
         if (expired)
-        {
-            done = store.Results(batch.Id);
-            foreach (var line in lines.Where(l => !done.ContainsKey(l.Line)))
+            foreach (var line in unfinished)
                 store.AppendResult(batch.Id, line.Line, BatchLineRunner.Expired(line));
-        }
         return Update(batch.Id, b => b.Status == BatchStatus.InProgress
             ? b with { Status = BatchStatus.Finalizing, FinalizingAt = Now(), EndStatus = expired ? BatchStatus.Expired : BatchStatus.Completed }
             : b)!;
     }
 
-    /// <summary>Time until the batch's window ends; zero once it has.</summary>
-    private TimeSpan TimeLeft(BatchRecord batch)
+    /// <summary>
+    /// Time until the batch's window ends, as a timer can be set to: zero once it has ended, and at most a timer's longest
+    /// delay (about 49 days; a record's expires_at, edited or from a clock set back, may lie further out), past which
+    /// <see cref="CancellationTokenSource"/> throws. The dispatch loop's clock check ends such a window.
+    /// </summary>
+    internal static TimeSpan TimeLeft(long expiresAt, DateTimeOffset now)
     {
-        var left = DateTimeOffset.FromUnixTimeSeconds(batch.ExpiresAt) - clock.GetUtcNow();
-        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
+        var left = DateTimeOffset.FromUnixTimeSeconds(expiresAt) - now;
+        return left <= TimeSpan.Zero ? TimeSpan.Zero : left >= MaxTimerDelay ? MaxTimerDelay : left;
     }
+
+    /// <summary>The longest delay a timer (and so <see cref="CancellationTokenSource"/>) accepts: 2^32 - 2 ms.</summary>
+    private static readonly TimeSpan MaxTimerDelay = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    private TimeSpan TimeLeft(BatchRecord batch) => TimeLeft(batch.ExpiresAt, clock.GetUtcNow());
 
     private async Task RunLineAsync(BatchRecord batch, BatchLine line, int rows, SemaphoreSlim permits, Action<Exception> faulted,
         CancellationToken cancellation)

@@ -25,8 +25,12 @@ internal sealed class InProcessEndpoints
 
     /// <summary>
     /// Runs <paramref name="body"/> through the handler of <paramref name="path"/>. <paramref name="cancellation"/> plays
-    /// the client going away: the handler then stops and answers nothing.
+    /// the client going away: the handler then stops and answers nothing, and this throws. An answer the handler wrote
+    /// although the cancellation came (one that finished right as a batch's window ended) is returned, the work being
+    /// done, unless it is a server error: that may be the handler's report of the stop itself (503 shutting down), and the
+    /// line is better run again or listed as expired.
     /// </summary>
+    /// <exception cref="OperationCanceledException">Cancelled before the handler answered, or answered with a server error.</exception>
     public async Task<EndpointAnswer> RunAsync(string path, JsonObject body, string requestId, CancellationToken cancellation)
     {
         var handler = handlers[path];
@@ -41,7 +45,7 @@ internal sealed class InProcessEndpoints
         using var answer = new MemoryStream();
         context.Response.Body = answer;
         await handler(context);
-        cancellation.ThrowIfCancellationRequested();
+        if (answer.Length == 0 || context.Response.StatusCode >= 500) cancellation.ThrowIfCancellationRequested();
         JsonNode? json = null;
         if (answer.Length > 0)
         {

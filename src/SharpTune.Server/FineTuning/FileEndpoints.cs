@@ -13,7 +13,7 @@ namespace SharpTune.Server.FineTuning;
 /// files too (purpose <c>batch_output</c>), stored by the Batch API, never uploaded.
 /// </summary>
 /// <param name="batchEndpoints">The endpoints a <c>batch</c> file's lines may name.</param>
-internal sealed class FileEndpoints(FineTuningService service, IReadOnlyCollection<string> batchEndpoints)
+internal sealed class FileEndpoints(FineTuningService service, IReadOnlyCollection<string> batchEndpoints, TimeProvider clock)
 {
     // Room for the multipart boundaries and the purpose field around the file itself.
     private const long MultipartOverhead = 64 * 1024;
@@ -60,7 +60,7 @@ internal sealed class FileEndpoints(FineTuningService service, IReadOnlyCollecti
             await using (var target = File.Create(temp))
                 await source.CopyToAsync(target, context.RequestAborted);
             var (format, examples) = Validate(temp, purpose);
-            var created = FineTuningService.Now();
+            var created = Now();
             var file = new StoredFile(id, FineTuningService.OwnerOf(context.Request.Headers.Authorization), created,
                 upload.Length, FileStore.SanitiseFilename(upload.FileName), purpose, format, examples,
                 created + expiresAfter);
@@ -113,7 +113,7 @@ internal sealed class FileEndpoints(FineTuningService service, IReadOnlyCollecti
     /// </summary>
     private List<StoredFile> DeleteExpired(IEnumerable<StoredFile> files)
     {
-        var now = FineTuningService.Now();
+        var now = Now();
         var live = new List<StoredFile>();
         foreach (var file in files)
         {
@@ -176,7 +176,7 @@ internal sealed class FileEndpoints(FineTuningService service, IReadOnlyCollecti
     public StoredFile Find(HttpContext context, string id)
     {
         var file = FileStore.IsFileId(id) ? service.Store.GetFile(id) : null;
-        if (file is not null && file.ExpiredAt(FineTuningService.Now()))
+        if (file is not null && file.ExpiredAt(Now()))
         {
             DeleteExpired([file]);
             file = null;
@@ -206,4 +206,7 @@ internal sealed class FileEndpoints(FineTuningService service, IReadOnlyCollecti
         }
         return line;
     }
+
+    /// <summary>The server's clock (<see cref="ServerOptions.TimeProvider"/>, which the Batch API reads too) in Unix seconds.</summary>
+    private long Now() => clock.GetUtcNow().ToUnixTimeSeconds();
 }

@@ -8,9 +8,10 @@ namespace SharpTune.Server.FineTuning;
 /// <summary>Maps the files, fine-tuning jobs and batches API onto the server (behind the same API keys as /v1).</summary>
 internal static class FineTuningEndpoints
 {
-    public static void MapFineTuning(this WebApplication app, FineTuningService service, Batches.BatchService batches, long maxBodyBytes)
+    public static void MapFineTuning(this WebApplication app, FineTuningService service, Batches.BatchService batches, long maxBodyBytes,
+        TimeProvider clock)
     {
-        var files = new FileEndpoints(service, batches.Endpoints);
+        var files = new FileEndpoints(service, batches.Endpoints, clock);
         Batches.BatchEndpoints.Map(app, batches, files, maxBodyBytes);
         var jobs = new JobEndpoints(service, files, maxBodyBytes);
         static Task Guard(HttpContext c, Func<Task> handler) => FileEndpoints.Guard(c, handler);

@@ -36,6 +36,12 @@ public sealed record EmbeddingOutput(IReadOnlyList<float[]> Vectors, IReadOnlyLi
 }
 
 /// <summary>
+/// Inputs encoded and checked for <see cref="TextEmbedder.Forward"/>: each input's token ids and the prompt's length in
+/// tokens (the same prompt leads every input).
+/// </summary>
+internal sealed record EmbeddingInputs(IReadOnlyList<IReadOnlyList<int>> Ids, int PromptLength);
+
+/// <summary>
 /// Text embeddings from a loaded decoder (any supported family, with or without an adapter applied): the model's last
 /// hidden state (after its final norm, transformers' <c>AutoModel</c> <c>last_hidden_state</c>), pooled and normalised as
 /// the folder's sentence-transformers files say (<see cref="SentenceTransformerConfig"/>), else last-token pooling with L2
@@ -114,14 +120,9 @@ public sealed class TextEmbedder
     /// <summary><see cref="Embed(IReadOnlyList{string}, EmbeddingRequestOptions?, CancellationToken)"/>, its errors naming input i as <paramref name="nameInput"/>(i) (e.g. a file's line).</summary>
     internal EmbeddingOutput Embed(IReadOnlyList<string> texts, EmbeddingRequestOptions? options, Func<int, string> nameInput, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(texts);
-        var encoder = tokenizer ?? throw new EmbeddingInputException("this embedder has no tokenizer, so it cannot read text: send token ids instead");
-        var prompt = options?.Prompt ?? Config.PromptFor(options?.PromptName);
-        var promptLength = string.IsNullOrEmpty(prompt) ? 0 : PromptLength(encoder, prompt);
-        var limit = MaxTextTokens;
-        var ids = texts.Select(text => encoder.Encode(prompt + text, addSpecialTokens: true))
-            .Select(encoded => limit is { } max ? Truncate(encoder, encoded, max) : encoded).ToArray();
-        return Run(ids, promptLength, options?.Dimensions, "text", nameInput, cancellationToken);
+        CheckDimensions(options?.Dimensions);
+        var inputs = EncodeTexts(texts, options, nameInput);
+        return Forward(inputs, Enumerable.Range(0, inputs.Ids.Count).ToArray(), options?.Dimensions, cancellationToken);
     }
 
     /// <summary>Embeds token-id sequences as given (no prompt, no special tokens added).</summary>
@@ -133,21 +134,51 @@ public sealed class TextEmbedder
     /// <summary><see cref="EmbedTokenIds(IReadOnlyList{IReadOnlyList{int}}, int?, CancellationToken)"/>, its errors naming input i as <paramref name="nameInput"/>(i).</summary>
     internal EmbeddingOutput EmbedTokenIds(IReadOnlyList<IReadOnlyList<int>> ids, int? dimensions, Func<int, string> nameInput, CancellationToken cancellationToken)
     {
+        CheckDimensions(dimensions);
+        var inputs = CheckTokenIds(ids, nameInput);
+        return Forward(inputs, Enumerable.Range(0, inputs.Ids.Count).ToArray(), dimensions, cancellationToken);
+    }
+
+    private static string InputName(int index) => $"input {index}";
+
+    /// <summary>
+    /// Texts encoded as <see cref="Embed(IReadOnlyList{string}, EmbeddingRequestOptions?, CancellationToken)"/> encodes
+    /// them and every one checked, without a forward pass: a caller embedding in several passes (the server, a turn at a
+    /// time) refuses a bad input before running any. The limit is <see cref="MaxTokens"/> as the model stands now, so
+    /// any adapter must already be applied.
+    /// </summary>
+    internal EmbeddingInputs EncodeTexts(IReadOnlyList<string> texts, EmbeddingRequestOptions? options, Func<int, string> nameInput)
+    {
+        ArgumentNullException.ThrowIfNull(texts);
+        var encoder = tokenizer ?? throw new EmbeddingInputException("this embedder has no tokenizer, so it cannot read text: send token ids instead");
+        var prompt = options?.Prompt ?? Config.PromptFor(options?.PromptName);
+        var promptLength = string.IsNullOrEmpty(prompt) ? 0 : PromptLength(encoder, prompt);
+        var limit = MaxTextTokens;
+        var ids = texts.Select(text => encoder.Encode(prompt + text, addSpecialTokens: true))
+            .Select(encoded => limit is { } max ? Truncate(encoder, encoded, max) : encoded).ToArray();
+        return Checked(ids, promptLength, "text", nameInput);
+    }
+
+    /// <summary>Token-id sequences checked as <see cref="EmbedTokenIds(IReadOnlyList{IReadOnlyList{int}}, int?, CancellationToken)"/> checks them, without a forward pass (see <see cref="EncodeTexts"/>).</summary>
+    internal EmbeddingInputs CheckTokenIds(IReadOnlyList<IReadOnlyList<int>> ids, Func<int, string> nameInput)
+    {
         ArgumentNullException.ThrowIfNull(ids);
         var vocabulary = model.Config.VocabSize;
         for (var i = 0; i < ids.Count; i++)
             if (ids[i].FirstOrDefault(id => id < 0 || id >= vocabulary, -1) is var bad and not -1)
                 throw new EmbeddingInputException($"{nameInput(i)}: token id {bad} is outside this model's vocabulary of {vocabulary}");
-        return Run(ids, 0, dimensions, "token sequence", nameInput, cancellationToken);
+        return Checked(ids, 0, "token sequence", nameInput);
     }
 
-    private static string InputName(int index) => $"input {index}";
-
-    private EmbeddingOutput Run(IReadOnlyList<IReadOnlyList<int>> ids, int promptLength, int? dimensions, string kind, Func<int, string> nameInput,
-        CancellationToken cancellationToken)
+    /// <summary>Refuses a dimension count outside 1..<see cref="Dimensions"/>.</summary>
+    internal void CheckDimensions(int? dimensions)
     {
         if (dimensions is { } d && (d < 1 || d > Dimensions))
             throw new ArgumentException($"dimensions is {d}; this model's embeddings have {Dimensions}, so ask for 1 to {Dimensions}");
+    }
+
+    private EmbeddingInputs Checked(IReadOnlyList<IReadOnlyList<int>> ids, int promptLength, string kind, Func<int, string> nameInput)
+    {
         for (var i = 0; i < ids.Count; i++)
         {
             if (ids[i].Count == 0) throw new EmbeddingInputException($"{nameInput(i)}: the {kind} encodes to no tokens");
@@ -155,9 +186,20 @@ public sealed class TextEmbedder
                 throw new ContextLengthException($"{nameInput(i)} has {ids[i].Count} tokens, more than this model's maximum of {MaxTokens} " +
                     "(its context length); shorten or split it");
         }
-        var vectors = new float[ids.Count][];
+        return new EmbeddingInputs(ids, promptLength);
+    }
+
+    /// <summary>
+    /// The forward passes alone: embeds the checked inputs at <paramref name="indices"/>, in that order, with the tokens
+    /// each took. The model must stand as it did when the inputs were checked (the same adapter applied).
+    /// </summary>
+    internal EmbeddingOutput Forward(EmbeddingInputs inputs, IReadOnlyList<int> indices, int? dimensions, CancellationToken cancellationToken)
+    {
+        CheckDimensions(dimensions);
+        var ids = indices.Select(i => inputs.Ids[i]).ToArray();
+        var vectors = new float[ids.Length][];
         // Longest first, as sentence-transformers' encode sorts: batches of similar lengths waste little on padding.
-        var order = Enumerable.Range(0, ids.Count).OrderByDescending(i => ids[i].Count).ToArray();
+        var order = Enumerable.Range(0, ids.Length).OrderByDescending(i => ids[i].Count).ToArray();
         var wasTraining = model.training;
         model.eval();
         try
@@ -166,7 +208,7 @@ public sealed class TextEmbedder
             foreach (var chunk in order.Chunk(BatchSize))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var batch = EmbedBatch(chunk.Select(i => ids[i]).ToArray(), promptLength, dimensions);
+                var batch = EmbedBatch(chunk.Select(i => ids[i]).ToArray(), inputs.PromptLength, dimensions);
                 for (var j = 0; j < chunk.Length; j++) vectors[chunk[j]] = batch[j];
             }
         }

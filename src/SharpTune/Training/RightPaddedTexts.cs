@@ -8,10 +8,17 @@ namespace SharpTune.Training;
 /// The skeleton of a batch of whole texts read by a head (a classifier's score, a reward, an embedding) rather than by
 /// next-token targets: the texts right-padded to the longest into one (B, T) tensor, a no-target tensor, plain causal
 /// attention (a real token never sees the padding after it, so no mask is needed) and where each text sits in its row.
-/// The collators hand these tensors to the batch they build, which disposes them.
+/// The collators hand these tensors to the batch they build, which disposes them. A plain class, not a record: equality
+/// and printing by value mean nothing for tensors.
 /// </summary>
-internal sealed record RightPaddedTexts(Tensor Ids, Tensor NoTargets, ForwardContext Context, int Tokens, RowSpan[] Rows)
+internal sealed class RightPaddedTexts(Tensor ids, Tensor noTargets, ForwardContext context, int tokens, RowSpan[] rows)
 {
+    public Tensor Ids { get; } = ids;
+    public Tensor NoTargets { get; } = noTargets;
+    public ForwardContext Context { get; } = context;
+    public int Tokens { get; } = tokens;
+    public RowSpan[] Rows { get; } = rows;
+
     /// <summary>The texts padded with <paramref name="padTokenId"/>; without one only a single text can be batched.</summary>
     public static RightPaddedTexts Of(IReadOnlyList<int[]> texts, int? padTokenId, Device device)
     {

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json.Nodes;
 using Parquet.Schema;
 using Parquet.Serialization;
@@ -37,15 +38,57 @@ public class ReaderTests
         // \r, \r\n and \n all end a line, as StreamReader.ReadLine counts them.
         File.WriteAllBytes(path, [.. "{\"text\":\"one\"}\r{\"text\":\"t"u8.ToArray(), 0xC3, 0x28, .. "\"}\r\n{\"a\":1,\"a\":2}\n{\"text\":\"four\"}"u8.ToArray()]);
 
-        var strict = JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true, RejectDuplicateKeys = true }).ToList();
+        var strict = JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true }).ToList();
         Assert.Equal([1L, 2L, 3L, 4L], strict.Select(r => r.Row?.LineNumber ?? r.Error!.LineNumber));
-        Assert.Equal([null, "invalid_utf8", "malformed_json", null], strict.Select(r => r.Error?.Reason));
+        Assert.Equal([null, "invalid_utf8", "duplicate_key", null], strict.Select(r => r.Error?.Reason));
         Assert.Equal($"{path}:2: the line is not valid UTF-8", strict[1].Error!.Message);
         Assert.Equal("four", strict[3].Row!.Fields["text"]!.GetValue<string>());
 
+        // The defaults replace a bad byte; a repeated key is an error either way (a JsonObject cannot hold both values).
         var lenient = JsonlRowReader.Read(path).ToList();
-        Assert.All(lenient, r => Assert.Null(r.Error));
+        Assert.Equal([null, null, "duplicate_key", null], lenient.Select(r => r.Error?.Reason));
         Assert.Equal("t\uFFFD(", lenient[1].Row!.Fields["text"]!.GetValue<string>());   // the bad byte replaced
+        Assert.Equal($"{path}:3: the key 'a' appears more than once in the object at $; keep one", lenient[2].Error!.Message);
+        Assert.All(lenient.Where(r => r.Row is not null), r => Assert.NotEmpty(r.Row!.Fields));   // every row kept reads
+        Assert.Throws<ArgumentNullException>(() => JsonlRowReader.Read(path, null!));   // at the call, not on the first row
+    }
+
+    [Fact]
+    public void A_crlf_split_across_the_strict_readers_64_KiB_reads_ends_one_line_not_two()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("long.jsonl");
+        // A first line of exactly 65,535 bytes: its \r is the last byte of the first 65,536-byte read, its \n the first of the next.
+        var first = "{\"text\":\"" + new string('a', 65_535 - "{\"text\":\"\"}".Length) + "\"}";
+        Assert.Equal(65_535, Encoding.UTF8.GetByteCount(first));
+        File.WriteAllText(path, first + "\r\n{\"text\":\"two\"}\r\n");
+
+        foreach (var rows in new[] { JsonlRowReader.Read(path, new JsonlReadOptions { StrictUtf8 = true }).ToList(), JsonlRowReader.Read(path).ToList() })
+        {
+            Assert.All(rows, r => Assert.Null(r.Error));
+            Assert.Equal([1L, 2L], rows.Select(r => r.Row!.LineNumber));
+            Assert.Equal(65_535 - 11, rows[0].Row!.Fields["text"]!.GetValue<string>().Length);
+            Assert.Equal("two", rows[1].Row!.Fields["text"]!.GetValue<string>());
+        }
+    }
+
+    [Fact]
+    public void A_key_repeated_deep_in_a_row_is_named_with_its_path_and_the_dataset_reader_reports_that_line()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("dup.jsonl", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}\n" +
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"A\",\"content\":\"B\"}]}\n");
+        var error = Assert.Throws<DataFormatException>(() => DatasetReader.ReadAll(path));
+        Assert.Equal((2L, "duplicate_key"), (error.LineNumber, error.Reason));
+        Assert.Equal($"{path}:2: the key 'content' appears more than once in the object at $.messages[1]; keep one", error.Message);
+        // A JSON array file's element is checked the same way, and reading goes on past it.
+        var array = JsonArrayRowReader.Read(dir.File("dup.json", """[{"text":"a"},{"meta":{"k":1,"k":2}},{"text":"c"}]""")).ToList();
+        Assert.Equal([null, "duplicate_key", null], array.Select(r => r.Error?.Reason));
+        Assert.Equal("the key 'k' appears more than once in the object at $.meta; keep one", array[1].Error!.Detail);
+        Assert.Equal("c", array[2].Row!.Fields["text"]!.GetValue<string>());
+        // A line malformed for another reason keeps its parser's message.
+        var malformed = JsonlRowReader.Read(dir.File("bad.jsonl", "{\"a\":1,\"a\":\n")).Single();
+        Assert.Equal("malformed_json", malformed.Error!.Reason);
     }
 
     [Fact]

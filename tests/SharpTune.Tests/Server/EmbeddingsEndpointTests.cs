@@ -145,7 +145,7 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
     }
 
     [ServerFact]
-    public async Task ALongListIsEmbeddedInTurnsWithUnchangedVectorsAndATimeoutAnswers504EvenWhileQueued()
+    public async Task ALongListIsEmbeddedInTurnsWithUnchangedVectorsABadLaterInputIsRefusedBeforeAnyForwardAndATimeoutBetweenTurnsAnswers504()
     {
         var texts = Enumerable.Range(0, 5).Select(i => $"Lily found {i} red balls by the tree.").ToArray();
         // Five inputs at two per turn: the model thread sees the request queued as three separate turns, not one.
@@ -184,23 +184,59 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
                 Assert.Equal(expected.TotalTokens, body["usage"]!["prompt_tokens"]!.GetValue<int>());
             }
 
-            // An input of a later turn is still named by its place in the whole request.
+            // An input of a later turn is still named by its place in the whole request, and refused before any forward pass ran.
+            var forwards = CountForwards(server);
             var tooLong = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject
             {
                 ["model"] = ServerFixture.BaseName, ["input"] = new JsonArray("a", "b", string.Concat(Enumerable.Repeat("Lily and Tom played. ", 300))),
             });
             Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
             Assert.Contains("input 2 has", JsonNode.Parse(await tooLong.Content.ReadAsStringAsync())!["error"]!["message"]!.GetValue<string>());
+            Assert.Equal(0, forwards.Count);
+            var badId = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject
+            {
+                ["model"] = ServerFixture.BaseName, ["input"] = new JsonArray(new JsonArray(1, 2), new JsonArray(3), new JsonArray(1, 1_000_000)),
+            });
+            Assert.Equal(HttpStatusCode.BadRequest, badId.StatusCode);
+            Assert.Contains("input 2: token id 1000000", JsonNode.Parse(await badId.Content.ReadAsStringAsync())!["error"]!["message"]!.GetValue<string>());
+            Assert.Equal(0, forwards.Count);
         }
 
-        // The engine never runs the embedding, so the request timeout is the only way the request can end.
-        await using var stalled = await SharpTuneServer.StartAsync(fixture.Options() with { RequestTimeout = TimeSpan.FromMilliseconds(200), EngineGate = _ => false });
+        // The engine runs the first turn, then holds: the request times out between turns, and its second turn never runs.
+        ForwardCounter? counted = null;
+        await using var stalled = await SharpTuneServer.StartAsync(fixture.Options() with
+        {
+            MaxBatchSize = 2, RequestTimeout = TimeSpan.FromSeconds(3), EngineGate = _ => counted is not { Count: > 0 },
+        });
+        counted = CountForwards(stalled);
         using var client = new HttpClient { BaseAddress = stalled.Url };
         client.DefaultRequestHeaders.Authorization = new("Bearer", ServerFixture.Key);
-        var timedOut = await client.PostAsJsonAsync("/v1/embeddings", new JsonObject { ["model"] = ServerFixture.BaseName, ["input"] = "Tom ran." })
+        var timedOut = await client.PostAsJsonAsync("/v1/embeddings", new JsonObject { ["model"] = ServerFixture.BaseName, ["input"] = new JsonArray("Tom ran.", "Lily sang.", "The end.") })
             .WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(HttpStatusCode.GatewayTimeout, timedOut.StatusCode);
         Assert.Equal("timeout", JsonNode.Parse(await timedOut.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        Assert.Equal(1, counted.Count);
+    }
+
+    /// <summary>Counts the served model's forward passes (an adapter hook that changes nothing); the base model must be active.</summary>
+    private static ForwardCounter CountForwards(RunningServer server)
+    {
+        var counter = new ForwardCounter();
+        server.Served.Model.ForwardAdapter = counter;
+        return counter;
+    }
+
+    private sealed class ForwardCounter : IForwardAdapter
+    {
+        private int count;
+        public int Count => Volatile.Read(ref count);
+        public int VirtualTokenCount => 0;
+
+        public (TorchSharp.torch.Tensor InputsEmbeds, ForwardContext Context) Adjust(TorchSharp.torch.Tensor inputsEmbeds, ForwardContext context)
+        {
+            Interlocked.Increment(ref count);
+            return (inputsEmbeds, context);
+        }
     }
 
     [Fact]

@@ -21,18 +21,18 @@ public static class JsonArrayRowReader
     public static IEnumerable<RowReadResult> Read(string path)
     {
         using var stream = File.OpenRead(path);
-        var elements = JsonSerializer.DeserializeAsyncEnumerable<JsonNode?>(stream).ToBlockingEnumerable();
+        var elements = JsonSerializer.DeserializeAsyncEnumerable<JsonElement>(stream).ToBlockingEnumerable();
         using var enumerator = elements.GetEnumerator();
         long index = 0;
         while (true)
         {
-            JsonNode? node = null;
+            JsonElement element = default;
             JsonException? syntaxError = null;
             bool more;
             try
             {
                 more = enumerator.MoveNext();
-                if (more) node = enumerator.Current;
+                if (more) element = enumerator.Current;
             }
             catch (JsonException e)
             {
@@ -47,11 +47,17 @@ public static class JsonArrayRowReader
             }
             if (!more) yield break;
             index++;
-            yield return node is JsonObject obj
-                ? RowReadResult.Ok(new DataRow(path, index, obj))
-                : RowReadResult.Bad(new DataFormatException(path, index, null, "not_an_object",
-                    $"expected array elements to be objects, found {(node is null ? "null" : node.GetValueKind().ToString().ToLowerInvariant())}"),
-                    node?.ToJsonString());
+            if (element.ValueKind != JsonValueKind.Object)
+            {
+                yield return RowReadResult.Bad(new DataFormatException(path, index, null, "not_an_object",
+                    $"expected array elements to be objects, found {element.ValueKind.ToString().ToLowerInvariant()}"),
+                    element.ValueKind == JsonValueKind.Null ? null : JsonSerializer.Serialize(element));
+                continue;
+            }
+            // A repeated key would make the JsonObject throw on first use: a row error naming it instead.
+            yield return RepeatedKeys.In(element) is { } repeated
+                ? RowReadResult.Bad(new DataFormatException(path, index, null, "duplicate_key", RepeatedKeys.Describe(repeated)), JsonSerializer.Serialize(element))
+                : RowReadResult.Ok(new DataRow(path, index, JsonObject.Create(element)!));
         }
     }
 }

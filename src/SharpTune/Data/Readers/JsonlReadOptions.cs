@@ -1,6 +1,6 @@
 namespace SharpTune.Data.Readers;
 
-/// <summary>Stricter checks for <see cref="JsonlRowReader"/>; both off by default, as data files from the wild need.</summary>
+/// <summary>Stricter checks for <see cref="JsonlRowReader"/>; off by default, as data files from the wild need.</summary>
 public sealed record JsonlReadOptions
 {
     /// <summary>
@@ -8,7 +8,4 @@ public sealed record JsonlReadOptions
     /// replaced by U+FFFD. A UTF-8 byte order mark at the start is still allowed.
     /// </summary>
     public bool StrictUtf8 { get; init; }
-
-    /// <summary>A line whose object repeats a key (at any depth) is a <c>malformed_json</c> error instead of keeping the last value.</summary>
-    public bool RejectDuplicateKeys { get; init; }
 }

@@ -4,7 +4,11 @@ using System.Text.Json.Nodes;
 
 namespace SharpTune.Data.Readers;
 
-/// <summary>Streams a JSON Lines file one object per line, keeping 1-based line numbers; blank lines are not rows.</summary>
+/// <summary>
+/// Streams a JSON Lines file one object per line, keeping 1-based line numbers; blank lines are not rows. An object that
+/// repeats a key (at any depth) is a <c>duplicate_key</c> row error naming the key: a <see cref="JsonObject"/> cannot hold
+/// both values (it throws on first use), and which one a writer meant is a guess.
+/// </summary>
 public static class JsonlRowReader
 {
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
@@ -14,7 +18,13 @@ public static class JsonlRowReader
     /// <summary>Reads with stricter checks; each failed check is a row error naming the file and line, and reading goes on.</summary>
     public static IEnumerable<RowReadResult> Read(string path, JsonlReadOptions options)
     {
-        var documentOptions = new JsonDocumentOptions { AllowDuplicateProperties = !options.RejectDuplicateKeys };
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(options);
+        return ReadChecked(path, options);
+    }
+
+    private static IEnumerable<RowReadResult> ReadChecked(string path, JsonlReadOptions options)
+    {
         long lineNumber = 0;
         foreach (var (line, validUtf8) in options.StrictUtf8 ? StrictUtf8Lines(path) : Lines(path))
         {
@@ -25,7 +35,7 @@ public static class JsonlRowReader
                 continue;
             }
             if (string.IsNullOrWhiteSpace(line)) continue;
-            yield return Parse(path, lineNumber, line, documentOptions);
+            yield return Parse(path, lineNumber, line);
         }
     }
 
@@ -84,15 +94,20 @@ public static class JsonlRowReader
         catch (DecoderFallbackException) { return (Encoding.UTF8.GetString(bytes), false); }   // the raw text, for a rejects log
     }
 
-    private static RowReadResult Parse(string path, long lineNumber, string line, JsonDocumentOptions documentOptions)
+    private static readonly JsonDocumentOptions NoDuplicates = new() { AllowDuplicateProperties = false };
+
+    private static RowReadResult Parse(string path, long lineNumber, string line)
     {
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(line, documentOptions: documentOptions);
+            node = JsonNode.Parse(line, documentOptions: NoDuplicates);
         }
         catch (JsonException e)
         {
+            if (RepeatedKeys.InText(line) is { } repeated)
+                return RowReadResult.Bad(new DataFormatException(path, lineNumber, null, "duplicate_key",
+                    RepeatedKeys.Describe(repeated), e), line);
             return RowReadResult.Bad(new DataFormatException(path, lineNumber, null, "malformed_json",
                 $"malformed JSON ({e.Message})", e), line);
         }

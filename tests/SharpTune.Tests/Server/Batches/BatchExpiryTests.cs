@@ -107,6 +107,126 @@ public sealed class BatchExpiryTests(JobsHarness harness) : IClassFixture<JobsHa
     }
 
     [ServerFact]
+    public async Task ABatchWhoseLastLineIsRecordedAsTheWindowEndsCompletes()
+    {
+        var clock = new FakeTimeProvider(Start);
+        await using var server = await harness.StartAsync(harness.NewJobsDir(), server: o => o with { BatchRowsInFlight = 1, TimeProvider = clock });
+        // The window's timer fires while the last line is being recorded: every line finished, so nothing expired.
+        server.Batches!.Store.BeforeAppend = line => clock.Advance(line == 2 ? TimeSpan.FromSeconds(Day) : TimeSpan.Zero);
+        using var http = JobsHarness.Http(server);
+        var lines = string.Join("\n", Enumerable.Range(1, 2).Select(i => Line($"line-{i}", "/v1/chat/completions", Chat($"Story {i}", 4))));
+        var created = await CreateAsync(http, await UploadIdAsync(http, lines));
+
+        var batch = await WaitForAsync(http, created["id"]!.GetValue<string>(), "expired", "completed", "failed", "cancelled");
+        Assert.Equal("completed", batch["status"]!.GetValue<string>());
+        Assert.Equal(Start.ToUnixTimeSeconds() + Day, batch["completed_at"]!.GetValue<long>());
+        Assert.Null(batch["expired_at"]);
+        Assert.Null(batch["error_file_id"]);
+        Assert.Equal("""{"total":2,"completed":2,"failed":0}""", batch["request_counts"]!.ToJsonString());
+    }
+
+    [ServerFact]
+    public async Task ABatchWhoseEveryLineWasRecordedBeforeAStopCompletesWhenResumedPastItsWindow()
+    {
+        var jobsDir = harness.NewJobsDir();
+        var recorded = 0;
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Holds the engine once line 1 is recorded and line 2 has reached the engine's queue.
+        bool Gate(EngineGateState state)
+        {
+            if (Volatile.Read(ref recorded) == 0 || state.QueuedRequests == 0) return true;
+            holding.TrySetResult();
+            return false;
+        }
+        string id;
+        var server = await harness.StartAsync(jobsDir, server: o => o with { BatchRowsInFlight = 1, TimeProvider = new FakeTimeProvider(Start), EngineGate = Gate });
+        try
+        {
+            server.Batches!.Store.BeforeAppend = _ => Interlocked.Increment(ref recorded);
+            using var http = JobsHarness.Http(server);
+            var lines = string.Join("\n", Enumerable.Range(1, 2).Select(i => Line($"line-{i}", "/v1/chat/completions", Chat("Story", 4))));
+            id = (await CreateAsync(http, await UploadIdAsync(http, lines)))["id"]!.GetValue<string>();
+            await holding.Task.WaitAsync(JobsHarness.HangGuard);
+            // What a stop right after line 2 was recorded leaves: every line in the results, the batch still in progress.
+            // Line 2 asked what line 1 asked, so line 1's answer stands for it.
+            var answer = server.Batches.Store.Results(id)[1].DeepClone().AsObject();
+            answer["id"] = "batch_req_" + Guid.NewGuid().ToString("N");
+            answer["custom_id"] = "line-2";
+            server.Batches.Store.AppendResult(id, 2, answer);
+        }
+        finally
+        {
+            await server.DisposeAsync();   // the held line 2 is cut off, not recorded again
+        }
+
+        // Restarted an hour after the window ended.
+        await using var restarted = await harness.StartAsync(jobsDir, server: o => o with { TimeProvider = new FakeTimeProvider(Start.AddSeconds(Day + 3600)) });
+        using var again = JobsHarness.Http(restarted);
+        var batch = await WaitForAsync(again, id, "expired", "completed", "failed", "cancelled");
+        Assert.Equal("completed", batch["status"]!.GetValue<string>());
+        Assert.Equal(Start.ToUnixTimeSeconds() + Day + 3600, batch["completed_at"]!.GetValue<long>());
+        Assert.Null(batch["error_file_id"]);
+        Assert.Equal("""{"total":2,"completed":2,"failed":0}""", batch["request_counts"]!.ToJsonString());
+        Assert.Equal(["line-1", "line-2"], (await LinesAsync(again, batch["output_file_id"]!.GetValue<string>())).Keys);
+    }
+
+    [ServerFact]
+    public async Task TheClockEndsTheWindowEvenWhenItsTimerNeverFires()
+    {
+        var clock = new TimerlessClock { Now = Start };
+        await using var server = await harness.StartAsync(harness.NewJobsDir(), server: o => o with { BatchRowsInFlight = 1, TimeProvider = clock });
+        server.Batches!.Store.BeforeAppend = line => { if (line == 1) clock.Now = Start.AddSeconds(Day); };
+        using var http = JobsHarness.Http(server);
+        var lines = string.Join("\n", Enumerable.Range(1, 3).Select(i => Line($"line-{i}", "/v1/chat/completions", Chat($"Story {i}", 4))));
+        var created = await CreateAsync(http, await UploadIdAsync(http, lines));
+
+        var batch = await WaitForAsync(http, created["id"]!.GetValue<string>(), "expired", "completed", "failed", "cancelled");
+        Assert.Equal("expired", batch["status"]!.GetValue<string>());
+        Assert.Equal("""{"total":3,"completed":1,"failed":2}""", batch["request_counts"]!.ToJsonString());
+        Assert.Equal(["line-2", "line-3"], (await LinesAsync(http, batch["error_file_id"]!.GetValue<string>())).Keys);
+    }
+
+    /// <summary>A clock set by hand whose timers never fire: a host whose timer is late, or lost.</summary>
+    private sealed class TimerlessClock : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; }
+        public override DateTimeOffset GetUtcNow() => Now;
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) => new SilentTimer();
+
+        private sealed class SilentTimer : ITimer
+        {
+            public bool Change(TimeSpan dueTime, TimeSpan period) => true;
+            public void Dispose() { }
+            public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        }
+    }
+
+    [ServerFact]
+    public async Task ABatchWhoseExpiresAtLiesBeyondATimersLongestDelayStillRuns()
+    {
+        var jobsDir = harness.NewJobsDir();
+        string id;
+        await using (var server = await harness.StartAsync(jobsDir, server: o => o with { TimeProvider = new FakeTimeProvider(Start), EngineGate = _ => false }))
+        {
+            using var http = JobsHarness.Http(server);
+            id = (await CreateAsync(http, await UploadIdAsync(http, Line("a", "/v1/chat/completions", Chat("Hi", 2)))))["id"]!.GetValue<string>();
+            await WaitForAsync(http, id, "in_progress");
+        }
+        // A record whose window ends 100 days out (edited, or stamped by a clock since set back): more than the
+        // 2^32 - 2 ms (about 49.7 days) a timer can wait, which CancellationTokenSource refuses.
+        var recordPath = Path.Combine(jobsDir, "batches", id + ".json");
+        var record = JsonNode.Parse(File.ReadAllText(recordPath))!.AsObject();
+        record["expires_at"] = Start.ToUnixTimeSeconds() + 100 * Day;
+        File.WriteAllText(recordPath, record.ToJsonString());
+
+        await using var restarted = await harness.StartAsync(jobsDir, server: o => o with { TimeProvider = new FakeTimeProvider(Start) });
+        using var again = JobsHarness.Http(restarted);
+        var batch = await WaitForAsync(again, id, "expired", "completed", "failed", "cancelled");
+        Assert.Equal("completed", batch["status"]!.GetValue<string>());
+        Assert.Equal(1, batch["request_counts"]!["completed"]!.GetValue<int>());
+    }
+
+    [ServerFact]
     public async Task ExpiresAtIsTwentyFourHoursAfterEachBatchsCreationOnTheServersClock()
     {
         var clock = new FakeTimeProvider(Start);

@@ -30,8 +30,7 @@ public sealed class BatchInputFileTests
         var path = dir.File("batch.jsonl", Request("a") + "\n" +
             """{"custom_id":"b","custom_id":"c","method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}""" + "\n");
         var error = Assert.Throws<BatchFileException>(() => BatchInputFile.Read(path, Endpoints));
-        Assert.StartsWith("line 2: not valid JSON: ", error.Message);
-        Assert.Contains("custom_id", error.Message);
+        Assert.Equal("line 2: the key 'custom_id' appears more than once in the object at $; keep one", error.Message);
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Time.Testing;
 using SharpTune.Server;
 
 namespace SharpTune.Tests.Server.FineTuning;
@@ -29,6 +30,7 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
         { "preference missing the preferred side", Pair(true) + "\n" + Pair(true).Replace("\"preferred_output\"", "\"other\""), "line 2: field 'preferred_output': missing" },
         { "mixed formats", Good + "\n" + """{"prompt":"a","completion":"b"}""", "line 2:" },
         { "not an object", Good + "\n[1, 2]", "line 2: expected a JSON object" },
+        { "a key twice", Good + "\n" + """{"messages":[{"role":"user","content":"Hi","content":"Hello"},{"role":"assistant","content":"Yo"}]}""", "line 2: the key 'content' appears more than once in the object at $.messages[0]" },
         // The trainer reads ShareGPT rows from local files, but OpenAI's fine-tuning API takes only its own formats.
         { "ShareGPT chat", Good + "\n" + """{"conversations":[{"from":"human","value":"Hi"},{"from":"gpt","value":"Hello"}]}""", "line 2: field 'conversations': ShareGPT rows are not an OpenAI fine-tuning format" },
         { "ShareGPT preference", """{"conversations":[{"from":"human","value":"Hi"}],"chosen":{"from":"gpt","value":"Hello"},"rejected":{"from":"gpt","value":"Go"}}""", "line 1: field 'conversations': ShareGPT rows are not an OpenAI fine-tuning format" },
@@ -121,7 +123,9 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
     [ServerFact]
     public async Task AFileUploadedWithExpiresAfterCarriesExpiresAtAndIsGoneOnceItPasses()
     {
-        await using var server = await harness.StartAsync(harness.NewJobsDir());
+        // The server's clock (ServerOptions.TimeProvider, which batches read too) stamps files and ends them.
+        var clock = new FakeTimeProvider(DateTimeOffset.FromUnixTimeSeconds(1_800_000_000));
+        await using var server = await harness.StartAsync(harness.NewJobsDir(), server: o => o with { TimeProvider = clock });
         using var http = JobsHarness.Http(server);
         // The fields as the official SDKs send OpenAI's expires_after object in a multipart upload.
         async Task<(HttpStatusCode Status, JsonNode Body)> Upload(string anchor, string seconds)
@@ -140,7 +144,8 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
         var (status, file) = await Upload("created_at", "3600");
         Assert.Equal(HttpStatusCode.OK, status);
         var id = (string)file["id"]!;
-        Assert.Equal((long)file["created_at"]! + 3600, (long)file["expires_at"]!);
+        Assert.Equal(1_800_000_000L, (long)file["created_at"]!);
+        Assert.Equal(1_800_000_000L + 3600, (long)file["expires_at"]!);
         Assert.Equal((long)file["expires_at"]!, (long)JsonNode.Parse(await http.GetStringAsync($"/v1/files/{id}"))!["expires_at"]!);
         // A file uploaded without it does not expire and has no expires_at, as OpenAI's file object.
         var plain = JsonNode.Parse(await (await JobsHarness.UploadRawAsync(http, Encoding.UTF8.GetBytes(Good + "\n"))).Content.ReadAsStringAsync())!;
@@ -156,9 +161,11 @@ public sealed class FileUploadTests(JobsHarness harness) : IClassFixture<JobsHar
             Assert.True((HttpStatusCode.BadRequest, param) == (refused, (string?)error["error"]?["param"]), $"{anchor} {seconds}: {refused} {error}");
         }
 
-        // Once the hour has passed (moved into the past here rather than waited for) the file is deleted: 404, unlisted.
+        // Still there at the last second of its hour; once the hour has passed it is deleted: 404, unlisted.
         var store = server.FineTuning!.Store;
-        store.AddFile(store.GetFile(id)! with { ExpiresAt = SharpTune.Server.FineTuning.FineTuningService.Now() - 1 });
+        clock.Advance(TimeSpan.FromSeconds(3599));
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync($"/v1/files/{id}")).StatusCode);
+        clock.Advance(TimeSpan.FromSeconds(1));
         Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"/v1/files/{id}/content")).StatusCode);
         var listed = JsonNode.Parse(await http.GetStringAsync("/v1/files"))!["data"]!.AsArray().Select(f => (string)f!["id"]!).ToArray();
         Assert.Equal([(string)plain["id"]!], listed);
