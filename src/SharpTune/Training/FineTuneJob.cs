@@ -183,7 +183,7 @@ public static class FineTuneJob
         if (pooling is not null)
             log?.Invoke($"embedding: {string.Join("+", pooling.PoolingModes)} pooling{(pooling.Normalize ? ", normalised" : "")} " +
                         (pooling.FromSentenceTransformerFiles ? "(the base's modules.json)" : options.Pooling is null ? "(the default for a decoder)" : "(--pooling)"));
-        manual_seed(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
+        Runtime.DeviceRandom.SeedAll(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
         if (adapter is null)

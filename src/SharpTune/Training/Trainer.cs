@@ -111,7 +111,7 @@ public sealed class Trainer
             var lr = LearningRateSchedule.At(options.LrSchedule, options.LearningRate, step, totalSteps, warmup);
             var stepClock = Stopwatch.StartNew();
             model.train();
-            manual_seed(options.Seed * 1_000_003 + step);   // dropout masks depend only on the step
+            Runtime.DeviceRandom.SeedAll(options.Seed * 1_000_003 + step);   // dropout masks, on every device, depend only on the step
             var order = Permutation(train.Count, schedule.EpochOf(step));
             var micro = schedule.MicroBatches(step).Select(b => order[b.Start..(b.Start + b.Count)].Select(i => train[i]).ToArray()).ToArray();
             var batches = DataParallel.ShareOf(micro, options.GradientAccumulation, group);
