@@ -36,6 +36,13 @@ internal static class EmbeddingRecipe
     /// <summary>The length texts are cut to in training, saved as max_seq_length and used by the evaluation embedders: --max-seq-length, at most the context.</summary>
     public static int MaxLength(TrainingOptions options, CausalLanguageModel model) => Math.Min(options.MaxSeqLength, model.Config.ContextLength);
 
+    /// <summary>
+    /// How many texts validation and --test embed per forward: the micro-batch size, and with cached-mnrl at most its
+    /// mini-batch — the point of cached MNRL is a micro-batch too large for one forward, so evaluation must not run one.
+    /// </summary>
+    internal static int EvaluationBatchSize(TrainingOptions options, EmbeddingSettings settings) =>
+        settings.Loss == EmbeddingSettings.CachedMultipleNegativesRanking ? Math.Min(options.MicroBatchSize, settings.MiniBatchSize) : options.MicroBatchSize;
+
     public static FineTuneResult Run(RecipeContext context, EmbeddingSettings settings, SentenceTransformerConfig pooling, HfTokenizer tokenizer,
         IReadOnlyList<TrainingExample> train, IReadOnlyList<TrainingExample> validation, IReadOnlyList<TrainingExample> test, ParameterSummary parameters)
     {
@@ -54,7 +61,7 @@ internal static class EmbeddingRecipe
         var dims = matryoshka?.Dims ?? [];
         if (settings.Loss == EmbeddingSettings.CoSent)
         {
-            var similarity = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
+            var similarity = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = EvaluationBatchSize(options, settings) };
             var correlation = validation.Count < 2 ? null : new CorrelationHook(similarity, validation.Cast<ScoredPairExample>().ToList(), dims);
             var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale, matryoshka), correlation)
                 { ArrangeEpoch = Sampler(context, settings, train.Cast<ScoredPairExample>().Select(r => (IReadOnlyCollection<string>)[r.Sentence1, r.Sentence2]).ToList()) };
@@ -62,7 +69,7 @@ internal static class EmbeddingRecipe
             if (test.Count < 2 || scored.TestMetrics is null) return scored;
             return scored with { TestMetrics = scored.TestMetrics.Concat(CorrelationHook.Scores(similarity, test.Cast<ScoredPairExample>().ToList(), dims, "")).ToDictionary() };
         }
-        var embedder = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = options.MicroBatchSize };
+        var embedder = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = EvaluationBatchSize(options, settings) };
         var hook = validation.Count == 0 ? null : new RetrievalHook(embedder, RetrievalSet.FromExamples(validation.Cast<EmbeddingPairExample>()), dims);
         ITrainingObjective objective = settings.Loss == EmbeddingSettings.CachedMultipleNegativesRanking
             ? new CachedEmbeddingObjective(pooling, settings.Scale, settings.MiniBatchSize, matryoshka)

@@ -141,6 +141,19 @@ public sealed class CachedMultipleNegativesRankingLossTests
     }
 
     [Fact]
+    public void Validation_and_test_embed_at_most_a_mini_batch_of_texts_per_forward()
+    {
+        var options = new TrainingOptions { Task = TrainingTasks.Embedding, MicroBatchSize = 256, LossType = "cached-mnrl", MiniBatchSize = 8 };
+        Assert.Equal(8, EmbeddingRecipe.EvaluationBatchSize(options, EmbeddingSettings.From(options)));
+        // The default mini-batch (32), and a mini-batch larger than the micro-batch.
+        Assert.Equal(32, EmbeddingRecipe.EvaluationBatchSize(options with { MiniBatchSize = null }, EmbeddingSettings.From(options with { MiniBatchSize = null })));
+        Assert.Equal(4, EmbeddingRecipe.EvaluationBatchSize(options with { MicroBatchSize = 4 }, EmbeddingSettings.From(options with { MicroBatchSize = 4 })));
+        // Plain MNRL embeds a micro-batch per forward in training, so evaluation may too.
+        var plain = new TrainingOptions { Task = TrainingTasks.Embedding, MicroBatchSize = 256 };
+        Assert.Equal(256, EmbeddingRecipe.EvaluationBatchSize(plain, EmbeddingSettings.From(plain)));
+    }
+
+    [Fact]
     public void Bad_settings_are_refused_by_name()
     {
         static string Error(TrainingOptions options) => Assert.Throws<ArgumentException>(() => EmbeddingSettings.From(options)).Message;
