@@ -64,8 +64,9 @@ internal static class EmbeddingRecipe
             var similarity = new TextEmbedder(context.Model, tokenizer, pooling) { BatchSize = EvaluationBatchSize(options, settings) };
             var correlation = validation.Count < 2 ? null : new CorrelationHook(similarity, validation.Cast<ScoredPairExample>().ToList(), dims);
             var cosent = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new CoSentObjective(pooling, settings.Scale, matryoshka), correlation)
-                { ArrangeEpoch = Sampler(context, settings, train.Cast<ScoredPairExample>().Select(r => (IReadOnlyCollection<string>)[r.Sentence1, r.Sentence2]).ToList()) };
-            var scored = context.Run(cosent, examples => TokenizeScored(examples, tokenizer, maxLength), train, validation, test, ScoredPairCollator.Collate, parameters);
+                { ArrangeEpoch = Sampler(context, settings, train.Select(ScoredTexts).ToList()) };
+            var scored = context.Run(cosent, examples => TokenizeScored(examples, tokenizer, maxLength), train,
+                EvaluationOrder(options, settings, validation, ScoredTexts), EvaluationOrder(options, settings, test, ScoredTexts), ScoredPairCollator.Collate, parameters);
             if (test.Count < 2 || scored.TestMetrics is null) return scored;
             return scored with { TestMetrics = scored.TestMetrics.Concat(CorrelationHook.Scores(similarity, test.Cast<ScoredPairExample>().ToList(), dims, "")).ToDictionary() };
         }
@@ -75,8 +76,9 @@ internal static class EmbeddingRecipe
             ? new CachedEmbeddingObjective(pooling, settings.Scale, settings.MiniBatchSize, matryoshka)
             : new EmbeddingObjective(pooling, settings.Scale, matryoshka);
         var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, objective, hook)
-            { ArrangeEpoch = Sampler(context, settings, train.Cast<EmbeddingPairExample>().Select(r => (IReadOnlyCollection<string>)[r.Anchor, r.Positive, .. r.Negatives]).ToList()) };
-        var result = context.Run(trainer, examples => Tokenize(examples, tokenizer, maxLength), train, validation, test, EmbeddingCollator.Collate, parameters);
+            { ArrangeEpoch = Sampler(context, settings, train.Select(PairTexts).ToList()) };
+        var result = context.Run(trainer, examples => Tokenize(examples, tokenizer, maxLength), train,
+            EvaluationOrder(options, settings, validation, PairTexts), EvaluationOrder(options, settings, test, PairTexts), EmbeddingCollator.Collate, parameters);
         if (test.Count == 0 || result.TestMetrics is null) return result;
         var retrieval = RetrievalHook.Scores(embedder, RetrievalSet.FromExamples(test.Cast<EmbeddingPairExample>()), dims, "");
         return result with { TestMetrics = result.TestMetrics.Concat(retrieval).ToDictionary() };
@@ -96,6 +98,29 @@ internal static class EmbeddingRecipe
         context.Log?.Invoke($"batch sampler no_duplicates: {batches.Count} micro-batches of up to {size} rows per epoch" +
             (repeating == 0 ? ", none repeating a text" : $"; {repeating} of them (at the epoch's end) must repeat a text, the rows left sharing texts"));
         return order => NoDuplicatesBatchSampler.EpochOrder(texts, order, size);
+    }
+
+    /// <summary>A row's texts as the batch sampler sees them: every column (a CoSENT score is a label, not a text).</summary>
+    private static IReadOnlyCollection<string> PairTexts(TrainingExample row) =>
+        row is EmbeddingPairExample r ? [r.Anchor, r.Positive, .. r.Negatives] : throw new ArgumentException("expected an (anchor, positive) row", nameof(row));
+
+    private static IReadOnlyCollection<string> ScoredTexts(TrainingExample row) =>
+        row is ScoredPairExample r ? [r.Sentence1, r.Sentence2] : throw new ArgumentException("expected a (sentence1, sentence2, score) row", nameof(row));
+
+    /// <summary>
+    /// The validation or test rows in the order their loss is taken in (cut into micro-batches in that order): with
+    /// batch_sampler no_duplicates, <see cref="NoDuplicatesBatchSampler"/>'s arrangement of the seed's epoch-0
+    /// permutation, as sentence-transformers' <c>get_eval_dataloader</c> and <c>get_test_dataloader</c> give the eval
+    /// dataset the same batch sampler as training, seeded with the run's seed (UKPLab/sentence-transformers@00e20051a1e3a7c38a75edaba7a1ad4ca0b6974e,
+    /// sentence_transformers/trainer.py), so val_loss scores no text against itself either; otherwise the rows as given.
+    /// The retrieval and correlation metrics do not depend on the order and keep the given one.
+    /// </summary>
+    internal static IReadOnlyList<TrainingExample> EvaluationOrder(TrainingOptions options, EmbeddingSettings settings, IReadOnlyList<TrainingExample> rows,
+        Func<TrainingExample, IReadOnlyCollection<string>> texts)
+    {
+        if (settings.BatchSampler != NoDuplicatesBatchSampler.NoDuplicates || rows.Count == 0) return rows;
+        var order = NoDuplicatesBatchSampler.EpochOrder(rows.Select(texts).ToList(), Trainer.SeededPermutation(rows.Count, options.Seed, 0), options.MicroBatchSize);
+        return [.. order.Select(i => rows[i])];
     }
 
     /// <summary>

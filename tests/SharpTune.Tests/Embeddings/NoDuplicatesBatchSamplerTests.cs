@@ -176,4 +176,30 @@ public sealed class NoDuplicatesBatchSamplerTests
         Assert.Contains("task embedding only", Assert.Throws<ArgumentException>(
             () => EmbeddingSettings.Validate(new TrainingOptions { BatchSampler = "no_duplicates" }, TrainingTasks.CausalLm)).Message);
     }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Val_loss_is_taken_on_micro_batches_the_sampler_arranged()
+    {
+        using var temp = new TempDir();
+        string[] texts = ["Tom ran home.", "It began to rain.", "Lily saw a dog.", "The tree was tall.", "Ben ate cake.", "Birds sang.", "Sue was sad.", "Milk is cold."];
+        static string Jsonl(IEnumerable<(string Anchor, string Positive)> rows) =>
+            string.Join("\n", rows.Select(r => new JsonObject { ["anchor"] = r.Anchor, ["positive"] = r.Positive }.ToJsonString())) + "\n";
+        var train = temp.File("train.jsonl", Jsonl(Enumerable.Range(0, 4).Select(i => (texts[2 * i], texts[2 * i + 1]))));
+        // A chain: each row's positive is the next row's anchor, so every micro-batch of 2 in file order repeats a text.
+        var rows = Enumerable.Range(0, 8).Select(i => (texts[i], texts[(i + 1) % 8])).ToArray();
+        IReadOnlyCollection<string>[] rowTexts = [.. rows.Select(r => (IReadOnlyCollection<string>)[r.Item1, r.Item2])];
+        // A seed whose epoch-0 order the sampler can arrange without a forced repeat.
+        var seed = Enumerable.Range(1, 100).First(s => !NoDuplicatesBatchSampler.Batches(rowTexts, Trainer.SeededPermutation(rows.Length, s, 0), 2).Repeats.Any(r => r));
+        var options = EmbeddingTrainingJobTests.Options(train, Path.Combine(temp.Path, "no-duplicates")) with
+            { MicroBatchSize = 2, MaxSteps = 1, Seed = seed, Validation = temp.File("chain.jsonl", Jsonl(rows)), BatchSampler = "no-duplicates" };
+        var arranged = NoDuplicatesBatchSampler.EpochOrder(rowTexts, Trainer.SeededPermutation(rows.Length, seed, 0), 2);
+        Assert.All(arranged.Chunk(2), pair => Assert.Empty(rowTexts[pair[0]].Intersect(rowTexts[pair[1]])));
+
+        var sampled = FineTuneJob.Run(options).InitialValidationLoss;
+        // The same rows written in the sampler's arrangement and read in file order by the default sampler: the same micro-batches.
+        var rearranged = temp.File("arranged.jsonl", Jsonl(arranged.Select(i => rows[i])));
+        var expected = FineTuneJob.Run(options with { Output = Path.Combine(temp.Path, "file-order"), Validation = rearranged, BatchSampler = null }).InitialValidationLoss;
+        Assert.NotNull(expected);
+        Assert.Equal(expected, sampled);
+    }
 }
