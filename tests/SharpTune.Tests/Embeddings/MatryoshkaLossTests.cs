@@ -124,6 +124,24 @@ public sealed class MatryoshkaLossTests
     }
 
     [Fact]
+    public void Bf16_embeddings_are_cut_and_normalised_in_float32()
+    {
+        // sentence-transformers under autocast normalises each cut in float32. Pooling hands the objectives float32
+        // already; a caller with bf16 embeddings must get the same: a cut normalised in bf16 would be rounded to 8
+        // significant bits before the loss's own float32 normalisation, and the full-width term would drift from MNRL.
+        manual_seed(3);
+        using var embeddings = randn(7, 64).to(ScalarType.BFloat16);
+        Tensor Scores(Tensor e) => MultipleNegativesRankingLoss.Scores(e.narrow(0, 0, 3), e.narrow(0, 3, 4), 20);
+        var plain = MultipleNegativesRankingLoss.Compute(Scores(embeddings)).item<float>();
+        var fullWidth = MatryoshkaLoss.Compute(embeddings, [64], [1], e => MultipleNegativesRankingLoss.Compute(Scores(e))).item<float>();
+        Assert.True(Math.Abs(plain - fullWidth) <= 1e-6 * Math.Abs(plain), $"MNRL {plain} vs Matryoshka at full width {fullWidth}");
+        using var cut = MatryoshkaLoss.Shrink(embeddings, 16);
+        Assert.Equal(ScalarType.Float32, cut.dtype);
+        using var expected = embeddings.narrow(1, 0, 16).to(ScalarType.Float32);
+        Assert.True(cut.allclose(expected / expected.norm(1, keepdim: true, p: 2), rtol: 1e-6, atol: 1e-7));
+    }
+
+    [Fact]
     public void Bad_settings_are_refused_by_name()
     {
         static string Error(TrainingOptions options) => Assert.Throws<ArgumentException>(() => MatryoshkaSettings.From(options)).Message;
