@@ -88,16 +88,20 @@ internal static class EmbeddingRecipe
     /// With batch_sampler no_duplicates, how each epoch's permutation becomes <see cref="NoDuplicatesBatchSampler"/>'s
     /// batches of the micro-batch size, over the rows' texts (every column; a CoSENT score is a label, not a text, as
     /// sentence-transformers drops label columns). Training rows become training items one for one, so indices match.
+    /// Each epoch, as the trainer arranges it (on a resume, the epoch it resumes in), logs its micro-batches and, as a
+    /// warning, how many rows had to join a micro-batch sharing a text with them.
     /// </summary>
-    private static Func<int[], int[]>? Sampler(RecipeContext context, EmbeddingSettings settings, IReadOnlyList<IReadOnlyCollection<string>> texts)
+    private static Func<int[], int, int[]>? Sampler(RecipeContext context, EmbeddingSettings settings, IReadOnlyList<IReadOnlyCollection<string>> texts)
     {
         if (settings.BatchSampler != NoDuplicatesBatchSampler.NoDuplicates) return null;
         var size = context.Options.MicroBatchSize;
-        var (batches, repeats) = NoDuplicatesBatchSampler.Batches(texts, Trainer.SeededPermutation(texts.Count, context.Options.Seed, 0), size);
-        var repeating = repeats.Count(r => r);
-        context.Log?.Invoke($"batch sampler no_duplicates: {batches.Count} micro-batches of up to {size} rows per epoch" +
-            (repeating == 0 ? ", none repeating a text" : $"; {repeating} of them (at the epoch's end) must repeat a text, the rows left sharing texts"));
-        return order => NoDuplicatesBatchSampler.EpochOrder(texts, order, size);
+        var log = context.Log;
+        return (order, epoch) =>
+        {
+            var (batches, forced) = NoDuplicatesBatchSampler.Batches(texts, order, size);
+            log?.Invoke(NoDuplicatesBatchSampler.Describe(batches, forced, size, epoch));
+            return [.. batches.SelectMany(b => b)];
+        };
     }
 
     /// <summary>A row's texts as the batch sampler sees them: every column (a CoSENT score is a label, not a text).</summary>
