@@ -75,6 +75,7 @@ internal static class EmbeddingRecipe
         ITrainingObjective objective = settings.Loss == EmbeddingSettings.CachedMultipleNegativesRanking
             ? new CachedEmbeddingObjective(pooling, settings.Scale, settings.MiniBatchSize, matryoshka)
             : new EmbeddingObjective(pooling, settings.Scale, matryoshka);
+        if (objective is CachedEmbeddingObjective) LogCachedPieces(context, settings, train);
         var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, objective, hook)
             { ArrangeEpoch = Sampler(context, settings, train.Select(PairTexts).ToList()) };
         var result = context.Run(trainer, examples => Tokenize(examples, tokenizer, maxLength), train,
@@ -102,6 +103,26 @@ internal static class EmbeddingRecipe
             log?.Invoke(NoDuplicatesBatchSampler.Describe(batches, forced, size, epoch));
             return [.. batches.SelectMany(b => b)];
         };
+    }
+
+    private static void LogCachedPieces(RecipeContext context, EmbeddingSettings settings, IReadOnlyList<TrainingExample> train)
+    {
+        var negatives = train.Cast<EmbeddingPairExample>().Select(r => r.Negatives.Count).DefaultIfEmpty(0).Max();
+        foreach (var line in CachedPieceNotes(context.Options.MicroBatchSize, settings.MiniBatchSize, negatives)) context.Log?.Invoke(line);
+    }
+
+    /// <summary>
+    /// How cached MNRL cuts each micro-batch (rows of an anchor, a positive and up to <paramref name="maxNegatives"/>
+    /// negatives), and a warning when <paramref name="miniBatchSize"/> holds a whole micro-batch's texts: its one piece
+    /// is then the micro-batch, and the second forward pass costs time for nothing plain MNRL would not give.
+    /// </summary>
+    internal static IEnumerable<string> CachedPieceNotes(int microBatchSize, int miniBatchSize, int maxNegatives)
+    {
+        var texts = microBatchSize * (2 + maxNegatives);
+        yield return $"embedding: CachedMultipleNegativesRankingLoss, {miniBatchSize} texts per forward pass (--mini-batch-size) of up to {texts} per micro-batch";
+        if (miniBatchSize >= texts)
+            yield return $"warning: --mini-batch-size {miniBatchSize} holds a whole micro-batch's texts (up to {texts}), so cached-mnrl " +
+                "runs every text forward twice to no purpose: mnrl gives the same loss and gradients in one pass (or raise --batch-size)";
     }
 
     /// <summary>A row's texts as the batch sampler sees them: every column (a CoSENT score is a label, not a text).</summary>

@@ -151,6 +151,8 @@ public sealed class MatryoshkaLossTests
         Assert.Contains("at least one", Error(new TrainingOptions { MatryoshkaDims = [] }));
         Assert.Contains("not negative", Error(new TrainingOptions { MatryoshkaDims = [64], MatryoshkaWeights = [-1] }));
         Assert.Contains("needs matryoshka_dims", Error(new TrainingOptions { MatryoshkaWeights = [1] }));
+        Assert.Contains("matryoshka_weights (--matryoshka-weights) are all 0", Error(new TrainingOptions { MatryoshkaDims = [64, 32], MatryoshkaWeights = [0, 0] }));
+        Assert.Equal([0.0, 1], MatryoshkaSettings.From(new TrainingOptions { MatryoshkaDims = [64, 32], MatryoshkaWeights = [0, 1] })!.Weights);
         var settings = MatryoshkaSettings.From(new TrainingOptions { MatryoshkaDims = [128, 32] })!;
         Assert.Equal([1.0, 1], settings.Weights);
         Assert.Contains("wider than this model's 64", Assert.Throws<ArgumentException>(() => settings.CheckWidth(64)).Message);
