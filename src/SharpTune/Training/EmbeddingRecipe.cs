@@ -149,11 +149,20 @@ internal static class EmbeddingRecipe
     }
 
     /// <summary>
-    /// The options that cut embeddings to each Matryoshka dimension, with the prefix its metrics get, as sentence-transformers'
-    /// Matryoshka example names its evaluators (an evaluator per dimension with <c>truncate_dim</c> and name <c>dim_{d}</c>).
+    /// The widths metrics are reported at, with their prefixes: the full width unprefixed (null), then each Matryoshka
+    /// dimension narrower than <paramref name="width"/> as <c>dim_{d}_</c>, as sentence-transformers' Matryoshka example
+    /// names its evaluators (one per dimension with <c>truncate_dim</c> and name <c>dim_{d}</c>). A dimension equal to the
+    /// full width would only repeat the unprefixed metrics, so it has none of its own.
     /// </summary>
-    private static IEnumerable<(string Prefix, EmbeddingRequestOptions? Options)> Cuts(IReadOnlyList<int> dims) =>
-        dims.Select(d => ($"dim_{d}_", (EmbeddingRequestOptions?)new EmbeddingRequestOptions { Dimensions = d })).Prepend(("", null));
+    private static IEnumerable<(string Prefix, int? Dims)> Cuts(IReadOnlyList<int> dims, int width) =>
+        dims.Where(d => d < width).Select(d => ($"dim_{d}_", (int?)d)).Prepend(("", null));
+
+    /// <summary>
+    /// Full-width embeddings cut to their first <paramref name="dims"/> components, in memory: the texts are embedded
+    /// once for every dimension. The cut is not renormalised — both evaluators score by cosine, which ignores a vector's
+    /// length — so the metrics are those of the embedder's own truncation (<c>truncate_dim</c>) up to float rounding.
+    /// </summary>
+    private static IReadOnlyList<float[]> Cut(IReadOnlyList<float[]> vectors, int? dims) => dims is { } d ? [.. vectors.Select(v => v[..d])] : vectors;
 
     /// <summary>
     /// Each text encoded as <see cref="TextEmbedder"/> encodes it (the tokenizer's special tokens, no prompt) and cut to
@@ -201,27 +210,35 @@ internal static class EmbeddingRecipe
 
     /// <summary>
     /// EmbeddingSimilarityEvaluator's pearson_cosine and spearman_cosine on the validation pairs, logged with <c>val_</c>,
-    /// and again for each Matryoshka dimension as <c>val_dim_{d}_spearman_cosine</c>, ….
+    /// and again for each Matryoshka dimension narrower than the embedding as <c>val_dim_{d}_spearman_cosine</c>, ….
     /// </summary>
     private sealed class CorrelationHook(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs, IReadOnlyList<int> dims) : IEvaluationHook
     {
         public IReadOnlyDictionary<string, double> Evaluate(int step) => Scores(embedder, pairs, dims, "val_");
 
-        public static IReadOnlyDictionary<string, double> Scores(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs, IReadOnlyList<int> dims, string prefix) =>
-            Cuts(dims).SelectMany(cut => SimilarityCorrelation.Evaluate(embedder, pairs.Select(p => p.Sentence1).ToList(), pairs.Select(p => p.Sentence2).ToList(),
-                pairs.Select(p => p.Score).ToList(), cut.Options).Select(kv => KeyValuePair.Create(prefix + cut.Prefix + kv.Key, kv.Value))).ToDictionary();
+        public static IReadOnlyDictionary<string, double> Scores(TextEmbedder embedder, IReadOnlyList<ScoredPairExample> pairs, IReadOnlyList<int> dims, string prefix)
+        {
+            var first = embedder.Embed(pairs.Select(p => p.Sentence1).ToList()).Vectors;
+            var second = embedder.Embed(pairs.Select(p => p.Sentence2).ToList()).Vectors;
+            var scores = pairs.Select(p => p.Score).ToList();
+            return Cuts(dims, embedder.Dimensions).SelectMany(cut => SimilarityCorrelation.Score(Cut(first, cut.Dims), Cut(second, cut.Dims), scores)
+                .Select(kv => KeyValuePair.Create(prefix + cut.Prefix + kv.Key, kv.Value))).ToDictionary();
+        }
     }
 
     /// <summary>
     /// InformationRetrievalEvaluator's metrics on the validation pairs at each evaluation, logged as <c>val_cosine_ndcg@10</c>,
-    /// …, and again for each Matryoshka dimension as <c>val_dim_{d}_cosine_ndcg@10</c>, ….
+    /// …, and again for each Matryoshka dimension narrower than the embedding as <c>val_dim_{d}_cosine_ndcg@10</c>, ….
     /// </summary>
     private sealed class RetrievalHook(TextEmbedder embedder, RetrievalSet validation, IReadOnlyList<int> dims) : IEvaluationHook
     {
         public IReadOnlyDictionary<string, double> Evaluate(int step) => Scores(embedder, validation, dims, "val_");
 
-        public static IReadOnlyDictionary<string, double> Scores(TextEmbedder embedder, RetrievalSet set, IReadOnlyList<int> dims, string prefix) =>
-            Cuts(dims).SelectMany(cut => set.Evaluate(embedder, null, cut.Options, cut.Options)
+        public static IReadOnlyDictionary<string, double> Scores(TextEmbedder embedder, RetrievalSet set, IReadOnlyList<int> dims, string prefix)
+        {
+            var (queries, corpus) = set.Embed(embedder, null, null);
+            return Cuts(dims, embedder.Dimensions).SelectMany(cut => set.Score(Cut(queries, cut.Dims), Cut(corpus, cut.Dims))
                 .Select(kv => KeyValuePair.Create(prefix + cut.Prefix + kv.Key, kv.Value))).ToDictionary();
+        }
     }
 }
