@@ -162,6 +162,17 @@ public sealed class MatryoshkaLossTests
         Assert.Contains("task embedding only", causal.Message);
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void A_run_refuses_a_dimension_wider_than_the_models_embeddings_before_training()
+    {
+        using var temp = new TempDir();
+        var data = temp.File("pairs.jsonl", string.Join("\n", Pairs.Select(p => new JsonObject { ["anchor"] = p.Anchor, ["positive"] = p.Positive }.ToJsonString())) + "\n");
+        var options = EmbeddingTrainingJobTests.Options(data, Path.Combine(temp.Path, "run")) with { MaxSteps = 1, MatryoshkaDims = [128, 32] };
+        var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Run(options));
+        Assert.Contains("matryoshka_dims (--matryoshka-dims) 128 is wider than this model's 64-dimensional embeddings", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(options.Output, "final")));
+    }
+
     [Fact]
     public void The_yaml_config_reads_dimension_and_weight_lists()
     {
