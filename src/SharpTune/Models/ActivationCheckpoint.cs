@@ -5,14 +5,12 @@ namespace SharpTune.Models;
 /// <summary>
 /// Gradient (activation) checkpointing for one block: the forward runs without keeping its intermediate activations,
 /// and the backward runs the block again from its saved input before differentiating it — PyTorch's reentrant
-/// torch.utils.checkpoint. TorchSharp has no checkpoint API, so this is a custom autograd function. The random-number
-/// state is replayed so dropout masks in the recomputation equal the forward's: the CPU generator's state is saved and
-/// restored, as PyTorch's checkpoint does. A CUDA generator's state cannot be read in TorchSharp 0.107 (see
-/// <see cref="Runtime.DeviceRandom"/>), so for a block on a GPU the forward instead seeds the GPUs' generators with a
-/// seed drawn from the CPU generator (itself seeded per step), and the recomputation seeds them again with it. The GPU
-/// generators are then left where the recomputation leaves them, not where the forward left them: harmless as a
-/// backward draws no random numbers and every step seeds anew, but unlike PyTorch a checkpointed GPU run's dropout masks
-/// differ from an uncheckpointed one's (each is exact and reproducible on its own).
+/// torch.utils.checkpoint. TorchSharp has no checkpoint API, so this is a custom autograd function. The CPU generator's
+/// state is saved and restored around the recomputation, so on the CPU dropout masks in the recomputation equal the
+/// forward's. PyTorch does the same for the CUDA generators; TorchSharp 0.107 cannot read or set a CUDA generator's state
+/// (see <see cref="Runtime.DeviceRandom"/>), so on a GPU a layer with dropout draws new masks when recomputed and its
+/// gradients are not exactly those of its forward (the run logs a warning). Reseeding the GPU per block would fix the
+/// recomputation but not match a forward without gradients (cached MNRL's first pass runs unchecked), so it is not done.
 /// </summary>
 public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<ActivationCheckpoint>
 {
@@ -91,12 +89,6 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
         var keepProducts = vars.Length > 2 && (bool)vars[2];
         CustomFunctionOutputs.Record(ctx);
         ctx.save_data("block", block);
-        if (input.device_type == TorchSharp.DeviceType.CUDA)
-        {
-            var cudaSeed = Runtime.DeviceRandom.DrawSeed();   // before the CPU state is saved: the recomputation then draws as the forward did
-            Runtime.DeviceRandom.SeedCuda(cudaSeed);
-            ctx.save_data("cuda_seed", cudaSeed);
-        }
         using (var rng = get_rng_state()) ctx.save_data("rng", rng.data<byte>().ToArray());   // a byte tensor, kept as bytes
         using var noGrad = no_grad();
         // The forward without gradients computes what the recomputation will (libtorch's operations, or a kernel that is
@@ -128,7 +120,6 @@ public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<Activat
             using var forwardRng = tensor((byte[])ctx.get_data("rng"), dtype: ScalarType.Byte);
             using var currentRng = get_rng_state();
             set_rng_state(forwardRng);
-            if (input.device_type == TorchSharp.DeviceType.CUDA) Runtime.DeviceRandom.SeedCuda((long)ctx.get_data("cuda_seed"));
             using var enabled = enable_grad();
             var leaf = input.detach().requires_grad_(true);
             Tensor output;

@@ -18,12 +18,6 @@ internal static class DeviceRandom
         if (cuda.is_available()) cuda.manual_seed_all(seed);
     }
 
-    /// <summary>Seeds every GPU's generator alone, leaving the CPU generator where it is; nothing without a GPU.</summary>
-    public static void SeedCuda(long seed)
-    {
-        if (cuda.is_available()) cuda.manual_seed_all(seed);
-    }
-
     /// <summary>A seed drawn from the CPU generator, so it follows whatever seeded that generator (the trainer's per-step seed).</summary>
     public static long DrawSeed()
     {
