@@ -220,4 +220,40 @@ public sealed class NoDuplicatesBatchSamplerTests
         Assert.NotNull(expected);
         Assert.Equal(expected, sampled);
     }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_cosent_run_arranges_by_both_sentences()
+    {
+        using var temp = new TempDir();
+        string[] texts = ["Tom ran home.", "It began to rain.", "Lily saw a dog.", "The tree was tall.", "Ben ate cake.", "Birds sang.", "Sue was sad.", "Milk is cold."];
+        static string Jsonl(IEnumerable<(string First, string Second, double Score)> rows) =>
+            string.Join("\n", rows.Select(r => new JsonObject { ["sentence1"] = r.First, ["sentence2"] = r.Second, ["score"] = r.Score }.ToJsonString())) + "\n";
+        var train = temp.File("train.jsonl", Jsonl(Enumerable.Range(0, 4).Select(i => (texts[2 * i], texts[2 * i + 1], 0.25 * i))));
+        // A chain through the columns: each row's sentence2 is the next row's sentence1; the scores differ so CoSENT has pairs to order.
+        var rows = Enumerable.Range(0, 8).Select(i => (texts[i], texts[(i + 1) % 8], 0.1 * i)).ToArray();
+        IReadOnlyCollection<string>[] both = [.. rows.Select(r => (IReadOnlyCollection<string>)[r.Item1, r.Item2])];
+        IReadOnlyCollection<string>[] firstOnly = [.. rows.Select(r => (IReadOnlyCollection<string>)[r.Item1])];
+        // A seed the sampler arranges without a forced repeat, and where sentence1 alone would arrange otherwise.
+        var seed = Enumerable.Range(1, 200).First(s =>
+        {
+            var order = Trainer.SeededPermutation(rows.Length, s, 0);
+            return !NoDuplicatesBatchSampler.Batches(both, order, 4).Forced.Any(f => f > 0)
+                && !NoDuplicatesBatchSampler.EpochOrder(both, order, 4).SequenceEqual(NoDuplicatesBatchSampler.EpochOrder(firstOnly, order, 4));
+        });
+        var arranged = NoDuplicatesBatchSampler.EpochOrder(both, Trainer.SeededPermutation(rows.Length, seed, 0), 4);
+        foreach (var batch in arranged.Chunk(4))
+        {
+            var batchTexts = batch.SelectMany(r => both[r]).ToList();
+            Assert.Equal(batchTexts.Count, batchTexts.Distinct().Count());
+        }
+        var options = EmbeddingTrainingJobTests.Options(train, Path.Combine(temp.Path, "no-duplicates")) with
+            { LossType = "cosent", MicroBatchSize = 4, MaxSteps = 1, Seed = seed, Validation = temp.File("chain.jsonl", Jsonl(rows)), BatchSampler = "no-duplicates" };
+        var log = new List<string>();
+        var sampled = FineTuneJob.Run(options, log: log.Add).InitialValidationLoss;
+        Assert.Contains(log, l => l.StartsWith("batch sampler no_duplicates, epoch 1: 1 micro-batches of up to 4 rows, none repeating a text", StringComparison.Ordinal));
+        var rearranged = temp.File("arranged.jsonl", Jsonl(arranged.Select(i => rows[i])));
+        var expected = FineTuneJob.Run(options with { Output = Path.Combine(temp.Path, "file-order"), Validation = rearranged, BatchSampler = null }).InitialValidationLoss;
+        Assert.NotNull(expected);
+        Assert.Equal(expected, sampled);
+    }
 }
