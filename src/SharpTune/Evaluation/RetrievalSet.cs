@@ -68,10 +68,23 @@ public sealed record RetrievalSet(IReadOnlyList<string> Queries, IReadOnlyList<s
     public IReadOnlyDictionary<string, double> Evaluate(TextEmbedder embedder, RetrievalCutoffs? cutoffs = null, EmbeddingRequestOptions? queryOptions = null,
         EmbeddingRequestOptions? corpusOptions = null, CancellationToken cancellationToken = default)
     {
-        cutoffs ??= new RetrievalCutoffs();
+        var (queries, corpus) = Embed(embedder, queryOptions, corpusOptions, cancellationToken);
+        return Score(queries, corpus, cutoffs);
+    }
+
+    /// <summary>The queries' and the documents' embeddings, in <see cref="Queries"/> and <see cref="Corpus"/> order.</summary>
+    internal (IReadOnlyList<float[]> Queries, IReadOnlyList<float[]> Corpus) Embed(TextEmbedder embedder, EmbeddingRequestOptions? queryOptions,
+        EmbeddingRequestOptions? corpusOptions, CancellationToken cancellationToken = default)
+    {
         if (Queries.Count == 0) throw new ArgumentException("no queries to evaluate");
-        var queries = embedder.Embed(Queries, queryOptions, i => QueryOrigins?[i] ?? $"query {i}", cancellationToken).Vectors;
-        var corpus = embedder.Embed(Corpus, corpusOptions, i => CorpusOrigins?[i] ?? $"document {i}", cancellationToken).Vectors;
+        return (embedder.Embed(Queries, queryOptions, i => QueryOrigins?[i] ?? $"query {i}", cancellationToken).Vectors,
+            embedder.Embed(Corpus, corpusOptions, i => CorpusOrigins?[i] ?? $"document {i}", cancellationToken).Vectors);
+    }
+
+    /// <summary>The metrics of embeddings already computed (<see cref="Embed"/>), ranked by cosine similarity.</summary>
+    internal IReadOnlyDictionary<string, double> Score(IReadOnlyList<float[]> queries, IReadOnlyList<float[]> corpus, RetrievalCutoffs? cutoffs = null)
+    {
+        cutoffs ??= new RetrievalCutoffs();
         var rankings = RetrievalMetrics.RankByCosine(queries, corpus, cutoffs.MaxK);
         return RetrievalMetrics.Compute(rankings, Relevant, cutoffs);
     }

@@ -18,8 +18,12 @@ public static class SimilarityCorrelation
     public static IReadOnlyDictionary<string, double> Evaluate(TextEmbedder embedder, IReadOnlyList<string> first, IReadOnlyList<string> second,
         IReadOnlyList<double> scores, EmbeddingRequestOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var u = embedder.Embed(first, options, cancellationToken).Vectors;
-        var v = embedder.Embed(second, options, cancellationToken).Vectors;
+        return Score(embedder.Embed(first, options, cancellationToken).Vectors, embedder.Embed(second, options, cancellationToken).Vectors, scores);
+    }
+
+    /// <summary>The correlations of pairs already embedded (<paramref name="u"/>[i] with <paramref name="v"/>[i]) with <paramref name="scores"/>.</summary>
+    internal static IReadOnlyDictionary<string, double> Score(IReadOnlyList<float[]> u, IReadOnlyList<float[]> v, IReadOnlyList<double> scores)
+    {
         var cosines = u.Select((a, i) => Cosine(a, v[i])).ToArray();
         return new Dictionary<string, double>
         {

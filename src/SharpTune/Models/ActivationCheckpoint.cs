@@ -5,8 +5,12 @@ namespace SharpTune.Models;
 /// <summary>
 /// Gradient (activation) checkpointing for one block: the forward runs without keeping its intermediate activations,
 /// and the backward runs the block again from its saved input before differentiating it — PyTorch's reentrant
-/// torch.utils.checkpoint. TorchSharp has no checkpoint API, so this is a custom autograd function. The random-number
-/// state is replayed so dropout masks in the recomputation equal the forward's.
+/// torch.utils.checkpoint. TorchSharp has no checkpoint API, so this is a custom autograd function. The CPU generator's
+/// state is saved and restored around the recomputation, so on the CPU dropout masks in the recomputation equal the
+/// forward's. PyTorch does the same for the CUDA generators; TorchSharp 0.107 cannot read or set a CUDA generator's state
+/// (see <see cref="Runtime.DeviceRandom"/>), so on a GPU a layer with dropout draws new masks when recomputed and its
+/// gradients are not exactly those of its forward (the run logs a warning). Reseeding the GPU per block would fix the
+/// recomputation but not match a forward without gradients (cached MNRL's first pass runs unchecked), so it is not done.
 /// </summary>
 public sealed class ActivationCheckpoint : autograd.SingleTensorFunction<ActivationCheckpoint>
 {

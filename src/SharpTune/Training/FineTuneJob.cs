@@ -179,11 +179,14 @@ public static class FineTuneJob
             log?.Invoke($"gradient checkpointing on, {model.CheckpointedLayers ?? model.Config.NumLayers} of {model.Config.NumLayers} layers recomputed" +
                         (model.LayersKeepingMlpProducts > 0 ? $", {model.LayersKeepingMlpProducts} keeping their MLP products" : "") +
                         (model.CheckpointedLayers is not null ? " (the rest keep their activations)" : ""));
+        if (model.GradientCheckpointing && model.Device.type == TorchSharp.DeviceType.CUDA)
+            log?.Invoke("warning: gradient checkpointing on a GPU: TorchSharp cannot save and restore a GPU's random-number state, so a recomputed " +
+                        "layer with dropout (lora_dropout, or the model's own) draws new masks and its gradients are not exact; set the dropout to 0 for exact gradients");
         var pooling = embedding?.PoolingFor(modelDir, model.Config.HiddenSize);
         if (pooling is not null)
             log?.Invoke($"embedding: {string.Join("+", pooling.PoolingModes)} pooling{(pooling.Normalize ? ", normalised" : "")} " +
                         (pooling.FromSentenceTransformerFiles ? "(the base's modules.json)" : options.Pooling is null ? "(the default for a decoder)" : "(--pooling)"));
-        manual_seed(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
+        Runtime.DeviceRandom.SeedAll(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
         if (adapter is null)

@@ -78,7 +78,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             var optimizeClock = Stopwatch.StartNew();
             var lr = LearningRateSchedule.At(options.LrSchedule, options.LearningRate, step, totalSteps, warmup);
             model.train();
-            manual_seed(options.Seed * 1_000_003 + step);   // dropout masks depend only on the step
+            Runtime.DeviceRandom.SeedAll(options.Seed * 1_000_003 + step);   // dropout masks, on every device, depend only on the step
             var (loss, stepMetrics, tokens) = Optimise(buffer.Rows, generation);
             if (!double.IsFinite(loss))
             {

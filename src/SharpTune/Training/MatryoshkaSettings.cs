@@ -27,6 +27,8 @@ internal sealed record MatryoshkaSettings(IReadOnlyList<int> Dims, IReadOnlyList
             throw new ArgumentException($"matryoshka_weights (--matryoshka-weights) needs one weight per dimension: {dims.Count} dimensions, {weights.Count} weights");
         if (weights.Any(w => !double.IsFinite(w) || w < 0))
             throw new ArgumentException($"matryoshka_weights (--matryoshka-weights) must be finite and not negative, found {weights.First(w => !double.IsFinite(w) || w < 0)}");
+        if (weights.All(w => w == 0))
+            throw new ArgumentException("matryoshka_weights (--matryoshka-weights) are all 0: the loss would be 0 and nothing would train");
         var sorted = dims.Zip(weights).OrderByDescending(p => p.First).ToArray();
         return new MatryoshkaSettings(sorted.Select(p => p.First).ToArray(), sorted.Select(p => p.Second).ToArray());
     }

@@ -111,7 +111,7 @@ public sealed class Trainer
             var lr = LearningRateSchedule.At(options.LrSchedule, options.LearningRate, step, totalSteps, warmup);
             var stepClock = Stopwatch.StartNew();
             model.train();
-            manual_seed(options.Seed * 1_000_003 + step);   // dropout masks depend only on the step
+            Runtime.DeviceRandom.SeedAll(options.Seed * 1_000_003 + step);   // dropout masks, on every device, depend only on the step
             var order = Permutation(train.Count, schedule.EpochOf(step));
             var micro = schedule.MicroBatches(step).Select(b => order[b.Start..(b.Start + b.Count)].Select(i => train[i]).ToArray()).ToArray();
             var batches = DataParallel.ShareOf(micro, options.GradientAccumulation, group);
@@ -324,11 +324,12 @@ public sealed class Trainer
     private readonly Dictionary<int, int[]> permutations = [];
 
     /// <summary>
-    /// The training examples' order for an epoch, from <see cref="SeededPermutation"/> of the epoch (e.g. arranged by
-    /// <see cref="NoDuplicatesBatchSampler"/>); null = that permutation itself. It must be a pure function of the epoch and
-    /// the seeded permutation, so a resumed run sees the same order without the checkpoint storing it.
+    /// The training examples' order for an epoch, from <see cref="SeededPermutation"/> of the epoch and the epoch's number
+    /// (0-based; e.g. arranged by <see cref="NoDuplicatesBatchSampler"/>); null = that permutation itself. It must be a pure
+    /// function of the epoch and the seeded permutation, so a resumed run sees the same order without the checkpoint
+    /// storing it. It is called once per epoch, when the epoch's first step needs it.
     /// </summary>
-    internal Func<int[], int[]>? ArrangeEpoch { get; init; }
+    internal Func<int[], int, int[]>? ArrangeEpoch { get; init; }
 
     /// <summary>The example order of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the same one.</summary>
     private int[] Permutation(int count, int epoch)
@@ -337,7 +338,7 @@ public sealed class Trainer
         p = SeededPermutation(count, options.Seed, epoch);
         if (ArrangeEpoch is { } arrange)
         {
-            p = arrange(p);
+            p = arrange(p, epoch);
             if (p.Length != count || p.Distinct().Count() != count)
                 throw new InvalidOperationException($"an epoch's arranged order must hold each of the {count} examples once");
         }

@@ -134,10 +134,37 @@ public sealed class CachedMultipleNegativesRankingLossTests
         // No LoRA dropout: the two runs then draw no random masks, so their steps must agree.
         var options = EmbeddingTrainingJobTests.Options(data, Path.Combine(temp.Path, "mnrl")) with { MicroBatchSize = 6, MaxSteps = 3, LoraDropout = 0 };
         var plain = FineTuneJob.Run(options).Training.TrainLosses;
-        var cached = FineTuneJob.Run(options with { Output = Path.Combine(temp.Path, "cached"), LossType = "cached-mnrl", MiniBatchSize = 4 }).Training.TrainLosses;
+        var log = new List<string>();
+        var cached = FineTuneJob.Run(options with { Output = Path.Combine(temp.Path, "cached"), LossType = "cached-mnrl", MiniBatchSize = 4 }, log: log.Add).Training.TrainLosses;
+        // The cached objective ran: 12 texts per micro-batch (6 anchors, 6 positives), 4 per forward pass.
+        Assert.Contains("embedding: CachedMultipleNegativesRankingLoss, 4 texts per forward pass (--mini-batch-size) of up to 12 per micro-batch", log);
+        Assert.DoesNotContain(log, l => l.Contains("to no purpose"));
         Assert.Equal(3, cached.Count);
         for (var i = 0; i < plain.Count; i++) Assert.Equal(plain[i], cached[i], 4);
         Assert.True(cached[^1] < cached[0]);
+    }
+
+    [Fact]
+    public void Validation_and_test_embed_at_most_a_mini_batch_of_texts_per_forward()
+    {
+        var options = new TrainingOptions { Task = TrainingTasks.Embedding, MicroBatchSize = 256, LossType = "cached-mnrl", MiniBatchSize = 8 };
+        Assert.Equal(8, EmbeddingRecipe.EvaluationBatchSize(options, EmbeddingSettings.From(options)));
+        // The default mini-batch (32), and a mini-batch larger than the micro-batch.
+        Assert.Equal(32, EmbeddingRecipe.EvaluationBatchSize(options with { MiniBatchSize = null }, EmbeddingSettings.From(options with { MiniBatchSize = null })));
+        Assert.Equal(4, EmbeddingRecipe.EvaluationBatchSize(options with { MicroBatchSize = 4 }, EmbeddingSettings.From(options with { MicroBatchSize = 4 })));
+        // Plain MNRL embeds a micro-batch per forward in training, so evaluation may too.
+        var plain = new TrainingOptions { Task = TrainingTasks.Embedding, MicroBatchSize = 256 };
+        Assert.Equal(256, EmbeddingRecipe.EvaluationBatchSize(plain, EmbeddingSettings.From(plain)));
+    }
+
+    [Fact]
+    public void A_mini_batch_that_holds_the_whole_micro_batch_is_reported_as_redundant()
+    {
+        // 4 rows of anchor, positive and up to 2 negatives: 16 texts per micro-batch.
+        Assert.Single(EmbeddingRecipe.CachedPieceNotes(4, 15, 2));
+        var notes = EmbeddingRecipe.CachedPieceNotes(4, 16, 2).ToList();
+        Assert.Equal(2, notes.Count);
+        Assert.StartsWith("warning: --mini-batch-size 16 holds a whole micro-batch's texts (up to 16)", notes[1]);
     }
 
     [Fact]

@@ -89,8 +89,9 @@ public sealed class CoSentTests
         Assert.True(losses[^1] < 0.5 * losses[0], $"loss went {string.Join(" → ", losses.Select(l => l.ToString("F3")))}");
         Assert.True(File.Exists(Path.Combine(result.FinalDirectory, "modules.json")));
 
-        // Validation logs EmbeddingSimilarityEvaluator's correlations of the held-out pairs, as computed here from the saved adapter.
-        var validated = FineTuneJob.Run(options with { Output = Path.Combine(temp.Path, "validated"), Validation = data, MaxSteps = 2, EvalEvery = 1 });
+        // Validation logs EmbeddingSimilarityEvaluator's correlations of the held-out pairs, as computed here from the
+        // saved adapter, at full width and (MatryoshkaLoss around CoSENT) at the embedder's truncation to 16 dimensions.
+        var validated = FineTuneJob.Run(options with { Output = Path.Combine(temp.Path, "validated"), Validation = data, MaxSteps = 2, EvalEvery = 1, MatryoshkaDims = [64, 16] });
         var last = MetricsLog.ReadAll(Path.Combine(validated.Training.RunDirectory, "metrics.jsonl"))[^1];
         using (var loaded = LoadedModel.Load(TestAssets.Stories260K, validated.FinalDirectory))
         {
@@ -98,6 +99,11 @@ public sealed class CoSentTests
             var expected = SimilarityCorrelation.Evaluate(embedder, rows.Select(r => r.Item1).ToList(), rows.Select(r => r.Item2).ToList(), rows.Select(r => r.Item3).ToList());
             Assert.Equal(expected["spearman_cosine"], last["val_spearman_cosine"]!.GetValue<double>(), 5);
             Assert.Equal(expected["pearson_cosine"], last["val_pearson_cosine"]!.GetValue<double>(), 5);
+            var cut = SimilarityCorrelation.Evaluate(embedder, rows.Select(r => r.Item1).ToList(), rows.Select(r => r.Item2).ToList(), rows.Select(r => r.Item3).ToList(),
+                new EmbeddingRequestOptions { Dimensions = 16 });
+            Assert.Equal(cut["spearman_cosine"], last["val_dim_16_spearman_cosine"]!.GetValue<double>(), 5);
+            Assert.Equal(cut["pearson_cosine"], last["val_dim_16_pearson_cosine"]!.GetValue<double>(), 5);
+            Assert.Null(last["val_dim_64_spearman_cosine"]);
         }
 
         var bad = temp.File("bad.jsonl", "{\"sentence1\":\"a\",\"sentence2\":\"b\",\"score\":0.5}\n{\"sentence1\":\"a\",\"sentence2\":\"b\",\"score\":\"high\"}\n");

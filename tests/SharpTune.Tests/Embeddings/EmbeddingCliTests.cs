@@ -14,6 +14,28 @@ namespace SharpTune.Tests.Embeddings;
 public sealed class EmbeddingCliTests
 {
     [SharedAssetFact("models/stories260K")]
+    public void Cached_mnrl_and_the_no_duplicates_sampler_are_taken_from_the_command_line()
+    {
+        using var temp = new TempDir();
+        var rows = new[] { ("Tom ran home.", "It began to rain."), ("Lily saw a dog.", "The tree was tall."), ("Ben ate cake.", "Birds sang."), ("Sue was sad.", "Milk is cold.") };
+        var data = temp.File("pairs.jsonl", string.Join("\n", rows.Select(r => new JsonObject { ["anchor"] = r.Item1, ["positive"] = r.Item2 }.ToJsonString())) + "\n");
+        var run = Path.Combine(temp.Path, "run");
+        var (code, _, stderr) = SharpTuneCli.Run("train", "--model", TestAssets.Stories260K, "--data", data, "--output", run, "--task", "embedding",
+            "--loss-type", "cached-mnrl", "--mini-batch-size", "3", "--batch-sampler", "no-duplicates", "--max-steps", "2", "--batch-size", "4");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("CachedMultipleNegativesRankingLoss, 3 texts per forward pass (--mini-batch-size) of up to 8 per micro-batch", stderr);
+        Assert.Contains("batch sampler no_duplicates, epoch 1: 1 micro-batches of up to 4 rows, none repeating a text", stderr);
+        var config = SharpTune.Training.TrainingConfigFile.Load(Path.Combine(run, "config.yaml"));
+        Assert.Equal(3, config.MiniBatchSize);
+        Assert.Equal("no_duplicates", SharpTune.Training.NoDuplicatesBatchSampler.Parse(config.BatchSampler));
+
+        var (badCode, _, badError) = SharpTuneCli.Run("train", "--model", TestAssets.Stories260K, "--data", data, "--output", Path.Combine(temp.Path, "bad"),
+            "--task", "embedding", "--mini-batch-size", "3", "--max-steps", "1");
+        Assert.NotEqual(0, badCode);
+        Assert.Contains("goes with loss_type cached-mnrl", badError);
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void A_trained_adapter_embeds_with_its_pooling_and_is_evaluated_into_a_report()
     {
         using var temp = new TempDir();

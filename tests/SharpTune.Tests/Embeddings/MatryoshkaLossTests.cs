@@ -124,6 +124,24 @@ public sealed class MatryoshkaLossTests
     }
 
     [Fact]
+    public void Bf16_embeddings_are_cut_and_normalised_in_float32()
+    {
+        // sentence-transformers under autocast normalises each cut in float32. Pooling hands the objectives float32
+        // already; a caller with bf16 embeddings must get the same: a cut normalised in bf16 would be rounded to 8
+        // significant bits before the loss's own float32 normalisation, and the full-width term would drift from MNRL.
+        manual_seed(3);
+        using var embeddings = randn(7, 64).to(ScalarType.BFloat16);
+        Tensor Scores(Tensor e) => MultipleNegativesRankingLoss.Scores(e.narrow(0, 0, 3), e.narrow(0, 3, 4), 20);
+        var plain = MultipleNegativesRankingLoss.Compute(Scores(embeddings)).item<float>();
+        var fullWidth = MatryoshkaLoss.Compute(embeddings, [64], [1], e => MultipleNegativesRankingLoss.Compute(Scores(e))).item<float>();
+        Assert.True(Math.Abs(plain - fullWidth) <= 1e-6 * Math.Abs(plain), $"MNRL {plain} vs Matryoshka at full width {fullWidth}");
+        using var cut = MatryoshkaLoss.Shrink(embeddings, 16);
+        Assert.Equal(ScalarType.Float32, cut.dtype);
+        using var expected = embeddings.narrow(1, 0, 16).to(ScalarType.Float32);
+        Assert.True(cut.allclose(expected / expected.norm(1, keepdim: true, p: 2), rtol: 1e-6, atol: 1e-7));
+    }
+
+    [Fact]
     public void Bad_settings_are_refused_by_name()
     {
         static string Error(TrainingOptions options) => Assert.Throws<ArgumentException>(() => MatryoshkaSettings.From(options)).Message;
@@ -133,6 +151,8 @@ public sealed class MatryoshkaLossTests
         Assert.Contains("at least one", Error(new TrainingOptions { MatryoshkaDims = [] }));
         Assert.Contains("not negative", Error(new TrainingOptions { MatryoshkaDims = [64], MatryoshkaWeights = [-1] }));
         Assert.Contains("needs matryoshka_dims", Error(new TrainingOptions { MatryoshkaWeights = [1] }));
+        Assert.Contains("matryoshka_weights (--matryoshka-weights) are all 0", Error(new TrainingOptions { MatryoshkaDims = [64, 32], MatryoshkaWeights = [0, 0] }));
+        Assert.Equal([0.0, 1], MatryoshkaSettings.From(new TrainingOptions { MatryoshkaDims = [64, 32], MatryoshkaWeights = [0, 1] })!.Weights);
         var settings = MatryoshkaSettings.From(new TrainingOptions { MatryoshkaDims = [128, 32] })!;
         Assert.Equal([1.0, 1], settings.Weights);
         Assert.Contains("wider than this model's 64", Assert.Throws<ArgumentException>(() => settings.CheckWidth(64)).Message);
@@ -140,6 +160,17 @@ public sealed class MatryoshkaLossTests
         Assert.Contains("leave out the full 64", MatryoshkaSettings.From(new TrainingOptions { MatryoshkaDims = [32, 8] })!.WidthWarning(64));
         var causal = Assert.Throws<ArgumentException>(() => EmbeddingSettings.Validate(new TrainingOptions { MatryoshkaDims = [8] }, TrainingTasks.CausalLm));
         Assert.Contains("task embedding only", causal.Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_run_refuses_a_dimension_wider_than_the_models_embeddings_before_training()
+    {
+        using var temp = new TempDir();
+        var data = temp.File("pairs.jsonl", string.Join("\n", Pairs.Select(p => new JsonObject { ["anchor"] = p.Anchor, ["positive"] = p.Positive }.ToJsonString())) + "\n");
+        var options = EmbeddingTrainingJobTests.Options(data, Path.Combine(temp.Path, "run")) with { MaxSteps = 1, MatryoshkaDims = [128, 32] };
+        var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Run(options));
+        Assert.Contains("matryoshka_dims (--matryoshka-dims) 128 is wider than this model's 64-dimensional embeddings", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(options.Output, "final")));
     }
 
     [Fact]
@@ -191,17 +222,22 @@ public sealed class MatryoshkaLossTests
         var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
         foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
 
-        // Validation logs InformationRetrievalEvaluator's metrics at full width and at each dimension (truncate_dim), as
-        // the saved adapter scores the pairs when the embedder cuts its vectors.
+        // Validation logs InformationRetrievalEvaluator's metrics at full width and at each narrower dimension
+        // (truncate_dim), as the saved adapter scores the pairs when the embedder cuts its vectors; the full width's
+        // dim_64 would repeat the unprefixed metrics and is left out.
         var last = MetricsLog.ReadAll(Path.Combine(uninterrupted.Training.RunDirectory, "metrics.jsonl"))[^1];
         using var loaded = LoadedModel.Load(TestAssets.Stories260K, uninterrupted.FinalDirectory);
         var embedder = TextEmbedder.ForDirectory(loaded.Model, loaded.RequireTokenizer(), loaded.ModelDirectory, uninterrupted.FinalDirectory);
         var set = RetrievalSet.FromPairs(Pairs);
-        Assert.Equal(set.Evaluate(embedder)["cosine_mrr@10"], last["val_cosine_mrr@10"]!.GetValue<double>(), 5);
-        foreach (var d in new[] { 64, 32, 16 })
+        foreach (var metric in new[] { "cosine_mrr@10", "cosine_ndcg@10", "cosine_accuracy@1" })
         {
-            var cut = new EmbeddingRequestOptions { Dimensions = d };
-            Assert.Equal(set.Evaluate(embedder, null, cut, cut)["cosine_mrr@10"], last[$"val_dim_{d}_cosine_mrr@10"]!.GetValue<double>(), 5);
+            Assert.Equal(set.Evaluate(embedder)[metric], last[$"val_{metric}"]!.GetValue<double>(), 5);
+            foreach (var d in new[] { 32, 16 })
+            {
+                var cut = new EmbeddingRequestOptions { Dimensions = d };
+                Assert.Equal(set.Evaluate(embedder, null, cut, cut)[metric], last[$"val_dim_{d}_{metric}"]!.GetValue<double>(), 5);
+            }
         }
+        Assert.Null(last["val_dim_64_cosine_mrr@10"]);
     }
 }

@@ -59,7 +59,7 @@ public sealed class NoDuplicatesBatchSamplerTests
         foreach (var (seed, batchSize) in new[] { (1L, 4), (2L, 4), (3L, 3), (4L, 5) })
         {
             var permutation = Trainer.SeededPermutation(Rows.Length, seed, 0);
-            var (batches, repeats) = NoDuplicatesBatchSampler.Batches(Texts, permutation, batchSize);
+            var (batches, forced) = NoDuplicatesBatchSampler.Batches(Texts, permutation, batchSize);
             var reference = SentenceTransformers(Texts, permutation, batchSize);
             // Where sentence-transformers fills every batch but the last, the batches are its batches.
             if (reference.SkipLast(1).All(b => b.Count == batchSize))
@@ -73,7 +73,7 @@ public sealed class NoDuplicatesBatchSamplerTests
             for (var i = 0; i < batches.Count; i++)
             {
                 var texts = batches[i].SelectMany(r => Rows[r]).ToList();
-                Assert.False(repeats[i]);
+                Assert.Equal(0, forced[i]);
                 Assert.Equal(texts.Count, texts.Distinct().Count());
             }
             Assert.Equal(batches.SelectMany(b => b), NoDuplicatesBatchSampler.EpochOrder(Texts, permutation, batchSize));
@@ -86,10 +86,24 @@ public sealed class NoDuplicatesBatchSamplerTests
     {
         // Every row shares the anchor "q": no two fit in one batch; sentence-transformers would yield batches of one row.
         IReadOnlyList<IReadOnlyCollection<string>> texts = [["q", "a"], ["q", "b"], ["q", "c"], ["x", "y"], ["q", "d"]];
-        var (batches, repeats) = NoDuplicatesBatchSampler.Batches(texts, [0, 1, 2, 3, 4], 2);
+        var (batches, forced) = NoDuplicatesBatchSampler.Batches(texts, [0, 1, 2, 3, 4], 2);
         Assert.Equal([[0, 3], [1, 2], [4]], batches);
-        Assert.Equal([false, true, false], repeats);
+        Assert.Equal([0, 1, 0], forced);
         Assert.Equal([[0, 3], [1], [2], [4]], SentenceTransformers(texts, [0, 1, 2, 3, 4], 2));
+        Assert.Equal("warning: batch sampler no_duplicates, epoch 2: 3 micro-batches of up to 2 rows; 1 of the 5 rows (20.0%), in 1 micro-batches at the epoch's end, " +
+            "had to join a micro-batch that shares a text with them (the rows left shared texts): with in-batch negatives each such text is scored as a negative of itself",
+            NoDuplicatesBatchSampler.Describe(batches, forced, 2, epoch: 1));
+    }
+
+    [Fact]
+    public void Rows_forced_into_a_batch_avoid_repeating_each_others_texts()
+    {
+        // After row 0 ("q", "a") no row fits: all hold "q". In order, rows 1 and 2 would also repeat "z" between them;
+        // row 3 repeats only "q", so it takes the third place and row 2 waits.
+        IReadOnlyList<IReadOnlyCollection<string>> texts = [["q", "a"], ["q", "z"], ["q", "z", "w"], ["q", "c"]];
+        var (batches, forced) = NoDuplicatesBatchSampler.Batches(texts, [0, 1, 2, 3], 3);
+        Assert.Equal([[0, 1, 3], [2]], batches);
+        Assert.Equal([2, 0], forced);
     }
 
     [Fact]
@@ -109,7 +123,7 @@ public sealed class NoDuplicatesBatchSamplerTests
             Epochs = 2, SaveEvery = 3, KeepCheckpoints = 5, Seed = 9,
         };
         var objective = new EmbeddingObjective(new SentenceTransformerConfig { PoolingModes = [PoolingMode.Mean], Normalize = true }, 20);
-        Func<int[], int[]> arrange = order => NoDuplicatesBatchSampler.EpochOrder(Texts, order, 4);
+        Func<int[], int, int[]> arrange = (order, _) => NoDuplicatesBatchSampler.EpochOrder(Texts, order, 4);
         var drawn = new List<EmbeddingItem[]>();
         TrainingBatch Collate(IReadOnlyList<EmbeddingItem> batch, Device device)
         {
@@ -157,14 +171,18 @@ public sealed class NoDuplicatesBatchSamplerTests
             { MicroBatchSize = 2, GradientAccumulation = 2, MaxSteps = 4, SaveEvery = 2, KeepCheckpoints = 5, BatchSampler = "no-duplicates" };
         var log = new List<string>();
         var uninterrupted = FineTuneJob.Run(options, log: log.Add);
-        Assert.Contains(log, l => l.StartsWith("batch sampler no_duplicates: 4 micro-batches of up to 2 rows per epoch", StringComparison.Ordinal));
+        Assert.Contains(log, l => l.StartsWith("batch sampler no_duplicates, epoch 1: 4 micro-batches of up to 2 rows", StringComparison.Ordinal));
         var killed = options with { Output = Path.Combine(temp.Path, "resumed") };
         using (var cancel = new CancellationTokenSource())
         {
             var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 3) cancel.Cancel(); });
             Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(killed, progress: progress, cancellationToken: cancel.Token));
         }
-        var resumed = FineTuneJob.Run(killed, resume: true);
+        var resumedLog = new List<string>();
+        var resumed = FineTuneJob.Run(killed, resume: true, log: resumedLog.Add);
+        // The resumed run arranges (and logs) the epoch it resumes in, not the first.
+        Assert.Contains(resumedLog, l => l.Contains("batch sampler no_duplicates, epoch 2:"));
+        Assert.DoesNotContain(resumedLog, l => l.Contains("no_duplicates, epoch 1:"));
         static List<double> Losses(string runDir) =>
             MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
         Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
@@ -175,5 +193,67 @@ public sealed class NoDuplicatesBatchSamplerTests
         Assert.Contains("no_duplicates", Assert.Throws<ArgumentException>(() => EmbeddingSettings.From(options with { BatchSampler = "group_by_label" })).Message);
         Assert.Contains("task embedding only", Assert.Throws<ArgumentException>(
             () => EmbeddingSettings.Validate(new TrainingOptions { BatchSampler = "no_duplicates" }, TrainingTasks.CausalLm)).Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Val_loss_is_taken_on_micro_batches_the_sampler_arranged()
+    {
+        using var temp = new TempDir();
+        string[] texts = ["Tom ran home.", "It began to rain.", "Lily saw a dog.", "The tree was tall.", "Ben ate cake.", "Birds sang.", "Sue was sad.", "Milk is cold."];
+        static string Jsonl(IEnumerable<(string Anchor, string Positive)> rows) =>
+            string.Join("\n", rows.Select(r => new JsonObject { ["anchor"] = r.Anchor, ["positive"] = r.Positive }.ToJsonString())) + "\n";
+        var train = temp.File("train.jsonl", Jsonl(Enumerable.Range(0, 4).Select(i => (texts[2 * i], texts[2 * i + 1]))));
+        // A chain: each row's positive is the next row's anchor, so every micro-batch of 2 in file order repeats a text.
+        var rows = Enumerable.Range(0, 8).Select(i => (texts[i], texts[(i + 1) % 8])).ToArray();
+        IReadOnlyCollection<string>[] rowTexts = [.. rows.Select(r => (IReadOnlyCollection<string>)[r.Item1, r.Item2])];
+        // A seed whose epoch-0 order the sampler can arrange without a forced repeat.
+        var seed = Enumerable.Range(1, 100).First(s => !NoDuplicatesBatchSampler.Batches(rowTexts, Trainer.SeededPermutation(rows.Length, s, 0), 2).Forced.Any(f => f > 0));
+        var options = EmbeddingTrainingJobTests.Options(train, Path.Combine(temp.Path, "no-duplicates")) with
+            { MicroBatchSize = 2, MaxSteps = 1, Seed = seed, Validation = temp.File("chain.jsonl", Jsonl(rows)), BatchSampler = "no-duplicates" };
+        var arranged = NoDuplicatesBatchSampler.EpochOrder(rowTexts, Trainer.SeededPermutation(rows.Length, seed, 0), 2);
+        Assert.All(arranged.Chunk(2), pair => Assert.Empty(rowTexts[pair[0]].Intersect(rowTexts[pair[1]])));
+
+        var sampled = FineTuneJob.Run(options).InitialValidationLoss;
+        // The same rows written in the sampler's arrangement and read in file order by the default sampler: the same micro-batches.
+        var rearranged = temp.File("arranged.jsonl", Jsonl(arranged.Select(i => rows[i])));
+        var expected = FineTuneJob.Run(options with { Output = Path.Combine(temp.Path, "file-order"), Validation = rearranged, BatchSampler = null }).InitialValidationLoss;
+        Assert.NotNull(expected);
+        Assert.Equal(expected, sampled);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_cosent_run_arranges_by_both_sentences()
+    {
+        using var temp = new TempDir();
+        string[] texts = ["Tom ran home.", "It began to rain.", "Lily saw a dog.", "The tree was tall.", "Ben ate cake.", "Birds sang.", "Sue was sad.", "Milk is cold."];
+        static string Jsonl(IEnumerable<(string First, string Second, double Score)> rows) =>
+            string.Join("\n", rows.Select(r => new JsonObject { ["sentence1"] = r.First, ["sentence2"] = r.Second, ["score"] = r.Score }.ToJsonString())) + "\n";
+        var train = temp.File("train.jsonl", Jsonl(Enumerable.Range(0, 4).Select(i => (texts[2 * i], texts[2 * i + 1], 0.25 * i))));
+        // A chain through the columns: each row's sentence2 is the next row's sentence1; the scores differ so CoSENT has pairs to order.
+        var rows = Enumerable.Range(0, 8).Select(i => (texts[i], texts[(i + 1) % 8], 0.1 * i)).ToArray();
+        IReadOnlyCollection<string>[] both = [.. rows.Select(r => (IReadOnlyCollection<string>)[r.Item1, r.Item2])];
+        IReadOnlyCollection<string>[] firstOnly = [.. rows.Select(r => (IReadOnlyCollection<string>)[r.Item1])];
+        // A seed the sampler arranges without a forced repeat, and where sentence1 alone would arrange otherwise.
+        var seed = Enumerable.Range(1, 200).First(s =>
+        {
+            var order = Trainer.SeededPermutation(rows.Length, s, 0);
+            return !NoDuplicatesBatchSampler.Batches(both, order, 4).Forced.Any(f => f > 0)
+                && !NoDuplicatesBatchSampler.EpochOrder(both, order, 4).SequenceEqual(NoDuplicatesBatchSampler.EpochOrder(firstOnly, order, 4));
+        });
+        var arranged = NoDuplicatesBatchSampler.EpochOrder(both, Trainer.SeededPermutation(rows.Length, seed, 0), 4);
+        foreach (var batch in arranged.Chunk(4))
+        {
+            var batchTexts = batch.SelectMany(r => both[r]).ToList();
+            Assert.Equal(batchTexts.Count, batchTexts.Distinct().Count());
+        }
+        var options = EmbeddingTrainingJobTests.Options(train, Path.Combine(temp.Path, "no-duplicates")) with
+            { LossType = "cosent", MicroBatchSize = 4, MaxSteps = 1, Seed = seed, Validation = temp.File("chain.jsonl", Jsonl(rows)), BatchSampler = "no-duplicates" };
+        var log = new List<string>();
+        var sampled = FineTuneJob.Run(options, log: log.Add).InitialValidationLoss;
+        Assert.Contains(log, l => l.StartsWith("batch sampler no_duplicates, epoch 1: 1 micro-batches of up to 4 rows, none repeating a text", StringComparison.Ordinal));
+        var rearranged = temp.File("arranged.jsonl", Jsonl(arranged.Select(i => rows[i])));
+        var expected = FineTuneJob.Run(options with { Output = Path.Combine(temp.Path, "file-order"), Validation = rearranged, BatchSampler = null }).InitialValidationLoss;
+        Assert.NotNull(expected);
+        Assert.Equal(expected, sampled);
     }
 }

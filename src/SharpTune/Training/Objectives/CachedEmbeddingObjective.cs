@@ -1,5 +1,6 @@
 using SharpTune.Embeddings;
 using SharpTune.Models;
+using SharpTune.Runtime;
 using static TorchSharp.torch;
 
 namespace SharpTune.Training.Objectives;
@@ -13,8 +14,9 @@ namespace SharpTune.Training.Objectives;
 /// around it) on all the embeddings together, differentiated with respect to the embeddings alone; (3) each piece embedded
 /// again with gradients under the same seed — the same dropout masks — and back-propagated with the cached gradient of
 /// its embeddings (the surrogate Σ e·∂L/∂e). sentence-transformers saves and restores the CPU and CUDA generators' states
-/// around each piece (<c>RandContext</c>); TorchSharp reads only the CPU generator's state, so each piece is seeded
-/// instead (<c>manual_seed</c> seeds every device's generator), from a base drawn from the step's own seeded generator. By the chain rule the parameters' gradients are those of the
+/// around each piece (<c>RandContext</c>); TorchSharp can read back only the CPU generator's state, so each piece is seeded
+/// instead, the CPU generator and every GPU's (<see cref="DeviceRandom.SeedAll"/>: TorchSharp's <c>manual_seed</c> alone
+/// seeds only the CPU's), from a base drawn from the step's own seeded generator. By the chain rule the parameters' gradients are those of the
 /// loss on the whole micro-batch. Pieces run over the micro-batch's texts in order (anchors, positives, negatives), not
 /// column by column; each text's embedding does not depend on its neighbours, so the grouping changes nothing but memory.
 /// The score matrix is taken whole rather than in anchor pieces (it is P × N floats, small beside the activations).
@@ -49,7 +51,7 @@ internal sealed class CachedEmbeddingObjective(SentenceTransformerConfig pooling
         {
             for (var i = 0; i < pieces.Length; i++)
             {
-                manual_seed(firstSeed + i);
+                DeviceRandom.SeedAll(firstSeed + i);
                 embedded[i] = Embed(model, rows, pieces[i]);
             }
         }
@@ -62,7 +64,7 @@ internal sealed class CachedEmbeddingObjective(SentenceTransformerConfig pooling
         for (var i = 0; i < pieces.Length; i++)
         {
             using var scope = NewDisposeScope();
-            manual_seed(firstSeed + i);
+            DeviceRandom.SeedAll(firstSeed + i);
             var embeddings = Embed(model, rows, pieces[i]);   // (n, D)
             CustomBackward.Backward((embeddings * cached.narrow(0, pieces[i].Start, pieces[i].Count)).sum());
         }
@@ -73,11 +75,7 @@ internal sealed class CachedEmbeddingObjective(SentenceTransformerConfig pooling
     /// The first piece's seed (piece i takes this + i), drawn from the CPU generator: the trainer seeds it for each step,
     /// so the masks are a function of the step, as everywhere in training, and a resumed run draws the same ones.
     /// </summary>
-    internal static long FirstPieceSeed()
-    {
-        using var draw = randint(0, int.MaxValue, [1], ScalarType.Int64);
-        return draw.item<long>();
-    }
+    internal static long FirstPieceSeed() => DeviceRandom.DrawSeed();
 
     private static EmbeddingBatch Rows(TrainingBatch batch) =>
         batch as EmbeddingBatch ?? throw new ArgumentException("the cached MNRL objective needs embedding batches", nameof(batch));

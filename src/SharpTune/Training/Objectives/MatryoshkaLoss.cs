@@ -13,13 +13,17 @@ namespace SharpTune.Training.Objectives;
 /// </summary>
 public static class MatryoshkaLoss
 {
-    /// <summary>(B, <paramref name="dim"/>): the first <paramref name="dim"/> components of each row of (B, D), scaled to unit length (sentence-transformers' <c>shrink</c>).</summary>
+    /// <summary>
+    /// (B, <paramref name="dim"/>) float32: the first <paramref name="dim"/> components of each row of (B, D), scaled to
+    /// unit length (sentence-transformers' <c>shrink</c>), in float32 whatever the input's dtype, as autocast runs
+    /// <c>F.normalize</c> there (the objectives' pooled embeddings are float32 already).
+    /// </summary>
     public static Tensor Shrink(Tensor embeddings, int dim)
     {
         if (dim < 1 || dim > embeddings.shape[^1])
             throw new ArgumentOutOfRangeException(nameof(dim), dim, $"a Matryoshka dimension must be between 1 and the embedding's {embeddings.shape[^1]}");
         using var scope = NewDisposeScope();
-        return EmbeddingPooling.Normalize(embeddings.narrow(-1, 0, dim)).MoveToOuterDisposeScope();
+        return EmbeddingPooling.Normalize(embeddings.narrow(-1, 0, dim).to(ScalarType.Float32)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Σ_k weights[k] · <paramref name="inner"/>(<see cref="Shrink"/>(embeddings, dims[k])); gradients flow through every term.</summary>
