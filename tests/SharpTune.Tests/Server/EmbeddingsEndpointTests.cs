@@ -148,8 +148,9 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
     public async Task ALongListIsEmbeddedInTurnsWithUnchangedVectorsABadLaterInputIsRefusedBeforeAnyForwardAndATimeoutBetweenTurnsAnswers504()
     {
         var texts = Enumerable.Range(0, 5).Select(i => $"Lily found {i} red balls by the tree.").ToArray();
-        // Five inputs at two per turn: the model thread sees the request queued as three separate turns, not one.
-        // (The gate is asked once per pass of the model thread that found work queued; one exclusive turn is one pass.)
+        // Five inputs at two per turn: three forward passes, each its own exclusive turn. The gate is asked once per pass of
+        // the model thread that found work queued; a turn queued while the model thread is still inside the previous pass
+        // runs in that pass, so on a loaded machine the gate may see fewer passes than turns, never fewer than two.
         var turns = 0;
         await using (var server = await SharpTuneServer.StartAsync(fixture.Options() with
         {
@@ -166,12 +167,19 @@ public sealed class EmbeddingsEndpointTests(ServerFixture fixture) : IClassFixtu
             foreach (var model in new[] { ServerFixture.BaseName, "tiny-a" })
             {
                 Volatile.Write(ref turns, 0);
+                var previousAdapter = server.Served.Model.ForwardAdapter;
+                var baseForwards = model == ServerFixture.BaseName ? CountForwards(server) : null;
                 var response = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject
                 {
                     ["model"] = model, ["input"] = new JsonArray([.. texts.Select(t => (JsonNode?)t)]), ["encoding_format"] = "float",
                 });
                 Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                Assert.True(Volatile.Read(ref turns) >= 3, $"{model}: the list ran in {turns} turn(s)");
+                Assert.True(Volatile.Read(ref turns) >= 2, $"{model}: the list ran in {turns} pass(es)");
+                if (baseForwards is not null)
+                {
+                    Assert.Equal(3, baseForwards.Count);
+                    server.Served.Model.ForwardAdapter = previousAdapter;
+                }
                 var body = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
                 var expected = Reference(texts, model == ServerFixture.BaseName ? null : model);   // the whole list in one call
                 var data = body["data"]!.AsArray();
