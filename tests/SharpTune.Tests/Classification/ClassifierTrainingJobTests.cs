@@ -189,20 +189,14 @@ public class ClassifierTrainingJobTests
             { MicroBatchSize = 2, GradientAccumulation = 2, MaxSteps = 4, SaveEvery = 2, KeepCheckpoints = 5 };
         var uninterrupted = FineTuneJob.Run(options);
         var killed = options with { Output = Path.Combine(temp.Path, "resumed") };
-        using (var cancel = new CancellationTokenSource())
-        {
-            var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 3) cancel.Cancel(); });
-            Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(killed, progress: progress, cancellationToken: cancel.Token));
-        }
+        KilledRun.StopAfterStep(killed, 3);
         // The checkpoint holds the score head beside the adapter's factors.
         var checkpoint = TrainingCheckpoint.List(killed.Output).Last();
         using (var saved = SafetensorsFile.Open(Path.Combine(checkpoint, "trainable.safetensors")))
             Assert.Contains(saved.Tensors.Keys, k => k.EndsWith("score.weight", StringComparison.Ordinal));
         var resumed = FineTuneJob.Run(killed, resume: true);
 
-        static List<double> Losses(string runDir) =>
-            MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
-        Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
+        Assert.Equal(KilledRun.Losses(uninterrupted.Training.RunDirectory), KilledRun.Losses(resumed.Training.RunDirectory));
         var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
         var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
         Assert.Contains("base_model.model.score.weight", expected.Keys);

@@ -207,17 +207,11 @@ public sealed class MatryoshkaLossTests
         var uninterrupted = FineTuneJob.Run(options, log: log.Add);
         Assert.Contains(log, l => l.Contains("MatryoshkaLoss at 64 (weight 1), 32 (weight 1), 16 (weight 0.5)"));
         var killed = options with { Output = Path.Combine(temp.Path, "resumed") };
-        using (var cancel = new CancellationTokenSource())
-        {
-            var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 3) cancel.Cancel(); });
-            Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(killed, progress: progress, cancellationToken: cancel.Token));
-        }
+        KilledRun.StopAfterStep(killed, 3);
         var resumed = FineTuneJob.Run(killed, resume: true);
 
-        static List<double> Losses(string runDir) =>
-            MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
-        Assert.Equal(4, Losses(uninterrupted.Training.RunDirectory).Count);
-        Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
+        Assert.Equal(4, KilledRun.Losses(uninterrupted.Training.RunDirectory).Count);
+        Assert.Equal(KilledRun.Losses(uninterrupted.Training.RunDirectory), KilledRun.Losses(resumed.Training.RunDirectory));
         var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
         var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
         foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);

@@ -173,19 +173,13 @@ public sealed class NoDuplicatesBatchSamplerTests
         var uninterrupted = FineTuneJob.Run(options, log: log.Add);
         Assert.Contains(log, l => l.StartsWith("batch sampler no_duplicates, epoch 1: 4 micro-batches of up to 2 rows", StringComparison.Ordinal));
         var killed = options with { Output = Path.Combine(temp.Path, "resumed") };
-        using (var cancel = new CancellationTokenSource())
-        {
-            var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 3) cancel.Cancel(); });
-            Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(killed, progress: progress, cancellationToken: cancel.Token));
-        }
+        KilledRun.StopAfterStep(killed, 3);
         var resumedLog = new List<string>();
         var resumed = FineTuneJob.Run(killed, resume: true, log: resumedLog.Add);
         // The resumed run arranges (and logs) the epoch it resumes in, not the first.
         Assert.Contains(resumedLog, l => l.Contains("batch sampler no_duplicates, epoch 2:"));
         Assert.DoesNotContain(resumedLog, l => l.Contains("no_duplicates, epoch 1:"));
-        static List<double> Losses(string runDir) =>
-            MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
-        Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
+        Assert.Equal(KilledRun.Losses(uninterrupted.Training.RunDirectory), KilledRun.Losses(resumed.Training.RunDirectory));
         var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
         var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
         foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);

@@ -1,0 +1,24 @@
+using SharpTune.Tests.Training;
+using SharpTune.Tracking;
+using SharpTune.Training;
+
+namespace SharpTune.Tests.Support;
+
+/// <summary>A fine-tuning run stopped the way a killed process stops, for the tests that resume it.</summary>
+public static class KilledRun
+{
+    /// <summary>
+    /// Runs <paramref name="options"/> and cancels it as soon as step <paramref name="step"/> has reported, so its output
+    /// folder holds what a process killed there leaves (the checkpoints written so far, no final adapter).
+    /// </summary>
+    public static void StopAfterStep(TrainingOptions options, int step, Action<string>? log = null)
+    {
+        using var cancel = new CancellationTokenSource();
+        var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == step) cancel.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(options, progress: progress, log: log, cancellationToken: cancel.Token));
+    }
+
+    /// <summary>The training loss of every step a run logged to its metrics.jsonl, in order.</summary>
+    public static List<double> Losses(string runDirectory) =>
+        MetricsLog.ReadAll(Path.Combine(runDirectory, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
+}
