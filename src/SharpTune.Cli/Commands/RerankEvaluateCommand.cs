@@ -20,7 +20,7 @@ internal static class RerankEvaluateCommand
         var output = new Option<string>("--output") { Description = "Report file (JSON)", DefaultValueFactory = _ => "rerank_eval.json" };
         var atK = new Option<int>("--at-k") { Description = "Cut-off of MRR and NDCG", DefaultValueFactory = _ => 10 };
         var batchSize = new Option<int>("--batch-size") { Description = "Pairs per forward pass", DefaultValueFactory = _ => 8 };
-        var maxLength = new Option<int?>("--max-length") { Description = "Cut each pair to this many tokens (longest first); default: no cut" };
+        var maxLength = new Option<int?>("--max-length") { Description = "Cut each pair to this many tokens (longest first, at most the context); default: the training run's max_seq_length, else the model's context length" };
         var command = new Command("evaluate", "MAP, MRR@k and NDCG@k of a reranker on held-out rows (CrossEncoderRerankingEvaluator): each query's positives and negatives ranked")
         {
             model, adapter, data, output, atK, batchSize, maxLength,

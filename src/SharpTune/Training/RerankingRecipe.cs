@@ -28,7 +28,8 @@ internal static class RerankingRecipe
     {
         var options = context.Options;
         var pad = classifier.Labels.PadTokenId;
-        var reranker = new Reranker(new TextClassifier(classifier, tokenizer), options.MaxSeqLength);
+        // Validation scores pairs as the rows were cut for training; a max_seq_length past the context cannot be scored whole.
+        var reranker = new Reranker(new TextClassifier(classifier, tokenizer), Math.Min(options.MaxSeqLength, context.Model.Config.ContextLength));
         var hook = validation.Count == 0 ? null : new RerankingHook(reranker, RerankingEvaluator.FromExamples(validation.Cast<RerankingExample>()), options.MicroBatchSize);
         var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new RerankingObjective(classifier, options.PosWeight), hook);
         var result = context.Run(trainer, examples => Tokenize(examples, tokenizer, options.MaxSeqLength), train, validation, test,
