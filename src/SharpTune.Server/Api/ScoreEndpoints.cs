@@ -23,7 +23,8 @@ namespace SharpTune.Server.Api;
 /// </list>
 /// Each pair is scored as <see cref="Reranker"/> scores it (the tokenizer's pair template, the head's logit through the
 /// cross-encoder activation; <c>use_activation: false</c> gives the raw logit), on the model thread between decode
-/// batches, <see cref="ServerOptions.MaxBatchSize"/> pairs per exclusive turn, as <c>/classify</c> does.
+/// batches, <see cref="ServerOptions.MaxBatchSize"/> pairs per exclusive turn, as <c>/classify</c> does. Both take vLLM's
+/// <c>truncate_prompt_tokens</c> (<see cref="TruncationLength"/>); without it a pair longer than the context is refused.
 /// </summary>
 internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine engine, ServerOptions options, ServerMetrics metrics)
 {
@@ -51,7 +52,7 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
             _ => throw ApiException.BadField("top_n", "'top_n' must be an integer"),
         };
         var returnDocuments = Flag(request, "return_documents", true);
-        var (scores, tokens) = await ScoreAsync([.. documents.Select(d => (query, d))], Flag(request, "use_activation", true), cancellation);
+        var (scores, tokens) = await ScoreAsync([.. documents.Select(d => (query, d))], Flag(request, "use_activation", true), TruncationLength(request), cancellation);
         var order = Reranker.Order(scores).Take(topN > 0 ? topN : documents.Count);
         return new JsonObject
         {
@@ -76,7 +77,7 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         if (first.Count > 1 && first.Count != second.Count)
             throw ApiException.BadField("text_2", $"Input lengths must be either 1:1, 1:N or N:N; text_1 has {first.Count}, text_2 {second.Count}");
         var pairs = second.Select((text, i) => (first.Count == 1 ? first[0] : first[i], text)).ToList();
-        var (scores, tokens) = await ScoreAsync(pairs, Flag(request, "use_activation", true), cancellation);
+        var (scores, tokens) = await ScoreAsync(pairs, Flag(request, "use_activation", true), TruncationLength(request), cancellation);
         return new JsonObject
         {
             ["id"] = NewId("score-"),
@@ -127,18 +128,49 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         }
     }
 
-    /// <summary>Each pair encoded, checked against the context, and scored in exclusive turns; the scores and the prompt tokens.</summary>
+    /// <summary>
+    /// The request's <c>truncate_prompt_tokens</c> as vLLM reads it (vllm-project/vllm@06cbb4e826391ee267b27727abe8f9a9872f92c3,
+    /// protocol: an integer ≥ -1; vllm/entrypoints/utils.py <c>_validate_truncation_size</c>): -1 is the model's context
+    /// length, a value past the context is refused, and each pair is then cut to it longest-first (the tokenizer's
+    /// <c>truncation=True, max_length=n</c>); absent, nothing is cut. The pair's special tokens must fit.
+    /// </summary>
+    private int? TruncationLength(JsonObject request)
+    {
+        var contextLength = scorer.Reranker!.Classifier.Classifier.Model.Config.ContextLength;
+        int? requested = request["truncate_prompt_tokens"] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue<int>(out var n) => n,
+            JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue => (int)d,
+            _ => throw ApiException.BadField("truncate_prompt_tokens", "'truncate_prompt_tokens' must be an integer"),
+        };
+        if (requested is null) return null;
+        if (requested < -1)
+            throw ApiException.BadField("truncate_prompt_tokens", $"'truncate_prompt_tokens' must be at least -1 (the model's context), found {requested}");
+        var length = requested == -1 ? contextLength : requested.Value;
+        if (length > contextLength)
+            throw ApiException.BadField("truncate_prompt_tokens",
+                $"truncate_prompt_tokens value ({length}) is greater than max_model_len ({contextLength}). Please, select a smaller truncation size.");
+        var special = scorer.Reranker!.Classifier.Tokenizer.EncodePair("", "", addSpecialTokens: true).Count;
+        if (length < Math.Max(special, 1))
+            throw ApiException.BadField("truncate_prompt_tokens",
+                $"truncate_prompt_tokens value ({length}) leaves no room for the pair's {special} special tokens");
+        return length;
+    }
+
+    /// <summary>Each pair encoded (cut to <paramref name="truncateTo"/> when given), checked against the context, and scored in exclusive turns; the scores and the prompt tokens.</summary>
     private async Task<(IReadOnlyList<float> Scores, int Tokens)> ScoreAsync(IReadOnlyList<(string First, string Second)> pairs, bool activate,
-        CancellationToken cancellation)
+        int? truncateTo, CancellationToken cancellation)
     {
         var reranker = scorer.Reranker!;
-        var ids = pairs.Select(p => reranker.EncodePair(p.First, p.Second)).ToList();
+        var ids = pairs.Select(p => truncateTo is { } n ? [.. reranker.Classifier.Tokenizer.EncodePair(p.First, p.Second, addSpecialTokens: true, n)]
+            : reranker.EncodePair(p.First, p.Second)).ToList();
         var contextLength = reranker.Classifier.Classifier.Model.Config.ContextLength;
         for (var i = 0; i < ids.Count; i++)
         {
             if (ids[i].Length == 0) throw new ApiException(400, $"pair {i} encodes to no tokens");
             if (ids[i].Length > contextLength)
-                throw new ApiException(400, $"pair {i} has {ids[i].Length} tokens; this model's context is {contextLength}", code: "context_length_exceeded");
+                throw new ApiException(400, $"pair {i} has {ids[i].Length} tokens; this model's context is {contextLength} (truncate_prompt_tokens cuts pairs)", code: "context_length_exceeded");
         }
         var scores = await engine.RunExclusiveInChunksAsync(ids, options.MaxBatchSize,
             chunk => reranker.ScoreEncoded(chunk, options.MaxBatchSize, activate), cancellation);

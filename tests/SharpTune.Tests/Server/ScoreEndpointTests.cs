@@ -126,6 +126,53 @@ public class ScoreEndpointTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public async Task Truncate_prompt_tokens_cuts_each_pair_as_vllm_does_and_without_it_a_long_pair_is_refused()
+    {
+        using var temp = new TempDir();
+        var folder = RerankerScoringTests.SaveReranker(temp, null);
+        await using var server = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder, Name: "ranker"),
+        });
+        using var http = Client(server);
+        using var reranker = Reranker.Load(folder);
+        var tokenizer = reranker.Classifier.Tokenizer;
+        var context = reranker.Classifier.Classifier.Model.Config.ContextLength;
+        var longDocument = string.Concat(Enumerable.Repeat("The cat ran far away from the big red house. ", 200));
+        Assert.True(tokenizer.EncodePair(Query, longDocument, addSpecialTokens: true).Count > context);
+        string[] documents = [longDocument, Documents[0]];
+
+        // n: each pair cut to n tokens longest-first, scored as the library scores those ids.
+        int[][] cut = [.. documents.Select(d => tokenizer.EncodePair(Query, d, addSpecialTokens: true, 16).ToArray())];
+        var expected = reranker.ScoreEncoded(cut);
+        var (status, body) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(documents), ["truncate_prompt_tokens"] = 16 });
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(cut.Sum(ids => ids.Length), body["usage"]!["prompt_tokens"]!.GetValue<int>());
+        foreach (var result in body["results"]!.AsArray())
+            Assert.Equal(expected[result!["index"]!.GetValue<int>()], result["relevance_score"]!.GetValue<float>(), 5);
+        var (scoreStatus, scored) = await PostAsync(http, "/v1/score", new JsonObject { ["text_1"] = Query, ["text_2"] = Array(documents), ["truncate_prompt_tokens"] = 16 });
+        Assert.Equal(HttpStatusCode.OK, scoreStatus);
+        Assert.Equal(expected, scored["data"]!.AsArray().Select(d => d!["score"]!.GetValue<float>()));
+
+        // -1: the model's context length.
+        var (wholeStatus, whole) = await PostAsync(http, "/score", new JsonObject { ["text_1"] = Query, ["text_2"] = longDocument, ["truncate_prompt_tokens"] = -1 });
+        Assert.Equal(HttpStatusCode.OK, wholeStatus);
+        Assert.Equal(context, whole["usage"]!["prompt_tokens"]!.GetValue<int>());
+
+        // Absent: nothing is cut, so the long pair is refused rather than read past the context.
+        var (longStatus, refused) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(documents) });
+        Assert.Equal(HttpStatusCode.BadRequest, longStatus);
+        Assert.Equal("context_length_exceeded", refused["error"]!["code"]!.GetValue<string>());
+
+        foreach (JsonNode bad in new JsonNode[] { context + 1, -2, "16", 1.5 })
+        {
+            var (badStatus, error) = await PostAsync(http, "/score", new JsonObject { ["text_1"] = Query, ["text_2"] = Query, ["truncate_prompt_tokens"] = bad.DeepClone() });
+            Assert.Equal(HttpStatusCode.BadRequest, badStatus);
+            Assert.Equal("truncate_prompt_tokens", error["error"]!["param"]!.GetValue<string>());
+        }
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public async Task A_head_with_several_labels_or_no_classifier_is_refused_as_vllm_refuses_it()
     {
         using var temp = new TempDir();
