@@ -126,6 +126,34 @@ public class RerankerTrainingTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void A_max_seq_length_without_room_beside_the_pair_specials_or_a_tokenizer_without_a_pair_layout_is_refused_up_front()
+    {
+        using var temp = new TempDir();
+        var data = WriteTriplets(temp);
+        // stories260K lays a pair out as <s> A <s> B: two special tokens, so max_seq_length 2 leaves no room for text.
+        foreach (var tooShort in new[] { 1, 2 })
+        {
+            var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Run(Options(data, Path.Combine(temp.Path, $"short{tooShort}")) with { MaxSeqLength = tooShort, MaxSteps = 1 }));
+            Assert.Contains("max_seq_length", error.Message);
+            Assert.Contains("2 special tokens", error.Message);
+        }
+
+        // A post_processor of two processors that each add tokens gives pairs no layout: refused once, naming the file.
+        var model = Path.Combine(temp.Path, "model");
+        Directory.CreateDirectory(model);
+        foreach (var file in Directory.GetFiles(TestAssets.Stories260K)) File.Copy(file, Path.Combine(model, Path.GetFileName(file)));
+        var tokenizerJson = Path.Combine(model, "tokenizer.json");
+        var json = JsonNode.Parse(File.ReadAllText(tokenizerJson))!.AsObject();
+        var bert = new JsonObject { ["type"] = "BertProcessing", ["sep"] = new JsonArray("</s>", 2), ["cls"] = new JsonArray("<s>", 1) };
+        json["post_processor"] = new JsonObject { ["type"] = "Sequence", ["processors"] = new JsonArray(bert, bert.DeepClone()) };
+        File.WriteAllText(tokenizerJson, json.ToJsonString());
+        File.WriteAllText(Path.Combine(model, "tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "</s>"}""");
+        var unsupported = Assert.Throws<NotSupportedException>(() => FineTuneJob.Run(Options(data, Path.Combine(temp.Path, "nolayout")) with { Model = model, MaxSteps = 1 }));
+        Assert.Contains(tokenizerJson, unsupported.Message);
+        Assert.Contains("reranking", unsupported.Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void Two_micro_batches_of_four_train_exactly_as_one_batch_of_eight()
     {
         using var temp = new TempDir();
