@@ -61,12 +61,27 @@ public static class RerankingEvaluator
     /// The samples reranking rows make: rows grouped by query (in first-seen order), documents with a relevance above
     /// 0.5 positives and the rest negatives, each document once per query.
     /// </summary>
+    /// <exception cref="DataFormatException">A document is listed twice for a query, once relevant (above 0.5) and once
+    /// not: the message names both rows (sentence-transformers would score it on both sides, so neither reading is the data's).</exception>
     public static IReadOnlyList<RerankingSample> FromExamples(IEnumerable<RerankingExample> examples) =>
-        examples.SelectMany(e => e.Candidates.Select(c => (e.Query, c)))
+        examples.SelectMany(e => e.Candidates.Select(c => (e.Query, c, e)))
             .GroupBy(x => x.Query, StringComparer.Ordinal)
             .Select(g =>
             {
-                var documents = g.Select(x => x.c).DistinctBy(c => c.Document, StringComparer.Ordinal).ToList();
+                var documents = new List<RerankingCandidate>();
+                var seen = new Dictionary<string, (bool Relevant, RerankingExample Row)>(StringComparer.Ordinal);
+                foreach (var (_, candidate, row) in g)
+                {
+                    var relevant = candidate.Label > 0.5;
+                    if (!seen.TryGetValue(candidate.Document, out var first))
+                    {
+                        seen[candidate.Document] = (relevant, row);
+                        documents.Add(candidate);
+                    }
+                    else if (first.Relevant != relevant)
+                        throw new DataFormatException(row.SourceFile, row.LineNumber, candidate.Field, "conflicting_label",
+                            $"the query's document is {(relevant ? "relevant" : "not relevant")} here but {(first.Relevant ? "relevant" : "not relevant")} at {first.Row.SourceFile}:{first.Row.LineNumber}");
+                }
                 return new RerankingSample(g.Key, [.. documents.Where(c => c.Label > 0.5).Select(c => c.Document)],
                     [.. documents.Where(c => c.Label <= 0.5).Select(c => c.Document)]);
             }).ToList();

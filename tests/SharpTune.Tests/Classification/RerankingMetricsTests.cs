@@ -127,4 +127,19 @@ public class RerankingMetricsTests
         Assert.Equal(0.5 * 0.6309298 / 1.6309298, at2["ndcg@2"], 6);
         Assert.Equal(0, at2["mrr@2"], 6);
     }
+    [Fact]
+    public void A_document_both_relevant_and_not_for_one_query_names_both_rows()
+    {
+        static RerankingExample At(long line, string json) => RerankingExample.FromRow(new DataRow("heldout.jsonl", line, JsonNode.Parse(json)!.AsObject()));
+        var error = Assert.Throws<DataFormatException>(() => RerankingEvaluator.FromExamples([
+            At(2, """{"query":"q","document":"d","label":1}"""),
+            At(7, """{"query":"q","positive":"other","negative":"d"}"""),
+        ]));
+        Assert.Equal("conflicting_label", error.Reason);
+        Assert.Contains("heldout.jsonl:7", error.Message);
+        Assert.Contains("heldout.jsonl:2", error.Message);
+        // The same label twice is one document.
+        var sample = Assert.Single(RerankingEvaluator.FromExamples([At(2, """{"query":"q","document":"d","label":1}"""), At(3, """{"query":"q","text":"d","label":0.9}""")]));
+        Assert.Equal(["d"], sample.Positives);
+    }
 }
