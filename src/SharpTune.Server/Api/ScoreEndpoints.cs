@@ -44,11 +44,13 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
     public Task RerankAsync(HttpContext context) => HandleAsync(context, "rerank", "Rerank (Score)", async (request, model, cancellation) =>
     {
         var query = RequiredText(request, "query");
-        var documents = Texts(request, "documents") ?? throw ApiException.BadField("documents", "'documents' must be given");
+        var documents = Documents(request);
         var topN = request["top_n"] switch
         {
             null => 0,
             JsonValue v when v.TryGetValue<int>(out var n) => n,
+            // JSON numbers such as 3.0 are integers to pydantic's int field, as vLLM reads top_n.
+            JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue => (int)d,
             _ => throw ApiException.BadField("top_n", "'top_n' must be an integer"),
         };
         var returnDocuments = Flag(request, "return_documents", true);
@@ -95,20 +97,22 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         cancellation.CancelAfter(options.RequestTimeout);
         try
         {
-            // vLLM answers a model that is not a cross-encoder this way (api_router.py: "The model does not support … API").
-            if (served is null || scorer.Reranker is null)
-                throw new ApiException(400, $"The model does not support {apiName} API" + (scorer.Refusal is null ? "" : $" ({scorer.Refusal})"),
-                    param: "model", code: "model_not_supported");
             if (await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes) is not JsonObject request)
                 throw new ApiException(400, "the request body must be a JSON object");
             var model = request["model"] switch
             {
-                null => served.Name,
+                null => served?.Name,
                 JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
                 _ => throw ApiException.BadField("model", "'model' must be a string"),
             };
-            if (model != served.Name)
+            // An unknown name is a 404 before anything else, as vLLM checks the model first.
+            if (served is not null && model != served.Name)
                 throw new ApiException(404, $"The model '{model}' does not exist. Served for {what}: {served.Name}", param: "model", code: "model_not_found");
+            // vLLM answers a model that is not a cross-encoder this way (api_router.py: "The model does not support … API").
+            if (served is null || scorer.Reranker is null)
+                throw new ApiException(400, $"The model does not support {apiName} API" + (scorer.Refusal is null ? "" : $" ({scorer.Refusal})"),
+                    param: "model", code: "model_not_supported");
+            model ??= served.Name;
             await JsonResponse.WriteAsync(context, await answer(request, model, cancellation.Token));
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -198,6 +202,24 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         JsonArray a => [.. a.Select((item, i) => item is JsonValue s && s.GetValueKind() == JsonValueKind.String ? s.GetValue<string>()
             : throw ApiException.BadField(field, $"{field}[{i}] must be a string"))],
         _ => throw ApiException.BadField(field, $"'{field}' must be a string or a list of strings"),
+    };
+
+    /// <summary>
+    /// /rerank's <c>documents</c>: a non-empty list whose items are texts or Jina/Cohere's <c>{"text": …}</c> objects; a
+    /// bare string is refused, as vLLM's RerankRequest (<c>documents: list[str] | ScoreMultiModalParam</c>) refuses it.
+    /// </summary>
+    private static IReadOnlyList<string> Documents(JsonObject request) => request["documents"] switch
+    {
+        null => throw ApiException.BadField("documents", "'documents' must be given"),
+        JsonArray { Count: 0 } => throw ApiException.BadField("documents", "'documents' must not be empty"),
+        JsonArray a when a.Count > ClassifyEndpoints.MaxInputs => throw ApiException.BadField("documents", $"'documents' has {a.Count} items; at most {ClassifyEndpoints.MaxInputs} are allowed"),
+        JsonArray a => [.. a.Select((item, i) => item switch
+        {
+            JsonValue s when s.GetValueKind() == JsonValueKind.String => s.GetValue<string>(),
+            JsonObject { Count: 1 } o when o["text"] is JsonValue t && t.GetValueKind() == JsonValueKind.String => t.GetValue<string>(),
+            _ => throw ApiException.BadField("documents", $"documents[{i}] must be a string or an object {{\"text\": string}}"),
+        })],
+        _ => throw ApiException.BadField("documents", "'documents' must be a list of strings or of {\"text\": string} objects"),
     };
 
     private static bool Flag(JsonObject request, string field, bool absent) => request[field] switch

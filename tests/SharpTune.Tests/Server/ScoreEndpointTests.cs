@@ -173,6 +173,43 @@ public class ScoreEndpointTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public async Task Rerank_reads_text_objects_integral_top_n_and_refuses_a_bare_string_and_unknown_models()
+    {
+        using var temp = new TempDir();
+        var folder = RerankerScoringTests.SaveReranker(temp, null);
+        await using var server = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder, Name: "ranker"),
+        });
+        using var http = Client(server);
+        static float[] Scores(JsonObject body) =>
+            [.. body["results"]!.AsArray().OrderBy(r => r!["index"]!.GetValue<int>()).Select(r => r!["relevance_score"]!.GetValue<float>())];
+
+        var (_, plain) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(Documents) });
+        Assert.Equal(Documents.Length, plain["results"]!.AsArray().Count);   // top_n absent: all
+        var objects = new JsonArray([.. Documents.Select(d => (JsonNode)new JsonObject { ["text"] = d })]);
+        var (objectStatus, fromObjects) = await PostAsync(http, "/v2/rerank", new JsonObject { ["query"] = Query, ["documents"] = objects });
+        Assert.Equal(HttpStatusCode.OK, objectStatus);
+        Assert.Equal(Scores(plain), Scores(fromObjects));
+
+        var (_, zero) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(Documents), ["top_n"] = 0 });
+        Assert.Equal(Documents.Length, zero["results"]!.AsArray().Count);
+        var (floatStatus, three) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(Documents), ["top_n"] = 3.0 });
+        Assert.Equal(HttpStatusCode.OK, floatStatus);
+        Assert.Equal(3, three["results"]!.AsArray().Count);
+        var (fractionStatus, _) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(Documents), ["top_n"] = 2.5 });
+        Assert.Equal(HttpStatusCode.BadRequest, fractionStatus);
+
+        var (bareStatus, bare) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Documents[0] });
+        Assert.Equal(HttpStatusCode.BadRequest, bareStatus);
+        Assert.Equal("documents", bare["error"]!["param"]!.GetValue<string>());
+
+        var (unknownStatus, unknown) = await PostAsync(http, "/score", new JsonObject { ["model"] = "nope", ["text_1"] = Query, ["text_2"] = Query });
+        Assert.Equal(HttpStatusCode.NotFound, unknownStatus);
+        Assert.Equal("model_not_found", unknown["error"]!["code"]!.GetValue<string>());
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public async Task A_head_with_several_labels_or_no_classifier_is_refused_as_vllm_refuses_it()
     {
         using var temp = new TempDir();
@@ -190,6 +227,8 @@ public class ScoreEndpointTests
         Assert.Equal(HttpStatusCode.BadRequest, status);
         Assert.Contains("does not support Rerank (Score) API", body["error"]!["message"]!.GetValue<string>());
         Assert.Equal("model_not_supported", body["error"]!["code"]!.GetValue<string>());
+        var (unknownStatus, _) = await PostAsync(http, "/rerank", new JsonObject { ["model"] = "nope", ["query"] = Query, ["documents"] = Array(Documents) });
+        Assert.Equal(HttpStatusCode.NotFound, unknownStatus);
 
         // A one-label head whose config names an activation SharpTune does not know: the server starts, /rerank says why not.
         using var reluTemp = new TempDir();
