@@ -97,8 +97,12 @@ public sealed class Reranker : IDisposable
         var tooLong = ids.Select((pair, i) => (pair.Length, i)).FirstOrDefault(p => p.Length > contextLength);
         if (tooLong.Length > 0)
             throw new ArgumentException($"pair {tooLong.i} has {tooLong.Length} tokens; the model's context is {contextLength} (give a maximum length to truncate)", nameof(ids));
-        return Classifier.ScoreIds([.. ids.Select(_ => "")], ids, batchSize, SequenceClassificationConfig.Regression)
-            .Select(s => activate ? _activation(s.Logits[0]) : s.Logits[0]).ToArray();
+        var logits = Classifier.ScoreIds([.. ids.Select(_ => "")], ids, batchSize, SequenceClassificationConfig.Regression).Select(s => s.Logits[0]).ToArray();
+        // A NaN would sort anywhere and read as a score; the weights (or a dtype too narrow for them) are at fault, so say so.
+        var nan = Array.FindIndex(logits, float.IsNaN);
+        if (nan >= 0)
+            throw new InvalidOperationException($"the head's logit for pair {nan} is NaN (the weights, or the dtype they run in, overflowed); no scores are given");
+        return activate ? [.. logits.Select(_activation)] : logits;
     }
 
     /// <summary>The score of <paramref name="query"/> with each document, in the documents' order.</summary>
