@@ -46,6 +46,9 @@ public sealed class PairEncodingTests
         // Only the specials fit.
         Assert.Equal([2, 2], Gemma3.Value.EncodePair(textA, textB, true, maxLength: 2));
         Assert.Throws<ArgumentOutOfRangeException>(() => Gemma3.Value.EncodePair(textA, textB, true, maxLength: 1));
+        // One empty text: the other keeps all the room the specials leave (max(0, 10 - 2 - 0) = 8), on either side.
+        Assert.Equal([2, 2, .. b[..8]], Gemma3.Value.EncodePair("", textB, true, maxLength: 10));
+        Assert.Equal([2, .. b[..8], 2], Gemma3.Value.EncodePair(textB, "", true, maxLength: 10));
         // A pair already short enough is left whole.
         Assert.Equal(44, Gemma3.Value.EncodePair(textA, textB, true, maxLength: 44).Count);
     }
