@@ -19,7 +19,7 @@ internal static class RerankCommand
         var query = new Option<string>("--query") { Description = "The query", Required = true };
         var documents = new Option<string[]>("--document") { Description = "A document to rank (repeatable)", Required = true, AllowMultipleArgumentsPerToken = false };
         var topK = new Option<int?>("--top-k") { Description = "Keep the N best documents" };
-        var maxLength = new Option<int?>("--max-length") { Description = "Cut each pair to this many tokens (longest first); default: no cut" };
+        var maxLength = new Option<int?>("--max-length") { Description = "Cut each pair to this many tokens (longest first, at most the context); default: the training run's max_seq_length, else the model's context length" };
         var batchSize = new Option<int>("--batch-size") { Description = "Pairs per forward pass", DefaultValueFactory = _ => 8 };
         var command = new Command("rerank", "Rank documents for a query with a reranker (a one-label *ForSequenceClassification head; train one with `sharptune train --task reranking`)")
         {

@@ -23,7 +23,8 @@ namespace SharpTune.Server.Api;
 /// </list>
 /// Each pair is scored as <see cref="Reranker"/> scores it (the tokenizer's pair template, the head's logit through the
 /// cross-encoder activation; <c>use_activation: false</c> gives the raw logit), on the model thread between decode
-/// batches, <see cref="ServerOptions.MaxBatchSize"/> pairs per exclusive turn, as <c>/classify</c> does.
+/// batches, <see cref="ServerOptions.MaxBatchSize"/> pairs per exclusive turn, as <c>/classify</c> does. Both take vLLM's
+/// <c>truncate_prompt_tokens</c> (<see cref="TruncationLength"/>); without it a pair longer than the context is refused.
 /// </summary>
 internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine engine, ServerOptions options, ServerMetrics metrics)
 {
@@ -43,15 +44,17 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
     public Task RerankAsync(HttpContext context) => HandleAsync(context, "rerank", "Rerank (Score)", async (request, model, cancellation) =>
     {
         var query = RequiredText(request, "query");
-        var documents = Texts(request, "documents") ?? throw ApiException.BadField("documents", "'documents' must be given");
+        var documents = Documents(request);
         var topN = request["top_n"] switch
         {
             null => 0,
             JsonValue v when v.TryGetValue<int>(out var n) => n,
+            // JSON numbers such as 3.0 are integers to pydantic's int field, as vLLM reads top_n.
+            JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue => (int)d,
             _ => throw ApiException.BadField("top_n", "'top_n' must be an integer"),
         };
         var returnDocuments = Flag(request, "return_documents", true);
-        var (scores, tokens) = await ScoreAsync([.. documents.Select(d => (query, d))], Flag(request, "use_activation", true), cancellation);
+        var (scores, tokens) = await ScoreAsync([.. documents.Select(d => (query, d))], Flag(request, "use_activation", true), TruncationLength(request), cancellation);
         var order = Reranker.Order(scores).Take(topN > 0 ? topN : documents.Count);
         return new JsonObject
         {
@@ -76,7 +79,7 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         if (first.Count > 1 && first.Count != second.Count)
             throw ApiException.BadField("text_2", $"Input lengths must be either 1:1, 1:N or N:N; text_1 has {first.Count}, text_2 {second.Count}");
         var pairs = second.Select((text, i) => (first.Count == 1 ? first[0] : first[i], text)).ToList();
-        var (scores, tokens) = await ScoreAsync(pairs, Flag(request, "use_activation", true), cancellation);
+        var (scores, tokens) = await ScoreAsync(pairs, Flag(request, "use_activation", true), TruncationLength(request), cancellation);
         return new JsonObject
         {
             ["id"] = NewId("score-"),
@@ -94,20 +97,22 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         cancellation.CancelAfter(options.RequestTimeout);
         try
         {
-            // vLLM answers a model that is not a cross-encoder this way (api_router.py: "The model does not support … API").
-            if (served is null || scorer.Reranker is null)
-                throw new ApiException(400, $"The model does not support {apiName} API" + (scorer.Refusal is null ? "" : $" ({scorer.Refusal})"),
-                    param: "model", code: "model_not_supported");
             if (await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes) is not JsonObject request)
                 throw new ApiException(400, "the request body must be a JSON object");
             var model = request["model"] switch
             {
-                null => served.Name,
+                null => served?.Name,
                 JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
                 _ => throw ApiException.BadField("model", "'model' must be a string"),
             };
-            if (model != served.Name)
+            // An unknown name is a 404 before anything else, as vLLM checks the model first.
+            if (served is not null && model != served.Name)
                 throw new ApiException(404, $"The model '{model}' does not exist. Served for {what}: {served.Name}", param: "model", code: "model_not_found");
+            // vLLM answers a model that is not a cross-encoder this way (api_router.py: "The model does not support … API").
+            if (served is null || scorer.Reranker is null)
+                throw new ApiException(400, $"The model does not support {apiName} API" + (scorer.Refusal is null ? "" : $" ({scorer.Refusal})"),
+                    param: "model", code: "model_not_supported");
+            model ??= served.Name;
             await JsonResponse.WriteAsync(context, await answer(request, model, cancellation.Token));
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -127,18 +132,49 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         }
     }
 
-    /// <summary>Each pair encoded, checked against the context, and scored in exclusive turns; the scores and the prompt tokens.</summary>
+    /// <summary>
+    /// The request's <c>truncate_prompt_tokens</c> as vLLM reads it (vllm-project/vllm@06cbb4e826391ee267b27727abe8f9a9872f92c3,
+    /// protocol: an integer ≥ -1; vllm/entrypoints/utils.py <c>_validate_truncation_size</c>): -1 is the model's context
+    /// length, a value past the context is refused, and each pair is then cut to it longest-first (the tokenizer's
+    /// <c>truncation=True, max_length=n</c>); absent, nothing is cut. The pair's special tokens must fit.
+    /// </summary>
+    private int? TruncationLength(JsonObject request)
+    {
+        var contextLength = scorer.Reranker!.Classifier.Classifier.Model.Config.ContextLength;
+        int? requested = request["truncate_prompt_tokens"] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue<int>(out var n) => n,
+            JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue => (int)d,
+            _ => throw ApiException.BadField("truncate_prompt_tokens", "'truncate_prompt_tokens' must be an integer"),
+        };
+        if (requested is null) return null;
+        if (requested < -1)
+            throw ApiException.BadField("truncate_prompt_tokens", $"'truncate_prompt_tokens' must be at least -1 (the model's context), found {requested}");
+        var length = requested == -1 ? contextLength : requested.Value;
+        if (length > contextLength)
+            throw ApiException.BadField("truncate_prompt_tokens",
+                $"truncate_prompt_tokens value ({length}) is greater than max_model_len ({contextLength}). Please, select a smaller truncation size.");
+        var special = scorer.Reranker!.Classifier.Tokenizer.EncodePair("", "", addSpecialTokens: true).Count;
+        if (length < Math.Max(special, 1))
+            throw ApiException.BadField("truncate_prompt_tokens",
+                $"truncate_prompt_tokens value ({length}) leaves no room for the pair's {special} special tokens");
+        return length;
+    }
+
+    /// <summary>Each pair encoded (cut to <paramref name="truncateTo"/> when given), checked against the context, and scored in exclusive turns; the scores and the prompt tokens.</summary>
     private async Task<(IReadOnlyList<float> Scores, int Tokens)> ScoreAsync(IReadOnlyList<(string First, string Second)> pairs, bool activate,
-        CancellationToken cancellation)
+        int? truncateTo, CancellationToken cancellation)
     {
         var reranker = scorer.Reranker!;
-        var ids = pairs.Select(p => reranker.EncodePair(p.First, p.Second)).ToList();
+        var ids = pairs.Select(p => truncateTo is { } n ? [.. reranker.Classifier.Tokenizer.EncodePair(p.First, p.Second, addSpecialTokens: true, n)]
+            : reranker.EncodePair(p.First, p.Second)).ToList();
         var contextLength = reranker.Classifier.Classifier.Model.Config.ContextLength;
         for (var i = 0; i < ids.Count; i++)
         {
             if (ids[i].Length == 0) throw new ApiException(400, $"pair {i} encodes to no tokens");
             if (ids[i].Length > contextLength)
-                throw new ApiException(400, $"pair {i} has {ids[i].Length} tokens; this model's context is {contextLength}", code: "context_length_exceeded");
+                throw new ApiException(400, $"pair {i} has {ids[i].Length} tokens; this model's context is {contextLength} (truncate_prompt_tokens cuts pairs)", code: "context_length_exceeded");
         }
         var scores = await engine.RunExclusiveInChunksAsync(ids, options.MaxBatchSize,
             chunk => reranker.ScoreEncoded(chunk, options.MaxBatchSize, activate), cancellation);
@@ -166,6 +202,24 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         JsonArray a => [.. a.Select((item, i) => item is JsonValue s && s.GetValueKind() == JsonValueKind.String ? s.GetValue<string>()
             : throw ApiException.BadField(field, $"{field}[{i}] must be a string"))],
         _ => throw ApiException.BadField(field, $"'{field}' must be a string or a list of strings"),
+    };
+
+    /// <summary>
+    /// /rerank's <c>documents</c>: a non-empty list whose items are texts or Jina/Cohere's <c>{"text": …}</c> objects; a
+    /// bare string is refused, as vLLM's RerankRequest (<c>documents: list[str] | ScoreMultiModalParam</c>) refuses it.
+    /// </summary>
+    private static IReadOnlyList<string> Documents(JsonObject request) => request["documents"] switch
+    {
+        null => throw ApiException.BadField("documents", "'documents' must be given"),
+        JsonArray { Count: 0 } => throw ApiException.BadField("documents", "'documents' must not be empty"),
+        JsonArray a when a.Count > ClassifyEndpoints.MaxInputs => throw ApiException.BadField("documents", $"'documents' has {a.Count} items; at most {ClassifyEndpoints.MaxInputs} are allowed"),
+        JsonArray a => [.. a.Select((item, i) => item switch
+        {
+            JsonValue s when s.GetValueKind() == JsonValueKind.String => s.GetValue<string>(),
+            JsonObject { Count: 1 } o when o["text"] is JsonValue t && t.GetValueKind() == JsonValueKind.String => t.GetValue<string>(),
+            _ => throw ApiException.BadField("documents", $"documents[{i}] must be a string or an object {{\"text\": string}}"),
+        })],
+        _ => throw ApiException.BadField("documents", "'documents' must be a list of strings or of {\"text\": string} objects"),
     };
 
     private static bool Flag(JsonObject request, string field, bool absent) => request[field] switch

@@ -1,3 +1,4 @@
+using SharpTune.Evaluation;
 using SharpTune.Models;
 using static TorchSharp.torch;
 
@@ -18,8 +19,11 @@ public sealed class Reranker : IDisposable
     private readonly bool _ownsClassifier;
 
     /// <summary>Scores with <paramref name="classifier"/>, which stays the caller's (not disposed with this).</summary>
-    /// <param name="maxLength">The most ids a pair may have (longest_first truncation); null = no truncation.</param>
-    /// <exception cref="ArgumentException">The head has more than one label.</exception>
+    /// <param name="maxLength">
+    /// The most ids a pair may have (longest_first truncation), at most the model's context length; null = no truncation,
+    /// and a pair longer than the context is refused when scored.
+    /// </param>
+    /// <exception cref="ArgumentException">The head has more than one label, or <paramref name="maxLength"/> exceeds the context.</exception>
     public Reranker(TextClassifier classifier, int? maxLength = null) : this(classifier, maxLength, ownsClassifier: false) { }
 
     private Reranker(TextClassifier classifier, int? maxLength, bool ownsClassifier)
@@ -28,6 +32,10 @@ public sealed class Reranker : IDisposable
         if (labels.NumLabels != 1)
             throw new ArgumentException($"a reranker's head has one label; this one has {labels.NumLabels} ({string.Join(", ", labels.Labels)})", nameof(classifier));
         if (maxLength is < 1) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "the maximum length must be at least 1");
+        var contextLength = classifier.Classifier.Model.Config.ContextLength;
+        if (maxLength > contextLength)
+            throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength,
+                $"the maximum length {maxLength} exceeds the model's context of {contextLength} tokens; pairs that long cannot be scored");
         Classifier = classifier;
         MaxLength = maxLength;
         ActivationName = labels.CrossEncoderActivation ?? CrossEncoderActivation.Sigmoid;
@@ -36,10 +44,22 @@ public sealed class Reranker : IDisposable
     }
 
     /// <summary>Loads a reranker folder, or a base model with a SEQ_CLS adapter (see <see cref="TextClassifier.Load"/>).</summary>
+    /// <param name="maxLength">
+    /// The most ids a pair may have (at most the context length); null = the max_seq_length the training run that wrote the
+    /// folder cut pairs to (<see cref="ClassifierEvaluation.TrainedMaxLength"/>, capped at the context), else the model's
+    /// context length: pairs are scored as training scored them, as sentence-transformers' CrossEncoder truncates to the
+    /// max_length it saved (UKPLab/sentence-transformers@0f75f473d209c41a1254b44b29a86705ac60a2ca,
+    /// sentence_transformers/cross_encoder/CrossEncoder.py, <c>max_length</c> is the tokenizer's model_max_length).
+    /// </param>
     public static Reranker Load(string modelDir, string? adapterDir = null, ScalarType? dtype = null, Device? device = null, int? maxLength = null)
     {
         var classifier = TextClassifier.Load(modelDir, adapterDir, dtype, device);
-        try { return new Reranker(classifier, maxLength, ownsClassifier: true); }
+        try
+        {
+            var contextLength = classifier.Classifier.Model.Config.ContextLength;
+            var resolved = maxLength ?? Math.Min(ClassifierEvaluation.TrainedMaxLength(adapterDir ?? modelDir) ?? contextLength, contextLength);
+            return new Reranker(classifier, resolved, ownsClassifier: true);
+        }
         catch
         {
             classifier.Dispose();
@@ -73,8 +93,16 @@ public sealed class Reranker : IDisposable
     {
         ArgumentNullException.ThrowIfNull(ids);
         if (ids.Count == 0) return [];
-        return Classifier.ScoreIds([.. ids.Select(_ => "")], ids, batchSize, SequenceClassificationConfig.Regression)
-            .Select(s => activate ? _activation(s.Logits[0]) : s.Logits[0]).ToArray();
+        var contextLength = Classifier.Classifier.Model.Config.ContextLength;
+        var tooLong = ids.Select((pair, i) => (pair.Length, i)).FirstOrDefault(p => p.Length > contextLength);
+        if (tooLong.Length > 0)
+            throw new ArgumentException($"pair {tooLong.i} has {tooLong.Length} tokens; the model's context is {contextLength} (give a maximum length to truncate)", nameof(ids));
+        var logits = Classifier.ScoreIds([.. ids.Select(_ => "")], ids, batchSize, SequenceClassificationConfig.Regression).Select(s => s.Logits[0]).ToArray();
+        // A NaN would sort anywhere and read as a score; the weights (or a dtype too narrow for them) are at fault, so say so.
+        var nan = Array.FindIndex(logits, float.IsNaN);
+        if (nan >= 0)
+            throw new InvalidOperationException($"the head's logit for pair {nan} is NaN (the weights, or the dtype they run in, overflowed); no scores are given");
+        return activate ? [.. logits.Select(_activation)] : logits;
     }
 
     /// <summary>The score of <paramref name="query"/> with each document, in the documents' order.</summary>

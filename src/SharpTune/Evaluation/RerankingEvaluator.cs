@@ -9,15 +9,13 @@ public sealed record RerankingSample(string Query, IReadOnlyList<string> Positiv
 /// <summary>
 /// sentence-transformers' CrossEncoderRerankingEvaluator (UKPLab/sentence-transformers@0f75f473d209c41a1254b44b29a86705ac60a2ca,
 /// sentence_transformers/cross_encoder/evaluation/reranking.py, samples with <c>positive</c> and <c>negative</c>): each
-/// query's positives then negatives scored with the query, ranked by score, and per query MRR@k (1 / rank of the first
-/// relevant document within the top k, else 0), NDCG@k (scikit-learn's ndcg_score with binary gains: DCG of the top k
-/// over the ideal DCG) and AP (scikit-learn's average_precision_score: the mean of the precision at each relevant
-/// document's rank), each averaged over the queries; a query without positives counts 0 for all three, as there.
-/// Keys: <c>map</c>, <c>mrr@10</c>, <c>ndcg@10</c>; the primary metric is <c>ndcg@10</c>. The ranking metrics are
-/// <see cref="RetrievalMetrics"/>' (MAP at the query's document count is AP).
+/// query's positives then negatives scored with the query, and per query MRR@k (1 / rank of the first relevant document
+/// within the top k, else 0), NDCG@k (scikit-learn's ndcg_score with binary gains) and AP (scikit-learn's
+/// average_precision_score), each averaged over the queries; a query without positives counts 0 for all three, as there.
+/// Equal scores are handled as there (<see cref="TiedScoreRanking"/>): AP and NDCG treat a tied group as one threshold,
+/// so a model that scores everything alike reads as chance rather than as a perfect ranking of the positives listed first.
+/// Keys: <c>map</c>, <c>mrr@10</c>, <c>ndcg@10</c>; the primary metric is <c>ndcg@10</c>.
 /// </summary>
-/// <remarks>Equal scores keep the documents' order (positives first); scikit-learn averages over tied scores instead,
-/// and numpy's argsort leaves MRR's tie order unspecified.</remarks>
 public static class RerankingEvaluator
 {
     /// <summary>The metric sentence-transformers reports as primary (NDCG at the cut-off).</summary>
@@ -33,15 +31,10 @@ public static class RerankingEvaluator
         {
             if (relevant.Count != scores.Count)
                 throw new ArgumentException($"{relevant.Count} relevance flags for {scores.Count} scores", nameof(queries));
-            var relevantSet = Enumerable.Range(0, relevant.Count).Where(i => relevant[i]).ToHashSet();
-            if (relevantSet.Count == 0) continue;
-            var ranking = Reranker.Order(scores).ToArray();
-            var cutoffs = new RetrievalCutoffs { AccuracyAtK = [], PrecisionRecallAtK = [], MrrAtK = [atK], NdcgAtK = [atK], MapAtK = [relevant.Count] };
-            var metrics = RetrievalMetrics.Compute([ranking], [relevantSet], cutoffs);
-            var prefix = RetrievalMetrics.ScoreFunction + "_";
-            mrr += metrics[$"{prefix}mrr@{atK}"];
-            ndcg += metrics[$"{prefix}ndcg@{atK}"];
-            ap += metrics[$"{prefix}map@{relevant.Count}"];
+            if (!relevant.Contains(true)) continue;
+            mrr += TiedScoreRanking.ReciprocalRank(relevant, scores, atK);
+            ndcg += TiedScoreRanking.Ndcg(relevant, scores, atK);
+            ap += TiedScoreRanking.AveragePrecision(relevant, scores);
         }
         return new Dictionary<string, double>
         {
@@ -68,12 +61,27 @@ public static class RerankingEvaluator
     /// The samples reranking rows make: rows grouped by query (in first-seen order), documents with a relevance above
     /// 0.5 positives and the rest negatives, each document once per query.
     /// </summary>
+    /// <exception cref="DataFormatException">A document is listed twice for a query, once relevant (above 0.5) and once
+    /// not: the message names both rows (sentence-transformers would score it on both sides, so neither reading is the data's).</exception>
     public static IReadOnlyList<RerankingSample> FromExamples(IEnumerable<RerankingExample> examples) =>
-        examples.SelectMany(e => e.Candidates.Select(c => (e.Query, c)))
+        examples.SelectMany(e => e.Candidates.Select(c => (e.Query, c, e)))
             .GroupBy(x => x.Query, StringComparer.Ordinal)
             .Select(g =>
             {
-                var documents = g.Select(x => x.c).DistinctBy(c => c.Document, StringComparer.Ordinal).ToList();
+                var documents = new List<RerankingCandidate>();
+                var seen = new Dictionary<string, (bool Relevant, RerankingExample Row)>(StringComparer.Ordinal);
+                foreach (var (_, candidate, row) in g)
+                {
+                    var relevant = candidate.Label > 0.5;
+                    if (!seen.TryGetValue(candidate.Document, out var first))
+                    {
+                        seen[candidate.Document] = (relevant, row);
+                        documents.Add(candidate);
+                    }
+                    else if (first.Relevant != relevant)
+                        throw new DataFormatException(row.SourceFile, row.LineNumber, candidate.Field, "conflicting_label",
+                            $"the query's document is {(relevant ? "relevant" : "not relevant")} here but {(first.Relevant ? "relevant" : "not relevant")} at {first.Row.SourceFile}:{first.Row.LineNumber}");
+                }
                 return new RerankingSample(g.Key, [.. documents.Where(c => c.Label > 0.5).Select(c => c.Document)],
                     [.. documents.Where(c => c.Label <= 0.5).Select(c => c.Document)]);
             }).ToList();

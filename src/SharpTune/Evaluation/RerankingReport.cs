@@ -15,11 +15,12 @@ public sealed record RerankingReport(string Model, string? Adapter, string Data,
 {
     /// <summary>Loads the reranker, reads <paramref name="dataPath"/>'s reranking rows and evaluates them.</summary>
     /// <exception cref="DataFormatException">A row is not a reranking row (the message names file:line and field).</exception>
-    public static RerankingReport Evaluate(string modelDirectory, string? adapterDirectory, string dataPath, int atK = 10, int batchSize = 8, int? maxLength = null)
+    public static RerankingReport Evaluate(string modelDirectory, string? adapterDirectory, string dataPath, int atK = 10, int batchSize = 8, int? maxLength = null,
+        TorchSharp.torch.ScalarType? dtype = null)
     {
         var samples = RerankingEvaluator.FromExamples(FineTuneJob.ReadExamples(dataPath, map: RerankingExample.FromRow).Cast<RerankingExample>());
         if (samples.Count == 0) throw new InvalidDataException($"{dataPath}: no reranking rows to evaluate");
-        using var reranker = Reranker.Load(modelDirectory, adapterDirectory, maxLength: maxLength);
+        using var reranker = Reranker.Load(modelDirectory, adapterDirectory, dtype, maxLength: maxLength);
         var metrics = RerankingEvaluator.Evaluate(reranker, samples, atK, batchSize);
         return new RerankingReport(Path.GetFullPath(modelDirectory), adapterDirectory is null ? null : Path.GetFullPath(adapterDirectory), Path.GetFullPath(dataPath),
             samples.Count, samples.Sum(s => s.Positives.Count + s.Negatives.Count), atK, metrics);

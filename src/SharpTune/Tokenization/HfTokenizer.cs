@@ -68,9 +68,9 @@ public sealed class HfTokenizer
         ChatTemplate = config.ChatTemplate;
         ToolUseChatTemplate = config.ToolUseChatTemplate;
 
-        // tokenizer_config's add_bos_token/add_eos_token win where present (transformers rebuilds the post-processor
-        // from them); otherwise tokenizer.json's post_processor says what to add.
-        if (config.AddBosToken is not null || config.AddEosToken is not null)
+        // tokenizer_config's add_bos_token/add_eos_token win where present and the tokenizer class rebuilds the
+        // post-processor from them (TokenizerConfig.FlagsRebuildPostProcessor); otherwise tokenizer.json's post_processor says what to add.
+        if ((config.AddBosToken is not null || config.AddEosToken is not null) && config.FlagsRebuildPostProcessor)
             _specialTemplate = SpecialTokenTemplate.FromFlags(
                 config.AddBosToken == true && BosTokenId is { } bos ? [bos] : [],
                 config.AddEosToken == true && EosTokenId is { } eos ? [eos] : []);

@@ -6,8 +6,22 @@ namespace SharpTune.Tokenization;
 /// <summary>What tokenizer_config.json, special_tokens_map.json and chat_template.jinja say beside tokenizer.json.</summary>
 internal sealed record TokenizerConfig(
     string? BosToken, string? EosToken, string? PadToken, string? UnkToken,
-    bool? AddBosToken, bool? AddEosToken, string? ChatTemplate, string? ToolUseChatTemplate = null)
+    bool? AddBosToken, bool? AddEosToken, string? ChatTemplate, string? ToolUseChatTemplate = null, string? TokenizerClass = null)
 {
+    /// <summary>
+    /// Whether transformers rebuilds the post-processor from add_bos_token/add_eos_token for this tokenizer_class: only the
+    /// fast tokenizers that define update_post_processor do (LlamaTokenizerFast, huggingface/transformers@cbeb5d01b54d6cbbc4193a792dbe9a824588681a
+    /// src/transformers/models/llama/tokenization_llama_fast.py, and CodeLlama's and Gemma's, copied from it; CohereTokenizerFast,
+    /// @49800f79297e4689b0dfea05640ecd164ac4dafb models/cohere/tokenization_cohere_fast.py). Others (Qwen2TokenizerFast,
+    /// @e536f6a3c62b018d9b0b3a417135646bbf7634f7 models/qwen2/tokenization_qwen2_fast.py; PreTrainedTokenizerFast,
+    /// @2520420bd460a1bf5518b21bfe7f4b5ecd981a81 tokenization_utils_fast.py) keep tokenizer.json's. A config without
+    /// tokenizer_class is read as rebuilding, as SharpTune always has.
+    /// </summary>
+    public bool FlagsRebuildPostProcessor => TokenizerClass is null
+        || RebuildingClasses.Contains(TokenizerClass.EndsWith("Fast", StringComparison.Ordinal) ? TokenizerClass[..^4] : TokenizerClass);
+
+    private static readonly HashSet<string> RebuildingClasses = new(StringComparer.Ordinal) { "LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer", "CohereTokenizer" };
+
     /// <summary>The file transformers saves a tokenizer's chat template in (it wins over tokenizer_config.json's).</summary>
     public const string TemplateFileName = "chat_template.jinja";
 
@@ -40,7 +54,8 @@ internal sealed record TokenizerConfig(
         var toolUse = saved.ToolUse
             ?? (config?["chat_template"] is JsonArray ? ChatTemplateText(config["chat_template"], configFields, "tool_use", fallBack: false) : null);
         return new TokenizerConfig(Token("bos_token"), Token("eos_token"), Token("pad_token"), Token("unk_token"),
-            Flag("add_bos_token"), Flag("add_eos_token"), template, toolUse);
+            Flag("add_bos_token"), Flag("add_eos_token"), template, toolUse,
+            config?["tokenizer_class"] is JsonValue c && c.TryGetValue<string>(out var tokenizerClass) ? tokenizerClass : null);
     }
 
     private static JsonObject? ReadObject(string path)

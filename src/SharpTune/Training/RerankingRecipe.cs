@@ -27,8 +27,10 @@ internal static class RerankingRecipe
         IReadOnlyList<TrainingExample> train, IReadOnlyList<TrainingExample> validation, IReadOnlyList<TrainingExample> test, ParameterSummary parameters)
     {
         var options = context.Options;
+        CheckPairLayout(tokenizer, options);
         var pad = classifier.Labels.PadTokenId;
-        var reranker = new Reranker(new TextClassifier(classifier, tokenizer), options.MaxSeqLength);
+        // Validation scores pairs as the rows were cut for training; a max_seq_length past the context cannot be scored whole.
+        var reranker = new Reranker(new TextClassifier(classifier, tokenizer), Math.Min(options.MaxSeqLength, context.Model.Config.ContextLength));
         var hook = validation.Count == 0 ? null : new RerankingHook(reranker, RerankingEvaluator.FromExamples(validation.Cast<RerankingExample>()), options.MicroBatchSize);
         var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new RerankingObjective(classifier, options.PosWeight), hook);
         var result = context.Run(trainer, examples => Tokenize(examples, tokenizer, options.MaxSeqLength), train, validation, test,
@@ -36,6 +38,22 @@ internal static class RerankingRecipe
         if (test.Count == 0 || result.TestMetrics is null) return result;
         var ranking = RerankingHook.Scores(reranker, RerankingEvaluator.FromExamples(test.Cast<RerankingExample>()), options.MicroBatchSize, prefix: "");
         return result with { TestMetrics = result.TestMetrics.Concat(ranking).ToDictionary() };
+    }
+
+    /// <summary>
+    /// Refuses, before any row is read, a tokenizer that cannot lay out a pair and a max_seq_length that leaves no room
+    /// for text beside the pair's special tokens (each pair would otherwise fail, or be all special tokens).
+    /// </summary>
+    internal static void CheckPairLayout(HfTokenizer tokenizer, TrainingOptions options)
+    {
+        int special;
+        try { special = tokenizer.EncodePair("", "", addSpecialTokens: true).Count; }
+        catch (NotSupportedException e)
+        {
+            throw new NotSupportedException($"{Path.Combine(options.Model, "tokenizer.json")}: task reranking encodes (query, document) pairs, but {e.Message}", e);
+        }
+        if (options.MaxSeqLength <= special)
+            throw new ArgumentException($"max_seq_length (--max-seq-length) must exceed the {special} special tokens the tokenizer adds to a (query, document) pair, found {options.MaxSeqLength}");
     }
 
     /// <summary>Each (query, document) pair of each row as the reranker encodes it, with its relevance as the target.</summary>

@@ -43,6 +43,16 @@ public sealed class RerankerCliTests
         foreach (var (name, value) in RerankingEvaluator.Evaluate(reranker, samples, atK: 2))
             Assert.Equal(value, json["metrics"]![name]!.GetValue<double>(), 9);
         Assert.Contains("mrr@2", evalError);
+
+        // --dtype loads the reranker in that dtype, as rerank does; an unknown one is refused.
+        var (bf16Code, _, bf16Error) = SharpTuneCli.Run("rerank", "evaluate", "--model", model, "--data", rows, "--output", report, "--at-k", "2", "--dtype", "bfloat16");
+        Assert.True(bf16Code == 0, bf16Error);
+        using (var bf16 = Reranker.Load(model, dtype: TorchSharp.torch.ScalarType.BFloat16))
+            foreach (var (name, value) in RerankingEvaluator.Evaluate(bf16, samples, atK: 2))
+                Assert.Equal(value, JsonNode.Parse(File.ReadAllText(report))!["metrics"]![name]!.GetValue<double>(), 9);
+        var (badCode, _, badError) = SharpTuneCli.Run("rerank", "evaluate", "--model", model, "--data", rows, "--output", report, "--dtype", "float7");
+        Assert.Equal(1, badCode);
+        Assert.Contains("float7", badError);
     }
 
     [SharedAssetFact("models/stories260K")]

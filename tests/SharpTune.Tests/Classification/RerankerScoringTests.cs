@@ -119,4 +119,14 @@ public class RerankerScoringTests
         var unknown = Assert.Throws<NotSupportedException>(() => Reranker.Load(SaveReranker(other, "torch.nn.modules.activation.ReLU")));
         Assert.Contains("ReLU", unknown.Message);
     }
+    [SharedAssetFact("models/stories260K")]
+    public void A_nan_logit_is_an_error_not_a_score()
+    {
+        using var temp = new TempDir();
+        using var reranker = Reranker.Load(SaveReranker(temp, null));
+        using (no_grad()) reranker.Classifier.Classifier.Score.weight!.fill_(float.NaN);
+        var error = Assert.Throws<InvalidOperationException>(() => reranker.Score("Where is the cat?", ["The cat is here.", "The dog is here."]));
+        Assert.Contains("NaN", error.Message);
+        Assert.Contains("pair 0", error.Message);
+    }
 }

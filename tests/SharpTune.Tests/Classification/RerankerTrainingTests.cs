@@ -3,6 +3,7 @@ using SharpTune.Classification;
 using SharpTune.Data;
 using SharpTune.Evaluation;
 using SharpTune.Models;
+using SharpTune.Tests.Serving;
 using SharpTune.Tests.Support;
 using SharpTune.Tests.Training;
 using SharpTune.Tracking;
@@ -85,6 +86,71 @@ public class RerankerTrainingTests
         var samples = RerankingEvaluator.FromExamples(Animals.SelectMany(animal => HeldOutPlaces.Select(place =>
             new RerankingExample(Query(animal), [.. Animals.Select(a => new RerankingCandidate(Document(a, place), a == animal ? 1 : 0, "document"))]))));
         Assert.True(RerankingEvaluator.Evaluate(untrained, samples)["mrr@10"] < 0.9);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Rerank_evaluate_cuts_pairs_to_the_runs_max_seq_length_and_matches_the_runs_own_metrics()
+    {
+        // Documents that differ only past max_seq_length: training's evaluator sees each query's documents cut to the same
+        // ids (so tied), and rerank evaluate must read the run's max_seq_length and see the same, not the whole texts.
+        const int maxSeqLength = 24;
+        using var temp = new TempDir();
+        static string Long(string animal) => $"Out in the wide green field behind the old red barn where the children play every day you can find the {animal}.";
+        var rows = temp.File("long.jsonl", string.Join("\n", Animals.Take(2).SelectMany(animal => Animals.Select(other => new JsonObject
+        {
+            ["query"] = Query(animal), ["document"] = Long(other), ["label"] = other == animal ? 1 : 0,
+        }.ToJsonString()))) + "\n");
+        var result = FineTuneJob.Run(Options(WriteTriplets(temp), Path.Combine(temp.Path, "run")) with
+            { MaxSeqLength = maxSeqLength, MaxSteps = 2, Test = rows, Seed = 7 });
+
+        using (var reranker = Reranker.Load(result.FinalDirectory))
+        {
+            Assert.Equal(maxSeqLength, reranker.MaxLength);
+            var tokenizer = reranker.Classifier.Tokenizer;
+            Assert.True(tokenizer.EncodePair(Query("cat"), Long("cat"), addSpecialTokens: true).Count > maxSeqLength);
+            Assert.Equal(reranker.EncodePair(Query("cat"), Long("cat")), reranker.EncodePair(Query("cat"), Long("dog")));
+        }
+
+        var report = Path.Combine(temp.Path, "report.json");
+        var (code, _, error) = SharpTuneCli.Run("rerank", "evaluate", "--model", result.FinalDirectory, "--data", rows, "--output", report);
+        Assert.True(code == 0, error);
+        var metrics = JsonNode.Parse(File.ReadAllText(report))!["metrics"]!;
+        foreach (var name in new[] { "map", "mrr@10", "ndcg@10" })
+            Assert.Equal(result.TestMetrics![name], metrics[name]!.GetValue<double>(), 9);
+
+        // Past the context the pairs cannot be scored whole: refused, naming the context.
+        var (tooLong, _, tooLongError) = SharpTuneCli.Run("rerank", "evaluate", "--model", result.FinalDirectory, "--data", rows,
+            "--output", report, "--max-length", "100000");
+        Assert.Equal(1, tooLong);
+        Assert.Contains("context", tooLongError);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_max_seq_length_without_room_beside_the_pair_specials_or_a_tokenizer_without_a_pair_layout_is_refused_up_front()
+    {
+        using var temp = new TempDir();
+        var data = WriteTriplets(temp);
+        // stories260K lays a pair out as <s> A <s> B: two special tokens, so max_seq_length 2 leaves no room for text.
+        foreach (var tooShort in new[] { 1, 2 })
+        {
+            var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Run(Options(data, Path.Combine(temp.Path, $"short{tooShort}")) with { MaxSeqLength = tooShort, MaxSteps = 1 }));
+            Assert.Contains("max_seq_length", error.Message);
+            Assert.Contains("2 special tokens", error.Message);
+        }
+
+        // A post_processor of two processors that each add tokens gives pairs no layout: refused once, naming the file.
+        var model = Path.Combine(temp.Path, "model");
+        Directory.CreateDirectory(model);
+        foreach (var file in Directory.GetFiles(TestAssets.Stories260K)) File.Copy(file, Path.Combine(model, Path.GetFileName(file)));
+        var tokenizerJson = Path.Combine(model, "tokenizer.json");
+        var json = JsonNode.Parse(File.ReadAllText(tokenizerJson))!.AsObject();
+        var bert = new JsonObject { ["type"] = "BertProcessing", ["sep"] = new JsonArray("</s>", 2), ["cls"] = new JsonArray("<s>", 1) };
+        json["post_processor"] = new JsonObject { ["type"] = "Sequence", ["processors"] = new JsonArray(bert, bert.DeepClone()) };
+        File.WriteAllText(tokenizerJson, json.ToJsonString());
+        File.WriteAllText(Path.Combine(model, "tokenizer_config.json"), """{"bos_token": "<s>", "eos_token": "</s>"}""");
+        var unsupported = Assert.Throws<NotSupportedException>(() => FineTuneJob.Run(Options(data, Path.Combine(temp.Path, "nolayout")) with { Model = model, MaxSteps = 1 }));
+        Assert.Contains(tokenizerJson, unsupported.Message);
+        Assert.Contains("reranking", unsupported.Message);
     }
 
     [SharedAssetFact("models/stories260K")]

@@ -91,4 +91,55 @@ public class RerankingMetricsTests
         Assert.Equal(reason, error.Reason);
         Assert.Contains("data.jsonl:3", error.Message);
     }
+    [Fact]
+    public void Tied_scores_are_averaged_as_scikit_learn_does_not_handed_to_the_positive()
+    {
+        // One threshold admits both documents: AP = precision 1/2 at recall 1. NDCG: the tied pair shares its mean gain 1/2
+        // over ranks 1 and 2, (1 + 1/log2 3) / 2 = 0.8154649 of the ideal 1. MRR ranks as np.argsort(y)[::-1]: ties latest
+        // first, so the negative leads.
+        var pair = RerankingEvaluator.Compute([([true, false], [0.5f, 0.5f])]);
+        Assert.Equal(0.5, pair["map"], 6);
+        Assert.Equal(0.8154649, pair["ndcg@10"], 6);
+        Assert.Equal(0.5, pair["mrr@10"], 6);
+
+        // A collapsed model (every score equal) with its positives listed first reads as chance, not as perfect:
+        // AP 2/5, NDCG 2/5 · Σ_{r=1..5} 1/log2(r + 1) over 1 + 1/log2 3, MRR 1/4 (the last positive is fourth).
+        var collapsed = RerankingEvaluator.Compute([([true, true, false, false, false], [0.3f, 0.3f, 0.3f, 0.3f, 0.3f])]);
+        Assert.Equal(0.4, collapsed["map"], 6);
+        Assert.Equal(0.4 * (1 + 0.6309298 + 0.5 + 0.4306766 + 0.3868528) / 1.6309298, collapsed["ndcg@10"], 6);
+        Assert.Equal(0.25, collapsed["mrr@10"], 6);
+    }
+
+    [Fact]
+    public void A_tie_inside_the_ranking_shares_its_ranks_and_the_cut_off_discounts_past_k()
+    {
+        // Scores 0.9 (negative), 0.5 (positive) = 0.5 (negative), 0.1 (positive). AP: thresholds 0.9 (no recall), 0.5
+        // (recall 1/2 at precision 1/3), 0.1 (recall 1/2 more at precision 2/4) = 5/12. NDCG@10: 0.5 · (1/log2 3 + 1/2)
+        // + 1/log2 5 over 1 + 1/log2 3. NDCG@2: only rank 2 of the tied group counts, 0.5 / log2 3 over the same ideal.
+        // MRR: 0.9, then the tie latest first (the negative), then the positive at rank 3.
+        IReadOnlyList<bool> relevant = [false, true, false, true];
+        IReadOnlyList<float> scores = [0.9f, 0.5f, 0.5f, 0.1f];
+        var at10 = RerankingEvaluator.Compute([(relevant, scores)]);
+        Assert.Equal(5.0 / 12, at10["map"], 6);
+        Assert.Equal((0.5 * (0.6309298 + 0.5) + 0.4306766) / 1.6309298, at10["ndcg@10"], 6);
+        Assert.Equal(1.0 / 3, at10["mrr@10"], 6);
+        var at2 = RerankingEvaluator.Compute([(relevant, scores)], atK: 2);
+        Assert.Equal(0.5 * 0.6309298 / 1.6309298, at2["ndcg@2"], 6);
+        Assert.Equal(0, at2["mrr@2"], 6);
+    }
+    [Fact]
+    public void A_document_both_relevant_and_not_for_one_query_names_both_rows()
+    {
+        static RerankingExample At(long line, string json) => RerankingExample.FromRow(new DataRow("heldout.jsonl", line, JsonNode.Parse(json)!.AsObject()));
+        var error = Assert.Throws<DataFormatException>(() => RerankingEvaluator.FromExamples([
+            At(2, """{"query":"q","document":"d","label":1}"""),
+            At(7, """{"query":"q","positive":"other","negative":"d"}"""),
+        ]));
+        Assert.Equal("conflicting_label", error.Reason);
+        Assert.Contains("heldout.jsonl:7", error.Message);
+        Assert.Contains("heldout.jsonl:2", error.Message);
+        // The same label twice is one document.
+        var sample = Assert.Single(RerankingEvaluator.FromExamples([At(2, """{"query":"q","document":"d","label":1}"""), At(3, """{"query":"q","text":"d","label":0.9}""")]));
+        Assert.Equal(["d"], sample.Positives);
+    }
 }

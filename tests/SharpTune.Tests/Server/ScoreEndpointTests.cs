@@ -126,6 +126,90 @@ public class ScoreEndpointTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public async Task Truncate_prompt_tokens_cuts_each_pair_as_vllm_does_and_without_it_a_long_pair_is_refused()
+    {
+        using var temp = new TempDir();
+        var folder = RerankerScoringTests.SaveReranker(temp, null);
+        await using var server = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder, Name: "ranker"),
+        });
+        using var http = Client(server);
+        using var reranker = Reranker.Load(folder);
+        var tokenizer = reranker.Classifier.Tokenizer;
+        var context = reranker.Classifier.Classifier.Model.Config.ContextLength;
+        var longDocument = string.Concat(Enumerable.Repeat("The cat ran far away from the big red house. ", 200));
+        Assert.True(tokenizer.EncodePair(Query, longDocument, addSpecialTokens: true).Count > context);
+        string[] documents = [longDocument, Documents[0]];
+
+        // n: each pair cut to n tokens longest-first, scored as the library scores those ids.
+        int[][] cut = [.. documents.Select(d => tokenizer.EncodePair(Query, d, addSpecialTokens: true, 16).ToArray())];
+        var expected = reranker.ScoreEncoded(cut);
+        var (status, body) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(documents), ["truncate_prompt_tokens"] = 16 });
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(cut.Sum(ids => ids.Length), body["usage"]!["prompt_tokens"]!.GetValue<int>());
+        foreach (var result in body["results"]!.AsArray())
+            Assert.Equal(expected[result!["index"]!.GetValue<int>()], result["relevance_score"]!.GetValue<float>(), 5);
+        var (scoreStatus, scored) = await PostAsync(http, "/v1/score", new JsonObject { ["text_1"] = Query, ["text_2"] = Array(documents), ["truncate_prompt_tokens"] = 16 });
+        Assert.Equal(HttpStatusCode.OK, scoreStatus);
+        Assert.Equal(expected, scored["data"]!.AsArray().Select(d => d!["score"]!.GetValue<float>()));
+
+        // -1: the model's context length.
+        var (wholeStatus, whole) = await PostAsync(http, "/score", new JsonObject { ["text_1"] = Query, ["text_2"] = longDocument, ["truncate_prompt_tokens"] = -1 });
+        Assert.Equal(HttpStatusCode.OK, wholeStatus);
+        Assert.Equal(context, whole["usage"]!["prompt_tokens"]!.GetValue<int>());
+
+        // Absent: nothing is cut, so the long pair is refused rather than read past the context.
+        var (longStatus, refused) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(documents) });
+        Assert.Equal(HttpStatusCode.BadRequest, longStatus);
+        Assert.Equal("context_length_exceeded", refused["error"]!["code"]!.GetValue<string>());
+
+        foreach (JsonNode bad in new JsonNode[] { context + 1, -2, "16", 1.5 })
+        {
+            var (badStatus, error) = await PostAsync(http, "/score", new JsonObject { ["text_1"] = Query, ["text_2"] = Query, ["truncate_prompt_tokens"] = bad.DeepClone() });
+            Assert.Equal(HttpStatusCode.BadRequest, badStatus);
+            Assert.Equal("truncate_prompt_tokens", error["error"]!["param"]!.GetValue<string>());
+        }
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public async Task Rerank_reads_text_objects_integral_top_n_and_refuses_a_bare_string_and_unknown_models()
+    {
+        using var temp = new TempDir();
+        var folder = RerankerScoringTests.SaveReranker(temp, null);
+        await using var server = await SharpTuneServer.StartAsync(new ServerOptions
+        {
+            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder, Name: "ranker"),
+        });
+        using var http = Client(server);
+        static float[] Scores(JsonObject body) =>
+            [.. body["results"]!.AsArray().OrderBy(r => r!["index"]!.GetValue<int>()).Select(r => r!["relevance_score"]!.GetValue<float>())];
+
+        var (_, plain) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(Documents) });
+        Assert.Equal(Documents.Length, plain["results"]!.AsArray().Count);   // top_n absent: all
+        var objects = new JsonArray([.. Documents.Select(d => (JsonNode)new JsonObject { ["text"] = d })]);
+        var (objectStatus, fromObjects) = await PostAsync(http, "/v2/rerank", new JsonObject { ["query"] = Query, ["documents"] = objects });
+        Assert.Equal(HttpStatusCode.OK, objectStatus);
+        Assert.Equal(Scores(plain), Scores(fromObjects));
+
+        var (_, zero) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(Documents), ["top_n"] = 0 });
+        Assert.Equal(Documents.Length, zero["results"]!.AsArray().Count);
+        var (floatStatus, three) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(Documents), ["top_n"] = 3.0 });
+        Assert.Equal(HttpStatusCode.OK, floatStatus);
+        Assert.Equal(3, three["results"]!.AsArray().Count);
+        var (fractionStatus, _) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Array(Documents), ["top_n"] = 2.5 });
+        Assert.Equal(HttpStatusCode.BadRequest, fractionStatus);
+
+        var (bareStatus, bare) = await PostAsync(http, "/rerank", new JsonObject { ["query"] = Query, ["documents"] = Documents[0] });
+        Assert.Equal(HttpStatusCode.BadRequest, bareStatus);
+        Assert.Equal("documents", bare["error"]!["param"]!.GetValue<string>());
+
+        var (unknownStatus, unknown) = await PostAsync(http, "/score", new JsonObject { ["model"] = "nope", ["text_1"] = Query, ["text_2"] = Query });
+        Assert.Equal(HttpStatusCode.NotFound, unknownStatus);
+        Assert.Equal("model_not_found", unknown["error"]!["code"]!.GetValue<string>());
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public async Task A_head_with_several_labels_or_no_classifier_is_refused_as_vllm_refuses_it()
     {
         using var temp = new TempDir();
@@ -143,6 +227,8 @@ public class ScoreEndpointTests
         Assert.Equal(HttpStatusCode.BadRequest, status);
         Assert.Contains("does not support Rerank (Score) API", body["error"]!["message"]!.GetValue<string>());
         Assert.Equal("model_not_supported", body["error"]!["code"]!.GetValue<string>());
+        var (unknownStatus, _) = await PostAsync(http, "/rerank", new JsonObject { ["model"] = "nope", ["query"] = Query, ["documents"] = Array(Documents) });
+        Assert.Equal(HttpStatusCode.NotFound, unknownStatus);
 
         // A one-label head whose config names an activation SharpTune does not know: the server starts, /rerank says why not.
         using var reluTemp = new TempDir();

@@ -46,6 +46,9 @@ public sealed class PairEncodingTests
         // Only the specials fit.
         Assert.Equal([2, 2], Gemma3.Value.EncodePair(textA, textB, true, maxLength: 2));
         Assert.Throws<ArgumentOutOfRangeException>(() => Gemma3.Value.EncodePair(textA, textB, true, maxLength: 1));
+        // One empty text: the other keeps all the room the specials leave (max(0, 10 - 2 - 0) = 8), on either side.
+        Assert.Equal([2, 2, .. b[..8]], Gemma3.Value.EncodePair("", textB, true, maxLength: 10));
+        Assert.Equal([2, .. b[..8], 2], Gemma3.Value.EncodePair(textB, "", true, maxLength: 10));
         // A pair already short enough is left whole.
         Assert.Equal(44, Gemma3.Value.EncodePair(textA, textB, true, maxLength: 44).Count);
     }
@@ -146,5 +149,32 @@ public sealed class PairEncodingTests
         var tokenizer = Gpt2With(dir, new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = false, ["use_regex"] = true },
             """{"add_bos_token": true, "add_eos_token": true, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}""");
         Assert.Equal([50256, .. HelloWorld, 50256, 50256, .. HelloCommaWorld, 50256], tokenizer.EncodePair("Hello world", "Hello, world!", addSpecialTokens: true));
+    }
+    [SharedAssetTheory("tokenizers")]
+    [InlineData("Qwen2Tokenizer", false)]
+    [InlineData("PreTrainedTokenizerFast", false)]
+    [InlineData("LlamaTokenizerFast", true)]
+    [InlineData("GemmaTokenizer", true)]
+    public void Tokenizer_config_flags_rebuild_the_layout_only_for_the_classes_transformers_rebuilds_it_for(string tokenizerClass, bool rebuilt)
+    {
+        // tokenizer.json appends EOS to each text; tokenizer_config says add_bos_token: false (and nothing of EOS). Only the
+        // classes with update_post_processor (Llama, CodeLlama, Gemma, Cohere) rebuild the template from the flags, which
+        // then adds nothing; Qwen2TokenizerFast and PreTrainedTokenizerFast keep tokenizer.json's.
+        using var dir = new TempDir();
+        static JsonObject Piece(string kind, string id, int typeId = 0) => new() { [kind] = new JsonObject { ["id"] = id, ["type_id"] = typeId } };
+        var tokenizer = Gpt2With(dir, new JsonObject
+        {
+            ["type"] = "TemplateProcessing",
+            ["single"] = new JsonArray(Piece("Sequence", "A"), Piece("SpecialToken", "<|endoftext|>")),
+            ["pair"] = new JsonArray(Piece("Sequence", "A"), Piece("SpecialToken", "<|endoftext|>"), Piece("Sequence", "B", 1), Piece("SpecialToken", "<|endoftext|>", 1)),
+            ["special_tokens"] = new JsonObject
+            {
+                ["<|endoftext|>"] = new JsonObject { ["id"] = "<|endoftext|>", ["ids"] = new JsonArray(50256), ["tokens"] = new JsonArray("<|endoftext|>") },
+            },
+        }, $$"""{"tokenizer_class": "{{tokenizerClass}}", "add_bos_token": false, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}""");
+        int[] single = rebuilt ? [.. HelloWorld] : [.. HelloWorld, 50256];
+        int[] pair = rebuilt ? [.. HelloWorld, .. HelloCommaWorld] : [.. HelloWorld, 50256, .. HelloCommaWorld, 50256];
+        Assert.Equal(single, tokenizer.Encode("Hello world", addSpecialTokens: true));
+        Assert.Equal(pair, tokenizer.EncodePair("Hello world", "Hello, world!", addSpecialTokens: true));
     }
 }
