@@ -174,17 +174,11 @@ public class RerankerTrainingTests
             { Method = "lora", LoraR = 4, LoraAlpha = 8, MicroBatchSize = 2, GradientAccumulation = 2, MaxSteps = 4, SaveEvery = 2, KeepCheckpoints = 5 };
         var uninterrupted = FineTuneJob.Run(options);
         var killed = options with { Output = Path.Combine(temp.Path, "resumed") };
-        using (var cancel = new CancellationTokenSource())
-        {
-            var progress = new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 3) cancel.Cancel(); });
-            Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(killed, progress: progress, cancellationToken: cancel.Token));
-        }
+        KilledRun.StopAfterStep(killed, 3);
         var resumed = FineTuneJob.Run(killed, resume: true);
 
-        static List<double> Losses(string runDir) =>
-            MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
-        Assert.Equal(4, Losses(uninterrupted.Training.RunDirectory).Count);
-        Assert.Equal(Losses(uninterrupted.Training.RunDirectory), Losses(resumed.Training.RunDirectory));
+        Assert.Equal(4, KilledRun.Losses(uninterrupted.Training.RunDirectory).Count);
+        Assert.Equal(KilledRun.Losses(uninterrupted.Training.RunDirectory), KilledRun.Losses(resumed.Training.RunDirectory));
         var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
         var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
         Assert.Contains("base_model.model.score.weight", expected.Keys);
