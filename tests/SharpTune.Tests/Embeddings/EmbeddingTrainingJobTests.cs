@@ -100,12 +100,7 @@ public sealed class EmbeddingTrainingJobTests
         KilledRun.StopAfterStep(killed, 3);
         var resumed = FineTuneJob.Run(killed, resume: true);
 
-        Assert.Equal(4, KilledRun.Losses(uninterrupted.Training.RunDirectory).Count);
-        Assert.Equal(KilledRun.Losses(uninterrupted.Training.RunDirectory), KilledRun.Losses(resumed.Training.RunDirectory));
-        var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
-        var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
-        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
-        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        KilledRun.AssertResumedAsUninterrupted(uninterrupted, resumed, steps: 4);
     }
 
     [SharedAssetFact("models/stories260K")]

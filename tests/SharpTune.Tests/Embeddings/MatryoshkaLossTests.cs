@@ -210,11 +210,7 @@ public sealed class MatryoshkaLossTests
         KilledRun.StopAfterStep(killed, 3);
         var resumed = FineTuneJob.Run(killed, resume: true);
 
-        Assert.Equal(4, KilledRun.Losses(uninterrupted.Training.RunDirectory).Count);
-        Assert.Equal(KilledRun.Losses(uninterrupted.Training.RunDirectory), KilledRun.Losses(resumed.Training.RunDirectory));
-        var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
-        var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
-        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        KilledRun.AssertResumedAsUninterrupted(uninterrupted, resumed, steps: 4);
 
         // Validation logs InformationRetrievalEvaluator's metrics at full width and at each narrower dimension
         // (truncate_dim), as the saved adapter scores the pairs when the embedder cuts its vectors; the full width's

@@ -179,10 +179,7 @@ public sealed class NoDuplicatesBatchSamplerTests
         // The resumed run arranges (and logs) the epoch it resumes in, not the first.
         Assert.Contains(resumedLog, l => l.Contains("batch sampler no_duplicates, epoch 2:"));
         Assert.DoesNotContain(resumedLog, l => l.Contains("no_duplicates, epoch 1:"));
-        Assert.Equal(KilledRun.Losses(uninterrupted.Training.RunDirectory), KilledRun.Losses(resumed.Training.RunDirectory));
-        var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
-        var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
-        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        KilledRun.AssertResumedAsUninterrupted(uninterrupted, resumed);
 
         Assert.Contains("no_duplicates", Assert.Throws<ArgumentException>(() => EmbeddingSettings.From(options with { BatchSampler = "group_by_label" })).Message);
         Assert.Contains("task embedding only", Assert.Throws<ArgumentException>(

@@ -21,4 +21,20 @@ public static class KilledRun
     /// <summary>The training loss of every step a run logged to its metrics.jsonl, in order.</summary>
     public static List<double> Losses(string runDirectory) =>
         MetricsLog.ReadAll(Path.Combine(runDirectory, "metrics.jsonl")).Select(r => r["loss"]!.GetValue<double>()).ToList();
+
+    /// <summary>
+    /// Asserts that <paramref name="resumed"/> logged the same step losses as <paramref name="uninterrupted"/> (<paramref
+    /// name="steps"/> of them, where given) and saved the same adapter tensors bit for bit; returns the uninterrupted run's.
+    /// </summary>
+    public static Dictionary<string, float[]> AssertResumedAsUninterrupted(FineTuneResult uninterrupted, FineTuneResult resumed, int? steps = null)
+    {
+        var expectedLosses = Losses(uninterrupted.Training.RunDirectory);
+        if (steps is { } count) Assert.Equal(count, expectedLosses.Count);
+        Assert.Equal(expectedLosses, Losses(resumed.Training.RunDirectory));
+        var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
+        var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        return expected;
+    }
 }
