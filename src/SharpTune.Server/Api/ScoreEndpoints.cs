@@ -45,14 +45,7 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
     {
         var query = RequiredText(request, "query");
         var documents = Documents(request);
-        var topN = request["top_n"] switch
-        {
-            null => 0,
-            JsonValue v when v.TryGetValue<int>(out var n) => n,
-            // JSON numbers such as 3.0 are integers to pydantic's int field, as vLLM reads top_n.
-            JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue => (int)d,
-            _ => throw ApiException.BadField("top_n", "'top_n' must be an integer"),
-        };
+        var topN = Integer(request, "top_n") ?? 0;
         var returnDocuments = Flag(request, "return_documents", true);
         var (scores, tokens) = await ScoreAsync([.. documents.Select(d => (query, d))], Flag(request, "use_activation", true), TruncationLength(request), cancellation);
         var order = Reranker.Order(scores).Take(topN > 0 ? topN : documents.Count);
@@ -141,13 +134,7 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
     private int? TruncationLength(JsonObject request)
     {
         var contextLength = scorer.Reranker!.Classifier.Classifier.Model.Config.ContextLength;
-        int? requested = request["truncate_prompt_tokens"] switch
-        {
-            null => null,
-            JsonValue v when v.TryGetValue<int>(out var n) => n,
-            JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue => (int)d,
-            _ => throw ApiException.BadField("truncate_prompt_tokens", "'truncate_prompt_tokens' must be an integer"),
-        };
+        var requested = Integer(request, "truncate_prompt_tokens");
         if (requested is null) return null;
         if (requested < -1)
             throw ApiException.BadField("truncate_prompt_tokens", $"'truncate_prompt_tokens' must be at least -1 (the model's context), found {requested}");
@@ -222,10 +209,14 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         _ => throw ApiException.BadField("documents", "'documents' must be a list of strings or of {\"text\": string} objects"),
     };
 
-    private static bool Flag(JsonObject request, string field, bool absent) => request[field] switch
+    private static bool Flag(JsonObject request, string field, bool absent) => CompletionRequestParser.OptionalBool(request, field) ?? absent;
+
+    /// <summary>An integer field; JSON numbers such as 3.0 count, as pydantic's int fields (vLLM's top_n, truncate_prompt_tokens) read them.</summary>
+    private static int? Integer(JsonObject request, string field) => request[field] switch
     {
-        null => absent,
-        JsonValue v when v.GetValueKind() is JsonValueKind.True or JsonValueKind.False => v.GetValue<bool>(),
-        _ => throw ApiException.BadField(field, $"'{field}' must be true or false"),
+        null => null,
+        JsonValue v when v.TryGetValue<int>(out var n) => n,
+        JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue => (int)d,
+        _ => throw ApiException.BadField(field, $"'{field}' must be an integer"),
     };
 }
