@@ -28,11 +28,7 @@ internal sealed record ServedClassifier(string Name, TextClassifier Classifier) 
 /// </summary>
 internal sealed class ClassifyEndpoints(ServedClassifier? served, InferenceEngine engine, ServerOptions options, ServerMetrics metrics)
 {
-    public async Task CreateAsync(HttpContext context)
-    {
-        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-        cancellation.CancelAfter(options.RequestTimeout);
-        try
+    public Task CreateAsync(HttpContext context) => TimedRequest.RunAsync(context, options.RequestTimeout, async cancellation =>
         {
             // vLLM answers a server without a classification model this way (api_router.py create_classify).
             var classifier = served ?? throw new ApiException(400, "The model does not support Classification API", param: "model", code: "model_not_supported");
@@ -48,26 +44,16 @@ internal sealed class ClassifyEndpoints(ServedClassifier? served, InferenceEngin
                     throw ApiException.BadField("input", $"input[{i}] has {ids[i].Length} tokens; this model's context is {contextLength}", "context_length_exceeded");
             }
             var scores = await engine.RunExclusiveInChunksAsync(Enumerable.Range(0, texts.Count).ToList(), options.MaxBatchSize,
-                chunk => classifier.Classifier.ScoreIds([.. chunk.Select(i => texts[i])], [.. chunk.Select(i => ids[i])], options.MaxBatchSize), cancellation.Token);
+                chunk => classifier.Classifier.ScoreIds([.. chunk.Select(i => texts[i])], [.. chunk.Select(i => ids[i])], options.MaxBatchSize), cancellation);
             var tokens = ids.Sum(i => i.Length);
             metrics.Tokens(tokens, 0);
             await JsonResponse.WriteAsync(context, Body(model, head, scores, useActivation, tokens));
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        }, (e, timedOut) => e switch
         {
-            // The client went away; nothing to answer.
-        }
-        catch (Exception e)
-        {
-            var error = e switch
-            {
-                ApiException api => api,
-                OperationCanceledException => ApiException.Cancelled("classification", cancellation.IsCancellationRequested, options.RequestTimeout),
-                _ => new ApiException(500, $"classification failed: {e.Message}", "server_error"),
-            };
-            if (!context.Response.HasStarted) await error.WriteAsync(context);
-        }
-    }
+            ApiException api => api,
+            OperationCanceledException => ApiException.Cancelled("classification", timedOut, options.RequestTimeout),
+            _ => new ApiException(500, $"classification failed: {e.Message}", "server_error"),
+        });
 
     /// <summary>Most texts in one request: the cap /v1/embeddings has (OpenAI's), so one request cannot hold the model for an unbounded list.</summary>
     internal const int MaxInputs = EmbeddingRequest.MaxInputs;

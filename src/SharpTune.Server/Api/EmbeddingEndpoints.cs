@@ -17,11 +17,7 @@ namespace SharpTune.Server.Api;
 internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry adapters, IAdapterActivator activator, InferenceEngine engine,
     EmbedderOrError embedding, ServerOptions options, ServerMetrics metrics)
 {
-    public async Task CreateAsync(HttpContext context)
-    {
-        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-        cancellation.CancelAfter(options.RequestTimeout);
-        try
+    public Task CreateAsync(HttpContext context) => TimedRequest.RunAsync(context, options.RequestTimeout, async cancellation =>
         {
             var request = EmbeddingRequest.Parse(await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes));
             var adapter = Resolve(request.Model);
@@ -43,23 +39,13 @@ internal sealed class EmbeddingEndpoints(ServedModel served, AdapterRegistry ada
                 if (adapter is { Removed: true }) throw new AdapterRemovedException(adapter.Name);
                 activator.Activate(adapter);
                 inputs ??= Encode(embedder, request);
-                var turn = embedder.Forward(inputs, chunk, request.Dimensions, cancellation.Token);
+                var turn = embedder.Forward(inputs, chunk, request.Dimensions, cancellation);
                 return turn.Vectors.Zip(turn.TokenCounts, (vector, tokens) => (Vector: vector, Tokens: tokens)).ToList();
-            }, cancellation.Token);
+            }, cancellation);
             var output = new EmbeddingOutput([.. embedded.Select(e => e.Vector)], [.. embedded.Select(e => e.Tokens)]);
             metrics.Tokens(output.TotalTokens, 0);
             await JsonResponse.WriteAsync(context, Body(request, output));
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            // The client went away; nothing to answer.
-        }
-        catch (Exception e)
-        {
-            var error = ErrorFor(e, timedOut: cancellation.IsCancellationRequested, options.RequestTimeout);
-            if (!context.Response.HasStarted) await error.WriteAsync(context);
-        }
-    }
+        }, (e, timedOut) => ErrorFor(e, timedOut, options.RequestTimeout));
 
     /// <summary>
     /// The answer to a failed request. Only the input errors <see cref="TextEmbedder"/> raises on purpose

@@ -84,11 +84,8 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         };
     });
 
-    private async Task HandleAsync(HttpContext context, string what, string apiName, Func<JsonObject, string, CancellationToken, Task<JsonObject>> answer)
-    {
-        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
-        cancellation.CancelAfter(options.RequestTimeout);
-        try
+    private Task HandleAsync(HttpContext context, string what, string apiName, Func<JsonObject, string, CancellationToken, Task<JsonObject>> answer) =>
+        TimedRequest.RunAsync(context, options.RequestTimeout, async cancellation =>
         {
             if (await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes) is not JsonObject request)
                 throw new ApiException(400, "the request body must be a JSON object");
@@ -106,24 +103,14 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
                 throw new ApiException(400, $"The model does not support {apiName} API" + (scorer.Refusal is null ? "" : $" ({scorer.Refusal})"),
                     param: "model", code: "model_not_supported");
             model ??= served.Name;
-            await JsonResponse.WriteAsync(context, await answer(request, model, cancellation.Token));
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            await JsonResponse.WriteAsync(context, await answer(request, model, cancellation));
+        }, (e, timedOut) => e switch
         {
-            // The client went away; nothing to answer.
-        }
-        catch (Exception e)
-        {
-            var error = e switch
-            {
-                ApiException api => api,
-                OperationCanceledException => ApiException.Cancelled(what, cancellation.IsCancellationRequested, options.RequestTimeout),
-                NotSupportedException unsupported => new ApiException(400, unsupported.Message, code: "model_not_supported"),   // e.g. a tokenizer without a pair layout
-                _ => new ApiException(500, $"{what} failed: {e.Message}", "server_error"),
-            };
-            if (!context.Response.HasStarted) await error.WriteAsync(context);
-        }
-    }
+            ApiException api => api,
+            OperationCanceledException => ApiException.Cancelled(what, timedOut, options.RequestTimeout),
+            NotSupportedException unsupported => new ApiException(400, unsupported.Message, code: "model_not_supported"),   // e.g. a tokenizer without a pair layout
+            _ => new ApiException(500, $"{what} failed: {e.Message}", "server_error"),
+        });
 
     /// <summary>
     /// The request's <c>truncate_prompt_tokens</c> as vLLM reads it (vllm-project/vllm@06cbb4e826391ee267b27727abe8f9a9872f92c3,
