@@ -20,34 +20,18 @@ public sealed class CoSentTests
 {
     public CoSentTests() => TorchRuntime.EnsureInitialised();
 
-    private static double Cos(double[] a, double[] b) =>
-        a.Zip(b, (x, y) => x * y).Sum() / (Math.Sqrt(a.Sum(x => x * x)) * Math.Sqrt(b.Sum(x => x * x)));
-
-    /// <summary>log(1 + Σ_{label_i &lt; label_j} exp(s_i − s_j)), s = scale · cos(u_i, v_i).</summary>
-    private static double ByHand(double[][] u, double[][] v, double[] labels, double scale)
-    {
-        var s = u.Select((x, i) => scale * Cos(x, v[i])).ToArray();
-        double sum = 1;
-        for (var i = 0; i < s.Length; i++)
-            for (var j = 0; j < s.Length; j++)
-                if (labels[i] < labels[j]) sum += Math.Exp(s[i] - s[j]);
-        return Math.Log(sum);
-    }
-
-    private static Tensor Rows(double[][] rows) => tensor(rows.SelectMany(r => r.Select(x => (float)x)).ToArray(), [rows.Length, rows[0].Length]);
-
     [Fact]
     public void The_loss_equals_the_formula_worked_by_hand()
     {
         double[][] u = [[1, 0, 0.5], [0.2, 1, -0.3], [-0.4, 0.1, 1], [0.3, 0.3, 0.3]];
         double[][] v = [[0.9, 0.1, 0.4], [0, 1.2, -0.1], [0.3, -0.2, 0.8], [-1, 0.2, 0.1]];
         double[] labels = [0.1, 0.9, 0.5, 0.5];   // two equal scores: that pair is compared neither way
-        using var loss = CoSentLoss.Compute(Rows(u), Rows(v), tensor(labels.Select(x => (float)x).ToArray()), 1);
-        Assert.Equal(ByHand(u, v, labels, 1), loss.item<float>(), 5);
-        using var scaled = CoSentLoss.Compute(Rows(u), Rows(v), tensor(labels.Select(x => (float)x).ToArray()));
-        Assert.Equal(ByHand(u, v, labels, 20), scaled.item<float>(), 4);
+        using var loss = CoSentLoss.Compute(EmbeddingLossesByHand.Rows(u), EmbeddingLossesByHand.Rows(v), tensor(labels.Select(x => (float)x).ToArray()), 1);
+        Assert.Equal(EmbeddingLossesByHand.CoSent(u, v, labels, 1), loss.item<float>(), 5);
+        using var scaled = CoSentLoss.Compute(EmbeddingLossesByHand.Rows(u), EmbeddingLossesByHand.Rows(v), tensor(labels.Select(x => (float)x).ToArray()));
+        Assert.Equal(EmbeddingLossesByHand.CoSent(u, v, labels, 20), scaled.item<float>(), 4);
         // Equal labels everywhere leave only the e^0 term: log 1 = 0.
-        using var flat = CoSentLoss.Compute(Rows(u), Rows(v), ones(4));
+        using var flat = CoSentLoss.Compute(EmbeddingLossesByHand.Rows(u), EmbeddingLossesByHand.Rows(v), ones(4));
         Assert.Equal(0, flat.item<float>(), 6);
     }
 

@@ -22,32 +22,7 @@ public sealed class MatryoshkaLossTests
 {
     public MatryoshkaLossTests() => TorchRuntime.EnsureInitialised();
 
-    private static double Cos(double[] a, double[] b) =>
-        a.Zip(b, (x, y) => x * y).Sum() / (Math.Sqrt(a.Sum(x => x * x)) * Math.Sqrt(b.Sum(x => x * x)));
-
     private static double[][] Cut(double[][] rows, int dim) => rows.Select(r => r[..dim]).ToArray();
-
-    /// <summary>MNRL: mean_i −(s·cos(a_i, c_i) − log Σ_j exp(s·cos(a_i, c_j))).</summary>
-    private static double Mnrl(double[][] anchors, double[][] candidates, double scale) =>
-        anchors.Select((a, i) =>
-        {
-            var s = candidates.Select(c => scale * Cos(a, c)).ToArray();
-            var max = s.Max();
-            return -(s[i] - (max + Math.Log(s.Sum(x => Math.Exp(x - max)))));
-        }).Average();
-
-    /// <summary>CoSENT: log(1 + Σ_{label_i &lt; label_j} exp(s_i − s_j)), s = scale · cos(u_i, v_i).</summary>
-    private static double CoSent(double[][] u, double[][] v, double[] labels, double scale)
-    {
-        var s = u.Select((x, i) => scale * Cos(x, v[i])).ToArray();
-        double sum = 1;
-        for (var i = 0; i < s.Length; i++)
-            for (var j = 0; j < s.Length; j++)
-                if (labels[i] < labels[j]) sum += Math.Exp(s[i] - s[j]);
-        return Math.Log(sum);
-    }
-
-    private static Tensor Rows(double[][] rows) => tensor(rows.SelectMany(r => r.Select(x => (float)x)).ToArray(), [rows.Length, rows[0].Length]);
 
     private static readonly double[][] Anchors = [[1, 0, 0.5, -0.2], [0.2, 1, -0.3, 0.7], [-0.4, 0.1, 1, 0.3]];
     private static readonly double[][] Candidates = [[0.9, 0.1, 0.4, 0.5], [0, 1.2, -0.1, -0.6], [0.3, -0.2, 0.8, 0.1], [1, 0.2, 0.6, -1], [-1, 0.5, 0, 0.2]];
@@ -58,21 +33,21 @@ public sealed class MatryoshkaLossTests
         var settings = MatryoshkaSettings.From(new TrainingOptions { MatryoshkaDims = [2, 4, 3], MatryoshkaWeights = [0.5, 1, 2] })!;
         Assert.Equal([4, 3, 2], settings.Dims);   // largest first, each weight kept with its dimension
         Assert.Equal([1.0, 2, 0.5], settings.Weights);
-        var embeddings = Rows([.. Anchors, .. Candidates]);
+        var embeddings = EmbeddingLossesByHand.Rows([.. Anchors, .. Candidates]);
         using var loss = MatryoshkaLoss.Compute(embeddings, settings.Dims, settings.Weights,
             e => MultipleNegativesRankingLoss.Compute(e.narrow(0, 0, 3), e.narrow(0, 3, 5)));
-        var expected = 1 * Mnrl(Anchors, Candidates, 20) + 2 * Mnrl(Cut(Anchors, 3), Cut(Candidates, 3), 20) + 0.5 * Mnrl(Cut(Anchors, 2), Cut(Candidates, 2), 20);
+        var expected = 1 * EmbeddingLossesByHand.Mnrl(Anchors, Candidates, 20) + 2 * EmbeddingLossesByHand.Mnrl(Cut(Anchors, 3), Cut(Candidates, 3), 20) + 0.5 * EmbeddingLossesByHand.Mnrl(Cut(Anchors, 2), Cut(Candidates, 2), 20);
         Assert.Equal(expected, loss.item<float>(), 4);
         // Every cut counts: the full-width loss alone is another number.
-        Assert.True(Math.Abs(expected - Mnrl(Anchors, Candidates, 20)) > 0.1);
+        Assert.True(Math.Abs(expected - EmbeddingLossesByHand.Mnrl(Anchors, Candidates, 20)) > 0.1);
 
         // shrink: the first d components at unit length.
-        using var shrunk = MatryoshkaLoss.Shrink(Rows(Anchors), 2);
+        using var shrunk = MatryoshkaLoss.Shrink(EmbeddingLossesByHand.Rows(Anchors), 2);
         var first = shrunk.data<float>().ToArray();
         var norm = Math.Sqrt(Anchors[0][0] * Anchors[0][0] + Anchors[0][1] * Anchors[0][1]);
         Assert.Equal(Anchors[0][0] / norm, first[0], 6);
         Assert.Equal(Anchors[0][1] / norm, first[1], 6);
-        Assert.Throws<ArgumentOutOfRangeException>(() => MatryoshkaLoss.Shrink(Rows(Anchors), 5));
+        Assert.Throws<ArgumentOutOfRangeException>(() => MatryoshkaLoss.Shrink(EmbeddingLossesByHand.Rows(Anchors), 5));
     }
 
     [Fact]
@@ -81,11 +56,11 @@ public sealed class MatryoshkaLossTests
         double[][] u = [.. Anchors, [0.3, 0.3, 0.3, 0.3]];
         double[][] v = Candidates[..4];
         double[] labels = [0.1, 0.9, 0.5, 0.7];
-        var embeddings = Rows([.. u, .. v]);
+        var embeddings = EmbeddingLossesByHand.Rows([.. u, .. v]);
         using var labelTensor = tensor(labels.Select(x => (float)x).ToArray());
         using var loss = MatryoshkaLoss.Compute(embeddings, [4, 2], [1, 0.25],
             e => CoSentLoss.Compute(e.narrow(0, 0, 4), e.narrow(0, 4, 4), labelTensor));
-        var expected = CoSent(u, v, labels, 20) + 0.25 * CoSent(Cut(u, 2), Cut(v, 2), labels, 20);
+        var expected = EmbeddingLossesByHand.CoSent(u, v, labels, 20) + 0.25 * EmbeddingLossesByHand.CoSent(Cut(u, 2), Cut(v, 2), labels, 20);
         Assert.Equal(expected, loss.item<float>(), 3);
     }
 
@@ -103,7 +78,7 @@ public sealed class MatryoshkaLossTests
         double[][] Embed(IEnumerable<int[]> ids, int dims) =>
             [.. embedder.EmbedTokenIds(ids.ToArray(), dims).Vectors.Select(v => v.Select(x => (double)x).ToArray())];
         int[][] candidates = [.. items.Select(i => i.Positive), .. items.SelectMany(i => i.Negatives)];
-        var expected = settings.Dims.Zip(settings.Weights, (d, w) => w * Mnrl(Embed(items.Select(i => i.Anchor), d), Embed(candidates, d), 20)).Sum();
+        var expected = settings.Dims.Zip(settings.Weights, (d, w) => w * EmbeddingLossesByHand.Mnrl(Embed(items.Select(i => i.Anchor), d), Embed(candidates, d), 20)).Sum();
 
         using var noGrad = no_grad();
         using (var batch = EmbeddingCollator.Collate(items, model.Device))
@@ -115,7 +90,7 @@ public sealed class MatryoshkaLossTests
         List<ScoredPairItem> pairs = [new(texts[0], texts[1], 0.9f), new(texts[2], texts[3], 0.1f), new(texts[4], texts[5], 0.5f)];
         double[] labels = [0.9, 0.1, 0.5];
         var expectedCoSent = settings.Dims.Zip(settings.Weights,
-            (d, w) => w * CoSent(Embed(pairs.Select(p => p.First), d), Embed(pairs.Select(p => p.Second), d), labels, 20)).Sum();
+            (d, w) => w * EmbeddingLossesByHand.CoSent(Embed(pairs.Select(p => p.First), d), Embed(pairs.Select(p => p.Second), d), labels, 20)).Sum();
         using (var batch = ScoredPairCollator.Collate(pairs, model.Device))
         {
             var output = new CoSentObjective(MeanPooling, 20, settings).Compute(model, batch);

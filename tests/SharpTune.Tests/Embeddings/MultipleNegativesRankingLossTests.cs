@@ -19,34 +19,20 @@ public sealed class MultipleNegativesRankingLossTests
 {
     public MultipleNegativesRankingLossTests() => TorchRuntime.EnsureInitialised();
 
-    private static double Cos(double[] a, double[] b) =>
-        a.Zip(b, (x, y) => x * y).Sum() / (Math.Sqrt(a.Sum(x => x * x)) * Math.Sqrt(b.Sum(x => x * x)));
-
-    /// <summary>mean_i −(s·cos(a_i, c_i) − log Σ_j exp(s·cos(a_i, c_j))), candidates = positives then negatives.</summary>
-    private static double ByHand(double[][] anchors, double[][] candidates, double scale) =>
-        anchors.Select((a, i) =>
-        {
-            var s = candidates.Select(c => scale * Cos(a, c)).ToArray();
-            var max = s.Max();
-            return -(s[i] - (max + Math.Log(s.Sum(x => Math.Exp(x - max)))));
-        }).Average();
-
-    private static Tensor Rows(double[][] rows) => tensor(rows.SelectMany(r => r.Select(x => (float)x)).ToArray(), [rows.Length, rows[0].Length]);
-
     [Fact]
     public void The_loss_with_hard_negatives_equals_the_formula_worked_by_hand()
     {
         double[][] anchors = [[1, 0, 0.5], [0.2, 1, -0.3], [-0.4, 0.1, 1]];
         double[][] positives = [[0.9, 0.1, 0.4], [0, 1.2, -0.1], [0.3, -0.2, 0.8]];
         double[][] negatives = [[1, 0.2, 0.6], [-1, 0.5, 0], [0.1, 0.1, 0.1], [0.5, -0.5, 2]];   // two rows have two
-        using var loss = MultipleNegativesRankingLoss.Compute(Rows(anchors), Rows([.. positives, .. negatives]));
-        Assert.Equal(ByHand(anchors, [.. positives, .. negatives], 20), loss.item<float>(), 5);
+        using var loss = MultipleNegativesRankingLoss.Compute(EmbeddingLossesByHand.Rows(anchors), EmbeddingLossesByHand.Rows([.. positives, .. negatives]));
+        Assert.Equal(EmbeddingLossesByHand.Mnrl(anchors, [.. positives, .. negatives], 20), loss.item<float>(), 5);
         // The hard negatives count: without them the loss is smaller, and another scale gives another value.
-        using var pairsOnly = MultipleNegativesRankingLoss.Compute(Rows(anchors), Rows(positives));
-        Assert.Equal(ByHand(anchors, positives, 20), pairsOnly.item<float>(), 5);
+        using var pairsOnly = MultipleNegativesRankingLoss.Compute(EmbeddingLossesByHand.Rows(anchors), EmbeddingLossesByHand.Rows(positives));
+        Assert.Equal(EmbeddingLossesByHand.Mnrl(anchors, positives, 20), pairsOnly.item<float>(), 5);
         Assert.True(pairsOnly.item<float>() < loss.item<float>());
-        using var scaled = MultipleNegativesRankingLoss.Compute(Rows(anchors), Rows([.. positives, .. negatives]), 5);
-        Assert.Equal(ByHand(anchors, [.. positives, .. negatives], 5), scaled.item<float>(), 5);
+        using var scaled = MultipleNegativesRankingLoss.Compute(EmbeddingLossesByHand.Rows(anchors), EmbeddingLossesByHand.Rows([.. positives, .. negatives]), 5);
+        Assert.Equal(EmbeddingLossesByHand.Mnrl(anchors, [.. positives, .. negatives], 5), scaled.item<float>(), 5);
     }
 
     private static readonly int[][] Texts = [[1, 5, 17, 3], [1, 60, 2, 9, 9], [1, 33, 71], [1, 12, 4, 50, 8, 8], [1, 21], [1, 40, 41, 42], [1, 7, 7, 30], [1, 90, 3]];
@@ -71,7 +57,7 @@ public sealed class MultipleNegativesRankingLossTests
         float[][] Embed(IEnumerable<int[]> ids) => [.. embedder.EmbedTokenIds(ids.ToArray()).Vectors];
         var anchors = Embed(items.Select(i => i.Anchor));
         var candidates = Embed([.. items.Select(i => i.Positive), .. items.SelectMany(i => i.Negatives)]);
-        var expected = ByHand(ToDouble(anchors), ToDouble(candidates), 20);
+        var expected = EmbeddingLossesByHand.Mnrl(ToDouble(anchors), ToDouble(candidates), 20);
 
         using var batch = EmbeddingCollator.Collate(items, model.Device);
         using var noGrad = no_grad();
