@@ -12,7 +12,7 @@ internal sealed class GrpoCommandOptions
     private readonly Option<int?> numGenerations = new("--num-generations") { Description = "GRPO: completions per prompt G (default 8)" };
     private readonly Option<int?> maxCompletion = new("--max-completion-length") { Description = "GRPO: longest completion in tokens (default 512)" };
     private readonly Option<int?> maxPrompt = new("--max-prompt-length") { Description = "GRPO: cut longer prompts from the left (default: no limit)" };
-    private readonly Option<double?> temperature = new("--temperature") { Description = "GRPO: sampling temperature (default 1)" };
+    private readonly Option<double?> temperature = new("--temperature") { Description = "GRPO and GKD: sampling temperature (default: GRPO 1, GKD 0.9)" };
     private readonly Option<double?> topP = new("--top-p") { Description = "GRPO: nucleus sampling (default 1 = off)" };
     private readonly Option<int?> topK = new("--top-k") { Description = "GRPO: top-k sampling (default 0 = off)" };
     private readonly Option<int?> iterations = new("--num-iterations") { Description = "GRPO: optimisation passes μ per generated batch (default 1)" };

@@ -42,8 +42,8 @@ internal static class TrainCommand
         var keepingLayers = new Option<int?>("--layers-keeping-mlp-products") { Description = "With checkpointing: the first N recomputed layers keep their frozen MLP gate/up products (faster, 2·ffn values per token each)" };
         var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
-        var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto or grpo" };
-        var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0" };
+        var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto, grpo or gkd" };
+        var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0; GKD: the generalized JSD's β in [0, 1], default 0.5" };
         var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows), cached-mnrl (the same, with gradient caching) or cosent (sentence1/sentence2/score rows)" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
@@ -59,6 +59,7 @@ internal static class TrainCommand
         var posWeight = new Option<double?>("--pos-weight") { Description = "--task reranking: BinaryCrossEntropyLoss' pos_weight, the weight of relevant pairs (default 1)" };
         var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
         var grpo = GrpoCommandOptions.Create();
+        var gkd = new GkdCommandOptions();
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; a classification, regression or reward head; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
@@ -68,6 +69,7 @@ internal static class TrainCommand
             matryoshkaDims, matryoshkaWeights, miniBatchSize, batchSampler,
         };
         grpo.AddTo(command);
+        gkd.AddTo(command);
         command.Add(optim);
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
@@ -156,6 +158,7 @@ internal static class TrainCommand
                 MatryoshkaWeights = CommaList(parse.GetValue(matryoshkaWeights), "--matryoshka-weights", (t, f) => double.Parse(t, f)) ?? options.MatryoshkaWeights,
             };
             options = grpo.Apply(parse, options);
+            options = gkd.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);
             options = techniques.ApplyTo(options, parse);
             options = options with { Output = parse.GetValue(output) ?? (options.Output == new TrainingOptions().Output ? DefaultRunDir(options) : options.Output) };

@@ -44,7 +44,7 @@ public static class FineTuneJob
     public const string ChatTemplateFileName = Generation.LoadedModel.ChatTemplateFileName;
 
     /// <summary>The <see cref="TrainingOptions.Objective"/> names.</summary>
-    public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo", "orpo", "simpo", "kto", "grpo"];
+    public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo", "orpo", "simpo", "kto", "grpo", "gkd"];
 
     /// <summary>
     /// The checks <see cref="Run"/> makes before any work (objective, its settings, quantization and checkpointing, the
@@ -62,8 +62,12 @@ public static class FineTuneJob
             "dpo" => DpoSettings.From(options),
             "kto" => KtoLoss.ParseType(options.LossType ?? "kto"),
             "grpo" => GrpoSettings.From(options),
+            "gkd" => GkdSettings.From(options),
             _ => (object?)null,
         };
+        if (objective != "gkd") GkdSettings.RefuseOutsideGkd(options, objective);
+        else if (options.Packing)
+            throw new ArgumentException("packing: objective gkd answers each row's prompt anew, so its rows are padded, not packed; set packing: false");
         _ = options.ChatTemplateArguments();
         ValidateNumbers(options);
         Neftune.Validate(options);
@@ -116,6 +120,7 @@ public static class FineTuneJob
             ? new KtoSettings(options.Beta ?? 0.1, options.DesirableWeight, options.UndesirableWeight, KtoLoss.ParseType(options.LossType ?? "kto"))
             : null;
         var grpo = objective == "grpo" ? GrpoSettings.From(options) : null;
+        var gkd = objective == "gkd" ? GkdSettings.From(options) : null;
         var task = TrainingTasks.Of(options);
         var embedding = task == TrainingTasks.Embedding ? EmbeddingSettings.From(options) : null;
         Func<DataRow, TrainingExample>? map = embedding is not null ? EmbeddingRecipe.RowMap(embedding)
@@ -244,6 +249,8 @@ public static class FineTuneJob
                 trainExamples, validationExamples, testExamples, parameters);
         if (grpo is not null)
             return GrpoRecipe.Run(context, grpo, adapter, modelDir, dtype, tokenizer, chatTemplate, trainExamples, validationExamples, parameters, rewards);
+        if (gkd is not null)
+            return GkdRecipe.Run(context, gkd, dtype, tokenizer, chatTemplate, trainExamples, validationExamples, testExamples, parameters);
         var sft = new SftTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop", options.CompletionOnlyLoss);
         var hook = options.EvalMetrics is { Count: > 0 } metricNames && validationExamples.Count > 0
             ? new Evaluation.ValidationMetricsHook(model, tokenizer, chatTemplate, validationExamples, metricNames, options.EvalSample, options.Seed)

@@ -34,12 +34,13 @@ public sealed record GrpoSettings(
         if (o.MaxCompletionLength < 1) throw new ArgumentException($"max_completion_length must be positive, found {o.MaxCompletionLength}");
         if (o.Epsilon is <= 0 or >= 1) throw new ArgumentException($"epsilon must be in (0, 1), found {o.Epsilon}");
         if (o.EpsilonHigh is <= 0) throw new ArgumentException($"epsilon_high must be positive, found {o.EpsilonHigh}");
-        if (o.Temperature <= 0) throw new ArgumentException($"GRPO samples: temperature must be positive, found {o.Temperature}");
+        var temperature = o.Temperature ?? 1.0;
+        if (temperature <= 0) throw new ArgumentException($"GRPO samples: temperature must be positive, found {temperature}");
         var beta = o.Beta ?? 0.0;
         if (beta < 0) throw new ArgumentException($"beta must be ≥ 0, found {beta}");
         var loss = new GrpoLossSettings(GrpoLossSettings.ParseType(o.LossType ?? "dapo"), o.Epsilon, o.EpsilonHigh, beta, o.MaxCompletionLength);
         return new GrpoSettings(loss, o.NumGenerations, GrpoAdvantages.ParseScaling(o.ScaleRewards), o.NumIterations, o.MaxPromptLength,
-            o.Temperature, o.TopP, o.TopK, o.MaskTruncatedCompletions, o.LogCompletionsEvery);
+            temperature, o.TopP, o.TopK, o.MaskTruncatedCompletions, o.LogCompletionsEvery);
     }
 
     /// <summary>Sampling settings for one generation batch; the seed makes the draw a function of the batch index alone.</summary>

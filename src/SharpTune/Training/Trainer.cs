@@ -115,7 +115,10 @@ public sealed class Trainer
             var order = Permutation(train.Count, schedule.EpochOf(step));
             var micro = schedule.MicroBatches(step).Select(b => order[b.Start..(b.Start + b.Count)].Select(i => train[i]).ToArray()).ToArray();
             var batches = DataParallel.ShareOf(micro, options.GradientAccumulation, group);
-            var collated = batches.Select(b => collate(b, device)).ToArray();
+            // Micro-batch k of step s is the run's micro-batch s·(accumulation·ranks) + k, on every rank and after a resume.
+            var firstIndex = (long)step * options.GradientAccumulation * group.Size + (group.Size == 1 ? 0 : group.Rank * options.GradientAccumulation);
+            var collated = batches.Select((b, k) => PrepareTrainingBatch is { } prepare ? prepare(collate(b, device), firstIndex + k) : collate(b, device))
+                .ToArray();
             // Every rank learns the step's loss units over all ranks (and whether any rank must stop) before its backward pass.
             var (units, stop) = DataParallel.Agree(collated.Sum(b => b.LossUnits), cancellationToken.IsCancellationRequested, group);
             if (stop)
@@ -330,6 +333,13 @@ public sealed class Trainer
     /// storing it. It is called once per epoch, when the epoch's first step needs it.
     /// </summary>
     internal Func<int[], int, int[]>? ArrangeEpoch { get; init; }
+
+    /// <summary>
+    /// Replaces a collated training micro-batch before its loss units are counted, given the micro-batch's index in the
+    /// run (GKD answers its prompts anew); evaluation batches are never passed. It must dispose a batch it replaces and
+    /// depend only on the batch, the index and the model's weights, so a resumed run replays the same batches.
+    /// </summary>
+    internal Func<TrainingBatch, long, TrainingBatch>? PrepareTrainingBatch { get; init; }
 
     /// <summary>The example order of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the same one.</summary>
     private int[] Permutation(int count, int epoch)

@@ -152,12 +152,14 @@ public sealed record TrainingOptions
 
     /// <summary>
     /// sft (next-token loss on completions), dpo, orpo, simpo (preference pairs: prompt, chosen, rejected), kto
-    /// (unpaired: prompt, completion, label) or grpo (prompts scored by reward functions).
+    /// (unpaired: prompt, completion, label), grpo (prompts scored by reward functions) or gkd (distillation from
+    /// <see cref="Teacher"/> on prompt/completion or chat rows).
     /// </summary>
     public string Objective { get; init; } = "sft";
     /// <summary>
     /// The objective's beta (TRL's), empty = TRL's default for the objective: DPO/ORPO/SimPO/KTO 0.1 (pull towards the
-    /// reference, or ORPO's λ), GRPO 0 (no KL penalty).
+    /// reference, or ORPO's λ), GRPO 0 (no KL penalty), GKD 0.5 (the generalized Jensen–Shannon divergence's
+    /// interpolation, in [0, 1]: 0 is KL(teacher‖student), 1 is KL(student‖teacher)).
     /// </summary>
     public double? Beta { get; init; }
     /// <summary>
@@ -172,12 +174,12 @@ public sealed record TrainingOptions
     public string? LossType { get; init; }
     /// <summary>
     /// TRL's disable_dropout: every dropout of the trained model (LoRA's lora_dropout and the model's own) is set to 0 for
-    /// the run. Empty = TRL's default for the objective: on for dpo, orpo, simpo and kto (DPOConfig, ORPOConfig, CPOConfig
-    /// and KTOConfig default to True), off for sft and grpo.
+    /// the run. Empty = TRL's default for the objective: on for dpo, orpo, simpo, kto and gkd (DPOConfig, ORPOConfig,
+    /// CPOConfig, KTOConfig and GKDConfig default to True), off for sft and grpo.
     /// </summary>
     public bool? DisableDropout { get; init; }
     /// <summary><see cref="DisableDropout"/>, or TRL's default for <see cref="Objective"/> when it is not set.</summary>
-    public bool DropoutDisabled() => DisableDropout ?? Objective.Trim().ToLowerInvariant() is "dpo" or "orpo" or "simpo" or "kto";
+    public bool DropoutDisabled() => DisableDropout ?? Objective.Trim().ToLowerInvariant() is "dpo" or "orpo" or "simpo" or "kto" or "gkd";
     /// <summary>DPO: score every pair with the reference model once before training (full fine-tuning then needs no second model copy).</summary>
     public bool PrecomputeRefLogProbs { get; init; }
     /// <summary>SimPO: the target reward margin γ (TRL's simpo_gamma).</summary>
@@ -196,8 +198,8 @@ public sealed record TrainingOptions
     public int MaxCompletionLength { get; init; } = 512;
     /// <summary>GRPO: prompts longer than this are cut from the left (0 = only the context limits them).</summary>
     public int MaxPromptLength { get; init; }
-    /// <summary>GRPO: sampling temperature.</summary>
-    public double Temperature { get; init; } = 1.0;
+    /// <summary>GRPO and GKD: sampling temperature; empty = the objective's TRL default (GRPO 1, GKD 0.9).</summary>
+    public double? Temperature { get; init; }
     /// <summary>GRPO: nucleus sampling threshold (1 = off).</summary>
     public double TopP { get; init; } = 1.0;
     /// <summary>GRPO: keep only the k most likely tokens (0 = off).</summary>
@@ -235,6 +237,16 @@ public sealed record TrainingOptions
     public string? RewardModelAdapter { get; init; }
     /// <summary>GRPO: sampled completions written to completions.jsonl every this many steps (0 = never).</summary>
     public int LogCompletionsEvery { get; init; } = 1;
+
+    // GKD (docs/training.md, "Knowledge distillation (GKD)").
+    /// <summary>GKD: the teacher model (a Hugging Face folder or hub id, as <see cref="Model"/>), frozen; same vocabulary size as the student.</summary>
+    public string? Teacher { get; init; }
+    /// <summary>GKD: probability, in [0, 1], that a micro-batch is replaced by the student's own completions (on-policy); empty = 0.5.</summary>
+    public double? Lmbda { get; init; }
+    /// <summary>GKD: micro-batches not made on-policy are answered by the teacher instead of taken from the data (sequence-level KD); empty = false.</summary>
+    public bool? SeqKd { get; init; }
+    /// <summary>GKD: longest generated completion in tokens; empty = 128.</summary>
+    public int? MaxNewTokens { get; init; }
 
     /// <summary>Test data, evaluated once with the final model (same format and masking as validation).</summary>
     public string? Test { get; init; }

@@ -1,0 +1,53 @@
+using SharpTune.Data;
+using SharpTune.Hub;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Tokenization;
+using SharpTune.Training.Objectives;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// GKD within <see cref="FineTuneJob"/>, as TRL's GKDTrainer (huggingface/trl@f2cd577, trl/experimental/gkd): the
+/// frozen teacher loaded beside the student (same vocabulary size), the SFT rows tokenized with their prompts masked,
+/// each training micro-batch made on-policy with probability λ (<see cref="GkdBatchMaker"/>), and the generalized JSD
+/// (<see cref="GkdObjective"/>) as the training and validation loss.
+/// </summary>
+internal static class GkdRecipe
+{
+    public static FineTuneResult Run(RecipeContext context, GkdSettings settings, ScalarType dtype, HfTokenizer tokenizer, ChatTemplate? chatTemplate,
+        IReadOnlyList<TrainingExample> trainExamples, IReadOnlyList<TrainingExample> validationExamples, IReadOnlyList<TrainingExample> testExamples,
+        ParameterSummary parameters)
+    {
+        var options = context.Options;
+        var teacherDir = ModelLocator.Resolve(settings.Teacher);
+        CheckVocabularies(context.Model.Config.VocabSize, ModelConfig.Load(teacherDir).VocabSize, teacherDir);
+        // The teacher is only read: frozen, in eval mode, and quantized like the student's base when quantize is set.
+        using var teacher = PretrainedModel.Load(teacherDir, dtype, context.Model.Device, options.QuantizationSettings());
+        foreach (var p in teacher.parameters()) p.requires_grad = false;
+        teacher.eval();
+        context.Log?.Invoke($"GKD teacher: {teacherDir}; λ {settings.Lmbda}, β {settings.Beta}, temperature {settings.Temperature}, " +
+                            $"max_new_tokens {settings.MaxNewTokens}{(settings.SeqKd ? ", seq_kd" : "")}");
+
+        var eos = GrpoRecipe.StopTokens(context.Model, tokenizer, chatTemplate);
+        var maker = new GkdBatchMaker(context.Model, teacher, settings, eos, options.Seed);
+        var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new GkdObjective(teacher, settings.Beta))
+        {
+            PrepareTrainingBatch = maker.Prepare,
+        };
+        // The prompt is never supervised: GKD answers it anew (TRL's DataCollatorForChatML masks it too).
+        var rows = new SftTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop", completionOnlyLoss: true);
+        return context.Run(trainer, rows.TokenizeAll, trainExamples, validationExamples, testExamples,
+            (examples, device) => GkdBatch.Collate(examples, device), parameters);
+    }
+
+    /// <summary>TRL's check: GKD compares whole next-token distributions, so the vocabularies must have one size.</summary>
+    internal static void CheckVocabularies(int student, int teacher, string teacherDir)
+    {
+        if (student != teacher)
+            throw new ArgumentException(
+                $"The student model has vocab_size {student} but the teacher model ({teacherDir}) has vocab_size {teacher}. GKD compares the " +
+                "teacher's full next-token distribution, which requires a shared vocabulary: use a teacher with the same vocab_size");
+    }
+}

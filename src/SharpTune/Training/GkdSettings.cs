@@ -1,0 +1,75 @@
+using SharpTune.Generation;
+
+namespace SharpTune.Training;
+
+/// <summary>
+/// GKD's settings, from <see cref="TrainingOptions"/> with TRL's GKDConfig defaults (huggingface/trl@f2cd577,
+/// trl/experimental/gkd/gkd_config.py): λ = 0.5 (share of on-policy micro-batches), β = 0.5 (the generalized JSD's
+/// interpolation), temperature 0.9 (sampling only), max_new_tokens 128, seq_kd off.
+/// </summary>
+internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, double Temperature, int MaxNewTokens, bool SeqKd)
+{
+    /// <summary>Validates and converts the options; throws naming the option at fault.</summary>
+    public static GkdSettings From(TrainingOptions o)
+    {
+        if (string.IsNullOrWhiteSpace(o.Teacher))
+            throw new ArgumentException("objective gkd needs a teacher model: set teacher (--teacher) to a model folder or hub id");
+        var lmbda = o.Lmbda ?? 0.5;
+        var beta = o.Beta ?? 0.5;
+        var temperature = o.Temperature ?? 0.9;
+        var maxNewTokens = o.MaxNewTokens ?? 128;
+        // TRL's GKDConfig.__post_init__ refuses the same ranges ("lmbda must be in the range [0.0, 1.0]").
+        if (!(lmbda is >= 0 and <= 1)) throw new ArgumentException($"lmbda (--lmbda) must be in the range [0, 1], found {lmbda}");
+        if (!(beta is >= 0 and <= 1)) throw new ArgumentException($"beta (--beta) must be in the range [0, 1] for objective gkd, found {beta}");
+        if (!(temperature > 0 && double.IsFinite(temperature)))
+            throw new ArgumentException($"temperature (--temperature) must be positive for objective gkd (it samples completions), found {temperature}");
+        if (maxNewTokens < 1) throw new ArgumentException($"max_new_tokens (--max-new-tokens) must be at least 1, found {maxNewTokens}");
+        return new GkdSettings(o.Teacher, lmbda, beta, temperature, maxNewTokens, o.SeqKd ?? false);
+    }
+
+    /// <summary>Refuses GKD's own settings under another objective, where they would silently do nothing.</summary>
+    public static void RefuseOutsideGkd(TrainingOptions o, string objective)
+    {
+        var given = new (string Key, bool Set)[]
+        {
+            ("teacher (--teacher)", o.Teacher is not null), ("lmbda (--lmbda)", o.Lmbda is not null),
+            ("seq_kd (--seq-kd)", o.SeqKd is not null), ("max_new_tokens (--max-new-tokens)", o.MaxNewTokens is not null),
+        }.Where(s => s.Set).Select(s => s.Key).ToArray();
+        if (given.Length > 0)
+            throw new ArgumentException($"{string.Join(", ", given)}: only objective gkd uses {(given.Length == 1 ? "it" : "them")}, " +
+                                        $"and the objective is {objective}; remove {(given.Length == 1 ? "it" : "them")} or set objective gkd");
+    }
+
+    /// <summary>
+    /// Whether micro-batch <paramref name="microBatchIndex"/> of the run is made on-policy: TRL's
+    /// <c>random.random() &lt;= lmbda</c> in <c>GKDTrainer.training_step</c>, with the uniform draw a pure function of
+    /// the run's seed and the micro-batch's index (so a resumed run makes the same choices). The comparison is strict, so
+    /// λ = 0 is never on-policy and λ = 1 always (the draw lies in [0, 1)); the probability is λ either way.
+    /// </summary>
+    public bool IsOnPolicy(long seed, long microBatchIndex) => UniformDraw(seed, microBatchIndex) < Lmbda;
+
+    /// <summary>A uniform number in [0, 1) from (seed, index), by SplitMix64's mixing of the two (53 bits kept).</summary>
+    internal static double UniformDraw(long seed, long index)
+    {
+        var z = unchecked((ulong)seed * 0x9E3779B97F4A7C15UL + (ulong)index * 0xBF58476D1CE4E5B9UL + 0x94D049BB133111EBUL);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        z ^= z >> 31;
+        return (z >> 11) * (1.0 / (1UL << 53));
+    }
+
+    /// <summary>
+    /// TRL's generation config for GKD: sampling at <see cref="Temperature"/> with top_k 0 and top_p 1, up to
+    /// <see cref="MaxNewTokens"/>, stopping at <paramref name="eos"/>; the seed a function of the micro-batch alone.
+    /// </summary>
+    public GenerationOptions Sampling(long seed, long microBatchIndex, IReadOnlyList<int> eos) => new()
+    {
+        MaxNewTokens = MaxNewTokens,
+        Temperature = Temperature,
+        TopP = 1.0,
+        TopK = 0,
+        Seed = unchecked(seed * 1_000_039 + microBatchIndex),
+        EosTokenIds = eos,
+        Overflow = ContextOverflow.TruncatePromptLeft,
+    };
+}

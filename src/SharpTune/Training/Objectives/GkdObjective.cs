@@ -1,0 +1,105 @@
+using SharpTune.Models;
+using static TorchSharp.torch;
+
+namespace SharpTune.Training.Objectives;
+
+/// <summary>
+/// GKD's loss for one micro-batch, as TRL's <c>GKDTrainer.compute_loss</c> (huggingface/trl@f2cd577): the student and
+/// the frozen teacher read the same tokens, and the generalized JSD (<see cref="GeneralizedJsdLoss"/>, temperature 1)
+/// between their next-token distributions is summed over the supervised positions; the trainer divides by the step's
+/// supervised tokens (TRL's num_items_in_batch). Only supervised positions reach the heads, a chunk of rows at a time,
+/// so the fp32 (tokens × vocabulary) matrices never exist whole; in training each chunk is back-propagated into the
+/// student's head at once and the hidden states' gradient, gathered over the chunks, is sent through the body once.
+/// </summary>
+internal sealed class GkdObjective(CausalLanguageModel teacher, double beta) : IBackwardObjective
+{
+    /// <summary>The metric holding the share of a step's micro-batches the student answered itself.</summary>
+    public const string OnPolicyMetric = "on_policy";
+
+    public string AccuracyMetric => "token_accuracy";
+
+    public ObjectiveOutput Compute(CausalLanguageModel model, TrainingBatch batch)
+    {
+        var (student, teacherRows, targets) = SupervisedRows(model, batch);
+        Tensor loss = zeros(1, ScalarType.Float32, student.device).sum();
+        Tensor hits = zeros(1, ScalarType.Int64, student.device).sum();
+        foreach (var (start, length) in Chunks(model, targets.shape[0]))
+        {
+            var logits = model.ComputeLogits(student.narrow(0, start, length));
+            loss = loss + ChunkLoss(logits, teacherRows.narrow(0, start, length));
+            hits = hits + Hits(logits, targets.narrow(0, start, length));
+        }
+        return Output(loss, hits, batch);
+    }
+
+    public ObjectiveOutput ComputeWithBackward(CausalLanguageModel model, TrainingBatch batch, double lossScale)
+    {
+        var (student, teacherRows, targets) = SupervisedRows(model, batch);
+        var leaf = student.detach().requires_grad_(true);
+        double loss = 0;
+        long hits = 0;
+        foreach (var (start, length) in Chunks(model, targets.shape[0]))
+        {
+            using var scope = NewDisposeScope();
+            var logits = model.ComputeLogits(leaf.narrow(0, start, length));
+            var part = ChunkLoss(logits, teacherRows.narrow(0, start, length));
+            loss += part.to(ScalarType.Float64).item<double>();
+            hits += Hits(logits, targets.narrow(0, start, length)).item<long>();
+            CustomBackward.Backward(part * lossScale);   // into leaf.grad, and into the head's weights when they train
+        }
+        if (leaf.grad is { } gradient && student.requires_grad)
+            CustomBackward.Backward((student * gradient.detach()).sum());   // the body's backward, once for all chunks
+        return Output(tensor((float)loss, device: student.device), tensor(hits, device: student.device), batch);
+    }
+
+    /// <summary>The student's (with its graph) and the teacher's final hidden states at the supervised positions, and their targets.</summary>
+    private (Tensor Student, Tensor Teacher, Tensor Targets) SupervisedRows(CausalLanguageModel model, TrainingBatch batch)
+    {
+        var flatTargets = batch.Targets.reshape(-1);
+        var rows = flatTargets.ne(BatchCollator.IgnoreIndex).nonzero().squeeze(1);                     // (n)
+        var student = Hidden(model, batch).index_select(0, rows);                                       // (n, C)
+        Tensor teacherRows;
+        using (no_grad()) teacherRows = Hidden(teacher, batch).index_select(0, rows);                  // (n, C_teacher)
+        return (student, teacherRows, flatTargets.index_select(0, rows));
+    }
+
+    /// <summary>Final hidden states of the real tokens, flattened to (B·T, C).</summary>
+    private static Tensor Hidden(CausalLanguageModel model, TrainingBatch batch)
+    {
+        var hidden = model.DecodeHidden(model.EmbedTokens(batch.InputIds), batch.Context);             // (B, T, C)
+        var length = batch.Targets.shape[1];
+        if (hidden.shape[1] != length) hidden = hidden.narrow(1, hidden.shape[1] - length, length);
+        return hidden.reshape(-1, hidden.shape[2]);
+    }
+
+    private Tensor ChunkLoss(Tensor studentLogits, Tensor teacherHidden)
+    {
+        Tensor teacherLogits;
+        using (no_grad()) teacherLogits = teacher.ComputeLogits(teacherHidden);
+        return GeneralizedJsdLoss.PerRow(studentLogits, teacherLogits, beta).sum();
+    }
+
+    private static Tensor Hits(Tensor logits, Tensor targets)
+    {
+        using var noGrad = no_grad();
+        return logits.argmax(-1).eq(targets).sum();
+    }
+
+    /// <summary>Row ranges whose fp32 logits stay within a few MiB (as the SFT loss's chunked head).</summary>
+    private static IEnumerable<(long Start, long Length)> Chunks(CausalLanguageModel model, long rows)
+    {
+        var size = CausalLmLoss.FrozenHeadChunkTokensFor(model.Config.VocabSize, sizeof(float));
+        for (long start = 0; start < rows; start += size) yield return (start, Math.Min(size, rows - start));
+    }
+
+    private static ObjectiveOutput Output(Tensor loss, Tensor hits, TrainingBatch batch)
+    {
+        if (batch is not GkdBatch { Source: { } source }) return new ObjectiveOutput(loss, hits);
+        var device = loss.device;
+        return new ObjectiveOutput(loss, hits,
+            new Dictionary<string, Tensor> { [OnPolicyMetric] = tensor(source == GkdCompletionSource.Student ? 1.0 : 0.0, device: device) })
+        {
+            MetricCounts = new Dictionary<string, Tensor> { [OnPolicyMetric] = tensor(1.0, device: device) },
+        };
+    }
+}

@@ -1,0 +1,109 @@
+using SharpTune.Tests.Support;
+using SharpTune.Training;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Training;
+
+/// <summary>GKD's on-policy batches: completion masking after the first stop token, prompts, the λ coin and the settings' checks.</summary>
+public class GkdBatchTests
+{
+    [Fact]
+    public void ACompletionKeepsItsTokensThroughTheFirstStopTokenOfAny()
+    {
+        // TRL's test_generate_on_policy_outputs_masks_after_any_stop_token (tests/experimental/test_gkd_trainer.py@f2cd57710ae3):
+        // stop tokens 7 and 9; row 0 stops on 7 at index 1, row 1 on 9 at index 2, each keeping its stop token.
+        var stops = new HashSet<int> { 7, 9 };
+        Assert.Equal([21, 7], GkdBatchMaker.ThroughFirstEos([21, 7, 23, 24], stops));
+        Assert.Equal([25, 26, 9], GkdBatchMaker.ThroughFirstEos([25, 26, 9, 28], stops));
+        Assert.Equal([9], GkdBatchMaker.ThroughFirstEos([9, 7, 9], stops));
+        Assert.Equal([30, 31, 32], GkdBatchMaker.ThroughFirstEos([30, 31, 32], stops));   // no stop token: the whole completion
+
+        // Collated after the prompt (11, 12, 13): the prompt predicts nothing, the completion through its stop is supervised.
+        var rows = new[]
+        {
+            GkdBatchMaker.WithCompletion([11, 12, 13], GkdBatchMaker.ThroughFirstEos([21, 7, 23, 24], stops)),
+            GkdBatchMaker.WithCompletion([14, 15, 16], GkdBatchMaker.ThroughFirstEos([25, 26, 9, 28], stops)),
+        };
+        using var batch = GkdBatch.Collate(rows, CPU);
+        // Targets[t] is the label of token t + 1: the prompt's last position predicts the first completion token.
+        Assert.Equal(new long[] { -100, -100, 21, 7, -100, -100 }, batch.Targets[0].data<long>().ToArray());
+        Assert.Equal(new long[] { -100, -100, 25, 26, 9, -100 }, batch.Targets[1].data<long>().ToArray());
+        Assert.Equal(5, batch.SupervisedTokens);
+    }
+
+    [Fact]
+    public void APromptIsEverythingBeforeTheLastSupervisedRun()
+    {
+        // A two-turn chat: the first answer (supervised) is part of the prompt of the second, as TRL prompts with all but the last message.
+        var example = new TokenizedExample([1, 2, 3, 4, 5, 6, 7, 8], [false, false, true, true, false, false, true, true]);
+        Assert.Equal([1, 2, 3, 4, 5, 6], GkdBatchMaker.PromptOf(example));
+        var trailingUnsupervised = new TokenizedExample([1, 2, 3, 4], [false, true, true, false]);
+        Assert.Equal([1], GkdBatchMaker.PromptOf(trailingUnsupervised));
+        var noPrompt = new TokenizedExample([1, 2, 3], [true, true, true]);
+        Assert.Contains("prompt", Assert.Throws<InvalidDataException>(() => GkdBatchMaker.PromptOf(noPrompt)).Message);
+    }
+
+    private static GkdSettings Settings(double lmbda) => GkdSettings.From(new TrainingOptions { Objective = "gkd", Teacher = "t", Lmbda = lmbda });
+
+    [Fact]
+    public void TheCoinIsAFunctionOfSeedAndMicroBatchAndZeroAndOneAreNeverAndAlways()
+    {
+        var never = Settings(0);
+        var always = Settings(1);
+        var third = Settings(0.3);
+        var draws = Enumerable.Range(0, 4000).Select(i => third.IsOnPolicy(42, i)).ToArray();
+        Assert.Equal(draws, Enumerable.Range(0, 4000).Select(i => third.IsOnPolicy(42, i)));   // reproducible
+        Assert.InRange(draws.Count(d => d) / 4000.0, 0.27, 0.33);                               // probability λ
+        Assert.NotEqual(draws, Enumerable.Range(0, 4000).Select(i => third.IsOnPolicy(43, i))); // the seed matters
+        Assert.All(Enumerable.Range(0, 4000), i => Assert.False(never.IsOnPolicy(42, i)));
+        Assert.All(Enumerable.Range(0, 4000), i => Assert.True(always.IsOnPolicy(42, i)));
+        Assert.All(Enumerable.Range(0, 4000), i => Assert.InRange(GkdSettings.UniformDraw(7, i), 0.0, 1.0 - 1e-17));
+    }
+
+    [Fact]
+    public void TrlsDefaultsApplyAndSamplingIsPlain()
+    {
+        var settings = GkdSettings.From(new TrainingOptions { Objective = "gkd", Teacher = "t" });
+        Assert.Equal(new GkdSettings("t", 0.5, 0.5, 0.9, 128, false), settings);
+        var sampling = settings.Sampling(42, 3, [2]);
+        Assert.Equal((0.9, 0, 1.0, 128), (sampling.Temperature, sampling.TopK, sampling.TopP, sampling.MaxNewTokens));
+        Assert.NotEqual(sampling.Seed, settings.Sampling(42, 4, [2]).Seed);
+    }
+
+    [Theory]
+    [InlineData(-0.1, null, "lmbda (--lmbda)")]
+    [InlineData(1.5, null, "lmbda (--lmbda)")]
+    [InlineData(double.NaN, null, "lmbda (--lmbda)")]
+    [InlineData(null, -0.2, "beta (--beta)")]
+    [InlineData(null, 1.01, "beta (--beta)")]
+    public void OutOfRangeLmbdaOrBetaIsRefusedNamingTheOption(double? lmbda, double? beta, string named)
+    {
+        var options = new TrainingOptions { Model = "m", Data = "d", Objective = "gkd", Teacher = "t", Lmbda = lmbda, Beta = beta };
+        Assert.Contains(named, Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options)).Message);
+    }
+
+    [Fact]
+    public void GkdSettingsAreRefusedElsewhereAndGkdNeedsATeacherAndNoPacking()
+    {
+        var sft = new TrainingOptions { Model = "m", Data = "d", Teacher = "t", Lmbda = 0.2 };
+        var message = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(sft)).Message;
+        Assert.Contains("teacher (--teacher)", message);
+        Assert.Contains("lmbda (--lmbda)", message);
+        Assert.Contains("objective gkd", message);
+        Assert.Contains("teacher (--teacher)",
+            Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(new TrainingOptions { Objective = "gkd" })).Message);
+        Assert.Contains("packing",
+            Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(new TrainingOptions { Objective = "gkd", Teacher = "t", Packing = true })).Message);
+        Assert.Contains("max_new_tokens (--max-new-tokens)",
+            Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(new TrainingOptions { Objective = "gkd", Teacher = "t", MaxNewTokens = 0 })).Message);
+    }
+
+    [Fact]
+    public void DifferentVocabularySizesAreRefusedNamingBoth()
+    {
+        var message = Assert.Throws<ArgumentException>(() => GkdRecipe.CheckVocabularies(512, 96, "/teachers/tiny")).Message;
+        Assert.Contains("vocab_size 512", message);
+        Assert.Contains("vocab_size 96", message);
+        Assert.Contains("/teachers/tiny", message);
+    }
+}
