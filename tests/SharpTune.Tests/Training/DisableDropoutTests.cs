@@ -8,8 +8,8 @@ using static TorchSharp.torch;
 namespace SharpTune.Tests.Training;
 
 /// <summary>
-/// TRL's disable_dropout: DPOConfig, ORPOConfig, CPOConfig and KTOConfig default it to True, GRPOConfig to False
-/// (trl/trainer/dpo_config.py, kto_config.py, grpo_config.py, experimental/cpo and orpo @f2cd57710ae3), and
+/// TRL's disable_dropout: DPOConfig, ORPOConfig, CPOConfig, KTOConfig and GKDConfig default it to True, GRPOConfig to False
+/// (trl/trainer/dpo_config.py, kto_config.py, grpo_config.py, experimental/cpo, orpo and gkd @f2cd57710ae3), and
 /// disable_dropout_in_model sets every dropout's p to 0.
 /// </summary>
 public class DisableDropoutTests
@@ -17,7 +17,7 @@ public class DisableDropoutTests
     [Fact]
     public void TheDefaultFollowsTrlsConfigForEachObjective()
     {
-        foreach (var objective in new[] { "dpo", "orpo", "simpo", "kto" })
+        foreach (var objective in new[] { "dpo", "orpo", "simpo", "kto", "gkd" })
             Assert.True(new TrainingOptions { Objective = objective }.DropoutDisabled(), objective);
         foreach (var objective in new[] { "sft", "grpo" })
             Assert.False(new TrainingOptions { Objective = objective }.DropoutDisabled(), objective);

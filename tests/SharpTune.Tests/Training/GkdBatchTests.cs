@@ -107,3 +107,19 @@ public class GkdBatchTests
         Assert.Contains("/teachers/tiny", message);
     }
 }
+
+/// <summary>GKD's YAML keys, snake_case as every other option.</summary>
+public class GkdConfigFileTests
+{
+    [Fact]
+    public void TheYamlKeysReachTheOptionsAndSurviveTheSavedConfig()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("gkd.yaml");
+        File.WriteAllText(path, "objective: gkd\nteacher: teachers/big\nlmbda: 0.25\nbeta: 0.1\ntemperature: 0.7\nmax_new_tokens: 32\nseq_kd: true\n");
+        var options = TrainingConfigFile.Load(path);
+        Assert.Equal(new GkdSettings("teachers/big", 0.25, 0.1, 0.7, 32, true), GkdSettings.From(options));
+        TrainingConfigFile.Save(options, dir.File("saved.yaml"));
+        Assert.Equal(GkdSettings.From(options), GkdSettings.From(TrainingConfigFile.Load(dir.File("saved.yaml"))));
+    }
+}
