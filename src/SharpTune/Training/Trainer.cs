@@ -116,7 +116,7 @@ public sealed class Trainer
             var micro = schedule.MicroBatches(step).Select(b => order[b.Start..(b.Start + b.Count)].Select(i => train[i]).ToArray()).ToArray();
             var batches = DataParallel.ShareOf(micro, options.GradientAccumulation, group);
             // Micro-batch k of step s is the run's micro-batch s·(accumulation·ranks) + k, on every rank and after a resume.
-            var firstIndex = (long)step * options.GradientAccumulation * group.Size + (group.Size == 1 ? 0 : group.Rank * options.GradientAccumulation);
+            var firstIndex = (long)step * options.GradientAccumulation * group.Size + group.Rank * options.GradientAccumulation;
             var collated = batches.Select((b, k) => PrepareTrainingBatch is { } prepare ? prepare(collate(b, device), firstIndex + k) : collate(b, device))
                 .ToArray();
             // Every rank learns the step's loss units over all ranks (and whether any rank must stop) before its backward pass.
