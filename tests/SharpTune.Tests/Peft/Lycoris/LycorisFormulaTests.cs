@@ -116,8 +116,8 @@ public class LycorisFormulaTests
     }
 
     [Theory]
-    // Worked by hand from PEFT's loop: the sum test compares with 1 + dimension (set once), so only m < n and the
-    // factor limit stop it. 768 = 2⁸·3: m walks 2, 3, 4, 6, 8, 12, 16, 24, then 32 (n = 24 < m ends it), ordered (24, 32).
+    // Worked by hand from PEFT's loop (and confirmed by running PEFT's factorization() from that commit, plain Python):
+    // the sum test compares with 1 + dimension (set once), so only m < n and the factor limit stop it. 768 = 2⁸·3: m walks 2, 3, 4, 6, 8, 12, 16, 24, then 32 (n = 24 < m ends it), ordered (24, 32).
     [InlineData(768, -1, 24, 32)]
     [InlineData(4096, -1, 64, 64)]   // … 32 (n 128), 64 (n 64): m < n fails
     [InlineData(127, -1, 1, 127)]    // prime: the next divisor is 127 itself (n = 1), then ordered
