@@ -251,6 +251,18 @@ public class LycorisAdapterTests
     }
 
     [Theory]
+    [InlineData("loha")]
+    [InlineData("lokr")]
+    public void AQuantizedBaseIsRefusedNamingTheLayer(string method)
+    {
+        using var model = TestModels.Create("llama");
+        SharpTune.Quantization.ModelQuantizer.Quantize(model, SharpTune.Quantization.QuantizationOptions.Parse("nf4", "f32"));
+        var error = Assert.Throws<NotSupportedException>(() => Create(method).Inject(model));
+        Assert.Contains("q_proj", error.Message);
+        Assert.Contains("Quantized", error.Message);
+    }
+
+    [Theory]
     [InlineData("loha", null, null, true, null, null)]
     [InlineData("loha", null, null, null, null, true)]
     [InlineData("lora", 0.1, null, null, null, null)]
