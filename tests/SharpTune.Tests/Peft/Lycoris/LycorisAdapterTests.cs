@@ -297,7 +297,8 @@ public class LycorisAdapterTests
             TargetModules = TargetModules.Names("q_proj", "v_proj"),
         }.ToJson().ToJsonString(), lokr.Config.ToJson().ToJsonString());
         var error = Assert.Throws<ArgumentException>(() => FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "loha", LoraR = 0 }));
-        Assert.Contains("r must be a positive integer", error.Message);
+        Assert.Contains("lora_r (--lora-r)", error.Message);
+        Assert.Contains("must be a positive integer", error.Message);
         Assert.Contains("loha", FineTuningMethods.Names);
         Assert.Contains("lokr", FineTuningMethods.Names);
     }
