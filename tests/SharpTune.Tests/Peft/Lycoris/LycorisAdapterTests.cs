@@ -250,6 +250,24 @@ public class LycorisAdapterTests
         Assert.All(model.parameters(), p => Assert.True(p.requires_grad));   // nothing frozen or wrapped
     }
 
+    [Fact]
+    public void AllLinearIsSavedAsTheLayerNamesAndExcludedModulesStayUnwrapped()
+    {
+        // PEFT saves "all-linear" as the names it selected (the head excluded) and never wraps what exclude_modules matches.
+        using var model = TestModels.Create("llama");
+        var adapter = new LokrAdapter(new LokrConfig
+            { TargetModules = TargetModules.AllLinear, ExcludeModules = TargetModules.Pattern(@"model\.layers\.0\.self_attn\.q_proj") });
+        adapter.Inject(model);
+        Assert.Equal(13, adapter.Layers.Count);   // 7 linear layers × 2 decoder layers, minus the excluded one
+        Assert.DoesNotContain(adapter.Layers, l => l.Path == "model.layers.0.self_attn.q_proj");
+        Assert.IsType<Linear>(ModuleSurgery.Get(model, "model.layers.0.self_attn.q_proj"));
+        Assert.IsType<Linear>(ModuleSurgery.Get(model, "lm_head"));
+        var config = adapter.AdapterConfigJson();
+        Assert.Equal(["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"],
+            config["target_modules"]!.AsArray().Select(n => n!.GetValue<string>()));
+        Assert.Equal(@"model\.layers\.0\.self_attn\.q_proj", config["exclude_modules"]!.GetValue<string>());
+    }
+
     [Theory]
     [InlineData("loha")]
     [InlineData("lokr")]
