@@ -3,6 +3,8 @@ using System.Text.Json.Nodes;
 using SharpTune.Models;
 using SharpTune.Peft.Adapters;
 using SharpTune.Peft.IA3;
+using SharpTune.Peft.LoHa;
+using SharpTune.Peft.LoKr;
 using SharpTune.Peft.Lora;
 using SharpTune.Peft.PrefixTuning;
 using SharpTune.Peft.PromptTuning;
@@ -23,6 +25,8 @@ public static class PeftAdapters
         ["PREFIX_TUNING"] = PrefixTuningAdapter.FromConfigJson,
         ["BOTTLENECK"] = BottleneckAdapter.FromConfigJson,
         ["IA3"] = IA3Adapter.FromConfigJson,
+        ["LOHA"] = LohaAdapter.FromConfigJson,
+        ["LOKR"] = LokrAdapter.FromConfigJson,
     };
 
     /// <summary>The <c>peft_type</c> values that can be loaded.</summary>

@@ -1,6 +1,8 @@
 using SharpTune.Peft;
 using SharpTune.Peft.Adapters;
 using SharpTune.Peft.IA3;
+using SharpTune.Peft.LoHa;
+using SharpTune.Peft.LoKr;
 using SharpTune.Peft.Lora;
 using SharpTune.Peft.PrefixTuning;
 using SharpTune.Peft.PromptTuning;
@@ -30,6 +32,17 @@ public static class FineTuningMethods
             TargetModules = ParseTargets(o.TargetModules), FeedforwardModules = ParseTargets(o.FeedforwardModules),
             ModulesToSave = ParseNames(o.ModulesToSave),
         }),
+        ["loha"] = o => new LohaAdapter(new LohaConfig
+        {
+            R = o.LoraR, Alpha = o.LoraAlpha, RankDropout = o.RankDropout ?? 0, ModuleDropout = o.ModuleDropout ?? 0,
+            TargetModules = ParseTargets(o.TargetModules), ModulesToSave = ParseNames(o.ModulesToSave),
+        }),
+        ["lokr"] = o => new LokrAdapter(new LokrConfig
+        {
+            R = o.LoraR, Alpha = o.LoraAlpha, RankDropout = o.RankDropout ?? 0, ModuleDropout = o.ModuleDropout ?? 0,
+            DecomposeBoth = o.DecomposeBoth ?? false, DecomposeFactor = o.DecomposeFactor ?? -1, RankDropoutScale = o.RankDropoutScale ?? false,
+            TargetModules = ParseTargets(o.TargetModules), ModulesToSave = ParseNames(o.ModulesToSave),
+        }),
     };
 
     public static IReadOnlyCollection<string> Names => ["full", .. Adapters.Keys];
@@ -37,11 +50,12 @@ public static class FineTuningMethods
     /// <summary>The adapter for <paramref name="options"/>' method, or null for full fine-tuning.</summary>
     public static IPeftAdapter? CreateAdapter(TrainingOptions options)
     {
-        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3"))
-            throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3 setting; method '{options.Method}' does not take it" +
+        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3" or "loha" or "lokr"))
+            throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3/LoHa/LoKr setting; method '{options.Method}' does not take it" +
                                         (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every module)" : ""));
         if (options.InitLoraWeights is not null && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
             throw new ArgumentException($"init_lora_weights is a LoRA/DoRA setting; method '{options.Method}' does not take it");
+        RefuseLycorisSettings(options);
         if (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase)) return null;
         return Adapters.TryGetValue(options.Method, out var create)
             ? create(options)
@@ -60,6 +74,24 @@ public static class FineTuningMethods
             if (module is TorchSharp.Modules.Dropout dropout) dropout.p = 0;
             else if (module is Peft.Lora.LoraLinear lora) lora.DisableDropout();
         }
+    }
+
+    // LoHa/LoKr settings given to a method that would ignore them are refused, naming the option.
+    private static void RefuseLycorisSettings(TrainingOptions o)
+    {
+        var method = o.Method.Trim().ToLowerInvariant();
+        void Refuse(bool given, string option, string methods)
+        {
+            if (given) throw new ArgumentException($"{option} is a {methods} setting; method '{o.Method}' does not take it");
+        }
+        var lycoris = method is "loha" or "lokr";
+        if (lycoris && o.LoraR <= 0)
+            throw new ArgumentException($"lora_r (--lora-r), the r of method '{o.Method}', must be a positive integer, found {o.LoraR}");
+        Refuse(o.RankDropout is not null && !lycoris, "rank_dropout (--rank-dropout)", "LoHa/LoKr");
+        Refuse(o.ModuleDropout is not null && !lycoris, "module_dropout (--module-dropout)", "LoHa/LoKr");
+        Refuse(o.DecomposeBoth is not null && method != "lokr", "decompose_both (--decompose-both)", "LoKr");
+        Refuse(o.DecomposeFactor is not null && method != "lokr", "decompose_factor (--decompose-factor)", "LoKr");
+        Refuse(o.RankDropoutScale is not null && method != "lokr", "rank_dropout_scale (--rank-dropout-scale)", "LoKr");
     }
 
     private static LoraConfig Lora(TrainingOptions o) => new()

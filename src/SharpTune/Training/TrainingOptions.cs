@@ -18,7 +18,7 @@ public sealed record TrainingOptions
     /// <summary>Run directory (config, metrics, checkpoints, plots, final/).</summary>
     public string Output { get; init; } = "runs/run";
 
-    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter or ia3.</summary>
+    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter, ia3, loha or lokr.</summary>
     public string Method { get; init; } = "lora";
     public int LoraR { get; init; } = 8;
     public double LoraAlpha { get; init; } = 16;
@@ -33,7 +33,7 @@ public sealed record TrainingOptions
     /// </summary>
     public string? InitLoraWeights { get; init; }
     /// <summary>
-    /// LoRA/DoRA/IA3: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
+    /// LoRA/DoRA/IA3/LoHa/LoKr: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
     /// e.g. embed_tokens — for a base whose tokenizer spells the chat or tool-call markup with tokens pre-training never
     /// trained; with a tied head the embedding is the head too. Empty = none.
     /// </summary>
@@ -269,6 +269,16 @@ public sealed record TrainingOptions
     public string NonLinearity { get; init; } = "relu";
     /// <summary>ia3: the targets scaled on their input (comma-separated names or a regex); empty = PEFT's default.</summary>
     public string? FeedforwardModules { get; init; }
+    /// <summary>loha/lokr (r and alpha are <see cref="LoraR"/> and <see cref="LoraAlpha"/>): the probability of dropping an output row of ΔW in training.</summary>
+    public double? RankDropout { get; init; }
+    /// <summary>loha/lokr: the probability of skipping a layer's whole update in a training forward pass.</summary>
+    public double? ModuleDropout { get; init; }
+    /// <summary>lokr: also factor the left Kronecker matrix at rank r when r is small enough (PEFT's decompose_both).</summary>
+    public bool? DecomposeBoth { get; init; }
+    /// <summary>lokr: the size each dimension's factorisation aims for; empty = -1, near the square root (PEFT's decompose_factor).</summary>
+    public int? DecomposeFactor { get; init; }
+    /// <summary>lokr: divide the rows kept by rank dropout by the fraction kept (PEFT's rank_dropout_scale).</summary>
+    public bool? RankDropoutScale { get; init; }
 
     // Classifiers and reward models (docs/training.md, "Sequence classification and reward models").
     /// <summary>

@@ -17,6 +17,8 @@ public class MethodFineTuneJobTests
     [InlineData("prefix-tuning", "PREFIX_TUNING", 0.1)]
     [InlineData("adapter", "BOTTLENECK", 1e-2)]
     [InlineData("ia3", "IA3", 0.1)]
+    [InlineData("loha", "LOHA", 1e-2)]
+    [InlineData("lokr", "LOKR", 1e-2)]
     public async Task FineTuningLowersValidationLossAndTheServedAdapterAnswersAsTheLibraryDoes(string method, string peftType, double lr)
     {
         using var dir = new TempDir();

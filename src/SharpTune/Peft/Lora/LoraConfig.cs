@@ -134,7 +134,7 @@ public sealed record LoraConfig
     private double ScalingOf(int r, double alpha) => UseRsLora ? alpha / Math.Sqrt(r) : alpha / r;
 
     // PEFT's get_pattern_key: the first key k for which the whole path matches (.*\.)?(k).
-    private static T PatternValue<T>(IReadOnlyDictionary<string, T> pattern, string path, T fallback)
+    internal static T PatternValue<T>(IReadOnlyDictionary<string, T> pattern, string path, T fallback)
     {
         foreach (var (key, value) in pattern)
             if (Regex.IsMatch(path, $"^(.*\\.)?({key})\\z", RegexOptions.CultureInvariant)) return value;
@@ -317,7 +317,7 @@ public sealed record LoraConfig
         return config;
     }
 
-    private static IReadOnlyDictionary<string, T> ReadPattern<T>(JsonNode? node, string key, string source, Func<JsonValue, T> read)
+    internal static IReadOnlyDictionary<string, T> ReadPattern<T>(JsonNode? node, string key, string source, Func<JsonValue, T> read)
     {
         if (node is null or JsonObject { Count: 0 }) return System.Collections.ObjectModel.ReadOnlyDictionary<string, T>.Empty;
         var pattern = new Dictionary<string, T>();
@@ -335,7 +335,7 @@ public sealed record LoraConfig
         return pattern;
     }
 
-    private static JsonValue Number(double value) => value == Math.Floor(value) ? JsonValue.Create((long)value) : JsonValue.Create(value);
+    internal static JsonValue Number(double value) => value == Math.Floor(value) ? JsonValue.Create((long)value) : JsonValue.Create(value);
 
     private string InitName => InitLoraWeights switch
     {
