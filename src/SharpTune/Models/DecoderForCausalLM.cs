@@ -49,6 +49,10 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
 
     public override Tensor EmbeddingWeight => model.embed_tokens.weight!;
 
+    internal override TokenEmbedding InputEmbedding => model.embed_tokens;
+
+    internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => lm_head;
+
     public override string EmbeddingParameterName => "model.embed_tokens.weight";
 
     public override bool HeadIsTrainable => lm_head switch

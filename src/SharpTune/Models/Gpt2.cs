@@ -28,6 +28,10 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
 
     public override Tensor EmbeddingWeight => transformer.wte.weight!;
 
+    internal override TokenEmbedding InputEmbedding => transformer.wte;
+
+    internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => null;
+
     public override bool HeadIsTrainable => transformer.wte.weight!.requires_grad;
 
     public override string EmbeddingParameterName => "transformer.wte.weight";

@@ -13,7 +13,9 @@ namespace SharpTune.Models;
 /// </summary>
 public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
 {
-    public readonly Parameter weight;   // (num embeddings, dim); public and named as in transformers: the state-dict key
+    // (num embeddings, dim); public and named as in transformers: the state-dict key. A field, not a property, so
+    // Module.to(dtype) sets it when it replaces the parameter; not readonly, so a resized vocabulary can replace it.
+    public Parameter weight;
 
     public TokenEmbedding(long numEmbeddings, long embeddingDim) : base("Embedding")
     {
@@ -21,6 +23,15 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         if (weight.device_type != DeviceType.META)
             using (no_grad()) weight.normal_();   // nn.Embedding's own initialisation, N(0, 1)
         RegisterComponents();
+    }
+
+    /// <summary>Puts <paramref name="replacement"/> in the old weight's place (a resized vocabulary) and frees the old one.</summary>
+    internal void ReplaceWeight(Parameter replacement)
+    {
+        var old = weight;
+        weight = replacement;
+        ConditionallyRegisterParameter(nameof(weight), replacement);
+        old.Dispose();
     }
 
     public long NumEmbeddings => weight.size(0);
