@@ -91,8 +91,14 @@ public static class TokenAdditions
     }
 
     /// <summary>Parses the comma-separated tokens of a command-line option (e.g. "&lt;|im_start|&gt;,&lt;|im_end|&gt;").</summary>
-    public static IReadOnlyList<string> ParseList(string text) =>
-        text.Split(',').Select(t => t.Trim()).Where(t => t.Length > 0).ToArray();
+    /// <exception cref="ArgumentException">An entry is empty ("a,,b", a trailing comma).</exception>
+    public static IReadOnlyList<string> ParseList(string text)
+    {
+        var tokens = text.Split(',').Select(t => t.Trim()).ToArray();
+        if (tokens.Any(t => t.Length == 0))
+            throw new ArgumentException($"'{text}': an empty token in the comma-separated list (a token needs at least one character)");
+        return tokens;
+    }
 
     private static void Validate(IReadOnlyList<NewToken> tokens)
     {
