@@ -73,6 +73,32 @@ public sealed class AddedTokensTrainingTests
         Assert.True(before < 0.05 && after > 0.5, $"P(<|im_end|>) before {before:F4}, after {after:F4}");
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void Lora_trains_and_saves_the_resized_embedding_and_loading_the_adapter_resizes_the_base()
+    {
+        using var dir = new TempDir();
+        var result = FineTuneJob.Run(Options(dir.Path, "lora"));
+        var final = result.FinalDirectory;
+
+        // stories260K ties its head, so the embedding is saved whole, as PEFT's modules_to_save writes it.
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(final, SharpTune.Peft.AdapterFiles.ConfigFileName)))!;
+        Assert.Equal(["embed_tokens"], config["modules_to_save"]!.AsArray().Select(m => m!.GetValue<string>()));
+        using (var tensors = SharpTune.IO.SafetensorsFile.Open(Path.Combine(final, SharpTune.Peft.AdapterFiles.WeightsFileName)))
+            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.weight"].Shape);
+
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);   // the 512-row base grows to take the adapter
+        Assert.Equal(514, loaded.Model.Config.VocabSize);
+        var story = loaded.RequireTokenizer().Encode(Prompt + " ball.<|im_end|>");
+        Assert.Equal(512, story[^1]);
+        var prefix = story.Take(story.Count - 1).ToList();
+        var adapted = NextTokenProbability(loaded.Model, prefix, 512);
+        Assert.True(adapted > 0.5, $"P(<|im_end|>) with the adapter {adapted:F4}");
+
+        loaded.Adapter!.MergeAndUnload();   // the trained rows stay in the merged model
+        Assert.Equal(adapted, NextTokenProbability(loaded.Model, prefix, 512), 1e-5);
+        Assert.Equal(514, loaded.Model.EmbeddingWeight.size(0));
+    }
+
     [Theory]
     [InlineData("empty", "a token is empty")]
     [InlineData("prompt-tuning", "method prompt-tuning cannot train the new embedding rows")]
