@@ -37,10 +37,19 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     public long NumEmbeddings => weight.size(0);
     public long EmbeddingDim => weight.size(1);
 
+    /// <summary>
+    /// Replaces some rows of the weight in every use (PEFT's trainable tokens: <c>weight.index_copy(0, indices, rows)</c>,
+    /// whose gradient reaches only the replacement rows); null: the weight as it is.
+    /// </summary>
+    internal Func<Tensor, Tensor>? WeightOverride { get; set; }
+
+    /// <summary>The weight as the forward uses it: a new tensor when <see cref="WeightOverride"/> is set, else <see cref="weight"/>.</summary>
+    internal Tensor CurrentWeight() => WeightOverride?.Invoke(weight) ?? weight;
+
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();
-        var rows = weight.index_select(0, ids.reshape(-1));                  // (n, dim)
+        var rows = CurrentWeight().index_select(0, ids.reshape(-1));         // (n, dim)
         return rows.view([.. ids.Sizes(), EmbeddingDim]).MoveToOuterDisposeScope();
     }
 }

@@ -84,7 +84,7 @@ public static class PeftAdapters
         var state = tensors.Read(weights);
         try
         {
-            GrowVocabularyToFit(model, state);
+            GrowVocabularyToFit(model, state, adapter);
             adapter.Inject(model);
             try
             {
@@ -109,10 +109,12 @@ public static class PeftAdapters
     /// resized first (<c>model.resize_token_embeddings(len(tokenizer))</c> before <c>PeftModel.from_pretrained</c>); here
     /// the base grows to the saved row count itself, and the adapter's values then replace every row.
     /// </summary>
-    private static void GrowVocabularyToFit(CausalLanguageModel model, IReadOnlyDictionary<string, Tensor> state)
+    /// <remarks>An adapter with <c>trainable_token_indices</c> saves only its rows: the base grows to hold the highest.</remarks>
+    private static void GrowVocabularyToFit(CausalLanguageModel model, IReadOnlyDictionary<string, Tensor> state, IPeftAdapter adapter)
     {
         var rows = new[] { "base_model.model." + model.EmbeddingParameterName, "base_model.model." + CausalLanguageModel.OutputHeadParameterName }
-            .Select(key => state.TryGetValue(key, out var t) && t.dim() == 2 ? (int)t.size(0) : 0).Max();
+            .Select(key => state.TryGetValue(key, out var t) && t.dim() == 2 ? (int)t.size(0) : 0)
+            .Append(adapter is LoraAdapter { Config.TrainableTokenIndices: { Count: > 0 } indices } ? indices.Max() + 1 : 0).Max();
         if (rows > model.EmbeddingWeight.size(0)) Models.EmbeddingResize.Resize(model, rows);
     }
 }

@@ -24,6 +24,8 @@ internal static class AddedTokensSetup
         var tokens = Requested(options);
         if (options.PadVocabToMultipleOf is { } multiple && multiple < 1)
             throw new ArgumentException($"pad_vocab_to_multiple_of (--pad-vocab-to-multiple-of) must be at least 1, found {multiple}");
+        if (options.TrainableTokenIndices is { Count: > 0 } && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
+            throw new ArgumentException($"trainable_token_indices (--trainable-token-indices) is a LoRA/DoRA setting; method '{options.Method}' does not take it");
         if (tokens.Count == 0) return;
         if (tokens.Any(t => string.IsNullOrEmpty(t.Content)))
             throw new ArgumentException("add_tokens / add_special_tokens (--add-tokens / --add-special-tokens): a token is empty");
@@ -72,6 +74,7 @@ internal static class AddedTokensSetup
     public static TrainingOptions WithResizedModulesSaved(TrainingOptions options, CausalLanguageModel model, Action<string>? log)
     {
         if (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase)) return options;
+        if (options.TrainableTokenIndices is { Count: > 0 }) return options;   // the chosen rows train instead (PEFT's trainable tokens)
         var listed = FineTuningMethods.ParseNames(options.ModulesToSave).ToList();
         var embedding = model.EmbeddingParameterName[..^".weight".Length];
         var needed = new List<string> { embedding[(embedding.LastIndexOf('.') + 1)..] };
@@ -80,5 +83,21 @@ internal static class AddedTokensSetup
         if (missing.Count == 0) return options;
         log?.Invoke($"modules_to_save: {string.Join(", ", missing)} added (the resized vocabulary is trained and saved with the adapter)");
         return options with { ModulesToSave = string.Join(",", listed.Concat(missing)) };
+    }
+
+    /// <summary>
+    /// trainable_token_indices with each token string replaced by its id in <paramref name="tokenizer"/> (ids stay as
+    /// they are), so a run can name the tokens it adds.
+    /// </summary>
+    /// <exception cref="ArgumentException">An entry is neither an id nor a token of the tokenizer.</exception>
+    public static TrainingOptions WithTokenIndicesResolved(TrainingOptions options, HfTokenizer tokenizer)
+    {
+        if (options.TrainableTokenIndices is not { Count: > 0 } entries) return options;
+        var ids = entries.Select(e =>
+            e.Length == 0 ? throw new ArgumentException("trainable_token_indices (--trainable-token-indices): an entry is empty")
+            : int.TryParse(e, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var id) ? id
+            : tokenizer.TokenToId(e) ?? throw new ArgumentException(
+                $"trainable_token_indices (--trainable-token-indices): '{e}' is neither a token id nor a token of the tokenizer (add it with add_tokens)"));
+        return options with { TrainableTokenIndices = ids.Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray() };
     }
 }

@@ -71,7 +71,8 @@ public static class FineTuneJob
         AddedTokensSetup.Validate(options);
         if (options.EvalMetrics is { } evalMetrics) EvaluationMetrics.ValidateForTrainingExamples(evalMetrics);
         options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
-        if (options.QuantizationSettings() is not null && FineTuningMethods.CreateAdapter(options) is null)
+        // Token strings in trainable_token_indices are resolved once the tokenizer is read; whether there is an adapter does not depend on them.
+        if (options.QuantizationSettings() is not null && FineTuningMethods.CreateAdapter(options with { TrainableTokenIndices = null }) is null)
             throw new ArgumentException(
                 $"quantize {options.Quantize}: a quantized base is frozen, so method 'full' cannot train it; choose an adapter method " +
                 $"({string.Join(", ", FineTuningMethods.Names.Where(n => n != "full"))})");
@@ -153,6 +154,7 @@ public static class FineTuneJob
         // With added tokens the run reads (and saves) the extended tokenizer written into its own folder.
         var tokenizerDir = AddedTokensSetup.WriteTokenizer(options, modelDir, log);
         var tokenizer = HfTokenizer.FromDirectory(tokenizerDir ?? modelDir);
+        options = AddedTokensSetup.WithTokenIndicesResolved(options, tokenizer);
         var chatTemplate = options.ChatTemplate is { } name ? ChatTemplate.BuiltIn(name)
             : tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
         // chat_template_kwargs go with the template into every rendering of the run (each data row's own override them).

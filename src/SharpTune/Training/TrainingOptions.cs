@@ -53,6 +53,13 @@ public sealed record TrainingOptions
     /// Axolotl's <c>resize_token_embeddings_to_32x</c> is 32). Empty = the exact number of ids.
     /// </summary>
     public int? PadVocabToMultipleOf { get; init; }
+    /// <summary>
+    /// LoRA/DoRA: train only these rows of the token embedding (and a tied head) beside the adapter, PEFT's
+    /// <c>trainable_token_indices</c>: token ids, or token strings looked up in the (extended) tokenizer, e.g. the
+    /// <see cref="AddTokens"/>. Saved under PEFT's <c>token_adapter.trainable_tokens_delta</c> key; every other row stays
+    /// as it is. Empty = none.
+    /// </summary>
+    public IReadOnlyList<string>? TrainableTokenIndices { get; init; }
 
     /// <summary>
     /// LoRA+ (PEFT's <c>create_loraplus_optimizer</c>): lora_B and other 1-D trainable parameters learn at this many

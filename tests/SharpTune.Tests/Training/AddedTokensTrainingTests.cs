@@ -99,6 +99,37 @@ public sealed class AddedTokensTrainingTests
         Assert.Equal(514, loaded.Model.EmbeddingWeight.size(0));
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void Lora_with_trainable_token_indices_trains_only_the_added_rows_and_saves_them_under_pefts_key()
+    {
+        using var dir = new TempDir();
+        var result = FineTuneJob.Run(Options(dir.Path, "lora") with { TrainableTokenIndices = ["<|im_start|>", "<|im_end|>"] });
+        var final = result.FinalDirectory;
+
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(final, SharpTune.Peft.AdapterFiles.ConfigFileName)))!;
+        Assert.Equal("[513,512]", config["trainable_token_indices"]!.ToJsonString());
+        Assert.Null(config["modules_to_save"]);
+        using (var tensors = SharpTune.IO.SafetensorsFile.Open(Path.Combine(final, SharpTune.Peft.AdapterFiles.WeightsFileName)))
+        {
+            Assert.Equal([2L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"].Shape);
+            Assert.DoesNotContain("base_model.model.model.embed_tokens.weight", tensors.Tensors.Keys);
+        }
+
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);   // the base grows to hold id 513
+        Assert.Equal(514, loaded.Model.Config.VocabSize);
+        var story = loaded.RequireTokenizer().Encode(Prompt + " ball.<|im_end|>");
+        var prefix = story.Take(story.Count - 1).ToList();
+        var adapted = NextTokenProbability(loaded.Model, prefix, 512);
+        Assert.True(adapted > 0.5, $"P(<|im_end|>) with the adapter {adapted:F4}");
+
+        // Every row but the two chosen ones is the base's, exactly.
+        using var baseModel = PretrainedModel.Load(TestAssets.Stories260K);
+        using var baseRows = baseModel.EmbeddingWeight.detach().clone();
+        loaded.Adapter!.MergeAndUnload();
+        using var merged = loaded.Model.EmbeddingWeight.detach();
+        Assert.True(merged.narrow(0, 0, 512).equal(baseRows).all().item<bool>());
+    }
+
     [Theory]
     [InlineData("empty", "a token is empty")]
     [InlineData("prompt-tuning", "method prompt-tuning cannot train the new embedding rows")]
