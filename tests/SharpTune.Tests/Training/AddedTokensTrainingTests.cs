@@ -164,4 +164,16 @@ public sealed class AddedTokensTrainingTests
         Assert.Equal(["<|im_start|>", "<|im_end|>"], TokenAdditions.ParseList("<|im_start|>, <|im_end|>"));
         Assert.Contains("empty token", Assert.Throws<ArgumentException>(() => TokenAdditions.ParseList("<a>,,<b>")).Message);
     }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Trainable_token_indices_take_ids_or_tokens_of_the_tokenizer()
+    {
+        using var dir = new TempDir();
+        var options = TrainingConfigFile.Load(dir.File("config.yaml", "trainable_token_indices: [\"<s>\", 7]\n"));
+        Assert.Equal(["<s>", "7"], options.TrainableTokenIndices);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        Assert.Equal(["1", "7"], AddedTokensSetup.WithTokenIndicesResolved(options, tokenizer).TrainableTokenIndices);
+        var unknown = Assert.Throws<ArgumentException>(() => AddedTokensSetup.WithTokenIndicesResolved(options with { TrainableTokenIndices = ["<|im_end|>"] }, tokenizer));
+        Assert.Contains("'<|im_end|>' is neither a token id nor a token of the tokenizer", unknown.Message);
+    }
 }
