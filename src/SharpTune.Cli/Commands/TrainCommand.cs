@@ -77,6 +77,8 @@ internal static class TrainCommand
         quantize.AddTo(command);
         var techniques = new TrainingTechniqueOptions();
         techniques.AddTo(command);
+        var addedTokens = new AddedTokenOptions();
+        addedTokens.AddTo(command);
         command.SetAction(parse =>
         {
             var processes = parse.GetValue(nproc);
@@ -164,6 +166,7 @@ internal static class TrainCommand
             options = lycoris.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);
             options = techniques.ApplyTo(options, parse);
+            options = addedTokens.ApplyTo(options, parse);
             options = options with { Output = parse.GetValue(output) ?? (options.Output == new TrainingOptions().Output ? DefaultRunDir(options) : options.Output) };
             if (options.Model.Length == 0 || options.Data.Length == 0)
             {

@@ -15,7 +15,17 @@ public abstract class CausalLanguageModel : nn.Module
         Config = config;
     }
 
-    public ModelConfig Config { get; }
+    public ModelConfig Config { get; private set; }
+
+    /// <summary>The input embedding module (transformers' <c>get_input_embeddings()</c>), which a tied head reads too.</summary>
+    internal virtual TokenEmbedding InputEmbedding =>
+        throw new NotSupportedException($"{GetType().Name} does not expose its token embedding module, so its vocabulary cannot be resized");
+
+    /// <summary>The untied output head (transformers' <c>get_output_embeddings()</c>); null when it is the embedding.</summary>
+    internal virtual nn.Module<Tensor, Tensor>? UntiedOutputHead => null;
+
+    /// <summary>Records a resized vocabulary in the config (and so in the config.json saved from it).</summary>
+    internal void SetVocabSize(int vocabSize) => Config = Config.WithVocabSize(vocabSize);
 
     /// <summary>
     /// Token ids (B, T) → embeddings (B, T, C): the architecture's input embeddings (transformers'

@@ -38,7 +38,10 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
     /// </summary>
     public override Tensor ComputeLogits(Tensor hidden)
     {
-        var logits = lm_head is null ? DenseMatVec.Linear(hidden, model.embed_tokens.weight!) : DenseMatVec.Forward(lm_head, hidden);
+        Tensor logits;
+        if (lm_head is not null) logits = DenseMatVec.Forward(lm_head, hidden);
+        else if (model.embed_tokens.WeightOverride is null) logits = DenseMatVec.Linear(hidden, model.embed_tokens.weight!);
+        else using (var tied = model.embed_tokens.CurrentWeight()) logits = DenseMatVec.Linear(hidden, tied);   // trainable tokens reach the tied head too
         if (Config.LogitsScaling is { } scaling && scaling != 1.0)
             using (var unscaled = logits)
                 logits = unscaled / scaling;   // GraniteForCausalLM: logits / self.config.logits_scaling
@@ -49,11 +52,15 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
 
     public override Tensor EmbeddingWeight => model.embed_tokens.weight!;
 
+    internal override TokenEmbedding InputEmbedding => model.embed_tokens;
+
+    internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => lm_head;
+
     public override string EmbeddingParameterName => "model.embed_tokens.weight";
 
     public override bool HeadIsTrainable => lm_head switch
     {
-        null => model.embed_tokens.weight!.requires_grad,
+        null => model.embed_tokens.weight!.requires_grad || model.embed_tokens.WeightOverride is not null,
         Linear linear => linear.weight!.requires_grad,
         Quantization.QuantizedLinear => false,   // quantized weights are frozen
         _ => true,   // wrapped by an adapter

@@ -24,11 +24,20 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
     protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
         transformer.Forward(inputsEmbeds, context, CheckpointedLayersNow);
 
-    public override Tensor ComputeLogits(Tensor hidden) => F.linear(hidden, transformer.wte.weight!);
+    public override Tensor ComputeLogits(Tensor hidden)
+    {
+        if (transformer.wte.WeightOverride is null) return F.linear(hidden, transformer.wte.weight!);
+        using var tied = transformer.wte.CurrentWeight();   // trainable tokens reach the tied head too
+        return F.linear(hidden, tied);
+    }
 
     public override Tensor EmbeddingWeight => transformer.wte.weight!;
 
-    public override bool HeadIsTrainable => transformer.wte.weight!.requires_grad;
+    internal override TokenEmbedding InputEmbedding => transformer.wte;
+
+    internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => null;
+
+    public override bool HeadIsTrainable => transformer.wte.weight!.requires_grad || transformer.wte.WeightOverride is not null;
 
     public override string EmbeddingParameterName => "transformer.wte.weight";
 

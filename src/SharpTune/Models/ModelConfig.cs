@@ -159,6 +159,18 @@ public sealed partial record ModelConfig
         ["gpt2"] = "GPT2LMHeadModel",
     };
 
+    /// <summary>
+    /// This configuration with a resized vocabulary, written to config.json's <c>vocab_size</c> (and text_config's, where
+    /// the text model's fields live there) as transformers' resize_token_embeddings records it.
+    /// </summary>
+    internal ModelConfig WithVocabSize(int vocabSize)
+    {
+        var raw = (JsonObject)Raw.DeepClone();
+        if (raw["text_config"] is JsonObject text && text.ContainsKey("vocab_size")) text["vocab_size"] = vocabSize;
+        else raw["vocab_size"] = vocabSize;
+        return this with { VocabSize = vocabSize, Raw = raw };
+    }
+
     /// <summary>Writes this configuration as config.json content, keeping unknown fields of the original.</summary>
     public string ToJson()
     {

@@ -13,7 +13,9 @@ namespace SharpTune.Models;
 /// </summary>
 public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
 {
-    public readonly Parameter weight;   // (num embeddings, dim); public and named as in transformers: the state-dict key
+    // (num embeddings, dim); public and named as in transformers: the state-dict key. A field, not a property, so
+    // Module.to(dtype) sets it when it replaces the parameter; not readonly, so a resized vocabulary can replace it.
+    public Parameter weight;
 
     public TokenEmbedding(long numEmbeddings, long embeddingDim) : base("Embedding")
     {
@@ -23,13 +25,31 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Puts <paramref name="replacement"/> in the old weight's place (a resized vocabulary) and frees the old one.</summary>
+    internal void ReplaceWeight(Parameter replacement)
+    {
+        var old = weight;
+        weight = replacement;
+        ConditionallyRegisterParameter(nameof(weight), replacement);
+        old.Dispose();
+    }
+
     public long NumEmbeddings => weight.size(0);
     public long EmbeddingDim => weight.size(1);
+
+    /// <summary>
+    /// Replaces some rows of the weight in every use (PEFT's trainable tokens: <c>weight.index_copy(0, indices, rows)</c>,
+    /// whose gradient reaches only the replacement rows); null: the weight as it is.
+    /// </summary>
+    internal Func<Tensor, Tensor>? WeightOverride { get; set; }
+
+    /// <summary>The weight as the forward uses it: a new tensor when <see cref="WeightOverride"/> is set, else <see cref="weight"/>.</summary>
+    internal Tensor CurrentWeight() => WeightOverride?.Invoke(weight) ?? weight;
 
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();
-        var rows = weight.index_select(0, ids.reshape(-1));                  // (n, dim)
+        var rows = CurrentWeight().index_select(0, ids.reshape(-1));         // (n, dim)
         return rows.view([.. ids.Sizes(), EmbeddingDim]).MoveToOuterDisposeScope();
     }
 }

@@ -85,21 +85,40 @@ public static class PeftAdapters
             throw new FileNotFoundException(File.Exists(Path.Combine(directory, AdapterFiles.LegacyWeightsFileName))
                 ? $"{directory}: only {AdapterFiles.LegacyWeightsFileName} (pickle) is present; convert it to {AdapterFiles.WeightsFileName}"
                 : $"{weights}: adapter weights file not found", weights);
-        adapter.Inject(model);
         var state = tensors.Read(weights);
         try
         {
-            adapter.LoadAdapterState(state);
-        }
-        catch (InvalidDataException e)
-        {
-            adapter.Unload();   // leave the model as it was, not with half-loaded adapter layers
-            throw new InvalidDataException($"{weights}: {e.Message}", e);
+            GrowVocabularyToFit(model, state, adapter);
+            adapter.Inject(model);
+            try
+            {
+                adapter.LoadAdapterState(state);
+            }
+            catch (InvalidDataException e)
+            {
+                adapter.Unload();   // leave the model as it was, not with half-loaded adapter layers
+                throw new InvalidDataException($"{weights}: {e.Message}", e);
+            }
         }
         finally
         {
             foreach (var t in state.Values) t.Dispose();
         }
         return adapter;
+    }
+
+    /// <summary>
+    /// An adapter trained with added tokens carries the resized embedding (and untied head) whole, as PEFT's
+    /// modules_to_save / <c>save_embedding_layers</c> write them. PEFT loads such an adapter only into a base the user
+    /// resized first (<c>model.resize_token_embeddings(len(tokenizer))</c> before <c>PeftModel.from_pretrained</c>); here
+    /// the base grows to the saved row count itself, and the adapter's values then replace every row.
+    /// </summary>
+    /// <remarks>An adapter with <c>trainable_token_indices</c> saves only its rows: the base grows to hold the highest.</remarks>
+    private static void GrowVocabularyToFit(CausalLanguageModel model, IReadOnlyDictionary<string, Tensor> state, IPeftAdapter adapter)
+    {
+        var rows = new[] { "base_model.model." + model.EmbeddingParameterName, "base_model.model." + CausalLanguageModel.OutputHeadParameterName }
+            .Select(key => state.TryGetValue(key, out var t) && t.dim() == 2 ? (int)t.size(0) : 0)
+            .Append(adapter is LoraAdapter { Config.TrainableTokenIndices: { Count: > 0 } indices } ? indices.Max() + 1 : 0).Max();
+        if (rows > model.EmbeddingWeight.size(0)) Models.EmbeddingResize.Resize(model, rows);
     }
 }

@@ -18,6 +18,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     private readonly List<(string Path, TLayer Layer)> layers = [];
     private readonly FrozenBase frozen = new();
     private SavedModules? saved;
+    private TrainableTokens? tokens;
     private CausalLanguageModel? model;
     private bool enabled = true;
 
@@ -60,6 +61,12 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     /// <summary>PEFT's <c>modules_to_save</c>: whole modules trained and saved beside the wrappers (see <see cref="SavedModules"/>).</summary>
     protected virtual IReadOnlyList<string> ModulesToSave => [];
 
+    /// <summary>
+    /// PEFT's <c>trainable_token_indices</c>: rows of the token embedding (and so of a tied head) trained alone beside the
+    /// wrappers (see <see cref="TrainableTokens"/>); empty = none.
+    /// </summary>
+    protected virtual IReadOnlyList<int> TrainableTokenIndices => [];
+
     /// <summary>Names of <see cref="ModulesToSave"/> that may match no module of the model.</summary>
     protected virtual IReadOnlyCollection<string> OptionalModulesToSave => [];
 
@@ -73,10 +80,17 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
             throw new InvalidOperationException($"the model already carries {MethodName} layers; merge or discard them first");
         var selected = SelectTargets(model);
         var savedModules = SavedModules.Select(model, ModulesToSave, MethodName, OptionalModulesToSave);
+        var trainableTokens = TrainableTokenIndices.Count == 0 ? null : TrainableTokens.Select(model, TrainableTokenIndices);
+        if (trainableTokens is not null && savedModules.Parameters.Any(p => p.Name == model.EmbeddingParameterName))
+            throw new ArgumentException($"trainable_token_indices and modules_to_save both train '{trainableTokens.Path}': " +
+                                        "choose one (modules_to_save trains every row, trainable_token_indices the chosen ones)");
         frozen.Freeze(model);
         savedModules.Inject();
         savedModules.SetEnabled(enabled);
         saved = savedModules;
+        trainableTokens?.Inject();
+        trainableTokens?.SetEnabled(enabled);
+        tokens = trainableTokens;
         foreach (var (path, module) in selected)
         {
             var layer = Wrap(path, (nn.Module<Tensor, Tensor>)module);
@@ -91,7 +105,8 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
 
     public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters =>
         layers.SelectMany(l => l.Layer.AdapterParameters().Select(p => ($"{l.Path}.{p.Suffix}", p.Parameter)))
-            .Concat(saved?.Parameters ?? []).ToList();
+            .Concat(saved?.Parameters ?? [])
+            .Concat(tokens?.Delta is { } delta ? [($"{tokens.Path}.{TrainableTokens.SavedSuffix}", delta)] : []).ToList();
 
     public IReadOnlyDictionary<string, Tensor> AdapterStateDict()
     {
@@ -102,6 +117,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
                 state[SavedKey(path, suffix)] = parameter;
         foreach (var (name, parameter) in saved?.Parameters ?? [])
             state[KeyPrefix + SavedPath(name)] = parameter;
+        if (tokens?.Delta is { } delta) state[SavedKey(tokens.Path, TrainableTokens.SavedSuffix)] = delta;
         return state;
     }
 
@@ -125,6 +141,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
             enabled = value;
             foreach (var (_, layer) in layers) layer.Enabled = value;
             saved?.SetEnabled(value);
+            tokens?.SetEnabled(value);
         }
     }
 
@@ -144,6 +161,8 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         }
         saved?.Restore(merge);
         saved = null;
+        tokens?.Restore(merge);
+        tokens = null;
         frozen.Restore();
         layers.Clear();
         model = null;

@@ -94,6 +94,12 @@ public sealed class HfTokenizer
 
     /// <summary>Number of distinct token ids, added tokens included (Hugging Face's <c>len(tokenizer)</c>).</summary>
     public int VocabSize { get; }
+
+    /// <summary>
+    /// One past the highest token id: the rows an embedding needs to hold every id (transformers'
+    /// <c>resize_token_embeddings(len(tokenizer))</c> when the ids have no gaps).
+    /// </summary>
+    public int IdCount => _idToToken.Length;
     public int? BosTokenId { get; }
     public int? EosTokenId { get; }
     public int? PadTokenId { get; }

@@ -72,9 +72,11 @@ public static class FineTuneJob
         ValidateNumbers(options);
         Neftune.Validate(options);
         LoraPlus.Validate(options);
+        AddedTokensSetup.Validate(options);
         if (options.EvalMetrics is { } evalMetrics) EvaluationMetrics.ValidateForTrainingExamples(evalMetrics);
         options.CheckpointedLayersFor(int.MaxValue);   // a negative or contradictory value fails now; the model's depth is checked at load
-        if (options.QuantizationSettings() is not null && FineTuningMethods.CreateAdapter(options) is null)
+        // Token strings in trainable_token_indices are resolved once the tokenizer is read; whether there is an adapter does not depend on them.
+        if (options.QuantizationSettings() is not null && FineTuningMethods.CreateAdapter(options with { TrainableTokenIndices = null }) is null)
             throw new ArgumentException(
                 $"quantize {options.Quantize}: a quantized base is frozen, so method 'full' cannot train it; choose an adapter method " +
                 $"({string.Join(", ", FineTuningMethods.Names.Where(n => n != "full"))})");
@@ -154,7 +156,10 @@ public static class FineTuneJob
         Directory.CreateDirectory(options.Output);
         if (Distributed.ProcessGroups.Current.Rank == 0) TrainingConfigFile.Save(options, Path.Combine(options.Output, "config.yaml"));
 
-        var tokenizer = HfTokenizer.FromDirectory(modelDir);
+        // With added tokens the run reads (and saves) the extended tokenizer written into its own folder.
+        var tokenizerDir = AddedTokensSetup.WriteTokenizer(options, modelDir, log);
+        var tokenizer = HfTokenizer.FromDirectory(tokenizerDir ?? modelDir);
+        options = AddedTokensSetup.WithTokenIndicesResolved(options, tokenizer);
         var chatTemplate = options.ChatTemplate is { } name ? ChatTemplate.BuiltIn(name)
             : tokenizer.ChatTemplate is not null ? ChatTemplate.FromTokenizer(tokenizer) : null;
         // chat_template_kwargs go with the template into every rendering of the run (each data row's own override them).
@@ -175,6 +180,11 @@ public static class FineTuneJob
             SequenceClassificationRecipe.QuantizeDecoder(classifier, quantization);
         using var model = classifier?.Model ?? PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
         if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
+        if (tokenizerDir is not null)
+        {
+            AddedTokensSetup.ResizeModel(model, tokenizer, options, log);
+            options = AddedTokensSetup.WithResizedModulesSaved(options, model, log);
+        }
         model.GradientCheckpointing = options.UsesGradientCheckpointing();
         model.CheckpointedLayers = options.CheckpointedLayersFor(model.Config.NumLayers);
         model.LayersKeepingMlpProducts = options.LayersKeepingMlpProducts;
@@ -222,6 +232,7 @@ public static class FineTuneJob
             else if (adapter is null) PretrainedModel.Save(model, dir);
             else PeftAdapters.Save(adapter, dir, Path.GetFullPath(modelDir));
             PretrainedModel.CopyCompanionFiles(modelDir, dir);
+            if (tokenizerDir is not null) PretrainedModel.CopyCompanionFiles(tokenizerDir, dir);
             chatTemplate?.Save(dir);
         }
 

@@ -53,6 +53,9 @@ public static class FineTuningMethods
         if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3" or "loha" or "lokr"))
             throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3/LoHa/LoKr setting; method '{options.Method}' does not take it" +
                                         (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every module)" : ""));
+        if (options.TrainableTokenIndices is { Count: > 0 } && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
+            throw new ArgumentException($"trainable_token_indices (--trainable-token-indices) is a LoRA/DoRA setting; method '{options.Method}' does not take it" +
+                                        (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every row)" : ""));
         if (options.InitLoraWeights is not null && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
             throw new ArgumentException($"init_lora_weights is a LoRA/DoRA setting; method '{options.Method}' does not take it");
         RefuseLycorisSettings(options);
@@ -104,9 +107,15 @@ public static class FineTuningMethods
         TargetModules = ParseTargets(o.TargetModules),
         // A classification head is trained whole and saved in a SEQ_CLS adapter, as PEFT's get_peft_model does it.
         ModulesToSave = TrainingTasks.TrainsHead(o) ? SequenceClassificationRecipe.ModulesToSave(o) : ParseNames(o.ModulesToSave),
+        TrainableTokenIndices = TokenIndices(o.TrainableTokenIndices),
         PeftTaskType = TrainingTasks.TrainsHead(o) ? LoraConfig.SequenceClassificationTaskType
             : TrainingTasks.Of(o) == TrainingTasks.Embedding ? LoraConfig.FeatureExtractionTaskType : LoraConfig.TaskType,
     };
+
+    /// <summary>The ids of trainable_token_indices, once token strings are resolved (FineTuneJob does it with the tokenizer).</summary>
+    private static IReadOnlyList<int> TokenIndices(IReadOnlyList<string>? entries) => (entries ?? []).Select(e =>
+        int.TryParse(e, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var id) ? id
+            : throw new ArgumentException($"trainable_token_indices: '{e}' is a token, not an id; the run resolves tokens with its tokenizer first")).ToArray();
 
     /// <summary>A comma-separated list of names (empty: none).</summary>
     public static IReadOnlyList<string> ParseNames(string? text) =>

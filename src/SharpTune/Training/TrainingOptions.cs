@@ -39,6 +39,29 @@ public sealed record TrainingOptions
     /// </summary>
     public string? ModulesToSave { get; init; }
     /// <summary>
+    /// Tokens to add to the tokenizer before training (Axolotl's <c>tokens:</c>; transformers' <c>tokenizer.add_tokens</c>),
+    /// e.g. ChatML's markers for a base whose tokenizer lacks them. Each takes the next id (one already known keeps its
+    /// id), the embedding and head grow to hold them (new rows near the old rows' mean, as transformers' mean_resizing),
+    /// and the run's output carries the extended tokenizer. With an adapter method the resized embedding (and an untied
+    /// head) are trained and saved with the adapter unless <see cref="TrainableTokenIndices"/> picks rows. Empty = none.
+    /// </summary>
+    public IReadOnlyList<string>? AddTokens { get; init; }
+    /// <summary>As <see cref="AddTokens"/>, but marked special (skipped by skip_special_tokens), as <c>add_special_tokens</c>.</summary>
+    public IReadOnlyList<string>? AddSpecialTokens { get; init; }
+    /// <summary>
+    /// With added tokens: round the resized vocabulary up to a multiple of this (transformers' pad_to_multiple_of;
+    /// Axolotl's <c>resize_token_embeddings_to_32x</c> is 32). Empty = the exact number of ids.
+    /// </summary>
+    public int? PadVocabToMultipleOf { get; init; }
+    /// <summary>
+    /// LoRA/DoRA: train only these rows of the token embedding (and a tied head) beside the adapter, PEFT's
+    /// <c>trainable_token_indices</c>: token ids, or token strings looked up in the (extended) tokenizer, e.g. the
+    /// <see cref="AddTokens"/>. Saved under PEFT's <c>token_adapter.trainable_tokens_delta</c> key; every other row stays
+    /// as it is. Empty = none.
+    /// </summary>
+    public IReadOnlyList<string>? TrainableTokenIndices { get; init; }
+
+    /// <summary>
     /// LoRA+ (PEFT's <c>create_loraplus_optimizer</c>): lora_B and other 1-D trainable parameters learn at this many
     /// times the learning rate. LoRA and DoRA only; empty = plain LoRA (one learning rate).
     /// </summary>

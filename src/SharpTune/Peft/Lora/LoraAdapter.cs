@@ -101,6 +101,8 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override IReadOnlyList<string> ModulesToSave => Config.ModulesToSave;
 
+    protected override IReadOnlyList<int> TrainableTokenIndices => Config.TrainableTokenIndices;
+
     // PEFT's PeftModelForFeatureExtraction wraps transformers' AutoModel (LlamaModel: layers.0…, no "model." and no head),
     // so a FEATURE_EXTRACTION adapter's keys are base_model.model.layers.0.self_attn.q_proj.lora_A.weight.
     protected override string SavedPath(string path) => InjectedModel is { } model ? MatchedName(model, path) : path;

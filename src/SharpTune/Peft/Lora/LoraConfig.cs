@@ -69,6 +69,12 @@ public sealed record LoraConfig
     /// </summary>
     public bool? EnsureWeightTying { get; init; }
     /// <summary>
+    /// <c>trainable_token_indices</c> (PEFT 0.15): token ids whose embedding rows (and so a tied head's) train beside
+    /// the LoRA layers, saved as <c>…embed_tokens.token_adapter.trainable_tokens_delta</c>; empty = none. PEFT's dict
+    /// form (a list per module) is not read. See <see cref="TrainableTokens"/>.
+    /// </summary>
+    public IReadOnlyList<int> TrainableTokenIndices { get; init; } = [];
+    /// <summary>
     /// <c>rank_pattern</c>: per-module ranks overriding <see cref="R"/>. A key matches a module whose path equals it or
     /// ends with "." + it, the key read as a regular expression; the first matching key wins (PEFT's get_pattern_key).
     /// </summary>
@@ -207,6 +213,17 @@ public sealed record LoraConfig
             throw new NotSupportedException($"{source}: bias = \"{Bias}\" is not supported; only \"none\" (biases stay frozen) is");
     }
 
+    /// <summary>PEFT's <c>trainable_token_indices</c> as a list of ids (null: none).</summary>
+    private static IReadOnlyList<int> ReadTokenIndices(JsonNode? node, string source) => node switch
+    {
+        null => [],
+        JsonArray list => list.Select(item => item is JsonValue v && v.TryGetValue<int>(out var id) ? id
+            : throw new InvalidDataException($"{source}: trainable_token_indices must be a list of token ids, found {item?.ToJsonString() ?? "null"}")).ToArray(),
+        JsonObject => throw new NotSupportedException($"{source}: trainable_token_indices as a mapping of module names is not supported; " +
+                                                      "give a list of token ids (the token embedding's rows, which a tied head shares)"),
+        _ => throw new InvalidDataException($"{source}: trainable_token_indices must be a list of token ids"),
+    };
+
     /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for LoRA.</summary>
     public JsonObject ToJson()
     {
@@ -214,6 +231,7 @@ public sealed record LoraConfig
         // Fields PEFT added in 0.14 and later: PEFT before 0.14 refuses unknown keys, so they are written only when set.
         if (ExcludeModules is not null) json["exclude_modules"] = ExcludeModules.ToJson();
         if (EnsureWeightTying is { } tie) json["ensure_weight_tying"] = tie;
+        if (TrainableTokenIndices.Count > 0) json["trainable_token_indices"] = new JsonArray([.. TrainableTokenIndices.Select(i => JsonValue.Create(i))]);
         return json;
     }
 
@@ -255,7 +273,7 @@ public sealed record LoraConfig
     // different model than PEFT's, so a file that sets any of them is refused.
     private static readonly string[] UnsupportedFields =
     [
-        "layer_replication", "loftq_config", "megatron_config", "trainable_token_indices", "target_parameters",
+        "layer_replication", "loftq_config", "megatron_config", "target_parameters",
         "use_qalora", "lora_bias", "corda_config", "eva_config", "lora_ga_config", "alora_invocation_tokens",
         "velora_config", "monteclora_config", "use_bdlora", "arrow_config", "kasa_config",
     ];
@@ -268,7 +286,7 @@ public sealed record LoraConfig
         .. AdapterState.PeftConfigFields,
         "r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "use_rslora", "use_dora", "bias",
         "fan_in_fan_out", "init_lora_weights", "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform",
-        "layers_pattern", "megatron_core", "qalora_group_size", "ensure_weight_tying",
+        "layers_pattern", "megatron_core", "qalora_group_size", "ensure_weight_tying", "trainable_token_indices",
     ];
 
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
@@ -296,6 +314,7 @@ public sealed record LoraConfig
             ModulesToSave = AdapterState.ReadNames(json["modules_to_save"], "modules_to_save", source),
             PeftTaskType = AdapterState.Read<string?>(json, "task_type", null, source) ?? TaskType,
             EnsureWeightTying = AdapterState.Read<bool?>(json, "ensure_weight_tying", null, source),
+            TrainableTokenIndices = ReadTokenIndices(json["trainable_token_indices"], source),
             RankPattern = ReadPattern(json["rank_pattern"], "rank_pattern", source, v => v.GetValue<int>()),
             AlphaPattern = ReadPattern(json["alpha_pattern"], "alpha_pattern", source, v => v.GetValue<double>()),
             ExcludeModules = AdapterState.ReadModuleSelection(json["exclude_modules"], "exclude_modules", source),

@@ -1,0 +1,82 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>
+/// transformers' <c>resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing=True)</c>
+/// (huggingface/transformers@040ba146759afc625c77f49d04982bb54873995f src/transformers/modeling_utils.py,
+/// <c>_get_resized_embeddings</c>, <c>_get_resized_lm_head</c>, <c>_init_added_embeddings_weights_with_mean</c>): the
+/// input embedding and an untied output head grow to the new size, their old rows kept as they are and the new rows
+/// drawn from a multivariate normal with the old rows' mean and 1e-9 × their covariance (Hewitt's vocabulary-expansion
+/// advice: new tokens start near the average token, so they change the model's predictions little), or set to the mean
+/// itself when that covariance is not positive definite. A tied head reads the embedding, so it follows. The config's
+/// <c>vocab_size</c> becomes the new size.
+/// </summary>
+public static class EmbeddingResize
+{
+    /// <summary>transformers' scale of the old rows' covariance for the new rows' distribution.</summary>
+    public const double CovarianceScale = 1e-9;
+
+    /// <summary>
+    /// Grows the vocabulary to <paramref name="numTokens"/> rows (rounded up to a multiple of
+    /// <paramref name="padToMultipleOf"/> when given). As Axolotl resizes, a model that already has the rows is left as
+    /// it is (Qwen's embeddings are padded past the tokenizer), so this never shrinks one.
+    /// </summary>
+    /// <param name="seed">Seeds the new rows' draw, so a run's seed gives the same rows.</param>
+    /// <returns>The rows the embedding had before, and has now.</returns>
+    /// <exception cref="NotSupportedException">The output head is quantized or wrapped by an adapter (resize before injecting one).</exception>
+    public static (int Before, int After) Resize(CausalLanguageModel model, int numTokens, int? padToMultipleOf = null, long seed = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(numTokens, 1);
+        if (padToMultipleOf is { } multiple)
+        {
+            if (multiple < 1) throw new ArgumentOutOfRangeException(nameof(padToMultipleOf), multiple, "pad_to_multiple_of must be at least 1");
+            numTokens = (numTokens + multiple - 1) / multiple * multiple;   // transformers rounds new_num_tokens up the same way
+        }
+        var embedding = model.InputEmbedding;
+        var before = (int)embedding.NumEmbeddings;
+        if (numTokens <= before) return (before, before);
+
+        var head = model.UntiedOutputHead;
+        if (head is not null and not Linear)
+            throw new NotSupportedException($"the output head is a {head.GetType().Name}: only a plain linear head can be resized " +
+                                            "(resize before quantizing it or wrapping it in an adapter)");
+        using var generator = new Generator((ulong)seed, embedding.weight.device);
+        embedding.ReplaceWeight(new Parameter(GrowRows(embedding.weight, numTokens, generator), embedding.weight.requires_grad));
+        if (head is Linear linear)
+        {
+            // _get_resized_lm_head initialises the head's new rows with the same function, from the head's own rows.
+            linear.weight = new Parameter(GrowRows(linear.weight!, numTokens, generator), linear.weight!.requires_grad);
+            linear.out_features = numTokens;
+        }
+        model.SetVocabSize(numTokens);
+        return (before, numTokens);
+    }
+
+    /// <summary>
+    /// <paramref name="weight"/> (V, C) with rows appended up to <paramref name="rows"/>, drawn as
+    /// <c>_init_added_embeddings_weights_with_mean</c> draws them: statistics in fp32, the covariance over V (not V − 1),
+    /// positive-definiteness by a Cholesky factorisation (torch's <c>constraints.positive_definite</c>), a sample as
+    /// <c>MultivariateNormal.sample</c> makes it (mean + L·z, z standard normal, L the Cholesky factor).
+    /// </summary>
+    internal static Tensor GrowRows(Tensor weight, int rows, Generator? generator = null)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var old = weight.detach();
+        var (oldRows, dim) = (old.size(0), old.size(1));
+        var values = old.to(ScalarType.Float32);
+        var mean = values.mean([0]);                                            // (C)
+        var centered = values - mean;                                           // (V, C)
+        var covariance = centered.t().matmul(centered) / oldRows;              // (C, C)
+        var (factor, info) = linalg.cholesky_ex(covariance * CovarianceScale);
+        var added = rows - oldRows;
+        var isPositiveDefinite = info.item<int>() == 0;
+        var newRows = isPositiveDefinite
+            ? mean + randn([added, dim], dtype: ScalarType.Float32, device: old.device, generator: generator).matmul(factor.t())   // (added, C)
+            : mean.unsqueeze(0).expand(added, dim);
+        return cat([old, newRows.to(old.dtype)], 0).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,125 @@
+using System.Text.Json.Nodes;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Peft.Lora;
+using SharpTune.Tests.Support;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Peft;
+
+/// <summary>
+/// LoRA's <c>trainable_token_indices</c> as PEFT's TrainableTokensLayer (huggingface/peft@1948110ce61086030772abf36aa9396c5c3e6739
+/// tuners/trainable_tokens/layer.py): only the chosen embedding rows train, a tied head reads them too, every other row
+/// of the embedding and of the head stays bit for bit, the rows are saved under PEFT's key with the indices in the
+/// config, and merging writes them into the weight (<c>index_copy</c>).
+/// </summary>
+public sealed class LoraTrainableTokensTests
+{
+    private static readonly int[] Chosen = [3, 7];
+
+    private static LoraAdapter Create(IReadOnlyList<int>? indices = null, IReadOnlyList<string>? modulesToSave = null) =>
+        new(new LoraConfig { R = 4, LoraAlpha = 8, TrainableTokenIndices = indices ?? Chosen, ModulesToSave = modulesToSave ?? [] });
+
+    /// <summary>The embedding of every id (V, C), as the model's input sees it.</summary>
+    private static Tensor AllEmbeddings(CausalLanguageModel model)
+    {
+        using var noGrad = no_grad();
+        using var ids = arange(model.Config.VocabSize, dtype: ScalarType.Int64).unsqueeze(0);
+        return model.EmbedTokens(ids)[0].detach().clone();
+    }
+
+    private static Tensor ProbeLogits(CausalLanguageModel model)
+    {
+        using var noGrad = no_grad();
+        manual_seed(5);
+        using var probe = randn(4, model.Config.HiddenSize);
+        return model.ComputeLogits(probe).detach().clone();
+    }
+
+    /// <summary>The rows (dim 0) or columns (dim 1) where two tensors differ.</summary>
+    private static long[] Differing(Tensor a, Tensor b, int dim)
+    {
+        using var differs = a.ne(b).any(1 - dim);
+        return differs.nonzero().flatten().data<long>().ToArray();
+    }
+
+    [Theory]
+    [InlineData("llama-tied")]
+    [InlineData("llama")]
+    [InlineData("gpt2")]
+    public void Training_changes_only_the_chosen_rows_and_the_base_weight_gets_no_gradient(string kind)
+    {
+        using var model = TestModels.Create(kind);
+        using var embeddingsBefore = AllEmbeddings(model);
+        using var logitsBefore = ProbeLogits(model);
+        using var weightBefore = model.EmbeddingWeight.detach().clone();
+        var adapter = Create();
+        adapter.Inject(model);
+        var delta = adapter.TrainableParameters.Single(p => p.Name.EndsWith(TrainableTokens.SavedSuffix, StringComparison.Ordinal));
+        Assert.Equal(model.EmbeddingParameterName[..^".weight".Length] + ".token_adapter.trainable_tokens_delta", delta.Name);
+        Assert.False(model.EmbeddingWeight.requires_grad);
+
+        using var optimizer = torch.optim.AdamW(adapter.TrainableParameters.Select(p => p.Parameter), lr: 0.05);
+        using var ids = tensor(new long[,] { { 1, 3, 9, 7, 21, 3, 60, 7 } });
+        for (var step = 0; step < 3; step++)
+            using (NewDisposeScope())
+            {
+                optimizer.zero_grad();
+                PeftMethodChecks.NextTokenLoss(model, ids).backward();
+                Assert.Null(model.EmbeddingWeight.grad);              // the frozen weight: no gradient at all
+                using var grad = delta.Parameter.grad!;
+                Assert.True(grad.abs().sum().item<float>() > 0);
+                optimizer.step();
+            }
+
+        Assert.True(model.EmbeddingWeight.equal(weightBefore).all().item<bool>());   // the base weight itself is untouched
+        using var embeddingsAfter = AllEmbeddings(model);
+        Assert.Equal(Chosen.Select(i => (long)i), Differing(embeddingsBefore, embeddingsAfter, dim: 0));
+        using var logitsAfter = ProbeLogits(model);
+        // A tied head reads the same rows; PEFT's list form leaves an untied head as it is.
+        var changedColumns = Differing(logitsBefore, logitsAfter, dim: 1);
+        if (model.UntiedOutputHead is null) Assert.Equal(Chosen.Select(i => (long)i), changedColumns);
+        else Assert.Empty(changedColumns);
+
+        adapter.Enabled = false;   // off: the base rows again
+        using (var off = AllEmbeddings(model)) Assert.True(off.equal(embeddingsBefore).all().item<bool>());
+        adapter.Enabled = true;
+        adapter.MergeAndUnload();  // merged: the trained rows are now the weight's
+        using var merged = AllEmbeddings(model);
+        Assert.True(merged.equal(embeddingsAfter).all().item<bool>());
+        Assert.Equal(Chosen.Select(i => (long)i), Differing(weightBefore, model.EmbeddingWeight, dim: 0));
+    }
+
+    [Fact]
+    public void Saved_under_peft_key_with_the_indices_and_reloaded_to_the_same_logits()
+    {
+        var config = PeftMethodChecks.SaveLoadRoundTrip("llama-tied", () => Create());
+        Assert.Equal("[3,7]", config["trainable_token_indices"]!.ToJsonString());
+
+        using var model = TestModels.Create("llama-tied");
+        var adapter = Create();
+        adapter.Inject(model);
+        var (_, shapes) = PeftMethodChecks.SavedLayout(adapter);
+        Assert.Equal([2L, 64L], shapes["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"]);
+        Assert.DoesNotContain(shapes.Keys, k => k.EndsWith("embed_tokens.weight", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Wrong_indices_and_conflicting_settings_are_refused()
+    {
+        using var model = TestModels.Create("llama");
+        var outside = Assert.Throws<ArgumentException>(() => Create([3, 96]).Inject(model));
+        Assert.Contains("token id 96 is outside the vocabulary of 96 embedding rows", outside.Message);
+        Assert.Contains("more than once", Assert.Throws<ArgumentException>(() => Create([3, 3]).Inject(model)).Message);
+        Assert.Contains("both train", Assert.Throws<ArgumentException>(() => Create(modulesToSave: ["embed_tokens"]).Inject(model)).Message);
+        Assert.Empty(model.named_parameters().Where(p => !p.parameter.requires_grad));   // nothing was frozen by the refusals
+
+        var json = Create().AdapterConfigJson();
+        json["trainable_token_indices"] = new JsonObject { ["embed_tokens"] = new JsonArray(3, 7) };
+        Assert.Throws<NotSupportedException>(() => LoraConfig.FromJson(json));
+        var method = Assert.Throws<ArgumentException>(() => SharpTune.Training.FineTuneJob.Validate(
+            new SharpTune.Training.TrainingOptions { Model = "m", Data = "d.jsonl", Method = "full", TrainableTokenIndices = ["3"] }));
+        Assert.Contains("trainable_token_indices (--trainable-token-indices) is a LoRA/DoRA setting", method.Message);
+    }
+}

@@ -1,0 +1,179 @@
+using System.Text.Json.Nodes;
+using SharpTune.Generation;
+using SharpTune.Models;
+using SharpTune.Tests.Support;
+using SharpTune.Tokenization;
+using SharpTune.Training;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Training;
+
+/// <summary>
+/// Training with added tokens on the real stories260K (512 ids): ChatML-style markers wrap each story, the run adds them,
+/// resizes the model, learns to end a story with the new <c>&lt;|im_end|&gt;</c>, and saves a folder that reloads with
+/// the extended vocabulary.
+/// </summary>
+public sealed class AddedTokensTrainingTests
+{
+    private const string Prompt = "<|im_start|>Once upon a time, Tom had a";
+
+    private static string WriteData(string dir)
+    {
+        var path = Path.Combine(dir, "train.jsonl");
+        string[] names = ["Lily", "Tom", "Ben", "Sue"];
+        string[] things = ["ball", "cat", "tree", "cake"];
+        File.WriteAllLines(path, Enumerable.Range(0, 32).Select(i => new JsonObject
+        {
+            ["prompt"] = $"<|im_start|>Once upon a time, {names[i % 4]} had a",
+            ["completion"] = $" {things[i / 4 % 4]}.<|im_end|>",
+        }.ToJsonString()));
+        return path;
+    }
+
+    /// <summary>The probability the model gives <paramref name="id"/> right after <paramref name="ids"/>.</summary>
+    private static double NextTokenProbability(CausalLanguageModel model, IReadOnlyList<int> ids, int id)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var logits = model.Forward(tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0));
+        return logits[0, -1].to(ScalarType.Float64).softmax(0)[id].item<double>();
+    }
+
+    private static TrainingOptions Options(string dir, string method) => new()
+    {
+        Model = TestAssets.Stories260K, Data = WriteData(dir), Output = Path.Combine(dir, "run"), Method = method,
+        MaxSteps = 24, LearningRate = method == "full" ? 1e-2 : 2e-2, MicroBatchSize = 4, EvalEvery = 100, ValidationFraction = 0,
+        TargetModules = "all-linear", AddTokens = ["<|im_start|>"], AddSpecialTokens = ["<|im_end|>"],
+    };
+
+    [SharedAssetFact("models/stories260K")]
+    public void Full_fine_tuning_learns_to_end_with_the_added_token_and_the_output_reloads_with_it()
+    {
+        using var dir = new TempDir();
+        var options = Options(dir.Path, "full");
+        var result = FineTuneJob.Run(options);
+
+        using var loaded = LoadedModel.Load(result.FinalDirectory);
+        var tokenizer = loaded.RequireTokenizer();
+        // Special tokens first (Axolotl's order), each after the 512 ids of the vocabulary.
+        Assert.Equal(512, tokenizer.TokenToId("<|im_end|>"));
+        Assert.Equal(513, tokenizer.TokenToId("<|im_start|>"));
+        Assert.Equal(514, loaded.Model.Config.VocabSize);
+        Assert.Equal(514, JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, "config.json")))!["vocab_size"]!.GetValue<int>());
+        var story = tokenizer.Encode(Prompt + " ball.<|im_end|>");
+        Assert.Equal(513, story[0]);
+        Assert.Equal(512, story[^1]);
+        Assert.Equal(" ball.", tokenizer.Decode(story.Skip(1).Take(story.Count - 2)).Split("had a")[1]);
+
+        // Before training, the resized model (same seed, so the same new rows) hardly ever ends there.
+        using var untrained = PretrainedModel.Load(TestAssets.Stories260K);
+        EmbeddingResize.Resize(untrained, 514, seed: options.Seed);
+        var before = NextTokenProbability(untrained, story.Take(story.Count - 1).ToList(), 512);
+        var after = NextTokenProbability(loaded.Model, story.Take(story.Count - 1).ToList(), 512);
+        Assert.True(before < 0.05 && after > 0.5, $"P(<|im_end|>) before {before:F4}, after {after:F4}");
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Lora_trains_and_saves_the_resized_embedding_and_loading_the_adapter_resizes_the_base()
+    {
+        using var dir = new TempDir();
+        var result = FineTuneJob.Run(Options(dir.Path, "lora"));
+        var final = result.FinalDirectory;
+
+        // stories260K ties its head, so the embedding is saved whole, as PEFT's modules_to_save writes it.
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(final, SharpTune.Peft.AdapterFiles.ConfigFileName)))!;
+        Assert.Equal(["embed_tokens"], config["modules_to_save"]!.AsArray().Select(m => m!.GetValue<string>()));
+        using (var tensors = SharpTune.IO.SafetensorsFile.Open(Path.Combine(final, SharpTune.Peft.AdapterFiles.WeightsFileName)))
+            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.weight"].Shape);
+
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);   // the 512-row base grows to take the adapter
+        Assert.Equal(514, loaded.Model.Config.VocabSize);
+        var story = loaded.RequireTokenizer().Encode(Prompt + " ball.<|im_end|>");
+        Assert.Equal(512, story[^1]);
+        var prefix = story.Take(story.Count - 1).ToList();
+        var adapted = NextTokenProbability(loaded.Model, prefix, 512);
+        Assert.True(adapted > 0.5, $"P(<|im_end|>) with the adapter {adapted:F4}");
+
+        loaded.Adapter!.MergeAndUnload();   // the trained rows stay in the merged model
+        Assert.Equal(adapted, NextTokenProbability(loaded.Model, prefix, 512), 1e-5);
+        Assert.Equal(514, loaded.Model.EmbeddingWeight.size(0));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Lora_with_trainable_token_indices_trains_only_the_added_rows_and_saves_them_under_pefts_key()
+    {
+        using var dir = new TempDir();
+        var result = FineTuneJob.Run(Options(dir.Path, "lora") with { TrainableTokenIndices = ["<|im_start|>", "<|im_end|>"] });
+        var final = result.FinalDirectory;
+
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(final, SharpTune.Peft.AdapterFiles.ConfigFileName)))!;
+        Assert.Equal("[513,512]", config["trainable_token_indices"]!.ToJsonString());
+        Assert.Null(config["modules_to_save"]);
+        using (var tensors = SharpTune.IO.SafetensorsFile.Open(Path.Combine(final, SharpTune.Peft.AdapterFiles.WeightsFileName)))
+        {
+            Assert.Equal([2L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"].Shape);
+            Assert.DoesNotContain("base_model.model.model.embed_tokens.weight", tensors.Tensors.Keys);
+        }
+
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);   // the base grows to hold id 513
+        Assert.Equal(514, loaded.Model.Config.VocabSize);
+        var story = loaded.RequireTokenizer().Encode(Prompt + " ball.<|im_end|>");
+        var prefix = story.Take(story.Count - 1).ToList();
+        var adapted = NextTokenProbability(loaded.Model, prefix, 512);
+        Assert.True(adapted > 0.5, $"P(<|im_end|>) with the adapter {adapted:F4}");
+
+        // Every row but the two chosen ones is the base's, exactly.
+        using var baseModel = PretrainedModel.Load(TestAssets.Stories260K);
+        using var baseRows = baseModel.EmbeddingWeight.detach().clone();
+        loaded.Adapter!.MergeAndUnload();
+        using var merged = loaded.Model.EmbeddingWeight.detach();
+        Assert.True(merged.narrow(0, 0, 512).equal(baseRows).all().item<bool>());
+    }
+
+    [Theory]
+    [InlineData("empty", "a token is empty")]
+    [InlineData("prompt-tuning", "method prompt-tuning cannot train the new embedding rows")]
+    [InlineData("classification", "task sequence_classification does not take added tokens")]
+    [InlineData("dpo-full", "the reference model is loaded from the base")]
+    [InlineData("pad", "pad_vocab_to_multiple_of (--pad-vocab-to-multiple-of) must be at least 1")]
+    public void Settings_that_cannot_work_are_refused_before_any_work(string setting, string message)
+    {
+        var options = new TrainingOptions { Model = "nowhere", Data = "nowhere.jsonl", AddTokens = ["<|im_start|>"] };
+        options = setting switch
+        {
+            "empty" => options with { AddSpecialTokens = [""] },
+            "prompt-tuning" => options with { Method = "prompt-tuning" },
+            "classification" => options with { Task = "sequence_classification" },
+            "dpo-full" => options with { Objective = "dpo", Method = "full" },
+            _ => options with { PadVocabToMultipleOf = 0 },
+        };
+        var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options));
+        Assert.Contains(message, error.Message);
+        FineTuneJob.Validate(options with { AddTokens = null, AddSpecialTokens = null, PadVocabToMultipleOf = null, Method = "lora", Task = TrainingTasks.CausalLm, Objective = "sft" });
+    }
+
+    [Fact]
+    public void Yaml_keys_and_the_command_line_list_read_the_tokens()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.yaml", "add_tokens: [\"<|im_start|>\", \"<tool_call>\"]\nadd_special_tokens: [\"<|im_end|>\"]\npad_vocab_to_multiple_of: 64\n");
+        var options = TrainingConfigFile.Load(path);
+        Assert.Equal(["<|im_start|>", "<tool_call>"], options.AddTokens);
+        Assert.Equal(["<|im_end|>"], options.AddSpecialTokens);
+        Assert.Equal(64, options.PadVocabToMultipleOf);
+        Assert.Equal(["<|im_start|>", "<|im_end|>"], TokenAdditions.ParseList("<|im_start|>, <|im_end|>"));
+        Assert.Contains("empty token", Assert.Throws<ArgumentException>(() => TokenAdditions.ParseList("<a>,,<b>")).Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Trainable_token_indices_take_ids_or_tokens_of_the_tokenizer()
+    {
+        using var dir = new TempDir();
+        var options = TrainingConfigFile.Load(dir.File("config.yaml", "trainable_token_indices: [\"<s>\", 7]\n"));
+        Assert.Equal(["<s>", "7"], options.TrainableTokenIndices);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        Assert.Equal(["1", "7"], AddedTokensSetup.WithTokenIndicesResolved(options, tokenizer).TrainableTokenIndices);
+        var unknown = Assert.Throws<ArgumentException>(() => AddedTokensSetup.WithTokenIndicesResolved(options with { TrainableTokenIndices = ["<|im_end|>"] }, tokenizer));
+        Assert.Contains("'<|im_end|>' is neither a token id nor a token of the tokenizer", unknown.Message);
+    }
+}
