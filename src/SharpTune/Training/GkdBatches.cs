@@ -70,8 +70,8 @@ internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageM
     }
 
     /// <summary>
-    /// The prompt of a tokenized row: its tokens before the last supervised run (the final completion or assistant turn),
-    /// as TRL's chat collator prompts with every message but the last.
+    /// The prompt of a tokenized row: its tokens before the last supervised run, which <see cref="GkdTokenizer"/> makes
+    /// everything after the prompt (a chat's every message but the last, with the generation prompt, as TRL's chat collator).
     /// </summary>
     internal static IReadOnlyList<int> PromptOf(TokenizedExample example)
     {

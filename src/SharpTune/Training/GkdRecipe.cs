@@ -10,7 +10,7 @@ namespace SharpTune.Training;
 
 /// <summary>
 /// GKD within <see cref="FineTuneJob"/>, as TRL's GKDTrainer (huggingface/trl@f2cd577, trl/experimental/gkd): the
-/// frozen teacher loaded beside the student (same vocabulary size), the SFT rows tokenized with their prompts masked,
+/// frozen teacher loaded beside the student (same vocabulary size), the rows tokenized as TRL's chat collator (<see cref="GkdTokenizer"/>),
 /// each training micro-batch made on-policy with probability λ (<see cref="GkdBatchMaker"/>), and the generalized JSD
 /// (<see cref="GkdObjective"/>) as the training and validation loss.
 /// </summary>
@@ -37,7 +37,7 @@ internal static class GkdRecipe
             PrepareTrainingBatch = maker.Prepare,
         };
         // The prompt is never supervised: GKD answers it anew (TRL's DataCollatorForChatML masks it too).
-        var rows = new SftTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop", completionOnlyLoss: true);
+        var rows = new GkdTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop");
         return context.Run(trainer, rows.TokenizeAll, trainExamples, validationExamples, testExamples,
             (examples, device) => GkdBatch.Collate(examples, device), parameters);
     }
