@@ -9,7 +9,8 @@ namespace SharpTune.Training;
 /// conversation after that prompt is supervised — the last turn, its end-of-turn marker and whatever the template writes
 /// after it (ChatML's "\n"); earlier assistant turns are context only. So a data row supervises exactly what an
 /// on-policy row (its prompt followed by a generated completion) does. Prompt/completion-style rows keep SFT's masking:
-/// the prompt unsupervised, the completion and its EOS supervised.
+/// the prompt unsupervised, the completion and its EOS supervised. A row longer than max_seq_length loses its oldest
+/// prompt tokens (TRL keeps the last max_length tokens), and one with no prompt token left is refused, as TRL raises.
 /// </summary>
 internal sealed class GkdTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTemplate, int maxLength, bool truncate)
 {
@@ -27,14 +28,33 @@ internal sealed class GkdTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTemp
             if (tokenized.Length > maxLength)
             {
                 if (!truncate) { tooLong++; continue; }
-                tokenized = new TokenizedExample(tokenized.InputIds[..maxLength], tokenized.Supervised[..maxLength]);
+                tokenized = KeepLast(tokenized, maxLength);
                 truncated++;
             }
+            if (example is not TextExample && PromptLength(tokenized) == 0)
+                throw new InvalidDataException(
+                    $"objective gkd: example {total} of its split has no prompt token left after truncation to max_seq_length " +
+                    $"{maxLength} (its completion alone fills the window), so there is nothing to generate from; raise " +
+                    "max_seq_length (--max-seq-length) or shorten the completion");
             if (tokenized.SupervisedCount == 0) { noTarget++; continue; }
             kept.Add(tokenized);
         }
         return (kept, new TokenizationReport(total, kept.Count, truncated, tooLong, noTarget,
             kept.Sum(e => (long)e.Length), kept.Sum(e => (long)e.SupervisedCount)));
+    }
+
+    /// <summary>
+    /// The last <paramref name="length"/> tokens, as TRL's collator keeps <c>message_input_ids_full[-max_length:]</c>: the
+    /// oldest prompt context goes first and the completion (the end of the sequence) is kept.
+    /// </summary>
+    internal static TokenizedExample KeepLast(TokenizedExample example, int length) =>
+        new(example.InputIds[^length..], example.Supervised[^length..]);
+
+    /// <summary>The unsupervised tokens before the first supervised one.</summary>
+    private static int PromptLength(TokenizedExample example)
+    {
+        var first = Array.IndexOf(example.Supervised, true);
+        return first < 0 ? example.Length : first;
     }
 
     public TokenizedExample Tokenize(TrainingExample example) => example is ChatExample chat ? LastTurn(chat) : sft.Tokenize(example);

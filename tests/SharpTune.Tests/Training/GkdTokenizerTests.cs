@@ -49,6 +49,30 @@ public class GkdTokenizerTests
         Assert.Contains("'user'", Assert.Throws<InvalidDataException>(() => rows.Tokenize(chat)).Message);
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void AnOverlongRowLosesItsOldestPromptTokensAndKeepsItsCompletion()
+    {
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var example = new CompletionExample("Once upon a time there was a very long prompt that goes on and on", " the end.");
+        var whole = new GkdTokenizer(tokenizer, null, 512, truncate: true).Tokenize(example);
+        var promptLength = Array.IndexOf(whole.Supervised, true);
+        Assert.True(whole.Length > 12 && whole.Length - promptLength < 12);
+        var (kept, report) = new GkdTokenizer(tokenizer, null, 12, truncate: true).TokenizeAll([example]);
+        // TRL: sample_ids = full[-max_length:], current_prompt_len = max(0, completion_start - (len(full) - max_length)).
+        var expectedPrompt = Math.Max(0, promptLength - (whole.Length - 12));
+        Assert.Equal(1, report.Truncated);
+        Assert.Equal(whole.InputIds[^12..], kept[0].InputIds);
+        Assert.Equal(Enumerable.Range(0, 12).Select(i => i >= expectedPrompt), kept[0].Supervised);
+        Assert.Equal(whole.InputIds[(whole.Length - 12)..promptLength], GkdBatchMaker.PromptOf(kept[0]));
+        Assert.Equal(" the end.</s>", tokenizer.Decode(kept[0].InputIds.Where((_, i) => kept[0].Supervised[i])).Replace("\u2581", " "));
+
+        // A completion that fills the whole window leaves nothing to generate from: refused, as TRL raises.
+        var tooShort = new GkdTokenizer(tokenizer, null, whole.Length - promptLength, truncate: true);
+        Assert.Contains("max_seq_length", Assert.Throws<InvalidDataException>(() => tooShort.TokenizeAll([example])).Message);
+        // With overflow drop the row is dropped instead, as for SFT.
+        Assert.Equal(1, new GkdTokenizer(tokenizer, null, 12, truncate: false).TokenizeAll([example]).Report.DroppedTooLong);
+    }
+
     private sealed class ExampleComparer : IEqualityComparer<TokenizedExample>
     {
         public bool Equals(TokenizedExample? a, TokenizedExample? b) =>
