@@ -21,6 +21,7 @@ internal static class GkdRecipe
         ParameterSummary parameters)
     {
         var options = context.Options;
+        CheckPromptsToAnswer(trainExamples, settings);
         var teacherDir = ModelLocator.Resolve(settings.Teacher);
         CheckVocabularies(context.Model.Config.VocabSize, ModelConfig.Load(teacherDir).VocabSize, teacherDir);
         // The teacher is only read: frozen, in eval mode, and quantized like the student's base when quantize is set.
@@ -40,6 +41,22 @@ internal static class GkdRecipe
         var rows = new GkdTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, options.Overflow != "drop");
         return context.Run(trainer, rows.TokenizeAll, trainExamples, validationExamples, testExamples,
             (examples, device) => GkdBatch.Collate(examples, device), parameters);
+    }
+
+    /// <summary>
+    /// Refuses, before any training, train rows that have no prompt when micro-batches are answered anew (λ &gt; 0 or
+    /// seq_kd): otherwise the first such micro-batch drawn on-policy would fail hours in, and under several processes only
+    /// on the rank holding it.
+    /// </summary>
+    internal static void CheckPromptsToAnswer(IReadOnlyList<TrainingExample> train, GkdSettings settings)
+    {
+        if (settings.Lmbda == 0 && !settings.SeqKd) return;
+        var index = train.ToList().FindIndex(e => e is TextExample);
+        if (index >= 0)
+            throw new InvalidDataException(
+                $"objective gkd with {(settings.Lmbda > 0 ? $"lmbda {settings.Lmbda}" : "seq_kd")} answers each training row's prompt anew, " +
+                $"but training row {index} is in the text format (a 'text' field), which has no prompt to generate from: use " +
+                "prompt/completion or chat messages rows, or set lmbda 0 without seq_kd to distil on the data's text only");
     }
 
     /// <summary>TRL's check: GKD compares whole next-token distributions, so the vocabularies must have one size.</summary>

@@ -1,3 +1,4 @@
+using SharpTune.Data;
 using SharpTune.Tests.Support;
 using SharpTune.Training;
 using static TorchSharp.torch;
@@ -96,6 +97,19 @@ public class GkdBatchTests
             Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(new TrainingOptions { Objective = "gkd", Teacher = "t", Packing = true })).Message);
         Assert.Contains("max_new_tokens (--max-new-tokens)",
             Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(new TrainingOptions { Objective = "gkd", Teacher = "t", MaxNewTokens = 0 })).Message);
+    }
+
+    [Fact]
+    public void TextRowsAreRefusedNamingTheRowOnlyWhenPromptsAreAnsweredAnew()
+    {
+        TrainingExample[] train = [new CompletionExample("a", "b"), new TextExample("plain"), new CompletionExample("c", "d")];
+        var message = Assert.Throws<InvalidDataException>(() => GkdRecipe.CheckPromptsToAnswer(train, Settings(0.5))).Message;
+        Assert.Contains("training row 1", message);
+        Assert.Contains("text format", message);
+        var seqKd = Settings(0) with { SeqKd = true };
+        Assert.Contains("seq_kd", Assert.Throws<InvalidDataException>(() => GkdRecipe.CheckPromptsToAnswer(train, seqKd)).Message);
+        GkdRecipe.CheckPromptsToAnswer(train, Settings(0));   // λ = 0 without seq_kd never generates: the text is distilled as it is
+        GkdRecipe.CheckPromptsToAnswer([new CompletionExample("a", "b")], Settings(1));
     }
 
     [Fact]

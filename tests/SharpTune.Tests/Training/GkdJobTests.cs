@@ -82,6 +82,20 @@ public class GkdJobTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void TextRowsAreRefusedBeforeTrainingWhenPromptsAreAnsweredAnew()
+    {
+        using var dir = new TempDir();
+        var data = dir.File("text.jsonl");
+        File.WriteAllLines(data, Enumerable.Range(0, 8).Select(i => $"{{\"text\": \"Once upon a time, story {i}.\"}}"));
+        var options = Options(dir, TestAssets.Stories260K) with { Data = data, ValidationFraction = 0 };
+        var error = Assert.Throws<InvalidDataException>(() => FineTuneJob.Run(options));
+        Assert.Contains("text format", error.Message);
+        Assert.Contains("lmbda 0.5", error.Message);
+        Assert.False(File.Exists(Path.Combine(options.Output, "metrics.jsonl")));   // no step was taken
+        Assert.False(Directory.Exists(Path.Combine(options.Output, "checkpoints")));
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void AnInterruptedRunResumesExactlyIncludingTheCoinAndTheSampledCompletions()
     {
         using var dir = new TempDir();
