@@ -193,4 +193,25 @@ public class GkdLossTests
             Assert.Equal(whole.LossSum, objective.Compute(student, batch).LossSum.item<float>(), 3);
         }
     }
+
+    [Fact]
+    public void EvaluationLeavesNoChunkIntermediatesAliveWhateverTheNumberOfChunks()
+    {
+        using var student = TestModels.Create("llama");
+        using var teacher = TestModels.Create("llama", seed: 99);
+        var objective = new GkdObjective(teacher, 0.5);
+        var rows = Rows();
+        Assert.True(rows[2].SupervisedCount <= CausalLmLoss.FrozenHeadChunkTokensFor(96, sizeof(float)), "one chunk");
+        int LiveAfterCompute(TokenizedExample[] batchRows)
+        {
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            using var batch = GkdBatch.Collate(batchRows, CPU);
+            var before = scope.DisposablesCount;
+            objective.Compute(student, batch);
+            return scope.DisposablesCount - before;
+        }
+        // The tensors a Compute leaves in the caller's scope do not grow with the chunks (the rows of all four need many).
+        Assert.Equal(LiveAfterCompute([rows[2]]), LiveAfterCompute(rows));
+    }
 }

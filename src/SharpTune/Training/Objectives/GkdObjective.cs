@@ -21,35 +21,45 @@ internal sealed class GkdObjective(CausalLanguageModel teacher, double beta) : I
     public ObjectiveOutput Compute(CausalLanguageModel model, TrainingBatch batch)
     {
         var (student, teacherRows, targets) = SupervisedRows(model, batch);
-        Tensor loss = zeros(1, ScalarType.Float32, student.device).sum();
-        Tensor hits = zeros(1, ScalarType.Int64, student.device).sum();
+        var loss = zeros(1, ScalarType.Float32, student.device).sum();
+        var hits = zeros(1, ScalarType.Int64, student.device).sum();
         foreach (var (start, length) in Chunks(model, targets.shape[0]))
         {
+            // Each chunk's (rows × V) logits and divergence terms are freed before the next: only the running sums leave.
+            using var scope = NewDisposeScope();
             var logits = model.ComputeLogits(student.narrow(0, start, length));
-            loss = loss + ChunkLoss(logits, teacherRows.narrow(0, start, length));
-            hits = hits + Hits(logits, targets.narrow(0, start, length));
+            (loss, hits) = (Accumulate(loss, ChunkLoss(logits, teacherRows.narrow(0, start, length))),
+                Accumulate(hits, Hits(logits, targets.narrow(0, start, length))));
         }
         return Output(loss, hits, batch);
+    }
+
+    /// <summary><paramref name="sum"/> + <paramref name="part"/> in the scope outside the chunk's; the old sum is freed.</summary>
+    private static Tensor Accumulate(Tensor sum, Tensor part)
+    {
+        var next = (sum + part).MoveToOuterDisposeScope();
+        sum.Dispose();
+        return next;
     }
 
     public ObjectiveOutput ComputeWithBackward(CausalLanguageModel model, TrainingBatch batch, double lossScale)
     {
         var (student, teacherRows, targets) = SupervisedRows(model, batch);
         var leaf = student.detach().requires_grad_(true);
-        double loss = 0;
-        long hits = 0;
+        // The sums stay on the device (read once by the trainer), so no chunk waits for a device-to-host copy.
+        var loss = zeros(1, ScalarType.Float32, student.device).sum();
+        var hits = zeros(1, ScalarType.Int64, student.device).sum();
         foreach (var (start, length) in Chunks(model, targets.shape[0]))
         {
             using var scope = NewDisposeScope();
             var logits = model.ComputeLogits(leaf.narrow(0, start, length));
             var part = ChunkLoss(logits, teacherRows.narrow(0, start, length));
-            loss += part.to(ScalarType.Float64).item<double>();
-            hits += Hits(logits, targets.narrow(0, start, length)).item<long>();
+            (loss, hits) = (Accumulate(loss, part.detach()), Accumulate(hits, Hits(logits, targets.narrow(0, start, length))));
             CustomBackward.Backward(part * lossScale);   // into leaf.grad, and into the head's weights when they train
         }
         if (leaf.grad is { } gradient && student.requires_grad)
             CustomBackward.Backward((student * gradient.detach()).sum());   // the body's backward, once for all chunks
-        return Output(tensor((float)loss, device: student.device), tensor(hits, device: student.device), batch);
+        return Output(loss, hits, batch);
     }
 
     /// <summary>The student's (with its graph) and the teacher's final hidden states at the supervised positions, and their targets.</summary>
