@@ -226,4 +226,66 @@ public class GkdLossTests
         Assert.True(rows == 16 || rows * vocabulary * sizeof(float) <= GkdObjective.ChunkBytes);
         Assert.True(rows == 16 || (rows + 1) * vocabulary * sizeof(float) > GkdObjective.ChunkBytes);
     }
+
+    /// <summary>Logits of the real tokens (a prompt-tuning adapter's virtual tokens dropped), by plain autograd.</summary>
+    private static Tensor WholeLogits(CausalLanguageModel model, TrainingBatch batch)
+    {
+        var hidden = model.DecodeHidden(model.EmbedTokens(batch.InputIds), batch.Context);
+        var length = batch.Targets.shape[1];
+        if (hidden.shape[1] != length) hidden = hidden.narrow(1, hidden.shape[1] - length, length);
+        return model.ComputeLogits(hidden);
+    }
+
+    [Theory]
+    [InlineData("llama-tied", "full", false)]   // the head is the embedding: gradient from the chunks and from the body meet
+    [InlineData("llama", "lora", false)]        // frozen head: only the hidden states' gradient leaves the chunks
+    [InlineData("llama", "prompt", false)]      // virtual tokens before the real ones
+    [InlineData("llama", "full", true)]         // gradient checkpointing recomputes the layers inside the body's backward
+    [InlineData("llama", "lora", true)]
+    public void ChunkedBackwardEqualsAutogradForTiedHeadsAdaptersAndCheckpointing(string kind, string method, bool checkpointing)
+    {
+        using var student = TestModels.Create(kind);
+        using var teacher = TestModels.Create(kind, seed: 99);
+        foreach (var p in teacher.parameters()) p.requires_grad = false;
+        IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
+        if (method == "full") trainable = student.named_parameters().Select(p => (p.name, p.parameter)).ToArray();
+        else
+        {
+            SharpTune.Peft.IPeftAdapter adapter = method == "lora"
+                ? new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig { R = 4, LoraAlpha = 8, TargetModules = SharpTune.Peft.TargetModules.AllLinear })
+                : new SharpTune.Peft.PromptTuning.PromptTuningAdapter(new SharpTune.Peft.PromptTuning.PromptTuningConfig { NumVirtualTokens = 3 });
+            adapter.Inject(student);
+            using (no_grad())
+                foreach (var (name, p) in adapter.TrainableParameters)
+                    if (name.Contains("lora_B")) p.copy_(randn_like(p) * 0.1);
+            trainable = adapter.TrainableParameters;
+            Assert.False(student.HeadIsTrainable);
+        }
+        student.train();
+        student.GradientCheckpointing = checkpointing;
+        var objective = new GkdObjective(teacher, 0.5, chunkRows: 16);
+        var rows = Rows();
+        var units = rows.Sum(r => r.SupervisedCount);
+
+        Dictionary<string, Tensor> Grads(Action backward)
+        {
+            foreach (var (_, p) in trainable) p.grad = null;
+            backward();
+            return trainable.ToDictionary(t => t.Name, t => t.Parameter.grad!.clone());
+        }
+        var plain = Grads(() =>
+        {
+            using var batch = GkdBatch.Collate(rows, CPU);
+            Tensor teacherLogits;
+            using (no_grad()) teacherLogits = WholeLogits(teacher, batch);
+            (GeneralizedJsdLoss.Sum(WholeLogits(student, batch), teacherLogits, batch.Targets, 0.5) / units).backward();
+        });
+        var chunked = Grads(() => Trainer.AccumulateGradients(student, objective, [GkdBatch.Collate(rows, CPU)]));
+        foreach (var (name, value) in plain)
+        {
+            Assert.True(value.abs().max().item<float>() > 0, $"{name}: no gradient");
+            Assert.True(value.allclose(chunked[name], rtol: 1e-4, atol: 1e-7),
+                $"{name}: chunked gradient differs from autograd over whole logits by up to {(value - chunked[name]).abs().max().item<float>()}");
+        }
+    }
 }
