@@ -44,6 +44,47 @@ public class GkdBatchTests
         Assert.Contains("prompt", Assert.Throws<InvalidDataException>(() => GkdBatchMaker.PromptOf(noPrompt)).Message);
     }
 
+    [Theory]
+    [InlineData(1.0, false, "student")]   // λ = 1: always on-policy
+    [InlineData(0.0, true, "teacher")]    // λ = 0 with seq_kd: always the teacher's
+    [InlineData(0.0, false, "data")]
+    public void PrepareAnswersWithTheModelTheCoinChoosesOrKeepsTheData(double lmbda, bool seqKd, string expected)
+    {
+        using var student = TestModels.Create("llama");
+        using var teacher = TestModels.Create("llama", seed: 99);
+        student.eval();
+        teacher.eval();
+        var settings = Settings(lmbda) with { SeqKd = seqKd, MaxNewTokens = 6 };
+        int[] eos = [2];
+        var maker = new GkdBatchMaker(student, teacher, settings, eos, seed: 5);
+        TokenizedExample[] rows =
+        [
+            new([1, 10, 11, 12, 40, 41, 2], [false, false, false, false, true, true, true]),
+            new([1, 20, 21, 50, 2], [false, false, false, true, true]),
+        ];
+        using var data = GkdBatch.Collate(rows, CPU);
+        var dataIds = data.InputIds.data<long>().ToArray();
+        var prepared = (GkdBatch)maker.Prepare(data, 7);
+        if (expected == "data")
+        {
+            Assert.Equal(GkdCompletionSource.Data, prepared.Source);
+            Assert.Same(rows, prepared.Examples);
+            Assert.Equal(dataIds, prepared.InputIds.data<long>().ToArray());   // the collated tensors are kept, not rebuilt
+            return;
+        }
+        // What TokenGenerator samples from each model with the micro-batch's seed, cut after the first EOS.
+        IReadOnlyList<TokenizedExample> Sampled(SharpTune.Models.CausalLanguageModel model) =>
+            SharpTune.Generation.TokenGenerator.Generate(model, [rows[0].InputIds[..4], rows[1].InputIds[..3]], settings.Sampling(5, 7, eos))
+                .Select(r => GkdBatchMaker.WithCompletion(r.PromptIds, GkdBatchMaker.ThroughFirstEos(r.Tokens, new HashSet<int>(eos)))).ToArray();
+        var (answering, other) = expected == "student" ? (student, teacher) : (teacher, student);
+        static string Text(IEnumerable<TokenizedExample> e) => string.Join(" | ", e.Select(x => string.Join(",", x.InputIds) + ":" + string.Join("", x.Supervised.Select(b => b ? 1 : 0))));
+        Assert.Equal(expected == "student" ? GkdCompletionSource.Student : GkdCompletionSource.Teacher, prepared.Source);
+        Assert.Equal(Text(Sampled(answering)), Text(prepared.Examples));
+        Assert.NotEqual(Text(Sampled(other)), Text(prepared.Examples));   // the other model would have answered differently
+        Assert.Equal([1, 10, 11, 12], prepared.Examples[0].InputIds[..4]);   // the prompts are the data's
+        prepared.Dispose();
+    }
+
     private static GkdSettings Settings(double lmbda) => GkdSettings.From(new TrainingOptions { Objective = "gkd", Teacher = "t", Lmbda = lmbda });
 
     [Fact]
@@ -58,7 +99,7 @@ public class GkdBatchTests
         Assert.NotEqual(draws, Enumerable.Range(0, 4000).Select(i => third.IsOnPolicy(43, i))); // the seed matters
         Assert.All(Enumerable.Range(0, 4000), i => Assert.False(never.IsOnPolicy(42, i)));
         Assert.All(Enumerable.Range(0, 4000), i => Assert.True(always.IsOnPolicy(42, i)));
-        Assert.All(Enumerable.Range(0, 4000), i => Assert.InRange(GkdSettings.UniformDraw(7, i), 0.0, 1.0 - 1e-17));
+        Assert.All(Enumerable.Range(0, 4000), i => Assert.True(GkdSettings.UniformDraw(7, i) is >= 0 and < 1));
     }
 
     [Fact]
