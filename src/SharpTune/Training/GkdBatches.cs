@@ -32,7 +32,8 @@ internal sealed class GkdBatch : TrainingBatch
 /// stay. Generated completions end at the first EOS (kept, as TRL's completion mask keeps it), prompts are not
 /// supervised, and the replaced batch's supervised tokens are what the step's loss is divided by.
 /// </summary>
-internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageModel teacher, GkdSettings settings, IReadOnlyList<int> eos, long seed)
+internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageModel teacher, GkdSettings settings, IReadOnlyList<int> eos, long seed,
+    CancellationToken cancellationToken = default)
 {
     /// <summary>Micro-batch <paramref name="microBatchIndex"/> of the run as the loss sees it; disposes <paramref name="batch"/> when it is replaced.</summary>
     public TrainingBatch Prepare(TrainingBatch batch, long microBatchIndex)
@@ -60,7 +61,7 @@ internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageM
         try
         {
             var eosSet = eos.ToHashSet();
-            return TokenGenerator.Generate(model, prompts, sampling)
+            return TokenGenerator.Generate(model, prompts, sampling, cancellationToken: cancellationToken)
                 .Select(r => WithCompletion(r.PromptIds, ThroughFirstEos(r.Tokens, eosSet))).ToArray();
         }
         finally

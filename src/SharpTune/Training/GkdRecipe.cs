@@ -1,4 +1,5 @@
 using SharpTune.Data;
+using SharpTune.Generation;
 using SharpTune.Hub;
 using SharpTune.Models;
 using SharpTune.Peft;
@@ -23,7 +24,9 @@ internal static class GkdRecipe
         var options = context.Options;
         CheckPromptsToAnswer(trainExamples, settings);
         var teacherDir = ModelLocator.Resolve(settings.Teacher);
-        CheckVocabularies(context.Model.Config.VocabSize, ModelConfig.Load(teacherDir).VocabSize, teacherDir);
+        var teacherConfig = ModelConfig.Load(teacherDir);
+        CheckVocabularies(context.Model.Config.VocabSize, teacherConfig.VocabSize, teacherDir);
+        CheckRoomToGenerate(settings, TokenGenerator.PromptContext(context.Model), settings.SeqKd ? teacherConfig.ContextLength : null);
         // The teacher is only read: frozen, in eval mode, and quantized like the student's base when quantize is set.
         using var teacher = PretrainedModel.Load(teacherDir, dtype, context.Model.Device, options.QuantizationSettings());
         foreach (var p in teacher.parameters()) p.requires_grad = false;
@@ -32,7 +35,10 @@ internal static class GkdRecipe
                             $"max_new_tokens {settings.MaxNewTokens}{(settings.SeqKd ? ", seq_kd" : "")}");
 
         var eos = GrpoRecipe.StopTokens(context.Model, tokenizer, chatTemplate);
-        var maker = new GkdBatchMaker(context.Model, teacher, settings, eos, options.Seed);
+        // A single process stops generating at once when cancelled; under several, the trainer's agreement after the
+        // micro-batches are made stops every rank together (a rank throwing alone would leave the others waiting).
+        var cancellation = Distributed.ProcessGroups.Current.Size == 1 ? context.CancellationToken : CancellationToken.None;
+        var maker = new GkdBatchMaker(context.Model, teacher, settings, eos, options.Seed, cancellation);
         var trainer = new Trainer(context.Model, context.Trainable, options, context.SaveModel, new GkdObjective(teacher, settings.Beta))
         {
             PrepareTrainingBatch = maker.Prepare,
@@ -57,6 +63,20 @@ internal static class GkdRecipe
                 $"objective gkd with {(settings.Lmbda > 0 ? $"lmbda {settings.Lmbda}" : "seq_kd")} answers each training row's prompt anew, " +
                 $"but training row {index} is in the text format (a 'text' field), which has no prompt to generate from: use " +
                 "prompt/completion or chat messages rows, or set lmbda 0 without seq_kd to distil on the data's text only");
+    }
+
+    /// <summary>
+    /// Refuses, before training, a max_new_tokens the answering models' contexts cannot hold beside at least one prompt
+    /// token (longer prompts are cut from the left to make room, as TRL's generation does).
+    /// </summary>
+    internal static void CheckRoomToGenerate(GkdSettings settings, int studentContext, int? teacherContext)
+    {
+        if (settings.Lmbda == 0 && !settings.SeqKd) return;
+        var (who, context) = teacherContext is { } t && t < studentContext ? ("teacher", t) : ("student", studentContext);
+        if (settings.MaxNewTokens >= context)
+            throw new ArgumentException(
+                $"max_new_tokens (--max-new-tokens) {settings.MaxNewTokens} leaves no room for a prompt in the {who} model's context of " +
+                $"{context} tokens: set it below {context}");
     }
 
     /// <summary>TRL's check: GKD compares whole next-token distributions, so the vocabularies must have one size.</summary>

@@ -153,6 +153,55 @@ public class GkdBatchTests
         GkdRecipe.CheckPromptsToAnswer([new CompletionExample("a", "b")], Settings(1));
     }
 
+    public static TheoryData<string, string> IgnoredSettings => new()
+    {
+        { "completion_only_loss: false", "completion_only_loss false" },
+        { "eval_metrics: [bleu]", "eval_metrics" },
+        { "top_p: 0.9", "top_p (--top-p)" },
+        { "top_k: 5", "top_k (--top-k)" },
+        { "num_generations: 4", "num_generations (--num-generations)" },
+        { "max_completion_length: 64", "max_completion_length (--max-completion-length)" },
+        { "max_prompt_length: 64", "max_prompt_length (--max-prompt-length)" },
+        { "loss_type: sigmoid", "loss_type (--loss-type)" },
+    };
+
+    [Theory]
+    [MemberData(nameof(IgnoredSettings))]
+    public void SettingsGkdWouldIgnoreAreRefusedNamingTheOption(string yaml, string named)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("gkd.yaml", $"model: m\ndata: d\nobjective: gkd\nteacher: t\n{yaml}\n");
+        var message = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(TrainingConfigFile.Load(path))).Message;
+        Assert.Contains(named, message);
+        Assert.Contains("objective gkd does not use", message);
+    }
+
+    [Fact]
+    public void MaxNewTokensMustLeaveRoomInTheAnsweringModelsContext()
+    {
+        var settings = Settings(0.5) with { MaxNewTokens = 128 };
+        Assert.Contains("student model's context of 128",
+            Assert.Throws<ArgumentException>(() => GkdRecipe.CheckRoomToGenerate(settings, 128, null)).Message);
+        GkdRecipe.CheckRoomToGenerate(settings, 129, null);
+        var seqKd = Settings(0) with { SeqKd = true, MaxNewTokens = 128 };
+        Assert.Contains("teacher model's context of 100",
+            Assert.Throws<ArgumentException>(() => GkdRecipe.CheckRoomToGenerate(seqKd, 512, 100)).Message);
+        GkdRecipe.CheckRoomToGenerate(Settings(0) with { MaxNewTokens = 128 }, 64, 64);   // λ = 0 without seq_kd never generates
+    }
+
+    [Fact]
+    public void ACancelledRunStopsGeneratingAtOnce()
+    {
+        using var student = TestModels.Create("llama");
+        using var teacher = TestModels.Create("llama", seed: 99);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        var maker = new GkdBatchMaker(student, teacher, Settings(1) with { MaxNewTokens = 4 }, [2], seed: 5, cancelled.Token);
+        var data = GkdBatch.Collate([new TokenizedExample([1, 10, 11, 40, 2], [false, false, false, true, true])], CPU);
+        Assert.ThrowsAny<OperationCanceledException>(() => maker.Prepare(data, 0));
+        data.Dispose();
+    }
+
     [Fact]
     public void DifferentVocabularySizesAreRefusedNamingBoth()
     {
