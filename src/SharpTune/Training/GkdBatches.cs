@@ -35,11 +35,15 @@ internal sealed class GkdBatch : TrainingBatch
 internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageModel teacher, GkdSettings settings, IReadOnlyList<int> eos, long seed,
     CancellationToken cancellationToken = default)
 {
-    /// <summary>Micro-batch <paramref name="microBatchIndex"/> of the run as the loss sees it; disposes <paramref name="batch"/> when it is replaced.</summary>
-    public TrainingBatch Prepare(TrainingBatch batch, long microBatchIndex)
+    /// <summary>
+    /// The micro-batch at <paramref name="index"/> as the loss sees it; disposes <paramref name="batch"/> when it is
+    /// replaced. The coin is drawn for the micro-step, so every rank takes the same branch at once as TRL's ranks do (their
+    /// Python <c>random</c> is seeded alike), while the sampling seed follows the run index, so ranks sample independently.
+    /// </summary>
+    public TrainingBatch Prepare(TrainingBatch batch, MicroBatchIndex index)
     {
         var data = (GkdBatch)batch;
-        var source = settings.IsOnPolicy(seed, microBatchIndex) ? GkdCompletionSource.Student
+        var source = settings.IsOnPolicy(seed, index.MicroStep) ? GkdCompletionSource.Student
             : settings.SeqKd ? GkdCompletionSource.Teacher : GkdCompletionSource.Data;
         var device = data.InputIds.device;
         if (source == GkdCompletionSource.Data)
@@ -49,7 +53,7 @@ internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageM
                 SupervisedTokens = data.SupervisedTokens, Tokens = data.Tokens, Examples = data.Examples, Source = source,
             };
         var generator = source == GkdCompletionSource.Student ? student : teacher;
-        var examples = Generate(generator, data.Examples.Select(PromptOf).ToArray(), settings.Sampling(seed, microBatchIndex, eos));
+        var examples = Generate(generator, data.Examples.Select(PromptOf).ToArray(), settings.Sampling(seed, index.Run, eos));
         data.Dispose();
         return GkdBatch.Collate(examples, device, source);
     }

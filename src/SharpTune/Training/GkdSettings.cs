@@ -65,9 +65,9 @@ internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, do
     }
 
     /// <summary>
-    /// Whether micro-batch <paramref name="microBatchIndex"/> of the run is made on-policy: TRL's
+    /// Whether micro-step <paramref name="microBatchIndex"/> is made on-policy: TRL's
     /// <c>random.random() &lt;= lmbda</c> in <c>GKDTrainer.training_step</c>, with the uniform draw a pure function of
-    /// the run's seed and the micro-batch's index (so a resumed run makes the same choices). The comparison is strict, so
+    /// the run's seed and the micro-step (so a resumed run makes the same choices, and every rank the same one). The comparison is strict, so
     /// λ = 0 is never on-policy and λ = 1 always (the draw lies in [0, 1)); the probability is λ either way.
     /// </summary>
     public bool IsOnPolicy(long seed, long microBatchIndex) => UniformDraw(seed, microBatchIndex) < Lmbda;

@@ -54,7 +54,8 @@ public class GkdBatchTests
         using var teacher = TestModels.Create("llama", seed: 99);
         student.eval();
         teacher.eval();
-        var settings = Settings(lmbda) with { SeqKd = seqKd, MaxNewTokens = 6 };
+        // A low temperature, so the tiny random models' flat distributions still make each model's samples its own.
+        var settings = Settings(lmbda) with { SeqKd = seqKd, MaxNewTokens = 6, Temperature = 0.05 };
         int[] eos = [2];
         var maker = new GkdBatchMaker(student, teacher, settings, eos, seed: 5);
         TokenizedExample[] rows =
@@ -64,7 +65,7 @@ public class GkdBatchTests
         ];
         using var data = GkdBatch.Collate(rows, CPU);
         var dataIds = data.InputIds.data<long>().ToArray();
-        var prepared = (GkdBatch)maker.Prepare(data, 7);
+        var prepared = (GkdBatch)maker.Prepare(data, new MicroBatchIndex(Run: 9, MicroStep: 7));
         if (expected == "data")
         {
             Assert.Equal(GkdCompletionSource.Data, prepared.Source);
@@ -74,7 +75,7 @@ public class GkdBatchTests
         }
         // What TokenGenerator samples from each model with the micro-batch's seed, cut after the first EOS.
         IReadOnlyList<TokenizedExample> Sampled(SharpTune.Models.CausalLanguageModel model) =>
-            SharpTune.Generation.TokenGenerator.Generate(model, [rows[0].InputIds[..4], rows[1].InputIds[..3]], settings.Sampling(5, 7, eos))
+            SharpTune.Generation.TokenGenerator.Generate(model, [rows[0].InputIds[..4], rows[1].InputIds[..3]], settings.Sampling(5, 9, eos))
                 .Select(r => GkdBatchMaker.WithCompletion(r.PromptIds, GkdBatchMaker.ThroughFirstEos(r.Tokens, new HashSet<int>(eos)))).ToArray();
         var (answering, other) = expected == "student" ? (student, teacher) : (teacher, student);
         static string Text(IEnumerable<TokenizedExample> e) => string.Join(" | ", e.Select(x => string.Join(",", x.InputIds) + ":" + string.Join("", x.Supervised.Select(b => b ? 1 : 0))));
@@ -83,6 +84,40 @@ public class GkdBatchTests
         Assert.NotEqual(Text(Sampled(other)), Text(prepared.Examples));   // the other model would have answered differently
         Assert.Equal([1, 10, 11, 12], prepared.Examples[0].InputIds[..4]);   // the prompts are the data's
         prepared.Dispose();
+    }
+
+    [Fact]
+    public void EveryRankTakesTheSameBranchAtAMicroStepAndSamplesItsOwnCompletions()
+    {
+        // Micro-batch k of step s on rank r of R, with accumulation A: run index s·A·R + r·A + k, micro-step s·A + k.
+        Assert.Equal(new MicroBatchIndex(13, 7), MicroBatchIndex.Of(3, 1, 2, 0, 2));
+        Assert.Equal(new MicroBatchIndex(15, 7), MicroBatchIndex.Of(3, 1, 2, 1, 2));
+        Assert.Equal(new MicroBatchIndex(7, 7), MicroBatchIndex.Of(3, 1, 2, 0, 1));
+
+        using var student = TestModels.Create("llama");
+        using var teacher = TestModels.Create("llama", seed: 99);
+        var settings = Settings(0.5) with { MaxNewTokens = 3 };
+        var maker = new GkdBatchMaker(student, teacher, settings, [2], seed: 5);
+        TokenizedExample[] rows = [new([1, 10, 11, 40, 2], [false, false, false, true, true])];
+        var sources = new List<GkdCompletionSource>();
+        var ranksSampledAlike = 0;
+        for (var step = 0; step < 6; step++)
+            for (var k = 0; k < 2; k++)
+            {
+                // The same prompts on both ranks: TRL's ranks draw one coin per micro-step from identically seeded generators.
+                var onRanks = Enumerable.Range(0, 2)
+                    .Select(rank => (GkdBatch)maker.Prepare(GkdBatch.Collate(rows, CPU), MicroBatchIndex.Of(step, k, 2, rank, 2))).ToArray();
+                Assert.Equal(onRanks[0].Source, onRanks[1].Source);
+                var expected = settings.IsOnPolicy(5, step * 2 + k) ? GkdCompletionSource.Student : GkdCompletionSource.Data;
+                Assert.Equal(expected, onRanks[0].Source);
+                if (expected == GkdCompletionSource.Student && onRanks[0].Examples[0].InputIds.SequenceEqual(onRanks[1].Examples[0].InputIds))
+                    ranksSampledAlike++;
+                sources.Add(expected);
+                foreach (var b in onRanks) b.Dispose();
+            }
+        Assert.Contains(GkdCompletionSource.Student, sources);
+        Assert.Contains(GkdCompletionSource.Data, sources);
+        Assert.True(ranksSampledAlike < sources.Count(s => s == GkdCompletionSource.Student), "each rank's sampling seed is its own");
     }
 
     private static GkdSettings Settings(double lmbda) => GkdSettings.From(new TrainingOptions { Objective = "gkd", Teacher = "t", Lmbda = lmbda });
@@ -198,7 +233,7 @@ public class GkdBatchTests
         cancelled.Cancel();
         var maker = new GkdBatchMaker(student, teacher, Settings(1) with { MaxNewTokens = 4 }, [2], seed: 5, cancelled.Token);
         var data = GkdBatch.Collate([new TokenizedExample([1, 10, 11, 40, 2], [false, false, false, true, true])], CPU);
-        Assert.ThrowsAny<OperationCanceledException>(() => maker.Prepare(data, 0));
+        Assert.ThrowsAny<OperationCanceledException>(() => maker.Prepare(data, new MicroBatchIndex(0, 0)));
         data.Dispose();
     }
 
