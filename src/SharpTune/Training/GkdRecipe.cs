@@ -27,8 +27,9 @@ internal static class GkdRecipe
         var teacherConfig = ModelConfig.Load(teacherDir);
         CheckVocabularies(context.Model.Config.VocabSize, teacherConfig.VocabSize, teacherDir);
         CheckRoomToGenerate(settings, TokenGenerator.PromptContext(context.Model), settings.SeqKd ? teacherConfig.ContextLength : null);
-        // The teacher is only read: frozen, in eval mode, and quantized like the student's base when quantize is set.
-        using var teacher = PretrainedModel.Load(teacherDir, dtype, context.Model.Device, options.QuantizationSettings());
+        // The teacher is only read: frozen and in eval mode. It is loaded unquantized in the run's dtype even when the
+        // student's base is quantized, as TRL loads it (from teacher_model_init_kwargs, with no quantization unless asked).
+        using var teacher = PretrainedModel.Load(teacherDir, dtype, context.Model.Device);
         foreach (var p in teacher.parameters()) p.requires_grad = false;
         teacher.eval();
         context.Log?.Invoke($"GKD teacher: {teacherDir}; λ {settings.Lmbda}, β {settings.Beta}, temperature {settings.Temperature}, " +

@@ -96,6 +96,17 @@ public class GkdJobTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void TheTeacherStaysUnquantizedWhenTheStudentsBaseIsQuantized()
+    {
+        // The student's own folder as the teacher: a LoRA student starts as its NF4 base, so the held-out divergence before
+        // training is the NF4 rounding's alone — zero if the teacher were quantized alike, as TRL's unquantized teacher is not.
+        using var dir = new TempDir();
+        var options = Options(dir, TestAssets.Stories260K) with { Quantize = "nf4", MaxSteps = 1 };
+        var initial = FineTuneJob.Run(options).InitialValidationLoss!.Value;
+        Assert.True(initial > 1e-4, $"held-out JSD against the teacher {initial}");
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void AnInterruptedRunResumesExactlyIncludingTheCoinAndTheSampledCompletions()
     {
         using var dir = new TempDir();
