@@ -11,9 +11,9 @@ namespace SharpTune.Training;
 
 /// <summary>
 /// GKD within <see cref="FineTuneJob"/>, as TRL's GKDTrainer (huggingface/trl@f2cd577, trl/experimental/gkd): the
-/// frozen teacher loaded beside the student (same vocabulary size), the rows tokenized as TRL's chat collator (<see cref="GkdTokenizer"/>),
-/// each training micro-batch made on-policy with probability λ (<see cref="GkdBatchMaker"/>), and the generalized JSD
-/// (<see cref="GkdObjective"/>) as the training and validation loss.
+/// frozen teacher loaded beside the student (same vocabulary size), the rows tokenized as TRL's chat collator
+/// (<see cref="GkdTokenizer"/>), each training micro-batch made on-policy with probability λ
+/// (<see cref="GkdBatchMaker"/>), and the generalized JSD (<see cref="GkdObjective"/>) as the training and validation loss.
 /// </summary>
 internal static class GkdRecipe
 {

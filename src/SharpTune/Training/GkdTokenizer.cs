@@ -75,7 +75,7 @@ internal sealed class GkdTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTemp
         var full = template.Render(messages, addGenerationPrompt: false, chat.Tools, chat.TemplateArguments);
         var prompt = template.Render(messages.Take(messages.Count - 1).ToArray(), addGenerationPrompt: true, chat.Tools, chat.TemplateArguments);
         var ids = tokenizer.Encode(full, addSpecialTokens: false).ToArray();
-        var (starts, _) = SftTokenizer.CharacterOffsets(tokenizer, ids, full);
+        var (starts, _) = SftTokenizer.CharacterOffsets(tokenizer, ids, full, "use another chat template");
         var completionStart = Array.FindIndex(starts, s => s >= prompt.Length);
         if (completionStart < 0) completionStart = ids.Length;
         return new TokenizedExample(ids, ids.Select((_, i) => i >= completionStart).ToArray());

@@ -81,9 +81,11 @@ public sealed class SftTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
 
     /// <summary>
     /// Character offsets of each of <paramref name="ids"/> in <paramref name="text"/> (their encoding), from the streaming
-    /// decoder, whose pieces concatenate to the full decode; throws when that decode is not the text.
+    /// decoder, whose pieces concatenate to the full decode; throws, with <paramref name="remedy"/>, when that decode is
+    /// not the text.
     /// </summary>
-    internal static (int[] Starts, int[] Ends) CharacterOffsets(HfTokenizer tokenizer, int[] ids, string text)
+    internal static (int[] Starts, int[] Ends) CharacterOffsets(HfTokenizer tokenizer, int[] ids, string text,
+        string remedy = "set completion_only_loss: false or use another chat template")
     {
         var decoder = tokenizer.CreateStreamingDecoder();
         var position = 0;
@@ -98,7 +100,7 @@ public sealed class SftTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
         if (position + decoder.Flush().Length != text.Length)
             throw new InvalidOperationException(
                 "the tokenizer does not decode the rendered chat back to the same text, so assistant tokens cannot be located " +
-                "(a normalizer changes the text); set completion_only_loss: false or use another chat template");
+                $"(a normalizer changes the text); {remedy}");
         return (starts, ends);
     }
 
