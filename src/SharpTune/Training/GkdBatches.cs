@@ -32,13 +32,18 @@ internal sealed class GkdBatch : TrainingBatch
 /// stay. Generated completions end at the first EOS (kept, as TRL's completion mask keeps it), prompts are not
 /// supervised, and the replaced batch's supervised tokens are what the step's loss is divided by.
 /// </summary>
-internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageModel teacher, GkdSettings settings, IReadOnlyList<int> eos, long seed)
+internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageModel teacher, GkdSettings settings, IReadOnlyList<int> eos, long seed,
+    CancellationToken cancellationToken = default)
 {
-    /// <summary>Micro-batch <paramref name="microBatchIndex"/> of the run as the loss sees it; disposes <paramref name="batch"/> when it is replaced.</summary>
-    public TrainingBatch Prepare(TrainingBatch batch, long microBatchIndex)
+    /// <summary>
+    /// The micro-batch at <paramref name="index"/> as the loss sees it; disposes <paramref name="batch"/> when it is
+    /// replaced. The coin is drawn for the micro-step, so every rank takes the same branch at once as TRL's ranks do (their
+    /// Python <c>random</c> is seeded alike), while the sampling seed follows the run index, so ranks sample independently.
+    /// </summary>
+    public TrainingBatch Prepare(TrainingBatch batch, MicroBatchIndex index)
     {
         var data = (GkdBatch)batch;
-        var source = settings.IsOnPolicy(seed, microBatchIndex) ? GkdCompletionSource.Student
+        var source = settings.IsOnPolicy(seed, index.MicroStep) ? GkdCompletionSource.Student
             : settings.SeqKd ? GkdCompletionSource.Teacher : GkdCompletionSource.Data;
         var device = data.InputIds.device;
         if (source == GkdCompletionSource.Data)
@@ -48,7 +53,7 @@ internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageM
                 SupervisedTokens = data.SupervisedTokens, Tokens = data.Tokens, Examples = data.Examples, Source = source,
             };
         var generator = source == GkdCompletionSource.Student ? student : teacher;
-        var examples = Generate(generator, data.Examples.Select(PromptOf).ToArray(), settings.Sampling(seed, microBatchIndex, eos));
+        var examples = Generate(generator, data.Examples.Select(PromptOf).ToArray(), settings.Sampling(seed, index.Run, eos));
         data.Dispose();
         return GkdBatch.Collate(examples, device, source);
     }
@@ -60,7 +65,7 @@ internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageM
         try
         {
             var eosSet = eos.ToHashSet();
-            return TokenGenerator.Generate(model, prompts, sampling)
+            return TokenGenerator.Generate(model, prompts, sampling, cancellationToken: cancellationToken)
                 .Select(r => WithCompletion(r.PromptIds, ThroughFirstEos(r.Tokens, eosSet))).ToArray();
         }
         finally
@@ -70,8 +75,8 @@ internal sealed class GkdBatchMaker(CausalLanguageModel student, CausalLanguageM
     }
 
     /// <summary>
-    /// The prompt of a tokenized row: its tokens before the last supervised run (the final completion or assistant turn),
-    /// as TRL's chat collator prompts with every message but the last.
+    /// The prompt of a tokenized row: its tokens before the last supervised run, which <see cref="GkdTokenizer"/> makes
+    /// everything after the prompt (a chat's every message but the last, with the generation prompt, as TRL's chat collator).
     /// </summary>
     internal static IReadOnlyList<int> PromptOf(TokenizedExample example)
     {

@@ -24,7 +24,31 @@ internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, do
         if (!(temperature > 0 && double.IsFinite(temperature)))
             throw new ArgumentException($"temperature (--temperature) must be positive for objective gkd (it samples completions), found {temperature}");
         if (maxNewTokens < 1) throw new ArgumentException($"max_new_tokens (--max-new-tokens) must be at least 1, found {maxNewTokens}");
+        RefuseIgnored(o);
         return new GkdSettings(o.Teacher, lmbda, beta, temperature, maxNewTokens, o.SeqKd ?? false);
+    }
+
+    /// <summary>
+    /// Refuses, naming them, the settings of other objectives that GKD would silently ignore when they differ from their
+    /// defaults: its prompts are never supervised, its validation is the divergence, and its sampling is TRL's plain
+    /// generation config (top-k 0, top-p 1, one completion per prompt of at most max_new_tokens, the prompt cut from the left).
+    /// </summary>
+    private static void RefuseIgnored(TrainingOptions o)
+    {
+        var defaults = new TrainingOptions();
+        var ignored = new (string Key, bool Set)[]
+        {
+            ("completion_only_loss false (config file): GKD never supervises the prompt it answers anew", !o.CompletionOnlyLoss),
+            ("eval_metrics (config file): GKD's validation is the divergence from the teacher", o.EvalMetrics is { Count: > 0 }),
+            ("top_p (--top-p): GKD samples with top-p 1, as TRL's GKD generation config", o.TopP != defaults.TopP),
+            ("top_k (--top-k): GKD samples with top-k 0, as TRL's GKD generation config", o.TopK != defaults.TopK),
+            ("num_generations (--num-generations): GKD answers each prompt once", o.NumGenerations != defaults.NumGenerations),
+            ("max_completion_length (--max-completion-length): GKD's is max_new_tokens (--max-new-tokens)", o.MaxCompletionLength != defaults.MaxCompletionLength),
+            ("max_prompt_length (--max-prompt-length): GKD's rows are cut to max_seq_length (--max-seq-length)", o.MaxPromptLength != defaults.MaxPromptLength),
+            ("loss_type (--loss-type): GKD's loss is the generalized JSD, set by beta (--beta)", o.LossType is not null),
+        }.Where(s => s.Set).Select(s => s.Key).ToArray();
+        if (ignored.Length > 0)
+            throw new ArgumentException($"objective gkd does not use {string.Join("; ", ignored)}. Remove {(ignored.Length == 1 ? "it" : "them")}");
     }
 
     /// <summary>Refuses GKD's own settings under another objective, where they would silently do nothing.</summary>
@@ -41,9 +65,9 @@ internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, do
     }
 
     /// <summary>
-    /// Whether micro-batch <paramref name="microBatchIndex"/> of the run is made on-policy: TRL's
+    /// Whether micro-step <paramref name="microBatchIndex"/> is made on-policy: TRL's
     /// <c>random.random() &lt;= lmbda</c> in <c>GKDTrainer.training_step</c>, with the uniform draw a pure function of
-    /// the run's seed and the micro-batch's index (so a resumed run makes the same choices). The comparison is strict, so
+    /// the run's seed and the micro-step (so a resumed run makes the same choices, and every rank the same one). The comparison is strict, so
     /// λ = 0 is never on-policy and λ = 1 always (the draw lies in [0, 1)); the probability is λ either way.
     /// </summary>
     public bool IsOnPolicy(long seed, long microBatchIndex) => UniformDraw(seed, microBatchIndex) < Lmbda;

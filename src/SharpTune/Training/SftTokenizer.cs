@@ -73,7 +73,20 @@ public sealed class SftTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
             Array.Fill(supervised, true);
             return new TokenizedExample(ids, supervised);
         }
-        // Character offsets of each token, from the streaming decoder (whose pieces concatenate to the full decode).
+        var (starts, ends) = CharacterOffsets(tokenizer, ids, rendered.Text);
+        for (var i = 0; i < ids.Length; i++)
+            supervised[i] = trainedSpans.Any(s => ends[i] > s.Start && starts[i] < s.End);
+        return new TokenizedExample(ids, supervised);
+    }
+
+    /// <summary>
+    /// Character offsets of each of <paramref name="ids"/> in <paramref name="text"/> (their encoding), from the streaming
+    /// decoder, whose pieces concatenate to the full decode; throws, with <paramref name="remedy"/>, when that decode is
+    /// not the text.
+    /// </summary>
+    internal static (int[] Starts, int[] Ends) CharacterOffsets(HfTokenizer tokenizer, int[] ids, string text,
+        string remedy = "set completion_only_loss: false or use another chat template")
+    {
         var decoder = tokenizer.CreateStreamingDecoder();
         var position = 0;
         var starts = new int[ids.Length];
@@ -84,13 +97,11 @@ public sealed class SftTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTempla
             position += decoder.Push(ids[i]).Length;
             ends[i] = position;
         }
-        if (position + decoder.Flush().Length != rendered.Text.Length)
+        if (position + decoder.Flush().Length != text.Length)
             throw new InvalidOperationException(
                 "the tokenizer does not decode the rendered chat back to the same text, so assistant tokens cannot be located " +
-                "(a normalizer changes the text); set completion_only_loss: false or use another chat template");
-        for (var i = 0; i < ids.Length; i++)
-            supervised[i] = trainedSpans.Any(s => ends[i] > s.Start && starts[i] < s.End);
-        return new TokenizedExample(ids, supervised);
+                $"(a normalizer changes the text); {remedy}");
+        return (starts, ends);
     }
 
     private IReadOnlyList<int> Encode(string text, bool withBos)

@@ -115,9 +115,9 @@ public sealed class Trainer
             var order = Permutation(train.Count, schedule.EpochOf(step));
             var micro = schedule.MicroBatches(step).Select(b => order[b.Start..(b.Start + b.Count)].Select(i => train[i]).ToArray()).ToArray();
             var batches = DataParallel.ShareOf(micro, options.GradientAccumulation, group);
-            // Micro-batch k of step s is the run's micro-batch s·(accumulation·ranks) + k, on every rank and after a resume.
-            var firstIndex = (long)step * options.GradientAccumulation * group.Size + group.Rank * options.GradientAccumulation;
-            var collated = batches.Select((b, k) => PrepareTrainingBatch is { } prepare ? prepare(collate(b, device), firstIndex + k) : collate(b, device))
+            var collated = batches.Select((b, k) => PrepareTrainingBatch is { } prepare
+                    ? prepare(collate(b, device), MicroBatchIndex.Of(step, k, options.GradientAccumulation, group.Rank, group.Size))
+                    : collate(b, device))
                 .ToArray();
             // Every rank learns the step's loss units over all ranks (and whether any rank must stop) before its backward pass.
             var (units, stop) = DataParallel.Agree(collated.Sum(b => b.LossUnits), cancellationToken.IsCancellationRequested, group);
@@ -335,11 +335,11 @@ public sealed class Trainer
     internal Func<int[], int, int[]>? ArrangeEpoch { get; init; }
 
     /// <summary>
-    /// Replaces a collated training micro-batch before its loss units are counted, given the micro-batch's index in the
-    /// run (GKD answers its prompts anew); evaluation batches are never passed. It must dispose a batch it replaces and
+    /// Replaces a collated training micro-batch before its loss units are counted, given where the micro-batch sits in
+    /// the run (GKD answers its prompts anew); evaluation batches are never passed. It must dispose a batch it replaces and
     /// depend only on the batch, the index and the model's weights, so a resumed run replays the same batches.
     /// </summary>
-    internal Func<TrainingBatch, long, TrainingBatch>? PrepareTrainingBatch { get; init; }
+    internal Func<TrainingBatch, MicroBatchIndex, TrainingBatch>? PrepareTrainingBatch { get; init; }
 
     /// <summary>The example order of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the same one.</summary>
     private int[] Permutation(int count, int epoch)
@@ -371,3 +371,18 @@ public sealed record StepTotals(double LossSum, double Correct, int Tokens, int 
 
 /// <summary>An evaluation's loss, accuracy and the objective's other metrics, each per loss unit.</summary>
 public sealed record EvaluationTotals(double Loss, double Accuracy, IReadOnlyDictionary<string, double> Metrics);
+
+/// <summary>
+/// Where a training micro-batch sits, the same after a resume: <see cref="Run"/> numbers every micro-batch of the run
+/// over all ranks, <see cref="MicroStep"/> counts one rank's micro-batches and so is the same on every rank for the
+/// same step and position (transformers' per-process micro-step).
+/// </summary>
+internal readonly record struct MicroBatchIndex(long Run, long MicroStep)
+{
+    /// <summary>
+    /// Micro-batch <paramref name="k"/> of step <paramref name="step"/> on <paramref name="rank"/> of
+    /// <paramref name="ranks"/>: run index step·accumulation·ranks + rank·accumulation + k, micro-step step·accumulation + k.
+    /// </summary>
+    public static MicroBatchIndex Of(long step, int k, int accumulation, int rank, int ranks) =>
+        new(step * accumulation * ranks + (long)rank * accumulation + k, step * accumulation + k);
+}

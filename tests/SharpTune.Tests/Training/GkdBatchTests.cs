@@ -1,3 +1,4 @@
+using SharpTune.Data;
 using SharpTune.Tests.Support;
 using SharpTune.Training;
 using static TorchSharp.torch;
@@ -43,6 +44,82 @@ public class GkdBatchTests
         Assert.Contains("prompt", Assert.Throws<InvalidDataException>(() => GkdBatchMaker.PromptOf(noPrompt)).Message);
     }
 
+    [Theory]
+    [InlineData(1.0, false, "student")]   // λ = 1: always on-policy
+    [InlineData(0.0, true, "teacher")]    // λ = 0 with seq_kd: always the teacher's
+    [InlineData(0.0, false, "data")]
+    public void PrepareAnswersWithTheModelTheCoinChoosesOrKeepsTheData(double lmbda, bool seqKd, string expected)
+    {
+        using var student = TestModels.Create("llama");
+        using var teacher = TestModels.Create("llama", seed: 99);
+        student.eval();
+        teacher.eval();
+        // A low temperature, so the tiny random models' flat distributions still make each model's samples its own.
+        var settings = Settings(lmbda) with { SeqKd = seqKd, MaxNewTokens = 6, Temperature = 0.05 };
+        int[] eos = [2];
+        var maker = new GkdBatchMaker(student, teacher, settings, eos, seed: 5);
+        TokenizedExample[] rows =
+        [
+            new([1, 10, 11, 12, 40, 41, 2], [false, false, false, false, true, true, true]),
+            new([1, 20, 21, 50, 2], [false, false, false, true, true]),
+        ];
+        using var data = GkdBatch.Collate(rows, CPU);
+        var dataIds = data.InputIds.data<long>().ToArray();
+        var prepared = (GkdBatch)maker.Prepare(data, new MicroBatchIndex(Run: 9, MicroStep: 7));
+        if (expected == "data")
+        {
+            Assert.Equal(GkdCompletionSource.Data, prepared.Source);
+            Assert.Same(rows, prepared.Examples);
+            Assert.Equal(dataIds, prepared.InputIds.data<long>().ToArray());   // the collated tensors are kept, not rebuilt
+            return;
+        }
+        // What TokenGenerator samples from each model with the micro-batch's seed, cut after the first EOS.
+        IReadOnlyList<TokenizedExample> Sampled(SharpTune.Models.CausalLanguageModel model) =>
+            SharpTune.Generation.TokenGenerator.Generate(model, [rows[0].InputIds[..4], rows[1].InputIds[..3]], settings.Sampling(5, 9, eos))
+                .Select(r => GkdBatchMaker.WithCompletion(r.PromptIds, GkdBatchMaker.ThroughFirstEos(r.Tokens, new HashSet<int>(eos)))).ToArray();
+        var (answering, other) = expected == "student" ? (student, teacher) : (teacher, student);
+        static string Text(IEnumerable<TokenizedExample> e) => string.Join(" | ", e.Select(x => string.Join(",", x.InputIds) + ":" + string.Join("", x.Supervised.Select(b => b ? 1 : 0))));
+        Assert.Equal(expected == "student" ? GkdCompletionSource.Student : GkdCompletionSource.Teacher, prepared.Source);
+        Assert.Equal(Text(Sampled(answering)), Text(prepared.Examples));
+        Assert.NotEqual(Text(Sampled(other)), Text(prepared.Examples));   // the other model would have answered differently
+        Assert.Equal([1, 10, 11, 12], prepared.Examples[0].InputIds[..4]);   // the prompts are the data's
+        prepared.Dispose();
+    }
+
+    [Fact]
+    public void EveryRankTakesTheSameBranchAtAMicroStepAndSamplesItsOwnCompletions()
+    {
+        // Micro-batch k of step s on rank r of R, with accumulation A: run index s·A·R + r·A + k, micro-step s·A + k.
+        Assert.Equal(new MicroBatchIndex(13, 7), MicroBatchIndex.Of(3, 1, 2, 0, 2));
+        Assert.Equal(new MicroBatchIndex(15, 7), MicroBatchIndex.Of(3, 1, 2, 1, 2));
+        Assert.Equal(new MicroBatchIndex(7, 7), MicroBatchIndex.Of(3, 1, 2, 0, 1));
+
+        using var student = TestModels.Create("llama");
+        using var teacher = TestModels.Create("llama", seed: 99);
+        var settings = Settings(0.5) with { MaxNewTokens = 3 };
+        var maker = new GkdBatchMaker(student, teacher, settings, [2], seed: 5);
+        TokenizedExample[] rows = [new([1, 10, 11, 40, 2], [false, false, false, true, true])];
+        var sources = new List<GkdCompletionSource>();
+        var ranksSampledAlike = 0;
+        for (var step = 0; step < 6; step++)
+            for (var k = 0; k < 2; k++)
+            {
+                // The same prompts on both ranks: TRL's ranks draw one coin per micro-step from identically seeded generators.
+                var onRanks = Enumerable.Range(0, 2)
+                    .Select(rank => (GkdBatch)maker.Prepare(GkdBatch.Collate(rows, CPU), MicroBatchIndex.Of(step, k, 2, rank, 2))).ToArray();
+                Assert.Equal(onRanks[0].Source, onRanks[1].Source);
+                var expected = settings.IsOnPolicy(5, step * 2 + k) ? GkdCompletionSource.Student : GkdCompletionSource.Data;
+                Assert.Equal(expected, onRanks[0].Source);
+                if (expected == GkdCompletionSource.Student && onRanks[0].Examples[0].InputIds.SequenceEqual(onRanks[1].Examples[0].InputIds))
+                    ranksSampledAlike++;
+                sources.Add(expected);
+                foreach (var b in onRanks) b.Dispose();
+            }
+        Assert.Contains(GkdCompletionSource.Student, sources);
+        Assert.Contains(GkdCompletionSource.Data, sources);
+        Assert.True(ranksSampledAlike < sources.Count(s => s == GkdCompletionSource.Student), "each rank's sampling seed is its own");
+    }
+
     private static GkdSettings Settings(double lmbda) => GkdSettings.From(new TrainingOptions { Objective = "gkd", Teacher = "t", Lmbda = lmbda });
 
     [Fact]
@@ -57,7 +134,7 @@ public class GkdBatchTests
         Assert.NotEqual(draws, Enumerable.Range(0, 4000).Select(i => third.IsOnPolicy(43, i))); // the seed matters
         Assert.All(Enumerable.Range(0, 4000), i => Assert.False(never.IsOnPolicy(42, i)));
         Assert.All(Enumerable.Range(0, 4000), i => Assert.True(always.IsOnPolicy(42, i)));
-        Assert.All(Enumerable.Range(0, 4000), i => Assert.InRange(GkdSettings.UniformDraw(7, i), 0.0, 1.0 - 1e-17));
+        Assert.All(Enumerable.Range(0, 4000), i => Assert.True(GkdSettings.UniformDraw(7, i) is >= 0 and < 1));
     }
 
     [Fact]
@@ -96,6 +173,68 @@ public class GkdBatchTests
             Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(new TrainingOptions { Objective = "gkd", Teacher = "t", Packing = true })).Message);
         Assert.Contains("max_new_tokens (--max-new-tokens)",
             Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(new TrainingOptions { Objective = "gkd", Teacher = "t", MaxNewTokens = 0 })).Message);
+    }
+
+    [Fact]
+    public void TextRowsAreRefusedNamingTheRowOnlyWhenPromptsAreAnsweredAnew()
+    {
+        TrainingExample[] train = [new CompletionExample("a", "b"), new TextExample("plain"), new CompletionExample("c", "d")];
+        var message = Assert.Throws<InvalidDataException>(() => GkdRecipe.CheckPromptsToAnswer(train, Settings(0.5))).Message;
+        Assert.Contains("training row 1", message);
+        Assert.Contains("text format", message);
+        var seqKd = Settings(0) with { SeqKd = true };
+        Assert.Contains("seq_kd", Assert.Throws<InvalidDataException>(() => GkdRecipe.CheckPromptsToAnswer(train, seqKd)).Message);
+        GkdRecipe.CheckPromptsToAnswer(train, Settings(0));   // λ = 0 without seq_kd never generates: the text is distilled as it is
+        GkdRecipe.CheckPromptsToAnswer([new CompletionExample("a", "b")], Settings(1));
+    }
+
+    public static TheoryData<string, string> IgnoredSettings => new()
+    {
+        { "completion_only_loss: false", "completion_only_loss false" },
+        { "eval_metrics: [bleu]", "eval_metrics" },
+        { "top_p: 0.9", "top_p (--top-p)" },
+        { "top_k: 5", "top_k (--top-k)" },
+        { "num_generations: 4", "num_generations (--num-generations)" },
+        { "max_completion_length: 64", "max_completion_length (--max-completion-length)" },
+        { "max_prompt_length: 64", "max_prompt_length (--max-prompt-length)" },
+        { "loss_type: sigmoid", "loss_type (--loss-type)" },
+    };
+
+    [Theory]
+    [MemberData(nameof(IgnoredSettings))]
+    public void SettingsGkdWouldIgnoreAreRefusedNamingTheOption(string yaml, string named)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("gkd.yaml", $"model: m\ndata: d\nobjective: gkd\nteacher: t\n{yaml}\n");
+        var message = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(TrainingConfigFile.Load(path))).Message;
+        Assert.Contains(named, message);
+        Assert.Contains("objective gkd does not use", message);
+    }
+
+    [Fact]
+    public void MaxNewTokensMustLeaveRoomInTheAnsweringModelsContext()
+    {
+        var settings = Settings(0.5) with { MaxNewTokens = 128 };
+        Assert.Contains("student model's context of 128",
+            Assert.Throws<ArgumentException>(() => GkdRecipe.CheckRoomToGenerate(settings, 128, null)).Message);
+        GkdRecipe.CheckRoomToGenerate(settings, 129, null);
+        var seqKd = Settings(0) with { SeqKd = true, MaxNewTokens = 128 };
+        Assert.Contains("teacher model's context of 100",
+            Assert.Throws<ArgumentException>(() => GkdRecipe.CheckRoomToGenerate(seqKd, 512, 100)).Message);
+        GkdRecipe.CheckRoomToGenerate(Settings(0) with { MaxNewTokens = 128 }, 64, 64);   // λ = 0 without seq_kd never generates
+    }
+
+    [Fact]
+    public void ACancelledRunStopsGeneratingAtOnce()
+    {
+        using var student = TestModels.Create("llama");
+        using var teacher = TestModels.Create("llama", seed: 99);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        var maker = new GkdBatchMaker(student, teacher, Settings(1) with { MaxNewTokens = 4 }, [2], seed: 5, cancelled.Token);
+        var data = GkdBatch.Collate([new TokenizedExample([1, 10, 11, 40, 2], [false, false, false, true, true])], CPU);
+        Assert.ThrowsAny<OperationCanceledException>(() => maker.Prepare(data, new MicroBatchIndex(0, 0)));
+        data.Dispose();
     }
 
     [Fact]

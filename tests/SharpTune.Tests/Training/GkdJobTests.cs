@@ -82,6 +82,31 @@ public class GkdJobTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void TextRowsAreRefusedBeforeTrainingWhenPromptsAreAnsweredAnew()
+    {
+        using var dir = new TempDir();
+        var data = dir.File("text.jsonl");
+        File.WriteAllLines(data, Enumerable.Range(0, 8).Select(i => $"{{\"text\": \"Once upon a time, story {i}.\"}}"));
+        var options = Options(dir, TestAssets.Stories260K) with { Data = data, ValidationFraction = 0 };
+        var error = Assert.Throws<InvalidDataException>(() => FineTuneJob.Run(options));
+        Assert.Contains("text format", error.Message);
+        Assert.Contains("lmbda 0.5", error.Message);
+        Assert.False(File.Exists(Path.Combine(options.Output, "metrics.jsonl")));   // no step was taken
+        Assert.False(Directory.Exists(Path.Combine(options.Output, "checkpoints")));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void TheTeacherStaysUnquantizedWhenTheStudentsBaseIsQuantized()
+    {
+        // The student's own folder as the teacher: a LoRA student starts as its NF4 base, so the held-out divergence before
+        // training is the NF4 rounding's alone — zero if the teacher were quantized alike, as TRL's unquantized teacher is not.
+        using var dir = new TempDir();
+        var options = Options(dir, TestAssets.Stories260K) with { Quantize = "nf4", MaxSteps = 1 };
+        var initial = FineTuneJob.Run(options).InitialValidationLoss!.Value;
+        Assert.True(initial > 1e-4, $"held-out JSD against the teacher {initial}");
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void AnInterruptedRunResumesExactlyIncludingTheCoinAndTheSampledCompletions()
     {
         using var dir = new TempDir();
@@ -91,7 +116,9 @@ public class GkdJobTests
         KilledRun.StopAfterStep(interrupted, 2);
         var resumed = FineTuneJob.Run(interrupted, resume: true);
         KilledRun.AssertResumedAsUninterrupted(uninterrupted, resumed, steps: 4);
-        var onPolicy = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl")).Select(r => r["on_policy"]!.GetValue<double>()).ToArray();
-        Assert.Contains(onPolicy, v => v > 0);   // the resumed steps include generated batches
+        // Steps 3 and 4 ran in the resumed process and include generated batches, so the replayed coin and sampling were exercised.
+        var records = MetricsLog.ReadAll(Path.Combine(interrupted.Output, "metrics.jsonl"));
+        Assert.Equal(4, records.Count);
+        Assert.Contains(records.Skip(2), r => r["on_policy"]!.GetValue<double>() > 0);
     }
 }

@@ -159,10 +159,10 @@ public class GkdLossTests
         using var student = TestModels.Create("llama");
         using var teacher = TestModels.Create("llama", seed: 99);
         foreach (var p in teacher.parameters()) p.requires_grad = false;
-        var objective = new GkdObjective(teacher, beta);
+        var objective = new GkdObjective(teacher, beta, chunkRows: 16);
         var rows = Rows();
         var units = rows.Sum(r => r.SupervisedCount);
-        Assert.True(units > CausalLmLoss.FrozenHeadChunkTokensFor(96, sizeof(float)), "the rows must span several chunks");
+        Assert.True(units > 16 * 10, "the rows must span many chunks");
 
         var plain = Gradients(student, () =>
         {
@@ -191,6 +191,101 @@ public class GkdLossTests
         {
             using var batch = GkdBatch.Collate(rows, CPU);
             Assert.Equal(whole.LossSum, objective.Compute(student, batch).LossSum.item<float>(), 3);
+        }
+    }
+
+    [Fact]
+    public void EvaluationLeavesNoChunkIntermediatesAliveWhateverTheNumberOfChunks()
+    {
+        using var student = TestModels.Create("llama");
+        using var teacher = TestModels.Create("llama", seed: 99);
+        var objective = new GkdObjective(teacher, 0.5, chunkRows: 16);
+        var rows = Rows();
+        Assert.True(rows[2].SupervisedCount <= 16, "one chunk");
+        int LiveAfterCompute(TokenizedExample[] batchRows)
+        {
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            using var batch = GkdBatch.Collate(batchRows, CPU);
+            var before = scope.DisposablesCount;
+            objective.Compute(student, batch);
+            return scope.DisposablesCount - before;
+        }
+        // The tensors a Compute leaves in the caller's scope do not grow with the chunks (the rows of all four need many).
+        Assert.Equal(LiveAfterCompute([rows[2]]), LiveAfterCompute(rows));
+    }
+
+    [Theory]
+    [InlineData(151_936, 110)]   // Qwen2/3: 64 MiB / (151936 · 4 B) = 110.4
+    [InlineData(32_000, 524)]    // Llama 2: 64 MiB / 128000 B = 524.3
+    [InlineData(96, 174_762)]    // a tiny test vocabulary: every row in one chunk
+    [InlineData(8_000_000, 16)]  // the floor
+    public void AChunkHoldsAbout64MiBOfFp32LogitsAndAtLeast16Rows(int vocabulary, long rows)
+    {
+        Assert.Equal(rows, GkdObjective.ChunkRowsFor(vocabulary));
+        Assert.True(rows == 16 || rows * vocabulary * sizeof(float) <= GkdObjective.ChunkBytes);
+        Assert.True(rows == 16 || (rows + 1) * vocabulary * sizeof(float) > GkdObjective.ChunkBytes);
+    }
+
+    /// <summary>Logits of the real tokens (a prompt-tuning adapter's virtual tokens dropped), by plain autograd.</summary>
+    private static Tensor WholeLogits(CausalLanguageModel model, TrainingBatch batch)
+    {
+        var hidden = model.DecodeHidden(model.EmbedTokens(batch.InputIds), batch.Context);
+        var length = batch.Targets.shape[1];
+        if (hidden.shape[1] != length) hidden = hidden.narrow(1, hidden.shape[1] - length, length);
+        return model.ComputeLogits(hidden);
+    }
+
+    [Theory]
+    [InlineData("llama-tied", "full", false)]   // the head is the embedding: gradient from the chunks and from the body meet
+    [InlineData("llama", "lora", false)]        // frozen head: only the hidden states' gradient leaves the chunks
+    [InlineData("llama", "prompt", false)]      // virtual tokens before the real ones
+    [InlineData("llama", "full", true)]         // gradient checkpointing recomputes the layers inside the body's backward
+    [InlineData("llama", "lora", true)]
+    public void ChunkedBackwardEqualsAutogradForTiedHeadsAdaptersAndCheckpointing(string kind, string method, bool checkpointing)
+    {
+        using var student = TestModels.Create(kind);
+        using var teacher = TestModels.Create(kind, seed: 99);
+        foreach (var p in teacher.parameters()) p.requires_grad = false;
+        IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
+        if (method == "full") trainable = student.named_parameters().Select(p => (p.name, p.parameter)).ToArray();
+        else
+        {
+            SharpTune.Peft.IPeftAdapter adapter = method == "lora"
+                ? new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig { R = 4, LoraAlpha = 8, TargetModules = SharpTune.Peft.TargetModules.AllLinear })
+                : new SharpTune.Peft.PromptTuning.PromptTuningAdapter(new SharpTune.Peft.PromptTuning.PromptTuningConfig { NumVirtualTokens = 3 });
+            adapter.Inject(student);
+            using (no_grad())
+                foreach (var (name, p) in adapter.TrainableParameters)
+                    if (name.Contains("lora_B")) p.copy_(randn_like(p) * 0.1);
+            trainable = adapter.TrainableParameters;
+            Assert.False(student.HeadIsTrainable);
+        }
+        student.train();
+        student.GradientCheckpointing = checkpointing;
+        var objective = new GkdObjective(teacher, 0.5, chunkRows: 16);
+        var rows = Rows();
+        var units = rows.Sum(r => r.SupervisedCount);
+
+        Dictionary<string, Tensor> Grads(Action backward)
+        {
+            foreach (var (_, p) in trainable) p.grad = null;
+            backward();
+            return trainable.ToDictionary(t => t.Name, t => t.Parameter.grad!.clone());
+        }
+        var plain = Grads(() =>
+        {
+            using var batch = GkdBatch.Collate(rows, CPU);
+            Tensor teacherLogits;
+            using (no_grad()) teacherLogits = WholeLogits(teacher, batch);
+            (GeneralizedJsdLoss.Sum(WholeLogits(student, batch), teacherLogits, batch.Targets, 0.5) / units).backward();
+        });
+        var chunked = Grads(() => Trainer.AccumulateGradients(student, objective, [GkdBatch.Collate(rows, CPU)]));
+        foreach (var (name, value) in plain)
+        {
+            Assert.True(value.abs().max().item<float>() > 0, $"{name}: no gradient");
+            Assert.True(value.allclose(chunked[name], rtol: 1e-4, atol: 1e-7),
+                $"{name}: chunked gradient differs from autograd over whole logits by up to {(value - chunked[name]).abs().max().item<float>()}");
         }
     }
 }

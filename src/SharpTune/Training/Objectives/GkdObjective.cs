@@ -11,7 +11,8 @@ namespace SharpTune.Training.Objectives;
 /// so the fp32 (tokens × vocabulary) matrices never exist whole; in training each chunk is back-propagated into the
 /// student's head at once and the hidden states' gradient, gathered over the chunks, is sent through the body once.
 /// </summary>
-internal sealed class GkdObjective(CausalLanguageModel teacher, double beta) : IBackwardObjective
+/// <param name="chunkRows">Supervised positions per chunk; null = <see cref="ChunkRowsFor"/> the vocabulary.</param>
+internal sealed class GkdObjective(CausalLanguageModel teacher, double beta, long? chunkRows = null) : IBackwardObjective
 {
     /// <summary>The metric holding the share of a step's micro-batches the student answered itself.</summary>
     public const string OnPolicyMetric = "on_policy";
@@ -21,35 +22,45 @@ internal sealed class GkdObjective(CausalLanguageModel teacher, double beta) : I
     public ObjectiveOutput Compute(CausalLanguageModel model, TrainingBatch batch)
     {
         var (student, teacherRows, targets) = SupervisedRows(model, batch);
-        Tensor loss = zeros(1, ScalarType.Float32, student.device).sum();
-        Tensor hits = zeros(1, ScalarType.Int64, student.device).sum();
+        var loss = zeros(1, ScalarType.Float32, student.device).sum();
+        var hits = zeros(1, ScalarType.Int64, student.device).sum();
         foreach (var (start, length) in Chunks(model, targets.shape[0]))
         {
+            // Each chunk's (rows × V) logits and divergence terms are freed before the next: only the running sums leave.
+            using var scope = NewDisposeScope();
             var logits = model.ComputeLogits(student.narrow(0, start, length));
-            loss = loss + ChunkLoss(logits, teacherRows.narrow(0, start, length));
-            hits = hits + Hits(logits, targets.narrow(0, start, length));
+            (loss, hits) = (Accumulate(loss, ChunkLoss(logits, teacherRows.narrow(0, start, length))),
+                Accumulate(hits, Hits(logits, targets.narrow(0, start, length))));
         }
         return Output(loss, hits, batch);
+    }
+
+    /// <summary><paramref name="sum"/> + <paramref name="part"/> in the scope outside the chunk's; the old sum is freed.</summary>
+    private static Tensor Accumulate(Tensor sum, Tensor part)
+    {
+        var next = (sum + part).MoveToOuterDisposeScope();
+        sum.Dispose();
+        return next;
     }
 
     public ObjectiveOutput ComputeWithBackward(CausalLanguageModel model, TrainingBatch batch, double lossScale)
     {
         var (student, teacherRows, targets) = SupervisedRows(model, batch);
         var leaf = student.detach().requires_grad_(true);
-        double loss = 0;
-        long hits = 0;
+        // The sums stay on the device (read once by the trainer), so no chunk waits for a device-to-host copy.
+        var loss = zeros(1, ScalarType.Float32, student.device).sum();
+        var hits = zeros(1, ScalarType.Int64, student.device).sum();
         foreach (var (start, length) in Chunks(model, targets.shape[0]))
         {
             using var scope = NewDisposeScope();
             var logits = model.ComputeLogits(leaf.narrow(0, start, length));
             var part = ChunkLoss(logits, teacherRows.narrow(0, start, length));
-            loss += part.to(ScalarType.Float64).item<double>();
-            hits += Hits(logits, targets.narrow(0, start, length)).item<long>();
+            (loss, hits) = (Accumulate(loss, part.detach()), Accumulate(hits, Hits(logits, targets.narrow(0, start, length))));
             CustomBackward.Backward(part * lossScale);   // into leaf.grad, and into the head's weights when they train
         }
         if (leaf.grad is { } gradient && student.requires_grad)
             CustomBackward.Backward((student * gradient.detach()).sum());   // the body's backward, once for all chunks
-        return Output(tensor((float)loss, device: student.device), tensor(hits, device: student.device), batch);
+        return Output(loss, hits, batch);
     }
 
     /// <summary>The student's (with its graph) and the teacher's final hidden states at the supervised positions, and their targets.</summary>
@@ -85,10 +96,22 @@ internal sealed class GkdObjective(CausalLanguageModel teacher, double beta) : I
         return logits.argmax(-1).eq(targets).sum();
     }
 
-    /// <summary>Row ranges whose fp32 logits stay within a few MiB (as the SFT loss's chunked head).</summary>
-    private static IEnumerable<(long Start, long Length)> Chunks(CausalLanguageModel model, long rows)
+    /// <summary>Budget for one fp32 (rows × V) tensor of a chunk.</summary>
+    internal const long ChunkBytes = 64L << 20;
+
+    /// <summary>
+    /// Rows per chunk: as many as keep one fp32 (rows × V) tensor within <see cref="ChunkBytes"/> (110 rows for a 152k
+    /// vocabulary, 524 for 32k), and at least 16. A chunk holds several such tensors at once (both heads' logits, their
+    /// log-softmaxes, the mixture and the KL terms, and the backward's gradients), so the loss's peak stays at a few hundred
+    /// MiB whatever the batch. Each chunk reads both whole (V × C) heads again, so chunks much smaller than this — the SFT
+    /// head's 7 MiB jemalloc size class, 16 rows for V ≥ 115k — would make the loss a matter of re-reading the heads;
+    /// GKD's per-row work is several times SFT's, so its chunks are larger.
+    /// </summary>
+    internal static long ChunkRowsFor(int vocabSize) => Math.Max(16, ChunkBytes / ((long)Math.Max(1, vocabSize) * sizeof(float)));
+
+    private IEnumerable<(long Start, long Length)> Chunks(CausalLanguageModel model, long rows)
     {
-        var size = CausalLmLoss.FrozenHeadChunkTokensFor(model.Config.VocabSize, sizeof(float));
+        var size = chunkRows ?? ChunkRowsFor(model.Config.VocabSize);
         for (long start = 0; start < rows; start += size) yield return (start, Math.Min(size, rows - start));
     }
 
