@@ -60,7 +60,9 @@ public abstract class LycorisLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     {
         var weight = Product() * Scaling;
         if (!training || RankDropout <= 0) return weight;
-        var keep = (torch.rand(weight.shape[0], device: weight.device) > RankDropout).to(ScalarType.Float32);   // (out)
+        // Drawn on the CPU and moved, as PEFT (loha/layer.py:212-213, lokr/layer.py:282-283): ActivationCheckpoint
+        // replays only the CPU generator, so a mask drawn on a GPU would differ when a layer is recomputed.
+        var keep = (torch.rand(weight.shape[0]) > RankDropout).to(ScalarType.Float32).to(weight.device);   // (out)
         if (RescalesRankDropout) keep = keep / keep.mean();
         return weight * keep.view(-1, 1);
     }

@@ -194,6 +194,34 @@ public class LycorisFormulaTests
         Assert.True(actual.allclose(expectedOutput, rtol: 1e-5, atol: 1e-5));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RankDropoutDrawsItsMaskFromTheCpuGeneratorWhateverTheWeightsDevice(bool lokr)
+    {
+        // ActivationCheckpoint replays only the CPU generator, so a mask drawn on the weight's device (a GPU) would differ
+        // when a layer is recomputed; PEFT draws on the CPU and moves the mask (huggingface/peft@5d602fdb,
+        // tuners/loha/layer.py:212-213, tuners/lokr/layer.py:282-283). The "meta" device stands in for a GPU: a draw
+        // there leaves the CPU generator where it was.
+        nn.Module<Tensor, Tensor> baseLayer;
+        set_default_device(device("meta"));
+        try { baseLayer = nn.Linear(8, 32); }
+        finally { set_default_device(CPU); }
+        using var layer = lokr
+            ? (SharpTune.Peft.Lycoris.LycorisLinear)LokrLinear.FromBase(baseLayer, new LokrConfig { RankDropout = 0.5, InitWeights = LokrInit.Random }, r: 2, alpha: 2)
+            : LohaLinear.FromBase(baseLayer, r: 2, alpha: 2, rankDropout: 0.5, initWeights: false);
+        torch.manual_seed(11);
+        using var expectedState = get_rng_state();
+        using (torch.rand(32)) { }   // the draw PEFT makes: one number per output row, on the CPU
+        using var afterOneDraw = get_rng_state();
+        torch.manual_seed(11);
+        using var dropped = layer.DeltaWeight(training: true);
+        using var actualState = get_rng_state();
+        Assert.Equal(DeviceType.META, dropped.device_type);
+        Assert.True(actualState.equal(afterOneDraw).all().item<bool>(), "the mask was not drawn from the CPU generator");
+        Assert.False(expectedState.equal(afterOneDraw).all().item<bool>());
+    }
+
     [Fact]
     public void ModuleDropoutOfNearlyOneSkipsTheUpdateInTrainingOnly()
     {
