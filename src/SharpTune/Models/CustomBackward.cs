@@ -19,27 +19,35 @@ internal static class CustomBackward
     /// Runs <paramref name="body"/> in a dispose scope of its own, disposes <paramref name="gradOutput"/> (the handle
     /// libtorch passed in) and returns the input gradient ready to hand back to libtorch.
     /// </summary>
-    public static Tensor Run(Tensor gradOutput, Func<Tensor, Tensor> body)
+    public static Tensor Run(Tensor gradOutput, Func<Tensor, Tensor> body) => Run(gradOutput, 1, grad => [body(grad)])[0];
+
+    /// <summary>
+    /// <see cref="Run(Tensor, Func{Tensor, Tensor})"/> for a function of several inputs: <paramref name="body"/> returns
+    /// the <paramref name="inputs"/> gradients (null for an input without one), in the order of <c>apply</c>'s arguments.
+    /// </summary>
+    public static List<Tensor> Run(Tensor gradOutput, int inputs, Func<Tensor, IReadOnlyList<Tensor?>> body)
     {
         ReleaseReturned();
-        Tensor gradient;
+        List<Tensor> gradients;
         try
         {
             using var scope = NewDisposeScope();
-            gradient = body(gradOutput).DetachFromDisposeScope();
+            gradients = [.. body(gradOutput).Select(g => g?.DetachFromDisposeScope()!)];
+            if (gradients.Count != inputs)
+                throw new InvalidOperationException($"a custom backward returned {gradients.Count} gradients for {inputs} inputs");
         }
         catch (Exception error)
         {
             // An exception must not unwind through libtorch's autograd engine, which called us: the process would end
-            // (a server running a fine-tuning job with it). The input gets no gradient (libtorch reads a null result as
+            // (a server running a fine-tuning job with it). The inputs get no gradient (libtorch reads a null result as
             // none) and Backward throws the error once the engine has returned.
             Interlocked.CompareExchange(ref failure, error, null);
             gradOutput.Dispose();
-            return null!;
+            return [.. Enumerable.Repeat<Tensor>(null!, inputs)];
         }
-        if (!ReferenceEquals(gradient, gradOutput)) gradOutput.Dispose();
-        (returned ??= []).Add(gradient);
-        return gradient;
+        if (!gradients.Any(g => ReferenceEquals(g, gradOutput))) gradOutput.Dispose();
+        foreach (var gradient in gradients.Where(g => g is not null).Distinct()) (returned ??= []).Add(gradient);
+        return gradients;
     }
 
     /// <summary>The first exception a custom backward raised since the last <see cref="Backward"/>; process-wide, since

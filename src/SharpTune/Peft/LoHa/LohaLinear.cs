@@ -39,8 +39,8 @@ public sealed class LohaLinear : LycorisLinear
     // PEFT's LoHa divides by the kept fraction whenever it drops rows (get_delta_weight: drop /= drop.mean()).
     protected override bool RescalesRankDropout => true;
 
-    // PEFT's HadaWeight.forward; its hand-written backward is the gradient autograd derives from the same product.
-    protected override Tensor Product() => torch.matmul(hada_w1_a, hada_w1_b) * torch.matmul(hada_w2_a, hada_w2_b);   // (out, in)
+    // PEFT's HadaWeight: the backward multiplies the products again rather than autograd keeping both (out, in) products.
+    protected override Tensor Product() => HadaWeight.Apply(hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b);   // (out, in)
 
     public override IEnumerable<(string Suffix, Parameter Parameter)> AdapterParameters()
     {
