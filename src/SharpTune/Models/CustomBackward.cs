@@ -8,7 +8,7 @@ namespace SharpTune.Models;
 /// step ends — and copies the returned gradients as soon as the callback returns. Left to the step's scope, every
 /// incoming and outgoing gradient (and any temporary the backward makes) would stay alive for the whole backward pass:
 /// on a quantized 12-layer model that held hundreds of megabytes. So a backward runs its work in its own scope
-/// (<see cref="Run"/>), disposes the incoming gradient, and hands back a result that is released on this thread's next
+/// (<see cref="Run(Tensor, Func{Tensor, Tensor})"/>), disposes the incoming gradient, and hands back a result that is released on this thread's next
 /// custom backward (by then libtorch has copied it), or at <see cref="ReleaseReturned"/>.
 /// </summary>
 internal static class CustomBackward
@@ -56,7 +56,7 @@ internal static class CustomBackward
 
     /// <summary>
     /// <c>loss.backward()</c>, then the first exception a custom backward raised during it, rethrown here (see
-    /// <see cref="Run"/>); the gradients are then incomplete and the step must not be taken.
+    /// <see cref="Run(Tensor, Func{Tensor, Tensor})"/>); the gradients are then incomplete and the step must not be taken.
     /// </summary>
     public static void Backward(Tensor loss)
     {
