@@ -46,9 +46,6 @@ public abstract class LycorisLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         ModuleDropout = moduleDropout;
     }
 
-    /// <summary>(in, out) features of the base layer.</summary>
-    protected (long In, long Out) Features => (base_layer.in_features, base_layer.out_features);
-
     /// <summary>The method's product before scaling, (out, in) in fp32 (LoHa's Hadamard product, LoKr's Kronecker product).</summary>
     protected abstract Tensor Product();
 
