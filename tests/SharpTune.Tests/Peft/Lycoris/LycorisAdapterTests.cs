@@ -55,6 +55,20 @@ public class LycorisAdapterTests
     public void SaveLoadRoundTripGivesIdenticalLogits(string method) =>
         PeftMethodChecks.SaveLoadRoundTrip("llama", () => Create(method));
 
+    [Fact]
+    public void LowRankLokrFactorsRoundTripThroughTheSavedAdapter()
+    {
+        // r = 2 with decompose_both splits both Kronecker factors into low-rank pairs on the tiny model's layers.
+        LokrAdapter? saved = null;
+        var config = PeftMethodChecks.SaveLoadRoundTrip("llama", () => saved = new LokrAdapter(new LokrConfig { R = 2, Alpha = 4, DecomposeBoth = true }));
+        Assert.True((bool)config["decompose_both"]!);
+        Assert.Equal(2, (int)config["r"]!);
+        var names = saved!.AdapterStateDict().Keys.ToList();
+        foreach (var factor in new[] { "lokr_w1_a", "lokr_w1_b", "lokr_w2_a", "lokr_w2_b" })
+            Assert.Contains(names, n => n.EndsWith("q_proj." + factor, StringComparison.Ordinal));
+        Assert.DoesNotContain(names, n => n.EndsWith(".lokr_w1", StringComparison.Ordinal) || n.EndsWith(".lokr_w2", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData("loha", "llama", ScalarType.Float32, 1e-5)]
     [InlineData("lokr", "llama", ScalarType.Float32, 1e-5)]

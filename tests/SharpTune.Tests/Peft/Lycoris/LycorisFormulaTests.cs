@@ -166,6 +166,29 @@ public class LycorisFormulaTests
     }
 
     [Theory]
+    [InlineData(LokrInit.Default)]
+    [InlineData(LokrInit.Lycoris)]
+    [InlineData(LokrInit.Random)]
+    public void LowRankLokrFactorsStartAsEachInitModeOfPeftSays(LokrInit init)
+    {
+        // PEFT's reset_adapter_parameters (true): lokr_w1_a zero, lokr_w1_b, lokr_w2_a, lokr_w2_b kaiming;
+        // reset_adapter_parameters_lycoris_way: lokr_w2_b zero, the others kaiming; _random: none zero
+        // (huggingface/peft@5d602fdb, tuners/lokr/layer.py:111-158).
+        torch.manual_seed(6);
+        using var layer = LokrLinear.FromBase(nn.Linear(16, 32), new LokrConfig { DecomposeBoth = true, InitWeights = init }, r: 1, alpha: 1);
+        Assert.Equal(new LokrShapes(4, 8, 4, 4, UseW1: false, UseW2: false), layer.Shapes);   // r = 1 splits both sides
+        Assert.Null(layer.lokr_w1);
+        Assert.Null(layer.lokr_w2);
+        bool Zero(Parameter? p) => p!.eq(0).all().item<bool>();
+        Assert.Equal(init == LokrInit.Default, Zero(layer.lokr_w1_a));
+        Assert.False(Zero(layer.lokr_w1_b));
+        Assert.False(Zero(layer.lokr_w2_a));
+        Assert.Equal(init == LokrInit.Lycoris, Zero(layer.lokr_w2_b));
+        using var delta = layer.DeltaWeight();
+        Assert.Equal(init != LokrInit.Random, delta.eq(0).all().item<bool>());
+    }
+
+    [Theory]
     [InlineData(false, true)]    // LoHa always divides the kept rows by the fraction kept (PEFT: drop /= drop.mean())
     [InlineData(true, false)]    // LoKr only with rank_dropout_scale
     [InlineData(true, true)]
