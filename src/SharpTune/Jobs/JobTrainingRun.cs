@@ -72,8 +72,9 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
         var adapterConfig = CheckpointAdapters.AdapterConfig(options, baseDir);
         var chatTemplate = adapterConfig is null ? null : CheckpointAdapters.ChatTemplateOf(options, baseDir);
         var serve = publish is not null && job.Model == settings.ServedModelName && adapterConfig is not null;
-        // A checkpoint's weights are named by module path; only LoRA's PEFT keys are that path with PEFT's prefix, so
-        // only LoRA/DoRA checkpoints become adapters (other methods still checkpoint for resuming).
+        // A checkpoint's weights are named by module path. LoRA's PEFT keys (and LoHa's/LoKr's) are that path with PEFT's
+        // prefix; only LoRA/DoRA checkpoints are exported as adapters so far, the export being tested for LoRA only (other
+        // methods still checkpoint for resuming).
         if (adapterConfig?["peft_type"]?.GetValue<string>() != "LORA") adapterConfig = null;
         var exported = store.AllCheckpoints(job.Id).Select(c => c.Step).ToHashSet();
         var metricsPath = Path.Combine(runDir, "metrics.jsonl");

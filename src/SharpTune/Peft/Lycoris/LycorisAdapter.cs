@@ -44,9 +44,9 @@ public abstract class LycorisAdapter<TLayer, TConfig> : WrappingAdapter<TLayer> 
         foreach (var (path, module) in selected)
             if (module is not Linear)
                 throw new NotSupportedException(
-                    $"{MethodName}: target module '{path}' is a {module.GetType().Name}; PEFT's {MethodName} wraps nn.Linear layers " +
-                    "(and convolutions) only, so GPT-2's Conv1D and quantized layers cannot be targeted: choose Linear targets, " +
-                    "or load the base unquantized");
+                    $"{MethodName}: target module '{path}' is a {module.GetType().Name}; SharpTune's {MethodName} wraps nn.Linear " +
+                    "layers only: GPT-2's Conv1D (which PEFT refuses too) and quantized layers (which PEFT's wraps through " +
+                    "bitsandbytes) cannot be targeted: choose Linear targets, or load the base unquantized");
         return selected;
     }
 

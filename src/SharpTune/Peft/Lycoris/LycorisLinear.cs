@@ -36,10 +36,10 @@ public abstract class LycorisLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     protected LycorisLinear(string name, nn.Module<Tensor, Tensor> baseLayer, string method, int r, double alpha, double rankDropout,
         double moduleDropout) : base(name)
     {
-        // PEFT's layers_mapping holds nn.Linear, Conv1d and Conv2d only: transformers' Conv1D (GPT-2) and quantized
-        // linears raise "Target module … not supported" there.
+        // PEFT's layers_mapping holds nn.Linear, Conv1d and Conv2d: transformers' Conv1D (GPT-2) raises "Target module …
+        // not supported" there. bitsandbytes' quantized linears subclass nn.Linear, so PEFT wraps them; SharpTune does not.
         base_layer = baseLayer as Linear ?? throw new NotSupportedException(
-            $"{method} wraps nn.Linear layers only (as PEFT's {method}), not {baseLayer.GetType().Name}");
+            $"{method} wraps nn.Linear layers only (SharpTune's {method} refuses GPT-2's Conv1D, as PEFT, and quantized layers), not {baseLayer.GetType().Name}");
         if (r <= 0) throw new ArgumentException($"{method}: r must be a positive integer, found {r}");
         Scaling = alpha / r;
         RankDropout = rankDropout;
