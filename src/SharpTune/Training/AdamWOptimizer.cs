@@ -181,6 +181,6 @@ public abstract class AdamWOptimizer : IDisposable
         public long Steps { get; set; }
 
         /// <summary><see cref="Steps"/> as the tensor checkpoints save, [1] int64, written when the state is read out.</summary>
-        public Tensor StepTensor { get; } = zeros(1, ScalarType.Int64).DetachFromDisposeScope();
+        public Tensor StepTensor { get; } = zeros(1, ScalarType.Int64, CPU).DetachFromDisposeScope();
     }
 }
