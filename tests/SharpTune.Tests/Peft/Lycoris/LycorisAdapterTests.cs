@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SharpTune.Generation;
 using SharpTune.Peft;
 using SharpTune.Peft.LoHa;
 using SharpTune.Peft.LoKr;
@@ -54,6 +55,30 @@ public class LycorisAdapterTests
     [InlineData("lokr")]
     public void SaveLoadRoundTripGivesIdenticalLogits(string method) =>
         PeftMethodChecks.SaveLoadRoundTrip("llama", () => Create(method));
+
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData("loha")]
+    [InlineData("lokr")]
+    public void AJobsCheckpointExportsAsTheAdapterTheRunSaves(string method)
+    {
+        // The jobs API serves checkpoints as adapters: the trainer's names with PEFT's prefix (JobTrainingRun).
+        using var temp = new TempDir();
+        var options = new TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = StoryData.Write(temp.Path), Output = Path.Combine(temp.Path, "run"), Method = method,
+            LoraR = 2, LoraAlpha = 4, MaxSteps = 2, SaveEvery = 2, LearningRate = 1e-2, MicroBatchSize = 4, ValidationFraction = 0,
+        };
+        var result = FineTuneJob.Run(options);
+        var served = Path.Combine(temp.Path, "served");
+        SharpTune.Jobs.CheckpointAdapters.Export(SharpTune.Jobs.CheckpointAdapters.Complete(options.Output).Last().Directory, served,
+            SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, ScalarType.Float32);
+        var expected = AdapterAssertions.SavedTensors(result.FinalDirectory);
+        var actual = AdapterAssertions.SavedTensors(served);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, served);   // PEFT's loader path reads it back
+        Assert.Equal(method.ToUpperInvariant(), JsonNode.Parse(File.ReadAllText(Path.Combine(served, AdapterFiles.ConfigFileName)))!["peft_type"]!.GetValue<string>());
+    }
 
     [Fact]
     public void LowRankLokrFactorsRoundTripThroughTheSavedAdapter()
