@@ -50,19 +50,26 @@ internal static class GradientAllReduce
     private static void Reduce(List<Parameter> bucket, IProcessGroup group)
     {
         using var scope = NewDisposeScope();
-        // A parameter with no gradient this step (unused in the forward) contributes zeros, so every rank sends the same layout.
-        var grads = bucket.Select(p => p.grad is { } g ? g.detach().to(ScalarType.Float32, CPU).flatten() : zeros(p.numel(), ScalarType.Float32)).ToArray();
-        var flat = cat(grads, 0).contiguous();
+        // A parameter with no gradient this step (unused in the forward, or a layer module dropout skipped) contributes
+        // zeros, so every rank sends the same layout; one flag per parameter travels behind the gradients and counts the
+        // ranks that had one. Where none had, the gradient stays absent, as PyTorch DDP leaves a globally unused
+        // parameter's grad untouched, so the optimizer skips it as one process would instead of moving it on zeros.
+        var grads = bucket.Select(p => p.grad is { } g ? g.detach().to(ScalarType.Float32, CPU).flatten() : zeros(p.numel(), ScalarType.Float32));
+        var hadGradient = tensor(bucket.Select(p => p.grad is null ? 0f : 1f).ToArray());
+        var flat = cat([.. grads, hadGradient], 0).contiguous();
         group.AllReduceSum(flat);
+        var ranksWithGradient = flat.narrow(0, flat.shape[0] - bucket.Count, bucket.Count).data<float>().ToArray();
         long offset = 0;
         using var noGrad = no_grad();
-        foreach (var p in bucket)
+        for (var i = 0; i < bucket.Count; i++)
         {
+            var p = bucket[i];
             var n = p.numel();
             var summed = flat.narrow(0, offset, n).view(p.shape);
+            offset += n;
+            if (ranksWithGradient[i] == 0) continue;
             if (p.grad is { } g) g.copy_(summed);
             else p.grad = summed.to(p.dtype, p.device).clone();
-            offset += n;
         }
     }
 }

@@ -33,7 +33,8 @@ internal static class CheckpointAdapters
         config["inference_mode"] = true;
         // Saved without injecting, the config cannot see the model: with a tied head SharpTune trains a saved embedding
         // as the head too, which PEFT reproduces only with ensure_weight_tying (see LoraConfig.EnsureWeightTying).
-        if (config["modules_to_save"] is JsonArray { Count: > 0 } && config["ensure_weight_tying"] is null
+        if (config["peft_type"]?.GetValue<string>() == Peft.Lora.LoraConfig.PeftTypeName
+            && config["modules_to_save"] is JsonArray { Count: > 0 } && config["ensure_weight_tying"] is null
             && Models.ModelConfig.Load(baseModelDir).TieWordEmbeddings)
             config["ensure_weight_tying"] = true;
         return config;

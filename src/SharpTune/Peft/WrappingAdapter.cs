@@ -67,6 +67,32 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     /// </summary>
     protected virtual IReadOnlyList<int> TrainableTokenIndices => [];
 
+    /// <summary>
+    /// What <paramref name="targets"/> select for a method that trains a tied embedding and head apart in PEFT (IA3, LoHa,
+    /// LoKr): refuses <see cref="ModulesToSave"/> holding the token embedding of a tied model, leaves out the modules saved
+    /// whole (PEFT's check_target_module_exists never wraps those) and <paramref name="exclude"/>'s, and refuses a
+    /// selection left empty. Also returns the targets as the adapter config saves them, expanded before any wrapping so
+    /// that "all-linear" names the base layers.
+    /// </summary>
+    protected (List<(string Path, nn.Module Module)> Selected, TargetModules Saved) SelectUntiedTargets(
+        CausalLanguageModel model, TargetModules targets, TargetModules? exclude)
+    {
+        if (SavedModules.SavesTiedEmbedding(model, ModulesToSave))
+            throw new NotSupportedException(
+                $"{MethodName}: modules_to_save holds the token embedding of a model whose output head is tied to it: PEFT's " +
+                $"{MethodName} then keeps the head at the base weights while the embedding is trained, which SharpTune does not " +
+                "support (it trains them as one); use LoRA with ensure_weight_tying, or save an untied module");
+        var saved = ModulesToSave.Count == 0 ? null : TargetModules.Names(ModulesToSave);
+        var selected = targets.Select(model)
+            .Where(s => saved is null || !saved.Matches(s.Path))
+            .Where(s => exclude is null || !exclude.Matches(s.Path))
+            .ToList();
+        if (selected.Count == 0)
+            throw new ArgumentException(
+                $"{MethodName}: target_modules {targets.ToJson().ToJsonString()} selected no module once exclude_modules and modules_to_save were applied");
+        return (selected, targets.Expand(model));
+    }
+
     /// <summary>Names of <see cref="ModulesToSave"/> that may match no module of the model.</summary>
     protected virtual IReadOnlyCollection<string> OptionalModulesToSave => [];
 

@@ -5,7 +5,7 @@ namespace SharpTune.Training;
 
 /// <summary>
 /// What every AdamW of SharpTune shares: the trainable parameters with their weight decay, fp32 master copies of
-/// non-fp32 weights (a bf16 update loses small steps: 1 + 1e-3 rounds to 1), the step count, and optimizer state as
+/// non-fp32 weights (a bf16 update loses small steps: 1 + 1e-3 rounds to 1), the step counts, and optimizer state as
 /// named tensors for safetensors checkpoints. How the two moments are stored and updated is the subclass's:
 /// <see cref="AdamW"/> (fp32, torch.optim.AdamW) or <see cref="AdamW8bit"/> (bitsandbytes' blockwise 8-bit state).
 /// </summary>
@@ -55,14 +55,15 @@ public abstract class AdamWOptimizer : IDisposable
     /// <summary>Whether <paramref name="name"/> selects 8-bit optimizer state.</summary>
     public static bool IsEightBit(string name) => name.Trim().ToLowerInvariant().EndsWith("_8bit", StringComparison.Ordinal);
 
-    /// <summary>Number of updates applied so far.</summary>
+    /// <summary>Number of updates applied so far (a parameter without a gradient in some of them has taken fewer: see <see cref="Step"/>).</summary>
     public long StepCount { get; private set; }
 
     public IEnumerable<Parameter> Parameters => slots.Select(s => s.Parameter);
 
     /// <summary>
     /// Applies one update with learning rate <paramref name="lr"/> (times each parameter's scale) to every parameter that
-    /// has a gradient.
+    /// has a gradient. Each parameter counts its own steps for the bias correction, as torch.optim.AdamW's per-parameter
+    /// <c>state["step"]</c>: one skipped while it had no gradient (module dropout, an unused layer) is not counted.
     /// </summary>
     public void Step(double lr)
     {
@@ -73,8 +74,9 @@ public abstract class AdamWOptimizer : IDisposable
             using var scope = NewDisposeScope();
             var grad = s.Parameter.grad;
             if (grad is null) continue;
+            s.Steps++;
             s.Moments.Update(s.Master ?? s.Parameter, grad, s.WeightDecay,
-                new AdamHyperparameters(lr * s.LearningRateScale, beta1, beta2, eps, StepCount));
+                new AdamHyperparameters(lr * s.LearningRateScale, beta1, beta2, eps, s.Steps));
             if (s.Master is not null) s.Parameter.copy_(s.Master);
         }
     }
@@ -93,10 +95,16 @@ public abstract class AdamWOptimizer : IDisposable
             foreach (var (suffix, tensor) in s.Moments.Tensors())
                 yield return new($"{s.Name}.{suffix}", tensor);
             if (s.Master is not null) yield return new($"{s.Name}.master", s.Master);
+            s.StepTensor.data<long>()[0] = s.Steps;
+            yield return new($"{s.Name}.step", s.StepTensor);
         }
     }
 
-    /// <summary>Restores state written by <see cref="StateTensors"/>; a missing or mis-shaped entry is an error.</summary>
+    /// <summary>
+    /// Restores state written by <see cref="StateTensors"/>; a missing or mis-shaped entry is an error, except a
+    /// parameter's step count, absent from checkpoints written before it was kept: that parameter then takes
+    /// <paramref name="stepCount"/>, the count every parameter used then.
+    /// </summary>
     public void LoadState(Func<string, Tensor?> read, long stepCount)
     {
         using var noGrad = no_grad();
@@ -108,6 +116,13 @@ public abstract class AdamWOptimizer : IDisposable
             {
                 Copy(read, $"{s.Name}.master", s.Master);
                 s.Parameter.copy_(s.Master);
+            }
+            using var step = read($"{s.Name}.step");
+            if (step is null) s.Steps = stepCount;
+            else
+            {
+                Copy(_ => step.alias(), $"{s.Name}.step", s.StepTensor);
+                s.Steps = s.StepTensor.data<long>()[0];
             }
         }
         StepCount = stepCount;
@@ -130,6 +145,7 @@ public abstract class AdamWOptimizer : IDisposable
         {
             s.Moments.Dispose();
             s.Master?.Dispose();
+            s.StepTensor.Dispose();
         }
         GC.SuppressFinalize(this);
     }
@@ -159,5 +175,12 @@ public abstract class AdamWOptimizer : IDisposable
     }
 
     private sealed record Slot(string Name, Parameter Parameter, double WeightDecay, double LearningRateScale, Tensor? Master,
-        Moments Moments);
+        Moments Moments)
+    {
+        /// <summary>The updates this parameter has taken (torch's <c>state["step"]</c>).</summary>
+        public long Steps { get; set; }
+
+        /// <summary><see cref="Steps"/> as the tensor checkpoints save, [1] int64, written when the state is read out.</summary>
+        public Tensor StepTensor { get; } = zeros(1, ScalarType.Int64, CPU).DetachFromDisposeScope();
+    }
 }

@@ -90,6 +90,7 @@ public static class FineTuningMethods
         var lycoris = method is "loha" or "lokr";
         if (lycoris && o.LoraR <= 0)
             throw new ArgumentException($"lora_r (--lora-r), the r of method '{o.Method}', must be a positive integer, found {o.LoraR}");
+        Refuse(o.UseRslora && lycoris, "use_rslora", "LoRA/DoRA");   // LoHa/LoKr scale by alpha / r (PEFT's LycorisConfig has no use_rslora)
         Refuse(o.RankDropout is not null && !lycoris, "rank_dropout (--rank-dropout)", "LoHa/LoKr");
         Refuse(o.ModuleDropout is not null && !lycoris, "module_dropout (--module-dropout)", "LoHa/LoKr");
         Refuse(o.DecomposeBoth is not null && method != "lokr", "decompose_both (--decompose-both)", "LoKr");

@@ -17,7 +17,7 @@ public class ActivationCheckpointTests
     [InlineData("gpt2", "prefix-projection", null)]    // ... and from an MLP, whose graph every recomputed layer's backward goes through
     [InlineData("llama", "prefix-projection", 1)]
     [InlineData("llama", "prompt", null)]
-    [InlineData("llama", "loha", null)]   // rank and module dropout draw from the generator the recomputation replays
+    [InlineData("llama", "loha", null)]   // rank and module dropout draw from the CPU generator (on any device), which the recomputation replays
     [InlineData("llama", "lokr", 1)]
     public void CheckpointedLayersGiveTheSameLossAndGradients(string kind, string method, int? checkpointedLayers)
     {

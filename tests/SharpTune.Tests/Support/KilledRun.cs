@@ -26,13 +26,19 @@ public static class KilledRun
     /// Asserts that <paramref name="resumed"/> logged the same step losses as <paramref name="uninterrupted"/> (<paramref
     /// name="steps"/> of them, where given) and saved the same adapter tensors bit for bit; returns the uninterrupted run's.
     /// </summary>
-    public static Dictionary<string, float[]> AssertResumedAsUninterrupted(FineTuneResult uninterrupted, FineTuneResult resumed, int? steps = null)
+    public static Dictionary<string, float[]> AssertResumedAsUninterrupted(FineTuneResult uninterrupted, FineTuneResult resumed, int? steps = null) =>
+        AssertResumedAsUninterrupted(uninterrupted.Training.RunDirectory, uninterrupted.FinalDirectory, resumed.Training.RunDirectory,
+            resumed.FinalDirectory, steps);
+
+    /// <summary>The same, for runs given by their run folders and final adapter folders (runs of the executable).</summary>
+    public static Dictionary<string, float[]> AssertResumedAsUninterrupted(string uninterruptedRun, string uninterruptedFinal,
+        string resumedRun, string resumedFinal, int? steps = null)
     {
-        var expectedLosses = Losses(uninterrupted.Training.RunDirectory);
+        var expectedLosses = Losses(uninterruptedRun);
         if (steps is { } count) Assert.Equal(count, expectedLosses.Count);
-        Assert.Equal(expectedLosses, Losses(resumed.Training.RunDirectory));
-        var expected = AdapterAssertions.SavedTensors(uninterrupted.FinalDirectory);
-        var actual = AdapterAssertions.SavedTensors(resumed.FinalDirectory);
+        Assert.Equal(expectedLosses, Losses(resumedRun));
+        var expected = AdapterAssertions.SavedTensors(uninterruptedFinal);
+        var actual = AdapterAssertions.SavedTensors(resumedFinal);
         Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
         foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
         return expected;

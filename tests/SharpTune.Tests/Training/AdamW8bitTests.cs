@@ -184,11 +184,12 @@ public class AdamW8bitTests
         using var eight = new AdamW8bit([("w", p, 0.0)]);
         using var full = new SharpTune.Training.AdamW([("w", p, 0.0)]);
         static long Bytes(AdamWOptimizer o) => o.StateTensors().Sum(kv => kv.Value.numel() * kv.Value.element_size());
-        // 2 bytes + 2 fp32 absmax per 256 elements, against 2 fp32 moments: (2 + 8/256) / 8.
-        Assert.Equal(2 * 65536 + 2 * 256 * 4, Bytes(eight));
-        Assert.Equal(8 * 65536, Bytes(full));
-        Assert.Equal(["w.state1", "w.state2", "w.absmax1", "w.absmax2"], eight.StateTensors().Select(kv => kv.Key));
-        Assert.Equal([ScalarType.Byte, ScalarType.Byte, ScalarType.Float32, ScalarType.Float32], eight.StateTensors().Select(kv => kv.Value.dtype));
+        // 2 bytes + 2 fp32 absmax per 256 elements, against 2 fp32 moments: (2 + 8/256) / 8; both keep the parameter's
+        // step count (one int64).
+        Assert.Equal(2 * 65536 + 2 * 256 * 4 + 8, Bytes(eight));
+        Assert.Equal(8 * 65536 + 8, Bytes(full));
+        Assert.Equal(["w.state1", "w.state2", "w.absmax1", "w.absmax2", "w.step"], eight.StateTensors().Select(kv => kv.Key));
+        Assert.Equal([ScalarType.Byte, ScalarType.Byte, ScalarType.Float32, ScalarType.Float32, ScalarType.Int64], eight.StateTensors().Select(kv => kv.Value.dtype));
     }
 
     [Theory]

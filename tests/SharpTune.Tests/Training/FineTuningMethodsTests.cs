@@ -26,4 +26,13 @@ public class FineTuningMethodsTests
         var error = Assert.Throws<ArgumentException>(() => FineTuningMethods.CreateAdapter(new TrainingOptions { Method = method, ModulesToSave = "lm_head" }));
         Assert.Contains($"method '{method}' does not take it", error.Message);
     }
+
+    [Theory]
+    [InlineData("loha")]
+    [InlineData("lokr")]
+    public void LycorisMethodsRefuseUseRslora(string method)
+    {
+        var error = Assert.Throws<ArgumentException>(() => FineTuningMethods.CreateAdapter(new TrainingOptions { Method = method, UseRslora = true }));
+        Assert.Contains($"use_rslora is a LoRA/DoRA setting; method '{method}' does not take it", error.Message);
+    }
 }

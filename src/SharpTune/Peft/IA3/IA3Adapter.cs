@@ -36,25 +36,8 @@ public sealed class IA3Adapter : WrappingAdapter<IA3Linear>
         // PEFT checks feedforward_modules ⊆ target_modules on the names as given (IA3Config.__post_init__), before
         // defaults fill either; a feed-forward module that ends up untargeted is simply not wrapped.
         Config.Validate("IA3");
-        if (SavedModules.SavesTiedEmbedding(model, Config.ModulesToSave))
-            throw new NotSupportedException(
-                "IA3: modules_to_save holds the token embedding of a model whose output head is tied to it: PEFT's IA3 then " +
-                "keeps the head at the base weights while the embedding is trained, which SharpTune does not support (it " +
-                "trains them as one); use LoRA with ensure_weight_tying, or save an untied module");
         var feedforward = Config.FeedforwardModules ?? TargetModules.Names(IA3Config.DefaultFeedforwardModules(model.Config.ModelType));
-        var selected = Targets(model).Select(model);
-        // PEFT (check_target_module_exists) never wraps a module it saves whole.
-        if (Config.ModulesToSave.Count > 0)
-            selected = selected.Where(s => !TargetModules.Names(Config.ModulesToSave).Matches(s.Path)).ToList();
-        if (Config.ExcludeModules is { } excluded)
-        {
-            selected = selected.Where(s => !excluded.Matches(s.Path)).ToList();
-            if (selected.Count == 0)
-                throw new ArgumentException(
-                    $"IA3: target_modules {Targets(model).ToJson().ToJsonString()} selected no module once exclude_modules " +
-                    $"{excluded.ToJson().ToJsonString()} was applied");
-        }
-        savedTargets = Targets(model).Expand(model);   // before wrapping: "all-linear" must name the base layers
+        (var selected, savedTargets) = SelectUntiedTargets(model, Targets(model), Config.ExcludeModules);
         feedforwardExpanded = feedforward.Expand(model);
         var expanded = feedforwardExpanded;
         feedforwardPaths = selected.Where(s => expanded.MatchesAsPlainSuffix(s.Path)).Select(s => s.Path).ToHashSet();

@@ -21,27 +21,17 @@ public sealed record LohaConfig : LycorisConfig
     /// </summary>
     public bool InitWeights { get; init; } = true;
 
-    /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for LoHa.</summary>
-    public JsonObject ToJson()
+    public override JsonObject ToJson()
     {
         var json = SharedJson();
         json["init_weights"] = InitWeights;
         return json;
     }
 
-    private static readonly HashSet<string> KnownFields = [.. SharedFields];
-
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
-    public static LohaConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
-    {
-        // Values built in code (not parsed) refuse numeric conversions such as long → double; a reparse makes them uniform.
-        json = JsonNode.Parse(json.ToJsonString())!.AsObject();
-        AdapterState.RefuseUnknownFields(json, KnownFields, "a LoHa", source);
-        var config = ((LohaConfig)new LohaConfig().WithSharedFields(json, source)) with
+    public static LohaConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName) =>
+        Parse<LohaConfig>(json, source, [], (config, fields) => config with
         {
-            InitWeights = AdapterState.Read(json, "init_weights", true, source),
-        };
-        config.Validate(source);
-        return config;
-    }
+            InitWeights = AdapterState.Read(fields, "init_weights", true, source),
+        });
 }

@@ -21,8 +21,8 @@ public sealed class LohaLinear : LycorisLinear
     private LohaLinear(nn.Module<Tensor, Tensor> baseLayer, int r, double alpha, double rankDropout, double moduleDropout, bool initWeights)
         : base(nameof(LohaLinear), baseLayer, "LoHa", r, alpha, rankDropout, moduleDropout)
     {
-        var (inFeatures, outFeatures) = Features;
-        var device = base_layer.weight!.device;
+        var (inFeatures, outFeatures) = BaseLayer.Shape(base_layer);
+        var device = BaseLayer.DeviceOf(base_layer);
         // PEFT's reset_adapter_parameters: kaiming_uniform_(a=√5) for w1_a, w1_b, w2_a and zeros for w2_b, so ΔW = 0;
         // reset_adapter_parameters_random (init_weights=False) draws w2_b like the others.
         hada_w1_a = Kaiming(outFeatures, r, device);
@@ -39,8 +39,8 @@ public sealed class LohaLinear : LycorisLinear
     // PEFT's LoHa divides by the kept fraction whenever it drops rows (get_delta_weight: drop /= drop.mean()).
     protected override bool RescalesRankDropout => true;
 
-    // PEFT's HadaWeight.forward; its hand-written backward is the gradient autograd derives from the same product.
-    protected override Tensor Product() => torch.matmul(hada_w1_a, hada_w1_b) * torch.matmul(hada_w2_a, hada_w2_b);   // (out, in)
+    // PEFT's HadaWeight: the backward multiplies the products again rather than autograd keeping both (out, in) products.
+    protected override Tensor Product() => HadaWeight.Apply(hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b);   // (out, in)
 
     public override IEnumerable<(string Suffix, Parameter Parameter)> AdapterParameters()
     {

@@ -50,8 +50,7 @@ public sealed record LokrConfig : LycorisConfig
             throw new ArgumentException($"{source}: decompose_factor must be -1 (near the square root) or a positive integer, found {DecomposeFactor}");
     }
 
-    /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for LoKr.</summary>
-    public JsonObject ToJson()
+    public override JsonObject ToJson()
     {
         var json = SharedJson();
         json["decompose_both"] = DecomposeBoth;
@@ -66,23 +65,15 @@ public sealed record LokrConfig : LycorisConfig
         return json;
     }
 
-    private static readonly HashSet<string> KnownFields = [.. SharedFields, "decompose_both", "decompose_factor", "rank_dropout_scale"];
-
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
-    public static LokrConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
-    {
-        json = JsonNode.Parse(json.ToJsonString())!.AsObject();
-        AdapterState.RefuseUnknownFields(json, KnownFields, "a LoKr", source);
-        var config = ((LokrConfig)new LokrConfig().WithSharedFields(json, source)) with
+    public static LokrConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName) =>
+        Parse<LokrConfig>(json, source, ["decompose_both", "decompose_factor", "rank_dropout_scale"], (config, fields) => config with
         {
-            InitWeights = ParseInit(json["init_weights"], source),
-            DecomposeBoth = AdapterState.Read(json, "decompose_both", false, source),
-            DecomposeFactor = AdapterState.Read(json, "decompose_factor", -1, source),
-            RankDropoutScale = AdapterState.Read(json, "rank_dropout_scale", false, source),
-        };
-        config.Validate(source);
-        return config;
-    }
+            InitWeights = ParseInit(fields["init_weights"], source),
+            DecomposeBoth = AdapterState.Read(fields, "decompose_both", false, source),
+            DecomposeFactor = AdapterState.Read(fields, "decompose_factor", -1, source),
+            RankDropoutScale = AdapterState.Read(fields, "rank_dropout_scale", false, source),
+        });
 
     /// <summary>Reads an <c>init_weights</c> value: true, false or "lycoris" (as JSON, or as text from a training config).</summary>
     public static LokrInit ParseInit(JsonNode? node, string source) => node switch

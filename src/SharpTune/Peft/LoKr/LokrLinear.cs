@@ -29,8 +29,8 @@ public sealed class LokrLinear : LycorisLinear
         : base(nameof(LokrLinear), baseLayer, "LoKr", r, alpha, rankDropout, moduleDropout)
     {
         rescalesRankDropout = rankDropoutScale;
-        var (inFeatures, outFeatures) = Features;
-        var device = base_layer.weight!.device;
+        var (inFeatures, outFeatures) = BaseLayer.Shape(base_layer);
+        var device = BaseLayer.DeviceOf(base_layer);
         Shapes = LokrShapes.For(inFeatures, outFeatures, r, decomposeBoth, decomposeFactor);
         var (a, b, c, d) = (Shapes.OutLeft, Shapes.OutRight, Shapes.InLeft, Shapes.InRight);
         // PEFT's reset_adapter_parameters (true): w1 (or w1_a) zero, w1_b, w2 (or w2_a, w2_b) kaiming; the "lycoris" way:

@@ -103,18 +103,38 @@ public abstract record LycorisConfig
     }
 
     /// <summary>The fields <see cref="WithSharedFields"/> reads (with PeftConfig's own); a method adds its own to these.</summary>
-    protected static readonly IReadOnlyList<string> SharedFields =
+    private static readonly IReadOnlyList<string> SharedFields =
     [
         .. AdapterState.PeftConfigFields,
         "r", "alpha", "rank_dropout", "module_dropout", "use_effective_conv2d", "target_modules", "exclude_modules",
         "init_weights", "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern", "modules_to_save",
     ];
 
+    /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for the method.</summary>
+    public abstract JsonObject ToJson();
+
+    /// <summary>
+    /// Reads PEFT's <c>adapter_config.json</c> object for the method <typeparamref name="T"/>: refuses fields outside
+    /// <see cref="SharedFields"/> and <paramref name="ownFields"/>, reads the shared ones, then the method's own with
+    /// <paramref name="readOwnFields"/>, and validates; <paramref name="source"/> names the file in errors.
+    /// </summary>
+    protected static T Parse<T>(JsonObject json, string source, IEnumerable<string> ownFields, Func<T, JsonObject, T> readOwnFields)
+        where T : LycorisConfig, new()
+    {
+        // Values built in code (not parsed) refuse numeric conversions such as long → double; a reparse makes them uniform.
+        json = JsonNode.Parse(json.ToJsonString())!.AsObject();
+        var blank = new T();
+        AdapterState.RefuseUnknownFields(json, [.. SharedFields, .. ownFields], $"a {blank.MethodName}", source);
+        var config = readOwnFields((T)blank.WithSharedFields(json, source), json);
+        config.Validate(source);
+        return config;
+    }
+
     /// <summary>
     /// This configuration with the shared fields read from PEFT's <c>adapter_config.json</c> object. Refuses
     /// <c>layers_to_transform</c>/<c>layers_pattern</c> (not implemented for LyCORIS methods) and a task other than CAUSAL_LM.
     /// </summary>
-    protected LycorisConfig WithSharedFields(JsonObject json, string source)
+    private LycorisConfig WithSharedFields(JsonObject json, string source)
     {
         AdapterState.RequireType(json, PeftType, source);
         AdapterState.RefuseFields(json, ["layers_to_transform", "layers_pattern"], source);

@@ -36,18 +36,15 @@ public abstract class LycorisLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     protected LycorisLinear(string name, nn.Module<Tensor, Tensor> baseLayer, string method, int r, double alpha, double rankDropout,
         double moduleDropout) : base(name)
     {
-        // PEFT's layers_mapping holds nn.Linear, Conv1d and Conv2d only: transformers' Conv1D (GPT-2) and quantized
-        // linears raise "Target module … not supported" there.
+        // PEFT's layers_mapping holds nn.Linear, Conv1d and Conv2d: transformers' Conv1D (GPT-2) raises "Target module …
+        // not supported" there. bitsandbytes' quantized linears subclass nn.Linear, so PEFT wraps them; SharpTune does not.
         base_layer = baseLayer as Linear ?? throw new NotSupportedException(
-            $"{method} wraps nn.Linear layers only (as PEFT's {method}), not {baseLayer.GetType().Name}");
+            $"{method} wraps nn.Linear layers only (SharpTune's {method} refuses GPT-2's Conv1D, as PEFT, and quantized layers), not {baseLayer.GetType().Name}");
         if (r <= 0) throw new ArgumentException($"{method}: r must be a positive integer, found {r}");
         Scaling = alpha / r;
         RankDropout = rankDropout;
         ModuleDropout = moduleDropout;
     }
-
-    /// <summary>(in, out) features of the base layer.</summary>
-    protected (long In, long Out) Features => (base_layer.in_features, base_layer.out_features);
 
     /// <summary>The method's product before scaling, (out, in) in fp32 (LoHa's Hadamard product, LoKr's Kronecker product).</summary>
     protected abstract Tensor Product();
@@ -60,7 +57,9 @@ public abstract class LycorisLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     {
         var weight = Product() * Scaling;
         if (!training || RankDropout <= 0) return weight;
-        var keep = (torch.rand(weight.shape[0], device: weight.device) > RankDropout).to(ScalarType.Float32);   // (out)
+        // Drawn on the CPU and moved, as PEFT (loha/layer.py:212-213, lokr/layer.py:282-283): ActivationCheckpoint
+        // replays only the CPU generator, so a mask drawn on a GPU would differ when a layer is recomputed.
+        var keep = (torch.rand(weight.shape[0]) > RankDropout).to(ScalarType.Float32).to(weight.device);   // (out)
         if (RescalesRankDropout) keep = keep / keep.mean();
         return weight * keep.view(-1, 1);
     }

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SharpTune.Generation;
 using SharpTune.Peft;
 using SharpTune.Peft.LoHa;
 using SharpTune.Peft.LoKr;
@@ -54,6 +55,44 @@ public class LycorisAdapterTests
     [InlineData("lokr")]
     public void SaveLoadRoundTripGivesIdenticalLogits(string method) =>
         PeftMethodChecks.SaveLoadRoundTrip("llama", () => Create(method));
+
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData("loha")]
+    [InlineData("lokr")]
+    public void AJobsCheckpointExportsAsTheAdapterTheRunSaves(string method)
+    {
+        // The jobs API serves checkpoints as adapters: the trainer's names with PEFT's prefix (JobTrainingRun).
+        using var temp = new TempDir();
+        var options = new TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = StoryData.Write(temp.Path), Output = Path.Combine(temp.Path, "run"), Method = method,
+            LoraR = 2, LoraAlpha = 4, MaxSteps = 2, SaveEvery = 2, LearningRate = 1e-2, MicroBatchSize = 4, ValidationFraction = 0,
+        };
+        var result = FineTuneJob.Run(options);
+        var served = Path.Combine(temp.Path, "served");
+        SharpTune.Jobs.CheckpointAdapters.Export(SharpTune.Jobs.CheckpointAdapters.Complete(options.Output).Last().Directory, served,
+            SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, ScalarType.Float32);
+        var expected = AdapterAssertions.SavedTensors(result.FinalDirectory);
+        var actual = AdapterAssertions.SavedTensors(served);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, served);   // PEFT's loader path reads it back
+        Assert.Equal(method.ToUpperInvariant(), JsonNode.Parse(File.ReadAllText(Path.Combine(served, AdapterFiles.ConfigFileName)))!["peft_type"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void LowRankLokrFactorsRoundTripThroughTheSavedAdapter()
+    {
+        // r = 2 with decompose_both splits both Kronecker factors into low-rank pairs on the tiny model's layers.
+        LokrAdapter? saved = null;
+        var config = PeftMethodChecks.SaveLoadRoundTrip("llama", () => saved = new LokrAdapter(new LokrConfig { R = 2, Alpha = 4, DecomposeBoth = true }));
+        Assert.True((bool)config["decompose_both"]!);
+        Assert.Equal(2, (int)config["r"]!);
+        var names = saved!.AdapterStateDict().Keys.ToList();
+        foreach (var factor in new[] { "lokr_w1_a", "lokr_w1_b", "lokr_w2_a", "lokr_w2_b" })
+            Assert.Contains(names, n => n.EndsWith("q_proj." + factor, StringComparison.Ordinal));
+        Assert.DoesNotContain(names, n => n.EndsWith(".lokr_w1", StringComparison.Ordinal) || n.EndsWith(".lokr_w2", StringComparison.Ordinal));
+    }
 
     [Theory]
     [InlineData("loha", "llama", ScalarType.Float32, 1e-5)]

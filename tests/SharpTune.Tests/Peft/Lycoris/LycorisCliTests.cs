@@ -34,18 +34,24 @@ public class LycorisCliTests
 
     [SharedAssetTheory("models/tinystories-656k")]
     [InlineData("loha", "rank_dropout: 0.1\nmodule_dropout: 0.1\n", new string[0], "hada_w1_a")]
-    [InlineData("lokr", "rank_dropout: 0.1\nrank_dropout_scale: true\n", new[] { "--decompose-both", "true", "--lora-r", "2" }, "lokr_w1_a")]
+    [InlineData("lokr", "rank_dropout: 0.1\nmodule_dropout: 0.1\nrank_dropout_scale: true\n", new[] { "--decompose-both", "true", "--lora-r", "2" }, "lokr_w1_a")]
     public void TrainGenerateResumeAndMergeThroughTheExecutable(string method, string yaml, string[] flags, string expectedTensor)
     {
         using var dir = new TempDir();
         var model = Path.Combine(TestAssets.SharedDir, "models", "tinystories-656k");
         var run = Path.Combine(dir.Path, "run");
-        var settings = dir.File("settings.yaml", $"method: {method}\nvalidation_fraction: 0\nsave_every: 2\nwarmup_steps: 0\nlora_alpha: 16\n{yaml}");
+        // A constant rate: the 2-step run resumed to 4 then follows the schedule of the uninterrupted 4-step run.
+        var settings = dir.File("settings.yaml", $"method: {method}\nvalidation_fraction: 0\nsave_every: 2\nwarmup_steps: 0\nlr_schedule: constant\nlora_alpha: 16\n{yaml}");
         var data = StoryData.Write(dir.Path);
         string[] common = ["--config", settings, "--model", model, "--data", data, "--output", run, "--batch-size", "4", "--lr", "0.05", "--seed", "3", .. flags];
         Ok(SharpTuneCli.Run(["train", .. common, "--max-steps", "2"]), "train");
         Ok(SharpTuneCli.Run(["train", .. common, "--max-steps", "4", "--resume"]), "train --resume");
         var adapter = Path.Combine(run, "final");
+        // Resumed with rank and module dropout on, the run is the uninterrupted one: same losses, same adapter bit for bit
+        // (the dropout masks come from the restored generator state).
+        var uninterrupted = Path.Combine(dir.Path, "uninterrupted");
+        Ok(SharpTuneCli.Run(["train", .. common.Select(a => a == run ? uninterrupted : a), "--max-steps", "4"]), "train (uninterrupted)");
+        KilledRun.AssertResumedAsUninterrupted(uninterrupted, Path.Combine(uninterrupted, "final"), run, adapter, steps: 4);
 
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(adapter, AdapterFiles.ConfigFileName)))!;
         Assert.Equal(method.ToUpperInvariant(), (string)config["peft_type"]!);

@@ -166,6 +166,29 @@ public class LycorisFormulaTests
     }
 
     [Theory]
+    [InlineData(LokrInit.Default)]
+    [InlineData(LokrInit.Lycoris)]
+    [InlineData(LokrInit.Random)]
+    public void LowRankLokrFactorsStartAsEachInitModeOfPeftSays(LokrInit init)
+    {
+        // PEFT's reset_adapter_parameters (true): lokr_w1_a zero, lokr_w1_b, lokr_w2_a, lokr_w2_b kaiming;
+        // reset_adapter_parameters_lycoris_way: lokr_w2_b zero, the others kaiming; _random: none zero
+        // (huggingface/peft@5d602fdb, tuners/lokr/layer.py:111-158).
+        torch.manual_seed(6);
+        using var layer = LokrLinear.FromBase(nn.Linear(16, 32), new LokrConfig { DecomposeBoth = true, InitWeights = init }, r: 1, alpha: 1);
+        Assert.Equal(new LokrShapes(4, 8, 4, 4, UseW1: false, UseW2: false), layer.Shapes);   // r = 1 splits both sides
+        Assert.Null(layer.lokr_w1);
+        Assert.Null(layer.lokr_w2);
+        bool Zero(Parameter? p) => p!.eq(0).all().item<bool>();
+        Assert.Equal(init == LokrInit.Default, Zero(layer.lokr_w1_a));
+        Assert.False(Zero(layer.lokr_w1_b));
+        Assert.False(Zero(layer.lokr_w2_a));
+        Assert.Equal(init == LokrInit.Lycoris, Zero(layer.lokr_w2_b));
+        using var delta = layer.DeltaWeight();
+        Assert.Equal(init != LokrInit.Random, delta.eq(0).all().item<bool>());
+    }
+
+    [Theory]
     [InlineData(false, true)]    // LoHa always divides the kept rows by the fraction kept (PEFT: drop /= drop.mean())
     [InlineData(true, false)]    // LoKr only with rank_dropout_scale
     [InlineData(true, true)]
@@ -192,6 +215,34 @@ public class LycorisFormulaTests
         using var expectedOutput = layer.base_layer.forward(x) + x.matmul(full.t());
         using var actual = layer.forward(x);
         Assert.True(actual.allclose(expectedOutput, rtol: 1e-5, atol: 1e-5));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RankDropoutDrawsItsMaskFromTheCpuGeneratorWhateverTheWeightsDevice(bool lokr)
+    {
+        // ActivationCheckpoint replays only the CPU generator, so a mask drawn on the weight's device (a GPU) would differ
+        // when a layer is recomputed; PEFT draws on the CPU and moves the mask (huggingface/peft@5d602fdb,
+        // tuners/loha/layer.py:212-213, tuners/lokr/layer.py:282-283). The "meta" device stands in for a GPU: a draw
+        // there leaves the CPU generator where it was.
+        nn.Module<Tensor, Tensor> baseLayer;
+        set_default_device(device("meta"));
+        try { baseLayer = nn.Linear(8, 32); }
+        finally { set_default_device(CPU); }
+        using var layer = lokr
+            ? (SharpTune.Peft.Lycoris.LycorisLinear)LokrLinear.FromBase(baseLayer, new LokrConfig { RankDropout = 0.5, InitWeights = LokrInit.Random }, r: 2, alpha: 2)
+            : LohaLinear.FromBase(baseLayer, r: 2, alpha: 2, rankDropout: 0.5, initWeights: false);
+        torch.manual_seed(11);
+        using var expectedState = get_rng_state();
+        using (torch.rand(32)) { }   // the draw PEFT makes: one number per output row, on the CPU
+        using var afterOneDraw = get_rng_state();
+        torch.manual_seed(11);
+        using var dropped = layer.DeltaWeight(training: true);
+        using var actualState = get_rng_state();
+        Assert.Equal(DeviceType.META, dropped.device_type);
+        Assert.True(actualState.equal(afterOneDraw).all().item<bool>(), "the mask was not drawn from the CPU generator");
+        Assert.False(expectedState.equal(afterOneDraw).all().item<bool>());
     }
 
     [Fact]

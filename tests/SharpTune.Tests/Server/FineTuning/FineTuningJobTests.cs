@@ -135,6 +135,39 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         Assert.DoesNotContain($"\"id\":\"{modelId}:ckpt-step-4\"", models);
     }
 
+    [ServerTheory]
+    [InlineData("loha")]
+    [InlineData("lokr")]
+    public async Task LycorisJobCheckpointsAreServedAsTheirAdaptersAnswer(string method)
+    {
+        // LoHa's and LoKr's checkpoint names are PEFT's keys without its prefix, as LoRA's: their checkpoints are adapters too.
+        var jobsDir = harness.NewJobsDir();
+        await using var server = await harness.StartAsync(jobsDir, o => o with { Method = method });
+        var sdk = JobsHarness.Sdk(server);
+        using var http = JobsHarness.Http(server);
+        var file = (await sdk.GetOpenAIFileClient().UploadFileAsync(BinaryData.FromString(JobsHarness.CompletionData(8)).ToStream(), "train.jsonl",
+            FileUploadPurpose.FineTune)).Value;
+        var job = await sdk.GetFineTuningClient().FineTuneAsync(JobsHarness.BaseName, file.Id, waitUntilCompleted: false, new FineTuningOptions
+        {
+            Suffix = method,
+            TrainingMethod = FineTuningTrainingMethod.CreateSupervised(new HyperparameterBatchSize(4), new HyperparameterEpochCount(2), new HyperparameterLearningRate(50)),
+        });
+        var done = await JobsHarness.WaitForStatusAsync(http, job.JobId, JobTimeout, "succeeded");
+        Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
+        var checkpoints = new List<FineTuningCheckpoint>();
+        await foreach (var c in job.GetCheckpointsAsync()) checkpoints.Add(c);
+        Assert.Equal([4, 2], checkpoints.Select(c => c.StepNumber));
+        var atStep2 = checkpoints[1].ModelId;
+        Assert.Contains($"\"id\":\"{atStep2}\"", await http.GetStringAsync("/v1/models"));
+        var adapterDir = server.FineTuning!.CheckpointDirectory(job.JobId, 2);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(adapterDir, SharpTune.Peft.AdapterFiles.ConfigFileName)))!;
+        Assert.Equal(method.ToUpperInvariant(), config["peft_type"]!.GetValue<string>());
+        var greedy = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 16 };
+        const string prompt = "Tom had a toy number 3.";
+        var answer = (await sdk.GetChatClient(atStep2).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
+        Assert.Equal(harness.Reference(prompt, 16, adapterDir), answer);
+    }
+
     [ServerFact]
     public async Task AChatFileTrainsWithTheServersChatTemplateAndTheModelAnswersAsItsAdapterDoes()
     {
