@@ -58,12 +58,24 @@ internal static class AddedTokensSetup
     }
 
     /// <summary>Grows the model's vocabulary to hold every id of <paramref name="tokenizer"/> (never shrinks it).</summary>
-    public static void ResizeModel(CausalLanguageModel model, HfTokenizer tokenizer, TrainingOptions options, Action<string>? log)
+    /// <returns>Whether the vocabulary grew.</returns>
+    public static bool ResizeModel(CausalLanguageModel model, HfTokenizer tokenizer, TrainingOptions options, Action<string>? log)
     {
         var (before, after) = EmbeddingResize.Resize(model, tokenizer.IdCount, options.PadVocabToMultipleOf, options.Seed);
         log?.Invoke(before == after
             ? $"vocabulary: the model's {before} embedding rows already hold the tokenizer's {tokenizer.IdCount} ids"
             : $"vocabulary resized from {before} to {after} rows (new rows drawn around the mean of the old ones, as transformers' mean_resizing)");
+        return after > before;
+    }
+
+    /// <summary>
+    /// With <c>trainable_token_indices</c> only the chosen rows train, so when the vocabulary grew the adapter also saves
+    /// the resized embedding (and untied head) whole, as PEFT's <c>save_embedding_layers="auto"</c> does: a base with the
+    /// old vocabulary then takes back every added and padding row as this run drew it.
+    /// </summary>
+    public static void SaveResizedVocabulary(Peft.IPeftAdapter? adapter, bool grew)
+    {
+        if (grew && adapter is Peft.Lora.LoraAdapter { Config.TrainableTokenIndices.Count: > 0 } lora) lora.SavesResizedVocabulary = true;
     }
 
     /// <summary>

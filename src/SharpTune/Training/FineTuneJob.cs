@@ -180,9 +180,10 @@ public static class FineTuneJob
             SequenceClassificationRecipe.QuantizeDecoder(classifier, quantization);
         using var model = classifier?.Model ?? PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
         if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
+        var vocabularyGrew = false;
         if (tokenizerDir is not null)
         {
-            AddedTokensSetup.ResizeModel(model, tokenizer, options, log);
+            vocabularyGrew = AddedTokensSetup.ResizeModel(model, tokenizer, options, log);
             options = AddedTokensSetup.WithResizedModulesSaved(options, model, log);
         }
         model.GradientCheckpointing = options.UsesGradientCheckpointing();
@@ -203,6 +204,7 @@ public static class FineTuneJob
                         (pooling.FromSentenceTransformerFiles ? "(the base's modules.json)" : options.Pooling is null ? "(the default for a decoder)" : "(--pooling)"));
         Runtime.DeviceRandom.SeedAll(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);
+        AddedTokensSetup.SaveResizedVocabulary(adapter, vocabularyGrew);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
         if (adapter is null)
         {

@@ -112,7 +112,8 @@ public sealed class AddedTokensTrainingTests
         using (var tensors = SharpTune.IO.SafetensorsFile.Open(Path.Combine(final, SharpTune.Peft.AdapterFiles.WeightsFileName)))
         {
             Assert.Equal([2L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"].Shape);
-            Assert.DoesNotContain("base_model.model.model.embed_tokens.weight", tensors.Tensors.Keys);
+            // The vocabulary grew, so the resized embedding is saved too, as PEFT's save_embedding_layers="auto" saves it.
+            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.weight"].Shape);
         }
 
         using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);   // the base grows to hold id 513
@@ -128,6 +129,33 @@ public sealed class AddedTokensTrainingTests
         loaded.Adapter!.MergeAndUnload();
         using var merged = loaded.Model.EmbeddingWeight.detach();
         Assert.True(merged.narrow(0, 0, 512).equal(baseRows).all().item<bool>());
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Lora_training_only_one_of_three_added_tokens_saves_the_padded_vocabulary_and_reloads_every_row()
+    {
+        using var dir = new TempDir();
+        var options = Options(dir.Path, "lora") with
+        {
+            MaxSteps = 2, AddTokens = ["<a>", "<b>", "<c>"], AddSpecialTokens = null, TrainableTokenIndices = ["<b>"], PadVocabToMultipleOf = 8,
+        };
+        var final = FineTuneJob.Run(options).FinalDirectory;
+        using (var tensors = SharpTune.IO.SafetensorsFile.Open(Path.Combine(final, SharpTune.Peft.AdapterFiles.WeightsFileName)))
+            Assert.Equal([520L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.weight"].Shape);   // 515 ids padded to 8
+
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);
+        Assert.Equal(520, loaded.Model.Config.VocabSize);
+        var tokenizer = loaded.RequireTokenizer();
+        var ids = tokenizer.Encode("<a> Tom<b> had<c>");
+        Assert.Equal([512, 513, 514], ids.Where(i => i >= 512));
+        Assert.True(double.IsFinite(NextTokenProbability(loaded.Model, ids, 514)));   // every added id runs through the model
+
+        // The rows that did not train are the ones the run drew with its own seed (not redrawn on load).
+        using var expected = PretrainedModel.Load(TestAssets.Stories260K);
+        EmbeddingResize.Resize(expected, 515, options.PadVocabToMultipleOf, options.Seed);
+        loaded.Adapter!.Unload();
+        foreach (var row in new[] { 512, 514, 519 })
+            Assert.True(loaded.Model.EmbeddingWeight[row].equal(expected.EmbeddingWeight[row]).all().item<bool>(), $"row {row} differs");
     }
 
     [Theory]
