@@ -29,7 +29,7 @@ public static class EmbeddingResize
     /// <exception cref="NotSupportedException">The output head is quantized or wrapped by an adapter (resize before injecting one).</exception>
     public static (int Before, int After) Resize(CausalLanguageModel model, int numTokens, int? padToMultipleOf = null, long seed = 0)
     {
-        var (before, after, replaced) = Grow(model, numTokens, padToMultipleOf, seed);
+        var (before, after, replaced) = Grow(model, numTokens, padToMultipleOf, seed, undoable: false);
         replaced?.Dispose();
         return (before, after);
     }
@@ -39,9 +39,9 @@ public static class EmbeddingResize
     /// load) can give the model back its vocabulary with <see cref="Replaced.Restore"/>; null when nothing grew.
     /// </summary>
     internal static Replaced? ResizeUndoable(CausalLanguageModel model, int numTokens, int? padToMultipleOf = null, long seed = 0) =>
-        Grow(model, numTokens, padToMultipleOf, seed).Replaced;
+        Grow(model, numTokens, padToMultipleOf, seed, undoable: true).Replaced;
 
-    private static (int Before, int After, Replaced? Replaced) Grow(CausalLanguageModel model, int numTokens, int? padToMultipleOf, long seed)
+    private static (int Before, int After, Replaced? Replaced) Grow(CausalLanguageModel model, int numTokens, int? padToMultipleOf, long seed, bool undoable)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(numTokens, 1);
         if (padToMultipleOf is { } multiple)
@@ -57,7 +57,9 @@ public static class EmbeddingResize
         if (head is not null and not Linear)
             throw new NotSupportedException($"the output head is a {head.GetType().Name}: only a plain linear head can be resized " +
                                             "(resize before quantizing it or wrapping it in an adapter)");
-        var replaced = new Replaced(model, embedding.weight, (head as Linear)?.weight, before);
+        // Setting a Linear's weight disposes the old one, so an undoable resize keeps a copy of the head.
+        var keptHead = undoable && head is Linear { weight: { } headWeight } ? headWeight.detach().clone().DetachFromDisposeScope() : null;
+        var replaced = new Replaced(model, embedding.weight, keptHead, (head as Linear)?.weight?.requires_grad ?? false, before);
         using var generator = new Generator((ulong)seed, embedding.weight.device);
         // The new parameters outlive any dispose scope the caller is in, as the model's own parameters do.
         var grown = new Parameter(GrowRows(embedding.weight, numTokens, generator), embedding.weight.requires_grad).DetachFromDisposeScope();
@@ -73,7 +75,7 @@ public static class EmbeddingResize
     }
 
     /// <summary>The embedding (and untied head) weights a resize replaced, and the row count they had.</summary>
-    internal sealed class Replaced(CausalLanguageModel model, Parameter embedding, Parameter? head, int rows) : IDisposable
+    internal sealed class Replaced(CausalLanguageModel model, Parameter embedding, Tensor? head, bool headRequiresGrad, int rows) : IDisposable
     {
         private bool kept = true;
 
@@ -85,10 +87,8 @@ public static class EmbeddingResize
             model.InputEmbedding.ReplaceWeight(embedding);
             if (head is not null && model.UntiedOutputHead is Linear linear)
             {
-                var grown = linear.weight;
-                linear.weight = head;
+                linear.weight = new Parameter(head, headRequiresGrad);   // disposes the grown one
                 linear.out_features = rows;
-                grown?.Dispose();
             }
             model.SetVocabSize(rows);
         }

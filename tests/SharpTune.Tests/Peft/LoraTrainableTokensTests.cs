@@ -153,6 +153,35 @@ public sealed class LoraTrainableTokensTests
         expected.Dispose();
     }
 
+    [Fact]
+    public void An_adapter_that_fails_to_load_leaves_the_vocabulary_as_it_was()
+    {
+        using var dir = new TempDir();
+        using (var model = TestModels.Create("llama"))
+        {
+            EmbeddingResize.Resize(model, 104, seed: 42);
+            var adapter = Create([97]);
+            adapter.SavesResizedVocabulary = true;
+            adapter.Inject(model);
+            PeftAdapters.Save(adapter, dir.Path, "base/llama");
+        }
+        var store = AdapterFiles.Resolve(null);
+        var file = Path.Combine(dir.Path, AdapterFiles.WeightsFileName);
+        var state = new Dictionary<string, Tensor>(store.Read(file));
+        var loraA = state.Keys.First(k => k.EndsWith("lora_A.weight", StringComparison.Ordinal));
+        state[loraA] = zeros(3, 5);   // a tensor of the wrong shape: the load fails after the vocabulary grew
+        store.Write(file, state, AdapterFiles.Metadata);
+
+        using var fresh = TestModels.Create("llama");
+        using var embedding = fresh.EmbeddingWeight.detach().clone();
+        using var logits = ProbeLogits(fresh);
+        Assert.Throws<InvalidDataException>(() => PeftAdapters.Load(fresh, dir.Path));
+        Assert.Equal(96, fresh.Config.VocabSize);
+        Assert.True(fresh.EmbeddingWeight.equal(embedding).all().item<bool>());
+        using var after = ProbeLogits(fresh);   // the untied head is its 96 rows again
+        Assert.True(after.equal(logits).all().item<bool>());
+    }
+
     private static (JsonObject Config, Dictionary<string, long[]> Shapes) ReadShapes(string dir)
     {
         using var file = SharpTune.IO.SafetensorsFile.Open(Path.Combine(dir, AdapterFiles.WeightsFileName));
