@@ -158,6 +158,30 @@ public sealed class AddedTokensTrainingTests
             Assert.True(loaded.Model.EmbeddingWeight[row].equal(expected.EmbeddingWeight[row]).all().item<bool>(), $"row {row} differs");
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void A_lora_adapter_trained_with_added_tokens_exports_to_gguf_with_the_grown_vocabulary()
+    {
+        using var dir = new TempDir();
+        var final = FineTuneJob.Run(Options(dir.Path, "lora") with { MaxSteps = 2 }).FinalDirectory;
+        var output = Path.Combine(dir.Path, "merged.gguf");
+        SharpTune.Export.Gguf.GgufExporter.Export(new SharpTune.Export.Gguf.GgufExportOptions
+            { ModelDir = TestAssets.Stories260K, AdapterDir = final, OutputPath = output, Type = SharpTune.Export.Gguf.GgufExportType.F32 });
+
+        var gguf = SharpTune.Export.Gguf.GgufReader.Open(output);
+        Assert.Equal(514, gguf.Metadata["llama.vocab_size"].AsInteger());
+        var tokens = gguf.Metadata["tokenizer.ggml.tokens"].AsArray<string>();
+        Assert.Equal(514, tokens.Count);
+        Assert.Equal("<|im_end|>", tokens[512]);
+        Assert.Equal("<|im_start|>", tokens[513]);
+        Assert.Equal([64L, 514L], gguf.Tensor("token_embd.weight").Shape);   // GGUF lists dimensions innermost first
+
+        // The exported rows are the merged model's, the trained added rows included.
+        using var merged = LoadedModel.Load(TestAssets.Stories260K, final);
+        merged.Adapter!.MergeAndUnload();
+        var expected = merged.Model.EmbeddingWeight.detach().to(ScalarType.Float32).flatten().data<float>().ToArray();
+        Assert.Equal(expected, gguf.ReadFloat32("token_embd.weight"));
+    }
+
     [Theory]
     [InlineData("empty", "a token is empty")]
     [InlineData("prompt-tuning", "method prompt-tuning cannot train the new embedding rows")]
