@@ -40,6 +40,18 @@ internal static class AddedTokensSetup
                                         "loaded from the base, which lacks the added tokens; train with an adapter (its reference is the base with the adapter off)");
     }
 
+    /// <summary>Refuses what cannot work with this base model, before its weights are read or the tokenizer is written.</summary>
+    public static void ValidateForModel(TrainingOptions options, ModelConfig config, string modelDir)
+    {
+        if (Requested(options).Count == 0) return;
+        // IA3 keeps a tied head apart from a saved embedding (PEFT's IA3 has no ensure_weight_tying), which SharpTune,
+        // training them as one tensor, does not compute: IA3Adapter refuses such modules_to_save, so refuse it here first.
+        if (string.Equals(options.Method, "ia3", StringComparison.OrdinalIgnoreCase) && config.TieWordEmbeddings)
+            throw new ArgumentException($"add_tokens / add_special_tokens with method ia3: {modelDir} ties its output head to the token embedding " +
+                                        "(tie_word_embeddings), and IA3 cannot save the resized embedding of a tied head (PEFT's IA3 would train it " +
+                                        "apart from the head); use lora or dora (or full)");
+    }
+
     /// <summary>
     /// Writes the base's tokenizer with the tokens added into the run folder and returns that folder, or null when the
     /// run adds no tokens.

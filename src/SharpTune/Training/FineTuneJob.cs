@@ -137,6 +137,7 @@ public static class FineTuneJob
         };
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(options.Model);
+        if (AddedTokensSetup.Requested(options).Count > 0) AddedTokensSetup.ValidateForModel(options, ModelConfig.Load(modelDir), modelDir);
         if (options.Quantize is null && BitsAndBytesConfig.TryRead(modelDir) is { } stored)
         {
             if (TrainingTasks.TrainsHead(options))

@@ -182,6 +182,17 @@ public sealed class AddedTokensTrainingTests
         Assert.Equal(expected, gguf.ReadFloat32("token_embd.weight"));
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void Ia3_with_added_tokens_on_a_tied_head_is_refused_before_the_tokenizer_is_written()
+    {
+        using var dir = new TempDir();
+        var options = Options(dir.Path, "ia3");
+        var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Run(options));
+        Assert.Contains("method ia3", error.Message);
+        Assert.Contains("ties its output head to the token embedding", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(options.Output, AddedTokensSetup.TokenizerFolder)));
+    }
+
     [Theory]
     [InlineData("empty", "a token is empty")]
     [InlineData("prompt-tuning", "method prompt-tuning cannot train the new embedding rows")]
