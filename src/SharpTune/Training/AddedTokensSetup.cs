@@ -34,10 +34,6 @@ internal static class AddedTokensSetup
         if (options.Method.ToLowerInvariant() is not ("full" or "lora" or "dora" or "ia3"))
             throw new ArgumentException($"add_tokens / add_special_tokens: method {options.Method} cannot train the new embedding rows " +
                                         "(full, lora, dora or ia3 can: the adapters save the resized embedding as modules_to_save)");
-        var objective = options.Objective.Trim().ToLowerInvariant();
-        if (objective is "dpo" or "kto" or "grpo" && string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentException($"add_tokens / add_special_tokens with method full and objective {objective}: the reference model is " +
-                                        "loaded from the base, which lacks the added tokens; train with an adapter (its reference is the base with the adapter off)");
     }
 
     /// <summary>Refuses what cannot work with this base model, before its weights are read or the tokenizer is written.</summary>
@@ -78,6 +74,27 @@ internal static class AddedTokensSetup
             ? $"vocabulary: the model's {before} embedding rows already hold the tokenizer's {tokenizer.IdCount} ids"
             : $"vocabulary resized from {before} to {after} rows (new rows drawn around the mean of the old ones, as transformers' mean_resizing)");
         return after > before;
+    }
+
+    /// <summary>
+    /// The frozen reference copy of the base a full fine-tune's DPO, KTO or GRPO compares against, its vocabulary grown
+    /// as <paramref name="policy"/>'s was: the same size, padding and seed draw the same new rows from the same base
+    /// (<see cref="EmbeddingResize"/> seeds its generator), so the reference starts equal to the policy, added tokens included.
+    /// </summary>
+    public static CausalLanguageModel LoadFrozenCopy(string modelDir, TorchSharp.torch.ScalarType dtype, CausalLanguageModel policy, TrainingOptions options)
+    {
+        var copy = PretrainedModel.Load(modelDir, dtype, policy.Device);
+        try
+        {
+            if (policy.Config.VocabSize > copy.Config.VocabSize)
+                EmbeddingResize.Resize(copy, policy.Config.VocabSize, options.PadVocabToMultipleOf, options.Seed);
+            return copy;
+        }
+        catch
+        {
+            copy.Dispose();
+            throw;
+        }
     }
 
     /// <summary>

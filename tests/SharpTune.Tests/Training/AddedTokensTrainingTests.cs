@@ -193,11 +193,53 @@ public sealed class AddedTokensTrainingTests
         Assert.False(Directory.Exists(Path.Combine(options.Output, AddedTokensSetup.TokenizerFolder)));
     }
 
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData("stories260K")]
+    [InlineData("untied")]
+    public void The_frozen_reference_copy_grows_as_the_policy_did_and_starts_equal_to_it(string kind)
+    {
+        using var dir = new TempDir();
+        var modelDir = TestAssets.Stories260K;
+        if (kind == "untied")   // a random Llama with its own lm_head, saved as a folder
+        {
+            using var untied = TestModels.Create("llama");
+            modelDir = Path.Combine(dir.Path, "untied");
+            PretrainedModel.Save(untied, modelDir);
+        }
+        var options = new TrainingOptions { Model = modelDir, Data = "unused.jsonl", PadVocabToMultipleOf = 8, Seed = 17 };
+        using var policy = PretrainedModel.Load(modelDir);
+        var rows = policy.Config.VocabSize;
+        EmbeddingResize.Resize(policy, rows + 3, options.PadVocabToMultipleOf, options.Seed);
+        using var reference = AddedTokensSetup.LoadFrozenCopy(modelDir, ScalarType.Float32, policy, options);
+
+        Assert.Equal(policy.Config.VocabSize, reference.Config.VocabSize);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var ids = tensor(new long[] { 1, rows, 5, rows + 1, 9, rows + 2 }).unsqueeze(0);   // the added ids among old ones
+        Assert.True(reference.Forward(ids).equal(policy.Forward(ids)).all().item<bool>());
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Full_dpo_with_added_tokens_compares_against_a_reference_that_holds_them()
+    {
+        using var dir = new TempDir();
+        var data = dir.File("train.jsonl", string.Concat(Enumerable.Range(0, 8).Select(i => new JsonObject
+        {
+            ["prompt"] = "<|im_start|>Once upon a time", ["chosen"] = $" a cat.<|im_end|>", ["rejected"] = $" a dog{i}",
+        }.ToJsonString() + "\n")));
+        var result = FineTuneJob.Run(new TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = data, Validation = data, Output = Path.Combine(dir.Path, "run"), Objective = "dpo",
+            Method = "full", MaxSteps = 1, MicroBatchSize = 4, EvalEvery = 100, AddTokens = ["<|im_start|>"], AddSpecialTokens = ["<|im_end|>"],
+        });
+        // Policy = reference before training, added rows included: DPO's loss is log 2.
+        Assert.Equal(Math.Log(2), result.InitialValidationLoss!.Value, 6);
+    }
+
     [Theory]
     [InlineData("empty", "a token is empty")]
     [InlineData("prompt-tuning", "method prompt-tuning cannot train the new embedding rows")]
     [InlineData("classification", "task sequence_classification does not take added tokens")]
-    [InlineData("dpo-full", "the reference model is loaded from the base")]
     [InlineData("pad", "pad_vocab_to_multiple_of (--pad-vocab-to-multiple-of) must be at least 1")]
     public void Settings_that_cannot_work_are_refused_before_any_work(string setting, string message)
     {
@@ -207,7 +249,6 @@ public sealed class AddedTokensTrainingTests
             "empty" => options with { AddSpecialTokens = [""] },
             "prompt-tuning" => options with { Method = "prompt-tuning" },
             "classification" => options with { Task = "sequence_classification" },
-            "dpo-full" => options with { Objective = "dpo", Method = "full" },
             _ => options with { PadVocabToMultipleOf = 0 },
         };
         var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options));
