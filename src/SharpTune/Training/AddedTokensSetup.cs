@@ -50,9 +50,9 @@ internal static class AddedTokensSetup
 
     /// <summary>
     /// Writes the base's tokenizer with the tokens added into the run folder and returns that folder, or null when the
-    /// run adds no tokens.
+    /// run adds no tokens. A rank other than 0 writes its copy into a temporary folder, deleted when the result is disposed.
     /// </summary>
-    public static string? WriteTokenizer(TrainingOptions options, string modelDir, Action<string>? log)
+    public static WrittenTokenizer? WriteTokenizer(TrainingOptions options, string modelDir, Action<string>? log)
     {
         var tokens = Requested(options);
         if (tokens.Count == 0) return null;
@@ -60,9 +60,36 @@ internal static class AddedTokensSetup
         var rank = Distributed.ProcessGroups.Current.Rank;
         var dir = rank == 0 ? Path.Combine(options.Output, TokenizerFolder)
             : Path.Combine(Path.GetTempPath(), $"sharptune-tokenizer-{Environment.ProcessId}-{rank}");
+        var demoted = DemotedSpecialTokens(modelDir, tokens);
         var added = TokenAdditions.Write(modelDir, dir, tokens);
         log?.Invoke("added tokens: " + string.Join(", ", added.Select(a => $"{a.Content} → {a.Id}{(a.NewId ? "" : " (already known)")}")));
-        return dir;
+        if (demoted.Count > 0)
+            log?.Invoke($"warning: add_tokens lists {string.Join(", ", demoted)}, special in the base's tokenizer: as the tokenizers library's " +
+                        "add_tokens does, it is rewritten as an ordinary added token (special: false), so decoding with skip_special_tokens " +
+                        "keeps its text; list it under add_special_tokens to keep it special");
+        return new WrittenTokenizer(dir, Temporary: rank != 0);
+    }
+
+    /// <summary>The extended tokenizer's folder; a temporary one is deleted on dispose.</summary>
+    internal sealed record WrittenTokenizer(string Path, bool Temporary) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (Temporary && Directory.Exists(Path)) Directory.Delete(Path, recursive: true);
+        }
+    }
+
+    // Tokens given as plain add_tokens that the base's tokenizer.json holds as special added tokens: the Rust library's
+    // add_tokens replaces such an entry with the new, non-special one (huggingface/tokenizers@02cc5359e6da7c9965579f9d964a4244d6387f2d
+    // tokenizers/src/tokenizer/added_vocabulary.rs, AddedVocabulary::add_tokens), as TokenAdditions.Write does.
+    private static IReadOnlyList<string> DemotedSpecialTokens(string modelDir, IReadOnlyList<NewToken> tokens)
+    {
+        var path = Path.Combine(modelDir, "tokenizer.json");
+        if (!File.Exists(path)) return [];
+        var special = (System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?["added_tokens"] as System.Text.Json.Nodes.JsonArray ?? [])
+            .Where(t => t?["special"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<bool>(out var isSpecial) && isSpecial)
+            .Select(t => t!["content"]?.GetValue<string>()).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        return tokens.Where(t => !t.Special && special.Contains(t.Content)).Select(t => t.Content).Distinct().ToList();
     }
 
     /// <summary>Grows the model's vocabulary to hold every id of <paramref name="tokenizer"/> (never shrinks it).</summary>

@@ -158,7 +158,8 @@ public static class FineTuneJob
         if (Distributed.ProcessGroups.Current.Rank == 0) TrainingConfigFile.Save(options, Path.Combine(options.Output, "config.yaml"));
 
         // With added tokens the run reads (and saves) the extended tokenizer written into its own folder.
-        var tokenizerDir = AddedTokensSetup.WriteTokenizer(options, modelDir, log);
+        using var writtenTokenizer = AddedTokensSetup.WriteTokenizer(options, modelDir, log);
+        var tokenizerDir = writtenTokenizer?.Path;
         var tokenizer = HfTokenizer.FromDirectory(tokenizerDir ?? modelDir);
         options = AddedTokensSetup.WithTokenIndicesResolved(options, tokenizer);
         var chatTemplate = options.ChatTemplate is { } name ? ChatTemplate.BuiltIn(name)

@@ -236,6 +236,30 @@ public sealed class AddedTokensTrainingTests
         Assert.Equal(Math.Log(2), result.InitialValidationLoss!.Value, 6);
     }
 
+    [SharedAssetFact("tokenizers")]
+    public void A_special_token_of_the_base_given_as_a_plain_added_token_is_rewritten_as_plain_with_a_warning()
+    {
+        using var dir = new TempDir();
+        var log = new List<string>();
+        var options = new TrainingOptions { Model = "unused", Data = "unused.jsonl", Output = dir.Path, AddTokens = ["<|im_start|>", "<x>"] };
+        using var written = AddedTokensSetup.WriteTokenizer(options, TestAssets.Tokenizer("qwen3"), log.Add)!;
+        Assert.False(written.Temporary);
+        var warning = Assert.Single(log, l => l.StartsWith("warning:", StringComparison.Ordinal));
+        Assert.Contains("<|im_start|>", warning);
+        Assert.DoesNotContain("<x>", warning);
+        // Qwen3 keeps the id (151644) but the entry is now special: false, as the Rust library's add_tokens writes it.
+        var entry = JsonNode.Parse(File.ReadAllText(Path.Combine(written.Path, "tokenizer.json")))!["added_tokens"]!.AsArray()
+            .Single(t => t!["content"]!.GetValue<string>() == "<|im_start|>")!;
+        Assert.Equal(151644, entry["id"]!.GetValue<int>());
+        Assert.False(entry["special"]!.GetValue<bool>());
+
+        // A rank other than 0 writes into a temporary folder, deleted once the run is done with it.
+        var temporary = Directory.CreateDirectory(Path.Combine(dir.Path, "rank-1")).FullName;
+        File.WriteAllText(Path.Combine(temporary, "tokenizer.json"), "{}");
+        new AddedTokensSetup.WrittenTokenizer(temporary, Temporary: true).Dispose();
+        Assert.False(Directory.Exists(temporary));
+    }
+
     [Theory]
     [InlineData("empty", "a token is empty")]
     [InlineData("prompt-tuning", "method prompt-tuning cannot train the new embedding rows")]
