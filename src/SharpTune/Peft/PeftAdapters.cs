@@ -74,7 +74,8 @@ public static class PeftAdapters
 
     /// <summary>
     /// Loads the adapter folder <paramref name="directory"/> into <paramref name="model"/> (inject + load weights).
-    /// When the weights do not fit, the model is restored and the error names the file and the mismatched keys.
+    /// When the weights do not fit, the model is restored (a vocabulary grown for the adapter included) and the error
+    /// names the file and the mismatched keys.
     /// </summary>
     public static IPeftAdapter Load(CausalLanguageModel model, string directory, IAdapterTensorStore? store = null)
     {
