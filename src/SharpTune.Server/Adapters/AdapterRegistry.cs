@@ -11,7 +11,9 @@ namespace SharpTune.Server.Adapters;
 /// <see cref="Unload"/> touch the model and run on the engine's model thread.
 /// </summary>
 /// <param name="hiddenSize">The base model's hidden size, checked against an embedding adapter's Pooling config; null = unchecked.</param>
-public sealed partial class AdapterRegistry(IAdapterActivator activator, HfTokenizer tokenizer, string baseModelName, int? hiddenSize = null) : IDisposable
+/// <param name="vocabularyRows">The base model's embedding rows, checked against an adapter's saved embedding; null = unchecked.</param>
+public sealed partial class AdapterRegistry(IAdapterActivator activator, HfTokenizer tokenizer, string baseModelName, int? hiddenSize = null,
+    int? vocabularyRows = null) : IDisposable
 {
     private readonly ConcurrentDictionary<string, ServedAdapter> adapters = new(StringComparer.Ordinal);
 
@@ -29,7 +31,8 @@ public sealed partial class AdapterRegistry(IAdapterActivator activator, HfToken
     /// <exception cref="FileNotFoundException">The folder lacks adapter_config.json or adapter_model.safetensors.</exception>
     /// <exception cref="InvalidDataException">
     /// The config or weights are malformed or do not fit the model, or the sentence-transformers files beside the adapter
-    /// (modules.json, …) are malformed or name a module the embedder cannot run; the message names the file.
+    /// (modules.json, …) are malformed or name a module the embedder cannot run; the message names the file. Also an
+    /// adapter trained with added tokens (its tokenizer or saved embedding larger than the base's): serve it merged.
     /// </exception>
     public ServedAdapter Load(string name, string directory)
     {
@@ -47,7 +50,17 @@ public sealed partial class AdapterRegistry(IAdapterActivator activator, HfToken
         var embedding = File.Exists(Path.Combine(directory, SentenceTransformerConfig.ModulesFileName))
             ? SentenceTransformerConfig.FromDirectory(directory, hiddenSize) : null;
         var chatFormat = ChatPromptFormat.StoredWithAdapter(directory, tokenizer);
+        RefuseAddedTokens(name, directory);
         var weights = AdapterFiles.DefaultStore.Read(weightsPath);
+        try
+        {
+            RefuseGrownEmbedding(name, directory, weights);
+        }
+        catch
+        {
+            foreach (var t in weights.Values) t.Dispose();
+            throw;
+        }
         var served = new ServedAdapter(name, Path.GetFullPath(directory), method, weights, chatFormat, embedding);
         try
         {
@@ -66,6 +79,30 @@ public sealed partial class AdapterRegistry(IAdapterActivator activator, HfToken
         adapters[name] = served;
         return served;
     }
+
+    // An adapter trained with added tokens needs the base's vocabulary grown to its own (and its tokenizer to encode the
+    // new tokens); the base is shared by every adapter and the base's own requests, so serve does not grow it.
+    private void RefuseAddedTokens(string name, string directory)
+    {
+        if (!File.Exists(Path.Combine(directory, "tokenizer.json"))) return;
+        var ids = HfTokenizer.FromDirectory(directory).IdCount;
+        if (ids > tokenizer.IdCount)
+            throw new InvalidDataException(AddedTokensMessage(name, directory, $"its tokenizer has {ids} ids, the served base's {tokenizer.IdCount}"));
+    }
+
+    private void RefuseGrownEmbedding(string name, string directory, IReadOnlyDictionary<string, TorchSharp.torch.Tensor> weights)
+    {
+        if (vocabularyRows is not { } rows) return;
+        foreach (var (key, tensor) in weights)
+            if ((key.EndsWith("embed_tokens.weight", StringComparison.Ordinal) || key.EndsWith("lm_head.weight", StringComparison.Ordinal)
+                 || key.EndsWith("wte.weight", StringComparison.Ordinal) || key.EndsWith("token_adapter.base_layer.weight", StringComparison.Ordinal))
+                && tensor.dim() == 2 && tensor.size(0) > rows)
+                throw new InvalidDataException(AddedTokensMessage(name, directory, $"{key} has {tensor.size(0)} rows, the served base's embedding {rows}"));
+    }
+
+    private static string AddedTokensMessage(string name, string directory, string detail) =>
+        $"adapter '{name}' ({directory}) was trained with added tokens ({detail}); serve does not grow the base it shares with " +
+        $"every other adapter: merge it (sharptune merge --model BASE --adapter {directory} --out MERGED) and serve the merged folder";
 
     /// <summary>Stops serving <paramref name="name"/>, restoring the base model if it was active; false if unknown.</summary>
     public bool Unload(string name)

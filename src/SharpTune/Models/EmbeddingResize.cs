@@ -29,6 +29,20 @@ public static class EmbeddingResize
     /// <exception cref="NotSupportedException">The output head is quantized or wrapped by an adapter (resize before injecting one).</exception>
     public static (int Before, int After) Resize(CausalLanguageModel model, int numTokens, int? padToMultipleOf = null, long seed = 0)
     {
+        var (before, after, replaced) = Grow(model, numTokens, padToMultipleOf, seed, undoable: false);
+        replaced?.Dispose();
+        return (before, after);
+    }
+
+    /// <summary>
+    /// <see cref="Resize"/> that keeps what it replaced, so a caller whose next step fails (an adapter that does not
+    /// load) can give the model back its vocabulary with <see cref="Replaced.Restore"/>; null when nothing grew.
+    /// </summary>
+    internal static Replaced? ResizeUndoable(CausalLanguageModel model, int numTokens, int? padToMultipleOf = null, long seed = 0) =>
+        Grow(model, numTokens, padToMultipleOf, seed, undoable: true).Replaced;
+
+    private static (int Before, int After, Replaced? Replaced) Grow(CausalLanguageModel model, int numTokens, int? padToMultipleOf, long seed, bool undoable)
+    {
         ArgumentOutOfRangeException.ThrowIfLessThan(numTokens, 1);
         if (padToMultipleOf is { } multiple)
         {
@@ -37,22 +51,56 @@ public static class EmbeddingResize
         }
         var embedding = model.InputEmbedding;
         var before = (int)embedding.NumEmbeddings;
-        if (numTokens <= before) return (before, before);
+        if (numTokens <= before) return (before, before, null);
 
         var head = model.UntiedOutputHead;
         if (head is not null and not Linear)
             throw new NotSupportedException($"the output head is a {head.GetType().Name}: only a plain linear head can be resized " +
                                             "(resize before quantizing it or wrapping it in an adapter)");
+        // Setting a Linear's weight disposes the old one, so an undoable resize keeps a copy of the head.
+        var keptHead = undoable && head is Linear { weight: { } headWeight } ? headWeight.detach().clone().DetachFromDisposeScope() : null;
+        var replaced = new Replaced(model, embedding.weight, keptHead, (head as Linear)?.weight?.requires_grad ?? false, before);
         using var generator = new Generator((ulong)seed, embedding.weight.device);
-        embedding.ReplaceWeight(new Parameter(GrowRows(embedding.weight, numTokens, generator), embedding.weight.requires_grad));
+        // The new parameters outlive any dispose scope the caller is in, as the model's own parameters do.
+        var grown = new Parameter(GrowRows(embedding.weight, numTokens, generator), embedding.weight.requires_grad).DetachFromDisposeScope();
+        embedding.ReplaceWeight((Parameter)grown, disposeOld: false);
         if (head is Linear linear)
         {
             // _get_resized_lm_head initialises the head's new rows with the same function, from the head's own rows.
-            linear.weight = new Parameter(GrowRows(linear.weight!, numTokens, generator), linear.weight!.requires_grad);
+            linear.weight = (Parameter)new Parameter(GrowRows(linear.weight!, numTokens, generator), linear.weight!.requires_grad).DetachFromDisposeScope();
             linear.out_features = numTokens;
         }
         model.SetVocabSize(numTokens);
-        return (before, numTokens);
+        return (before, numTokens, replaced);
+    }
+
+    /// <summary>The embedding (and untied head) weights a resize replaced, and the row count they had.</summary>
+    internal sealed class Replaced(CausalLanguageModel model, Parameter embedding, Tensor? head, bool headRequiresGrad, int rows) : IDisposable
+    {
+        private bool kept = true;
+
+        /// <summary>Puts the old weights and vocabulary size back (the grown weights are disposed).</summary>
+        public void Restore()
+        {
+            if (!kept) throw new InvalidOperationException("the replaced weights were already restored or disposed");
+            kept = false;
+            model.InputEmbedding.ReplaceWeight(embedding);
+            if (head is not null && model.UntiedOutputHead is Linear linear)
+            {
+                linear.weight = new Parameter(head, headRequiresGrad);   // disposes the grown one
+                linear.out_features = rows;
+            }
+            model.SetVocabSize(rows);
+        }
+
+        /// <summary>Frees the old weights (the resize stands).</summary>
+        public void Dispose()
+        {
+            if (!kept) return;
+            kept = false;
+            embedding.Dispose();
+            head?.Dispose();
+        }
     }
 
     /// <summary>

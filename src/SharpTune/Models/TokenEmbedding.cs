@@ -26,12 +26,12 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Puts <paramref name="replacement"/> in the old weight's place (a resized vocabulary) and frees the old one.</summary>
-    internal void ReplaceWeight(Parameter replacement)
+    internal void ReplaceWeight(Parameter replacement, bool disposeOld = true)
     {
         var old = weight;
         weight = replacement;
         ConditionallyRegisterParameter(nameof(weight), replacement);
-        old.Dispose();
+        if (disposeOld) old.Dispose();
     }
 
     public long NumEmbeddings => weight.size(0);

@@ -74,7 +74,8 @@ public static class PeftAdapters
 
     /// <summary>
     /// Loads the adapter folder <paramref name="directory"/> into <paramref name="model"/> (inject + load weights).
-    /// When the weights do not fit, the model is restored and the error names the file and the mismatched keys.
+    /// When the weights do not fit, the model is restored (a vocabulary grown for the adapter included) and the error
+    /// names the file and the mismatched keys.
     /// </summary>
     public static IPeftAdapter Load(CausalLanguageModel model, string directory, IAdapterTensorStore? store = null)
     {
@@ -85,24 +86,37 @@ public static class PeftAdapters
             throw new FileNotFoundException(File.Exists(Path.Combine(directory, AdapterFiles.LegacyWeightsFileName))
                 ? $"{directory}: only {AdapterFiles.LegacyWeightsFileName} (pickle) is present; convert it to {AdapterFiles.WeightsFileName}"
                 : $"{weights}: adapter weights file not found", weights);
-        var state = tensors.Read(weights);
+        var state = new Dictionary<string, Tensor>(tensors.Read(weights));
+        (Tensor? Embedding, Tensor? Head) vocabulary = (null, null);
         try
         {
-            GrowVocabularyToFit(model, state, adapter);
-            adapter.Inject(model);
+            vocabulary = TakeVocabularyRows(model, state, adapter);
+            var grown = GrowVocabularyToFit(model, state, adapter, vocabulary, weights);
             try
             {
-                adapter.LoadAdapterState(state);
+                adapter.Inject(model);
+                try
+                {
+                    adapter.LoadAdapterState(state);
+                }
+                catch (InvalidDataException e)
+                {
+                    adapter.Unload();   // leave the model as it was, not with half-loaded adapter layers
+                    throw new InvalidDataException($"{weights}: {e.Message}", e);
+                }
             }
-            catch (InvalidDataException e)
+            catch when (grown is not null)
             {
-                adapter.Unload();   // leave the model as it was, not with half-loaded adapter layers
-                throw new InvalidDataException($"{weights}: {e.Message}", e);
+                grown.Restore();   // nor with a vocabulary grown for an adapter it does not hold
+                throw;
             }
+            grown?.Dispose();
         }
         finally
         {
             foreach (var t in state.Values) t.Dispose();
+            vocabulary.Embedding?.Dispose();
+            vocabulary.Head?.Dispose();
         }
         return adapter;
     }
@@ -111,14 +125,79 @@ public static class PeftAdapters
     /// An adapter trained with added tokens carries the resized embedding (and untied head) whole, as PEFT's
     /// modules_to_save / <c>save_embedding_layers</c> write them. PEFT loads such an adapter only into a base the user
     /// resized first (<c>model.resize_token_embeddings(len(tokenizer))</c> before <c>PeftModel.from_pretrained</c>); here
-    /// the base grows to the saved row count itself, and the adapter's values then replace every row.
+    /// the base grows to the saved row count itself, and the saved values then replace every row: through the adapter's
+    /// modules_to_save, or, beside <c>trainable_token_indices</c>, written into the base as its resized rows. Without
+    /// saved rows, an adapter with <c>trainable_token_indices</c> grows the base to hold the highest.
     /// </summary>
-    /// <remarks>An adapter with <c>trainable_token_indices</c> saves only its rows: the base grows to hold the highest.</remarks>
-    private static void GrowVocabularyToFit(CausalLanguageModel model, IReadOnlyDictionary<string, Tensor> state, IPeftAdapter adapter)
+    /// <returns>What the growth replaced (to undo it if the adapter then fails to load), or null when nothing grew.</returns>
+    private static Models.EmbeddingResize.Replaced? GrowVocabularyToFit(CausalLanguageModel model, IReadOnlyDictionary<string, Tensor> state,
+        IPeftAdapter adapter, (Tensor? Embedding, Tensor? Head) vocabulary, string weights)
     {
         var rows = new[] { "base_model.model." + model.EmbeddingParameterName, "base_model.model." + CausalLanguageModel.OutputHeadParameterName }
             .Select(key => state.TryGetValue(key, out var t) && t.dim() == 2 ? (int)t.size(0) : 0)
+            .Append(vocabulary.Embedding is { } e ? (int)e.size(0) : 0)
+            .Append(vocabulary.Head is { } h ? (int)h.size(0) : 0)
             .Append(adapter is LoraAdapter { Config.TrainableTokenIndices: { Count: > 0 } indices } ? indices.Max() + 1 : 0).Max();
-        if (rows > model.EmbeddingWeight.size(0)) Models.EmbeddingResize.Resize(model, rows);
+        var grown = rows > model.EmbeddingWeight.size(0) ? Models.EmbeddingResize.ResizeUndoable(model, rows) : null;
+        try
+        {
+            using var noGrad = no_grad();
+            if (vocabulary.Embedding is { } embedding) CopyRows(model.EmbeddingWeight, embedding, model.EmbeddingParameterName, weights);
+            if (vocabulary.Head is { } head)
+            {
+                var target = model.named_parameters().FirstOrDefault(p => p.name == CausalLanguageModel.OutputHeadParameterName).parameter
+                    ?? throw new InvalidDataException($"{weights}: holds {CausalLanguageModel.OutputHeadParameterName} but the model ties its head to the token embedding");
+                CopyRows(target, head, CausalLanguageModel.OutputHeadParameterName, weights);
+            }
+        }
+        catch when (grown is not null)
+        {
+            grown.Restore();
+            throw;
+        }
+        return grown;
+    }
+
+    private static void CopyRows(Tensor target, Tensor saved, string name, string weights)
+    {
+        if (!saved.shape.SequenceEqual(target.shape))
+            throw new InvalidDataException($"{weights}: {name} is saved as [{string.Join(", ", saved.shape)}] but the model's is " +
+                                           $"[{string.Join(", ", target.shape)}] (an adapter for another base model?)");
+        target.copy_(saved.to(target.dtype, target.device));
+    }
+
+    /// <summary>
+    /// Beside <c>trainable_token_indices</c>, the whole embedding (and untied head) an adapter saved because its run grew
+    /// the vocabulary (PEFT's <c>save_embedding_layers</c>): removed from <paramref name="state"/>, since they are the
+    /// base's resized rows, not adapter weights. PEFT's own buffers of the trainable rows' starting values
+    /// (<c>trainable_tokens_original</c>, <c>token_indices</c>) are dropped: the config holds the indices, and the
+    /// resized rows hold the starting values.
+    /// </summary>
+    private static (Tensor? Embedding, Tensor? Head) TakeVocabularyRows(CausalLanguageModel model, Dictionary<string, Tensor> state, IPeftAdapter adapter)
+    {
+        if (adapter is not LoraAdapter { Config: { TrainableTokenIndices.Count: > 0 } config }) return (null, null);
+        foreach (var key in state.Keys.Where(k => k.EndsWith(".trainable_tokens_original", StringComparison.Ordinal)
+                                                  || k.EndsWith(".token_indices", StringComparison.Ordinal)).ToList())
+        {
+            state[key].Dispose();
+            state.Remove(key);
+        }
+        const string prefix = "base_model.model.";
+        var embeddingPath = model.EmbeddingParameterName[..^".weight".Length];
+        Tensor? Take(params string[] keys)
+        {
+            Tensor? found = null;
+            foreach (var key in keys)
+                if (state.Remove(key, out var t))
+                {
+                    if (found is not null) throw new InvalidDataException($"adapter tensors hold '{keys[0]}' twice");
+                    found = t;
+                }
+            return found;
+        }
+        var embedding = Take(prefix + model.EmbeddingParameterName, prefix + embeddingPath + ".token_adapter.base_layer.weight");
+        var headSaved = config.ModulesToSave.Contains("lm_head");
+        var head = headSaved ? null : Take(prefix + CausalLanguageModel.OutputHeadParameterName, prefix + "lm_head.token_adapter.base_layer.weight");
+        return (embedding, head);
     }
 }

@@ -93,6 +93,15 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         return (selected, targets.Expand(model));
     }
 
+    /// <summary>
+    /// Whether the saved state also holds the token embedding (and an untied head) whole beside
+    /// <see cref="TrainableTokenIndices"/>' rows: set for a run that grew the vocabulary, as PEFT's
+    /// <c>save_embedding_layers="auto"</c> saves them when the vocabulary size differs from the base's
+    /// (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40 src/peft/utils/save_and_load.py, get_peft_model_state_dict),
+    /// so a base with the old vocabulary gets the resized rows back exactly (see <see cref="PeftAdapters.Load"/>).
+    /// </summary>
+    internal bool SavesResizedVocabulary { get; set; }
+
     /// <summary>Names of <see cref="ModulesToSave"/> that may match no module of the model.</summary>
     protected virtual IReadOnlyCollection<string> OptionalModulesToSave => [];
 
@@ -144,6 +153,13 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         foreach (var (name, parameter) in saved?.Parameters ?? [])
             state[KeyPrefix + SavedPath(name)] = parameter;
         if (tokens?.Delta is { } delta) state[SavedKey(tokens.Path, TrainableTokens.SavedSuffix)] = delta;
+        if (SavesResizedVocabulary && tokens is not null)
+        {
+            // The frozen rows as they are (the trained ones live in the delta), PEFT's keys for them.
+            state.TryAdd(KeyPrefix + SavedPath(model.EmbeddingParameterName), model.EmbeddingWeight);
+            if (model.UntiedOutputHead is Linear { weight: { } head })
+                state.TryAdd(KeyPrefix + CausalLanguageModel.OutputHeadParameterName, head);
+        }
         return state;
     }
 

@@ -34,17 +34,25 @@ internal static class AddedTokensSetup
         if (options.Method.ToLowerInvariant() is not ("full" or "lora" or "dora" or "ia3"))
             throw new ArgumentException($"add_tokens / add_special_tokens: method {options.Method} cannot train the new embedding rows " +
                                         "(full, lora, dora or ia3 can: the adapters save the resized embedding as modules_to_save)");
-        var objective = options.Objective.Trim().ToLowerInvariant();
-        if (objective is "dpo" or "kto" or "grpo" && string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentException($"add_tokens / add_special_tokens with method full and objective {objective}: the reference model is " +
-                                        "loaded from the base, which lacks the added tokens; train with an adapter (its reference is the base with the adapter off)");
+    }
+
+    /// <summary>Refuses what cannot work with this base model, before its weights are read or the tokenizer is written.</summary>
+    public static void ValidateForModel(TrainingOptions options, ModelConfig config, string modelDir)
+    {
+        if (Requested(options).Count == 0) return;
+        // IA3 keeps a tied head apart from a saved embedding (PEFT's IA3 has no ensure_weight_tying), which SharpTune,
+        // training them as one tensor, does not compute: IA3Adapter refuses such modules_to_save, so refuse it here first.
+        if (string.Equals(options.Method, "ia3", StringComparison.OrdinalIgnoreCase) && config.TieWordEmbeddings)
+            throw new ArgumentException($"add_tokens / add_special_tokens with method ia3: {modelDir} ties its output head to the token embedding " +
+                                        "(tie_word_embeddings), and IA3 cannot save the resized embedding of a tied head (PEFT's IA3 would train it " +
+                                        "apart from the head); use lora or dora (or full)");
     }
 
     /// <summary>
     /// Writes the base's tokenizer with the tokens added into the run folder and returns that folder, or null when the
-    /// run adds no tokens.
+    /// run adds no tokens. A rank other than 0 writes its copy into a temporary folder, deleted when the result is disposed.
     /// </summary>
-    public static string? WriteTokenizer(TrainingOptions options, string modelDir, Action<string>? log)
+    public static WrittenTokenizer? WriteTokenizer(TrainingOptions options, string modelDir, Action<string>? log)
     {
         var tokens = Requested(options);
         if (tokens.Count == 0) return null;
@@ -52,18 +60,78 @@ internal static class AddedTokensSetup
         var rank = Distributed.ProcessGroups.Current.Rank;
         var dir = rank == 0 ? Path.Combine(options.Output, TokenizerFolder)
             : Path.Combine(Path.GetTempPath(), $"sharptune-tokenizer-{Environment.ProcessId}-{rank}");
+        var demoted = DemotedSpecialTokens(modelDir, tokens);
         var added = TokenAdditions.Write(modelDir, dir, tokens);
         log?.Invoke("added tokens: " + string.Join(", ", added.Select(a => $"{a.Content} → {a.Id}{(a.NewId ? "" : " (already known)")}")));
-        return dir;
+        if (demoted.Count > 0)
+            log?.Invoke($"warning: add_tokens lists {string.Join(", ", demoted)}, special in the base's tokenizer: as the tokenizers library's " +
+                        "add_tokens does, it is rewritten as an ordinary added token (special: false), so decoding with skip_special_tokens " +
+                        "keeps its text; list it under add_special_tokens to keep it special");
+        return new WrittenTokenizer(dir, Temporary: rank != 0);
+    }
+
+    /// <summary>The extended tokenizer's folder; a temporary one is deleted on dispose.</summary>
+    internal sealed record WrittenTokenizer(string Path, bool Temporary) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (Temporary && Directory.Exists(Path)) Directory.Delete(Path, recursive: true);
+        }
+    }
+
+    // Tokens given as plain add_tokens that the base's tokenizer.json holds as special added tokens: the Rust library's
+    // add_tokens replaces such an entry with the new, non-special one (huggingface/tokenizers@02cc5359e6da7c9965579f9d964a4244d6387f2d
+    // tokenizers/src/tokenizer/added_vocabulary.rs, AddedVocabulary::add_tokens), as TokenAdditions.Write does.
+    private static IReadOnlyList<string> DemotedSpecialTokens(string modelDir, IReadOnlyList<NewToken> tokens)
+    {
+        var path = Path.Combine(modelDir, "tokenizer.json");
+        if (!File.Exists(path)) return [];
+        var special = (System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?["added_tokens"] as System.Text.Json.Nodes.JsonArray ?? [])
+            .Where(t => t?["special"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<bool>(out var isSpecial) && isSpecial)
+            .Select(t => t!["content"]?.GetValue<string>()).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        return tokens.Where(t => !t.Special && special.Contains(t.Content)).Select(t => t.Content).Distinct().ToList();
     }
 
     /// <summary>Grows the model's vocabulary to hold every id of <paramref name="tokenizer"/> (never shrinks it).</summary>
-    public static void ResizeModel(CausalLanguageModel model, HfTokenizer tokenizer, TrainingOptions options, Action<string>? log)
+    /// <returns>Whether the vocabulary grew.</returns>
+    public static bool ResizeModel(CausalLanguageModel model, HfTokenizer tokenizer, TrainingOptions options, Action<string>? log)
     {
         var (before, after) = EmbeddingResize.Resize(model, tokenizer.IdCount, options.PadVocabToMultipleOf, options.Seed);
         log?.Invoke(before == after
             ? $"vocabulary: the model's {before} embedding rows already hold the tokenizer's {tokenizer.IdCount} ids"
             : $"vocabulary resized from {before} to {after} rows (new rows drawn around the mean of the old ones, as transformers' mean_resizing)");
+        return after > before;
+    }
+
+    /// <summary>
+    /// The frozen reference copy of the base a full fine-tune's DPO, KTO or GRPO compares against, its vocabulary grown
+    /// as <paramref name="policy"/>'s was: the same size, padding and seed draw the same new rows from the same base
+    /// (<see cref="EmbeddingResize"/> seeds its generator), so the reference starts equal to the policy, added tokens included.
+    /// </summary>
+    public static CausalLanguageModel LoadFrozenCopy(string modelDir, TorchSharp.torch.ScalarType dtype, CausalLanguageModel policy, TrainingOptions options)
+    {
+        var copy = PretrainedModel.Load(modelDir, dtype, policy.Device);
+        try
+        {
+            if (policy.Config.VocabSize > copy.Config.VocabSize)
+                EmbeddingResize.Resize(copy, policy.Config.VocabSize, options.PadVocabToMultipleOf, options.Seed);
+            return copy;
+        }
+        catch
+        {
+            copy.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// With <c>trainable_token_indices</c> only the chosen rows train, so when the vocabulary grew the adapter also saves
+    /// the resized embedding (and untied head) whole, as PEFT's <c>save_embedding_layers="auto"</c> does: a base with the
+    /// old vocabulary then takes back every added and padding row as this run drew it.
+    /// </summary>
+    public static void SaveResizedVocabulary(Peft.IPeftAdapter? adapter, bool grew)
+    {
+        if (grew && adapter is Peft.Lora.LoraAdapter { Config.TrainableTokenIndices.Count: > 0 } lora) lora.SavesResizedVocabulary = true;
     }
 
     /// <summary>

@@ -137,6 +137,7 @@ public static class FineTuneJob
         };
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(options.Model);
+        if (AddedTokensSetup.Requested(options).Count > 0) AddedTokensSetup.ValidateForModel(options, ModelConfig.Load(modelDir), modelDir);
         if (options.Quantize is null && BitsAndBytesConfig.TryRead(modelDir) is { } stored)
         {
             if (TrainingTasks.TrainsHead(options))
@@ -157,7 +158,8 @@ public static class FineTuneJob
         if (Distributed.ProcessGroups.Current.Rank == 0) TrainingConfigFile.Save(options, Path.Combine(options.Output, "config.yaml"));
 
         // With added tokens the run reads (and saves) the extended tokenizer written into its own folder.
-        var tokenizerDir = AddedTokensSetup.WriteTokenizer(options, modelDir, log);
+        using var writtenTokenizer = AddedTokensSetup.WriteTokenizer(options, modelDir, log);
+        var tokenizerDir = writtenTokenizer?.Path;
         var tokenizer = HfTokenizer.FromDirectory(tokenizerDir ?? modelDir);
         options = AddedTokensSetup.WithTokenIndicesResolved(options, tokenizer);
         var chatTemplate = options.ChatTemplate is { } name ? ChatTemplate.BuiltIn(name)
@@ -180,9 +182,10 @@ public static class FineTuneJob
             SequenceClassificationRecipe.QuantizeDecoder(classifier, quantization);
         using var model = classifier?.Model ?? PretrainedModel.Load(modelDir, dtype, TorchRuntime.DefaultDevice, quantization);
         if (quantization is not null) log?.Invoke($"base quantized: {quantization} ({QuantizationReport.Of(model)})");
+        var vocabularyGrew = false;
         if (tokenizerDir is not null)
         {
-            AddedTokensSetup.ResizeModel(model, tokenizer, options, log);
+            vocabularyGrew = AddedTokensSetup.ResizeModel(model, tokenizer, options, log);
             options = AddedTokensSetup.WithResizedModulesSaved(options, model, log);
         }
         model.GradientCheckpointing = options.UsesGradientCheckpointing();
@@ -203,6 +206,7 @@ public static class FineTuneJob
                         (pooling.FromSentenceTransformerFiles ? "(the base's modules.json)" : options.Pooling is null ? "(the default for a decoder)" : "(--pooling)"));
         Runtime.DeviceRandom.SeedAll(options.Seed);   // adapter initialisation is part of the run: the same seed gives the same run
         var adapter = FineTuningMethods.CreateAdapter(options);
+        AddedTokensSetup.SaveResizedVocabulary(adapter, vocabularyGrew);
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable;
         if (adapter is null)
         {

@@ -51,7 +51,7 @@ internal static class GrpoRecipe
         if (train.Count == 0) throw new InvalidDataException($"{options.Data}: no usable prompts ({trainReport})");
 
         var needsReference = settings.Loss.Beta != 0;
-        using var frozenCopy = needsReference && adapter is null ? PretrainedModel.Load(modelDir, dtype, context.Model.Device) : null;
+        using var frozenCopy = needsReference && adapter is null ? AddedTokensSetup.LoadFrozenCopy(modelDir, dtype, context.Model, context.Options) : null;
         DpoReference? reference = !needsReference ? null
             : adapter is not null ? DpoReference.AdapterDisabled(adapter) : DpoReference.FrozenModel(frozenCopy!);
         if (needsReference)

@@ -28,7 +28,7 @@ internal static class PreferenceFamilyRecipe
         var klRows = settings.LossType == KtoLossType.Kto;
         if (klRows && context.Options.MicroBatchSize < 2)
             throw new ArgumentException("KTO estimates its KL reference point from mismatched pairs within a micro-batch: use micro_batch_size ≥ 2");
-        using var frozenCopy = adapter is null ? PretrainedModel.Load(modelDir, dtype, context.Model.Device) : null;
+        using var frozenCopy = adapter is null ? AddedTokensSetup.LoadFrozenCopy(modelDir, dtype, context.Model, context.Options) : null;
         var reference = adapter is not null ? DpoReference.AdapterDisabled(adapter) : DpoReference.FrozenModel(frozenCopy!);
         context.Log?.Invoke("KTO reference: " + (adapter is not null ? "the base model (adapter disabled)" : "a frozen copy of the base model"));
         var trainer = new Trainer(context.Model, context.Trainable, context.Options, context.SaveModel, new KtoObjective(settings, reference));

@@ -23,7 +23,7 @@ internal static class DpoRecipe
     {
         var options = context.Options;
         using var frozenCopy = adapter is null && !options.PrecomputeRefLogProbs
-            ? PretrainedModel.Load(modelDir, dtype, context.Model.Device)
+            ? AddedTokensSetup.LoadFrozenCopy(modelDir, dtype, context.Model, context.Options)
             : null;
         var scorer = adapter is not null ? DpoReference.AdapterDisabled(adapter)
             : frozenCopy is not null ? DpoReference.FrozenModel(frozenCopy)

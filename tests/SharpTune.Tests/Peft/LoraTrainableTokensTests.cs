@@ -105,6 +105,90 @@ public sealed class LoraTrainableTokensTests
         Assert.DoesNotContain(shapes.Keys, k => k.EndsWith("embed_tokens.weight", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A run that added tokens a, b, c (ids 96–98 of 96) with pad_vocab_to_multiple_of 8 (104 rows) and trains only b's
+    /// row: the adapter also saves the resized embedding (and untied head) whole, as PEFT's save_embedding_layers="auto"
+    /// does when the vocabulary grew (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40 utils/save_and_load.py),
+    /// so the 96-row base takes back all 104 rows as the run drew them (seed 42, not 0) and computes the same logits.
+    /// PEFT's trainable_tokens_original buffer, if present, is ignored.
+    /// </summary>
+    [Theory]
+    [InlineData("llama-tied")]
+    [InlineData("llama")]
+    public void Added_tokens_with_only_some_rows_trained_reload_every_resized_row(string kind)
+    {
+        using var dir = new TempDir();
+        using var ids = tensor(new long[,] { { 1, 96, 5, 97, 9, 98, 33, 97 } });   // a, b and c all run
+        Tensor expected;
+        using (var model = TestModels.Create(kind))
+        {
+            EmbeddingResize.Resize(model, 99, padToMultipleOf: 8, seed: 42);
+            var adapter = Create([97]);
+            adapter.SavesResizedVocabulary = true;
+            adapter.Inject(model);
+            PeftMethodChecks.Perturb(adapter);
+            model.eval();
+            expected = LoraTestSupport.Logits(model, ids);
+            PeftAdapters.Save(adapter, dir.Path, "base/" + kind);
+        }
+        var (_, shapes) = ReadShapes(dir.Path);
+        Assert.Equal([104L, 64L], shapes["base_model.model.model.embed_tokens.weight"]);
+        Assert.Equal([1L, 64L], shapes["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"]);
+        if (kind == "llama") Assert.Equal([104L, 64L], shapes["base_model.model.lm_head.weight"]);
+        else Assert.DoesNotContain("base_model.model.lm_head.weight", shapes.Keys);
+
+        // PEFT also writes the chosen rows' starting values; they are the saved embedding's rows, so loading skips them.
+        var store = AdapterFiles.Resolve(null);
+        var file = Path.Combine(dir.Path, AdapterFiles.WeightsFileName);
+        var state = new Dictionary<string, Tensor>(store.Read(file)) { ["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_original"] = zeros(1, 64) };
+        store.Write(file, state, AdapterFiles.Metadata);
+
+        using var fresh = TestModels.Create(kind);
+        PeftAdapters.Load(fresh, dir.Path);
+        fresh.eval();
+        Assert.Equal(104, fresh.Config.VocabSize);
+        using var actual = LoraTestSupport.Logits(fresh, ids);
+        Assert.Equal(expected.shape, actual.shape);
+        Assert.True(actual.equal(expected).all().item<bool>(), $"reloaded logits differ by {LoraTestSupport.MaxDifference(actual, expected)}");
+        expected.Dispose();
+    }
+
+    [Fact]
+    public void An_adapter_that_fails_to_load_leaves_the_vocabulary_as_it_was()
+    {
+        using var dir = new TempDir();
+        using (var model = TestModels.Create("llama"))
+        {
+            EmbeddingResize.Resize(model, 104, seed: 42);
+            var adapter = Create([97]);
+            adapter.SavesResizedVocabulary = true;
+            adapter.Inject(model);
+            PeftAdapters.Save(adapter, dir.Path, "base/llama");
+        }
+        var store = AdapterFiles.Resolve(null);
+        var file = Path.Combine(dir.Path, AdapterFiles.WeightsFileName);
+        var state = new Dictionary<string, Tensor>(store.Read(file));
+        var loraA = state.Keys.First(k => k.EndsWith("lora_A.weight", StringComparison.Ordinal));
+        state[loraA] = zeros(3, 5);   // a tensor of the wrong shape: the load fails after the vocabulary grew
+        store.Write(file, state, AdapterFiles.Metadata);
+
+        using var fresh = TestModels.Create("llama");
+        using var embedding = fresh.EmbeddingWeight.detach().clone();
+        using var logits = ProbeLogits(fresh);
+        Assert.Throws<InvalidDataException>(() => PeftAdapters.Load(fresh, dir.Path));
+        Assert.Equal(96, fresh.Config.VocabSize);
+        Assert.True(fresh.EmbeddingWeight.equal(embedding).all().item<bool>());
+        using var after = ProbeLogits(fresh);   // the untied head is its 96 rows again
+        Assert.True(after.equal(logits).all().item<bool>());
+    }
+
+    private static (JsonObject Config, Dictionary<string, long[]> Shapes) ReadShapes(string dir)
+    {
+        using var file = SharpTune.IO.SafetensorsFile.Open(Path.Combine(dir, AdapterFiles.WeightsFileName));
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, AdapterFiles.ConfigFileName)))!.AsObject();
+        return (config, file.Tensors.ToDictionary(t => t.Key, t => t.Value.Shape.ToArray()));
+    }
+
     [Fact]
     public void Wrong_indices_and_conflicting_settings_are_refused()
     {

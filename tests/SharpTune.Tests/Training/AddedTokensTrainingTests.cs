@@ -112,7 +112,8 @@ public sealed class AddedTokensTrainingTests
         using (var tensors = SharpTune.IO.SafetensorsFile.Open(Path.Combine(final, SharpTune.Peft.AdapterFiles.WeightsFileName)))
         {
             Assert.Equal([2L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"].Shape);
-            Assert.DoesNotContain("base_model.model.model.embed_tokens.weight", tensors.Tensors.Keys);
+            // The vocabulary grew, so the resized embedding is saved too, as PEFT's save_embedding_layers="auto" saves it.
+            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.weight"].Shape);
         }
 
         using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);   // the base grows to hold id 513
@@ -130,11 +131,139 @@ public sealed class AddedTokensTrainingTests
         Assert.True(merged.narrow(0, 0, 512).equal(baseRows).all().item<bool>());
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void Lora_training_only_one_of_three_added_tokens_saves_the_padded_vocabulary_and_reloads_every_row()
+    {
+        using var dir = new TempDir();
+        var options = Options(dir.Path, "lora") with
+        {
+            MaxSteps = 2, AddTokens = ["<a>", "<b>", "<c>"], AddSpecialTokens = null, TrainableTokenIndices = ["<b>"], PadVocabToMultipleOf = 8,
+        };
+        var final = FineTuneJob.Run(options).FinalDirectory;
+        using (var tensors = SharpTune.IO.SafetensorsFile.Open(Path.Combine(final, SharpTune.Peft.AdapterFiles.WeightsFileName)))
+            Assert.Equal([520L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.weight"].Shape);   // 515 ids padded to 8
+
+        using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);
+        Assert.Equal(520, loaded.Model.Config.VocabSize);
+        var tokenizer = loaded.RequireTokenizer();
+        var ids = tokenizer.Encode("<a> Tom<b> had<c>");
+        Assert.Equal([512, 513, 514], ids.Where(i => i >= 512));
+        Assert.True(double.IsFinite(NextTokenProbability(loaded.Model, ids, 514)));   // every added id runs through the model
+
+        // The rows that did not train are the ones the run drew with its own seed (not redrawn on load).
+        using var expected = PretrainedModel.Load(TestAssets.Stories260K);
+        EmbeddingResize.Resize(expected, 515, options.PadVocabToMultipleOf, options.Seed);
+        loaded.Adapter!.Unload();
+        foreach (var row in new[] { 512, 514, 519 })
+            Assert.True(loaded.Model.EmbeddingWeight[row].equal(expected.EmbeddingWeight[row]).all().item<bool>(), $"row {row} differs");
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void A_lora_adapter_trained_with_added_tokens_exports_to_gguf_with_the_grown_vocabulary()
+    {
+        using var dir = new TempDir();
+        var final = FineTuneJob.Run(Options(dir.Path, "lora") with { MaxSteps = 2 }).FinalDirectory;
+        var output = Path.Combine(dir.Path, "merged.gguf");
+        SharpTune.Export.Gguf.GgufExporter.Export(new SharpTune.Export.Gguf.GgufExportOptions
+            { ModelDir = TestAssets.Stories260K, AdapterDir = final, OutputPath = output, Type = SharpTune.Export.Gguf.GgufExportType.F32 });
+
+        var gguf = SharpTune.Export.Gguf.GgufReader.Open(output);
+        Assert.Equal(514, gguf.Metadata["llama.vocab_size"].AsInteger());
+        var tokens = gguf.Metadata["tokenizer.ggml.tokens"].AsArray<string>();
+        Assert.Equal(514, tokens.Count);
+        Assert.Equal("<|im_end|>", tokens[512]);
+        Assert.Equal("<|im_start|>", tokens[513]);
+        Assert.Equal([64L, 514L], gguf.Tensor("token_embd.weight").Shape);   // GGUF lists dimensions innermost first
+
+        // The exported rows are the merged model's, the trained added rows included.
+        using var merged = LoadedModel.Load(TestAssets.Stories260K, final);
+        merged.Adapter!.MergeAndUnload();
+        var expected = merged.Model.EmbeddingWeight.detach().to(ScalarType.Float32).flatten().data<float>().ToArray();
+        Assert.Equal(expected, gguf.ReadFloat32("token_embd.weight"));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Ia3_with_added_tokens_on_a_tied_head_is_refused_before_the_tokenizer_is_written()
+    {
+        using var dir = new TempDir();
+        var options = Options(dir.Path, "ia3");
+        var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Run(options));
+        Assert.Contains("method ia3", error.Message);
+        Assert.Contains("ties its output head to the token embedding", error.Message);
+        Assert.False(Directory.Exists(Path.Combine(options.Output, AddedTokensSetup.TokenizerFolder)));
+    }
+
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData("stories260K")]
+    [InlineData("untied")]
+    public void The_frozen_reference_copy_grows_as_the_policy_did_and_starts_equal_to_it(string kind)
+    {
+        using var dir = new TempDir();
+        var modelDir = TestAssets.Stories260K;
+        if (kind == "untied")   // a random Llama with its own lm_head, saved as a folder
+        {
+            using var untied = TestModels.Create("llama");
+            modelDir = Path.Combine(dir.Path, "untied");
+            PretrainedModel.Save(untied, modelDir);
+        }
+        var options = new TrainingOptions { Model = modelDir, Data = "unused.jsonl", PadVocabToMultipleOf = 8, Seed = 17 };
+        using var policy = PretrainedModel.Load(modelDir);
+        var rows = policy.Config.VocabSize;
+        EmbeddingResize.Resize(policy, rows + 3, options.PadVocabToMultipleOf, options.Seed);
+        using var reference = AddedTokensSetup.LoadFrozenCopy(modelDir, ScalarType.Float32, policy, options);
+
+        Assert.Equal(policy.Config.VocabSize, reference.Config.VocabSize);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var ids = tensor(new long[] { 1, rows, 5, rows + 1, 9, rows + 2 }).unsqueeze(0);   // the added ids among old ones
+        Assert.True(reference.Forward(ids).equal(policy.Forward(ids)).all().item<bool>());
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void Full_dpo_with_added_tokens_compares_against_a_reference_that_holds_them()
+    {
+        using var dir = new TempDir();
+        var data = dir.File("train.jsonl", string.Concat(Enumerable.Range(0, 8).Select(i => new JsonObject
+        {
+            ["prompt"] = "<|im_start|>Once upon a time", ["chosen"] = $" a cat.<|im_end|>", ["rejected"] = $" a dog{i}",
+        }.ToJsonString() + "\n")));
+        var result = FineTuneJob.Run(new TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = data, Validation = data, Output = Path.Combine(dir.Path, "run"), Objective = "dpo",
+            Method = "full", MaxSteps = 1, MicroBatchSize = 4, EvalEvery = 100, AddTokens = ["<|im_start|>"], AddSpecialTokens = ["<|im_end|>"],
+        });
+        // Policy = reference before training, added rows included: DPO's loss is log 2.
+        Assert.Equal(Math.Log(2), result.InitialValidationLoss!.Value, 6);
+    }
+
+    [SharedAssetFact("tokenizers")]
+    public void A_special_token_of_the_base_given_as_a_plain_added_token_is_rewritten_as_plain_with_a_warning()
+    {
+        using var dir = new TempDir();
+        var log = new List<string>();
+        var options = new TrainingOptions { Model = "unused", Data = "unused.jsonl", Output = dir.Path, AddTokens = ["<|im_start|>", "<x>"] };
+        using var written = AddedTokensSetup.WriteTokenizer(options, TestAssets.Tokenizer("qwen3"), log.Add)!;
+        Assert.False(written.Temporary);
+        var warning = Assert.Single(log, l => l.StartsWith("warning:", StringComparison.Ordinal));
+        Assert.Contains("<|im_start|>", warning);
+        Assert.DoesNotContain("<x>", warning);
+        // Qwen3 keeps the id (151644) but the entry is now special: false, as the Rust library's add_tokens writes it.
+        var entry = JsonNode.Parse(File.ReadAllText(Path.Combine(written.Path, "tokenizer.json")))!["added_tokens"]!.AsArray()
+            .Single(t => t!["content"]!.GetValue<string>() == "<|im_start|>")!;
+        Assert.Equal(151644, entry["id"]!.GetValue<int>());
+        Assert.False(entry["special"]!.GetValue<bool>());
+
+        // A rank other than 0 writes into a temporary folder, deleted once the run is done with it.
+        var temporary = Directory.CreateDirectory(Path.Combine(dir.Path, "rank-1")).FullName;
+        File.WriteAllText(Path.Combine(temporary, "tokenizer.json"), "{}");
+        new AddedTokensSetup.WrittenTokenizer(temporary, Temporary: true).Dispose();
+        Assert.False(Directory.Exists(temporary));
+    }
+
     [Theory]
     [InlineData("empty", "a token is empty")]
     [InlineData("prompt-tuning", "method prompt-tuning cannot train the new embedding rows")]
     [InlineData("classification", "task sequence_classification does not take added tokens")]
-    [InlineData("dpo-full", "the reference model is loaded from the base")]
     [InlineData("pad", "pad_vocab_to_multiple_of (--pad-vocab-to-multiple-of) must be at least 1")]
     public void Settings_that_cannot_work_are_refused_before_any_work(string setting, string message)
     {
@@ -144,7 +273,6 @@ public sealed class AddedTokensTrainingTests
             "empty" => options with { AddSpecialTokens = [""] },
             "prompt-tuning" => options with { Method = "prompt-tuning" },
             "classification" => options with { Task = "sequence_classification" },
-            "dpo-full" => options with { Objective = "dpo", Method = "full" },
             _ => options with { PadVocabToMultipleOf = 0 },
         };
         var error = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options));

@@ -35,32 +35,35 @@ public static class GgufExporter
     public static GgufExportReport Export(GgufExportOptions options)
     {
         GgufWriter.EnsureReplaceable(options.OutputPath);   // before the conversion's work
-        var config = ModelConfig.Load(options.ModelDir);
-        var architecture = GgufArchitecture.For(config);
-        var warnings = architecture.Check(config);
-        var tokenizerDir = options.AdapterDir is { } a && File.Exists(Path.Combine(a, "tokenizer.json")) ? a : options.ModelDir;
-        var name = options.Name ?? ModelName(options.ModelDir, config);
-        var metadata = new List<KeyValuePair<string, GgufValue>>
-        {
-            new("general.architecture", GgufValue.Str(architecture.Name)),
-            new("general.type", GgufValue.Str("model")),
-            new("general.name", GgufValue.Str(name)),
-        };
-        architecture.AddHyperParameters(metadata, config);
-        metadata.Add(new("general.file_type", GgufValue.U32((uint)GgufExportTypes.FileType(options.Type))));
-        metadata.Add(new("general.quantization_version", GgufValue.U32(2)));
-        GgufVocabulary.AddTo(metadata, tokenizerDir, config);
-        CheckPhi3NameTokens(name, metadata);
-
+        var baseConfig = ModelConfig.Load(options.ModelDir);
+        GgufArchitecture.For(baseConfig).Check(baseConfig);   // an unsupported architecture fails before any weights are read
         TorchRuntime.EnsureInitialised();
         var preQuantized = Quantization.BitsAndBytesConfig.TryRead(options.ModelDir);
-        if (preQuantized is not null)
-            warnings = [.. warnings, $"the base is a bitsandbytes {Quantization.QuantizationOptions.Name(preQuantized.Type)} checkpoint: its weights were dequantized to f32 before GGUF quantization"];
         IWeightSource source = options.AdapterDir is not null || preQuantized is not null
             ? new MergedWeights(options.ModelDir, options.AdapterDir)
             : new CheckpointWeights(options.ModelDir);
         try
         {
+            // An adapter trained with added tokens grows the vocabulary when merged: the file describes the merged model.
+            var config = (source as MergedWeights)?.Config ?? baseConfig;
+            var architecture = GgufArchitecture.For(config);
+            var warnings = architecture.Check(config);
+            if (preQuantized is not null)
+                warnings = [.. warnings, $"the base is a bitsandbytes {Quantization.QuantizationOptions.Name(preQuantized.Type)} checkpoint: its weights were dequantized to f32 before GGUF quantization"];
+            var tokenizerDir = options.AdapterDir is { } a && File.Exists(Path.Combine(a, "tokenizer.json")) ? a : options.ModelDir;
+            var name = options.Name ?? ModelName(options.ModelDir, config);
+            var metadata = new List<KeyValuePair<string, GgufValue>>
+            {
+                new("general.architecture", GgufValue.Str(architecture.Name)),
+                new("general.type", GgufValue.Str("model")),
+                new("general.name", GgufValue.Str(name)),
+            };
+            architecture.AddHyperParameters(metadata, config);
+            metadata.Add(new("general.file_type", GgufValue.U32((uint)GgufExportTypes.FileType(options.Type))));
+            metadata.Add(new("general.quantization_version", GgufValue.U32(2)));
+            GgufVocabulary.AddTo(metadata, tokenizerDir, config);
+            CheckPhi3NameTokens(name, metadata);
+
             var mapped = architecture.MapTensors(source, config);
             var types = ChooseTypes(mapped, options.Type, config.NumLayers);
             var tensors = mapped.Select(m => new GgufTensor(m.Name, m.Shape.Reverse().ToArray(), types[m.Name], stream =>

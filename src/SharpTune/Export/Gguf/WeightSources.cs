@@ -67,6 +67,9 @@ internal sealed class MergedWeights : IWeightSource, IDisposable
         }
     }
 
+    /// <summary>The merged model's configuration (its vocab_size grown when the adapter was trained with added tokens).</summary>
+    public ModelConfig Config => _model.Config;
+
     public IReadOnlyCollection<string> Names => _state.Keys;
 
     public long[] ShapeOf(string name) => Tensor(name).shape;
