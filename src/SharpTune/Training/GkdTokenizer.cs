@@ -16,32 +16,19 @@ internal sealed class GkdTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTemp
 {
     private readonly SftTokenizer sft = new(tokenizer, chatTemplate, maxLength, truncate, completionOnlyLoss: true);
 
-    /// <summary>Tokenizes every example, applying the overflow policy; returns the kept examples and the counts.</summary>
-    public (IReadOnlyList<TokenizedExample> Examples, TokenizationReport Report) TokenizeAll(IEnumerable<TrainingExample> examples)
-    {
-        var kept = new List<TokenizedExample>();
-        int total = 0, truncated = 0, tooLong = 0, noTarget = 0;
-        foreach (var example in examples)
+    /// <summary>
+    /// Tokenizes every example, applying the overflow policy (an over-long row keeps its last tokens, <see cref="KeepLast"/>);
+    /// returns the kept examples and the counts.
+    /// </summary>
+    public (IReadOnlyList<TokenizedExample> Examples, TokenizationReport Report) TokenizeAll(IEnumerable<TrainingExample> examples) =>
+        SftTokenizer.ApplyOverflow(examples, Tokenize, maxLength, truncate, KeepLast, (example, tokenized, number) =>
         {
-            total++;
-            var tokenized = Tokenize(example);
-            if (tokenized.Length > maxLength)
-            {
-                if (!truncate) { tooLong++; continue; }
-                tokenized = KeepLast(tokenized, maxLength);
-                truncated++;
-            }
             if (example is not TextExample && PromptLength(tokenized) == 0)
                 throw new InvalidDataException(
-                    $"objective gkd: example {total} of its split has no prompt token left after truncation to max_seq_length " +
+                    $"objective gkd: example {number} of its split has no prompt token left after truncation to max_seq_length " +
                     $"{maxLength} (its completion alone fills the window), so there is nothing to generate from; raise " +
                     "max_seq_length (--max-seq-length) or shorten the completion");
-            if (tokenized.SupervisedCount == 0) { noTarget++; continue; }
-            kept.Add(tokenized);
-        }
-        return (kept, new TokenizationReport(total, kept.Count, truncated, tooLong, noTarget,
-            kept.Sum(e => (long)e.Length), kept.Sum(e => (long)e.SupervisedCount)));
-    }
+        });
 
     /// <summary>
     /// The last <paramref name="length"/> tokens, as TRL's collator keeps <c>message_input_ids_full[-max_length:]</c>: the

@@ -19,20 +19,33 @@ public sealed record TokenizationReport(int Examples, int Kept, int Truncated, i
 public sealed class SftTokenizer(HfTokenizer tokenizer, ChatTemplate? chatTemplate, int maxLength, bool truncate, bool completionOnlyLoss)
 {
     /// <summary>Tokenizes every example, applying the overflow policy; returns the kept examples and the counts.</summary>
-    public (IReadOnlyList<TokenizedExample> Examples, TokenizationReport Report) TokenizeAll(IEnumerable<TrainingExample> examples)
+    public (IReadOnlyList<TokenizedExample> Examples, TokenizationReport Report) TokenizeAll(IEnumerable<TrainingExample> examples) =>
+        ApplyOverflow(examples, Tokenize, maxLength, truncate,
+            (tokenized, length) => new TokenizedExample(tokenized.InputIds[..length], tokenized.Supervised[..length]));
+
+    /// <summary>
+    /// The overflow policy and counts every next-token tokenizer shares: each example tokenized; one longer than
+    /// <paramref name="maxLength"/> cut to it by <paramref name="cut"/> (or dropped when <paramref name="truncate"/> is
+    /// off); then <paramref name="check"/> (given the example, its tokens and its 1-based number) may refuse it; one with
+    /// nothing left to supervise is dropped and counted.
+    /// </summary>
+    internal static (IReadOnlyList<TokenizedExample> Examples, TokenizationReport Report) ApplyOverflow(
+        IEnumerable<TrainingExample> examples, Func<TrainingExample, TokenizedExample> tokenize, int maxLength, bool truncate,
+        Func<TokenizedExample, int, TokenizedExample> cut, Action<TrainingExample, TokenizedExample, int>? check = null)
     {
         var kept = new List<TokenizedExample>();
         int total = 0, truncated = 0, tooLong = 0, noTarget = 0;
         foreach (var example in examples)
         {
             total++;
-            var tokenized = Tokenize(example);
+            var tokenized = tokenize(example);
             if (tokenized.Length > maxLength)
             {
                 if (!truncate) { tooLong++; continue; }
-                tokenized = new TokenizedExample(tokenized.InputIds[..maxLength], tokenized.Supervised[..maxLength]);
+                tokenized = cut(tokenized, maxLength);
                 truncated++;
             }
+            check?.Invoke(example, tokenized, total);
             if (tokenized.SupervisedCount == 0) { noTarget++; continue; }
             kept.Add(tokenized);
         }
