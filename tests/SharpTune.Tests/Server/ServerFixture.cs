@@ -93,8 +93,10 @@ public sealed class ServerFixture : IAsyncLifetime
     {
         using var model = PretrainedModel.Load(ModelDir);
         var adapter = new LoraAdapter(new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = null });
-        adapter.Inject(model);
+        // Seeded before injection too: lora_A's Kaiming draw would otherwise depend on whatever the process drew before
+        // (the test order), and an unlucky draw can leave an adapter's greedy text equal to the base's.
         torch.manual_seed(seed);
+        adapter.Inject(model);
         using (torch.no_grad())
             foreach (var (key, tensor) in adapter.AdapterStateDict())
                 if (key.Contains("lora_B")) tensor.copy_(torch.randn_like(tensor) * 0.5);
