@@ -55,14 +55,8 @@ public class FamilyCliTests
         return folder;
     }
 
-    private static string Ok((int ExitCode, string Stdout, string Stderr) run, string what)
-    {
-        Assert.True(run.ExitCode == 0, $"sharptune {what} exited with {run.ExitCode}:\n{run.Stdout}\n{run.Stderr}");
-        return run.Stdout;
-    }
-
     private static int[] CliGreedyIds(string modelDir, string? adapter = null) =>
-        Ok(SharpTuneCli.Run(["generate", "--model", modelDir, "--prompt", Prompt, "--temperature", "0", "--max-tokens", $"{NewTokens}",
+        SharpTuneCli.Ok(SharpTuneCli.Run(["generate", "--model", modelDir, "--prompt", Prompt, "--temperature", "0", "--max-tokens", $"{NewTokens}",
             "--print-ids", .. adapter is null ? Array.Empty<string>() : ["--adapter", adapter]]), "generate")
             .Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
 
@@ -71,15 +65,6 @@ public class FamilyCliTests
         using var loaded = LoadedModel.Load(modelDir, adapter);
         return loaded.CreateTextGenerator().Generate([Prompt], new GenerationOptions { MaxNewTokens = NewTokens, Temperature = 0 })[0]
             .Tokens.ToArray();
-    }
-
-    private static Tensor LastLogits(string modelDir, string? adapter = null)
-    {
-        using var loaded = LoadedModel.Load(modelDir, adapter, ScalarType.Float32);
-        using var noGrad = no_grad();
-        using var ids = tensor(loaded.RequireTokenizer().Encode(Prompt, addSpecialTokens: true).Select(i => (long)i).ToArray()).unsqueeze(0);
-        using var logits = loaded.Model.Forward(ids);
-        return logits[0, -1].clone();
     }
 
     [SharedAssetTheory("models/reference-archs")]
@@ -98,7 +83,7 @@ public class FamilyCliTests
         var model = ModelFolder(name, dir);
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "config.json")))!;
 
-        var info = JsonNode.Parse(Ok(SharpTuneCli.Run("info", "--model", model, "--json"), "info"))!;
+        var info = JsonNode.Parse(SharpTuneCli.Ok(SharpTuneCli.Run("info", "--model", model, "--json"), "info"))!;
         Assert.Equal(architecture, (string)info["architecture"]!);
         Assert.Equal(modelType, (string)info["model_type"]!);
         Assert.Equal((int)config["num_hidden_layers"]!, (int)info["layers"]!);
@@ -109,18 +94,18 @@ public class FamilyCliTests
 
         var run = Path.Combine(dir.Path, "run");
         var settings = dir.File("settings.yaml", "validation_fraction: 0\nsave_every: 1000\nwarmup_steps: 0\nlora_dropout: 0\n");
-        Ok(SharpTuneCli.Run("train", "--config", settings, "--model", model, "--data", StoryData.Write(dir.Path), "--output", run,
+        SharpTuneCli.Ok(SharpTuneCli.Run("train", "--config", settings, "--model", model, "--data", StoryData.Write(dir.Path), "--output", run,
             "--method", "lora", "--max-steps", "2", "--batch-size", "4", "--lr", "0.05", "--seed", "3"), "train");
         var adapter = Path.Combine(run, "final");
         // PEFT's default targets for the model type: Phi-3's fused qkv_proj, q_proj/v_proj elsewhere.
         Assert.Contains(AdapterAssertions.LoraTrained(adapter), k => k.EndsWith($"layers.0.self_attn.{loraTarget}.lora_A.weight", StringComparison.Ordinal));
 
         var merged = Path.Combine(dir.Path, "merged");
-        Ok(SharpTuneCli.Run("merge", "--model", model, "--adapter", adapter, "--out", merged), "merge");
+        SharpTuneCli.Ok(SharpTuneCli.Run("merge", "--model", model, "--adapter", adapter, "--out", merged), "merge");
         Assert.Equal(LibraryGreedyIds(merged), CliGreedyIds(merged));
-        using var mergedLogits = LastLogits(merged);
-        using var adapted = LastLogits(model, adapter);
-        using var original = LastLogits(model);
+        using var mergedLogits = PromptLogits.Last(merged, Prompt);
+        using var adapted = PromptLogits.Last(model, Prompt, adapter);
+        using var original = PromptLogits.Last(model, Prompt);
         var mergeError = (mergedLogits - adapted).abs().max().item<float>();
         Assert.True(mergeError < 1e-4, $"merged vs base + adapter logits differ by {mergeError}");
         Assert.True((mergedLogits - original).abs().max().item<float>() > 1e-3, "the merged model computes what the base did");

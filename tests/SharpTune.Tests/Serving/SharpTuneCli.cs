@@ -26,6 +26,13 @@ internal static partial class SharpTuneCli
         return (process.ExitCode, stdout.Result, stderr.Result);
     }
 
+    /// <summary>stdout of a run that must have succeeded; otherwise the test fails showing the exit code and both streams.</summary>
+    public static string Ok((int ExitCode, string Stdout, string Stderr) run, string what)
+    {
+        Assert.True(run.ExitCode == 0, $"sharptune {what} exited with {run.ExitCode}:\n{run.Stdout}\n{run.Stderr}");
+        return run.Stdout;
+    }
+
     /// <summary>stdout of `sharptune generate --model stories260K --prompt PROMPT ARGS…`, without the final newline.</summary>
     public static string Generate(string prompt, params string[] args)
     {

@@ -17,21 +17,6 @@ public class LycorisCliTests
 {
     private const string Prompt = "Once upon a time, Tom had a";
 
-    private static string Ok((int ExitCode, string Stdout, string Stderr) run, string what)
-    {
-        Assert.True(run.ExitCode == 0, $"sharptune {what} exited with {run.ExitCode}:\n{run.Stdout}\n{run.Stderr}");
-        return run.Stdout;
-    }
-
-    private static Tensor LastLogits(string modelDir, string? adapter = null)
-    {
-        using var loaded = LoadedModel.Load(modelDir, adapter, ScalarType.Float32);
-        using var noGrad = no_grad();
-        using var ids = tensor(loaded.RequireTokenizer().Encode(Prompt, addSpecialTokens: true).Select(i => (long)i).ToArray()).unsqueeze(0);
-        using var logits = loaded.Model.Forward(ids);
-        return logits[0, -1].clone();
-    }
-
     [SharedAssetTheory("models/tinystories-656k")]
     [InlineData("loha", "rank_dropout: 0.1\nmodule_dropout: 0.1\n", new string[0], "hada_w1_a")]
     [InlineData("lokr", "rank_dropout: 0.1\nmodule_dropout: 0.1\nrank_dropout_scale: true\n", new[] { "--decompose-both", "true", "--lora-r", "2" }, "lokr_w1_a")]
@@ -44,13 +29,13 @@ public class LycorisCliTests
         var settings = dir.File("settings.yaml", $"method: {method}\nvalidation_fraction: 0\nsave_every: 2\nwarmup_steps: 0\nlr_schedule: constant\nlora_alpha: 16\n{yaml}");
         var data = StoryData.Write(dir.Path);
         string[] common = ["--config", settings, "--model", model, "--data", data, "--output", run, "--batch-size", "4", "--lr", "0.05", "--seed", "3", .. flags];
-        Ok(SharpTuneCli.Run(["train", .. common, "--max-steps", "2"]), "train");
-        Ok(SharpTuneCli.Run(["train", .. common, "--max-steps", "4", "--resume"]), "train --resume");
+        SharpTuneCli.Ok(SharpTuneCli.Run(["train", .. common, "--max-steps", "2"]), "train");
+        SharpTuneCli.Ok(SharpTuneCli.Run(["train", .. common, "--max-steps", "4", "--resume"]), "train --resume");
         var adapter = Path.Combine(run, "final");
         // Resumed with rank and module dropout on, the run is the uninterrupted one: same losses, same adapter bit for bit
         // (the dropout masks come from the restored generator state).
         var uninterrupted = Path.Combine(dir.Path, "uninterrupted");
-        Ok(SharpTuneCli.Run(["train", .. common.Select(a => a == run ? uninterrupted : a), "--max-steps", "4"]), "train (uninterrupted)");
+        SharpTuneCli.Ok(SharpTuneCli.Run(["train", .. common.Select(a => a == run ? uninterrupted : a), "--max-steps", "4"]), "train (uninterrupted)");
         KilledRun.AssertResumedAsUninterrupted(uninterrupted, Path.Combine(uninterrupted, "final"), run, adapter, steps: 4);
 
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(adapter, AdapterFiles.ConfigFileName)))!;
@@ -60,16 +45,16 @@ public class LycorisCliTests
         Assert.Contains(tensors, t => t.Name.EndsWith($"layers.0.self_attn.q_proj.{expectedTensor}", StringComparison.Ordinal));
 
         // generate --adapter gives the library's greedy ids for base + adapter
-        var cliIds = Ok(SharpTuneCli.Run("generate", "--model", model, "--adapter", adapter, "--prompt", Prompt, "--temperature", "0",
+        var cliIds = SharpTuneCli.Ok(SharpTuneCli.Run("generate", "--model", model, "--adapter", adapter, "--prompt", Prompt, "--temperature", "0",
             "--max-tokens", "8", "--print-ids"), "generate").Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse);
         using (var loaded = LoadedModel.Load(model, adapter))
             Assert.Equal(loaded.CreateTextGenerator().Generate([Prompt], new GenerationOptions { MaxNewTokens = 8, Temperature = 0 })[0].Tokens, cliIds);
 
         var merged = Path.Combine(dir.Path, "merged");
-        Ok(SharpTuneCli.Run("merge", "--model", model, "--adapter", adapter, "--out", merged), "merge");
-        using var mergedLogits = LastLogits(merged);
-        using var adapted = LastLogits(model, adapter);
-        using var original = LastLogits(model);
+        SharpTuneCli.Ok(SharpTuneCli.Run("merge", "--model", model, "--adapter", adapter, "--out", merged), "merge");
+        using var mergedLogits = PromptLogits.Last(merged, Prompt);
+        using var adapted = PromptLogits.Last(model, Prompt, adapter);
+        using var original = PromptLogits.Last(model, Prompt);
         var mergeError = (mergedLogits - adapted).abs().max().item<float>();
         Assert.True(mergeError < 1e-4, $"merged vs base + adapter logits differ by {mergeError}");
         Assert.True((adapted - original).abs().max().item<float>() > 1e-3, "training did not change the model");
