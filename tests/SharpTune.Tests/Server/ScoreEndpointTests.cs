@@ -34,6 +34,16 @@ public class ScoreEndpointTests
         return http;
     }
 
+    /// <summary>A server on loopback over stories260K serving the one-label head saved in <paramref name="folder"/> as "ranker".</summary>
+    private static Task<RunningServer> StartRankerAsync(string folder, int? maxBatchSize = null)
+    {
+        var options = new ServerOptions
+        {
+            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder, Name: "ranker"),
+        };
+        return SharpTuneServer.StartAsync(maxBatchSize is { } size ? options with { MaxBatchSize = size } : options);
+    }
+
     private static JsonArray Array(IEnumerable<string> texts) => new([.. texts.Select(t => (JsonNode)JsonValue.Create(t)!)]);
 
     [SharedAssetFact("models/stories260K")]
@@ -41,10 +51,7 @@ public class ScoreEndpointTests
     {
         using var temp = new TempDir();
         var folder = RerankerScoringTests.SaveReranker(temp, null);
-        await using var server = await SharpTuneServer.StartAsync(new ServerOptions
-        {
-            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder, Name: "ranker"), MaxBatchSize = 3,
-        });
+        await using var server = await StartRankerAsync(folder, maxBatchSize: 3);
         using var http = Client(server);
         using var reranker = Reranker.Load(folder);
         var expected = reranker.Score(Query, Documents, batchSize: 1);
@@ -85,10 +92,7 @@ public class ScoreEndpointTests
     {
         using var temp = new TempDir();
         var folder = RerankerScoringTests.SaveReranker(temp, CrossEncoderActivation.Identity);
-        await using var server = await SharpTuneServer.StartAsync(new ServerOptions
-        {
-            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder, Name: "ranker"),
-        });
+        await using var server = await StartRankerAsync(folder);
         using var http = Client(server);
         using var reranker = Reranker.Load(folder);
 
@@ -130,10 +134,7 @@ public class ScoreEndpointTests
     {
         using var temp = new TempDir();
         var folder = RerankerScoringTests.SaveReranker(temp, null);
-        await using var server = await SharpTuneServer.StartAsync(new ServerOptions
-        {
-            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder, Name: "ranker"),
-        });
+        await using var server = await StartRankerAsync(folder);
         using var http = Client(server);
         using var reranker = Reranker.Load(folder);
         var tokenizer = reranker.Classifier.Tokenizer;
@@ -177,10 +178,7 @@ public class ScoreEndpointTests
     {
         using var temp = new TempDir();
         var folder = RerankerScoringTests.SaveReranker(temp, null);
-        await using var server = await SharpTuneServer.StartAsync(new ServerOptions
-        {
-            ModelDir = TestAssets.Stories260K, Port = 0, ApiKeys = [Key], Classifier = new ServedClassifierOptions(folder, Name: "ranker"),
-        });
+        await using var server = await StartRankerAsync(folder);
         using var http = Client(server);
         static float[] Scores(JsonObject body) =>
             [.. body["results"]!.AsArray().OrderBy(r => r!["index"]!.GetValue<int>()).Select(r => r!["relevance_score"]!.GetValue<float>())];
