@@ -37,12 +37,7 @@ internal sealed class ClassifyEndpoints(ServedClassifier? served, InferenceEngin
             var tokenizer = classifier.Classifier.Tokenizer;
             var ids = texts.Select(t => head.IsRewardHead ? SequenceClassificationData.EncodeForReward(t, tokenizer) : [.. tokenizer.Encode(t, addSpecialTokens: true)]).ToList();
             var contextLength = classifier.Classifier.Classifier.Model.Config.ContextLength;
-            for (var i = 0; i < ids.Count; i++)
-            {
-                if (ids[i].Length == 0) throw ApiException.BadField("input", $"input[{i}] encodes to no tokens");
-                if (ids[i].Length > contextLength)
-                    throw ApiException.BadField("input", $"input[{i}] has {ids[i].Length} tokens; this model's context is {contextLength}", "context_length_exceeded");
-            }
+            EncodedInputs.RequireWithinContext(ids, contextLength, i => $"input[{i}]", param: "input");
             var scores = await engine.RunExclusiveInChunksAsync(Enumerable.Range(0, texts.Count).ToList(), options.MaxBatchSize,
                 chunk => classifier.Classifier.ScoreIds([.. chunk.Select(i => texts[i])], [.. chunk.Select(i => ids[i])], options.MaxBatchSize), cancellation);
             var tokens = ids.Sum(i => i.Length);

@@ -144,12 +144,7 @@ internal sealed class ScoreEndpoints(ServedClassifier? served, InferenceEngine e
         var ids = pairs.Select(p => truncateTo is { } n ? [.. reranker.Classifier.Tokenizer.EncodePair(p.First, p.Second, addSpecialTokens: true, n)]
             : reranker.EncodePair(p.First, p.Second)).ToList();
         var contextLength = reranker.Classifier.Classifier.Model.Config.ContextLength;
-        for (var i = 0; i < ids.Count; i++)
-        {
-            if (ids[i].Length == 0) throw new ApiException(400, $"pair {i} encodes to no tokens");
-            if (ids[i].Length > contextLength)
-                throw new ApiException(400, $"pair {i} has {ids[i].Length} tokens; this model's context is {contextLength} (truncate_prompt_tokens cuts pairs)", code: "context_length_exceeded");
-        }
+        EncodedInputs.RequireWithinContext(ids, contextLength, i => $"pair {i}", param: null, " (truncate_prompt_tokens cuts pairs)");
         var scores = await engine.RunExclusiveInChunksAsync(ids, options.MaxBatchSize,
             chunk => reranker.ScoreEncoded(chunk, options.MaxBatchSize, activate), cancellation);
         var tokens = ids.Sum(i => i.Length);
