@@ -6,10 +6,10 @@ using SharpTune.Training;
 
 namespace SharpTune.Cli.Commands;
 
-/// <summary>`train` options of the preference family and GRPO (TRL's names with dashes); flags win over the YAML config.</summary>
+/// <summary>`train` options of the preference family, GRPO and RLOO (TRL's names with dashes); flags win over the YAML config.</summary>
 internal sealed class GrpoCommandOptions
 {
-    private readonly Option<int?> numGenerations = new("--num-generations") { Description = "GRPO: completions per prompt G (default 8)" };
+    private readonly Option<int?> numGenerations = new("--num-generations") { Description = "GRPO and RLOO: completions per prompt G (default: GRPO 8, RLOO 2)" };
     private readonly Option<int?> maxCompletion = new("--max-completion-length") { Description = "GRPO: longest completion in tokens (default 512)" };
     private readonly Option<int?> maxPrompt = new("--max-prompt-length") { Description = "GRPO: cut longer prompts from the left (default: no limit)" };
     private readonly Option<double?> temperature = new("--temperature") { Description = "GRPO and GKD: sampling temperature (default: GRPO 1, GKD 0.9)" };
@@ -19,6 +19,8 @@ internal sealed class GrpoCommandOptions
     private readonly Option<double?> epsilon = new("--epsilon") { Description = "GRPO: clip range ε (default 0.2)" };
     private readonly Option<double?> epsilonHigh = new("--epsilon-high") { Description = "GRPO: upper clip ε (default ε; DAPO uses 0.28)" };
     private readonly Option<string?> scaleRewards = new("--scale-rewards") { Description = "GRPO: group|batch|none (default group)" };
+    private readonly Option<bool?> normalizeAdvantages = new("--normalize-advantages") { Description = "RLOO: normalise advantages over the generation batch (mean 0, std 1)" };
+    private readonly Option<string?> rewardClipRange = new("--reward-clip-range") { Description = "RLOO: MIN,MAX the summed reward is clipped to" };
     private readonly Option<bool?> maskTruncated = new("--mask-truncated-completions") { Description = "GRPO: leave truncated completions out of the loss" };
     private readonly Option<string[]> rewards = new("--reward") { Description = "GRPO: NAME or NAME=WEIGHT, repeatable: exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model" };
     private readonly Option<string?> rewardField = new("--reward-field") { Description = "GRPO: the data field rewards compare with (default answer)" };
@@ -38,7 +40,7 @@ internal sealed class GrpoCommandOptions
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { numGenerations, maxCompletion, maxPrompt, temperature, topP, topK, iterations, epsilon, epsilonHigh,
-                     scaleRewards, maskTruncated, rewards, rewardField, rewardPattern, rewardSchema, judgeUrl, judgeModel, rewardModel, rewardModelAdapter, simpoGamma, cpoAlpha,
+                     scaleRewards, normalizeAdvantages, rewardClipRange, maskTruncated, rewards, rewardField, rewardPattern, rewardSchema, judgeUrl, judgeModel, rewardModel, rewardModelAdapter, simpoGamma, cpoAlpha,
                      desirableWeight, undesirableWeight })
             command.Options.Add(option);
     }
@@ -55,6 +57,8 @@ internal sealed class GrpoCommandOptions
         Epsilon = parse.GetValue(epsilon) ?? o.Epsilon,
         EpsilonHigh = parse.GetValue(epsilonHigh) ?? o.EpsilonHigh,
         ScaleRewards = parse.GetValue(scaleRewards) ?? o.ScaleRewards,
+        NormalizeAdvantages = parse.GetValue(normalizeAdvantages) ?? o.NormalizeAdvantages,
+        RewardClipRange = parse.GetValue(rewardClipRange) is { } range ? ParseRange(range) : o.RewardClipRange,
         MaskTruncatedCompletions = parse.GetValue(maskTruncated) ?? o.MaskTruncatedCompletions,
         Rewards = parse.GetValue(rewards) is { Length: > 0 } given ? given : o.Rewards,
         RewardField = parse.GetValue(rewardField) ?? o.RewardField,
@@ -69,6 +73,15 @@ internal sealed class GrpoCommandOptions
         DesirableWeight = parse.GetValue(desirableWeight) ?? o.DesirableWeight,
         UndesirableWeight = parse.GetValue(undesirableWeight) ?? o.UndesirableWeight,
     };
+
+    private static double[] ParseRange(string text)
+    {
+        var parts = text.Split(',');
+        var values = parts.Select(p => double.TryParse(p.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture,
+            out var v) ? v : double.NaN).ToArray();
+        return parts.Length == 2 && values.All(double.IsFinite) ? values
+            : throw new ArgumentException($"--reward-clip-range takes MIN,MAX (two numbers), found '{text}'");
+    }
 
     /// <summary>The judge reward's grader: an OpenAI-compatible endpoint through the official SDK, as an IChatClient.</summary>
     public static RewardSources? Judge(TrainingOptions options)

@@ -42,7 +42,7 @@ internal static class TrainCommand
         var keepingLayers = new Option<int?>("--layers-keeping-mlp-products") { Description = "With checkpointing: the first N recomputed layers keep their frozen MLP gate/up products (faster, 2·ffn values per token each)" };
         var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
-        var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto, grpo or gkd" };
+        var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto, grpo, rloo or gkd" };
         var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0; GKD: the generalized JSD's β in [0, 1], default 0.5" };
         var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows), cached-mnrl (the same, with gradient caching) or cosent (sentence1/sentence2/score rows)" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };

@@ -44,7 +44,7 @@ public static class FineTuneJob
     public const string ChatTemplateFileName = Generation.LoadedModel.ChatTemplateFileName;
 
     /// <summary>The <see cref="TrainingOptions.Objective"/> names.</summary>
-    public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo", "orpo", "simpo", "kto", "grpo", "gkd"];
+    public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo", "orpo", "simpo", "kto", "grpo", "rloo", "gkd"];
 
     /// <summary>
     /// The checks <see cref="Run"/> makes before any work (objective, its settings, quantization and checkpointing, the
@@ -61,11 +61,12 @@ public static class FineTuneJob
         {
             "dpo" => DpoSettings.From(options),
             "kto" => KtoLoss.ParseType(options.LossType ?? "kto"),
-            "grpo" => GrpoSettings.From(options),
+            "grpo" or "rloo" => GrpoSettings.From(options),
             "gkd" => GkdSettings.From(options),
             _ => (object?)null,
         };
         if (objective != "gkd") GkdSettings.RefuseOutsideGkd(options, objective);
+        if (objective != "rloo") RlooSettings.RefuseOutsideRloo(options, objective);
         else if (options.Packing)
             throw new ArgumentException("packing: objective gkd answers each row's prompt anew, so its rows are padded, not packed; set packing: false");
         _ = options.ChatTemplateArguments();
@@ -121,7 +122,7 @@ public static class FineTuneJob
         var kto = objective == "kto"
             ? new KtoSettings(options.Beta ?? 0.1, options.DesirableWeight, options.UndesirableWeight, KtoLoss.ParseType(options.LossType ?? "kto"))
             : null;
-        var grpo = objective == "grpo" ? GrpoSettings.From(options) : null;
+        var grpo = objective is "grpo" or "rloo" ? GrpoSettings.From(options) : null;
         var gkd = objective == "gkd" ? GkdSettings.From(options) : null;
         var task = TrainingTasks.Of(options);
         var embedding = task == TrainingTasks.Embedding ? EmbeddingSettings.From(options) : null;
@@ -132,7 +133,7 @@ public static class FineTuneJob
             "kto" => row => row.Fields.ContainsKey("chosen") && row.Fields.ContainsKey("rejected") && !row.Fields.ContainsKey("completion")
                 ? TrainingExampleMapper.Map(row, DatasetFormat.Preference)
                 : UnpairedPreferenceExample.FromRow(row),
-            "grpo" => PromptExample.FromRow,
+            "grpo" or "rloo" => PromptExample.FromRow,
             _ => null,
         };
         TorchRuntime.EnsureInitialised();

@@ -42,7 +42,7 @@ internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, do
             ("eval_metrics (config file): GKD's validation is the divergence from the teacher", o.EvalMetrics is { Count: > 0 }),
             ("top_p (--top-p): GKD samples with top-p 1, as TRL's GKD generation config", o.TopP != defaults.TopP),
             ("top_k (--top-k): GKD samples with top-k 0, as TRL's GKD generation config", o.TopK != defaults.TopK),
-            ("num_generations (--num-generations): GKD answers each prompt once", o.NumGenerations != defaults.NumGenerations),
+            ("num_generations (--num-generations): GKD answers each prompt once", o.NumGenerations is not null),
             ("max_completion_length (--max-completion-length): GKD's is max_new_tokens (--max-new-tokens)", o.MaxCompletionLength != defaults.MaxCompletionLength),
             ("max_prompt_length (--max-prompt-length): GKD's rows are cut to max_seq_length (--max-seq-length)", o.MaxPromptLength != defaults.MaxPromptLength),
             ("loss_type (--loss-type): GKD's loss is the generalized JSD, set by beta (--beta)", o.LossType is not null),

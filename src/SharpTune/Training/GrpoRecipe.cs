@@ -13,7 +13,7 @@ namespace SharpTune.Training;
 public sealed record RewardSources(IChatClient? Judge = null, IReadOnlyList<WeightedReward>? Custom = null);
 
 /// <summary>
-/// GRPO within <see cref="FineTuneJob"/>: prompts tokenized (chat template with its generation prompt, or plain text
+/// GRPO and RLOO within <see cref="FineTuneJob"/>: prompts tokenized (chat template with its generation prompt, or plain text
 /// with BOS, as TRL), the rewards, the reference model only when β ≠ 0 (adapter disabled, or a frozen copy for full
 /// fine-tuning), and <see cref="GrpoTrainer"/>.
 /// </summary>
@@ -50,12 +50,12 @@ internal static class GrpoRecipe
         context.Log?.Invoke($"rewards: {string.Join(", ", rewards.Select(r => $"{r.Function.Name} (weight {r.Weight})"))}");
         if (train.Count == 0) throw new InvalidDataException($"{options.Data}: no usable prompts ({trainReport})");
 
-        var needsReference = settings.Loss.Beta != 0;
+        var needsReference = settings.NeedsReference;
         using var frozenCopy = needsReference && adapter is null ? AddedTokensSetup.LoadFrozenCopy(modelDir, dtype, context.Model, context.Options) : null;
         DpoReference? reference = !needsReference ? null
             : adapter is not null ? DpoReference.AdapterDisabled(adapter) : DpoReference.FrozenModel(frozenCopy!);
         if (needsReference)
-            context.Log?.Invoke("GRPO reference: " + (adapter is not null ? "the base model (adapter disabled)" : "a frozen copy of the base model"));
+            context.Log?.Invoke($"{settings.Name} reference: " + (adapter is not null ? "the base model (adapter disabled)" : "a frozen copy of the base model"));
         var eos = StopTokens(context.Model, tokenizer, chatTemplate);
         var maker = new GrpoRolloutMaker(context.Model, tokenizer, settings, rewards, reference, eos, options.MicroBatchSize);
         var trainer = new GrpoTrainer(context.Model, context.Trainable, options, settings, maker, context.SaveModel);

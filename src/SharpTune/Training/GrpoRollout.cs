@@ -17,10 +17,11 @@ public sealed record GrpoRollout(IReadOnlyList<GrpoRow> Rows, Dictionary<string,
     double[,] Scores, double[] Rewards);
 
 /// <summary>
-/// Makes GRPO's generation batches, as TRL's <c>_generate_and_score_completions</c>: each prompt repeated G times and
-/// sampled in one KV-cache batch (left-padded, so the whole group decodes together), decoded, scored by the reward
-/// functions, turned into group-normalised advantages; then the old log-probs (μ &gt; 1) and the reference's (β ≠ 0)
-/// computed once, micro-batch by micro-batch.
+/// Makes GRPO's and RLOO's generation batches, as TRL's <c>_generate_and_score_completions</c>: each prompt repeated G
+/// times and sampled in one KV-cache batch (left-padded, so the whole group decodes together), decoded, scored by the
+/// reward functions; the old log-probs (μ &gt; 1, or RLOO's KL) and the reference's (β ≠ 0) computed once, micro-batch
+/// by micro-batch; then GRPO's group-normalised advantages, or RLOO's leave-one-out ones on the KL-penalised reward
+/// (whose batch KL per token is logged as kl, as TRL's RLOO logs it).
 /// </summary>
 public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer tokenizer, GrpoSettings settings,
     IReadOnlyList<WeightedReward> rewards, DpoReference? reference, IReadOnlyList<int> eos, int microBatchSize)
@@ -66,13 +67,34 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
         clock.Restart();
         var scores = RewardScorer.Score(rewards, samples, step, cancellationToken);
         var rewardSeconds = clock.Elapsed.TotalSeconds;
-        var advantages = GrpoAdvantages.Compute(scores, rewards.Select(r => r.Weight).ToArray(), g, settings.Scaling);
-        for (var i = 0; i < rows.Length; i++) rows[i] = rows[i] with { Advantage = advantages.Advantages[i] };
-
+        var weights = rewards.Select(r => r.Weight).ToArray();
+        var referenceToo = withReference && settings.NeedsReference;
         clock.Restart();
-        var referenceToo = withReference && settings.Loss.Beta != 0;
-        if (withOld || referenceToo) rows = WithLogProbs(rows, withOld, referenceToo);
+        GrpoAdvantageResult advantages;
+        double? klMean = null;
+        if (settings.Rloo is { } rloo)
+        {
+            // RLOO keeps the sampling policy's log-probs whenever there is a KL (it is taken between them and the
+            // reference's, TRL's old_per_token_logps − ref_per_token_logps) or μ > 1, and subtracts it from the reward.
+            if (withOld || referenceToo) rows = WithLogProbs(rows, withOld || referenceToo, referenceToo);
+            double[]? kl = null;
+            if (referenceToo)
+            {
+                (kl, var perToken) = RlooAdvantages.SequenceKl(rows, settings.MaskTruncatedCompletions);
+                klMean = perToken;
+                rows = rows.Select(r => r with { ReferenceLogProbs = null }).ToArray();   // spent: only the advantage carries the KL on
+            }
+            advantages = RlooAdvantages.Compute(scores, weights, g, kl, rloo.Beta, rloo.RewardClipRange, rloo.NormalizeAdvantages);
+            for (var i = 0; i < rows.Length; i++) rows[i] = rows[i] with { Advantage = advantages.Advantages[i] };
+        }
+        else
+        {
+            advantages = GrpoAdvantages.Compute(scores, weights, g, settings.Scaling);
+            for (var i = 0; i < rows.Length; i++) rows[i] = rows[i] with { Advantage = advantages.Advantages[i] };
+            if (withOld || referenceToo) rows = WithLogProbs(rows, withOld, referenceToo);
+        }
         var metrics = Metrics(rows, scores, advantages);
+        if (klMean is { } meanKl) metrics["kl"] = meanKl;
         metrics["time/generation_s"] = generationSeconds;
         metrics["time/rewards_s"] = rewardSeconds;
         metrics["time/reference_s"] = clock.Elapsed.TotalSeconds;

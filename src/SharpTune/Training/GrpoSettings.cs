@@ -4,11 +4,13 @@ using SharpTune.Training.Objectives;
 namespace SharpTune.Training;
 
 /// <summary>
-/// GRPO's settings, from <see cref="TrainingOptions"/> with TRL's GRPOConfig defaults: G = 8 completions per prompt,
-/// temperature 1, max_completion_length 512, μ = 1, ε = 0.2, β = 0, loss_type dapo, scale_rewards group. One optimizer
-/// step consumes micro_batch_size × gradient_accumulation completions (a multiple of G); each generated batch serves μ
-/// optimizer steps.
+/// The settings of GRPO and of RLOO (which shares GRPO's loop: group sampling, rewards, μ passes, ε clipping), from
+/// <see cref="TrainingOptions"/> with TRL's defaults: GRPOConfig's G = 8, β = 0, loss_type dapo, scale_rewards group;
+/// RLOOConfig's G = 2 and β = 0.05 (in <see cref="Rloo"/>; <see cref="Loss"/> then carries β = 0, the KL being in the
+/// reward); both temperature 1, max_completion_length 512, μ = 1, ε = 0.2. One optimizer step consumes
+/// micro_batch_size × gradient_accumulation completions (a multiple of G); each generated batch serves μ optimizer steps.
 /// </summary>
+/// <param name="Rloo">RLOO's settings; null for GRPO.</param>
 public sealed record GrpoSettings(
     GrpoLossSettings Loss,
     int NumGenerations,
@@ -19,28 +21,39 @@ public sealed record GrpoSettings(
     double TopP,
     int TopK,
     bool MaskTruncatedCompletions,
-    int LogCompletionsEvery)
+    int LogCompletionsEvery,
+    RlooSettings? Rloo = null)
 {
+    /// <summary>The objective's name in messages: GRPO or RLOO.</summary>
+    public string Name => Rloo is null ? "GRPO" : "RLOO";
+
+    /// <summary>Whether a reference model is needed: GRPO's β in the loss, or RLOO's in the reward.</summary>
+    public bool NeedsReference => Loss.Beta != 0 || Rloo is { Beta: not 0 };
+
     /// <summary>Validates and converts the options; throws naming the option at fault.</summary>
     public static GrpoSettings From(TrainingOptions o)
     {
-        if (o.NumGenerations < 2)
-            throw new ArgumentException($"num_generations must be at least 2 (GRPO compares completions within a group), found {o.NumGenerations}");
+        var rloo = o.Objective.Trim().Equals("rloo", StringComparison.OrdinalIgnoreCase) ? RlooSettings.From(o) : null;
+        var name = rloo is null ? "GRPO" : "RLOO";
+        var numGenerations = o.NumGenerations ?? (rloo is null ? 8 : RlooSettings.DefaultNumGenerations);
+        if (numGenerations < 2)
+            throw new ArgumentException($"num_generations must be at least 2 ({name} compares completions within a group), found {numGenerations}");
         var perStep = o.MicroBatchSize * o.GradientAccumulation;
-        if (perStep % o.NumGenerations != 0)
+        if (perStep % numGenerations != 0)
             throw new ArgumentException(
-                $"micro_batch_size × gradient_accumulation = {perStep} completions per step is not a multiple of num_generations = {o.NumGenerations}");
+                $"micro_batch_size × gradient_accumulation = {perStep} completions per step is not a multiple of num_generations = {numGenerations}");
         if (o.NumIterations < 1) throw new ArgumentException($"num_iterations must be at least 1, found {o.NumIterations}");
         if (o.MaxCompletionLength < 1) throw new ArgumentException($"max_completion_length must be positive, found {o.MaxCompletionLength}");
         if (o.Epsilon is <= 0 or >= 1) throw new ArgumentException($"epsilon must be in (0, 1), found {o.Epsilon}");
         if (o.EpsilonHigh is <= 0) throw new ArgumentException($"epsilon_high must be positive, found {o.EpsilonHigh}");
         var temperature = o.Temperature ?? 1.0;
-        if (temperature <= 0) throw new ArgumentException($"GRPO samples: temperature must be positive, found {temperature}");
-        var beta = o.Beta ?? 0.0;
+        if (temperature <= 0) throw new ArgumentException($"{name} samples: temperature must be positive, found {temperature}");
+        var beta = rloo is null ? o.Beta ?? 0.0 : 0.0;
         if (beta < 0) throw new ArgumentException($"beta must be ≥ 0, found {beta}");
-        var loss = new GrpoLossSettings(GrpoLossSettings.ParseType(o.LossType ?? "dapo"), o.Epsilon, o.EpsilonHigh, beta, o.MaxCompletionLength);
-        return new GrpoSettings(loss, o.NumGenerations, GrpoAdvantages.ParseScaling(o.ScaleRewards), o.NumIterations, o.MaxPromptLength,
-            temperature, o.TopP, o.TopK, o.MaskTruncatedCompletions, o.LogCompletionsEvery);
+        var loss = new GrpoLossSettings(GrpoLossSettings.ParseType(rloo is null ? o.LossType ?? "dapo" : "dapo"), o.Epsilon, o.EpsilonHigh, beta,
+            o.MaxCompletionLength);
+        return new GrpoSettings(loss, numGenerations, GrpoAdvantages.ParseScaling(o.ScaleRewards ?? "group"), o.NumIterations, o.MaxPromptLength,
+            temperature, o.TopP, o.TopK, o.MaskTruncatedCompletions, o.LogCompletionsEvery, rloo);
     }
 
     /// <summary>Sampling settings for one generation batch; the seed makes the draw a function of the batch index alone.</summary>

@@ -10,7 +10,8 @@ using static TorchSharp.torch;
 namespace SharpTune.Training;
 
 /// <summary>
-/// GRPO's training loop, as TRL's GRPOTrainer: every μ optimizer steps, take the next prompts (an epoch-seeded
+/// GRPO's training loop, as TRL's GRPOTrainer, and RLOO's (TRL's RLOOTrainer runs the same loop with its own advantages
+/// and loss, <see cref="GrpoSettings.Rloo"/>): every μ optimizer steps, take the next prompts (an epoch-seeded
 /// permutation, as the SFT trainer), sample G completions each, score and normalise them; then each step makes one
 /// pass over that batch, shuffled once and cut into gradient_accumulation micro-batches, with TRL's clipped surrogate
 /// loss. Sampling seeds, the shuffle and dropout masks are pure functions of the step, and a checkpoint taken between
@@ -84,7 +85,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             {
                 optimizer.ZeroGrad();
                 var last = TrainingCheckpoint.List(runDir).LastOrDefault();
-                throw new TrainingDivergedException($"the GRPO loss became {loss} at step {step + 1}; training stopped. " +
+                throw new TrainingDivergedException($"the {settings.Name} loss became {loss} at step {step + 1}; training stopped. " +
                     (last is null ? "No checkpoint was written before it." : $"The last good checkpoint is {last}.") + " Lower the learning rate.");
             }
             var gradNorm = OptimizerGroups.ClipGradients(trainable.Select(t => t.Parameter), options.MaxGradNorm);
@@ -158,6 +159,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         var batchTokens = rows.Where(r => !(settings.MaskTruncatedCompletions && r.Truncated)).Sum(r => (double)r.CompletionIds.Length);
         double loss = 0;
         var sums = new List<GrpoMetricSums>(micro.Length);
+        var rlooSums = new List<RlooMetricSums>(micro.Length);
         var tokens = 0;
         foreach (var chunk in micro)
         {
@@ -165,17 +167,47 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             using var batch = GrpoBatch.Collate(chunk, model.Device, settings.MaskTruncatedCompletions);
             var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out var entropies, withEntropy: true,
                 temperature: settings.Temperature);
-            var result = GrpoLoss.Compute(logProbs, batch.OldLogProbs, batch.ReferenceLogProbs, batch.Advantages, batch.Mask, settings.Loss,
-                micro.Length, batchTokens);
-            CustomBackward.Backward(result.Loss);
-            loss += result.Loss.item<float>();
-            sums.Add(new GrpoMetricSums(result.TokenCount.item<float>(), (entropies! * batch.Mask).sum().item<float>(),
-                result.KlSum.item<float>(), result.LowClippedSum.item<float>(), result.HighClippedSum.item<float>(),
-                result.RegionClippedSum.item<float>()));
+            var entropy = (entropies! * batch.Mask).sum().item<float>();
+            if (settings.Rloo is not null)
+            {
+                var rloo = RlooLoss.Compute(logProbs, batch.OldLogProbs, batch.Advantages, batch.Mask, settings.Loss.Epsilon, settings.Loss.EpsilonUpper,
+                    micro.Length);
+                CustomBackward.Backward(rloo.Loss);
+                loss += rloo.Loss.item<float>();
+                rlooSums.Add(new RlooMetricSums(batch.Mask.sum().item<float>(), entropy, rloo.LowClipped.data<float>().ToArray(),
+                    rloo.HighClipped.data<float>().ToArray()));
+            }
+            else
+            {
+                var result = GrpoLoss.Compute(logProbs, batch.OldLogProbs, batch.ReferenceLogProbs, batch.Advantages, batch.Mask, settings.Loss,
+                    micro.Length, batchTokens);
+                CustomBackward.Backward(result.Loss);
+                loss += result.Loss.item<float>();
+                sums.Add(new GrpoMetricSums(result.TokenCount.item<float>(), entropy, result.KlSum.item<float>(), result.LowClippedSum.item<float>(),
+                    result.HighClippedSum.item<float>(), result.RegionClippedSum.item<float>()));
+            }
             tokens += batch.Tokens;
         }
-        return (loss, StepMetrics(sums, settings.Loss.Beta != 0), tokens);
+        return (loss, settings.Rloo is null ? StepMetrics(sums, settings.Loss.Beta != 0) : RlooStepMetrics(rlooSums), tokens);
     }
+
+    /// <summary>One micro-batch's masked entropy sum over its loss tokens, and its sequences' clip indicators (RLOO's ratio is per sequence).</summary>
+    internal readonly record struct RlooMetricSums(double Tokens, double Entropy, float[] LowClipped, float[] HighClipped);
+
+    /// <summary>
+    /// The step's entropy and clip_ratio/* as TRL's RLOO logs them: per micro-batch, the masked token mean of the entropy
+    /// and, over its sequences, the mean (and min of the low, max of the high) clip indicators; then the plain mean over
+    /// the step's micro-batches (its <c>log</c> averages the values appended per <c>_compute_loss</c> call).
+    /// </summary>
+    internal static Dictionary<string, double> RlooStepMetrics(IReadOnlyList<RlooMetricSums> microBatches) => new()
+    {
+        ["entropy"] = microBatches.Average(m => m.Entropy / Math.Max(1.0, m.Tokens)),
+        ["clip_ratio/low_mean"] = microBatches.Average(m => m.LowClipped.Average()),
+        ["clip_ratio/low_min"] = microBatches.Average(m => m.LowClipped.Min()),
+        ["clip_ratio/high_mean"] = microBatches.Average(m => m.HighClipped.Average()),
+        ["clip_ratio/high_max"] = microBatches.Average(m => m.HighClipped.Max()),
+        ["clip_ratio/region_mean"] = microBatches.Average(m => m.LowClipped.Zip(m.HighClipped, (l, h) => Math.Max(l, h)).Average()),
+    };
 
     /// <summary>Masked sums of one micro-batch's per-token metrics over its <see cref="Tokens"/> loss tokens.</summary>
     internal readonly record struct GrpoMetricSums(double Tokens, double Entropy, double Kl, double LowClipped, double HighClipped,

@@ -175,13 +175,13 @@ public sealed record TrainingOptions
 
     /// <summary>
     /// sft (next-token loss on completions), dpo, orpo, simpo (preference pairs: prompt, chosen, rejected), kto
-    /// (unpaired: prompt, completion, label), grpo (prompts scored by reward functions) or gkd (distillation from
+    /// (unpaired: prompt, completion, label), grpo or rloo (prompts scored by reward functions) or gkd (distillation from
     /// <see cref="Teacher"/> on prompt/completion or chat rows).
     /// </summary>
     public string Objective { get; init; } = "sft";
     /// <summary>
     /// The objective's beta (TRL's), empty = TRL's default for the objective: DPO/ORPO/SimPO/KTO 0.1 (pull towards the
-    /// reference, or ORPO's λ), GRPO 0 (no KL penalty), GKD 0.5 (the generalized Jensen–Shannon divergence's
+    /// reference, or ORPO's λ), GRPO 0 (no KL penalty), RLOO 0.05 (the KL penalty taken from the reward), GKD 0.5 (the generalized Jensen–Shannon divergence's
     /// interpolation, in [0, 1]: 0 is KL(teacher‖student), 1 is KL(student‖teacher)).
     /// </summary>
     public double? Beta { get; init; }
@@ -215,8 +215,8 @@ public sealed record TrainingOptions
     public double UndesirableWeight { get; init; } = 1.0;
 
     // GRPO (docs/training.md, "Reinforcement learning with rewards").
-    /// <summary>GRPO: completions sampled per prompt (the group G).</summary>
-    public int NumGenerations { get; init; } = 8;
+    /// <summary>GRPO and RLOO: completions sampled per prompt (the group G); empty = TRL's default (GRPO 8, RLOO 2).</summary>
+    public int? NumGenerations { get; init; }
     /// <summary>GRPO: longest completion in tokens; longer samples are cut (and count as truncated).</summary>
     public int MaxCompletionLength { get; init; } = 512;
     /// <summary>GRPO: prompts longer than this are cut from the left (0 = only the context limits them).</summary>
@@ -233,8 +233,12 @@ public sealed record TrainingOptions
     public double Epsilon { get; init; } = 0.2;
     /// <summary>GRPO: the clip range's upper ε (ratio ≤ 1 + ε_high); empty = <see cref="Epsilon"/> (DAPO uses 0.28).</summary>
     public double? EpsilonHigh { get; init; }
-    /// <summary>GRPO: group (divide advantages by the group's reward std), batch (by the whole batch's) or none (Dr. GRPO).</summary>
-    public string ScaleRewards { get; init; } = "group";
+    /// <summary>GRPO: group (divide advantages by the group's reward std), batch (by the whole batch's) or none (Dr. GRPO); empty = group.</summary>
+    public string? ScaleRewards { get; init; }
+    /// <summary>RLOO: normalise the leave-one-out advantages over the generation batch to mean 0 and std 1 (TRL's normalize_advantages).</summary>
+    public bool NormalizeAdvantages { get; init; }
+    /// <summary>RLOO: clip each completion's summed reward to [min, max] before the KL penalty (TRL's reward_clip_range); empty = no clipping.</summary>
+    public IReadOnlyList<double>? RewardClipRange { get; init; }
     /// <summary>GRPO: completions cut at <see cref="MaxCompletionLength"/> take no part in the loss.</summary>
     public bool MaskTruncatedCompletions { get; init; }
     /// <summary>GRPO: reward functions, each NAME or NAME=WEIGHT (exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model).</summary>

@@ -77,7 +77,7 @@ public static class TrainingTasks
         }
         var objective = options.Objective.Trim().ToLowerInvariant();
         Refuse(objective != "sft", $"objective {options.Objective} (--objective)", "trains a causal LM");
-        Refuse(options.Beta is not null, "beta (--beta)", "is a DPO/ORPO/SimPO/KTO/GRPO setting");
+        Refuse(options.Beta is not null, "beta (--beta)", "is a DPO/ORPO/SimPO/KTO/GRPO/RLOO setting");
         Refuse(options.LossType is not null && task != Embedding, "loss_type (--loss-type)", "is a DPO/KTO/GRPO/embedding setting");
         Refuse(options.LabelSmoothing != 0, "label_smoothing (--label-smoothing)", "is a DPO/SimPO setting");
         Refuse(options.PrecomputeRefLogProbs, "precompute_ref_log_probs (--precompute-ref-log-probs)", "is a DPO setting");

@@ -12,7 +12,7 @@ public class GrpoJobTests
 {
     private static readonly string[] Names = ["Lily", "Tom", "Ben", "Sue", "Max", "Amy"];
 
-    private static string WritePrompts(string path, int count)
+    internal static string WritePrompts(string path, int count)
     {
         File.WriteAllLines(path, Enumerable.Range(0, count).Select(i => new JsonObject
         {
@@ -21,7 +21,7 @@ public class GrpoJobTests
         return path;
     }
 
-    private static TrainingOptions Options(TempDir dir, string output = "run") => new()
+    internal static TrainingOptions Options(TempDir dir, string output = "run") => new()
     {
         Model = TestAssets.Stories260K, Data = WritePrompts(dir.File("prompts.jsonl"), 12), ValidationFraction = 0, Output = dir.File(output),
         Objective = "grpo", Method = "lora", TargetModules = "all-linear", LearningRate = 2e-2, LrSchedule = "constant", WarmupSteps = 0,
@@ -30,14 +30,14 @@ public class GrpoJobTests
     };
 
     /// <summary>A reward with a graded signal: the share of the answer's letters the completion contains.</summary>
-    private sealed class LetterReward : PerSampleReward
+    internal sealed class LetterReward : PerSampleReward
     {
         public override string Name => "letters";
         public override double? Score(RewardSample sample) =>
             sample.Fields["answer"]!.GetValue<string>().ToLowerInvariant().Count(c => sample.Completion.ToLowerInvariant().Contains(c)) / 4.0;
     }
 
-    private static RewardSources Custom(IRewardFunction function) => new(Custom: [new WeightedReward(function)]);
+    internal static RewardSources Custom(IRewardFunction function) => new(Custom: [new WeightedReward(function)]);
 
     [SharedAssetFact("models/stories260K")]
     public void GrpoLogsTrlsMetricsCompletionsAndAServableAdapter()
@@ -133,7 +133,7 @@ public class GrpoJobTests
         Assert.Contains("reward_pattern", Assert.Throws<ArgumentException>(() => FineTuneJob.Run(options with { RewardPattern = null })).Message);
     }
 
-    private sealed class SynchronousProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    internal sealed class SynchronousProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => report(value);
     }

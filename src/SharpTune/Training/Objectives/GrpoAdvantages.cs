@@ -38,23 +38,7 @@ public static class GrpoAdvantages
     public static GrpoAdvantageResult Compute(double[,] scores, IReadOnlyList<double> weights, int groupSize, RewardScaling scaling)
     {
         var n = scores.GetLength(0);
-        var f = scores.GetLength(1);
-        if (weights.Count != f) throw new ArgumentException($"{f} reward columns but {weights.Count} weights", nameof(weights));
-        if (groupSize < 2) throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, "a group needs at least 2 completions");
-        if (n % groupSize != 0) throw new ArgumentException($"{n} completions do not split into groups of {groupSize}", nameof(scores));
-        var rewards = new double[n];
-        for (var i = 0; i < n; i++)
-        {
-            double sum = 0;
-            var scored = false;
-            for (var j = 0; j < f; j++)
-            {
-                if (double.IsNaN(scores[i, j])) continue;
-                sum += scores[i, j] * weights[j];
-                scored = true;
-            }
-            rewards[i] = scored ? sum : double.NaN;
-        }
+        var rewards = WeightedRewards(scores, weights, groupSize);
         var groupMean = new double[n];
         var std = new double[n];
         var batchStd = NanStd(rewards);
@@ -80,6 +64,34 @@ public static class GrpoAdvantages
             if (Math.Abs(std[i]) <= 1e-8) zeroStd++;
         }
         return new GrpoAdvantageResult(rewards, advantages, NanMean(rewards), NanStd(rewards), (double)zeroStd / n);
+    }
+
+    /// <summary>
+    /// Each completion's reward: the weighted sum of the functions that scored it (TRL's <c>nansum</c> over the weighted
+    /// columns), NaN when none did (TRL's unscorable rows); checks that the rows split into groups of <paramref name="groupSize"/>.
+    /// </summary>
+    /// <param name="scores">[N, F] per completion and function; NaN where the function does not apply (TRL's None).</param>
+    public static double[] WeightedRewards(double[,] scores, IReadOnlyList<double> weights, int groupSize)
+    {
+        var n = scores.GetLength(0);
+        var f = scores.GetLength(1);
+        if (weights.Count != f) throw new ArgumentException($"{f} reward columns but {weights.Count} weights", nameof(weights));
+        if (groupSize < 2) throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, "a group needs at least 2 completions");
+        if (n % groupSize != 0) throw new ArgumentException($"{n} completions do not split into groups of {groupSize}", nameof(scores));
+        var rewards = new double[n];
+        for (var i = 0; i < n; i++)
+        {
+            double sum = 0;
+            var scored = false;
+            for (var j = 0; j < f; j++)
+            {
+                if (double.IsNaN(scores[i, j])) continue;
+                sum += scores[i, j] * weights[j];
+                scored = true;
+            }
+            rewards[i] = scored ? sum : double.NaN;
+        }
+        return rewards;
     }
 
     /// <summary>Mean of the non-NaN values (NaN when there are none), as torch.nanmean.</summary>

@@ -1,0 +1,136 @@
+using SharpTune.Tests.Serving;
+using SharpTune.Tests.Support;
+using SharpTune.Tracking;
+using SharpTune.Training;
+using static SharpTune.Tests.Training.GrpoJobTests;
+
+namespace SharpTune.Tests.Training;
+
+/// <summary>
+/// `objective: rloo` end to end on the real stories260K model, on GRPO's test set-up (prompts, rewards): TRL's metrics,
+/// parameters that move, the reference only when β ≠ 0, exact resume, and the CLI (a short run whose mean reward rises).
+/// Ported in spirit from TRL's tests/test_rloo_trainer.py (huggingface/trl@f2cd577): test_training (parameters change),
+/// test_training_beta_zero and test_training_with_mask_truncated_completions.
+/// </summary>
+public class RlooJobTests
+{
+    private static TrainingOptions Rloo(TempDir dir, string output = "run") => Options(dir, output) with { Objective = "rloo" };
+
+    [SharedAssetFact("models/stories260K")]
+    public void RlooLogsTrlsMetricsAndTheAdapterTrains()
+    {
+        using var dir = new TempDir();
+        var log = new List<string>();
+        var options = Rloo(dir) with { MaxSteps = 2, NumIterations = 2, EpsilonHigh = 0.28 };
+        var result = FineTuneJob.Run(options, log: log.Add, rewards: Custom(new LetterReward()));
+        var records = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"));
+        Assert.Equal(2, records.Count);
+        foreach (var key in new[] { "loss", "reward", "reward_std", "frac_reward_zero_std", "rewards/regex/mean", "rewards/letters/mean", "kl",
+                     "entropy", "clip_ratio/low_mean", "clip_ratio/low_min", "clip_ratio/high_mean", "clip_ratio/high_max", "clip_ratio/region_mean",
+                     "completions/mean_length", "completions/clipped_ratio", "time/generation_s" })
+            Assert.True(records[^1].ContainsKey(key), key);
+        // The reference is the base with the adapter disabled; before any update (lora_B = 0) the sampling policy is the
+        // base itself, so the KL taken into the rewards is 0. μ = 2: both steps share the generation batch (and its KL).
+        Assert.Contains(log, l => l.Contains("RLOO reference: the base model (adapter disabled)"));
+        Assert.Equal(0, records[0]["kl"]!.GetValue<double>(), 6);
+        Assert.Equal(records[0]["reward"]!.GetValue<double>(), records[1]["reward"]!.GetValue<double>());
+        Assert.Equal(0.5 * records[0]["rewards/regex/mean"]!.GetValue<double>() + records[0]["rewards/letters/mean"]!.GetValue<double>(),
+            records[0]["reward"]!.GetValue<double>(), 9);
+        // TRL's test_training: the trainable parameters changed.
+        AdapterAssertions.LoraTrained(result.FinalDirectory);
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void BetaZeroLoadsNoReferenceAndLogsNoKl()
+    {
+        using var dir = new TempDir();
+        var log = new List<string>();
+        var options = Rloo(dir) with { Method = "full", LearningRate = 1e-3, MaxSteps = 1, Beta = 0 };
+        FineTuneJob.Run(options, log: log.Add, rewards: Custom(new LetterReward()));
+        Assert.DoesNotContain(log, l => l.Contains("reference"));
+        var records = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"));
+        Assert.False(records[0].ContainsKey("kl"));
+
+        // Full fine-tuning with β ≠ 0 compares against a frozen copy of the base.
+        log.Clear();
+        FineTuneJob.Run(options with { Output = dir.File("beta"), Beta = 0.05 }, log: log.Add, rewards: Custom(new LetterReward()));
+        Assert.Contains(log, l => l.Contains("RLOO reference: a frozen copy of the base model"));
+        Assert.True(MetricsLog.ReadAll(Path.Combine(dir.File("beta"), "metrics.jsonl"))[0].ContainsKey("kl"));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void MaskedTruncatedCompletionsCarryNoKlAndNoGradient()
+    {
+        // Completions of at most 2 tokens are all cut (stories260K does not stop that soon): every one is masked, so the
+        // KL sum is empty (0) and the loss has no gradient: the adapter stays at its initialisation.
+        using var dir = new TempDir();
+        var options = Rloo(dir) with { MaxSteps = 1, MaxCompletionLength = 2, MaskTruncatedCompletions = true };
+        var result = FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
+        var record = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"))[0];
+        Assert.Equal(1.0, record["completions/clipped_ratio"]!.GetValue<double>());
+        Assert.Equal(0.0, record["kl"]!.GetValue<double>());
+        Assert.Equal(0.0, record["grad_norm"]!.GetValue<double>());
+        Assert.All(AdapterAssertions.SavedTensors(result.FinalDirectory).Where(t => t.Key.Contains("lora_B")), t => Assert.All(t.Value, v => Assert.Equal(0f, v)));
+    }
+
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void AnInterruptedRunResumesExactly(int numIterations)
+    {
+        using var dir = new TempDir();
+        var options = Rloo(dir) with { NumIterations = numIterations };
+        FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
+        var expected = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"));
+
+        var interrupted = options with { Output = dir.File("interrupted") };
+        using var cancel = new CancellationTokenSource();
+        var progress = new SynchronousProgress(p => { if (p.Step == 3) cancel.Cancel(); });
+        Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(interrupted, false, progress, null, cancel.Token, Custom(new LetterReward())));
+        Assert.Equal(numIterations == 2, File.Exists(Path.Combine(TrainingCheckpoint.List(interrupted.Output)[^1], GrpoBuffer.FileName)));
+        FineTuneJob.Run(interrupted, resume: true, rewards: Custom(new LetterReward()));
+        var resumed = MetricsLog.ReadAll(Path.Combine(interrupted.Output, "metrics.jsonl"));
+
+        Assert.Equal(expected.Count, resumed.Count);
+        foreach (var key in new[] { "loss", "reward", "kl", "grad_norm", "entropy", "clip_ratio/region_mean", "completions/mean_length" })
+            for (var i = 0; i < expected.Count; i++)
+                Assert.Equal(expected[i][key]!.GetValue<double>(), resumed[i][key]!.GetValue<double>(), 6);
+        Assert.Equal(File.ReadAllLines(Path.Combine(options.Output, "completions.jsonl")),
+            File.ReadAllLines(Path.Combine(interrupted.Output, "completions.jsonl")));
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void TheCliTrainsRlooAndTheMeanRewardRises()
+    {
+        using var dir = new TempDir();
+        var output = dir.File("run");
+        var stdout = SharpTuneCli.Ok(SharpTuneCli.Run("train", "--objective", "rloo", "--model", TestAssets.Stories260K,
+            "--data", WritePrompts(dir.File("prompts.jsonl"), 12), "--output", output, "--method", "lora", "--lr", "2e-2",
+            "--batch-size", "8", "--grad-accum", "1", "--num-generations", "4", "--max-completion-length", "8", "--max-steps", "12",
+            "--reward", "regex", "--reward-pattern", RisingPattern, "--normalize-advantages", "true", "--reward-clip-range", "0,1", "--seed", "5"),
+            "train --objective rloo");
+        var saved = TrainingConfigFile.Load(Path.Combine(output, "config.yaml"));
+        Assert.Equal("rloo", saved.Objective);
+        Assert.True(saved.NormalizeAdvantages);
+        Assert.Equal([0.0, 1.0], saved.RewardClipRange);
+        var rewards = MetricsLog.ReadAll(Path.Combine(output, "metrics.jsonl")).Select(r => r["reward"]!.GetValue<double>()).ToArray();
+        Assert.Equal(12, rewards.Length);
+        var first = rewards.Take(4).Average();
+        var last = rewards.TakeLast(4).Average();
+        Assert.True(last > first + 0.1, $"mean reward {first:F3} over the first 4 steps, {last:F3} over the last 4: [{string.Join(", ", rewards.Select(r => r.ToString("F3")))}]");
+        Assert.Contains("reward", stdout + "");
+    }
+
+    private const string RisingPattern = "was";
+
+    [Fact]
+    public void TheCliRefusesSettingsRlooWouldIgnore()
+    {
+        var run = SharpTuneCli.Run("train", "--objective", "grpo", "--model", "m", "--data", "d.jsonl", "--normalize-advantages", "true");
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains("normalize_advantages", run.Stderr + run.Stdout);
+        run = SharpTuneCli.Run("train", "--objective", "rloo", "--model", "m", "--data", "d.jsonl", "--reward-clip-range", "1");
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains("--reward-clip-range", run.Stderr + run.Stdout);
+    }
+}

@@ -1,0 +1,166 @@
+using SharpTune.Training;
+using SharpTune.Training.Objectives;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Training;
+
+/// <summary>
+/// RLOO's advantages, KL-in-reward and loss worked by hand from TRL's formulas (huggingface/trl@f2cd577,
+/// trl/trainer/rloo_trainer.py, <c>_generate_and_score_completions</c> and <c>_compute_loss</c>).
+/// </summary>
+public class RlooObjectiveTests
+{
+    private static double[,] Column(params double[] values)
+    {
+        var scores = new double[values.Length, 1];
+        for (var i = 0; i < values.Length; i++) scores[i, 0] = values[i];
+        return scores;
+    }
+
+    [Fact]
+    public void LeaveOneOutBaselinesUseOnlyTheScorableSiblings()
+    {
+        // G = 3. Group 1 [1, 2, 6]: baselines (8/2, 7/2, 3/2) → A = (−3, −1.5, 4.5).
+        // Group 2 [–, 2, 5]: the unscorable row is left out of the others' baselines (2 − 5, 5 − 2) and gets 0.
+        // Group 3 [–, –, 4]: the lone scorable completion has no sibling (0/0) → 0, as the unscorable.
+        var result = RlooAdvantages.Compute(Column(1, 2, 6, double.NaN, 2, 5, double.NaN, double.NaN, 4), [1.0], 3, null, 0.05, null, false);
+        Assert.Equal([-3, -1.5, 4.5, 0, -3, 3, 0, 0, 0], result.Advantages);
+        Assert.True(double.IsNaN(result.Rewards[3]));
+        Assert.Equal((1 + 2 + 6 + 2 + 5 + 4) / 6.0, result.RewardMean, 12);
+        Assert.Equal(0.0, result.FracRewardZeroStd);   // group 3's std is NaN (one scorable), not 0
+    }
+
+    [Fact]
+    public void WeightedFunctionsAreSummedSkippingTheOnesThatDidNotScore()
+    {
+        // Two functions, weights (1, 0.5); row 1's second function returned nothing (nansum), row 3 was scored by none.
+        var scores = new double[,] { { 1, 2 }, { 3, double.NaN }, { 0, 4 }, { double.NaN, double.NaN } };
+        var result = RlooAdvantages.Compute(scores, [1.0, 0.5], 2, null, 0, null, false);
+        // Rewards (2, 3 | 2, –): A = (2 − 3, 3 − 2 | 0 (lone), 0).
+        Assert.Equal([-1, 1, 0, 0], result.Advantages);
+        Assert.Equal(2.0, result.Rewards[2]);
+    }
+
+    [Fact]
+    public void NormalizeAdvantagesScalesOverTheScorableSubsetOnly()
+    {
+        var result = RlooAdvantages.Compute(Column(1, 2, 6, double.NaN, 2, 5), [1.0], 3, null, 0, null, normalize: true);
+        // Scorable advantages (−3, −1.5, 4.5, −3, 3): mean 0, unbiased std √(49.5/4).
+        var std = Math.Sqrt(49.5 / 4);
+        double[] raw = [-3, -1.5, 4.5, double.NaN, -3, 3];
+        for (var i = 0; i < raw.Length; i++)
+            Assert.Equal(double.IsNaN(raw[i]) ? 0 : raw[i] / (std + 1e-4), result.Advantages[i], 12);
+    }
+
+    [Fact]
+    public void TheKlPenaltyComesOffTheRewardAfterClippingAndBeforeTheBaseline()
+    {
+        // Rewards (−5, 0.5, 5) clipped to [−1, 1] → (−1, 0.5, 1); KL sums (2, −1, 0.5), β = 0.1 → (−1.2, 0.6, 0.95).
+        var result = RlooAdvantages.Compute(Column(-5, 0.5, 5), [1.0], 3, [2, -1, 0.5], 0.1, (-1, 1), false);
+        double[] penalised = [-1.2, 0.6, 0.95];
+        for (var i = 0; i < 3; i++)
+            Assert.Equal(penalised[i] - (penalised.Sum() - penalised[i]) / 2, result.Advantages[i], 12);
+        // The logged reward is the plain weighted reward, neither clipped nor penalised.
+        Assert.Equal(0.5 / 3, result.RewardMean, 12);
+        // Equal rewards with different KLs: the group's penalised std is not 0.
+        var equal = RlooAdvantages.Compute(Column(1, 1, 1, 1), [1.0], 2, [0, 0, 1, 3], 0.5, null, false);
+        Assert.Equal(0.5, equal.FracRewardZeroStd);   // the first group only
+        Assert.Equal([0, 0, 1, -1], equal.Advantages);   // (0.5 − (−0.5), −0.5 − 0.5)
+    }
+
+    [Fact]
+    public void SequenceKlIsTheOldMinusReferenceSumAndTruncatedCompletionsDropOutWhenMasked()
+    {
+        GrpoRow[] rows =
+        [
+            new([1, 2], [5, 6, 7], false, 0, [-1f, -2f, -0.5f], [-1.5f, -1f, -0.5f]),   // 0.5 − 1 + 0 = −0.5
+            new([1, 2], [8, 9], true, 0, [-3f, -1f], [-1f, -1.25f]),                    // −2 + 0.25 = −1.75
+        ];
+        var (perSequence, perToken) = RlooAdvantages.SequenceKl(rows, maskTruncated: false);
+        Assert.Equal(-0.5, perSequence[0], 6);
+        Assert.Equal(-1.75, perSequence[1], 6);
+        Assert.Equal(-2.25 / 5, perToken, 6);
+        var (masked, maskedPerToken) = RlooAdvantages.SequenceKl(rows, maskTruncated: true);
+        Assert.Equal([-0.5, 0.0], masked.Select(v => Math.Round(v, 6)));
+        Assert.Equal(-0.5 / 3, maskedPerToken, 6);
+        // The masked truncated completion's reward keeps no KL but still stands in its siblings' baseline.
+        var result = RlooAdvantages.Compute(Column(1, 0), [1.0], 2, masked, 1.0, null, false);
+        Assert.Equal(1.5 - 0, result.Advantages[0], 6);
+        Assert.Equal(0 - 1.5, result.Advantages[1], 6);
+    }
+
+    [Fact]
+    public void TheLossIsTrlsSequenceRatioSurrogateInDoubles()
+    {
+        // B = 3, T = 4; row 2's last two positions are padding; ε = 0.2, ε_high = 0.28; 2 micro-batches in the step.
+        double[,] lp = { { -1.0, -0.5, -2.0, -0.1 }, { -0.3, -0.2, -0.4, -0.9 }, { -1.2, -0.7, 0, 0 } };
+        double[,] oldLp = { { -1.1, -0.6, -2.05, -0.1 }, { -0.2, -0.1, -0.3, -0.8 }, { -1.0, -0.8, 0, 0 } };
+        double[,] m = { { 1, 1, 1, 1 }, { 1, 1, 1, 1 }, { 1, 1, 0, 0 } };
+        double[] a = [1.5, -0.7, 0.4];
+        const double eps = 0.2, epsHigh = 0.28;
+        var logProbs = tensor(lp, dtype: ScalarType.Float32).requires_grad_();
+        var result = RlooLoss.Compute(logProbs, tensor(oldLp, dtype: ScalarType.Float32), tensor(a.Select(v => (float)v).ToArray()),
+            tensor(m, dtype: ScalarType.Float32), eps, epsHigh, 2);
+        result.Loss.backward();
+
+        double expected = 0;
+        var grad = new double[3, 4];
+        for (var b = 0; b < 3; b++)
+        {
+            double logps = 0, old = 0;
+            for (var t = 0; t < 4; t++) { logps += lp[b, t] * m[b, t]; old += oldLp[b, t] * m[b, t]; }
+            var r = Math.Exp(logps - old);
+            var c = Math.Clamp(r, 1 - eps, 1 + epsHigh);
+            expected += -Math.Min(r * a[b], c * a[b]) / 3 / 2;
+            // d/dlogπ: −A·r through the unclipped branch when it is the minimum (or the clip is inactive), else 0.
+            var g = r * a[b] <= c * a[b] || c == r ? -a[b] * r / 3 / 2 : 0;
+            for (var t = 0; t < 4; t++) grad[b, t] = g * m[b, t];
+        }
+        Assert.Equal(expected, result.Loss.item<float>(), 5);
+        var actual = logProbs.grad!.data<float>().ToArray();
+        for (var i = 0; i < 12; i++) Assert.Equal(grad[i / 4, i % 4], actual[i], 5);
+        // Row 0: r = e^0.25 > 1.28 with A > 0 → high-clipped; row 1: r = e^−0.4 < 0.8 with A < 0 → low-clipped.
+        Assert.Equal([0f, 1f, 0f], result.LowClipped.data<float>().ToArray());
+        Assert.Equal([1f, 0f, 0f], result.HighClipped.data<float>().ToArray());
+        Assert.Equal(0, grad[0, 0]);
+        Assert.Equal(0, grad[1, 0]);
+        Assert.NotEqual(0, grad[2, 0]);
+    }
+
+    [Fact]
+    public void WithoutOldLogProbsTheRatioIsOneAndTheGradientThePlainPolicyGradient()
+    {
+        double[,] lp = { { -1.0, -0.5 }, { -0.3, -0.2 } };
+        var logProbs = tensor(lp, dtype: ScalarType.Float32).requires_grad_();
+        var result = RlooLoss.Compute(logProbs, null, tensor(new[] { 2f, -1f }), ones(2, 2), 0.2, 0.2, 1);
+        result.Loss.backward();
+        Assert.Equal(-(2 - 1) / 2.0, result.Loss.item<float>(), 6);
+        Assert.Equal([-1f, -1f, 0.5f, 0.5f], logProbs.grad!.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void RlooTakesTrlsDefaultsAndRefusesWhatItWouldIgnore()
+    {
+        var options = new TrainingOptions { Objective = "rloo", MicroBatchSize = 4 };
+        var settings = GrpoSettings.From(options);
+        Assert.Equal(2, settings.NumGenerations);
+        Assert.Equal(new RlooSettings(0.05, false, null), settings.Rloo);
+        Assert.Equal(0, settings.Loss.Beta);   // the KL is in the reward, not the loss
+        Assert.Equal(0.2, settings.Loss.Epsilon);
+        Assert.True(settings.NeedsReference);
+        Assert.False(GrpoSettings.From(options with { Beta = 0 }).NeedsReference);
+        Assert.Equal(8, GrpoSettings.From(options with { Objective = "grpo", MicroBatchSize = 8 }).NumGenerations);
+        Assert.Equal((-1.0, 2.0), GrpoSettings.From(options with { RewardClipRange = [-1, 2] }).Rloo!.RewardClipRange);
+
+        Assert.Contains("loss_type", Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options with { LossType = "dapo" })).Message);
+        Assert.Contains("scale_rewards", Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options with { ScaleRewards = "batch" })).Message);
+        Assert.Contains("reward_clip_range", Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options with { RewardClipRange = [2, 1] })).Message);
+        Assert.Contains("beta", Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(options with { Beta = -1 })).Message);
+        foreach (var other in new[] { "grpo", "sft", "dpo" })
+        {
+            var grpo = options with { Objective = other, MicroBatchSize = 8 };
+            Assert.Contains("normalize_advantages", Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(grpo with { NormalizeAdvantages = true })).Message);
+            Assert.Contains("reward_clip_range", Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(grpo with { RewardClipRange = [0, 1] })).Message);
+        }
+    }
+}
