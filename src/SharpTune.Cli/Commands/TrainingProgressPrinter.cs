@@ -19,7 +19,7 @@ internal sealed class TrainingProgressPrinter : IProgress<TrainingProgress>
             Console.Error.WriteLine(p.Message);
             return;
         }
-        // GRPO reports its mean reward where other objectives report an accuracy.
+        // GRPO and RLOO report their mean reward where other objectives report an accuracy.
         var reward = p.Metrics?.GetValueOrDefault("reward", double.NaN) ?? double.NaN;
         // A regression head reports its mean squared error there.
         var regression = p.Metrics?.ContainsKey("mse") == true;

@@ -56,6 +56,7 @@ public static class FineTuneJob
         if (!Objectives.Contains(objective))
             throw new ArgumentException($"unknown objective '{options.Objective}' (choose one of: {string.Join(", ", Objectives)})");
         TrainingTasks.Validate(options);
+        if (objective != "rloo") RlooSettings.RefuseOutsideRloo(options, objective);
         // Settings are parsed before any work, so a bad loss_type or scale_rewards fails at once.
         _ = objective switch
         {
@@ -66,7 +67,6 @@ public static class FineTuneJob
             _ => (object?)null,
         };
         if (objective != "gkd") GkdSettings.RefuseOutsideGkd(options, objective);
-        if (objective != "rloo") RlooSettings.RefuseOutsideRloo(options, objective);
         else if (options.Packing)
             throw new ArgumentException("packing: objective gkd answers each row's prompt anew, so its rows are padded, not packed; set packing: false");
         _ = options.ChatTemplateArguments();
