@@ -163,4 +163,16 @@ public class RlooObjectiveTests
             Assert.Contains("reward_clip_range", Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(grpo with { RewardClipRange = [0, 1] })).Message);
         }
     }
+
+    [Fact]
+    public void TheExampleConfigIsAValidRlooRun()
+    {
+        var example = TrainingConfigFile.Load(Path.Combine(SharpTune.Tests.Support.TestAssets.RepoRoot, "examples", "rloo.yaml"));
+        FineTuneJob.Validate(example);
+        var settings = GrpoSettings.From(example);
+        Assert.Equal("RLOO", settings.Name);
+        Assert.Equal(4, settings.NumGenerations);
+        Assert.Equal(0.05, settings.Rloo!.Beta);
+        Assert.Equal(["exact=0.5", "chrf=0.5"], example.Rewards!);
+    }
 }
