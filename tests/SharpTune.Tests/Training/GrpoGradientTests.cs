@@ -11,7 +11,7 @@ namespace SharpTune.Tests.Training;
 /// </summary>
 public class GrpoGradientTests
 {
-    private static readonly GrpoRow[] Rows =
+    internal static readonly GrpoRow[] Rows =
     [
         new([1, 5, 9], [12, 40, 2], false, 1.2, null, null),
         new([1, 5, 9], [30, 2], false, -0.4, null, null),
@@ -19,7 +19,7 @@ public class GrpoGradientTests
         new([1, 7], [50, 2], false, 0.0, null, null),
     ];
 
-    private static Dictionary<string, float[]> Gradients(SharpTune.Models.CausalLanguageModel model)
+    internal static Dictionary<string, float[]> Gradients(SharpTune.Models.CausalLanguageModel model)
     {
         var result = model.named_parameters().Where(p => p.parameter.grad is not null)
             .ToDictionary(p => p.name, p => p.parameter.grad!.data<float>().ToArray());

@@ -175,4 +175,41 @@ public class RlooObjectiveTests
         Assert.Equal(0.05, settings.Rloo!.Beta);
         Assert.Equal(["exact=0.5", "chrf=0.5"], example.Rewards!);
     }
+
+    [Fact]
+    public void OnTheModelTheGradientIsTheSequenceLevelPolicyGradient()
+    {
+        // μ = 1, β = 0: ratio 1, so RLOO's gradient is −1/(B·accumulation) · Σ_i A_i · Σ_t ∇log π(o_it | prefix) — no per-token
+        // normalisation (unlike GRPO's), and a masked truncated completion contributes nothing. Checked against an
+        // unbatched, unpadded forward pass with a hand-written log-softmax, on GRPO's gradient-test rows.
+        var rows = GrpoGradientTests.Rows;
+        using var model = SharpTune.Tests.Support.TestModels.Create("llama", seed: 7);
+        model.eval();
+        foreach (var chunk in rows.Chunk(2))
+        {
+            using var scope = NewDisposeScope();
+            using var batch = GrpoBatch.Collate(chunk, model.Device, maskTruncated: true);
+            var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out _);
+            RlooLoss.Compute(logProbs, null, batch.Advantages, batch.Mask, 0.2, 0.2, 2).Loss.backward();
+        }
+        var rloo = GrpoGradientTests.Gradients(model);
+
+        foreach (var row in rows.Where(r => !r.Truncated))
+        {
+            using var scope = NewDisposeScope();
+            int[] sequence = [.. row.PromptIds, .. row.CompletionIds];
+            var logits = model.Forward(tensor(sequence.Select(t => (long)t).ToArray()).unsqueeze(0)).squeeze(0).to(ScalarType.Float64);
+            var logSoftmax = logits - logits.exp().sum(-1, keepdim: true).log();
+            var sum = zeros(1, dtype: ScalarType.Float64).sum();
+            for (var k = 0; k < row.CompletionIds.Length; k++) sum = sum + logSoftmax[row.PromptIds.Length + k - 1, row.CompletionIds[k]];
+            (-(row.Advantage / (2.0 * 2)) * sum).backward();
+        }
+        var reinforce = GrpoGradientTests.Gradients(model);
+
+        var largest = reinforce.Values.Max(g => g.Max(Math.Abs));
+        Assert.True(largest > 1e-4, "the test needs a gradient that is not ~0");
+        foreach (var (name, expected) in reinforce)
+            for (var i = 0; i < expected.Length; i++)
+                Assert.True(Math.Abs(expected[i] - rloo[name][i]) <= 2e-5 * largest + 1e-7, $"{name}[{i}]: policy gradient {expected[i]}, RLOO {rloo[name][i]}");
+    }
 }
