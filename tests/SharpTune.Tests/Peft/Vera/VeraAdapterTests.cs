@@ -260,6 +260,33 @@ public class VeraAdapterTests
         Assert.Contains("no_such_module", error.Message);
     }
 
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AJobsCheckpointExportsAsTheAdapterTheRunSaves(bool saveProjection)
+    {
+        // The jobs API serves checkpoints as adapters: the trainer's names with PEFT's prefix (JobTrainingRun), and the
+        // frozen projections, which the trainer does not checkpoint, drawn again from the seed.
+        using var temp = new TempDir();
+        var options = new SharpTune.Training.TrainingOptions
+        {
+            Model = TestAssets.Stories260K, Data = StoryData.Write(temp.Path), Output = Path.Combine(temp.Path, "run"), Method = "vera",
+            LoraR = 16, ProjectionPrngKey = 11, SaveProjection = saveProjection, MaxSteps = 2, SaveEvery = 2, LearningRate = 5e-2,
+            MicroBatchSize = 4, ValidationFraction = 0,
+        };
+        var result = SharpTune.Training.FineTuneJob.Run(options);
+        var served = Path.Combine(temp.Path, "served");
+        SharpTune.Jobs.CheckpointAdapters.Export(SharpTune.Jobs.CheckpointAdapters.Complete(options.Output).Last().Directory, served,
+            SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, ScalarType.Float32);
+        var expected = AdapterAssertions.SavedTensors(result.FinalDirectory);
+        var actual = AdapterAssertions.SavedTensors(served);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        Assert.Equal(saveProjection, actual.ContainsKey(VeraAdapter.ProjectionAKey));
+        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        using var loaded = SharpTune.Generation.LoadedModel.Load(TestAssets.Stories260K, served);
+        Assert.Equal("VERA", loaded.Adapter!.PeftType);
+    }
+
     private static void AssertClose(float[] expected, float[] actual, float tolerance = 1e-5f)
     {
         Assert.Equal(expected.Length, actual.Length);
