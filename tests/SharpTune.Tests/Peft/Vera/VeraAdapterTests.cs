@@ -287,6 +287,18 @@ public class VeraAdapterTests
         Assert.Equal("VERA", loaded.Adapter!.PeftType);
     }
 
+    [Fact]
+    public void DisableDropoutSwitchesOffVeraDropout()
+    {
+        // TRL's disable_dropout_in_model sets p = 0 on every nn.Dropout, PEFT's vera_dropout included.
+        using var model = TestModels.Create("llama");
+        var adapter = new VeraAdapter(new VeraConfig { R = 8, VeraDropout = 0.5 });
+        adapter.Inject(model);
+        Assert.All(adapter.Layers, l => Assert.Equal(0.5, l.Layer.vera_dropout!.p));
+        SharpTune.Training.FineTuningMethods.DisableDropout(model);
+        Assert.All(adapter.Layers, l => Assert.Equal(0.0, l.Layer.vera_dropout!.p));
+    }
+
     private static void AssertClose(float[] expected, float[] actual, float tolerance = 1e-5f)
     {
         Assert.Equal(expected.Length, actual.Length);
