@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace SharpTune.Peft;
 
 /// <summary>
-/// The plumbing every method that wraps layers shares (LoRA, IA3, bottleneck adapters): select the targets, freeze
+/// The plumbing every method that wraps layers shares (LoRA, IA3, LoHa/LoKr, VeRA, bottleneck adapters): select the targets, freeze
 /// the base, swap each target for its wrapper, list trainable parameters, save and load them under PEFT's keys
 /// (<c>base_model.model.&lt;path&gt;.&lt;suffix&gt;</c>), switch them on and off, and unload or merge them. A method
 /// supplies its targets, how to wrap one layer, and how to fold a wrapper back.
@@ -69,7 +69,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
 
     /// <summary>
     /// What <paramref name="targets"/> select for a method that trains a tied embedding and head apart in PEFT (IA3, LoHa,
-    /// LoKr): refuses <see cref="ModulesToSave"/> holding the token embedding of a tied model, leaves out the modules saved
+    /// LoKr, VeRA): refuses <see cref="ModulesToSave"/> holding the token embedding of a tied model, leaves out the modules saved
     /// whole (PEFT's check_target_module_exists never wraps those) and <paramref name="exclude"/>'s, and refuses a
     /// selection left empty. Also returns the targets as the adapter config saves them, expanded before any wrapping so
     /// that "all-linear" names the base layers.
