@@ -68,6 +68,7 @@ internal static class CheckpointAdapters
                 using (var file = SafetensorsFile.Open(Path.Combine(checkpointDir, TrainableFileName)))
                     foreach (var name in file.Tensors.Keys)
                         tensors[PeftKeyPrefix + name] = file.Read(name);
+                AddVeraProjections(tensors, adapterConfig, baseDtype);
                 SafetensorsWriter.Write(Path.Combine(temp, AdapterFiles.WeightsFileName), tensors, AdapterFiles.Metadata);
             }
             finally
@@ -79,6 +80,27 @@ internal static class CheckpointAdapters
             if (ChangesTheBase(adapterConfig)) ConvertInPlace(temp, adapterConfig, baseDtype);
             chatTemplate?.Save(temp);
         });
+    }
+
+    /// <summary>
+    /// VeRA's shared projections are frozen, so the trainer does not checkpoint them: with <c>save_projection</c> they are
+    /// drawn again from <c>projection_prng_key</c> for the base (<c>base_model_name_or_path</c>), as the run drew them,
+    /// and saved under PEFT's <c>base_model.vera_A</c>/<c>vera_B</c> keys.
+    /// </summary>
+    private static void AddVeraProjections(Dictionary<string, Tensor> tensors, JsonObject adapterConfig, ScalarType baseDtype)
+    {
+        if (adapterConfig["peft_type"]?.GetValue<string>() != Peft.Vera.VeraConfig.PeftTypeName) return;
+        var config = Peft.Vera.VeraConfig.FromJson(adapterConfig);
+        if (!config.SaveProjection) return;
+        var baseDir = config.BaseModelNameOrPath
+            ?? throw new InvalidDataException("the VeRA adapter config names no base model to draw its projections for");
+        using var scope = NewDisposeScope();
+        using var model = Models.PretrainedModel.Load(baseDir, baseDtype, Runtime.TorchRuntime.DefaultDevice);
+        var adapter = new Peft.Vera.VeraAdapter(config);
+        adapter.Inject(model);
+        tensors[Peft.Vera.VeraAdapter.ProjectionAKey] = adapter.Projections!.A.cpu().clone().DetachFromDisposeScope();
+        tensors[Peft.Vera.VeraAdapter.ProjectionBKey] = adapter.Projections!.B.cpu().clone().DetachFromDisposeScope();
+        adapter.Unload();
     }
 
     private static bool ChangesTheBase(JsonObject adapterConfig) =>

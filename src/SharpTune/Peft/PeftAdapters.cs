@@ -8,6 +8,7 @@ using SharpTune.Peft.LoKr;
 using SharpTune.Peft.Lora;
 using SharpTune.Peft.PrefixTuning;
 using SharpTune.Peft.PromptTuning;
+using SharpTune.Peft.Vera;
 using static TorchSharp.torch;
 
 namespace SharpTune.Peft;
@@ -27,6 +28,7 @@ public static class PeftAdapters
         ["IA3"] = IA3Adapter.FromConfigJson,
         ["LOHA"] = LohaAdapter.FromConfigJson,
         ["LOKR"] = LokrAdapter.FromConfigJson,
+        ["VERA"] = VeraAdapter.FromConfigJson,
     };
 
     /// <summary>The <c>peft_type</c> values that can be loaded.</summary>

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace SharpTune.Peft;
 
 /// <summary>
-/// The plumbing every method that wraps layers shares (LoRA, IA3, bottleneck adapters): select the targets, freeze
+/// The plumbing every method that wraps layers shares (LoRA, IA3, LoHa/LoKr, VeRA, bottleneck adapters): select the targets, freeze
 /// the base, swap each target for its wrapper, list trainable parameters, save and load them under PEFT's keys
 /// (<c>base_model.model.&lt;path&gt;.&lt;suffix&gt;</c>), switch them on and off, and unload or merge them. A method
 /// supplies its targets, how to wrap one layer, and how to fold a wrapper back.
@@ -69,7 +69,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
 
     /// <summary>
     /// What <paramref name="targets"/> select for a method that trains a tied embedding and head apart in PEFT (IA3, LoHa,
-    /// LoKr): refuses <see cref="ModulesToSave"/> holding the token embedding of a tied model, leaves out the modules saved
+    /// LoKr, VeRA): refuses <see cref="ModulesToSave"/> holding the token embedding of a tied model, leaves out the modules saved
     /// whole (PEFT's check_target_module_exists never wraps those) and <paramref name="exclude"/>'s, and refuses a
     /// selection left empty. Also returns the targets as the adapter config saves them, expanded before any wrapping so
     /// that "all-linear" names the base layers.
@@ -107,6 +107,21 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
 
     /// <summary>Saved key spellings other tools write, mapped to ours (e.g. a trailing ".weight").</summary>
     protected virtual string NormaliseKey(string key) => key;
+
+    /// <summary>
+    /// Tensors the method saves once for the whole model beside the per-layer ones, under their full saved keys (VeRA's
+    /// shared projections, <c>base_model.vera_A</c>); not trained. Loading copies the saved values into them.
+    /// </summary>
+    protected virtual IEnumerable<(string Key, Tensor Tensor)> SharedState() => [];
+
+    /// <summary>
+    /// The saved tensors (keys already normalised) as the method loads them: a method may check them or drop entries it
+    /// does not load (the default: as they are).
+    /// </summary>
+    protected virtual IReadOnlyDictionary<string, Tensor> BeforeLoad(Dictionary<string, Tensor> state) => state;
+
+    /// <summary>Called once the wrappers are gone (unloaded or merged), to free what the method shares between layers.</summary>
+    protected virtual void OnRestored() { }
 
     public void Inject(CausalLanguageModel model)
     {
@@ -150,6 +165,8 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         foreach (var (path, layer) in layers)
             foreach (var (suffix, parameter) in layer.AdapterParameters())
                 state[SavedKey(path, suffix)] = parameter;
+        foreach (var (key, tensor) in SharedState())
+            state[key] = tensor;
         foreach (var (name, parameter) in saved?.Parameters ?? [])
             state[KeyPrefix + SavedPath(name)] = parameter;
         if (tokens?.Delta is { } delta) state[SavedKey(tokens.Path, TrainableTokens.SavedSuffix)] = delta;
@@ -172,7 +189,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
             if (!normalised.TryAdd(name, tensor))
                 throw new InvalidDataException($"adapter tensors hold '{name}' twice (with and without '.weight')");
         }
-        AdapterState.CopyInto(AdapterStateDict(), normalised, MethodName);
+        AdapterState.CopyInto(AdapterStateDict(), BeforeLoad(normalised), MethodName);
     }
 
     public bool Enabled
@@ -208,6 +225,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         frozen.Restore();
         layers.Clear();
         model = null;
+        OnRestored();
     }
 
     public abstract JsonObject AdapterConfigJson();

@@ -6,6 +6,7 @@ using SharpTune.Peft.LoKr;
 using SharpTune.Peft.Lora;
 using SharpTune.Peft.PrefixTuning;
 using SharpTune.Peft.PromptTuning;
+using SharpTune.Peft.Vera;
 
 namespace SharpTune.Training;
 
@@ -43,6 +44,11 @@ public static class FineTuningMethods
             DecomposeBoth = o.DecomposeBoth ?? false, DecomposeFactor = o.DecomposeFactor ?? -1, RankDropoutScale = o.RankDropoutScale ?? false,
             TargetModules = ParseTargets(o.TargetModules), ModulesToSave = ParseNames(o.ModulesToSave),
         }),
+        ["vera"] = o => new VeraAdapter(new VeraConfig
+        {
+            R = o.LoraR, VeraDropout = o.VeraDropout ?? 0, DInitial = o.DInitial ?? 0.1, ProjectionPrngKey = o.ProjectionPrngKey ?? 0,
+            SaveProjection = o.SaveProjection ?? true, TargetModules = ParseTargets(o.TargetModules), ModulesToSave = ParseNames(o.ModulesToSave),
+        }),
     };
 
     public static IReadOnlyCollection<string> Names => ["full", .. Adapters.Keys];
@@ -50,8 +56,8 @@ public static class FineTuningMethods
     /// <summary>The adapter for <paramref name="options"/>' method, or null for full fine-tuning.</summary>
     public static IPeftAdapter? CreateAdapter(TrainingOptions options)
     {
-        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3" or "loha" or "lokr"))
-            throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3/LoHa/LoKr setting; method '{options.Method}' does not take it" +
+        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3" or "loha" or "lokr" or "vera"))
+            throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3/LoHa/LoKr/VeRA setting; method '{options.Method}' does not take it" +
                                         (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every module)" : ""));
         if (options.TrainableTokenIndices is { Count: > 0 } && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
             throw new ArgumentException($"trainable_token_indices (--trainable-token-indices) is a LoRA/DoRA setting; method '{options.Method}' does not take it" +
@@ -79,7 +85,7 @@ public static class FineTuningMethods
         }
     }
 
-    // LoHa/LoKr settings given to a method that would ignore them are refused, naming the option.
+    // LoHa/LoKr/VeRA settings given to a method that would ignore them are refused, naming the option.
     private static void RefuseLycorisSettings(TrainingOptions o)
     {
         var method = o.Method.Trim().ToLowerInvariant();
@@ -88,9 +94,14 @@ public static class FineTuningMethods
             if (given) throw new ArgumentException($"{option} is a {methods} setting; method '{o.Method}' does not take it");
         }
         var lycoris = method is "loha" or "lokr";
-        if (lycoris && o.LoraR <= 0)
+        if ((lycoris || method == "vera") && o.LoraR <= 0)
             throw new ArgumentException($"lora_r (--lora-r), the r of method '{o.Method}', must be a positive integer, found {o.LoraR}");
         Refuse(o.UseRslora && lycoris, "use_rslora", "LoRA/DoRA");   // LoHa/LoKr scale by alpha / r (PEFT's LycorisConfig has no use_rslora)
+        Refuse(o.UseRslora && method == "vera", "use_rslora", "LoRA/DoRA");   // VeRA has no scaling at all
+        Refuse(o.VeraDropout is not null && method != "vera", "vera_dropout (--vera-dropout)", "VeRA");
+        Refuse(o.DInitial is not null && method != "vera", "d_initial (--vera-d-initial)", "VeRA");
+        Refuse(o.ProjectionPrngKey is not null && method != "vera", "projection_prng_key (--projection-prng-key)", "VeRA");
+        Refuse(o.SaveProjection is not null && method != "vera", "save_projection (--save-projection)", "VeRA");
         Refuse(o.RankDropout is not null && !lycoris, "rank_dropout (--rank-dropout)", "LoHa/LoKr");
         Refuse(o.ModuleDropout is not null && !lycoris, "module_dropout (--module-dropout)", "LoHa/LoKr");
         Refuse(o.DecomposeBoth is not null && method != "lokr", "decompose_both (--decompose-both)", "LoKr");

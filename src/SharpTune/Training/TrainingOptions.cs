@@ -18,7 +18,7 @@ public sealed record TrainingOptions
     /// <summary>Run directory (config, metrics, checkpoints, plots, final/).</summary>
     public string Output { get; init; } = "runs/run";
 
-    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter, ia3, loha or lokr.</summary>
+    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter, ia3, loha, lokr or vera.</summary>
     public string Method { get; init; } = "lora";
     public int LoraR { get; init; } = 8;
     public double LoraAlpha { get; init; } = 16;
@@ -33,7 +33,7 @@ public sealed record TrainingOptions
     /// </summary>
     public string? InitLoraWeights { get; init; }
     /// <summary>
-    /// LoRA/DoRA/IA3/LoHa/LoKr: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
+    /// LoRA/DoRA/IA3/LoHa/LoKr/VeRA: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
     /// e.g. embed_tokens — for a base whose tokenizer spells the chat or tool-call markup with tokens pre-training never
     /// trained; with a tied head the embedding is the head too. Empty = none.
     /// </summary>
@@ -306,6 +306,14 @@ public sealed record TrainingOptions
     public int? DecomposeFactor { get; init; }
     /// <summary>lokr: divide the rows kept by rank dropout by the fraction kept (PEFT's rank_dropout_scale).</summary>
     public bool? RankDropoutScale { get; init; }
+    /// <summary>vera (its r is <see cref="LoraR"/>): dropout on a target's input before the projections (PEFT's vera_dropout; default 0).</summary>
+    public double? VeraDropout { get; init; }
+    /// <summary>vera: the starting value of every entry of vera_lambda_d (PEFT's d_initial; default 0.1).</summary>
+    public double? DInitial { get; init; }
+    /// <summary>vera: the seed the shared random projections are drawn with (PEFT's projection_prng_key; default 0).</summary>
+    public long? ProjectionPrngKey { get; init; }
+    /// <summary>vera: save the projections in the adapter file (PEFT's save_projection; default true); false = drawn again from the seed on load.</summary>
+    public bool? SaveProjection { get; init; }
 
     // Classifiers and reward models (docs/training.md, "Sequence classification and reward models").
     /// <summary>

@@ -19,6 +19,7 @@ public class ActivationCheckpointTests
     [InlineData("llama", "prompt", null)]
     [InlineData("llama", "loha", null)]   // rank and module dropout draw from the CPU generator (on any device), which the recomputation replays
     [InlineData("llama", "lokr", 1)]
+    [InlineData("gpt2", "vera", null)]   // vera_dropout (an nn.Dropout on the input) replayed too
     public void CheckpointedLayersGiveTheSameLossAndGradients(string kind, string method, int? checkpointedLayers)
     {
         var examples = Enumerable.Range(0, 3).Select(i =>
@@ -40,9 +41,11 @@ public class ActivationCheckpointTests
                         if (name.Contains("lora_B")) p.copy_(randn_like(p) * 0.1);
                 trainable = adapter.TrainableParameters;
             }
-            else if (method is "loha" or "lokr")
+            else if (method is "loha" or "lokr" or "vera")
             {
-                SharpTune.Peft.IPeftAdapter adapter = method == "loha"
+                SharpTune.Peft.IPeftAdapter adapter = method == "vera"
+                    ? new SharpTune.Peft.Vera.VeraAdapter(new SharpTune.Peft.Vera.VeraConfig { R = 16, VeraDropout = 0.3, TargetModules = SharpTune.Peft.TargetModules.AllLinear })
+                    : method == "loha"
                     ? new SharpTune.Peft.LoHa.LohaAdapter(new SharpTune.Peft.LoHa.LohaConfig
                         { R = 4, Alpha = 8, RankDropout = 0.3, ModuleDropout = 0.3, TargetModules = SharpTune.Peft.TargetModules.AllLinear })
                     : new SharpTune.Peft.LoKr.LokrAdapter(new SharpTune.Peft.LoKr.LokrConfig

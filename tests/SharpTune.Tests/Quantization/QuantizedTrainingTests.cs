@@ -22,6 +22,7 @@ public class QuantizedTrainingTests
         "dora" => new LoraAdapter(new LoraConfig { R = 4, LoraAlpha = 8, UseDora = true, LoraDropout = 0.1 }),
         "rslora" => new LoraAdapter(new LoraConfig { R = 4, LoraAlpha = 8, UseRsLora = true }),
         "ia3" => new IA3Adapter(new IA3Config()),
+        "vera" => new SharpTune.Peft.Vera.VeraAdapter(new SharpTune.Peft.Vera.VeraConfig { R = 16 }),
         "adapter" => new BottleneckAdapter(new BottleneckConfig()),
         "prompt" => new SharpTune.Peft.PromptTuning.PromptTuningAdapter(new SharpTune.Peft.PromptTuning.PromptTuningConfig { NumVirtualTokens = 4 }),
         "prefix" => new SharpTune.Peft.PrefixTuning.PrefixTuningAdapter(new SharpTune.Peft.PrefixTuning.PrefixTuningConfig { NumVirtualTokens = 4 }),
@@ -47,6 +48,7 @@ public class QuantizedTrainingTests
     [InlineData("dora", "llama", QuantizationType.Nf4, ScalarType.Float32, true)]
     [InlineData("rslora", "gpt2", QuantizationType.Int8, ScalarType.Float32, false)]
     [InlineData("ia3", "llama", QuantizationType.Fp4, ScalarType.Float32, true)]
+    [InlineData("vera", "llama", QuantizationType.Nf4, ScalarType.BFloat16, true)]
     [InlineData("adapter", "qwen2", QuantizationType.Nf4, ScalarType.BFloat16, false)]
     [InlineData("lora", "qwen3moe", QuantizationType.Nf4, ScalarType.Float32, false)]   // experts and router quantized
     [InlineData("prompt", "llama", QuantizationType.Nf4, ScalarType.Float32, false)]
@@ -137,6 +139,7 @@ public class QuantizedTrainingTests
     [InlineData("lora")]
     [InlineData("dora")]
     [InlineData("ia3")]
+    [InlineData("vera")]
     public void MergingIntoAQuantizedBaseDequantizesIntoPlainLinearsThatComputeTheSame(string method)
     {
         using var model = QuantizedTinyModel("llama", QuantizationType.Nf4, ScalarType.Float32);
@@ -144,8 +147,9 @@ public class QuantizedTrainingTests
         var adapter = Method(method);
         adapter.Inject(model);
         if (adapter is LoraAdapter lora) LoraTestSupport.Randomize(lora);
+        else if (method == "vera") PeftMethodChecks.Perturb(adapter, scale: 0.5);   // lambda_b starts at zero
         else using (no_grad()) foreach (var (_, p) in adapter.TrainableParameters) p.mul_(1.5);
-        var wrappedPaths = adapter.TrainableParameters.Select(p => p.Name[..p.Name.LastIndexOf(method == "ia3" ? ".ia3_l" : method == "dora" ? ".lora_" : ".lora_", StringComparison.Ordinal)]).ToHashSet();
+        var wrappedPaths = adapter.TrainableParameters.Select(p => p.Name[..p.Name.LastIndexOf(method switch { "ia3" => ".ia3_l", "vera" => ".vera_lambda_", _ => ".lora_" }, StringComparison.Ordinal)]).ToHashSet();
         using var ids = LoraTestSupport.Ids();
         using var unmerged = LoraTestSupport.Logits(model, ids);
         adapter.MergeAndUnload();

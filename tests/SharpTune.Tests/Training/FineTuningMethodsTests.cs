@@ -35,4 +35,23 @@ public class FineTuningMethodsTests
         var error = Assert.Throws<ArgumentException>(() => FineTuningMethods.CreateAdapter(new TrainingOptions { Method = method, UseRslora = true }));
         Assert.Contains($"use_rslora is a LoRA/DoRA setting; method '{method}' does not take it", error.Message);
     }
+
+    [Theory]
+    [InlineData("lora")]
+    [InlineData("loha")]
+    public void VeraSettingsAreRefusedForOtherMethods(string method)
+    {
+        var error = Assert.Throws<ArgumentException>(() => FineTuningMethods.CreateAdapter(new TrainingOptions { Method = method, ProjectionPrngKey = 3 }));
+        Assert.Contains($"projection_prng_key (--projection-prng-key) is a VeRA setting; method '{method}' does not take it", error.Message);
+        Assert.Contains("use_rslora", Assert.Throws<ArgumentException>(() => FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "vera", UseRslora = true })).Message);
+    }
+
+    [Fact]
+    public void VeraTakesItsSettingsFromTheOptionsAndYaml()
+    {
+        using var dir = new SharpTune.Tests.Support.TempDir();
+        var options = TrainingConfigFile.Load(dir.File("vera.yaml", "method: vera\nlora_r: 64\nvera_dropout: 0.1\nd_initial: 0.3\nprojection_prng_key: 7\nsave_projection: false\n"));
+        var adapter = Assert.IsType<SharpTune.Peft.Vera.VeraAdapter>(FineTuningMethods.CreateAdapter(options));
+        Assert.Equal((64, 0.1, 0.3, 7L, false), (adapter.Config.R, adapter.Config.VeraDropout, adapter.Config.DInitial, adapter.Config.ProjectionPrngKey, adapter.Config.SaveProjection));
+    }
 }

@@ -1,0 +1,134 @@
+using System.Text.Json.Nodes;
+using SharpTune.Peft.Lora;
+
+namespace SharpTune.Peft.Vera;
+
+/// <summary>
+/// VeRA's settings (Kopiczko et al. 2023, "VeRA: Vector-based Random Matrix Adaptation"), one property per field of
+/// PEFT's <c>VeraConfig</c> JSON (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40, tuners/vera/config.py).
+/// </summary>
+public sealed record VeraConfig
+{
+    public const string PeftTypeName = "VERA";
+
+    /// <summary><c>r</c>: the rows of the shared projections (PEFT's default 256; VeRA wants far higher ranks than LoRA).</summary>
+    public int R { get; init; } = 256;
+    /// <summary><c>target_modules</c>: names, a regex or "all-linear"; null = PEFT's default (the LoRA table's targets).</summary>
+    public TargetModules? TargetModules { get; init; }
+    /// <summary><c>projection_prng_key</c>: the seed of the CPU generator that draws vera_A and vera_B (PEFT's default 0).</summary>
+    public long ProjectionPrngKey { get; init; }
+    /// <summary>
+    /// <c>save_projection</c>: save vera_A and vera_B in the adapter file (<c>base_model.vera_A</c>, <c>base_model.vera_B</c>);
+    /// when false they are drawn again from <see cref="ProjectionPrngKey"/> on load.
+    /// </summary>
+    public bool SaveProjection { get; init; } = true;
+    /// <summary><c>vera_dropout</c>: dropout on the layer's input before the projections, in training.</summary>
+    public double VeraDropout { get; init; }
+    /// <summary><c>d_initial</c>: the starting value of every entry of vera_lambda_d (PEFT's default 0.1).</summary>
+    public double DInitial { get; init; } = 0.1;
+    /// <summary>
+    /// <c>fan_in_fan_out</c>: the targets store weights (in, out), as GPT-2's Conv1D. Changes nothing computed: PEFT sets
+    /// it per layer (true for Conv1D, false for Linear, with a warning), as Inject does when it records it.
+    /// </summary>
+    public bool FanInFanOut { get; init; }
+    /// <summary><c>bias</c>: only "none" (biases stay frozen) is supported.</summary>
+    public string Bias { get; init; } = "none";
+    /// <summary><c>modules_to_save</c>: modules trained whole and saved with the adapter; empty = none.</summary>
+    public IReadOnlyList<string> ModulesToSave { get; init; } = [];
+    /// <summary>
+    /// <c>init_weights</c>: true = PEFT's reset_vera_parameters (vera_lambda_b zero, so the model starts as the base,
+    /// vera_lambda_d = <see cref="DInitial"/>); false = vera_lambda_b one and vera_lambda_d standard normal (for tests).
+    /// </summary>
+    public bool InitWeights { get; init; } = true;
+    /// <summary><c>base_model_name_or_path</c>.</summary>
+    public string? BaseModelNameOrPath { get; init; }
+    /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
+    public bool InferenceMode { get; init; }
+
+    /// <summary>
+    /// PEFT's TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING: a copy of LoRA's table (utils/constants.py, with only
+    /// "phi", which SharpTune does not load, changed), so the defaults are <see cref="LoraConfig.DefaultTargetModules"/>.
+    /// </summary>
+    public static IReadOnlyList<string> DefaultTargetModules(string modelType)
+    {
+        try { return LoraConfig.DefaultTargetModules(modelType); }
+        catch (ArgumentException)
+        {
+            throw new ArgumentException(
+                $"no default VeRA target modules for model_type '{modelType}': give target_modules (names, a regex or \"all-linear\")");
+        }
+    }
+
+    /// <summary>Throws, naming the field, when a value is out of range or asks for what is not implemented.</summary>
+    public void Validate(string source = "VeRA config")
+    {
+        // PEFT raises for r ≤ 0 when a layer is built (VeraLayer.update_layer); refused here before any model is touched.
+        if (R <= 0) throw new ArgumentException($"{source}: r should be a positive integer value but the value passed is {R}");
+        if (VeraDropout is < 0 or >= 1 || double.IsNaN(VeraDropout))
+            throw new ArgumentException($"{source}: vera_dropout must be in [0, 1), found {VeraDropout}");
+        if (!double.IsFinite(DInitial)) throw new ArgumentException($"{source}: d_initial must be a finite number, found {DInitial}");
+        if (Bias != "none")
+            throw new NotSupportedException($"{source}: bias = \"{Bias}\" is not supported; only \"none\" (biases stay frozen) is");
+    }
+
+    /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for VeRA.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["auto_mapping"] = null,
+        ["base_model_name_or_path"] = BaseModelNameOrPath,
+        ["bias"] = Bias,
+        ["d_initial"] = DInitial,
+        ["fan_in_fan_out"] = FanInFanOut,
+        ["inference_mode"] = InferenceMode,
+        ["init_weights"] = InitWeights,
+        ["layers_pattern"] = null,
+        ["layers_to_transform"] = null,
+        ["modules_to_save"] = ModulesToSave.Count == 0 ? null : new JsonArray([.. ModulesToSave.Select(m => JsonValue.Create(m))]),
+        ["peft_type"] = PeftTypeName,
+        ["projection_prng_key"] = ProjectionPrngKey,
+        ["r"] = R,
+        ["revision"] = null,
+        ["save_projection"] = SaveProjection,
+        ["target_modules"] = TargetModules?.ToJson(),
+        ["task_type"] = "CAUSAL_LM",
+        ["vera_dropout"] = VeraDropout,
+    };
+
+    // PEFT's VeraConfig fields: the ones every PeftConfig has and VeRA's own.
+    private static readonly HashSet<string> KnownFields =
+    [
+        .. AdapterState.PeftConfigFields,
+        "r", "target_modules", "projection_prng_key", "save_projection", "vera_dropout", "d_initial", "fan_in_fan_out", "bias",
+        "modules_to_save", "init_weights", "layers_to_transform", "layers_pattern",
+    ];
+
+    /// <summary>
+    /// Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors. Refuses
+    /// <c>layers_to_transform</c>/<c>layers_pattern</c> (not implemented) and a task other than CAUSAL_LM.
+    /// </summary>
+    public static VeraConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
+    {
+        // Values built in code (not parsed) refuse numeric conversions such as long → double; a reparse makes them uniform.
+        json = JsonNode.Parse(json.ToJsonString())!.AsObject();
+        AdapterState.RequireType(json, PeftTypeName, source);
+        AdapterState.RefuseUnknownFields(json, KnownFields, "a VeRA", source);
+        AdapterState.RefuseFields(json, ["layers_to_transform", "layers_pattern"], source);
+        var config = new VeraConfig
+        {
+            R = AdapterState.Read(json, "r", 256, source),
+            TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
+            ProjectionPrngKey = AdapterState.Read(json, "projection_prng_key", 0L, source),
+            SaveProjection = AdapterState.Read(json, "save_projection", true, source),
+            VeraDropout = AdapterState.Read(json, "vera_dropout", 0.0, source),
+            DInitial = AdapterState.Read(json, "d_initial", 0.1, source),
+            FanInFanOut = AdapterState.Read(json, "fan_in_fan_out", false, source),
+            Bias = AdapterState.Read(json, "bias", "none", source),
+            ModulesToSave = AdapterState.ReadNames(json["modules_to_save"], "modules_to_save", source),
+            InitWeights = AdapterState.Read(json, "init_weights", true, source),
+            BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
+            InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+        };
+        config.Validate(source);
+        return config;
+    }
+}
