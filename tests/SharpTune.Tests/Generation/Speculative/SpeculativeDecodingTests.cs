@@ -60,6 +60,32 @@ public sealed class SpeculativeDecodingTests
         Assert.Equal(plain.Tokens, fast.Tokens);
         var stats = fast.Speculation!;
         Assert.True(stats.Accepted > 0 && stats.Accepted < stats.Proposed, $"accepted {stats.Accepted} of {stats.Proposed}");
+        // The rounds replayed without any cache: each round the draft greedily continues the sequence so far (a fresh
+        // generation, so a draft cache holding rejected candidates would show), the longest prefix equal to greedy's
+        // tokens is accepted, and the count moves by +2 / −1.
+        Assert.Equal(Replay(draft, prompt, plain.Tokens, 80, 4), (stats.Proposed, stats.Accepted, stats.Rounds));
+    }
+
+    private static (long Proposed, long Accepted, int Rounds) Replay(CausalLanguageModel draft, IReadOnlyList<int> prompt,
+        IReadOnlyList<int> greedy, int maxNewTokens, int draftTokens)
+    {
+        long proposed = 0, accepted = 0;
+        var rounds = 0;
+        var done = 0;
+        while (done < greedy.Count)
+        {
+            rounds++;
+            var room = maxNewTokens - done - 1;
+            var k = Math.Min(draftTokens, room);
+            var candidates = k == 0 ? [] : Plain(draft, [.. prompt, .. greedy.Take(done)], Greedy(k)).Tokens;
+            var matched = 0;
+            while (matched < candidates.Count && done + matched < greedy.Count && candidates[matched] == greedy[done + matched]) matched++;
+            proposed += candidates.Count;
+            accepted += matched;
+            if (candidates.Count > 0) draftTokens = matched == candidates.Count ? draftTokens + 2 : Math.Max(1, draftTokens - 1);
+            done += matched + 1;
+        }
+        return (proposed, accepted, rounds);
     }
 
     [SharedAssetFact(Stories)]
