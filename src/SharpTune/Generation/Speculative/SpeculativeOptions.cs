@@ -34,11 +34,11 @@ public sealed record SpeculativeOptions
     public void Validate()
     {
         if (DraftModel is null && PromptLookupTokens == 0)
-            throw new ArgumentException("speculative decoding needs a draft model or prompt_lookup_num_tokens of at least 1");
+            throw new ArgumentException("speculative decoding needs a draft model (--draft-model) or prompt_lookup_num_tokens (--prompt-lookup) of at least 1");
         if (DraftModel is not null && PromptLookupTokens != 0)
-            throw new ArgumentException("speculative decoding takes a draft model or prompt lookup (prompt_lookup_num_tokens), not both");
-        if (NumDraftTokens < 1) throw new ArgumentException($"num_assistant_tokens must be at least 1, found {NumDraftTokens}");
-        if (PromptLookupTokens < 0) throw new ArgumentException($"prompt_lookup_num_tokens must be at least 1 (0: off), found {PromptLookupTokens}");
+            throw new ArgumentException("speculative decoding takes a draft model (--draft-model) or prompt lookup (--prompt-lookup), not both");
+        if (NumDraftTokens < 1) throw new ArgumentException($"num_assistant_tokens (--num-draft-tokens) must be at least 1, found {NumDraftTokens}");
+        if (PromptLookupTokens < 0) throw new ArgumentException($"prompt_lookup_num_tokens (--prompt-lookup) must be at least 1 (0: off), found {PromptLookupTokens}");
         if (MaxMatchingNgramSize < 1) throw new ArgumentException($"max_matching_ngram_size must be at least 1, found {MaxMatchingNgramSize}");
     }
 }
