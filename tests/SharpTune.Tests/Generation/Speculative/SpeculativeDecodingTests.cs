@@ -177,6 +177,29 @@ public sealed class SpeculativeDecodingTests
     }
 
     [SharedAssetFact(Stories)]
+    public void TextGenerationStopsAtAStopStringAsPlainDecodingDoes()
+    {
+        using var model = Load();
+        using var draft = Load();
+        var generator = new TextGenerator(model, HfTokenizer.FromDirectory(TestAssets.Stories260K));
+        const string prompt = "Lily saw a cat. Lily saw a";
+        var free = generator.Generate([prompt], Greedy(60))[0].Text;
+        var stop = free.Substring(free.Length / 2, 3);   // a piece from the middle of the text: it stops there
+        var plain = generator.Generate([prompt], Greedy(60), [stop])[0];
+        Assert.Equal(FinishReason.Stop, plain.FinishReason);
+        foreach (var speculative in new[] { new SpeculativeOptions { DraftModel = draft }, new SpeculativeOptions { PromptLookupTokens = 6 } })
+        {
+            var streamed = new System.Text.StringBuilder();
+            var fast = generator.Generate([prompt], Greedy(60) with { Speculative = speculative }, [stop], (_, piece) => streamed.Append(piece))[0];
+            Assert.Equal(plain.Text, fast.Text);
+            Assert.Equal(plain.Tokens, fast.Tokens);
+            Assert.Equal(FinishReason.Stop, fast.FinishReason);
+            Assert.Equal(plain.Text, streamed.ToString());
+            Assert.NotNull(fast.Speculation);
+        }
+    }
+
+    [SharedAssetFact(Stories)]
     public void SamplingWithADraftIsReproducibleAndHonoursTheLimit()
     {
         using var model = Load();
@@ -192,6 +215,12 @@ public sealed class SpeculativeDecodingTests
         Assert.True(first.Speculation!.Accepted > 0);
         var lookup = TokenGenerator.Generate(model, [prompt], options with { Speculative = new SpeculativeOptions { PromptLookupTokens = 3 } })[0];
         Assert.True(lookup.Tokens.Count <= 30);
+        // The model as its own draft: p and q are the same processed distribution (temperature, top-k, top-p applied to
+        // both), so min(1, p/q) is 1 up to rounding and virtually every candidate is accepted.
+        using var same = Load();
+        var self = TokenGenerator.Generate(model, [prompt], options with { Speculative = new SpeculativeOptions { DraftModel = same, NumDraftTokens = 4 } })[0];
+        Assert.True(self.Speculation!.AcceptanceRate >= 0.95, $"accepted {self.Speculation.Accepted} of {self.Speculation.Proposed}");
+        if (self.FinishReason == FinishReason.Length) Assert.Equal(30, self.Tokens.Count);
     }
 
     [SharedAssetFact(Stories)]
