@@ -5,6 +5,7 @@ using SharpTune.Runtime;
 // dotnet run --project bench/SharpTune.Bench -c Release -- qlora-step S|M [rounds] [batch] [seq]   (NF4 vs bf16 base step, interleaved, relative)
 // dotnet run --project bench/SharpTune.Bench -c Release -- estimate-check S|M nf4|fp4|int8|none none|all|LAYERS [keeping] [batch] [seq] [steps]   (memory estimate vs measured)
 // dotnet run --project bench/SharpTune.Bench -c Release -- generation S|M|MODEL_DIR f32|bf16 [batch] [prompt] [new] [nf4|fp4|int8]
+// dotnet run --project bench/SharpTune.Bench -c Release -- speculative MODEL_DIR DRAFT_DIR|lookup:N f32|bf16 [new] [rounds] [draft tokens] [prompt]   (greedy tok/s without and with speculative decoding, interleaved)
 // dotnet run --project bench/SharpTune.Bench -c Release -- decode-path S|M|MODEL_DIR f32|bf16 [batch] [new] [rounds] [general|modules]   (fast decode vs the general path, or vs the layers run as modules; relative)
 // dotnet run --project bench/SharpTune.Bench -c Release -- kernels [rounds]   (relative: our prompt attention and exp against libtorch's and .NET's)
 // dotnet run --project bench/SharpTune.Bench -c Release -- perplexity MODEL_DIR TEXT_FILE|quickstart [lines]   (quality: f32 vs quantized)
@@ -39,6 +40,10 @@ switch (Arg(0, ""))
     case "generation":
         GenerationBench.Run(Arg(1, "S"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "128")), int.Parse(Arg(5, "64")),
             args.Length > 6 ? args[6] : null);
+        break;
+    case "speculative":   // greedy decode without and with a draft model (or prompt lookup), interleaved
+        SpeculativeBench.Run(Arg(1, "../shared/models/stories260K"), Arg(2, "lookup:10"), Arg(3, "f32"), int.Parse(Arg(4, "128")),
+            int.Parse(Arg(5, "5")), int.Parse(Arg(6, "20")), Arg(7, "Once upon a time, there was a little girl named Lily."));
         break;
     case "decode-path":   // relative: the decode fast path against the general path, interleaved
         DecodePathBench.Run(Arg(1, "../shared/models/stories260K"), Arg(2, "f32"), int.Parse(Arg(3, "1")), int.Parse(Arg(4, "64")), int.Parse(Arg(5, "9")),

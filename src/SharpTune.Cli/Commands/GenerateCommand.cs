@@ -30,8 +30,12 @@ internal static class GenerateCommand
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Built-in template for --chat: chatml|chatml-tools|llama-3|llama-2|zephyr" };
         var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for --chat, e.g. '{\"enable_thinking\": false}'" };
         var jsonSchema = new Option<string?>("--json-schema") { Description = "Constrain the output to JSON valid for this JSON schema file ('object' = any JSON object)" };
+        var draftModel = new Option<string?>("--draft-model") { Description = "Speculative decoding: a smaller model with the same vocabulary proposes tokens the model verifies in one pass" };
+        var draftTokens = new Option<int>("--num-draft-tokens") { Description = "Tokens the draft model proposes per round at first (then +2 / −1 as transformers' heuristic)", DefaultValueFactory = _ => 20 };
+        var promptLookup = new Option<int>("--prompt-lookup") { Description = "Speculative decoding by prompt lookup: propose up to N tokens copied from the earlier context (0 = off)" };
         var command = new Command("generate", "Generate a continuation of a prompt")
         {
+            draftModel, draftTokens, promptLookup,
             model, dtype, prompt, promptIds, printIds, maxTokens, temperature, topP, topK, repetition, presence, frequency, seed, stop,
             noCache, truncate,
             adapter, chat, chatTemplate, templateKwargs, jsonSchema,
@@ -69,18 +73,35 @@ internal static class GenerateCommand
                 Overflow = parse.GetValue(truncate) ? ContextOverflow.TruncatePromptLeft : ContextOverflow.Error,
             };
             var useCache = !parse.GetValue(noCache);
+            var draftDir = parse.GetValue(draftModel);
+            if (draftDir is null && parse.GetResult(draftTokens) is { Implicit: false })
+            {
+                Console.Error.WriteLine("error: --num-draft-tokens needs --draft-model");
+                return 2;
+            }
+            using var draft = draftDir is null ? null
+                : SharpTune.Models.PretrainedModel.Load(SharpTune.Hub.ModelLocator.Resolve(draftDir), lm.WeightDtype, lm.Device);
+            if (draft is not null || parse.GetValue(promptLookup) != 0)
+                options = options with
+                {
+                    Speculative = new SharpTune.Generation.Speculative.SpeculativeOptions
+                    {
+                        DraftModel = draft, NumDraftTokens = parse.GetValue(draftTokens), PromptLookupTokens = parse.GetValue(promptLookup),
+                    },
+                };
             if (ids is not null && (parse.GetValue(printIds) || loaded.Tokenizer is null))
             {
                 var promptTokens = ParseIds(ids);
                 var first = true;
-                TokenGenerator.Generate(lm, [promptTokens], options, (_, token) =>
+                var generated = TokenGenerator.Generate(lm, [promptTokens], options, (_, token) =>
                 {
                     Console.Write(first ? $"{token}" : $" {token}");
                     first = false;
                     Console.Out.Flush();
                     return true;
-                }, useCache: useCache);
+                }, useCache: useCache)[0];
                 Console.WriteLine();
+                if (generated.Speculation is { } stats) Console.Error.WriteLine(Acceptance(stats));
                 return 0;
             }
             var tokenizer = loaded.RequireTokenizer();
@@ -104,11 +125,16 @@ internal static class GenerateCommand
             }, grammar: grammar)[0];
             if (parse.GetValue(printIds)) Console.Write(string.Join(' ', result.Tokens));
             Console.WriteLine();
-            Console.Error.WriteLine($"[{result.Tokens.Count} tokens, finish: {result.FinishReason.ToString().ToLowerInvariant()}]");
+            Console.Error.WriteLine($"[{result.Tokens.Count} tokens, finish: {result.FinishReason.ToString().ToLowerInvariant()}" +
+                (result.Speculation is { } speculation ? $", {Acceptance(speculation)}" : "") + "]");
             return 0;
         });
         return command;
     }
+
+    /// <summary>The speculative decoding line of the report: accepted / proposed candidates.</summary>
+    private static string Acceptance(SharpTune.Generation.Speculative.SpeculativeStats stats) =>
+        $"draft acceptance: {stats.Accepted}/{stats.Proposed} ({stats.AcceptanceRate:P1}) in {stats.Rounds} rounds";
 
     private static System.Text.Json.Nodes.JsonNode? ReadSchema(string path)
     {

@@ -29,17 +29,26 @@ internal static class ServeCommand
         var classifier = new Option<string?>("--classifier") { Description = "Also serve this *ForSequenceClassification folder (or the base of --classifier-adapter) at vLLM's POST /classify" };
         var classifierAdapter = new Option<string?>("--classifier-adapter") { Description = "A SEQ_CLS adapter on --classifier's base" };
         var classifierName = new Option<string?>("--classifier-name") { Description = "Name of the classifier in /classify's model field (default: its folder name)" };
+        // Refused rather than unknown: the server decodes every request in one continuously batched step, and speculative
+        // decoding verifies a different number of candidates per sequence (see docs/generation.md).
+        var draftModel = new Option<string?>("--draft-model") { Description = "Not supported by serve (speculative decoding is in `generate` and the library)" };
         var jobs = FineTuningOptions.Create();
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
         {
             model, dtype, adapters, host, port, keys, maxBatch, batchRows, maxQueue, name, template, templateKwargs, timeout, threads, runs,
-            classifier, classifierAdapter, classifierName,
+            classifier, classifierAdapter, classifierName, draftModel,
         };
         jobs.AddTo(command);
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
+            if (parse.GetValue(draftModel) is not null)
+            {
+                Console.Error.WriteLine("error: serve does not support --draft-model: its continuous batching decodes every request one token " +
+                    "per step together; use `sharptune generate --draft-model` or the library's SpeculativeOptions for speculative decoding");
+                return 2;
+            }
             var apiKeys = (parse.GetValue(keys) ?? []).ToList();
             if (Environment.GetEnvironmentVariable("SHARPTUNE_API_KEY") is { Length: > 0 } fromEnvironment) apiKeys.Add(fromEnvironment);
             var adapterDirs = new Dictionary<string, string>();

@@ -47,6 +47,12 @@ public sealed record GenerationOptions
     public bool IsGreedy => Temperature <= 0;
 
     /// <summary>
+    /// Speculative decoding (a draft model or prompt lookup proposes tokens the model verifies in one pass); null = off.
+    /// Prompts are then decoded one at a time.
+    /// </summary>
+    public Speculative.SpeculativeOptions? Speculative { get; init; }
+
+    /// <summary>
     /// Refuses settings the sampler cannot use (a NaN temperature or a top-p of 0 left no token to draw, and libtorch
     /// failed with a C++ trace), naming each with transformers' GenerationConfig name.
     /// </summary>
@@ -69,13 +75,25 @@ public sealed record GenerationOptions
             Require(token >= 0, "logit_bias", "keys must be token ids (at least 0)", token);
             Require(bias is >= -100 and <= 100, $"logit_bias[{token}]", "must be between -100 and 100", bias);
         }
+        if (Speculative is { } speculative)
+        {
+            speculative.Validate();
+            // Penalties depend on every earlier token of the row, which candidates change within one verification pass.
+            Require(RepetitionPenalty == 1.0, "repetition_penalty", "is not supported with speculative decoding (1: off)", RepetitionPenalty);
+            Require(!PenalisesOutput, "presence_penalty/frequency_penalty", "are not supported with speculative decoding (0: off)",
+                $"{PresencePenalty}/{FrequencyPenalty}");
+        }
     }
 }
 
 public enum FinishReason { Length, Eos, Stop }
 
 /// <summary>One sequence's output: the prompt actually used (after any truncation) and the new tokens.</summary>
-public sealed record GenerationResult(IReadOnlyList<int> PromptIds, IReadOnlyList<int> Tokens, FinishReason FinishReason);
+public sealed record GenerationResult(IReadOnlyList<int> PromptIds, IReadOnlyList<int> Tokens, FinishReason FinishReason)
+{
+    /// <summary>Candidates proposed and accepted when speculative decoding produced it; null otherwise.</summary>
+    public Speculative.SpeculativeStats? Speculation { get; init; }
+}
 
 /// <summary>A prompt that, with the requested new tokens, does not fit the model's context.</summary>
 public sealed class ContextLengthException(string message) : Exception(message);

@@ -4,7 +4,11 @@ using SharpTune.Tokenization;
 namespace SharpTune.Generation;
 
 /// <summary>A text completion: the generated text (stop string excluded), its tokens and why it ended.</summary>
-public sealed record TextCompletion(string Text, IReadOnlyList<int> PromptIds, IReadOnlyList<int> Tokens, FinishReason FinishReason);
+public sealed record TextCompletion(string Text, IReadOnlyList<int> PromptIds, IReadOnlyList<int> Tokens, FinishReason FinishReason)
+{
+    /// <summary>Candidates proposed and accepted when speculative decoding produced it; null otherwise.</summary>
+    public Speculative.SpeculativeStats? Speculation { get; init; }
+}
 
 /// <summary>
 /// Text in, text out over a model and its tokenizer: encodes prompts (with BOS as the tokenizer config says),
@@ -51,7 +55,7 @@ public sealed class TextGenerator(CausalLanguageModel model, HfTokenizer tokeniz
                 var rest = state.Flush();
                 if (rest.Length > 0) onText?.Invoke(i, rest);
             }
-            return new TextCompletion(state.Text, r.PromptIds, r.Tokens, r.FinishReason);
+            return new TextCompletion(state.Text, r.PromptIds, r.Tokens, r.FinishReason) { Speculation = r.Speculation };
         }).ToArray();
     }
 

@@ -34,6 +34,8 @@ public static class TokenGenerator
         var context = PromptContext(model);
         var fitted = prompts.Select((p, i) => FitToContext(p, i, options, context)).ToArray();
         var eos = (options.EosTokenIds ?? model.Config.EosTokenIds).ToHashSet();
+        if (options.Speculative is not null)
+            return GenerateSpeculatively(model, fitted, options, eos, onToken, cancellationToken, useCache, constraints);
         var batch = fitted.Length;
         var promptLength = fitted.Max(p => p.Count);
         var capacity = promptLength + options.MaxNewTokens;
@@ -121,6 +123,46 @@ public static class TokenGenerator
             .Select(r => new GenerationResult(fitted[r], generated[r],
                 finish[r] ?? (constraints?[r] is { IsComplete: true } ? FinishReason.Eos : FinishReason.Length)))
             .ToArray();
+    }
+
+    /// <summary>
+    /// Speculative decoding, one prompt after another (as transformers, which allows a batch of one): refuses what it
+    /// cannot honour rather than ignoring it.
+    /// </summary>
+    private static IReadOnlyList<GenerationResult> GenerateSpeculatively(CausalLanguageModel model, IReadOnlyList<int>[] fitted,
+        GenerationOptions options, HashSet<int> eos, Func<int, int, bool>? onToken, CancellationToken cancellationToken, bool useCache,
+        IReadOnlyList<Constrained.ITokenConstraint?>? constraints)
+    {
+        var spec = options.Speculative!;
+        if (!useCache) throw new ArgumentException("speculative decoding needs the KV cache (it rolls rejected candidates back out of it)");
+        if (constraints is not null) throw new ArgumentException("speculative decoding does not support constrained decoding (a grammar or JSON schema)");
+        if (model.ForwardAdapter is not null)
+            throw new ArgumentException("speculative decoding does not support prompt or prefix tuning adapters on the model (LoRA-style adapters work)");
+        if (model.Config.RopeScaling is { Type: "longrope" })
+            throw new ArgumentException("speculative decoding does not support LongRoPE models (their cache is recomputed when the long factors start)");
+        if (spec.DraftModel is { } draft)
+        {
+            if (draft.Config.VocabSize != model.Config.VocabSize)
+                throw new ArgumentException($"the draft model's vocabulary has {draft.Config.VocabSize} tokens but the model's has " +
+                    $"{model.Config.VocabSize}: speculative decoding needs a draft model with the same vocabulary");
+            if (draft.ForwardAdapter is not null)
+                throw new ArgumentException("speculative decoding does not support prompt or prefix tuning adapters on the draft model");
+            if (draft.Config.RopeScaling is { Type: "longrope" })
+                throw new ArgumentException("speculative decoding does not support a LongRoPE draft model");
+            var draftContext = PromptContext(draft);
+            foreach (var prompt in fitted)
+                if (prompt.Count + options.MaxNewTokens > draftContext)
+                    throw new ContextLengthException($"prompt ({prompt.Count} tokens) + max_new_tokens ({options.MaxNewTokens}) exceed the " +
+                        $"draft model's context length of {draftContext}");
+        }
+        var results = new GenerationResult[fitted.Length];
+        for (var r = 0; r < fitted.Length; r++)
+        {
+            var row = r;
+            results[r] = Speculative.SpeculativeDecoder.Generate(model, fitted[r], options, eos,
+                onToken is null ? null : (_, token) => onToken(row, token), cancellationToken);
+        }
+        return results;
     }
 
     /// <summary>Positions a prompt and its new tokens may fill: prompt/prefix tuning's virtual tokens take some before the prompt.</summary>

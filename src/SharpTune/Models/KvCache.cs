@@ -83,6 +83,19 @@ public sealed class KvCache : IDisposable
     /// <summary>Marks <paramref name="positions"/> more positions as stored (after every layer has written them).</summary>
     public void Advance(int positions) => Length += positions;
 
+    /// <summary>
+    /// Forgets every position from <paramref name="length"/> on, keeping the first <paramref name="length"/> (speculative
+    /// decoding drops the keys/values of rejected candidates, as transformers' <c>DynamicCache.crop</c>); later writes
+    /// overwrite the forgotten slots.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative or beyond <see cref="Length"/>.</exception>
+    public void Truncate(int length)
+    {
+        if (length < 0 || length > Length)
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"a KV cache holding {Length} positions can keep 0–{Length} of them");
+        Length = length;
+    }
+
     /// <summary>Empties the cache (its buffers are kept) so that every position can be computed again.</summary>
     internal void Rewind() => Length = 0;
 
