@@ -6,6 +6,7 @@ using SharpTune.Peft.IA3;
 using SharpTune.Peft.LoHa;
 using SharpTune.Peft.LoKr;
 using SharpTune.Peft.Lora;
+using SharpTune.Peft.Oft;
 using SharpTune.Peft.PrefixTuning;
 using SharpTune.Peft.PromptTuning;
 using static TorchSharp.torch;
@@ -27,6 +28,7 @@ public static class PeftAdapters
         ["IA3"] = IA3Adapter.FromConfigJson,
         ["LOHA"] = LohaAdapter.FromConfigJson,
         ["LOKR"] = LokrAdapter.FromConfigJson,
+        ["OFT"] = OftAdapter.FromConfigJson,
     };
 
     /// <summary>The <c>peft_type</c> values that can be loaded.</summary>
