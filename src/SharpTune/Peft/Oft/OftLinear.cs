@@ -18,8 +18,8 @@ public sealed class OftLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     /// <summary>The wrapped layer (PEFT's field name).</summary>
     public readonly Linear base_layer;
 
-    /// <summary>The stored skew-symmetric elements, (blocks or 1, b(b−1)/2): PEFT's <c>oft_R[adapter].weight</c>.</summary>
-    public readonly Parameter oft_R;
+    /// <summary>The module holding the stored skew-symmetric elements, PEFT's <c>oft_R[adapter]</c> (its <c>weight</c>).</summary>
+    public readonly OftRotationModule oft_R;
 
     /// <summary>The blocks the input is cut into (in_features / <see cref="BlockSize"/>), PEFT's <c>r</c> of the layer.</summary>
     public int Blocks { get; }
@@ -46,7 +46,7 @@ public sealed class OftLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         // reset_oft_parameters: zeros (every rotation is I) or, with init_weights false, normal(0, 0.1).
         if (!config.InitWeights)
             using (no_grad()) nn.init.normal_(weight, 0, 0.1);
-        oft_R = new Parameter(weight.DetachFromDisposeScope());
+        oft_R = new OftRotationModule(new Parameter(weight.DetachFromDisposeScope()));
         RegisterComponents();
     }
 
@@ -57,10 +57,10 @@ public sealed class OftLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
 
     public IEnumerable<(string Suffix, Parameter Parameter)> AdapterParameters()
     {
-        yield return ("oft_R.weight", oft_R);
+        yield return ("oft_R.weight", oft_R.weight);
     }
 
-    public void DisposeAdapter() => oft_R.Dispose();
+    public void DisposeAdapter() => oft_R.weight.Dispose();
 
     /// <summary>
     /// The blocks' rotations, (blocks or 1, b, b) fp32. With coft, PEFT first projects the stored elements in place
@@ -71,8 +71,8 @@ public sealed class OftLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         if (Config.Coft)
             using (no_grad())
             using (NewDisposeScope())
-                oft_R.copy_(OftRotation.Project(oft_R, BlockSize, Config.Eps));
-        return OftRotation.Cayley(oft_R, BlockSize, Config.UseCayleyNeumann, Config.NumCayleyNeumannTerms);
+                oft_R.weight.copy_(OftRotation.Project(oft_R.weight, BlockSize, Config.Eps));
+        return OftRotation.Cayley(oft_R.weight, BlockSize, Config.UseCayleyNeumann, Config.NumCayleyNeumannTerms);
     }
 
     /// <summary>PEFT's get_delta_weight: the (in, in) block-diagonal rotation, fp32.</summary>
@@ -100,5 +100,21 @@ public sealed class OftLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         using var noGrad = no_grad();
         var weight = BaseLayer.Weight(base_layer, ScalarType.Float32);   // (out, in)
         return BaseLayer.WithWeight(base_layer, matmul(RotationMatrix(), weight.t()).t());
+    }
+}
+
+/// <summary>
+/// The holder of one layer's OFT parameter, so that it is named <c>oft_R.weight</c> as in PEFT's OFTRotationModule
+/// (whose rotation arithmetic is <see cref="OftRotation"/>).
+/// </summary>
+public sealed class OftRotationModule : nn.Module
+{
+    /// <summary>The stored skew-symmetric elements, (blocks or 1, b(b−1)/2).</summary>
+    public readonly Parameter weight;
+
+    internal OftRotationModule(Parameter weight) : base(nameof(OftRotationModule))
+    {
+        this.weight = weight;
+        RegisterComponents();
     }
 }

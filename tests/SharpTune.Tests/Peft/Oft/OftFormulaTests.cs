@@ -149,8 +149,8 @@ public class OftFormulaTests
         var config = new OftConfig { OftBlockSize = 2, UseCayleyNeumann = neumann, BlockShare = blockShare };
         using var layer = OftLinear.FromBase(Base(), config);
         double[] a = blockShare ? [0.5] : [0.5, -0.3, 1.2];
-        Assert.Equal([a.Length, 1L], layer.oft_R.shape);
-        using (no_grad()) layer.oft_R.copy_(tensor(a.Select(v => (float)v).ToArray()).view(-1, 1));
+        Assert.Equal([a.Length, 1L], layer.oft_R.weight.shape);
+        using (no_grad()) layer.oft_R.weight.copy_(tensor(a.Select(v => (float)v).ToArray()).view(-1, 1));
         float[,] x = { { 1f, 2f, -1f, 0.5f, 3f, -2f }, { -0.5f, 0.25f, 2f, 1f, -1f, 0.75f } };
         using var y = layer.forward(tensor(x));
 
@@ -191,10 +191,10 @@ public class OftFormulaTests
     {
         var config = new OftConfig { OftBlockSize = 2, Coft = true, Eps = 0.1 };
         using var layer = OftLinear.FromBase(Base(), config);
-        using (no_grad()) layer.oft_R.copy_(tensor(new float[] { 0.01f, 1f, -0.02f }).view(-1, 1));
+        using (no_grad()) layer.oft_R.weight.copy_(tensor(new float[] { 0.01f, 1f, -0.02f }).view(-1, 1));
         using var y = layer.forward(tensor(new float[,] { { 1f, 2f, -1f, 0.5f, 3f, -2f } }));
         // Radius 0.1/√3 = 0.057735; ‖Q‖_F = √2|a|: 0.01 (0.0141) and −0.02 (0.0283) stay, 1 becomes 0.057735/√2 = 0.040825.
-        AssertClose(new double[,] { { 0.01 }, { 0.1 / Math.Sqrt(3) / Math.Sqrt(2) }, { -0.02 } }, layer.oft_R, 1e-6);
+        AssertClose(new double[,] { { 0.01 }, { 0.1 / Math.Sqrt(3) / Math.Sqrt(2) }, { -0.02 } }, layer.oft_R.weight, 1e-6);
     }
 
     [Fact]
@@ -203,7 +203,7 @@ public class OftFormulaTests
         foreach (var neumann in new[] { true, false })
         {
             using var layer = OftLinear.FromBase(Base(), new OftConfig { OftBlockSize = 3, UseCayleyNeumann = neumann });
-            Assert.Equal([2L, 3L], layer.oft_R.shape);   // two blocks of 3 features, 3 stored elements each
+            Assert.Equal([2L, 3L], layer.oft_R.weight.shape);   // two blocks of 3 features, 3 stored elements each
             using var x = randn(4, 6);
             using var expected = layer.base_layer.forward(x);
             using var actual = layer.forward(x);
