@@ -19,6 +19,7 @@ public class MethodFineTuneJobTests
     [InlineData("ia3", "IA3", 0.1)]
     [InlineData("loha", "LOHA", 1e-2)]
     [InlineData("lokr", "LOKR", 1e-2)]
+    [InlineData("oft", "OFT", 1e-2)]
     public async Task FineTuningLowersValidationLossAndTheServedAdapterAnswersAsTheLibraryDoes(string method, string peftType, double lr)
     {
         using var dir = new TempDir();

@@ -138,9 +138,10 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
     [ServerTheory]
     [InlineData("loha")]
     [InlineData("lokr")]
+    [InlineData("oft")]
     public async Task LycorisJobCheckpointsAreServedAsTheirAdaptersAnswer(string method)
     {
-        // LoHa's and LoKr's checkpoint names are PEFT's keys without its prefix, as LoRA's: their checkpoints are adapters too.
+        // LoHa's, LoKr's and OFT's checkpoint names are PEFT's keys without its prefix, as LoRA's: their checkpoints are adapters too.
         var jobsDir = harness.NewJobsDir();
         await using var server = await harness.StartAsync(jobsDir, o => o with { Method = method });
         var sdk = JobsHarness.Sdk(server);
