@@ -237,6 +237,8 @@ public class OftAdapterTests
     [Fact]
     public void TrainingOptionsBuildPeftsConfigAndRefuseWhatWouldBeIgnored()
     {
+        Assert.Contains("oft", FineTuningMethods.Names);
+        Assert.Contains("OFT", PeftAdapters.SupportedPeftTypes);
         var byDefault = (OftAdapter)FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "oft" })!;
         Assert.Equal((0, 32, true, 5), (byDefault.Config.R, byDefault.Config.OftBlockSize, byDefault.Config.UseCayleyNeumann, byDefault.Config.NumCayleyNeumannTerms));
         var byR = (OftAdapter)FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "oft", OftR = 4 })!;

@@ -19,9 +19,10 @@ public class OftCliTests
     private const string Prompt = "Once upon a time, Tom had a";
 
     [SharedAssetTheory("models/tinystories-656k")]
-    [InlineData("oft_block_size: 16\ncoft: true\noft_eps: 2\n", new string[0], 8L, 120L)]
-    [InlineData("block_share: true\nuse_cayley_neumann: false\n", new[] { "--oft-r", "4" }, 1L, 496L)]   // 4 blocks of 32: one shared row
-    public void TrainResumeGenerateAndMergeThroughTheExecutable(string yaml, string[] flags, long rows, long elements)
+    // YAML keys and flags: 8 blocks of 16 (one row each, 120 elements); 4 blocks of 32 sharing one row (496 elements).
+    [InlineData("oft_block_size: 16\nnum_cayley_neumann_terms: 6\n", new[] { "--coft", "true", "--oft-eps", "2" }, 8L, 120L, "r=0 oft_block_size=16 coft=true eps=2 block_share=false use_cayley_neumann=true num_cayley_neumann_terms=6")]
+    [InlineData("oft_r: 4\nuse_cayley_neumann: false\n", new[] { "--block-share", "true" }, 1L, 496L, "r=4 oft_block_size=0 coft=false eps=6E-05 block_share=true use_cayley_neumann=false num_cayley_neumann_terms=5")]
+    public void TrainResumeGenerateAndMergeThroughTheExecutable(string yaml, string[] flags, long rows, long elements, string fields)
     {
         using var dir = new TempDir();
         var model = Path.Combine(TestAssets.SharedDir, "models", "tinystories-656k");
@@ -40,6 +41,8 @@ public class OftCliTests
 
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(adapter, AdapterFiles.ConfigFileName)))!;
         Assert.Equal("OFT", (string)config["peft_type"]!);
+        Assert.Equal(fields, string.Join(" ", new[] { "r", "oft_block_size", "coft", "eps", "block_share", "use_cayley_neumann", "num_cayley_neumann_terms" }
+            .Select(k => $"{k}={(config[k] is JsonValue v && v.TryGetValue<double>(out var d) ? d.ToString(System.Globalization.CultureInfo.InvariantCulture) : config[k]!.ToJsonString())}")));
         var (_, tensors) = F32SafetensorsStore.ReadHeader(Path.Combine(adapter, AdapterFiles.WeightsFileName));
         var q = tensors.Single(t => t.Name == "base_model.model.model.layers.0.self_attn.q_proj.oft_R.weight");
         Assert.Equal([rows, elements], q.Shape);
