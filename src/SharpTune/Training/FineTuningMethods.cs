@@ -92,7 +92,13 @@ public static class FineTuningMethods
         var lycoris = method is "loha" or "lokr";
         if (lycoris && o.LoraR <= 0)
             throw new ArgumentException($"lora_r (--lora-r), the r of method '{o.Method}', must be a positive integer, found {o.LoraR}");
-        Refuse(o.UseRslora && lycoris, "use_rslora", "LoRA/DoRA");   // LoHa/LoKr scale by alpha / r (PEFT's LycorisConfig has no use_rslora)
+        Refuse(o.UseRslora && (lycoris || method == "oft"), "use_rslora", "LoRA/DoRA");   // LoHa/LoKr scale by alpha / r (PEFT's LycorisConfig has no use_rslora); OFT has no scale
+        // OFT's r counts blocks and OFT has no alpha: a rank or alpha other than the defaults was meant for another method.
+        var defaults = new TrainingOptions();
+        if (method == "oft" && (o.LoraR != defaults.LoraR || o.LoraAlpha != defaults.LoraAlpha))
+            throw new ArgumentException(
+                $"lora_r (--lora-r) and lora_alpha (--lora-alpha) do not apply to method 'oft' (found {o.LoraR} and {o.LoraAlpha}): OFT has no " +
+                "rank or alpha; its r is the number of blocks (oft_r, --oft-r) or give their size (oft_block_size, --oft-block-size)");
         Refuse(o.RankDropout is not null && !lycoris, "rank_dropout (--rank-dropout)", "LoHa/LoKr");
         Refuse(o.ModuleDropout is not null && !lycoris && method != "oft", "module_dropout (--module-dropout)", "LoHa/LoKr/OFT");
         Refuse(o.DecomposeBoth is not null && method != "lokr", "decompose_both (--decompose-both)", "LoKr");
