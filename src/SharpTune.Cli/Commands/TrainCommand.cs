@@ -21,8 +21,8 @@ internal static class TrainCommand
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate" };
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in the run directory" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in a run directory that holds an earlier run (its checkpoints are removed)" };
-        var loraR = new Option<int?>("--lora-r") { Description = "LoRA rank (LoHa/LoKr/VeRA: their r)" };
-        var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha (LoHa/LoKr: their alpha)" };
+        var loraR = new Option<int?>("--lora-r") { Description = "LoRA rank (LoHa/LoKr/VeRA: their r; not OFT, whose r counts blocks: --oft-r)" };
+        var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha (LoHa/LoKr: their alpha; OFT has none)" };
         var initLoraWeights = new Option<string?>("--init-lora-weights") { Description = "LoRA/DoRA initialisation: true (default), false, gaussian, orthogonal, pissa or olora (PiSSA/OLoRA adapters are saved as an ordinary rank-2r LoRA for the original base)" };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex, or all-linear" };
         var batch = new Option<int?>("--batch-size") { Description = "Micro-batch size" };
@@ -74,6 +74,8 @@ internal static class TrainCommand
         lycoris.AddTo(command);
         var vera = new VeraCommandOptions();
         vera.AddTo(command);
+        var oft = new OftCommandOptions();
+        oft.AddTo(command);
         command.Add(optim);
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
@@ -167,6 +169,7 @@ internal static class TrainCommand
             options = gkd.Apply(parse, options);
             options = lycoris.Apply(parse, options);
             options = vera.Apply(parse, options);
+            options = oft.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);
             options = techniques.ApplyTo(options, parse);
             options = addedTokens.ApplyTo(options, parse);

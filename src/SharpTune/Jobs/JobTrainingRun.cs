@@ -72,11 +72,12 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
         var adapterConfig = CheckpointAdapters.AdapterConfig(options, baseDir);
         var chatTemplate = adapterConfig is null ? null : CheckpointAdapters.ChatTemplateOf(options, baseDir);
         var serve = publish is not null && job.Model == settings.ServedModelName && adapterConfig is not null;
-        // A checkpoint's weights are named by module path; LoRA's, LoHa's, LoKr's and VeRA's PEFT keys are that path with
+        // A checkpoint's weights are named by module path; LoRA's, LoHa's, LoKr's, VeRA's and OFT's PEFT keys are that path with
         // PEFT's prefix, so their checkpoints become adapters (VeRA's frozen projections are drawn again from their seed;
         // other methods still checkpoint for resuming).
         if (adapterConfig?["peft_type"]?.GetValue<string>() is not (Peft.Lora.LoraConfig.PeftTypeName or Peft.LoHa.LohaConfig.PeftTypeName
-            or Peft.LoKr.LokrConfig.PeftTypeName or Peft.Vera.VeraConfig.PeftTypeName)) adapterConfig = null;
+            or Peft.LoKr.LokrConfig.PeftTypeName or Peft.Vera.VeraConfig.PeftTypeName
+            or Peft.Oft.OftConfig.PeftTypeName)) adapterConfig = null;
         var exported = store.AllCheckpoints(job.Id).Select(c => c.Step).ToHashSet();
         var metricsPath = Path.Combine(runDir, "metrics.jsonl");
         // Without a complete checkpoint there is nothing to resume from: start over (the trainer then clears old metrics).

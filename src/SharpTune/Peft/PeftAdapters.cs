@@ -6,6 +6,7 @@ using SharpTune.Peft.IA3;
 using SharpTune.Peft.LoHa;
 using SharpTune.Peft.LoKr;
 using SharpTune.Peft.Lora;
+using SharpTune.Peft.Oft;
 using SharpTune.Peft.PrefixTuning;
 using SharpTune.Peft.PromptTuning;
 using SharpTune.Peft.Vera;
@@ -29,6 +30,7 @@ public static class PeftAdapters
         ["LOHA"] = LohaAdapter.FromConfigJson,
         ["LOKR"] = LokrAdapter.FromConfigJson,
         ["VERA"] = VeraAdapter.FromConfigJson,
+        ["OFT"] = OftAdapter.FromConfigJson,
     };
 
     /// <summary>The <c>peft_type</c> values that can be loaded.</summary>

@@ -4,6 +4,7 @@ using SharpTune.Peft.IA3;
 using SharpTune.Peft.LoHa;
 using SharpTune.Peft.LoKr;
 using SharpTune.Peft.Lora;
+using SharpTune.Peft.Oft;
 using SharpTune.Peft.PrefixTuning;
 using SharpTune.Peft.PromptTuning;
 using SharpTune.Peft.Vera;
@@ -49,6 +50,7 @@ public static class FineTuningMethods
             R = o.LoraR, VeraDropout = o.VeraDropout ?? 0, DInitial = o.DInitial ?? 0.1, ProjectionPrngKey = o.ProjectionPrngKey ?? 0,
             SaveProjection = o.SaveProjection ?? true, TargetModules = ParseTargets(o.TargetModules), ModulesToSave = ParseNames(o.ModulesToSave),
         }),
+        ["oft"] = o => new OftAdapter(Oft(o)),
     };
 
     public static IReadOnlyCollection<string> Names => ["full", .. Adapters.Keys];
@@ -56,8 +58,8 @@ public static class FineTuningMethods
     /// <summary>The adapter for <paramref name="options"/>' method, or null for full fine-tuning.</summary>
     public static IPeftAdapter? CreateAdapter(TrainingOptions options)
     {
-        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3" or "loha" or "lokr" or "vera"))
-            throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3/LoHa/LoKr/VeRA setting; method '{options.Method}' does not take it" +
+        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3" or "loha" or "lokr" or "vera" or "oft"))
+            throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3/LoHa/LoKr/VeRA/OFT setting; method '{options.Method}' does not take it" +
                                         (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every module)" : ""));
         if (options.TrainableTokenIndices is { Count: > 0 } && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
             throw new ArgumentException($"trainable_token_indices (--trainable-token-indices) is a LoRA/DoRA setting; method '{options.Method}' does not take it" +
@@ -97,17 +99,51 @@ public static class FineTuningMethods
         if ((lycoris || method == "vera") && o.LoraR <= 0)
             throw new ArgumentException($"lora_r (--lora-r), the r of method '{o.Method}', must be a positive integer, found {o.LoraR}");
         Refuse(o.UseRslora && lycoris, "use_rslora", "LoRA/DoRA");   // LoHa/LoKr scale by alpha / r (PEFT's LycorisConfig has no use_rslora)
-        Refuse(o.UseRslora && method == "vera", "use_rslora", "LoRA/DoRA");   // VeRA has no scaling at all
+        Refuse(o.UseRslora && method is "vera" or "oft", "use_rslora", "LoRA/DoRA");   // VeRA and OFT have no scaling at all
         Refuse(o.VeraDropout is not null && method != "vera", "vera_dropout (--vera-dropout)", "VeRA");
         Refuse(o.DInitial is not null && method != "vera", "d_initial (--vera-d-initial)", "VeRA");
         Refuse(o.ProjectionPrngKey is not null && method != "vera", "projection_prng_key (--projection-prng-key)", "VeRA");
         Refuse(o.SaveProjection is not null && method != "vera", "save_projection (--save-projection)", "VeRA");
+        // OFT's r counts blocks and OFT has no alpha: a rank or alpha other than the defaults was meant for another method.
+        var defaults = new TrainingOptions();
+        if (method == "oft" && (o.LoraR != defaults.LoraR || o.LoraAlpha != defaults.LoraAlpha))
+            throw new ArgumentException(
+                $"lora_r (--lora-r) and lora_alpha (--lora-alpha) do not apply to method 'oft' (found {o.LoraR} and {o.LoraAlpha}): OFT has no " +
+                "rank or alpha; its r is the number of blocks (oft_r, --oft-r) or give their size (oft_block_size, --oft-block-size)");
         Refuse(o.RankDropout is not null && !lycoris, "rank_dropout (--rank-dropout)", "LoHa/LoKr");
-        Refuse(o.ModuleDropout is not null && !lycoris, "module_dropout (--module-dropout)", "LoHa/LoKr");
+        Refuse(o.ModuleDropout is not null && !lycoris && method != "oft", "module_dropout (--module-dropout)", "LoHa/LoKr/OFT");
         Refuse(o.DecomposeBoth is not null && method != "lokr", "decompose_both (--decompose-both)", "LoKr");
         Refuse(o.DecomposeFactor is not null && method != "lokr", "decompose_factor (--decompose-factor)", "LoKr");
         Refuse(o.RankDropoutScale is not null && method != "lokr", "rank_dropout_scale (--rank-dropout-scale)", "LoKr");
+        var oft = method == "oft";
+        Refuse(o.OftR is not null && !oft, "oft_r (--oft-r)", "OFT");
+        Refuse(o.OftBlockSize is not null && !oft, "oft_block_size (--oft-block-size)", "OFT");
+        Refuse(o.UseCayleyNeumann is not null && !oft, "use_cayley_neumann (--use-cayley-neumann)", "OFT");
+        Refuse(o.NumCayleyNeumannTerms is not null && !oft, "num_cayley_neumann_terms (--num-cayley-neumann-terms)", "OFT");
+        Refuse(o.Coft is not null && !oft, "coft (--coft)", "OFT");
+        Refuse(o.OftEps is not null && !oft, "oft_eps (--oft-eps)", "OFT");
+        Refuse(o.BlockShare is not null && !oft, "block_share (--block-share)", "OFT");
+        if (oft && o.OftEps is not null && o.Coft != true)
+            throw new ArgumentException("oft_eps (--oft-eps) is COFT's radius and is only read with coft (--coft true); set coft or drop oft_eps");
+        if (oft && o.NumCayleyNeumannTerms is not null && o.UseCayleyNeumann == false)
+            throw new ArgumentException("num_cayley_neumann_terms (--num-cayley-neumann-terms) is only read with use_cayley_neumann true; drop it or use the series");
     }
+
+    // OFT's r is PEFT's number of blocks, not a rank: it has its own option (oft_r), and --lora-r/--lora-alpha do not apply.
+    // PEFT takes exactly one of r and oft_block_size; oft_block_size defaults to 32 unless oft_r is given.
+    private static OftConfig Oft(TrainingOptions o) => new()
+    {
+        R = o.OftR ?? 0,
+        OftBlockSize = o.OftBlockSize ?? (o.OftR is > 0 ? 0 : 32),
+        ModuleDropout = o.ModuleDropout ?? 0,
+        Coft = o.Coft ?? false,
+        Eps = o.OftEps ?? 6e-5,
+        BlockShare = o.BlockShare ?? false,
+        UseCayleyNeumann = o.UseCayleyNeumann ?? true,
+        NumCayleyNeumannTerms = o.NumCayleyNeumannTerms ?? 5,
+        TargetModules = ParseTargets(o.TargetModules),
+        ModulesToSave = ParseNames(o.ModulesToSave),
+    };
 
     private static LoraConfig Lora(TrainingOptions o) => new()
     {

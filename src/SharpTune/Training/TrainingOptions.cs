@@ -18,7 +18,7 @@ public sealed record TrainingOptions
     /// <summary>Run directory (config, metrics, checkpoints, plots, final/).</summary>
     public string Output { get; init; } = "runs/run";
 
-    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter, ia3, loha, lokr or vera.</summary>
+    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter, ia3, loha, lokr, vera or oft.</summary>
     public string Method { get; init; } = "lora";
     public int LoraR { get; init; } = 8;
     public double LoraAlpha { get; init; } = 16;
@@ -33,7 +33,7 @@ public sealed record TrainingOptions
     /// </summary>
     public string? InitLoraWeights { get; init; }
     /// <summary>
-    /// LoRA/DoRA/IA3/LoHa/LoKr/VeRA: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
+    /// LoRA/DoRA/IA3/LoHa/LoKr/VeRA/OFT: modules trained whole beside the adapter and saved in it (PEFT's modules_to_save), comma-separated,
     /// e.g. embed_tokens — for a base whose tokenizer spells the chat or tool-call markup with tokens pre-training never
     /// trained; with a tied head the embedding is the head too. Empty = none.
     /// </summary>
@@ -298,7 +298,7 @@ public sealed record TrainingOptions
     public string? FeedforwardModules { get; init; }
     /// <summary>loha/lokr (r and alpha are <see cref="LoraR"/> and <see cref="LoraAlpha"/>): the probability of dropping an output row of ΔW in training.</summary>
     public double? RankDropout { get; init; }
-    /// <summary>loha/lokr: the probability of skipping a layer's whole update in a training forward pass.</summary>
+    /// <summary>loha/lokr: the probability of skipping a layer's whole update in a training forward pass (oft: refused above 0, PEFT's OFT never applies it).</summary>
     public double? ModuleDropout { get; init; }
     /// <summary>lokr: also factor the left Kronecker matrix at rank r when r is small enough (PEFT's decompose_both).</summary>
     public bool? DecomposeBoth { get; init; }
@@ -314,6 +314,20 @@ public sealed record TrainingOptions
     public long? ProjectionPrngKey { get; init; }
     /// <summary>vera: save the projections in the adapter file (PEFT's save_projection; default true); false = drawn again from the seed on load.</summary>
     public bool? SaveProjection { get; init; }
+    /// <summary>oft: PEFT's r, the number of blocks each layer's input is cut into (not a rank; --lora-r does not apply); give it or <see cref="OftBlockSize"/>.</summary>
+    public int? OftR { get; init; }
+    /// <summary>oft: the features each rotation block spans, dividing every target's in_features; empty = 32 (PEFT's default) unless <see cref="OftR"/> is given.</summary>
+    public int? OftBlockSize { get; init; }
+    /// <summary>oft: the truncated Neumann series instead of the exact Cayley transform; empty = true (PEFT's default).</summary>
+    public bool? UseCayleyNeumann { get; init; }
+    /// <summary>oft: the terms of the Neumann series; empty = 5.</summary>
+    public int? NumCayleyNeumannTerms { get; init; }
+    /// <summary>oft: constrained OFT, each block's skew-symmetric matrix kept within <see cref="OftEps"/> / √blocks; empty = false.</summary>
+    public bool? Coft { get; init; }
+    /// <summary>oft with coft: the radius (PEFT's eps); empty = 6e-5.</summary>
+    public double? OftEps { get; init; }
+    /// <summary>oft: one rotation shared by all blocks of a layer; empty = false.</summary>
+    public bool? BlockShare { get; init; }
 
     // Classifiers and reward models (docs/training.md, "Sequence classification and reward models").
     /// <summary>

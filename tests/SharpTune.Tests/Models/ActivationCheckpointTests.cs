@@ -20,6 +20,7 @@ public class ActivationCheckpointTests
     [InlineData("llama", "loha", null)]   // rank and module dropout draw from the CPU generator (on any device), which the recomputation replays
     [InlineData("llama", "lokr", 1)]
     [InlineData("gpt2", "vera", null)]   // vera_dropout (an nn.Dropout on the input) replayed too
+    [InlineData("llama", "oft", null)]    // the rotations are rebuilt from oft_R when a layer is recomputed
     public void CheckpointedLayersGiveTheSameLossAndGradients(string kind, string method, int? checkpointedLayers)
     {
         var examples = Enumerable.Range(0, 3).Select(i =>
@@ -50,6 +51,14 @@ public class ActivationCheckpointTests
                         { R = 4, Alpha = 8, RankDropout = 0.3, ModuleDropout = 0.3, TargetModules = SharpTune.Peft.TargetModules.AllLinear })
                     : new SharpTune.Peft.LoKr.LokrAdapter(new SharpTune.Peft.LoKr.LokrConfig
                         { R = 2, Alpha = 4, RankDropout = 0.3, ModuleDropout = 0.3, RankDropoutScale = true, DecomposeBoth = true, TargetModules = SharpTune.Peft.TargetModules.AllLinear });
+                adapter.Inject(model);
+                using (no_grad())
+                    foreach (var (_, p) in adapter.TrainableParameters) p.add_(randn_like(p) * 0.1);
+                trainable = adapter.TrainableParameters;
+            }
+            else if (method == "oft")
+            {
+                var adapter = new SharpTune.Peft.Oft.OftAdapter(new SharpTune.Peft.Oft.OftConfig { OftBlockSize = 16, TargetModules = SharpTune.Peft.TargetModules.AllLinear });
                 adapter.Inject(model);
                 using (no_grad())
                     foreach (var (_, p) in adapter.TrainableParameters) p.add_(randn_like(p) * 0.1);

@@ -20,6 +20,7 @@ public class MethodFineTuneJobTests
     [InlineData("loha", "LOHA", 1e-2)]
     [InlineData("lokr", "LOKR", 1e-2)]
     [InlineData("vera", "VERA", 0.1)]
+    [InlineData("oft", "OFT", 1e-2)]
     public async Task FineTuningLowersValidationLossAndTheServedAdapterAnswersAsTheLibraryDoes(string method, string peftType, double lr)
     {
         using var dir = new TempDir();

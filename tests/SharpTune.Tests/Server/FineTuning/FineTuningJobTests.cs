@@ -139,12 +139,15 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
     [InlineData("loha")]
     [InlineData("lokr")]
     [InlineData("vera")]
+    [InlineData("oft")]
     public async Task LycorisJobCheckpointsAreServedAsTheirAdaptersAnswer(string method)
     {
-        // LoHa's, LoKr's and VeRA's checkpoint names are PEFT's keys without its prefix, as LoRA's: their checkpoints are
+        // LoHa's, LoKr's, VeRA's and OFT's checkpoint names are PEFT's keys without its prefix, as LoRA's: their checkpoints are
         // adapters too (VeRA's with its projections drawn again from the seed).
         var jobsDir = harness.NewJobsDir();
-        await using var server = await harness.StartAsync(jobsDir, o => o with { Method = method });
+        // OFT's blocks (PEFT's default 32 features) must divide every target's in_features: stories260K's MLP has 172, so
+        // OFT targets the attention projections (64 inputs).
+        await using var server = await harness.StartAsync(jobsDir, o => o with { Method = method, TargetModules = method == "oft" ? "q_proj,v_proj" : o.TargetModules });
         var sdk = JobsHarness.Sdk(server);
         using var http = JobsHarness.Http(server);
         var file = (await sdk.GetOpenAIFileClient().UploadFileAsync(BinaryData.FromString(JobsHarness.CompletionData(8)).ToStream(), "train.jsonl",
