@@ -74,6 +74,80 @@ public class RlooJobTests
     }
 
     [SharedAssetTheory("models/stories260K")]
+    [InlineData(false, null, null)]
+    [InlineData(true, 0.25, 0.75)]
+    public void LoggedAdvantagesAreLeaveOneOutOfTheClippedKlPenalisedRewards(bool normalize, double? clipMin, double? clipMax)
+    {
+        // Three generations (μ = 1) from an adapter that starts away from the base (PEFT's init_lora_weights false: B is
+        // random), so the policy differs from the reference (the base, adapter disabled) and every generation's KL reaches
+        // the rewards. Completions of up to maxLength tokens end either way (mixed truncation), and the truncated ones
+        // are masked. Each logged advantage is recomputed here from the logged rewards and per-completion KLs: clip,
+        // − β·KL, leave-one-out per group, then (normalize) over the batch.
+        const double beta = 0.5;
+        const int maxLength = 16, g = 4;
+        using var dir = new TempDir();
+        // stories260K ends a story with BOS (llama2.c's run.c stops there), not EOS: a copy whose config says so ends some completions early.
+        var model = Directory.CreateDirectory(dir.File("model")).FullName;
+        foreach (var file in Directory.GetFiles(TestAssets.Stories260K)) File.Copy(file, Path.Combine(model, Path.GetFileName(file)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(model, "config.json")))!;
+        config["eos_token_id"] = 1;
+        File.WriteAllText(Path.Combine(model, "config.json"), config.ToJsonString());
+        var options = Rloo(dir) with
+        {
+            Model = model, MaxSteps = 3, InitLoraWeights = "false", Beta = beta, MaxCompletionLength = maxLength, MaskTruncatedCompletions = true, NormalizeAdvantages = normalize,
+            RewardClipRange = clipMin is null ? null : [clipMin.Value, clipMax!.Value], LearningRate = 5e-2,
+        };
+        FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
+        var records = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"));
+        var lines = File.ReadAllLines(Path.Combine(options.Output, "completions.jsonl")).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).ToArray();
+        var clipBit = false;
+        var endedKl = false;
+        for (var step = 1; step <= 3; step++)
+        {
+            var rows = lines.Where(l => l["step"]!.GetValue<int>() == step).ToArray();
+            Assert.Equal(8, rows.Length);
+            var truncated = rows.Select(r => r["truncated"]!.GetValue<bool>()).ToArray();
+            var kl = rows.Select(r => r["kl"]!.GetValue<double>()).ToArray();
+            var raw = rows.Select(r => r["reward"]!.GetValue<double>()).ToArray();
+            for (var i = 0; i < rows.Length; i++)
+                if (truncated[i]) Assert.Equal(0.0, kl[i]);   // masked: no KL in its reward
+            endedKl |= kl.Where((_, i) => !truncated[i]).Any(v => Math.Abs(v) > 1e-4);
+
+            var penalised = raw.Select((r, i) => (clipMin is null ? r : Math.Clamp(r, clipMin.Value, clipMax!.Value)) - beta * kl[i]).ToArray();
+            clipBit |= clipMin is not null && raw.Any(r => r < clipMin || r > clipMax);
+            var expected = new double[rows.Length];
+            for (var i = 0; i < rows.Length; i++)
+            {
+                var group = penalised.Skip(i / g * g).Take(g).ToArray();
+                expected[i] = penalised[i] - (group.Sum() - penalised[i]) / (g - 1);
+            }
+            if (normalize)
+            {
+                var mean = expected.Average();
+                var std = Math.Sqrt(expected.Sum(a => (a - mean) * (a - mean)) / (expected.Length - 1));
+                expected = expected.Select(a => (a - mean) / (std + 1e-4)).ToArray();
+            }
+            for (var i = 0; i < rows.Length; i++) Assert.Equal(expected[i], rows[i]["advantage"]!.GetValue<double>(), 9);
+
+            // The logged kl is the batch's KL per unmasked token: Σ KL / (their token count), a whole number of tokens,
+            // between 1 and maxLength − 1 per unmasked completion (an ended one is shorter than the cut).
+            var metric = records[step - 1]["kl"]!.GetValue<double>();
+            if (metric != 0)
+            {
+                var tokens = kl.Sum() / metric;
+                Assert.Equal(Math.Round(tokens), tokens, 3);
+                var unmasked = truncated.Count(t => !t);
+                Assert.InRange(tokens, unmasked, unmasked * maxLength);
+            }
+            else Assert.All(kl, v => Assert.Equal(0.0, v, 9));
+        }
+        Assert.True(endedKl, "an ended (unmasked) completion should carry a non-zero KL");
+        Assert.Equal(clipMin is not null, clipBit);
+        var clipped = lines.Select(l => l["truncated"]!.GetValue<bool>()).ToArray();
+        Assert.True(clipped.Any(t => t) && clipped.Any(t => !t), "the run should have both truncated and ended completions");
+    }
+
+    [SharedAssetTheory("models/stories260K")]
     [InlineData(1)]
     [InlineData(2)]
     public void AnInterruptedRunResumesExactly(int numIterations)
