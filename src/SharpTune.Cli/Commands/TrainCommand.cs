@@ -57,7 +57,7 @@ internal static class TrainCommand
         var matryoshkaWeights = new Option<string?>("--matryoshka-weights") { Description = "--task embedding with --matryoshka-dims: each width's loss weight, same order (default 1 each)" };
         var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
         var posWeight = new Option<double?>("--pos-weight") { Description = "--task reranking: BinaryCrossEntropyLoss' pos_weight, the weight of relevant pairs (default 1)" };
-        var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
+        var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, gkd, as TRL; off for sft, grpo, rloo)" };
         var grpo = GrpoCommandOptions.Create();
         var gkd = new GkdCommandOptions();
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };

@@ -206,6 +206,18 @@ public class RlooObjectiveTests
     }
 
     [Fact]
+    public void MissingPromptsAndRewardsAreReportedForTheObjectiveRun()
+    {
+        var row = new SharpTune.Data.DataRow("data.jsonl", 3, System.Text.Json.Nodes.JsonNode.Parse("""{"text": "no prompt"}""")!.AsObject());
+        var noPrompt = Assert.ThrowsAny<Exception>(() => SharpTune.Data.PromptExample.FromRow(row, "rloo")).Message;
+        Assert.Contains("objective rloo needs a prompt", noPrompt);
+        Assert.Contains("data.jsonl:3", noPrompt);
+        Assert.Contains("objective grpo needs a prompt", Assert.ThrowsAny<Exception>(() => SharpTune.Data.PromptExample.FromRow(row)).Message);
+        Assert.Contains("objective rloo needs at least one reward function", Assert.Throws<ArgumentException>(() =>
+            SharpTune.Training.Rewards.RewardRegistry.Create(new TrainingOptions { Objective = "rloo" })).Message);
+    }
+
+    [Fact]
     public void StepMetricsAverageRloosClipIndicatorsOverSequencesPerMicroBatch()
     {
         // Two micro-batches of 2 sequences (10 and 4 loss tokens): the entropy is a token mean, the clip ratios sequence
