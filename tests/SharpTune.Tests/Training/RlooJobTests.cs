@@ -61,16 +61,25 @@ public class RlooJobTests
     [SharedAssetFact("models/stories260K")]
     public void MaskedTruncatedCompletionsCarryNoKlAndNoGradient()
     {
-        // Completions of at most 2 tokens are all cut (stories260K does not stop that soon): every one is masked, so the
-        // KL sum is empty (0) and the loss has no gradient: the adapter stays at its initialisation.
+        // Completions of at most 2 tokens are all cut (stories260K does not stop that soon). The adapter starts away from
+        // the base (init_lora_weights false), so the policy's KL to the reference is not 0 — until every completion is
+        // masked: then the KL sum is empty (0) and the loss has no gradient.
         using var dir = new TempDir();
-        var options = Rloo(dir) with { MaxSteps = 1, MaxCompletionLength = 2, MaskTruncatedCompletions = true };
-        var result = FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
-        var record = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"))[0];
+        var options = Rloo(dir) with { MaxSteps = 1, MaxCompletionLength = 2, InitLoraWeights = "false" };
+        FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
+        var unmasked = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"))[0];
+        Assert.Equal(1.0, unmasked["completions/clipped_ratio"]!.GetValue<double>());
+        Assert.NotEqual(0.0, unmasked["kl"]!.GetValue<double>());
+        Assert.NotEqual(0.0, unmasked["grad_norm"]!.GetValue<double>());
+
+        var masked = options with { Output = dir.File("masked"), MaskTruncatedCompletions = true };
+        FineTuneJob.Run(masked, rewards: Custom(new LetterReward()));
+        var record = MetricsLog.ReadAll(Path.Combine(masked.Output, "metrics.jsonl"))[0];
         Assert.Equal(1.0, record["completions/clipped_ratio"]!.GetValue<double>());
         Assert.Equal(0.0, record["kl"]!.GetValue<double>());
         Assert.Equal(0.0, record["grad_norm"]!.GetValue<double>());
-        Assert.All(AdapterAssertions.SavedTensors(result.FinalDirectory).Where(t => t.Key.Contains("lora_B")), t => Assert.All(t.Value, v => Assert.Equal(0f, v)));
+        Assert.All(File.ReadAllLines(Path.Combine(masked.Output, "completions.jsonl")),
+            line => Assert.Equal(0.0, System.Text.Json.Nodes.JsonNode.Parse(line)!["kl"]!.GetValue<double>()));
     }
 
     [SharedAssetTheory("models/stories260K")]
