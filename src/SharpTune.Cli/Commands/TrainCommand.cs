@@ -43,7 +43,7 @@ internal static class TrainCommand
         var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
         var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto, grpo, rloo or gkd" };
-        var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty, default 0; GKD: the generalized JSD's β in [0, 1], default 0.5" };
+        var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty in the loss, default 0; RLOO: KL penalty in the reward, default 0.05; GKD: the generalized JSD's β in [0, 1], default 0.5" };
         var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows), cached-mnrl (the same, with gradient caching) or cosent (sentence1/sentence2/score rows)" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
@@ -57,11 +57,11 @@ internal static class TrainCommand
         var matryoshkaWeights = new Option<string?>("--matryoshka-weights") { Description = "--task embedding with --matryoshka-dims: each width's loss weight, same order (default 1 each)" };
         var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
         var posWeight = new Option<double?>("--pos-weight") { Description = "--task reranking: BinaryCrossEntropyLoss' pos_weight, the weight of relevant pairs (default 1)" };
-        var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, as TRL)" };
+        var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, gkd, as TRL; off for sft, grpo, rloo)" };
         var grpo = GrpoCommandOptions.Create();
         var gkd = new GkdCommandOptions();
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };
-        var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO or GRPO; a classification, regression or reward head; full, LoRA, DoRA…) and write RUN_DIR/final/")
+        var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO, GRPO, RLOO or GKD; a classification, regression or reward head; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
             config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,

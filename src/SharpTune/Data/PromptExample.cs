@@ -22,7 +22,10 @@ public sealed record PromptExample(IReadOnlyList<ChatTurn> Prompt, JsonObject Fi
     public string Location { get; init; } = "";
 
     /// <summary>The row as a prompt; a missing or mistyped field names file, line and field.</summary>
-    public static PromptExample FromRow(DataRow row)
+    public static PromptExample FromRow(DataRow row) => FromRow(row, "grpo");
+
+    /// <summary>The row as a prompt for <paramref name="objective"/> (grpo or rloo, named in the error for a row without one).</summary>
+    public static PromptExample FromRow(DataRow row, string objective)
     {
         if (row.Fields["prompt"] is JsonValue text && text.GetValueKind() == JsonValueKind.String)
             return new PromptExample([new ChatTurn("user", text.GetValue<string>())], row.Fields) { PlainText = true, Location = row.Location };
@@ -51,6 +54,6 @@ public sealed record PromptExample(IReadOnlyList<ChatTurn> Prompt, JsonObject Fi
         }
         throw TrainingExampleMapper.Error(row, row.Fields.ContainsKey("prompt") ? "prompt" : "messages",
             row.Fields.ContainsKey("prompt") ? "wrong_type" : "missing_field",
-            "GRPO needs a prompt on every row: {\"prompt\": \"…\"}, {\"prompt\": [messages]} or {\"messages\": [...]}");
+            $"objective {objective} needs a prompt on every row: {{\"prompt\": \"…\"}}, {{\"prompt\": [messages]}} or {{\"messages\": [...]}}");
     }
 }

@@ -66,6 +66,7 @@ public static class FineTuneJob
             "gkd" => GkdSettings.From(options),
             _ => (object?)null,
         };
+        if (objective is not ("grpo" or "rloo")) GrpoSettings.RefuseOutsideGrpo(options, objective);   // after GKD's own refusal of num_generations
         if (objective != "gkd") GkdSettings.RefuseOutsideGkd(options, objective);
         else if (options.Packing)
             throw new ArgumentException("packing: objective gkd answers each row's prompt anew, so its rows are padded, not packed; set packing: false");
@@ -133,7 +134,7 @@ public static class FineTuneJob
             "kto" => row => row.Fields.ContainsKey("chosen") && row.Fields.ContainsKey("rejected") && !row.Fields.ContainsKey("completion")
                 ? TrainingExampleMapper.Map(row, DatasetFormat.Preference)
                 : UnpairedPreferenceExample.FromRow(row),
-            "grpo" or "rloo" => PromptExample.FromRow,
+            "grpo" or "rloo" => row => PromptExample.FromRow(row, objective),
             _ => null,
         };
         TorchRuntime.EnsureInitialised();

@@ -36,33 +36,21 @@ internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, do
     private static void RefuseIgnored(TrainingOptions o)
     {
         var defaults = new TrainingOptions();
-        var ignored = new (string Key, bool Set)[]
-        {
+        ObjectiveSettingRefusals.RefuseIgnored("gkd",
             ("completion_only_loss false (config file): GKD never supervises the prompt it answers anew", !o.CompletionOnlyLoss),
             ("eval_metrics (config file): GKD's validation is the divergence from the teacher", o.EvalMetrics is { Count: > 0 }),
             ("top_p (--top-p): GKD samples with top-p 1, as TRL's GKD generation config", o.TopP != defaults.TopP),
             ("top_k (--top-k): GKD samples with top-k 0, as TRL's GKD generation config", o.TopK != defaults.TopK),
-            ("num_generations (--num-generations): GKD answers each prompt once", o.NumGenerations is not null),
+            ("num_generations (--num-generations): GKD answers each prompt once", GrpoSettings.NumGenerationsGiven(o)),
             ("max_completion_length (--max-completion-length): GKD's is max_new_tokens (--max-new-tokens)", o.MaxCompletionLength != defaults.MaxCompletionLength),
             ("max_prompt_length (--max-prompt-length): GKD's rows are cut to max_seq_length (--max-seq-length)", o.MaxPromptLength != defaults.MaxPromptLength),
-            ("loss_type (--loss-type): GKD's loss is the generalized JSD, set by beta (--beta)", o.LossType is not null),
-        }.Where(s => s.Set).Select(s => s.Key).ToArray();
-        if (ignored.Length > 0)
-            throw new ArgumentException($"objective gkd does not use {string.Join("; ", ignored)}. Remove {(ignored.Length == 1 ? "it" : "them")}");
+            ("loss_type (--loss-type): GKD's loss is the generalized JSD, set by beta (--beta)", o.LossType is not null));
     }
 
     /// <summary>Refuses GKD's own settings under another objective, where they would silently do nothing.</summary>
-    public static void RefuseOutsideGkd(TrainingOptions o, string objective)
-    {
-        var given = new (string Key, bool Set)[]
-        {
-            ("teacher (--teacher)", o.Teacher is not null), ("lmbda (--lmbda)", o.Lmbda is not null),
-            ("seq_kd (--seq-kd)", o.SeqKd is not null), ("max_new_tokens (--max-new-tokens)", o.MaxNewTokens is not null),
-        }.Where(s => s.Set).Select(s => s.Key).ToArray();
-        if (given.Length > 0)
-            throw new ArgumentException($"{string.Join(", ", given)}: only objective gkd uses {(given.Length == 1 ? "it" : "them")}, " +
-                                        $"and the objective is {objective}; remove {(given.Length == 1 ? "it" : "them")} or set objective gkd");
-    }
+    public static void RefuseOutsideGkd(TrainingOptions o, string objective) => ObjectiveSettingRefusals.RefuseOutside("gkd", objective,
+        ("teacher (--teacher)", o.Teacher is not null), ("lmbda (--lmbda)", o.Lmbda is not null),
+        ("seq_kd (--seq-kd)", o.SeqKd is not null), ("max_new_tokens (--max-new-tokens)", o.MaxNewTokens is not null));
 
     /// <summary>
     /// Whether micro-step <paramref name="microBatchIndex"/> is made on-policy: TRL's

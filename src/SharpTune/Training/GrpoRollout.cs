@@ -14,7 +14,11 @@ public sealed record GrpoPrompt(int[] Ids, PromptExample Example);
 
 /// <summary>A scored generation batch: its rows, TRL's generation metrics, and the samples with their rewards (for the log).</summary>
 public sealed record GrpoRollout(IReadOnlyList<GrpoRow> Rows, Dictionary<string, double> Metrics, IReadOnlyList<RewardSample> Samples,
-    double[,] Scores, double[] Rewards);
+    double[,] Scores, double[] Rewards)
+{
+    /// <summary>RLOO with a reference: each completion's KL Σ_t (log π_old − log π_ref) taken (times β) from its reward; else null.</summary>
+    public double[]? SequenceKl { get; init; }
+}
 
 /// <summary>
 /// Makes GRPO's and RLOO's generation batches, as TRL's <c>_generate_and_score_completions</c>: each prompt repeated G
@@ -72,6 +76,7 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
         clock.Restart();
         GrpoAdvantageResult advantages;
         double? klMean = null;
+        double[]? sequenceKl = null;
         if (settings.Rloo is { } rloo)
         {
             // RLOO keeps the sampling policy's log-probs whenever there is a KL (it is taken between them and the
@@ -84,7 +89,9 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
                 klMean = perToken;
                 rows = rows.Select(r => r with { ReferenceLogProbs = null }).ToArray();   // spent: only the advantage carries the KL on
             }
-            advantages = RlooAdvantages.Compute(scores, weights, g, kl, rloo.Beta, rloo.RewardClipRange, rloo.NormalizeAdvantages);
+            // Without a reference (β = 0, or validation's rollouts, which only measure rewards) there is no KL to take.
+            advantages = RlooAdvantages.Compute(scores, weights, g, kl, kl is null ? 0 : rloo.Beta, rloo.RewardClipRange, rloo.NormalizeAdvantages);
+            sequenceKl = kl;
             for (var i = 0; i < rows.Length; i++) rows[i] = rows[i] with { Advantage = advantages.Advantages[i] };
         }
         else
@@ -98,7 +105,7 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
         metrics["time/generation_s"] = generationSeconds;
         metrics["time/rewards_s"] = rewardSeconds;
         metrics["time/reference_s"] = clock.Elapsed.TotalSeconds;
-        return new GrpoRollout(rows, metrics, samples, scores, advantages.Rewards);
+        return new GrpoRollout(rows, metrics, samples, scores, advantages.Rewards) { SequenceKl = sequenceKl };
     }
 
     private GrpoRow[] WithLogProbs(GrpoRow[] rows, bool withOld, bool withReference)

@@ -24,8 +24,38 @@ public sealed record GrpoSettings(
     int LogCompletionsEvery,
     RlooSettings? Rloo = null)
 {
+    /// <summary>TRL's GRPOConfig num_generations default; also the value config.yaml files of earlier versions always hold.</summary>
+    public const int DefaultNumGenerations = 8;
+
+    /// <summary>TRL's GRPOConfig scale_rewards default; also the value config.yaml files of earlier versions always hold.</summary>
+    public const string DefaultScaleRewards = "group";
+
+    /// <summary>
+    /// Whether num_generations is set to something other than GRPO's default 8. Earlier versions wrote
+    /// <c>num_generations: 8</c> into every run's config.yaml, whatever the objective, so 8 under another objective is
+    /// taken as unset (those run folders still resume); any other value is refused there.
+    /// </summary>
+    internal static bool NumGenerationsGiven(TrainingOptions o) => o.NumGenerations is { } g && g != DefaultNumGenerations;
+
+    /// <summary>
+    /// Whether scale_rewards asks for something other than GRPO's default group scaling (group or true). Earlier versions
+    /// wrote <c>scale_rewards: group</c> into every run's config.yaml, so group under another objective is taken as unset.
+    /// </summary>
+    internal static bool ScaleRewardsGiven(TrainingOptions o) =>
+        o.ScaleRewards is { } s && s.Trim().ToLowerInvariant() is not (DefaultScaleRewards or "true");
+
+    /// <summary>Refuses GRPO's and RLOO's sampling settings under an objective that samples no groups, where they would do nothing.</summary>
+    internal static void RefuseOutsideGrpo(TrainingOptions o, string objective)
+    {
+        if (objective != "rloo")
+            ObjectiveSettingRefusals.RefuseOutside("grpo", objective, ("scale_rewards (--scale-rewards)", ScaleRewardsGiven(o)));
+        ObjectiveSettingRefusals.RefuseOutside("grpo or rloo", objective, ("num_generations (--num-generations)", NumGenerationsGiven(o)));
+    }
+
     /// <summary>The objective's name in messages: GRPO or RLOO.</summary>
-    public string Name => Rloo is null ? "GRPO" : "RLOO";
+    public string Name => NameOf(Rloo);
+
+    private static string NameOf(RlooSettings? rloo) => rloo is null ? "GRPO" : "RLOO";
 
     /// <summary>Whether a reference model is needed: GRPO's β in the loss, or RLOO's in the reward.</summary>
     public bool NeedsReference => Loss.Beta != 0 || Rloo is { Beta: not 0 };
@@ -34,10 +64,9 @@ public sealed record GrpoSettings(
     public static GrpoSettings From(TrainingOptions o)
     {
         var rloo = o.Objective.Trim().Equals("rloo", StringComparison.OrdinalIgnoreCase) ? RlooSettings.From(o) : null;
-        var name = rloo is null ? "GRPO" : "RLOO";
-        var numGenerations = o.NumGenerations ?? (rloo is null ? 8 : RlooSettings.DefaultNumGenerations);
+        var numGenerations = o.NumGenerations ?? (rloo is null ? DefaultNumGenerations : RlooSettings.DefaultNumGenerations);
         if (numGenerations < 2)
-            throw new ArgumentException($"num_generations must be at least 2 ({name} compares completions within a group), found {numGenerations}");
+            throw new ArgumentException($"num_generations must be at least 2 ({NameOf(rloo)} compares completions within a group), found {numGenerations}");
         var perStep = o.MicroBatchSize * o.GradientAccumulation;
         if (perStep % numGenerations != 0)
             throw new ArgumentException(
@@ -47,12 +76,13 @@ public sealed record GrpoSettings(
         if (o.Epsilon is <= 0 or >= 1) throw new ArgumentException($"epsilon must be in (0, 1), found {o.Epsilon}");
         if (o.EpsilonHigh is <= 0) throw new ArgumentException($"epsilon_high must be positive, found {o.EpsilonHigh}");
         var temperature = o.Temperature ?? 1.0;
-        if (temperature <= 0) throw new ArgumentException($"{name} samples: temperature must be positive, found {temperature}");
+        if (temperature <= 0) throw new ArgumentException($"{NameOf(rloo)} samples: temperature must be positive, found {temperature}");
         var beta = rloo is null ? o.Beta ?? 0.0 : 0.0;
         if (beta < 0) throw new ArgumentException($"beta must be ≥ 0, found {beta}");
-        var loss = new GrpoLossSettings(GrpoLossSettings.ParseType(rloo is null ? o.LossType ?? "dapo" : "dapo"), o.Epsilon, o.EpsilonHigh, beta,
-            o.MaxCompletionLength);
-        return new GrpoSettings(loss, numGenerations, GrpoAdvantages.ParseScaling(o.ScaleRewards ?? "group"), o.NumIterations, o.MaxPromptLength,
+        // RLOO's loss has no type (RlooLoss); GRPO's comes from loss_type.
+        var loss = new GrpoLossSettings(Epsilon: o.Epsilon, EpsilonHigh: o.EpsilonHigh, Beta: beta, MaxCompletionLength: o.MaxCompletionLength);
+        if (rloo is null) loss = loss with { LossType = GrpoLossSettings.ParseType(o.LossType ?? "dapo") };
+        return new GrpoSettings(loss, numGenerations, GrpoAdvantages.ParseScaling(o.ScaleRewards ?? DefaultScaleRewards), o.NumIterations, o.MaxPromptLength,
             temperature, o.TopP, o.TopK, o.MaskTruncatedCompletions, o.LogCompletionsEvery, rloo);
     }
 

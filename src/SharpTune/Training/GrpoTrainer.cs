@@ -159,7 +159,6 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
         var batchTokens = rows.Where(r => !(settings.MaskTruncatedCompletions && r.Truncated)).Sum(r => (double)r.CompletionIds.Length);
         double loss = 0;
         var sums = new List<GrpoMetricSums>(micro.Length);
-        var rlooSums = new List<RlooMetricSums>(micro.Length);
         var tokens = 0;
         foreach (var chunk in micro)
         {
@@ -174,8 +173,9 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
                     micro.Length);
                 CustomBackward.Backward(rloo.Loss);
                 loss += rloo.Loss.item<float>();
-                rlooSums.Add(new RlooMetricSums(batch.Mask.sum().item<float>(), entropy, rloo.LowClipped.data<float>().ToArray(),
-                    rloo.HighClipped.data<float>().ToArray()));
+                // RLOO's ratio is per sequence: its clip indicators are averaged over the micro-batch's sequences.
+                sums.Add(new GrpoMetricSums(batch.Mask.sum().item<float>(), entropy, 0, rloo.LowClippedSum.item<float>(), rloo.HighClippedSum.item<float>(),
+                    rloo.RegionClippedSum.item<float>(), chunk.Length, rloo.LowClippedMin.item<float>(), rloo.HighClippedMax.item<float>()));
             }
             else
             {
@@ -188,46 +188,40 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             }
             tokens += batch.Tokens;
         }
-        return (loss, settings.Rloo is null ? StepMetrics(sums, settings.Loss.Beta != 0) : RlooStepMetrics(rlooSums), tokens);
+        return (loss, StepMetrics(sums, settings.Loss.Beta != 0), tokens);
     }
 
-    /// <summary>One micro-batch's masked entropy sum over its loss tokens, and its sequences' clip indicators (RLOO's ratio is per sequence).</summary>
-    internal readonly record struct RlooMetricSums(double Tokens, double Entropy, float[] LowClipped, float[] HighClipped);
-
     /// <summary>
-    /// The step's entropy and clip_ratio/* as TRL's RLOO logs them: per micro-batch, the masked token mean of the entropy
-    /// and, over its sequences, the mean (and min of the low, max of the high) clip indicators; then the plain mean over
-    /// the step's micro-batches (its <c>log</c> averages the values appended per <c>_compute_loss</c> call).
+    /// One micro-batch's metric sums: the entropy and KL masked over its <see cref="Tokens"/> loss tokens; the clip
+    /// indicators over <see cref="ClipUnits"/> (GRPO: the same loss tokens, when 0; RLOO: its sequences, whose ratio is
+    /// per sequence, with the indicators' <see cref="LowMin"/> and <see cref="HighMax"/>, which TRL's RLOO logs too).
     /// </summary>
-    internal static Dictionary<string, double> RlooStepMetrics(IReadOnlyList<RlooMetricSums> microBatches) => new()
-    {
-        ["entropy"] = microBatches.Average(m => m.Entropy / Math.Max(1.0, m.Tokens)),
-        ["clip_ratio/low_mean"] = microBatches.Average(m => m.LowClipped.Average()),
-        ["clip_ratio/low_min"] = microBatches.Average(m => m.LowClipped.Min()),
-        ["clip_ratio/high_mean"] = microBatches.Average(m => m.HighClipped.Average()),
-        ["clip_ratio/high_max"] = microBatches.Average(m => m.HighClipped.Max()),
-        ["clip_ratio/region_mean"] = microBatches.Average(m => m.LowClipped.Zip(m.HighClipped, (l, h) => Math.Max(l, h)).Average()),
-    };
-
-    /// <summary>Masked sums of one micro-batch's per-token metrics over its <see cref="Tokens"/> loss tokens.</summary>
     internal readonly record struct GrpoMetricSums(double Tokens, double Entropy, double Kl, double LowClipped, double HighClipped,
-        double RegionClipped);
+        double RegionClipped, double ClipUnits = 0, double? LowMin = null, double? HighMax = null);
 
     /// <summary>
-    /// The step's entropy, clip_ratio/* and kl as TRL logs them: each micro-batch's masked token mean (0 for one with no
-    /// loss tokens), then the plain mean over the step's micro-batches (TRL appends one value per <c>_compute_loss</c>
-    /// call and its <c>log</c> averages them), not one token-weighted mean over the step.
+    /// The step's entropy, clip_ratio/* and kl as TRL's GRPO and RLOO log them: each micro-batch's mean (masked over its
+    /// loss tokens, or RLOO's clip indicators over its sequences; 0 for one with none), then the plain mean over the step's
+    /// micro-batches (TRL appends one value per <c>_compute_loss</c> call and its <c>log</c> averages them), not one
+    /// token-weighted mean over the step. RLOO's clip_ratio/low_min and high_max are likewise the mean of the micro-batches'.
     /// </summary>
     internal static Dictionary<string, double> StepMetrics(IReadOnlyList<GrpoMetricSums> microBatches, bool withKl)
     {
         double Mean(Func<GrpoMetricSums, double> sum) => microBatches.Average(m => sum(m) / Math.Max(1.0, m.Tokens));
+        double ClipMean(Func<GrpoMetricSums, double> sum) =>
+            microBatches.Average(m => sum(m) / Math.Max(1.0, m.ClipUnits > 0 ? m.ClipUnits : m.Tokens));
         var metrics = new Dictionary<string, double>
         {
             ["entropy"] = Mean(m => m.Entropy),
-            ["clip_ratio/low_mean"] = Mean(m => m.LowClipped),
-            ["clip_ratio/high_mean"] = Mean(m => m.HighClipped),
-            ["clip_ratio/region_mean"] = Mean(m => m.RegionClipped),
+            ["clip_ratio/low_mean"] = ClipMean(m => m.LowClipped),
+            ["clip_ratio/high_mean"] = ClipMean(m => m.HighClipped),
+            ["clip_ratio/region_mean"] = ClipMean(m => m.RegionClipped),
         };
+        if (microBatches.All(m => m.LowMin is not null))
+        {
+            metrics["clip_ratio/low_min"] = microBatches.Average(m => m.LowMin!.Value);
+            metrics["clip_ratio/high_max"] = microBatches.Average(m => m.HighMax!.Value);
+        }
         if (withKl) metrics["kl"] = Mean(m => m.Kl);
         return metrics;
     }
@@ -276,7 +270,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             var scores = new JsonObject();
             for (var f = 0; f < rollout.Scores.GetLength(1); f++)
                 scores[rollouts.RewardNames[f]] = double.IsNaN(rollout.Scores[i, f]) ? null : rollout.Scores[i, f];
-            writer.WriteLine(new JsonObject
+            var line = new JsonObject
             {
                 ["step"] = step,
                 ["prompt"] = sample.Prompt,
@@ -285,7 +279,9 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
                 ["reward"] = double.IsNaN(rollout.Rewards[i]) ? null : rollout.Rewards[i],
                 ["advantage"] = rollout.Rows[i].Advantage,
                 ["truncated"] = sample.Truncated,
-            }.ToJsonString());
+            };
+            if (rollout.SequenceKl is { } kl) line["kl"] = kl[i];   // RLOO: the sequence KL its reward lost β times
+            writer.WriteLine(line.ToJsonString());
         }
     }
 

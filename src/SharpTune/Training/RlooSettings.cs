@@ -8,22 +8,22 @@ namespace SharpTune.Training;
 /// <param name="Beta">KL coefficient: reward − β·Σ_t (log π_old − log π_ref); 0 loads no reference.</param>
 /// <param name="NormalizeAdvantages">Normalise the advantages over the generation batch (mean 0, std 1).</param>
 /// <param name="RewardClipRange">(min, max) the summed reward is clipped to, or null.</param>
-public sealed record RlooSettings(double Beta = 0.05, bool NormalizeAdvantages = false, (double Min, double Max)? RewardClipRange = null)
+public sealed record RlooSettings(double Beta = RlooSettings.DefaultBeta, bool NormalizeAdvantages = false, (double Min, double Max)? RewardClipRange = null)
 {
     /// <summary>TRL's RLOOConfig num_generations default.</summary>
     public const int DefaultNumGenerations = 2;
 
+    /// <summary>TRL's RLOOConfig beta default: the KL coefficient taken from the reward.</summary>
+    public const double DefaultBeta = 0.05;
+
     /// <summary>Validates RLOO's own options and refuses GRPO's that RLOO would ignore, naming them.</summary>
     internal static RlooSettings From(TrainingOptions o)
     {
-        var ignored = new (string Key, bool Set)[]
-        {
+        ObjectiveSettingRefusals.RefuseIgnored("rloo",
             ("loss_type (--loss-type): RLOO's loss is the clipped surrogate on the sequence log-probability ratio", o.LossType is not null),
-            ("scale_rewards (--scale-rewards): RLOO's advantages are leave-one-out; normalize_advantages (--normalize-advantages) scales them", o.ScaleRewards is not null),
-        }.Where(s => s.Set).Select(s => s.Key).ToArray();
-        if (ignored.Length > 0)
-            throw new ArgumentException($"objective rloo does not use {string.Join("; ", ignored)}. Remove {(ignored.Length == 1 ? "it" : "them")}");
-        var beta = o.Beta ?? 0.05;
+            ("scale_rewards (--scale-rewards): RLOO's advantages are leave-one-out; normalize_advantages (--normalize-advantages) scales them",
+                GrpoSettings.ScaleRewardsGiven(o)));
+        var beta = o.Beta ?? DefaultBeta;
         if (!double.IsFinite(beta) || beta < 0) throw new ArgumentException($"beta (--beta) must be ≥ 0, found {beta}");
         (double, double)? clip = null;
         if (o.RewardClipRange is { } range)
@@ -36,14 +36,6 @@ public sealed record RlooSettings(double Beta = 0.05, bool NormalizeAdvantages =
     }
 
     /// <summary>Refuses RLOO's own settings under another objective, where they would silently do nothing.</summary>
-    public static void RefuseOutsideRloo(TrainingOptions o, string objective)
-    {
-        var given = new (string Key, bool Set)[]
-        {
-            ("normalize_advantages (--normalize-advantages)", o.NormalizeAdvantages), ("reward_clip_range (--reward-clip-range)", o.RewardClipRange is not null),
-        }.Where(s => s.Set).Select(s => s.Key).ToArray();
-        if (given.Length > 0)
-            throw new ArgumentException($"{string.Join(", ", given)}: only objective rloo uses {(given.Length == 1 ? "it" : "them")}, " +
-                                        $"and the objective is {objective}; remove {(given.Length == 1 ? "it" : "them")} or set objective rloo");
-    }
+    public static void RefuseOutsideRloo(TrainingOptions o, string objective) => ObjectiveSettingRefusals.RefuseOutside("rloo", objective,
+        ("normalize_advantages (--normalize-advantages)", o.NormalizeAdvantages), ("reward_clip_range (--reward-clip-range)", o.RewardClipRange is not null));
 }

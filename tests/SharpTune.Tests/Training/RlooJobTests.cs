@@ -61,16 +61,99 @@ public class RlooJobTests
     [SharedAssetFact("models/stories260K")]
     public void MaskedTruncatedCompletionsCarryNoKlAndNoGradient()
     {
-        // Completions of at most 2 tokens are all cut (stories260K does not stop that soon): every one is masked, so the
-        // KL sum is empty (0) and the loss has no gradient: the adapter stays at its initialisation.
+        // Completions of at most 2 tokens are all cut (stories260K does not stop that soon). The adapter starts away from
+        // the base (init_lora_weights false), so the policy's KL to the reference is not 0 — until every completion is
+        // masked: then the KL sum is empty (0) and the loss has no gradient.
         using var dir = new TempDir();
-        var options = Rloo(dir) with { MaxSteps = 1, MaxCompletionLength = 2, MaskTruncatedCompletions = true };
-        var result = FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
-        var record = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"))[0];
+        var options = Rloo(dir) with { MaxSteps = 1, MaxCompletionLength = 2, InitLoraWeights = "false" };
+        FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
+        var unmasked = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"))[0];
+        Assert.Equal(1.0, unmasked["completions/clipped_ratio"]!.GetValue<double>());
+        Assert.NotEqual(0.0, unmasked["kl"]!.GetValue<double>());
+        Assert.NotEqual(0.0, unmasked["grad_norm"]!.GetValue<double>());
+
+        var masked = options with { Output = dir.File("masked"), MaskTruncatedCompletions = true };
+        FineTuneJob.Run(masked, rewards: Custom(new LetterReward()));
+        var record = MetricsLog.ReadAll(Path.Combine(masked.Output, "metrics.jsonl"))[0];
         Assert.Equal(1.0, record["completions/clipped_ratio"]!.GetValue<double>());
         Assert.Equal(0.0, record["kl"]!.GetValue<double>());
         Assert.Equal(0.0, record["grad_norm"]!.GetValue<double>());
-        Assert.All(AdapterAssertions.SavedTensors(result.FinalDirectory).Where(t => t.Key.Contains("lora_B")), t => Assert.All(t.Value, v => Assert.Equal(0f, v)));
+        Assert.All(File.ReadAllLines(Path.Combine(masked.Output, "completions.jsonl")),
+            line => Assert.Equal(0.0, System.Text.Json.Nodes.JsonNode.Parse(line)!["kl"]!.GetValue<double>()));
+    }
+
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData(false, null, null)]
+    [InlineData(true, 0.25, 0.75)]
+    public void LoggedAdvantagesAreLeaveOneOutOfTheClippedKlPenalisedRewards(bool normalize, double? clipMin, double? clipMax)
+    {
+        // Three generations (μ = 1) from an adapter that starts away from the base (PEFT's init_lora_weights false: B is
+        // random), so the policy differs from the reference (the base, adapter disabled) and every generation's KL reaches
+        // the rewards. Completions of up to maxLength tokens end either way (mixed truncation), and the truncated ones
+        // are masked. Each logged advantage is recomputed here from the logged rewards and per-completion KLs: clip,
+        // − β·KL, leave-one-out per group, then (normalize) over the batch.
+        const double beta = 0.5;
+        const int maxLength = 16, g = 4;
+        using var dir = new TempDir();
+        // stories260K ends a story with BOS (llama2.c's run.c stops there), not EOS: a copy whose config says so ends some completions early.
+        var model = Directory.CreateDirectory(dir.File("model")).FullName;
+        foreach (var file in Directory.GetFiles(TestAssets.Stories260K)) File.Copy(file, Path.Combine(model, Path.GetFileName(file)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(model, "config.json")))!;
+        config["eos_token_id"] = 1;
+        File.WriteAllText(Path.Combine(model, "config.json"), config.ToJsonString());
+        var options = Rloo(dir) with
+        {
+            Model = model, MaxSteps = 3, InitLoraWeights = "false", Beta = beta, MaxCompletionLength = maxLength, MaskTruncatedCompletions = true, NormalizeAdvantages = normalize,
+            RewardClipRange = clipMin is null ? null : [clipMin.Value, clipMax!.Value], LearningRate = 5e-2,
+        };
+        FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
+        var records = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"));
+        var lines = File.ReadAllLines(Path.Combine(options.Output, "completions.jsonl")).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).ToArray();
+        var clipBit = false;
+        var endedKl = false;
+        for (var step = 1; step <= 3; step++)
+        {
+            var rows = lines.Where(l => l["step"]!.GetValue<int>() == step).ToArray();
+            Assert.Equal(8, rows.Length);
+            var truncated = rows.Select(r => r["truncated"]!.GetValue<bool>()).ToArray();
+            var kl = rows.Select(r => r["kl"]!.GetValue<double>()).ToArray();
+            var raw = rows.Select(r => r["reward"]!.GetValue<double>()).ToArray();
+            for (var i = 0; i < rows.Length; i++)
+                if (truncated[i]) Assert.Equal(0.0, kl[i]);   // masked: no KL in its reward
+            endedKl |= kl.Where((_, i) => !truncated[i]).Any(v => Math.Abs(v) > 1e-4);
+
+            var penalised = raw.Select((r, i) => (clipMin is null ? r : Math.Clamp(r, clipMin.Value, clipMax!.Value)) - beta * kl[i]).ToArray();
+            clipBit |= clipMin is not null && raw.Any(r => r < clipMin || r > clipMax);
+            var expected = new double[rows.Length];
+            for (var i = 0; i < rows.Length; i++)
+            {
+                var group = penalised.Skip(i / g * g).Take(g).ToArray();
+                expected[i] = penalised[i] - (group.Sum() - penalised[i]) / (g - 1);
+            }
+            if (normalize)
+            {
+                var mean = expected.Average();
+                var std = Math.Sqrt(expected.Sum(a => (a - mean) * (a - mean)) / (expected.Length - 1));
+                expected = expected.Select(a => (a - mean) / (std + 1e-4)).ToArray();
+            }
+            for (var i = 0; i < rows.Length; i++) Assert.Equal(expected[i], rows[i]["advantage"]!.GetValue<double>(), 9);
+
+            // The logged kl is the batch's KL per unmasked token: Σ KL / (their token count), a whole number of tokens,
+            // between 1 and maxLength − 1 per unmasked completion (an ended one is shorter than the cut).
+            var metric = records[step - 1]["kl"]!.GetValue<double>();
+            if (metric != 0)
+            {
+                var tokens = kl.Sum() / metric;
+                Assert.Equal(Math.Round(tokens), tokens, 3);
+                var unmasked = truncated.Count(t => !t);
+                Assert.InRange(tokens, unmasked, unmasked * maxLength);
+            }
+            else Assert.All(kl, v => Assert.Equal(0.0, v, 9));
+        }
+        Assert.True(endedKl, "an ended (unmasked) completion should carry a non-zero KL");
+        Assert.Equal(clipMin is not null, clipBit);
+        var clipped = lines.Select(l => l["truncated"]!.GetValue<bool>()).ToArray();
+        Assert.True(clipped.Any(t => t) && clipped.Any(t => !t), "the run should have both truncated and ended completions");
     }
 
     [SharedAssetTheory("models/stories260K")]

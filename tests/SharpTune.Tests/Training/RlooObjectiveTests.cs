@@ -23,7 +23,7 @@ public class RlooObjectiveTests
         // G = 3. Group 1 [1, 2, 6]: baselines (8/2, 7/2, 3/2) → A = (−3, −1.5, 4.5).
         // Group 2 [–, 2, 5]: the unscorable row is left out of the others' baselines (2 − 5, 5 − 2) and gets 0.
         // Group 3 [–, –, 4]: the lone scorable completion has no sibling (0/0) → 0, as the unscorable.
-        var result = RlooAdvantages.Compute(Column(1, 2, 6, double.NaN, 2, 5, double.NaN, double.NaN, 4), [1.0], 3, null, 0.05, null, false);
+        var result = RlooAdvantages.Compute(Column(1, 2, 6, double.NaN, 2, 5, double.NaN, double.NaN, 4), [1.0], 3, null, 0, null, false);
         Assert.Equal([-3, -1.5, 4.5, 0, -3, 3, 0, 0, 0], result.Advantages);
         Assert.True(double.IsNaN(result.Rewards[3]));
         Assert.Equal((1 + 2 + 6 + 2 + 5 + 4) / 6.0, result.RewardMean, 12);
@@ -66,6 +66,8 @@ public class RlooObjectiveTests
         var equal = RlooAdvantages.Compute(Column(1, 1, 1, 1), [1.0], 2, [0, 0, 1, 3], 0.5, null, false);
         Assert.Equal(0.5, equal.FracRewardZeroStd);   // the first group only
         Assert.Equal([0, 0, 1, -1], equal.Advantages);   // (0.5 − (−0.5), −0.5 − 0.5)
+        // β ≠ 0 without the KL values would silently drop the penalty: refused.
+        Assert.Contains("KL", Assert.Throws<ArgumentException>(() => RlooAdvantages.Compute(Column(1, 2), [1.0], 2, null, 0.1, null, false)).Message);
     }
 
     [Fact]
@@ -119,12 +121,16 @@ public class RlooObjectiveTests
         Assert.Equal(expected, result.Loss.item<float>(), 5);
         var actual = logProbs.grad!.data<float>().ToArray();
         for (var i = 0; i < 12; i++) Assert.Equal(grad[i / 4, i % 4], actual[i], 5);
-        // Row 0: r = e^0.25 > 1.28 with A > 0 → high-clipped; row 1: r = e^−0.4 < 0.8 with A < 0 → low-clipped.
-        Assert.Equal([0f, 1f, 0f], result.LowClipped.data<float>().ToArray());
-        Assert.Equal([1f, 0f, 0f], result.HighClipped.data<float>().ToArray());
-        Assert.Equal(0, grad[0, 0]);
-        Assert.Equal(0, grad[1, 0]);
-        Assert.NotEqual(0, grad[2, 0]);
+        // Row 0: r = e^0.25 > 1.28 with A > 0 → high-clipped; row 1: r = e^−0.4 < 0.8 with A < 0 → low-clipped; row 2 neither.
+        Assert.Equal(1f, result.LowClippedSum.item<float>());
+        Assert.Equal(1f, result.HighClippedSum.item<float>());
+        Assert.Equal(2f, result.RegionClippedSum.item<float>());
+        Assert.Equal(0f, result.LowClippedMin.item<float>());
+        Assert.Equal(1f, result.HighClippedMax.item<float>());
+        // The clipped rows get no gradient (through the implementation's own gradient); the unclipped row does.
+        Assert.All(actual[..8], v => Assert.Equal(0f, v));
+        Assert.All(actual[8..10], v => Assert.NotEqual(0f, v));
+        Assert.All(actual[10..], v => Assert.Equal(0f, v));   // padding
     }
 
     [Fact]
@@ -162,6 +168,73 @@ public class RlooObjectiveTests
             Assert.Contains("normalize_advantages", Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(grpo with { NormalizeAdvantages = true })).Message);
             Assert.Contains("reward_clip_range", Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(grpo with { RewardClipRange = [0, 1] })).Message);
         }
+    }
+
+    [Theory]
+    [InlineData("sft")]
+    [InlineData("dpo")]
+    [InlineData("orpo")]
+    [InlineData("simpo")]
+    [InlineData("kto")]
+    [InlineData("grpo")]
+    [InlineData("rloo")]
+    [InlineData("gkd")]
+    public void ConfigFilesOfEarlierVersionsStillLoadUnderEveryObjective(string objective)
+    {
+        // Earlier versions wrote num_generations: 8 and scale_rewards: group into every run's config.yaml; resuming
+        // such a run (train --config RUN/config.yaml --resume) must still validate, whatever its objective.
+        using var dir = new SharpTune.Tests.Support.TempDir();
+        var options = new TrainingOptions { Model = "m", Data = "d.jsonl", Objective = objective, MicroBatchSize = 8,
+            Teacher = objective == "gkd" ? "t" : null };
+        var yaml = TrainingConfigFile.ToYaml(options);
+        Assert.Contains("num_generations: \n", yaml.Replace("\r", ""));   // written empty (unset) now
+        string Old(string numGenerations, string scaleRewards) => yaml.Replace("\r", "")
+            .Replace("num_generations: \n", $"num_generations: {numGenerations}\n").Replace("scale_rewards: \n", $"scale_rewards: {scaleRewards}\n");
+        var old = TrainingConfigFile.Load(dir.File("config.yaml", Old("8", "group")));
+        Assert.Equal(8, old.NumGenerations);
+        Assert.Equal("group", old.ScaleRewards);
+        FineTuneJob.Validate(old);
+        if (objective is "grpo" or "rloo") Assert.Equal(8, GrpoSettings.From(old).NumGenerations);   // there it is a real setting
+
+        // Any other value is a setting the objective would ignore: refused, naming it.
+        if (objective is not ("grpo" or "rloo"))
+            Assert.Contains("num_generations (--num-generations)", Assert.Throws<ArgumentException>(() =>
+                FineTuneJob.Validate(TrainingConfigFile.Load(dir.File("g4.yaml", Old("4", "group"))))).Message);
+        if (objective != "grpo")
+            Assert.Contains("scale_rewards (--scale-rewards)", Assert.Throws<ArgumentException>(() =>
+                FineTuneJob.Validate(TrainingConfigFile.Load(dir.File("batch.yaml", Old("8", "batch"))))).Message);
+    }
+
+    [Fact]
+    public void MissingPromptsAndRewardsAreReportedForTheObjectiveRun()
+    {
+        var row = new SharpTune.Data.DataRow("data.jsonl", 3, System.Text.Json.Nodes.JsonNode.Parse("""{"text": "no prompt"}""")!.AsObject());
+        var noPrompt = Assert.ThrowsAny<Exception>(() => SharpTune.Data.PromptExample.FromRow(row, "rloo")).Message;
+        Assert.Contains("objective rloo needs a prompt", noPrompt);
+        Assert.Contains("data.jsonl:3", noPrompt);
+        Assert.Contains("objective grpo needs a prompt", Assert.ThrowsAny<Exception>(() => SharpTune.Data.PromptExample.FromRow(row)).Message);
+        Assert.Contains("objective rloo needs at least one reward function", Assert.Throws<ArgumentException>(() =>
+            SharpTune.Training.Rewards.RewardRegistry.Create(new TrainingOptions { Objective = "rloo" })).Message);
+    }
+
+    [Fact]
+    public void StepMetricsAverageRloosClipIndicatorsOverSequencesPerMicroBatch()
+    {
+        // Two micro-batches of 2 sequences (10 and 4 loss tokens): the entropy is a token mean, the clip ratios sequence
+        // means, each per micro-batch, then the plain mean over the micro-batches (TRL's RLOO log).
+        GrpoTrainer.GrpoMetricSums[] parts =
+        [
+            new(10, 5, 0, 1, 0, 1, ClipUnits: 2, LowMin: 0, HighMax: 0),
+            new(4, 2, 0, 0, 2, 2, ClipUnits: 2, LowMin: 0, HighMax: 1),
+        ];
+        var metrics = GrpoTrainer.StepMetrics(parts, withKl: false);
+        Assert.Equal(0.5, metrics["entropy"], 12);
+        Assert.Equal(0.25, metrics["clip_ratio/low_mean"], 12);
+        Assert.Equal(0.5, metrics["clip_ratio/high_mean"], 12);
+        Assert.Equal(0.75, metrics["clip_ratio/region_mean"], 12);
+        Assert.Equal(0.0, metrics["clip_ratio/low_min"], 12);
+        Assert.Equal(0.5, metrics["clip_ratio/high_max"], 12);
+        Assert.False(metrics.ContainsKey("kl"));
     }
 
     [Fact]

@@ -40,31 +40,36 @@ public static class GrpoAdvantages
         var n = scores.GetLength(0);
         var rewards = WeightedRewards(scores, weights, groupSize);
         var groupMean = new double[n];
-        var std = new double[n];
-        var batchStd = NanStd(rewards);
         for (var g = 0; g < n / groupSize; g++)
         {
-            var group = rewards.AsSpan(g * groupSize, groupSize);
-            var mean = NanMean(group);
-            var groupStd = NanStd(group);
-            for (var k = 0; k < groupSize; k++)
-            {
-                groupMean[g * groupSize + k] = mean;
-                std[g * groupSize + k] = scaling == RewardScaling.Batch ? batchStd : groupStd;
-            }
+            var mean = NanMean(rewards.AsSpan(g * groupSize, groupSize));
+            for (var k = 0; k < groupSize; k++) groupMean[g * groupSize + k] = mean;
         }
+        var std = scaling == RewardScaling.Batch ? Enumerable.Repeat(NanStd(rewards), n).ToArray() : GroupStds(rewards, groupSize);
         var advantages = new double[n];
-        var zeroStd = 0;
         for (var i = 0; i < n; i++)
         {
             var a = rewards[i] - groupMean[i];
             if (scaling != RewardScaling.None) a /= std[i] + 1e-4;
             advantages[i] = double.IsNaN(a) ? 0 : a;
-            // torch.isclose(std, 0): |std| ≤ 1e-8 (atol) — a NaN std (a group with < 2 scored) is not close to 0.
-            if (Math.Abs(std[i]) <= 1e-8) zeroStd++;
         }
-        return new GrpoAdvantageResult(rewards, advantages, NanMean(rewards), NanStd(rewards), (double)zeroStd / n);
+        return new GrpoAdvantageResult(rewards, advantages, NanMean(rewards), NanStd(rewards), FracZeroStd(std));
     }
+
+    /// <summary>Each completion's group reward std (TRL's <c>nanstd</c> over the group, repeated G times).</summary>
+    internal static double[] GroupStds(double[] rewards, int groupSize)
+    {
+        var std = new double[rewards.Length];
+        for (var g = 0; g < rewards.Length / groupSize; g++)
+            Array.Fill(std, NanStd(rewards.AsSpan(g * groupSize, groupSize)), g * groupSize, groupSize);
+        return std;
+    }
+
+    /// <summary>
+    /// TRL's frac_reward_zero_std: the share of completions whose std is <c>torch.isclose(std, 0)</c>, |std| ≤ 1e-8
+    /// (atol) — a NaN std (a group with fewer than 2 scored) is not close to 0.
+    /// </summary>
+    internal static double FracZeroStd(double[] stds) => (double)stds.Count(s => Math.Abs(s) <= 1e-8) / stds.Length;
 
     /// <summary>
     /// Each completion's reward: the weighted sum of the functions that scored it (TRL's <c>nansum</c> over the weighted

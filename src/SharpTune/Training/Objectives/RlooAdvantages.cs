@@ -34,7 +34,7 @@ public static class RlooAdvantages
     /// <param name="scores">[N, F] per completion and function; NaN where the function does not apply (TRL's None).</param>
     /// <param name="weights">(F) weight of each function.</param>
     /// <param name="groupSize">Completions per prompt, G ≥ 2; rows g·G … g·G+G−1 answer prompt g.</param>
-    /// <param name="sequenceKl">(N) Σ_t (log π_old − log π_ref) over each completion's loss tokens, or null when β = 0.</param>
+    /// <param name="sequenceKl">(N) Σ_t (log π_old − log π_ref) over each completion's loss tokens; may be null only when β = 0.</param>
     /// <param name="beta">The KL coefficient β taken from the reward.</param>
     /// <param name="clipRange">(min, max) the summed reward is clipped to, or null.</param>
     /// <param name="normalize">TRL's normalize_advantages.</param>
@@ -47,6 +47,8 @@ public static class RlooAdvantages
     {
         var raw = GrpoAdvantages.WeightedRewards(scores, weights, groupSize);
         var n = raw.Length;
+        if (beta != 0 && sequenceKl is null)
+            throw new ArgumentException($"β = {beta} takes the KL from the reward, but no KL values were given (pass β = 0 where there is no reference)", nameof(sequenceKl));
         if (sequenceKl is not null && sequenceKl.Count != n)
             throw new ArgumentException($"{n} completions but {sequenceKl.Count} KL values", nameof(sequenceKl));
         var rewards = new double[n];
@@ -55,11 +57,10 @@ public static class RlooAdvantages
             var r = raw[i];
             // torch.clamp keeps a NaN (an unscorable completion) NaN; so does Math.Clamp.
             if (clipRange is { } range) r = Math.Clamp(r, range.Min, range.Max);
-            if (beta != 0 && sequenceKl is not null) r -= beta * sequenceKl[i];
+            if (beta != 0) r -= beta * sequenceKl![i];
             rewards[i] = r;
         }
         var advantages = new double[n];
-        var zeroStd = 0;
         for (var g = 0; g < n / groupSize; g++)
         {
             var group = rewards.AsSpan(g * groupSize, groupSize);
@@ -71,13 +72,10 @@ public static class RlooAdvantages
                 sum += r;
                 scorable++;
             }
-            // torch.isclose(std, 0) over the penalised group rewards: |std| ≤ 1e-8; a NaN std (< 2 scorable) is not close.
-            var std = GrpoAdvantages.NanStd(group);
             for (var k = 0; k < groupSize; k++)
             {
                 var i = g * groupSize + k;
                 advantages[i] = rewards[i] - (sum - rewards[i]) / (scorable - 1);   // NaN for an unscorable row or a lone scorable one
-                if (Math.Abs(std) <= 1e-8) zeroStd++;
             }
         }
         if (normalize)
@@ -88,6 +86,7 @@ public static class RlooAdvantages
         }
         for (var i = 0; i < n; i++)
             if (double.IsNaN(advantages[i])) advantages[i] = 0;   // torch.nan_to_num: no signal from the unscorable
-        return new GrpoAdvantageResult(raw, advantages, GrpoAdvantages.NanMean(raw), GrpoAdvantages.NanStd(raw), (double)zeroStd / n);
+        return new GrpoAdvantageResult(raw, advantages, GrpoAdvantages.NanMean(raw), GrpoAdvantages.NanStd(raw),
+            GrpoAdvantages.FracZeroStd(GrpoAdvantages.GroupStds(rewards, groupSize)));   // over the penalised group rewards
     }
 }

@@ -4,11 +4,16 @@ namespace SharpTune.Training.Objectives;
 
 /// <summary>
 /// One micro-batch's RLOO loss (already divided by the step's micro-batch count, as the Hugging Face Trainer divides
-/// RLOO's unscaled loss) and the per-sequence clip indicators its metrics are made of.
+/// RLOO's unscaled loss) and its per-sequence clip indicators reduced to the scalars its metrics are made of (on the
+/// loss's device; read them with <c>item</c>).
 /// </summary>
-/// <param name="LowClipped">(B) 1 where the ratio fell below 1 − ε with a negative advantage.</param>
-/// <param name="HighClipped">(B) 1 where the ratio rose above 1 + ε_high with a positive advantage.</param>
-public sealed record RlooLossResult(Tensor Loss, Tensor LowClipped, Tensor HighClipped);
+/// <param name="LowClippedSum">Sequences whose ratio fell below 1 − ε with a negative advantage.</param>
+/// <param name="HighClippedSum">Sequences whose ratio rose above 1 + ε_high with a positive advantage.</param>
+/// <param name="RegionClippedSum">Sequences clipped either way.</param>
+/// <param name="LowClippedMin">The low indicator's minimum over the sequences (1 only when all were low-clipped).</param>
+/// <param name="HighClippedMax">The high indicator's maximum over the sequences (1 when any was high-clipped).</param>
+public sealed record RlooLossResult(Tensor Loss, Tensor LowClippedSum, Tensor HighClippedSum, Tensor RegionClippedSum, Tensor LowClippedMin,
+    Tensor HighClippedMax);
 
 /// <summary>
 /// TRL's RLOO objective (huggingface/trl@f2cd577, <c>RLOOTrainer._compute_loss</c>): PPO's clipped surrogate on the
@@ -36,8 +41,11 @@ public static class RlooLoss
         var perSequence = -minimum(ratio * advantages, clipped * advantages);
         var loss = perSequence.mean() / gradientAccumulation;
         using var noGrad = no_grad();
-        var low = ratio.lt(1 - epsilon).logical_and(advantages.lt(0)).to(ScalarType.Float32);
-        var high = ratio.gt(1 + epsilonHigh).logical_and(advantages.gt(0)).to(ScalarType.Float32);
-        return new RlooLossResult(loss, low.detach(), high.detach());
+        var lowMask = ratio.lt(1 - epsilon).logical_and(advantages.lt(0));
+        var highMask = ratio.gt(1 + epsilonHigh).logical_and(advantages.gt(0));
+        var low = lowMask.to(ScalarType.Float32).detach();
+        var high = highMask.to(ScalarType.Float32).detach();
+        var region = lowMask.logical_or(highMask).to(ScalarType.Float32).detach();
+        return new RlooLossResult(loss, low.sum(), high.sum(), region.sum(), low.min(), high.max());
     }
 }

@@ -40,7 +40,7 @@ public static class RewardRegistry
         }
         rewards.AddRange(custom ?? []);
         if (rewards.Count == 0)
-            throw new ArgumentException($"GRPO needs at least one reward function: --reward NAME[=WEIGHT] with NAME one of {string.Join(", ", Names)}");
+            throw new ArgumentException($"objective {options.Objective.Trim().ToLowerInvariant()} needs at least one reward function: --reward NAME[=WEIGHT] with NAME one of {string.Join(", ", Names)}");
         var duplicate = rewards.GroupBy(r => r.Function.Name).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"reward '{duplicate.Key}' is given twice; give it once with its weight");
         return rewards;
