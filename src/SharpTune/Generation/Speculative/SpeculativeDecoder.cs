@@ -157,8 +157,13 @@ internal static class SpeculativeDecoder
         var device = model.Device;
         var ids = tensor(input, device: device).view(1, input.Length);
         var positions = arange(cached, cached + input.Length, dtype: ScalarType.Int64, device: device).view(1, input.Length);
-        // No mask: a block after cached keys gets an explicit causal one, a single query sees every cached key.
-        var ctx = new ForwardContext { PositionIds = positions, Cache = cache, MaxPosition = cached + input.Length - 1 };
+        // A block of queries after cached keys needs a causal mask: built once here for every layer (each layer would
+        // otherwise build the same one; windowed layers narrow it). A single query sees every cached key and the first
+        // pass (nothing cached) is plain causal attention, both without a mask.
+        var mask = cached > 0 && input.Length > 1
+            ? AttentionMasks.CausalWithPadding(ones(1, cached + input.Length, dtype: ScalarType.Bool, device: device), input.Length)
+            : null;
+        var ctx = new ForwardContext { PositionIds = positions, AttentionMask = mask, Cache = cache, MaxPosition = cached + input.Length - 1 };
         var hidden = model.DecodeHidden(model.EmbedTokens(ids), ctx);                                        // (1, T, C)
         return model.ComputeLogits(hidden.narrow(1, input.Length - last, last)).squeeze(0);                  // (last, V)
     }
