@@ -103,6 +103,8 @@ internal static class SpeculativeDecoder
     /// most <see cref="Int8MatVec.MaxRows"/> rows (reading each weight once for all of them, so a pass over 8 positions
     /// costs about one decode step) and anything wider falls back to libtorch's matrix products at prompt speed, a
     /// verification pass (the last token plus the candidates) is kept within those rows: 7 candidates. Elsewhere, none.
+    /// Every pass after the first round (the prompts) then fits the kernels (the draft's first step of a round feeds at
+    /// most 2 tokens), so the decode steps' narrowed thread budget (<see cref="DecodeThreads"/>) never needs widening.
     /// </summary>
     internal static int MaxCandidates(CausalLanguageModel model, CausalLanguageModel? draft)
     {
