@@ -31,11 +31,14 @@ internal static class GenerateCommand
         var templateKwargs = new Option<string?>("--chat-template-kwargs") { Description = "JSON object of chat template variables for --chat, e.g. '{\"enable_thinking\": false}'" };
         var jsonSchema = new Option<string?>("--json-schema") { Description = "Constrain the output to JSON valid for this JSON schema file ('object' = any JSON object)" };
         var draftModel = new Option<string?>("--draft-model") { Description = "Speculative decoding: a smaller model with the same vocabulary proposes tokens the model verifies in one pass" };
-        var draftTokens = new Option<int>("--num-draft-tokens") { Description = "Tokens the draft model proposes per round at first (then +2 / −1 as transformers' heuristic)", DefaultValueFactory = _ => 20 };
+        var draftTokens = new Option<int>("--num-draft-tokens") { Description = "Tokens the draft model proposes per round (transformers' num_assistant_tokens; at most 7 on the CPU)", DefaultValueFactory = _ => 20 };
+        var draftSchedule = new Option<string>("--draft-schedule") { Description = "constant (transformers' default) or heuristic: 2 more draft tokens after a round all accepted, 1 fewer otherwise", DefaultValueFactory = _ => "constant" };
+        draftSchedule.AcceptOnlyFromAmong("constant", "heuristic");
+        var draftConfidence = new Option<double>("--draft-confidence") { Description = "The draft stops proposing after a pick it gives less probability than this (transformers' assistant_confidence_threshold; 0 = off)", DefaultValueFactory = _ => 0.4 };
         var promptLookup = new Option<int>("--prompt-lookup") { Description = "Speculative decoding by prompt lookup: propose up to N tokens copied from the earlier context (0 = off)" };
         var command = new Command("generate", "Generate a continuation of a prompt")
         {
-            draftModel, draftTokens, promptLookup,
+            draftModel, draftTokens, draftSchedule, draftConfidence, promptLookup,
             model, dtype, prompt, promptIds, printIds, maxTokens, temperature, topP, topK, repetition, presence, frequency, seed, stop,
             noCache, truncate,
             adapter, chat, chatTemplate, templateKwargs, jsonSchema,
@@ -74,11 +77,12 @@ internal static class GenerateCommand
             };
             var useCache = !parse.GetValue(noCache);
             var draftDir = parse.GetValue(draftModel);
-            if (draftDir is null && parse.GetResult(draftTokens) is { Implicit: false })
-            {
-                Console.Error.WriteLine("error: --num-draft-tokens needs --draft-model");
-                return 2;
-            }
+            foreach (var draftOnly in new Option[] { draftTokens, draftSchedule, draftConfidence })
+                if (draftDir is null && parse.GetResult(draftOnly) is { Implicit: false })
+                {
+                    Console.Error.WriteLine($"error: {draftOnly.Name} needs --draft-model");
+                    return 2;
+                }
             using var draft = draftDir is null ? null
                 : SharpTune.Models.PretrainedModel.Load(SharpTune.Hub.ModelLocator.Resolve(draftDir), lm.WeightDtype, lm.Device);
             if (draft is not null || parse.GetValue(promptLookup) != 0)
@@ -87,6 +91,7 @@ internal static class GenerateCommand
                     Speculative = new SharpTune.Generation.Speculative.SpeculativeOptions
                     {
                         DraftModel = draft, NumDraftTokens = parse.GetValue(draftTokens), PromptLookupTokens = parse.GetValue(promptLookup),
+                        HeuristicSchedule = parse.GetValue(draftSchedule) == "heuristic", ConfidenceThreshold = parse.GetValue(draftConfidence),
                     },
                 };
             if (ids is not null && (parse.GetValue(printIds) || loaded.Tokenizer is null))

@@ -30,7 +30,7 @@ internal static class ServeCommand
         var classifierAdapter = new Option<string?>("--classifier-adapter") { Description = "A SEQ_CLS adapter on --classifier's base" };
         var classifierName = new Option<string?>("--classifier-name") { Description = "Name of the classifier in /classify's model field (default: its folder name)" };
         // Refused rather than unknown: the server decodes every request in one continuously batched step, and speculative
-        // decoding verifies a different number of candidates per sequence (see docs/generation.md).
+        // decoding verifies a different number of candidates per sequence (docs/models.md, Speculative decoding).
         var draftModel = new Option<string?>("--draft-model") { Description = "Not supported by serve (speculative decoding is in `generate` and the library)" };
         var jobs = FineTuningOptions.Create();
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")

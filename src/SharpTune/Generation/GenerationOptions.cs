@@ -75,14 +75,7 @@ public sealed record GenerationOptions
             Require(token >= 0, "logit_bias", "keys must be token ids (at least 0)", token);
             Require(bias is >= -100 and <= 100, $"logit_bias[{token}]", "must be between -100 and 100", bias);
         }
-        if (Speculative is { } speculative)
-        {
-            speculative.Validate();
-            // Penalties depend on every earlier token of the row, which candidates change within one verification pass.
-            Require(RepetitionPenalty == 1.0, "repetition_penalty", "is not supported with speculative decoding (1: off)", RepetitionPenalty);
-            Require(!PenalisesOutput, "presence_penalty/frequency_penalty", "are not supported with speculative decoding (0: off)",
-                $"{PresencePenalty}/{FrequencyPenalty}");
-        }
+        Speculative?.Validate();
     }
 }
 

@@ -140,6 +140,7 @@ public static class TokenGenerator
             throw new ArgumentException("speculative decoding does not support prompt or prefix tuning adapters on the model (LoRA-style adapters work)");
         if (model.Config.RopeScaling is { Type: "longrope" })
             throw new ArgumentException("speculative decoding does not support LongRoPE models (their cache is recomputed when the long factors start)");
+        RefuseDynamicNtk(model, "model", fitted, options);
         if (spec.DraftModel is { } draft)
         {
             if (draft.Config.VocabSize != model.Config.VocabSize)
@@ -149,6 +150,7 @@ public static class TokenGenerator
                 throw new ArgumentException("speculative decoding does not support prompt or prefix tuning adapters on the draft model");
             if (draft.Config.RopeScaling is { Type: "longrope" })
                 throw new ArgumentException("speculative decoding does not support a LongRoPE draft model");
+            RefuseDynamicNtk(draft, "draft model", fitted, options);
             var draftContext = PromptContext(draft);
             foreach (var prompt in fitted)
                 if (prompt.Count + options.MaxNewTokens > draftContext)
@@ -163,6 +165,21 @@ public static class TokenGenerator
                 onToken is null ? null : (_, token) => onToken(row, token), cancellationToken);
         }
         return results;
+    }
+
+    /// <summary>
+    /// Dynamic-NTK RoPE (rope_scaling type "dynamic") rotates every position with a base set by the longest position of
+    /// the pass once it passes max_position_embeddings: a verification pass's rejected candidates would change the
+    /// rotation of the keys kept for the accepted ones. Refused when a generation could get there.
+    /// </summary>
+    private static void RefuseDynamicNtk(CausalLanguageModel model, string which, IReadOnlyList<int>[] prompts, GenerationOptions options)
+    {
+        if (model.Config.RopeScaling is not { Type: "dynamic" }) return;
+        var longest = prompts.Max(p => (long)p.Count) + options.MaxNewTokens;
+        if (longest > model.Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"speculative decoding does not support the {which}'s dynamic-NTK RoPE (rope_scaling type \"dynamic\") " +
+                $"past max_position_embeddings ({model.Config.MaxPositionEmbeddings}; prompt + max_new_tokens reach {longest}): rejected " +
+                "candidates there would change the rotary base of the positions kept. Lower max_new_tokens or decode without a draft.");
     }
 
     /// <summary>Positions a prompt and its new tokens may fill: prompt/prefix tuning's virtual tokens take some before the prompt.</summary>

@@ -33,9 +33,25 @@ public sealed class TokenSampler : IDisposable
             return GreedyArgmax.TryPick(logits) ?? logits.argmax(-1).cpu().data<long>().ToArray();
         var x = Process(logits, seen, allowed, outputCounts);
         if (options.IsGreedy)
-            return x.argmax(-1).data<long>().ToArray();
-        var probs = x.softmax(-1);
-        return multinomial(probs, 1, false, generator).squeeze(1).data<long>().ToArray();
+            return GreedyArgmax.TryPick(x) ?? x.argmax(-1).data<long>().ToArray();
+        return Draw(x.softmax(-1));
+    }
+
+    /// <summary>Each row's probabilities (fp32 CPU) after <see cref="Process"/>'s processors: what a sampled token is drawn from.</summary>
+    internal Tensor ProbabilityRows(Tensor logits, Tensor? seen, Tensor? outputCounts) => Process(logits, seen, null, outputCounts).softmax(-1);
+
+    /// <summary>One draw per row of non-negative weights (B, V), from this sampler's seeded generator.</summary>
+    internal long[] Draw(Tensor weights)
+    {
+        using var scope = NewDisposeScope();
+        return multinomial(weights, 1, false, generator).squeeze(1).data<long>().ToArray();
+    }
+
+    /// <summary>Uniform fp32 draws in [0, 1) from this sampler's seeded generator (transformers' <c>torch.rand_like</c>).</summary>
+    internal float[] Uniform(int count)
+    {
+        using var scope = NewDisposeScope();
+        return rand(count, generator: generator).data<float>().ToArray();
     }
 
     /// <summary>

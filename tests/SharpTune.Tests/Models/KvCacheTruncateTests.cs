@@ -7,10 +7,14 @@ namespace SharpTune.Tests.Models;
 /// <summary><see cref="KvCache.Truncate"/>: what is kept decodes as if the forgotten positions had never been written.</summary>
 public sealed class KvCacheTruncateTests
 {
-    [Fact]
-    public void AfterTruncationTheCacheContinuesAsAFreshOne()
+    /// <summary>Also for sliding windows (3) shorter than the sequence, and Gemma 2's soft-capped, windowed layers.</summary>
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("mistral-window")]
+    [InlineData("gemma2")]
+    public void AfterTruncationTheCacheContinuesAsAFreshOne(string kind)
     {
-        using var model = TestModels.Create("llama");
+        using var model = TestModels.Create(kind);
         model.eval();
         using var inference = inference_mode();
         long[] kept = [3, 17, 42, 5];

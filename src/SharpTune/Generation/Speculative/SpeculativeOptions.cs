@@ -14,14 +14,25 @@ public sealed record SpeculativeOptions
     /// <summary>The model that proposes candidates; it must share the target's vocabulary (same size). Null: prompt lookup.</summary>
     public CausalLanguageModel? DraftModel { get; init; }
 
-    /// <summary>Candidates the draft model proposes per round at first (transformers' <c>num_assistant_tokens</c>, default 20).</summary>
+    /// <summary>
+    /// Candidates the draft model proposes per round (transformers' <c>num_assistant_tokens</c>, default 20); on the CPU at
+    /// most 7 (the fast matrix–vector kernels serve 8 rows, the verification pass feeds the candidates plus one token).
+    /// </summary>
     public int NumDraftTokens { get; init; } = 20;
 
     /// <summary>
     /// transformers' "heuristic" <c>num_assistant_tokens_schedule</c>: after a round whose candidates were all accepted
-    /// the draft proposes 2 more, otherwise 1 fewer (at least 1). False: always <see cref="NumDraftTokens"/> ("constant").
+    /// the draft proposes 2 more, otherwise 1 fewer (at least 1). False (the default, transformers' "constant"): always
+    /// <see cref="NumDraftTokens"/>.
     /// </summary>
-    public bool HeuristicSchedule { get; init; } = true;
+    public bool HeuristicSchedule { get; init; }
+
+    /// <summary>
+    /// transformers' <c>assistant_confidence_threshold</c> (default 0.4; 0 = off): the draft stops proposing once the
+    /// probability it gives its own pick (after the processors) falls below it; that pick is still a candidate
+    /// (transformers' <c>ConfidenceCriteria</c>). Fixed for the whole generation.
+    /// </summary>
+    public double ConfidenceThreshold { get; init; } = 0.4;
 
     /// <summary>Prompt lookup: candidates copied from the earlier context (transformers' <c>prompt_lookup_num_tokens</c>); 0 = off.</summary>
     public int PromptLookupTokens { get; init; }
@@ -39,6 +50,8 @@ public sealed record SpeculativeOptions
             throw new ArgumentException("speculative decoding takes a draft model (--draft-model) or prompt lookup (--prompt-lookup), not both");
         if (NumDraftTokens < 1) throw new ArgumentException($"num_assistant_tokens (--num-draft-tokens) must be at least 1, found {NumDraftTokens}");
         if (PromptLookupTokens < 0) throw new ArgumentException($"prompt_lookup_num_tokens (--prompt-lookup) must be at least 1 (0: off), found {PromptLookupTokens}");
+        if (!(ConfidenceThreshold is >= 0 and < 1))
+            throw new ArgumentException($"assistant_confidence_threshold (--draft-confidence) must be at least 0 and below 1 (0: off), found {ConfidenceThreshold}");
         if (MaxMatchingNgramSize < 1) throw new ArgumentException($"max_matching_ngram_size must be at least 1, found {MaxMatchingNgramSize}");
     }
 }
