@@ -249,6 +249,9 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         OnRestored();
     }
 
+    /// <summary>What the method changed while injecting where PEFT warns and goes on (see <see cref="IPeftAdapter.Warnings"/>); none by default.</summary>
+    public virtual IReadOnlyList<string> Warnings => [];
+
     public abstract JsonObject AdapterConfigJson();
 
     public virtual (JsonObject Config, IReadOnlyDictionary<string, Tensor> Tensors) SavedForm() => (AdapterConfigJson(), AdapterStateDict());

@@ -38,7 +38,7 @@ public sealed class OftAdapter : WrappingAdapter<OftLinear>
     /// nearest divisor (one line per distinct adjustment, naming its layers); a saved adapter that keeps PEFT ≤ 0.17's
     /// Cayley–Neumann series.
     /// </summary>
-    public IReadOnlyList<string> Warnings => warnings;
+    public override IReadOnlyList<string> Warnings => warnings;
 
     protected override IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model)
     {

@@ -361,14 +361,20 @@ public class OftAdapterTests
     [SharedAssetFact("models/stories260K")]
     public void AJobsCheckpointExportsAsTheAdapterTheRunSaves()
     {
-        // The jobs API serves checkpoints as adapters: the trainer's names with PEFT's prefix (JobTrainingRun).
+        // The jobs API serves checkpoints as adapters: the trainer's names with PEFT's prefix (JobTrainingRun). Every linear
+        // layer with PEFT's default 32-feature blocks: stories260K's down_proj has 172 inputs, which PEFT cuts into 4 blocks of 43.
         using var temp = new TempDir();
         var options = new TrainingOptions
         {
             Model = TestAssets.Stories260K, Data = StoryData.Write(temp.Path), Output = Path.Combine(temp.Path, "run"), Method = "oft",
-            OftBlockSize = 16, MaxSteps = 2, SaveEvery = 2, LearningRate = 1e-2, MicroBatchSize = 4, ValidationFraction = 0,
+            TargetModules = "all-linear", MaxSteps = 2, SaveEvery = 2, LearningRate = 1e-2, MicroBatchSize = 4, ValidationFraction = 0,
         };
-        var result = FineTuneJob.Run(options);
+        var log = new List<string>();
+        var result = FineTuneJob.Run(options, log: log.Add);
+        Assert.Contains(log, line => line.StartsWith("warning: OFT: Invalid `oft_block_size` (32)! Adjusted `oft_block_size` to (43).", StringComparison.Ordinal)
+                                     && line.Contains("in_features 172"));
+        var down = AdapterAssertions.SavedTensors(result.FinalDirectory).Single(k => k.Key.EndsWith("layers.0.mlp.down_proj.oft_R.weight", StringComparison.Ordinal));
+        Assert.Equal(4 * (43 * 42 / 2), down.Value.Length);   // (4 blocks, 43·42/2 elements)
         var served = Path.Combine(temp.Path, "served");
         SharpTune.Jobs.CheckpointAdapters.Export(SharpTune.Jobs.CheckpointAdapters.Complete(options.Output).Last().Directory, served,
             SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, ScalarType.Float32);
