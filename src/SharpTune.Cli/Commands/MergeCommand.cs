@@ -74,6 +74,7 @@ internal static class MergeCommand
                 : new QuantizationOptions(preQuantized.Type, TorchSharp.torch.ScalarType.Float32, preQuantized.DoubleQuant));
             var checkpointDtype = lm.Config.TorchDtype is { } name ? ModelFactory.ParseDtype(name) : TorchSharp.torch.ScalarType.Float32;
             var loaded = PeftAdapters.Load(lm, parse.GetValue(adapter)!);
+            foreach (var adapterWarning in loaded.Warnings) Console.Error.WriteLine($"warning: {adapterWarning}");
             loaded.MergeAndUnload();
             if (ModelQuantizer.IsQuantized(lm))
             {

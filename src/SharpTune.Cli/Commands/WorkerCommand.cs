@@ -62,6 +62,11 @@ internal static class WorkerCommand
                 ModulesToSave = parse.GetValue(modulesToSave),
                 CheckpointEvery = parse.GetValue(checkpointEvery),
             };
+            if (JobTrainingSettings.RankRefusal(settings.Method, settings.LoraRank, "--ft-rank") is { } refusal)
+            {
+                Console.Error.WriteLine($"error: {refusal}");
+                return 2;
+            }
             using var store = JobStores.Open(parse.GetValue(database)!);
             using (var runner = new JobRunner(store, new JobArtifacts(parse.GetValue(artifacts)!, receivesUploads: false), settings, options))
             {

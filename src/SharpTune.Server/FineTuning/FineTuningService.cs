@@ -270,6 +270,7 @@ public sealed class FineTuningService : IDisposable
         if (Training.FineTuningMethods.ParseNames(o.ModulesToSave).Count > 0 && o.Method.ToLowerInvariant() is not ("lora" or "dora"))
             throw new ArgumentException($"ModulesToSave is a LoRA/DoRA setting; fine-tuning method '{o.Method}' does not take it");
         if (o.LoraRank < 1) throw new ArgumentException($"LoraRank is {o.LoraRank}; it must be at least 1");
+        if (JobTrainingSettings.RankRefusal(o.Method, o.LoraRank, "LoraRank (--ft-rank)") is { } refusal) throw new ArgumentException(refusal);
         if (o.MaxQueuedJobs < 1) throw new ArgumentException($"MaxQueuedJobs is {o.MaxQueuedJobs}; it must be at least 1");
         if (o.MaxUploadBytes < 1) throw new ArgumentException($"MaxUploadBytes is {o.MaxUploadBytes}; it must be positive");
         if (o.CheckpointEvery < 0) throw new ArgumentException($"CheckpointEvery is {o.CheckpointEvery}; use 0 (every epoch) or a positive step count");

@@ -19,7 +19,7 @@ internal sealed record JobTrainingSettings
     public string Method { get; init; } = "lora";
 
     /// <summary>LoRA rank; alpha is twice the rank.</summary>
-    public int LoraRank { get; init; } = 8;
+    public int LoraRank { get; init; } = DefaultLoraRank;
 
     /// <summary>
     /// Modules jobs put LoRA on, as <see cref="Training.TrainingOptions.TargetModules"/> spells them ("all-linear", names
@@ -42,6 +42,21 @@ internal sealed record JobTrainingSettings
 
     /// <summary>Compute dtype of the frozen weights (f32 or bf16).</summary>
     public string Dtype { get; init; } = "f32";
+
+    /// <summary>The rank jobs train with when none is given (LoRA's r 8, alpha 16: TrainingOptions' defaults).</summary>
+    public const int DefaultLoraRank = 8;
+
+    /// <summary>
+    /// Why <paramref name="method"/> cannot train with <paramref name="rank"/> (named <paramref name="rankName"/> in the
+    /// message), or null. OFT has no LoRA rank (its r counts blocks; jobs train it with PEFT's oft_block_size 32), and
+    /// training refuses a lora_r/lora_alpha it would ignore: a rank other than the default would fail every job, so the
+    /// server and each worker refuse it at start.
+    /// </summary>
+    public static string? RankRefusal(string method, int rank, string rankName) =>
+        string.Equals(method, "oft", StringComparison.OrdinalIgnoreCase) && rank != DefaultLoraRank
+            ? $"{rankName} {rank} does not apply to fine-tuning method 'oft': OFT has no LoRA rank (its r counts blocks, and jobs " +
+              $"train OFT with PEFT's oft_block_size 32); leave {rankName} at {DefaultLoraRank}"
+            : null;
 
     /// <summary>The base learning rate a multiplier of 1 stands for: 2e-4 for LoRA/DoRA, 2e-5 for full fine-tuning.</summary>
     public static double BaseLearningRate(string method) =>

@@ -45,6 +45,12 @@ public interface IPeftAdapter
     JsonObject AdapterConfigJson();
 
     /// <summary>
+    /// What the method changed while injecting where PEFT warns and goes on (e.g. OFT's block size adjusted to a divisor of
+    /// a layer's in_features), for the trainer's log and the commands that load adapters to show; empty for most methods.
+    /// </summary>
+    IReadOnlyList<string> Warnings => [];
+
+    /// <summary>
     /// What <see cref="PeftAdapters.Save"/> writes: usually <see cref="AdapterConfigJson"/> and
     /// <see cref="AdapterStateDict"/>. A method whose initialisation changed the base weights (LoRA's PiSSA and OLoRA)
     /// returns instead the equivalent ordinary adapter for the original base; tensors it creates for that belong to the

@@ -94,6 +94,27 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     }
 
     /// <summary>
+    /// <see cref="SelectUntiedTargets"/> for a method that wraps nn.Linear layers only (LoHa, LoKr, OFT): refuses a selected
+    /// module of another kind, naming it, and keeps the targets as the adapter config saves them in
+    /// <see cref="ResolvedTargets"/> (for <see cref="OnInjected"/> to record).
+    /// </summary>
+    protected List<(string Path, nn.Module Module)> SelectUntiedLinearTargets(CausalLanguageModel model, TargetModules targets, TargetModules? exclude)
+    {
+        var (selected, resolved) = SelectUntiedTargets(model, targets, exclude);
+        foreach (var (path, module) in selected)
+            if (module is not Linear)
+                throw new NotSupportedException(
+                    $"{MethodName}: target module '{path}' is a {module.GetType().Name}; SharpTune's {MethodName} wraps nn.Linear " +
+                    "layers only: GPT-2's Conv1D (which PEFT refuses too) and quantized layers (which PEFT's wraps through " +
+                    "bitsandbytes) cannot be targeted: choose Linear targets, or load the base unquantized");
+        ResolvedTargets = resolved;
+        return selected;
+    }
+
+    /// <summary>The targets <see cref="SelectUntiedLinearTargets"/> resolved, as the adapter config saves them ("all-linear" expanded).</summary>
+    protected TargetModules? ResolvedTargets { get; private set; }
+
+    /// <summary>
     /// Whether the saved state also holds the token embedding (and an untied head) whole beside
     /// <see cref="TrainableTokenIndices"/>' rows: set for a run that grew the vocabulary, as PEFT's
     /// <c>save_embedding_layers="auto"</c> saves them when the vocabulary size differs from the base's
@@ -227,6 +248,9 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         model = null;
         OnRestored();
     }
+
+    /// <summary>What the method changed while injecting where PEFT warns and goes on (see <see cref="IPeftAdapter.Warnings"/>); none by default.</summary>
+    public virtual IReadOnlyList<string> Warnings => [];
 
     public abstract JsonObject AdapterConfigJson();
 

@@ -218,6 +218,7 @@ public static class FineTuneJob
         else
         {
             adapter.Inject(model);
+            foreach (var adapterWarning in adapter.Warnings) log?.Invoke("warning: " + adapterWarning);
             trainable = adapter.TrainableParameters;
             options = FitToContext(model, options, log);
         }

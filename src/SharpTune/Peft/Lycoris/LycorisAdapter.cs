@@ -14,8 +14,6 @@ namespace SharpTune.Peft.Lycoris;
 /// </summary>
 public abstract class LycorisAdapter<TLayer, TConfig> : WrappingAdapter<TLayer> where TLayer : LycorisLinear where TConfig : LycorisConfig
 {
-    private TargetModules? savedTargets;
-
     protected LycorisAdapter(TConfig config)
     {
         config.Validate($"{config.MethodName} config");
@@ -40,21 +38,14 @@ public abstract class LycorisAdapter<TLayer, TConfig> : WrappingAdapter<TLayer> 
     protected override IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model)
     {
         Config.Validate($"{MethodName} config");
-        (var selected, savedTargets) = SelectUntiedTargets(model, Targets(model), Config.ExcludeModules);
-        foreach (var (path, module) in selected)
-            if (module is not Linear)
-                throw new NotSupportedException(
-                    $"{MethodName}: target module '{path}' is a {module.GetType().Name}; SharpTune's {MethodName} wraps nn.Linear " +
-                    "layers only: GPT-2's Conv1D (which PEFT refuses too) and quantized layers (which PEFT's wraps through " +
-                    "bitsandbytes) cannot be targeted: choose Linear targets, or load the base unquantized");
-        return selected;
+        return SelectUntiedLinearTargets(model, Targets(model), Config.ExcludeModules);
     }
 
     protected sealed override TLayer Wrap(string path, nn.Module<Tensor, Tensor> baseLayer) =>
         Wrap((Linear)baseLayer, Config.RankFor(path), Config.AlphaFor(path));
 
     // "all-linear" expanded, as PEFT saves it.
-    protected override void OnInjected(CausalLanguageModel model) => Config = (TConfig)(Config with { TargetModules = savedTargets });
+    protected override void OnInjected(CausalLanguageModel model) => Config = (TConfig)(Config with { TargetModules = ResolvedTargets });
 
     protected override nn.Module<Tensor, Tensor> Fuse(TLayer layer) => layer.Fuse();
 

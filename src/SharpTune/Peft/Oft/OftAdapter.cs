@@ -13,7 +13,7 @@ namespace SharpTune.Peft.Oft;
 /// </summary>
 public sealed class OftAdapter : WrappingAdapter<OftLinear>
 {
-    private TargetModules? savedTargets;
+    private readonly List<string> warnings = [];
 
     public OftAdapter(OftConfig config)
     {
@@ -33,26 +33,38 @@ public sealed class OftAdapter : WrappingAdapter<OftLinear>
 
     public override JsonObject AdapterConfigJson() => Config.ToJson();
 
+    /// <summary>
+    /// What PEFT warns of while injecting: a block size (or r) that does not divide a target's in_features, adjusted to the
+    /// nearest divisor (one line per distinct adjustment, naming its layers); a saved adapter that keeps PEFT ≤ 0.17's
+    /// Cayley–Neumann series.
+    /// </summary>
+    public override IReadOnlyList<string> Warnings => warnings;
+
     protected override IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model)
     {
         var targets = Config.TargetModules ?? TargetModules.Names(OftConfig.DefaultTargetModules(model.Config.ModelType));
-        (var selected, savedTargets) = SelectUntiedTargets(model, targets, Config.ExcludeModules);
-        foreach (var (path, module) in selected)
+        var selected = SelectUntiedLinearTargets(model, targets, Config.ExcludeModules);
+        warnings.Clear();
+        // Every layer checked before any is wrapped.
+        var adjusted = selected.Select(s => (s.Path, In: BaseLayer.Shape(s.Module).In))
+            .Select(s => (s.Path, s.In, Config.BlocksFor(s.Path, s.In).Warning)).Where(s => s.Warning is not null).ToList();
+        foreach (var group in adjusted.GroupBy(s => (s.In, s.Warning)))
         {
-            if (module is not Linear)
-                throw new NotSupportedException(
-                    $"OFT: target module '{path}' is a {module.GetType().Name}; SharpTune's OFT wraps nn.Linear layers only: GPT-2's " +
-                    "Conv1D (which PEFT refuses too) and quantized layers (which PEFT's wraps through bitsandbytes) cannot be targeted: " +
-                    "choose Linear targets, or load the base unquantized");
-            Config.BlocksFor(path, BaseLayer.Shape(module).In);   // every layer checked before any is wrapped
+            var paths = group.Select(s => s.Path).ToList();
+            warnings.Add($"OFT: {group.Key.Warning} (PEFT's update_layer, for in_features {group.Key.In}: {paths.Count} layer" +
+                         $"{(paths.Count == 1 ? "" : "s")}, {string.Join(", ", paths.Take(3))}{(paths.Count > 3 ? ", …" : "")})");
         }
+        if (Config.LegacyNeumannSeries)
+            warnings.Add($"OFT: peft_version {Config.PeftVersion ?? "(absent)"} predates PEFT {OftConfig.SeriesVersion}'s Cayley–Neumann series: " +
+                         "the rotations follow PEFT ≤ 0.17's series the adapter was trained with (PEFT itself now warns and uses the new one; " +
+                         "retrain to move to it)");
         return selected;
     }
 
     protected override OftLinear Wrap(string path, nn.Module<Tensor, Tensor> baseLayer) => OftLinear.FromBase(baseLayer, Config, path);
 
     // "all-linear" expanded, as PEFT saves it.
-    protected override void OnInjected(CausalLanguageModel model) => Config = Config with { TargetModules = savedTargets };
+    protected override void OnInjected(CausalLanguageModel model) => Config = Config with { TargetModules = ResolvedTargets };
 
     protected override nn.Module<Tensor, Tensor> Fuse(OftLinear layer) => layer.Fuse();
 

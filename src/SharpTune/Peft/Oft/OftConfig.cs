@@ -45,6 +45,44 @@ public sealed record OftConfig
     public string? BaseModelNameOrPath { get; init; }
     /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
     public bool InferenceMode { get; init; }
+    /// <summary>
+    /// <c>peft_version</c>: the PEFT version whose series the rotations follow (PEFT writes its own, with "@commit" for a
+    /// development version); null = absent from a saved file, which PEFT reads as older than 0.18.0.
+    /// SharpTune writes <see cref="SeriesVersion"/>.
+    /// </summary>
+    public string? PeftVersion { get; init; } = SeriesVersion;
+
+    /// <summary>
+    /// "0.18.0": the first PEFT release with the current Cayley–Neumann series (huggingface/peft@a18ba67f2, "ENH Updates to
+    /// OFT"); PEFT warns when it loads a file with use_cayley_neumann and an older or missing peft_version.
+    /// </summary>
+    public const string SeriesVersion = "0.18.0";
+
+    /// <summary>
+    /// Whether the rotations follow PEFT ≤ 0.17's Neumann series (every power's coefficient 2): use_cayley_neumann with a
+    /// <see cref="PeftVersion"/> before 0.18.0 or none, the series such a file was trained with.
+    /// </summary>
+    public bool LegacyNeumannSeries => UseCayleyNeumann && IsBefore(PeftVersion, SeriesVersion);
+
+    // packaging.version's order for the versions PEFT writes: the release numbers, then a pre-release or development
+    // suffix (a, b, rc, .dev) below the release itself and a post-release above it; "@commit" is dropped as PEFT does.
+    internal static bool IsBefore(string? version, string minimum)
+    {
+        if (version is null) return true;
+        var match = System.Text.RegularExpressions.Regex.Match(version.Split('@')[0].Trim(), @"^v?(\d+(?:\.\d+)*)(.*)$");
+        if (!match.Success)
+            throw new ArgumentException($"peft_version '{version}' is not a version (PEFT writes e.g. \"0.18.0\" or \"0.18.1.dev0@<commit>\")");
+        static int[] Release(string text) => [.. text.Split('.').Select(int.Parse)];
+        var release = Release(match.Groups[1].Value);
+        var target = Release(minimum);
+        for (var i = 0; i < Math.Max(release.Length, target.Length); i++)
+        {
+            var (a, b) = (i < release.Length ? release[i] : 0, i < target.Length ? target[i] : 0);
+            if (a != b) return a < b;
+        }
+        var suffix = match.Groups[2].Value.TrimStart('.', '-', '_').ToLowerInvariant();
+        return suffix.Length > 0 && !suffix.StartsWith("post", StringComparison.Ordinal);
+    }
 
     /// <summary>PEFT's TRANSFORMERS_MODELS_TO_OFT_TARGET_MODULES_MAPPING, a copy of LoRA's table (utils/constants.py).</summary>
     public static IReadOnlyList<string> DefaultTargetModules(string modelType)
@@ -68,40 +106,56 @@ public sealed record OftConfig
         if (R != 0 && OftBlockSize != 0)
             throw new ArgumentException(
                 $"{source}: You can only specify either r ({R}) or oft_block_size ({OftBlockSize}), but not both simultaneously, because r x oft_block_size == in_features.");
-        if (OftBlockSize == 1)
+        // Settings PEFT accepts but that rotate nothing are refused for training only: a saved adapter with them loads.
+        if (OftBlockSize == 1 && !InferenceMode)
             throw new ArgumentException($"{source}: oft_block_size 1 leaves no rotation to learn (a 1 × 1 block has no skew-symmetric elements): choose 2 or more");
         if (ModuleDropout is < 0 or >= 1) throw new ArgumentException($"{source}: module_dropout must be in [0, 1), found {ModuleDropout}");
         if (ModuleDropout > 0 && !InferenceMode)
             throw new ArgumentException(
                 $"{source}: module_dropout {ModuleDropout} would be ignored: PEFT's OFT (huggingface/peft@5d602fdb) builds its multiplicative " +
                 "dropout layer but never applies it in the forward pass, so SharpTune does not train with it either; leave module_dropout at 0");
-        if (UseCayleyNeumann && NumCayleyNeumannTerms < 2)
+        if (UseCayleyNeumann && NumCayleyNeumannTerms < 2 && !InferenceMode)
             throw new ArgumentException(
                 $"{source}: num_cayley_neumann_terms must be at least 2, found {NumCayleyNeumannTerms} (with fewer the series is I and nothing rotates)");
-        if (Coft && !(Eps > 0)) throw new ArgumentException($"{source}: eps must be positive with coft, found {Eps}");
+        if (Coft && !(Eps > 0) && !InferenceMode) throw new ArgumentException($"{source}: eps must be positive with coft, found {Eps}");
     }
 
     /// <summary>
-    /// A layer's (blocks, block size) for <paramref name="inFeatures"/> inputs, as PEFT's update_layer. PEFT replaces a
-    /// size that does not divide in_features by the nearest divisor with a warning; SharpTune refuses it and names that divisor.
+    /// A layer's (blocks, block size) for <paramref name="inFeatures"/> inputs, as PEFT's update_layer: a block size (or
+    /// r) that does not divide in_features is replaced by the nearest divisor (<see cref="OftRotation.Adjust"/>), with
+    /// PEFT's warning in <c>Warning</c> (null when nothing was adjusted). Blocks of 1 feature hold no rotation (the layer
+    /// is its base): refused for training, loaded for a saved adapter (<see cref="InferenceMode"/>) as PEFT does.
     /// </summary>
-    public (int Blocks, int BlockSize) BlocksFor(string path, long inFeatures)
+    public (int Blocks, int BlockSize, string? Warning) BlocksFor(string path, long inFeatures)
     {
+        string? warning = null;
+        int blocks, blockSize;
         if (R == 0)
         {
+            blockSize = OftBlockSize;
             if (inFeatures % OftBlockSize != 0 || OftBlockSize > inFeatures)
-                throw new ArgumentException(
-                    $"OFT: oft_block_size {OftBlockSize} does not divide in_features {inFeatures} of '{path}' (PEFT would adjust it to " +
-                    $"{OftRotation.Adjust(inFeatures, OftBlockSize)} with a warning): choose a block size that divides every target's in_features");
-            return ((int)(inFeatures / OftBlockSize), OftBlockSize);
+            {
+                blockSize = (int)OftRotation.Adjust(inFeatures, OftBlockSize);
+                warning = $"Invalid `oft_block_size` ({OftBlockSize})! Adjusted `oft_block_size` to ({blockSize}).";
+            }
+            blocks = (int)(inFeatures / blockSize);
         }
-        if (inFeatures % R != 0 || R > inFeatures)
+        else
+        {
+            blocks = R;
+            if (inFeatures % R != 0 || R > inFeatures)
+            {
+                blocks = (int)OftRotation.Adjust(inFeatures, R);
+                warning = $"Invalid `r` ({R})! Adjusted `r` to ({blocks}).";
+            }
+            blockSize = (int)(inFeatures / blocks);
+        }
+        if (blockSize == 1 && !InferenceMode)
             throw new ArgumentException(
-                $"OFT: r {R} does not divide in_features {inFeatures} of '{path}' (PEFT would adjust it to {OftRotation.Adjust(inFeatures, R)} " +
-                "with a warning): choose a number of blocks that divides every target's in_features");
-        if (inFeatures / R == 1)
-            throw new ArgumentException($"OFT: r {R} gives '{path}' blocks of 1 feature, which hold no rotation: choose fewer blocks");
-        return (R, (int)(inFeatures / R));
+                $"OFT: {(R == 0 ? $"oft_block_size {OftBlockSize}" : $"r {R}")} gives '{path}' (in_features {inFeatures}) blocks of 1 feature" +
+                (warning is null ? "" : " once adjusted to a divisor as PEFT does") + ", which hold no rotation: " +
+                (R == 0 ? "choose a larger block size" : "choose fewer blocks"));
+        return (blocks, blockSize, warning);
     }
 
     /// <summary>The <c>adapter_config.json</c> object, with every field PEFT's OFTConfig writes.</summary>
@@ -125,6 +179,7 @@ public sealed record OftConfig
             ["num_cayley_neumann_terms"] = NumCayleyNeumannTerms,
             ["oft_block_size"] = OftBlockSize,
             ["peft_type"] = PeftTypeName,
+            ["peft_version"] = PeftVersion,
             ["r"] = R,
             ["revision"] = null,
             ["target_modules"] = TargetModules?.ToJson(),
@@ -132,6 +187,7 @@ public sealed record OftConfig
             ["use_cayley_neumann"] = UseCayleyNeumann,
         };
         if (ExcludeModules is not null) json["exclude_modules"] = ExcludeModules.ToJson();
+        if (PeftVersion is null) json.Remove("peft_version");   // as read: PEFT cannot read a null peft_version
         return json;
     }
 
@@ -177,7 +233,10 @@ public sealed record OftConfig
             NumCayleyNeumannTerms = AdapterState.Read(json, "num_cayley_neumann_terms", 5, source),
             BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
             InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+            PeftVersion = AdapterState.Read<string?>(json, "peft_version", null, source),
         };
+        try { _ = config.LegacyNeumannSeries; }
+        catch (ArgumentException e) { throw new ArgumentException($"{source}: {e.Message}", e); }
         config.Validate(source);
         return config;
     }

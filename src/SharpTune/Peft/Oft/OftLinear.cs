@@ -40,7 +40,7 @@ public sealed class OftLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
             $"OFT wraps nn.Linear layers only (SharpTune's OFT refuses GPT-2's Conv1D, as PEFT, and quantized layers), not {baseLayer.GetType().Name}");
         Config = config;
         var (inFeatures, _) = BaseLayer.Shape(base_layer);
-        (Blocks, BlockSize) = config.BlocksFor(path, inFeatures);
+        (Blocks, BlockSize, _) = config.BlocksFor(path, inFeatures);   // the adapter reports an adjustment
         var rows = config.BlockShare ? 1 : Blocks;
         var weight = torch.zeros(rows, OftRotation.Elements(BlockSize), dtype: ScalarType.Float32, device: BaseLayer.DeviceOf(base_layer));
         // reset_oft_parameters: zeros (every rotation is I) or, with init_weights false, normal(0, 0.1).
@@ -72,7 +72,7 @@ public sealed class OftLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
             using (no_grad())
             using (NewDisposeScope())
                 oft_R.weight.copy_(OftRotation.Project(oft_R.weight, BlockSize, Config.Eps));
-        return OftRotation.Cayley(oft_R.weight, BlockSize, Config.UseCayleyNeumann, Config.NumCayleyNeumannTerms);
+        return OftRotation.Cayley(oft_R.weight, BlockSize, Config.UseCayleyNeumann, Config.NumCayleyNeumannTerms, Config.LegacyNeumannSeries);
     }
 
     /// <summary>PEFT's get_delta_weight: the (in, in) block-diagonal rotation, fp32.</summary>
@@ -91,15 +91,16 @@ public sealed class OftLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     }
 
     /// <summary>
-    /// PEFT's merge: W ← (R · Wᵀ)ᵀ = W · Rᵀ, computed in fp32 and written into the base weight in its own dtype. Returns
-    /// the base layer, which no longer references this wrapper.
+    /// PEFT's merge: W ← (R · Wᵀ)ᵀ = W · Rᵀ with R block-diagonal, computed block by block in fp32 (each run of b input
+    /// columns of W times its block's Rᵀ, never the in × in matrix) and written into the base weight in its own dtype.
+    /// Returns the base layer, which no longer references this wrapper.
     /// </summary>
     public nn.Module<Tensor, Tensor> Fuse()
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var weight = BaseLayer.Weight(base_layer, ScalarType.Float32);   // (out, in)
-        return BaseLayer.WithWeight(base_layer, matmul(RotationMatrix(), weight.t()).t());
+        return BaseLayer.WithWeight(base_layer, OftRotation.Rotate(weight, Rotations().transpose(-2, -1)));
     }
 }
 

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,15 +16,18 @@ public static class OftRotation
     /// <summary>The number of stored elements of a b × b skew-symmetric block: b(b − 1)/2.</summary>
     public static long Elements(long blockSize) => blockSize * (blockSize - 1) / 2;
 
-    // Flat positions i·b + j of the strictly upper triangle in torch.triu_indices' order.
-    private static Tensor UpperIndices(long blockSize, Device device)
+    // Flat positions i·b + j of the strictly upper triangle in torch.triu_indices' order, built once per block size and
+    // device (PEFT keeps them as non-persistent buffers of its OFTRotationModule) and never disposed.
+    private static readonly ConcurrentDictionary<(long BlockSize, string Device), Tensor> upperIndices = new();
+
+    private static Tensor UpperIndices(long blockSize, Device device) => upperIndices.GetOrAdd((blockSize, device.ToString()), key =>
     {
-        var indices = new long[Elements(blockSize)];
+        var indices = new long[Elements(key.BlockSize)];
         var n = 0;
-        for (long i = 0; i < blockSize; i++)
-            for (var j = i + 1; j < blockSize; j++) indices[n++] = i * blockSize + j;
-        return tensor(indices, device: device);
-    }
+        for (long i = 0; i < key.BlockSize; i++)
+            for (var j = i + 1; j < key.BlockSize; j++) indices[n++] = i * key.BlockSize + j;
+        return tensor(indices, device: device).DetachFromDisposeScope();
+    });
 
     /// <summary>PEFT's <c>_pytorch_skew_symmetric</c>: (blocks, b(b−1)/2) → (blocks, b, b) with Q = U − Uᵀ.</summary>
     public static Tensor Skew(Tensor vec, long blockSize)
@@ -48,10 +52,11 @@ public static class OftRotation
     /// PEFT's <c>_cayley_batch</c>: with <paramref name="useNeumann"/> false, the exact R = (I − Q)(I + Q)⁻¹ (PEFT's
     /// torch.linalg.solve(I + Q, I − Q, left=False)); with it true, PEFT's truncated series of terms terms,
     /// R = I + 2Q + 2Q² + … + 2Q^(m−1) + Q^m with m = max(3, terms − 1) for terms ≥ 3 (I + 2Q for 2 terms, I for 1), the
-    /// series of (I + Q)(I − Q)⁻¹ (the exact form's transpose: PEFT's two forms rotate in opposite senses). Computed in
-    /// <paramref name="vec"/>'s dtype.
+    /// series of (I + Q)(I − Q)⁻¹ (the exact form's transpose: PEFT's two forms rotate in opposite senses). With
+    /// <paramref name="legacySeries"/>, PEFT ≤ 0.17's series (before huggingface/peft@a18ba67f2):
+    /// R = I + 2Q + 2Q² + … + 2Q^(terms−1), every power's coefficient 2. Computed in <paramref name="vec"/>'s dtype.
     /// </summary>
-    public static Tensor Cayley(Tensor vec, long blockSize, bool useNeumann, int terms)
+    public static Tensor Cayley(Tensor vec, long blockSize, bool useNeumann, int terms, bool legacySeries = false)
     {
         using var scope = NewDisposeScope();
         var blocks = vec.shape[0];
@@ -69,13 +74,16 @@ public static class OftRotation
                     var squared = bmm(q, q);
                     r = r + 2.0 * squared;
                     var power = squared;
-                    for (var k = 3; k < terms - 1; k++)
+                    for (var k = 3; k < (legacySeries ? terms : terms - 1); k++)
                     {
                         power = bmm(power, q);
                         r = r + 2.0 * power;
                     }
-                    power = bmm(power, q);
-                    r = r + power;
+                    if (!legacySeries)
+                    {
+                        power = bmm(power, q);
+                        r = r + power;
+                    }
                 }
             }
         }
@@ -104,16 +112,19 @@ public static class OftRotation
     /// <summary>
     /// PEFT's <c>OFTRotationModule.forward</c> for a Linear input: (…, in) → (…, in) with each run of b features
     /// multiplied on the right by its block's rotation; <paramref name="rotations"/> is (blocks, b, b), or (1, b, b) for
-    /// block_share (the same rotation for every block).
+    /// block_share (the same rotation for every block). PEFT's einsum "...rk,rkc->...rc" as one batched product with the
+    /// blocks as the batch (N rows × blocks products of (N, b) · (b, b)); block_share is one (N·blocks, b) · (b, b) product.
     /// </summary>
     public static Tensor Rotate(Tensor x, Tensor rotations)
     {
         using var scope = NewDisposeScope();
         var blockSize = rotations.shape[^1];
-        var features = x.shape[^1];
-        var blocks = features / blockSize;
-        long[] split = [.. x.shape[..^1], blocks, 1, blockSize];
-        var rotated = matmul(x.reshape(split), rotations);   // (…, blocks, 1, b) · (blocks or 1, b, b)
+        var blocks = x.shape[^1] / blockSize;
+        Tensor rotated;
+        if (rotations.shape[0] == 1)
+            rotated = x.reshape(-1, blockSize).matmul(rotations[0]);
+        else
+            rotated = bmm(x.reshape(-1, blocks, blockSize).transpose(0, 1), rotations).transpose(0, 1);   // (blocks, N, b) · (blocks, b, b)
         return rotated.reshape(x.shape).MoveToOuterDisposeScope();
     }
 

@@ -20,6 +20,8 @@ public class OftAdapterTests
         "cayley" => new OftConfig { OftBlockSize = 8, UseCayleyNeumann = false },
         "coft" => new OftConfig { OftBlockSize = 8, Coft = true, Eps = 0.05 },
         "all-linear" => new OftConfig { OftBlockSize = 16, TargetModules = TargetModules.AllLinear },
+        // 48 divides neither the attention's 64 inputs nor down_proj's 128: PEFT adjusts both to 32, at training and at load.
+        "uneven" => new OftConfig { OftBlockSize = 48, TargetModules = TargetModules.AllLinear },
         _ => throw new ArgumentException(variant),
     });
 
@@ -51,6 +53,7 @@ public class OftAdapterTests
     [InlineData("r")]
     [InlineData("block_share")]
     [InlineData("cayley")]
+    [InlineData("uneven")]
     public void SaveLoadRoundTripGivesIdenticalLogits(string variant)
     {
         var config = PeftMethodChecks.SaveLoadRoundTrip("llama", () => Create(variant));
@@ -93,6 +96,7 @@ public class OftAdapterTests
     [InlineData("llama", "block_share", ScalarType.Float32, 1e-5)]
     [InlineData("llama", "cayley", ScalarType.Float32, 1e-5)]
     [InlineData("qwen3", "all-linear", ScalarType.Float32, 1e-5)]
+    [InlineData("llama", "uneven", ScalarType.Float32, 1e-5)]
     [InlineData("llama", "default", ScalarType.BFloat16, 2e-2)]   // bf16 weights: the merged W · Rᵀ is rounded once more
     public void MergedModelEqualsTheUnmergedOne(string kind, string variant, ScalarType dtype, double tolerance)
     {
@@ -168,7 +172,8 @@ public class OftAdapterTests
         Assert.Equal(expected.OrderBy(k => k.Key), shapes.OrderBy(k => k.Key));
         var written = config.Select(p => p.Key).ToHashSet();
         Assert.Empty(written.Except(OftFields));
-        Assert.Empty(OftFields.Except(["peft_version", "exclude_modules"]).Except(written));
+        Assert.Empty(OftFields.Except(["exclude_modules"]).Except(written));
+        Assert.Equal("0.18.0", config["peft_version"]!.GetValue<string>());   // PEFT 0.18's series: PEFT loads it without a warning
         Assert.Equal("OFT", config["peft_type"]!.GetValue<string>());
         Assert.Equal(0, config["r"]!.GetValue<int>());
         Assert.Equal(8, config["oft_block_size"]!.GetValue<int>());
@@ -189,14 +194,25 @@ public class OftAdapterTests
         Assert.Contains("You can only specify either r (4) or oft_block_size (16), but not both simultaneously", both.Message);
         var neither = Assert.Throws<ArgumentException>(() => new OftAdapter(new OftConfig { R = 0, OftBlockSize = 0 }));
         Assert.Contains("Either `r` or `oft_block_size` must be non-zero", neither.Message);
-        // A size that does not divide a target's in_features: PEFT adjusts it (48 → 32 for 64 inputs); SharpTune refuses, naming it.
+        // A size that does not divide a target's in_features: PEFT's update_layer adjusts it to the nearest divisor, with its warning.
         using var model = TestModels.Create("llama");
-        var uneven = Assert.Throws<ArgumentException>(() => new OftAdapter(new OftConfig { OftBlockSize = 48 }).Inject(model));
-        Assert.Contains("oft_block_size 48 does not divide in_features 64", uneven.Message);
-        Assert.Contains("adjust it to 32", uneven.Message);
-        var unevenR = Assert.Throws<ArgumentException>(() => new OftAdapter(new OftConfig { R = 5, OftBlockSize = 0 }).Inject(model));
-        Assert.Contains("r 5 does not divide in_features 64", unevenR.Message);
-        Assert.DoesNotContain(ModuleSurgery.NamedModules(model), m => m.Module is OftLinear);   // refused before wrapping
+        var uneven = new OftAdapter(new OftConfig { OftBlockSize = 48 });
+        uneven.Inject(model);
+        Assert.All(uneven.Layers, l => Assert.Equal((2, 32), (l.Layer.Blocks, l.Layer.BlockSize)));
+        var warning = Assert.Single(uneven.Warnings);
+        Assert.StartsWith("OFT: Invalid `oft_block_size` (48)! Adjusted `oft_block_size` to (32).", warning);
+        Assert.Contains("in_features 64: 4 layers", warning);
+        Assert.Equal(48, uneven.Config.OftBlockSize);   // saved as given: PEFT adjusts again, identically, at load
+        uneven.Unload();
+        var unevenR = new OftAdapter(new OftConfig { R = 5, OftBlockSize = 0 });   // 5 → 4 (1 away; 8 is 3 away)
+        unevenR.Inject(model);
+        Assert.All(unevenR.Layers, l => Assert.Equal((4, 16), (l.Layer.Blocks, l.Layer.BlockSize)));
+        Assert.StartsWith("OFT: Invalid `r` (5)! Adjusted `r` to (4).", Assert.Single(unevenR.Warnings));
+        unevenR.Unload();
+        // Blocks of one feature hold no rotation: refused for training, before anything is wrapped.
+        var ones = Assert.Throws<ArgumentException>(() => new OftAdapter(new OftConfig { R = 64, OftBlockSize = 0 }).Inject(model));
+        Assert.Contains("r 64 gives 'model.layers.0.self_attn.q_proj' (in_features 64) blocks of 1 feature", ones.Message);
+        Assert.DoesNotContain(ModuleSurgery.NamedModules(model), m => m.Module is OftLinear);
         // r given: the block size is in_features / r.
         var byR = new OftAdapter(new OftConfig { R = 4, OftBlockSize = 0 });
         byR.Inject(model);
@@ -232,6 +248,73 @@ public class OftAdapterTests
             Assert.Throws<NotSupportedException>(() => OftAdapter.FromConfigJson(PeftFile().ReplaceField("layers_to_transform", new JsonArray(0)), "a")).Message);
         Assert.Contains("'oft_future_field'",
             Assert.Throws<NotSupportedException>(() => OftAdapter.FromConfigJson(PeftFile(", \"oft_future_field\": 1"), "a")).Message);
+    }
+
+    [Fact]
+    public void SettingsPeftLoadsButThatRotateNothingLoadFromASavedFile()
+    {
+        // One-term series, 1-feature blocks and COFT with eps 0 leave every rotation I (or the stored elements at 0) but PEFT
+        // loads them: a saved adapter with them loads and is its base; training with them is refused.
+        foreach (var (extra, refusal) in new[]
+                 {
+                     (", \"num_cayley_neumann_terms\": 1", "num_cayley_neumann_terms must be at least 2"),
+                     (", \"coft\": true, \"eps\": 0", "eps must be positive with coft"),
+                     (", \"oft_block_size\": 1", "oft_block_size 1 leaves no rotation"),
+                 })
+        {
+            var file = PeftFile();
+            var field = JsonNode.Parse("{" + extra.TrimStart(',') + "}")!.AsObject();
+            foreach (var (key, value) in field) file[key] = value?.DeepClone();
+            file["module_dropout"] = 0.0;
+            var config = OftConfig.FromJson(file, "adapter_config.json");
+            Assert.Contains(refusal, Assert.Throws<ArgumentException>(() => new OftAdapter(config with { InferenceMode = false })).Message);
+            using var model = TestModels.Create("llama");
+            var adapter = new OftAdapter(config);
+            adapter.Inject(model);
+            PeftMethodChecks.Perturb(adapter);
+            if (config.Coft) foreach (var (_, p) in adapter.TrainableParameters) Assert.True(p.abs().max().item<float>() > 0);
+            PeftMethodChecks.OutputsEqualBase("llama", model);
+        }
+    }
+
+    [Fact]
+    public void AFileBeforePeft018KeepsTheLegacySeriesAndSavesAsItWasRead()
+    {
+        // PEFT ≤ 0.17 wrote no peft_version: with use_cayley_neumann its rotations are the series whose every coefficient
+        // is 2 (huggingface/peft@a18ba67f2 changed it and made PEFT warn on such files).
+        var file = PeftFile();
+        file.Remove("peft_version");
+        file["module_dropout"] = 0.0;
+        var adapter = (OftAdapter)OftAdapter.FromConfigJson(file, "adapter_config.json");
+        Assert.True(adapter.Config.LegacyNeumannSeries);
+        using var model = TestModels.Create("llama");
+        adapter.Inject(model);
+        Assert.Contains("peft_version (absent) predates PEFT 0.18.0's Cayley–Neumann series", Assert.Single(adapter.Warnings));
+        PeftMethodChecks.Perturb(adapter, scale: 0.3);
+        var layer = adapter.Layers[0].Layer;
+        using var rotations = layer.Rotations();
+        using var legacy = OftRotation.Cayley(layer.oft_R.weight, layer.BlockSize, true, 5, legacySeries: true);
+        using var current = OftRotation.Cayley(layer.oft_R.weight, layer.BlockSize, true, 5);
+        Assert.True(rotations.equal(legacy).all().item<bool>());
+        Assert.True((rotations - current).abs().max().item<float>() > 1e-4);
+        Assert.False(adapter.AdapterConfigJson().ContainsKey("peft_version"));   // saved again, PEFT still knows it is legacy
+        file["peft_version"] = "0.17.1";
+        Assert.Equal("0.17.1", OftAdapter.FromConfigJson(file, "adapter_config.json").AdapterConfigJson()["peft_version"]!.GetValue<string>());
+        file["peft_version"] = "latest";
+        Assert.Contains("adapter_config.json: peft_version 'latest' is not a version",
+            Assert.Throws<ArgumentException>(() => OftAdapter.FromConfigJson(file, "adapter_config.json")).Message);
+        // Without the series (the exact Cayley transform) nothing changed in 0.18.
+        file.Remove("peft_version");
+        file["use_cayley_neumann"] = false;
+        Assert.False(((OftAdapter)OftAdapter.FromConfigJson(file, "adapter_config.json")).Config.LegacyNeumannSeries);
+    }
+
+    [Fact]
+    public void JobsRefuseARankOftCannotTake()
+    {
+        Assert.Null(SharpTune.Jobs.JobTrainingSettings.RankRefusal("oft", 8, "--ft-rank"));
+        Assert.Null(SharpTune.Jobs.JobTrainingSettings.RankRefusal("lora", 16, "--ft-rank"));
+        Assert.Contains("--ft-rank 16 does not apply to fine-tuning method 'oft'", SharpTune.Jobs.JobTrainingSettings.RankRefusal("OFT", 16, "--ft-rank"));
     }
 
     [Fact]
@@ -278,14 +361,20 @@ public class OftAdapterTests
     [SharedAssetFact("models/stories260K")]
     public void AJobsCheckpointExportsAsTheAdapterTheRunSaves()
     {
-        // The jobs API serves checkpoints as adapters: the trainer's names with PEFT's prefix (JobTrainingRun).
+        // The jobs API serves checkpoints as adapters: the trainer's names with PEFT's prefix (JobTrainingRun). Every linear
+        // layer with PEFT's default 32-feature blocks: stories260K's down_proj has 172 inputs, which PEFT cuts into 4 blocks of 43.
         using var temp = new TempDir();
         var options = new TrainingOptions
         {
             Model = TestAssets.Stories260K, Data = StoryData.Write(temp.Path), Output = Path.Combine(temp.Path, "run"), Method = "oft",
-            OftBlockSize = 16, MaxSteps = 2, SaveEvery = 2, LearningRate = 1e-2, MicroBatchSize = 4, ValidationFraction = 0,
+            TargetModules = "all-linear", MaxSteps = 2, SaveEvery = 2, LearningRate = 1e-2, MicroBatchSize = 4, ValidationFraction = 0,
         };
-        var result = FineTuneJob.Run(options);
+        var log = new List<string>();
+        var result = FineTuneJob.Run(options, log: log.Add);
+        Assert.Contains(log, line => line.StartsWith("warning: OFT: Invalid `oft_block_size` (32)! Adjusted `oft_block_size` to (43).", StringComparison.Ordinal)
+                                     && line.Contains("in_features 172"));
+        var down = AdapterAssertions.SavedTensors(result.FinalDirectory).Single(k => k.Key.EndsWith("layers.0.mlp.down_proj.oft_R.weight", StringComparison.Ordinal));
+        Assert.Equal(4 * (43 * 42 / 2), down.Value.Length);   // (4 blocks, 43·42/2 elements)
         var served = Path.Combine(temp.Path, "served");
         SharpTune.Jobs.CheckpointAdapters.Export(SharpTune.Jobs.CheckpointAdapters.Complete(options.Output).Last().Directory, served,
             SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, ScalarType.Float32);

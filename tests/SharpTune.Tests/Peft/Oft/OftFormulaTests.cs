@@ -83,6 +83,36 @@ public class OftFormulaTests
         AssertClose(new double[,] { { identityCoefficient, 0.5 * qCoefficient }, { -0.5 * qCoefficient, identityCoefficient } }, r[0], 1e-12);
     }
 
+    [Theory]
+    // PEFT ≤ 0.17's series (before huggingface/peft@a18ba67f2), every power's coefficient 2, for the same a = 0.5:
+    // 3 terms I + 2Q + 2Q² = (1 − 2a²) I + 2Q; 4 terms + 2Q³ = (1 − 2a²) I + (2 − 2a²) Q;
+    // 5 terms + 2Q⁴ = (1 − 2a² + 2a⁴) I + (2 − 2a²) Q; 6 terms + 2Q⁵ = (1 − 2a² + 2a⁴) I + (2 − 2a² + 2a⁴) Q.
+    [InlineData(2, 1.0, 2.0)]
+    [InlineData(3, 0.5, 2.0)]
+    [InlineData(4, 0.5, 1.5)]
+    [InlineData(5, 0.625, 1.5)]
+    [InlineData(6, 0.625, 1.625)]
+    public void LegacyNeumannSeriesOfA2x2BlockIsPeft017sSum(int terms, double identityCoefficient, double qCoefficient)
+    {
+        using var r = OftRotation.Cayley(Vec(0.5), 2, useNeumann: true, terms: terms, legacySeries: true);
+        AssertClose(new double[,] { { identityCoefficient, 0.5 * qCoefficient }, { -0.5 * qCoefficient, identityCoefficient } }, r[0], 1e-12);
+    }
+
+    [Theory]
+    [InlineData(null, true)]                  // absent: PEFT reads it as "0.0.0"
+    [InlineData("0.17.1", true)]
+    [InlineData("0.18.0.dev0@a18ba67f2", true)]   // packaging.version: a development release precedes its release
+    [InlineData("0.18.0rc1", true)]
+    [InlineData("0.18.0", false)]
+    [InlineData("0.18.0.post1", false)]
+    [InlineData("0.20.1.dev0@5d602fdb", false)]
+    [InlineData("1.0", false)]
+    public void PeftVersionsBefore018KeepTheLegacySeries(string? version, bool legacy)
+    {
+        Assert.Equal(legacy, new OftConfig { PeftVersion = version }.LegacyNeumannSeries);
+        Assert.False(new OftConfig { PeftVersion = version, UseCayleyNeumann = false }.LegacyNeumannSeries);   // the exact form has no series
+    }
+
     [Fact]
     public void NeumannSeriesOfA3x3BlockApproachesTheCayleyTransformItExpands()
     {
@@ -104,6 +134,26 @@ public class OftFormulaTests
         using var exact = OftRotation.Cayley(Vec(0.1, 0.2, 0.2), 3, useNeumann: false, terms: 5);
         Assert.True((r[0] - exact[0].t()).abs().max().item<double>() < 1e-2);
         Assert.True((r[0] - exact[0]).abs().max().item<double>() > 0.1);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RotatingIsTheProductWithTheBlockDiagonalMatrix(bool blockShare)
+    {
+        // Three 4-feature blocks over a (2, 5, 12) input, in doubles: the batched product equals x · blockdiag(R₀, R₁, R₂)
+        // and the former broadcast matmul of (…, blocks, 1, b) by (blocks, b, b).
+        using var scope = NewDisposeScope();
+        var generator = new Generator(7);
+        var x = randn([2, 5, 12], dtype: ScalarType.Float64, generator: generator);
+        var rotations = OftRotation.Cayley(randn([blockShare ? 1 : 3, 6], dtype: ScalarType.Float64, generator: generator), 4, false, 5);
+        var rotated = OftRotation.Rotate(x, rotations);
+        var byMatrix = matmul(x, OftRotation.BlockDiagonal(rotations, 3));
+        var broadcast = matmul(x.reshape(2, 5, 3, 1, 4), rotations).reshape(2, 5, 12);
+        Assert.Equal(x.shape, rotated.shape);
+        Assert.True((rotated - byMatrix).abs().max().item<double>() < 1e-12);
+        Assert.True((rotated - broadcast).abs().max().item<double>() < 1e-12);
+        Assert.True((rotated - x).abs().max().item<double>() > 0.1);   // the rotations do something
     }
 
     [Fact]

@@ -145,9 +145,9 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         // LoHa's, LoKr's, VeRA's and OFT's checkpoint names are PEFT's keys without its prefix, as LoRA's: their checkpoints are
         // adapters too (VeRA's with its projections drawn again from the seed).
         var jobsDir = harness.NewJobsDir();
-        // OFT's blocks (PEFT's default 32 features) must divide every target's in_features: stories260K's MLP has 172, so
-        // OFT targets the attention projections (64 inputs).
-        await using var server = await harness.StartAsync(jobsDir, o => o with { Method = method, TargetModules = method == "oft" ? "q_proj,v_proj" : o.TargetModules });
+        // Every method on the jobs' default "all-linear": OFT's 32-feature blocks do not divide the 172 inputs of stories260K's
+        // down_proj, which get PEFT's nearest divisor, 43. OFT has no LoRA rank: its server keeps the default one.
+        await using var server = await harness.StartAsync(jobsDir, o => o with { Method = method, LoraRank = method == "oft" ? 8 : o.LoraRank });
         var sdk = JobsHarness.Sdk(server);
         using var http = JobsHarness.Http(server);
         var file = (await sdk.GetOpenAIFileClient().UploadFileAsync(BinaryData.FromString(JobsHarness.CompletionData(8)).ToStream(), "train.jsonl",
@@ -171,6 +171,14 @@ public sealed class FineTuningJobTests(JobsHarness harness, Xunit.Abstractions.I
         const string prompt = "Tom had a toy number 3.";
         var answer = (await sdk.GetChatClient(atStep2).CompleteChatAsync([new UserChatMessage(prompt)], greedy)).Value.Content[0].Text;
         Assert.Equal(harness.Reference(prompt, 16, adapterDir), answer);
+    }
+
+    [ServerFact]
+    public async Task AnOftServerWithALoraRankIsRefusedAtStart()
+    {
+        // Jobs pass the rank as lora_r/lora_alpha, which OFT refuses: the server refuses to start rather than fail every job.
+        var error = await Assert.ThrowsAnyAsync<ArgumentException>(() => harness.StartAsync(harness.NewJobsDir(), o => o with { Method = "oft", LoraRank = 16 }));
+        Assert.Contains("LoraRank (--ft-rank) 16 does not apply to fine-tuning method 'oft'", error.Message);
     }
 
     [ServerFact]
