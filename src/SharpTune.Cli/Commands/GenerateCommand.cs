@@ -52,7 +52,7 @@ internal static class GenerateCommand
                 return 2;
             }
             using var loaded = LoadedModel.Load(parse.GetValue(model)!, parse.GetValue(adapter), ModelOptions.ParseDtype(parse.GetValue(dtype)),
-                parse.GetValue(chatTemplate), quantize.Parse(parse));
+                parse.GetValue(chatTemplate), quantize.Parse(parse), Console.Error.WriteLine);
             var lm = loaded.Model;
             // Options the user did not give come from the model's generation_config.json (do_sample, temperature, top_p, top_k).
             var (sampledTemperature, sampledTopP, sampledTopK) = lm.Config.Generation.Resolve(

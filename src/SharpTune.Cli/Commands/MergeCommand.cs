@@ -73,7 +73,7 @@ internal static class MergeCommand
                 ? null
                 : new QuantizationOptions(preQuantized.Type, TorchSharp.torch.ScalarType.Float32, preQuantized.DoubleQuant));
             var checkpointDtype = lm.Config.TorchDtype is { } name ? ModelFactory.ParseDtype(name) : TorchSharp.torch.ScalarType.Float32;
-            var loaded = PeftAdapters.Load(lm, parse.GetValue(adapter)!);
+            var loaded = PeftAdapters.Load(lm, parse.GetValue(adapter)!, log: Console.Error.WriteLine);
             loaded.MergeAndUnload();
             if (ModelQuantizer.IsQuantized(lm))
             {

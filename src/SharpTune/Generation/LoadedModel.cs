@@ -36,8 +36,9 @@ public sealed class LoadedModel : IDisposable
 
     /// <summary>Loads <paramref name="modelOrRepoId"/> (+ adapter) in <paramref name="dtype"/> (null = the checkpoint's).</summary>
     /// <param name="quantization">Load the decoder's linear layers quantized (the adapter, if any, wraps them).</param>
+    /// <param name="log">Receives the adapter's load warnings (see <see cref="PeftAdapters.Load"/>).</param>
     public static LoadedModel Load(string modelOrRepoId, string? adapterDir = null, ScalarType? dtype = null, string? chatTemplateName = null,
-        Quantization.QuantizationOptions? quantization = null)
+        Quantization.QuantizationOptions? quantization = null, Action<string>? log = null)
     {
         TorchRuntime.EnsureInitialised();
         var modelDir = ModelLocator.Resolve(modelOrRepoId);
@@ -45,7 +46,7 @@ public sealed class LoadedModel : IDisposable
         IPeftAdapter? adapter = null;
         if (adapterDir is not null)
         {
-            adapter = PeftAdapters.Load(model, adapterDir);
+            adapter = PeftAdapters.Load(model, adapterDir, log: log);
             model.eval();
         }
         var tokenizerDir = adapterDir is not null && File.Exists(Path.Combine(adapterDir, "tokenizer.json")) ? adapterDir : modelDir;

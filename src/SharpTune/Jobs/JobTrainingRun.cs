@@ -79,6 +79,8 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             or Peft.LoKr.LokrConfig.PeftTypeName or Peft.Vera.VeraConfig.PeftTypeName
             or Peft.Oft.OftConfig.PeftTypeName)) adapterConfig = null;
         var exported = store.AllCheckpoints(job.Id).Select(c => c.Step).ToHashSet();
+        var baseDtype = Models.ModelFactory.ParseDtype(options.Dtype);
+        IReadOnlyDictionary<string, TorchSharp.torch.Tensor>? sharedTensors = null;   // drawn once, at the first export
         var metricsPath = Path.Combine(runDir, "metrics.jsonl");
         // Without a complete checkpoint there is nothing to resume from: start over (the trainer then clears old metrics).
         if (resume && !CheckpointAdapters.Complete(runDir).Any()) resume = false;
@@ -90,7 +92,8 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             {
                 if (!exported.Add(step)) continue;
                 var target = artifacts.CheckpointDirectory(job.Id, step);
-                CheckpointAdapters.Export(dir, target, adapterConfig, chatTemplate, Models.ModelFactory.ParseDtype(options.Dtype));
+                sharedTensors ??= CheckpointAdapters.SharedTensors(adapterConfig, baseDtype);
+                CheckpointAdapters.Export(dir, target, adapterConfig, chatTemplate, baseDtype, sharedTensors);
                 var checkpoint = new JobCheckpoint(Ids.New("ftckpt"), job.Id, Ids.Now(), step, job.CheckpointModelName(step),
                     CheckpointMetrics(step, metricsPath), target);
                 if (serve) publish!(checkpoint.ModelName, target);
@@ -113,8 +116,16 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             ExportNewCheckpoints();
             if (p.Message is null) afterStep?.Invoke(job.Id, p.Step, cancellationToken);
         });
-        var result = FineTuneJob.Run(options, resume, progress, line => store.AddEvent(job.Id, line), cancellationToken, rewards);
-        ExportNewCheckpoints();
+        FineTuneResult result;
+        try
+        {
+            result = FineTuneJob.Run(options, resume, progress, line => store.AddEvent(job.Id, line), cancellationToken, rewards);
+            ExportNewCheckpoints();
+        }
+        finally
+        {
+            foreach (var t in sharedTensors?.Values ?? []) t.Dispose();
+        }
 
         var results = WriteResultsFile(job, metricsPath);
         var steps = result.Training.StepsCompleted;

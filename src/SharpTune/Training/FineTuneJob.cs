@@ -217,6 +217,8 @@ public static class FineTuneJob
         else
         {
             adapter.Inject(model);
+            if (adapter is Peft.IAdapterWarnings warns)
+                foreach (var line in warns.TakeWarnings()) log?.Invoke(line);
             trainable = adapter.TrainableParameters;
             options = FitToContext(model, options, log);
         }
