@@ -33,8 +33,9 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             ValidationFraction = 0,
             Output = runDir,
             Method = settings.Method,
-            LoraR = settings.LoraRank,
-            LoraAlpha = 2 * settings.LoraRank,
+            // The rank is the method's r where it has one (alpha = 2 × rank where it has an alpha); OFT and IA3 have neither.
+            LoraR = FineTuningMethods.ReadsRank(settings.Method) ? settings.LoraRank : null,
+            LoraAlpha = FineTuningMethods.ReadsRank(settings.Method, alpha: true) ? 2 * settings.LoraRank : null,
             TargetModules = settings.TargetModules,
             ModulesToSave = settings.ModulesToSave,
             LearningRate = JobTrainingSettings.BaseLearningRate(settings.Method) * h.LearningRateMultiplier,
@@ -72,12 +73,10 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
         var adapterConfig = CheckpointAdapters.AdapterConfig(options, baseDir);
         var chatTemplate = adapterConfig is null ? null : CheckpointAdapters.ChatTemplateOf(options, baseDir);
         var serve = publish is not null && job.Model == settings.ServedModelName && adapterConfig is not null;
-        // A checkpoint's weights are named by module path; LoRA's, LoHa's, LoKr's, VeRA's and OFT's PEFT keys are that path with
-        // PEFT's prefix, so their checkpoints become adapters (VeRA's frozen projections are drawn again from their seed;
-        // other methods still checkpoint for resuming).
-        if (adapterConfig?["peft_type"]?.GetValue<string>() is not (Peft.Lora.LoraConfig.PeftTypeName or Peft.LoHa.LohaConfig.PeftTypeName
-            or Peft.LoKr.LokrConfig.PeftTypeName or Peft.Vera.VeraConfig.PeftTypeName
-            or Peft.Oft.OftConfig.PeftTypeName)) adapterConfig = null;
+        // A checkpoint's weights are named by module path; where the method's PEFT keys are that path with PEFT's prefix its
+        // checkpoints become adapters (VeRA's frozen projections are drawn again from their seed; other methods still
+        // checkpoint for resuming).
+        if (!FineTuningMethods.CheckpointIsAdapter(options.Method)) adapterConfig = null;
         var exported = store.AllCheckpoints(job.Id).Select(c => c.Step).ToHashSet();
         var baseDtype = Models.ModelFactory.ParseDtype(options.Dtype);
         IReadOnlyDictionary<string, TorchSharp.torch.Tensor>? sharedTensors = null;   // drawn once, at the first export
