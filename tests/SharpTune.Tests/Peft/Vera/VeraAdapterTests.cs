@@ -313,9 +313,10 @@ public class VeraAdapterTests
     }
 
     [SharedAssetTheory("models/stories260K")]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void AJobsCheckpointExportsAsTheAdapterTheRunSaves(bool saveProjection)
+    [InlineData(true, "f32")]
+    [InlineData(false, "f32")]
+    [InlineData(true, "bf16")]   // the projections drawn from the meta-built base are rounded through bf16 as the run's were
+    public void AJobsCheckpointExportsAsTheAdapterTheRunSaves(bool saveProjection, string dtype)
     {
         // The jobs API serves checkpoints as adapters: the trainer's names with PEFT's prefix (JobTrainingRun), and the
         // frozen projections, which the trainer does not checkpoint, drawn again from the seed.
@@ -324,17 +325,26 @@ public class VeraAdapterTests
         {
             Model = TestAssets.Stories260K, Data = StoryData.Write(temp.Path), Output = Path.Combine(temp.Path, "run"), Method = "vera",
             LoraR = 16, ProjectionPrngKey = 11, SaveProjection = saveProjection, MaxSteps = 2, SaveEvery = 2, LearningRate = 5e-2,
-            MicroBatchSize = 4, ValidationFraction = 0,
+            MicroBatchSize = 4, ValidationFraction = 0, Dtype = dtype,
         };
-        var result = SharpTune.Training.FineTuneJob.Run(options);
+        var log = new List<string>();
+        var result = SharpTune.Training.FineTuneJob.Run(options, log: log.Add);
+        // PEFT's VeraConfig warns when the projections are not saved.
+        Assert.Equal(!saveProjection, log.Any(l => l.Contains("save_projection is false")));
         var served = Path.Combine(temp.Path, "served");
         SharpTune.Jobs.CheckpointAdapters.Export(SharpTune.Jobs.CheckpointAdapters.Complete(options.Output).Last().Directory, served,
-            SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, ScalarType.Float32);
+            SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, SharpTune.Models.ModelFactory.ParseDtype(dtype));
         var expected = AdapterAssertions.SavedTensors(result.FinalDirectory);
         var actual = AdapterAssertions.SavedTensors(served);
         Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
         Assert.Equal(saveProjection, actual.ContainsKey(VeraAdapter.ProjectionAKey));
         foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        if (dtype == "bf16" && saveProjection)
+        {
+            // Held in fp32 but bf16-valued: the low 16 bits of every element are zero.
+            var a = expected[VeraAdapter.ProjectionAKey];
+            Assert.All(a, v => Assert.Equal(0u, BitConverter.SingleToUInt32Bits(v) & 0xFFFF));
+        }
         using var loaded = SharpTune.Generation.LoadedModel.Load(TestAssets.Stories260K, served);
         Assert.Equal("VERA", loaded.Adapter!.PeftType);
     }
