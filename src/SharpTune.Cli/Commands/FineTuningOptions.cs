@@ -11,7 +11,7 @@ internal sealed class FineTuningOptions
     private readonly Option<bool> trainHere = new("--train-jobs") { Description = "Train jobs in this process even with a PostgreSQL --jobs-db (default: only workers train)" };
     private readonly Option<string[]> baseModels = new("--base-model") { Description = "NAME=DIR: another base model jobs may fine-tune (repeatable)" };
     private readonly Option<string> method = new("--ft-method") { Description = "Method jobs train with (any train --method): lora, dora, ia3, loha, lokr, vera, oft, prompt-tuning, prefix-tuning, adapter or full", DefaultValueFactory = _ => "lora" };
-    private readonly Option<int> rank = new("--ft-rank") { Description = "LoRA rank of jobs (alpha = 2 x rank)", DefaultValueFactory = _ => 8 };
+    private readonly Option<int> rank = new("--ft-rank") { Description = "rank of jobs: LoRA/DoRA/LoHa/LoKr r with alpha = 2 x rank, VeRA r (no alpha); ia3/oft do not read it", DefaultValueFactory = _ => 8 };
     private readonly Option<string?> targets = new("--ft-target-modules") { Description = "Modules jobs put LoRA on: all-linear, names joined by commas, or a regex (default all-linear: every linear layer but the head)", DefaultValueFactory = _ => "all-linear" };
     private readonly Option<string?> modulesToSave = new("--ft-modules-to-save") { Description = "Modules LoRA jobs train whole and save with the adapter (PEFT's modules_to_save), e.g. embed_tokens" };
     private readonly Option<int> maxJobs = new("--max-jobs") { Description = "Waiting jobs (and unfinished batches) beyond this get 429", DefaultValueFactory = _ => 16 };

@@ -18,7 +18,7 @@ internal static class WorkerCommand
         var baseModels = new Option<string[]>("--base-model") { Description = "NAME=DIR: another base model jobs may fine-tune (repeatable)" };
         var template = new Option<string?>("--chat-template") { Description = "The built-in chat template the server serves with (jobs train with it)" };
         var method = new Option<string>("--ft-method") { Description = "Method jobs train with (any train --method, as the server's): lora, dora, ia3, loha, lokr, vera, oft, prompt-tuning, prefix-tuning, adapter or full", DefaultValueFactory = _ => "lora" };
-        var rank = new Option<int>("--ft-rank") { Description = "LoRA rank of jobs (as the server's)", DefaultValueFactory = _ => 8 };
+        var rank = new Option<int>("--ft-rank") { Description = "rank of jobs, as the server's --ft-rank (LoRA/DoRA/LoHa/LoKr r with alpha = 2 x rank, VeRA r)", DefaultValueFactory = _ => 8 };
         var targets = new Option<string?>("--ft-target-modules") { Description = "Modules jobs put LoRA on (as the server's)", DefaultValueFactory = _ => "all-linear" };
         var modulesToSave = new Option<string?>("--ft-modules-to-save") { Description = "Modules LoRA jobs train whole and save with the adapter (as the server's)" };
         var checkpointEvery = new Option<int>("--checkpoint-every") { Description = "Steps between job checkpoints (0 = every epoch)", DefaultValueFactory = _ => 0 };

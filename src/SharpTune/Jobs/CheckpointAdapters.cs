@@ -56,51 +56,65 @@ internal static class CheckpointAdapters
     /// Writes the adapter folder <paramref name="target"/> from the checkpoint folder <paramref name="checkpointDir"/>.
     /// A PiSSA/OLoRA adapter is converted, as final/ is, to the ordinary LoRA for the original base: its starting factors
     /// are not in the checkpoint, so the base (<c>base_model_name_or_path</c>) is loaded in <paramref name="baseDtype"/>,
-    /// the training dtype, and decomposed again, exactly as a resumed run does.
+    /// the training dtype, and decomposed again, exactly as a resumed run does. <paramref name="sharedTensors"/> are the
+    /// frozen tensors the trainer does not checkpoint (<see cref="SharedTensors"/>; computed here when null).
     /// </summary>
-    public static void Export(string checkpointDir, string target, JsonObject adapterConfig, ChatTemplate? chatTemplate, ScalarType baseDtype)
+    public static void Export(string checkpointDir, string target, JsonObject adapterConfig, ChatTemplate? chatTemplate, ScalarType baseDtype,
+        IReadOnlyDictionary<string, Tensor>? sharedTensors = null)
     {
-        IO.AtomicDirectory.Write(target, temp =>
+        var shared = sharedTensors ?? SharedTensors(adapterConfig, baseDtype);
+        try
         {
-            var tensors = new Dictionary<string, Tensor>();
-            try
+            IO.AtomicDirectory.Write(target, temp =>
             {
-                using (var file = SafetensorsFile.Open(Path.Combine(checkpointDir, TrainableFileName)))
-                    foreach (var name in file.Tensors.Keys)
-                        tensors[PeftKeyPrefix + name] = file.Read(name);
-                AddVeraProjections(tensors, adapterConfig, baseDtype);
-                SafetensorsWriter.Write(Path.Combine(temp, AdapterFiles.WeightsFileName), tensors, AdapterFiles.Metadata);
-            }
-            finally
-            {
-                foreach (var t in tensors.Values) t.Dispose();
-            }
-            File.WriteAllText(Path.Combine(temp, AdapterFiles.ConfigFileName),
-                adapterConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            if (ChangesTheBase(adapterConfig)) ConvertInPlace(temp, adapterConfig, baseDtype);
-            chatTemplate?.Save(temp);
-        });
+                var tensors = new Dictionary<string, Tensor>();
+                try
+                {
+                    using (var file = SafetensorsFile.Open(Path.Combine(checkpointDir, TrainableFileName)))
+                        foreach (var name in file.Tensors.Keys)
+                            tensors[PeftKeyPrefix + name] = file.Read(name);
+                    var all = new Dictionary<string, Tensor>(tensors);
+                    foreach (var (key, tensor) in shared) all[key] = tensor;
+                    SafetensorsWriter.Write(Path.Combine(temp, AdapterFiles.WeightsFileName), all, AdapterFiles.Metadata);
+                }
+                finally
+                {
+                    foreach (var t in tensors.Values) t.Dispose();
+                }
+                File.WriteAllText(Path.Combine(temp, AdapterFiles.ConfigFileName),
+                    adapterConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+                if (ChangesTheBase(adapterConfig)) ConvertInPlace(temp, adapterConfig, baseDtype);
+                chatTemplate?.Save(temp);
+            });
+        }
+        finally
+        {
+            if (sharedTensors is null)
+                foreach (var t in shared.Values) t.Dispose();
+        }
     }
 
     /// <summary>
-    /// VeRA's shared projections are frozen, so the trainer does not checkpoint them: with <c>save_projection</c> they are
-    /// drawn again from <c>projection_prng_key</c> for the base (<c>base_model_name_or_path</c>), as the run drew them,
-    /// and saved under PEFT's <c>base_model.vera_A</c>/<c>vera_B</c> keys.
+    /// The frozen tensors an adapter saves that the trainer does not checkpoint, under their saved keys, on the CPU (the
+    /// caller disposes them): VeRA's shared projections when <c>save_projection</c>, drawn again from
+    /// <c>projection_prng_key</c> as the run drew them. Only r, the seed, the targets' largest shapes and their dtype are
+    /// needed, so the base is built on the "meta" device from its config.json (no weights read, nothing allocated) in
+    /// <paramref name="baseDtype"/>, the training dtype, which PEFT rounds the projections through. Compute once per run.
     /// </summary>
-    private static void AddVeraProjections(Dictionary<string, Tensor> tensors, JsonObject adapterConfig, ScalarType baseDtype)
+    public static IReadOnlyDictionary<string, Tensor> SharedTensors(JsonObject adapterConfig, ScalarType baseDtype)
     {
-        if (adapterConfig["peft_type"]?.GetValue<string>() != Peft.Vera.VeraConfig.PeftTypeName) return;
+        if (adapterConfig["peft_type"]?.GetValue<string>() != Peft.Vera.VeraConfig.PeftTypeName) return new Dictionary<string, Tensor>();
         var config = Peft.Vera.VeraConfig.FromJson(adapterConfig);
-        if (!config.SaveProjection) return;
+        if (!config.SaveProjection) return new Dictionary<string, Tensor>();
         var baseDir = config.BaseModelNameOrPath
             ?? throw new InvalidDataException("the VeRA adapter config names no base model to draw its projections for");
-        using var scope = NewDisposeScope();
-        using var model = Models.PretrainedModel.Load(baseDir, baseDtype, Runtime.TorchRuntime.DefaultDevice);
-        var adapter = new Peft.Vera.VeraAdapter(config);
-        adapter.Inject(model);
-        tensors[Peft.Vera.VeraAdapter.ProjectionAKey] = adapter.Projections!.A.cpu().clone().DetachFromDisposeScope();
-        tensors[Peft.Vera.VeraAdapter.ProjectionBKey] = adapter.Projections!.B.cpu().clone().DetachFromDisposeScope();
-        adapter.Unload();
+        using var model = Models.ModelFactory.CreateOnMeta(Models.ModelConfig.Load(baseDir), baseDtype);
+        var projections = Peft.Vera.VeraAdapter.ProjectionsFor(model, config);
+        return new Dictionary<string, Tensor>
+        {
+            [Peft.Vera.VeraAdapter.ProjectionAKey] = projections.A,
+            [Peft.Vera.VeraAdapter.ProjectionBKey] = projections.B,
+        };
     }
 
     private static bool ChangesTheBase(JsonObject adapterConfig) =>

@@ -33,8 +33,9 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             ValidationFraction = 0,
             Output = runDir,
             Method = settings.Method,
-            LoraR = settings.LoraRank,
-            LoraAlpha = 2 * settings.LoraRank,
+            // The rank is the method's r where it has one (alpha = 2 × rank where it has an alpha); OFT and IA3 have neither.
+            LoraR = FineTuningMethods.ReadsRank(settings.Method) ? settings.LoraRank : null,
+            LoraAlpha = FineTuningMethods.ReadsRank(settings.Method, alpha: true) ? 2 * settings.LoraRank : null,
             TargetModules = settings.TargetModules,
             ModulesToSave = settings.ModulesToSave,
             LearningRate = JobTrainingSettings.BaseLearningRate(settings.Method) * h.LearningRateMultiplier,
@@ -72,13 +73,13 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
         var adapterConfig = CheckpointAdapters.AdapterConfig(options, baseDir);
         var chatTemplate = adapterConfig is null ? null : CheckpointAdapters.ChatTemplateOf(options, baseDir);
         var serve = publish is not null && job.Model == settings.ServedModelName && adapterConfig is not null;
-        // A checkpoint's weights are named by module path; LoRA's, LoHa's, LoKr's, VeRA's and OFT's PEFT keys are that path with
-        // PEFT's prefix, so their checkpoints become adapters (VeRA's frozen projections are drawn again from their seed;
-        // other methods still checkpoint for resuming).
-        if (adapterConfig?["peft_type"]?.GetValue<string>() is not (Peft.Lora.LoraConfig.PeftTypeName or Peft.LoHa.LohaConfig.PeftTypeName
-            or Peft.LoKr.LokrConfig.PeftTypeName or Peft.Vera.VeraConfig.PeftTypeName
-            or Peft.Oft.OftConfig.PeftTypeName)) adapterConfig = null;
+        // A checkpoint's weights are named by module path; where the method's PEFT keys are that path with PEFT's prefix its
+        // checkpoints become adapters (VeRA's frozen projections are drawn again from their seed; other methods still
+        // checkpoint for resuming).
+        if (!FineTuningMethods.CheckpointIsAdapter(options.Method)) adapterConfig = null;
         var exported = store.AllCheckpoints(job.Id).Select(c => c.Step).ToHashSet();
+        var baseDtype = Models.ModelFactory.ParseDtype(options.Dtype);
+        IReadOnlyDictionary<string, TorchSharp.torch.Tensor>? sharedTensors = null;   // drawn once, at the first export
         var metricsPath = Path.Combine(runDir, "metrics.jsonl");
         // Without a complete checkpoint there is nothing to resume from: start over (the trainer then clears old metrics).
         if (resume && !CheckpointAdapters.Complete(runDir).Any()) resume = false;
@@ -90,7 +91,8 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             {
                 if (!exported.Add(step)) continue;
                 var target = artifacts.CheckpointDirectory(job.Id, step);
-                CheckpointAdapters.Export(dir, target, adapterConfig, chatTemplate, Models.ModelFactory.ParseDtype(options.Dtype));
+                sharedTensors ??= CheckpointAdapters.SharedTensors(adapterConfig, baseDtype);
+                CheckpointAdapters.Export(dir, target, adapterConfig, chatTemplate, baseDtype, sharedTensors);
                 var checkpoint = new JobCheckpoint(Ids.New("ftckpt"), job.Id, Ids.Now(), step, job.CheckpointModelName(step),
                     CheckpointMetrics(step, metricsPath), target);
                 if (serve) publish!(checkpoint.ModelName, target);
@@ -113,8 +115,16 @@ internal sealed class JobTrainingRun(IJobStore store, JobArtifacts artifacts, Jo
             ExportNewCheckpoints();
             if (p.Message is null) afterStep?.Invoke(job.Id, p.Step, cancellationToken);
         });
-        var result = FineTuneJob.Run(options, resume, progress, line => store.AddEvent(job.Id, line), cancellationToken, rewards);
-        ExportNewCheckpoints();
+        FineTuneResult result;
+        try
+        {
+            result = FineTuneJob.Run(options, resume, progress, line => store.AddEvent(job.Id, line), cancellationToken, rewards);
+            ExportNewCheckpoints();
+        }
+        finally
+        {
+            foreach (var t in sharedTensors?.Values ?? []) t.Dispose();
+        }
 
         var results = WriteResultsFile(job, metricsPath);
         var steps = result.Training.StepsCompleted;

@@ -18,7 +18,7 @@ internal sealed record JobTrainingSettings
     /// <summary>lora (default), dora or full.</summary>
     public string Method { get; init; } = "lora";
 
-    /// <summary>LoRA rank; alpha is twice the rank.</summary>
+    /// <summary>The method's rank (LoRA/DoRA/LoHa/LoKr r, alpha twice the rank; VeRA r); IA3 and OFT do not read it.</summary>
     public int LoraRank { get; init; } = DefaultLoraRank;
 
     /// <summary>

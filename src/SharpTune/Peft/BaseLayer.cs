@@ -16,11 +16,15 @@ public static class BaseLayer
     /// <summary>Whether a method can wrap <paramref name="layer"/>.</summary>
     public static bool IsSupported(nn.Module layer) => layer is Linear or Conv1D or QuantizedLinear;
 
-    /// <summary>Throws a clear error naming <paramref name="method"/> unless the layer can be wrapped.</summary>
-    public static void Require(nn.Module layer, string method)
+    /// <summary>
+    /// Throws a clear error naming <paramref name="method"/> (and the module's <paramref name="path"/> when given) unless
+    /// the layer can be wrapped.
+    /// </summary>
+    public static void Require(nn.Module layer, string method, string? path = null)
     {
         if (!IsSupported(layer))
-            throw new ArgumentException($"{method} wraps Linear, Conv1D or quantized linear layers, not {layer.GetType().Name}");
+            throw new ArgumentException(
+                $"{method} wraps Linear, Conv1D or quantized linear layers, not {layer.GetType().Name}" + (path is null ? "" : $" (target module '{path}')"));
     }
 
     /// <summary>(in, out) features.</summary>
@@ -38,6 +42,20 @@ public static class BaseLayer
         Linear linear => linear.weight!.device,
         Conv1D conv => conv.weight.device,
         QuantizedLinear quantized => quantized.Weight.Device,
+        _ => throw Unsupported(layer),
+    };
+
+    /// <summary>
+    /// The dtype PEFT's <c>_move_adapter_to_device_of_base_layer</c> casts a new adapter's tensors to
+    /// (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40, tuners/tuners_utils.py, _get_base_layer_device_and_dtype):
+    /// the weight's dtype, a 4-bit layer's compute dtype (bitsandbytes' Linear4bit.compute_dtype), and null for an int8
+    /// layer (Linear8bitLt's int8 weight, which PEFT does not cast to).
+    /// </summary>
+    public static ScalarType? AdapterDtype(nn.Module layer) => layer switch
+    {
+        Linear linear => linear.weight!.dtype,
+        Conv1D conv => conv.weight.dtype,
+        QuantizedLinear quantized => quantized.Options.IsFourBit ? quantized.ComputeDtype : null,
         _ => throw Unsupported(layer),
     };
 

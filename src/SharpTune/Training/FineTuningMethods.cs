@@ -13,64 +13,123 @@ namespace SharpTune.Training;
 
 /// <summary>
 /// The `--method` names and how each becomes a parameter-efficient adapter; `full` trains every weight and has none.
-/// Adding a method is one line here plus its folder under Peft/.
+/// Adding a method is one entry here plus its folder under Peft/.
 /// </summary>
 public static class FineTuningMethods
 {
-    private static readonly Dictionary<string, Func<TrainingOptions, IPeftAdapter>> Adapters = new(StringComparer.OrdinalIgnoreCase)
+    // Which of the options shared with LoRA (lora_r, lora_alpha, lora_dropout) a method reads.
+    [Flags]
+    private enum Reads { None = 0, R = 1, Alpha = 2, Dropout = 4 }
+
+    // A method: how it becomes an adapter, which shared options it reads, whether it takes modules_to_save, and whether a
+    // trainer checkpoint (parameters named by module path) is its PEFT adapter once PEFT's prefix is added.
+    private sealed record Method(Func<TrainingOptions, IPeftAdapter> Create, Reads Reads = Reads.None, bool ModulesToSave = false,
+        bool CheckpointIsAdapter = false);
+
+    private static readonly Dictionary<string, Method> Methods = new(StringComparer.OrdinalIgnoreCase)
     {
-        ["lora"] = o => new LoraAdapter(Lora(o)),
-        ["dora"] = o => new LoraAdapter(Lora(o) with { UseDora = true }),
-        ["prompt-tuning"] = o => new PromptTuningAdapter(PromptTuning(o)),
-        ["prefix-tuning"] = o => new PrefixTuningAdapter(new PrefixTuningConfig
-            { NumVirtualTokens = o.NumVirtualTokens, PrefixProjection = o.PrefixProjection, EncoderHiddenSize = o.EncoderHiddenSize }),
-        ["adapter"] = o => new BottleneckAdapter(new BottleneckConfig
+        ["lora"] = new(o => new LoraAdapter(Lora(o)), Reads.R | Reads.Alpha | Reads.Dropout, ModulesToSave: true, CheckpointIsAdapter: true),
+        ["dora"] = new(o => new LoraAdapter(Lora(o) with { UseDora = true }), Reads.R | Reads.Alpha | Reads.Dropout, ModulesToSave: true, CheckpointIsAdapter: true),
+        ["prompt-tuning"] = new(o => new PromptTuningAdapter(PromptTuning(o))),
+        ["prefix-tuning"] = new(o => new PrefixTuningAdapter(new PrefixTuningConfig
+            { NumVirtualTokens = o.NumVirtualTokens, PrefixProjection = o.PrefixProjection, EncoderHiddenSize = o.EncoderHiddenSize })),
+        ["adapter"] = new(o => new BottleneckAdapter(new BottleneckConfig
         {
             AdapterType = BottleneckConfig.ParsePlacement(o.AdapterType, "adapter_type"), BottleneckSize = o.BottleneckSize,
             ReductionFactor = o.ReductionFactor, NonLinearity = o.NonLinearity, TargetModules = ParseTargets(o.TargetModules),
-        }),
-        ["ia3"] = o => new IA3Adapter(new IA3Config
-            {
+        })),
+        ["ia3"] = new(o => new IA3Adapter(new IA3Config
+        {
             TargetModules = ParseTargets(o.TargetModules), FeedforwardModules = ParseTargets(o.FeedforwardModules),
             ModulesToSave = ParseNames(o.ModulesToSave),
-        }),
-        ["loha"] = o => new LohaAdapter(new LohaConfig
+        }), ModulesToSave: true),
+        ["loha"] = new(o => new LohaAdapter(new LohaConfig
         {
-            R = o.LoraR, Alpha = o.LoraAlpha, RankDropout = o.RankDropout ?? 0, ModuleDropout = o.ModuleDropout ?? 0,
+            R = o.LoraR ?? DefaultLoraR, Alpha = o.LoraAlpha ?? DefaultLoraAlpha, RankDropout = o.RankDropout ?? 0, ModuleDropout = o.ModuleDropout ?? 0,
             TargetModules = ParseTargets(o.TargetModules), ModulesToSave = ParseNames(o.ModulesToSave),
-        }),
-        ["lokr"] = o => new LokrAdapter(new LokrConfig
+        }), Reads.R | Reads.Alpha, ModulesToSave: true, CheckpointIsAdapter: true),
+        ["lokr"] = new(o => new LokrAdapter(new LokrConfig
         {
-            R = o.LoraR, Alpha = o.LoraAlpha, RankDropout = o.RankDropout ?? 0, ModuleDropout = o.ModuleDropout ?? 0,
+            R = o.LoraR ?? DefaultLoraR, Alpha = o.LoraAlpha ?? DefaultLoraAlpha, RankDropout = o.RankDropout ?? 0, ModuleDropout = o.ModuleDropout ?? 0,
             DecomposeBoth = o.DecomposeBoth ?? false, DecomposeFactor = o.DecomposeFactor ?? -1, RankDropoutScale = o.RankDropoutScale ?? false,
             TargetModules = ParseTargets(o.TargetModules), ModulesToSave = ParseNames(o.ModulesToSave),
-        }),
-        ["vera"] = o => new VeraAdapter(new VeraConfig
+        }), Reads.R | Reads.Alpha, ModulesToSave: true, CheckpointIsAdapter: true),
+        // VeRA's r defaults to PEFT's VeraConfig default (256), not LoRA's.
+        ["vera"] = new(o => new VeraAdapter(new VeraConfig
         {
-            R = o.LoraR, VeraDropout = o.VeraDropout ?? 0, DInitial = o.DInitial ?? 0.1, ProjectionPrngKey = o.ProjectionPrngKey ?? 0,
+            R = o.LoraR ?? new VeraConfig().R, VeraDropout = o.VeraDropout ?? 0, DInitial = o.DInitial ?? 0.1, ProjectionPrngKey = o.ProjectionPrngKey ?? 0,
             SaveProjection = o.SaveProjection ?? true, TargetModules = ParseTargets(o.TargetModules), ModulesToSave = ParseNames(o.ModulesToSave),
-        }),
-        ["oft"] = o => new OftAdapter(Oft(o)),
+        }), Reads.R, ModulesToSave: true, CheckpointIsAdapter: true),
+        ["oft"] = new(o => new OftAdapter(Oft(o)), ModulesToSave: true, CheckpointIsAdapter: true),
     };
 
-    public static IReadOnlyCollection<string> Names => ["full", .. Adapters.Keys];
+    /// <summary>LoRA's rank, alpha and dropout when not given (also LoHa's and LoKr's rank and alpha).</summary>
+    public const int DefaultLoraR = 8;
+    /// <inheritdoc cref="DefaultLoraR"/>
+    public const double DefaultLoraAlpha = 16, DefaultLoraDropout = 0.05;
+
+    public static IReadOnlyCollection<string> Names => ["full", .. Methods.Keys];
+
+    /// <summary>
+    /// Whether a trainer checkpoint of <paramref name="method"/> (parameters named by module path) is its PEFT adapter
+    /// once PEFT's <c>base_model.model.</c> prefix is added, so the jobs API can serve every checkpoint.
+    /// </summary>
+    public static bool CheckpointIsAdapter(string method) => Methods.TryGetValue(method.Trim(), out var m) && m.CheckpointIsAdapter;
+
+    /// <summary>Whether <paramref name="method"/> reads lora_r (a rank); lora_alpha too when <paramref name="alpha"/>.</summary>
+    internal static bool ReadsRank(string method, bool alpha = false) =>
+        Methods.TryGetValue(method.Trim(), out var m) && m.Reads.HasFlag(Reads.R) && (!alpha || m.Reads.HasFlag(Reads.Alpha));
 
     /// <summary>The adapter for <paramref name="options"/>' method, or null for full fine-tuning.</summary>
     public static IPeftAdapter? CreateAdapter(TrainingOptions options)
     {
-        if (ParseNames(options.ModulesToSave).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora" or "ia3" or "loha" or "lokr" or "vera" or "oft"))
-            throw new ArgumentException($"modules_to_save is a LoRA/DoRA/IA3/LoHa/LoKr/VeRA/OFT setting; method '{options.Method}' does not take it" +
-                                        (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every module)" : ""));
+        var known = Methods.TryGetValue(options.Method.Trim(), out var method);
+        var full = string.Equals(options.Method.Trim(), "full", StringComparison.OrdinalIgnoreCase);
+        if (ParseNames(options.ModulesToSave).Count > 0 && known && !method!.ModulesToSave || ParseNames(options.ModulesToSave).Count > 0 && full)
+            throw new ArgumentException($"modules_to_save is a {MethodsWith(m => m.ModulesToSave)} setting; method '{options.Method}' does not take it" +
+                                        (full ? " (full fine-tuning trains every module)" : ""));
         if (options.TrainableTokenIndices is { Count: > 0 } && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
             throw new ArgumentException($"trainable_token_indices (--trainable-token-indices) is a LoRA/DoRA setting; method '{options.Method}' does not take it" +
-                                        (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase) ? " (full fine-tuning trains every row)" : ""));
+                                        (full ? " (full fine-tuning trains every row)" : ""));
         if (options.InitLoraWeights is not null && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
             throw new ArgumentException($"init_lora_weights is a LoRA/DoRA setting; method '{options.Method}' does not take it");
         RefuseLycorisSettings(options);
-        if (string.Equals(options.Method, "full", StringComparison.OrdinalIgnoreCase)) return null;
-        return Adapters.TryGetValue(options.Method, out var create)
-            ? create(options)
+        if (known) RefuseUnreadLoraSettings(options, method!.Reads);
+        if (full) return null;
+        return known
+            ? method!.Create(options)
             : throw new ArgumentException($"unknown method '{options.Method}' (choose one of: {string.Join(", ", Names)})");
+    }
+
+    // The method names (as the docs spell them) of the entries matching a predicate, for error messages.
+    private static string MethodsWith(Func<Method, bool> predicate) => string.Join("/", Methods.Where(m => predicate(m.Value)).Select(m => m.Key switch
+    {
+        "lora" => "LoRA", "dora" => "DoRA", "ia3" => "IA3", "loha" => "LoHa", "lokr" => "LoKr", "vera" => "VeRA", "oft" => "OFT", var name => name,
+    }));
+
+    /// <summary>
+    /// lora_r, lora_alpha and lora_dropout given to VeRA, IA3, OFT (and lora_dropout to LoHa/LoKr), which would ignore them,
+    /// are refused naming the option. The values every config.yaml held before these options became optional (8, 16, 0.05)
+    /// are accepted, so older run folders still resume; VeRA, which reads lora_r, takes 8 as its r, as those runs did.
+    /// </summary>
+    private static void RefuseUnreadLoraSettings(TrainingOptions o, Reads reads)
+    {
+        var method = o.Method.Trim().ToLowerInvariant();
+        if (method is not ("vera" or "ia3" or "oft" or "loha" or "lokr")) return;
+        var why = method switch
+        {
+            "vera" => "VeRA has no scaling and its dropout is vera_dropout (--vera-dropout)",
+            "ia3" => "IA3 learns scaling vectors: it has no rank, alpha or dropout",
+            "oft" => "OFT has no rank or alpha; its r is the number of blocks (oft_r, --oft-r) or give their size (oft_block_size, --oft-block-size), and its dropout is module_dropout",
+            _ => "LoHa/LoKr drop ranks or whole modules instead (rank_dropout, module_dropout)",
+        };
+        void Refuse(bool given, string option, object? value)
+        {
+            if (given) throw new ArgumentException($"{option} does not apply to method '{o.Method}' (found {value}): {why}");
+        }
+        Refuse(!reads.HasFlag(Reads.R) && o.LoraR is { } r && r != DefaultLoraR, "lora_r (--lora-r)", o.LoraR);
+        Refuse(!reads.HasFlag(Reads.Alpha) && o.LoraAlpha is { } a && a != DefaultLoraAlpha, "lora_alpha (--lora-alpha)", o.LoraAlpha);
+        Refuse(!reads.HasFlag(Reads.Dropout) && o.LoraDropout is { } d && d != DefaultLoraDropout, "lora_dropout", o.LoraDropout);
     }
 
     /// <summary>
@@ -96,20 +155,14 @@ public static class FineTuningMethods
             if (given) throw new ArgumentException($"{option} is a {methods} setting; method '{o.Method}' does not take it");
         }
         var lycoris = method is "loha" or "lokr";
-        if ((lycoris || method == "vera") && o.LoraR <= 0)
+        if ((lycoris || method == "vera") && o.LoraR is <= 0)
             throw new ArgumentException($"lora_r (--lora-r), the r of method '{o.Method}', must be a positive integer, found {o.LoraR}");
-        Refuse(o.UseRslora && lycoris, "use_rslora", "LoRA/DoRA");   // LoHa/LoKr scale by alpha / r (PEFT's LycorisConfig has no use_rslora)
-        Refuse(o.UseRslora && method is "vera" or "oft", "use_rslora", "LoRA/DoRA");   // VeRA and OFT have no scaling at all
+        // LoHa/LoKr scale by alpha / r (PEFT's LycorisConfig has no use_rslora); VeRA and OFT have no scaling at all.
+        Refuse(o.UseRslora && (lycoris || method is "vera" or "oft"), "use_rslora", "LoRA/DoRA");
         Refuse(o.VeraDropout is not null && method != "vera", "vera_dropout (--vera-dropout)", "VeRA");
         Refuse(o.DInitial is not null && method != "vera", "d_initial (--vera-d-initial)", "VeRA");
         Refuse(o.ProjectionPrngKey is not null && method != "vera", "projection_prng_key (--projection-prng-key)", "VeRA");
         Refuse(o.SaveProjection is not null && method != "vera", "save_projection (--save-projection)", "VeRA");
-        // OFT's r counts blocks and OFT has no alpha: a rank or alpha other than the defaults was meant for another method.
-        var defaults = new TrainingOptions();
-        if (method == "oft" && (o.LoraR != defaults.LoraR || o.LoraAlpha != defaults.LoraAlpha))
-            throw new ArgumentException(
-                $"lora_r (--lora-r) and lora_alpha (--lora-alpha) do not apply to method 'oft' (found {o.LoraR} and {o.LoraAlpha}): OFT has no " +
-                "rank or alpha; its r is the number of blocks (oft_r, --oft-r) or give their size (oft_block_size, --oft-block-size)");
         Refuse(o.RankDropout is not null && !lycoris, "rank_dropout (--rank-dropout)", "LoHa/LoKr");
         Refuse(o.ModuleDropout is not null && !lycoris && method != "oft", "module_dropout (--module-dropout)", "LoHa/LoKr/OFT");
         Refuse(o.DecomposeBoth is not null && method != "lokr", "decompose_both (--decompose-both)", "LoKr");
@@ -147,9 +200,9 @@ public static class FineTuningMethods
 
     private static LoraConfig Lora(TrainingOptions o) => new()
     {
-        R = o.LoraR,
-        LoraAlpha = o.LoraAlpha,
-        LoraDropout = o.LoraDropout,
+        R = o.LoraR ?? DefaultLoraR,
+        LoraAlpha = o.LoraAlpha ?? DefaultLoraAlpha,
+        LoraDropout = o.LoraDropout ?? DefaultLoraDropout,
         UseRsLora = o.UseRslora,
         InitLoraWeights = o.InitLoraWeights is { } init ? LoraConfig.ParseInit(init, "training options") : LoraInit.Default,
         TargetModules = ParseTargets(o.TargetModules),

@@ -20,9 +20,23 @@ public sealed record TrainingOptions
 
     /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter, ia3, loha, lokr, vera or oft.</summary>
     public string Method { get; init; } = "lora";
-    public int LoraR { get; init; } = 8;
-    public double LoraAlpha { get; init; } = 16;
-    public double LoraDropout { get; init; } = 0.05;
+    /// <summary>
+    /// The rank of lora/dora/loha/lokr (default 8) and VeRA's r (default 256, PEFT's); null = the method's default. Refused
+    /// for ia3 and oft, which have no rank (oft's r is <see cref="OftR"/>), except the value 8 that config.yaml files of
+    /// older runs hold for every method.
+    /// </summary>
+    public int? LoraR { get; init; }
+    /// <summary>
+    /// lora/dora/loha/lokr's alpha (default 16); null = the default. Refused for vera, ia3 and oft, which have no scaling,
+    /// except the value 16 that config.yaml files of older runs hold for every method.
+    /// </summary>
+    public double? LoraAlpha { get; init; }
+    /// <summary>
+    /// lora/dora's dropout on a target's input (default 0.05); null = the default. Refused for vera (its dropout is
+    /// <see cref="VeraDropout"/>), ia3, loha, lokr and oft, except the value 0.05 that config.yaml files of older runs hold
+    /// for every method.
+    /// </summary>
+    public double? LoraDropout { get; init; }
     /// <summary>Comma-separated module names, a regex, or all-linear; empty = PEFT's default for the architecture.</summary>
     public string? TargetModules { get; init; }
     public bool UseRslora { get; init; }

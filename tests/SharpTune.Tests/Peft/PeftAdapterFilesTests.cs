@@ -281,7 +281,7 @@ public sealed class PeftAdapterFilesTests : IDisposable
     }
 
     [Theory]
-    [InlineData("\"peft_type\": \"VERA\"", "peft_type 'VERA' is not supported")]
+    [InlineData("\"peft_type\": \"BOFT\"", "peft_type 'BOFT' is not supported")]
     [InlineData("\"peft_type\": \"LORA\", \"bias\": \"all\"", "bias")]
     [InlineData("\"peft_type\": \"LORA\", \"modules_to_save\": \"lm_head\"", "modules_to_save")]
     [InlineData("\"peft_type\": \"LORA\", \"alora_invocation_tokens\": [5, 6]", "alora_invocation_tokens")]

@@ -23,11 +23,12 @@ internal static class PeftMethodChecks
     /// the adapter's parameters require gradients. Returns the names of the adapter parameters the step changed, for
     /// method-specific checks by the caller.
     /// </summary>
-    public static IReadOnlySet<string> OnlyAdapterParametersChange(string kind, Func<IPeftAdapter> create)
+    public static IReadOnlySet<string> OnlyAdapterParametersChange(string kind, Func<IPeftAdapter> create, Action<IPeftAdapter>? afterInject = null)
     {
         using var model = TestModels.Create(kind);
         var adapter = create();
         adapter.Inject(model);
+        afterInject?.Invoke(adapter);
         var trainable = adapter.TrainableParameters.Select(p => p.Name).ToHashSet();
         Assert.NotEmpty(trainable);
         Assert.Equal(trainable.Order(), model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name).Order());

@@ -50,19 +50,8 @@ public abstract record LycorisConfig
     /// <summary>The alpha of the module at <paramref name="path"/>: its <see cref="AlphaPattern"/> entry, else <see cref="Alpha"/>.</summary>
     public double AlphaFor(string path) => LoraConfig.PatternValue(AlphaPattern, path, Alpha);
 
-    /// <summary>
-    /// PEFT's default targets: TRANSFORMERS_MODELS_TO_LOHA/LOKR_TARGET_MODULES_MAPPING are copies of LoRA's table
-    /// (utils/constants.py), so the defaults are <see cref="LoraConfig.DefaultTargetModules"/>.
-    /// </summary>
-    public IReadOnlyList<string> DefaultTargetModules(string modelType)
-    {
-        try { return LoraConfig.DefaultTargetModules(modelType); }
-        catch (ArgumentException)
-        {
-            throw new ArgumentException(
-                $"no default {MethodName} target modules for model_type '{modelType}': give target_modules (names, a regex or \"all-linear\")");
-        }
-    }
+    /// <summary>PEFT's TRANSFORMERS_MODELS_TO_LOHA/LOKR_TARGET_MODULES_MAPPING, copies of LoRA's table (see <see cref="PeftConfigFields"/>).</summary>
+    public IReadOnlyList<string> DefaultTargetModules(string modelType) => PeftConfigFields.DefaultTargetModules(modelType, MethodName);
 
     /// <summary>Throws, naming the field, when a value is out of range.</summary>
     public virtual void Validate(string source)
@@ -78,26 +67,14 @@ public abstract record LycorisConfig
     /// <summary>The fields every LyCORIS config writes; <c>exclude_modules</c> (PEFT 0.14) only when set, as for LoRA.</summary>
     protected JsonObject SharedJson()
     {
-        var json = new JsonObject
-        {
-            ["alpha"] = LoraConfig.Number(Alpha),
-            ["alpha_pattern"] = new JsonObject(AlphaPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)LoraConfig.Number(p.Value)))),
-            ["auto_mapping"] = null,
-            ["base_model_name_or_path"] = BaseModelNameOrPath,
-            ["inference_mode"] = InferenceMode,
-            ["layers_pattern"] = null,
-            ["layers_to_transform"] = null,
-            ["module_dropout"] = ModuleDropout,
-            ["modules_to_save"] = ModulesToSave.Count == 0 ? null : new JsonArray([.. ModulesToSave.Select(m => JsonValue.Create(m))]),
-            ["peft_type"] = PeftType,
-            ["r"] = R,
-            ["rank_dropout"] = RankDropout,
-            ["rank_pattern"] = new JsonObject(RankPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)JsonValue.Create(p.Value)))),
-            ["revision"] = null,
-            ["target_modules"] = TargetModules?.ToJson(),
-            ["task_type"] = "CAUSAL_LM",
-            ["use_effective_conv2d"] = UseEffectiveConv2d,
-        };
+        var json = PeftConfigFields.Write(PeftType, new(TargetModules, ModulesToSave, BaseModelNameOrPath, InferenceMode));
+        json["alpha"] = LoraConfig.Number(Alpha);
+        json["alpha_pattern"] = new JsonObject(AlphaPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)LoraConfig.Number(p.Value))));
+        json["module_dropout"] = ModuleDropout;
+        json["r"] = R;
+        json["rank_dropout"] = RankDropout;
+        json["rank_pattern"] = new JsonObject(RankPattern.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)JsonValue.Create(p.Value))));
+        json["use_effective_conv2d"] = UseEffectiveConv2d;
         if (ExcludeModules is not null) json["exclude_modules"] = ExcludeModules.ToJson();
         return json;
     }
@@ -105,9 +82,9 @@ public abstract record LycorisConfig
     /// <summary>The fields <see cref="WithSharedFields"/> reads (with PeftConfig's own); a method adds its own to these.</summary>
     private static readonly IReadOnlyList<string> SharedFields =
     [
-        .. AdapterState.PeftConfigFields,
-        "r", "alpha", "rank_dropout", "module_dropout", "use_effective_conv2d", "target_modules", "exclude_modules",
-        "init_weights", "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern", "modules_to_save",
+        .. PeftConfigFields.Names,
+        "r", "alpha", "rank_dropout", "module_dropout", "use_effective_conv2d", "exclude_modules", "init_weights",
+        "rank_pattern", "alpha_pattern",
     ];
 
     /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for the method.</summary>
@@ -136,8 +113,7 @@ public abstract record LycorisConfig
     /// </summary>
     private LycorisConfig WithSharedFields(JsonObject json, string source)
     {
-        AdapterState.RequireType(json, PeftType, source);
-        AdapterState.RefuseFields(json, ["layers_to_transform", "layers_pattern"], source);
+        var common = PeftConfigFields.Read(json, PeftType, source);
         return this with
         {
             R = AdapterState.Read(json, "r", 8, source),
@@ -145,13 +121,13 @@ public abstract record LycorisConfig
             RankDropout = AdapterState.Read(json, "rank_dropout", 0.0, source),
             ModuleDropout = AdapterState.Read(json, "module_dropout", 0.0, source),
             UseEffectiveConv2d = AdapterState.Read(json, "use_effective_conv2d", false, source),
-            TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
+            TargetModules = common.TargetModules,
             ExcludeModules = AdapterState.ReadModuleSelection(json["exclude_modules"], "exclude_modules", source),
             RankPattern = LoraConfig.ReadPattern(json["rank_pattern"], "rank_pattern", source, v => v.GetValue<int>()),
             AlphaPattern = LoraConfig.ReadPattern(json["alpha_pattern"], "alpha_pattern", source, v => v.GetValue<double>()),
-            ModulesToSave = AdapterState.ReadNames(json["modules_to_save"], "modules_to_save", source),
-            BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
-            InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+            ModulesToSave = common.ModulesToSave,
+            BaseModelNameOrPath = common.BaseModelNameOrPath,
+            InferenceMode = common.InferenceMode,
         };
     }
 }

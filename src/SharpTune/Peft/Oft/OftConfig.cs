@@ -84,16 +84,8 @@ public sealed record OftConfig
         return suffix.Length > 0 && !suffix.StartsWith("post", StringComparison.Ordinal);
     }
 
-    /// <summary>PEFT's TRANSFORMERS_MODELS_TO_OFT_TARGET_MODULES_MAPPING, a copy of LoRA's table (utils/constants.py).</summary>
-    public static IReadOnlyList<string> DefaultTargetModules(string modelType)
-    {
-        try { return LoraConfig.DefaultTargetModules(modelType); }
-        catch (ArgumentException)
-        {
-            throw new ArgumentException(
-                $"no default OFT target modules for model_type '{modelType}': give target_modules (names, a regex or \"all-linear\")");
-        }
-    }
+    /// <summary>PEFT's TRANSFORMERS_MODELS_TO_OFT_TARGET_MODULES_MAPPING, a copy of LoRA's table (see <see cref="PeftConfigFields"/>).</summary>
+    public static IReadOnlyList<string> DefaultTargetModules(string modelType) => PeftConfigFields.DefaultTargetModules(modelType, "OFT");
 
     /// <summary>Throws, naming the field, for settings PEFT refuses or that would change nothing.</summary>
     public void Validate(string source)
@@ -161,31 +153,19 @@ public sealed record OftConfig
     /// <summary>The <c>adapter_config.json</c> object, with every field PEFT's OFTConfig writes.</summary>
     public JsonObject ToJson()
     {
-        var json = new JsonObject
-        {
-            ["auto_mapping"] = null,
-            ["base_model_name_or_path"] = BaseModelNameOrPath,
-            ["bias"] = "none",
-            ["block_share"] = BlockShare,
-            ["coft"] = Coft,
-            ["eps"] = Eps,
-            ["fan_in_fan_out"] = false,
-            ["inference_mode"] = InferenceMode,
-            ["init_weights"] = InitWeights,
-            ["layers_pattern"] = null,
-            ["layers_to_transform"] = null,
-            ["module_dropout"] = ModuleDropout,
-            ["modules_to_save"] = ModulesToSave.Count == 0 ? null : new JsonArray([.. ModulesToSave.Select(m => JsonValue.Create(m))]),
-            ["num_cayley_neumann_terms"] = NumCayleyNeumannTerms,
-            ["oft_block_size"] = OftBlockSize,
-            ["peft_type"] = PeftTypeName,
-            ["peft_version"] = PeftVersion,
-            ["r"] = R,
-            ["revision"] = null,
-            ["target_modules"] = TargetModules?.ToJson(),
-            ["task_type"] = "CAUSAL_LM",
-            ["use_cayley_neumann"] = UseCayleyNeumann,
-        };
+        var json = PeftConfigFields.Write(PeftTypeName, new(TargetModules, ModulesToSave, BaseModelNameOrPath, InferenceMode));
+        json["bias"] = "none";
+        json["block_share"] = BlockShare;
+        json["coft"] = Coft;
+        json["eps"] = Eps;
+        json["fan_in_fan_out"] = false;
+        json["init_weights"] = InitWeights;
+        json["module_dropout"] = ModuleDropout;
+        json["num_cayley_neumann_terms"] = NumCayleyNeumannTerms;
+        json["oft_block_size"] = OftBlockSize;
+        json["peft_version"] = PeftVersion;
+        json["r"] = R;
+        json["use_cayley_neumann"] = UseCayleyNeumann;
         if (ExcludeModules is not null) json["exclude_modules"] = ExcludeModules.ToJson();
         if (PeftVersion is null) json.Remove("peft_version");   // as read: PEFT cannot read a null peft_version
         return json;
@@ -193,10 +173,9 @@ public sealed record OftConfig
 
     private static readonly IReadOnlyList<string> Fields =
     [
-        .. AdapterState.PeftConfigFields,
-        "r", "oft_block_size", "module_dropout", "target_modules", "fan_in_fan_out", "bias", "exclude_modules", "init_weights",
-        "layers_to_transform", "layers_pattern", "modules_to_save", "coft", "eps", "block_share", "use_cayley_neumann",
-        "num_cayley_neumann_terms",
+        .. PeftConfigFields.Names,
+        "r", "oft_block_size", "module_dropout", "fan_in_fan_out", "bias", "exclude_modules", "init_weights", "coft", "eps",
+        "block_share", "use_cayley_neumann", "num_cayley_neumann_terms",
     ];
 
     /// <summary>
@@ -213,7 +192,8 @@ public sealed record OftConfig
             throw new NotSupportedException(
                 $"{source}: OFT has been updated since PEFT 0.14.0. Your trained adapter weights are incompatible with the latest version of OFT " +
                 "(the file has no oft_block_size). Please retrain your adapter weights with newer PEFT versions.");
-        AdapterState.RefuseFields(json, ["layers_to_transform", "layers_pattern", "fan_in_fan_out"], source);
+        AdapterState.RefuseFields(json, ["fan_in_fan_out"], source);
+        var common = PeftConfigFields.Read(json, PeftTypeName, source);
         var bias = AdapterState.Read(json, "bias", "none", source);
         if (bias != "none")
             throw new NotSupportedException($"{source}: bias '{bias}' trains the base layers' biases, which SharpTune's OFT does not: use \"none\"");
@@ -222,17 +202,17 @@ public sealed record OftConfig
             R = AdapterState.Read(json, "r", 0, source),
             OftBlockSize = AdapterState.Read(json, "oft_block_size", 32, source),
             ModuleDropout = AdapterState.Read(json, "module_dropout", 0.0, source),
-            TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
+            TargetModules = common.TargetModules,
             ExcludeModules = AdapterState.ReadModuleSelection(json["exclude_modules"], "exclude_modules", source),
             InitWeights = AdapterState.Read(json, "init_weights", true, source),
-            ModulesToSave = AdapterState.ReadNames(json["modules_to_save"], "modules_to_save", source),
+            ModulesToSave = common.ModulesToSave,
             Coft = AdapterState.Read(json, "coft", false, source),
             Eps = AdapterState.Read(json, "eps", 6e-5, source),
             BlockShare = AdapterState.Read(json, "block_share", false, source),
             UseCayleyNeumann = AdapterState.Read(json, "use_cayley_neumann", true, source),
             NumCayleyNeumannTerms = AdapterState.Read(json, "num_cayley_neumann_terms", 5, source),
-            BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
-            InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+            BaseModelNameOrPath = common.BaseModelNameOrPath,
+            InferenceMode = common.InferenceMode,
             PeftVersion = AdapterState.Read<string?>(json, "peft_version", null, source),
         };
         try { _ = config.LegacyNeumannSeries; }

@@ -21,11 +21,13 @@ public sealed class VeraAdapter : WrappingAdapter<VeraLinear>
 
     private TargetModules? savedTargets;
     private VeraProjections? projections;
+    private IReadOnlyList<(string Path, nn.Module Module)>? selectedTargets;
 
     public VeraAdapter(VeraConfig config)
     {
         config.Validate();
         Config = config;
+        if (!config.SaveProjection) warnings.Add(NoSavedProjectionsWarning);   // PEFT's VeraConfig.__post_init__
     }
 
     /// <summary>Builds an adapter from a parsed <c>adapter_config.json</c> (the registration entry for "VERA").</summary>
@@ -50,48 +52,80 @@ public sealed class VeraAdapter : WrappingAdapter<VeraLinear>
         Config.Validate();
         var targets = Config.TargetModules ?? TargetModules.Names(VeraConfig.DefaultTargetModules(model.Config.ModelType));
         (var selected, savedTargets) = SelectUntiedTargets(model, targets, exclude: null);
-        // PEFT's _find_dim: the largest (out, in) over the targets, dimension by dimension; a target it cannot wrap fails
-        // in _create_new_module with this message.
+        // A target PEFT cannot wrap fails in _create_new_module; checked before anything is drawn.
+        foreach (var (path, module) in selected) BaseLayer.Require(module, "VeRA", path);
+        // The projections are drawn when the first layer is wrapped, once every check above and Inject's own have passed.
+        projections?.Dispose();
+        projections = null;
+        selectedTargets = selected;
+        return selected;
+    }
+
+    protected override VeraLinear Wrap(string path, nn.Module<Tensor, Tensor> baseLayer)
+    {
+        projections ??= Draw(Config, selectedTargets!, BaseLayer.DeviceOf(selectedTargets![0].Module));
+        return VeraLinear.FromBase(baseLayer, projections, Config);
+    }
+
+    /// <summary>
+    /// The projections an adapter with <paramref name="config"/> draws for <paramref name="model"/>, on the CPU, without
+    /// wrapping anything: the model may be built on the "meta" device (shapes and dtypes, no weights), so a saved
+    /// checkpoint's projections are drawn without loading the base.
+    /// </summary>
+    internal static VeraProjections ProjectionsFor(CausalLanguageModel model, VeraConfig config)
+    {
+        var adapter = new VeraAdapter(config);
+        return Draw(config, adapter.SelectTargets(model), CPU);
+    }
+
+    /// <summary>
+    /// PEFT's <c>_find_dim</c> (the largest (out, in) over the targets, dimension by dimension) and <c>_init_vera_A_vera_B</c>,
+    /// then the rounding PEFT's wrapping leaves: each layer's <c>update_layer</c> casts the shared vera_A/vera_B to that
+    /// layer's dtype (<c>_move_adapter_to_device_of_base_layer</c>), in wrapping order, and <c>cast_adapter_dtype</c> upcasts
+    /// them to fp32 afterwards (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40, tuners/vera/layer.py,
+    /// tuners/tuners_utils.py): on a bf16 base the projections are the fp32 draw rounded to bf16.
+    /// </summary>
+    private static VeraProjections Draw(VeraConfig config, IReadOnlyList<(string Path, nn.Module Module)> selected, Device device)
+    {
         long maxIn = 0, maxOut = 0;
-        foreach (var (path, module) in selected)
+        foreach (var (_, module) in selected)
         {
-            if (!BaseLayer.IsSupported(module))
-                throw new NotSupportedException(
-                    $"VeRA: target module '{path}' ({module.GetType().Name}) is not supported. Currently, only Linear (optionally " +
-                    "quantized) and Conv1D are supported");
             var (inFeatures, outFeatures) = BaseLayer.Shape(module);
             maxIn = Math.Max(maxIn, inFeatures);
             maxOut = Math.Max(maxOut, outFeatures);
         }
-        projections?.Dispose();
-        projections = VeraProjections.Create(Config.R, maxIn, maxOut, Config.ProjectionPrngKey, BaseLayer.DeviceOf(selected[0].Module));
-        return selected;
+        var projections = VeraProjections.Create(config.R, maxIn, maxOut, config.ProjectionPrngKey);
+        foreach (var (_, module) in selected)
+            if (BaseLayer.AdapterDtype(module) is { } dtype) projections.RoundThrough(dtype);
+        projections.MoveTo(device);
+        return projections;
     }
 
-    protected override VeraLinear Wrap(string path, nn.Module<Tensor, Tensor> baseLayer) =>
-        VeraLinear.FromBase(baseLayer, projections!, Config);
-
     // "all-linear" expanded, as PEFT saves it; fan_in_fan_out as PEFT sets it for Conv1D targets.
-    protected override void OnInjected(CausalLanguageModel model) => Config = Config with
+    protected override void OnInjected(CausalLanguageModel model)
     {
-        TargetModules = savedTargets,
-        FanInFanOut = Layers.Any(l => l.Layer.FanInFanOut),
-    };
+        Config = Config with
+        {
+            TargetModules = savedTargets,
+            FanInFanOut = Layers.Any(l => l.Layer.FanInFanOut),
+        };
+        selectedTargets = null;   // the modules are wrapped now; only the projections are kept
+    }
 
     protected override nn.Module<Tensor, Tensor> Fuse(VeraLinear layer) => layer.Fuse();
 
     protected override IEnumerable<(string Key, Tensor Tensor)> SharedState()
     {
         if (!Config.SaveProjection || projections is null) yield break;
+        if (Layers.Count > 0) projections.MoveTo(Layers[0].Layer.vera_lambda_d.device);   // beside the vectors, if the model moved
         yield return (ProjectionAKey, projections.A);
         yield return (ProjectionBKey, projections.B);
     }
 
     /// <summary>
     /// PEFT's <c>_remap_adapter_state_dict_for_load</c>: with save_projection the file must hold the projections (they
-    /// replace the drawn ones). Without it PEFT ignores projections found in the file and keeps the drawn ones; here
-    /// such projections are accepted only when they are the drawn ones bit for bit, since otherwise the file describes a
-    /// different model than the one computed.
+    /// replace the drawn ones). Without it, as PEFT, projections found in the file are ignored (the drawn ones are kept)
+    /// with PEFT's warning (their absence was warned about when the adapter was created).
     /// </summary>
     protected override IReadOnlyDictionary<string, Tensor> BeforeLoad(Dictionary<string, Tensor> state)
     {
@@ -104,21 +138,32 @@ public sealed class VeraAdapter : WrappingAdapter<VeraLinear>
                     "them from projection_prng_key)");
             return state;
         }
-        foreach (var (key, drawn) in new[] { (ProjectionAKey, projections!.A), (ProjectionBKey, projections.B) })
+        if (state.ContainsKey(ProjectionAKey) || state.ContainsKey(ProjectionBKey))
         {
-            if (!state.Remove(key, out var saved)) continue;
-            using var scope = NewDisposeScope();
-            if (!saved.shape.SequenceEqual(drawn.shape) || !saved.to(drawn.dtype, drawn.device).eq(drawn).all().item<bool>())
-                throw new InvalidDataException(
-                    $"save_projection is false, so the projections are drawn from projection_prng_key {Config.ProjectionPrngKey}, but the " +
-                    $"file holds a different '{key}'; set save_projection to true to load the saved projections");
+            // Not loaded: PEFT's load_state_dict(strict=False) leaves them as unexpected keys.
+            state.Remove(ProjectionAKey);
+            state.Remove(ProjectionBKey);
+            warnings.Add("VeRA: save_projection is false, so the file's vera_A and vera_B are ignored and the projections are " +
+                         $"drawn from projection_prng_key {Config.ProjectionPrngKey} (PEFT: \"Specified to not load vera_A and vera_B from " +
+                         "state dictionary however they are present in state dictionary!\"); set save_projection to true to use the saved ones");
         }
         return state;
     }
+
+    /// <summary>PEFT's warning for save_projection false (VeraConfig.__post_init__, _remap_adapter_state_dict_for_load).</summary>
+    internal const string NoSavedProjectionsWarning =
+        "VeRA: save_projection is false, so vera_A and vera_B are not saved with the adapter but drawn again from " +
+        "projection_prng_key, which may not give the same numbers on every system; set save_projection to true to save them";
+
+    private readonly List<string> warnings = [];
+
+    /// <summary>PEFT's warnings about save_projection false, given when the adapter is made and when it is loaded.</summary>
+    public override IReadOnlyList<string> Warnings => warnings;
 
     protected override void OnRestored()
     {
         projections?.Dispose();
         projections = null;
+        selectedTargets = null;
     }
 }

@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using SharpTune.Peft.Lora;
 
 namespace SharpTune.Peft.Vera;
 
@@ -45,19 +44,8 @@ public sealed record VeraConfig
     /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
     public bool InferenceMode { get; init; }
 
-    /// <summary>
-    /// PEFT's TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING: a copy of LoRA's table (utils/constants.py, with only
-    /// "phi", which SharpTune does not load, changed), so the defaults are <see cref="LoraConfig.DefaultTargetModules"/>.
-    /// </summary>
-    public static IReadOnlyList<string> DefaultTargetModules(string modelType)
-    {
-        try { return LoraConfig.DefaultTargetModules(modelType); }
-        catch (ArgumentException)
-        {
-            throw new ArgumentException(
-                $"no default VeRA target modules for model_type '{modelType}': give target_modules (names, a regex or \"all-linear\")");
-        }
-    }
+    /// <summary>PEFT's TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING, a copy of LoRA's table (see <see cref="PeftConfigFields"/>).</summary>
+    public static IReadOnlyList<string> DefaultTargetModules(string modelType) => PeftConfigFields.DefaultTargetModules(modelType, "VeRA");
 
     /// <summary>Throws, naming the field, when a value is out of range or asks for what is not implemented.</summary>
     public void Validate(string source = "VeRA config")
@@ -72,34 +60,25 @@ public sealed record VeraConfig
     }
 
     /// <summary>The <c>adapter_config.json</c> object, with every field PEFT writes for VeRA.</summary>
-    public JsonObject ToJson() => new()
+    public JsonObject ToJson()
     {
-        ["auto_mapping"] = null,
-        ["base_model_name_or_path"] = BaseModelNameOrPath,
-        ["bias"] = Bias,
-        ["d_initial"] = DInitial,
-        ["fan_in_fan_out"] = FanInFanOut,
-        ["inference_mode"] = InferenceMode,
-        ["init_weights"] = InitWeights,
-        ["layers_pattern"] = null,
-        ["layers_to_transform"] = null,
-        ["modules_to_save"] = ModulesToSave.Count == 0 ? null : new JsonArray([.. ModulesToSave.Select(m => JsonValue.Create(m))]),
-        ["peft_type"] = PeftTypeName,
-        ["projection_prng_key"] = ProjectionPrngKey,
-        ["r"] = R,
-        ["revision"] = null,
-        ["save_projection"] = SaveProjection,
-        ["target_modules"] = TargetModules?.ToJson(),
-        ["task_type"] = "CAUSAL_LM",
-        ["vera_dropout"] = VeraDropout,
-    };
+        var json = PeftConfigFields.Write(PeftTypeName, new(TargetModules, ModulesToSave, BaseModelNameOrPath, InferenceMode));
+        json["bias"] = Bias;
+        json["d_initial"] = DInitial;
+        json["fan_in_fan_out"] = FanInFanOut;
+        json["init_weights"] = InitWeights;
+        json["projection_prng_key"] = ProjectionPrngKey;
+        json["r"] = R;
+        json["save_projection"] = SaveProjection;
+        json["vera_dropout"] = VeraDropout;
+        return json;
+    }
 
     // PEFT's VeraConfig fields: the ones every PeftConfig has and VeRA's own.
     private static readonly HashSet<string> KnownFields =
     [
-        .. AdapterState.PeftConfigFields,
-        "r", "target_modules", "projection_prng_key", "save_projection", "vera_dropout", "d_initial", "fan_in_fan_out", "bias",
-        "modules_to_save", "init_weights", "layers_to_transform", "layers_pattern",
+        .. PeftConfigFields.Names,
+        "r", "projection_prng_key", "save_projection", "vera_dropout", "d_initial", "fan_in_fan_out", "bias", "init_weights",
     ];
 
     /// <summary>
@@ -112,21 +91,21 @@ public sealed record VeraConfig
         json = JsonNode.Parse(json.ToJsonString())!.AsObject();
         AdapterState.RequireType(json, PeftTypeName, source);
         AdapterState.RefuseUnknownFields(json, KnownFields, "a VeRA", source);
-        AdapterState.RefuseFields(json, ["layers_to_transform", "layers_pattern"], source);
+        var common = PeftConfigFields.Read(json, PeftTypeName, source);
         var config = new VeraConfig
         {
             R = AdapterState.Read(json, "r", 256, source),
-            TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
+            TargetModules = common.TargetModules,
             ProjectionPrngKey = AdapterState.Read(json, "projection_prng_key", 0L, source),
             SaveProjection = AdapterState.Read(json, "save_projection", true, source),
             VeraDropout = AdapterState.Read(json, "vera_dropout", 0.0, source),
             DInitial = AdapterState.Read(json, "d_initial", 0.1, source),
             FanInFanOut = AdapterState.Read(json, "fan_in_fan_out", false, source),
             Bias = AdapterState.Read(json, "bias", "none", source),
-            ModulesToSave = AdapterState.ReadNames(json["modules_to_save"], "modules_to_save", source),
+            ModulesToSave = common.ModulesToSave,
             InitWeights = AdapterState.Read(json, "init_weights", true, source),
-            BaseModelNameOrPath = AdapterState.Read<string?>(json, "base_model_name_or_path", null, source),
-            InferenceMode = AdapterState.Read(json, "inference_mode", false, source),
+            BaseModelNameOrPath = common.BaseModelNameOrPath,
+            InferenceMode = common.InferenceMode,
         };
         config.Validate(source);
         return config;

@@ -36,10 +36,7 @@ public sealed class VeraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
 
     private VeraLinear(nn.Module<Tensor, Tensor> baseLayer, VeraProjections projections, VeraConfig config) : base(nameof(VeraLinear))
     {
-        // PEFT's _get_tuner_layer_class: nn.Linear (optionally quantized) and transformers' Conv1D.
-        if (!BaseLayer.IsSupported(baseLayer))
-            throw new NotSupportedException(
-                $"VeRA: target module {baseLayer.GetType().Name} is not supported; only Linear (optionally quantized) and Conv1D layers are");
+        BaseLayer.Require(baseLayer, "VeRA");   // PEFT's _get_tuner_layer_class: nn.Linear (optionally quantized) and Conv1D
         if (config.R <= 0) throw new ArgumentException($"VeRA: r should be a positive integer value but the value passed is {config.R}");
         base_layer = baseLayer;
         this.projections = projections;
@@ -48,15 +45,21 @@ public sealed class VeraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
             throw new ArgumentException(
                 $"VeRA: the shared projections vera_A [{string.Join(", ", projections.A.shape)}] and vera_B [{string.Join(", ", projections.B.shape)}] " +
                 $"are smaller than r = {config.R} and this layer's (in {inFeatures}, out {outFeatures}) need");
-        var device = BaseLayer.DeviceOf(baseLayer);
-        // PEFT's update_layer: lambda_b = ones(out), lambda_d = randn(r); reset_vera_parameters (init_weights) then fills
-        // lambda_d with d_initial and zeroes lambda_b, so the model starts as the base.
-        var lambdaB = config.InitWeights ? zeros(outFeatures, dtype: ScalarType.Float32, device: device)
-            : ones(outFeatures, dtype: ScalarType.Float32, device: device);
-        var lambdaD = config.InitWeights ? full(config.R, config.DInitial, dtype: ScalarType.Float32, device: device)
-            : randn(config.R, dtype: ScalarType.Float32, device: device);
-        vera_lambda_b = new Parameter(lambdaB.DetachFromDisposeScope());
-        vera_lambda_d = new Parameter(lambdaD.DetachFromDisposeScope());
+        // PEFT's update_layer: lambda_b = ones(out), lambda_d = torch.randn(r) from the global CPU generator (drawn whatever
+        // init_weights says, so the generator advances as PEFT's does); reset_vera_parameters (init_weights) then fills
+        // lambda_d with d_initial and zeroes lambda_b, so the model starts as the base. _move_adapter_to_device_of_base_layer
+        // then casts both to a bf16/fp16 base's dtype and cast_adapter_dtype back to fp32: lambda_d keeps the rounded values
+        // (bf16(0.1) = 0.10009765625), lambda_b's zeros and ones are exact.
+        using (var scope = NewDisposeScope())
+        {
+            var drawn = randn(config.R, dtype: ScalarType.Float32, device: CPU);
+            var lambdaB = config.InitWeights ? zeros(outFeatures, dtype: ScalarType.Float32) : ones(outFeatures, dtype: ScalarType.Float32);
+            var lambdaD = config.InitWeights ? full(config.R, config.DInitial, dtype: ScalarType.Float32) : drawn;
+            if (BaseLayer.AdapterDtype(baseLayer) is { } dtype && dtype != ScalarType.Float32) lambdaD = lambdaD.to(dtype).to(ScalarType.Float32);
+            var device = BaseLayer.DeviceOf(baseLayer);
+            vera_lambda_b = new Parameter(lambdaB.to(device).detach().clone().DetachFromDisposeScope());
+            vera_lambda_d = new Parameter(lambdaD.to(device).detach().clone().DetachFromDisposeScope());
+        }
         if (config.VeraDropout > 0) vera_dropout = nn.Dropout(config.VeraDropout);
         RegisterComponents();
     }
@@ -86,8 +89,9 @@ public sealed class VeraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         var y = DenseMatVec.Forward(base_layer, x);                                  // (…, out)
         var h = x.to(ScalarType.Float32);                                             // PEFT's _cast_input_dtype
         if (vera_dropout is not null) h = vera_dropout.forward(h);
-        var a = projections.SlicedA(inFeatures).to(h.device);                        // (r, in)
-        var b = projections.SlicedB(outFeatures).to(h.device);                       // (out, r)
+        projections.MoveTo(vera_lambda_d.device);                                     // once, if the model moved
+        var a = projections.SlicedA(inFeatures);                                      // (r, in)
+        var b = projections.SlicedB(outFeatures);                                     // (out, r)
         var update = vera_lambda_b * F.linear(vera_lambda_d * F.linear(h, a), b);   // (…, out) fp32
         return (y + update).to(y.dtype).MoveToOuterDisposeScope();
     }
@@ -96,8 +100,9 @@ public sealed class VeraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     public Tensor DeltaWeight()
     {
         using var scope = NewDisposeScope();
-        var a = projections.SlicedA(inFeatures).to(vera_lambda_d.device);
-        var b = projections.SlicedB(outFeatures).to(vera_lambda_d.device);
+        projections.MoveTo(vera_lambda_d.device);
+        var a = projections.SlicedA(inFeatures);
+        var b = projections.SlicedB(outFeatures);
         return (vera_lambda_b.unsqueeze(-1) * b).matmul(vera_lambda_d.unsqueeze(-1) * a).MoveToOuterDisposeScope();
     }
 

@@ -12,10 +12,10 @@ namespace SharpTune.Peft.Vera;
 public sealed class VeraProjections : IDisposable
 {
     /// <summary>vera_A: (r, in).</summary>
-    public Tensor A { get; }
+    public Tensor A { get; private set; }
 
     /// <summary>vera_B: (out, r).</summary>
-    public Tensor B { get; }
+    public Tensor B { get; private set; }
 
     private VeraProjections(Tensor a, Tensor b)
     {
@@ -60,6 +60,34 @@ public sealed class VeraProjections : IDisposable
         using var noGrad = no_grad();
         tensor.uniform_(-bound, bound, generator);
         return tensor;
+    }
+
+    /// <summary>
+    /// Rounds both matrices through <paramref name="dtype"/> and back to fp32, in place: what PEFT's
+    /// <c>_move_adapter_to_device_of_base_layer</c> (casting the shared vera_A/vera_B to a bf16/fp16 base layer's dtype) and
+    /// then <c>cast_adapter_dtype</c> (upcasting them to fp32) leave (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40,
+    /// tuners/tuners_utils.py). A no-op for fp32.
+    /// </summary>
+    public void RoundThrough(ScalarType dtype)
+    {
+        if (dtype == A.dtype) return;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        A.copy_(A.to(dtype));
+        B.copy_(B.to(dtype));
+    }
+
+    /// <summary>
+    /// Moves both matrices to <paramref name="device"/> when they live elsewhere (once: a model moved after wrapping), so
+    /// the layers and the saved state find them beside the trained vectors.
+    /// </summary>
+    public void MoveTo(Device device)
+    {
+        if (A.device_type == device.type && (device.index < 0 || A.device_index == device.index)) return;
+        var (a, b) = (A.to(device).DetachFromDisposeScope(), B.to(device).DetachFromDisposeScope());
+        A.Dispose();
+        B.Dispose();
+        (A, B) = (a, b);
     }
 
     /// <summary>vera_A's first <paramref name="inFeatures"/> columns: (r, in), a view.</summary>

@@ -342,8 +342,10 @@ public class OftAdapterTests
             FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "oft", OftEps = 1e-3 })).Message);
         Assert.Contains("num_cayley_neumann_terms (--num-cayley-neumann-terms) is only read with use_cayley_neumann", Assert.Throws<ArgumentException>(() =>
             FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "oft", UseCayleyNeumann = false, NumCayleyNeumannTerms = 3 })).Message);
-        Assert.Contains("lora_r (--lora-r) and lora_alpha (--lora-alpha) do not apply to method 'oft' (found 4 and 16)", Assert.Throws<ArgumentException>(() =>
+        Assert.Contains("lora_r (--lora-r) does not apply to method 'oft' (found 4)", Assert.Throws<ArgumentException>(() =>
             FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "oft", LoraR = 4 })).Message);
+        Assert.Contains("lora_alpha (--lora-alpha) does not apply to method 'oft' (found 32)", Assert.Throws<ArgumentException>(() =>
+            FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "oft", LoraAlpha = 32 })).Message);
         Assert.Contains("use_rslora is a LoRA/DoRA setting; method 'oft' does not take it", Assert.Throws<ArgumentException>(() =>
             FineTuningMethods.CreateAdapter(new TrainingOptions { Method = "oft", UseRslora = true })).Message);
         foreach (var (options, name) in new (TrainingOptions, string)[]
