@@ -72,7 +72,17 @@ public class GrpoJobTests
     public void AnInterruptedRunResumesExactlyIncludingTheSamplingRng(int numIterations)
     {
         using var dir = new TempDir();
-        var options = Options(dir) with { NumIterations = numIterations };
+        AssertAnInterruptedRunResumesExactly(dir, Options(dir) with { NumIterations = numIterations },
+            "loss", "reward", "grad_norm", "entropy", "completions/mean_length");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="options"/> through, then again cancelled after step 3 and resumed: the same
+    /// <paramref name="metricKeys"/> at every step and the same completions (the sampling RNG is restored); with
+    /// μ = 2 step 3 ends mid-generation, so its checkpoint carries the generation batch.
+    /// </summary>
+    internal static void AssertAnInterruptedRunResumesExactly(TempDir dir, TrainingOptions options, params string[] metricKeys)
+    {
         FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
         var expected = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"));
 
@@ -81,17 +91,16 @@ public class GrpoJobTests
         var progress = new SynchronousProgress(p => { if (p.Step == 3) cancel.Cancel(); });
         Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(interrupted, false, progress, null, cancel.Token, Custom(new LetterReward())));
         // Step 3 ends mid-generation when μ = 2: its checkpoint carries the generation batch.
-        Assert.Equal(numIterations == 2, File.Exists(Path.Combine(TrainingCheckpoint.List(interrupted.Output)[^1], GrpoBuffer.FileName)));
+        Assert.Equal(options.NumIterations == 2, File.Exists(Path.Combine(TrainingCheckpoint.List(interrupted.Output)[^1], GrpoBuffer.FileName)));
         FineTuneJob.Run(interrupted, resume: true, rewards: Custom(new LetterReward()));
         var resumed = MetricsLog.ReadAll(Path.Combine(interrupted.Output, "metrics.jsonl"));
 
         Assert.Equal(expected.Count, resumed.Count);
-        foreach (var key in new[] { "loss", "reward", "grad_norm", "entropy", "completions/mean_length" })
+        foreach (var key in metricKeys)
             for (var i = 0; i < expected.Count; i++)
                 Assert.Equal(expected[i][key]!.GetValue<double>(), resumed[i][key]!.GetValue<double>(), 6);
-        var a = File.ReadAllLines(Path.Combine(options.Output, "completions.jsonl"));
-        var b = File.ReadAllLines(Path.Combine(interrupted.Output, "completions.jsonl"));
-        Assert.Equal(a, b);
+        Assert.Equal(File.ReadAllLines(Path.Combine(options.Output, "completions.jsonl")),
+            File.ReadAllLines(Path.Combine(interrupted.Output, "completions.jsonl")));
     }
 
     private sealed class FailingReward(bool nan) : PerSampleReward

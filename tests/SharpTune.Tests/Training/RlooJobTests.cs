@@ -162,24 +162,8 @@ public class RlooJobTests
     public void AnInterruptedRunResumesExactly(int numIterations)
     {
         using var dir = new TempDir();
-        var options = Rloo(dir) with { NumIterations = numIterations };
-        FineTuneJob.Run(options, rewards: Custom(new LetterReward()));
-        var expected = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"));
-
-        var interrupted = options with { Output = dir.File("interrupted") };
-        using var cancel = new CancellationTokenSource();
-        var progress = new SynchronousProgress(p => { if (p.Step == 3) cancel.Cancel(); });
-        Assert.ThrowsAny<OperationCanceledException>(() => FineTuneJob.Run(interrupted, false, progress, null, cancel.Token, Custom(new LetterReward())));
-        Assert.Equal(numIterations == 2, File.Exists(Path.Combine(TrainingCheckpoint.List(interrupted.Output)[^1], GrpoBuffer.FileName)));
-        FineTuneJob.Run(interrupted, resume: true, rewards: Custom(new LetterReward()));
-        var resumed = MetricsLog.ReadAll(Path.Combine(interrupted.Output, "metrics.jsonl"));
-
-        Assert.Equal(expected.Count, resumed.Count);
-        foreach (var key in new[] { "loss", "reward", "kl", "grad_norm", "entropy", "clip_ratio/region_mean", "completions/mean_length" })
-            for (var i = 0; i < expected.Count; i++)
-                Assert.Equal(expected[i][key]!.GetValue<double>(), resumed[i][key]!.GetValue<double>(), 6);
-        Assert.Equal(File.ReadAllLines(Path.Combine(options.Output, "completions.jsonl")),
-            File.ReadAllLines(Path.Combine(interrupted.Output, "completions.jsonl")));
+        AssertAnInterruptedRunResumesExactly(dir, Rloo(dir) with { NumIterations = numIterations },
+            "loss", "reward", "kl", "grad_norm", "entropy", "clip_ratio/region_mean", "completions/mean_length");
     }
 
     [SharedAssetFact("models/stories260K")]

@@ -16,11 +16,14 @@ namespace SharpTune.Tests.Generation.Speculative;
 /// </summary>
 public sealed class SpeculativeDecodingTests
 {
-    private const string Stories = "models/stories260K";
+    /// <summary>The shared asset the speculative decoding tests run on.</summary>
+    internal const string Stories = "models/stories260K";
 
-    private static CausalLanguageModel Load() => PretrainedModel.Load(TestAssets.Stories260K, ScalarType.Float32);
+    /// <summary>stories260K in fp32.</summary>
+    internal static CausalLanguageModel Load() => PretrainedModel.Load(TestAssets.Stories260K, ScalarType.Float32);
 
-    private static IReadOnlyList<int> Prompt(string text = "Lily saw a cat. Lily saw a dog. Lily saw a") =>
+    /// <summary>The prompt's ids with stories260K's tokenizer and its specials.</summary>
+    internal static IReadOnlyList<int> Prompt(string text = "Lily saw a cat. Lily saw a dog. Lily saw a") =>
         HfTokenizer.FromDirectory(TestAssets.Stories260K).Encode(text, addSpecialTokens: true);
 
     private static GenerationOptions Greedy(int tokens) => new() { Temperature = 0, MaxNewTokens = tokens };

@@ -2,7 +2,7 @@ using SharpTune.Generation;
 using SharpTune.Generation.Speculative;
 using SharpTune.Models;
 using SharpTune.Tests.Support;
-using SharpTune.Tokenization;
+using static SharpTune.Tests.Generation.Speculative.SpeculativeDecodingTests;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Generation.Speculative;
@@ -14,12 +14,6 @@ namespace SharpTune.Tests.Generation.Speculative;
 /// </summary>
 public sealed class SpeculativeProcessorsTests
 {
-    private const string Stories = "models/stories260K";
-
-    private static CausalLanguageModel Load() => PretrainedModel.Load(TestAssets.Stories260K, ScalarType.Float32);
-
-    private static IReadOnlyList<int> Prompt(string text) => HfTokenizer.FromDirectory(TestAssets.Stories260K).Encode(text, addSpecialTokens: true);
-
     [SharedAssetFact(Stories)]
     public void GreedyWithPenaltiesAndLogitBiasEqualsPlainGreedy()
     {
