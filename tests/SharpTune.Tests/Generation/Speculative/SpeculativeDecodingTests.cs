@@ -107,7 +107,7 @@ public sealed class SpeculativeDecodingTests
     }
 
     /// <summary>The model's logits after <paramref name="ids"/>, from one pass without a cache.</summary>
-    private static Tensor LastLogits(CausalLanguageModel model, IReadOnlyList<int> ids)
+    internal static Tensor LastLogits(CausalLanguageModel model, IReadOnlyList<int> ids)
     {
         using var inference = inference_mode();
         var input = tensor(ids.Select(t => (long)t).ToArray()).view(1, -1);

@@ -95,13 +95,4 @@ public sealed class SpeculativeProcessorsTests
             Assert.True(Math.Abs(observed - p) <= tolerance, $"{what}: token {token} drawn {observed:F4}, p = {p:F4} (± {tolerance:F4})");
         }
     }
-
-    private static Tensor LastLogits(CausalLanguageModel model, IReadOnlyList<int> ids)
-    {
-        using var inference = inference_mode();
-        var input = tensor(ids.Select(t => (long)t).ToArray()).view(1, -1);
-        var ctx = new ForwardContext { PositionIds = arange(ids.Count, dtype: ScalarType.Int64).view(1, -1) };
-        var hidden = model.DecodeHidden(model.EmbedTokens(input), ctx);
-        return model.ComputeLogits(hidden.narrow(1, ids.Count - 1, 1)).view(-1).to(ScalarType.Float32);
-    }
 }
