@@ -125,7 +125,8 @@ public class SequenceClassificationTrainingTests
         using var mergedLogits = reloaded.Logits(ids);
         var expected = withAdapter.data<float>().ToArray();
         var actual = mergedLogits.data<float>().ToArray();
-        for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 4);
+        // Merging rounds differently in fp32: a tolerance, not a count of decimal places (1.007849 and 1.007850 round apart).
+        for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4);
         // The trained head is not the untrained one: the adapter's score really reached the merged folder.
         using var fresh = SequenceClassifier.Load(TestAssets.Stories260K, labels);
         Assert.False(fresh.Score.weight!.allclose(reloaded.Score.weight!));
