@@ -22,6 +22,9 @@ public static class OftRotation
 
     private static Tensor UpperIndices(long blockSize, Device device) => upperIndices.GetOrAdd((blockSize, device.ToString()), key =>
     {
+        // An ordinary tensor whichever mode the first caller runs in: built while generating, it still serves training
+        // (autograd refuses to save inference tensors for the backward).
+        using var normal = inference_mode(false);
         var indices = new long[Elements(key.BlockSize)];
         var n = 0;
         for (long i = 0; i < key.BlockSize; i++)

@@ -26,6 +26,22 @@ public class OftFormulaTests
     private static Tensor Vec(params double[] values) => tensor(values, dtype: ScalarType.Float64).view(1, -1);
 
     [Fact]
+    public void IndicesFirstBuiltWhileGeneratingStillServeTraining()
+    {
+        // A block size no other test uses, so its cached indices are first built here, inside inference mode (as when a
+        // served or generating model runs first); the same indices must then serve a backward.
+        const long blockSize = 11;
+        using (inference_mode())
+        using (var first = OftRotation.Skew(zeros(1, OftRotation.Elements(blockSize)), blockSize)) { }
+        using var vec = randn(2, OftRotation.Elements(blockSize)).requires_grad_();
+        using var q = OftRotation.Skew(vec, blockSize);
+        using var loss = (q * q).sum();
+        loss.backward();
+        using var expected = 4 * vec.detach();   // each element is u and −u in Q: d/du (2u²) = 4u
+        Assert.True(vec.grad!.allclose(expected));
+    }
+
+    [Fact]
     public void StoredElementsAreTheUpperTriangleOfASkewSymmetricBlock()
     {
         // torch.triu_indices(3, 3, 1) is (0,1), (0,2), (1,2): Q = U − Uᵀ.
