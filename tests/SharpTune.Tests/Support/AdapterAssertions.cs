@@ -31,4 +31,20 @@ public static class AdapterAssertions
         foreach (var t in tensors.Values) t.Dispose();
         return values;
     }
+
+    /// <summary>
+    /// Exports the run's last checkpoint as the jobs API serves it (to <paramref name="served"/>) and asserts it holds the
+    /// tensors of the adapter the run saved in <paramref name="finalDirectory"/>, bit for bit; returns both by name.
+    /// </summary>
+    public static (Dictionary<string, float[]> Final, Dictionary<string, float[]> Served) CheckpointExportsAsFinal(
+        SharpTune.Training.TrainingOptions options, string finalDirectory, string served, ScalarType dtype)
+    {
+        SharpTune.Jobs.CheckpointAdapters.Export(SharpTune.Jobs.CheckpointAdapters.Complete(options.Output).Last().Directory, served,
+            SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, dtype);
+        var expected = SavedTensors(finalDirectory);
+        var actual = SavedTensors(served);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        return (expected, actual);
+    }
 }

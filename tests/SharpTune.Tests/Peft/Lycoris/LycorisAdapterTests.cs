@@ -70,12 +70,7 @@ public class LycorisAdapterTests
         };
         var result = FineTuneJob.Run(options);
         var served = Path.Combine(temp.Path, "served");
-        SharpTune.Jobs.CheckpointAdapters.Export(SharpTune.Jobs.CheckpointAdapters.Complete(options.Output).Last().Directory, served,
-            SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, ScalarType.Float32);
-        var expected = AdapterAssertions.SavedTensors(result.FinalDirectory);
-        var actual = AdapterAssertions.SavedTensors(served);
-        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
-        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        AdapterAssertions.CheckpointExportsAsFinal(options, result.FinalDirectory, served, ScalarType.Float32);
         using var loaded = LoadedModel.Load(TestAssets.Stories260K, served);   // PEFT's loader path reads it back
         Assert.Equal(method.ToUpperInvariant(), JsonNode.Parse(File.ReadAllText(Path.Combine(served, AdapterFiles.ConfigFileName)))!["peft_type"]!.GetValue<string>());
     }

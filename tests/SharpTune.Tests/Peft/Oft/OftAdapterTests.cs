@@ -378,12 +378,7 @@ public class OftAdapterTests
         var down = AdapterAssertions.SavedTensors(result.FinalDirectory).Single(k => k.Key.EndsWith("layers.0.mlp.down_proj.oft_R.weight", StringComparison.Ordinal));
         Assert.Equal(4 * (43 * 42 / 2), down.Value.Length);   // (4 blocks, 43·42/2 elements)
         var served = Path.Combine(temp.Path, "served");
-        SharpTune.Jobs.CheckpointAdapters.Export(SharpTune.Jobs.CheckpointAdapters.Complete(options.Output).Last().Directory, served,
-            SharpTune.Jobs.CheckpointAdapters.AdapterConfig(options, TestAssets.Stories260K)!, null, ScalarType.Float32);
-        var expected = AdapterAssertions.SavedTensors(result.FinalDirectory);
-        var actual = AdapterAssertions.SavedTensors(served);
-        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
-        foreach (var (name, values) in expected) Assert.Equal(values, actual[name]);
+        AdapterAssertions.CheckpointExportsAsFinal(options, result.FinalDirectory, served, ScalarType.Float32);
         using var loaded = LoadedModel.Load(TestAssets.Stories260K, served);
         Assert.Equal("OFT", JsonNode.Parse(File.ReadAllText(Path.Combine(served, AdapterFiles.ConfigFileName)))!["peft_type"]!.GetValue<string>());
     }
