@@ -29,6 +29,13 @@ public sealed class RunningServer : IAsyncDisposable
     /// <summary>The name of the base model in the <c>model</c> field.</summary>
     public string ModelName => Served.Name;
 
+    /// <summary>
+    /// The loaded adapters' load-time warnings by adapter name (see <see cref="ServedAdapter.Warnings"/>), for the host
+    /// to show; adapters without any are left out.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>> AdapterWarnings =>
+        Adapters.All.Where(a => a.Warnings.Count > 0).ToDictionary(a => a.Name, a => a.Warnings);
+
     internal InferenceEngine Engine { get; }
     internal AdapterRegistry Adapters { get; }
     internal ServedModel Served { get; }

@@ -131,6 +131,7 @@ public static class EvalCommand
                         ? EvaluationJob.RunMultipleChoice(parse.GetValue(model)!, candidates[0], multipleChoice, options, dtypeValue, progress, quantization: quantization)
                         : EvaluationJob.Run(parse.GetValue(model)!, candidates[0], testData!, options, dtypeValue, parse.GetValue(chatTemplate), progress,
                             quantization: quantization);
+                    foreach (var warning in result.AdapterWarnings) Console.Error.WriteLine($"warning: {warning}");
                     var files = EvaluationReportWriter.Write(result, outputDir);
                     foreach (var (name, value) in result.Metrics) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-14} {value:0.####}"));
                     foreach (var (name, signature) in result.Signatures) Console.WriteLine($"{name} signature: {signature}");
@@ -142,6 +143,8 @@ public static class EvalCommand
                         ? EvaluationJob.CompareMultipleChoice(parse.GetValue(model)!, candidates, multipleChoice, options, dtypeValue, progress, quantization: quantization)
                         : EvaluationJob.Compare(parse.GetValue(model)!, candidates, testData!, options, dtypeValue, parse.GetValue(chatTemplate), progress,
                             quantization: quantization);
+                    foreach (var candidate in comparison.Results)
+                        foreach (var warning in candidate.AdapterWarnings) Console.Error.WriteLine($"warning: {candidate.Name}: {warning}");
                     var json = ComparisonReportWriter.Write(comparison, outputDir);
                     Console.WriteLine($"{"metric",-14} " + string.Join(" ", comparison.Names.Select(n => $"{n,14}")));
                     foreach (var m in comparison.Metrics)

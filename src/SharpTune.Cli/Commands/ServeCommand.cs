@@ -101,6 +101,8 @@ internal static class ServeCommand
             if (Directory.Exists(options.ModelDir) && SharpTune.Advisors.License.LicenseWarning.For(options.ModelDir) is { } warning)
                 Console.Error.WriteLine($"warning: {warning}");
             await using var server = await SharpTuneServer.StartAsync(options, cancellationToken);
+            foreach (var (adapterName, adapterWarnings) in server.AdapterWarnings)
+                foreach (var adapterWarning in adapterWarnings) Console.Error.WriteLine($"warning: adapter {adapterName}: {adapterWarning}");
             Console.Error.WriteLine($"serving '{server.ModelName}'{(adapterDirs.Count > 0 ? $" + adapters {string.Join(", ", adapterDirs.Keys)}" : "")} at {server.OpenAiEndpoint}");
             if (fineTuning is not null) Console.Error.WriteLine($"fine-tuning jobs and batch API on, files in {Path.GetFullPath(fineTuning.JobsDir)}");
             if (options.RunsDir is not null) Console.Error.WriteLine($"runs dashboard at {new Uri(server.Url, "/dashboard")}");

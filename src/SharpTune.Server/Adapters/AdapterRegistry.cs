@@ -76,6 +76,7 @@ public sealed partial class AdapterRegistry(IAdapterActivator activator, HfToken
             served.Dispose();
             throw;
         }
+        served.Warnings = [.. served.Adapter.Warnings];   // the first injection is where the method decides them
         adapters[name] = served;
         return served;
     }

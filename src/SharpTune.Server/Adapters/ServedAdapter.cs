@@ -42,6 +42,12 @@ public sealed class ServedAdapter : IDisposable
     /// </summary>
     public SentenceTransformerConfig? EmbeddingConfig { get; }
 
+    /// <summary>
+    /// What the adapter's method changed when it was first applied, where PEFT warns and goes on (see
+    /// <see cref="IPeftAdapter.Warnings"/>): returned by /admin/adapters and printed by <c>serve</c>.
+    /// </summary>
+    public IReadOnlyList<string> Warnings { get; internal set; } = [];
+
     /// <summary>Unix time the adapter was loaded (the <c>created</c> field of /v1/models).</summary>
     public long Created { get; } = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 

@@ -59,6 +59,7 @@ internal sealed class AdminEndpoints(AdapterRegistry adapters, InferenceEngine e
         ["peft_type"] = adapter.Adapter.PeftType,
         ["chat_template"] = adapter.ChatFormat?.Name,
         ["created"] = adapter.Created,
+        ["warnings"] = new JsonArray([.. adapter.Warnings.Select(w => (JsonNode)JsonValue.Create(w))]),
     };
 
     private static string Field(JsonObject body, string name) =>

@@ -54,7 +54,10 @@ public static class EvaluationJob
         EvaluationOptions options, ScalarType? dtype, string? chatTemplate, Quantization.QuantizationOptions? quantization)
     {
         using var loaded = LoadedModel.Load(model, candidate.Adapter, dtype, chatTemplate, quantization);
-        return evaluate(new ModelEvaluator(loaded, options)) with { Model = model, Adapter = candidate.Adapter, Data = dataPath };
+        return evaluate(new ModelEvaluator(loaded, options)) with
+        {
+            Model = model, Adapter = candidate.Adapter, Data = dataPath, AdapterWarnings = [.. loaded.Adapter?.Warnings ?? []],
+        };
     }
 
     private static EvaluationComparison CompareAll(IReadOnlyList<EvaluationCandidate> candidates, Func<EvaluationCandidate, EvaluationResult> run)

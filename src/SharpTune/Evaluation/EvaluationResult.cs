@@ -62,6 +62,8 @@ public sealed record EvaluationResult(
     public string? Adapter { get; init; }
     /// <summary>The data file evaluated.</summary>
     public string? Data { get; init; }
+    /// <summary>What the adapter's method changed while loading where PEFT warns and goes on (see <see cref="Peft.IPeftAdapter.Warnings"/>).</summary>
+    public IReadOnlyList<string> AdapterWarnings { get; init; } = [];
     /// <summary>When the evaluation finished (UTC).</summary>
     public DateTimeOffset CreatedAt { get; init; } = DateTimeOffset.UtcNow;
     /// <summary>Wall-clock seconds the evaluation took.</summary>
