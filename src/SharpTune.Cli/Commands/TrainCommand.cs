@@ -23,7 +23,7 @@ internal static class TrainCommand
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in a run directory that holds an earlier run (its checkpoints are removed)" };
         var loraR = new Option<int?>("--lora-r") { Description = "LoRA rank, default 8 (LoHa/LoKr: their r, default 8; VeRA: its r, default 256; not IA3, nor OFT, whose r counts blocks: --oft-r)" };
         var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha, default 16 (LoHa/LoKr: their alpha; VeRA, IA3 and OFT have none and refuse it)" };
-        var initLoraWeights = new Option<string?>("--init-lora-weights") { Description = "LoRA/DoRA initialisation: true (default), false, gaussian, orthogonal, pissa or olora (PiSSA/OLoRA adapters are saved as an ordinary rank-2r LoRA for the original base)" };
+        var initLoraWeights = new Option<string?>("--init-lora-weights") { Description = "LoRA/DoRA initialisation: true (default), false, gaussian, orthogonal, pissa, olora (PiSSA/OLoRA adapters are saved as an ordinary rank-2r LoRA for the original base) or loftq (with --quantize: B·A starts as the rank-r part of each quantized layer's quantization error; best with --lora-alpha equal to --lora-r)" };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex, or all-linear" };
         var batch = new Option<int?>("--batch-size") { Description = "Micro-batch size" };
         var accumulation = new Option<int?>("--grad-accum") { Description = "Micro-batches per optimizer step" };

@@ -90,7 +90,9 @@ public static class ModelQuantizer
                     // In the stored dtype: the codec converts to fp32 a chunk at a time, never the whole matrix.
                     var weight = readBuffers.For(storedShape, target.Source.StoredDtypeOf(stored));
                     target.Source.ReadInto(stored, weight);
-                    return QuantizedLinear.Quantize(target.Layer is Conv1D ? weight.t() : weight, placeholderBias, options);
+                    var quantized = QuantizedLinear.Quantize(target.Layer is Conv1D ? weight.t() : weight, placeholderBias, options);
+                    quantized.Origin = new QuantizedWeightOrigin(Path.GetFullPath(modelDir), stored, Transposed: target.Layer is Conv1D);
+                    return quantized;
                 });
         Runtime.AllocatorTuning.ReleaseFreeMemory();
         return model;

@@ -56,6 +56,13 @@ public sealed class QuantizedLinear : nn.Module<Tensor, Tensor>
         _ => throw new ArgumentException($"only Linear and Conv1D layers can be quantized, not {layer.GetType().Name}"),
     };
 
+    /// <summary>
+    /// Where the full-precision weight this layer was quantized from is stored, when it was quantized while loading a
+    /// full-precision checkpoint (<see cref="ModelQuantizer.Load"/>); null otherwise. LoftQ reads it back, as PEFT's
+    /// <c>replace_lora_weights_loftq</c> streams the weights from the model's safetensors files.
+    /// </summary>
+    internal QuantizedWeightOrigin? Origin { get; set; }
+
     /// <summary>The quantized weight (codes and statistics).</summary>
     public QuantizedWeight Weight => weight;
 

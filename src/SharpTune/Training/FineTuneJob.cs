@@ -4,6 +4,7 @@ using SharpTune.Evaluation;
 using SharpTune.Hub;
 using SharpTune.Models;
 using SharpTune.Peft;
+using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 using SharpTune.Runtime;
 using SharpTune.Tokenization;
@@ -156,6 +157,9 @@ public static class FineTuneJob
             Validate(options);
         }
         var quantization = options.QuantizationSettings();
+        if (quantization is null && options.InitLoraWeights is { } init && LoraConfig.ParseInit(init, "init_lora_weights") == LoraInit.Loftq)
+            throw new ArgumentException("init_lora_weights loftq (--init-lora-weights loftq) starts LoRA from the quantized base's error: " +
+                                        "it needs quantize: nf4, fp4 or int8 (--quantize)");
         Directory.CreateDirectory(options.Output);
         if (Distributed.ProcessGroups.Current.Rank == 0) TrainingConfigFile.Save(options, Path.Combine(options.Output, "config.yaml"));
 

@@ -36,4 +36,23 @@ internal static class BaseDecomposition
         var b = q[.., ..r].contiguous();
         return new Factors(a, b, weight - (scaling * b).matmul(a));
     }
+
+    /// <summary>
+    /// LoftQ's one-step initialisation for a quantized base (PEFT's <c>_loftq_init_new</c> and <c>_low_rank_decomposition</c>,
+    /// utils/loftq_utils.py, as <c>replace_lora_weights_loftq</c> runs it): the quantization residual R = W − dequant(Q(W)),
+    /// with R = U·diag(S)·Vh (torch.linalg.svd, full_matrices=False), B = U·√diag(S)[:, :r] and A = √diag(S)[:r]·Vh, so BA
+    /// is R's best rank-r approximation. PEFT assigns them as they are, without the scaling s: the adapter then cancels
+    /// that part of the quantization error exactly when s = 1 (lora_alpha = r).
+    /// </summary>
+    /// <param name="weight">The full-precision weight (out, in), fp32.</param>
+    /// <param name="dequantized">The quantized layer's weight as its forward dequantizes it, (out, in).</param>
+    public static (Tensor A, Tensor B) Loftq(Tensor weight, Tensor dequantized, int r)
+    {
+        var residual = weight - dequantized.to(ScalarType.Float32);
+        var (u, s, vh) = torch.linalg.svd(residual, fullMatrices: false);
+        var root = torch.sqrt(torch.diag(s));
+        var b = u.matmul(root[.., ..r]);
+        var a = root[..r].matmul(vh);
+        return (a, b);
+    }
 }

@@ -73,6 +73,16 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
             EnsureWeightTying = SavesTiedEmbedding(model) ? true : Config.EnsureWeightTying,   // SharpTune trains them as one
         };
 
+    /// <summary>
+    /// LoftQ with a scaling other than 1: PEFT assigns the residual's factors without dividing by lora_alpha / r, so the
+    /// adapter starts at s times the rank-r part of the quantization error instead of cancelling it.
+    /// </summary>
+    public override IReadOnlyList<string> Warnings =>
+        Config.InitLoraWeights == LoraInit.Loftq && Layers.Select(l => l.Layer).FirstOrDefault(l => Math.Abs(l.Scaling - 1) > 1e-12) is { } scaled
+            ? [$"LoftQ: the adapter starts at {scaled.Scaling:0.###} × the quantization error's rank-r part (lora_alpha / r ≠ 1), " +
+               "as PEFT's replace_lora_weights_loftq does; set lora_alpha equal to r (--lora-alpha) for it to cancel that error"]
+            : [];
+
     protected override nn.Module<Tensor, Tensor> Fuse(LoraLinear layer) => layer.Fuse();
 
     protected override nn.Module<Tensor, Tensor> Unwrap(LoraLinear layer) => layer.Unwrap();

@@ -27,6 +27,13 @@ public enum LoraInit
     /// keeping W − s·BA. Saved adapters are converted as for <see cref="Pissa"/>.
     /// </summary>
     Olora,
+    /// <summary>
+    /// <c>"loftq"</c> (Li et al. 2023) on a quantized base (QLoRA), as PEFT's <c>replace_lora_weights_loftq</c> applies it:
+    /// BA starts as the best rank-r approximation of each quantized layer's quantization error W − dequant(Q(W)), read
+    /// from the full-precision checkpoint; the quantized base is left as it is, so saved adapters are ordinary LoRA
+    /// (init_lora_weights true, as PEFT's LoftQ example saves them). Layers that are not quantized start as <see cref="Default"/>.
+    /// </summary>
+    Loftq,
 }
 
 /// <summary>
@@ -245,7 +252,7 @@ public sealed record LoraConfig
         ["inference_mode"] = InferenceMode,
         ["init_lora_weights"] = InitLoraWeights switch
         {
-            LoraInit.Default => JsonValue.Create(true),
+            LoraInit.Default or LoraInit.Loftq => JsonValue.Create(true),   // LoftQ: PEFT's example saves true, so loading does not run it again
             LoraInit.Gaussian => JsonValue.Create("gaussian"),
             LoraInit.Orthogonal or LoraInit.Pissa or LoraInit.Olora => JsonValue.Create(InitName),
             _ => JsonValue.Create(false),
@@ -362,6 +369,7 @@ public sealed record LoraConfig
         LoraInit.Orthogonal => "orthogonal",
         LoraInit.Pissa => "pissa",
         LoraInit.Olora => "olora",
+        LoraInit.Loftq => "loftq",
         _ => InitLoraWeights.ToString(),
     };
 
@@ -384,10 +392,11 @@ public sealed record LoraConfig
             "olora" => LoraInit.Olora,
             _ when name == "orthogonal" => LoraInit.Orthogonal,
             _ when name == "pissa" => LoraInit.Pissa,
+            _ when name == "loftq" => LoraInit.Loftq,
             _ => throw new NotSupportedException(
                 $"{source}: init_lora_weights = {node.ToJsonString()} is not supported (true, false, \"gaussian\", \"orthogonal\", " +
-                "\"pissa\" and \"olora\" are; \"pissa_niter_N\" needs a randomized SVD whose result SharpTune cannot reproduce, and " +
-                "\"loftq\", \"eva\", \"corda\" need data or quantization steps SharpTune does not implement)"),
+                "\"pissa\", \"olora\" and \"loftq\" are; \"pissa_niter_N\" needs a randomized SVD whose result SharpTune cannot reproduce, and " +
+                "\"eva\", \"corda\" need data SharpTune does not collect)"),
         };
     }
 }

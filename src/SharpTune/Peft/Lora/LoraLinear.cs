@@ -76,6 +76,13 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
                 case LoraInit.Pissa or LoraInit.Olora:
                     initialFactors = DecomposeBase(init, r);
                     break;
+                case LoraInit.Loftq when baseLayer is QuantizedLinear quantized:
+                    InitialiseFromQuantizationError(quantized, r);
+                    break;
+                case LoraInit.Loftq:     // replace_lora_weights_loftq leaves layers that are not quantized as LoRA made them
+                    nn.init.kaiming_uniform_(lora_A.weight!, a: Math.Sqrt(5));
+                    nn.init.zeros_(lora_B.weight!);
+                    break;
             }
         }
         if (useDora)
@@ -116,6 +123,25 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         lora_B.weight!.copy_(factors.B);
         BaseLayer.WithWeight(base_layer, factors.Residual);
         return (factors.A.clone().MoveToOuterDisposeScope(), factors.B.clone().MoveToOuterDisposeScope());
+    }
+
+    // LoftQ: the rank-r part of this layer's quantization error, from the full-precision weight it was quantized from.
+    private void InitialiseFromQuantizationError(QuantizedLinear quantized, int r)
+    {
+        var origin = quantized.Origin ?? throw new NotSupportedException(
+            "init_lora_weights = \"loftq\" needs the full-precision weights the base was quantized from: load the full-precision " +
+            "model with --quantize (a base read from a pre-quantized checkpoint has none), as PEFT's replace_lora_weights_loftq " +
+            "reads them from the model's safetensors files");
+        var (inFeatures, outFeatures) = BaseLayer.Shape(base_layer);
+        if (r > Math.Min(inFeatures, outFeatures))
+            throw new ArgumentException(
+                $"init_lora_weights = \"loftq\" needs r ≤ min(in, out) = {Math.Min(inFeatures, outFeatures)} (the residual's SVD has no more components), found r = {r}");
+        using var scope = NewDisposeScope();
+        using var weight = origin.ReadFloat32();
+        using var dequantized = quantized.DequantizedWeight(quantized.ComputeDtype);
+        var (a, b) = BaseDecomposition.Loftq(weight.to(dequantized.device), dequantized, r);
+        lora_A.weight!.copy_(a);
+        lora_B.weight!.copy_(b);
     }
 
     /// <summary>PiSSA/OLoRA's starting A0 (r, in) and B0 (out, r), fp32; null for the other initialisations.</summary>
