@@ -9,11 +9,12 @@ internal sealed class GkdCommandOptions
     private readonly Option<string?> teacher = new("--teacher") { Description = "GKD: the teacher model folder or hub id (same vocabulary size as --model)" };
     private readonly Option<double?> lmbda = new("--lmbda") { Description = "GKD: share of micro-batches answered by the student itself, in [0, 1] (default 0.5)" };
     private readonly Option<bool?> seqKd = new("--seq-kd") { Description = "GKD: the teacher answers the micro-batches the student does not (default off)" };
+    private readonly Option<string?> teacherQuantize = new("--teacher-quantize") { Description = "GKD: store the teacher's decoder linear layers as nf4, fp4 or int8 (computed in the run's dtype); default full precision" };
     private readonly Option<int?> maxNewTokens = new("--max-new-tokens") { Description = "GKD: longest generated completion in tokens (default 128)" };
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { teacher, lmbda, seqKd, maxNewTokens }) command.Options.Add(option);
+        foreach (var option in new Option[] { teacher, lmbda, seqKd, maxNewTokens, teacherQuantize }) command.Options.Add(option);
     }
 
     public TrainingOptions Apply(ParseResult parse, TrainingOptions o) => o with
@@ -22,5 +23,6 @@ internal sealed class GkdCommandOptions
         Lmbda = parse.GetValue(lmbda) ?? o.Lmbda,
         SeqKd = parse.GetValue(seqKd) ?? o.SeqKd,
         MaxNewTokens = parse.GetValue(maxNewTokens) ?? o.MaxNewTokens,
+        TeacherQuantize = parse.GetValue(teacherQuantize) ?? o.TeacherQuantize,
     };
 }

@@ -27,9 +27,11 @@ internal static class GkdRecipe
         var teacherConfig = ModelConfig.Load(teacherDir);
         CheckVocabularies(context.Model.Config.VocabSize, teacherConfig.VocabSize, teacherDir);
         CheckRoomToGenerate(settings, TokenGenerator.PromptContext(context.Model), settings.SeqKd ? teacherConfig.ContextLength : null);
-        // The teacher is only read: frozen and in eval mode. It is loaded unquantized in the run's dtype even when the
-        // student's base is quantized, as TRL loads it (from teacher_model_init_kwargs, with no quantization unless asked).
-        using var teacher = PretrainedModel.Load(teacherDir, dtype, context.Model.Device);
+        // The teacher is only read: frozen and in eval mode. It is loaded in the run's dtype, unquantized even when the
+        // student's base is quantized unless teacher_quantize asks, as TRL loads it from teacher_model_init_kwargs.
+        var teacherQuantization = settings.TeacherQuantization(dtype);
+        using var teacher = PretrainedModel.Load(teacherDir, dtype, context.Model.Device, teacherQuantization);
+        if (teacherQuantization is not null) context.Log?.Invoke($"GKD teacher quantized: {teacherQuantization} ({Quantization.QuantizationReport.Of(teacher)})");
         foreach (var p in teacher.parameters()) p.requires_grad = false;
         teacher.eval();
         context.Log?.Invoke($"GKD teacher: {teacherDir}; λ {settings.Lmbda}, β {settings.Beta}, temperature {settings.Temperature}, " +

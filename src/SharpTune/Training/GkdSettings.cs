@@ -7,8 +7,13 @@ namespace SharpTune.Training;
 /// trl/experimental/gkd/gkd_config.py): λ = 0.5 (share of on-policy micro-batches), β = 0.5 (the generalized JSD's
 /// interpolation), temperature 0.9 (sampling only), max_new_tokens 128, seq_kd off.
 /// </summary>
-internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, double Temperature, int MaxNewTokens, bool SeqKd)
+internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, double Temperature, int MaxNewTokens, bool SeqKd,
+    Quantization.QuantizationType? TeacherQuantize = null)
 {
+    /// <summary>How the teacher is quantized when <see cref="TeacherQuantize"/> is set: computed in <paramref name="dtype"/>, the run's.</summary>
+    public Quantization.QuantizationOptions? TeacherQuantization(TorchSharp.torch.ScalarType dtype) =>
+        TeacherQuantize is { } type ? new Quantization.QuantizationOptions(type, dtype) : null;
+
     /// <summary>Validates and converts the options; throws naming the option at fault.</summary>
     public static GkdSettings From(TrainingOptions o)
     {
@@ -25,7 +30,8 @@ internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, do
             throw new ArgumentException($"temperature (--temperature) must be positive for objective gkd (it samples completions), found {temperature}");
         if (maxNewTokens < 1) throw new ArgumentException($"max_new_tokens (--max-new-tokens) must be at least 1, found {maxNewTokens}");
         RefuseIgnored(o);
-        return new GkdSettings(o.Teacher, lmbda, beta, temperature, maxNewTokens, o.SeqKd ?? false);
+        var teacherQuantize = o.TeacherQuantize is { } type ? Quantization.QuantizationOptions.ParseType(type, "teacher_quantize (--teacher-quantize)") : (Quantization.QuantizationType?)null;
+        return new GkdSettings(o.Teacher, lmbda, beta, temperature, maxNewTokens, o.SeqKd ?? false, teacherQuantize);
     }
 
     /// <summary>
@@ -50,7 +56,8 @@ internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, do
     /// <summary>Refuses GKD's own settings under another objective, where they would silently do nothing.</summary>
     public static void RefuseOutsideGkd(TrainingOptions o, string objective) => ObjectiveSettingRefusals.RefuseOutside("gkd", objective,
         ("teacher (--teacher)", o.Teacher is not null), ("lmbda (--lmbda)", o.Lmbda is not null),
-        ("seq_kd (--seq-kd)", o.SeqKd is not null), ("max_new_tokens (--max-new-tokens)", o.MaxNewTokens is not null));
+        ("seq_kd (--seq-kd)", o.SeqKd is not null), ("max_new_tokens (--max-new-tokens)", o.MaxNewTokens is not null),
+        ("teacher_quantize (--teacher-quantize)", o.TeacherQuantize is not null));
 
     /// <summary>
     /// Whether micro-step <paramref name="microBatchIndex"/> is made on-policy: TRL's

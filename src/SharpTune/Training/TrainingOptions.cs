@@ -288,6 +288,12 @@ public sealed record TrainingOptions
     public bool? SeqKd { get; init; }
     /// <summary>GKD: longest generated completion in tokens; empty = 128.</summary>
     public int? MaxNewTokens { get; init; }
+    /// <summary>
+    /// GKD: store the teacher's decoder linear layers quantized (nf4, fp4 or int8, as <see cref="Quantize"/>, computed in
+    /// the run's dtype), as TRL loads a teacher whose teacher_model_init_kwargs carry a BitsAndBytesConfig; empty = the
+    /// teacher in full precision.
+    /// </summary>
+    public string? TeacherQuantize { get; init; }
 
     /// <summary>Test data, evaluated once with the final model (same format and masking as validation).</summary>
     public string? Test { get; init; }

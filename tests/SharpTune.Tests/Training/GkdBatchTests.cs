@@ -1,3 +1,4 @@
+using SharpTune.Quantization;
 using SharpTune.Data;
 using SharpTune.Tests.Support;
 using SharpTune.Training;
@@ -162,8 +163,9 @@ public class GkdBatchTests
     [Fact]
     public void GkdSettingsAreRefusedElsewhereAndGkdNeedsATeacherAndNoPacking()
     {
-        var sft = new TrainingOptions { Model = "m", Data = "d", Teacher = "t", Lmbda = 0.2 };
+        var sft = new TrainingOptions { Model = "m", Data = "d", Teacher = "t", Lmbda = 0.2, TeacherQuantize = "nf4" };
         var message = Assert.Throws<ArgumentException>(() => FineTuneJob.Validate(sft)).Message;
+        Assert.Contains("teacher_quantize (--teacher-quantize)", message);
         Assert.Contains("teacher (--teacher)", message);
         Assert.Contains("lmbda (--lmbda)", message);
         Assert.Contains("objective gkd", message);
@@ -255,9 +257,9 @@ public class GkdConfigFileTests
     {
         using var dir = new TempDir();
         var path = dir.File("gkd.yaml");
-        File.WriteAllText(path, "objective: gkd\nteacher: teachers/big\nlmbda: 0.25\nbeta: 0.1\ntemperature: 0.7\nmax_new_tokens: 32\nseq_kd: true\n");
+        File.WriteAllText(path, "objective: gkd\nteacher: teachers/big\nlmbda: 0.25\nbeta: 0.1\ntemperature: 0.7\nmax_new_tokens: 32\nseq_kd: true\nteacher_quantize: int8\n");
         var options = TrainingConfigFile.Load(path);
-        Assert.Equal(new GkdSettings("teachers/big", 0.25, 0.1, 0.7, 32, true), GkdSettings.From(options));
+        Assert.Equal(new GkdSettings("teachers/big", 0.25, 0.1, 0.7, 32, true, QuantizationType.Int8), GkdSettings.From(options));
         TrainingConfigFile.Save(options, dir.File("saved.yaml"));
         Assert.Equal(GkdSettings.From(options), GkdSettings.From(TrainingConfigFile.Load(dir.File("saved.yaml"))));
     }

@@ -107,6 +107,25 @@ public class GkdJobTests
     }
 
     [SharedAssetFact("models/stories260K")]
+    public void AQuantizedTeacherComputesAsTheStudentsQuantizedBaseDoes()
+    {
+        // The student's own folder as the teacher again. With teacher_quantize the teacher is that folder in NF4: against a
+        // student on the same NF4 base (a LoRA student starts as its base) the held-out divergence starts at nothing; against
+        // the full-precision student it is the NF4 rounding's.
+        using var dir = new TempDir();
+        var logged = new List<string>();
+        var alike = FineTuneJob.Run(Options(dir, TestAssets.Stories260K) with { Quantize = "nf4", TeacherQuantize = "nf4", MaxSteps = 1 },
+            log: logged.Add).InitialValidationLoss!.Value;
+        Assert.Contains(logged, l => l.StartsWith("GKD teacher quantized: nf4", StringComparison.Ordinal));
+        var rounded = FineTuneJob.Run(Options(dir, TestAssets.Stories260K, "run-f32") with { TeacherQuantize = "nf4", MaxSteps = 1 })
+            .InitialValidationLoss!.Value;
+        Assert.True(alike < 1e-6, $"held-out JSD between the NF4 student and the NF4 teacher {alike}");
+        Assert.True(rounded > 1e-4, $"held-out JSD between the f32 student and the NF4 teacher {rounded}");
+        Assert.Contains("teacher_quantize (--teacher-quantize)", Assert.Throws<ArgumentException>(() =>
+            FineTuneJob.Run(Options(dir, TestAssets.Stories260K, "run-q4") with { TeacherQuantize = "q4" })).Message);
+    }
+
+    [SharedAssetFact("models/stories260K")]
     public void AnInterruptedRunResumesExactlyIncludingTheCoinAndTheSampledCompletions()
     {
         using var dir = new TempDir();
