@@ -56,6 +56,8 @@ public sealed class GPTNeoXForCausalLM : CausalLanguageModel
     /// <summary>The name of GPT-NeoX's output head weight (transformers' get_output_embeddings() is embed_out).</summary>
     public const string OutputHeadName = "embed_out.weight";
 
+    internal override string OutputHeadWeightName => OutputHeadName;
+
     // Checkpoints saved by older transformers (the Pythia files on the Hub) carry the attention's causal-mask buffers
     // (attention.bias, attention.masked_bias) and RoPE's inv_freq; all three are rebuilt here.
     public override bool IsIgnorableCheckpointTensor(string name) =>

@@ -6,6 +6,7 @@ using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using SharpTune.Tests.Support;
+using SharpTune.Training;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Models;
@@ -207,6 +208,47 @@ public class GptNeoXTests
         using var mergedLogits = merged.Forward(ids);
         var error = (mergedLogits - adapted).abs().max().item<float>();
         Assert.True(error < 1e-5, $"the merged model differs from base + adapter by {error}");
+    }
+
+    /// <summary>
+    /// LoRA with added tokens on a tiny GPT-NeoX carrying stories260K's 512-id tokenizer: the resized embed_in and the
+    /// untied embed_out are saved whole under PEFT's modules_to_save with transformers' names, and loading the adapter
+    /// grows a 512-row base to take both.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public void LoraWithAddedTokensSavesEmbedInAndEmbedOutAndTheBaseGrowsToTakeThem()
+    {
+        using var dir = new TempDir();
+        var folder = Path.Combine(dir.Path, "neox");
+        manual_seed(5);
+        using (var fresh = ModelFactory.Create(ModelConfig.FromJson(TestModels.GptNeoXConfigJson(vocab: 512))))
+            PretrainedModel.Save(fresh, folder);
+        foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
+            File.Copy(Path.Combine(TestAssets.Stories260K, file), Path.Combine(folder, file));
+        var data = Path.Combine(dir.Path, "train.jsonl");
+        File.WriteAllLines(data, Enumerable.Range(0, 8).Select(i => new JsonObject
+        {
+            ["prompt"] = "<|im_start|>Once upon a time, Tom had a", ["completion"] = $" {(i % 2 == 0 ? "ball" : "cat")}.<|im_end|>",
+        }.ToJsonString()));
+        var result = FineTuneJob.Run(new TrainingOptions
+        {
+            Model = folder, Data = data, Output = Path.Combine(dir.Path, "run"), Method = "lora", MaxSteps = 2, LearningRate = 1e-2,
+            MicroBatchSize = 4, EvalEvery = 100, ValidationFraction = 0, AddTokens = ["<|im_start|>"], AddSpecialTokens = ["<|im_end|>"],
+        });
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, AdapterFiles.ConfigFileName)))!;
+        Assert.Equal(["embed_in", "embed_out"], config["modules_to_save"]!.AsArray().Select(m => m!.GetValue<string>()).Order());
+        Assert.Equal(["query_key_value"], config["target_modules"]!.AsArray().Select(m => m!.GetValue<string>()));
+        using (var tensors = SafetensorsFile.Open(Path.Combine(result.FinalDirectory, AdapterFiles.WeightsFileName)))
+        {
+            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.gpt_neox.embed_in.weight"].Shape);
+            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.embed_out.weight"].Shape);
+        }
+        using var loaded = LoadedModel.Load(folder, result.FinalDirectory);
+        Assert.Equal(514, loaded.Model.Config.VocabSize);
+        using var noGrad = no_grad();
+        using var ids = tensor(new long[] { 1, 512, 513 }).unsqueeze(0);
+        using var logits = loaded.Model.Forward(ids);
+        Assert.Equal(514, logits.size(-1));   // embed_out grew with embed_in
     }
 
     [Fact]
