@@ -251,11 +251,24 @@ public class GptNeoXTests
         Assert.Equal(514, logits.size(-1));   // embed_out grew with embed_in
     }
 
+    /// <summary>GGUF export and the memory estimator do not cover GPT-NeoX: both refuse it by name, before any work.</summary>
     [Fact]
-    public void GgufExportIsRefusedByName()
+    public void GgufExportAndTheEstimatorRefuseItByName()
     {
         var config = ModelConfig.FromJson(TestModels.GptNeoXConfigJson());
         var refused = Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(config));
         Assert.Contains("GGUF export does not support architecture 'GPTNeoXForCausalLM'", refused.Message);
+        var estimate = Assert.Throws<NotSupportedException>(() => SharpTune.Advisors.Memory.ModelLayout.Of(config));
+        Assert.StartsWith("architecture 'GPTNeoXForCausalLM' is not supported by the estimator; supported: LlamaForCausalLM", estimate.Message);
+        Assert.DoesNotContain("GPTNeoXForCausalLM", estimate.Message[estimate.Message.IndexOf("supported:", StringComparison.Ordinal)..]);
+    }
+
+    /// <summary>PEFT's defaults for gpt_neox (huggingface/peft@5d602fdb src/peft/utils/constants.py).</summary>
+    [Fact]
+    public void DefaultTargetsArePeftsForGptNeoX()
+    {
+        Assert.Equal(["query_key_value"], LoraConfig.DefaultTargetModules("gpt_neox"));
+        Assert.Equal(["query_key_value", "dense_4h_to_h"], SharpTune.Peft.IA3.IA3Config.DefaultTargetModules("gpt_neox"));
+        Assert.Equal(["dense_4h_to_h"], SharpTune.Peft.IA3.IA3Config.DefaultFeedforwardModules("gpt_neox"));
     }
 }
