@@ -147,6 +147,15 @@ public abstract class CausalLanguageModel : nn.Module
     /// <summary>The name of the output head's weight when it is not tied.</summary>
     public const string OutputHeadParameterName = "lm_head.weight";
 
+    /// <summary>
+    /// This architecture's untied output head weight (transformers' get_output_embeddings()): lm_head.weight, or
+    /// GPT-NeoX's embed_out.weight. Adapters save resized heads and list modules_to_save under it.
+    /// </summary>
+    internal virtual string OutputHeadWeightName => OutputHeadParameterName;
+
+    /// <summary>The output head's module name (lm_head, embed_out), as modules_to_save lists it.</summary>
+    internal string OutputHeadModuleName => OutputHeadWeightName[..^".weight".Length];
+
     /// <summary>Names that must not be written when saving (e.g. a tied output projection).</summary>
     public virtual bool IsTiedAlias(string name) => false;
 

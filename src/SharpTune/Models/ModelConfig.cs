@@ -73,6 +73,8 @@ public sealed partial record ModelConfig
     public double? RopeLocalBaseFreq { get; init; }
     /// <summary>Phi-3 family: the fraction of each head's dimensions that RoPE rotates (the rest pass through).</summary>
     public double PartialRotaryFactor { get; init; } = 1.0;
+    /// <summary>GPT-NeoX: attention and MLP read the same input and add to it together (use_parallel_residual); null for other families.</summary>
+    public bool? UseParallelResidual { get; init; }
     /// <summary>Mixture-of-experts settings (Qwen3-MoE, Mixtral); null for a dense model.</summary>
     public MixtureOfExperts? Experts { get; init; }
     /// <summary>
@@ -134,6 +136,7 @@ public sealed partial record ModelConfig
             "Gemma3ForConditionalGeneration" => Gemma3FromMultimodal(reader),
             "MixtralForCausalLM" => Mixtral(reader, architecture, modelType == "" ? "mixtral" : modelType),
             "Qwen3MoeForCausalLM" => Qwen3Moe(reader, architecture, modelType == "" ? "qwen3_moe" : modelType),
+            "GPTNeoXForCausalLM" => GptNeoX(reader, architecture, modelType == "" ? "gpt_neox" : modelType),
             "Phi3ForCausalLM" => Phi3(reader, architecture, modelType == "" ? "phi3" : modelType),
             _ => LlamaFamily(reader, architecture, modelType),
         };
@@ -157,6 +160,7 @@ public sealed partial record ModelConfig
         ["phi3"] = "Phi3ForCausalLM",
         ["smollm3"] = "SmolLM3ForCausalLM",
         ["gpt2"] = "GPT2LMHeadModel",
+        ["gpt_neox"] = "GPTNeoXForCausalLM",
     };
 
     /// <summary>

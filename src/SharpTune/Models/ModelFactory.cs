@@ -22,6 +22,7 @@ public static class ModelFactory
         ["Phi3ForCausalLM"] = c => new Phi3ForCausalLM(c),
         ["SmolLM3ForCausalLM"] = c => new SmolLM3ForCausalLM(c),
         ["GPT2LMHeadModel"] = c => new GPT2LMHeadModel(c),
+        ["GPTNeoXForCausalLM"] = c => new GPTNeoXForCausalLM(c),
     };
 
     private static readonly object DefaultDtypeGate = new();

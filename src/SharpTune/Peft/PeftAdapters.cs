@@ -138,7 +138,7 @@ public static class PeftAdapters
     private static Models.EmbeddingResize.Replaced? GrowVocabularyToFit(CausalLanguageModel model, IReadOnlyDictionary<string, Tensor> state,
         IPeftAdapter adapter, (Tensor? Embedding, Tensor? Head) vocabulary, string weights)
     {
-        var rows = new[] { "base_model.model." + model.EmbeddingParameterName, "base_model.model." + CausalLanguageModel.OutputHeadParameterName }
+        var rows = new[] { "base_model.model." + model.EmbeddingParameterName, "base_model.model." + model.OutputHeadWeightName }
             .Select(key => state.TryGetValue(key, out var t) && t.dim() == 2 ? (int)t.size(0) : 0)
             .Append(vocabulary.Embedding is { } e ? (int)e.size(0) : 0)
             .Append(vocabulary.Head is { } h ? (int)h.size(0) : 0)
@@ -150,9 +150,9 @@ public static class PeftAdapters
             if (vocabulary.Embedding is { } embedding) CopyRows(model.EmbeddingWeight, embedding, model.EmbeddingParameterName, weights);
             if (vocabulary.Head is { } head)
             {
-                var target = model.named_parameters().FirstOrDefault(p => p.name == CausalLanguageModel.OutputHeadParameterName).parameter
-                    ?? throw new InvalidDataException($"{weights}: holds {CausalLanguageModel.OutputHeadParameterName} but the model ties its head to the token embedding");
-                CopyRows(target, head, CausalLanguageModel.OutputHeadParameterName, weights);
+                var target = model.named_parameters().FirstOrDefault(p => p.name == model.OutputHeadWeightName).parameter
+                    ?? throw new InvalidDataException($"{weights}: holds {model.OutputHeadWeightName} but the model ties its head to the token embedding");
+                CopyRows(target, head, model.OutputHeadWeightName, weights);
             }
         }
         catch when (grown is not null)
@@ -201,8 +201,8 @@ public static class PeftAdapters
             return found;
         }
         var embedding = Take(prefix + model.EmbeddingParameterName, prefix + embeddingPath + ".token_adapter.base_layer.weight");
-        var headSaved = config.ModulesToSave.Contains("lm_head");
-        var head = headSaved ? null : Take(prefix + CausalLanguageModel.OutputHeadParameterName, prefix + "lm_head.token_adapter.base_layer.weight");
+        var headSaved = config.ModulesToSave.Contains(model.OutputHeadModuleName);
+        var head = headSaved ? null : Take(prefix + model.OutputHeadWeightName, prefix + model.OutputHeadModuleName + ".token_adapter.base_layer.weight");
         return (embedding, head);
     }
 }

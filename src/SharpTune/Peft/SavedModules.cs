@@ -39,10 +39,10 @@ internal sealed class SavedModules : IDisposable
             if (matches.Count == 0 && optional?.Contains(name) == true) continue;
             if (matches.Count == 0)
             {
-                var tied = name == "lm_head" && model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName);
+                var tied = name == model.OutputHeadModuleName && model.named_parameters().All(p => p.name != model.OutputHeadWeightName);
                 throw new ArgumentException(tied
-                    ? $"modules_to_save: this model ties its output head to the token embedding, so 'lm_head' has no weights of its own; save 'embed_tokens' (it is the head too)"
-                    : $"modules_to_save: no module of the model is named '{name}' (e.g. embed_tokens or lm_head)");
+                    ? $"modules_to_save: this model ties its output head to the token embedding, so '{name}' has no weights of its own; save '{EmbeddingModuleName(model)}' (it is the head too)"
+                    : $"modules_to_save: no module of the model is named '{name}' (e.g. {EmbeddingModuleName(model)} or {model.OutputHeadModuleName})");
             }
             foreach (var (path, module) in matches)
             {
@@ -75,7 +75,7 @@ internal sealed class SavedModules : IDisposable
     /// </summary>
     public static bool SavesTiedEmbedding(CausalLanguageModel model, IReadOnlyList<string> names) =>
         names.Count > 0
-        && model.named_parameters().All(p => p.name != CausalLanguageModel.OutputHeadParameterName)
+        && model.named_parameters().All(p => p.name != model.OutputHeadWeightName)
         && TargetModules.Names(names).Matches(model.EmbeddingParameterName[..^".weight".Length]);
 
     /// <summary>The trainable weights by their module path plus <c>.weight</c>.</summary>
@@ -119,5 +119,12 @@ internal sealed class SavedModules : IDisposable
         foreach (var trained in trainedWhileDisabled.Values) trained.Dispose();
         trainedWhileDisabled.Clear();
         modules.Clear();
+    }
+
+    // The token embedding's leaf name as modules_to_save lists it (embed_tokens, wte, embed_in).
+    private static string EmbeddingModuleName(CausalLanguageModel model)
+    {
+        var path = model.EmbeddingParameterName[..^".weight".Length];
+        return path[(path.LastIndexOf('.') + 1)..];
     }
 }

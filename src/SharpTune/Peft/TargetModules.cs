@@ -105,11 +105,11 @@ public abstract record TargetModules
     public static bool IsLinear(torch.nn.Module module) => BaseLayer.IsSupported(module);
 
     /// <summary>
-    /// Whether <paramref name="path"/> names an output head: lm_head, or a sequence classifier's score, which PEFT's SEQ_CLS
+    /// Whether <paramref name="path"/> names an output head: lm_head (GPT-NeoX's embed_out), or a sequence classifier's score, which PEFT's SEQ_CLS
     /// task keeps out of target matching because it is in modules_to_save (peft_model.py PeftModelForSequenceClassification,
     /// huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40).
     /// </summary>
-    internal static bool IsOutputHead(string path) => LeafName(path) is "lm_head" or Models.SequenceClassifier.ScoreModuleName;
+    internal static bool IsOutputHead(string path) => LeafName(path) is "lm_head" or "embed_out" or Models.SequenceClassifier.ScoreModuleName;
 
     private static string LeafName(string path) => path[(path.LastIndexOf('.') + 1)..];
 

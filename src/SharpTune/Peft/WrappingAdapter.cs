@@ -196,7 +196,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
             // The frozen rows as they are (the trained ones live in the delta), PEFT's keys for them.
             state.TryAdd(KeyPrefix + SavedPath(model.EmbeddingParameterName), model.EmbeddingWeight);
             if (model.UntiedOutputHead is Linear { weight: { } head })
-                state.TryAdd(KeyPrefix + CausalLanguageModel.OutputHeadParameterName, head);
+                state.TryAdd(KeyPrefix + model.OutputHeadWeightName, head);
         }
         return state;
     }

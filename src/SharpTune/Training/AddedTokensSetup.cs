@@ -146,7 +146,7 @@ internal static class AddedTokensSetup
         var listed = FineTuningMethods.ParseNames(options.ModulesToSave).ToList();
         var embedding = model.EmbeddingParameterName[..^".weight".Length];
         var needed = new List<string> { embedding[(embedding.LastIndexOf('.') + 1)..] };
-        if (model.UntiedOutputHead is not null) needed.Add("lm_head");
+        if (model.UntiedOutputHead is not null) needed.Add(model.OutputHeadModuleName);
         var missing = needed.Where(n => !listed.Contains(n)).ToList();
         if (missing.Count == 0) return options;
         log?.Invoke($"modules_to_save: {string.Join(", ", missing)} added (the resized vocabulary is trained and saved with the adapter)");

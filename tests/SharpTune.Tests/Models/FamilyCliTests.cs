@@ -22,7 +22,7 @@ public class FamilyCliTests
     private const int NewTokens = 10;
 
     // The reference-archs checkpoints ship no tokenizer; stories260K's has the same 512 ids, which makes them complete
-    // model folders. SmolLM3, Gemma 2, Granite, OLMo 2 and Gemma 1 have no shared checkpoint: random tiny ones (SmolLM3
+    // model folders. SmolLM3, Gemma 2, Granite, OLMo 2, Gemma 1 and GPT-NeoX have no shared checkpoint: random tiny ones (SmolLM3
     // with RoPE off on its fourth layer, Gemma 2 with its window of 3 on layers 0 and 2 and both soft caps, Granite with
     // granite-3.3's multipliers, Gemma 1 with one key/value head) stand in.
     // tinystories-656k is a real Hub folder with its own tokenizer and generation_config.json.
@@ -31,7 +31,7 @@ public class FamilyCliTests
         if (name == "tinystories-656k") return Path.Combine(TestAssets.SharedDir, "models", name);
         var folder = Path.Combine(dir.Path, name);
         Directory.CreateDirectory(folder);
-        if (name is "smollm3" or "gemma2" or "granite" or "olmo2" or "gemma")
+        if (name is "smollm3" or "gemma2" or "granite" or "olmo2" or "gemma" or "gpt_neox")
         {
             manual_seed(5);
             var config = name switch
@@ -39,6 +39,7 @@ public class FamilyCliTests
                 "smollm3" => TestModels.SmolLM3ConfigJson(vocab: 512),
                 "granite" => TestModels.GraniteConfigJson(vocab: 512),
                 "olmo2" => TestModels.Olmo2ConfigJson(vocab: 512),
+                "gpt_neox" => TestModels.GptNeoXConfigJson(vocab: 512),
                 "gemma" => TestModels.With(TestModels.GemmaConfigJson(vocab: 512), new JsonObject { ["tie_word_embeddings"] = true }),
                 _ => TestModels.With(TestModels.Gemma2ConfigJson(vocab: 512), new JsonObject { ["tie_word_embeddings"] = true }),
             };
@@ -76,6 +77,7 @@ public class FamilyCliTests
     [InlineData("granite", "GraniteForCausalLM", "granite", "q_proj")]
     [InlineData("olmo2", "Olmo2ForCausalLM", "olmo2", "q_proj")]
     [InlineData("gemma", "GemmaForCausalLM", "gemma", "q_proj")]
+    [InlineData("gpt_neox", "GPTNeoXForCausalLM", "gpt_neox", "query_key_value")]
     [InlineData("tinystories-656k", "LlamaForCausalLM", "llama", "q_proj")]
     public void InfoGenerateTrainAndMergeThroughTheExecutable(string name, string architecture, string modelType, string loraTarget)
     {
@@ -97,8 +99,8 @@ public class FamilyCliTests
         SharpTuneCli.Ok(SharpTuneCli.Run("train", "--config", settings, "--model", model, "--data", StoryData.Write(dir.Path), "--output", run,
             "--method", "lora", "--max-steps", "2", "--batch-size", "4", "--lr", "0.05", "--seed", "3"), "train");
         var adapter = Path.Combine(run, "final");
-        // PEFT's default targets for the model type: Phi-3's fused qkv_proj, q_proj/v_proj elsewhere.
-        Assert.Contains(AdapterAssertions.LoraTrained(adapter), k => k.EndsWith($"layers.0.self_attn.{loraTarget}.lora_A.weight", StringComparison.Ordinal));
+        // PEFT's default targets for the model type: Phi-3's fused qkv_proj, GPT-NeoX's query_key_value, q_proj/v_proj elsewhere.
+        Assert.Contains(AdapterAssertions.LoraTrained(adapter), k => k.Contains("layers.0.", StringComparison.Ordinal) && k.EndsWith($".{loraTarget}.lora_A.weight", StringComparison.Ordinal));
 
         var merged = Path.Combine(dir.Path, "merged");
         SharpTuneCli.Ok(SharpTuneCli.Run("merge", "--model", model, "--adapter", adapter, "--out", merged), "merge");

@@ -70,6 +70,9 @@ public class LoraLayerTests
     [InlineData("gemma", false, false)]
     [InlineData("granite", false, false)]
     [InlineData("olmo2", false, false)]
+    [InlineData("gpt_neox", false, false)]
+    [InlineData("gpt_neox", true, false)]
+    [InlineData("gpt_neox-sequential", false, true)]
     [InlineData("smollm3", false, false)]
     public void MergedModelEqualsBasePlusAdapter(string kind, bool useDora, bool useRsLora)
     {

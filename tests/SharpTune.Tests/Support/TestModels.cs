@@ -44,10 +44,35 @@ public static class TestModels
         ["activation_function"] = "gelu_new",
     };
 
+    /// <summary>
+    /// GPT-NeoX in the shape of EleutherAI's Pythia config.json files (rotary_pct 0.25: 4 of each head's 16 dimensions
+    /// rotate; parallel residual; biases; untied embed_out); <paramref name="parallel"/> false for the sequential layer.
+    /// </summary>
+    public static JsonObject GptNeoXConfigJson(int vocab = 96, bool parallel = true) => new()
+    {
+        ["architectures"] = new JsonArray("GPTNeoXForCausalLM"),
+        ["model_type"] = "gpt_neox",
+        ["vocab_size"] = vocab,
+        ["hidden_size"] = 64,
+        ["intermediate_size"] = 256,
+        ["num_hidden_layers"] = 2,
+        ["num_attention_heads"] = 4,
+        ["max_position_embeddings"] = 128,
+        ["layer_norm_eps"] = 1e-5,
+        ["rotary_pct"] = 0.25,
+        ["rotary_emb_base"] = 10000,
+        ["use_parallel_residual"] = parallel,
+        ["hidden_act"] = "gelu",
+        ["tie_word_embeddings"] = false,
+        ["bos_token_id"] = 0,
+        ["eos_token_id"] = 0,
+        ["torch_dtype"] = "float32",
+    };
+
     /// <summary>Every kind <see cref="ConfigJson"/> knows: one tiny model per supported family and layout.</summary>
     public static IReadOnlyList<string> KindNames { get; } =
         ["llama", "llama-tied", "qwen2", "gpt2", "qwen3", "qwen3moe", "mixtral", "granite", "olmo2", "gemma", "gemma2", "gemma3", "phi3",
-         "smollm3", "mistral-window", "qwen2-window"];
+         "smollm3", "mistral-window", "qwen2-window", "gpt_neox", "gpt_neox-sequential"];
 
     /// <summary><see cref="KindNames"/> as theory data, for tests every architecture must pass.</summary>
     public static TheoryData<string> Kinds => new(KindNames);
@@ -61,6 +86,8 @@ public static class TestModels
         "llama-tied" => LlamaConfigJson(tied: true),
         "qwen2" => LlamaConfigJson(architecture: "Qwen2ForCausalLM"),
         "gpt2" => Gpt2ConfigJson(),
+        "gpt_neox" => GptNeoXConfigJson(),
+        "gpt_neox-sequential" => GptNeoXConfigJson(parallel: false),
         "qwen3" => Qwen3ConfigJson(),
         "granite" => GraniteConfigJson(),
         "olmo2" => Olmo2ConfigJson(),

@@ -268,6 +268,8 @@ public class FrozenHeadLossTests
     [InlineData("granite", ScalarType.Float32)]  // logits_scaling through the tied head
     [InlineData("granite", ScalarType.BFloat16)]
     [InlineData("gpt2", ScalarType.Float32)]
+    [InlineData("gpt_neox", ScalarType.Float32)]   // the untied embed_out
+    [InlineData("gpt_neox", ScalarType.BFloat16)]
     public void ChunkedHeadBackwardGivesTheWholeSequenceLossAndGradients(string kind, ScalarType dtype)
     {
         using var model = TestModels.Create(kind, dtype: dtype);

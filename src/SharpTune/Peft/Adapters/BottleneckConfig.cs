@@ -47,6 +47,8 @@ public sealed record BottleneckConfig
         ("llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "phi3" or "smollm3" or "granite" or "olmo2", BottleneckPlacement.Pfeiffer) => ["down_proj"],
         ("gpt2", BottleneckPlacement.Houlsby) => ["attn.c_proj", "mlp.c_proj"],
         ("gpt2", BottleneckPlacement.Pfeiffer) => ["mlp.c_proj"],
+        ("gpt_neox", BottleneckPlacement.Houlsby) => ["attention.dense", "dense_4h_to_h"],
+        ("gpt_neox", BottleneckPlacement.Pfeiffer) => ["dense_4h_to_h"],
         _ => throw new ArgumentException(
             $"no default bottleneck-adapter targets for model_type '{modelType}': give target_modules (the output projections)"),
     };

@@ -46,6 +46,7 @@ public sealed record IA3Config
         "phi3" => ["qkv_proj", "down_proj"],
         "mixtral" => ["k_proj", "v_proj", "w2"],
         "gpt2" => ["c_attn", "mlp.c_proj"],
+        "gpt_neox" => ["query_key_value", "dense_4h_to_h"],
         _ => throw new ArgumentException(
             $"no default IA3 target modules for model_type '{modelType}': give target_modules and feedforward_modules"),
     };
@@ -57,6 +58,7 @@ public sealed record IA3Config
             => ["down_proj"],
         "mixtral" => ["w2"],
         "gpt2" => ["mlp.c_proj"],
+        "gpt_neox" => ["dense_4h_to_h"],
         _ => throw new ArgumentException(
             $"no default IA3 feedforward modules for model_type '{modelType}': give target_modules and feedforward_modules"),
     };

@@ -193,6 +193,7 @@ public sealed record LoraConfig
             or "mixtral" => ["q_proj", "v_proj"],
         "phi3" => ["qkv_proj"],
         "gpt2" => ["c_attn"],
+        "gpt_neox" => ["query_key_value"],
         _ => throw new ArgumentException(
             $"no default LoRA target modules for model_type '{modelType}': give target_modules (names, a regex or \"all-linear\")"),
     };

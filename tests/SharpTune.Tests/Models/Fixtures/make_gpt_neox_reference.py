@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""Tiny random GPT-NeoX checkpoints and their logits, as an independent reference for SharpTune's GPTNeoXForCausalLM.
+
+The forward below is transformers' modeling_gpt_neox.py (huggingface/transformers, GPTNeoXAttention / GPTNeoXMLP /
+GPTNeoXLayer / GPTNeoXModel / GPTNeoXForCausalLM, commit 006bd23dd0ce18d54e1cf260b09b15fa943a731d) written out in
+plain PyTorch, computed in float64:
+  - query_key_value's output viewed as (B, T, heads, 3 * head_size), then q, k, v split per head;
+  - rotary on the first rotary_ndims = int(head_size * rotary_pct) dims of q and k (rotate_half), base rotary_emb_base;
+  - scores q.k^T * head_size^-0.5, causal mask, softmax, dense;
+  - use_parallel_residual: x + attn(ln1(x)) + mlp(ln2(x)); otherwise h = x + attn(ln1(x)); h + mlp(ln2(h));
+  - MLP dense_h_to_4h -> exact (erf) GELU -> dense_4h_to_h; final_layer_norm; untied embed_out.
+Weights are rounded to float32 and saved as safetensors (written by hand: an 8-byte little-endian header length, a
+JSON header, raw little-endian data) with HF names; the forward then runs in float64 on those float32 values.
+
+Run: /usr/bin/python3 make_gpt_neox_reference.py (needs Debian's python3-torch); writes gpt_neox_parallel/ and
+gpt_neox_sequential/ beside this script.
+"""
+import json
+import math
+import os
+import struct
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROMPTS = [[3, 17, 42, 7, 59], [5, 1, 38, 23, 54, 12, 0, 47, 31, 45, 9, 60, 2]]
+GREEDY_TOKENS = 8
+
+
+def config_for(parallel, heads, rotary_pct):
+    return {
+        "architectures": ["GPTNeoXForCausalLM"],
+        "model_type": "gpt_neox",
+        "vocab_size": 64,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": heads,
+        "intermediate_size": 64,
+        "hidden_act": "gelu",
+        "rotary_pct": rotary_pct,
+        "rotary_emb_base": 10000,
+        "max_position_embeddings": 256,
+        "layer_norm_eps": 1e-5,
+        "use_parallel_residual": parallel,
+        "attention_bias": True,
+        "tie_word_embeddings": False,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "torch_dtype": "float32",
+    }
+
+
+def random_weights(cfg, seed):
+    g = torch.Generator().manual_seed(seed)
+    h, ffn, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+
+    def normal(*shape, std=0.2):
+        return (torch.randn(*shape, generator=g) * std).float()
+
+    w = {"gpt_neox.embed_in.weight": normal(v, h, std=0.5)}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"gpt_neox.layers.{i}."
+        w[p + "input_layernorm.weight"] = 1 + normal(h, std=0.1)
+        w[p + "input_layernorm.bias"] = normal(h, std=0.1)
+        w[p + "post_attention_layernorm.weight"] = 1 + normal(h, std=0.1)
+        w[p + "post_attention_layernorm.bias"] = normal(h, std=0.1)
+        w[p + "attention.query_key_value.weight"] = normal(3 * h, h)
+        w[p + "attention.query_key_value.bias"] = normal(3 * h, std=0.1)
+        w[p + "attention.dense.weight"] = normal(h, h)
+        w[p + "attention.dense.bias"] = normal(h, std=0.1)
+        w[p + "mlp.dense_h_to_4h.weight"] = normal(ffn, h)
+        w[p + "mlp.dense_h_to_4h.bias"] = normal(ffn, std=0.1)
+        w[p + "mlp.dense_4h_to_h.weight"] = normal(h, ffn, std=0.1)
+        w[p + "mlp.dense_4h_to_h.bias"] = normal(h, std=0.1)
+    w["gpt_neox.final_layer_norm.weight"] = 1 + normal(h, std=0.1)
+    w["gpt_neox.final_layer_norm.bias"] = normal(h, std=0.1)
+    w["embed_out.weight"] = normal(v, h, std=0.3)
+    return w
+
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name in sorted(tensors):
+        data = tensors[name].contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)   # the format pads the header with spaces to an 8-byte boundary
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
+def layer_norm(x, w, b, eps):
+    return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def forward(cfg, w, ids):
+    h, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    hd = h // heads
+    rot = int(hd * cfg["rotary_pct"])
+    eps = cfg["layer_norm_eps"]
+    W = {k: t.double() for k, t in w.items()}
+    t = len(ids)
+    x = W["gpt_neox.embed_in.weight"][torch.tensor(ids)].unsqueeze(0)                          # (1, T, C)
+    inv_freq = 1.0 / (cfg["rotary_emb_base"] ** (torch.arange(0, rot, 2, dtype=torch.int64).double() / rot))
+    freqs = torch.outer(torch.arange(t, dtype=torch.float64), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos(), emb.sin()                                                               # (T, rot)
+    causal = torch.tril(torch.ones(t, t, dtype=torch.bool))
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"gpt_neox.layers.{i}."
+        a_in = layer_norm(x, W[p + "input_layernorm.weight"], W[p + "input_layernorm.bias"], eps)
+        qkv = a_in @ W[p + "attention.query_key_value.weight"].T + W[p + "attention.query_key_value.bias"]
+        qkv = qkv.view(1, t, heads, 3 * hd)                                                       # per-head interleave
+        q = qkv[..., :hd].permute(0, 2, 1, 3)
+        k = qkv[..., hd: 2 * hd].permute(0, 2, 1, 3)
+        v = qkv[..., 2 * hd:].permute(0, 2, 1, 3)
+        q = torch.cat((q[..., :rot] * cos + rotate_half(q[..., :rot]) * sin, q[..., rot:]), dim=-1)
+        k = torch.cat((k[..., :rot] * cos + rotate_half(k[..., :rot]) * sin, k[..., rot:]), dim=-1)
+        scores = (q @ k.transpose(-1, -2)) * hd ** -0.5
+        scores = scores.masked_fill(~causal, float("-inf"))
+        attn = (scores.softmax(-1) @ v).permute(0, 2, 1, 3).reshape(1, t, h)
+        attn = attn @ W[p + "attention.dense.weight"].T + W[p + "attention.dense.bias"]
+
+        def mlp(y):
+            y = y @ W[p + "mlp.dense_h_to_4h.weight"].T + W[p + "mlp.dense_h_to_4h.bias"]
+            y = 0.5 * y * (1.0 + torch.erf(y / math.sqrt(2.0)))                                    # ACT2FN["gelu"]
+            return y @ W[p + "mlp.dense_4h_to_h.weight"].T + W[p + "mlp.dense_4h_to_h.bias"]
+
+        ln2 = (W[p + "post_attention_layernorm.weight"], W[p + "post_attention_layernorm.bias"])
+        if cfg["use_parallel_residual"]:
+            x = x + attn + mlp(layer_norm(x, *ln2, eps))
+        else:
+            x = x + attn
+            x = x + mlp(layer_norm(x, *ln2, eps))
+    x = layer_norm(x, W["gpt_neox.final_layer_norm.weight"], W["gpt_neox.final_layer_norm.bias"], eps)
+    return x @ W["embed_out.weight"].T                                                            # (1, T, V)
+
+
+def main():
+    # Parallel residual with 2 heads of 16 (4 dims rotate), sequential with 4 heads of 8 (4 dims rotate).
+    for name, parallel, heads, rotary_pct, seed in [("gpt_neox_parallel", True, 2, 0.25, 1234),
+                                                    ("gpt_neox_sequential", False, 4, 0.5, 4321)]:
+        cfg = config_for(parallel, heads, rotary_pct)
+        w = random_weights(cfg, seed)
+        folder = os.path.join(HERE, name)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+        write_safetensors(os.path.join(folder, "model.safetensors"), w)
+        prompts = []
+        for ids in PROMPTS:
+            logits = forward(cfg, w, ids)[0, -1]
+            greedy, seq = [], list(ids)
+            for _ in range(GREEDY_TOKENS):
+                nxt = int(forward(cfg, w, seq)[0, -1].argmax())
+                greedy.append(nxt)
+                seq.append(nxt)
+            prompts.append({"input_ids": ids, "last_logits": [round(float(v), 7) for v in logits],
+                            "greedy_ids": greedy})
+        with open(os.path.join(folder, "EXPECTED.json"), "w") as f:
+            json.dump({"prompts": prompts}, f)
+
+
+if __name__ == "__main__":
+    main()

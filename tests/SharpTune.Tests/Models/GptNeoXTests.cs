@@ -1,0 +1,274 @@
+using System.Text.Json.Nodes;
+using SharpTune.Export.Gguf;
+using SharpTune.Generation;
+using SharpTune.IO;
+using SharpTune.Models;
+using SharpTune.Peft;
+using SharpTune.Peft.Lora;
+using SharpTune.Tests.Support;
+using SharpTune.Training;
+using static TorchSharp.torch;
+
+namespace SharpTune.Tests.Models;
+
+/// <summary>
+/// GPT-NeoX (GPTNeoXForCausalLM) against transformers' definitions (huggingface/transformers@006bd23,
+/// src/transformers/models/gpt_neox/modeling_gpt_neox.py and configuration_gpt_neox.py). The checkpoints under
+/// Fixtures/gpt_neox_parallel and gpt_neox_sequential and their EXPECTED.json come from
+/// Fixtures/make_gpt_neox_reference.py: that model written out in plain PyTorch (float64 on float32 weights), the fused
+/// query_key_value laid out per head, partial rotary, both residual forms.
+/// </summary>
+public class GptNeoXTests
+{
+    private static string Fixture(string name) => Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", name);
+
+    [Theory]
+    [InlineData("gpt_neox_parallel", true)]
+    [InlineData("gpt_neox_sequential", false)]
+    public void LogitsMatchTheReferenceWithin1e5(string name, bool parallel)
+    {
+        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
+        Assert.IsType<GPTNeoXForCausalLM>(model);
+        Assert.Equal(parallel, model.Config.UseParallelResidual);
+        model.eval();
+        using var noGrad = no_grad();
+        foreach (var c in TransformersExpected.Read(Fixture(name)))
+        {
+            using var ids = tensor(c.InputIds.Select(i => (long)i).ToArray()).unsqueeze(0);
+            using var logits = model.Forward(ids);
+            using var last = logits[0, -1];
+            using var expected = tensor(c.LastLogits);
+            var worst = (last - expected).abs().max().item<float>();
+            Assert.True(worst <= 1e-5, $"{name}, prompt of {c.InputIds.Length}: last-position logits differ by up to {worst}");
+        }
+    }
+
+    /// <summary>
+    /// Greedy ids as the reference's, with the cache (the fast single-query decode and, with the shortcuts off, the
+    /// general path) and without it. GPT-NeoX has no one-pass layer stack: its decode steps run layer by layer.
+    /// </summary>
+    [Theory]
+    [InlineData("gpt_neox_parallel")]
+    [InlineData("gpt_neox_sequential")]
+    public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
+    {
+        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
+        model.eval();
+        foreach (var c in TransformersExpected.Read(Fixture(name)))
+        {
+            var options = new GenerationOptions { MaxNewTokens = c.GreedyIds.Length, Temperature = 0, EosTokenIds = [] };
+            Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options)[0].Tokens);
+            Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options, useCache: false)[0].Tokens);
+            using (InferenceShortcuts.Disable())
+                Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options)[0].Tokens);
+        }
+    }
+
+    /// <summary>
+    /// GPTNeoXConfig's defaults for what config.json leaves out (GPT-NeoX-20B's sizes: vocab 50432, hidden 6144, ffn
+    /// 24576, 44 layers, 64 heads of 96, context 2048, ε 1e-5, rotary_pct 0.25, base 10000, gelu, parallel residual,
+    /// attention biases, untied, bos 0, eos 2), and rotary_emb_base / rotary_pct read under their own names.
+    /// </summary>
+    [Fact]
+    public void MissingFieldsGetGptNeoXConfigDefaults()
+    {
+        var config = ModelConfig.FromJson(new JsonObject { ["model_type"] = "gpt_neox" });
+        Assert.Equal(("GPTNeoXForCausalLM", "gpt_neox"), (config.Architecture, config.ModelType));
+        Assert.Equal((50432, 6144, 24576, 44, 64, 64, 96, 2048),
+            (config.VocabSize, config.HiddenSize, config.IntermediateSize, config.NumLayers, config.NumHeads, config.NumKeyValueHeads,
+             config.HeadDim, config.MaxPositionEmbeddings));
+        Assert.Equal((1e-5, 10000.0, 0.25, 24, "gelu"), (config.NormEps, config.RopeTheta, config.PartialRotaryFactor, config.RotaryDim, config.HiddenAct));
+        Assert.Equal((true, true, false), (config.UseParallelResidual!.Value, config.AttentionBias, config.TieWordEmbeddings));
+        Assert.Equal(0, config.BosTokenId);
+        Assert.Equal([2], config.EosTokenIds);
+
+        var pythia = ModelConfig.FromJson(TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject
+        {
+            ["rotary_emb_base"] = 500000, ["rotary_pct"] = 0.5, ["use_parallel_residual"] = false,
+            ["rope_scaling"] = new JsonObject { ["type"] = "linear", ["factor"] = 2.0 },
+        }));
+        Assert.Equal((500000.0, 8, false), (pythia.RopeTheta, pythia.RotaryDim, pythia.UseParallelResidual!.Value));
+        Assert.Equal(("linear", 2.0), (pythia.RopeScaling!.Type, pythia.RopeScaling.Factor));
+    }
+
+    [Fact]
+    public void ConfigErrorsNameTheFileAndTheField()
+    {
+        var uneven = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["num_attention_heads"] = 5 }), "pythia/config.json"));
+        Assert.Contains("pythia/config.json", uneven.Message);
+        Assert.Contains("hidden_size 64 must be a multiple of num_attention_heads 5", uneven.Message);
+
+        var notBool = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["use_parallel_residual"] = "yes" }), "pythia/config.json"));
+        Assert.Contains("pythia/config.json: field 'use_parallel_residual' must be true or false", notBool.Message);
+
+        var share = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 1.5 }), "pythia/config.json"));
+        Assert.Contains("rotary_pct must be in (0, 1]", share.Message);
+    }
+
+    /// <summary>
+    /// Old transformers saved the attention's causal-mask buffers and RoPE's inv_freq (the Pythia files on the Hub carry
+    /// gpt_neox.layers.N.attention.bias, .masked_bias and .rotary_emb.inv_freq): they load as transformers loads them,
+    /// ignored, while any other stray tensor is still refused by name.
+    /// </summary>
+    [Fact]
+    public void OldAttentionBuffersAreIgnoredAndStrayTensorsRefused()
+    {
+        using var dir = new TempDir();
+        var folder = Path.Combine(dir.Path, "pythia");
+        Directory.CreateDirectory(folder);
+        File.Copy(Path.Combine(Fixture("gpt_neox_parallel"), "config.json"), Path.Combine(folder, "config.json"));
+        using var reference = PretrainedModel.Load(Fixture("gpt_neox_parallel"), ScalarType.Float32);
+        var tensors = reference.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+        tensors["gpt_neox.layers.0.attention.bias"] = ones(1, 1, 4, 4, dtype: ScalarType.Bool);
+        tensors["gpt_neox.layers.0.attention.masked_bias"] = tensor(-1e9f);
+        tensors["gpt_neox.layers.0.attention.rotary_emb.inv_freq"] = ones(2);
+        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors);
+        using (var loaded = PretrainedModel.Load(folder, ScalarType.Float32)) Assert.IsType<GPTNeoXForCausalLM>(loaded);
+
+        tensors["gpt_neox.layers.0.attention.stray.weight"] = ones(2);
+        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors);
+        var refused = Assert.Throws<InvalidDataException>(() => PretrainedModel.Load(folder, ScalarType.Float32));
+        Assert.Contains("unexpected tensors (1): gpt_neox.layers.0.attention.stray.weight", refused.Message);
+    }
+
+    /// <summary>
+    /// LoRA on PEFT's default target for gpt_neox (query_key_value): training lowers the loss on the fixture, the adapter
+    /// saves with PEFT's key names and loads back to the same logits, and merging writes transformers' names
+    /// (embed_out untouched and never a target of all-linear) that load back to what base + adapter computed.
+    /// </summary>
+    [Fact]
+    public void LoraTrainsSavesLoadsAndMergesOnTheDefaultTarget()
+    {
+        Assert.Equal(["query_key_value"], LoraConfig.DefaultTargetModules("gpt_neox"));
+        using var model = PretrainedModel.Load(Fixture("gpt_neox_parallel"), ScalarType.Float32);
+        Assert.DoesNotContain(TargetModules.AllLinear.Expand(model).ToJson().AsArray(), n => (string)n! == "embed_out");
+        var adapter = new LoraAdapter(new LoraConfig
+        {
+            R = 4, LoraAlpha = 8, TargetModules = TargetModules.Names(LoraConfig.DefaultTargetModules("gpt_neox")),
+        });
+        adapter.Inject(model);
+        Assert.Equal(2, adapter.Layers.Count);
+        Assert.All(adapter.Layers, l => Assert.EndsWith("attention.query_key_value", l.Path));
+
+        using var ids = tensor(new long[] { 3, 17, 42, 7, 59, 5, 1, 38, 23, 54, 12, 0 }).unsqueeze(0);
+        var optimizer = optim.AdamW(model.parameters().Where(p => p.requires_grad), lr: 0.01);
+        float Loss()
+        {
+            using var scope = NewDisposeScope();
+            using var logits = model.Forward(ids);
+            var loss = nn.functional.cross_entropy(logits[0, ..^1], ids[0, 1..]);
+            return loss.item<float>();
+        }
+        model.train();
+        var first = Loss();
+        for (var step = 0; step < 20; step++)
+        {
+            using var scope = NewDisposeScope();
+            optimizer.zero_grad();
+            var logits = model.Forward(ids);
+            nn.functional.cross_entropy(logits[0, ..^1], ids[0, 1..]).backward();
+            optimizer.step();
+        }
+        model.eval();
+        Assert.True(Loss() < first - 0.1, $"20 LoRA steps should lower the loss from {first}, reached {Loss()}");
+
+        using var dir = new TempDir();
+        using var noGrad = no_grad();
+        using var adapted = model.Forward(ids);
+        var adapterDir = Path.Combine(dir.Path, "adapter");
+        PeftAdapters.Save(adapter, adapterDir, "gpt_neox_parallel");
+        List<string> keys;
+        using (var saved = SafetensorsFile.Open(Path.Combine(adapterDir, "adapter_model.safetensors"))) keys = saved.Tensors.Keys.ToList();
+        Assert.Contains("base_model.model.gpt_neox.layers.0.attention.query_key_value.lora_A.weight", keys);
+        Assert.Contains("base_model.model.gpt_neox.layers.1.attention.query_key_value.lora_B.weight", keys);
+
+        using (var reloaded = PretrainedModel.Load(Fixture("gpt_neox_parallel"), ScalarType.Float32))
+        {
+            PeftAdapters.Load(reloaded, adapterDir);
+            reloaded.eval();
+            using var again = reloaded.Forward(ids);
+            Assert.True((again - adapted).abs().max().item<float>() < 1e-6, "a reloaded adapter computes what the trained one did");
+        }
+
+        adapter.MergeAndUnload();
+        var mergedDir = Path.Combine(dir.Path, "merged");
+        PretrainedModel.Save(model, mergedDir);
+        HashSet<string> names;
+        using (var saved = SafetensorsFile.Open(Path.Combine(mergedDir, "model.safetensors"))) names = saved.Tensors.Keys.ToHashSet();
+        Assert.Contains("gpt_neox.layers.0.attention.query_key_value.weight", names);
+        Assert.Contains("gpt_neox.layers.0.attention.query_key_value.bias", names);
+        Assert.Contains("gpt_neox.final_layer_norm.bias", names);
+        Assert.Contains("embed_out.weight", names);
+        Assert.DoesNotContain(names, n => n.Contains("lora_") || n.Contains("base_layer"));
+        using var merged = PretrainedModel.Load(mergedDir, ScalarType.Float32);
+        merged.eval();
+        using var mergedLogits = merged.Forward(ids);
+        var error = (mergedLogits - adapted).abs().max().item<float>();
+        Assert.True(error < 1e-5, $"the merged model differs from base + adapter by {error}");
+    }
+
+    /// <summary>
+    /// LoRA with added tokens on a tiny GPT-NeoX carrying stories260K's 512-id tokenizer: the resized embed_in and the
+    /// untied embed_out are saved whole under PEFT's modules_to_save with transformers' names, and loading the adapter
+    /// grows a 512-row base to take both.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public void LoraWithAddedTokensSavesEmbedInAndEmbedOutAndTheBaseGrowsToTakeThem()
+    {
+        using var dir = new TempDir();
+        var folder = Path.Combine(dir.Path, "neox");
+        manual_seed(5);
+        using (var fresh = ModelFactory.Create(ModelConfig.FromJson(TestModels.GptNeoXConfigJson(vocab: 512))))
+            PretrainedModel.Save(fresh, folder);
+        foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
+            File.Copy(Path.Combine(TestAssets.Stories260K, file), Path.Combine(folder, file));
+        var data = Path.Combine(dir.Path, "train.jsonl");
+        File.WriteAllLines(data, Enumerable.Range(0, 8).Select(i => new JsonObject
+        {
+            ["prompt"] = "<|im_start|>Once upon a time, Tom had a", ["completion"] = $" {(i % 2 == 0 ? "ball" : "cat")}.<|im_end|>",
+        }.ToJsonString()));
+        var result = FineTuneJob.Run(new TrainingOptions
+        {
+            Model = folder, Data = data, Output = Path.Combine(dir.Path, "run"), Method = "lora", MaxSteps = 2, LearningRate = 1e-2,
+            MicroBatchSize = 4, EvalEvery = 100, ValidationFraction = 0, AddTokens = ["<|im_start|>"], AddSpecialTokens = ["<|im_end|>"],
+        });
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(result.FinalDirectory, AdapterFiles.ConfigFileName)))!;
+        Assert.Equal(["embed_in", "embed_out"], config["modules_to_save"]!.AsArray().Select(m => m!.GetValue<string>()).Order());
+        Assert.Equal(["query_key_value"], config["target_modules"]!.AsArray().Select(m => m!.GetValue<string>()));
+        using (var tensors = SafetensorsFile.Open(Path.Combine(result.FinalDirectory, AdapterFiles.WeightsFileName)))
+        {
+            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.gpt_neox.embed_in.weight"].Shape);
+            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.embed_out.weight"].Shape);
+        }
+        using var loaded = LoadedModel.Load(folder, result.FinalDirectory);
+        Assert.Equal(514, loaded.Model.Config.VocabSize);
+        using var noGrad = no_grad();
+        using var ids = tensor(new long[] { 1, 512, 513 }).unsqueeze(0);
+        using var logits = loaded.Model.Forward(ids);
+        Assert.Equal(514, logits.size(-1));   // embed_out grew with embed_in
+    }
+
+    /// <summary>GGUF export and the memory estimator do not cover GPT-NeoX: both refuse it by name, before any work.</summary>
+    [Fact]
+    public void GgufExportAndTheEstimatorRefuseItByName()
+    {
+        var config = ModelConfig.FromJson(TestModels.GptNeoXConfigJson());
+        var refused = Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(config));
+        Assert.Contains("GGUF export does not support architecture 'GPTNeoXForCausalLM'", refused.Message);
+        var estimate = Assert.Throws<NotSupportedException>(() => SharpTune.Advisors.Memory.ModelLayout.Of(config));
+        Assert.StartsWith("architecture 'GPTNeoXForCausalLM' is not supported by the estimator; supported: LlamaForCausalLM", estimate.Message);
+        Assert.DoesNotContain("GPTNeoXForCausalLM", estimate.Message[estimate.Message.IndexOf("supported:", StringComparison.Ordinal)..]);
+    }
+
+    /// <summary>PEFT's defaults for gpt_neox (huggingface/peft@5d602fdb src/peft/utils/constants.py).</summary>
+    [Fact]
+    public void DefaultTargetsArePeftsForGptNeoX()
+    {
+        Assert.Equal(["query_key_value"], LoraConfig.DefaultTargetModules("gpt_neox"));
+        Assert.Equal(["query_key_value", "dense_4h_to_h"], SharpTune.Peft.IA3.IA3Config.DefaultTargetModules("gpt_neox"));
+        Assert.Equal(["dense_4h_to_h"], SharpTune.Peft.IA3.IA3Config.DefaultFeedforwardModules("gpt_neox"));
+    }
+}
