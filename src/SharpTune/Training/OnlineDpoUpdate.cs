@@ -35,15 +35,9 @@ internal static class OnlineDpoUpdate
             var chunk = indices.Select(i => rows[i]).ToArray();
             using var batch = GrpoBatch.Collate(chunk, model.Device, maskTruncated: false);
             var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out _);
-            var sums = (logProbs * batch.Mask).sum(1);   // (B) Σ_t log π(completion token)
             var referenceSums = chunk.Select(r => r.ReferenceLogProbs!.Sum(v => (double)v)).ToArray();
             var selected = OnlineDpoPairs.Select(chunk.Select(r => r.Advantage).ToArray());
-            using var chosenIndex = tensor(selected.Select(p => (long)p.Chosen).ToArray(), device: model.Device);
-            using var rejectedIndex = tensor(selected.Select(p => (long)p.Rejected).ToArray(), device: model.Device);
-            using var referenceTensor = tensor(referenceSums.Select(v => (float)v).ToArray(), device: model.Device);
-            var result = DpoLoss.Compute(sums.index_select(0, chosenIndex), sums.index_select(0, rejectedIndex),
-                referenceTensor.index_select(0, chosenIndex), referenceTensor.index_select(0, rejectedIndex), beta, type: settings.LossType);
-            var microLoss = result.Losses.mean();
+            var (microLoss, sums) = PairLoss(logProbs, batch.Mask, referenceSums, selected, beta, settings.LossType);
             CustomBackward.Backward(microLoss / micro.Length);
             loss += microLoss.item<float>() / micro.Length;
             tokens += batch.Tokens;
@@ -56,6 +50,24 @@ internal static class OnlineDpoUpdate
         }
         var metrics = perMicroBatch[0].Keys.ToDictionary(key => key, key => perMicroBatch.Average(m => m[key]));
         return (loss, metrics, tokens, pairs.ToArray());
+    }
+
+    /// <summary>
+    /// The DPO loss of a micro-batch's pairs, averaged over them (TRL's <c>losses.mean()</c>), from the (B, T) token
+    /// log-probs, the (B, T) completion-token mask and each completion's summed reference log-probs; also the (B) summed
+    /// policy log-probs. Works in the log-probs' dtype (float64 in the tests against TRL's formula).
+    /// </summary>
+    internal static (Tensor Loss, Tensor PolicySums) PairLoss(Tensor tokenLogProbs, Tensor mask, IReadOnlyList<double> referenceSums,
+        IReadOnlyList<(int Chosen, int Rejected)> pairs, double beta, DpoLossType type)
+    {
+        var device = tokenLogProbs.device;
+        var sums = (tokenLogProbs * mask.to(tokenLogProbs.dtype)).sum(1);   // (B) Σ_t log π(completion token)
+        using var chosen = tensor(pairs.Select(p => (long)p.Chosen).ToArray(), device: device);
+        using var rejected = tensor(pairs.Select(p => (long)p.Rejected).ToArray(), device: device);
+        using var reference = tensor(referenceSums.ToArray(), device: device).to(tokenLogProbs.dtype);
+        var result = DpoLoss.Compute(sums.index_select(0, chosen), sums.index_select(0, rejected),
+            reference.index_select(0, chosen), reference.index_select(0, rejected), beta, type: type);
+        return (result.Losses.mean(), sums);
     }
 
     /// <summary>
