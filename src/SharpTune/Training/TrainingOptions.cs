@@ -231,15 +231,15 @@ public sealed record TrainingOptions
     // GRPO (docs/training.md, "Reinforcement learning with rewards").
     /// <summary>GRPO and RLOO: completions sampled per prompt (the group G); empty = TRL's default (GRPO 8, RLOO 2).</summary>
     public int? NumGenerations { get; init; }
-    /// <summary>GRPO and RLOO: longest completion in tokens; longer samples are cut (and count as truncated).</summary>
+    /// <summary>GRPO, RLOO and online DPO: longest completion in tokens; longer samples are cut (and count as truncated).</summary>
     public int MaxCompletionLength { get; init; } = 512;
-    /// <summary>GRPO and RLOO: prompts longer than this are cut from the left (0 = only the context limits them).</summary>
+    /// <summary>GRPO, RLOO and online DPO: prompts longer than this are cut from the left (0 = only the context limits them).</summary>
     public int MaxPromptLength { get; init; }
-    /// <summary>GRPO, RLOO and GKD: sampling temperature; empty = the objective's TRL default (GRPO and RLOO 1, GKD 0.9).</summary>
+    /// <summary>GRPO, RLOO, online DPO and GKD: sampling temperature; empty = the objective's TRL default (GRPO and RLOO 1, online DPO and GKD 0.9).</summary>
     public double? Temperature { get; init; }
-    /// <summary>GRPO and RLOO: nucleus sampling threshold (1 = off).</summary>
+    /// <summary>GRPO, RLOO and online DPO: nucleus sampling threshold (1 = off).</summary>
     public double TopP { get; init; } = 1.0;
-    /// <summary>GRPO and RLOO: keep only the k most likely tokens (0 = off).</summary>
+    /// <summary>GRPO, RLOO and online DPO: keep only the k most likely tokens (0 = off).</summary>
     public int TopK { get; init; }
     /// <summary>GRPO and RLOO: optimisation passes μ over each generated batch (old log-probs kept for the ratio).</summary>
     public int NumIterations { get; init; } = 1;
@@ -255,9 +255,9 @@ public sealed record TrainingOptions
     public IReadOnlyList<double>? RewardClipRange { get; init; }
     /// <summary>GRPO and RLOO: completions cut at <see cref="MaxCompletionLength"/> take no part in the loss.</summary>
     public bool MaskTruncatedCompletions { get; init; }
-    /// <summary>GRPO and RLOO: reward functions, each NAME or NAME=WEIGHT (exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model).</summary>
+    /// <summary>GRPO, RLOO and online DPO: reward functions, each NAME or NAME=WEIGHT (exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model).</summary>
     public IReadOnlyList<string>? Rewards { get; init; }
-    /// <summary>GRPO and RLOO: the data field holding the reference answer the rewards compare with.</summary>
+    /// <summary>GRPO, RLOO and online DPO: the data field holding the reference answer the rewards compare with.</summary>
     public string RewardField { get; init; } = "answer";
     /// <summary>GRPO regex reward: the pattern a completion must match (from its start, .NET syntax).</summary>
     public string? RewardPattern { get; init; }
@@ -276,7 +276,7 @@ public sealed record TrainingOptions
     public string? RewardModel { get; init; }
     /// <summary>GRPO reward-model reward: a SEQ_CLS adapter folder applied on <see cref="RewardModel"/> (then the base).</summary>
     public string? RewardModelAdapter { get; init; }
-    /// <summary>GRPO and RLOO: sampled completions written to completions.jsonl every this many steps (0 = never).</summary>
+    /// <summary>GRPO, RLOO and online DPO: sampled completions (online DPO: pairs) written to completions.jsonl every this many steps (0 = never).</summary>
     public int LogCompletionsEvery { get; init; } = 1;
     /// <summary>Online DPO: subtracted from the score of a completion that ends without an EOS token (TRL's missing_eos_penalty); empty = none.</summary>
     public double? MissingEosPenalty { get; init; }

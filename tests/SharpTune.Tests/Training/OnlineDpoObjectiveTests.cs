@@ -121,6 +121,32 @@ public class OnlineDpoObjectiveTests
     }
 
     [Fact]
+    public void TheExampleConfigIsAValidOnlineDpoRun()
+    {
+        var example = TrainingConfigFile.Load(Path.Combine(SharpTune.Tests.Support.TestAssets.RepoRoot, "examples", "online-dpo.yaml"));
+        FineTuneJob.Validate(example);
+        var settings = GrpoSettings.From(example);
+        Assert.Equal("online DPO", settings.Name);
+        Assert.Equal([0.1], settings.OnlineDpo!.Betas);
+        Assert.Equal(1.0, settings.OnlineDpo.MissingEosPenalty);
+        Assert.Equal(["exact=0.5", "chrf=0.5"], example.Rewards!);
+    }
+
+    [Fact]
+    public void BetaPerEpochAndTheEosPenaltyRoundTripThroughYaml()
+    {
+        using var dir = new SharpTune.Tests.Support.TempDir();
+        var path = dir.File("config.yaml");
+        File.WriteAllText(path, "objective: online-dpo\nbeta_per_epoch: [0.2, 0.1]\nmissing_eos_penalty: 0.5\n");
+        var loaded = TrainingConfigFile.Load(path);
+        Assert.Equal([0.2, 0.1], loaded.BetaPerEpoch);
+        Assert.Equal(0.5, loaded.MissingEosPenalty);
+        TrainingConfigFile.Save(loaded, path);
+        Assert.Equal([0.2, 0.1], TrainingConfigFile.Load(path).BetaPerEpoch);
+        Assert.Equal([0.2, 0.1], GrpoSettings.From(loaded).OnlineDpo!.Betas);
+    }
+
+    [Fact]
     public void OnlineDpoIsAnObjectiveWithTrlsDropoutDefault()
     {
         Assert.Contains("online-dpo", FineTuneJob.Objectives);
