@@ -89,6 +89,8 @@ public class OnlineDpoJobTests
             var loss = margins.Average(m => Math.Log(1 + Math.Exp(-m)));
             Assert.Equal(loss, D(record["loss"]), 4);
         }
+        // The reference is the base (adapter off), not the policy: with the adapter away from the base they differ from step 1.
+        Assert.True(Math.Abs(D(records[0]["objective/kl"])) > 1e-3, $"kl {records[0]["objective/kl"]}");
         Assert.True(eosSeen.Count == 2, $"EOS seen: {string.Join(", ", eosSeen)}; lengths: {string.Join(",", lines.SelectMany(l => new[] { l["chosen"]!["completion"]!.GetValue<string>().Length, l["rejected"]!["completion"]!.GetValue<string>().Length }))}");   // both ended and cut completions, so the penalty was exercised
         // TRL's test: the trainable parameters changed.
         AdapterAssertions.LoraTrained(result.FinalDirectory);
