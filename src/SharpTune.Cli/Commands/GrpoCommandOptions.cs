@@ -6,15 +6,15 @@ using SharpTune.Training;
 
 namespace SharpTune.Cli.Commands;
 
-/// <summary>`train` options of the preference family, GRPO and RLOO (TRL's names with dashes); flags win over the YAML config.</summary>
+/// <summary>`train` options of the preference family, GRPO, RLOO and online DPO (TRL's names with dashes); flags win over the YAML config.</summary>
 internal sealed class GrpoCommandOptions
 {
     private readonly Option<int?> numGenerations = new("--num-generations") { Description = "GRPO/RLOO: completions per prompt G (default: GRPO 8, RLOO 2)" };
-    private readonly Option<int?> maxCompletion = new("--max-completion-length") { Description = "GRPO/RLOO: longest completion in tokens (default 512)" };
-    private readonly Option<int?> maxPrompt = new("--max-prompt-length") { Description = "GRPO/RLOO: cut longer prompts from the left (default: no limit)" };
-    private readonly Option<double?> temperature = new("--temperature") { Description = "GRPO/RLOO and GKD: sampling temperature (default: GRPO and RLOO 1, GKD 0.9)" };
-    private readonly Option<double?> topP = new("--top-p") { Description = "GRPO/RLOO: nucleus sampling (default 1 = off)" };
-    private readonly Option<int?> topK = new("--top-k") { Description = "GRPO/RLOO: top-k sampling (default 0 = off)" };
+    private readonly Option<int?> maxCompletion = new("--max-completion-length") { Description = "GRPO/RLOO/online DPO: longest completion in tokens (default 512)" };
+    private readonly Option<int?> maxPrompt = new("--max-prompt-length") { Description = "GRPO/RLOO/online DPO: cut longer prompts from the left (default: no limit)" };
+    private readonly Option<double?> temperature = new("--temperature") { Description = "GRPO/RLOO/online DPO and GKD: sampling temperature (default: GRPO and RLOO 1, online DPO and GKD 0.9)" };
+    private readonly Option<double?> topP = new("--top-p") { Description = "GRPO/RLOO/online DPO: nucleus sampling (default 1 = off)" };
+    private readonly Option<int?> topK = new("--top-k") { Description = "GRPO/RLOO/online DPO: top-k sampling (default 0 = off)" };
     private readonly Option<int?> iterations = new("--num-iterations") { Description = "GRPO/RLOO: optimisation passes μ per generated batch (default 1)" };
     private readonly Option<double?> epsilon = new("--epsilon") { Description = "GRPO/RLOO: clip range ε (default 0.2)" };
     private readonly Option<double?> epsilonHigh = new("--epsilon-high") { Description = "GRPO/RLOO: upper clip ε (default ε; DAPO uses 0.28)" };
@@ -22,14 +22,16 @@ internal sealed class GrpoCommandOptions
     private readonly Option<bool?> normalizeAdvantages = new("--normalize-advantages") { Description = "RLOO: normalise advantages over the generation batch (mean 0, std 1)" };
     private readonly Option<string?> rewardClipRange = new("--reward-clip-range") { Description = "RLOO: MIN,MAX the summed reward is clipped to" };
     private readonly Option<bool?> maskTruncated = new("--mask-truncated-completions") { Description = "GRPO/RLOO: leave truncated completions out of the loss" };
-    private readonly Option<string[]> rewards = new("--reward") { Description = "GRPO/RLOO: NAME or NAME=WEIGHT, repeatable: exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model" };
-    private readonly Option<string?> rewardField = new("--reward-field") { Description = "GRPO/RLOO: the data field rewards compare with (default answer)" };
-    private readonly Option<string?> rewardPattern = new("--reward-pattern") { Description = "GRPO/RLOO regex reward: the pattern completions must match" };
-    private readonly Option<string?> rewardSchema = new("--reward-schema") { Description = "GRPO/RLOO json-schema reward: the JSON Schema file" };
-    private readonly Option<string?> judgeUrl = new("--judge-url") { Description = "GRPO/RLOO judge reward: OpenAI-compatible base URL (key from OPENAI_API_KEY)" };
-    private readonly Option<string?> judgeModel = new("--judge-model") { Description = "GRPO/RLOO judge reward: the grader model" };
-    private readonly Option<string?> rewardModel = new("--reward-model") { Description = "GRPO/RLOO reward-model reward: a trained reward model folder (train --task reward)" };
-    private readonly Option<string?> rewardModelAdapter = new("--reward-model-adapter") { Description = "GRPO/RLOO reward-model reward: a SEQ_CLS adapter on --reward-model" };
+    private readonly Option<string[]> rewards = new("--reward") { Description = "GRPO/RLOO/online DPO: NAME or NAME=WEIGHT, repeatable: exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model" };
+    private readonly Option<string?> rewardField = new("--reward-field") { Description = "GRPO/RLOO/online DPO: the data field rewards compare with (default answer)" };
+    private readonly Option<string?> rewardPattern = new("--reward-pattern") { Description = "GRPO/RLOO/online DPO regex reward: the pattern completions must match" };
+    private readonly Option<string?> rewardSchema = new("--reward-schema") { Description = "GRPO/RLOO/online DPO json-schema reward: the JSON Schema file" };
+    private readonly Option<string?> judgeUrl = new("--judge-url") { Description = "GRPO/RLOO/online DPO judge reward: OpenAI-compatible base URL (key from OPENAI_API_KEY)" };
+    private readonly Option<string?> judgeModel = new("--judge-model") { Description = "GRPO/RLOO/online DPO judge reward: the grader model" };
+    private readonly Option<string?> rewardModel = new("--reward-model") { Description = "GRPO/RLOO/online DPO reward-model reward: a trained reward model folder (train --task reward)" };
+    private readonly Option<string?> rewardModelAdapter = new("--reward-model-adapter") { Description = "GRPO/RLOO/online DPO reward-model reward: a SEQ_CLS adapter on --reward-model" };
+    private readonly Option<double?> missingEosPenalty = new("--missing-eos-penalty") { Description = "Online DPO: subtracted from the score of a completion without EOS (default: none)" };
+    private readonly Option<string?> betaPerEpoch = new("--beta-per-epoch") { Description = "Online DPO: B1,B2,... one β per epoch, the last kept for later epochs (instead of --beta)" };
     private readonly Option<double?> simpoGamma = new("--simpo-gamma") { Description = "SimPO: target reward margin γ (default 0.5)" };
     private readonly Option<double?> cpoAlpha = new("--cpo-alpha") { Description = "SimPO: weight of the chosen answers' NLL (default 0)" };
     private readonly Option<double?> desirableWeight = new("--desirable-weight") { Description = "KTO: weight of desirable examples (default 1)" };
@@ -40,7 +42,7 @@ internal sealed class GrpoCommandOptions
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { numGenerations, maxCompletion, maxPrompt, temperature, topP, topK, iterations, epsilon, epsilonHigh,
-                     scaleRewards, normalizeAdvantages, rewardClipRange, maskTruncated, rewards, rewardField, rewardPattern, rewardSchema, judgeUrl, judgeModel, rewardModel, rewardModelAdapter, simpoGamma, cpoAlpha,
+                     scaleRewards, normalizeAdvantages, rewardClipRange, maskTruncated, rewards, rewardField, rewardPattern, rewardSchema, judgeUrl, judgeModel, rewardModel, rewardModelAdapter, missingEosPenalty, betaPerEpoch, simpoGamma, cpoAlpha,
                      desirableWeight, undesirableWeight })
             command.Options.Add(option);
     }
@@ -68,6 +70,8 @@ internal sealed class GrpoCommandOptions
         JudgeModel = parse.GetValue(judgeModel) ?? o.JudgeModel,
         RewardModel = parse.GetValue(rewardModel) ?? o.RewardModel,
         RewardModelAdapter = parse.GetValue(rewardModelAdapter) ?? o.RewardModelAdapter,
+        MissingEosPenalty = parse.GetValue(missingEosPenalty) ?? o.MissingEosPenalty,
+        BetaPerEpoch = parse.GetValue(betaPerEpoch) is { } betas ? ParseNumbers(betas, "--beta-per-epoch") : o.BetaPerEpoch,
         SimpoGamma = parse.GetValue(simpoGamma) ?? o.SimpoGamma,
         CpoAlpha = parse.GetValue(cpoAlpha) ?? o.CpoAlpha,
         DesirableWeight = parse.GetValue(desirableWeight) ?? o.DesirableWeight,
@@ -81,6 +85,14 @@ internal sealed class GrpoCommandOptions
             out var v) ? v : double.NaN).ToArray();
         return parts.Length == 2 && values.All(double.IsFinite) ? values
             : throw new ArgumentException($"--reward-clip-range takes MIN,MAX (two numbers), found '{text}'");
+    }
+
+    private static double[] ParseNumbers(string text, string option)
+    {
+        var parts = text.Split(',');
+        var values = parts.Select(p => double.TryParse(p.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture,
+            out var v) ? v : double.NaN).ToArray();
+        return values.All(double.IsFinite) ? values : throw new ArgumentException($"{option} takes numbers separated by commas, found '{text}'");
     }
 
     /// <summary>The judge reward's grader: an OpenAI-compatible endpoint through the official SDK, as an IChatClient.</summary>

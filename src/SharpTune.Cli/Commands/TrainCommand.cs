@@ -42,9 +42,9 @@ internal static class TrainCommand
         var keepingLayers = new Option<int?>("--layers-keeping-mlp-products") { Description = "With checkpointing: the first N recomputed layers keep their frozen MLP gate/up products (faster, 2·ffn values per token each)" };
         var rejectsFile = new Option<string?>("--rejects") { Description = "Write malformed rows here (with the reason) and go on, instead of stopping" };
         var test = new Option<string?>("--test") { Description = "Test data, scored once with the final model" };
-        var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto, grpo, rloo or gkd" };
-        var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty in the loss, default 0; RLOO: KL penalty in the reward, default 0.05; GKD: the generalized JSD's β in [0, 1], default 0.5" };
-        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows), cached-mnrl (the same, with gradient caching) or cosent (sentence1/sentence2/score rows)" };
+        var objective = new Option<string?>("--objective") { Description = "sft (default), dpo, orpo, simpo, kto, grpo, rloo, online-dpo or gkd" };
+        var beta = new Option<double?>("--beta") { Description = "DPO/ORPO/SimPO/KTO: default 0.1; GRPO: KL penalty in the loss, default 0; RLOO: KL penalty in the reward, default 0.05; online DPO: default 0.1; GKD: the generalized JSD's β in [0, 1], default 0.5" };
+        var lossType = new Option<string?>("--loss-type") { Description = "DPO: sigmoid|ipo|hinge|robust; online DPO: sigmoid|ipo; GRPO: dapo|grpo|dr_grpo|bnpo; KTO: kto|apo_zero_unpaired; --task embedding: mnrl (anchor/positive/negative rows), cached-mnrl (the same, with gradient caching) or cosent (sentence1/sentence2/score rows)" };
         var labelSmoothing = new Option<double?>("--label-smoothing") { Description = "DPO (sigmoid: conservative DPO; robust) / SimPO: assumed label-flip probability in [0, 0.5)" };
         var precompute = new Option<bool?>("--precompute-ref-log-probs") { Description = "DPO: score pairs with the reference once before training" };
         var task = new Option<string?>("--task") { Description = $"What is trained: {string.Join("|", TrainingTasks.Names)} (classification, multi-label classification, regression and reward a *ForSequenceClassification score head on the decoder; embedding a text-embedding model from anchor/positive/negative rows; reranking a cross-encoder from query/document/label or query/positive/negative rows)" };
@@ -57,7 +57,7 @@ internal static class TrainCommand
         var matryoshkaWeights = new Option<string?>("--matryoshka-weights") { Description = "--task embedding with --matryoshka-dims: each width's loss weight, same order (default 1 each)" };
         var centerRewards = new Option<double?>("--center-rewards-coefficient") { Description = "--task reward: TRL's center_rewards_coefficient (keeps rewards centred on 0)" };
         var posWeight = new Option<double?>("--pos-weight") { Description = "--task reranking: BinaryCrossEntropyLoss' pos_weight, the weight of relevant pairs (default 1)" };
-        var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, gkd, as TRL; off for sft, grpo, rloo)" };
+        var disableDropout = new Option<bool?>("--disable-dropout") { Description = "Set every dropout to 0 (default: on for dpo, orpo, simpo, kto, gkd, online-dpo, as TRL; off for sft, grpo, rloo)" };
         var grpo = GrpoCommandOptions.Create();
         var gkd = new GkdCommandOptions();
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };

@@ -24,7 +24,7 @@ public sealed record PromptExample(IReadOnlyList<ChatTurn> Prompt, JsonObject Fi
     /// <summary>The row as a prompt; a missing or mistyped field names file, line and field.</summary>
     public static PromptExample FromRow(DataRow row) => FromRow(row, "grpo");
 
-    /// <summary>The row as a prompt for <paramref name="objective"/> (grpo or rloo, named in the error for a row without one).</summary>
+    /// <summary>The row as a prompt for <paramref name="objective"/> (grpo, rloo or online-dpo, named in the error for a row without one).</summary>
     public static PromptExample FromRow(DataRow row, string objective)
     {
         if (row.Fields["prompt"] is JsonValue text && text.GetValueKind() == JsonValueKind.String)

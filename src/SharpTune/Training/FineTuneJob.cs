@@ -45,7 +45,7 @@ public static class FineTuneJob
     public const string ChatTemplateFileName = Generation.LoadedModel.ChatTemplateFileName;
 
     /// <summary>The <see cref="TrainingOptions.Objective"/> names.</summary>
-    public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo", "orpo", "simpo", "kto", "grpo", "rloo", "gkd"];
+    public static IReadOnlyList<string> Objectives { get; } = ["sft", "dpo", "orpo", "simpo", "kto", "grpo", "rloo", "online-dpo", "gkd"];
 
     /// <summary>
     /// The checks <see cref="Run"/> makes before any work (objective, its settings, quantization and checkpointing, the
@@ -58,16 +58,17 @@ public static class FineTuneJob
             throw new ArgumentException($"unknown objective '{options.Objective}' (choose one of: {string.Join(", ", Objectives)})");
         TrainingTasks.Validate(options);
         if (objective != "rloo") RlooSettings.RefuseOutsideRloo(options, objective);
+        if (objective != "online-dpo") OnlineDpoSettings.RefuseOutsideOnlineDpo(options, objective);
         // Settings are parsed before any work, so a bad loss_type or scale_rewards fails at once.
         _ = objective switch
         {
             "dpo" => DpoSettings.From(options),
             "kto" => KtoLoss.ParseType(options.LossType ?? "kto"),
-            "grpo" or "rloo" => GrpoSettings.From(options),
+            "grpo" or "rloo" or "online-dpo" => GrpoSettings.From(options),
             "gkd" => GkdSettings.From(options),
             _ => (object?)null,
         };
-        if (objective is not ("grpo" or "rloo")) GrpoSettings.RefuseOutsideGrpo(options, objective);   // after GKD's own refusal of num_generations
+        if (objective is not ("grpo" or "rloo" or "online-dpo")) GrpoSettings.RefuseOutsideGrpo(options, objective);   // after GKD's own refusal of num_generations
         if (objective != "gkd") GkdSettings.RefuseOutsideGkd(options, objective);
         else if (options.Packing)
             throw new ArgumentException("packing: objective gkd answers each row's prompt anew, so its rows are padded, not packed; set packing: false");
@@ -124,7 +125,7 @@ public static class FineTuneJob
         var kto = objective == "kto"
             ? new KtoSettings(options.Beta ?? 0.1, options.DesirableWeight, options.UndesirableWeight, KtoLoss.ParseType(options.LossType ?? "kto"))
             : null;
-        var grpo = objective is "grpo" or "rloo" ? GrpoSettings.From(options) : null;
+        var grpo = objective is "grpo" or "rloo" or "online-dpo" ? GrpoSettings.From(options) : null;
         var gkd = objective == "gkd" ? GkdSettings.From(options) : null;
         var task = TrainingTasks.Of(options);
         var embedding = task == TrainingTasks.Embedding ? EmbeddingSettings.From(options) : null;
@@ -135,7 +136,7 @@ public static class FineTuneJob
             "kto" => row => row.Fields.ContainsKey("chosen") && row.Fields.ContainsKey("rejected") && !row.Fields.ContainsKey("completion")
                 ? TrainingExampleMapper.Map(row, DatasetFormat.Preference)
                 : UnpairedPreferenceExample.FromRow(row),
-            "grpo" or "rloo" => row => PromptExample.FromRow(row, objective),
+            "grpo" or "rloo" or "online-dpo" => row => PromptExample.FromRow(row, objective),
             _ => null,
         };
         TorchRuntime.EnsureInitialised();

@@ -13,9 +13,9 @@ namespace SharpTune.Training;
 public sealed record RewardSources(IChatClient? Judge = null, IReadOnlyList<WeightedReward>? Custom = null);
 
 /// <summary>
-/// GRPO and RLOO within <see cref="FineTuneJob"/>: prompts tokenized (chat template with its generation prompt, or plain text
-/// with BOS, as TRL), the rewards, the reference model only when β ≠ 0 (adapter disabled, or a frozen copy for full
-/// fine-tuning), and <see cref="GrpoTrainer"/>.
+/// GRPO, RLOO and online DPO within <see cref="FineTuneJob"/>: prompts tokenized (chat template with its generation prompt,
+/// or plain text with BOS, as TRL), the rewards, the reference model only when β ≠ 0 or for online DPO (adapter disabled,
+/// or a frozen copy for full fine-tuning), and <see cref="GrpoTrainer"/>.
 /// </summary>
 internal static class GrpoRecipe
 {

@@ -25,7 +25,8 @@ public sealed record GrpoRollout(IReadOnlyList<GrpoRow> Rows, Dictionary<string,
 /// times and sampled in one KV-cache batch (left-padded, so the whole group decodes together), decoded, scored by the
 /// reward functions; the old log-probs (μ &gt; 1, or RLOO's KL) and the reference's (β ≠ 0) computed once, micro-batch
 /// by micro-batch; then GRPO's group-normalised advantages, or RLOO's leave-one-out ones on the KL-penalised reward
-/// (whose batch KL per token is logged as kl, as TRL's RLOO logs it).
+/// (whose batch KL per token is logged as kl, as TRL's RLOO logs it); or online DPO's scores, which pick each
+/// prompt's chosen and rejected completion (<see cref="OnlineDpoPairs"/>), with the reference's log-probs.
 /// </summary>
 public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer tokenizer, GrpoSettings settings,
     IReadOnlyList<WeightedReward> rewards, DpoReference? reference, IReadOnlyList<int> eos, int microBatchSize)
@@ -94,6 +95,17 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
             sequenceKl = kl;
             for (var i = 0; i < rows.Length; i++) rows[i] = rows[i] with { Advantage = advantages.Advantages[i] };
         }
+        else if (settings.OnlineDpo is { } onlineDpo)
+        {
+            // Online DPO: each completion's score (its rewards, less missing_eos_penalty without EOS) picks the pair's
+            // chosen and rejected; the row carries it as its advantage. The reference log-probs are taken once, here.
+            var scored = OnlineDpoPairs.Scores(scores, weights, rows.Select(r => !r.Truncated).ToArray(), onlineDpo.MissingEosPenalty);
+            for (var i = 0; i < rows.Length; i++) rows[i] = rows[i] with { Advantage = scored[i] };
+            var pairStds = GrpoAdvantages.GroupStds(scored, OnlineDpoSettings.Generations);
+            advantages = new GrpoAdvantageResult(scored, scored, scored.Average(), GrpoAdvantages.NanStd(scored),
+                GrpoAdvantages.FracZeroStd(pairStds));
+            if (referenceToo) rows = WithLogProbs(rows, withOld: false, withReference: true);
+        }
         else
         {
             advantages = GrpoAdvantages.Compute(scores, weights, g, settings.Scaling);
@@ -124,7 +136,7 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
                 {
                     using var noGrad = no_grad();
                     old = GrpoBatch.PerCompletionToken(TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out _,
-                        temperature: settings.Temperature), chunk);
+                        temperature: settings.LogProbTemperature), chunk);
                 }
                 finally
                 {
@@ -134,7 +146,7 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
             if (withReference)
                 referenceValues = GrpoBatch.PerCompletionToken(
                     reference!.Score(model, m => TokenLogProbs.Compute(m, batch.InputIds, batch.Context, batch.Targets, out _,
-                        temperature: settings.Temperature)), chunk);
+                        temperature: settings.LogProbTemperature)), chunk);
             for (var i = 0; i < chunk.Length; i++)
                 result.Add(chunk[i] with { OldLogProbs = old?[i], ReferenceLogProbs = referenceValues?[i] });
         }

@@ -52,17 +52,29 @@ public sealed record GrpoSettings(
         ObjectiveSettingRefusals.RefuseOutside("grpo or rloo", objective, ("num_generations (--num-generations)", NumGenerationsGiven(o)));
     }
 
-    /// <summary>The objective's name in messages: GRPO or RLOO.</summary>
-    public string Name => NameOf(Rloo);
+    /// <summary>Online DPO's settings (pairs of completions, the DPO loss); null for GRPO and RLOO.</summary>
+    public OnlineDpoSettings? OnlineDpo { get; init; }
+
+    /// <summary>The objective's name in messages: GRPO, RLOO or online DPO.</summary>
+    public string Name => OnlineDpo is not null ? OnlineDpoName : NameOf(Rloo);
+
+    private const string OnlineDpoName = "online DPO";
 
     private static string NameOf(RlooSettings? rloo) => rloo is null ? "GRPO" : "RLOO";
 
-    /// <summary>Whether a reference model is needed: GRPO's β in the loss, or RLOO's in the reward.</summary>
-    public bool NeedsReference => Loss.Beta != 0 || Rloo is { Beta: not 0 };
+    /// <summary>Whether a reference model is needed: GRPO's β in the loss, RLOO's in the reward, or online DPO's (always).</summary>
+    public bool NeedsReference => Loss.Beta != 0 || Rloo is { Beta: not 0 } || OnlineDpo is not null;
+
+    /// <summary>
+    /// The temperature the trained log-probs are taken at: GRPO's and RLOO's sampling temperature (TRL scores completions
+    /// under the distribution they were drawn from), 1 for online DPO (TRL's OnlineDPOTrainer._forward takes the model's own).
+    /// </summary>
+    public double LogProbTemperature => OnlineDpo is null ? Temperature : 1.0;
 
     /// <summary>Validates and converts the options; throws naming the option at fault.</summary>
     public static GrpoSettings From(TrainingOptions o)
     {
+        if (o.Objective.Trim().Equals("online-dpo", StringComparison.OrdinalIgnoreCase)) return OnlineDpoFrom(o);
         var rloo = o.Objective.Trim().Equals("rloo", StringComparison.OrdinalIgnoreCase) ? RlooSettings.From(o) : null;
         var numGenerations = o.NumGenerations ?? (rloo is null ? DefaultNumGenerations : RlooSettings.DefaultNumGenerations);
         if (numGenerations < 2)
@@ -84,6 +96,25 @@ public sealed record GrpoSettings(
         if (rloo is null) loss = loss with { LossType = GrpoLossSettings.ParseType(o.LossType ?? "dapo") };
         return new GrpoSettings(loss, numGenerations, GrpoAdvantages.ParseScaling(o.ScaleRewards ?? DefaultScaleRewards), o.NumIterations, o.MaxPromptLength,
             temperature, o.TopP, o.TopK, o.MaskTruncatedCompletions, o.LogCompletionsEvery, rloo);
+    }
+
+    /// <summary>
+    /// Online DPO on this loop: two completions per prompt (micro_batch_size × gradient_accumulation counts completions,
+    /// as GRPO's, so it must be even), one update per sampled batch, TRL's OnlineDPOConfig sampling temperature 0.9.
+    /// </summary>
+    private static GrpoSettings OnlineDpoFrom(TrainingOptions o)
+    {
+        RefuseOutsideGrpo(o, "online-dpo");   // num_generations and scale_rewards: the pair and its order are fixed
+        var onlineDpo = OnlineDpoSettings.From(o);
+        if (o.MicroBatchSize % OnlineDpoSettings.Generations != 0)
+            throw new ArgumentException($"micro_batch_size (--batch-size) = {o.MicroBatchSize} is odd: objective online-dpo trains whole pairs of " +
+                                        "completions per micro-batch (two per prompt), so it must be even");
+        if (o.MaxCompletionLength < 1) throw new ArgumentException($"max_completion_length must be positive, found {o.MaxCompletionLength}");
+        var temperature = o.Temperature ?? OnlineDpoSettings.DefaultTemperature;
+        if (!(temperature > 0)) throw new ArgumentException($"{OnlineDpoName} samples: temperature must be positive, found {temperature}");
+        var loss = new GrpoLossSettings(Beta: 0, MaxCompletionLength: o.MaxCompletionLength);
+        return new GrpoSettings(loss, OnlineDpoSettings.Generations, RewardScaling.None, 1, o.MaxPromptLength, temperature, o.TopP, o.TopK,
+            MaskTruncatedCompletions: false, o.LogCompletionsEvery) { OnlineDpo = onlineDpo };
     }
 
     /// <summary>Sampling settings for one generation batch; the seed makes the draw a function of the batch index alone.</summary>

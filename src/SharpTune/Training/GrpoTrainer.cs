@@ -15,7 +15,9 @@ namespace SharpTune.Training;
 /// permutation, as the SFT trainer), sample G completions each, score and normalise them; then each step makes one
 /// pass over that batch, shuffled once and cut into gradient_accumulation micro-batches, with TRL's clipped surrogate
 /// loss. Sampling seeds, the shuffle and dropout masks are pure functions of the step, and a checkpoint taken between
-/// the μ passes carries its generation batch, so resuming replays exactly the uninterrupted run.
+/// the μ passes carries its generation batch, so resuming replays exactly the uninterrupted run. Online DPO (TRL's
+/// OnlineDPOTrainer, <see cref="GrpoSettings.OnlineDpo"/>) runs the same loop with two completions per prompt, μ = 1, and
+/// the DPO loss on each prompt's chosen and rejected completion (<see cref="OnlineDpoUpdate"/>).
 /// </summary>
 public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string Name, Parameter Parameter)> trainable,
     TrainingOptions options, GrpoSettings settings, GrpoRolloutMaker rollouts, Action<string> saveModel)
@@ -68,19 +70,22 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             var step = state.Step;
             var generation = step / settings.NumIterations;
             var stepClock = Stopwatch.StartNew();
+            GrpoRollout? rollout = null;
+            var logCompletions = settings.LogCompletionsEvery > 0 && (step + 1) % settings.LogCompletionsEvery == 0;
             if (buffer is null || buffer.GenerationIndex != generation)
             {
                 var prompts = PromptsFor(train.Count, generation).Select(i => train[i]).ToArray();
-                var rollout = rollouts.Make(prompts, SamplingSeed(generation), step + 1, settings.NumIterations > 1, cancellationToken);
+                rollout = rollouts.Make(prompts, SamplingSeed(generation), step + 1, settings.NumIterations > 1, cancellationToken);
                 buffer = new GrpoBuffer(generation, rollout.Rows, rollout.Metrics);
-                if (settings.LogCompletionsEvery > 0 && (step + 1) % settings.LogCompletionsEvery == 0)
-                    AppendCompletions(completionsPath, step + 1, rollout);
+                if (logCompletions && settings.OnlineDpo is null) AppendCompletions(completionsPath, step + 1, rollout);
             }
             var optimizeClock = Stopwatch.StartNew();
             var lr = LearningRateSchedule.At(options.LrSchedule, options.LearningRate, step, totalSteps, warmup);
             model.train();
             Runtime.DeviceRandom.SeedAll(options.Seed * 1_000_003 + step);   // dropout masks, on every device, depend only on the step
-            var (loss, stepMetrics, tokens) = Optimise(buffer.Rows, generation);
+            var epochIndex = (int)((long)generation * PromptsPerGeneration / train.Count);
+            var (loss, stepMetrics, tokens, pairs) = Optimise(buffer.Rows, generation, epochIndex);
+            if (pairs is not null && logCompletions) AppendPairs(completionsPath, step + 1, rollout!, pairs);
             if (!double.IsFinite(loss))
             {
                 optimizer.ZeroGrad();
@@ -150,9 +155,15 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             runDir, losses) { TrainingSeconds = clock.Elapsed.TotalSeconds, TokensProcessed = tokensProcessed };
     }
 
-    /// <summary>One pass over the generation batch: micro-batch gradients summed as TRL scales them; returns the step's metrics.</summary>
-    private (double Loss, Dictionary<string, double> Metrics, int Tokens) Optimise(IReadOnlyList<GrpoRow> rows, int generation)
+    /// <summary>
+    /// One pass over the generation batch: micro-batch gradients summed as TRL scales them; returns the step's metrics,
+    /// and online DPO's pairs (null for GRPO and RLOO).
+    /// </summary>
+    private (double Loss, Dictionary<string, double> Metrics, int Tokens, OnlineDpoPair[]? Pairs) Optimise(IReadOnlyList<GrpoRow> rows,
+        int generation, int epochIndex)
     {
+        if (settings.OnlineDpo is { } onlineDpo)
+            return OnlineDpoUpdate.Optimise(model, rows, onlineDpo, onlineDpo.BetaAt(epochIndex), options.MicroBatchSize);
         var order = Enumerable.Range(0, rows.Count).ToArray();
         new Random(unchecked((int)(options.Seed * 31337 + generation))).Shuffle(order);   // TRL's shuffle_sequence_dict
         var micro = order.Select(i => rows[i]).Chunk(options.MicroBatchSize).ToArray();
@@ -188,7 +199,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             }
             tokens += batch.Tokens;
         }
-        return (loss, StepMetrics(sums, settings.Loss.Beta != 0), tokens);
+        return (loss, StepMetrics(sums, settings.Loss.Beta != 0), tokens, null);
     }
 
     /// <summary>
@@ -281,6 +292,42 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
                 ["truncated"] = sample.Truncated,
             };
             if (rollout.SequenceKl is { } kl) line["kl"] = kl[i];   // RLOO: the sequence KL its reward lost β times
+            writer.WriteLine(line.ToJsonString());
+        }
+    }
+
+    /// <summary>
+    /// Appends each online DPO pair of the step to completions.jsonl: the prompt, both completions with their reward
+    /// functions' scores, score (after missing_eos_penalty) and EOS, and the summed log-probs of policy and reference that
+    /// the step's loss and metrics were computed from.
+    /// </summary>
+    private void AppendPairs(string path, int step, GrpoRollout rollout, IReadOnlyList<OnlineDpoPair> pairs)
+    {
+        JsonObject Completion(int row, double logProbs, double referenceLogProbs)
+        {
+            var scores = new JsonObject();
+            for (var f = 0; f < rollout.Scores.GetLength(1); f++)
+                scores[rollouts.RewardNames[f]] = double.IsNaN(rollout.Scores[row, f]) ? null : rollout.Scores[row, f];
+            return new JsonObject
+            {
+                ["completion"] = rollout.Samples[row].Completion,
+                ["rewards"] = scores,
+                ["score"] = rollout.Rewards[row],
+                ["contains_eos"] = !rollout.Samples[row].Truncated,
+                ["logps"] = logProbs,
+                ["ref_logps"] = referenceLogProbs,
+            };
+        }
+        using var writer = new StreamWriter(path, append: true);
+        foreach (var pair in pairs)
+        {
+            var line = new JsonObject
+            {
+                ["step"] = step,
+                ["prompt"] = rollout.Samples[pair.Chosen].Prompt,
+                ["chosen"] = Completion(pair.Chosen, pair.ChosenLogProbs, pair.ChosenReferenceLogProbs),
+                ["rejected"] = Completion(pair.Rejected, pair.RejectedLogProbs, pair.RejectedReferenceLogProbs),
+            };
             writer.WriteLine(line.ToJsonString());
         }
     }

@@ -189,13 +189,13 @@ public sealed record TrainingOptions
 
     /// <summary>
     /// sft (next-token loss on completions), dpo, orpo, simpo (preference pairs: prompt, chosen, rejected), kto
-    /// (unpaired: prompt, completion, label), grpo or rloo (prompts scored by reward functions) or gkd (distillation from
+    /// (unpaired: prompt, completion, label), grpo, rloo or online-dpo (prompts scored by reward functions) or gkd (distillation from
     /// <see cref="Teacher"/> on prompt/completion or chat rows).
     /// </summary>
     public string Objective { get; init; } = "sft";
     /// <summary>
     /// The objective's beta (TRL's), empty = TRL's default for the objective: DPO/ORPO/SimPO/KTO 0.1 (pull towards the
-    /// reference, or ORPO's λ), GRPO 0 (no KL penalty), RLOO 0.05 (the KL penalty taken from the reward), GKD 0.5 (the generalized Jensen–Shannon divergence's
+    /// reference, or ORPO's λ) and online DPO 0.1, GRPO 0 (no KL penalty), RLOO 0.05 (the KL penalty taken from the reward), GKD 0.5 (the generalized Jensen–Shannon divergence's
     /// interpolation, in [0, 1]: 0 is KL(teacher‖student), 1 is KL(student‖teacher)).
     /// </summary>
     public double? Beta { get; init; }
@@ -205,18 +205,18 @@ public sealed record TrainingOptions
     /// </summary>
     public double LabelSmoothing { get; init; }
     /// <summary>
-    /// DPO: sigmoid (default), ipo, hinge or robust; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or
+    /// DPO: sigmoid (default), ipo, hinge or robust; online DPO: sigmoid (default) or ipo; GRPO: dapo (default), grpo, dr_grpo or bnpo; KTO: kto (default) or
     /// apo_zero_unpaired; task embedding: mnrl (default, anchor/positive/negative rows) or cosent (sentence1/sentence2/score rows).
     /// </summary>
     public string? LossType { get; init; }
     /// <summary>
     /// TRL's disable_dropout: every dropout of the trained model (LoRA's lora_dropout and the model's own) is set to 0 for
-    /// the run. Empty = TRL's default for the objective: on for dpo, orpo, simpo, kto and gkd (DPOConfig, ORPOConfig,
-    /// CPOConfig, KTOConfig and GKDConfig default to True), off for sft and grpo.
+    /// the run. Empty = TRL's default for the objective: on for dpo, orpo, simpo, kto, gkd and online-dpo (DPOConfig, ORPOConfig,
+    /// CPOConfig, KTOConfig, GKDConfig and OnlineDPOConfig default to True), off for sft, grpo and rloo.
     /// </summary>
     public bool? DisableDropout { get; init; }
     /// <summary><see cref="DisableDropout"/>, or TRL's default for <see cref="Objective"/> when it is not set.</summary>
-    public bool DropoutDisabled() => DisableDropout ?? Objective.Trim().ToLowerInvariant() is "dpo" or "orpo" or "simpo" or "kto" or "gkd";
+    public bool DropoutDisabled() => DisableDropout ?? Objective.Trim().ToLowerInvariant() is "dpo" or "orpo" or "simpo" or "kto" or "gkd" or "online-dpo";
     /// <summary>DPO: score every pair with the reference model once before training (full fine-tuning then needs no second model copy).</summary>
     public bool PrecomputeRefLogProbs { get; init; }
     /// <summary>SimPO: the target reward margin γ (TRL's simpo_gamma).</summary>
@@ -231,15 +231,15 @@ public sealed record TrainingOptions
     // GRPO (docs/training.md, "Reinforcement learning with rewards").
     /// <summary>GRPO and RLOO: completions sampled per prompt (the group G); empty = TRL's default (GRPO 8, RLOO 2).</summary>
     public int? NumGenerations { get; init; }
-    /// <summary>GRPO and RLOO: longest completion in tokens; longer samples are cut (and count as truncated).</summary>
+    /// <summary>GRPO, RLOO and online DPO: longest completion in tokens; longer samples are cut (and count as truncated).</summary>
     public int MaxCompletionLength { get; init; } = 512;
-    /// <summary>GRPO and RLOO: prompts longer than this are cut from the left (0 = only the context limits them).</summary>
+    /// <summary>GRPO, RLOO and online DPO: prompts longer than this are cut from the left (0 = only the context limits them).</summary>
     public int MaxPromptLength { get; init; }
-    /// <summary>GRPO, RLOO and GKD: sampling temperature; empty = the objective's TRL default (GRPO and RLOO 1, GKD 0.9).</summary>
+    /// <summary>GRPO, RLOO, online DPO and GKD: sampling temperature; empty = the objective's TRL default (GRPO and RLOO 1, online DPO and GKD 0.9).</summary>
     public double? Temperature { get; init; }
-    /// <summary>GRPO and RLOO: nucleus sampling threshold (1 = off).</summary>
+    /// <summary>GRPO, RLOO and online DPO: nucleus sampling threshold (1 = off).</summary>
     public double TopP { get; init; } = 1.0;
-    /// <summary>GRPO and RLOO: keep only the k most likely tokens (0 = off).</summary>
+    /// <summary>GRPO, RLOO and online DPO: keep only the k most likely tokens (0 = off).</summary>
     public int TopK { get; init; }
     /// <summary>GRPO and RLOO: optimisation passes μ over each generated batch (old log-probs kept for the ratio).</summary>
     public int NumIterations { get; init; } = 1;
@@ -255,9 +255,9 @@ public sealed record TrainingOptions
     public IReadOnlyList<double>? RewardClipRange { get; init; }
     /// <summary>GRPO and RLOO: completions cut at <see cref="MaxCompletionLength"/> take no part in the loss.</summary>
     public bool MaskTruncatedCompletions { get; init; }
-    /// <summary>GRPO and RLOO: reward functions, each NAME or NAME=WEIGHT (exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model).</summary>
+    /// <summary>GRPO, RLOO and online DPO: reward functions, each NAME or NAME=WEIGHT (exact, number, regex, json-schema, length, bleu, chrf, rouge, judge, reward-model).</summary>
     public IReadOnlyList<string>? Rewards { get; init; }
-    /// <summary>GRPO and RLOO: the data field holding the reference answer the rewards compare with.</summary>
+    /// <summary>GRPO, RLOO and online DPO: the data field holding the reference answer the rewards compare with.</summary>
     public string RewardField { get; init; } = "answer";
     /// <summary>GRPO regex reward: the pattern a completion must match (from its start, .NET syntax).</summary>
     public string? RewardPattern { get; init; }
@@ -276,8 +276,12 @@ public sealed record TrainingOptions
     public string? RewardModel { get; init; }
     /// <summary>GRPO reward-model reward: a SEQ_CLS adapter folder applied on <see cref="RewardModel"/> (then the base).</summary>
     public string? RewardModelAdapter { get; init; }
-    /// <summary>GRPO and RLOO: sampled completions written to completions.jsonl every this many steps (0 = never).</summary>
+    /// <summary>GRPO, RLOO and online DPO: sampled completions (online DPO: pairs) written to completions.jsonl every this many steps (0 = never).</summary>
     public int LogCompletionsEvery { get; init; } = 1;
+    /// <summary>Online DPO: subtracted from the score of a completion that ends without an EOS token (TRL's missing_eos_penalty); empty = none.</summary>
+    public double? MissingEosPenalty { get; init; }
+    /// <summary>Online DPO: one β per epoch, the last kept for later epochs (TRL's beta given as a list); empty = <see cref="Beta"/> throughout.</summary>
+    public IReadOnlyList<double>? BetaPerEpoch { get; init; }
 
     // GKD (docs/training.md, "Knowledge distillation (GKD)").
     /// <summary>GKD: the teacher model (a Hugging Face folder or hub id, as <see cref="Model"/>), frozen; same vocabulary size as the student.</summary>
