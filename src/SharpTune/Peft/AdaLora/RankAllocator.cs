@@ -170,7 +170,7 @@ public sealed class RankAllocator : IDisposable
             if (target is null) continue;
             if (!keys.TryGetValue(key, out var parameter) || !value.shape.SequenceEqual(parameter.shape))
                 throw new InvalidDataException($"the AdaLoRA state '{name}' [{string.Join(", ", value.shape)}] fits no adapter parameter of this model");
-            target[key] = value.to(parameter.dtype, parameter.device).clone();
+            target[key] = value.to(parameter.dtype, parameter.device).clone().DetachFromDisposeScope();   // outlives the reader's scope
         }
         if (expAvgIpt.Count != expAvgUnc.Count || expAvgIpt.Keys.Any(k => !expAvgUnc.ContainsKey(k)))
             throw new InvalidDataException("the AdaLoRA state holds sensitivity and uncertainty EMAs of different parameters");
