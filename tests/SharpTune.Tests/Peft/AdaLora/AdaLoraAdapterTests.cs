@@ -125,6 +125,73 @@ public class AdaLoraAdapterTests
     }
 
     [Fact]
+    public void TheCheckpointedAllocatorStateContinuesAsTheUninterruptedAllocator()
+    {
+        // Two identical models and adapters; the first runs steps 0–2 of the budget phase, is checkpointed (its trainable
+        // parameters, optimizer and allocator state) and restored into the second, then both run step 3: same EMAs, same
+        // pattern, same singular values. A third that skips the allocator state allocates differently.
+        using var dir = new TempDir();
+        using var ids = LoraTestSupport.Ids();
+        (CausalLanguageModel Model, AdaLoraAdapter Adapter, SharpTune.Training.AdamWOptimizer Optimizer) Make()
+        {
+            var model = TestModels.Create("llama");
+            manual_seed(5);
+            var adapter = Create();
+            adapter.Inject(model);
+            adapter.BeginTraining(10);
+            return (model, adapter, SharpTune.Training.AdamWOptimizer.Create("adamw_torch",
+                adapter.TrainableParameters.Select(p => (p.Name, p.Parameter, 0.0, 1.0))));
+        }
+        void Step((CausalLanguageModel Model, AdaLoraAdapter Adapter, SharpTune.Training.AdamWOptimizer Optimizer) run, int step)
+        {
+            using (var scope = NewDisposeScope()) PeftMethodChecks.NextTokenLoss(run.Model, ids).backward();
+            run.Optimizer.Step(0.05);
+            run.Adapter.AfterOptimizerStep(step);
+            run.Optimizer.ZeroGrad();
+        }
+        var first = Make();
+        for (var step = 0; step < 3; step++) Step(first, step);
+        var state = new SharpTune.Training.TrainerState(3, null, null, 0, first.Optimizer.StepCount);
+        using (NewDisposeScope())
+            SharpTune.Training.TrainingCheckpoint.Save(dir.Path, state, first.Adapter.TrainableParameters, first.Optimizer, 1, first.Adapter.TrainingState());
+        var resumed = Make();
+        var skipped = Make();
+        Assert.NotNull(SharpTune.Training.TrainingCheckpoint.RestoreLatest(dir.Path, resumed.Adapter.TrainableParameters, resumed.Optimizer, resumed.Adapter));
+        Assert.NotNull(SharpTune.Training.TrainingCheckpoint.RestoreLatest(dir.Path, skipped.Adapter.TrainableParameters, skipped.Optimizer));
+        Assert.Equal(first.Adapter.Config.RankPattern!.ToDictionary(p => p.Key, p => string.Join(",", p.Value)),
+            resumed.Adapter.Config.RankPattern!.ToDictionary(p => p.Key, p => string.Join(",", p.Value)));
+        foreach (var run in new[] { first, resumed, skipped }) Step(run, 3);
+        var expected = first.Adapter.TrainingState();
+        var actual = resumed.Adapter.TrainingState();
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+        Assert.Contains(expected.Keys, k => k.StartsWith("exp_avg_ipt.", StringComparison.Ordinal));
+        foreach (var (key, value) in expected) Assert.True(value.equal(actual[key]).all().item<bool>(), $"{key} differs after resuming");
+        foreach (var ((_, a), (_, b)) in first.Adapter.Layers.Zip(resumed.Adapter.Layers)) Assert.True(a.lora_E.equal(b.lora_E).all().item<bool>());
+        var fresh = skipped.Adapter.TrainingState();
+        Assert.Contains(expected.Keys.Where(k => k.StartsWith("exp_avg", StringComparison.Ordinal)), k => !expected[k].equal(fresh[k]).all().item<bool>());
+        foreach (var run in new[] { first, resumed, skipped })
+        {
+            run.Optimizer.Dispose();
+            run.Model.Dispose();
+        }
+    }
+
+    [Fact]
+    public void TheMethodTakesPeftsDefaultsAndRefusesSettingsItWouldIgnore()
+    {
+        var adapter = Assert.IsType<AdaLoraAdapter>(SharpTune.Training.FineTuningMethods.CreateAdapter(new SharpTune.Training.TrainingOptions
+            { Method = "adalora", AdaloraTargetR = 4, AdaloraTotalStep = 50, AdaloraBeta2 = 0.9 }));
+        Assert.Equal((12, 4, 50, 0.85, 0.9, 0.5, 8.0, 0.0), (adapter.Config.InitR, adapter.Config.TargetR, adapter.Config.TotalStep!.Value,
+            adapter.Config.Beta1, adapter.Config.Beta2, adapter.Config.OrthRegWeight, adapter.Config.LoraAlpha, adapter.Config.LoraDropout));
+        Assert.Contains("adalora_tinit (--adalora-tinit)", Assert.Throws<ArgumentException>(() =>
+            SharpTune.Training.FineTuningMethods.CreateAdapter(new SharpTune.Training.TrainingOptions { Method = "lora", AdaloraTinit = 3 })).Message);
+        Assert.Contains("lora_r (--lora-r)", Assert.Throws<ArgumentException>(() =>
+            SharpTune.Training.FineTuningMethods.CreateAdapter(new SharpTune.Training.TrainingOptions { Method = "adalora", LoraR = 16 })).Message);
+        Assert.Contains("don't allow for a budgeting phase", Assert.Throws<ArgumentException>(() =>
+            SharpTune.Training.FineTuningMethods.CreateAdapter(new SharpTune.Training.TrainingOptions { Method = "adalora", AdaloraTotalStep = 10, AdaloraTinit = 10 })).Message);
+    }
+
+    [Fact]
     public void ARankPatternNamingNoTargetIsRefused()
     {
         using var model = TestModels.Create("llama");
