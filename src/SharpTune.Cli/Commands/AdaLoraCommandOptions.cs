@@ -5,7 +5,7 @@ namespace SharpTune.Cli.Commands;
 
 /// <summary>
 /// `train` options of AdaLoRA (PEFT's AdaLoraConfig field names with dashes, prefixed --adalora- since target_r, tinit or
-/// beta1 alone would not say whose they are); lora_alpha and lora_dropout are the shared --lora-alpha and --lora-dropout.
+/// beta1 alone would not say whose they are); lora_alpha is the shared --lora-alpha and lora_dropout the YAML key.
 /// Flags win over the YAML config.
 /// </summary>
 internal sealed class AdaLoraCommandOptions
