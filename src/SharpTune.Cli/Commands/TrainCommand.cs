@@ -21,8 +21,8 @@ internal static class TrainCommand
         var lr = new Option<double?>("--lr") { Description = "Peak learning rate" };
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in the run directory" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in a run directory that holds an earlier run (its checkpoints are removed)" };
-        var loraR = new Option<int?>("--lora-r") { Description = "LoRA rank, default 8 (LoHa/LoKr: their r, default 8; VeRA: its r, default 256; not IA3, nor OFT, whose r counts blocks: --oft-r)" };
-        var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha, default 16 (LoHa/LoKr: their alpha; VeRA, IA3 and OFT have none and refuse it)" };
+        var loraR = new Option<int?>("--lora-r") { Description = "LoRA rank, default 8 (LoHa/LoKr: their r, default 8; VeRA: its r, default 256; not IA3, nor OFT, whose r counts blocks: --oft-r, nor AdaLoRA: --adalora-init-r)" };
+        var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha, default 16 (LoHa/LoKr: their alpha; AdaLoRA: its scaling numerator, default 8; VeRA, IA3 and OFT have none and refuse it)" };
         var initLoraWeights = new Option<string?>("--init-lora-weights") { Description = "LoRA/DoRA initialisation: true (default), false, gaussian, orthogonal, pissa, olora (PiSSA/OLoRA adapters are saved as an ordinary rank-2r LoRA for the original base) or loftq (with --quantize: B·A starts as the rank-r part of each quantized layer's quantization error; best with --lora-alpha equal to --lora-r)" };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex, or all-linear" };
         var batch = new Option<int?>("--batch-size") { Description = "Micro-batch size" };
@@ -76,6 +76,8 @@ internal static class TrainCommand
         vera.AddTo(command);
         var oft = new OftCommandOptions();
         oft.AddTo(command);
+        var adalora = new AdaLoraCommandOptions();
+        adalora.AddTo(command);
         command.Add(optim);
         var quantize = new QuantizeOptions();
         quantize.AddTo(command);
@@ -170,6 +172,7 @@ internal static class TrainCommand
             options = lycoris.Apply(parse, options);
             options = vera.Apply(parse, options);
             options = oft.Apply(parse, options);
+            options = adalora.Apply(parse, options);
             options = quantize.ApplyTo(options, parse);
             options = techniques.ApplyTo(options, parse);
             options = addedTokens.ApplyTo(options, parse);

@@ -53,9 +53,13 @@ internal sealed record JobTrainingSettings
     /// server and each worker refuse it at start.
     /// </summary>
     public static string? RankRefusal(string method, int rank, string rankName) =>
-        string.Equals(method, "oft", StringComparison.OrdinalIgnoreCase) && rank != DefaultLoraRank
+        rank == DefaultLoraRank ? null
+        : string.Equals(method, "oft", StringComparison.OrdinalIgnoreCase)
             ? $"{rankName} {rank} does not apply to fine-tuning method 'oft': OFT has no LoRA rank (its r counts blocks, and jobs " +
               $"train OFT with PEFT's oft_block_size 32); leave {rankName} at {DefaultLoraRank}"
+        : string.Equals(method, "adalora", StringComparison.OrdinalIgnoreCase)
+            ? $"{rankName} {rank} does not apply to fine-tuning method 'adalora': AdaLoRA starts every layer at init_r and prunes to an " +
+              $"average target_r (jobs train it with PEFT's 12 and 8); leave {rankName} at {DefaultLoraRank}"
             : null;
 
     /// <summary>The base learning rate a multiplier of 1 stands for: 2e-4 for LoRA/DoRA, 2e-5 for full fine-tuning.</summary>

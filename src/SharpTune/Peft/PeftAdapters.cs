@@ -31,6 +31,7 @@ public static class PeftAdapters
         ["LOKR"] = LokrAdapter.FromConfigJson,
         ["VERA"] = VeraAdapter.FromConfigJson,
         ["OFT"] = OftAdapter.FromConfigJson,
+        ["ADALORA"] = AdaLora.AdaLoraAdapter.FromConfigJson,
     };
 
     /// <summary>The <c>peft_type</c> values that can be loaded.</summary>

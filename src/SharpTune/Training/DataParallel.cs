@@ -59,9 +59,9 @@ internal static class DataParallel
     /// optimizer state and its counters. Returns the restored state, or null when training starts from step 0.
     /// </summary>
     public static TrainerState? Start(string runDir, bool resume, IReadOnlyList<(string Name, Parameter Parameter)> trainable,
-        AdamWOptimizer optimizer, IProcessGroup group)
+        AdamWOptimizer optimizer, IProcessGroup group, Peft.IAdapterTrainingHooks? hooks = null)
     {
-        var restored = group.Rank == 0 && resume ? TrainingCheckpoint.RestoreLatest(runDir, trainable, optimizer) : null;
+        var restored = group.Rank == 0 && resume ? TrainingCheckpoint.RestoreLatest(runDir, trainable, optimizer, hooks) : null;
         if (group.Size == 1) return restored;
         Span<double> counters = restored is { } s
             ? [1, s.Step, s.BestValidationLoss ?? double.NaN, s.BestStep ?? -1, s.EvaluationsWithoutImprovement, s.OptimizerSteps]

@@ -248,7 +248,7 @@ public static class FineTuneJob
             chatTemplate?.Save(dir);
         }
 
-        var context = new RecipeContext(options, model, trainable, SaveModel, resume, progress, log, cancellationToken);
+        var context = new RecipeContext(options, model, trainable, SaveModel, resume, progress, log, cancellationToken, adapter);
         var truncate = options.Overflow != "drop";
         if (classifier is not null)
             return SequenceClassificationRecipe.Run(context, classifier, task, tokenizer, chatTemplate, trainExamples, validationExamples, testExamples, parameters);
@@ -270,6 +270,9 @@ public static class FineTuneJob
         if (kto is not null)
             return PreferenceFamilyRecipe.RunKto(context, kto, adapter, modelDir, dtype, new KtoTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, truncate),
                 trainExamples, validationExamples, testExamples, parameters);
+        if (grpo is not null && adapter is Peft.IAdapterTrainingHooks)
+            throw new NotSupportedException($"method '{options.Method}' runs a rank allocator after each optimizer step, which SharpTune's GRPO " +
+                                            "trainer does not call; train GRPO with LoRA or another method");
         if (grpo is not null)
             return GrpoRecipe.Run(context, grpo, adapter, modelDir, dtype, tokenizer, chatTemplate, trainExamples, validationExamples, parameters, rewards);
         if (gkd is not null)

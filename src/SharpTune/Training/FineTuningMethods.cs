@@ -1,4 +1,5 @@
 using SharpTune.Peft;
+using SharpTune.Peft.AdaLora;
 using SharpTune.Peft.Adapters;
 using SharpTune.Peft.IA3;
 using SharpTune.Peft.LoHa;
@@ -61,6 +62,9 @@ public static class FineTuningMethods
             SaveProjection = o.SaveProjection ?? true, TargetModules = ParseTargets(o.TargetModules), ModulesToSave = ParseNames(o.ModulesToSave),
         }), Reads.R, ModulesToSave: true, CheckpointIsAdapter: true),
         ["oft"] = new(o => new OftAdapter(Oft(o)), ModulesToSave: true, CheckpointIsAdapter: true),
+        // AdaLoRA's checkpoints hold every layer at init_r (masked singular values zero) and its config needs total_step and
+        // the rank pattern, so they are not exported as adapters; its rank is init_r (--adalora-init-r), not --lora-r.
+        ["adalora"] = new(o => new AdaLoraAdapter(AdaLora(o)), Reads.Alpha | Reads.Dropout, ModulesToSave: true),
     };
 
     /// <summary>LoRA's rank, alpha and dropout when not given (also LoHa's and LoKr's rank and alpha).</summary>
@@ -104,7 +108,8 @@ public static class FineTuningMethods
     // The method names (as the docs spell them) of the entries matching a predicate, for error messages.
     private static string MethodsWith(Func<Method, bool> predicate) => string.Join("/", Methods.Where(m => predicate(m.Value)).Select(m => m.Key switch
     {
-        "lora" => "LoRA", "dora" => "DoRA", "ia3" => "IA3", "loha" => "LoHa", "lokr" => "LoKr", "vera" => "VeRA", "oft" => "OFT", var name => name,
+        "lora" => "LoRA", "dora" => "DoRA", "ia3" => "IA3", "loha" => "LoHa", "lokr" => "LoKr", "vera" => "VeRA", "oft" => "OFT",
+        "adalora" => "AdaLoRA", var name => name,
     }));
 
     /// <summary>
@@ -115,12 +120,13 @@ public static class FineTuningMethods
     private static void RefuseUnreadLoraSettings(TrainingOptions o, Reads reads)
     {
         var method = o.Method.Trim().ToLowerInvariant();
-        if (method is not ("vera" or "ia3" or "oft" or "loha" or "lokr")) return;
+        if (method is not ("vera" or "ia3" or "oft" or "loha" or "lokr" or "adalora")) return;
         var why = method switch
         {
             "vera" => "VeRA has no scaling and its dropout is vera_dropout (--vera-dropout)",
             "ia3" => "IA3 learns scaling vectors: it has no rank, alpha or dropout",
             "oft" => "OFT has no rank or alpha; its r is the number of blocks (oft_r, --oft-r) or give their size (oft_block_size, --oft-block-size), and its dropout is module_dropout",
+            "adalora" => "AdaLoRA's starting rank is init_r (adalora_init_r, --adalora-init-r) and its final average rank target_r (--adalora-target-r)",
             _ => "LoHa/LoKr drop ranks or whole modules instead (rank_dropout, module_dropout)",
         };
         void Refuse(bool given, string option, object? value)
@@ -143,6 +149,7 @@ public static class FineTuningMethods
         {
             if (module is TorchSharp.Modules.Dropout dropout) dropout.p = 0;
             else if (module is Peft.Lora.LoraLinear lora) lora.DisableDropout();
+            else if (module is SvdLinear svd) svd.DisableDropout();
         }
     }
 
@@ -176,6 +183,17 @@ public static class FineTuningMethods
         Refuse(o.Coft is not null && !oft, "coft (--coft)", "OFT");
         Refuse(o.OftEps is not null && !oft, "oft_eps (--oft-eps)", "OFT");
         Refuse(o.BlockShare is not null && !oft, "block_share (--block-share)", "OFT");
+        var adalora = method == "adalora";
+        Refuse(o.AdaloraTargetR is not null && !adalora, "adalora_target_r (--adalora-target-r)", "AdaLoRA");
+        Refuse(o.AdaloraInitR is not null && !adalora, "adalora_init_r (--adalora-init-r)", "AdaLoRA");
+        Refuse(o.AdaloraTinit is not null && !adalora, "adalora_tinit (--adalora-tinit)", "AdaLoRA");
+        Refuse(o.AdaloraTfinal is not null && !adalora, "adalora_tfinal (--adalora-tfinal)", "AdaLoRA");
+        Refuse(o.AdaloraDeltaT is not null && !adalora, "adalora_delta_t (--adalora-delta-t)", "AdaLoRA");
+        Refuse(o.AdaloraBeta1 is not null && !adalora, "adalora_beta1 (--adalora-beta1)", "AdaLoRA");
+        Refuse(o.AdaloraBeta2 is not null && !adalora, "adalora_beta2 (--adalora-beta2)", "AdaLoRA");
+        Refuse(o.AdaloraOrthRegWeight is not null && !adalora, "adalora_orth_reg_weight (--adalora-orth-reg-weight)", "AdaLoRA");
+        Refuse(o.AdaloraTotalStep is not null && !adalora, "adalora_total_step (--adalora-total-step)", "AdaLoRA");
+        Refuse(o.UseRslora && adalora, "use_rslora", "LoRA/DoRA");
         if (oft && o.OftEps is not null && o.Coft != true)
             throw new ArgumentException("oft_eps (--oft-eps) is COFT's radius and is only read with coft (--coft true); set coft or drop oft_eps");
         if (oft && o.NumCayleyNeumannTerms is not null && o.UseCayleyNeumann == false)
@@ -194,6 +212,25 @@ public static class FineTuningMethods
         BlockShare = o.BlockShare ?? false,
         UseCayleyNeumann = o.UseCayleyNeumann ?? true,
         NumCayleyNeumannTerms = o.NumCayleyNeumannTerms ?? 5,
+        TargetModules = ParseTargets(o.TargetModules),
+        ModulesToSave = ParseNames(o.ModulesToSave),
+    };
+
+    // AdaLoRA reads lora_alpha and lora_dropout with PEFT's LoraConfig defaults (8 and 0), not SharpTune's LoRA defaults;
+    // total_step left empty is filled with the run's total steps by the trainer.
+    private static AdaLoraConfig AdaLora(TrainingOptions o) => new()
+    {
+        TargetR = o.AdaloraTargetR ?? 8,
+        InitR = o.AdaloraInitR ?? 12,
+        Tinit = o.AdaloraTinit ?? 0,
+        Tfinal = o.AdaloraTfinal ?? 0,
+        DeltaT = o.AdaloraDeltaT ?? 1,
+        Beta1 = o.AdaloraBeta1 ?? 0.85,
+        Beta2 = o.AdaloraBeta2 ?? 0.85,
+        OrthRegWeight = o.AdaloraOrthRegWeight ?? 0.5,
+        TotalStep = o.AdaloraTotalStep,
+        LoraAlpha = o.LoraAlpha ?? 8,
+        LoraDropout = o.LoraDropout ?? 0,
         TargetModules = ParseTargets(o.TargetModules),
         ModulesToSave = ParseNames(o.ModulesToSave),
     };

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SharpTune.Distributed;
 using SharpTune.Models;
+using SharpTune.Peft;
 using SharpTune.Tracking;
 using SharpTune.Training.Objectives;
 using TorchSharp.Modules;
@@ -80,9 +81,15 @@ public sealed class Trainer
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
 
         using var optimizer = AdamWOptimizer.Create(options.Optim, OptimizerGroups.For(model, trainable, options));
+        var hooks = AdapterHooks;
+        if (hooks is not null && group.Size > 1)
+            throw new NotSupportedException("this adapter method (AdaLoRA) runs a rank allocator after each step, which SharpTune does not run " +
+                                            "under data-parallel (MPI) training; train it in one process");
+        if (hooks?.BeginTraining(totalSteps) is { } hooksMessage)
+            progress?.Report(new TrainingProgress(0, totalSteps, 0, double.NaN, 0, 0, 0, 0, TimeSpan.Zero, null, Message: hooksMessage));
         var state = new TrainerState(0, null, null, 0, 0);
         using var metrics = isRoot ? new MetricsLog(runDir) : null;
-        if (DataParallel.Start(runDir, resume, trainable, optimizer, group) is { } restored)
+        if (DataParallel.Start(runDir, resume, trainable, optimizer, group, hooks) is { } restored)
         {
             state = restored;
             metrics?.TruncateAfter(state.Step);
@@ -128,6 +135,7 @@ public sealed class Trainer
             }
             var totals = DataParallel.Sum(AccumulateGradients(model, objective, collated, units), Math.Max(1, units), group);
             GradientAllReduce.Sum(trainable, group);
+            var regularization = AddRegularization(hooks);
             var (lossSum, correct, tokens, supervised) = (totals.LossSum, totals.Correct, totals.Tokens, totals.Units);
             tokensProcessed += tokens;
             var stepLoss = lossSum / supervised;
@@ -142,6 +150,7 @@ public sealed class Trainer
             }
             var gradNorm = OptimizerGroups.ClipGradients(trainable.Select(t => t.Parameter), options.MaxGradNorm);
             optimizer.Step(lr);
+            hooks?.AfterOptimizerStep(step);   // PEFT's update_and_allocate: after the step, before the gradients are zeroed
             optimizer.ZeroGrad();
             stepsThisSession++;
             losses.Add(stepLoss);
@@ -159,6 +168,7 @@ public sealed class Trainer
                 ["tokens_per_second"] = tokensPerSecond,
             };
             foreach (var (name, value) in MetricMeans(totals.MetricSums, supervised)) record[name] = value;
+            if (regularization is { } reg) record["regularization_loss"] = reg;
             objective.CompleteMetrics(record);
             double? valLoss = null, valAccuracy = null;
             var isLast = state.Step == totalSteps;
@@ -180,7 +190,8 @@ public sealed class Trainer
                     gradNorm, tokensPerSecond, clock.Elapsed, eta, valLoss, valAccuracy) { Metrics = record });
             var patienceExhausted = options.EarlyStoppingPatience > 0 && state.EvaluationsWithoutImprovement >= options.EarlyStoppingPatience;
             if (isRoot && ((saveEvery > 0 && state.Step % saveEvery == 0) || isLast || patienceExhausted))
-                TrainingCheckpoint.Save(runDir, state, trainable, optimizer, options.KeepCheckpoints);
+                using (NewDisposeScope())   // frees what the adapter's training state creates, never its live tensors
+                    TrainingCheckpoint.Save(runDir, state, trainable, optimizer, options.KeepCheckpoints, hooks?.TrainingState());
             if (patienceExhausted)
             {
                 stoppedEarly = true;
@@ -340,6 +351,23 @@ public sealed class Trainer
     /// depend only on the batch, the index and the model's weights, so a resumed run replays the same batches.
     /// </summary>
     internal Func<TrainingBatch, MicroBatchIndex, TrainingBatch>? PrepareTrainingBatch { get; init; }
+
+    /// <summary>
+    /// The adapter's part in each step (AdaLoRA's regulariser and rank allocation), or null: its regularisation term's
+    /// gradient is added to every step's, its step hook runs after each optimizer step, and its state is checkpointed.
+    /// </summary>
+    public IAdapterTrainingHooks? AdapterHooks { get; set; }
+
+    // Back-propagates the adapter's regularisation term once per step (PEFT adds it to the loss of every micro-batch, which
+    // the Trainer then averages over the accumulation steps: the same gradient); returns its value for the metrics.
+    private static double? AddRegularization(IAdapterTrainingHooks? hooks)
+    {
+        if (hooks is null) return null;
+        using var scope = NewDisposeScope();
+        if (hooks.RegularizationLoss() is not { } loss) return null;
+        loss.backward();
+        return loss.item<float>();
+    }
 
     /// <summary>The example order of an epoch: a permutation seeded by (seed, epoch), so a resumed run sees the same one.</summary>
     private int[] Permutation(int count, int epoch)

@@ -17,8 +17,18 @@ public static class TrainingCheckpoint
 {
     private const string Prefix = "step-";
 
+    /// <summary>The file of an adapter's own training state (AdaLoRA's rank allocator) in a checkpoint folder.</summary>
+    public const string AdapterStateFileName = "adapter_training_state.safetensors";
+
     public static string Save(string runDir, TrainerState state, IReadOnlyList<(string Name, Parameter Parameter)> trainable,
-        AdamWOptimizer optimizer, int keep)
+        AdamWOptimizer optimizer, int keep) => Save(runDir, state, trainable, optimizer, keep, null);
+
+    /// <summary>
+    /// As above, with <paramref name="adapterState"/> (an adapter's <see cref="Peft.IAdapterTrainingHooks.TrainingState"/>,
+    /// e.g. AdaLoRA's rank allocator) written beside the optimizer state when not null.
+    /// </summary>
+    public static string Save(string runDir, TrainerState state, IReadOnlyList<(string Name, Parameter Parameter)> trainable,
+        AdamWOptimizer optimizer, int keep, IReadOnlyDictionary<string, Tensor>? adapterState)
     {
         var root = Path.Combine(runDir, "checkpoints");
         Directory.CreateDirectory(root);
@@ -28,6 +38,7 @@ public static class TrainingCheckpoint
         SafetensorsWriter.Write(Path.Combine(temp, "trainable.safetensors"),
             trainable.Select(t => new KeyValuePair<string, Tensor>(t.Name, t.Parameter)));
         SafetensorsWriter.Write(Path.Combine(temp, "optimizer.safetensors"), optimizer.StateTensors());
+        if (adapterState is not null) SafetensorsWriter.Write(Path.Combine(temp, AdapterStateFileName), adapterState);
         File.WriteAllText(Path.Combine(temp, "trainer_state.json"), JsonSerializer.Serialize(state));
         if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
         Directory.Move(temp, final);
@@ -48,7 +59,12 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>Restores weights and optimizer state from the newest complete checkpoint; null when there is none.</summary>
-    public static TrainerState? RestoreLatest(string runDir, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamWOptimizer optimizer)
+    public static TrainerState? RestoreLatest(string runDir, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamWOptimizer optimizer) =>
+        RestoreLatest(runDir, trainable, optimizer, null);
+
+    /// <summary>As above, also restoring <paramref name="hooks"/>' training state (which the checkpoint must then hold).</summary>
+    public static TrainerState? RestoreLatest(string runDir, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamWOptimizer optimizer,
+        Peft.IAdapterTrainingHooks? hooks)
     {
         var latest = List(runDir).LastOrDefault();
         if (latest is null) return null;
@@ -69,6 +85,16 @@ public static class TrainingCheckpoint
         using var opt = SafetensorsFile.Open(Path.Combine(latest, "optimizer.safetensors"));
         try { optimizer.LoadState(name => opt.Tensors.ContainsKey(name) ? opt.Read(name) : null, state.OptimizerSteps); }
         catch (InvalidDataException e) { throw new InvalidDataException($"{opt.Path}: {e.Message}", e); }
+        if (hooks is not null)
+        {
+            var adapterPath = Path.Combine(latest, AdapterStateFileName);
+            if (!File.Exists(adapterPath))
+                throw new InvalidDataException($"{adapterPath}: the checkpoint has no adapter training state (AdaLoRA's rank allocator); was the run started with another method?");
+            using var file = SafetensorsFile.Open(adapterPath);
+            using var scope = NewDisposeScope();
+            try { hooks.LoadTrainingState(file.Tensors.Keys.ToDictionary(k => k, k => file.Read(k))); }
+            catch (InvalidDataException e) { throw new InvalidDataException($"{adapterPath}: {e.Message}", e); }
+        }
         return state;
     }
 }

@@ -18,21 +18,21 @@ public sealed record TrainingOptions
     /// <summary>Run directory (config, metrics, checkpoints, plots, final/).</summary>
     public string Output { get; init; } = "runs/run";
 
-    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter, ia3, loha, lokr, vera or oft.</summary>
+    /// <summary>full, lora, dora, prompt-tuning, prefix-tuning, adapter, ia3, loha, lokr, vera, oft or adalora.</summary>
     public string Method { get; init; } = "lora";
     /// <summary>
     /// The rank of lora/dora/loha/lokr (default 8) and VeRA's r (default 256, PEFT's); null = the method's default. Refused
-    /// for ia3 and oft, which have no rank (oft's r is <see cref="OftR"/>), except the value 8 that config.yaml files of
+    /// for ia3, oft and adalora, which have no such rank (oft's r is <see cref="OftR"/>, adalora's <see cref="AdaloraInitR"/>), except the value 8 that config.yaml files of
     /// older runs hold for every method.
     /// </summary>
     public int? LoraR { get; init; }
     /// <summary>
-    /// lora/dora/loha/lokr's alpha (default 16); null = the default. Refused for vera, ia3 and oft, which have no scaling,
+    /// lora/dora/loha/lokr's alpha (default 16; adalora's 8, PEFT's); null = the default. Refused for vera, ia3 and oft, which have no scaling,
     /// except the value 16 that config.yaml files of older runs hold for every method.
     /// </summary>
     public double? LoraAlpha { get; init; }
     /// <summary>
-    /// lora/dora's dropout on a target's input (default 0.05); null = the default. Refused for vera (its dropout is
+    /// lora/dora's dropout on a target's input (default 0.05; adalora's 0, PEFT's); null = the default. Refused for vera (its dropout is
     /// <see cref="VeraDropout"/>), ia3, loha, lokr and oft, except the value 0.05 that config.yaml files of older runs hold
     /// for every method.
     /// </summary>
@@ -352,6 +352,24 @@ public sealed record TrainingOptions
     public double? OftEps { get; init; }
     /// <summary>oft: one rotation shared by all blocks of a layer; empty = false.</summary>
     public bool? BlockShare { get; init; }
+    /// <summary>adalora: the average rank per layer the budget ends at (PEFT's target_r); empty = 8.</summary>
+    public int? AdaloraTargetR { get; init; }
+    /// <summary>adalora: every layer's starting rank (PEFT's init_r; --lora-r does not apply); empty = 12.</summary>
+    public int? AdaloraInitR { get; init; }
+    /// <summary>adalora: the first steps, trained at the starting budget (PEFT's tinit); empty = 0.</summary>
+    public int? AdaloraTinit { get; init; }
+    /// <summary>adalora: the last steps, trained at the final rank pattern (PEFT's tfinal); empty = 0.</summary>
+    public int? AdaloraTfinal { get; init; }
+    /// <summary>adalora: the steps between two budget allocations (PEFT's deltaT); empty = 1.</summary>
+    public int? AdaloraDeltaT { get; init; }
+    /// <summary>adalora: the EMA coefficient of the sensitivity (PEFT's beta1); empty = 0.85.</summary>
+    public double? AdaloraBeta1 { get; init; }
+    /// <summary>adalora: the EMA coefficient of the uncertainty (PEFT's beta2); empty = 0.85.</summary>
+    public double? AdaloraBeta2 { get; init; }
+    /// <summary>adalora: the weight of the orthogonal regulariser added to the loss (PEFT's orth_reg_weight); empty = 0.5.</summary>
+    public double? AdaloraOrthRegWeight { get; init; }
+    /// <summary>adalora: the steps the budget schedule spans (PEFT's total_step); empty = the run's total optimizer steps.</summary>
+    public int? AdaloraTotalStep { get; init; }
 
     // Classifiers and reward models (docs/training.md, "Sequence classification and reward models").
     /// <summary>
