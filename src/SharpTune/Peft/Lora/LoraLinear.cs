@@ -110,10 +110,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
             throw new NotSupportedException(
                 "init_lora_weights = \"olora\" on a layer storing its weight (in, out) (GPT-2's Conv1D, fan_in_fan_out) is not supported: " +
                 "PEFT's olora_init decomposes the stored (in, out) weight, giving A and B shapes the layer cannot use");
-        var (inFeatures, outFeatures) = BaseLayer.Shape(base_layer);
-        if (r > Math.Min(inFeatures, outFeatures))
-            throw new ArgumentException(
-                $"init_lora_weights = \"{name}\" needs r ≤ min(in, out) = {Math.Min(inFeatures, outFeatures)} (the decomposition has no more components), found r = {r}");
+        RequireRankWithinDecomposition(name, r, "the decomposition");
         using var scope = NewDisposeScope();
         var weight = BaseLayer.Weight(base_layer, ScalarType.Float32);   // (out, in): PEFT's transpose(weight, fan_in_fan_out)
         var factors = init == LoraInit.Pissa
@@ -125,6 +122,15 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         return (factors.A.clone().MoveToOuterDisposeScope(), factors.B.clone().MoveToOuterDisposeScope());
     }
 
+    // The initialisations built from a decomposition of an (out, in) matrix have at most min(in, out) components.
+    private void RequireRankWithinDecomposition(string init, int r, string decomposition)
+    {
+        var (inFeatures, outFeatures) = BaseLayer.Shape(base_layer);
+        if (r > Math.Min(inFeatures, outFeatures))
+            throw new ArgumentException(
+                $"init_lora_weights = \"{init}\" needs r ≤ min(in, out) = {Math.Min(inFeatures, outFeatures)} ({decomposition} has no more components), found r = {r}");
+    }
+
     // LoftQ: the rank-r part of this layer's quantization error, from the full-precision weight it was quantized from.
     private void InitialiseFromQuantizationError(QuantizedLinear quantized, int r)
     {
@@ -132,10 +138,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
             "init_lora_weights = \"loftq\" needs the full-precision weights the base was quantized from: load the full-precision " +
             "model with --quantize (a base read from a pre-quantized checkpoint has none), as PEFT's replace_lora_weights_loftq " +
             "reads them from the model's safetensors files");
-        var (inFeatures, outFeatures) = BaseLayer.Shape(base_layer);
-        if (r > Math.Min(inFeatures, outFeatures))
-            throw new ArgumentException(
-                $"init_lora_weights = \"loftq\" needs r ≤ min(in, out) = {Math.Min(inFeatures, outFeatures)} (the residual's SVD has no more components), found r = {r}");
+        RequireRankWithinDecomposition("loftq", r, "the residual's SVD");
         using var scope = NewDisposeScope();
         using var weight = origin.ReadFloat32();
         using var dequantized = quantized.DequantizedWeight(quantized.ComputeDtype);
