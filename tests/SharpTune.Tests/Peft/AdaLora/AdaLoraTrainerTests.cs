@@ -179,4 +179,18 @@ public class AdaLoraTrainerTests
         Assert.Null(adapter.Config.TotalStep);
         Assert.False(progress.Metrics!.ContainsKey("regularization_loss"));
     }
+    [Fact]
+    public void ResumingWithHooksFromACheckpointWithoutTheirStateNamesTheFile()
+    {
+        using var dir = new TempDir();
+        using var model = TestModels.Create("llama");
+        var adapter = Inject(model, 0.3);
+        adapter.BeginTraining(10);
+        using var optimizer = AdamWOptimizer.Create("adamw_torch", adapter.TrainableParameters.Select(p => (p.Name, p.Parameter, 0.0, 1.0)));
+        TrainingCheckpoint.Save(dir.Path, new TrainerState(1, null, null, 0, 0), adapter.TrainableParameters, optimizer, 1, adapterState: null);
+        var error = Assert.Throws<InvalidDataException>(() => TrainingCheckpoint.RestoreLatest(dir.Path, adapter.TrainableParameters, optimizer, adapter));
+        Assert.Contains(TrainingCheckpoint.AdapterStateFileName, error.Message);
+        Assert.Contains("no adapter training state", error.Message);
+        Assert.DoesNotContain("AdaLoRA", error.Message);   // the plumbing serves any adapter with training hooks
+    }
 }
