@@ -7,7 +7,8 @@ namespace SharpTune.Peft;
 /// and a rank allocation after each step). The trainer calls <see cref="BeginTraining"/> once, adds
 /// <see cref="RegularizationLoss"/>'s gradient to each step's, calls <see cref="AfterOptimizerStep"/> after the optimizer
 /// step and before gradients are zeroed, and keeps <see cref="TrainingState"/> in every checkpoint so that a resumed run
-/// equals an uninterrupted one.
+/// equals an uninterrupted one. A <see cref="WrappingAdapter{TLayer}"/> that implements it registers on injection, and a
+/// trainer whose <c>AdapterHooks</c> is not set runs the hooks of the adapter whose parameters it trains.
 /// </summary>
 public interface IAdapterTrainingHooks
 {
@@ -17,7 +18,11 @@ public interface IAdapterTrainingHooks
     /// </summary>
     string? BeginTraining(int totalSteps);
 
-    /// <summary>The weighted regularisation term to add to the step's loss (a scalar carrying gradients), or null when there is none.</summary>
+    /// <summary>
+    /// The weighted regularisation term to add to the step's loss (a scalar carrying gradients), or null when there is none.
+    /// It must not depend on the batch (only on the parameters): the trainer back-propagates it once per optimizer step,
+    /// whatever the micro-batches and gradient accumulation.
+    /// </summary>
     Tensor? RegularizationLoss();
 
     /// <summary>Runs after optimizer step <paramref name="step"/> (0 for the first) while the gradients are still present.</summary>

@@ -172,6 +172,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         }
         OnInjected(model);
         this.model = model;
+        if (this is IAdapterTrainingHooks hooks) InjectedTrainingHooks.Register(model, hooks);   // a Trainer then runs them
     }
 
     public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters =>
@@ -245,6 +246,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         tokens = null;
         frozen.Restore();
         layers.Clear();
+        if (this is IAdapterTrainingHooks hooks) InjectedTrainingHooks.Unregister(model, hooks);
         model = null;
         OnRestored();
     }

@@ -271,8 +271,8 @@ public static class FineTuneJob
             return PreferenceFamilyRecipe.RunKto(context, kto, adapter, modelDir, dtype, new KtoTokenizer(tokenizer, chatTemplate, options.MaxSeqLength, truncate),
                 trainExamples, validationExamples, testExamples, parameters);
         if (grpo is not null && adapter is Peft.IAdapterTrainingHooks)
-            throw new NotSupportedException($"method '{options.Method}' runs a rank allocator after each optimizer step, which SharpTune's GRPO " +
-                                            "trainer does not call; train GRPO with LoRA or another method");
+            throw new NotSupportedException($"method '{options.Method}' takes part in every optimizer step (IAdapterTrainingHooks: a regularisation " +
+                                            "term and a step hook), which SharpTune's GRPO trainer does not call; train GRPO with LoRA or another method");
         if (grpo is not null)
             return GrpoRecipe.Run(context, grpo, adapter, modelDir, dtype, tokenizer, chatTemplate, trainExamples, validationExamples, parameters, rewards);
         if (gkd is not null)

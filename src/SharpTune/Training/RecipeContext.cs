@@ -40,7 +40,6 @@ internal sealed record RecipeContext(
         double? initialValidationLoss = null;
         if (validation.Count > 0 && !Resume)
             initialValidationLoss = trainer.Evaluate(validation, collate, Model.Device).Loss;
-        trainer.AdapterHooks ??= Adapter as IAdapterTrainingHooks;   // AdaLoRA's regulariser and rank allocator
         var result = trainer.Train(train, validation, collate, Resume, Progress, CancellationToken);
         EvaluationTotals? testTotals = test.Count > 0 ? trainer.Evaluate(test, collate, Model.Device) : null;
         return new FineTuneResult(result, trainReport, validation.Count > 0 ? validationReport : null, parameters,

@@ -81,10 +81,10 @@ public sealed class Trainer
         var warmup = LearningRateSchedule.WarmupSteps(totalSteps, options.WarmupRatio, options.WarmupSteps);
 
         using var optimizer = AdamWOptimizer.Create(options.Optim, OptimizerGroups.For(model, trainable, options));
-        var hooks = AdapterHooks;
+        var hooks = AdapterHooks ?? InjectedTrainingHooks.Find(model, trainable);
         if (hooks is not null && group.Size > 1)
-            throw new NotSupportedException("this adapter method (AdaLoRA) runs a rank allocator after each step, which SharpTune does not run " +
-                                            "under data-parallel (MPI) training; train it in one process");
+            throw new NotSupportedException($"the {InjectedTrainingHooks.Describe(hooks)} adapter takes part in every optimizer step " +
+                                            "(IAdapterTrainingHooks), which SharpTune does not run under data-parallel (MPI) training; train it in one process");
         if (hooks?.BeginTraining(totalSteps) is { } hooksMessage)
             progress?.Report(new TrainingProgress(0, totalSteps, 0, double.NaN, 0, 0, 0, 0, TimeSpan.Zero, null, Message: hooksMessage));
         var state = new TrainerState(0, null, null, 0, 0);
@@ -353,13 +353,15 @@ public sealed class Trainer
     internal Func<TrainingBatch, MicroBatchIndex, TrainingBatch>? PrepareTrainingBatch { get; init; }
 
     /// <summary>
-    /// The adapter's part in each step (AdaLoRA's regulariser and rank allocation), or null: its regularisation term's
-    /// gradient is added to every step's, its step hook runs after each optimizer step, and its state is checkpointed.
+    /// The adapter's part in each step (AdaLoRA's regulariser and rank allocation): its regularisation term's gradient is
+    /// added to every step's, its step hook runs after each optimizer step, and its state is checkpointed. Null (the
+    /// default) = the hooks of the adapter injected into the model, when the trained parameters include its own.
     /// </summary>
     public IAdapterTrainingHooks? AdapterHooks { get; set; }
 
-    // Back-propagates the adapter's regularisation term once per step (PEFT adds it to the loss of every micro-batch, which
-    // the Trainer then averages over the accumulation steps: the same gradient); returns its value for the metrics.
+    // Back-propagates the adapter's regularisation term once per step, as PEFT's own training loop does: it adds the term to
+    // every micro-batch's loss, and the transformers Trainer divides each by the accumulation steps, so the step's gradient
+    // holds it once (the term reads no batch, see IAdapterTrainingHooks.RegularizationLoss); returns its value for the metrics.
     private static double? AddRegularization(IAdapterTrainingHooks? hooks)
     {
         if (hooks is null) return null;

@@ -89,7 +89,7 @@ public static class TrainingCheckpoint
         {
             var adapterPath = Path.Combine(latest, AdapterStateFileName);
             if (!File.Exists(adapterPath))
-                throw new InvalidDataException($"{adapterPath}: the checkpoint has no adapter training state (AdaLoRA's rank allocator); was the run started with another method?");
+                throw new InvalidDataException($"{adapterPath}: the checkpoint has no adapter training state (what the adapter's IAdapterTrainingHooks keep, e.g. a rank allocator's); was the run started with another method?");
             using var file = SafetensorsFile.Open(adapterPath);
             using var scope = NewDisposeScope();
             try { hooks.LoadTrainingState(file.Tensors.Keys.ToDictionary(k => k, k => file.Read(k))); }

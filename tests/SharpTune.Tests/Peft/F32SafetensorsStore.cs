@@ -25,7 +25,7 @@ internal sealed class F32SafetensorsStore : IAdapterTensorStore
         foreach (var (name, tensor) in tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             using var scope = NewDisposeScope();
-            var values = tensor.detach().to(ScalarType.Float32).contiguous().data<float>().ToArray();
+            var values = tensor.numel() == 0 ? [] : tensor.detach().to(ScalarType.Float32).contiguous().data<float>().ToArray();   // e.g. a rank-0 layer's [0, in]
             var begin = data.Length;
             foreach (var v in values)
             {

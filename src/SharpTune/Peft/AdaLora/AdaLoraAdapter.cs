@@ -59,6 +59,11 @@ public sealed class AdaLoraAdapter : WrappingAdapter<SvdLinear>, IAdapterTrainin
 
     protected override nn.Module<Tensor, Tensor> Fuse(SvdLinear layer) => layer.Fuse();
 
+    // PEFT's _create_new_module sets fan_in_fan_out from the target's kind (true for GPT-2's Conv1D, false for nn.Linear);
+    // the saved config says what the layers are, whatever was read.
+    protected override void OnInjected(CausalLanguageModel model) =>
+        Config = Config with { FanInFanOut = Layers.Any(l => l.Layer.base_layer is Conv1D) };
+
     protected override IReadOnlyList<string> ModulesToSave => Config.ModulesToSave;
 
     protected override void OnRestored()
@@ -74,6 +79,11 @@ public sealed class AdaLoraAdapter : WrappingAdapter<SvdLinear>, IAdapterTrainin
     /// </summary>
     public override (JsonObject Config, IReadOnlyDictionary<string, Tensor> Tensors) SavedForm()
     {
+        // PEFT's AdaLoraConfig.__post_init__ raises on total_step None, so such a file would not load in PEFT.
+        if (Config.TotalStep is null)
+            throw new InvalidOperationException(
+                "AdaLoRA: total_step is not set, and PEFT refuses to load an adapter_config.json without it: give AdaLoraConfig.TotalStep, " +
+                "or save after the trainer has started (it fills total_step with the run's optimizer steps)");
         var state = AdapterStateDict();
         if (Config.RankPattern is not { } pattern) return (AdapterConfigJson(), state);
         var resized = new Dictionary<string, Tensor>(state);
@@ -94,7 +104,8 @@ public sealed class AdaLoraAdapter : WrappingAdapter<SvdLinear>, IAdapterTrainin
 
     /// <summary>
     /// The orthogonal regulariser PEFT's AdaLoraModel.forward adds to the loss: orth_reg_weight times the mean, over every
-    /// lora_A and lora_B, of ‖A·Aᵀ − I‖_F and ‖Bᵀ·B − I‖_F; null when orth_reg_weight is 0 or there is no layer.
+    /// lora_A and lora_B, of ‖A·Aᵀ − I‖_F and ‖Bᵀ·B − I‖_F; null when orth_reg_weight is 0 or there is no layer. It
+    /// reads only the parameters, never the batch.
     /// </summary>
     public Tensor? RegularizationLoss()
     {
@@ -106,7 +117,7 @@ public sealed class AdaLoraAdapter : WrappingAdapter<SvdLinear>, IAdapterTrainin
             foreach (var covariance in new[] { layer.lora_A.matmul(layer.lora_A.t()), layer.lora_B.t().matmul(layer.lora_B) })
             {
                 var identity = eye(covariance.size(0), covariance.size(1), dtype: covariance.dtype, device: covariance.device);
-                var norm = (covariance - identity).square().sum().sqrt();
+                var norm = linalg.matrix_norm(covariance - identity);   // torch.norm(·, p="fro"): gradient 0, not NaN, at 0
                 sum = sum is null ? norm : sum + norm;
             }
         }

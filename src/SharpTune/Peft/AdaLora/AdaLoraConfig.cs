@@ -55,6 +55,12 @@ public sealed record AdaLoraConfig
     public string? BaseModelNameOrPath { get; init; }
     /// <summary><c>inference_mode</c>: true in saved adapters; such an adapter has no rank allocator.</summary>
     public bool InferenceMode { get; init; }
+    /// <summary>
+    /// <c>fan_in_fan_out</c>: whether the wrapped layers store their weight (in, out), as GPT-2's Conv1D does. PEFT's
+    /// AdaLoraModel._create_new_module sets it from the target's kind (true for Conv1D), so a read value is not used: the
+    /// adapter sets it when injected, true when any wrapped base layer is a Conv1D.
+    /// </summary>
+    public bool FanInFanOut { get; init; }
 
     /// <summary>
     /// PEFT's TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING (utils/constants.py at the commit above), for the model
@@ -68,8 +74,11 @@ public sealed record AdaLoraConfig
             $"no default AdaLoRA target modules for model_type '{modelType}' (PEFT's AdaLoRA table has none): give target_modules (names, a regex or \"all-linear\")"),
     };
 
-    /// <summary>The scaling numerator PEFT's update_layer sets: lora_alpha, or init_r when lora_alpha is not positive.</summary>
-    public double Scaling => LoraAlpha > 0 ? LoraAlpha : InitR;
+    /// <summary>
+    /// The scaling numerator PEFT's update_layer sets for a layer of <paramref name="rank"/>: lora_alpha, or the rank when
+    /// lora_alpha is not positive (init_r for a new layer, the kept rank for one rebuilt from a rank pattern).
+    /// </summary>
+    public double ScalingFor(int rank) => LoraAlpha > 0 ? LoraAlpha : rank;
 
     /// <summary>Throws, naming the field, for what PEFT's AdaLoraConfig.__post_init__ and RankAllocator refuse (with its messages).</summary>
     public void Validate(string source)
@@ -108,7 +117,7 @@ public sealed record AdaLoraConfig
         // LoraConfig's fields, at the values AdaLoRA uses (r is not read: init_r is the rank).
         json["alpha_pattern"] = new JsonObject();
         json["bias"] = "none";
-        json["fan_in_fan_out"] = false;
+        json["fan_in_fan_out"] = FanInFanOut;
         json["init_lora_weights"] = InitLoraWeights;
         json["lora_alpha"] = LoraAlpha;
         json["lora_dropout"] = LoraDropout;
@@ -144,7 +153,7 @@ public sealed record AdaLoraConfig
     /// <summary>
     /// Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors. Refuses what
     /// PEFT refuses for AdaLoRA (use_dora, loftq_config) and what SharpTune does not implement (a bias other than "none",
-    /// alpha_pattern, layers_to_transform, rsLoRA).
+    /// alpha_pattern, layers_to_transform, rsLoRA). fan_in_fan_out is accepted whatever its value, as PEFT sets it per target.
     /// </summary>
     public static AdaLoraConfig FromJson(JsonObject json, string source = AdapterFiles.ConfigFileName)
     {
@@ -153,7 +162,7 @@ public sealed record AdaLoraConfig
         AdapterState.RefuseUnknownFields(json, KnownFields, "an AdaLoRA", source);
         if (AdapterState.IsSet(json["use_dora"])) throw new ArgumentException($"{source}: ADALORA does not support DoRA.");
         if (AdapterState.IsSet(json["loftq_config"])) throw new ArgumentException($"{source}: ADALORA does not support LOFTQ.");
-        AdapterState.RefuseFields(json, ["fan_in_fan_out", "use_rslora", "alpha_pattern", "lora_bias", "layer_replication", "megatron_config",
+        AdapterState.RefuseFields(json, ["use_rslora", "alpha_pattern", "lora_bias", "layer_replication", "megatron_config",
             "corda_config", "eva_config", "use_qalora", "target_parameters", "arrow_config"], source);
         var common = PeftConfigFields.Read(json, PeftTypeName, source);
         var bias = AdapterState.Read(json, "bias", "none", source);
@@ -179,6 +188,7 @@ public sealed record AdaLoraConfig
             ModulesToSave = common.ModulesToSave,
             BaseModelNameOrPath = common.BaseModelNameOrPath,
             InferenceMode = common.InferenceMode,
+            FanInFanOut = AdapterState.Read(json, "fan_in_fan_out", false, source),   // replaced from the layers' kinds on injection
         };
         config.Validate(source);
         return config;

@@ -12,7 +12,8 @@ namespace SharpTune.Peft.AdaLora;
 /// y = base(x) + dropout(x) · (A ⊙ E)ᵀ · Bᵀ · scaling / (ranknum + 1e-5), i.e. ΔW = B · (A ⊙ E) · scaling / (ranknum + 1e-5)
 /// with lora_A (r, in) the right singular vectors, lora_E (r, 1) the singular values and lora_B (out, r) the left ones.
 /// <see cref="RankNum"/> is the rank the layer was created with (init_r), frozen and not saved; a layer rebuilt at a smaller
-/// rank from a rank pattern keeps it, so the scaling is unchanged (PEFT's resize_modules_by_rank_pattern). The parameters
+/// rank from a rank pattern keeps it (PEFT's resize_modules_by_rank_pattern), while its <see cref="Scaling"/> is set anew by
+/// update_layer from the kept rank: with lora_alpha ≤ 0 it becomes that rank, so such a layer's update changes. The parameters
 /// are fp32 whatever the base dtype: the input is cast to fp32 for the update and the sum cast back.
 /// </summary>
 public sealed class SvdLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
@@ -30,7 +31,7 @@ public sealed class SvdLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
     /// <summary>PEFT's ranknum: the divisor of the scaling (the rank at creation); not a trained parameter.</summary>
     public double RankNum { get; }
 
-    /// <summary>The scaling numerator (lora_alpha, or init_r when lora_alpha is 0).</summary>
+    /// <summary>The scaling numerator (lora_alpha, or the layer's rank when lora_alpha is not positive).</summary>
     public double Scaling { get; }
 
     /// <summary>The layer's rank: the rows of lora_A.</summary>
@@ -45,7 +46,7 @@ public sealed class SvdLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
         if (rank < 0) throw new ArgumentException($"AdaLoRA: `r` should be a positive integer or 0, but the value passed is {rank}");
         base_layer = baseLayer;
         RankNum = rankNum;
-        Scaling = config.Scaling;
+        Scaling = config.ScalingFor(rank);   // update_layer(…, r, lora_alpha): lora_alpha if lora_alpha > 0 else r
         dropout = config.LoraDropout;
         var (inFeatures, outFeatures) = BaseLayer.Shape(baseLayer);
         using (var scope = NewDisposeScope())
@@ -75,8 +76,8 @@ public sealed class SvdLinear : nn.Module<Tensor, Tensor>, IWrappingLayer
 
     /// <summary>
     /// Wraps <paramref name="baseLayer"/> at <paramref name="rank"/> (a saved rank pattern's count of kept triplets) with
-    /// ranknum init_r, as resize_modules_by_rank_pattern rebuilds a layer (ranknum copied from the init_r layer; a rank-0
-    /// layer keeps ranknum 0, which it never reads).
+    /// ranknum init_r, as resize_modules_by_rank_pattern rebuilds a layer (update_layer at the kept rank, which also sets
+    /// the scaling from it, then ranknum copied from the init_r layer; a rank-0 layer keeps ranknum 0, which it never reads).
     /// </summary>
     public static SvdLinear FromBase(nn.Module<Tensor, Tensor> baseLayer, AdaLoraConfig config, int rank) =>
         new(baseLayer, rank, rank == 0 ? 0 : config.InitR, config);

@@ -13,8 +13,9 @@ public class AdaLoraCliTests
     [SharedAssetFact("models/tinystories-656k")]
     public void TrainResumeGenerateAndMergeThroughTheExecutable()
     {
-        // 6 steps: step 0 at the initial budget (tinit 1), steps 1–3 decreasing (the run is cut after step 2), step 4 the
-        // final allocation (total_step − tfinal), step 5 at the fixed pattern.
+        // 6 steps (0-based, as PEFT counts them): steps 0–1 at the initial budget (PEFT's warm-up, step ≤ tinit 1), steps
+        // 2–3 decreasing (the run is cut after step 2), step 4 the final allocation (total_step − tfinal), step 5 at the
+        // fixed pattern.
         var losses = AdapterMethodCli.TrainResumeGenerateMergeAndRefuseGguf("adalora", "adalora_init_r: 4\nadalora_tinit: 1\nadalora_orth_reg_weight: 0.3\n",
             ["--adalora-target-r", "2", "--adalora-tfinal", "2", "--adalora-total-step", "6", "--adalora-beta1", "0.8"], steps: 6, (config, tensors) =>
             {

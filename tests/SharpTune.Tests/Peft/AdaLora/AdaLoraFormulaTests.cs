@@ -106,6 +106,55 @@ public class AdaLoraFormulaTests
     }
 
     [Fact]
+    public void TheRegulariserHasAZeroGradientNotANaNAtOrthonormalFactors()
+    {
+        // torch.norm(·, p="fro") has gradient 0 where the matrix is 0; √(Σx²) has 0 · ∞ = NaN there. A = rows of I and
+        // B = columns of I make A·Aᵀ − I and Bᵀ·B − I exactly 0.
+        using var model = TestModels.Create("llama");
+        var adapter = new AdaLoraAdapter(new AdaLoraConfig { InitR = 3, TargetR = 1, TotalStep = 10, OrthRegWeight = 0.3 });
+        adapter.Inject(model);
+        using (no_grad())
+            foreach (var (_, layer) in adapter.Layers)
+            {
+                layer.lora_A.copy_(eye(layer.lora_A.size(0), layer.lora_A.size(1)));
+                layer.lora_B.copy_(eye(layer.lora_B.size(0), layer.lora_B.size(1)));
+            }
+        using var loss = adapter.RegularizationLoss()!;
+        Assert.Equal(0f, loss.item<float>());
+        loss.backward();
+        foreach (var (path, layer) in adapter.Layers)
+            foreach (var gradient in new[] { layer.lora_A.grad!, layer.lora_B.grad! })
+            {
+                Assert.False(gradient.isnan().any().item<bool>(), $"{path}: NaN in the regulariser's gradient");
+                Assert.Equal(0f, gradient.abs().max().item<float>());
+            }
+    }
+
+    [Fact]
+    public void WithLoraAlphaZeroALayerRebuiltAtAKeptRankIsScaledByThatRank()
+    {
+        // PEFT's update_layer sets scaling = lora_alpha if lora_alpha > 0 else r; resize_modules_by_rank_pattern calls it
+        // with the kept rank r′ and then restores ranknum = init_r, so the update becomes B (A ⊙ E) · r′ / (init_r + 1e-5).
+        var config = new AdaLoraConfig { InitR = 4, TargetR = 2, LoraAlpha = 0 };
+        using var full = nn.Linear(3, 2);
+        var initial = SvdLinear.FromBase(full, config);
+        Assert.Equal((4.0, 4.0), (initial.Scaling, initial.RankNum));
+        using var reduced = nn.Linear(3, 2);
+        var layer = SvdLinear.FromBase(reduced, config, rank: 2);
+        Assert.Equal((2.0, 4.0), (layer.Scaling, layer.RankNum));
+        using (no_grad())
+        {
+            layer.lora_A.copy_(tensor(new float[,] { { 1, 0, 2 }, { 0, 1, -1 } }));
+            layer.lora_E.copy_(tensor(new float[,] { { 0.5f }, { 2 } }));
+            layer.lora_B.copy_(tensor(new float[,] { { 1, 2 }, { -1, 0.5f } }));
+        }
+        // ΔW = B (A ⊙ E) · 2 / 4.00001 = [[0.5, 4, -3], [-0.5, 1, -2]] · 2 / 4.00001.
+        using var delta = layer.DeltaWeight();
+        AssertClose([.. new[] { 0.5, 4, -3, -0.5, 1, -2 }.Select(v => (float)(v * 2 / 4.00001))], delta.data<float>().ToArray());
+        Assert.Equal(5.0, SvdLinear.FromBase(nn.Linear(3, 2), config with { LoraAlpha = 5 }, rank: 2).Scaling);
+    }
+
+    [Fact]
     public void BudgetScheduleFollowsPeftsCubicDecreaseWorkedByHand()
     {
         // 4 layers of init_r 4 (budget 16), target_r 2 (budget 8); tinit 2, tfinal 3, total_step 15, deltaT 2:
