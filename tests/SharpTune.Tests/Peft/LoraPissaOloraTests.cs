@@ -245,7 +245,6 @@ public sealed class LoraPissaOloraTests : IDisposable
 
     [Theory]
     [InlineData("pissa_niter_4")]
-    [InlineData("loftq")]
     [InlineData("eva")]
     [InlineData("corda")]
     public void InitialisationsNotReproducedAreRefusedNamingTheValue(string value)
