@@ -9,8 +9,8 @@ namespace SharpTune.Cli.Commands;
 /// <summary>`train` options of the preference family, GRPO, RLOO and online DPO (TRL's names with dashes); flags win over the YAML config.</summary>
 internal sealed class GrpoCommandOptions
 {
-    private readonly Option<int?> numGenerations = new("--num-generations") { Description = "GRPO/RLOO: completions per prompt G (default: GRPO 8, RLOO 2)" };
-    private readonly Option<int?> maxCompletion = new("--max-completion-length") { Description = "GRPO/RLOO/online DPO: longest completion in tokens (default 512)" };
+    private readonly Option<int?> numGenerations = new("--num-generations") { Description = "GRPO/RLOO: completions per prompt G (default: GRPO 8, RLOO 2; online DPO always 2)" };
+    private readonly Option<int?> maxCompletion = new("--max-completion-length") { Description = "GRPO/RLOO: longest completion in tokens (default 512; online DPO and GKD take --max-new-tokens)" };
     private readonly Option<int?> maxPrompt = new("--max-prompt-length") { Description = "GRPO/RLOO/online DPO: cut longer prompts from the left (default: no limit)" };
     private readonly Option<double?> temperature = new("--temperature") { Description = "GRPO/RLOO/online DPO and GKD: sampling temperature (default: GRPO and RLOO 1, online DPO and GKD 0.9)" };
     private readonly Option<double?> topP = new("--top-p") { Description = "GRPO/RLOO/online DPO: nucleus sampling (default 1 = off)" };
@@ -31,7 +31,7 @@ internal sealed class GrpoCommandOptions
     private readonly Option<string?> rewardModel = new("--reward-model") { Description = "GRPO/RLOO/online DPO reward-model reward: a trained reward model folder (train --task reward)" };
     private readonly Option<string?> rewardModelAdapter = new("--reward-model-adapter") { Description = "GRPO/RLOO/online DPO reward-model reward: a SEQ_CLS adapter on --reward-model" };
     private readonly Option<double?> missingEosPenalty = new("--missing-eos-penalty") { Description = "Online DPO: subtracted from the score of a completion without EOS (default: none)" };
-    private readonly Option<string?> betaPerEpoch = new("--beta-per-epoch") { Description = "Online DPO: B1,B2,... one β per epoch, the last kept for later epochs (instead of --beta)" };
+    private readonly Option<string?> betaPerEpoch = new("--beta-per-epoch") { Description = "Online DPO: B1,B2,... one β per epoch, the last kept for later epochs (instead of --beta; TRL's beta list)" };
     private readonly Option<double?> simpoGamma = new("--simpo-gamma") { Description = "SimPO: target reward margin γ (default 0.5)" };
     private readonly Option<double?> cpoAlpha = new("--cpo-alpha") { Description = "SimPO: weight of the chosen answers' NLL (default 0)" };
     private readonly Option<double?> desirableWeight = new("--desirable-weight") { Description = "KTO: weight of desirable examples (default 1)" };

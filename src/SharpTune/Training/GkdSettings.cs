@@ -53,11 +53,18 @@ internal sealed record GkdSettings(string Teacher, double Lmbda, double Beta, do
             ("loss_type (--loss-type): GKD's loss is the generalized JSD, set by beta (--beta)", o.LossType is not null));
     }
 
-    /// <summary>Refuses GKD's own settings under another objective, where they would silently do nothing.</summary>
-    public static void RefuseOutsideGkd(TrainingOptions o, string objective) => ObjectiveSettingRefusals.RefuseOutside("gkd", objective,
-        ("teacher (--teacher)", o.Teacher is not null), ("lmbda (--lmbda)", o.Lmbda is not null),
-        ("seq_kd (--seq-kd)", o.SeqKd is not null), ("max_new_tokens (--max-new-tokens)", o.MaxNewTokens is not null),
-        ("teacher_quantize (--teacher-quantize)", o.TeacherQuantize is not null));
+    /// <summary>
+    /// Refuses GKD's own settings under another objective, where they would silently do nothing; max_new_tokens, which
+    /// online DPO shares (TRL's OnlineDPOConfig has it too), only outside both.
+    /// </summary>
+    public static void RefuseOutsideGkd(TrainingOptions o, string objective)
+    {
+        ObjectiveSettingRefusals.RefuseOutside("gkd", objective,
+            ("teacher (--teacher)", o.Teacher is not null), ("lmbda (--lmbda)", o.Lmbda is not null), ("seq_kd (--seq-kd)", o.SeqKd is not null),
+            ("teacher_quantize (--teacher-quantize)", o.TeacherQuantize is not null));
+        if (objective != "online-dpo")
+            ObjectiveSettingRefusals.RefuseOutside("gkd or online-dpo", objective, ("max_new_tokens (--max-new-tokens)", o.MaxNewTokens is not null));
+    }
 
     /// <summary>
     /// Whether micro-step <paramref name="microBatchIndex"/> is made on-policy: TRL's

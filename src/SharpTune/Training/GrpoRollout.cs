@@ -66,7 +66,10 @@ public sealed class GrpoRolloutMaker(CausalLanguageModel model, HfTokenizer toke
             var truncated = result.FinishReason == FinishReason.Length;
             var text = tokenizer.Decode(completion, skipSpecialTokens: true);
             var example = repeated[i].Example;
-            samples[i] = new RewardSample(i, example.TrainingText, text, example.Prompt, example.Fields, completion.Length, truncated, example.Location);
+            samples[i] = new RewardSample(i, example.TrainingText, text, example.Prompt, example.Fields, completion.Length, truncated, example.Location)
+            {
+                CompletionIds = completion,
+            };
             rows[i] = new GrpoRow(result.PromptIds.ToArray(), completion, truncated, 0, null, null);
         }
         clock.Restart();

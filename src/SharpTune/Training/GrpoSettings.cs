@@ -100,22 +100,36 @@ public sealed record GrpoSettings(
 
     /// <summary>
     /// Online DPO on this loop: two completions per prompt (micro_batch_size × gradient_accumulation counts completions,
-    /// as GRPO's, so it must be even), one update per sampled batch, TRL's OnlineDPOConfig sampling temperature 0.9.
+    /// as GRPO's, so it must be even), one update per sampled batch, TRL's OnlineDPOConfig sampling temperature 0.9 and
+    /// max_new_tokens 64 (its name for the completion limit; max_completion_length is refused).
     /// </summary>
     private static GrpoSettings OnlineDpoFrom(TrainingOptions o)
     {
-        RefuseOutsideGrpo(o, "online-dpo");   // num_generations and scale_rewards: the pair and its order are fixed
+        ObjectiveSettingRefusals.RefuseOutside("grpo", "online-dpo", ("scale_rewards (--scale-rewards)", ScaleRewardsGiven(o)));   // the pair's order is fixed
+        if (o.NumGenerations is { } generations && generations != OnlineDpoSettings.Generations)
+            throw new ArgumentException($"num_generations (--num-generations) = {generations}: online DPO always samples {OnlineDpoSettings.Generations} " +
+                                        $"completions per prompt (a chosen and a rejected one); remove it or set it to {OnlineDpoSettings.Generations}");
         var onlineDpo = OnlineDpoSettings.From(o);
         if (o.MicroBatchSize % OnlineDpoSettings.Generations != 0)
             throw new ArgumentException($"micro_batch_size (--batch-size) = {o.MicroBatchSize} is odd: objective online-dpo trains whole pairs of " +
                                         "completions per micro-batch (two per prompt), so it must be even");
-        if (o.MaxCompletionLength < 1) throw new ArgumentException($"max_completion_length must be positive, found {o.MaxCompletionLength}");
+        var maxNewTokens = MaxCompletionTokens(o);
+        if (maxNewTokens < 1) throw new ArgumentException($"max_new_tokens (--max-new-tokens) must be at least 1, found {maxNewTokens}");
         var temperature = o.Temperature ?? OnlineDpoSettings.DefaultTemperature;
         if (!(temperature > 0)) throw new ArgumentException($"{OnlineDpoName} samples: temperature must be positive, found {temperature}");
-        var loss = new GrpoLossSettings(Beta: 0, MaxCompletionLength: o.MaxCompletionLength);
+        var loss = new GrpoLossSettings(Beta: 0, MaxCompletionLength: maxNewTokens);
         return new GrpoSettings(loss, OnlineDpoSettings.Generations, RewardScaling.None, 1, o.MaxPromptLength, temperature, o.TopP, o.TopK,
             MaskTruncatedCompletions: false, o.LogCompletionsEvery) { OnlineDpo = onlineDpo };
     }
+
+    /// <summary>
+    /// The longest completion the objective samples, in tokens: online DPO's max_new_tokens (TRL's OnlineDPOConfig name,
+    /// default 64), else GRPO's and RLOO's max_completion_length.
+    /// </summary>
+    internal static int MaxCompletionTokens(TrainingOptions o) =>
+        o.Objective.Trim().Equals("online-dpo", StringComparison.OrdinalIgnoreCase)
+            ? o.MaxNewTokens ?? OnlineDpoSettings.DefaultMaxNewTokens
+            : o.MaxCompletionLength;
 
     /// <summary>Sampling settings for one generation batch; the seed makes the draw a function of the batch index alone.</summary>
     public GenerationOptions Sampling(long seed, IReadOnlyList<int> eos) => new()

@@ -85,7 +85,13 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             Runtime.DeviceRandom.SeedAll(options.Seed * 1_000_003 + step);   // dropout masks, on every device, depend only on the step
             var epochIndex = (int)((long)generation * PromptsPerGeneration / train.Count);
             var (loss, stepMetrics, tokens, pairs) = Optimise(buffer.Rows, generation, epochIndex);
-            if (pairs is not null && logCompletions) AppendPairs(completionsPath, step + 1, rollout!, pairs);
+            if (pairs is not null && logCompletions)
+            {
+                // Online DPO samples anew every step (μ = 1, refused otherwise): its buffer is never carried over, so the
+                // step's pairs always come from the rollout just made.
+                var sampled = rollout ?? throw new InvalidOperationException($"{settings.Name} step {step + 1} reused a generation batch; it samples every step");
+                AppendPairs(completionsPath, step + 1, sampled, pairs);
+            }
             if (!double.IsFinite(loss))
             {
                 optimizer.ZeroGrad();
@@ -176,7 +182,7 @@ public sealed class GrpoTrainer(CausalLanguageModel model, IReadOnlyList<(string
             using var scope = NewDisposeScope();
             using var batch = GrpoBatch.Collate(chunk, model.Device, settings.MaskTruncatedCompletions);
             var logProbs = TokenLogProbs.Compute(model, batch.InputIds, batch.Context, batch.Targets, out var entropies, withEntropy: true,
-                temperature: settings.Temperature);
+                temperature: settings.LogProbTemperature);
             var entropy = (entropies! * batch.Mask).sum().item<float>();
             if (settings.Rloo is not null)
             {

@@ -5,10 +5,14 @@ namespace SharpTune.Training;
 /// <summary>
 /// What online DPO adds to the GRPO-family loop it shares (<see cref="GrpoSettings.OnlineDpo"/>), with TRL's
 /// OnlineDPOConfig defaults (huggingface/trl@f2cd577, trl/experimental/online_dpo/online_dpo_config.py): β = 0.1 (or one
-/// β per epoch, the last kept for later epochs), loss_type sigmoid, no missing_eos_penalty. Each prompt is answered
+/// β per epoch, the last kept for later epochs), loss_type sigmoid, no missing_eos_penalty, max_new_tokens 64. Each prompt is answered
 /// twice; the better-scored completion is chosen, the other rejected (a tie chooses the first).
 /// </summary>
-/// <param name="Betas">β per epoch; the last holds for the epochs after it (TRL's beta given as a list). One value: β throughout.</param>
+/// <param name="Betas">
+/// β per epoch; the last holds for the epochs after it. One value: β throughout. TRL's beta may be a list, but at f2cd577
+/// its <c>beta</c> property indexes it with the float <c>state.epoch</c> and fails (huggingface/trl#6806); this is the
+/// meaning its fix gives it (<c>int(epoch)</c>, huggingface/trl#7327).
+/// </param>
 /// <param name="LossType">sigmoid (DPO) or ipo.</param>
 /// <param name="MissingEosPenalty">Subtracted from the score of a completion that ends without an EOS token; null = none.</param>
 public sealed record OnlineDpoSettings(IReadOnlyList<double> Betas, DpoLossType LossType = DpoLossType.Sigmoid, double? MissingEosPenalty = null)
@@ -19,16 +23,21 @@ public sealed record OnlineDpoSettings(IReadOnlyList<double> Betas, DpoLossType 
     /// <summary>TRL's OnlineDPOConfig temperature default (sampling; the log-probs are the model's own, unscaled).</summary>
     public const double DefaultTemperature = 0.9;
 
+    /// <summary>TRL's OnlineDPOConfig max_new_tokens default: the longest sampled completion, in tokens.</summary>
+    public const int DefaultMaxNewTokens = 64;
+
     /// <summary>Completions per prompt: a pair.</summary>
     public const int Generations = 2;
 
-    /// <summary>β in epoch <paramref name="epoch"/> (0-based): that epoch's entry, or the last one past the list (TRL's beta property).</summary>
+    /// <summary>β in epoch <paramref name="epoch"/> (0-based, whole): that epoch's entry, or the last one past the list (TRL's beta property as fixed by huggingface/trl#7327).</summary>
     public double BetaAt(int epoch) => Betas[Math.Clamp(epoch, 0, Betas.Count - 1)];
 
     /// <summary>Validates online DPO's options and refuses GRPO's and RLOO's that it would ignore, naming them.</summary>
     internal static OnlineDpoSettings From(TrainingOptions o)
     {
         ObjectiveSettingRefusals.RefuseIgnored("online-dpo",
+            ("max_completion_length (--max-completion-length): online DPO's completion limit is max_new_tokens (--max-new-tokens), TRL's OnlineDPOConfig name",
+                o.MaxCompletionLength != new TrainingOptions().MaxCompletionLength),
             ("num_iterations (--num-iterations): online DPO makes one update per sampled batch", o.NumIterations != 1),
             ("epsilon (--epsilon) and epsilon_high (--epsilon-high): online DPO's loss has no ratio to clip", o.Epsilon != 0.2 || o.EpsilonHigh is not null),
             ("mask_truncated_completions (--mask-truncated-completions): online DPO trains on every pair; missing_eos_penalty (--missing-eos-penalty) lowers a truncated completion's score",

@@ -231,7 +231,7 @@ public sealed record TrainingOptions
     // GRPO (docs/training.md, "Reinforcement learning with rewards").
     /// <summary>GRPO and RLOO: completions sampled per prompt (the group G); empty = TRL's default (GRPO 8, RLOO 2).</summary>
     public int? NumGenerations { get; init; }
-    /// <summary>GRPO, RLOO and online DPO: longest completion in tokens; longer samples are cut (and count as truncated).</summary>
+    /// <summary>GRPO and RLOO: longest completion in tokens; longer samples are cut (and count as truncated). Online DPO's is <see cref="MaxNewTokens"/>.</summary>
     public int MaxCompletionLength { get; init; } = 512;
     /// <summary>GRPO, RLOO and online DPO: prompts longer than this are cut from the left (0 = only the context limits them).</summary>
     public int MaxPromptLength { get; init; }
@@ -280,7 +280,10 @@ public sealed record TrainingOptions
     public int LogCompletionsEvery { get; init; } = 1;
     /// <summary>Online DPO: subtracted from the score of a completion that ends without an EOS token (TRL's missing_eos_penalty); empty = none.</summary>
     public double? MissingEosPenalty { get; init; }
-    /// <summary>Online DPO: one β per epoch, the last kept for later epochs (TRL's beta given as a list); empty = <see cref="Beta"/> throughout.</summary>
+    /// <summary>
+    /// Online DPO: one β per epoch, the last kept for later epochs (what TRL's beta given as a list means once its epoch
+    /// index is a whole number, huggingface/trl#6806); empty = <see cref="Beta"/> throughout.
+    /// </summary>
     public IReadOnlyList<double>? BetaPerEpoch { get; init; }
 
     // GKD (docs/training.md, "Knowledge distillation (GKD)").
@@ -290,7 +293,7 @@ public sealed record TrainingOptions
     public double? Lmbda { get; init; }
     /// <summary>GKD: micro-batches not made on-policy are answered by the teacher instead of taken from the data (sequence-level KD); empty = false.</summary>
     public bool? SeqKd { get; init; }
-    /// <summary>GKD: longest generated completion in tokens; empty = 128.</summary>
+    /// <summary>GKD and online DPO: longest generated completion in tokens (TRL's max_new_tokens); empty = the objective's TRL default (GKD 128, online DPO 64).</summary>
     public int? MaxNewTokens { get; init; }
     /// <summary>
     /// GKD: store the teacher's decoder linear layers quantized (nf4, fp4 or int8, as <see cref="Quantize"/>, computed in

@@ -3,6 +3,7 @@ using SharpTune.Tests.Serving;
 using SharpTune.Tests.Support;
 using SharpTune.Tracking;
 using SharpTune.Training;
+using SharpTune.Training.Rewards;
 using static SharpTune.Tests.Training.GrpoJobTests;
 
 namespace SharpTune.Tests.Training;
@@ -15,8 +16,23 @@ namespace SharpTune.Tests.Training;
 /// </summary>
 public class OnlineDpoJobTests
 {
+    /// <summary>GRPO's test run as online DPO: its completion limit (8) is max_new_tokens here, max_completion_length left at its default.</summary>
     private static TrainingOptions OnlineDpo(TempDir dir, string output = "run") =>
-        Options(dir, output) with { Objective = "online-dpo", NumGenerations = null };
+        Options(dir, output) with { Objective = "online-dpo", NumGenerations = null, MaxCompletionLength = new TrainingOptions().MaxCompletionLength, MaxNewTokens = 8 };
+
+    /// <summary>
+    /// A copy of stories260K whose config ends a completion at BOS: llama2.c's stories end there (run.c stops at it), not at
+    /// EOS, so sampled completions end early only with this stop token.
+    /// </summary>
+    private static string StoriesEndingAtBos(TempDir dir)
+    {
+        var model = Directory.CreateDirectory(dir.File("model")).FullName;
+        foreach (var file in Directory.GetFiles(TestAssets.Stories260K)) File.Copy(file, Path.Combine(model, Path.GetFileName(file)));
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "config.json")))!;
+        config["eos_token_id"] = 1;
+        File.WriteAllText(Path.Combine(model, "config.json"), config.ToJsonString());
+        return model;
+    }
 
     private static double D(JsonNode? node) => node!.GetValue<double>();
 
@@ -24,18 +40,13 @@ public class OnlineDpoJobTests
     public void TheLoggedMetricsAreTrlsOverTheLoggedPairs()
     {
         using var dir = new TempDir();
-        // stories260K ends a story with BOS (llama2.c's run.c stops there), not EOS: a copy whose config says so ends some
-        // completions early, so missing_eos_penalty lowers only some scores. The adapter starts away from the base (PEFT's
-        // init_lora_weights false), so the policy differs from the reference from the first step.
-        var model = Directory.CreateDirectory(dir.File("model")).FullName;
-        foreach (var file in Directory.GetFiles(TestAssets.Stories260K)) File.Copy(file, Path.Combine(model, Path.GetFileName(file)));
-        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "config.json")))!;
-        config["eos_token_id"] = 1;
-        File.WriteAllText(Path.Combine(model, "config.json"), config.ToJsonString());
+        // A copy ending completions at BOS ends some early, so missing_eos_penalty lowers only some scores. The adapter starts
+        // away from the base (PEFT's init_lora_weights false), so the policy differs from the reference from the first step.
+        var model = StoriesEndingAtBos(dir);
         const double penalty = 0.3;
         var log = new List<string>();
         // 12 prompts, 4 per step (4 completions × 2 micro-batches): steps 1–3 are epoch 0 (β 0.2), step 4 epoch 1 (β 0.1).
-        var options = OnlineDpo(dir) with { Model = model, MaxCompletionLength = 16, Temperature = 1.0, InitLoraWeights = "false", LearningRate = 5e-2, MissingEosPenalty = penalty, BetaPerEpoch = [0.2, 0.1] };
+        var options = OnlineDpo(dir) with { Model = model, MaxNewTokens = 16, Temperature = 1.0, InitLoraWeights = "false", LearningRate = 5e-2, MissingEosPenalty = penalty, BetaPerEpoch = [0.2, 0.1] };
         var result = FineTuneJob.Run(options, log: log.Add, rewards: Custom(new LetterReward()));
         Assert.Contains(log, l => l.Contains("online DPO reference: the base model (adapter disabled)"));
         var records = MetricsLog.ReadAll(Path.Combine(options.Output, "metrics.jsonl"));
@@ -96,6 +107,90 @@ public class OnlineDpoJobTests
         AdapterAssertions.LoraTrained(result.FinalDirectory);
     }
 
+    /// <summary>Records each scored sample's completion ids (completions.jsonl holds the text) and scores as <see cref="LetterReward"/>.</summary>
+    private sealed class RecordingLetterReward : PerSampleReward
+    {
+        private readonly LetterReward letters = new();
+        public Dictionary<(string Prompt, string Completion), HashSet<string>> Ids { get; } = [];
+        public override string Name => letters.Name;
+        public override double? Score(RewardSample sample)
+        {
+            Assert.Equal(sample.CompletionTokens, sample.CompletionIds.Count);
+            if (!Ids.TryGetValue((sample.Prompt, sample.Completion), out var ids)) Ids[(sample.Prompt, sample.Completion)] = ids = [];
+            ids.Add(string.Join(",", sample.CompletionIds));
+            return letters.Score(sample);
+        }
+    }
+
+    /// <summary>
+    /// Σ_k log p(completion_k | prompt, completion_&lt;k) from one unbatched, unpadded forward pass at temperature 1, with
+    /// a hand-written log-softmax in float64.
+    /// </summary>
+    private static double SummedLogProbs(SharpTune.Models.CausalLanguageModel model, IReadOnlyList<int> prompt, IReadOnlyList<int> completion)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var noGrad = TorchSharp.torch.no_grad();
+        var sequence = prompt.Concat(completion).Select(t => (long)t).ToArray();
+        var logits = model.Forward(TorchSharp.torch.tensor(sequence).unsqueeze(0)).squeeze(0).to(TorchSharp.torch.ScalarType.Float64);
+        var logSoftmax = logits - logits.exp().sum(-1, keepdim: true).log();
+        var sum = 0.0;
+        for (var k = 0; k < completion.Count; k++) sum += logSoftmax[prompt.Count + k - 1, completion[k]].item<double>();
+        return sum;
+    }
+
+    [SharedAssetFact("models/stories260K")]
+    public void TheLoggedLogProbsAreEachCompletionScoredAloneAtTemperatureOne()
+    {
+        using var dir = new TempDir();
+        var model = StoriesEndingAtBos(dir);
+        // Sampled at 0.9, scored at 1 (TRL's _forward divides no logits). Two micro-batches of unequal lengths per step. The
+        // adapter starts away from the base (init_lora_weights false), which ends some completions within 16 tokens.
+        var options = OnlineDpo(dir) with { Model = model, MaxNewTokens = 16, Temperature = 0.9, MaxSteps = 2, InitLoraWeights = "false" };
+        var recorder = new RecordingLetterReward();
+        FineTuneJob.Run(options, rewards: Custom(recorder));
+        // The same run stopped after step 1: its final adapter is the policy that step 2 sampled and scored with.
+        var afterStep1 = options with { Output = dir.File("run-1"), MaxSteps = 1 };
+        FineTuneJob.Run(afterStep1, rewards: Custom(new LetterReward()));
+
+        using var reference = SharpTune.Generation.LoadedModel.Load(model);
+        using var policy = SharpTune.Generation.LoadedModel.Load(model, Path.Combine(afterStep1.Output, "final"));
+        reference.Model.eval();
+        policy.Model.eval();
+        var tokenizer = reference.RequireTokenizer();
+        var lines = File.ReadAllLines(Path.Combine(options.Output, "completions.jsonl")).Select(l => JsonNode.Parse(l)!).ToArray();
+        var checkedEos = new HashSet<bool>();
+        foreach (var line in lines)
+        {
+            var step = line["step"]!.GetValue<int>();
+            var prompt = line["prompt"]!.GetValue<string>();
+            // A plain-text prompt: BOS, then its text (GRPO's tokenization, which online DPO shares).
+            int[] promptIds = [tokenizer.BosTokenId!.Value, .. tokenizer.Encode(prompt, addSpecialTokens: false)];
+            foreach (var side in new[] { "chosen", "rejected" })
+            {
+                var c = line[side]!;
+                var text = c["completion"]!.GetValue<string>();
+                var eos = c["contains_eos"]!.GetValue<bool>();
+                // The sampled ids (the text need not re-encode to them); one that ended did so at its stop token, BOS here.
+                var sampled = Assert.Single(recorder.Ids[(prompt, text)]);
+                var ids = sampled.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+                Assert.Equal(eos, ids.Length > 0 && ids[^1] is 1 or 2);   // BOS (the config's eos_token_id) or the tokenizer's EOS
+                // The reference is always the base (adapter disabled); step 2's policy is the adapter after step 1.
+                var referenceLogProbs = SummedLogProbs(reference.Model, promptIds, ids);
+                Assert.True(Math.Abs(referenceLogProbs - D(c["ref_logps"])) <= 1e-4 * Math.Abs(referenceLogProbs) + 1e-4,
+                    $"step {step} {side} '{text}': ref_logps {c["ref_logps"]}, scored alone {referenceLogProbs}");
+                if (step != 2) continue;
+                checkedEos.Add(eos);
+                var policyLogProbs = SummedLogProbs(policy.Model, promptIds, ids);
+                Assert.True(Math.Abs(policyLogProbs - D(c["logps"])) <= 1e-4 * Math.Abs(policyLogProbs) + 1e-4,
+                    $"step {step} {side} '{text}': logps {c["logps"]}, scored alone {policyLogProbs}");
+                Assert.True(Math.Abs(policyLogProbs - referenceLogProbs) > 1e-3, $"step 2 '{text}': the policy scores as the base");
+            }
+        }
+        Assert.Equal(2 * 4, lines.Length);
+        // Completions that ended (their stop token summed) and completions that were cut.
+        Assert.True(checkedEos.Count == 2, $"only completions with contains_eos {string.Join(", ", checkedEos)}");
+    }
+
     [SharedAssetFact("models/stories260K")]
     public void FullFineTuningComparesAgainstAFrozenCopy()
     {
@@ -124,7 +219,7 @@ public class OnlineDpoJobTests
         var output = dir.File("run");
         var run = SharpTuneCli.Run("train", "--objective", "online-dpo", "--model", TestAssets.Stories260K,
             "--data", WritePrompts(dir.File("prompts.jsonl"), 12), "--output", output, "--method", "lora", "--lr", "2e-2",
-            "--batch-size", "8", "--grad-accum", "1", "--max-completion-length", "8", "--max-steps", "12",
+            "--batch-size", "8", "--grad-accum", "1", "--max-new-tokens", "8", "--max-steps", "12",
             "--reward", "regex", "--reward-pattern", "was", "--beta", "0.1", "--seed", "5");
         SharpTuneCli.Ok(run, "train --objective online-dpo");
         var saved = TrainingConfigFile.Load(Path.Combine(output, "config.yaml"));

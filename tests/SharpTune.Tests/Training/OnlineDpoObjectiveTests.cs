@@ -89,13 +89,90 @@ public class OnlineDpoObjectiveTests
         Assert.Equal(1.0, defaults.LogProbTemperature);   // its _forward scores with the model's own logits
         Assert.Equal(2, defaults.NumGenerations);
         Assert.True(defaults.NeedsReference);
+        // TRL's OnlineDPOConfig max_new_tokens 64 limits the sampled completions (and the length reward).
+        Assert.Equal(64, defaults.Sampling(1, [2]).MaxNewTokens);
+        var given = GrpoSettings.From(new TrainingOptions { Objective = "online-dpo", MaxNewTokens = 24, NumGenerations = 2 });
+        Assert.Equal(24, given.Sampling(1, [2]).MaxNewTokens);   // num_generations 2, the pair, is accepted
+        Assert.Equal(24, GrpoSettings.MaxCompletionTokens(new TrainingOptions { Objective = "online-dpo", MaxNewTokens = 24 }));
+        Assert.Equal(512, GrpoSettings.MaxCompletionTokens(new TrainingOptions { Objective = "grpo" }));
+    }
+
+    /// <summary>
+    /// Gradient accumulation splits a batch, not its gradient: the same two pairs in one micro-batch (accumulation 1) or in
+    /// two (accumulation 2, each loss divided by their count as accelerate scales it) give the gradient of the loss averaged
+    /// over both pairs, computed here pair by pair from unbatched, unpadded forward passes.
+    /// </summary>
+    [Theory]
+    [InlineData("sigmoid")]
+    [InlineData("ipo")]
+    public void GradientAccumulationGivesTheWholeBatchsGradient(string lossType)
+    {
+        using var model = SharpTune.Tests.Support.TestModels.Create("llama", seed: 7);
+        model.eval();
+        const double beta = 0.1;
+        var type = lossType == "ipo" ? DpoLossType.Ipo : DpoLossType.Sigmoid;
+        var settings = new OnlineDpoSettings([beta], type);
+        // Two prompts, two completions each (unequal lengths, so a micro-batch pads); the score picks the pair's chosen one.
+        GrpoRow[] rows =
+        [
+            new([1, 5, 9], [12, 40, 2], false, 0.5, null, [-4.5f, -3.25f, -5.0f]),
+            new([1, 5, 9], [30, 2], false, 1.5, null, [-6.0f, -2.5f]),
+            new([1, 7], [11, 12, 13, 14], true, 0.25, null, [-5.5f, -4.0f, -6.25f, -4.75f]),
+            new([1, 7], [50, 2], false, -1.0, null, [-3.0f, -5.5f]),
+        ];
+        var whole = OnlineDpoUpdate.Optimise(model, rows, settings, beta, microBatchSize: 4);
+        var wholeGradients = GrpoGradientTests.Gradients(model);
+        var halves = OnlineDpoUpdate.Optimise(model, rows, settings, beta, microBatchSize: 2);
+        var halvesGradients = GrpoGradientTests.Gradients(model);
+
+        // By hand: x_p = (Σ log π(c) − Σ log π(r)) − (Σ ref(c) − Σ ref(r)); loss = mean over the 2 pairs.
+        double expectedLoss = 0;
+        foreach (var (c, r) in new[] { (1, 0), (2, 3) })
+        {
+            using var scope = NewDisposeScope();
+            Tensor Sum(GrpoRow row)
+            {
+                int[] sequence = [.. row.PromptIds, .. row.CompletionIds];
+                var logits = model.Forward(tensor(sequence.Select(t => (long)t).ToArray()).unsqueeze(0)).squeeze(0).to(ScalarType.Float64);
+                var logSoftmax = logits - logits.exp().sum(-1, keepdim: true).log();
+                var sum = zeros(1, dtype: ScalarType.Float64).sum();
+                for (var k = 0; k < row.CompletionIds.Length; k++) sum = sum + logSoftmax[row.PromptIds.Length + k - 1, row.CompletionIds[k]];
+                return sum;
+            }
+            var x = Sum(rows[c]) - Sum(rows[r]) - (rows[c].ReferenceLogProbs!.Sum(v => (double)v) - rows[r].ReferenceLogProbs!.Sum(v => (double)v));
+            var loss = type == DpoLossType.Sigmoid ? (1 + (-beta * x).exp()).log() : (x - 1 / (2 * beta)).pow(2);
+            expectedLoss += loss.item<double>() / 2;
+            (loss / 2).backward();
+        }
+        var expected = GrpoGradientTests.Gradients(model);
+
+        Assert.Equal(expectedLoss, whole.Loss, 4);
+        Assert.Equal(expectedLoss, halves.Loss, 4);
+        Assert.Equal(2, whole.Pairs.Length);
+        Assert.Equal(expected.Keys.Order(), halvesGradients.Keys.Order());
+        var largest = expected.Values.Max(g => g.Max(Math.Abs));
+        Assert.True(largest > 1e-4, "the test needs a gradient that is not ~0");
+        foreach (var (name, value) in expected)
+            for (var i = 0; i < value.Length; i++)
+            {
+                Assert.True(Math.Abs(value[i] - wholeGradients[name][i]) <= 2e-5 * largest + 1e-7,
+                    $"{name}[{i}]: by hand {value[i]}, one micro-batch {wholeGradients[name][i]}");
+                Assert.True(Math.Abs(value[i] - halvesGradients[name][i]) <= 2e-5 * largest + 1e-7,
+                    $"{name}[{i}]: by hand {value[i]}, two micro-batches {halvesGradients[name][i]}");
+            }
     }
 
     private static TrainingOptions Run(string objective) => new() { Objective = objective, Model = "m", Data = "d.jsonl" };
 
     public static TheoryData<string, Func<TrainingOptions, TrainingOptions>, string> Refused => new()
     {
-        { "online-dpo", o => o with { NumGenerations = 4 }, "num_generations (--num-generations): only objective grpo or rloo uses it" },
+        { "online-dpo", o => o with { NumGenerations = 4 }, "num_generations (--num-generations) = 4: online DPO always samples 2 completions per prompt" },
+        { "online-dpo", o => o with { NumGenerations = 8 }, "num_generations (--num-generations) = 8: online DPO always samples 2 completions per prompt" },
+        { "online-dpo", o => o with { MaxCompletionLength = 128 }, "objective online-dpo does not use max_completion_length (--max-completion-length): online DPO's completion limit is max_new_tokens (--max-new-tokens)" },
+        { "online-dpo", o => o with { MaxNewTokens = 0 }, "max_new_tokens (--max-new-tokens) must be at least 1, found 0" },
+        { "sft", o => o with { MaxNewTokens = 64 }, "max_new_tokens (--max-new-tokens): only objective gkd or online-dpo uses it, and the objective is sft" },
+        { "rloo", o => o with { MaxNewTokens = 64 }, "max_new_tokens (--max-new-tokens): only objective gkd or online-dpo uses it, and the objective is rloo" },
+        { "dpo", o => o with { MaxNewTokens = 64, Teacher = "t" }, "teacher (--teacher): only objective gkd uses it, and the objective is dpo" },
         { "online-dpo", o => o with { ScaleRewards = "batch" }, "scale_rewards (--scale-rewards): only objective grpo uses it" },
         { "online-dpo", o => o with { NormalizeAdvantages = true }, "normalize_advantages (--normalize-advantages): only objective rloo uses it" },
         { "online-dpo", o => o with { LossType = "hinge" }, "online-dpo loss_type (--loss-type) must be sigmoid or ipo" },
@@ -129,6 +206,7 @@ public class OnlineDpoObjectiveTests
         Assert.Equal("online DPO", settings.Name);
         Assert.Equal([0.1], settings.OnlineDpo!.Betas);
         Assert.Equal(1.0, settings.OnlineDpo.MissingEosPenalty);
+        Assert.Equal(8, settings.Sampling(1, [2]).MaxNewTokens);   // its max_new_tokens
         Assert.Equal(["exact=0.5", "chrf=0.5"], example.Rewards!);
     }
 

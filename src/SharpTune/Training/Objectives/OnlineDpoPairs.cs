@@ -15,15 +15,12 @@ public static class OnlineDpoPairs
     /// <param name="missingEosPenalty">Subtracted from a completion without EOS; null = none.</param>
     public static double[] Scores(double[,] scores, IReadOnlyList<double> weights, IReadOnlyList<bool> containsEos, double? missingEosPenalty)
     {
-        var n = scores.GetLength(0);
-        var f = scores.GetLength(1);
-        if (weights.Count != f) throw new ArgumentException($"{f} reward columns but {weights.Count} weights", nameof(weights));
-        if (containsEos.Count != n) throw new ArgumentException($"{n} completions but {containsEos.Count} EOS flags", nameof(containsEos));
-        var total = new double[n];
-        for (var i = 0; i < n; i++)
+        // GRPO's weighted sum over a prompt's group of two; a completion no function scored (NaN there) scores 0 here, as nansum.
+        var total = GrpoAdvantages.WeightedRewards(scores, weights, OnlineDpoSettings.Generations);
+        if (containsEos.Count != total.Length) throw new ArgumentException($"{total.Length} completions but {containsEos.Count} EOS flags", nameof(containsEos));
+        for (var i = 0; i < total.Length; i++)
         {
-            for (var j = 0; j < f; j++)
-                if (!double.IsNaN(scores[i, j])) total[i] += scores[i, j] * weights[j];
+            if (double.IsNaN(total[i])) total[i] = 0;
             if (missingEosPenalty is { } penalty && !containsEos[i]) total[i] -= penalty;
         }
         return total;

@@ -13,7 +13,11 @@ namespace SharpTune.Training.Rewards;
 /// <param name="Truncated">The completion hit max_completion_length without ending.</param>
 /// <param name="Location">"file:line" of the prompt's row.</param>
 public sealed record RewardSample(int Index, string Prompt, string Completion, IReadOnlyList<ChatTurn> PromptTurns, JsonObject Fields,
-    int CompletionTokens, bool Truncated, string Location = "");
+    int CompletionTokens, bool Truncated, string Location = "")
+{
+    /// <summary>The completion's token ids as sampled, its stop token included when it ended (TRL's <c>completion_ids</c> reward argument).</summary>
+    public IReadOnlyList<int> CompletionIds { get; init; } = [];
+}
 
 /// <summary>
 /// A reward function for GRPO (TRL's reward_funcs): one score per sample, higher is better. Return null for a sample the

@@ -55,7 +55,7 @@ public static class RewardRegistry
         "json-schema" or "json_schema" => options.RewardSchema is { } path
             ? new JsonSchemaReward(File.Exists(path) ? File.ReadAllText(path) : throw new FileNotFoundException($"reward_schema not found: {path}", path), path)
             : new JsonSchemaReward(null),
-        "length" => new LengthReward(options.MaxCompletionLength),
+        "length" => new LengthReward(GrpoSettings.MaxCompletionTokens(options)),   // online DPO's limit is max_new_tokens
         "bleu" => new BleuReward(options.RewardField),
         "chrf" => new ChrfReward(options.RewardField),
         "rouge" => new RougeReward(options.RewardField),
