@@ -105,7 +105,163 @@ public class GptNeoXTests
 
         var share = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
             TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 1.5 }), "pythia/config.json"));
-        Assert.Contains("rotary_pct must be in (0, 1]", share.Message);
+        Assert.Contains("rotary_pct (partial_rotary_factor) must be in (0, 1]", share.Message);
+
+        var none = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 0 }), "pythia/config.json"));
+        Assert.Contains("a model without RoPE (0) is not supported", none.Message);
+
+        // Heads of 16 at rotary_pct 0.3125 rotate int(5.0) = 5 dimensions: not a whole number of pairs.
+        var odd = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 0.3125 }), "pythia/config.json"));
+        Assert.StartsWith("pythia/config.json: rotary_pct 0.3125 rotates int(16 × 0.3125) = 5 dimensions", odd.Message);
+        Assert.Contains("must be even", odd.Message);
+
+        var notNumber = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject
+            {
+                ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["partial_rotary_factor"] = "half" },
+            }), "pythia/config.json"));
+        Assert.Contains("pythia/config.json: field 'rope_parameters.partial_rotary_factor' must be a number", notNumber.Message);
+
+        var dropout = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["hidden_dropout"] = 1.5 }), "pythia/config.json"));
+        Assert.Contains("pythia/config.json: field 'hidden_dropout' is a dropout probability and must be in [0, 1), found 1.5", dropout.Message);
+    }
+
+    /// <summary>
+    /// transformers 5's GPTNeoXConfig (convert_rope_params_to_dict) does rope_parameters.setdefault("partial_rotary_factor",
+    /// rotary_pct): the value under rope_parameters wins over the top-level rotary_pct, which only fills it when absent.
+    /// </summary>
+    [Fact]
+    public void RopeParametersPartialRotaryFactorWinsOverRotaryPct()
+    {
+        var both = ModelConfig.FromJson(TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject
+        {
+            ["rotary_pct"] = 0.25,
+            ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 20000.0, ["partial_rotary_factor"] = 0.5 },
+        }));
+        Assert.Equal((0.5, 8, 20000.0), (both.PartialRotaryFactor, both.RotaryDim, both.RopeTheta));
+        var topLevelOnly = ModelConfig.FromJson(TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject
+        {
+            ["rotary_pct"] = 0.5, ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 20000.0 },
+        }));
+        Assert.Equal(8, topLevelOnly.RotaryDim);
+    }
+
+    /// <summary>
+    /// hidden_dropout drops, while training only, what transformers' emb_dropout, post_attention_dropout and
+    /// post_mlp_dropout drop: in eval mode the model computes exactly what the same weights without dropout do, in train
+    /// mode two forwards differ, and a checkpointed forward's gradients equal the plain forward's under the same seed
+    /// (the recomputation draws the same masks).
+    /// </summary>
+    [Fact]
+    public void HiddenDropoutActsWhileTrainingOnlyAndCheckpointingReplaysItsMasks()
+    {
+        manual_seed(11);
+        using var plain = ModelFactory.Create(ModelConfig.FromJson(TestModels.GptNeoXConfigJson()));
+        using var dropping = ModelFactory.Create(ModelConfig.FromJson(TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["hidden_dropout"] = 0.3 })));
+        Assert.NotNull(((GPTNeoXForCausalLM)dropping).gpt_neox.emb_dropout);
+        Assert.NotNull(((GPTNeoXForCausalLM)dropping).gpt_neox.layers[0].post_mlp_dropout);
+        dropping.load_state_dict(plain.state_dict());
+        using var ids = tensor(new long[] { 3, 17, 42, 7, 59, 5 }).unsqueeze(0);
+        plain.eval();
+        dropping.eval();
+        using (no_grad())
+        {
+            using var expected = plain.Forward(ids);
+            using var evaluated = dropping.Forward(ids);
+            Assert.Equal(0f, (expected - evaluated).abs().max().item<float>());
+            var options = new GenerationOptions { MaxNewTokens = 4, Temperature = 0, EosTokenIds = [] };
+            Assert.Equal(TokenGenerator.Generate(plain, [[3, 17, 42]], options)[0].Tokens, TokenGenerator.Generate(dropping, [[3, 17, 42]], options)[0].Tokens);
+        }
+
+        dropping.train();
+        float[] Gradient(bool checkpointed)
+        {
+            dropping.GradientCheckpointing = checkpointed;
+            dropping.zero_grad();
+            manual_seed(7);
+            using var scope = NewDisposeScope();
+            dropping.Forward(ids).square().mean().backward();
+            return dropping.named_parameters().First(p => p.name == "gpt_neox.layers.0.attention.query_key_value.weight").parameter.grad!.data<float>().ToArray();
+        }
+        using (no_grad())
+        {
+            manual_seed(1);
+            using var first = dropping.Forward(ids);
+            using var second = dropping.Forward(ids);
+            Assert.True((first - second).abs().max().item<float>() > 1e-3, "train-mode forwards drop different units");
+        }
+        var plainGradient = Gradient(false);
+        var checkpointed = Gradient(true);
+        Assert.Equal(plainGradient.Length, checkpointed.Length);
+        for (var i = 0; i < plainGradient.Length; i++) Assert.True(Math.Abs(plainGradient[i] - checkpointed[i]) <= 1e-6f, $"gradient {i}");
+    }
+
+    /// <summary>
+    /// attention_dropout is not implemented (transformers drops attention probabilities with it while training): a config
+    /// with a non-zero one still serves inference, and training refuses it naming config.json and the field.
+    /// </summary>
+    [Fact]
+    public void NonZeroAttentionDropoutAllowsInferenceAndRefusesTraining()
+    {
+        using var model = ModelFactory.Create(ModelConfig.FromJson(TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["attention_dropout"] = 0.1 })));
+        using var ids = tensor(new long[] { 3, 17, 42 }).unsqueeze(0);
+        model.eval();
+        using (no_grad()) using (var logits = model.Forward(ids)) Assert.Equal(96, logits.size(-1));
+        model.train();
+        var refused = Assert.Throws<NotSupportedException>(() => model.Forward(ids));
+        Assert.StartsWith("config.json: attention_dropout is 0.1", refused.Message);
+        Assert.Contains("set attention_dropout to 0.0", refused.Message);
+    }
+
+    /// <summary>
+    /// A tied GPT-NeoX (tie_word_embeddings true): transformers ties embed_out to embed_in (_tied_weights_keys), so a
+    /// file holding the shared matrix only under embed_out.weight loads into the embedding, and logits are hidden · embed_inᵀ.
+    /// </summary>
+    [Fact]
+    public void ATiedCheckpointHoldingOnlyEmbedOutLoadsIntoTheEmbedding()
+    {
+        using var dir = new TempDir();
+        var folder = Path.Combine(dir.Path, "tied");
+        Directory.CreateDirectory(folder);
+        var config = TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["tie_word_embeddings"] = true });
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
+        manual_seed(4);
+        using var reference = ModelFactory.Create(ModelConfig.FromJson(config));
+        Assert.Null(((GPTNeoXForCausalLM)reference).embed_out);
+        var tensors = reference.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+        tensors["embed_out.weight"] = tensors["gpt_neox.embed_in.weight"];
+        tensors.Remove("gpt_neox.embed_in.weight");
+        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors);
+        using var loaded = PretrainedModel.Load(folder, ScalarType.Float32);
+        Assert.True(loaded.EmbeddingWeight.allclose(reference.EmbeddingWeight, rtol: 0, atol: 0), "embed_out.weight filled the tied embedding");
+        loaded.eval();
+        reference.eval();
+        using var noGrad = no_grad();
+        using var ids = tensor(new long[] { 3, 17, 42 }).unsqueeze(0);
+        using var expected = reference.Forward(ids);
+        using var logits = loaded.Forward(ids);
+        Assert.Equal(0f, (logits - expected).abs().max().item<float>());
+    }
+
+    /// <summary>
+    /// The output head is the model's own (GPT-NeoX: embed_out; others: lm_head), not any module sharing its name: a
+    /// Llama linear layer called embed_out is an ordinary target of all-linear and of quantization.
+    /// </summary>
+    [Fact]
+    public void OnlyTheModelsOwnHeadIsTreatedAsTheOutputHead()
+    {
+        using var llama = ModelFactory.Create(ModelConfig.FromJson(TestModels.ConfigJson("llama")));
+        ((DecoderForCausalLM)llama).model.layers[0].register_module("embed_out", nn.Linear(64, 64));
+        Assert.Contains("embed_out", TargetModules.AllLinear.Expand(llama).ToJson().AsArray().Select(n => (string)n!));
+        Assert.Contains(SharpTune.Quantization.ModelQuantizer.Targets(llama), t => t.Path == "model.layers.0.embed_out");
+        Assert.DoesNotContain(SharpTune.Quantization.ModelQuantizer.Targets(llama), t => t.Path == "lm_head");
+
+        using var neox = ModelFactory.Create(ModelConfig.FromJson(TestModels.GptNeoXConfigJson()));
+        Assert.DoesNotContain(SharpTune.Quantization.ModelQuantizer.Targets(neox), t => t.Path == "embed_out");
+        Assert.Contains(SharpTune.Quantization.ModelQuantizer.Targets(neox, includeHead: true), t => t.Path == "embed_out");
     }
 
     /// <summary>
