@@ -25,6 +25,7 @@ public class GptNeoXTests
     [Theory]
     [InlineData("gpt_neox_parallel", true)]
     [InlineData("gpt_neox_sequential", false)]
+    [InlineData("gpt_neox_tied_head128", true)]
     public void LogitsMatchTheReferenceWithin1e5(string name, bool parallel)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
@@ -50,6 +51,7 @@ public class GptNeoXTests
     [Theory]
     [InlineData("gpt_neox_parallel")]
     [InlineData("gpt_neox_sequential")]
+    [InlineData("gpt_neox_tied_head128")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
@@ -61,6 +63,51 @@ public class GptNeoXTests
             Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options, useCache: false)[0].Tokens);
             using (InferenceShortcuts.Disable())
                 Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options)[0].Tokens);
+        }
+    }
+
+    /// <summary>
+    /// One head of 128 with rotary_pct 0.25 rotates 32 dimensions, the size the cached decode's RoPE step tables take;
+    /// with no attention biases and a tied head (logits = hidden · embed_inᵀ), every cached step — the prompt's prefill,
+    /// then one token at a time along the reference's greedy continuation — gives the reference's logits at that
+    /// position (Fixtures/make_gpt_neox_reference.py, step_logits), with the decode shortcuts on and off.
+    /// </summary>
+    [Fact]
+    public void EveryCachedDecodeStepMatchesTheReferenceWithHeadsOf128TiedAndWithoutBiases()
+    {
+        var folder = Fixture("gpt_neox_tied_head128");
+        using var model = PretrainedModel.Load(folder, ScalarType.Float32);
+        Assert.Equal((128, 32, false, true), (model.Config.HeadDim, model.Config.RotaryDim, model.Config.AttentionBias, model.Config.TieWordEmbeddings));
+        model.eval();
+        using var noGrad = no_grad();
+        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "EXPECTED.json")))!["prompts"]!.AsArray();
+        foreach (var shortcuts in new[] { true, false })
+        foreach (var c in cases)
+        {
+            using var off = shortcuts ? null : InferenceShortcuts.Disable();
+            var prompt = c!["input_ids"]!.AsArray().Select(n => (long)n!.GetValue<int>()).ToArray();
+            var greedy = c["greedy_ids"]!.AsArray().Select(n => (long)n!.GetValue<int>()).ToArray();
+            var steps = c["step_logits"]!.AsArray().Select(row => row!.AsArray().Select(n => n!.GetValue<float>()).ToArray()).ToArray();
+            using var cache = new KvCache(model.Config, 1, prompt.Length + greedy.Length, ScalarType.Float32, CPU);
+            using var prefill = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(prompt).unsqueeze(0)),
+                new ForwardContext { PositionIds = arange((long)prompt.Length).unsqueeze(0), Cache = cache, MaxPosition = prompt.Length - 1 }));
+            AssertClose(prefill[0, -1], steps[0], $"prompt of {prompt.Length}, prefill");
+            for (var step = 1; step < steps.Length; step++)
+            {
+                var position = prompt.Length + step - 1;
+                using var logits = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(new[,] { { greedy[step - 1] } })),
+                    // MaxPosition, as the generator passes it, lets RoPE take this step's angles from its step tables.
+                    new ForwardContext { PositionIds = tensor(new long[,] { { position } }), Cache = cache, MaxPosition = position }));
+                AssertClose(logits[0, 0], steps[step], $"prompt of {prompt.Length}, decode step {step} (shortcuts {(shortcuts ? "on" : "off")})");
+            }
+        }
+
+        static void AssertClose(Tensor actual, float[] expected, string label)
+        {
+            using var reference = tensor(expected);
+            var worst = (actual - reference).abs().max().item<float>();
+            // float32 against float64 over 128-wide products; a mis-rotated or mis-cached step is off by ~0.1 or more.
+            Assert.True(worst <= 5e-5, $"{label}: logits differ by up to {worst}");
         }
     }
 
