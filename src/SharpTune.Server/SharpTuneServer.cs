@@ -48,7 +48,7 @@ public static class SharpTuneServer
             var name = options.ModelName ?? Path.GetFileName(Path.GetFullPath(options.ModelDir).TrimEnd(Path.DirectorySeparatorChar));
             served = new ServedModel(name, model, tokenizer, ChatPromptFormat.ForModel(tokenizer, options.ChatTemplate));
             var activator = new SwapInAdapterActivator(model);
-            registry = new AdapterRegistry(activator, tokenizer, name, model.Config.HiddenSize, model.Config.VocabSize);
+            registry = new AdapterRegistry(activator, tokenizer, name, model.Config.HiddenSize, model);
             foreach (var (adapterName, dir) in options.Adapters) registry.Load(adapterName, dir);
             var metrics = new ServerMetrics();
             engine = new InferenceEngine(served, activator, options, metrics);

@@ -11,9 +11,12 @@ namespace SharpTune.Server.Adapters;
 /// <see cref="Unload"/> touch the model and run on the engine's model thread.
 /// </summary>
 /// <param name="hiddenSize">The base model's hidden size, checked against an embedding adapter's Pooling config; null = unchecked.</param>
-/// <param name="vocabularyRows">The base model's embedding rows, checked against an adapter's saved embedding; null = unchecked.</param>
+/// <param name="baseModel">
+/// The served base model: an adapter's saved token embedding and output head (found by the base's own names for them,
+/// e.g. GPT-NeoX's gpt_neox.embed_in and embed_out) must not have more rows than its vocabulary; null = unchecked.
+/// </param>
 public sealed partial class AdapterRegistry(IAdapterActivator activator, HfTokenizer tokenizer, string baseModelName, int? hiddenSize = null,
-    int? vocabularyRows = null) : IDisposable
+    SharpTune.Models.CausalLanguageModel? baseModel = null) : IDisposable
 {
     private readonly ConcurrentDictionary<string, ServedAdapter> adapters = new(StringComparer.Ordinal);
 
@@ -93,10 +96,17 @@ public sealed partial class AdapterRegistry(IAdapterActivator activator, HfToken
 
     private void RefuseGrownEmbedding(string name, string directory, IReadOnlyDictionary<string, TorchSharp.torch.Tensor> weights)
     {
-        if (vocabularyRows is not { } rows) return;
+        if (baseModel is null) return;
+        var rows = baseModel.Config.VocabSize;
+        // Saved whole (base_model.model.<name>) or as trainable tokens' base (<module>.token_adapter.base_layer.weight).
+        string[] vocabularyWeights =
+        [
+            baseModel.EmbeddingParameterName, baseModel.OutputHeadWeightName,
+            baseModel.EmbeddingParameterName[..^".weight".Length] + ".token_adapter.base_layer.weight",
+            baseModel.OutputHeadModuleName + ".token_adapter.base_layer.weight",
+        ];
         foreach (var (key, tensor) in weights)
-            if ((key.EndsWith("embed_tokens.weight", StringComparison.Ordinal) || key.EndsWith("lm_head.weight", StringComparison.Ordinal)
-                 || key.EndsWith("wte.weight", StringComparison.Ordinal) || key.EndsWith("token_adapter.base_layer.weight", StringComparison.Ordinal))
+            if (vocabularyWeights.Any(n => key == n || key.EndsWith("." + n, StringComparison.Ordinal))
                 && tensor.dim() == 2 && tensor.size(0) > rows)
                 throw new InvalidDataException(AddedTokensMessage(name, directory, $"{key} has {tensor.size(0)} rows, the served base's embedding {rows}"));
     }

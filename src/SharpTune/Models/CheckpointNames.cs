@@ -53,14 +53,14 @@ internal static class CheckpointNames
                 canonical[alias] = target;
         if (model.Config.TieWordEmbeddings && !canonical.ContainsKey(model.EmbeddingParameterName))
         {
-            var head = source.Names.FirstOrDefault(n => n == CausalLanguageModel.OutputHeadParameterName ||
+            var head = source.Names.FirstOrDefault(n => n == model.OutputHeadWeightName ||
                                                          (multimodal && n == "language_model.lm_head.weight"));
             if (head is not null) canonical[model.EmbeddingParameterName] = head;
         }
         var used = canonical.Values.ToHashSet(StringComparer.Ordinal);
         var unexpected = ignored
             .Where(n => !used.Contains(n) && !model.IsIgnorableCheckpointTensor(n) && !IsIgnorableUnprefixed(model, n, prefix)
-                        && !(model.Config.TieWordEmbeddings && n == CausalLanguageModel.OutputHeadParameterName)
+                        && !(model.Config.TieWordEmbeddings && n == model.OutputHeadWeightName)
                         && !(multimodal && Gemma3VisionPrefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal))))
             .OrderBy(n => n, StringComparer.Ordinal).ToList();
         return new Resolution(canonical, unexpected);

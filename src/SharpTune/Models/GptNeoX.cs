@@ -9,7 +9,9 @@ namespace SharpTune.Models;
 /// their fine-tunes), as modeling_gpt_neox.py defines it: LayerNorms with biases, a fused <c>query_key_value</c>
 /// projection laid out per head (q, k, v of head 0, then of head 1…), RoPE on the first rotary_pct of each head,
 /// parallel (x + attn(ln1(x)) + mlp(ln2(x))) or sequential residuals, a GELU MLP with biases, and an untied output
-/// projection <c>embed_out</c>. Decoding uses the shared single-query attention but not the one-pass layer stack
+/// projection <c>embed_out</c>. While training, hidden_dropout applies to the embeddings and to each block's output
+/// (transformers' emb_dropout, post_attention_dropout, post_mlp_dropout); attention_dropout is not implemented, so a
+/// config with a non-zero one is refused for training (inference never drops). Decoding uses the shared single-query attention but not the one-pass layer stack
 /// (<see cref="DecodeLayerStack"/> covers the Llama-style <see cref="DecoderModel"/> only).
 /// </summary>
 public sealed class GPTNeoXForCausalLM : CausalLanguageModel
@@ -73,21 +75,35 @@ public sealed class GPTNeoXModel : nn.Module
     public readonly TokenEmbedding embed_in;
     public readonly ModuleList<GPTNeoXLayer> layers;
     public readonly LayerNorm final_layer_norm;
+    public readonly Dropout? emb_dropout;   // hidden_dropout on the embeddings; absent when 0
     private readonly DeviceCached<RotaryEmbedding> rotary;
+    private readonly double attentionDropout;
 
     public GPTNeoXModel(ModelConfig config) : base(nameof(GPTNeoXModel))
     {
         embed_in = new TokenEmbedding(config.VocabSize, config.HiddenSize);
+        if (HiddenDropout(config) is > 0 and var p) emb_dropout = nn.Dropout(p);
+        attentionDropout = config.Raw["attention_dropout"]?.GetValue<double>() ?? 0.0;
         layers = new ModuleList<GPTNeoXLayer>(Enumerable.Range(0, config.NumLayers).Select(i => new GPTNeoXLayer(config, i)).ToArray());
         final_layer_norm = nn.LayerNorm(config.HiddenSize, config.NormEps);
         rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
         RegisterComponents();
     }
 
+    /// <summary>GPTNeoXConfig.hidden_dropout (default 0), checked to be a number in [0, 1) when the config was read.</summary>
+    internal static double HiddenDropout(ModelConfig config) => config.Raw["hidden_dropout"]?.GetValue<double>() ?? 0.0;
+
     /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C); advances the cache, if any, by T.</summary>
+    /// <exception cref="NotSupportedException">Training (train mode) with a non-zero attention_dropout.</exception>
     public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0)
     {
+        if (training && attentionDropout > 0)
+            throw new NotSupportedException(
+                $"config.json: attention_dropout is {attentionDropout}, but SharpTune's GPT-NeoX attention applies no dropout to its " +
+                "probabilities, so it cannot train this model as transformers would; set attention_dropout to 0.0 in the model's " +
+                "config.json to train it (inference is unaffected: dropout is off there)");
         using var scope = NewDisposeScope();
+        if (emb_dropout is not null) x = emb_dropout.forward(x);
         var angles = rotary.For(x.device).RotationTables(ctx.PositionIds, x.dtype, ctx.MaxPosition);   // (B, 1, T, rotary dim)
         // The backward recomputes checkpointed layers after this scope has ended.
         if (checkpointedLayers > 0) angles = (angles.Cos.DetachFromDisposeScope(), angles.SignedSin.DetachFromDisposeScope());
@@ -111,6 +127,8 @@ public sealed class GPTNeoXLayer : nn.Module
     public readonly LayerNorm post_attention_layernorm;
     public readonly GPTNeoXAttention attention;
     public readonly GPTNeoXMLP mlp;
+    public readonly Dropout? post_attention_dropout;   // hidden_dropout on each block's output; absent when 0
+    public readonly Dropout? post_mlp_dropout;
     private readonly bool parallelResidual;
 
     public GPTNeoXLayer(ModelConfig config, int layerIndex) : base(nameof(GPTNeoXLayer))
@@ -120,19 +138,28 @@ public sealed class GPTNeoXLayer : nn.Module
         attention = new GPTNeoXAttention(config, layerIndex);
         mlp = new GPTNeoXMLP(config);
         parallelResidual = config.UseParallelResidual ?? true;
+        if (GPTNeoXModel.HiddenDropout(config) is > 0 and var p)
+        {
+            post_attention_dropout = nn.Dropout(p);
+            post_mlp_dropout = nn.Dropout(p);
+        }
         RegisterComponents();
     }
 
     public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         using var scope = NewDisposeScope();
-        var attended = attention.Forward(input_layernorm.forward(x), ctx, angles);
+        // Dropout modules are identity outside train mode; in a checkpointed layer the recomputation draws the same masks
+        // (ActivationCheckpoint restores the CPU generator's state).
+        var attended = Dropped(post_attention_dropout, attention.Forward(input_layernorm.forward(x), ctx, angles));
         if (parallelResidual)
             // transformers adds mlp_output + attn_output + hidden_states, in that order.
-            return (mlp.forward(post_attention_layernorm.forward(x)) + attended + x).MoveToOuterDisposeScope();
+            return (Dropped(post_mlp_dropout, mlp.forward(post_attention_layernorm.forward(x))) + attended + x).MoveToOuterDisposeScope();
         var h = attended + x;
-        return (mlp.forward(post_attention_layernorm.forward(h)) + h).MoveToOuterDisposeScope();
+        return (Dropped(post_mlp_dropout, mlp.forward(post_attention_layernorm.forward(h))) + h).MoveToOuterDisposeScope();
     }
+
+    private static Tensor Dropped(Dropout? dropout, Tensor blockOutput) => dropout?.forward(blockOutput) ?? blockOutput;
 }
 
 /// <summary>
@@ -155,13 +182,14 @@ public sealed class GPTNeoXAttention : nn.Module
 
     public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
+        using var scope = NewDisposeScope();
         var (b, t) = (x.size(0), x.size(1));
         var qkv = DenseMatVec.Forward(query_key_value, x).view(b, t, numHeads, 3 * headDim);   // (B, T, nh, 3·hd)
         var q = qkv.narrow(-1, 0, headDim).transpose(1, 2);                                     // (B, nh, T, hd)
         var k = qkv.narrow(-1, headDim, headDim).transpose(1, 2);
         var v = qkv.narrow(-1, 2 * headDim, headDim).transpose(1, 2);
         (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
-        return DenseMatVec.Forward(dense, Attention.Compute(q, k, v, ctx, layerIndex));
+        return DenseMatVec.Forward(dense, Attention.Compute(q, k, v, ctx, layerIndex)).MoveToOuterDisposeScope();
     }
 }
 
@@ -180,6 +208,9 @@ public sealed class GPTNeoXMLP : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) =>
-        DenseMatVec.Forward(dense_4h_to_h, act(DenseMatVec.Forward(dense_h_to_4h, x)));
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        return DenseMatVec.Forward(dense_4h_to_h, act(DenseMatVec.Forward(dense_h_to_4h, x))).MoveToOuterDisposeScope();
+    }
 }

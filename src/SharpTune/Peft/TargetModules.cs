@@ -55,7 +55,7 @@ public abstract record TargetModules
 
     /// <summary>The form PEFT saves: "all-linear" becomes the sorted list of layer names it selected.</summary>
     public TargetModules Expand(CausalLanguageModel model) => this is AllLinearLayers
-        ? Names(ModuleSurgery.NamedModules(model).Where(m => IsLinear(m.Module) && !IsOutputHead(m.Path))
+        ? Names(ModuleSurgery.NamedModules(model).Where(m => IsLinear(m.Module) && !IsOutputHead(model, m.Path))
             .Select(m => LeafName(m.Path)))
         : this;
 
@@ -105,9 +105,18 @@ public abstract record TargetModules
     public static bool IsLinear(torch.nn.Module module) => BaseLayer.IsSupported(module);
 
     /// <summary>
-    /// Whether <paramref name="path"/> names an output head: lm_head (GPT-NeoX's embed_out), or a sequence classifier's score, which PEFT's SEQ_CLS
-    /// task keeps out of target matching because it is in modules_to_save (peft_model.py PeftModelForSequenceClassification,
-    /// huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40).
+    /// Whether <paramref name="path"/> names an output head: the model's own (lm_head, GPT-NeoX's embed_out), or a
+    /// sequence classifier's score, which PEFT's SEQ_CLS task keeps out of target matching because it is in
+    /// modules_to_save (peft_model.py PeftModelForSequenceClassification, huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40).
+    /// A module elsewhere that happens to share a head's name is not a head.
+    /// </summary>
+    internal static bool IsOutputHead(torch.nn.Module model, string path) => model is CausalLanguageModel languageModel
+        ? path == languageModel.OutputHeadModuleName || path == Models.SequenceClassifier.ScoreModuleName
+        : IsOutputHead(path);
+
+    /// <summary>
+    /// <see cref="IsOutputHead(torch.nn.Module, string)"/> by name alone, where the model is not at hand (a checkpoint's
+    /// layer paths): lm_head, embed_out or score, wherever they sit.
     /// </summary>
     internal static bool IsOutputHead(string path) => LeafName(path) is "lm_head" or "embed_out" or Models.SequenceClassifier.ScoreModuleName;
 

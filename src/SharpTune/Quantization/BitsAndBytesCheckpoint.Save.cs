@@ -26,7 +26,7 @@ internal static partial class BitsAndBytesCheckpoint
         if (fourBit && !doubleQuant && layers.Any(l => ((FourBitWeight)l.Layer.Weight).DoubleQuantized is not null))
             throw new NotSupportedException("a bitsandbytes checkpoint is double-quantized throughout or not at all; this model mixes both");
         var compute = layers[0].Layer.ComputeDtype;
-        var headQuantized = layers.Any(l => TargetModules.IsOutputHead(l.Path));
+        var headQuantized = layers.Any(l => TargetModules.IsOutputHead(model, l.Path));
 
         var tensors = new List<KeyValuePair<string, Tensor>>();
         var owned = new List<Tensor>();

@@ -18,7 +18,7 @@ public static class ModelQuantizer
     /// <summary>The layers that get quantized: every linear layer, the output head only when asked, in model order.</summary>
     public static IReadOnlyList<(string Path, nn.Module Module)> Targets(nn.Module model, bool includeHead = false) =>
         ModuleSurgery.NamedModules(model)
-            .Where(m => TargetModules.IsLinear(m.Module) && (includeHead || !TargetModules.IsOutputHead(m.Path)))
+            .Where(m => TargetModules.IsLinear(m.Module) && (includeHead || !TargetModules.IsOutputHead(model, m.Path)))
             .ToList();
 
     /// <summary>The quantized layers of <paramref name="model"/> by path (wrapped ones included).</summary>

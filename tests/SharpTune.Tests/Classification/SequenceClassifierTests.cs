@@ -28,6 +28,7 @@ public class SequenceClassifierTests
         "Qwen2ForSequenceClassification", "Qwen3ForSequenceClassification", "Qwen3MoeForSequenceClassification",
         "GemmaForSequenceClassification", "Gemma2ForSequenceClassification", "Gemma3TextForSequenceClassification",
         "Phi3ForSequenceClassification", "SmolLM3ForSequenceClassification", "GPT2ForSequenceClassification",
+        "GPTNeoXForSequenceClassification",
     ];
 
     [Fact]

@@ -69,16 +69,16 @@ public class FamilyCliTests
     }
 
     [SharedAssetTheory("models/reference-archs")]
-    [InlineData("qwen3_tied", "Qwen3ForCausalLM", "qwen3", "q_proj")]
-    [InlineData("gemma3_pattern", "Gemma3ForCausalLM", "gemma3_text", "q_proj")]
-    [InlineData("gemma2", "Gemma2ForCausalLM", "gemma2", "q_proj")]
-    [InlineData("phi3_mini", "Phi3ForCausalLM", "phi3", "qkv_proj")]
-    [InlineData("smollm3", "SmolLM3ForCausalLM", "smollm3", "q_proj")]
-    [InlineData("granite", "GraniteForCausalLM", "granite", "q_proj")]
-    [InlineData("olmo2", "Olmo2ForCausalLM", "olmo2", "q_proj")]
-    [InlineData("gemma", "GemmaForCausalLM", "gemma", "q_proj")]
-    [InlineData("gpt_neox", "GPTNeoXForCausalLM", "gpt_neox", "query_key_value")]
-    [InlineData("tinystories-656k", "LlamaForCausalLM", "llama", "q_proj")]
+    [InlineData("qwen3_tied", "Qwen3ForCausalLM", "qwen3", "self_attn.q_proj")]
+    [InlineData("gemma3_pattern", "Gemma3ForCausalLM", "gemma3_text", "self_attn.q_proj")]
+    [InlineData("gemma2", "Gemma2ForCausalLM", "gemma2", "self_attn.q_proj")]
+    [InlineData("phi3_mini", "Phi3ForCausalLM", "phi3", "self_attn.qkv_proj")]
+    [InlineData("smollm3", "SmolLM3ForCausalLM", "smollm3", "self_attn.q_proj")]
+    [InlineData("granite", "GraniteForCausalLM", "granite", "self_attn.q_proj")]
+    [InlineData("olmo2", "Olmo2ForCausalLM", "olmo2", "self_attn.q_proj")]
+    [InlineData("gemma", "GemmaForCausalLM", "gemma", "self_attn.q_proj")]
+    [InlineData("gpt_neox", "GPTNeoXForCausalLM", "gpt_neox", "attention.query_key_value")]
+    [InlineData("tinystories-656k", "LlamaForCausalLM", "llama", "self_attn.q_proj")]
     public void InfoGenerateTrainAndMergeThroughTheExecutable(string name, string architecture, string modelType, string loraTarget)
     {
         using var dir = new TempDir();
@@ -99,8 +99,9 @@ public class FamilyCliTests
         SharpTuneCli.Ok(SharpTuneCli.Run("train", "--config", settings, "--model", model, "--data", StoryData.Write(dir.Path), "--output", run,
             "--method", "lora", "--max-steps", "2", "--batch-size", "4", "--lr", "0.05", "--seed", "3"), "train");
         var adapter = Path.Combine(run, "final");
-        // PEFT's default targets for the model type: Phi-3's fused qkv_proj, GPT-NeoX's query_key_value, q_proj/v_proj elsewhere.
-        Assert.Contains(AdapterAssertions.LoraTrained(adapter), k => k.Contains("layers.0.", StringComparison.Ordinal) && k.EndsWith($".{loraTarget}.lora_A.weight", StringComparison.Ordinal));
+        // PEFT's default targets for the model type, by their path in the layer: Phi-3's fused self_attn.qkv_proj,
+        // GPT-NeoX's attention.query_key_value, self_attn.q_proj/v_proj elsewhere.
+        Assert.Contains(AdapterAssertions.LoraTrained(adapter), k => k.EndsWith($"layers.0.{loraTarget}.lora_A.weight", StringComparison.Ordinal));
 
         var merged = Path.Combine(dir.Path, "merged");
         SharpTuneCli.Ok(SharpTuneCli.Run("merge", "--model", model, "--adapter", adapter, "--out", merged), "merge");

@@ -25,6 +25,7 @@ public class GptNeoXTests
     [Theory]
     [InlineData("gpt_neox_parallel", true)]
     [InlineData("gpt_neox_sequential", false)]
+    [InlineData("gpt_neox_tied_head128", true)]
     public void LogitsMatchTheReferenceWithin1e5(string name, bool parallel)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
@@ -50,6 +51,7 @@ public class GptNeoXTests
     [Theory]
     [InlineData("gpt_neox_parallel")]
     [InlineData("gpt_neox_sequential")]
+    [InlineData("gpt_neox_tied_head128")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
@@ -61,6 +63,51 @@ public class GptNeoXTests
             Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options, useCache: false)[0].Tokens);
             using (InferenceShortcuts.Disable())
                 Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options)[0].Tokens);
+        }
+    }
+
+    /// <summary>
+    /// One head of 128 with rotary_pct 0.25 rotates 32 dimensions, the size the cached decode's RoPE step tables take;
+    /// with no attention biases and a tied head (logits = hidden · embed_inᵀ), every cached step — the prompt's prefill,
+    /// then one token at a time along the reference's greedy continuation — gives the reference's logits at that
+    /// position (Fixtures/make_gpt_neox_reference.py, step_logits), with the decode shortcuts on and off.
+    /// </summary>
+    [Fact]
+    public void EveryCachedDecodeStepMatchesTheReferenceWithHeadsOf128TiedAndWithoutBiases()
+    {
+        var folder = Fixture("gpt_neox_tied_head128");
+        using var model = PretrainedModel.Load(folder, ScalarType.Float32);
+        Assert.Equal((128, 32, false, true), (model.Config.HeadDim, model.Config.RotaryDim, model.Config.AttentionBias, model.Config.TieWordEmbeddings));
+        model.eval();
+        using var noGrad = no_grad();
+        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "EXPECTED.json")))!["prompts"]!.AsArray();
+        foreach (var shortcuts in new[] { true, false })
+        foreach (var c in cases)
+        {
+            using var off = shortcuts ? null : InferenceShortcuts.Disable();
+            var prompt = c!["input_ids"]!.AsArray().Select(n => (long)n!.GetValue<int>()).ToArray();
+            var greedy = c["greedy_ids"]!.AsArray().Select(n => (long)n!.GetValue<int>()).ToArray();
+            var steps = c["step_logits"]!.AsArray().Select(row => row!.AsArray().Select(n => n!.GetValue<float>()).ToArray()).ToArray();
+            using var cache = new KvCache(model.Config, 1, prompt.Length + greedy.Length, ScalarType.Float32, CPU);
+            using var prefill = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(prompt).unsqueeze(0)),
+                new ForwardContext { PositionIds = arange((long)prompt.Length).unsqueeze(0), Cache = cache, MaxPosition = prompt.Length - 1 }));
+            AssertClose(prefill[0, -1], steps[0], $"prompt of {prompt.Length}, prefill");
+            for (var step = 1; step < steps.Length; step++)
+            {
+                var position = prompt.Length + step - 1;
+                using var logits = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(new[,] { { greedy[step - 1] } })),
+                    // MaxPosition, as the generator passes it, lets RoPE take this step's angles from its step tables.
+                    new ForwardContext { PositionIds = tensor(new long[,] { { position } }), Cache = cache, MaxPosition = position }));
+                AssertClose(logits[0, 0], steps[step], $"prompt of {prompt.Length}, decode step {step} (shortcuts {(shortcuts ? "on" : "off")})");
+            }
+        }
+
+        static void AssertClose(Tensor actual, float[] expected, string label)
+        {
+            using var reference = tensor(expected);
+            var worst = (actual - reference).abs().max().item<float>();
+            // float32 against float64 over 128-wide products; a mis-rotated or mis-cached step is off by ~0.1 or more.
+            Assert.True(worst <= 5e-5, $"{label}: logits differ by up to {worst}");
         }
     }
 
@@ -105,7 +152,163 @@ public class GptNeoXTests
 
         var share = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
             TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 1.5 }), "pythia/config.json"));
-        Assert.Contains("rotary_pct must be in (0, 1]", share.Message);
+        Assert.Contains("rotary_pct (partial_rotary_factor) must be in (0, 1]", share.Message);
+
+        var none = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 0 }), "pythia/config.json"));
+        Assert.Contains("a model without RoPE (0) is not supported", none.Message);
+
+        // Heads of 16 at rotary_pct 0.3125 rotate int(5.0) = 5 dimensions: not a whole number of pairs.
+        var odd = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 0.3125 }), "pythia/config.json"));
+        Assert.StartsWith("pythia/config.json: rotary_pct 0.3125 rotates int(16 × 0.3125) = 5 dimensions", odd.Message);
+        Assert.Contains("must be even", odd.Message);
+
+        var notNumber = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject
+            {
+                ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["partial_rotary_factor"] = "half" },
+            }), "pythia/config.json"));
+        Assert.Contains("pythia/config.json: field 'rope_parameters.partial_rotary_factor' must be a number", notNumber.Message);
+
+        var dropout = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["hidden_dropout"] = 1.5 }), "pythia/config.json"));
+        Assert.Contains("pythia/config.json: field 'hidden_dropout' is a dropout probability and must be in [0, 1), found 1.5", dropout.Message);
+    }
+
+    /// <summary>
+    /// transformers 5's GPTNeoXConfig (convert_rope_params_to_dict) does rope_parameters.setdefault("partial_rotary_factor",
+    /// rotary_pct): the value under rope_parameters wins over the top-level rotary_pct, which only fills it when absent.
+    /// </summary>
+    [Fact]
+    public void RopeParametersPartialRotaryFactorWinsOverRotaryPct()
+    {
+        var both = ModelConfig.FromJson(TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject
+        {
+            ["rotary_pct"] = 0.25,
+            ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 20000.0, ["partial_rotary_factor"] = 0.5 },
+        }));
+        Assert.Equal((0.5, 8, 20000.0), (both.PartialRotaryFactor, both.RotaryDim, both.RopeTheta));
+        var topLevelOnly = ModelConfig.FromJson(TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject
+        {
+            ["rotary_pct"] = 0.5, ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 20000.0 },
+        }));
+        Assert.Equal(8, topLevelOnly.RotaryDim);
+    }
+
+    /// <summary>
+    /// hidden_dropout drops, while training only, what transformers' emb_dropout, post_attention_dropout and
+    /// post_mlp_dropout drop: in eval mode the model computes exactly what the same weights without dropout do, in train
+    /// mode two forwards differ, and a checkpointed forward's gradients equal the plain forward's under the same seed
+    /// (the recomputation draws the same masks).
+    /// </summary>
+    [Fact]
+    public void HiddenDropoutActsWhileTrainingOnlyAndCheckpointingReplaysItsMasks()
+    {
+        manual_seed(11);
+        using var plain = ModelFactory.Create(ModelConfig.FromJson(TestModels.GptNeoXConfigJson()));
+        using var dropping = ModelFactory.Create(ModelConfig.FromJson(TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["hidden_dropout"] = 0.3 })));
+        Assert.NotNull(((GPTNeoXForCausalLM)dropping).gpt_neox.emb_dropout);
+        Assert.NotNull(((GPTNeoXForCausalLM)dropping).gpt_neox.layers[0].post_mlp_dropout);
+        dropping.load_state_dict(plain.state_dict());
+        using var ids = tensor(new long[] { 3, 17, 42, 7, 59, 5 }).unsqueeze(0);
+        plain.eval();
+        dropping.eval();
+        using (no_grad())
+        {
+            using var expected = plain.Forward(ids);
+            using var evaluated = dropping.Forward(ids);
+            Assert.Equal(0f, (expected - evaluated).abs().max().item<float>());
+            var options = new GenerationOptions { MaxNewTokens = 4, Temperature = 0, EosTokenIds = [] };
+            Assert.Equal(TokenGenerator.Generate(plain, [[3, 17, 42]], options)[0].Tokens, TokenGenerator.Generate(dropping, [[3, 17, 42]], options)[0].Tokens);
+        }
+
+        dropping.train();
+        float[] Gradient(bool checkpointed)
+        {
+            dropping.GradientCheckpointing = checkpointed;
+            dropping.zero_grad();
+            manual_seed(7);
+            using var scope = NewDisposeScope();
+            dropping.Forward(ids).square().mean().backward();
+            return dropping.named_parameters().First(p => p.name == "gpt_neox.layers.0.attention.query_key_value.weight").parameter.grad!.data<float>().ToArray();
+        }
+        using (no_grad())
+        {
+            manual_seed(1);
+            using var first = dropping.Forward(ids);
+            using var second = dropping.Forward(ids);
+            Assert.True((first - second).abs().max().item<float>() > 1e-3, "train-mode forwards drop different units");
+        }
+        var plainGradient = Gradient(false);
+        var checkpointed = Gradient(true);
+        Assert.Equal(plainGradient.Length, checkpointed.Length);
+        for (var i = 0; i < plainGradient.Length; i++) Assert.True(Math.Abs(plainGradient[i] - checkpointed[i]) <= 1e-6f, $"gradient {i}");
+    }
+
+    /// <summary>
+    /// attention_dropout is not implemented (transformers drops attention probabilities with it while training): a config
+    /// with a non-zero one still serves inference, and training refuses it naming config.json and the field.
+    /// </summary>
+    [Fact]
+    public void NonZeroAttentionDropoutAllowsInferenceAndRefusesTraining()
+    {
+        using var model = ModelFactory.Create(ModelConfig.FromJson(TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["attention_dropout"] = 0.1 })));
+        using var ids = tensor(new long[] { 3, 17, 42 }).unsqueeze(0);
+        model.eval();
+        using (no_grad()) using (var logits = model.Forward(ids)) Assert.Equal(96, logits.size(-1));
+        model.train();
+        var refused = Assert.Throws<NotSupportedException>(() => model.Forward(ids));
+        Assert.StartsWith("config.json: attention_dropout is 0.1", refused.Message);
+        Assert.Contains("set attention_dropout to 0.0", refused.Message);
+    }
+
+    /// <summary>
+    /// A tied GPT-NeoX (tie_word_embeddings true): transformers ties embed_out to embed_in (_tied_weights_keys), so a
+    /// file holding the shared matrix only under embed_out.weight loads into the embedding, and logits are hidden · embed_inᵀ.
+    /// </summary>
+    [Fact]
+    public void ATiedCheckpointHoldingOnlyEmbedOutLoadsIntoTheEmbedding()
+    {
+        using var dir = new TempDir();
+        var folder = Path.Combine(dir.Path, "tied");
+        Directory.CreateDirectory(folder);
+        var config = TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["tie_word_embeddings"] = true });
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
+        manual_seed(4);
+        using var reference = ModelFactory.Create(ModelConfig.FromJson(config));
+        Assert.Null(((GPTNeoXForCausalLM)reference).embed_out);
+        var tensors = reference.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+        tensors["embed_out.weight"] = tensors["gpt_neox.embed_in.weight"];
+        tensors.Remove("gpt_neox.embed_in.weight");
+        SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors);
+        using var loaded = PretrainedModel.Load(folder, ScalarType.Float32);
+        Assert.True(loaded.EmbeddingWeight.allclose(reference.EmbeddingWeight, rtol: 0, atol: 0), "embed_out.weight filled the tied embedding");
+        loaded.eval();
+        reference.eval();
+        using var noGrad = no_grad();
+        using var ids = tensor(new long[] { 3, 17, 42 }).unsqueeze(0);
+        using var expected = reference.Forward(ids);
+        using var logits = loaded.Forward(ids);
+        Assert.Equal(0f, (logits - expected).abs().max().item<float>());
+    }
+
+    /// <summary>
+    /// The output head is the model's own (GPT-NeoX: embed_out; others: lm_head), not any module sharing its name: a
+    /// Llama linear layer called embed_out is an ordinary target of all-linear and of quantization.
+    /// </summary>
+    [Fact]
+    public void OnlyTheModelsOwnHeadIsTreatedAsTheOutputHead()
+    {
+        using var llama = ModelFactory.Create(ModelConfig.FromJson(TestModels.ConfigJson("llama")));
+        ((DecoderForCausalLM)llama).model.layers[0].register_module("embed_out", nn.Linear(64, 64));
+        Assert.Contains("embed_out", TargetModules.AllLinear.Expand(llama).ToJson().AsArray().Select(n => (string)n!));
+        Assert.Contains(SharpTune.Quantization.ModelQuantizer.Targets(llama), t => t.Path == "model.layers.0.embed_out");
+        Assert.DoesNotContain(SharpTune.Quantization.ModelQuantizer.Targets(llama), t => t.Path == "lm_head");
+
+        using var neox = ModelFactory.Create(ModelConfig.FromJson(TestModels.GptNeoXConfigJson()));
+        Assert.DoesNotContain(SharpTune.Quantization.ModelQuantizer.Targets(neox), t => t.Path == "embed_out");
+        Assert.Contains(SharpTune.Quantization.ModelQuantizer.Targets(neox, includeHead: true), t => t.Path == "embed_out");
     }
 
     /// <summary>

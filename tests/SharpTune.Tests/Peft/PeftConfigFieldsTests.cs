@@ -350,6 +350,20 @@ public class PeftConfigFieldsTests
         Assert.Contains($"num_attention_heads {model.Config.NumHeads * 2}", Assert.Throws<InvalidDataException>(() => adapter.Inject(model)).Message);
     }
 
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("gpt_neox")]
+    public void PrefixTuningWithoutNumKeyValueHeadsKeepsTheFilesShapeEvenWithTheModelsHeadSize(string kind)
+    {
+        // Neither GPT2Config nor GPTNeoXConfig has num_key_value_heads, so PEFT (_prepare_prompt_learning_config,
+        // huggingface/peft@5d602fdb src/peft/utils/other.py) does not reshape (2·hidden, 2·heads) to the model's
+        // (hidden, heads): it would split the prefixes into twice the model's heads, which this model cannot take.
+        using var model = TestModels.Create(kind);
+        var json = With(With(PeftPrefixTuningFile, "token_dim", 2 * model.Config.HiddenSize), "num_attention_heads", 2 * model.Config.NumHeads);
+        var adapter = PrefixTuningAdapter.FromConfigJson(json, File);
+        Assert.Contains($"num_attention_heads {2 * model.Config.NumHeads}", Assert.Throws<InvalidDataException>(() => adapter.Inject(model)).Message);
+    }
+
     [Fact]
     public void PrefixTuningInitWeightsZeroStartsFromZeroPrefixesAndOthersAreRefused()
     {

@@ -53,6 +53,8 @@ public class QuantizedTrainingTests
     [InlineData("lora", "qwen3moe", QuantizationType.Nf4, ScalarType.Float32, false)]   // experts and router quantized
     [InlineData("prompt", "llama", QuantizationType.Nf4, ScalarType.Float32, false)]
     [InlineData("prefix", "gpt2", QuantizationType.Nf4, ScalarType.Float32, false)]
+    [InlineData("ia3", "gpt_neox", QuantizationType.Nf4, ScalarType.Float32, true)]   // PEFT's gpt_neox targets: query_key_value, dense_4h_to_h
+    [InlineData("prefix", "gpt_neox", QuantizationType.Int8, ScalarType.Float32, false)]
     public void TrainingChangesOnlyAdapterParametersAndLeavesQuantizedWeightsBitIdentical(string method, string kind,
         QuantizationType type, ScalarType compute, bool checkpointing)
     {

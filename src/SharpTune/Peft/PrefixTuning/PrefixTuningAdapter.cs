@@ -68,7 +68,7 @@ public sealed class PrefixTuningAdapter : IPeftAdapter, IForwardAdapter
     }
 
     // PEFT (_prepare_prompt_learning_config) fills token_dim and num_attention_heads from the model when absent; for a
-    // model whose config has num_key_value_heads (all but GPT-2) it then takes head_dim from the config (or, without
+    // model whose config class has num_key_value_heads (every family but GPT-2 and GPT-NeoX) it then takes head_dim from the config (or, without
     // one, token_dim // num_attention_heads) and uses head_dim × kv_heads and kv_heads, which is what it saves. Values
     // that split the prefixes into heads of another size than the model's give prefixes this model cannot take: refused.
     private void RequireKeyValueShape(ModelConfig config)
@@ -76,7 +76,7 @@ public sealed class PrefixTuningAdapter : IPeftAdapter, IForwardAdapter
         if (Config.TokenDim is null && Config.NumAttentionHeads is null) return;
         var (dim, heads) = (Config.TokenDim ?? config.HiddenSize, Config.NumAttentionHeads ?? config.NumHeads);
         var asSaved = dim == kvHeads * headDim && heads == kvHeads;
-        var resolvedByPeft = config.ModelType != "gpt2" && heads > 0 && dim / heads == headDim;
+        var resolvedByPeft = config.ModelType is not ("gpt2" or "gpt_neox") && heads > 0 && dim / heads == headDim;
         if (!asSaved && !resolvedByPeft)
             throw new InvalidDataException(
                 $"prefix tuning: token_dim {dim} split into num_attention_heads {heads} does not give this model's key/value heads " +

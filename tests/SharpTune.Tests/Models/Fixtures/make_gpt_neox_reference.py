@@ -12,8 +12,14 @@ plain PyTorch, computed in float64:
 Weights are rounded to float32 and saved as safetensors (written by hand: an 8-byte little-endian header length, a
 JSON header, raw little-endian data) with HF names; the forward then runs in float64 on those float32 values.
 
-Run: /usr/bin/python3 make_gpt_neox_reference.py (needs Debian's python3-torch); writes gpt_neox_parallel/ and
-gpt_neox_sequential/ beside this script.
+gpt_neox_tied_head128 is one head of 128 with rotary_pct 0.25 (32 rotated dims, the size the cached decode's RoPE
+step tables take), no attention biases and a tied head (tie_word_embeddings: logits = hidden . embed_in^T), stored in
+bfloat16 to stay small; its EXPECTED.json adds, per prompt, the logits at every position from the prompt's last to
+the one before the last greedy token (what each cached decode step must give), from one causal forward over the
+prompt and its greedy continuation.
+
+Run: /usr/bin/python3 make_gpt_neox_reference.py (needs Debian's python3-torch); writes gpt_neox_parallel/,
+gpt_neox_sequential/ and gpt_neox_tied_head128/ beside this script.
 """
 import json
 import math
@@ -27,26 +33,26 @@ PROMPTS = [[3, 17, 42, 7, 59], [5, 1, 38, 23, 54, 12, 0, 47, 31, 45, 9, 60, 2]]
 GREEDY_TOKENS = 8
 
 
-def config_for(parallel, heads, rotary_pct):
+def config_for(parallel, heads, rotary_pct, hidden=32, ffn=64, layers=2, bias=True, tied=False, dtype="float32"):
     return {
         "architectures": ["GPTNeoXForCausalLM"],
         "model_type": "gpt_neox",
         "vocab_size": 64,
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
         "num_attention_heads": heads,
-        "intermediate_size": 64,
+        "intermediate_size": ffn,
         "hidden_act": "gelu",
         "rotary_pct": rotary_pct,
         "rotary_emb_base": 10000,
         "max_position_embeddings": 256,
         "layer_norm_eps": 1e-5,
         "use_parallel_residual": parallel,
-        "attention_bias": True,
-        "tie_word_embeddings": False,
+        "attention_bias": bias,
+        "tie_word_embeddings": tied,
         "bos_token_id": 0,
         "eos_token_id": 2,
-        "torch_dtype": "float32",
+        "torch_dtype": dtype,
     }
 
 
@@ -65,24 +71,31 @@ def random_weights(cfg, seed):
         w[p + "post_attention_layernorm.weight"] = 1 + normal(h, std=0.1)
         w[p + "post_attention_layernorm.bias"] = normal(h, std=0.1)
         w[p + "attention.query_key_value.weight"] = normal(3 * h, h)
-        w[p + "attention.query_key_value.bias"] = normal(3 * h, std=0.1)
+        if cfg["attention_bias"]:
+            w[p + "attention.query_key_value.bias"] = normal(3 * h, std=0.1)
         w[p + "attention.dense.weight"] = normal(h, h)
-        w[p + "attention.dense.bias"] = normal(h, std=0.1)
+        if cfg["attention_bias"]:
+            w[p + "attention.dense.bias"] = normal(h, std=0.1)
         w[p + "mlp.dense_h_to_4h.weight"] = normal(ffn, h)
         w[p + "mlp.dense_h_to_4h.bias"] = normal(ffn, std=0.1)
         w[p + "mlp.dense_4h_to_h.weight"] = normal(h, ffn, std=0.1)
         w[p + "mlp.dense_4h_to_h.bias"] = normal(h, std=0.1)
     w["gpt_neox.final_layer_norm.weight"] = 1 + normal(h, std=0.1)
     w["gpt_neox.final_layer_norm.bias"] = normal(h, std=0.1)
-    w["embed_out.weight"] = normal(v, h, std=0.3)
+    if not cfg["tie_word_embeddings"]:
+        w["embed_out.weight"] = normal(v, h, std=0.3)
+    if cfg["torch_dtype"] == "bfloat16":
+        w = {k: t.bfloat16() for k, t in w.items()}
     return w
 
 
 def write_safetensors(path, tensors):
     header, offset, blobs = {}, 0, []
     for name in sorted(tensors):
-        data = tensors[name].contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
+        t = tensors[name].contiguous()
+        bf16 = t.dtype == torch.bfloat16
+        data = t.view(torch.int16).numpy().astype("<i2").tobytes() if bf16 else t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "BF16" if bf16 else "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
         offset += len(data)
         blobs.append(data)
     header["__metadata__"] = {"format": "pt"}
@@ -120,7 +133,7 @@ def forward(cfg, w, ids):
     for i in range(cfg["num_hidden_layers"]):
         p = f"gpt_neox.layers.{i}."
         a_in = layer_norm(x, W[p + "input_layernorm.weight"], W[p + "input_layernorm.bias"], eps)
-        qkv = a_in @ W[p + "attention.query_key_value.weight"].T + W[p + "attention.query_key_value.bias"]
+        qkv = a_in @ W[p + "attention.query_key_value.weight"].T + W.get(p + "attention.query_key_value.bias", 0.0)
         qkv = qkv.view(1, t, heads, 3 * hd)                                                       # per-head interleave
         q = qkv[..., :hd].permute(0, 2, 1, 3)
         k = qkv[..., hd: 2 * hd].permute(0, 2, 1, 3)
@@ -130,7 +143,7 @@ def forward(cfg, w, ids):
         scores = (q @ k.transpose(-1, -2)) * hd ** -0.5
         scores = scores.masked_fill(~causal, float("-inf"))
         attn = (scores.softmax(-1) @ v).permute(0, 2, 1, 3).reshape(1, t, h)
-        attn = attn @ W[p + "attention.dense.weight"].T + W[p + "attention.dense.bias"]
+        attn = attn @ W[p + "attention.dense.weight"].T + W.get(p + "attention.dense.bias", 0.0)
 
         def mlp(y):
             y = y @ W[p + "mlp.dense_h_to_4h.weight"].T + W[p + "mlp.dense_h_to_4h.bias"]
@@ -144,14 +157,18 @@ def forward(cfg, w, ids):
             x = x + attn
             x = x + mlp(layer_norm(x, *ln2, eps))
     x = layer_norm(x, W["gpt_neox.final_layer_norm.weight"], W["gpt_neox.final_layer_norm.bias"], eps)
-    return x @ W["embed_out.weight"].T                                                            # (1, T, V)
+    head = W["gpt_neox.embed_in.weight"] if cfg["tie_word_embeddings"] else W["embed_out.weight"]
+    return x @ head.T                                                                             # (1, T, V)
 
 
 def main():
     # Parallel residual with 2 heads of 16 (4 dims rotate), sequential with 4 heads of 8 (4 dims rotate).
-    for name, parallel, heads, rotary_pct, seed in [("gpt_neox_parallel", True, 2, 0.25, 1234),
-                                                    ("gpt_neox_sequential", False, 4, 0.5, 4321)]:
-        cfg = config_for(parallel, heads, rotary_pct)
+    # The third: one head of 128, 32 dims rotate, one layer, no attention biases, tied, bfloat16 weights.
+    for name, cfg, seed, step_logits in [
+            ("gpt_neox_parallel", config_for(True, 2, 0.25), 1234, False),
+            ("gpt_neox_sequential", config_for(False, 4, 0.5), 4321, False),
+            ("gpt_neox_tied_head128", config_for(True, 1, 0.25, hidden=128, ffn=64, layers=1, bias=False, tied=True,
+                                                 dtype="bfloat16"), 2468, True)]:
         w = random_weights(cfg, seed)
         folder = os.path.join(HERE, name)
         os.makedirs(folder, exist_ok=True)
@@ -166,8 +183,11 @@ def main():
                 nxt = int(forward(cfg, w, seq)[0, -1].argmax())
                 greedy.append(nxt)
                 seq.append(nxt)
-            prompts.append({"input_ids": ids, "last_logits": [round(float(v), 7) for v in logits],
-                            "greedy_ids": greedy})
+            case = {"input_ids": ids, "last_logits": [round(float(v), 7) for v in logits], "greedy_ids": greedy}
+            if step_logits:
+                full = forward(cfg, w, seq[:-1])[0]
+                case["step_logits"] = [[round(float(v), 6) for v in full[pos]] for pos in range(len(ids) - 1, len(seq) - 1)]
+            prompts.append(case)
         with open(os.path.join(folder, "EXPECTED.json"), "w") as f:
             json.dump({"prompts": prompts}, f)
 
