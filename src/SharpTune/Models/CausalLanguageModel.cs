@@ -1,4 +1,5 @@
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SharpTune.Models;
@@ -91,6 +92,18 @@ public abstract class CausalLanguageModel : nn.Module
     /// adapter method — the loss can run the head's backward chunk by chunk (see CausalLmLoss). Unknown heads say true.
     /// </summary>
     public virtual bool HeadIsTrainable => true;
+
+    /// <summary>
+    /// <see cref="HeadIsTrainable"/> for a model that exposes its <see cref="InputEmbedding"/> and
+    /// <see cref="UntiedOutputHead"/>: the tied embedding's or the untied head's own answer.
+    /// </summary>
+    private protected bool OutputProjectionTakesGradients => UntiedOutputHead switch
+    {
+        null => InputEmbedding.weight!.requires_grad || InputEmbedding.WeightOverride is not null,
+        Linear linear => linear.weight!.requires_grad,
+        Quantization.QuantizedLinear => false,   // quantized weights are frozen
+        _ => true,   // wrapped by an adapter
+    };
 
     /// <summary>
     /// Recompute each decoder layer in the backward pass instead of keeping its activations (training only): about a

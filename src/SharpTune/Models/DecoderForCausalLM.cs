@@ -58,13 +58,7 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
 
     public override string EmbeddingParameterName => "model.embed_tokens.weight";
 
-    public override bool HeadIsTrainable => lm_head switch
-    {
-        null => model.embed_tokens.weight!.requires_grad || model.embed_tokens.WeightOverride is not null,
-        Linear linear => linear.weight!.requires_grad,
-        Quantization.QuantizedLinear => false,   // quantized weights are frozen
-        _ => true,   // wrapped by an adapter
-    };
+    public override bool HeadIsTrainable => OutputProjectionTakesGradients;
 
     /// <summary>Old non-persistent RoPE buffers, and the head a tied checkpoint may still store.</summary>
     public override bool IsIgnorableCheckpointTensor(string name) =>

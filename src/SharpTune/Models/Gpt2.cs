@@ -37,7 +37,7 @@ public sealed class GPT2LMHeadModel : CausalLanguageModel
 
     internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => null;
 
-    public override bool HeadIsTrainable => transformer.wte.weight!.requires_grad || transformer.wte.WeightOverride is not null;
+    public override bool HeadIsTrainable => OutputProjectionTakesGradients;
 
     public override string EmbeddingParameterName => "transformer.wte.weight";
 

@@ -47,13 +47,7 @@ public sealed class GPTNeoXForCausalLM : CausalLanguageModel
 
     public override string EmbeddingParameterName => "gpt_neox.embed_in.weight";
 
-    public override bool HeadIsTrainable => embed_out switch
-    {
-        null => gpt_neox.embed_in.weight!.requires_grad || gpt_neox.embed_in.WeightOverride is not null,
-        Linear linear => linear.weight!.requires_grad,
-        Quantization.QuantizedLinear => false,   // quantized weights are frozen
-        _ => true,   // wrapped by an adapter
-    };
+    public override bool HeadIsTrainable => OutputProjectionTakesGradients;
 
     /// <summary>The name of GPT-NeoX's output head weight (transformers' get_output_embeddings() is embed_out).</summary>
     public const string OutputHeadName = "embed_out.weight";
