@@ -272,7 +272,8 @@ public static class FineTuneJob
                 trainExamples, validationExamples, testExamples, parameters);
         if (grpo is not null && adapter is Peft.IAdapterTrainingHooks)
             throw new NotSupportedException($"method '{options.Method}' takes part in every optimizer step (IAdapterTrainingHooks: a regularisation " +
-                                            "term and a step hook), which SharpTune's GRPO trainer does not call; train GRPO with LoRA or another method");
+                                            $"term and a step hook), which the rollout loop of objective {objective} (GRPO, RLOO, online DPO) does not call; " +
+                                            "train it with LoRA or another method");
         if (grpo is not null)
             return GrpoRecipe.Run(context, grpo, adapter, modelDir, dtype, tokenizer, chatTemplate, trainExamples, validationExamples, parameters, rewards);
         if (gkd is not null)

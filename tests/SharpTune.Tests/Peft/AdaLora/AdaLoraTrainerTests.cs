@@ -193,4 +193,20 @@ public class AdaLoraTrainerTests
         Assert.Contains("no adapter training state", error.Message);
         Assert.DoesNotContain("AdaLoRA", error.Message);   // the plumbing serves any adapter with training hooks
     }
+
+    [SharedAssetTheory("models/stories260K")]
+    [InlineData("grpo")]
+    [InlineData("rloo")]
+    [InlineData("online-dpo")]
+    public void TheRolloutObjectivesRefuseItNamingTheObjective(string objective)
+    {
+        // Their rollout loop does not run the adapter's regulariser and rank allocation, so the run stops before training.
+        using var dir = new TempDir();
+        var options = Training.GrpoJobTests.Options(dir) with { Objective = objective, Method = "adalora", AdaloraTotalStep = 10 };
+        if (objective == "online-dpo")   // two completions per prompt, of at most max_new_tokens
+            options = options with { NumGenerations = null, MaxCompletionLength = new TrainingOptions().MaxCompletionLength, MaxNewTokens = 8 };
+        var error = Assert.Throws<NotSupportedException>(() => FineTuneJob.Run(options));
+        Assert.Contains($"objective {objective}", error.Message);
+        Assert.Contains("method 'adalora'", error.Message);
+    }
 }
