@@ -27,6 +27,8 @@ bins=$(cd "$bins" && pwd)
 gcc -O2 -std=gnu11 -o "$work/peer" bench/llamacpp-peer/peer.c -I"$work/llama.cpp/include" -I"$work/llama.cpp/ggml/include" \
   "$(ls "$bins"/libllama*.so | grep -v common | head -1)" "$(ls "$bins"/libggml.*so | head -1)" "$bins/libggml-base.so" -Wl,-rpath,"$bins"
 peer() { PEER_BACKEND_DIR="$bins" "$work/peer" "$@" "$threads" 128 64 3; }
+# batched_peer FILE NAME DTYPE THREADS BATCH: the server benchmark's shape (prompt 24, 32 new), five repetitions.
+batched_peer() { PEER_BACKEND_DIR="$bins" "$work/peer" "$1" "$2" "$3" "$4" 24 32 5 "$5"; }
 
 # The M checkpoint (random weights, seed 0, bf16) with a tokenizer for the GGUF metadata (ids past it are padding).
 $bench checkpoint M "$work/M" >/dev/null
@@ -49,6 +51,20 @@ peer "$work/stories260K-f32.gguf" "stories260K (llama.cpp)" F32
 
 echo "## Server single stream next to the library (stories260K)"
 dotnet bench/ServerLoad/bin/Release/net10.0/ServerLoad.dll --model "$stories" --clients 8 --requests 4 --max-tokens 32 --levels 1,8
+
+# What batching eight sequences buys each engine without a server: one row against eight rows decoded together, prompt
+# 24 and 32 new as in the server's rows; llama.cpp's sequences share one KV buffer as llama-server's parallel slots do.
+# stories260K (per-step overhead dominates) on 2 threads and on 1 (the server leaves one core to its HTTP work), then M
+# in 16-bit (weight streaming dominates).
+echo "## Batched decode next to llama.cpp (prompt 24, 32 new)"
+echo "| model | dtype | batch | prefill tok/s | decode tok/s | ms/step | peak RSS GiB |"
+echo "|---|---|---|---|---|---|---|"
+for batch in 1 8; do $bench generation "$stories" f32 "$batch" 24 32 2>/dev/null; done
+for t in "$threads" 1; do
+  for batch in 1 8; do batched_peer "$work/stories260K-f32.gguf" "stories260K (llama.cpp, $t thread$([ "$t" = 1 ] || echo s))" F32 "$t" "$batch"; done
+done
+for batch in 1 8; do $bench generation M bf16 "$batch" 24 32 2>/dev/null; done
+for batch in 1 8; do batched_peer "$work/M-f16.gguf" "M (llama.cpp)" F16 "$threads" "$batch"; done
 
 # PAIRS=N (default 0): the M bf16 / F16 and int8 / Q8_0 pairs N more times, ours right before llama.cpp's (int8 with the
 # head in bf16, as bitsandbytes keeps it, and quantized, as Q8_0 stores it, both against the same Q8_0 run), then every

@@ -3,7 +3,10 @@
 // It runs as llama-bench does: ONE persistent ggml thread pool attached to the context for the whole run (not
 // node-llama-cpp's decode loop, whose threads are re-created and busy-wait), random prompt tokens, the prompt in one
 // batch, then one token per llama_decode. Each decode step also reads the last logits and takes their argmax, as
-// SharpTune's greedy decode does. Usage: peer FILE.gguf NAME DTYPE [threads 2] [prompt 128] [new 64] [repetitions 3]
+// SharpTune's greedy decode does. With a batch above 1, that many sequences (each its own seq_id, prompts of the same
+// length) are prefilled in one llama_decode and then advance one token each per llama_decode, as llama-server's
+// parallel slots do: the batched decode that `bench generation` with the same batch measures on our side.
+// Usage: peer FILE.gguf NAME DTYPE [threads 2] [prompt 128] [new 64] [repetitions 3] [batch 1]
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +49,8 @@ int main(int argc, char **argv) {
     const int n_prompt = argc > 5 ? atoi(argv[5]) : 128;
     const int n_new = argc > 6 ? atoi(argv[6]) : 64;
     const int repetitions = argc > 7 ? atoi(argv[7]) : 3;
+    const int n_seq = argc > 8 ? atoi(argv[8]) : 1;
+    if (n_seq < 1) fail("the batch must be at least 1");
 
     llama_log_set(quiet_log, NULL);
     // The npm build loads its CPU backend as a module (one per instruction set): load them from the package folder.
@@ -61,9 +66,14 @@ int main(int argc, char **argv) {
     const int n_vocab = llama_vocab_n_tokens(vocab);
 
     struct llama_context_params context_params = llama_context_default_params();
-    context_params.n_ctx = n_prompt + n_new + 16;
-    context_params.n_batch = n_prompt;
-    context_params.n_ubatch = n_prompt;
+    context_params.n_ctx = n_seq * (n_prompt + n_new + 16);
+    context_params.n_batch = n_seq * n_prompt;
+    context_params.n_ubatch = n_seq * n_prompt;
+    context_params.n_seq_max = n_seq;
+    // llama-server's parallel slots share one KV buffer (its default when it picks the slot count itself);
+    // PEER_KV_UNIFIED=0 gives each sequence its own, llama.cpp's library default.
+    const char *unified = getenv("PEER_KV_UNIFIED");
+    context_params.kv_unified = n_seq > 1 && !(unified && strcmp(unified, "0") == 0);
     context_params.n_threads = threads;
     context_params.n_threads_batch = threads;
     context_params.no_perf = true;
@@ -84,37 +94,82 @@ int main(int argc, char **argv) {
     if (!pool) fail("could not create the thread pool");
     llama_attach_threadpool(ctx, pool, NULL);
 
-    llama_token *prompt = malloc(sizeof(llama_token) * n_prompt);
-    srand(1);
     double prefill_seconds = 0, decode_seconds = 0;
-    for (int run = -1; run < repetitions; run++) {   // run -1 warms up and is not counted
-        llama_memory_clear(llama_get_memory(ctx), true);
-        for (int i = 0; i < n_prompt; i++) prompt[i] = 3 + rand() % (n_vocab - 3);
-        double start = now_seconds();
-        if (llama_decode(ctx, llama_batch_get_one(prompt, n_prompt)) != 0) fail("prefill failed");
-        llama_token token = argmax(llama_get_logits_ith(ctx, -1), n_vocab);
-        llama_synchronize(ctx);
-        double prefilled = now_seconds();
-        for (int i = 0; i < n_new; i++) {
-            if (llama_decode(ctx, llama_batch_get_one(&token, 1)) != 0) fail("decode failed");
-            token = argmax(llama_get_logits_ith(ctx, -1), n_vocab);
+    if (n_seq > 1) {
+        // Every sequence's prompt in one batch, then one token per sequence per step, each sequence's logits read back.
+        struct llama_batch batch = llama_batch_init(n_seq * n_prompt, 0, 1);
+        llama_token *tokens = malloc(sizeof(llama_token) * n_seq);
+        srand(1);
+        for (int run = -1; run < repetitions; run++) {   // run -1 warms up and is not counted
+            llama_memory_clear(llama_get_memory(ctx), true);
+            batch.n_tokens = 0;
+            for (int s = 0; s < n_seq; s++)
+                for (int i = 0; i < n_prompt; i++) {
+                    int k = batch.n_tokens++;
+                    batch.token[k] = 3 + rand() % (n_vocab - 3);
+                    batch.pos[k] = i;
+                    batch.n_seq_id[k] = 1;
+                    batch.seq_id[k][0] = s;
+                    batch.logits[k] = i == n_prompt - 1;
+                }
+            double start = now_seconds();
+            if (llama_decode(ctx, batch) != 0) fail("prefill failed");
+            for (int s = 0; s < n_seq; s++) tokens[s] = argmax(llama_get_logits_ith(ctx, (s + 1) * n_prompt - 1), n_vocab);
+            llama_synchronize(ctx);
+            double prefilled = now_seconds();
+            for (int i = 0; i < n_new; i++) {
+                batch.n_tokens = n_seq;
+                for (int s = 0; s < n_seq; s++) {
+                    batch.token[s] = tokens[s];
+                    batch.pos[s] = n_prompt + i;
+                    batch.n_seq_id[s] = 1;
+                    batch.seq_id[s][0] = s;
+                    batch.logits[s] = 1;
+                }
+                if (llama_decode(ctx, batch) != 0) fail("decode failed");
+                for (int s = 0; s < n_seq; s++) tokens[s] = argmax(llama_get_logits_ith(ctx, s), n_vocab);
+            }
+            llama_synchronize(ctx);
+            double done = now_seconds();
+            if (run >= 0) {
+                prefill_seconds += prefilled - start;
+                decode_seconds += done - prefilled;
+            }
         }
-        llama_synchronize(ctx);
-        double done = now_seconds();
-        if (run >= 0) {
-            prefill_seconds += prefilled - start;
-            decode_seconds += done - prefilled;
+        free(tokens);
+        llama_batch_free(batch);
+    } else {
+        llama_token *prompt = malloc(sizeof(llama_token) * n_prompt);
+        srand(1);
+        for (int run = -1; run < repetitions; run++) {   // run -1 warms up and is not counted
+            llama_memory_clear(llama_get_memory(ctx), true);
+            for (int i = 0; i < n_prompt; i++) prompt[i] = 3 + rand() % (n_vocab - 3);
+            double start = now_seconds();
+            if (llama_decode(ctx, llama_batch_get_one(prompt, n_prompt)) != 0) fail("prefill failed");
+            llama_token token = argmax(llama_get_logits_ith(ctx, -1), n_vocab);
+            llama_synchronize(ctx);
+            double prefilled = now_seconds();
+            for (int i = 0; i < n_new; i++) {
+                if (llama_decode(ctx, llama_batch_get_one(&token, 1)) != 0) fail("decode failed");
+                token = argmax(llama_get_logits_ith(ctx, -1), n_vocab);
+            }
+            llama_synchronize(ctx);
+            double done = now_seconds();
+            if (run >= 0) {
+                prefill_seconds += prefilled - start;
+                decode_seconds += done - prefilled;
+            }
         }
+        free(prompt);
     }
     prefill_seconds /= repetitions;
     decode_seconds /= repetitions;
 
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
-    printf("| %s | %s | 1 | %.0f | %.0f | %.2f | %.2f |\n", name, dtype, n_prompt / prefill_seconds, n_new / decode_seconds,
-           decode_seconds / n_new * 1000, usage.ru_maxrss / 1048576.0);
+    printf("| %s | %s | %d | %.0f | %.0f | %.2f | %.2f |\n", name, dtype, n_seq, (double)n_seq * n_prompt / prefill_seconds,
+           (double)n_seq * n_new / decode_seconds, decode_seconds / n_new * 1000, usage.ru_maxrss / 1048576.0);
 
-    free(prompt);
     llama_free(ctx);
     pool_free(pool);
     llama_model_free(model);
