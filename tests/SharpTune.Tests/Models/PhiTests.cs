@@ -210,7 +210,7 @@ public class PhiTests
     /// <summary>
     /// tie_word_embeddings ties lm_head's weight only: the tied fixture's file holds lm_head.bias and no lm_head.weight,
     /// the model's state dict has the same names (saving writes lm_head.bias, never a second copy of the embedding), and a
-    /// file that also carries lm_head.weight (as older saves did) still loads.
+    /// file that also carries lm_head.weight and RoPE's inv_freq buffer (as older saves did) loads to the same logits.
     /// </summary>
     [Fact]
     public void ATiedHeadKeepsItsOwnBiasUnderTransformersNames()
@@ -229,6 +229,7 @@ public class PhiTests
         File.Copy(Path.Combine(Fixture("phi_tied_gqa"), "config.json"), Path.Combine(folder, "config.json"));
         var tensors = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
         tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"].clone();
+        tensors["model.layers.0.self_attn.rotary_emb.inv_freq"] = ones(12);   // older transformers saved RoPE's buffer
         SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors);
         using var loaded = PretrainedModel.Load(folder, ScalarType.Float32);
         TransformersExpected.AssertLastPositionLogits(loaded, Fixture("phi_tied_gqa"), "tied file with lm_head.weight");
