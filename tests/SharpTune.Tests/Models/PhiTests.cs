@@ -128,6 +128,40 @@ public class PhiTests
     }
 
     /// <summary>
+    /// A config.json in the shape transformers 4 writes for microsoft/phi-2 (hidden 2560 in 32 heads of 80, 32 layers,
+    /// partial_rotary_factor 0.4 — 32 rotated dims —, num_key_value_heads and rope_scaling null, resid_pdrop 0.1):
+    /// read as PhiConfig reads it, and the model it builds has transformers' parameter names and shapes.
+    /// </summary>
+    [Fact]
+    public void APhi2ShapedConfigReadsAndBuildsTransformersNames()
+    {
+        var config = ModelConfig.FromJson(new JsonObject
+        {
+            ["architectures"] = new JsonArray("PhiForCausalLM"), ["model_type"] = "phi", ["vocab_size"] = 51200, ["hidden_size"] = 2560,
+            ["intermediate_size"] = 10240, ["num_hidden_layers"] = 32, ["num_attention_heads"] = 32, ["num_key_value_heads"] = null,
+            ["partial_rotary_factor"] = 0.4, ["rope_theta"] = 10000.0, ["rope_scaling"] = null, ["qk_layernorm"] = false,
+            ["resid_pdrop"] = 0.1, ["embd_pdrop"] = 0.0, ["attention_dropout"] = 0.0, ["hidden_act"] = "gelu_new",
+            ["layer_norm_eps"] = 1e-5, ["max_position_embeddings"] = 2048, ["tie_word_embeddings"] = false,
+            ["bos_token_id"] = 50256, ["eos_token_id"] = 50256, ["torch_dtype"] = "float16",
+        });
+        Assert.Equal((32, 80, 32, 0.4), (config.NumKeyValueHeads, config.HeadDim, config.RotaryDim, config.PartialRotaryFactor));
+        Assert.Null(config.RopeScaling);
+        Assert.Equal([50256], config.EosTokenIds);
+
+        // The same layout at a size that builds quickly: every name and shape transformers' PhiForCausalLM has.
+        using var model = ModelFactory.Create(ModelConfig.FromJson(TestModels.With(TestModels.PhiConfigJson(), new JsonObject { ["qk_layernorm"] = false })));
+        var shapes = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
+        Assert.Equal([128L, 64L], shapes["model.layers.1.mlp.fc1.weight"]);
+        Assert.Equal([32L], shapes["model.layers.1.self_attn.k_proj.bias"]);   // 2 key/value heads of 16
+        Assert.Equal([64L], shapes["model.layers.0.self_attn.dense.bias"]);
+        Assert.Equal([64L], shapes["model.layers.0.input_layernorm.bias"]);
+        Assert.Equal([64L], shapes["model.final_layernorm.bias"]);
+        Assert.Equal([96L], shapes["lm_head.bias"]);
+        Assert.DoesNotContain(shapes.Keys, k => k.Contains("q_layernorm") || k.Contains("post_attention"));
+        Assert.Equal(2 * 14 + 1 + 2 + 2, shapes.Count);   // per layer: ln 2, q/k/v/dense 8, fc1/fc2 4; embed; final ln; head
+    }
+
+    /// <summary>
     /// transformers 5 keeps partial_rotary_factor and rope_theta in rope_parameters; there they win over top-level fields,
     /// which fill them when absent (the two fixtures use one form each).
     /// </summary>
