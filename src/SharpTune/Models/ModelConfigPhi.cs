@@ -22,17 +22,8 @@ public sealed partial record ModelConfig
                 $"{r.Source}: num_attention_heads {heads} must be a multiple of num_key_value_heads {keyValueHeads}");
         var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
         var rotaryShare = RopeNumber(r, rope, "partial_rotary_factor") ?? r.OptionalDouble("partial_rotary_factor") ?? 0.5;
-        if (rotaryShare is <= 0 or > 1)
-            throw new InvalidDataException(
-                $"{r.Source}: partial_rotary_factor must be in (0, 1], found {rotaryShare}; a model without RoPE (0) is not supported");
-        // The cached decode's rotation tables pair each rotated dimension with the one half a rotary size away.
-        if ((int)(hidden / heads * rotaryShare) is var rotary && rotary % 2 != 0)
-            throw new InvalidDataException(
-                $"{r.Source}: partial_rotary_factor {rotaryShare} rotates int({hidden / heads} × {rotaryShare}) = {rotary} dimensions of each head; " +
-                "RoPE rotates dimension pairs, so the rotary size must be even");
-        foreach (var field in new[] { "resid_pdrop", "embd_pdrop", "attention_dropout" })
-            if (r.OptionalDouble(field) is { } p && p is < 0 or >= 1)
-                throw new InvalidDataException($"{r.Source}: field '{field}' is a dropout probability and must be in [0, 1), found {p}");
+        RequireEvenRotaryShare(r, hidden / heads, rotaryShare, "partial_rotary_factor");
+        RequireDropoutProbabilities(r, "resid_pdrop", "embd_pdrop", "attention_dropout");
         return Common(r, architecture, modelType) with
         {
             VocabSize = r.OptionalInt("vocab_size") ?? 51200,
