@@ -54,7 +54,13 @@ public sealed class PhiForCausalLM : CausalLanguageModel
     // transformers' _get_resized_lm_head grows the bias too; SharpTune's resize grows weights only.
     internal override bool OutputHeadHasBias => true;
 
-    public override bool HeadIsTrainable => OutputProjectionTakesGradients;
+    // The chunked frozen-head loss computes no parameter gradients: a head whose bias alone trains is trainable too.
+    public override bool HeadIsTrainable => OutputProjectionTakesGradients || lm_head switch
+    {
+        PhiTiedHeadBias tied => tied.bias.requires_grad,
+        Linear linear => linear.bias?.requires_grad ?? false,
+        _ => false,
+    };
 
     // Older transformers kept RoPE's inv_freq as a persistent buffer; it is rebuilt here.
     public override bool IsIgnorableCheckpointTensor(string name) =>

@@ -256,6 +256,11 @@ public class PhiTests
         HashSet<string> fileNames;
         using (var file = SafetensorsFile.Open(Path.Combine(Fixture("phi_tied_gqa"), "model.safetensors"))) fileNames = file.Tensors.Keys.ToHashSet();
         Assert.Equal(fileNames.Order(), names.Order());
+        // With the embedding frozen, the head still trains through its bias, so the loss must not treat it as frozen.
+        model.EmbeddingWeight.requires_grad = false;
+        Assert.True(model.HeadIsTrainable);
+        ((PhiTiedHeadBias)((PhiForCausalLM)model).lm_head).bias.requires_grad = false;
+        Assert.False(model.HeadIsTrainable);
 
         using var dir = new TempDir();
         var folder = Path.Combine(dir.Path, "tied");
