@@ -25,6 +25,9 @@ public abstract class CausalLanguageModel : nn.Module
     /// <summary>The untied output head (transformers' <c>get_output_embeddings()</c>); null when it is the embedding.</summary>
     internal virtual nn.Module<Tensor, Tensor>? UntiedOutputHead => null;
 
+    /// <summary>Whether the output head adds a bias over the vocabulary (Phi's lm_head), which a vocabulary resize does not grow.</summary>
+    internal virtual bool OutputHeadHasBias => false;
+
     /// <summary>Records a resized vocabulary in the config (and so in the config.json saved from it).</summary>
     internal void SetVocabSize(int vocabSize) => Config = Config.WithVocabSize(vocabSize);
 

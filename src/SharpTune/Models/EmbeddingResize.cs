@@ -53,6 +53,9 @@ public static class EmbeddingResize
         var before = (int)embedding.NumEmbeddings;
         if (numTokens <= before) return (before, before, null);
 
+        if (model.OutputHeadHasBias)
+            throw new NotSupportedException($"{model.Config.Architecture}'s {model.OutputHeadModuleName} has a bias over the vocabulary, " +
+                                            "which SharpTune cannot grow: adding tokens to this model is not supported");
         var head = model.UntiedOutputHead;
         if (head is not null and not Linear)
             throw new NotSupportedException($"the output head is a {head.GetType().Name}: only a plain linear head can be resized " +

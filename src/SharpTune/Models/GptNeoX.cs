@@ -91,22 +91,10 @@ public sealed class GPTNeoXModel : nn.Module
     /// <exception cref="NotSupportedException">Training (train mode) with a non-zero attention_dropout.</exception>
     public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0)
     {
-        if (training && attentionDropout > 0)
-            throw new NotSupportedException(
-                $"config.json: attention_dropout is {attentionDropout}, but SharpTune's GPT-NeoX attention applies no dropout to its " +
-                "probabilities, so it cannot train this model as transformers would; set attention_dropout to 0.0 in the model's " +
-                "config.json to train it (inference is unaffected: dropout is off there)");
+        RotaryLayerStack.RefuseAttentionDropoutWhileTraining(training, attentionDropout, "GPT-NeoX");
         using var scope = NewDisposeScope();
         if (emb_dropout is not null) x = emb_dropout.forward(x);
-        var angles = rotary.For(x.device).RotationTables(ctx.PositionIds, x.dtype, ctx.MaxPosition);   // (B, 1, T, rotary dim)
-        // The backward recomputes checkpointed layers after this scope has ended.
-        if (checkpointedLayers > 0) angles = (angles.Cos.DetachFromDisposeScope(), angles.SignedSin.DetachFromDisposeScope());
-        var index = 0;
-        foreach (var layer in layers)
-            x = index++ < checkpointedLayers
-                ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x)
-                : layer.Forward(x, ctx, angles);
-        if (ctx.Cache is { } cache) cache.Advance((int)x.size(1));
+        x = RotaryLayerStack.Run(layers, (layer, input, angles) => layer.Forward(input, ctx, angles), rotary.For(x.device), x, ctx, checkpointedLayers);
         return final_layer_norm.forward(x).MoveToOuterDisposeScope();
     }
 }

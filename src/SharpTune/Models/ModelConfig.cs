@@ -75,6 +75,8 @@ public sealed partial record ModelConfig
     public double PartialRotaryFactor { get; init; } = 1.0;
     /// <summary>GPT-NeoX: attention and MLP read the same input and add to it together (use_parallel_residual); null for other families.</summary>
     public bool? UseParallelResidual { get; init; }
+    /// <summary>Phi: a LayerNorm (with bias) over each head of the queries and keys before RoPE (qk_layernorm).</summary>
+    public bool QkLayerNorm { get; init; }
     /// <summary>Mixture-of-experts settings (Qwen3-MoE, Mixtral); null for a dense model.</summary>
     public MixtureOfExperts? Experts { get; init; }
     /// <summary>
@@ -137,6 +139,7 @@ public sealed partial record ModelConfig
             "MixtralForCausalLM" => Mixtral(reader, architecture, modelType == "" ? "mixtral" : modelType),
             "Qwen3MoeForCausalLM" => Qwen3Moe(reader, architecture, modelType == "" ? "qwen3_moe" : modelType),
             "GPTNeoXForCausalLM" => GptNeoX(reader, architecture, modelType == "" ? "gpt_neox" : modelType),
+            "PhiForCausalLM" => Phi(reader, architecture, modelType == "" ? "phi" : modelType),
             "Phi3ForCausalLM" => Phi3(reader, architecture, modelType == "" ? "phi3" : modelType),
             _ => LlamaFamily(reader, architecture, modelType),
         };
@@ -157,6 +160,7 @@ public sealed partial record ModelConfig
         ["gemma2"] = "Gemma2ForCausalLM",
         ["gemma3_text"] = "Gemma3ForCausalLM",
         ["gemma3"] = "Gemma3ForConditionalGeneration",
+        ["phi"] = "PhiForCausalLM",
         ["phi3"] = "Phi3ForCausalLM",
         ["smollm3"] = "SmolLM3ForCausalLM",
         ["gpt2"] = "GPT2LMHeadModel",

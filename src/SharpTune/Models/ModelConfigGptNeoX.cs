@@ -20,17 +20,8 @@ public sealed partial record ModelConfig
         // transformers 5 (GPTNeoXConfig.convert_rope_params_to_dict) does rope_parameters.setdefault("partial_rotary_factor",
         // rotary_pct or 0.25): a value under rope_parameters wins over the top-level rotary_pct.
         var rotaryShare = RopeNumber(r, rope, "partial_rotary_factor") ?? r.OptionalDouble("rotary_pct") ?? 0.25;
-        if (rotaryShare is <= 0 or > 1)
-            throw new InvalidDataException(
-                $"{r.Source}: rotary_pct (partial_rotary_factor) must be in (0, 1], found {rotaryShare}; a model without RoPE (0) is not supported");
-        // The cached decode's rotation tables pair each rotated dimension with the one half a rotary size away.
-        if ((int)(hidden / heads * rotaryShare) is var rotary && rotary % 2 != 0)
-            throw new InvalidDataException(
-                $"{r.Source}: rotary_pct {rotaryShare} rotates int({hidden / heads} × {rotaryShare}) = {rotary} dimensions of each head; " +
-                "RoPE rotates dimension pairs, so the rotary size must be even");
-        foreach (var field in new[] { "hidden_dropout", "attention_dropout" })
-            if (r.OptionalDouble(field) is { } p && p is < 0 or >= 1)
-                throw new InvalidDataException($"{r.Source}: field '{field}' is a dropout probability and must be in [0, 1), found {p}");
+        RequireEvenRotaryShare(r, hidden / heads, rotaryShare, "rotary_pct");
+        RequireDropoutProbabilities(r, "hidden_dropout", "attention_dropout");
         return Common(r, architecture, modelType) with
         {
             VocabSize = r.OptionalInt("vocab_size") ?? 50432,
@@ -54,16 +45,5 @@ public sealed partial record ModelConfig
             BosTokenId = r.Json.ContainsKey("bos_token_id") ? r.OptionalInt("bos_token_id") : 0,
             EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [2],
         };
-        }
-
-    // A number under rope_parameters (rope_scaling), named by its path in errors.
-    private static double? RopeNumber(ConfigReader r, (string Path, System.Text.Json.Nodes.JsonObject Settings)? rope, string field)
-    {
-        if (rope?.Settings[field] is not { } node) return null;
-        try { return node.GetValue<double>(); }
-        catch (Exception e) when (e is FormatException or InvalidOperationException)
-        {
-            throw new InvalidDataException($"{r.Source}: field '{rope.Value.Path}.{field}' must be a number, found {node.ToJsonString()}");
-        }
     }
 }

@@ -23,6 +23,7 @@ public static class ModelFactory
         ["SmolLM3ForCausalLM"] = c => new SmolLM3ForCausalLM(c),
         ["GPT2LMHeadModel"] = c => new GPT2LMHeadModel(c),
         ["GPTNeoXForCausalLM"] = c => new GPTNeoXForCausalLM(c),
+        ["PhiForCausalLM"] = c => new PhiForCausalLM(c),
     };
 
     private static readonly object DefaultDtypeGate = new();

@@ -22,16 +22,16 @@ public class FamilyCliTests
     private const int NewTokens = 10;
 
     // The reference-archs checkpoints ship no tokenizer; stories260K's has the same 512 ids, which makes them complete
-    // model folders. SmolLM3, Gemma 2, Granite, OLMo 2, Gemma 1 and GPT-NeoX have no shared checkpoint: random tiny ones (SmolLM3
-    // with RoPE off on its fourth layer, Gemma 2 with its window of 3 on layers 0 and 2 and both soft caps, Granite with
-    // granite-3.3's multipliers, Gemma 1 with one key/value head) stand in.
+    // model folders. SmolLM3, Gemma 2, Granite, OLMo 2, Gemma 1, GPT-NeoX and Phi-1/2 have no shared checkpoint: random tiny
+    // ones (SmolLM3 with RoPE off on its fourth layer, Gemma 2 with its window of 3 on layers 0 and 2 and both soft caps,
+    // Granite with granite-3.3's multipliers, Gemma 1 with one key/value head, Phi with qk_layernorm) stand in.
     // tinystories-656k is a real Hub folder with its own tokenizer and generation_config.json.
     private static string ModelFolder(string name, TempDir dir, string? chatTemplate = null)
     {
         if (name == "tinystories-656k") return Path.Combine(TestAssets.SharedDir, "models", name);
         var folder = Path.Combine(dir.Path, name);
         Directory.CreateDirectory(folder);
-        if (name is "smollm3" or "gemma2" or "granite" or "olmo2" or "gemma" or "gpt_neox")
+        if (name is "smollm3" or "gemma2" or "granite" or "olmo2" or "gemma" or "gpt_neox" or "phi")
         {
             manual_seed(5);
             var config = name switch
@@ -40,6 +40,7 @@ public class FamilyCliTests
                 "granite" => TestModels.GraniteConfigJson(vocab: 512),
                 "olmo2" => TestModels.Olmo2ConfigJson(vocab: 512),
                 "gpt_neox" => TestModels.GptNeoXConfigJson(vocab: 512),
+                "phi" => TestModels.PhiConfigJson(vocab: 512),
                 "gemma" => TestModels.With(TestModels.GemmaConfigJson(vocab: 512), new JsonObject { ["tie_word_embeddings"] = true }),
                 _ => TestModels.With(TestModels.Gemma2ConfigJson(vocab: 512), new JsonObject { ["tie_word_embeddings"] = true }),
             };
@@ -78,6 +79,7 @@ public class FamilyCliTests
     [InlineData("olmo2", "Olmo2ForCausalLM", "olmo2", "self_attn.q_proj")]
     [InlineData("gemma", "GemmaForCausalLM", "gemma", "self_attn.q_proj")]
     [InlineData("gpt_neox", "GPTNeoXForCausalLM", "gpt_neox", "attention.query_key_value")]
+    [InlineData("phi", "PhiForCausalLM", "phi", "mlp.fc1")]
     [InlineData("tinystories-656k", "LlamaForCausalLM", "llama", "self_attn.q_proj")]
     public void InfoGenerateTrainAndMergeThroughTheExecutable(string name, string architecture, string modelType, string loraTarget)
     {
@@ -100,7 +102,7 @@ public class FamilyCliTests
             "--method", "lora", "--max-steps", "2", "--batch-size", "4", "--lr", "0.05", "--seed", "3"), "train");
         var adapter = Path.Combine(run, "final");
         // PEFT's default targets for the model type, by their path in the layer: Phi-3's fused self_attn.qkv_proj,
-        // GPT-NeoX's attention.query_key_value, self_attn.q_proj/v_proj elsewhere.
+        // GPT-NeoX's attention.query_key_value, Phi-1/2's q_proj/v_proj/fc1/fc2, self_attn.q_proj/v_proj elsewhere.
         Assert.Contains(AdapterAssertions.LoraTrained(adapter), k => k.EndsWith($"layers.0.{loraTarget}.lora_A.weight", StringComparison.Ordinal));
 
         var merged = Path.Combine(dir.Path, "merged");

@@ -152,7 +152,7 @@ public class GptNeoXTests
 
         var share = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
             TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 1.5 }), "pythia/config.json"));
-        Assert.Contains("rotary_pct (partial_rotary_factor) must be in (0, 1]", share.Message);
+        Assert.Contains("pythia/config.json: rotary_pct must be in (0, 1], found 1.5", share.Message);
 
         var none = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
             TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 0 }), "pythia/config.json"));

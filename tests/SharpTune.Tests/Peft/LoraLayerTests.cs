@@ -73,6 +73,9 @@ public class LoraLayerTests
     [InlineData("gpt_neox", false, false)]
     [InlineData("gpt_neox", true, false)]
     [InlineData("gpt_neox-sequential", false, true)]
+    [InlineData("phi", false, false)]
+    [InlineData("phi", true, false)]
+    [InlineData("phi-tied", false, true)]
     [InlineData("smollm3", false, false)]
     public void MergedModelEqualsBasePlusAdapter(string kind, bool useDora, bool useRsLora)
     {

@@ -55,6 +55,10 @@ public class QuantizedTrainingTests
     [InlineData("prefix", "gpt2", QuantizationType.Nf4, ScalarType.Float32, false)]
     [InlineData("ia3", "gpt_neox", QuantizationType.Nf4, ScalarType.Float32, true)]   // PEFT's gpt_neox targets: query_key_value, dense_4h_to_h
     [InlineData("prefix", "gpt_neox", QuantizationType.Int8, ScalarType.Float32, false)]
+    [InlineData("ia3", "phi", QuantizationType.Nf4, ScalarType.Float32, true)]         // PEFT's phi targets: q_proj, v_proj, fc2
+    [InlineData("vera", "phi", QuantizationType.Nf4, ScalarType.Float32, true)]        // PEFT's VeRA phi targets: q_proj, v_proj
+    [InlineData("adapter", "phi-tied", QuantizationType.Int8, ScalarType.Float32, false)]   // Houlsby on self_attn.dense and fc2
+    [InlineData("prefix", "phi-tied", QuantizationType.Int8, ScalarType.Float32, false)]
     public void TrainingChangesOnlyAdapterParametersAndLeavesQuantizedWeightsBitIdentical(string method, string kind,
         QuantizationType type, ScalarType compute, bool checkpointing)
     {

@@ -69,10 +69,37 @@ public static class TestModels
         ["torch_dtype"] = "float32",
     };
 
+    /// <summary>
+    /// Phi-1/Phi-2 in the shape of microsoft/phi-2's config.json (partial_rotary_factor 0.5: 8 of each head's 16 dimensions
+    /// rotate; gelu_new; biases everywhere; untied lm_head with a bias), with qk_layernorm on and 4 query heads sharing 2
+    /// key/value heads so the optional parts run too; <paramref name="tied"/> ties lm_head's weight to embed_tokens.
+    /// </summary>
+    public static JsonObject PhiConfigJson(int vocab = 96, bool tied = false) => new()
+    {
+        ["architectures"] = new JsonArray("PhiForCausalLM"),
+        ["model_type"] = "phi",
+        ["vocab_size"] = vocab,
+        ["hidden_size"] = 64,
+        ["intermediate_size"] = 128,
+        ["num_hidden_layers"] = 2,
+        ["num_attention_heads"] = 4,
+        ["num_key_value_heads"] = 2,
+        ["max_position_embeddings"] = 128,
+        ["layer_norm_eps"] = 1e-5,
+        ["partial_rotary_factor"] = 0.5,
+        ["rope_theta"] = 10000.0,
+        ["qk_layernorm"] = true,
+        ["hidden_act"] = "gelu_new",
+        ["tie_word_embeddings"] = tied,
+        ["bos_token_id"] = 0,
+        ["eos_token_id"] = 0,
+        ["torch_dtype"] = "float32",
+    };
+
     /// <summary>Every kind <see cref="ConfigJson"/> knows: one tiny model per supported family and layout.</summary>
     public static IReadOnlyList<string> KindNames { get; } =
         ["llama", "llama-tied", "qwen2", "gpt2", "qwen3", "qwen3moe", "mixtral", "granite", "olmo2", "gemma", "gemma2", "gemma3", "phi3",
-         "smollm3", "mistral-window", "qwen2-window", "gpt_neox", "gpt_neox-sequential"];
+         "smollm3", "mistral-window", "qwen2-window", "gpt_neox", "gpt_neox-sequential", "phi", "phi-tied"];
 
     /// <summary><see cref="KindNames"/> as theory data, for tests every architecture must pass.</summary>
     public static TheoryData<string> Kinds => new(KindNames);
@@ -88,6 +115,8 @@ public static class TestModels
         "gpt2" => Gpt2ConfigJson(),
         "gpt_neox" => GptNeoXConfigJson(),
         "gpt_neox-sequential" => GptNeoXConfigJson(parallel: false),
+        "phi" => PhiConfigJson(),
+        "phi-tied" => PhiConfigJson(tied: true),
         "qwen3" => Qwen3ConfigJson(),
         "granite" => GraniteConfigJson(),
         "olmo2" => Olmo2ConfigJson(),

@@ -269,6 +269,8 @@ public class FrozenHeadLossTests
     [InlineData("granite", ScalarType.BFloat16)]
     [InlineData("gpt2", ScalarType.Float32)]
     [InlineData("gpt_neox", ScalarType.Float32)]   // the untied embed_out
+    [InlineData("phi", ScalarType.Float32)]        // lm_head with a bias
+    [InlineData("phi-tied", ScalarType.Float32)]   // the tied embedding plus lm_head's own bias
     [InlineData("gpt_neox", ScalarType.BFloat16)]
     public void ChunkedHeadBackwardGivesTheWholeSequenceLossAndGradients(string kind, ScalarType dtype)
     {

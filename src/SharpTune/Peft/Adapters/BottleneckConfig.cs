@@ -49,6 +49,8 @@ public sealed record BottleneckConfig
         ("gpt2", BottleneckPlacement.Pfeiffer) => ["mlp.c_proj"],
         ("gpt_neox", BottleneckPlacement.Houlsby) => ["attention.dense", "dense_4h_to_h"],
         ("gpt_neox", BottleneckPlacement.Pfeiffer) => ["dense_4h_to_h"],
+        ("phi", BottleneckPlacement.Houlsby) => ["self_attn.dense", "fc2"],
+        ("phi", BottleneckPlacement.Pfeiffer) => ["fc2"],
         _ => throw new ArgumentException(
             $"no default bottleneck-adapter targets for model_type '{modelType}': give target_modules (the output projections)"),
     };

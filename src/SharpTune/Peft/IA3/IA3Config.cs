@@ -47,6 +47,7 @@ public sealed record IA3Config
         "mixtral" => ["k_proj", "v_proj", "w2"],
         "gpt2" => ["c_attn", "mlp.c_proj"],
         "gpt_neox" => ["query_key_value", "dense_4h_to_h"],
+        "phi" => ["q_proj", "v_proj", "fc2"],
         _ => throw new ArgumentException(
             $"no default IA3 target modules for model_type '{modelType}': give target_modules and feedforward_modules"),
     };
@@ -59,6 +60,7 @@ public sealed record IA3Config
         "mixtral" => ["w2"],
         "gpt2" => ["mlp.c_proj"],
         "gpt_neox" => ["dense_4h_to_h"],
+        "phi" => ["fc2"],
         _ => throw new ArgumentException(
             $"no default IA3 feedforward modules for model_type '{modelType}': give target_modules and feedforward_modules"),
     };

@@ -194,6 +194,7 @@ public sealed record LoraConfig
         "phi3" => ["qkv_proj"],
         "gpt2" => ["c_attn"],
         "gpt_neox" => ["query_key_value"],
+        "phi" => ["q_proj", "v_proj", "fc1", "fc2"],
         _ => throw new ArgumentException(
             $"no default LoRA target modules for model_type '{modelType}': give target_modules (names, a regex or \"all-linear\")"),
     };

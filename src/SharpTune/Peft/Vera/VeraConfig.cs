@@ -44,8 +44,12 @@ public sealed record VeraConfig
     /// <summary><c>inference_mode</c>: true in saved adapters.</summary>
     public bool InferenceMode { get; init; }
 
-    /// <summary>PEFT's TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING, a copy of LoRA's table (see <see cref="PeftConfigFields"/>).</summary>
-    public static IReadOnlyList<string> DefaultTargetModules(string modelType) => PeftConfigFields.DefaultTargetModules(modelType, "VeRA");
+    /// <summary>
+    /// PEFT's TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING, a copy of LoRA's table (see <see cref="PeftConfigFields"/>)
+    /// but for Phi's, q_proj and v_proj only (VeRA shares one projection pair among layers of a shape; fc1 and fc2 differ).
+    /// </summary>
+    public static IReadOnlyList<string> DefaultTargetModules(string modelType) =>
+        modelType == "phi" ? ["q_proj", "v_proj"] : PeftConfigFields.DefaultTargetModules(modelType, "VeRA");
 
     /// <summary>Throws, naming the field, when a value is out of range or asks for what is not implemented.</summary>
     public void Validate(string source = "VeRA config")

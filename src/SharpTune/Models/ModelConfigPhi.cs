@@ -1,0 +1,51 @@
+namespace SharpTune.Models;
+
+// Phi-1 / Phi-1.5 / Phi-2: field names and defaults follow PhiConfig (huggingface/transformers:
+// models/phi/configuration_phi.py; its defaults are Phi-1's), since config.json files may omit what the config class
+// supplies.
+public sealed partial record ModelConfig
+{
+    // Heads are hidden_size / num_attention_heads wide (PhiAttention has no head_dim field). The rotated share is
+    // partial_rotary_factor (default 0.5); transformers 5 keeps it, and rope_theta, in rope_parameters, whose values win
+    // over the top-level ones, as for GPT-NeoX.
+    private static ModelConfig Phi(ConfigReader r, string architecture, string modelType)
+    {
+        var hidden = r.OptionalInt("hidden_size") ?? 2048;
+        var heads = r.OptionalInt("num_attention_heads") ?? 32;
+        var layers = r.OptionalInt("num_hidden_layers") ?? 24;
+        if (heads <= 0 || hidden % heads != 0)
+            throw new InvalidDataException(
+                $"{r.Source}: hidden_size {hidden} must be a multiple of num_attention_heads {heads} (Phi heads are hidden_size / num_attention_heads wide)");
+        var keyValueHeads = r.OptionalInt("num_key_value_heads") ?? heads;
+        if (keyValueHeads <= 0 || heads % keyValueHeads != 0)
+            throw new InvalidDataException(
+                $"{r.Source}: num_attention_heads {heads} must be a multiple of num_key_value_heads {keyValueHeads}");
+        var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
+        var rotaryShare = RopeNumber(r, rope, "partial_rotary_factor") ?? r.OptionalDouble("partial_rotary_factor") ?? 0.5;
+        RequireEvenRotaryShare(r, hidden / heads, rotaryShare, "partial_rotary_factor");
+        RequireDropoutProbabilities(r, "resid_pdrop", "embd_pdrop", "attention_dropout");
+        return Common(r, architecture, modelType) with
+        {
+            VocabSize = r.OptionalInt("vocab_size") ?? 51200,
+            HiddenSize = hidden,
+            IntermediateSize = r.OptionalInt("intermediate_size") ?? 8192,
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKeyValueHeads = keyValueHeads,
+            HeadDim = hidden / heads,
+            MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 2048,
+            NormEps = r.OptionalDouble("layer_norm_eps") ?? 1e-5,
+            RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 10000.0),
+            RopeScaling = RopeScaling.Read(r, rope),
+            PartialRotaryFactor = rotaryShare,
+            QkLayerNorm = r.OptionalBool("qk_layernorm") ?? false,
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
+            AttentionBias = true,
+            MlpBias = true,
+            HiddenAct = r.OptionalString("hidden_act") ?? "gelu_new",
+            LayerTypes = Uniform(layers, FullAttention),
+            BosTokenId = r.Json.ContainsKey("bos_token_id") ? r.OptionalInt("bos_token_id") : 1,
+            EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [2],
+        };
+    }
+}

@@ -1,0 +1,212 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SharpTune.Models;
+
+/// <summary>
+/// Phi-1, Phi-1.5 and Phi-2 (transformers' <c>PhiForCausalLM</c>, model_type phi), as modular_phi.py defines them
+/// (huggingface/transformers b39782da): a parallel block — one LayerNorm with bias feeds both attention and MLP, and
+/// x + attn + mlp is the layer's output — separate q/k/v projections and <c>dense</c> with biases, optional per-head
+/// LayerNorms on queries and keys (qk_layernorm), RoPE on the first partial_rotary_factor of each head, an fc1 → gelu_new
+/// → fc2 MLP with biases, final_layernorm with bias, and an lm_head with a bias (tie_word_embeddings ties only its
+/// weight to embed_tokens; the bias stays lm_head's). While training, embd_pdrop applies to the embeddings and resid_pdrop
+/// to each attention and MLP output; attention_dropout is not implemented, so a non-zero one is refused for training.
+/// Decoding uses the shared single-query attention but not the one-pass layer stack (<see cref="DecodeLayerStack"/>
+/// covers the Llama-style <see cref="DecoderModel"/> only).
+/// </summary>
+public sealed class PhiForCausalLM : CausalLanguageModel
+{
+    public readonly PhiModel model;
+    // A Linear (C → V) with bias; with tie_word_embeddings, a PhiTiedHeadBias holding only the bias (the weight is
+    // embed_tokens'). Either way the state dict calls it lm_head, as transformers does.
+    public readonly nn.Module lm_head;
+
+    public PhiForCausalLM(ModelConfig config) : base(nameof(PhiForCausalLM), config)
+    {
+        model = new PhiModel(config);
+        lm_head = config.TieWordEmbeddings
+            ? new PhiTiedHeadBias(config.VocabSize)
+            : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: true);
+        RegisterComponents();
+    }
+
+    protected override Tensor LookUpEmbeddings(Tensor inputIds) => model.embed_tokens.forward(inputIds);
+
+    protected override Tensor DecodeLayers(Tensor inputsEmbeds, ForwardContext context) =>
+        model.Forward(inputsEmbeds, context, CheckpointedLayersNow);
+
+    public override Tensor ComputeLogits(Tensor hidden)
+    {
+        if (UntiedOutputHead is { } head) return DenseMatVec.Forward(head, hidden);
+        var bias = ((PhiTiedHeadBias)lm_head).bias;
+        if (model.embed_tokens.WeightOverride is null) return DenseMatVec.Linear(hidden, model.embed_tokens.weight!, bias);
+        using var tied = model.embed_tokens.CurrentWeight();   // trainable tokens reach the tied head too
+        return DenseMatVec.Linear(hidden, tied, bias);
+    }
+
+    public override Tensor EmbeddingWeight => model.embed_tokens.weight!;
+
+    internal override TokenEmbedding InputEmbedding => model.embed_tokens;
+
+    internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => Config.TieWordEmbeddings ? null : (nn.Module<Tensor, Tensor>)lm_head;
+
+    // transformers' _get_resized_lm_head grows the bias too; SharpTune's resize grows weights only.
+    internal override bool OutputHeadHasBias => true;
+
+    // The chunked frozen-head loss computes no parameter gradients: a head whose bias alone trains is trainable too.
+    public override bool HeadIsTrainable => OutputProjectionTakesGradients || lm_head switch
+    {
+        PhiTiedHeadBias tied => tied.bias.requires_grad,
+        Linear linear => linear.bias?.requires_grad ?? false,
+        _ => false,
+    };
+
+    // Older transformers kept RoPE's inv_freq as a persistent buffer; it is rebuilt here.
+    public override bool IsIgnorableCheckpointTensor(string name) =>
+        name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) ||
+        (Config.TieWordEmbeddings && name == OutputHeadParameterName);
+}
+
+/// <summary>The bias a tied Phi head adds to hidden · embed_tokensᵀ (transformers keeps lm_head.bias untied).</summary>
+public sealed class PhiTiedHeadBias : nn.Module
+{
+    public readonly Parameter bias;
+
+    public PhiTiedHeadBias(long vocabSize) : base(nameof(PhiTiedHeadBias))
+    {
+        bias = new Parameter(zeros(vocabSize));
+        RegisterComponents();
+    }
+}
+
+/// <summary>PhiModel: embed_tokens, embed_dropout, the layers (through <see cref="RotaryLayerStack"/>), final_layernorm.</summary>
+public sealed class PhiModel : nn.Module
+{
+    public readonly TokenEmbedding embed_tokens;
+    public readonly ModuleList<PhiDecoderLayer> layers;
+    public readonly LayerNorm final_layernorm;
+    public readonly Dropout? embed_dropout;   // embd_pdrop; absent when 0
+    private readonly DeviceCached<RotaryEmbedding> rotary;
+    private readonly double attentionDropout;
+
+    public PhiModel(ModelConfig config) : base(nameof(PhiModel))
+    {
+        embed_tokens = new TokenEmbedding(config.VocabSize, config.HiddenSize);
+        if (Probability(config, "embd_pdrop") is > 0 and var p) embed_dropout = nn.Dropout(p);
+        attentionDropout = Probability(config, "attention_dropout");
+        layers = new ModuleList<PhiDecoderLayer>(Enumerable.Range(0, config.NumLayers).Select(i => new PhiDecoderLayer(config, i)).ToArray());
+        final_layernorm = nn.LayerNorm(config.HiddenSize, config.NormEps);
+        rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
+        RegisterComponents();
+    }
+
+    /// <summary>A PhiConfig dropout probability (default 0), checked to be in [0, 1) when the config was read.</summary>
+    internal static double Probability(ModelConfig config, string field) => config.Raw[field]?.GetValue<double>() ?? 0.0;
+
+    /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C); advances the cache, if any, by T.</summary>
+    /// <exception cref="NotSupportedException">Training (train mode) with a non-zero attention_dropout.</exception>
+    public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0)
+    {
+        RotaryLayerStack.RefuseAttentionDropoutWhileTraining(training, attentionDropout, "Phi");
+        using var scope = NewDisposeScope();
+        if (embed_dropout is not null) x = embed_dropout.forward(x);
+        x = RotaryLayerStack.Run(layers, (layer, input, angles) => layer.Forward(input, ctx, angles), rotary.For(x.device), x, ctx, checkpointedLayers);
+        return final_layernorm.forward(x).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>PhiDecoderLayer: h = input_layernorm(x); x + attn(h) + mlp(h), resid_pdrop on each branch while training.</summary>
+public sealed class PhiDecoderLayer : nn.Module
+{
+    public readonly LayerNorm input_layernorm;
+    public readonly PhiAttention self_attn;
+    public readonly PhiMLP mlp;
+    public readonly Dropout? resid_dropout;   // resid_pdrop; absent when 0
+
+    public PhiDecoderLayer(ModelConfig config, int layerIndex) : base(nameof(PhiDecoderLayer))
+    {
+        input_layernorm = nn.LayerNorm(config.HiddenSize, config.NormEps);
+        self_attn = new PhiAttention(config, layerIndex);
+        mlp = new PhiMLP(config);
+        if (PhiModel.Probability(config, "resid_pdrop") is > 0 and var p) resid_dropout = nn.Dropout(p);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
+    {
+        using var scope = NewDisposeScope();
+        var normed = input_layernorm.forward(x);
+        // Dropout is identity outside train mode; each branch draws its own mask, as transformers calls resid_dropout twice.
+        var attended = Dropped(self_attn.Forward(normed, ctx, angles));
+        var fed = Dropped(mlp.forward(normed));
+        return (attended + fed + x).MoveToOuterDisposeScope();   // transformers' order: attn + mlp + residual
+    }
+
+    private Tensor Dropped(Tensor branch) => resid_dropout?.forward(branch) ?? branch;
+}
+
+/// <summary>
+/// PhiAttention: q_proj, k_proj, v_proj (num_key_value_heads for k and v) with biases, viewed per head; with
+/// qk_layernorm, a LayerNorm over each head's dimensions on q and k; then the first rotary dims rotate (rotate_half),
+/// scores are scaled by head_dim^-½, and dense projects back.
+/// </summary>
+public sealed class PhiAttention : nn.Module
+{
+    public nn.Module<Tensor, Tensor> q_proj;
+    public nn.Module<Tensor, Tensor> k_proj;
+    public nn.Module<Tensor, Tensor> v_proj;
+    public nn.Module<Tensor, Tensor> dense;
+    public readonly LayerNorm? q_layernorm;   // present with qk_layernorm
+    public readonly LayerNorm? k_layernorm;
+    private readonly int numHeads, numKeyValueHeads, headDim, layerIndex;
+
+    public PhiAttention(ModelConfig config, int layerIndex) : base(nameof(PhiAttention))
+    {
+        (numHeads, numKeyValueHeads, headDim, this.layerIndex) = (config.NumHeads, config.NumKeyValueHeads, config.HeadDim, layerIndex);
+        q_proj = nn.Linear(config.HiddenSize, numHeads * headDim, hasBias: true);
+        k_proj = nn.Linear(config.HiddenSize, numKeyValueHeads * headDim, hasBias: true);
+        v_proj = nn.Linear(config.HiddenSize, numKeyValueHeads * headDim, hasBias: true);
+        dense = nn.Linear(numHeads * headDim, config.HiddenSize, hasBias: true);
+        if (config.QkLayerNorm)
+        {
+            q_layernorm = nn.LayerNorm(headDim, config.NormEps);
+            k_layernorm = nn.LayerNorm(headDim, config.NormEps);
+        }
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
+    {
+        using var scope = NewDisposeScope();
+        var (b, t) = (x.size(0), x.size(1));
+        var q = DenseMatVec.Forward(q_proj, x).view(b, t, numHeads, headDim).transpose(1, 2);            // (B, nh, T, hd)
+        var k = DenseMatVec.Forward(k_proj, x).view(b, t, numKeyValueHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
+        var v = DenseMatVec.Forward(v_proj, x).view(b, t, numKeyValueHeads, headDim).transpose(1, 2);
+        if (q_layernorm is not null) (q, k) = (q_layernorm.forward(q), k_layernorm!.forward(k));
+        (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
+        return DenseMatVec.Forward(dense, Attention.Compute(q, k, v, ctx, layerIndex)).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>PhiMLP (CLIP's MLP): fc1 → hidden_act (gelu_new, the tanh approximation, by default) → fc2, both with biases.</summary>
+public sealed class PhiMLP : nn.Module<Tensor, Tensor>
+{
+    public nn.Module<Tensor, Tensor> fc1;
+    public nn.Module<Tensor, Tensor> fc2;
+    private readonly Func<Tensor, Tensor> act;
+
+    public PhiMLP(ModelConfig config) : base(nameof(PhiMLP))
+    {
+        fc1 = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: true);
+        fc2 = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: true);
+        act = Activations.For(config.HiddenAct);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        return DenseMatVec.Forward(fc2, act(DenseMatVec.Forward(fc1, x))).MoveToOuterDisposeScope();
+    }
+}
