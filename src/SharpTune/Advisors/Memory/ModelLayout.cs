@@ -42,19 +42,25 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     private double ActiveShare(LinearLayerShape linear) =>
         Config.Experts is { } moe && linear.Path.Contains(".experts.", StringComparison.Ordinal) ? moe.ExpertsPerToken / (double)moe.ExpertCount : 1.0;
 
-    /// <summary>The layout of <paramref name="config"/>; throws for an architecture the model factory cannot build.</summary>
+    /// <summary>The layout of <paramref name="config"/>; throws for an architecture it does not describe.</summary>
     public static ModelLayout Of(ModelConfig config) => config.Architecture switch
     {
-        "LlamaForCausalLM" or "MistralForCausalLM" or "Qwen2ForCausalLM" or "SmolLM3ForCausalLM" or "Qwen3ForCausalLM"
-            or "GraniteForCausalLM" or "Olmo2ForCausalLM" or "GemmaForCausalLM" or "Qwen3MoeForCausalLM" or "MixtralForCausalLM"
-            or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" => Llama(config),
+        var architecture when LlamaLayouts.Contains(architecture) => Llama(config),
         "Phi3ForCausalLM" => Phi3(config),
         "GPT2LMHeadModel" => Gpt2(config),
         "GPTNeoXForCausalLM" => GptNeoX(config),
         _ => throw new NotSupportedException(
-            $"architecture '{config.Architecture}' is not supported by the estimator; supported: " +
-            string.Join(", ", ModelFactory.SupportedArchitectures)),
+            $"architecture '{config.Architecture}' is not supported by the estimator; supported: {string.Join(", ", [.. LlamaLayouts, .. OwnLayouts])}"),
     };
+
+    // Architectures laid out as Llama's decoder (with their own norms, biases and experts), and those with their own layout.
+    private static readonly string[] LlamaLayouts =
+    [
+        "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "SmolLM3ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM",
+        "Olmo2ForCausalLM", "GemmaForCausalLM", "Qwen3MoeForCausalLM", "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+    ];
+
+    private static readonly string[] OwnLayouts = ["Phi3ForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM"];
 
     private static ModelLayout Llama(ModelConfig c)
     {
