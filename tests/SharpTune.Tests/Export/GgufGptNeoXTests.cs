@@ -197,8 +197,8 @@ public class GgufGptNeoXTests
     /// <summary>
     /// A LoRA adapter on every linear layer of the parallel and sequential fixtures (the fused query_key_value included),
     /// exported with gguf-lora and applied by llama.cpp to the f32 base: the same greedy tokens as SharpTune's model with
-    /// the adapter merged. Without B's rows regrouped like the weight's, query_key_value's update would land on the
-    /// wrong heads and parts.
+    /// the adapter merged, as does the base exported with the adapter merged in. Without B's rows regrouped like the
+    /// weight's, query_key_value's update would land on the wrong heads and parts.
     /// </summary>
     [LlamaCppFact]
     public void LoraAdaptersAppliedByLlamaCppDecodeLikeTheMergedModel()
@@ -235,6 +235,10 @@ public class GgufGptNeoXTests
             Assert.Equal(2 * 4 * 2, lora.TensorTypes[GgmlType.F32]);   // lora_a and lora_b for 4 linear layers in 2 blocks
             items.Add((Float32(LlamaCppRuntime.Greedy(basePath, prompt, 24, lora.Path)),
                 result => AssertSameIds($"{name} base + LoRA GGUF", expected, Ids(result, "greedy"))));
+            // `export gguf --adapter`: the adapter merged into the float32 weights before the rows are regrouped.
+            var mergedPath = ExportModel(folder, Path.Combine(dir.Path, name + "-merged.gguf"), GgufExportType.F32, adapterDir).Path;
+            items.Add((Float32(LlamaCppRuntime.Greedy(mergedPath, prompt, 24)),
+                result => AssertSameIds($"{name} merged export", expected, Ids(result, "greedy"))));
         }
         RunAll(items);
     }
