@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using SharpTune.Export.Gguf;
 using SharpTune.Generation;
 using SharpTune.IO;
 using SharpTune.Models;
@@ -452,18 +451,6 @@ public class GptNeoXTests
         using var ids = tensor(new long[] { 1, 512, 513 }).unsqueeze(0);
         using var logits = loaded.Model.Forward(ids);
         Assert.Equal(514, logits.size(-1));   // embed_out grew with embed_in
-    }
-
-    /// <summary>GGUF export and the memory estimator do not cover GPT-NeoX: both refuse it by name, before any work.</summary>
-    [Fact]
-    public void GgufExportAndTheEstimatorRefuseItByName()
-    {
-        var config = ModelConfig.FromJson(TestModels.GptNeoXConfigJson());
-        var refused = Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(config));
-        Assert.Contains("GGUF export does not support architecture 'GPTNeoXForCausalLM'", refused.Message);
-        var estimate = Assert.Throws<NotSupportedException>(() => SharpTune.Advisors.Memory.ModelLayout.Of(config));
-        Assert.StartsWith("architecture 'GPTNeoXForCausalLM' is not supported by the estimator; supported: LlamaForCausalLM", estimate.Message);
-        Assert.DoesNotContain("GPTNeoXForCausalLM", estimate.Message[estimate.Message.IndexOf("supported:", StringComparison.Ordinal)..]);
     }
 
     /// <summary>PEFT's defaults for gpt_neox (huggingface/peft@5d602fdb src/peft/utils/constants.py).</summary>

@@ -35,10 +35,11 @@ public static class ActivationAccounting
         double ffn = c.IntermediateSize, heads = c.NumHeads, headDim = c.HeadDim;
         var kvForSdpa = c.NumHeads > c.NumKeyValueHeads ? attention : kv;    // repeated KV heads are materialised
 
-        if (layout.IsGpt2)
+        if (layout.LayerNormBlocks)
         {
-            // LayerNorm keeps input, mean and rstd; c_attn's output holds q, k, v; GELU keeps its input (and its tanh
-            // approximation's intermediates: counted as two more ffn-sized tensors). Not checked against measurement.
+            // GPT-2 and GPT-NeoX: LayerNorm keeps input, mean and rstd; the fused q/k/v output holds q, k, v; GELU keeps its
+            // input (and its tanh approximation's intermediates: counted as two more ffn-sized tensors). Not checked
+            // against measurement.
             var norms = 4 * d * b;
             var attn = (3 * d + d + d) * b + 4 * heads;
             var mlp = 4 * ffn * b;
@@ -81,7 +82,7 @@ public static class ActivationAccounting
     public static double KeptMlpProductBytesPerToken(ModelLayout layout, EstimateSettings s, IReadOnlySet<string> loraTargets)
     {
         var architecture = layout.Config.Architecture;
-        if (layout.IsGpt2 || architecture is "Phi3ForCausalLM" or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" || s.IsFull) return 0;
+        if (layout.LayerNormBlocks || architecture is "Phi3ForCausalLM" or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" || s.IsFull) return 0;
         if (loraTargets.Contains("gate_proj") || loraTargets.Contains("up_proj")) return 0;
         // A mixture-of-experts model's sparse layers keep nothing; its dense ones do.
         var c = layout.Config;
@@ -95,7 +96,7 @@ public static class ActivationAccounting
         if (s.IsFull || targets.Count == 0) return 0;
         // Summed over every layer and averaged: layers may differ (a mixture-of-experts model's dense layers per
         // mlp_only_layers / decoder_sparse_step have other targets than its sparse ones).
-        var layerLinears = layout.Linears.Where(l => l.Path.StartsWith(layout.IsGpt2 ? "transformer.h." : "model.layers.", StringComparison.Ordinal)
+        var layerLinears = layout.Linears.Where(l => l.Path.StartsWith(layout.LayerPrefix, StringComparison.Ordinal)
                                                     && targets.Contains(l.LeafName)).ToArray();
         double bytes = 0;
         var moe = layout.Config.Experts;

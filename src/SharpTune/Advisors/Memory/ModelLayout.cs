@@ -15,9 +15,20 @@ public sealed record LinearLayerShape(string Path, long InFeatures, long OutFeat
 /// <summary>
 /// The parameter shapes of an architecture computed from its config alone, with the module paths the model classes
 /// register (so target_modules select the same layers here as on a loaded model), without building any tensor.
+/// <paramref name="LayerNormBlocks"/> marks GPT-2 and GPT-NeoX blocks: LayerNorms with biases, one fused multi-head
+/// q/k/v projection and a two-matrix GELU MLP, which the activation accounting counts apart from the RMSNorm/SwiGLU
+/// decoders.
 /// </summary>
-public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerShape> Linears, long OtherParameters, bool IsGpt2)
+public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerShape> Linears, long OtherParameters, bool LayerNormBlocks)
 {
+    /// <summary>The module path every decoder layer's name starts with (model.layers., transformer.h., gpt_neox.layers.).</summary>
+    internal string LayerPrefix => Config.Architecture switch
+    {
+        "GPT2LMHeadModel" => "transformer.h.",
+        "GPTNeoXForCausalLM" => "gpt_neox.layers.",
+        _ => "model.layers.",
+    };
+
     /// <summary>Every parameter of the model (a tied output head counted once).</summary>
     public long TotalParameters => Linears.Sum(l => l.Parameters) + OtherParameters;
 
@@ -31,21 +42,25 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     private double ActiveShare(LinearLayerShape linear) =>
         Config.Experts is { } moe && linear.Path.Contains(".experts.", StringComparison.Ordinal) ? moe.ExpertsPerToken / (double)moe.ExpertCount : 1.0;
 
-    /// <summary>The layout of <paramref name="config"/>; throws for an architecture the model factory cannot build.</summary>
+    /// <summary>The layout of <paramref name="config"/>; throws for an architecture it does not describe.</summary>
     public static ModelLayout Of(ModelConfig config) => config.Architecture switch
     {
-        "LlamaForCausalLM" or "MistralForCausalLM" or "Qwen2ForCausalLM" or "SmolLM3ForCausalLM" or "Qwen3ForCausalLM"
-            or "GraniteForCausalLM" or "Olmo2ForCausalLM" or "GemmaForCausalLM" or "Qwen3MoeForCausalLM" or "MixtralForCausalLM"
-            or "Gemma2ForCausalLM" or "Gemma3ForCausalLM" => Llama(config),
+        var architecture when LlamaLayouts.Contains(architecture) => Llama(config),
         "Phi3ForCausalLM" => Phi3(config),
         "GPT2LMHeadModel" => Gpt2(config),
+        "GPTNeoXForCausalLM" => GptNeoX(config),
         _ => throw new NotSupportedException(
-            $"architecture '{config.Architecture}' is not supported by the estimator; supported: " +
-            string.Join(", ", ModelFactory.SupportedArchitectures.Except(NotEstimated))),
+            $"architecture '{config.Architecture}' is not supported by the estimator; supported: {string.Join(", ", [.. LlamaLayouts, .. OwnLayouts])}"),
     };
 
-    // Architectures the model factory builds whose layers this layout and the activation accounting do not describe.
-    private static readonly string[] NotEstimated = ["GPTNeoXForCausalLM"];
+    // Architectures laid out as Llama's decoder (with their own norms, biases and experts), and those with their own layout.
+    private static readonly string[] LlamaLayouts =
+    [
+        "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "SmolLM3ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM",
+        "Olmo2ForCausalLM", "GemmaForCausalLM", "Qwen3MoeForCausalLM", "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+    ];
+
+    private static readonly string[] OwnLayouts = ["Phi3ForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM"];
 
     private static ModelLayout Llama(ModelConfig c)
     {
@@ -85,7 +100,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         var qkNormWidth = isGemma3 || c.Architecture is "Qwen3ForCausalLM" or "Qwen3MoeForCausalLM" ? 2L * c.HeadDim
             : c.Architecture == "Olmo2ForCausalLM" ? attention + kv : 0;
         var other = (long)c.VocabSize * d + ((fourNorms ? 4L : 2L) * c.NumLayers + 1) * d + qkNormWidth * c.NumLayers;
-        return new ModelLayout(c, linears, other, IsGpt2: false);
+        return new ModelLayout(c, linears, other, LayerNormBlocks: false);
     }
 
     // Phi-3: fused qkv_proj and gate_up_proj, no biases.
@@ -103,7 +118,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         }
         if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
         var other = (long)c.VocabSize * d + (2L * c.NumLayers + 1) * d;
-        return new ModelLayout(c, linears, other, IsGpt2: false);
+        return new ModelLayout(c, linears, other, LayerNormBlocks: false);
     }
 
     private static ModelLayout Gpt2(ModelConfig c)
@@ -121,6 +136,26 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
         // token and position embeddings, LayerNorm weight+bias twice per block and once at the end
         var other = (long)c.VocabSize * d + (long)c.MaxPositionEmbeddings * d + (4L * c.NumLayers + 2) * d;
-        return new ModelLayout(c, linears, other, IsGpt2: true);
+        return new ModelLayout(c, linears, other, LayerNormBlocks: true);
+    }
+
+    // GPT-NeoX (modeling_gpt_neox.py): the fused query_key_value and dense (biases unless attention_bias is false),
+    // dense_h_to_4h and dense_4h_to_h with biases, embed_out without one (absent when tied); two LayerNorms (weight and
+    // bias) a layer and final_layer_norm; no learned positions (RoPE).
+    private static ModelLayout GptNeoX(ModelConfig c)
+    {
+        long d = c.HiddenSize, ffn = c.IntermediateSize;
+        var linears = new List<LinearLayerShape>();
+        for (var i = 0; i < c.NumLayers; i++)
+        {
+            var p = $"gpt_neox.layers.{i}";
+            linears.Add(new($"{p}.attention.query_key_value", d, 3 * d, c.AttentionBias));
+            linears.Add(new($"{p}.attention.dense", d, d, c.AttentionBias));
+            linears.Add(new($"{p}.mlp.dense_h_to_4h", d, ffn, true));
+            linears.Add(new($"{p}.mlp.dense_4h_to_h", ffn, d, true));
+        }
+        if (!c.TieWordEmbeddings) linears.Add(new("embed_out", d, c.VocabSize, false));
+        var other = (long)c.VocabSize * d + (4L * c.NumLayers + 2) * d;
+        return new ModelLayout(c, linears, other, LayerNormBlocks: true);
     }
 }

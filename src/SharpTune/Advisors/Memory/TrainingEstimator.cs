@@ -100,15 +100,15 @@ public static class TrainingEstimator
         var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer,
             keptProducts + (recomputedLayers > 0 ? layer : 0));
 
-        var kvWidth = layout.IsGpt2 ? config.HiddenSize : (long)config.NumKeyValueHeads * config.HeadDim;
+        var kvWidth = layout.LayerNormBlocks ? config.HiddenSize : (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
         // Inference without autograd frees each op's inputs: about one layer's widest tensors live at once, plus the
         // fp32 logits of the last position per sequence.
-        var widest = 2.0 * config.HiddenSize + 2.0 * kvWidth + (layout.IsGpt2 ? 2 : 3) * (double)config.IntermediateSize;
+        var widest = 2.0 * config.HiddenSize + 2.0 * kvWidth + (layout.LayerNormBlocks ? 2 : 3) * (double)config.IntermediateSize;
         var inferenceWorking = widest * tokens * b + settings.MicroBatchSize * (double)config.VocabSize * 4;
         var inference = baseWeights + kvCache + inferenceWorking + dequantizeTransient;
 
-        var attentionWidth = layout.IsGpt2 ? config.HiddenSize : (double)config.NumHeads * config.HeadDim;
+        var attentionWidth = layout.LayerNormBlocks ? config.HiddenSize : (double)config.NumHeads * config.HeadDim;
         var attentionFlops = 12.0 * config.NumLayers * attentionWidth * settings.SequenceLength;
         var flopsPerToken = settings.IsFull
             ? 6.0 * layout.MatmulParameters + attentionFlops
@@ -136,7 +136,7 @@ public static class TrainingEstimator
             "Memory counts what SharpTune's trainer allocates (AdamW: 2 fp32 states per trainable parameter, or 2 bytes + 8/256 with an 8-bit optim; fp32 master for bf16 trainable weights; LoRA weights fp32).",
             "GPU figures exclude the CUDA context and allocator caching (typically 0.5-1.5 GiB more).",
         };
-        if (layout.IsGpt2) notes.Add("GPT-2 activations use the same accounting but were not checked against measured runs.");
+        if (layout.LayerNormBlocks) notes.Add("GPT-2 and GPT-NeoX activations use the same accounting but were not checked against measured runs.");
         if (settings.Quantize is not null)
             notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
         if (settings.GradientCheckpointing)
@@ -159,7 +159,7 @@ public static class TrainingEstimator
         var targets = FineTuningMethods.ParseTargets(settings.TargetModules)
                       ?? TargetModules.Names(LoraConfig.DefaultTargetModules(layout.Config.ModelType));
         var selected = targets == TargetModules.AllLinear
-            ? layout.Linears.Where(l => l.Path != "lm_head").ToArray()
+            ? layout.Linears.Where(l => !TargetModules.IsOutputHead(l.Path)).ToArray()
             : layout.Linears.Where(l => targets.Matches(l.Path)).ToArray();
         if (selected.Length == 0)
             throw new ArgumentException(
@@ -183,7 +183,7 @@ public static class TrainingEstimator
         foreach (var linear in layout.Linears)
         {
             var n = linear.InFeatures * linear.OutFeatures;
-            if (linear.LeafName == "lm_head") { bytes += (double)linear.Parameters * b; continue; }
+            if (TargetModules.IsOutputHead(linear.Path)) { bytes += (double)linear.Parameters * b; continue; }
             bytes += Quantization.QuantizationReport.BytesFor(n, linear.OutFeatures, quantization) + (linear.HasBias ? linear.OutFeatures * b : 0);
             largest = Math.Max(largest, n);
         }

@@ -50,6 +50,7 @@ internal abstract class GgufArchitecture
         ["Gemma3ForCausalLM"] = () => new Gemma3Gguf(),
         ["Phi3ForCausalLM"] = () => new Phi3Gguf(),
         ["GPT2LMHeadModel"] = () => new Gpt2Gguf(),
+        ["GPTNeoXForCausalLM"] = () => new GptNeoXGguf(),
     };
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Registry.Keys;

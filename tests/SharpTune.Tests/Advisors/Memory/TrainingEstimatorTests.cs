@@ -30,6 +30,39 @@ public class TrainingEstimatorTests
         Assert.Equal(model.parameters().Sum(p => p.numel()), ModelLayout.Of(model.Config).TotalParameters);
     }
 
+    /// <summary>
+    /// GPT-NeoX's layout (fused query_key_value and dense with biases unless attention_bias is false, the MLP's biases,
+    /// LayerNorm weights and biases, an untied embed_out or none) counts every parameter of the transformers fixtures, and
+    /// LoRA on its default query_key_value and on every linear layer (embed_out left out) as many as the adapter has.
+    /// </summary>
+    [Theory]
+    [InlineData("gpt_neox_parallel")]
+    [InlineData("gpt_neox_sequential")]
+    [InlineData("gpt_neox_tied_head128")]   // tied, no attention biases
+    public void GptNeoXLayoutCountsEveryParameterOfTheFixtureModels(string fixture)
+    {
+        var folder = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", fixture);
+        foreach (var targets in new string?[] { null, "all-linear" })
+        {
+            using var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32);
+            var total = model.parameters().Sum(p => p.numel());
+            Assert.Equal(total, ModelLayout.Of(model.Config).TotalParameters);
+            var counts = TrainingEstimator.CountParameters(model.Config, new EstimateSettings { Method = "lora", LoraR = 4, TargetModules = targets });
+            var adapter = new LoraAdapter(new LoraConfig { R = 4, TargetModules = SharpTune.Training.FineTuningMethods.ParseTargets(targets) });
+            adapter.Inject(model);
+            Assert.Equal(adapter.TrainableParameters.Sum(p => p.Parameter.numel()), counts.Trainable);
+            Assert.Equal(total + counts.Trainable, counts.Total);
+        }
+        // The estimate counts GPT-NeoX's blocks like GPT-2's (LayerNorms, fused multi-head q/k/v, GELU MLP): keys and
+        // values of every layer are hidden_size wide.
+        var config = ModelConfig.Load(folder);
+        var settings = new EstimateSettings { Method = "lora", LoraR = 4 };
+        var estimate = TrainingEstimator.Estimate(config, settings);
+        Assert.Contains(estimate.Notes, n => n.Contains("GPT-NeoX activations"));
+        Assert.Equal(2.0 * config.NumLayers * config.HiddenSize * settings.SequenceLength * settings.MicroBatchSize * settings.ComputeBytes,
+            estimate.KvCacheBytes);
+    }
+
     [Fact]
     public void LoraCountsMatchPeftsPublishedPrintoutForLlama2_7B()
     {
