@@ -62,14 +62,19 @@ internal static class ObjectiveAccounting
     /// <summary>
     /// Bytes of one GKD loss chunk at β in (0, 1) (TRL's default 0.5): both heads' logits (compute dtype) and their fp32
     /// copies (b = 2), the two log-softmaxes, the two shifted copies and their stack (the mixture's logsumexp input), the
-    /// mixture, and per side exp, difference and product (4 bytes each); the backward adds about four fp32 gradients.
+    /// mixture, and per side exp, difference and product (4 bytes each), all referenced by the chunk's scope until its
+    /// backward ends. The backward adds about twelve fp32 values per element: the mixture's logsumexp backward makes its
+    /// (2, rows, V) difference, exponential and product (24 bytes) while the gradients of the log-softmaxes and of the
+    /// mixture gathered from the divergence terms wait (about 24). That share is set from measurement: with it the
+    /// estimate of GKD steps of a 4-layer Llama student and a 6-layer teacher (vocabulary 4096, 512-1024 rows a chunk)
+    /// came within 0-6% of the measured peak in bf16 and f32, with LoRA and full fine-tuning; with four values it was 19-21% under.
     /// </summary>
     public static double GkdChunkBytes(int vocabSize, EstimateSettings s, long tokens)
     {
         var rows = Math.Min(tokens, GkdObjective.ChunkRowsFor(vocabSize));
         double b = s.ComputeBytes, cast = s.ComputeBytes == 4 ? 0 : 4;
         var forward = 2 * (b + cast) + 2 * 4 + 2 * 4 + 8 + 4 + 2 * 3 * 4;
-        const double backward = 4 * 4;
+        const double backward = 12 * 4;
         return rows * (double)vocabSize * (forward + backward);
     }
 
