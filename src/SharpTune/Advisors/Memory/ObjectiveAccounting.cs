@@ -6,12 +6,14 @@ namespace SharpTune.Advisors.Memory;
 /// What an objective other than SFT adds to a training step, counted from what SharpTune's recipes allocate:
 /// <list type="bullet">
 /// <item>DPO, ORPO, SimPO (<c>PreferenceCollator</c>): a micro-batch of P pairs is 2P rows, chosen then rejected, scored in
-/// one forward (TRL's <c>concatenated_forward</c>, trl/trainer/dpo_trainer.py @ f2cd577). The rows' log-probs come from
+/// one forward (TRL's <c>DataCollatorForPreference.torch_call</c>: <c>input_ids = prompt_chosen_ids + prompt_rejected_ids</c>,
+/// trl/trainer/dpo_trainer.py @ f2cd577). The rows' log-probs come from
 /// <c>TokenLogProbs</c>, whose scope frees each chunk's logits once the log-softmax is taken: only the fp32 log-softmax of
 /// every token stays in the graph, whatever the method.</item>
 /// <item>DPO's reference (<c>DpoRecipe</c>): with an adapter, the policy with the adapter disabled (no weights; its no-grad
 /// forward runs before the policy's and keeps nothing); with full fine-tuning a frozen copy of the base in the run's dtype,
-/// or nothing with <c>precompute_ref_log_probs</c> (TRL's <c>ref_model</c> / <c>precompute_ref_log_probs</c>).</item>
+/// or nothing with <c>precompute_ref_log_probs</c> (TRL's <c>DPOTrainer.__init__</c>: no <c>ref_model</c> "if is_peft_model(self.model)
+/// or args.precompute_ref_log_probs", and the PEFT reference pass runs under <c>torch.no_grad()</c> with the adapter disabled).</item>
 /// <item>GKD (<c>GkdRecipe</c>, <c>GkdObjective</c>): the teacher loaded in the run's dtype, or quantized per
 /// teacher_quantize; its no-grad forward's layer outputs and final hidden state stay referenced by the step's scope with
 /// the copied supervised rows, and the loss runs <c>GkdObjective.ChunkRowsFor</c> rows at a time, each chunk holding both
