@@ -118,6 +118,21 @@ public class ObjectiveEstimateTests
     }
 
     [Fact]
+    public void TheCommandRefusesAnObjectiveItDoesNotEstimateRatherThanEstimatingSft()
+    {
+        using var dir = new TempDir();
+        var configFile = Path.Combine(dir.Path, "config.json");
+        File.WriteAllText(configFile, SmallConfig().ToJsonString());
+        var (code, stdout, stderr) = SharpTune.Tests.Serving.SharpTuneCli.Run("estimate", "--config", configFile, "--objective", "rloo");
+        Assert.Equal(1, code);
+        Assert.Contains("objective rloo is not estimated", stderr);
+        Assert.Equal("", stdout);
+        (code, stdout, stderr) = SharpTune.Tests.Serving.SharpTuneCli.Run("estimate", "--config", configFile, "--objective", "dpo", "--batch", "2", "--json");
+        Assert.True(code == 0, stderr);
+        Assert.Equal("dpo", System.Text.Json.Nodes.JsonNode.Parse(stdout)!["settings"]!["objective"]!.GetValue<string>());
+    }
+
+    [Fact]
     public void GkdNeedsATeacherWithTheStudentsVocabulary()
     {
         var config = ModelConfig.FromJson(SmallConfig());
