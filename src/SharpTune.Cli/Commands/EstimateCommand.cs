@@ -38,10 +38,23 @@ internal static class EstimateCommand
         var measureSteps = new Option<int>("--measure-steps") { Description = "With --measure: optimizer steps to run", DefaultValueFactory = _ => 2 };
         var optim = new Option<string>("--optim") { Description = "Optimizer as `train --optim`: adamw_torch (8 bytes of state per trainable parameter) or adamw_8bit|adamw_bnb_8bit|paged_adamw_8bit (~2 bytes)", DefaultValueFactory = _ => "adamw_torch" };
 
+        var objective = new Option<string>("--objective")
+        {
+            Description = "The training objective as `train --objective`: sft, dpo, orpo, simpo (a chosen and a rejected sequence per example; " +
+                          "dpo's reference as training picks it) or gkd (with --teacher); kto, grpo, rloo and online-dpo are not estimated",
+            DefaultValueFactory = _ => "sft",
+        };
+        objective.AcceptOnlyFromAmong([.. SharpTune.Training.FineTuneJob.Objectives]);
+        var precomputeRef = new Option<bool>("--precompute-ref-log-probs") { Description = "With --objective dpo and --method full: reference log-probs scored before training, so no frozen copy of the model" };
+        var teacher = new Option<string?>("--teacher") { Description = "With --objective gkd: the teacher's model folder or config.json (its weights counted in the run's dtype)" };
+        var teacherQuantize = new Option<string?>("--teacher-quantize") { Description = "With --objective gkd: nf4|fp4|int8, the teacher's linear layers stored quantized" };
+        teacherQuantize.AcceptOnlyFromAmong("nf4", "fp4", "int8");
+
         var command = new Command("estimate", "Estimate memory, time and cost of fine-tuning before running it.");
         foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, checkpointedLayers, keepingLayers, datasetTokens, utilization, json, quantize, doubleQuant, measure, measureSteps })
             command.Options.Add(option);
         command.Options.Add(optim);
+        foreach (var option in new Option[] { objective, precomputeRef, teacher, teacherQuantize }) command.Options.Add(option);
         command.Subcommands.Add(EstimateCostCommand.Create());
         command.SetAction(parseResult =>
         {
@@ -75,6 +88,8 @@ internal static class EstimateCommand
                     DatasetTokens = parseResult.GetValue(datasetTokens), Utilization = parseResult.GetValue(utilization),
                     Quantize = quantizeName, DoubleQuant = stored?.DoubleQuant ?? parseResult.GetValue(doubleQuant),
                     Optim = parseResult.GetValue(optim)!,
+                    Objective = parseResult.GetValue(objective)!, PrecomputeRefLogProbs = parseResult.GetValue(precomputeRef),
+                    Teacher = parseResult.GetValue(teacher), TeacherQuantize = parseResult.GetValue(teacherQuantize),
                 };
                 var estimate = TrainingEstimator.Estimate(modelConfig, settings, source);
                 var measured = parseResult.GetValue(measure)
@@ -118,7 +133,7 @@ internal static class EstimateTable
         var c = CultureInfo.InvariantCulture;
         var s = e.Settings;
         var w = new StringWriter(c);
-        w.WriteLine($"{e.Model}: method {s.Method}, dtype {s.Dtype}{(s.Quantize is null ? "" : $", base {s.QuantizationSettings()}")}, batch {s.MicroBatchSize} × seq {s.SequenceLength}");
+        w.WriteLine($"{e.Model}: {(s.ObjectiveName == "sft" ? "" : $"objective {s.ObjectiveName}, ")}method {s.Method}, dtype {s.Dtype}{(s.Quantize is null ? "" : $", base {s.QuantizationSettings()}")}, batch {s.MicroBatchSize}{(s.IsPaired ? " pairs" : "")} × seq {s.SequenceLength}");
         w.WriteLine(string.Format(c, "parameters: {0:N0} total, {1:N0} trainable ({2:P2}){3}", e.Parameters.Total, e.Parameters.Trainable,
             (double)e.Parameters.Trainable / e.Parameters.Total,
             e.Parameters.TargetModules.Count > 0 ? $", targets {string.Join(",", e.Parameters.TargetModules)}" : ""));

@@ -124,6 +124,17 @@ public static class ActivationAccounting
         return (layout.Config.NumLayers + 2) * d * b + finalNorm;
     }
 
+    /// <summary>
+    /// Bytes per token of a forward without autograd, which frees each op's inputs: about one layer's widest tensors live
+    /// at once (hidden in and out, keys and values, the MLP's products).
+    /// </summary>
+    public static double InferenceWorkingBytesPerToken(ModelLayout layout, EstimateSettings s)
+    {
+        var c = layout.Config;
+        var kvWidth = layout.LayerNormBlocks ? c.HiddenSize : (long)c.NumKeyValueHeads * c.HeadDim;
+        return (2.0 * c.HiddenSize + 2.0 * kvWidth + (layout.LayerNormBlocks ? 2 : 3) * (double)c.IntermediateSize) * s.ComputeBytes;
+    }
+
     /// <summary>Bytes per token the loss holds until the step ends: logits, their fp32 copy, the log-softmax.</summary>
     public static double LogitsBytesPerToken(ModelLayout layout, EstimateSettings s) =>
         (double)layout.Config.VocabSize * (s.ComputeBytes + (s.ComputeBytes == 4 ? 0 : 4) + 4);

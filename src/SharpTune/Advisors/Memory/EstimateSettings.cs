@@ -37,6 +37,29 @@ public sealed record EstimateSettings
     /// 8-bit ones (adamw_8bit, adamw_bnb_8bit, paged_adamw_8bit) 2 bytes and one fp32 absmax per 256.
     /// </summary>
     public string Optim { get; init; } = "adamw_torch";
+    /// <summary>
+    /// The training objective as <c>train --objective</c> names it. sft, dpo, orpo, simpo and gkd are estimated; kto,
+    /// grpo, rloo and online-dpo are refused by <see cref="Validate"/> rather than estimated as SFT.
+    /// </summary>
+    public string Objective { get; init; } = "sft";
+    /// <summary>DPO with full fine-tuning: reference log-probs scored before training (<c>precompute_ref_log_probs</c>), so no frozen copy.</summary>
+    public bool PrecomputeRefLogProbs { get; init; }
+    /// <summary>GKD: the teacher's model folder or config.json (only its config is read for the estimate).</summary>
+    public string? Teacher { get; init; }
+    /// <summary>GKD: nf4, fp4 or int8, the teacher's linear layers stored quantized (<c>train --teacher-quantize</c>).</summary>
+    public string? TeacherQuantize { get; init; }
+
+    /// <summary>The objectives <see cref="TrainingEstimator"/> accounts for.</summary>
+    public static IReadOnlyList<string> EstimatedObjectives { get; } = ["sft", "dpo", "orpo", "simpo", "gkd"];
+
+    /// <summary>The objective's name, trimmed and lower-case.</summary>
+    public string ObjectiveName => Objective.Trim().ToLowerInvariant();
+
+    /// <summary>Whether each example is a chosen and a rejected sequence scored in one forward (DPO, ORPO, SimPO).</summary>
+    public bool IsPaired => ObjectiveName is "dpo" or "orpo" or "simpo";
+
+    /// <summary>Sequences in one forward: two per preference pair, else <see cref="MicroBatchSize"/>.</summary>
+    public int SequencesPerMicroBatch => IsPaired ? 2 * MicroBatchSize : MicroBatchSize;
 
     /// <summary>The quantization settings, or null.</summary>
     public Quantization.QuantizationOptions? QuantizationSettings() => Quantize is null ? null
@@ -73,5 +96,35 @@ public sealed record EstimateSettings
         _ = QuantizationSettings();
         if (!Training.AdamWOptimizer.Names.Contains(Optim.Trim().ToLowerInvariant()))
             throw new ArgumentException($"optim '{Optim}' is not one of {string.Join(", ", Training.AdamWOptimizer.Names)}");
+        ValidateObjective();
     }
+
+    private void ValidateObjective()
+    {
+        var objective = ObjectiveName;
+        if (!Training.FineTuneJob.Objectives.Contains(objective))
+            throw new ArgumentException($"unknown objective '{Objective}' (choose one of: {string.Join(", ", Training.FineTuneJob.Objectives)})");
+        if (!EstimatedObjectives.Contains(objective))
+            throw new ArgumentException(objective switch
+            {
+                "kto" => "objective kto is not estimated: its micro-batches add mismatched KL rows beside the examples; ",
+                _ => $"objective {objective} is not estimated: it generates completions during training (num_generations per prompt, " +
+                     "a KV cache during the rollout); ",
+            } + $"the estimated objectives are {string.Join(", ", EstimatedObjectives)}");
+        if (objective == "gkd" && string.IsNullOrWhiteSpace(Teacher))
+            throw new ArgumentException("objective gkd needs the teacher's config: give --teacher DIR (a model folder or its config.json)");
+        if (objective != "gkd" && (Teacher is not null || TeacherQuantize is not null))
+            throw new ArgumentException($"{(Teacher is not null ? "teacher (--teacher)" : "teacher_quantize (--teacher-quantize)")} is only read by objective gkd, not {objective}");
+        if (PrecomputeRefLogProbs && objective != "dpo")
+            throw new ArgumentException($"precompute_ref_log_probs (--precompute-ref-log-probs) is only read by objective dpo, not {objective}");
+        _ = TeacherQuantizationSettings();
+    }
+
+    /// <summary>
+    /// GKD's teacher quantization, as GkdSettings.TeacherQuantization makes it: computed in the run's dtype, with the
+    /// quantization options' defaults (double quantization on); null when the teacher is not quantized.
+    /// </summary>
+    public Quantization.QuantizationOptions? TeacherQuantizationSettings() => TeacherQuantize is null ? null
+        : new Quantization.QuantizationOptions(Quantization.QuantizationOptions.ParseType(TeacherQuantize, "teacher_quantize (--teacher-quantize)"),
+            ComputeBytes == 4 ? TorchSharp.torch.ScalarType.Float32 : TorchSharp.torch.ScalarType.BFloat16);
 }

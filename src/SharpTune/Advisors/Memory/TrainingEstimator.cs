@@ -52,9 +52,20 @@ public static class TrainingEstimator
         var targetLeaves = counts.TargetModules.ToHashSet();
         var b = settings.ComputeBytes;
         long tokens = (long)settings.SequenceLength * settings.MicroBatchSize;
+        // Preference objectives score a chosen and a rejected row per example in the one forward.
+        long trainingTokens = (long)settings.SequenceLength * settings.SequencesPerMicroBatch;
+        var paired = settings.IsPaired;
+        var gkd = settings.ObjectiveName == "gkd";
+        var teacher = gkd ? LoadTeacherLayout(config, settings) : null;
 
         var baseWeights = BaseWeightBytes(layout, settings, out var dequantizeTransient);
-        var weights = baseWeights + (settings.IsFull ? 0 : counts.Trainable * 4.0);
+        double teacherWeights = 0;
+        if (teacher is not null)
+        {
+            teacherWeights = ObjectiveAccounting.TeacherWeightBytes(teacher, settings, out var teacherDequantize);
+            dequantizeTransient = Math.Max(dequantizeTransient, teacherDequantize);   // one layer of either model at a time
+        }
+        var weights = baseWeights + (settings.IsFull ? 0 : counts.Trainable * 4.0) + ObjectiveAccounting.ReferenceWeightBytes(layout, settings) + teacherWeights;
         var gradientBytes = settings.IsFull ? b : 4;
         var gradients = (double)counts.Trainable * gradientBytes;
         // exp_avg, exp_avg_sq (+ fp32 master); 8-bit: a byte each and an fp32 absmax per block (parameters under
@@ -64,8 +75,8 @@ public static class TrainingEstimator
         // The first gradient the backward makes is the output head's (V×d); with full fine-tuning it exists during the peak.
         var headGradient = settings.IsFull ? (double)config.VocabSize * config.HiddenSize * gradientBytes : 0;
 
-        var layer = ActivationAccounting.LayerBytesPerToken(layout, settings, targetLeaves) * tokens;
-        var held = ActivationAccounting.HeldBytesPerToken(layout, settings) * tokens;
+        var layer = ActivationAccounting.LayerBytesPerToken(layout, settings, targetLeaves) * trainingTokens;
+        var held = ActivationAccounting.HeldBytesPerToken(layout, settings) * trainingTokens;
         // With a frozen head (every adapter method) the loss differentiates the head chunk by chunk before the trunk's
         // backward (CausalLmLoss), so only one chunk's logits ever exist; full fine-tuning keeps every token's logits.
         // Each chunk holds its logits in the compute dtype, overwritten by their gradient.
@@ -82,6 +93,23 @@ public static class TrainingEstimator
             : (double)config.VocabSize * (b == 4 ? 1 : 2) * 4 * blockRows;
         // After the backward only what the step's scope references survives: layer outputs and (full) the logits tensors.
         var heldAtEnd = held + (settings.IsFull ? tokens * (double)config.VocabSize * (b + (b == 4 ? 0 : 4)) : 0);
+        if (paired)
+        {
+            // TokenLogProbs keeps only each token's fp32 log-softmax in the graph and its scope frees the rest (the layer
+            // outputs among it) when it returns, so after the backward nothing of the forward is left.
+            logits = ObjectiveAccounting.PairedLogitsBytesPerToken(layout) * trainingTokens;
+            transient = ActivationAccounting.LossBackwardTransientBytes(layout, settings, trainingTokens);
+            heldAtEnd = 0;
+        }
+        else if (teacher is not null)
+        {
+            // GKD's chunks free their logits as they go; the teacher's forward and the supervised rows stay in the step's scope.
+            var gkdHeld = ObjectiveAccounting.GkdHeldBytes(layout, teacher, settings, trainingTokens);
+            logits = 0;
+            transient = ObjectiveAccounting.GkdTransientBytes(teacher, settings, trainingTokens);
+            held += gkdHeld;
+            heldAtEnd = held;
+        }
 
         MemoryBreakdown Breakdown(int layersKept, double perLayer, double extra)
         {
@@ -96,7 +124,7 @@ public static class TrainingEstimator
         // recomputation: a slight overestimate).
         var recomputedLayers = Math.Min(settings.CheckpointedLayers ?? config.NumLayers, config.NumLayers);
         var keptProducts = Math.Min(settings.LayersKeepingMlpProducts, recomputedLayers)
-                           * ActivationAccounting.KeptMlpProductBytesPerToken(layout, settings, targetLeaves) * tokens;
+                           * ActivationAccounting.KeptMlpProductBytesPerToken(layout, settings, targetLeaves) * trainingTokens;
         var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer,
             keptProducts + (recomputedLayers > 0 ? layer : 0));
 
@@ -104,8 +132,7 @@ public static class TrainingEstimator
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
         // Inference without autograd frees each op's inputs: about one layer's widest tensors live at once, plus the
         // fp32 logits of the last position per sequence.
-        var widest = 2.0 * config.HiddenSize + 2.0 * kvWidth + (layout.LayerNormBlocks ? 2 : 3) * (double)config.IntermediateSize;
-        var inferenceWorking = widest * tokens * b + settings.MicroBatchSize * (double)config.VocabSize * 4;
+        var inferenceWorking = ActivationAccounting.InferenceWorkingBytesPerToken(layout, settings) * tokens + settings.MicroBatchSize * (double)config.VocabSize * 4;
         var inference = baseWeights + kvCache + inferenceWorking + dequantizeTransient;
 
         var attentionWidth = layout.LayerNormBlocks ? config.HiddenSize : (double)config.NumHeads * config.HeadDim;
@@ -113,6 +140,7 @@ public static class TrainingEstimator
         var flopsPerToken = settings.IsFull
             ? 6.0 * layout.MatmulParameters + attentionFlops
             : 4.0 * layout.MatmulParameters + 6.0 * counts.Trainable + attentionFlops;
+        flopsPerToken += ObjectiveAccounting.ExtraForwardFlopsPerToken(layout, teacher, settings);
         double? flopsPerEpoch = settings.DatasetTokens is { } dataset ? flopsPerToken * dataset : null;
         var peak = settings.GradientCheckpointing ? checkpointed.PeakTraining : plain.PeakTraining;
         // Recomputing each layer's forward costs one more forward of the layers: 2·N (+ attention's forward third).
@@ -125,7 +153,7 @@ public static class TrainingEstimator
         {
             var utilization = settings.Utilization ?? device.DefaultUtilization;
             var rate = device.PeakFlops(b) * utilization;
-            var perStep = flopsForTime * tokens / rate;
+            var perStep = flopsForTime * trainingTokens / rate;
             double? perEpoch = settings.DatasetTokens is { } n ? flopsForTime * n / rate : null;
             bool? fits = device.MemoryGiB is { } gib ? peak <= gib * (1L << 30) : null;
             times.Add(new DeviceTime(device.Name, device.PeakFlops(b) / 1e12, utilization, perStep, perEpoch, fits, device.Source));
@@ -136,6 +164,7 @@ public static class TrainingEstimator
             "Memory counts what SharpTune's trainer allocates (AdamW: 2 fp32 states per trainable parameter, or 2 bytes + 8/256 with an 8-bit optim; fp32 master for bf16 trainable weights; LoRA weights fp32).",
             "GPU figures exclude the CUDA context and allocator caching (typically 0.5-1.5 GiB more).",
         };
+        if (settings.ObjectiveName != "sft") notes.Add(ObjectiveNote(settings, teacher));
         if (layout.LayerNormBlocks) notes.Add("GPT-2 and GPT-NeoX activations use the same accounting but were not checked against measured runs.");
         if (settings.Quantize is not null)
             notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
@@ -153,6 +182,27 @@ public static class TrainingEstimator
         return new TrainingEstimate(modelName, settings, counts, plain, checkpointed, inference, kvCache, flopsPerToken, flopsPerEpoch,
             times, notes);
     }
+
+    /// <summary>GKD's teacher layout from <see cref="EstimateSettings.Teacher"/>; its vocabulary must be the student's, as GkdRecipe checks.</summary>
+    private static ModelLayout LoadTeacherLayout(ModelConfig student, EstimateSettings settings)
+    {
+        var teacherConfig = LoadConfig(settings.Teacher!);
+        GkdRecipe.CheckVocabularies(student.VocabSize, teacherConfig.VocabSize, settings.Teacher!);
+        return ModelLayout.Of(teacherConfig);
+    }
+
+    private static string ObjectiveNote(EstimateSettings s, ModelLayout? teacher) => s.ObjectiveName switch
+    {
+        "dpo" => $"Objective dpo: {s.MicroBatchSize} pairs are {s.SequencesPerMicroBatch} sequences per forward; reference " +
+                 (!s.IsFull ? "the base with the adapter disabled (no extra weights; its no-grad forward keeps nothing)"
+                     : s.PrecomputeRefLogProbs ? "log-probs precomputed before training (no extra weights)"
+                     : "a frozen copy of the base (its weights counted)") + ".",
+        "gkd" => $"Objective gkd: the teacher {s.Teacher} ({teacher!.TotalParameters:N0} parameters, " +
+                 (s.TeacherQuantize is null ? $"in {s.Dtype}" : $"stored {s.TeacherQuantizationSettings()}") +
+                 ") is counted in the weights; its forward's hidden states are held through the loss, computed a chunk of rows at a time. " +
+                 "On-policy generation (lmbda > 0) runs before the step and is not counted.",
+        _ => $"Objective {s.ObjectiveName}: {s.MicroBatchSize} pairs are {s.SequencesPerMicroBatch} sequences per forward; no reference model.",
+    };
 
     private static IReadOnlyList<LinearLayerShape> SelectTargets(ModelLayout layout, EstimateSettings settings)
     {

@@ -2,6 +2,7 @@ using SharpTune.Models;
 using SharpTune.Peft.Lora;
 using SharpTune.Runtime;
 using SharpTune.Training;
+using SharpTune.Training.Objectives;
 using static TorchSharp.torch;
 
 namespace SharpTune.Advisors.Memory;
@@ -17,7 +18,10 @@ public sealed record MeasuredTrainingMemory(double PeakTrainingBytes, int Steps,
 /// Runs an estimate's settings for real on this machine, so the estimate can be checked where it will be used
 /// (<c>sharptune estimate --measure</c>): the model is built (from a config, random weights) or loaded (from a model
 /// folder, quantized as training loads it), the adapter injected, and a few AdamW steps with the trainer's own gradient
-/// accumulation and clipping run on random tokens. Meant for a fresh process: memory a process freed earlier and
+/// accumulation and clipping run on random tokens, through the objective's own code: SFT's loss, DPO, ORPO or SimPO on
+/// pairs of random rows (DPO's reference as DpoRecipe picks it), or GKD against the teacher of
+/// <see cref="EstimateSettings.Teacher"/> (loaded from its weights, quantized as training loads it, or built from its
+/// config with random weights). Meant for a fresh process: memory a process freed earlier and
 /// kept (allocators rarely give back every page) would be reused and hide part of the peak.
 /// </summary>
 public static class TrainingMemoryProbe
@@ -47,7 +51,12 @@ public static class TrainingMemoryProbe
             model.GradientCheckpointing = settings.GradientCheckpointing;
             model.CheckpointedLayers = settings.CheckpointedLayers;
             model.LayersKeepingMlpProducts = settings.LayersKeepingMlpProducts;
-            RunSteps(model, settings, steps);
+            using var teacher = settings.ObjectiveName == "gkd" ? LoadTeacher(config, settings, dtype) : null;
+            // DPO with full fine-tuning scores its reference on a frozen copy unless reference log-probs are precomputed (DpoRecipe).
+            using var referenceCopy = settings.ObjectiveName == "dpo" && settings.IsFull && !settings.PrecomputeRefLogProbs
+                ? (hasWeights ? PretrainedModel.Load(modelDir!, dtype) : ModelFactory.Create(config, dtype))
+                : null;
+            RunSteps(model, settings, steps, teacher, referenceCopy);
         }
         return new MeasuredTrainingMemory(ResidentMemory.PeakResident() - before, steps, NativeAllocator.Current);
     }
@@ -63,7 +72,57 @@ public static class TrainingMemoryProbe
         }
     }
 
-    private static void RunSteps(CausalLanguageModel model, EstimateSettings settings, int steps)
+    /// <summary>GKD's teacher as GkdRecipe loads it: from its folder's weights in the run's dtype (quantized per teacher_quantize), frozen.</summary>
+    private static CausalLanguageModel LoadTeacher(ModelConfig student, EstimateSettings settings, ScalarType dtype)
+    {
+        var source = settings.Teacher!;
+        var teacherConfig = TrainingEstimator.LoadConfig(source);
+        GkdRecipe.CheckVocabularies(student.VocabSize, teacherConfig.VocabSize, source);
+        var hasWeights = Directory.Exists(source) && Directory.EnumerateFiles(source, "*.safetensors").Any();
+        var quantization = settings.TeacherQuantizationSettings();
+        if (quantization is not null && !hasWeights)
+            throw new ArgumentException($"measuring a {settings.TeacherQuantize} teacher loads it as training does, from safetensors weights; found none in {source}");
+        var teacher = hasWeights ? PretrainedModel.Load(source, dtype, quantization: quantization) : ModelFactory.Create(teacherConfig, dtype);
+        foreach (var p in teacher.parameters()) p.requires_grad = false;
+        teacher.eval();
+        return teacher;
+    }
+
+    /// <summary>The objective training uses for the settings' objective (FineTuneJob's recipes), with their default hyperparameters.</summary>
+    private static ITrainingObjective Objective(EstimateSettings settings, LoraAdapter? adapter, CausalLanguageModel? teacher, CausalLanguageModel? referenceCopy) =>
+        settings.ObjectiveName switch
+        {
+            "dpo" => new DpoObjective(new DpoSettings(), adapter is not null ? DpoReference.AdapterDisabled(adapter)
+                : referenceCopy is not null ? DpoReference.FrozenModel(referenceCopy) : DpoReference.Precomputed),
+            "orpo" => new OrpoObjective(0.1),
+            "simpo" => new SimpoObjective(new SimpoSettings()),
+            "gkd" => new GkdObjective(teacher!, 0.5),
+            _ => new TokenObjective((m, b) => CausalLmLoss.Compute(m, b)),
+        };
+
+    /// <summary>A micro-batch of random tokens: plain rows, or for the preference objectives pairs of rows as PreferenceCollator lays them out.</summary>
+    private static TrainingBatch RandomBatch(EstimateSettings settings, int vocabSize)
+    {
+        int rows = settings.SequencesPerMicroBatch, seq = settings.SequenceLength, pairs = settings.MicroBatchSize;
+        var ids = randint(0, vocabSize, [rows, seq + 1], dtype: ScalarType.Int64);
+        var inputIds = ids.narrow(1, 0, seq).contiguous();
+        var targets = ids.narrow(1, 1, seq).contiguous();
+        if (!settings.IsPaired)
+            return new TrainingBatch
+            {
+                InputIds = inputIds, Targets = targets, Context = ForwardContext.Causal(rows, seq, CPU), SupervisedTokens = rows * seq, Tokens = rows * seq,
+            };
+        var precomputed = settings.PrecomputeRefLogProbs;
+        return new PreferenceBatch
+        {
+            InputIds = inputIds, Targets = targets, Context = ForwardContext.Causal(rows, seq, CPU), SupervisedTokens = rows * seq, Tokens = rows * seq,
+            LossUnits = pairs, Pairs = pairs, CompletionLengths = full(rows, (float)seq),
+            ReferenceChosen = precomputed ? randn(pairs) : null, ReferenceRejected = precomputed ? randn(pairs) : null,
+        };
+    }
+
+    private static void RunSteps(CausalLanguageModel model, EstimateSettings settings, int steps,
+        CausalLanguageModel? teacher = null, CausalLanguageModel? referenceCopy = null)
     {
         manual_seed(3);
         LoraAdapter? adapter = null;
@@ -79,18 +138,12 @@ public static class TrainingMemoryProbe
         var trainable = adapter?.TrainableParameters ?? model.named_parameters().Select(p => (p.name, p.parameter)).ToArray();
         model.train();
         using var optimizer = AdamWOptimizer.Create(settings.Optim, trainable.Select(t => (t.Name, t.Parameter, 0.0, 1.0)));
-        int batch = settings.MicroBatchSize, seq = settings.SequenceLength;
+        var objective = Objective(settings, adapter, teacher, referenceCopy);
         for (var step = 0; step < steps; step++)
         {
             using (NewDisposeScope())
             {
-                var ids = randint(0, model.Config.VocabSize, [batch, seq + 1], dtype: ScalarType.Int64);
-                var tokens = new TrainingBatch
-                {
-                    InputIds = ids.narrow(1, 0, seq).contiguous(), Targets = ids.narrow(1, 1, seq).contiguous(),
-                    Context = ForwardContext.Causal(batch, seq, CPU), SupervisedTokens = batch * seq, Tokens = batch * seq,
-                };
-                Trainer.AccumulateGradients(model, (m, b) => CausalLmLoss.Compute(m, b), [tokens]);
+                Trainer.AccumulateGradients(model, objective, [RandomBatch(settings, model.Config.VocabSize)]);
                 nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), 1.0);
             }
             optimizer.Step(1e-4);

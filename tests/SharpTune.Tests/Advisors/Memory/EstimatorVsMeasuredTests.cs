@@ -95,6 +95,56 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
             $"{method} {dtype}: estimated {predicted / 1e6:F1} MB vs measured {measured / 1e6:F1} MB ({error:P1}, tolerance {Tolerance:P0})");
     }
 
+    // A GKD teacher larger than the student (6 layers, d 512, GQA 8/2 heads, ffn 1536) with the student's vocabulary.
+    private static JsonObject TeacherConfig() => new()
+    {
+        ["architectures"] = new JsonArray("LlamaForCausalLM"), ["model_type"] = "llama", ["vocab_size"] = 4096,
+        ["hidden_size"] = 512, ["intermediate_size"] = 1536, ["num_hidden_layers"] = 6, ["num_attention_heads"] = 8,
+        ["num_key_value_heads"] = 2, ["max_position_embeddings"] = 256, ["tie_word_embeddings"] = false,
+    };
+
+    /// <summary>
+    /// The DPO and GKD accounting against real steps of those objectives (DpoObjective with the reference DpoRecipe picks,
+    /// GkdObjective against a loaded teacher), measured as the SFT cases are. DPO's batch is 2 pairs: 4 rows of 256.
+    /// </summary>
+    [ProcessMemoryTheory]
+    [InlineData("dpo", "lora", "bf16", null)]      // reference: the adapter disabled
+    [InlineData("dpo", "full", "f32", null)]       // reference: a frozen copy of the weights
+    [InlineData("gkd", "lora", "bf16", null)]
+    [InlineData("gkd", "full", "f32", null)]
+    [InlineData("gkd", "lora", "bf16", "nf4")]     // the teacher loaded quantized from its weights, as training loads it
+    public void EstimatedPeakOfAnObjectiveMatchesMeasuredPeak(string objective, string method, string dtype, string? teacherQuantize)
+    {
+        using var folder = new TempDir();
+        var configFile = Path.Combine(folder.Path, "config.json");
+        File.WriteAllText(configFile, Config().ToJsonString());
+        string[] extra = ["--batch", "2"];
+        if (objective == "gkd")
+        {
+            var teacherDir = Path.Combine(folder.Path, "teacher");
+            Directory.CreateDirectory(teacherDir);
+            if (teacherQuantize is null) File.WriteAllText(Path.Combine(teacherDir, "config.json"), TeacherConfig().ToJsonString());
+            else
+            {
+                SharpTune.Runtime.TorchRuntime.EnsureInitialised();
+                using var teacher = ModelFactory.Create(ModelConfig.FromJson(TeacherConfig()), ScalarType.BFloat16);
+                PretrainedModel.Save(teacher, teacherDir);
+            }
+            extra = ["--batch", "4", "--teacher", teacherDir, .. teacherQuantize is null ? Array.Empty<string>() : ["--teacher-quantize", teacherQuantize]];
+        }
+        var (code, stdout, stderr) = SharpTuneCli.Run(LiveBytesAllocator, ["estimate", "--config", configFile, "--objective", objective, "--method", method,
+            "--dtype", dtype, "--seq", "256", .. extra, "--lora-r", "8", "--lora-dropout", "0", "--target-modules", "q_proj,v_proj", "--measure", "--json"]);
+        Assert.True(code == 0, $"sharptune estimate --measure failed: {stderr}");
+        var result = JsonNode.Parse(stdout)!;
+        var predicted = result["training"]!["peak_training"]!.GetValue<double>();
+        var measured = result["measured"]!["peak_training_bytes"]!.GetValue<double>();
+        var error = (predicted - measured) / measured;
+        output.WriteLine($"{objective} {method} {dtype} {teacherQuantize} ({result["measured"]!["allocator"]}): estimated {predicted / 1e6:F1} MB, " +
+                         $"measured {measured / 1e6:F1} MB, error {error:P1}");
+        Assert.True(Math.Abs(error) < Tolerance,
+            $"{objective} {method} {dtype}: estimated {predicted / 1e6:F1} MB vs measured {measured / 1e6:F1} MB ({error:P1}, tolerance {Tolerance:P0})");
+    }
+
     [ProcessMemoryTheory]
     [InlineData("nf4")]
     public void MeasuringAQuantizedBaseWithoutWeightsNamesWhatIsMissing(string quantize)

@@ -1,0 +1,150 @@
+using System.Text.Json.Nodes;
+using SharpTune.Advisors.Memory;
+using SharpTune.Models;
+using SharpTune.Tests.Support;
+
+namespace SharpTune.Tests.Advisors.Memory;
+
+/// <summary>The terms the DPO-family and GKD objectives add to the estimate, against byte counts worked by hand.</summary>
+public class ObjectiveEstimateTests
+{
+    // A 2-layer Llama: d 64, 4 heads of 16 (no GQA), ffn 128, vocab 256, untied head.
+    private static JsonObject SmallConfig(int layers = 2, int hidden = 64) => new()
+    {
+        ["architectures"] = new JsonArray("LlamaForCausalLM"), ["model_type"] = "llama", ["vocab_size"] = 256,
+        ["hidden_size"] = hidden, ["intermediate_size"] = 128, ["num_hidden_layers"] = layers, ["num_attention_heads"] = 4,
+        ["num_key_value_heads"] = 4, ["max_position_embeddings"] = 256, ["tie_word_embeddings"] = false,
+    };
+
+    // Per layer q, k, v, o (4·64·64) + gate, up, down (3·64·128) + two RMSNorms (2·64); embeddings and head 256·64 each; final norm 64.
+    private const long SmallParameters = 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 2 * 256 * 64 + 64;
+
+    private static EstimateSettings Settings(string method, string dtype) =>
+        new() { Method = method, Dtype = dtype, SequenceLength = 32, MicroBatchSize = 3, LoraDropout = 0, TargetModules = "q_proj,v_proj" };
+
+    [Fact]
+    public void TheHandCountedParametersAreTheBuiltModels()
+    {
+        SharpTune.Runtime.TorchRuntime.EnsureInitialised();
+        using var model = ModelFactory.Create(ModelConfig.FromJson(SmallConfig()), TorchSharp.torch.ScalarType.Float32);
+        Assert.Equal(SmallParameters, model.parameters().Sum(p => p.numel()));
+    }
+
+    [Theory]
+    [InlineData("lora", "bf16")]
+    [InlineData("full", "f32")]
+    public void DpoRunsChosenAndRejectedRowsInOneForwardAndKeepsOnlyTheLogSoftmax(string method, string dtype)
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Settings(method, dtype);
+        var dpo = TrainingEstimator.Estimate(config, settings with { Objective = "dpo", PrecomputeRefLogProbs = method == "full" }).Training;
+        // SFT over the same 2·3 rows: the layers keep the same; only the loss differs.
+        var sftTwice = TrainingEstimator.Estimate(config, settings with { MicroBatchSize = 6 }).Training;
+        Assert.Equal(sftTwice.Activations - sftTwice.Logits, dpo.Activations - dpo.Logits, 1e-6);
+        Assert.Equal(4.0 * 256 * (2 * 3 * 32), dpo.Logits);   // fp32 log-softmax of every token of the 6 rows
+        Assert.Equal(sftTwice.Weights, dpo.Weights);          // adapter disabled, or precomputed: no reference weights
+    }
+
+    [Theory]
+    [InlineData("f32", 4)]
+    [InlineData("bf16", 2)]
+    public void DpoWithFullFineTuningCountsAFrozenCopyUnlessReferenceLogProbsArePrecomputed(string dtype, int bytes)
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Settings("full", dtype) with { Objective = "dpo" };
+        var onTheFly = TrainingEstimator.Estimate(config, settings).Training;
+        var precomputed = TrainingEstimator.Estimate(config, settings with { PrecomputeRefLogProbs = true }).Training;
+        Assert.Equal((double)SmallParameters * bytes, onTheFly.Weights - precomputed.Weights);
+        Assert.Equal(onTheFly.PeakTraining - precomputed.PeakTraining, (double)SmallParameters * bytes, 1e-6);
+        // ORPO and SimPO have no reference at all.
+        Assert.Equal(precomputed.Weights, TrainingEstimator.Estimate(config, settings with { Objective = "orpo" }).Training.Weights);
+        Assert.Equal(precomputed.Weights, TrainingEstimator.Estimate(config, settings with { Objective = "simpo" }).Training.Weights);
+    }
+
+    [Theory]
+    [InlineData("f32", 4)]
+    [InlineData("bf16", 2)]
+    public void GkdCountsTheTeachersWeightsInTheRunsDtypeAndItsHeldHiddenStates(string dtype, int b)
+    {
+        using var dir = new TempDir();
+        // The teacher: 3 layers, d 96 (same vocabulary).
+        File.WriteAllText(Path.Combine(dir.Path, "config.json"), SmallConfig(layers: 3, hidden: 96).ToJsonString());
+        const long teacherParameters = 3 * (4 * 96 * 96 + 3 * 96 * 128 + 2 * 96) + 2 * 256 * 96 + 96;
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Settings("lora", dtype);
+        var sft = TrainingEstimator.Estimate(config, settings).Training;
+        var gkd = TrainingEstimator.Estimate(config, settings with { Objective = "gkd", Teacher = dir.Path }).Training;
+        Assert.Equal((double)teacherParameters * b, gkd.Weights - sft.Weights);
+
+        // Held until the step ends, per token: the teacher's 3 layer outputs, embeddings and final hidden ((3 + 2)·96·b),
+        // its final norm (an fp32 copy when b = 2, and its output: (4 if bf16)·96 + 96·b), the teacher's supervised rows
+        // (96·b) and the student's rows and their gradient (2·64·b).
+        const long tokens = 3 * 32;
+        var perToken = 5.0 * 96 * b + (b == 2 ? 4 * 96 : 0) + 96 * b + 96 * b + 2 * 64 * b;
+        Assert.Equal(sft.Activations - sft.Logits + perToken * tokens, gkd.Activations, 1e-6);
+        Assert.Equal(0, gkd.Logits);   // the loss's chunks free their logits as they go
+    }
+
+    [Theory]
+    [InlineData("nf4")]
+    [InlineData("int8")]
+    public void AQuantizedTeacherCountsWhatTheQuantizedLoaderHolds(string quantize)
+    {
+        using var dir = new TempDir();
+        using (var source = TestModels.Create("llama")) PretrainedModel.Save(source, dir.Path);
+        var config = ModelConfig.Load(dir.Path);
+        var settings = new EstimateSettings { Method = "lora", Dtype = "bf16", SequenceLength = 16, MicroBatchSize = 1, Objective = "gkd", Teacher = dir.Path };
+        var plain = TrainingEstimator.Estimate(config, settings).Training;
+        var quantized = TrainingEstimator.Estimate(config, settings with { TeacherQuantize = quantize }).Training;
+        // The teacher's weights as GkdRecipe loads them: teacher_quantize in the run's compute dtype, as --quantize's accounting counts it.
+        using var loaded = PretrainedModel.Load(dir.Path, quantization: new SharpTune.Training.GkdSettings(dir.Path, 0, 0.5, 0.9, 8, false,
+            SharpTune.Quantization.QuantizationOptions.ParseType(quantize)).TeacherQuantization(TorchSharp.torch.ScalarType.BFloat16));
+        var teacherBytes = (double)SharpTune.Quantization.QuantizationReport.Of(loaded).TotalBytes;
+        var unquantizedTeacher = (double)ModelLayout.Of(config).TotalParameters * 2;
+        Assert.Equal(teacherBytes - unquantizedTeacher, quantized.Weights - plain.Weights, 1.0);
+    }
+
+    [Theory]
+    [InlineData("grpo", "generates completions")]
+    [InlineData("rloo", "generates completions")]
+    [InlineData("online-dpo", "generates completions")]
+    [InlineData("kto", "KL rows")]
+    public void ObjectivesNotEstimatedAreRefusedByName(string objective, string reason)
+    {
+        var e = Assert.Throws<ArgumentException>(() =>
+            TrainingEstimator.Estimate(ModelConfig.FromJson(SmallConfig()), Settings("lora", "f32") with { Objective = objective }));
+        Assert.Contains($"objective {objective} is not estimated", e.Message);
+        Assert.Contains(reason, e.Message);
+    }
+
+    [Fact]
+    public void TheCommandRefusesAnObjectiveItDoesNotEstimateRatherThanEstimatingSft()
+    {
+        using var dir = new TempDir();
+        var configFile = Path.Combine(dir.Path, "config.json");
+        File.WriteAllText(configFile, SmallConfig().ToJsonString());
+        var (code, stdout, stderr) = SharpTune.Tests.Serving.SharpTuneCli.Run("estimate", "--config", configFile, "--objective", "rloo");
+        Assert.Equal(1, code);
+        Assert.Contains("objective rloo is not estimated", stderr);
+        Assert.Equal("", stdout);
+        (code, stdout, stderr) = SharpTune.Tests.Serving.SharpTuneCli.Run("estimate", "--config", configFile, "--objective", "dpo", "--batch", "2", "--json");
+        Assert.True(code == 0, stderr);
+        Assert.Equal("dpo", System.Text.Json.Nodes.JsonNode.Parse(stdout)!["settings"]!["objective"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void GkdNeedsATeacherWithTheStudentsVocabulary()
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Settings("lora", "f32") with { Objective = "gkd" };
+        Assert.Contains("--teacher DIR", Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config, settings)).Message);
+        using var dir = new TempDir();
+        var other = SmallConfig();
+        other["vocab_size"] = 512;
+        File.WriteAllText(Path.Combine(dir.Path, "config.json"), other.ToJsonString());
+        var e = Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config, settings with { Teacher = dir.Path }));
+        Assert.Contains("vocab_size 512", e.Message);
+        Assert.Contains("only read by objective gkd",
+            Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config, Settings("lora", "f32") with { Objective = "dpo", Teacher = dir.Path })).Message);
+    }
+}
