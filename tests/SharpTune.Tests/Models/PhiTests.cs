@@ -362,15 +362,27 @@ public class PhiTests
         Assert.Equal(96, model.Config.VocabSize);
     }
 
-    /// <summary>GGUF export and the memory estimator do not cover Phi-1/2: both refuse it by name, before any work.</summary>
-    [Fact]
-    public void GgufExportAndTheEstimatorRefuseItByName()
+    /// <summary>
+    /// GGUF export writes Phi-1/2 as llama.cpp's phi2 (GgufPhiTests runs the files in llama.cpp) except with
+    /// qk_layernorm, which it refuses by name before any work; the memory estimator lays it out, tied or not, with or
+    /// without the q/k LayerNorms, counting every parameter of the built model.
+    /// </summary>
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void GgufExportAndTheEstimatorCoverIt(bool tied, bool qkLayerNorm)
     {
-        var config = ModelConfig.FromJson(TestModels.PhiConfigJson());
-        var refused = Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(config));
-        Assert.Contains("GGUF export does not support architecture 'PhiForCausalLM'", refused.Message);
-        var estimate = Assert.Throws<NotSupportedException>(() => SharpTune.Advisors.Memory.ModelLayout.Of(config));
-        Assert.StartsWith("architecture 'PhiForCausalLM' is not supported by the estimator", estimate.Message);
+        var config = ModelConfig.FromJson(TestModels.With(TestModels.PhiConfigJson(tied: tied), new JsonObject { ["qk_layernorm"] = qkLayerNorm }));
+        var gguf = GgufArchitecture.For(config);
+        Assert.Equal("phi2", gguf.Name);
+        if (qkLayerNorm)
+            Assert.StartsWith("PhiForCausalLM: qk_layernorm has no llama.cpp phi2 equivalent", Assert.Throws<NotSupportedException>(() => gguf.Check(config)).Message);
+        else
+            Assert.Empty(gguf.Check(config));
+        using var model = ModelFactory.Create(config);
+        Assert.Equal(model.parameters().Sum(p => p.numel()), SharpTune.Advisors.Memory.ModelLayout.Of(config).TotalParameters);
     }
 
     /// <summary>PEFT's defaults for phi (huggingface/peft@5d602fdb src/peft/utils/constants.py).</summary>
