@@ -242,26 +242,4 @@ public class GgufGptNeoXTests
         }
         RunAll(items);
     }
-
-    private static JsonObject Float32(JsonObject job)
-    {
-        job["float32"] = true;
-        return job;
-    }
-
-    /// <summary>Runs every job in one llama.cpp process, then every check, reporting all failures together.</summary>
-    private static void RunAll(List<(JsonObject Job, Action<JsonObject> Check)> items)
-    {
-        var results = LlamaCppRuntime.Run(items.Select(i => i.Job));
-        var failures = new List<string>();
-        for (var i = 0; i < items.Count; i++)
-        {
-            try { items[i].Check(results[i]); }
-            catch (Xunit.Sdk.XunitException e) { failures.Add(e.Message); }
-        }
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
-    }
-
-    private static void AssertSameIds(string what, int[] expected, int[] actual) =>
-        Assert.True(expected.SequenceEqual(actual), $"{what}: llama.cpp {string.Join(' ', actual)}\n  expected {string.Join(' ', expected)}");
 }

@@ -35,4 +35,27 @@ public static class GgufTestSupport
 
     public static GgufExportReport ExportModel(string modelDir, string output, GgufExportType type, string? adapterDir = null) =>
         GgufExporter.Export(new GgufExportOptions { ModelDir = modelDir, OutputPath = output, Type = type, AdapterDir = adapterDir });
+
+    /// <summary>A llama.cpp job run with a float32 KV cache and attention, for comparisons with float32/float64 references.</summary>
+    public static JsonObject Float32(JsonObject job)
+    {
+        job["float32"] = true;
+        return job;
+    }
+
+    /// <summary>Runs every job in one llama.cpp process, then every check, reporting all failures together.</summary>
+    public static void RunAll(List<(JsonObject Job, Action<JsonObject> Check)> items)
+    {
+        var results = LlamaCppRuntime.Run(items.Select(i => i.Job));
+        var failures = new List<string>();
+        for (var i = 0; i < items.Count; i++)
+        {
+            try { items[i].Check(results[i]); }
+            catch (Xunit.Sdk.XunitException e) { failures.Add(e.Message); }
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    public static void AssertSameIds(string what, int[] expected, int[] actual) =>
+        Assert.True(expected.SequenceEqual(actual), $"{what}: llama.cpp {string.Join(' ', actual)}\n  expected {string.Join(' ', expected)}");
 }

@@ -13,8 +13,8 @@ namespace SharpTune.Tests.Models;
 /// <summary>
 /// Phi-1 / Phi-1.5 / Phi-2 (PhiForCausalLM) against transformers' definitions (huggingface/transformers
 /// src/transformers/models/phi/modular_phi.py @b39782da, modeling_phi.py @0faeaf39 for the lm_head with its bias, and
-/// configuration_phi.py). The checkpoints under Fixtures/phi_qk_layernorm and phi_tied_gqa and their EXPECTED.json come
-/// from Fixtures/make_phi_reference.py: that model written out in plain PyTorch (float64 on float32 weights) — the
+/// configuration_phi.py). The checkpoints under Fixtures/phi_qk_layernorm, phi_tied_gqa and phi_untied_mha and their
+/// EXPECTED.json come from Fixtures/make_phi_reference.py: that model written out in plain PyTorch (float64 on float32 weights) — the
 /// parallel block, per-head qk_layernorm, partial rotary, grouped key/value heads, gelu_new, the biased (and tied) head.
 /// </summary>
 public class PhiTests
@@ -24,6 +24,7 @@ public class PhiTests
     [Theory]
     [InlineData("phi_qk_layernorm")]
     [InlineData("phi_tied_gqa")]
+    [InlineData("phi_untied_mha")]
     public void LogitsMatchTheReferenceWithin1e5(string name)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
@@ -48,6 +49,7 @@ public class PhiTests
     [Theory]
     [InlineData("phi_qk_layernorm")]
     [InlineData("phi_tied_gqa")]
+    [InlineData("phi_untied_mha")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
@@ -66,11 +68,12 @@ public class PhiTests
     /// Every cached step — the prompt's prefill, then one token at a time along the reference's greedy continuation —
     /// gives the reference's logits at that position (EXPECTED.json step_logits), with the decode shortcuts on and off:
     /// qk_layernorm and 8 of 16 dims rotating on one fixture, 2 query heads of 32 over 1 key/value head with 24 rotating
-    /// dims and a tied, biased head on the other.
+    /// dims and a tied, biased head on another, 4 heads of 16 rotating 6 dims (phi-2's 0.4) on the third.
     /// </summary>
     [Theory]
     [InlineData("phi_qk_layernorm", 16, 8)]
     [InlineData("phi_tied_gqa", 32, 24)]
+    [InlineData("phi_untied_mha", 16, 6)]
     public void EveryCachedDecodeStepMatchesTheReference(string name, int headDim, int rotaryDim)
     {
         var folder = Fixture(name);
@@ -362,15 +365,27 @@ public class PhiTests
         Assert.Equal(96, model.Config.VocabSize);
     }
 
-    /// <summary>GGUF export and the memory estimator do not cover Phi-1/2: both refuse it by name, before any work.</summary>
-    [Fact]
-    public void GgufExportAndTheEstimatorRefuseItByName()
+    /// <summary>
+    /// GGUF export writes Phi-1/2 as llama.cpp's phi2 (GgufPhiTests runs the files in llama.cpp) except with
+    /// qk_layernorm, which it refuses by name before any work; the memory estimator lays it out, tied or not, with or
+    /// without the q/k LayerNorms, counting every parameter of the built model.
+    /// </summary>
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void GgufExportAndTheEstimatorCoverIt(bool tied, bool qkLayerNorm)
     {
-        var config = ModelConfig.FromJson(TestModels.PhiConfigJson());
-        var refused = Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(config));
-        Assert.Contains("GGUF export does not support architecture 'PhiForCausalLM'", refused.Message);
-        var estimate = Assert.Throws<NotSupportedException>(() => SharpTune.Advisors.Memory.ModelLayout.Of(config));
-        Assert.StartsWith("architecture 'PhiForCausalLM' is not supported by the estimator", estimate.Message);
+        var config = ModelConfig.FromJson(TestModels.With(TestModels.PhiConfigJson(tied: tied), new JsonObject { ["qk_layernorm"] = qkLayerNorm }));
+        var gguf = GgufArchitecture.For(config);
+        Assert.Equal("phi2", gguf.Name);
+        if (qkLayerNorm)
+            Assert.StartsWith("PhiForCausalLM: qk_layernorm has no llama.cpp phi2 equivalent", Assert.Throws<NotSupportedException>(() => gguf.Check(config)).Message);
+        else
+            Assert.Empty(gguf.Check(config));
+        using var model = ModelFactory.Create(config);
+        Assert.Equal(model.parameters().Sum(p => p.numel()), SharpTune.Advisors.Memory.ModelLayout.Of(config).TotalParameters);
     }
 
     /// <summary>PEFT's defaults for phi (huggingface/peft@5d602fdb src/peft/utils/constants.py).</summary>

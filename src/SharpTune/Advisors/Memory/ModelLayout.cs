@@ -15,9 +15,9 @@ public sealed record LinearLayerShape(string Path, long InFeatures, long OutFeat
 /// <summary>
 /// The parameter shapes of an architecture computed from its config alone, with the module paths the model classes
 /// register (so target_modules select the same layers here as on a loaded model), without building any tensor.
-/// <paramref name="LayerNormBlocks"/> marks GPT-2 and GPT-NeoX blocks: LayerNorms with biases, one fused multi-head
-/// q/k/v projection and a two-matrix GELU MLP, which the activation accounting counts apart from the RMSNorm/SwiGLU
-/// decoders.
+/// <paramref name="LayerNormBlocks"/> marks GPT-2, GPT-NeoX and Phi-1/2 blocks: LayerNorms with biases, multi-head q/k/v
+/// projections (fused, or Phi's three) and a two-matrix GELU MLP, which the activation accounting counts apart from the
+/// RMSNorm/SwiGLU decoders.
 /// </summary>
 public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerShape> Linears, long OtherParameters, bool LayerNormBlocks)
 {
@@ -49,6 +49,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         "Phi3ForCausalLM" => Phi3(config),
         "GPT2LMHeadModel" => Gpt2(config),
         "GPTNeoXForCausalLM" => GptNeoX(config),
+        "PhiForCausalLM" => Phi(config),
         _ => throw new NotSupportedException(
             $"architecture '{config.Architecture}' is not supported by the estimator; supported: {string.Join(", ", [.. LlamaLayouts, .. OwnLayouts])}"),
     };
@@ -60,7 +61,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         "Olmo2ForCausalLM", "GemmaForCausalLM", "Qwen3MoeForCausalLM", "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
     ];
 
-    private static readonly string[] OwnLayouts = ["Phi3ForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM"];
+    private static readonly string[] OwnLayouts = ["Phi3ForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM", "PhiForCausalLM"];
 
     private static ModelLayout Llama(ModelConfig c)
     {
@@ -156,6 +157,30 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         }
         if (!c.TieWordEmbeddings) linears.Add(new("embed_out", d, c.VocabSize, false));
         var other = (long)c.VocabSize * d + (4L * c.NumLayers + 2) * d;
+        return new ModelLayout(c, linears, other, LayerNormBlocks: true);
+    }
+
+    // Phi-1/1.5/2 (modular_phi.py, modeling_phi.py): q_proj, k_proj and v_proj (k and v num_key_value_heads wide), dense,
+    // fc1 and fc2, all with biases; one input_layernorm (weight and bias) a layer, with qk_layernorm a per-head
+    // q_layernorm and k_layernorm (weight and bias, head_dim wide) too, and final_layernorm; lm_head with a bias, or when
+    // tied only that bias (the weight is embed_tokens'); no learned positions (RoPE).
+    private static ModelLayout Phi(ModelConfig c)
+    {
+        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, ffn = c.IntermediateSize;
+        var linears = new List<LinearLayerShape>();
+        for (var i = 0; i < c.NumLayers; i++)
+        {
+            var p = $"model.layers.{i}";
+            linears.Add(new($"{p}.self_attn.q_proj", d, attention, true));
+            linears.Add(new($"{p}.self_attn.k_proj", d, kv, true));
+            linears.Add(new($"{p}.self_attn.v_proj", d, kv, true));
+            linears.Add(new($"{p}.self_attn.dense", attention, d, true));
+            linears.Add(new($"{p}.mlp.fc1", d, ffn, true));
+            linears.Add(new($"{p}.mlp.fc2", ffn, d, true));
+        }
+        if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, true));
+        var qkNorms = c.QkLayerNorm ? 4L * c.HeadDim * c.NumLayers : 0;
+        var other = (long)c.VocabSize * d + (2L * c.NumLayers + 2) * d + qkNorms + (c.TieWordEmbeddings ? c.VocabSize : 0);
         return new ModelLayout(c, linears, other, LayerNormBlocks: true);
     }
 }

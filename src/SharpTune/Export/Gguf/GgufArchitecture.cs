@@ -51,6 +51,7 @@ internal abstract class GgufArchitecture
         ["Phi3ForCausalLM"] = () => new Phi3Gguf(),
         ["GPT2LMHeadModel"] = () => new Gpt2Gguf(),
         ["GPTNeoXForCausalLM"] = () => new GptNeoXGguf(),
+        ["PhiForCausalLM"] = () => new PhiGguf(),
     };
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Registry.Keys;
@@ -61,6 +62,27 @@ internal abstract class GgufArchitecture
                 $"GGUF export does not support architecture '{config.Architecture}'; supported: {string.Join(", ", Registry.Keys)}");
 
     protected static void Add(List<KeyValuePair<string, GgufValue>> metadata, string key, GgufValue value) => metadata.Add(new(key, value));
+
+    /// <summary>
+    /// tokenizer.ggml.add_bos_token as the converter's model class sets it in set_gguf_parameters, for when the tokenizer
+    /// files say nothing (the converter's set_vocab runs after it, so theirs wins); null where the class sets none.
+    /// </summary>
+    public virtual bool? AddBosTokenUnlessTokenizerSays => null;
+
+    /// <summary>
+    /// For llama.cpp graphs whose MLP applies ggml's GELU, the tanh approximation: another activation is refused (it
+    /// would compute another model); the exact GELU (hidden_act "gelu") is warned, since it differs by at most 5e-4.
+    /// </summary>
+    protected IReadOnlyList<string> CheckTanhGelu(ModelConfig config)
+    {
+        if (config.HiddenAct is not ("gelu" or "gelu_new" or "gelu_fast" or "gelu_pytorch_tanh"))
+            throw new NotSupportedException(
+                $"{config.Architecture}: hidden_act '{config.HiddenAct}' has no llama.cpp {Name} equivalent (its MLP applies the tanh-approximated GELU)");
+        return config.HiddenAct == "gelu"
+            ? [$"llama.cpp's {Name} uses the tanh-approximated GELU where the config's hidden_act \"gelu\" is the exact one; " +
+               "the two differ by at most 5e-4 per activation"]
+            : [];
+    }
 
     /// <summary>The hyper-parameters every RMSNorm decoder writes (the converter's TextModel.set_gguf_parameters).</summary>
     protected void AddDecoderHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)

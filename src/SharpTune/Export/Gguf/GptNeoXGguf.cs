@@ -36,14 +36,7 @@ internal sealed class GptNeoXGguf : GgufArchitecture
         if (config.RopeScaling is { Type: not "default" } scaling)
             throw new NotSupportedException(
                 $"{config.Architecture}: rope_scaling '{scaling.Type}' has no llama.cpp gptneox equivalent (the converter writes no RoPE scaling for it)");
-        // llama.cpp's gptneox MLP applies ggml's GELU, the tanh approximation; another activation would compute another model.
-        if (config.HiddenAct is not ("gelu" or "gelu_new" or "gelu_fast" or "gelu_pytorch_tanh"))
-            throw new NotSupportedException(
-                $"{config.Architecture}: hidden_act '{config.HiddenAct}' has no llama.cpp gptneox equivalent (its MLP applies the tanh-approximated GELU)");
-        return config.HiddenAct == "gelu"
-            ? ["llama.cpp's gptneox uses the tanh-approximated GELU where the config's hidden_act \"gelu\" is the exact one; " +
-               "the two differ by at most 5e-4 per activation"]
-            : [];
+        return CheckTanhGelu(config);
     }
 
     public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)

@@ -63,6 +63,33 @@ public class TrainingEstimatorTests
             estimate.KvCacheBytes);
     }
 
+    /// <summary>
+    /// Phi-1/2's layout (q/k/v/dense, fc1/fc2 all with biases, one biased input LayerNorm a layer, the per-head q/k
+    /// LayerNorms with qk_layernorm, final_layernorm, lm_head with its bias or, tied, the bias alone) counts every
+    /// parameter of the reference fixtures, and LoRA on PEFT's phi defaults (q_proj, v_proj, fc1, fc2) and on every linear
+    /// layer (lm_head left out) as many as the adapter has, grouped key/value heads included.
+    /// </summary>
+    [Theory]
+    [InlineData("phi_qk_layernorm")]
+    [InlineData("phi_tied_gqa")]     // tied head with its own bias; 1 key/value head of 2
+    [InlineData("phi_untied_mha")]
+    public void PhiLayoutCountsEveryParameterOfTheFixtureModels(string fixture)
+    {
+        var folder = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", fixture);
+        foreach (var targets in new string?[] { null, "all-linear" })
+        {
+            using var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32);
+            var total = model.parameters().Sum(p => p.numel());
+            Assert.Equal(total, ModelLayout.Of(model.Config).TotalParameters);
+            var counts = TrainingEstimator.CountParameters(model.Config, new EstimateSettings { Method = "lora", LoraR = 4, TargetModules = targets });
+            var adapter = new LoraAdapter(new LoraConfig { R = 4, TargetModules = SharpTune.Training.FineTuningMethods.ParseTargets(targets) });
+            adapter.Inject(model);
+            Assert.Equal(targets is null ? 4 * model.Config.NumLayers : 6 * model.Config.NumLayers, adapter.Layers.Count);
+            Assert.Equal(adapter.TrainableParameters.Sum(p => p.Parameter.numel()), counts.Trainable);
+            Assert.Equal(total + counts.Trainable, counts.Total);
+        }
+    }
+
     [Fact]
     public void LoraCountsMatchPeftsPublishedPrintoutForLlama2_7B()
     {

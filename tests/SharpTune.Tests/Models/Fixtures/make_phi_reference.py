@@ -20,11 +20,14 @@ phi_qk_layernorm: 2 layers, 2 heads of 16, qk_layernorm, partial_rotary_factor 0
 rope_parameters, untied lm_head, resid_pdrop/embd_pdrop 0.1 (inactive at inference).
 phi_tied_gqa: 1 layer, 2 query heads of 32 sharing 1 key/value head, partial_rotary_factor 0.75 and rope_theta at the
 top level (transformers 4's config.json form), tied embeddings with lm_head.bias, no lm_head.weight in the file.
+phi_untied_mha: phi-2's shape in small — 2 layers, 4 heads of 16 with as many key/value heads, intermediate_size
+4 x hidden_size, partial_rotary_factor 0.4 (6 of 16 dims) at the top level, no qk_layernorm, untied lm_head with its
+bias: the form llama.cpp's phi2 runs as the converter writes it.
 Each EXPECTED.json holds, per prompt, the last-position logits, 8 greedy ids, and the logits at every position from
 the prompt's last to the one before the last greedy token (what each cached decode step must give).
 
-Run: /usr/bin/python3 make_phi_reference.py (needs Debian's python3-torch); writes phi_qk_layernorm/ and phi_tied_gqa/
-beside this script.
+Run: /usr/bin/python3 make_phi_reference.py (needs Debian's python3-torch); writes phi_qk_layernorm/, phi_tied_gqa/ and
+phi_untied_mha/ beside this script.
 """
 import json
 import math
@@ -79,6 +82,29 @@ def tied_gqa_config():
         "partial_rotary_factor": 0.75,
         "rope_theta": 500.0,
         "tie_word_embeddings": True,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": "float32",
+    }
+
+
+def untied_mha_config():
+    return {
+        "architectures": ["PhiForCausalLM"],
+        "model_type": "phi",
+        "vocab_size": 64,
+        "hidden_size": 64,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "hidden_act": "gelu_new",
+        "max_position_embeddings": 256,
+        "layer_norm_eps": 1e-5,
+        "partial_rotary_factor": 0.4,
+        "rope_theta": 10000.0,
+        "qk_layernorm": False,
+        "tie_word_embeddings": False,
         "bos_token_id": 1,
         "eos_token_id": 2,
         "torch_dtype": "float32",
@@ -198,7 +224,8 @@ def forward(cfg, w, ids):
 
 
 def main():
-    for name, cfg, seed in [("phi_qk_layernorm", qk_layernorm_config(), 1357), ("phi_tied_gqa", tied_gqa_config(), 8642)]:
+    for name, cfg, seed in [("phi_qk_layernorm", qk_layernorm_config(), 1357), ("phi_tied_gqa", tied_gqa_config(), 8642),
+                            ("phi_untied_mha", untied_mha_config(), 2468)]:
         w = random_weights(cfg, seed)
         folder = os.path.join(HERE, name)
         os.makedirs(folder, exist_ok=True)
