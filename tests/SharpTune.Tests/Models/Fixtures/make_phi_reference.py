@@ -20,16 +20,21 @@ phi_qk_layernorm: 2 layers, 2 heads of 16, qk_layernorm, partial_rotary_factor 0
 rope_parameters, untied lm_head, resid_pdrop/embd_pdrop 0.1 (inactive at inference).
 phi_tied_gqa: 1 layer, 2 query heads of 32 sharing 1 key/value head, partial_rotary_factor 0.75 and rope_theta at the
 top level (transformers 4's config.json form), tied embeddings with lm_head.bias, no lm_head.weight in the file.
+phi_rotary32_qkln_gqa: Phi-2's rotary size — 2 layers, 2 query heads of 80 sharing 1 key/value head,
+partial_rotary_factor 0.4, so int(80 * 0.4) = 32 dims rotate as in Phi-1/1.5/2 (64 × 0.5, 80 × 0.4) — with
+qk_layernorm over the grouped key/value heads, and rope_theta 2000 and the rotary share given only in rope_parameters
+(the top-level fields, left out, would default to 10000 and 0.5).
 Each EXPECTED.json holds, per prompt, the last-position logits, 8 greedy ids, and the logits at every position from
 the prompt's last to the one before the last greedy token (what each cached decode step must give).
 
-Run: /usr/bin/python3 make_phi_reference.py (needs Debian's python3-torch); writes phi_qk_layernorm/ and phi_tied_gqa/
-beside this script.
+Run: /usr/bin/python3 make_phi_reference.py [name ...] (needs Debian's python3-torch); writes the named fixtures (all
+of them without names) beside this script.
 """
 import json
 import math
 import os
 import struct
+import sys
 
 import torch
 
@@ -79,6 +84,28 @@ def tied_gqa_config():
         "partial_rotary_factor": 0.75,
         "rope_theta": 500.0,
         "tie_word_embeddings": True,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": "float32",
+    }
+
+
+def rotary32_qkln_gqa_config():
+    return {
+        "architectures": ["PhiForCausalLM"],
+        "model_type": "phi",
+        "vocab_size": 64,
+        "hidden_size": 160,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "hidden_act": "gelu_new",
+        "max_position_embeddings": 256,
+        "layer_norm_eps": 1e-5,
+        "qk_layernorm": True,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 2000.0, "partial_rotary_factor": 0.4},
+        "tie_word_embeddings": False,
         "bos_token_id": 1,
         "eos_token_id": 2,
         "torch_dtype": "float32",
@@ -197,8 +224,18 @@ def forward(cfg, w, ids):
     return x @ head.T + W["lm_head.bias"]                                                         # (1, T, V)
 
 
-def main():
-    for name, cfg, seed in [("phi_qk_layernorm", qk_layernorm_config(), 1357), ("phi_tied_gqa", tied_gqa_config(), 8642)]:
+FIXTURES = [
+    ("phi_qk_layernorm", qk_layernorm_config, 1357),
+    ("phi_tied_gqa", tied_gqa_config, 8642),
+    ("phi_rotary32_qkln_gqa", rotary32_qkln_gqa_config, 2468),
+]
+
+
+def main(names):
+    for name, make_config, seed in FIXTURES:
+        if names and name not in names:
+            continue
+        cfg = make_config()
         w = random_weights(cfg, seed)
         folder = os.path.join(HERE, name)
         os.makedirs(folder, exist_ok=True)
@@ -225,4 +262,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
