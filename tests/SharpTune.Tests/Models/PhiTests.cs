@@ -13,7 +13,7 @@ namespace SharpTune.Tests.Models;
 /// <summary>
 /// Phi-1 / Phi-1.5 / Phi-2 (PhiForCausalLM) against transformers' definitions (huggingface/transformers
 /// src/transformers/models/phi/modular_phi.py @b39782da, modeling_phi.py @0faeaf39 for the lm_head with its bias, and
-/// configuration_phi.py). The checkpoints under Fixtures/phi_qk_layernorm and phi_tied_gqa and their EXPECTED.json come
+/// configuration_phi.py). The checkpoints under Fixtures/phi_qk_layernorm, phi_tied_gqa and phi_rotary32_qkln_gqa and their EXPECTED.json come
 /// from Fixtures/make_phi_reference.py: that model written out in plain PyTorch (float64 on float32 weights) — the
 /// parallel block, per-head qk_layernorm, partial rotary, grouped key/value heads, gelu_new, the biased (and tied) head.
 /// </summary>
