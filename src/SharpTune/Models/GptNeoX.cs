@@ -63,7 +63,10 @@ public sealed class GPTNeoXForCausalLM : CausalLanguageModel
         (Config.TieWordEmbeddings && name == OutputHeadName);
 }
 
-/// <summary>GPTNeoXModel: embed_in, the layers, final_layer_norm; RoPE angles once per forward for every layer.</summary>
+/// <summary>
+/// GPTNeoXModel: embed_in, the layers (through <see cref="RotaryLayerStack"/>: RoPE angles once per forward for every
+/// layer, checkpointed layers, cache advance), final_layer_norm.
+/// </summary>
 public sealed class GPTNeoXModel : nn.Module
 {
     public readonly TokenEmbedding embed_in;

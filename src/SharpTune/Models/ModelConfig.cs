@@ -40,6 +40,12 @@ public sealed partial record ModelConfig
     public double RopeTheta { get; init; } = 10000.0;
     public RopeScaling? RopeScaling { get; init; }
     public bool TieWordEmbeddings { get; init; }
+
+    /// <summary>
+    /// Built for a sequence classifier: no LM head at all, not even a head's bias over the vocabulary (Phi's lm_head.bias),
+    /// as transformers' *ForSequenceClassification classes have none. Not part of config.json.
+    /// </summary>
+    internal bool WithoutOutputHead { get; init; }
     public bool AttentionBias { get; init; }
     public bool MlpBias { get; init; }
     public string HiddenAct { get; init; } = "silu";

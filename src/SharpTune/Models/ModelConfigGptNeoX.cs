@@ -19,8 +19,8 @@ public sealed partial record ModelConfig
         var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
         // transformers 5 (GPTNeoXConfig.convert_rope_params_to_dict) does rope_parameters.setdefault("partial_rotary_factor",
         // rotary_pct or 0.25): a value under rope_parameters wins over the top-level rotary_pct.
-        var rotaryShare = RopeNumber(r, rope, "partial_rotary_factor") ?? r.OptionalDouble("rotary_pct") ?? 0.25;
-        RequireEvenRotaryShare(r, hidden / heads, rotaryShare, "rotary_pct");
+        var rotaryShare = RotaryShare(r, rope, "rotary_pct", 0.25);
+        RequireEvenRotaryShare(r, hidden / heads, rotaryShare);
         RequireDropoutProbabilities(r, "hidden_dropout", "attention_dropout");
         return Common(r, architecture, modelType) with
         {
@@ -35,7 +35,7 @@ public sealed partial record ModelConfig
             NormEps = r.OptionalDouble("layer_norm_eps") ?? 1e-5,
             RopeTheta = RopeScaling.Theta(r, rope, "rotary_emb_base", r.OptionalDouble("rope_theta") ?? 10000.0),
             RopeScaling = RopeScaling.Read(r, rope),
-            PartialRotaryFactor = rotaryShare,
+            PartialRotaryFactor = rotaryShare.Share,
             TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
             AttentionBias = r.OptionalBool("attention_bias") ?? true,
             MlpBias = true,

@@ -15,17 +15,31 @@ public sealed partial record ModelConfig
         }
     }
 
-    // The rotated share of each head: in (0, 1] (a model without RoPE is not supported), and rotating a whole number of
-    // dimension pairs, since the cached decode's rotation tables pair each rotated dimension with the one half a rotary
-    // size away. The field is named as config.json spells it.
-    private static void RequireEvenRotaryShare(ConfigReader r, int headDim, double share, string field)
+    // The rotated share of each head and the field it came from, as config.json spells it: transformers 5 keeps the share
+    // in rope_parameters (rope_scaling) as partial_rotary_factor, which wins over the family's top-level field.
+    private static (double Share, string Field) RotaryShare(
+        ConfigReader r, (string Path, System.Text.Json.Nodes.JsonObject Settings)? rope, string topLevelField, double fallback) =>
+        RopeNumber(r, rope, "partial_rotary_factor") is { } nested
+            ? (nested, $"{rope!.Value.Path}.partial_rotary_factor")
+            : (r.OptionalDouble(topLevelField) ?? fallback, topLevelField);
+
+    // The rotated share of each head: in (0, 1] (a model without RoPE is not supported), and rotating a whole, non-zero
+    // number of dimension pairs, since the cached decode's rotation tables pair each rotated dimension with the one half a
+    // rotary size away (and split the work by that half, which must not be 0).
+    private static void RequireEvenRotaryShare(ConfigReader r, int headDim, (double Share, string Field) rotary)
     {
-        if (share is <= 0 or > 1)
+        var (share, field) = rotary;
+        if (share is <= 0 or > 1 || double.IsNaN(share))
             throw new InvalidDataException(
                 $"{r.Source}: {field} must be in (0, 1], found {share}; a model without RoPE (0) is not supported");
-        if ((int)(headDim * share) is var rotary && rotary % 2 != 0)
+        var rotated = (int)(headDim * share);
+        if (rotated == 0)
             throw new InvalidDataException(
-                $"{r.Source}: {field} {share} rotates int({headDim} × {share}) = {rotary} dimensions of each head; " +
+                $"{r.Source}: {field} {share} rotates int({headDim} × {share}) = 0 dimensions of each head; " +
+                "a model without RoPE is not supported, so the share must rotate at least one dimension pair");
+        if (rotated % 2 != 0)
+            throw new InvalidDataException(
+                $"{r.Source}: {field} {share} rotates int({headDim} × {share}) = {rotated} dimensions of each head; " +
                 "RoPE rotates dimension pairs, so the rotary size must be even");
     }
 

@@ -10,19 +10,31 @@ public sealed partial record ModelConfig
     // over the top-level ones, as for GPT-NeoX.
     private static ModelConfig Phi(ConfigReader r, string architecture, string modelType)
     {
+        // microsoft/phi-* once shipped their own modelling code (model_type phi-msft): n_embd / n_head / n_layer /
+        // rotary_dim and transformer.h.N.mixer.Wqkv weights, under the same architectures name. Read as PhiConfig, such a
+        // config would silently take Phi-1's defaults.
+        if (modelType != "phi")
+            throw new NotSupportedException(
+                $"{r.Source}: architectures PhiForCausalLM with model_type '{modelType}' is the pre-transformers Phi format " +
+                "(its own modelling code, loaded with trust_remote_code), which SharpTune does not read; use the Hub revision " +
+                "converted to transformers' Phi (model_type \"phi\", weights model.layers.N.self_attn.q_proj…)");
         var hidden = r.OptionalInt("hidden_size") ?? 2048;
         var heads = r.OptionalInt("num_attention_heads") ?? 32;
         var layers = r.OptionalInt("num_hidden_layers") ?? 24;
         if (heads <= 0 || hidden % heads != 0)
             throw new InvalidDataException(
                 $"{r.Source}: hidden_size {hidden} must be a multiple of num_attention_heads {heads} (Phi heads are hidden_size / num_attention_heads wide)");
+        // PhiAttention sizes its heads as hidden_size / num_attention_heads whatever head_dim says.
+        if (r.OptionalInt("head_dim") is { } headDim && headDim != hidden / heads)
+            throw new InvalidDataException(
+                $"{r.Source}: field 'head_dim' is {headDim}, but Phi heads are hidden_size / num_attention_heads = {hidden} / {heads} = {hidden / heads} wide");
         var keyValueHeads = r.OptionalInt("num_key_value_heads") ?? heads;
         if (keyValueHeads <= 0 || heads % keyValueHeads != 0)
             throw new InvalidDataException(
                 $"{r.Source}: num_attention_heads {heads} must be a multiple of num_key_value_heads {keyValueHeads}");
         var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
-        var rotaryShare = RopeNumber(r, rope, "partial_rotary_factor") ?? r.OptionalDouble("partial_rotary_factor") ?? 0.5;
-        RequireEvenRotaryShare(r, hidden / heads, rotaryShare, "partial_rotary_factor");
+        var rotaryShare = RotaryShare(r, rope, "partial_rotary_factor", 0.5);
+        RequireEvenRotaryShare(r, hidden / heads, rotaryShare);
         RequireDropoutProbabilities(r, "resid_pdrop", "embd_pdrop", "attention_dropout");
         return Common(r, architecture, modelType) with
         {
@@ -37,7 +49,7 @@ public sealed partial record ModelConfig
             NormEps = r.OptionalDouble("layer_norm_eps") ?? 1e-5,
             RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 10000.0),
             RopeScaling = RopeScaling.Read(r, rope),
-            PartialRotaryFactor = rotaryShare,
+            PartialRotaryFactor = rotaryShare.Share,
             QkLayerNorm = r.OptionalBool("qk_layernorm") ?? false,
             TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
             AttentionBias = true,

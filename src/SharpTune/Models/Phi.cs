@@ -19,13 +19,15 @@ public sealed class PhiForCausalLM : CausalLanguageModel
 {
     public readonly PhiModel model;
     // A Linear (C → V) with bias; with tie_word_embeddings, a PhiTiedHeadBias holding only the bias (the weight is
-    // embed_tokens'). Either way the state dict calls it lm_head, as transformers does.
-    public readonly nn.Module lm_head;
+    // embed_tokens'). Either way the state dict calls it lm_head, as transformers does. Null when built for a sequence
+    // classifier (PhiForSequenceClassification has no lm_head, bias included).
+    public readonly nn.Module? lm_head;
 
     public PhiForCausalLM(ModelConfig config) : base(nameof(PhiForCausalLM), config)
     {
         model = new PhiModel(config);
-        lm_head = config.TieWordEmbeddings
+        lm_head = config.WithoutOutputHead ? null
+            : config.TieWordEmbeddings
             ? new PhiTiedHeadBias(config.VocabSize)
             : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: true);
         RegisterComponents();
@@ -39,7 +41,8 @@ public sealed class PhiForCausalLM : CausalLanguageModel
     public override Tensor ComputeLogits(Tensor hidden)
     {
         if (UntiedOutputHead is { } head) return DenseMatVec.Forward(head, hidden);
-        var bias = ((PhiTiedHeadBias)lm_head).bias;
+        if (lm_head is not PhiTiedHeadBias { bias: var bias })
+            throw new InvalidOperationException("this Phi model was built without an output head (for sequence classification): it computes no vocabulary logits");
         if (model.embed_tokens.WeightOverride is null) return DenseMatVec.Linear(hidden, model.embed_tokens.weight!, bias);
         using var tied = model.embed_tokens.CurrentWeight();   // trainable tokens reach the tied head too
         return DenseMatVec.Linear(hidden, tied, bias);
@@ -49,10 +52,10 @@ public sealed class PhiForCausalLM : CausalLanguageModel
 
     internal override TokenEmbedding InputEmbedding => model.embed_tokens;
 
-    internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => Config.TieWordEmbeddings ? null : (nn.Module<Tensor, Tensor>)lm_head;
+    internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => Config.TieWordEmbeddings ? null : (nn.Module<Tensor, Tensor>?)lm_head;
 
     // transformers' _get_resized_lm_head grows the bias too; SharpTune's resize grows weights only.
-    internal override bool OutputHeadHasBias => true;
+    internal override bool OutputHeadHasBias => lm_head is not null;
 
     // The chunked frozen-head loss computes no parameter gradients: a head whose bias alone trains is trainable too.
     public override bool HeadIsTrainable => OutputProjectionTakesGradients || lm_head switch
@@ -65,7 +68,8 @@ public sealed class PhiForCausalLM : CausalLanguageModel
     // Older transformers kept RoPE's inv_freq as a persistent buffer; it is rebuilt here.
     public override bool IsIgnorableCheckpointTensor(string name) =>
         name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal) ||
-        (Config.TieWordEmbeddings && name == OutputHeadParameterName);
+        (Config.TieWordEmbeddings && name == OutputHeadParameterName) ||
+        (lm_head is null && name.StartsWith("lm_head.", StringComparison.Ordinal));   // a causal-LM checkpoint read as a classifier
 }
 
 /// <summary>The bias a tied Phi head adds to hidden · embed_tokensᵀ (transformers keeps lm_head.bias untied).</summary>

@@ -6,8 +6,8 @@ namespace SharpTune.Models;
 /// <summary>
 /// Rotary position embedding in Hugging Face's rotate-half form, computed as transformers computes it: float32 inverse
 /// frequencies (default, linear, dynamic NTK, YaRN, Llama 3 and LongRoPE scaling, as in modeling_rope_utils), angles = position × inv_freq
-/// in float32 per call, cos/sin times the attention factor, cast to the activations' dtype. Partial rotary (Phi-3)
-/// rotates only the first <c>rotaryDim</c> dimensions of each head.
+/// in float32 per call, cos/sin times the attention factor, cast to the activations' dtype. Partial rotary (Phi-1/1.5/2,
+/// Phi-3, GPT-NeoX) rotates only the first <c>rotaryDim</c> dimensions of each head.
 /// </summary>
 public sealed class RotaryEmbedding : IDisposable
 {

@@ -47,7 +47,7 @@ public sealed class SequenceClassifier : IDisposable
     /// <summary>A randomly initialised classifier for <paramref name="config"/> (a causal-LM config).</summary>
     public static SequenceClassifier Create(ModelConfig config, SequenceClassificationConfig labels, ScalarType dtype = ScalarType.Float32)
     {
-        var model = ModelFactory.Create(Headless(config), dtype);
+        var model = CreateHeadless(config, dtype);
         return Attach(model, labels);
     }
 
@@ -74,7 +74,7 @@ public sealed class SequenceClassifier : IDisposable
         var config = ModelConfig.FromJson(raw, path);
         labels = labels with { PadTokenId = labels.PadTokenId ?? config.PadTokenId };
         using var checkpoint = HfCheckpoint.Open(modelDir);
-        var model = ModelFactory.Create(Headless(config), dtype ?? PretrainedModel.CheckpointDtype(config, checkpoint));
+        var model = CreateHeadless(config, dtype ?? PretrainedModel.CheckpointDtype(config, checkpoint));
         try
         {
             SequenceClassifier classifier;
@@ -193,8 +193,20 @@ public sealed class SequenceClassifier : IDisposable
     public void Dispose() => Model.Dispose();
 
     // The family's decoder without an LM head: the classifier never computes vocabulary logits, and a checkpoint's
-    // lm_head.weight is then ignorable (transformers leaves it unread, as an unexpected key, too).
-    private static ModelConfig Headless(ModelConfig config) => config with { TieWordEmbeddings = true };
+    // lm_head.* is then ignorable (transformers leaves it unread, as an unexpected key, too). A head's bias over the
+    // vocabulary (Phi's) is left out as well: transformers' *ForSequenceClassification has none, so a classifier that
+    // kept one would save a tensor transformers does not read, refuse transformers' own folders, and train it for nothing.
+    private static CausalLanguageModel CreateHeadless(ModelConfig config, ScalarType dtype)
+    {
+        var model = ModelFactory.Create(config with { TieWordEmbeddings = true, WithoutOutputHead = true }, dtype);
+        if (model.OutputHeadHasBias)
+        {
+            model.Dispose();
+            throw new InvalidOperationException(
+                $"{config.Architecture} builds a bias over the vocabulary even without an output head; a sequence classifier must have no LM head");
+        }
+        return model;
+    }
 
     private static SequenceClassifier Attach(CausalLanguageModel model, SequenceClassificationConfig labels)
     {

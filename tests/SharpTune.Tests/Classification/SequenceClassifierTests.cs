@@ -21,13 +21,14 @@ public class SequenceClassifierTests
 
     // The classes of the families SharpTune builds that transformers' MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
     // registers (models/auto/modeling_auto.py, huggingface/transformers@001002320fa01a489bb9b93976a7e4cd1a46291c): it has
-    // llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, gemma, gemma2, gemma3_text, phi3, smollm3 and gpt2, not granite or olmo2.
+    // llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, gemma, gemma2, gemma3_text, phi, phi3, smollm3, gpt2 and gpt_neox, not
+    // granite or olmo2.
     private static readonly string[] TransformersClasses =
     [
         "LlamaForSequenceClassification", "MistralForSequenceClassification", "MixtralForSequenceClassification",
         "Qwen2ForSequenceClassification", "Qwen3ForSequenceClassification", "Qwen3MoeForSequenceClassification",
         "GemmaForSequenceClassification", "Gemma2ForSequenceClassification", "Gemma3TextForSequenceClassification",
-        "Phi3ForSequenceClassification", "SmolLM3ForSequenceClassification", "GPT2ForSequenceClassification",
+        "PhiForSequenceClassification", "Phi3ForSequenceClassification", "SmolLM3ForSequenceClassification", "GPT2ForSequenceClassification",
         "GPTNeoXForSequenceClassification",
     ];
 
@@ -175,6 +176,49 @@ public class SequenceClassifierTests
         using var before = classifier.Logits(ids);
         using var after = loaded.Logits(ids);
         Assert.Equal(before.data<float>().ToArray(), after.data<float>().ToArray());
+    }
+
+    /// <summary>
+    /// transformers' PhiForSequenceClassification (modeling_phi.py @0faeaf39: PhiModel under <c>model</c> and a bias-free
+    /// <c>score</c>) has no lm_head, its bias included: the classifier builds none (so trains none), saves exactly
+    /// model.* + score.weight, loads such a folder, and reads a causal-LM folder's lm_head.weight and lm_head.bias as the
+    /// ignorable keys transformers leaves unread.
+    /// </summary>
+    [Theory]
+    [InlineData("phi")]
+    [InlineData("phi-tied")]
+    public void A_phi_classifier_has_no_lm_head_and_saves_and_loads_the_transformers_tensors(string kind)
+    {
+        using var temp = new TempDir();
+        using var causal = TestModels.Create(kind);
+        var transformersNames = causal.state_dict().Keys.Where(k => k.StartsWith("model.", StringComparison.Ordinal))
+            .Append("score.weight").Order(StringComparer.Ordinal).ToList();
+        using var classifier = Tiny(kind);
+        Assert.DoesNotContain(classifier.Model.named_parameters(), p => p.name.StartsWith("lm_head", StringComparison.Ordinal));
+        using (no_grad()) classifier.Score.weight!.add_(0.5);
+        classifier.Save(temp.Path);
+        using (var checkpoint = HfCheckpoint.Open(temp.Path))
+            Assert.Equal(transformersNames, checkpoint.Tensors.Keys.Order(StringComparer.Ordinal).ToList());
+        Assert.Equal("PhiForSequenceClassification",
+            JsonNode.Parse(File.ReadAllText(Path.Combine(temp.Path, "config.json")))!["architectures"]![0]!.GetValue<string>());
+
+        // The folder transformers writes, built from those names alone.
+        using (var scope = NewDisposeScope())
+            HfCheckpoint.Save(temp.Path, classifier.Model.state_dict().Where(kv => transformersNames.Contains(kv.Key)).ToList(),
+                HfCheckpoint.DefaultMaxShardBytes, new Dictionary<string, string> { ["format"] = "pt" });
+        using var loaded = SequenceClassifier.Load(temp.Path);
+        using var ids = tensor(new long[] { 5, 9, 14, 3, 0, 7, 8, 20, 31, 44 }, [2, 5]);
+        using var noGrad = no_grad();
+        classifier.Model.eval();
+        using var before = classifier.Logits(ids);
+        using var after = loaded.Logits(ids);
+        Assert.Equal(before.data<float>().ToArray(), after.data<float>().ToArray());
+
+        // A causal-LM folder (with lm_head.bias, and lm_head.weight when untied) becomes a classifier with a new head.
+        using var causalDir = new TempDir();
+        PretrainedModel.Save(causal, causalDir.Path);
+        using var fromCausal = SequenceClassifier.Load(causalDir.Path, new SequenceClassificationConfig(["a", "b"], null, Pad));
+        Assert.DoesNotContain(fromCausal.Model.state_dict().Keys, k => k.StartsWith("lm_head", StringComparison.Ordinal));
     }
 
     [Fact]

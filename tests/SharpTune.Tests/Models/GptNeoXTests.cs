@@ -170,6 +170,20 @@ public class GptNeoXTests
             }), "pythia/config.json"));
         Assert.Contains("pythia/config.json: field 'rope_parameters.partial_rotary_factor' must be a number", notNumber.Message);
 
+        // Heads of 16 at rotary_pct 0.05 rotate int(0.8) = 0 dimensions: the cached decode's tables would have no pairs.
+        var zero = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["rotary_pct"] = 0.05 }), "pythia/config.json"));
+        Assert.StartsWith("pythia/config.json: rotary_pct 0.05 rotates int(16 × 0.05) = 0 dimensions", zero.Message);
+        Assert.Contains("at least one dimension pair", zero.Message);
+
+        // A share read from transformers 5's rope_parameters is named by that path, not as rotary_pct.
+        var nested = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject
+            {
+                ["rotary_pct"] = 0.25, ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["partial_rotary_factor"] = 0.3125 },
+            }), "pythia/config.json"));
+        Assert.StartsWith("pythia/config.json: rope_parameters.partial_rotary_factor 0.3125 rotates int(16 × 0.3125) = 5 dimensions", nested.Message);
+
         var dropout = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
             TestModels.With(TestModels.GptNeoXConfigJson(), new JsonObject { ["hidden_dropout"] = 1.5 }), "pythia/config.json"));
         Assert.Contains("pythia/config.json: field 'hidden_dropout' is a dropout probability and must be in [0, 1), found 1.5", dropout.Message);

@@ -13,8 +13,8 @@ namespace SharpTune.Tests.Models;
 /// <summary>
 /// Phi-1 / Phi-1.5 / Phi-2 (PhiForCausalLM) against transformers' definitions (huggingface/transformers
 /// src/transformers/models/phi/modular_phi.py @b39782da, modeling_phi.py @0faeaf39 for the lm_head with its bias, and
-/// configuration_phi.py). The checkpoints under Fixtures/phi_qk_layernorm, phi_tied_gqa and phi_untied_mha and their
-/// EXPECTED.json come from Fixtures/make_phi_reference.py: that model written out in plain PyTorch (float64 on float32 weights) — the
+/// configuration_phi.py). The checkpoints under Fixtures/phi_qk_layernorm, phi_tied_gqa, phi_untied_mha and phi_rotary32_qkln_gqa and their EXPECTED.json come
+/// from Fixtures/make_phi_reference.py: that model written out in plain PyTorch (float64 on float32 weights) — the
 /// parallel block, per-head qk_layernorm, partial rotary, grouped key/value heads, gelu_new, the biased (and tied) head.
 /// </summary>
 public class PhiTests
@@ -25,6 +25,7 @@ public class PhiTests
     [InlineData("phi_qk_layernorm")]
     [InlineData("phi_tied_gqa")]
     [InlineData("phi_untied_mha")]
+    [InlineData("phi_rotary32_qkln_gqa")]
     public void LogitsMatchTheReferenceWithin1e5(string name)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
@@ -50,6 +51,7 @@ public class PhiTests
     [InlineData("phi_qk_layernorm")]
     [InlineData("phi_tied_gqa")]
     [InlineData("phi_untied_mha")]
+    [InlineData("phi_rotary32_qkln_gqa")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
@@ -68,12 +70,16 @@ public class PhiTests
     /// Every cached step — the prompt's prefill, then one token at a time along the reference's greedy continuation —
     /// gives the reference's logits at that position (EXPECTED.json step_logits), with the decode shortcuts on and off:
     /// qk_layernorm and 8 of 16 dims rotating on one fixture, 2 query heads of 32 over 1 key/value head with 24 rotating
-    /// dims and a tied, biased head on another, 4 heads of 16 rotating 6 dims (phi-2's 0.4) on the third.
+    /// dims and a tied, biased head on another, 4 heads of 16 rotating 6 dims (phi-2's 0.4) on the third;
+    /// on the fourth, the 32 rotated dims every released Phi has (80 × 0.4 as
+    /// Phi-2), which the cached decode serves from its precomputed step tables, with qk_layernorm over grouped key/value
+    /// heads and rope_theta 2000 given only in rope_parameters.
     /// </summary>
     [Theory]
     [InlineData("phi_qk_layernorm", 16, 8)]
     [InlineData("phi_tied_gqa", 32, 24)]
     [InlineData("phi_untied_mha", 16, 6)]
+    [InlineData("phi_rotary32_qkln_gqa", 80, 32)]
     public void EveryCachedDecodeStepMatchesTheReference(string name, int headDim, int rotaryDim)
     {
         var folder = Fixture(name);
@@ -201,6 +207,46 @@ public class PhiTests
         Assert.Contains("phi-2/config.json: field 'qk_layernorm' must be true or false", Refused(new JsonObject { ["qk_layernorm"] = "yes" }).Message);
         Assert.Contains("phi-2/config.json: field 'resid_pdrop' is a dropout probability and must be in [0, 1), found 1.5",
             Refused(new JsonObject { ["resid_pdrop"] = 1.5 }).Message);
+    }
+
+    /// <summary>
+    /// A rotary share rounding down to no dimension at all, a share from rope_parameters named by its path, a head_dim
+    /// PhiAttention would not use (it takes hidden_size / num_attention_heads), and the pre-transformers remote-code
+    /// format (model_type phi-msft, under the same architectures name) are refused by field.
+    /// </summary>
+    [Fact]
+    public void ConfigsPhiAttentionWouldNotReadAsWrittenAreRefused()
+    {
+        InvalidDataException Refused(JsonObject changes) => Assert.Throws<InvalidDataException>(() =>
+            ModelConfig.FromJson(TestModels.With(TestModels.PhiConfigJson(), changes), "phi-2/config.json"));
+
+        // Heads of 16 at 0.05 rotate int(0.8) = 0 dimensions: the cached decode's tables would have no pairs.
+        var zero = Refused(new JsonObject { ["partial_rotary_factor"] = 0.05 });
+        Assert.StartsWith("phi-2/config.json: partial_rotary_factor 0.05 rotates int(16 × 0.05) = 0 dimensions", zero.Message);
+        Assert.Contains("at least one dimension pair", zero.Message);
+
+        var nested = Refused(new JsonObject
+        {
+            ["partial_rotary_factor"] = 0.5, ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["partial_rotary_factor"] = 1.5 },
+        });
+        Assert.Contains("phi-2/config.json: rope_parameters.partial_rotary_factor must be in (0, 1], found 1.5", nested.Message);
+        var nestedOdd = Refused(new JsonObject { ["rope_parameters"] = new JsonObject { ["rope_type"] = "default", ["partial_rotary_factor"] = 0.3125 } });
+        Assert.StartsWith("phi-2/config.json: rope_parameters.partial_rotary_factor 0.3125 rotates int(16 × 0.3125) = 5 dimensions", nestedOdd.Message);
+
+        Assert.StartsWith("phi-2/config.json: field 'head_dim' is 32, but Phi heads are hidden_size / num_attention_heads = 64 / 4 = 16 wide",
+            Refused(new JsonObject { ["head_dim"] = 32 }).Message);
+        Assert.Equal(16, ModelConfig.FromJson(TestModels.With(TestModels.PhiConfigJson(), new JsonObject { ["head_dim"] = 16 })).HeadDim);
+
+        // microsoft/phi-2's config.json before its conversion to transformers' Phi (trust_remote_code).
+        var remoteCode = Assert.Throws<NotSupportedException>(() => ModelConfig.FromJson(new JsonObject
+        {
+            ["architectures"] = new JsonArray("PhiForCausalLM"), ["model_type"] = "phi-msft", ["n_embd"] = 2560, ["n_head"] = 32,
+            ["n_layer"] = 32, ["rotary_dim"] = 32, ["vocab_size"] = 51200,
+            ["auto_map"] = new JsonObject { ["AutoConfig"] = "configuration_phi.PhiConfig", ["AutoModelForCausalLM"] = "modeling_phi.PhiForCausalLM" },
+        }, "phi-2/config.json"));
+        Assert.StartsWith("phi-2/config.json: architectures PhiForCausalLM with model_type 'phi-msft' is the pre-transformers Phi format", remoteCode.Message);
+        Assert.Contains("trust_remote_code", remoteCode.Message);
+        Assert.Contains("converted", remoteCode.Message);
     }
 
     /// <summary>

@@ -45,8 +45,8 @@ public sealed record VeraConfig
     public bool InferenceMode { get; init; }
 
     /// <summary>
-    /// PEFT's TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING, a copy of LoRA's table (see <see cref="PeftConfigFields"/>)
-    /// but for Phi's, q_proj and v_proj only (VeRA shares one projection pair among layers of a shape; fc1 and fc2 differ).
+    /// PEFT's TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING (utils/constants.py, huggingface/peft@5d602fdb): a copy of
+    /// LoRA's table (see <see cref="PeftConfigFields"/>) with phi set to q_proj and v_proj.
     /// </summary>
     public static IReadOnlyList<string> DefaultTargetModules(string modelType) =>
         modelType == "phi" ? ["q_proj", "v_proj"] : PeftConfigFields.DefaultTargetModules(modelType, "VeRA");

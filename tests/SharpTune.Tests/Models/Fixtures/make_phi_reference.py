@@ -23,16 +23,21 @@ top level (transformers 4's config.json form), tied embeddings with lm_head.bias
 phi_untied_mha: phi-2's shape in small — 2 layers, 4 heads of 16 with as many key/value heads, intermediate_size
 4 x hidden_size, partial_rotary_factor 0.4 (6 of 16 dims) at the top level, no qk_layernorm, untied lm_head with its
 bias: the form llama.cpp's phi2 runs as the converter writes it.
+phi_rotary32_qkln_gqa: Phi-2's rotary size — 2 layers, 2 query heads of 80 sharing 1 key/value head,
+partial_rotary_factor 0.4, so int(80 * 0.4) = 32 dims rotate as in Phi-1/1.5/2 (64 × 0.5, 80 × 0.4) — with
+qk_layernorm over the grouped key/value heads, and rope_theta 2000 and the rotary share given only in rope_parameters
+(the top-level fields, left out, would default to 10000 and 0.5).
 Each EXPECTED.json holds, per prompt, the last-position logits, 8 greedy ids, and the logits at every position from
 the prompt's last to the one before the last greedy token (what each cached decode step must give).
 
-Run: /usr/bin/python3 make_phi_reference.py (needs Debian's python3-torch); writes phi_qk_layernorm/, phi_tied_gqa/ and
-phi_untied_mha/ beside this script.
+Run: /usr/bin/python3 make_phi_reference.py [name ...] (needs Debian's python3-torch); writes the named fixtures (all
+of them without names) beside this script.
 """
 import json
 import math
 import os
 import struct
+import sys
 
 import torch
 
@@ -104,6 +109,28 @@ def untied_mha_config():
         "partial_rotary_factor": 0.4,
         "rope_theta": 10000.0,
         "qk_layernorm": False,
+        "tie_word_embeddings": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": "float32",
+    }
+
+
+def rotary32_qkln_gqa_config():
+    return {
+        "architectures": ["PhiForCausalLM"],
+        "model_type": "phi",
+        "vocab_size": 64,
+        "hidden_size": 160,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "hidden_act": "gelu_new",
+        "max_position_embeddings": 256,
+        "layer_norm_eps": 1e-5,
+        "qk_layernorm": True,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 2000.0, "partial_rotary_factor": 0.4},
         "tie_word_embeddings": False,
         "bos_token_id": 1,
         "eos_token_id": 2,
@@ -223,9 +250,19 @@ def forward(cfg, w, ids):
     return x @ head.T + W["lm_head.bias"]                                                         # (1, T, V)
 
 
-def main():
-    for name, cfg, seed in [("phi_qk_layernorm", qk_layernorm_config(), 1357), ("phi_tied_gqa", tied_gqa_config(), 8642),
-                            ("phi_untied_mha", untied_mha_config(), 2468)]:
+FIXTURES = [
+    ("phi_qk_layernorm", qk_layernorm_config, 1357),
+    ("phi_tied_gqa", tied_gqa_config, 8642),
+    ("phi_untied_mha", untied_mha_config, 2468),
+    ("phi_rotary32_qkln_gqa", rotary32_qkln_gqa_config, 2468),
+]
+
+
+def main(names):
+    for name, make_config, seed in FIXTURES:
+        if names and name not in names:
+            continue
+        cfg = make_config()
         w = random_weights(cfg, seed)
         folder = os.path.join(HERE, name)
         os.makedirs(folder, exist_ok=True)
@@ -252,4 +289,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
