@@ -20,16 +20,17 @@ internal static class EstimateCommand
         var method = new Option<string>("--method") { Description = "full, lora or dora", DefaultValueFactory = _ => "lora" };
         method.AcceptOnlyFromAmong("full", "lora", "dora");
         var seq = new Option<int>("--seq") { Description = "Tokens per sequence", DefaultValueFactory = _ => 512 };
-        var batch = new Option<int>("--batch") { Description = "Sequences per micro-batch", DefaultValueFactory = _ => 4 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per micro-batch (pairs with --objective dpo, orpo or simpo: two sequences each)", DefaultValueFactory = _ => 4 };
         var dtype = new Option<string?>("--dtype") { Description = "f32 or bf16 (default f32; with --quantize the compute dtype, default bf16 as in `train`)" };
         dtype.AcceptOnlyFromAmong("f32", "bf16");
         var loraR = new Option<int>("--lora-r") { Description = "LoRA rank", DefaultValueFactory = _ => 8 };
-        var loraDropout = new Option<double>("--lora-dropout") { Description = "LoRA dropout", DefaultValueFactory = _ => 0.05 };
+        var loraDropout = new Option<double>("--lora-dropout") { Description = "LoRA dropout (not counted when dropout is disabled: see --disable-dropout)", DefaultValueFactory = _ => 0.05 };
+        var disableDropout = new Option<bool?>("--disable-dropout") { Description = "As `train --disable-dropout`: every dropout set to 0 (default: on for dpo, orpo, simpo, gkd, as TRL; off for sft)" };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex or all-linear (default: PEFT's for the model type)" };
         var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Estimate with activation recomputation (default: on with --quantize, as train)" };
         var checkpointedLayers = new Option<int?>("--checkpointed-layers") { Description = "With checkpointing: only the first N layers recomputed (default: all; turns checkpointing on)" };
         var keepingLayers = new Option<int>("--layers-keeping-mlp-products") { Description = "With checkpointing: recomputed layers that keep their frozen MLP gate/up products", DefaultValueFactory = _ => 0 };
-        var datasetTokens = new Option<long?>("--dataset-tokens") { Description = "Tokens in one epoch, for per-epoch FLOPs and time" };
+        var datasetTokens = new Option<long?>("--dataset-tokens") { Description = "Tokens in one epoch, for per-epoch FLOPs and time (dpo, orpo, simpo: the chosen and the rejected sequence of every pair)" };
         var utilization = new Option<double?>("--utilization") { Description = "Fraction of peak reached (default: 0.3 on this CPU, 0.4 on GPUs)" };
         var json = new Option<bool>("--json") { Description = "Print the estimate as JSON" };
         var quantize = new Option<string?>("--quantize") { Description = "nf4|fp4|int8: the base's linear layers stored quantized (--dtype is the compute dtype)" };
@@ -45,8 +46,8 @@ internal static class EstimateCommand
             DefaultValueFactory = _ => "sft",
         };
         objective.AcceptOnlyFromAmong([.. SharpTune.Training.FineTuneJob.Objectives]);
-        var precomputeRef = new Option<bool>("--precompute-ref-log-probs") { Description = "With --objective dpo and --method full: reference log-probs scored before training, so no frozen copy of the model" };
-        var teacher = new Option<string?>("--teacher") { Description = "With --objective gkd: the teacher's model folder or config.json (its weights counted in the run's dtype)" };
+        var precomputeRef = new Option<bool>("--precompute-ref-log-probs") { Description = "With --objective dpo: reference log-probs scored before training, so no reference forward per step (and with --method full no frozen copy of the model)" };
+        var teacher = new Option<string?>("--teacher") { Description = "With --objective gkd: the teacher's local model folder or config.json (its weights counted in the run's dtype); unlike `train --teacher`, a hub id is not downloaded: give the folder" };
         var teacherQuantize = new Option<string?>("--teacher-quantize") { Description = "With --objective gkd: nf4|fp4|int8, the teacher's linear layers stored quantized" };
         teacherQuantize.AcceptOnlyFromAmong("nf4", "fp4", "int8");
 
@@ -54,7 +55,7 @@ internal static class EstimateCommand
         foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, checkpointedLayers, keepingLayers, datasetTokens, utilization, json, quantize, doubleQuant, measure, measureSteps })
             command.Options.Add(option);
         command.Options.Add(optim);
-        foreach (var option in new Option[] { objective, precomputeRef, teacher, teacherQuantize }) command.Options.Add(option);
+        foreach (var option in new Option[] { objective, precomputeRef, teacher, teacherQuantize, disableDropout }) command.Options.Add(option);
         command.Subcommands.Add(EstimateCostCommand.Create());
         command.SetAction(parseResult =>
         {
@@ -79,7 +80,7 @@ internal static class EstimateCommand
                 var settings = new EstimateSettings
                 {
                     Method = parseResult.GetValue(method)!, SequenceLength = parseResult.GetValue(seq), MicroBatchSize = parseResult.GetValue(batch),
-                    Dtype = parseResult.GetValue(dtype) ?? (stored is { IsFourBit: true, ComputeDtype: TorchSharp.torch.ScalarType.Float32 } ? "f32" : quantizing ? "bf16" : "f32"), LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout),
+                    Dtype = parseResult.GetValue(dtype) ?? (stored is { IsFourBit: true, ComputeDtype: TorchSharp.torch.ScalarType.Float32 } ? "f32" : quantizing ? "bf16" : "f32"), LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout), DisableDropout = parseResult.GetValue(disableDropout),
                     TargetModules = parseResult.GetValue(targets), GradientCheckpointing = checkpointingAsked ?? (quantizing || parseResult.GetValue(checkpointedLayers) is not null),
                     // As `train` defaults (TrainingOptions.CheckpointedLayersFor): every layer but the last on a quantized base.
                     CheckpointedLayers = parseResult.GetValue(checkpointedLayers) ??

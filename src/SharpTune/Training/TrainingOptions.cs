@@ -216,7 +216,10 @@ public sealed record TrainingOptions
     /// </summary>
     public bool? DisableDropout { get; init; }
     /// <summary><see cref="DisableDropout"/>, or TRL's default for <see cref="Objective"/> when it is not set.</summary>
-    public bool DropoutDisabled() => DisableDropout ?? Objective.Trim().ToLowerInvariant() is "dpo" or "orpo" or "simpo" or "kto" or "gkd" or "online-dpo";
+    public bool DropoutDisabled() => DisableDropout ?? DisablesDropoutByDefault(Objective);
+    /// <summary>TRL's disable_dropout default for an objective as <c>--objective</c> names it (also what <c>sharptune estimate</c> counts).</summary>
+    internal static bool DisablesDropoutByDefault(string objective) =>
+        objective.Trim().ToLowerInvariant() is "dpo" or "orpo" or "simpo" or "kto" or "gkd" or "online-dpo";
     /// <summary>DPO: score every pair with the reference model once before training (full fine-tuning then needs no second model copy).</summary>
     public bool PrecomputeRefLogProbs { get; init; }
     /// <summary>SimPO: the target reward margin γ (TRL's simpo_gamma).</summary>

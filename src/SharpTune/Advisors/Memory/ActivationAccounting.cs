@@ -109,7 +109,7 @@ public static class ActivationAccounting
             var lowRankInFp32 = s.IsDora || s.ComputeBytes == 4;
             var elementBytes = lowRankInFp32 ? 4.0 : s.ComputeBytes;
             bytes += share * elementBytes * s.LoraR;                                   // A's output, kept for ∂B
-            if (s.LoraDropout > 0) bytes += share * (elementBytes + 1) * l.InFeatures; // dropped copy + bool mask
+            if (s.EffectiveLoraDropout > 0) bytes += share * (elementBytes + 1) * l.InFeatures; // dropped copy + bool mask
             else if (lowRankInFp32 && s.ComputeBytes != 4) bytes += share * 4.0 * l.InFeatures;   // the fp32 copy of the input
             if (s.IsDora) bytes += share * 8.0 * l.OutFeatures;                        // fp32 base output and scaled update
         }

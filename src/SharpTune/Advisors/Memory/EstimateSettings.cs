@@ -7,13 +7,22 @@ public sealed record EstimateSettings
     public string Method { get; init; } = "lora";
     /// <summary>Tokens per sequence.</summary>
     public int SequenceLength { get; init; } = 512;
-    /// <summary>Sequences per micro-batch (what is in memory at once).</summary>
+    /// <summary>Sequences per micro-batch (what is in memory at once); for dpo, orpo and simpo preference pairs, two sequences each.</summary>
     public int MicroBatchSize { get; init; } = 4;
     /// <summary>f32 or bf16: the dtype of the base weights and of the computation.</summary>
     public string Dtype { get; init; } = "f32";
     public int LoraR { get; init; } = 8;
-    /// <summary>LoRA dropout: above 0 each adapted layer keeps a dropped-out fp32 copy of its input and a mask.</summary>
+    /// <summary>LoRA dropout: above 0 each adapted layer keeps a dropped-out copy of its input and a mask, unless <see cref="DropoutDisabled"/>.</summary>
     public double LoraDropout { get; init; }
+    /// <summary>
+    /// <c>train --disable-dropout</c>: every dropout set to 0 for the run. Empty = training's default for <see cref="Objective"/>
+    /// (on for dpo, orpo, simpo and gkd, as TRL's configs; off for sft).
+    /// </summary>
+    public bool? DisableDropout { get; init; }
+    /// <summary><see cref="DisableDropout"/>, or training's default for <see cref="Objective"/> (<c>TrainingOptions.DropoutDisabled</c>'s rule).</summary>
+    public bool DropoutDisabled() => DisableDropout ?? Training.TrainingOptions.DisablesDropoutByDefault(Objective);
+    /// <summary>The LoRA dropout the run trains with: <see cref="LoraDropout"/>, or 0 when <see cref="DropoutDisabled"/>.</summary>
+    public double EffectiveLoraDropout => DropoutDisabled() ? 0 : LoraDropout;
     /// <summary>target_modules as <c>--target-modules</c> takes it; null = PEFT's default for the model type.</summary>
     public string? TargetModules { get; init; }
     /// <summary>Keep only each layer's input and recompute the layer in the backward pass.</summary>
@@ -22,7 +31,7 @@ public sealed record EstimateSettings
     public int? CheckpointedLayers { get; init; }
     /// <summary>With <see cref="GradientCheckpointing"/>: how many of the recomputed layers keep their frozen MLP gate and up products.</summary>
     public int LayersKeepingMlpProducts { get; init; }
-    /// <summary>Tokens in one epoch of the dataset, for the per-epoch FLOPs and time; null = not known.</summary>
+    /// <summary>Tokens in one epoch of the dataset, for the per-epoch FLOPs and time (for dpo, orpo and simpo both sequences of every pair); null = not known.</summary>
     public long? DatasetTokens { get; init; }
     /// <summary>Fraction of the hardware's peak a training step reaches (model FLOPs utilisation).</summary>
     public double? Utilization { get; init; }
@@ -44,7 +53,7 @@ public sealed record EstimateSettings
     public string Objective { get; init; } = "sft";
     /// <summary>DPO with full fine-tuning: reference log-probs scored before training (<c>precompute_ref_log_probs</c>), so no frozen copy.</summary>
     public bool PrecomputeRefLogProbs { get; init; }
-    /// <summary>GKD: the teacher's model folder or config.json (only its config is read for the estimate).</summary>
+    /// <summary>GKD: the teacher's local model folder or config.json (only its config is read for the estimate; hub ids are not resolved, unlike <c>train --teacher</c>).</summary>
     public string? Teacher { get; init; }
     /// <summary>GKD: nf4, fp4 or int8, the teacher's linear layers stored quantized (<c>train --teacher-quantize</c>).</summary>
     public string? TeacherQuantize { get; init; }

@@ -8,15 +8,15 @@ namespace SharpTune.Advisors.Memory;
 /// <item>DPO, ORPO, SimPO (<c>PreferenceCollator</c>): a micro-batch of P pairs is 2P rows, chosen then rejected, scored in
 /// one forward (TRL's <c>DataCollatorForPreference.torch_call</c>: <c>input_ids = prompt_chosen_ids + prompt_rejected_ids</c>,
 /// trl/trainer/dpo_trainer.py @ f2cd577). The rows' log-probs come from
-/// <c>TokenLogProbs</c>, whose scope frees each chunk's logits once the log-softmax is taken: only the fp32 log-softmax of
-/// every token stays in the graph, whatever the method.</item>
+/// <c>TokenLogProbs</c>, which gives each chunk its own dispose scope: the chunk's compute-dtype logits and their fp32 copy
+/// are freed once its log-softmax is taken, so only the fp32 log-softmax of every token stays in the graph, whatever the method.</item>
 /// <item>DPO's reference (<c>DpoRecipe</c>): with an adapter, the policy with the adapter disabled (no weights; its no-grad
 /// forward runs before the policy's and keeps nothing); with full fine-tuning a frozen copy of the base in the run's dtype,
 /// or nothing with <c>precompute_ref_log_probs</c> (TRL's <c>DPOTrainer.__init__</c>: no <c>ref_model</c> "if is_peft_model(self.model)
 /// or args.precompute_ref_log_probs", and the PEFT reference pass runs under <c>torch.no_grad()</c> with the adapter disabled).</item>
 /// <item>GKD (<c>GkdRecipe</c>, <c>GkdObjective</c>): the teacher loaded in the run's dtype, or quantized per
-/// teacher_quantize; its no-grad forward's layer outputs and final hidden state stay referenced by the step's scope with
-/// the copied supervised rows, and the loss runs <c>GkdObjective.ChunkRowsFor</c> rows at a time, each chunk holding both
+/// teacher_quantize; of its no-grad forward only the embeddings and the final hidden state stay referenced by the step's
+/// scope, with the copied supervised rows, and the loss runs <c>GkdObjective.ChunkRowsFor</c> rows at a time, each chunk holding both
 /// heads' logits and the generalized JSD's (rows × V) terms (TRL's <c>generalized_jsd_loss</c>, trl/experimental/gkd @ f2cd577,
 /// takes the whole batch at once; ours never does).</item>
 /// </list>
@@ -29,7 +29,7 @@ internal static class ObjectiveAccounting
 
     /// <summary>
     /// Bytes per token the preference objectives' log-probs keep for the backward: the fp32 log-softmax over the
-    /// vocabulary (the compute-dtype logits and their fp32 copy are freed when <c>TokenLogProbs</c> returns: the
+    /// vocabulary (each chunk's compute-dtype logits and their fp32 copy are freed when its scope in <c>TokenLogProbs</c> ends: the
     /// log-softmax's backward needs only its output).
     /// </summary>
     public static double PairedLogitsBytesPerToken(ModelLayout layout) => 4.0 * layout.Config.VocabSize;
@@ -45,14 +45,14 @@ internal static class ObjectiveAccounting
     };
 
     /// <summary>
-    /// What GKD keeps from its forwards until the step ends, beside the student's activations: the teacher's layer outputs
-    /// and final norm (as the student's, <see cref="ActivationAccounting.HeldBytesPerToken"/>), the teacher's and the
-    /// student's supervised rows copied out (index_select), and the gradient of the student's rows the chunks gather.
-    /// Every token is counted as supervised (an upper bound).
+    /// What GKD keeps from its forwards until the step ends, beside the student's activations: of the teacher's no-grad
+    /// forward only what leaves <c>DecoderModel.Forward</c>'s scope (its embeddings and final hidden state; the layer outputs
+    /// and the final norm's internals are freed inside it, and no graph keeps them), the teacher's and the student's
+    /// supervised rows copied out (index_select), and the gradient of the student's rows the chunks gather. Every token is
+    /// counted as supervised (an upper bound).
     /// </summary>
     public static double GkdHeldBytes(ModelLayout student, ModelLayout teacher, EstimateSettings s, long tokens) =>
-        (ActivationAccounting.HeldBytesPerToken(teacher, s) + (double)teacher.Config.HiddenSize * s.ComputeBytes
-         + 2.0 * student.Config.HiddenSize * s.ComputeBytes) * tokens;
+        (3.0 * teacher.Config.HiddenSize * s.ComputeBytes + 2.0 * student.Config.HiddenSize * s.ComputeBytes) * tokens;
 
     /// <summary>
     /// The largest of GKD's transients while the student's activations exist: the teacher's no-grad forward (one layer's
@@ -67,9 +67,10 @@ internal static class ObjectiveAccounting
     /// mixture, and per side exp, difference and product (4 bytes each), all referenced by the chunk's scope until its
     /// backward ends. The backward adds about twelve fp32 values per element: the mixture's logsumexp backward makes its
     /// (2, rows, V) difference, exponential and product (24 bytes) while the gradients of the log-softmaxes and of the
-    /// mixture gathered from the divergence terms wait (about 24). That share is set from measurement: with it the
-    /// estimate of GKD steps of a 4-layer Llama student and a 6-layer teacher (vocabulary 4096, 512-1024 rows a chunk)
-    /// came within 0-6% of the measured peak in bf16 and f32, with LoRA and full fine-tuning; with four values it was 19-21% under.
+    /// mixture gathered from the divergence terms wait (about 24). That share is fitted, not derived: on the measured GKD
+    /// steps of a 4-layer Llama student and a 6-layer teacher (vocabulary 4096, one chunk of 1024 rows; LoRA bf16 and full
+    /// f32), where four values left the estimate 19-21% under. Measured after the fit (EstimatorVsMeasuredTests): a
+    /// teacher dominating the step −12%, two chunks at vocabulary 16384 +0.5%.
     /// </summary>
     public static double GkdChunkBytes(int vocabSize, EstimateSettings s, long tokens)
     {
@@ -94,4 +95,18 @@ internal static class ObjectiveAccounting
         var attentionWidth = scorer.LayerNormBlocks ? c.HiddenSize : (double)c.NumHeads * c.HeadDim;
         return 2.0 * scorer.MatmulParameters + 4.0 * c.NumLayers * attentionWidth * s.SequenceLength;
     }
+
+    /// <summary>The estimate's note on what the objective adds (DPO's reference, GKD's teacher, pairs per forward).</summary>
+    public static string ObjectiveNote(EstimateSettings s, ModelLayout? teacher) => s.ObjectiveName switch
+    {
+        "dpo" => $"Objective dpo: {s.MicroBatchSize} pairs are {s.SequencesPerMicroBatch} sequences per forward; reference " +
+                 (s.PrecomputeRefLogProbs ? "log-probs precomputed before training (no reference forward per step, no extra weights)"
+                     : !s.IsFull ? "the base with the adapter disabled (no extra weights; its no-grad forward keeps nothing)"
+                     : "a frozen copy of the base (its weights counted)") + ".",
+        "gkd" => $"Objective gkd: the teacher {s.Teacher} ({teacher!.TotalParameters:N0} parameters, " +
+                 (s.TeacherQuantize is null ? $"in {s.Dtype}" : $"stored {s.TeacherQuantizationSettings()}") +
+                 ") is counted in the weights; its embeddings and final hidden states are held through the loss, computed a chunk of rows at a time. " +
+                 "On-policy generation (lmbda > 0) runs before the step and is not counted.",
+        _ => $"Objective {s.ObjectiveName}: {s.MicroBatchSize} pairs are {s.SequencesPerMicroBatch} sequences per forward; no reference model.",
+    };
 }

@@ -164,7 +164,7 @@ public static class TrainingEstimator
             "Memory counts what SharpTune's trainer allocates (AdamW: 2 fp32 states per trainable parameter, or 2 bytes + 8/256 with an 8-bit optim; fp32 master for bf16 trainable weights; LoRA weights fp32).",
             "GPU figures exclude the CUDA context and allocator caching (typically 0.5-1.5 GiB more).",
         };
-        if (settings.ObjectiveName != "sft") notes.Add(ObjectiveNote(settings, teacher));
+        if (settings.ObjectiveName != "sft") notes.Add(ObjectiveAccounting.ObjectiveNote(settings, teacher));
         if (layout.LayerNormBlocks) notes.Add("GPT-2 and GPT-NeoX activations use the same accounting but were not checked against measured runs.");
         if (settings.Quantize is not null)
             notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
@@ -190,19 +190,6 @@ public static class TrainingEstimator
         GkdRecipe.CheckVocabularies(student.VocabSize, teacherConfig.VocabSize, settings.Teacher!);
         return ModelLayout.Of(teacherConfig);
     }
-
-    private static string ObjectiveNote(EstimateSettings s, ModelLayout? teacher) => s.ObjectiveName switch
-    {
-        "dpo" => $"Objective dpo: {s.MicroBatchSize} pairs are {s.SequencesPerMicroBatch} sequences per forward; reference " +
-                 (!s.IsFull ? "the base with the adapter disabled (no extra weights; its no-grad forward keeps nothing)"
-                     : s.PrecomputeRefLogProbs ? "log-probs precomputed before training (no extra weights)"
-                     : "a frozen copy of the base (its weights counted)") + ".",
-        "gkd" => $"Objective gkd: the teacher {s.Teacher} ({teacher!.TotalParameters:N0} parameters, " +
-                 (s.TeacherQuantize is null ? $"in {s.Dtype}" : $"stored {s.TeacherQuantizationSettings()}") +
-                 ") is counted in the weights; its forward's hidden states are held through the loss, computed a chunk of rows at a time. " +
-                 "On-policy generation (lmbda > 0) runs before the step and is not counted.",
-        _ => $"Objective {s.ObjectiveName}: {s.MicroBatchSize} pairs are {s.SequencesPerMicroBatch} sequences per forward; no reference model.",
-    };
 
     private static IReadOnlyList<LinearLayerShape> SelectTargets(ModelLayout layout, EstimateSettings settings)
     {

@@ -92,8 +92,9 @@ public static class TrainingMemoryProbe
     private static ITrainingObjective Objective(EstimateSettings settings, LoraAdapter? adapter, CausalLanguageModel? teacher, CausalLanguageModel? referenceCopy) =>
         settings.ObjectiveName switch
         {
-            "dpo" => new DpoObjective(new DpoSettings(), adapter is not null ? DpoReference.AdapterDisabled(adapter)
-                : referenceCopy is not null ? DpoReference.FrozenModel(referenceCopy) : DpoReference.Precomputed),
+            // DpoRecipe's order: precomputed log-probs first, then the adapter disabled, then the frozen copy.
+            "dpo" => new DpoObjective(new DpoSettings(), settings.PrecomputeRefLogProbs ? DpoReference.Precomputed
+                : adapter is not null ? DpoReference.AdapterDisabled(adapter) : DpoReference.FrozenModel(referenceCopy!)),
             "orpo" => new OrpoObjective(0.1),
             "simpo" => new SimpoObjective(new SimpoSettings()),
             "gkd" => new GkdObjective(teacher!, 0.5),
@@ -135,6 +136,8 @@ public static class TrainingMemoryProbe
             });
             adapter.Inject(model);
         }
+        // As FineTuneJob: disable_dropout (asked, or the objective's default) zeroes every dropout, LoRA's included.
+        if (settings.DropoutDisabled()) FineTuningMethods.DisableDropout(model);
         var trainable = adapter?.TrainableParameters ?? model.named_parameters().Select(p => (p.name, p.parameter)).ToArray();
         model.train();
         using var optimizer = AdamWOptimizer.Create(settings.Optim, trainable.Select(t => (t.Name, t.Parameter, 0.0, 1.0)));

@@ -30,16 +30,19 @@ public static class TokenLogProbs
         var entropies = new List<Tensor>();
         for (long start = 0; start < total; start += chunkTokens)
         {
+            // Each chunk's own scope: its compute-dtype logits and their fp32 copy are released as soon as the chunk is
+            // scored (the log-softmax's backward keeps only its output), so chunks' logits never pile up until the call returns.
+            using var chunkScope = NewDisposeScope();
             var n = Math.Min(chunkTokens, total - start);
             var logits = model.ComputeLogits(flatHidden.narrow(0, start, n)).to(ScalarType.Float32);   // (n, V)
             if (temperature != 1.0) logits = logits / temperature;
-            parts.Add(-F.cross_entropy(logits, flatTargets.narrow(0, start, n), ignore_index: BatchCollator.IgnoreIndex,
-                reduction: nn.Reduction.None));
+            parts.Add((-F.cross_entropy(logits, flatTargets.narrow(0, start, n), ignore_index: BatchCollator.IgnoreIndex,
+                reduction: nn.Reduction.None)).MoveToOuterDisposeScope());
             if (withEntropy)
             {
                 using var noGrad = no_grad();
                 var logp = logits.detach().log_softmax(-1);
-                entropies.Add(-(logp.exp() * logp).sum(-1));
+                entropies.Add((-(logp.exp() * logp).sum(-1)).MoveToOuterDisposeScope());
             }
         }
         entropy = withEntropy ? cat(entropies, 0).reshape(targets.shape).MoveToOuterDisposeScope() : null;

@@ -46,6 +46,43 @@ public class ObjectiveEstimateTests
     }
 
     [Theory]
+    [InlineData("dpo")]
+    [InlineData("orpo")]
+    [InlineData("simpo")]
+    public void ObjectivesThatTrainWithoutDropoutCountNoDropoutCopiesUnlessAsked(string objective)
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Settings("lora", "bf16");
+        // A bf16 LoRA layer with dropout keeps the dropped bf16 copy of its input and a bool mask: (2 + 1)·64 bytes per
+        // token for each of q_proj and v_proj, in each of the 2 layers.
+        const double dropoutBytesPerToken = 2 * 2 * (2 + 1) * 64;
+        double Activations(EstimateSettings s) => TrainingEstimator.Estimate(config, s).Training.Activations;
+
+        var sft = settings with { LoraDropout = 0.05 };
+        Assert.Equal(dropoutBytesPerToken * 3 * 32, Activations(sft) - Activations(sft with { LoraDropout = 0 }), 1e-6);
+
+        // As `train`: disable_dropout defaults on for the preference objectives (TRL's configs), so lora_dropout is never applied.
+        var paired = settings with { Objective = objective, LoraDropout = 0.05 };
+        Assert.True(paired.DropoutDisabled());
+        Assert.Equal(Activations(paired with { LoraDropout = 0 }), Activations(paired), 1e-6);
+        // --disable-dropout false keeps it: the copies of all 2·3 rows.
+        Assert.Equal(dropoutBytesPerToken * 6 * 32,
+            Activations(paired with { DisableDropout = false }) - Activations(paired with { LoraDropout = 0, DisableDropout = false }), 1e-6);
+        // --disable-dropout true turns it off for SFT too.
+        Assert.Equal(Activations(sft with { LoraDropout = 0 }), Activations(sft with { DisableDropout = true }), 1e-6);
+    }
+
+    [Fact]
+    public void TheEstimateAndTrainingShareTheDropoutDefault()
+    {
+        foreach (var objective in EstimateSettings.EstimatedObjectives)
+            Assert.Equal(new SharpTune.Training.TrainingOptions { Objective = objective }.DropoutDisabled(),
+                new EstimateSettings { Objective = objective }.DropoutDisabled());
+        Assert.True(new EstimateSettings { Objective = "gkd" }.DropoutDisabled());
+        Assert.False(new EstimateSettings { Objective = "sft" }.DropoutDisabled());
+    }
+
+    [Theory]
     [InlineData("f32", 4)]
     [InlineData("bf16", 2)]
     public void DpoWithFullFineTuningCountsAFrozenCopyUnlessReferenceLogProbsArePrecomputed(string dtype, int bytes)
@@ -76,11 +113,11 @@ public class ObjectiveEstimateTests
         var gkd = TrainingEstimator.Estimate(config, settings with { Objective = "gkd", Teacher = dir.Path }).Training;
         Assert.Equal((double)teacherParameters * b, gkd.Weights - sft.Weights);
 
-        // Held until the step ends, per token: the teacher's 3 layer outputs, embeddings and final hidden ((3 + 2)·96·b),
-        // its final norm (an fp32 copy when b = 2, and its output: (4 if bf16)·96 + 96·b), the teacher's supervised rows
-        // (96·b) and the student's rows and their gradient (2·64·b).
+        // Held until the step ends, per token: of the teacher's no-grad forward its embeddings and final hidden state
+        // (2·96·b; DecoderModel.Forward frees the layer outputs and the final norm's internals in its own scope), the
+        // teacher's supervised rows (96·b) and the student's rows and their gradient (2·64·b).
         const long tokens = 3 * 32;
-        var perToken = 5.0 * 96 * b + (b == 2 ? 4 * 96 : 0) + 96 * b + 96 * b + 2 * 64 * b;
+        var perToken = 2.0 * 96 * b + 96 * b + 2 * 64 * b;
         Assert.Equal(sft.Activations - sft.Logits + perToken * tokens, gkd.Activations, 1e-6);
         Assert.Equal(0, gkd.Logits);   // the loss's chunks free their logits as they go
     }
