@@ -131,7 +131,7 @@ public static class ActivationAccounting
     public static double InferenceWorkingBytesPerToken(ModelLayout layout, EstimateSettings s)
     {
         var c = layout.Config;
-        var kvWidth = layout.LayerNormBlocks ? c.HiddenSize : (long)c.NumKeyValueHeads * c.HeadDim;
+        var kvWidth = (long)c.NumKeyValueHeads * c.HeadDim;
         return (2.0 * c.HiddenSize + 2.0 * kvWidth + (layout.LayerNormBlocks ? 2 : 3) * (double)c.IntermediateSize) * s.ComputeBytes;
     }
 

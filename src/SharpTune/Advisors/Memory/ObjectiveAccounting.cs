@@ -92,7 +92,7 @@ internal static class ObjectiveAccounting
         };
         if (scorer is null) return 0;
         var c = scorer.Config;
-        var attentionWidth = scorer.LayerNormBlocks ? c.HiddenSize : (double)c.NumHeads * c.HeadDim;
+        var attentionWidth = (double)c.NumHeads * c.HeadDim;
         return 2.0 * scorer.MatmulParameters + 4.0 * c.NumLayers * attentionWidth * s.SequenceLength;
     }
 

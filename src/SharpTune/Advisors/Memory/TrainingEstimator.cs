@@ -128,14 +128,14 @@ public static class TrainingEstimator
         var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer,
             keptProducts + (recomputedLayers > 0 ? layer : 0));
 
-        var kvWidth = layout.LayerNormBlocks ? config.HiddenSize : (long)config.NumKeyValueHeads * config.HeadDim;
+        var kvWidth = (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
         // Inference without autograd frees each op's inputs: about one layer's widest tensors live at once, plus the
         // fp32 logits of the last position per sequence.
         var inferenceWorking = ActivationAccounting.InferenceWorkingBytesPerToken(layout, settings) * tokens + settings.MicroBatchSize * (double)config.VocabSize * 4;
         var inference = baseWeights + kvCache + inferenceWorking + dequantizeTransient;
 
-        var attentionWidth = layout.LayerNormBlocks ? config.HiddenSize : (double)config.NumHeads * config.HeadDim;
+        var attentionWidth = (double)config.NumHeads * config.HeadDim;
         var attentionFlops = 12.0 * config.NumLayers * attentionWidth * settings.SequenceLength;
         var flopsPerToken = settings.IsFull
             ? 6.0 * layout.MatmulParameters + attentionFlops
@@ -165,7 +165,7 @@ public static class TrainingEstimator
             "GPU figures exclude the CUDA context and allocator caching (typically 0.5-1.5 GiB more).",
         };
         if (settings.ObjectiveName != "sft") notes.Add(ObjectiveAccounting.ObjectiveNote(settings, teacher));
-        if (layout.LayerNormBlocks) notes.Add("GPT-2 and GPT-NeoX activations use the same accounting but were not checked against measured runs.");
+        if (layout.LayerNormBlocks) notes.Add("GPT-2, GPT-NeoX and Phi-1/2 activations use the same accounting but were not checked against measured runs.");
         if (settings.Quantize is not null)
             notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
         if (settings.GradientCheckpointing)

@@ -58,7 +58,7 @@ public class TrainingEstimatorTests
         var config = ModelConfig.Load(folder);
         var settings = new EstimateSettings { Method = "lora", LoraR = 4 };
         var estimate = TrainingEstimator.Estimate(config, settings);
-        Assert.Contains(estimate.Notes, n => n.Contains("GPT-NeoX activations"));
+        Assert.Contains(estimate.Notes, n => n.Contains("GPT-NeoX and Phi-1/2 activations"));
         Assert.Equal(2.0 * config.NumLayers * config.HiddenSize * settings.SequenceLength * settings.MicroBatchSize * settings.ComputeBytes,
             estimate.KvCacheBytes);
     }
@@ -88,6 +88,14 @@ public class TrainingEstimatorTests
             Assert.Equal(adapter.TrainableParameters.Sum(p => p.Parameter.numel()), counts.Trainable);
             Assert.Equal(total + counts.Trainable, counts.Total);
         }
+        // The inference KV cache is what generation allocates for these settings: a KvCache of micro-batch rows and
+        // sequence-length columns, only the key/value heads (one of two on phi_tied_gqa).
+        var config = ModelConfig.Load(folder);
+        var settings = new EstimateSettings { Method = "lora", LoraR = 4, SequenceLength = 64, MicroBatchSize = 3 };
+        using var cache = new KvCache(config, settings.MicroBatchSize, settings.SequenceLength, TorchSharp.torch.ScalarType.Float32,
+            TorchSharp.torch.CPU);
+        var (keys, values) = cache.AllLayers;
+        Assert.Equal((keys.numel() + values.numel()) * 4.0, TrainingEstimator.Estimate(config, settings).KvCacheBytes);
     }
 
     [Fact]
