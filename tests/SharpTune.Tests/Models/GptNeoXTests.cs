@@ -31,16 +31,7 @@ public class GptNeoXTests
         Assert.IsType<GPTNeoXForCausalLM>(model);
         Assert.Equal(parallel, model.Config.UseParallelResidual);
         model.eval();
-        using var noGrad = no_grad();
-        foreach (var c in TransformersExpected.Read(Fixture(name)))
-        {
-            using var ids = tensor(c.InputIds.Select(i => (long)i).ToArray()).unsqueeze(0);
-            using var logits = model.Forward(ids);
-            using var last = logits[0, -1];
-            using var expected = tensor(c.LastLogits);
-            var worst = (last - expected).abs().max().item<float>();
-            Assert.True(worst <= 1e-5, $"{name}, prompt of {c.InputIds.Length}: last-position logits differ by up to {worst}");
-        }
+        TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
     }
 
     /// <summary>
@@ -55,14 +46,7 @@ public class GptNeoXTests
     {
         using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
         model.eval();
-        foreach (var c in TransformersExpected.Read(Fixture(name)))
-        {
-            var options = new GenerationOptions { MaxNewTokens = c.GreedyIds.Length, Temperature = 0, EosTokenIds = [] };
-            Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options)[0].Tokens);
-            Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options, useCache: false)[0].Tokens);
-            using (InferenceShortcuts.Disable())
-                Assert.Equal(c.GreedyIds, TokenGenerator.Generate(model, [c.InputIds], options)[0].Tokens);
-        }
+        TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
     }
 
     /// <summary>
@@ -78,36 +62,8 @@ public class GptNeoXTests
         using var model = PretrainedModel.Load(folder, ScalarType.Float32);
         Assert.Equal((128, 32, false, true), (model.Config.HeadDim, model.Config.RotaryDim, model.Config.AttentionBias, model.Config.TieWordEmbeddings));
         model.eval();
-        using var noGrad = no_grad();
-        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "EXPECTED.json")))!["prompts"]!.AsArray();
-        foreach (var shortcuts in new[] { true, false })
-        foreach (var c in cases)
-        {
-            using var off = shortcuts ? null : InferenceShortcuts.Disable();
-            var prompt = c!["input_ids"]!.AsArray().Select(n => (long)n!.GetValue<int>()).ToArray();
-            var greedy = c["greedy_ids"]!.AsArray().Select(n => (long)n!.GetValue<int>()).ToArray();
-            var steps = c["step_logits"]!.AsArray().Select(row => row!.AsArray().Select(n => n!.GetValue<float>()).ToArray()).ToArray();
-            using var cache = new KvCache(model.Config, 1, prompt.Length + greedy.Length, ScalarType.Float32, CPU);
-            using var prefill = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(prompt).unsqueeze(0)),
-                new ForwardContext { PositionIds = arange((long)prompt.Length).unsqueeze(0), Cache = cache, MaxPosition = prompt.Length - 1 }));
-            AssertClose(prefill[0, -1], steps[0], $"prompt of {prompt.Length}, prefill");
-            for (var step = 1; step < steps.Length; step++)
-            {
-                var position = prompt.Length + step - 1;
-                using var logits = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(new[,] { { greedy[step - 1] } })),
-                    // MaxPosition, as the generator passes it, lets RoPE take this step's angles from its step tables.
-                    new ForwardContext { PositionIds = tensor(new long[,] { { position } }), Cache = cache, MaxPosition = position }));
-                AssertClose(logits[0, 0], steps[step], $"prompt of {prompt.Length}, decode step {step} (shortcuts {(shortcuts ? "on" : "off")})");
-            }
-        }
-
-        static void AssertClose(Tensor actual, float[] expected, string label)
-        {
-            using var reference = tensor(expected);
-            var worst = (actual - reference).abs().max().item<float>();
-            // float32 against float64 over 128-wide products; a mis-rotated or mis-cached step is off by ~0.1 or more.
-            Assert.True(worst <= 5e-5, $"{label}: logits differ by up to {worst}");
-        }
+        // float32 against float64 over 128-wide products; a mis-rotated or mis-cached step is off by ~0.1 or more.
+        TransformersExpected.AssertEveryCachedDecodeStep(model, folder, "gpt_neox_tied_head128", tolerance: 5e-5);
     }
 
     /// <summary>
