@@ -321,22 +321,7 @@ public class GgufArchitectureInteropTests
         foreach (var (label, folder) in bases)
         {
             var adapterDir = Path.Combine(dir.Path, label + "-lora");
-            int[] expected;
-            using (var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32))
-            {
-                var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig
-                {
-                    R = 4, LoraAlpha = 8, TargetModules = SharpTune.Peft.TargetModules.AllLinear,
-                });
-                adapter.Inject(model);
-                TorchSharp.torch.manual_seed(31);
-                using (TorchSharp.torch.no_grad())
-                    foreach (var (key, tensor) in adapter.AdapterStateDict())
-                        if (key.Contains("lora_B")) tensor.copy_(TorchSharp.torch.randn_like(tensor) * 0.3);
-                SharpTune.Peft.PeftAdapters.Save(adapter, adapterDir, folder);
-                adapter.MergeAndUnload();
-                expected = Greedy(model, prompt, 24);
-            }
+            var expected = SaveRandomLoraAndGreedyOfMerged(folder, adapterDir, prompt, 24, seed: 31, bScale: 0.3);
             var basePath = ExportModel(folder, Path.Combine(dir.Path, label + "-base.gguf"), GgufExportType.F32).Path;
             var lora = GgufLoraExporter.Export(new GgufLoraExportOptions
             {

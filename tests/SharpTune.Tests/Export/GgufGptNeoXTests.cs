@@ -158,38 +158,9 @@ public class GgufGptNeoXTests
         foreach (var name in Fixtures)
         {
             var folder = FixtureCopy(dir, Fixture(name));
-            var f32 = ExportModel(folder, Path.Combine(dir.Path, name + "-f32.gguf"), GgufExportType.F32).Path;
-            var f16 = ExportModel(folder, Path.Combine(dir.Path, name + "-f16.gguf"), GgufExportType.F16).Path;
-            var q8 = ExportModel(folder, Path.Combine(dir.Path, name + "-q8_0.gguf"), GgufExportType.Q8_0).Path;
-            Assert.Contains(GgmlType.Q8_0, GgufReader.Open(q8).Tensors.Select(t => t.Type));
-            var cases = TransformersExpected.Read(folder);
-            foreach (var c in cases)
-            {
-                var what = $"{name}, prompt of {c.InputIds.Length}";
-                var expected = LogSoftmax(c.LastLogits.Select(l => (double)l).ToArray());
-                items.Add((Float32(LlamaCppRuntime.Distribution(f32, c.InputIds)), result =>
-                {
-                    var difference = MaxLogProbabilityDifference(expected, LlamaCppRuntime.Probabilities(result, expected.Length));
-                    Assert.True(difference < LogProbabilityTolerance, $"{what} f32: llama.cpp's log-probabilities differ from transformers' by up to {difference:G3}");
-                }));
-                items.Add((Float32(LlamaCppRuntime.Greedy(f32, c.InputIds, c.GreedyIds.Length)),
-                    result => AssertSameIds($"{what} f32", c.GreedyIds, Ids(result, "greedy"))));
-                items.Add((Float32(LlamaCppRuntime.Distribution(q8, c.InputIds)), result =>
-                {
-                    var difference = MaxLogProbabilityDifference(expected, LlamaCppRuntime.Probabilities(result, expected.Length));
-                    Assert.True(difference < Q8LogProbabilityTolerance, $"{what} q8_0: llama.cpp's log-probabilities differ from transformers' by up to {difference:G3}");
-                }));
-                items.Add((Float32(LlamaCppRuntime.Greedy(q8, c.InputIds, c.GreedyIds.Length)), result =>
-                {
-                    var agreeing = c.GreedyIds.Zip(Ids(result, "greedy")).Count(p => p.First == p.Second);
-                    Assert.True(agreeing >= 0.75 * c.GreedyIds.Length, $"{what} q8_0: {agreeing} of {c.GreedyIds.Length} greedy tokens agree with transformers'");
-                }));
-            }
-            var prompt = cases[^1].InputIds;
-            using var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32);
-            RoundMatricesToF16(model);
-            var expectedF16 = Greedy(model, prompt, 24);
-            items.Add((Float32(LlamaCppRuntime.Greedy(f16, prompt, 24)), result => AssertSameIds($"{name} f16", expectedF16, Ids(result, "greedy"))));
+            var files = LlamaCppFixtureChecks.ExportF32F16AndQ8_0(dir, folder, name);
+            LlamaCppFixtureChecks.QueueReferenceComparisons(items, name, folder, files, LogProbabilityTolerance, Q8LogProbabilityTolerance,
+                "transformers'");
         }
         RunAll(items);
     }
@@ -207,38 +178,10 @@ public class GgufGptNeoXTests
         var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
         foreach (var name in new[] { "gpt_neox_parallel", "gpt_neox_sequential" })
         {
-            var folder = FixtureCopy(dir, Fixture(name));
-            var prompt = TransformersExpected.Read(folder)[^1].InputIds;
-            var adapterDir = Path.Combine(dir.Path, name + "-lora");
-            int[] expected;
-            using (var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32))
-            {
-                var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig
-                {
-                    R = 4, LoraAlpha = 8, TargetModules = SharpTune.Peft.TargetModules.AllLinear,
-                });
-                adapter.Inject(model);
-                TorchSharp.torch.manual_seed(37);
-                using (TorchSharp.torch.no_grad())
-                    foreach (var (key, tensor) in adapter.AdapterStateDict())
-                        if (key.Contains("lora_B")) tensor.copy_(TorchSharp.torch.randn_like(tensor) * 0.5);
-                SharpTune.Peft.PeftAdapters.Save(adapter, adapterDir, folder);
-                adapter.MergeAndUnload();
-                expected = Greedy(model, prompt, 24);
-            }
-            var basePath = ExportModel(folder, Path.Combine(dir.Path, name + "-base.gguf"), GgufExportType.F32).Path;
-            var lora = GgufLoraExporter.Export(new GgufLoraExportOptions
-            {
-                AdapterDir = adapterDir, ModelDir = folder, OutputPath = Path.Combine(dir.Path, name + "-lora.gguf"),
-            });
+            // `export gguf --adapter` merges the adapter into the float32 weights before the rows are regrouped.
+            var lora = LlamaCppFixtureChecks.QueueLoraComparisons(items, dir, name, FixtureCopy(dir, Fixture(name)), seed: 37);
             Assert.Equal("gptneox", lora.Architecture);
             Assert.Equal(2 * 4 * 2, lora.TensorTypes[GgmlType.F32]);   // lora_a and lora_b for 4 linear layers in 2 blocks
-            items.Add((Float32(LlamaCppRuntime.Greedy(basePath, prompt, 24, lora.Path)),
-                result => AssertSameIds($"{name} base + LoRA GGUF", expected, Ids(result, "greedy"))));
-            // `export gguf --adapter`: the adapter merged into the float32 weights before the rows are regrouped.
-            var mergedPath = ExportModel(folder, Path.Combine(dir.Path, name + "-merged.gguf"), GgufExportType.F32, adapterDir).Path;
-            items.Add((Float32(LlamaCppRuntime.Greedy(mergedPath, prompt, 24)),
-                result => AssertSameIds($"{name} merged export", expected, Ids(result, "greedy"))));
         }
         RunAll(items);
     }

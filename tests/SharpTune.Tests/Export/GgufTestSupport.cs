@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Export;
 
-/// <summary>SharpTune's side of the llama.cpp comparisons: its own greedy decoding, and f16-rounded copies of weights.</summary>
+/// <summary>SharpTune's side of the llama.cpp comparisons: its own greedy decoding, f16-rounded copies of weights, and models with a random LoRA adapter merged.</summary>
 public static class GgufTestSupport
 {
     /// <summary>Greedy continuation by full forward passes (no cache, EOS not special), as llama-run.mjs decodes.</summary>
@@ -29,6 +29,29 @@ public static class GgufTestSupport
         foreach (var (name, parameter) in model.named_parameters())
             if (parameter.dim() >= 2 && !name.Contains("norm") && !name.Contains("wpe"))
                 parameter.copy_(parameter.to(ScalarType.Float16).to(ScalarType.Float32));
+    }
+
+    /// <summary>
+    /// Saves to <paramref name="adapterDir"/> a LoRA adapter (r 4, alpha 8) on every linear layer of the model in
+    /// <paramref name="modelDir"/>, its B matrices drawn from <paramref name="seed"/> times <paramref name="bScale"/> so
+    /// that it changes what the model predicts; returns the greedy tokens of the model with that adapter merged.
+    /// </summary>
+    public static int[] SaveRandomLoraAndGreedyOfMerged(string modelDir, string adapterDir, IReadOnlyList<int> prompt, int tokens,
+        long seed, double bScale)
+    {
+        using var model = PretrainedModel.Load(modelDir, ScalarType.Float32);
+        var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig
+        {
+            R = 4, LoraAlpha = 8, TargetModules = SharpTune.Peft.TargetModules.AllLinear,
+        });
+        adapter.Inject(model);
+        manual_seed(seed);
+        using (no_grad())
+            foreach (var (key, tensor) in adapter.AdapterStateDict())
+                if (key.Contains("lora_B")) tensor.copy_(randn_like(tensor) * bScale);
+        SharpTune.Peft.PeftAdapters.Save(adapter, adapterDir, modelDir);
+        adapter.MergeAndUnload();
+        return Greedy(model, prompt, tokens);
     }
 
     public static int[] Ids(JsonObject result, string key) => result[key]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
