@@ -41,18 +41,8 @@ public class TrainingEstimatorTests
     [InlineData("gpt_neox_tied_head128")]   // tied, no attention biases
     public void GptNeoXLayoutCountsEveryParameterOfTheFixtureModels(string fixture)
     {
-        var folder = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", fixture);
-        foreach (var targets in new string?[] { null, "all-linear" })
-        {
-            using var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32);
-            var total = model.parameters().Sum(p => p.numel());
-            Assert.Equal(total, ModelLayout.Of(model.Config).TotalParameters);
-            var counts = TrainingEstimator.CountParameters(model.Config, new EstimateSettings { Method = "lora", LoraR = 4, TargetModules = targets });
-            var adapter = new LoraAdapter(new LoraConfig { R = 4, TargetModules = SharpTune.Training.FineTuningMethods.ParseTargets(targets) });
-            adapter.Inject(model);
-            Assert.Equal(adapter.TrainableParameters.Sum(p => p.Parameter.numel()), counts.Trainable);
-            Assert.Equal(total + counts.Trainable, counts.Total);
-        }
+        var folder = ReferenceFixture(fixture);
+        AssertCountsMatchTheModelAndItsLoraAdapters(folder);
         // The estimate counts GPT-NeoX's blocks like GPT-2's (LayerNorms, fused multi-head q/k/v, GELU MLP): keys and
         // values of every layer are hidden_size wide.
         var config = ModelConfig.Load(folder);
@@ -75,19 +65,9 @@ public class TrainingEstimatorTests
     [InlineData("phi_untied_mha")]
     public void PhiLayoutCountsEveryParameterOfTheFixtureModels(string fixture)
     {
-        var folder = Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", fixture);
-        foreach (var targets in new string?[] { null, "all-linear" })
-        {
-            using var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32);
-            var total = model.parameters().Sum(p => p.numel());
-            Assert.Equal(total, ModelLayout.Of(model.Config).TotalParameters);
-            var counts = TrainingEstimator.CountParameters(model.Config, new EstimateSettings { Method = "lora", LoraR = 4, TargetModules = targets });
-            var adapter = new LoraAdapter(new LoraConfig { R = 4, TargetModules = SharpTune.Training.FineTuningMethods.ParseTargets(targets) });
-            adapter.Inject(model);
-            Assert.Equal(targets is null ? 4 * model.Config.NumLayers : 6 * model.Config.NumLayers, adapter.Layers.Count);
-            Assert.Equal(adapter.TrainableParameters.Sum(p => p.Parameter.numel()), counts.Trainable);
-            Assert.Equal(total + counts.Trainable, counts.Total);
-        }
+        var folder = ReferenceFixture(fixture);
+        AssertCountsMatchTheModelAndItsLoraAdapters(folder, (targets, config, adapter) =>
+            Assert.Equal(targets is null ? 4 * config.NumLayers : 6 * config.NumLayers, adapter.Layers.Count));
         // The inference KV cache is what generation allocates for these settings: a KvCache of micro-batch rows and
         // sequence-length columns, only the key/value heads (one of two on phi_tied_gqa).
         var config = ModelConfig.Load(folder);
@@ -96,6 +76,29 @@ public class TrainingEstimatorTests
             TorchSharp.torch.CPU);
         var (keys, values) = cache.AllLayers;
         Assert.Equal((keys.numel() + values.numel()) * 4.0, TrainingEstimator.Estimate(config, settings).KvCacheBytes);
+    }
+
+    private static string ReferenceFixture(string name) => Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", name);
+
+    /// <summary>
+    /// For PEFT's default targets and for all-linear, on the model loaded from <paramref name="folder"/>: the layout
+    /// counts every parameter it has, and the estimate's LoRA counts are those of the adapter injected into it
+    /// (<paramref name="checkAdapter"/> sees each adapter once injected).
+    /// </summary>
+    private static void AssertCountsMatchTheModelAndItsLoraAdapters(string folder, Action<string?, ModelConfig, LoraAdapter>? checkAdapter = null)
+    {
+        foreach (var targets in new string?[] { null, "all-linear" })
+        {
+            using var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32);
+            var total = model.parameters().Sum(p => p.numel());
+            Assert.Equal(total, ModelLayout.Of(model.Config).TotalParameters);
+            var counts = TrainingEstimator.CountParameters(model.Config, new EstimateSettings { Method = "lora", LoraR = 4, TargetModules = targets });
+            var adapter = new LoraAdapter(new LoraConfig { R = 4, TargetModules = SharpTune.Training.FineTuningMethods.ParseTargets(targets) });
+            adapter.Inject(model);
+            checkAdapter?.Invoke(targets, model.Config, adapter);
+            Assert.Equal(adapter.TrainableParameters.Sum(p => p.Parameter.numel()), counts.Trainable);
+            Assert.Equal(total + counts.Trainable, counts.Total);
+        }
     }
 
     [Fact]
