@@ -9,8 +9,8 @@ plain PyTorch, computed in float64:
   - scores q.k^T * head_size^-0.5, causal mask, softmax, dense;
   - use_parallel_residual: x + attn(ln1(x)) + mlp(ln2(x)); otherwise h = x + attn(ln1(x)); h + mlp(ln2(h));
   - MLP dense_h_to_4h -> exact (erf) GELU -> dense_4h_to_h; final_layer_norm; untied embed_out.
-Weights are rounded to float32 and saved as safetensors (written by hand: an 8-byte little-endian header length, a
-JSON header, raw little-endian data) with HF names; the forward then runs in float64 on those float32 values.
+Weights are rounded to float32 and saved as safetensors with HF names (reference_io.py, beside this script, writes
+them by hand); the forward then runs in float64 on those float32 values.
 
 gpt_neox_tied_head128 is one head of 128 with rotary_pct 0.25 (32 rotated dims, the size the cached decode's RoPE
 step tables take), no attention biases and a tied head (tie_word_embeddings: logits = hidden . embed_in^T), stored in
@@ -21,12 +21,12 @@ prompt and its greedy continuation.
 Run: /usr/bin/python3 make_gpt_neox_reference.py (needs Debian's python3-torch); writes gpt_neox_parallel/,
 gpt_neox_sequential/ and gpt_neox_tied_head128/ beside this script.
 """
-import json
 import math
 import os
-import struct
 
 import torch
+
+from reference_io import write_fixture
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROMPTS = [[3, 17, 42, 7, 59], [5, 1, 38, 23, 54, 12, 0, 47, 31, 45, 9, 60, 2]]
@@ -87,25 +87,6 @@ def random_weights(cfg, seed):
     if cfg["torch_dtype"] == "bfloat16":
         w = {k: t.bfloat16() for k, t in w.items()}
     return w
-
-
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        bf16 = t.dtype == torch.bfloat16
-        data = t.view(torch.int16).numpy().astype("<i2").tobytes() if bf16 else t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "BF16" if bf16 else "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    header["__metadata__"] = {"format": "pt"}
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)   # the format pads the header with spaces to an 8-byte boundary
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
 
 
 def layer_norm(x, w, b, eps):
@@ -169,27 +150,7 @@ def main():
             ("gpt_neox_sequential", config_for(False, 4, 0.5), 4321, False),
             ("gpt_neox_tied_head128", config_for(True, 1, 0.25, hidden=128, ffn=64, layers=1, bias=False, tied=True,
                                                  dtype="bfloat16"), 2468, True)]:
-        w = random_weights(cfg, seed)
-        folder = os.path.join(HERE, name)
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=2)
-        write_safetensors(os.path.join(folder, "model.safetensors"), w)
-        prompts = []
-        for ids in PROMPTS:
-            logits = forward(cfg, w, ids)[0, -1]
-            greedy, seq = [], list(ids)
-            for _ in range(GREEDY_TOKENS):
-                nxt = int(forward(cfg, w, seq)[0, -1].argmax())
-                greedy.append(nxt)
-                seq.append(nxt)
-            case = {"input_ids": ids, "last_logits": [round(float(v), 7) for v in logits], "greedy_ids": greedy}
-            if step_logits:
-                full = forward(cfg, w, seq[:-1])[0]
-                case["step_logits"] = [[round(float(v), 6) for v in full[pos]] for pos in range(len(ids) - 1, len(seq) - 1)]
-            prompts.append(case)
-        with open(os.path.join(folder, "EXPECTED.json"), "w") as f:
-            json.dump({"prompts": prompts}, f)
+        write_fixture(os.path.join(HERE, name), cfg, random_weights(cfg, seed), forward, PROMPTS, GREEDY_TOKENS, step_logits)
 
 
 if __name__ == "__main__":

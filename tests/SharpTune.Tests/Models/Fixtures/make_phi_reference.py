@@ -13,8 +13,8 @@ computed in float64:
   - scores q.k^T * head_dim^-0.5, causal mask, softmax, dense (with bias);
   - MLP fc1 -> gelu_new (the tanh approximation) -> fc2, with biases; final_layernorm with bias;
   - lm_head with a bias; tie_word_embeddings ties only its weight to embed_tokens (the bias stays its own).
-Weights are rounded to float32 and saved as safetensors (written by hand: an 8-byte little-endian header length, a
-JSON header, raw little-endian data) with HF names; the forward then runs in float64 on those float32 values.
+Weights are rounded to float32 and saved as safetensors with HF names (reference_io.py, beside this script, writes
+them by hand); the forward then runs in float64 on those float32 values.
 
 phi_qk_layernorm: 2 layers, 2 heads of 16, qk_layernorm, partial_rotary_factor 0.5 in transformers 5's
 rope_parameters, untied lm_head, resid_pdrop/embd_pdrop 0.1 (inactive at inference).
@@ -33,13 +33,13 @@ the prompt's last to the one before the last greedy token (what each cached deco
 Run: /usr/bin/python3 make_phi_reference.py [name ...] (needs Debian's python3-torch); writes the named fixtures (all
 of them without names) beside this script.
 """
-import json
 import math
 import os
-import struct
 import sys
 
 import torch
+
+from reference_io import write_fixture
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROMPTS = [[3, 17, 42, 7, 59], [5, 1, 38, 23, 54, 12, 0, 47, 31, 45, 9, 60, 2]]
@@ -178,23 +178,6 @@ def random_weights(cfg, seed):
     return w
 
 
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        data = tensors[name].contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    header["__metadata__"] = {"format": "pt"}
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)   # the format pads the header with spaces to an 8-byte boundary
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-
-
 def layer_norm(x, w, b, eps):
     return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
 
@@ -263,29 +246,7 @@ def main(names):
         if names and name not in names:
             continue
         cfg = make_config()
-        w = random_weights(cfg, seed)
-        folder = os.path.join(HERE, name)
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=2)
-        write_safetensors(os.path.join(folder, "model.safetensors"), w)
-        prompts = []
-        for ids in PROMPTS:
-            logits = forward(cfg, w, ids)[0, -1]
-            greedy, seq = [], list(ids)
-            for _ in range(GREEDY_TOKENS):
-                nxt = int(forward(cfg, w, seq)[0, -1].argmax())
-                greedy.append(nxt)
-                seq.append(nxt)
-            full = forward(cfg, w, seq[:-1])[0]
-            prompts.append({
-                "input_ids": ids,
-                "last_logits": [round(float(v), 7) for v in logits],
-                "greedy_ids": greedy,
-                "step_logits": [[round(float(v), 6) for v in full[pos]] for pos in range(len(ids) - 1, len(seq) - 1)],
-            })
-        with open(os.path.join(folder, "EXPECTED.json"), "w") as f:
-            json.dump({"prompts": prompts}, f)
+        write_fixture(os.path.join(HERE, name), cfg, random_weights(cfg, seed), forward, PROMPTS, GREEDY_TOKENS, step_logits=True)
 
 
 if __name__ == "__main__":
