@@ -20,7 +20,7 @@ public class GgufGptNeoXTests
 {
     private static readonly string[] Fixtures = ["gpt_neox_parallel", "gpt_neox_sequential", "gpt_neox_tied_head128"];
 
-    private static string Fixture(string name) => Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", name);
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
 
     /// <summary>
     /// |Δ log p| allowed between llama.cpp (float32 weights, cache and attention) and transformers (float64). llama.cpp's

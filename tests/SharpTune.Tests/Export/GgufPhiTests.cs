@@ -21,7 +21,7 @@ public class GgufPhiTests
 {
     private static readonly string[] Fixtures = ["phi_untied_mha", "phi_tied_gqa"];
 
-    private static string Fixture(string name) => Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", name);
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
 
     /// <summary>
     /// |Δ log p| allowed between llama.cpp (float32 weights, cache and attention) and the float64 reference. llama.cpp

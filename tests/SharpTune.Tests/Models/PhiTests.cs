@@ -19,7 +19,7 @@ namespace SharpTune.Tests.Models;
 /// </summary>
 public class PhiTests
 {
-    private static string Fixture(string name) => Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", name);
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
 
     [Theory]
     [InlineData("phi_qk_layernorm")]

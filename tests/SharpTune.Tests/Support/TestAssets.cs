@@ -6,6 +6,9 @@ public static class TestAssets
     /// <summary>The repository root (the folder holding SharpTune.sln).</summary>
     public static string RepoRoot { get; } = FindRepoRoot();
 
+    /// <summary>A checkpoint fixture committed under tests/SharpTune.Tests/Models/Fixtures (config, weights, EXPECTED.json).</summary>
+    public static string ModelFixture(string name) => Path.Combine(RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", name);
+
     /// <summary>
     /// The shared assets folder: SHARPTUNE_SHARED if set, else the nearest "shared" folder beside the repository or
     /// one of its parents (a git worktree may live deeper than the main checkout). May be absent.

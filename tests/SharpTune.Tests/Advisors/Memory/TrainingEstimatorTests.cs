@@ -41,7 +41,7 @@ public class TrainingEstimatorTests
     [InlineData("gpt_neox_tied_head128")]   // tied, no attention biases
     public void GptNeoXLayoutCountsEveryParameterOfTheFixtureModels(string fixture)
     {
-        var folder = ReferenceFixture(fixture);
+        var folder = TestAssets.ModelFixture(fixture);
         AssertCountsMatchTheModelAndItsLoraAdapters(folder);
         // The estimate counts GPT-NeoX's blocks like GPT-2's (LayerNorms, fused multi-head q/k/v, GELU MLP): keys and
         // values of every layer are hidden_size wide.
@@ -65,7 +65,7 @@ public class TrainingEstimatorTests
     [InlineData("phi_untied_mha")]
     public void PhiLayoutCountsEveryParameterOfTheFixtureModels(string fixture)
     {
-        var folder = ReferenceFixture(fixture);
+        var folder = TestAssets.ModelFixture(fixture);
         AssertCountsMatchTheModelAndItsLoraAdapters(folder, (targets, config, adapter) =>
             Assert.Equal(targets is null ? 4 * config.NumLayers : 6 * config.NumLayers, adapter.Layers.Count));
         // The inference KV cache is what generation allocates for these settings: a KvCache of micro-batch rows and
@@ -77,8 +77,6 @@ public class TrainingEstimatorTests
         var (keys, values) = cache.AllLayers;
         Assert.Equal((keys.numel() + values.numel()) * 4.0, TrainingEstimator.Estimate(config, settings).KvCacheBytes);
     }
-
-    private static string ReferenceFixture(string name) => Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", name);
 
     /// <summary>
     /// For PEFT's default targets and for all-linear, on the model loaded from <paramref name="folder"/>: the layout
