@@ -221,23 +221,8 @@ public class PhiTests
         Assert.NotNull(((PhiForCausalLM)dropping).model.embed_dropout);
         Assert.NotNull(((PhiForCausalLM)dropping).model.layers[0].resid_dropout);
         Assert.Null(((PhiForCausalLM)plain).model.layers[0].resid_dropout);
-        dropping.load_state_dict(plain.state_dict());
         using var ids = tensor(new long[] { 3, 17, 42, 7, 59, 5 }).unsqueeze(0);
-        plain.eval();
-        dropping.eval();
-        using (no_grad())
-        {
-            using var expected = plain.Forward(ids);
-            using var evaluated = dropping.Forward(ids);
-            Assert.Equal(0f, (expected - evaluated).abs().max().item<float>());
-            var options = new GenerationOptions { MaxNewTokens = 4, Temperature = 0, EosTokenIds = [] };
-            Assert.Equal(TokenGenerator.Generate(plain, [[3, 17, 42]], options)[0].Tokens, TokenGenerator.Generate(dropping, [[3, 17, 42]], options)[0].Tokens);
-            dropping.train();
-            manual_seed(1);
-            using var first = dropping.Forward(ids);
-            using var second = dropping.Forward(ids);
-            Assert.True((first - second).abs().max().item<float>() > 1e-3, "train-mode forwards drop different units");
-        }
+        DropoutChecks.AssertDropoutActsWhileTrainingOnly(plain, dropping, ids);
 
         using var attentionDropping = ModelFactory.Create(ModelConfig.FromJson(TestModels.With(TestModels.PhiConfigJson(), new JsonObject { ["attention_dropout"] = 0.1 })));
         attentionDropping.eval();
