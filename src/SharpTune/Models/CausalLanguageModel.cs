@@ -25,8 +25,18 @@ public abstract class CausalLanguageModel : nn.Module
     /// <summary>The untied output head (transformers' <c>get_output_embeddings()</c>); null when it is the embedding.</summary>
     internal virtual nn.Module<Tensor, Tensor>? UntiedOutputHead => null;
 
-    /// <summary>Whether the output head adds a bias over the vocabulary (Phi's lm_head), which a vocabulary resize does not grow.</summary>
-    internal virtual bool OutputHeadHasBias => false;
+    /// <summary>
+    /// The output head's bias over the vocabulary (Phi's lm_head.bias, with a tied head or not), which a vocabulary resize
+    /// grows with the weights; null when the head has none.
+    /// </summary>
+    internal virtual Parameter? OutputHeadBias => null;
+
+    /// <summary>Puts <paramref name="bias"/> in the output head's bias's place (a resized vocabulary) and frees the old one.</summary>
+    internal virtual void ReplaceOutputHeadBias(Parameter bias) =>
+        throw new NotSupportedException($"{GetType().Name}'s output head has no bias over the vocabulary to replace");
+
+    /// <summary>Whether the output head adds a bias over the vocabulary (Phi's lm_head).</summary>
+    internal bool OutputHeadHasBias => OutputHeadBias is not null;
 
     /// <summary>Records a resized vocabulary in the config (and so in the config.json saved from it).</summary>
     internal void SetVocabSize(int vocabSize) => Config = Config.WithVocabSize(vocabSize);

@@ -11,8 +11,11 @@ namespace SharpTune.Models;
 /// input embedding and an untied output head grow to the new size, their old rows kept as they are and the new rows
 /// drawn from a multivariate normal with the old rows' mean and 1e-9 × their covariance (Hewitt's vocabulary-expansion
 /// advice: new tokens start near the average token, so they change the model's predictions little), or set to the mean
-/// itself when that covariance is not positive definite. A tied head reads the embedding, so it follows. The config's
-/// <c>vocab_size</c> becomes the new size.
+/// itself when that covariance is not positive definite. A tied head reads the embedding, so it follows. A head with a
+/// bias over the vocabulary (Phi's lm_head) grows it too, its old entries kept: untied, the new entries are drawn as
+/// <c>_init_added_lm_head_bias_with_mean</c> draws them, from a normal with the old entries' mean and 1e-9 × their
+/// (unbiased) standard deviation; tied, transformers resizes only the embedding and <c>_tie_or_clone_weights</c> then
+/// pads the bias with zeros, so the new entries are 0. The config's <c>vocab_size</c> becomes the new size.
 /// </summary>
 public static class EmbeddingResize
 {
@@ -53,16 +56,16 @@ public static class EmbeddingResize
         var before = (int)embedding.NumEmbeddings;
         if (numTokens <= before) return (before, before, null);
 
-        if (model.OutputHeadHasBias)
-            throw new NotSupportedException($"{model.Config.Architecture}'s {model.OutputHeadModuleName} has a bias over the vocabulary, " +
-                                            "which SharpTune cannot grow: adding tokens to this model is not supported");
         var head = model.UntiedOutputHead;
         if (head is not null and not Linear)
             throw new NotSupportedException($"the output head is a {head.GetType().Name}: only a plain linear head can be resized " +
                                             "(resize before quantizing it or wrapping it in an adapter)");
         // Setting a Linear's weight disposes the old one, so an undoable resize keeps a copy of the head.
         var keptHead = undoable && head is Linear { weight: { } headWeight } ? headWeight.detach().clone().DetachFromDisposeScope() : null;
-        var replaced = new Replaced(model, embedding.weight, keptHead, (head as Linear)?.weight?.requires_grad ?? false, before);
+        var bias = model.OutputHeadBias;
+        var keptBias = undoable && bias is not null ? bias.detach().clone().DetachFromDisposeScope() : null;
+        var replaced = new Replaced(model, embedding.weight, keptHead, (head as Linear)?.weight?.requires_grad ?? false,
+                                    keptBias, bias?.requires_grad ?? false, before);
         using var generator = new Generator((ulong)seed, embedding.weight.device);
         // The new parameters outlive any dispose scope the caller is in, as the model's own parameters do.
         var grown = new Parameter(GrowRows(embedding.weight, numTokens, generator), embedding.weight.requires_grad).DetachFromDisposeScope();
@@ -73,12 +76,18 @@ public static class EmbeddingResize
             linear.weight = (Parameter)new Parameter(GrowRows(linear.weight!, numTokens, generator), linear.weight!.requires_grad).DetachFromDisposeScope();
             linear.out_features = numTokens;
         }
+        if (bias is not null)
+        {
+            var grownBias = head is null ? PadWithZeros(bias, numTokens) : GrowBias(bias, numTokens, generator);
+            model.ReplaceOutputHeadBias((Parameter)new Parameter(grownBias, bias.requires_grad).DetachFromDisposeScope());
+        }
         model.SetVocabSize(numTokens);
         return (before, numTokens, replaced);
     }
 
     /// <summary>The embedding (and untied head) weights a resize replaced, and the row count they had.</summary>
-    internal sealed class Replaced(CausalLanguageModel model, Parameter embedding, Tensor? head, bool headRequiresGrad, int rows) : IDisposable
+    internal sealed class Replaced(CausalLanguageModel model, Parameter embedding, Tensor? head, bool headRequiresGrad,
+                                   Tensor? bias, bool biasRequiresGrad, int rows) : IDisposable
     {
         private bool kept = true;
 
@@ -93,6 +102,7 @@ public static class EmbeddingResize
                 linear.weight = new Parameter(head, headRequiresGrad);   // disposes the grown one
                 linear.out_features = rows;
             }
+            if (bias is not null) model.ReplaceOutputHeadBias(new Parameter(bias, biasRequiresGrad));   // frees the grown one
             model.SetVocabSize(rows);
         }
 
@@ -103,7 +113,34 @@ public static class EmbeddingResize
             kept = false;
             embedding.Dispose();
             head?.Dispose();
+            bias?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// An untied head's <paramref name="bias"/> (V) with entries appended up to <paramref name="rows"/>, drawn as
+    /// <c>_init_added_lm_head_bias_with_mean</c> draws them: normal with the old entries' mean (in fp32) and 1e-9 × their
+    /// standard deviation (torch.std's default, over V − 1), the same scale <see cref="CovarianceScale"/> gives the rows.
+    /// </summary>
+    internal static Tensor GrowBias(Tensor bias, int rows, Generator? generator = null)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var old = bias.detach();
+        var values = old.to(ScalarType.Float32);
+        var mean = values.mean();
+        var std = values.std(unbiased: true);
+        var added = randn([rows - old.size(0)], dtype: ScalarType.Float32, device: old.device, generator: generator) * (CovarianceScale * std) + mean;
+        return cat([old, added.to(old.dtype)], 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A tied head's <paramref name="bias"/> (V) padded with zeros up to <paramref name="rows"/>, as <c>_tie_or_clone_weights</c> pads it.</summary>
+    internal static Tensor PadWithZeros(Tensor bias, int rows)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var old = bias.detach();
+        return cat([old, zeros([rows - old.size(0)], dtype: old.dtype, device: old.device)], 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>

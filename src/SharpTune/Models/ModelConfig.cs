@@ -147,6 +147,7 @@ public sealed partial record ModelConfig
             "GPTNeoXForCausalLM" => GptNeoX(reader, architecture, modelType == "" ? "gpt_neox" : modelType),
             "PhiForCausalLM" => Phi(reader, architecture, modelType == "" ? "phi" : modelType),
             "Phi3ForCausalLM" => Phi3(reader, architecture, modelType == "" ? "phi3" : modelType),
+            "MixFormerSequentialForCausalLM" => RefuseMixFormer(reader, modelType),
             _ => LlamaFamily(reader, architecture, modelType),
         };
     }

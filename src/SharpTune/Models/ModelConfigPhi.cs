@@ -8,6 +8,16 @@ public sealed partial record ModelConfig
     // Heads are hidden_size / num_attention_heads wide (PhiAttention has no head_dim field). The rotated share is
     // partial_rotary_factor (default 0.5); transformers 5 keeps it, and rope_theta, in rope_parameters, whose values win
     // over the top-level ones, as for GPT-NeoX.
+    // Phi-1 and Phi-1.5 first shipped as remote code: MixFormerSequentialForCausalLM (model_type mixformer-sequential),
+    // a flat layers.N list with layers.N.mixer.Wqkv, layers.N.mlp.fc1… and an embedding and head among the layers. The
+    // Hub repositories (microsoft/phi-1, phi-1_5, phi-2) were converted to transformers' PhiForCausalLM since.
+    private static ModelConfig RefuseMixFormer(ConfigReader r, string modelType) =>
+        throw new NotSupportedException(
+            $"{r.Source}: architectures MixFormerSequentialForCausalLM (model_type '{modelType}') is the old remote-code Phi-1/Phi-1.5 " +
+            "format (layers.N.mixer.Wqkv, loaded with trust_remote_code), which SharpTune does not read; use the checkpoint converted " +
+            "to transformers' PhiForCausalLM (the current revision of microsoft/phi-1, microsoft/phi-1_5 or microsoft/phi-2 on the Hub: " +
+            "model_type \"phi\", weights model.layers.N.self_attn.q_proj…)");
+
     private static ModelConfig Phi(ConfigReader r, string architecture, string modelType)
     {
         // microsoft/phi-* once shipped their own modelling code (model_type phi-msft): n_embd / n_head / n_layer /

@@ -54,8 +54,22 @@ public sealed class PhiForCausalLM : CausalLanguageModel
 
     internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => Config.TieWordEmbeddings ? null : (nn.Module<Tensor, Tensor>?)lm_head;
 
-    // transformers' _get_resized_lm_head grows the bias too; SharpTune's resize grows weights only.
-    internal override bool OutputHeadHasBias => lm_head is not null;
+    internal override Parameter? OutputHeadBias => lm_head switch
+    {
+        PhiTiedHeadBias tied => tied.bias,
+        Linear linear => linear.bias,
+        _ => null,
+    };
+
+    internal override void ReplaceOutputHeadBias(Parameter bias)
+    {
+        switch (lm_head)
+        {
+            case PhiTiedHeadBias tied: tied.ReplaceBias(bias); break;
+            case Linear linear: linear.bias = bias; break;   // the setter frees the old bias
+            default: throw new InvalidOperationException("this Phi model was built without an output head (for sequence classification): it has no bias to replace");
+        }
+    }
 
     // The chunked frozen-head loss computes no parameter gradients: a head whose bias alone trains is trainable too.
     public override bool HeadIsTrainable => OutputProjectionTakesGradients || lm_head switch
@@ -75,12 +89,23 @@ public sealed class PhiForCausalLM : CausalLanguageModel
 /// <summary>The bias a tied Phi head adds to hidden · embed_tokensᵀ (transformers keeps lm_head.bias untied).</summary>
 public sealed class PhiTiedHeadBias : nn.Module
 {
-    public readonly Parameter bias;
+    // (V); named as in transformers: the state-dict key. A field, so Module.to(dtype) sets it when it replaces the
+    // parameter; not readonly, so a resized vocabulary can replace it.
+    public Parameter bias;
 
     public PhiTiedHeadBias(long vocabSize) : base(nameof(PhiTiedHeadBias))
     {
         bias = new Parameter(zeros(vocabSize));
         RegisterComponents();
+    }
+
+    /// <summary>Puts <paramref name="replacement"/> in the old bias's place (a resized vocabulary) and frees the old one.</summary>
+    internal void ReplaceBias(Parameter replacement)
+    {
+        var old = bias;
+        bias = replacement;
+        ConditionallyRegisterParameter(nameof(bias), replacement);
+        old.Dispose();
     }
 }
 

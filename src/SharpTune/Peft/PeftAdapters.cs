@@ -93,7 +93,7 @@ public static class PeftAdapters
                 ? $"{directory}: only {AdapterFiles.LegacyWeightsFileName} (pickle) is present; convert it to {AdapterFiles.WeightsFileName}"
                 : $"{weights}: adapter weights file not found", weights);
         var state = new Dictionary<string, Tensor>(tensors.Read(weights));
-        (Tensor? Embedding, Tensor? Head) vocabulary = (null, null);
+        (Tensor? Embedding, Tensor? Head, Tensor? HeadBias) vocabulary = (null, null, null);
         try
         {
             vocabulary = TakeVocabularyRows(model, state, adapter);
@@ -123,6 +123,7 @@ public static class PeftAdapters
             foreach (var t in state.Values) t.Dispose();
             vocabulary.Embedding?.Dispose();
             vocabulary.Head?.Dispose();
+            vocabulary.HeadBias?.Dispose();
         }
         return adapter;
     }
@@ -137,12 +138,13 @@ public static class PeftAdapters
     /// </summary>
     /// <returns>What the growth replaced (to undo it if the adapter then fails to load), or null when nothing grew.</returns>
     private static Models.EmbeddingResize.Replaced? GrowVocabularyToFit(CausalLanguageModel model, IReadOnlyDictionary<string, Tensor> state,
-        IPeftAdapter adapter, (Tensor? Embedding, Tensor? Head) vocabulary, string weights)
+        IPeftAdapter adapter, (Tensor? Embedding, Tensor? Head, Tensor? HeadBias) vocabulary, string weights)
     {
         var rows = new[] { "base_model.model." + model.EmbeddingParameterName, "base_model.model." + model.OutputHeadWeightName }
             .Select(key => state.TryGetValue(key, out var t) && t.dim() == 2 ? (int)t.size(0) : 0)
             .Append(vocabulary.Embedding is { } e ? (int)e.size(0) : 0)
             .Append(vocabulary.Head is { } h ? (int)h.size(0) : 0)
+            .Append(vocabulary.HeadBias is { } b ? (int)b.size(0) : 0)
             .Append(adapter is LoraAdapter { Config.TrainableTokenIndices: { Count: > 0 } indices } ? indices.Max() + 1 : 0).Max();
         var grown = rows > model.EmbeddingWeight.size(0) ? Models.EmbeddingResize.ResizeUndoable(model, rows) : null;
         try
@@ -155,6 +157,9 @@ public static class PeftAdapters
                     ?? throw new InvalidDataException($"{weights}: holds {model.OutputHeadWeightName} but the model ties its head to the token embedding");
                 CopyRows(target, head, model.OutputHeadWeightName, weights);
             }
+            if (vocabulary.HeadBias is { } bias)
+                CopyRows(model.OutputHeadBias ?? throw new InvalidDataException($"{weights}: holds {model.OutputHeadModuleName}.bias but the model's head has no bias"),
+                         bias, model.OutputHeadModuleName + ".bias", weights);
         }
         catch when (grown is not null)
         {
@@ -179,9 +184,9 @@ public static class PeftAdapters
     /// (<c>trainable_tokens_original</c>, <c>token_indices</c>) are dropped: the config holds the indices, and the
     /// resized rows hold the starting values.
     /// </summary>
-    private static (Tensor? Embedding, Tensor? Head) TakeVocabularyRows(CausalLanguageModel model, Dictionary<string, Tensor> state, IPeftAdapter adapter)
+    private static (Tensor? Embedding, Tensor? Head, Tensor? HeadBias) TakeVocabularyRows(CausalLanguageModel model, Dictionary<string, Tensor> state, IPeftAdapter adapter)
     {
-        if (adapter is not LoraAdapter { Config: { TrainableTokenIndices.Count: > 0 } config }) return (null, null);
+        if (adapter is not LoraAdapter { Config: { TrainableTokenIndices.Count: > 0 } config }) return (null, null, null);
         foreach (var key in state.Keys.Where(k => k.EndsWith(".trainable_tokens_original", StringComparison.Ordinal)
                                                   || k.EndsWith(".token_indices", StringComparison.Ordinal)).ToList())
         {
@@ -204,6 +209,7 @@ public static class PeftAdapters
         var embedding = Take(prefix + model.EmbeddingParameterName, prefix + embeddingPath + ".token_adapter.base_layer.weight");
         var headSaved = config.ModulesToSave.Contains(model.OutputHeadModuleName);
         var head = headSaved ? null : Take(prefix + model.OutputHeadWeightName, prefix + model.OutputHeadModuleName + ".token_adapter.base_layer.weight");
-        return (embedding, head);
+        var headBias = headSaved ? null : Take(prefix + model.OutputHeadModuleName + ".bias");   // a head's bias over the vocabulary (Phi's)
+        return (embedding, head, headBias);
     }
 }

@@ -16,12 +16,17 @@ namespace SharpTune.Peft;
 /// <para>
 /// The module keeps its parameter object: the base values are kept aside while the adapter is injected and copied
 /// back when it is disabled or unloaded, so code that holds the parameter (a tied head, the optimizer) sees one tensor.
-/// Only modules whose one parameter is <c>weight</c> qualify (embeddings, bias-free linear layers).
+/// Modules whose parameters are <c>weight</c> and optionally <c>bias</c> qualify (embeddings, linear layers, a head
+/// with a bias over the vocabulary such as Phi's lm_head): PEFT's <c>ModulesToSaveWrapper</c> deep-copies the whole
+/// module, so its bias trains and is saved beside the weight, under <c>base_model.model.lm_head.bias</c>
+/// (huggingface/peft@5d602fdb src/peft/utils/other.py, <c>ModulesToSaveWrapper.adapter_state_dict</c>: every key of the
+/// copied module's state dict; save_and_load.py prefixes each with the module's path).
 /// </para>
 /// </summary>
 internal sealed class SavedModules : IDisposable
 {
-    private readonly List<(string Path, Parameter Weight, Tensor Base)> modules = [];
+    // One entry per saved parameter, named by its module path plus .weight or .bias.
+    private readonly List<(string Name, Parameter Parameter, Tensor Base)> modules = [];
     private readonly Dictionary<Parameter, Tensor> trainedWhileDisabled = [];
 
     /// <summary>Selects the modules named by <paramref name="names"/> (each the end of a module path, as PEFT matches them).</summary>
@@ -47,11 +52,13 @@ internal sealed class SavedModules : IDisposable
             foreach (var (path, module) in matches)
             {
                 var parameters = module.named_parameters().ToList();
-                if (parameters is not [("weight", var weight)])
+                if (parameters.All(p => p.name != "weight") || parameters.Any(p => p.name is not ("weight" or "bias")))
                     throw new ArgumentException($"modules_to_save: '{path}' holds parameters {string.Join(", ", parameters.Select(p => p.name))}; " +
-                                                $"{method} can save only modules whose one parameter is 'weight' (embeddings, bias-free linear layers)");
-                if (saved.modules.Any(m => m.Path == path)) continue;
-                saved.modules.Add((path, weight, null!));
+                                                $"{method} can save only modules whose parameters are 'weight' and an optional 'bias' " +
+                                                "(embeddings, linear layers; a head tied to the embedding has no weight of its own)");
+                foreach (var (leaf, parameter) in parameters)
+                    if (saved.modules.All(m => m.Name != $"{path}.{leaf}"))
+                        saved.modules.Add(($"{path}.{leaf}", parameter, null!));
             }
         }
         return saved;
@@ -62,9 +69,9 @@ internal sealed class SavedModules : IDisposable
     {
         for (var i = 0; i < modules.Count; i++)
         {
-            var (path, weight, _) = modules[i];
-            modules[i] = (path, weight, weight.detach().clone());
-            weight.requires_grad = true;
+            var (name, parameter, _) = modules[i];
+            modules[i] = (name, parameter, parameter.detach().clone());
+            parameter.requires_grad = true;
         }
     }
 
@@ -78,8 +85,8 @@ internal sealed class SavedModules : IDisposable
         && model.named_parameters().All(p => p.name != model.OutputHeadWeightName)
         && TargetModules.Names(names).Matches(model.EmbeddingParameterName[..^".weight".Length]);
 
-    /// <summary>The trainable weights by their module path plus <c>.weight</c>.</summary>
-    public IEnumerable<(string Name, Parameter Parameter)> Parameters => modules.Select(m => ($"{m.Path}.weight", m.Weight));
+    /// <summary>The trainable parameters by their module path plus <c>.weight</c> or <c>.bias</c>.</summary>
+    public IEnumerable<(string Name, Parameter Parameter)> Parameters => modules.Select(m => (m.Name, m.Parameter));
 
     /// <summary>Switches the modules between the trained values (true) and the base values (false).</summary>
     public void SetEnabled(bool enabled)

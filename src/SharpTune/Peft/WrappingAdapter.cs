@@ -198,6 +198,10 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
             state.TryAdd(KeyPrefix + SavedPath(model.EmbeddingParameterName), model.EmbeddingWeight);
             if (model.UntiedOutputHead is Linear { weight: { } head })
                 state.TryAdd(KeyPrefix + model.OutputHeadWeightName, head);
+            // PEFT saves every tensor under the output embedding's path, so a head's bias over the vocabulary (Phi's,
+            // tied head or not) goes with it (huggingface/peft@5d602fdb src/peft/utils/save_and_load.py, save_embedding_layers).
+            if (model.OutputHeadBias is { } headBias)
+                state.TryAdd(KeyPrefix + model.OutputHeadModuleName + ".bias", headBias);
         }
         return state;
     }

@@ -299,18 +299,6 @@ public class PhiTests
         });
     }
 
-    /// <summary>Adding tokens would need lm_head's bias grown too, which the resize does not do: refused by name.</summary>
-    [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void AddingTokensIsRefusedNamingTheBiasedHead(bool tied)
-    {
-        using var model = ModelFactory.Create(ModelConfig.FromJson(TestModels.PhiConfigJson(tied: tied)));
-        var refused = Assert.Throws<NotSupportedException>(() => EmbeddingResize.Resize(model, 100));
-        Assert.StartsWith("PhiForCausalLM's lm_head has a bias over the vocabulary", refused.Message);
-        Assert.Equal(96, model.Config.VocabSize);
-    }
-
     /// <summary>
     /// GGUF export writes Phi-1/2 as llama.cpp's phi2 (GgufPhiTests runs the files in llama.cpp) except with
     /// qk_layernorm, which it refuses by name before any work; the memory estimator lays it out, tied or not, with or
