@@ -110,11 +110,14 @@ public sealed class LoraTrainableTokensTests
     /// row: the adapter also saves the resized embedding (and untied head) whole, as PEFT's save_embedding_layers="auto"
     /// does when the vocabulary grew (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40 utils/save_and_load.py),
     /// so the 96-row base takes back all 104 rows as the run drew them (seed 42, not 0) and computes the same logits.
-    /// PEFT's trainable_tokens_original buffer, if present, is ignored.
+    /// PEFT's trainable_tokens_original buffer, if present, is ignored. Phi's head has a bias over the vocabulary, tied head
+    /// or not: PEFT saves every tensor under the output embedding's path, so lm_head.bias (grown) goes with it.
     /// </summary>
     [Theory]
     [InlineData("llama-tied")]
     [InlineData("llama")]
+    [InlineData("phi-tied")]
+    [InlineData("phi")]
     public void Added_tokens_with_only_some_rows_trained_reload_every_resized_row(string kind)
     {
         using var dir = new TempDir();
@@ -122,6 +125,8 @@ public sealed class LoraTrainableTokensTests
         Tensor expected;
         using (var model = TestModels.Create(kind))
         {
+            if (model.OutputHeadBias is { } bias)
+                using (no_grad()) bias.normal_();   // a built Phi's bias starts at 0, which would hide a lost bias
             EmbeddingResize.Resize(model, 99, padToMultipleOf: 8, seed: 42);
             var adapter = Create([97]);
             adapter.SavesResizedVocabulary = true;
@@ -134,8 +139,9 @@ public sealed class LoraTrainableTokensTests
         var (_, shapes) = ReadShapes(dir.Path);
         Assert.Equal([104L, 64L], shapes["base_model.model.model.embed_tokens.weight"]);
         Assert.Equal([1L, 64L], shapes["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"]);
-        if (kind == "llama") Assert.Equal([104L, 64L], shapes["base_model.model.lm_head.weight"]);
+        if (kind is "llama" or "phi") Assert.Equal([104L, 64L], shapes["base_model.model.lm_head.weight"]);
         else Assert.DoesNotContain("base_model.model.lm_head.weight", shapes.Keys);
+        if (kind.StartsWith("phi", StringComparison.Ordinal)) Assert.Equal([104L], shapes["base_model.model.lm_head.bias"]);
 
         // PEFT also writes the chosen rows' starting values; they are the saved embedding's rows, so loading skips them.
         var store = AdapterFiles.Resolve(null);
