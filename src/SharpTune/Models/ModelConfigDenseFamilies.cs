@@ -48,6 +48,7 @@ public sealed partial record ModelConfig
         var hidden = r.OptionalInt("hidden_size") ?? 4096;
         var heads = r.OptionalInt("num_attention_heads") ?? 32;
         var layers = r.OptionalInt("num_hidden_layers") ?? 32;
+        // The full-attention layers' RoPE: OLMo 3's sliding layers rotate with the same base, unscaled.
         var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
         return Common(r, architecture, modelType) with
         {
@@ -68,6 +69,20 @@ public sealed partial record ModelConfig
             LayerTypes = Uniform(layers, FullAttention),
             EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [50279],
             PadTokenId = r.Json.ContainsKey("pad_token_id") ? r.OptionalInt("pad_token_id") : 1,
+        };
+    }
+
+    // Olmo3Config (models/olmo3/modular_olmo3.py @02e8340b): Olmo2Config's fields and defaults, plus sliding_window
+    // (default 4096; null slides nowhere) and layer_types, which default to sliding attention except on every fourth layer.
+    private static ModelConfig Olmo3(ConfigReader r, string architecture, string modelType)
+    {
+        var olmo2 = Olmo2(r, architecture, modelType);
+        var types = ExplicitLayerTypes(r, olmo2.NumLayers)
+            ?? Enumerable.Range(0, olmo2.NumLayers).Select(i => (i + 1) % 4 != 0 ? SlidingAttention : FullAttention).ToArray();
+        return olmo2 with
+        {
+            LayerTypes = types,
+            SlidingWindow = r.Json.ContainsKey("sliding_window") ? r.OptionalInt("sliding_window") : 4096,
         };
     }
 
