@@ -83,7 +83,20 @@ public sealed partial record ModelConfig
         {
             LayerTypes = types,
             SlidingWindow = r.Json.ContainsKey("sliding_window") ? r.OptionalInt("sliding_window") : 4096,
+            RopeLocalBaseFreq = Olmo3SlidingRopeTheta(r),
         };
+    }
+
+    // transformers 5 may key rope_parameters by layer type: the sliding layers then take their own section's rope_theta,
+    // which must leave them unscaled (they rotate unscaled whatever the full layers' scaling). Null: the config's theta.
+    private static double? Olmo3SlidingRopeTheta(ConfigReader r)
+    {
+        if (RopeScaling.Source(r) is not var (key, settings) || !RopeScaling.IsPerLayerType(settings)) return null;
+        var sliding = RopeScaling.Section(r, SlidingAttention);
+        if (RopeScaling.Read(r, sliding) is { Type: not "default" } scaling)
+            throw new NotSupportedException(
+                $"{r.Source}: {key}.{SlidingAttention}.rope_type '{scaling.Type}' is not supported: OLMo 3's sliding-attention layers rotate without scaling");
+        return sliding is null ? null : RopeScaling.Theta(r, sliding, "rope_theta", 10000.0);
     }
 
     // GemmaConfig: its defaults are Gemma-7B's. GemmaMLP is LlamaMLP and reads hidden_act (google/gemma-2b's

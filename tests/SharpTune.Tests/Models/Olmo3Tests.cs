@@ -91,6 +91,41 @@ public class Olmo3Tests
             new JsonObject { ["model_type"] = "olmo3", ["num_hidden_layers"] = 4, ["layer_types"] = new JsonArray("full_attention", "full_attention", "full_attention") })).Message);
     }
 
+    /// <summary>
+    /// transformers 5's rope_parameters keyed by layer type: the full layers take full_attention's theta and scaling, the
+    /// sliding layers sliding_attention's theta, unscaled (rotating apart even without scaling, since their base differs);
+    /// a scaled sliding_attention section is refused by name.
+    /// </summary>
+    [Fact]
+    public void RopeParametersKeyedByLayerTypeGiveTheSlidingLayersTheirOwnBase()
+    {
+        JsonObject Config(JsonObject sliding) => new()
+        {
+            ["model_type"] = "olmo3", ["num_hidden_layers"] = 4, ["hidden_size"] = 32, ["num_attention_heads"] = 2, ["intermediate_size"] = 32,
+            ["vocab_size"] = 64, ["sliding_window"] = 4,
+            ["rope_parameters"] = new JsonObject
+            {
+                ["full_attention"] = new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 500000.0 }, ["sliding_attention"] = sliding,
+            },
+        };
+        var config = ModelConfig.FromJson(Config(new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 10000.0 }));
+        Assert.Equal((500000.0, 10000.0), (config.RopeTheta, config.RopeLocalBaseFreq));
+        using (var model = (Olmo3ForCausalLM)ModelFactory.Create(config))
+            Assert.Equal([true, true, true, false], model.model.layers.Select(l => l.UsesLocalRope));
+        var refused = Assert.Throws<NotSupportedException>(() => ModelConfig.FromJson(
+            Config(new JsonObject { ["rope_type"] = "linear", ["factor"] = 2.0, ["rope_theta"] = 10000.0 }), "olmo3/config.json"));
+        Assert.StartsWith("olmo3/config.json: rope_parameters.sliding_attention.rope_type 'linear' is not supported", refused.Message);
+    }
+
+    /// <summary>GGUF export refuses OLMo 3 by name (llama.cpp's olmo2 graph is exported for OLMo 2 only).</summary>
+    [Fact]
+    public void GgufExportIsRefusedByName()
+    {
+        var config = ModelConfig.Load(Fixture("olmo3_sliding"));
+        var refused = Assert.Throws<NotSupportedException>(() => SharpTune.Export.Gguf.GgufArchitecture.For(config));
+        Assert.StartsWith("GGUF export does not support architecture 'Olmo3ForCausalLM'", refused.Message);
+    }
+
     /// <summary>OLMo 3 is absent from PEFT's tables (huggingface/peft@5d602fdb); it gets OLMo 2's Llama-style defaults.</summary>
     [Fact]
     public void DefaultTargetsAreOlmo2s()

@@ -52,6 +52,7 @@ internal abstract class GgufArchitecture
         ["GPT2LMHeadModel"] = () => new Gpt2Gguf(),
         ["GPTNeoXForCausalLM"] = () => new GptNeoXGguf(),
         ["PhiForCausalLM"] = () => new PhiGguf(),
+        ["StableLmForCausalLM"] = () => new StableLmGguf(),
     };
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Registry.Keys;

@@ -203,7 +203,7 @@ def forward(cfg, w, ids):
 
 
 FIXTURES = [
-    ("stablelm_parallel_qkln", parallel_qkln_config, 4242),
+    ("stablelm_parallel_qkln", parallel_qkln_config, 4247),
     ("stablelm_sequential", sequential_config, 2424),
 ]
 
