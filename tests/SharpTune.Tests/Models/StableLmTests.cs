@@ -193,6 +193,25 @@ public class StableLmTests
     }
 
     /// <summary>
+    /// transformers' StableLmForSequenceClassification has no lm_head: a causal-LM fixture read as a classifier builds none
+    /// (its lm_head.weight is the ignorable key transformers leaves unread), and scores each row over its labels.
+    /// </summary>
+    [Theory]
+    [InlineData("stablelm_parallel_qkln")]
+    [InlineData("stablelm_sequential")]
+    public void ACausalFixtureReadsAsAClassifierWithoutItsHead(string fixture)
+    {
+        using var classifier = SequenceClassifier.Load(Fixture(fixture), new SequenceClassificationConfig(["a", "b", "c"], null, 0));
+        Assert.DoesNotContain(classifier.Model.state_dict().Keys, k => k.StartsWith("lm_head", StringComparison.Ordinal));
+        using var ids = tensor(new long[] { 5, 9, 14, 3, 7, 8, 20, 31 }, [2, 4]);
+        using var noGrad = no_grad();
+        classifier.Model.eval();
+        using var logits = classifier.Logits(ids);
+        Assert.Equal([2L, 3L], logits.shape);
+        Assert.Equal("StableLmForSequenceClassification", SequenceClassificationConfig.ArchitectureFor("StableLmForCausalLM"));
+    }
+
+    /// <summary>
     /// PEFT's tables for stablelm (huggingface/peft@5d602fdb src/peft/utils/constants.py): LoRA's q_proj and v_proj, which
     /// VeRA copies; IA3 has no entry, so, as in PEFT, IA3 asks for target_modules.
     /// </summary>
