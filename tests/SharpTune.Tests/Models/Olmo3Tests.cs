@@ -117,15 +117,6 @@ public class Olmo3Tests
         Assert.StartsWith("olmo3/config.json: rope_parameters.sliding_attention.rope_type 'linear' is not supported", refused.Message);
     }
 
-    /// <summary>GGUF export refuses OLMo 3 by name (llama.cpp's olmo2 graph is exported for OLMo 2 only).</summary>
-    [Fact]
-    public void GgufExportIsRefusedByName()
-    {
-        var config = ModelConfig.Load(Fixture("olmo3_sliding"));
-        var refused = Assert.Throws<NotSupportedException>(() => SharpTune.Export.Gguf.GgufArchitecture.For(config));
-        Assert.StartsWith("GGUF export does not support architecture 'Olmo3ForCausalLM'", refused.Message);
-    }
-
     /// <summary>OLMo 3 is absent from PEFT's tables (huggingface/peft@5d602fdb); it gets OLMo 2's Llama-style defaults.</summary>
     [Fact]
     public void DefaultTargetsAreOlmo2s()
