@@ -146,6 +146,8 @@ public sealed partial record ModelConfig
             "Qwen3MoeForCausalLM" => Qwen3Moe(reader, architecture, modelType == "" ? "qwen3_moe" : modelType),
             "GPTNeoXForCausalLM" => GptNeoX(reader, architecture, modelType == "" ? "gpt_neox" : modelType),
             "PhiForCausalLM" => Phi(reader, architecture, modelType == "" ? "phi" : modelType),
+            "StableLmForCausalLM" => StableLm(reader, architecture, modelType == "" ? "stablelm" : modelType),
+            "Olmo3ForCausalLM" => Olmo3(reader, architecture, modelType == "" ? "olmo3" : modelType),
             "Phi3ForCausalLM" => Phi3(reader, architecture, modelType == "" ? "phi3" : modelType),
             "MixFormerSequentialForCausalLM" => RefuseMixFormer(reader, modelType),
             _ => LlamaFamily(reader, architecture, modelType),
@@ -172,6 +174,8 @@ public sealed partial record ModelConfig
         ["smollm3"] = "SmolLM3ForCausalLM",
         ["gpt2"] = "GPT2LMHeadModel",
         ["gpt_neox"] = "GPTNeoXForCausalLM",
+        ["stablelm"] = "StableLmForCausalLM",
+        ["olmo3"] = "Olmo3ForCausalLM",
     };
 
     /// <summary>

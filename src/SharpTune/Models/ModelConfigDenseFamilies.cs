@@ -48,6 +48,7 @@ public sealed partial record ModelConfig
         var hidden = r.OptionalInt("hidden_size") ?? 4096;
         var heads = r.OptionalInt("num_attention_heads") ?? 32;
         var layers = r.OptionalInt("num_hidden_layers") ?? 32;
+        // The full-attention layers' RoPE: OLMo 3's sliding layers rotate with the same base, unscaled.
         var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
         return Common(r, architecture, modelType) with
         {
@@ -69,6 +70,33 @@ public sealed partial record ModelConfig
             EosTokenIds = r.Json.ContainsKey("eos_token_id") ? r.IntOrIntList("eos_token_id") : [50279],
             PadTokenId = r.Json.ContainsKey("pad_token_id") ? r.OptionalInt("pad_token_id") : 1,
         };
+    }
+
+    // Olmo3Config (models/olmo3/modular_olmo3.py @02e8340b): Olmo2Config's fields and defaults, plus sliding_window
+    // (default 4096; null slides nowhere) and layer_types, which default to sliding attention except on every fourth layer.
+    private static ModelConfig Olmo3(ConfigReader r, string architecture, string modelType)
+    {
+        var olmo2 = Olmo2(r, architecture, modelType);
+        var types = ExplicitLayerTypes(r, olmo2.NumLayers)
+            ?? Enumerable.Range(0, olmo2.NumLayers).Select(i => (i + 1) % 4 != 0 ? SlidingAttention : FullAttention).ToArray();
+        return olmo2 with
+        {
+            LayerTypes = types,
+            SlidingWindow = r.Json.ContainsKey("sliding_window") ? r.OptionalInt("sliding_window") : 4096,
+            RopeLocalBaseFreq = Olmo3SlidingRopeTheta(r),
+        };
+    }
+
+    // transformers 5 may key rope_parameters by layer type: the sliding layers then take their own section's rope_theta,
+    // which must leave them unscaled (they rotate unscaled whatever the full layers' scaling). Null: the config's theta.
+    private static double? Olmo3SlidingRopeTheta(ConfigReader r)
+    {
+        if (RopeScaling.Source(r) is not var (key, settings) || !RopeScaling.IsPerLayerType(settings)) return null;
+        var sliding = RopeScaling.Section(r, SlidingAttention);
+        if (RopeScaling.Read(r, sliding) is { Type: not "default" } scaling)
+            throw new NotSupportedException(
+                $"{r.Source}: {key}.{SlidingAttention}.rope_type '{scaling.Type}' is not supported: OLMo 3's sliding-attention layers rotate without scaling");
+        return sliding is null ? null : RopeScaling.Theta(r, sliding, "rope_theta", 10000.0);
     }
 
     // GemmaConfig: its defaults are Gemma-7B's. GemmaMLP is LlamaMLP and reads hidden_act (google/gemma-2b's

@@ -24,6 +24,8 @@ public static class ModelFactory
         ["GPT2LMHeadModel"] = c => new GPT2LMHeadModel(c),
         ["GPTNeoXForCausalLM"] = c => new GPTNeoXForCausalLM(c),
         ["PhiForCausalLM"] = c => new PhiForCausalLM(c),
+        ["StableLmForCausalLM"] = c => new StableLmForCausalLM(c),
+        ["Olmo3ForCausalLM"] = c => new Olmo3ForCausalLM(c),
     };
 
     private static readonly object DefaultDtypeGate = new();

@@ -22,15 +22,23 @@ public sealed class Olmo2DecoderLayer : DecoderLayer
     public readonly LlamaMlp mlp;
     public readonly RmsNorm post_attention_layernorm;
     public readonly RmsNorm post_feedforward_layernorm;
+    private readonly bool unscaledRope;
 
     public Olmo2DecoderLayer(ModelConfig config, int layerIndex) : base(nameof(Olmo2DecoderLayer))
     {
+        // OLMo 3's sliding-window layers rotate without the config's rope_scaling (Olmo3Model's rotary_embs: the sliding
+        // layers' Olmo3RotaryEmbedding is built with rope_type "default"), with their own rope_theta where rope_parameters
+        // gives them one (RopeLocalBaseFreq); OLMo 2 has no sliding layers.
+        unscaledRope = config.SlidingWindowOf(layerIndex) is not null &&
+                       (config.RopeScaling is { Type: not "default" } || config.RopeLocalBaseFreq is not null);
         self_attn = new Olmo2Attention(config, layerIndex);
         mlp = new LlamaMlp(config);
         post_attention_layernorm = new RmsNorm(config.HiddenSize, config.NormEps, weightInFloat32: true);
         post_feedforward_layernorm = new RmsNorm(config.HiddenSize, config.NormEps, weightInFloat32: true);
         RegisterComponents();
     }
+
+    public override bool UsesLocalRope => unscaledRope;
 
     public override Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {

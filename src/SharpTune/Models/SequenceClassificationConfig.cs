@@ -119,7 +119,7 @@ public sealed record SequenceClassificationConfig(IReadOnlyList<string> Labels, 
     // The families SharpTune builds whose *ForSequenceClassification class transformers does not define: neither is in
     // MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES (models/auto/modeling_auto.py,
     // huggingface/transformers@001002320fa01a489bb9b93976a7e4cd1a46291c), which has every other family here.
-    private static readonly HashSet<string> WithoutTransformersClass = ["GraniteForCausalLM", "Olmo2ForCausalLM"];
+    private static readonly HashSet<string> WithoutTransformersClass = ["GraniteForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"];
 
     /// <summary>
     /// Null when transformers' AutoModelForSequenceClassification loads the classifier folder SharpTune writes for

@@ -45,6 +45,7 @@ internal abstract class GgufArchitecture
         ["SmolLM3ForCausalLM"] = () => new LlamaFamilyGguf("smollm3", permuteQk: true),
         ["GraniteForCausalLM"] = () => new LlamaFamilyGguf("granite", permuteQk: true),
         ["Olmo2ForCausalLM"] = () => new Olmo2Gguf(),
+        ["Olmo3ForCausalLM"] = () => new Olmo2Gguf(),
         ["GemmaForCausalLM"] = () => new Gemma1Gguf(),
         ["Gemma2ForCausalLM"] = () => new Gemma2Gguf(),
         ["Gemma3ForCausalLM"] = () => new Gemma3Gguf(),
@@ -52,6 +53,7 @@ internal abstract class GgufArchitecture
         ["GPT2LMHeadModel"] = () => new Gpt2Gguf(),
         ["GPTNeoXForCausalLM"] = () => new GptNeoXGguf(),
         ["PhiForCausalLM"] = () => new PhiGguf(),
+        ["StableLmForCausalLM"] = () => new StableLmGguf(),
     };
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Registry.Keys;

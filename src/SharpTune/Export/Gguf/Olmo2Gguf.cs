@@ -7,6 +7,12 @@ namespace SharpTune.Export.Gguf;
 /// and the checkpoint's tensors renamed, with the norms after attention and the MLP as post_attention_norm and
 /// post_ffw_norm, the whole-width q/k norms as attn_q_norm / attn_k_norm, and no Q/K permutation (llama.cpp rotates
 /// OLMo 2 NEOX-style, as transformers does).
+/// <para>
+/// OLMo 3 is written the same way (the converter registers Olmo3ForCausalLM under Olmo2Model) with
+/// <c>attention.sliding_window</c>: llama.cpp's olmo2 then slides every layer but each fourth (set_swa_pattern(4)) and
+/// rotates the sliding layers unscaled, as transformers 4.57's OLMo 3 does. Other layer_types patterns, and a sliding
+/// rope_theta of their own, have no llama.cpp form and are refused.
+/// </para>
 /// </summary>
 internal sealed class Olmo2Gguf : GgufArchitecture
 {
@@ -28,6 +34,14 @@ internal sealed class Olmo2Gguf : GgufArchitecture
         if (config.RopeScaling is { Type: not ("default" or "linear" or "yarn") } scaling)
             throw new NotSupportedException(
                 $"{config.Architecture}: rope_scaling '{scaling.Type}' has no llama.cpp olmo2 equivalent");
+        if (config.SlidingWindow is not null && Enumerable.Range(0, config.NumLayers).Any(i => (config.SlidingWindowOf(i) is not null) != ((i + 1) % 4 != 0)))
+            throw new NotSupportedException(
+                $"{config.Architecture}: layer_types [{string.Join(", ", config.LayerTypes)}] has no llama.cpp olmo2 equivalent " +
+                "(it slides every layer but each fourth, OLMo 3's default pattern)");
+        if (config.RopeLocalBaseFreq is { } local && local != config.RopeTheta)
+            throw new NotSupportedException(
+                $"{config.Architecture}: the sliding layers' rope_theta {local} (rope_parameters.sliding_attention) has no llama.cpp olmo2 " +
+                $"equivalent (it rotates every layer with rope_theta {config.RopeTheta})");
         return [];
     }
 
@@ -35,6 +49,8 @@ internal sealed class Olmo2Gguf : GgufArchitecture
     {
         AddDecoderHyperParameters(metadata, config);
         AddHeadWidth(metadata, config);
+        if (config.SlidingWindow is { } window && Enumerable.Range(0, config.NumLayers).Any(i => config.SlidingWindowOf(i) is not null))
+            Add(metadata, "olmo2.attention.sliding_window", GgufValue.U32((uint)window));
     }
 
     public override IReadOnlyList<MappedTensor> MapTensors(IWeightSource source, ModelConfig config)

@@ -43,8 +43,8 @@ public sealed record BottleneckConfig
     /// </summary>
     public static IReadOnlyList<string> DefaultTargetModules(string modelType, BottleneckPlacement placement) => (modelType, placement) switch
     {
-        ("llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "phi3" or "smollm3" or "granite" or "olmo2", BottleneckPlacement.Houlsby) => ["o_proj", "down_proj"],
-        ("llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "phi3" or "smollm3" or "granite" or "olmo2", BottleneckPlacement.Pfeiffer) => ["down_proj"],
+        ("llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "phi3" or "smollm3" or "granite" or "olmo2" or "olmo3" or "stablelm", BottleneckPlacement.Houlsby) => ["o_proj", "down_proj"],
+        ("llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "phi3" or "smollm3" or "granite" or "olmo2" or "olmo3" or "stablelm", BottleneckPlacement.Pfeiffer) => ["down_proj"],
         ("gpt2", BottleneckPlacement.Houlsby) => ["attn.c_proj", "mlp.c_proj"],
         ("gpt2", BottleneckPlacement.Pfeiffer) => ["mlp.c_proj"],
         ("gpt_neox", BottleneckPlacement.Houlsby) => ["attention.dense", "dense_4h_to_h"],

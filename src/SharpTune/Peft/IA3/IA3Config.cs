@@ -35,13 +35,13 @@ public sealed record IA3Config
 
     /// <summary>
     /// PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING (Llama/Mistral scale k and v, Gemma/Qwen q and v);
-    /// Phi-3 (fused qkv_proj), SmolLM3, Granite and OLMo 2 are not in PEFT's table and get the equivalent of their family
-    /// (Llama's for the last three). Mixtral scales k, v and its experts' down projection <c>w2</c>
+    /// Phi-3 (fused qkv_proj), SmolLM3, Granite, OLMo 2 and OLMo 3 are not in PEFT's table and get the equivalent of their
+    /// family (Llama's for the last four); StableLM is not either, and, as in PEFT, needs target_modules. Mixtral scales k, v and its experts' down projection <c>w2</c>
     /// (huggingface/peft@00073fe src/peft/utils/constants.py).
     /// </summary>
     public static IReadOnlyList<string> DefaultTargetModules(string modelType) => modelType switch
     {
-        "llama" or "mistral" or "smollm3" or "granite" or "olmo2" => ["k_proj", "v_proj", "down_proj"],
+        "llama" or "mistral" or "smollm3" or "granite" or "olmo2" or "olmo3" => ["k_proj", "v_proj", "down_proj"],
         "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" => ["q_proj", "v_proj", "down_proj"],
         "phi3" => ["qkv_proj", "down_proj"],
         "mixtral" => ["k_proj", "v_proj", "w2"],
@@ -55,7 +55,7 @@ public sealed record IA3Config
     /// <summary>PEFT's TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.</summary>
     public static IReadOnlyList<string> DefaultFeedforwardModules(string modelType) => modelType switch
     {
-        "llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "phi3" or "smollm3" or "granite" or "olmo2"
+        "llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "phi3" or "smollm3" or "granite" or "olmo2" or "olmo3"
             => ["down_proj"],
         "mixtral" => ["w2"],
         "gpt2" => ["mlp.c_proj"],

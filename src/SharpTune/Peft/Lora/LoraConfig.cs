@@ -185,12 +185,12 @@ public sealed record LoraConfig
     /// PEFT's default targets per <c>model_type</c> (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
     /// huggingface/peft@00073fe src/peft/utils/constants.py; Mixtral's is q/v as Llama's). Phi-3's fused attention input
     /// is <c>qkv_proj</c>; SmolLM3, Granite and OLMo 2 (absent from PEFT's table, which would ask for target_modules) get
-    /// the Llama default their attention blocks share. Qwen3-MoE is absent too and, as in PEFT, needs target_modules.
+    /// the Llama default their attention blocks share, as does OLMo 3 (absent too); stablelm is q_proj, v_proj in PEFT's table. Qwen3-MoE is absent too and, as in PEFT, needs target_modules.
     /// </summary>
     public static IReadOnlyList<string> DefaultTargetModules(string modelType) => modelType switch
     {
         "llama" or "mistral" or "qwen2" or "qwen3" or "gemma" or "gemma2" or "gemma3_text" or "smollm3" or "granite" or "olmo2"
-            or "mixtral" => ["q_proj", "v_proj"],
+            or "olmo3" or "mixtral" or "stablelm" => ["q_proj", "v_proj"],
         "phi3" => ["qkv_proj"],
         "gpt2" => ["c_attn"],
         "gpt_neox" => ["query_key_value"],

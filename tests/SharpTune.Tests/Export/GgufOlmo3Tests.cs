@@ -1,0 +1,67 @@
+using System.Text.Json.Nodes;
+using SharpTune.Export.Gguf;
+using SharpTune.Models;
+using SharpTune.Tests.Models;
+using static SharpTune.Tests.Export.GgufModelFolders;
+using static SharpTune.Tests.Export.GgufTestSupport;
+
+namespace SharpTune.Tests.Export;
+
+/// <summary>
+/// OLMo 3 exported as llama.cpp's olmo2 with <c>attention.sliding_window</c> (convert_hf_to_gguf.py registers
+/// Olmo3ForCausalLM under Olmo2Model), on Models/Fixtures/olmo3_sliding (make_olmo3_reference.py: OLMo 3's default
+/// pattern, three sliding layers of four, a window of 4 that both prompts cross) and run by real llama.cpp
+/// (node-llama-cpp's CPU build) against the float64 reference's log-probabilities and greedy tokens. A layer pattern
+/// llama.cpp's olmo2 cannot express (olmo3_sliding_linear's full, sliding, sliding, full) is refused by name.
+/// </summary>
+public class GgufOlmo3Tests
+{
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
+
+    /// <summary>
+    /// |Δ log p| allowed between llama.cpp (float32 weights, cache and attention) and the float64 reference: measured
+    /// 1.3e-6 and 1.9e-6; the reference without its window differs from itself by 1.2 and 3.3 on the two prompts.
+    /// </summary>
+    private const double LogProbabilityTolerance = 2e-5;
+
+    /// <summary>|Δ log p| allowed for the q8_0 file (weights and activations in 8 bits): measured 0.055 and 0.067.</summary>
+    private const double Q8LogProbabilityTolerance = 0.5;
+
+    [Fact]
+    public void TheWindowIsWrittenAndOtherLayerPatternsAreRefused()
+    {
+        using var dir = new TempDir();
+        var report = ExportModel(FixtureCopy(dir, Fixture("olmo3_sliding")), Path.Combine(dir.Path, "olmo3.gguf"), GgufExportType.F32);
+        Assert.Equal("olmo2", report.Architecture);
+        var file = GgufReader.Open(report.Path);
+        Assert.Equal(4, file.Metadata["olmo2.attention.sliding_window"].AsInteger());
+        Assert.Contains("blk.3.attn_q_norm.weight", file.Tensors.Select(t => t.Name));
+
+        var other = ModelConfig.Load(Fixture("olmo3_sliding_linear"));
+        var refused = Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(other).Check(other));
+        Assert.StartsWith("Olmo3ForCausalLM: layer_types [full_attention, sliding_attention, sliding_attention, full_attention] has no llama.cpp olmo2 equivalent",
+            refused.Message);
+        var ownTheta = ModelConfig.FromJson(TestModels.With(
+            JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture("olmo3_sliding"), "config.json")))!.AsObject(), new JsonObject
+            {
+                ["rope_parameters"] = new JsonObject
+                {
+                    ["full_attention"] = new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 500.0 },
+                    ["sliding_attention"] = new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 10000.0 },
+                },
+            }));
+        Assert.Contains("the sliding layers' rope_theta 10000", Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(ownTheta).Check(ownTheta)).Message);
+    }
+
+    [LlamaCppFact]
+    public void TheSlidingFixtureRunsInLlamaCppLikeTheReference()
+    {
+        using var dir = new TempDir();
+        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
+        var folder = FixtureCopy(dir, Fixture("olmo3_sliding"));
+        var files = LlamaCppFixtureChecks.ExportF32F16AndQ8_0(dir, folder, "olmo3_sliding");
+        LlamaCppFixtureChecks.QueueReferenceComparisons(items, "olmo3_sliding", folder, files, LogProbabilityTolerance, Q8LogProbabilityTolerance,
+            "the reference's");
+        RunAll(items);
+    }
+}
