@@ -19,8 +19,8 @@ internal static class EstimateCommand
         var config = new Option<string?>("--config") { Description = "A config.json file" };
         var method = new Option<string>("--method") { Description = "full, lora or dora", DefaultValueFactory = _ => "lora" };
         method.AcceptOnlyFromAmong("full", "lora", "dora");
-        var seq = new Option<int>("--seq") { Description = "Tokens per sequence", DefaultValueFactory = _ => 512 };
-        var batch = new Option<int>("--batch") { Description = "Sequences per micro-batch (pairs with --objective dpo, orpo or simpo: two sequences each)", DefaultValueFactory = _ => 4 };
+        var seq = new Option<int>("--seq") { Description = "Tokens per sequence (with --objective grpo, rloo or online-dpo: per prompt)", DefaultValueFactory = _ => 512 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per micro-batch (pairs with --objective dpo, orpo or simpo: two sequences each; kto examples, each with its KL row; grpo, rloo, online-dpo completions)", DefaultValueFactory = _ => 4 };
         var dtype = new Option<string?>("--dtype") { Description = "f32 or bf16 (default f32; with --quantize the compute dtype, default bf16 as in `train`)" };
         dtype.AcceptOnlyFromAmong("f32", "bf16");
         var loraR = new Option<int>("--lora-r") { Description = "LoRA rank", DefaultValueFactory = _ => 8 };

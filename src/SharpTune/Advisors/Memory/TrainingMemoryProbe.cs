@@ -19,9 +19,10 @@ public sealed record MeasuredTrainingMemory(double PeakTrainingBytes, int Steps,
 /// (<c>sharptune estimate --measure</c>): the model is built (from a config, random weights) or loaded (from a model
 /// folder, quantized as training loads it), the adapter injected, and a few AdamW steps with the trainer's own gradient
 /// accumulation and clipping run on random tokens, through the objective's own code: SFT's loss, DPO, ORPO or SimPO on
-/// pairs of random rows (DPO's reference as DpoRecipe picks it), or GKD against the teacher of
+/// pairs of random rows (DPO's reference as DpoRecipe picks it), GKD against the teacher of
 /// <see cref="EstimateSettings.Teacher"/> (loaded from its weights, quantized as training loads it, or built from its
-/// config with random weights). Meant for a fresh process: memory a process freed earlier and
+/// config with random weights), KTO on <c>KtoBatch.Collate</c> rows, or a GRPO, RLOO or online DPO step's rollout, scoring
+/// passes and update (<see cref="OnPolicyStep"/>). Meant for a fresh process: memory a process freed earlier and
 /// kept (allocators rarely give back every page) would be reused and hide part of the peak.
 /// </summary>
 public static class TrainingMemoryProbe
@@ -102,7 +103,7 @@ public static class TrainingMemoryProbe
             "orpo" => new OrpoObjective(0.1),
             "simpo" => new SimpoObjective(new SimpoSettings()),
             "gkd" => new GkdObjective(teacher!, 0.5),
-            "kto" => new KtoObjective(new KtoSettings(), Reference(adapter, referenceCopy)),
+            "kto" => new KtoObjective(new KtoSettings(LossType: KtoLoss.ParseType(settings.LossType ?? "kto")), Reference(adapter, referenceCopy)),
             _ => new TokenObjective((m, b) => CausalLmLoss.Compute(m, b)),
         };
 
