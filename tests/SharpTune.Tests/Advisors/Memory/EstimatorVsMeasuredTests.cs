@@ -299,12 +299,21 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
         AssertWithinTolerance("grpo full f32, beta 0", without);
     }
 
-    /// <summary>A GRPO step whose update dominates (4 completions of 64 + 64 tokens per micro-batch, LoRA bf16).</summary>
-    [ProcessMemoryFact]
-    public void GrpoUpdateDominatedStepMatchesMeasuredPeak() =>
-        AssertWithinTolerance("grpo lora bf16, update", EstimateAndMeasure("grpo lora bf16, update", Config(), null,
-            "--objective", "grpo", "--method", "lora", "--dtype", "bf16", "--seq", "64", "--batch", "4", "--num-generations", "4",
-            "--max-completion-length", "64"));
+    /// <summary>
+    /// GRPO, RLOO and online DPO steps whose update dominates (4 completions of 64 + 64 tokens per micro-batch, LoRA bf16):
+    /// GRPO without a reference, RLOO with its default β = 0.05 (the adapter disabled) and μ = 2 (the old log-probs' pass),
+    /// online DPO over two micro-batches (the first's gradients exist during the second).
+    /// </summary>
+    [ProcessMemoryTheory]
+    [InlineData("grpo", "--num-generations", "4", "--max-completion-length", "64")]
+    [InlineData("rloo", "--num-iterations", "2", "--max-completion-length", "64")]
+    [InlineData("online-dpo", "--grad-accum", "2", "--max-new-tokens", "64")]
+    public void OnPolicyUpdateDominatedStepMatchesMeasuredPeak(string objective, params string[] extra)
+    {
+        var label = $"{objective} lora bf16, update";
+        AssertWithinTolerance(label, EstimateAndMeasure(label, Config(), null,
+            ["--objective", objective, "--method", "lora", "--dtype", "bf16", "--seq", "64", "--batch", "4", .. extra]));
+    }
 
     // Many layers and key/value heads, a small vocabulary: the rollout's KV cache outweighs a one-row update.
     private static JsonObject KvHeavyConfig() => new()
