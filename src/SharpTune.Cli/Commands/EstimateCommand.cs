@@ -19,8 +19,8 @@ internal static class EstimateCommand
         var config = new Option<string?>("--config") { Description = "A config.json file" };
         var method = new Option<string>("--method") { Description = "full, lora or dora", DefaultValueFactory = _ => "lora" };
         method.AcceptOnlyFromAmong("full", "lora", "dora");
-        var seq = new Option<int>("--seq") { Description = "Tokens per sequence", DefaultValueFactory = _ => 512 };
-        var batch = new Option<int>("--batch") { Description = "Sequences per micro-batch (pairs with --objective dpo, orpo or simpo: two sequences each)", DefaultValueFactory = _ => 4 };
+        var seq = new Option<int>("--seq") { Description = "Tokens per sequence (with --objective grpo, rloo or online-dpo: per prompt)", DefaultValueFactory = _ => 512 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per micro-batch (pairs with --objective dpo, orpo or simpo: two sequences each; kto examples, each with its KL row; grpo, rloo, online-dpo completions)", DefaultValueFactory = _ => 4 };
         var dtype = new Option<string?>("--dtype") { Description = "f32 or bf16 (default f32; with --quantize the compute dtype, default bf16 as in `train`)" };
         dtype.AcceptOnlyFromAmong("f32", "bf16");
         var loraR = new Option<int>("--lora-r") { Description = "LoRA rank", DefaultValueFactory = _ => 8 };
@@ -42,7 +42,8 @@ internal static class EstimateCommand
         var objective = new Option<string>("--objective")
         {
             Description = "The training objective as `train --objective`: sft, dpo, orpo, simpo (a chosen and a rejected sequence per example; " +
-                          "dpo's reference as training picks it) or gkd (with --teacher); kto, grpo, rloo and online-dpo are not estimated",
+                          "dpo's reference as training picks it), gkd (with --teacher), kto (an example and its KL row), or grpo, rloo, online-dpo " +
+                          "(--seq is the prompt's length; the rollout's KV cache, the reference pass and the update over prompt + completion)",
             DefaultValueFactory = _ => "sft",
         };
         objective.AcceptOnlyFromAmong([.. SharpTune.Training.FineTuneJob.Objectives]);
@@ -50,12 +51,20 @@ internal static class EstimateCommand
         var teacher = new Option<string?>("--teacher") { Description = "With --objective gkd: the teacher's local model folder or config.json (its weights counted in the run's dtype); unlike `train --teacher`, a hub id is not downloaded: give the folder" };
         var teacherQuantize = new Option<string?>("--teacher-quantize") { Description = "With --objective gkd: nf4|fp4|int8, the teacher's linear layers stored quantized" };
         teacherQuantize.AcceptOnlyFromAmong("nf4", "fp4", "int8");
+        var gradAccum = new Option<int>("--grad-accum") { Description = "With --objective grpo, rloo or online-dpo: micro-batches per step; the generation batch is --batch × this many completions, sampled at once", DefaultValueFactory = _ => 1 };
+        var numGenerations = new Option<int?>("--num-generations") { Description = "With --objective grpo or rloo: completions per prompt (default 8 for grpo, 2 for rloo, as `train`)" };
+        var maxCompletion = new Option<int?>("--max-completion-length") { Description = "With --objective grpo or rloo: the longest completion in tokens (default 512)" };
+        var maxNewTokens = new Option<int?>("--max-new-tokens") { Description = "With --objective online-dpo: the longest completion in tokens (default 64)" };
+        var beta = new Option<double?>("--beta") { Description = "With --objective grpo or rloo: the KL coefficient (default 0 for grpo, 0.05 for rloo); a reference is scored only when it is not 0" };
+        var numIterations = new Option<int>("--num-iterations") { Description = "With --objective grpo or rloo: optimizer steps per generation batch (above 1 the sampling policy's log-probs are scored too)", DefaultValueFactory = _ => 1 };
+        var lossType = new Option<string?>("--loss-type") { Description = "With --objective kto: kto (default; a mismatched KL row per example) or apo_zero_unpaired (none)" };
 
         var command = new Command("estimate", "Estimate memory, time and cost of fine-tuning before running it.");
         foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, checkpointedLayers, keepingLayers, datasetTokens, utilization, json, quantize, doubleQuant, measure, measureSteps })
             command.Options.Add(option);
         command.Options.Add(optim);
         foreach (var option in new Option[] { objective, precomputeRef, teacher, teacherQuantize, disableDropout }) command.Options.Add(option);
+        foreach (var option in new Option[] { gradAccum, numGenerations, maxCompletion, maxNewTokens, beta, numIterations, lossType }) command.Options.Add(option);
         command.Subcommands.Add(EstimateCostCommand.Create());
         command.SetAction(parseResult =>
         {
@@ -91,6 +100,9 @@ internal static class EstimateCommand
                     Optim = parseResult.GetValue(optim)!,
                     Objective = parseResult.GetValue(objective)!, PrecomputeRefLogProbs = parseResult.GetValue(precomputeRef),
                     Teacher = parseResult.GetValue(teacher), TeacherQuantize = parseResult.GetValue(teacherQuantize),
+                    GradientAccumulation = parseResult.GetValue(gradAccum), NumGenerations = parseResult.GetValue(numGenerations),
+                    MaxCompletionLength = parseResult.GetValue(maxCompletion), MaxNewTokens = parseResult.GetValue(maxNewTokens),
+                    Beta = parseResult.GetValue(beta), NumIterations = parseResult.GetValue(numIterations), LossType = parseResult.GetValue(lossType),
                 };
                 var estimate = TrainingEstimator.Estimate(modelConfig, settings, source);
                 var measured = parseResult.GetValue(measure)

@@ -7,7 +7,10 @@ public sealed record EstimateSettings
     public string Method { get; init; } = "lora";
     /// <summary>Tokens per sequence.</summary>
     public int SequenceLength { get; init; } = 512;
-    /// <summary>Sequences per micro-batch (what is in memory at once); for dpo, orpo and simpo preference pairs, two sequences each.</summary>
+    /// <summary>
+    /// Sequences per micro-batch (what is in memory at once); for dpo, orpo and simpo preference pairs, two sequences each;
+    /// for kto examples, each with its KL row; for grpo, rloo and online-dpo completions, as <c>train --batch-size</c> counts them.
+    /// </summary>
     public int MicroBatchSize { get; init; } = 4;
     /// <summary>f32 or bf16: the dtype of the base weights and of the computation.</summary>
     public string Dtype { get; init; } = "f32";
@@ -47,8 +50,8 @@ public sealed record EstimateSettings
     /// </summary>
     public string Optim { get; init; } = "adamw_torch";
     /// <summary>
-    /// The training objective as <c>train --objective</c> names it. sft, dpo, orpo, simpo and gkd are estimated; kto,
-    /// grpo, rloo and online-dpo are refused by <see cref="Validate"/> rather than estimated as SFT.
+    /// The training objective as <c>train --objective</c> names it: sft, dpo, orpo, simpo, gkd, kto, grpo, rloo or online-dpo
+    /// (<see cref="EstimatedObjectives"/>); others are refused by <see cref="Validate"/> rather than estimated as SFT.
     /// </summary>
     public string Objective { get; init; } = "sft";
     /// <summary>DPO with full fine-tuning: reference log-probs scored before training (<c>precompute_ref_log_probs</c>), so no frozen copy.</summary>
@@ -58,8 +61,55 @@ public sealed record EstimateSettings
     /// <summary>GKD: nf4, fp4 or int8, the teacher's linear layers stored quantized (<c>train --teacher-quantize</c>).</summary>
     public string? TeacherQuantize { get; init; }
 
+    /// <summary>
+    /// GRPO and RLOO: completions sampled per prompt (<c>train --num-generations</c>); null = the objective's default
+    /// (GRPO 8, RLOO 2). Online DPO always samples 2.
+    /// </summary>
+    public int? NumGenerations { get; init; }
+    /// <summary>GRPO and RLOO: the longest completion sampled, in tokens (<c>train --max-completion-length</c>); null = 512, as train.</summary>
+    public int? MaxCompletionLength { get; init; }
+    /// <summary>Online DPO: the longest completion sampled, in tokens (<c>train --max-new-tokens</c>); null = 64, TRL's OnlineDPOConfig default.</summary>
+    public int? MaxNewTokens { get; init; }
+    /// <summary>
+    /// <c>train --grad-accum</c>: micro-batches per optimizer step. GRPO, RLOO and online DPO sample one generation batch of
+    /// <see cref="MicroBatchSize"/> × this many completions at once (TRL's generation_batch_size with steps_per_generation =
+    /// gradient_accumulation_steps, its default), and the gradients of earlier micro-batches exist during later ones' forwards.
+    /// </summary>
+    public int GradientAccumulation { get; init; } = 1;
+    /// <summary>GRPO and RLOO: the KL coefficient β (<c>train --beta</c>); null = the objective's default (GRPO 0, RLOO 0.05). A reference model is scored only when β ≠ 0.</summary>
+    public double? Beta { get; init; }
+    /// <summary>GRPO and RLOO: μ, optimizer steps per generation batch (<c>train --num-iterations</c>); above 1 the sampling policy's log-probs are scored too.</summary>
+    public int NumIterations { get; init; } = 1;
+    /// <summary>KTO: its loss_type (<c>train --loss-type</c>): kto (default) adds a mismatched KL row per example; apo_zero_unpaired adds none.</summary>
+    public string? LossType { get; init; }
+
     /// <summary>The objectives <see cref="TrainingEstimator"/> accounts for.</summary>
-    public static IReadOnlyList<string> EstimatedObjectives { get; } = ["sft", "dpo", "orpo", "simpo", "gkd"];
+    public static IReadOnlyList<string> EstimatedObjectives { get; } = ["sft", "dpo", "orpo", "simpo", "gkd", "kto", "grpo", "rloo", "online-dpo"];
+
+    /// <summary>Whether the objective samples completions during training (GRPO, RLOO, online DPO): <see cref="SequenceLength"/> is then the prompt's length.</summary>
+    internal bool IsOnPolicy => ObjectiveName is "grpo" or "rloo" or "online-dpo";
+
+    /// <summary>Whether each row's log-probs are summed through <c>TokenLogProbs</c>, which keeps only the fp32 log-softmax of every token (DPO, ORPO, SimPO, KTO, GRPO, RLOO, online DPO).</summary>
+    internal bool ScoresTokenLogProbs => IsPaired || IsOnPolicy || ObjectiveName == "kto";
+
+    /// <summary>KTO: whether its micro-batches carry the mismatched KL rows (loss_type kto, KtoLoss's default).</summary>
+    internal bool HasKtoKlRows => ObjectiveName == "kto" && Training.Objectives.KtoLoss.ParseType(LossType ?? "kto") == Training.Objectives.KtoLossType.Kto;
+
+    /// <summary>
+    /// GRPO's, RLOO's or online DPO's settings as <c>train</c> makes them from the same options (its defaults and checks:
+    /// num_generations, β, max_completion_length or max_new_tokens, μ); null for the other objectives.
+    /// </summary>
+    internal Training.GrpoSettings? OnPolicySettings() => IsOnPolicy
+        ? Training.GrpoSettings.From(new Training.TrainingOptions
+        {
+            Objective = ObjectiveName, MicroBatchSize = MicroBatchSize, GradientAccumulation = GradientAccumulation, NumGenerations = NumGenerations,
+            Beta = Beta, MaxCompletionLength = MaxCompletionLength ?? new Training.TrainingOptions().MaxCompletionLength, MaxNewTokens = MaxNewTokens,
+            NumIterations = NumIterations,
+        })
+        : null;
+
+    /// <summary>Tokens of one trained row: the prompt (<see cref="SequenceLength"/>) and the longest completion for GRPO, RLOO and online DPO, else <see cref="SequenceLength"/>.</summary>
+    internal int RowLength => OnPolicySettings() is { } onPolicy ? SequenceLength + onPolicy.Loss.MaxCompletionLength : SequenceLength;
 
     /// <summary>The objective's name, trimmed and lower-case.</summary>
     public string ObjectiveName => Objective.Trim().ToLowerInvariant();
@@ -67,8 +117,8 @@ public sealed record EstimateSettings
     /// <summary>Whether each example is a chosen and a rejected sequence scored in one forward (DPO, ORPO, SimPO).</summary>
     public bool IsPaired => ObjectiveName is "dpo" or "orpo" or "simpo";
 
-    /// <summary>Sequences in one forward: two per preference pair, else <see cref="MicroBatchSize"/>.</summary>
-    public int SequencesPerMicroBatch => IsPaired ? 2 * MicroBatchSize : MicroBatchSize;
+    /// <summary>Sequences in one forward: two per preference pair, or per KTO example with its KL row, else <see cref="MicroBatchSize"/>.</summary>
+    public int SequencesPerMicroBatch => IsPaired || HasKtoKlRows ? 2 * MicroBatchSize : MicroBatchSize;
 
     /// <summary>The quantization settings, or null.</summary>
     public Quantization.QuantizationOptions? QuantizationSettings() => Quantize is null ? null
@@ -114,12 +164,22 @@ public sealed record EstimateSettings
         if (!Training.FineTuneJob.Objectives.Contains(objective))
             throw new ArgumentException($"unknown objective '{Objective}' (choose one of: {string.Join(", ", Training.FineTuneJob.Objectives)})");
         if (!EstimatedObjectives.Contains(objective))
-            throw new ArgumentException(objective switch
-            {
-                "kto" => "objective kto is not estimated: its micro-batches add mismatched KL rows beside the examples; ",
-                _ => $"objective {objective} is not estimated: it generates completions during training (num_generations per prompt, " +
-                     "a KV cache during the rollout); ",
-            } + $"the estimated objectives are {string.Join(", ", EstimatedObjectives)}");
+            throw new ArgumentException($"objective {objective} is not estimated; the estimated objectives are {string.Join(", ", EstimatedObjectives)}");
+        if (GradientAccumulation < 1) throw new ArgumentException($"gradient accumulation (--grad-accum) must be at least 1, found {GradientAccumulation}");
+        var onPolicyOnly = new (string Name, bool Given)[]
+        {
+            ("num_generations (--num-generations)", NumGenerations is not null), ("max_completion_length (--max-completion-length)", MaxCompletionLength is not null),
+            ("max_new_tokens (--max-new-tokens)", MaxNewTokens is not null), ("beta (--beta)", Beta is not null), ("num_iterations (--num-iterations)", NumIterations != 1),
+        };
+        if (!IsOnPolicy && onPolicyOnly.FirstOrDefault(o => o.Given).Name is { } unread)
+            throw new ArgumentException($"{unread} is only read by objectives grpo, rloo and online-dpo, not {objective}");
+        if (objective == "online-dpo" && Beta is not null)
+            throw new ArgumentException("beta (--beta) does not change online DPO's memory (its reference is always scored); remove it");
+        // train's own checks and defaults (num_generations dividing the generation batch, online DPO's even micro-batch, ...).
+        _ = OnPolicySettings();
+        if (LossType is not null && objective != "kto") throw new ArgumentException($"loss_type (--loss-type) is only read by objective kto, not {objective}");
+        if (HasKtoKlRows && MicroBatchSize < 2)
+            throw new ArgumentException("KTO estimates its KL reference point from mismatched pairs within a micro-batch: use a micro-batch (--batch) of at least 2");
         if (objective == "gkd" && string.IsNullOrWhiteSpace(Teacher))
             throw new ArgumentException("objective gkd needs the teacher's config: give --teacher DIR (a model folder or its config.json)");
         if (objective != "gkd" && (Teacher is not null || TeacherQuantize is not null))

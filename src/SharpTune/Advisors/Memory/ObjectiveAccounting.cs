@@ -19,13 +19,32 @@ namespace SharpTune.Advisors.Memory;
 /// scope, with the copied supervised rows, and the loss runs <c>GkdObjective.ChunkRowsFor</c> rows at a time, each chunk holding both
 /// heads' logits and the generalized JSD's (rows × V) terms (TRL's <c>generalized_jsd_loss</c>, trl/experimental/gkd @ f2cd577,
 /// takes the whole batch at once; ours never does).</item>
+/// <item>KTO (<c>KtoBatch</c>, <c>KtoObjective</c>): with loss_type kto a micro-batch of B examples is 2B rows, the examples
+/// then their mismatched KL rows (prompt i with completion i−1), scored in one forward through the reference (no grad)
+/// and then the policy, whose graph holds all 2B rows (the KL half is detached only after the forward; TRL's
+/// <c>KTOTrainer._compute_kl_logps</c> scores it under no_grad instead, trl/trainer/kto_trainer.py @ f2cd577): the paired
+/// objectives' accounting over 2B rows.</item>
+/// <item>GRPO, RLOO and online DPO: see <see cref="OnPolicyAccounting"/>.</item>
 /// </list>
 /// </summary>
 internal static class ObjectiveAccounting
 {
-    /// <summary>DPO with full fine-tuning and reference log-probs scored on the fly: the frozen copy's weights, in the compute dtype.</summary>
+    /// <summary>
+    /// The frozen copy of the base a full fine-tuning run scores its reference on, in the compute dtype: DPO's (unless
+    /// reference log-probs are precomputed), KTO's (PreferenceFamilyRecipe.RunKto: always), GRPO's and RLOO's when β ≠ 0
+    /// and online DPO's (GrpoRecipe: <c>GrpoSettings.NeedsReference</c>). With an adapter the reference is the base with
+    /// the adapter disabled: no weights.
+    /// </summary>
     public static double ReferenceWeightBytes(ModelLayout layout, EstimateSettings s) =>
-        s.ObjectiveName == "dpo" && s.IsFull && !s.PrecomputeRefLogProbs ? (double)layout.TotalParameters * s.ComputeBytes : 0;
+        s.IsFull && HasReference(s) ? (double)layout.TotalParameters * s.ComputeBytes : 0;
+
+    /// <summary>Whether a reference model scores every step's rows (adapter disabled or a frozen copy).</summary>
+    public static bool HasReference(EstimateSettings s) => s.ObjectiveName switch
+    {
+        "dpo" => !s.PrecomputeRefLogProbs,
+        "kto" => true,
+        _ => s.OnPolicySettings()?.NeedsReference ?? false,
+    };
 
     /// <summary>
     /// Bytes per token the preference objectives' log-probs keep for the backward: the fp32 log-softmax over the
@@ -86,18 +105,21 @@ internal static class ObjectiveAccounting
     {
         var scorer = s.ObjectiveName switch
         {
-            "dpo" when !s.PrecomputeRefLogProbs => layout,
             "gkd" => teacher,
+            _ when HasReference(s) => layout,
             _ => null,
         };
-        if (scorer is null) return 0;
-        var c = scorer.Config;
+        // GRPO, RLOO and online DPO also sample every completion token (one forward each) and, with μ > 1, score the
+        // sampling policy's log-probs: counted as one more forward of every trained token each.
+        var forwards = (scorer is null ? 0 : 1) + (s.IsOnPolicy ? 1 : 0) + (s.OnPolicySettings() is { NumIterations: > 1 } ? 1 : 0);
+        if (forwards == 0) return 0;
+        var c = (scorer ?? layout).Config;
         var attentionWidth = (double)c.NumHeads * c.HeadDim;
-        return 2.0 * scorer.MatmulParameters + 4.0 * c.NumLayers * attentionWidth * s.SequenceLength;
+        return forwards * (2.0 * (scorer ?? layout).MatmulParameters + 4.0 * c.NumLayers * attentionWidth * s.RowLength);
     }
 
-    /// <summary>The estimate's note on what the objective adds (DPO's reference, GKD's teacher, pairs per forward).</summary>
-    public static string ObjectiveNote(EstimateSettings s, ModelLayout? teacher) => s.ObjectiveName switch
+    /// <summary>The estimate's note on what the objective adds (the reference, GKD's teacher, rows per forward, the rollout).</summary>
+    public static string ObjectiveNote(EstimateSettings s, ModelLayout layout, ModelLayout? teacher) => s.ObjectiveName switch
     {
         "dpo" => $"Objective dpo: {s.MicroBatchSize} pairs are {s.SequencesPerMicroBatch} sequences per forward; reference " +
                  (s.PrecomputeRefLogProbs ? "log-probs precomputed before training (no reference forward per step, no extra weights)"
@@ -107,6 +129,10 @@ internal static class ObjectiveAccounting
                  (s.TeacherQuantize is null ? $"in {s.Dtype}" : $"stored {s.TeacherQuantizationSettings()}") +
                  ") is counted in the weights; its embeddings and final hidden states are held through the loss, computed a chunk of rows at a time. " +
                  "On-policy generation (lmbda > 0) runs before the step and is not counted.",
+        "kto" => $"Objective kto: {s.MicroBatchSize} examples are {s.SequencesPerMicroBatch} sequences per forward" +
+                 (s.HasKtoKlRows ? " (each example's mismatched KL row too, scored with the graph kept)" : "") + "; reference " +
+                 (!s.IsFull ? "the base with the adapter disabled (no extra weights)" : "a frozen copy of the base (its weights counted)") + ".",
+        "grpo" or "rloo" or "online-dpo" => OnPolicyAccounting.Note(s, layout),
         _ => $"Objective {s.ObjectiveName}: {s.MicroBatchSize} pairs are {s.SequencesPerMicroBatch} sequences per forward; no reference model.",
     };
 }

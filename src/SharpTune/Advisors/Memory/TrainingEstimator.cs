@@ -51,10 +51,13 @@ public static class TrainingEstimator
         var counts = CountParameters(config, settings);
         var targetLeaves = counts.TargetModules.ToHashSet();
         var b = settings.ComputeBytes;
+        // GRPO, RLOO and online DPO train rows of prompt + completion: the layers are counted at that length.
+        var asked = settings;
+        settings = settings with { SequenceLength = settings.RowLength };
         long tokens = (long)settings.SequenceLength * settings.MicroBatchSize;
-        // Preference objectives score a chosen and a rejected row per example in the one forward.
+        // Preference objectives score a chosen and a rejected row per example in the one forward (KTO an example and its KL row).
         long trainingTokens = (long)settings.SequenceLength * settings.SequencesPerMicroBatch;
-        var paired = settings.IsPaired;
+        var paired = settings.ScoresTokenLogProbs;
         var gkd = settings.ObjectiveName == "gkd";
         var teacher = gkd ? LoadTeacherLayout(config, settings) : null;
 
@@ -99,6 +102,7 @@ public static class TrainingEstimator
             // outputs among it) when it returns, so after the backward nothing of the forward is left.
             logits = ObjectiveAccounting.PairedLogitsBytesPerToken(layout) * trainingTokens;
             transient = ActivationAccounting.LossBackwardTransientBytes(layout, settings, trainingTokens);
+            if (settings.IsOnPolicy) transient = Math.Max(transient, OnPolicyAccounting.EntropyChunkBytes(layout, settings, trainingTokens));
             heldAtEnd = 0;
         }
         else if (teacher is not null)
@@ -111,10 +115,20 @@ public static class TrainingEstimator
             heldAtEnd = held;
         }
 
+        // GRPO, RLOO and online DPO: the rollout and the scoring passes run before the update, with no gradients alive
+        // (OnPolicyAccounting: rollout computed with the prompt's length, asked.SequenceLength); with grad_accum > 1 every
+        // gradient exists during the later micro-batches' forwards.
+        double otherPhases = 0;
+        if (asked.IsOnPolicy)
+        {
+            otherPhases = Math.Max(OnPolicyAccounting.RolloutBytes(layout, asked), OnPolicyAccounting.ScoringPassBytes(layout, asked));
+            if (asked.GradientAccumulation > 1) headGradient = gradients;
+        }
+
         MemoryBreakdown Breakdown(int layersKept, double perLayer, double extra)
         {
             var activations = held + layersKept * perLayer + extra + logits;
-            var peak = weights + optimizer + Math.Max(activations + transient + headGradient, gradients + heldAtEnd) + dequantizeTransient;
+            var peak = weights + optimizer + Math.Max(Math.Max(activations + transient + headGradient, gradients + heldAtEnd), otherPhases) + dequantizeTransient;
             return new MemoryBreakdown(weights, gradients, optimizer, activations, logits, peak);
         }
         var plain = Breakdown(config.NumLayers, layer, 0);
@@ -140,7 +154,7 @@ public static class TrainingEstimator
         var flopsPerToken = settings.IsFull
             ? 6.0 * layout.MatmulParameters + attentionFlops
             : 4.0 * layout.MatmulParameters + 6.0 * counts.Trainable + attentionFlops;
-        flopsPerToken += ObjectiveAccounting.ExtraForwardFlopsPerToken(layout, teacher, settings);
+        flopsPerToken += ObjectiveAccounting.ExtraForwardFlopsPerToken(layout, teacher, asked);
         double? flopsPerEpoch = settings.DatasetTokens is { } dataset ? flopsPerToken * dataset : null;
         var peak = settings.GradientCheckpointing ? checkpointed.PeakTraining : plain.PeakTraining;
         // Recomputing each layer's forward costs one more forward of the layers: 2·N (+ attention's forward third).
@@ -164,7 +178,7 @@ public static class TrainingEstimator
             "Memory counts what SharpTune's trainer allocates (AdamW: 2 fp32 states per trainable parameter, or 2 bytes + 8/256 with an 8-bit optim; fp32 master for bf16 trainable weights; LoRA weights fp32).",
             "GPU figures exclude the CUDA context and allocator caching (typically 0.5-1.5 GiB more).",
         };
-        if (settings.ObjectiveName != "sft") notes.Add(ObjectiveAccounting.ObjectiveNote(settings, teacher));
+        if (settings.ObjectiveName != "sft") notes.Add(ObjectiveAccounting.ObjectiveNote(asked, layout, teacher));
         if (layout.LayerNormBlocks) notes.Add("GPT-2, GPT-NeoX and Phi-1/2 activations use the same accounting but were not checked against measured runs.");
         if (settings.Quantize is not null)
             notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
@@ -179,7 +193,7 @@ public static class TrainingEstimator
                       "training step measured 1.6-1.9x these tensors. Under jemalloc with purging off (LD_PRELOAD=libjemalloc.so.2 " +
                       "MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1) a LoRA step on M peaked at 0.75x glibc's and ran 6% faster (docs/advisors.md); " +
                       "the sharptune command restarts itself under jemalloc where it is installed.");
-        return new TrainingEstimate(modelName, settings, counts, plain, checkpointed, inference, kvCache, flopsPerToken, flopsPerEpoch,
+        return new TrainingEstimate(modelName, asked, counts, plain, checkpointed, inference, kvCache, flopsPerToken, flopsPerEpoch,
             times, notes);
     }
 

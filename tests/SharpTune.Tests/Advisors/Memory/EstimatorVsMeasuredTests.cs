@@ -257,6 +257,94 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
         AssertWithinTolerance("gkd lora bf16, 2 loss chunks", run);
     }
 
+    /// <summary>
+    /// KTO with loss_type kto scores each example's mismatched KL row in the same forward, with the policy's graph kept
+    /// (KtoObjective); apo_zero_unpaired has none. The measured peaks differ by about the estimated difference (the 2 more
+    /// rows' activations and log-softmax), and each is within the tolerance.
+    /// </summary>
+    [ProcessMemoryFact]
+    public void KtoKlRowsAreMeasuredAndCounted()
+    {
+        string[] args = ["--objective", "kto", "--method", "lora", "--dtype", "bf16", "--seq", "256", "--batch", "2"];
+        var withKl = EstimateAndMeasure("kto lora bf16, KL rows", Config(), null, args);
+        var without = EstimateAndMeasure("kto lora bf16, apo_zero_unpaired", Config(), null, [.. args, "--loss-type", "apo_zero_unpaired"]);
+        var estimated = withKl.Predicted - without.Predicted;
+        var measured = withKl.Measured - without.Measured;
+        output.WriteLine($"KL rows: estimated {estimated / 1e6:F1} MB, measured {measured / 1e6:F1} MB");
+        Assert.True(Math.Abs(measured - estimated) < 0.2 * estimated, $"KL rows: measured {measured / 1e6:F1} MB, estimated {estimated / 1e6:F1} MB");
+        AssertWithinTolerance("kto lora bf16, KL rows", withKl);
+        AssertWithinTolerance("kto lora bf16, apo_zero_unpaired", without);
+    }
+
+    /// <summary>
+    /// GRPO with full fine-tuning scores a reference on a frozen copy only when β ≠ 0 (GrpoRecipe): measured with β = 0.04
+    /// and with GRPOConfig's β = 0, the peaks differ by about the copy (N·4 bytes in f32), the estimates by exactly it.
+    /// </summary>
+    [ProcessMemoryFact]
+    public void GrpoFullFineTuningsReferenceCopyIsMeasuredAndCountedOnlyWithBeta()
+    {
+        SharpTune.Runtime.TorchRuntime.EnsureInitialised();
+        long parameters;
+        using (var model = ModelFactory.Create(ModelConfig.FromJson(WideConfig()), ScalarType.Float32)) parameters = model.parameters().Sum(p => p.numel());
+        string[] args = ["--objective", "grpo", "--method", "full", "--dtype", "f32", "--seq", "16", "--batch", "2", "--num-generations", "2",
+            "--max-completion-length", "16"];
+        var withReference = EstimateAndMeasure("grpo full f32, beta 0.04", WideConfig(), null, [.. args, "--beta", "0.04"]);
+        var without = EstimateAndMeasure("grpo full f32, beta 0", WideConfig(), null, args);
+        var copy = parameters * 4.0;
+        Assert.Equal(copy, withReference.Predicted - without.Predicted, 1.0);
+        var measuredCopy = withReference.Measured - without.Measured;
+        output.WriteLine($"frozen copy {copy / 1e6:F1} MB; measured difference {measuredCopy / 1e6:F1} MB");
+        Assert.True(Math.Abs(measuredCopy - copy) < 0.15 * copy, $"measured difference {measuredCopy / 1e6:F1} MB, the frozen copy is {copy / 1e6:F1} MB");
+        AssertWithinTolerance("grpo full f32, beta 0.04", withReference);
+        AssertWithinTolerance("grpo full f32, beta 0", without);
+    }
+
+    /// <summary>
+    /// GRPO, RLOO and online DPO steps whose update dominates (4 completions of 64 + 64 tokens per micro-batch, LoRA bf16):
+    /// GRPO without a reference, RLOO with its default β = 0.05 (the adapter disabled) and μ = 2 (the old log-probs' pass),
+    /// online DPO over two micro-batches (the first's gradients exist during the second).
+    /// </summary>
+    [ProcessMemoryTheory]
+    [InlineData("grpo", "--num-generations", "4", "--max-completion-length", "64")]
+    [InlineData("rloo", "--num-iterations", "2", "--max-completion-length", "64")]
+    [InlineData("online-dpo", "--grad-accum", "2", "--max-new-tokens", "64")]
+    public void OnPolicyUpdateDominatedStepMatchesMeasuredPeak(string objective, params string[] extra)
+    {
+        var label = $"{objective} lora bf16, update";
+        AssertWithinTolerance(label, EstimateAndMeasure(label, Config(), null,
+            ["--objective", objective, "--method", "lora", "--dtype", "bf16", "--seq", "64", "--batch", "4", .. extra]));
+    }
+
+    // Many layers and key/value heads, a small vocabulary: the rollout's KV cache outweighs a one-row update.
+    private static JsonObject KvHeavyConfig() => new()
+    {
+        ["architectures"] = new JsonArray("LlamaForCausalLM"), ["model_type"] = "llama", ["vocab_size"] = 256,
+        ["hidden_size"] = 256, ["intermediate_size"] = 512, ["num_hidden_layers"] = 8, ["num_attention_heads"] = 4,
+        ["num_key_value_heads"] = 4, ["max_position_embeddings"] = 512, ["tie_word_embeddings"] = false,
+    };
+
+    /// <summary>
+    /// The rollout samples the whole generation batch (micro_batch × grad_accum completions) into one KV cache: doubling
+    /// grad_accum from 12 to 24 (micro-batches of one completion of 32 + 224 tokens) adds 12 rows of cache, prefill and
+    /// sampler logits, and the measured peaks differ by about that. The absolute peak of such a rollout-dominated step
+    /// is not asserted: it measured 20% above the estimate with live-bytes glibc and 38% above under jemalloc (docs/advisors.md).
+    /// </summary>
+    [ProcessMemoryFact]
+    public void GrpoGenerationBatchsKvCacheIsMeasuredAndCounted()
+    {
+        string[] args = ["--objective", "grpo", "--method", "lora", "--dtype", "f32", "--seq", "32", "--batch", "1", "--num-generations", "2",
+            "--max-completion-length", "224", "--measure-steps", "1"];
+        var small = EstimateAndMeasure("grpo lora f32, 12 completions", KvHeavyConfig(), null, [.. args, "--grad-accum", "12"]);
+        var large = EstimateAndMeasure("grpo lora f32, 24 completions", KvHeavyConfig(), null, [.. args, "--grad-accum", "24"]);
+        // 12 rows × 256 positions of K and V in 8 layers × 4 heads × 64 dims, fp32; 12 × 32 prompt tokens of prefill
+        // (2·256 + 2·256 + 3·512 fp32 values each); 12 rows of sampler logits (4 + 16 bytes × 256).
+        var rows = 2.0 * 8 * 4 * 64 * 12 * 256 * 4 + (2 * 256 + 2 * 256 + 3 * 512) * 4.0 * 12 * 32 + 12 * 256 * 20.0;
+        Assert.Equal(rows, large.Predicted - small.Predicted, 1.0);
+        var measured = large.Measured - small.Measured;
+        output.WriteLine($"12 more completions: estimated {rows / 1e6:F1} MB, measured {measured / 1e6:F1} MB");
+        Assert.True(Math.Abs(measured - rows) < 0.15 * rows, $"12 more completions: measured {measured / 1e6:F1} MB, estimated {rows / 1e6:F1} MB");
+    }
+
     [ProcessMemoryTheory]
     [InlineData("nf4")]
     public void MeasuringAQuantizedBaseWithoutWeightsNamesWhatIsMissing(string quantize)

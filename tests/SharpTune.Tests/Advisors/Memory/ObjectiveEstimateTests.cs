@@ -5,7 +5,7 @@ using SharpTune.Tests.Support;
 
 namespace SharpTune.Tests.Advisors.Memory;
 
-/// <summary>The terms the DPO-family and GKD objectives add to the estimate, against byte counts worked by hand.</summary>
+/// <summary>The terms the DPO-family, GKD, KTO and on-policy (GRPO, RLOO, online DPO) objectives add to the estimate, against byte counts worked by hand.</summary>
 public class ObjectiveEstimateTests
 {
     // A 2-layer Llama: d 64, 4 heads of 16 (no GQA), ffn 128, vocab 256, untied head.
@@ -142,28 +142,131 @@ public class ObjectiveEstimateTests
     }
 
     [Theory]
-    [InlineData("grpo", "generates completions")]
-    [InlineData("rloo", "generates completions")]
-    [InlineData("online-dpo", "generates completions")]
-    [InlineData("kto", "KL rows")]
-    public void ObjectivesNotEstimatedAreRefusedByName(string objective, string reason)
+    [InlineData("lora", "bf16", 2)]
+    [InlineData("full", "f32", 4)]
+    public void KtoScoresEachExampleAndItsKlRowInOneForwardBesideTheReference(string method, string dtype, int b)
     {
-        var e = Assert.Throws<ArgumentException>(() =>
-            TrainingEstimator.Estimate(ModelConfig.FromJson(SmallConfig()), Settings("lora", "f32") with { Objective = objective }));
-        Assert.Contains($"objective {objective} is not estimated", e.Message);
-        Assert.Contains(reason, e.Message);
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Settings(method, dtype);
+        var kto = TrainingEstimator.Estimate(config, settings with { Objective = "kto" }).Training;
+        // KtoBatch.Collate: 3 examples and their 3 mismatched KL rows, all in the policy's graph: DPO's accounting over 3 "pairs".
+        var dpo = TrainingEstimator.Estimate(config, settings with { Objective = "dpo" }).Training;
+        Assert.Equal(dpo.Activations, kto.Activations, 1e-6);
+        Assert.Equal(4.0 * 256 * (2 * 3 * 32), kto.Logits);
+        // The reference: the adapter disabled (no weights), or with full fine-tuning always a frozen copy (no precomputation in KTO).
+        var sft = TrainingEstimator.Estimate(config, settings).Training;
+        Assert.Equal(method == "full" ? (double)SmallParameters * b : 0, kto.Weights - sft.Weights);
+        // loss_type apo_zero_unpaired has no KL rows: the 3 examples alone.
+        var apo = TrainingEstimator.Estimate(config, settings with { Objective = "kto", LossType = "apo_zero_unpaired" }).Training;
+        Assert.Equal(4.0 * 256 * (3 * 32), apo.Logits);
+        Assert.Contains("at least 2", Assert.Throws<ArgumentException>(() =>
+            TrainingEstimator.Estimate(config, settings with { Objective = "kto", MicroBatchSize = 1 })).Message);
+    }
+
+    // GRPO on the small Llama: prompts of 32 tokens, completions up to 16, micro-batches of 4 completions.
+    private static EstimateSettings Grpo(string method, string dtype) =>
+        Settings(method, dtype) with { Objective = "grpo", MicroBatchSize = 4, NumGenerations = 4, MaxCompletionLength = 16 };
+
+    [Theory]
+    [InlineData("grpo")]
+    [InlineData("rloo")]
+    [InlineData("online-dpo")]
+    public void OnPolicyObjectivesTrainPromptPlusCompletionRowsKeepingOnlyTheLogSoftmax(string objective)
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Grpo("lora", "bf16") with { Objective = objective, NumGenerations = objective == "grpo" ? 4 : null,
+            MaxCompletionLength = objective == "online-dpo" ? null : 16, MaxNewTokens = objective == "online-dpo" ? 16 : null };
+        var onPolicy = TrainingEstimator.Estimate(config, settings).Training;
+        // The update is DPO's accounting over 4 rows of 32 + 16 tokens (2 "pairs" of 48).
+        var dpo = TrainingEstimator.Estimate(config, Settings("lora", "bf16") with { Objective = "dpo", MicroBatchSize = 2, SequenceLength = 48 }).Training;
+        Assert.Equal(dpo.Activations, onPolicy.Activations, 1e-6);
+        Assert.Equal(4.0 * 256 * (4 * 48), onPolicy.Logits);
+        Assert.Equal(dpo.Weights, onPolicy.Weights);   // the reference (RLOO's β, online DPO's) is the adapter disabled
     }
 
     [Fact]
-    public void TheCommandRefusesAnObjectiveItDoesNotEstimateRatherThanEstimatingSft()
+    public void TheRolloutsKvCacheHoldsEveryCompletionOfTheGenerationBatchAtFullLength()
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Grpo("lora", "f32") with { MicroBatchSize = 1, GradientAccumulation = 64 };
+        var layout = ModelLayout.Of(config);
+        // KvCache(config, rows, prompt + max_new_tokens): K and V of 2 layers × 4 heads × 16 dims, 64 rows × 48 positions, fp32.
+        Assert.Equal(2.0 * 2 * 4 * 16 * 64 * 48 * 4, OnPolicyAccounting.KvCacheBytes(layout, settings));
+        // Plus the prefill (one layer's widest tensors per prompt token: 2·64 + 2·64 + 3·128 values) and the sampler's logits
+        // (the compute dtype and four fp32 copies of 64 rows × 256).
+        var rollout = 2.0 * 2 * 4 * 16 * 64 * 48 * 4 + (2 * 64 + 2 * 64 + 3 * 128) * 4.0 * 64 * 32 + 64 * 256 * (4 + 16.0);
+        Assert.Equal(rollout, OnPolicyAccounting.RolloutBytes(layout, settings), 1e-6);
+        // 64 completions of 48 tokens in one batch outweigh one micro-batch of one row: the rollout is the peak.
+        var estimate = TrainingEstimator.Estimate(config, settings).Training;
+        Assert.Equal(estimate.Weights + estimate.OptimizerState + rollout, estimate.PeakTraining, 1e-6);
+        // num_generations splits the same 64 completions among fewer or more prompts: the memory is the same.
+        Assert.Equal(estimate.PeakTraining, TrainingEstimator.Estimate(config, settings with { NumGenerations = 2 }).Training.PeakTraining);
+    }
+
+    [Theory]
+    [InlineData("f32", 4)]
+    [InlineData("bf16", 2)]
+    public void GrpoCountsAFrozenReferenceCopyOnlyWhenBetaIsNotZero(string dtype, int b)
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Grpo("full", dtype);
+        var off = TrainingEstimator.Estimate(config, settings).Training;            // GRPOConfig's β = 0: no reference
+        var on = TrainingEstimator.Estimate(config, settings with { Beta = 0.04 }).Training;
+        Assert.Equal((double)SmallParameters * b, on.Weights - off.Weights);
+        // RLOO's default β = 0.05 loads one; β = 0 none.
+        var rloo = settings with { Objective = "rloo", NumGenerations = null };
+        Assert.Equal(on.Weights, TrainingEstimator.Estimate(config, rloo).Training.Weights);
+        Assert.Equal(off.Weights, TrainingEstimator.Estimate(config, rloo with { Beta = 0 }).Training.Weights);
+        // Online DPO always scores a reference.
+        Assert.Equal(on.Weights, TrainingEstimator.Estimate(config, settings with { Objective = "online-dpo", NumGenerations = null, MaxCompletionLength = null }).Training.Weights);
+    }
+
+    [Fact]
+    public void GradientsOfEarlierMicroBatchesExistDuringTheLaterOnesForwards()
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var one = TrainingEstimator.Estimate(config, Grpo("full", "f32")).Training;
+        var two = TrainingEstimator.Estimate(config, Grpo("full", "f32") with { GradientAccumulation = 2 }).Training;
+        // Full fine-tuning: the head's gradient alone (256·64 fp32) at the first micro-batch's peak; every gradient at the second's.
+        Assert.Equal(one.Gradients - 256 * 64 * 4.0, two.PeakTraining - one.PeakTraining, 1e-6);
+    }
+
+    [Theory]
+    [InlineData("grpo", "kto", "num_generations (--num-generations) is only read by objectives grpo, rloo and online-dpo")]
+    [InlineData("grpo", "sft", "num_generations (--num-generations) is only read")]
+    [InlineData("online-dpo", "online-dpo", "max_completion_length (--max-completion-length)")]
+    [InlineData("grpo", "grpo-odd", "not a multiple of num_generations")]
+    [InlineData("kto", "dpo", "loss_type (--loss-type) is only read by objective kto")]
+    public void SettingsAnObjectiveDoesNotReadAreRefusedByName(string from, string objective, string message)
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = from == "kto" ? Settings("lora", "f32") with { LossType = "kto" } : Grpo("lora", "f32");
+        settings = objective switch
+        {
+            "grpo-odd" => settings with { MicroBatchSize = 3 },
+            // Online DPO's completion limit is max_new_tokens, as train refuses it (OnlineDpoSettings.From).
+            "online-dpo" => settings with { Objective = objective, NumGenerations = null },
+            _ => settings with { Objective = objective },
+        };
+        Assert.Contains(message, Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config, settings)).Message);
+    }
+
+    [Fact]
+    public void TheCommandTakesTheOnPolicyObjectivesSettingsAsTrainNamesThem()
     {
         using var dir = new TempDir();
         var configFile = Path.Combine(dir.Path, "config.json");
         File.WriteAllText(configFile, SmallConfig().ToJsonString());
-        var (code, stdout, stderr) = SharpTune.Tests.Serving.SharpTuneCli.Run("estimate", "--config", configFile, "--objective", "rloo");
+        var (code, stdout, stderr) = SharpTune.Tests.Serving.SharpTuneCli.Run("estimate", "--config", configFile, "--objective", "rloo", "--num-generations", "3");
         Assert.Equal(1, code);
-        Assert.Contains("objective rloo is not estimated", stderr);
+        Assert.Contains("not a multiple of num_generations = 3", stderr);
         Assert.Equal("", stdout);
+        (code, stdout, stderr) = SharpTune.Tests.Serving.SharpTuneCli.Run("estimate", "--config", configFile, "--objective", "grpo", "--batch", "4",
+            "--num-generations", "4", "--max-completion-length", "16", "--beta", "0.04", "--json");
+        Assert.True(code == 0, stderr);
+        var settings = System.Text.Json.Nodes.JsonNode.Parse(stdout)!["settings"]!;
+        Assert.Equal(4, settings["num_generations"]!.GetValue<int>());
+        Assert.Equal(0.04, settings["beta"]!.GetValue<double>());
         (code, stdout, stderr) = SharpTune.Tests.Serving.SharpTuneCli.Run("estimate", "--config", configFile, "--objective", "dpo", "--batch", "2", "--json");
         Assert.True(code == 0, stderr);
         Assert.Equal("dpo", System.Text.Json.Nodes.JsonNode.Parse(stdout)!["settings"]!["objective"]!.GetValue<string>());
