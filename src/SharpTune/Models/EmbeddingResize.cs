@@ -97,12 +97,17 @@ public static class EmbeddingResize
             if (!kept) throw new InvalidOperationException("the replaced weights were already restored or disposed");
             kept = false;
             model.InputEmbedding.ReplaceWeight(embedding);
+            // Only a plain head (or a tied one) is put back, its weight and bias alike: one an adapter wraps now is the
+            // adapter's to give back, and replacing half of it would leave weight and bias of different sizes.
+            var plainHead = model.UntiedOutputHead is null or Linear;
             if (head is not null && model.UntiedOutputHead is Linear linear)
             {
                 linear.weight = new Parameter(head, headRequiresGrad);   // disposes the grown one
                 linear.out_features = rows;
             }
-            if (bias is not null) model.ReplaceOutputHeadBias(new Parameter(bias, biasRequiresGrad));   // frees the grown one
+            else head?.Dispose();
+            if (bias is not null && plainHead) model.ReplaceOutputHeadBias(new Parameter(bias, biasRequiresGrad));   // frees the grown one
+            else bias?.Dispose();
             model.SetVocabSize(rows);
         }
 
