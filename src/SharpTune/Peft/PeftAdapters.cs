@@ -181,9 +181,10 @@ public static class PeftAdapters
     }
 
     /// <summary>
-    /// Beside <c>trainable_token_indices</c>, the whole embedding (and untied head) an adapter saved because its run grew
-    /// the vocabulary (PEFT's <c>save_embedding_layers</c>): removed from <paramref name="state"/>, since they are the
-    /// base's resized rows, not adapter weights. PEFT's own buffers of the trainable rows' starting values
+    /// Beside <c>trainable_token_indices</c>, the whole embedding (and head, with its bias over the vocabulary) an adapter
+    /// saved because its run grew the vocabulary (PEFT's <c>save_embedding_layers</c>), under any of the names
+    /// <see cref="VocabularyKeys"/> lists: removed from <paramref name="state"/>, since they are the base's resized rows,
+    /// not adapter weights. A tied head's copies of the embedding's weight and delta are checked against it and dropped. PEFT's own buffers of the trainable rows' starting values
     /// (<c>trainable_tokens_original</c>, <c>token_indices</c>) are dropped: the config holds the indices, and the
     /// resized rows hold the starting values.
     /// </summary>
