@@ -95,19 +95,18 @@ public static class EmbeddingResize
         public void Restore()
         {
             if (!kept) throw new InvalidOperationException("the replaced weights were already restored or disposed");
+            // A head an adapter wraps now (the resize refused one) cannot take its weight and bias back: refused before
+            // anything changes, so the model keeps one vocabulary size throughout.
+            if ((head is not null || bias is not null) && model.UntiedOutputHead is { } wrapped and not Linear)
+                throw new InvalidOperationException($"the output head is a {wrapped.GetType().Name} now: unload the adapter before undoing the resize");
             kept = false;
             model.InputEmbedding.ReplaceWeight(embedding);
-            // Only a plain head (or a tied one) is put back, its weight and bias alike: one an adapter wraps now is the
-            // adapter's to give back, and replacing half of it would leave weight and bias of different sizes.
-            var plainHead = model.UntiedOutputHead is null or Linear;
             if (head is not null && model.UntiedOutputHead is Linear linear)
             {
                 linear.weight = new Parameter(head, headRequiresGrad);   // disposes the grown one
                 linear.out_features = rows;
             }
-            else head?.Dispose();
-            if (bias is not null && plainHead) model.ReplaceOutputHeadBias(new Parameter(bias, biasRequiresGrad));   // frees the grown one
-            else bias?.Dispose();
+            if (bias is not null) model.ReplaceOutputHeadBias(new Parameter(bias, biasRequiresGrad));   // frees the grown one
             model.SetVocabSize(rows);
         }
 

@@ -304,6 +304,29 @@ public class PhiVocabularyTests
         Assert.Equal(68, Bias(model).size(0));
     }
 
+    /// <summary>
+    /// Undoing a resize while an adapter wraps the head is refused naming the wrapper, before anything changes: the
+    /// embedding, the head's weight and its bias keep the grown size together (and the config says so).
+    /// </summary>
+    [Fact]
+    public void UndoingAResizeUnderAWrappedHeadIsRefusedWithNothingChanged()
+    {
+        using var model = PretrainedModel.Load(Fixture("phi_untied_mha"), ScalarType.Float32);
+        using var replaced = EmbeddingResize.ResizeUndoable(model, 68, seed: 3)!;
+        var adapter = new LoraAdapter(new LoraConfig { R = 2, TargetModules = TargetModules.Names(["lm_head"]) });
+        adapter.Inject(model);
+        var refused = Assert.Throws<InvalidOperationException>(replaced.Restore);
+        Assert.Equal("the output head is a LoraLinear now: unload the adapter before undoing the resize", refused.Message);
+        Assert.Equal(68, model.EmbeddingWeight.size(0));
+        Assert.Equal(68, model.OutputHeadBias!.size(0));
+        Assert.Equal(68, model.Config.VocabSize);
+        adapter.Unload();
+        replaced.Restore();   // unwrapped, the head goes back with the embedding
+        Assert.Equal(64, model.EmbeddingWeight.size(0));
+        Assert.Equal(64, Bias(model).size(0));
+        Assert.Equal(64, model.Config.VocabSize);
+    }
+
     /// <summary>A tied head has no weight of its own for modules_to_save: refused, naming the module's parameters.</summary>
     [Fact]
     public void ModulesToSaveRefusesATiedHeadsBiasAlone()
