@@ -98,13 +98,8 @@ public sealed partial class AdapterRegistry(IAdapterActivator activator, HfToken
     {
         if (baseModel is null) return;
         var rows = baseModel.Config.VocabSize;
-        // Saved whole (base_model.model.<name>) or as trainable tokens' base (<module>.token_adapter.base_layer.weight).
-        string[] vocabularyWeights =
-        [
-            baseModel.EmbeddingParameterName, baseModel.OutputHeadWeightName,
-            baseModel.EmbeddingParameterName[..^".weight".Length] + ".token_adapter.base_layer.weight",
-            baseModel.OutputHeadModuleName + ".token_adapter.base_layer.weight",
-        ];
+        // Saved whole (base_model.model.<name>) or under the wrapper PEFT had around it (token_adapter.base_layer, base_layer).
+        var vocabularyWeights = new VocabularyKeys(baseModel).Weights.ToList();
         foreach (var (key, tensor) in weights)
             if (vocabularyWeights.Any(n => key == n || key.EndsWith("." + n, StringComparison.Ordinal))
                 && tensor.dim() == 2 && tensor.size(0) > rows)

@@ -35,6 +35,16 @@ public abstract class CausalLanguageModel : nn.Module
     internal virtual void ReplaceOutputHeadBias(Parameter bias) =>
         throw new NotSupportedException($"{GetType().Name}'s output head has no bias over the vocabulary to replace");
 
+    /// <summary>
+    /// The layer under any adapter wrappers around <paramref name="head"/> (LoRA's LoraLinear around lm_head): the one
+    /// that holds the head's weight and bias.
+    /// </summary>
+    internal static nn.Module? UnwrapHead(nn.Module? head)
+    {
+        while (head is Peft.IWrappingLayer wrapper) head = wrapper.BaseModule;
+        return head;
+    }
+
     /// <summary>Whether the output head adds a bias over the vocabulary (Phi's lm_head).</summary>
     internal bool OutputHeadHasBias => OutputHeadBias is not null;
 

@@ -95,6 +95,10 @@ public static class EmbeddingResize
         public void Restore()
         {
             if (!kept) throw new InvalidOperationException("the replaced weights were already restored or disposed");
+            // A head an adapter wraps now (the resize refused one) cannot take its weight and bias back: refused before
+            // anything changes, so the model keeps one vocabulary size throughout.
+            if ((head is not null || bias is not null) && model.UntiedOutputHead is { } wrapped and not Linear)
+                throw new InvalidOperationException($"the output head is a {wrapped.GetType().Name} now: unload the adapter before undoing the resize");
             kept = false;
             model.InputEmbedding.ReplaceWeight(embedding);
             if (head is not null && model.UntiedOutputHead is Linear linear)

@@ -54,10 +54,13 @@ public sealed class PhiForCausalLM : CausalLanguageModel
 
     internal override nn.Module<Tensor, Tensor>? UntiedOutputHead => Config.TieWordEmbeddings ? null : (nn.Module<Tensor, Tensor>?)lm_head;
 
-    internal override Parameter? OutputHeadBias => lm_head switch
+    // An adapter may wrap the untied head (LoRA's LoraLinear around the Linear); its bias is still the base layer's, so it
+    // is looked up through the wrappers (a quantized head keeps its bias too).
+    internal override Parameter? OutputHeadBias => UnwrapHead(lm_head) switch
     {
         PhiTiedHeadBias tied => tied.bias,
         Linear linear => linear.bias,
+        Quantization.QuantizedLinear quantized => quantized.bias,
         _ => null,
     };
 
@@ -67,17 +70,13 @@ public sealed class PhiForCausalLM : CausalLanguageModel
         {
             case PhiTiedHeadBias tied: tied.ReplaceBias(bias); break;
             case Linear linear: linear.bias = bias; break;   // the setter frees the old bias
-            default: throw new InvalidOperationException("this Phi model was built without an output head (for sequence classification): it has no bias to replace");
+            case null: throw new InvalidOperationException("this Phi model was built without an output head (for sequence classification): it has no bias to replace");
+            default: throw new NotSupportedException($"lm_head is a {lm_head.GetType().Name}: only a plain linear head's bias can be replaced " +
+                                                     "(unload the adapter or resize before quantizing the head)");
         }
     }
 
-    // The chunked frozen-head loss computes no parameter gradients: a head whose bias alone trains is trainable too.
-    public override bool HeadIsTrainable => OutputProjectionTakesGradients || lm_head switch
-    {
-        PhiTiedHeadBias tied => tied.bias.requires_grad,
-        Linear linear => linear.bias?.requires_grad ?? false,
-        _ => false,
-    };
+    public override bool HeadIsTrainable => OutputProjectionTakesGradients || (OutputHeadBias?.requires_grad ?? false);
 
     // Older transformers kept RoPE's inv_freq as a persistent buffer; it is rebuilt here.
     public override bool IsIgnorableCheckpointTensor(string name) =>

@@ -140,8 +140,8 @@ public static class PeftAdapters
     private static Models.EmbeddingResize.Replaced? GrowVocabularyToFit(CausalLanguageModel model, IReadOnlyDictionary<string, Tensor> state,
         IPeftAdapter adapter, (Tensor? Embedding, Tensor? Head, Tensor? HeadBias) vocabulary, string weights)
     {
-        var rows = new[] { "base_model.model." + model.EmbeddingParameterName, "base_model.model." + model.OutputHeadWeightName }
-            .Select(key => state.TryGetValue(key, out var t) && t.dim() == 2 ? (int)t.size(0) : 0)
+        var rows = new VocabularyKeys(model).Weights
+            .Select(key => state.TryGetValue("base_model.model." + key, out var t) && t.dim() == 2 ? (int)t.size(0) : 0)
             .Append(vocabulary.Embedding is { } e ? (int)e.size(0) : 0)
             .Append(vocabulary.Head is { } h ? (int)h.size(0) : 0)
             .Append(vocabulary.HeadBias is { } b ? (int)b.size(0) : 0)
@@ -153,9 +153,12 @@ public static class PeftAdapters
             if (vocabulary.Embedding is { } embedding) CopyRows(model.EmbeddingWeight, embedding, model.EmbeddingParameterName, weights);
             if (vocabulary.Head is { } head)
             {
-                var target = model.named_parameters().FirstOrDefault(p => p.name == model.OutputHeadWeightName).parameter
-                    ?? throw new InvalidDataException($"{weights}: holds {model.OutputHeadWeightName} but the model ties its head to the token embedding");
-                CopyRows(target, head, model.OutputHeadWeightName, weights);
+                var target = model.named_parameters().FirstOrDefault(p => p.name == model.OutputHeadWeightName).parameter;
+                if (target is not null) CopyRows(target, head, model.OutputHeadWeightName, weights);
+                // A tied head is the embedding, which PEFT saves a second time under the head's wrapper: the same rows.
+                else if (!head.shape.SequenceEqual(model.EmbeddingWeight.shape) || !head.to(model.EmbeddingWeight.dtype).equal(model.EmbeddingWeight).all().item<bool>())
+                    throw new InvalidDataException($"{weights}: holds a weight for {model.OutputHeadModuleName} that differs from the token embedding, " +
+                                                   "but the model ties its head to the token embedding");
             }
             if (vocabulary.HeadBias is { } bias)
                 CopyRows(model.OutputHeadBias ?? throw new InvalidDataException($"{weights}: holds {model.OutputHeadModuleName}.bias but the model's head has no bias"),
@@ -178,9 +181,10 @@ public static class PeftAdapters
     }
 
     /// <summary>
-    /// Beside <c>trainable_token_indices</c>, the whole embedding (and untied head) an adapter saved because its run grew
-    /// the vocabulary (PEFT's <c>save_embedding_layers</c>): removed from <paramref name="state"/>, since they are the
-    /// base's resized rows, not adapter weights. PEFT's own buffers of the trainable rows' starting values
+    /// Beside <c>trainable_token_indices</c>, the whole embedding (and head, with its bias over the vocabulary) an adapter
+    /// saved because its run grew the vocabulary (PEFT's <c>save_embedding_layers</c>), under any of the names
+    /// <see cref="VocabularyKeys"/> lists: removed from <paramref name="state"/>, since they are the base's resized rows,
+    /// not adapter weights. A tied head's copies of the embedding's weight and delta are checked against it and dropped. PEFT's own buffers of the trainable rows' starting values
     /// (<c>trainable_tokens_original</c>, <c>token_indices</c>) are dropped: the config holds the indices, and the
     /// resized rows hold the starting values.
     /// </summary>
@@ -194,22 +198,31 @@ public static class PeftAdapters
             state.Remove(key);
         }
         const string prefix = "base_model.model.";
-        var embeddingPath = model.EmbeddingParameterName[..^".weight".Length];
-        Tensor? Take(params string[] keys)
+        Tensor? Take(IReadOnlyList<string> names)
         {
             Tensor? found = null;
-            foreach (var key in keys)
-                if (state.Remove(key, out var t))
+            foreach (var name in names)
+                if (state.Remove(prefix + name, out var t))
                 {
-                    if (found is not null) throw new InvalidDataException($"adapter tensors hold '{keys[0]}' twice");
+                    if (found is not null) throw new InvalidDataException($"adapter tensors hold '{prefix}{names[0]}' twice");
                     found = t;
                 }
             return found;
         }
-        var embedding = Take(prefix + model.EmbeddingParameterName, prefix + embeddingPath + ".token_adapter.base_layer.weight");
+        var keys = new VocabularyKeys(model);
+        var embedding = Take(keys.Embedding);
         var headSaved = config.ModulesToSave.Contains(model.OutputHeadModuleName);
-        var head = headSaved ? null : Take(prefix + model.OutputHeadWeightName, prefix + model.OutputHeadModuleName + ".token_adapter.base_layer.weight");
-        var headBias = headSaved ? null : Take(prefix + model.OutputHeadModuleName + ".bias");   // a head's bias over the vocabulary (Phi's)
+        var head = headSaved ? null : Take(keys.HeadWeight);
+        var headBias = headSaved ? null : Take(keys.HeadBias);   // a head's bias over the vocabulary (Phi's)
+        if (keys.TiedHeadDelta is { } tiedDelta && state.Remove(prefix + tiedDelta, out var copy))
+        {
+            // PEFT's tied head lists the embedding's trained rows again; they must be the same rows.
+            var own = state.GetValueOrDefault(prefix + model.EmbeddingParameterName[..^".weight".Length] + "." + TrainableTokens.SavedSuffix);
+            using (copy)
+                if (own is null || !copy.shape.SequenceEqual(own.shape) || !copy.to(own.dtype).equal(own).all().item<bool>())
+                    throw new InvalidDataException($"adapter tensors hold {prefix}{tiedDelta}, which differs from the embedding's " +
+                                                   $"{TrainableTokens.SavedSuffix}, but the model ties its head to the embedding");
+        }
         return (embedding, head, headBias);
     }
 }

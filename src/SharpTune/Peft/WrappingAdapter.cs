@@ -194,14 +194,14 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         if (tokens?.Delta is { } delta) state[SavedKey(tokens.Path, TrainableTokens.SavedSuffix)] = delta;
         if (SavesResizedVocabulary && tokens is not null)
         {
-            // The frozen rows as they are (the trained ones live in the delta), PEFT's keys for them.
-            state.TryAdd(KeyPrefix + SavedPath(model.EmbeddingParameterName), model.EmbeddingWeight);
-            if (model.UntiedOutputHead is Linear { weight: { } head })
-                state.TryAdd(KeyPrefix + model.OutputHeadWeightName, head);
-            // PEFT saves every tensor under the output embedding's path, so a head's bias over the vocabulary (Phi's,
-            // tied head or not) goes with it (huggingface/peft@5d602fdb src/peft/utils/save_and_load.py, save_embedding_layers).
+            // The frozen rows as they are (the trained ones live in the delta), under PEFT's keys for them; a head's bias
+            // over the vocabulary (Phi's) goes with its weight, as PEFT saves every tensor under the head's module.
+            var keys = new VocabularyKeys(model);
+            state.TryAdd(KeyPrefix + SavedPath(keys.Embedding[0]), model.EmbeddingWeight);
+            if (CausalLanguageModel.UnwrapHead(model.UntiedOutputHead) is Linear { weight: { } head })
+                state.TryAdd(KeyPrefix + keys.HeadWeight[0], head);
             if (model.OutputHeadBias is { } headBias)
-                state.TryAdd(KeyPrefix + model.OutputHeadModuleName + ".bias", headBias);
+                state.TryAdd(KeyPrefix + keys.HeadBias[0], headBias);
         }
         return state;
     }

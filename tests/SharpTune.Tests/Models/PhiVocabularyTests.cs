@@ -3,6 +3,7 @@ using SharpTune.IO;
 using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;
+using SharpTune.Tests.Peft;
 using SharpTune.Tests.Support;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -26,6 +27,18 @@ public class PhiVocabularyTests
     private static Tensor Bias(CausalLanguageModel model) => model.named_parameters().Single(p => p.name == "lm_head.bias").parameter;
 
     private static float[] Values(Tensor t) => t.detach().contiguous().data<float>().ToArray();
+
+    // The values an adapter folder holds under key.
+    private static float[] SavedValues(string folder, string key)
+    {
+        var tensors = AdapterFiles.Resolve(null).Read(Path.Combine(folder, AdapterFiles.WeightsFileName));
+        try { return Values(tensors[key]); }
+        finally { foreach (var t in tensors.Values) t.Dispose(); }
+    }
+
+    // A merged model's file holds the model's own tensors only.
+    private static void NoAdapterTensors(HashSet<string> names) =>
+        Assert.DoesNotContain(names, n => n.Contains("lora_", StringComparison.Ordinal) || n.StartsWith("base_model.", StringComparison.Ordinal));
 
     /// <summary>
     /// Untied, the grown bias keeps its old entries and its new ones are the old entries' mean, summed here by hand in
@@ -108,8 +121,8 @@ public class PhiVocabularyTests
 
     /// <summary>
     /// modules_to_save ["lm_head"] on the biased, untied head: the head trains whole, its bias included; the adapter holds
-    /// PEFT's keys for both; loaded into a fresh base it computes the trained logits, and merged, the model carries the
-    /// trained bias (different from the base's) and computes what base + adapter did.
+    /// PEFT's keys for both, the saved bias being the trained one (not the base's); loaded into a fresh base it computes the
+    /// trained logits, and merged, the model carries the trained bias and computes what base + adapter did.
     /// </summary>
     [Fact]
     public void ModulesToSaveTrainsSavesAndMergesABiasedHead()
@@ -131,9 +144,132 @@ public class PhiVocabularyTests
             Assert.Contains("base_model.model.lm_head.bias", keys);
             Assert.Equal(4 * 2 + 2, keys.Count);
             trainedBias = Values(Bias(model));
-        }, names => Assert.Contains("lm_head.bias", names));
-        Assert.NotEqual(baseBias, trainedBias);
+        }, NoAdapterTensors, folder =>
+        {
+            var saved = SavedValues(folder, "base_model.model.lm_head.bias");
+            Assert.Equal(trainedBias, saved);
+            Assert.NotEqual(baseBias, saved);
+        });
         Assert.Equal(trainedBias, Values(Bias(model)));   // merged: the trained bias is the model's now
+    }
+
+    /// <summary>
+    /// With modules_to_save ["lm_head"], a disabled adapter computes with the base bias, bit for bit, and enabled again
+    /// with the trained one; unloaded, the head's bias is the base's again, as trainable as it was before.
+    /// </summary>
+    [Fact]
+    public void ADisabledOrUnloadedAdapterGivesBackTheBaseBias()
+    {
+        using var model = PretrainedModel.Load(Fixture("phi_untied_mha"), ScalarType.Float32);
+        model.eval();
+        var baseBias = Values(Bias(model));
+        var trainableBefore = Bias(model).requires_grad;
+        using var ids = tensor(new long[] { 3, 17, 42, 7, 59, 5 }).unsqueeze(0);
+        using var baseLogits = model.Forward(ids);
+        var adapter = new LoraAdapter(new LoraConfig { R = 2, TargetModules = TargetModules.Names(["q_proj"]), ModulesToSave = ["lm_head"] });
+        adapter.Inject(model);
+        using (no_grad()) Bias(model).add_(linspace(-1, 1, Bias(model).size(0)));   // as training would change it
+        var trainedBias = Values(Bias(model));
+        Assert.NotEqual(baseBias, trainedBias);
+
+        adapter.Enabled = false;
+        Assert.Equal(baseBias, Values(Bias(model)));
+        using (var disabled = model.Forward(ids)) Assert.Equal(Values(baseLogits), Values(disabled));
+        adapter.Enabled = true;
+        Assert.Equal(trainedBias, Values(Bias(model)));
+
+        adapter.Unload();
+        Assert.Equal(baseBias, Values(Bias(model)));
+        Assert.Equal(trainableBefore, Bias(model).requires_grad);
+        using var unloaded = model.Forward(ids);
+        Assert.Equal(Values(baseLogits), Values(unloaded));
+    }
+
+    /// <summary>
+    /// modules_to_save names any module whose parameters are a weight and an optional bias, not only the head: Phi's
+    /// attention output projection (dense, with a bias, in every layer) and final_layernorm (a LayerNorm's weight and
+    /// bias) train whole, are saved under PEFT's keys (the module's path plus .weight/.bias: huggingface/peft@5d602fdb
+    /// src/peft/utils/other.py, ModulesToSaveWrapper.adapter_state_dict) with their trained values, and reload to the
+    /// trained logits.
+    /// </summary>
+    [Fact]
+    public void ModulesToSaveTrainsBiasedModulesBesideTheHead()
+    {
+        using var model = PretrainedModel.Load(Fixture("phi_untied_mha"), ScalarType.Float32);
+        Tensor Parameter(string name) => model.named_parameters().Single(p => p.name == name).parameter;
+        const string denseBias = "model.layers.1.self_attn.dense.bias", normBias = "model.final_layernorm.bias";
+        var baseDense = Values(Parameter(denseBias));
+        var baseNorm = Values(Parameter(normBias));
+        var adapter = new LoraAdapter(new LoraConfig
+        {
+            R = 4, LoraAlpha = 8, TargetModules = TargetModules.Names(["q_proj"]), ModulesToSave = ["dense", "final_layernorm"],
+        });
+        adapter.Inject(model);
+        Assert.Equal(3 * 2, adapter.TrainableParameters.Count(p => !p.Name.Contains("lora_", StringComparison.Ordinal)));
+        float[]? trainedDense = null, trainedNorm = null;
+        LoraFixtureRoundTrip.TrainSaveReloadAndMerge(model, adapter, Fixture("phi_untied_mha"), keys =>
+        {
+            foreach (var path in new[] { "model.layers.0.self_attn.dense", "model.layers.1.self_attn.dense", "model.final_layernorm" })
+            {
+                Assert.Contains($"base_model.model.{path}.weight", keys);
+                Assert.Contains($"base_model.model.{path}.bias", keys);
+            }
+            Assert.Equal(2 * 2 + 3 * 2, keys.Count);
+            trainedDense = Values(Parameter(denseBias));
+            trainedNorm = Values(Parameter(normBias));
+        }, NoAdapterTensors, folder =>
+        {
+            Assert.Equal(trainedDense, SavedValues(folder, "base_model.model." + denseBias));
+            Assert.Equal(trainedNorm, SavedValues(folder, "base_model.model." + normBias));
+        });
+        Assert.NotEqual(baseDense, trainedDense);
+        Assert.NotEqual(baseNorm, trainedNorm);
+    }
+
+    /// <summary>
+    /// A head that LoRA wraps keeps its bias (its base layer's): the model still reports it, so an adapter that saves the
+    /// resized vocabulary beside trainable tokens saves it with the head's weight, where PEFT puts a targeted head's
+    /// tensors (lm_head.base_layer.*: huggingface/peft@5d602fdb src/peft/utils/save_and_load.py line 55 names such a head
+    /// by its base layer), and a fresh base takes them back to the same logits. Replacing the wrapped head's bias is
+    /// refused naming the wrapper.
+    /// </summary>
+    [Fact]
+    public void AHeadWrappedByLoraKeepsItsBias()
+    {
+        using var dir = new TempDir();
+        using var ids = tensor(new long[] { 3, 66, 42, 7, 65, 5 }).unsqueeze(0);
+        Tensor expected;
+        using (var model = PretrainedModel.Load(Fixture("phi_untied_mha"), ScalarType.Float32))
+        {
+            EmbeddingResize.Resize(model, 68, seed: 2);
+            // Moved off the grown values, which a fresh base's own resize would draw again: only a saved bias restores it.
+            using (no_grad()) Bias(model).add_(linspace(-1, 1, 68));
+            var grownBias = Values(Bias(model));
+            var adapter = new LoraAdapter(new LoraConfig
+            {
+                R = 2, TargetModules = TargetModules.Names(["q_proj", "lm_head"]), TrainableTokenIndices = [66],
+            }) { SavesResizedVocabulary = true };
+            adapter.Inject(model);
+            Assert.IsType<LoraLinear>(((PhiForCausalLM)model).lm_head);
+            Assert.Equal(grownBias, Values(model.OutputHeadBias!));
+            var refused = Assert.Throws<NotSupportedException>(() => model.ReplaceOutputHeadBias(new Parameter(zeros(68))));
+            Assert.StartsWith("lm_head is a LoraLinear", refused.Message);
+            var state = adapter.AdapterStateDict();
+            Assert.Equal(grownBias, Values(state["base_model.model.lm_head.base_layer.bias"]));
+            Assert.Equal([68L, 64L], state["base_model.model.lm_head.base_layer.weight"].shape);
+            PeftMethodChecks.Perturb(adapter);
+            model.eval();
+            using (no_grad()) expected = model.Forward(ids);
+            PeftAdapters.Save(adapter, dir.Path, "phi_untied_mha");
+        }
+        using var fresh = PretrainedModel.Load(Fixture("phi_untied_mha"), ScalarType.Float32);
+        PeftAdapters.Load(fresh, dir.Path);
+        fresh.eval();
+        using var noGrad = no_grad();
+        using var actual = fresh.Forward(ids);
+        var difference = (actual - expected).abs().max().item<float>();
+        Assert.True(difference < 1e-5, $"reloaded logits differ by {difference}");
+        expected.Dispose();
     }
 
     /// <summary>
@@ -146,6 +282,8 @@ public class PhiVocabularyTests
     {
         using var model = PretrainedModel.Load(Fixture("phi_untied_mha"), ScalarType.Float32);
         EmbeddingResize.Resize(model, 68, seed: 2);
+        var grownBias = Values(Bias(model));
+        float[]? trainedBias = null;
         var adapter = new LoraAdapter(new LoraConfig
         {
             R = 4, LoraAlpha = 8, TargetModules = TargetModules.Names(["q_proj", "v_proj"]), ModulesToSave = ["embed_tokens", "lm_head"],
@@ -156,8 +294,37 @@ public class PhiVocabularyTests
             Assert.Contains("base_model.model.model.embed_tokens.weight", keys);
             Assert.Contains("base_model.model.lm_head.weight", keys);
             Assert.Contains("base_model.model.lm_head.bias", keys);
-        }, names => Assert.Contains("lm_head.bias", names));
+            trainedBias = Values(Bias(model));
+        }, NoAdapterTensors, folder =>
+        {
+            var saved = SavedValues(folder, "base_model.model.lm_head.bias");
+            Assert.Equal(trainedBias, saved);
+            Assert.NotEqual(grownBias, saved);
+        });
         Assert.Equal(68, Bias(model).size(0));
+    }
+
+    /// <summary>
+    /// Undoing a resize while an adapter wraps the head is refused naming the wrapper, before anything changes: the
+    /// embedding, the head's weight and its bias keep the grown size together (and the config says so).
+    /// </summary>
+    [Fact]
+    public void UndoingAResizeUnderAWrappedHeadIsRefusedWithNothingChanged()
+    {
+        using var model = PretrainedModel.Load(Fixture("phi_untied_mha"), ScalarType.Float32);
+        using var replaced = EmbeddingResize.ResizeUndoable(model, 68, seed: 3)!;
+        var adapter = new LoraAdapter(new LoraConfig { R = 2, TargetModules = TargetModules.Names(["lm_head"]) });
+        adapter.Inject(model);
+        var refused = Assert.Throws<InvalidOperationException>(replaced.Restore);
+        Assert.Equal("the output head is a LoraLinear now: unload the adapter before undoing the resize", refused.Message);
+        Assert.Equal(68, model.EmbeddingWeight.size(0));
+        Assert.Equal(68, model.OutputHeadBias!.size(0));
+        Assert.Equal(68, model.Config.VocabSize);
+        adapter.Unload();
+        replaced.Restore();   // unwrapped, the head goes back with the embedding
+        Assert.Equal(64, model.EmbeddingWeight.size(0));
+        Assert.Equal(64, Bias(model).size(0));
+        Assert.Equal(64, model.Config.VocabSize);
     }
 
     /// <summary>A tied head has no weight of its own for modules_to_save: refused, naming the module's parameters.</summary>

@@ -111,7 +111,11 @@ public sealed class LoraTrainableTokensTests
     /// does when the vocabulary grew (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40 utils/save_and_load.py),
     /// so the 96-row base takes back all 104 rows as the run drew them (seed 42, not 0) and computes the same logits.
     /// PEFT's trainable_tokens_original buffer, if present, is ignored. Phi's head has a bias over the vocabulary, tied head
-    /// or not: PEFT saves every tensor under the output embedding's path, so lm_head.bias (grown) goes with it.
+    /// or not: PEFT saves every tensor under the output embedding's module (save_and_load.py lines 267-275), so the grown
+    /// bias goes with it — at lm_head.bias untied, and tied at lm_head.token_adapter.base_layer.bias, since PEFT wraps a
+    /// tied head in a TrainableTokensWrapper too (utils/other.py lines 1665-1680, 865). A tied file written by PEFT also
+    /// holds the head's weight (the embedding again) and the embedding's delta under that wrapper (trainable_tokens/layer.py
+    /// line 67 shares it); both are the embedding's own, so loading accepts them.
     /// </summary>
     [Theory]
     [InlineData("llama-tied")]
@@ -141,12 +145,19 @@ public sealed class LoraTrainableTokensTests
         Assert.Equal([1L, 64L], shapes["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"]);
         if (kind is "llama" or "phi") Assert.Equal([104L, 64L], shapes["base_model.model.lm_head.weight"]);
         else Assert.DoesNotContain("base_model.model.lm_head.weight", shapes.Keys);
-        if (kind.StartsWith("phi", StringComparison.Ordinal)) Assert.Equal([104L], shapes["base_model.model.lm_head.bias"]);
+        if (kind == "phi") Assert.Equal([104L], shapes["base_model.model.lm_head.bias"]);
+        if (kind == "phi-tied") Assert.Equal([104L], shapes["base_model.model.lm_head.token_adapter.base_layer.bias"]);
+        if (kind == "phi-tied") Assert.DoesNotContain("base_model.model.lm_head.bias", shapes.Keys);
 
         // PEFT also writes the chosen rows' starting values; they are the saved embedding's rows, so loading skips them.
         var store = AdapterFiles.Resolve(null);
         var file = Path.Combine(dir.Path, AdapterFiles.WeightsFileName);
         var state = new Dictionary<string, Tensor>(store.Read(file)) { ["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_original"] = zeros(1, 64) };
+        if (kind.EndsWith("-tied", StringComparison.Ordinal))
+        {
+            state["base_model.model.lm_head.token_adapter.base_layer.weight"] = state["base_model.model.model.embed_tokens.weight"].clone();
+            state["base_model.model.lm_head.token_adapter.trainable_tokens_delta"] = state["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"].clone();
+        }
         store.Write(file, state, AdapterFiles.Metadata);
 
         using var fresh = TestModels.Create(kind);
@@ -157,6 +168,36 @@ public sealed class LoraTrainableTokensTests
         Assert.Equal(expected.shape, actual.shape);
         Assert.True(actual.equal(expected).all().item<bool>(), $"reloaded logits differ by {LoraTestSupport.MaxDifference(actual, expected)}");
         expected.Dispose();
+    }
+
+    /// <summary>
+    /// A tied head's weight saved under PEFT's wrapper name must be the embedding (PEFT saves the one tensor twice); one
+    /// that differs cannot be loaded into a tied model and is refused, naming the head, with the vocabulary left as it was.
+    /// </summary>
+    [Fact]
+    public void A_tied_heads_saved_weight_that_differs_from_the_embedding_is_refused()
+    {
+        using var dir = new TempDir();
+        using (var model = TestModels.Create("phi-tied"))
+        {
+            EmbeddingResize.Resize(model, 104, seed: 42);
+            var adapter = Create([97]);
+            adapter.SavesResizedVocabulary = true;
+            adapter.Inject(model);
+            PeftAdapters.Save(adapter, dir.Path, "base/phi-tied");
+        }
+        var store = AdapterFiles.Resolve(null);
+        var file = Path.Combine(dir.Path, AdapterFiles.WeightsFileName);
+        var state = new Dictionary<string, Tensor>(store.Read(file));
+        var head = state["base_model.model.model.embed_tokens.weight"].clone();
+        head[5] += 1;
+        state["base_model.model.lm_head.token_adapter.base_layer.weight"] = head;
+        store.Write(file, state, AdapterFiles.Metadata);
+
+        using var fresh = TestModels.Create("phi-tied");
+        var refused = Assert.Throws<InvalidDataException>(() => PeftAdapters.Load(fresh, dir.Path));
+        Assert.Contains("holds a weight for lm_head that differs from the token embedding", refused.Message);
+        Assert.Equal(96, fresh.Config.VocabSize);
     }
 
     [Fact]

@@ -15,12 +15,12 @@ internal static class LoraFixtureRoundTrip
     /// <summary>
     /// With <paramref name="adapter"/> injected into <paramref name="model"/> (loaded from <paramref name="fixtureFolder"/>):
     /// 20 AdamW steps (lr 0.01) on a fixed 12-token sequence lower its loss by more than 0.1; the saved adapter's tensor
-    /// names go to <paramref name="checkAdapterKeys"/>, and loaded into a fresh copy of the fixture it computes the trained
-    /// logits within 1e-6; merged and saved, the model's tensor names go to <paramref name="checkMergedNames"/>, and
-    /// loaded back it computes them within 1e-5.
+    /// names go to <paramref name="checkAdapterKeys"/> (and its folder to <paramref name="checkAdapterFolder"/>), and
+    /// loaded into a fresh copy of the fixture it computes the trained logits within 1e-6; merged and saved, the model's
+    /// tensor names go to <paramref name="checkMergedNames"/>, and loaded back it computes them within 1e-5.
     /// </summary>
     public static void TrainSaveReloadAndMerge(CausalLanguageModel model, LoraAdapter adapter, string fixtureFolder,
-        Action<List<string>> checkAdapterKeys, Action<HashSet<string>> checkMergedNames)
+        Action<List<string>> checkAdapterKeys, Action<HashSet<string>> checkMergedNames, Action<string>? checkAdapterFolder = null)
     {
         using var ids = tensor(new long[] { 3, 17, 42, 7, 59, 5, 1, 38, 23, 54, 12, 0 }).unsqueeze(0);
         var optimizer = optim.AdamW(model.parameters().Where(p => p.requires_grad), lr: 0.01);
@@ -51,6 +51,7 @@ internal static class LoraFixtureRoundTrip
         List<string> keys;
         using (var saved = SafetensorsFile.Open(Path.Combine(adapterDir, "adapter_model.safetensors"))) keys = saved.Tensors.Keys.ToList();
         checkAdapterKeys(keys);
+        checkAdapterFolder?.Invoke(adapterDir);
 
         using (var reloaded = PretrainedModel.Load(fixtureFolder, ScalarType.Float32))
         {
