@@ -144,6 +144,7 @@ public sealed partial record ModelConfig
             "Gemma3ForConditionalGeneration" => Gemma3FromMultimodal(reader),
             "MixtralForCausalLM" => Mixtral(reader, architecture, modelType == "" ? "mixtral" : modelType),
             "Qwen3MoeForCausalLM" => Qwen3Moe(reader, architecture, modelType == "" ? "qwen3_moe" : modelType),
+            "GptOssForCausalLM" => GptOss(reader, architecture, modelType == "" ? "gpt_oss" : modelType),
             "GPTNeoXForCausalLM" => GptNeoX(reader, architecture, modelType == "" ? "gpt_neox" : modelType),
             "PhiForCausalLM" => Phi(reader, architecture, modelType == "" ? "phi" : modelType),
             "Phi3ForCausalLM" => Phi3(reader, architecture, modelType == "" ? "phi3" : modelType),
@@ -171,6 +172,7 @@ public sealed partial record ModelConfig
         ["smollm3"] = "SmolLM3ForCausalLM",
         ["gpt2"] = "GPT2LMHeadModel",
         ["gpt_neox"] = "GPTNeoXForCausalLM",
+        ["gpt_oss"] = "GptOssForCausalLM",
     };
 
     /// <summary>

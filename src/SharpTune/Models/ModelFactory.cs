@@ -24,6 +24,7 @@ public static class ModelFactory
         ["GPT2LMHeadModel"] = c => new GPT2LMHeadModel(c),
         ["GPTNeoXForCausalLM"] = c => new GPTNeoXForCausalLM(c),
         ["PhiForCausalLM"] = c => new PhiForCausalLM(c),
+        ["GptOssForCausalLM"] = c => new GptOssForCausalLM(c),
     };
 
     private static readonly object DefaultDtypeGate = new();

@@ -1,0 +1,123 @@
+using System.Text.Json.Nodes;
+using SharpTune.Models;
+using static TorchSharp.torch;
+
+namespace SharpTune.Quantization;
+
+/// <summary>
+/// The MXFP4 format gpt-oss checkpoints store their experts in (config.json's <c>quantization_config</c>
+/// {"quant_method": "mxfp4"}): per expert weight <c>X</c>, <c>X_blocks</c> (…, R, G, 16) uint8 — two 4-bit E2M1 values a
+/// byte, the low nibble first — and <c>X_scales</c> (…, R, G) uint8, one E8M0 exponent (bias 127) per 32 values. Loading
+/// dequantizes them to the model's dtype, as transformers does when it cannot run the MXFP4 kernels.
+/// </summary>
+/// <remarks>
+/// As huggingface/transformers@0189b1d0 (integrations/mxfp4.py, convert_moe_packed_tensors): value 2j of a row's group g
+/// is FP4[byte j &amp; 0x0F] and value 2j + 1 is FP4[byte j &gt;&gt; 4], each times 2^(scale − 127); the rows (…, R, G·32)
+/// are then transposed to (…, G·32, R), the layout of the model's gate_up_proj (E, C, 2·I) and down_proj (E, I, C).
+/// </remarks>
+internal static class Mxfp4
+{
+    /// <summary>config.json's quant_method for this format.</summary>
+    public const string QuantMethod = "mxfp4";
+
+    public const string BlocksSuffix = "_blocks";
+    public const string ScalesSuffix = "_scales";
+
+    // E2M1: sign, two exponent bits (bias 1), one mantissa bit; codes 0–7 positive, 8–15 their negatives.
+    private static readonly float[] Fp4Values = [0f, 0.5f, 1f, 1.5f, 2f, 3f, 4f, 6f, -0f, -0.5f, -1f, -1.5f, -2f, -3f, -4f, -6f];
+
+    /// <summary>Whether <paramref name="modelDir"/>'s config.json declares MXFP4 weights.</summary>
+    public static bool IsDeclared(string modelDir)
+    {
+        var path = Path.Combine(modelDir, "config.json");
+        if (!File.Exists(path)) return false;
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)) is JsonObject root &&
+                   root[BitsAndBytesConfig.Key]?["quant_method"]?.GetValue<string>() == QuantMethod;
+        }
+        catch (System.Text.Json.JsonException) { return false; }   // ModelConfig.Load reports a malformed config.json
+        catch (InvalidOperationException) { return false; }        // not a string: BitsAndBytesConfig reports it
+    }
+
+    /// <summary>The dequantized shape of blocks (…, R, G, 16): (…, G·32, R).</summary>
+    public static long[] DequantizedShape(long[] blocksShape, string name)
+    {
+        if (blocksShape.Length < 3 || blocksShape[^1] != 16)
+            throw new InvalidDataException(
+                $"{name}: MXFP4 blocks must be (…, rows, groups, 16) bytes, found [{string.Join(", ", blocksShape)}]");
+        return [.. blocksShape[..^3], blocksShape[^2] * 32, blocksShape[^3]];
+    }
+
+    /// <summary>blocks (…, R, G, 16) and scales (…, R, G), both uint8 → the weight (…, G·32, R) in <paramref name="dtype"/>.</summary>
+    public static Tensor Dequantize(Tensor blocks, Tensor scales, ScalarType dtype, string name = "MXFP4 tensor")
+    {
+        if (blocks.dtype != ScalarType.Byte || scales.dtype != ScalarType.Byte)
+            throw new InvalidDataException($"{name}: MXFP4 blocks and scales must be uint8, found {blocks.dtype} and {scales.dtype}");
+        var shape = DequantizedShape(blocks.shape, name);
+        if (!scales.shape.SequenceEqual(blocks.shape[..^1]))
+            throw new InvalidDataException(
+                $"{name}: MXFP4 scales [{string.Join(", ", scales.shape)}] must be the blocks' shape without its last dimension " +
+                $"[{string.Join(", ", blocks.shape[..^1])}]");
+        using var scope = NewDisposeScope();
+        var table = tensor(Fp4Values, device: blocks.device);                                        // (16)
+        var low = table.index(blocks.bitwise_and(0x0F).to(ScalarType.Int64));                       // (…, R, G, 16)
+        var high = table.index(blocks.bitwise_right_shift(4).to(ScalarType.Int64));                 // (…, R, G, 16)
+        var values = stack([low, high], dim: -1).flatten(-2);                                       // (…, R, G, 32): low, high, low…
+        var exponents = scales.to(ScalarType.Int32) - 127;                                          // E8M0
+        var scaled = values.to(ScalarType.Float64) * exp2(exponents.to(ScalarType.Float64)).unsqueeze(-1);
+        var rows = scaled.flatten(-2);                                                              // (…, R, G·32)
+        var weight = rows.transpose(-2, -1).to(dtype).contiguous();                                 // (…, G·32, R)
+        if (!weight.shape.SequenceEqual(shape)) throw new InvalidOperationException($"{name}: dequantized to an unexpected shape");
+        return weight.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// A checkpoint seen with each <c>X_blocks</c> / <c>X_scales</c> pair replaced by the dequantized tensor <c>X</c>;
+    /// every other tensor passes through.
+    /// </summary>
+    internal sealed class DequantizingSource(ITensorSource stored) : ITensorSource
+    {
+        private readonly Dictionary<string, (string Blocks, string Scales)> packed = PairsOf(stored.Names);
+
+        public IReadOnlyCollection<string> Names { get; } = stored.Names
+            .Where(n => !IsPackedPart(n, PairsOf(stored.Names))).Concat(PairsOf(stored.Names).Keys).ToArray();
+
+        public IReadOnlyDictionary<string, string> Aliases => stored.Aliases;
+
+        public long[] ShapeOf(string name) =>
+            packed.TryGetValue(name, out var pair) ? DequantizedShape(stored.ShapeOf(pair.Blocks), pair.Blocks) : stored.ShapeOf(name);
+
+        public Tensor Read(string name, ScalarType dtype)
+        {
+            if (!packed.TryGetValue(name, out var pair)) return stored.Read(name, dtype);
+            using var blocks = stored.Read(pair.Blocks, ScalarType.Byte);
+            using var scales = stored.Read(pair.Scales, ScalarType.Byte);
+            return Dequantize(blocks, scales, dtype, pair.Blocks);
+        }
+
+        public void ReadInto(string name, Tensor destination)
+        {
+            if (!packed.ContainsKey(name)) { stored.ReadInto(name, destination); return; }
+            using var value = Read(name, destination.dtype);
+            destination.copy_(value);
+        }
+
+        private static bool IsPackedPart(string name, Dictionary<string, (string Blocks, string Scales)> pairs) =>
+            (name.EndsWith(BlocksSuffix, StringComparison.Ordinal) && pairs.ContainsKey(name[..^BlocksSuffix.Length])) ||
+            (name.EndsWith(ScalesSuffix, StringComparison.Ordinal) && pairs.ContainsKey(name[..^ScalesSuffix.Length]));
+
+        private static Dictionary<string, (string Blocks, string Scales)> PairsOf(IReadOnlyCollection<string> names)
+        {
+            var all = names.ToHashSet(StringComparer.Ordinal);
+            var pairs = new Dictionary<string, (string, string)>(StringComparer.Ordinal);
+            foreach (var blocks in all.Where(n => n.EndsWith(BlocksSuffix, StringComparison.Ordinal)))
+            {
+                var weight = blocks[..^BlocksSuffix.Length];
+                if (all.Contains(weight + ScalesSuffix)) pairs[weight] = (blocks, weight + ScalesSuffix);
+                else throw new InvalidDataException($"{blocks}: an MXFP4 blocks tensor without its {weight + ScalesSuffix}");
+            }
+            return pairs;
+        }
+    }
+}
