@@ -47,7 +47,8 @@ public sealed partial record ModelConfig
             NumLayers = layers,
             NumHeads = heads,
             NumKeyValueHeads = keyValueHeads,
-            HeadDim = r.OptionalInt("head_dim") ?? hidden / heads,
+            // GptOssConfig: head_dim defaults to 64; only an explicit null falls back to hidden_size / num_attention_heads.
+            HeadDim = r.OptionalInt("head_dim") ?? (r.Json.ContainsKey("head_dim") ? hidden / heads : 64),
             MaxPositionEmbeddings = r.OptionalInt("max_position_embeddings") ?? 131_072,
             NormEps = r.OptionalDouble("rms_norm_eps") ?? 1e-5,
             RopeTheta = RopeScaling.Theta(r, rope, "rope_theta", 150_000.0),
