@@ -14,7 +14,8 @@ namespace SharpTune.Models;
 /// As huggingface/transformers@00d4b3d2 (models/gpt_oss/modeling_gpt_oss.py, GptOssTopKRouter and GptOssExperts): top-k
 /// over the raw logits, softmax over those k (unlike Mixtral's softmax over all experts first). The experts run only on
 /// the tokens routed to them (transformers' training loop; its inference path runs every expert on every token and
-/// weights the unchosen ones by zero: the same sums).
+/// weights the unchosen ones by zero: the same sums). The raw router logits (N, E) are what a recording keeps for the
+/// load-balancing loss, as transformers@0261a467 (modular_gpt_oss.py) records GptOssTopKRouter's first output.
 /// </remarks>
 public sealed class GptOssMlp : nn.Module<Tensor, Tensor>
 {
