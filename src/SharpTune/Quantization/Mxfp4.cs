@@ -73,6 +73,16 @@ internal static class Mxfp4
     }
 
     /// <summary>
+    /// The number of weights <paramref name="checkpoint"/> holds once each MXFP4 blocks/scales pair counts as the weight
+    /// it dequantizes to (32 values per scale), every other tensor by its elements.
+    /// </summary>
+    public static long WeightCount(IO.CheckpointIndex checkpoint)
+    {
+        var source = new DequantizingSource(new PretrainedModel.CheckpointSource(checkpoint));
+        return source.Names.Sum(n => source.ShapeOf(n).Aggregate(1L, (a, b) => a * b));
+    }
+
+    /// <summary>
     /// A checkpoint seen with each <c>X_blocks</c> / <c>X_scales</c> pair replaced by the dequantized tensor <c>X</c>;
     /// every other tensor passes through.
     /// </summary>

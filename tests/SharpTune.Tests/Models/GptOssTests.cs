@@ -5,6 +5,7 @@ using SharpTune.Models;
 using SharpTune.Peft;
 using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
+using SharpTune.Tests.Serving;
 using SharpTune.Tests.Support;
 using static TorchSharp.torch;
 
@@ -217,6 +218,29 @@ public class GptOssTests
             Assert.False(layer.eq(0).any().item<bool>(), "every expert has a logit");
             Assert.True((layer.sum(-1) - 1).abs().gt(1e-3).all().item<bool>(), "rows are not probability distributions");
         }
+    }
+
+    /// <summary>
+    /// Through the executable: <c>info</c> names the family and its layers, and <c>generate</c> on the MXFP4 fixture (token
+    /// ids in and out, no tokenizer) gives the reference's greedy ids.
+    /// </summary>
+    [Fact]
+    public void InfoAndGenerateThroughTheExecutable()
+    {
+        var folder = Fixture("gpt_oss_mxfp4");
+        var info = JsonNode.Parse(SharpTuneCli.Ok(SharpTuneCli.Run("info", "--model", folder, "--json"), "info"))!;
+        Assert.Equal("GptOssForCausalLM", (string)info["architecture"]!);
+        Assert.Equal("gpt_oss", (string)info["model_type"]!);
+        Assert.Equal(3, (int)info["layers"]!);
+        // The experts count as the weights they dequantize to, as the loaded model holds them.
+        long loaded;
+        using (var model = PretrainedModel.Load(folder, ScalarType.Float32)) loaded = model.parameters().Sum(p => p.numel());
+        Assert.Equal(loaded, (long)info["parameters"]!);
+        var expected = TransformersExpected.Read(folder)[0];
+        var ids = SharpTuneCli.Ok(SharpTuneCli.Run(["generate", "--model", folder, "--prompt-ids", string.Join(' ', expected.InputIds),
+                "--temperature", "0", "--max-tokens", $"{expected.GreedyIds.Length}", "--print-ids"]), "generate")
+            .Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+        Assert.Equal(expected.GreedyIds, ids);
     }
 
     /// <summary>GGUF export is not implemented for gpt-oss: refused by the architecture's name before any work.</summary>
