@@ -60,16 +60,25 @@ internal static class Mxfp4
                 $"{name}: MXFP4 scales [{string.Join(", ", scales.shape)}] must be the blocks' shape without its last dimension " +
                 $"[{string.Join(", ", blocks.shape[..^1])}]");
         using var scope = NewDisposeScope();
-        var table = tensor(Fp4Values, device: blocks.device);                                        // (16)
-        var low = table.index(blocks.bitwise_and(0x0F).to(ScalarType.Int64));                       // (…, R, G, 16)
-        var high = table.index(blocks.bitwise_right_shift(4).to(ScalarType.Int64));                 // (…, R, G, 16)
-        var values = stack([low, high], dim: -1).flatten(-2);                                       // (…, R, G, 32): low, high, low…
-        var exponents = scales.to(ScalarType.Int32) - 127;                                          // E8M0
-        var scaled = values.to(ScalarType.Float64) * exp2(exponents.to(ScalarType.Float64)).unsqueeze(-1);
-        var rows = scaled.flatten(-2);                                                              // (…, R, G·32)
-        var weight = rows.transpose(-2, -1).to(dtype).contiguous();                                 // (…, G·32, R)
-        if (!weight.shape.SequenceEqual(shape)) throw new InvalidOperationException($"{name}: dequantized to an unexpected shape");
-        return weight.MoveToOuterDisposeScope();
+        var (rows, groups) = (blocks.shape[^3], blocks.shape[^2]);
+        var slices = blocks.shape[..^3].Aggregate(1L, (a, b) => a * b);
+        var flatBlocks = blocks.reshape(slices, rows, groups, 16);
+        var flatScales = scales.reshape(slices, rows, groups);
+        var weight = empty([slices, groups * 32, rows], dtype, blocks.device);
+        var table = tensor(Fp4Values, device: blocks.device);                                          // (16)
+        // One expert at a time: the int64 codes of a whole gpt-oss-20b gate_up_proj would take gigabytes.
+        for (var i = 0L; i < slices; i++)
+        {
+            using var sliceScope = NewDisposeScope();
+            var bytes = flatBlocks[i];                                                                  // (R, G, 16)
+            var low = table.index(bytes.bitwise_and(0x0F).to(ScalarType.Int64));                       // value 2j
+            var high = table.index(bytes.bitwise_right_shift(4).to(ScalarType.Int64));                 // value 2j + 1
+            var values = stack([low, high], dim: -1).reshape(rows, groups, 32);
+            // E8M0: 2^(s − 127); an E2M1 value times a power of two is exact in float32 (as in transformers' ldexp).
+            var powers = exp2(flatScales[i].to(ScalarType.Float32) - 127).unsqueeze(-1);              // (R, G, 1)
+            weight[i].copy_((values * powers).reshape(rows, groups * 32).t());                         // (G·32, R)
+        }
+        return weight.reshape(shape).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -90,8 +99,7 @@ internal static class Mxfp4
     {
         private readonly Dictionary<string, (string Blocks, string Scales)> packed = PairsOf(stored.Names);
 
-        public IReadOnlyCollection<string> Names { get; } = stored.Names
-            .Where(n => !IsPackedPart(n, PairsOf(stored.Names))).Concat(PairsOf(stored.Names).Keys).ToArray();
+        public IReadOnlyCollection<string> Names => field ??= stored.Names.Where(n => !IsPackedPart(n, packed)).Concat(packed.Keys).ToArray();
 
         public IReadOnlyDictionary<string, string> Aliases => stored.Aliases;
 
