@@ -64,6 +64,34 @@ public class GptOssTests
     }
 
     /// <summary>
+    /// In bfloat16 (the released checkpoints' dtype; norms, scores and the sink softmax in float32) the model runs
+    /// prefill and cached decode steps, and its last logits stay within bfloat16's reach of the float64 reference.
+    /// </summary>
+    [Fact]
+    public void RunsInBfloat16NearTheReference()
+    {
+        var folder = Fixture("gpt_oss_mxfp4");
+        using var model = PretrainedModel.Load(folder, ScalarType.BFloat16);
+        model.eval();
+        using var noGrad = no_grad();
+        var expected = TransformersExpected.Read(folder)[1];
+        var prompt = expected.InputIds.Select(i => (long)i).ToArray();
+        using var logits = model.Forward(tensor(prompt).unsqueeze(0));
+        Assert.Equal(ScalarType.BFloat16, logits.dtype);
+        using var reference = tensor(expected.LastLogits);
+        var worst = (logits[0, -1].to(ScalarType.Float32) - reference).abs().max().item<float>();
+        Assert.True(worst < 0.5, $"bfloat16 logits differ from the reference by up to {worst}");
+
+        using var cache = new KvCache(model.Config, 1, prompt.Length + 2, ScalarType.BFloat16, CPU);
+        using var prefill = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(prompt).unsqueeze(0)),
+            new ForwardContext { PositionIds = arange((long)prompt.Length).unsqueeze(0), Cache = cache }));
+        using var step = model.ComputeLogits(model.DecodeHidden(model.EmbedTokens(tensor(new long[,] { { expected.GreedyIds[0] } })),
+            new ForwardContext { PositionIds = tensor(new long[,] { { prompt.Length } }), Cache = cache }));
+        Assert.Equal(ScalarType.BFloat16, step.dtype);
+        Assert.True((prefill[0, -1] - logits[0, -1]).abs().max().to(ScalarType.Float32).item<float>() < 0.1, "the cached prefill computes the forward's logits");
+    }
+
+    /// <summary>
     /// GptOssConfig's defaults for what config.json leaves out (gpt-oss-120b's sizes), its aliases (num_experts for
     /// num_local_experts; the released config.json's experts_per_token), and the fixtures' settings as read.
     /// </summary>
