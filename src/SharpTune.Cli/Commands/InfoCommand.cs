@@ -30,6 +30,7 @@ internal static class InfoCommand
             // Packed codes and their statistics are not parameters: count the model's weights instead.
             var parameters = preQuantized is not null && quantized is not null
                 ? quantized.QuantizedWeights + quantized.OtherWeights
+                : Mxfp4.IsDeclared(dir) ? Mxfp4.WeightCount(checkpoint)   // gpt-oss's experts: the weights they dequantize to
                 : checkpoint.Tensors.Values.Sum(t => t.Info.Shape.Aggregate(1L, (a, b) => a * b));
             var dtypes = checkpoint.Tensors.Values.Select(t => t.Info.DType.ToString()).Distinct().Order().ToArray();
             var license = ReadLicenseField(dir);

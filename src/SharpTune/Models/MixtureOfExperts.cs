@@ -29,6 +29,12 @@ public sealed record MixtureOfExperts(
     /// </summary>
     public double RouterJitterNoise { get; init; }
 
+    /// <summary>gpt-oss's swiglu_alpha: its experts' activation is gate·σ(alpha·gate) (GptOssExperts: 1.702).</summary>
+    public double SwigluAlpha { get; init; } = 1.702;
+
+    /// <summary>gpt-oss's swiglu_limit: its experts clamp the gate to at most this and the up projection to ±this.</summary>
+    public double SwigluLimit { get; init; } = 7.0;
+
     /// <summary>
     /// Whether layer <paramref name="layer"/> holds the sparse block, as Qwen3MoeDecoderLayer decides it
     /// (transformers@16b6c53c modeling_qwen3_moe.py): not in mlp_only_layers, and num_experts > 0 and

@@ -144,6 +144,7 @@ public sealed partial record ModelConfig
             "Gemma3ForConditionalGeneration" => Gemma3FromMultimodal(reader),
             "MixtralForCausalLM" => Mixtral(reader, architecture, modelType == "" ? "mixtral" : modelType),
             "Qwen3MoeForCausalLM" => Qwen3Moe(reader, architecture, modelType == "" ? "qwen3_moe" : modelType),
+            "GptOssForCausalLM" => GptOss(reader, architecture, modelType == "" ? "gpt_oss" : modelType),
             "GPTNeoXForCausalLM" => GptNeoX(reader, architecture, modelType == "" ? "gpt_neox" : modelType),
             "PhiForCausalLM" => Phi(reader, architecture, modelType == "" ? "phi" : modelType),
             "StableLmForCausalLM" => StableLm(reader, architecture, modelType == "" ? "stablelm" : modelType),
@@ -176,6 +177,7 @@ public sealed partial record ModelConfig
         ["gpt_neox"] = "GPTNeoXForCausalLM",
         ["stablelm"] = "StableLmForCausalLM",
         ["olmo3"] = "Olmo3ForCausalLM",
+        ["gpt_oss"] = "GptOssForCausalLM",
     };
 
     /// <summary>

@@ -26,6 +26,7 @@ public static class ModelFactory
         ["PhiForCausalLM"] = c => new PhiForCausalLM(c),
         ["StableLmForCausalLM"] = c => new StableLmForCausalLM(c),
         ["Olmo3ForCausalLM"] = c => new Olmo3ForCausalLM(c),
+        ["GptOssForCausalLM"] = c => new GptOssForCausalLM(c),
     };
 
     private static readonly object DefaultDtypeGate = new();

@@ -24,6 +24,7 @@ public static class PretrainedModel
     {
         if (!Directory.Exists(modelDir))
             throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
+        if (Quantization.Mxfp4.IsDeclared(modelDir)) return LoadMxfp4(modelDir, dtype, device, quantization);
         if (Quantization.BitsAndBytesConfig.TryRead(modelDir) is { } bnb)
             return Quantization.BitsAndBytesCheckpoint.Load(modelDir, bnb, quantization, dtype, device);
         if (quantization is not null) return Quantization.ModelQuantizer.Load(modelDir, quantization, dtype, device);
@@ -32,6 +33,25 @@ public static class PretrainedModel
         var target = dtype ?? CheckpointDtype(config, checkpoint);
         var model = ModelFactory.Create(config, target);
         WeightLoader.Load(model, new CheckpointSource(checkpoint), modelDir);
+        if (device is not null) model.to(device);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>
+    /// A checkpoint whose experts are stored in MXFP4 (gpt-oss): those are dequantized to the model's dtype as they are
+    /// read, every other tensor loads as usual. Re-quantizing them on load (bitsandbytes) is not implemented.
+    /// </summary>
+    private static CausalLanguageModel LoadMxfp4(string modelDir, ScalarType? dtype, Device? device, Quantization.QuantizationOptions? quantization)
+    {
+        if (quantization is not null)
+            throw new NotSupportedException(
+                $"{modelDir}: the checkpoint stores its experts in MXFP4 (quantization_config.quant_method = \"mxfp4\"); " +
+                "quantizing it again on load is not supported: load it without quantization (the experts are dequantized)");
+        var config = ModelConfig.Load(modelDir);
+        using var checkpoint = HfCheckpoint.Open(modelDir);
+        var model = ModelFactory.Create(config, dtype ?? CheckpointDtype(config, checkpoint));
+        WeightLoader.Load(model, new Quantization.Mxfp4.DequantizingSource(new CheckpointSource(checkpoint)), modelDir);
         if (device is not null) model.to(device);
         model.eval();
         return model;

@@ -26,7 +26,10 @@ public sealed record BitsAndBytesConfig(QuantizationType Type, bool DoubleQuant,
         JsonObject? root;
         try { root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject; }
         catch (System.Text.Json.JsonException) { return null; }   // ModelConfig.Load reports a malformed config.json
-        return root?[Key] is JsonObject q ? Parse(q, path) : null;
+        if (root?[Key] is not JsonObject q) return null;
+        // MXFP4 (gpt-oss's experts) is not bitsandbytes: PretrainedModel.Load dequantizes it as it reads (Mxfp4).
+        if (q["quant_method"] is JsonValue method && method.TryGetValue<string>(out var name) && name == Mxfp4.QuantMethod) return null;
+        return Parse(q, path);
     }
 
     /// <summary>Parses a <c>quantization_config</c> object; <paramref name="source"/> names the file in errors.</summary>

@@ -29,7 +29,7 @@ public class SequenceClassifierTests
         "Qwen2ForSequenceClassification", "Qwen3ForSequenceClassification", "Qwen3MoeForSequenceClassification",
         "GemmaForSequenceClassification", "Gemma2ForSequenceClassification", "Gemma3TextForSequenceClassification",
         "PhiForSequenceClassification", "Phi3ForSequenceClassification", "SmolLM3ForSequenceClassification", "GPT2ForSequenceClassification",
-        "GPTNeoXForSequenceClassification", "StableLmForSequenceClassification",
+        "GPTNeoXForSequenceClassification", "StableLmForSequenceClassification", "GptOssForSequenceClassification",
     ];
 
     [Fact]

@@ -12,13 +12,17 @@ import torch
 
 
 def write_safetensors(path, tensors):
-    """float32 tensors as F32, bfloat16 ones as BF16."""
+    """float32 tensors as F32, bfloat16 ones as BF16, uint8 ones (MXFP4 blocks and scales) as U8."""
     header, offset, blobs = {}, 0, []
     for name in sorted(tensors):
         t = tensors[name].contiguous()
-        bf16 = t.dtype == torch.bfloat16
-        data = t.view(torch.int16).numpy().astype("<i2").tobytes() if bf16 else t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "BF16" if bf16 else "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
+        if t.dtype == torch.bfloat16:
+            dtype, data = "BF16", t.view(torch.int16).numpy().astype("<i2").tobytes()
+        elif t.dtype == torch.uint8:
+            dtype, data = "U8", t.numpy().tobytes()
+        else:
+            dtype, data = "F32", t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
         offset += len(data)
         blobs.append(data)
     header["__metadata__"] = {"format": "pt"}
