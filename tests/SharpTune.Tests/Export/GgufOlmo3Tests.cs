@@ -53,6 +53,26 @@ public class GgufOlmo3Tests
         Assert.Contains("the sliding layers' rope_theta 10000", Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(ownTheta).Check(ownTheta)).Message);
     }
 
+    /// <summary>
+    /// An OLMo 3 whose layers all attend in full is llama.cpp's plain olmo2: exported without a window (convert_hf_to_gguf.py
+    /// writes sliding_window only when layer_types has sliding layers), not refused for its layer pattern.
+    /// </summary>
+    [Fact]
+    public void AnOlmo3WithoutSlidingLayersExportsAsPlainOlmo2()
+    {
+        using var dir = new TempDir();
+        var folder = FixtureCopy(dir, Fixture("olmo3_sliding"));
+        var configPath = Path.Combine(folder, "config.json");
+        var json = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        json["layer_types"] = new JsonArray("full_attention", "full_attention", "full_attention", "full_attention");
+        File.WriteAllText(configPath, json.ToJsonString());
+        var report = ExportModel(folder, Path.Combine(dir.Path, "olmo3_full.gguf"), GgufExportType.F32);
+        Assert.Equal("olmo2", report.Architecture);
+        var file = GgufReader.Open(report.Path);
+        Assert.Equal(4, file.Metadata["olmo2.block_count"].AsInteger());
+        Assert.DoesNotContain("olmo2.attention.sliding_window", file.Metadata.Keys);
+    }
+
     [LlamaCppFact]
     public void TheSlidingFixtureRunsInLlamaCppLikeTheReference()
     {
