@@ -38,10 +38,7 @@ public abstract class DecoderForCausalLM : CausalLanguageModel
     /// </summary>
     public override Tensor ComputeLogits(Tensor hidden)
     {
-        Tensor logits;
-        if (lm_head is not null) logits = DenseMatVec.Forward(lm_head, hidden);
-        else if (model.embed_tokens.WeightOverride is null) logits = DenseMatVec.Linear(hidden, model.embed_tokens.weight!);
-        else using (var tied = model.embed_tokens.CurrentWeight()) logits = DenseMatVec.Linear(hidden, tied);   // trainable tokens reach the tied head too
+        var logits = lm_head is not null ? DenseMatVec.Forward(lm_head, hidden) : model.embed_tokens.TiedLogits(hidden);
         if (Config.LogitsScaling is { } scaling && scaling != 1.0)
             using (var unscaled = logits)
                 logits = unscaled / scaling;   // GraniteForCausalLM: logits / self.config.logits_scaling

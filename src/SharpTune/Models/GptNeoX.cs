@@ -34,9 +34,7 @@ public sealed class GPTNeoXForCausalLM : CausalLanguageModel
     public override Tensor ComputeLogits(Tensor hidden)
     {
         if (embed_out is not null) return DenseMatVec.Forward(embed_out, hidden);
-        if (gpt_neox.embed_in.WeightOverride is null) return DenseMatVec.Linear(hidden, gpt_neox.embed_in.weight!);
-        using var tied = gpt_neox.embed_in.CurrentWeight();   // trainable tokens reach the tied head too
-        return DenseMatVec.Linear(hidden, tied);
+        return gpt_neox.embed_in.TiedLogits(hidden);
     }
 
     public override Tensor EmbeddingWeight => gpt_neox.embed_in.weight!;
@@ -79,16 +77,13 @@ public sealed class GPTNeoXModel : nn.Module
     public GPTNeoXModel(ModelConfig config) : base(nameof(GPTNeoXModel))
     {
         embed_in = new TokenEmbedding(config.VocabSize, config.HiddenSize);
-        if (HiddenDropout(config) is > 0 and var p) emb_dropout = nn.Dropout(p);
-        attentionDropout = config.Raw["attention_dropout"]?.GetValue<double>() ?? 0.0;
+        if (RotaryLayerStack.DropoutProbability(config, "hidden_dropout") is > 0 and var p) emb_dropout = nn.Dropout(p);
+        attentionDropout = RotaryLayerStack.DropoutProbability(config, "attention_dropout");
         layers = new ModuleList<GPTNeoXLayer>(Enumerable.Range(0, config.NumLayers).Select(i => new GPTNeoXLayer(config, i)).ToArray());
         final_layer_norm = nn.LayerNorm(config.HiddenSize, config.NormEps);
         rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
         RegisterComponents();
     }
-
-    /// <summary>GPTNeoXConfig.hidden_dropout (default 0), checked to be a number in [0, 1) when the config was read.</summary>
-    internal static double HiddenDropout(ModelConfig config) => config.Raw["hidden_dropout"]?.GetValue<double>() ?? 0.0;
 
     /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C); advances the cache, if any, by T.</summary>
     /// <exception cref="NotSupportedException">Training (train mode) with a non-zero attention_dropout.</exception>
@@ -123,7 +118,7 @@ public sealed class GPTNeoXLayer : nn.Module
         attention = new GPTNeoXAttention(config, layerIndex);
         mlp = new GPTNeoXMLP(config);
         parallelResidual = config.UseParallelResidual ?? true;
-        if (GPTNeoXModel.HiddenDropout(config) is > 0 and var p)
+        if (RotaryLayerStack.DropoutProbability(config, "hidden_dropout") is > 0 and var p)
         {
             post_attention_dropout = nn.Dropout(p);
             post_mlp_dropout = nn.Dropout(p);

@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+
 namespace SharpTune.Models;
 
 // Granite, OLMo 2 and Gemma (1): field names and defaults follow GraniteConfig, Olmo2Config and GemmaConfig
@@ -73,30 +75,39 @@ public sealed partial record ModelConfig
     }
 
     // Olmo3Config (models/olmo3/modular_olmo3.py @02e8340b): Olmo2Config's fields and defaults, plus sliding_window
-    // (default 4096; null slides nowhere) and layer_types, which default to sliding attention except on every fourth layer.
+    // (default 4096) and layer_types, which default to sliding attention except on every fourth layer. A null
+    // sliding_window with sliding layers is refused: Olmo3Model.forward always builds the sliding-window mask
+    // (create_sliding_window_causal_mask), which raises without a window.
     private static ModelConfig Olmo3(ConfigReader r, string architecture, string modelType)
     {
         var olmo2 = Olmo2(r, architecture, modelType);
         var types = ExplicitLayerTypes(r, olmo2.NumLayers)
             ?? Enumerable.Range(0, olmo2.NumLayers).Select(i => (i + 1) % 4 != 0 ? SlidingAttention : FullAttention).ToArray();
+        var window = r.Json.ContainsKey("sliding_window") ? r.OptionalInt("sliding_window") : 4096;
+        if (window is null && types.Contains(SlidingAttention))
+            throw new InvalidDataException(
+                $"{r.Source}: field 'sliding_window' is null but layer_types has sliding_attention layers, which need a window " +
+                "(transformers' Olmo3Model cannot build their mask without one)");
         return olmo2 with
         {
             LayerTypes = types,
-            SlidingWindow = r.Json.ContainsKey("sliding_window") ? r.OptionalInt("sliding_window") : 4096,
+            SlidingWindow = window,
             RopeLocalBaseFreq = Olmo3SlidingRopeTheta(r),
         };
     }
 
     // transformers 5 may key rope_parameters by layer type: the sliding layers then take their own section's rope_theta,
-    // which must leave them unscaled (they rotate unscaled whatever the full layers' scaling). Null: the config's theta.
+    // which must leave them unscaled (they rotate unscaled whatever the full layers' scaling). Null: no sliding_attention
+    // section (the sliding layers take the config's theta, unscaled); only that section is read, never full_attention's.
     private static double? Olmo3SlidingRopeTheta(ConfigReader r)
     {
         if (RopeScaling.Source(r) is not var (key, settings) || !RopeScaling.IsPerLayerType(settings)) return null;
-        var sliding = RopeScaling.Section(r, SlidingAttention);
+        if (settings[SlidingAttention] is not JsonObject own) return null;
+        (string Path, JsonObject Settings) sliding = ($"{key}.{SlidingAttention}", own);
         if (RopeScaling.Read(r, sliding) is { Type: not "default" } scaling)
             throw new NotSupportedException(
-                $"{r.Source}: {key}.{SlidingAttention}.rope_type '{scaling.Type}' is not supported: OLMo 3's sliding-attention layers rotate without scaling");
-        return sliding is null ? null : RopeScaling.Theta(r, sliding, "rope_theta", 10000.0);
+                $"{r.Source}: {sliding.Path}.rope_type '{scaling.Type}' is not supported: OLMo 3's sliding-attention layers rotate without scaling");
+        return RopeScaling.Theta(r, sliding, "rope_theta", 10000.0);
     }
 
     // GemmaConfig: its defaults are Gemma-7B's. GemmaMLP is LlamaMLP and reads hidden_act (google/gemma-2b's

@@ -26,10 +26,11 @@ public sealed class Olmo2DecoderLayer : DecoderLayer
 
     public Olmo2DecoderLayer(ModelConfig config, int layerIndex) : base(nameof(Olmo2DecoderLayer))
     {
-        // OLMo 3's sliding-window layers rotate without the config's rope_scaling (Olmo3Model's rotary_embs: the sliding
-        // layers' Olmo3RotaryEmbedding is built with rope_type "default"), with their own rope_theta where rope_parameters
-        // gives them one (RopeLocalBaseFreq); OLMo 2 has no sliding layers.
-        unscaledRope = config.SlidingWindowOf(layerIndex) is not null &&
+        // OLMo 3's sliding-attention layers rotate without the config's rope_scaling (transformers 4.57's Olmo3Model picks
+        // rotary_embs[layer_type], the sliding layers' built with rope_type "default"), with their own rope_theta where
+        // rope_parameters gives them one (RopeLocalBaseFreq). The rope follows layer_types, not the window; OLMo 2 has no
+        // sliding layers.
+        unscaledRope = layerIndex < config.LayerTypes.Count && config.LayerTypes[layerIndex] == ModelConfig.SlidingAttention &&
                        (config.RopeScaling is { Type: not "default" } || config.RopeLocalBaseFreq is not null);
         self_attn = new Olmo2Attention(config, layerIndex);
         mlp = new LlamaMlp(config);

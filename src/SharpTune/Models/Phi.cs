@@ -43,9 +43,7 @@ public sealed class PhiForCausalLM : CausalLanguageModel
         if (UntiedOutputHead is { } head) return DenseMatVec.Forward(head, hidden);
         if (lm_head is not PhiTiedHeadBias { bias: var bias })
             throw new InvalidOperationException("this Phi model was built without an output head (for sequence classification): it computes no vocabulary logits");
-        if (model.embed_tokens.WeightOverride is null) return DenseMatVec.Linear(hidden, model.embed_tokens.weight!, bias);
-        using var tied = model.embed_tokens.CurrentWeight();   // trainable tokens reach the tied head too
-        return DenseMatVec.Linear(hidden, tied, bias);
+        return model.embed_tokens.TiedLogits(hidden, bias);
     }
 
     public override Tensor EmbeddingWeight => model.embed_tokens.weight!;
@@ -121,16 +119,13 @@ public sealed class PhiModel : nn.Module
     public PhiModel(ModelConfig config) : base(nameof(PhiModel))
     {
         embed_tokens = new TokenEmbedding(config.VocabSize, config.HiddenSize);
-        if (Probability(config, "embd_pdrop") is > 0 and var p) embed_dropout = nn.Dropout(p);
-        attentionDropout = Probability(config, "attention_dropout");
+        if (RotaryLayerStack.DropoutProbability(config, "embd_pdrop") is > 0 and var p) embed_dropout = nn.Dropout(p);
+        attentionDropout = RotaryLayerStack.DropoutProbability(config, "attention_dropout");
         layers = new ModuleList<PhiDecoderLayer>(Enumerable.Range(0, config.NumLayers).Select(i => new PhiDecoderLayer(config, i)).ToArray());
         final_layernorm = nn.LayerNorm(config.HiddenSize, config.NormEps);
         rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
         RegisterComponents();
     }
-
-    /// <summary>A PhiConfig dropout probability (default 0), checked to be in [0, 1) when the config was read.</summary>
-    internal static double Probability(ModelConfig config, string field) => config.Raw[field]?.GetValue<double>() ?? 0.0;
 
     /// <summary>Embeddings (B, T, C) → final hidden states (B, T, C); advances the cache, if any, by T.</summary>
     /// <exception cref="NotSupportedException">Training (train mode) with a non-zero attention_dropout.</exception>
@@ -157,7 +152,7 @@ public sealed class PhiDecoderLayer : nn.Module
         input_layernorm = nn.LayerNorm(config.HiddenSize, config.NormEps);
         self_attn = new PhiAttention(config, layerIndex);
         mlp = new PhiMLP(config);
-        if (PhiModel.Probability(config, "resid_pdrop") is > 0 and var p) resid_dropout = nn.Dropout(p);
+        if (RotaryLayerStack.DropoutProbability(config, "resid_pdrop") is > 0 and var p) resid_dropout = nn.Dropout(p);
         RegisterComponents();
     }
 

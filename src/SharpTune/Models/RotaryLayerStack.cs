@@ -4,9 +4,9 @@ namespace SharpTune.Models;
 
 /// <summary>
 /// The layer loop of the families whose layers are modules of their own rather than <see cref="DecoderModel"/>'s
-/// (GPT-NeoX, Phi-1/2): RoPE's rotation tables computed once per forward for every layer, the first checkpointed layers
-/// recomputed in the backward, the cache advanced by the tokens run; and the refusal of an attention dropout that
-/// these attentions do not apply.
+/// (GPT-NeoX, Phi-1/2, StableLM): RoPE's rotation tables computed once per forward for every layer, the first checkpointed layers
+/// recomputed in the backward, the cache advanced by the tokens run; and their configs' dropout probabilities, and the
+/// refusal of an attention dropout that these attentions do not apply.
 /// </summary>
 internal static class RotaryLayerStack
 {
@@ -28,6 +28,12 @@ internal static class RotaryLayerStack
         if (ctx.Cache is { } cache) cache.Advance((int)x.size(1));
         return x;
     }
+
+    /// <summary>
+    /// A dropout probability from config.json (GPT-NeoX's and StableLM's hidden_dropout and attention_dropout, Phi's
+    /// embd_pdrop, resid_pdrop and attention_dropout): default 0, checked to be a number in [0, 1) when the config was read.
+    /// </summary>
+    internal static double DropoutProbability(ModelConfig config, string field) => config.Raw[field]?.GetValue<double>() ?? 0.0;
 
     /// <summary>
     /// transformers drops attention probabilities with attention_dropout while training; these attentions do not, so

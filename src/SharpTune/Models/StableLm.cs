@@ -37,9 +37,7 @@ public sealed class StableLmForCausalLM : CausalLanguageModel
         if (UntiedOutputHead is { } head) return DenseMatVec.Forward(head, hidden);
         if (!Config.TieWordEmbeddings)
             throw new InvalidOperationException("this StableLM model was built without an output head (for sequence classification): it computes no vocabulary logits");
-        if (model.embed_tokens.WeightOverride is null) return DenseMatVec.Linear(hidden, model.embed_tokens.weight!);
-        using var tied = model.embed_tokens.CurrentWeight();   // trainable tokens reach the tied head too
-        return DenseMatVec.Linear(hidden, tied);
+        return model.embed_tokens.TiedLogits(hidden);
     }
 
     public override Tensor EmbeddingWeight => model.embed_tokens.weight!;
@@ -69,7 +67,7 @@ public sealed class StableLmModel : nn.Module
     public StableLmModel(ModelConfig config) : base(nameof(StableLmModel))
     {
         embed_tokens = new TokenEmbedding(config.VocabSize, config.HiddenSize);
-        attentionDropout = config.Raw["attention_dropout"]?.GetValue<double>() ?? 0.0;
+        attentionDropout = RotaryLayerStack.DropoutProbability(config, "attention_dropout");
         layers = new ModuleList<StableLmDecoderLayer>(Enumerable.Range(0, config.NumLayers).Select(i => new StableLmDecoderLayer(config, i)).ToArray());
         norm = nn.LayerNorm(config.HiddenSize, config.NormEps);
         rotary = new DeviceCached<RotaryEmbedding>(device => RotaryEmbedding.ForConfig(config, device));
@@ -106,7 +104,7 @@ public sealed class StableLmDecoderLayer : nn.Module
         if (config.UseParallelResidual != true) post_attention_layernorm = nn.LayerNorm(config.HiddenSize, config.NormEps);
         self_attn = new StableLmAttention(config, layerIndex);
         mlp = new LlamaMlp(config);
-        if (GPTNeoXModel.HiddenDropout(config) is > 0 and var p) dropout = nn.Dropout(p);   // the same field as GPT-NeoX's
+        if (RotaryLayerStack.DropoutProbability(config, "hidden_dropout") is > 0 and var p) dropout = nn.Dropout(p);
         RegisterComponents();
     }
 

@@ -46,6 +46,17 @@ public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>The weight as the forward uses it: a new tensor when <see cref="WeightOverride"/> is set, else <see cref="weight"/>.</summary>
     internal Tensor CurrentWeight() => WeightOverride?.Invoke(weight) ?? weight;
 
+    /// <summary>
+    /// Logits through an output head tied to this embedding: hidden (…, dim) · weightᵀ (+ bias) → (…, num embeddings),
+    /// with the trainable tokens' rows when <see cref="WeightOverride"/> is set (they reach the tied head too).
+    /// </summary>
+    internal Tensor TiedLogits(Tensor hidden, Tensor? bias = null)
+    {
+        if (WeightOverride is null) return DenseMatVec.Linear(hidden, weight, bias);
+        using var tied = CurrentWeight();   // a new tensor here, never the parameter itself
+        return DenseMatVec.Linear(hidden, tied, bias);
+    }
+
     public override Tensor forward(Tensor ids)
     {
         using var scope = NewDisposeScope();

@@ -53,6 +53,62 @@ public class GgufOlmo3Tests
         Assert.Contains("the sliding layers' rope_theta 10000", Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(ownTheta).Check(ownTheta)).Message);
     }
 
+    /// <summary>
+    /// An OLMo 3 whose layers all attend in full is llama.cpp's plain olmo2: exported without a window (convert_hf_to_gguf.py
+    /// writes sliding_window only when layer_types has sliding layers), not refused for its layer pattern.
+    /// </summary>
+    [Fact]
+    public void AnOlmo3WithoutSlidingLayersExportsAsPlainOlmo2()
+    {
+        using var dir = new TempDir();
+        var report = ExportModel(AllFullCopy(dir), Path.Combine(dir.Path, "olmo3_full.gguf"), GgufExportType.F32);
+        Assert.Equal("olmo2", report.Architecture);
+        var file = GgufReader.Open(report.Path);
+        Assert.Equal(4, file.Metadata["olmo2.block_count"].AsInteger());
+        Assert.DoesNotContain("olmo2.attention.sliding_window", file.Metadata.Keys);
+    }
+
+    /// <summary>
+    /// That file run by llama.cpp's olmo2 (float32 weights, cache and attention) gives SharpTune's log-probabilities
+    /// (within the reference comparison's tolerance) and greedy tokens on both fixture prompts, the longer one past the
+    /// fixture's window of 4: every layer attends in full on both sides (sliding ones would move them by 1.2 to 3.3).
+    /// </summary>
+    [LlamaCppFact]
+    public void AnOlmo3WithoutSlidingLayersRunsInLlamaCppLikeSharpTune()
+    {
+        using var dir = new TempDir();
+        var folder = AllFullCopy(dir);
+        var path = ExportModel(folder, Path.Combine(dir.Path, "olmo3_full.gguf"), GgufExportType.F32).Path;
+        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
+        using (var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32))
+        {
+            model.eval();
+            foreach (var prompt in TransformersExpected.Read(folder).Select(c => c.InputIds))
+            {
+                var what = $"olmo3 all full_attention, prompt of {prompt.Length}";
+                var logProbabilities = LogProbabilities(model, prompt);
+                var greedy = Greedy(model, prompt, 8);
+                items.Add((Float32(LlamaCppRuntime.Distribution(path, prompt)), result =>
+                {
+                    var difference = MaxLogProbabilityDifference(logProbabilities, LlamaCppRuntime.Probabilities(result, logProbabilities.Length));
+                    Assert.True(difference < LogProbabilityTolerance, $"{what}: llama.cpp's log-probabilities differ from SharpTune's by up to {difference:G3}");
+                }));
+                items.Add((Float32(LlamaCppRuntime.Greedy(path, prompt, 8)), result => AssertSameIds(what, greedy, Ids(result, "greedy"))));
+            }
+        }
+        RunAll(items);
+    }
+
+    private static string AllFullCopy(TempDir dir)
+    {
+        var folder = FixtureCopy(dir, Fixture("olmo3_sliding"));
+        var configPath = Path.Combine(folder, "config.json");
+        var json = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        json["layer_types"] = new JsonArray("full_attention", "full_attention", "full_attention", "full_attention");
+        File.WriteAllText(configPath, json.ToJsonString());
+        return folder;
+    }
+
     [LlamaCppFact]
     public void TheSlidingFixtureRunsInLlamaCppLikeTheReference()
     {

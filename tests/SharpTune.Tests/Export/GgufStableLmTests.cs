@@ -10,7 +10,8 @@ namespace SharpTune.Tests.Export;
 /// <summary>
 /// StableLM exported as llama.cpp's stablelm, on the fixtures of Models/Fixtures (make_stablelm_reference.py,
 /// transformers' StableLM written out in plain PyTorch): stablelm_parallel_qkln (parallel residual, per-head q/k norms
-/// stacked into attn_q_norm / attn_k_norm, q/k/v biases, 1 key/value head for 2 query heads) and stablelm_sequential
+/// stacked into attn_q_norm / attn_k_norm, q/k/v biases, 1 key/value head for 2 query heads, rope_theta 2000 and
+/// partial_rotary_factor 0.5 only in rope_parameters) and stablelm_sequential
 /// (sequential residual with ffn_norm, no biases, tied, rope_theta 500). The files are read back for what
 /// convert_hf_to_gguf's StableLMModel writes, and run by real llama.cpp (node-llama-cpp's CPU build) against the
 /// reference's logits and greedy tokens (EXPECTED.json), SharpTune's f16-rounded model, a q8_0 file, and a LoRA adapter.
@@ -44,7 +45,8 @@ public class GgufStableLmTests
         Assert.Equal(64, file.Metadata["stablelm.feed_forward_length"].AsInteger());
         Assert.Equal(2, file.Metadata["stablelm.attention.head_count"].AsInteger());
         Assert.Equal(1, file.Metadata["stablelm.attention.head_count_kv"].AsInteger());
-        Assert.Equal(4, file.Metadata["stablelm.rope.dimension_count"].AsInteger());   // int(0.25 × 16)
+        Assert.Equal(8, file.Metadata["stablelm.rope.dimension_count"].AsInteger());   // int(0.5 × 16), from rope_parameters
+        Assert.Equal(2000.0, file.Metadata["stablelm.rope.freq_base"].AsFloat(), 9);
         Assert.True(file.Metadata["stablelm.use_parallel_residual"].AsBool());
         Assert.Equal(1e-5, file.Metadata["stablelm.attention.layer_norm_epsilon"].AsFloat(), 9);
         string[] weighted = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "attn_q_norm", "attn_k_norm"];

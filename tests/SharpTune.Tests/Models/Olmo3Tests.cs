@@ -57,7 +57,8 @@ public class Olmo3Tests
 
     /// <summary>
     /// Olmo3Config: Olmo2Config's defaults, plus sliding_window 4096 and layer_types sliding except every fourth layer
-    /// (Olmo3Config.__post_init__); a null sliding_window slides nowhere.
+    /// (Olmo3Config.__post_init__). A null sliding_window is accepted only when no layer slides: transformers' Olmo3Model
+    /// always builds the sliding mask, which raises without a window (masking_utils.create_sliding_window_causal_mask).
     /// </summary>
     [Fact]
     public void MissingFieldsGetOlmo3ConfigDefaults()
@@ -69,8 +70,15 @@ public class Olmo3Tests
         Assert.Equal(4096, config.SlidingWindow);
         Assert.Equal([4096, 4096, 4096, null, 4096, 4096, 4096, null], Enumerable.Range(0, 8).Select(config.SlidingWindowOf));
         Assert.Equal([50279], config.EosTokenIds);
-        var unwindowed = ModelConfig.FromJson(new JsonObject { ["model_type"] = "olmo3", ["num_hidden_layers"] = 4, ["sliding_window"] = null });
-        Assert.All(Enumerable.Range(0, 4), i => Assert.Null(unwindowed.SlidingWindowOf(i)));
+        var refused = Assert.Throws<InvalidDataException>(() => ModelConfig.FromJson(
+            new JsonObject { ["model_type"] = "olmo3", ["num_hidden_layers"] = 4, ["sliding_window"] = null }, "olmo3/config.json"));
+        Assert.StartsWith("olmo3/config.json: field 'sliding_window' is null but layer_types has sliding_attention layers", refused.Message);
+        var unwindowed = ModelConfig.FromJson(new JsonObject
+        {
+            ["model_type"] = "olmo3", ["num_hidden_layers"] = 2, ["sliding_window"] = null,
+            ["layer_types"] = new JsonArray("full_attention", "full_attention"),
+        });
+        Assert.All(Enumerable.Range(0, 2), i => Assert.Null(unwindowed.SlidingWindowOf(i)));
     }
 
     /// <summary>
@@ -115,6 +123,46 @@ public class Olmo3Tests
         var refused = Assert.Throws<NotSupportedException>(() => ModelConfig.FromJson(
             Config(new JsonObject { ["rope_type"] = "linear", ["factor"] = 2.0, ["rope_theta"] = 10000.0 }), "olmo3/config.json"));
         Assert.StartsWith("olmo3/config.json: rope_parameters.sliding_attention.rope_type 'linear' is not supported", refused.Message);
+    }
+
+    /// <summary>
+    /// rope_parameters keyed by layer type with only a full_attention section: the full layers take it (a yarn section
+    /// is accepted), and the sliding layers do not borrow it — they keep the config's theta, unscaled, and still rotate
+    /// apart from the scaled full layers.
+    /// </summary>
+    [Fact]
+    public void AFullAttentionOnlyRopeSectionIsNotLentToTheSlidingLayers()
+    {
+        ModelConfig Read(JsonObject full) => ModelConfig.FromJson(new JsonObject
+        {
+            ["model_type"] = "olmo3", ["num_hidden_layers"] = 4, ["hidden_size"] = 32, ["num_attention_heads"] = 2, ["intermediate_size"] = 32,
+            ["vocab_size"] = 64, ["sliding_window"] = 4, ["rope_parameters"] = new JsonObject { ["full_attention"] = full },
+        }, "olmo3/config.json");
+        var yarn = Read(new JsonObject { ["rope_type"] = "yarn", ["factor"] = 2.0, ["rope_theta"] = 500000.0 });
+        Assert.Equal(("yarn", 500000.0, (double?)null), (yarn.RopeScaling?.Type, yarn.RopeTheta, yarn.RopeLocalBaseFreq));
+        using (var model = (Olmo3ForCausalLM)ModelFactory.Create(yarn))
+            Assert.Equal([true, true, true, false], model.model.layers.Select(l => l.UsesLocalRope));
+        var plain = Read(new JsonObject { ["rope_type"] = "default", ["rope_theta"] = 500000.0 });
+        Assert.Equal((500000.0, (double?)null), (plain.RopeTheta, plain.RopeLocalBaseFreq));
+        using (var model = (Olmo3ForCausalLM)ModelFactory.Create(plain))
+            Assert.All(model.model.layers, l => Assert.False(l.UsesLocalRope));
+    }
+
+    /// <summary>
+    /// The sliding layers' unscaled RoPE follows layer_types (transformers 4.57's rotary_embs[attention_type]), even when
+    /// a layer's window would not be read: every sliding_attention layer rotates apart under a scaling.
+    /// </summary>
+    [Fact]
+    public void TheUnscaledRopeFollowsLayerTypes()
+    {
+        var config = ModelConfig.FromJson(new JsonObject
+        {
+            ["model_type"] = "olmo3", ["num_hidden_layers"] = 4, ["hidden_size"] = 32, ["num_attention_heads"] = 2, ["intermediate_size"] = 32,
+            ["vocab_size"] = 64, ["sliding_window"] = 4, ["rope_scaling"] = new JsonObject { ["rope_type"] = "linear", ["factor"] = 2.0 },
+            ["layer_types"] = new JsonArray("sliding_attention", "full_attention", "full_attention", "sliding_attention"),
+        }) with { SlidingWindow = null };
+        using var model = (Olmo3ForCausalLM)ModelFactory.Create(config);
+        Assert.Equal([true, false, false, true], model.model.layers.Select(l => l.UsesLocalRope));
     }
 
     /// <summary>OLMo 3 is absent from PEFT's tables (huggingface/peft@5d602fdb); it gets OLMo 2's Llama-style defaults.</summary>

@@ -50,17 +50,18 @@ public class StableLmTests
 
     /// <summary>
     /// Every cached step — the prefill, then one token at a time along the reference's greedy continuation — gives the
-    /// reference's logits, with the decode shortcuts on and off: 4 of 16 dims rotating (0.25, StableLM's default) under
-    /// per-head q/k LayerNorms over grouped key/value heads on one fixture, 8 of 16 on the other.
+    /// reference's logits, with the decode shortcuts on and off: 8 of 16 dims rotating at base 2000 — both read only from
+    /// rope_parameters, neither StableLmConfig's default (0.25, 10000) — under per-head q/k LayerNorms over grouped
+    /// key/value heads on one fixture; 8 of 16 at the top-level rope_theta 500 on the other.
     /// </summary>
     [Theory]
-    [InlineData("stablelm_parallel_qkln", 4)]
-    [InlineData("stablelm_sequential", 8)]
-    public void EveryCachedDecodeStepMatchesTheReference(string name, int rotaryDim)
+    [InlineData("stablelm_parallel_qkln", 8, 2000.0)]
+    [InlineData("stablelm_sequential", 8, 500.0)]
+    public void EveryCachedDecodeStepMatchesTheReference(string name, int rotaryDim, double ropeTheta)
     {
         var folder = Fixture(name);
         using var model = PretrainedModel.Load(folder, ScalarType.Float32);
-        Assert.Equal((16, rotaryDim), (model.Config.HeadDim, model.Config.RotaryDim));
+        Assert.Equal((16, rotaryDim, ropeTheta), (model.Config.HeadDim, model.Config.RotaryDim, model.Config.RopeTheta));
         model.eval();
         TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
     }

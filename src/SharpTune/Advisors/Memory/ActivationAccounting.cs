@@ -37,7 +37,7 @@ public static class ActivationAccounting
 
         if (layout.LayerNormBlocks)
         {
-            // GPT-2 and GPT-NeoX: LayerNorm keeps input, mean and rstd; the fused q/k/v output holds q, k, v; GELU keeps its
+            // GPT-2, GPT-NeoX, Phi-1/2 and StableLM: LayerNorm keeps input, mean and rstd; the fused q/k/v output holds q, k, v; GELU keeps its
             // input (and its tanh approximation's intermediates: counted as two more ffn-sized tensors). Not checked
             // against measurement.
             var norms = 4 * d * b;
@@ -54,10 +54,10 @@ public static class ActivationAccounting
         if (c.AttnLogitSoftcapping is not null) attn1 += heads * (double)s.SequenceLength * (2 * b + 4);
         var mlp1 = MlpBytesPerToken(c, b, d);
         // Gemma 2 and 3's layers also norm the attention's and the MLP's outputs before adding them (post_attention_layernorm,
-        // post_feedforward_layernorm): two more norms like the first. OLMo 2 has those two instead of the pre-norms, and
+        // post_feedforward_layernorm): two more norms like the first. OLMo 2 and 3 have those two instead of the pre-norms, and
         // norms the whole projected queries and keys: counted as the same two more norms (its q/k norms are as wide as
         // the pre-norms it lacks, within the GQA share).
-        var sandwichNorms = c.Architecture is "Gemma2ForCausalLM" or "Gemma3ForCausalLM" or "Olmo2ForCausalLM" ? 2 * norm1 : 0;
+        var sandwichNorms = c.Architecture is "Gemma2ForCausalLM" or "Gemma3ForCausalLM" or "Olmo2ForCausalLM" or "Olmo3ForCausalLM" ? 2 * norm1 : 0;
         return norm1 + norm2 + sandwichNorms + attn1 + mlp1 + LoraBytes(layout, s, loraTargets);
     }
 

@@ -15,9 +15,9 @@ public sealed record LinearLayerShape(string Path, long InFeatures, long OutFeat
 /// <summary>
 /// The parameter shapes of an architecture computed from its config alone, with the module paths the model classes
 /// register (so target_modules select the same layers here as on a loaded model), without building any tensor.
-/// <paramref name="LayerNormBlocks"/> marks GPT-2, GPT-NeoX and Phi-1/2 blocks: LayerNorms with biases, multi-head q/k/v
-/// projections (fused, or Phi's three) and a two-matrix GELU MLP, which the activation accounting counts apart from the
-/// RMSNorm/SwiGLU decoders.
+/// <paramref name="LayerNormBlocks"/> marks GPT-2, GPT-NeoX, Phi-1/2 and StableLM blocks: LayerNorms with biases, q/k/v
+/// projections (fused, or three) and an MLP without the decoder's kept products (GELU's two matrices, StableLM's SwiGLU),
+/// which the activation accounting counts apart from the RMSNorm/SwiGLU decoders.
 /// </summary>
 public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerShape> Linears, long OtherParameters, bool LayerNormBlocks)
 {
@@ -50,6 +50,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         "GPT2LMHeadModel" => Gpt2(config),
         "GPTNeoXForCausalLM" => GptNeoX(config),
         "PhiForCausalLM" => Phi(config),
+        "StableLmForCausalLM" => StableLm(config),
         _ => throw new NotSupportedException(
             $"architecture '{config.Architecture}' is not supported by the estimator; supported: {string.Join(", ", [.. LlamaLayouts, .. OwnLayouts])}"),
     };
@@ -58,10 +59,10 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     private static readonly string[] LlamaLayouts =
     [
         "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "SmolLM3ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM",
-        "Olmo2ForCausalLM", "GemmaForCausalLM", "Qwen3MoeForCausalLM", "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+        "Olmo2ForCausalLM", "Olmo3ForCausalLM", "GemmaForCausalLM", "Qwen3MoeForCausalLM", "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
     ];
 
-    private static readonly string[] OwnLayouts = ["Phi3ForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM", "PhiForCausalLM"];
+    private static readonly string[] OwnLayouts = ["Phi3ForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM", "PhiForCausalLM", "StableLmForCausalLM"];
 
     private static ModelLayout Llama(ModelConfig c)
     {
@@ -95,11 +96,11 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         }
         if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
         // embeddings, the RMSNorms of each layer (Gemma 2 and 3 have four, OLMo 2 two after the blocks), q/k norms (per
-        // head in Qwen3 and Gemma 3, over all heads in OLMo 2), final norm
+        // head in Qwen3 and Gemma 3, over all heads in OLMo 2 and 3), final norm
         var isGemma3 = c.Architecture == "Gemma3ForCausalLM";
         var fourNorms = isGemma3 || c.Architecture == "Gemma2ForCausalLM";
         var qkNormWidth = isGemma3 || c.Architecture is "Qwen3ForCausalLM" or "Qwen3MoeForCausalLM" ? 2L * c.HeadDim
-            : c.Architecture == "Olmo2ForCausalLM" ? attention + kv : 0;
+            : c.Architecture is "Olmo2ForCausalLM" or "Olmo3ForCausalLM" ? attention + kv : 0;
         var other = (long)c.VocabSize * d + ((fourNorms ? 4L : 2L) * c.NumLayers + 1) * d + qkNormWidth * c.NumLayers;
         return new ModelLayout(c, linears, other, LayerNormBlocks: false);
     }
@@ -181,6 +182,33 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, true));
         var qkNorms = c.QkLayerNorm ? 4L * c.HeadDim * c.NumLayers : 0;
         var other = (long)c.VocabSize * d + (2L * c.NumLayers + 2) * d + qkNorms + (c.TieWordEmbeddings ? c.VocabSize : 0);
+        return new ModelLayout(c, linears, other, LayerNormBlocks: true);
+    }
+
+    // StableLM (modeling_stablelm.py): q_proj, k_proj and v_proj (k and v num_key_value_heads wide; biases with
+    // use_qkv_bias), o_proj without; the SwiGLU gate_proj, up_proj and down_proj without biases; input_layernorm (weight
+    // and bias) a layer, post_attention_layernorm too unless use_parallel_residual; with qk_layernorm a LayerNorm without
+    // bias per query and per key/value head (head_dim wide); the final norm (weight and bias); lm_head without bias,
+    // absent when tied; no learned positions (RoPE).
+    private static ModelLayout StableLm(ModelConfig c)
+    {
+        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, ffn = c.IntermediateSize;
+        var linears = new List<LinearLayerShape>();
+        for (var i = 0; i < c.NumLayers; i++)
+        {
+            var p = $"model.layers.{i}";
+            linears.Add(new($"{p}.self_attn.q_proj", d, attention, c.AttentionBias));
+            linears.Add(new($"{p}.self_attn.k_proj", d, kv, c.AttentionBias));
+            linears.Add(new($"{p}.self_attn.v_proj", d, kv, c.AttentionBias));
+            linears.Add(new($"{p}.self_attn.o_proj", attention, d, false));
+            linears.Add(new($"{p}.mlp.gate_proj", d, ffn, false));
+            linears.Add(new($"{p}.mlp.up_proj", d, ffn, false));
+            linears.Add(new($"{p}.mlp.down_proj", ffn, d, false));
+        }
+        if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
+        var normsPerLayer = c.UseParallelResidual == true ? 2L : 4L;   // weight and bias of one or two LayerNorms
+        var qkNorms = c.QkLayerNorm ? (attention + kv) * c.NumLayers : 0;
+        var other = (long)c.VocabSize * d + (normsPerLayer * c.NumLayers + 2) * d + qkNorms;
         return new ModelLayout(c, linears, other, LayerNormBlocks: true);
     }
 }

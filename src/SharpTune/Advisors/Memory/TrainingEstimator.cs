@@ -179,7 +179,7 @@ public static class TrainingEstimator
             "GPU figures exclude the CUDA context and allocator caching (typically 0.5-1.5 GiB more).",
         };
         if (settings.ObjectiveName != "sft") notes.Add(ObjectiveAccounting.ObjectiveNote(asked, layout, teacher));
-        if (layout.LayerNormBlocks) notes.Add("GPT-2, GPT-NeoX and Phi-1/2 activations use the same accounting but were not checked against measured runs.");
+        if (layout.LayerNormBlocks) notes.Add("GPT-2, GPT-NeoX, Phi-1/2 and StableLM activations use the same accounting but were not checked against measured runs.");
         if (settings.Quantize is not null)
             notes.Add($"Base linear layers stored {settings.QuantizationSettings()}; one layer at a time is dequantized during the forward and backward.");
         if (settings.GradientCheckpointing)

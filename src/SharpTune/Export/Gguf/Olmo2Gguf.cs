@@ -10,8 +10,9 @@ namespace SharpTune.Export.Gguf;
 /// <para>
 /// OLMo 3 is written the same way (the converter registers Olmo3ForCausalLM under Olmo2Model) with
 /// <c>attention.sliding_window</c>: llama.cpp's olmo2 then slides every layer but each fourth (set_swa_pattern(4)) and
-/// rotates the sliding layers unscaled, as transformers 4.57's OLMo 3 does. Other layer_types patterns, and a sliding
-/// rope_theta of their own, have no llama.cpp form and are refused.
+/// rotates the sliding layers unscaled, as transformers 4.57's OLMo 3 does. An OLMo 3 whose layers all attend in full is
+/// written as plain olmo2, without the window. Other layer_types patterns, and a sliding rope_theta of their own, have no
+/// llama.cpp form and are refused.
 /// </para>
 /// </summary>
 internal sealed class Olmo2Gguf : GgufArchitecture
@@ -34,11 +35,13 @@ internal sealed class Olmo2Gguf : GgufArchitecture
         if (config.RopeScaling is { Type: not ("default" or "linear" or "yarn") } scaling)
             throw new NotSupportedException(
                 $"{config.Architecture}: rope_scaling '{scaling.Type}' has no llama.cpp olmo2 equivalent");
-        if (config.SlidingWindow is not null && Enumerable.Range(0, config.NumLayers).Any(i => (config.SlidingWindowOf(i) is not null) != ((i + 1) % 4 != 0)))
+        // With no sliding layer (OLMo 2, or OLMo 3 with every layer full_attention) the file is plain olmo2, without a window.
+        var sliding = Enumerable.Range(0, config.NumLayers).Select(i => config.SlidingWindowOf(i) is not null).ToArray();
+        if (sliding.Any(s => s) && Enumerable.Range(0, config.NumLayers).Any(i => sliding[i] != ((i + 1) % 4 != 0)))
             throw new NotSupportedException(
                 $"{config.Architecture}: layer_types [{string.Join(", ", config.LayerTypes)}] has no llama.cpp olmo2 equivalent " +
                 "(it slides every layer but each fourth, OLMo 3's default pattern)");
-        if (config.RopeLocalBaseFreq is { } local && local != config.RopeTheta)
+        if (sliding.Any(s => s) && config.RopeLocalBaseFreq is { } local && local != config.RopeTheta)
             throw new NotSupportedException(
                 $"{config.Architecture}: the sliding layers' rope_theta {local} (rope_parameters.sliding_attention) has no llama.cpp olmo2 " +
                 $"equivalent (it rotates every layer with rope_theta {config.RopeTheta})");

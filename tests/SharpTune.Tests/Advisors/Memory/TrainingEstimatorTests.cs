@@ -48,7 +48,7 @@ public class TrainingEstimatorTests
         var config = ModelConfig.Load(folder);
         var settings = new EstimateSettings { Method = "lora", LoraR = 4 };
         var estimate = TrainingEstimator.Estimate(config, settings);
-        Assert.Contains(estimate.Notes, n => n.Contains("GPT-NeoX and Phi-1/2 activations"));
+        Assert.Contains(estimate.Notes, n => n.Contains("GPT-NeoX, Phi-1/2 and StableLM activations"));
         Assert.Equal(2.0 * config.NumLayers * config.HiddenSize * settings.SequenceLength * settings.MicroBatchSize * settings.ComputeBytes,
             estimate.KvCacheBytes);
     }
@@ -76,6 +76,31 @@ public class TrainingEstimatorTests
             TorchSharp.torch.CPU);
         var (keys, values) = cache.AllLayers;
         Assert.Equal((keys.numel() + values.numel()) * 4.0, TrainingEstimator.Estimate(config, settings).KvCacheBytes);
+    }
+
+    /// <summary>
+    /// StableLM's layout (q/k/v with biases under use_qkv_bias, o_proj and the SwiGLU MLP without, a biased input LayerNorm
+    /// a layer and a second one only with the sequential residual, per-head q/k LayerNorms without bias under
+    /// qk_layernorm, the biased final norm, lm_head or none when tied) and OLMo 3's (OLMo 2's: q/k norms over all heads,
+    /// the two norms after the blocks) count every parameter of the reference fixtures, and LoRA on PEFT's defaults
+    /// (q_proj, v_proj) and on every linear layer as many as the adapter has. The KV cache holds only the key/value heads
+    /// (one of two on stablelm_parallel_qkln and the OLMo 3 fixtures).
+    /// </summary>
+    [Theory]
+    [InlineData("stablelm_parallel_qkln")]
+    [InlineData("stablelm_sequential")]   // tied, no q/k/v biases
+    [InlineData("olmo3_sliding")]
+    [InlineData("olmo3_sliding_linear")]
+    public void StableLmAndOlmo3LayoutsCountEveryParameterOfTheFixtureModels(string fixture)
+    {
+        var folder = TestAssets.ModelFixture(fixture);
+        AssertCountsMatchTheModelAndItsLoraAdapters(folder, (targets, config, adapter) =>
+            Assert.Equal(targets is null ? 2 * config.NumLayers : 7 * config.NumLayers, adapter.Layers.Count));
+        var config = ModelConfig.Load(folder);
+        var settings = new EstimateSettings { Method = "lora", LoraR = 4, SequenceLength = 64, MicroBatchSize = 3 };
+        Assert.Equal(2.0 * config.NumLayers * config.NumKeyValueHeads * config.HeadDim * settings.SequenceLength * settings.MicroBatchSize * settings.ComputeBytes,
+            TrainingEstimator.Estimate(config, settings).KvCacheBytes);
+        Assert.True(config.NumKeyValueHeads < config.NumHeads || fixture == "stablelm_sequential");
     }
 
     /// <summary>

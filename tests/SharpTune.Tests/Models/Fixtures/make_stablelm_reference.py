@@ -62,7 +62,7 @@ def parallel_qkln_config():
         "use_parallel_residual": True,
         "hidden_dropout": 0.0,
         "attention_dropout": 0.0,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+        "rope_parameters": {"rope_type": "default", "rope_theta": 2000.0, "partial_rotary_factor": 0.5},
         "tie_word_embeddings": False,
         "bos_token_id": 0,
         "eos_token_id": 2,
