@@ -23,17 +23,28 @@ public sealed class KtoObjective(KtoSettings settings, DpoReference reference) :
         var b = kto.Examples;
         var device = kto.InputIds.device;
         var referenceAll = reference.Score(model, m => SequenceLogProbs.Compute(m, kto));   // (B or 2B)
-        var policyAll = SequenceLogProbs.Compute(model, kto);
         var chosenIndex = tensor(Enumerable.Range(0, b).Where(i => kto.Desirable[i]).Select(i => (long)i).ToArray(), device: device);
         var rejectedIndex = tensor(Enumerable.Range(0, b).Where(i => !kto.Desirable[i]).Select(i => (long)i).ToArray(), device: device);
+        Tensor policy, referenceRows;
         Tensor? policyKl = null, referenceKl = null;
         if (kto.HasKlRows)
         {
-            policyKl = policyAll.narrow(0, b, b).detach();   // TRL scores the KL rows without gradient
+            // TRL's KTOTrainer._compute_kl_logps scores the KL rows in a forward of their own under torch.no_grad, before the
+            // examples' forward and in the model's current mode (train: dropout on, no eval() switch), so their activations
+            // are freed at once instead of held for the backward (trl/trainer/kto_trainer.py @ f2cd577).
+            using (var klRows = kto.Rows(b, b))
+            using (no_grad())
+                policyKl = SequenceLogProbs.Compute(model, klRows);
             referenceKl = referenceAll.narrow(0, b, b);
+            using var exampleRows = kto.Rows(0, b);
+            policy = SequenceLogProbs.Compute(model, exampleRows);
+            referenceRows = referenceAll.narrow(0, 0, b);
         }
-        var policy = policyAll.narrow(0, 0, b);
-        var referenceRows = referenceAll.narrow(0, 0, b);
+        else
+        {
+            policy = SequenceLogProbs.Compute(model, kto);
+            referenceRows = referenceAll;
+        }
         var result = KtoLoss.Compute(policy.index_select(0, chosenIndex), policy.index_select(0, rejectedIndex), policyKl,
             referenceRows.index_select(0, chosenIndex), referenceRows.index_select(0, rejectedIndex), referenceKl,
             settings.Beta, settings.DesirableWeight, settings.UndesirableWeight, settings.LossType);
