@@ -22,28 +22,28 @@ public sealed class KtoObjective(KtoSettings settings, DpoReference reference) :
         var kto = batch as KtoBatch ?? throw new ArgumentException("the KTO objective needs KtoBatch.Collate batches", nameof(batch));
         var b = kto.Examples;
         var device = kto.InputIds.device;
-        var referenceAll = reference.Score(model, m => SequenceLogProbs.Compute(m, kto));   // (B or 2B)
         var chosenIndex = tensor(Enumerable.Range(0, b).Where(i => kto.Desirable[i]).Select(i => (long)i).ToArray(), device: device);
         var rejectedIndex = tensor(Enumerable.Range(0, b).Where(i => !kto.Desirable[i]).Select(i => (long)i).ToArray(), device: device);
         Tensor policy, referenceRows;
         Tensor? policyKl = null, referenceKl = null;
         if (kto.HasKlRows)
         {
-            // TRL's KTOTrainer._compute_kl_logps scores the KL rows in a forward of their own under torch.no_grad, before the
-            // examples' forward and in the model's current mode (train: dropout on, no eval() switch), so their activations
-            // are freed at once instead of held for the backward (trl/trainer/kto_trainer.py @ f2cd577).
-            using (var klRows = kto.Rows(b, b))
+            // TRL's KTOTrainer scores the KL rows in forwards of their own (_compute_kl_logps, the policy's under
+            // torch.no_grad in the model's current mode: train, dropout on, no eval() switch; the reference's in its
+            // no-grad pass), trl/trainer/kto_trainer.py @ f2cd577. No KL row's activations are then held for the backward,
+            // and no no-grad pass spans twice the examples' rows.
+            using var exampleRows = kto.Rows(0, b);
+            using var klRows = kto.Rows(b, b);
+            referenceRows = reference.Score(model, m => SequenceLogProbs.Compute(m, exampleRows));
+            referenceKl = reference.Score(model, m => SequenceLogProbs.Compute(m, klRows));
             using (no_grad())
                 policyKl = SequenceLogProbs.Compute(model, klRows);
-            referenceKl = referenceAll.narrow(0, b, b);
-            using var exampleRows = kto.Rows(0, b);
             policy = SequenceLogProbs.Compute(model, exampleRows);
-            referenceRows = referenceAll.narrow(0, 0, b);
         }
         else
         {
+            referenceRows = reference.Score(model, m => SequenceLogProbs.Compute(m, kto));
             policy = SequenceLogProbs.Compute(model, kto);
-            referenceRows = referenceAll;
         }
         var result = KtoLoss.Compute(policy.index_select(0, chosenIndex), policy.index_select(0, rejectedIndex), policyKl,
             referenceRows.index_select(0, chosenIndex), referenceRows.index_select(0, rejectedIndex), referenceKl,
