@@ -20,10 +20,10 @@ namespace SharpTune.Advisors.Memory;
 /// heads' logits and the generalized JSD's (rows × V) terms (TRL's <c>generalized_jsd_loss</c>, trl/experimental/gkd @ f2cd577,
 /// takes the whole batch at once; ours never does).</item>
 /// <item>KTO (<c>KtoBatch</c>, <c>KtoObjective</c>): with loss_type kto a micro-batch of B examples is 2B rows, the examples
-/// then their mismatched KL rows (prompt i with completion i−1). The reference scores all 2B rows (no grad); the policy
-/// scores the KL rows in a no-grad forward of their own and then the B examples with gradients, as TRL's
+/// then their mismatched KL rows (prompt i with completion i−1). The reference scores the examples and the KL rows in a
+/// no-grad forward each, then the policy the KL rows without gradients and the B examples with them, as TRL's
 /// <c>KTOTrainer._compute_kl_logps</c> does under torch.no_grad (trl/trainer/kto_trainer.py @ f2cd577): the paired
-/// objectives' accounting over the B example rows; the KL rows' forward is a transient before the step's peak.</item>
+/// objectives' accounting over the B example rows; the no-grad forwards' working sets are freed before the step's peak.</item>
 /// <item>GRPO, RLOO and online DPO: see <see cref="OnPolicyAccounting"/>.</item>
 /// </list>
 /// </summary>
