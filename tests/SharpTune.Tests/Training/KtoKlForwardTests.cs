@@ -9,8 +9,9 @@ namespace SharpTune.Tests.Training;
 /// <summary>
 /// KtoObjective scores the KL rows' policy log-probs in a no-grad forward of their own, as TRL's
 /// <c>KTOTrainer._compute_kl_logps</c> does under torch.no_grad (trl/trainer/kto_trainer.py @ f2cd577), instead of in the
-/// examples' forward with the graph kept and detached after. Both give the same loss and gradients; the reference is
-/// the earlier combined forward written out here.
+/// examples' forward with the graph kept and detached after; the reference scores the KL rows in a pass of its own too.
+/// Both give the same loss and gradients; the expected values are the earlier combined forward (all 2B rows in one
+/// policy forward and one reference pass) written out here.
 /// </summary>
 public class KtoKlForwardTests
 {
