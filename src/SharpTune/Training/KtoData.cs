@@ -1,3 +1,4 @@
+using SharpTune.Models;
 using SharpTune.Data;
 using SharpTune.Tokenization;
 using static TorchSharp.torch;
@@ -138,6 +139,30 @@ public sealed class KtoBatch : TrainingBatch
             Examples = examples.Count,
             Desirable = examples.Select(e => e.Desirable).ToArray(),
             HasKlRows = klRows,
+        };
+    }
+
+    /// <summary>
+    /// Rows <paramref name="start"/>..start+count−1 as a batch of their own (views of this batch's tensors, the same padded
+    /// length): KtoObjective scores the examples with gradients and their KL rows without, in separate forwards.
+    /// </summary>
+    internal TrainingBatch Rows(int start, int count)
+    {
+        if (Context.AttentionMask is not null || Context.Cache is not null)
+            throw new InvalidOperationException("KTO batches are right-padded with plain causal attention; a masked or cached context cannot be split by rows");
+        var targets = Targets.narrow(0, start, count);
+        using var supervised = targets.ne(BatchCollator.IgnoreIndex);
+        using var supervisedCount = supervised.sum();
+        using var real = TokenMask?.narrow(0, start, count);
+        using var realCount = real?.sum();
+        return new TrainingBatch
+        {
+            InputIds = InputIds.narrow(0, start, count),
+            Targets = targets,
+            Context = new ForwardContext { PositionIds = Context.PositionIds.narrow(0, start, count) },
+            TokenMask = TokenMask?.narrow(0, start, count),
+            SupervisedTokens = (int)supervisedCount.item<long>(),
+            Tokens = realCount is null ? (int)(count * InputIds.shape[1]) : (int)realCount.item<long>(),
         };
     }
 

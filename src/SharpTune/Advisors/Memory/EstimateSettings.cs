@@ -120,6 +120,16 @@ public sealed record EstimateSettings
     /// <summary>Sequences in one forward: two per preference pair, or per KTO example with its KL row, else <see cref="MicroBatchSize"/>.</summary>
     public int SequencesPerMicroBatch => IsPaired || HasKtoKlRows ? 2 * MicroBatchSize : MicroBatchSize;
 
+    /// <summary>
+    /// Sequences whose activations the training forward keeps for the backward: two per preference pair, else
+    /// <see cref="MicroBatchSize"/>. KTO's KL rows are scored in a no-grad forward of their own first (KtoObjective), so
+    /// theirs are freed at once.
+    /// </summary>
+    internal int GradientSequencesPerMicroBatch => IsPaired ? 2 * MicroBatchSize : MicroBatchSize;
+
+    /// <summary>KTO: the KL rows the policy scores without gradients each micro-batch (one per example with loss_type kto).</summary>
+    internal int NoGradPolicySequencesPerMicroBatch => HasKtoKlRows ? MicroBatchSize : 0;
+
     /// <summary>The quantization settings, or null.</summary>
     public Quantization.QuantizationOptions? QuantizationSettings() => Quantize is null ? null
         : new Quantization.QuantizationOptions(Quantization.QuantizationOptions.ParseType(Quantize),

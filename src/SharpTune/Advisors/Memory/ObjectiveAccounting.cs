@@ -20,10 +20,10 @@ namespace SharpTune.Advisors.Memory;
 /// heads' logits and the generalized JSD's (rows × V) terms (TRL's <c>generalized_jsd_loss</c>, trl/experimental/gkd @ f2cd577,
 /// takes the whole batch at once; ours never does).</item>
 /// <item>KTO (<c>KtoBatch</c>, <c>KtoObjective</c>): with loss_type kto a micro-batch of B examples is 2B rows, the examples
-/// then their mismatched KL rows (prompt i with completion i−1), scored in one forward through the reference (no grad)
-/// and then the policy, whose graph holds all 2B rows (the KL half is detached only after the forward; TRL's
-/// <c>KTOTrainer._compute_kl_logps</c> scores it under no_grad instead, trl/trainer/kto_trainer.py @ f2cd577): the paired
-/// objectives' accounting over 2B rows.</item>
+/// then their mismatched KL rows (prompt i with completion i−1). The reference scores the examples and the KL rows in a
+/// no-grad forward each, then the policy the KL rows without gradients and the B examples with them, as TRL's
+/// <c>KTOTrainer._compute_kl_logps</c> does under torch.no_grad (trl/trainer/kto_trainer.py @ f2cd577): the paired
+/// objectives' accounting over the B example rows; the no-grad forwards' working sets are freed before the step's peak.</item>
 /// <item>GRPO, RLOO and online DPO: see <see cref="OnPolicyAccounting"/>.</item>
 /// </list>
 /// </summary>
@@ -130,7 +130,7 @@ internal static class ObjectiveAccounting
                  ") is counted in the weights; its embeddings and final hidden states are held through the loss, computed a chunk of rows at a time. " +
                  "On-policy generation (lmbda > 0) runs before the step and is not counted.",
         "kto" => $"Objective kto: {s.MicroBatchSize} examples are {s.SequencesPerMicroBatch} sequences per forward" +
-                 (s.HasKtoKlRows ? " (each example's mismatched KL row too, scored with the graph kept)" : "") + "; reference " +
+                 (s.HasKtoKlRows ? " (each example's mismatched KL row too, scored by the policy in a no-grad forward of its own: only the examples' activations are kept)" : "") + "; reference " +
                  (!s.IsFull ? "the base with the adapter disabled (no extra weights)" : "a frozen copy of the base (its weights counted)") + ".",
         "grpo" or "rloo" or "online-dpo" => OnPolicyAccounting.Note(s, layout),
         _ => $"Objective {s.ObjectiveName}: {s.MicroBatchSize} pairs are {s.SequencesPerMicroBatch} sequences per forward; no reference model.",

@@ -55,8 +55,11 @@ public static class TrainingEstimator
         var asked = settings;
         settings = settings with { SequenceLength = settings.RowLength };
         long tokens = (long)settings.SequenceLength * settings.MicroBatchSize;
-        // Preference objectives score a chosen and a rejected row per example in the one forward (KTO an example and its KL row).
-        long trainingTokens = (long)settings.SequenceLength * settings.SequencesPerMicroBatch;
+        // Preference objectives score a chosen and a rejected row per example in the one forward. KTO's KL rows run in a
+        // no-grad forward before the examples' (their working set is freed before the training forward starts, below its
+        // peak): counted in the time only.
+        long trainingTokens = (long)settings.SequenceLength * settings.GradientSequencesPerMicroBatch;
+        long noGradPolicyTokens = (long)settings.SequenceLength * settings.NoGradPolicySequencesPerMicroBatch;
         var paired = settings.ScoresTokenLogProbs;
         var gkd = settings.ObjectiveName == "gkd";
         var teacher = gkd ? LoadTeacherLayout(config, settings) : null;
@@ -161,13 +164,15 @@ public static class TrainingEstimator
         var flopsForTime = flopsPerToken + (settings.GradientCheckpointing && config.NumLayers > 0
             ? (2.0 * layout.MatmulParameters + attentionFlops / 3) * recomputedLayers / config.NumLayers
             : 0);
+        // KTO's KL rows: the policy's forward (2·N + attention's forward third) and the reference's.
+        var noGradPolicyFlopsPerToken = 2.0 * layout.MatmulParameters + attentionFlops / 3 + ObjectiveAccounting.ExtraForwardFlopsPerToken(layout, teacher, asked);
 
         var times = new List<DeviceTime>();
         foreach (var device in new[] { HardwareCatalog.ThisMachine }.Concat(HardwareCatalog.Gpus))
         {
             var utilization = settings.Utilization ?? device.DefaultUtilization;
             var rate = device.PeakFlops(b) * utilization;
-            var perStep = flopsForTime * trainingTokens / rate;
+            var perStep = (flopsForTime * trainingTokens + noGradPolicyFlopsPerToken * noGradPolicyTokens) / rate;
             double? perEpoch = settings.DatasetTokens is { } n ? flopsForTime * n / rate : null;
             bool? fits = device.MemoryGiB is { } gib ? peak <= gib * (1L << 30) : null;
             times.Add(new DeviceTime(device.Name, device.PeakFlops(b) / 1e12, utilization, perStep, perEpoch, fits, device.Source));

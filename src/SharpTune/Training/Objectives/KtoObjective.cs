@@ -22,18 +22,29 @@ public sealed class KtoObjective(KtoSettings settings, DpoReference reference) :
         var kto = batch as KtoBatch ?? throw new ArgumentException("the KTO objective needs KtoBatch.Collate batches", nameof(batch));
         var b = kto.Examples;
         var device = kto.InputIds.device;
-        var referenceAll = reference.Score(model, m => SequenceLogProbs.Compute(m, kto));   // (B or 2B)
-        var policyAll = SequenceLogProbs.Compute(model, kto);
         var chosenIndex = tensor(Enumerable.Range(0, b).Where(i => kto.Desirable[i]).Select(i => (long)i).ToArray(), device: device);
         var rejectedIndex = tensor(Enumerable.Range(0, b).Where(i => !kto.Desirable[i]).Select(i => (long)i).ToArray(), device: device);
+        Tensor policy, referenceRows;
         Tensor? policyKl = null, referenceKl = null;
         if (kto.HasKlRows)
         {
-            policyKl = policyAll.narrow(0, b, b).detach();   // TRL scores the KL rows without gradient
-            referenceKl = referenceAll.narrow(0, b, b);
+            // TRL's KTOTrainer scores the KL rows in forwards of their own (_compute_kl_logps, the policy's under
+            // torch.no_grad in the model's current mode: train, dropout on, no eval() switch; the reference's in its
+            // no-grad pass), trl/trainer/kto_trainer.py @ f2cd577. No KL row's activations are then held for the backward,
+            // and no no-grad pass spans twice the examples' rows.
+            using var exampleRows = kto.Rows(0, b);
+            using var klRows = kto.Rows(b, b);
+            referenceRows = reference.Score(model, m => SequenceLogProbs.Compute(m, exampleRows));
+            referenceKl = reference.Score(model, m => SequenceLogProbs.Compute(m, klRows));
+            using (no_grad())
+                policyKl = SequenceLogProbs.Compute(model, klRows);
+            policy = SequenceLogProbs.Compute(model, exampleRows);
         }
-        var policy = policyAll.narrow(0, 0, b);
-        var referenceRows = referenceAll.narrow(0, 0, b);
+        else
+        {
+            referenceRows = reference.Score(model, m => SequenceLogProbs.Compute(m, kto));
+            policy = SequenceLogProbs.Compute(model, kto);
+        }
         var result = KtoLoss.Compute(policy.index_select(0, chosenIndex), policy.index_select(0, rejectedIndex), policyKl,
             referenceRows.index_select(0, chosenIndex), referenceRows.index_select(0, rejectedIndex), referenceKl,
             settings.Beta, settings.DesirableWeight, settings.UndesirableWeight, settings.LossType);

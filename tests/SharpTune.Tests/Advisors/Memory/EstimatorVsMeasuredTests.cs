@@ -258,22 +258,29 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// KTO with loss_type kto scores each example's mismatched KL row in the same forward, with the policy's graph kept
-    /// (KtoObjective); apo_zero_unpaired has none. The measured peaks differ by about the estimated difference (the 2 more
-    /// rows' activations and log-softmax), and each is within the tolerance.
+    /// KTO with loss_type kto scores each example's mismatched KL row in no-grad forwards of their own, the policy's and
+    /// the reference's (KtoObjective, as TRL's _compute_kl_logps under torch.no_grad), so the KL rows' activations are
+    /// freed before the examples' forward; apo_zero_unpaired has no KL rows. What two more rows cost when their graph is
+    /// kept is measured as apo_zero_unpaired at 4 examples against 2: that is what the KL rows cost when they shared the
+    /// examples' forward (69.1 MB then, 70.8 estimated; a reference pass over all 2B rows at once still left 20 MB more
+    /// in the allocator). The KL rows must now cost under 15% of it (measured about 0), and the estimate counts no KL-row
+    /// activations: equal with and without them.
     /// </summary>
     [ProcessMemoryFact]
-    public void KtoKlRowsAreMeasuredAndCounted()
+    public void KtoKlRowsAreANoGradForwardThatKeepsNoActivations()
     {
-        string[] args = ["--objective", "kto", "--method", "lora", "--dtype", "bf16", "--seq", "256", "--batch", "2"];
-        var withKl = EstimateAndMeasure("kto lora bf16, KL rows", Config(), null, args);
-        var without = EstimateAndMeasure("kto lora bf16, apo_zero_unpaired", Config(), null, [.. args, "--loss-type", "apo_zero_unpaired"]);
-        var estimated = withKl.Predicted - without.Predicted;
-        var measured = withKl.Measured - without.Measured;
-        output.WriteLine($"KL rows: estimated {estimated / 1e6:F1} MB, measured {measured / 1e6:F1} MB");
-        Assert.True(Math.Abs(measured - estimated) < 0.2 * estimated, $"KL rows: measured {measured / 1e6:F1} MB, estimated {estimated / 1e6:F1} MB");
-        AssertWithinTolerance("kto lora bf16, KL rows", withKl);
-        AssertWithinTolerance("kto lora bf16, apo_zero_unpaired", without);
+        string[] args = ["--objective", "kto", "--method", "lora", "--dtype", "bf16", "--seq", "256"];
+        var withKl = EstimateAndMeasure("kto lora bf16, 2 examples and KL rows", Config(), null, [.. args, "--batch", "2"]);
+        var without = EstimateAndMeasure("kto lora bf16, 2 examples, apo_zero_unpaired", Config(), null, [.. args, "--batch", "2", "--loss-type", "apo_zero_unpaired"]);
+        var four = EstimateAndMeasure("kto lora bf16, 4 examples, apo_zero_unpaired", Config(), null, [.. args, "--batch", "4", "--loss-type", "apo_zero_unpaired"]);
+        var klRows = withKl.Measured - without.Measured;
+        var graphRows = four.Measured - without.Measured;
+        output.WriteLine($"KL rows: measured {klRows / 1e6:F1} MB; two more rows with their graph: measured {graphRows / 1e6:F1} MB");
+        Assert.True(graphRows > 0);
+        Assert.True(klRows < 0.15 * graphRows, $"KL rows: measured {klRows / 1e6:F1} MB, two graph rows {graphRows / 1e6:F1} MB");
+        Assert.Equal(without.Predicted, withKl.Predicted);
+        AssertWithinTolerance("kto lora bf16, 2 examples and KL rows", withKl);
+        AssertWithinTolerance("kto lora bf16, 2 examples, apo_zero_unpaired", without);
     }
 
     /// <summary>

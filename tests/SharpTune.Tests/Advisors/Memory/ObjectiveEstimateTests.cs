@@ -144,21 +144,26 @@ public class ObjectiveEstimateTests
     [Theory]
     [InlineData("lora", "bf16", 2)]
     [InlineData("full", "f32", 4)]
-    public void KtoScoresEachExampleAndItsKlRowInOneForwardBesideTheReference(string method, string dtype, int b)
+    public void KtoKeepsOnlyTheExamplesActivationsItsKlRowsAreANoGradForward(string method, string dtype, int b)
     {
         var config = ModelConfig.FromJson(SmallConfig());
         var settings = Settings(method, dtype);
         var kto = TrainingEstimator.Estimate(config, settings with { Objective = "kto" }).Training;
-        // KtoBatch.Collate: 3 examples and their 3 mismatched KL rows, all in the policy's graph: DPO's accounting over 3 "pairs".
-        var dpo = TrainingEstimator.Estimate(config, settings with { Objective = "dpo" }).Training;
-        Assert.Equal(dpo.Activations, kto.Activations, 1e-6);
-        Assert.Equal(4.0 * 256 * (2 * 3 * 32), kto.Logits);
+        // KtoObjective: the 3 KL rows run in a no-grad forward of their own (TRL's _compute_kl_logps under torch.no_grad,
+        // trl/trainer/kto_trainer.py @ f2cd577), so only the 3 examples are in the policy's graph: the token-log-prob
+        // accounting over the examples alone: 2 examples are DPO's 1 pair (2 rows of 32), 3 examples 3 rows of log-softmax.
+        var two = TrainingEstimator.Estimate(config, settings with { Objective = "kto", MicroBatchSize = 2 }).Training;
+        var dpo = TrainingEstimator.Estimate(config, settings with { Objective = "dpo", MicroBatchSize = 1 }).Training;
+        Assert.Equal(dpo.Activations, two.Activations, 1e-6);
+        Assert.Equal(4.0 * 256 * (3 * 32), kto.Logits);
         // The reference: the adapter disabled (no weights), or with full fine-tuning always a frozen copy (no precomputation in KTO).
         var sft = TrainingEstimator.Estimate(config, settings).Training;
         Assert.Equal(method == "full" ? (double)SmallParameters * b : 0, kto.Weights - sft.Weights);
         // loss_type apo_zero_unpaired has no KL rows: the 3 examples alone.
         var apo = TrainingEstimator.Estimate(config, settings with { Objective = "kto", LossType = "apo_zero_unpaired" }).Training;
         Assert.Equal(4.0 * 256 * (3 * 32), apo.Logits);
+        Assert.Equal(apo.Activations, kto.Activations, 1e-6);
+        Assert.Equal(apo.PeakTraining, kto.PeakTraining, 1e-6);
         Assert.Contains("at least 2", Assert.Throws<ArgumentException>(() =>
             TrainingEstimator.Estimate(config, settings with { Objective = "kto", MicroBatchSize = 1 })).Message);
     }
