@@ -190,6 +190,69 @@ public class GptOssTests
     }
 
     /// <summary>
+    /// Filling a parameter straight from the packed tensors (expert by expert, no full-size temporary) gives the same bits
+    /// as dequantizing to a new tensor, in bfloat16 as in float32.
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void ReadingIntoAParameterEqualsDequantizingBitForBit(ScalarType dtype)
+    {
+        using var checkpoint = HfCheckpoint.Open(Fixture("gpt_oss_mxfp4"));
+        var source = Mxfp4.WeightsOf(Fixture("gpt_oss_mxfp4"), checkpoint);
+        Assert.IsType<Mxfp4.DequantizingSource>(source);
+        foreach (var name in new[] { "model.layers.1.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj" })
+        {
+            using var whole = source.Read(name, dtype);
+            using var into = full(source.ShapeOf(name), float.NaN, dtype);
+            source.ReadInto(name, into);
+            static int[] Bits(Tensor t) => [.. t.to(ScalarType.Float32).data<float>().ToArray().Select(BitConverter.SingleToInt32Bits)];
+            Assert.Equal(Bits(whole), Bits(into));
+        }
+        using var wrong = zeros(4, 64, 63);
+        Assert.Contains("the parameter is [4, 64, 63]", Assert.Throws<InvalidDataException>(() =>
+            source.ReadInto("model.layers.1.mlp.experts.gate_up_proj", wrong)).Message);
+    }
+
+    /// <summary>
+    /// Every path that would quantize an MXFP4 folder with bitsandbytes refuses it naming MXFP4 (not WeightLoader's
+    /// generic missing/unexpected tensors): ModelQuantizer.Load / SaveQuantized and <c>sharptune quantize</c>.
+    /// </summary>
+    [Fact]
+    public void QuantizingAnMxfp4FolderIsRefusedByName()
+    {
+        var folder = Fixture("gpt_oss_mxfp4");
+        using var dir = new TempDir();
+        var refused = Assert.Throws<NotSupportedException>(() =>
+            ModelQuantizer.SaveQuantized(folder, dir.File("q"), new QuantizationOptions(QuantizationType.Nf4)));
+        Assert.Contains("MXFP4", refused.Message);
+        Assert.Contains("MXFP4", Assert.Throws<NotSupportedException>(() =>
+            ModelQuantizer.Load(folder, new QuantizationOptions(QuantizationType.Int8))).Message);
+        var (code, _, stderr) = SharpTuneCli.Run("quantize", "--model", folder, "--out", dir.File("cli"), "--quantize", "nf4");
+        Assert.Equal(2, code);
+        Assert.Contains("stores its experts in MXFP4", stderr);
+        Assert.False(Directory.Exists(dir.File("cli")));
+    }
+
+    /// <summary>
+    /// A classifier built on an MXFP4 folder (SequenceClassifier.Load, as classification training loads its base) gets
+    /// the experts dequantized: its backbone holds exactly the weights PretrainedModel.Load gives.
+    /// </summary>
+    [Fact]
+    public void AClassifierLoadsFromAnMxfp4FolderWithItsExpertsDequantized()
+    {
+        var folder = Fixture("gpt_oss_mxfp4");
+        using var classifier = SequenceClassifier.Load(folder, new SequenceClassificationConfig(["a", "b"], null, 0), ScalarType.Float32);
+        using var lm = PretrainedModel.Load(folder, ScalarType.Float32);
+        var expected = lm.state_dict();
+        foreach (var (name, value) in classifier.Model.state_dict().Where(kv => kv.Key.Contains(".mlp.", StringComparison.Ordinal)))
+            Assert.True(value.eq(expected[name]).all().item<bool>(), name);
+        using var ids = tensor(new long[] { 1, 2, 3 }).unsqueeze(0);
+        using var logits = classifier.Logits(ids);
+        Assert.Equal([1L, 2], logits.shape);
+    }
+
+    /// <summary>
     /// PEFT has no default LoRA targets for gpt_oss: without target_modules the adapter is refused naming the model type;
     /// all-linear finds the attention projections only (the router and the fused experts are not linear layers, as in
     /// transformers); a LoRA on q/k/v/o trains, saves with PEFT's names, reloads and merges back to transformers' names.
