@@ -93,7 +93,7 @@ public class GptOssTests
 
     /// <summary>
     /// GptOssConfig's defaults for what config.json leaves out (gpt-oss-120b's sizes), its aliases (num_experts for
-    /// num_local_experts; the released config.json's experts_per_token), and the fixtures' settings as read.
+    /// num_local_experts; the released config.json's experts_per_token is not read, as in transformers), and the fixtures' settings as read.
     /// </summary>
     [Fact]
     public void MissingFieldsGetGptOssConfigDefaults()
@@ -117,7 +117,8 @@ public class GptOssTests
             ["architectures"] = new JsonArray("GptOssForCausalLM"), ["model_type"] = "gpt_oss", ["num_experts"] = 32, ["experts_per_token"] = 2,
             ["swiglu_limit"] = 5.0, ["quantization_config"] = new JsonObject { ["quant_method"] = "mxfp4" },
         });
-        Assert.Equal((32, 2, 5.0), (released.Experts!.ExpertCount, released.Experts.ExpertsPerToken, released.Experts.SwigluLimit));
+        // experts_per_token is no GptOssConfig field (configuration_gpt_oss.py @02b8f42b aliases num_experts only): the default 4.
+        Assert.Equal((32, 4, 5.0), (released.Experts!.ExpertCount, released.Experts.ExpertsPerToken, released.Experts.SwigluLimit));
 
         var tiny = ModelConfig.Load(Fixture("gpt_oss_tiny"));
         Assert.Equal(new RopeScaling("yarn", 4.0, OriginalMaxPositionEmbeddings: 256) { Truncate = false }, tiny.RopeScaling);
@@ -250,6 +251,39 @@ public class GptOssTests
         using var ids = tensor(new long[] { 1, 2, 3 }).unsqueeze(0);
         using var logits = classifier.Logits(ids);
         Assert.Equal([1L, 2], logits.shape);
+    }
+
+    /// <summary>
+    /// A model created from scratch starts as GptOssPreTrainedModel._init_weights (modeling_gpt_oss.py @00d4b3d2) starts
+    /// it: the experts' 3D weights, the router's weight and bias and the attention sinks ~ N(0, initializer_range), the
+    /// experts' biases zero. Its router gives the experts different logits (a zero router made every expert tie).
+    /// </summary>
+    [Fact]
+    public void AFreshModelDrawsTheExpertsRouterAndSinksAsTransformersDoes()
+    {
+        const double std = 0.05;
+        var config = ModelConfig.FromJson(new JsonObject
+        {
+            ["model_type"] = "gpt_oss", ["vocab_size"] = 100, ["hidden_size"] = 64, ["num_hidden_layers"] = 1,
+            ["num_attention_heads"] = 4, ["num_key_value_heads"] = 2, ["head_dim"] = 16, ["intermediate_size"] = 64,
+            ["num_local_experts"] = 8, ["num_experts_per_tok"] = 2, ["initializer_range"] = std,
+        });
+        using var model = ModelFactory.Create(config);
+        var experts = model.modules().OfType<GptOssExperts>().Single();
+        var router = model.modules().OfType<GptOssRouter>().Single();
+        var attention = model.modules().OfType<GptOssAttention>().Single();
+        static double Std(Tensor t) => t.std().item<float>();
+        static double Mean(Tensor t) => t.mean().item<float>();
+        Assert.InRange(Std(experts.gate_up_proj), std * 0.97, std * 1.03);   // 65,536 draws
+        Assert.InRange(Std(experts.down_proj), std * 0.96, std * 1.04);      // 32,768 draws
+        Assert.InRange(Mean(experts.gate_up_proj), -0.002, 0.002);
+        Assert.InRange(Std(router.weight), std * 0.85, std * 1.15);          // 512 draws
+        Assert.Equal(0, experts.gate_up_proj_bias.abs().sum().item<float>());
+        Assert.Equal(0, experts.down_proj_bias.abs().sum().item<float>());
+        Assert.NotEqual(0, router.bias.abs().sum().item<float>());
+        Assert.NotEqual(0, attention.sinks.abs().sum().item<float>());
+        using var logits = router.forward(randn(5, 64));
+        Assert.True(logits.std(-1).min().item<float>() > 1e-3, "every token sees different logits across the experts");
     }
 
     /// <summary>
