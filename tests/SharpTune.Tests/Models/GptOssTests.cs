@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SharpTune.Export.Gguf;
+using SharpTune.Generation;
 using SharpTune.IO;
 using SharpTune.Models;
 using SharpTune.Peft;
@@ -67,6 +68,30 @@ public class GptOssTests
     /// In bfloat16 (the released checkpoints' dtype; norms, scores and the sink softmax in float32) the model runs
     /// prefill and cached decode steps, and its last logits stay within bfloat16's reach of the float64 reference.
     /// </summary>
+    /// <summary>
+    /// Both reference prompts (different lengths) generated in one left-padded batch, with the decode shortcuts on and off:
+    /// each row gives its own reference greedy ids (the padding is masked from the sinks' softmax and the sliding window).
+    /// </summary>
+    [Theory]
+    [InlineData("gpt_oss_tiny")]
+    [InlineData("gpt_oss_mxfp4")]
+    public void ALeftPaddedBatchGivesEachPromptsReferenceGreedyIds(string name)
+    {
+        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
+        var cases = TransformersExpected.Read(Fixture(name));
+        Assert.True(cases.Select(c => c.InputIds.Length).Distinct().Count() > 1, "the prompts must differ in length to be padded");
+        var options = new GenerationOptions { MaxNewTokens = cases.Max(c => c.GreedyIds.Length), Temperature = 0, EosTokenIds = [] };
+        var prompts = cases.Select(c => c.InputIds).ToArray();
+        var fast = TokenGenerator.Generate(model, prompts, options);
+        IReadOnlyList<GenerationResult> general;
+        using (InferenceShortcuts.Disable()) general = TokenGenerator.Generate(model, prompts, options);
+        for (var i = 0; i < cases.Length; i++)
+        {
+            Assert.Equal(cases[i].GreedyIds, fast[i].Tokens.Take(cases[i].GreedyIds.Length));
+            Assert.Equal(cases[i].GreedyIds, general[i].Tokens.Take(cases[i].GreedyIds.Length));
+        }
+    }
+
     [Fact]
     public void RunsInBfloat16NearTheReference()
     {
