@@ -35,6 +35,11 @@ internal static class QuantizeCommand
                 return 2;
             }
             var modelDir = ModelOptions.ResolveDir(parse.GetValue(model)!);
+            if (Mxfp4.IsDeclared(modelDir))
+            {
+                Console.Error.WriteLine($"error: {Mxfp4.RequantizingRefused(modelDir)}");
+                return 2;
+            }
             if (BitsAndBytesConfig.TryRead(modelDir) is not null)
             {
                 Console.Error.WriteLine($"error: {modelDir} is already a bitsandbytes checkpoint (config.json has quantization_config); quantize its full-precision original");

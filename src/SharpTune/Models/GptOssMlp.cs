@@ -41,7 +41,9 @@ public sealed class GptOssMlp : nn.Module<Tensor, Tensor>
         var routerLogits = router.forward(flat);                                               // (N, E)
         recorder?.Record(routerLogits);
         var (topLogits, selected) = routerLogits.topk(topK, dim: -1);                          // (N, k)
-        var weights = F.softmax(topLogits.to(ScalarType.Float32), -1).to(flat.dtype);         // (N, k)
+        // In the logits' dtype, as GptOssTopKRouter (softmax(…, dtype=router_top_value.dtype)); libtorch accumulates a
+        // bf16 softmax in float32 and rounds once, as the CUDA/CPU kernels transformers calls do.
+        var weights = F.softmax(topLogits, -1);                                                // (N, k)
         var slotExperts = selected.reshape(-1);                                                // (N·k): slot s = token·k + j
         var order = slotExperts.argsort();                                                     // slots grouped by expert
         var counts = slotExperts.bincount(null, experts.Count).cpu().data<long>().ToArray();   // (E)

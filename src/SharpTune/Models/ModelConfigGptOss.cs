@@ -7,7 +7,9 @@ public sealed partial record ModelConfig
 {
     // Layers alternate sliding (even indices) and full attention unless layer_types says otherwise; RoPE defaults to
     // YaRN ×32 over 4,096 positions without truncating the ramp, theta 150,000. num_experts is GptOssConfig's alias of
-    // num_local_experts, and the checkpoints' own config.json also writes experts_per_token beside num_experts_per_tok.
+    // num_local_experts. The released config.json also writes experts_per_token beside an equal num_experts_per_tok;
+    // GptOssConfig ignores it (no alias), and so does this reader: a folder with only experts_per_token routes to the
+    // default 4 experts here as in transformers, rather than to a count transformers would not use.
     private static ModelConfig GptOss(ConfigReader r, string architecture, string modelType)
     {
         var hidden = r.OptionalInt("hidden_size") ?? 2880;
@@ -25,7 +27,7 @@ public sealed partial record ModelConfig
         var expertCount = r.OptionalInt("num_local_experts") ?? r.OptionalInt("num_experts") ?? 128;
         var experts = new MixtureOfExperts(
             ExpertCount: expertCount,
-            ExpertsPerToken: r.OptionalInt("num_experts_per_tok") ?? r.OptionalInt("experts_per_token") ?? 4,
+            ExpertsPerToken: r.OptionalInt("num_experts_per_tok") ?? 4,
             ExpertIntermediateSize: r.OptionalInt("intermediate_size") ?? 2880,
             NormalizeTopKProbabilities: false,
             DecoderSparseStep: 1,

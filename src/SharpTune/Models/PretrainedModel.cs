@@ -45,9 +45,7 @@ public static class PretrainedModel
     private static CausalLanguageModel LoadMxfp4(string modelDir, ScalarType? dtype, Device? device, Quantization.QuantizationOptions? quantization)
     {
         if (quantization is not null)
-            throw new NotSupportedException(
-                $"{modelDir}: the checkpoint stores its experts in MXFP4 (quantization_config.quant_method = \"mxfp4\"); " +
-                "quantizing it again on load is not supported: load it without quantization (the experts are dequantized)");
+            throw new NotSupportedException(Quantization.Mxfp4.RequantizingRefused(modelDir));
         var config = ModelConfig.Load(modelDir);
         using var checkpoint = HfCheckpoint.Open(modelDir);
         var model = ModelFactory.Create(config, dtype ?? CheckpointDtype(config, checkpoint));

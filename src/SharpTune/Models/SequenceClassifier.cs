@@ -75,17 +75,18 @@ public sealed class SequenceClassifier : IDisposable
         labels = labels with { PadTokenId = labels.PadTokenId ?? config.PadTokenId };
         using var checkpoint = HfCheckpoint.Open(modelDir);
         var model = CreateHeadless(config, dtype ?? PretrainedModel.CheckpointDtype(config, checkpoint));
+        var weights = Quantization.Mxfp4.WeightsOf(modelDir, checkpoint);   // gpt-oss's MXFP4 experts load dequantized
         try
         {
             SequenceClassifier classifier;
             if (hasHead)
             {
                 classifier = Attach(model, labels);
-                WeightLoader.Load(model, new PretrainedModel.CheckpointSource(checkpoint), modelDir);
+                WeightLoader.Load(model, weights, modelDir);
             }
             else
             {
-                WeightLoader.Load(model, new PretrainedModel.CheckpointSource(checkpoint), modelDir);
+                WeightLoader.Load(model, weights, modelDir);
                 classifier = Attach(model, labels);
             }
             if (device is not null) model.to(device);

@@ -36,6 +36,22 @@ public static class WeightInitializer
                 case RmsNorm rms:   // Gemma's (1 + w): zero is the identity scale
                     rms.weight.fill_(rms.UnitOffset ? 0 : 1);
                     break;
+                // gpt-oss's plain parameters, as GptOssPreTrainedModel._init_weights draws them (modeling_gpt_oss.py
+                // @00d4b3d2): the experts' weights ~ N(0, std) and their biases zero; the attention sinks and the router's
+                // weight and bias ~ N(0, std) (a zero router would give every expert the same logit).
+                case GptOssExperts experts:
+                    experts.gate_up_proj.normal_(0, std);
+                    experts.gate_up_proj_bias.zero_();
+                    experts.down_proj.normal_(0, std);
+                    experts.down_proj_bias.zero_();
+                    break;
+                case GptOssRouter router:
+                    router.weight.normal_(0, std);
+                    router.bias.normal_(0, std);
+                    break;
+                case GptOssAttention attention:
+                    attention.sinks.normal_(0, std);
+                    break;
             }
         }
     }

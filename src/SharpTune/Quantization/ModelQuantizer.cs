@@ -71,6 +71,7 @@ public static class ModelQuantizer
     {
         if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
         options.Validated();
+        if (Mxfp4.IsDeclared(modelDir)) throw new NotSupportedException(Mxfp4.RequantizingRefused(modelDir));
         var config = ModelConfig.Load(modelDir);
         using var checkpoint = HfCheckpoint.Open(modelDir);
         CausalLanguageModel model;

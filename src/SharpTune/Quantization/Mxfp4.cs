@@ -40,6 +40,24 @@ internal static class Mxfp4
         catch (InvalidOperationException) { return false; }        // not a string: BitsAndBytesConfig reports it
     }
 
+    /// <summary>
+    /// Why an MXFP4 folder cannot be loaded quantized (bitsandbytes): every path that would quantize it refuses with this,
+    /// rather than failing later on the experts' packed tensor names.
+    /// </summary>
+    public static string RequantizingRefused(string modelDir) =>
+        $"{modelDir}: the checkpoint stores its experts in MXFP4 (quantization_config.quant_method = \"mxfp4\"); " +
+        "quantizing it again (bitsandbytes) is not supported: load it without quantization (the experts are dequantized)";
+
+    /// <summary>
+    /// <paramref name="checkpoint"/> as the model's weights: dequantizing the experts when <paramref name="modelDir"/>
+    /// declares MXFP4, as it is otherwise.
+    /// </summary>
+    public static ITensorSource WeightsOf(string modelDir, IO.CheckpointIndex checkpoint)
+    {
+        var source = new PretrainedModel.CheckpointSource(checkpoint);
+        return IsDeclared(modelDir) ? new DequantizingSource(source) : source;
+    }
+
     /// <summary>The dequantized shape of blocks (…, R, G, 16): (…, G·32, R).</summary>
     public static long[] DequantizedShape(long[] blocksShape, string name)
     {
@@ -52,6 +70,18 @@ internal static class Mxfp4
     /// <summary>blocks (…, R, G, 16) and scales (…, R, G), both uint8 → the weight (…, G·32, R) in <paramref name="dtype"/>.</summary>
     public static Tensor Dequantize(Tensor blocks, Tensor scales, ScalarType dtype, string name = "MXFP4 tensor")
     {
+        var weight = empty(DequantizedShape(blocks.shape, name), dtype, blocks.device);
+        try { DequantizeInto(blocks, scales, weight, name); }
+        catch { weight.Dispose(); throw; }
+        return weight;
+    }
+
+    /// <summary>
+    /// Dequantizes blocks and scales straight into <paramref name="destination"/> (…, G·32, R), one expert at a time: a
+    /// loaded parameter is filled without a second full-size tensor (a 120b gate_up_proj is ~4 GB in bf16).
+    /// </summary>
+    public static void DequantizeInto(Tensor blocks, Tensor scales, Tensor destination, string name = "MXFP4 tensor")
+    {
         if (blocks.dtype != ScalarType.Byte || scales.dtype != ScalarType.Byte)
             throw new InvalidDataException($"{name}: MXFP4 blocks and scales must be uint8, found {blocks.dtype} and {scales.dtype}");
         var shape = DequantizedShape(blocks.shape, name);
@@ -59,12 +89,15 @@ internal static class Mxfp4
             throw new InvalidDataException(
                 $"{name}: MXFP4 scales [{string.Join(", ", scales.shape)}] must be the blocks' shape without its last dimension " +
                 $"[{string.Join(", ", blocks.shape[..^1])}]");
+        if (!destination.shape.SequenceEqual(shape))
+            throw new InvalidDataException(
+                $"{name}: dequantizes to [{string.Join(", ", shape)}], the parameter is [{string.Join(", ", destination.shape)}]");
         using var scope = NewDisposeScope();
         var (rows, groups) = (blocks.shape[^3], blocks.shape[^2]);
         var slices = blocks.shape[..^3].Aggregate(1L, (a, b) => a * b);
         var flatBlocks = blocks.reshape(slices, rows, groups, 16);
         var flatScales = scales.reshape(slices, rows, groups);
-        var weight = empty([slices, groups * 32, rows], dtype, blocks.device);
+        var flatDestination = destination.view(slices, groups * 32, rows);                              // shares its memory
         var table = tensor(Fp4Values, device: blocks.device);                                          // (16)
         // One expert at a time: the int64 codes of a whole gpt-oss-20b gate_up_proj would take gigabytes.
         for (var i = 0L; i < slices; i++)
@@ -76,9 +109,8 @@ internal static class Mxfp4
             var values = stack([low, high], dim: -1).reshape(rows, groups, 32);
             // E8M0: 2^(s − 127); an E2M1 value times a power of two is exact in float32 (as in transformers' ldexp).
             var powers = exp2(flatScales[i].to(ScalarType.Float32) - 127).unsqueeze(-1);              // (R, G, 1)
-            weight[i].copy_((values * powers).reshape(rows, groups * 32).t());                         // (G·32, R)
+            flatDestination[i].copy_((values * powers).reshape(rows, groups * 32).t());                // (G·32, R)
         }
-        return weight.reshape(shape).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -116,9 +148,17 @@ internal static class Mxfp4
 
         public void ReadInto(string name, Tensor destination)
         {
-            if (!packed.ContainsKey(name)) { stored.ReadInto(name, destination); return; }
-            using var value = Read(name, destination.dtype);
-            destination.copy_(value);
+            if (!packed.TryGetValue(name, out var pair)) { stored.ReadInto(name, destination); return; }
+            if (!destination.is_contiguous())
+            {
+                using var value = Read(name, destination.dtype);
+                destination.copy_(value);
+                return;
+            }
+            // Straight into the parameter: only the packed bytes (a quarter of the bf16 weight) are held besides it.
+            using var blocks = stored.Read(pair.Blocks, ScalarType.Byte);
+            using var scales = stored.Read(pair.Scales, ScalarType.Byte);
+            DequantizeInto(blocks, scales, destination, pair.Blocks);
         }
 
         private static bool IsPackedPart(string name, Dictionary<string, (string Blocks, string Scales)> pairs) =>

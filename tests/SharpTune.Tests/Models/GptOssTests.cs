@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SharpTune.Export.Gguf;
+using SharpTune.Generation;
 using SharpTune.IO;
 using SharpTune.Models;
 using SharpTune.Peft;
@@ -67,6 +68,30 @@ public class GptOssTests
     /// In bfloat16 (the released checkpoints' dtype; norms, scores and the sink softmax in float32) the model runs
     /// prefill and cached decode steps, and its last logits stay within bfloat16's reach of the float64 reference.
     /// </summary>
+    /// <summary>
+    /// Both reference prompts (different lengths) generated in one left-padded batch, with the decode shortcuts on and off:
+    /// each row gives its own reference greedy ids (the padding is masked from the sinks' softmax and the sliding window).
+    /// </summary>
+    [Theory]
+    [InlineData("gpt_oss_tiny")]
+    [InlineData("gpt_oss_mxfp4")]
+    public void ALeftPaddedBatchGivesEachPromptsReferenceGreedyIds(string name)
+    {
+        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
+        var cases = TransformersExpected.Read(Fixture(name));
+        Assert.True(cases.Select(c => c.InputIds.Length).Distinct().Count() > 1, "the prompts must differ in length to be padded");
+        var options = new GenerationOptions { MaxNewTokens = cases.Max(c => c.GreedyIds.Length), Temperature = 0, EosTokenIds = [] };
+        var prompts = cases.Select(c => c.InputIds).ToArray();
+        var fast = TokenGenerator.Generate(model, prompts, options);
+        IReadOnlyList<GenerationResult> general;
+        using (InferenceShortcuts.Disable()) general = TokenGenerator.Generate(model, prompts, options);
+        for (var i = 0; i < cases.Length; i++)
+        {
+            Assert.Equal(cases[i].GreedyIds, fast[i].Tokens.Take(cases[i].GreedyIds.Length));
+            Assert.Equal(cases[i].GreedyIds, general[i].Tokens.Take(cases[i].GreedyIds.Length));
+        }
+    }
+
     [Fact]
     public void RunsInBfloat16NearTheReference()
     {
@@ -93,7 +118,7 @@ public class GptOssTests
 
     /// <summary>
     /// GptOssConfig's defaults for what config.json leaves out (gpt-oss-120b's sizes), its aliases (num_experts for
-    /// num_local_experts; the released config.json's experts_per_token), and the fixtures' settings as read.
+    /// num_local_experts; the released config.json's experts_per_token is not read, as in transformers), and the fixtures' settings as read.
     /// </summary>
     [Fact]
     public void MissingFieldsGetGptOssConfigDefaults()
@@ -117,7 +142,8 @@ public class GptOssTests
             ["architectures"] = new JsonArray("GptOssForCausalLM"), ["model_type"] = "gpt_oss", ["num_experts"] = 32, ["experts_per_token"] = 2,
             ["swiglu_limit"] = 5.0, ["quantization_config"] = new JsonObject { ["quant_method"] = "mxfp4" },
         });
-        Assert.Equal((32, 2, 5.0), (released.Experts!.ExpertCount, released.Experts.ExpertsPerToken, released.Experts.SwigluLimit));
+        // experts_per_token is no GptOssConfig field (configuration_gpt_oss.py @02b8f42b aliases num_experts only): the default 4.
+        Assert.Equal((32, 4, 5.0), (released.Experts!.ExpertCount, released.Experts.ExpertsPerToken, released.Experts.SwigluLimit));
 
         var tiny = ModelConfig.Load(Fixture("gpt_oss_tiny"));
         Assert.Equal(new RopeScaling("yarn", 4.0, OriginalMaxPositionEmbeddings: 256) { Truncate = false }, tiny.RopeScaling);
@@ -187,6 +213,102 @@ public class GptOssTests
         var refused = Assert.Throws<NotSupportedException>(() =>
             PretrainedModel.Load(Fixture("gpt_oss_mxfp4"), quantization: new QuantizationOptions(QuantizationType.Nf4)));
         Assert.Contains("MXFP4", refused.Message);
+    }
+
+    /// <summary>
+    /// Filling a parameter straight from the packed tensors (expert by expert, no full-size temporary) gives the same bits
+    /// as dequantizing to a new tensor, in bfloat16 as in float32.
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void ReadingIntoAParameterEqualsDequantizingBitForBit(ScalarType dtype)
+    {
+        using var checkpoint = HfCheckpoint.Open(Fixture("gpt_oss_mxfp4"));
+        var source = Mxfp4.WeightsOf(Fixture("gpt_oss_mxfp4"), checkpoint);
+        Assert.IsType<Mxfp4.DequantizingSource>(source);
+        foreach (var name in new[] { "model.layers.1.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj" })
+        {
+            using var whole = source.Read(name, dtype);
+            using var into = full(source.ShapeOf(name), float.NaN, dtype);
+            source.ReadInto(name, into);
+            static int[] Bits(Tensor t) => [.. t.to(ScalarType.Float32).data<float>().ToArray().Select(BitConverter.SingleToInt32Bits)];
+            Assert.Equal(Bits(whole), Bits(into));
+        }
+        using var wrong = zeros(4, 64, 63);
+        Assert.Contains("the parameter is [4, 64, 63]", Assert.Throws<InvalidDataException>(() =>
+            source.ReadInto("model.layers.1.mlp.experts.gate_up_proj", wrong)).Message);
+    }
+
+    /// <summary>
+    /// Every path that would quantize an MXFP4 folder with bitsandbytes refuses it naming MXFP4 (not WeightLoader's
+    /// generic missing/unexpected tensors): ModelQuantizer.Load / SaveQuantized and <c>sharptune quantize</c>.
+    /// </summary>
+    [Fact]
+    public void QuantizingAnMxfp4FolderIsRefusedByName()
+    {
+        var folder = Fixture("gpt_oss_mxfp4");
+        using var dir = new TempDir();
+        var refused = Assert.Throws<NotSupportedException>(() =>
+            ModelQuantizer.SaveQuantized(folder, dir.File("q"), new QuantizationOptions(QuantizationType.Nf4)));
+        Assert.Contains("MXFP4", refused.Message);
+        Assert.Contains("MXFP4", Assert.Throws<NotSupportedException>(() =>
+            ModelQuantizer.Load(folder, new QuantizationOptions(QuantizationType.Int8))).Message);
+        var (code, _, stderr) = SharpTuneCli.Run("quantize", "--model", folder, "--out", dir.File("cli"), "--quantize", "nf4");
+        Assert.Equal(2, code);
+        Assert.Contains("stores its experts in MXFP4", stderr);
+        Assert.False(Directory.Exists(dir.File("cli")));
+    }
+
+    /// <summary>
+    /// A classifier built on an MXFP4 folder (SequenceClassifier.Load, as classification training loads its base) gets
+    /// the experts dequantized: its backbone holds exactly the weights PretrainedModel.Load gives.
+    /// </summary>
+    [Fact]
+    public void AClassifierLoadsFromAnMxfp4FolderWithItsExpertsDequantized()
+    {
+        var folder = Fixture("gpt_oss_mxfp4");
+        using var classifier = SequenceClassifier.Load(folder, new SequenceClassificationConfig(["a", "b"], null, 0), ScalarType.Float32);
+        using var lm = PretrainedModel.Load(folder, ScalarType.Float32);
+        var expected = lm.state_dict();
+        foreach (var (name, value) in classifier.Model.state_dict().Where(kv => kv.Key.Contains(".mlp.", StringComparison.Ordinal)))
+            Assert.True(value.eq(expected[name]).all().item<bool>(), name);
+        using var ids = tensor(new long[] { 1, 2, 3 }).unsqueeze(0);
+        using var logits = classifier.Logits(ids);
+        Assert.Equal([1L, 2], logits.shape);
+    }
+
+    /// <summary>
+    /// A model created from scratch starts as GptOssPreTrainedModel._init_weights (modeling_gpt_oss.py @00d4b3d2) starts
+    /// it: the experts' 3D weights, the router's weight and bias and the attention sinks ~ N(0, initializer_range), the
+    /// experts' biases zero. Its router gives the experts different logits (a zero router made every expert tie).
+    /// </summary>
+    [Fact]
+    public void AFreshModelDrawsTheExpertsRouterAndSinksAsTransformersDoes()
+    {
+        const double std = 0.05;
+        var config = ModelConfig.FromJson(new JsonObject
+        {
+            ["model_type"] = "gpt_oss", ["vocab_size"] = 100, ["hidden_size"] = 64, ["num_hidden_layers"] = 1,
+            ["num_attention_heads"] = 4, ["num_key_value_heads"] = 2, ["head_dim"] = 16, ["intermediate_size"] = 64,
+            ["num_local_experts"] = 8, ["num_experts_per_tok"] = 2, ["initializer_range"] = std,
+        });
+        using var model = ModelFactory.Create(config);
+        var experts = model.modules().OfType<GptOssExperts>().Single();
+        var router = model.modules().OfType<GptOssRouter>().Single();
+        var attention = model.modules().OfType<GptOssAttention>().Single();
+        static double Std(Tensor t) => t.std().item<float>();
+        static double Mean(Tensor t) => t.mean().item<float>();
+        Assert.InRange(Std(experts.gate_up_proj), std * 0.97, std * 1.03);   // 65,536 draws
+        Assert.InRange(Std(experts.down_proj), std * 0.96, std * 1.04);      // 32,768 draws
+        Assert.InRange(Mean(experts.gate_up_proj), -0.002, 0.002);
+        Assert.InRange(Std(router.weight), std * 0.85, std * 1.15);          // 512 draws
+        Assert.Equal(0, experts.gate_up_proj_bias.abs().sum().item<float>());
+        Assert.Equal(0, experts.down_proj_bias.abs().sum().item<float>());
+        Assert.NotEqual(0, router.bias.abs().sum().item<float>());
+        Assert.NotEqual(0, attention.sinks.abs().sum().item<float>());
+        using var logits = router.forward(randn(5, 64));
+        Assert.True(logits.std(-1).min().item<float>() > 1e-3, "every token sees different logits across the experts");
     }
 
     /// <summary>
