@@ -144,8 +144,8 @@ public static class TrainingEstimator
 
         var kvWidth = (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
-        // Inference without autograd frees each op's inputs: about one layer's widest tensors live at once, plus the
-        // fp32 logits of the last position per sequence.
+        // Inference without autograd frees each layer's input once its output exists: one layer's tensors live at once,
+        // plus the fp32 logits of the last position per sequence.
         var inferenceWorking = ActivationAccounting.InferenceWorkingBytesPerToken(layout, settings) * tokens + settings.MicroBatchSize * (double)config.VocabSize * 4;
         var inference = baseWeights + kvCache + inferenceWorking + dequantizeTransient;
 

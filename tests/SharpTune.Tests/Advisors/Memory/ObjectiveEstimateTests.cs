@@ -192,9 +192,11 @@ public class ObjectiveEstimateTests
         var layout = ModelLayout.Of(config);
         // KvCache(config, rows, prompt + max_new_tokens): K and V of 2 layers × 4 heads × 16 dims, 64 rows × 48 positions, fp32.
         Assert.Equal(2.0 * 2 * 4 * 16 * 64 * 48 * 4, OnPolicyAccounting.KvCacheBytes(layout, settings));
-        // Plus the prefill (one layer's widest tensors per prompt token: 2·64 + 2·64 + 3·128 values) and the sampler's logits
-        // (the compute dtype and four fp32 copies of 64 rows × 256).
-        var rollout = 2.0 * 2 * 4 * 16 * 64 * 48 * 4 + (2 * 64 + 2 * 64 + 3 * 128) * 4.0 * 64 * 32 + 64 * 256 * (4 + 16.0);
+        // Plus the prefill (one layer's scope per prompt token, in fp32 bytes: the norms 2·64 and 64 + 2·64, attention
+        // 2·16 + 64 + 2·64 + 64 + 64 values and 4 heads' fp32 statistics, the MLP 4·128; and the layer's input, output and
+        // the loop's first input, 3·64) and the sampler's logits (the compute dtype and four fp32 copies of 64 rows × 256).
+        var prefillPerToken = 4.0 * (2 * 64 + (64 + 2 * 64) + (2 * 16 + 64 + 2 * 64 + 64 + 64) + 4 * 128 + 3 * 64) + 4 * 4;
+        var rollout = 2.0 * 2 * 4 * 16 * 64 * 48 * 4 + prefillPerToken * 64 * 32 + 64 * 256 * (4 + 16.0);
         Assert.Equal(rollout, OnPolicyAccounting.RolloutBytes(layout, settings), 1e-6);
         // 64 completions of 48 tokens in one batch outweigh one micro-batch of one row: the rollout is the peak.
         var estimate = TrainingEstimator.Estimate(config, settings).Training;
