@@ -116,14 +116,14 @@ public static class TrainingEstimator
         }
 
         // GRPO, RLOO and online DPO: the rollout and the scoring passes run before the update, with no gradients alive
-        // (OnPolicyAccounting: rollout computed with the prompt's length, asked.SequenceLength); with grad_accum > 1 every
-        // gradient exists during the later micro-batches' forwards.
+        // (OnPolicyAccounting: rollout computed with the prompt's length, asked.SequenceLength).
         double otherPhases = 0;
         if (asked.IsOnPolicy)
-        {
             otherPhases = Math.Max(OnPolicyAccounting.RolloutBytes(layout, asked), OnPolicyAccounting.ScoringPassBytes(layout, asked));
-            if (asked.GradientAccumulation > 1) headGradient = gradients;
-        }
+        // Every objective accumulates gradients over grad_accum micro-batches before the optimizer step (Trainer's
+        // AccumulateGradients; GrpoTrainer's update), zeroing them only after it: with grad_accum > 1 every gradient exists
+        // during the later micro-batches' forwards.
+        if (asked.GradientAccumulation > 1) headGradient = gradients;
 
         MemoryBreakdown Breakdown(int layersKept, double perLayer, double extra)
         {
@@ -167,7 +167,7 @@ public static class TrainingEstimator
         {
             var utilization = settings.Utilization ?? device.DefaultUtilization;
             var rate = device.PeakFlops(b) * utilization;
-            var perStep = flopsForTime * trainingTokens / rate;
+            var perStep = flopsForTime * trainingTokens * settings.GradientAccumulation / rate;   // grad_accum micro-batches per optimizer step
             double? perEpoch = settings.DatasetTokens is { } n ? flopsForTime * n / rate : null;
             bool? fits = device.MemoryGiB is { } gib ? peak <= gib * (1L << 30) : null;
             times.Add(new DeviceTime(device.Name, device.PeakFlops(b) / 1e12, utilization, perStep, perEpoch, fits, device.Source));

@@ -336,9 +336,12 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
             "--max-completion-length", "224", "--measure-steps", "1"];
         var small = EstimateAndMeasure("grpo lora f32, 12 completions", KvHeavyConfig(), null, [.. args, "--grad-accum", "12"]);
         var large = EstimateAndMeasure("grpo lora f32, 24 completions", KvHeavyConfig(), null, [.. args, "--grad-accum", "24"]);
-        // 12 rows × 256 positions of K and V in 8 layers × 4 heads × 64 dims, fp32; 12 × 32 prompt tokens of prefill
-        // (2·256 + 2·256 + 3·512 fp32 values each); 12 rows of sampler logits (4 + 16 bytes × 256).
-        var rows = 2.0 * 8 * 4 * 64 * 12 * 256 * 4 + (2 * 256 + 2 * 256 + 3 * 512) * 4.0 * 12 * 32 + 12 * 256 * 20.0;
+        // Worked by hand from docs/advisors.md: 12 rows × 256 positions of K and V in 8 layers × 4 heads × 64 dims, fp32;
+        // 12 × 32 prompt tokens of prefill, one layer's scope each (fp32 values: the norms 2·256 and 256 + 2·256, attention
+        // 2·64 + 256 + 2·256 + 256 + 256 and 4 heads' statistics, the MLP 4·512, the layer's input, output and the loop's
+        // first input 3·256); 12 rows of sampler logits (fp32 logits, their quotient by the temperature, its softmax: 12 bytes × 256).
+        var prefillPerToken = 4.0 * (2 * 256 + (256 + 2 * 256) + (2 * 64 + 256 + 2 * 256 + 256 + 256) + 4 * 512 + 3 * 256) + 4 * 4;
+        var rows = 2.0 * 8 * 4 * 64 * 12 * 256 * 4 + prefillPerToken * 12 * 32 + 12 * 256 * 12.0;
         Assert.Equal(rows, large.Predicted - small.Predicted, 1.0);
         var measured = large.Measured - small.Measured;
         output.WriteLine($"12 more completions: estimated {rows / 1e6:F1} MB, measured {measured / 1e6:F1} MB");
