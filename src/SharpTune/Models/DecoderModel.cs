@@ -95,12 +95,14 @@ public sealed class DecoderModel : nn.Module
         }
         var local = hasLocalRopeLayers ? Angles(localRotary, x, ctx, checkpointing) : global;
         var index = 0;
+        var first = x;
         foreach (var layer in layers)
         {
             var angles = layer.UsesLocalRope ? local : global;
-            x = index < checkpointedLayers
+            var output = index < checkpointedLayers
                 ? ActivationCheckpoint.Run(input => layer.Forward(input, ctx, angles), x, keepProducts: index < keepingLayers)
                 : layer.Forward(x, ctx, angles);
+            x = LayerInputRelease.Next(x, output, first);
             index++;
         }
         if (ctx.Cache is { } cache) cache.Advance((int)x.size(1));

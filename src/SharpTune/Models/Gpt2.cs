@@ -66,10 +66,14 @@ public sealed class GPT2Model : nn.Module
 
     public Tensor Forward(Tensor x, ForwardContext ctx, int checkpointedLayers = 0)
     {
+        var caller = x;
         x = x + wpe.forward(ctx.PositionIds);
         var index = 0;
         foreach (var block in h)
-            x = index++ < checkpointedLayers ? ActivationCheckpoint.Run(input => block.Forward(input, ctx), x) : block.Forward(x, ctx);
+        {
+            var output = index++ < checkpointedLayers ? ActivationCheckpoint.Run(input => block.Forward(input, ctx), x) : block.Forward(x, ctx);
+            x = LayerInputRelease.Next(x, output, caller);   // one layer's hidden states at a time without autograd
+        }
         if (ctx.Cache is { } cache) cache.Advance((int)x.shape[1]);
         return ln_f.forward(x);
     }

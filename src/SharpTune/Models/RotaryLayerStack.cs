@@ -21,10 +21,14 @@ internal static class RotaryLayerStack
         // The backward recomputes checkpointed layers after the caller's scope has ended.
         if (checkpointedLayers > 0) angles = (angles.Cos.DetachFromDisposeScope(), angles.SignedSin.DetachFromDisposeScope());
         var index = 0;
+        var first = x;
         foreach (var layer in layers)
-            x = index++ < checkpointedLayers
+        {
+            var output = index++ < checkpointedLayers
                 ? ActivationCheckpoint.Run(input => forward(layer, input, angles), x)
                 : forward(layer, x, angles);
+            x = LayerInputRelease.Next(x, output, first);   // one layer's hidden states at a time without autograd
+        }
         if (ctx.Cache is { } cache) cache.Advance((int)x.size(1));
         return x;
     }

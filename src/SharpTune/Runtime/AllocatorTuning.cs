@@ -14,6 +14,7 @@ internal static partial class AllocatorTuning
 {
     private const int M_TRIM_THRESHOLD = -1;
     private const int M_MMAP_MAX = -4;
+    private const int M_MMAP_THRESHOLD = -3;
 
     [LibraryImport("libc", EntryPoint = "mallopt")]
     private static partial int Mallopt(int parameter, int value);
@@ -58,6 +59,25 @@ internal static partial class AllocatorTuning
         {
             return null;
         }
+    }
+
+    /// <summary>
+    /// Until disposed, glibc serves every block of <paramref name="threshold"/> bytes or more from its own mapping and
+    /// returns it to the kernel on free, so this process's resident peak follows its live tensors: for measuring the
+    /// peak of one piece of work inside a long-lived process (slow: each large tensor maps and unmaps its pages). On
+    /// dispose, blocks are kept for reuse again when <see cref="Apply"/> had set that. Null where the C library is not glibc.
+    /// </summary>
+    internal static IDisposable? MapLargeBlocks(int threshold = 256 * 1024)
+    {
+        if (GlibcVersion() is null || NativeAllocator.IsJemallocLoaded()) return null;
+        var keptForReuse = Environment.GetEnvironmentVariable("SHARPTUNE_MALLOC_TUNING") != "0";
+        Mallopt(M_MMAP_THRESHOLD, threshold);
+        Mallopt(M_MMAP_MAX, 1 << 16);
+        MallocTrim(0);
+        return new RestoreOnDispose(() =>
+        {
+            if (keptForReuse) Mallopt(M_MMAP_MAX, 0);
+        });
     }
 
     public static bool Apply()

@@ -104,7 +104,7 @@ public sealed record EstimateSettings
         {
             Objective = ObjectiveName, MicroBatchSize = MicroBatchSize, GradientAccumulation = GradientAccumulation, NumGenerations = NumGenerations,
             Beta = Beta, MaxCompletionLength = MaxCompletionLength ?? new Training.TrainingOptions().MaxCompletionLength, MaxNewTokens = MaxNewTokens,
-            NumIterations = NumIterations,
+            NumIterations = NumIterations, LossType = LossType,
         })
         : null;
 
@@ -185,9 +185,16 @@ public sealed record EstimateSettings
             throw new ArgumentException($"{unread} is only read by objectives grpo, rloo and online-dpo, not {objective}");
         if (objective == "online-dpo" && Beta is not null)
             throw new ArgumentException("beta (--beta) does not change online DPO's memory (its reference is always scored); remove it");
+        if (IsOnPolicy && DatasetTokens is not null)
+            throw new ArgumentException($"dataset_tokens (--dataset-tokens) has no per-epoch meaning for {objective}: it samples its completions " +
+                                        "during training; the per-step time counts one optimizer step (its sampling and scoring shared among num_iterations updates)");
         // train's own checks and defaults (num_generations dividing the generation batch, online DPO's even micro-batch, ...).
+        // (GRPO's and online DPO's loss_type are checked there; RLOO's loss has none and refuses it.)
         _ = OnPolicySettings();
-        if (LossType is not null && objective != "kto") throw new ArgumentException($"loss_type (--loss-type) is only read by objective kto, not {objective}");
+        // train refuses max_new_tokens for GRPO and RLOO, whose completion limit is max_completion_length.
+        if (IsOnPolicy) Training.GkdSettings.RefuseOutsideGkd(new Training.TrainingOptions { MaxNewTokens = MaxNewTokens }, objective);
+        if (LossType is not null && objective is not ("kto" or "grpo" or "rloo" or "online-dpo"))
+            throw new ArgumentException($"loss_type (--loss-type) is only read by objectives kto, grpo and online-dpo, not {objective}");
         if (HasKtoKlRows && MicroBatchSize < 2)
             throw new ArgumentException("KTO estimates its KL reference point from mismatched pairs within a micro-batch: use a micro-batch (--batch) of at least 2");
         if (objective == "gkd" && string.IsNullOrWhiteSpace(Teacher))

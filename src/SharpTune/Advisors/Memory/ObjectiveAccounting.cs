@@ -109,9 +109,16 @@ internal static class ObjectiveAccounting
             _ when HasReference(s) => layout,
             _ => null,
         };
-        // GRPO, RLOO and online DPO also sample every completion token (one forward each) and, with μ > 1, score the
-        // sampling policy's log-probs: counted as one more forward of every trained token each.
-        var forwards = (scorer is null ? 0 : 1) + (s.IsOnPolicy ? 1 : 0) + (s.OnPolicySettings() is { NumIterations: > 1 } ? 1 : 0);
+        // GRPO, RLOO and online DPO also sample every completion token (one forward each) and score the sampling policy's
+        // log-probs when μ > 1, or for RLOO whenever it has a KL (GrpoRolloutMaker: withOld || referenceToo): each one
+        // more forward of every trained token. The sampling and scoring run once per generation batch, the update μ times
+        // (num_iterations): per update they count 1/μ each.
+        double forwards = scorer is null ? 0 : 1;
+        if (s.OnPolicySettings() is { } onPolicy)
+        {
+            var old = onPolicy.NumIterations > 1 || (onPolicy.Rloo is not null && onPolicy.NeedsReference) ? 1 : 0;
+            forwards = (forwards + 1 + old) / onPolicy.NumIterations;
+        }
         if (forwards == 0) return 0;
         var c = (scorer ?? layout).Config;
         var attentionWidth = (double)c.NumHeads * c.HeadDim;

@@ -40,14 +40,16 @@ internal static class OnPolicyAccounting
 
     /// <summary>
     /// The rollout's bytes above the weights: the KV cache, the prefill's working tensors over every prompt position, and
-    /// one decode step's logits of every row (compute dtype) with the sampler's fp32 copies (the logits, the processed
-    /// logits, their softmax and its cumulative sum: 4 · 4 bytes per element).
+    /// one decode step's logits of every row (compute dtype) with TokenSampler's fp32 copies at top_p 1 (TokenSampler.Process:
+    /// the fp32 cast below fp32, the quotient by the temperature, then the softmax Draw samples from; top_p &lt; 1 would add
+    /// a sort and a cumulative sum, which the estimate does not take). On a GPU only the logits and their fp32 cast stay
+    /// on the device (Process copies them to the CPU); the rest is host memory, counted here as on a CPU run.
     /// </summary>
     public static double RolloutBytes(ModelLayout layout, EstimateSettings s)
     {
         var rows = GenerationRows(s);
         var prefill = ActivationAccounting.InferenceWorkingBytesPerToken(layout, s) * rows * s.SequenceLength;
-        var sampling = rows * (double)layout.Config.VocabSize * (s.ComputeBytes + 4 * 4);
+        var sampling = rows * (double)layout.Config.VocabSize * (s.ComputeBytes + (s.ComputeBytes == 4 ? 0 : 4) + 2 * 4);
         return KvCacheBytes(layout, s) + prefill + sampling;
     }
 
@@ -62,9 +64,8 @@ internal static class OnPolicyAccounting
         var scored = onPolicy.NeedsReference || onPolicy.NumIterations > 1;
         if (!scored) return 0;
         var tokens = (long)s.MicroBatchSize * s.RowLength;
-        var chunk = Math.Min(tokens, 2048);
-        double b = s.ComputeBytes, cast = s.ComputeBytes == 4 ? 0 : 4;
-        return ActivationAccounting.InferenceWorkingBytesPerToken(layout, s) * tokens + chunk * (double)layout.Config.VocabSize * (b + cast + 4);
+        var chunk = Math.Min(tokens, Training.Objectives.TokenLogProbs.DefaultChunkTokens);
+        return ActivationAccounting.InferenceWorkingBytesPerToken(layout, s) * tokens + chunk * ActivationAccounting.LogitsBytesPerToken(layout, s);
     }
 
     /// <summary>
@@ -76,7 +77,7 @@ internal static class OnPolicyAccounting
     {
         if (s.ObjectiveName == "online-dpo") return 0;
         double b = s.ComputeBytes, cast = s.ComputeBytes == 4 ? 0 : 4;
-        return Math.Min(tokens, 2048) * (double)layout.Config.VocabSize * (b + cast + 3 * 4);
+        return Math.Min(tokens, Training.Objectives.TokenLogProbs.DefaultChunkTokens) * (double)layout.Config.VocabSize * (b + cast + 3 * 4);
     }
 
     /// <summary>The estimate's note: the generation batch, its KV cache, the reference, the phase the peak falls in.</summary>
@@ -91,6 +92,7 @@ internal static class OnPolicyAccounting
                $"each of a {s.SequenceLength}-token prompt and up to {onPolicy.Loss.MaxCompletionLength} completion tokens, sampled at once into a " +
                $"{KvCacheBytes(layout, s) / (1L << 30):F3} GiB KV cache (rollout phase {RolloutBytes(layout, s) / (1L << 30):F3} GiB above the weights); " +
                $"{reference}; the update trains {s.MicroBatchSize} rows of {s.RowLength} tokens per micro-batch (every completion counted at its maximum). " +
-               "The peak is the largest of the rollout, the scoring passes and the update. A reward-model reward's weights are not counted.";
+               "The peak is the largest of the rollout, the scoring passes and the update. A reward-model reward's weights are not counted. " +
+               "The time counts the rollout's FLOPs only: a lower bound, since decoding one token at a time is bound by memory bandwidth.";
     }
 }

@@ -119,14 +119,14 @@ public static class TrainingEstimator
         }
 
         // GRPO, RLOO and online DPO: the rollout and the scoring passes run before the update, with no gradients alive
-        // (OnPolicyAccounting: rollout computed with the prompt's length, asked.SequenceLength); with grad_accum > 1 every
-        // gradient exists during the later micro-batches' forwards.
+        // (OnPolicyAccounting: rollout computed with the prompt's length, asked.SequenceLength).
         double otherPhases = 0;
         if (asked.IsOnPolicy)
-        {
             otherPhases = Math.Max(OnPolicyAccounting.RolloutBytes(layout, asked), OnPolicyAccounting.ScoringPassBytes(layout, asked));
-            if (asked.GradientAccumulation > 1) headGradient = gradients;
-        }
+        // Every objective accumulates gradients over grad_accum micro-batches before the optimizer step (Trainer's
+        // AccumulateGradients; GrpoTrainer's update), zeroing them only after it: with grad_accum > 1 every gradient exists
+        // during the later micro-batches' forwards.
+        if (asked.GradientAccumulation > 1) headGradient = gradients;
 
         MemoryBreakdown Breakdown(int layersKept, double perLayer, double extra)
         {
@@ -147,8 +147,8 @@ public static class TrainingEstimator
 
         var kvWidth = (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
-        // Inference without autograd frees each op's inputs: about one layer's widest tensors live at once, plus the
-        // fp32 logits of the last position per sequence.
+        // Inference without autograd frees each layer's input once its output exists: one layer's tensors live at once,
+        // plus the fp32 logits of the last position per sequence.
         var inferenceWorking = ActivationAccounting.InferenceWorkingBytesPerToken(layout, settings) * tokens + settings.MicroBatchSize * (double)config.VocabSize * 4;
         var inference = baseWeights + kvCache + inferenceWorking + dequantizeTransient;
 
@@ -172,8 +172,11 @@ public static class TrainingEstimator
         {
             var utilization = settings.Utilization ?? device.DefaultUtilization;
             var rate = device.PeakFlops(b) * utilization;
-            var perStep = (flopsForTime * trainingTokens + noGradPolicyFlopsPerToken * noGradPolicyTokens) / rate;
-            double? perEpoch = settings.DatasetTokens is { } n ? flopsForTime * n / rate : null;
+            // grad_accum micro-batches per optimizer step, each with KTO's no-grad KL forwards where it has them.
+            var perMicroBatch = flopsForTime * trainingTokens + noGradPolicyFlopsPerToken * noGradPolicyTokens;
+            var perStep = perMicroBatch * settings.GradientAccumulation / rate;
+            // Per dataset token, as many FLOPs as a micro-batch spends per training token (KTO's KL rows included).
+            double? perEpoch = settings.DatasetTokens is { } n && trainingTokens > 0 ? perMicroBatch / trainingTokens * n / rate : null;
             bool? fits = device.MemoryGiB is { } gib ? peak <= gib * (1L << 30) : null;
             times.Add(new DeviceTime(device.Name, device.PeakFlops(b) / 1e12, utilization, perStep, perEpoch, fits, device.Source));
         }

@@ -166,7 +166,7 @@ public static class TrainingMemoryProbe
                 using (NewDisposeScope())
                 {
                     OnPolicyStep(model, settings, step, adapter, referenceCopy);
-                    nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), 1.0);
+                    OptimizerGroups.ClipGradients(trainable.Select(t => t.Parameter), 1.0);   // as Trainer and GrpoTrainer clip
                 }
                 optimizer.Step(1e-4);
                 optimizer.ZeroGrad();
@@ -178,8 +178,10 @@ public static class TrainingMemoryProbe
         {
             using (NewDisposeScope())
             {
-                Trainer.AccumulateGradients(model, objective, [RandomBatch(settings, model.Config.VocabSize)]);
-                nn.utils.clip_grad_norm_(trainable.Select(t => t.Parameter), 1.0);
+                // grad_accum micro-batches, their gradients summed before the step, as Trainer runs them.
+                var batches = Enumerable.Range(0, settings.GradientAccumulation).Select(_ => RandomBatch(settings, model.Config.VocabSize)).ToArray();
+                Trainer.AccumulateGradients(model, objective, batches);
+                OptimizerGroups.ClipGradients(trainable.Select(t => t.Parameter), 1.0);   // as Trainer clips
             }
             optimizer.Step(1e-4);
             optimizer.ZeroGrad();

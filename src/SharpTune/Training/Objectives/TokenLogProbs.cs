@@ -7,6 +7,9 @@ namespace SharpTune.Training.Objectives;
 /// <summary>Per-position log-probabilities of given targets (GRPO's per-token log-probs, ORPO's full-sequence NLL).</summary>
 public static class TokenLogProbs
 {
+    /// <summary>Positions whose logits are made at once unless a caller asks otherwise (GRPO's, RLOO's and online DPO's scoring).</summary>
+    internal const int DefaultChunkTokens = 2048;
+
     /// <summary>
     /// (B, T) log p(target) at every position, 0 where the target is <see cref="BatchCollator.IgnoreIndex"/>, in fp32;
     /// with <paramref name="entropy"/> also the (B, T) entropy of each position's distribution (no gradient). Logits are
@@ -15,7 +18,7 @@ public static class TokenLogProbs
     /// distribution they were sampled from.
     /// </summary>
     public static Tensor Compute(CausalLanguageModel model, Tensor inputIds, ForwardContext context, Tensor targets, out Tensor? entropy,
-        bool withEntropy = false, int chunkTokens = 2048, double temperature = 1.0)
+        bool withEntropy = false, int chunkTokens = DefaultChunkTokens, double temperature = 1.0)
     {
         if (!(temperature > 0) || double.IsInfinity(temperature))
             throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "temperature must be a positive number");

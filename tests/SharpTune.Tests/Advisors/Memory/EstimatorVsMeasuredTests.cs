@@ -332,8 +332,9 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
 
     /// <summary>
     /// The rollout samples the whole generation batch (micro_batch × grad_accum completions) into one KV cache: doubling
-    /// grad_accum from 12 to 24 (micro-batches of one completion of 32 + 224 tokens) adds 12 rows of cache, prefill and
-    /// sampler logits, and the measured peaks differ by about that. The absolute peak of such a rollout-dominated step
+    /// grad_accum from 16 to 32 (micro-batches of one completion of 32 + 224 tokens) adds 16 rows of cache, prefill and
+    /// sampler logits; the measured peaks differ by the cache (see below). (At 12 rows the update's measured peak, 16-18 % above
+    /// its estimate, passed the rollout's once the prefill freed each layer's input, so both points start at 16.) The absolute peak of such a rollout-dominated step
     /// is not asserted: it measured 20% above the estimate with live-bytes glibc and 38% above under jemalloc (docs/advisors.md).
     /// </summary>
     [ProcessMemoryFact]
@@ -341,15 +342,23 @@ public class EstimatorVsMeasuredTests(ITestOutputHelper output)
     {
         string[] args = ["--objective", "grpo", "--method", "lora", "--dtype", "f32", "--seq", "32", "--batch", "1", "--num-generations", "2",
             "--max-completion-length", "224", "--measure-steps", "1"];
-        var small = EstimateAndMeasure("grpo lora f32, 12 completions", KvHeavyConfig(), null, [.. args, "--grad-accum", "12"]);
-        var large = EstimateAndMeasure("grpo lora f32, 24 completions", KvHeavyConfig(), null, [.. args, "--grad-accum", "24"]);
-        // 12 rows × 256 positions of K and V in 8 layers × 4 heads × 64 dims, fp32; 12 × 32 prompt tokens of prefill
-        // (2·256 + 2·256 + 3·512 fp32 values each); 12 rows of sampler logits (4 + 16 bytes × 256).
-        var rows = 2.0 * 8 * 4 * 64 * 12 * 256 * 4 + (2 * 256 + 2 * 256 + 3 * 512) * 4.0 * 12 * 32 + 12 * 256 * 20.0;
+        var small = EstimateAndMeasure("grpo lora f32, 16 completions", KvHeavyConfig(), null, [.. args, "--grad-accum", "16"]);
+        var large = EstimateAndMeasure("grpo lora f32, 32 completions", KvHeavyConfig(), null, [.. args, "--grad-accum", "32"]);
+        // Worked by hand from docs/advisors.md: 16 rows × 256 positions of K and V in 8 layers × 4 heads × 64 dims, fp32;
+        // 16 × 32 prompt tokens of prefill, one layer's scope each (fp32 values: the norms 2·256 and 256 + 2·256, attention
+        // 2·64 + 256 + 2·256 + 256 + 256 and 4 heads' statistics, the MLP 4·512, the layer's input, output and the loop's
+        // first input 3·256); 16 rows of sampler logits (fp32 logits, their quotient by the temperature, its softmax: 12 bytes × 256).
+        var prefillPerToken = 4.0 * (2 * 256 + (256 + 2 * 256) + (2 * 64 + 256 + 2 * 256 + 256 + 256) + 4 * 512 + 3 * 256) + 4 * 4;
+        var rows = 2.0 * 8 * 4 * 64 * 16 * 256 * 4 + prefillPerToken * 16 * 32 + 16 * 256 * 12.0;
         Assert.Equal(rows, large.Predicted - small.Predicted, 1.0);
         var measured = large.Measured - small.Measured;
-        output.WriteLine($"12 more completions: estimated {rows / 1e6:F1} MB, measured {measured / 1e6:F1} MB");
-        Assert.True(Math.Abs(measured - rows) < 0.15 * rows, $"12 more completions: measured {measured / 1e6:F1} MB, estimated {rows / 1e6:F1} MB");
+        output.WriteLine($"16 more completions: estimated {rows / 1e6:F1} MB, measured {measured / 1e6:F1} MB");
+        // On the CPU the cache's pages become resident only as positions are written, so the prefill's tensors (at the
+        // start, with 32 of 256 positions written) never coincide with the full cache, and the resident difference is
+        // the cache's (measured 66.1 MB for 16 rows, the cache 67.1 MB); a GPU's allocator commits the whole cache at once,
+        // where the estimate's sum is the bound. So the measured difference must lie between the cache and the estimate.
+        var cache = 2.0 * 8 * 4 * 64 * 16 * 256 * 4;
+        Assert.InRange(measured, 0.95 * cache, 1.05 * rows);
     }
 
     [ProcessMemoryTheory]

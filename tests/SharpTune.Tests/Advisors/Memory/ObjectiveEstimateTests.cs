@@ -186,7 +186,13 @@ public class ObjectiveEstimateTests
         var dpo = TrainingEstimator.Estimate(config, Settings("lora", "bf16") with { Objective = "dpo", MicroBatchSize = 2, SequenceLength = 48 }).Training;
         Assert.Equal(dpo.Activations, onPolicy.Activations, 1e-6);
         Assert.Equal(4.0 * 256 * (4 * 48), onPolicy.Logits);
-        Assert.Equal(dpo.Weights, onPolicy.Weights);   // the reference (RLOO's β, online DPO's) is the adapter disabled
+        // The reference (RLOO's β, online DPO's) is the adapter disabled: bf16 base weights and the fp32 LoRA of q_proj and
+        // v_proj (r 8 × (64 + 64), 2 layers), nothing more.
+        Assert.Equal(SmallParameters * 2.0 + 2 * 2 * 8 * (64 + 64) * 4.0, onPolicy.Weights);
+        // GRPO and RLOO take each chunk's entropy without gradient (TokenLogProbs with entropy: the chunk's bf16 logits,
+        // their fp32 copy, the log-softmax, exponential and product, 192 tokens × 256); online DPO takes none.
+        var entropy = OnPolicyAccounting.EntropyChunkBytes(ModelLayout.Of(config), settings, 4 * 48);
+        Assert.Equal(objective == "online-dpo" ? 0 : 4 * 48 * 256 * (2 + 4 + 3 * 4.0), entropy);
     }
 
     [Fact]
@@ -197,9 +203,12 @@ public class ObjectiveEstimateTests
         var layout = ModelLayout.Of(config);
         // KvCache(config, rows, prompt + max_new_tokens): K and V of 2 layers × 4 heads × 16 dims, 64 rows × 48 positions, fp32.
         Assert.Equal(2.0 * 2 * 4 * 16 * 64 * 48 * 4, OnPolicyAccounting.KvCacheBytes(layout, settings));
-        // Plus the prefill (one layer's widest tensors per prompt token: 2·64 + 2·64 + 3·128 values) and the sampler's logits
-        // (the compute dtype and four fp32 copies of 64 rows × 256).
-        var rollout = 2.0 * 2 * 4 * 16 * 64 * 48 * 4 + (2 * 64 + 2 * 64 + 3 * 128) * 4.0 * 64 * 32 + 64 * 256 * (4 + 16.0);
+        // Plus the prefill (one layer's scope per prompt token, in fp32 bytes: the norms 2·64 and 64 + 2·64, attention
+        // 2·16 + 64 + 2·64 + 64 + 64 values and 4 heads' fp32 statistics, the MLP 4·128; and the layer's input, output and
+        // the loop's first input, 3·64) and the sampler's logits (TokenSampler.Process at temperature 1, top_p 1, fp32: the
+        // logits, their quotient by the temperature and its softmax, 64 rows × 256).
+        var prefillPerToken = 4.0 * (2 * 64 + (64 + 2 * 64) + (2 * 16 + 64 + 2 * 64 + 64 + 64) + 4 * 128 + 3 * 64) + 4 * 4;
+        var rollout = 2.0 * 2 * 4 * 16 * 64 * 48 * 4 + prefillPerToken * 64 * 32 + 64 * 256 * (4 + 8.0);
         Assert.Equal(rollout, OnPolicyAccounting.RolloutBytes(layout, settings), 1e-6);
         // 64 completions of 48 tokens in one batch outweigh one micro-batch of one row: the rollout is the peak.
         var estimate = TrainingEstimator.Estimate(config, settings).Training;
@@ -236,12 +245,71 @@ public class ObjectiveEstimateTests
         Assert.Equal(one.Gradients - 256 * 64 * 4.0, two.PeakTraining - one.PeakTraining, 1e-6);
     }
 
+    [Fact]
+    public void OnPolicyForwardsRunOncePerGenerationBatchAndRloosKlScoresTheSamplingPolicy()
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var layout = ModelLayout.Of(config);
+        var settings = Grpo("lora", "f32");
+        double Extra(EstimateSettings s) => ObjectiveAccounting.ExtraForwardFlopsPerToken(layout, null, s);
+        var oneForward = Extra(settings);   // GRPO, β 0, μ 1: the sampling forward alone
+        // μ 2 (β 0): sampling and the old policy's scoring, once per generation batch, shared by 2 updates: 2/2 forwards.
+        Assert.Equal(oneForward, Extra(settings with { NumIterations = 2 }), 1e-6);
+        // GRPO β 0.04, μ 1: sampling and the reference, 2 forwards. RLOO β 0.05, μ 1: sampling, the reference and the
+        // sampling policy's log-probs its KL needs (GrpoRollout: withOld || referenceToo), 3 forwards.
+        Assert.Equal(2 * oneForward, Extra(settings with { Beta = 0.04 }), 1e-6);
+        Assert.Equal(3 * oneForward, Extra(settings with { Objective = "rloo", NumGenerations = null }), 1e-6);
+        Assert.Equal(oneForward, Extra(settings with { Objective = "rloo", NumGenerations = null, Beta = 0 }), 1e-6);
+    }
+
+    [Theory]
+    [InlineData("sft")]
+    [InlineData("grpo")]
+    public void AStepsTimeCountsEveryMicroBatch(string objective)
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = objective == "sft" ? Settings("lora", "f32") : Grpo("lora", "f32");
+        var one = TrainingEstimator.Estimate(config, settings).Times[0].SecondsPerStep;
+        var four = TrainingEstimator.Estimate(config, settings with { GradientAccumulation = 4 }).Times[0].SecondsPerStep;
+        Assert.Equal(4 * one, four, 1e-9 * four);
+    }
+
+    [Fact]
+    public void DatasetTokensAreRefusedForObjectivesThatSampleTheirCompletions()
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var error = Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config, Grpo("lora", "f32") with { DatasetTokens = 1_000_000 }));
+        Assert.Contains("dataset_tokens (--dataset-tokens) has no per-epoch meaning for grpo", error.Message);
+    }
+
+    [Theory]
+    [InlineData("sft")]
+    [InlineData("dpo")]
+    [InlineData("orpo")]
+    public void EveryObjectiveHoldsTheEarlierMicroBatchesGradientsWithGradAccum(string objective)
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        var settings = Settings("lora", "f32") with { Objective = objective };
+        var one = TrainingEstimator.Estimate(config, settings).Training;
+        var two = TrainingEstimator.Estimate(config, settings with { GradientAccumulation = 2 }).Training;
+        // Trainer.AccumulateGradients sums grad_accum micro-batches' gradients and zeroes them after the step: the LoRA
+        // gradients of q_proj and v_proj (r 8 × (64 in + 64 out) each, 2 layers, fp32) exist during the second's forward.
+        var loraGradients = 2.0 * 2 * 8 * (64 + 64) * 4;
+        Assert.Equal(loraGradients, one.Gradients);
+        Assert.Equal(loraGradients, two.PeakTraining - one.PeakTraining, 1e-6);
+    }
+
     [Theory]
     [InlineData("grpo", "kto", "num_generations (--num-generations) is only read by objectives grpo, rloo and online-dpo")]
     [InlineData("grpo", "sft", "num_generations (--num-generations) is only read")]
     [InlineData("online-dpo", "online-dpo", "max_completion_length (--max-completion-length)")]
     [InlineData("grpo", "grpo-odd", "not a multiple of num_generations")]
-    [InlineData("kto", "dpo", "loss_type (--loss-type) is only read by objective kto")]
+    [InlineData("kto", "dpo", "loss_type (--loss-type) is only read by objectives kto, grpo and online-dpo")]
+    // As train refuses them (GkdSettings.RefuseOutsideGkd, RlooSettings.From, OnlineDpoSettings.From).
+    [InlineData("grpo", "grpo-max-new-tokens", "max_new_tokens (--max-new-tokens): only objective gkd or online-dpo uses it")]
+    [InlineData("grpo", "rloo-loss-type", "loss_type (--loss-type): RLOO's loss")]
+    [InlineData("grpo", "online-dpo-bad-loss-type", "online-dpo loss_type (--loss-type) must be sigmoid or ipo")]
+    [InlineData("grpo", "grpo-bad-loss-type", "'bogus'")]
     public void SettingsAnObjectiveDoesNotReadAreRefusedByName(string from, string objective, string message)
     {
         var config = ModelConfig.FromJson(SmallConfig());
@@ -249,11 +317,23 @@ public class ObjectiveEstimateTests
         settings = objective switch
         {
             "grpo-odd" => settings with { MicroBatchSize = 3 },
+            "grpo-max-new-tokens" => settings with { MaxNewTokens = 16 },
+            "rloo-loss-type" => settings with { Objective = "rloo", NumGenerations = null, LossType = "grpo" },
+            "online-dpo-bad-loss-type" => settings with { Objective = "online-dpo", NumGenerations = null, MaxCompletionLength = null, LossType = "bogus" },
+            "grpo-bad-loss-type" => settings with { LossType = "bogus" },
             // Online DPO's completion limit is max_new_tokens, as train refuses it (OnlineDpoSettings.From).
             "online-dpo" => settings with { Objective = objective, NumGenerations = null },
             _ => settings with { Objective = objective },
         };
         Assert.Contains(message, Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config, settings)).Message);
+    }
+
+    [Fact]
+    public void GrpoAndOnlineDposLossTypesAreAcceptedAsTrainReadsThem()
+    {
+        var config = ModelConfig.FromJson(SmallConfig());
+        TrainingEstimator.Estimate(config, Grpo("lora", "f32") with { LossType = "grpo" });
+        TrainingEstimator.Estimate(config, Grpo("lora", "f32") with { Objective = "online-dpo", NumGenerations = null, MaxCompletionLength = null, LossType = "ipo" });
     }
 
     [Fact]
