@@ -44,23 +44,7 @@ public sealed class GptOssMlp : nn.Module<Tensor, Tensor>
         // In the logits' dtype, as GptOssTopKRouter (softmax(…, dtype=router_top_value.dtype)); libtorch accumulates a
         // bf16 softmax in float32 and rounds once, as the CUDA/CPU kernels transformers calls do.
         var weights = F.softmax(topLogits, -1);                                                // (N, k)
-        var slotExperts = selected.reshape(-1);                                                // (N·k): slot s = token·k + j
-        var order = slotExperts.argsort();                                                     // slots grouped by expert
-        var counts = slotExperts.bincount(null, experts.Count).cpu().data<long>().ToArray();   // (E)
-        var tokenOfSlot = order.div(topK, RoundingMode.floor);                                 // (N·k)
-        var weightOfSlot = weights.reshape(-1).index_select(0, order).unsqueeze(1);            // (N·k, 1)
-        var output = zeros_like(flat);                                                         // (N, C)
-        long start = 0;
-        for (var e = 0; e < counts.Length; e++)
-        {
-            var n = counts[e];
-            if (n == 0) continue;
-            using var expertScope = NewDisposeScope();
-            var tokens = tokenOfSlot.narrow(0, start, n);                                      // (n)
-            var expertOutput = experts.Forward(e, flat.index_select(0, tokens)) * weightOfSlot.narrow(0, start, n);
-            output.index_add_(0, tokens, expertOutput.to(flat.dtype), 1);
-            start += n;
-        }
+        var output = SparseMoeBlock.Dispatch(flat, selected, weights, experts.Count, experts.Forward);   // (N, C)
         return output.reshape(hidden.shape).MoveToOuterDisposeScope();
     }
 }

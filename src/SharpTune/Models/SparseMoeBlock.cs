@@ -54,7 +54,7 @@ public sealed class SparseMoeBlock : nn.Module<Tensor, Tensor>
         var routerLogits = gate.forward(flat);                                                  // (N, E)
         recorder?.Record(routerLogits);
         var (weights, selected) = Route(routerLogits, topK, normalize);                         // (N, k) fp32, (N, k) int64
-        var output = Dispatch(flat, selected, weights.to(flat.dtype), experts);
+        var output = Dispatch(flat, selected, weights.to(flat.dtype), experts.Count, (e, tokens) => experts[e].forward(tokens));
         return output.reshape(hidden.shape).MoveToOuterDisposeScope();
     }
 
@@ -74,13 +74,15 @@ public sealed class SparseMoeBlock : nn.Module<Tensor, Tensor>
     /// Runs each expert on the tokens routed to it: the (token, slot) pairs are sorted by expert, so expert e reads one
     /// contiguous run of token indices, gathers those rows (index_select), and adds its weighted output back into them
     /// (index_add_). Experts no token chose are not run. One host read (the per-expert counts) per call.
+    /// <paramref name="runExpert"/> maps (expert index, its rows (n, C)) to that expert's output (n, C); the weighted
+    /// output is cast to <paramref name="flat"/>'s dtype before it is added.
     /// </summary>
-    private static Tensor Dispatch(Tensor flat, Tensor selected, Tensor weights, ModuleList<nn.Module<Tensor, Tensor>> experts)
+    internal static Tensor Dispatch(Tensor flat, Tensor selected, Tensor weights, int expertCount, Func<int, Tensor, Tensor> runExpert)
     {
         var topK = selected.size(1);
         var slotExperts = selected.reshape(-1);                                                 // (N·k): slot s = token·k + j
         var order = slotExperts.argsort();                                                      // slots grouped by expert
-        var counts = slotExperts.bincount(null, experts.Count).cpu().data<long>().ToArray();    // (E)
+        var counts = slotExperts.bincount(null, expertCount).cpu().data<long>().ToArray();      // (E)
         var tokenOfSlot = order.div(topK, RoundingMode.floor);                                  // (N·k)
         var weightOfSlot = weights.reshape(-1).index_select(0, order).unsqueeze(1);             // (N·k, 1)
         var output = zeros_like(flat);                                                          // (N, C)
@@ -91,7 +93,7 @@ public sealed class SparseMoeBlock : nn.Module<Tensor, Tensor>
             if (n == 0) continue;
             using var expertScope = NewDisposeScope();
             var tokens = tokenOfSlot.narrow(0, start, n);                                       // (n)
-            var expertOutput = experts[e].forward(flat.index_select(0, tokens)) * weightOfSlot.narrow(0, start, n);   // (n, C)
+            var expertOutput = runExpert(e, flat.index_select(0, tokens)) * weightOfSlot.narrow(0, start, n);   // (n, C)
             output.index_add_(0, tokens, expertOutput.to(flat.dtype), 1);
             start += n;
         }

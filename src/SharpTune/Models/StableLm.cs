@@ -155,13 +155,9 @@ public sealed class StableLmAttention : nn.Module
     public Tensor Forward(Tensor x, ForwardContext ctx, (Tensor Cos, Tensor SignedSin) angles)
     {
         using var scope = NewDisposeScope();
-        var (b, t) = (x.size(0), x.size(1));
-        var q = DenseMatVec.Forward(q_proj, x).view(b, t, numHeads, headDim).transpose(1, 2);            // (B, nh, T, hd)
-        var k = DenseMatVec.Forward(k_proj, x).view(b, t, numKeyValueHeads, headDim).transpose(1, 2);    // (B, nkv, T, hd)
-        var v = DenseMatVec.Forward(v_proj, x).view(b, t, numKeyValueHeads, headDim).transpose(1, 2);
-        if (q_layernorm is not null) (q, k) = (q_layernorm.Forward(q), k_layernorm!.Forward(k));
-        (q, k) = (RotaryEmbedding.ApplyRotation(q, angles), RotaryEmbedding.ApplyRotation(k, angles));
-        return DenseMatVec.Forward(o_proj, Attention.Compute(q, k, v, ctx, layerIndex)).MoveToOuterDisposeScope();
+        var headNorms = q_layernorm is null ? null : ((Func<Tensor, Tensor>, Func<Tensor, Tensor>)?)(q_layernorm.Forward, k_layernorm!.Forward);
+        return SeparateQkvRotaryAttention.Forward(x, ctx, angles, (q_proj, k_proj, v_proj, o_proj), headNorms,
+            numHeads, numKeyValueHeads, headDim, layerIndex).MoveToOuterDisposeScope();
     }
 }
 

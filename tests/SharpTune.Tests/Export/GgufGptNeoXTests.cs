@@ -153,16 +153,7 @@ public class GgufGptNeoXTests
     [LlamaCppFact]
     public void FixturesExportedAsF32F16AndQ8_0RunInLlamaCppLikeTransformersAndSharpTune()
     {
-        using var dir = new TempDir();
-        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
-        foreach (var name in Fixtures)
-        {
-            var folder = FixtureCopy(dir, Fixture(name));
-            var files = LlamaCppFixtureChecks.ExportF32F16AndQ8_0(dir, folder, name);
-            LlamaCppFixtureChecks.QueueReferenceComparisons(items, name, folder, files, LogProbabilityTolerance, Q8LogProbabilityTolerance,
-                "transformers'");
-        }
-        RunAll(items);
+        LlamaCppFixtureChecks.RunReferenceComparisons(Fixtures, LogProbabilityTolerance, Q8LogProbabilityTolerance, "transformers'");
     }
 
     /// <summary>
@@ -174,15 +165,11 @@ public class GgufGptNeoXTests
     [LlamaCppFact]
     public void LoraAdaptersAppliedByLlamaCppDecodeLikeTheMergedModel()
     {
-        using var dir = new TempDir();
-        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
-        foreach (var name in new[] { "gpt_neox_parallel", "gpt_neox_sequential" })
+        // `export gguf --adapter` merges the adapter into the float32 weights before the rows are regrouped.
+        LlamaCppFixtureChecks.RunLoraComparisons(["gpt_neox_parallel", "gpt_neox_sequential"], seed: 37, (_, lora) =>
         {
-            // `export gguf --adapter` merges the adapter into the float32 weights before the rows are regrouped.
-            var lora = LlamaCppFixtureChecks.QueueLoraComparisons(items, dir, name, FixtureCopy(dir, Fixture(name)), seed: 37);
             Assert.Equal("gptneox", lora.Architecture);
             Assert.Equal(2 * 4 * 2, lora.TensorTypes[GgmlType.F32]);   // lora_a and lora_b for 4 linear layers in 2 blocks
-        }
-        RunAll(items);
+        });
     }
 }

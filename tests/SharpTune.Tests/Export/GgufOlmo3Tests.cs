@@ -112,12 +112,6 @@ public class GgufOlmo3Tests
     [LlamaCppFact]
     public void TheSlidingFixtureRunsInLlamaCppLikeTheReference()
     {
-        using var dir = new TempDir();
-        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
-        var folder = FixtureCopy(dir, Fixture("olmo3_sliding"));
-        var files = LlamaCppFixtureChecks.ExportF32F16AndQ8_0(dir, folder, "olmo3_sliding");
-        LlamaCppFixtureChecks.QueueReferenceComparisons(items, "olmo3_sliding", folder, files, LogProbabilityTolerance, Q8LogProbabilityTolerance,
-            "the reference's");
-        RunAll(items);
+        LlamaCppFixtureChecks.RunReferenceComparisons(["olmo3_sliding"], LogProbabilityTolerance, Q8LogProbabilityTolerance, "the reference's");
     }
 }

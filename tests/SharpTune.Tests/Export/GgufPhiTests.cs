@@ -155,17 +155,8 @@ public class GgufPhiTests
     [LlamaCppFact]
     public void FixturesExportedAsF32F16AndQ8_0RunInLlamaCppLikeTheReferenceAndSharpTune()
     {
-        using var dir = new TempDir();
-        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
-        foreach (var name in Fixtures)
-        {
-            var folder = FixtureCopy(dir, Fixture(name));
-            var files = LlamaCppFixtureChecks.ExportF32F16AndQ8_0(dir, folder, name);
-            Assert.Contains(GgmlType.F16, GgufReader.Open(files.F16).Tensors.Select(t => t.Type));
-            LlamaCppFixtureChecks.QueueReferenceComparisons(items, name, folder, files, LogProbabilityTolerance, Q8LogProbabilityTolerance,
-                "the reference's");
-        }
-        RunAll(items);
+        LlamaCppFixtureChecks.RunReferenceComparisons(Fixtures, LogProbabilityTolerance, Q8LogProbabilityTolerance, "the reference's",
+            files => Assert.Contains(GgmlType.F16, GgufReader.Open(files.F16).Tensors.Select(t => t.Type)));
     }
 
     /// <summary>
@@ -176,18 +167,13 @@ public class GgufPhiTests
     [LlamaCppFact]
     public void LoraAdaptersAppliedByLlamaCppDecodeLikeTheMergedModel()
     {
-        using var dir = new TempDir();
-        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
-        foreach (var name in Fixtures)
+        LlamaCppFixtureChecks.RunLoraComparisons(Fixtures, seed: 41, (folder, lora) =>
         {
-            var folder = FixtureCopy(dir, Fixture(name));
-            var lora = LlamaCppFixtureChecks.QueueLoraComparisons(items, dir, name, folder, seed: 41);
             Assert.Equal("phi2", lora.Architecture);
             Assert.Equal(2 * 6 * ModelConfig.Load(folder).NumLayers, lora.TensorTypes[GgmlType.F32]);   // lora_a and lora_b for 6 linear layers a block
             var loraFile = GgufReader.Open(lora.Path);
             foreach (var target in new[] { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down" })
                 Assert.Contains($"blk.0.{target}.weight.lora_b", loraFile.Tensors.Select(t => t.Name));
-        }
-        RunAll(items);
+        });
     }
 }

@@ -81,32 +81,18 @@ public class GgufStableLmTests
     [LlamaCppFact]
     public void FixturesExportedAsF32F16AndQ8_0RunInLlamaCppLikeTheReferenceAndSharpTune()
     {
-        using var dir = new TempDir();
-        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
-        foreach (var name in Fixtures)
-        {
-            var folder = FixtureCopy(dir, Fixture(name));
-            var files = LlamaCppFixtureChecks.ExportF32F16AndQ8_0(dir, folder, name);
-            LlamaCppFixtureChecks.QueueReferenceComparisons(items, name, folder, files, LogProbabilityTolerance, Q8LogProbabilityTolerance,
-                "the reference's");
-        }
-        RunAll(items);
+        LlamaCppFixtureChecks.RunReferenceComparisons(Fixtures, LogProbabilityTolerance, Q8LogProbabilityTolerance, "the reference's");
     }
 
     [LlamaCppFact]
     public void LoraAdaptersAppliedByLlamaCppDecodeLikeTheMergedModel()
     {
-        using var dir = new TempDir();
-        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
-        foreach (var name in Fixtures)
+        LlamaCppFixtureChecks.RunLoraComparisons(Fixtures, seed: 43, (_, lora) =>
         {
-            var folder = FixtureCopy(dir, Fixture(name));
-            var lora = LlamaCppFixtureChecks.QueueLoraComparisons(items, dir, name, folder, seed: 43);
             Assert.Equal("stablelm", lora.Architecture);
             var loraFile = GgufReader.Open(lora.Path);
             foreach (var target in new[] { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" })
                 Assert.Contains($"blk.0.{target}.weight.lora_b", loraFile.Tensors.Select(t => t.Name));
-        }
-        RunAll(items);
+        });
     }
 }

@@ -95,4 +95,39 @@ internal static class LlamaCppFixtureChecks
             result => AssertSameIds($"{name} merged export", expected, Ids(result, "greedy"))));
         return lora;
     }
+
+    /// <summary>
+    /// For each fixture of Models/Fixtures: a copy exported as f32, f16 and q8_0 (<paramref name="checkFiles"/>, if given,
+    /// sees the files), its <see cref="QueueReferenceComparisons"/>, then all of them run by llama.cpp.
+    /// </summary>
+    public static void RunReferenceComparisons(IEnumerable<string> fixtures, double logProbabilityTolerance, double q8LogProbabilityTolerance,
+        string reference, Action<ExportedFiles>? checkFiles = null)
+    {
+        using var dir = new TempDir();
+        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
+        foreach (var name in fixtures)
+        {
+            var folder = FixtureCopy(dir, TestAssets.ModelFixture(name));
+            var files = ExportF32F16AndQ8_0(dir, folder, name);
+            checkFiles?.Invoke(files);
+            QueueReferenceComparisons(items, name, folder, files, logProbabilityTolerance, q8LogProbabilityTolerance, reference);
+        }
+        RunAll(items);
+    }
+
+    /// <summary>
+    /// For each fixture of Models/Fixtures: <see cref="QueueLoraComparisons"/> on a copy of it (<paramref name="checkAdapter"/>
+    /// sees the copy's folder and the LoRA GGUF's export report), then all of them run by llama.cpp.
+    /// </summary>
+    public static void RunLoraComparisons(IEnumerable<string> fixtures, long seed, Action<string, GgufExportReport> checkAdapter)
+    {
+        using var dir = new TempDir();
+        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
+        foreach (var name in fixtures)
+        {
+            var folder = FixtureCopy(dir, TestAssets.ModelFixture(name));
+            checkAdapter(folder, QueueLoraComparisons(items, dir, name, folder, seed));
+        }
+        RunAll(items);
+    }
 }

@@ -27,10 +27,9 @@ public class GptNeoXTests
     [InlineData("gpt_neox_tied_head128", true)]
     public void LogitsMatchTheReferenceWithin1e5(string name, bool parallel)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         Assert.IsType<GPTNeoXForCausalLM>(model);
         Assert.Equal(parallel, model.Config.UseParallelResidual);
-        model.eval();
         TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
     }
 
@@ -44,8 +43,7 @@ public class GptNeoXTests
     [InlineData("gpt_neox_tied_head128")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
-        model.eval();
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
     }
 
@@ -59,9 +57,8 @@ public class GptNeoXTests
     public void EveryCachedDecodeStepMatchesTheReferenceWithHeadsOf128TiedAndWithoutBiases()
     {
         var folder = Fixture("gpt_neox_tied_head128");
-        using var model = PretrainedModel.Load(folder, ScalarType.Float32);
+        using var model = TransformersExpected.LoadForComparison(folder);
         Assert.Equal((128, 32, false, true), (model.Config.HeadDim, model.Config.RotaryDim, model.Config.AttentionBias, model.Config.TieWordEmbeddings));
-        model.eval();
         // float32 against float64 over 128-wide products; a mis-rotated or mis-cached step is off by ~0.1 or more.
         TransformersExpected.AssertEveryCachedDecodeStep(model, folder, "gpt_neox_tied_head128", tolerance: 5e-5);
     }

@@ -29,9 +29,8 @@ public class GptOssTests
     [InlineData("gpt_oss_mxfp4")]
     public void LogitsMatchTheReferenceWithin1e5(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         Assert.IsType<GptOssForCausalLM>(model);
-        model.eval();
         TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
     }
 
@@ -45,8 +44,7 @@ public class GptOssTests
     [InlineData("gpt_oss_mxfp4")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
-        model.eval();
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
     }
 
@@ -59,8 +57,7 @@ public class GptOssTests
     [InlineData("gpt_oss_mxfp4")]
     public void EveryCachedDecodeStepMatchesTheReference(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
-        model.eval();
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         TransformersExpected.AssertEveryCachedDecodeStep(model, Fixture(name), name, tolerance: 2e-5);
     }
 
@@ -353,8 +350,7 @@ public class GptOssTests
     [Fact]
     public void ARecordingKeepsEachLayersRawRouterLogits()
     {
-        using var model = PretrainedModel.Load(Fixture("gpt_oss_tiny"), ScalarType.Float32);
-        model.eval();
+        using var model = TransformersExpected.LoadForComparison(Fixture("gpt_oss_tiny"));
         using var noGrad = no_grad();
         using var ids = tensor(new long[] { 3, 17, 42, 7, 59 }).unsqueeze(0);
         using var recording = model.RouterLogits!.Start();

@@ -22,9 +22,8 @@ public class Olmo3Tests
     [InlineData("olmo3_sliding_linear")]
     public void LogitsMatchTheReferenceWithin1e5(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         Assert.IsType<Olmo3ForCausalLM>(model);
-        model.eval();
         TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
     }
 
@@ -33,8 +32,7 @@ public class Olmo3Tests
     [InlineData("olmo3_sliding_linear")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
-        model.eval();
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
     }
 
@@ -49,9 +47,8 @@ public class Olmo3Tests
     public void EveryCachedDecodeStepMatchesTheReference(string name)
     {
         var folder = Fixture(name);
-        using var model = PretrainedModel.Load(folder, ScalarType.Float32);
+        using var model = TransformersExpected.LoadForComparison(folder);
         Assert.Equal(4, model.Config.SlidingWindow);
-        model.eval();
         TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
     }
 

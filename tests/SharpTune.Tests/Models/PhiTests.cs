@@ -28,9 +28,8 @@ public class PhiTests
     [InlineData("phi_rotary32_qkln_gqa")]
     public void LogitsMatchTheReferenceWithin1e5(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         Assert.IsType<PhiForCausalLM>(model);
-        model.eval();
         TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
     }
 
@@ -45,8 +44,7 @@ public class PhiTests
     [InlineData("phi_rotary32_qkln_gqa")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
-        model.eval();
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
     }
 
@@ -67,9 +65,8 @@ public class PhiTests
     public void EveryCachedDecodeStepMatchesTheReference(string name, int headDim, int rotaryDim)
     {
         var folder = Fixture(name);
-        using var model = PretrainedModel.Load(folder, ScalarType.Float32);
+        using var model = TransformersExpected.LoadForComparison(folder);
         Assert.Equal((headDim, rotaryDim), (model.Config.HeadDim, model.Config.RotaryDim));
-        model.eval();
         // float32 against float64; a mis-rotated or mis-cached step is off by ~0.1 or more.
         TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
     }

@@ -31,9 +31,8 @@ public class StableLmTests
     [InlineData("stablelm_sequential")]
     public void LogitsMatchTheReferenceWithin1e5(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         Assert.IsType<StableLmForCausalLM>(model);
-        model.eval();
         TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
     }
 
@@ -43,8 +42,7 @@ public class StableLmTests
     [InlineData("stablelm_sequential")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
-        using var model = PretrainedModel.Load(Fixture(name), ScalarType.Float32);
-        model.eval();
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
         TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
     }
 
@@ -60,9 +58,8 @@ public class StableLmTests
     public void EveryCachedDecodeStepMatchesTheReference(string name, int rotaryDim, double ropeTheta)
     {
         var folder = Fixture(name);
-        using var model = PretrainedModel.Load(folder, ScalarType.Float32);
+        using var model = TransformersExpected.LoadForComparison(folder);
         Assert.Equal((16, rotaryDim, ropeTheta), (model.Config.HeadDim, model.Config.RotaryDim, model.Config.RopeTheta));
-        model.eval();
         TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
     }
 

@@ -25,6 +25,14 @@ internal static class TransformersExpected
                     ? steps.EnumerateArray().Select(row => row.EnumerateArray().Select(e => e.GetSingle()).ToArray()).ToArray()
                     : null)).ToArray();
 
+    /// <summary>The checkpoint in <paramref name="folder"/> loaded in float32 and in eval mode, as the comparisons here want it.</summary>
+    public static CausalLanguageModel LoadForComparison(string folder)
+    {
+        var model = PretrainedModel.Load(folder, ScalarType.Float32);
+        model.eval();
+        return model;
+    }
+
     /// <summary>
     /// Every prompt's last-position logits within <paramref name="tolerance"/> of transformers' (a float32 forward agrees
     /// to ~1e-5; 1e-4 leaves room for wider models).

@@ -66,16 +66,13 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
 
     private static ModelLayout Llama(ModelConfig c)
     {
-        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, ffn = c.IntermediateSize;
+        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim;
         var oBias = c.AttentionBias && c.Architecture != "Qwen2ForCausalLM";   // Qwen2's bias is on q/k/v only
         var linears = new List<LinearLayerShape>();
         for (var i = 0; i < c.NumLayers; i++)
         {
             var p = $"model.layers.{i}";
-            linears.Add(new($"{p}.self_attn.q_proj", d, attention, c.AttentionBias));
-            linears.Add(new($"{p}.self_attn.k_proj", d, kv, c.AttentionBias));
-            linears.Add(new($"{p}.self_attn.v_proj", d, kv, c.AttentionBias));
-            linears.Add(new($"{p}.self_attn.o_proj", attention, d, oBias));
+            AddSeparateAttention(linears, c, p, "o_proj", c.AttentionBias, oBias);
             if (c.Experts is { } moe && moe.IsSparse(i))
             {
                 // The sparse block: the router and every expert's SwiGLU projections (Mixtral: block_sparse_moe, w1 w3 w2).
@@ -90,9 +87,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
                 }
                 continue;
             }
-            linears.Add(new($"{p}.mlp.gate_proj", d, ffn, c.MlpBias));
-            linears.Add(new($"{p}.mlp.up_proj", d, ffn, c.MlpBias));
-            linears.Add(new($"{p}.mlp.down_proj", ffn, d, c.MlpBias));
+            AddGatedMlp(linears, c, p, c.MlpBias);
         }
         if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
         // embeddings, the RMSNorms of each layer (Gemma 2 and 3 have four, OLMo 2 two after the blocks), q/k norms (per
@@ -167,15 +162,12 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     // tied only that bias (the weight is embed_tokens'); no learned positions (RoPE).
     private static ModelLayout Phi(ModelConfig c)
     {
-        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, ffn = c.IntermediateSize;
+        long d = c.HiddenSize, ffn = c.IntermediateSize;
         var linears = new List<LinearLayerShape>();
         for (var i = 0; i < c.NumLayers; i++)
         {
             var p = $"model.layers.{i}";
-            linears.Add(new($"{p}.self_attn.q_proj", d, attention, true));
-            linears.Add(new($"{p}.self_attn.k_proj", d, kv, true));
-            linears.Add(new($"{p}.self_attn.v_proj", d, kv, true));
-            linears.Add(new($"{p}.self_attn.dense", attention, d, true));
+            AddSeparateAttention(linears, c, p, "dense", qkvBias: true, outputBias: true);
             linears.Add(new($"{p}.mlp.fc1", d, ffn, true));
             linears.Add(new($"{p}.mlp.fc2", ffn, d, true));
         }
@@ -192,23 +184,37 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     // absent when tied; no learned positions (RoPE).
     private static ModelLayout StableLm(ModelConfig c)
     {
-        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, ffn = c.IntermediateSize;
+        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim;
         var linears = new List<LinearLayerShape>();
         for (var i = 0; i < c.NumLayers; i++)
         {
             var p = $"model.layers.{i}";
-            linears.Add(new($"{p}.self_attn.q_proj", d, attention, c.AttentionBias));
-            linears.Add(new($"{p}.self_attn.k_proj", d, kv, c.AttentionBias));
-            linears.Add(new($"{p}.self_attn.v_proj", d, kv, c.AttentionBias));
-            linears.Add(new($"{p}.self_attn.o_proj", attention, d, false));
-            linears.Add(new($"{p}.mlp.gate_proj", d, ffn, false));
-            linears.Add(new($"{p}.mlp.up_proj", d, ffn, false));
-            linears.Add(new($"{p}.mlp.down_proj", ffn, d, false));
+            AddSeparateAttention(linears, c, p, "o_proj", c.AttentionBias, outputBias: false);
+            AddGatedMlp(linears, c, p, bias: false);
         }
         if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
         var normsPerLayer = c.UseParallelResidual == true ? 2L : 4L;   // weight and bias of one or two LayerNorms
         var qkNorms = c.QkLayerNorm ? (attention + kv) * c.NumLayers : 0;
         var other = (long)c.VocabSize * d + (normsPerLayer * c.NumLayers + 2) * d + qkNorms;
         return new ModelLayout(c, linears, other, LayerNormBlocks: true);
+    }
+
+    // Layer p's separate q_proj, k_proj and v_proj (k and v num_key_value_heads wide) and its output projection.
+    private static void AddSeparateAttention(List<LinearLayerShape> linears, ModelConfig c, string p, string output, bool qkvBias, bool outputBias)
+    {
+        long d = c.HiddenSize, attention = (long)c.NumHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim;
+        linears.Add(new($"{p}.self_attn.q_proj", d, attention, qkvBias));
+        linears.Add(new($"{p}.self_attn.k_proj", d, kv, qkvBias));
+        linears.Add(new($"{p}.self_attn.v_proj", d, kv, qkvBias));
+        linears.Add(new($"{p}.self_attn.{output}", attention, d, outputBias));
+    }
+
+    // Layer p's SwiGLU MLP: gate_proj, up_proj (hidden → intermediate) and down_proj.
+    private static void AddGatedMlp(List<LinearLayerShape> linears, ModelConfig c, string p, bool bias)
+    {
+        long d = c.HiddenSize, ffn = c.IntermediateSize;
+        linears.Add(new($"{p}.mlp.gate_proj", d, ffn, bias));
+        linears.Add(new($"{p}.mlp.up_proj", d, ffn, bias));
+        linears.Add(new($"{p}.mlp.down_proj", ffn, d, bias));
     }
 }

@@ -100,6 +100,27 @@ internal abstract class GgufArchitecture
     }
 
     /// <summary>
+    /// The hyper-parameters the LayerNorm, partial-rotary decoders write (gptneox, stablelm, phi2): head_count_kv where
+    /// llama.cpp's loader reads it (<paramref name="withKeyValueHeads"/>), use_parallel_residual where its graph has both
+    /// blocks (<paramref name="parallelResidual"/>), rope.dimension_count (the rotated dims per head) and rope.freq_base,
+    /// which the converters leave out (llama.cpp then uses 10000) and which is written so another base is honoured.
+    /// </summary>
+    protected void AddLayerNormRotaryHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config,
+        bool withKeyValueHeads, bool? parallelResidual)
+    {
+        Add(metadata, $"{Name}.context_length", GgufValue.U32((uint)config.MaxPositionEmbeddings));
+        Add(metadata, $"{Name}.embedding_length", GgufValue.U32((uint)config.HiddenSize));
+        Add(metadata, $"{Name}.block_count", GgufValue.U32((uint)config.NumLayers));
+        Add(metadata, $"{Name}.feed_forward_length", GgufValue.U32((uint)config.IntermediateSize));
+        Add(metadata, $"{Name}.rope.dimension_count", GgufValue.U32((uint)config.RotaryDim));
+        Add(metadata, $"{Name}.attention.head_count", GgufValue.U32((uint)config.NumHeads));
+        if (withKeyValueHeads) Add(metadata, $"{Name}.attention.head_count_kv", GgufValue.U32((uint)config.NumKeyValueHeads));
+        if (parallelResidual is { } parallel) Add(metadata, $"{Name}.use_parallel_residual", GgufValue.Bool(parallel));
+        Add(metadata, $"{Name}.attention.layer_norm_epsilon", GgufValue.F32((float)config.NormEps));
+        Add(metadata, $"{Name}.rope.freq_base", GgufValue.F32((float)config.RopeTheta));
+    }
+
+    /// <summary>
     /// attention.key_length / value_length where the config names head_dim (as the converter writes them) and wherever the
     /// head width differs from hidden_size / num_attention_heads, which is all llama.cpp assumes without them: Qwen3's
     /// config defaults head_dim to 128, so a config.json that leaves it out still has 128-wide heads.
@@ -179,10 +200,7 @@ internal abstract class GgufArchitecture
         for (var i = 0; i < config.NumLayers; i++)
             foreach (var (hf, gguf) in layerTensors)
             {
-                var checkpointName = $"model.layers.{i}.{hf}.weight";
-                if (!names.Contains(checkpointName))
-                    throw new InvalidDataException($"the checkpoint has no {checkpointName}{missingHint}");
-                tensors.Add(Same($"blk.{i}.{gguf}.weight", checkpointName, source));
+                tensors.Add(Required($"blk.{i}.{gguf}.weight", $"model.layers.{i}.{hf}.weight", names, source, missingHint));
             }
     }
 
@@ -193,6 +211,13 @@ internal abstract class GgufArchitecture
         if (!config.TieWordEmbeddings && names.Contains("lm_head.weight"))
             tensors.Add(Same("output.weight", "lm_head.weight", source));
     }
+
+    /// <summary>
+    /// The checkpoint name of the output matrix llama.cpp's loader requires: lm_head.weight, or in a tied model the
+    /// weight token_embd was read from (embed_tokens, or lm_head.weight in a file that keeps only that name).
+    /// </summary>
+    protected static string RequiredOutputHead(ISet<string> names, ModelConfig config) =>
+        config.TieWordEmbeddings ? Stored(names, "model.embed_tokens.weight") ?? "lm_head.weight" : "lm_head.weight";
 
     /// <summary>The GGUF name of a decoder layer's linear weight, from the architecture's (checkpoint, GGUF) name table.</summary>
     protected static string? DecoderLinearName(string checkpointName, IEnumerable<(string Hf, string Gguf)> layerTensors)
@@ -205,6 +230,11 @@ internal abstract class GgufArchitecture
     /// <summary>Reads a tensor unchanged.</summary>
     protected static MappedTensor Same(string ggufName, string checkpointName, IWeightSource source) =>
         new(ggufName, source.ShapeOf(checkpointName), s => s.Read(checkpointName));
+
+    /// <summary>Reads a tensor unchanged; a checkpoint without it is an error, with <paramref name="missingHint"/> after its name.</summary>
+    protected static MappedTensor Required(string ggufName, string checkpointName, ISet<string> names, IWeightSource source, string missingHint = "") =>
+        names.Contains(checkpointName) ? Same(ggufName, checkpointName, source)
+            : throw new InvalidDataException($"the checkpoint has no {checkpointName}{missingHint}");
 
     /// <summary>A 2-D tensor transposed (GPT-2's Conv1D stores [in, out]; llama.cpp wants [out, in]).</summary>
     protected static MappedTensor Transposed(string ggufName, string checkpointName, IWeightSource source)

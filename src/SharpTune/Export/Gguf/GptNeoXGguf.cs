@@ -41,15 +41,7 @@ internal sealed class GptNeoXGguf : GgufArchitecture
 
     public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
     {
-        Add(metadata, "gptneox.context_length", GgufValue.U32((uint)config.MaxPositionEmbeddings));
-        Add(metadata, "gptneox.embedding_length", GgufValue.U32((uint)config.HiddenSize));
-        Add(metadata, "gptneox.block_count", GgufValue.U32((uint)config.NumLayers));
-        Add(metadata, "gptneox.feed_forward_length", GgufValue.U32((uint)config.IntermediateSize));
-        Add(metadata, "gptneox.rope.dimension_count", GgufValue.U32((uint)config.RotaryDim));
-        Add(metadata, "gptneox.attention.head_count", GgufValue.U32((uint)config.NumHeads));
-        Add(metadata, "gptneox.use_parallel_residual", GgufValue.Bool(config.UseParallelResidual ?? true));
-        Add(metadata, "gptneox.attention.layer_norm_epsilon", GgufValue.F32((float)config.NormEps));
-        Add(metadata, "gptneox.rope.freq_base", GgufValue.F32((float)config.RopeTheta));
+        AddLayerNormRotaryHyperParameters(metadata, config, withKeyValueHeads: false, parallelResidual: config.UseParallelResidual ?? true);
     }
 
     public override IReadOnlyList<MappedTensor> MapTensors(IWeightSource source, ModelConfig config)

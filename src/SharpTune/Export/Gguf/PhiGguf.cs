@@ -48,15 +48,7 @@ internal sealed class PhiGguf : GgufArchitecture
 
     public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
     {
-        Add(metadata, "phi2.context_length", GgufValue.U32((uint)config.MaxPositionEmbeddings));
-        Add(metadata, "phi2.embedding_length", GgufValue.U32((uint)config.HiddenSize));
-        Add(metadata, "phi2.feed_forward_length", GgufValue.U32((uint)config.IntermediateSize));
-        Add(metadata, "phi2.block_count", GgufValue.U32((uint)config.NumLayers));
-        Add(metadata, "phi2.attention.head_count", GgufValue.U32((uint)config.NumHeads));
-        Add(metadata, "phi2.attention.head_count_kv", GgufValue.U32((uint)config.NumKeyValueHeads));
-        Add(metadata, "phi2.attention.layer_norm_epsilon", GgufValue.F32((float)config.NormEps));
-        Add(metadata, "phi2.rope.dimension_count", GgufValue.U32((uint)config.RotaryDim));
-        Add(metadata, "phi2.rope.freq_base", GgufValue.F32((float)config.RopeTheta));
+        AddLayerNormRotaryHyperParameters(metadata, config, withKeyValueHeads: true, parallelResidual: null);
     }
 
     public override IReadOnlyList<MappedTensor> MapTensors(IWeightSource source, ModelConfig config)
@@ -67,20 +59,12 @@ internal sealed class PhiGguf : GgufArchitecture
         for (var i = 0; i < config.NumLayers; i++)
             foreach (var (hf, gguf) in LayerTensors)
                 foreach (var part in new[] { "weight", "bias" })
-                {
-                    var checkpointName = $"model.layers.{i}.{hf}.{part}";
-                    if (!names.Contains(checkpointName)) throw new InvalidDataException($"the checkpoint has no {checkpointName}");
-                    tensors.Add(Same($"blk.{i}.{gguf}.{part}", checkpointName, source));
-                }
+                    tensors.Add(Required($"blk.{i}.{gguf}.{part}", $"model.layers.{i}.{hf}.{part}", names, source));
         tensors.Add(Same("output_norm.weight", "model.final_layernorm.weight", source));
         tensors.Add(Same("output_norm.bias", "model.final_layernorm.bias", source));
-        // Tied: the weight token_embd was read from (embed_tokens, or lm_head.weight in a file that keeps only that name).
-        var head = config.TieWordEmbeddings ? Stored(names, "model.embed_tokens.weight") ?? "lm_head.weight" : "lm_head.weight";
-        foreach (var required in new[] { head, "lm_head.bias" })
-            if (!names.Contains(required))
-                throw new InvalidDataException($"the checkpoint has no {required} (llama.cpp's phi2 needs the output matrix and its bias)");
-        tensors.Add(Same("output.weight", head, source));
-        tensors.Add(Same("output.bias", "lm_head.bias", source));
+        const string needed = " (llama.cpp's phi2 needs the output matrix and its bias)";
+        tensors.Add(Required("output.weight", RequiredOutputHead(names, config), names, source, needed));
+        tensors.Add(Required("output.bias", "lm_head.bias", names, source, needed));
         return tensors;
     }
 

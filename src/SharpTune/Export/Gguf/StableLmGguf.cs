@@ -42,16 +42,7 @@ internal sealed class StableLmGguf : GgufArchitecture
 
     public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
     {
-        Add(metadata, "stablelm.context_length", GgufValue.U32((uint)config.MaxPositionEmbeddings));
-        Add(metadata, "stablelm.embedding_length", GgufValue.U32((uint)config.HiddenSize));
-        Add(metadata, "stablelm.block_count", GgufValue.U32((uint)config.NumLayers));
-        Add(metadata, "stablelm.feed_forward_length", GgufValue.U32((uint)config.IntermediateSize));
-        Add(metadata, "stablelm.rope.dimension_count", GgufValue.U32((uint)config.RotaryDim));
-        Add(metadata, "stablelm.attention.head_count", GgufValue.U32((uint)config.NumHeads));
-        Add(metadata, "stablelm.attention.head_count_kv", GgufValue.U32((uint)config.NumKeyValueHeads));
-        Add(metadata, "stablelm.use_parallel_residual", GgufValue.Bool(config.UseParallelResidual ?? false));
-        Add(metadata, "stablelm.attention.layer_norm_epsilon", GgufValue.F32((float)config.NormEps));
-        Add(metadata, "stablelm.rope.freq_base", GgufValue.F32((float)config.RopeTheta));
+        AddLayerNormRotaryHyperParameters(metadata, config, withKeyValueHeads: true, parallelResidual: config.UseParallelResidual ?? false);
     }
 
     public override IReadOnlyList<MappedTensor> MapTensors(IWeightSource source, ModelConfig config)
@@ -68,15 +59,11 @@ internal sealed class StableLmGguf : GgufArchitecture
                 var hasBias = hf.EndsWith("layernorm", StringComparison.Ordinal);
                 foreach (var part in hasBias ? new[] { "weight", "bias" } : new[] { "weight" })
                 {
-                    var checkpointName = $"model.layers.{i}.{hf}.{part}";
-                    if (!names.Contains(checkpointName)) throw new InvalidDataException($"the checkpoint has no {checkpointName}");
-                    tensors.Add(Same($"blk.{i}.{gguf}.{part}", checkpointName, source));
+                    tensors.Add(Required($"blk.{i}.{gguf}.{part}", $"model.layers.{i}.{hf}.{part}", names, source));
                 }
                 if (config.AttentionBias && hf is "self_attn.q_proj" or "self_attn.k_proj" or "self_attn.v_proj")
                 {
-                    var bias = $"model.layers.{i}.{hf}.bias";
-                    if (!names.Contains(bias)) throw new InvalidDataException($"the checkpoint has no {bias} (use_qkv_bias is true)");
-                    tensors.Add(Same($"blk.{i}.{gguf}.bias", bias, source));
+                    tensors.Add(Required($"blk.{i}.{gguf}.bias", $"model.layers.{i}.{hf}.bias", names, source, " (use_qkv_bias is true)"));
                 }
             }
             if (config.QkLayerNorm)
@@ -87,9 +74,7 @@ internal sealed class StableLmGguf : GgufArchitecture
         }
         tensors.Add(Same("output_norm.weight", "model.norm.weight", source));
         tensors.Add(Same("output_norm.bias", "model.norm.bias", source));
-        var head = config.TieWordEmbeddings ? Stored(names, "model.embed_tokens.weight") ?? "lm_head.weight" : "lm_head.weight";
-        if (!names.Contains(head)) throw new InvalidDataException($"the checkpoint has no {head}");
-        tensors.Add(Same("output.weight", head, source));
+        tensors.Add(Required("output.weight", RequiredOutputHead(names, config), names, source));
         return tensors;
     }
 
