@@ -27,6 +27,7 @@ import os
 import torch
 
 from reference_io import write_fixture
+from reference_ops import layer_norm, rotary_tables, rotate_half
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROMPTS = [[3, 17, 42, 7, 59], [5, 1, 38, 23, 54, 12, 0, 47, 31, 45, 9, 60, 2]]
@@ -89,13 +90,6 @@ def random_weights(cfg, seed):
     return w
 
 
-def layer_norm(x, w, b, eps):
-    return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps)
-
-
-def rotate_half(x):
-    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
-    return torch.cat((-x2, x1), dim=-1)
 
 
 def forward(cfg, w, ids):
@@ -106,10 +100,7 @@ def forward(cfg, w, ids):
     W = {k: t.double() for k, t in w.items()}
     t = len(ids)
     x = W["gpt_neox.embed_in.weight"][torch.tensor(ids)].unsqueeze(0)                          # (1, T, C)
-    inv_freq = 1.0 / (cfg["rotary_emb_base"] ** (torch.arange(0, rot, 2, dtype=torch.int64).double() / rot))
-    freqs = torch.outer(torch.arange(t, dtype=torch.float64), inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()                                                               # (T, rot)
+    cos, sin = rotary_tables(cfg["rotary_emb_base"], rot, t)                                                  # (T, rot)
     causal = torch.tril(torch.ones(t, t, dtype=torch.bool))
     for i in range(cfg["num_hidden_layers"]):
         p = f"gpt_neox.layers.{i}."
