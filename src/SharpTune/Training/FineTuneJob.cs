@@ -158,6 +158,10 @@ public static class FineTuneJob
             Validate(options);
         }
         var quantization = options.QuantizationSettings();
+        // A head task quantizes the classifier's linear layers after loading it, which would leave an MXFP4 folder's
+        // experts in full precision: refused by name, as PretrainedModel.Load refuses it for causal-LM training.
+        if (quantization is not null && TrainingTasks.TrainsHead(options) && Mxfp4.IsDeclared(modelDir))
+            throw new NotSupportedException(Mxfp4.RequantizingRefused(modelDir));
         if (quantization is null && options.InitLoraWeights is { } init && LoraConfig.ParseInit(init, "init_lora_weights") == LoraInit.Loftq)
             throw new ArgumentException("init_lora_weights loftq (--init-lora-weights loftq) starts LoRA from the quantized base's error: " +
                                         "it needs quantize: nf4, fp4 or int8 (--quantize)");

@@ -8,6 +8,7 @@ using SharpTune.Peft.Lora;
 using SharpTune.Quantization;
 using SharpTune.Tests.Serving;
 using SharpTune.Tests.Support;
+using SharpTune.Training;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Models;
@@ -255,6 +256,24 @@ public class GptOssTests
         Assert.Equal(2, code);
         Assert.Contains("stores its experts in MXFP4", stderr);
         Assert.False(Directory.Exists(dir.File("cli")));
+    }
+
+    /// <summary>
+    /// Classification training with --quantize would quantize only the loaded classifier's linear layers and leave the
+    /// dequantized experts in full precision: it is refused naming MXFP4 before anything loads, as causal-LM training is.
+    /// </summary>
+    [Fact]
+    public void ClassificationTrainingWithQuantizeOnAnMxfp4FolderIsRefusedByName()
+    {
+        using var temp = new TempDir();
+        var data = temp.File("classes.jsonl", "{\"text\": \"a b\", \"label\": \"a\"}\n{\"text\": \"b a\", \"label\": \"b\"}\n");
+        var options = Classification.SequenceClassificationTrainingTests.Options(data, temp.File("out"), TrainingTasks.SequenceClassification) with
+        {
+            Model = Fixture("gpt_oss_mxfp4"), Quantize = "nf4", TargetModules = "q_proj,v_proj",
+        };
+        var refused = Assert.Throws<NotSupportedException>(() => FineTuneJob.Run(options));
+        Assert.Contains("stores its experts in MXFP4", refused.Message);
+        Assert.False(Directory.Exists(temp.File("out")));
     }
 
     /// <summary>

@@ -37,7 +37,15 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     /// mixture-of-experts layer's experts, only the k a token is routed to.
     /// </summary>
     public long MatmulParameters =>
-        (long)Linears.Sum(l => l.InFeatures * l.OutFeatures * ActiveShare(l)) + (Config.TieWordEmbeddings ? (long)Config.VocabSize * Config.HiddenSize : 0);
+        (long)Linears.Sum(l => l.InFeatures * l.OutFeatures * ActiveShare(l)) + (Config.TieWordEmbeddings ? (long)Config.VocabSize * Config.HiddenSize : 0)
+        + OtherMatmulParameters;
+
+    /// <summary>
+    /// Weights among <see cref="OtherParameters"/> that a token still multiplies through: gpt-oss's router and the k
+    /// routed experts' fused 3D projections (parameters, not linear layers: no target_modules entry or bitsandbytes
+    /// quantization reaches them, so they stay out of <see cref="Linears"/>).
+    /// </summary>
+    internal long OtherMatmulParameters { get; init; }
 
     private double ActiveShare(LinearLayerShape linear) =>
         Config.Experts is { } moe && linear.Path.Contains(".experts.", StringComparison.Ordinal) ? moe.ExpertsPerToken / (double)moe.ExpertCount : 1.0;
@@ -51,6 +59,7 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         "GPTNeoXForCausalLM" => GptNeoX(config),
         "PhiForCausalLM" => Phi(config),
         "StableLmForCausalLM" => StableLm(config),
+        "GptOssForCausalLM" => GptOss(config),
         _ => throw new NotSupportedException(
             $"architecture '{config.Architecture}' is not supported by the estimator; supported: {string.Join(", ", [.. LlamaLayouts, .. OwnLayouts])}"),
     };
@@ -62,7 +71,8 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         "Olmo2ForCausalLM", "Olmo3ForCausalLM", "GemmaForCausalLM", "Qwen3MoeForCausalLM", "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
     ];
 
-    private static readonly string[] OwnLayouts = ["Phi3ForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM", "PhiForCausalLM", "StableLmForCausalLM"];
+    private static readonly string[] OwnLayouts =
+        ["Phi3ForCausalLM", "GPT2LMHeadModel", "GPTNeoXForCausalLM", "PhiForCausalLM", "StableLmForCausalLM", "GptOssForCausalLM"];
 
     private static ModelLayout Llama(ModelConfig c)
     {
@@ -197,6 +207,31 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         var qkNorms = c.QkLayerNorm ? (attention + kv) * c.NumLayers : 0;
         var other = (long)c.VocabSize * d + (normsPerLayer * c.NumLayers + 2) * d + qkNorms;
         return new ModelLayout(c, linears, other, LayerNormBlocks: true);
+    }
+
+    // gpt-oss (modeling_gpt_oss.py): q_proj, k_proj, v_proj and o_proj (biases with attention_bias) and one sink logit per
+    // query head (self_attn.sinks); the MLP's router (weight E × hidden and bias E) and experts' fused gate_up_proj
+    // (E, hidden, 2·I) with its bias (E, 2·I) and down_proj (E, I, hidden) with its bias (E, hidden), which are parameters
+    // rather than linear layers (no LoRA target, not quantized) and so count among the other parameters; input_layernorm
+    // and post_attention_layernorm (RMSNorm weights) a layer and the final norm; lm_head without bias, absent when tied.
+    // An MXFP4 folder loads its experts dequantized, so it counts as those full-precision parameters.
+    private static ModelLayout GptOss(ModelConfig c)
+    {
+        long d = c.HiddenSize;
+        var moe = c.Experts ?? throw new InvalidDataException("a gpt-oss config without its experts");
+        long experts = moe.ExpertCount, ffn = moe.ExpertIntermediateSize;
+        var linears = new List<LinearLayerShape>();
+        for (var i = 0; i < c.NumLayers; i++)
+            AddSeparateAttention(linears, c, $"model.layers.{i}", "o_proj", c.AttentionBias, c.AttentionBias);
+        if (!c.TieWordEmbeddings) linears.Add(new("lm_head", d, c.VocabSize, false));
+        var router = experts * d + experts;
+        var expertWeights = experts * (d * 2 * ffn + ffn * d);
+        var expertBiases = experts * (2 * ffn + d);
+        var perLayer = c.NumHeads + 2 * d + router + expertWeights + expertBiases;
+        var other = (long)c.VocabSize * d + perLayer * c.NumLayers + d;
+        // Per token: the router's weight and the fused weights of the k experts the token is routed to.
+        var activeExperts = (long)moe.ExpertsPerToken * (d * 2 * ffn + ffn * d);
+        return new ModelLayout(c, linears, other, LayerNormBlocks: false) { OtherMatmulParameters = (experts * d + activeExperts) * c.NumLayers };
     }
 
     // Layer p's separate q_proj, k_proj and v_proj (k and v num_key_value_heads wide) and its output projection.

@@ -104,13 +104,41 @@ public class TrainingEstimatorTests
     }
 
     /// <summary>
-    /// For PEFT's default targets and for all-linear, on the model loaded from <paramref name="folder"/>: the layout
-    /// counts every parameter it has, and the estimate's LoRA counts are those of the adapter injected into it
-    /// (<paramref name="checkAdapter"/> sees each adapter once injected).
+    /// gpt-oss (GptOssForCausalLM): the layout (biased q/k/v/o, per-head sinks, router weight and bias, the experts' fused
+    /// 3D projections and biases, two RMSNorms a layer, untied head) counts every parameter of the fixture models, the
+    /// MXFP4 one counted as the dequantized experts it loads; LoRA on q_proj/v_proj and on all-linear (q/k/v/o only: the
+    /// router and experts are not linear layers) counts as many as the injected adapter. The KV cache holds the key/value
+    /// heads of every layer at full length, the sliding one included.
     /// </summary>
-    private static void AssertCountsMatchTheModelAndItsLoraAdapters(string folder, Action<string?, ModelConfig, LoraAdapter>? checkAdapter = null)
+    [Theory]
+    [InlineData("gpt_oss_tiny")]
+    [InlineData("gpt_oss_mxfp4")]
+    public void GptOssLayoutCountsEveryParameterOfTheFixtureModels(string fixture)
     {
-        foreach (var targets in new string?[] { null, "all-linear" })
+        var folder = TestAssets.ModelFixture(fixture);
+        AssertCountsMatchTheModelAndItsLoraAdapters(folder, (targets, config, adapter) =>
+            Assert.Equal(targets == "all-linear" ? 4 * config.NumLayers : 2 * config.NumLayers, adapter.Layers.Count), ["q_proj,v_proj", "all-linear"]);
+        var config = ModelConfig.Load(folder);
+        var settings = new EstimateSettings { Method = "lora", LoraR = 4, TargetModules = "all-linear", SequenceLength = 64, MicroBatchSize = 3 };
+        Assert.Equal(2.0 * config.NumLayers * config.NumKeyValueHeads * config.HeadDim * settings.SequenceLength * settings.MicroBatchSize * settings.ComputeBytes,
+            TrainingEstimator.Estimate(config, settings).KvCacheBytes);
+        // Per token a layer multiplies through q/k/v/o, the router and k of the E experts' fused weights: hand-worked from
+        // both fixtures' config.json (d 64, 4 × 16 query and 2 × 16 key/value widths, 4 experts of I 32, 2 per token,
+        // vocabulary 64; 2 and 3 layers).
+        long d = 64, q = 64, kv = 32, experts = 4, ffn = 32, perToken = 2, vocabulary = 64;
+        var perLayer = d * q + 2 * d * kv + q * d + experts * d + perToken * (d * 2 * ffn + ffn * d);
+        Assert.Equal(perLayer * (fixture == "gpt_oss_tiny" ? 2 : 3) + d * vocabulary, ModelLayout.Of(config).MatmulParameters);
+    }
+
+    /// <summary>
+    /// For PEFT's default targets and for all-linear (or <paramref name="targetSets"/>), on the model loaded from
+    /// <paramref name="folder"/>: the layout counts every parameter it has, and the estimate's LoRA counts are those of
+    /// the adapter injected into it (<paramref name="checkAdapter"/> sees each adapter once injected).
+    /// </summary>
+    private static void AssertCountsMatchTheModelAndItsLoraAdapters(string folder, Action<string?, ModelConfig, LoraAdapter>? checkAdapter = null,
+        string?[]? targetSets = null)
+    {
+        foreach (var targets in targetSets ?? [null, "all-linear"])
         {
             using var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32);
             var total = model.parameters().Sum(p => p.numel());
