@@ -44,8 +44,10 @@ public static class GgufTestSupport
         {
             R = 4, LoraAlpha = 8, TargetModules = SharpTune.Peft.TargetModules.AllLinear,
         });
-        adapter.Inject(model);
+        // Seeded before injecting: lora_A's initial draw comes from the global generator too, so without it the adapter
+        // (and a near tie in the greedy tokens) would depend on which tests ran before.
         manual_seed(seed);
+        adapter.Inject(model);
         using (no_grad())
             foreach (var (key, tensor) in adapter.AdapterStateDict())
                 if (key.Contains("lora_B")) tensor.copy_(randn_like(tensor) * bScale);

@@ -32,15 +32,19 @@ public class LayerInputReleaseTests(ITestOutputHelper output)
         Assert.True(kept.detach().eq(released).all().item<bool>(), $"{kind}: no-grad logits differ from the graph-recording forward's");
     }
 
-    // 64 wide, thin layers (d 512, ffn 512, 4 heads of 128) over 8 × 128 tokens: each layer's output is 2 MiB, so holding
-    // all 64 until the stack returns (128 MiB) dwarfs what one layer holds while it runs (~40 MiB measured: its dispose
-    // scope keeps its intermediates until it returns). Measured on glibc 2.36 at 24 layers: 88 MB kept, 44 MB released.
+    // 64 wide, thin layers (d 512, ffn 512, 4 heads of 128) over Rows × 128 tokens: each layer's output is 4 MiB, so
+    // holding all 64 until the stack returns (256 MiB) dwarfs what one layer holds while it runs (its dispose scope keeps
+    // its intermediates until it returns). Measured on glibc 2.36 at 8 rows and 24 layers: 88 MB kept, 44 MB released.
     private static ModelConfig WideDeepConfig() => ModelConfig.FromJson(new System.Text.Json.Nodes.JsonObject
     {
         ["architectures"] = new System.Text.Json.Nodes.JsonArray("LlamaForCausalLM"), ["model_type"] = "llama", ["vocab_size"] = 128,
         ["hidden_size"] = 512, ["intermediate_size"] = 512, ["num_hidden_layers"] = 64, ["num_attention_heads"] = 4,
         ["num_key_value_heads"] = 4, ["max_position_embeddings"] = 128, ["tie_word_embeddings"] = false,
     });
+
+    // Rows of 128 tokens: enough that one layer's tensors (~80 MB) stand well above what else a long test process may
+    // allocate meanwhile.
+    private const int Rows = 16;
 
     [Fact]
     public void NoGradPrefillHoldsOneLayersTensorsNotEveryLayersOutput()
@@ -50,20 +54,34 @@ public class LayerInputReleaseTests(ITestOutputHelper output)
         var config = WideDeepConfig();
         using var model = ModelFactory.Create(config, ScalarType.Float32);
         model.eval();
-        using var ids = randint(0, config.VocabSize, [8, 128], dtype: ScalarType.Int64);
+        using var ids = randint(0, config.VocabSize, [Rows, 128], dtype: ScalarType.Int64);
         using var mapped = AllocatorTuning.MapLargeBlocks();
         if (mapped is null) return;   // not glibc: the resident peak does not follow the tensors
         using var noGrad = no_grad();
         model.Forward(ids).Dispose();   // kernels' one-off scratch and thread pools first
+        // In a test process that has run many other tests, the managed heap may grow (a collection's new segments) while
+        // the forward runs and count in the resident peak: collect first, then hold collections off for the measurement.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
         AllocatorTuning.ReleaseFreeMemory();
-        var before = ResidentMemory.ResetPeakAndReadResident();
-        model.Forward(ids).Dispose();
-        var measured = (double)(ResidentMemory.PeakResident() - before);
+        var noCollections = GC.TryStartNoGCRegion(16_000_000);
+        double measured;
+        try
+        {
+            var before = ResidentMemory.ResetPeakAndReadResident();
+            model.Forward(ids).Dispose();
+            measured = ResidentMemory.PeakResident() - before;
+        }
+        finally
+        {
+            if (noCollections && System.Runtime.GCSettings.LatencyMode == System.Runtime.GCLatencyMode.NoGCRegion) GC.EndNoGCRegion();
+        }
 
-        var tokens = 8 * 128;
+        var tokens = Rows * 128;
         var everyLayersOutput = (double)config.NumLayers * tokens * config.HiddenSize * 4;
         var layout = ModelLayout.Of(config);
-        var settings = new EstimateSettings { Method = "full", Dtype = "f32", SequenceLength = 128, MicroBatchSize = 8 };
+        var settings = new EstimateSettings { Method = "full", Dtype = "f32", SequenceLength = 128, MicroBatchSize = Rows };
         var predicted = ActivationAccounting.InferenceWorkingBytesPerToken(layout, settings) * tokens +
                         ActivationAccounting.LogitsBytesPerToken(layout, settings) * tokens;
         output.WriteLine($"no-grad prefill: measured {measured / 1e6:F1} MB, estimated {predicted / 1e6:F1} MB, every layer's output {everyLayersOutput / 1e6:F1} MB");
