@@ -32,7 +32,7 @@ import sys
 
 import torch
 
-from reference_io import write_fixture
+from reference_io import write_named_fixtures
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROMPTS = [[3, 17, 42, 7, 59], [5, 1, 38, 23, 54, 12, 0, 47, 31, 45, 9, 60, 2]]
@@ -161,11 +161,7 @@ FIXTURES = [
 
 
 def main(names):
-    for name, make_config, seed in FIXTURES:
-        if names and name not in names:
-            continue
-        cfg = make_config()
-        write_fixture(os.path.join(HERE, name), cfg, random_weights(cfg, seed), forward, PROMPTS, GREEDY_TOKENS, step_logits=True)
+    write_named_fixtures(HERE, FIXTURES, names, random_weights, forward, PROMPTS, GREEDY_TOKENS)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import sys
 
 import torch
 
-from reference_io import write_fixture
+from reference_io import write_named_fixtures
 from reference_ops import layer_norm, rotary_tables, rotate_half
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -233,11 +233,7 @@ FIXTURES = [
 
 
 def main(names):
-    for name, make_config, seed in FIXTURES:
-        if names and name not in names:
-            continue
-        cfg = make_config()
-        write_fixture(os.path.join(HERE, name), cfg, random_weights(cfg, seed), forward, PROMPTS, GREEDY_TOKENS, step_logits=True)
+    write_named_fixtures(HERE, FIXTURES, names, random_weights, forward, PROMPTS, GREEDY_TOKENS)
 
 
 if __name__ == "__main__":

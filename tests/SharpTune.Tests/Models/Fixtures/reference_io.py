@@ -61,3 +61,12 @@ def write_fixture(folder, cfg, weights, forward, prompts, greedy_tokens, step_lo
         cases.append(case)
     with open(os.path.join(folder, "EXPECTED.json"), "w") as f:
         json.dump({"prompts": cases}, f)
+
+
+def write_named_fixtures(here, fixtures, names, random_weights, forward, prompts, greedy_tokens):
+    """Writes each (name, make_config, seed) of fixtures into here/name, or only those in names when any are given."""
+    for name, make_config, seed in fixtures:
+        if names and name not in names:
+            continue
+        cfg = make_config()
+        write_fixture(os.path.join(here, name), cfg, random_weights(cfg, seed), forward, prompts, greedy_tokens, step_logits=True)
