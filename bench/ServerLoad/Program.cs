@@ -7,7 +7,8 @@ using SharpTune.Server;
 using SharpTune.Tokenization;
 
 // Usage: dotnet run -c Release --project bench/ServerLoad -- --model DIR [--clients 32] [--requests 10] [--max-tokens 32]
-//        [--levels 1,4,8,16] [--batch-window-ms N] [--threads N] [--url http://host:port --api-key KEY --model-name NAME]
+//        [--levels 1,4,8,16] [--batch-window-ms N] [--threads N] [--prefix-cache-mb N]
+//        [--url http://host:port --api-key KEY --model-name NAME]
 // Without --url the server is started in-process on loopback. Run it alone on a quiet machine.
 var arguments = Args.Parse(args);
 var modelDir = arguments.Get("--model") ?? throw new ArgumentException("--model DIR is required");
@@ -56,6 +57,8 @@ else
     {
         Port = 0, MaxBatchSize = Math.Max(16, levels.Max()), MaxQueue = 1024, BatchWindow = window,
         Threads = arguments.Get("--threads") is { } threads ? int.Parse(threads, CultureInfo.InvariantCulture) : defaults.Threads,
+        // The prompts repeat (five of them), so with the prefix cache on every request after the first five reuses its prompt.
+        PrefixCacheBytes = arguments.Get("--prefix-cache-mb") is { } mb ? long.Parse(mb, CultureInfo.InvariantCulture) << 20 : defaults.PrefixCacheBytes,
     });
     url = server.Url;
     modelName = server.ModelName;

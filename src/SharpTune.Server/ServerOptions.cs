@@ -41,6 +41,14 @@ public sealed record ServerOptions
     public int? Threads { get; init; }
 
     /// <summary>
+    /// Most bytes of keys and values the engine keeps for prompt prefixes it has run (automatic prefix caching, as vLLM's
+    /// and llama-server's prompt cache: a prompt that starts like an earlier prompt, or like an earlier prompt and its
+    /// reply, skips those tokens' forward pass); the least recently used leave first; 0 = off. 256 MiB by default
+    /// (M's bf16 keys and values take ~36 KB a token, so ~7,000 tokens; stories260K's ~1.3 KB).
+    /// </summary>
+    public long PrefixCacheBytes { get; init; } = 256L << 20;
+
+    /// <summary>
     /// How long an idle engine waits after the first request for others to join its batch. Zero by default: a request
     /// that finds the engine idle starts at once, and requests arriving while it decodes join at its next step
     /// (continuous batching). On stories260K a 5 ms window had cost every single stream ~8 ms of first-token latency and

@@ -17,6 +17,11 @@ internal static class ServeCommand
         var maxBatch = new Option<int>("--max-batch") { Description = "Most sequences decoded at once", DefaultValueFactory = _ => 16 };
         var batchRows = new Option<int?>("--batch-rows") { Description = "Most decode rows Batch API lines (/v1/batches, with --jobs-dir) hold at once (default: half of --max-batch)" };
         var maxQueue = new Option<int>("--max-queue") { Description = "Waiting requests beyond this get 429", DefaultValueFactory = _ => 256 };
+        var prefixCache = new Option<int>("--prefix-cache-mb")
+        {
+            Description = "MiB of keys/values kept for prompt prefixes already run, reused by prompts that start the same way (0 = off)",
+            DefaultValueFactory = _ => 256,
+        };
         var name = new Option<string?>("--model-name") { Description = "Name of the base model in the API (default: the folder name)" };
         var template = new Option<string?>("--chat-template") { Description = "Built-in chat template overriding the model's (chatml, chatml-tools, llama-3, llama-2, zephyr)" };
         var templateKwargs = new Option<string?>("--default-chat-template-kwargs", "--chat-template-kwargs")
@@ -35,7 +40,7 @@ internal static class ServeCommand
         var jobs = FineTuningOptions.Create();
         var command = new Command("serve", "Serve a model and its adapters over an OpenAI-compatible HTTP API")
         {
-            model, dtype, adapters, host, port, keys, maxBatch, batchRows, maxQueue, name, template, templateKwargs, timeout, threads, runs,
+            model, dtype, adapters, host, port, keys, maxBatch, batchRows, maxQueue, prefixCache, name, template, templateKwargs, timeout, threads, runs,
             classifier, classifierAdapter, classifierName, draftModel,
         };
         jobs.AddTo(command);
@@ -67,6 +72,11 @@ internal static class ServeCommand
                 Console.Error.WriteLine("error: --classifier-adapter and --classifier-name need --classifier (the classifier folder or the adapter's base)");
                 return 2;
             }
+            if (parse.GetValue(prefixCache) < 0)
+            {
+                Console.Error.WriteLine($"error: --prefix-cache-mb must be 0 (off) or more, found {parse.GetValue(prefixCache)}");
+                return 2;
+            }
             var explicitHost = parse.GetValue(host);
             var fineTuning = jobs.Read(parse, out var jobsError);
             if (jobsError is not null)
@@ -86,6 +96,7 @@ internal static class ServeCommand
                 MaxBatchSize = parse.GetValue(maxBatch),
                 BatchRowsInFlight = parse.GetValue(batchRows),
                 MaxQueue = parse.GetValue(maxQueue),
+                PrefixCacheBytes = (long)parse.GetValue(prefixCache) << 20,
                 Threads = parse.GetValue(threads),
                 RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
                 Dtype = parse.GetValue(dtype),

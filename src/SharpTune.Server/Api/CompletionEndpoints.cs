@@ -43,8 +43,8 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
             var events = Merge(requests, request.N);
             var choices = Enumerable.Range(0, requests.Count * request.N).Select(i => new ChoiceOutput(output, i / request.N)).ToArray();
             var completionTokens = request.Stream
-                ? await StreamAsync(context, shapes, request, choices, promptTokens, events, started, cancellation.Token)
-                : await RespondAsync(context, shapes, request, choices, promptTokens, events, started, cancellation.Token);
+                ? await StreamAsync(context, shapes, request, choices, requests, events, started, cancellation.Token)
+                : await RespondAsync(context, shapes, request, choices, requests, events, started, cancellation.Token);
             metrics.Tokens(promptTokens, completionTokens);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -187,7 +187,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
     }
 
     private async Task<int> RespondAsync(HttpContext context, ResponseShapes shapes, CompletionRequest request, ChoiceOutput[] choices,
-        int promptTokens, ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
+        IReadOnlyList<InferenceRequest> requests, ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
     {
         var completionTokens = 0;
         var first = true;
@@ -202,14 +202,14 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
         }
         var chat = request.Messages is not null;
         var array = new JsonArray(choices.Select((c, i) => (JsonNode)(chat ? c.WholeChatChoice(i, request.Logprobs) : c.WholeTextChoice(i, request.Logprobs))).ToArray());
-        var body = shapes.Response(array, promptTokens, completionTokens);
+        var body = shapes.Response(array, requests.Sum(r => r.PromptIds.Count), completionTokens, requests.Sum(r => r.CachedPromptTokens));
         context.Response.ContentType = "application/json";
         await context.Response.WriteAsync(body.ToJsonString(), cancellation);
         return completionTokens;
     }
 
     private async Task<int> StreamAsync(HttpContext context, ResponseShapes shapes, CompletionRequest request, ChoiceOutput[] choices,
-        int promptTokens, ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
+        IReadOnlyList<InferenceRequest> requests, ChannelReader<(int Choice, RowEvent Event)> events, long started, CancellationToken cancellation)
     {
         ServerSentEvents.Begin(context);
         var sse = new ServerSentEvents(context.Response);
@@ -243,7 +243,7 @@ internal sealed class CompletionEndpoints(ServedModel served, AdapterRegistry ad
             }
             await sse.FlushAsync(cancellation);
         }
-        if (request.IncludeUsage) sse.Write(shapes.UsageChunk(promptTokens, completionTokens));
+        if (request.IncludeUsage) sse.Write(shapes.UsageChunk(requests.Sum(r => r.PromptIds.Count), completionTokens, requests.Sum(r => r.CachedPromptTokens)));
         sse.WriteDone();
         await sse.FlushAsync(cancellation);
         return completionTokens;

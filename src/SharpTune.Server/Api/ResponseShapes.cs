@@ -19,15 +19,17 @@ internal sealed class ResponseShapes(bool chat, string model)
     public string SystemFingerprint { get; } = "fp_" + Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(
         typeof(ResponseShapes).Assembly.ManifestModule.ModuleVersionId + "/" + model)))[..10];
 
-    public static JsonObject Usage(int prompt, int completion) => new()
+    /// <summary>OpenAI's usage object; <paramref name="cached"/> of the prompt tokens came from the prefix cache.</summary>
+    public static JsonObject Usage(int prompt, int completion, int cached = 0) => new()
     {
         ["prompt_tokens"] = prompt,
         ["completion_tokens"] = completion,
         ["total_tokens"] = prompt + completion,
+        ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = cached },
     };
 
     /// <summary>The complete (non-streamed) response.</summary>
-    public JsonObject Response(IReadOnlyList<(string Text, string FinishReason)> choices, int promptTokens, int completionTokens)
+    public JsonObject Response(IReadOnlyList<(string Text, string FinishReason)> choices, int promptTokens, int completionTokens, int cachedTokens = 0)
     {
         var array = new JsonArray();
         for (var i = 0; i < choices.Count; i++)
@@ -40,7 +42,7 @@ internal sealed class ResponseShapes(bool chat, string model)
                     ["finish_reason"] = choices[i].FinishReason,
                 }
                 : new JsonObject { ["text"] = choices[i].Text, ["index"] = i, ["logprobs"] = null, ["finish_reason"] = choices[i].FinishReason });
-        return Envelope(chat ? "chat.completion" : "text_completion", array, Usage(promptTokens, completionTokens));
+        return Envelope(chat ? "chat.completion" : "text_completion", array, Usage(promptTokens, completionTokens, cachedTokens));
     }
 
     /// <summary>A streamed chunk for one choice: the role (chat, first), a text piece, or the finish reason (last).</summary>
@@ -82,8 +84,8 @@ internal sealed class ResponseShapes(bool chat, string model)
     };
 
     /// <summary>The complete response from already built choices.</summary>
-    public JsonObject Response(JsonArray choices, int promptTokens, int completionTokens) =>
-        Envelope(chat ? "chat.completion" : "text_completion", choices, Usage(promptTokens, completionTokens));
+    public JsonObject Response(JsonArray choices, int promptTokens, int completionTokens, int cachedTokens = 0) =>
+        Envelope(chat ? "chat.completion" : "text_completion", choices, Usage(promptTokens, completionTokens, cachedTokens));
 
     /// <summary>A streamed chat chunk with an arbitrary delta (content, reasoning_content, tool_calls).</summary>
     public JsonObject ChatChunk(int index, JsonObject delta, JsonNode? logprobs, string? finishReason, bool withUsageField)
@@ -103,8 +105,8 @@ internal sealed class ResponseShapes(bool chat, string model)
     }
 
     /// <summary>The last chunk when <c>stream_options.include_usage</c> is set: no choices, the usage.</summary>
-    public JsonObject UsageChunk(int promptTokens, int completionTokens) =>
-        Envelope(chat ? "chat.completion.chunk" : "text_completion", new JsonArray(), Usage(promptTokens, completionTokens));
+    public JsonObject UsageChunk(int promptTokens, int completionTokens, int cachedTokens = 0) =>
+        Envelope(chat ? "chat.completion.chunk" : "text_completion", new JsonArray(), Usage(promptTokens, completionTokens, cachedTokens));
 
     private JsonObject Envelope(string type, JsonArray choices, JsonObject? usage)
     {

@@ -48,14 +48,20 @@ internal sealed class DecodeBatch : IDisposable
     private readonly BatchSampler sampler;
     private readonly long[,] ids;
     private readonly bool[,] real;
+    private readonly PromptPrefixCache? prefixes;   // null: nothing is reused or kept
+    private readonly object? modelState;            // the adapter the batch decodes with (null: the base), for the prefix cache
     private int length;   // columns filled so far
     private int start;    // first column not yet in the cache
+    private bool prefilled;    // the prompt has been through the model
     private bool handedOver;   // rows and generators moved into a combined batch
 
     private DecodeBatch(CausalLanguageModel model, HashSet<int> eos, Row[] rows, RequestSlot[] slots, KvCache cache,
-        long[,] ids, bool[,] real, int length, int start)
+        long[,] ids, bool[,] real, int length, int start, PromptPrefixCache? prefixes, object? modelState)
     {
         this.model = model;
+        this.prefixes = prefixes;
+        this.modelState = modelState;
+        prefilled = true;
         this.eos = eos;
         this.rows = rows;
         this.slots = slots;
@@ -67,9 +73,19 @@ internal sealed class DecodeBatch : IDisposable
         sampler = NewSampler();
     }
 
-    public DecodeBatch(CausalLanguageModel model, HfTokenizer tokenizer, IReadOnlySet<int> eosIds, IReadOnlyList<InferenceRequest> requests)
+    /// <param name="prefixes">
+    /// Where prompts find keys and values computed before and leave theirs (and, when a row ends, its prompt and output's);
+    /// null: none. Not used with prompt or prefix tuning (their virtual tokens come with the first pass), Phi-3's LongRoPE
+    /// (its keys change with the sequence's length) or prompt log-probabilities (they need every prompt token's pass).
+    /// </param>
+    /// <param name="modelState">The adapter the batch decodes with (null: the base model): entries are only shared within one.</param>
+    public DecodeBatch(CausalLanguageModel model, HfTokenizer tokenizer, IReadOnlySet<int> eosIds, IReadOnlyList<InferenceRequest> requests,
+        PromptPrefixCache? prefixes = null, object? modelState = null)
     {
         this.model = model;
+        this.modelState = modelState;
+        this.prefixes = model.ForwardAdapter is null && model.Config.RopeScaling is not { Type: "longrope" } && !requests.Any(r => r.PromptLogprobs)
+            ? prefixes : null;
         eos = eosIds.ToHashSet();
         var rowList = new List<Row>();
         var slotList = new List<RequestSlot>();
@@ -104,6 +120,37 @@ internal sealed class DecodeBatch : IDisposable
         }
         length = promptLength;
         sampler = NewSampler();
+        ReuseCachedPrefixes();
+    }
+
+    /// <summary>Prompt tokens this batch took from the prefix cache instead of computing them (all rows of a request counted once).</summary>
+    public int ReusedPromptTokens { get; private set; }
+
+    /// <summary>
+    /// Before the prompt's pass: each request's longest stored prefix (all but its last token at most) is copied into its
+    /// rows' cache columns, and the pass starts at the first column some row still has to compute. Rows are left-padded,
+    /// so a row whose prefix reaches further recomputes the difference; its keys and values come out as stored.
+    /// </summary>
+    private void ReuseCachedPrefixes()
+    {
+        if (prefixes is null) return;
+        var found = slots.Select(s => prefixes.Lookup(modelState, s.Request.PromptIds, s.Request.PromptIds.Count - 1)).ToArray();
+        var first = slots.Select((s, i) => length - s.Request.PromptIds.Count + found[i].Length).Min();
+        if (first == 0) return;
+        var (keys, values) = cache.AllLayers;
+        for (var i = 0; i < slots.Length; i++)
+        {
+            var request = slots[i].Request;
+            var offset = length - request.PromptIds.Count;
+            var reused = first - offset;
+            if (reused <= 0) continue;
+            for (var r = slots[i].FirstRow; r < slots[i].FirstRow + request.Rows; r++)
+                PromptPrefixCache.CopyInto(found[i].Entry!, keys, values, r, offset, reused);
+            request.CachedPromptTokens = reused;
+            ReusedPromptTokens += reused;
+        }
+        cache.Advance(first);
+        start = first;
     }
 
     private BatchSampler NewSampler() =>
@@ -119,7 +166,7 @@ internal sealed class DecodeBatch : IDisposable
     public int LiveRows => rows.Count(r => !r.Done);
 
     /// <summary>True once the prompt has been through the model (the batch can then be combined with others).</summary>
-    public bool Prefilled => start > 0;
+    public bool Prefilled => prefilled;
 
     /// <summary>Rows of requests that have ended (they still occupy the cache until the batch is combined).</summary>
     public int FinishedRequestRows => slots.Where(s => s.RowsLeft == 0).Sum(s => s.Request.Rows);
@@ -153,7 +200,7 @@ internal sealed class DecodeBatch : IDisposable
             var input = tensor(Slice(ids, start, length), device: device);                    // (B, T)
             var context = decoding ? DecodeContext(device) : PromptContext(device);
             var hidden = model.DecodeHidden(model.EmbedTokens(input), context);
-            if (start == 0 && !recomputing) ReportPromptLogprobs(hidden);
+            if (!prefilled && !recomputing) ReportPromptLogprobs(hidden);
             var logits = model.ComputeLogits(hidden.narrow(1, hidden.size(1) - 1, 1)).squeeze(1); // (B, V)
             next = sampler.Next(logits, AllowedMask(), group => slots[group].RowsLeft > 0);
             logprobs = new TokenLogprob?[rows.Length];
@@ -165,6 +212,8 @@ internal sealed class DecodeBatch : IDisposable
             }
         }
         start = length;
+        if (!prefilled) KeepPrompts();
+        prefilled = true;
         var pad = eos.Count > 0 ? eos.First() : 0;
         for (var r = 0; r < rows.Length; r++)
         {
@@ -177,8 +226,35 @@ internal sealed class DecodeBatch : IDisposable
             row.Output?.Add(token);
             sampler.Accept(r, token);
             Accept(row, token);
+            if (row.Done && row.Index == 0) KeepSequence(r);
         }
         length++;
+    }
+
+    /// <summary>Right after the prompt's pass: each request's prompt goes into the prefix cache (requests arriving meanwhile can reuse it).</summary>
+    private void KeepPrompts()
+    {
+        if (prefixes is null) return;
+        var (keys, values) = cache.AllLayers;
+        foreach (var slot in slots)
+        {
+            var prompt = slot.Request.PromptIds.ToArray();
+            prefixes.Store(modelState, prompt, keys, values, slot.FirstRow, length - prompt.Length);
+        }
+    }
+
+    /// <summary>
+    /// When a request's first row ends: its prompt and output so far (all but the last token, whose keys were never
+    /// computed) go into the prefix cache, so the conversation's next turn starts where this one ended.
+    /// </summary>
+    private void KeepSequence(int r)
+    {
+        if (prefixes is null) return;
+        var first = FirstRealColumn(r);
+        var tokens = new int[start - first];
+        for (var c = first; c < start; c++) tokens[c - first] = (int)ids[r, c];
+        var (keys, values) = cache.AllLayers;
+        prefixes.Store(modelState, tokens, keys, values, r, first);
     }
 
     /// <summary>
@@ -334,7 +410,8 @@ internal sealed class DecodeBatch : IDisposable
         foreach (var batch in batches) batch.handedOver = true;
         foreach (var batch in batches)
             foreach (var slot in batch.slots.Where(s => s.RowsLeft == 0)) slot.Generator?.Dispose();
-        return new DecodeBatch(first.model, first.eos, rows.ToArray(), slots.ToArray(), cache, ids, real, cached + 1, cached);
+        return new DecodeBatch(first.model, first.eos, rows.ToArray(), slots.ToArray(), cache, ids, real, cached + 1, cached, first.prefixes,
+            first.modelState);
     }
 
     /// <summary>The first column holding one of row <paramref name="r"/>'s real tokens (its first prompt token).</summary>

@@ -24,6 +24,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly List<DecodeBatch> batches = [];
     private readonly CancellationTokenSource stopping = new();
     private readonly Thread thread;
+    private readonly PromptPrefixCache? prefixes;
     private volatile int activeRows;
     private volatile int activeBatches;
     private long steps;
@@ -39,6 +40,7 @@ public sealed class InferenceEngine : IDisposable
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
+        prefixes = options.PrefixCacheBytes > 0 ? new PromptPrefixCache(options.PrefixCacheBytes) : null;
         metrics.BeforeScrape(() => metrics.Engine(QueueDepth, activeRows, activeBatches));
         thread = new Thread(Run) { IsBackground = true, Name = "sharptune-model" };
     }
@@ -130,6 +132,7 @@ public sealed class InferenceEngine : IDisposable
                 batch.Dispose();
             }
             batches.Clear();
+            prefixes?.Dispose();
             queue.Writer.TryComplete();
             while (queue.Reader.TryRead(out var item))
             {
@@ -206,6 +209,7 @@ public sealed class InferenceEngine : IDisposable
             {
                 if (batches.Count > 0 || picked.Count > 0) break;
                 queue.Reader.TryRead(out _);
+                prefixes?.Clear();   // module surgery may change the weights the stored keys and values came from
                 control.Run();
                 continue;
             }
@@ -237,8 +241,10 @@ public sealed class InferenceEngine : IDisposable
                 activator.Activate(adapter);
                 metrics.AdapterSwitched();
             }
-            batches.Add(new DecodeBatch(served.Model, served.Tokenizer, served.EosTokenIds, picked));
+            var batch = new DecodeBatch(served.Model, served.Tokenizer, served.EosTokenIds, picked, prefixes, adapter);
+            batches.Add(batch);
             metrics.BatchStarted(rows);
+            if (prefixes is not null) metrics.PrefixCacheLookups(picked.Sum(r => r.PromptIds.Count), batch.ReusedPromptTokens);
         }
         catch (Exception e)
         {

@@ -92,6 +92,12 @@ public sealed class InferenceRequest : EngineItem
     /// <summary>Cancelled when the client goes away or the request times out: its rows stop at the next step.</summary>
     public CancellationToken Cancellation { get; init; }
 
+    /// <summary>
+    /// Prompt tokens whose keys and values came from the engine's prefix cache instead of a forward pass (OpenAI's
+    /// <c>usage.prompt_tokens_details.cached_tokens</c>); set before the request's first event.
+    /// </summary>
+    public int CachedPromptTokens { get; internal set; }
+
     /// <summary>Text and finish events for this request's rows.</summary>
     public Channel<RowEvent> Events { get; } = Channel.CreateUnbounded<RowEvent>(new UnboundedChannelOptions { SingleReader = true });
 }

@@ -21,6 +21,8 @@ public sealed class ServerMetrics
     private readonly Counter adapterSwitches;
     private readonly Histogram stepRows;
     private readonly Counter combined;
+    private readonly Counter prefixQueries;
+    private readonly Counter prefixHits;
 
     public ServerMetrics()
     {
@@ -42,6 +44,9 @@ public sealed class ServerMetrics
         stepRows = factory.CreateHistogram("sharptune_step_rows", "Live rows advanced by each forward pass (the effective batch size).",
             new HistogramConfiguration { Buckets = [1, 2, 4, 8, 16, 32, 64, 128] });
         combined = factory.CreateCounter("sharptune_batch_merges_total", "Times running batches were merged into one (continuous batching) or compacted.");
+        // Counted in tokens, as vLLM's vllm:prefix_cache_queries and vllm:prefix_cache_hits.
+        prefixQueries = factory.CreateCounter("sharptune_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.");
+        prefixHits = factory.CreateCounter("sharptune_prefix_cache_hits_total", "Prompt tokens whose keys and values came from the prefix cache.");
         adapterSwitches = factory.CreateCounter("sharptune_adapter_switches_total", "Times a different adapter was applied to the base model.");
     }
 
@@ -69,6 +74,13 @@ public sealed class ServerMetrics
     public void StepRows(int rows) => stepRows.Observe(rows);
 
     public void BatchesCombined() => combined.Inc();
+
+    /// <summary>A batch's prompts looked up <paramref name="promptTokens"/> tokens and reused <paramref name="reusedTokens"/> of them.</summary>
+    public void PrefixCacheLookups(int promptTokens, int reusedTokens)
+    {
+        prefixQueries.Inc(promptTokens);
+        prefixHits.Inc(reusedTokens);
+    }
 
     public void Engine(int queued, int rows, int batches)
     {

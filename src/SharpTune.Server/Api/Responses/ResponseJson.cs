@@ -22,13 +22,16 @@ internal sealed class ResponseJson(ResponsesRequest request)
     public JsonObject Failed(string code, string message) =>
         Build("failed", [], null, null, new JsonObject { ["code"] = code, ["message"] = message });
 
-    /// <summary>"completed", or "incomplete" with reason max_output_tokens when the reply ran out of tokens.</summary>
-    public JsonObject Finished(JsonArray output, string finishReason, int inputTokens, int outputTokens)
+    /// <summary>
+    /// "completed", or "incomplete" with reason max_output_tokens when the reply ran out of tokens; <paramref name="cachedTokens"/>
+    /// of the input came from the prefix cache.
+    /// </summary>
+    public JsonObject Finished(JsonArray output, string finishReason, int inputTokens, int outputTokens, int cachedTokens = 0)
     {
         var usage = new JsonObject
         {
             ["input_tokens"] = inputTokens,
-            ["input_tokens_details"] = new JsonObject { ["cached_tokens"] = 0 },
+            ["input_tokens_details"] = new JsonObject { ["cached_tokens"] = cachedTokens },
             ["output_tokens"] = outputTokens,
             ["output_tokens_details"] = new JsonObject { ["reasoning_tokens"] = 0 },
             ["total_tokens"] = inputTokens + outputTokens,

@@ -205,7 +205,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
         }
         var last = output.Finish(cutOff: finish == "length");
         metrics.Tokens(inference.PromptIds.Count, completionTokens);
-        return (shape.Finished(output.Items, finish, inference.PromptIds.Count, completionTokens), last);
+        return (shape.Finished(output.Items, finish, inference.PromptIds.Count, completionTokens, inference.CachedPromptTokens), last);
     }
 
     /// <summary>

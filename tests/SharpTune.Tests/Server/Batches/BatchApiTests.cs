@@ -142,11 +142,18 @@ public sealed class BatchApiTests(JobsHarness harness) : IClassFixture<JobsHarne
         var answer = (await LinesAsync(http, responses["output_file_id"]!.GetValue<string>()))["r"]["response"]!["body"]!;
         Assert.StartsWith("resp", answer["id"]!.GetValue<string>());
         Assert.Equal(live["status"]!.GetValue<string>(), answer["status"]!.GetValue<string>());
-        // Ids and timestamps differ per response; the text and the token counts are the model's and must not.
+        // Ids and timestamps differ per response, and so does what the prefix cache held when each ran; the text and the
+        // token counts are the model's and must not.
         Assert.NotEmpty(Text(live));
         Assert.Equal(Text(live), Text(answer));
-        Assert.Equal(live["usage"]!.ToJsonString(), answer["usage"]!.ToJsonString());
+        Assert.Equal(Counts(live), Counts(answer));
 
+        static string Counts(JsonNode body)
+        {
+            var usage = body["usage"]!.DeepClone().AsObject();
+            usage.Remove("input_tokens_details");
+            return usage.ToJsonString();
+        }
         static string Text(JsonNode body) => string.Concat(body["output"]!.AsArray()
             .SelectMany(item => item!["content"]?.AsArray() ?? []).Select(part => part!["text"]?.GetValue<string>()));
     }
