@@ -16,6 +16,45 @@ namespace SharpTune.Tests.Models;
 /// </summary>
 public class GraniteTests
 {
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
+
+    [Theory]
+    [InlineData("granite_bias_gqa")]
+    [InlineData("granite_plain")]
+    public void LogitsMatchTheReferenceWithin1e5(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        Assert.IsType<GraniteForCausalLM>(model);
+        TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
+    }
+
+    /// <summary>Greedy ids as the reference's, with the cache (shortcuts on and off) and without it.</summary>
+    [Theory]
+    [InlineData("granite_bias_gqa")]
+    [InlineData("granite_plain")]
+    public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
+    }
+
+    /// <summary>
+    /// Every cached step gives the reference's logits with the decode shortcuts on (the one-pass decode stack, which
+    /// applies residual_multiplier itself) and off: granite-3.3's multipliers with attention and MLP biases over grouped
+    /// key/value heads and an untied head; other multipliers without biases, tied. Setting any one multiplier to its
+    /// neutral value moves the reference's logits by 0.55 or more.
+    /// </summary>
+    [Theory]
+    [InlineData("granite_bias_gqa")]
+    [InlineData("granite_plain")]
+    public void EveryCachedDecodeStepMatchesTheReference(string name)
+    {
+        var folder = Fixture(name);
+        using var model = TransformersExpected.LoadForComparison(folder);
+        Assert.NotEqual(1.0, model.Config.ResidualMultiplier);
+        TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
+    }
+
     /// <summary>
     /// GraniteConfig's defaults for what config.json leaves out (its own sizes: vocab 32000, hidden 4096, ffn 11008, 32
     /// layers and heads, key/value heads = heads, context 2048, ε 1e-6, θ 10000, untied, every multiplier 1, bos 1,

@@ -16,6 +16,43 @@ namespace SharpTune.Tests.Models;
 /// </summary>
 public class Olmo2Tests
 {
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
+
+    [Theory]
+    [InlineData("olmo2_gqa")]
+    [InlineData("olmo2_bias_head_dim")]
+    public void LogitsMatchTheReferenceWithin1e5(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        Assert.IsType<Olmo2ForCausalLM>(model);
+        TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
+    }
+
+    /// <summary>Greedy ids as the reference's, with the cache (shortcuts on and off) and without it.</summary>
+    [Theory]
+    [InlineData("olmo2_gqa")]
+    [InlineData("olmo2_bias_head_dim")]
+    public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
+    }
+
+    /// <summary>
+    /// Every cached step gives the reference's logits with the decode shortcuts on and off: q/k norms over the whole
+    /// projections of 4 query heads and 2 key/value heads, untied; heads of the config's head_dim 12 (not 32 / 4 = 8) over
+    /// one key/value head with q/k/v/o biases, tied.
+    /// </summary>
+    [Theory]
+    [InlineData("olmo2_gqa")]
+    [InlineData("olmo2_bias_head_dim")]
+    public void EveryCachedDecodeStepMatchesTheReference(string name)
+    {
+        var folder = Fixture(name);
+        using var model = TransformersExpected.LoadForComparison(folder);
+        TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
+    }
+
     /// <summary>
     /// Olmo2Config's defaults for what config.json leaves out (vocab 50304, hidden 4096, ffn 11008, 32 layers and heads,
     /// key/value heads = heads, context 2048, ε 1e-5, θ 10000, untied, SiLU, pad 1, eos 50279, no bos); a head_dim in
