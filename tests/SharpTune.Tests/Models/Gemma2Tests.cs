@@ -14,8 +14,10 @@ namespace SharpTune.Tests.Models;
 /// Gemma 2 (Gemma2ForCausalLM) against transformers' definitions (huggingface/transformers@006e869,
 /// src/transformers/models/gemma2/modeling_gemma2.py, and configuration_gemma2.py for the defaults): the config Google
 /// publishes, the attention scale and soft cap worked by hand, the final soft cap through the tied head, and a model built
-/// from the published config that trains LoRA and decodes alike with and without the cache. llama.cpp's own gemma2 is
-/// the reference for whole-model logits (GgufArchitectureInteropTests).
+/// from the published config that trains LoRA and decodes alike with and without the cache. Whole-model logits: the
+/// checkpoints under Fixtures/gemma2_sliding_capped and gemma2_bias_uncapped and their EXPECTED.json come from
+/// Fixtures/make_gemma2_reference.py (modeling_gemma2.py @9a80143c written out in plain PyTorch, float64 on float32
+/// weights); and llama.cpp's own gemma2 (GgufArchitectureInteropTests).
 /// </summary>
 public class Gemma2Tests
 {

@@ -11,7 +11,9 @@ namespace SharpTune.Tests.Models;
 /// src/transformers/models/gemma/modeling_gemma.py, and configuration_gemma.py @3676fc8 for the defaults): GemmaConfig's
 /// defaults, the MLP's activation taken from hidden_act (google/gemma-2b's "gelu" is the exact GELU), the pre-norm layer
 /// with (1 + w) norms and no Gemma 2 sandwich norms or soft caps, and the √hidden input scale rounded to the activations'
-/// dtype. llama.cpp's own gemma is the reference for whole-model logits (GgufArchitectureInteropTests).
+/// dtype. Whole-model logits: the checkpoints under Fixtures/gemma_mqa and gemma_gqa_gelu and their EXPECTED.json come
+/// from Fixtures/make_gemma_reference.py, that model written out in plain PyTorch (float64 on float32 weights); and
+/// llama.cpp's own gemma (GgufArchitectureInteropTests).
 /// </summary>
 public class GemmaTests
 {

@@ -11,8 +11,9 @@ namespace SharpTune.Tests.Models;
 /// Granite (GraniteForCausalLM) against transformers' definitions (huggingface/transformers@b6dd89b,
 /// src/transformers/models/granite/modeling_granite.py, and configuration_granite.py @90f2781 for the defaults): where
 /// each of the four multipliers acts, worked by hand (CPython's math module), and the one-pass decode stack applying the
-/// residual multiplier as the modules do. llama.cpp's own granite is the reference for whole-model logits
-/// (GgufArchitectureInteropTests).
+/// residual multiplier as the modules do. Whole-model logits: the checkpoints under Fixtures/granite_bias_gqa and
+/// granite_plain and their EXPECTED.json come from Fixtures/make_granite_reference.py, that model written out in plain
+/// PyTorch (float64 on float32 weights); and llama.cpp's own granite (GgufArchitectureInteropTests).
 /// </summary>
 public class GraniteTests
 {

@@ -12,7 +12,9 @@ namespace SharpTune.Tests.Models;
 /// src/transformers/models/olmo2/modeling_olmo2.py; modular_olmo2.py for Olmo2Config's defaults and for the current
 /// Olmo2RMSNorm, which multiplies by its weight before casting back): q/k norms over the whole projected queries and
 /// keys worked by hand (CPython's math module), the norms after the blocks, and the norm's float32 weight product.
-/// llama.cpp's own olmo2 is the reference for whole-model logits (GgufArchitectureInteropTests).
+/// Whole-model logits: the checkpoints under Fixtures/olmo2_gqa and olmo2_bias_head_dim and their EXPECTED.json come
+/// from Fixtures/make_olmo2_reference.py, that model written out in plain PyTorch (float64 on float32 weights); and
+/// llama.cpp's own olmo2 (GgufArchitectureInteropTests).
 /// </summary>
 public class Olmo2Tests
 {
