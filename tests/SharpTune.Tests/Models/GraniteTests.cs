@@ -59,12 +59,14 @@ public class GraniteTests
     /// <summary>
     /// GraniteConfig's defaults for what config.json leaves out (its own sizes: vocab 32000, hidden 4096, ffn 11008, 32
     /// layers and heads, key/value heads = heads, context 2048, ε 1e-6, θ 10000, untied, every multiplier 1, bos 1,
-    /// eos 2); a head_dim in config.json is ignored, GraniteAttention's heads being hidden / heads wide.
+    /// eos 2). Heads are hidden / heads wide: a head_dim in config.json that agrees is accepted; another is refused by
+    /// name, since transformers' GraniteAttention would take it (getattr(config, "head_dim", …) on PretrainedConfig's
+    /// extra attributes, modeling_granite.py @b6dd89b4) and build other projections.
     /// </summary>
     [Fact]
     public void MissingFieldsGetGraniteConfigDefaultsAndHeadDimIsHiddenOverHeads()
     {
-        var config = ModelConfig.FromJson(new JsonObject { ["model_type"] = "granite", ["head_dim"] = 64 });
+        var config = ModelConfig.FromJson(new JsonObject { ["model_type"] = "granite", ["head_dim"] = 128 });
         Assert.Equal(("GraniteForCausalLM", "granite"), (config.Architecture, config.ModelType));
         Assert.Equal((32000, 4096, 11008, 32, 32, 32, 128, 2048),
             (config.VocabSize, config.HiddenSize, config.IntermediateSize, config.NumLayers, config.NumHeads, config.NumKeyValueHeads,
@@ -74,6 +76,11 @@ public class GraniteTests
             config.AttentionMultiplier!.Value, config.LogitsScaling!.Value));
         Assert.Equal(1, config.BosTokenId);
         Assert.Equal([2], config.EosTokenIds);
+
+        var refused = Assert.Throws<NotSupportedException>(() =>
+            ModelConfig.FromJson(new JsonObject { ["model_type"] = "granite", ["head_dim"] = 64 }, "granite/config.json"));
+        Assert.StartsWith("granite/config.json: field 'head_dim' is 64, but SharpTune's Granite heads are hidden_size / num_attention_heads = 4096 / 32 = 128 wide",
+            refused.Message);
 
         var granite33 = ModelConfig.FromJson(TestModels.GraniteConfigJson());
         Assert.Equal((12.0, 0.22, 0.0625, 8.0), (granite33.EmbeddingMultiplier!.Value, granite33.ResidualMultiplier!.Value,
