@@ -8,13 +8,20 @@ namespace SharpTune.Models;
 public sealed partial record ModelConfig
 {
     // GraniteConfig: the Llama fields with LlamaConfig's defaults (its own default sizes are a 7B's, none required) plus
-    // four multipliers that default to 1. GraniteAttention has no head_dim: heads are hidden / num_attention_heads
-    // wide whatever config.json says, as llama.cpp's converter also assumes (it drops head_dim with a warning).
+    // four multipliers that default to 1. GraniteConfig declares no head_dim, but PretrainedConfig keeps any other
+    // config.json key as an attribute and GraniteAttention reads getattr(config, "head_dim", hidden // heads)
+    // (modeling_granite.py @b6dd89b4): a head_dim there sets the heads' width. SharpTune's Granite heads are
+    // hidden / num_attention_heads wide, as llama.cpp's converter assumes (it drops head_dim with a warning), so another
+    // head_dim is refused by name rather than read as a different model.
     private static ModelConfig Granite(ConfigReader r, string architecture, string modelType)
     {
         var hidden = r.OptionalInt("hidden_size") ?? 4096;
         var heads = r.OptionalInt("num_attention_heads") ?? 32;
         var layers = r.OptionalInt("num_hidden_layers") ?? 32;
+        if (heads > 0 && r.OptionalInt("head_dim") is { } headDim && headDim != hidden / heads)
+            throw new NotSupportedException(
+                $"{r.Source}: field 'head_dim' is {headDim}, but SharpTune's Granite heads are hidden_size / num_attention_heads = " +
+                $"{hidden} / {heads} = {hidden / heads} wide (transformers' GraniteAttention would build heads of {headDim}); not supported");
         var rope = SameRopeForEveryLayer(r, Uniform(layers, FullAttention));
         return Common(r, architecture, modelType) with
         {

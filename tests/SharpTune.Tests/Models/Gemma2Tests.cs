@@ -14,11 +14,53 @@ namespace SharpTune.Tests.Models;
 /// Gemma 2 (Gemma2ForCausalLM) against transformers' definitions (huggingface/transformers@006e869,
 /// src/transformers/models/gemma2/modeling_gemma2.py, and configuration_gemma2.py for the defaults): the config Google
 /// publishes, the attention scale and soft cap worked by hand, the final soft cap through the tied head, and a model built
-/// from the published config that trains LoRA and decodes alike with and without the cache. llama.cpp's own gemma2 is
-/// the reference for whole-model logits (GgufArchitectureInteropTests).
+/// from the published config that trains LoRA and decodes alike with and without the cache. Whole-model logits: the
+/// checkpoints under Fixtures/gemma2_sliding_capped and gemma2_bias_uncapped and their EXPECTED.json come from
+/// Fixtures/make_gemma2_reference.py (modeling_gemma2.py @9a80143c written out in plain PyTorch, float64 on float32
+/// weights); and llama.cpp's own gemma2 (GgufArchitectureInteropTests).
 /// </summary>
 public class Gemma2Tests
 {
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
+
+    [Theory]
+    [InlineData("gemma2_sliding_capped")]
+    [InlineData("gemma2_bias_uncapped")]
+    public void LogitsMatchTheReferenceWithin1e5(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        Assert.IsType<Gemma2ForCausalLM>(model);
+        TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
+    }
+
+    /// <summary>Greedy ids as the reference's, with the cache (shortcuts on and off) and without it.</summary>
+    [Theory]
+    [InlineData("gemma2_sliding_capped")]
+    [InlineData("gemma2_bias_uncapped")]
+    public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
+    }
+
+    /// <summary>
+    /// Every cached step gives the reference's logits with the decode shortcuts on and off: on gemma2_sliding_capped the
+    /// even layers' window of 4 is crossed by both prompts and both soft caps bind (removing either, or the window, moves
+    /// the reference's logits by 1.9 or more), scaled by query_pre_attn_scalar 24 over heads of 16; on
+    /// gemma2_bias_uncapped, q/k/v/o biases, no caps, the exact GELU, an untied head and a window of 6.
+    /// </summary>
+    [Theory]
+    [InlineData("gemma2_sliding_capped")]
+    [InlineData("gemma2_bias_uncapped")]
+    public void EveryCachedDecodeStepMatchesTheReference(string name)
+    {
+        var folder = Fixture(name);
+        using var model = TransformersExpected.LoadForComparison(folder);
+        Assert.Equal(name == "gemma2_sliding_capped" ? new int?[] { 4, null, 4, null } : new int?[] { 6, null },
+            Enumerable.Range(0, model.Config.NumLayers).Select(model.Config.SlidingWindowOf));
+        TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
+    }
+
     private static string PublishedConfigDir =>
         Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Models", "Fixtures", "gemma2_2b_it");
 

@@ -11,10 +11,50 @@ namespace SharpTune.Tests.Models;
 /// src/transformers/models/gemma/modeling_gemma.py, and configuration_gemma.py @3676fc8 for the defaults): GemmaConfig's
 /// defaults, the MLP's activation taken from hidden_act (google/gemma-2b's "gelu" is the exact GELU), the pre-norm layer
 /// with (1 + w) norms and no Gemma 2 sandwich norms or soft caps, and the √hidden input scale rounded to the activations'
-/// dtype. llama.cpp's own gemma is the reference for whole-model logits (GgufArchitectureInteropTests).
+/// dtype. Whole-model logits: the checkpoints under Fixtures/gemma_mqa and gemma_gqa_gelu and their EXPECTED.json come
+/// from Fixtures/make_gemma_reference.py, that model written out in plain PyTorch (float64 on float32 weights); and
+/// llama.cpp's own gemma (GgufArchitectureInteropTests).
 /// </summary>
 public class GemmaTests
 {
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
+
+    [Theory]
+    [InlineData("gemma_mqa")]
+    [InlineData("gemma_gqa_gelu")]
+    public void LogitsMatchTheReferenceWithin1e5(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        Assert.IsType<GemmaForCausalLM>(model);
+        TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
+    }
+
+    /// <summary>Greedy ids as the reference's, with the cache (shortcuts on and off) and without it.</summary>
+    [Theory]
+    [InlineData("gemma_mqa")]
+    [InlineData("gemma_gqa_gelu")]
+    public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
+    }
+
+    /// <summary>
+    /// Every cached step — the prefill, then one token at a time along the reference's greedy continuation — gives the
+    /// reference's logits, with the decode shortcuts on and off: heads of head_dim 16 over hidden 24 (not 24 / 3 = 8)
+    /// sharing one key/value head, tanh GELU; heads of 12 over two key/value heads with q/k/v/o biases and the exact GELU.
+    /// </summary>
+    [Theory]
+    [InlineData("gemma_mqa")]
+    [InlineData("gemma_gqa_gelu")]
+    public void EveryCachedDecodeStepMatchesTheReference(string name)
+    {
+        var folder = Fixture(name);
+        using var model = TransformersExpected.LoadForComparison(folder);
+        Assert.NotEqual(model.Config.HiddenSize / model.Config.NumHeads, model.Config.HeadDim);
+        TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
+    }
+
     /// <summary>
     /// GemmaConfig's defaults (Gemma-7B's: vocab 256000, hidden 3072, ffn 24576, 28 layers, 16 heads and key/value heads
     /// of 256, context 8192, ε 1e-6, θ 10000, tied, gelu_pytorch_tanh, bos 2, eos 1, pad 0) and neither window nor caps.

@@ -11,20 +11,62 @@ namespace SharpTune.Tests.Models;
 /// Granite (GraniteForCausalLM) against transformers' definitions (huggingface/transformers@b6dd89b,
 /// src/transformers/models/granite/modeling_granite.py, and configuration_granite.py @90f2781 for the defaults): where
 /// each of the four multipliers acts, worked by hand (CPython's math module), and the one-pass decode stack applying the
-/// residual multiplier as the modules do. llama.cpp's own granite is the reference for whole-model logits
-/// (GgufArchitectureInteropTests).
+/// residual multiplier as the modules do. Whole-model logits: the checkpoints under Fixtures/granite_bias_gqa and
+/// granite_plain and their EXPECTED.json come from Fixtures/make_granite_reference.py, that model written out in plain
+/// PyTorch (float64 on float32 weights); and llama.cpp's own granite (GgufArchitectureInteropTests).
 /// </summary>
 public class GraniteTests
 {
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
+
+    [Theory]
+    [InlineData("granite_bias_gqa")]
+    [InlineData("granite_plain")]
+    public void LogitsMatchTheReferenceWithin1e5(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        Assert.IsType<GraniteForCausalLM>(model);
+        TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
+    }
+
+    /// <summary>Greedy ids as the reference's, with the cache (shortcuts on and off) and without it.</summary>
+    [Theory]
+    [InlineData("granite_bias_gqa")]
+    [InlineData("granite_plain")]
+    public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
+    }
+
+    /// <summary>
+    /// Every cached step gives the reference's logits with the decode shortcuts on (the one-pass decode stack, which
+    /// applies residual_multiplier itself) and off: granite-3.3's multipliers with attention and MLP biases over grouped
+    /// key/value heads and an untied head; other multipliers without biases, tied. Setting any one multiplier to its
+    /// neutral value moves the reference's logits by 0.55 or more.
+    /// </summary>
+    [Theory]
+    [InlineData("granite_bias_gqa")]
+    [InlineData("granite_plain")]
+    public void EveryCachedDecodeStepMatchesTheReference(string name)
+    {
+        var folder = Fixture(name);
+        using var model = TransformersExpected.LoadForComparison(folder);
+        Assert.NotEqual(1.0, model.Config.ResidualMultiplier);
+        TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
+    }
+
     /// <summary>
     /// GraniteConfig's defaults for what config.json leaves out (its own sizes: vocab 32000, hidden 4096, ffn 11008, 32
     /// layers and heads, key/value heads = heads, context 2048, ε 1e-6, θ 10000, untied, every multiplier 1, bos 1,
-    /// eos 2); a head_dim in config.json is ignored, GraniteAttention's heads being hidden / heads wide.
+    /// eos 2). Heads are hidden / heads wide: a head_dim in config.json that agrees is accepted; another is refused by
+    /// name, since transformers' GraniteAttention would take it (getattr(config, "head_dim", …) on PretrainedConfig's
+    /// extra attributes, modeling_granite.py @b6dd89b4) and build other projections.
     /// </summary>
     [Fact]
     public void MissingFieldsGetGraniteConfigDefaultsAndHeadDimIsHiddenOverHeads()
     {
-        var config = ModelConfig.FromJson(new JsonObject { ["model_type"] = "granite", ["head_dim"] = 64 });
+        var config = ModelConfig.FromJson(new JsonObject { ["model_type"] = "granite", ["head_dim"] = 128 });
         Assert.Equal(("GraniteForCausalLM", "granite"), (config.Architecture, config.ModelType));
         Assert.Equal((32000, 4096, 11008, 32, 32, 32, 128, 2048),
             (config.VocabSize, config.HiddenSize, config.IntermediateSize, config.NumLayers, config.NumHeads, config.NumKeyValueHeads,
@@ -34,6 +76,11 @@ public class GraniteTests
             config.AttentionMultiplier!.Value, config.LogitsScaling!.Value));
         Assert.Equal(1, config.BosTokenId);
         Assert.Equal([2], config.EosTokenIds);
+
+        var refused = Assert.Throws<NotSupportedException>(() =>
+            ModelConfig.FromJson(new JsonObject { ["model_type"] = "granite", ["head_dim"] = 64 }, "granite/config.json"));
+        Assert.StartsWith("granite/config.json: field 'head_dim' is 64, but SharpTune's Granite heads are hidden_size / num_attention_heads = 4096 / 32 = 128 wide",
+            refused.Message);
 
         var granite33 = ModelConfig.FromJson(TestModels.GraniteConfigJson());
         Assert.Equal((12.0, 0.22, 0.0625, 8.0), (granite33.EmbeddingMultiplier!.Value, granite33.ResidualMultiplier!.Value,

@@ -12,10 +12,49 @@ namespace SharpTune.Tests.Models;
 /// src/transformers/models/olmo2/modeling_olmo2.py; modular_olmo2.py for Olmo2Config's defaults and for the current
 /// Olmo2RMSNorm, which multiplies by its weight before casting back): q/k norms over the whole projected queries and
 /// keys worked by hand (CPython's math module), the norms after the blocks, and the norm's float32 weight product.
-/// llama.cpp's own olmo2 is the reference for whole-model logits (GgufArchitectureInteropTests).
+/// Whole-model logits: the checkpoints under Fixtures/olmo2_gqa and olmo2_bias_head_dim and their EXPECTED.json come
+/// from Fixtures/make_olmo2_reference.py, that model written out in plain PyTorch (float64 on float32 weights); and
+/// llama.cpp's own olmo2 (GgufArchitectureInteropTests).
 /// </summary>
 public class Olmo2Tests
 {
+    private static string Fixture(string name) => TestAssets.ModelFixture(name);
+
+    [Theory]
+    [InlineData("olmo2_gqa")]
+    [InlineData("olmo2_bias_head_dim")]
+    public void LogitsMatchTheReferenceWithin1e5(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        Assert.IsType<Olmo2ForCausalLM>(model);
+        TransformersExpected.AssertLastPositionLogits(model, Fixture(name), name, tolerance: 1e-5);
+    }
+
+    /// <summary>Greedy ids as the reference's, with the cache (shortcuts on and off) and without it.</summary>
+    [Theory]
+    [InlineData("olmo2_gqa")]
+    [InlineData("olmo2_bias_head_dim")]
+    public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
+    {
+        using var model = TransformersExpected.LoadForComparison(Fixture(name));
+        TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, Fixture(name));
+    }
+
+    /// <summary>
+    /// Every cached step gives the reference's logits with the decode shortcuts on and off: q/k norms over the whole
+    /// projections of 4 query heads and 2 key/value heads, untied; heads of the config's head_dim 12 (not 32 / 4 = 8) over
+    /// one key/value head with q/k/v/o biases, tied.
+    /// </summary>
+    [Theory]
+    [InlineData("olmo2_gqa")]
+    [InlineData("olmo2_bias_head_dim")]
+    public void EveryCachedDecodeStepMatchesTheReference(string name)
+    {
+        var folder = Fixture(name);
+        using var model = TransformersExpected.LoadForComparison(folder);
+        TransformersExpected.AssertEveryCachedDecodeStep(model, folder, name, tolerance: 2e-5);
+    }
+
     /// <summary>
     /// Olmo2Config's defaults for what config.json leaves out (vocab 50304, hidden 4096, ffn 11008, 32 layers and heads,
     /// key/value heads = heads, context 2048, ε 1e-5, θ 10000, untied, SiLU, pad 1, eos 50279, no bos); a head_dim in

@@ -104,6 +104,33 @@ public class TrainingEstimatorTests
     }
 
     /// <summary>
+    /// Gemma 1 and 2, Granite and OLMo 2 (their transformers reference fixtures): the layouts count every parameter — Gemma's
+    /// (1 + w) norms (two a layer, four in Gemma 2), heads of the config's head_dim, q/k/v/o biases under attention_bias,
+    /// Granite's MLP biases under mlp_bias, OLMo 2's q/k norms over all heads, a tied or untied head — and LoRA on PEFT's
+    /// defaults (q_proj, v_proj) and on every linear layer as many as the adapter has. The KV cache holds only the
+    /// key/value heads, of head_dim each.
+    /// </summary>
+    [Theory]
+    [InlineData("gemma_mqa")]
+    [InlineData("gemma_gqa_gelu")]
+    [InlineData("gemma2_sliding_capped")]
+    [InlineData("gemma2_bias_uncapped")]
+    [InlineData("granite_bias_gqa")]
+    [InlineData("granite_plain")]
+    [InlineData("olmo2_gqa")]
+    [InlineData("olmo2_bias_head_dim")]
+    public void GemmaGraniteAndOlmo2LayoutsCountEveryParameterOfTheFixtureModels(string fixture)
+    {
+        var folder = TestAssets.ModelFixture(fixture);
+        AssertCountsMatchTheModelAndItsLoraAdapters(folder, (targets, config, adapter) =>
+            Assert.Equal(targets is null ? 2 * config.NumLayers : 7 * config.NumLayers, adapter.Layers.Count));
+        var config = ModelConfig.Load(folder);
+        var settings = new EstimateSettings { Method = "lora", LoraR = 4, SequenceLength = 64, MicroBatchSize = 3 };
+        Assert.Equal(2.0 * config.NumLayers * config.NumKeyValueHeads * config.HeadDim * settings.SequenceLength * settings.MicroBatchSize * settings.ComputeBytes,
+            TrainingEstimator.Estimate(config, settings).KvCacheBytes);
+    }
+
+    /// <summary>
     /// gpt-oss (GptOssForCausalLM): the layout (biased q/k/v/o, per-head sinks, router weight and bias, the experts' fused
     /// 3D projections and biases, two RMSNorms a layer, untied head) counts every parameter of the fixture models, the
     /// MXFP4 one counted as the dequantized experts it loads; LoRA on q_proj/v_proj and on all-linear (q/k/v/o only: the
