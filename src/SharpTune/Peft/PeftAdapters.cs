@@ -209,11 +209,31 @@ public static class PeftAdapters
                 }
             return found;
         }
+        void DropCopy(string copyName, string ownName)
+        {
+            if (!state.Remove(prefix + copyName, out var copy)) return;
+            var own = state.GetValueOrDefault(prefix + ownName);
+            using (copy)
+                if (own is null || !copy.shape.SequenceEqual(own.shape) || !copy.to(own.dtype).equal(own).all().item<bool>())
+                    throw new InvalidDataException($"adapter tensors hold {prefix}{copyName}, which differs from {prefix}{ownName} (the module to save it copies)");
+        }
         var keys = new VocabularyKeys(model);
         var embedding = Take(keys.Embedding);
-        var headSaved = config.ModulesToSave.Contains(model.OutputHeadModuleName);
-        var head = headSaved ? null : Take(keys.HeadWeight);
-        var headBias = headSaved ? null : Take(keys.HeadBias);   // a head's bias over the vocabulary (Phi's)
+        Tensor? head, headBias;
+        if (config.ModulesToSave.Contains(model.OutputHeadModuleName))
+        {
+            // A head in modules_to_save is the adapter's own lm_head.weight/.bias; PEFT's wrapper also lists the base head
+            // (original_module: the resized base rows) and the trained copy again (modules_to_save: checked, dropped).
+            head = Take([keys.SavedHeadOriginal.Weight]);
+            headBias = Take([keys.SavedHeadOriginal.Bias]);
+            DropCopy(keys.SavedHeadCopy.Weight, keys.HeadModule + ".weight");
+            DropCopy(keys.SavedHeadCopy.Bias, keys.HeadModule + ".bias");
+        }
+        else
+        {
+            head = Take(keys.HeadWeight);
+            headBias = Take(keys.HeadBias);   // a head's bias over the vocabulary (Phi's)
+        }
         if (keys.TiedHeadDelta is { } tiedDelta && state.Remove(prefix + tiedDelta, out var copy))
         {
             // PEFT's tied head lists the embedding's trained rows again; they must be the same rows.

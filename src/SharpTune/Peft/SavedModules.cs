@@ -88,6 +88,9 @@ internal sealed class SavedModules : IDisposable
     /// <summary>The trainable parameters by their module path plus <c>.weight</c> or <c>.bias</c>.</summary>
     public IEnumerable<(string Name, Parameter Parameter)> Parameters => modules.Select(m => (m.Name, m.Parameter));
 
+    /// <summary>The base values of the saved parameter <paramref name="name"/> (module path plus .weight or .bias), or null if not saved.</summary>
+    public Tensor? BaseOf(string name) => modules.FirstOrDefault(m => m.Name == name).Base;
+
     /// <summary>Switches the modules between the trained values (true) and the base values (false).</summary>
     public void SetEnabled(bool enabled)
     {

@@ -123,6 +123,13 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     /// </summary>
     internal bool SavesResizedVocabulary { get; set; }
 
+    /// <summary>
+    /// Whether the targets count as targeting the embedding layers by PEFT's rule (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40
+    /// src/peft/utils/save_and_load.py lines 211-223), which decides what <see cref="SavesResizedVocabulary"/> writes
+    /// (see <see cref="SavedEmbeddingLayers"/>); false for a method without target_modules.
+    /// </summary>
+    private protected virtual bool TargetsEmbeddingLayers(CausalLanguageModel model) => false;
+
     /// <summary>Names of <see cref="ModulesToSave"/> that may match no module of the model.</summary>
     protected virtual IReadOnlyCollection<string> OptionalModulesToSave => [];
 
@@ -192,17 +199,10 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         foreach (var (name, parameter) in saved?.Parameters ?? [])
             state[KeyPrefix + SavedPath(name)] = parameter;
         if (tokens?.Delta is { } delta) state[SavedKey(tokens.Path, TrainableTokens.SavedSuffix)] = delta;
-        if (SavesResizedVocabulary && tokens is not null)
-        {
-            // The frozen rows as they are (the trained ones live in the delta), under PEFT's keys for them; a head's bias
-            // over the vocabulary (Phi's) goes with its weight, as PEFT saves every tensor under the head's module.
-            var keys = new VocabularyKeys(model);
-            state.TryAdd(KeyPrefix + SavedPath(keys.Embedding[0]), model.EmbeddingWeight);
-            if (CausalLanguageModel.UnwrapHead(model.UntiedOutputHead) is Linear { weight: { } head })
-                state.TryAdd(KeyPrefix + keys.HeadWeight[0], head);
-            if (model.OutputHeadBias is { } headBias)
-                state.TryAdd(KeyPrefix + keys.HeadBias[0], headBias);
-        }
+        if (SavesResizedVocabulary && tokens?.Delta is { } rows)
+            // The frozen rows as they are (the trained ones live in the delta), under the keys PEFT writes for them.
+            foreach (var (name, tensor) in SavedEmbeddingLayers.Entries(model, TargetsEmbeddingLayers(model), rows, saved))
+                state.TryAdd(KeyPrefix + SavedPath(name), tensor);
         return state;
     }
 

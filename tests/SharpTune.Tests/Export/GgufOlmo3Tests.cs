@@ -54,6 +54,30 @@ public class GgufOlmo3Tests
     }
 
     /// <summary>
+    /// YaRN is written with the converter's Olmo2Model keys (type, factor, original context), so llama.cpp's olmo2 scales
+    /// the full-attention layers; TheSlidingFixtureRunsInLlamaCppLikeTheReference runs olmo3_sliding_yarn against its
+    /// float64 reference. A YaRN llama.cpp's keys cannot carry (a non-default beta_fast) is refused.
+    /// </summary>
+    [Fact]
+    public void YarnIsWrittenWithTheConvertersKeysAndOtherBetasAreRefused()
+    {
+        using var dir = new TempDir();
+        var report = ExportModel(FixtureCopy(dir, Fixture("olmo3_sliding_yarn")), Path.Combine(dir.Path, "olmo3-yarn.gguf"), GgufExportType.F32);
+        var file = GgufReader.Open(report.Path);
+        Assert.Equal("yarn", file.Metadata["olmo2.rope.scaling.type"].AsString());
+        Assert.Equal(4f, file.Metadata["olmo2.rope.scaling.factor"].AsFloat());
+        Assert.Equal(64, file.Metadata["olmo2.rope.scaling.original_context_length"].AsInteger());
+        Assert.Equal(4, file.Metadata["olmo2.attention.sliding_window"].AsInteger());
+
+        var otherBeta = ModelConfig.FromJson(TestModels.With(
+            JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture("olmo3_sliding_yarn"), "config.json")))!.AsObject(), new JsonObject
+            {
+                ["rope_scaling"] = new JsonObject { ["rope_type"] = "yarn", ["factor"] = 4.0, ["original_max_position_embeddings"] = 64, ["beta_fast"] = 16.0 },
+            }));
+        Assert.Contains("this YaRN rope_scaling sets beta_fast", Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(otherBeta).Check(otherBeta)).Message);
+    }
+
+    /// <summary>
     /// An OLMo 3 whose layers all attend in full is llama.cpp's plain olmo2: exported without a window (convert_hf_to_gguf.py
     /// writes sliding_window only when layer_types has sliding layers), not refused for its layer pattern.
     /// </summary>
@@ -77,15 +101,38 @@ public class GgufOlmo3Tests
     public void AnOlmo3WithoutSlidingLayersRunsInLlamaCppLikeSharpTune()
     {
         using var dir = new TempDir();
-        var folder = AllFullCopy(dir);
-        var path = ExportModel(folder, Path.Combine(dir.Path, "olmo3_full.gguf"), GgufExportType.F32).Path;
+        RunsInLlamaCppLikeSharpTune(AllFullCopy(dir), Path.Combine(dir.Path, "olmo3_full.gguf"), "olmo3 all full_attention");
+    }
+
+    /// <summary>
+    /// olmo3_sliding with linear rope_scaling (factor 4), run by llama.cpp's olmo2, gives SharpTune's log-probabilities and
+    /// greedy tokens: the full layer rotates scaled and the sliding ones unscaled on both sides (SharpTune's OLMo 3 does so
+    /// against the float64 reference, olmo3_sliding_linear in Olmo3Tests).
+    /// </summary>
+    [LlamaCppFact]
+    public void AnOlmo3WithLinearRopeScalingRunsInLlamaCppLikeSharpTune()
+    {
+        using var dir = new TempDir();
+        var folder = FixtureCopy(dir, Fixture("olmo3_sliding"));
+        var configPath = Path.Combine(folder, "config.json");
+        var json = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        json["rope_scaling"] = new JsonObject { ["rope_type"] = "linear", ["factor"] = 4.0 };
+        File.WriteAllText(configPath, json.ToJsonString());
+        var path = Path.Combine(dir.Path, "olmo3_linear.gguf");
+        RunsInLlamaCppLikeSharpTune(folder, path, "olmo3 linear rope_scaling");
+        Assert.Equal("linear", GgufReader.Open(path).Metadata["olmo2.rope.scaling.type"].AsString());
+    }
+
+    private static void RunsInLlamaCppLikeSharpTune(string folder, string gguf, string label)
+    {
+        var path = ExportModel(folder, gguf, GgufExportType.F32).Path;
         var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
         using (var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32))
         {
             model.eval();
             foreach (var prompt in TransformersExpected.Read(folder).Select(c => c.InputIds))
             {
-                var what = $"olmo3 all full_attention, prompt of {prompt.Length}";
+                var what = $"{label}, prompt of {prompt.Length}";
                 var logProbabilities = LogProbabilities(model, prompt);
                 var greedy = Greedy(model, prompt, 8);
                 items.Add((Float32(LlamaCppRuntime.Distribution(path, prompt)), result =>
@@ -112,6 +159,6 @@ public class GgufOlmo3Tests
     [LlamaCppFact]
     public void TheSlidingFixtureRunsInLlamaCppLikeTheReference()
     {
-        LlamaCppFixtureChecks.RunReferenceComparisons(["olmo3_sliding"], LogProbabilityTolerance, Q8LogProbabilityTolerance, "the reference's");
+        LlamaCppFixtureChecks.RunReferenceComparisons(["olmo3_sliding", "olmo3_sliding_yarn"], LogProbabilityTolerance, Q8LogProbabilityTolerance, "the reference's");
     }
 }

@@ -10,7 +10,7 @@ namespace SharpTune.Tests.Models;
 /// OLMo 3 (Olmo3ForCausalLM) against transformers' definitions (huggingface/transformers
 /// src/transformers/models/olmo3/modular_olmo3.py @02e8340b: OLMo 2's layers with sliding-window attention per
 /// layer_types; the sliding layers' unscaled RoPE as in its transformers 4.57 form). The checkpoints under
-/// Fixtures/olmo3_sliding and olmo3_sliding_linear and their EXPECTED.json come from Fixtures/make_olmo3_reference.py:
+/// Fixtures/olmo3_sliding, olmo3_sliding_linear and olmo3_sliding_yarn and their EXPECTED.json come from Fixtures/make_olmo3_reference.py:
 /// that model written out in plain PyTorch (float64 on float32 weights), with a window of 4 that both prompts cross.
 /// </summary>
 public class Olmo3Tests
@@ -20,6 +20,7 @@ public class Olmo3Tests
     [Theory]
     [InlineData("olmo3_sliding")]
     [InlineData("olmo3_sliding_linear")]
+    [InlineData("olmo3_sliding_yarn")]
     public void LogitsMatchTheReferenceWithin1e5(string name)
     {
         using var model = TransformersExpected.LoadForComparison(Fixture(name));
@@ -30,6 +31,7 @@ public class Olmo3Tests
     [Theory]
     [InlineData("olmo3_sliding")]
     [InlineData("olmo3_sliding_linear")]
+    [InlineData("olmo3_sliding_yarn")]
     public void GreedyIdsMatchTheReferenceOnTheFastAndGeneralPaths(string name)
     {
         using var model = TransformersExpected.LoadForComparison(Fixture(name));
@@ -44,6 +46,7 @@ public class Olmo3Tests
     [Theory]
     [InlineData("olmo3_sliding")]
     [InlineData("olmo3_sliding_linear")]
+    [InlineData("olmo3_sliding_yarn")]
     public void EveryCachedDecodeStepMatchesTheReference(string name)
     {
         var folder = Fixture(name);

@@ -230,8 +230,9 @@ public class PhiVocabularyTests
     /// A head that LoRA wraps keeps its bias (its base layer's): the model still reports it, so an adapter that saves the
     /// resized vocabulary beside trainable tokens saves it with the head's weight, where PEFT puts a targeted head's
     /// tensors (lm_head.base_layer.*: huggingface/peft@5d602fdb src/peft/utils/save_and_load.py line 55 names such a head
-    /// by its base layer), and a fresh base takes them back to the same logits. Replacing the wrapped head's bias is
-    /// refused naming the wrapper.
+    /// by its base layer), and a fresh base takes them back to the same logits. PEFT saves no embedding then (a
+    /// TrainableTokensWrapper has no base_layer, save_and_load.py line 271), so the grown rows the ids use (65, 66) are
+    /// the trained ones. Replacing the wrapped head's bias is refused naming the wrapper.
     /// </summary>
     [Fact]
     public void AHeadWrappedByLoraKeepsItsBias()
@@ -247,7 +248,7 @@ public class PhiVocabularyTests
             var grownBias = Values(Bias(model));
             var adapter = new LoraAdapter(new LoraConfig
             {
-                R = 2, TargetModules = TargetModules.Names(["q_proj", "lm_head"]), TrainableTokenIndices = [66],
+                R = 2, TargetModules = TargetModules.Names(["q_proj", "lm_head"]), TrainableTokenIndices = [65, 66],
             }) { SavesResizedVocabulary = true };
             adapter.Inject(model);
             Assert.IsType<LoraLinear>(((PhiForCausalLM)model).lm_head);
@@ -257,6 +258,7 @@ public class PhiVocabularyTests
             var state = adapter.AdapterStateDict();
             Assert.Equal(grownBias, Values(state["base_model.model.lm_head.base_layer.bias"]));
             Assert.Equal([68L, 64L], state["base_model.model.lm_head.base_layer.weight"].shape);
+            Assert.DoesNotContain(state.Keys, k => k.Contains("embed_tokens", StringComparison.Ordinal) && !k.EndsWith("trainable_tokens_delta", StringComparison.Ordinal));
             PeftMethodChecks.Perturb(adapter);
             model.eval();
             using (no_grad()) expected = model.Forward(ids);

@@ -107,22 +107,22 @@ public sealed class LoraTrainableTokensTests
 
     /// <summary>
     /// A run that added tokens a, b, c (ids 96–98 of 96) with pad_vocab_to_multiple_of 8 (104 rows) and trains only b's
-    /// row: the adapter also saves the resized embedding (and untied head) whole, as PEFT's save_embedding_layers="auto"
+    /// row: the adapter also saves the resized embedding (and head) whole, as PEFT's save_embedding_layers="auto"
     /// does when the vocabulary grew (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40 utils/save_and_load.py),
     /// so the 96-row base takes back all 104 rows as the run drew them (seed 42, not 0) and computes the same logits.
-    /// PEFT's trainable_tokens_original buffer, if present, is ignored. Phi's head has a bias over the vocabulary, tied head
-    /// or not: PEFT saves every tensor under the output embedding's module (save_and_load.py lines 267-275), so the grown
-    /// bias goes with it — at lm_head.bias untied, and tied at lm_head.token_adapter.base_layer.bias, since PEFT wraps a
-    /// tied head in a TrainableTokensWrapper too (utils/other.py lines 1665-1680, 865). A tied file written by PEFT also
-    /// holds the head's weight (the embedding again) and the embedding's delta under that wrapper (trainable_tokens/layer.py
-    /// line 67 shares it); both are the embedding's own, so loading accepts them.
+    /// The file is the layout PEFT writes (TrainableTokensSavedLayoutTests enumerates it); loading also takes the layout
+    /// earlier SharpTune versions wrote — the embedding at embed_tokens.weight, no tied-head copies — and PEFT's
+    /// trainable_tokens_original buffer, if present, is ignored.
     /// </summary>
     [Theory]
-    [InlineData("llama-tied")]
-    [InlineData("llama")]
-    [InlineData("phi-tied")]
-    [InlineData("phi")]
-    public void Added_tokens_with_only_some_rows_trained_reload_every_resized_row(string kind)
+    [InlineData("llama-tied", false)]
+    [InlineData("llama", false)]
+    [InlineData("phi-tied", false)]
+    [InlineData("phi", false)]
+    [InlineData("llama-tied", true)]
+    [InlineData("phi-tied", true)]
+    [InlineData("phi", true)]
+    public void Added_tokens_with_only_some_rows_trained_reload_every_resized_row(string kind, bool earlierLayout)
     {
         using var dir = new TempDir();
         using var ids = tensor(new long[,] { { 1, 96, 5, 97, 9, 98, 33, 97 } });   // a, b and c all run
@@ -141,22 +141,18 @@ public sealed class LoraTrainableTokensTests
             PeftAdapters.Save(adapter, dir.Path, "base/" + kind);
         }
         var (_, shapes) = ReadShapes(dir.Path);
-        Assert.Equal([104L, 64L], shapes["base_model.model.model.embed_tokens.weight"]);
+        Assert.Equal([104L, 64L], shapes["base_model.model.model.embed_tokens.token_adapter.base_layer.weight"]);
         Assert.Equal([1L, 64L], shapes["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"]);
-        if (kind is "llama" or "phi") Assert.Equal([104L, 64L], shapes["base_model.model.lm_head.weight"]);
-        else Assert.DoesNotContain("base_model.model.lm_head.weight", shapes.Keys);
-        if (kind == "phi") Assert.Equal([104L], shapes["base_model.model.lm_head.bias"]);
-        if (kind == "phi-tied") Assert.Equal([104L], shapes["base_model.model.lm_head.token_adapter.base_layer.bias"]);
-        if (kind == "phi-tied") Assert.DoesNotContain("base_model.model.lm_head.bias", shapes.Keys);
 
-        // PEFT also writes the chosen rows' starting values; they are the saved embedding's rows, so loading skips them.
         var store = AdapterFiles.Resolve(null);
         var file = Path.Combine(dir.Path, AdapterFiles.WeightsFileName);
         var state = new Dictionary<string, Tensor>(store.Read(file)) { ["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_original"] = zeros(1, 64) };
-        if (kind.EndsWith("-tied", StringComparison.Ordinal))
+        if (earlierLayout)
         {
-            state["base_model.model.lm_head.token_adapter.base_layer.weight"] = state["base_model.model.model.embed_tokens.weight"].clone();
-            state["base_model.model.lm_head.token_adapter.trainable_tokens_delta"] = state["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"].clone();
+            state.Remove("base_model.model.model.embed_tokens.token_adapter.base_layer.weight", out var embedding);
+            state["base_model.model.model.embed_tokens.weight"] = embedding!;
+            state.Remove("base_model.model.lm_head.token_adapter.base_layer.weight");
+            state.Remove("base_model.model.lm_head.token_adapter.trainable_tokens_delta");
         }
         store.Write(file, state, AdapterFiles.Metadata);
 
@@ -189,7 +185,7 @@ public sealed class LoraTrainableTokensTests
         var store = AdapterFiles.Resolve(null);
         var file = Path.Combine(dir.Path, AdapterFiles.WeightsFileName);
         var state = new Dictionary<string, Tensor>(store.Read(file));
-        var head = state["base_model.model.model.embed_tokens.weight"].clone();
+        var head = state["base_model.model.model.embed_tokens.token_adapter.base_layer.weight"].clone();
         head[5] += 1;
         state["base_model.model.lm_head.token_adapter.base_layer.weight"] = head;
         store.Write(file, state, AdapterFiles.Metadata);

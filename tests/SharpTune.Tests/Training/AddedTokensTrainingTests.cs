@@ -113,7 +113,7 @@ public sealed class AddedTokensTrainingTests
         {
             Assert.Equal([2L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"].Shape);
             // The vocabulary grew, so the resized embedding is saved too, as PEFT's save_embedding_layers="auto" saves it.
-            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.weight"].Shape);
+            Assert.Equal([514L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.token_adapter.base_layer.weight"].Shape);
         }
 
         using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);   // the base grows to hold id 513
@@ -141,7 +141,7 @@ public sealed class AddedTokensTrainingTests
         };
         var final = FineTuneJob.Run(options).FinalDirectory;
         using (var tensors = SharpTune.IO.SafetensorsFile.Open(Path.Combine(final, SharpTune.Peft.AdapterFiles.WeightsFileName)))
-            Assert.Equal([520L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.weight"].Shape);   // 515 ids padded to 8
+            Assert.Equal([520L, 64L], tensors.Tensors["base_model.model.model.embed_tokens.token_adapter.base_layer.weight"].Shape);   // 515 ids padded to 8
 
         using var loaded = LoadedModel.Load(TestAssets.Stories260K, final);
         Assert.Equal(520, loaded.Model.Config.VocabSize);

@@ -113,7 +113,7 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
     }
 
     /// <summary>A YaRN configuration llama.cpp computes from its factor and original context alone (its defaults for the rest).</summary>
-    private static bool IsLlamaCppYarn(RopeScaling yarn) =>
+    internal static bool IsLlamaCppYarn(RopeScaling yarn) =>
         yarn.BetaFast == 32 && yarn.BetaSlow == 1 && yarn.Truncate && yarn.Mscale is null && yarn.MscaleAllDim is null &&
         (yarn.AttentionFactor is null || Math.Abs(yarn.AttentionFactor.Value - (0.1 * Math.Log(yarn.Factor) + 1)) < 1e-6);
 

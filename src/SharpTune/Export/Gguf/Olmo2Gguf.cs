@@ -11,8 +11,21 @@ namespace SharpTune.Export.Gguf;
 /// OLMo 3 is written the same way (the converter registers Olmo3ForCausalLM under Olmo2Model) with
 /// <c>attention.sliding_window</c>: llama.cpp's olmo2 then slides every layer but each fourth (set_swa_pattern(4)) and
 /// rotates the sliding layers unscaled, as transformers 4.57's OLMo 3 does. An OLMo 3 whose layers all attend in full is
-/// written as plain olmo2, without the window. Other layer_types patterns, and a sliding rope_theta of their own, have no
-/// llama.cpp form and are refused.
+/// written as plain olmo2, without the window. Other layer_types patterns have no llama.cpp form and are refused.
+/// </para>
+/// <para>
+/// RoPE scaling is written as the converter's Olmo2Model writes it (rope.scaling.type, factor and, for YaRN, the original
+/// context): llama.cpp's olmo2 graph (src/models/olmo2.cpp@8a5c4e03) applies it to the full-attention layers
+/// (freq_scale, ext_factor, attn_factor) and rotates the sliding ones with freq_scale 1, ext_factor 0, attn_factor 1.
+/// A YaRN with other betas, truncate, mscale or a non-default attention_factor is refused, as for the llama family.
+/// </para>
+/// <para>
+/// A sliding rope_theta of its own (transformers 5's rope_parameters keyed by layer type) is refused: transformers' OLMo 3
+/// has none (modular_olmo3.py@02e8340b rotates every layer with one rotary embedding of the config's rope_theta; the 4.57
+/// form gives the sliding layers rope_type "default" with that same theta), and llama.cpp's olmo2 reads
+/// <c>rope.freq_base_swa</c> (load_arch_hparams) but its graph rotates the sliding layers with the context's freq_base:
+/// the prebuilt llama.cpp the tests run reproduced olmo3_sliding's reference logits (theta 500) with
+/// <c>olmo2.rope.freq_base_swa</c> = 10000 written beside it, so the key would be ignored.
 /// </para>
 /// </summary>
 internal sealed class Olmo2Gguf : GgufArchitecture
@@ -35,6 +48,10 @@ internal sealed class Olmo2Gguf : GgufArchitecture
         if (config.RopeScaling is { Type: not ("default" or "linear" or "yarn") } scaling)
             throw new NotSupportedException(
                 $"{config.Architecture}: rope_scaling '{scaling.Type}' has no llama.cpp olmo2 equivalent");
+        if (config.RopeScaling is { Type: "yarn" } yarn && !LlamaFamilyGguf.IsLlamaCppYarn(yarn))
+            throw new NotSupportedException(
+                $"{config.Architecture}: this YaRN rope_scaling sets beta_fast, beta_slow, truncate, mscale or attention_factor away from " +
+                "their defaults; llama.cpp's GGUF keys carry only the factor and the original context, so it would rotate differently");
         // With no sliding layer (OLMo 2, or OLMo 3 with every layer full_attention) the file is plain olmo2, without a window.
         var sliding = Enumerable.Range(0, config.NumLayers).Select(i => config.SlidingWindowOf(i) is not null).ToArray();
         if (sliding.Any(s => s) && Enumerable.Range(0, config.NumLayers).Any(i => sliding[i] != ((i + 1) % 4 != 0)))
@@ -44,7 +61,8 @@ internal sealed class Olmo2Gguf : GgufArchitecture
         if (sliding.Any(s => s) && config.RopeLocalBaseFreq is { } local && local != config.RopeTheta)
             throw new NotSupportedException(
                 $"{config.Architecture}: the sliding layers' rope_theta {local} (rope_parameters.sliding_attention) has no llama.cpp olmo2 " +
-                $"equivalent (it rotates every layer with rope_theta {config.RopeTheta})");
+                $"equivalent: its graph rotates every layer with rope.freq_base ({config.RopeTheta}) and ignores rope.freq_base_swa " +
+                "(transformers' OLMo 3 has no sliding theta of its own either)");
         return [];
     }
 
@@ -54,6 +72,19 @@ internal sealed class Olmo2Gguf : GgufArchitecture
         AddHeadWidth(metadata, config);
         if (config.SlidingWindow is { } window && Enumerable.Range(0, config.NumLayers).Any(i => config.SlidingWindowOf(i) is not null))
             Add(metadata, "olmo2.attention.sliding_window", GgufValue.U32((uint)window));
+        if (config.RopeScaling is { Type: "linear" } linear)
+        {
+            Add(metadata, "olmo2.rope.scaling.type", GgufValue.Str("linear"));
+            Add(metadata, "olmo2.rope.scaling.factor", GgufValue.F32((float)linear.Factor));
+        }
+        if (config.RopeScaling is { Type: "yarn" } yarn)
+        {
+            // Olmo2Model.set_gguf_parameters' keys; llama.cpp's default attn_factor 1 then scales by 0.1·ln(factor) + 1,
+            // transformers' default attention_factor (Check refuses any other).
+            Add(metadata, "olmo2.rope.scaling.type", GgufValue.Str("yarn"));
+            Add(metadata, "olmo2.rope.scaling.factor", GgufValue.F32((float)yarn.Factor));
+            Add(metadata, "olmo2.rope.scaling.original_context_length", GgufValue.U32((uint)yarn.OriginalMaxPositionEmbeddings));
+        }
     }
 
     public override IReadOnlyList<MappedTensor> MapTensors(IWeightSource source, ModelConfig config)

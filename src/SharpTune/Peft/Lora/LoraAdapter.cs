@@ -113,6 +113,22 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override IReadOnlyList<int> TrainableTokenIndices => Config.TrainableTokenIndices;
 
+    // PEFT's names for the embedding layers (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40
+    // src/peft/utils/constants.py line 402, EMBEDDING_LAYER_NAMES).
+    private static readonly string[] EmbeddingLayerNames = ["embed_tokens", "lm_head"];
+
+    // save_and_load.py lines 211-223: a target_modules list targets the embedding layers when it holds one of those names
+    // as it is; a regex, when it matches a module so named (transformers keeps an lm_head module even when it is tied).
+    private protected override bool TargetsEmbeddingLayers(CausalLanguageModel model)
+    {
+        var targets = Config.TargetModules?.ToJson();
+        if (targets is JsonArray list)
+            return list.Any(n => n is JsonValue v && v.TryGetValue<string>(out var name) && EmbeddingLayerNames.Contains(name));
+        if (targets is null || Config.TargetModules is not { } pattern) return false;
+        var modules = new[] { MatchedName(model, model.EmbeddingParameterName[..^".weight".Length]), model.OutputHeadModuleName };
+        return modules.Any(m => EmbeddingLayerNames.Contains(m[(m.LastIndexOf('.') + 1)..]) && pattern.Matches(m));
+    }
+
     // PEFT's PeftModelForFeatureExtraction wraps transformers' AutoModel (LlamaModel: layers.0…, no "model." and no head),
     // so a FEATURE_EXTRACTION adapter's keys are base_model.model.layers.0.self_attn.q_proj.lora_A.weight.
     protected override string SavedPath(string path) => InjectedModel is { } model ? MatchedName(model, path) : path;

@@ -21,12 +21,17 @@ olmo3_sliding: 4 layers in OLMo 3's default pattern (three sliding, the fourth f
 both prompts and their continuations —, 2 query heads of 8 sharing 1 key/value head, no rope_scaling.
 olmo3_sliding_linear: the same shape with rope_scaling {"rope_type": "linear", "factor": 4.0} and layer_types given
 explicitly (full, sliding, sliding, full), so the full layers rotate scaled and the sliding ones do not.
+olmo3_sliding_yarn: olmo3_sliding with rope_scaling {"rope_type": "yarn", "factor": 4.0,
+"original_max_position_embeddings": 64} (max_position_embeddings 256): the full layer rotates with YaRN (transformers'
+_compute_yarn_parameters: with head_dim 8 and theta 500 the first pair extrapolates, the second ramps, the rest
+interpolate, and cos/sin carry 0.1 ln 4 + 1), the sliding layers unscaled.
 Each EXPECTED.json holds, per prompt, the last-position logits, 8 greedy ids, and the logits at every position from
 the prompt's last to the one before the last greedy token (what each cached decode step must give).
 
 Run: /usr/bin/python3 make_olmo3_reference.py [name ...] (needs Debian's python3-torch); writes the named fixtures (all
 of them without names) beside this script.
 """
+import math
 import os
 import sys
 
@@ -67,6 +72,14 @@ def sliding_linear_config():
     cfg = sliding_config()
     cfg["rope_scaling"] = {"rope_type": "linear", "factor": 4.0}
     cfg["layer_types"] = ["full_attention", "sliding_attention", "sliding_attention", "full_attention"]
+    return cfg
+
+
+def sliding_yarn_config():
+    cfg = sliding_config()
+    # max_position_embeddings = factor * original context, so transformers' factor (which some versions take as that
+    # ratio when original_max_position_embeddings is given) is 4 either way.
+    cfg["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}
     return cfg
 
 
@@ -118,6 +131,28 @@ def rotation(t, hd, theta, factor):
     return emb.cos(), emb.sin()                                                                   # (T, hd)
 
 
+def yarn_rotation(t, hd, theta, scaling):
+    """transformers' _compute_yarn_parameters (modeling_rope_utils.py) with beta_fast 32, beta_slow 1, truncate: the
+    frequencies ramp from extrapolated (fast pairs) to interpolated by the factor (slow pairs) between the correction
+    dimensions of the original context, and cos/sin carry the attention factor 0.1 ln(factor) + 1."""
+    factor, original = scaling["factor"], scaling["original_max_position_embeddings"]
+
+    def correction_dim(rotations):
+        return (hd * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(theta))
+
+    low, high = max(math.floor(correction_dim(32)), 0), min(math.ceil(correction_dim(1)), hd - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(hd // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
+    pos_freqs = theta ** (torch.arange(0, hd, 2, dtype=torch.int64).double() / hd)
+    extrapolation = 1 - ramp
+    inv_freq = (1 / (factor * pos_freqs)) * (1 - extrapolation) + (1 / pos_freqs) * extrapolation
+    freqs = torch.outer(torch.arange(t, dtype=torch.float64), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    attention_factor = 0.1 * math.log(factor) + 1
+    return emb.cos() * attention_factor, emb.sin() * attention_factor
+
+
 def forward(cfg, w, ids):
     h, heads, kv_heads = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = h // heads
@@ -127,7 +162,9 @@ def forward(cfg, w, ids):
     W = {k: t.double() for k, t in w.items()}
     t = len(ids)
     x = W["model.embed_tokens.weight"][torch.tensor(ids)].unsqueeze(0)                          # (1, T, C)
-    rotations = {"full_attention": rotation(t, hd, cfg["rope_theta"], factor),
+    full = yarn_rotation(t, hd, cfg["rope_theta"], scaling) if scaling.get("rope_type") == "yarn" \
+        else rotation(t, hd, cfg["rope_theta"], factor)
+    rotations = {"full_attention": full,
                  "sliding_attention": rotation(t, hd, cfg["rope_theta"], 1.0)}
     i_idx, j_idx = torch.arange(t).view(-1, 1), torch.arange(t).view(1, -1)
     masks = {"full_attention": j_idx <= i_idx, "sliding_attention": (j_idx <= i_idx) & (j_idx > i_idx - window)}
@@ -157,6 +194,7 @@ def forward(cfg, w, ids):
 FIXTURES = [
     ("olmo3_sliding", sliding_config, 3131),
     ("olmo3_sliding_linear", sliding_linear_config, 1313),
+    ("olmo3_sliding_yarn", sliding_yarn_config, 3113),
 ]
 
 
