@@ -154,7 +154,8 @@ public class GgufGptOssTests
     /// <summary>
     /// Every MXFP4 expert block of the export is the checkpoint's: the scale byte unchanged and, read by ggml's own
     /// dequantize_row_mxfp4 (libggml-base), exactly the values transformers' layout dequantizes the checkpoint to
-    /// (<see cref="Mxfp4.Dequantize"/>, columns 2o and 2o + 1 of gate_up_proj for gate and up row o).
+    /// (<see cref="Mxfp4.Dequantize"/>, columns 2o and 2o + 1 of gate_up_proj for gate and up row o); SharpTune's own
+    /// reader (<see cref="GgmlCodec.Dequantize"/>) reads the same values.
     /// </summary>
     [LlamaCppFact]
     public void Mxfp4ExpertsAreTheCheckpointsBlocksReadAlikeByGgml()
@@ -177,6 +178,9 @@ public class GgufGptOssTests
                 Assert.Equal(experts * selected * groups * 17, data.Length);
                 var scaleBytes = scales.data<byte>().ToArray();
                 var values = GgmlNative.Dequantize(GgmlType.MXFP4, data, experts * selected * groups * 32);
+                var ours = new float[values.Length];
+                GgmlCodec.Dequantize(GgmlType.MXFP4, data, ours);   // what GgufReader reads back
+                Assert.Equal(values, ours);
                 var expected = weight.data<float>().ToArray();
                 for (long e = 0; e < experts; e++)
                     for (long o = 0; o < selected; o++)
