@@ -4,6 +4,7 @@ using SharpTune.IO;
 using SharpTune.Models;
 using SharpTune.Quantization;
 using SharpTune.Tests.Models;
+using SharpTune.Tokenization;
 using static SharpTune.Tests.Export.GgufModelFolders;
 using static SharpTune.Tests.Export.GgufTestSupport;
 using static TorchSharp.torch;
@@ -274,4 +275,52 @@ public class GgufGptOssTests
             Assert.Contains($"blk.1.{target}.weight.lora_b", names);
         RunAll(items);
     }
+
+    /// <summary>
+    /// gpt-oss's tokenizer splits text with o200k's pattern, llama.cpp's pre-tokenizer "gpt-4o": Llama 3's byte-level
+    /// vocabulary given that pattern (and no ignore_merges) exports with tokenizer.ggml.pre "gpt-4o", and llama.cpp
+    /// tokenizes mixed-case words, contractions, digits, scripts and code as SharpTune's tokenizer does.
+    /// </summary>
+    [LlamaCppFact("tokenizers")]
+    public void TheO200kPreTokenizerIsWrittenAsGpt4oAndTokenizesInLlamaCppAsSharpTune()
+    {
+        string[] texts =
+        [
+            "Hello World", "HelloWorld camelCase XMLHttpRequest", "I'M sure THEY'LL say it's 12345678 or 3.14", "line\n/path\r\n/x",
+            "日本語のテキスト、中文文本", "emoji 👨‍👩‍👧 done", "def f(x):\n    return x**2  # code", "ภาษาไทย नमस्ते مرحبا Ñandú",
+        ];
+        using var dir = new TempDir();
+        var source = Path.Combine(TestAssets.SharedDir, "tokenizers", "llama3");
+        var probe = HfTokenizer.FromDirectory(source);
+        var config = TestModels.With(TestModels.LlamaConfigJson(vocab: probe.VocabSize, tied: true), new JsonObject
+        {
+            ["hidden_size"] = 8, ["intermediate_size"] = 16, ["num_hidden_layers"] = 1, ["num_attention_heads"] = 2, ["num_key_value_heads"] = 2,
+            ["bos_token_id"] = null, ["eos_token_id"] = null,
+        });
+        var folder = RandomCheckpoint(dir, "o200k", config, seed: 1);
+        foreach (var file in Directory.GetFiles(source).Where(f => Path.GetFileName(f).StartsWith("tokenizer", StringComparison.Ordinal)))
+            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)), overwrite: true);
+        var tokenizerPath = Path.Combine(folder, "tokenizer.json");
+        var root = JsonNode.Parse(File.ReadAllText(tokenizerPath))!.AsObject();
+        root["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"]!["Regex"] = O200kPattern;
+        root["model"]!["ignore_merges"] = false;
+        File.WriteAllText(tokenizerPath, root.ToJsonString());
+        var tokenizer = HfTokenizer.FromDirectory(folder);
+
+        var output = ExportModel(folder, Path.Combine(dir.Path, "o200k.gguf"), GgufExportType.F32).Path;
+        Assert.Equal("gpt-4o", GgufReader.Open(output).Metadata["tokenizer.ggml.pre"].AsString());
+        var llamaIds = LlamaCppRuntime.Run([LlamaCppRuntime.Tokenize(output, texts)])[0]["tokens"]!.AsArray();
+        for (var t = 0; t < texts.Length; t++)
+        {
+            var expected = tokenizer.Encode(texts[t]);
+            var actual = llamaIds[t]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+            Assert.True(expected.SequenceEqual(actual), $"{texts[t]}: llama.cpp {string.Join(' ', actual)}\n  SharpTune {string.Join(' ', expected)}");
+        }
+    }
+
+    // The Split pattern of gpt-oss's (and GPT-4o's) tokenizer.json, as ggml-org/llama.cpp's llama-vocab.cpp quotes it.
+    private const string O200kPattern =
+        @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|" +
+        @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|" +
+        @"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 }
