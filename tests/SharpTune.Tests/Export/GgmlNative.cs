@@ -47,7 +47,7 @@ public static class GgmlNative
     private static string Suffix(GgmlType type) => type switch
     {
         GgmlType.Q8_0 => "q8_0", GgmlType.Q4_0 => "q4_0", GgmlType.Q5_0 => "q5_0", GgmlType.Q5_1 => "q5_1", GgmlType.Q4_K => "q4_K",
-        GgmlType.Q5_K => "q5_K", GgmlType.Q6_K => "q6_K",
+        GgmlType.Q5_K => "q5_K", GgmlType.Q6_K => "q6_K", GgmlType.MXFP4 => "mxfp4",
         _ => throw new ArgumentOutOfRangeException(nameof(type)),
     };
 

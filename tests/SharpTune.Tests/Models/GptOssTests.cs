@@ -408,11 +408,10 @@ public class GptOssTests
         Assert.Equal(expected.GreedyIds, ids);
     }
 
-    /// <summary>GGUF export is not implemented for gpt-oss: refused by the architecture's name before any work.</summary>
+    /// <summary>GGUF export writes llama.cpp's gpt-oss (Export/GgufGptOssTests runs the files in llama.cpp).</summary>
     [Fact]
-    public void GgufExportIsRefusedByName()
+    public void GgufExportWritesLlamaCppsGptOss()
     {
-        var refused = Assert.Throws<NotSupportedException>(() => GgufArchitecture.For(ModelConfig.Load(Fixture("gpt_oss_tiny"))));
-        Assert.StartsWith("GGUF export does not support architecture 'GptOssForCausalLM'", refused.Message);
+        Assert.Equal("gpt-oss", GgufArchitecture.For(ModelConfig.Load(Fixture("gpt_oss_tiny"))).Name);
     }
 }

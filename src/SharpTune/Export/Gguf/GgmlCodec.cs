@@ -52,6 +52,7 @@ internal static class GgmlCodec
             case GgmlType.Q4_K: KQuants.DequantizeQ4_K(data, output); break;
             case GgmlType.Q5_K: KQuants.DequantizeQ5_K(data, output); break;
             case GgmlType.Q6_K: KQuants.DequantizeQ6_K(data, output); break;
+            case GgmlType.MXFP4: Mxfp4Blocks.Dequantize(data, output); break;
             default: throw new NotSupportedException($"ggml type {type} cannot be read");
         }
     }

@@ -13,6 +13,8 @@ public enum GgmlType : uint
     Q5_K = 13,
     Q6_K = 14,
     BF16 = 30,
+    /// <summary>OCP microscaling FP4: per 32 values one E8M0 scale byte and 16 bytes of E2M1 codes (ggml's block_mxfp4).</summary>
+    MXFP4 = 39,
 }
 
 /// <summary>Block geometry of each <see cref="GgmlType"/>: values per block and bytes per block (ggml's type traits).</summary>
@@ -24,7 +26,7 @@ internal static class GgmlTypeInfo
     public static int BlockSize(GgmlType type) => type switch
     {
         GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => 1,
-        GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 => 32,
+        GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.Q8_0 or GgmlType.MXFP4 => 32,
         GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => SuperBlock,
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "unknown ggml type"),
     };
@@ -37,6 +39,7 @@ internal static class GgmlTypeInfo
         GgmlType.Q5_0 => 2 + 4 + 16,
         GgmlType.Q5_1 => 2 + 2 + 4 + 16,
         GgmlType.Q8_0 => 2 + 32,
+        GgmlType.MXFP4 => 1 + 16,
         GgmlType.Q4_K => 2 + 2 + 12 + 128,
         GgmlType.Q5_K => 2 + 2 + 12 + 32 + 128,
         GgmlType.Q6_K => 128 + 64 + 16 + 2,

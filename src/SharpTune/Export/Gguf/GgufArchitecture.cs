@@ -6,7 +6,14 @@ namespace SharpTune.Export.Gguf;
 /// A tensor of the GGUF file in terms of the checkpoint: its llama.cpp name, NumPy-order shape, and how to compute its
 /// float32 values (row-major) from the checkpoint's tensors.
 /// </summary>
-internal sealed record MappedTensor(string Name, long[] Shape, Func<IWeightSource, float[]> Values);
+internal sealed record MappedTensor(string Name, long[] Shape, Func<IWeightSource, float[]> Values)
+{
+    /// <summary>
+    /// For a tensor the checkpoint already stores in a ggml block format (gpt-oss's MXFP4 experts): that type and the
+    /// file's bytes, written as they are whatever the export type (<see cref="Values"/> is then not called).
+    /// </summary>
+    public (GgmlType Type, Func<IWeightSource, byte[]> Bytes)? Packed { get; init; }
+}
 
 /// <summary>
 /// One llama.cpp architecture: the <c>{arch}.*</c> hyper-parameter keys and the tensor names and layouts, as
@@ -54,6 +61,7 @@ internal abstract class GgufArchitecture
         ["GPTNeoXForCausalLM"] = () => new GptNeoXGguf(),
         ["PhiForCausalLM"] = () => new PhiGguf(),
         ["StableLmForCausalLM"] = () => new StableLmGguf(),
+        ["GptOssForCausalLM"] = () => new GptOssGguf(),
     };
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Registry.Keys;
@@ -259,4 +267,7 @@ internal interface IWeightSource
     IReadOnlyCollection<string> Names { get; }
     long[] ShapeOf(string name);
     float[] Read(string name);
+
+    /// <summary>A uint8 tensor's stored bytes (MXFP4 blocks and scales), for sources that hold such tensors.</summary>
+    byte[] ReadBytes(string name) => throw new NotSupportedException($"'{name}': this weight source holds no packed tensors");
 }

@@ -70,6 +70,11 @@ public static class GgufExporter
             var types = ChooseTypes(mapped, options.Type, config.NumLayers);
             var tensors = mapped.Select(m => new GgufTensor(m.Name, m.Shape.Reverse().ToArray(), types[m.Name], stream =>
             {
+                if (m.Packed is { } packed)
+                {
+                    stream.Write(packed.Bytes(source));
+                    return;
+                }
                 var values = m.Values(source);
                 var bytes = new byte[GgmlTypeInfo.RowBytes(types[m.Name], m.Shape[^1]) * (values.Length / m.Shape[^1])];
                 GgmlCodec.Quantize(types[m.Name], values, bytes);
@@ -96,7 +101,11 @@ public static class GgufExporter
         var plan = new GgufTypePlan(type, tensors.Select(t => t.Name).ToArray(), layers);
         var types = new Dictionary<string, GgmlType>(StringComparer.Ordinal);
         foreach (var tensor in tensors.OrderBy(t => t.Name, Comparer<string>.Create(GgufTypePlan.QuantizeOrder)))
-            types[tensor.Name] = plan.Choose(tensor.Name, tensor.Shape[^1], tensor.Shape.Length);
+        {
+            // Chosen for packed tensors too, since llama-quantize's per-layer counters see every tensor.
+            var chosen = plan.Choose(tensor.Name, tensor.Shape[^1], tensor.Shape.Length);
+            types[tensor.Name] = tensor.Packed?.Type ?? chosen;
+        }
         return types;
     }
 

@@ -19,6 +19,8 @@ internal static class GgufVocabulary
 {
     // The pre-tokenizer regexes of the families llama.cpp knows, as the Hugging Face tokenizer.json files spell them.
     private const string Llama3Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    // o200k (GPT-4o, gpt-oss), as llama.cpp's llama-vocab.cpp quotes it for LLAMA_VOCAB_PRE_TYPE_GPT4O.
+    private const string O200kPattern = @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     private const string Qwen2Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     private static readonly string[] EndOfTurnTokens = ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>"];
@@ -175,13 +177,15 @@ internal static class GgufVocabulary
             // splits the same way and applies every merge (SmolLM3 and other Llama-3-style tokenizers without the flag).
             if (pattern == Llama3Pattern) return root["model"]?["ignore_merges"]?.GetValue<bool>() == true ? "llama-bpe" : "smaug-bpe";
             if (pattern == Qwen2Pattern) return "qwen2";
+            // llama.cpp's gpt-4o applies every merge, so a vocabulary that skips merges for known words is not it.
+            if (pattern == O200kPattern && root["model"]?["ignore_merges"]?.GetValue<bool>() != true) return "gpt-4o";
         }
         if (steps.Count == 2 && Type(steps[0]) == "Digits" && steps[0]["individual_digits"]?.GetValue<bool>() == true
             && Type(steps[1]) == "ByteLevel" && (steps[1]["use_regex"]?.GetValue<bool>() ?? true))
             return "smollm";
         throw new NotSupportedException(
             $"{path}: its pre-tokenizer {root["pre_tokenizer"]?.ToJsonString()} matches none llama.cpp implements that SharpTune can name " +
-            "(GPT-2, Llama 3, Smaug, Qwen2, SmolLM); llama.cpp would split text differently than the model was trained on");
+            "(GPT-2, Llama 3, Smaug, Qwen2, SmolLM, GPT-4o); llama.cpp would split text differently than the model was trained on");
     }
 
     /// <summary>add_bos/add_eos as tokenizer_config.json says, else as tokenizer.json's TemplateProcessing implies.</summary>

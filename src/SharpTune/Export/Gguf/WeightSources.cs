@@ -21,6 +21,14 @@ internal sealed class CheckpointWeights(string modelDir) : IWeightSource, IDispo
         return tensor.data<float>().ToArray();
     }
 
+    public byte[] ReadBytes(string name)
+    {
+        if (Info(name).Info.DType != SafetensorsDType.U8)
+            throw new InvalidDataException($"{modelDir}: '{name}' is {Info(name).Info.DType}, not the uint8 of packed MXFP4 blocks or scales");
+        using var tensor = _checkpoint.Read(name, ScalarType.Byte);
+        return tensor.data<byte>().ToArray();
+    }
+
     private CheckpointTensor Info(string name) => _checkpoint.Tensors.TryGetValue(name, out var info) ? info
         : throw new InvalidDataException($"{modelDir}: the checkpoint has no tensor '{name}'");
 

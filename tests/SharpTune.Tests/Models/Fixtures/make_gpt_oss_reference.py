@@ -26,22 +26,26 @@ checkpoints store them: gate_up_proj_blocks / _scales and down_proj_blocks / _sc
 quantization_config {"quant_method": "mxfp4"}. The reference decodes each 4-bit E2M1 code from its bits
 (sign, 2 exponent bits, 1 mantissa bit) and each E8M0 scale as 2^(s - 127), independently of any lookup table.
 Each EXPECTED.json holds, per prompt, the last-position logits, 8 greedy ids, and the logits at every position from
-the prompt's last to the one before the last greedy token (what each cached decode step must give).
+the prompt's last to the one before the last greedy token (what each cached decode step must give). gpt_oss_tiny also
+gets EXPECTED_truncated_ramp.json: the last logits and greedy ids of the same weights with truncate true, the YaRN ramp
+llama.cpp computes (it always rounds the ramp's ends outwards), for the GGUF export's llama.cpp checks.
 
 Run: /usr/bin/python3 make_gpt_oss_reference.py [name ...] (needs Debian's python3-torch); writes the named fixtures
 (all of them without names) beside this script.
 """
+import json
 import math
 import os
 import sys
 
 import torch
 
-from reference_io import write_fixture
+from reference_io import write_expected, write_fixture
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROMPTS = [[3, 17, 42, 7, 59], [5, 1, 38, 23, 54, 12, 0, 47, 31, 45, 9, 60, 2]]
 GREEDY_TOKENS = 8
+TRUNCATED_RAMP_EXPECTED = "EXPECTED_truncated_ramp.json"
 
 
 def base_config():
@@ -258,6 +262,12 @@ def main(names):
         cfg = make_config()
         weights = random_weights(cfg, seed, mxfp4)
         write_fixture(os.path.join(HERE, name), cfg, weights, forward, PROMPTS, GREEDY_TOKENS, step_logits=True)
+        if not rope_settings(cfg)[0].get("truncate", True):
+            # The same model with the YaRN ramp's ends rounded outwards, as llama.cpp always rotates (its GGUF export's check).
+            truncated = json.loads(json.dumps(cfg))
+            rope_settings(truncated)[0]["truncate"] = True
+            write_expected(os.path.join(HERE, name, TRUNCATED_RAMP_EXPECTED), truncated, weights, forward, PROMPTS, GREEDY_TOKENS,
+                           step_logits=False)
 
 
 if __name__ == "__main__":

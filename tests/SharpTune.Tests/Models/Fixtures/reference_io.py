@@ -46,6 +46,11 @@ def write_fixture(folder, cfg, weights, forward, prompts, greedy_tokens, step_lo
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     write_safetensors(os.path.join(folder, "model.safetensors"), weights)
+    write_expected(os.path.join(folder, "EXPECTED.json"), cfg, weights, forward, prompts, greedy_tokens, step_logits)
+
+
+def write_expected(path, cfg, weights, forward, prompts, greedy_tokens, step_logits):
+    """Writes what write_fixture's EXPECTED.json holds, for cfg and the weights, to path."""
     cases = []
     for ids in prompts:
         logits = forward(cfg, weights, ids)[0, -1]
@@ -59,7 +64,7 @@ def write_fixture(folder, cfg, weights, forward, prompts, greedy_tokens, step_lo
             full = forward(cfg, weights, seq[:-1])[0]
             case["step_logits"] = [[round(float(v), 6) for v in full[pos]] for pos in range(len(ids) - 1, len(seq) - 1)]
         cases.append(case)
-    with open(os.path.join(folder, "EXPECTED.json"), "w") as f:
+    with open(path, "w") as f:
         json.dump({"prompts": cases}, f)
 
 
