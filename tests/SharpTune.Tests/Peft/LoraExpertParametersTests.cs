@@ -48,6 +48,7 @@ public class LoraExpertParametersTests
         var adapter = (LoraAdapter)PeftAdapters.Load(model, PeftFile);
         model.eval();
         TransformersExpected.AssertLastPositionLogits(model, PeftFile, "gpt_oss_tiny + expert LoRA", tolerance: 2e-5);
+        TransformersExpected.AssertGreedyIdsOnTheFastAndGeneralPaths(model, PeftFile);   // the cached decode reads the experts too
         // The configuration as read: q/o as modules, both expert parameters, down_proj at rank 4 by rank_pattern.
         Assert.Equal(["o_proj", "q_proj"], adapter.Layers.Select(l => l.Path.Split('.')[^1]).Distinct().Order());
         Assert.Equal(["mlp.experts.gate_up_proj", "mlp.experts.down_proj"], adapter.Config.TargetParameters);
@@ -199,6 +200,24 @@ public class LoraExpertParametersTests
         Assert.Equal(saved.Count, reloaded.AdapterStateDict().Count);
         using var actual = Logits(fresh);
         Assert.True(Same(actual, expected), $"reloaded logits differ by {(actual - expected).abs().max().item<float>()}");
+    }
+
+    /// <summary>
+    /// PEFT with transformers 4, whose GptOssExperts has no is_transposed, reads gate_up_proj as (E, out, in) and saves
+    /// lora_A (r·E, out), lora_B (in, r·E): such a file is refused naming that, rather than with a bare shape mismatch.
+    /// </summary>
+    [Fact]
+    public void AdapterInTransformers4sSwappedLayoutIsRefusedByName()
+    {
+        using var model = LoadBase();
+        var adapter = new LoraAdapter(ExpertsOnly(LoraInit.Random, "experts.down_proj"));
+        adapter.Inject(model);
+        var state = adapter.AdapterStateDict().ToDictionary(p => p.Key, p => p.Key.EndsWith("lora_A.weight")
+            ? zeros(8, 64) : p.Key.EndsWith("lora_B.weight") ? zeros(32, 8) : p.Value);   // down_proj (E, I, C) read as (E, out = I, in = C)
+        var error = Assert.Throws<InvalidDataException>(() => adapter.LoadAdapterState(state));
+        Assert.Contains("transformers", error.Message);
+        Assert.Contains("model.layers.0.mlp.experts.lora_A.weight", error.Message);
+        adapter.Unload();
     }
 
     /// <summary>PEFT's ParamWrapper refuses dropout, DoRA and fan_in_fan_out; SharpTune refuses parameters it cannot adapt by name.</summary>

@@ -165,5 +165,28 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
         return key;
     }
 
+    // PEFT reads a 3-D parameter as (experts, in, out) only when the experts module says is_transposed (transformers 5's
+    // GptOssExperts); under transformers 4 it swaps in and out, saving lora_A (r·E, out) and lora_B (in, r·E) for the same
+    // weights. Such factors would load with the wrong meaning where the shapes happen to agree, so they are named here.
+    protected override IReadOnlyDictionary<string, Tensor> BeforeLoad(Dictionary<string, Tensor> state)
+    {
+        foreach (var (path, adapter) in ParameterAdapters)
+        {
+            var expected = adapter.AdapterParameters().ToDictionary(p => SavedKey(path, p.Suffix), p => p.Parameter.shape);
+            foreach (var (key, shape) in expected.Where(e => e.Key.EndsWith("lora_A.weight", StringComparison.Ordinal)))
+            {
+                var partner = key[..^"lora_A.weight".Length] + "lora_B.weight";
+                if (!state.TryGetValue(key, out var a) || !state.TryGetValue(partner, out var b) || !expected.TryGetValue(partner, out var bShape)) continue;
+                var swapped = a.shape.SequenceEqual([shape[0], bShape[0]]) && b.shape.SequenceEqual([shape[1], bShape[1]]);
+                if (swapped && !a.shape.SequenceEqual(shape))
+                    throw new InvalidDataException(
+                        $"adapter tensor '{key}' has shape [{string.Join(", ", a.shape)}]: the layout PEFT writes for gpt-oss's experts under " +
+                        $"transformers 4 (whose GptOssExperts has no is_transposed, so PEFT swaps in and out); SharpTune reads transformers 5's " +
+                        $"layout, lora_A [{string.Join(", ", shape)}] and lora_B [{string.Join(", ", bShape)}]: make the adapter with transformers 5");
+            }
+        }
+        return state;
+    }
+
     public override JsonObject AdapterConfigJson() => Config.ToJson();
 }
