@@ -136,9 +136,33 @@ public class LoraExpertParametersTests
         using var unmerged = Logits(model);
         again.MergeAndUnload();
         using var merged = Logits(model);
-        Assert.True(Same(merged, unmerged), $"merged logits differ by {(merged - unmerged).abs().max().item<float>()}");
+        Assert.True(Same(merged, unmerged), $"merged logits differ by {(merged - unmerged).abs().max().to(ScalarType.Float32).item<float>()}");
         Assert.False(Same(model.state_dict()["model.layers.0.mlp.experts.gate_up_proj"], stored["model.layers.0.mlp.experts.gate_up_proj"]));
         Assert.Equal(stored.Keys.Order(), model.state_dict().Keys.Order());
+    }
+
+    /// <summary>
+    /// The MXFP4 checkpoint (experts dequantized on load) and a bf16 base: the update is cast to the base dtype before
+    /// it is added, as PEFT's get_delta_weight casts it, so merging still reproduces the unmerged logits bit for bit.
+    /// </summary>
+    [Theory]
+    [InlineData("gpt_oss_mxfp4", ScalarType.Float32)]
+    [InlineData("gpt_oss_tiny", ScalarType.BFloat16)]
+    public void MergeEqualsTheUnmergedForwardOnMxfp4AndBf16Bases(string fixture, ScalarType dtype)
+    {
+        using var model = PretrainedModel.Load(TestAssets.ModelFixture(fixture), dtype);
+        model.eval();
+        using var baseLogits = Logits(model);
+        manual_seed(5);
+        var adapter = new LoraAdapter(ExpertsOnly());
+        adapter.Inject(model);
+        using var unmerged = Logits(model);
+        Assert.Equal(dtype, model.state_dict()["model.layers.0.mlp.experts.gate_up_proj"].dtype);
+        Assert.All(adapter.TrainableParameters, p => Assert.Equal(ScalarType.Float32, p.Parameter.dtype));
+        Assert.False(Same(unmerged, baseLogits), "the random adapter should change the logits");
+        adapter.MergeAndUnload();
+        using var merged = Logits(model);
+        Assert.True(Same(merged, unmerged), $"merged logits differ by {(merged - unmerged).abs().max().to(ScalarType.Float32).item<float>()}");
     }
 
     /// <summary>
