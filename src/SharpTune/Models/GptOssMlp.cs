@@ -101,20 +101,20 @@ public sealed class GptOssExperts : nn.Module
     /// </summary>
     internal IExpertWeightUpdate? WeightUpdate { get; set; }
 
-    /// <summary>Expert <paramref name="expert"/>'s slice of <paramref name="parameterName"/> as the forward pass reads it.</summary>
-    private Tensor ExpertWeight(Parameter weight, string parameterName, int expert) =>
-        WeightUpdate is { } update ? update.Apply(parameterName, expert, weight[expert]) : weight[expert];
+    /// <summary>x (n, in) times expert <paramref name="expert"/>'s slice of <paramref name="parameterName"/>, as updated.</summary>
+    private Tensor Project(Tensor x, Parameter weight, string parameterName, int expert) =>
+        WeightUpdate is { } update ? update.Project(parameterName, expert, x, weight[expert]) : matmul(x, weight[expert]);
 
     /// <summary>Expert <paramref name="expert"/> on its tokens: (n, C) → (n, C).</summary>
     public Tensor Forward(int expert, Tensor x)
     {
         using var scope = NewDisposeScope();
-        var gateUp = matmul(x, ExpertWeight(gate_up_proj, nameof(gate_up_proj), expert)) + gate_up_proj_bias[expert];             // (n, 2·I)
+        var gateUp = Project(x, gate_up_proj, nameof(gate_up_proj), expert) + gate_up_proj_bias[expert];             // (n, 2·I)
         var width = gateUp.size(-1);
         var gate = gateUp.slice(-1, 0, width, 2).clamp_max(limit);                             // columns 0, 2, 4…
         var up = gateUp.slice(-1, 1, width, 2).clamp(-limit, limit);                            // columns 1, 3, 5…
         var glu = gate * (gate * alpha).sigmoid();
-        var y = matmul((up + 1) * glu, ExpertWeight(down_proj, nameof(down_proj), expert)) + down_proj_bias[expert];            // (n, C)
+        var y = Project((up + 1) * glu, down_proj, nameof(down_proj), expert) + down_proj_bias[expert];            // (n, C)
         return y.MoveToOuterDisposeScope();
     }
 }
@@ -123,8 +123,8 @@ public sealed class GptOssExperts : nn.Module
 internal interface IExpertWeightUpdate
 {
     /// <summary>
-    /// <paramref name="weight"/>, expert <paramref name="expert"/>'s (in, out) slice of <paramref name="parameterName"/>,
-    /// as the forward pass must use it (the slice itself when the parameter is not changed).
+    /// x (n, in) times <paramref name="weight"/>, expert <paramref name="expert"/>'s (in, out) slice of
+    /// <paramref name="parameterName"/>, with the change applied to it (x·weight when the parameter is not changed).
     /// </summary>
-    Tensor Apply(string parameterName, int expert, Tensor weight);
+    Tensor Project(string parameterName, int expert, Tensor x, Tensor weight);
 }

@@ -108,9 +108,9 @@ public class LoraExpertParametersTests
     }
 
     /// <summary>
-    /// Merging adds the same cast update to the stored weights that the unmerged forward adds as it reads them (PEFT's
-    /// merge and _LoraParameterProxy), so the logits are equal bit for bit; disabling and unloading give the base back
-    /// exactly, its parameters untouched.
+    /// Merging adds the update to the stored weights (PEFT's merge), and the merged logits match the unmerged ones (which
+    /// add it through the low-rank products) to fp32 rounding; disabling and unloading give the base back exactly, its
+    /// parameters untouched.
     /// </summary>
     [Fact]
     public void MergeEqualsTheUnmergedForwardAndUnloadOrDisableGivesTheBaseBack()
@@ -136,19 +136,20 @@ public class LoraExpertParametersTests
         using var unmerged = Logits(model);
         again.MergeAndUnload();
         using var merged = Logits(model);
-        Assert.True(Same(merged, unmerged), $"merged logits differ by {(merged - unmerged).abs().max().to(ScalarType.Float32).item<float>()}");
+        var worst = (merged - unmerged).abs().max().item<float>();
+        Assert.True(worst < 2e-5, $"merged logits differ by {worst}");
         Assert.False(Same(model.state_dict()["model.layers.0.mlp.experts.gate_up_proj"], stored["model.layers.0.mlp.experts.gate_up_proj"]));
         Assert.Equal(stored.Keys.Order(), model.state_dict().Keys.Order());
     }
 
     /// <summary>
-    /// The MXFP4 checkpoint (experts dequantized on load) and a bf16 base: the update is cast to the base dtype before
-    /// it is added, as PEFT's get_delta_weight casts it, so merging still reproduces the unmerged logits bit for bit.
+    /// The MXFP4 checkpoint (experts dequantized on load) and a bf16 base: the factors stay fp32, the update is cast to the
+    /// base dtype, and merging reproduces the unmerged logits (to fp32 rounding, or a few bf16 steps on logits of ~±5).
     /// </summary>
     [Theory]
-    [InlineData("gpt_oss_mxfp4", ScalarType.Float32)]
-    [InlineData("gpt_oss_tiny", ScalarType.BFloat16)]
-    public void MergeEqualsTheUnmergedForwardOnMxfp4AndBf16Bases(string fixture, ScalarType dtype)
+    [InlineData("gpt_oss_mxfp4", ScalarType.Float32, 2e-5)]
+    [InlineData("gpt_oss_tiny", ScalarType.BFloat16, 0.15)]
+    public void MergeMatchesTheUnmergedForwardOnMxfp4AndBf16Bases(string fixture, ScalarType dtype, double tolerance)
     {
         using var model = PretrainedModel.Load(TestAssets.ModelFixture(fixture), dtype);
         model.eval();
@@ -162,7 +163,41 @@ public class LoraExpertParametersTests
         Assert.False(Same(unmerged, baseLogits), "the random adapter should change the logits");
         adapter.MergeAndUnload();
         using var merged = Logits(model);
-        Assert.True(Same(merged, unmerged), $"merged logits differ by {(merged - unmerged).abs().max().to(ScalarType.Float32).item<float>()}");
+        var worst = (merged - unmerged).abs().max().to(ScalarType.Float32).item<float>();
+        Assert.True(worst <= tolerance, $"merged logits differ by {worst}");
+    }
+
+    /// <summary>
+    /// Both ways an expert's product is computed — low-rank products (few tokens, or gradients recorded) and the updated
+    /// weight formed in full (a long prefill) — against x·(W[e] + ΔW[e]) in float64 with ΔW from PEFT's einsum.
+    /// </summary>
+    [Theory]
+    [InlineData(3, false)]
+    [InlineData(3, true)]
+    [InlineData(80, false)]
+    public void BothProductPathsMatchTheUpdatedWeight(int tokens, bool recordGradients)
+    {
+        using var model = LoadBase();
+        manual_seed(13);
+        var adapter = new LoraAdapter(ExpertsOnly());
+        adapter.Inject(model);
+        var experts = ((GptOssDecoderLayer)((GptOssForCausalLM)model).model.layers[1]).mlp.experts;
+        var update = (LoraExpertParameters)experts.WeightUpdate!;
+        var state = adapter.AdapterStateDict();
+        using var a = state["base_model.model.model.layers.1.mlp.experts.lora_A.weight"].to(ScalarType.Float64).reshape(4, 2, 32);   // down_proj (E, r, I)
+        using var b = state["base_model.model.model.layers.1.mlp.experts.lora_B.weight"].to(ScalarType.Float64).reshape(64, 2, 4);   // (C, r, E)
+        using var updated = experts.down_proj.to(ScalarType.Float64) + einsum("ore,eri->eio", b, a) * 3.0;                          // alpha 6 / r 2
+        using var x = randn(tokens, 32);
+        for (var e = 0; e < 4; e++)
+        {
+            using var grad = recordGradients ? enable_grad() : no_grad();
+            using var y = update.Project("down_proj", e, x, experts.down_proj[e]);
+            using var expected = matmul(x.to(ScalarType.Float64), updated[e]);
+            var worst = (y.detach().to(ScalarType.Float64) - expected).abs().max().item<double>();
+            Assert.True(worst < 1e-4, $"expert {e}, {tokens} tokens: differs from x·(W + ΔW) by {worst}");
+            Assert.Equal(recordGradients, y.requires_grad);
+        }
+        adapter.Unload();
     }
 
     /// <summary>

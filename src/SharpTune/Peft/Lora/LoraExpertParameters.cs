@@ -18,8 +18,8 @@ namespace SharpTune.Peft.Lora;
 /// that order; <c>update_layer</c> makes lora_A an nn.Linear(in, r·E) and lora_B an nn.Linear(r·E, out);
 /// <c>get_delta_weight</c> reshapes A to (E, r, in) and B to (out, r, E) and takes einsum("o r e, e r i -> e i o") · s,
 /// cast to the parameter's dtype; <c>_LoraParameterProxy</c> adds it to the parameter (W + ΔW) for the forward pass, and
-/// <c>merge</c> adds it in place. Computing expert e's slice of that sum when the expert runs gives the same numbers
-/// without materialising ΔW for every expert. PEFT nests one ParamWrapper per targeted parameter, the parameter
+/// <c>merge</c> adds it in place. Here expert e's product x·(W[e] + ΔW[e]) is computed when the expert runs (see
+/// <see cref="Project"/>): the same sum without materialising ΔW for every expert. PEFT nests one ParamWrapper per targeted parameter, the parameter
 /// registered first (gate_up_proj) innermost, so with both targeted gate_up_proj's factors are saved under
 /// <c>…mlp.experts.base_layer.lora_A.weight</c> and down_proj's under <c>…mlp.experts.lora_A.weight</c>.
 /// The factors are fp32 whatever the base dtype (PEFT's autocast_adapter_dtype); ΔW is cast to the base dtype before
@@ -117,11 +117,24 @@ internal sealed class LoraExpertParameters : IParameterAdapter, IExpertWeightUpd
         return matmul(a.t(), b.t()) * f.Scaling;                                          // (in, out)
     }
 
-    public Tensor Apply(string parameterName, int expert, Tensor weight)
+    /// <summary>
+    /// x·(W_e + ΔW_e). While gradients are recorded, and whenever it is cheaper (few tokens: n·(in + out) &lt; in·out), as
+    /// x·W_e + s·(x·A_eᵀ)·B_eᵀ: no (in, out) update is formed, and autograd keeps (n, r) products instead of a full
+    /// updated weight per expert (gpt-oss-20b's gate_up_proj slice is 16.6M values). Otherwise (a long prefill without
+    /// gradients) W_e + ΔW_e is formed in the base dtype as PEFT's parametrization forms it. The two agree to rounding; on
+    /// a reduced-precision base the low-rank products run in the activations' dtype, as LoraLinear's do.
+    /// </summary>
+    public Tensor Project(string parameterName, int expert, Tensor x, Tensor weight)
     {
-        if (!Enabled || !factors.ContainsKey(parameterName)) return weight;
+        if (!Enabled || !factors.TryGetValue(parameterName, out var f)) return matmul(x, weight);
         using var scope = NewDisposeScope();
-        return (weight + Delta(parameterName, expert).to(weight.dtype)).MoveToOuterDisposeScope();
+        var (inFeatures, outFeatures) = (weight.size(0), weight.size(1));
+        if (!is_grad_enabled() && x.size(0) * (inFeatures + outFeatures) >= inFeatures * outFeatures)
+            return matmul(x, weight + Delta(parameterName, expert).to(weight.dtype)).MoveToOuterDisposeScope();
+        var a = f.A.narrow(0, (long)expert * f.Rank, f.Rank).to(x.dtype);                // (r, in)
+        var b = f.B.slice(1, expert, f.B.size(1), expertCount).to(x.dtype);               // (out, r)
+        var low = matmul(matmul(x, a.t()), b.t()) * f.Scaling;                           // (n, out)
+        return (matmul(x, weight) + low).MoveToOuterDisposeScope();
     }
 
     public void Detach(bool merge)
