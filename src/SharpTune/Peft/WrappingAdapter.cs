@@ -10,7 +10,8 @@ namespace SharpTune.Peft;
 /// The plumbing every method that wraps layers shares (LoRA, IA3, LoHa/LoKr, VeRA, bottleneck adapters): select the targets, freeze
 /// the base, swap each target for its wrapper, list trainable parameters, save and load them under PEFT's keys
 /// (<c>base_model.model.&lt;path&gt;.&lt;suffix&gt;</c>), switch them on and off, and unload or merge them. A method
-/// supplies its targets, how to wrap one layer, and how to fold a wrapper back.
+/// supplies its targets, how to wrap one layer, and how to fold a wrapper back. Adapters on parameters rather than layers
+/// (LoRA's target_parameters, see <see cref="IParameterAdapter"/>) are saved, switched and removed the same way.
 /// </summary>
 public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.Module<Tensor, Tensor>, IWrappingLayer
 {

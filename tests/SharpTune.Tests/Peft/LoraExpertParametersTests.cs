@@ -301,6 +301,8 @@ public class LoraExpertParametersTests
         // Another family: its experts are Linear layers (target_modules), so the names match nothing.
         using var moe = ModelFactory.Create(ModelConfig.FromJson(TestModels.Qwen3MoeConfigJson()));
         Assert.Contains("matched no parameter", Assert.Throws<ArgumentException>(() => new LoraAdapter(ExpertsOnly()).Inject(moe)).Message);
+        Assert.Contains("no target_parameters", Assert.Throws<ArgumentException>(() =>
+            new LoraAdapter(new LoraConfig { TargetModules = TargetModules.Names([]) }).Inject(model)).Message);
         // The model was left as it was: a later adapter still injects.
         var fine = new LoraAdapter(ExpertsOnly());
         fine.Inject(model);

@@ -48,6 +48,8 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
         parameterTargets = ExpertParameterTargets.Select(model, Config.TargetParameters);   // before any change to the model
         if (Targets(model) is not { } targets)
         {
+            if (parameterTargets.Count == 0)
+                throw new ArgumentException("target_modules is empty and there are no target_parameters: the adapter would change nothing");
             savedTargets = Config.TargetModules;   // null or [], as given: only parameters are targeted
             return [];
         }
