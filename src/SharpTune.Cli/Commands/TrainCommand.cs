@@ -25,6 +25,7 @@ internal static class TrainCommand
         var loraAlpha = new Option<double?>("--lora-alpha") { Description = "LoRA alpha, default 16 (LoHa/LoKr: their alpha; AdaLoRA: its scaling numerator, default 8; VeRA, IA3 and OFT have none and refuse it)" };
         var initLoraWeights = new Option<string?>("--init-lora-weights") { Description = "LoRA/DoRA initialisation: true (default), false, gaussian, orthogonal, pissa, olora (PiSSA/OLoRA adapters are saved as an ordinary rank-2r LoRA for the original base) or loftq (with --quantize: B·A starts as the rank-r part of each quantized layer's quantization error; best with --lora-alpha equal to --lora-r)" };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex, or all-linear" };
+        var targetParameters = new Option<string?>("--target-parameters") { Description = "LoRA on parameters (PEFT's target_parameters): gpt-oss's fused experts, mlp.experts.gate_up_proj,mlp.experts.down_proj (lora_dropout defaults to 0 then)" };
         var batch = new Option<int?>("--batch-size") { Description = "Micro-batch size" };
         var accumulation = new Option<int?>("--grad-accum") { Description = "Micro-batches per optimizer step" };
         var seqLength = new Option<int?>("--max-seq-length") { Description = "Longest sequence in tokens" };
@@ -63,7 +64,7 @@ internal static class TrainCommand
         var nproc = new Option<int>("--nproc") { Description = "Data-parallel over N processes on this machine (mpirun -np N); global batch = batch × accum × N", DefaultValueFactory = _ => 1 };
         var command = new Command("train", "Fine-tune a model (SFT, DPO, ORPO, SimPO, KTO, GRPO, RLOO or GKD; a classification, regression or reward head; full, LoRA, DoRA…) and write RUN_DIR/final/")
         {
-            config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, batch,
+            config, model, data, validation, method, output, maxSteps, epochs, lr, resume, overwrite, loraR, loraAlpha, initLoraWeights, targets, targetParameters, batch,
             accumulation, seqLength, dtype, seed, chatTemplate, templateKwargs, packing, patience, threshold, evalEvery, checkpointing, checkpointedLayers, keepingLayers, rejectsFile, test, objective, beta, lossType,
             labelSmoothing, precompute, disableDropout, nproc, task, centerRewards, posWeight, pooling, normalizeEmbeddings, similarityScale,
             matryoshkaDims, matryoshkaWeights, miniBatchSize, batchSampler,
@@ -133,6 +134,7 @@ internal static class TrainCommand
                 LoraAlpha = parse.GetValue(loraAlpha) ?? options.LoraAlpha,
                 InitLoraWeights = parse.GetValue(initLoraWeights) ?? options.InitLoraWeights,
                 TargetModules = parse.GetValue(targets) ?? options.TargetModules,
+                TargetParameters = parse.GetValue(targetParameters) ?? options.TargetParameters,
                 MicroBatchSize = parse.GetValue(batch) ?? options.MicroBatchSize,
                 GradientAccumulation = parse.GetValue(accumulation) ?? options.GradientAccumulation,
                 MaxSeqLength = parse.GetValue(seqLength) ?? options.MaxSeqLength,

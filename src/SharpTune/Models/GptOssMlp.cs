@@ -95,16 +95,36 @@ public sealed class GptOssExperts : nn.Module
     /// <summary>The number of experts.</summary>
     public int Count => (int)gate_up_proj.size(0);
 
+    /// <summary>
+    /// A change added to the fused weights as the experts read them, one expert at a time (an adapter's update, as
+    /// PEFT's ParamWrapper parametrizes a targeted nn.Parameter); null = the stored weights as they are.
+    /// </summary>
+    internal IExpertWeightUpdate? WeightUpdate { get; set; }
+
+    /// <summary>x (n, in) times expert <paramref name="expert"/>'s slice of <paramref name="parameterName"/>, as updated.</summary>
+    private Tensor Project(Tensor x, Parameter weight, string parameterName, int expert) =>
+        WeightUpdate is { } update ? update.Project(parameterName, expert, x, weight[expert]) : matmul(x, weight[expert]);
+
     /// <summary>Expert <paramref name="expert"/> on its tokens: (n, C) → (n, C).</summary>
     public Tensor Forward(int expert, Tensor x)
     {
         using var scope = NewDisposeScope();
-        var gateUp = matmul(x, gate_up_proj[expert]) + gate_up_proj_bias[expert];             // (n, 2·I)
+        var gateUp = Project(x, gate_up_proj, nameof(gate_up_proj), expert) + gate_up_proj_bias[expert];             // (n, 2·I)
         var width = gateUp.size(-1);
         var gate = gateUp.slice(-1, 0, width, 2).clamp_max(limit);                             // columns 0, 2, 4…
         var up = gateUp.slice(-1, 1, width, 2).clamp(-limit, limit);                            // columns 1, 3, 5…
         var glu = gate * (gate * alpha).sigmoid();
-        var y = matmul((up + 1) * glu, down_proj[expert]) + down_proj_bias[expert];            // (n, C)
+        var y = Project((up + 1) * glu, down_proj, nameof(down_proj), expert) + down_proj_bias[expert];            // (n, C)
         return y.MoveToOuterDisposeScope();
     }
+}
+
+/// <summary>Changes a fused expert parameter's slice as it is read (see <see cref="GptOssExperts.WeightUpdate"/>).</summary>
+internal interface IExpertWeightUpdate
+{
+    /// <summary>
+    /// x (n, in) times <paramref name="weight"/>, expert <paramref name="expert"/>'s (in, out) slice of
+    /// <paramref name="parameterName"/>, with the change applied to it (x·weight when the parameter is not changed).
+    /// </summary>
+    Tensor Project(string parameterName, int expert, Tensor x, Tensor weight);
 }

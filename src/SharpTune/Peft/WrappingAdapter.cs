@@ -10,12 +10,14 @@ namespace SharpTune.Peft;
 /// The plumbing every method that wraps layers shares (LoRA, IA3, LoHa/LoKr, VeRA, bottleneck adapters): select the targets, freeze
 /// the base, swap each target for its wrapper, list trainable parameters, save and load them under PEFT's keys
 /// (<c>base_model.model.&lt;path&gt;.&lt;suffix&gt;</c>), switch them on and off, and unload or merge them. A method
-/// supplies its targets, how to wrap one layer, and how to fold a wrapper back.
+/// supplies its targets, how to wrap one layer, and how to fold a wrapper back. Adapters on parameters rather than layers
+/// (LoRA's target_parameters, see <see cref="IParameterAdapter"/>) are saved, switched and removed the same way.
 /// </summary>
 public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.Module<Tensor, Tensor>, IWrappingLayer
 {
     private const string KeyPrefix = "base_model.model.";
     private readonly List<(string Path, TLayer Layer)> layers = [];
+    private readonly List<(string Path, IParameterAdapter Adapter)> parameterAdapters = [];
     private readonly FrozenBase frozen = new();
     private SavedModules? saved;
     private TrainableTokens? tokens;
@@ -35,6 +37,15 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
 
     /// <summary>Wraps one target layer.</summary>
     protected abstract TLayer Wrap(string path, nn.Module<Tensor, Tensor> baseLayer);
+
+    /// <summary>
+    /// Attaches the method's adapters on parameters (PEFT's <c>target_parameters</c>), once the layers are wrapped and the
+    /// base frozen, each under the path of the module holding the parameters; none by default.
+    /// </summary>
+    private protected virtual IReadOnlyList<(string Path, IParameterAdapter Adapter)> AttachParameterAdapters(CausalLanguageModel model) => [];
+
+    /// <summary>The adapters on parameters by the path of the module holding them, in model order.</summary>
+    private protected IReadOnlyList<(string Path, IParameterAdapter Adapter)> ParameterAdapters => parameterAdapters;
 
     /// <summary>Called once every target is wrapped, to record the resolved targets in the configuration.</summary>
     protected virtual void OnInjected(CausalLanguageModel model) { }
@@ -177,6 +188,11 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
             ModuleSurgery.Replace(model, path, layer);
             layers.Add((path, layer));
         }
+        foreach (var (path, adapter) in AttachParameterAdapters(model))
+        {
+            adapter.Enabled = enabled;
+            parameterAdapters.Add((path, adapter));
+        }
         OnInjected(model);
         this.model = model;
         if (this is IAdapterTrainingHooks hooks) InjectedTrainingHooks.Register(model, hooks);   // a Trainer then runs them
@@ -184,6 +200,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
 
     public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters =>
         layers.SelectMany(l => l.Layer.AdapterParameters().Select(p => ($"{l.Path}.{p.Suffix}", p.Parameter)))
+            .Concat(parameterAdapters.SelectMany(a => a.Adapter.AdapterParameters().Select(p => ($"{a.Path}.{p.Suffix}", p.Parameter))))
             .Concat(saved?.Parameters ?? [])
             .Concat(tokens?.Delta is { } delta ? [($"{tokens.Path}.{TrainableTokens.SavedSuffix}", delta)] : []).ToList();
 
@@ -193,6 +210,9 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         var state = new Dictionary<string, Tensor>();
         foreach (var (path, layer) in layers)
             foreach (var (suffix, parameter) in layer.AdapterParameters())
+                state[SavedKey(path, suffix)] = parameter;
+        foreach (var (path, adapter) in parameterAdapters)
+            foreach (var (suffix, parameter) in adapter.AdapterParameters())
                 state[SavedKey(path, suffix)] = parameter;
         foreach (var (key, tensor) in SharedState())
             state[key] = tensor;
@@ -225,6 +245,7 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
         {
             enabled = value;
             foreach (var (_, layer) in layers) layer.Enabled = value;
+            foreach (var (_, adapter) in parameterAdapters) adapter.Enabled = value;
             saved?.SetEnabled(value);
             tokens?.SetEnabled(value);
         }
@@ -244,6 +265,8 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
             if (!ReferenceEquals(restored, layer.BaseModule)) layer.BaseModule.Dispose();   // a merged quantized layer became a new Linear
             layer.DisposeAdapter();
         }
+        foreach (var (_, adapter) in parameterAdapters) adapter.Detach(merge);
+        parameterAdapters.Clear();
         saved?.Restore(merge);
         saved = null;
         tokens?.Restore(merge);

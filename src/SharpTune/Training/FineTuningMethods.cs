@@ -95,6 +95,8 @@ public static class FineTuningMethods
         if (options.TrainableTokenIndices is { Count: > 0 } && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
             throw new ArgumentException($"trainable_token_indices (--trainable-token-indices) is a LoRA/DoRA setting; method '{options.Method}' does not take it" +
                                         (full ? " (full fine-tuning trains every row)" : ""));
+        if (ParseNames(options.TargetParameters).Count > 0 && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
+            throw new ArgumentException($"target_parameters (--target-parameters) is a LoRA setting; method '{options.Method}' does not take it");
         if (options.InitLoraWeights is not null && options.Method.ToLowerInvariant() is not ("lora" or "dora"))
             throw new ArgumentException($"init_lora_weights is a LoRA/DoRA setting; method '{options.Method}' does not take it");
         RefuseLycorisSettings(options);
@@ -239,10 +241,12 @@ public static class FineTuningMethods
     {
         R = o.LoraR ?? DefaultLoraR,
         LoraAlpha = o.LoraAlpha ?? DefaultLoraAlpha,
-        LoraDropout = o.LoraDropout ?? DefaultLoraDropout,
+        // PEFT's ParamWrapper refuses dropout, so LoRA on parameters defaults to none (a value given is still checked).
+        LoraDropout = o.LoraDropout ?? (ParseNames(o.TargetParameters).Count > 0 ? 0 : DefaultLoraDropout),
         UseRsLora = o.UseRslora,
         InitLoraWeights = o.InitLoraWeights is { } init ? LoraConfig.ParseInit(init, "training options") : LoraInit.Default,
         TargetModules = ParseTargets(o.TargetModules),
+        TargetParameters = ParseNames(o.TargetParameters),
         // A classification head is trained whole and saved in a SEQ_CLS adapter, as PEFT's get_peft_model does it.
         ModulesToSave = TrainingTasks.TrainsHead(o) ? SequenceClassificationRecipe.ModulesToSave(o) : ParseNames(o.ModulesToSave),
         TrainableTokenIndices = TokenIndices(o.TrainableTokenIndices),

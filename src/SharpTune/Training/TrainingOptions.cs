@@ -39,6 +39,12 @@ public sealed record TrainingOptions
     public double? LoraDropout { get; init; }
     /// <summary>Comma-separated module names, a regex, or all-linear; empty = PEFT's default for the architecture.</summary>
     public string? TargetModules { get; init; }
+    /// <summary>
+    /// LoRA: parameters given LoRA directly (PEFT's target_parameters), comma-separated names or name suffixes — gpt-oss's
+    /// fused experts, <c>mlp.experts.gate_up_proj,mlp.experts.down_proj</c>. lora_dropout then defaults to 0 (PEFT refuses
+    /// any other), and target_modules may be left empty (no module is wrapped on gpt-oss, which has no default). Empty = none.
+    /// </summary>
+    public string? TargetParameters { get; init; }
     public bool UseRslora { get; init; }
     /// <summary>
     /// LoRA/DoRA: PEFT's <c>init_lora_weights</c> — true (default), false, gaussian, orthogonal, pissa or olora. PiSSA and

@@ -28,8 +28,14 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     protected override string MethodName => "LoRA";
 
-    private TargetModules Targets(CausalLanguageModel model) =>
-        Config.TargetModules ?? TargetModules.Names(LoraConfig.DefaultTargetModules(model.Config.ModelType));
+    // PEFT's _prepare_adapter_config: target_modules null takes the model type's default; a model type without one is
+    // refused unless target_parameters are given, in which case no module is wrapped (gpt-oss has no default).
+    private TargetModules? Targets(CausalLanguageModel model)
+    {
+        if (Config.TargetModules is { } targets) return targets.ListedNames is { Count: 0 } ? null : targets;
+        if (Config.TargetParameters.Count > 0 && !LoraConfig.HasDefaultTargetModules(model.Config.ModelType)) return null;
+        return TargetModules.Names(LoraConfig.DefaultTargetModules(model.Config.ModelType));
+    }
 
     protected override IReadOnlyList<(string Path, nn.Module Module)> SelectTargets(CausalLanguageModel model)
     {
@@ -39,13 +45,29 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
                 "this is a SEQ_CLS adapter (task_type) for a sequence classifier: load it on a SequenceClassifier's model " +
                 "(sharptune classify score --adapter, TextClassifier.Load), not on a causal LM");
         RefuseUntiedSavedEmbedding(model);
-        savedTargets = Targets(model).Expand(model);   // before wrapping: "all-linear" must name the base layers
-        var kept = Targets(model).Select(model, path => MatchedName(model, path)).Where(t => Config.Keeps(t.Path, MatchedName(model, t.Path))).ToList();
+        parameterTargets = ExpertParameterTargets.Select(model, Config.TargetParameters);   // before any change to the model
+        if (Targets(model) is not { } targets)
+        {
+            if (parameterTargets.Count == 0)
+                throw new ArgumentException("target_modules is empty and there are no target_parameters: the adapter would change nothing");
+            savedTargets = Config.TargetModules;   // null or [], as given: only parameters are targeted
+            return [];
+        }
+        savedTargets = targets.Expand(model);   // before wrapping: "all-linear" must name the base layers
+        var kept = targets.Select(model, path => MatchedName(model, path)).Where(t => Config.Keeps(t.Path, MatchedName(model, t.Path))).ToList();
         if (kept.Count == 0)
             throw new ArgumentException(
-                $"target_modules {Targets(model).ToJson().ToJsonString()} selected no module once exclude_modules and layers_to_transform were applied");
+                $"target_modules {targets.ToJson().ToJsonString()} selected no module once exclude_modules and layers_to_transform were applied");
         return kept;
     }
+
+    // target_parameters resolved against the model: the experts modules by path, with the parameter names each holds.
+    private IReadOnlyList<(string Path, GptOssExperts Experts, IReadOnlyList<string> Names)> parameterTargets = [];
+
+    // PEFT's _create_and_replace: rank_pattern and alpha_pattern are matched against the parameter's full name.
+    private protected override IReadOnlyList<(string Path, IParameterAdapter Adapter)> AttachParameterAdapters(CausalLanguageModel model) =>
+        parameterTargets.Select(t => (t.Path, (IParameterAdapter)new LoraExpertParameters(t.Experts, t.Names,
+            name => (Config.RankFor($"{t.Path}.{name}"), Config.ScalingFor($"{t.Path}.{name}")), Config.InitLoraWeights))).ToList();
 
     // PEFT (tuners_utils.py, ensure_weight_tying false) trains a copy of a saved embedding while the tied head keeps
     // reading the base weights; SharpTune's saved embedding is the head too, so such a file would compute differently.
@@ -159,6 +181,29 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
             && key.StartsWith(prefix + basePrefix + ".", StringComparison.Ordinal))
             key = prefix + key[(prefix.Length + basePrefix.Length + 1)..];
         return key;
+    }
+
+    // PEFT reads a 3-D parameter as (experts, in, out) only when the experts module says is_transposed (transformers 5's
+    // GptOssExperts); under transformers 4 it swaps in and out, saving lora_A (r·E, out) and lora_B (in, r·E) for the same
+    // weights. Such factors would load with the wrong meaning where the shapes happen to agree, so they are named here.
+    protected override IReadOnlyDictionary<string, Tensor> BeforeLoad(Dictionary<string, Tensor> state)
+    {
+        foreach (var (path, adapter) in ParameterAdapters)
+        {
+            var expected = adapter.AdapterParameters().ToDictionary(p => SavedKey(path, p.Suffix), p => p.Parameter.shape);
+            foreach (var (key, shape) in expected.Where(e => e.Key.EndsWith("lora_A.weight", StringComparison.Ordinal)))
+            {
+                var partner = key[..^"lora_A.weight".Length] + "lora_B.weight";
+                if (!state.TryGetValue(key, out var a) || !state.TryGetValue(partner, out var b) || !expected.TryGetValue(partner, out var bShape)) continue;
+                var swapped = a.shape.SequenceEqual([shape[0], bShape[0]]) && b.shape.SequenceEqual([shape[1], bShape[1]]);
+                if (swapped && !a.shape.SequenceEqual(shape))
+                    throw new InvalidDataException(
+                        $"adapter tensor '{key}' has shape [{string.Join(", ", a.shape)}]: the layout PEFT writes for gpt-oss's experts under " +
+                        $"transformers 4 (whose GptOssExperts has no is_transposed, so PEFT swaps in and out); SharpTune reads transformers 5's " +
+                        $"layout, lora_A [{string.Join(", ", shape)}] and lora_B [{string.Join(", ", bShape)}]: make the adapter with transformers 5");
+            }
+        }
+        return state;
     }
 
     public override JsonObject AdapterConfigJson() => Config.ToJson();

@@ -95,6 +95,13 @@ public sealed record LoraConfig
     /// wrapped. Null = every layer.
     /// </summary>
     public IReadOnlyList<int>? LayersToTransform { get; init; }
+    /// <summary>
+    /// <c>target_parameters</c> (PEFT 0.17): parameters given LoRA directly, by name or name suffix
+    /// (<c>mlp.experts.gate_up_proj</c>, <c>0.mlp.experts.down_proj</c>); empty = none. SharpTune supports gpt-oss's fused
+    /// expert parameters (see <see cref="LoraExpertParameters"/>); needs lora_dropout 0, no DoRA and the default,
+    /// "gaussian" or random initialisation, as PEFT's ParamWrapper.
+    /// </summary>
+    public IReadOnlyList<string> TargetParameters { get; init; } = [];
     /// <summary><c>layers_pattern</c>: the name of the layer list whose index <see cref="LayersToTransform"/> reads ("layers", "h"); null = any.</summary>
     public IReadOnlyList<string>? LayersPattern { get; init; }
 
@@ -199,6 +206,13 @@ public sealed record LoraConfig
             $"no default LoRA target modules for model_type '{modelType}': give target_modules (names, a regex or \"all-linear\")"),
     };
 
+    /// <summary>Whether PEFT has default target modules for <paramref name="modelType"/> (see <see cref="DefaultTargetModules"/>).</summary>
+    internal static bool HasDefaultTargetModules(string modelType)
+    {
+        try { DefaultTargetModules(modelType); return true; }
+        catch (ArgumentException) { return false; }
+    }
+
     /// <summary>Throws when a value is out of range or asks for something not supported.</summary>
     public void Validate(string source = "LoRA config")
     {
@@ -220,6 +234,29 @@ public sealed record LoraConfig
             throw new ArgumentException($"{source}: layers_pattern needs layers_to_transform and a list of target_modules names");
         if (Bias != "none")
             throw new NotSupportedException($"{source}: bias = \"{Bias}\" is not supported; only \"none\" (biases stay frozen) is");
+        if (TargetParameters.Count > 0) ValidateTargetParameters(source);
+    }
+
+    // PEFT's ParamWrapper.__init__ and update_layer (tuners/lora/layer.py, huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40)
+    // raise for dropout, fan_in_fan_out, lora_bias and DoRA; its initialisations from the base weight read base_layer.weight,
+    // which an experts module does not have.
+    private void ValidateTargetParameters(string source)
+    {
+        if (LoraDropout != 0)
+            throw new NotSupportedException($"{source}: target_parameters needs lora_dropout = 0, found {LoraDropout} (PEFT's ParamWrapper refuses dropout: it cannot be applied to a weight update)");
+        if (UseDora)
+            throw new NotSupportedException($"{source}: target_parameters with use_dora is not supported (PEFT's ParamWrapper refuses DoRA)");
+        if (FanInFanOut)
+            throw new NotSupportedException($"{source}: target_parameters with fan_in_fan_out is not supported (PEFT's ParamWrapper refuses it)");
+        if (InitLoraWeights is not (LoraInit.Default or LoraInit.Gaussian or LoraInit.Random))
+            throw new NotSupportedException(
+                $"{source}: target_parameters with init_lora_weights = \"{InitName}\" is not supported (true, false and \"gaussian\" are; " +
+                "the others decompose a layer's weight, which PEFT's ParamWrapper reads from a .weight the experts do not have)");
+        if (PeftTaskType != TaskType)
+            throw new NotSupportedException($"{source}: target_parameters with task_type {PeftTaskType} is not supported; only {TaskType} is");
+        foreach (var name in TargetParameters)
+            if (string.IsNullOrWhiteSpace(name))
+                throw new ArgumentException($"{source}: target_parameters holds an empty name");
     }
 
     /// <summary>PEFT's <c>trainable_token_indices</c> as a list of ids (null: none).</summary>
@@ -240,6 +277,7 @@ public sealed record LoraConfig
         // Fields PEFT added in 0.14 and later: PEFT before 0.14 refuses unknown keys, so they are written only when set.
         if (ExcludeModules is not null) json["exclude_modules"] = ExcludeModules.ToJson();
         if (EnsureWeightTying is { } tie) json["ensure_weight_tying"] = tie;
+        if (TargetParameters.Count > 0) json["target_parameters"] = new JsonArray([.. TargetParameters.Select(n => JsonValue.Create(n))]);
         if (TrainableTokenIndices.Count > 0) json["trainable_token_indices"] = new JsonArray([.. TrainableTokenIndices.Select(i => JsonValue.Create(i))]);
         return json;
     }
@@ -282,7 +320,7 @@ public sealed record LoraConfig
     // different model than PEFT's, so a file that sets any of them is refused.
     private static readonly string[] UnsupportedFields =
     [
-        "layer_replication", "loftq_config", "megatron_config", "target_parameters",
+        "layer_replication", "loftq_config", "megatron_config",
         "use_qalora", "lora_bias", "corda_config", "eva_config", "lora_ga_config", "alora_invocation_tokens",
         "velora_config", "monteclora_config", "use_bdlora", "arrow_config", "kasa_config",
     ];
@@ -295,7 +333,7 @@ public sealed record LoraConfig
         .. AdapterState.PeftConfigFields,
         "r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "use_rslora", "use_dora", "bias",
         "fan_in_fan_out", "init_lora_weights", "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform",
-        "layers_pattern", "megatron_core", "qalora_group_size", "ensure_weight_tying", "trainable_token_indices",
+        "layers_pattern", "megatron_core", "qalora_group_size", "ensure_weight_tying", "trainable_token_indices", "target_parameters",
     ];
 
     /// <summary>Reads PEFT's <c>adapter_config.json</c> object; <paramref name="source"/> names the file in errors.</summary>
@@ -324,6 +362,10 @@ public sealed record LoraConfig
             PeftTaskType = AdapterState.Read<string?>(json, "task_type", null, source) ?? TaskType,
             EnsureWeightTying = AdapterState.Read<bool?>(json, "ensure_weight_tying", null, source),
             TrainableTokenIndices = ReadTokenIndices(json["trainable_token_indices"], source),
+            // PEFT's LoraConfig.__post_init__ refuses a string here ("must be a list of strings or None").
+            TargetParameters = json["target_parameters"] is JsonValue text && text.TryGetValue<string>(out _)
+                ? throw new InvalidDataException($"{source}: target_parameters must be a list of parameter names, not a string")
+                : AdapterState.ReadNames(json["target_parameters"], "target_parameters", source),
             RankPattern = ReadPattern(json["rank_pattern"], "rank_pattern", source, v => v.GetValue<int>()),
             AlphaPattern = ReadPattern(json["alpha_pattern"], "alpha_pattern", source, v => v.GetValue<double>()),
             ExcludeModules = AdapterState.ReadModuleSelection(json["exclude_modules"], "exclude_modules", source),
