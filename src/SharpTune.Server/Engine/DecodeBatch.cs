@@ -75,8 +75,9 @@ internal sealed class DecodeBatch : IDisposable
 
     /// <param name="prefixes">
     /// Where prompts find keys and values computed before and leave theirs (and, when a row ends, its prompt and output's);
-    /// null: none. Not used with prompt or prefix tuning (their virtual tokens come with the first pass), Phi-3's LongRoPE
-    /// (its keys change with the sequence's length) or prompt log-probabilities (they need every prompt token's pass).
+    /// null: none. Not used with prompt or prefix tuning (their virtual tokens come with the first pass), Phi-3's LongRoPE or
+    /// dynamic-NTK RoPE (a pass's frequencies depend on its longest position, so a prefix computed in a shorter pass would
+    /// differ from the same tokens computed with the rest) or prompt log-probabilities (they need every prompt token's pass).
     /// </param>
     /// <param name="modelState">The adapter the batch decodes with (null: the base model): entries are only shared within one.</param>
     public DecodeBatch(CausalLanguageModel model, HfTokenizer tokenizer, IReadOnlySet<int> eosIds, IReadOnlyList<InferenceRequest> requests,
@@ -84,8 +85,8 @@ internal sealed class DecodeBatch : IDisposable
     {
         this.model = model;
         this.modelState = modelState;
-        this.prefixes = model.ForwardAdapter is null && model.Config.RopeScaling is not { Type: "longrope" } && !requests.Any(r => r.PromptLogprobs)
-            ? prefixes : null;
+        this.prefixes = model.ForwardAdapter is null && model.Config.RopeScaling is not { Type: "longrope" or "dynamic" } &&
+            !requests.Any(r => r.PromptLogprobs) ? prefixes : null;
         eos = eosIds.ToHashSet();
         var rowList = new List<Row>();
         var slotList = new List<RequestSlot>();
@@ -126,6 +127,9 @@ internal sealed class DecodeBatch : IDisposable
     /// <summary>Prompt tokens this batch took from the prefix cache instead of computing them (all rows of a request counted once).</summary>
     public int ReusedPromptTokens { get; private set; }
 
+    /// <summary>Whether this batch looks up and keeps prompt prefixes (false without a cache, or for what it does not serve).</summary>
+    public bool UsesPrefixCache => prefixes is not null;
+
     /// <summary>
     /// Before the prompt's pass: each request's longest stored prefix (all but its last token at most) is copied into its
     /// rows' cache columns, and the pass starts at the first column some row still has to compute. Rows are left-padded,
@@ -134,23 +138,34 @@ internal sealed class DecodeBatch : IDisposable
     private void ReuseCachedPrefixes()
     {
         if (prefixes is null) return;
-        var found = slots.Select(s => prefixes.Lookup(modelState, s.Request.PromptIds, s.Request.PromptIds.Count - 1)).ToArray();
-        var first = slots.Select((s, i) => length - s.Request.PromptIds.Count + found[i].Length).Min();
-        if (first == 0) return;
-        var (keys, values) = cache.AllLayers;
-        for (var i = 0; i < slots.Length; i++)
+        try
         {
-            var request = slots[i].Request;
-            var offset = length - request.PromptIds.Count;
-            var reused = first - offset;
-            if (reused <= 0) continue;
-            for (var r = slots[i].FirstRow; r < slots[i].FirstRow + request.Rows; r++)
-                PromptPrefixCache.CopyInto(found[i].Entry!, keys, values, r, offset, reused);
-            request.CachedPromptTokens = reused;
-            ReusedPromptTokens += reused;
+            var found = slots.Select(s => prefixes.Lookup(modelState, s.Request.PromptIds, s.Request.PromptIds.Count - 1)).ToArray();
+            var first = slots.Select((s, i) => length - s.Request.PromptIds.Count + found[i].Length).Min();
+            if (first == 0) return;
+            var (keys, values) = cache.AllLayers;
+            for (var i = 0; i < slots.Length; i++)
+            {
+                var request = slots[i].Request;
+                var offset = length - request.PromptIds.Count;
+                var reused = first - offset;
+                if (reused <= 0) continue;
+                for (var r = slots[i].FirstRow; r < slots[i].FirstRow + request.Rows; r++)
+                    PromptPrefixCache.CopyInto(found[i].Entry!, keys, values, r, offset, reused);
+                request.CachedPromptTokens = reused;
+                ReusedPromptTokens += reused;
+            }
+            cache.Advance(first);
+            start = first;
         }
-        cache.Advance(first);
-        start = first;
+        catch (Exception)
+        {
+            // The cache only saves work: if a copy fails (memory), the prompt pass computes every column instead, over
+            // whatever was copied, and the cache starts again empty.
+            foreach (var slot in slots) slot.Request.CachedPromptTokens = 0;
+            ReusedPromptTokens = 0;
+            prefixes.Clear();
+        }
     }
 
     private BatchSampler NewSampler() =>
@@ -239,8 +254,15 @@ internal sealed class DecodeBatch : IDisposable
         foreach (var slot in slots)
         {
             var prompt = slot.Request.PromptIds.ToArray();
-            prefixes.Store(modelState, prompt, keys, values, slot.FirstRow, length - prompt.Length);
+            Keep(prompt, slot.FirstRow, length - prompt.Length, keys, values);
         }
+    }
+
+    /// <summary>Stores a sequence if it can: a failed copy (memory) empties the cache instead of failing the batch's rows.</summary>
+    private void Keep(int[] tokens, int row, int column, Tensor keys, Tensor values)
+    {
+        try { prefixes!.Store(modelState, tokens, keys, values, row, column); }
+        catch (Exception) { prefixes!.Clear(); }
     }
 
     /// <summary>
@@ -254,7 +276,7 @@ internal sealed class DecodeBatch : IDisposable
         var tokens = new int[start - first];
         for (var c = first; c < start; c++) tokens[c - first] = (int)ids[r, c];
         var (keys, values) = cache.AllLayers;
-        prefixes.Store(modelState, tokens, keys, values, r, first);
+        Keep(tokens, r, first, keys, values);
     }
 
     /// <summary>

@@ -63,9 +63,17 @@ public sealed class InferenceEngine : IDisposable
     /// wait at any point, queued or running; the action itself still runs to its end on the model thread (an adapter
     /// surgery is never left half done), unless it checks the token.
     /// </summary>
-    public async Task<T> RunExclusiveAsync<T>(Func<T> action, CancellationToken cancellationToken)
+    public Task<T> RunExclusiveAsync<T>(Func<T> action, CancellationToken cancellationToken) =>
+        RunExclusiveAsync(action, changesWeights: true, cancellationToken);
+
+    /// <summary>
+    /// <see cref="RunExclusiveAsync{T}(Func{T}, CancellationToken)"/>, saying whether <paramref name="action"/> may change the
+    /// model's weights (an adapter loaded or unloaded): such an action empties the prefix cache, whose keys and values
+    /// came from the weights before it; one that only reads the model (embeddings, scores) keeps it.
+    /// </summary>
+    internal async Task<T> RunExclusiveAsync<T>(Func<T> action, bool changesWeights, CancellationToken cancellationToken)
     {
-        var item = new ControlItem(() => action());
+        var item = new ControlItem(() => action(), changesWeights);
         await queue.Writer.WriteAsync(item, cancellationToken);
         return (T)(await item.Completion.Task.WaitAsync(cancellationToken))!;
     }
@@ -74,7 +82,8 @@ public sealed class InferenceEngine : IDisposable
     /// Runs <paramref name="action"/> over <paramref name="inputs"/> <paramref name="chunkSize"/> at a time, each chunk as
     /// its own exclusive item (<see cref="RunExclusiveAsync"/>), so requests queued meanwhile are served between chunks
     /// instead of stalling behind the whole list. <paramref name="cancellationToken"/> ends the wait at any point, and a
-    /// chunk whose turn comes after it is cancelled is not run.
+    /// chunk whose turn comes after it is cancelled is not run. The action only reads the model (it must not change its
+    /// weights): the prefix cache is kept across it.
     /// </summary>
     internal async Task<IReadOnlyList<TOut>> RunExclusiveInChunksAsync<TIn, TOut>(IReadOnlyList<TIn> inputs, int chunkSize,
         Func<IReadOnlyList<TIn>, IReadOnlyList<TOut>> action, CancellationToken cancellationToken)
@@ -88,7 +97,7 @@ public sealed class InferenceEngine : IDisposable
             {
                 cancellationToken.ThrowIfCancellationRequested();   // the caller may have stopped waiting while it was queued
                 return action(chunk);
-            }, cancellationToken));
+            }, changesWeights: false, cancellationToken));
         }
         return outputs;
     }
@@ -209,7 +218,7 @@ public sealed class InferenceEngine : IDisposable
             {
                 if (batches.Count > 0 || picked.Count > 0) break;
                 queue.Reader.TryRead(out _);
-                prefixes?.Clear();   // module surgery may change the weights the stored keys and values came from
+                if (control.ChangesWeights) prefixes?.Clear();   // the stored keys and values came from the weights before it
                 control.Run();
                 continue;
             }
@@ -244,7 +253,7 @@ public sealed class InferenceEngine : IDisposable
             var batch = new DecodeBatch(served.Model, served.Tokenizer, served.EosTokenIds, picked, prefixes, adapter);
             batches.Add(batch);
             metrics.BatchStarted(rows);
-            if (prefixes is not null) metrics.PrefixCacheLookups(picked.Sum(r => r.PromptIds.Count), batch.ReusedPromptTokens);
+            if (batch.UsesPrefixCache) metrics.PrefixCacheLookups(picked.Sum(r => r.PromptIds.Count), batch.ReusedPromptTokens);
         }
         catch (Exception e)
         {

@@ -102,9 +102,15 @@ public sealed class InferenceRequest : EngineItem
     public Channel<RowEvent> Events { get; } = Channel.CreateUnbounded<RowEvent>(new UnboundedChannelOptions { SingleReader = true });
 }
 
-/// <summary>An action that must run on the model thread while no batch is decoding (adapter surgery).</summary>
-internal sealed class ControlItem(Func<object?> action) : EngineItem
+/// <summary>
+/// An action that must run on the model thread while no batch is decoding (adapter surgery, or work that only reads the
+/// model between decode batches when <paramref name="changesWeights"/> is false).
+/// </summary>
+internal sealed class ControlItem(Func<object?> action, bool changesWeights = true) : EngineItem
 {
+    /// <summary>Whether the action may change the model's weights (the engine then forgets its stored prompt prefixes).</summary>
+    public bool ChangesWeights { get; } = changesWeights;
+
     public TaskCompletionSource<object?> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public void Run()

@@ -141,6 +141,29 @@ public sealed class PromptPrefixCacheTests
     }
 
     /// <summary>
+    /// Dynamic-NTK RoPE rotates a pass's every position with a base set by its longest position, so a prefix stored from a
+    /// short pass is not what a long prompt computes for the same tokens: such models neither reuse nor store.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public void DynamicNtkModelsDoNotUseTheCache()
+    {
+        using var temp = new TempDir();
+        var folder = TestAssets.CopyStories260K(temp.File("dynamic"));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!.AsObject();
+        config["rope_scaling"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "dynamic", ["factor"] = 2.0 };
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
+        using var model = PretrainedModel.Load(folder, ScalarType.Float32);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var prompt = Encode(tokenizer, "Lily went to the park.");
+        using var cache = new PromptPrefixCache(1 << 20);
+        Run(model, tokenizer, cache, Greedy(prompt, 4));
+        var again = Greedy(prompt, 4);
+        Run(model, tokenizer, cache, again);
+        Assert.Equal(0, again.CachedPromptTokens);
+        Assert.Equal(0, cache.Count);
+    }
+
+    /// <summary>
     /// The reference checkpoints (EXPECTED.json: greedy ids of a float64 port of transformers, each a full re-run): the
     /// longest prompt runs past Gemma 3's and Phi-3's sliding windows, so the pass after a reused prefix must apply the
     /// windows across the stored columns. Its first half is stored first; the whole prompt then reuses it, then itself.
