@@ -94,4 +94,44 @@ public sealed class PrefixCachingServingTests
         }
         Assert.Equal((int)responseUsage["input_tokens"]! - 1, (int)responseUsage["input_tokens_details"]!["cached_tokens"]!);
     }
+
+    /// <summary>
+    /// Loading or unloading an adapter empties the cache (the stored keys and values came from the weights before it);
+    /// embeddings, which only read the model between decode batches, keep it.
+    /// </summary>
+    [ServerFact]
+    public async Task AdapterSurgeryEmptiesTheCacheAndEmbeddingsKeepIt()
+    {
+        using var temp = new TempDir();
+        var adapterDir = temp.File("lora");
+        using (var model = SharpTune.Models.PretrainedModel.Load(TestAssets.Stories260K))
+        {
+            var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig { R = 2, LoraAlpha = 4 });
+            adapter.Inject(model);
+            SharpTune.Peft.PeftAdapters.Save(adapter, adapterDir, "stories260K");
+        }
+        await using var server = await Start(64L << 20);
+        using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(5) };
+        var body = new JsonObject { ["model"] = "stories260K", ["prompt"] = "Sam and Mia found a box.", ["max_tokens"] = 4, ["temperature"] = 0 };
+        async Task<int> CachedAsync()
+        {
+            using var response = await http.PostAsJsonAsync("/v1/completions", body.DeepClone());
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            return (int)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["usage"]!["prompt_tokens_details"]!["cached_tokens"]!;
+        }
+        Assert.Equal(0, await CachedAsync());
+        var hit = await CachedAsync();
+        Assert.True(hit > 0);
+
+        using (var embedded = await http.PostAsJsonAsync("/v1/embeddings", new JsonObject { ["model"] = "stories260K", ["input"] = "a text" }))
+            Assert.Equal(HttpStatusCode.OK, embedded.StatusCode);
+        Assert.Equal(hit, await CachedAsync());
+
+        using (var load = await http.PostAsJsonAsync("/admin/adapters", new JsonObject { ["name"] = "lora", ["path"] = adapterDir }))
+            Assert.Equal(HttpStatusCode.Created, load.StatusCode);
+        Assert.Equal(0, await CachedAsync());
+        Assert.Equal(hit, await CachedAsync());
+        (await http.DeleteAsync("/admin/adapters/lora")).Dispose();
+        Assert.Equal(0, await CachedAsync());
+    }
 }

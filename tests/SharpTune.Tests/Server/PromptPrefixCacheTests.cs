@@ -140,6 +140,112 @@ public sealed class PromptPrefixCacheTests
         Assert.Equal(prompt.Length, promptLogprobs!.Tokens.Count);
     }
 
+    [SharedAssetFact("models/stories260K")]
+    public void EveryRowOfARequestWithSeveralChoicesGetsThePrefix()
+    {
+        using var model = PretrainedModel.Load(TestAssets.Stories260K, ScalarType.Float32);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var prompt = Encode(tokenizer, "Once upon a time, there was a cat.");
+        InferenceRequest TwoRows() => new() { PromptIds = prompt, MaxTokens = 10, Temperature = 0, TopLogprobs = 0, Rows = 2 };
+        (int, float)[][] ByRow(InferenceRequest request, PromptPrefixCache cache)
+        {
+            using (var batch = new DecodeBatch(model, tokenizer, new HashSet<int>(), [request], cache))
+                while (!batch.Finished) batch.Step();
+            var rows = new[] { new List<(int, float)>(), new List<(int, float)>() };
+            while (request.Events.Reader.TryRead(out var e))
+                if (e is RowToken t) rows[t.Row].Add((t.Token.Id, t.Token.Logprob));
+            return rows.Select(r => r.ToArray()).ToArray();
+        }
+        var alone = Run(model, tokenizer, null, Greedy(prompt, 10))[0];
+        using var cache = new PromptPrefixCache(1 << 20);
+        ByRow(TwoRows(), cache);
+        var again = TwoRows();
+        var rows = ByRow(again, cache);
+        Assert.Equal(prompt.Length - 1, again.CachedPromptTokens);
+        AssertSameDecode(alone, rows[0]);
+        AssertSameDecode(alone, rows[1]);   // a row left without the prefix would attend to zero keys
+    }
+
+    /// <summary>
+    /// A request that joined a running batch ends after Combine has shifted its columns: what it leaves in the cache must
+    /// be its own tokens' keys and values, so the next turn decodes as it does without the cache.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public void ASequenceStoredAfterBatchesCombinedIsItsOwn()
+    {
+        using var model = PretrainedModel.Load(TestAssets.Stories260K, ScalarType.Float32);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        using var cache = new PromptPrefixCache(1 << 20);
+        var story = Encode(tokenizer, "Lily and Tom went to the big park to play with a red ball.");
+        var joining = Encode(tokenizer, "The dog ran.");
+        var first = Greedy(story, 14);
+        var second = Greedy(joining, 6);
+        var running = new DecodeBatch(model, tokenizer, new HashSet<int>(), [first], cache);
+        for (var i = 0; i < 4; i++) running.Step();
+        var joined = new DecodeBatch(model, tokenizer, new HashSet<int>(), [second], cache);
+        joined.Step();
+        var combined = DecodeBatch.Combine([running, joined]);
+        running.Dispose();
+        joined.Dispose();
+        while (!combined.Finished) combined.Step();
+        combined.Dispose();
+        var reply = new List<int>();
+        while (second.Events.Reader.TryRead(out var e))
+            if (e is RowToken t) reply.Add(t.Token.Id);
+
+        var next = joining.Concat(reply).Concat(Encode(tokenizer, "Then").Skip(1)).ToArray();
+        var without = Run(model, tokenizer, null, Greedy(next, 8))[0];
+        var turn = Greedy(next, 8);
+        AssertSameDecode(without, Run(model, tokenizer, cache, turn)[0]);
+        Assert.Equal(joining.Length + reply.Count - 1, turn.CachedPromptTokens);
+    }
+
+    /// <summary>Prompt tuning's virtual tokens come with a prompt's first pass: with such an adapter nothing is reused or kept.</summary>
+    [SharedAssetFact("models/stories260K")]
+    public void PromptTuningAdaptersDoNotUseTheCache()
+    {
+        using var model = PretrainedModel.Load(TestAssets.Stories260K, ScalarType.Float32);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var adapter = new SharpTune.Peft.PromptTuning.PromptTuningAdapter(new SharpTune.Peft.PromptTuning.PromptTuningConfig { NumVirtualTokens = 4 });
+        adapter.Inject(model);
+        var prompt = Encode(tokenizer, "Tim had a red ball.");
+        using var cache = new PromptPrefixCache(1 << 20);
+        var once = Run(model, tokenizer, cache, Greedy(prompt, 6))[0];
+        var again = Greedy(prompt, 6);
+        AssertSameDecode(once, Run(model, tokenizer, cache, again)[0]);
+        Assert.Equal(0, again.CachedPromptTokens);
+        Assert.Equal(0, cache.Count);
+    }
+
+    /// <summary>
+    /// The families' float64 reference fixtures (Models/Fixtures, vocabulary 64): sliding windows (Gemma 2 with soft caps,
+    /// OLMo 3, gpt-oss with its sinks), learned-free partial rotary (GPT-NeoX, Phi, StableLM), Gemma 1's MQA, Granite's
+    /// multipliers. Half of a prompt is stored, then the whole prompt decodes reusing it exactly as it does alone.
+    /// </summary>
+    [Theory]
+    [InlineData("gemma2_sliding_capped")]
+    [InlineData("gemma_mqa")]
+    [InlineData("gemma3_rope_parameters")]
+    [InlineData("gpt_oss_tiny")]
+    [InlineData("olmo3_sliding")]
+    [InlineData("olmo2_gqa")]
+    [InlineData("granite_bias_gqa")]
+    [InlineData("gpt_neox_parallel")]
+    [InlineData("phi_rotary32_qkln_gqa")]
+    [InlineData("stablelm_parallel_qkln")]
+    public void ReusedPrefixesDecodeEachFamilyAsWithout(string fixture)
+    {
+        using var model = PretrainedModel.Load(TestAssets.ModelFixture(fixture), ScalarType.Float32);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);   // only decodes the ids (all below 64) to text
+        var prompt = Enumerable.Range(0, 24).Select(i => (i * 37 + 11) % 64).ToArray();
+        var without = Run(model, tokenizer, null, Greedy(prompt, 12))[0];
+        using var cache = new PromptPrefixCache(1 << 20);
+        Run(model, tokenizer, cache, Greedy(prompt[..10], 1));
+        var request = Greedy(prompt, 12);
+        AssertSameDecode(without, Run(model, tokenizer, cache, request)[0]);
+        Assert.Equal(10, request.CachedPromptTokens);
+    }
+
     /// <summary>
     /// Dynamic-NTK RoPE rotates a pass's every position with a base set by its longest position, so a prefix stored from a
     /// short pass is not what a long prompt computes for the same tokens: such models neither reuse nor store.
