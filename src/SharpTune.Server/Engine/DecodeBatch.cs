@@ -52,7 +52,7 @@ internal sealed class DecodeBatch : IDisposable
     private readonly object? modelState;            // the adapter the batch decodes with (null: the base), for the prefix cache
     private int length;   // columns filled so far
     private int start;    // first column not yet in the cache
-    private bool prefilled;    // the prompt has been through the model
+    private bool prefilled;    // every prompt column but the pending last one is in the cache
     private bool handedOver;   // rows and generators moved into a combined batch
 
     private DecodeBatch(CausalLanguageModel model, HashSet<int> eos, Row[] rows, RequestSlot[] slots, KvCache cache,
@@ -157,6 +157,9 @@ internal sealed class DecodeBatch : IDisposable
             }
             cache.Advance(first);
             start = first;
+            // Every prompt is in the cache but its last token: the batch stands as one does after its prompt's pass, that
+            // token pending, so it can join a running batch at once and take its first token in the running batch's step.
+            prefilled = start == length - 1;
         }
         catch (Exception)
         {
@@ -180,7 +183,10 @@ internal sealed class DecodeBatch : IDisposable
     /// <summary>Rows still decoding.</summary>
     public int LiveRows => rows.Count(r => !r.Done);
 
-    /// <summary>True once the prompt has been through the model (the batch can then be combined with others).</summary>
+    /// <summary>
+    /// True once the prompt has been through the model, or came whole from the prefix cache but its last token (the batch
+    /// can then be combined with others; its pending column runs in the combined batch's next step).
+    /// </summary>
     public bool Prefilled => prefilled;
 
     /// <summary>Rows of requests that have ended (they still occupy the cache until the batch is combined).</summary>

@@ -113,6 +113,7 @@ public sealed class InferenceEngine : IDisposable
                 if (batches.Count == 0 && !WaitForWork()) break;
                 if (!PassGate()) break;
                 Admit();
+                CombineBatches();   // a request whose prompt came from the prefix cache joins before the step, needing no pass of its own
                 foreach (var batch in batches.ToArray())
                 {
                     try
@@ -158,24 +159,28 @@ public sealed class InferenceEngine : IDisposable
     /// </summary>
     private void CombineBatches()
     {
-        var worthCompacting = batches.Count == 1 && batches[0].FinishedRequestRows * 2 >= batches[0].RowCount;
-        if (batches.Count < 2 && !worthCompacting) return;
+        var ready = batches.Where(b => b.Prefilled).ToList();   // a batch whose prompt has not run yet waits for its step
+        var worthCompacting = ready.Count == 1 && ready[0].FinishedRequestRows * 2 >= ready[0].RowCount;
+        if (ready.Count < 2 && !worthCompacting) return;
         try
         {
-            var combined = DecodeBatch.Combine(batches);
-            foreach (var batch in batches) batch.Dispose();
-            batches.Clear();
-            batches.Add(combined);
+            var combined = DecodeBatch.Combine(ready);
+            foreach (var batch in ready)
+            {
+                batch.Dispose();
+                batches.Remove(batch);
+            }
+            batches.Insert(0, combined);
             metrics.BatchesCombined();
         }
         catch (Exception e)
         {
-            foreach (var batch in batches)
+            foreach (var batch in ready)
             {
                 batch.Fail(e);
                 batch.Dispose();
+                batches.Remove(batch);
             }
-            batches.Clear();
         }
     }
 

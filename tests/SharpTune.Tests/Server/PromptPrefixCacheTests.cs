@@ -200,6 +200,43 @@ public sealed class PromptPrefixCacheTests
         Assert.Equal(joining.Length + reply.Count - 1, turn.CachedPromptTokens);
     }
 
+    /// <summary>
+    /// A prompt found whole in the cache (but its last token) needs no pass of its own: its batch stands as one does after
+    /// its prompt's pass and joins a running batch at once, taking its first token in that batch's next step.
+    /// </summary>
+    [SharedAssetFact("models/stories260K")]
+    public void AWhollyCachedPromptJoinsARunningBatchWithoutAPassOfItsOwn()
+    {
+        using var model = PretrainedModel.Load(TestAssets.Stories260K, ScalarType.Float32);
+        var tokenizer = HfTokenizer.FromDirectory(TestAssets.Stories260K);
+        var story = Encode(tokenizer, "Lily and Tom went to the big park.");
+        var joining = Encode(tokenizer, "The dog ran.");
+        var alone = Run(model, tokenizer, null, Greedy(joining, 8))[0];
+        using var cache = new PromptPrefixCache(1 << 20);
+        Run(model, tokenizer, cache, Greedy(joining, 1));
+
+        var first = Greedy(story, 12);
+        var running = new DecodeBatch(model, tokenizer, new HashSet<int>(), [first], cache);
+        for (var i = 0; i < 3; i++) running.Step();
+        var second = Greedy(joining, 8);
+        var hit = new DecodeBatch(model, tokenizer, new HashSet<int>(), [second], cache);
+        Assert.True(hit.Prefilled);
+        Assert.Equal(joining.Length - 1, second.CachedPromptTokens);
+        var combined = DecodeBatch.Combine([running, hit]);
+        running.Dispose();
+        hit.Dispose();
+        while (!combined.Finished) combined.Step();
+        combined.Dispose();
+        var decoded = new List<(int, float)>();
+        while (second.Events.Reader.TryRead(out var e))
+            if (e is RowToken t) decoded.Add((t.Token.Id, t.Token.Logprob));
+        AssertSameDecode(alone, decoded.ToArray());
+
+        var partial = Greedy(joining.Take(2).Concat(Encode(tokenizer, "cat").Skip(1)).ToArray(), 2);
+        using var notWhole = new DecodeBatch(model, tokenizer, new HashSet<int>(), [partial], cache);
+        Assert.False(notWhole.Prefilled);   // the rest of its prompt still has to run
+    }
+
     /// <summary>Prompt tuning's virtual tokens come with a prompt's first pass: with such an adapter nothing is reused or kept.</summary>
     [SharedAssetFact("models/stories260K")]
     public void PromptTuningAdaptersDoNotUseTheCache()
