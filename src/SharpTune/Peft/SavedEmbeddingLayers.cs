@@ -20,6 +20,13 @@ namespace SharpTune.Peft;
 /// tokens is a <c>TrainableTokensWrapper</c>, which has no <c>base_layer</c> attribute (utils/other.py line 870 forwards
 /// only <c>weight</c>): so with LoRA on <c>lm_head</c> PEFT saves the head but not the embedding.</item>
 /// </list>
+/// One entry more than PEFT: where PEFT skips the embedding (the last case), the file still holds it at
+/// <c>embed_tokens.token_adapter.base_layer.weight</c>. Without it, the grown rows outside trainable_token_indices would
+/// be drawn again on load, with another seed than the run's, and the reloaded model would compute something else.
+/// PEFT's own loader takes that key too: it loads with <c>strict=False</c> (save_and_load.py lines 546 and 552), passes
+/// keys without an adapter parameter through unchanged (tuners/tuners_utils.py lines 1549-1574), and the wrapper's state
+/// dict holds the key, so it lands in the base embedding the user resized before loading.
+
 /// Keys PEFT writes twice — the tied head's weight and trainable rows, which are the embedding's — are written twice too,
 /// as PEFT's save_pretrained clones shared tensors rather than dropping them (peft_model.py lines 312-332): PEFT's loader
 /// with <c>low_cpu_mem_usage=True</c> assigns each saved tensor to its own key (<c>load_state_dict(assign=True)</c>,
@@ -39,7 +46,9 @@ internal static class SavedEmbeddingLayers
         var head = model.UntiedOutputHead;
         var headLinear = CausalLanguageModel.UnwrapHead(head) as Linear;
         var bias = model.OutputHeadBias;
-        if (!embeddingTargeted)
+        if (embeddingTargeted)
+            yield return (keys.Embedding[0], model.EmbeddingWeight);   // PEFT skips it; see the summary for why it is kept
+        else
         {
             // get_input_embeddings(): the TrainableTokensWrapper, whose state dict is token_adapter.base_layer.weight and
             // token_adapter.trainable_tokens_delta (the latter the same key the wrapper's own adapter_state_dict gives).

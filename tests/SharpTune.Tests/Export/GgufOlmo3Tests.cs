@@ -78,6 +78,29 @@ public class GgufOlmo3Tests
     }
 
     /// <summary>
+    /// A YaRN factor other than max_position_embeddings / original_max_position_embeddings: transformers 4.56 and later rotate
+    /// with the factor and warn (huggingface/transformers#40320), 4.55 and earlier took the ratio (#38224), so the export warns
+    /// and names both; the fixture's factor 4 = 256 / 64 and an original context left out (taken as max_position_embeddings)
+    /// give no warning.
+    /// </summary>
+    [Fact]
+    public void A_yarn_factor_that_is_not_the_context_ratio_is_warned_about()
+    {
+        var fixture = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture("olmo3_sliding_yarn"), "config.json")))!.AsObject();
+        ModelConfig WithScaling(JsonObject scaling) => ModelConfig.FromJson(TestModels.With((JsonObject)fixture.DeepClone(), new JsonObject { ["rope_scaling"] = scaling }));
+
+        var mismatched = WithScaling(new JsonObject { ["rope_type"] = "yarn", ["factor"] = 4.0, ["original_max_position_embeddings"] = 32 });
+        var warning = Assert.Single(GgufArchitecture.For(mismatched).Check(mismatched));
+        Assert.Contains("rope_scaling.factor 4 differs from max_position_embeddings / original_max_position_embeddings (256 / 32 = 8)", warning);
+        Assert.Contains("transformers 4.55 and earlier used the ratio", warning);
+
+        var fixtureConfig = ModelConfig.Load(Fixture("olmo3_sliding_yarn"));
+        Assert.Empty(GgufArchitecture.For(fixtureConfig).Check(fixtureConfig));
+        var noOriginal = WithScaling(new JsonObject { ["rope_type"] = "yarn", ["factor"] = 4.0 });
+        Assert.Empty(GgufArchitecture.For(noOriginal).Check(noOriginal));
+    }
+
+    /// <summary>
     /// An OLMo 3 whose layers all attend in full is llama.cpp's plain olmo2: exported without a window (convert_hf_to_gguf.py
     /// writes sliding_window only when layer_types has sliding layers), not refused for its layer pattern.
     /// </summary>

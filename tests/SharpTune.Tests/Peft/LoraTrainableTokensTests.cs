@@ -196,6 +196,37 @@ public sealed class LoraTrainableTokensTests
         Assert.Equal(96, fresh.Config.VocabSize);
     }
 
+    /// <summary>
+    /// lm_head in target_modules (a name or a regex) of a tied model, with trainable_token_indices: PEFT fails on it
+    /// (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40 src/peft/utils/other.py lines 357-360: the tied head's
+    /// TrainableTokensWrapper cannot wrap the LoRA layer on lm_head), and a tied SharpTune model has no lm_head layer, so
+    /// it is refused by name rather than wrapping only the other targets; the model is left unwrapped.
+    /// </summary>
+    [Theory]
+    [InlineData("llama-tied", false)]
+    [InlineData("llama-tied", true)]
+    [InlineData("phi-tied", false)]
+    public void Lm_head_in_the_targets_of_a_tied_model_is_refused(string kind, bool regex)
+    {
+        using var model = TestModels.Create(kind);
+        var adapter = new LoraAdapter(new LoraConfig
+        {
+            R = 4, LoraAlpha = 8, TrainableTokenIndices = Chosen,
+            TargetModules = regex ? TargetModules.Pattern(@".*\.q_proj|lm_head") : TargetModules.Names(["q_proj", "lm_head"]),
+        });
+        var refused = Assert.Throws<NotSupportedException>(() => adapter.Inject(model));
+        Assert.Contains("selects lm_head, which this model ties to the token embedding", refused.Message);
+        Assert.Contains("Leave lm_head out of target_modules", refused.Message);
+        Assert.DoesNotContain(ModuleSurgery.NamedModules(model), m => m.Module is LoraLinear);
+        Assert.True(model.EmbeddingWeight.requires_grad);   // not frozen either
+
+        // Untied, the same targets wrap the head (the case SavedEmbeddingLayers saves under lm_head.base_layer).
+        using var untied = TestModels.Create(kind.Replace("-tied", "", StringComparison.Ordinal));
+        new LoraAdapter(new LoraConfig { R = 4, LoraAlpha = 8, TrainableTokenIndices = Chosen, TargetModules = TargetModules.Names(["q_proj", "lm_head"]) })
+            .Inject(untied);
+        Assert.Contains(ModuleSurgery.NamedModules(untied), m => m.Path == "lm_head" && m.Module is LoraLinear);
+    }
+
     [Fact]
     public void An_adapter_that_fails_to_load_leaves_the_vocabulary_as_it_was()
     {

@@ -95,7 +95,9 @@ public sealed class TrainableTokensSavedLayoutTests
         if (!c.Resized) return expected;
         var targeted = c.Regex is not null || c.Targets.Contains("lm_head") || c.Targets.Contains("embed_tokens");
         var headWrapped = c.Regex is not null || c.Targets.Contains("lm_head");
-        if (!targeted) expected[WrappedEmbedding] = [vocab, hidden];
+        // PEFT skips the embedding when targeted (lines 47-49, 271); SharpTune writes it there too, one key more, so the
+        // grown rows outside trainable_token_indices reload as they were (see SavedEmbeddingLayers).
+        expected[WrappedEmbedding] = [vocab, hidden];
         void Head(string module)
         {
             expected[$"{P}{module}.weight"] = [vocab, hidden];
@@ -132,15 +134,16 @@ public sealed class TrainableTokensSavedLayoutTests
     }
 
     /// <summary>
-    /// Saved, then loaded into a fresh base with the old 96-row vocabulary: the same logits, bit for bit. The chosen rows
-    /// cover every grown row (96-103) for the case where PEFT saves no embedding (LoRA on lm_head): the load then grows
-    /// the embedding with its own draw, and only the trained rows, the delta, are in the file.
+    /// Saved, then loaded into a fresh base with the old 96-row vocabulary: the same logits, bit for bit. Only some grown
+    /// rows (97, 100) are trainable and the input reads grown rows outside them (96, 103), which the run drew with its
+    /// seed (42) and the load grows with its own: they come back only from the saved embedding, also where PEFT saves none
+    /// (LoRA on lm_head).
     /// </summary>
     [Theory]
     [MemberData(nameof(Cases))]
     public void A_save_and_load_round_trip_gives_the_same_logits(Case c)
     {
-        int[] indices = c.Resized ? [96, 97, 98, 99, 100, 101, 102, 103, 3] : [3, 7];
+        int[] indices = c.Resized ? [97, 100, 3] : [3, 7];
         using var dir = new TempDir();
         using var ids = tensor(new long[,] { { 1, c.Resized ? 96 : 9, 5, c.Resized ? 97 : 3, 9, c.Resized ? 103 : 7, 33, 3 } });
         Tensor expected;

@@ -69,7 +69,7 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
                     $"{config.Architecture}: no_rope_layers [{string.Join(", ", modelRope.Select(r => r ? 1 : 0))}] differs from llama.cpp's smollm3, " +
                     $"which skips RoPE on every {SmolLM3NoRopeStep}th layer and has no setting to change it");
         }
-        return IgnoredWindowWarning(config).ToList();
+        return IgnoredWindowWarning(config).Concat(YarnFactorWarning(config)).ToList();
     }
 
     public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
@@ -110,6 +110,25 @@ internal sealed class LlamaFamilyGguf(string name, bool permuteQk) : GgufArchite
             Add(metadata, "granite.residual_scale", GgufValue.F32((float)(config.ResidualMultiplier ?? 1.0)));
             Add(metadata, "granite.logit_scale", GgufValue.F32((float)(config.LogitsScaling ?? 1.0)));
         }
+    }
+
+    /// <summary>
+    /// A warning for a YaRN factor other than max_position_embeddings / original_max_position_embeddings. transformers from
+    /// 4.56 on (huggingface/transformers#40320, fixing #38224; our reference for OLMo 3 is 4.57) rotates with the configured
+    /// factor and only warns about the mismatch, as SharpTune and the file's rope.scaling.factor do; 4.55 and earlier
+    /// replaced the factor by that ratio, so there the model computes something else. An original context equal to
+    /// max_position_embeddings may be one the config left out (SharpTune then takes max_position_embeddings), which every
+    /// version reads as the factor alone: no warning then.
+    /// </summary>
+    internal static IEnumerable<string> YarnFactorWarning(ModelConfig config)
+    {
+        if (config.RopeScaling is not { Type: "yarn" } yarn || yarn.OriginalMaxPositionEmbeddings == config.MaxPositionEmbeddings) yield break;
+        var ratio = config.MaxPositionEmbeddings / (double)yarn.OriginalMaxPositionEmbeddings;
+        if (Math.Abs(ratio - yarn.Factor) <= 1e-9 * yarn.Factor) yield break;
+        yield return $"{config.Architecture}: rope_scaling.factor {yarn.Factor} differs from max_position_embeddings / original_max_position_embeddings " +
+                     $"({config.MaxPositionEmbeddings} / {yarn.OriginalMaxPositionEmbeddings} = {ratio:0.###}); the file scales by the factor, as " +
+                     "SharpTune and transformers 4.56 and later do, but transformers 4.55 and earlier used the ratio: fix the config if the model " +
+                     "was trained that way";
     }
 
     /// <summary>A YaRN configuration llama.cpp computes from its factor and original context alone (its defaults for the rest).</summary>

@@ -14,10 +14,17 @@ namespace SharpTune.Export.Gguf;
 /// written as plain olmo2, without the window. Other layer_types patterns have no llama.cpp form and are refused.
 /// </para>
 /// <para>
-/// RoPE scaling is written as the converter's Olmo2Model writes it (rope.scaling.type, factor and, for YaRN, the original
-/// context): llama.cpp's olmo2 graph (src/models/olmo2.cpp@8a5c4e03) applies it to the full-attention layers
-/// (freq_scale, ext_factor, attn_factor) and rotates the sliding ones with freq_scale 1, ext_factor 0, attn_factor 1.
-/// A YaRN with other betas, truncate, mscale or a non-default attention_factor is refused, as for the llama family.
+/// RoPE scaling is written as rope.scaling.type, factor and, for YaRN, original_context_length. llama.cpp's converter
+/// writes those in TextModel.set_gguf_parameters (ggml-org/llama.cpp@00bd27a6 conversion/base.py), together with
+/// yarn_ext_factor, yarn_attn_factor, yarn_beta_fast and yarn_beta_slow whenever the config holds extrapolation_factor,
+/// attention_factor, beta_fast or beta_slow; its Olmo2Model (ggml-org/llama.cpp@7bca1fd9 conversion/olmo.py) writes
+/// the YaRN type, factor and original context again plus rope.scaling.attn_factor from attention_factor, and
+/// attention.sliding_window with attention.sliding_window_pattern (one flag per layer, from layer_types). The keys left
+/// out here are the ones whose llama.cpp defaults are transformers' defaults: a YaRN with other betas, truncate, mscale
+/// or a non-default attention_factor is refused, as for the llama family, and a layer pattern other than llama.cpp's
+/// default for olmo2 (see above) is refused too. llama.cpp's olmo2 graph (src/models/olmo2.cpp@8a5c4e03) applies the
+/// scaling to the full-attention layers (freq_scale, ext_factor, attn_factor) and rotates the sliding ones with
+/// freq_scale 1, ext_factor 0, attn_factor 1.
 /// </para>
 /// <para>
 /// A sliding rope_theta of its own (transformers 5's rope_parameters keyed by layer type) is refused: transformers' OLMo 3
@@ -63,7 +70,7 @@ internal sealed class Olmo2Gguf : GgufArchitecture
                 $"{config.Architecture}: the sliding layers' rope_theta {local} (rope_parameters.sliding_attention) has no llama.cpp olmo2 " +
                 $"equivalent: its graph rotates every layer with rope.freq_base ({config.RopeTheta}) and ignores rope.freq_base_swa " +
                 "(transformers' OLMo 3 has no sliding theta of its own either)");
-        return [];
+        return LlamaFamilyGguf.YarnFactorWarning(config).ToList();
     }
 
     public override void AddHyperParameters(List<KeyValuePair<string, GgufValue>> metadata, ModelConfig config)
@@ -79,8 +86,8 @@ internal sealed class Olmo2Gguf : GgufArchitecture
         }
         if (config.RopeScaling is { Type: "yarn" } yarn)
         {
-            // Olmo2Model.set_gguf_parameters' keys; llama.cpp's default attn_factor 1 then scales by 0.1·ln(factor) + 1,
-            // transformers' default attention_factor (Check refuses any other).
+            // The keys the converter's TextModel.set_gguf_parameters always writes for YaRN; llama.cpp's default attn_factor 1
+            // then scales by 0.1·ln(factor) + 1, transformers' default attention_factor (Check refuses any other).
             Add(metadata, "olmo2.rope.scaling.type", GgufValue.Str("yarn"));
             Add(metadata, "olmo2.rope.scaling.factor", GgufValue.F32((float)yarn.Factor));
             Add(metadata, "olmo2.rope.scaling.original_context_length", GgufValue.U32((uint)yarn.OriginalMaxPositionEmbeddings));

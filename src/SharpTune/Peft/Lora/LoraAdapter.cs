@@ -54,6 +54,7 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
             return [];
         }
         savedTargets = targets.Expand(model);   // before wrapping: "all-linear" must name the base layers
+        RefuseTiedHeadWithTrainableTokens(model, savedTargets);
         var kept = targets.Select(model, path => MatchedName(model, path)).Where(t => Config.Keeps(t.Path, MatchedName(model, t.Path))).ToList();
         if (kept.Count == 0)
             throw new ArgumentException(
@@ -78,6 +79,24 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
                 "ensure_weight_tying = false with the token embedding in modules_to_save of a model whose output head is tied to it: " +
                 "PEFT then keeps the head at the base weights while the embedding is trained, which SharpTune does not support " +
                 "(it trains them as one); set ensure_weight_tying to true if the adapter was trained that way");
+    }
+
+    // transformers keeps an lm_head module over the tied weight, which PEFT's LoRA wraps; trainable_token_indices then
+    // wraps every module tied to the embedding in a TrainableTokensWrapper, and its check_module refuses a LoRA layer
+    // (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40 src/peft/utils/other.py lines 357-360, 1665-1680). A tied
+    // SharpTune model has no lm_head module to wrap, so the name would select nothing and the adapter would silently
+    // differ from what the config says: refused by name.
+    private void RefuseTiedHeadWithTrainableTokens(CausalLanguageModel model, TargetModules targets)
+    {
+        if (Config.TrainableTokenIndices.Count == 0 || model.UntiedOutputHead is not null
+            || Config.PeftTaskType == LoraConfig.FeatureExtractionTaskType) return;   // PEFT's headless model has no lm_head
+        var head = model.OutputHeadModuleName;
+        if (!targets.Matches(head)) return;
+        throw new NotSupportedException(
+            $"LoRA: target_modules {targets.ToJson().ToJsonString()} selects {head}, which this model ties to the token embedding " +
+            $"({model.EmbeddingParameterName}), together with trainable_token_indices: PEFT refuses the pair (trainable_token_indices " +
+            $"cannot wrap the LoRA layer on the tied {head}), and SharpTune's tied head is the embedding itself, with no {head} layer " +
+            $"to wrap. Leave {head} out of target_modules: the tied head already reads the trainable rows");
     }
 
     private bool SavesTiedEmbedding(CausalLanguageModel model) => SavedModules.SavesTiedEmbedding(model, Config.ModulesToSave);
