@@ -226,8 +226,8 @@ public class GgufGptOssTests
     /// <summary>
     /// llama.cpp's gpt-oss reads one sliding-window period n (attention.sliding_window_pattern, 2 when absent;
     /// ggml-org/llama.cpp@069be0ae src/models/openai-moe.cpp) and slides layer i where n = 0 or i mod n &lt; n − 1
-    /// (llama_hparams::set_swa_pattern): the period that gives layer_types is written, none for gpt-oss's own alternation,
-    /// and a layout no period gives is refused.
+    /// (llama_hparams::set_swa_pattern, @01b77b57 src/llama-hparams.cpp): the period that gives layer_types is written,
+    /// none for gpt-oss's own alternation, and a layout no period gives is refused.
     /// </summary>
     [Fact]
     public void LayerTypesAreWrittenAsLlamaCppsSlidingWindowPeriod()

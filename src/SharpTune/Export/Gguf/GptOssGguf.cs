@@ -115,7 +115,7 @@ internal sealed class GptOssGguf : GgufArchitecture
 
     /// <summary>
     /// The period n of llama.cpp's sliding-window pattern that gives this config's layers (llama_hparams::set_swa_pattern
-    /// with dense_first false, @069be0ae src/llama-hparams.cpp: layer i slides where n = 0 or i mod n &lt; n − 1), 2 first
+    /// with dense_first false, ggml-org/llama.cpp@01b77b57 src/llama-hparams.cpp: layer i slides where n = 0 or i mod n &lt; n − 1), 2 first
     /// (gpt-oss's own and llama.cpp's default), or null where no period does.
     /// </summary>
     private static int? SlidingWindowPeriod(ModelConfig config)
