@@ -135,21 +135,25 @@ public class GgufGptOssTests
     }
 
     /// <summary>
-    /// A hand-worked block: checkpoint byte k holds codes 2k (low nibble) and 2k + 1 (high), so with value v coded v mod 16
-    /// byte k is ((2k + 1) mod 16) · 16 + 2k mod 16; ggml's byte j holds values j (low) and j + 16 (high), both coded j:
-    /// 0x11 · j. The scale byte comes first.
+    /// A hand-worked block whose two halves hold different codes, so that swapping ggml's nibbles shows: value v is coded
+    /// c(v) = v for v &lt; 16 and 31 − v above. Checkpoint byte k holds values 2k (low nibble) and 2k + 1 (high):
+    /// c(2k + 1) · 16 + c(2k). ggml's byte j (block_mxfp4 in ggml-common.h) holds value j in its low nibble and j + 16 in
+    /// its high one: c(j + 16) · 16 + c(j) = (15 − j) · 16 + j. The scale byte comes first.
     /// </summary>
     [Fact]
     public void Mxfp4RepackMovesEachCodeToGgmlsPlace()
     {
-        var blocks = Enumerable.Range(0, 16).Select(k => (byte)((((2 * k + 1) % 16) << 4) | (2 * k % 16))).ToArray();
+        static int Code(int value) => value < 16 ? value : 31 - value;
+        var blocks = Enumerable.Range(0, 16).Select(k => (byte)((Code(2 * k + 1) << 4) | Code(2 * k))).ToArray();
         var repacked = Mxfp4Blocks.Repack(blocks, [130], slices: 1, rows: 1, groups: 1);
-        Assert.Equal(new byte[] { 130 }.Concat(Enumerable.Range(0, 16).Select(j => (byte)(0x11 * j))).ToArray(), repacked);
-        // ggml reads code j as kvalues_mxfp4[j] · 2^(e − 128): codes 0–7 are 0, 0.5, 1, 1.5, 2, 3, 4, 6 (times 2^(130 − 127)).
+        Assert.Equal(new byte[] { 130 }.Concat(Enumerable.Range(0, 16).Select(j => (byte)(((15 - j) << 4) | j))).ToArray(), repacked);
+        // ggml reads code j as kvalues_mxfp4[j] · 2^(e − 128): codes 0–7 are 0, 0.5, 1, 1.5, 2, 3, 4, 6 (times 2^(130 − 127)),
+        // 8–15 their negatives; values 16–31 carry codes 15 down to 0.
         var values = new float[32];
         Mxfp4Blocks.Dequantize(repacked, values);
-        Assert.Equal(new[] { 0f, 4f, 8f, 12f, 16f, 24f, 32f, 48f, -0f, -4f, -8f, -12f, -16f, -24f, -32f, -48f }, values[..16]);
-        Assert.Equal(values[..16], values[16..]);
+        float[] byCode = [0f, 4f, 8f, 12f, 16f, 24f, 32f, 48f, -0f, -4f, -8f, -12f, -16f, -24f, -32f, -48f];
+        Assert.Equal(byCode, values[..16]);
+        Assert.Equal(Enumerable.Reverse(byCode).ToArray(), values[16..]);
     }
 
     /// <summary>
@@ -220,6 +224,71 @@ public class GgufGptOssTests
     }
 
     /// <summary>
+    /// llama.cpp's gpt-oss reads one sliding-window period n (attention.sliding_window_pattern, 2 when absent;
+    /// ggml-org/llama.cpp@069be0ae src/models/openai-moe.cpp) and slides layer i where n = 0 or i mod n &lt; n − 1
+    /// (llama_hparams::set_swa_pattern, @01b77b57 src/llama-hparams.cpp): the period that gives layer_types is written,
+    /// none for gpt-oss's own alternation, and a layout no period gives is refused.
+    /// </summary>
+    [Fact]
+    public void LayerTypesAreWrittenAsLlamaCppsSlidingWindowPeriod()
+    {
+        var baseConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture("gpt_oss_tiny"), "config.json")))!.AsObject();
+        const string S = "sliding_attention", F = "full_attention";
+        uint? Period(params string[] types)
+        {
+            var config = ModelConfig.FromJson(TestModels.With(baseConfig, new JsonObject
+            {
+                ["num_hidden_layers"] = types.Length, ["layer_types"] = new JsonArray(types.Select(t => (JsonNode?)t).ToArray()),
+            }));
+            var architecture = GgufArchitecture.For(config);
+            architecture.Check(config);
+            var metadata = new List<KeyValuePair<string, GgufValue>>();
+            architecture.AddHyperParameters(metadata, config);
+            return metadata.Where(kv => kv.Key == "gpt-oss.attention.sliding_window_pattern").Select(kv => (uint?)kv.Value.AsInteger()).SingleOrDefault();
+        }
+        Assert.Null(Period(S, F, S, F, S));
+        Assert.Equal(0u, Period(S, S));
+        Assert.Equal(1u, Period(F, F, F));
+        Assert.Equal(3u, Period(S, S, F, S, S, F, S));
+        Assert.Equal(4u, Period(S, S, S, F));
+        var refused = Assert.Throws<NotSupportedException>(() => Period(S, F, F, S));
+        Assert.Contains("slides layer i where i mod n < n − 1", refused.Message);
+    }
+
+    /// <summary>
+    /// gpt_oss_tiny with both layers sliding (its ramp truncated as llama.cpp's always is) exports with
+    /// attention.sliding_window_pattern 0 and runs in llama.cpp like the float64 reference of that layout
+    /// (EXPECTED_all_sliding.json of make_gpt_oss_reference.py, whose logits differ from the sliding/full model's by up to
+    /// 0.33): log-probabilities within <see cref="LogProbabilityTolerance"/> and the same greedy tokens.
+    /// </summary>
+    [LlamaCppFact]
+    public void OtherSlidingLayoutsRunInLlamaCppLikeTheReference()
+    {
+        using var dir = new TempDir();
+        var folder = TruncatedRampTinyCopy(dir);
+        var configPath = Path.Combine(folder, "config.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        config["layer_types"] = new JsonArray("sliding_attention", "sliding_attention");
+        File.WriteAllText(configPath, config.ToJsonString());
+        File.Copy(Path.Combine(Fixture("gpt_oss_tiny"), "EXPECTED_all_sliding.json"), Path.Combine(folder, "EXPECTED.json"), overwrite: true);
+        var output = ExportModel(folder, Path.Combine(dir.Path, "all-sliding.gguf"), GgufExportType.F32).Path;
+        Assert.Equal(0, GgufReader.Open(output).Metadata["gpt-oss.attention.sliding_window_pattern"].AsInteger());
+        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
+        foreach (var c in TransformersExpected.Read(folder))
+        {
+            var expected = LogSoftmax(c.LastLogits.Select(l => (double)l).ToArray());
+            items.Add((Float32(LlamaCppRuntime.Distribution(output, c.InputIds)), result =>
+            {
+                var difference = MaxLogProbabilityDifference(expected, LlamaCppRuntime.Probabilities(result, expected.Length));
+                Assert.True(difference < LogProbabilityTolerance, $"all sliding, prompt of {c.InputIds.Length}: llama.cpp differs by up to {difference:G3}");
+            }));
+            items.Add((Float32(LlamaCppRuntime.Greedy(output, c.InputIds, c.GreedyIds.Length)),
+                result => Assert.Equal(c.GreedyIds, result["greedy"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray())));
+        }
+        RunAll(items);
+    }
+
+    /// <summary>
     /// Both fixtures as f32, f16 and q8_0 files against the reference (gpt_oss_tiny with its ramp truncated, see
     /// <see cref="TruncatedRampTinyCopy"/>, also greedily against SharpTune's f16-rounded model; gpt_oss_mxfp4's MXFP4
     /// experts make llama.cpp round activations, so not there), and gpt_oss_mxfp4
@@ -278,8 +347,11 @@ public class GgufGptOssTests
 
     /// <summary>
     /// gpt-oss's tokenizer splits text with o200k's pattern, llama.cpp's pre-tokenizer "gpt-4o": Llama 3's byte-level
-    /// vocabulary given that pattern (and no ignore_merges) exports with tokenizer.ggml.pre "gpt-4o", and llama.cpp
-    /// tokenizes mixed-case words, contractions, digits, scripts and code as SharpTune's tokenizer does.
+    /// vocabulary given that pattern (and no ignore_merges) exports with tokenizer.ggml.pre "gpt-4o" and the warning
+    /// about llama.cpp's approximation of it (<see cref="LlamaCppSplitsO200kAsItsRewrittenPatternNotAsHuggingFace"/>),
+    /// and llama.cpp tokenizes mixed-case ASCII words, contractions, digits, CJK, emoji, code and these Thai, Arabic and
+    /// Latin words as SharpTune's tokenizer does. Devanagari is left out here: its vowel signs and virama are combining
+    /// marks, where llama.cpp's split differs.
     /// </summary>
     [LlamaCppFact("tokenizers")]
     public void TheO200kPreTokenizerIsWrittenAsGpt4oAndTokenizesInLlamaCppAsSharpTune()
@@ -287,28 +359,12 @@ public class GgufGptOssTests
         string[] texts =
         [
             "Hello World", "HelloWorld camelCase XMLHttpRequest", "I'M sure THEY'LL say it's 12345678 or 3.14", "line\n/path\r\n/x",
-            "日本語のテキスト、中文文本", "emoji 👨‍👩‍👧 done", "def f(x):\n    return x**2  # code", "ภาษาไทย नमस्ते مرحبا Ñandú",
+            "日本語のテキスト、中文文本", "emoji 👨‍👩‍👧 done", "def f(x):\n    return x**2  # code", "ภาษาไทย مرحبا Ñandú",
         ];
         using var dir = new TempDir();
-        var source = Path.Combine(TestAssets.SharedDir, "tokenizers", "llama3");
-        var probe = HfTokenizer.FromDirectory(source);
-        var config = TestModels.With(TestModels.LlamaConfigJson(vocab: probe.VocabSize, tied: true), new JsonObject
-        {
-            ["hidden_size"] = 8, ["intermediate_size"] = 16, ["num_hidden_layers"] = 1, ["num_attention_heads"] = 2, ["num_key_value_heads"] = 2,
-            ["bos_token_id"] = null, ["eos_token_id"] = null,
-        });
-        var folder = RandomCheckpoint(dir, "o200k", config, seed: 1);
-        foreach (var file in Directory.GetFiles(source).Where(f => Path.GetFileName(f).StartsWith("tokenizer", StringComparison.Ordinal)))
-            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)), overwrite: true);
-        var tokenizerPath = Path.Combine(folder, "tokenizer.json");
-        var root = JsonNode.Parse(File.ReadAllText(tokenizerPath))!.AsObject();
-        root["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"]!["Regex"] = O200kPattern;
-        root["model"]!["ignore_merges"] = false;
-        File.WriteAllText(tokenizerPath, root.ToJsonString());
-        var tokenizer = HfTokenizer.FromDirectory(folder);
-
-        var output = ExportModel(folder, Path.Combine(dir.Path, "o200k.gguf"), GgufExportType.F32).Path;
+        var (output, warnings, tokenizer) = ExportLlama3VocabularyWithPattern(dir, O200kPattern);
         Assert.Equal("gpt-4o", GgufReader.Open(output).Metadata["tokenizer.ggml.pre"].AsString());
+        Assert.Contains(GgufVocabulary.O200kDivergenceWarning, warnings);
         var llamaIds = LlamaCppRuntime.Run([LlamaCppRuntime.Tokenize(output, texts)])[0]["tokens"]!.AsArray();
         for (var t = 0; t < texts.Length; t++)
         {
@@ -318,9 +374,92 @@ public class GgufGptOssTests
         }
     }
 
+    /// <summary>
+    /// What <see cref="GgufVocabulary.O200kDivergenceWarning"/> says, shown by llama.cpp itself: its gpt-4o pre-tokenizer
+    /// runs the rewritten pattern of llama-vocab.cpp (ggml-org/llama.cpp@00ad355e, LLAMA_VOCAB_PRE_TYPE_GPT4O) on text whose
+    /// non-ASCII letters unicode.cpp (@0c4093cc) collapses to one class, so "привет|Мир" and "é|É" are not split at the
+    /// case change, and " नमस्ते" is split at its combining marks (virama, vowel sign), which o200k's \p{M} keeps in the
+    /// word. Llama 3's vocabulary gets one more merge per text, joining the tokens on either side of that boundary as the
+    /// finer of the two splits tokenizes them, so that whichever side keeps the boundary inside one word must give a token
+    /// across it: llama.cpp's ids then differ from SharpTune's (Hugging Face's split) and equal SharpTune's tokenizer given
+    /// llama.cpp's rewritten pattern.
+    /// </summary>
+    [LlamaCppFact("tokenizers")]
+    public void LlamaCppSplitsO200kAsItsRewrittenPatternNotAsHuggingFace()
+    {
+        // Each text with the boundary where one split ends a word and the other does not, and which side splits there.
+        (string Left, string Right, bool HuggingFaceSplits)[] cases =
+            [("привет", "Мир", true), ("é", "É", true), (" नमस", "्ते", false)];
+        using var dir = new TempDir();
+        var (_, _, o200kBase) = ExportLlama3VocabularyWithPattern(dir, O200kPattern, export: false);
+        var (_, _, rewrittenBase) = ExportLlama3VocabularyWithPattern(dir, LlamaCppGpt4oPattern, export: false);
+        var merges = cases.Select(c =>
+        {
+            var finer = c.HuggingFaceSplits ? o200kBase : rewrittenBase;
+            return (finer.IdToToken(finer.Encode(c.Left)[^1])!, finer.IdToToken(finer.Encode(c.Right)[0])!);
+        }).ToList();
+        var (output, _, o200k) = ExportLlama3VocabularyWithPattern(dir, O200kPattern, extraMerges: merges);
+        var (_, _, rewritten) = ExportLlama3VocabularyWithPattern(dir, LlamaCppGpt4oPattern, export: false, extraMerges: merges);
+        var texts = cases.Select(c => c.Left + c.Right).ToArray();
+        var llamaIds = LlamaCppRuntime.Run([LlamaCppRuntime.Tokenize(output, texts)])[0]["tokens"]!.AsArray();
+        for (var t = 0; t < texts.Length; t++)
+        {
+            var actual = llamaIds[t]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+            var huggingFace = o200k.Encode(texts[t]);
+            var predicted = rewritten.Encode(texts[t]);
+            var message = $"{texts[t]}: llama.cpp {string.Join(' ', actual)}\n  rewritten pattern {string.Join(' ', predicted)}\n  o200k {string.Join(' ', huggingFace)}";
+            Assert.False(huggingFace.SequenceEqual(actual), message);
+            Assert.True(predicted.SequenceEqual(actual), message);
+        }
+    }
+
+    /// <summary>
+    /// Llama 3's byte-level vocabulary (../shared/tokenizers/llama3) with its Split pattern replaced by
+    /// <paramref name="pattern"/>, ignore_merges off and <paramref name="extraMerges"/> appended (each with a new token),
+    /// on a tiny random Llama; exported as f32 unless <paramref name="export"/> is false.
+    /// </summary>
+    private static (string Path, IReadOnlyList<string> Warnings, HfTokenizer Tokenizer) ExportLlama3VocabularyWithPattern(
+        TempDir dir, string pattern, bool export = true, IReadOnlyList<(string Left, string Right)>? extraMerges = null)
+    {
+        extraMerges ??= [];
+        var source = Path.Combine(TestAssets.SharedDir, "tokenizers", "llama3");
+        var probe = HfTokenizer.FromDirectory(source);
+        var config = TestModels.With(TestModels.LlamaConfigJson(vocab: probe.IdCount + extraMerges.Count, tied: true), new JsonObject
+        {
+            ["hidden_size"] = 8, ["intermediate_size"] = 16, ["num_hidden_layers"] = 1, ["num_attention_heads"] = 2, ["num_key_value_heads"] = 2,
+            ["bos_token_id"] = null, ["eos_token_id"] = null,
+        });
+        var name = $"pattern{Directory.GetDirectories(dir.Path).Length}";
+        var folder = RandomCheckpoint(dir, name, config, seed: 1);
+        foreach (var file in Directory.GetFiles(source).Where(f => Path.GetFileName(f).StartsWith("tokenizer", StringComparison.Ordinal)))
+            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)), overwrite: true);
+        var tokenizerPath = Path.Combine(folder, "tokenizer.json");
+        var root = JsonNode.Parse(File.ReadAllText(tokenizerPath))!.AsObject();
+        root["pre_tokenizer"]!["pretokenizers"]![0]!["pattern"]!["Regex"] = pattern;
+        root["model"]!["ignore_merges"] = false;
+        for (var m = 0; m < extraMerges.Count; m++)
+        {
+            root["model"]!["merges"]!.AsArray().Add($"{extraMerges[m].Left} {extraMerges[m].Right}");
+            root["model"]!["vocab"]![extraMerges[m].Left + extraMerges[m].Right] = probe.IdCount + m;
+        }
+        File.WriteAllText(tokenizerPath, root.ToJsonString());
+        var tokenizer = HfTokenizer.FromDirectory(folder);
+        if (!export) return ("", [], tokenizer);
+        var report = ExportModel(folder, Path.Combine(dir.Path, name + ".gguf"), GgufExportType.F32);
+        return (report.Path, report.Warnings, tokenizer);
+    }
+
     // The Split pattern of gpt-oss's (and GPT-4o's) tokenizer.json, as ggml-org/llama.cpp's llama-vocab.cpp quotes it.
     private const string O200kPattern =
         @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|" +
         @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|" +
+        @"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    // llama.cpp's gpt-4o pattern (ggml-org/llama.cpp@00ad355e, src/llama-vocab.cpp): o200k's with each letter class
+    // rewritten as a letter that is not a–z (or not A–Z) and no \p{M}; .NET matches it on the raw text as llama.cpp does
+    // on its collapsed text, where every non-ASCII letter is one code outside a–z and A–Z.
+    private const string LlamaCppGpt4oPattern =
+        @"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|" +
+        @"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|" +
         @"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 }

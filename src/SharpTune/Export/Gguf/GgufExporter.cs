@@ -61,7 +61,7 @@ public static class GgufExporter
             architecture.AddHyperParameters(metadata, config);
             metadata.Add(new("general.file_type", GgufValue.U32((uint)GgufExportTypes.FileType(options.Type))));
             metadata.Add(new("general.quantization_version", GgufValue.U32(2)));
-            GgufVocabulary.AddTo(metadata, tokenizerDir, config);
+            warnings = [.. warnings, .. GgufVocabulary.AddTo(metadata, tokenizerDir, config)];
             if (architecture.AddBosTokenUnlessTokenizerSays is { } addBos && metadata.All(kv => kv.Key != "tokenizer.ggml.add_bos_token"))
                 metadata.Add(new("tokenizer.ggml.add_bos_token", GgufValue.Bool(addBos)));
             CheckPhi3NameTokens(name, metadata);

@@ -25,8 +25,21 @@ internal static class GgufVocabulary
 
     private static readonly string[] EndOfTurnTokens = ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>"];
 
-    public static void AddTo(List<KeyValuePair<string, GgufValue>> metadata, string tokenizerDir, ModelConfig config)
+    /// <summary>
+    /// llama.cpp's gpt-4o pre-tokenizer does not run o200k's pattern as written: llama-vocab.cpp
+    /// (ggml-org/llama.cpp@00ad355e, LLAMA_VOCAB_PRE_TYPE_GPT4O) rewrites its letter classes as "a letter not a–z" and
+    /// "a letter not A–Z", without \p{M}, and unicode.cpp (@0c4093cc, unicode_regex_split) collapses every non-ASCII
+    /// letter to one class before matching.
+    /// </summary>
+    internal const string O200kDivergenceWarning =
+        "llama.cpp's gpt-4o pre-tokenizer approximates o200k's pattern: outside ASCII it does not split words where the case " +
+        "changes (\"приветМир\", \"éÉ\" stay one word) and it ends words at combining marks (Devanagari, Thai, Bengali and other " +
+        "scripts that use them, and decomposed accents), so such text can be tokenized differently than the model was trained on";
+
+    /// <summary>Adds the tokenizer's GGUF metadata; returns warnings about how llama.cpp will use it.</summary>
+    public static IReadOnlyList<string> AddTo(List<KeyValuePair<string, GgufValue>> metadata, string tokenizerDir, ModelConfig config)
     {
+        var warnings = new List<string>();
         var path = Path.Combine(tokenizerDir, "tokenizer.json");
         if (!File.Exists(path))
             throw new FileNotFoundException($"{path}: GGUF export needs the model's tokenizer.json (llama.cpp tokenizes with the vocabulary stored in the file)", path);
@@ -70,7 +83,9 @@ internal static class GgufVocabulary
         if (byteLevel)
         {
             metadata.Add(new("tokenizer.ggml.model", GgufValue.Str("gpt2")));
-            metadata.Add(new("tokenizer.ggml.pre", GgufValue.Str(PreTokenizerName(root, path))));
+            var pre = PreTokenizerName(root, path);
+            if (pre == "gpt-4o") warnings.Add(O200kDivergenceWarning);
+            metadata.Add(new("tokenizer.ggml.pre", GgufValue.Str(pre)));
             metadata.Add(new("tokenizer.ggml.tokens", GgufValue.Strings(tokens)));
             metadata.Add(new("tokenizer.ggml.token_type", GgufValue.Ints(types)));
             metadata.Add(new("tokenizer.ggml.merges", GgufValue.Strings(merges)));
@@ -112,6 +127,7 @@ internal static class GgufVocabulary
         if (addBos is { } ab) metadata.Add(new("tokenizer.ggml.add_bos_token", GgufValue.Bool(ab)));
         if (addEos is { } ae) metadata.Add(new("tokenizer.ggml.add_eos_token", GgufValue.Bool(ae)));
         if (tokenizer.ChatTemplate is { } template) metadata.Add(new("tokenizer.chat_template", GgufValue.Str(template)));
+        return warnings;
     }
 
     /// <summary>End-of-turn token ids of the template family, for the Ollama Modelfile's stop parameters.</summary>

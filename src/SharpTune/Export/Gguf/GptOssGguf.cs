@@ -6,7 +6,8 @@ namespace SharpTune.Export.Gguf;
 /// gpt-oss in llama.cpp (arch <c>gpt-oss</c>, LLM_ARCH_OPENAI_MOE), as convert_hf_to_gguf.py's GptOssModel writes it
 /// (ggml-org/llama.cpp@2bbcf7fc, conversion/gpt_oss.py) and llama.cpp loads it (@069be0ae, src/models/openai-moe.cpp):
 /// the decoder's hyper-parameters with <c>expert_feed_forward_length</c>, the experts' counts,
-/// <c>attention.sliding_window</c> (llama.cpp slides the even layers: a sliding-window pattern of 2) and YaRN as
+/// <c>attention.sliding_window</c> (llama.cpp slides the even layers unless <c>attention.sliding_window_pattern</c> gives
+/// another period, written where the config's layer_types need one) and YaRN as
 /// <c>rope.scaling.*</c>; per layer <c>attn_norm</c>, <c>post_attention_norm</c>, q/k/v/o with their biases, the sinks as
 /// <c>attn_sinks</c>, the router as <c>ffn_gate_inp</c> (weight and bias), and the experts' fused
 /// <c>gate_up_proj</c> (E, C, 2·I) split into <c>ffn_gate_exps</c> (its even columns) and <c>ffn_up_exps</c> (the odd
@@ -18,7 +19,8 @@ namespace SharpTune.Export.Gguf;
 /// </para>
 /// <para>
 /// llama.cpp's graph fixes what the config may vary: the clamped SwiGLU's alpha 1.702 and limit 7, the biases on every
-/// attention projection, YaRN, and the alternation of sliding and full layers; other values are refused. The converter
+/// attention projection, YaRN, and sliding layers that repeat with one period (n − 1 sliding then one full); other values
+/// are refused. The converter
 /// also writes the YaRN betas (from rope_parameters), which llama.cpp reads; llama.cpp always rounds the YaRN ramp's ends
 /// outwards, so a config with truncate = false (gpt-oss's own) gets a warning.
 /// </para>
@@ -55,11 +57,12 @@ internal sealed class GptOssGguf : GgufArchitecture
             throw new NotSupportedException(
                 $"{config.Architecture}: swiglu_alpha {experts.SwigluAlpha} / swiglu_limit {experts.SwigluLimit} have no llama.cpp gpt-oss " +
                 $"equivalent (its experts' SwiGLU is fixed at alpha {LlamaCppSwigluAlpha} and limit {LlamaCppSwigluLimit})");
-        var sliding = Enumerable.Range(0, config.NumLayers).Select(i => config.SlidingWindowOf(i) is not null).ToArray();
-        if (Enumerable.Range(0, config.NumLayers).Any(i => sliding[i] != (i % 2 == 0)))
+        if (SlidingWindowPeriod(config) is null)
             throw new NotSupportedException(
                 $"{config.Architecture}: layer_types [{string.Join(", ", config.LayerTypes)}] (sliding_window {config.SlidingWindow?.ToString() ?? "null"}) " +
-                "has no llama.cpp gpt-oss equivalent (it slides the even layers and attends fully on the odd ones)");
+                "has no llama.cpp gpt-oss equivalent: llama.cpp reads one period n (attention.sliding_window_pattern, 2 when absent) and " +
+                "slides layer i where i mod n < n − 1, so it expresses n − 1 sliding layers then a full one, repeated, all layers " +
+                "sliding (n = 0) or all full (n = 1)");
         return yarn.Truncate
             ? []
             : ["llama.cpp rounds the YaRN ramp's ends outwards (floor/ceil) where this config's rope_scaling has truncate = false; " +
@@ -75,7 +78,10 @@ internal sealed class GptOssGguf : GgufArchitecture
         Add(metadata, "gpt-oss.expert_count", GgufValue.U32((uint)experts.ExpertCount));
         Add(metadata, "gpt-oss.expert_used_count", GgufValue.U32((uint)experts.ExpertsPerToken));
         Add(metadata, "gpt-oss.expert_feed_forward_length", GgufValue.U32((uint)experts.ExpertIntermediateSize));
-        Add(metadata, "gpt-oss.attention.sliding_window", GgufValue.U32((uint)config.SlidingWindow!.Value));
+        Add(metadata, "gpt-oss.attention.sliding_window", GgufValue.U32((uint)(config.SlidingWindow ?? 0)));
+        // llama.cpp's default period is 2, gpt-oss's own layout; the converter writes no pattern, so neither does this for it.
+        if (SlidingWindowPeriod(config) is { } period and not 2)
+            Add(metadata, "gpt-oss.attention.sliding_window_pattern", GgufValue.U32((uint)period));
         Add(metadata, "gpt-oss.rope.scaling.type", GgufValue.Str("yarn"));
         Add(metadata, "gpt-oss.rope.scaling.factor", GgufValue.F32((float)yarn.Factor));
         Add(metadata, "gpt-oss.rope.scaling.original_context_length", GgufValue.U32((uint)yarn.OriginalMaxPositionEmbeddings));
@@ -105,6 +111,20 @@ internal sealed class GptOssGguf : GgufArchitecture
         tensors.Add(Same("output_norm.weight", "model.norm.weight", source));
         tensors.Add(Required("output.weight", RequiredOutputHead(names, config), names, source));   // llama.cpp requires it
         return tensors;
+    }
+
+    /// <summary>
+    /// The period n of llama.cpp's sliding-window pattern that gives this config's layers (llama_hparams::set_swa_pattern
+    /// with dense_first false, ggml-org/llama.cpp@01b77b57 src/llama-hparams.cpp: layer i slides where n = 0 or i mod n &lt; n − 1), 2 first
+    /// (gpt-oss's own and llama.cpp's default), or null where no period does.
+    /// </summary>
+    private static int? SlidingWindowPeriod(ModelConfig config)
+    {
+        var sliding = Enumerable.Range(0, config.NumLayers).Select(i => config.SlidingWindowOf(i) is not null).ToArray();
+        foreach (var n in new[] { 2 }.Concat(Enumerable.Range(0, config.NumLayers + 1).Where(n => n != 2)))
+            if (Enumerable.Range(0, config.NumLayers).All(i => sliding[i] == (n == 0 || i % n < n - 1)))
+                return n;
+        return null;
     }
 
     /// <summary>The experts of layer <paramref name="layer"/>: gate, up and down weights (packed or not) and biases.</summary>

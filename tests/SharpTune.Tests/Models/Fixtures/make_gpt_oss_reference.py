@@ -28,7 +28,9 @@ quantization_config {"quant_method": "mxfp4"}. The reference decodes each 4-bit 
 Each EXPECTED.json holds, per prompt, the last-position logits, 8 greedy ids, and the logits at every position from
 the prompt's last to the one before the last greedy token (what each cached decode step must give). gpt_oss_tiny also
 gets EXPECTED_truncated_ramp.json: the last logits and greedy ids of the same weights with truncate true, the YaRN ramp
-llama.cpp computes (it always rounds the ramp's ends outwards), for the GGUF export's llama.cpp checks.
+llama.cpp computes (it always rounds the ramp's ends outwards), for the GGUF export's llama.cpp checks, and
+EXPECTED_all_sliding.json: the same with both layers sliding_attention (a layout llama.cpp's gpt-oss expresses with
+attention.sliding_window_pattern 0 instead of its default 2).
 
 Run: /usr/bin/python3 make_gpt_oss_reference.py [name ...] (needs Debian's python3-torch); writes the named fixtures
 (all of them without names) beside this script.
@@ -46,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROMPTS = [[3, 17, 42, 7, 59], [5, 1, 38, 23, 54, 12, 0, 47, 31, 45, 9, 60, 2]]
 GREEDY_TOKENS = 8
 TRUNCATED_RAMP_EXPECTED = "EXPECTED_truncated_ramp.json"
+ALL_SLIDING_EXPECTED = "EXPECTED_all_sliding.json"
 
 
 def base_config():
@@ -267,6 +270,11 @@ def main(names):
             truncated = json.loads(json.dumps(cfg))
             rope_settings(truncated)[0]["truncate"] = True
             write_expected(os.path.join(HERE, name, TRUNCATED_RAMP_EXPECTED), truncated, weights, forward, PROMPTS, GREEDY_TOKENS,
+                           step_logits=False)
+            # Every layer sliding, for the export of layer_types other than gpt-oss's alternation (llama.cpp's ramp as above).
+            all_sliding = json.loads(json.dumps(truncated))
+            all_sliding["layer_types"] = ["sliding_attention"] * all_sliding["num_hidden_layers"]
+            write_expected(os.path.join(HERE, name, ALL_SLIDING_EXPECTED), all_sliding, weights, forward, PROMPTS, GREEDY_TOKENS,
                            step_logits=False)
 
 
