@@ -683,10 +683,9 @@ await check('withResponse on a stream', async () => {
 });
 await expectError('unsupported endpoint (moderations) -> clear error', () => client.moderations.create({ input: 'hi' }), OpenAI.NotFoundError, { status: 404 });
 await check('responses.inputTokens.count', async () => {
-  try {
-    const r = await client.responses.inputTokens.count({ model, input: 'Tell me about Lily.' });
-    return [typeof r.input_tokens === 'number' && r.input_tokens > 0, JSON.stringify(r)];
-  } catch (e) { return [false, `${e.constructor.name} ${e.status} ${e.message}`]; }
+  const r = await client.responses.create({ model, instructions: 'Be brief.', input: 'Tell me about Lily.', max_output_tokens: 16, temperature: 0 });
+  const count = await client.responses.inputTokens.count({ model, instructions: 'Be brief.', input: 'Tell me about Lily.' });
+  return [count.object === 'response.input_tokens' && count.input_tokens === r.usage.input_tokens, `${JSON.stringify(count)} vs usage ${r.usage.input_tokens}`];
 });
 
 await check('chat stream logprobs per chunk', async () => {
@@ -763,6 +762,29 @@ await check('fine_tuning.jobs.create validation_file + dpo', async () => {
 await check('fine-tuning result file content (CSV)', async () => {
   const text = await (await client.files.content(job.result_files[0])).text();
   return [text.startsWith('step,'), text.slice(0, 120)];
+});
+
+await check('embeddings base64 (SDK-decoded) equals float', async () => {
+  const a = await client.embeddings.create({ model, input: 'Lily' });
+  const b = await client.embeddings.create({ model, input: 'Lily', encoding_format: 'float' });
+  const x = a.data[0].embedding, y = b.data[0].embedding;
+  return [x.length === y.length && x.every((v, i) => Math.abs(v - y[i]) < 1e-6), `${x.slice(0, 3)} / ${y.slice(0, 3)}`];
+});
+await check('completions stop string + n=2 stream indices + best_of = n', async () => {
+  const c = await client.completions.create({ ...greedy, prompt: 'Once upon a time', max_tokens: 12, stop: '.' });
+  const stream = await client.completions.create({ model, prompt: ['a', 'b'], n: 2, best_of: 2, max_tokens: 2, seed: 1, stream: true });
+  const indices = new Set();
+  for await (const chunk of stream) for (const ch of chunk.choices) indices.add(ch.index);
+  return [!c.choices[0].text.includes('.') && [...indices].sort().join() === '0,1,2,3', `${JSON.stringify(c.choices[0].text)} ${[...indices]}`];
+});
+await check('completions logprobs top_logprobs shape', async () => {
+  const c = await client.completions.create({ ...greedy, prompt: 'Lily', max_tokens: 3, logprobs: 2 });
+  const lp = c.choices[0].logprobs;
+  return [lp.tokens.length === 3 && lp.top_logprobs.length === 3 && lp.top_logprobs.every((d) => typeof d === 'object' && Object.keys(d).length >= 1 && Object.keys(d).length <= 2), JSON.stringify(lp)];
+});
+await check('chat reasoning_effort + verbosity accepted', async () => {
+  const c = await client.chat.completions.create({ ...greedy, messages: user('hi'), max_tokens: 2, reasoning_effort: 'low', verbosity: 'low' });
+  return [c.choices.length === 1, ''];
 });
 
 // ---------------------------------------------------------------- shapes
