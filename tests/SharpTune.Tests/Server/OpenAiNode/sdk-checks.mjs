@@ -787,6 +787,9 @@ await check('chat reasoning_effort + verbosity accepted', async () => {
   return [c.choices.length === 1, ''];
 });
 
+await expectError('chat audio output -> 400 param modalities', () => client.chat.completions.create({ model, messages: user('hi'), max_tokens: 2, modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'mp3' } }), OpenAI.BadRequestError, { status: 400, param: 'modalities' });
+await expectError('chat web_search_options -> 400 param web_search_options', () => client.chat.completions.create({ model, messages: user('hi'), max_tokens: 2, web_search_options: {} }), OpenAI.BadRequestError, { status: 400, param: 'web_search_options' });
+
 // ---------------------------------------------------------------- shapes
 for (const [type, fields] of Object.entries(required)) {
   const values = seen[type] ?? [];
