@@ -790,6 +790,14 @@ await check('chat reasoning_effort + verbosity accepted', async () => {
 await expectError('chat audio output -> 400 param modalities', () => client.chat.completions.create({ model, messages: user('hi'), max_tokens: 2, modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'mp3' } }), OpenAI.BadRequestError, { status: 400, param: 'modalities' });
 await expectError('chat web_search_options -> 400 param web_search_options', () => client.chat.completions.create({ model, messages: user('hi'), max_tokens: 2, web_search_options: {} }), OpenAI.BadRequestError, { status: 400, param: 'web_search_options' });
 
+await check('chat service_tier reported (whole and chunks)', async () => {
+  const c = await client.chat.completions.create({ ...greedy, messages: user('hi'), max_tokens: 2, service_tier: 'auto' });
+  const stream = await client.chat.completions.create({ ...greedy, messages: user('hi'), max_tokens: 2, stream: true });
+  const tiers = new Set();
+  for await (const chunk of stream) tiers.add(chunk.service_tier);
+  return [c.service_tier === 'default' && [...tiers].join() === 'default', `${c.service_tier} ${[...tiers]}`];
+});
+
 // ---------------------------------------------------------------- shapes
 for (const [type, fields] of Object.entries(required)) {
   const values = seen[type] ?? [];
