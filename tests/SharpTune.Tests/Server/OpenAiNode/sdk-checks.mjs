@@ -381,10 +381,17 @@ await check('responses.delete', async () => {
 // ---------------------------------------------------------------- files
 const trainingLines = Array.from({ length: 4 }, (_, i) => JSON.stringify({ prompt: `Tom had a toy number ${i}.`, completion: 'Lily saw a big red ball.' })).join('\n') + '\n';
 let trainingFile;
+// Jobs that must still be running when the test acts on them train long (320 steps); they are cancelled, never finished.
+const longLines = Array.from({ length: 32 }, (_, i) => JSON.stringify({ prompt: `Tom had a toy number ${i}.`, completion: 'Lily saw a big red ball.' })).join('\n') + '\n';
+let longFile;
 await check('files.create fine-tune', async () => {
   trainingFile = await fileSeen(client.files.create({ file: await toFile(Buffer.from(trainingLines), 'train.jsonl'), purpose: 'fine-tune' }));
   return [trainingFile.id.startsWith('file-') && trainingFile.object === 'file' && trainingFile.bytes === Buffer.byteLength(trainingLines) &&
     trainingFile.filename === 'train.jsonl' && trainingFile.purpose === 'fine-tune', JSON.stringify(trainingFile)];
+});
+await check('files.create (a longer file)', async () => {
+  longFile = await client.files.create({ file: await toFile(Buffer.from(longLines), 'long.jsonl'), purpose: 'fine-tune' });
+  return [longFile.bytes === Buffer.byteLength(longLines), JSON.stringify(longFile)];
 });
 await check('files.retrieve', async () => {
   const f = saw('FileObject', await client.files.retrieve(trainingFile.id));
@@ -447,7 +454,7 @@ await check('chat with the fine-tuned model', async () => {
   return [c.model === job.fine_tuned_model, JSON.stringify(c.choices[0])];
 });
 await check('fine_tuning.jobs.cancel', async () => {
-  const j = await client.fineTuning.jobs.create({ model, training_file: trainingFile.id, hyperparameters: { n_epochs: 10 } });
+  const j = await client.fineTuning.jobs.create({ model, training_file: longFile.id, hyperparameters: { n_epochs: 10, batch_size: 1 } });
   const c = await client.fineTuning.jobs.cancel(j.id);
   const after = await poll(() => client.fineTuning.jobs.retrieve(j.id), (x) => x.status === 'cancelled', 30_000);
   return [after.status === 'cancelled' && c.id === j.id, `${c.status} / ${after.status}`];
@@ -637,7 +644,7 @@ await check('models.list shows the fine-tuned model', async () => {
   return [ids.includes(job.fine_tuned_model), ids.join(',')];
 });
 await check('fine_tuning.jobs pause + resume', async () => {
-  const j = await client.fineTuning.jobs.create({ model, training_file: trainingFile.id, hyperparameters: { n_epochs: 10 } });
+  const j = await client.fineTuning.jobs.create({ model, training_file: longFile.id, hyperparameters: { n_epochs: 10, batch_size: 1 } });
   await poll(() => client.fineTuning.jobs.retrieve(j.id), (x) => x.status === 'running', 30_000);
   const paused = await client.fineTuning.jobs.pause(j.id);
   const afterPause = await poll(() => client.fineTuning.jobs.retrieve(j.id), (x) => x.status === 'paused', 30_000);
@@ -796,6 +803,18 @@ await check('chat service_tier reported (whole and chunks)', async () => {
   const tiers = new Set();
   for await (const chunk of stream) tiers.add(chunk.service_tier);
   return [c.service_tier === 'default' && [...tiers].join() === 'default', `${c.service_tier} ${[...tiers]}`];
+});
+
+await check('429 -> RateLimitError (fine-tuning queue full)', async () => {
+  const ids = [];
+  try {
+    for (let i = 0; i < 40; i++) ids.push((await client.fineTuning.jobs.create({ model, training_file: longFile.id, hyperparameters: { n_epochs: 10, batch_size: 1 } })).id);
+    return [false, `no 429 after ${ids.length} jobs`];
+  } catch (e) {
+    return [e instanceof OpenAI.RateLimitError && e.status === 429 && e.type === 'rate_limit_error', `after ${ids.length} jobs: ${e.constructor.name} ${e.status} ${e.code} ${e.message}`];
+  } finally {
+    for (const id of ids) await client.fineTuning.jobs.cancel(id).catch(() => {});
+  }
 });
 
 // ---------------------------------------------------------------- shapes
