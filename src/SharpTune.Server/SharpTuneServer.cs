@@ -155,6 +155,7 @@ public static class SharpTuneServer
         inProcess.Add("/v1/embeddings", new EmbeddingEndpoints(served, registry, activator, engine, embedder, options, metrics).CreateAsync);
         inProcess.Add("/v1/responses", responses.CreateAsync);
         foreach (var (path, handler) in inProcess.Handlers) app.MapPost(path, handler);
+        app.MapPost("/v1/responses/input_tokens", (HttpContext c) => responses.InputTokensAsync(c));
         app.MapGet("/v1/responses/{id}", (HttpContext c, string id) => responses.GetAsync(c, id));
         app.MapDelete("/v1/responses/{id}", (HttpContext c, string id) => responses.DeleteAsync(c, id));
         app.MapPost("/v1/responses/{id}/cancel", (HttpContext c, string id) => responses.CancelAsync(c, id));

@@ -28,6 +28,7 @@ public static class CompletionRequestParser
         var frequencyPenalty = OptionalDouble(json, "frequency_penalty", -2, 2) ?? 0;
         var (logprobs, top) = chat ? ChatLogprobs(json) : CompletionLogprobs(json);
         if (!chat) CompletionOnlyOptions(json, n);
+        else ChatOnlyOptions(json);
         var tools = chat ? Tools(json) : null;
         var (toolChoice, toolFunction) = chat ? ToolChoice(json, tools) : ("none", null);
         var tokenIdPrompts = chat ? null : TokenIdPrompts(json);
@@ -95,6 +96,24 @@ public static class CompletionRequestParser
         var value = Number(json, "repetition_penalty", v => v.TryGetValue<double>(out var d) ? d : (double?)null, "a number");
         return value > 0 && double.IsFinite(value) ? value
             : throw ApiException.BadField("repetition_penalty", $"'repetition_penalty' is {value}; it must be greater than 0 (1: off)");
+    }
+
+    /// <summary>
+    /// Chat options whose effect a client relies on and the models served cannot give, refused (400 naming the field)
+    /// rather than ignored, as OpenAI refuses them for a model without the capability: audio output (<c>modalities</c>
+    /// other than "text", <c>audio</c>) and web search (<c>web_search_options</c>). A client asking for spoken or
+    /// searched answers would otherwise get plain generated text with no sign it was not what it asked for.
+    /// </summary>
+    private static void ChatOnlyOptions(JsonObject json)
+    {
+        if (json["modalities"] is JsonArray modalities)
+            for (var i = 0; i < modalities.Count; i++)
+                if (modalities[i] is not JsonValue m || !m.TryGetValue<string>(out var modality) || modality != "text")
+                    throw ApiException.BadField("modalities", $"'modalities[{i}]' is {modalities[i]?.ToJsonString() ?? "null"}; the models served write text only (\"text\")");
+        if (json["audio"] is not null)
+            throw ApiException.BadField("audio", "'audio' (audio output) is not supported: the models served write text only");
+        if (json["web_search_options"] is not null)
+            throw ApiException.BadField("web_search_options", "'web_search_options' is not supported: this server's models do not search the web");
     }
 
     /// <summary>

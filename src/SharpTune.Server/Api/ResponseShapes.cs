@@ -119,6 +119,9 @@ internal sealed class ResponseShapes(bool chat, string model)
             ["system_fingerprint"] = SystemFingerprint,
             ["choices"] = choices,
         };
+        // The processing tier that served the request, which OpenAI reports on chat completions and their chunks
+        // (openai-node src/resources/chat/completions/completions.ts, ChatCompletion.service_tier); one tier here.
+        if (chat) json["service_tier"] = "default";
         if (usage is not null) json["usage"] = usage;
         return json;
     }

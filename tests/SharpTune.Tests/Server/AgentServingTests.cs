@@ -347,6 +347,11 @@ public sealed class AgentServingTests(AgentServerFixture fixture) : IClassFixtur
         // A text model refuses an image part instead of dropping it, and a tool result must answer an earlier call, as OpenAI has it.
         Assert.Equal((400, "messages[0].content[1].type"), Trim(await Post("{\"model\":\"random-qwen-chat\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"what is this?\"},{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,AAAA\"}}]}]}")));
         Assert.Equal((400, "messages[1].tool_call_id"), Trim(await Post("{\"model\":\"random-qwen-chat\",\"max_tokens\":2,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"tool\",\"tool_call_id\":\"call_none\",\"content\":\"42\"}]}")));
+        // Audio output and web search, which a text model cannot give, are refused as OpenAI refuses them for a model without them.
+        Assert.Equal((400, "modalities"), Trim(await Post($"{{{messages},\"modalities\":[\"text\",\"audio\"]}}")));
+        Assert.Equal((400, "audio"), Trim(await Post($"{{{messages},\"audio\":{{\"voice\":\"alloy\",\"format\":\"mp3\"}}}}")));
+        Assert.Equal((400, "web_search_options"), Trim(await Post($"{{{messages},\"web_search_options\":{{}}}}")));
+        Assert.Equal(200, (await Post($"{{{messages},\"modalities\":[\"text\"]}}")).Status);
         // Legacy completions: options not carried out are refused, not ignored.
         const string prompt = "\"model\":\"random-qwen-chat\",\"prompt\":\"Once\",\"max_tokens\":2";
         Assert.Equal((400, "suffix"), Trim(await Post($"{{{prompt},\"suffix\":\" end\"}}", "/v1/completions")));

@@ -231,6 +231,26 @@ public sealed class ResponsesApiTests(AgentServerFixture fixture) : IClassFixtur
     }
 
     [AgentServerFact]
+    public async Task InputTokensCountsThePromptTheTemplateRendersWithoutGenerating()
+    {
+        // OpenAI's POST /v1/responses/input_tokens (openai-node src/resources/responses/input-tokens.ts): the body of a
+        // Responses request in, {"object": "response.input_tokens", "input_tokens": N} out.
+        using var http = fixture.Http();
+        var body = """{"model":"random-qwen-chat","instructions":"Be brief.","input":"Weather in Paris?","tools":[{"type":"function","name":"get_weather","description":"Current weather in a city","parameters":""" +
+            WeatherParameters + "}]}";
+        using var response = await http.PostAsync("/v1/responses/input_tokens", new StringContent(body, Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, text);
+        var count = JsonNode.Parse(text)!;
+        Assert.Equal("response.input_tokens", (string)count["object"]!);
+        Assert.Equal(PromptTokens([new ChatMessage("system", "Be brief."), new ChatMessage("user", "Weather in Paris?")]), (int)count["input_tokens"]!);
+
+        using var unknown = await http.PostAsync("/v1/responses/input_tokens",
+            new StringContent("""{"model":"no-such-model","input":"hi"}""", Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, unknown.StatusCode);
+    }
+
+    [AgentServerFact]
     public async Task AMessageCutOffByMaxOutputTokensIsIncompleteAndOnlyACompletedResponseHasCompletedAt()
     {
         using var http = fixture.Http();

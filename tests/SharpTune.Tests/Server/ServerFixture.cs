@@ -41,8 +41,8 @@ public sealed class ServerFixture : IAsyncLifetime
     {
         if (!Available) return;
         TestAssets.CopyStories260K(ModelDir);
-        CreateAdapter("tiny-a", seed: 11);
-        CreateAdapter("tiny-b", seed: 22);
+        CreateAdapter(ModelDir, AdapterDir("tiny-a"), seed: 11);
+        CreateAdapter(ModelDir, AdapterDir("tiny-b"), seed: 22);
         Server = await SharpTuneServer.StartAsync(Options());
     }
 
@@ -89,9 +89,13 @@ public sealed class ServerFixture : IAsyncLifetime
             .GenerateFromIds([ids], new GenerationOptions { Temperature = 0, MaxNewTokens = maxTokens }, ["\nUser:"])[0].Text;
     }
 
-    private void CreateAdapter(string name, long seed)
+    /// <summary>
+    /// Saves in <paramref name="adapterDir"/> a rank-4 LoRA adapter for the model in <paramref name="modelDir"/>, its B
+    /// matrices random (seeded), so it changes the model's output.
+    /// </summary>
+    public static void CreateAdapter(string modelDir, string adapterDir, long seed)
     {
-        using var model = PretrainedModel.Load(ModelDir);
+        using var model = PretrainedModel.Load(modelDir);
         var adapter = new LoraAdapter(new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = null });
         // Seeded before injection too: lora_A's Kaiming draw would otherwise depend on whatever the process drew before
         // (the test order), and an unlucky draw can leave an adapter's greedy text equal to the base's.
@@ -100,7 +104,7 @@ public sealed class ServerFixture : IAsyncLifetime
         using (torch.no_grad())
             foreach (var (key, tensor) in adapter.AdapterStateDict())
                 if (key.Contains("lora_B")) tensor.copy_(torch.randn_like(tensor) * 0.5);
-        PeftAdapters.Save(adapter, AdapterDir(name), BaseName);
+        PeftAdapters.Save(adapter, adapterDir, BaseName);
     }
 }
 

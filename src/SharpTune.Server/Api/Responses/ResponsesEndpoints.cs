@@ -61,43 +61,7 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
                 background = new BackgroundRun();
                 background.Cancel.CancelAfter(options.RequestTimeout);
             }
-            // truncation "auto" drops items from the start of the conversation until the input fits the context, as
-            // OpenAI does; "disabled" (the default) refuses an input that does not fit, naming 'input'.
-            var kept = conversation.ToList();
-            InferenceRequest inference;
-            OutputSettings settings;
-            while (true)
-            {
-                try
-                {
-                    inference = Prepare(kept, out settings);
-                    break;
-                }
-                catch (ApiException e) when (e.Code == "context_length_exceeded")
-                {
-                    if (!request.TruncationAuto || kept.Count <= 1)
-                        throw ApiException.BadField("input", e.Message.Replace("the messages", "the input", StringComparison.Ordinal), e.Code);
-                    kept.RemoveAt(0);
-                    // A tool result whose call was dropped answers nothing: it goes with its call.
-                    while (kept.Count > 1 && kept[0].Role == "tool") kept.RemoveAt(0);
-                }
-            }
-            InferenceRequest Prepare(List<ChatMessage> messages, out OutputSettings prepared) => completions.Prepare(new CompletionRequest
-            {
-                Model = request.Model,
-                Messages = request.Instructions is { } instructions ? [new ChatMessage("system", instructions), .. messages] : messages,
-                MaxTokens = request.MaxOutputTokens,
-                Temperature = request.Temperature,
-                TopP = request.TopP,
-                Seed = request.Seed,
-                Tools = request.Tools,
-                ToolChoice = request.ToolChoice,
-                ToolChoiceFunction = request.ToolChoiceFunction,
-                ParallelToolCalls = request.ParallelToolCalls,
-                ResponseGrammar = request.TextGrammar,
-                Logprobs = request.OutputTextLogprobs,
-                TopLogprobs = request.TopLogprobs ?? 0,
-            }, chat: true, background?.Cancel.Token ?? cancellation.Token, out prepared).Single();
+            var inference = Prepare(request, conversation, background?.Cancel.Token ?? cancellation.Token, out var settings);
             if (!engine.TryEnqueue(inference))
             {
                 context.Response.Headers.RetryAfter = "1";
@@ -176,6 +140,64 @@ internal sealed class ResponsesEndpoints(CompletionEndpoints completions, Infere
         {
             background?.Cancel.Dispose();   // set only when the request failed before its background task started
         }
+    }
+
+    /// <summary>
+    /// The chat request a Responses request becomes (instructions first, then <paramref name="conversation"/>). With
+    /// truncation "auto", items are dropped from the start of the conversation until the input fits the context, as
+    /// OpenAI does; "disabled" (the default) refuses an input that does not fit, naming 'input'.
+    /// </summary>
+    private InferenceRequest Prepare(ResponsesRequest request, IReadOnlyList<ChatMessage> conversation, CancellationToken cancellation,
+        out OutputSettings settings)
+    {
+        var kept = conversation.ToList();
+        while (true)
+        {
+            try
+            {
+                return completions.Prepare(new CompletionRequest
+                {
+                    Model = request.Model,
+                    Messages = request.Instructions is { } instructions ? [new ChatMessage("system", instructions), .. kept] : kept,
+                    MaxTokens = request.MaxOutputTokens,
+                    Temperature = request.Temperature,
+                    TopP = request.TopP,
+                    Seed = request.Seed,
+                    Tools = request.Tools,
+                    ToolChoice = request.ToolChoice,
+                    ToolChoiceFunction = request.ToolChoiceFunction,
+                    ParallelToolCalls = request.ParallelToolCalls,
+                    ResponseGrammar = request.TextGrammar,
+                    Logprobs = request.OutputTextLogprobs,
+                    TopLogprobs = request.TopLogprobs ?? 0,
+                }, chat: true, cancellation, out settings).Single();
+            }
+            catch (ApiException e) when (e.Code == "context_length_exceeded")
+            {
+                if (!request.TruncationAuto || kept.Count <= 1)
+                    throw ApiException.BadField("input", e.Message.Replace("the messages", "the input", StringComparison.Ordinal), e.Code);
+                kept.RemoveAt(0);
+                // A tool result whose call was dropped answers nothing: it goes with its call.
+                while (kept.Count > 1 && kept[0].Role == "tool") kept.RemoveAt(0);
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>POST /v1/responses/input_tokens</c>: how many tokens the input of a Responses request (the same body, its
+    /// instructions, tools and <c>previous_response_id</c> included) takes as the model's prompt, without generating —
+    /// OpenAI's <c>{"object": "response.input_tokens", "input_tokens": N}</c>.
+    /// </summary>
+    public async Task InputTokensAsync(HttpContext context)
+    {
+        try
+        {
+            var request = ResponsesRequestParser.Parse(await RequestBody.ReadJsonAsync(context, options.MaxBodyBytes));
+            var conversation = ResponseInputItems.NameToolResults(History(request.PreviousResponseId).Concat(request.Input));
+            var inference = Prepare(request, conversation, context.RequestAborted, out _);
+            await JsonResponse.WriteAsync(context, new JsonObject { ["object"] = "response.input_tokens", ["input_tokens"] = inference.PromptIds.Count });
+        }
+        catch (Exception e) when (!context.Response.HasStarted) { await Error(e, timedOut: false).WriteAsync(context); }
     }
 
     /// <summary>
