@@ -61,7 +61,7 @@ internal static class SwappedExpertFactors
             throw new InvalidDataException(
                 $"adapter tensors '{oursBy.KeyA}' and '{swappedBy.KeyA}' are in different layouts (the second with in and out swapped); " +
                 "one PEFT run saves every parameter in one layout");
-        if (swappedBy.KeyA is null && oursBy.KeyA is null)
+        if (swappedBy.KeyA is null && oursBy.KeyA is null && present.All(p => p.Square))
         {
             var square = present[0];
             throw new NotSupportedException(
@@ -71,7 +71,7 @@ internal static class SwappedExpertFactors
                 "the shapes cannot tell either, and SharpTune refuses rather than guess (an adapter that also targets gate_up_proj " +
                 "shows its layout by that parameter's shapes)");
         }
-        if (swappedBy.KeyA is null) return;
+        if (swappedBy.KeyA is null) return;   // SharpTune's layout, or shapes that fit neither (the copy names them)
         foreach (var p in present)
         {
             var (a, b) = (state[p.KeyA], state[p.KeyB]);
