@@ -22,6 +22,8 @@ namespace SharpTune.Peft.Lora;
 /// <see cref="Project"/>): the same sum without materialising ΔW for every expert. PEFT nests one ParamWrapper per targeted parameter, the parameter
 /// registered first (gate_up_proj) innermost, so with both targeted gate_up_proj's factors are saved under
 /// <c>…mlp.experts.base_layer.lora_A.weight</c> and down_proj's under <c>…mlp.experts.lora_A.weight</c>.
+/// PEFT 0.19 saves the factors with in and out swapped under one transformers version or the other; loading brings such
+/// files to this layout (<see cref="SwappedExpertFactors"/>).
 /// The factors are fp32 whatever the base dtype (PEFT's autocast_adapter_dtype); ΔW is cast to the base dtype before
 /// the addition, as get_delta_weight casts it.
 /// </remarks>
