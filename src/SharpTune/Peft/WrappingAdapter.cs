@@ -44,6 +44,9 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     /// </summary>
     private protected virtual IReadOnlyList<(string Path, IParameterAdapter Adapter)> AttachParameterAdapters(CausalLanguageModel model) => [];
 
+    /// <summary>Whether <paramref name="model"/> already carries this method's adapters on parameters (which leave no layer in the tree).</summary>
+    private protected virtual bool CarriesOwnParameterAdapter(CausalLanguageModel model) => false;
+
     /// <summary>The adapters on parameters by the path of the module holding them, in model order.</summary>
     private protected IReadOnlyList<(string Path, IParameterAdapter Adapter)> ParameterAdapters => parameterAdapters;
 
@@ -165,8 +168,8 @@ public abstract class WrappingAdapter<TLayer> : IPeftAdapter where TLayer : nn.M
     public void Inject(CausalLanguageModel model)
     {
         if (this.model is not null) throw new InvalidOperationException($"this {MethodName} adapter is already injected into a model");
-        if (ModuleSurgery.NamedModules(model).Any(m => m.Module is TLayer))
-            throw new InvalidOperationException($"the model already carries {MethodName} layers; merge or discard them first");
+        if (ModuleSurgery.NamedModules(model).Any(m => m.Module is TLayer) || CarriesOwnParameterAdapter(model))
+            throw new InvalidOperationException($"the model already carries {MethodName} layers or parameters; merge or discard them first");
         var selected = SelectTargets(model);
         var savedModules = SavedModules.Select(model, ModulesToSave, MethodName, OptionalModulesToSave);
         var trainableTokens = TrainableTokenIndices.Count == 0 ? null : TrainableTokens.Select(model, TrainableTokenIndices);

@@ -6,6 +6,7 @@ using SharpTune.Peft.Lora;
 using SharpTune.Tests.Models;
 using SharpTune.Tests.Support;
 using SharpTune.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SharpTune.Tests.Peft;
@@ -261,22 +262,278 @@ public class LoraExpertParametersTests
         Assert.True(Same(actual, expected), $"reloaded logits differ by {(actual - expected).abs().max().item<float>()}");
     }
 
+    // Records the token counts each expert product is asked for without gradients, passing the products through.
+    private sealed class RecordingUpdate(IExpertWeightUpdate inner) : IExpertWeightUpdate
+    {
+        public readonly List<(string Parameter, long Tokens)> WithoutGradients = [];
+
+        public Tensor Project(string parameterName, int expert, Tensor x, Tensor weight)
+        {
+            if (!is_grad_enabled()) WithoutGradients.Add((parameterName, x.size(0)));
+            return inner.Project(parameterName, expert, x, weight);
+        }
+    }
+
+    private static GptOssExperts Experts(CausalLanguageModel model, int layer) =>
+        ((GptOssDecoderLayer)((GptOssForCausalLM)model).model.layers[layer]).mlp.experts;
+
+    // gate_up_proj (C = 64 → 2·I = 64): W + ΔW is formed once n·(in + out) ≥ in·out, n ≥ 32 tokens on one expert.
+    private const int FullWeightTokens = 32;
+
     /// <summary>
-    /// PEFT with transformers 4, whose GptOssExperts has no is_transposed, reads gate_up_proj as (E, out, in) and saves
-    /// lora_A (r·E, out), lora_B (in, r·E): such a file is refused naming that, rather than with a bare shape mismatch.
+    /// A checkpointed layer's first forward runs without gradients, with enough tokens per expert that an inference pass
+    /// would form W + ΔW; it must compute what the recomputation with gradients computes (the low-rank products), so the
+    /// loss and every gradient equal those without checkpointing bit for bit.
     /// </summary>
     [Fact]
-    public void AdapterInTransformers4sSwappedLayoutIsRefusedByName()
+    public void GradientCheckpointingGivesTheUncheckpointedGradientsBitForBitOnLongSequences()
+    {
+        var example = Enumerable.Range(0, 128).Select(k => (5 * k + 3) % 63).ToArray();
+        (float Loss, Dictionary<string, Tensor> Grads, long MostTokens) Run(bool checkpoint)
+        {
+            using var model = LoadBase();
+            manual_seed(13);
+            var adapter = new LoraAdapter(ExpertsOnly(LoraInit.Random) with { TargetModules = TargetModules.Names(["q_proj"]) });
+            adapter.Inject(model);
+            var recorders = Enumerable.Range(0, 2).Select(l => Experts(model, l)).Select(e => (Experts: e, Recorder: new RecordingUpdate(e.WeightUpdate!))).ToList();
+            foreach (var (experts, recorder) in recorders) experts.WeightUpdate = recorder;
+            model.train();
+            model.GradientCheckpointing = checkpoint;
+            using var batch = SharpTune.Training.BatchCollator.Pad([new TokenizedExample(example, example.Select(_ => true).ToArray())], CPU);
+            var (loss, _) = SharpTune.Training.CausalLmLoss.Compute(model, batch);
+            loss.backward();
+            var grads = adapter.TrainableParameters.ToDictionary(p => p.Name, p => p.Parameter.grad!.clone());
+            var most = recorders.SelectMany(r => r.Recorder.WithoutGradients).Where(c => c.Parameter == "gate_up_proj").Select(c => c.Tokens).DefaultIfEmpty(0).Max();
+            return (loss.item<float>(), grads, most);
+        }
+        var plain = Run(false);
+        var checkpointed = Run(true);
+        Assert.True(checkpointed.MostTokens >= FullWeightTokens, $"no expert got {FullWeightTokens} tokens in the forward without gradients (at most {checkpointed.MostTokens})");
+        Assert.Equal(plain.Loss, checkpointed.Loss);
+        Assert.Equal(plain.Grads.Keys.Order(), checkpointed.Grads.Keys.Order());
+        foreach (var (name, grad) in plain.Grads)
+            Assert.True(Same(grad, checkpointed.Grads[name]), $"{name}: gradient differs with checkpointing by {(grad - checkpointed.Grads[name]).abs().max().item<float>()}");
+    }
+
+    /// <summary>
+    /// The fixture's 128-token prompt routes ≥ 32 tokens to experts, so an inference prefill forms W + ΔW for them (PEFT's
+    /// parametrization); its logits agree with the float64 reference as the low-rank path's do (shortcuts off).
+    /// </summary>
+    [Fact]
+    public void LongPrefillWithTheUpdatedWeightGivesTheReferenceLogits()
     {
         using var model = LoadBase();
-        var adapter = new LoraAdapter(ExpertsOnly(LoraInit.Random, "experts.down_proj"));
+        PeftAdapters.Load(model, PeftFile);
+        model.eval();
+        var recorders = Enumerable.Range(0, 2).Select(l => Experts(model, l)).Select(e => (Experts: e, Recorder: new RecordingUpdate(e.WeightUpdate!))).ToList();
+        foreach (var (experts, recorder) in recorders) experts.WeightUpdate = recorder;
+        TransformersExpected.AssertLastPositionLogits(model, PeftFile, "gpt_oss_tiny + expert LoRA, W + ΔW formed", tolerance: 2e-5);
+        var most = recorders.SelectMany(r => r.Recorder.WithoutGradients).Where(c => c.Parameter == "gate_up_proj").Max(c => c.Tokens);
+        Assert.True(most >= FullWeightTokens, $"the long prompt sent at most {most} tokens to one expert");
+        using (InferenceShortcuts.Disable())
+            TransformersExpected.AssertLastPositionLogits(model, PeftFile, "gpt_oss_tiny + expert LoRA, low-rank products", tolerance: 2e-5);
+    }
+
+    // Factors in PEFT 0.19's swapped layout for a parameter (E, in, out): A' (r·E, out), B' (in, r·E), drawn at random, and
+    // the update PEFT computes from them (huggingface/peft v0.19.1 src/peft/tuners/lora/layer.py ParamWrapper.get_delta_weight,
+    // _did_swap_in_out_features: einsum("o r e, e r i -> e o i", B'.reshape(in, r, E), A'.reshape(E, r, out)) · scaling).
+    private static (Tensor A, Tensor B, Tensor Delta) SwappedFactors(int experts, int r, long inFeatures, long outFeatures, double scaling)
+    {
+        var a = randn(r * experts, outFeatures) * 0.1;
+        var b = randn(inFeatures, r * experts) * 0.1;
+        var delta = einsum("ore,eri->eoi", b.to(ScalarType.Float64).reshape(inFeatures, r, experts),
+            a.to(ScalarType.Float64).reshape(experts, r, outFeatures)) * scaling;
+        return (a, b, delta);
+    }
+
+    private static void AssertDeltas(LoraExpertParameters update, string parameter, Tensor expected, string label)
+    {
+        for (var e = 0; e < expected.size(0); e++)
+        {
+            using var delta = update.Delta(parameter, e).detach().to(ScalarType.Float64);
+            var worst = (delta - expected[e]).abs().max().item<double>();
+            Assert.True(worst < 1e-6, $"{label}, {parameter}, expert {e}: ΔW differs from PEFT's by {worst}");
+        }
+    }
+
+    /// <summary>
+    /// PEFT 0.19.0 (under transformers 5) and 0.19.1 and later (under transformers 4) save factors with in and out swapped;
+    /// the shapes of gate_up_proj (64 → 64 here, so down_proj's 32 → 64 shows it) tell the layout, and the factors are
+    /// converted so that each expert's update is the one PEFT computes from the file.
+    /// </summary>
+    [Theory]
+    [InlineData("0.19.0")]
+    [InlineData("0.19.1")]
+    [InlineData("0.20.0")]
+    [InlineData("0.19.1.dev0@e84dd8f40")]
+    public void Peft019SwappedFactorsAreConvertedToThePeftUpdate(string version)
+    {
+        using var model = LoadBase();
+        var adapter = new LoraAdapter(ExpertsOnly(LoraInit.Random, "experts.down_proj") with { PeftVersion = version });
         adapter.Inject(model);
-        var state = adapter.AdapterStateDict().ToDictionary(p => p.Key, p => p.Key.EndsWith("lora_A.weight")
-            ? zeros(8, 64) : p.Key.EndsWith("lora_B.weight") ? zeros(32, 8) : p.Value);   // down_proj (E, I, C) read as (E, out = I, in = C)
-        var error = Assert.Throws<InvalidDataException>(() => adapter.LoadAdapterState(state));
-        Assert.Contains("transformers", error.Message);
-        Assert.Contains("model.layers.0.mlp.experts.lora_A.weight", error.Message);
+        manual_seed(17);
+        var state = new Dictionary<string, Tensor>();
+        var expected = new Dictionary<int, Tensor>();
+        for (var layer = 0; layer < 2; layer++)
+        {
+            var (a, b, delta) = SwappedFactors(4, 2, 32, 64, 3.0);   // down_proj (E = 4, I = 32, C = 64), alpha 6 / r 2
+            state[$"base_model.model.model.layers.{layer}.mlp.experts.lora_A.weight"] = a;
+            state[$"base_model.model.model.layers.{layer}.mlp.experts.lora_B.weight"] = b;
+            expected[layer] = delta;
+        }
+        adapter.LoadAdapterState(state);
+        for (var layer = 0; layer < 2; layer++)
+            AssertDeltas((LoraExpertParameters)Experts(model, layer).WeightUpdate!, "down_proj", expected[layer], $"peft_version {version}, layer {layer}");
         adapter.Unload();
+    }
+
+    /// <summary>
+    /// A file in SharpTune's layout loads as it is under any version (PEFT 0.19.0 under transformers 4, 0.19.1 under
+    /// transformers 5, 0.18 under either); a swapped one under a version that never swaps is refused naming the version.
+    /// </summary>
+    [Fact]
+    public void UnswappedFactorsLoadAsTheyAreAndSwappedOnesNeedAVersionThatSwaps()
+    {
+        using var model = LoadBase();
+        foreach (var version in new string?[] { null, "0.18.0", "0.19.0", "0.19.1" })
+        {
+            var adapter = new LoraAdapter(ExpertsOnly(LoraInit.Random, "experts.down_proj") with { PeftVersion = version });
+            adapter.Inject(model);
+            var state = adapter.AdapterStateDict().ToDictionary(p => p.Key, p => p.Value.detach().clone());
+            adapter.LoadAdapterState(state);
+            foreach (var (key, tensor) in adapter.AdapterStateDict()) Assert.True(Same(tensor, state[key]), $"{version}: {key} changed on load");
+            adapter.Unload();
+        }
+        foreach (var version in new string?[] { null, "0.17.1", "0.18.1" })
+        {
+            var adapter = new LoraAdapter(ExpertsOnly(LoraInit.Random, "experts.down_proj") with { PeftVersion = version });
+            adapter.Inject(model);
+            var state = adapter.AdapterStateDict().ToDictionary(p => p.Key, p => p.Key.EndsWith("lora_A.weight")
+                ? zeros(8, 64) : zeros(32, 8));   // down_proj (E, I, C) swapped: A' (r·E, C), B' (I, r·E)
+            var error = Assert.Throws<InvalidDataException>(() => adapter.LoadAdapterState(state));
+            Assert.Contains("model.layers.0.mlp.experts.lora_A.weight", error.Message);
+            Assert.Contains(version is null ? "no peft_version" : $"peft_version {version}", error.Message);
+            adapter.Unload();
+        }
+        Assert.Equal("0.19.1", LoraConfig.FromJson(new JsonObject
+        {
+            ["peft_type"] = "LORA", ["target_modules"] = new JsonArray(), ["target_parameters"] = new JsonArray("mlp.experts.down_proj"),
+            ["peft_version"] = "0.19.1",
+        }).PeftVersion);
+        Assert.False(new LoraConfig { PeftVersion = "0.19.1" }.ToJson().ContainsKey("peft_version"));   // SharpTune saves its own layout
+    }
+
+    /// <summary>
+    /// On gpt-oss-20b/120b down_proj is square (2880 × 2880), so a PEFT 0.19 file targeting it alone could be in either
+    /// layout: refused by name. With gate_up_proj targeted too, its shapes tell the layout and both are converted.
+    /// </summary>
+    [Fact]
+    public void SquareDownProjIsRefusedUnlessGateUpShowsTheLayout()
+    {
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(Base, "config.json")))!.AsObject();
+        json["intermediate_size"] = 64;   // down_proj (E, 64, 64), gate_up_proj (E, 64, 128)
+        using var model = ModelFactory.Create(ModelConfig.FromJson(json));
+        var alone = new LoraAdapter(ExpertsOnly(LoraInit.Random, "experts.down_proj") with { PeftVersion = "0.19.1" });
+        alone.Inject(model);
+        var error = Assert.Throws<NotSupportedException>(() => alone.LoadAdapterState(alone.AdapterStateDict()));
+        Assert.Contains("model.layers.0.mlp.experts.lora_A.weight", error.Message);
+        Assert.Contains("transformers", error.Message);
+        alone.Unload();
+
+        var both = new LoraAdapter(ExpertsOnly() with { PeftVersion = "0.19.0" });
+        both.Inject(model);
+        manual_seed(19);
+        var (gateA, gateB, gateDelta) = SwappedFactors(4, 2, 64, 128, 3.0);
+        var (downA, downB, downDelta) = SwappedFactors(4, 2, 64, 64, 3.0);
+        var state = new Dictionary<string, Tensor>();
+        for (var layer = 0; layer < 2; layer++)
+        {
+            var experts = $"base_model.model.model.layers.{layer}.mlp.experts.";
+            (state[experts + "base_layer.lora_A.weight"], state[experts + "base_layer.lora_B.weight"]) = (gateA, gateB);
+            (state[experts + "lora_A.weight"], state[experts + "lora_B.weight"]) = (downA, downB);
+        }
+        both.LoadAdapterState(state);
+        var update = (LoraExpertParameters)Experts(model, 1).WeightUpdate!;
+        AssertDeltas(update, "gate_up_proj", gateDelta, "peft_version 0.19.0");
+        AssertDeltas(update, "down_proj", downDelta, "peft_version 0.19.0");
+        both.Unload();
+    }
+
+    /// <summary>
+    /// The factors are not modules of the model, so model.to(device) leaves them behind: the product and the merge name
+    /// the devices instead of failing inside a matmul. A dtype change is fine: the factors stay fp32 and are cast on use.
+    /// </summary>
+    [Fact]
+    public void FactorsLeftOnAnotherDeviceAreNamed()
+    {
+        using var model = LoadBase();
+        var adapter = new LoraAdapter(ExpertsOnly());
+        adapter.Inject(model);
+        using var before = Logits(model);
+        model.to(ScalarType.BFloat16);
+        using (var bf16 = Logits(model))
+        {
+            var worst = (bf16.to(ScalarType.Float32) - before).abs().max().item<float>();
+            Assert.True(worst < 0.15, $"bf16 logits differ by {worst}");   // a few bf16 steps, as the bf16 merge test allows
+        }
+        model.to(ScalarType.Float32);
+        var experts = Experts(model, 0);
+        var update = (LoraExpertParameters)experts.WeightUpdate!;
+        var meta = device("meta");
+        using var weight = experts.down_proj[0].detach().to(meta);
+        using var x = zeros(3, 32, device: meta);
+        var error = Assert.Throws<InvalidOperationException>(() => update.Project("down_proj", 0, x, weight));
+        Assert.Contains("mlp.experts.down_proj", error.Message);
+        Assert.Contains("meta", error.Message);
+        Assert.Contains("cpu", error.Message, StringComparison.OrdinalIgnoreCase);
+        model.to(meta);
+        Assert.Contains("moved", Assert.Throws<InvalidOperationException>(() => adapter.MergeAndUnload()).Message);
+    }
+
+    /// <summary>A model carrying a LoRA on expert parameters only (no LoraLinear in its tree) refuses a second LoRA, as one with layers does.</summary>
+    [Fact]
+    public void ASecondLoraIsRefusedOverAnExpertOnlyOne()
+    {
+        using var model = LoadBase();
+        var first = new LoraAdapter(ExpertsOnly());
+        first.Inject(model);
+        var second = new LoraAdapter(new LoraConfig { TargetModules = TargetModules.Names(["q_proj"]) });
+        Assert.Contains("already carries LoRA", Assert.Throws<InvalidOperationException>(() => second.Inject(model)).Message);
+        Assert.Contains("already carries LoRA", Assert.Throws<InvalidOperationException>(() => new LoraAdapter(ExpertsOnly()).Inject(model)).Message);
+        first.Unload();
+        second.Inject(model);   // once the first is gone
+        second.Unload();
+    }
+
+    /// <summary>
+    /// PEFT's inject_adapter (tuners_utils.py lines 1024-1080 at 5d602fdb) fails only when neither target_modules nor
+    /// target_parameters matched; when one did, it warns about the other and goes on.
+    /// </summary>
+    [Fact]
+    public void ATargetListMatchingNothingBesideOneThatMatchesIsAWarning()
+    {
+        using var model = LoadBase();
+        var modulesMiss = new LoraAdapter(ExpertsOnly() with { TargetModules = TargetModules.Names(["no_such_proj"]) });
+        modulesMiss.Inject(model);
+        Assert.Contains(modulesMiss.Warnings, w => w.Contains("no_such_proj") && w.Contains("matched no module"));
+        Assert.Empty(modulesMiss.Layers);
+        Assert.Equal(8, modulesMiss.TrainableParameters.Count);
+        modulesMiss.Unload();
+
+        var parametersMiss = new LoraAdapter(ExpertsOnly(LoraInit.Random, "experts.up_proj") with { TargetModules = TargetModules.Names(["q_proj"]) });
+        parametersMiss.Inject(model);
+        Assert.Contains(parametersMiss.Warnings, w => w.Contains("experts.up_proj") && w.Contains("matched no parameter"));
+        Assert.Equal(2, parametersMiss.Layers.Count);
+        parametersMiss.Unload();
+
+        var neither = Assert.Throws<ArgumentException>(() =>
+            new LoraAdapter(ExpertsOnly(LoraInit.Random, "experts.up_proj") with { TargetModules = TargetModules.Names(["no_such_proj"]) }).Inject(model));
+        Assert.Contains("no_such_proj", neither.Message);
+        Assert.Contains("matched no parameter", neither.Message);
+        var plain = new LoraAdapter(ExpertsOnly() with { TargetModules = TargetModules.Names(["q_proj"]) });
+        plain.Inject(model);
+        Assert.Empty(plain.Warnings);
+        plain.Unload();
     }
 
     /// <summary>PEFT's ParamWrapper refuses dropout, DoRA and fan_in_fan_out; SharpTune refuses parameters it cannot adapt by name.</summary>

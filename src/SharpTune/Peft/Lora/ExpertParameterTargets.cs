@@ -12,7 +12,10 @@ namespace SharpTune.Peft.Lora;
 /// </summary>
 internal static class ExpertParameterTargets
 {
-    /// <summary>The experts modules the names select, by module path, with the parameter names each holds targeted.</summary>
+    /// <summary>
+    /// The experts modules the names select, by module path, with the parameter names each holds targeted; empty when
+    /// they match nothing (the caller decides, as PEFT, whether that is an error or a warning).
+    /// </summary>
     public static IReadOnlyList<(string Path, GptOssExperts Experts, IReadOnlyList<string> Names)> Select(CausalLanguageModel model, IReadOnlyList<string> targets)
     {
         if (targets.Count == 0) return [];
@@ -31,12 +34,13 @@ internal static class ExpertParameterTargets
                 throw new InvalidOperationException($"'{path}' already carries an adapter on its parameters; merge or discard it first");
             selected.Add((path, experts, names));
         }
-        if (selected.Count == 0)
-            throw new ArgumentException(
-                $"target_parameters {Describe(targets)} matched no parameter of this {model.Config.Architecture} " +
-                "(names are matched whole or as a suffix after a dot, e.g. mlp.experts.gate_up_proj)");
         return selected;
     }
+
+    /// <summary>Why <paramref name="targets"/> selected nothing in <paramref name="model"/>, for an error or a warning.</summary>
+    public static string NoMatch(CausalLanguageModel model, IReadOnlyList<string> targets) =>
+        $"target_parameters {Describe(targets)} matched no parameter of this {model.Config.Architecture} " +
+        "(names are matched whole or as a suffix after a dot, e.g. mlp.experts.gate_up_proj)";
 
     private static bool Targeted(string name, IReadOnlyList<string> targets) =>
         targets.Any(t => name == t || name.EndsWith("." + t, StringComparison.Ordinal));

@@ -46,21 +46,46 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
                 "(sharptune classify score --adapter, TextClassifier.Load), not on a causal LM");
         RefuseUntiedSavedEmbedding(model);
         parameterTargets = ExpertParameterTargets.Select(model, Config.TargetParameters);   // before any change to the model
+        injectionWarnings = [];
         if (Targets(model) is not { } targets)
         {
             if (parameterTargets.Count == 0)
-                throw new ArgumentException("target_modules is empty and there are no target_parameters: the adapter would change nothing");
+                throw new ArgumentException(Config.TargetParameters.Count > 0
+                    ? ExpertParameterTargets.NoMatch(model, Config.TargetParameters)
+                    : "target_modules is empty and there are no target_parameters: the adapter would change nothing");
             savedTargets = Config.TargetModules;   // null or [], as given: only parameters are targeted
             return [];
         }
         savedTargets = targets.Expand(model);   // before wrapping: "all-linear" must name the base layers
         RefuseTiedHeadWithTrainableTokens(model, savedTargets);
-        var kept = targets.Select(model, path => MatchedName(model, path)).Where(t => Config.Keeps(t.Path, MatchedName(model, t.Path))).ToList();
+        // PEFT's inject_adapter (huggingface/peft@5d602fdbff04c33c1c4de55cda9d4ae1d7cb7e40 src/peft/tuners/tuners_utils.py,
+        // lines 1024-1080): an error only when neither modules nor parameters were matched, a RuntimeWarning when one was.
+        List<(string Path, nn.Module Module)> kept;
+        string noModule;
+        try
+        {
+            kept = targets.Select(model, path => MatchedName(model, path)).Where(t => Config.Keeps(t.Path, MatchedName(model, t.Path))).ToList();
+            noModule = $"target_modules {targets.ToJson().ToJsonString()} selected no module once exclude_modules and layers_to_transform were applied";
+        }
+        catch (ArgumentException matchedNone) when (Config.TargetParameters.Count > 0)   // TargetModules.Select: no module matched
+        {
+            (kept, noModule) = ([], matchedNone.Message.TrimEnd('.'));
+        }
+        if (kept.Count == 0 && parameterTargets.Count == 0)
+            throw new ArgumentException(Config.TargetParameters.Count > 0 ? $"{noModule}; and {ExpertParameterTargets.NoMatch(model, Config.TargetParameters)}" : noModule);
         if (kept.Count == 0)
-            throw new ArgumentException(
-                $"target_modules {targets.ToJson().ToJsonString()} selected no module once exclude_modules and layers_to_transform were applied");
+            injectionWarnings = [$"{noModule}; only target_parameters are adapted (PEFT warns and goes on likewise)"];
+        else if (Config.TargetParameters.Count > 0 && parameterTargets.Count == 0)
+            injectionWarnings = [$"{ExpertParameterTargets.NoMatch(model, Config.TargetParameters)}; only target_modules are adapted (PEFT warns and goes on likewise)"];
         return kept;
     }
+
+    // What PEFT warns about while injecting (a target list that matched nothing beside one that matched).
+    private IReadOnlyList<string> injectionWarnings = [];
+
+    // A LoRA on expert parameters leaves no LoraLinear in the tree: the experts' WeightUpdate shows it.
+    private protected override bool CarriesOwnParameterAdapter(CausalLanguageModel model) =>
+        ModuleSurgery.NamedModules(model).Any(m => m.Module is GptOssExperts { WeightUpdate: LoraExpertParameters });
 
     // target_parameters resolved against the model: the experts modules by path, with the parameter names each holds.
     private IReadOnlyList<(string Path, GptOssExperts Experts, IReadOnlyList<string> Names)> parameterTargets = [];
@@ -116,13 +141,15 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
 
     /// <summary>
     /// LoftQ with a scaling other than 1: PEFT assigns the residual's factors without dividing by lora_alpha / r, so the
-    /// adapter starts at s times the rank-r part of the quantization error instead of cancelling it.
+    /// adapter starts at s times the rank-r part of the quantization error instead of cancelling it. Also a target list
+    /// that matched nothing beside one that matched (PEFT's RuntimeWarning).
     /// </summary>
     public override IReadOnlyList<string> Warnings =>
         Config.InitLoraWeights == LoraInit.Loftq && Layers.Select(l => l.Layer).FirstOrDefault(l => Math.Abs(l.Scaling - 1) > 1e-12) is { } scaled
-            ? [$"LoftQ: the adapter starts at {scaled.Scaling:0.###} × the quantization error's rank-r part (lora_alpha / r ≠ 1), " +
+            ? [.. injectionWarnings,
+               $"LoftQ: the adapter starts at {scaled.Scaling:0.###} × the quantization error's rank-r part (lora_alpha / r ≠ 1), " +
                "as PEFT's replace_lora_weights_loftq does; set lora_alpha equal to r (--lora-alpha) for it to cancel that error"]
-            : [];
+            : injectionWarnings;
 
     protected override nn.Module<Tensor, Tensor> Fuse(LoraLinear layer) => layer.Fuse();
 
@@ -202,26 +229,14 @@ public sealed class LoraAdapter : WrappingAdapter<LoraLinear>
         return key;
     }
 
-    // PEFT reads a 3-D parameter as (experts, in, out) only when the experts module says is_transposed (transformers 5's
-    // GptOssExperts); under transformers 4 it swaps in and out, saving lora_A (r·E, out) and lora_B (in, r·E) for the same
-    // weights. Such factors would load with the wrong meaning where the shapes happen to agree, so they are named here.
+    // PEFT 0.19 saves expert factors with in and out swapped under one transformers version or the other (see
+    // SwappedExpertFactors): such files are converted to the layout read here, or refused where the layout cannot be known.
     protected override IReadOnlyDictionary<string, Tensor> BeforeLoad(Dictionary<string, Tensor> state)
     {
-        foreach (var (path, adapter) in ParameterAdapters)
-        {
-            var expected = adapter.AdapterParameters().ToDictionary(p => SavedKey(path, p.Suffix), p => p.Parameter.shape);
-            foreach (var (key, shape) in expected.Where(e => e.Key.EndsWith("lora_A.weight", StringComparison.Ordinal)))
-            {
-                var partner = key[..^"lora_A.weight".Length] + "lora_B.weight";
-                if (!state.TryGetValue(key, out var a) || !state.TryGetValue(partner, out var b) || !expected.TryGetValue(partner, out var bShape)) continue;
-                var swapped = a.shape.SequenceEqual([shape[0], bShape[0]]) && b.shape.SequenceEqual([shape[1], bShape[1]]);
-                if (swapped && !a.shape.SequenceEqual(shape))
-                    throw new InvalidDataException(
-                        $"adapter tensor '{key}' has shape [{string.Join(", ", a.shape)}]: the layout PEFT writes for gpt-oss's experts under " +
-                        $"transformers 4 (whose GptOssExperts has no is_transposed, so PEFT swaps in and out); SharpTune reads transformers 5's " +
-                        $"layout, lora_A [{string.Join(", ", shape)}] and lora_B [{string.Join(", ", bShape)}]: make the adapter with transformers 5");
-            }
-        }
+        var pairs = ParameterAdapters.SelectMany(p => ((LoraExpertParameters)p.Adapter).Targeted.Select(f => new SwappedExpertFactors.Pair(
+            SavedKey(p.Path, f.KeyPrefix + "lora_A.weight"), SavedKey(p.Path, f.KeyPrefix + "lora_B.weight"),
+            ((LoraExpertParameters)p.Adapter).ExpertCount, f.Rank, f.A.size(1), f.B.size(0)))).ToList();
+        SwappedExpertFactors.Normalise(state, pairs, Config.PeftVersion);
         return state;
     }
 

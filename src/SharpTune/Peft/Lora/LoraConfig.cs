@@ -102,6 +102,11 @@ public sealed record LoraConfig
     /// "gaussian" or random initialisation, as PEFT's ParamWrapper.
     /// </summary>
     public IReadOnlyList<string> TargetParameters { get; init; } = [];
+    /// <summary>
+    /// <c>peft_version</c> as read from a file (PEFT writes it from 0.18.0); null when absent or built in code. It tells the
+    /// layout of expert factors (see <see cref="SwappedExpertFactors"/>); not written back, since SharpTune saves its own layout.
+    /// </summary>
+    internal string? PeftVersion { get; init; }
     /// <summary><c>layers_pattern</c>: the name of the layer list whose index <see cref="LayersToTransform"/> reads ("layers", "h"); null = any.</summary>
     public IReadOnlyList<string>? LayersPattern { get; init; }
 
@@ -351,6 +356,7 @@ public sealed record LoraConfig
             LoraAlpha = AdapterState.Read(json, "lora_alpha", 8.0, source),
             LoraDropout = AdapterState.Read(json, "lora_dropout", 0.0, source),
             TargetModules = json["target_modules"] is { } targets ? Peft.TargetModules.FromJson(targets, source) : null,
+            PeftVersion = AdapterState.Read<string?>(json, "peft_version", null, source),
             UseRsLora = AdapterState.Read(json, "use_rslora", false, source),
             UseDora = AdapterState.Read(json, "use_dora", false, source),
             Bias = AdapterState.Read(json, "bias", "none", source),

@@ -22,6 +22,8 @@ namespace SharpTune.Peft.Lora;
 /// <see cref="Project"/>): the same sum without materialising ΔW for every expert. PEFT nests one ParamWrapper per targeted parameter, the parameter
 /// registered first (gate_up_proj) innermost, so with both targeted gate_up_proj's factors are saved under
 /// <c>…mlp.experts.base_layer.lora_A.weight</c> and down_proj's under <c>…mlp.experts.lora_A.weight</c>.
+/// PEFT 0.19 saves the factors with in and out swapped under one transformers version or the other; loading brings such
+/// files to this layout (<see cref="SwappedExpertFactors"/>).
 /// The factors are fp32 whatever the base dtype (PEFT's autocast_adapter_dtype); ΔW is cast to the base dtype before
 /// the addition, as get_delta_weight casts it.
 /// </remarks>
@@ -94,6 +96,9 @@ internal sealed class LoraExpertParameters : IParameterAdapter, IExpertWeightUpd
         _ => throw new NotSupportedException($"target_parameters: '{name}' of GptOssExperts cannot be targeted; only {string.Join(" and ", TargetableParameters)} can"),
     };
 
+    /// <summary>The number of experts each factor holds a block for.</summary>
+    internal int ExpertCount => expertCount;
+
     /// <summary>The targeted parameters' factors, in PEFT's nesting order (innermost first).</summary>
     internal IEnumerable<Factors> Targeted => TargetableParameters.Where(factors.ContainsKey).Select(n => factors[n]);
 
@@ -121,15 +126,18 @@ internal sealed class LoraExpertParameters : IParameterAdapter, IExpertWeightUpd
     /// x·(W_e + ΔW_e). While gradients are recorded, and whenever it is cheaper (few tokens: n·(in + out) &lt; in·out), as
     /// x·W_e + s·(x·A_eᵀ)·B_eᵀ: no (in, out) update is formed, and autograd keeps (n, r) products instead of a full
     /// updated weight per expert (gpt-oss-20b's gate_up_proj slice is 16.6M values). Otherwise (a long prefill without
-    /// gradients) W_e + ΔW_e is formed in the base dtype as PEFT's parametrization forms it. The two agree to rounding; on
-    /// a reduced-precision base the low-rank products run in the activations' dtype, as LoraLinear's do.
+    /// gradients, the inference shortcuts on) W_e + ΔW_e is formed in the base dtype as PEFT's parametrization forms it.
+    /// The two agree only to rounding, so the second is an inference shortcut: a pass without gradients that must compute
+    /// what a pass with them will (a checkpointed layer's first forward, under <see cref="InferenceShortcuts.DisableInexact"/>)
+    /// takes the first. On a reduced-precision base the low-rank products run in the activations' dtype, as LoraLinear's do.
     /// </summary>
     public Tensor Project(string parameterName, int expert, Tensor x, Tensor weight)
     {
         if (!Enabled || !factors.TryGetValue(parameterName, out var f)) return matmul(x, weight);
+        RequireBeside(f, weight);
         using var scope = NewDisposeScope();
         var (inFeatures, outFeatures) = (weight.size(0), weight.size(1));
-        if (!is_grad_enabled() && x.size(0) * (inFeatures + outFeatures) >= inFeatures * outFeatures)
+        if (InferenceShortcuts.Enabled && !is_grad_enabled() && x.size(0) * (inFeatures + outFeatures) >= inFeatures * outFeatures)
             return matmul(x, weight + Delta(parameterName, expert).to(weight.dtype)).MoveToOuterDisposeScope();
         var a = f.A.narrow(0, (long)expert * f.Rank, f.Rank).to(x.dtype);                // (r, in)
         var b = f.B.slice(1, expert, f.B.size(1), expertCount).to(x.dtype);               // (out, r)
@@ -137,10 +145,24 @@ internal sealed class LoraExpertParameters : IParameterAdapter, IExpertWeightUpd
         return (matmul(x, weight) + low).MoveToOuterDisposeScope();
     }
 
+    // The factors are not modules of the model (PEFT's ParamWrapper is; here the experts keep their place in the tree), so
+    // model.to(device) leaves them where they were created, and the optimizer holds them as they are: moving them here would
+    // hand it tensors it does not update. A moved model is named instead of failing inside a matmul.
+    private static void RequireBeside(Factors f, Tensor weight)
+    {
+        static bool Beside(Tensor t, Tensor weight) => t.device_type == weight.device_type && t.device_index == weight.device_index;
+        if (!Beside(f.A, weight) || !Beside(f.B, weight))
+            throw new InvalidOperationException(
+                $"the LoRA factors of mlp.experts.{f.ParameterName} are on {f.A.device} while the experts' weights are on {weight.device}: " +
+                "the model was moved after the adapter was attached, and the factors (not modules of the model) stayed behind; " +
+                "move the model before injecting or loading the adapter");
+    }
+
     public void Detach(bool merge)
     {
         if (merge)
         {
+            foreach (var f in Targeted) RequireBeside(f, Weight(f.ParameterName));   // before any weight changes
             using var noGrad = no_grad();
             foreach (var f in Targeted)
             {

@@ -17,7 +17,9 @@ The logits come from make_gpt_oss_reference.py's float64 forward over the gpt_os
 
 Run: /usr/bin/python3 make_gpt_oss_lora_reference.py (needs Debian's python3-torch); writes gpt_oss_tiny_expert_lora/
 beside this script: adapter_config.json, adapter_model.safetensors and EXPECTED.json (per prompt: input ids,
-last-position logits, 4 greedy ids).
+last-position logits, 4 greedy ids). The prompts are make_gpt_oss_reference.py's and one of 128 tokens, which routes more
+than 32 tokens to each expert: enough that SharpTune forms W + ΔW per expert on a long prefill (its inference shortcut)
+instead of the low-rank products.
 """
 import json
 import os
@@ -30,6 +32,7 @@ from reference_io import write_safetensors
 FOLDER = os.path.join(HERE, "gpt_oss_tiny_expert_lora")
 R, ALPHA, DOWN_R = 2, 6, 4
 GREEDY_TOKENS = 4
+LONG_PROMPT = [(5 * k + 3) % 63 for k in range(128)]
 
 CONFIG = {
     "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": "gpt_oss_tiny", "bias": "none",
@@ -77,7 +80,7 @@ def main():
         json.dump(CONFIG, f, indent=2, sort_keys=True)
     write_safetensors(os.path.join(FOLDER, "adapter_model.safetensors"), adapter)
     cases = []
-    for ids in PROMPTS:
+    for ids in PROMPTS + [LONG_PROMPT]:
         greedy, seq = [], list(ids)
         for _ in range(GREEDY_TOKENS):
             nxt = int(forward(cfg, merged, seq)[0, -1].argmax())
