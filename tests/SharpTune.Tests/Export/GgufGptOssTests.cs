@@ -347,6 +347,43 @@ public class GgufGptOssTests
         RunAll(items);
     }
 
+    /// <summary>
+    /// LoRA on down_proj alone (no target_modules; PEFT saves its factors under …mlp.experts.lora_A.weight, no base_layer):
+    /// gguf-lora writes per layer exactly ffn_down_exps' lora_a [in, r, E], PEFT's A viewed (E, r, in) byte for byte, and
+    /// lora_b [r, out, E] with expert e's B_e (out, r) = lora_B's columns e, e + E … (hand-indexed below), nothing dropped.
+    /// </summary>
+    [Fact]
+    public void ExpertLoraOnOneParameterIsWrittenPerExpertWithNothingDropped()
+    {
+        using var dir = new TempDir();
+        var folder = FixtureCopy(dir, Fixture("gpt_oss_tiny"));
+        var adapterDir = Path.Combine(dir.Path, "down-lora");
+        using (var model = PretrainedModel.Load(folder, ScalarType.Float32))
+        {
+            var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig
+            {
+                R = 2, LoraAlpha = 4, LoraDropout = 0, TargetParameters = ["down_proj"], InitLoraWeights = SharpTune.Peft.Lora.LoraInit.Random,
+            });
+            adapter.Inject(model);
+            SharpTune.Peft.PeftAdapters.Save(adapter, adapterDir, folder);
+        }
+        var lora = GgufLoraExporter.Export(new GgufLoraExportOptions { AdapterDir = adapterDir, ModelDir = folder, OutputPath = Path.Combine(dir.Path, "down.gguf") });
+        var file = GgufReader.Open(lora.Path);
+        Assert.Equal(new[] { 0, 1 }.SelectMany(l => new[] { $"blk.{l}.ffn_down_exps.weight.lora_a", $"blk.{l}.ffn_down_exps.weight.lora_b" }).Order(),
+            file.Tensors.Select(t => t.Name).Order());
+        Assert.Equal([32L, 2L, 4L], file.Tensor("blk.1.ffn_down_exps.weight.lora_a").Shape);
+        Assert.Equal([2L, 64L, 4L], file.Tensor("blk.1.ffn_down_exps.weight.lora_b").Shape);
+        Assert.Equal(4.0, file.Metadata["adapter.lora.alpha"].AsFloat(), 9);
+        using var checkpoint = HfCheckpoint.Open(Path.Combine(adapterDir, "adapter_model.safetensors"));
+        using var a = checkpoint.Read("base_model.model.model.layers.1.mlp.experts.lora_A.weight", ScalarType.Float32);
+        using var b = checkpoint.Read("base_model.model.model.layers.1.mlp.experts.lora_B.weight", ScalarType.Float32);
+        Assert.Equal(a.data<float>().ToArray(), file.ReadFloat32("blk.1.ffn_down_exps.weight.lora_a"));
+        var writtenB = file.ReadFloat32("blk.1.ffn_down_exps.weight.lora_b");
+        // expert 2, output 10, rank 1: lora_B[10, 1·E + 2] at ((e·out) + o)·r + j.
+        Assert.Equal(b[10, 1 * 4 + 2].item<float>(), writtenB[(2 * 64 + 10) * 2 + 1]);
+        Assert.Equal(b[63, 0 * 4 + 3].item<float>(), writtenB[(3 * 64 + 63) * 2 + 0]);
+    }
+
     private static JsonObject WithLora(JsonObject job, string lora)
     {
         job["lora"] = lora;
