@@ -24,9 +24,10 @@ internal static class EstimateCommand
         var dtype = new Option<string?>("--dtype") { Description = "f32 or bf16 (default f32; with --quantize the compute dtype, default bf16 as in `train`)" };
         dtype.AcceptOnlyFromAmong("f32", "bf16");
         var loraR = new Option<int>("--lora-r") { Description = "LoRA rank", DefaultValueFactory = _ => 8 };
-        var loraDropout = new Option<double>("--lora-dropout") { Description = "LoRA dropout (not counted when dropout is disabled: see --disable-dropout)", DefaultValueFactory = _ => 0.05 };
+        var loraDropout = new Option<double?>("--lora-dropout") { Description = "LoRA dropout (default 0.05, 0 with --target-parameters, as train; not counted when dropout is disabled: see --disable-dropout)" };
         var disableDropout = new Option<bool?>("--disable-dropout") { Description = "As `train --disable-dropout`: every dropout set to 0 (default: on for dpo, orpo, simpo, gkd, as TRL; off for sft)" };
         var targets = new Option<string?>("--target-modules") { Description = "Comma-separated names, a regex or all-linear (default: PEFT's for the model type)" };
+        var targetParameters = new Option<string?>("--target-parameters") { Description = "As `train --target-parameters`: LoRA on gpt-oss's fused experts, mlp.experts.gate_up_proj,mlp.experts.down_proj (lora_A r·E × in and lora_B out × r·E each)" };
         var checkpointing = new Option<bool?>("--gradient-checkpointing") { Description = "Estimate with activation recomputation (default: on with --quantize, as train)" };
         var checkpointedLayers = new Option<int?>("--checkpointed-layers") { Description = "With checkpointing: only the first N layers recomputed (default: all; turns checkpointing on)" };
         var keepingLayers = new Option<int>("--layers-keeping-mlp-products") { Description = "With checkpointing: recomputed layers that keep their frozen MLP gate/up products", DefaultValueFactory = _ => 0 };
@@ -63,7 +64,7 @@ internal static class EstimateCommand
         foreach (var option in new Option[] { model, config, method, seq, batch, dtype, loraR, loraDropout, targets, checkpointing, checkpointedLayers, keepingLayers, datasetTokens, utilization, json, quantize, doubleQuant, measure, measureSteps })
             command.Options.Add(option);
         command.Options.Add(optim);
-        foreach (var option in new Option[] { objective, precomputeRef, teacher, teacherQuantize, disableDropout }) command.Options.Add(option);
+        foreach (var option in new Option[] { objective, precomputeRef, teacher, teacherQuantize, disableDropout, targetParameters }) command.Options.Add(option);
         foreach (var option in new Option[] { gradAccum, numGenerations, maxCompletion, maxNewTokens, beta, numIterations, lossType }) command.Options.Add(option);
         command.Subcommands.Add(EstimateCostCommand.Create());
         command.SetAction(parseResult =>
@@ -89,8 +90,8 @@ internal static class EstimateCommand
                 var settings = new EstimateSettings
                 {
                     Method = parseResult.GetValue(method)!, SequenceLength = parseResult.GetValue(seq), MicroBatchSize = parseResult.GetValue(batch),
-                    Dtype = parseResult.GetValue(dtype) ?? (stored is { IsFourBit: true, ComputeDtype: TorchSharp.torch.ScalarType.Float32 } ? "f32" : quantizing ? "bf16" : "f32"), LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout), DisableDropout = parseResult.GetValue(disableDropout),
-                    TargetModules = parseResult.GetValue(targets), GradientCheckpointing = checkpointingAsked ?? (quantizing || parseResult.GetValue(checkpointedLayers) is not null),
+                    Dtype = parseResult.GetValue(dtype) ?? (stored is { IsFourBit: true, ComputeDtype: TorchSharp.torch.ScalarType.Float32 } ? "f32" : quantizing ? "bf16" : "f32"), LoraR = parseResult.GetValue(loraR), LoraDropout = parseResult.GetValue(loraDropout) ?? (parseResult.GetValue(targetParameters) is { Length: > 0 } ? 0 : 0.05), DisableDropout = parseResult.GetValue(disableDropout),
+                    TargetModules = parseResult.GetValue(targets), TargetParameters = parseResult.GetValue(targetParameters), GradientCheckpointing = checkpointingAsked ?? (quantizing || parseResult.GetValue(checkpointedLayers) is not null),
                     // As `train` defaults (TrainingOptions.CheckpointedLayersFor): every layer but the last on a quantized base.
                     CheckpointedLayers = parseResult.GetValue(checkpointedLayers) ??
                                          (checkpointingAsked is null && quantizing ? ActivationCheckpoint.QuantizedBaseDefault(modelConfig.NumLayers) : null),

@@ -346,6 +346,120 @@ public class GgufGptOssTests
     }
 
     /// <summary>
+    /// LoRA on the experts' fused parameters (target_parameters gate_up_proj and down_proj, beside q_proj and o_proj),
+    /// B drawn at random: gguf-lora writes per-expert 3-D tensors on ffn_gate_exps, ffn_up_exps and ffn_down_exps
+    /// (lora_a [in, r, E] = A_e, lora_b [r, out, E] = B_e, gate_up's B split into its even and odd rows as the weight is),
+    /// which llama.cpp applies through build_lora_mm_id; llama.cpp with that adapter on the f32 base, and the f32 export
+    /// with the adapter merged (`export gguf --adapter`), give SharpTune's merged model's next-token log-probabilities
+    /// within <see cref="LogProbabilityTolerance"/> and its greedy tokens (float32 weights, cache and attention).
+    /// </summary>
+    [LlamaCppFact]
+    public void ExpertLoraAppliedByLlamaCppAndMergedIntoTheExportDecodesLikeTheMergedModel()
+    {
+        using var dir = new TempDir();
+        var folder = TruncatedRampTinyCopy(dir);
+        var prompt = TransformersExpected.Read(folder)[^1].InputIds;
+        var adapterDir = Path.Combine(dir.Path, "expert-lora");
+        double[] expected;
+        int[] expectedGreedy;
+        using (var model = PretrainedModel.Load(folder, ScalarType.Float32))
+        {
+            var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig
+            {
+                R = 4, LoraAlpha = 8, LoraDropout = 0, TargetModules = SharpTune.Peft.TargetModules.Names("q_proj", "o_proj"),
+                TargetParameters = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
+            });
+            manual_seed(53);
+            adapter.Inject(model);
+            using (no_grad())
+                foreach (var (key, tensor) in adapter.AdapterStateDict())
+                    if (key.Contains("lora_B")) tensor.copy_(randn_like(tensor) * 0.5);
+            SharpTune.Peft.PeftAdapters.Save(adapter, adapterDir, folder);
+            adapter.MergeAndUnload();
+            using (no_grad())
+            using (var logits = model.Forward(tensor(prompt.Select(t => (long)t).ToArray()).unsqueeze(0)))
+                expected = LogSoftmax(logits[0, -1].to(ScalarType.Float64).data<double>().ToArray());
+            expectedGreedy = Greedy(model, prompt, 24);
+        }
+        var basePath = ExportModel(folder, Path.Combine(dir.Path, "base.gguf"), GgufExportType.F32).Path;
+        var lora = GgufLoraExporter.Export(new GgufLoraExportOptions { AdapterDir = adapterDir, ModelDir = folder, OutputPath = Path.Combine(dir.Path, "lora.gguf") });
+        var file = GgufReader.Open(lora.Path);
+        // ggml order: lora_a [in, r, E], lora_b [r, out, E]; gate and up each take I = 32 of gate_up's 64 outputs.
+        Assert.Equal([64L, 4L, 4L], file.Tensor("blk.1.ffn_gate_exps.weight.lora_a").Shape);
+        Assert.Equal([4L, 32L, 4L], file.Tensor("blk.1.ffn_up_exps.weight.lora_b").Shape);
+        Assert.Equal([32L, 4L, 4L], file.Tensor("blk.0.ffn_down_exps.weight.lora_a").Shape);
+        Assert.Equal([4L, 64L, 4L], file.Tensor("blk.0.ffn_down_exps.weight.lora_b").Shape);
+        Assert.Contains("blk.0.attn_q.weight.lora_b", file.Tensors.Select(t => t.Name));
+        // Hand-indexed: up's lora_b for expert 3, output row 5, rank 1 is PEFT's lora_B[2·5 + 1, 1·E + 3].
+        using (var checkpoint = HfCheckpoint.Open(Path.Combine(adapterDir, "adapter_model.safetensors")))
+        using (var b = checkpoint.Read("base_model.model.model.layers.1.mlp.experts.base_layer.lora_B.weight", ScalarType.Float32))
+            Assert.Equal(b[2 * 5 + 1, 1 * 4 + 3].item<float>(), file.ReadFloat32("blk.1.ffn_up_exps.weight.lora_b")[(3 * 32 + 5) * 4 + 1]);
+        var mergedPath = ExportModel(folder, Path.Combine(dir.Path, "merged.gguf"), GgufExportType.F32, adapterDir).Path;
+
+        var items = new List<(JsonObject Job, Action<JsonObject> Check)>();
+        foreach (var (what, job) in new[]
+                 {
+                     ("base + expert LoRA GGUF", WithLora(LlamaCppRuntime.Distribution(basePath, prompt), lora.Path)),
+                     ("merged export", LlamaCppRuntime.Distribution(mergedPath, prompt)),
+                 })
+            items.Add((Float32(job), result =>
+            {
+                var difference = MaxLogProbabilityDifference(expected, LlamaCppRuntime.Probabilities(result, expected.Length));
+                Assert.True(difference < LogProbabilityTolerance, $"{what}: llama.cpp's log-probabilities differ from SharpTune's merged model by up to {difference:G3}");
+            }));
+        items.Add((Float32(LlamaCppRuntime.Greedy(basePath, prompt, 24, lora.Path)), result => AssertSameIds("base + expert LoRA GGUF", expectedGreedy, Ids(result, "greedy"))));
+        items.Add((Float32(LlamaCppRuntime.Greedy(mergedPath, prompt, 24)), result => AssertSameIds("merged export", expectedGreedy, Ids(result, "greedy"))));
+        // The adapter changes what the model predicts: the base alone differs from the merged model.
+        items.Add((Float32(LlamaCppRuntime.Distribution(basePath, prompt)), result =>
+            Assert.True(MaxLogProbabilityDifference(expected, LlamaCppRuntime.Probabilities(result, expected.Length)) > 100 * LogProbabilityTolerance,
+                "the base alone decodes like the merged model: the adapter changes nothing to compare")));
+        RunAll(items);
+    }
+
+    /// <summary>
+    /// LoRA on down_proj alone (no target_modules; PEFT saves its factors under …mlp.experts.lora_A.weight, no base_layer):
+    /// gguf-lora writes per layer exactly ffn_down_exps' lora_a [in, r, E], PEFT's A viewed (E, r, in) byte for byte, and
+    /// lora_b [r, out, E] with expert e's B_e (out, r) = lora_B's columns e, e + E … (hand-indexed below), nothing dropped.
+    /// </summary>
+    [Fact]
+    public void ExpertLoraOnOneParameterIsWrittenPerExpertWithNothingDropped()
+    {
+        using var dir = new TempDir();
+        var folder = FixtureCopy(dir, Fixture("gpt_oss_tiny"));
+        var adapterDir = Path.Combine(dir.Path, "down-lora");
+        using (var model = PretrainedModel.Load(folder, ScalarType.Float32))
+        {
+            var adapter = new SharpTune.Peft.Lora.LoraAdapter(new SharpTune.Peft.Lora.LoraConfig
+            {
+                R = 2, LoraAlpha = 4, LoraDropout = 0, TargetParameters = ["down_proj"], InitLoraWeights = SharpTune.Peft.Lora.LoraInit.Random,
+            });
+            adapter.Inject(model);
+            SharpTune.Peft.PeftAdapters.Save(adapter, adapterDir, folder);
+        }
+        var lora = GgufLoraExporter.Export(new GgufLoraExportOptions { AdapterDir = adapterDir, ModelDir = folder, OutputPath = Path.Combine(dir.Path, "down.gguf") });
+        var file = GgufReader.Open(lora.Path);
+        Assert.Equal(new[] { 0, 1 }.SelectMany(l => new[] { $"blk.{l}.ffn_down_exps.weight.lora_a", $"blk.{l}.ffn_down_exps.weight.lora_b" }).Order(),
+            file.Tensors.Select(t => t.Name).Order());
+        Assert.Equal([32L, 2L, 4L], file.Tensor("blk.1.ffn_down_exps.weight.lora_a").Shape);
+        Assert.Equal([2L, 64L, 4L], file.Tensor("blk.1.ffn_down_exps.weight.lora_b").Shape);
+        Assert.Equal(4.0, file.Metadata["adapter.lora.alpha"].AsFloat(), 9);
+        using var checkpoint = HfCheckpoint.Open(Path.Combine(adapterDir, "adapter_model.safetensors"));
+        using var a = checkpoint.Read("base_model.model.model.layers.1.mlp.experts.lora_A.weight", ScalarType.Float32);
+        using var b = checkpoint.Read("base_model.model.model.layers.1.mlp.experts.lora_B.weight", ScalarType.Float32);
+        Assert.Equal(a.data<float>().ToArray(), file.ReadFloat32("blk.1.ffn_down_exps.weight.lora_a"));
+        var writtenB = file.ReadFloat32("blk.1.ffn_down_exps.weight.lora_b");
+        // expert 2, output 10, rank 1: lora_B[10, 1·E + 2] at ((e·out) + o)·r + j.
+        Assert.Equal(b[10, 1 * 4 + 2].item<float>(), writtenB[(2 * 64 + 10) * 2 + 1]);
+        Assert.Equal(b[63, 0 * 4 + 3].item<float>(), writtenB[(3 * 64 + 63) * 2 + 0]);
+    }
+
+    private static JsonObject WithLora(JsonObject job, string lora)
+    {
+        job["lora"] = lora;
+        return job;
+    }
+
+    /// <summary>
     /// gpt-oss's tokenizer splits text with o200k's pattern, llama.cpp's pre-tokenizer "gpt-4o": Llama 3's byte-level
     /// vocabulary given that pattern (and no ignore_merges) exports with tokenizer.ggml.pre "gpt-4o" and the warning
     /// about llama.cpp's approximation of it (<see cref="LlamaCppSplitsO200kAsItsRewrittenPatternNotAsHuggingFace"/>),

@@ -58,8 +58,34 @@ public static class ActivationAccounting
         // norms the whole projected queries and keys: counted as the same two more norms (its q/k norms are as wide as
         // the pre-norms it lacks, within the GQA share).
         var sandwichNorms = c.Architecture is "Gemma2ForCausalLM" or "Gemma3ForCausalLM" or "Olmo2ForCausalLM" or "Olmo3ForCausalLM" ? 2 * norm1 : 0;
-        return norm1 + norm2 + sandwichNorms + attn1 + mlp1 + LoraBytes(layout, s, loraTargets);
+        return norm1 + norm2 + sandwichNorms + attn1 + mlp1 + LoraBytes(layout, s, loraTargets) + ExpertLoraBytesPerToken(layout, s);
     }
+
+    /// <summary>
+    /// What LoRA on fused expert parameters keeps per token in one decoder layer (averaged over the layers). While
+    /// gradients are recorded LoraExpertParameters.Project computes x·W_e + s·(x·A_eᵀ)·B_eᵀ for each expert on its own
+    /// rows. The base product of a frozen weight keeps only that weight (libtorch saves a product's input for the
+    /// weight's gradient alone), and nothing else keeps the expert's input (its gathered rows, or the GLU product
+    /// down_proj reads); x·A_eᵀ keeps it for ∂A, and x·A_eᵀ itself (r values) is kept for ∂B; scaling and the sum keep
+    /// nothing. A token runs through k experts: k·(in + r) values in the activations' dtype per targeted parameter.
+    /// Checked by difference against measured steps (EstimatorVsMeasuredTests).
+    /// </summary>
+    internal static double ExpertLoraBytesPerToken(ModelLayout layout, EstimateSettings s)
+    {
+        var targeted = TrainingEstimator.SelectExpertParameters(layout, s);
+        if (targeted.Count == 0) return 0;
+        var k = layout.Config.Experts?.ExpertsPerToken ?? 0;
+        return targeted.Sum(p => (double)k * (p.InFeatures + s.LoraR)) * s.ComputeBytes / Math.Max(1, layout.Config.NumLayers);
+    }
+
+    /// <summary>
+    /// Bytes of the factor copies LoRA on fused expert parameters keeps over the whole model: on a reduced-precision base
+    /// each expert's fp32 slices A_e (r, in) and B_e (out, r) are cast to the activations' dtype and kept by the two
+    /// products for ∂x (counted for every expert, as any may receive a token); on fp32 they are views of the factors.
+    /// </summary>
+    internal static double ExpertFactorCopyBytes(ModelLayout layout, EstimateSettings s) =>
+        s.ComputeBytes == 4 ? 0
+            : TrainingEstimator.SelectExpertParameters(layout, s).Sum(p => (double)s.LoraR * p.Experts * (p.InFeatures + p.OutFeatures)) * s.ComputeBytes;
 
     /// <summary>
     /// A SwiGLU MLP's 4·ffn per token; averaged over the layers of a mixture-of-experts model, whose sparse layers keep per
@@ -132,7 +158,7 @@ public static class ActivationAccounting
     /// a measured 64-layer no-grad prefill (LayerInputReleaseTests: 37 MB estimated, 46 MB measured).
     /// </summary>
     public static double InferenceWorkingBytesPerToken(ModelLayout layout, EstimateSettings s) =>
-        LayerBytesPerToken(layout, s, NoAdapters) + 3.0 * layout.Config.HiddenSize * s.ComputeBytes;
+        LayerBytesPerToken(layout, s with { TargetParameters = null }, NoAdapters) + 3.0 * layout.Config.HiddenSize * s.ComputeBytes;
 
     private static readonly IReadOnlySet<string> NoAdapters = new HashSet<string>();
 

@@ -28,6 +28,13 @@ public sealed record EstimateSettings
     public double EffectiveLoraDropout => DropoutDisabled() ? 0 : LoraDropout;
     /// <summary>target_modules as <c>--target-modules</c> takes it; null = PEFT's default for the model type.</summary>
     public string? TargetModules { get; init; }
+    /// <summary>
+    /// target_parameters as <c>train --target-parameters</c> takes it (comma-separated): LoRA on gpt-oss's fused expert
+    /// parameters (mlp.experts.gate_up_proj, mlp.experts.down_proj); null = none. Names match whole or as a suffix after a dot.
+    /// </summary>
+    public string? TargetParameters { get; init; }
+    /// <summary>The <see cref="TargetParameters"/> names, trimmed (empty: none).</summary>
+    internal IReadOnlyList<string> TargetParameterNames => Training.FineTuningMethods.ParseNames(TargetParameters);
     /// <summary>Keep only each layer's input and recompute the layer in the backward pass.</summary>
     public bool GradientCheckpointing { get; init; }
     /// <summary>With <see cref="GradientCheckpointing"/>: how many layers, from the first, are recomputed (null: all); the rest keep their activations.</summary>
@@ -160,6 +167,15 @@ public sealed record EstimateSettings
         if (CheckpointedLayers is < 0) throw new ArgumentException($"checkpointed layers must not be negative, found {CheckpointedLayers}");
         if (LayersKeepingMlpProducts < 0) throw new ArgumentException($"layers keeping MLP products must not be negative, found {LayersKeepingMlpProducts}");
         _ = ComputeBytes;
+        if (TargetParameterNames.Count > 0)
+        {
+            // As train refuses them (FineTuningMethods.CreateAdapter, LoraConfig's target_parameters checks after PEFT's ParamWrapper).
+            if (!string.Equals(Method, "lora", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"target_parameters (--target-parameters) is a LoRA setting; method '{Method}' does not take it" +
+                                            (IsDora ? " (PEFT's ParamWrapper refuses DoRA)" : ""));
+            if (LoraDropout != 0)
+                throw new ArgumentException($"target_parameters (--target-parameters) needs lora_dropout = 0, found {LoraDropout} (PEFT's ParamWrapper refuses dropout, as train does)");
+        }
         if (Quantize is not null && IsFull)
             throw new ArgumentException($"quantize {Quantize}: a quantized base is frozen; estimate an adapter method (lora or dora)");
         _ = QuantizationSettings();

@@ -13,6 +13,12 @@ public sealed record LinearLayerShape(string Path, long InFeatures, long OutFeat
 }
 
 /// <summary>
+/// One fused expert parameter (E, in, out) of a mixture-of-experts layer, named by its parameter path
+/// (model.layers.0.mlp.experts.gate_up_proj): what LoRA's target_parameters select.
+/// </summary>
+internal sealed record ExpertParameterShape(string Path, long Experts, long InFeatures, long OutFeatures);
+
+/// <summary>
 /// The parameter shapes of an architecture computed from its config alone, with the module paths the model classes
 /// register (so target_modules select the same layers here as on a loaded model), without building any tensor.
 /// <paramref name="LayerNormBlocks"/> marks GPT-2, GPT-NeoX, Phi-1/2 and StableLM blocks: LayerNorms with biases, q/k/v
@@ -46,6 +52,12 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
     /// quantization reaches them, so they stay out of <see cref="Linears"/>).
     /// </summary>
     internal long OtherMatmulParameters { get; init; }
+
+    /// <summary>
+    /// The fused expert parameters among <see cref="OtherParameters"/> that LoRA's target_parameters can select (gpt-oss's
+    /// gate_up_proj and down_proj, as LoraExpertParameters.TargetableParameters); empty for other architectures.
+    /// </summary>
+    internal IReadOnlyList<ExpertParameterShape> ExpertParameters { get; init; } = [];
 
     private double ActiveShare(LinearLayerShape linear) =>
         Config.Experts is { } moe && linear.Path.Contains(".experts.", StringComparison.Ordinal) ? moe.ExpertsPerToken / (double)moe.ExpertCount : 1.0;
@@ -231,7 +243,15 @@ public sealed record ModelLayout(ModelConfig Config, IReadOnlyList<LinearLayerSh
         var other = (long)c.VocabSize * d + perLayer * c.NumLayers + d;
         // Per token: the router's weight and the fused weights of the k experts the token is routed to.
         var activeExperts = (long)moe.ExpertsPerToken * (d * 2 * ffn + ffn * d);
-        return new ModelLayout(c, linears, other, LayerNormBlocks: false) { OtherMatmulParameters = (experts * d + activeExperts) * c.NumLayers };
+        var expertParameters = Enumerable.Range(0, c.NumLayers).SelectMany(i => new ExpertParameterShape[]
+        {
+            new($"model.layers.{i}.mlp.experts.gate_up_proj", experts, d, 2 * ffn),
+            new($"model.layers.{i}.mlp.experts.down_proj", experts, ffn, d),
+        }).ToArray();
+        return new ModelLayout(c, linears, other, LayerNormBlocks: false)
+        {
+            OtherMatmulParameters = (experts * d + activeExperts) * c.NumLayers, ExpertParameters = expertParameters,
+        };
     }
 
     // Layer p's separate q_proj, k_proj and v_proj (k and v num_key_value_heads wide) and its output projection.

@@ -30,15 +30,52 @@ public static class TrainingEstimator
             : throw new InvalidDataException($"{modelDirOrConfigFile}: config.json must hold a JSON object");
     }
 
-    /// <summary>Counts parameters; for LoRA/DoRA, exactly r·(in + out) (+ out for DoRA's magnitude) per adapted layer.</summary>
+    /// <summary>
+    /// Counts parameters; for LoRA/DoRA, exactly r·(in + out) (+ out for DoRA's magnitude) per adapted layer, and for LoRA
+    /// on a fused expert parameter (E, in, out) r·E·(in + out): PEFT's lora_A (r·E, in) and lora_B (out, r·E).
+    /// </summary>
     public static ParameterCounts CountParameters(ModelConfig config, EstimateSettings settings)
     {
         var layout = ModelLayout.Of(config);
         if (settings.IsFull) return new(layout.TotalParameters, layout.TotalParameters, layout.MatmulParameters, []);
         var targets = SelectTargets(layout, settings);
-        var adapter = targets.Sum(l => (long)settings.LoraR * (l.InFeatures + l.OutFeatures) + (settings.IsDora ? l.OutFeatures : 0));
+        var adapter = targets.Sum(l => (long)settings.LoraR * (l.InFeatures + l.OutFeatures) + (settings.IsDora ? l.OutFeatures : 0))
+                      + SelectExpertParameters(layout, settings).Sum(p => (long)settings.LoraR * p.Experts * (p.InFeatures + p.OutFeatures));
         return new(layout.TotalParameters + adapter, adapter, layout.MatmulParameters,
             targets.Select(t => t.LeafName).Distinct().ToArray());
+    }
+
+    /// <summary>
+    /// The fused expert parameters <see cref="EstimateSettings.TargetParameters"/> select, as ExpertParameterTargets
+    /// matches them on a loaded model (a parameter's path equal to a name or ending with "." + it); empty when none are asked.
+    /// </summary>
+    internal static IReadOnlyList<ExpertParameterShape> SelectExpertParameters(ModelLayout layout, EstimateSettings settings)
+    {
+        var names = settings.TargetParameterNames;
+        if (names.Count == 0 || settings.IsFull) return [];
+        var selected = layout.ExpertParameters
+            .Where(p => names.Any(n => p.Path == n || p.Path.EndsWith("." + n, StringComparison.Ordinal))).ToArray();
+        if (selected.Length == 0)
+            throw new ArgumentException(
+                $"target_parameters {settings.TargetParameters} matched no fused expert parameter of this {layout.Config.Architecture}" +
+                (layout.ExpertParameters.Count == 0
+                    ? " (LoRA on parameters supports gpt-oss's fused experts only; target a linear layer with --target-modules instead)"
+                    : "; the targetable ones are mlp.experts.gate_up_proj and mlp.experts.down_proj (matched whole or as a suffix after a dot)"));
+        return selected;
+    }
+
+    /// <summary>
+    /// Adapter parameters a token multiplies through: every adapted linear layer's r·(in + out) (k/E of a mixture's
+    /// experts), and of each targeted fused expert parameter the k routed experts' r·(in + out) (the low-rank path runs
+    /// per expert on its own tokens: LoraExpertParameters.Project).
+    /// </summary>
+    private static double ActiveAdapterParameters(ModelLayout layout, EstimateSettings settings, long trainable)
+    {
+        if (settings.IsFull) return trainable;
+        var experts = SelectExpertParameters(layout, settings);
+        var expertAdapter = experts.Sum(p => (long)settings.LoraR * p.Experts * (p.InFeatures + p.OutFeatures));
+        var k = layout.Config.Experts?.ExpertsPerToken ?? 0;
+        return trainable - expertAdapter + experts.Sum(p => (double)settings.LoraR * k * (p.InFeatures + p.OutFeatures));
     }
 
     /// <summary>The full estimate for <paramref name="config"/>; <paramref name="modelName"/> labels it.</summary>
@@ -134,7 +171,10 @@ public static class TrainingEstimator
             var peak = weights + optimizer + Math.Max(Math.Max(activations + transient + headGradient, gradients + heldAtEnd), otherPhases) + dequantizeTransient;
             return new MemoryBreakdown(weights, gradients, optimizer, activations, logits, peak);
         }
-        var plain = Breakdown(config.NumLayers, layer, 0);
+        // LoRA on fused expert parameters on a reduced-precision base: each expert's factor slices are cast to the
+        // activations' dtype for its low-rank products, and autograd keeps those copies until the backward.
+        var factorCopiesPerLayer = ActivationAccounting.ExpertFactorCopyBytes(layout, settings) / Math.Max(1, config.NumLayers);
+        var plain = Breakdown(config.NumLayers, layer, factorCopiesPerLayer * config.NumLayers);
         // The recomputed layers keep their inputs (counted in held) and any MLP products they keep; the layer being
         // recomputed is whole (its quantized weights dequantized one product at a time, as in the forward); the layers
         // not recomputed keep everything (counted at once, though the backward frees them before the first
@@ -143,7 +183,7 @@ public static class TrainingEstimator
         var keptProducts = Math.Min(settings.LayersKeepingMlpProducts, recomputedLayers)
                            * ActivationAccounting.KeptMlpProductBytesPerToken(layout, settings, targetLeaves) * trainingTokens;
         var checkpointed = Breakdown(config.NumLayers - recomputedLayers, layer,
-            keptProducts + (recomputedLayers > 0 ? layer : 0));
+            keptProducts + (recomputedLayers > 0 ? layer : 0) + factorCopiesPerLayer * (config.NumLayers - recomputedLayers + (recomputedLayers > 0 ? 1 : 0)));
 
         var kvWidth = (long)config.NumKeyValueHeads * config.HeadDim;
         var kvCache = 2.0 * config.NumLayers * kvWidth * tokens * b;
@@ -156,7 +196,7 @@ public static class TrainingEstimator
         var attentionFlops = 12.0 * config.NumLayers * attentionWidth * settings.SequenceLength;
         var flopsPerToken = settings.IsFull
             ? 6.0 * layout.MatmulParameters + attentionFlops
-            : 4.0 * layout.MatmulParameters + 6.0 * counts.Trainable + attentionFlops;
+            : 4.0 * layout.MatmulParameters + 6.0 * ActiveAdapterParameters(layout, settings, counts.Trainable) + attentionFlops;
         flopsPerToken += ObjectiveAccounting.ExtraForwardFlopsPerToken(layout, teacher, asked);
         double? flopsPerEpoch = settings.DatasetTokens is { } dataset ? flopsPerToken * dataset : null;
         var peak = settings.GradientCheckpointing ? checkpointed.PeakTraining : plain.PeakTraining;
@@ -215,6 +255,9 @@ public static class TrainingEstimator
 
     private static IReadOnlyList<LinearLayerShape> SelectTargets(ModelLayout layout, EstimateSettings settings)
     {
+        // As LoraAdapter: with target_parameters and no default target_modules for the model type (gpt-oss), no module is wrapped.
+        if (settings.TargetModules is null && settings.TargetParameterNames.Count > 0 && !LoraConfig.HasDefaultTargetModules(layout.Config.ModelType))
+            return [];
         var targets = FineTuningMethods.ParseTargets(settings.TargetModules)
                       ?? TargetModules.Names(LoraConfig.DefaultTargetModules(layout.Config.ModelType));
         var selected = targets == TargetModules.AllLinear

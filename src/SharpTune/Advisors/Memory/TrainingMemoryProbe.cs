@@ -150,7 +150,7 @@ public static class TrainingMemoryProbe
             adapter = new LoraAdapter(new LoraConfig
             {
                 R = settings.LoraR, LoraAlpha = 2 * settings.LoraR, LoraDropout = settings.LoraDropout, UseDora = settings.IsDora,
-                TargetModules = FineTuningMethods.ParseTargets(settings.TargetModules),
+                TargetModules = FineTuningMethods.ParseTargets(settings.TargetModules), TargetParameters = settings.TargetParameterNames,
             });
             adapter.Inject(model);
         }

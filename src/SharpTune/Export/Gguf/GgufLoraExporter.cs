@@ -22,7 +22,8 @@ public sealed record GgufLoraExportOptions
 /// Ollama's ADAPTER and LM Studio load on top of the exported base): <c>general.type = adapter</c>, <c>adapter.type = lora</c>,
 /// <c>adapter.lora.alpha</c>, and per adapted weight <c>NAME.lora_a</c> [r, in] and <c>NAME.lora_b</c> [out, r] under the
 /// base tensor's GGUF name, with B's rows permuted like the base's Q/K rows. llama.cpp scales by alpha / r, so rsLoRA's
-/// alpha / √r is stored as alpha·√r.
+/// alpha / √r is stored as alpha·√r. LoRA on gpt-oss's fused expert parameters (target_parameters) is written as
+/// per-expert 3-D tensors on <c>ffn_gate_exps</c>, <c>ffn_up_exps</c> and <c>ffn_down_exps</c> (<see cref="GgufExpertLora"/>).
 /// </summary>
 public static class GgufLoraExporter
 {
@@ -69,7 +70,16 @@ public static class GgufLoraExporter
             var bName = module + ".lora_B.weight";
             if (!weights.Tensors.ContainsKey(bName))
                 throw new InvalidDataException($"{options.AdapterDir}: '{aName}' has no matching '{bName}'");
-            var checkpointName = (module.StartsWith("base_model.model.", StringComparison.Ordinal) ? module["base_model.model.".Length..] : module) + ".weight";
+            var modulePath = module.StartsWith("base_model.model.", StringComparison.Ordinal) ? module["base_model.model.".Length..] : module;
+            if (loraConfig.TargetParameters.Count > 0 && GgufExpertLora.IsExpertsModule(modulePath))
+            {
+                // LoRA on gpt-oss's fused expert parameters: llama.cpp's per-expert adapter tensors on the 3-D expert matrices.
+                if (architecture.Name != "gpt-oss")
+                    throw new NotSupportedException($"{adapterConfigPath}: target_parameters on '{modulePath}' converts for gpt-oss's experts only, not {architecture.Name}");
+                tensors.AddRange(GgufExpertLora.Tensors(weights, aName, bName, modulePath, loraConfig, config, adapterConfigPath));
+                continue;
+            }
+            var checkpointName = modulePath + ".weight";
             if (architecture.LinearName(checkpointName) is null && loraConfig.PeftTaskType == LoraConfig.FeatureExtractionTaskType)
                 checkpointName = DecoderName(checkpointName, baseNames.Value, adapterConfigPath);
             var ggufName = architecture.LinearName(checkpointName)

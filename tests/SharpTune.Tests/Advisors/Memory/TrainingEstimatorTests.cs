@@ -158,6 +158,46 @@ public class TrainingEstimatorTests
     }
 
     /// <summary>
+    /// LoRA on gpt-oss's fused expert parameters (target_parameters, PEFT's ParamWrapper): the estimate counts per targeted
+    /// parameter (E, in, out) and layer lora_A (r·E, in) and lora_B (out, r·E) — as many as the adapter injected into the
+    /// fixture model trains, alone (gpt-oss has no default target_modules) and beside q_proj/v_proj; hand-worked for both
+    /// fixtures' config.json (E 4, d 64, I 32, r 4: gate_up_proj 4·4·(64 + 64) = 2048, down_proj 4·4·(32 + 64) = 1536).
+    /// </summary>
+    [Theory]
+    [InlineData("gpt_oss_tiny")]
+    [InlineData("gpt_oss_mxfp4")]
+    public void GptOssExpertLoraCountsEqualTheInjectedAdapter(string fixture)
+    {
+        var folder = TestAssets.ModelFixture(fixture);
+        foreach (var (parameters, modules, perLayer) in new (string, string?, long)[]
+                 {
+                     ("mlp.experts.gate_up_proj,mlp.experts.down_proj", null, 2048 + 1536), ("gate_up_proj", null, 2048),
+                     ("down_proj", "q_proj,v_proj", 1536 + 4 * (64 + 64) + 4 * (64 + 32)),
+                 })
+        {
+            using var model = PretrainedModel.Load(folder, TorchSharp.torch.ScalarType.Float32);
+            var counts = TrainingEstimator.CountParameters(model.Config,
+                new EstimateSettings { Method = "lora", LoraR = 4, TargetModules = modules, TargetParameters = parameters });
+            var adapter = new LoraAdapter(new LoraConfig
+            {
+                R = 4, LoraDropout = 0, TargetModules = SharpTune.Training.FineTuningMethods.ParseTargets(modules),
+                TargetParameters = SharpTune.Training.FineTuningMethods.ParseNames(parameters),
+            });
+            adapter.Inject(model);
+            Assert.Equal(adapter.TrainableParameters.Sum(p => p.Parameter.numel()), counts.Trainable);
+            Assert.Equal(perLayer * model.Config.NumLayers, counts.Trainable);
+        }
+        var config = ModelConfig.Load(folder);
+        var error = Assert.Throws<ArgumentException>(() => TrainingEstimator.CountParameters(config,
+            new EstimateSettings { Method = "lora", TargetParameters = "mlp.experts.router" }));
+        Assert.Contains("matched no fused expert parameter", error.Message);
+        Assert.Contains("target_parameters", Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config,
+            new EstimateSettings { Method = "dora", TargetParameters = "gate_up_proj" })).Message);
+        Assert.Contains("lora_dropout = 0", Assert.Throws<ArgumentException>(() => TrainingEstimator.Estimate(config,
+            new EstimateSettings { Method = "lora", LoraDropout = 0.05, TargetParameters = "gate_up_proj" })).Message);
+    }
+
+    /// <summary>
     /// For PEFT's default targets and for all-linear (or <paramref name="targetSets"/>), on the model loaded from
     /// <paramref name="folder"/>: the layout counts every parameter it has, and the estimate's LoRA counts are those of
     /// the adapter injected into it (<paramref name="checkAdapter"/> sees each adapter once injected).
