@@ -80,7 +80,7 @@ public sealed class InferenceEngine : IDisposable
 
     /// <summary>
     /// Runs <paramref name="action"/> over <paramref name="inputs"/> <paramref name="chunkSize"/> at a time, each chunk as
-    /// its own exclusive item (<see cref="RunExclusiveAsync"/>), so requests queued meanwhile are served between chunks
+    /// its own exclusive item (<see cref="RunExclusiveAsync{T}(Func{T}, bool, CancellationToken)"/>), so requests queued meanwhile are served between chunks
     /// instead of stalling behind the whole list. <paramref name="cancellationToken"/> ends the wait at any point, and a
     /// chunk whose turn comes after it is cancelled is not run. The action only reads the model (it must not change its
     /// weights): the prefix cache is kept across it.

@@ -80,8 +80,7 @@ public static class PeftAdapters
     /// <summary>
     /// Loads the adapter folder <paramref name="directory"/> into <paramref name="model"/> (inject + load weights).
     /// When the weights do not fit, the model is restored (a vocabulary grown for the adapter included) and the error
-    /// names the file and the mismatched keys. What the method warns about while loading (PEFT's <c>warnings.warn</c>, e.g.
-    /// VeRA's ignored projections) goes to <paramref name="log"/>.
+    /// names the file and the mismatched keys.
     /// </summary>
     public static IPeftAdapter Load(CausalLanguageModel model, string directory, IAdapterTensorStore? store = null)
     {

@@ -13,7 +13,7 @@ namespace SharpTune.Peft;
 /// <item>lines 225-264: with trainable tokens, "auto" saves them only when the vocabulary size changed (the caller's
 /// <see cref="WrappingAdapter{TLayer}.SavesResizedVocabulary"/>);</item>
 /// <item>lines 211-223: the embedding counts as targeted when a target_modules list holds <c>embed_tokens</c> or
-/// <c>lm_head</c>, or a target_modules regex matches a module of that name (<paramref name="embeddingTargeted"/>);</item>
+/// <c>lm_head</c>, or a target_modules regex matches a module of that name (the caller's <c>embeddingTargeted</c>);</item>
 /// <item>lines 268-275: each of get_input_embeddings() and get_output_embeddings() is saved — every state-dict key under
 /// its module's name — unless the embedding is targeted and the module has no <c>base_layer</c> (lines 47-49), in
 /// which case only a LoRA-wrapped head is saved, under its base layer's name (lines 52-57). The embedding under trainable
@@ -26,7 +26,7 @@ namespace SharpTune.Peft;
 /// PEFT's own loader takes that key too: it loads with <c>strict=False</c> (save_and_load.py lines 546 and 552), passes
 /// keys without an adapter parameter through unchanged (tuners/tuners_utils.py lines 1549-1574), and the wrapper's state
 /// dict holds the key, so it lands in the base embedding the user resized before loading.
-
+///
 /// Keys PEFT writes twice — the tied head's weight and trainable rows, which are the embedding's — are written twice too,
 /// as PEFT's save_pretrained clones shared tensors rather than dropping them (peft_model.py lines 312-332): PEFT's loader
 /// with <c>low_cpu_mem_usage=True</c> assigns each saved tensor to its own key (<c>load_state_dict(assign=True)</c>,

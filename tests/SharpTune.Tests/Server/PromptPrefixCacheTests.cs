@@ -40,6 +40,30 @@ public sealed class PromptPrefixCacheTests
                 $"token {i}: log-probability {actual[i].Logprob} with the cache, {expected[i].Logprob} without");
     }
 
+    /// <summary>
+    /// Runs <paramref name="first"/> for <paramref name="steps"/> steps, then has <paramref name="second"/> join it
+    /// (after its own prompt step unless its batch is already <see cref="DecodeBatch.Prefilled"/>), and runs the combined
+    /// batch to the end; <paramref name="second"/>'s sampled ids and their log-probabilities.
+    /// </summary>
+    private static (int Id, float Logprob)[] Join(CausalLanguageModel model, HfTokenizer tokenizer, PromptPrefixCache cache,
+        InferenceRequest first, int steps, InferenceRequest second, Action<DecodeBatch>? beforeJoining = null)
+    {
+        var running = new DecodeBatch(model, tokenizer, new HashSet<int>(), [first], cache);
+        for (var i = 0; i < steps; i++) running.Step();
+        var joining = new DecodeBatch(model, tokenizer, new HashSet<int>(), [second], cache);
+        beforeJoining?.Invoke(joining);
+        if (!joining.Prefilled) joining.Step();
+        var combined = DecodeBatch.Combine([running, joining]);
+        running.Dispose();
+        joining.Dispose();
+        while (!combined.Finished) combined.Step();
+        combined.Dispose();
+        var decoded = new List<(int, float)>();
+        while (second.Events.Reader.TryRead(out var e))
+            if (e is RowToken t) decoded.Add((t.Token.Id, t.Token.Logprob));
+        return decoded.ToArray();
+    }
+
     private static int[] Encode(HfTokenizer tokenizer, string text) => tokenizer.Encode(text, addSpecialTokens: true).ToArray();
 
     [SharedAssetFact("models/stories260K")]
@@ -178,20 +202,7 @@ public sealed class PromptPrefixCacheTests
         using var cache = new PromptPrefixCache(1 << 20);
         var story = Encode(tokenizer, "Lily and Tom went to the big park to play with a red ball.");
         var joining = Encode(tokenizer, "The dog ran.");
-        var first = Greedy(story, 14);
-        var second = Greedy(joining, 6);
-        var running = new DecodeBatch(model, tokenizer, new HashSet<int>(), [first], cache);
-        for (var i = 0; i < 4; i++) running.Step();
-        var joined = new DecodeBatch(model, tokenizer, new HashSet<int>(), [second], cache);
-        joined.Step();
-        var combined = DecodeBatch.Combine([running, joined]);
-        running.Dispose();
-        joined.Dispose();
-        while (!combined.Finished) combined.Step();
-        combined.Dispose();
-        var reply = new List<int>();
-        while (second.Events.Reader.TryRead(out var e))
-            if (e is RowToken t) reply.Add(t.Token.Id);
+        var reply = Join(model, tokenizer, cache, Greedy(story, 14), 4, Greedy(joining, 6)).Select(t => t.Id).ToList();
 
         var next = joining.Concat(reply).Concat(Encode(tokenizer, "Then").Skip(1)).ToArray();
         var without = Run(model, tokenizer, null, Greedy(next, 8))[0];
@@ -215,22 +226,10 @@ public sealed class PromptPrefixCacheTests
         using var cache = new PromptPrefixCache(1 << 20);
         Run(model, tokenizer, cache, Greedy(joining, 1));
 
-        var first = Greedy(story, 12);
-        var running = new DecodeBatch(model, tokenizer, new HashSet<int>(), [first], cache);
-        for (var i = 0; i < 3; i++) running.Step();
         var second = Greedy(joining, 8);
-        var hit = new DecodeBatch(model, tokenizer, new HashSet<int>(), [second], cache);
-        Assert.True(hit.Prefilled);
+        var decoded = Join(model, tokenizer, cache, Greedy(story, 12), 3, second, hit => Assert.True(hit.Prefilled));
         Assert.Equal(joining.Length - 1, second.CachedPromptTokens);
-        var combined = DecodeBatch.Combine([running, hit]);
-        running.Dispose();
-        hit.Dispose();
-        while (!combined.Finished) combined.Step();
-        combined.Dispose();
-        var decoded = new List<(int, float)>();
-        while (second.Events.Reader.TryRead(out var e))
-            if (e is RowToken t) decoded.Add((t.Token.Id, t.Token.Logprob));
-        AssertSameDecode(alone, decoded.ToArray());
+        AssertSameDecode(alone, decoded);
 
         var partial = Greedy(joining.Take(2).Concat(Encode(tokenizer, "cat").Skip(1)).ToArray(), 2);
         using var notWhole = new DecodeBatch(model, tokenizer, new HashSet<int>(), [partial], cache);

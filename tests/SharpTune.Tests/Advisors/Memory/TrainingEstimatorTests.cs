@@ -93,6 +93,16 @@ public class TrainingEstimatorTests
     [InlineData("olmo3_sliding_linear")]
     public void StableLmAndOlmo3LayoutsCountEveryParameterOfTheFixtureModels(string fixture)
     {
+        var config = AssertDenseLayoutCounts(fixture);
+        Assert.True(config.NumKeyValueHeads < config.NumHeads || fixture == "stablelm_sequential");
+    }
+
+    /// <summary>
+    /// A dense fixture model's layout: parameter and LoRA counts as the model and its adapters (PEFT's two default targets
+    /// a layer, or all seven linear layers), and a KV cache of the key/value heads only, head_dim each.
+    /// </summary>
+    private static ModelConfig AssertDenseLayoutCounts(string fixture)
+    {
         var folder = TestAssets.ModelFixture(fixture);
         AssertCountsMatchTheModelAndItsLoraAdapters(folder, (targets, config, adapter) =>
             Assert.Equal(targets is null ? 2 * config.NumLayers : 7 * config.NumLayers, adapter.Layers.Count));
@@ -100,7 +110,7 @@ public class TrainingEstimatorTests
         var settings = new EstimateSettings { Method = "lora", LoraR = 4, SequenceLength = 64, MicroBatchSize = 3 };
         Assert.Equal(2.0 * config.NumLayers * config.NumKeyValueHeads * config.HeadDim * settings.SequenceLength * settings.MicroBatchSize * settings.ComputeBytes,
             TrainingEstimator.Estimate(config, settings).KvCacheBytes);
-        Assert.True(config.NumKeyValueHeads < config.NumHeads || fixture == "stablelm_sequential");
+        return config;
     }
 
     /// <summary>
@@ -119,16 +129,7 @@ public class TrainingEstimatorTests
     [InlineData("granite_plain")]
     [InlineData("olmo2_gqa")]
     [InlineData("olmo2_bias_head_dim")]
-    public void GemmaGraniteAndOlmo2LayoutsCountEveryParameterOfTheFixtureModels(string fixture)
-    {
-        var folder = TestAssets.ModelFixture(fixture);
-        AssertCountsMatchTheModelAndItsLoraAdapters(folder, (targets, config, adapter) =>
-            Assert.Equal(targets is null ? 2 * config.NumLayers : 7 * config.NumLayers, adapter.Layers.Count));
-        var config = ModelConfig.Load(folder);
-        var settings = new EstimateSettings { Method = "lora", LoraR = 4, SequenceLength = 64, MicroBatchSize = 3 };
-        Assert.Equal(2.0 * config.NumLayers * config.NumKeyValueHeads * config.HeadDim * settings.SequenceLength * settings.MicroBatchSize * settings.ComputeBytes,
-            TrainingEstimator.Estimate(config, settings).KvCacheBytes);
-    }
+    public void GemmaGraniteAndOlmo2LayoutsCountEveryParameterOfTheFixtureModels(string fixture) => AssertDenseLayoutCounts(fixture);
 
     /// <summary>
     /// gpt-oss (GptOssForCausalLM): the layout (biased q/k/v/o, per-head sinks, router weight and bias, the experts' fused
