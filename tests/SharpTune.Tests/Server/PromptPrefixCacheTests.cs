@@ -64,6 +64,21 @@ public sealed class PromptPrefixCacheTests
         return decoded.ToArray();
     }
 
+    /// <summary>
+    /// A conversation's next turn — <paramref name="prompt"/>, the <paramref name="reply"/> it got and
+    /// <paramref name="continuation"/> — decodes as it does without the cache, reusing the prompt and the reply but its last
+    /// token (sampled after the last pass, so never computed).
+    /// </summary>
+    private static void AssertTheNextTurnReusesPromptAndReply(CausalLanguageModel model, HfTokenizer tokenizer, PromptPrefixCache cache,
+        int[] prompt, IReadOnlyList<int> reply, string continuation, int maxTokens)
+    {
+        var next = prompt.Concat(reply).Concat(Encode(tokenizer, continuation).Skip(1)).ToArray();   // no second BOS
+        var without = Run(model, tokenizer, null, Greedy(next, maxTokens))[0];
+        var turn = Greedy(next, maxTokens);
+        AssertSameDecode(without, Run(model, tokenizer, cache, turn)[0]);
+        Assert.Equal(prompt.Length + reply.Count - 1, turn.CachedPromptTokens);
+    }
+
     private static int[] Encode(HfTokenizer tokenizer, string text) => tokenizer.Encode(text, addSpecialTokens: true).ToArray();
 
     [SharedAssetFact("models/stories260K")]
@@ -92,13 +107,7 @@ public sealed class PromptPrefixCacheTests
         using var cache = new PromptPrefixCache(1 << 20);
         var prompt = Encode(tokenizer, "Tim had a red ball.");
         var reply = Run(model, tokenizer, cache, Greedy(prompt, 10))[0].Select(t => t.Id).ToArray();
-        var next = prompt.Concat(reply).Concat(Encode(tokenizer, "Then he").Skip(1)).ToArray();   // no second BOS
-
-        var without = Run(model, tokenizer, null, Greedy(next, 12))[0];
-        var turn = Greedy(next, 12);
-        AssertSameDecode(without, Run(model, tokenizer, cache, turn)[0]);
-        // The prompt and the reply but its last token (sampled after the last pass, so never computed).
-        Assert.Equal(prompt.Length + reply.Length - 1, turn.CachedPromptTokens);
+        AssertTheNextTurnReusesPromptAndReply(model, tokenizer, cache, prompt, reply, "Then he", 12);
     }
 
     [SharedAssetFact("models/stories260K")]
@@ -204,11 +213,7 @@ public sealed class PromptPrefixCacheTests
         var joining = Encode(tokenizer, "The dog ran.");
         var reply = Join(model, tokenizer, cache, Greedy(story, 14), 4, Greedy(joining, 6)).Select(t => t.Id).ToList();
 
-        var next = joining.Concat(reply).Concat(Encode(tokenizer, "Then").Skip(1)).ToArray();
-        var without = Run(model, tokenizer, null, Greedy(next, 8))[0];
-        var turn = Greedy(next, 8);
-        AssertSameDecode(without, Run(model, tokenizer, cache, turn)[0]);
-        Assert.Equal(joining.Length + reply.Count - 1, turn.CachedPromptTokens);
+        AssertTheNextTurnReusesPromptAndReply(model, tokenizer, cache, joining, reply, "Then", 8);
     }
 
     /// <summary>
